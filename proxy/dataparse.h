@@ -1,0 +1,51 @@
+/* dataparse.h — the DATA phase: find the one true end <CRLF>.<CRLF>, undo dot-stuffing,
+ * and make SMTP smuggling impossible; plus the encoder for the way out. No I/O. */
+#ifndef MX_DATAPARSE_H
+#define MX_DATAPARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum data_bare_lf { DATA_BARE_LF_REJECT = 0, DATA_BARE_LF_NORMALIZE };
+
+struct dataparse {
+    int state;                  /* private */
+    enum data_bare_lf policy;
+    bool bad_line_ending;       /* a bare LF or bare CR was seen */
+    uint64_t bytes;             /* content bytes passed to out */
+    uint64_t max_line;          /* longest content line seen (octets without CRLF) */
+    uint64_t cur_line;          /* private */
+};
+
+void dataparse_init(struct dataparse *p, enum data_bare_lf policy);
+
+/* out receives unstuffed content in order, always with CRLF line endings; it returns 0 or
+ * -1 (then dataparse_feed stops and returns -1). */
+typedef int (*dataparse_out_fn)(void *arg, const char *data, size_t len);
+
+/* Consumes in[0..len) up to and including the end-of-data marker. Returns the number of
+ * bytes consumed, with *done = 1 when <CRLF>.<CRLF> was seen (bytes after it belong to the
+ * next command — pipelining); -1 if out failed. Only "\r\n.\r\n" ends DATA (the first line
+ * being ".\r\n" counts: DATA's own CRLF precedes it). A bare LF or a bare CR (not part of
+ * CRLF) sets p->bad_line_ending; with DATA_BARE_LF_REJECT the content keeps flowing to out
+ * in a safe form (the session rejects the message at the end with 550 5.6.0 anyway); with
+ * DATA_BARE_LF_NORMALIZE a bare LF becomes CRLF and a bare CR becomes CRLF too. In no mode
+ * can "\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r.\r\n" end the message or make the output
+ * contain a line that is a lone "." — the output is re-stuffed and sent to a backend.
+ * A split anywhere (byte by byte) gives the same result as one buffer. */
+ssize_t dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn out,
+                       void *arg, int *done);
+
+/* The encoder for the relay: content (CRLF lines) -> wire form with dot-stuffing. Stateful
+ * across calls (a line may span chunks). */
+struct dotstuff { bool at_line_start; bool last_cr; };
+void dotstuff_init(struct dotstuff *d);
+/* Writes the stuffed form of in to out via the same callback type. 0 or -1. */
+int dotstuff_encode(struct dotstuff *d, const char *in, size_t len, dataparse_out_fn out,
+                    void *arg);
+/* Emits the terminator: CRLF first if the content did not end with one, then ".\r\n". */
+int dotstuff_finish(struct dotstuff *d, dataparse_out_fn out, void *arg);
+
+#endif

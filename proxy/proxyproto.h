@@ -1,0 +1,30 @@
+/* proxyproto.h — HAProxy PROXY protocol v1 (text) and v2 (binary) header parser/builder.
+ * No I/O: the listener feeds the first bytes of a connection. */
+#ifndef MX_PROXYPROTO_H
+#define MX_PROXYPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct proxy_info {
+    int version;        /* 1 or 2 */
+    bool local;         /* v2 LOCAL / v1 UNKNOWN / UNIX or DGRAM: keep the socket's own addresses */
+    struct sockaddr_storage src, dst;   /* valid unless local */
+};
+
+enum proxy_result { PROXY_NEED_MORE = 0, PROXY_DONE, PROXY_ERROR };
+
+/* Parses a header at the start of buf[0..len). PROXY_DONE: *consumed = header length
+ * (bytes after it are SMTP). PROXY_NEED_MORE: not enough bytes yet (never beyond 536 bytes
+ * for v2 with TLVs or 107 for v1 — past that it is PROXY_ERROR). PROXY_ERROR: *errstr
+ * says why (static string). */
+enum proxy_result proxyproto_parse(const uint8_t *buf, size_t len, struct proxy_info *out,
+                                   size_t *consumed, const char **errstr);
+/* Builds a v2 PROXY (command PROXY, STREAM) header for src/dst (both AF_INET or both
+ * AF_INET6). Returns its length or 0 if cap is too small / families differ. */
+size_t proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst,
+                           uint8_t *out, size_t cap);
+
+#endif

@@ -1,0 +1,55 @@
+/* smtp_cmd.h — one command line -> verb + arguments. RFC 5321 4.1, 4.5.3.1 limits.
+ * Pure: no I/O, no allocation; all strings live in cmd->buf. */
+#ifndef MX_SMTP_CMD_H
+#define MX_SMTP_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum smtp_verb {
+    SMTP_UNKNOWN = 0, SMTP_HELO, SMTP_EHLO, SMTP_MAIL, SMTP_RCPT, SMTP_DATA,
+    SMTP_RSET, SMTP_NOOP, SMTP_QUIT, SMTP_VRFY, SMTP_EXPN, SMTP_HELP, SMTP_STARTTLS,
+    SMTP_AUTH, SMTP_BDAT, SMTP_XCLIENT,
+    SMTP_HTTP /* GET/POST/HEAD/PUT/CONNECT/OPTIONS...: a non-SMTP client */
+};
+
+enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
+
+struct smtp_param {
+    char *key;
+    char *value;        /* NULL when no '=' */
+};
+
+#define SMTP_MAX_PARAMS 16
+
+struct smtp_cmd {
+    enum smtp_verb verb;
+    char *arg;          /* everything after the verb and one space, NUL-terminated ("" if none) */
+    /* MAIL / RCPT only: */
+    char *addr;         /* the path without <> and without source route; "" for <> */
+    char *params_raw;   /* the raw ESMTP parameter text after '>' (trimmed), "" if none */
+    struct smtp_param params[SMTP_MAX_PARAMS];
+    size_t nparams;
+    uint64_t size;      /* SIZE=, 0 if absent */
+    enum smtp_body body;
+    bool smtputf8;
+    char buf[1100];     /* storage for the strings above; commands are <= 1000 octets here */
+};
+
+/* Parses line (len bytes, no CRLF). Returns 0, or -1 with *reply set to a full static reply
+ * for the client, e.g. "501 5.5.4 Syntax: MAIL FROM:<address>" or
+ * "500 5.5.2 Syntax error, command unrecognized" (verb SMTP_UNKNOWN). cmd->verb is set even
+ * on error when the verb was recognised. Verbs are case-insensitive.
+ * MAIL FROM:<addr> [params] and RCPT TO:<addr> [params]: accept "FROM: <addr>"; reject a
+ * missing <>; strip a source route <@a,@b:u@d>; check RFC 5321 4.5.3.1 (local-part <= 64,
+ * domain <= 255, path <= 256); reject control chars and unbalanced brackets/quotes; allow
+ * quoted local parts; allow UTF-8 octets. RCPT TO:<Postmaster> is valid. Null sender <>
+ * only for MAIL. Params: keyword[=value] separated by spaces, max SMTP_MAX_PARAMS, SIZE
+ * digits, BODY=7BIT|8BITMIME|BINARYMIME, SMTPUTF8 without value; unknown keywords are kept.
+ * Lines containing NUL are syntax errors. */
+int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
+/* Upper-case name of v ("MAIL", "UNKNOWN", "HTTP"); static string. */
+const char *smtp_verb_name(enum smtp_verb v);
+
+#endif
