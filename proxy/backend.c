@@ -1,0 +1,324 @@
+/* backend.c — backend URLs, the pool, balancing and passive failure tracking. */
+#include "backend.h"
+#include "config.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+
+/* Parses "host:port" / "[v6]:port" into sa. Numeric addresses, or names resolved once at
+ * load time (getaddrinfo; config load runs off the loops). */
+static int backend_parse_hostport(const char *s, struct backend *b, const char **err)
+{
+	char host[256];
+	const char *port;
+	struct addrinfo hints, *res = NULL;
+
+	if (*s == '[') {
+		const char *e = strchr(s, ']');
+		if (e == NULL || e[1] != ':' || (size_t)(e - s - 1) >= sizeof(host)) {
+			*err = "expected [address]:port";
+			return -1;
+		}
+		memcpy(host, s + 1, (size_t)(e - s - 1));
+		host[e - s - 1] = '\0';
+		port = e + 2;
+	} else {
+		const char *c = strrchr(s, ':');
+		if (c == NULL || (size_t)(c - s) >= sizeof(host) || c == s) {
+			*err = "expected host:port";
+			return -1;
+		}
+		memcpy(host, s, (size_t)(c - s));
+		host[c - s] = '\0';
+		port = c + 1;
+	}
+	if (*port == '\0' || strspn(port, "0123456789") != strlen(port) || atoi(port) <= 0 || atoi(port) > 65535) {
+		*err = "bad port";
+		return -1;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
+		*err = "cannot resolve host";
+		return -1;
+	}
+	memcpy(&b->sa, res->ai_addr, res->ai_addrlen);
+	b->salen = res->ai_addrlen;
+	freeaddrinfo(res);
+	snprintf(b->host, sizeof(b->host), "%s", s);
+	return 0;
+}
+
+int backend_parse_url(const char *url, struct backend *b, const char **err)
+{
+	memset(b, 0, sizeof(*b));
+	b->weight = 1;
+	if (strncasecmp(url, "smtp://", 7) == 0) {
+		b->kind = BACKEND_SMTP;
+		return backend_parse_hostport(url + 7, b, err);
+	}
+	if (strncasecmp(url, "lmtp://", 7) == 0) {
+		b->kind = BACKEND_LMTP;
+		return backend_parse_hostport(url + 7, b, err);
+	}
+	if (strncasecmp(url, "lmtp:unix:", 10) == 0) {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&b->sa;
+		b->kind = BACKEND_LMTP;
+		if (strlen(url + 10) >= sizeof(sun->sun_path) || url[10] != '/') {
+			*err = "bad unix socket path";
+			return -1;
+		}
+		sun->sun_family = AF_UNIX;
+		strcpy(sun->sun_path, url + 10);
+		b->salen = sizeof(*sun);
+		snprintf(b->host, sizeof(b->host), "%s", url + 10);
+		return 0;
+	}
+	if (strncasecmp(url, "maildir:", 8) == 0) {
+		b->kind = BACKEND_MAILDIR;
+		if (url[8] == '\0') {
+			*err = "maildir: needs a path";
+			return -1;
+		}
+		snprintf(b->host, sizeof(b->host), "%s", url + 8);
+		return 0;
+	}
+	*err = "expected smtp://host:port, lmtp://host:port, lmtp:unix:/path or maildir:/path";
+	return -1;
+}
+
+static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, const char **err)
+{
+	struct backend *nv = realloc(*v, (*n + 1) * sizeof(**v));
+
+	if (nv == NULL) {
+		*err = "out of memory";
+		return -1;
+	}
+	*v = nv;
+	if (backend_parse_url(url, &nv[*n], err) != 0)
+		return -1;
+	nv[*n].url = strdup(url);
+	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
+	nv[*n].weight = weight > 0 ? (int)weight : 1;
+	nv[*n].index = (int)*n;
+	atomic_store(&nv[*n].up, 1);
+	(*n)++;
+	return 0;
+}
+
+static struct backend *pool_find_url(struct pool *p, const char *url)
+{
+	for (size_t i = 0; i < p->nservers; i++)
+		if (strcasecmp(p->servers[i].url, url) == 0)
+			return &p->servers[i];
+	for (size_t i = 0; i < p->nextra; i++)
+		if (strcasecmp(p->extra[i].url, url) == 0)
+			return &p->extra[i];
+	return NULL;
+}
+
+struct pool *pool_new(const struct mx_config *cfg, const char **err)
+{
+	const struct backends_config *bc = &cfg->backends;
+	const struct backend_server_config *sv = bc->servers.v;
+	const struct backend_route_config *rv = bc->routes.v;
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->balance = bc->balance;
+	p->fall = bc->health_check.fall > 0 ? (int)bc->health_check.fall : 2;
+	p->rise = bc->health_check.rise > 0 ? (int)bc->health_check.rise : 2;
+	for (size_t i = 0; i < bc->servers.n; i++)
+		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, err) != 0)
+			goto fail;
+	/* Route servers first go to `extra`; pointers into arrays are taken after all adds. */
+	for (size_t r = 0; r < bc->routes.n; r++)
+		for (size_t j = 0; j < rv[r].servers.n; j++)
+			if (pool_find_url(p, rv[r].servers.v[j]) == NULL &&
+			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, err) != 0)
+				goto fail;
+	p->routes = calloc(bc->routes.n ? bc->routes.n : 1, sizeof(*p->routes));
+	if (p->routes == NULL)
+		goto fail;
+	p->nroutes = bc->routes.n;
+	for (size_t r = 0; r < bc->routes.n; r++) {
+		struct backend_route *rt = &p->routes[r];
+		rt->domains = calloc(rv[r].domains.n + 1, sizeof(char *));
+		rt->servers = calloc(rv[r].servers.n + 1, sizeof(struct backend *));
+		if (rt->domains == NULL || rt->servers == NULL)
+			goto fail;
+		for (size_t j = 0; j < rv[r].domains.n; j++) {
+			rt->domains[j] = strdup(rv[r].domains.v[j]);
+			for (char *c = rt->domains[j]; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+		}
+		rt->ndomains = rv[r].domains.n;
+		for (size_t j = 0; j < rv[r].servers.n; j++)
+			rt->servers[j] = pool_find_url(p, rv[r].servers.v[j]);
+		rt->nservers = rv[r].servers.n;
+	}
+	return p;
+fail:
+	pool_free(p);
+	return NULL;
+}
+
+void pool_free(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	for (size_t i = 0; i < p->nservers; i++) {
+		free(p->servers[i].url);
+		free(p->servers[i].path);
+	}
+	for (size_t i = 0; i < p->nextra; i++) {
+		free(p->extra[i].url);
+		free(p->extra[i].path);
+	}
+	for (size_t r = 0; r < p->nroutes; r++) {
+		for (size_t j = 0; j < p->routes[r].ndomains; j++)
+			free(p->routes[r].domains[j]);
+		free(p->routes[r].domains);
+		free(p->routes[r].servers);
+	}
+	free(p->routes);
+	free(p->servers);
+	free(p->extra);
+	free(p);
+}
+
+static bool pool_domain_matches(const char *pattern, const char *domain)
+{
+	if (strcasecmp(pattern, domain) == 0)
+		return true;
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		size_t pl = strlen(pattern + 1), dl = strlen(domain);
+		return dl > pl && strcasecmp(domain + dl - pl, pattern + 1) == 0;
+	}
+	return false;
+}
+
+int pool_route_for(const struct pool *p, const char *rcpt_domain)
+{
+	if (rcpt_domain == NULL)
+		return 0;
+	for (size_t r = 0; r < p->nroutes; r++)
+		for (size_t j = 0; j < p->routes[r].ndomains; j++)
+			if (pool_domain_matches(p->routes[r].domains[j], rcpt_domain))
+				return (int)r + 1;
+	return 0;
+}
+
+/* FNV-1a, for rendezvous hashing of the client address over backends. */
+static uint64_t pool_hash(const char *s, int salt)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint64_t)salt * 0x9E3779B97F4A7C15ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
+    uint64_t tried)
+{
+	struct backend *cand[64];
+	size_t n = 0, total;
+	int route = pool_route_for(p, rcpt_domain);
+
+	total = route ? p->routes[route - 1].nservers : p->nservers;
+	if (total > 64)
+		total = 64;
+	/* Healthy and untried first; if none is healthy, untried ones regardless of state. */
+	for (int pass = 0; pass < 2 && n == 0; pass++) {
+		for (size_t i = 0; i < total; i++) {
+			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
+			if (tried & (1ULL << i))
+				continue;
+			if (pass == 0 && !atomic_load(&b->up))
+				continue;
+			cand[n++] = b;
+		}
+	}
+	if (n == 0)
+		return NULL;
+	if (n == 1)
+		return cand[0];
+
+	switch (p->balance) {
+	case BALANCE_LEAST_CONN: {
+		struct backend *best = cand[0];
+		double bestl = (double)atomic_load(&best->active) / best->weight;
+		unsigned start = atomic_fetch_add(&p->rr, 1);
+		for (size_t k = 0; k < n; k++) {
+			struct backend *b = cand[(start + k) % n];
+			double l = (double)atomic_load(&b->active) / b->weight;
+			if (l < bestl) {
+				best = b;
+				bestl = l;
+			}
+		}
+		return best;
+	}
+	case BALANCE_SOURCE_HASH: {
+		/* Rendezvous hashing: a backend leaving moves only its own clients. */
+		struct backend *best = NULL;
+		double bests = -1;
+		for (size_t k = 0; k < n; k++) {
+			uint64_t h = pool_hash(client_ip ? client_ip : "", cand[k]->index + 1);
+			double s = (double)(h >> 11) / (double)(1ULL << 53) * cand[k]->weight;
+			if (s > bests) {
+				bests = s;
+				best = cand[k];
+			}
+		}
+		return best;
+	}
+	default: {
+		/* Weighted round robin over the candidates: the cursor walks a virtual list
+		 * where each backend appears weight times, interleaved by position. */
+		unsigned sum = 0;
+		for (size_t k = 0; k < n; k++)
+			sum += (unsigned)cand[k]->weight;
+		unsigned x = atomic_fetch_add(&p->rr, 1) % sum;
+		for (size_t k = 0; k < n; k++) {
+			if (x < (unsigned)cand[k]->weight)
+				return cand[k];
+			x -= (unsigned)cand[k]->weight;
+		}
+		return cand[0];
+	}
+	}
+}
+
+void backend_report_failure(struct pool *p, struct backend *b, const char *why)
+{
+	int f = atomic_fetch_add(&b->fails, 1) + 1;
+
+	atomic_fetch_add(&b->failed, 1);
+	atomic_store(&b->oks, 0);
+	if (f >= p->fall && atomic_exchange(&b->up, 0) == 1)
+		log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"%s\" fails=%d",
+		    b->url, why ? why : "", f);
+}
+
+void backend_report_success(struct pool *p, struct backend *b)
+{
+	(void)p;
+	atomic_store(&b->fails, 0);
+	atomic_fetch_add(&b->delivered, 1);
+}

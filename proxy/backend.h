@@ -1,0 +1,73 @@
+/* backend.h — the backend pool: parsed server URLs, balancing, routes, health state.
+ *
+ * A pool is built from one config generation and shared read-mostly by all workers; the
+ * fields that change (up/down, active connections, failure counts, latency) are atomics. */
+#ifndef MX_BACKEND_H
+#define MX_BACKEND_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct mx_config;
+struct hook_env;
+
+enum backend_kind { BACKEND_SMTP = 0, BACKEND_LMTP, BACKEND_MAILDIR };
+
+struct backend {
+	char *url;                       /* as configured */
+	enum backend_kind kind;
+	struct sockaddr_storage sa;      /* SMTP/LMTP over TCP */
+	socklen_t salen;
+	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
+	char host[256];                  /* for logs */
+	int weight;
+	int index;                       /* position in pool->servers */
+	atomic_int up;                   /* 1 = in rotation */
+	atomic_int active;               /* connections in use (least_conn) */
+	atomic_int fails;                /* consecutive failures (passive + active checks) */
+	atomic_int oks;                  /* consecutive successful checks while down */
+	atomic_llong latency_us;         /* last health-check latency */
+	atomic_llong delivered, failed;  /* messages */
+};
+
+struct backend_route {
+	char **domains; size_t ndomains;  /* lowercase; "*.example.org" matches subdomains */
+	struct backend **servers; size_t nservers;
+};
+
+struct pool {
+	struct backend *servers; size_t nservers;        /* the default set */
+	struct backend *extra; size_t nextra;            /* servers only named in routes */
+	struct backend_route *routes; size_t nroutes;
+	int balance;                                     /* enum balance_mode */
+	int fall, rise;
+	atomic_uint rr;                                  /* round-robin cursor */
+};
+
+/* Parses one backend URL ("smtp://host:port", "lmtp://host:port", "lmtp:unix:/path",
+ * "maildir:/path") into b. Returns 0 or -1 with *err set to a static reason. */
+int backend_parse_url(const char *url, struct backend *b, const char **err);
+
+/* Builds the pool from cfg->backends. Returns NULL with *err on failure. */
+struct pool *pool_new(const struct mx_config *cfg, const char **err);
+void pool_free(struct pool *p);
+
+/* Picks a healthy backend for a transaction. rcpt_domain selects a route (NULL = default
+ * set). tried: backends already tried for this message are skipped (bit i = server index
+ * within the chosen set). client_ip feeds source_hash. Returns NULL when none is left.
+ * When every backend of the set is marked down, still offers them in turn (a pool that is
+ * entirely "down" is more likely wrong about itself than the backends all being dead). */
+struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
+    uint64_t tried);
+/* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). */
+int pool_route_for(const struct pool *p, const char *rcpt_domain);
+
+/* Passive failure tracking: a delivery step failed (connect error, timeout, drop, 4xx where
+ * a 2xx was due) or succeeded. After `fall` consecutive failures the backend leaves the
+ * rotation until health checks see it `rise` times healthy. */
+void backend_report_failure(struct pool *p, struct backend *b, const char *why);
+void backend_report_success(struct pool *p, struct backend *b);
+
+#endif

@@ -1,0 +1,26 @@
+/* headers.h — the header block on the way out: the Received trace header and the edits
+ * filters asked for, applied in order. Pure functions, no I/O. */
+#ifndef MX_HEADERS_H
+#define MX_HEADERS_H
+
+#include <stddef.h>
+#include "hook.h"
+
+struct strbuf { char *v; size_t len, cap; };
+void strbuf_append(struct strbuf *b, const char *s, size_t n);
+void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strbuf_free(struct strbuf *b);
+
+/* Appends the RFC 5321 4.4 Received: field for env (one recipient named when there is
+ * exactly one) to out, CRLF-terminated and folded. with = "ESMTP", "ESMTPS", "SMTP", ... */
+void headers_build_received(struct strbuf *out, const struct hook_env *env, const char *hostname,
+    const char *with);
+
+/* Rewrites the header block hdr[0..len) (including its blank line, if any) with the edits
+ * into out. Without edits, out gets hdr unchanged. Returns 0. */
+int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out);
+
+/* Encodes a header value for a field: folds long values at spaces, strips CR/LF. */
+void headers_append_field(struct strbuf *out, const char *name, const char *value);
+
+#endif

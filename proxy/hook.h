@@ -1,0 +1,164 @@
+/* hook.h — the stage interface between the SMTP session and everything that judges it:
+ * filters/ (dnsbl, ratelimit, reputation, spf, ...), plugins/ (milter, clamd, spamd, *.so)
+ * and rules/ (the scorer, always last).
+ *
+ * The session runs the chain at each stage (connect, helo, mail, rcpt, data, eom, close).
+ * Each module is called in turn with a `struct hook_call`; it completes the call exactly
+ * once with hook_call_done(), synchronously or later from the same loop thread. The chain
+ * stops at the first verdict other than CONTINUE (ACCEPT skips the remaining modules of
+ * that stage), enforces each module's timeout (then applies its on_error), and reports one
+ * verdict to the session. Scores, symbols, header edits and envelope changes accumulate in
+ * the `struct hook_env` every module sees. */
+#ifndef MX_HOOK_H
+#define MX_HOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <uv.h>
+
+struct mx_config;
+struct msgbuf;
+
+enum hook_stage {
+	HOOK_CONNECT = 0,  /* after PROXY header, before the greeting is sent */
+	HOOK_HELO,         /* env->helo set */
+	HOOK_MAIL,         /* env->mail_from set (empty string for the null sender) */
+	HOOK_RCPT,         /* env->cur_rcpt is the recipient being judged */
+	HOOK_DATA,         /* DATA command, before 354 */
+	HOOK_EOM,          /* whole message in env->msg (headers as received, no Received yet) */
+	HOOK_CLOSE,        /* session ends; verdict ignored; must complete promptly */
+	HOOK_NSTAGES
+};
+
+enum verdict_action {
+	VERDICT_CONTINUE = 0, /* no objection: next module */
+	VERDICT_ACCEPT,       /* skip the rest of this stage's chain */
+	VERDICT_TEMPFAIL,     /* 4xx */
+	VERDICT_REJECT,       /* 5xx */
+	VERDICT_DISCARD,      /* EOM: tell the client 250, deliver nowhere (logged) */
+	VERDICT_QUARANTINE,   /* EOM: deliver to the quarantine backend with a reason header */
+};
+
+struct verdict {
+	enum verdict_action action;
+	int code;             /* 0 = the default for the action (451 / 550 / 554 ...) */
+	char reply[400];      /* "5.7.1 listed in bl.test" — enhanced code + text; "" = default */
+	char reason[48];      /* short log word: "dnsbl", "ratelimit", "virus", ... */
+	uint32_t delay_ms;    /* tarpit: hold the reply this long before sending it */
+};
+
+/* Helpers to fill a verdict; reply may be NULL. */
+void verdict_set(struct verdict *v, enum verdict_action a, int code, const char *reason,
+    const char *reply_fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A symbol (named signal with a score) — what the rules engine sums. */
+struct hook_symbol { char name[64]; double score; char *desc; /* may be NULL */ };
+
+/* Header edits, applied in order when the message is sent on. */
+enum hdr_edit_op { HDR_ADD = 0 /* append at end of header */, HDR_INSERT /* at index */,
+	HDR_CHANGE /* replace n-th occurrence (1-based) value; NULL value deletes */,
+	HDR_DELETE_ALL /* every header with this name */ };
+struct hdr_edit { enum hdr_edit_op op; char *name; char *value; int index; };
+
+struct rcpt { char *addr; char *params; int status; /* last backend reply code */ };
+
+/* What modules see of a session. Owned by the session; stable until HOOK_CLOSE completes.
+ * Strings are NUL-terminated; addresses are without angle brackets. */
+struct hook_env {
+	const char *session_id;
+	uv_loop_t *loop;
+	const struct mx_config *cfg;   /* the config generation this session runs under */
+	int worker;                    /* worker index, 0-based */
+
+	/* connection */
+	struct sockaddr_storage client;       /* after PROXY protocol / as accepted */
+	char client_ip[46];
+	int client_port;
+	struct sockaddr_storage local;
+	char client_name[256];                /* reverse DNS name, "" until known */
+	char helo[256];
+	bool esmtp, tls;
+	char tls_version[16], tls_cipher[64];
+
+	/* transaction (reset by RSET / after each message) */
+	char *mail_from;                      /* NULL before MAIL; "" for <> */
+	char *mail_params;                    /* after the address, may be "" */
+	struct rcpt *rcpts;                   /* accepted recipients */
+	size_t nrcpts;
+	const char *cur_rcpt;                 /* HOOK_RCPT: the candidate */
+	const char *cur_rcpt_params;
+	char queue_id[24];                    /* per message, set at MAIL */
+	struct msgbuf *msg;                   /* HOOK_EOM: the message as received (unstuffed) */
+
+	/* outputs accumulated by modules */
+	struct hook_symbol *symbols;          /* for the whole session (connect-stage ones too) */
+	size_t nsymbols, txn_symbols_start;   /* symbols from txn_symbols_start on belong to the txn */
+	double score;                         /* sum of symbol scores */
+	struct hdr_edit *hdr_edits;  size_t nhdr_edits;
+	struct msgbuf *new_body;              /* replaced body (owned), or NULL */
+	char *new_mail_from;                  /* changed sender (owned), or NULL */
+	struct rcpt *add_rcpts; size_t nadd_rcpts;  /* recipients added by filters */
+	char **del_rcpts; size_t ndel_rcpts;        /* recipients removed by filters */
+	char quarantine_reason[256];
+
+	/* per-session private slots, one per module, owned by the modules */
+	void *module_ctx[32];
+};
+
+/* Output helpers (copy their arguments). */
+void hook_env_add_symbol(struct hook_env *env, const char *name, double score, const char *desc);
+/* Returns the symbol with that name or NULL. */
+const struct hook_symbol *hook_env_find_symbol(const struct hook_env *env, const char *name);
+void hook_env_add_header(struct hook_env *env, const char *name, const char *value);
+void hook_env_insert_header(struct hook_env *env, int index, const char *name, const char *value);
+void hook_env_change_header(struct hook_env *env, const char *name, int index, const char *value);
+void hook_env_delete_headers(struct hook_env *env, const char *name);
+void hook_env_set_sender(struct hook_env *env, const char *addr);
+void hook_env_add_rcpt(struct hook_env *env, const char *addr, const char *params);
+void hook_env_del_rcpt(struct hook_env *env, const char *addr);
+/* Takes ownership of body. */
+void hook_env_replace_body(struct hook_env *env, struct msgbuf *body);
+
+/* Session side: drop the transaction's outputs (after each message / RSET), or all. */
+void hook_env_reset_txn(struct hook_env *env);
+void hook_env_free_outputs(struct hook_env *env);
+
+/* One invocation of one module at one stage. */
+struct hook_call;
+enum hook_stage hook_call_stage(const struct hook_call *c);
+struct hook_env *hook_call_env(const struct hook_call *c);
+/* Completes the call. v may be NULL (= CONTINUE). Must be called exactly once, on the
+ * session's loop thread. After a timeout the chain has moved on: the late completion is
+ * accepted and ignored. */
+void hook_call_done(struct hook_call *c, const struct verdict *v);
+
+/* A module. All functions run on a worker's loop thread. */
+struct hook_module {
+	const char *name;
+	/* Per worker and config generation: set *wstate (NULL = module not configured; the
+	 * module is then skipped). Return 0, or -1 after logging (the worker keeps going
+	 * without the module). */
+	int (*worker_init)(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate);
+	/* Releases wstate; called on the loop thread when the generation is retired and no
+	 * session uses it. May close handles (free their memory in their close callbacks). */
+	void (*worker_free)(void *wstate);
+	/* Which stages the module wants: bit (1u << HOOK_x). May depend on wstate. */
+	unsigned (*stages)(void *wstate);
+	/* Runs one stage. Per-session state lives in env->module_ctx[slot] (slot given). */
+	void (*run)(void *wstate, int slot, struct hook_call *call);
+	/* Optional: the session is being freed; abort any outstanding work for it and release
+	 * env->module_ctx[slot]; never call hook_call_done afterwards. */
+	void (*session_free)(void *wstate, int slot, struct hook_env *env);
+	/* Per-call timeout (ms) and on_error action for this module; 0 = none. */
+	uint64_t (*timeout_ms)(void *wstate);
+	enum verdict_action (*on_error)(void *wstate);
+};
+
+/* The ordered list of modules (hook.c): filters first, then plugins, then rules. */
+extern const struct hook_module *const hook_modules[];
+extern const size_t hook_nmodules;
+
+#endif

@@ -1,0 +1,51 @@
+/* log.c — key=value event lines to stderr and optionally syslog. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <sys/time.h>
+
+static volatile int log_level = LOG_LVL_INFO;
+static volatile int log_syslog;
+
+void log_set_level(enum log_level lvl) { log_level = lvl; }
+enum log_level log_get_level(void) { return (enum log_level)log_level; }
+
+void log_enable_syslog(int on)
+{
+	if (on && !log_syslog)
+		openlog("mxgate", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	log_syslog = on;
+}
+
+static const char *const level_names[] = { "debug", "info", "warning", "error" };
+
+void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
+{
+	char line[2048];
+	struct timeval tv;
+	struct tm tm;
+	va_list ap;
+	int n;
+
+	if ((int)lvl < log_level)
+		return;
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (int)(tv.tv_usec / 1000), level_names[lvl], id && *id ? id : "-");
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < sizeof(line))
+		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	/* One write per line so lines from worker threads do not interleave. */
+	fprintf(stderr, "%s\n", line);
+	if (log_syslog) {
+		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
+		syslog(prio[lvl], "%s", line + n - (int)strlen(id && *id ? id : "-") - 1);
+	}
+}

@@ -1,0 +1,19 @@
+/* module_sections.h — the config sections owned by filters/, plugins/ and rules/.
+ *
+ * Each module declares `struct <mod>_config` and `extern const struct cfg_table
+ * <mod>_config_table;` in its own header; list it here twice:
+ *   - in MX_CONFIG_MODULE_SECTIONS as a member of struct mx_config,
+ *   - in MX_CONFIG_MODULE_FIELDS as an entry of the top config table (config.c).
+ * Included by config.h after the cfg_* types are defined. */
+#ifndef MX_MODULE_SECTIONS_H
+#define MX_MODULE_SECTIONS_H
+
+/* #include "../filters/dnsbl.h" etc. go here */
+
+#define MX_CONFIG_MODULE_SECTIONS \
+	/* struct dnsbl_config dnsbl; */
+
+#define MX_CONFIG_MODULE_FIELDS \
+	/* { "dnsbl", CFG_STRUCT, offsetof(struct mx_config, dnsbl), .sub = &dnsbl_config_table, .doc = "DNS lists" }, */
+
+#endif

@@ -1,0 +1,27 @@
+/* msgbuf.h — a held message: bytes in memory up to a threshold, then in an unlinked
+ * temporary file. Append-only while receiving; read by filters and the relay afterwards.
+ * Content is the message as the client meant it: dot-unstuffed, CRLF line endings,
+ * without the final ".\r\n". */
+#ifndef MX_MSGBUF_H
+#define MX_MSGBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct msgbuf;
+
+/* threshold: bytes kept in memory before spilling to a file in dir (NULL = /tmp). */
+struct msgbuf *msgbuf_new(size_t threshold, const char *dir);
+void msgbuf_free(struct msgbuf *mb);          /* NULL is a no-op */
+/* Appends; returns 0 or -1 (file error: the message must be tempfailed). */
+int msgbuf_append(struct msgbuf *mb, const void *data, size_t len);
+size_t msgbuf_len(const struct msgbuf *mb);
+/* A contiguous read-only view of the whole message (mmap for spilled ones). Valid until
+ * the next append or free. Returns NULL only on error (len 0 gives a valid pointer). */
+const char *msgbuf_data(struct msgbuf *mb, size_t *len);
+/* Length of the header block including the blank line that ends it (or the whole message
+ * when there is no blank line). */
+size_t msgbuf_header_len(struct msgbuf *mb);
+void msgbuf_reset(struct msgbuf *mb);
+
+#endif
