@@ -17,6 +17,7 @@ struct dataparse {
     uint64_t bytes;             /* content bytes passed to out */
     uint64_t max_line;          /* longest content line seen (octets without CRLF) */
     uint64_t cur_line;          /* private */
+    bool weak;                  /* private: this line started after a bare CR/LF */
 };
 
 void dataparse_init(struct dataparse *p, enum data_bare_lf policy);

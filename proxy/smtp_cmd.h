@@ -35,6 +35,9 @@ struct smtp_cmd {
     enum smtp_body body;
     bool smtputf8;
     char buf[1100];     /* storage for the strings above; commands are <= 1000 octets here */
+    /* Additions: */
+    bool last;          /* BDAT ... LAST (the chunk size is in size) */
+    char xbuf[1100];    /* storage for addr and the split params */
 };
 
 /* Parses line (len bytes, no CRLF). Returns 0, or -1 with *reply set to a full static reply
@@ -47,7 +50,9 @@ struct smtp_cmd {
  * quoted local parts; allow UTF-8 octets. RCPT TO:<Postmaster> is valid. Null sender <>
  * only for MAIL. Params: keyword[=value] separated by spaces, max SMTP_MAX_PARAMS, SIZE
  * digits, BODY=7BIT|8BITMIME|BINARYMIME, SMTPUTF8 without value; unknown keywords are kept.
- * Lines containing NUL are syntax errors. */
+ * Lines containing NUL are syntax errors, so are other control characters (TAB aside).
+ * HTTP verbs return -1 with verb SMTP_HTTP (the session should close the connection).
+ * BDAT <size> [LAST] fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
 /* Upper-case name of v ("MAIL", "UNKNOWN", "HTTP"); static string. */
 const char *smtp_verb_name(enum smtp_verb v);

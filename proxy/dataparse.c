@@ -1,0 +1,274 @@
+/* dataparse.c — DATA phase decoder (RFC 5321 4.1.1.4, 4.5.2) hardened against SMTP
+ * smuggling, and the dot-stuffing encoder for the relay. No I/O. */
+#include "dataparse.h"
+
+#include <string.h>
+
+/* Decoder states. "Line start" is strong after a real CRLF (or DATA's own CRLF) and weak
+ * after a bare CR or LF: only a strong ".\r\n" ends the data, and a weak "." line is never
+ * turned into a lone "." of content. */
+enum dataparse_state {
+    DP_START = 0,   /* at a line start */
+    DP_DOT,         /* "." at line start */
+    DP_DOT_CR,      /* ".\r" at line start */
+    DP_DOTDOT,      /* ".." at line start */
+    DP_DOTDOT_CR,   /* "..\r" at line start */
+    DP_MID,         /* inside a line */
+    DP_MID_CR,      /* inside a line, after CR */
+    DP_DONE,        /* end of data seen */
+};
+
+/* Prepares p for a new message; the first line starts strong (DATA's CRLF precedes it). */
+void
+dataparse_init(struct dataparse *p, enum data_bare_lf policy)
+{
+    memset(p, 0, sizeof(*p));
+    p->state = DP_START;
+    p->policy = policy;
+}
+
+/* Passes content octets (never CR or LF) to out and keeps the counters. */
+static int
+dataparse_emit(struct dataparse *p, const char *data, size_t n, dataparse_out_fn out, void *arg)
+{
+    if (n == 0)
+        return 0;
+    p->bytes += n;
+    p->cur_line += n;
+    return out(arg, data, n);
+}
+
+/* Ends the current content line with CRLF. */
+static int
+dataparse_emit_eol(struct dataparse *p, dataparse_out_fn out, void *arg)
+{
+    if (p->cur_line > p->max_line)
+        p->max_line = p->cur_line;
+    p->cur_line = 0;
+    p->bytes += 2;
+    return out(arg, "\r\n", 2);
+}
+
+/* A line ended by a bare CR or LF: both policies write CRLF (the content stays CRLF-clean
+ * and safe to re-stuff); REJECT only differs in that the session refuses the message. */
+static int
+dataparse_bare_eol(struct dataparse *p, dataparse_out_fn out, void *arg)
+{
+    p->bad_line_ending = true;
+    p->weak = true;
+    p->state = DP_START;
+    return dataparse_emit_eol(p, out, arg);
+}
+
+/* A dot line ("." or "..") that must not become a lone "." of content: written as "..". */
+static int
+dataparse_emit_dotdot(struct dataparse *p, dataparse_out_fn out, void *arg)
+{
+    return dataparse_emit(p, "..", 2, out, arg);
+}
+
+/* See dataparse.h. Works byte by byte through the state machine, but copies runs of plain
+ * line content straight from `in`. */
+ssize_t
+dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn out,
+               void *arg, int *done)
+{
+    size_t i = 0;
+
+    *done = 0;
+    if (p->state == DP_DONE) {
+        *done = 1;
+        return 0;
+    }
+    while (i < len) {
+        char c = in[i];
+        switch (p->state) {
+        case DP_START:
+            if (c == '.') {
+                p->state = DP_DOT;
+                i++;
+            } else if (c == '\r') {
+                p->state = DP_MID_CR;
+                i++;
+            } else if (c == '\n') {
+                i++;
+                if (dataparse_bare_eol(p, out, arg) != 0)
+                    return -1;
+            } else {
+                p->state = DP_MID;
+            }
+            break;
+        case DP_DOT:
+            if (c == '.') {
+                p->state = DP_DOTDOT;
+                i++;
+            } else if (c == '\r') {
+                p->state = DP_DOT_CR;
+                i++;
+            } else if (c == '\n') {
+                /* ".\n": not an end, and not a lone "." either */
+                i++;
+                if (dataparse_emit_dotdot(p, out, arg) != 0 || dataparse_bare_eol(p, out, arg) != 0)
+                    return -1;
+            } else {
+                /* RFC 5321 4.5.2: the leading period is deleted */
+                p->state = DP_MID;
+            }
+            break;
+        case DP_DOT_CR:
+            if (c == '\n') {
+                i++;
+                if (!p->weak) {
+                    /* <CRLF>.<CRLF>: the one true end */
+                    p->state = DP_DONE;
+                    *done = 1;
+                    if (p->cur_line > p->max_line)
+                        p->max_line = p->cur_line;
+                    return (ssize_t)i;
+                }
+                /* a weak ".\r\n" (after a bare CR/LF) is content, never an end */
+                if (dataparse_emit_dotdot(p, out, arg) != 0 || dataparse_emit_eol(p, out, arg) != 0)
+                    return -1;
+                p->weak = false;
+                p->state = DP_START;
+            } else {
+                /* ".\r" + something: a bare CR ends a "." line; c is looked at again */
+                if (dataparse_emit_dotdot(p, out, arg) != 0 || dataparse_bare_eol(p, out, arg) != 0)
+                    return -1;
+            }
+            break;
+        case DP_DOTDOT:
+            if (c == '\r') {
+                p->state = DP_DOTDOT_CR;
+                i++;
+            } else if (c == '\n') {
+                i++;
+                if (dataparse_emit_dotdot(p, out, arg) != 0 || dataparse_bare_eol(p, out, arg) != 0)
+                    return -1;
+            } else {
+                /* "..x" -> ".x" */
+                if (dataparse_emit(p, ".", 1, out, arg) != 0)
+                    return -1;
+                p->state = DP_MID;
+            }
+            break;
+        case DP_DOTDOT_CR:
+            if (c == '\n') {
+                i++;
+                /* "..\r\n" at a strong start is a line holding one "." — legitimate */
+                int rc = p->weak ? dataparse_emit_dotdot(p, out, arg)
+                                 : dataparse_emit(p, ".", 1, out, arg);
+                if (rc != 0 || dataparse_emit_eol(p, out, arg) != 0)
+                    return -1;
+                p->weak = false;
+                p->state = DP_START;
+            } else {
+                if (dataparse_emit_dotdot(p, out, arg) != 0 || dataparse_bare_eol(p, out, arg) != 0)
+                    return -1;
+            }
+            break;
+        case DP_MID: {
+            size_t j = i;
+            while (j < len && in[j] != '\r' && in[j] != '\n')
+                j++;
+            if (dataparse_emit(p, in + i, j - i, out, arg) != 0)
+                return -1;
+            i = j;
+            if (i < len) {
+                if (in[i] == '\r') {
+                    p->state = DP_MID_CR;
+                    i++;
+                } else {
+                    i++;
+                    if (dataparse_bare_eol(p, out, arg) != 0)
+                        return -1;
+                }
+            }
+            break;
+        }
+        case DP_MID_CR:
+            if (c == '\n') {
+                i++;
+                if (dataparse_emit_eol(p, out, arg) != 0)
+                    return -1;
+                p->weak = false;
+                p->state = DP_START;
+            } else {
+                /* bare CR; c is looked at again at the (weak) line start */
+                if (dataparse_bare_eol(p, out, arg) != 0)
+                    return -1;
+            }
+            break;
+        default:
+            *done = 1;
+            return (ssize_t)i;
+        }
+    }
+    return (ssize_t)i;
+}
+
+/* Prepares d for a new message: the content starts at a line start. */
+void
+dotstuff_init(struct dotstuff *d)
+{
+    d->at_line_start = true;
+    d->last_cr = false;
+}
+
+/* See dataparse.h. Any CR or LF not part of a CRLF pair is written as CRLF, so a backend
+ * can never see a line ending we did not stuff after. */
+int
+dotstuff_encode(struct dotstuff *d, const char *in, size_t len, dataparse_out_fn out, void *arg)
+{
+    size_t i = 0;
+    while (i < len) {
+        if (d->last_cr) {
+            d->last_cr = false;
+            d->at_line_start = true;
+            if (out(arg, "\r\n", 2) != 0)
+                return -1;
+            if (in[i] == '\n') {
+                i++;
+                continue;
+            }
+        }
+        if (d->at_line_start && in[i] == '.') {
+            /* RFC 5321 4.5.2: a line starting with "." gets one more */
+            if (out(arg, ".", 1) != 0)
+                return -1;
+        }
+        size_t j = i;
+        while (j < len && in[j] != '\r' && in[j] != '\n')
+            j++;
+        if (j > i) {
+            if (out(arg, in + i, j - i) != 0)
+                return -1;
+            d->at_line_start = false;
+        }
+        i = j;
+        if (i < len) {
+            if (in[i] == '\r') {
+                d->last_cr = true;
+            } else {
+                if (out(arg, "\r\n", 2) != 0)
+                    return -1;
+                d->at_line_start = true;
+            }
+            i++;
+        }
+    }
+    return 0;
+}
+
+/* See dataparse.h. */
+int
+dotstuff_finish(struct dotstuff *d, dataparse_out_fn out, void *arg)
+{
+    if (d->last_cr || !d->at_line_start) {
+        if (out(arg, "\r\n", 2) != 0)
+            return -1;
+    }
+    d->last_cr = false;
+    d->at_line_start = true;
+    return out(arg, ".\r\n", 3);
+}

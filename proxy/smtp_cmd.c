@@ -1,0 +1,520 @@
+/* smtp_cmd.c — SMTP command line parser (RFC 5321 4.1, 4.5.3.1; RFC 1870 SIZE, RFC 6152
+ * 8BITMIME, RFC 3030 BINARYMIME/BDAT, RFC 6531 SMTPUTF8). Pure: no I/O, no allocation. */
+#include "smtp_cmd.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* RFC 5321 4.5.3.1.4 is 512; we accept up to 1000 octets incl. CRLF (extensions). */
+#define SMTP_CMD_MAX_LINE 998
+/* RFC 5321 4.5.3.1.1-3 */
+#define SMTP_MAX_LOCAL 64
+#define SMTP_MAX_DOMAIN 255
+#define SMTP_MAX_PATH 256
+
+static const char R_UNRECOGNIZED[] = "500 5.5.2 Syntax error, command unrecognized";
+static const char R_TOO_LONG[] = "500 5.5.2 Line too long";
+static const char R_NUL[] = "500 5.5.2 Syntax error, NUL character in command";
+static const char R_CTRL[] = "501 5.5.2 Syntax error, control character in command";
+static const char R_HTTP[] = "500 5.5.2 Syntax error, this is an SMTP server, not HTTP";
+static const char R_HELO[] = "501 5.5.4 Syntax: HELO hostname";
+static const char R_EHLO[] = "501 5.5.4 Syntax: EHLO hostname";
+static const char R_MAIL[] = "501 5.5.4 Syntax: MAIL FROM:<address>";
+static const char R_RCPT[] = "501 5.5.4 Syntax: RCPT TO:<address>";
+static const char R_BAD_SENDER[] = "501 5.1.7 Bad sender address syntax";
+static const char R_BAD_RCPT[] = "501 5.1.3 Bad recipient address syntax";
+static const char R_NULL_RCPT[] = "501 5.1.3 Null recipient address not allowed";
+static const char R_LOCAL_LONG[] = "501 5.5.4 Local part too long";
+static const char R_DOMAIN_LONG[] = "501 5.5.4 Domain too long";
+static const char R_PATH_LONG[] = "501 5.5.4 Path too long";
+static const char R_PARAM[] = "501 5.5.4 Bad parameter syntax";
+static const char R_PARAMS_MANY[] = "501 5.5.4 Too many parameters";
+static const char R_SIZE[] = "501 5.5.4 Bad SIZE parameter syntax";
+static const char R_BODY[] = "501 5.5.4 Bad BODY parameter value";
+static const char R_UTF8[] = "501 5.5.4 Bad SMTPUTF8 parameter syntax";
+static const char R_DATA[] = "501 5.5.4 Syntax: DATA";
+static const char R_RSET[] = "501 5.5.4 Syntax: RSET";
+static const char R_QUIT[] = "501 5.5.4 Syntax: QUIT";
+static const char R_STARTTLS[] = "501 5.5.4 Syntax: STARTTLS";
+static const char R_VRFY[] = "501 5.5.4 Syntax: VRFY address";
+static const char R_EXPN[] = "501 5.5.4 Syntax: EXPN list";
+static const char R_AUTH[] = "501 5.5.4 Syntax: AUTH mechanism";
+static const char R_BDAT[] = "501 5.5.4 Syntax: BDAT chunk-size [LAST]";
+static const char R_XCLIENT[] = "501 5.5.4 Syntax: XCLIENT attribute=value...";
+
+enum smtp_argmode { ARG_ANY = 0, ARG_NONE, ARG_REQUIRED, ARG_SPECIAL };
+
+struct smtp_verb_def {
+    const char *name;
+    enum smtp_verb verb;
+    enum smtp_argmode mode;
+    const char *syntax;     /* reply when the argument rule is broken */
+};
+
+static const struct smtp_verb_def smtp_verbs[] = {
+    { "HELO", SMTP_HELO, ARG_REQUIRED, R_HELO },
+    { "EHLO", SMTP_EHLO, ARG_REQUIRED, R_EHLO },
+    { "MAIL", SMTP_MAIL, ARG_SPECIAL, R_MAIL },
+    { "RCPT", SMTP_RCPT, ARG_SPECIAL, R_RCPT },
+    { "DATA", SMTP_DATA, ARG_NONE, R_DATA },
+    { "RSET", SMTP_RSET, ARG_NONE, R_RSET },
+    { "NOOP", SMTP_NOOP, ARG_ANY, NULL },
+    { "QUIT", SMTP_QUIT, ARG_NONE, R_QUIT },
+    { "VRFY", SMTP_VRFY, ARG_REQUIRED, R_VRFY },
+    { "EXPN", SMTP_EXPN, ARG_REQUIRED, R_EXPN },
+    { "HELP", SMTP_HELP, ARG_ANY, NULL },
+    { "STARTTLS", SMTP_STARTTLS, ARG_NONE, R_STARTTLS },
+    { "AUTH", SMTP_AUTH, ARG_REQUIRED, R_AUTH },
+    { "BDAT", SMTP_BDAT, ARG_SPECIAL, R_BDAT },
+    { "XCLIENT", SMTP_XCLIENT, ARG_REQUIRED, R_XCLIENT },
+    /* A web client or proxy probe talking to the SMTP port. */
+    { "GET", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "POST", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "HEAD", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "PUT", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "CONNECT", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "OPTIONS", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "DELETE", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "TRACE", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "PATCH", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+};
+
+/* Returns the upper-case name of v; "UNKNOWN" for anything not in the table. */
+const char *
+smtp_verb_name(enum smtp_verb v)
+{
+    switch (v) {
+    case SMTP_HTTP: return "HTTP";
+    case SMTP_UNKNOWN: return "UNKNOWN";
+    default: break;
+    }
+    for (size_t i = 0; i < sizeof(smtp_verbs) / sizeof(smtp_verbs[0]); i++)
+        if (smtp_verbs[i].verb == v)
+            return smtp_verbs[i].name;
+    return "UNKNOWN";
+}
+
+static inline bool
+smtp_is_ctl(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+static inline bool
+smtp_is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* RFC 5321 4.1.2 atext (RFC 5322 3.2.3) plus '.', plus UTF-8 octets (RFC 6531 3.3). */
+static bool
+smtp_is_dotstring_char(unsigned char c)
+{
+    if (smtp_is_alnum(c) || c == '.' || c >= 0x80)
+        return true;
+    return strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL && c != 0;
+}
+
+/* Domain name octets: letters, digits, '-', '.', '_' (seen in the wild), UTF-8 (U-labels). */
+static bool
+smtp_is_domain_char(unsigned char c)
+{
+    return smtp_is_alnum(c) || c == '-' || c == '.' || c == '_' || c >= 0x80;
+}
+
+/* Checks a domain or address literal of n octets. 0 if acceptable. */
+static int
+smtp_check_domain(const char *d, size_t n)
+{
+    if (n == 0)
+        return -1;
+    if (d[0] == '[') {
+        /* RFC 5321 4.1.3 address literal: [dcontent], no nested brackets or backslash */
+        if (n < 3 || d[n - 1] != ']')
+            return -1;
+        for (size_t i = 1; i + 1 < n; i++) {
+            unsigned char c = (unsigned char)d[i];
+            if (c == '[' || c == ']' || c == '\\' || c == ' ' || smtp_is_ctl(c) || c >= 0x80)
+                return -1;
+        }
+        return 0;
+    }
+    if (d[0] == '.' || d[0] == '-')
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!smtp_is_domain_char((unsigned char)d[i]))
+            return -1;
+        if (d[i] == '.' && i + 1 < n && d[i + 1] == '.')
+            return -1;
+    }
+    return 0;
+}
+
+/* Finds the '>' closing a path that starts at s[0] == '<', honouring quoted strings and
+ * quoted-pairs. Returns its index, or -1 for unbalanced or control characters. */
+static long
+smtp_find_path_end(const char *s, size_t n)
+{
+    bool quoted = false;
+    for (size_t i = 1; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (smtp_is_ctl(c))
+            return -1;
+        if (quoted) {
+            if (c == '\\') {
+                if (i + 1 >= n || smtp_is_ctl((unsigned char)s[i + 1]))
+                    return -1;
+                i++;
+            } else if (c == '"') {
+                quoted = false;
+            }
+            continue;
+        }
+        if (c == '"')
+            quoted = true;
+        else if (c == '>')
+            return (long)i;
+        else if (c == '<')
+            return -1;
+    }
+    return -1;
+}
+
+/* Validates mailbox m[0..n) (no <>, no source route): local-part "@" domain, or a bare
+ * "postmaster" when allow_postmaster. Returns NULL or the reply for the error. */
+static const char *
+smtp_check_mailbox(const char *m, size_t n, bool allow_postmaster, const char *bad)
+{
+    size_t i = 0;
+    if (n > 0 && m[0] == '"') {
+        /* RFC 5321 4.1.2 Quoted-string */
+        for (i = 1; i < n; i++) {
+            unsigned char c = (unsigned char)m[i];
+            if (c == '\\') {
+                i++;
+                continue;
+            }
+            if (c == '"')
+                break;
+        }
+        if (i >= n)
+            return bad;
+        i++;                            /* past the closing quote */
+        if (i >= n || m[i] != '@')
+            return bad;
+    } else {
+        for (i = 0; i < n && m[i] != '@'; i++)
+            if (!smtp_is_dotstring_char((unsigned char)m[i]))
+                return bad;
+        if (i == n) {
+            if (allow_postmaster && n == 10 && strncasecmp(m, "postmaster", 10) == 0)
+                return NULL;
+            return bad;
+        }
+        if (i == 0)
+            return bad;
+    }
+    if (i > SMTP_MAX_LOCAL)
+        return R_LOCAL_LONG;
+    const char *dom = m + i + 1;
+    size_t dlen = n - i - 1;
+    if (dlen > SMTP_MAX_DOMAIN)
+        return R_DOMAIN_LONG;
+    if (smtp_check_domain(dom, dlen) != 0)
+        return bad;
+    return NULL;
+}
+
+/* Checks an A-d-l source route "@a,@b" (RFC 5321 4.1.2). 0 if acceptable. */
+static int
+smtp_check_route(const char *r, size_t n)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || r[i] == ',') {
+            if (i - start < 2 || r[start] != '@')
+                return -1;
+            if (smtp_check_domain(r + start + 1, i - start - 1) != 0)
+                return -1;
+            start = i + 1;
+        }
+    }
+    return 0;
+}
+
+static bool
+smtp_is_keyword(const char *k)
+{
+    /* RFC 5321 4.1.2 esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
+    if (!smtp_is_alnum((unsigned char)k[0]))
+        return false;
+    for (const char *p = k + 1; *p; p++)
+        if (!smtp_is_alnum((unsigned char)*p) && *p != '-')
+            return false;
+    return true;
+}
+
+static bool
+smtp_is_value(const char *v)
+{
+    /* esmtp-value = 1*(%d33-60 / %d62-126), UTF-8 allowed (RFC 6531 3.3) */
+    if (*v == '\0')
+        return false;
+    for (const char *p = v; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '=' || c <= 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Parses a decimal number of up to 20 digits; saturates at UINT64_MAX. 0 or -1. */
+static int
+smtp_parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        return -1;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            v = UINT64_MAX;
+        else
+            v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Splits the parameter text (already copied to *store, NUL-terminated) into cmd->params
+ * and interprets SIZE, BODY, SMTPUTF8. Returns NULL or the error reply. */
+static const char *
+smtp_parse_params(struct smtp_cmd *cmd, char *p)
+{
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        char *key = p;
+        while (*p && *p != ' ')
+            p++;
+        if (*p)
+            *p++ = '\0';
+        if (cmd->nparams >= SMTP_MAX_PARAMS)
+            return R_PARAMS_MANY;
+        char *eq = strchr(key, '=');
+        char *value = NULL;
+        if (eq != NULL) {
+            *eq = '\0';
+            value = eq + 1;
+            if (!smtp_is_value(value))
+                return R_PARAM;
+        }
+        if (!smtp_is_keyword(key))
+            return R_PARAM;
+        cmd->params[cmd->nparams].key = key;
+        cmd->params[cmd->nparams].value = value;
+        cmd->nparams++;
+        if (strcasecmp(key, "SIZE") == 0) {
+            /* RFC 1870: size-value = 1*20DIGIT */
+            if (value == NULL || strlen(value) > 20 || smtp_parse_u64(value, &cmd->size) != 0)
+                return R_SIZE;
+        } else if (strcasecmp(key, "BODY") == 0) {
+            if (value == NULL)
+                return R_BODY;
+            if (strcasecmp(value, "7BIT") == 0)
+                cmd->body = SMTP_BODY_7BIT;
+            else if (strcasecmp(value, "8BITMIME") == 0)
+                cmd->body = SMTP_BODY_8BITMIME;
+            else if (strcasecmp(value, "BINARYMIME") == 0)
+                cmd->body = SMTP_BODY_BINARYMIME;
+            else
+                return R_BODY;
+        } else if (strcasecmp(key, "SMTPUTF8") == 0) {
+            if (value != NULL)          /* RFC 6531 3.4: no value */
+                return R_UTF8;
+            cmd->smtputf8 = true;
+        }
+    }
+    return NULL;
+}
+
+/* MAIL FROM:<path> [params] / RCPT TO:<path> [params]; arg is cmd->arg. Returns NULL or the
+ * error reply. */
+static const char *
+smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
+{
+    const char *syntax = is_mail ? R_MAIL : R_RCPT;
+    const char *bad = is_mail ? R_BAD_SENDER : R_BAD_RCPT;
+    const char *prefix = is_mail ? "FROM:" : "TO:";
+    size_t plen = strlen(prefix);
+    const char *a = cmd->arg;
+    size_t alen = strlen(a);
+
+    if (alen < plen || strncasecmp(a, prefix, plen) != 0)
+        return syntax;
+    const char *s = a + plen;
+    while (*s == ' ')           /* "FROM: <addr>", as Postfix accepts */
+        s++;
+    if (*s != '<')
+        return syntax;
+    size_t rest = alen - (size_t)(s - a);
+    long end = smtp_find_path_end(s, rest);
+    if (end < 0) {
+        /* distinguish a missing '>' from bad characters inside */
+        return memchr(s, '>', rest) == NULL ? syntax : bad;
+    }
+    if ((size_t)end + 1 > SMTP_MAX_PATH)
+        return R_PATH_LONG;
+    const char *after = s + end + 1;
+    if (*after != '\0' && *after != ' ')
+        return syntax;
+    const char *inner = s + 1;
+    size_t ilen = (size_t)end - 1;
+
+    /* RFC 5321 4.1.2 / C: a source route "@a,@b:" is accepted and ignored. */
+    if (ilen > 0 && inner[0] == '@') {
+        const char *colon = memchr(inner, ':', ilen);
+        if (colon == NULL || smtp_check_route(inner, (size_t)(colon - inner)) != 0)
+            return bad;
+        ilen -= (size_t)(colon - inner) + 1;
+        inner = colon + 1;
+        if (ilen == 0)
+            return bad;
+    }
+    if (ilen == 0) {
+        if (!is_mail)
+            return R_NULL_RCPT;
+    } else {
+        const char *err = smtp_check_mailbox(inner, ilen, !is_mail, bad);
+        if (err != NULL)
+            return err;
+    }
+
+    /* addr and params go into xbuf: together they are shorter than the line. */
+    char *x = cmd->xbuf;
+    memcpy(x, inner, ilen);
+    x[ilen] = '\0';
+    cmd->addr = x;
+    x += ilen + 1;
+    while (*after == ' ')
+        after++;
+    cmd->params_raw = (char *)after;    /* a suffix of arg (already trimmed) */
+    size_t prlen = strlen(after);
+    memcpy(x, after, prlen + 1);
+    return smtp_parse_params(cmd, x);
+}
+
+/* BDAT chunk-size [LAST] (RFC 3030 2). */
+static const char *
+smtp_parse_bdat(struct smtp_cmd *cmd)
+{
+    char *x = cmd->xbuf;
+    size_t n = strlen(cmd->arg);
+    memcpy(x, cmd->arg, n + 1);
+    char *sp = strchr(x, ' ');
+    if (sp != NULL) {
+        *sp++ = '\0';
+        while (*sp == ' ')
+            sp++;
+        if (strcasecmp(sp, "LAST") != 0)
+            return R_BDAT;
+        cmd->last = true;
+    }
+    if (strlen(x) > 20 || smtp_parse_u64(x, &cmd->size) != 0)
+        return R_BDAT;
+    return NULL;
+}
+
+/* See smtp_cmd.h. */
+int
+smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply)
+{
+    const char *err = NULL;
+
+    cmd->verb = SMTP_UNKNOWN;
+    cmd->arg = cmd->addr = cmd->params_raw = cmd->buf;
+    cmd->buf[0] = '\0';
+    cmd->nparams = 0;
+    cmd->size = 0;
+    cmd->body = SMTP_BODY_NONE;
+    cmd->smtputf8 = false;
+    cmd->last = false;
+
+    /* the verb: up to the first space */
+    size_t vlen = 0;
+    while (vlen < len && line[vlen] != ' ')
+        vlen++;
+    const struct smtp_verb_def *def = NULL;
+    for (size_t i = 0; i < sizeof(smtp_verbs) / sizeof(smtp_verbs[0]); i++) {
+        if (strlen(smtp_verbs[i].name) == vlen && strncasecmp(line, smtp_verbs[i].name, vlen) == 0) {
+            def = &smtp_verbs[i];
+            cmd->verb = def->verb;
+            break;
+        }
+    }
+    if (len > SMTP_CMD_MAX_LINE) {
+        err = R_TOO_LONG;
+        goto fail;
+    }
+    if (memchr(line, '\0', len) != NULL) {
+        err = R_NUL;
+        goto fail;
+    }
+    if (def == NULL) {
+        err = R_UNRECOGNIZED;
+        goto fail;
+    }
+    if (def->verb == SMTP_HTTP) {
+        err = R_HTTP;
+        goto fail;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (line[i] != '\t' && smtp_is_ctl((unsigned char)line[i])) {
+            err = R_CTRL;
+            goto fail;
+        }
+    }
+
+    /* arg: after the verb and its space, trimmed of surrounding blanks */
+    size_t s = vlen < len ? vlen + 1 : len;
+    size_t e = len;
+    while (s < e && (line[s] == ' ' || line[s] == '\t'))
+        s++;
+    while (e > s && (line[e - 1] == ' ' || line[e - 1] == '\t'))
+        e--;
+    memcpy(cmd->buf, line + s, e - s);
+    cmd->buf[e - s] = '\0';
+    cmd->arg = cmd->buf;
+    cmd->addr = cmd->params_raw = cmd->buf + (e - s);   /* "" */
+
+    bool has_arg = e > s;
+    switch (def->mode) {
+    case ARG_NONE:
+        if (has_arg)
+            err = def->syntax;
+        break;
+    case ARG_REQUIRED:
+        if (!has_arg)
+            err = def->syntax;
+        break;
+    case ARG_ANY:
+        break;
+    case ARG_SPECIAL:
+        if (def->verb == SMTP_MAIL || def->verb == SMTP_RCPT)
+            err = smtp_parse_path_cmd(cmd, def->verb == SMTP_MAIL);
+        else if (def->verb == SMTP_BDAT)
+            err = has_arg ? smtp_parse_bdat(cmd) : R_BDAT;
+        break;
+    }
+    if (err != NULL)
+        goto fail;
+    return 0;
+
+fail:
+    *reply = err;
+    return -1;
+}
