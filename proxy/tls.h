@@ -1,0 +1,65 @@
+/* tls.h — TLS over memory BIOs (OpenSSL 3.0). No I/O of its own: the caller feeds
+ * ciphertext read from the socket and sends what on_cipher hands it.
+ *
+ * A struct tls_ctx (an SSL_CTX) is built once per config generation and shared by every
+ * session of every worker (atomic refcount). A struct tlsconn is one connection's state and
+ * belongs to one thread. Callbacks must not free the tlsconn they are called from. */
+#ifndef MX_TLS_H
+#define MX_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct tls_ctx;
+
+/* Server context from PEM files (cert may hold the chain). TLS 1.2+ (1.3+ if min_tls13);
+ * ciphers: an OpenSSL cipher list for TLS 1.2 (NULL = OpenSSL's default). Renegotiation
+ * and compression off, server-side session cache on. Returns a context holding one
+ * reference, or NULL with the reason (including OpenSSL's) in err. */
+struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, int min_tls13,
+    const char *ciphers, char *err, size_t errlen);
+/* Client context for STARTTLS to backends: opportunistic, TLS 1.2+, no verification. */
+struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen);
+void tls_ctx_ref(struct tls_ctx *c);
+/* Drops one reference; frees on the last. NULL is a no-op. */
+void tls_ctx_unref(struct tls_ctx *c);
+
+struct tlsconn;
+struct tlsconn_ops {
+	/* Decrypted application bytes (in order). Return 0, or -1 to stop feeding: the rest
+	 * stays buffered and a later tlsconn_feed (len may be 0) resumes. */
+	int (*on_plain)(void *arg, const char *data, size_t len);
+	/* Ciphertext to send to the peer (the caller copies/queues it). Return 0 or -1
+	 * (-1 makes the current tlsconn_* call fail). */
+	int (*on_cipher)(void *arg, const char *data, size_t len);
+	/* Handshake finished (called once). May be NULL. */
+	void (*on_established)(void *arg);
+};
+
+/* A connection using ctx (takes its own reference). server: accept side; sni: the name
+ * sent by a client (may be NULL). ops is copied. Returns NULL on allocation failure. */
+struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
+    const struct tlsconn_ops *ops, void *arg);
+void tlsconn_free(struct tlsconn *t);  /* NULL ok */
+/* Client side: emits the ClientHello via on_cipher. 0 or -1. */
+int tlsconn_start(struct tlsconn *t);
+/* Ciphertext from the network: drives the handshake, calls on_plain for data and
+ * on_cipher for anything to send back. Returns 0, -1 on a fatal TLS error (reason via
+ * tlsconn_error; any alert was already passed to on_cipher; every later call fails too),
+ * or 1 once the peer's close_notify has been read. */
+int tlsconn_feed(struct tlsconn *t, const char *in, size_t len);
+/* Plaintext to send: encrypts and emits via on_cipher. Before the handshake completes the
+ * data is buffered and flushed right after it. 0 or -1. */
+int tlsconn_write(struct tlsconn *t, const char *data, size_t len);
+/* Sends close_notify via on_cipher (once). */
+void tlsconn_shutdown(struct tlsconn *t);
+bool tlsconn_is_established(const struct tlsconn *t);
+/* Negotiated protocol ("TLSv1.3"), cipher ("TLS_AES_256_GCM_SHA384") and its secret bits;
+ * "" / 0 before the handshake. Strings are static or live as long as t. */
+const char *tlsconn_version(const struct tlsconn *t);
+const char *tlsconn_cipher(const struct tlsconn *t);
+int tlsconn_cipher_bits(const struct tlsconn *t);
+/* Last fatal error ("" if none). Valid as long as t. */
+const char *tlsconn_error(const struct tlsconn *t);
+
+#endif
