@@ -1,0 +1,209 @@
+/* msgbuf.c — a held message: memory up to a threshold, then an unlinked temp file read
+ * back through mmap. */
+#include "msgbuf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct msgbuf {
+    size_t threshold;
+    char *dir;              /* spill directory (owned) */
+    char *mem;              /* in-memory content while not spilled */
+    size_t cap;
+    size_t len;
+    int fd;                 /* spill file, -1 while in memory */
+    void *map;              /* current mapping of the spill file, NULL if none */
+    size_t maplen;
+    bool failed;            /* a file error happened: every later append fails */
+};
+
+/* Returns a new empty buffer or NULL when out of memory. dir is copied. */
+struct msgbuf *
+msgbuf_new(size_t threshold, const char *dir)
+{
+    struct msgbuf *mb = calloc(1, sizeof(*mb));
+    if (mb == NULL)
+        goto fail;
+    mb->threshold = threshold;
+    mb->fd = -1;
+    mb->dir = strdup(dir != NULL ? dir : "/tmp");
+    if (mb->dir == NULL)
+        goto fail;
+    return mb;
+
+fail:
+    free(mb);
+    return NULL;
+}
+
+static void
+msgbuf_unmap(struct msgbuf *mb)
+{
+    if (mb->map != NULL) {
+        munmap(mb->map, mb->maplen);
+        mb->map = NULL;
+        mb->maplen = 0;
+    }
+}
+
+/* Empties the buffer: memory and spill file released, threshold and dir kept. */
+void
+msgbuf_reset(struct msgbuf *mb)
+{
+    if (mb == NULL)
+        return;
+    msgbuf_unmap(mb);
+    if (mb->fd >= 0)
+        close(mb->fd);
+    mb->fd = -1;
+    free(mb->mem);
+    mb->mem = NULL;
+    mb->cap = 0;
+    mb->len = 0;
+    mb->failed = false;
+}
+
+/* Releases everything; NULL is a no-op. */
+void
+msgbuf_free(struct msgbuf *mb)
+{
+    if (mb == NULL)
+        return;
+    msgbuf_reset(mb);
+    free(mb->dir);
+    free(mb);
+}
+
+/* Writes all of data to fd, retrying short writes and EINTR. 0 or -1. */
+static int
+msgbuf_write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Moves the in-memory content to a new unlinked temporary file in mb->dir. 0 or -1. */
+static int
+msgbuf_spill(struct msgbuf *mb)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/mxgate-msg-XXXXXX", mb->dir);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return -1;
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    unlink(path);                       /* nothing is left behind, whatever happens */
+    if (msgbuf_write_all(fd, mb->mem, mb->len) != 0) {
+        close(fd);
+        return -1;
+    }
+    mb->fd = fd;
+    free(mb->mem);
+    mb->mem = NULL;
+    mb->cap = 0;
+    return 0;
+}
+
+/* See msgbuf.h. After a failure the buffer refuses further appends until reset. */
+int
+msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
+{
+    if (mb->failed)
+        return -1;
+    if (len == 0)
+        return 0;
+    if (mb->len + len < mb->len)
+        goto fail;
+    if (mb->fd < 0 && mb->len + len > mb->threshold) {
+        if (msgbuf_spill(mb) != 0)
+            goto fail;
+    }
+    if (mb->fd >= 0) {
+        msgbuf_unmap(mb);
+        if (msgbuf_write_all(mb->fd, data, len) != 0)
+            goto fail;
+        mb->len += len;
+        return 0;
+    }
+    if (mb->len + len > mb->cap) {
+        size_t ncap = mb->cap ? mb->cap : 4096;
+        while (ncap < mb->len + len)
+            ncap *= 2;
+        if (ncap > mb->threshold)
+            ncap = mb->threshold;
+        char *p = realloc(mb->mem, ncap);
+        if (p == NULL)
+            goto fail;
+        mb->mem = p;
+        mb->cap = ncap;
+    }
+    memcpy(mb->mem + mb->len, data, len);
+    mb->len += len;
+    return 0;
+
+fail:
+    mb->failed = true;
+    return -1;
+}
+
+size_t
+msgbuf_len(const struct msgbuf *mb)
+{
+    return mb->len;
+}
+
+/* See msgbuf.h. The mapping of a spilled message is cached until the next append. */
+const char *
+msgbuf_data(struct msgbuf *mb, size_t *len)
+{
+    static const char empty[1] = "";
+    if (len != NULL)
+        *len = mb->len;
+    if (mb->len == 0)
+        return empty;
+    if (mb->fd < 0)
+        return mb->mem;
+    if (mb->map != NULL && mb->maplen == mb->len)
+        return mb->map;
+    msgbuf_unmap(mb);
+    void *p = mmap(NULL, mb->len, PROT_READ, MAP_SHARED, mb->fd, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    mb->map = p;
+    mb->maplen = mb->len;
+    return p;
+}
+
+/* See msgbuf.h: up to and including the first empty line (RFC 5322 2.1). */
+size_t
+msgbuf_header_len(struct msgbuf *mb)
+{
+    size_t len;
+    const char *d = msgbuf_data(mb, &len);
+    if (d == NULL || len == 0)
+        return 0;
+    if (len >= 2 && d[0] == '\r' && d[1] == '\n')
+        return 2;
+    const char *e = memmem(d, len, "\r\n\r\n", 4);
+    return e != NULL ? (size_t)(e - d) + 4 : len;
+}
