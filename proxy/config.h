@@ -83,6 +83,40 @@ bool cfg_cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa);
 /* Releases everything a table filled in obj (not obj itself). */
 void cfg_table_free(const struct cfg_table *t, void *obj);
 
+/* Like cfg_error() for the key `key` of mapping `section` (a validate hook's n): the path
+ * gets ".key" (and "[index]" when index >= 0) and the position is that value's (or the
+ * item's). Always returns -1. */
+int cfg_error_key(struct cfg_parse *p, struct fy_node *section, const char *key, long index,
+		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* true/false/yes/no/on/off/y/n/1/0, case-insensitive. 0 or -1. */
+int cfg_parse_bool(const char *s, bool *out);
+
+/* Backend URLs: smtp://host[:port] (25), lmtp://host[:port] (24), lmtp:unix:/path,
+ * maildir:/path. host: IPv4, [IPv6] or a DNS name. 0, or -1 with *errstr (static text). */
+enum cfg_backend_kind { CFG_BACKEND_SMTP = 0, CFG_BACKEND_LMTP, CFG_BACKEND_LMTP_UNIX,
+			CFG_BACKEND_MAILDIR };
+struct cfg_backend_url {
+	int kind;                   /* enum cfg_backend_kind */
+	char host[256];             /* SMTP/LMTP: host without brackets */
+	uint16_t port;
+	char path[4096];            /* LMTP_UNIX / MAILDIR */
+};
+int cfg_parse_backend_url(const char *s, struct cfg_backend_url *out, const char **errstr);
+
+/* Listen addresses: "127.0.0.1:2525", "[::1]:25", ":25" / "*:25" (every IPv4 address),
+ * "[::]:25" (every IPv6 address), "localhost:25". Numeric only (no DNS). 0, or -1 with
+ * *errstr. */
+int cfg_parse_listen_address(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+			     const char **errstr);
+
+/* Generic loader: parses YAML `text` (len bytes; text NULL = read the file `name`) into obj
+ * (zeroed by the caller, sizeof t->size) by table t. name is used in error lines. 0, or -1
+ * after printing every error to err_fp (FILE *, may be NULL); obj may then be partially
+ * filled: release with cfg_table_free either way. */
+int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
+		   void *obj, void *err_fp);
+
 /* ---------------------------------------------------------------- the daemon's config */
 
 enum listen_tls { LISTEN_TLS_NONE = 0, LISTEN_TLS_STARTTLS, LISTEN_TLS_IMPLICIT };
@@ -160,6 +194,11 @@ struct mx_config {
  * and *out is NULL. */
 int config_load(const char *path, struct mx_config **out, void *err_fp /* FILE * */);
 void config_free(struct mx_config *cfg);
+/* config_load from memory: name is used for cfg->path and error lines. */
+int config_load_string(const char *name, const char *text, size_t len, struct mx_config **out,
+		       void *err_fp /* FILE * */);
+/* Writes the Markdown reference of every key (docs/config.md) generated from the tables. */
+void config_write_docs(void *out /* FILE * */);
 
 /* The top table, for docs generation and tests. */
 extern const struct cfg_table config_table;
