@@ -1,0 +1,283 @@
+/* maildir.c — Maildir delivery (the classic qmail protocol: write into tmp/, fsync, move
+ * into new/). All file system work happens in the libuv thread pool. */
+#include "maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "msgbuf.h"
+
+struct maildir_job {
+	uv_work_t req;
+	char *root;
+	char *prefix;
+	size_t prefix_len;
+	const char *body;           /* msgbuf view taken on the loop thread */
+	size_t body_len;
+	maildir_done_cb cb;
+	void *arg;
+	int status;
+	char name[256];
+	char err[512];
+};
+
+static char maildir_host[200];
+static pthread_once_t maildir_host_once = PTHREAD_ONCE_INIT;
+static atomic_ulong maildir_seq;
+
+/* The host part of unique names; '/' and ':' are escaped as the Maildir spec asks. */
+static void maildir_init_host(void)
+{
+	char raw[HOST_NAME_MAX + 1] = "";
+	size_t o = 0;
+
+	if (gethostname(raw, sizeof raw) != 0 || !raw[0])
+		strcpy(raw, "localhost");
+	raw[sizeof raw - 1] = '\0';
+	for (const char *p = raw; *p && o + 5 < sizeof maildir_host; p++) {
+		if (*p == '/' || *p == ':') {
+			o += (size_t)snprintf(maildir_host + o, sizeof maildir_host - o, "\\%03o",
+			    (unsigned)(unsigned char)*p);
+		} else {
+			maildir_host[o++] = *p;
+		}
+	}
+	maildir_host[o] = '\0';
+}
+
+/* See maildir.h. */
+int maildir_make_name(char *buf, size_t len)
+{
+	struct timeval tv;
+	unsigned long q = atomic_fetch_add(&maildir_seq, 1) + 1;
+
+	pthread_once(&maildir_host_once, maildir_init_host);
+	gettimeofday(&tv, NULL);
+	int n = snprintf(buf, len, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid(), q, maildir_host);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* mkdir -p path with mode 0700 for the components it creates. 0 or -1 (errno set). */
+static int maildir_mkdirs(const char *path)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(tmp, path, len + 1);
+	while (len > 1 && tmp[len - 1] == '/')
+		tmp[--len] = '\0';
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Creates root and its tmp/, new/, cur/ when missing. 0 or -1 with err. */
+static int maildir_prepare(const char *root, char *err, size_t errlen)
+{
+	static const char *const subs[] = { "tmp", "new", "cur" };
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (stat(root, &st) != 0 && maildir_mkdirs(root) != 0) {
+		snprintf(err, errlen, "mkdir %.400s: %s", root, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		if (snprintf(path, sizeof path, "%s/%s", root, subs[i]) >= (int)sizeof path) {
+			snprintf(err, errlen, "%.400s: path too long", root);
+			return -1;
+		}
+		if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "mkdir %.400s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* write(2) all of buf, retrying short writes and EINTR. 0 or -1. */
+static int maildir_write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len > (1u << 30) ? (1u << 30) : len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* fsync a directory so a rename into it survives a crash. 0 or -1. */
+static int maildir_sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+/* Thread pool side: the whole delivery. Sets j->status and j->err. */
+static void maildir_work_cb(uv_work_t *req)
+{
+	struct maildir_job *j = req->data;
+	char tmp_path[PATH_MAX], new_path[PATH_MAX], new_dir[PATH_MAX];
+	int fd = -1;
+
+	j->status = -1;
+	if (maildir_prepare(j->root, j->err, sizeof j->err) != 0)
+		return;
+	if (maildir_make_name(j->name, sizeof j->name) != 0 ||
+	    snprintf(tmp_path, sizeof tmp_path, "%s/tmp/%s", j->root, j->name) >= (int)sizeof tmp_path ||
+	    snprintf(new_path, sizeof new_path, "%s/new/%s", j->root, j->name) >= (int)sizeof new_path ||
+	    snprintf(new_dir, sizeof new_dir, "%s/new", j->root) >= (int)sizeof new_dir) {
+		snprintf(j->err, sizeof j->err, "%.400s: path too long", j->root);
+		return;
+	}
+	fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(j->err, sizeof j->err, "open %.400s: %s", tmp_path, strerror(errno));
+		return;
+	}
+	if (maildir_write_all(fd, j->prefix, j->prefix_len) != 0 ||
+	    maildir_write_all(fd, j->body, j->body_len) != 0) {
+		snprintf(j->err, sizeof j->err, "write %.400s: %s", tmp_path, strerror(errno));
+		goto fail;
+	}
+	if (fsync(fd) != 0) {
+		snprintf(j->err, sizeof j->err, "fsync %.400s: %s", tmp_path, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		snprintf(j->err, sizeof j->err, "close %.400s: %s", tmp_path, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp_path, new_path) != 0) {
+		snprintf(j->err, sizeof j->err, "rename into %.400s: %s", new_dir, strerror(errno));
+		goto fail;
+	}
+	/* The file is in new/ already and readers see it; failing now would make the relay
+	 * deliver it a second time elsewhere, so a failed directory fsync is not an error. */
+	(void)maildir_sync_dir(new_dir);
+	j->status = 0;
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp_path);
+}
+
+/* Loop side: report and free. */
+static void maildir_after_work_cb(uv_work_t *req, int status)
+{
+	struct maildir_job *j = req->data;
+
+	if (status == UV_ECANCELED) {
+		j->status = -1;
+		snprintf(j->err, sizeof j->err, "delivery cancelled");
+	}
+	j->cb(j->arg, j->status, j->status == 0 ? j->name : "", j->status == 0 ? "" : j->err);
+	free(j->root);
+	free(j->prefix);
+	free(j);
+}
+
+/* See maildir.h. */
+int maildir_deliver(uv_loop_t *loop, const char *root, const char *prefix, size_t prefix_len,
+    struct msgbuf *msg, size_t off, maildir_done_cb cb, void *arg)
+{
+	struct maildir_job *j;
+	size_t len = 0;
+	const char *data;
+
+	if (!loop || !root || !*root || !cb)
+		return -1;
+	data = msg ? msgbuf_data(msg, &len) : "";
+	if (!data)
+		return -1;
+	if (off > len)
+		off = len;
+	j = calloc(1, sizeof *j);
+	if (!j)
+		return -1;
+	j->root = strdup(root);
+	if (!j->root)
+		goto fail;
+	if (prefix && prefix_len) {
+		j->prefix = malloc(prefix_len);
+		if (!j->prefix)
+			goto fail;
+		memcpy(j->prefix, prefix, prefix_len);
+		j->prefix_len = prefix_len;
+	}
+	j->body = data + off;
+	j->body_len = len - off;
+	j->cb = cb;
+	j->arg = arg;
+	j->req.data = j;
+	if (uv_queue_work(loop, &j->req, maildir_work_cb, maildir_after_work_cb) != 0)
+		goto fail;
+	return 0;
+fail:
+	free(j->root);
+	free(j->prefix);
+	free(j);
+	return -1;
+}
+
+/* See maildir.h. */
+int maildir_check_writable(const char *root, char *err, size_t errlen)
+{
+	char name[256], path[PATH_MAX];
+	int fd;
+
+	if (maildir_prepare(root, err, errlen) != 0)
+		return -1;
+	if (maildir_make_name(name, sizeof name) != 0 ||
+	    snprintf(path, sizeof path, "%s/tmp/%s.probe", root, name) >= (int)sizeof path) {
+		snprintf(err, errlen, "%.400s: path too long", root);
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "open %.400s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	unlink(path);
+	/* new/ must take a rename too; a writable tmp/ with a read-only new/ is still down. */
+	if (snprintf(path, sizeof path, "%s/new", root) < (int)sizeof path && access(path, W_OK | X_OK) != 0) {
+		snprintf(err, errlen, "%.400s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,33 @@
+/* maildir.h — the `maildir:` backend: delivers a held message into a Maildir
+ * (tmp/ -> fsync -> rename into new/), with the file I/O in the libuv thread pool. */
+#ifndef MX_MAILDIR_H
+#define MX_MAILDIR_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct msgbuf;
+
+/* status 0 = delivered, -1 = error (err says why). queue_id is the file name in new/;
+ * queue_id and err are valid during the call only. */
+typedef void (*maildir_done_cb)(void *arg, int status, const char *queue_id, const char *err);
+
+/* Writes prefix (e.g. trace + added headers; may be NULL/0, copied here) followed by
+ * msg[off..] to <root>/tmp/<unique>, fsyncs it, renames it into <root>/new/ and fsyncs
+ * new/ (creating root, tmp, new, cur with mode 0700 if missing). msg stays owned by the
+ * caller and must stay alive and unmodified until cb. Runs in uv_queue_work; cb runs on
+ * the loop thread. Returns 0 if queued, -1 if not (then cb is never called). */
+int maildir_deliver(uv_loop_t *loop, const char *root, const char *prefix, size_t prefix_len,
+    struct msgbuf *msg, size_t off, maildir_done_cb cb, void *arg);
+
+/* Makes a Maildir file name: "<sec>.M<usec>P<pid>Q<n>.<host>" (host with '/' and ':'
+ * escaped as \057 and \072). Unique within the process and across processes on the host.
+ * Returns 0, or -1 if buf is too small. Thread-safe. */
+int maildir_make_name(char *buf, size_t len);
+
+/* Synchronously checks that root is (or can be made) a writable Maildir: creates the
+ * directories if missing, then creates and removes a probe file in tmp/. Blocking: call it
+ * from the thread pool (health checks do). Returns 0, or -1 with the reason in err. */
+int maildir_check_writable(const char *root, char *err, size_t errlen);
+
+#endif
