@@ -1,0 +1,255 @@
+/* test_smtp_cmd.c — command line parsing: one labelled row per case. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "smtp_cmd.h"
+
+struct cmd_row {
+    const char *label;
+    const char *line;
+    size_t len;                 /* 0: strlen(line) */
+    enum smtp_verb verb;
+    const char *reply;          /* NULL: must parse */
+    const char *arg;            /* checked when not NULL */
+    const char *addr;           /* checked when not NULL */
+    const char *params_raw;     /* checked when not NULL */
+};
+
+#define R_SYN "500 5.5.2 Syntax error, command unrecognized"
+#define R_MAIL "501 5.5.4 Syntax: MAIL FROM:<address>"
+#define R_RCPT "501 5.5.4 Syntax: RCPT TO:<address>"
+#define R_BADS "501 5.1.7 Bad sender address syntax"
+#define R_BADR "501 5.1.3 Bad recipient address syntax"
+
+static const struct cmd_row rows[] = {
+    { "EHLO", "EHLO mx.example.org", 0, SMTP_EHLO, NULL, "mx.example.org" },
+    { "ehlo lower case", "ehlo x", 0, SMTP_EHLO, NULL, "x" },
+    { "HELO trailing blanks trimmed", "HELO x \t", 0, SMTP_HELO, NULL, "x" },
+    { "EHLO without name", "EHLO", 0, SMTP_EHLO, "501 5.5.4 Syntax: EHLO hostname" },
+    { "HELO with only blanks", "HELO   ", 0, SMTP_HELO, "501 5.5.4 Syntax: HELO hostname" },
+    { "empty line", "", 0, SMTP_UNKNOWN, R_SYN },
+    { "unknown verb", "FOO bar", 0, SMTP_UNKNOWN, R_SYN },
+    { "verb prefix is not a verb", "DAT", 0, SMTP_UNKNOWN, R_SYN },
+    { "leading space", " QUIT", 0, SMTP_UNKNOWN, R_SYN },
+    { "verb glued to arg", "MAIL:FROM:<a@b>", 0, SMTP_UNKNOWN, R_SYN },
+    { "NUL in command", "NOOP a\0b", 8, SMTP_NOOP, "500 5.5.2 Syntax error, NUL character in command" },
+    { "NUL in verb", "NO\0P", 4, SMTP_UNKNOWN, "500 5.5.2 Syntax error, NUL character in command" },
+    { "bare CR in command", "NOOP a\rb", 0, SMTP_NOOP, "501 5.5.2 Syntax error, control character in command" },
+    { "HTTP GET", "GET / HTTP/1.1", 0, SMTP_HTTP, "500 5.5.2 Syntax error, this is an SMTP server, not HTTP" },
+    { "HTTP CONNECT", "CONNECT mx:25 HTTP/1.0", 0, SMTP_HTTP, "500 5.5.2 Syntax error, this is an SMTP server, not HTTP" },
+    { "HTTP POST lower", "post /x", 0, SMTP_HTTP, "500 5.5.2 Syntax error, this is an SMTP server, not HTTP" },
+    { "DATA", "DATA", 0, SMTP_DATA, NULL, "" },
+    { "DATA trailing space", "DATA ", 0, SMTP_DATA, NULL, "" },
+    { "DATA with argument", "DATA x", 0, SMTP_DATA, "501 5.5.4 Syntax: DATA" },
+    { "RSET with argument", "RSET now", 0, SMTP_RSET, "501 5.5.4 Syntax: RSET" },
+    { "QUIT", "quit", 0, SMTP_QUIT, NULL },
+    { "QUIT with argument", "QUIT x", 0, SMTP_QUIT, "501 5.5.4 Syntax: QUIT" },
+    { "STARTTLS", "STARTTLS", 0, SMTP_STARTTLS, NULL },
+    { "STARTTLS with argument", "STARTTLS x", 0, SMTP_STARTTLS, "501 5.5.4 Syntax: STARTTLS" },
+    { "NOOP with argument", "NOOP hello there", 0, SMTP_NOOP, NULL, "hello there" },
+    { "HELP", "HELP", 0, SMTP_HELP, NULL, "" },
+    { "VRFY needs an argument", "VRFY", 0, SMTP_VRFY, "501 5.5.4 Syntax: VRFY address" },
+    { "VRFY", "VRFY user", 0, SMTP_VRFY, NULL, "user" },
+    { "EXPN needs an argument", "EXPN", 0, SMTP_EXPN, "501 5.5.4 Syntax: EXPN list" },
+    { "AUTH", "AUTH PLAIN AGFAAGI=", 0, SMTP_AUTH, NULL, "PLAIN AGFAAGI=" },
+    { "AUTH needs a mechanism", "AUTH", 0, SMTP_AUTH, "501 5.5.4 Syntax: AUTH mechanism" },
+    { "XCLIENT", "XCLIENT ADDR=1.2.3.4", 0, SMTP_XCLIENT, NULL, "ADDR=1.2.3.4" },
+    { "BDAT", "BDAT 100", 0, SMTP_BDAT, NULL },
+    { "BDAT LAST", "BDAT 0 LAST", 0, SMTP_BDAT, NULL },
+    { "BDAT bad size", "BDAT x", 0, SMTP_BDAT, "501 5.5.4 Syntax: BDAT chunk-size [LAST]" },
+    { "BDAT bad trailer", "BDAT 5 FIRST", 0, SMTP_BDAT, "501 5.5.4 Syntax: BDAT chunk-size [LAST]" },
+    { "BDAT no size", "BDAT", 0, SMTP_BDAT, "501 5.5.4 Syntax: BDAT chunk-size [LAST]" },
+
+    { "MAIL simple", "MAIL FROM:<a@example.org>", 0, SMTP_MAIL, NULL, "FROM:<a@example.org>", "a@example.org", "" },
+    { "MAIL lower case", "mail from:<a@b.c>", 0, SMTP_MAIL, NULL, NULL, "a@b.c" },
+    { "MAIL space after colon", "MAIL FROM: <a@b.c>", 0, SMTP_MAIL, NULL, NULL, "a@b.c" },
+    { "MAIL null sender", "MAIL FROM:<>", 0, SMTP_MAIL, NULL, NULL, "", "" },
+    { "MAIL null sender with params", "MAIL FROM:<> SIZE=10 BODY=8BITMIME", 0, SMTP_MAIL, NULL, NULL, "", "SIZE=10 BODY=8BITMIME" },
+    { "MAIL params trimmed", "MAIL FROM:<a@b.c>   SIZE=10  ", 0, SMTP_MAIL, NULL, NULL, "a@b.c", "SIZE=10" },
+    { "MAIL missing <>", "MAIL FROM:a@b.c", 0, SMTP_MAIL, R_MAIL },
+    { "MAIL missing >", "MAIL FROM:<a@b.c", 0, SMTP_MAIL, R_MAIL },
+    { "MAIL missing FROM", "MAIL <a@b.c>", 0, SMTP_MAIL, R_MAIL },
+    { "MAIL no argument", "MAIL", 0, SMTP_MAIL, R_MAIL },
+    { "MAIL FROM without colon", "MAIL FROM <a@b.c>", 0, SMTP_MAIL, R_MAIL },
+    { "MAIL junk after >", "MAIL FROM:<a@b.c>x", 0, SMTP_MAIL, R_MAIL },
+    { "MAIL nested <", "MAIL FROM:<a<b@c.d>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL double >", "MAIL FROM:<a@b.c>>", 0, SMTP_MAIL, R_MAIL },
+    { "MAIL no domain", "MAIL FROM:<user>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL postmaster is not a sender", "MAIL FROM:<postmaster>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL empty local part", "MAIL FROM:<@b.c>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL empty domain", "MAIL FROM:<a@>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL space in address", "MAIL FROM:<a b@c.d>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL tab in address", "MAIL FROM:<a\tb@c.d>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL bad domain char", "MAIL FROM:<a@b!c>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL domain double dot", "MAIL FROM:<a@b..c>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL address literal", "MAIL FROM:<a@[192.0.2.1]>", 0, SMTP_MAIL, NULL, NULL, "a@[192.0.2.1]" },
+    { "MAIL IPv6 literal", "MAIL FROM:<a@[IPv6:2001:db8::1]>", 0, SMTP_MAIL, NULL, NULL, "a@[IPv6:2001:db8::1]" },
+    { "MAIL broken literal", "MAIL FROM:<a@[192.0.2.1>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL quoted local part", "MAIL FROM:<\"john doe\"@b.c>", 0, SMTP_MAIL, NULL, NULL, "\"john doe\"@b.c" },
+    { "MAIL quoted with > inside", "MAIL FROM:<\"a>b\"@c.d>", 0, SMTP_MAIL, NULL, NULL, "\"a>b\"@c.d" },
+    { "MAIL quoted-pair", "MAIL FROM:<\"a\\\"b\"@c.d>", 0, SMTP_MAIL, NULL, NULL, "\"a\\\"b\"@c.d" },
+    { "MAIL unbalanced quote", "MAIL FROM:<\"ab@c.d>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL quoted then junk", "MAIL FROM:<\"a\"b@c.d>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL source route stripped", "MAIL FROM:<@a.b,@c.d:u@e.f>", 0, SMTP_MAIL, NULL, NULL, "u@e.f" },
+    { "MAIL source route without mailbox", "MAIL FROM:<@a.b:>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL bad source route", "MAIL FROM:<@a.b,c.d:u@e.f>", 0, SMTP_MAIL, R_BADS },
+    { "MAIL UTF-8 address", "MAIL FROM:<j\xc3\xb6rg@b\xc3\xbc.de> SMTPUTF8", 0, SMTP_MAIL, NULL, NULL, "j\xc3\xb6rg@b\xc3\xbc.de", "SMTPUTF8" },
+    { "MAIL local part 64", "MAIL FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.c>", 0, SMTP_MAIL, NULL },
+    { "MAIL local part 65", "MAIL FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.c>", 0, SMTP_MAIL, "501 5.5.4 Local part too long" },
+    { "MAIL SIZE", "MAIL FROM:<a@b.c> SIZE=12345", 0, SMTP_MAIL, NULL },
+    { "MAIL SIZE not digits", "MAIL FROM:<a@b.c> SIZE=12k", 0, SMTP_MAIL, "501 5.5.4 Bad SIZE parameter syntax" },
+    { "MAIL SIZE without value", "MAIL FROM:<a@b.c> SIZE", 0, SMTP_MAIL, "501 5.5.4 Bad SIZE parameter syntax" },
+    { "MAIL SIZE empty value", "MAIL FROM:<a@b.c> SIZE=", 0, SMTP_MAIL, "501 5.5.4 Bad parameter syntax" },
+    { "MAIL SIZE 21 digits", "MAIL FROM:<a@b.c> SIZE=123456789012345678901", 0, SMTP_MAIL, "501 5.5.4 Bad SIZE parameter syntax" },
+    { "MAIL BODY bad", "MAIL FROM:<a@b.c> BODY=9BIT", 0, SMTP_MAIL, "501 5.5.4 Bad BODY parameter value" },
+    { "MAIL SMTPUTF8 with value", "MAIL FROM:<a@b.c> SMTPUTF8=yes", 0, SMTP_MAIL, "501 5.5.4 Bad SMTPUTF8 parameter syntax" },
+    { "MAIL bad keyword", "MAIL FROM:<a@b.c> -X=1", 0, SMTP_MAIL, "501 5.5.4 Bad parameter syntax" },
+    { "MAIL '=' only", "MAIL FROM:<a@b.c> =", 0, SMTP_MAIL, "501 5.5.4 Bad parameter syntax" },
+    { "MAIL value with =", "MAIL FROM:<a@b.c> X=a=b", 0, SMTP_MAIL, "501 5.5.4 Bad parameter syntax" },
+    { "MAIL unknown params kept", "MAIL FROM:<a@b.c> AUTH=<> ENVID=x RET=HDRS", 0, SMTP_MAIL, NULL, NULL, "a@b.c", "AUTH=<> ENVID=x RET=HDRS" },
+    { "MAIL 16 params", "MAIL FROM:<a@b.c> A B C D E F G H I J K L M N O P", 0, SMTP_MAIL, NULL },
+    { "MAIL 17 params", "MAIL FROM:<a@b.c> A B C D E F G H I J K L M N O P Q", 0, SMTP_MAIL, "501 5.5.4 Too many parameters" },
+
+    { "RCPT simple", "RCPT TO:<c@d.e>", 0, SMTP_RCPT, NULL, NULL, "c@d.e", "" },
+    { "RCPT Postmaster without domain", "RCPT TO:<Postmaster>", 0, SMTP_RCPT, NULL, NULL, "Postmaster" },
+    { "RCPT other local without domain", "RCPT TO:<webmaster>", 0, SMTP_RCPT, R_BADR },
+    { "RCPT null", "RCPT TO:<>", 0, SMTP_RCPT, "501 5.1.3 Null recipient address not allowed" },
+    { "RCPT FROM instead of TO", "RCPT FROM:<c@d.e>", 0, SMTP_RCPT, R_RCPT },
+    { "RCPT space after colon", "RCPT TO: <c@d.e> NOTIFY=NEVER", 0, SMTP_RCPT, NULL, NULL, "c@d.e", "NOTIFY=NEVER" },
+    { "RCPT missing <>", "RCPT TO:c@d.e", 0, SMTP_RCPT, R_RCPT },
+    { "RCPT control char", "RCPT TO:<c\x01@d.e>", 0, SMTP_RCPT, "501 5.5.2 Syntax error, control character in command" },
+    { "RCPT DEL char", "RCPT TO:<c\x7f@d.e>", 0, SMTP_RCPT, "501 5.5.2 Syntax error, control character in command" },
+};
+
+static void
+test_rows(void **state)
+{
+    (void)state;
+    struct smtp_cmd *cmd = malloc(sizeof(*cmd));
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        const struct cmd_row *row = &rows[r];
+        size_t len = row->len ? row->len : strlen(row->line);
+        const char *reply = NULL;
+        memset(cmd, 0x5a, sizeof(*cmd));
+        int rc = smtp_cmd_parse(row->line, len, cmd, &reply);
+        if (row->reply == NULL && rc != 0)
+            fail_msg("%s: failed with '%s'", row->label, reply);
+        if (row->reply != NULL && (rc != -1 || reply == NULL || strcmp(reply, row->reply) != 0))
+            fail_msg("%s: rc %d reply '%s', want '%s'", row->label, rc, reply ? reply : "(null)", row->reply);
+        if (cmd->verb != row->verb)
+            fail_msg("%s: verb %s", row->label, smtp_verb_name(cmd->verb));
+        if (rc != 0)
+            continue;
+        if (row->arg != NULL && strcmp(cmd->arg, row->arg) != 0)
+            fail_msg("%s: arg '%s'", row->label, cmd->arg);
+        if (row->addr != NULL && strcmp(cmd->addr, row->addr) != 0)
+            fail_msg("%s: addr '%s'", row->label, cmd->addr);
+        if (row->params_raw != NULL && strcmp(cmd->params_raw, row->params_raw) != 0)
+            fail_msg("%s: params_raw '%s'", row->label, cmd->params_raw);
+    }
+    free(cmd);
+}
+
+static void
+test_params(void **state)
+{
+    (void)state;
+    struct smtp_cmd cmd;
+    const char *reply;
+    const char *l = "MAIL FROM:<a@b.c> size=1000 BODY=8bitmime SMTPUTF8 AUTH=<> X-FOO";
+    assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
+    assert_int_equal(cmd.size, 1000);
+    assert_int_equal(cmd.body, SMTP_BODY_8BITMIME);
+    assert_true(cmd.smtputf8);
+    assert_int_equal(cmd.nparams, 5);
+    assert_string_equal(cmd.params[0].key, "size");
+    assert_string_equal(cmd.params[0].value, "1000");
+    assert_string_equal(cmd.params[3].key, "AUTH");
+    assert_string_equal(cmd.params[3].value, "<>");
+    assert_string_equal(cmd.params[4].key, "X-FOO");
+    assert_null(cmd.params[4].value);
+    /* raw text and arg stay intact */
+    assert_string_equal(cmd.params_raw, "size=1000 BODY=8bitmime SMTPUTF8 AUTH=<> X-FOO");
+    assert_string_equal(cmd.arg, l + 5);
+
+    l = "MAIL FROM:<a@b.c> BODY=BINARYMIME SIZE=99999999999999999999";
+    assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
+    assert_int_equal(cmd.body, SMTP_BODY_BINARYMIME);
+    assert_true(cmd.size == UINT64_MAX);  /* saturates: over any limit */
+
+    l = "MAIL FROM:<a@b.c> BODY=7BIT";
+    assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
+    assert_int_equal(cmd.body, SMTP_BODY_7BIT);
+    assert_int_equal(cmd.size, 0);
+    assert_false(cmd.smtputf8);
+
+    l = "BDAT 4096 LAST";
+    assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
+    assert_int_equal(cmd.size, 4096);
+    assert_true(cmd.last);
+    assert_string_equal(smtp_verb_name(SMTP_STARTTLS), "STARTTLS");
+    assert_string_equal(smtp_verb_name(SMTP_UNKNOWN), "UNKNOWN");
+    assert_string_equal(smtp_verb_name(SMTP_HTTP), "HTTP");
+}
+
+/* RFC 5321 4.5.3.1: path, domain, line length limits. */
+static void
+test_lengths(void **state)
+{
+    (void)state;
+    struct smtp_cmd cmd;
+    const char *reply;
+    char line[1200], dom[300];
+
+    /* domain of 255 octets: 63-octet labels */
+    size_t d = 0;
+    while (d < 255) {
+        size_t n = 255 - d >= 64 ? 63 : 255 - d;
+        memset(dom + d, 'x', n);
+        d += n;
+        if (d < 255)
+            dom[d++] = '.';
+    }
+    dom[255] = '\0';
+    /* <a@255> is 259 octets of path: over 256 */
+    snprintf(line, sizeof(line), "RCPT TO:<a@%s>", dom);
+    assert_int_equal(smtp_cmd_parse(line, strlen(line), &cmd, &reply), -1);
+    assert_string_equal(reply, "501 5.5.4 Path too long");
+    /* path of exactly 256 octets */
+    snprintf(line, sizeof(line), "RCPT TO:<a@%s>", dom + 3);
+    assert_int_equal(smtp_cmd_parse(line, strlen(line), &cmd, &reply), 0);
+
+    /* line exactly 998 octets passes, 999 is too long */
+    memset(line, 'x', sizeof(line));
+    memcpy(line, "NOOP ", 5);
+    assert_int_equal(smtp_cmd_parse(line, 998, &cmd, &reply), 0);
+    assert_int_equal(strlen(cmd.arg), 993);
+    assert_int_equal(smtp_cmd_parse(line, 999, &cmd, &reply), -1);
+    assert_string_equal(reply, "500 5.5.2 Line too long");
+
+    /* a long MAIL line with many long params fits the storage */
+    size_t o = (size_t)snprintf(line, sizeof(line), "MAIL FROM:<a@b.c>");
+    for (int i = 0; i < 16; i++)
+        o += (size_t)snprintf(line + o, sizeof(line) - o, " K%d=%055d", i, i);
+    assert_true(o <= 998);
+    assert_int_equal(smtp_cmd_parse(line, o, &cmd, &reply), 0);
+    assert_int_equal(cmd.nparams, 16);
+    assert_string_equal(cmd.params[15].key, "K15");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_params),
+        cmocka_unit_test(test_lengths),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
