@@ -10,7 +10,10 @@
 /* ---- module registry: filters first, then plugins, then the rules engine last ---------
  * Add `extern const struct hook_module <name>_module;` and an entry below. */
 
+extern const struct hook_module ratelimit_module;
+
 const struct hook_module *const hook_modules[] = {
+	&ratelimit_module,
 	NULL
 };
 const size_t hook_nmodules = sizeof(hook_modules) / sizeof(hook_modules[0]) - 1;

@@ -9,11 +9,14 @@
 #define MX_MODULE_SECTIONS_H
 
 /* #include "../filters/dnsbl.h" etc. go here */
+#include "../filters/ratelimit.h"
 
 #define MX_CONFIG_MODULE_SECTIONS \
+	struct ratelimit_config ratelimit; \
 	/* struct dnsbl_config dnsbl; */
 
 #define MX_CONFIG_MODULE_FIELDS \
+	{ "ratelimit", CFG_STRUCT, offsetof(struct mx_config, ratelimit), .sub = &ratelimit_config_table, .doc = "rate limits (GCRA) per ip, prefix, helo, sender, recipient; local or Redis" }, \
 	/* { "dnsbl", CFG_STRUCT, offsetof(struct mx_config, dnsbl), .sub = &dnsbl_config_table, .doc = "DNS lists" }, */
 
 #endif

@@ -1,0 +1,824 @@
+/* ratelimit.c — the rate-limit filter module, see ratelimit.h. */
+#include "ratelimit.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <libfyaml.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <pthread.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "proxy/hook.h"
+#include "proxy/log.h"
+#include "proxy/msgbuf.h"
+#include "gcra.h"
+#include "ratelimit_local.h"
+#include "redis_store.h"
+
+/* ---- configuration ------------------------------------------------------------------- */
+
+static const char *const rl_key_names[] = { "ip", "ip_prefix", "helo", "sender",
+	"sender_domain", "recipient", NULL };
+static const char *const rl_count_names[] = { "connections", "concurrency", "messages",
+	"recipients", "bytes", NULL };
+static const char *const rl_action_names[] = { "tempfail", "reject", "delay", NULL };
+static const char *const rl_on_error_names[] = { "accept", "tempfail", "reject", NULL };
+
+const char *ratelimit_key_name(int key)
+{
+	return key >= 0 && key <= RATELIMIT_KEY_RECIPIENT ? rl_key_names[key] : "?";
+}
+
+const char *ratelimit_count_name(int count)
+{
+	return count >= 0 && count <= RATELIMIT_COUNT_BYTES ? rl_count_names[count] : "?";
+}
+
+const char *ratelimit_action_name(int action)
+{
+	return action >= 0 && action <= RATELIMIT_ACTION_DELAY ? rl_action_names[action] : "?";
+}
+
+int ratelimit_limit_parse(const char *s, bool plain_ok, struct ratelimit_limit *out)
+{
+	struct cfg_rate rate;
+	char *end;
+	unsigned long long n;
+
+	memset(out, 0, sizeof(*out));
+	if (s == NULL || *s == '\0' || strlen(s) >= sizeof(out->text))
+		return -1;
+	if (strchr(s, '/') == NULL) {
+		if (!plain_ok || !isdigit((unsigned char)*s))
+			return -1;
+		n = strtoull(s, &end, 10);
+		if (*end || n == 0)
+			return -1;
+		out->count = n;
+		out->period_ms = 0;
+	} else {
+		if (cfg_parse_rate(s, &rate) < 0 || rate.count == 0 || rate.period_ms == 0)
+			return -1;
+		out->count = rate.count;
+		out->period_ms = rate.period_ms;
+	}
+	snprintf(out->text, sizeof(out->text), "%s", s);
+	return 0;
+}
+
+static int rl_limit_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
+{
+	struct ratelimit_limit *l = dst;
+	const char *s;
+	size_t len;
+	char buf[64];
+
+	memset(l, 0, sizeof(*l));
+	if (n == NULL)
+		return 0;            /* the rule's validate reports a missing limit */
+	if (!fy_node_is_scalar(n))
+		return cfg_error(p, n, "expected a rate like 10/60s (or a number for concurrency)");
+	s = fy_node_get_scalar(n, &len);
+	if (s == NULL || len == 0 || len >= sizeof(buf))
+		return cfg_error(p, n, "expected a rate like 10/60s (or a number for concurrency)");
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (ratelimit_limit_parse(buf, true, l) < 0)
+		return cfg_error(p, n, "bad limit '%s': expected N/DURATION like 10/60s, or N", buf);
+	return 0;
+}
+
+/* Checks one rule; returns NULL or a reason (also used at worker_init as a fallback). */
+static const char *rl_rule_problem(const struct ratelimit_rule_config *r)
+{
+	if (r->limit.count == 0)
+		return "limit is required (N/DURATION, or N for concurrency)";
+	if (r->count == RATELIMIT_COUNT_CONCURRENCY) {
+		if (r->limit.period_ms != 0)
+			return "concurrency takes a plain number, not a rate";
+		if (r->key != RATELIMIT_KEY_IP && r->key != RATELIMIT_KEY_IP_PREFIX)
+			return "concurrency is counted per ip or ip_prefix only";
+	} else if (r->limit.period_ms == 0) {
+		return "limit needs a period: N/DURATION like 10/60s";
+	}
+	if (r->count == RATELIMIT_COUNT_CONNECTIONS && r->key != RATELIMIT_KEY_IP &&
+	    r->key != RATELIMIT_KEY_IP_PREFIX && r->key != RATELIMIT_KEY_HELO)
+		return "connections are counted per ip, ip_prefix or helo";
+	return NULL;
+}
+
+static int rl_rule_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const char *why = rl_rule_problem(obj);
+
+	return why ? cfg_error(p, n, "%s", why) : 0;
+}
+
+static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	struct ratelimit_config *c = obj;
+	char host[256], pw[128];
+	int port, db;
+
+	if (c->store && strcmp(c->store, "local") != 0 &&
+	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
+		return cfg_error(p, n, "store: expected local or redis://host:port[/db]");
+	return 0;
+}
+
+static const struct cfg_field rl_rule_fields[] = {
+	{ "key", CFG_ENUM, offsetof(struct ratelimit_rule_config, key), "ip", .choices = rl_key_names,
+	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient" },
+	{ "count", CFG_ENUM, offsetof(struct ratelimit_rule_config, count), "messages",
+	  .choices = rl_count_names,
+	  .doc = "what is counted: connections, concurrency, messages, recipients, bytes" },
+	{ "limit", CFG_CUSTOM, offsetof(struct ratelimit_rule_config, limit), NULL,
+	  .custom = rl_limit_custom, .doc = "N/DURATION (token bucket, burst N), or N for concurrency" },
+	{ "action", CFG_ENUM, offsetof(struct ratelimit_rule_config, action), "tempfail",
+	  .choices = rl_action_names, .doc = "over the limit: tempfail, reject or delay (tarpit)" },
+	{ "prefix_v4", CFG_INT, offsetof(struct ratelimit_rule_config, prefix_v4), "24", 0, 32,
+	  .doc = "IPv4 prefix length for key ip_prefix" },
+	{ "prefix_v6", CFG_INT, offsetof(struct ratelimit_rule_config, prefix_v6), "64", 0, 128,
+	  .doc = "IPv6 prefix length for key ip_prefix" },
+	{ "delay", CFG_DURATION, offsetof(struct ratelimit_rule_config, delay), "5s", 0, 600000,
+	  .doc = "how long action delay holds the reply" },
+	{ .key = NULL }
+};
+
+static const struct cfg_table rl_rule_table = {
+	.name = "ratelimit.rules[]", .size = sizeof(struct ratelimit_rule_config),
+	.fields = rl_rule_fields, .validate = rl_rule_validate,
+};
+
+static const struct cfg_field rl_fields[] = {
+	{ "store", CFG_STRING, offsetof(struct ratelimit_config, store), "local",
+	  .doc = "local (this process) or redis://host:port[/db] (shared by all nodes)" },
+	{ "timeout", CFG_DURATION, offsetof(struct ratelimit_config, timeout), "200ms", 1, 60000,
+	  .doc = "Redis answer deadline per check; then the local table decides" },
+	{ "max_keys", CFG_INT, offsetof(struct ratelimit_config, max_keys), "100000", 16, 100000000,
+	  .doc = "keys held by the local table (idle keys expire, the idlest is evicted)" },
+	{ "concurrency_ttl", CFG_DURATION, offsetof(struct ratelimit_config, concurrency_ttl), "1h",
+	  1000, 86400000, .doc = "lifetime of a Redis concurrency slot a crashed node never released" },
+	{ "on_error", CFG_ENUM, offsetof(struct ratelimit_config, on_error), "accept",
+	  .choices = rl_on_error_names, .doc = "verdict if a check overruns the module timeout" },
+	{ "rules", CFG_STRUCT_LIST, offsetof(struct ratelimit_config, rules), NULL,
+	  .sub = &rl_rule_table, .doc = "the limits: { key, count, limit, action, prefix_v4, prefix_v6, delay }" },
+	{ .key = NULL }
+};
+
+const struct cfg_table ratelimit_config_table = {
+	.name = "ratelimit", .size = sizeof(struct ratelimit_config), .fields = rl_fields,
+	.validate = rl_validate,
+};
+
+/* ---- key values ------------------------------------------------------------------------ */
+
+/* Unwraps v4-mapped IPv6 into out4; returns the family to use. */
+static int rl_addr_family(const struct sockaddr *sa, struct in_addr *out4)
+{
+	if (sa->sa_family == AF_INET) {
+		*out4 = ((const struct sockaddr_in *)sa)->sin_addr;
+		return AF_INET;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			memcpy(&out4->s_addr, a->s6_addr + 12, 4);
+			return AF_INET;
+		}
+		return AF_INET6;
+	}
+	return -1;
+}
+
+int ratelimit_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6,
+    char *out, size_t outlen)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	char buf[INET6_ADDRSTRLEN];
+	int fam = rl_addr_family(sa, &a4), n;
+
+	if (fam == AF_INET) {
+		uint32_t m = prefix_v4 <= 0 ? 0 : prefix_v4 >= 32 ? 0xffffffffu :
+		    ~(0xffffffffu >> prefix_v4);
+
+		a4.s_addr = htonl(ntohl(a4.s_addr) & m);
+		inet_ntop(AF_INET, &a4, buf, sizeof(buf));
+		n = snprintf(out, outlen, "%s/%d", buf, prefix_v4 < 0 ? 0 : prefix_v4 > 32 ? 32 : prefix_v4);
+	} else if (fam == AF_INET6) {
+		int p = prefix_v6 < 0 ? 0 : prefix_v6 > 128 ? 128 : prefix_v6;
+
+		a6 = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+		for (int i = 0; i < 16; i++) {
+			int bits = p - i * 8;
+
+			if (bits <= 0)
+				a6.s6_addr[i] = 0;
+			else if (bits < 8)
+				a6.s6_addr[i] &= (uint8_t)(0xff << (8 - bits));
+		}
+		inet_ntop(AF_INET6, &a6, buf, sizeof(buf));
+		n = snprintf(out, outlen, "%s/%d", buf, p);
+	} else {
+		return -1;
+	}
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+static int rl_copy_lower(const char *s, char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < outlen; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	if (s[i])
+		return -1;   /* longer than any valid value: do not key on a truncation */
+	out[i] = '\0';
+	return 0;
+}
+
+int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook_env *env,
+    const char *rcpt, char *out, size_t outlen)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&env->client;
+	struct in_addr a4;
+	const char *at;
+
+	switch (r->key) {
+	case RATELIMIT_KEY_IP:
+		if (rl_addr_family(sa, &a4) == AF_INET)
+			return inet_ntop(AF_INET, &a4, out, (socklen_t)outlen) ? 0 : -1;
+		if (sa->sa_family == AF_INET6)
+			return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			    (socklen_t)outlen) ? 0 : -1;
+		if (env->client_ip[0])
+			return rl_copy_lower(env->client_ip, out, outlen);
+		return -1;
+	case RATELIMIT_KEY_IP_PREFIX:
+		return ratelimit_prefix_string(sa, (int)r->prefix_v4, (int)r->prefix_v6, out, outlen);
+	case RATELIMIT_KEY_HELO:
+		if (env->helo[0] == '\0')
+			return -1;
+		return rl_copy_lower(env->helo, out, outlen);
+	case RATELIMIT_KEY_SENDER:
+		if (env->mail_from == NULL)
+			return -1;
+		return rl_copy_lower(env->mail_from[0] ? env->mail_from : "<>", out, outlen);
+	case RATELIMIT_KEY_SENDER_DOMAIN:
+		if (env->mail_from == NULL)
+			return -1;
+		if (env->mail_from[0] == '\0')
+			return rl_copy_lower("<>", out, outlen);
+		at = strrchr(env->mail_from, '@');
+		if (at == NULL || at[1] == '\0')
+			return -1;
+		return rl_copy_lower(at + 1, out, outlen);
+	case RATELIMIT_KEY_RECIPIENT:
+		if (rcpt == NULL)
+			rcpt = env->cur_rcpt;
+		if (rcpt == NULL || rcpt[0] == '\0')
+			return -1;
+		return rl_copy_lower(rcpt, out, outlen);
+	}
+	return -1;
+}
+
+/* ---- Redis scripts --------------------------------------------------------------------- */
+
+/* GCRA with the server's clock, in microseconds (Lua numbers are doubles: exact to 2^53).
+ * KEYS[1] key; ARGV period_ms, count, cost. Returns {allowed, retry_ms}. The key lives only
+ * as long as its TAT is in the future (at most one period). A little slack (half a cell, at
+ * most 1 ms) absorbs the rounding of the stored TAT. */
+const char ratelimit_lua_gcra[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local period = tonumber(ARGV[1]) * 1000\n"
+	"local limit = tonumber(ARGV[2])\n"
+	"local cost = tonumber(ARGV[3])\n"
+	"if cost > limit then cost = limit end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+	"local tat = tonumber(redis.call('GET', KEYS[1])) or now\n"
+	"if tat < now then tat = now end\n"
+	"local inc = cost * period / limit\n"
+	"local new = tat + inc\n"
+	"if new - now > period + math.min(inc * 0.5, 1000) then\n"
+	"  return {0, math.ceil((new - now - period) / 1000)}\n"
+	"end\n"
+	"local ttl = math.ceil((new - now) / 1000)\n"
+	"if ttl < 1 then ttl = 1 end\n"
+	"redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', ttl)\n"
+	"return {1, 0}\n";
+
+/* Concurrency slots as a sorted set of session ids scored by expiry (ms): a node that dies
+ * without releasing leaks nothing beyond concurrency_ttl. KEYS[1]; ARGV limit, member,
+ * ttl_ms. Returns {acquired, current}. */
+const char ratelimit_lua_acquire[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+	"local n = redis.call('ZCARD', KEYS[1])\n"
+	"if n >= tonumber(ARGV[1]) then return {0, n} end\n"
+	"redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])\n"
+	"redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))\n"
+	"return {1, n + 1}\n";
+
+/* ---- module state ---------------------------------------------------------------------- */
+
+#define RL_KEY_MAX 640
+
+struct rl_worker {
+	const struct ratelimit_config *cfg;
+	const struct ratelimit_rule_config *rules;
+	bool *rule_ok;
+	size_t nrules;
+	uv_loop_t *loop;
+	int worker;
+	struct ratelimit_local *local;
+	struct redis_store *rs;        /* NULL for store: local */
+	int lua_gcra, lua_acquire;
+	unsigned stages;
+};
+
+struct rl_held {                   /* a concurrency slot to give back */
+	char key[RL_KEY_MAX];
+	bool in_redis;
+};
+
+struct rl_op;
+
+struct rl_session {
+	struct rl_worker *w;
+	struct rl_op *ops;             /* stage runs in flight */
+	struct rl_held *held;
+	size_t nheld;
+	bool helo_counted;
+	char member[96];               /* this session in Redis concurrency sets */
+};
+
+struct rl_check {
+	struct rl_op *op;
+	size_t rule;
+	char key[RL_KEY_MAX];          /* store key */
+	char value[520];               /* what the rule keyed on, for logs */
+	uint64_t cost;
+	struct redis_req *req;
+	bool done;
+};
+
+struct rl_op {
+	struct rl_op *next;
+	struct rl_session *s;
+	struct hook_call *call;
+	enum hook_stage stage;
+	int pending;
+	bool dispatching;
+	struct verdict v;
+	int rank;                      /* 0 none, 1 delay, 2 tempfail, 3 reject */
+	size_t nchecks;
+	struct rl_check *checks;
+};
+
+static char rl_node_id[24];
+static pthread_once_t rl_node_once = PTHREAD_ONCE_INIT;
+
+static void rl_node_init(void)
+{
+	uint64_t r = 0;
+
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (uint64_t)uv_hrtime() ^ (uint64_t)getpid();
+	snprintf(rl_node_id, sizeof(rl_node_id), "%016llx", (unsigned long long)r);
+}
+
+static uint64_t rl_now_ns(void)
+{
+	return uv_hrtime();
+}
+
+static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
+{
+	switch (r->count) {
+	case RATELIMIT_COUNT_CONNECTIONS:
+		return r->key == RATELIMIT_KEY_HELO ? 1u << HOOK_HELO : 1u << HOOK_CONNECT;
+	case RATELIMIT_COUNT_CONCURRENCY:
+		return (1u << HOOK_CONNECT) | (1u << HOOK_CLOSE);
+	case RATELIMIT_COUNT_MESSAGES:
+		return 1u << HOOK_DATA;
+	case RATELIMIT_COUNT_RECIPIENTS:
+		return 1u << HOOK_RCPT;
+	case RATELIMIT_COUNT_BYTES:
+		return 1u << HOOK_EOM;
+	}
+	return 0;
+}
+
+static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
+{
+	const struct ratelimit_config *c = &cfg->ratelimit;
+	struct rl_worker *w;
+
+	*wstate = NULL;
+	if (c->rules.n == 0)
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -1;
+	w->cfg = c;
+	w->rules = c->rules.v;
+	w->nrules = c->rules.n;
+	w->loop = loop;
+	w->worker = worker;
+	w->rule_ok = calloc(w->nrules, sizeof(*w->rule_ok));
+	w->local = ratelimit_local_global((size_t)c->max_keys);
+	if (w->rule_ok == NULL || w->local == NULL)
+		goto fail;
+	pthread_once(&rl_node_once, rl_node_init);
+	for (size_t i = 0; i < w->nrules; i++) {
+		const char *why = rl_rule_problem(&w->rules[i]);
+
+		if (why) {
+			if (worker == 0)
+				log_event(LOG_LVL_ERROR, NULL, "event=config_error module=ratelimit rule=%zu reason=\"%s\"",
+				    i, why);
+			continue;
+		}
+		w->rule_ok[i] = true;
+		w->stages |= rl_rule_stages(&w->rules[i]);
+	}
+	if (c->store && strncmp(c->store, "redis://", 8) == 0) {
+		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
+		if (w->rs == NULL)
+			goto fail;
+		w->lua_gcra = redis_store_add_script(w->rs, ratelimit_lua_gcra);
+		w->lua_acquire = redis_store_add_script(w->rs, ratelimit_lua_acquire);
+	}
+	*wstate = w;
+	return 0;
+fail:
+	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=ratelimit worker=%d reason=init", worker);
+	free(w->rule_ok);
+	free(w);
+	return -1;
+}
+
+static void rl_worker_free(void *wstate)
+{
+	struct rl_worker *w = wstate;
+
+	if (w == NULL)
+		return;
+	redis_store_free(w->rs);
+	free(w->rule_ok);
+	free(w);
+}
+
+static unsigned rl_stages(void *wstate)
+{
+	struct rl_worker *w = wstate;
+
+	return w ? w->stages : 0;
+}
+
+static uint64_t rl_timeout_ms(void *wstate)
+{
+	struct rl_worker *w = wstate;
+
+	/* Our own Redis deadline falls back locally first; this is only a backstop. */
+	return w ? w->cfg->timeout * 2 + 100 : 0;
+}
+
+static enum verdict_action rl_on_error(void *wstate)
+{
+	struct rl_worker *w = wstate;
+
+	if (w && w->cfg->on_error == RATELIMIT_ON_ERROR_TEMPFAIL)
+		return VERDICT_TEMPFAIL;
+	if (w && w->cfg->on_error == RATELIMIT_ON_ERROR_REJECT)
+		return VERDICT_REJECT;
+	return VERDICT_CONTINUE;
+}
+
+/* ---- checks ---------------------------------------------------------------------------- */
+
+/* Store key: the rule's identity (so a reload with the same rule keeps its state) + value. */
+static void rl_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
+    size_t outlen)
+{
+	snprintf(out, outlen, "mxgate:rl:%s:%s:%s:%s", rl_count_names[r->count],
+	    rl_key_names[r->key], r->limit.text, value);
+}
+
+/* Records a decision about one check; over the limit it may raise the op's verdict. */
+static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store)
+{
+	struct rl_op *op = ck->op;
+	struct rl_session *s = op->s;
+	const struct ratelimit_rule_config *r = &s->w->rules[ck->rule];
+	struct hook_env *env = hook_call_env(op->call);
+	int rank;
+
+	ck->done = true;
+	if (allowed)
+		return;
+	log_event(LOG_LVL_INFO, env->session_id,
+	    "event=ratelimit key=%s value=%s count=%s limit=%s action=%s store=%s client=%s",
+	    rl_key_names[r->key], ck->value, rl_count_names[r->count], r->limit.text,
+	    rl_action_names[r->action], store, env->client_ip);
+	rank = r->action == RATELIMIT_ACTION_REJECT ? 3 : r->action == RATELIMIT_ACTION_TEMPFAIL ? 2 : 1;
+	if (rank < op->rank || (rank == op->rank && rank != 1))
+		return;
+	if (rank == 1) {
+		uint32_t d = r->delay > 600000 ? 600000 : (uint32_t)r->delay;
+
+		if (op->rank == 1 && op->v.delay_ms >= d)
+			return;
+		verdict_set(&op->v, VERDICT_CONTINUE, 0, "ratelimit", NULL);
+		op->v.delay_ms = d;
+	} else if (rank == 2) {
+		if (op->stage == HOOK_CONNECT)
+			verdict_set(&op->v, VERDICT_TEMPFAIL, 421, "ratelimit",
+			    "4.7.0 rate limit exceeded for %s %s: %s, try again later",
+			    rl_key_names[r->key], ck->value, r->limit.text);
+		else
+			verdict_set(&op->v, VERDICT_TEMPFAIL, 451, "ratelimit",
+			    "4.7.1 rate limit exceeded for %s %s: %s, try again later",
+			    rl_key_names[r->key], ck->value, r->limit.text);
+	} else {
+		/* RFC 5321 3.1: 554 refuses a connection; 550 refuses a command. */
+		verdict_set(&op->v, VERDICT_REJECT, op->stage == HOOK_CONNECT ? 554 : 550, "ratelimit",
+		    "5.7.1 rate limit exceeded for %s %s: %s", rl_key_names[r->key], ck->value,
+		    r->limit.text);
+	}
+	op->rank = rank;
+}
+
+static void rl_session_hold(struct rl_session *s, const char *key, bool in_redis)
+{
+	struct rl_held *h = realloc(s->held, (s->nheld + 1) * sizeof(*s->held));
+
+	if (h == NULL)
+		return;     /* the slot leaks until concurrency_ttl (Redis) or forever (local) */
+	s->held = h;
+	snprintf(h[s->nheld].key, sizeof(h[s->nheld].key), "%s", key);
+	h[s->nheld].in_redis = in_redis;
+	s->nheld++;
+}
+
+/* Decides a check in the local table, synchronously. */
+static void rl_check_local(struct rl_check *ck)
+{
+	struct rl_session *s = ck->op->s;
+	const struct ratelimit_rule_config *r = &s->w->rules[ck->rule];
+	struct gcra_result res;
+	struct gcra_limit l;
+	int rc;
+
+	if (r->count == RATELIMIT_COUNT_CONCURRENCY) {
+		rc = ratelimit_local_acquire(s->w->local, ck->key, r->limit.count, rl_now_ns());
+		if (rc == 1)
+			rl_session_hold(s, ck->key, false);
+		rl_check_decide(ck, rc != 0, "local");   /* -1 (no memory): fail open */
+		return;
+	}
+	l.count = r->limit.count;
+	l.period_ns = r->limit.period_ms * 1000000ull;
+	if (ratelimit_local_gcra(s->w->local, ck->key, &l, ck->cost, rl_now_ns(), &res) < 0)
+		res.allowed = true;
+	rl_check_decide(ck, res.allowed, "local");
+}
+
+static void rl_op_finish(struct rl_op *op)
+{
+	struct rl_session *s = op->s;
+	struct rl_op **pp;
+	struct hook_call *call = op->call;
+	struct verdict v = op->v;
+	bool have = op->rank > 0;
+
+	for (pp = &s->ops; *pp; pp = &(*pp)->next)
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+	free(op->checks);
+	free(op);
+	hook_call_done(call, have ? &v : NULL);
+}
+
+static void rl_redis_reply_cb(void *arg, const redisReply *reply)
+{
+	struct rl_check *ck = arg;
+	struct rl_op *op = ck->op;
+	const struct ratelimit_rule_config *r = &op->s->w->rules[ck->rule];
+
+	ck->req = NULL;
+	if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER) {
+		bool allowed = reply->element[0]->integer != 0;
+
+		if (allowed && r->count == RATELIMIT_COUNT_CONCURRENCY)
+			rl_session_hold(op->s, ck->key, true);
+		rl_check_decide(ck, allowed, "redis");
+	} else {
+		/* Unreachable, timed out or a script error: this check is decided locally. */
+		if (reply && reply->type == REDIS_REPLY_ERROR)
+			log_event(LOG_LVL_WARNING, hook_call_env(op->call)->session_id,
+			    "event=redis_error module=ratelimit reply=\"%.120s\"", reply->str);
+		rl_check_local(ck);
+	}
+	if (--op->pending == 0 && !op->dispatching)
+		rl_op_finish(op);
+}
+
+static void rl_check_start(struct rl_check *ck)
+{
+	struct rl_op *op = ck->op;
+	struct rl_session *s = op->s;
+	struct rl_worker *w = s->w;
+	const struct ratelimit_rule_config *r = &w->rules[ck->rule];
+	char a1[32], a2[32], a3[32];
+	const char *argv[4];
+	int rc;
+
+	/* redis_store_eval fails fast (-1) during an outage: no waiting at all then. */
+	if (w->rs == NULL)
+		goto local;
+	argv[0] = ck->key;
+	if (r->count == RATELIMIT_COUNT_CONCURRENCY) {
+		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)r->limit.count);
+		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)w->cfg->concurrency_ttl);
+		argv[1] = a1;
+		argv[2] = s->member;
+		argv[3] = a3;
+		rc = redis_store_eval(w->rs, w->lua_acquire, 1, 3, argv, NULL, rl_redis_reply_cb, ck,
+		    &ck->req);
+	} else {
+		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)r->limit.period_ms);
+		snprintf(a2, sizeof(a2), "%llu", (unsigned long long)r->limit.count);
+		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)ck->cost);
+		argv[1] = a1;
+		argv[2] = a2;
+		argv[3] = a3;
+		rc = redis_store_eval(w->rs, w->lua_gcra, 1, 3, argv, NULL, rl_redis_reply_cb, ck,
+		    &ck->req);
+	}
+	if (rc == 0) {
+		op->pending++;
+		return;
+	}
+local:
+	rl_check_local(ck);
+}
+
+static struct rl_check *rl_op_add(struct rl_op *op, size_t rule, const char *value, uint64_t cost)
+{
+	struct rl_check *c = realloc(op->checks, (op->nchecks + 1) * sizeof(*op->checks));
+	struct rl_check *ck;
+
+	if (c == NULL)
+		return NULL;
+	op->checks = c;
+	ck = &c[op->nchecks++];
+	memset(ck, 0, sizeof(*ck));
+	ck->rule = rule;
+	ck->cost = cost ? cost : 1;
+	snprintf(ck->value, sizeof(ck->value), "%s", value);
+	rl_store_key(&op->s->w->rules[rule], value, ck->key, sizeof(ck->key));
+	return ck;
+}
+
+/* Does rule r count at this stage (for this session)? */
+static bool rl_rule_counts_at(const struct ratelimit_rule_config *r, enum hook_stage st,
+    const struct rl_session *s)
+{
+	if (st == HOOK_CLOSE)
+		return false;
+	if (!(rl_rule_stages(r) & (1u << st)))
+		return false;
+	if (st == HOOK_HELO && s->helo_counted)
+		return false;
+	return true;
+}
+
+static void rl_release_held(struct rl_session *s)
+{
+	struct rl_worker *w = s->w;
+
+	for (size_t i = 0; i < s->nheld; i++) {
+		if (s->held[i].in_redis) {
+			const char *argv[3] = { "ZREM", s->held[i].key, s->member };
+
+			/* Fire and forget; if Redis is down the slot expires by itself. */
+			if (w->rs)
+				redis_store_command(w->rs, 3, argv, NULL, NULL, NULL, NULL);
+		} else {
+			ratelimit_local_release(w->local, s->held[i].key);
+		}
+	}
+	free(s->held);
+	s->held = NULL;
+	s->nheld = 0;
+}
+
+static void rl_run(void *wstate, int slot, struct hook_call *call)
+{
+	struct rl_worker *w = wstate;
+	struct hook_env *env = hook_call_env(call);
+	enum hook_stage st = hook_call_stage(call);
+	struct rl_session *s = env->module_ctx[slot];
+	struct rl_op *op;
+	char value[520];
+	uint64_t cost = 1;
+
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL) {
+			hook_call_done(call, NULL);
+			return;
+		}
+		s->w = w;
+		snprintf(s->member, sizeof(s->member), "%s:%s", rl_node_id, env->session_id);
+		env->module_ctx[slot] = s;
+	}
+	if (st == HOOK_CLOSE) {
+		rl_release_held(s);
+		hook_call_done(call, NULL);
+		return;
+	}
+	op = calloc(1, sizeof(*op));
+	if (op == NULL) {
+		hook_call_done(call, NULL);
+		return;
+	}
+	op->s = s;
+	op->call = call;
+	op->stage = st;
+	if (st == HOOK_EOM && env->msg)
+		cost = msgbuf_len(env->msg);
+	for (size_t i = 0; i < w->nrules; i++) {
+		const struct ratelimit_rule_config *r = &w->rules[i];
+
+		if (!w->rule_ok[i] || !rl_rule_counts_at(r, st, s))
+			continue;
+		if (r->key == RATELIMIT_KEY_RECIPIENT && st != HOOK_RCPT) {
+			/* messages / bytes per recipient: once for each accepted recipient */
+			for (size_t j = 0; j < env->nrcpts; j++)
+				if (ratelimit_key_value(r, env, env->rcpts[j].addr, value, sizeof(value)) == 0)
+					rl_op_add(op, i, value, r->count == RATELIMIT_COUNT_BYTES ? cost : 1);
+			continue;
+		}
+		if (ratelimit_key_value(r, env, NULL, value, sizeof(value)) < 0)
+			continue;
+		rl_op_add(op, i, value, r->count == RATELIMIT_COUNT_BYTES ? cost : 1);
+	}
+	if (st == HOOK_HELO)
+		s->helo_counted = true;
+	op->next = s->ops;
+	s->ops = op;
+	op->dispatching = true;
+	for (size_t i = 0; i < op->nchecks; i++) {
+		op->checks[i].op = op;
+		rl_check_start(&op->checks[i]);
+	}
+	op->dispatching = false;
+	if (op->pending == 0)
+		rl_op_finish(op);
+}
+
+static void rl_session_free(void *wstate, int slot, struct hook_env *env)
+{
+	struct rl_session *s = env->module_ctx[slot];
+
+	if (s == NULL)
+		return;
+	while (s->ops) {
+		struct rl_op *op = s->ops;
+
+		s->ops = op->next;
+		for (size_t i = 0; i < op->nchecks; i++)
+			redis_req_cancel(op->checks[i].req);
+		free(op->checks);
+		free(op);
+	}
+	rl_release_held(s);
+	free(s);
+	env->module_ctx[slot] = NULL;
+}
+
+const struct hook_module ratelimit_module = {
+	.name = "ratelimit",
+	.worker_init = rl_worker_init,
+	.worker_free = rl_worker_free,
+	.stages = rl_stages,
+	.run = rl_run,
+	.session_free = rl_session_free,
+	.timeout_ms = rl_timeout_ms,
+	.on_error = rl_on_error,
+};

@@ -1,0 +1,498 @@
+/* redis_store.c — async hiredis on a libuv loop with per-request timeouts, see redis_store.h. */
+#include "redis_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libuv.h>
+#include <openssl/sha.h>
+
+#include "../proxy/log.h"
+
+#define RS_MAX_SCRIPTS 8
+#define RS_BACKOFF_MIN_MS 1000u
+#define RS_BACKOFF_MAX_MS 30000u
+
+enum rs_state { RS_DOWN = 0, RS_CONNECTING, RS_UP };
+
+struct rs_script { const char *src; char sha[41]; };
+
+struct redis_store {
+	uv_loop_t *loop;
+	char url[300];                /* for logs, without the password */
+	char host[256];
+	char password[128];
+	int port, db, worker;
+	uint64_t timeout_ms;
+	redisAsyncContext *ac;        /* NULL when no connection (attempt) exists */
+	enum rs_state state;
+	bool down_logged;             /* an outage is in progress and was logged */
+	bool closing;
+	uint64_t backoff_ms;
+	uv_timer_t timer;             /* CONNECTING: connect timeout; DOWN: retry */
+	struct rs_script scripts[RS_MAX_SCRIPTS];
+	int nscripts;
+	uint64_t sent, timeouts, failfast;
+};
+
+struct redis_req {
+	struct redis_store *rs;
+	uv_timer_t timer;
+	redis_store_reply_cb cb;      /* NULL once completed or cancelled */
+	void *arg;
+	bool in_hiredis;              /* hiredis still holds privdata = this */
+	bool timer_open;
+	bool retried;                 /* EVAL already sent after NOSCRIPT */
+	int script;                   /* -1: plain command */
+	int argc;
+	char **argv;                  /* copies, for the EVAL fallback */
+	size_t *argvlen;
+};
+
+static void rs_connect(struct redis_store *rs);
+
+int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
+    char *password, size_t pwlen)
+{
+	const char *p, *at, *end, *colon;
+	size_t n;
+	char *e;
+	long v;
+
+	if (url == NULL || strncmp(url, "redis://", 8) != 0)
+		return -1;
+	p = url + 8;
+	*port = 6379;
+	*db = 0;
+	if (password && pwlen)
+		password[0] = '\0';
+	at = strchr(p, '@');
+	if (at) {
+		const char *pw = memchr(p, ':', (size_t)(at - p));
+
+		pw = pw ? pw + 1 : p;
+		n = (size_t)(at - pw);
+		if (password == NULL || n >= pwlen)
+			return -1;
+		memcpy(password, pw, n);
+		password[n] = '\0';
+		p = at + 1;
+	}
+	end = p + strcspn(p, "/");
+	if (*p == '[') {               /* [v6]:port */
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+
+		if (rb == NULL)
+			return -1;
+		n = (size_t)(rb - p - 1);
+		if (n == 0 || n >= hostlen)
+			return -1;
+		memcpy(host, p + 1, n);
+		host[n] = '\0';
+		colon = rb[1] == ':' ? rb + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		n = (size_t)((colon ? colon : end) - p);
+		if (n == 0 || n >= hostlen)
+			return -1;
+		memcpy(host, p, n);
+		host[n] = '\0';
+	}
+	if (colon) {
+		v = strtol(colon + 1, &e, 10);
+		if (e != end || v < 1 || v > 65535)
+			return -1;
+		*port = (int)v;
+	}
+	if (*end == '/' && end[1]) {
+		v = strtol(end + 1, &e, 10);
+		if (*e || v < 0 || v > 1000000)
+			return -1;
+		*db = (int)v;
+	}
+	return 0;
+}
+
+struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t timeout_ms,
+    int worker)
+{
+	struct redis_store *rs = calloc(1, sizeof(*rs));
+
+	if (rs == NULL)
+		return NULL;
+	if (redis_store_parse_url(url, rs->host, sizeof(rs->host), &rs->port, &rs->db,
+	    rs->password, sizeof(rs->password)) < 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=redis_error store=%s reason=bad_url", url);
+		free(rs);
+		return NULL;
+	}
+	snprintf(rs->url, sizeof(rs->url), "redis://%s:%d/%d", rs->host, rs->port, rs->db);
+	rs->loop = loop;
+	rs->worker = worker;
+	rs->timeout_ms = timeout_ms ? timeout_ms : 200;
+	rs->backoff_ms = RS_BACKOFF_MIN_MS;
+	uv_timer_init(loop, &rs->timer);
+	rs->timer.data = rs;
+	rs_connect(rs);
+	return rs;
+}
+
+static void rs_timer_close_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void redis_store_free(struct redis_store *rs)
+{
+	redisAsyncContext *ac;
+
+	if (rs == NULL)
+		return;
+	rs->closing = true;
+	ac = rs->ac;
+	rs->ac = NULL;
+	rs->state = RS_DOWN;
+	if (ac)
+		redisAsyncFree(ac);     /* pending callbacks get NULL replies now */
+	uv_timer_stop(&rs->timer);
+	uv_close((uv_handle_t *)&rs->timer, rs_timer_close_cb);
+}
+
+int redis_store_add_script(struct redis_store *rs, const char *lua)
+{
+	unsigned char md[SHA_DIGEST_LENGTH];
+	struct rs_script *s;
+
+	if (rs->nscripts >= RS_MAX_SCRIPTS)
+		return -1;
+	s = &rs->scripts[rs->nscripts];
+	s->src = lua;
+	/* EVALSHA names a script by the SHA-1 of its text (Redis EVALSHA docs). */
+	SHA1((const unsigned char *)lua, strlen(lua), md);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+	if (rs->state == RS_UP && rs->ac) {
+		const char *argv[3] = { "SCRIPT", "LOAD", lua };
+
+		redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, NULL);
+	}
+	return rs->nscripts++;
+}
+
+bool redis_store_is_up(const struct redis_store *rs)
+{
+	return rs && rs->state == RS_UP;
+}
+
+const char *redis_store_url(const struct redis_store *rs)
+{
+	return rs->url;
+}
+
+void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *timeouts,
+    uint64_t *failfast)
+{
+	if (sent)
+		*sent = rs->sent;
+	if (timeouts)
+		*timeouts = rs->timeouts;
+	if (failfast)
+		*failfast = rs->failfast;
+}
+
+/* ---- connection state ---------------------------------------------------------------- */
+
+static void rs_retry_cb(uv_timer_t *t)
+{
+	struct redis_store *rs = t->data;
+
+	if (rs->closing)
+		return;
+	if (rs->state == RS_CONNECTING) {
+		/* Connect timed out: drop the attempt. */
+		redisAsyncContext *ac = rs->ac;
+
+		rs->ac = NULL;
+		rs->state = RS_DOWN;
+		if (!rs->down_logged) {
+			rs->down_logged = true;
+			log_event(LOG_LVL_WARNING, NULL,
+			    "event=redis_down store=%s worker=%d reason=connect_timeout", rs->url,
+			    rs->worker);
+		}
+		if (ac)
+			redisAsyncFree(ac);
+		uv_timer_start(&rs->timer, rs_retry_cb, rs->backoff_ms, 0);
+		rs->backoff_ms = rs->backoff_ms * 2 > RS_BACKOFF_MAX_MS ? RS_BACKOFF_MAX_MS :
+		    rs->backoff_ms * 2;
+		return;
+	}
+	if (rs->state == RS_DOWN)
+		rs_connect(rs);
+}
+
+/* Marks the store down (once-per-outage log), drops the connection and schedules a retry.
+ * Safe from any callback, including hiredis's own. */
+static void rs_fail(struct redis_store *rs, const char *reason)
+{
+	redisAsyncContext *ac = rs->ac;
+
+	if (rs->closing)
+		return;
+	rs->ac = NULL;
+	rs->state = RS_DOWN;
+	if (!rs->down_logged) {
+		rs->down_logged = true;
+		log_event(LOG_LVL_WARNING, NULL, "event=redis_down store=%s worker=%d reason=%s",
+		    rs->url, rs->worker, reason);
+	}
+	if (ac)
+		redisAsyncFree(ac);   /* deferred by hiredis when inside its callback */
+	uv_timer_stop(&rs->timer);
+	uv_timer_start(&rs->timer, rs_retry_cb, rs->backoff_ms, 0);
+	rs->backoff_ms = rs->backoff_ms * 2 > RS_BACKOFF_MAX_MS ? RS_BACKOFF_MAX_MS :
+	    rs->backoff_ms * 2;
+}
+
+static void rs_connect_cb(const redisAsyncContext *ac, int status)
+{
+	struct redis_store *rs = ac->data;
+
+	if (rs == NULL || rs->ac != ac || rs->closing)
+		return;
+	if (status != REDIS_OK) {
+		rs->ac = NULL;        /* hiredis frees a context whose connect failed */
+		rs_fail(rs, "connect_failed");
+		return;
+	}
+	uv_timer_stop(&rs->timer);
+	rs->state = RS_UP;
+	rs->backoff_ms = RS_BACKOFF_MIN_MS;
+	if (rs->password[0]) {
+		const char *argv[2] = { "AUTH", rs->password };
+
+		redisAsyncCommandArgv(rs->ac, NULL, NULL, 2, argv, NULL);
+	}
+	if (rs->db) {
+		char db[16];
+		const char *argv[2] = { "SELECT", db };
+
+		snprintf(db, sizeof(db), "%d", rs->db);
+		redisAsyncCommandArgv(rs->ac, NULL, NULL, 2, argv, NULL);
+	}
+	for (int i = 0; i < rs->nscripts; i++) {
+		const char *argv[3] = { "SCRIPT", "LOAD", rs->scripts[i].src };
+
+		redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, NULL);
+	}
+	if (rs->down_logged) {
+		rs->down_logged = false;
+		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d", rs->url,
+		    rs->worker);
+	}
+}
+
+static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	struct redis_store *rs = ac->data;
+
+	if (rs == NULL || rs->ac != ac)
+		return;             /* we dropped it ourselves */
+	rs->ac = NULL;          /* hiredis frees it after this callback */
+	rs_fail(rs, status == REDIS_OK ? "closed" : "connection_lost");
+}
+
+static void rs_connect(struct redis_store *rs)
+{
+	redisAsyncContext *ac;
+	uint64_t cto = rs->timeout_ms * 5 < 1000 ? 1000 : rs->timeout_ms * 5;
+
+	ac = redisAsyncConnect(rs->host, rs->port);
+	if (ac == NULL || ac->err) {
+		if (ac)
+			redisAsyncFree(ac);
+		rs_fail(rs, "connect_failed");
+		return;
+	}
+	if (redisLibuvAttach(ac, rs->loop) != REDIS_OK) {
+		redisAsyncFree(ac);
+		rs_fail(rs, "attach_failed");
+		return;
+	}
+	ac->data = rs;
+	redisAsyncSetConnectCallback(ac, rs_connect_cb);
+	redisAsyncSetDisconnectCallback(ac, rs_disconnect_cb);
+	rs->ac = ac;
+	rs->state = RS_CONNECTING;
+	uv_timer_stop(&rs->timer);
+	uv_timer_start(&rs->timer, rs_retry_cb, cto, 0);
+}
+
+/* ---- requests ------------------------------------------------------------------------ */
+
+static void rs_req_release(struct redis_req *req)
+{
+	if (!req->in_hiredis && !req->timer_open)
+		free(req);
+}
+
+static void rs_req_timer_close_cb(uv_handle_t *h)
+{
+	struct redis_req *req = h->data;
+
+	req->timer_open = false;
+	rs_req_release(req);
+}
+
+static void rs_req_close_timer(struct redis_req *req)
+{
+	if (req->timer_open && !uv_is_closing((uv_handle_t *)&req->timer)) {
+		uv_timer_stop(&req->timer);
+		uv_close((uv_handle_t *)&req->timer, rs_req_timer_close_cb);
+	}
+}
+
+static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_req *req = privdata;
+	const redisReply *reply = r;
+	redis_store_reply_cb cb;
+
+	req->in_hiredis = false;
+	if (reply && reply->type == REDIS_REPLY_ERROR && req->script >= 0 && !req->retried &&
+	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->cb &&
+	    !(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
+		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. */
+		struct redis_store *rs = req->rs;
+
+		req->retried = true;
+		req->argv[0] = "EVAL";
+		req->argvlen[0] = 4;
+		req->argv[1] = (char *)rs->scripts[req->script].src;
+		req->argvlen[1] = strlen(req->argv[1]);
+		if (redisAsyncCommandArgv(ac, rs_req_reply_cb, req, req->argc,
+		    (const char **)req->argv, req->argvlen) == REDIS_OK) {
+			req->in_hiredis = true;
+			return;
+		}
+		reply = NULL;
+	}
+	cb = req->cb;
+	req->cb = NULL;
+	rs_req_close_timer(req);
+	if (cb)
+		cb(req->arg, reply);
+	rs_req_release(req);
+}
+
+static void rs_req_timeout_cb(uv_timer_t *t)
+{
+	struct redis_req *req = t->data;
+	struct redis_store *rs = req->rs;
+	redis_store_reply_cb cb = req->cb;
+
+	req->cb = NULL;
+	rs_req_close_timer(req);
+	rs->timeouts++;
+	if (cb)
+		cb(req->arg, NULL);
+	/* A silent server is as good as a dead one: drop it; pending replies become NULL. */
+	rs_fail(rs, "timeout");
+}
+
+static int rs_send(struct redis_store *rs, int script, int argc, const char **argv,
+    const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp)
+{
+	struct redis_req *req;
+	size_t total = 0, *lens;
+	char *p;
+
+	if (reqp)
+		*reqp = NULL;
+	/* Requests queue behind the very first connect (no outage yet) but fail fast during an
+	 * outage, so sessions never wait on a dead server. */
+	if (rs->closing || rs->ac == NULL || !(rs->state == RS_UP ||
+	    (rs->state == RS_CONNECTING && !rs->down_logged && !rs->password[0] && !rs->db))) {
+		rs->failfast++;
+		return -1;
+	}
+	for (int i = 0; i < argc; i++)
+		total += argvlen ? argvlen[i] : strlen(argv[i]);
+	req = calloc(1, sizeof(*req) + (size_t)argc * (sizeof(char *) + sizeof(size_t)) + total);
+	if (req == NULL)
+		return -1;
+	req->argv = (char **)(req + 1);
+	lens = (size_t *)(req->argv + argc);
+	req->argvlen = lens;
+	p = (char *)(lens + argc);
+	for (int i = 0; i < argc; i++) {
+		lens[i] = argvlen ? argvlen[i] : strlen(argv[i]);
+		memcpy(p, argv[i], lens[i]);
+		req->argv[i] = p;
+		p += lens[i];
+	}
+	req->rs = rs;
+	req->cb = cb;
+	req->arg = arg;
+	req->script = script;
+	req->argc = argc;
+	if (redisAsyncCommandArgv(rs->ac, rs_req_reply_cb, req, argc, (const char **)req->argv,
+	    req->argvlen) != REDIS_OK) {
+		free(req);
+		rs->failfast++;
+		return -1;
+	}
+	req->in_hiredis = true;
+	rs->sent++;
+	if (cb) {
+		uv_timer_init(rs->loop, &req->timer);
+		req->timer.data = req;
+		req->timer_open = true;
+		uv_timer_start(&req->timer, rs_req_timeout_cb, rs->timeout_ms, 0);
+	}
+	if (reqp)
+		*reqp = cb ? req : NULL;
+	return 0;
+}
+
+int redis_store_command(struct redis_store *rs, int argc, const char **argv,
+    const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp)
+{
+	return rs_send(rs, -1, argc, argv, argvlen, cb, arg, reqp);
+}
+
+int redis_store_eval(struct redis_store *rs, int script, int nkeys, int nargs,
+    const char **keys_then_args, const size_t *lens, redis_store_reply_cb cb, void *arg,
+    struct redis_req **reqp)
+{
+	const char *argv[32];
+	size_t argvlen[32];
+	char nk[16];
+	int argc = 0;
+
+	if (script < 0 || script >= rs->nscripts || nkeys < 0 || nargs < 0 ||
+	    nkeys + nargs > 28) {
+		if (reqp)
+			*reqp = NULL;
+		return -1;
+	}
+	snprintf(nk, sizeof(nk), "%d", nkeys);
+	argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
+	argv[argc] = rs->scripts[script].sha; argvlen[argc++] = 40;
+	argv[argc] = nk; argvlen[argc++] = strlen(nk);
+	for (int i = 0; i < nkeys + nargs; i++) {
+		argv[argc] = keys_then_args[i];
+		argvlen[argc++] = lens ? lens[i] : strlen(keys_then_args[i]);
+	}
+	return rs_send(rs, script, argc, argv, argvlen, cb, arg, reqp);
+}
+
+void redis_req_cancel(struct redis_req *req)
+{
+	if (req == NULL)
+		return;
+	req->cb = NULL;
+	rs_req_close_timer(req);
+	rs_req_release(req);
+}

@@ -1,0 +1,64 @@
+/* redis_store.h — one asynchronous Redis connection on a worker's libuv loop (hiredis),
+ * shared by ratelimit, reputation and greylist.
+ *
+ * Every request has its own timer (hiredis 0.14 has no async timeout): when it fires the
+ * caller gets a NULL reply at once, the connection is treated as broken, dropped and
+ * re-established with backoff (1 s doubling to 30 s). While the store is down requests fail
+ * immediately (return -1) so callers fall back without waiting. An outage is logged once
+ * (`event=redis_down store=URL`) and its end once (`event=redis_up`).
+ * Lua scripts are registered once, loaded with SCRIPT LOAD on every (re)connect and run
+ * with EVALSHA, falling back to EVAL on NOSCRIPT. Not thread-safe: one store per loop. */
+#ifndef MX_REDIS_STORE_H
+#define MX_REDIS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <hiredis/hiredis.h>
+
+struct redis_store;
+struct redis_req;
+
+/* reply is NULL when Redis is unreachable, timed out or the store is being freed; an error
+ * reply (REDIS_REPLY_ERROR) is passed as is. Borrowed: valid only during the call. Called
+ * on the loop thread, at most once, never from inside redis_store_command/eval. */
+typedef void (*redis_store_reply_cb)(void *arg, const redisReply *reply);
+
+/* Parses "redis://[:password@]host[:port][/db]" (port 6379, db 0 by default). 0 or -1. */
+int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
+    char *password, size_t pwlen);
+
+/* A store for url on loop; connecting starts at once. timeout_ms bounds every request (and
+ * the connect at 5x, at least 1 s). worker is only for log lines. NULL on a bad URL or out
+ * of memory (logged). */
+struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t timeout_ms,
+    int worker);
+/* Drops the connection; outstanding requests get a NULL reply (callers should cancel theirs
+ * first); memory goes in close callbacks, so the loop must run on. NULL is a no-op. */
+void redis_store_free(struct redis_store *rs);
+
+/* Registers a Lua script (call before requests; the text is borrowed, must outlive rs).
+ * Returns its index for redis_store_eval, or -1. */
+int redis_store_add_script(struct redis_store *rs, const char *lua);
+
+bool redis_store_is_up(const struct redis_store *rs);
+const char *redis_store_url(const struct redis_store *rs);
+
+/* Sends a command (argv copied). On success returns 0 and, when reqp is not NULL, a handle
+ * valid until cb is called or the request is cancelled. Returns -1 when the store is down
+ * or the send failed: cb will not be called. cb may be NULL (fire and forget). */
+int redis_store_command(struct redis_store *rs, int argc, const char **argv,
+    const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp);
+/* EVALSHA script keys... args... ; like redis_store_command. argvlen may be NULL (strlen). */
+int redis_store_eval(struct redis_store *rs, int script, int nkeys, int nargs,
+    const char **keys_then_args, const size_t *lens, redis_store_reply_cb cb, void *arg,
+    struct redis_req **reqp);
+/* The caller loses interest: cb will not be called. req becomes invalid. */
+void redis_req_cancel(struct redis_req *req);
+
+/* Requests sent / timed out / failed fast since start (for tests and benchmarks). */
+void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *timeouts,
+    uint64_t *failfast);
+
+#endif
