@@ -1,0 +1,339 @@
+/* test_dataparse.c — end of data, dot-unstuffing, smuggling, and the stuffing round trip.
+ * Every row is fed whole, byte by byte and split at every position, in both policies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "dataparse.h"
+
+struct sink {
+    char *buf;
+    size_t len, cap;
+    int fail_after;     /* calls before out() fails; -1 never */
+};
+
+static int
+sink_cb(void *arg, const char *data, size_t len)
+{
+    struct sink *s = arg;
+    if (s->fail_after == 0)
+        return -1;
+    if (s->fail_after > 0)
+        s->fail_after--;
+    if (s->len + len + 1 > s->cap) {
+        s->cap = (s->len + len + 1) * 2;
+        s->buf = realloc(s->buf, s->cap);
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    s->buf[s->len] = '\0';
+    return 0;
+}
+
+static void
+sink_init(struct sink *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->fail_after = -1;
+    s->cap = 64;
+    s->buf = calloc(1, s->cap);
+}
+
+/* Feeds in[] in pieces (step octets, or one split at `split` when step is 0) until done.
+ * Returns the total consumed. */
+static size_t
+feed_all(struct dataparse *p, const char *in, size_t len, size_t step, size_t split,
+         struct sink *s, int *done)
+{
+    size_t pos = 0;
+    *done = 0;
+    while (pos < len && !*done) {
+        size_t n = step ? step : (pos < split ? split - pos : len - pos);
+        if (n > len - pos)
+            n = len - pos;
+        ssize_t c = dataparse_feed(p, in + pos, n, sink_cb, s, done);
+        assert_true(c >= 0);
+        assert_true((size_t)c <= n);
+        if (!*done)
+            assert_int_equal((size_t)c, n);
+        pos += (size_t)c;
+    }
+    return pos;
+}
+
+/* No line of content is a lone "." unless allowed. */
+static int
+has_lone_dot_line(const char *c, size_t len)
+{
+    if (len >= 3 && memcmp(c, ".\r\n", 3) == 0)
+        return 1;
+    for (size_t i = 0; i + 5 <= len; i++)
+        if (memcmp(c + i, "\r\n.\r\n", 5) == 0)
+            return 1;
+    return 0;
+}
+
+/* Only CRLF line endings in content. */
+static int
+is_crlf_clean(const char *c, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (c[i] == '\r' && (i + 1 >= len || c[i + 1] != '\n'))
+            return 0;
+        if (c[i] == '\n' && (i == 0 || c[i - 1] != '\r'))
+            return 0;
+    }
+    return 1;
+}
+
+struct dp_row {
+    const char *label;
+    const char *in;         /* the wire after DATA's "354" */
+    const char *content;    /* expected unstuffed content */
+    int done;
+    const char *rest;       /* bytes left after the end (pipelining), when done */
+    int bad;                /* bad_line_ending */
+};
+
+#define END ".\r\n"     /* after a line that ended with CRLF */
+
+static const struct dp_row dp_rows[] = {
+    { "simple message", "Subject: x\r\n\r\nbody\r\n.\r\n", "Subject: x\r\n\r\nbody\r\n", 1, "", 0 },
+    { "empty message", ".\r\n", "", 1, "", 0 },
+    { "pipelined command after end", "a\r\n.\r\nQUIT\r\n", "a\r\n", 1, "QUIT\r\n", 0 },
+    { "dot-stuffed line", "..x\r\n.\r\n", ".x\r\n", 1, "", 0 },
+    { "stuffed lone dot", "a\r\n..\r\n.\r\n", "a\r\n.\r\n", 1, "", 0 },
+    { "triple dot", "...\r\n.\r\n", "..\r\n", 1, "", 0 },
+    { "unstuffed dot line (lenient)", ".x\r\n.\r\n", "x\r\n", 1, "", 0 },
+    { "dot inside line", "a.b\r\n.\r\n", "a.b\r\n", 1, "", 0 },
+    { "not ended", "a\r\nb", "a\r\nb", 0, NULL, 0 },
+    { "not ended: pending dot", "a\r\n.", "a\r\n", 0, NULL, 0 },
+    { "not ended: pending dot CR", "a\r\n.\r", "a\r\n", 0, NULL, 0 },
+    { "dot space is content", "a\r\n. \r\n.\r\n", "a\r\n \r\n", 1, "", 0 },
+    /* smuggling: none of these may end the data or yield a lone "." line */
+    { "smuggling LF.LF", "a\n.\nMAIL FROM:<x@y>\r\n" END, "a\r\n..\r\nMAIL FROM:<x@y>\r\n", 1, "", 1 },
+    { "smuggling CR.CR", "a\r.\rMAIL FROM:<x@y>\r\n" END, "a\r\n..\r\nMAIL FROM:<x@y>\r\n", 1, "", 1 },
+    { "smuggling LF.CRLF", "a\n.\r\nMAIL FROM:<x@y>\r\n" END, "a\r\n..\r\nMAIL FROM:<x@y>\r\n", 1, "", 1 },
+    { "smuggling CRLF.LF", "a\r\n.\nMAIL FROM:<x@y>\r\n" END, "a\r\n..\r\nMAIL FROM:<x@y>\r\n", 1, "", 1 },
+    { "smuggling CR.CRLF", "a\r.\r\nMAIL FROM:<x@y>\r\n" END, "a\r\n..\r\nMAIL FROM:<x@y>\r\n", 1, "", 1 },
+    { "smuggling CRLF.CR", "a\r\n.\rMAIL\r\n" END, "a\r\n..\r\nMAIL\r\n", 1, "", 1 },
+    { "smuggling LF..CRLF", "a\n..\r\nb\r\n" END, "a\r\n..\r\nb\r\n", 1, "", 1 },
+    { "smuggling CRLF..LF", "a\r\n..\nb\r\n" END, "a\r\n..\r\nb\r\n", 1, "", 1 },
+    { "smuggling CRLF..CR", "a\r\n..\rb\r\n" END, "a\r\n..\r\nb\r\n", 1, "", 1 },
+    { "smuggling first line .LF", ".\nb\r\n" END, "..\r\nb\r\n", 1, "", 1 },
+    /* CR CR LF . CR LF holds a genuine <CRLF>.<CRLF>: a strict server ends there too */
+    { "CR CR LF then end", "a\r\r\n.\r\nb\r\n" END, "a\r\n\r\n", 1, "b\r\n" END, 1 },
+    { "smuggling .CR CR LF", "a\r\n.\r\r\nb\r\n" END, "a\r\n..\r\n\r\nb\r\n", 1, "", 1 },
+    { "smuggling LF then real end", "a\nb\r\n" END, "a\r\nb\r\n", 1, "", 1 },
+    { "weak line then strong end", "a\n.\r\n.\r\n", "a\r\n..\r\n", 1, "", 1 },
+    { "bare LF", "a\nb\r\n.\r\n", "a\r\nb\r\n", 1, "", 1 },
+    { "bare CR", "a\rb\r\n.\r\n", "a\r\nb\r\n", 1, "", 1 },
+    { "bare LF at start", "\n.\r\n.\r\n", "\r\n..\r\n", 1, "", 1 },
+    { "weak stuffed dot", "a\n..x\r\n.\r\n", "a\r\n.x\r\n", 1, "", 1 },
+    { "LF CR is bare then bare", "a\n\rb\r\n.\r\n", "a\r\n\r\nb\r\n", 1, "", 1 },
+};
+
+static void
+check_row(const struct dp_row *row, enum data_bare_lf policy, size_t step, size_t split,
+          const char *how)
+{
+    size_t len = strlen(row->in);
+    struct dataparse p;
+    struct sink s;
+    int done;
+    dataparse_init(&p, policy);
+    sink_init(&s);
+    size_t used = feed_all(&p, row->in, len, step, split, &s, &done);
+    if (done != row->done)
+        fail_msg("%s (%s): done %d", row->label, how, done);
+    if (strlen(row->content) != s.len || memcmp(s.buf, row->content, s.len) != 0)
+        fail_msg("%s (%s): content '%s'", row->label, how, s.buf);
+    if (done && strcmp(row->in + used, row->rest) != 0)
+        fail_msg("%s (%s): rest '%s'", row->label, how, row->in + used);
+    if ((int)p.bad_line_ending != row->bad)
+        fail_msg("%s (%s): bad_line_ending %d", row->label, how, p.bad_line_ending);
+    if (p.bytes != s.len)
+        fail_msg("%s (%s): bytes %llu", row->label, how, (unsigned long long)p.bytes);
+    if (!is_crlf_clean(s.buf, s.len))
+        fail_msg("%s (%s): content not CRLF-clean", row->label, how);
+    if (row->bad && has_lone_dot_line(s.buf, s.len))
+        fail_msg("%s (%s): lone dot line in content", row->label, how);
+    free(s.buf);
+}
+
+static void
+test_rows(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < sizeof(dp_rows) / sizeof(dp_rows[0]); r++) {
+        const struct dp_row *row = &dp_rows[r];
+        size_t len = strlen(row->in);
+        for (int pol = 0; pol < 2; pol++) {
+            enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+            check_row(row, policy, len, 0, "whole");
+            check_row(row, policy, 1, 0, "byte by byte");
+            for (size_t sp = 1; sp < len; sp++)
+                check_row(row, policy, 0, sp, "split");
+        }
+    }
+}
+
+static void
+test_counters_and_errors(void **state)
+{
+    (void)state;
+    struct dataparse p;
+    struct sink s;
+    int done;
+    const char *in = "abc\r\nabcdefgh\r\n\r\nx\r\n.\r\n";
+    dataparse_init(&p, DATA_BARE_LF_REJECT);
+    sink_init(&s);
+    assert_int_equal(dataparse_feed(&p, in, strlen(in), sink_cb, &s, &done), (ssize_t)strlen(in));
+    assert_int_equal(done, 1);
+    assert_int_equal(p.max_line, 8);
+    assert_int_equal(p.bytes, strlen(in) - 3);
+    /* after the end, further input is not consumed */
+    assert_int_equal(dataparse_feed(&p, "x", 1, sink_cb, &s, &done), 0);
+    assert_int_equal(done, 1);
+    free(s.buf);
+
+    /* the sink failing stops the parser */
+    dataparse_init(&p, DATA_BARE_LF_REJECT);
+    sink_init(&s);
+    s.fail_after = 1;
+    assert_int_equal(dataparse_feed(&p, in, strlen(in), sink_cb, &s, &done), -1);
+    free(s.buf);
+}
+
+/* Stuffs content and terminates it. */
+static void
+encode(const char *c, size_t len, size_t step, struct sink *w)
+{
+    struct dotstuff d;
+    dotstuff_init(&d);
+    for (size_t pos = 0; pos < len; pos += step) {
+        size_t n = len - pos < step ? len - pos : step;
+        assert_int_equal(dotstuff_encode(&d, c + pos, n, sink_cb, w), 0);
+    }
+    assert_int_equal(dotstuff_finish(&d, sink_cb, w), 0);
+}
+
+/* A strict reader: splits wire at CRLF; the first "." line must be the last line. */
+static void
+check_strict_wire(const char *w, size_t len)
+{
+    assert_true(len >= 3);
+    assert_true(is_crlf_clean(w, len));
+    size_t start = 0;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (w[i] == '\r' && w[i + 1] == '\n') {
+            if (i - start == 1 && w[start] == '.')
+                assert_int_equal(i + 2, len);
+            start = i + 2;
+        }
+    }
+    assert_memory_equal(w + len - 3, ".\r\n", 3);
+    assert_true(len == 3 || (len >= 5 && memcmp(w + len - 5, "\r\n.\r\n", 5) == 0));
+}
+
+struct enc_row {
+    const char *label;
+    const char *content;
+    const char *wire;
+};
+
+static const struct enc_row enc_rows[] = {
+    { "empty", "", ".\r\n" },
+    { "one line", "a\r\n", "a\r\n.\r\n" },
+    { "no final CRLF", "a", "a\r\n.\r\n" },
+    { "leading dot", ".a\r\n", "..a\r\n.\r\n" },
+    { "lone dot line", "x\r\n.\r\ny\r\n", "x\r\n..\r\ny\r\n.\r\n" },
+    { "bare LF normalised and stuffed", "x\n.\ny", "x\r\n..\r\ny\r\n.\r\n" },
+    { "bare CR normalised and stuffed", "x\r.\ry", "x\r\n..\r\ny\r\n.\r\n" },
+    { "ends with CR", "x\r", "x\r\n.\r\n" },
+};
+
+static void
+test_encoder(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < sizeof(enc_rows) / sizeof(enc_rows[0]); r++) {
+        const struct enc_row *row = &enc_rows[r];
+        size_t len = strlen(row->content);
+        for (size_t step = 1; step <= (len ? len : 1); step++) {
+            struct sink w;
+            sink_init(&w);
+            encode(row->content, len, step, &w);
+            if (strcmp(w.buf, row->wire) != 0)
+                fail_msg("%s (step %zu): wire '%s'", row->label, step, w.buf);
+            check_strict_wire(w.buf, w.len);
+            free(w.buf);
+        }
+    }
+}
+
+/* Every string of up to 9 octets over {a . CR LF}: parse, re-stuff, parse again. */
+static void
+test_round_trip_exhaustive(void **state)
+{
+    (void)state;
+    static const char alpha[] = { 'a', '.', '\r', '\n' };
+    char in[16];
+    for (size_t len = 0; len <= 9; len++) {
+        size_t total = 1;
+        for (size_t i = 0; i < len; i++)
+            total *= 4;
+        for (size_t k = 0; k < total; k++) {
+            size_t v = k;
+            for (size_t i = 0; i < len; i++) {
+                in[i] = alpha[v % 4];
+                v /= 4;
+            }
+            struct dataparse p;
+            struct sink c, w, c2;
+            int done;
+            dataparse_init(&p, DATA_BARE_LF_NORMALIZE);
+            sink_init(&c);
+            ssize_t used = dataparse_feed(&p, in, len, sink_cb, &c, &done);
+            assert_true(used >= 0);
+            assert_true(is_crlf_clean(c.buf, c.len));
+            sink_init(&w);
+            encode(c.buf, c.len, 3, &w);
+            check_strict_wire(w.buf, w.len);
+            struct dataparse p2;
+            dataparse_init(&p2, DATA_BARE_LF_REJECT);
+            sink_init(&c2);
+            assert_int_equal(dataparse_feed(&p2, w.buf, w.len, sink_cb, &c2, &done), (ssize_t)w.len);
+            assert_int_equal(done, 1);
+            assert_false(p2.bad_line_ending);
+            /* content without a final CRLF gets one from the encoder */
+            size_t cl = c.len;
+            if (cl > 0 && !(cl >= 2 && c.buf[cl - 2] == '\r' && c.buf[cl - 1] == '\n')) {
+                assert_int_equal(c2.len, cl + 2);
+            } else {
+                assert_int_equal(c2.len, cl);
+            }
+            assert_memory_equal(c2.buf, c.buf, cl);
+            free(c.buf);
+            free(w.buf);
+            free(c2.buf);
+        }
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_counters_and_errors),
+        cmocka_unit_test(test_encoder),
+        cmocka_unit_test(test_round_trip_exhaustive),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
