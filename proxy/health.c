@@ -1,0 +1,429 @@
+/* health.c — active SMTP/LMTP health checks (connect, 220, EHLO/LHLO, 250, QUIT) and
+ * maildir writability checks, with fall/rise hysteresis on the backend's atomics.
+ *
+ * One probe per backend, each with its own handles; a probe runs at most one check at a
+ * time (a check slower than the interval skips rounds rather than piling up). */
+#include "health.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "log.h"
+#include "maildir.h"
+
+enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PROBE_QUIT };
+
+static const char *const probe_stage_names[] = { "idle", "connect", "greeting", "ehlo", "quit" };
+
+struct health_probe {
+	struct health *h;
+	struct backend *b;            /* not dereferenced once h->stopping */
+	enum backend_kind kind;
+	struct sockaddr_storage sa;   /* copies: the checks never read the pool's strings */
+	socklen_t salen;
+	char *path;                   /* maildir root or LMTP unix socket */
+	bool busy;                    /* a check is running */
+	bool reported;                /* this check's result is recorded */
+	bool stream_open;             /* stream initialised and not yet closed */
+	bool work_queued;
+	enum probe_stage stage;
+	uint64_t t0;                  /* uv_hrtime at check start */
+	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
+	uv_connect_t conn;
+	uv_write_t wr_ehlo, wr_quit;
+	char ehlo[300];
+	uv_timer_t timer;             /* the check's deadline */
+	char line[1024];              /* partial reply line */
+	size_t llen;
+	uv_work_t work;
+	int work_status;
+	char work_err[300];
+};
+
+struct health {
+	uv_loop_t *loop;
+	struct pool *pool;
+	uint64_t interval_ms, timeout_ms;
+	char *hostname;
+	int fall, rise;
+	uv_timer_t tick;
+	struct health_probe *probes;
+	size_t nprobes;
+	bool stopping;
+	int pending;                  /* open handles + queued works; free at zero once stopping */
+};
+
+static void health_maybe_free(struct health *h)
+{
+	if (!h->stopping || h->pending > 0)
+		return;
+	for (size_t i = 0; i < h->nprobes; i++)
+		free(h->probes[i].path);
+	free(h->probes);
+	free(h->hostname);
+	free(h);
+}
+
+static void health_handle_closed_cb(uv_handle_t *handle)
+{
+	struct health *h = handle->data;
+	h->pending--;
+	health_maybe_free(h);
+}
+
+/* Applies one check result to the backend (fall/rise hysteresis). */
+static void probe_record(struct health_probe *p, bool ok, const char *reason)
+{
+	struct health *h = p->h;
+	struct backend *b = p->b;
+
+	if (p->reported || h->stopping)
+		return;
+	p->reported = true;
+	if (ok) {
+		long long us = (long long)((uv_hrtime() - p->t0) / 1000);
+		atomic_store(&b->latency_us, us);
+		if (atomic_load(&b->up)) {
+			atomic_store(&b->fails, 0);
+			atomic_store(&b->oks, 0);
+		} else {
+			int oks = atomic_fetch_add(&b->oks, 1) + 1;
+			if (oks >= h->rise) {
+				int expect = 0;
+				if (atomic_compare_exchange_strong(&b->up, &expect, 1))
+					log_event(LOG_LVL_INFO, NULL, "event=backend_up backend=%s latency_us=%lld",
+					    b->url, us);
+				atomic_store(&b->fails, 0);
+				atomic_store(&b->oks, 0);
+			}
+		}
+		if (log_is_debug())
+			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=ok latency_us=%lld",
+			    b->url, us);
+	} else {
+		atomic_store(&b->oks, 0);
+		int f = atomic_fetch_add(&b->fails, 1) + 1;
+		if (f >= h->fall && atomic_exchange(&b->up, 0) == 1)
+			log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"health check: %s\" fails=%d",
+			    b->url, reason, f);
+		else if (log_is_debug())
+			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=fail reason=\"%s\" fails=%d",
+			    b->url, reason, f);
+	}
+}
+
+static void probe_stream_closed_cb(uv_handle_t *handle)
+{
+	struct health_probe *p = handle->data;
+	struct health *h = p->h;
+	p->stream_open = false;
+	p->busy = false;
+	p->stage = PROBE_IDLE;
+	h->pending--;
+	health_maybe_free(h);
+}
+
+/* Ends the current check: records a failure unless a result is in, closes the stream. */
+static void probe_finish(struct health_probe *p, bool ok, const char *reason)
+{
+	probe_record(p, ok, reason);
+	uv_timer_stop(&p->timer);
+	if (p->stream_open && !uv_is_closing((uv_handle_t *)&p->s))
+		uv_close((uv_handle_t *)&p->s, probe_stream_closed_cb);
+}
+
+static void probe_fail_stage(struct health_probe *p, const char *what)
+{
+	char reason[128];
+	snprintf(reason, sizeof reason, "%s during %s", what, probe_stage_names[p->stage]);
+	/* After EHLO's 250 the check has succeeded; QUIT trouble does not count. */
+	probe_finish(p, p->stage == PROBE_QUIT, reason);
+}
+
+static void probe_timeout_cb(uv_timer_t *t)
+{
+	probe_fail_stage(t->data, "timeout");
+}
+
+static void probe_write_cb(uv_write_t *req, int status)
+{
+	struct health_probe *p = req->data;
+	if (status < 0 && status != UV_ECANCELED && p->stream_open) {
+		char what[64];
+		snprintf(what, sizeof what, "write %s", uv_err_name(status));
+		probe_fail_stage(p, what);
+	}
+}
+
+static int probe_send(struct health_probe *p, uv_write_t *req, const char *text)
+{
+	uv_buf_t buf = uv_buf_init((char *)text, (unsigned)strlen(text));
+	req->data = p;
+	return uv_write(req, (uv_stream_t *)&p->s, &buf, 1, probe_write_cb);
+}
+
+/* A complete reply (its last line) arrived with code. */
+static void probe_on_reply(struct health_probe *p, int code)
+{
+	char what[64];
+	switch (p->stage) {
+	case PROBE_GREETING:
+		if (code != 220)
+			break;
+		p->stage = PROBE_EHLO;
+		if (probe_send(p, &p->wr_ehlo, p->ehlo) != 0)
+			probe_fail_stage(p, "write");
+		return;
+	case PROBE_EHLO:
+		if (code != 250)
+			break;
+		probe_record(p, true, NULL);
+		p->stage = PROBE_QUIT;
+		if (probe_send(p, &p->wr_quit, "QUIT\r\n") != 0)
+			probe_finish(p, true, NULL);
+		return;
+	case PROBE_QUIT:
+		probe_finish(p, true, NULL);
+		return;
+	default:
+		break;
+	}
+	snprintf(what, sizeof what, "reply %d", code);
+	probe_fail_stage(p, what);
+}
+
+static void probe_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	struct health_probe *p = handle->data;
+	*buf = uv_buf_init(p->line + p->llen, (unsigned)(sizeof p->line - p->llen));
+}
+
+/* Splits the buffered bytes into reply lines (RFC 5321 4.2.1: "xyz-" continues, "xyz " or
+ * a bare "xyz" ends a reply) and acts on each complete reply. */
+static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct health_probe *p = s->data;
+
+	if (nread < 0) {
+		char what[64];
+		snprintf(what, sizeof what, "%s", nread == UV_EOF ? "connection closed" : uv_err_name((int)nread));
+		probe_fail_stage(p, what);
+		return;
+	}
+	p->llen += (size_t)nread;
+	for (;;) {
+		char *nl = memchr(p->line, '\n', p->llen);
+		if (!nl)
+			break;
+		size_t n = (size_t)(nl - p->line);
+		size_t consumed = n + 1;
+		if (n > 0 && p->line[n - 1] == '\r')
+			n--;
+		if (n < 3 || p->line[0] < '1' || p->line[0] > '5' || p->line[1] < '0' || p->line[1] > '9' ||
+		    p->line[2] < '0' || p->line[2] > '9' || (n > 3 && p->line[3] != ' ' && p->line[3] != '-')) {
+			probe_fail_stage(p, "garbled reply");
+			return;
+		}
+		int code = (p->line[0] - '0') * 100 + (p->line[1] - '0') * 10 + (p->line[2] - '0');
+		bool last = n == 3 || p->line[3] == ' ';
+		memmove(p->line, p->line + consumed, p->llen - consumed);
+		p->llen -= consumed;
+		if (last) {
+			probe_on_reply(p, code);
+			if (!p->stream_open || uv_is_closing((uv_handle_t *)&p->s))
+				return;
+		}
+	}
+	if (p->llen == sizeof p->line)
+		probe_fail_stage(p, "reply line too long");
+}
+
+static void probe_connect_cb(uv_connect_t *req, int status)
+{
+	struct health_probe *p = req->data;
+	if (status == UV_ECANCELED || !p->stream_open || uv_is_closing((uv_handle_t *)&p->s))
+		return;
+	if (status < 0) {
+		probe_fail_stage(p, uv_err_name(status));
+		return;
+	}
+	p->stage = PROBE_GREETING;
+	int r = uv_read_start((uv_stream_t *)&p->s, probe_alloc_cb, probe_read_cb);
+	if (r != 0)
+		probe_fail_stage(p, uv_err_name(r));
+}
+
+static void probe_work_cb(uv_work_t *req)
+{
+	struct health_probe *p = req->data;
+	p->work_status = maildir_check_writable(p->path, p->work_err, sizeof p->work_err);
+}
+
+static void probe_after_work_cb(uv_work_t *req, int status)
+{
+	struct health_probe *p = req->data;
+	struct health *h = p->h;
+	p->work_queued = false;
+	h->pending--;
+	if (h->stopping) {
+		health_maybe_free(h);
+		return;
+	}
+	if (status == UV_ECANCELED)
+		probe_record(p, false, "check cancelled");
+	else
+		probe_record(p, p->work_status == 0, p->work_err);
+	p->busy = false;
+}
+
+/* Starts one check of p unless one is still running. */
+static void probe_start(struct health_probe *p)
+{
+	struct health *h = p->h;
+	int r;
+
+	if (p->busy)
+		return;
+	p->busy = true;
+	p->reported = false;
+	p->llen = 0;
+	p->t0 = uv_hrtime();
+	if (p->kind == BACKEND_MAILDIR) {
+		p->work.data = p;
+		if (uv_queue_work(h->loop, &p->work, probe_work_cb, probe_after_work_cb) != 0) {
+			probe_record(p, false, "cannot queue check");
+			p->busy = false;
+			return;
+		}
+		p->work_queued = true;
+		h->pending++;
+		return;
+	}
+	p->stage = PROBE_CONNECT;
+	p->conn.data = p;
+	if (p->path && p->salen == 0) {
+		r = uv_pipe_init(h->loop, &p->s.pipe, 0);
+		if (r == 0) {
+			p->s.pipe.data = p;
+			p->stream_open = true;
+			h->pending++;
+			uv_pipe_connect(&p->conn, &p->s.pipe, p->path, probe_connect_cb);
+		}
+	} else {
+		r = uv_tcp_init(h->loop, &p->s.tcp);
+		if (r == 0) {
+			p->s.tcp.data = p;
+			p->stream_open = true;
+			h->pending++;
+			uv_tcp_nodelay(&p->s.tcp, 1);
+			r = uv_tcp_connect(&p->conn, &p->s.tcp, (const struct sockaddr *)&p->sa, probe_connect_cb);
+		}
+	}
+	if (r != 0) {
+		probe_record(p, false, uv_err_name(r));
+		if (p->stream_open)
+			uv_close((uv_handle_t *)&p->s, probe_stream_closed_cb);
+		else
+			p->busy = false;
+		return;
+	}
+	uv_timer_start(&p->timer, probe_timeout_cb, h->timeout_ms, 0);
+}
+
+static void health_tick_cb(uv_timer_t *t)
+{
+	struct health *h = t->data;
+	for (size_t i = 0; i < h->nprobes && !h->stopping; i++)
+		probe_start(&h->probes[i]);
+}
+
+/* See health.h. */
+struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
+    uint64_t timeout_ms, const char *hostname)
+{
+	struct health *h;
+	size_t n;
+
+	if (!loop || !pool)
+		return NULL;
+	h = calloc(1, sizeof *h);
+	if (!h)
+		return NULL;
+	h->loop = loop;
+	h->pool = pool;
+	h->interval_ms = interval_ms ? interval_ms : 5000;
+	h->timeout_ms = timeout_ms ? timeout_ms : 3000;
+	h->fall = pool->fall > 0 ? pool->fall : 1;
+	h->rise = pool->rise > 0 ? pool->rise : 1;
+	h->hostname = strdup(hostname && *hostname ? hostname : "localhost");
+	n = pool->nservers + pool->nextra;
+	h->probes = calloc(n ? n : 1, sizeof *h->probes);
+	if (!h->hostname || !h->probes)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		struct health_probe *p = &h->probes[i];
+		struct backend *b = i < pool->nservers ? &pool->servers[i] : &pool->extra[i - pool->nservers];
+		p->h = h;
+		p->b = b;
+		p->kind = b->kind;
+		p->sa = b->sa;
+		p->salen = b->salen;
+		if (b->path && !(p->path = strdup(b->path)))
+			goto fail;
+		if (b->kind == BACKEND_MAILDIR && !p->path)
+			p->kind = BACKEND_SMTP;   /* unusable entry: checks will fail to connect */
+		snprintf(p->ehlo, sizeof p->ehlo, "%s %.250s\r\n", b->kind == BACKEND_LMTP ? "LHLO" : "EHLO",
+		    h->hostname);
+		h->nprobes = i + 1;
+	}
+	if (uv_timer_init(loop, &h->tick) != 0)
+		goto fail;
+	h->tick.data = h;
+	h->pending++;
+	for (size_t i = 0; i < h->nprobes; i++) {
+		/* Cannot fail for a valid loop (uv_timer_init only records the loop). */
+		uv_timer_init(loop, &h->probes[i].timer);
+		h->probes[i].timer.data = &h->probes[i];
+		h->pending++;
+	}
+	uv_timer_start(&h->tick, health_tick_cb, 0, h->interval_ms);
+	return h;
+fail:
+	for (size_t i = 0; i < h->nprobes; i++)
+		free(h->probes[i].path);
+	free(h->probes);
+	free(h->hostname);
+	free(h);
+	return NULL;
+}
+
+static void probe_timer_closed_cb(uv_handle_t *handle)
+{
+	struct health_probe *p = handle->data;
+	struct health *h = p->h;
+	h->pending--;
+	health_maybe_free(h);
+}
+
+/* See health.h. */
+void health_stop(struct health *h)
+{
+	if (!h || h->stopping)
+		return;
+	h->stopping = true;
+	uv_timer_stop(&h->tick);
+	uv_close((uv_handle_t *)&h->tick, health_handle_closed_cb);
+	for (size_t i = 0; i < h->nprobes; i++) {
+		struct health_probe *p = &h->probes[i];
+		p->b = NULL;
+		uv_timer_stop(&p->timer);
+		uv_close((uv_handle_t *)&p->timer, probe_timer_closed_cb);
+		if (p->stream_open && !uv_is_closing((uv_handle_t *)&p->s))
+			uv_close((uv_handle_t *)&p->s, probe_stream_closed_cb);
+		if (p->work_queued)
+			uv_cancel((uv_req_t *)&p->work);   /* fails harmlessly if already running */
+	}
+}

@@ -1,0 +1,29 @@
+/* health.h — active, SMTP-aware health checks of a backend pool (proxy/backend.h).
+ *
+ * Runs on one loop (the main thread's). Each check of an SMTP/LMTP backend connects, reads
+ * the 220 greeting, sends EHLO (LHLO for LMTP) and expects 250, then QUITs, all within the
+ * timeout; a maildir backend is checked for writability in the thread pool. Results update
+ * the backend's atomics (up, fails, oks, latency_us), which workers read lock-free. */
+#ifndef MX_HEALTH_H
+#define MX_HEALTH_H
+
+#include <stdint.h>
+#include <uv.h>
+
+struct pool;
+struct health;
+
+/* Starts checking every backend of pool (pool->servers and pool->extra) on loop every
+ * interval_ms, the first round right away. A check has timeout_ms in all. Records
+ * latency_us (time to the EHLO reply); a failure increments b->fails and after pool->fall
+ * of them sets b->up = 0 (logs `event=backend_down backend=<url> reason="..."`); while
+ * down, pool->rise consecutive successes set b->up = 1, fails = 0 (logs
+ * `event=backend_up`). hostname is copied. pool must outlive the checker until
+ * health_stop. Returns NULL on allocation or libuv failure. */
+struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
+    uint64_t timeout_ms, const char *hostname);
+/* Stops: the pool is not touched after this returns; handles close asynchronously and
+ * the memory is freed in their close callbacks (run the loop to let them finish). NULL ok. */
+void health_stop(struct health *h);
+
+#endif
