@@ -1,0 +1,182 @@
+/* test_msgbuf.c — held message: memory, spill to an unlinked file, mmap view, header
+ * length, reset, and file errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <unistd.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "msgbuf.h"
+
+/* Number of entries in dir other than . and .. */
+static int
+count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+struct hdr_row {
+    const char *label;
+    const char *msg;
+    size_t header_len;
+};
+
+static const struct hdr_row hdr_rows[] = {
+    { "headers and body", "A: b\r\nC: d\r\n\r\nbody\r\n", 14 },
+    { "no body", "A: b\r\n", 6 },
+    { "no blank line, no CRLF", "A: b", 4 },
+    { "starts with blank line", "\r\nbody\r\n", 2 },
+    { "empty message", "", 0 },
+    { "LF LF is not a blank line", "A: b\n\nbody", 10 },
+    { "blank line at the end", "A: b\r\n\r\n", 8 },
+};
+
+/* threshold 8: rows longer than that spill to a file; the answers must not change. */
+static void
+test_header_len(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < sizeof(hdr_rows) / sizeof(hdr_rows[0]); r++) {
+        for (size_t th = 0; th <= 64; th += 8) {
+            struct msgbuf *mb = msgbuf_new(th, NULL);
+            assert_non_null(mb);
+            const char *m = hdr_rows[r].msg;
+            /* appended in 3-octet pieces */
+            for (size_t i = 0; i < strlen(m); i += 3) {
+                size_t n = strlen(m) - i < 3 ? strlen(m) - i : 3;
+                assert_int_equal(msgbuf_append(mb, m + i, n), 0);
+            }
+            if (msgbuf_header_len(mb) != hdr_rows[r].header_len)
+                fail_msg("%s (threshold %zu): header_len %zu", hdr_rows[r].label, th,
+                         msgbuf_header_len(mb));
+            size_t len;
+            const char *d = msgbuf_data(mb, &len);
+            assert_non_null(d);
+            assert_int_equal(len, strlen(m));
+            assert_memory_equal(d, m, len);
+            msgbuf_free(mb);
+        }
+    }
+}
+
+static void
+test_spill(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mx-msgbuf-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct msgbuf *mb = msgbuf_new(1000, dir);
+    char chunk[777];
+    for (size_t i = 0; i < sizeof(chunk); i++)
+        chunk[i] = (char)('a' + i % 26);
+    /* in memory below the threshold */
+    assert_int_equal(msgbuf_append(mb, chunk, 777), 0);
+    assert_int_equal(msgbuf_len(mb), 777);
+    assert_int_equal(count_entries(dir), 0);
+    /* over it: an unlinked file, nothing visible in dir */
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(msgbuf_append(mb, chunk, 777), 0);
+    assert_int_equal(msgbuf_len(mb), 201 * 777);
+    assert_int_equal(count_entries(dir), 0);
+    size_t len;
+    const char *d = msgbuf_data(mb, &len);
+    assert_non_null(d);
+    assert_int_equal(len, 201 * 777);
+    for (int i = 0; i < 201; i++)
+        assert_memory_equal(d + i * 777, chunk, 777);
+    /* view again without appends: same mapping; after an append: the new length */
+    assert_ptr_equal(msgbuf_data(mb, &len), d);
+    assert_int_equal(msgbuf_append(mb, "\r\n\r\n", 4), 0);
+    d = msgbuf_data(mb, &len);
+    assert_int_equal(len, 201 * 777 + 4);
+    assert_memory_equal(d + len - 4, "\r\n\r\n", 4);
+    assert_int_equal(msgbuf_header_len(mb), len);
+    /* reset: empty, reusable, back in memory */
+    msgbuf_reset(mb);
+    assert_int_equal(msgbuf_len(mb), 0);
+    d = msgbuf_data(mb, &len);
+    assert_non_null(d);
+    assert_int_equal(len, 0);
+    assert_int_equal(msgbuf_header_len(mb), 0);
+    assert_int_equal(msgbuf_append(mb, "x", 1), 0);
+    assert_int_equal(msgbuf_len(mb), 1);
+    msgbuf_free(mb);
+    msgbuf_free(NULL);
+    assert_int_equal(count_entries(dir), 0);
+    rmdir(dir);
+}
+
+/* A spill directory that cannot be used: append fails (the session tempfails), then keeps
+ * failing until reset, and nothing crashes. */
+static void
+test_file_errors(void **state)
+{
+    (void)state;
+    struct msgbuf *mb = msgbuf_new(4, "/nonexistent/mxgate-dir");
+    assert_non_null(mb);
+    assert_int_equal(msgbuf_append(mb, "abcd", 4), 0);
+    assert_int_equal(msgbuf_append(mb, "e", 1), -1);
+    assert_int_equal(msgbuf_append(mb, "f", 1), -1);
+    assert_int_equal(msgbuf_len(mb), 4);
+    msgbuf_reset(mb);
+    assert_int_equal(msgbuf_append(mb, "abcd", 4), 0);
+    msgbuf_free(mb);
+
+    /* a read-only directory (skipped as root, who may write anyway) */
+    if (geteuid() != 0) {
+        char dir[] = "/tmp/mx-msgbuf-ro-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        chmod(dir, 0500);
+        mb = msgbuf_new(0, dir);
+        assert_int_equal(msgbuf_append(mb, "x", 1), -1);
+        msgbuf_free(mb);
+        chmod(dir, 0700);
+        rmdir(dir);
+    }
+
+    /* a write error while spilling (file size limit: EFBIG, like a full disk) */
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 8192;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    mb = msgbuf_new(1024, NULL);
+    char big[4096];
+    memset(big, 'x', sizeof(big));
+    int rc = 0;
+    for (int i = 0; i < 4 && rc == 0; i++)
+        rc = msgbuf_append(mb, big, sizeof(big));
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc, -1);
+    assert_true(msgbuf_len(mb) <= 8192);
+    msgbuf_free(mb);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_header_len),
+        cmocka_unit_test(test_spill),
+        cmocka_unit_test(test_file_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
