@@ -9,13 +9,25 @@
 #define MX_MODULE_SECTIONS_H
 
 /* #include "../filters/dnsbl.h" etc. go here */
+#include "../filters/dns.h"
+#include "../filters/dnsbl.h"
+#include "../filters/helo.h"
+#include "../filters/spf.h"
 #include "../filters/ratelimit.h"
 
 #define MX_CONFIG_MODULE_SECTIONS \
+	struct dns_config dns; \
+	struct dnsbl_config dnsbl; \
+	struct helo_config helo_checks; \
+	struct spf_config spf; \
 	struct ratelimit_config ratelimit; \
 	/* struct dnsbl_config dnsbl; */
 
 #define MX_CONFIG_MODULE_FIELDS \
+	{ "dns", CFG_STRUCT, offsetof(struct mx_config, dns), .sub = &dns_config_table, .doc = "asynchronous DNS: resolvers, timeout, cache" }, \
+	{ "dnsbl", CFG_STRUCT, offsetof(struct mx_config, dnsbl), .sub = &dnsbl_config_table, .doc = "DNS block/allow lists with weighted scoring" }, \
+	{ "helo_checks", CFG_STRUCT, offsetof(struct mx_config, helo_checks), .sub = &helo_config_table, .doc = "HELO syntax, claims-to-be-us, FCrDNS" }, \
+	{ "spf", CFG_STRUCT, offsetof(struct mx_config, spf), .sub = &spf_config_table, .doc = "SPF (RFC 7208) at MAIL FROM" }, \
 	{ "ratelimit", CFG_STRUCT, offsetof(struct mx_config, ratelimit), .sub = &ratelimit_config_table, .doc = "rate limits (GCRA) per ip, prefix, helo, sender, recipient; local or Redis" }, \
 	/* { "dnsbl", CFG_STRUCT, offsetof(struct mx_config, dnsbl), .sub = &dnsbl_config_table, .doc = "DNS lists" }, */
 

@@ -1,0 +1,1162 @@
+/* dns.c — c-ares on a libuv loop, a process-wide TTL cache, cancellable queries.
+ *
+ * c-ares tells us which sockets it wants watched (ARES_OPT_SOCK_STATE_CB); each gets a
+ * uv_poll_t. One uv_timer_t per resolver fires at the earlier of c-ares' next retry and the
+ * oldest query's deadline. A query's memory belongs to c-ares' callback: cancelling or
+ * timing out only detaches the user callback, so nothing ever fires into freed memory. */
+#include "filters/dns.h"
+#include "proxy/log.h"
+
+#include <arpa/inet.h>
+#include <ares.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- config ------------------------------------------------------------------------- */
+
+static const struct cfg_field dns_config_fields[] = {
+	{ "resolvers", CFG_STRLIST, offsetof(struct dns_config, resolvers), NULL,
+	  .doc = "DNS servers as \"ip:port\" (default: /etc/resolv.conf)" },
+	{ "timeout", CFG_DURATION, offsetof(struct dns_config, timeout), "2s", 10, 60000,
+	  .doc = "time limit for one query, all tries included" },
+	{ "tries", CFG_INT, offsetof(struct dns_config, tries), "2", 1, 10,
+	  .doc = "attempts per server within the timeout" },
+	{ "cache_size", CFG_INT, offsetof(struct dns_config, cache_size), "10000", 0, 10000000,
+	  .doc = "answers cached process-wide (0 disables the cache)" },
+	{ "negative_ttl", CFG_DURATION, offsetof(struct dns_config, negative_ttl), "5m", 0, 86400000,
+	  .doc = "upper bound for caching NXDOMAIN/NODATA (the zone's SOA minimum is used below it)" },
+	{ "max_ttl", CFG_DURATION, offsetof(struct dns_config, max_ttl), "1h", 0, 604800000,
+	  .doc = "upper bound for caching any answer" },
+	{ .key = NULL }
+};
+
+static int dns_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct dns_config *c = obj;
+
+	for (size_t i = 0; i < c->resolvers.n; i++) {
+		const char *s = c->resolvers.v[i];
+
+		if (s == NULL || *s == '\0' || strchr(s, ',') != NULL || strlen(s) > 64)
+			return cfg_error(p, n, "resolver \"%s\": expected ip or ip:port", s ? s : "");
+	}
+	return 0;
+}
+
+const struct cfg_table dns_config_table = {
+	.name = "dns", .size = sizeof(struct dns_config), .fields = dns_config_fields,
+	.validate = dns_config_validate,
+};
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+static uint64_t dns_now_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
+const char *dns_status_name(enum dns_status s)
+{
+	switch (s) {
+	case DNS_S_OK: return "ok";
+	case DNS_S_NXDOMAIN: return "nxdomain";
+	case DNS_S_NODATA: return "nodata";
+	case DNS_S_SERVFAIL: return "servfail";
+	case DNS_S_TIMEOUT: return "timeout";
+	case DNS_S_ERROR: return "error";
+	}
+	return "error";
+}
+
+void dns_result_free(struct dns_result *r)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		free(r->v[i]);
+	free(r->v);
+	free(r);
+}
+
+/* Appends a copy of s to r->v; 0 or -1 (out of memory). */
+static int dns_result_push(struct dns_result *r, const char *s)
+{
+	char **v = realloc(r->v, (r->n + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return -1;
+	r->v = v;
+	if ((v[r->n] = strdup(s)) == NULL)
+		return -1;
+	r->n++;
+	return 0;
+}
+
+/* ---- names -------------------------------------------------------------------------- */
+
+static int dns_name_append_zone(char *out, size_t outlen, size_t used, const char *zone,
+    const char *dflt)
+{
+	int k;
+
+	if (zone == NULL || *zone == '\0')
+		zone = dflt;
+	k = snprintf(out + used, outlen - used, "%s", zone);
+	if (k < 0 || (size_t)k >= outlen - used)
+		return -1;
+	return 0;
+}
+
+int dns_name_reverse(const struct sockaddr *sa, const char *zone, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t *b;
+	size_t used = 0;
+	int k;
+
+	if (sa == NULL || out == NULL || outlen == 0)
+		return -1;
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		b = s6->sin6_addr.s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			b += 12;
+			goto v4;
+		}
+		/* RFC 3596 2.5: nibbles, least significant first */
+		if (outlen < 64 + 1)
+			return -1;
+		for (int i = 15; i >= 0; i--) {
+			out[used++] = hex[b[i] & 0xf];
+			out[used++] = '.';
+			out[used++] = hex[b[i] >> 4];
+			out[used++] = '.';
+		}
+		out[used] = '\0';
+		return dns_name_append_zone(out, outlen, used, zone, "ip6.arpa");
+	}
+	if (sa->sa_family != AF_INET)
+		return -1;
+	b = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+v4:
+	k = snprintf(out, outlen, "%u.%u.%u.%u.", b[3], b[2], b[1], b[0]);
+	if (k < 0 || (size_t)k >= outlen)
+		return -1;
+	return dns_name_append_zone(out, outlen, (size_t)k, zone, "in-addr.arpa");
+}
+
+int dns_name_reverse_str(const char *ip, const char *zone, char *out, size_t outlen)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (ip == NULL)
+		return -1;
+	if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return -1;
+	return dns_name_reverse((struct sockaddr *)&ss, zone, out, outlen);
+}
+
+/* ---- raw reply scanning (bounded, no I/O) ------------------------------------------- */
+
+/* Skips a possibly compressed name at *off; 0 or -1 when it runs off the buffer. */
+static int dns_reply_skip_name(const unsigned char *b, size_t len, size_t *off)
+{
+	size_t o = *off;
+
+	for (int labels = 0; labels < 128; labels++) {
+		if (o >= len)
+			return -1;
+		if ((b[o] & 0xc0) == 0xc0) {	/* RFC 1035 4.1.4: pointer ends the name */
+			if (o + 2 > len)
+				return -1;
+			*off = o + 2;
+			return 0;
+		}
+		if ((b[o] & 0xc0) != 0)
+			return -1;
+		if (b[o] == 0) {
+			*off = o + 1;
+			return 0;
+		}
+		o += 1u + b[o];
+	}
+	return -1;
+}
+
+static uint32_t dns_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int dns_reply_negative_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
+{
+	size_t off = 12;
+	unsigned qd, an, ns;
+
+	if (buf == NULL || len < 12 || ttl == NULL)
+		return -1;
+	qd = (unsigned)buf[4] << 8 | buf[5];
+	an = (unsigned)buf[6] << 8 | buf[7];
+	ns = (unsigned)buf[8] << 8 | buf[9];
+	for (unsigned i = 0; i < qd; i++) {
+		if (dns_reply_skip_name(buf, len, &off) < 0 || off + 4 > len)
+			return -1;
+		off += 4;
+	}
+	for (unsigned i = 0; i < an + ns; i++) {
+		unsigned type, rdlen;
+		uint32_t rttl;
+		size_t rd;
+
+		if (dns_reply_skip_name(buf, len, &off) < 0 || off + 10 > len)
+			return -1;
+		type = (unsigned)buf[off] << 8 | buf[off + 1];
+		rttl = dns_get32(buf + off + 4);
+		rdlen = (unsigned)buf[off + 8] << 8 | buf[off + 9];
+		off += 10;
+		rd = off;
+		if (off + rdlen > len)
+			return -1;
+		off += rdlen;
+		if (i < an || type != 6 /* SOA */)
+			continue;
+		/* SOA RDATA: MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM */
+		if (dns_reply_skip_name(buf, off, &rd) < 0 || dns_reply_skip_name(buf, off, &rd) < 0)
+			return -1;
+		if (rd + 20 > off)
+			return -1;
+		{
+			uint32_t minimum = dns_get32(buf + rd + 16);
+
+			/* RFC 2308 5: the lesser of the SOA's TTL and its MINIMUM field */
+			*ttl = rttl < minimum ? rttl : minimum;
+			if (*ttl > 0x7fffffffu)
+				*ttl = 0;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* ---- the cache ---------------------------------------------------------------------- */
+
+struct dns_cache_entry {
+	struct dns_cache_entry *hnext;          /* hash chain */
+	struct dns_cache_entry *lprev, *lnext;  /* LRU list, most recent at head */
+	uint64_t expires;                       /* ms */
+	enum dns_status status;
+	size_t n;
+	char **v;
+	char key[];                             /* "<type>:<lowercased name>" */
+};
+
+struct dns_cache {
+	pthread_mutex_t mu;
+	size_t max, count, nbuckets;
+	struct dns_cache_entry **buckets;
+	struct dns_cache_entry *head, *tail;
+};
+
+static uint64_t dns_cache_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;	/* FNV-1a */
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static int dns_cache_key(char *out, size_t outlen, enum dns_type t, const char *name)
+{
+	size_t i, n = strlen(name);
+
+	if (n + 3 > outlen)
+		return -1;
+	out[0] = (char)('0' + t);
+	out[1] = ':';
+	for (i = 0; i < n; i++)
+		out[2 + i] = (char)tolower((unsigned char)name[i]);
+	if (i > 0 && out[1 + i] == '.')	/* "name." and "name" are one key */
+		i--;
+	out[2 + i] = '\0';
+	return 0;
+}
+
+struct dns_cache *dns_cache_new(size_t max)
+{
+	struct dns_cache *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	pthread_mutex_init(&c->mu, NULL);
+	c->max = max;
+	c->nbuckets = 1024;
+	while (c->nbuckets < max && c->nbuckets < (1u << 22))
+		c->nbuckets <<= 1;
+	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+	if (c->buckets == NULL) {
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void dns_cache_entry_free(struct dns_cache_entry *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->v[i]);
+	free(e->v);
+	free(e);
+}
+
+/* Unlinks e from its chain and the LRU list and frees it. Caller holds the lock. */
+static void dns_cache_remove(struct dns_cache *c, struct dns_cache_entry *e)
+{
+	struct dns_cache_entry **pp = &c->buckets[dns_cache_hash(e->key) & (c->nbuckets - 1)];
+
+	while (*pp != NULL && *pp != e)
+		pp = &(*pp)->hnext;
+	if (*pp == e)
+		*pp = e->hnext;
+	if (e->lprev)
+		e->lprev->lnext = e->lnext;
+	else
+		c->head = e->lnext;
+	if (e->lnext)
+		e->lnext->lprev = e->lprev;
+	else
+		c->tail = e->lprev;
+	c->count--;
+	dns_cache_entry_free(e);
+}
+
+static struct dns_cache_entry *dns_cache_find(struct dns_cache *c, const char *key)
+{
+	struct dns_cache_entry *e = c->buckets[dns_cache_hash(key) & (c->nbuckets - 1)];
+
+	while (e != NULL && strcmp(e->key, key) != 0)
+		e = e->hnext;
+	return e;
+}
+
+void dns_cache_free(struct dns_cache *c)
+{
+	if (c == NULL)
+		return;
+	while (c->head != NULL)
+		dns_cache_remove(c, c->head);
+	free(c->buckets);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+size_t dns_cache_count(struct dns_cache *c)
+{
+	size_t n;
+
+	pthread_mutex_lock(&c->mu);
+	n = c->count;
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+void dns_cache_put(struct dns_cache *c, enum dns_type t, const char *name,
+    const struct dns_result *r, uint64_t now_ms)
+{
+	char key[300];
+	struct dns_cache_entry *e, **bucket;
+	size_t klen;
+
+	if (c == NULL || r == NULL || r->ttl == 0 || dns_cache_key(key, sizeof(key), t, name) < 0)
+		return;
+	klen = strlen(key);
+	e = calloc(1, sizeof(*e) + klen + 1);
+	if (e == NULL)
+		return;
+	memcpy(e->key, key, klen + 1);
+	e->status = r->status;
+	e->expires = now_ms + (uint64_t)r->ttl * 1000u;
+	if (r->n > 0) {
+		e->v = calloc(r->n, sizeof(*e->v));
+		if (e->v == NULL)
+			goto fail;
+		for (size_t i = 0; i < r->n; i++) {
+			if ((e->v[i] = strdup(r->v[i])) == NULL)
+				goto fail;
+			e->n++;
+		}
+	}
+	pthread_mutex_lock(&c->mu);
+	if (c->max == 0) {
+		pthread_mutex_unlock(&c->mu);
+		goto fail;
+	}
+	{
+		struct dns_cache_entry *old = dns_cache_find(c, key);
+
+		if (old != NULL)
+			dns_cache_remove(c, old);
+	}
+	while (c->count >= c->max && c->tail != NULL)
+		dns_cache_remove(c, c->tail);	/* least recently used */
+	bucket = &c->buckets[dns_cache_hash(key) & (c->nbuckets - 1)];
+	e->hnext = *bucket;
+	*bucket = e;
+	e->lnext = c->head;
+	if (c->head)
+		c->head->lprev = e;
+	c->head = e;
+	if (c->tail == NULL)
+		c->tail = e;
+	c->count++;
+	pthread_mutex_unlock(&c->mu);
+	return;
+fail:
+	dns_cache_entry_free(e);
+}
+
+struct dns_result *dns_cache_get(struct dns_cache *c, enum dns_type t, const char *name,
+    uint64_t now_ms)
+{
+	char key[300];
+	struct dns_cache_entry *e;
+	struct dns_result *r = NULL;
+
+	if (c == NULL || dns_cache_key(key, sizeof(key), t, name) < 0)
+		return NULL;
+	pthread_mutex_lock(&c->mu);
+	e = dns_cache_find(c, key);
+	if (e == NULL)
+		goto out;
+	if (e->expires <= now_ms) {
+		dns_cache_remove(c, e);
+		goto out;
+	}
+	/* move to the LRU head */
+	if (e != c->head) {
+		e->lprev->lnext = e->lnext;
+		if (e->lnext)
+			e->lnext->lprev = e->lprev;
+		else
+			c->tail = e->lprev;
+		e->lprev = NULL;
+		e->lnext = c->head;
+		c->head->lprev = e;
+		c->head = e;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		goto out;
+	r->status = e->status;
+	r->type = t;
+	r->cached = true;
+	r->ttl = (uint32_t)((e->expires - now_ms + 999) / 1000);
+	for (size_t i = 0; i < e->n; i++) {
+		if (dns_result_push(r, e->v[i]) < 0) {
+			dns_result_free(r);
+			r = NULL;
+			goto out;
+		}
+	}
+out:
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+static pthread_mutex_t dns_shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct dns_cache *dns_shared;
+
+struct dns_cache *dns_cache_shared(size_t max)
+{
+	struct dns_cache *c;
+
+	pthread_mutex_lock(&dns_shared_mu);
+	if (dns_shared == NULL)
+		dns_shared = dns_cache_new(max);
+	c = dns_shared;
+	pthread_mutex_unlock(&dns_shared_mu);
+	if (c != NULL) {
+		pthread_mutex_lock(&c->mu);
+		c->max = max;
+		while (c->count > c->max && c->tail != NULL)
+			dns_cache_remove(c, c->tail);
+		pthread_mutex_unlock(&c->mu);
+	}
+	return c;
+}
+
+/* ---- the resolver ------------------------------------------------------------------- */
+
+struct dns_sock {
+	uv_poll_t poll;
+	struct dns_resolver *r;
+	ares_socket_t fd;
+	struct dns_sock *next;
+};
+
+struct dns_query {
+	struct dns_resolver *r;
+	enum dns_type type;
+	void (*cb)(void *arg, const struct dns_result *res);  /* NULL once delivered/cancelled */
+	void *arg;
+	uint64_t deadline;                  /* ms (uv_now of the loop) */
+	struct dns_query *prev, *next;      /* the resolver's deadline-ordered list */
+	bool linked;
+	char name[];
+};
+
+struct dns_resolver {
+	uv_loop_t *loop;
+	const struct mx_config *cfg;        /* registry key (NULL for private resolvers) */
+	ares_channel ch;
+	bool ch_ok;
+	uv_timer_t timer;
+	struct dns_sock *socks;
+	struct dns_query *qhead, *qtail;    /* waiting for an answer, by deadline */
+	size_t npending;
+	uint64_t timeout_ms;
+	struct dns_cache *cache;            /* NULL: no caching */
+	uint64_t negative_ttl_ms, max_ttl_ms;
+	int refs;
+	int handles;                        /* open uv handles (timer + polls) */
+	int busy;                           /* inside c-ares processing */
+	bool destroy_pending;               /* last reference dropped while busy */
+	struct dns_query *starting;         /* the query ares_query() is being called for */
+	bool starting_done;                 /* ... and it completed synchronously */
+	bool dying;
+	struct dns_resolver *reg_next;
+};
+
+static pthread_once_t dns_lib_once = PTHREAD_ONCE_INIT;
+static int dns_lib_status;
+
+static void dns_lib_init(void)
+{
+	dns_lib_status = ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+static void dns_resolver_schedule(struct dns_resolver *r);
+static void dns_resolver_destroy(struct dns_resolver *r);
+
+/* Leaves a c-ares processing section: re-arms the timer, or finishes a release that a
+ * callback made while c-ares was still on the stack. */
+static void dns_resolver_unbusy(struct dns_resolver *r)
+{
+	if (--r->busy > 0)
+		return;
+	if (r->destroy_pending) {
+		r->destroy_pending = false;
+		dns_resolver_destroy(r);
+		return;
+	}
+	dns_resolver_schedule(r);
+}
+
+static void dns_query_unlink(struct dns_query *q)
+{
+	struct dns_resolver *r = q->r;
+
+	if (!q->linked)
+		return;
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		r->qhead = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	else
+		r->qtail = q->prev;
+	q->prev = q->next = NULL;
+	q->linked = false;
+	r->npending--;
+}
+
+/* Inserts q by deadline; queries mostly share one timeout, so scan from the tail. */
+static void dns_query_link(struct dns_query *q)
+{
+	struct dns_resolver *r = q->r;
+	struct dns_query *p = r->qtail;
+
+	while (p != NULL && p->deadline > q->deadline)
+		p = p->prev;
+	q->prev = p;
+	q->next = p ? p->next : r->qhead;
+	if (q->next)
+		q->next->prev = q;
+	else
+		r->qtail = q;
+	if (p)
+		p->next = q;
+	else
+		r->qhead = q;
+	q->linked = true;
+	r->npending++;
+}
+
+/* Delivers res to q's callback once and detaches it. */
+static void dns_query_deliver(struct dns_query *q, const struct dns_result *res)
+{
+	void (*cb)(void *, const struct dns_result *) = q->cb;
+
+	dns_query_unlink(q);
+	q->cb = NULL;
+	if (cb != NULL)
+		cb(q->arg, res);
+}
+
+static enum dns_status dns_status_from_ares(int status)
+{
+	switch (status) {
+	case ARES_SUCCESS: return DNS_S_OK;
+	case ARES_ENOTFOUND: return DNS_S_NXDOMAIN;
+	case ARES_ENODATA: return DNS_S_NODATA;
+	case ARES_ESERVFAIL:
+	case ARES_EREFUSED: return DNS_S_SERVFAIL;
+	case ARES_ETIMEOUT:
+	case ARES_ECONNREFUSED: return DNS_S_TIMEOUT;
+	default: return DNS_S_ERROR;
+	}
+}
+
+/* Fills res from a successful reply; returns the status to report. */
+static enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abuf, int alen,
+    struct dns_result *res, uint32_t *min_ttl)
+{
+	char txt[INET6_ADDRSTRLEN];
+	int rc, n;
+
+	*min_ttl = 0xffffffffu;
+	switch (t) {
+	case DNS_T_A: {
+		struct ares_addrttl at[32];
+
+		n = 32;
+		rc = ares_parse_a_reply(abuf, alen, NULL, at, &n);
+		if (rc != ARES_SUCCESS)
+			return dns_status_from_ares(rc);
+		for (int i = 0; i < n; i++) {
+			inet_ntop(AF_INET, &at[i].ipaddr, txt, sizeof(txt));
+			if (dns_result_push(res, txt) < 0)
+				return DNS_S_ERROR;
+			if ((uint32_t)at[i].ttl < *min_ttl)
+				*min_ttl = at[i].ttl < 0 ? 0 : (uint32_t)at[i].ttl;
+		}
+		break;
+	}
+	case DNS_T_AAAA: {
+		struct ares_addr6ttl at[32];
+
+		n = 32;
+		rc = ares_parse_aaaa_reply(abuf, alen, NULL, at, &n);
+		if (rc != ARES_SUCCESS)
+			return dns_status_from_ares(rc);
+		for (int i = 0; i < n; i++) {
+			inet_ntop(AF_INET6, &at[i].ip6addr, txt, sizeof(txt));
+			if (dns_result_push(res, txt) < 0)
+				return DNS_S_ERROR;
+			if ((uint32_t)at[i].ttl < *min_ttl)
+				*min_ttl = at[i].ttl < 0 ? 0 : (uint32_t)at[i].ttl;
+		}
+		break;
+	}
+	case DNS_T_TXT: {
+		struct ares_txt_ext *list = NULL, *e;
+		char buf[1024];
+		size_t used = 0;
+		bool have = false;
+
+		rc = ares_parse_txt_reply_ext(abuf, alen, &list);
+		if (rc != ARES_SUCCESS)
+			return dns_status_from_ares(rc);
+		/* RFC 7208 3.3: a record's character-strings are concatenated */
+		for (e = list; e != NULL; e = e->next) {
+			if (e->record_start && have) {
+				if (dns_result_push(res, buf) < 0)
+					goto txt_fail;
+				used = 0;
+			}
+			have = true;
+			if (used + e->length < sizeof(buf)) {
+				memcpy(buf + used, e->txt, e->length);
+				used += e->length;
+			}
+			buf[used] = '\0';
+		}
+		if (have && dns_result_push(res, buf) < 0)
+			goto txt_fail;
+		ares_free_data(list);
+		break;
+txt_fail:
+		ares_free_data(list);
+		return DNS_S_ERROR;
+	}
+	case DNS_T_PTR: {
+		struct hostent *he = NULL;
+		unsigned char dummy[16] = { 0 };
+
+		rc = ares_parse_ptr_reply(abuf, alen, dummy, 4, AF_INET, &he);
+		if (rc != ARES_SUCCESS)
+			return dns_status_from_ares(rc);
+		if (he->h_name && dns_result_push(res, he->h_name) < 0)
+			goto ptr_fail;
+		for (char **a = he->h_aliases; a && *a; a++) {
+			bool dup = false;
+
+			for (size_t i = 0; i < res->n; i++)
+				dup |= strcasecmp(res->v[i], *a) == 0;
+			if (!dup && res->n < 16 && dns_result_push(res, *a) < 0)
+				goto ptr_fail;
+		}
+		ares_free_hostent(he);
+		break;
+ptr_fail:
+		ares_free_hostent(he);
+		return DNS_S_ERROR;
+	}
+	default:
+		return DNS_S_ERROR;
+	}
+	return res->n > 0 ? DNS_S_OK : DNS_S_NODATA;
+}
+
+/* Scans the answer section for the smallest TTL (for TXT and PTR, where c-ares hides it). */
+static int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
+{
+	size_t off = 12;
+	unsigned qd, an;
+	uint32_t best = 0xffffffffu;
+
+	if (len < 12)
+		return -1;
+	qd = (unsigned)buf[4] << 8 | buf[5];
+	an = (unsigned)buf[6] << 8 | buf[7];
+	for (unsigned i = 0; i < qd; i++) {
+		if (dns_reply_skip_name(buf, len, &off) < 0 || off + 4 > len)
+			return -1;
+		off += 4;
+	}
+	for (unsigned i = 0; i < an; i++) {
+		uint32_t t;
+		unsigned rdlen;
+
+		if (dns_reply_skip_name(buf, len, &off) < 0 || off + 10 > len)
+			return -1;
+		t = dns_get32(buf + off + 4);
+		rdlen = (unsigned)buf[off + 8] << 8 | buf[off + 9];
+		off += 10 + rdlen;
+		if (off > len)
+			return -1;
+		if (t < best)
+			best = t;
+	}
+	if (best == 0xffffffffu)
+		return -1;
+	*ttl = best;
+	return 0;
+}
+
+static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	struct dns_resolver *r = q->r;
+	struct dns_result res;
+	uint32_t ttl = 0;
+
+	(void)timeouts;
+	if (q == r->starting)
+		r->starting_done = true;
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || q->cb == NULL) {
+		dns_query_unlink(q);
+		free(q);
+		return;
+	}
+	memset(&res, 0, sizeof(res));
+	res.type = q->type;
+	if (status == ARES_SUCCESS && abuf != NULL) {
+		res.status = dns_reply_parse(q->type, abuf, alen, &res, &ttl);
+		if ((q->type == DNS_T_TXT || q->type == DNS_T_PTR) &&
+		    dns_reply_answer_ttl(abuf, (size_t)alen, &ttl) < 0)
+			ttl = 60;
+		if (ttl == 0xffffffffu)
+			ttl = 0;
+		if (res.status != DNS_S_OK && res.status != DNS_S_NODATA)
+			ttl = 0;
+	} else {
+		res.status = dns_status_from_ares(status);
+		if (res.status == DNS_S_NXDOMAIN || res.status == DNS_S_NODATA) {
+			/* RFC 2308: negative answers carry their TTL in the SOA; else a small bound */
+			if (abuf == NULL || dns_reply_negative_ttl(abuf, (size_t)(alen > 0 ? alen : 0), &ttl) < 0)
+				ttl = 60;
+			if ((uint64_t)ttl * 1000u > r->negative_ttl_ms)
+				ttl = (uint32_t)(r->negative_ttl_ms / 1000u);
+		}
+	}
+	if ((uint64_t)ttl * 1000u > r->max_ttl_ms)
+		ttl = (uint32_t)(r->max_ttl_ms / 1000u);
+	res.ttl = ttl;
+	if (r->cache != NULL && ttl > 0 && (res.status == DNS_S_OK || res.status == DNS_S_NXDOMAIN ||
+	    res.status == DNS_S_NODATA))
+		dns_cache_put(r->cache, q->type, q->name, &res, dns_now_ms());
+	dns_query_deliver(q, &res);
+	for (size_t i = 0; i < res.n; i++)
+		free(res.v[i]);
+	free(res.v);
+	free(q);
+}
+
+static void dns_sock_close_cb(uv_handle_t *h)
+{
+	struct dns_sock *s = h->data;
+	struct dns_resolver *r = s->r;
+
+	free(s);
+	if (--r->handles == 0 && r->dying)
+		free(r);
+}
+
+static void dns_timer_close_cb(uv_handle_t *h)
+{
+	struct dns_resolver *r = h->data;
+
+	if (--r->handles == 0 && r->dying)
+		free(r);
+}
+
+/* Expires queries whose deadline passed: their callbacks get DNS_S_TIMEOUT. */
+static void dns_resolver_expire(struct dns_resolver *r)
+{
+	uint64_t now = uv_now(r->loop);
+
+	while (r->qhead != NULL && r->qhead->deadline <= now) {
+		struct dns_query *q = r->qhead;
+		struct dns_result res;
+
+		memset(&res, 0, sizeof(res));
+		res.status = DNS_S_TIMEOUT;
+		res.type = q->type;
+		dns_query_deliver(q, &res);	/* q stays allocated until c-ares lets go */
+	}
+}
+
+static void dns_timer_cb(uv_timer_t *t)
+{
+	struct dns_resolver *r = t->data;
+
+	r->busy++;
+	ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);	/* retries, timeouts */
+	dns_resolver_expire(r);
+	dns_resolver_unbusy(r);
+}
+
+static void dns_poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct dns_sock *s = p->data;
+	struct dns_resolver *r = s->r;
+	ares_socket_t rfd = ARES_SOCKET_BAD, wfd = ARES_SOCKET_BAD;
+
+	if (status < 0) {
+		/* let c-ares read the error and fail over */
+		rfd = wfd = s->fd;
+	} else {
+		if (events & UV_READABLE)
+			rfd = s->fd;
+		if (events & UV_WRITABLE)
+			wfd = s->fd;
+	}
+	r->busy++;
+	ares_process_fd(r->ch, rfd, wfd);	/* may free s through the socket callback */
+	dns_resolver_unbusy(r);
+}
+
+static void dns_sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct dns_resolver *r = data;
+	struct dns_sock *s, **pp;
+
+	for (pp = &r->socks; *pp != NULL && (*pp)->fd != fd; pp = &(*pp)->next)
+		;
+	s = *pp;
+	if (!readable && !writable) {
+		if (s == NULL)
+			return;
+		*pp = s->next;
+		uv_poll_stop(&s->poll);
+		uv_close((uv_handle_t *)&s->poll, dns_sock_close_cb);
+		return;
+	}
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL)
+			return;	/* the query times out */
+		if (uv_poll_init_socket(r->loop, &s->poll, fd) != 0) {
+			free(s);
+			return;
+		}
+		s->poll.data = s;
+		s->r = r;
+		s->fd = fd;
+		s->next = r->socks;
+		r->socks = s;
+		r->handles++;
+	}
+	uv_poll_start(&s->poll, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0),
+	    dns_poll_cb);
+}
+
+/* Arms the timer for the earlier of c-ares' next timeout and the oldest deadline. */
+static void dns_resolver_schedule(struct dns_resolver *r)
+{
+	struct timeval tv, *tvp;
+	uint64_t ms = UINT64_MAX, now;
+
+	if (r->dying)
+		return;
+	tvp = ares_timeout(r->ch, NULL, &tv);
+	if (tvp != NULL)
+		ms = (uint64_t)tvp->tv_sec * 1000u + (uint64_t)(tvp->tv_usec + 999) / 1000u;
+	if (r->qhead != NULL) {
+		now = uv_now(r->loop);
+		uint64_t d = r->qhead->deadline > now ? r->qhead->deadline - now : 0;
+
+		if (d < ms)
+			ms = d;
+	}
+	if (ms == UINT64_MAX)
+		uv_timer_stop(&r->timer);
+	else
+		uv_timer_start(&r->timer, dns_timer_cb, ms, 0);
+}
+
+struct dns_resolver *dns_resolver_new(uv_loop_t *loop, const char *servers, uint64_t timeout_ms,
+    int tries)
+{
+	struct dns_resolver *r;
+	struct ares_options opt;
+	int optmask, rc;
+
+	pthread_once(&dns_lib_once, dns_lib_init);
+	if (dns_lib_status != ARES_SUCCESS) {
+		log_event(LOG_LVL_ERROR, NULL, "event=dns_error reason=ares_library_init");
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	r->loop = loop;
+	r->refs = 1;
+	r->timeout_ms = timeout_ms ? timeout_ms : 2000;
+	r->negative_ttl_ms = 300000;
+	r->max_ttl_ms = 3600000;
+	if (tries < 1)
+		tries = 1;
+	memset(&opt, 0, sizeof(opt));
+	opt.sock_state_cb = dns_sock_state_cb;
+	opt.sock_state_cb_data = r;
+	/* c-ares doubles the per-try timeout on later rounds; the deadline list bounds the
+	 * whole query at timeout_ms regardless. */
+	opt.timeout = (int)(r->timeout_ms / (uint64_t)tries);
+	if (opt.timeout < 50)
+		opt.timeout = 50;
+	opt.tries = tries;
+	opt.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+	optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
+	rc = ares_init_options(&r->ch, &opt, optmask);
+	if (rc != ARES_SUCCESS) {
+		log_event(LOG_LVL_ERROR, NULL, "event=dns_error reason=\"%s\"", ares_strerror(rc));
+		free(r);
+		return NULL;
+	}
+	r->ch_ok = true;
+	if (servers != NULL && *servers != '\0') {
+		rc = ares_set_servers_ports_csv(r->ch, servers);
+		if (rc != ARES_SUCCESS) {
+			log_event(LOG_LVL_ERROR, NULL, "event=dns_error servers=\"%s\" reason=\"%s\"",
+			    servers, ares_strerror(rc));
+			goto fail;
+		}
+	}
+	if (uv_timer_init(loop, &r->timer) != 0)
+		goto fail;
+	r->timer.data = r;
+	r->handles = 1;
+	return r;
+fail:
+	ares_destroy(r->ch);
+	free(r);
+	return NULL;
+}
+
+size_t dns_resolver_pending(const struct dns_resolver *r)
+{
+	return r ? r->npending : 0;
+}
+
+static void dns_resolver_destroy(struct dns_resolver *r)
+{
+	/* Detach every callback first: ares_destroy fails queries with ARES_EDESTRUCTION and
+	 * nobody may hear about it. */
+	while (r->qhead != NULL) {
+		r->qhead->cb = NULL;
+		dns_query_unlink(r->qhead);
+	}
+	r->dying = true;
+	if (r->ch_ok)
+		ares_destroy(r->ch);	/* closes sockets: the socket callback closes the polls */
+	r->ch_ok = false;
+	while (r->socks != NULL) {
+		struct dns_sock *s = r->socks;
+
+		r->socks = s->next;
+		uv_poll_stop(&s->poll);
+		uv_close((uv_handle_t *)&s->poll, dns_sock_close_cb);
+	}
+	uv_timer_stop(&r->timer);
+	uv_close((uv_handle_t *)&r->timer, dns_timer_close_cb);
+}
+
+/* ---- registry: one resolver per (loop, config generation) --------------------------- */
+
+static pthread_mutex_t dns_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct dns_resolver *dns_reg;
+
+struct dns_resolver *dns_resolver_for_loop(uv_loop_t *loop, const struct mx_config *cfg)
+{
+	struct dns_resolver *r;
+	char servers[1024] = "";
+	size_t used = 0;
+	const struct dns_config *dc = cfg ? &cfg->dns : NULL;
+
+	pthread_mutex_lock(&dns_reg_mu);
+	for (r = dns_reg; r != NULL; r = r->reg_next)
+		if (r->loop == loop && r->cfg == cfg && !r->dying) {
+			r->refs++;
+			pthread_mutex_unlock(&dns_reg_mu);
+			return r;
+		}
+	pthread_mutex_unlock(&dns_reg_mu);
+
+	for (size_t i = 0; dc != NULL && i < dc->resolvers.n; i++) {
+		int k = snprintf(servers + used, sizeof(servers) - used, "%s%s", i ? "," : "",
+		    dc->resolvers.v[i]);
+
+		if (k < 0 || (size_t)k >= sizeof(servers) - used)
+			break;
+		used += (size_t)k;
+	}
+	r = dns_resolver_new(loop, servers, dc && dc->timeout ? dc->timeout : 2000,
+	    dc && dc->tries ? (int)dc->tries : 2);
+	if (r == NULL)
+		return NULL;
+	r->cfg = cfg;
+	if (dc != NULL) {
+		if (dc->cache_size > 0)
+			r->cache = dns_cache_shared((size_t)dc->cache_size);
+		r->negative_ttl_ms = dc->negative_ttl;
+		r->max_ttl_ms = dc->max_ttl;
+	} else {
+		r->cache = dns_cache_shared(10000);
+	}
+	pthread_mutex_lock(&dns_reg_mu);
+	r->reg_next = dns_reg;
+	dns_reg = r;
+	pthread_mutex_unlock(&dns_reg_mu);
+	return r;
+}
+
+void dns_resolver_release(struct dns_resolver *r)
+{
+	struct dns_resolver **pp;
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&dns_reg_mu);
+	if (--r->refs > 0) {
+		pthread_mutex_unlock(&dns_reg_mu);
+		return;
+	}
+	for (pp = &dns_reg; *pp != NULL; pp = &(*pp)->reg_next)
+		if (*pp == r) {
+			*pp = r->reg_next;
+			break;
+		}
+	pthread_mutex_unlock(&dns_reg_mu);
+	if (r->busy > 0) {
+		r->destroy_pending = true;
+		return;
+	}
+	dns_resolver_destroy(r);
+}
+
+/* ---- queries ------------------------------------------------------------------------ */
+
+static const int dns_ares_type[DNS_T_COUNT] = {
+	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12,
+};
+
+struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const char *name,
+    uint64_t timeout_ms, void (*cb)(void *arg, const struct dns_result *res), void *arg)
+{
+	struct dns_query *q;
+	struct dns_result *hit, res;
+	size_t nlen;
+	bool sync;
+
+	memset(&res, 0, sizeof(res));
+	res.type = t;
+	nlen = name ? strlen(name) : 0;
+	if (r == NULL || r->dying || (unsigned)t >= DNS_T_COUNT || nlen == 0 || nlen > 253) {
+		res.status = DNS_S_ERROR;
+		cb(arg, &res);
+		return NULL;
+	}
+	if (r->cache != NULL && (hit = dns_cache_get(r->cache, t, name, dns_now_ms())) != NULL) {
+		cb(arg, hit);
+		dns_result_free(hit);
+		return NULL;
+	}
+	q = calloc(1, sizeof(*q) + nlen + 1);
+	if (q == NULL) {
+		res.status = DNS_S_ERROR;
+		cb(arg, &res);
+		return NULL;
+	}
+	memcpy(q->name, name, nlen + 1);
+	q->r = r;
+	q->type = t;
+	q->cb = cb;
+	q->arg = arg;
+	uv_update_time(r->loop);
+	q->deadline = uv_now(r->loop) + (timeout_ms ? timeout_ms : r->timeout_ms);
+	dns_query_link(q);
+	r->starting = q;
+	r->starting_done = false;
+	r->busy++;
+	ares_query(r->ch, name, 1 /* IN */, dns_ares_type[t], dns_ares_cb, q);
+	r->starting = NULL;
+	/* ares_query may have answered synchronously (then q is gone) */
+	sync = r->starting_done;
+	dns_resolver_unbusy(r);
+	return sync ? NULL : q;
+}
+
+void dns_query_cancel(struct dns_query *q)
+{
+	if (q == NULL)
+		return;
+	/* c-ares keeps the memory until it calls back; it then sees cb == NULL and frees. */
+	q->cb = NULL;
+	dns_query_unlink(q);
+}

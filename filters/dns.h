@@ -1,0 +1,121 @@
+/* dns.h — asynchronous DNS for the filters: c-ares driven from a libuv loop, a TTL cache
+ * with a size bound shared by the process, and per-query cancellation.
+ *
+ * One resolver per (loop, config generation), shared by every module of that worker:
+ *
+ *     struct dns_resolver *r = dns_resolver_for_loop(loop, cfg);   // refcounted
+ *     struct dns_query *q = dns_query_start(r, DNS_T_A, "2.0.0.127.bl.test", 0, my_cb, arg);
+ *     ...  dns_query_cancel(q);            // when the session goes away: my_cb never runs
+ *     dns_resolver_release(r);             // in worker_free
+ *
+ * Everything runs on the loop thread; no call blocks it. */
+#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
+
+#ifndef MX_DNS_H
+#define MX_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+/* Config section `dns`. */
+struct dns_config {
+	struct cfg_strlist resolvers; /* "127.0.0.1:5353", "[::1]:53"; empty = /etc/resolv.conf */
+	uint64_t timeout;             /* ms, whole query (all tries) */
+	long tries;                   /* attempts per server */
+	long cache_size;              /* entries, process-wide; 0 disables the cache */
+	uint64_t negative_ttl;        /* ms, upper bound for caching NXDOMAIN/NODATA */
+	uint64_t max_ttl;             /* ms, upper bound for any cached answer */
+};
+extern const struct cfg_table dns_config_table;
+
+enum dns_type { DNS_T_A = 0, DNS_T_AAAA, DNS_T_TXT, DNS_T_PTR, DNS_T_COUNT };
+
+enum dns_status {
+	DNS_S_OK = 0,     /* answers in r->v */
+	DNS_S_NXDOMAIN,   /* name does not exist */
+	DNS_S_NODATA,     /* name exists, no record of this type */
+	DNS_S_SERVFAIL,   /* server failure or refused */
+	DNS_S_TIMEOUT,    /* no answer in time (also: server unreachable) */
+	DNS_S_ERROR,      /* anything else: bad name, malformed reply, out of memory */
+};
+
+/* A result as delivered to callbacks. Borrowed: valid only during the callback. */
+struct dns_result {
+	enum dns_status status;
+	enum dns_type type;
+	uint32_t ttl;      /* seconds (for negative answers: the negative TTL) */
+	size_t n;          /* number of answers */
+	char **v;          /* A/AAAA: textual addresses; TXT: one string per record (its
+	                      character-strings concatenated); PTR: host names */
+	bool cached;       /* served from the cache */
+};
+
+struct mx_config;
+struct dns_resolver;
+struct dns_query;
+
+/* Returns the resolver of loop for cfg's `dns` section, creating it on first use, and takes
+ * a reference (release with dns_resolver_release, on the loop thread). NULL on failure
+ * (logged). Thread-safe; each loop must only use its own resolver. */
+struct dns_resolver *dns_resolver_for_loop(uv_loop_t *loop, const struct mx_config *cfg);
+/* Creates a private resolver (tests): servers "ip:port,..." or NULL for resolv.conf. */
+struct dns_resolver *dns_resolver_new(uv_loop_t *loop, const char *servers, uint64_t timeout_ms,
+    int tries);
+/* Drops a reference; the last one cancels outstanding queries (no callbacks run), closes the
+ * handles and frees the memory in their close callbacks. NULL is a no-op. */
+void dns_resolver_release(struct dns_resolver *r);
+
+/* Starts a query for name (without trailing dot) of type t. timeout_ms 0 = the resolver's.
+ * cb runs exactly once on the loop thread unless the query is cancelled first; it may run
+ * before this function returns (cache hit, immediate error) — then NULL is returned.
+ * Otherwise the returned handle stays valid until cb has started or dns_query_cancel(). */
+struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const char *name,
+    uint64_t timeout_ms, void (*cb)(void *arg, const struct dns_result *res), void *arg);
+/* Cancels q: its callback will never run. q must not be used afterwards. NULL is a no-op. */
+void dns_query_cancel(struct dns_query *q);
+
+/* Number of queries in flight on r (tests). */
+size_t dns_resolver_pending(const struct dns_resolver *r);
+
+/* ---- names -------------------------------------------------------------------------- */
+
+/* Writes the reversed form of sa's address followed by "." zone (zone NULL or "" gives the
+ * in-addr.arpa / ip6.arpa name): 198.18.1.7 -> "7.1.18.198.bl.test", IPv6 -> 32 nibbles.
+ * A v4-mapped IPv6 address is treated as IPv4. Returns 0, or -1 when out is too small or
+ * the family is unknown. */
+int dns_name_reverse(const struct sockaddr *sa, const char *zone, char *out, size_t outlen);
+/* Same for a textual address. */
+int dns_name_reverse_str(const char *ip, const char *zone, char *out, size_t outlen);
+
+/* ---- the cache (exposed for tests) -------------------------------------------------- */
+
+struct dns_cache;
+/* max entries; 0 makes every lookup miss. */
+struct dns_cache *dns_cache_new(size_t max);
+void dns_cache_free(struct dns_cache *c);
+/* Stores a copy of r (status, answers, ttl) under (type, name) until now_ms + ttl. Evicts the
+ * least recently used entry when full. */
+void dns_cache_put(struct dns_cache *c, enum dns_type t, const char *name,
+    const struct dns_result *r, uint64_t now_ms);
+/* Looks (type, name) up at now_ms. On a hit returns a malloc'd result (free with
+ * dns_result_free) whose ttl is what remains; NULL on a miss or an expired entry. */
+struct dns_result *dns_cache_get(struct dns_cache *c, enum dns_type t, const char *name,
+    uint64_t now_ms);
+size_t dns_cache_count(struct dns_cache *c);
+void dns_result_free(struct dns_result *r);
+/* The process-wide cache the resolvers use (created on first use with the bound given; a
+ * later call with a different bound changes it). */
+struct dns_cache *dns_cache_shared(size_t max);
+
+/* Negative-caching TTL (RFC 2308 5): min(SOA TTL, SOA MINIMUM) of the SOA record in the
+ * authority section of a raw reply. Returns 0 and *ttl, or -1 if none / malformed.
+ * Bounded; does no I/O; safe on any input. */
+int dns_reply_negative_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
+
+/* Textual name of a status ("ok", "nxdomain", "servfail", ...). */
+const char *dns_status_name(enum dns_status s);
+
+#endif

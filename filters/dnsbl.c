@@ -1,0 +1,776 @@
+/* dnsbl.c — weighted DNS block/allow lists (postscreen's model, without the reconnect).
+ *
+ * One `struct dnsbl_op` per hook call: it owns a lookup per list (and a TXT lookup per hit
+ * that needs a reason) and completes the call when the last lookup answered or timed out.
+ * The session's context keeps the sum of the connect and HELO stages and the ops in flight,
+ * so session_free can cancel them: no callback ever reaches freed memory. */
+#include "filters/dnsbl.h"
+#include "filters/dns.h"
+#include "proxy/hook.h"
+#include "proxy/log.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- config ------------------------------------------------------------------------- */
+
+static const char *const dnsbl_type_names[] = { "ip", "domain", NULL };
+static const char *const dnsbl_action_names[] = { "reject", "tempfail", "score", NULL };
+
+static const struct cfg_field dnsbl_list_fields[] = {
+	{ "zone", CFG_STRING, offsetof(struct dnsbl_list_config, zone), NULL, .flags = CFG_REQUIRED,
+	  .doc = "the list's DNS zone (bl.example.org)" },
+	{ "weight", CFG_DOUBLE, offsetof(struct dnsbl_list_config, weight), "1", -1000, 1000,
+	  .doc = "added to the sum when listed; negative for allow lists" },
+	{ "type", CFG_ENUM, offsetof(struct dnsbl_list_config, type), "ip",
+	  .choices = dnsbl_type_names, .doc = "ip: client address; domain: HELO name and MAIL FROM domain" },
+	{ "codes", CFG_STRLIST, offsetof(struct dnsbl_list_config, codes), NULL,
+	  .doc = "answers that count: \"127.0.0.2\", \"127.0.0.2-127.0.0.11\", \"0x04/bitmask\" (default: any 127.x)" },
+	{ "reason", CFG_STRING, offsetof(struct dnsbl_list_config, reason), NULL,
+	  .doc = "reply text template with {ip} {zone} {txt} (default: the list's TXT record)" },
+	{ "symbol", CFG_STRING, offsetof(struct dnsbl_list_config, symbol), NULL,
+	  .doc = "symbol name for the rules engine (default DNSBL_<ZONE>)" },
+	{ .key = NULL }
+};
+
+static int dnsbl_list_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct dnsbl_list_config *l = obj;
+	struct dnsbl_code code;
+
+	if (l->zone == NULL || *l->zone == '\0' || strlen(l->zone) > 200)
+		return cfg_error(p, n, "zone: expected a DNS zone name");
+	for (const char *z = l->zone; *z; z++)
+		if (!isalnum((unsigned char)*z) && *z != '-' && *z != '.' && *z != '_')
+			return cfg_error(p, n, "zone \"%s\": not a DNS name", l->zone);
+	for (size_t i = 0; i < l->codes.n; i++)
+		if (dnsbl_code_parse(l->codes.v[i], &code) < 0)
+			return cfg_error(p, n, "codes: \"%s\": expected 127.0.0.2, 127.0.0.2-127.0.0.11 "
+			    "or 0x04/bitmask", l->codes.v[i]);
+	return 0;
+}
+
+static const struct cfg_table dnsbl_list_table = {
+	.name = "dnsbl.lists[]", .size = sizeof(struct dnsbl_list_config),
+	.fields = dnsbl_list_fields, .validate = dnsbl_list_validate,
+};
+
+static const struct cfg_field dnsbl_config_fields[] = {
+	{ "threshold", CFG_DOUBLE, offsetof(struct dnsbl_config, threshold), "1", -1000, 1000,
+	  .doc = "summed weight at which `action` fires" },
+	{ "action", CFG_ENUM, offsetof(struct dnsbl_config, action), "reject",
+	  .choices = dnsbl_action_names, .doc = "reject (550 5.7.1) | tempfail (450 4.7.1) | score (symbols only)" },
+	{ "lists", CFG_STRUCT_LIST, offsetof(struct dnsbl_config, lists), NULL,
+	  .sub = &dnsbl_list_table, .doc = "the lists: { zone, weight, type, codes, reason }" },
+	{ "pass_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_ttl), "1h", 0, 604800000,
+	  .doc = "a client that passed is not queried again for this long (0: no pass cache)" },
+	{ "timeout", CFG_DURATION, offsetof(struct dnsbl_config, timeout), "0", 0, 60000,
+	  .doc = "time limit per lookup (0: dns.timeout)" },
+	{ "skip_private", CFG_BOOL, offsetof(struct dnsbl_config, skip_private), "false",
+	  .doc = "no lookups for loopback and private clients" },
+	{ "error_flag_after", CFG_INT, offsetof(struct dnsbl_config, error_flag_after), "5", 1, 1000000,
+	  .doc = "consecutive errors after which a list is flagged as failing in the log" },
+	{ .key = NULL }
+};
+
+const struct cfg_table dnsbl_config_table = {
+	.name = "dnsbl", .size = sizeof(struct dnsbl_config), .fields = dnsbl_config_fields,
+};
+
+/* ---- code filters ------------------------------------------------------------------- */
+
+static int dnsbl_parse_v4(const char *s, size_t len, uint32_t *out)
+{
+	char buf[32];
+	struct in_addr a;
+
+	if (len == 0 || len >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (inet_pton(AF_INET, buf, &a) != 1)
+		return -1;
+	*out = ntohl(a.s_addr);
+	return 0;
+}
+
+int dnsbl_code_parse(const char *s, struct dnsbl_code *out)
+{
+	const char *slash, *dash;
+	uint32_t a, b;
+
+	if (s == NULL || out == NULL)
+		return -1;
+	while (isspace((unsigned char)*s))
+		s++;
+	memset(out, 0, sizeof(*out));
+	slash = strchr(s, '/');
+	if (slash != NULL && strcmp(slash, "/bitmask") == 0) {
+		char *end;
+		unsigned long m;
+
+		if (dnsbl_parse_v4(s, (size_t)(slash - s), &a) == 0) {
+			m = a & 0x00ffffffu;	/* 127.0.0.4/bitmask: the bits below 127. */
+		} else {
+			errno = 0;
+			m = strtoul(s, &end, 0);
+			if (errno != 0 || end != slash || m == 0 || m > 0xffffffu)
+				return -1;
+		}
+		if (m == 0)
+			return -1;
+		out->mask = (uint32_t)m;
+		return 0;
+	}
+	if (slash != NULL) {	/* 127.0.0.0/24 */
+		char *end;
+		unsigned long pfx;
+
+		if (dnsbl_parse_v4(s, (size_t)(slash - s), &a) < 0)
+			return -1;
+		errno = 0;
+		pfx = strtoul(slash + 1, &end, 10);
+		if (errno != 0 || *end != '\0' || end == slash + 1 || pfx > 32)
+			return -1;
+		b = pfx == 0 ? 0 : 0xffffffffu << (32 - pfx);
+		out->lo = a & b;
+		out->hi = (a & b) | ~b;
+		return 0;
+	}
+	dash = strchr(s, '-');
+	if (dash != NULL) {
+		if (dnsbl_parse_v4(s, (size_t)(dash - s), &a) < 0 ||
+		    dnsbl_parse_v4(dash + 1, strlen(dash + 1), &b) < 0 || b < a)
+			return -1;
+		out->lo = a;
+		out->hi = b;
+		return 0;
+	}
+	if (dnsbl_parse_v4(s, strlen(s), &a) < 0)
+		return -1;
+	out->lo = out->hi = a;
+	return 0;
+}
+
+bool dnsbl_code_match(const struct dnsbl_code *codes, size_t n, uint32_t answer)
+{
+	if (n == 0)
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		if (codes[i].mask != 0) {
+			if ((answer & codes[i].mask) != 0)
+				return true;
+		} else if (answer >= codes[i].lo && answer <= codes[i].hi) {
+			return true;
+		}
+	}
+	return false;
+}
+
+enum dnsbl_answer_class dnsbl_answer_classify(const struct dnsbl_code *codes, size_t n,
+    uint32_t answer)
+{
+	/* Listings live in 127.0.0.0/8; 127.255.255.0/24 are Spamhaus-style error codes
+	 * ("query via public resolver", "excessive queries"); anything else is a hijacking
+	 * resolver's answer. None of those is a listing. */
+	if ((answer >> 24) != 127 || (answer & 0xffffff00u) == 0x7fffff00u)
+		return DNSBL_ANSWER_ERROR;
+	return dnsbl_code_match(codes, n, answer) ? DNSBL_ANSWER_LISTED : DNSBL_ANSWER_FILTERED;
+}
+
+void dnsbl_symbol_name(const char *zone, char *out, size_t outlen)
+{
+	size_t o;
+
+	if (outlen == 0)
+		return;
+	o = (size_t)snprintf(out, outlen, "DNSBL_");
+	if (o >= outlen)
+		o = outlen - 1;
+	for (; zone && *zone && o + 1 < outlen; zone++)
+		out[o++] = isalnum((unsigned char)*zone) ? (char)toupper((unsigned char)*zone) : '_';
+	out[o] = '\0';
+}
+
+/* Copies src into out as printable ASCII (the reply must stay one clean line). */
+static size_t dnsbl_append_clean(char *out, size_t outlen, size_t o, const char *src)
+{
+	for (; src && *src && o + 1 < outlen; src++) {
+		unsigned char ch = (unsigned char)*src;
+
+		out[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : ' ';
+	}
+	out[o] = '\0';
+	return o;
+}
+
+void dnsbl_reason_format(const char *tmpl, const char *ip, const char *zone, const char *txt,
+    char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (outlen == 0)
+		return;
+	out[0] = '\0';
+	for (const char *t = tmpl ? tmpl : "{txt}"; *t && o + 1 < outlen; ) {
+		if (strncmp(t, "{ip}", 4) == 0) {
+			o = dnsbl_append_clean(out, outlen, o, ip);
+			t += 4;
+		} else if (strncmp(t, "{zone}", 6) == 0) {
+			o = dnsbl_append_clean(out, outlen, o, zone);
+			t += 6;
+		} else if (strncmp(t, "{txt}", 5) == 0) {
+			o = dnsbl_append_clean(out, outlen, o, txt);
+			t += 5;
+		} else {
+			char one[2] = { *t++, '\0' };
+
+			o = dnsbl_append_clean(out, outlen, o, one);
+		}
+	}
+}
+
+/* ---- per worker --------------------------------------------------------------------- */
+
+struct dnsbl_list {
+	const struct dnsbl_list_config *c;
+	struct dnsbl_code *codes;
+	size_t ncodes;
+	char symbol[64];
+	unsigned long consec_errors, total_errors;
+};
+
+struct dnsbl_worker {
+	const struct mx_config *cfg;
+	const struct dnsbl_config *dc;
+	struct dns_resolver *r;
+	struct dnsbl_list *lists;
+	size_t nlists, nip, ndomain;
+	uint64_t timeout;          /* ms per lookup */
+};
+
+/* The pass cache: process-wide, client address -> zones that hit (allow lists, weights
+ * below the threshold), so their symbols come back on a hit. */
+static pthread_once_t dnsbl_pass_once = PTHREAD_ONCE_INIT;
+static struct dns_cache *dnsbl_pass;
+
+static void dnsbl_pass_init(void)
+{
+	dnsbl_pass = dns_cache_new(100000);
+}
+
+static struct dns_cache *dnsbl_pass_cache(void)
+{
+	pthread_once(&dnsbl_pass_once, dnsbl_pass_init);
+	return dnsbl_pass;
+}
+
+static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
+{
+	const struct dnsbl_config *dc = &cfg->dnsbl;
+	struct dnsbl_worker *w;
+
+	*wstate = NULL;
+	if (dc->lists.n == 0)
+		return 0;	/* not configured */
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -1;
+	w->cfg = cfg;
+	w->dc = dc;
+	w->nlists = dc->lists.n;
+	w->lists = calloc(w->nlists, sizeof(*w->lists));
+	if (w->lists == NULL)
+		goto fail;
+	for (size_t i = 0; i < w->nlists; i++) {
+		struct dnsbl_list *l = &w->lists[i];
+
+		l->c = &((const struct dnsbl_list_config *)dc->lists.v)[i];
+		if (l->c->type == DNSBL_TYPE_DOMAIN)
+			w->ndomain++;
+		else
+			w->nip++;
+		if (l->c->symbol != NULL && *l->c->symbol != '\0')
+			snprintf(l->symbol, sizeof(l->symbol), "%s", l->c->symbol);
+		else
+			dnsbl_symbol_name(l->c->zone, l->symbol, sizeof(l->symbol));
+		if (l->c->codes.n > 0) {
+			l->codes = calloc(l->c->codes.n, sizeof(*l->codes));
+			if (l->codes == NULL)
+				goto fail;
+			for (size_t k = 0; k < l->c->codes.n; k++)
+				if (dnsbl_code_parse(l->c->codes.v[k], &l->codes[l->ncodes]) == 0)
+					l->ncodes++;
+		}
+	}
+	w->timeout = dc->timeout ? dc->timeout : (cfg->dns.timeout ? cfg->dns.timeout : 2000);
+	w->r = dns_resolver_for_loop(loop, cfg);
+	if (w->r == NULL) {
+		log_event(LOG_LVL_ERROR, NULL, "event=dnsbl_error reason=\"no resolver\"");
+		goto fail;
+	}
+	*wstate = w;
+	return 0;
+fail:
+	if (w->lists != NULL)
+		for (size_t i = 0; i < w->nlists; i++)
+			free(w->lists[i].codes);
+	free(w->lists);
+	free(w);
+	return -1;
+}
+
+static void dnsbl_worker_free(void *wstate)
+{
+	struct dnsbl_worker *w = wstate;
+
+	if (w == NULL)
+		return;
+	dns_resolver_release(w->r);
+	for (size_t i = 0; i < w->nlists; i++)
+		free(w->lists[i].codes);
+	free(w->lists);
+	free(w);
+}
+
+static unsigned dnsbl_stages(void *wstate)
+{
+	struct dnsbl_worker *w = wstate;
+	unsigned st = 0;
+
+	if (w == NULL)
+		return 0;
+	if (w->nip > 0)
+		st |= 1u << HOOK_CONNECT;
+	if (w->ndomain > 0)
+		st |= 1u << HOOK_HELO | 1u << HOOK_MAIL;
+	return st;
+}
+
+static uint64_t dnsbl_timeout_ms(void *wstate)
+{
+	struct dnsbl_worker *w = wstate;
+
+	/* the A lookups, then a TXT for a hit's reason, plus slack: our own deadlines fire
+	 * first, the chain's timeout is the backstop */
+	return w ? 2 * w->timeout + 1000 : 0;
+}
+
+static enum verdict_action dnsbl_on_error(void *wstate)
+{
+	return VERDICT_CONTINUE;	/* a list that does not answer never blocks mail */
+}
+
+/* ---- per session -------------------------------------------------------------------- */
+
+struct dnsbl_op;
+
+struct dnsbl_lookup {
+	struct dnsbl_op *op;
+	size_t list;               /* index into w->lists */
+	struct dns_query *q;       /* in flight, or NULL */
+	struct dns_query *txt_q;   /* the reason lookup, or NULL */
+	bool hit, error, done;
+	char answer[16];           /* the listing answer, for the log */
+	char txt[256];
+};
+
+struct dnsbl_session {
+	struct dnsbl_worker *w;
+	struct hook_env *env;
+	struct dnsbl_op *ops;      /* in flight */
+	double session_sum;        /* connect + helo stages */
+};
+
+struct dnsbl_op {
+	struct dnsbl_session *s;
+	struct dnsbl_op *next;
+	struct hook_call *call;
+	enum hook_stage stage;
+	char subject[256];         /* the address or domain looked up */
+	int outstanding;           /* lookups not yet answered */
+	bool starting;             /* still inside dnsbl_run: don't finish early */
+	size_t n;
+	struct dnsbl_lookup lk[];
+};
+
+static void dnsbl_op_finish(struct dnsbl_op *op);
+
+static bool dnsbl_client_is_private(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+
+		return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == 0xac1 ||
+		    (a >> 16) == 0xc0a8 || (a >> 16) == 0xa9fe;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			struct sockaddr_storage v4;
+
+			memset(&v4, 0, sizeof(v4));
+			v4.ss_family = AF_INET;
+			memcpy(&((struct sockaddr_in *)&v4)->sin_addr, a->s6_addr + 12, 4);
+			return dnsbl_client_is_private(&v4);
+		}
+		return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
+		    (a->s6_addr[0] & 0xfe) == 0xfc;
+	}
+	return false;
+}
+
+static void dnsbl_list_error(struct dnsbl_op *op, struct dnsbl_lookup *lk, const char *answer)
+{
+	struct dnsbl_list *l = &op->s->w->lists[lk->list];
+
+	lk->error = true;
+	l->consec_errors++;
+	l->total_errors++;
+	log_event(LOG_LVL_INFO, op->s->env->session_id,
+	    "event=dnsbl_error list=%s answer=%s client=%s subject=%s errors=%lu",
+	    l->c->zone, answer, op->s->env->client_ip, op->subject, l->total_errors);
+	if (l->consec_errors % (unsigned long)(op->s->w->dc->error_flag_after > 0 ?
+	    op->s->w->dc->error_flag_after : 5) == 0)
+		log_event(LOG_LVL_WARNING, NULL,
+		    "event=dnsbl_list_failing list=%s consecutive_errors=%lu total_errors=%lu",
+		    l->c->zone, l->consec_errors, l->total_errors);
+}
+
+static void dnsbl_lookup_settle(struct dnsbl_op *op)
+{
+	if (--op->outstanding == 0 && !op->starting)
+		dnsbl_op_finish(op);
+}
+
+static void dnsbl_txt_cb(void *arg, const struct dns_result *res)
+{
+	struct dnsbl_lookup *lk = arg;
+
+	lk->txt_q = NULL;
+	if (res->status == DNS_S_OK && res->n > 0)
+		snprintf(lk->txt, sizeof(lk->txt), "%s", res->v[0]);
+	dnsbl_lookup_settle(lk->op);
+}
+
+static void dnsbl_a_cb(void *arg, const struct dns_result *res)
+{
+	struct dnsbl_lookup *lk = arg;
+	struct dnsbl_op *op = lk->op;
+	struct dnsbl_worker *w = op->s->w;
+	struct dnsbl_list *l = &w->lists[lk->list];
+	char name[300];
+
+	lk->q = NULL;
+	switch (res->status) {
+	case DNS_S_OK: {
+		const char *bad = NULL;
+
+		for (size_t i = 0; i < res->n; i++) {
+			struct in_addr a;
+			uint32_t v;
+
+			if (inet_pton(AF_INET, res->v[i], &a) != 1)
+				continue;
+			v = ntohl(a.s_addr);
+			switch (dnsbl_answer_classify(l->codes, l->ncodes, v)) {
+			case DNSBL_ANSWER_LISTED:
+				if (!lk->hit)
+					snprintf(lk->answer, sizeof(lk->answer), "%s", res->v[i]);
+				lk->hit = true;
+				break;
+			case DNSBL_ANSWER_ERROR:
+				bad = res->v[i];
+				break;
+			case DNSBL_ANSWER_FILTERED:
+				break;
+			}
+		}
+		if (bad != NULL)
+			dnsbl_list_error(op, lk, bad);
+		else
+			l->consec_errors = 0;
+		if (lk->hit)
+			lk->error = false;	/* a real listing next to an odd code still counts */
+		break;
+	}
+	case DNS_S_NXDOMAIN:
+	case DNS_S_NODATA:
+		l->consec_errors = 0;
+		break;
+	default:
+		dnsbl_list_error(op, lk, dns_status_name(res->status));
+		break;
+	}
+	/* A blocking hit needs its TXT for the reply, unless the template does without it. */
+	if (lk->hit && l->c->weight > 0 && w->dc->action != DNSBL_ACTION_SCORE &&
+	    (l->c->reason == NULL || strstr(l->c->reason, "{txt}") != NULL)) {
+		int k = snprintf(name, sizeof(name), "%s.%s", op->subject, l->c->zone);
+
+		if (op->stage == HOOK_CONNECT)
+			k = dns_name_reverse((const struct sockaddr *)&op->s->env->client, l->c->zone,
+			    name, sizeof(name));
+		if (k >= 0 && (size_t)k < sizeof(name)) {
+			op->outstanding++;
+			lk->txt_q = dns_query_start(w->r, DNS_T_TXT, name, w->timeout, dnsbl_txt_cb, lk);
+		}
+	}
+	dnsbl_lookup_settle(op);
+}
+
+static const char *dnsbl_stage_word(enum hook_stage st)
+{
+	return st == HOOK_CONNECT ? "client" : st == HOOK_HELO ? "helo" : "sender";
+}
+
+static void dnsbl_op_unlink(struct dnsbl_op *op)
+{
+	struct dnsbl_op **pp;
+
+	for (pp = &op->s->ops; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == op) {
+			*pp = op->next;
+			return;
+		}
+}
+
+/* All lookups are in: sum, symbols, verdict, pass cache. Frees op. */
+static void dnsbl_op_finish(struct dnsbl_op *op)
+{
+	struct dnsbl_session *s = op->s;
+	struct dnsbl_worker *w = s->w;
+	struct hook_env *env = s->env;
+	struct hook_call *call = op->call;
+	struct verdict v;
+	double sum = 0, top = 0;
+	struct dnsbl_lookup *best = NULL;
+	bool errors = false;
+	char hits[512] = "";
+	size_t hl = 0;
+
+	for (size_t i = 0; i < op->n; i++) {
+		struct dnsbl_lookup *lk = &op->lk[i];
+		const struct dnsbl_list *l = &w->lists[lk->list];
+
+		errors |= lk->error;
+		if (!lk->hit)
+			continue;
+		sum += l->c->weight;
+		hook_env_add_symbol(env, l->symbol, l->c->weight, l->c->zone);
+		if (l->c->weight > top) {
+			top = l->c->weight;
+			best = lk;
+		}
+		if (hl < sizeof(hits))
+			hl += (size_t)snprintf(hits + hl, sizeof(hits) - hl, "%s%s", hl ? "," : "",
+			    l->c->zone);
+	}
+	if (op->stage == HOOK_MAIL)
+		sum += s->session_sum;
+	else
+		sum = (s->session_sum += sum);
+
+	memset(&v, 0, sizeof(v));
+	v.action = VERDICT_CONTINUE;
+	if (hl > 0 || log_is_debug())
+		log_event(LOG_LVL_INFO, env->session_id,
+		    "event=dnsbl stage=%s client=%s subject=%s score=%g threshold=%g lists=%s",
+		    op->stage == HOOK_CONNECT ? "connect" : op->stage == HOOK_HELO ? "helo" : "mail",
+		    env->client_ip, op->subject, sum, w->dc->threshold, hl ? hits : "-");
+	if (best != NULL && sum >= w->dc->threshold && w->dc->action != DNSBL_ACTION_SCORE) {
+		const struct dnsbl_list *l = &w->lists[best->list];
+		char reason[300] = "";
+
+		if (l->c->reason != NULL || best->txt[0] != '\0')
+			dnsbl_reason_format(l->c->reason, env->client_ip, l->c->zone, best->txt,
+			    reason, sizeof(reason));
+		if (w->dc->action == DNSBL_ACTION_TEMPFAIL)
+			verdict_set(&v, VERDICT_TEMPFAIL, 450, "dnsbl",
+			    "4.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
+			    dnsbl_stage_word(op->stage), op->subject, l->c->zone,
+			    reason[0] ? "; " : "", reason);
+		else
+			verdict_set(&v, VERDICT_REJECT, 550, "dnsbl",
+			    "5.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
+			    dnsbl_stage_word(op->stage), op->subject, l->c->zone,
+			    reason[0] ? "; " : "", reason);
+	} else if (op->stage == HOOK_CONNECT && !errors && w->dc->pass_ttl >= 1000) {
+		/* postscreen's pass cache: remember the zones that did hit (allow lists) */
+		struct dns_result pr;
+		char *zones[64];
+
+		memset(&pr, 0, sizeof(pr));
+		pr.status = DNS_S_OK;
+		pr.ttl = (uint32_t)(w->dc->pass_ttl / 1000);
+		pr.v = zones;
+		for (size_t i = 0; i < op->n && pr.n < 64; i++)
+			if (op->lk[i].hit)
+				zones[pr.n++] = w->lists[op->lk[i].list].c->zone;
+		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, env->client_ip, &pr, uv_now(env->loop));
+	}
+	dnsbl_op_unlink(op);
+	free(op);
+	hook_call_done(call, &v);
+}
+
+static struct dnsbl_session *dnsbl_session_get(struct dnsbl_worker *w, int slot,
+    struct hook_env *env)
+{
+	struct dnsbl_session *s = env->module_ctx[slot];
+
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL)
+			return NULL;
+		s->w = w;
+		s->env = env;
+		env->module_ctx[slot] = s;
+	}
+	return s;
+}
+
+/* Is d a plausible domain to look up (letters, digits, '-', '_', dots)? */
+static bool dnsbl_domain_ok(const char *d)
+{
+	size_t n = 0;
+
+	if (d == NULL || *d == '\0' || *d == '.' || *d == '[')
+		return false;
+	for (; d[n]; n++)
+		if (!isalnum((unsigned char)d[n]) && d[n] != '-' && d[n] != '.' && d[n] != '_')
+			return false;
+	return n <= 200 && strchr(d, '.') != NULL;
+}
+
+static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
+{
+	struct dnsbl_worker *w = wstate;
+	struct hook_env *env = hook_call_env(call);
+	enum hook_stage st = hook_call_stage(call);
+	struct dnsbl_session *s;
+	struct dnsbl_op *op;
+	const char *subject = NULL;
+	int want_type;
+	size_t n;
+
+	s = dnsbl_session_get(w, slot, env);
+	if (s == NULL)
+		goto pass;
+	if (st == HOOK_CONNECT) {
+		struct dns_result *pc;
+
+		if (w->dc->skip_private && dnsbl_client_is_private(&env->client))
+			goto pass;
+		subject = env->client_ip;
+		want_type = DNSBL_TYPE_IP;
+		n = w->nip;
+		pc = w->dc->pass_ttl >= 1000 ?
+		    dns_cache_get(dnsbl_pass_cache(), DNS_T_A, env->client_ip, uv_now(env->loop)) : NULL;
+		if (pc != NULL) {
+			/* passed before: restore the symbols of the zones that hit, skip the lookups */
+			for (size_t i = 0; i < pc->n; i++)
+				for (size_t k = 0; k < w->nlists; k++)
+					if (w->lists[k].c->type == DNSBL_TYPE_IP &&
+					    strcmp(w->lists[k].c->zone, pc->v[i]) == 0) {
+						hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
+						    w->lists[k].c->zone);
+						s->session_sum += w->lists[k].c->weight;
+					}
+			if (log_is_debug())
+				log_event(LOG_LVL_DEBUG, env->session_id,
+				    "event=dnsbl_pass_cache client=%s ttl=%u", env->client_ip, pc->ttl);
+			dns_result_free(pc);
+			goto pass;
+		}
+	} else if (st == HOOK_HELO) {
+		subject = env->helo;
+		want_type = DNSBL_TYPE_DOMAIN;
+		n = w->ndomain;
+	} else if (st == HOOK_MAIL) {
+		const char *at = env->mail_from ? strrchr(env->mail_from, '@') : NULL;
+
+		subject = at ? at + 1 : NULL;
+		want_type = DNSBL_TYPE_DOMAIN;
+		n = w->ndomain;
+	} else {
+		goto pass;
+	}
+	if (n == 0 || subject == NULL || (want_type == DNSBL_TYPE_DOMAIN && !dnsbl_domain_ok(subject)))
+		goto pass;
+
+	op = calloc(1, sizeof(*op) + n * sizeof(op->lk[0]));
+	if (op == NULL)
+		goto pass;
+	op->s = s;
+	op->call = call;
+	op->stage = st;
+	snprintf(op->subject, sizeof(op->subject), "%s", subject);
+	op->next = s->ops;
+	s->ops = op;
+	op->starting = true;
+	for (size_t k = 0; k < w->nlists; k++) {
+		char name[300];
+		struct dnsbl_lookup *lk;
+		int rc;
+
+		if (w->lists[k].c->type != want_type)
+			continue;
+		lk = &op->lk[op->n++];
+		lk->op = op;
+		lk->list = k;
+		if (want_type == DNSBL_TYPE_IP)
+			rc = dns_name_reverse((const struct sockaddr *)&env->client, w->lists[k].c->zone,
+			    name, sizeof(name));
+		else
+			rc = snprintf(name, sizeof(name), "%s.%s", subject, w->lists[k].c->zone) <
+			    (int)sizeof(name) ? 0 : -1;
+		if (rc < 0)
+			continue;
+		op->outstanding++;
+		lk->q = dns_query_start(w->r, DNS_T_A, name, w->timeout, dnsbl_a_cb, lk);
+	}
+	op->starting = false;
+	if (op->outstanding == 0)
+		dnsbl_op_finish(op);	/* everything came from the cache */
+	return;
+pass:
+	hook_call_done(call, NULL);
+}
+
+static void dnsbl_session_free(void *wstate, int slot, struct hook_env *env)
+{
+	struct dnsbl_session *s = env->module_ctx[slot];
+
+	if (s == NULL)
+		return;
+	while (s->ops != NULL) {
+		struct dnsbl_op *op = s->ops;
+
+		s->ops = op->next;
+		for (size_t i = 0; i < op->n; i++) {
+			dns_query_cancel(op->lk[i].q);
+			dns_query_cancel(op->lk[i].txt_q);
+		}
+		free(op);
+	}
+	free(s);
+	env->module_ctx[slot] = NULL;
+}
+
+const struct hook_module dnsbl_module = {
+	.name = "dnsbl",
+	.worker_init = dnsbl_worker_init,
+	.worker_free = dnsbl_worker_free,
+	.stages = dnsbl_stages,
+	.run = dnsbl_run,
+	.session_free = dnsbl_session_free,
+	.timeout_ms = dnsbl_timeout_ms,
+	.on_error = dnsbl_on_error,
+};

@@ -1,0 +1,69 @@
+/* dnsbl.h — DNS block and allow lists with postscreen-style weighted scoring.
+ *
+ * At HOOK_CONNECT every IP list is queried in parallel; at HOOK_HELO / HOOK_MAIL the domain
+ * lists are queried for the HELO name / the MAIL FROM domain. Each list whose answer passes
+ * its code filter adds its weight (negative for allow lists) and a symbol DNSBL_<ZONE>;
+ * when the sum reaches `threshold` the configured action fires. Error answers (outside
+ * 127.0.0.0/8, 127.255.255.0/24), SERVFAIL and timeouts never count: they are logged and
+ * counted per list. A client that passed is remembered for `pass_ttl`. */
+#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
+
+#ifndef MX_DNSBL_H
+#define MX_DNSBL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum dnsbl_list_type { DNSBL_TYPE_IP = 0, DNSBL_TYPE_DOMAIN };
+enum dnsbl_action { DNSBL_ACTION_REJECT = 0, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_SCORE };
+
+struct dnsbl_list_config {
+	char *zone;
+	double weight;
+	int type;                   /* enum dnsbl_list_type */
+	struct cfg_strlist codes;   /* "127.0.0.2-127.0.0.11", "127.0.0.4", "0x04/bitmask"; empty = any 127/8 */
+	char *reason;               /* reply template: {ip} {zone} {txt}; NULL = the TXT record */
+	char *symbol;               /* symbol name; NULL = DNSBL_<ZONE> */
+};
+
+struct dnsbl_config {
+	double threshold;
+	int action;                 /* enum dnsbl_action */
+	struct cfg_list lists;      /* struct dnsbl_list_config */
+	uint64_t pass_ttl;          /* ms */
+	uint64_t timeout;           /* ms; 0 = dns.timeout */
+	bool skip_private;          /* no lookups for loopback/private clients */
+	long error_flag_after;      /* consecutive errors before a list is flagged in the log */
+};
+extern const struct cfg_table dnsbl_config_table;
+
+/* ---- pure pieces, exposed for tests ------------------------------------------------ */
+
+/* One compiled code filter entry. */
+struct dnsbl_code { uint32_t lo, hi; uint32_t mask; /* mask != 0: bitmask test */ };
+
+/* Parses one code filter entry: "127.0.0.2", "127.0.0.2-127.0.0.11", "0x04/bitmask" or
+ * "4/bitmask" (the last octet ANDed with the mask). Returns 0 or -1. */
+int dnsbl_code_parse(const char *s, struct dnsbl_code *out);
+/* Does answer (host order) pass the filter? An empty filter accepts any listing answer. */
+bool dnsbl_code_match(const struct dnsbl_code *codes, size_t n, uint32_t answer);
+
+enum dnsbl_answer_class { DNSBL_ANSWER_LISTED = 0, DNSBL_ANSWER_FILTERED, DNSBL_ANSWER_ERROR };
+/* Classifies one A answer: outside 127.0.0.0/8 or inside 127.255.255.0/24 -> ERROR
+ * (refused query / public resolver); else LISTED when it passes the filter, FILTERED when not. */
+enum dnsbl_answer_class dnsbl_answer_classify(const struct dnsbl_code *codes, size_t n,
+    uint32_t answer);
+
+/* Writes the symbol for zone: "DNSBL_" + upper-cased zone with non-alphanumerics as '_'. */
+void dnsbl_symbol_name(const char *zone, char *out, size_t outlen);
+
+/* Expands a reason template ({ip} {zone} {txt}) into out (truncating). */
+void dnsbl_reason_format(const char *tmpl, const char *ip, const char *zone, const char *txt,
+    char *out, size_t outlen);
+
+/* The hook module (hook.c lists it). */
+struct hook_module;
+extern const struct hook_module dnsbl_module;
+
+#endif

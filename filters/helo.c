@@ -1,0 +1,452 @@
+/* helo.c — HELO syntax, claims-to-be-us, address-literal mismatch, FCrDNS.
+ *
+ * FCrDNS (HOOK_CONNECT): PTR of the client, then A/AAAA of each name (at most
+ * HELO_MAX_NAMES); the first name whose addresses contain the client's is confirmed and
+ * stored in env->client_name. Temporary DNS failures are logged and never scored. */
+#include "filters/helo.h"
+#include "filters/dns.h"
+#include "proxy/hook.h"
+#include "proxy/log.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define HELO_MAX_NAMES 4
+
+/* ---- config ------------------------------------------------------------------------- */
+
+static const char *const helo_action_names[] = { "score", "reject", "tempfail", NULL };
+
+/* One table per test so that each can carry its own default score. */
+#define HELO_TEST_TABLE(id, on, score_default, what)                                          \
+	static const struct cfg_field helo_##id##_fields[] = {                                 \
+		{ "enabled", CFG_BOOL, offsetof(struct helo_test_config, enabled), on,         \
+		  .doc = "run this test" },                                                    \
+		{ "action", CFG_ENUM, offsetof(struct helo_test_config, action), "score",     \
+		  .choices = helo_action_names, .doc = "score | reject | tempfail" },         \
+		{ "score", CFG_DOUBLE, offsetof(struct helo_test_config, score), score_default,\
+		  -1000, 1000, .doc = "score of the symbol " what },                          \
+		{ .key = NULL }                                                                \
+	};                                                                                     \
+	static const struct cfg_table helo_##id##_table = {                                   \
+		.name = "helo_checks." #id, .size = sizeof(struct helo_test_config),          \
+		.fields = helo_##id##_fields,                                                  \
+	}
+
+HELO_TEST_TABLE(syntax, "true", "2", "HELO_BAD_SYNTAX");
+HELO_TEST_TABLE(not_fqdn, "true", "0.5", "HELO_NOT_FQDN");
+HELO_TEST_TABLE(claims_us, "true", "3", "HELO_CLAIMS_US");
+HELO_TEST_TABLE(literal_mismatch, "true", "1", "HELO_LITERAL_MISMATCH");
+HELO_TEST_TABLE(fcrdns, "true", "1", "NO_FCRDNS");
+
+static const struct cfg_field helo_config_fields[] = {
+	{ "enabled", CFG_BOOL, offsetof(struct helo_config, enabled), "false",
+	  .doc = "run the HELO checks and FCrDNS" },
+	{ "syntax", CFG_STRUCT, offsetof(struct helo_config, syntax), NULL, .sub = &helo_syntax_table,
+	  .doc = "HELO argument not a valid domain or address literal (RFC 5321 4.1.2)" },
+	{ "not_fqdn", CFG_STRUCT, offsetof(struct helo_config, not_fqdn), NULL, .sub = &helo_not_fqdn_table,
+	  .doc = "HELO name without a dot" },
+	{ "claims_us", CFG_STRUCT, offsetof(struct helo_config, claims_us), NULL, .sub = &helo_claims_us_table,
+	  .doc = "HELO is our hostname or our address literal" },
+	{ "literal_mismatch", CFG_STRUCT, offsetof(struct helo_config, literal_mismatch), NULL,
+	  .sub = &helo_literal_mismatch_table, .doc = "HELO address literal is not the client's address" },
+	{ "fcrdns", CFG_STRUCT, offsetof(struct helo_config, fcrdns), NULL, .sub = &helo_fcrdns_table,
+	  .doc = "client without forward-confirmed reverse DNS" },
+	{ "timeout", CFG_DURATION, offsetof(struct helo_config, timeout), "0", 0, 60000,
+	  .doc = "time limit per lookup (0: dns.timeout)" },
+	{ .key = NULL }
+};
+
+const struct cfg_table helo_config_table = {
+	.name = "helo_checks", .size = sizeof(struct helo_config), .fields = helo_config_fields,
+};
+
+/* ---- syntax ------------------------------------------------------------------------- */
+
+enum helo_syntax helo_syntax_classify(const char *helo, char *addr, size_t addrlen)
+{
+	size_t n, label = 0, labels = 1;
+	bool digits_only = true;
+	char buf[64];
+	unsigned char tmp[16];
+
+	if (helo == NULL || (n = strlen(helo)) == 0 || n > 255)
+		return HELO_SYNTAX_BAD;
+	if (helo[0] == '[') {
+		/* RFC 5321 4.1.3: "[" IPv4 "]" or "[IPv6:" IPv6 "]" */
+		const char *in = helo + 1;
+		int fam = AF_INET;
+		size_t len;
+
+		if (helo[n - 1] != ']')
+			return HELO_SYNTAX_BAD;
+		if (strncasecmp(in, "IPv6:", 5) == 0) {
+			in += 5;
+			fam = AF_INET6;
+		}
+		len = (size_t)(helo + n - 1 - in);
+		if (len == 0 || len >= sizeof(buf))
+			return HELO_SYNTAX_BAD;
+		memcpy(buf, in, len);
+		buf[len] = '\0';
+		if (inet_pton(fam, buf, tmp) != 1)
+			return HELO_SYNTAX_BAD;
+		if (addr != NULL && addrlen > 0)
+			snprintf(addr, addrlen, "%s", buf);
+		return fam == AF_INET ? HELO_SYNTAX_LITERAL4 : HELO_SYNTAX_LITERAL6;
+	}
+	if (helo[n - 1] == '.')	/* a trailing root dot is tolerated */
+		n--;
+	if (n == 0)
+		return HELO_SYNTAX_BAD;
+	for (size_t i = 0; i <= n; i++) {
+		char c = i < n ? helo[i] : '.';
+
+		if (c == '.') {
+			/* sub-domain = Let-dig [Ldh-str]: no empty label, no '-' at either end */
+			if (label == 0 || label > 63 || helo[i - 1] == '-')
+				return HELO_SYNTAX_BAD;
+			if (i < n) {
+				labels++;
+				digits_only = true;
+			}
+			label = 0;
+			continue;
+		}
+		if (label == 0 && c == '-')
+			return HELO_SYNTAX_BAD;
+		/* '_' is not in RFC 5321's grammar but common in real host names: tolerated */
+		if (!isalnum((unsigned char)c) && c != '-' && c != '_')
+			return HELO_SYNTAX_BAD;
+		if (!isdigit((unsigned char)c))
+			digits_only = false;
+		label++;
+	}
+	if (digits_only)	/* "192.0.2.1" without brackets, or an all-numeric TLD */
+		return HELO_SYNTAX_BAD;
+	return labels > 1 ? HELO_SYNTAX_FQDN : HELO_SYNTAX_NAME;
+}
+
+/* ---- per worker --------------------------------------------------------------------- */
+
+struct helo_worker {
+	const struct mx_config *cfg;
+	const struct helo_config *hc;
+	struct dns_resolver *r;
+	uint64_t timeout;
+};
+
+static int helo_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
+{
+	struct helo_worker *w;
+
+	*wstate = NULL;
+	if (!cfg->helo_checks.enabled)
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -1;
+	w->cfg = cfg;
+	w->hc = &cfg->helo_checks;
+	w->timeout = w->hc->timeout ? w->hc->timeout : (cfg->dns.timeout ? cfg->dns.timeout : 2000);
+	if (w->hc->fcrdns.enabled) {
+		w->r = dns_resolver_for_loop(loop, cfg);
+		if (w->r == NULL) {
+			free(w);
+			log_event(LOG_LVL_ERROR, NULL, "event=helo_error reason=\"no resolver\"");
+			return -1;
+		}
+	}
+	*wstate = w;
+	return 0;
+}
+
+static void helo_worker_free(void *wstate)
+{
+	struct helo_worker *w = wstate;
+
+	if (w == NULL)
+		return;
+	dns_resolver_release(w->r);
+	free(w);
+}
+
+static unsigned helo_stages(void *wstate)
+{
+	struct helo_worker *w = wstate;
+
+	if (w == NULL)
+		return 0;
+	return (w->r ? 1u << HOOK_CONNECT : 0) | 1u << HOOK_HELO;
+}
+
+static uint64_t helo_timeout_ms(void *wstate)
+{
+	struct helo_worker *w = wstate;
+
+	return w ? 2 * w->timeout + 1000 : 0;	/* PTR, then the forward lookups in parallel */
+}
+
+static enum verdict_action helo_on_error(void *wstate)
+{
+	return VERDICT_CONTINUE;
+}
+
+/* ---- per session -------------------------------------------------------------------- */
+
+struct helo_session;
+
+struct helo_fwd {
+	struct helo_session *s;
+	struct dns_query *q;
+	char name[256];
+	bool match, temp;
+};
+
+struct helo_session {
+	struct helo_worker *w;
+	struct hook_env *env;
+	struct hook_call *call;       /* the connect call in flight, or NULL */
+	struct dns_query *ptr_q;
+	struct helo_fwd fwd[HELO_MAX_NAMES];
+	size_t nfwd;
+	int outstanding;
+	bool starting;
+	char ip[INET6_ADDRSTRLEN];    /* the client, v4-mapped shown as v4 */
+	int family;
+};
+
+/* Applies one fired test: symbol, and a verdict when its action is not `score`. */
+static void helo_fire(struct hook_env *env, const struct helo_test_config *t, const char *sym,
+    const char *why, struct verdict *v)
+{
+	hook_env_add_symbol(env, sym, t->score, why);
+	log_event(LOG_LVL_INFO, env->session_id, "event=helo_check test=%s client=%s helo=\"%.100s\"",
+	    sym, env->client_ip, env->helo);
+	if (v->action != VERDICT_CONTINUE)
+		return;	/* the first refusing test names the reply */
+	if (t->action == HELO_ACTION_REJECT)
+		verdict_set(v, VERDICT_REJECT, 550, "helo", "5.7.1 %s", why);
+	else if (t->action == HELO_ACTION_TEMPFAIL)
+		verdict_set(v, VERDICT_TEMPFAIL, 450, "helo", "4.7.1 %s", why);
+}
+
+static void helo_fcrdns_finish(struct helo_session *s)
+{
+	struct verdict v;
+	struct hook_call *call = s->call;
+	bool temp = false;
+
+	memset(&v, 0, sizeof(v));
+	for (size_t i = 0; i < s->nfwd; i++) {
+		if (s->fwd[i].match) {
+			snprintf(s->env->client_name, sizeof(s->env->client_name), "%s", s->fwd[i].name);
+			break;
+		}
+		temp |= s->fwd[i].temp;
+	}
+	if (s->env->client_name[0] == '\0' && !temp && s->w->hc->fcrdns.enabled)
+		helo_fire(s->env, &s->w->hc->fcrdns, "NO_FCRDNS",
+		    "Client host rejected: cannot find your hostname", &v);
+	else if (s->env->client_name[0] == '\0')
+		log_event(LOG_LVL_INFO, s->env->session_id, "event=fcrdns_tempfail client=%s", s->ip);
+	s->call = NULL;
+	hook_call_done(call, &v);
+}
+
+static void helo_settle(struct helo_session *s)
+{
+	if (--s->outstanding == 0 && !s->starting)
+		helo_fcrdns_finish(s);
+}
+
+static void helo_fwd_cb(void *arg, const struct dns_result *res)
+{
+	struct helo_fwd *f = arg;
+	unsigned char want[16], got[16];
+
+	f->q = NULL;
+	if (res->status == DNS_S_OK) {
+		inet_pton(f->s->family, f->s->ip, want);
+		for (size_t i = 0; i < res->n; i++)
+			if (inet_pton(f->s->family, res->v[i], got) == 1 &&
+			    memcmp(want, got, f->s->family == AF_INET ? 4 : 16) == 0)
+				f->match = true;
+	} else if (res->status != DNS_S_NXDOMAIN && res->status != DNS_S_NODATA) {
+		f->temp = true;
+	}
+	helo_settle(f->s);
+}
+
+static void helo_ptr_cb(void *arg, const struct dns_result *res)
+{
+	struct helo_session *s = arg;
+
+	s->ptr_q = NULL;
+	if (res->status == DNS_S_OK) {
+		s->starting = true;
+		for (size_t i = 0; i < res->n && s->nfwd < HELO_MAX_NAMES; i++) {
+			struct helo_fwd *f = &s->fwd[s->nfwd++];
+			size_t len = strlen(res->v[i]);
+
+			f->s = s;
+			snprintf(f->name, sizeof(f->name), "%s", res->v[i]);
+			if (len > 0 && f->name[len - 1] == '.')
+				f->name[len - 1] = '\0';
+			s->outstanding++;
+			f->q = dns_query_start(s->w->r, s->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
+			    f->name, s->w->timeout, helo_fwd_cb, f);
+		}
+		s->starting = false;
+	} else if (res->status != DNS_S_NXDOMAIN && res->status != DNS_S_NODATA) {
+		s->fwd[0].temp = true;	/* reported through nfwd == 1 below */
+		s->fwd[0].s = s;
+		s->nfwd = 1;
+	}
+	helo_settle(s);
+}
+
+/* The client's address as text, v4-mapped IPv6 shown as IPv4; returns the family. */
+static int helo_client_addr(const struct sockaddr_storage *ss, char *out, size_t outlen)
+{
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)outlen);
+		return AF_INET;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)outlen);
+			return AF_INET;
+		}
+		inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
+		return AF_INET6;
+	}
+	out[0] = '\0';
+	return AF_UNSPEC;
+}
+
+/* Same address? Both textual, either family. */
+static bool helo_same_addr(const char *a, const char *b)
+{
+	unsigned char x[16], y[16];
+
+	if (inet_pton(AF_INET, a, x) == 1)
+		return inet_pton(AF_INET, b, y) == 1 && memcmp(x, y, 4) == 0;
+	if (inet_pton(AF_INET6, a, x) == 1)
+		return inet_pton(AF_INET6, b, y) == 1 && memcmp(x, y, 16) == 0;
+	return false;
+}
+
+static void helo_check_helo(struct helo_worker *w, struct hook_env *env, struct verdict *v)
+{
+	const struct helo_config *hc = w->hc;
+	char lit[64] = "", client[INET6_ADDRSTRLEN], local[INET6_ADDRSTRLEN];
+	enum helo_syntax syn = helo_syntax_classify(env->helo, lit, sizeof(lit));
+	int fam = helo_client_addr(&env->client, client, sizeof(client));
+	bool loopback = (fam == AF_INET && strncmp(client, "127.", 4) == 0) ||
+	    (fam == AF_INET6 && strcmp(client, "::1") == 0);
+
+	helo_client_addr(&env->local, local, sizeof(local));
+	switch (syn) {
+	case HELO_SYNTAX_BAD:
+		if (hc->syntax.enabled)
+			helo_fire(env, &hc->syntax, "HELO_BAD_SYNTAX",
+			    "Helo command rejected: invalid hostname", v);
+		return;
+	case HELO_SYNTAX_NAME:
+		if (hc->not_fqdn.enabled)
+			helo_fire(env, &hc->not_fqdn, "HELO_NOT_FQDN",
+			    "Helo command rejected: need fully-qualified hostname", v);
+		break;
+	case HELO_SYNTAX_FQDN:
+		break;
+	case HELO_SYNTAX_LITERAL4:
+	case HELO_SYNTAX_LITERAL6:
+		if (hc->claims_us.enabled && !loopback && local[0] && helo_same_addr(lit, local)) {
+			helo_fire(env, &hc->claims_us, "HELO_CLAIMS_US",
+			    "Helo command rejected: you are not me", v);
+			return;
+		}
+		if (hc->literal_mismatch.enabled && !helo_same_addr(lit, client))
+			helo_fire(env, &hc->literal_mismatch, "HELO_LITERAL_MISMATCH",
+			    "Helo command rejected: address literal is not your address", v);
+		return;
+	}
+	if (hc->claims_us.enabled && !loopback && w->cfg->hostname != NULL) {
+		size_t n = strlen(env->helo);
+
+		if (n > 0 && env->helo[n - 1] == '.')
+			n--;
+		if (strlen(w->cfg->hostname) == n && strncasecmp(env->helo, w->cfg->hostname, n) == 0)
+			helo_fire(env, &hc->claims_us, "HELO_CLAIMS_US",
+			    "Helo command rejected: you are not me", v);
+	}
+}
+
+static void helo_run(void *wstate, int slot, struct hook_call *call)
+{
+	struct helo_worker *w = wstate;
+	struct hook_env *env = hook_call_env(call);
+	struct helo_session *s = env->module_ctx[slot];
+	struct verdict v;
+	char name[128];
+
+	memset(&v, 0, sizeof(v));
+	if (hook_call_stage(call) == HOOK_HELO) {
+		helo_check_helo(w, env, &v);
+		hook_call_done(call, &v);
+		return;
+	}
+	if (hook_call_stage(call) != HOOK_CONNECT || w->r == NULL || env->client_name[0] != '\0')
+		goto pass;
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL)
+			goto pass;
+		s->w = w;
+		s->env = env;
+		env->module_ctx[slot] = s;
+	}
+	if (s->call != NULL)
+		goto pass;	/* one FCrDNS per session */
+	s->family = helo_client_addr(&env->client, s->ip, sizeof(s->ip));
+	if (s->family == AF_UNSPEC || dns_name_reverse_str(s->ip, NULL, name, sizeof(name)) < 0)
+		goto pass;
+	s->call = call;
+	s->outstanding = 1;
+	s->ptr_q = dns_query_start(w->r, DNS_T_PTR, name, w->timeout, helo_ptr_cb, s);
+	return;
+pass:
+	hook_call_done(call, NULL);
+}
+
+static void helo_session_free(void *wstate, int slot, struct hook_env *env)
+{
+	struct helo_session *s = env->module_ctx[slot];
+
+	if (s == NULL)
+		return;
+	dns_query_cancel(s->ptr_q);
+	for (size_t i = 0; i < s->nfwd; i++)
+		dns_query_cancel(s->fwd[i].q);
+	free(s);
+	env->module_ctx[slot] = NULL;
+}
+
+const struct hook_module helo_module = {
+	.name = "helo_checks",
+	.worker_init = helo_worker_init,
+	.worker_free = helo_worker_free,
+	.stages = helo_stages,
+	.run = helo_run,
+	.session_free = helo_session_free,
+	.timeout_ms = helo_timeout_ms,
+	.on_error = helo_on_error,
+};

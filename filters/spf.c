@@ -1,0 +1,563 @@
+/* spf.c — SPF at MAIL FROM with libspf2, off the loop thread.
+ *
+ * Each check is a `struct spf_work` that owns its inputs and result. The session's context
+ * points at the work in flight and arms a timer; whichever comes first — the result or the
+ * timer — completes the hook call. A late result finds owner == NULL and is only freed. The
+ * engine is refcounted so a check still running in the pool outlives a retired worker. */
+#include <netinet/in.h>	/* before spf2/spf.h, which does not include it */
+#include <arpa/nameser.h>
+
+#include "filters/spf.h"
+#include "proxy/hook.h"
+#include "proxy/log.h"
+
+#include <spf2/spf.h>
+#include <spf2/spf_dns_zone.h>
+#include <spf2/spf_dns_resolv.h>
+#include <spf2/spf_dns_cache.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- config ------------------------------------------------------------------------- */
+
+static const struct cfg_field spf_scores_fields[] = {
+	{ "pass", CFG_DOUBLE, offsetof(struct spf_scores_config, pass), "0", -1000, 1000, .doc = "SPF_PASS" },
+	{ "fail", CFG_DOUBLE, offsetof(struct spf_scores_config, fail), "3", -1000, 1000, .doc = "SPF_FAIL" },
+	{ "softfail", CFG_DOUBLE, offsetof(struct spf_scores_config, softfail), "1", -1000, 1000, .doc = "SPF_SOFTFAIL" },
+	{ "neutral", CFG_DOUBLE, offsetof(struct spf_scores_config, neutral), "0", -1000, 1000, .doc = "SPF_NEUTRAL" },
+	{ "none", CFG_DOUBLE, offsetof(struct spf_scores_config, none), "0", -1000, 1000, .doc = "SPF_NONE" },
+	{ "temperror", CFG_DOUBLE, offsetof(struct spf_scores_config, temperror), "0", -1000, 1000, .doc = "SPF_TEMPERROR" },
+	{ "permerror", CFG_DOUBLE, offsetof(struct spf_scores_config, permerror), "0.5", -1000, 1000, .doc = "SPF_PERMERROR" },
+	{ .key = NULL }
+};
+
+static const struct cfg_table spf_scores_table = {
+	.name = "spf.scores", .size = sizeof(struct spf_scores_config), .fields = spf_scores_fields,
+};
+
+static const struct cfg_field spf_config_fields[] = {
+	{ "enabled", CFG_BOOL, offsetof(struct spf_config, enabled), "false",
+	  .doc = "check SPF at MAIL FROM (libspf2; needs a resolver on port 53)" },
+	{ "reject_fail", CFG_BOOL, offsetof(struct spf_config, reject_fail), "false",
+	  .doc = "refuse MAIL FROM with 550 5.7.23 when the result is fail" },
+	{ "tempfail_temperror", CFG_BOOL, offsetof(struct spf_config, tempfail_temperror), "false",
+	  .doc = "answer 451 4.7.24 when the result is temperror (default: score only)" },
+	{ "helo", CFG_BOOL, offsetof(struct spf_config, helo), "true",
+	  .doc = "check the HELO identity for the null sender <>" },
+	{ "timeout", CFG_DURATION, offsetof(struct spf_config, timeout), "5s", 100, 120000,
+	  .doc = "time limit for one check; then the result is temperror" },
+	{ "scores", CFG_STRUCT, offsetof(struct spf_config, scores), NULL, .sub = &spf_scores_table,
+	  .doc = "symbol scores per result" },
+	{ "records", CFG_STRLIST, offsetof(struct spf_config, records), NULL,
+	  .doc = "static records answered before DNS: \"example.org TXT v=spf1 -all\"" },
+	{ .key = NULL }
+};
+
+static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct spf_config *c = obj;
+	struct spf_engine *e;
+
+	if (c->records.n == 0)
+		return 0;
+	e = spf_engine_new(NULL, true);
+	if (e == NULL)
+		return 0;
+	for (size_t i = 0; i < c->records.n; i++)
+		if (spf_engine_add_record(e, c->records.v[i]) < 0) {
+			spf_engine_free(e);
+			return cfg_error(p, n, "records: \"%s\": expected \"name TYPE data\"",
+			    c->records.v[i]);
+		}
+	spf_engine_free(e);
+	return 0;
+}
+
+const struct cfg_table spf_config_table = {
+	.name = "spf", .size = sizeof(struct spf_config), .fields = spf_config_fields,
+	.validate = spf_config_validate,
+};
+
+/* ---- the engine --------------------------------------------------------------------- */
+
+struct spf_engine {
+	SPF_server_t *srv;
+	SPF_dns_server_t *zone;    /* our static records (owned by srv) */
+	int refs;                  /* loop thread only */
+};
+
+const char *spf_result_name(enum spf_result r)
+{
+	switch (r) {
+	case SPF_R_NONE: return "none";
+	case SPF_R_NEUTRAL: return "neutral";
+	case SPF_R_PASS: return "pass";
+	case SPF_R_FAIL: return "fail";
+	case SPF_R_SOFTFAIL: return "softfail";
+	case SPF_R_TEMPERROR: return "temperror";
+	case SPF_R_PERMERROR: return "permerror";
+	}
+	return "none";
+}
+
+/* libspf2 prints to stdout/stderr by default and its error handler exits: route them to
+ * our log, and never let a library error end the process from a pool thread. */
+static void spf_log_warning_cb(const char *file, int line, const char *msg)
+{
+	log_event(LOG_LVL_DEBUG, NULL, "event=spf_warning msg=\"%s\"", msg ? msg : "");
+}
+
+static void spf_log_quiet_cb(const char *file, int line, const char *msg)
+{
+}
+
+static pthread_once_t spf_log_once = PTHREAD_ONCE_INIT;
+
+static void spf_log_init(void)
+{
+	SPF_warning_handler = spf_log_warning_cb;
+	SPF_info_handler = spf_log_quiet_cb;
+	SPF_debug_handler = spf_log_quiet_cb;
+}
+
+struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offline)
+{
+	struct spf_engine *e;
+	SPF_dns_server_t *below = NULL;
+
+	pthread_once(&spf_log_once, spf_log_init);
+	e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return NULL;
+	e->refs = 1;
+	if (!offline) {
+		/* RFC 7208 4.6.4 lookups, cached; the resolver layer is the blocking glibc one */
+		below = SPF_dns_resolv_new(NULL, "resolv", 0);
+		if (below == NULL)
+			goto fail;
+		below = SPF_dns_cache_new(below, "cache", 0, 10);
+		if (below == NULL)
+			goto fail;
+	}
+	e->zone = SPF_dns_zone_new(below, "static", 0);
+	if (e->zone == NULL)
+		goto fail;
+	e->srv = SPF_server_new_dns(e->zone, 0);
+	if (e->srv == NULL)
+		goto fail;
+	for (size_t i = 0; records != NULL && i < records->n; i++)
+		if (spf_engine_add_record(e, records->v[i]) < 0)
+			log_event(LOG_LVL_WARNING, NULL, "event=spf_error record=\"%s\" reason=unparsable",
+			    records->v[i]);
+	return e;
+fail:
+	/* the layers are freed with the server; without one, leak-free unwinding of a
+	 * half-built stack is not offered by libspf2 — start-up only */
+	free(e);
+	return NULL;
+}
+
+void spf_engine_free(struct spf_engine *e)
+{
+	if (e == NULL || --e->refs > 0)
+		return;
+	SPF_server_free(e->srv);
+	free(e);
+}
+
+int spf_engine_add_record(struct spf_engine *e, const char *rec)
+{
+	char name[256], type[16];
+	const char *p = rec, *data;
+	size_t n;
+	ns_type t;
+
+	if (e == NULL || rec == NULL)
+		return -1;
+	while (isspace((unsigned char)*p))
+		p++;
+	n = strcspn(p, " \t");
+	if (n == 0 || n >= sizeof(name))
+		return -1;
+	memcpy(name, p, n);
+	name[n] = '\0';
+	p += n;
+	while (isspace((unsigned char)*p))
+		p++;
+	n = strcspn(p, " \t");
+	if (n == 0 || n >= sizeof(type))
+		return -1;
+	memcpy(type, p, n);
+	type[n] = '\0';
+	data = p + n;
+	while (isspace((unsigned char)*data))
+		data++;
+	if (strcasecmp(type, "TXT") == 0)
+		t = ns_t_txt;
+	else if (strcasecmp(type, "A") == 0)
+		t = ns_t_a;
+	else if (strcasecmp(type, "AAAA") == 0)
+		t = ns_t_aaaa;
+	else if (strcasecmp(type, "MX") == 0)
+		t = ns_t_mx;
+	else if (strcasecmp(type, "PTR") == 0)
+		t = ns_t_ptr;
+	else
+		return -1;
+	if (*data == '\0')
+		return -1;
+	if (t == ns_t_a) {
+		struct in_addr a;
+
+		if (inet_pton(AF_INET, data, &a) != 1)
+			return -1;
+	} else if (t == ns_t_aaaa) {
+		struct in6_addr a;
+
+		if (inet_pton(AF_INET6, data, &a) != 1)
+			return -1;
+	}
+	return SPF_dns_zone_add_str(e->zone, name, t, NETDB_SUCCESS, data) == SPF_E_SUCCESS ? 0 : -1;
+}
+
+const char *spf_check_domain(const struct spf_check *c)
+{
+	const char *at = strrchr(c->sender, '@');
+
+	if (c->sender[0] == '\0')
+		return c->helo;
+	return at ? at + 1 : c->sender;
+}
+
+void spf_engine_check(struct spf_engine *e, struct spf_check *c)
+{
+	SPF_request_t *req;
+	SPF_response_t *resp = NULL;
+	const char *exp;
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	c->result = SPF_R_TEMPERROR;
+	c->explanation[0] = '\0';
+	req = SPF_request_new(e->srv);
+	if (req == NULL)
+		return;
+	if (inet_pton(AF_INET, c->ip, &a4) == 1)
+		SPF_request_set_ipv4(req, a4);
+	else if (inet_pton(AF_INET6, c->ip, &a6) == 1)
+		SPF_request_set_ipv6(req, a6);
+	else
+		goto done;
+	if (c->helo[0] != '\0')
+		SPF_request_set_helo_dom(req, c->helo);
+	/* "" makes libspf2 check postmaster@<helo> (RFC 7208 2.4) */
+	if (c->sender[0] == '\0' && c->helo[0] == '\0') {
+		c->result = SPF_R_NONE;
+		goto done;
+	}
+	if (SPF_request_set_env_from(req, c->sender) != 0) {
+		c->result = SPF_R_NONE;	/* no usable identity */
+		goto done;
+	}
+	SPF_request_query_mailfrom(req, &resp);
+	if (resp == NULL)
+		goto done;
+	switch (SPF_response_result(resp)) {
+	case SPF_RESULT_PASS: c->result = SPF_R_PASS; break;
+	case SPF_RESULT_FAIL: c->result = SPF_R_FAIL; break;
+	case SPF_RESULT_SOFTFAIL: c->result = SPF_R_SOFTFAIL; break;
+	case SPF_RESULT_NEUTRAL: c->result = SPF_R_NEUTRAL; break;
+	case SPF_RESULT_NONE: c->result = SPF_R_NONE; break;
+	case SPF_RESULT_PERMERROR: c->result = SPF_R_PERMERROR; break;
+	case SPF_RESULT_TEMPERROR:
+	default: c->result = SPF_R_TEMPERROR; break;
+	}
+	exp = c->result == SPF_R_FAIL ? SPF_response_get_explanation(resp) : NULL;
+	if (exp != NULL)
+		snprintf(c->explanation, sizeof(c->explanation), "%s", exp);
+done:
+	SPF_response_free(resp);
+	SPF_request_free(req);
+}
+
+/* ---- the hook module ---------------------------------------------------------------- */
+
+struct spf_worker {
+	const struct mx_config *cfg;
+	const struct spf_config *sc;
+	struct spf_engine *engine;
+	uv_loop_t *loop;
+};
+
+struct spf_session;
+
+struct spf_work {
+	uv_work_t req;
+	struct spf_engine *engine;   /* a reference */
+	struct spf_session *owner;   /* NULL once abandoned (timeout, session gone) */
+	struct spf_check chk;
+};
+
+struct spf_session {
+	struct spf_worker *w;
+	struct hook_env *env;
+	struct hook_call *call;      /* in flight, or NULL */
+	struct spf_work *work;       /* in flight, or NULL */
+	struct spf_check in;         /* the inputs of the check in flight (the work's copy is the thread's) */
+	uv_timer_t timer;
+	bool timer_ready;
+};
+
+static int spf_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
+{
+	struct spf_worker *w;
+
+	*wstate = NULL;
+	if (!cfg->spf.enabled)
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -1;
+	w->cfg = cfg;
+	w->sc = &cfg->spf;
+	w->loop = loop;
+	w->engine = spf_engine_new(&cfg->spf.records, false);
+	if (w->engine == NULL) {
+		log_event(LOG_LVL_ERROR, NULL, "event=spf_error reason=\"libspf2 init failed\"");
+		free(w);
+		return -1;
+	}
+	*wstate = w;
+	return 0;
+}
+
+static void spf_worker_free(void *wstate)
+{
+	struct spf_worker *w = wstate;
+
+	if (w == NULL)
+		return;
+	spf_engine_free(w->engine);	/* checks still in the pool hold their own reference */
+	free(w);
+}
+
+static unsigned spf_stages(void *wstate)
+{
+	return wstate ? 1u << HOOK_MAIL : 0;
+}
+
+static uint64_t spf_timeout_ms(void *wstate)
+{
+	struct spf_worker *w = wstate;
+
+	return w ? w->sc->timeout + 1000 : 0;	/* our timer fires first */
+}
+
+static enum verdict_action spf_on_error(void *wstate)
+{
+	return VERDICT_CONTINUE;
+}
+
+static double spf_score(const struct spf_scores_config *s, enum spf_result r)
+{
+	switch (r) {
+	case SPF_R_PASS: return s->pass;
+	case SPF_R_FAIL: return s->fail;
+	case SPF_R_SOFTFAIL: return s->softfail;
+	case SPF_R_NEUTRAL: return s->neutral;
+	case SPF_R_NONE: return s->none;
+	case SPF_R_TEMPERROR: return s->temperror;
+	case SPF_R_PERMERROR: return s->permerror;
+	}
+	return 0;
+}
+
+/* Result -> symbol, Authentication-Results, verdict; completes the session's call. */
+static void spf_session_complete(struct spf_session *s, const struct spf_check *c)
+{
+	struct hook_env *env = s->env;
+	struct hook_call *call = s->call;
+	const struct spf_config *sc = s->w->sc;
+	const char *res = spf_result_name(c->result);
+	const char *dom = spf_check_domain(c);
+	char sym[32], hdr[600];
+	struct verdict v;
+	size_t i;
+
+	s->call = NULL;
+	memset(&v, 0, sizeof(v));
+	snprintf(sym, sizeof(sym), "SPF_%s", res);
+	for (i = 4; sym[i]; i++)
+		sym[i] = (char)toupper((unsigned char)sym[i]);
+	hook_env_add_symbol(env, sym, spf_score(&sc->scores, c->result), dom);
+	/* RFC 8601 2.2 / 2.7.2: authserv-id; method=result ptype.property=value */
+	if (c->sender[0] != '\0')
+		snprintf(hdr, sizeof(hdr), "%s; spf=%s smtp.mailfrom=%s",
+		    s->w->cfg->hostname ? s->w->cfg->hostname : "localhost", res, dom);
+	else
+		snprintf(hdr, sizeof(hdr), "%s; spf=%s smtp.helo=%s",
+		    s->w->cfg->hostname ? s->w->cfg->hostname : "localhost", res, dom);
+	hook_env_add_header(env, "Authentication-Results", hdr);
+	log_event(LOG_LVL_INFO, env->session_id, "event=spf result=%s domain=%s client=%s",
+	    res, dom, c->ip);
+	if (c->result == SPF_R_FAIL && sc->reject_fail) {
+		/* RFC 7372 3.2: 5.7.23 SPF validation failed */
+		verdict_set(&v, VERDICT_REJECT, 550, "spf",
+		    "5.7.23 SPF validation failed: %.200s does not permit [%s]%s%.150s", dom, c->ip,
+		    c->explanation[0] ? ": " : "", c->explanation);
+	} else if (c->result == SPF_R_TEMPERROR && sc->tempfail_temperror) {
+		verdict_set(&v, VERDICT_TEMPFAIL, 451, "spf",
+		    "4.7.24 SPF temporary error for %.200s, try again later", dom);
+	}
+	if (call != NULL)
+		hook_call_done(call, &v);
+}
+
+static void spf_work_cb(uv_work_t *req)
+{
+	struct spf_work *wk = req->data;
+
+	spf_engine_check(wk->engine, &wk->chk);
+}
+
+static void spf_after_work_cb(uv_work_t *req, int status)
+{
+	struct spf_work *wk = req->data;
+	struct spf_session *s = wk->owner;
+
+	if (s != NULL) {
+		s->work = NULL;
+		uv_timer_stop(&s->timer);
+		if (status == UV_ECANCELED)
+			wk->chk.result = SPF_R_TEMPERROR;
+		spf_session_complete(s, &wk->chk);
+	}
+	spf_engine_free(wk->engine);
+	free(wk);
+}
+
+static void spf_timeout_cb(uv_timer_t *t)
+{
+	struct spf_session *s = t->data;
+	struct spf_check c;
+
+	if (s->work == NULL)
+		return;
+	c = s->in;
+	c.result = SPF_R_TEMPERROR;
+	c.explanation[0] = '\0';
+	s->work->owner = NULL;	/* the late result is freed, never applied */
+	uv_cancel((uv_req_t *)&s->work->req);
+	s->work = NULL;
+	log_event(LOG_LVL_INFO, s->env->session_id, "event=spf_timeout domain=%s",
+	    spf_check_domain(&c));
+	spf_session_complete(s, &c);
+}
+
+/* The client's address as text, v4-mapped shown as IPv4. */
+static void spf_client_addr(const struct sockaddr_storage *ss, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	if (ss->ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)outlen);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a))
+			inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)outlen);
+		else
+			inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
+	}
+}
+
+static void spf_run(void *wstate, int slot, struct hook_call *call)
+{
+	struct spf_worker *w = wstate;
+	struct hook_env *env = hook_call_env(call);
+	struct spf_session *s = env->module_ctx[slot];
+	struct spf_work *wk;
+
+	if (hook_call_stage(call) != HOOK_MAIL || env->mail_from == NULL)
+		goto pass;
+	if (env->mail_from[0] == '\0' && (!w->sc->helo || env->helo[0] == '\0'))
+		goto pass;
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL)
+			goto pass;
+		s->w = w;
+		s->env = env;
+		if (uv_timer_init(env->loop, &s->timer) != 0) {
+			free(s);
+			goto pass;
+		}
+		s->timer.data = s;
+		s->timer_ready = true;
+		env->module_ctx[slot] = s;
+	}
+	if (s->work != NULL) {	/* an earlier check still running: abandon it */
+		s->work->owner = NULL;
+		s->work = NULL;
+	}
+	if (s->call != NULL)
+		goto pass;
+	wk = calloc(1, sizeof(*wk));
+	if (wk == NULL)
+		goto pass;
+	wk->req.data = wk;
+	wk->engine = w->engine;
+	w->engine->refs++;
+	wk->owner = s;
+	spf_client_addr(&env->client, wk->chk.ip, sizeof(wk->chk.ip));
+	snprintf(wk->chk.helo, sizeof(wk->chk.helo), "%s", env->helo);
+	snprintf(wk->chk.sender, sizeof(wk->chk.sender), "%s", env->mail_from);
+	s->in = wk->chk;
+	if (uv_queue_work(env->loop, &wk->req, spf_work_cb, spf_after_work_cb) != 0) {
+		spf_engine_free(wk->engine);
+		free(wk);
+		goto pass;
+	}
+	s->call = call;
+	s->work = wk;
+	uv_timer_start(&s->timer, spf_timeout_cb, w->sc->timeout ? w->sc->timeout : 5000, 0);
+	return;
+pass:
+	hook_call_done(call, NULL);
+}
+
+static void spf_session_close_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void spf_session_free(void *wstate, int slot, struct hook_env *env)
+{
+	struct spf_session *s = env->module_ctx[slot];
+
+	if (s == NULL)
+		return;
+	env->module_ctx[slot] = NULL;
+	if (s->work != NULL) {
+		s->work->owner = NULL;
+		uv_cancel((uv_req_t *)&s->work->req);
+	}
+	uv_timer_stop(&s->timer);
+	uv_close((uv_handle_t *)&s->timer, spf_session_close_cb);
+}
+
+const struct hook_module spf_module = {
+	.name = "spf",
+	.worker_init = spf_worker_init,
+	.worker_free = spf_worker_free,
+	.stages = spf_stages,
+	.run = spf_run,
+	.session_free = spf_session_free,
+	.timeout_ms = spf_timeout_ms,
+	.on_error = spf_on_error,
+};
