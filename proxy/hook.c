@@ -11,9 +11,15 @@
  * Add `extern const struct hook_module <name>_module;` and an entry below. */
 
 extern const struct hook_module ratelimit_module;
+extern const struct hook_module dnsbl_module;
+extern const struct hook_module helo_module;
+extern const struct hook_module spf_module;
 
 const struct hook_module *const hook_modules[] = {
 	&ratelimit_module,
+	&dnsbl_module,
+	&helo_module,
+	&spf_module,
 	NULL
 };
 const size_t hook_nmodules = sizeof(hook_modules) / sizeof(hook_modules[0]) - 1;
