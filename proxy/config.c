@@ -63,8 +63,12 @@ static void cfg_node_position(struct cfg_parse *p, struct fy_node *n, int *line,
 			if (t) {
 				const struct fy_mark *m = fy_token_start_mark(t);
 				if (m && m->line >= 0) {
+					enum fy_node_style st = fy_node_get_style(cur);
 					*line = m->line + 1;
 					*col = m->column + 1;
+					/* a quoted scalar's token starts after the quote: point at it */
+					if ((st == FYNS_SINGLE_QUOTED || st == FYNS_DOUBLE_QUOTED) && *col > 1)
+						(*col)--;
 					return;
 				}
 			}
@@ -761,7 +765,22 @@ int cfg_parse_listen_address(const char *s, struct sockaddr_storage *ss, socklen
 /* ---------------------------------------------------------------- the generic engine */
 
 static int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_node *n,
-			  void *obj);
+			  void *obj, bool scalar_ok);
+
+/* Iterates n as a list: the items of a sequence, or n itself once when it is a lone value. */
+static struct fy_node *cfg_list_next(struct fy_node *n, void **iter, bool *done)
+{
+	if (*done || !n)
+		return NULL;
+	if (fy_node_is_sequence(n)) {
+		struct fy_node *c = fy_node_sequence_iterate(n, iter);
+		if (!c)
+			*done = true;
+		return c;
+	}
+	*done = true;
+	return n;
+}
 
 static bool cfg_node_is_null(struct fy_node *n)
 {
@@ -1032,8 +1051,10 @@ static int cfg_parse_strlist(struct cfg_parse *p, struct fy_node *n, struct cfg_
 	l->v = calloc(cnt, sizeof(char *));
 	if (!l->v)
 		return cfg_error(p, n, "out of memory");
+	void *iter = NULL;
+	bool done = false;
 	for (size_t i = 0; i < cnt; i++) {
-		struct fy_node *it = cfg_seq_item(n, i);
+		struct fy_node *it = cfg_list_next(n, &iter, &done);
 		size_t old = cfg_path_push_index(p, i);
 		size_t len;
 		const char *s = cfg_node_text(it, &len);
@@ -1063,8 +1084,10 @@ static int cfg_parse_cidrlist(struct cfg_parse *p, struct fy_node *n, struct cfg
 	l->v = calloc(cnt, sizeof(struct cfg_cidr));
 	if (!l->v)
 		return cfg_error(p, n, "out of memory");
+	void *iter = NULL;
+	bool done = false;
 	for (size_t i = 0; i < cnt; i++) {
-		struct fy_node *it = cfg_seq_item(n, i);
+		struct fy_node *it = cfg_list_next(n, &iter, &done);
 		size_t old = cfg_path_push_index(p, i);
 		char buf[CFG_SCALAR_MAX];
 		if (cfg_node_cstr(p, it, "an address or prefix", buf, sizeof(buf)) < 0) {
@@ -1099,8 +1122,10 @@ static int cfg_parse_struct_list(struct cfg_parse *p, const struct cfg_field *f,
 	if (!l->v)
 		return cfg_error(p, n, "out of memory");
 	l->n = cnt; /* all zeroed, so cfg_table_free is safe on any of them */
+	void *iter = NULL;
+	bool done = false;
 	for (size_t i = 0; i < cnt; i++) {
-		struct fy_node *it = cfg_seq_item(n, i);
+		struct fy_node *it = cfg_list_next(n, &iter, &done);
 		void *item = (char *)l->v + i * sub->size;
 		size_t old = cfg_path_push_index(p, i);
 		if (it && fy_node_is_scalar(it) && !cfg_node_is_null(it) && sub->fields[0].key &&
@@ -1114,10 +1139,10 @@ static int cfg_parse_struct_list(struct cfg_parse *p, const struct cfg_field *f,
 				rc = -1;
 			} else {
 				/* the rest take their defaults; validate sees the scalar node */
-				if (cfg_table_walk(p, sub, it, item) < 0)
+				if (cfg_table_walk(p, sub, it, item, true) < 0)
 					rc = -1;
 			}
-		} else if (cfg_table_walk(p, sub, it, item) < 0) {
+		} else if (cfg_table_walk(p, sub, cfg_node_is_null(it) ? NULL : it, item, false) < 0) {
 			rc = -1;
 		}
 		cfg_path_pop(p, old);
@@ -1141,7 +1166,7 @@ static int cfg_parse_field(struct cfg_parse *p, const struct cfg_field *f, struc
 	case CFG_CIDRLIST:
 		return cfg_parse_cidrlist(p, n, dst);
 	case CFG_STRUCT:
-		return cfg_table_walk(p, f->sub, cfg_node_is_null(n) ? NULL : n, dst);
+		return cfg_table_walk(p, f->sub, cfg_node_is_null(n) ? NULL : n, dst, false);
 	case CFG_STRUCT_LIST:
 		return cfg_parse_struct_list(p, f, n, dst);
 	case CFG_CUSTOM:
@@ -1158,7 +1183,7 @@ static int cfg_apply_default(struct cfg_parse *p, const struct cfg_field *f,
 	if (f->flags & CFG_REQUIRED)
 		return cfg_error(p, section, "missing required key");
 	if (f->type == CFG_STRUCT)
-		return cfg_table_walk(p, f->sub, NULL, dst);
+		return cfg_table_walk(p, f->sub, NULL, dst, false);
 	if (f->type == CFG_CUSTOM)
 		return f->custom ? f->custom(p, NULL, dst) : 0;
 	if (!f->defval)
@@ -1237,13 +1262,14 @@ static int cfg_unknown_key(struct cfg_parse *p, const struct cfg_table *t, struc
 	return -1;
 }
 
-/* Fills obj from mapping n (NULL = absent: defaults only) by table t. */
+/* Fills obj from mapping n (NULL = absent: defaults only) by table t. scalar_ok: n may be a
+ * lone scalar whose value the caller already stored in the first field (list items). */
 static int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_node *n,
-			  void *obj)
+			  void *obj, bool scalar_ok)
 {
 	int rc = 0;
 	size_t errs_before = p->nerr + p->dropped;
-	bool scalar_item = n && fy_node_is_scalar(n) && !cfg_node_is_null(n);
+	bool scalar_item = scalar_ok && n && fy_node_is_scalar(n) && !cfg_node_is_null(n);
 
 	if (n && !fy_node_is_mapping(n) && !scalar_item)
 		return cfg_error(p, n, "expected a mapping, got %s", cfg_node_kind(n));
@@ -1286,8 +1312,9 @@ static int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct
 		cfg_path_pop(p, old);
 		p->key = saved_key;
 	}
-	/* cross-field checks only when the fields themselves were fine */
-	if (t->validate && p->nerr + p->dropped == errs_before)
+	/* cross-field checks only when the fields themselves were fine (a module's hook may
+	 * rely on its REQUIRED keys being set); the top table's hook is written to cope */
+	if (t->validate && (p->nerr + p->dropped == errs_before || t == &config_table))
 		if (t->validate(p, n, obj) < 0)
 			rc = -1;
 	return rc;
@@ -1521,7 +1548,7 @@ int cfg_table_load(const char *name, const char *text, size_t len, const struct 
 		cfg_parse_finish(&p, err);
 		goto out;
 	}
-	cfg_table_walk(&p, t, root, obj);
+	cfg_table_walk(&p, t, root, obj, false);
 	rc = (p.nerr || p.dropped) ? -1 : 0;
 	cfg_parse_finish(&p, err);
 out:
