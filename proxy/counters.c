@@ -1,0 +1,107 @@
+/* counters.c — the counter table: storage plus name, help and type of each entry. */
+#include "counters.h"
+
+atomic_long counter_values[COUNTER__COUNT];
+
+struct counter_desc {
+	const char *name;
+	const char *help;
+	bool gauge;
+};
+
+/* Indexed by enum counter; designated initialisers keep the table and the enum in step. */
+static const struct counter_desc counter_table[COUNTER__COUNT] = {
+	[COUNTER_SESSIONS_TOTAL] = { "sessions_total", "Client connections accepted.", false },
+	[COUNTER_SESSIONS_ACTIVE] = { "sessions_active", "Client sessions open now.", true },
+	[COUNTER_SESSIONS_REJECTED_LIMIT] = { "sessions_rejected_limit_total",
+	    "Client connections refused by connection or rate limits.", false },
+	[COUNTER_SESSIONS_TIMEOUT] = { "sessions_timeout_total",
+	    "Client sessions closed on a command or data timeout.", false },
+	[COUNTER_PROXY_REFUSED] = { "proxy_refused_total",
+	    "Connections refused for a missing, invalid or untrusted PROXY header.", false },
+	[COUNTER_TLS_SESSIONS] = { "tls_sessions_total", "Client TLS handshakes completed.", false },
+	[COUNTER_TLS_FAILURES] = { "tls_failures_total", "Client TLS handshakes failed.", false },
+	[COUNTER_PREGREET] = { "pregreet_total", "Clients that talked before the greeting.", false },
+	[COUNTER_PROTOCOL_ERRORS] = { "protocol_errors_total",
+	    "SMTP protocol errors by clients (syntax, sequence, over-long lines).", false },
+	[COUNTER_BARE_LF] = { "bare_lf_total", "Messages with a bare LF or CR in DATA.", false },
+	[COUNTER_RECIPIENTS_ACCEPTED] = { "recipients_accepted_total", "RCPT TO commands accepted.", false },
+	[COUNTER_RECIPIENTS_REJECTED] = { "recipients_rejected_total", "RCPT TO commands refused.", false },
+	[COUNTER_MESSAGES_RECEIVED] = { "messages_received_total",
+	    "Messages received up to the end of data.", false },
+	[COUNTER_MESSAGES_DELIVERED] = { "messages_delivered_total",
+	    "Messages accepted by a backend.", false },
+	[COUNTER_MESSAGES_REJECTED] = { "messages_rejected_total",
+	    "Messages refused with 5xx at the end of data.", false },
+	[COUNTER_MESSAGES_TEMPFAILED] = { "messages_tempfailed_total",
+	    "Messages refused with 4xx at the end of data.", false },
+	[COUNTER_MESSAGES_DISCARDED] = { "messages_discarded_total",
+	    "Messages accepted and silently dropped.", false },
+	[COUNTER_MESSAGES_QUARANTINED] = { "messages_quarantined_total",
+	    "Messages diverted to quarantine.", false },
+	[COUNTER_BYTES_RECEIVED] = { "bytes_received_total", "Message bytes received from clients.", false },
+	[COUNTER_BYTES_DELIVERED] = { "bytes_delivered_total", "Message bytes accepted by backends.", false },
+	[COUNTER_REPLIES_2XX] = { "replies_2xx_total", "2xx replies sent to clients.", false },
+	[COUNTER_REPLIES_3XX] = { "replies_3xx_total", "3xx replies sent to clients.", false },
+	[COUNTER_REPLIES_4XX] = { "replies_4xx_total", "4xx replies sent to clients.", false },
+	[COUNTER_REPLIES_5XX] = { "replies_5xx_total", "5xx replies sent to clients.", false },
+	[COUNTER_BACKEND_CONNECTS] = { "backend_connects_total", "Connections opened to backends.", false },
+	[COUNTER_BACKEND_FAILURES] = { "backend_failures_total",
+	    "Backend delivery steps that failed (connect, timeout, drop, unexpected reply).", false },
+	[COUNTER_BACKEND_FAILOVERS] = { "backend_failovers_total",
+	    "Transactions replayed on another backend.", false },
+	[COUNTER_BACKEND_CONNECTIONS_REUSED] = { "backend_connections_reused_total",
+	    "Transactions sent over an already open backend connection.", false },
+	[COUNTER_DNSBL_HITS] = { "dnsbl_hits_total", "DNS list lookups that listed the client.", false },
+	[COUNTER_DNSBL_ERRORS] = { "dnsbl_errors_total", "DNS list lookups that failed or timed out.", false },
+	[COUNTER_RATELIMIT_HITS] = { "ratelimit_hits_total", "Rate limit rules that fired.", false },
+	[COUNTER_SPF_FAIL] = { "spf_fail_total", "SPF checks with a fail or softfail result.", false },
+	[COUNTER_VIRUSES_FOUND] = { "viruses_found_total", "Messages an antivirus scanner flagged.", false },
+	[COUNTER_SPAM_FOUND] = { "spam_found_total", "Messages scored as spam.", false },
+	[COUNTER_PLUGIN_ERRORS] = { "plugin_errors_total",
+	    "Content filter calls that failed or timed out (on_error applied).", false },
+};
+
+static inline bool counter_valid(enum counter c)
+{
+	return (unsigned)c < COUNTER__COUNT;
+}
+
+/* See counters.h. */
+void counter_add(enum counter c, long n)
+{
+	if (counter_valid(c))
+		atomic_fetch_add_explicit(&counter_values[c], n, memory_order_relaxed);
+}
+
+long counter_get(enum counter c)
+{
+	return counter_valid(c) ? atomic_load_explicit(&counter_values[c], memory_order_relaxed) : 0;
+}
+
+void counter_count_reply(int code)
+{
+	if (code >= 200 && code < 600)
+		counter_inc((enum counter)(COUNTER_REPLIES_2XX + code / 100 - 2));
+}
+
+const char *counter_name(enum counter c)
+{
+	return counter_valid(c) && counter_table[c].name ? counter_table[c].name : "";
+}
+
+const char *counter_help(enum counter c)
+{
+	return counter_valid(c) && counter_table[c].help ? counter_table[c].help : "";
+}
+
+bool counter_is_gauge(enum counter c)
+{
+	return counter_valid(c) && counter_table[c].gauge;
+}
+
+void counter_reset_all(void)
+{
+	for (int i = 0; i < COUNTER__COUNT; i++)
+		atomic_store_explicit(&counter_values[i], 0, memory_order_relaxed);
+}

@@ -1,0 +1,697 @@
+/* metrics.c — Prometheus text format (version 0.0.4) over a minimal HTTP/1.0 server.
+ *
+ * The server reads one request head (bounded), answers it, half-closes and waits for the
+ * client to close (so unread bytes never turn our close into a reset that truncates the
+ * response); a per-connection timer bounds all of it. */
+#include "metrics.h"
+
+#include <math.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "counters.h"
+#include "log.h"
+
+#ifndef MX_VERSION
+#define MX_VERSION "unknown"
+#endif
+
+enum {
+	METRICS_MAX_REQUEST = 4096,   /* request head, bytes */
+	METRICS_TIMEOUT_MS = 5000,    /* whole connection */
+	METRICS_MAX_CONNS = 64,
+	METRICS_MAX_REGS = 64,
+};
+
+/* ------------------------------------------------------------ text building */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_reserve(struct sbuf *sb, size_t more)
+{
+	if (sb->oom || sb->len + more + 1 <= sb->cap)
+		return;
+	size_t cap = sb->cap ? sb->cap : 4096;
+	while (cap < sb->len + more + 1)
+		cap *= 2;
+	char *p = realloc(sb->p, cap);
+	if (!p) {
+		sb->oom = true;
+		return;
+	}
+	sb->p = p;
+	sb->cap = cap;
+}
+
+static void sb_printf(struct sbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	sb_reserve(sb, 128);
+	if (sb->oom)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(sb->p + sb->len, sb->cap - sb->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sb->cap - sb->len) {
+		sb_reserve(sb, (size_t)n);
+		if (sb->oom)
+			return;
+		va_start(ap, fmt);
+		vsnprintf(sb->p + sb->len, sb->cap - sb->len, fmt, ap);
+		va_end(ap);
+	}
+	sb->len += (size_t)n;
+}
+
+/* HELP text escaping: backslash and newline. Label values also escape double quotes. */
+static void sb_escaped(struct sbuf *sb, const char *s, bool quote)
+{
+	for (; s && *s; s++) {
+		sb_reserve(sb, 2);
+		if (sb->oom)
+			return;
+		if (*s == '\\') {
+			sb->p[sb->len++] = '\\';
+			sb->p[sb->len++] = '\\';
+		} else if (*s == '\n') {
+			sb->p[sb->len++] = '\\';
+			sb->p[sb->len++] = 'n';
+		} else if (quote && *s == '"') {
+			sb->p[sb->len++] = '\\';
+			sb->p[sb->len++] = '"';
+		} else {
+			sb->p[sb->len++] = *s;
+		}
+	}
+	if (!sb->oom)
+		sb->p[sb->len] = '\0';
+}
+
+static void sb_header(struct sbuf *sb, const char *name, const char *help, const char *type)
+{
+	sb_printf(sb, "# HELP mxgate_%s ", name);
+	sb_escaped(sb, help, false);
+	sb_printf(sb, "\n# TYPE mxgate_%s %s\n", name, type);
+}
+
+/* Sample values: integers print exactly, others with enough digits; NaN/Inf as the format
+ * spells them. */
+static void sb_value(struct sbuf *sb, double v)
+{
+	if (isnan(v))
+		sb_printf(sb, "NaN\n");
+	else if (isinf(v))
+		sb_printf(sb, "%sInf\n", v > 0 ? "+" : "-");
+	else if (v == floor(v) && fabs(v) < 9e15)
+		sb_printf(sb, "%lld\n", (long long)v);
+	else
+		sb_printf(sb, "%.9g\n", v);
+}
+
+static void sb_sample(struct sbuf *sb, const char *name, const char *label, const char *lvalue, double v)
+{
+	sb_printf(sb, "mxgate_%s", name);
+	if (label && *label) {
+		sb_printf(sb, "{%s=\"", label);
+		sb_escaped(sb, lvalue ? lvalue : "", true);
+		sb_printf(sb, "\"}");
+	}
+	sb_printf(sb, " ");
+	sb_value(sb, v);
+}
+
+/* ------------------------------------------------------------ registry */
+
+struct metrics_reg {
+	char name[96];
+	char help[256];
+	char type[8];
+	long (*get)(void);
+	void (*collect)(void *arg, struct metrics_out *out);
+	void *arg;
+};
+
+struct metrics_out {
+	struct sbuf *sb;
+	const char *name;
+};
+
+static struct metrics_reg metrics_regs[METRICS_MAX_REGS];
+static size_t metrics_nregs;
+static pthread_mutex_t metrics_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static double metrics_start_time;
+
+static bool metrics_name_ok(const char *name)
+{
+	if (!name || !*name || strlen(name) >= sizeof metrics_regs[0].name)
+		return false;
+	for (const char *p = name; *p; p++) {
+		bool alpha = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_';
+		if (!alpha && !(p > name && *p >= '0' && *p <= '9'))
+			return false;
+	}
+	return true;
+}
+
+static bool metrics_ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Adds or replaces a registration. Caller holds no lock. */
+static int metrics_reg_put(const struct metrics_reg *r)
+{
+	int rc = -1;
+	pthread_mutex_lock(&metrics_reg_lock);
+	for (size_t i = 0; i < metrics_nregs; i++) {
+		if (strcmp(metrics_regs[i].name, r->name) == 0) {
+			metrics_regs[i] = *r;
+			rc = 0;
+			goto out;
+		}
+	}
+	if (metrics_nregs < METRICS_MAX_REGS) {
+		metrics_regs[metrics_nregs++] = *r;
+		rc = 0;
+	}
+out:
+	pthread_mutex_unlock(&metrics_reg_lock);
+	return rc;
+}
+
+/* See metrics.h. */
+int metrics_register(const char *name, const char *help, long (*get)(void))
+{
+	struct metrics_reg r = { 0 };
+	if (!metrics_name_ok(name) || !get)
+		return -1;
+	snprintf(r.name, sizeof r.name, "%s", name);
+	snprintf(r.help, sizeof r.help, "%s", help ? help : "");
+	snprintf(r.type, sizeof r.type, "%s", metrics_ends_with(name, "_total") ? "counter" : "gauge");
+	r.get = get;
+	return metrics_reg_put(&r);
+}
+
+/* See metrics.h. */
+int metrics_register_family(const char *name, const char *help, const char *type,
+    void (*collect)(void *arg, struct metrics_out *out), void *arg)
+{
+	struct metrics_reg r = { 0 };
+	if (!metrics_name_ok(name) || !collect || !type ||
+	    (strcmp(type, "counter") != 0 && strcmp(type, "gauge") != 0))
+		return -1;
+	snprintf(r.name, sizeof r.name, "%s", name);
+	snprintf(r.help, sizeof r.help, "%s", help ? help : "");
+	snprintf(r.type, sizeof r.type, "%s", type);
+	r.collect = collect;
+	r.arg = arg;
+	return metrics_reg_put(&r);
+}
+
+/* See metrics.h. */
+void metrics_unregister(const char *name)
+{
+	if (!name)
+		return;
+	pthread_mutex_lock(&metrics_reg_lock);
+	for (size_t i = 0; i < metrics_nregs; i++) {
+		if (strcmp(metrics_regs[i].name, name) == 0) {
+			memmove(&metrics_regs[i], &metrics_regs[i + 1], (metrics_nregs - i - 1) * sizeof metrics_regs[0]);
+			metrics_nregs--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&metrics_reg_lock);
+}
+
+/* See metrics.h. */
+void metrics_out_sample(struct metrics_out *out, const char *label, const char *label_value, double v)
+{
+	if (out && out->sb)
+		sb_sample(out->sb, out->name, label, label_value, v);
+}
+
+/* ------------------------------------------------------------ rendering */
+
+static double metrics_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+enum backend_series {
+	SERIES_UP = 0, SERIES_LATENCY, SERIES_ACTIVE, SERIES_FAILS, SERIES_DELIVERED, SERIES_FAILED, SERIES__COUNT
+};
+
+static const struct { const char *name, *help, *type; } backend_series[SERIES__COUNT] = {
+	[SERIES_UP] = { "backend_up", "1 if the backend is in rotation, 0 if marked down.", "gauge" },
+	[SERIES_LATENCY] = { "backend_latency_seconds",
+	    "Duration of the last successful health check (connect to EHLO reply).", "gauge" },
+	[SERIES_ACTIVE] = { "backend_active_connections", "Connections to the backend in use.", "gauge" },
+	[SERIES_FAILS] = { "backend_consecutive_failures",
+	    "Consecutive failures (deliveries and health checks).", "gauge" },
+	[SERIES_DELIVERED] = { "backend_delivered_total", "Messages the backend accepted.", "counter" },
+	[SERIES_FAILED] = { "backend_failed_total", "Delivery attempts to the backend that failed.", "counter" },
+};
+
+static double backend_series_value(struct backend *b, enum backend_series s)
+{
+	switch (s) {
+	case SERIES_UP: return atomic_load(&b->up) ? 1 : 0;
+	case SERIES_LATENCY: return (double)atomic_load(&b->latency_us) / 1e6;
+	case SERIES_ACTIVE: return atomic_load(&b->active);
+	case SERIES_FAILS: return atomic_load(&b->fails);
+	case SERIES_DELIVERED: return (double)atomic_load(&b->delivered);
+	case SERIES_FAILED: return (double)atomic_load(&b->failed);
+	default: return 0;
+	}
+}
+
+static void metrics_render_pool(struct sbuf *sb, struct pool *pool)
+{
+	size_t n = pool->nservers + pool->nextra;
+	if (n == 0)
+		return;
+	for (int s = 0; s < SERIES__COUNT; s++) {
+		sb_header(sb, backend_series[s].name, backend_series[s].help, backend_series[s].type);
+		for (size_t i = 0; i < n; i++) {
+			struct backend *b = i < pool->nservers ? &pool->servers[i] : &pool->extra[i - pool->nservers];
+			sb_sample(sb, backend_series[s].name, "backend", b->url ? b->url : b->host,
+			    backend_series_value(b, (enum backend_series)s));
+		}
+	}
+}
+
+/* See metrics.h. */
+char *metrics_render(struct pool *pool, size_t *len)
+{
+	struct sbuf sb = { 0 };
+
+	if (metrics_start_time == 0)
+		metrics_start_time = metrics_now();
+	sb_header(&sb, "build_info", "Version of the running mxgate.", "gauge");
+	sb_sample(&sb, "build_info", "version", MX_VERSION, 1);
+	sb_header(&sb, "start_time_seconds", "Start time of the metrics endpoint, Unix seconds.", "gauge");
+	sb_sample(&sb, "start_time_seconds", NULL, NULL, floor(metrics_start_time));
+	for (int c = 0; c < COUNTER__COUNT; c++) {
+		const char *name = counter_name((enum counter)c);
+		sb_header(&sb, name, counter_help((enum counter)c), counter_is_gauge((enum counter)c) ? "gauge" : "counter");
+		sb_sample(&sb, name, NULL, NULL, (double)counter_get((enum counter)c));
+	}
+	if (pool)
+		metrics_render_pool(&sb, pool);
+
+	pthread_mutex_lock(&metrics_reg_lock);
+	for (size_t i = 0; i < metrics_nregs; i++) {
+		struct metrics_reg *r = &metrics_regs[i];
+		sb_header(&sb, r->name, r->help, r->type);
+		if (r->get) {
+			sb_sample(&sb, r->name, NULL, NULL, (double)r->get());
+		} else {
+			struct metrics_out out = { &sb, r->name };
+			r->collect(r->arg, &out);
+		}
+	}
+	pthread_mutex_unlock(&metrics_reg_lock);
+
+	if (sb.oom || !sb.p) {
+		free(sb.p);
+		return NULL;
+	}
+	if (len)
+		*len = sb.len;
+	return sb.p;
+}
+
+/* ------------------------------------------------------------ HTTP */
+
+struct metrics_conn {
+	struct metrics *m;
+	struct metrics_conn *prev, *next;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_write_t wr;
+	uv_shutdown_t sh;
+	int open_handles;
+	bool closing;
+	bool responded;
+	bool writing;                 /* the response write is in flight */
+	bool peer_eof;                /* the client half-closed before the write finished */
+	char *resp;
+	size_t len;
+	char req[METRICS_MAX_REQUEST];
+};
+
+struct metrics {
+	uv_loop_t *loop;
+	uv_tcp_t server;
+	struct pool *(*get_pool)(void);
+	struct metrics_conn *conns;
+	int nconns;
+	bool server_open;
+	bool stopping;
+	char addr[128];
+};
+
+static void metrics_maybe_free(struct metrics *m)
+{
+	if (m->stopping && !m->server_open && m->nconns == 0)
+		free(m);
+}
+
+static void metrics_conn_closed_cb(uv_handle_t *h)
+{
+	struct metrics_conn *c = h->data;
+	struct metrics *m = c->m;
+
+	if (--c->open_handles > 0)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		m->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	m->nconns--;
+	free(c->resp);
+	free(c);
+	metrics_maybe_free(m);
+}
+
+static void metrics_conn_close(struct metrics_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->tcp, metrics_conn_closed_cb);
+	uv_close((uv_handle_t *)&c->timer, metrics_conn_closed_cb);
+}
+
+static void metrics_timeout_cb(uv_timer_t *t)
+{
+	metrics_conn_close(t->data);
+}
+
+static void metrics_shutdown_cb(uv_shutdown_t *req, int status)
+{
+	struct metrics_conn *c = req->data;
+	/* Now wait for the client's EOF (read_cb) or the timer. */
+	if (status < 0)
+		metrics_conn_close(c);
+}
+
+static void metrics_write_cb(uv_write_t *req, int status)
+{
+	struct metrics_conn *c = req->data;
+	c->writing = false;
+	if (c->closing)
+		return;
+	if (status < 0 || c->peer_eof) {
+		metrics_conn_close(c);
+		return;
+	}
+	c->sh.data = c;
+	if (uv_shutdown(&c->sh, (uv_stream_t *)&c->tcp, metrics_shutdown_cb) != 0)
+		metrics_conn_close(c);
+}
+
+/* Queues the response: status line, headers and body (may be NULL). Takes body. */
+static void metrics_respond(struct metrics_conn *c, int code, const char *reason,
+    const char *ctype, char *body, size_t body_len, bool head_only)
+{
+	char head[256];
+	int hn = snprintf(head, sizeof head,
+	    "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
+	    code, reason, ctype, body_len, code == 405 ? "Allow: GET, HEAD\r\n" : "");
+	size_t total = (size_t)hn + (head_only ? 0 : body_len);
+
+	c->responded = true;
+	c->resp = malloc(total);
+	if (!c->resp) {
+		free(body);
+		metrics_conn_close(c);
+		return;
+	}
+	memcpy(c->resp, head, (size_t)hn);
+	if (!head_only && body_len)
+		memcpy(c->resp + hn, body, body_len);
+	free(body);
+	uv_buf_t buf = uv_buf_init(c->resp, (unsigned)total);
+	c->wr.data = c;
+	if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, metrics_write_cb) != 0)
+		metrics_conn_close(c);
+	else
+		c->writing = true;
+}
+
+static void metrics_respond_text(struct metrics_conn *c, int code, const char *reason, bool head_only)
+{
+	char *body = malloc(64);
+	size_t n = 0;
+	if (body)
+		n = (size_t)snprintf(body, 64, "%d %s\n", code, reason);
+	metrics_respond(c, code, reason, "text/plain; charset=utf-8", body, n, head_only);
+}
+
+/* The request head is complete in c->req[0..len): route it. */
+static void metrics_handle_request(struct metrics_conn *c)
+{
+	char method[16], target[1024], version[16];
+	const char *eol = memchr(c->req, '\n', c->len);
+	size_t linelen = eol ? (size_t)(eol - c->req) : c->len;
+	char line[METRICS_MAX_REQUEST + 1];
+
+	memcpy(line, c->req, linelen);
+	line[linelen] = '\0';
+	if (linelen && line[linelen - 1] == '\r')
+		line[linelen - 1] = '\0';
+	if (sscanf(line, "%15s %1023s %15s", method, target, version) != 3 ||
+	    strncmp(version, "HTTP/", 5) != 0) {
+		metrics_respond_text(c, 400, "Bad Request", false);
+		return;
+	}
+	bool head = strcmp(method, "HEAD") == 0;
+	if (strcmp(method, "GET") != 0 && !head) {
+		metrics_respond_text(c, 405, "Method Not Allowed", false);
+		return;
+	}
+	char *q = strchr(target, '?');
+	if (q)
+		*q = '\0';
+	if (strcmp(target, "/metrics") != 0) {
+		metrics_respond_text(c, 404, "Not Found", head);
+		return;
+	}
+	size_t len = 0;
+	char *body = metrics_render(c->m->get_pool ? c->m->get_pool() : NULL, &len);
+	if (!body) {
+		metrics_respond_text(c, 500, "Internal Server Error", head);
+		return;
+	}
+	metrics_respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, len, head);
+}
+
+static void metrics_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct metrics_conn *c = h->data;
+	if (c->responded) {
+		/* Draining after the response: reuse the request buffer. */
+		*buf = uv_buf_init(c->req, sizeof c->req);
+		return;
+	}
+	*buf = uv_buf_init(c->req + c->len, (unsigned)(sizeof c->req - c->len));
+}
+
+static void metrics_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct metrics_conn *c = s->data;
+
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		/* A client that half-closes right after its request still gets the answer. */
+		if (c->writing && nread == UV_EOF)
+			c->peer_eof = true;
+		else
+			metrics_conn_close(c);
+		return;
+	}
+	if (c->responded || nread == 0)
+		return;
+	size_t old = c->len;
+	c->len += (size_t)nread;
+	/* Look for the blank line ending the head, starting a little before the new bytes. */
+	size_t from = old > 3 ? old - 3 : 0;
+	for (size_t i = from; i < c->len; i++) {
+		if (c->req[i] != '\n')
+			continue;
+		if ((i >= 1 && c->req[i - 1] == '\n') || (i >= 2 && c->req[i - 1] == '\r' && c->req[i - 2] == '\n')) {
+			metrics_handle_request(c);
+			return;
+		}
+	}
+	if (c->len == sizeof c->req)
+		metrics_respond_text(c, 431, "Request Header Fields Too Large", false);
+}
+
+static void metrics_connection_cb(uv_stream_t *server, int status)
+{
+	struct metrics *m = server->data;
+	struct metrics_conn *c;
+
+	if (status < 0 || m->stopping)
+		return;
+	c = calloc(1, sizeof *c);
+	if (!c)
+		return;   /* the connection waits in the backlog; retried on the next event */
+	c->m = m;
+	uv_tcp_init(m->loop, &c->tcp);
+	uv_timer_init(m->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->open_handles = 2;
+	c->next = m->conns;
+	if (m->conns)
+		m->conns->prev = c;
+	m->conns = c;
+	m->nconns++;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || m->nconns > METRICS_MAX_CONNS) {
+		metrics_conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->timer, metrics_timeout_cb, METRICS_TIMEOUT_MS, 0);
+	if (uv_read_start((uv_stream_t *)&c->tcp, metrics_alloc_cb, metrics_read_cb) != 0)
+		metrics_conn_close(c);
+}
+
+/* Parses "host:port", "[v6]:port", ":port" or "port" into ss. 0 or -1. */
+static int metrics_parse_addr(const char *addr, struct sockaddr_storage *ss)
+{
+	char host[128] = "";
+	const char *port;
+	struct addrinfo hints = { .ai_flags = AI_NUMERICSERV | AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *res = NULL;
+
+	if (!addr || !*addr)
+		return -1;
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+		if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof host)
+			return -1;
+		memcpy(host, addr + 1, (size_t)(end - addr - 1));
+		host[end - addr - 1] = '\0';
+		port = end + 2;
+	} else {
+		const char *colon = strrchr(addr, ':');
+		if (colon) {
+			if ((size_t)(colon - addr) >= sizeof host)
+				return -1;
+			memcpy(host, addr, (size_t)(colon - addr));
+			host[colon - addr] = '\0';
+			port = colon + 1;
+		} else {
+			port = addr;
+		}
+	}
+	if (!*port || strspn(port, "0123456789") != strlen(port) || atol(port) > 65535)
+		return -1;
+	if (!*host || strcmp(host, "*") == 0)
+		snprintf(host, sizeof host, "0.0.0.0");
+	/* Numeric in practice; a name is resolved once at start-up (blocking is fine there). */
+	if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
+		return -1;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void metrics_server_closed_cb(uv_handle_t *h)
+{
+	struct metrics *m = h->data;
+	m->server_open = false;
+	metrics_maybe_free(m);
+}
+
+/* See metrics.h. */
+struct metrics *metrics_start(uv_loop_t *loop, const char *listen_addr, struct pool *(*get_pool)(void))
+{
+	struct sockaddr_storage ss = { 0 };
+	struct metrics *m;
+	int r;
+
+	if (!loop || metrics_parse_addr(listen_addr, &ss) != 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=metrics_error listen=%s reason=\"bad address\"",
+		    listen_addr ? listen_addr : "");
+		return NULL;
+	}
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->loop = loop;
+	m->get_pool = get_pool;
+	snprintf(m->addr, sizeof m->addr, "%s", listen_addr);
+	if (metrics_start_time == 0)
+		metrics_start_time = metrics_now();
+	r = uv_tcp_init(loop, &m->server);
+	if (r != 0) {
+		free(m);
+		goto fail_log;
+	}
+	m->server.data = m;
+	m->server_open = true;
+	r = uv_tcp_bind(&m->server, (const struct sockaddr *)&ss, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&m->server, 64, metrics_connection_cb);
+	if (r != 0) {
+		m->stopping = true;
+		uv_close((uv_handle_t *)&m->server, metrics_server_closed_cb);
+		goto fail_log;
+	}
+	log_event(LOG_LVL_INFO, NULL, "event=metrics_listen listen=%s port=%d", listen_addr, metrics_port(m));
+	return m;
+fail_log:
+	log_event(LOG_LVL_ERROR, NULL, "event=metrics_error listen=%s reason=%s", listen_addr, uv_err_name(r));
+	return NULL;
+}
+
+/* See metrics.h. */
+int metrics_port(const struct metrics *m)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	if (!m || uv_tcp_getsockname(&m->server, (struct sockaddr *)&ss, &len) != 0)
+		return -1;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return -1;
+}
+
+/* See metrics.h. */
+void metrics_stop(struct metrics *m)
+{
+	if (!m || m->stopping)
+		return;
+	m->stopping = true;
+	for (struct metrics_conn *c = m->conns; c; c = c->next)
+		metrics_conn_close(c);
+	uv_close((uv_handle_t *)&m->server, metrics_server_closed_cb);
+}

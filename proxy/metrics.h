@@ -1,0 +1,50 @@
+/* metrics.h — Prometheus text exposition of the counters (counters.h), the backend pool's
+ * state and whatever other modules register, served by a minimal HTTP/1.0 endpoint on the
+ * main loop: GET /metrics -> 200, other paths 404, other methods 405. Requests are bounded
+ * (4 KiB of header), connections time out after 5 s and at most 64 are open at once. */
+#ifndef MX_METRICS_H
+#define MX_METRICS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct pool;
+struct metrics;
+
+/* Listens on listen_addr ("127.0.0.1:9125", "[::1]:9125", ":9125" = all IPv4) on loop.
+ * get_pool is called on each scrape (on loop's thread) for the current pool; it may be
+ * NULL or return NULL (then no backend series). Returns NULL on a bad address or a bind
+ * failure (logged as event=metrics_error). */
+struct metrics *metrics_start(uv_loop_t *loop, const char *listen_addr, struct pool *(*get_pool)(void));
+/* Stops listening and drops open connections; memory is freed in the close callbacks.
+ * NULL ok. */
+void metrics_stop(struct metrics *m);
+/* The port actually bound (useful with port 0 in tests), or -1. */
+int metrics_port(const struct metrics *m);
+
+/* ------------------------------------------------------------ extension points */
+
+/* A single value from another module: exposed as "mxgate_<name>" with HELP help and TYPE
+ * counter (if name ends in "_total") or gauge. get is called on the main loop thread at
+ * each scrape. name: [a-zA-Z_][a-zA-Z0-9_]*. Registering an existing name replaces it.
+ * Returns 0 or -1 (bad name, table full: 64 entries). Thread-safe. */
+int metrics_register(const char *name, const char *help, long (*get)(void));
+
+/* A labelled family, e.g. per-rule hits: at each scrape collect(arg, out) is called and
+ * adds samples with metrics_out_sample(). type is "counter" or "gauge". Same name rules
+ * as metrics_register; arg stays owned by the caller. */
+struct metrics_out;
+int metrics_register_family(const char *name, const char *help, const char *type,
+    void (*collect)(void *arg, struct metrics_out *out), void *arg);
+/* Adds one sample of the family being collected: mxgate_<name>{<label>="<value>"} v.
+ * label may be NULL for an unlabelled sample; value is escaped as the format requires. */
+void metrics_out_sample(struct metrics_out *out, const char *label, const char *label_value, double v);
+/* Removes a registration (before the arg of a family goes away, e.g. on reload). */
+void metrics_unregister(const char *name);
+
+/* Renders the whole exposition text for pool (may be NULL) into a malloc'd,
+ * NUL-terminated buffer (caller frees). Returns NULL on allocation failure. Used by the
+ * endpoint; public for tests and for a future "stats" command. */
+char *metrics_render(struct pool *pool, size_t *len);
+
+#endif
