@@ -14,12 +14,14 @@ extern const struct hook_module ratelimit_module;
 extern const struct hook_module dnsbl_module;
 extern const struct hook_module helo_module;
 extern const struct hook_module spf_module;
+extern const struct hook_module plugins_module;   /* plugins/plugins.c: the content-filter chain */
 
 const struct hook_module *const hook_modules[] = {
 	&ratelimit_module,
 	&dnsbl_module,
 	&helo_module,
 	&spf_module,
+	&plugins_module,    /* after filters, before rules */
 	NULL
 };
 const size_t hook_nmodules = sizeof(hook_modules) / sizeof(hook_modules[0]) - 1;

@@ -14,6 +14,7 @@
 #include "../filters/helo.h"
 #include "../filters/spf.h"
 #include "../filters/ratelimit.h"
+#include "../plugins/plugins.h"
 
 #define MX_CONFIG_MODULE_SECTIONS \
 	struct dns_config dns; \
@@ -21,6 +22,7 @@
 	struct helo_config helo_checks; \
 	struct spf_config spf; \
 	struct ratelimit_config ratelimit; \
+	struct cfg_list plugins;   /* struct plugin_config */ \
 	/* struct dnsbl_config dnsbl; */
 
 #define MX_CONFIG_MODULE_FIELDS \
@@ -29,6 +31,7 @@
 	{ "helo_checks", CFG_STRUCT, offsetof(struct mx_config, helo_checks), .sub = &helo_config_table, .doc = "HELO syntax, claims-to-be-us, FCrDNS" }, \
 	{ "spf", CFG_STRUCT, offsetof(struct mx_config, spf), .sub = &spf_config_table, .doc = "SPF (RFC 7208) at MAIL FROM" }, \
 	{ "ratelimit", CFG_STRUCT, offsetof(struct mx_config, ratelimit), .sub = &ratelimit_config_table, .doc = "rate limits (GCRA) per ip, prefix, helo, sender, recipient; local or Redis" }, \
+	{ "plugins", CFG_STRUCT_LIST, offsetof(struct mx_config, plugins), .sub = &plugin_config_table, .doc = "content filters in order: clamd, milter, spamd, dlopen plugins" }, \
 	/* { "dnsbl", CFG_STRUCT, offsetof(struct mx_config, dnsbl), .sub = &dnsbl_config_table, .doc = "DNS lists" }, */
 
 #endif

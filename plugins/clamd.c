@@ -1,0 +1,290 @@
+/* clamd.c — virus scanning through clamd's zINSTREAM, as a built-in plugin. */
+#include "clamd.h"
+#include "pconn.h"
+#include "plugins.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLAMD_CHUNK (256u * 1024u)
+#define CLAMD_REPLY_MAX 1024
+
+enum clamd_found_action { CLAMD_REJECT = 0, CLAMD_QUARANTINE, CLAMD_TEMPFAIL };
+
+struct clamd_inst {
+	const struct mxgate_host *host;
+	struct pconn_addr addr;
+	uint64_t max_size;
+	enum clamd_found_action action;
+};
+
+/* One scan in flight; lives in the session slot while it runs. */
+struct clamd_scan {
+	struct clamd_inst *ci;
+	struct mxgate_call *call;
+	struct pconn *conn;
+	const char *msg;
+	size_t len;
+	char reply[CLAMD_REPLY_MAX + 1];
+	size_t rlen;
+};
+
+int clamd_reply_parse(const char *reply, size_t len, char *name, size_t namelen)
+{
+	char buf[CLAMD_REPLY_MAX + 1];
+	char *p, *end;
+
+	if (len > CLAMD_REPLY_MAX)
+		len = CLAMD_REPLY_MAX;
+	memcpy(buf, reply, len);
+	buf[len] = '\0';
+	/* Trim NUL / newline terminators. */
+	buf[strcspn(buf, "\r\n")] = '\0';
+	end = buf + strlen(buf);
+	while (end > buf && end[-1] == ' ')
+		*--end = '\0';
+	/* "stream: ..." (or "1: stream: ..." in session mode): the status after the last ": " */
+	p = strstr(buf, "stream: ");
+	p = p ? p + 8 : buf;
+	if (strcmp(p, "OK") == 0)
+		return 0;
+	if (end - p > 6 && strcmp(end - 6, " FOUND") == 0) {
+		size_t nl = (size_t)(end - 6 - p);
+
+		if (nl == 0)
+			return -1;
+		if (nl >= namelen)
+			nl = namelen - 1;
+		memcpy(name, p, nl);
+		name[nl] = '\0';
+		for (size_t i = 0; i < nl; i++)   /* keep it safe for a reply line and a log */
+			if ((unsigned char)name[i] < 0x21 || (unsigned char)name[i] > 0x7e)
+				name[i] = '_';
+		return 1;
+	}
+	return -1;
+}
+
+static void clamd_scan_free(struct clamd_scan *sc)
+{
+	if (sc == NULL)
+		return;
+	pconn_close(sc->conn);
+	free(sc);
+}
+
+/* Ends the scan and completes the call. Last thing the caller does. */
+static void clamd_scan_end(struct clamd_scan *sc, enum mxgate_action a, int code, const char *reply,
+    const char *reason)
+{
+	struct mxgate_call *c = sc->call;
+	const struct mxgate_host *h = sc->ci->host;
+
+	*h->session_slot(c) = NULL;
+	clamd_scan_free(sc);
+	h->done(c, a, code, reply, reason);
+}
+
+static void clamd_verdict(struct clamd_scan *sc)
+{
+	const struct mxgate_host *h = sc->ci->host;
+	char name[200], text[300];
+	int rc = clamd_reply_parse(sc->reply, sc->rlen, name, sizeof(name));
+
+	if (rc == 0)
+		return clamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
+	if (rc < 0) {
+		sc->reply[strcspn(sc->reply, "\r\n")] = '\0';
+		h->log(sc->call, 2, "event=clamd_error reply=\"%.200s\"", sc->reply);
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-error");
+	}
+	h->add_symbol(sc->call, "CLAM_VIRUS", 0, name);
+	h->log(sc->call, 1, "event=virus name=%s", name);
+	switch (sc->ci->action) {
+	case CLAMD_QUARANTINE:
+		snprintf(text, sizeof(text), "virus %s", name);
+		h->set_quarantine_reason(sc->call, text);
+		return clamd_scan_end(sc, MXGATE_QUARANTINE, 0, NULL, "virus");
+	case CLAMD_TEMPFAIL:
+		snprintf(text, sizeof(text), "4.7.1 Virus found: %s", name);
+		return clamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "virus");
+	default:
+		snprintf(text, sizeof(text), "5.7.1 Virus found: %s", name);
+		return clamd_scan_end(sc, MXGATE_REJECT, 554, text, "virus");
+	}
+}
+
+/* Queues zINSTREAM, the chunks and the terminator. 0 or -1. */
+static int clamd_send(struct clamd_scan *sc)
+{
+	size_t off = 0;
+
+	if (pconn_write(sc->conn, "zINSTREAM", 10, NULL) < 0)
+		return -1;
+	while (off < sc->len) {
+		size_t n = sc->len - off > CLAMD_CHUNK ? CLAMD_CHUNK : sc->len - off;
+		unsigned char *hdr = malloc(4);
+
+		if (hdr == NULL)
+			return -1;
+		hdr[0] = (unsigned char)(n >> 24);
+		hdr[1] = (unsigned char)(n >> 16);
+		hdr[2] = (unsigned char)(n >> 8);
+		hdr[3] = (unsigned char)n;
+		/* The chunk is borrowed from the message, stable until the call completes; closing
+		 * the connection drops unsent writes. */
+		if (pconn_write(sc->conn, hdr, 4, hdr) < 0 || pconn_write(sc->conn, sc->msg + off, n, NULL) < 0)
+			return -1;
+		off += n;
+	}
+	return pconn_write(sc->conn, "\0\0\0\0", 4, NULL);
+}
+
+static void clamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
+    int err, void *arg)
+{
+	struct clamd_scan *sc = arg;
+
+	switch (ev) {
+	case PCONN_CONNECTED:
+		if (clamd_send(sc) < 0)
+			return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-write");
+		return;
+	case PCONN_DATA: {
+		size_t take = len;
+		const char *nul;
+
+		if (take > CLAMD_REPLY_MAX - sc->rlen)
+			take = CLAMD_REPLY_MAX - sc->rlen;
+		memcpy(sc->reply + sc->rlen, data, take);
+		sc->rlen += take;
+		sc->reply[sc->rlen] = '\0';
+		nul = memchr(sc->reply, '\0', sc->rlen);
+		if (nul || sc->rlen >= CLAMD_REPLY_MAX) {
+			if (nul)
+				sc->rlen = (size_t)(nul - sc->reply);
+			return clamd_verdict(sc);
+		}
+		return;
+	}
+	case PCONN_EOF:
+		if (sc->rlen > 0)
+			return clamd_verdict(sc);
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-closed");
+	default:
+		sc->ci->host->log(sc->call, 2, "event=clamd_error error=\"%s\"", uv_strerror(err));
+		if (sc->rlen > 0)   /* e.g. "INSTREAM size limit exceeded. ERROR" then reset */
+			return clamd_verdict(sc);
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-unreachable");
+	}
+}
+
+static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
+    void **instance, char *err, size_t errlen)
+{
+	struct clamd_inst *ci = calloc(1, sizeof(*ci));
+	const char *why;
+
+	if (ci == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ci->host = host;
+	ci->max_size = 25u * 1024 * 1024;
+	if (args->address == NULL) {
+		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
+		goto fail;
+	}
+	if (pconn_addr_parse(args->address, &ci->addr, &why) < 0) {
+		snprintf(err, errlen, "address: %s", why);
+		goto fail;
+	}
+	for (size_t i = 0; i < args->noptions; i++) {
+		const char *k = args->options[i].key, *v = args->options[i].value;
+
+		if (strcmp(k, "action") == 0) {
+			if (strcmp(v, "reject") == 0)
+				ci->action = CLAMD_REJECT;
+			else if (strcmp(v, "quarantine") == 0)
+				ci->action = CLAMD_QUARANTINE;
+			else if (strcmp(v, "tempfail") == 0)
+				ci->action = CLAMD_TEMPFAIL;
+			else {
+				snprintf(err, errlen, "action: want reject, quarantine or tempfail");
+				goto fail;
+			}
+		} else if (strcmp(k, "max_size") == 0) {
+			ci->max_size = strtoull(v, NULL, 10);
+			if (ci->max_size == 0) {
+				snprintf(err, errlen, "max_size: must be positive");
+				goto fail;
+			}
+		} else {
+			snprintf(err, errlen, "unknown option `%s` (clamd knows action, max_size)", k);
+			goto fail;
+		}
+	}
+	*instance = ci;
+	return 0;
+fail:
+	free(ci);
+	return -1;
+}
+
+static void clamd_fini(void *instance)
+{
+	free(instance);
+}
+
+static void clamd_on_eom(void *instance, struct mxgate_call *c)
+{
+	struct clamd_inst *ci = instance;
+	const struct mxgate_host *h = ci->host;
+	struct clamd_scan *sc = calloc(1, sizeof(*sc));
+
+	if (sc == NULL)
+		return h->done(c, MXGATE_ERROR, 0, NULL, "out of memory");
+	sc->ci = ci;
+	sc->call = c;
+	sc->msg = h->message(c, &sc->len);
+	if (sc->msg == NULL) {
+		free(sc);
+		return h->done(c, MXGATE_ERROR, 0, NULL, "no message");
+	}
+	if (sc->len > ci->max_size) {
+		h->log(c, 0, "event=clamd_truncate size=%zu max_size=%llu", sc->len,
+		    (unsigned long long)ci->max_size);
+		sc->len = ci->max_size;
+	}
+	sc->conn = pconn_new(h->loop(c), &ci->addr, clamd_event_cb, sc);
+	if (sc->conn == NULL) {
+		free(sc);
+		return h->done(c, MXGATE_ERROR, 0, NULL, "clamd-unreachable");
+	}
+	*h->session_slot(c) = sc;
+}
+
+static void clamd_cancel(void *instance, struct mxgate_call *c)
+{
+	struct clamd_inst *ci = instance;
+	void **slot = ci->host->session_slot(c);
+
+	clamd_scan_free(*slot);
+	*slot = NULL;
+}
+
+static void clamd_on_close(void *instance, struct mxgate_call *c)
+{
+	clamd_cancel(instance, c);
+}
+
+const struct mxgate_plugin clamd_plugin = {
+	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
+	.name = "clamd",
+	.init = clamd_init,
+	.fini = clamd_fini,
+	.on_eom = clamd_on_eom,
+	.on_close = clamd_on_close,
+	.cancel = clamd_cancel,
+};

@@ -1,0 +1,901 @@
+/* milter.c — milter client (MTA side, protocol version 6) as a built-in plugin.
+ *
+ * Lock-step: every command that expects a reply is sent alone and the reply awaited;
+ * commands the filter asked not to answer (SMFIP_NR_*) are batched with the next one.
+ * Stages the filter asked to skip (SMFIP_NO*) are not sent. The session's plugin chain
+ * owns the timer: each reply (and SMFIR_PROGRESS) restarts it through host->progress. */
+#include "milter.h"
+#include "milter_proto.h"
+#include "pconn.h"
+#include "plugins.h"
+
+#include <libmilter/mfdef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct milter_inst {
+	const struct mxgate_host *host;
+	struct pconn_addr addr;
+	uint32_t max_frame;
+	char daemon_name[64];
+	uv_loop_t *loop;
+};
+
+enum milter_state {
+	MS_CONNECTING = 0, MS_NEGOTIATING, MS_READY,
+	MS_ACCEPTED,     /* the filter accepted the connection: no more calls this session */
+	MS_FAILED,
+};
+
+enum milter_wait { W_NONE = 0, W_OPTNEG, W_STAGE, W_EOM_STEP, W_EOB };
+
+enum milter_eom_phase { EP_HEADERS = 0, EP_EOH, EP_BODY, EP_EOB, EP_SENT };
+
+struct milter_mod { char cmd; uint32_t index; char *a, *b; };
+
+struct milter_sess {
+	struct milter_inst *mi;
+	struct pconn *conn;
+	struct milter_parser parser;
+	struct milter_buf out;
+	enum milter_state state;
+	enum milter_wait wait;
+	uint32_t fprot, facts;
+	struct mxgate_call *call;
+	char stage_cmd;                 /* the stage being answered */
+	bool in_txn;                    /* MAIL sent, end of message not reached */
+	bool txn_done;                  /* the filter accepted/discarded the message already */
+	/* end of message */
+	enum milter_eom_phase phase;
+	const char *msg;
+	size_t mlen, hlen, off;
+	bool skip_body;
+	struct milter_mod *mods;
+	size_t nmods;
+	struct milter_buf newbody;
+	bool has_newbody;
+	char *quarantine;
+};
+
+/* ------------------------------------------------------------------- helpers */
+
+static void milter_mods_clear(struct milter_sess *ms)
+{
+	for (size_t i = 0; i < ms->nmods; i++) {
+		free(ms->mods[i].a);
+		free(ms->mods[i].b);
+	}
+	free(ms->mods);
+	ms->mods = NULL;
+	ms->nmods = 0;
+	milter_buf_free(&ms->newbody);
+	ms->has_newbody = false;
+	free(ms->quarantine);
+	ms->quarantine = NULL;
+}
+
+static void milter_sess_free(struct milter_sess *ms)
+{
+	if (ms == NULL)
+		return;
+	pconn_close(ms->conn);
+	milter_parser_free(&ms->parser);
+	milter_buf_free(&ms->out);
+	milter_mods_clear(ms);
+	free(ms);
+}
+
+/* Completes the pending call. Must be the last thing the caller does with ms. */
+static void milter_finish(struct milter_sess *ms, enum mxgate_action a, int code,
+    const char *reply, const char *reason)
+{
+	struct mxgate_call *c = ms->call;
+
+	ms->call = NULL;
+	ms->wait = W_NONE;
+	if (c)
+		ms->mi->host->done(c, a, code, reply, reason);
+}
+
+/* The filter is gone or broke the protocol: drop the connection for this session. */
+static void milter_fail(struct milter_sess *ms, const char *why)
+{
+	if (ms->call)
+		ms->mi->host->log(ms->call, 2, "event=milter_error error=\"%s\"", why);
+	ms->state = MS_FAILED;
+	pconn_close(ms->conn);
+	ms->conn = NULL;
+	milter_finish(ms, MXGATE_ERROR, 0, NULL, "milter");
+}
+
+/* Sends what was queued in ms->out. 0 or -1. */
+static int milter_flush(struct milter_sess *ms)
+{
+	void *data;
+
+	if (ms->out.len == 0)
+		return 0;
+	if (ms->conn == NULL)
+		return -1;
+	data = ms->out.data;
+	if (pconn_write(ms->conn, data, ms->out.len, data) < 0) {
+		milter_buf_init(&ms->out);
+		return -1;
+	}
+	milter_buf_init(&ms->out);   /* the write owns the old buffer now */
+	return 0;
+}
+
+static const char *milter_get(struct milter_sess *ms, enum mxgate_item it)
+{
+	const char *s = ms->mi->host->get(ms->call, it);
+
+	return s ? s : "";
+}
+
+/* Appends the macros for a stage command. */
+static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
+{
+	const struct mxgate_host *h = ms->mi->host;
+	const char *kv[20];
+	size_t n = 0;
+	char under[600], port[16];
+	int rc;
+
+#define KV(k, v) do { kv[2 * n] = (k); kv[2 * n + 1] = (v); n++; } while (0)
+	switch (cmd) {
+	case SMFIC_CONNECT: {
+		const char *name = milter_get(ms, MXGATE_CLIENT_NAME), *ip = milter_get(ms, MXGATE_CLIENT_IP);
+
+		snprintf(under, sizeof(under), "%s [%s]", *name ? name : "unknown", ip);
+		snprintf(port, sizeof(port), "%s", milter_get(ms, MXGATE_CLIENT_PORT));
+		KV("j", milter_get(ms, MXGATE_HOSTNAME));
+		KV("{daemon_name}", ms->mi->daemon_name);
+		KV("v", "mxgate");
+		KV("_", under);
+		KV("{client_addr}", ip);
+		KV("{client_port}", port);
+		KV("{client_name}", *name ? name : "unknown");
+		KV("{client_ptr}", *name ? name : "unknown");
+		KV("{daemon_addr}", h->get(ms->call, MXGATE_LOCAL_IP));
+		break;
+	}
+	case SMFIC_HELO:
+		if (*milter_get(ms, MXGATE_TLS_VERSION)) {
+			KV("{tls_version}", milter_get(ms, MXGATE_TLS_VERSION));
+			KV("{cipher}", milter_get(ms, MXGATE_TLS_CIPHER));
+		}
+		break;
+	case SMFIC_MAIL: {
+		const char *from = milter_get(ms, MXGATE_MAIL_FROM), *auth = milter_get(ms, MXGATE_AUTH_USER);
+
+		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
+		KV("{mail_mailer}", "smtp");
+		KV("{mail_addr}", from);
+		if (*auth)
+			KV("{auth_authen}", auth);
+		break;
+	}
+	case SMFIC_RCPT:
+		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
+		KV("{rcpt_mailer}", "smtp");
+		KV("{rcpt_addr}", milter_get(ms, MXGATE_RCPT));
+		break;
+	case SMFIC_DATA:
+	case SMFIC_BODYEOB:
+		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
+		break;
+	default:
+		return 0;
+	}
+#undef KV
+	if (n == 0)
+		return 0;
+	rc = milter_put_macros(&ms->out, cmd, kv, n);
+	return rc;
+}
+
+/* The SMFIP_NO* bit for a stage command, and its SMFIP_NR_* bit (0 = always replies). */
+static uint32_t milter_no_bit(char cmd)
+{
+	switch (cmd) {
+	case SMFIC_CONNECT: return SMFIP_NOCONNECT;
+	case SMFIC_HELO: return SMFIP_NOHELO;
+	case SMFIC_MAIL: return SMFIP_NOMAIL;
+	case SMFIC_RCPT: return SMFIP_NORCPT;
+	case SMFIC_DATA: return SMFIP_NODATA;
+	case SMFIC_HEADER: return SMFIP_NOHDRS;
+	case SMFIC_EOH: return SMFIP_NOEOH;
+	case SMFIC_BODY: return SMFIP_NOBODY;
+	default: return 0;
+	}
+}
+
+static uint32_t milter_nr_bit(char cmd)
+{
+	switch (cmd) {
+	case SMFIC_CONNECT: return SMFIP_NR_CONN;
+	case SMFIC_HELO: return SMFIP_NR_HELO;
+	case SMFIC_MAIL: return SMFIP_NR_MAIL;
+	case SMFIC_RCPT: return SMFIP_NR_RCPT;
+	case SMFIC_DATA: return SMFIP_NR_DATA;
+	case SMFIC_HEADER: return SMFIP_NR_HDR;
+	case SMFIC_EOH: return SMFIP_NR_EOH;
+	case SMFIC_BODY: return SMFIP_NR_BODY;
+	default: return 0;
+	}
+}
+
+/* Whether the filter answers cmd (filters older than v6 answer everything). */
+static bool milter_wants_reply(const struct milter_sess *ms, char cmd)
+{
+	uint32_t nr = milter_nr_bit(cmd);
+
+	return nr == 0 || !(ms->fprot & nr);
+}
+
+/* Sends one envelope stage (connect, helo, mail, rcpt, data) and completes the call at
+ * once when the filter skips it or does not answer it. */
+static void milter_send_stage(struct milter_sess *ms, char cmd)
+{
+	int rc = 0;
+
+	ms->stage_cmd = cmd;
+	if (ms->fprot & milter_no_bit(cmd))
+		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	rc |= milter_put_stage_macros(ms, cmd);
+	switch (cmd) {
+	case SMFIC_CONNECT: {
+		const char *ip = milter_get(ms, MXGATE_CLIENT_IP), *name = milter_get(ms, MXGATE_CLIENT_NAME);
+		char host[300];
+		char fam = strchr(ip, ':') ? SMFIA_INET6 : *ip ? SMFIA_INET : SMFIA_UNKNOWN;
+
+		if (*name)
+			snprintf(host, sizeof(host), "%s", name);
+		else
+			snprintf(host, sizeof(host), "[%s]", ip);
+		rc |= milter_put_connect(&ms->out, host, fam, (uint16_t)atoi(milter_get(ms, MXGATE_CLIENT_PORT)), ip);
+		break;
+	}
+	case SMFIC_HELO:
+		rc |= milter_put_helo(&ms->out, milter_get(ms, MXGATE_HELO));
+		break;
+	case SMFIC_MAIL:
+		rc |= milter_put_envaddr(&ms->out, SMFIC_MAIL, milter_get(ms, MXGATE_MAIL_FROM),
+		    milter_get(ms, MXGATE_MAIL_PARAMS));
+		break;
+	case SMFIC_RCPT:
+		rc |= milter_put_envaddr(&ms->out, SMFIC_RCPT, milter_get(ms, MXGATE_RCPT),
+		    milter_get(ms, MXGATE_RCPT_PARAMS));
+		break;
+	default:
+		rc |= milter_put_simple(&ms->out, cmd);
+		break;
+	}
+	if (rc != 0 || milter_flush(ms) < 0)
+		return milter_fail(ms, "write failed");
+	if (!milter_wants_reply(ms, cmd))
+		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	ms->wait = W_STAGE;
+}
+
+/* Next header of the message at ms->off: name and value (leading space dropped, inner
+ * CRLF as LF like sendmail and Postfix pass them). false at the end of the headers. */
+static bool milter_next_header(struct milter_sess *ms, char **name, char **value)
+{
+	const char *m = ms->msg;
+	size_t i = ms->off, start = ms->off, colon = 0, v, k;
+	char *val;
+
+	while (i < ms->hlen) {
+		if (m[i] == '\n' && (i + 1 >= ms->hlen || (m[i + 1] != ' ' && m[i + 1] != '\t')))
+			break;
+		i++;
+	}
+	if (i >= ms->hlen || i - start <= 1)
+		return false;
+	ms->off = i + 1;
+	for (k = start; k < i; k++)
+		if (m[k] == ':') {
+			colon = k;
+			break;
+		}
+	if (colon == 0)   /* not a header line: skip it */
+		return milter_next_header(ms, name, value);
+	*name = strndup(m + start, colon - start);
+	v = colon + 1;
+	if (v < i && (m[v] == ' ' || m[v] == '\t'))
+		v++;
+	val = malloc(i - v + 1);
+	if (*name == NULL || val == NULL)
+		abort();
+	k = 0;
+	for (size_t j = v; j < i; j++)
+		if (m[j] != '\r')
+			val[k++] = m[j];
+	val[k] = '\0';
+	*value = val;
+	return true;
+}
+
+/* Drives the end-of-message sequence until a reply is awaited. */
+static void milter_eom_pump(struct milter_sess *ms)
+{
+	for (;;) {
+		switch (ms->phase) {
+		case EP_HEADERS: {
+			char *name, *value;
+			int rc;
+
+			if ((ms->fprot & SMFIP_NOHDRS) || !milter_next_header(ms, &name, &value)) {
+				ms->phase = EP_EOH;
+				continue;
+			}
+			rc = milter_put_header(&ms->out, name, value);
+			free(name);
+			free(value);
+			if (rc < 0)
+				return milter_fail(ms, "out of memory");
+			if (milter_wants_reply(ms, SMFIC_HEADER))
+				goto await;
+			continue;
+		}
+		case EP_EOH:
+			ms->phase = EP_BODY;
+			ms->off = ms->hlen;
+			if (ms->fprot & SMFIP_NOEOH)
+				continue;
+			if (milter_put_stage_macros(ms, SMFIC_EOH) < 0 || milter_put_simple(&ms->out, SMFIC_EOH) < 0)
+				return milter_fail(ms, "out of memory");
+			if (milter_wants_reply(ms, SMFIC_EOH))
+				goto await;
+			continue;
+		case EP_BODY: {
+			size_t n;
+			unsigned char *hdr;
+
+			if ((ms->fprot & SMFIP_NOBODY) || ms->skip_body || ms->off >= ms->mlen) {
+				ms->phase = EP_EOB;
+				continue;
+			}
+			n = ms->mlen - ms->off;
+			if (n > MILTER_BODY_CHUNK)
+				n = MILTER_BODY_CHUNK;
+			/* The frame header is ours; the chunk is borrowed from the message, which stays
+			 * put until this call completes (closing the connection drops the write). */
+			if (milter_flush(ms) < 0 || (hdr = malloc(5)) == NULL)
+				return milter_fail(ms, "write failed");
+			hdr[0] = (unsigned char)((n + 1) >> 24);
+			hdr[1] = (unsigned char)((n + 1) >> 16);
+			hdr[2] = (unsigned char)((n + 1) >> 8);
+			hdr[3] = (unsigned char)(n + 1);
+			hdr[4] = SMFIC_BODY;
+			if (pconn_write(ms->conn, hdr, 5, hdr) < 0 ||
+			    pconn_write(ms->conn, ms->msg + ms->off, n, NULL) < 0)
+				return milter_fail(ms, "write failed");
+			ms->off += n;
+			if (milter_wants_reply(ms, SMFIC_BODY))
+				goto await_flushed;
+			continue;
+		}
+		case EP_EOB:
+			ms->phase = EP_SENT;
+			if (milter_put_stage_macros(ms, SMFIC_BODYEOB) < 0 ||
+			    milter_put_simple(&ms->out, SMFIC_BODYEOB) < 0 || milter_flush(ms) < 0)
+				return milter_fail(ms, "write failed");
+			ms->wait = W_EOB;
+			return;
+		default:
+			return;
+		}
+	}
+await:
+	if (milter_flush(ms) < 0)
+		return milter_fail(ms, "write failed");
+await_flushed:
+	ms->wait = W_EOM_STEP;
+}
+
+static char *milter_strip_brackets(const char *a)
+{
+	size_t l = strlen(a);
+
+	if (l >= 2 && a[0] == '<' && a[l - 1] == '>')
+		return strndup(a + 1, l - 2);
+	return strdup(a);
+}
+
+/* Applies the collected modifications through the host. */
+static int milter_apply_mods(struct milter_sess *ms)
+{
+	const struct mxgate_host *h = ms->mi->host;
+	struct mxgate_call *c = ms->call;
+
+	for (size_t i = 0; i < ms->nmods; i++) {
+		struct milter_mod *m = &ms->mods[i];
+		char *addr;
+
+		switch (m->cmd) {
+		case SMFIR_ADDHEADER:
+			h->add_header(c, m->a, m->b);
+			break;
+		case SMFIR_INSHEADER:
+			h->insert_header(c, (int)m->index, m->a, m->b);
+			break;
+		case SMFIR_CHGHEADER:
+			h->change_header(c, m->a, (int)m->index, m->b && *m->b ? m->b : NULL);
+			break;
+		case SMFIR_ADDRCPT:
+		case SMFIR_ADDRCPT_PAR:
+			addr = milter_strip_brackets(m->a);
+			h->add_rcpt(c, addr, m->b);
+			free(addr);
+			break;
+		case SMFIR_DELRCPT:
+			addr = milter_strip_brackets(m->a);
+			h->del_rcpt(c, addr);
+			free(addr);
+			break;
+		case SMFIR_CHGFROM:
+			addr = milter_strip_brackets(m->a);
+			h->set_sender(c, addr);
+			free(addr);
+			break;
+		default:
+			break;
+		}
+	}
+	if (ms->has_newbody && h->replace_body(c, ms->newbody.data ? (const char *)ms->newbody.data : "",
+	    ms->newbody.len) < 0)
+		return -1;
+	if (ms->quarantine)
+		h->set_quarantine_reason(c, ms->quarantine);
+	return 0;
+}
+
+static int milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
+{
+	struct milter_mod *nm = realloc(ms->mods, (ms->nmods + 1) * sizeof(*ms->mods));
+
+	if (nm == NULL)
+		return -1;
+	ms->mods = nm;
+	nm = &ms->mods[ms->nmods++];
+	nm->cmd = r->cmd;
+	nm->index = r->index;
+	nm->a = r->name ? strdup(r->name) : NULL;
+	nm->b = r->value ? strdup(r->value) : NULL;
+	return 0;
+}
+
+/* The transaction is over for the filter (end of message or a final verdict). */
+static void milter_txn_end(struct milter_sess *ms)
+{
+	ms->in_txn = false;
+	ms->txn_done = false;
+	ms->msg = NULL;
+	milter_mods_clear(ms);
+}
+
+/* Handles a final verdict reply (accept/continue/reject/tempfail/discard/replycode) for
+ * the current stage. */
+static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
+{
+	bool eom = ms->wait == W_EOB || ms->wait == W_EOM_STEP;
+	char text[400];
+	int code = 0;
+
+	switch (r->cmd) {
+	case SMFIR_CONTINUE:
+	case SMFIR_ACCEPT:
+		if (r->cmd == SMFIR_ACCEPT) {
+			if (ms->stage_cmd == SMFIC_CONNECT || ms->stage_cmd == SMFIC_HELO)
+				ms->state = MS_ACCEPTED;
+			else if (!eom)
+				ms->txn_done = true;
+		}
+		if (eom) {
+			enum mxgate_action a = MXGATE_CONTINUE;
+
+			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
+				milter_txn_end(ms);
+				return milter_finish(ms, MXGATE_ERROR, 0, NULL, "body replacement failed");
+			}
+			if (ms->quarantine)
+				a = MXGATE_QUARANTINE;
+			milter_txn_end(ms);
+			return milter_finish(ms, a, 0, NULL, a == MXGATE_QUARANTINE ? "milter-quarantine" : NULL);
+		}
+		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	case SMFIR_DISCARD:
+		if (eom)
+			milter_txn_end(ms);
+		else
+			ms->txn_done = true;
+		return milter_finish(ms, MXGATE_DISCARD, 0, NULL, "milter-discard");
+	case SMFIR_REJECT:
+	case SMFIR_TEMPFAIL:
+	case SMFIR_REPLYCODE: {
+		enum mxgate_action a;
+
+		text[0] = '\0';
+		if (r->cmd == SMFIR_REPLYCODE) {
+			size_t l = strcspn(r->text, "\r\n");
+
+			code = r->code;
+			snprintf(text, sizeof(text), "%.*s", (int)(l < sizeof(text) ? l : sizeof(text) - 1), r->text);
+			a = code >= 500 ? MXGATE_REJECT : MXGATE_TEMPFAIL;
+		} else
+			a = r->cmd == SMFIR_REJECT ? MXGATE_REJECT : MXGATE_TEMPFAIL;
+		if (eom)
+			milter_txn_end(ms);
+		return milter_finish(ms, a, code, text[0] ? text : NULL, "milter");
+	}
+	default:
+		return milter_fail(ms, "unexpected reply");
+	}
+}
+
+/* One decoded frame. Returns false when processing must stop (ms may be gone). */
+static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned char *p, size_t len)
+{
+	struct milter_reply r;
+	const char *why;
+
+	if (ms->wait == W_NONE || ms->call == NULL) {
+		milter_fail(ms, "reply while none was expected");
+		return false;
+	}
+	if (milter_reply_parse(cmd, p, len, &r) < 0) {
+		milter_fail(ms, "malformed reply");
+		return false;
+	}
+	ms->mi->host->progress(ms->call);
+	if (ms->wait == W_OPTNEG) {
+		if (milter_optneg_check(&r, &why) < 0) {
+			milter_fail(ms, why);
+			return false;
+		}
+		/* Honour what the filter asked for, within what we offered. */
+		ms->fprot = r.version >= 6 ? (r.protocol & milter_proto_offer()) :
+		    (r.protocol & (SMFI_V2_PROT));
+		ms->facts = r.actions;
+		ms->state = MS_READY;
+		ms->wait = W_NONE;
+		milter_send_stage(ms, SMFIC_CONNECT);
+		return false;
+	}
+	switch (cmd) {
+	case SMFIR_PROGRESS:
+		return true;
+	case SMFIR_SKIP:
+		if (ms->wait == W_EOM_STEP && ms->phase == EP_BODY) {
+			ms->skip_body = true;
+			ms->wait = W_NONE;
+			milter_eom_pump(ms);
+			return false;
+		}
+		/* SKIP elsewhere means "continue". */
+		if (ms->wait == W_EOM_STEP) {
+			ms->wait = W_NONE;
+			milter_eom_pump(ms);
+			return false;
+		}
+		milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+		return false;
+	case SMFIR_CONTINUE:
+		if (ms->wait == W_EOM_STEP) {
+			ms->wait = W_NONE;
+			milter_eom_pump(ms);
+			return false;
+		}
+		milter_verdict(ms, &r);
+		return false;
+	case SMFIR_ADDHEADER: case SMFIR_INSHEADER: case SMFIR_CHGHEADER: case SMFIR_ADDRCPT:
+	case SMFIR_ADDRCPT_PAR: case SMFIR_DELRCPT: case SMFIR_CHGFROM:
+		if (ms->wait != W_EOB) {
+			milter_fail(ms, "modification before end of message");
+			return false;
+		}
+		if (milter_add_mod(ms, &r) < 0) {
+			milter_fail(ms, "out of memory");
+			return false;
+		}
+		return true;
+	case SMFIR_REPLBODY:
+		if (ms->wait != W_EOB) {
+			milter_fail(ms, "body replacement before end of message");
+			return false;
+		}
+		ms->has_newbody = true;
+		if (milter_buf_append(&ms->newbody, r.data, r.len) < 0) {
+			milter_fail(ms, "out of memory");
+			return false;
+		}
+		return true;
+	case SMFIR_QUARANTINE:
+		if (ms->wait != W_EOB) {
+			milter_fail(ms, "quarantine before end of message");
+			return false;
+		}
+		free(ms->quarantine);
+		ms->quarantine = strdup(r.name);
+		return true;
+	case SMFIR_SETSYMLIST:
+		return true;
+	case SMFIR_CONN_FAIL:
+	case SMFIR_SHUTDOWN:
+		ms->state = MS_FAILED;
+		pconn_close(ms->conn);
+		ms->conn = NULL;
+		milter_finish(ms, MXGATE_TEMPFAIL, 421, "4.7.0 Content filter closing connection", "milter");
+		return false;
+	default:
+		milter_verdict(ms, &r);
+		return false;
+	}
+}
+
+static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
+    int err, void *arg)
+{
+	struct milter_sess *ms = arg;
+
+	switch (ev) {
+	case PCONN_CONNECTED:
+		ms->state = MS_NEGOTIATING;
+		if (milter_put_optneg(&ms->out, SMFI_PROT_VERSION, milter_actions_offer(),
+		    milter_proto_offer()) < 0 || milter_flush(ms) < 0)
+			return milter_fail(ms, "write failed");
+		ms->wait = W_OPTNEG;
+		return;
+	case PCONN_DATA:
+		while (len > 0) {
+			size_t used = 0;
+			char cmd;
+			const unsigned char *payload;
+			size_t plen;
+			int rc = milter_parser_feed(&ms->parser, data, len, &used, &cmd, &payload, &plen);
+
+			data += used;
+			len -= used;
+			if (rc < 0)
+				return milter_fail(ms, ms->parser.err ? ms->parser.err : "bad frame");
+			if (rc == 0)
+				return;
+			if (!milter_on_frame(ms, cmd, payload, plen))
+				return;   /* a verdict was given or the connection dropped: stop here */
+		}
+		return;
+	case PCONN_EOF:
+		return milter_fail(ms, "filter closed the connection");
+	case PCONN_ERROR:
+	default:
+		return milter_fail(ms, uv_strerror(err));
+	}
+}
+
+/* ------------------------------------------------------------------- hooks */
+
+static int milter_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
+    void **instance, char *err, size_t errlen)
+{
+	struct milter_inst *mi;
+	const char *why, *v;
+
+	mi = calloc(1, sizeof(*mi));
+	if (mi == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	mi->host = host;
+	mi->loop = args->loop;
+	mi->max_frame = MILTER_FRAME_MAX_DEFAULT + 1024;
+	snprintf(mi->daemon_name, sizeof(mi->daemon_name), "mxgate");
+	if (args->address == NULL) {
+		snprintf(err, errlen, "address: required (inet:HOST:PORT or unix:/path)");
+		goto fail;
+	}
+	if (pconn_addr_parse(args->address, &mi->addr, &why) < 0) {
+		snprintf(err, errlen, "address: %s", why);
+		goto fail;
+	}
+	for (size_t i = 0; i < args->noptions; i++) {
+		const char *k = args->options[i].key;
+
+		v = args->options[i].value;
+		if (strcmp(k, "max_frame") == 0) {
+			long n = atol(v);
+
+			if (n < 65536 || n > 64 * 1024 * 1024) {
+				snprintf(err, errlen, "options.max_frame: want 65536..64M bytes");
+				goto fail;
+			}
+			mi->max_frame = (uint32_t)n;
+		} else if (strcmp(k, "daemon_name") == 0)
+			snprintf(mi->daemon_name, sizeof(mi->daemon_name), "%s", v);
+		else if (strcmp(k, "max_size") != 0) {
+			snprintf(err, errlen, "unknown option `%s` (milter knows max_frame, daemon_name)", k);
+			goto fail;
+		}
+	}
+	*instance = mi;
+	return 0;
+fail:
+	free(mi);
+	return -1;
+}
+
+static void milter_fini(void *instance)
+{
+	free(instance);
+}
+
+static struct milter_sess *milter_sess_of(struct milter_inst *mi, struct mxgate_call *c)
+{
+	return *mi->host->session_slot(c);
+}
+
+static void milter_on_connect(void *instance, struct mxgate_call *c)
+{
+	struct milter_inst *mi = instance;
+	void **slot = mi->host->session_slot(c);
+	struct milter_sess *ms = *slot;
+
+	if (ms == NULL) {
+		ms = calloc(1, sizeof(*ms));
+		if (ms == NULL)
+			return mi->host->done(c, MXGATE_ERROR, 0, NULL, "out of memory");
+		ms->mi = mi;
+		milter_parser_init(&ms->parser, mi->max_frame);
+		*slot = ms;
+	}
+	ms->call = c;
+	ms->stage_cmd = SMFIC_CONNECT;
+	ms->state = MS_CONNECTING;
+	ms->conn = pconn_new(mi->host->loop(c), &mi->addr, milter_event_cb, ms);
+	if (ms->conn == NULL)
+		return milter_fail(ms, "cannot connect");
+}
+
+/* Common entry of the envelope stages. Returns the session when the stage must be sent,
+ * NULL when the call was already completed. */
+static struct milter_sess *milter_stage_begin(struct milter_inst *mi, struct mxgate_call *c)
+{
+	struct milter_sess *ms = milter_sess_of(mi, c);
+
+	if (ms == NULL || ms->state == MS_FAILED || ms->conn == NULL) {
+		mi->host->done(c, MXGATE_ERROR, 0, NULL, "milter unavailable");
+		return NULL;
+	}
+	ms->call = c;
+	if (ms->state == MS_ACCEPTED) {
+		milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+		return NULL;
+	}
+	return ms;
+}
+
+static void milter_on_helo(void *instance, struct mxgate_call *c)
+{
+	struct milter_sess *ms = milter_stage_begin(instance, c);
+
+	if (ms)
+		milter_send_stage(ms, SMFIC_HELO);
+}
+
+static void milter_on_mail(void *instance, struct mxgate_call *c)
+{
+	struct milter_sess *ms = milter_stage_begin(instance, c);
+
+	if (ms == NULL)
+		return;
+	if (ms->in_txn) {   /* the last transaction ended without end of data (RSET, rejects) */
+		if (milter_put_simple(&ms->out, SMFIC_ABORT) < 0)
+			return milter_fail(ms, "out of memory");
+	}
+	milter_txn_end(ms);
+	ms->in_txn = true;
+	milter_send_stage(ms, SMFIC_MAIL);
+}
+
+static void milter_on_rcpt(void *instance, struct mxgate_call *c)
+{
+	struct milter_sess *ms = milter_stage_begin(instance, c);
+
+	if (ms == NULL)
+		return;
+	if (ms->txn_done)
+		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	milter_send_stage(ms, SMFIC_RCPT);
+}
+
+static void milter_on_data(void *instance, struct mxgate_call *c)
+{
+	struct milter_sess *ms = milter_stage_begin(instance, c);
+
+	if (ms == NULL)
+		return;
+	if (ms->txn_done)
+		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	milter_send_stage(ms, SMFIC_DATA);
+}
+
+static void milter_on_eom(void *instance, struct mxgate_call *c)
+{
+	struct milter_inst *mi = instance;
+	struct milter_sess *ms = milter_stage_begin(mi, c);
+
+	if (ms == NULL)
+		return;
+	if (ms->txn_done) {
+		milter_txn_end(ms);
+		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
+	milter_mods_clear(ms);
+	ms->msg = mi->host->message(c, &ms->mlen);
+	if (ms->msg == NULL)
+		return milter_fail(ms, "no message");
+	ms->hlen = mi->host->header_len(c);
+	if (ms->hlen > ms->mlen)
+		ms->hlen = ms->mlen;
+	ms->off = 0;
+	ms->skip_body = false;
+	ms->phase = EP_HEADERS;
+	ms->stage_cmd = SMFIC_BODYEOB;
+	milter_eom_pump(ms);
+}
+
+static void milter_on_close(void *instance, struct mxgate_call *c)
+{
+	struct milter_inst *mi = instance;
+	void **slot = mi->host->session_slot(c);
+	struct milter_sess *ms = *slot;
+
+	if (ms == NULL)
+		return;
+	*slot = NULL;
+	if (ms->conn && ms->state != MS_FAILED && ms->call == NULL &&
+	    pconn_write_queue(ms->conn) == 0) {
+		/* Polite end: ABORT an open transaction, QUIT, let the bytes drain. */
+		if (ms->in_txn)
+			milter_put_simple(&ms->out, SMFIC_ABORT);
+		milter_put_simple(&ms->out, SMFIC_QUIT);
+		milter_flush(ms);
+		pconn_finish(ms->conn);
+		ms->conn = NULL;
+	}
+	ms->call = NULL;
+	milter_sess_free(ms);
+}
+
+static void milter_cancel(void *instance, struct mxgate_call *c)
+{
+	struct milter_inst *mi = instance;
+	struct milter_sess *ms = milter_sess_of(mi, c);
+
+	/* A timeout: the connection is in an unknown state; give it up for this session. */
+	if (ms == NULL || ms->call != c)
+		return;
+	ms->call = NULL;
+	ms->wait = W_NONE;
+	ms->state = MS_FAILED;
+	pconn_close(ms->conn);
+	ms->conn = NULL;
+}
+
+const struct mxgate_plugin milter_plugin = {
+	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
+	.name = "milter",
+	.init = milter_init,
+	.fini = milter_fini,
+	.on_connect = milter_on_connect,
+	.on_helo = milter_on_helo,
+	.on_mail = milter_on_mail,
+	.on_rcpt = milter_on_rcpt,
+	.on_data = milter_on_data,
+	.on_eom = milter_on_eom,
+	.on_close = milter_on_close,
+	.cancel = milter_cancel,
+};

@@ -1,0 +1,18 @@
+/* milter.h — the MTA side of the milter protocol (version 6) as a built-in plugin.
+ *
+ * One connection per client session, opened at connect: option negotiation, then per
+ * stage the macros and the command (skipped / without reply as the filter asked), the
+ * header, body (<= 65535-byte chunks) and end of message at end of data; ABORT between
+ * messages when a transaction was abandoned, QUIT at close. Modification actions map onto
+ * the host's header/envelope/body outputs; SMFIR_REPLYCODE sets the reply text.
+ *
+ * Options (under `options:`): max_frame (bytes, default 1M+: larger replies are an error),
+ * daemon_name (macro {daemon_name}, default "mxgate"). */
+#ifndef MX_MILTER_H
+#define MX_MILTER_H
+
+#include "plugin.h"
+
+extern const struct mxgate_plugin milter_plugin;
+
+#endif

@@ -1,0 +1,249 @@
+/* pconn.c — a stream connection to a filter peer (TCP or unix socket) on a libuv loop. */
+#include "pconn.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pconn {
+	uv_shutdown_t sreq;
+	union { uv_handle_t h; uv_stream_t s; uv_tcp_t tcp; uv_pipe_t pipe; } u;
+	uv_connect_t creq;
+	pconn_event_cb cb;
+	void *arg;
+	bool closing, connected;
+	size_t queued;
+	char rbuf[65536];
+};
+
+struct pconn_wreq {
+	uv_write_t req;
+	struct pconn *c;
+	void *owned;
+	size_t len;
+};
+
+/* Fills sa from host text and port; 0 or -1. */
+static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct pconn_addr *out)
+{
+	char h[64];
+	char *end;
+	long p = strtol(port, &end, 10);
+
+	if (*port == '\0' || *end != '\0' || p <= 0 || p > 65535 || hlen == 0 || hlen >= sizeof(h))
+		return -1;
+	memcpy(h, host, hlen);
+	h[hlen] = '\0';
+	if (strcmp(h, "localhost") == 0)
+		snprintf(h, sizeof(h), "127.0.0.1");
+	if (uv_ip4_addr(h, (int)p, (struct sockaddr_in *)&out->sa) == 0)
+		return 0;
+	if (uv_ip6_addr(h, (int)p, (struct sockaddr_in6 *)&out->sa) == 0)
+		return 0;
+	return -1;
+}
+
+int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why)
+{
+	const char *colon, *at;
+
+	memset(out, 0, sizeof(*out));
+	*why = "bad address (want HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path)";
+	if (s == NULL || *s == '\0') {
+		*why = "address missing";
+		return -1;
+	}
+	if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0 || s[0] == '/') {
+		const char *path = s[0] == '/' ? s : strchr(s, ':') + 1;
+
+		if (*path == '\0' || strlen(path) >= sizeof(out->path)) {
+			*why = "unix socket path empty or too long";
+			return -1;
+		}
+		out->is_unix = true;
+		snprintf(out->path, sizeof(out->path), "%s", path);
+		return 0;
+	}
+	if (strncmp(s, "inet6:", 6) == 0)
+		s += 6;
+	else if (strncmp(s, "inet:", 5) == 0)
+		s += 5;
+	at = strchr(s, '@');
+	if (at) {   /* sendmail's PORT@HOST */
+		char port[8];
+
+		if ((size_t)(at - s) >= sizeof(port))
+			return -1;
+		memcpy(port, s, (size_t)(at - s));
+		port[at - s] = '\0';
+		return pconn_addr_ip(at + 1, strlen(at + 1), port, out);
+	}
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (rb == NULL || rb[1] != ':')
+			return -1;
+		return pconn_addr_ip(s + 1, (size_t)(rb - s - 1), rb + 2, out);
+	}
+	colon = strrchr(s, ':');
+	if (colon == NULL)
+		return -1;
+	return pconn_addr_ip(s, (size_t)(colon - s), colon + 1, out);
+}
+
+static void pconn_free_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void pconn_emit(struct pconn *c, enum pconn_event ev, const char *data, size_t len, int err)
+{
+	if (!c->closing)
+		c->cb(c, ev, data, len, err, c->arg);
+}
+
+static void pconn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct pconn *c = h->data;
+
+	buf->base = c->rbuf;
+	buf->len = sizeof(c->rbuf);
+}
+
+static void pconn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct pconn *c = s->data;
+
+	if (n > 0)
+		pconn_emit(c, PCONN_DATA, buf->base, (size_t)n, 0);
+	else if (n == UV_EOF) {
+		uv_read_stop(s);
+		pconn_emit(c, PCONN_EOF, NULL, 0, 0);
+	} else if (n < 0) {
+		uv_read_stop(s);
+		pconn_emit(c, PCONN_ERROR, NULL, 0, (int)n);
+	}
+}
+
+static void pconn_connect_cb(uv_connect_t *req, int status)
+{
+	struct pconn *c = req->data;
+
+	if (c->closing)
+		return;
+	if (status < 0) {
+		pconn_emit(c, PCONN_ERROR, NULL, 0, status);
+		return;
+	}
+	c->connected = true;
+	if (uv_read_start(&c->u.s, pconn_alloc_cb, pconn_read_cb) < 0) {
+		pconn_emit(c, PCONN_ERROR, NULL, 0, UV_EIO);
+		return;
+	}
+	pconn_emit(c, PCONN_CONNECTED, NULL, 0, 0);
+}
+
+struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_event_cb cb,
+    void *arg)
+{
+	struct pconn *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (c == NULL)
+		return NULL;
+	c->cb = cb;
+	c->arg = arg;
+	c->creq.data = c;
+	if (addr->is_unix) {
+		if (uv_pipe_init(loop, &c->u.pipe, 0) < 0)
+			goto fail;
+		c->u.h.data = c;
+		uv_pipe_connect(&c->creq, &c->u.pipe, addr->path, pconn_connect_cb);
+		return c;
+	}
+	if (uv_tcp_init(loop, &c->u.tcp) < 0)
+		goto fail;
+	c->u.h.data = c;
+	uv_tcp_nodelay(&c->u.tcp, 1);
+	rc = uv_tcp_connect(&c->creq, &c->u.tcp, (const struct sockaddr *)&addr->sa, pconn_connect_cb);
+	if (rc < 0) {
+		/* Report asynchronously-like: close now, caller sees NULL. */
+		c->closing = true;
+		uv_close(&c->u.h, pconn_free_cb);
+		return NULL;
+	}
+	return c;
+fail:
+	free(c);
+	return NULL;
+}
+
+static void pconn_write_cb(uv_write_t *req, int status)
+{
+	struct pconn_wreq *w = req->data;
+	struct pconn *c = w->c;
+
+	c->queued -= w->len;
+	free(w->owned);
+	free(w);
+	if (status < 0 && status != UV_ECANCELED)
+		pconn_emit(c, PCONN_ERROR, NULL, 0, status);
+}
+
+int pconn_write(struct pconn *c, const void *data, size_t len, void *owned)
+{
+	struct pconn_wreq *w;
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+
+	if (c->closing || len > UINT32_MAX)
+		goto fail;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		goto fail;
+	w->c = c;
+	w->owned = owned;
+	w->len = len;
+	w->req.data = w;
+	if (uv_write(&w->req, &c->u.s, &b, 1, pconn_write_cb) < 0) {
+		free(w);
+		goto fail;
+	}
+	c->queued += len;
+	return 0;
+fail:
+	free(owned);
+	return -1;
+}
+
+size_t pconn_write_queue(const struct pconn *c)
+{
+	return c->queued;
+}
+
+void pconn_close(struct pconn *c)
+{
+	if (c == NULL || c->closing)
+		return;
+	c->closing = true;
+	/* Pending writes complete with UV_ECANCELED before the close callback; they free their
+	 * own requests; pconn_free_cb runs last. */
+	uv_close(&c->u.h, pconn_free_cb);
+}
+
+static void pconn_shutdown_cb(uv_shutdown_t *req, int status)
+{
+	struct pconn *c = req->data;
+
+	uv_close(&c->u.h, pconn_free_cb);
+}
+
+void pconn_finish(struct pconn *c)
+{
+	if (c == NULL || c->closing)
+		return;
+	c->closing = true;
+	c->sreq.data = c;
+	if (!c->connected || uv_shutdown(&c->sreq, &c->u.s, pconn_shutdown_cb) < 0)
+		uv_close(&c->u.h, pconn_free_cb);
+}

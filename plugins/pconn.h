@@ -1,0 +1,51 @@
+/* pconn.h — one stream connection to a content-filter peer (TCP or unix socket) on a libuv
+ * loop, shared by the built-in plugins (clamd, spamd, milter).
+ *
+ * Events arrive through one callback until pconn_close(); after that none arrives, and the
+ * memory is released once libuv has closed the handle. */
+#ifndef MX_PCONN_H
+#define MX_PCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+/* A parsed peer address: "127.0.0.1:3310", "[::1]:783", "inet:127.0.0.1:8891",
+ * "inet:8891@127.0.0.1" (sendmail form), "inet6:...", "unix:/path", "local:/path", "/path". */
+struct pconn_addr {
+	bool is_unix;
+	char path[108];
+	struct sockaddr_storage sa;
+};
+
+/* Parses s; 0 or -1 with *why. */
+int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why);
+
+enum pconn_event {
+	PCONN_CONNECTED = 0,
+	PCONN_DATA,       /* data/len valid during the callback */
+	PCONN_EOF,        /* the peer closed its side */
+	PCONN_ERROR,      /* connect/read/write failure; err is the libuv code */
+};
+
+struct pconn;
+typedef void (*pconn_event_cb)(struct pconn *c, enum pconn_event ev, const char *data,
+    size_t len, int err, void *arg);
+
+/* Starts connecting; returns NULL on immediate failure (bad loop state / memory). */
+struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_event_cb cb,
+    void *arg);
+/* Queues bytes. When owned is non-NULL it is free()d after the write completes (data may
+ * point into it); otherwise data must stay valid until the write completes or the
+ * connection is closed. 0 or -1. */
+int pconn_write(struct pconn *c, const void *data, size_t len, void *owned);
+/* Bytes queued and not yet written. */
+size_t pconn_write_queue(const struct pconn *c);
+/* Lets queued writes drain (bounded by the peer reading them), then closes; no events
+ * afterwards. NULL is a no-op. */
+void pconn_finish(struct pconn *c);
+/* Closes now, dropping queued writes; no events afterwards. NULL is a no-op. */
+void pconn_close(struct pconn *c);
+
+#endif

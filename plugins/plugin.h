@@ -1,0 +1,163 @@
+/* plugin.h — the public, versioned ABI for mxgate content plugins.
+ *
+ * A plugin is a shared object that exports one symbol:
+ *
+ *     const struct mxgate_plugin mxgate_plugin = {
+ *         .abi_version = MXGATE_PLUGIN_ABI_VERSION,
+ *         .name = "mine",
+ *         .init = mine_init, .fini = mine_fini,
+ *         .on_eom = mine_eom, ...
+ *     };
+ *
+ * The daemon refuses (at `mxgate -t` and at load) a plugin whose abi_version differs from
+ * its own. Plugins never link against the daemon: everything they may ask of or tell the
+ * host goes through the `struct mxgate_host` function table handed to init().
+ *
+ * Threading: mxgate runs one libuv loop per worker thread. init() is called once per
+ * worker (and once with loop == NULL at config check); every hook of one instance runs on
+ * that worker's loop thread, so an instance needs no locking of its own state.
+ *
+ * Calls: each hook receives a `struct mxgate_call *`, the handle of one invocation. The
+ * plugin completes it exactly once with host->done(), synchronously inside the hook or
+ * later from the same loop thread (after its own async I/O on host->loop()). The host
+ * enforces the configured `timeout`; when it fires (or the client goes away) the host
+ * calls cancel() if the plugin has one: the plugin must then stop the work and never touch
+ * the call again. A plugin without cancel() may still call done() late; the host ignores
+ * that verdict and only then releases the handle.
+ *
+ * The built-in plugins (clamd, milter, spamd) implement this same interface. */
+#ifndef MXGATE_PLUGIN_H
+#define MXGATE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define MXGATE_PLUGIN_ABI_VERSION 1u
+
+/* What a call concludes. */
+enum mxgate_action {
+	MXGATE_CONTINUE = 0,  /* no objection: the next plugin runs */
+	MXGATE_ACCEPT,        /* stop the plugin chain for this stage (rules still run) */
+	MXGATE_TEMPFAIL,      /* 4xx to the client */
+	MXGATE_REJECT,        /* 5xx to the client */
+	MXGATE_DISCARD,       /* end of message: 250 to the client, delivered nowhere */
+	MXGATE_QUARANTINE,    /* end of message: deliver to the quarantine backend */
+	MXGATE_ERROR,         /* the plugin or its peer failed: apply the entry's on_error */
+};
+
+/* Strings a plugin may read about the session (host->get). NULL when not (yet) known. */
+enum mxgate_item {
+	MXGATE_SESSION_ID = 0,
+	MXGATE_HOSTNAME,      /* this mxgate's `hostname:` */
+	MXGATE_CLIENT_IP,
+	MXGATE_CLIENT_PORT,   /* decimal */
+	MXGATE_CLIENT_NAME,   /* reverse DNS name, "" when unknown */
+	MXGATE_LOCAL_IP,
+	MXGATE_LOCAL_PORT,
+	MXGATE_HELO,
+	MXGATE_MAIL_FROM,     /* "" for the null sender; without angle brackets */
+	MXGATE_MAIL_PARAMS,   /* ESMTP parameters after MAIL FROM:<...>, may be "" */
+	MXGATE_RCPT,          /* rcpt stage: the recipient being judged */
+	MXGATE_RCPT_PARAMS,
+	MXGATE_QUEUE_ID,      /* per message, from MAIL on */
+	MXGATE_TLS_VERSION,   /* "" without TLS */
+	MXGATE_TLS_CIPHER,
+	MXGATE_AUTH_USER,     /* "" when not authenticated */
+	MXGATE_NITEMS
+};
+
+struct mxgate_call;   /* opaque: one invocation of one hook */
+
+/* Options from the plugin's config entry: every key of `options:` plus the generic keys. */
+struct mxgate_option { const char *key; const char *value; };
+
+struct mxgate_plugin_args {
+	const char *name;              /* the entry's `name:` */
+	const char *address;           /* `address:` or NULL */
+	uint64_t timeout_ms;           /* per call */
+	const struct mxgate_option *options;
+	size_t noptions;
+	uv_loop_t *loop;               /* NULL at config check: validate only, start nothing */
+	int worker;                    /* worker index */
+};
+
+/* Services the host offers. Function pointers stay valid for the process lifetime. */
+struct mxgate_host {
+	uint32_t abi_version;
+	size_t size;                   /* sizeof(struct mxgate_host) of the host: fields may be added at the end */
+
+	uv_loop_t *(*loop)(struct mxgate_call *c);
+	/* A session string; borrowed, valid until the call completes. */
+	const char *(*get)(struct mxgate_call *c, enum mxgate_item item);
+	/* Accepted recipients of the transaction (addresses without angle brackets). */
+	size_t (*rcpt_count)(struct mxgate_call *c);
+	const char *(*rcpt_at)(struct mxgate_call *c, size_t i);
+	/* At end of message (and header/body hooks): the whole message as received —
+	 * dot-unstuffed, CRLF lines, headers first. Borrowed until the call completes.
+	 * NULL before the end of data. */
+	const char *(*message)(struct mxgate_call *c, size_t *len);
+	/* Length of the header block including its terminating blank line. */
+	size_t (*header_len)(struct mxgate_call *c);
+	/* A per-session, per-plugin pointer the plugin owns (initially NULL); free what it
+	 * points to in on_close. */
+	void **(*session_slot)(struct mxgate_call *c);
+
+	/* Outputs (the host copies every argument). Scores add up with the rules engine's. */
+	void (*add_symbol)(struct mxgate_call *c, const char *name, double score, const char *desc);
+	void (*add_header)(struct mxgate_call *c, const char *name, const char *value);
+	/* index 0 = before the first header */
+	void (*insert_header)(struct mxgate_call *c, int index, const char *name, const char *value);
+	/* Replaces the index-th (1-based) header called name; value NULL deletes it. */
+	void (*change_header)(struct mxgate_call *c, const char *name, int index, const char *value);
+	void (*delete_header)(struct mxgate_call *c, const char *name);
+	void (*set_sender)(struct mxgate_call *c, const char *addr);
+	void (*add_rcpt)(struct mxgate_call *c, const char *addr, const char *params);
+	void (*del_rcpt)(struct mxgate_call *c, const char *addr);
+	/* Replaces the message body (everything after the header block). 0 or -1. */
+	int (*replace_body)(struct mxgate_call *c, const void *data, size_t len);
+	/* Sets the quarantine reason (the verdict itself is MXGATE_QUARANTINE). */
+	void (*set_quarantine_reason)(struct mxgate_call *c, const char *reason);
+	/* The peer is alive and working: restart this call's timeout. */
+	void (*progress)(struct mxgate_call *c);
+	/* level: 0 debug, 1 info, 2 warning, 3 error. Logged as "<session> plugin=<name> ...". */
+	void (*log)(struct mxgate_call *c, int level, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+
+	/* Completes the call. code 0 = the default for the action; reply is "5.7.1 text"
+	 * (enhanced status code and text, no SMTP code) or NULL; reason is a short log word
+	 * ("virus", "spam", ...) or NULL. After done() the call handle is invalid. */
+	void (*done)(struct mxgate_call *c, enum mxgate_action action, int code,
+	    const char *reply, const char *reason);
+};
+
+/* The descriptor a plugin exports as `mxgate_plugin`. Any hook may be NULL (= the plugin
+ * does not take part in that stage). */
+struct mxgate_plugin {
+	uint32_t abi_version;          /* MXGATE_PLUGIN_ABI_VERSION */
+	const char *name;
+
+	/* Creates an instance from the config entry. On error return -1 with a reason in err
+	 * (shown as the config error). host stays valid for the process lifetime. */
+	int (*init)(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
+	    void **instance, char *err, size_t errlen);
+	void (*fini)(void *instance);
+
+	void (*on_connect)(void *instance, struct mxgate_call *c);
+	void (*on_helo)(void *instance, struct mxgate_call *c);
+	void (*on_mail)(void *instance, struct mxgate_call *c);
+	void (*on_rcpt)(void *instance, struct mxgate_call *c);
+	void (*on_data)(void *instance, struct mxgate_call *c);
+	/* End of data, before on_eom: once per header (value unfolded as received, without
+	 * the leading space), then the body in chunks of at most 64 KiB. */
+	void (*on_header)(void *instance, struct mxgate_call *c, const char *name, const char *value);
+	void (*on_body)(void *instance, struct mxgate_call *c, const char *chunk, size_t len);
+	void (*on_eom)(void *instance, struct mxgate_call *c);
+	/* The session ends: release the session slot. No done() is expected (it is ignored);
+	 * must not block. Called for every session that reached on_connect. */
+	void (*on_close)(void *instance, struct mxgate_call *c);
+	/* Stop the outstanding call c (timeout, client gone); never touch c afterwards. */
+	void (*cancel)(void *instance, struct mxgate_call *c);
+};
+
+#endif

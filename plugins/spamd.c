@@ -1,0 +1,290 @@
+/* spamd.c — SpamAssassin scoring through spamd's SPAMC/1.5 SYMBOLS command. */
+#include "spamd.h"
+#include "pconn.h"
+#include "plugins.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SPAMD_REPLY_MAX (64u * 1024u)
+
+struct spamd_inst {
+	const struct mxgate_host *host;
+	struct pconn_addr addr;
+	uint64_t max_size;
+	char user[64];
+};
+
+struct spamd_scan {
+	struct spamd_inst *si;
+	struct mxgate_call *call;
+	struct pconn *conn;
+	const char *msg;
+	size_t len;
+	char *reply;
+	size_t rlen;
+	bool overflow;
+};
+
+int spamd_reply_parse(const char *reply, size_t len, struct spamd_result *out)
+{
+	const char *p = reply, *end = reply + len, *eol;
+	bool ok = false, have_spam = false;
+
+	memset(out, 0, sizeof(*out));
+	out->symbols = "";
+	/* "SPAMD/1.1 0 EX_OK" */
+	eol = memchr(p, '\n', (size_t)(end - p));
+	if (eol == NULL || (size_t)(eol - p) < 10 || strncmp(p, "SPAMD/", 6) != 0)
+		return -1;
+	{
+		const char *sp = memchr(p, ' ', (size_t)(eol - p));
+
+		ok = sp && sp + 2 < eol && sp[1] == '0' && sp[2] == ' ';
+	}
+	if (!ok)
+		return -1;
+	p = eol + 1;
+	/* headers until the blank line */
+	while (p < end) {
+		size_t l;
+
+		eol = memchr(p, '\n', (size_t)(end - p));
+		if (eol == NULL)
+			eol = end;
+		l = (size_t)(eol - p);
+		if (l && p[l - 1] == '\r')
+			l--;
+		if (l == 0) {
+			p = eol < end ? eol + 1 : end;
+			break;
+		}
+		if (l > 5 && strncasecmp(p, "Spam:", 5) == 0) {
+			char buf[128], tf[8];
+			double sc, th;
+
+			if (l >= sizeof(buf))
+				return -1;
+			memcpy(buf, p, l);
+			buf[l] = '\0';
+			/* "Spam: True ; 7.5 / 5.0" */
+			if (sscanf(buf + 5, " %7s ; %lf / %lf", tf, &sc, &th) != 3)
+				return -1;
+			out->spam = strcasecmp(tf, "True") == 0 || strcasecmp(tf, "Yes") == 0;
+			out->score = sc;
+			out->threshold = th;
+			have_spam = true;
+		}
+		p = eol < end ? eol + 1 : end;
+	}
+	if (!have_spam)
+		return -1;
+	/* the body: rule names separated by commas, maybe a trailing CRLF */
+	out->symbols = p;
+	out->symbols_len = (size_t)(end - p);
+	while (out->symbols_len && (p[out->symbols_len - 1] == '\n' || p[out->symbols_len - 1] == '\r' ||
+	    p[out->symbols_len - 1] == ' '))
+		out->symbols_len--;
+	return 0;
+}
+
+static void spamd_scan_free(struct spamd_scan *sc)
+{
+	if (sc == NULL)
+		return;
+	pconn_close(sc->conn);
+	free(sc->reply);
+	free(sc);
+}
+
+static void spamd_scan_end(struct spamd_scan *sc, enum mxgate_action a, const char *reason)
+{
+	struct mxgate_call *c = sc->call;
+	const struct mxgate_host *h = sc->si->host;
+
+	*h->session_slot(c) = NULL;
+	spamd_scan_free(sc);
+	h->done(c, a, 0, NULL, reason);
+}
+
+static void spamd_verdict(struct spamd_scan *sc)
+{
+	const struct mxgate_host *h = sc->si->host;
+	struct spamd_result r;
+	char desc[64], name[64];
+
+	if (sc->overflow || spamd_reply_parse(sc->reply, sc->rlen, &r) < 0) {
+		h->log(sc->call, 2, "event=spamd_error error=\"bad reply\"");
+		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-reply");
+	}
+	snprintf(desc, sizeof(desc), "%s %.1f / %.1f", r.spam ? "spam" : "ham", r.score, r.threshold);
+	h->add_symbol(sc->call, "SPAMD_SCORE", r.score, desc);
+	for (size_t i = 0; i < r.symbols_len; ) {
+		size_t l = 0;
+
+		while (i + l < r.symbols_len && r.symbols[i + l] != ',')
+			l++;
+		if (l > 0 && l < sizeof(name)) {
+			size_t k = 0;
+
+			for (size_t j = 0; j < l; j++) {
+				char ch = r.symbols[i + j];
+
+				if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+				    ch == '_' || ch == '-' || ch == '.')
+					name[k++] = ch;
+			}
+			name[k] = '\0';
+			if (k)
+				h->add_symbol(sc->call, name, 0, NULL);
+		}
+		i += l + 1;
+	}
+	h->log(sc->call, 0, "event=spamd_result score=%.1f threshold=%.1f spam=%d", r.score,
+	    r.threshold, r.spam);
+	spamd_scan_end(sc, MXGATE_CONTINUE, NULL);
+}
+
+static void spamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
+    int err, void *arg)
+{
+	struct spamd_scan *sc = arg;
+	char hdr[256];
+	int n;
+
+	switch (ev) {
+	case PCONN_CONNECTED:
+		n = snprintf(hdr, sizeof(hdr), "SYMBOLS SPAMC/1.5\r\nContent-length: %zu\r\n%s%s%s\r\n",
+		    sc->len, sc->si->user[0] ? "User: " : "", sc->si->user, sc->si->user[0] ? "\r\n" : "");
+		{
+			char *h = strndup(hdr, (size_t)n);
+
+			if (h == NULL || pconn_write(sc->conn, h, (size_t)n, h) < 0 ||
+			    pconn_write(sc->conn, sc->msg, sc->len, NULL) < 0)
+				return spamd_scan_end(sc, MXGATE_ERROR, "spamd-write");
+		}
+		return;
+	case PCONN_DATA:
+		if (sc->rlen + len > SPAMD_REPLY_MAX) {
+			sc->overflow = true;
+			return spamd_verdict(sc);
+		}
+		{
+			char *nr = realloc(sc->reply, sc->rlen + len + 1);
+
+			if (nr == NULL)
+				return spamd_scan_end(sc, MXGATE_ERROR, "out of memory");
+			sc->reply = nr;
+			memcpy(sc->reply + sc->rlen, data, len);
+			sc->rlen += len;
+			sc->reply[sc->rlen] = '\0';
+		}
+		return;
+	case PCONN_EOF:
+		/* spamd answers and closes */
+		if (sc->rlen == 0)
+			return spamd_scan_end(sc, MXGATE_ERROR, "spamd-closed");
+		return spamd_verdict(sc);
+	default:
+		sc->si->host->log(sc->call, 2, "event=spamd_error error=\"%s\"", uv_strerror(err));
+		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-unreachable");
+	}
+}
+
+static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
+    void **instance, char *err, size_t errlen)
+{
+	struct spamd_inst *si = calloc(1, sizeof(*si));
+	const char *why;
+
+	if (si == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	si->host = host;
+	si->max_size = 512 * 1024;
+	if (args->address == NULL) {
+		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
+		goto fail;
+	}
+	if (pconn_addr_parse(args->address, &si->addr, &why) < 0) {
+		snprintf(err, errlen, "address: %s", why);
+		goto fail;
+	}
+	for (size_t i = 0; i < args->noptions; i++) {
+		const char *k = args->options[i].key, *v = args->options[i].value;
+
+		if (strcmp(k, "max_size") == 0)
+			si->max_size = strtoull(v, NULL, 10);
+		else if (strcmp(k, "user") == 0) {
+			if (strlen(v) >= sizeof(si->user) || strpbrk(v, "\r\n")) {
+				snprintf(err, errlen, "options.user: bad user name");
+				goto fail;
+			}
+			snprintf(si->user, sizeof(si->user), "%s", v);
+		} else {
+			snprintf(err, errlen, "unknown option `%s` (spamd knows max_size, user)", k);
+			goto fail;
+		}
+	}
+	*instance = si;
+	return 0;
+fail:
+	free(si);
+	return -1;
+}
+
+static void spamd_fini(void *instance)
+{
+	free(instance);
+}
+
+static void spamd_on_eom(void *instance, struct mxgate_call *c)
+{
+	struct spamd_inst *si = instance;
+	const struct mxgate_host *h = si->host;
+	struct spamd_scan *sc;
+	size_t len;
+	const char *msg = h->message(c, &len);
+
+	if (msg == NULL)
+		return h->done(c, MXGATE_ERROR, 0, NULL, "no message");
+	if (len > si->max_size) {
+		h->log(c, 0, "event=spamd_skip size=%zu max_size=%llu", len, (unsigned long long)si->max_size);
+		return h->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
+	sc = calloc(1, sizeof(*sc));
+	if (sc == NULL)
+		return h->done(c, MXGATE_ERROR, 0, NULL, "out of memory");
+	sc->si = si;
+	sc->call = c;
+	sc->msg = msg;
+	sc->len = len;
+	sc->conn = pconn_new(h->loop(c), &si->addr, spamd_event_cb, sc);
+	if (sc->conn == NULL) {
+		free(sc);
+		return h->done(c, MXGATE_ERROR, 0, NULL, "spamd-unreachable");
+	}
+	*h->session_slot(c) = sc;
+}
+
+static void spamd_cancel(void *instance, struct mxgate_call *c)
+{
+	struct spamd_inst *si = instance;
+	void **slot = si->host->session_slot(c);
+
+	spamd_scan_free(*slot);
+	*slot = NULL;
+}
+
+const struct mxgate_plugin spamd_plugin = {
+	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
+	.name = "spamd",
+	.init = spamd_init,
+	.fini = spamd_fini,
+	.on_eom = spamd_on_eom,
+	.on_close = spamd_cancel,
+	.cancel = spamd_cancel,
+};
