@@ -1470,6 +1470,63 @@ fail:
 	return NULL;
 }
 
+/* YAML 1.2 5.1 c-printable over UTF-8: 0, or -1 with the 1-based line:col of the first bad
+ * byte. Checked before libfyaml sees the text (0.7.12 can loop on invalid UTF-8). */
+static int cfg_check_text(const char *text, size_t len, int *line, int *col, const char **why)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	int l = 1, c = 1;
+	for (size_t i = 0; i < len;) {
+		unsigned ch = s[i];
+		size_t n = 1;
+		uint32_t cp;
+		if (ch < 0x80) {
+			cp = ch;
+		} else if (ch >= 0xc2 && ch <= 0xdf) {
+			n = 2;
+			cp = ch & 0x1f;
+		} else if (ch >= 0xe0 && ch <= 0xef) {
+			n = 3;
+			cp = ch & 0x0f;
+		} else if (ch >= 0xf0 && ch <= 0xf4) {
+			n = 4;
+			cp = ch & 0x07;
+		} else {
+			goto bad_utf8;
+		}
+		if (i + n > len)
+			goto bad_utf8;
+		for (size_t k = 1; k < n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				goto bad_utf8;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			goto bad_utf8;
+		if (!(cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0x7e) || cp == 0x85 ||
+		      (cp >= 0xa0 && cp <= 0xfffd) || cp >= 0x10000)) {
+			*line = l;
+			*col = c;
+			*why = "control character not allowed in YAML";
+			return -1;
+		}
+		if (cp == '\n') {
+			l++;
+			c = 1;
+		} else {
+			c++;
+		}
+		i += n;
+	}
+	return 0;
+bad_utf8:
+	*line = l;
+	*col = c;
+	*why = "invalid UTF-8";
+	return -1;
+}
+
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp)
 {
@@ -1488,6 +1545,17 @@ int cfg_table_load(const char *name, const char *text, size_t len, const struct 
 			return -1;
 		}
 		text = owned;
+	}
+	{
+		int l, c;
+		const char *why;
+		if (cfg_check_text(text, len, &l, &c, &why) < 0) {
+			char line[600];
+			snprintf(line, sizeof(line), "%s:%d:%d: %s", p.file, l, c, why);
+			cfg_error_add(&p, l, c, line);
+			cfg_parse_finish(&p, err);
+			goto out;
+		}
 	}
 	struct fy_diag_cfg dc;
 	fy_diag_cfg_default(&dc);

@@ -657,6 +657,10 @@ static const struct err_row err_rows[] = {
 	{ "bad metrics listen", MINIMAL "metrics: { listen: nowhere }\n",
 	  "t.yaml:3:20: metrics.listen: expected address:port, e.g. 127.0.0.1:2525, [::1]:25 or :25\n", 1 },
 	{ "non-string key", MINIMAL "[a]: 1\n", "t.yaml:3:2: keys must be plain strings\n", 1 },
+	{ "invalid UTF-8 (libfyaml 0.7.12 loops on it in a directive)", "%ff::ff:1\xc0",
+	  "t.yaml:1:10: invalid UTF-8\n", 1 },
+	{ "control character", MINIMAL "user: a\x01b\n",
+	  "t.yaml:3:8: control character not allowed in YAML\n", 1 },
 };
 
 static void test_errors(void **state)
