@@ -1,0 +1,118 @@
+/* fuzz_dataparse.c — the DATA decoder: split-independence, the exact end of data, clean
+ * CRLF content, and the stuffing round trip (encode then decode gives the content back and
+ * a strict reader sees "." only as the final line). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "dataparse.h"
+
+struct sink {
+    char *buf;
+    size_t len, cap;
+};
+
+static int
+sink_cb(void *arg, const char *data, size_t len)
+{
+    struct sink *s = arg;
+    if (s->len + len + 1 > s->cap) {
+        s->cap = (s->len + len + 1) * 2;
+        s->buf = realloc(s->buf, s->cap);
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    return 0;
+}
+
+/* Returns bytes consumed; *done as from the parser. */
+static size_t
+decode(const char *in, size_t len, size_t step, enum data_bare_lf pol, struct sink *s,
+       int *done, struct dataparse *p)
+{
+    dataparse_init(p, pol);
+    size_t pos = 0;
+    *done = 0;
+    while (pos < len && !*done) {
+        size_t n = len - pos < step ? len - pos : step;
+        ssize_t c = dataparse_feed(p, in + pos, n, sink_cb, s, done);
+        if (c < 0 || (size_t)c > n || (!*done && (size_t)c != n))
+            abort();
+        pos += (size_t)c;
+    }
+    return pos;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    enum data_bare_lf pol = data[0] & 1 ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+    size_t step = (size_t)(data[0] >> 1) % 32 + 1;
+    const char *in = (const char *)data + 1;
+    size_t len = size - 1;
+
+    struct sink a = { 0 }, b = { 0 }, w = { 0 }, c2 = { 0 };
+    struct dataparse pa, pb, p2;
+    int da, db, d2;
+    size_t ua = decode(in, len, len ? len : 1, pol, &a, &da, &pa);
+    size_t ub = decode(in, len, step, pol, &b, &db, &pb);
+    if (ua != ub || da != db || a.len != b.len || (a.len && memcmp(a.buf, b.buf, a.len)) ||
+        pa.bad_line_ending != pb.bad_line_ending || pa.bytes != a.len || pa.max_line != pb.max_line)
+        abort();
+
+    /* the end is exactly the first <CRLF>.<CRLF>, counting DATA's own CRLF */
+    char *pre = malloc(len + 2);
+    memcpy(pre, "\r\n", 2);
+    memcpy(pre + 2, in, len);
+    char *e = memmem(pre, len + 2, "\r\n.\r\n", 5);
+    if ((e != NULL) != (da == 1))
+        abort();
+    if (e != NULL && ua != (size_t)(e - pre) + 5 - 2)
+        abort();
+    free(pre);
+
+    /* content: CRLF only */
+    for (size_t i = 0; i < a.len; i++) {
+        if (a.buf[i] == '\r' && (i + 1 >= a.len || a.buf[i + 1] != '\n'))
+            abort();
+        if (a.buf[i] == '\n' && (i == 0 || a.buf[i - 1] != '\r'))
+            abort();
+    }
+
+    /* re-stuff: a strict reader sees "." only as the last line */
+    struct dotstuff ds;
+    dotstuff_init(&ds);
+    for (size_t pos = 0; pos < a.len; pos += step) {
+        size_t n = a.len - pos < step ? a.len - pos : step;
+        if (dotstuff_encode(&ds, a.buf + pos, n, sink_cb, &w) != 0)
+            abort();
+    }
+    if (dotstuff_finish(&ds, sink_cb, &w) != 0)
+        abort();
+    size_t start = 0;
+    for (size_t i = 0; i + 1 < w.len; i++) {
+        if (w.buf[i] == '\r' && w.buf[i + 1] == '\n') {
+            if (i - start == 1 && w.buf[start] == '.' && i + 2 != w.len)
+                abort();
+            start = i + 2;
+        }
+    }
+    /* and decodes to the same content */
+    size_t u2 = decode(w.buf, w.len, step, DATA_BARE_LF_REJECT, &c2, &d2, &p2);
+    if (!d2 || u2 != w.len || p2.bad_line_ending)
+        abort();
+    size_t want = a.len;
+    if (a.len > 0 && !(a.len >= 2 && a.buf[a.len - 2] == '\r' && a.buf[a.len - 1] == '\n'))
+        want += 2;
+    if (c2.len != want || (a.len && memcmp(c2.buf, a.buf, a.len) != 0))
+        abort();
+
+    free(a.buf);
+    free(b.buf);
+    free(w.buf);
+    free(c2.buf);
+    return 0;
+}
