@@ -1,2 +1,302 @@
-/* main.c — placeholder until the daemon lands. */
-int main(void) { return 0; }
+/* main.c — the mxgate daemon: options, config, listening sockets, privileges, workers,
+ * signals (SIGHUP reload, SIGTERM/SIGINT drain), health checks and metrics. */
+#include "backend.h"
+#include "config.h"
+#include "health.h"
+#include "log.h"
+#include "metrics.h"
+#include "tls.h"
+#include "worker.h"
+#include "rules/rules.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <pthread.h>
+
+#define MAX_WORKERS 64
+
+static struct worker *workers;
+static int nworkers;
+static struct shared_gen *current;
+static struct health *health;
+static struct metrics *metrics;
+static uv_loop_t *main_loop;
+static const char *config_path;
+static struct listen_config listen_copies[WORKER_MAX_LISTENERS];
+static int nlisten;
+static uv_signal_t sig_hup, sig_term, sig_int;
+static int stopping;
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: mxgate -c FILE      run in the foreground\n"
+	    "       mxgate -t -c FILE   check FILE and exit (0 valid, 1 errors as FILE:LINE:COL: key: reason)\n"
+	    "       mxgate -V           print the version\n"
+	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n");
+}
+
+static void main_apply_logging(const struct mx_config *cfg)
+{
+	int lvl = cfg->log.level;
+
+	if (cfg->log_level > lvl)
+		lvl = cfg->log_level;
+	log_set_level((enum log_level)lvl);
+	log_enable_syslog(cfg->log.syslog);
+}
+
+/* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg. */
+static struct shared_gen *main_gen_new(struct mx_config *cfg)
+{
+	static unsigned next_id;
+	struct shared_gen *g = calloc(1, sizeof(*g));
+	const char *err = NULL;
+	char tlserr[256];
+
+	if (g == NULL)
+		return NULL;
+	atomic_store(&g->refs, 1);
+	g->cfg = cfg;
+	g->id = ++next_id;
+	g->pool = pool_new(cfg, &err);
+	if (g->pool == NULL) {
+		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends: %s\"", err ? err : "?");
+		goto fail;
+	}
+	if (cfg->tls.certificate && cfg->tls.key) {
+		g->tls_server = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key, cfg->tls.min_version,
+		    cfg->tls.ciphers, tlserr, sizeof(tlserr));
+		if (g->tls_server == NULL) {
+			log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"tls: %s\"", tlserr);
+			goto fail;
+		}
+	}
+	g->tls_client = tls_ctx_new_client(tlserr, sizeof(tlserr));
+	return g;
+fail:
+	g->cfg = NULL;
+	shared_gen_unref(g);
+	return NULL;
+}
+
+static struct pool *main_get_pool(void)
+{
+	return current ? current->pool : NULL;
+}
+
+static void main_start_side_services(void)
+{
+	const struct mx_config *cfg = current->cfg;
+
+	health = health_start(main_loop, current->pool, cfg->backends.health_check.interval,
+	    cfg->backends.health_check.timeout, cfg->hostname);
+	if (cfg->metrics.listen && metrics == NULL)
+		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
+}
+
+static void main_reload(void)
+{
+	struct mx_config *cfg = NULL;
+
+	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
+	if (config_load(config_path, &cfg, stderr) != 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s reason=invalid_config keeping=old", config_path);
+		return;
+	}
+	struct shared_gen *g = main_gen_new(cfg);
+	if (g == NULL) {
+		config_free(cfg);
+		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s keeping=old", config_path);
+		return;
+	}
+	main_apply_logging(cfg);
+	if (health)
+		health_stop(health);
+	health = NULL;
+	struct shared_gen *old = current;
+	current = g;
+	for (int i = 0; i < nworkers; i++)
+		worker_post_gen(&workers[i], g);
+	shared_gen_unref(old);
+	main_start_side_services();
+	log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", g->id);
+}
+
+static void main_signal_cb(uv_signal_t *h, int signum)
+{
+	(void)h;
+	if (signum == SIGHUP) {
+		main_reload();
+		return;
+	}
+	if (stopping++)
+		return;
+	log_event(LOG_LVL_INFO, NULL, "event=shutdown signal=%d drain_timeout_ms=%llu", signum,
+	    (unsigned long long)current->cfg->limits.drain_timeout);
+	for (int i = 0; i < nworkers; i++)
+		worker_post_stop(&workers[i]);
+	if (health)
+		health_stop(health);
+	health = NULL;
+	if (metrics)
+		metrics_stop(metrics);
+	metrics = NULL;
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+/* One listening socket per worker and address, SO_REUSEPORT so the kernel spreads
+ * connections across workers. Created before privileges are dropped. */
+static int main_bind(const struct listen_config *lc, int *fd_out)
+{
+	int one = 1;
+	int fd = socket(lc->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (lc->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&lc->sa, lc->salen) != 0 || listen(fd, 4096) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static int main_drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (user == NULL || *user == '\0' || geteuid() != 0)
+		return 0;
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		fprintf(stderr, "mxgate: user %s: no such user\n", user);
+		return -1;
+	}
+	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || initgroups(user, pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		fprintf(stderr, "mxgate: cannot drop privileges to %s: %s\n", user, strerror(errno));
+		return -1;
+	}
+	log_event(LOG_LVL_INFO, NULL, "event=privileges user=%s uid=%d", user, (int)pw->pw_uid);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int check_only = 0, ch;
+	struct mx_config *cfg = NULL;
+	static const struct option longopts[] = {
+		{ "dump-config-docs", no_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+
+	while ((ch = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': config_path = optarg; break;
+		case 't': check_only = 1; break;
+		case 'V': printf("mxgate %s\n", MX_VERSION); return 0;
+		case 'D': config_write_docs(stdout); return 0;
+		default: usage(); return ch == 'h' ? 0 : 2;
+		}
+	}
+	if (config_path == NULL) {
+		usage();
+		return 2;
+	}
+	if (config_load(config_path, &cfg, stderr) != 0)
+		return 1;
+	if (check_only) {
+		int rc = rules_check_files(cfg, stderr);
+		config_free(cfg);
+		if (rc != 0)
+			return 1;
+		printf("%s: ok\n", config_path);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	srand((unsigned)time(NULL) ^ (unsigned)getpid());
+	main_apply_logging(cfg);
+
+	nworkers = cfg->workers > 0 ? (int)cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nworkers < 1)
+		nworkers = 1;
+	if (nworkers > MAX_WORKERS)
+		nworkers = MAX_WORKERS;
+	nlisten = (int)(cfg->listen.n < WORKER_MAX_LISTENERS ? cfg->listen.n : WORKER_MAX_LISTENERS);
+	const struct listen_config *lv = cfg->listen.v;
+	const struct listen_config *lcs[WORKER_MAX_LISTENERS];
+	int *fds = calloc((size_t)nworkers * (size_t)nlisten + 1, sizeof(int));
+	for (int i = 0; i < nlisten; i++) {
+		listen_copies[i] = lv[i];
+		listen_copies[i].address = strdup(lv[i].address);
+		lcs[i] = &listen_copies[i];
+		for (int k = 0; k < nworkers; k++) {
+			if (main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
+				fprintf(stderr, "mxgate: cannot listen on %s: %s\n", lv[i].address, strerror(errno));
+				return 1;
+			}
+		}
+	}
+	if (main_drop_privileges(cfg->user) != 0)
+		return 1;
+
+	current = main_gen_new(cfg);
+	if (current == NULL)
+		return 1;
+	main_loop = uv_default_loop();
+	workers = calloc((size_t)nworkers, sizeof(*workers));
+	for (int k = 0; k < nworkers; k++) {
+		if (worker_init(&workers[k], k, current, &fds[k * nlisten], lcs, nlisten) != 0) {
+			fprintf(stderr, "mxgate: worker %d failed to start\n", k);
+			return 1;
+		}
+	}
+	for (int k = 0; k < nworkers; k++)
+		uv_thread_create(&workers[k].thread, worker_run, &workers[k]);
+	uv_signal_init(main_loop, &sig_hup);
+	uv_signal_init(main_loop, &sig_term);
+	uv_signal_init(main_loop, &sig_int);
+	uv_signal_start(&sig_hup, main_signal_cb, SIGHUP);
+	uv_signal_start(&sig_term, main_signal_cb, SIGTERM);
+	uv_signal_start(&sig_int, main_signal_cb, SIGINT);
+	main_start_side_services();
+	for (int i = 0; i < nlisten; i++)
+		log_event(LOG_LVL_INFO, NULL, "event=listening address=%s workers=%d tls=%d proxy_protocol=%d",
+		    lv[i].address, nworkers, lv[i].tls, lv[i].proxy_protocol);
+	log_event(LOG_LVL_INFO, NULL, "event=started version=%s config=%s", MX_VERSION, config_path);
+	uv_run(main_loop, UV_RUN_DEFAULT);
+
+	/* Workers drain (bounded by drain_timeout); give them a little more, then go. */
+	uint64_t limit_ms = current->cfg->limits.drain_timeout + 5000;
+	for (int k = 0; k < nworkers; k++) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(limit_ms / 1000) + 1;
+		if (pthread_timedjoin_np(workers[k].thread, NULL, &ts) != 0) {
+			log_event(LOG_LVL_WARNING, NULL, "event=exit reason=drain_overrun worker=%d", k);
+			fflush(stderr);
+			_exit(0);
+		}
+	}
+	log_event(LOG_LVL_INFO, NULL, "event=stopped");
+	return 0;
+}

@@ -1,0 +1,17 @@
+/* conncount.h — process-wide connection accounting: the total (max_connections) and per
+ * client IP (max_connections_per_ip), shared by all workers. */
+#ifndef MX_CONNCOUNT_H
+#define MX_CONNCOUNT_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+/* Counts one more connection from sa unless that would exceed per_ip (0 = unlimited).
+ * Returns true when counted; then conncount_release() must follow. */
+bool conncount_acquire(const struct sockaddr *sa, long per_ip);
+void conncount_release(const struct sockaddr *sa);
+/* Total sessions: increments and returns the new total. */
+long conncount_total_add(long delta);
+long conncount_total(void);
+
+#endif

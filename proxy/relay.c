@@ -1,0 +1,939 @@
+/* relay.c — the backend side: one SMTP/LMTP client connection per struct relay. */
+#include "relay.h"
+#include "backend.h"
+#include "config.h"
+#include "dataparse.h"
+#include "headers.h"
+#include "hook.h"
+#include "log.h"
+#include "proxyproto.h"
+#include "tls.h"
+#include "worker.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum relay_state {
+	RELAY_CONNECTING = 0,
+	RELAY_GREETING,
+	RELAY_EHLO,
+	RELAY_STARTTLS,
+	RELAY_TLS_HANDSHAKE,
+	RELAY_EHLO_TLS,
+	RELAY_XCLIENT,
+	RELAY_EHLO_XCLIENT,
+	RELAY_READY,       /* in a session, no command outstanding */
+	RELAY_COMMAND,     /* awaiting a command's reply */
+	RELAY_DATA_354,
+	RELAY_DATA_SEND,   /* streaming the message */
+	RELAY_DATA_FINAL,  /* awaiting the final reply(ies) */
+	RELAY_RSET,
+	RELAY_IDLE,        /* on the worker's idle list */
+	RELAY_QUIT,
+	RELAY_CLOSED,
+};
+
+enum {
+	CAP_PIPELINING = 1u << 0, CAP_SIZE = 1u << 1, CAP_8BITMIME = 1u << 2, CAP_SMTPUTF8 = 1u << 3,
+	CAP_XCLIENT = 1u << 4, CAP_STARTTLS = 1u << 5, CAP_ENHANCED = 1u << 6, CAP_DSN = 1u << 7,
+};
+
+#define RELAY_MAX_REPLY 8192       /* bytes of one (multi-line) reply */
+#define RELAY_MAX_IDLE_PER_WORKER 256
+#define RELAY_IDLE_MS 30000
+#define RELAY_MAX_LMTP 1000
+
+struct relay {
+	struct relay *next_idle;
+	struct worker *w;
+	struct shared_gen *gen;       /* ref held: pool, config */
+	struct backend *b;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t conn_req;
+	int open_handles;
+	enum relay_state state;
+	bool in_session, failed, counted_active;
+	unsigned caps;
+	char xclient_attrs[256];      /* attributes the backend accepts, space separated */
+	char ident[400];              /* the XCLIENT identity last announced */
+	char pending_ident[400];
+	char helo[256];
+	/* reply assembly */
+	char line[1024];
+	size_t linelen;
+	bool line_overflow;
+	struct strbuf reply;
+	/* callbacks (one outstanding at a time) */
+	relay_open_fn open_cb;
+	relay_reply_fn reply_cb;
+	relay_data_fn data_cb;
+	void *arg;
+	/* message streaming */
+	const char *prefix, *body;
+	size_t prefix_len, body_len, off;
+	struct dotstuff ds;
+	int nrcpt, nreplies;
+	int *codes;
+	char **texts;
+	char *chunk;
+	size_t chunk_len;
+	/* TLS to the backend */
+	struct tlsconn *tls;
+	const struct hook_env *open_env; /* while opening: the client to announce */
+};
+
+static void relay_on_reply(struct relay *r, int code, const char *text);
+static void relay_fail(struct relay *r, const char *why);
+static void relay_close(struct relay *r);
+static int relay_max_idle(const struct relay *r);
+
+static const struct backends_config *relay_cfg(const struct relay *r)
+{
+	return &r->gen->cfg->backends;
+}
+
+struct backend *relay_backend(const struct relay *r) { return r->b; }
+bool relay_is_lmtp(const struct relay *r) { return r->b->kind == BACKEND_LMTP; }
+
+bool relay_has_ext(const struct relay *r, const char *ext)
+{
+	if (strcasecmp(ext, "SIZE") == 0) return r->caps & CAP_SIZE;
+	if (strcasecmp(ext, "8BITMIME") == 0) return r->caps & CAP_8BITMIME;
+	if (strcasecmp(ext, "SMTPUTF8") == 0) return r->caps & CAP_SMTPUTF8;
+	if (strcasecmp(ext, "PIPELINING") == 0) return r->caps & CAP_PIPELINING;
+	if (strcasecmp(ext, "DSN") == 0) return r->caps & CAP_DSN;
+	return false;
+}
+
+/* ---- writing ----------------------------------------------------------------------- */
+
+struct relay_wreq { uv_write_t req; char data[]; };
+
+static void relay_write_cb(uv_write_t *req, int status)
+{
+	free(req);
+	(void)status;	/* errors surface on the read side or as a timeout */
+}
+
+static void relay_pump(struct relay *r);
+
+static void relay_write_data_cb(uv_write_t *req, int status)
+{
+	struct relay *r = req->data;
+
+	free(req);
+	if (r == NULL || r->state != RELAY_DATA_SEND)
+		return;
+	if (status < 0) {
+		relay_fail(r, uv_strerror(status));
+		return;
+	}
+	relay_pump(r);
+}
+
+/* Queues bytes on the TCP stream (already encrypted when TLS is on). */
+static int relay_write_raw(struct relay *r, const char *data, size_t len, bool pump)
+{
+	struct relay_wreq *w;
+	uv_buf_t buf;
+
+	if (r->state == RELAY_CLOSED)
+		return -1;
+	w = malloc(sizeof(*w) + len);
+	if (w == NULL)
+		return -1;
+	memcpy(w->data, data, len);
+	buf = uv_buf_init(w->data, (unsigned)len);
+	w->req.data = pump ? r : NULL;
+	if (uv_write(&w->req, (uv_stream_t *)&r->tcp, &buf, 1, pump ? relay_write_data_cb : relay_write_cb) != 0) {
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
+static int relay_tls_cipher_cb(void *arg, const char *data, size_t len)
+{
+	struct relay *r = arg;
+	return relay_write_raw(r, data, len, false);
+}
+
+static int relay_write(struct relay *r, const char *data, size_t len)
+{
+	if (r->tls)
+		return tlsconn_write(r->tls, data, len);
+	return relay_write_raw(r, data, len, false);
+}
+
+static void relay_arm(struct relay *r, uint64_t ms);
+
+static void relay_send_line(struct relay *r, const char *line)
+{
+	char buf[1100];
+	size_t n = strlen(line);
+
+	if (n > sizeof(buf) - 3)
+		n = sizeof(buf) - 3;
+	memcpy(buf, line, n);
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	if (log_is_debug())
+		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=\"%.*s\"", r->b->url,
+		    (int)(n - 2), buf);
+	if (relay_write(r, buf, n) != 0) {
+		relay_fail(r, "write failed");
+		return;
+	}
+	relay_arm(r, relay_cfg(r)->reply_timeout);
+}
+
+/* ---- timers and closing ------------------------------------------------------------ */
+
+static void relay_timeout_cb(uv_timer_t *t)
+{
+	struct relay *r = t->data;
+
+	if (r->state == RELAY_IDLE) {
+		/* Idle too long: say goodbye. */
+		relay_close(r);
+		return;
+	}
+	relay_fail(r, "timeout");
+}
+
+static void relay_arm(struct relay *r, uint64_t ms)
+{
+	uv_timer_start(&r->timer, relay_timeout_cb, ms ? ms : 60000, 0);
+}
+
+static void relay_handle_closed_cb(uv_handle_t *h)
+{
+	struct relay *r = h->data;
+
+	if (--r->open_handles > 0)
+		return;
+	tlsconn_free(r->tls);
+	strbuf_free(&r->reply);
+	free(r->codes);
+	if (r->texts) {
+		for (int i = 0; i < r->nrcpt; i++)
+			free(r->texts[i]);
+		free(r->texts);
+	}
+	shared_gen_unref(r->gen);
+	free(r);
+}
+
+static void relay_unlink_idle(struct relay *r)
+{
+	struct relay **pp = &r->w->idle;
+
+	while (*pp) {
+		if (*pp == r) {
+			*pp = r->next_idle;
+			r->w->nidle--;
+			break;
+		}
+		pp = &(*pp)->next_idle;
+	}
+	r->next_idle = NULL;
+}
+
+static void relay_close(struct relay *r)
+{
+	if (r->state == RELAY_CLOSED)
+		return;
+	if (r->state == RELAY_IDLE)
+		relay_unlink_idle(r);
+	if (r->counted_active) {
+		atomic_fetch_sub(&r->b->active, 1);
+		r->counted_active = false;
+	}
+	r->state = RELAY_CLOSED;
+	r->open_cb = NULL;
+	r->reply_cb = NULL;
+	r->data_cb = NULL;
+	uv_timer_stop(&r->timer);
+	uv_close((uv_handle_t *)&r->timer, relay_handle_closed_cb);
+	uv_close((uv_handle_t *)&r->tcp, relay_handle_closed_cb);
+}
+
+/* A failure while a callback is outstanding: report code 0 and close. */
+static void relay_fail(struct relay *r, const char *why)
+{
+	enum relay_state st = r->state;
+	relay_open_fn ocb = r->open_cb;
+	relay_reply_fn rcb = r->reply_cb;
+	relay_data_fn dcb = r->data_cb;
+	void *arg = r->arg;
+	char text[200];
+
+	if (st == RELAY_CLOSED)
+		return;
+	snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
+	if (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET)
+		backend_report_failure(r->gen->pool, r->b, why);
+	log_event(LOG_LVL_INFO, NULL, "event=backend_error backend=%s state=%d reason=\"%s\"", r->b->url, st, why);
+	relay_close(r);
+	if (st <= RELAY_EHLO_XCLIENT && ocb) {
+		ocb(arg, NULL, 0, text);
+	} else if (st == RELAY_COMMAND && rcb) {
+		rcb(arg, 0, text);
+	} else if ((st == RELAY_DATA_354 || st == RELAY_DATA_SEND || st == RELAY_DATA_FINAL) && dcb) {
+		int code = 0;
+		const char *t = text;
+		dcb(arg, 1, &code, &t);
+	}
+}
+
+/* ---- reading ----------------------------------------------------------------------- */
+
+static void relay_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct relay *r = h->data;
+
+	(void)hint;
+	buf->base = r->w->readbuf;
+	buf->len = sizeof(r->w->readbuf);
+}
+
+/* Plain bytes from the backend: assemble reply lines. */
+static int relay_on_plain(void *arg, const char *data, size_t len)
+{
+	struct relay *r = arg;
+
+	for (size_t i = 0; i < len && r->state != RELAY_CLOSED; i++) {
+		char c = data[i];
+		if (c != '\n') {
+			if (r->linelen < sizeof(r->line) - 1)
+				r->line[r->linelen++] = c;
+			else
+				r->line_overflow = true;
+			continue;
+		}
+		if (r->linelen && r->line[r->linelen - 1] == '\r')
+			r->linelen--;
+		r->line[r->linelen] = '\0';
+		size_t ll = r->linelen;
+		r->linelen = 0;
+		if (ll < 3 || !isdigit((unsigned char)r->line[0]) || !isdigit((unsigned char)r->line[1]) ||
+		    !isdigit((unsigned char)r->line[2]) || (ll > 3 && r->line[3] != ' ' && r->line[3] != '-')) {
+			relay_fail(r, "malformed reply");
+			return -1;
+		}
+		if (r->reply.len + ll + 2 > RELAY_MAX_REPLY) {
+			relay_fail(r, "reply too long");
+			return -1;
+		}
+		if (r->reply.len)
+			strbuf_append(&r->reply, "\r\n", 2);
+		strbuf_append(&r->reply, r->line, ll);
+		if (ll > 3 && r->line[3] == '-')
+			continue;
+		int code = atoi(r->line);
+		char *text = r->reply.v;
+		r->reply.v = NULL;
+		r->reply.len = r->reply.cap = 0;
+		if (log_is_debug())
+			log_event(LOG_LVL_DEBUG, NULL, "event=relay_reply backend=%s reply=\"%.200s\"", r->b->url, text);
+		relay_on_reply(r, code, text);
+		free(text);
+	}
+	return r->state == RELAY_CLOSED ? -1 : 0;
+}
+
+static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct relay *r = s->data;
+
+	(void)buf;
+	if (n == 0)
+		return;
+	if (n < 0) {
+		if (r->state == RELAY_IDLE || r->state == RELAY_QUIT || r->state == RELAY_RSET)
+			relay_close(r);
+		else
+			relay_fail(r, n == UV_EOF ? "connection closed" : uv_strerror((int)n));
+		return;
+	}
+	if (r->state == RELAY_IDLE) {
+		/* Unsolicited data on an idle connection (e.g. a 421 timeout): drop it. */
+		relay_close(r);
+		return;
+	}
+	if (r->tls) {
+		if (tlsconn_feed(r->tls, buf->base, (size_t)n) < 0)
+			relay_fail(r, "TLS error");
+		return;
+	}
+	relay_on_plain(r, buf->base, (size_t)n);
+}
+
+/* ---- the handshake ----------------------------------------------------------------- */
+
+static void relay_parse_caps(struct relay *r, const char *text)
+{
+	const char *p = text;
+
+	r->caps = 0;
+	r->xclient_attrs[0] = '\0';
+	while (p && *p) {
+		const char *e = strstr(p, "\r\n");
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n > 4) {
+			char kw[64];
+			size_t k = 0;
+			const char *q = p + 4;
+			while (k < sizeof(kw) - 1 && q < p + n && *q != ' ')
+				kw[k++] = (char)toupper((unsigned char)*q++);
+			kw[k] = '\0';
+			if (strcmp(kw, "PIPELINING") == 0) r->caps |= CAP_PIPELINING;
+			else if (strcmp(kw, "SIZE") == 0) r->caps |= CAP_SIZE;
+			else if (strcmp(kw, "8BITMIME") == 0) r->caps |= CAP_8BITMIME;
+			else if (strcmp(kw, "SMTPUTF8") == 0) r->caps |= CAP_SMTPUTF8;
+			else if (strcmp(kw, "STARTTLS") == 0) r->caps |= CAP_STARTTLS;
+			else if (strcmp(kw, "ENHANCEDSTATUSCODES") == 0) r->caps |= CAP_ENHANCED;
+			else if (strcmp(kw, "DSN") == 0) r->caps |= CAP_DSN;
+			else if (strcmp(kw, "XCLIENT") == 0) {
+				r->caps |= CAP_XCLIENT;
+				size_t al = (size_t)(p + n - q);
+				if (al >= sizeof(r->xclient_attrs))
+					al = sizeof(r->xclient_attrs) - 1;
+				memcpy(r->xclient_attrs, q, al);
+				r->xclient_attrs[al] = '\0';
+				for (char *c = r->xclient_attrs; *c; c++)
+					*c = (char)toupper((unsigned char)*c);
+			}
+		}
+		p = e ? e + 2 : NULL;
+	}
+}
+
+static void relay_send_ehlo(struct relay *r, enum relay_state next)
+{
+	char line[300];
+
+	r->state = next;
+	snprintf(line, sizeof(line), "%s %s", r->b->kind == BACKEND_LMTP ? "LHLO" : "EHLO",
+	    r->helo[0] ? r->helo : r->gen->cfg->hostname);
+	relay_send_line(r, line);
+}
+
+/* RFC 3461 xtext, as XCLIENT wants its values. */
+static void relay_xtext(char *out, size_t cap, const char *in)
+{
+	size_t o = 0;
+
+	for (; *in && o + 4 < cap; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c < 33 || c > 126 || c == '+' || c == '=')
+			o += (size_t)snprintf(out + o, cap - o, "+%02X", c);
+		else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+}
+
+static bool relay_xclient_has(const struct relay *r, const char *attr)
+{
+	size_t n = strlen(attr);
+	const char *p = r->xclient_attrs;
+
+	while ((p = strstr(p, attr)) != NULL) {
+		if ((p == r->xclient_attrs || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+/* Builds the XCLIENT line for env into r->pending_ident. */
+static void relay_build_xclient(struct relay *r, const struct hook_env *env)
+{
+	char v[300];
+	size_t o = 0;
+	char *out = r->pending_ident;
+	size_t cap = sizeof(r->pending_ident);
+
+	o += (size_t)snprintf(out + o, cap - o, "XCLIENT");
+	if (relay_xclient_has(r, "NAME")) {
+		relay_xtext(v, sizeof(v), env->client_name[0] ? env->client_name : "[UNAVAILABLE]");
+		o += (size_t)snprintf(out + o, cap - o, " NAME=%s", v);
+	}
+	if (relay_xclient_has(r, "ADDR")) {
+		const char *ip = env->client_ip;
+		if (strchr(ip, ':') && strncmp(ip, "::ffff:", 7) != 0)
+			o += (size_t)snprintf(out + o, cap - o, " ADDR=IPV6:%s", ip);
+		else
+			o += (size_t)snprintf(out + o, cap - o, " ADDR=%s", strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip);
+	}
+	if (relay_xclient_has(r, "PORT"))
+		o += (size_t)snprintf(out + o, cap - o, " PORT=%d", env->client_port);
+	if (relay_xclient_has(r, "PROTO"))
+		o += (size_t)snprintf(out + o, cap - o, " PROTO=%s", env->esmtp ? "ESMTP" : "SMTP");
+	if (relay_xclient_has(r, "HELO") && env->helo[0]) {
+		relay_xtext(v, sizeof(v), env->helo);
+		o += (size_t)snprintf(out + o, cap - o, " HELO=%s", v);
+	}
+	if (o >= cap)
+		out[cap - 1] = '\0';
+}
+
+static void relay_ready(struct relay *r)
+{
+	relay_open_fn cb = r->open_cb;
+
+	r->state = RELAY_READY;
+	r->open_cb = NULL;
+	r->open_env = NULL;
+	uv_timer_stop(&r->timer);
+	if (cb)
+		cb(r->arg, r, 250, "ready");
+}
+
+/* After EHLO (first, after TLS or after XCLIENT): announce identity or finish. */
+static void relay_after_ehlo(struct relay *r)
+{
+	if (r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT && (r->caps & CAP_XCLIENT) &&
+	    r->pending_ident[0] && strcmp(r->pending_ident, r->ident) != 0) {
+		r->state = RELAY_XCLIENT;
+		relay_send_line(r, r->pending_ident);
+		return;
+	}
+	relay_ready(r);
+}
+
+static void relay_tls_established_cb(void *arg)
+{
+	struct relay *r = arg;
+
+	relay_send_ehlo(r, RELAY_EHLO_TLS);
+}
+
+static const struct tlsconn_ops relay_tls_ops = {
+	.on_plain = relay_on_plain,
+	.on_cipher = relay_tls_cipher_cb,
+	.on_established = relay_tls_established_cb,
+};
+
+static void relay_handshake_reply(struct relay *r, int code, const char *text)
+{
+	switch (r->state) {
+	case RELAY_GREETING:
+		if (code != 220) {
+			relay_fail(r, "greeting refused");
+			return;
+		}
+		relay_send_ehlo(r, RELAY_EHLO);
+		return;
+	case RELAY_EHLO:
+	case RELAY_EHLO_TLS:
+	case RELAY_EHLO_XCLIENT:
+		if (code != 250) {
+			relay_fail(r, "EHLO refused");
+			return;
+		}
+		relay_parse_caps(r, text);
+		if (r->state == RELAY_EHLO && (r->caps & CAP_STARTTLS) && r->gen->cfg->backends.starttls &&
+		    r->gen->tls_client) {
+			r->state = RELAY_STARTTLS;
+			relay_send_line(r, "STARTTLS");
+			return;
+		}
+		if (r->state == RELAY_EHLO_XCLIENT) {
+			relay_ready(r);
+			return;
+		}
+		relay_after_ehlo(r);
+		return;
+	case RELAY_STARTTLS:
+		if (code != 220) {
+			/* Opportunistic: carry on in clear text. */
+			relay_after_ehlo(r);
+			return;
+		}
+		r->tls = tlsconn_new(r->gen->tls_client, false, r->b->host, &relay_tls_ops, r);
+		if (r->tls == NULL || tlsconn_start(r->tls) != 0) {
+			relay_fail(r, "TLS setup failed");
+			return;
+		}
+		r->state = RELAY_TLS_HANDSHAKE;
+		relay_arm(r, relay_cfg(r)->reply_timeout);
+		return;
+	case RELAY_XCLIENT:
+		/* Postfix answers 220 (a new greeting); some sinks answer 250. */
+		if (code != 220 && code != 250) {
+			/* The backend refused our identity: it still works, without it. */
+			log_event(LOG_LVL_WARNING, NULL, "event=xclient_refused backend=%s reply=\"%.100s\"", r->b->url, text);
+			snprintf(r->ident, sizeof(r->ident), "%s", r->pending_ident);
+			relay_ready(r);
+			return;
+		}
+		snprintf(r->ident, sizeof(r->ident), "%s", r->pending_ident);
+		relay_send_ehlo(r, RELAY_EHLO_XCLIENT);
+		return;
+	default:
+		return;
+	}
+}
+
+static void relay_connect_cb(uv_connect_t *req, int status)
+{
+	struct relay *r = req->data;
+
+	if (r->state == RELAY_CLOSED)
+		return;
+	if (status < 0) {
+		relay_fail(r, uv_strerror(status));
+		return;
+	}
+	r->state = RELAY_GREETING;
+	relay_arm(r, relay_cfg(r)->reply_timeout);
+	uv_read_start((uv_stream_t *)&r->tcp, relay_alloc_cb, relay_read_cb);
+}
+
+/* ---- the public steps -------------------------------------------------------------- */
+
+static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct shared_gen *g)
+{
+	for (struct relay **pp = &w->idle; *pp; pp = &(*pp)->next_idle) {
+		struct relay *r = *pp;
+		if (r->b == b && r->gen == g) {
+			*pp = r->next_idle;
+			r->next_idle = NULL;
+			w->nidle--;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg)
+{
+	struct shared_gen *g = w->gen->shared;
+	const struct backends_config *bc = &g->cfg->backends;
+	struct relay *r;
+
+	if (b->kind == BACKEND_MAILDIR) {
+		cb(arg, NULL, 0, "maildir backends are written directly");
+		return;
+	}
+	if (bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g)) != NULL) {
+		r->open_cb = cb;
+		r->arg = arg;
+		r->in_session = true;
+		r->counted_active = true;
+		atomic_fetch_add(&b->active, 1);
+		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
+		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps & CAP_XCLIENT)) {
+			relay_build_xclient(r, env);
+			if (strcmp(r->pending_ident, r->ident) != 0) {
+				r->state = RELAY_XCLIENT;
+				relay_send_line(r, r->pending_ident);
+				return;
+			}
+		}
+		relay_ready(r);
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		cb(arg, NULL, 0, "out of memory");
+		return;
+	}
+	r->w = w;
+	r->gen = g;
+	shared_gen_ref(g);
+	r->b = b;
+	r->open_cb = cb;
+	r->arg = arg;
+	r->in_session = true;
+	snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
+	uv_tcp_init(&w->loop, &r->tcp);
+	uv_timer_init(&w->loop, &r->timer);
+	r->tcp.data = r;
+	r->timer.data = r;
+	r->open_handles = 2;
+	r->state = RELAY_CONNECTING;
+	r->counted_active = true;
+	atomic_fetch_add(&b->active, 1);
+	uv_tcp_nodelay(&r->tcp, 1);
+	r->conn_req.data = r;
+	int rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&b->sa, relay_connect_cb);
+	if (rc != 0) {
+		relay_fail(r, uv_strerror(rc));
+		return;
+	}
+	relay_arm(r, bc->connect_timeout);
+	r->open_env = env;
+	if (bc->client_identity == IDENTITY_PROXY_V2) {
+		/* The header goes first on the wire, queued before anything else. */
+		uint8_t hdr[64];
+		size_t n = proxyproto_build_v2((const struct sockaddr *)&env->client,
+		    (const struct sockaddr *)&env->local, hdr, sizeof(hdr));
+		if (n > 0)
+			relay_write_raw(r, (const char *)hdr, n, false);
+	}
+}
+
+static void relay_on_reply(struct relay *r, int code, const char *text)
+{
+	switch (r->state) {
+	case RELAY_GREETING:
+	case RELAY_EHLO:
+	case RELAY_EHLO_TLS:
+	case RELAY_EHLO_XCLIENT:
+	case RELAY_STARTTLS:
+	case RELAY_XCLIENT:
+		if ((r->state == RELAY_EHLO || r->state == RELAY_EHLO_TLS) && code == 250 && r->open_env) {
+			/* EHLO answered: now the XCLIENT attributes are known. */
+			relay_parse_caps(r, text);
+			if ((r->caps & CAP_XCLIENT) && r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT)
+				relay_build_xclient(r, r->open_env);
+		}
+		relay_handshake_reply(r, code, text);
+		return;
+	case RELAY_COMMAND: {
+		relay_reply_fn cb = r->reply_cb;
+		r->reply_cb = NULL;
+		r->state = RELAY_READY;
+		uv_timer_stop(&r->timer);
+		if (code == 421) {
+			/* The backend is closing on us: report, then close. */
+			if (cb)
+				cb(r->arg, code, text);
+			if (r->state != RELAY_CLOSED)
+				relay_close(r);
+			return;
+		}
+		if (cb)
+			cb(r->arg, code, text);
+		return;
+	}
+	case RELAY_DATA_354:
+		if (code != 354) {
+			relay_data_fn cb = r->data_cb;
+			r->data_cb = NULL;
+			r->state = RELAY_READY;
+			uv_timer_stop(&r->timer);
+			if (code >= 400 && code < 500)
+				backend_report_failure(r->gen->pool, r->b, "DATA refused");
+			if (cb)
+				cb(r->arg, 1, &code, &text);
+			return;
+		}
+		r->state = RELAY_DATA_SEND;
+		dotstuff_init(&r->ds);
+		r->off = 0;
+		relay_pump(r);
+		return;
+	case RELAY_DATA_SEND:
+		/* A reply while we are still sending: the backend gave up (e.g. 552). */
+		relay_fail(r, "reply before end of data");
+		return;
+	case RELAY_DATA_FINAL: {
+		r->codes[r->nreplies] = code;
+		r->texts[r->nreplies] = strdup(text);
+		r->nreplies++;
+		if (r->nreplies < r->nrcpt) {
+			relay_arm(r, relay_cfg(r)->data_timeout);
+			return;
+		}
+		relay_data_fn cb = r->data_cb;
+		r->data_cb = NULL;
+		r->state = RELAY_READY;
+		uv_timer_stop(&r->timer);
+		bool any_ok = false;
+		for (int i = 0; i < r->nrcpt; i++)
+			any_ok |= r->codes[i] / 100 == 2;
+		if (any_ok)
+			backend_report_success(r->gen->pool, r->b);
+		else if (code / 100 == 4)
+			backend_report_failure(r->gen->pool, r->b, "tempfail after data");
+		if (cb)
+			cb(r->arg, r->nrcpt, r->codes, (const char *const *)r->texts);
+		if (r->texts) {
+			for (int i = 0; i < r->nrcpt; i++) {
+				free(r->texts[i]);
+				r->texts[i] = NULL;
+			}
+		}
+		return;
+	}
+	case RELAY_RSET:
+		uv_timer_stop(&r->timer);
+		if (code != 250 || r->w->nidle >= relay_max_idle(r) || atomic_load(&r->w->stop) ||
+		    r->gen != r->w->gen->shared) {
+			r->state = RELAY_QUIT;
+			relay_send_line(r, "QUIT");
+			return;
+		}
+		r->state = RELAY_IDLE;
+		r->next_idle = r->w->idle;
+		r->w->idle = r;
+		r->w->nidle++;
+		uv_timer_start(&r->timer, relay_timeout_cb, RELAY_IDLE_MS, 0);
+		return;
+	case RELAY_QUIT:
+		relay_close(r);
+		return;
+	default:
+		/* Unexpected reply (e.g. idle): drop the connection. */
+		relay_close(r);
+		return;
+	}
+}
+
+static int relay_max_idle(const struct relay *r)
+{
+	long per = r->gen->cfg->backends.pool_size;
+	size_t n = r->gen->pool->nservers + r->gen->pool->nextra;
+
+	return (int)(per * (long)n < RELAY_MAX_IDLE_PER_WORKER ? per * (long)n : RELAY_MAX_IDLE_PER_WORKER);
+}
+
+void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
+{
+	r->reply_cb = cb;
+	r->arg = arg;
+	r->state = RELAY_COMMAND;
+	relay_send_line(r, line);
+}
+
+/* Output of the dot-stuffer: into the current chunk. */
+static int relay_chunk_out(void *arg, const char *data, size_t len)
+{
+	struct relay *r = arg;
+
+	memcpy(r->chunk + r->chunk_len, data, len);
+	r->chunk_len += len;
+	return 0;
+}
+
+#define RELAY_CHUNK_IN 32768
+#define RELAY_CHUNK_OUT (RELAY_CHUNK_IN * 2 + 16)
+
+/* Streams prefix + body, dot-stuffed, with backpressure on the socket's write queue. */
+static void relay_pump(struct relay *r)
+{
+	char chunk[RELAY_CHUNK_OUT];
+	size_t total = r->prefix_len + r->body_len;
+
+	while (r->state == RELAY_DATA_SEND) {
+		if (uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) > 256 * 1024) {
+			/* Resume from the write callback of the last queued chunk. */
+			struct relay_wreq *w = malloc(sizeof(*w));
+			uv_buf_t b = uv_buf_init((char *)"", 0);
+			if (w == NULL || (w->req.data = r, uv_write(&w->req, (uv_stream_t *)&r->tcp, &b, 1,
+			    relay_write_data_cb)) != 0) {
+				free(w);
+				relay_fail(r, "write failed");
+			}
+			return;
+		}
+		r->chunk = chunk;
+		r->chunk_len = 0;
+		if (r->off < total) {
+			size_t n;
+			const char *src;
+			if (r->off < r->prefix_len) {
+				src = r->prefix + r->off;
+				n = r->prefix_len - r->off;
+			} else {
+				src = r->body + (r->off - r->prefix_len);
+				n = total - r->off;
+			}
+			if (n > RELAY_CHUNK_IN)
+				n = RELAY_CHUNK_IN;
+			dotstuff_encode(&r->ds, src, n, relay_chunk_out, r);
+			r->off += n;
+		}
+		bool last = r->off >= total;
+		if (last)
+			dotstuff_finish(&r->ds, relay_chunk_out, r);
+		if (r->chunk_len && relay_write(r, chunk, r->chunk_len) != 0) {
+			relay_fail(r, "write failed");
+			return;
+		}
+		if (last) {
+			r->state = RELAY_DATA_FINAL;
+			relay_arm(r, relay_cfg(r)->data_timeout);
+			return;
+		}
+	}
+}
+
+void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, const char *body,
+    size_t len, int nrcpt, relay_data_fn cb, void *arg)
+{
+	r->prefix = prefix;
+	r->prefix_len = prefix_len;
+	r->body = body;
+	r->body_len = len;
+	r->data_cb = cb;
+	r->arg = arg;
+	if (r->texts) {
+		for (int i = 0; i < r->nrcpt; i++)
+			free(r->texts[i]);
+		free(r->texts);
+	}
+	free(r->codes);
+	r->nrcpt = r->b->kind == BACKEND_LMTP ? (nrcpt > 0 ? (nrcpt > RELAY_MAX_LMTP ? RELAY_MAX_LMTP : nrcpt) : 1) : 1;
+	r->nreplies = 0;
+	r->codes = calloc((size_t)r->nrcpt, sizeof(int));
+	r->texts = calloc((size_t)r->nrcpt, sizeof(char *));
+	if (r->codes == NULL || r->texts == NULL) {
+		relay_fail(r, "out of memory");
+		return;
+	}
+	r->state = RELAY_DATA_354;
+	relay_send_line(r, "DATA");
+}
+
+void relay_release(struct relay *r, bool reusable)
+{
+	if (r->state == RELAY_CLOSED)
+		return;
+	r->open_cb = NULL;
+	r->reply_cb = NULL;
+	r->data_cb = NULL;
+	r->in_session = false;
+	if (r->counted_active) {
+		atomic_fetch_sub(&r->b->active, 1);
+		r->counted_active = false;
+	}
+	if (r->state != RELAY_READY) {
+		relay_close(r);
+		return;
+	}
+	if (reusable && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 &&
+	    r->gen->cfg->backends.pool_size > 0) {
+		r->state = RELAY_RSET;
+		relay_send_line(r, "RSET");
+		return;
+	}
+	r->state = RELAY_QUIT;
+	relay_send_line(r, "QUIT");
+}
+
+void relay_abort(struct relay *r)
+{
+	if (r == NULL)
+		return;
+	r->in_session = false;
+	relay_close(r);
+}
+
+void relay_close_idle(struct worker *w)
+{
+	while (w->idle) {
+		struct relay *r = w->idle;
+		relay_unlink_idle(r);
+		r->state = RELAY_QUIT;
+		relay_send_line(r, "QUIT");
+	}
+}

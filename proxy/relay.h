@@ -1,0 +1,50 @@
+/* relay.h — one SMTP/LMTP client connection to a backend.
+ *
+ * The session drives it step by step: open (greeting, EHLO/LHLO, STARTTLS when offered,
+ * client identity by XCLIENT or PROXY v2), then MAIL, RCPT, the message, and release
+ * (RSET and back to the worker's idle list, or QUIT). Every step has a timeout; every
+ * failure reaches the callback as code 0 (no reply: connect error, drop, timeout) or the
+ * backend's own reply. Callbacks are never called after relay_abort(). */
+#ifndef MX_RELAY_H
+#define MX_RELAY_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+struct worker;
+struct backend;
+struct hook_env;
+struct msgbuf;
+struct relay;
+
+/* code: the reply code (0 = no reply: the connection failed; text says why). text: the
+ * reply, lines joined by "\r\n" without the final CRLF; valid during the call only. */
+typedef void (*relay_reply_fn)(void *arg, int code, const char *text);
+/* For open: r is the ready relay (code 250) or NULL (code/text say why). */
+typedef void (*relay_open_fn)(void *arg, struct relay *r, int code, const char *text);
+/* For the message: one reply per recipient for LMTP (n = nrcpt), one for SMTP (n = 1). */
+typedef void (*relay_data_fn)(void *arg, int n, const int *codes, const char *const *texts);
+
+/* Gets a connection to b for env's client: an idle one (re-identified) or a new one. */
+void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg);
+/* Sends one command line (no CRLF) and reports its reply. */
+void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *arg);
+/* DATA, then prefix (raw header text already final, may be empty), then body[0..len) of
+ * the message content, dot-stuffed, then the final dot; reports the reply (or LMTP's
+ * replies for nrcpt recipients). body must stay valid until the callback. */
+void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, const char *body,
+    size_t len, int nrcpt, relay_data_fn cb, void *arg);
+/* Done with it: reusable -> RSET and keep idle (or QUIT if the pool is full); otherwise
+ * QUIT/close. No callback. */
+void relay_release(struct relay *r, bool reusable);
+/* Drops it now (no QUIT); no callback afterwards. */
+void relay_abort(struct relay *r);
+
+struct backend *relay_backend(const struct relay *r);
+bool relay_has_ext(const struct relay *r, const char *ext);  /* EHLO keyword, e.g. "SIZE" */
+bool relay_is_lmtp(const struct relay *r);
+
+/* Worker shutdown: QUIT every idle connection. */
+void relay_close_idle(struct worker *w);
+
+#endif

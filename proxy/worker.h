@@ -1,0 +1,77 @@
+/* worker.h — event-loop threads. Each worker owns a libuv loop, accepts on its own
+ * SO_REUSEPORT listening sockets, runs its sessions and keeps idle backend connections.
+ *
+ * Config generations: the main thread loads a config into a `struct shared_gen` (config,
+ * backend pool, TLS context; refcounted across workers). Each worker builds its own
+ * `struct worker_gen` on its loop (module states); sessions hold the worker_gen they were
+ * accepted under, so a reload never changes a running session. */
+#ifndef MX_WORKER_H
+#define MX_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "chain.h"
+
+struct mx_config;
+struct pool;
+struct tls_ctx;
+struct relay;
+struct session;
+
+struct shared_gen {
+	atomic_int refs;
+	struct mx_config *cfg;
+	struct pool *pool;
+	struct tls_ctx *tls_server;   /* NULL when no certificate configured */
+	struct tls_ctx *tls_client;   /* STARTTLS to backends */
+	unsigned id;
+};
+void shared_gen_ref(struct shared_gen *g);
+void shared_gen_unref(struct shared_gen *g);
+
+struct worker;
+struct worker_gen {
+	struct shared_gen *shared;
+	struct worker *worker;
+	struct chain_modules mods;
+	int sessions;                 /* sessions using this generation */
+	bool retired;                 /* a newer one is current */
+};
+
+#define WORKER_MAX_LISTENERS 16
+struct worker {
+	int index;
+	uv_loop_t loop;
+	uv_thread_t thread;
+	uv_async_t wakeup;            /* main -> worker: new generation / stop */
+	struct worker_gen *gen;       /* current */
+	struct shared_gen *pending;   /* handed over by main, taken on wakeup */
+	atomic_int stop;              /* 1 = drain */
+	uv_tcp_t listeners[WORKER_MAX_LISTENERS];
+	int listener_fds[WORKER_MAX_LISTENERS];
+	int nlisteners;
+	bool listening;
+	int sessions;                 /* all sessions on this worker */
+	struct session *session_list; /* for drain */
+	struct relay *idle;           /* idle backend connections (list) */
+	int nidle;
+	uv_timer_t drain_timer;
+	char readbuf[65536];          /* shared by every read on this loop */
+	bool readbuf_busy;
+	uint64_t session_seq;
+};
+
+void worker_gen_session_release(struct worker_gen *wg);
+
+struct listen_config;
+/* Main thread side. */
+int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fds,
+    const struct listen_config *const *lcs, int n);
+void worker_run(void *arg);
+/* Hands a new generation to w (takes its own reference). */
+void worker_post_gen(struct worker *w, struct shared_gen *g);
+/* Stop accepting, drain, end the loop. */
+void worker_post_stop(struct worker *w);
+#endif
