@@ -10,6 +10,7 @@
 /* ---- module registry: filters first, then plugins, then the rules engine last ---------
  * Add `extern const struct hook_module <name>_module;` and an entry below. */
 
+extern const struct hook_module reputation_module;
 extern const struct hook_module ratelimit_module;
 extern const struct hook_module dnsbl_module;
 extern const struct hook_module helo_module;
@@ -17,6 +18,7 @@ extern const struct hook_module spf_module;
 extern const struct hook_module plugins_module;   /* plugins/plugins.c: the content-filter chain */
 
 const struct hook_module *const hook_modules[] = {
+	&reputation_module,
 	&ratelimit_module,
 	&dnsbl_module,
 	&helo_module,

@@ -1,0 +1,210 @@
+/* test_ratelimit.c — key building (prefix masks v4/v6, lowercase sender domain), limit
+ * parsing, the local store (GCRA state, concurrency, expiry of idle keys, size bound). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "filters/ratelimit.h"
+#include "filters/ratelimit_local.h"
+#include "proxy/hook.h"
+
+#define S 1000000000ull
+
+static void set_client(struct hook_env *env, const char *ip)
+{
+	memset(&env->client, 0, sizeof(env->client));
+	if (strchr(ip, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&env->client;
+
+		s6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&env->client;
+
+		s4->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
+	}
+	snprintf(env->client_ip, sizeof(env->client_ip), "%s", ip);
+}
+
+struct key_case {
+	const char *label;
+	int key;
+	int p4, p6;
+	const char *ip, *helo, *mail_from, *rcpt;
+	const char *want;      /* NULL = rule does not apply */
+};
+
+static const struct key_case key_cases[] = {
+	{ "ip v4", RATELIMIT_KEY_IP, 24, 64, "198.18.7.7", "", NULL, NULL, "198.18.7.7" },
+	{ "ip v4-mapped v6 is v4", RATELIMIT_KEY_IP, 24, 64, "::ffff:198.18.7.7", "", NULL, NULL, "198.18.7.7" },
+	{ "ip v6", RATELIMIT_KEY_IP, 24, 64, "2001:db8::1", "", NULL, NULL, "2001:db8::1" },
+	{ "prefix /24", RATELIMIT_KEY_IP_PREFIX, 24, 64, "198.18.7.77", "", NULL, NULL, "198.18.7.0/24" },
+	{ "prefix /20 masks inside an octet", RATELIMIT_KEY_IP_PREFIX, 20, 64, "198.18.77.7", "", NULL, NULL, "198.18.64.0/20" },
+	{ "prefix /32", RATELIMIT_KEY_IP_PREFIX, 32, 64, "198.18.7.7", "", NULL, NULL, "198.18.7.7/32" },
+	{ "prefix /0", RATELIMIT_KEY_IP_PREFIX, 0, 64, "198.18.7.7", "", NULL, NULL, "0.0.0.0/0" },
+	{ "prefix v6 /64", RATELIMIT_KEY_IP_PREFIX, 24, 64, "2001:db8:1:2:3:4:5:6", "", NULL, NULL, "2001:db8:1:2::/64" },
+	{ "prefix v6 /56 inside a group", RATELIMIT_KEY_IP_PREFIX, 24, 56, "2001:db8:1:2ff:3:4:5:6", "", NULL, NULL, "2001:db8:1:200::/56" },
+	{ "prefix v4-mapped uses prefix_v4", RATELIMIT_KEY_IP_PREFIX, 16, 64, "::ffff:198.18.7.7", "", NULL, NULL, "198.18.0.0/16" },
+	{ "helo lowercased", RATELIMIT_KEY_HELO, 24, 64, "198.18.7.7", "Mail.Example.ORG", NULL, NULL, "mail.example.org" },
+	{ "no helo yet", RATELIMIT_KEY_HELO, 24, 64, "198.18.7.7", "", NULL, NULL, NULL },
+	{ "sender lowercased", RATELIMIT_KEY_SENDER, 24, 64, "198.18.7.7", "", "Alice@Example.ORG", NULL, "alice@example.org" },
+	{ "null sender", RATELIMIT_KEY_SENDER, 24, 64, "198.18.7.7", "", "", NULL, "<>" },
+	{ "no MAIL yet", RATELIMIT_KEY_SENDER, 24, 64, "198.18.7.7", "", NULL, NULL, NULL },
+	{ "sender domain lowercased", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "Bob@Sub.Example.ORG", NULL, "sub.example.org" },
+	{ "sender domain after the last @", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "\"a@b\"@Example.org", NULL, "example.org" },
+	{ "sender domain of null sender", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "", NULL, "<>" },
+	{ "sender without domain", RATELIMIT_KEY_SENDER_DOMAIN, 24, 64, "198.18.7.7", "", "postmaster", NULL, NULL },
+	{ "recipient lowercased", RATELIMIT_KEY_RECIPIENT, 24, 64, "198.18.7.7", "", "a@b", "User@Example.TEST", "user@example.test" },
+	{ "no recipient", RATELIMIT_KEY_RECIPIENT, 24, 64, "198.18.7.7", "", "a@b", NULL, NULL },
+};
+
+static void test_key_values(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(key_cases) / sizeof(key_cases[0]); i++) {
+		const struct key_case *kc = &key_cases[i];
+		struct ratelimit_rule_config r = { .key = kc->key, .prefix_v4 = kc->p4, .prefix_v6 = kc->p6 };
+		struct hook_env env;
+		char out[520];
+		int rc;
+
+		memset(&env, 0, sizeof(env));
+		set_client(&env, kc->ip);
+		snprintf(env.helo, sizeof(env.helo), "%s", kc->helo);
+		env.mail_from = (char *)kc->mail_from;
+		env.cur_rcpt = kc->rcpt;
+		rc = ratelimit_key_value(&r, &env, NULL, out, sizeof(out));
+		if (kc->want == NULL) {
+			if (rc != -1)
+				fail_msg("%s: applied with value %s", kc->label, out);
+			continue;
+		}
+		if (rc != 0 || strcmp(out, kc->want) != 0)
+			fail_msg("%s: got rc=%d '%s' want '%s'", kc->label, rc, rc ? "" : out, kc->want);
+	}
+}
+
+struct limit_case { const char *label, *text; int plain_ok; int rc; uint64_t count, period_ms; };
+
+static const struct limit_case limit_cases[] = {
+	{ "rate in seconds", "10/60s", 0, 0, 10, 60000 },
+	{ "rate in hours", "1000/1h", 0, 0, 1000, 3600000 },
+	{ "rate in minutes", "5/2m", 0, 0, 5, 120000 },
+	{ "plain N for concurrency", "10", 1, 0, 10, 0 },
+	{ "plain N where a rate is needed", "10", 0, -1, 0, 0 },
+	{ "zero count", "0/60s", 0, -1, 0, 0 },
+	{ "zero plain", "0", 1, -1, 0, 0 },
+	{ "garbage", "ten/60s", 0, -1, 0, 0 },
+	{ "empty", "", 1, -1, 0, 0 },
+	{ "missing period", "10/", 0, -1, 0, 0 },
+};
+
+static void test_limit_parse(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(limit_cases) / sizeof(limit_cases[0]); i++) {
+		const struct limit_case *lc = &limit_cases[i];
+		struct ratelimit_limit l;
+		int rc = ratelimit_limit_parse(lc->text, lc->plain_ok, &l);
+
+		if (rc != lc->rc)
+			fail_msg("%s: rc %d want %d", lc->label, rc, lc->rc);
+		if (rc == 0 && (l.count != lc->count || l.period_ms != lc->period_ms))
+			fail_msg("%s: %llu/%llu", lc->label, (unsigned long long)l.count,
+			    (unsigned long long)l.period_ms);
+	}
+}
+
+static void test_local_gcra_and_expiry(void **state)
+{
+	struct ratelimit_local *s = ratelimit_local_new(1000);
+	struct gcra_limit l = { 3, 30 * S };
+	struct gcra_result r;
+	uint64_t t0 = 1000 * S;
+
+	(void)state;
+	assert_non_null(s);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ratelimit_local_gcra(s, "k1", &l, 1, t0, &r), 0);
+		assert_true(r.allowed);
+	}
+	assert_int_equal(ratelimit_local_gcra(s, "k1", &l, 1, t0, &r), 0);
+	assert_false(r.allowed);
+	/* another key is independent */
+	assert_int_equal(ratelimit_local_gcra(s, "k2", &l, 1, t0, &r), 0);
+	assert_true(r.allowed);
+	assert_int_equal(ratelimit_local_size(s), 2);
+	/* nothing idle yet */
+	assert_int_equal(ratelimit_local_expire(s, t0 + 5 * S), 0);
+	/* k2 idle after 10 s (one cell), k1 after 30 s */
+	assert_int_equal(ratelimit_local_expire(s, t0 + 10 * S), 1);
+	assert_int_equal(ratelimit_local_size(s), 1);
+	assert_int_equal(ratelimit_local_expire(s, t0 + 30 * S), 1);
+	assert_int_equal(ratelimit_local_size(s), 0);
+	/* after expiry k1 is fresh: a full burst again */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ratelimit_local_gcra(s, "k1", &l, 1, t0 + 31 * S, &r), 0);
+		assert_true(r.allowed);
+	}
+	ratelimit_local_free(s);
+}
+
+static void test_local_concurrency(void **state)
+{
+	struct ratelimit_local *s = ratelimit_local_new(100);
+
+	(void)state;
+	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 1);
+	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 1);
+	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 0);
+	assert_int_equal(ratelimit_local_current(s, "c"), 2);
+	/* a held counter is never expired */
+	assert_int_equal(ratelimit_local_expire(s, 1000 * S), 0);
+	ratelimit_local_release(s, "c");
+	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 1);
+	ratelimit_local_release(s, "c");
+	ratelimit_local_release(s, "c");
+	ratelimit_local_release(s, "c");     /* extra release: stays at 0 */
+	assert_int_equal(ratelimit_local_current(s, "c"), 0);
+	ratelimit_local_release(s, "unknown");
+	assert_int_equal(ratelimit_local_expire(s, 1000 * S), 1);
+	ratelimit_local_free(s);
+}
+
+static void test_local_bounded(void **state)
+{
+	/* 10000 live keys into a 160-key table: it never grows past its bound. */
+	struct ratelimit_local *s = ratelimit_local_new(160);
+	struct gcra_limit l = { 1, 3600 * S };
+	struct gcra_result r;
+	char key[32];
+
+	(void)state;
+	for (int i = 0; i < 10000; i++) {
+		snprintf(key, sizeof(key), "key-%d", i);
+		assert_int_equal(ratelimit_local_gcra(s, key, &l, 1, S + (uint64_t)i, &r), 0);
+		assert_true(r.allowed);
+	}
+	assert_true(ratelimit_local_size(s) <= 160);
+	assert_true(ratelimit_local_size(s) >= 100);
+	ratelimit_local_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_values),
+		cmocka_unit_test(test_limit_parse),
+		cmocka_unit_test(test_local_gcra_and_expiry),
+		cmocka_unit_test(test_local_concurrency),
+		cmocka_unit_test(test_local_bounded),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

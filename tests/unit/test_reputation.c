@@ -1,0 +1,190 @@
+/* test_reputation.c — decay math, score, keys, CIDR allow/deny matching, and the LMDB store
+ * surviving a close and reopen. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "filters/reputation.h"
+
+#define DAY (86400ull * 1000)
+
+static struct sockaddr_storage addr(const char *ip)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
+	}
+	return ss;
+}
+
+struct decay_case { const char *label; double start; uint64_t t0, now, hl; double want; };
+
+static const struct decay_case decay_cases[] = {
+	{ "no time passed", 8, 1000 * DAY, 1000 * DAY, 7 * DAY, 8 },
+	{ "one half-life halves", 8, 1000 * DAY, 1007 * DAY, 7 * DAY, 4 },
+	{ "two half-lives quarter", 8, 1000 * DAY, 1014 * DAY, 7 * DAY, 2 },
+	{ "half a half-life: 1/sqrt(2)", 8, 1000 * DAY, 1000 * DAY + 84 * 3600000ull, 7 * DAY, 8 / 1.41421356237 },
+	{ "clock stepped back: nothing ages", 8, 1000 * DAY, 999 * DAY, 7 * DAY, 8 },
+	{ "one-day half-life over 10 days", 1024, 1000 * DAY, 1010 * DAY, DAY, 1 },
+};
+
+static void test_decay(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(decay_cases) / sizeof(decay_cases[0]); i++) {
+		const struct decay_case *dc = &decay_cases[i];
+		struct reputation_counts c;
+
+		memset(&c, 0, sizeof(c));
+		for (int k = 0; k < REPUTATION_NOUTCOMES; k++)
+			c.c[k] = dc->start;
+		c.t_ms = dc->t0;
+		reputation_decay(&c, dc->now, dc->hl);
+		for (int k = 0; k < REPUTATION_NOUTCOMES; k++)
+			if (fabs(c.c[k] - dc->want) > 1e-6)
+				fail_msg("%s: %f want %f", dc->label, c.c[k], dc->want);
+		assert_int_equal(c.t_ms, dc->now > dc->t0 ? dc->now : dc->t0);
+	}
+}
+
+struct score_case { const char *label; double ip[5]; double net[5]; double w, prior; double lo, hi; };
+
+static const struct score_case score_cases[] = {
+	{ "no history: 0", {0}, {0}, 0.5, 3, 0, 0 },
+	{ "one accepted is not yet good", {1}, {0}, 0.5, 3, 0.24, 0.26 },
+	{ "many accepted: good", {100}, {0}, 0.5, 3, 0.97, 0.98 },
+	{ "many rejected: bad", {0, 100}, {0}, 0.5, 3, -0.98, -0.97 },
+	{ "tempfails weigh a quarter", {0, 0, 12}, {0}, 0.5, 3, -0.51, -0.49 },
+	{ "a virus weighs two", {2, 0, 0, 0, 1}, {0}, 0.5, 0, -0.01, 0.01 },
+	{ "bad network drags a new IP down", {0}, {0, 20}, 0.5, 3, -0.77, -0.76 },
+	{ "network ignored at weight 0", {0}, {0, 20}, 0, 3, 0, 0 },
+	{ "spam counts as bad", {5, 0, 0, 5}, {0}, 0.5, 0, 0, 0 },
+};
+
+static void test_score(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(score_cases) / sizeof(score_cases[0]); i++) {
+		const struct score_case *sc = &score_cases[i];
+		struct reputation_counts ip, net;
+		double s;
+
+		memset(&ip, 0, sizeof(ip));
+		memset(&net, 0, sizeof(net));
+		memcpy(ip.c, sc->ip, sizeof(ip.c));
+		memcpy(net.c, sc->net, sizeof(net.c));
+		s = reputation_score(&ip, &net, sc->w, sc->prior);
+		if (s < sc->lo - 1e-9 || s > sc->hi + 1e-9)
+			fail_msg("%s: score %f not in [%f, %f]", sc->label, s, sc->lo, sc->hi);
+	}
+}
+
+static void test_keys(void **state)
+{
+	static const struct { const char *ip; long p4, p6; const char *k1, *k2; } cases[] = {
+		{ "198.18.7.7", 24, 64, "ip:198.18.7.7", "net:198.18.7.0/24" },
+		{ "::ffff:198.18.7.7", 24, 64, "ip:198.18.7.7", "net:198.18.7.0/24" },
+		{ "2001:db8:1:2:3:4:5:6", 24, 64, "ip:2001:db8:1:2:3:4:5:6", "net:2001:db8:1:2::/64" },
+		{ "198.18.200.9", 16, 64, "ip:198.18.200.9", "net:198.18.0.0/16" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss = addr(cases[i].ip);
+		char k1[80], k2[80];
+
+		assert_int_equal(reputation_keys((struct sockaddr *)&ss, cases[i].p4, cases[i].p6, k1,
+		    sizeof(k1), k2, sizeof(k2)), 0);
+		assert_string_equal(k1, cases[i].k1);
+		assert_string_equal(k2, cases[i].k2);
+	}
+}
+
+static void test_cidr_allow_deny(void **state)
+{
+	static const struct { const char *cidr, *ip; bool match; } cases[] = {
+		{ "198.18.0.0/15", "198.19.255.255", true },
+		{ "198.18.0.0/15", "198.20.0.1", false },
+		{ "198.18.7.7", "198.18.7.7", true },
+		{ "198.18.7.7", "198.18.7.8", false },
+		{ "198.18.0.0/15", "::ffff:198.18.1.1", true },
+		{ "2001:db8::/32", "2001:db8:ffff::1", true },
+		{ "2001:db8::/32", "2001:db9::1", false },
+		{ "2001:db8::/32", "198.18.1.1", false },
+		{ "0.0.0.0/0", "203.0.113.5", true },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cfg_cidr c;
+		struct cfg_cidrlist l = { &c, 1 };
+		struct sockaddr_storage ss = addr(cases[i].ip);
+
+		assert_int_equal(cfg_parse_cidr(cases[i].cidr, &c), 0);
+		if (cfg_cidrlist_match(&l, (struct sockaddr *)&ss) != cases[i].match)
+			fail_msg("%s in %s: want %d", cases[i].ip, cases[i].cidr, cases[i].match);
+	}
+}
+
+static void test_lmdb_roundtrip(void **state)
+{
+	char dir[] = "/tmp/mxgate-rep-XXXXXX";
+	const char *keys[3] = { "ip:198.18.7.7", "net:198.18.7.0/24", "ip:198.18.7.7" };
+	enum reputation_outcome os[3] = { REPUTATION_REJECTED, REPUTATION_REJECTED, REPUTATION_VIRUS };
+	struct reputation_db *db;
+	struct reputation_counts c;
+	uint64_t t0 = 20000 * DAY;
+	char cmd[128];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	db = reputation_db_open(dir, 1 << 20);
+	assert_non_null(db);
+	assert_int_equal(reputation_db_apply(db, keys, os, 3, t0, 7 * DAY), 0);
+	assert_int_equal(reputation_db_apply(db, keys, os, 1, t0 + 7 * DAY, 7 * DAY), 0);
+	reputation_db_close(db);
+
+	/* reopened: the history is still there, decayed once by a half-life before the add */
+	db = reputation_db_open(dir, 1 << 20);
+	assert_non_null(db);
+	assert_int_equal(reputation_db_get(db, "ip:198.18.7.7", &c), 0);
+	assert_true(fabs(c.c[REPUTATION_REJECTED] - 1.5) < 1e-9);
+	assert_true(fabs(c.c[REPUTATION_VIRUS] - 0.5) < 1e-9);
+	assert_int_equal(c.t_ms, t0 + 7 * DAY);
+	assert_int_equal(reputation_db_get(db, "net:198.18.7.0/24", &c), 0);
+	assert_true(fabs(c.c[REPUTATION_REJECTED] - 1.0) < 1e-9);
+	assert_int_equal(reputation_db_get(db, "ip:203.0.113.1", &c), 0);
+	assert_true(c.c[REPUTATION_ACCEPTED] == 0 && c.t_ms == 0);
+	reputation_db_close(db);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decay),
+		cmocka_unit_test(test_score),
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_cidr_allow_deny),
+		cmocka_unit_test(test_lmdb_roundtrip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
