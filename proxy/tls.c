@@ -168,6 +168,31 @@ void tls_ctx_unref(struct tls_ctx *c)
 	}
 }
 
+/* RFC 6066 3: SNI carries a DNS host name, never an address literal. Accepts "host",
+ * "host:port" (a backend's host field) and strips the port; rejects IPv4/IPv6 literals
+ * ("[v6]:port" included) and anything that is not LDH + dots. true if out holds a name. */
+static bool tls_sni_name(const char *in, char *out, size_t outlen)
+{
+	unsigned char tmp[16];
+	size_t n;
+
+	if (!in || !*in || in[0] == '[')
+		return false;
+	const char *colon = strchr(in, ':');
+	if (colon && strchr(colon + 1, ':'))
+		return false;   /* more than one colon: an IPv6 literal */
+	n = colon ? (size_t)(colon - in) : strlen(in);
+	if (n == 0 || n >= outlen)
+		return false;
+	memcpy(out, in, n);
+	out[n] = '\0';
+	if (strspn(out, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") != n)
+		return false;
+	if (inet_pton(AF_INET, out, tmp) == 1)
+		return false;
+	return true;
+}
+
 /* See tls.h. */
 struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
     const struct tlsconn_ops *ops, void *arg)
@@ -201,10 +226,9 @@ struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
 		SSL_set_accept_state(t->ssl);
 	} else {
 		SSL_set_connect_state(t->ssl);
-		/* RFC 6066 3: SNI carries host names only, never address literals. */
-		unsigned char tmp[16];
-		if (sni && *sni && inet_pton(AF_INET, sni, tmp) != 1 && inet_pton(AF_INET6, sni, tmp) != 1)
-			SSL_set_tlsext_host_name(t->ssl, sni);
+		char name[256];
+		if (tls_sni_name(sni, name, sizeof name))
+			SSL_set_tlsext_host_name(t->ssl, name);
 	}
 	tls_ctx_ref(ctx);
 	t->ctx = ctx;
@@ -467,6 +491,14 @@ int tlsconn_cipher_bits(const struct tlsconn *t)
 	if (!t || !t->established || !(c = SSL_get_current_cipher(t->ssl)))
 		return 0;
 	return SSL_CIPHER_get_bits(c, NULL);
+}
+
+const char *tlsconn_sni(const struct tlsconn *t)
+{
+	const char *n;
+	if (!t || !t->established || !(n = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name)))
+		return "";
+	return n;
 }
 
 const char *tlsconn_error(const struct tlsconn *t)

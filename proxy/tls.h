@@ -37,7 +37,8 @@ struct tlsconn_ops {
 };
 
 /* A connection using ctx (takes its own reference). server: accept side; sni: the name
- * sent by a client (may be NULL). ops is copied. Returns NULL on allocation failure. */
+ * a client sends (may be NULL; "host:port" is accepted and the port dropped; address
+ * literals are not sent, per RFC 6066 3). ops is copied. Returns NULL on allocation failure. */
 struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
     const struct tlsconn_ops *ops, void *arg);
 void tlsconn_free(struct tlsconn *t);  /* NULL ok */
@@ -59,6 +60,9 @@ bool tlsconn_is_established(const struct tlsconn *t);
 const char *tlsconn_version(const struct tlsconn *t);
 const char *tlsconn_cipher(const struct tlsconn *t);
 int tlsconn_cipher_bits(const struct tlsconn *t);
+/* The server name (SNI) the client asked for, "" if none or before the handshake. On a
+ * client connection: the name that was sent. Valid as long as t. */
+const char *tlsconn_sni(const struct tlsconn *t);
 /* Last fatal error ("" if none). Valid as long as t. */
 const char *tlsconn_error(const struct tlsconn *t);
 

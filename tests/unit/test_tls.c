@@ -308,6 +308,35 @@ static void test_cipher_refused(void **state)
 	pair_free(&p);
 }
 
+static void test_sni(void **state)
+{
+	static const struct { const char *label; const char *sni; const char *seen; } rows[] = {
+		{ "host name", "mx.test", "mx.test" },
+		{ "host:port drops the port", "mx.example.org:2526", "mx.example.org" },
+		{ "IPv4 literal with port", "127.0.0.1:2526", "" },
+		{ "IPv4 literal", "127.0.0.1", "" },
+		{ "IPv6 literal in brackets", "[::1]:25", "" },
+		{ "bare IPv6 literal", "::1", "" },
+		{ "no name", NULL, "" },
+		{ "not a host name", "a b", "" },
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct pair p;
+		char err[256];
+		pair_init(&p, 0);
+		tlsconn_free(p.c.c);
+		struct tls_ctx *cctx = tls_ctx_new_client(err, sizeof err);
+		p.c.c = tlsconn_new(cctx, false, rows[i].sni, &ops, &p.c);
+		tls_ctx_unref(cctx);
+		assert_int_equal(tlsconn_start(p.c.c), 0);
+		assert_int_equal(pump(&p, 0), 0);
+		assert_true(tlsconn_is_established(p.s.c));
+		if (strcmp(tlsconn_sni(p.s.c), rows[i].seen) != 0)
+			fail_msg("row '%s': server saw '%s'", rows[i].label, tlsconn_sni(p.s.c));
+		pair_free(&p);
+	}
+}
+
 static void test_bad_files(void **state)
 {
 	char err[256] = "";
@@ -341,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_after_handshake),
 		cmocka_unit_test(test_garbage_to_client),
 		cmocka_unit_test(test_cipher_refused),
+		cmocka_unit_test(test_sni),
 		cmocka_unit_test(test_bad_files),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
