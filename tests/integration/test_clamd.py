@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""clamd plugin against a real clamd (custom EICAR-only signatures) and scripted faults:
+EICAR in a base64 MIME attachment is refused with the virus name, clean mail passes, the
+unix socket works, a clamd that dies mid-scan / answers garbage / stalls costs one verdict
+(on_error), clamd down with on_error tempfail delivers nothing unscanned, on_error accept
+lets mail through."""
+import os, sys, time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'peers'))
+import mxpeers as t
+
+cl = t.clamd()
+be = t.Backend()
+m = t.mxgate('  - { name: clamd, address: "127.0.0.1:%d", on_error: tempfail, timeout: 10s }\n'
+             '  - { name: clamd, address: "unix:%s", on_error: tempfail, timeout: 10s }' % (cl.port, cl.sock), be.port)
+
+code, text, _ = t.send(m.port, t.eicar_message('virus1'))
+t.check(code == 554 and 'MxGate.Test.EICAR' in text, 'EICAR attachment refused with the name: %d %s' % (code, text))
+t.check(not be.find('virus1'), 'EICAR message not delivered')
+code, text, _ = t.send(m.port, t.message('clean1'))
+t.check(code == 250 and len(be.find('body of clean1')) == 1, 'clean message delivered once: %d %s' % (code, text))
+big = 'x' * 76 + '\r\n'
+code, text, _ = t.send(m.port, t.message('big1', big * 30000))   # ~2.3 MB: many INSTREAM chunks
+t.check(code == 250 and be.find('body of big1'), 'large clean message passes: %d' % code)
+
+# Faults, each behind its own daemon.
+for mode, on_error, want in (('clamd-close', 'tempfail', 451), ('clamd-garbage', 'tempfail', 451),
+                             ('clamd-garbage', 'reject', 550), ('clamd-close', 'accept', 250)):
+    bp = t.bad_peer(mode)
+    mm = t.mxgate('  - { name: clamd, address: "127.0.0.1:%d", on_error: %s, timeout: 5s }' % (bp.port, on_error),
+                  be.port, name='mx-%s-%s' % (mode, on_error))
+    mid = '%s-%s' % (mode, on_error)
+    code, text, _ = t.send(mm.port, t.message(mid))
+    t.check(code == want, '%s with on_error %s -> %d (want %d) %s' % (mode, on_error, code, want, text))
+    t.check(bool(be.find('body of ' + mid + '\r')) == (want == 250), '%s: delivered only when accepted' % mid)
+    t.stop(mm)
+    t.stop(bp)
+
+bp = t.bad_peer('clamd-stall')
+mm = t.mxgate('  - { name: clamd, address: "127.0.0.1:%d", on_error: tempfail, timeout: 2s }' % bp.port,
+              be.port, name='mx-stall')
+start = time.time()
+code, text, _ = t.send(mm.port, t.message('stall1'))
+took = time.time() - start
+t.check(code == 451 and took < 6, 'stalled clamd bounded by timeout: %d after %.1fs' % (code, took))
+t.stop(mm)
+
+# clamd down: nothing delivered unscanned.
+t.stop(cl)
+code, text, _ = t.send(m.port, t.message('down1'))
+t.check(code == 451 and not be.find('body of down1'), 'clamd down -> %d, not delivered' % code)
+t.check('event=plugin_error' in t.logtext('mxgate'), 'plugin error logged')
+t.finish()
