@@ -1248,7 +1248,7 @@ static int cfg_unknown_key(struct cfg_parse *p, const struct cfg_table *t, struc
 	int bestd = 3;
 	for (const struct cfg_field *f = t->fields; f && f->key; f++) {
 		int d = cfg_distance(key, len, f->key);
-		if (d < bestd) {
+		if (d < bestd && (size_t)d * 3 <= len) { /* "dns" is not a typo of "tls" */
 			bestd = d;
 			best = f->key;
 		}
