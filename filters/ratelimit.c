@@ -61,8 +61,23 @@ int ratelimit_limit_parse(const char *s, bool plain_ok, struct ratelimit_limit *
 		out->count = n;
 		out->period_ms = 0;
 	} else {
-		if (cfg_parse_rate(s, &rate) < 0 || rate.count == 0 || rate.period_ms == 0)
+		const char *slash = strchr(s, '/');
+		char num[32], one[48];
+		uint64_t size;
+
+		/* Byte limits may use size suffixes: "50M/1h" = 50 MiB per hour. */
+		if ((size_t)(slash - s) < sizeof(num) && slash > s &&
+		    strchr("kKmMgG", slash[-1]) != NULL) {
+			memcpy(num, s, (size_t)(slash - s));
+			num[slash - s] = '\0';
+			snprintf(one, sizeof(one), "1%s", slash);
+			if (cfg_parse_size(num, &size) < 0 || size == 0 ||
+			    cfg_parse_rate(one, &rate) < 0 || rate.period_ms == 0)
+				return -1;
+			rate.count = size;
+		} else if (cfg_parse_rate(s, &rate) < 0 || rate.count == 0 || rate.period_ms == 0) {
 			return -1;
+		}
 		out->count = rate.count;
 		out->period_ms = rate.period_ms;
 	}

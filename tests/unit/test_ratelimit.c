@@ -104,6 +104,9 @@ static const struct limit_case limit_cases[] = {
 	{ "garbage", "ten/60s", 0, -1, 0, 0 },
 	{ "empty", "", 1, -1, 0, 0 },
 	{ "missing period", "10/", 0, -1, 0, 0 },
+	{ "size suffix for bytes", "2K/60s", 0, 0, 2048, 60000 },
+	{ "size suffix M per hour", "50M/1h", 0, 0, 50ull << 20, 3600000 },
+	{ "bad size suffix", "2X/60s", 0, -1, 0, 0 },
 };
 
 static void test_limit_parse(void **state)
