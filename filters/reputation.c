@@ -345,7 +345,7 @@ static const struct cfg_field rep_fields[] = {
 	  .doc = "score of symbol REP_DENY" },
 	{ "prior", CFG_DOUBLE, offsetof(struct reputation_config, prior), "3", 0, 1000000,
 	  .doc = "pseudo-count: how many messages of history it takes to move the score" },
-	{ "prefix_weight", CFG_DOUBLE, offsetof(struct reputation_config, prefix_weight), "0.5", 0, 1,
+	{ "prefix_weight", CFG_DOUBLE, offsetof(struct reputation_config, prefix_weight), "0.25", 0, 1,
 	  .doc = "weight of the network's history next to the IP's" },
 	{ "prefix_v4", CFG_INT, offsetof(struct reputation_config, prefix_v4), "24", 8, 32,
 	  .doc = "IPv4 network prefix length" },

@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include "filters/reputation.h"
+#include "proxy/chain.h"
+#include "proxy/config.h"
+#include "proxy/hook.h"
 
 #define DAY (86400ull * 1000)
 
@@ -177,6 +180,146 @@ static void test_lmdb_roundtrip(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* ---- the module through the real chain, with a real loop and the LMDB store -------------- */
+
+struct chain_result { bool done; struct verdict v; };
+
+static void chain_done_cb(void *arg, const struct verdict *v)
+{
+	struct chain_result *r = arg;
+
+	r->done = true;
+	r->v = *v;
+}
+
+static void noop_timer_cb(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop for ms (a referenced timer keeps it alive; thread-pool work finishes too). */
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+	uv_timer_t t;
+
+	uv_timer_init(loop, &t);
+	uv_timer_start(&t, noop_timer_cb, ms, 0);
+	uv_run(loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void connect_verdict(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
+    const char *ip, struct chain_result *res, struct hook_env *env)
+{
+	struct chain ch;
+	uv_timer_t timer;
+	struct sockaddr_storage ss = addr(ip);
+
+	memset(env, 0, sizeof(*env));
+	memset(res, 0, sizeof(*res));
+	env->session_id = "test";
+	env->loop = loop;
+	env->cfg = cfg;
+	memcpy(&env->client, &ss, sizeof(ss));
+	snprintf(env->client_ip, sizeof(env->client_ip), "%s", ip);
+	uv_timer_init(loop, &timer);
+	chain_init(&ch, mods, env, &timer);
+	chain_run(&ch, HOOK_CONNECT, chain_done_cb, res);
+	run_for(loop, 20);
+	assert_true(res->done);
+	chain_release(&ch);
+	uv_close((uv_handle_t *)&timer, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void test_module_lmdb(void **state)
+{
+	char dir[] = "/tmp/mxgate-repmod-XXXXXX";
+	char path[256], yaml[1024], cmd[300];
+	struct mx_config *cfg = NULL;
+	struct chain_modules mods;
+	struct chain_result res;
+	struct hook_env env;
+	uv_loop_t loop;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
+	snprintf(yaml, sizeof(yaml),
+	    "hostname: mx.example.test\n"
+	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
+	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
+	    "reputation:\n  store: \"lmdb:%s/db\"\n  flush_interval: 10ms\n"
+	    "  allow: [198.18.77.0/24]\n  deny: [198.18.66.0/24]\n", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(yaml, f);
+	fclose(f);
+	assert_int_equal(config_load(path, &cfg, stderr), 0);
+	uv_loop_init(&loop);
+	chain_modules_init(&mods, cfg, &loop, 0);
+
+	/* unknown client: no verdict, no symbol */
+	connect_verdict(&mods, &loop, cfg, "198.18.5.5", &res, &env);
+	assert_int_equal(res.v.action, VERDICT_CONTINUE);
+	assert_null(hook_env_find_symbol(&env, "REP_BAD"));
+	hook_env_free_outputs(&env);
+
+	/* eight rejected messages, flushed by the batch timer into LMDB */
+	for (int i = 0; i < 8; i++)
+		reputation_record(&env, REPUTATION_REJECTED);
+	run_for(&loop, 100);
+	connect_verdict(&mods, &loop, cfg, "198.18.5.5", &res, &env);
+	assert_int_equal(res.v.action, VERDICT_TEMPFAIL);
+	assert_int_equal(res.v.code, 421);
+	assert_non_null(strstr(res.v.reply, "4.7.0 poor reputation of 198.18.5.5"));
+	assert_non_null(hook_env_find_symbol(&env, "REP_BAD"));
+	hook_env_free_outputs(&env);
+	assert_false(reputation_is_known_good((struct sockaddr *)&env.client));
+
+	/* a neighbour in the same /24 inherits part of it, but is not refused yet */
+	connect_verdict(&mods, &loop, cfg, "198.18.5.6", &res, &env);
+	assert_int_equal(res.v.action, VERDICT_CONTINUE);
+	hook_env_free_outputs(&env);
+
+	/* a good history makes a known-good client with a negative-scoring symbol */
+	connect_verdict(&mods, &loop, cfg, "198.18.9.9", &res, &env);
+	hook_env_free_outputs(&env);
+	for (int i = 0; i < 20; i++)
+		reputation_record(&env, REPUTATION_ACCEPTED);
+	run_for(&loop, 100);
+	connect_verdict(&mods, &loop, cfg, "198.18.9.9", &res, &env);
+	assert_int_equal(res.v.action, VERDICT_CONTINUE);
+	assert_non_null(hook_env_find_symbol(&env, "REP_GOOD"));
+	assert_true(hook_env_find_symbol(&env, "REP_GOOD")->score < 0);
+	assert_true(reputation_is_known_good((struct sockaddr *)&env.client));
+	hook_env_free_outputs(&env);
+
+	/* static lists */
+	connect_verdict(&mods, &loop, cfg, "198.18.66.1", &res, &env);
+	assert_int_equal(res.v.action, VERDICT_REJECT);
+	assert_non_null(strstr(res.v.reply, "5.7.1 deny list entry of 198.18.66.1"));
+	hook_env_free_outputs(&env);
+	connect_verdict(&mods, &loop, cfg, "198.18.77.1", &res, &env);
+	assert_int_equal(res.v.action, VERDICT_ACCEPT);
+	assert_non_null(hook_env_find_symbol(&env, "REP_ALLOW"));
+	assert_true(reputation_is_known_good((struct sockaddr *)&env.client));
+	hook_env_free_outputs(&env);
+
+	/* a new generation after the old one is retired: the state is in the file */
+	chain_modules_free(&mods);
+	run_for(&loop, 20);
+	chain_modules_init(&mods, cfg, &loop, 0);
+	connect_verdict(&mods, &loop, cfg, "198.18.5.5", &res, &env);
+	assert_int_equal(res.v.action, VERDICT_TEMPFAIL);
+	hook_env_free_outputs(&env);
+	chain_modules_free(&mods);
+	run_for(&loop, 20);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -185,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_cidr_allow_deny),
 		cmocka_unit_test(test_lmdb_roundtrip),
+		cmocka_unit_test(test_module_lmdb),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
