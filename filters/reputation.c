@@ -772,7 +772,11 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	}
 	if (w->rs) {
 		struct rep_session *s = env->module_ctx[slot];
-		const char *keys[2] = { ipkey, netkey };
+		char rk1[REP_KEY_MAX + 16], rk2[REP_KEY_MAX + 16];
+		const char *keys[2] = { rk1, rk2 };
+
+		snprintf(rk1, sizeof(rk1), "mxgate:rep:%s", ipkey);
+		snprintf(rk2, sizeof(rk2), "mxgate:rep:%s", netkey);
 
 		if (s == NULL) {
 			s = calloc(1, sizeof(*s));
@@ -850,12 +854,14 @@ void reputation_record(const struct hook_env *env, enum reputation_outcome o)
 		rep_queue(w, netkey, o);
 	} else if (w->rs) {
 		const char *argv[5];
-		char hl[32], ttl[32];
+		char hl[32], ttl[32], rk1[REP_KEY_MAX + 16], rk2[REP_KEY_MAX + 16];
 
 		snprintf(hl, sizeof(hl), "%llu", (unsigned long long)w->cfg->half_life);
 		snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)w->cfg->half_life * 8);
-		argv[0] = ipkey;
-		argv[1] = netkey;
+		snprintf(rk1, sizeof(rk1), "mxgate:rep:%s", ipkey);
+		snprintf(rk2, sizeof(rk2), "mxgate:rep:%s", netkey);
+		argv[0] = rk1;
+		argv[1] = rk2;
 		argv[2] = rep_fields_short[o];
 		argv[3] = hl;
 		argv[4] = ttl;
