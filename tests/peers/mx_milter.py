@@ -29,7 +29,7 @@ STALL = 10.0
 class MxTestMilter(Milter.Base):
     def __init__(self):
         self.id = Milter.uniqueID()
-        self.body = b''
+        self.buf = b''
         self.macros = {}
         self.rcpts = []
 
@@ -51,7 +51,7 @@ class MxTestMilter(Milter.Base):
 
     @Milter.noreply
     def envfrom(self, mailfrom, *params):
-        self.body = b''
+        self.buf = b''
         self.rcpts = []
         self._grab('i', '{mail_addr}', '{auth_authen}')
         self.mailfrom = mailfrom
@@ -67,11 +67,11 @@ class MxTestMilter(Milter.Base):
 
     @Milter.noreply
     def body(self, chunk):
-        self.body += chunk
+        self.buf += chunk
         return Milter.CONTINUE
 
     def eom(self):
-        b = self.body
+        b = self.buf
         if b'REJECTME' in b:
             self.setreply('550', '5.7.1', 'rejected by mx test milter')
             return Milter.REJECT
