@@ -142,7 +142,7 @@ static void spamd_verdict(struct spamd_scan *sc)
 		}
 		i += l + 1;
 	}
-	h->log(sc->call, 0, "event=spamd_result score=%.1f threshold=%.1f spam=%d", r.score,
+	h->log(sc->call, 1, "event=spamd_result score=%.1f threshold=%.1f spam=%d", r.score,
 	    r.threshold, r.spam);
 	spamd_scan_end(sc, MXGATE_CONTINUE, NULL);
 }
