@@ -16,7 +16,6 @@
 #include "../filters/spf.h"
 #include "../filters/ratelimit.h"
 #include "../filters/reputation.h"
-#include "../filters/reputation.h"
 #include "../plugins/plugins.h"
 #include "../rules/rules.h"
 
@@ -27,7 +26,6 @@
 	struct helo_config helo_checks; \
 	struct spf_config spf; \
 	struct ratelimit_config ratelimit; \
-	struct reputation_config reputation; \
 	struct reputation_config reputation; \
 	struct cfg_list plugins;   /* struct plugin_config */ \
 	struct rules_config rules; \
@@ -40,7 +38,6 @@
 	{ "helo_checks", CFG_STRUCT, offsetof(struct mx_config, helo_checks), .sub = &helo_config_table, .doc = "HELO syntax, claims-to-be-us, FCrDNS" }, \
 	{ "spf", CFG_STRUCT, offsetof(struct mx_config, spf), .sub = &spf_config_table, .doc = "SPF (RFC 7208) at MAIL FROM" }, \
 	{ "ratelimit", CFG_STRUCT, offsetof(struct mx_config, ratelimit), .sub = &ratelimit_config_table, .doc = "rate limits (GCRA) per ip, prefix, helo, sender, recipient; local or Redis" }, \
-	{ "reputation", CFG_STRUCT, offsetof(struct mx_config, reputation), .sub = &reputation_config_table, .doc = "per-IP/network reputation with decay (LMDB or Redis), allow/deny CIDR lists" }, \
 	{ "reputation", CFG_STRUCT, offsetof(struct mx_config, reputation), .sub = &reputation_config_table, .doc = "per-IP/network reputation with decay (LMDB or Redis), allow/deny CIDR lists" }, \
 	{ "plugins", CFG_STRUCT_LIST, offsetof(struct mx_config, plugins), .sub = &plugin_config_table, .doc = "content filters in order: clamd, milter, spamd, dlopen plugins" }, \
 	{ "rules", CFG_STRUCT, offsetof(struct mx_config, rules), .sub = &rules_config_table, .doc = "rules and scoring: SpamAssassin-syntax rule files, thresholds, dry-run mode" }, \
