@@ -258,6 +258,7 @@ int main(int argc, char **argv)
 	}
 	if (main_drop_privileges(cfg->user) != 0)
 		return 1;
+	/* The workers own the sockets from here (uv_tcp_open). */
 
 	current = main_gen_new(cfg);
 	if (current == NULL)
@@ -297,6 +298,14 @@ int main(int argc, char **argv)
 			_exit(0);
 		}
 	}
+	for (int k = 0; k < nworkers; k++)
+		uv_loop_close(&workers[k].loop);
+	shared_gen_unref(current);
+	for (int i = 0; i < nlisten; i++)
+		free(listen_copies[i].address);
+	free(workers);
+	free(fds);
+	uv_loop_close(main_loop);
 	log_event(LOG_LVL_INFO, NULL, "event=stopped");
 	return 0;
 }

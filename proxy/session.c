@@ -29,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,8 @@ struct session {
 	const struct mx_config *cfg;
 	const struct listen_config *lc;
 	uv_tcp_t tcp;
-	uv_timer_t timer;
+	uv_timer_t timer;                 /* protocol timeouts, pregreet wait */
+	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
 	int open_handles;
 	char id[20];
 	enum session_state state;
@@ -288,10 +290,6 @@ static void session_timeout_cb(uv_timer_t *t)
 			session_greet(s);
 		return;
 	case SESSION_BUSY:
-		if (s->chain_running) {
-			chain_on_timeout(&s->chain);
-			return;
-		}
 		return;
 	default:
 		break;
@@ -355,6 +353,15 @@ static void session_handle_closed_cb(uv_handle_t *h)
 		session_free(s);
 }
 
+/* The chain timer's data belongs to the chain; find the session by position. */
+static void session_chain_timer_closed_cb(uv_handle_t *h)
+{
+	struct session *s = (struct session *)(void *)((char *)h - offsetof(struct session, chain_timer));
+
+	if (--s->open_handles == 0)
+		session_free(s);
+}
+
 static void session_close(struct session *s, const char *reason)
 {
 	if (s->state == SESSION_CLOSING && (reason != NULL || uv_is_closing((uv_handle_t *)&s->tcp)))
@@ -374,7 +381,7 @@ static void session_close(struct session *s, const char *reason)
 			s->reading = false;
 		}
 		uv_timer_stop(&s->timer);
-		/* Tell the modules (their CLOSE stage is advisory; run it without waiting). */
+		uv_timer_stop(&s->chain_timer);
 		session_flush(s);
 	}
 	if (s->writes_inflight > 0 && !s->write_failed) {
@@ -384,6 +391,7 @@ static void session_close(struct session *s, const char *reason)
 		return;
 	}
 	if (!uv_is_closing((uv_handle_t *)&s->tcp)) {
+		uv_close((uv_handle_t *)&s->chain_timer, session_chain_timer_closed_cb);
 		uv_close((uv_handle_t *)&s->timer, session_handle_closed_cb);
 		uv_close((uv_handle_t *)&s->tcp, session_handle_closed_cb);
 	}
@@ -1781,9 +1789,10 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	s->lc = lc;
 	uv_tcp_init(&w->loop, &s->tcp);
 	uv_timer_init(&w->loop, &s->timer);
+	uv_timer_init(&w->loop, &s->chain_timer);
 	s->tcp.data = s;
 	s->timer.data = s;
-	s->open_handles = 2;
+	s->open_handles = 3;
 	s->started_ms = uv_now(&w->loop);
 	w->sessions++;
 	s->next = w->session_list;
@@ -1800,7 +1809,7 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	s->env.cfg = s->cfg;
 	s->env.worker = w->index;
 	linebuf_init(&s->lb, (size_t)s->cfg->limits.max_line_length);
-	chain_init(&s->chain, &s->wg->mods, &s->env, &s->timer);
+	chain_init(&s->chain, &s->wg->mods, &s->env, &s->chain_timer);
 	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
 		session_close(s, "accept_failed");
 		return;
