@@ -40,7 +40,9 @@ ssize_t dataparse_feed(struct dataparse *p, const char *in, size_t len, datapars
                        void *arg, int *done);
 
 /* The encoder for the relay: content (CRLF lines) -> wire form with dot-stuffing. Stateful
- * across calls (a line may span chunks). */
+ * across calls (a line may span chunks). A CR or LF in the content that is not part of a
+ * CRLF pair is written as CRLF (and the next line stuffed), so no content — even a
+ * plugin's or milter's — can end the data early at the backend. */
 struct dotstuff { bool at_line_start; bool last_cr; };
 void dotstuff_init(struct dotstuff *d);
 /* Writes the stuffed form of in to out via the same callback type. 0 or -1. */
