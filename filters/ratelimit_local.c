@@ -15,6 +15,7 @@ struct rl_entry {
 	uint64_t hash;
 	uint64_t tat;        /* GCRA: theoretical arrival time, ns */
 	uint64_t conc;       /* concurrency counter; an entry with conc > 0 is never idle */
+	uint64_t aux;        /* ratelimit_local_update's payload */
 	char key[];
 };
 
@@ -198,6 +199,7 @@ static struct rl_entry *rl_shard_get(struct rl_shard *sh, const char *key, uint6
 	e->hash = h;
 	e->tat = 0;
 	e->conc = 0;
+	e->aux = 0;
 	e->next = sh->buckets[b];
 	sh->buckets[b] = e;
 	sh->n++;
@@ -277,6 +279,34 @@ uint64_t ratelimit_local_current(struct ratelimit_local *s, const char *key)
 	v = e ? e->conc : 0;
 	pthread_mutex_unlock(&sh->mu);
 	return v;
+}
+
+int ratelimit_local_update(struct ratelimit_local *s, const char *key, uint64_t now_ns,
+    int (*fn)(bool exists, uint64_t *expiry_ns, uint64_t *aux, void *arg), void *arg)
+{
+	uint64_t h = rl_hash(key);
+	struct rl_shard *sh = rl_shard_of(s, h);
+	struct rl_entry *e;
+	bool exists;
+	int rc;
+
+	pthread_mutex_lock(&sh->mu);
+	e = rl_shard_get(sh, key, h, now_ns, false);
+	/* An expired entry is as good as absent (it may not have been swept yet). */
+	exists = e != NULL && !rl_entry_is_idle(e, now_ns);
+	if (e == NULL)
+		e = rl_shard_get(sh, key, h, now_ns, true);
+	if (e == NULL) {
+		pthread_mutex_unlock(&sh->mu);
+		return -1;
+	}
+	if (!exists) {
+		e->tat = 0;
+		e->aux = 0;
+	}
+	rc = fn(exists, &e->tat, &e->aux, arg);
+	pthread_mutex_unlock(&sh->mu);
+	return rc;
 }
 
 size_t ratelimit_local_expire(struct ratelimit_local *s, uint64_t now_ns)

@@ -6,6 +6,7 @@
 #ifndef MX_RATELIMIT_LOCAL_H
 #define MX_RATELIMIT_LOCAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,13 @@ int ratelimit_local_acquire(struct ratelimit_local *s, const char *key, uint64_t
 void ratelimit_local_release(struct ratelimit_local *s, const char *key);
 /* Current concurrency counter of key (0 when unknown). */
 uint64_t ratelimit_local_current(struct ratelimit_local *s, const char *key);
+
+/* Generic slot for other filters (greylist): under the shard lock calls
+ * fn(exists, &expiry_ns, &aux, arg); a key whose expiry_ns is <= now is idle and may be
+ * dropped. fn's return value is returned; when fn leaves expiry_ns 0 the key is removed.
+ * Returns -1 (fn not called) when out of memory. */
+int ratelimit_local_update(struct ratelimit_local *s, const char *key, uint64_t now_ns,
+    int (*fn)(bool exists, uint64_t *expiry_ns, uint64_t *aux, void *arg), void *arg);
 
 /* Drops every idle key at now_ns; returns how many were dropped. */
 size_t ratelimit_local_expire(struct ratelimit_local *s, uint64_t now_ns);

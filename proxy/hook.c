@@ -15,6 +15,7 @@ extern const struct hook_module ratelimit_module;
 extern const struct hook_module dnsbl_module;
 extern const struct hook_module helo_module;
 extern const struct hook_module spf_module;
+extern const struct hook_module greylist_module;
 extern const struct hook_module plugins_module;   /* plugins/plugins.c: the content-filter chain */
 
 const struct hook_module *const hook_modules[] = {
@@ -23,6 +24,7 @@ const struct hook_module *const hook_modules[] = {
 	&dnsbl_module,
 	&helo_module,
 	&spf_module,
+	&greylist_module,   /* last of the filters: only mail the others let through makes triplets */
 	&plugins_module,    /* after filters, before rules */
 	NULL
 };

@@ -16,6 +16,7 @@
 #include "../filters/spf.h"
 #include "../filters/ratelimit.h"
 #include "../filters/reputation.h"
+#include "../filters/greylist.h"
 #include "../plugins/plugins.h"
 #include "../rules/rules.h"
 
@@ -27,6 +28,7 @@
 	struct spf_config spf; \
 	struct ratelimit_config ratelimit; \
 	struct reputation_config reputation; \
+	struct greylist_config greylist; \
 	struct cfg_list plugins;   /* struct plugin_config */ \
 	struct rules_config rules; \
 	/* struct dnsbl_config dnsbl; */
@@ -39,6 +41,7 @@
 	{ "spf", CFG_STRUCT, offsetof(struct mx_config, spf), .sub = &spf_config_table, .doc = "SPF (RFC 7208) at MAIL FROM" }, \
 	{ "ratelimit", CFG_STRUCT, offsetof(struct mx_config, ratelimit), .sub = &ratelimit_config_table, .doc = "rate limits (GCRA) per ip, prefix, helo, sender, recipient; local or Redis" }, \
 	{ "reputation", CFG_STRUCT, offsetof(struct mx_config, reputation), .sub = &reputation_config_table, .doc = "per-IP/network reputation with decay (LMDB or Redis), allow/deny CIDR lists" }, \
+	{ "greylist", CFG_STRUCT, offsetof(struct mx_config, greylist), .sub = &greylist_config_table, .doc = "greylisting of unknown (network, sender, recipient) triplets at RCPT" }, \
 	{ "plugins", CFG_STRUCT_LIST, offsetof(struct mx_config, plugins), .sub = &plugin_config_table, .doc = "content filters in order: clamd, milter, spamd, dlopen plugins" }, \
 	{ "rules", CFG_STRUCT, offsetof(struct mx_config, rules), .sub = &rules_config_table, .doc = "rules and scoring: SpamAssassin-syntax rule files, thresholds, dry-run mode" }, \
 	/* { "dnsbl", CFG_STRUCT, offsetof(struct mx_config, dnsbl), .sub = &dnsbl_config_table, .doc = "DNS lists" }, */

@@ -2,7 +2,8 @@
 """Two mxgate nodes enforce ONE message limit through a real redis-server (10/60s for one
 client IP across both, not 10 per node); replies and log lines carry the contract's text;
 then Redis is killed mid-run: both nodes keep serving, fall back to their local limits (still
-enforced), log the outage once, and go back to Redis when it returns."""
+enforced), log the outage once, and go back to Redis when it returns. A hung Redis
+(SIGSTOP) costs a session at most the configured timeout."""
 import os, signal, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ratelimit_harness as h
@@ -39,6 +40,25 @@ if 'store=redis' not in logs:
 if h.send(p1, '198.18.8.8', 'other')[0] != 250:
     h.fail('another client was limited too')
 
+# Redis hangs (SIGSTOP): each check waits at most `timeout` (200ms), then the local table
+# decides; the store is marked down and later checks do not wait at all.
+red.send_signal(signal.SIGSTOP)
+t = time.time()
+hung = [h.send(p1, '198.18.11.%d' % i, 'hang%d' % i)[0] for i in range(4)]
+took = time.time() - t
+red.send_signal(signal.SIGCONT)
+if hung != [250] * 4:
+    h.fail('with Redis hung the node refused mail: %r' % hung)
+if took > 3:
+    h.fail('sessions stalled behind a hung Redis: %.1fs for 4 messages' % took)
+if 'reason=timeout' not in h.logtext('node1'):
+    h.fail('the Redis timeout was not logged')
+deadline = time.time() + 12
+while time.time() < deadline and 'event=redis_up' not in h.logtext('node1'):
+    time.sleep(0.2)
+if 'event=redis_up' not in h.logtext('node1'):
+    h.fail('node1 did not come back to Redis after the hang')
+
 # Redis dies mid-run: nodes keep serving at once, the local table takes over and still limits.
 h.stop(red, signal.SIGKILL)
 t1 = time.time()
@@ -57,10 +77,11 @@ if logs.count('event=redis_down') > 4:
     h.fail('the outage was logged %d times (want once per worker)' % logs.count('event=redis_down'))
 
 # Redis comes back on the same port: the nodes reconnect (backoff starts at 1 s).
+ups = h.logtext('node1').count('event=redis_up')
 red2 = h.redis(red.port)
-deadline = time.time() + 12
-while time.time() < deadline and 'event=redis_up' not in h.logtext('node1'):
+deadline = time.time() + 35
+while time.time() < deadline and h.logtext('node1').count('event=redis_up') <= ups:
     time.sleep(0.2)
-if 'event=redis_up' not in h.logtext('node1'):
+if h.logtext('node1').count('event=redis_up') <= ups:
     h.fail('node1 did not reconnect to Redis')
 h.ok('%d/30 through a shared 10/60s across 2 nodes; 3/3 served and %d/12 locally limited with Redis down; reconnected' % (through, local))

@@ -1,0 +1,342 @@
+/* greylist.c — greylisting at RCPT, see greylist.h. */
+#include "greylist.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/hook.h"
+#include "proxy/log.h"
+#include "ratelimit.h"
+#include "ratelimit_local.h"
+#include "redis_store.h"
+
+#define GL_KEY_MAX 700
+
+/* ---- pure pieces ------------------------------------------------------------------------ */
+
+bool greylist_decide(struct greylist_entry *e, bool exists, uint64_t now_ms, uint64_t delay_ms,
+    uint64_t window_ms, uint64_t expire_ms, uint64_t *wait_s, uint64_t *keep_ms)
+{
+	*wait_s = 0;
+	if (exists && e->passed) {
+		*keep_ms = expire_ms;           /* renewed by every use */
+		return true;
+	}
+	if (!exists || now_ms < e->first_ms || now_ms - e->first_ms > window_ms) {
+		/* first attempt, or the retry came too late: start over */
+		e->first_ms = now_ms;
+		e->passed = false;
+		*wait_s = (delay_ms + 999) / 1000;
+		*keep_ms = window_ms;
+		return false;
+	}
+	if (now_ms - e->first_ms < delay_ms) {
+		/* retried too early: keep the first time, do not restart the clock */
+		*wait_s = (delay_ms - (now_ms - e->first_ms) + 999) / 1000;
+		*keep_ms = window_ms - (now_ms - e->first_ms);
+		return false;
+	}
+	e->passed = true;
+	*keep_ms = expire_ms;
+	return true;
+}
+
+static size_t gl_lower(char *out, size_t outlen, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < outlen; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	out[i] = '\0';
+	return i;
+}
+
+int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
+    const char *sender, const char *rcpt, char *out, size_t outlen)
+{
+	char net[64], snd[300], rc[300];
+
+	if (sender == NULL || rcpt == NULL ||
+	    ratelimit_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
+		return -1;
+	if (strlen(sender) >= sizeof(snd) || strlen(rcpt) >= sizeof(rc))
+		return -1;
+	gl_lower(snd, sizeof(snd), sender[0] ? sender : "<>");
+	gl_lower(rc, sizeof(rc), rcpt);
+	if ((size_t)snprintf(out, outlen, "%s|%s|%s", net, snd, rc) >= outlen)
+		return -1;
+	return 0;
+}
+
+/* ---- configuration --------------------------------------------------------------------- */
+
+static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	struct greylist_config *c = obj;
+	char host[256], pw[128];
+	int port, db;
+
+	if (c->store && strcmp(c->store, "local") != 0 &&
+	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
+		return cfg_error(p, n, "store: expected local or redis://host:port[/db]");
+	if (c->retry_window <= c->delay)
+		return cfg_error(p, n, "retry_window must be longer than delay");
+	return 0;
+}
+
+static const struct cfg_field gl_fields[] = {
+	{ "enabled", CFG_BOOL, offsetof(struct greylist_config, enabled), "false",
+	  .doc = "greylist unknown (network, sender, recipient) triplets at RCPT" },
+	{ "store", CFG_STRING, offsetof(struct greylist_config, store), "local",
+	  .doc = "local (this process) or redis://host:port[/db] (all nodes)" },
+	{ "delay", CFG_DURATION, offsetof(struct greylist_config, delay), "5m", 0, 86400000,
+	  .doc = "a retry passes after this long" },
+	{ "retry_window", CFG_DURATION, offsetof(struct greylist_config, retry_window), "4h", 1000, 7.0 * 86400000,
+	  .doc = "a first attempt waits this long for its retry" },
+	{ "expire", CFG_DURATION, offsetof(struct greylist_config, expire), "36d", 1000, 365.0 * 86400000,
+	  .doc = "a passed triplet passes at once for this long (renewed on use)" },
+	{ "prefix_v4", CFG_INT, offsetof(struct greylist_config, prefix_v4), "24", 0, 32,
+	  .doc = "client network for IPv4 (senders retry from other hosts of a pool)" },
+	{ "prefix_v6", CFG_INT, offsetof(struct greylist_config, prefix_v6), "64", 0, 128,
+	  .doc = "client network for IPv6" },
+	{ "skip_good", CFG_BOOL, offsetof(struct greylist_config, skip_good), "true",
+	  .doc = "no greylisting for clients with REP_GOOD or REP_ALLOW" },
+	{ "allow", CFG_CIDRLIST, offsetof(struct greylist_config, allow), NULL,
+	  .doc = "clients never greylisted" },
+	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
+	  .doc = "Redis answer deadline; then the local table decides" },
+	{ .key = NULL }
+};
+
+const struct cfg_table greylist_config_table = {
+	.name = "greylist", .size = sizeof(struct greylist_config), .fields = gl_fields,
+	.validate = gl_validate,
+};
+
+/* ---- Redis ------------------------------------------------------------------------------- */
+
+/* KEYS[1]; ARGV delay_ms, window_ms, expire_ms. Returns {passed, wait_s}. Same logic as
+ * greylist_decide, on the server's clock. */
+static const char gl_lua[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local delay, window, expire = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"local v = redis.call('HMGET', KEYS[1], 'first', 'pass')\n"
+	"if v[2] then redis.call('PEXPIRE', KEYS[1], expire) return {1, 0} end\n"
+	"local first = tonumber(v[1])\n"
+	"if not first or now < first or now - first > window then\n"
+	"  redis.call('HSET', KEYS[1], 'first', string.format('%.0f', now))\n"
+	"  redis.call('PEXPIRE', KEYS[1], window)\n"
+	"  return {0, math.ceil(delay / 1000)}\n"
+	"end\n"
+	"if now - first < delay then return {0, math.ceil((delay - (now - first)) / 1000)} end\n"
+	"redis.call('HSET', KEYS[1], 'pass', '1')\n"
+	"redis.call('PEXPIRE', KEYS[1], expire)\n"
+	"return {1, 0}\n";
+
+/* ---- module ------------------------------------------------------------------------------ */
+
+struct gl_worker {
+	const struct greylist_config *cfg;
+	struct ratelimit_local *local;
+	struct redis_store *rs;
+	int lua;
+};
+
+struct gl_session {
+	struct gl_worker *w;
+	struct hook_call *call;
+	struct redis_req *req;
+	char key[GL_KEY_MAX];
+};
+
+struct gl_local_arg {
+	const struct greylist_config *cfg;
+	uint64_t now_ns, wait_s;
+};
+
+/* Local entries: expiry in monotonic ns (the table's clock), aux = first attempt (ms on
+ * the same clock) with bit 63 = passed. */
+static int gl_local_cb(bool exists, uint64_t *expiry_ns, uint64_t *aux, void *arg)
+{
+	struct gl_local_arg *a = arg;
+	struct greylist_entry e = { *aux & ~(1ull << 63), (*aux >> 63) != 0 };
+	uint64_t keep_ms;
+	bool pass;
+
+	pass = greylist_decide(&e, exists, a->now_ns / 1000000, a->cfg->delay, a->cfg->retry_window,
+	    a->cfg->expire, &a->wait_s, &keep_ms);
+	*aux = e.first_ms | (e.passed ? 1ull << 63 : 0);
+	*expiry_ns = a->now_ns + keep_ms * 1000000;
+	return pass ? 1 : 0;
+}
+
+static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
+{
+	const struct greylist_config *c = &cfg->greylist;
+	struct gl_worker *w;
+
+	*wstate = NULL;
+	if (!c->enabled)
+		return 0;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -1;
+	w->cfg = c;
+	w->local = ratelimit_local_global(100000);
+	if (w->local == NULL)
+		goto fail;
+	if (c->store && strncmp(c->store, "redis://", 8) == 0) {
+		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
+		if (w->rs == NULL)
+			goto fail;
+		w->lua = redis_store_add_script(w->rs, gl_lua);
+	}
+	*wstate = w;
+	return 0;
+fail:
+	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=greylist worker=%d reason=init", worker);
+	free(w);
+	return -1;
+}
+
+static void gl_worker_free(void *wstate)
+{
+	struct gl_worker *w = wstate;
+
+	if (w == NULL)
+		return;
+	redis_store_free(w->rs);
+	free(w);
+}
+
+static unsigned gl_stages(void *wstate)
+{
+	return wstate ? 1u << HOOK_RCPT : 0;
+}
+
+static uint64_t gl_timeout_ms(void *wstate)
+{
+	struct gl_worker *w = wstate;
+
+	return w ? w->cfg->timeout * 2 + 100 : 0;
+}
+
+static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const char *store)
+{
+	struct hook_env *env = hook_call_env(call);
+	struct verdict v;
+
+	if (pass) {
+		hook_call_done(call, NULL);
+		return;
+	}
+	log_event(LOG_LVL_INFO, env->session_id,
+	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s", env->client_ip,
+	    env->mail_from ? env->mail_from : "", env->cur_rcpt ? env->cur_rcpt : "",
+	    (unsigned long long)wait_s, store);
+	verdict_set(&v, VERDICT_TEMPFAIL, 451, "greylist",
+	    "4.7.1 greylisted, please try again in %llu seconds", (unsigned long long)wait_s);
+	hook_call_done(call, &v);
+}
+
+static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key)
+{
+	struct gl_local_arg a = { w->cfg, uv_hrtime(), 0 };
+	int rc = ratelimit_local_update(w->local, key, a.now_ns, gl_local_cb, &a);
+
+	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
+}
+
+static void gl_redis_cb(void *arg, const redisReply *reply)
+{
+	struct gl_session *s = arg;
+	struct hook_call *call = s->call;
+
+	s->req = NULL;
+	s->call = NULL;
+	if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+	    reply->element[0]->type == REDIS_REPLY_INTEGER &&
+	    reply->element[1]->type == REDIS_REPLY_INTEGER) {
+		gl_finish(call, reply->element[0]->integer != 0,
+		    (uint64_t)(reply->element[1]->integer > 0 ? reply->element[1]->integer : 0), "redis");
+		return;
+	}
+	gl_check_local(s->w, call, s->key);
+}
+
+static void gl_run(void *wstate, int slot, struct hook_call *call)
+{
+	struct gl_worker *w = wstate;
+	struct hook_env *env = hook_call_env(call);
+	const struct greylist_config *c = w->cfg;
+	const struct sockaddr *sa = (const struct sockaddr *)&env->client;
+	struct gl_session *s;
+	char key[GL_KEY_MAX];
+	char a1[24], a2[24], a3[24];
+	const char *argv[4];
+
+	if (hook_call_stage(call) != HOOK_RCPT || env->cur_rcpt == NULL || env->mail_from == NULL ||
+	    (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) ||
+	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
+	    hook_env_find_symbol(env, "REP_ALLOW"))) ||
+	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt, key,
+	    sizeof(key) - 16) < 0) {
+		hook_call_done(call, NULL);
+		return;
+	}
+	if (w->rs == NULL) {
+		char lk[GL_KEY_MAX];
+
+		snprintf(lk, sizeof(lk), "mxgate:gl:%s", key);
+		gl_check_local(w, call, lk);
+		return;
+	}
+	s = env->module_ctx[slot];
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL) {
+			hook_call_done(call, NULL);
+			return;
+		}
+		s->w = w;
+		env->module_ctx[slot] = s;
+	}
+	snprintf(s->key, sizeof(s->key), "mxgate:gl:%s", key);
+	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)c->delay);
+	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)c->retry_window);
+	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)c->expire);
+	argv[0] = s->key;
+	argv[1] = a1;
+	argv[2] = a2;
+	argv[3] = a3;
+	s->call = call;
+	if (redis_store_eval(w->rs, w->lua, 1, 3, argv, NULL, gl_redis_cb, s, &s->req) == 0)
+		return;
+	s->call = NULL;
+	gl_check_local(w, call, s->key);
+}
+
+static void gl_session_free(void *wstate, int slot, struct hook_env *env)
+{
+	struct gl_session *s = env->module_ctx[slot];
+
+	if (s == NULL)
+		return;
+	redis_req_cancel(s->req);
+	free(s);
+	env->module_ctx[slot] = NULL;
+}
+
+const struct hook_module greylist_module = {
+	.name = "greylist",
+	.worker_init = gl_worker_init,
+	.worker_free = gl_worker_free,
+	.stages = gl_stages,
+	.run = gl_run,
+	.session_free = gl_session_free,
+	.timeout_ms = gl_timeout_ms,
+};

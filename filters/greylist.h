@@ -1,0 +1,50 @@
+/* greylist.h — greylisting at RCPT: the first delivery attempt of an unknown triplet
+ * (client network, sender, recipient) is refused with 451 4.7.1; a retry after `delay` and
+ * within `retry_window` passes, and the triplet then passes at once for `expire` (renewed
+ * by every use). Clients on `allow`, and clients the reputation filter marked good
+ * (symbols REP_GOOD / REP_ALLOW), are not greylisted.
+ *
+ * Stores: local (this process, shared by the workers) or redis://… (all nodes; one script
+ * per check on the server's clock; unreachable -> the local table decides). */
+#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
+
+#ifndef MX_GREYLIST_H
+#define MX_GREYLIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hook_env;
+struct hook_module;
+
+struct greylist_config {
+	bool enabled;
+	char *store;                /* "local" | "redis://host:port[/db]" */
+	uint64_t delay;             /* ms before a retry passes */
+	uint64_t retry_window;      /* ms a first attempt waits for its retry */
+	uint64_t expire;            /* ms a passed triplet stays known */
+	long prefix_v4, prefix_v6;
+	bool skip_good;             /* skip clients with REP_GOOD / REP_ALLOW */
+	struct cfg_cidrlist allow;
+	uint64_t timeout;           /* ms per Redis check */
+};
+extern const struct cfg_table greylist_config_table;
+extern const struct hook_module greylist_module;
+
+/* ---- pure pieces, exposed for tests ------------------------------------------------ */
+
+/* One triplet's state: first attempt time (ms) and whether it passed. */
+struct greylist_entry { uint64_t first_ms; bool passed; };
+
+/* Decides an attempt at now_ms. exists: e holds a live entry. Updates e; returns true when
+ * the attempt passes, false when greylisted (*wait_s: seconds until a retry passes).
+ * *keep_ms: how long the entry must be kept from now. */
+bool greylist_decide(struct greylist_entry *e, bool exists, uint64_t now_ms, uint64_t delay_ms,
+    uint64_t window_ms, uint64_t expire_ms, uint64_t *wait_s, uint64_t *keep_ms);
+
+/* The triplet key: "<network>|<sender lowercased or <>>|<recipient lowercased>". 0 or -1. */
+int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
+    const char *sender, const char *rcpt, char *out, size_t outlen);
+
+#endif

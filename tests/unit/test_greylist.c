@@ -1,0 +1,189 @@
+/* test_greylist.c — greylisting decisions with an injected clock, triplet keys, and the
+ * module through the real chain with the local store. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "filters/greylist.h"
+#include "proxy/chain.h"
+#include "proxy/config.h"
+#include "proxy/hook.h"
+
+#define MIN (60ull * 1000)
+#define HOUR (60 * MIN)
+
+struct step { uint64_t at_ms; int pass; uint64_t wait_s; };
+struct gl_case { const char *label; struct step steps[8]; size_t n; };
+
+/* delay 5m, window 4h, expire 36d */
+static const struct gl_case gl_cases[] = {
+	{ "first attempt greylisted for the whole delay", { { 1000 * MIN, 0, 300 } }, 1 },
+	{ "early retry still greylisted, clock not restarted",
+	  { { 1000 * MIN, 0, 300 }, { 1002 * MIN, 0, 180 }, { 1005 * MIN, 1, 0 } }, 3 },
+	{ "retry exactly at the delay passes", { { 1000 * MIN, 0, 300 }, { 1005 * MIN, 1, 0 } }, 2 },
+	{ "passed triplet passes at once afterwards",
+	  { { 1000 * MIN, 0, 300 }, { 1010 * MIN, 1, 0 }, { 1011 * MIN, 1, 0 }, { 1000 * MIN + 30 * 24 * HOUR, 1, 0 } }, 4 },
+	{ "retry after the window starts over",
+	  { { 1000 * MIN, 0, 300 }, { 1000 * MIN + 5 * HOUR, 0, 300 }, { 1000 * MIN + 5 * HOUR + 5 * MIN, 1, 0 } }, 3 },
+};
+
+static void test_decide(void **state)
+{
+	(void)state;
+	for (size_t c = 0; c < sizeof(gl_cases) / sizeof(gl_cases[0]); c++) {
+		struct greylist_entry e = { 0, false };
+		bool exists = false;
+
+		for (size_t i = 0; i < gl_cases[c].n; i++) {
+			const struct step *st = &gl_cases[c].steps[i];
+			uint64_t wait, keep;
+			bool pass = greylist_decide(&e, exists, st->at_ms, 5 * MIN, 4 * HOUR, 36 * 24 * HOUR,
+			    &wait, &keep);
+
+			if ((int)pass != st->pass || wait != st->wait_s)
+				fail_msg("%s: step %zu: pass=%d wait=%llu want %d/%llu", gl_cases[c].label, i,
+				    pass, (unsigned long long)wait, st->pass, (unsigned long long)st->wait_s);
+			assert_true(keep > 0);
+			exists = true;
+		}
+	}
+}
+
+static struct sockaddr_storage addr(const char *ip)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':')) {
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
+	} else {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
+	}
+	return ss;
+}
+
+static void test_triplet(void **state)
+{
+	static const struct { const char *ip, *from, *to, *want; } cases[] = {
+		{ "198.18.7.7", "A@Example.ORG", "B@Example.Test", "198.18.7.0/24|a@example.org|b@example.test" },
+		{ "198.18.7.200", "", "b@x", "198.18.7.0/24|<>|b@x" },
+		{ "2001:db8:1:2::9", "a@b", "c@d", "2001:db8:1:2::/64|a@b|c@d" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sockaddr_storage ss = addr(cases[i].ip);
+		char out[700];
+
+		assert_int_equal(greylist_triplet((struct sockaddr *)&ss, 24, 64, cases[i].from,
+		    cases[i].to, out, sizeof(out)), 0);
+		assert_string_equal(out, cases[i].want);
+	}
+}
+
+struct chain_result { bool done; struct verdict v; };
+
+static void chain_done_cb(void *arg, const struct verdict *v)
+{
+	struct chain_result *r = arg;
+
+	r->done = true;
+	r->v = *v;
+}
+
+static enum verdict_action rcpt(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
+    const char *ip, const char *from, const char *to, struct verdict *out)
+{
+	struct hook_env env;
+	struct chain ch;
+	struct chain_result res = { 0 };
+	struct sockaddr_storage ss = addr(ip);
+
+	memset(&env, 0, sizeof(env));
+	env.session_id = "test";
+	env.loop = loop;
+	env.cfg = cfg;
+	memcpy(&env.client, &ss, sizeof(ss));
+	snprintf(env.client_ip, sizeof(env.client_ip), "%s", ip);
+	env.mail_from = (char *)from;
+	env.cur_rcpt = to;
+	chain_init(&ch, mods, &env, NULL);
+	chain_run(&ch, HOOK_RCPT, chain_done_cb, &res);
+	uv_run(loop, UV_RUN_NOWAIT);
+	assert_true(res.done);
+	chain_release(&ch);
+	hook_env_free_outputs(&env);
+	if (out)
+		*out = res.v;
+	return res.v.action;
+}
+
+static void test_module_local(void **state)
+{
+	char dir[] = "/tmp/mxgate-gl-XXXXXX", path[256], cmd[300];
+	struct mx_config *cfg = NULL;
+	struct chain_modules mods;
+	struct verdict v;
+	uv_loop_t loop;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("hostname: mx.example.test\n"
+	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
+	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
+	    "greylist: { enabled: true, delay: 300ms, retry_window: 5s, allow: [198.18.99.0/24] }\n", f);
+	fclose(f);
+	assert_int_equal(config_load(path, &cfg, stderr), 0);
+	uv_loop_init(&loop);
+	chain_modules_init(&mods, cfg, &loop, 0);
+
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "b@example.test", &v),
+	    VERDICT_TEMPFAIL);
+	assert_int_equal(v.code, 451);
+	assert_non_null(strstr(v.reply, "4.7.1 greylisted"));
+	/* too early */
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "b@example.test", NULL),
+	    VERDICT_TEMPFAIL);
+	usleep(350 * 1000);
+	/* the retry passes, from another host of the same /24 too */
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.8", "A@example.org", "b@example.test", NULL),
+	    VERDICT_CONTINUE);
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "b@example.test", NULL),
+	    VERDICT_CONTINUE);
+	/* another recipient is another triplet */
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "c@example.test", NULL),
+	    VERDICT_TEMPFAIL);
+	/* allow list */
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.99.1", "a@example.org", "d@example.test", NULL),
+	    VERDICT_CONTINUE);
+
+	chain_modules_free(&mods);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_triplet),
+		cmocka_unit_test(test_module_local),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
