@@ -1,6 +1,7 @@
 /* example_plugin.c — a minimal mxgate plugin, built as example_plugin.so.
  *
- * It adds `X-Example-Plugin: seen by <instance name>` to every message and rejects one whose
+ * It adds `X-Example-Plugin: seen by <instance name>; message N; headers H; body B` to every
+ * message (H and B counted by the header and body-chunk hooks) and rejects one whose
  * body contains a magic word (option `word`, default MAGICWORD) with 550 5.7.1. It shows the
  * whole contract: the descriptor, init/fini with options, a synchronous hook, an
  * asynchronous one (on_rcpt completes from a libuv timer when option `rcpt_delay_ms` is
@@ -23,6 +24,8 @@ struct example {
 struct example_sess {
 	struct example *ex;
 	unsigned messages;
+	unsigned headers;             /* counted by on_header for the current message */
+	size_t body_bytes;            /* counted by on_body */
 	uv_timer_t *timer;            /* allocated on demand, freed in its close callback */
 	struct mxgate_call *pending;
 };
@@ -106,22 +109,51 @@ static void example_on_rcpt(void *instance, struct mxgate_call *c)
 	uv_timer_start(es->timer, example_timer_cb, ex->rcpt_delay_ms, 0);
 }
 
+static void example_on_header(void *instance, struct mxgate_call *c, const char *name,
+    const char *value)
+{
+	struct example *ex = instance;
+	struct example_sess *es = example_sess(ex, c);
+
+	if (es)
+		es->headers++;
+	ex->host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+
+static void example_on_body(void *instance, struct mxgate_call *c, const char *chunk, size_t len)
+{
+	struct example *ex = instance;
+	struct example_sess *es = example_sess(ex, c);
+
+	if (es)
+		es->body_bytes += len;
+	ex->host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+
 static void example_on_eom(void *instance, struct mxgate_call *c)
 {
 	struct example *ex = instance;
 	struct example_sess *es = example_sess(ex, c);
 	size_t len = 0, hlen = ex->host->header_len(c);
 	const char *msg = ex->host->message(c, &len);
-	char value[128], reply[200];
+	char value[200], reply[200];
+	unsigned headers = 0;
+	size_t body = 0;
 
-	if (es)
+	if (es) {
 		es->messages++;
+		headers = es->headers;
+		body = es->body_bytes;
+		es->headers = 0;
+		es->body_bytes = 0;
+	}
 	if (msg && hlen <= len && memmem(msg + hlen, len - hlen, ex->word, strlen(ex->word))) {
 		ex->host->add_symbol(c, "EXAMPLE_MAGIC", 10.0, ex->word);
 		snprintf(reply, sizeof(reply), "5.7.1 Message contains the word %s", ex->word);
 		return ex->host->done(c, MXGATE_REJECT, 550, reply, "example");
 	}
-	snprintf(value, sizeof(value), "seen by %s; message %u", ex->name, es ? es->messages : 0);
+	snprintf(value, sizeof(value), "seen by %s; message %u; headers %u; body %zu", ex->name,
+	    es ? es->messages : 0, headers, body);
 	ex->host->add_header(c, "X-Example-Plugin", value);
 	ex->host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
 }
@@ -162,6 +194,8 @@ const struct mxgate_plugin mxgate_plugin = {
 	.init = example_init,
 	.fini = example_fini,
 	.on_rcpt = example_on_rcpt,
+	.on_header = example_on_header,
+	.on_body = example_on_body,
 	.on_eom = example_on_eom,
 	.on_close = example_on_close,
 	.cancel = example_cancel,
