@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #define CFG_MAX_FILE_SIZE   (16u * 1024 * 1024)  /* a config larger than this is a mistake */
@@ -104,11 +105,24 @@ static void cfg_error_add(struct cfg_parse *p, int line, int col, const char *te
 		p->errs = v;
 		p->cap = cap;
 	}
-	char *copy = strdup(text);
+	/* one error per line: values echoed back are escaped (C-style) */
+	size_t n = 0;
+	char *copy = malloc(strlen(text) * 4 + 1);
 	if (!copy) {
 		p->dropped++;
 		return;
 	}
+	for (const unsigned char *t = (const unsigned char *)text; *t; t++) {
+		if (*t >= 0x20 && *t != 0x7f) {
+			copy[n++] = (char)*t;
+		} else if (*t == '\n' || *t == '\r' || *t == '\t') {
+			copy[n++] = '\\';
+			copy[n++] = *t == '\n' ? 'n' : *t == '\r' ? 'r' : 't';
+		} else {
+			n += (size_t)sprintf(copy + n, "\\x%02x", *t);
+		}
+	}
+	copy[n] = '\0';
 	p->errs[p->nerr] = (struct cfg_err){ .line = line, .col = col, .seq = (unsigned)p->nerr,
 					     .text = copy };
 	p->nerr++;
@@ -1676,6 +1690,82 @@ void config_free(struct mx_config *cfg)
 	free(cfg);
 }
 
+int config_worker_count(const struct mx_config *cfg)
+{
+	long n = cfg ? cfg->workers : 0;
+	if (n <= 0) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		if (n < 1)
+			n = 1;
+	}
+	return n > 64 ? 64 : (int)n;
+}
+
+/* ---------------------------------------------------------------- table self-check */
+
+static int cfg_selfcheck_walk(struct cfg_parse *p, const struct cfg_table *t, int depth)
+{
+	int rc = 0;
+	if (!t || !t->fields)
+		return cfg_error(p, NULL, "table without fields");
+	if (depth > 16)
+		return cfg_error(p, NULL, "tables nested too deep (a cycle?)");
+	/* room for every field even when an offset is wrong, so the probe itself stays safe */
+	size_t room = t->size + 1;
+	for (const struct cfg_field *f = t->fields; f->key; f++) {
+		size_t end = f->offset + (f->type == CFG_STRUCT && f->sub ? f->sub->size : 64);
+		if (end > room)
+			room = end;
+	}
+	void *obj = calloc(1, room);
+	if (!obj)
+		return cfg_error(p, NULL, "out of memory");
+	for (const struct cfg_field *f = t->fields; f->key; f++) {
+		size_t old = cfg_path_push_key(p, f->key, strlen(f->key));
+		for (const struct cfg_field *g = t->fields; g < f; g++)
+			if (strcmp(g->key, f->key) == 0)
+				rc = cfg_error(p, NULL, "key listed twice");
+		if (f->offset >= t->size)
+			rc = cfg_error(p, NULL, "offset %zu outside the %zu-byte struct", f->offset, t->size);
+		if (f->type == CFG_ENUM && (!f->choices || !f->choices[0]))
+			rc = cfg_error(p, NULL, "enum without choices");
+		if ((f->type == CFG_STRUCT || f->type == CFG_STRUCT_LIST) && !f->sub)
+			rc = cfg_error(p, NULL, "section without a .sub table");
+		if (f->type == CFG_CUSTOM && !f->custom)
+			rc = cfg_error(p, NULL, "custom field without .custom");
+		if (cfg_has_bounds(f) && f->min > f->max)
+			rc = cfg_error(p, NULL, "min > max");
+		if ((f->flags & CFG_REQUIRED) && f->defval)
+			rc = cfg_error(p, NULL, "required key with a default");
+		if (!f->doc || !f->doc[0])
+			rc = cfg_error(p, NULL, "no doc line");
+		if (f->offset < t->size && f->type != CFG_CUSTOM && f->type != CFG_STRUCT &&
+		    f->defval && !(f->flags & CFG_REQUIRED)) {
+			/* the default must parse (and fit the bounds) through the same parsers */
+			size_t before = p->nerr;
+			cfg_apply_default(p, f, NULL, (char *)obj + f->offset);
+			if (p->nerr != before)
+				rc = -1;
+		}
+		if ((f->type == CFG_STRUCT || f->type == CFG_STRUCT_LIST) && f->sub)
+			if (cfg_selfcheck_walk(p, f->sub, depth + 1) < 0)
+				rc = -1;
+		cfg_path_pop(p, old);
+	}
+	cfg_table_free(t, obj);
+	free(obj);
+	return rc;
+}
+
+int cfg_table_selfcheck(const struct cfg_table *t, void *err_fp)
+{
+	struct cfg_parse p = { .file = t && t->name ? t->name : "<table>" };
+	cfg_selfcheck_walk(&p, t, 0);
+	int rc = (p.nerr || p.dropped) ? -1 : 0;
+	cfg_parse_finish(&p, err_fp);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- the core tables */
 
 static const char *const listen_tls_choices[] = { "none", "starttls", "implicit", NULL };
@@ -1945,6 +2035,16 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		if (!c->hostname)
 			return cfg_error(p, n, "out of memory");
 	}
+	/* it goes into the greeting and headers verbatim: no CR/LF or blanks (RFC 5321 4.1.2) */
+	for (const char *h = c->hostname; *h; h++)
+		if (!isalnum((unsigned char)*h) && !strchr("-._[]:", *h)) {
+			rc = cfg_error_key(p, n, "hostname", -1, "not a host name: \"%s\"", c->hostname);
+			break;
+		}
+	if (!c->hostname[0])
+		rc = cfg_error_key(p, n, "hostname", -1, "must not be empty");
+	if (c->user && !getpwnam(c->user))
+		rc = cfg_error_key(p, n, "user", -1, "no such user: \"%s\"", c->user);
 	/* the top-level `log_level:` wins over log.level; both end up equal */
 	if (cfg_map_pair(n, "log_level") && !cfg_node_is_null(fy_node_pair_value(cfg_map_pair(n, "log_level"))))
 		c->log.level = c->log_level;
@@ -1952,6 +2052,12 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		c->log_level = c->log.level;
 	const struct listen_config *ls = c->listen.v;
 	for (size_t i = 0; i < c->listen.n; i++) {
+		for (size_t k = 0; k < i; k++)
+			if (ls[i].salen && ls[i].salen == ls[k].salen &&
+			    memcmp(&ls[i].sa, &ls[k].sa, ls[i].salen) == 0) {
+				rc = cfg_error_key(p, n, "listen", (long)i, "same address as listen[%zu]", k);
+				break;
+			}
 		if (ls[i].tls == LISTEN_TLS_NONE)
 			continue;
 		if (!c->tls.certificate || !c->tls.key) {

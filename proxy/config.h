@@ -194,6 +194,13 @@ struct mx_config {
  * and *out is NULL. */
 int config_load(const char *path, struct mx_config **out, void *err_fp /* FILE * */);
 void config_free(struct mx_config *cfg);
+/* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
+ * 1..64. */
+int config_worker_count(const struct mx_config *cfg);
+/* Checks a table tree for programming errors (every default parses and fits its bounds,
+ * enums have choices, sections have tables, offsets fit, keys unique, docs present).
+ * 0, or -1 after printing the problems to err_fp. For unit tests. */
+int cfg_table_selfcheck(const struct cfg_table *t, void *err_fp);
 /* config_load from memory: name is used for cfg->path and error lines. */
 int config_load_string(const char *name, const char *text, size_t len, struct mx_config **out,
 		       void *err_fp /* FILE * */);

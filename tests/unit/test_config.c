@@ -657,6 +657,13 @@ static const struct err_row err_rows[] = {
 	{ "bad metrics listen", MINIMAL "metrics: { listen: nowhere }\n",
 	  "t.yaml:3:20: metrics.listen: expected address:port, e.g. 127.0.0.1:2525, [::1]:25 or :25\n", 1 },
 	{ "non-string key", MINIMAL "[a]: 1\n", "t.yaml:3:2: keys must be plain strings\n", 1 },
+	{ "hostname with CRLF", MINIMAL "hostname: \"mx\\r\\n250 x\"\n",
+	  "t.yaml:3:11: hostname: not a host name: \"mx\\r\\n250 x\"\n", 1 },
+	{ "unknown user", MINIMAL "user: no-such-user-here\n",
+	  "t.yaml:3:7: user: no such user: \"no-such-user-here\"\n", 1 },
+	{ "duplicate listener",
+	  "listen: [\"127.0.0.1:2525\", { address: \"127.0.0.1:2525\" }]\nbackends: { servers: [smtp://h:1] }\n",
+	  "t.yaml:1:30: listen[1]: same address as listen[0]\n", 1 },
 	{ "invalid UTF-8 (libfyaml 0.7.12 loops on it in a directive)", "%ff::ff:1\xc0",
 	  "t.yaml:1:10: invalid UTF-8\n", 1 },
 	{ "control character", MINIMAL "user: a\x01b\n",
@@ -942,6 +949,57 @@ static void test_too_many_errors(void **state)
 	cfg_table_free(&outer_table, &o);
 }
 
+/* Every table registered in the top table (core and modules): defaults parse, bounds sane. */
+static void test_tables_selfcheck(void **state)
+{
+	char *errs = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&errs, &len);
+	int rc = cfg_table_selfcheck(&config_table, f);
+	fclose(f);
+	if (rc)
+		fail_msg("table problems:\n%s", errs);
+	free(errs);
+}
+
+static const struct cfg_field broken_fields[] = {
+	{ "a", CFG_INT, 0, "lots", .doc = "bad default" },
+	{ "b", CFG_INT, 0, "5", 10, 20, .doc = "default out of bounds" },
+	{ "c", CFG_ENUM, 0, "x", .doc = "no choices" },
+	{ "a", CFG_BOOL, 0, .doc = "twice" },
+	{ "d", CFG_STRING, 64 },
+	{ NULL }
+};
+static const struct cfg_table broken_table = { "broken", 16, broken_fields, NULL };
+
+static void test_selfcheck_finds_bugs(void **state)
+{
+	char *errs = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&errs, &len);
+	assert_int_equal(cfg_table_selfcheck(&broken_table, f), -1);
+	fclose(f);
+	assert_non_null(strstr(errs, "a: built-in default: expected an integer, got \"lots\""));
+	assert_non_null(strstr(errs, "b: built-in default: must be between 10 and 20, got 5"));
+	assert_non_null(strstr(errs, "c: enum without choices"));
+	assert_non_null(strstr(errs, "a: key listed twice"));
+	assert_non_null(strstr(errs, "d: offset 64 outside the 16-byte struct"));
+	assert_non_null(strstr(errs, "d: no doc line"));
+	free(errs);
+}
+
+static void test_worker_count(void **state)
+{
+	struct mx_config c;
+	memset(&c, 0, sizeof(c));
+	c.workers = 3;
+	assert_int_equal(config_worker_count(&c), 3);
+	c.workers = 0;
+	int n = config_worker_count(&c);
+	assert_true(n >= 1 && n <= 64);
+	assert_int_equal(config_worker_count(NULL), n);
+}
+
 static char *example_path(const char *name)
 {
 	const char *src = getenv("MX_SOURCE_DIR");
@@ -1052,6 +1110,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_engine_values),
 		cmocka_unit_test(test_engine_errors),
 		cmocka_unit_test(test_too_many_errors),
+		cmocka_unit_test(test_tables_selfcheck),
+		cmocka_unit_test(test_selfcheck_finds_bugs),
+		cmocka_unit_test(test_worker_count),
 		cmocka_unit_test(test_example_demo),
 		cmocka_unit_test(test_example_reference),
 		cmocka_unit_test(test_docs),
