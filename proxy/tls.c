@@ -1,12 +1,17 @@
-/* tls.c — OpenSSL 3.0 over a pair of memory BIOs.
+/* tls.c — OpenSSL 3.0 over an in-memory BIO of our own.
  *
- * Network bytes go into rbio (tlsconn_feed); whatever OpenSSL writes into wbio is drained
- * to ops.on_cipher after every step. Nothing here blocks or touches a socket, so the same
- * code serves the SMTP server side (STARTTLS / implicit TLS) and the backend client side. */
+ * The BIO reads straight from the buffer the caller passes to tlsconn_feed (no copy; only
+ * bytes left unread when on_plain pauses are kept) and writes into a small coalescing
+ * buffer that is handed to ops.on_cipher after every step and freed once drained. Unlike
+ * OpenSSL's memory BIOs, which keep their peak capacity, an idle connection holds no I/O
+ * buffers at all (SSL_MODE_RELEASE_BUFFERS does the same for OpenSSL's record buffers).
+ * Nothing here blocks or touches a socket, so the same code serves the SMTP server side
+ * (STARTTLS / implicit TLS) and the backend client side. */
 #include "tls.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +28,6 @@ struct tls_ctx {
 struct tlsconn {
 	struct tls_ctx *ctx;
 	SSL *ssl;
-	BIO *rbio, *wbio;            /* owned by ssl */
 	struct tlsconn_ops ops;
 	void *arg;
 	bool server;
@@ -31,14 +35,100 @@ struct tlsconn {
 	bool failed;                 /* a fatal error happened: every later call fails */
 	bool peer_closed;            /* close_notify read */
 	bool shut;                   /* close_notify sent */
+	bool send_failed;            /* on_cipher refused or the write buffer could not grow */
 	char *pend;                  /* plaintext written before the handshake completed */
 	size_t pend_len, pend_cap;
+	const char *in;              /* ciphertext being fed: the caller's buffer or rest */
+	size_t in_len;
+	char *rest;                  /* fed but unread (on_plain paused) */
+	size_t rest_len;
+	char *wbuf;                  /* ciphertext OpenSSL wrote, not yet given to on_cipher */
+	size_t wlen, wcap;
 	char err[200];
 };
 
 /* Largest plaintext handed to SSL_write at once: bounds how much ciphertext piles up in
- * wbio before it is drained (a 50 MB message must not be encrypted into one buffer). */
+ * the write buffer before it is drained (a 50 MB message must not be encrypted into one buffer). */
 enum { TLS_WRITE_CHUNK = 64 * 1024, TLS_IO_BUF = 16 * 1024 };
+
+/* ------------------------------------------------------------ the BIO */
+
+static BIO_METHOD *tls_bio_method;
+static pthread_once_t tls_bio_once = PTHREAD_ONCE_INIT;
+
+/* OpenSSL reads ciphertext: from what tlsconn_feed is feeding, else "retry later". */
+static int tls_bio_read_cb(BIO *b, char *out, int outl)
+{
+	struct tlsconn *t = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (!t || t->in_len == 0 || outl <= 0) {
+		BIO_set_retry_read(b);
+		return -1;
+	}
+	size_t n = t->in_len < (size_t)outl ? t->in_len : (size_t)outl;
+	memcpy(out, t->in, n);
+	t->in += n;
+	t->in_len -= n;
+	return (int)n;
+}
+
+/* OpenSSL writes ciphertext: collect it; tlsconn_flush_cipher hands it on. */
+static int tls_bio_write_cb(BIO *b, const char *data, int len)
+{
+	struct tlsconn *t = BIO_get_data(b);
+	BIO_clear_retry_flags(b);
+	if (!t || len < 0)
+		return -1;
+	if (t->wlen + (size_t)len > t->wcap) {
+		size_t cap = t->wcap ? t->wcap : 2048;
+		while (cap < t->wlen + (size_t)len)
+			cap *= 2;
+		char *p = realloc(t->wbuf, cap);
+		if (!p) {
+			t->send_failed = true;
+			return -1;
+		}
+		t->wbuf = p;
+		t->wcap = cap;
+	}
+	memcpy(t->wbuf + t->wlen, data, (size_t)len);
+	t->wlen += (size_t)len;
+	return len;
+}
+
+static long tls_bio_ctrl_cb(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tlsconn *t = BIO_get_data(b);
+	(void)num; (void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;
+	case BIO_CTRL_PENDING:
+		return t ? (long)t->in_len : 0;
+	case BIO_CTRL_WPENDING:
+		return t ? (long)t->wlen : 0;
+	default:
+		return 0;
+	}
+}
+
+static int tls_bio_create_cb(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static void tls_bio_init_method(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mxgate tlsconn");
+	if (!m)
+		return;
+	BIO_meth_set_read(m, tls_bio_read_cb);
+	BIO_meth_set_write(m, tls_bio_write_cb);
+	BIO_meth_set_ctrl(m, tls_bio_ctrl_cb);
+	BIO_meth_set_create(m, tls_bio_create_cb);
+	tls_bio_method = m;
+}
 
 /* Formats "what: <OpenSSL reason>" into buf and empties this thread's error queue. */
 static void tls_format_error(char *buf, size_t len, const char *what)
@@ -211,17 +301,12 @@ struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
 	t->ssl = SSL_new(ctx->ssl_ctx);
 	if (!t->ssl)
 		goto fail;
-	t->rbio = BIO_new(BIO_s_mem());
-	t->wbio = BIO_new(BIO_s_mem());
-	if (!t->rbio || !t->wbio) {
-		BIO_free(t->rbio);
-		BIO_free(t->wbio);
+	pthread_once(&tls_bio_once, tls_bio_init_method);
+	BIO *bio = tls_bio_method ? BIO_new(tls_bio_method) : NULL;
+	if (!bio)
 		goto fail;
-	}
-	/* An empty BIO means "wait for more", not end of file. */
-	BIO_set_mem_eof_return(t->rbio, -1);
-	BIO_set_mem_eof_return(t->wbio, -1);
-	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	BIO_set_data(bio, t);
+	SSL_set_bio(t->ssl, bio, bio);   /* one reference, now owned by ssl */
 	if (server) {
 		SSL_set_accept_state(t->ssl);
 	} else {
@@ -244,9 +329,11 @@ void tlsconn_free(struct tlsconn *t)
 {
 	if (!t)
 		return;
-	SSL_free(t->ssl);   /* frees both BIOs */
+	SSL_free(t->ssl);   /* frees the BIO */
 	tls_ctx_unref(t->ctx);
 	free(t->pend);
+	free(t->rest);
+	free(t->wbuf);
 	free(t);
 }
 
@@ -264,20 +351,31 @@ static int tlsconn_fail(struct tlsconn *t, const char *what)
 /* Hands every byte OpenSSL queued for the peer to on_cipher. 0 or -1. */
 static int tlsconn_flush_cipher(struct tlsconn *t)
 {
-	char buf[TLS_IO_BUF];
-	size_t pending;
-
-	while ((pending = BIO_ctrl_pending(t->wbio)) > 0) {
-		int n = BIO_read(t->wbio, buf, pending < sizeof buf ? (int)pending : (int)sizeof buf);
-		if (n <= 0)
-			return tlsconn_fail(t, "BIO_read");
-		if (t->ops.on_cipher(t->arg, buf, (size_t)n) < 0) {
-			t->failed = true;
-			snprintf(t->err, sizeof t->err, "send refused by caller");
-			return -1;
-		}
+	if (t->send_failed) {
+		t->failed = true;
+		snprintf(t->err, sizeof t->err, "out of memory for ciphertext");
+		return -1;
+	}
+	if (t->wlen == 0)
+		return 0;
+	size_t n = t->wlen;
+	t->wlen = 0;
+	if (t->ops.on_cipher(t->arg, t->wbuf, n) < 0) {
+		t->failed = true;
+		snprintf(t->err, sizeof t->err, "send refused by caller");
+		return -1;
 	}
 	return 0;
+}
+
+/* At the end of every public call: an idle connection keeps no write buffer. */
+static void tlsconn_trim(struct tlsconn *t)
+{
+	if (t->wlen == 0 && t->wbuf) {
+		free(t->wbuf);
+		t->wbuf = NULL;
+		t->wcap = 0;
+	}
 }
 
 /* Queues plaintext written before the handshake (or while OpenSSL wants to read). */
@@ -411,30 +509,77 @@ int tlsconn_start(struct tlsconn *t)
 		return -1;
 	if (t->server || t->established)
 		return 0;
-	return tlsconn_drive(t) < 0 ? -1 : 0;
+	int r = tlsconn_drive(t) < 0 ? -1 : 0;
+	tlsconn_trim(t);
+	return r;
 }
 
 /* See tls.h. */
 int tlsconn_feed(struct tlsconn *t, const char *in, size_t len)
 {
+	int r;
+
 	if (!t || t->failed)
 		return -1;
 	if (t->peer_closed)
 		return 1;   /* anything after close_notify is ignored */
-	while (len > 0) {
-		int chunk = len > INT_MAX / 2 ? INT_MAX / 2 : (int)len;
-		int n = BIO_write(t->rbio, in, chunk);
-		if (n <= 0)
-			return tlsconn_fail(t, "BIO_write");
-		in += n;
-		len -= (size_t)n;
+	if (!in)
+		len = 0;
+	if (t->rest_len) {
+		/* Bytes left over from a paused feed come first. */
+		if (len) {
+			char *p = realloc(t->rest, t->rest_len + len);
+			if (!p) {
+				t->failed = true;
+				snprintf(t->err, sizeof t->err, "out of memory");
+				return -1;
+			}
+			memcpy(p + t->rest_len, in, len);
+			t->rest = p;
+			t->rest_len += len;
+		}
+		t->in = t->rest;
+		t->in_len = t->rest_len;
+	} else {
+		t->in = in;
+		t->in_len = len;
 	}
-	return tlsconn_drive(t);
+	r = tlsconn_drive(t);
+	/* Keep what OpenSSL did not read (on_plain paused): the caller's buffer goes away. */
+	if (t->in_len && r == 0) {
+		if (t->rest && t->in >= t->rest && t->in < t->rest + t->rest_len) {
+			memmove(t->rest, t->in, t->in_len);
+		} else {
+			char *p = malloc(t->in_len);
+			if (!p) {
+				t->failed = true;
+				snprintf(t->err, sizeof t->err, "out of memory");
+				r = -1;
+			} else {
+				free(t->rest);
+				memcpy(p, t->in, t->in_len);
+				t->rest = p;
+			}
+		}
+		t->rest_len = r == 0 ? t->in_len : 0;
+	} else {
+		t->rest_len = 0;
+	}
+	if (t->rest_len == 0) {
+		free(t->rest);
+		t->rest = NULL;
+	}
+	t->in = NULL;
+	t->in_len = 0;
+	tlsconn_trim(t);
+	return r;
 }
 
 /* See tls.h. */
 int tlsconn_write(struct tlsconn *t, const char *data, size_t len)
 {
+	int r;
+
 	if (!t || t->failed)
 		return -1;
 	if (t->shut) {
@@ -446,7 +591,9 @@ int tlsconn_write(struct tlsconn *t, const char *data, size_t len)
 	/* Keep order: anything queued earlier must go first. */
 	if (!t->established || t->pend_len)
 		return tlsconn_queue_plain(t, data, len);
-	return tlsconn_encrypt(t, data, len);
+	r = tlsconn_encrypt(t, data, len);
+	tlsconn_trim(t);
+	return r;
 }
 
 /* See tls.h. */
@@ -463,6 +610,7 @@ void tlsconn_shutdown(struct tlsconn *t)
 	SSL_shutdown(t->ssl);   /* 0: sent ours, not waiting for theirs */
 	ERR_clear_error();
 	tlsconn_flush_cipher(t);
+	tlsconn_trim(t);
 }
 
 bool tlsconn_is_established(const struct tlsconn *t)
