@@ -247,6 +247,19 @@ static void test_pause_and_resume(void **state)
 	assert_int_equal(tlsconn_feed(p.s.c, NULL, 0), 0);
 	assert_int_equal(p.s.plain.len, 12);
 	assert_memory_equal(p.s.plain.p, "AAAABBBBCCCC", 12);
+
+	/* Paused again, then more ciphertext arrives before the resume: order is kept. */
+	p.s.stop_after = 16;
+	assert_int_equal(tlsconn_write(p.c.c, "DDDD", 4), 0);
+	assert_int_equal(tlsconn_write(p.c.c, "EEEE", 4), 0);
+	assert_int_equal(pump(&p, 0), 0);
+	assert_int_equal(p.s.plain.len, 16);
+	assert_int_equal(tlsconn_write(p.c.c, "FFFF", 4), 0);
+	assert_int_equal(pump(&p, 3), 0);   /* fed while paused: each feed stops again */
+	p.s.stop_after = 0;
+	assert_int_equal(tlsconn_feed(p.s.c, "", 0), 0);
+	assert_int_equal(p.s.plain.len, 24);
+	assert_memory_equal(p.s.plain.p, "AAAABBBBCCCCDDDDEEEEFFFF", 24);
 	pair_free(&p);
 }
 
