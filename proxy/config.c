@@ -2145,6 +2145,19 @@ static const char *cfg_type_name(const struct cfg_field *f, char *buf, size_t sz
 	return "?";
 }
 
+/* Text for a Markdown table cell: `|` escaped, line breaks flattened. */
+static void cfg_md_cell(FILE *out, const char *s)
+{
+	for (; s && *s; s++) {
+		if (*s == '|')
+			fputs("\\|", out);
+		else if (*s == '\n' || *s == '\r')
+			fputc(' ', out);
+		else
+			fputc(*s, out);
+	}
+}
+
 static void cfg_docs_table(FILE *out, const struct cfg_table *t, const char *prefix)
 {
 	char type[256], lo[64], hi[64], bounds[160], path[256];
@@ -2158,11 +2171,17 @@ static void cfg_docs_table(FILE *out, const struct cfg_table *t, const char *pre
 			cfg_format_bound(f, f->max, hi, sizeof(hi));
 			snprintf(bounds, sizeof(bounds), "%s .. %s", lo, hi);
 		}
-		const char *def = f->flags & CFG_REQUIRED ? "**required**" : f->defval ? f->defval : "";
-		fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", f->key,
-			cfg_type_name(f, type, sizeof(type)),
-			f->defval && !(f->flags & CFG_REQUIRED) ? "`" : "", def,
-			f->defval && !(f->flags & CFG_REQUIRED) ? "`" : "", bounds, f->doc ? f->doc : "");
+		fprintf(out, "| `%s` | %s | ", f->key, cfg_type_name(f, type, sizeof(type)));
+		if (f->flags & CFG_REQUIRED) {
+			fputs("**required**", out);
+		} else if (f->defval) {
+			fputc('`', out);
+			cfg_md_cell(out, f->defval);
+			fputc('`', out);
+		}
+		fprintf(out, " | %s | ", bounds);
+		cfg_md_cell(out, f->doc);
+		fputs(" |\n", out);
 	}
 	for (const struct cfg_field *f = t->fields; f && f->key; f++) {
 		if ((f->type != CFG_STRUCT && f->type != CFG_STRUCT_LIST) || !f->sub)
