@@ -13,6 +13,11 @@
 #include "filters/ratelimit.h"
 #include "filters/ratelimit_local.h"
 #include "proxy/hook.h"
+#include "proxy/chain.h"
+#include "proxy/config.h"
+#include "proxy/msgbuf.h"
+#include <stdlib.h>
+#include <unistd.h>
 
 #define S 1000000000ull
 
@@ -200,6 +205,127 @@ static void test_local_bounded(void **state)
 	ratelimit_local_free(s);
 }
 
+/* ---- the module through the real chain (local store) ------------------------------------ */
+
+struct chain_result { bool done; struct verdict v; };
+
+static void chain_done_cb(void *arg, const struct verdict *v)
+{
+	struct chain_result *r = arg;
+
+	r->done = true;
+	r->v = *v;
+}
+
+struct sess { struct hook_env env; struct chain ch; };
+
+static void sess_open(struct sess *s, struct chain_modules *mods, uv_loop_t *loop,
+    const struct mx_config *cfg, const char *ip, const char *id)
+{
+	memset(s, 0, sizeof(*s));
+	s->env.session_id = id;
+	s->env.loop = loop;
+	s->env.cfg = cfg;
+	set_client(&s->env, ip);
+	chain_init(&s->ch, mods, &s->env, NULL);
+}
+
+static struct verdict stage(struct sess *s, enum hook_stage st, uv_loop_t *loop)
+{
+	struct chain_result res = { 0 };
+
+	chain_run(&s->ch, st, chain_done_cb, &res);
+	uv_run(loop, UV_RUN_NOWAIT);
+	assert_true(res.done);
+	return res.v;
+}
+
+static void sess_close(struct sess *s)
+{
+	chain_release(&s->ch);
+	hook_env_free_outputs(&s->env);
+}
+
+static void test_module_local(void **state)
+{
+	char dir[] = "/tmp/mxgate-rlmod-XXXXXX", path[256], cmd[300];
+	struct mx_config *cfg = NULL;
+	struct chain_modules mods;
+	struct sess a, b, c;
+	struct verdict v;
+	struct rcpt rc[2] = { { "R1@Example.test", "", 0 }, { "r2@example.test", "", 0 } };
+	uv_loop_t loop;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("hostname: mx.example.test\n"
+	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
+	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
+	    "ratelimit:\n  rules:\n"
+	    "    - { key: ip, count: concurrency, limit: 1 }\n"
+	    "    - { key: helo, count: connections, limit: 1/1h, action: reject }\n"
+	    "    - { key: recipient, count: messages, limit: 1/1h, action: delay, delay: 2s }\n"
+	    "    - { key: sender, count: messages, limit: 2/1h }\n", f);
+	fclose(f);
+	assert_int_equal(config_load(path, &cfg, stderr), 0);
+	uv_loop_init(&loop);
+	chain_modules_init(&mods, cfg, &loop, 0);
+
+	/* concurrency 1: a second session of the same IP is refused at connect with 421 4.7.0 */
+	sess_open(&a, &mods, &loop, cfg, "198.18.30.1", "a");
+	assert_int_equal(stage(&a, HOOK_CONNECT, &loop).action, VERDICT_CONTINUE);
+	sess_open(&b, &mods, &loop, cfg, "198.18.30.1", "b");
+	v = stage(&b, HOOK_CONNECT, &loop);
+	assert_int_equal(v.action, VERDICT_TEMPFAIL);
+	assert_int_equal(v.code, 421);
+	assert_string_equal(v.reply, "4.7.0 rate limit exceeded for ip 198.18.30.1: 1, try again later");
+	sess_close(&b);
+
+	/* helo connections 1/1h, reject: counted once per session, at the first HELO */
+	snprintf(a.env.helo, sizeof(a.env.helo), "Client.Example");
+	assert_int_equal(stage(&a, HOOK_HELO, &loop).action, VERDICT_CONTINUE);
+	assert_int_equal(stage(&a, HOOK_HELO, &loop).action, VERDICT_CONTINUE);
+
+	/* messages per recipient (delay) and per sender (tempfail), counted at DATA */
+	a.env.mail_from = "s@example.org";
+	a.env.rcpts = rc;
+	a.env.nrcpts = 2;
+	v = stage(&a, HOOK_DATA, &loop);
+	assert_int_equal(v.action, VERDICT_CONTINUE);
+	assert_int_equal(v.delay_ms, 0);
+	v = stage(&a, HOOK_DATA, &loop);         /* recipients over their limit: tarpit */
+	assert_int_equal(v.action, VERDICT_CONTINUE);
+	assert_int_equal(v.delay_ms, 2000);
+	v = stage(&a, HOOK_DATA, &loop);         /* sender over 2/1h: tempfail wins over delay */
+	assert_int_equal(v.action, VERDICT_TEMPFAIL);
+	assert_int_equal(v.code, 451);
+	assert_string_equal(v.reply, "4.7.1 rate limit exceeded for sender s@example.org: 2/1h, try again later");
+	a.env.rcpts = NULL;
+	a.env.nrcpts = 0;
+	sess_close(&a);
+
+	/* the concurrency slot came back when session a was freed; the HELO count did not */
+	sess_open(&c, &mods, &loop, cfg, "198.18.30.1", "c");
+	assert_int_equal(stage(&c, HOOK_CONNECT, &loop).action, VERDICT_CONTINUE);
+	snprintf(c.env.helo, sizeof(c.env.helo), "client.example");
+	v = stage(&c, HOOK_HELO, &loop);
+	assert_int_equal(v.action, VERDICT_REJECT);
+	assert_int_equal(v.code, 550);
+	assert_string_equal(v.reply, "5.7.1 rate limit exceeded for helo client.example: 1/1h");
+	sess_close(&c);
+
+	chain_modules_free(&mods);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_local_gcra_and_expiry),
 		cmocka_unit_test(test_local_concurrency),
 		cmocka_unit_test(test_local_bounded),
+		cmocka_unit_test(test_module_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
