@@ -1541,6 +1541,31 @@ bad_utf8:
 	return -1;
 }
 
+/* True when line `lineno` (1-based) of text holds an unquoted "[v6]:port", which YAML reads
+ * as the start of a flow list: worth a hint next to libfyaml's message. */
+static bool cfg_line_has_bare_ipv6(const char *text, size_t len, int lineno)
+{
+	const char *s = text, *end = text + len;
+	for (int l = 1; l < lineno && s < end; l++) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		if (!nl)
+			return false;
+		s = nl + 1;
+	}
+	for (; s < end && *s != '\n'; s++) {
+		if (*s == '"' || *s == '\'')
+			return false;
+		if (*s != '[')
+			continue;
+		const char *q = s + 1;
+		while (q < end && (isxdigit((unsigned char)*q) || *q == ':' || *q == '.'))
+			q++;
+		if (q + 1 < end && q > s + 1 && q[0] == ']' && q[1] == ':')
+			return true;
+	}
+	return false;
+}
+
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp)
 {
@@ -1592,8 +1617,10 @@ int cfg_table_load(const char *name, const char *text, size_t len, const struct 
 		while ((e = fy_diag_errors_iterate(diag, &it))) {
 			if (e->type < FYET_ERROR)
 				continue;
-			snprintf(line, sizeof(line), "%s:%d:%d: YAML syntax: %s", p.file, e->line,
-				 e->column, e->msg ? e->msg : "error");
+			snprintf(line, sizeof(line), "%s:%d:%d: YAML syntax: %s%s", p.file, e->line,
+				 e->column, e->msg ? e->msg : "error",
+				 cfg_line_has_bare_ipv6(text, len, e->line)
+					 ? " (quote bracketed IPv6 addresses: \"[::1]:25\")" : "");
 			cfg_error_add(&p, e->line, e->column, line);
 			any = true;
 		}
@@ -2218,8 +2245,9 @@ void config_write_docs(void *out_fp)
 		"- **backend URL**: `smtp://host[:port]` (default port 25), `lmtp://host[:port]` (24), "
 		"`lmtp:unix:/path`, `maildir:/path` (a relative path is relative to mxgate's working "
 		"directory). IPv6 hosts in brackets: `smtp://[::1]:2526`.\n"
-		"- **listen address**: `127.0.0.1:2525`, `[::1]:25`, `:25` or `*:25` (every IPv4 "
-		"address), `[::]:25` (every IPv6 address), `localhost:25`; numeric only, no DNS.\n"
+		"- **listen address**: `127.0.0.1:2525`, `\"[::1]:25\"`, `:25` or `*:25` (every IPv4 "
+		"address), `\"[::]:25\"` (every IPv6 address), `localhost:25`; numeric only, no DNS. "
+		"Quote bracketed IPv6 addresses: unquoted, `[` starts a YAML list.\n"
 		"- Anchors, aliases and merge keys (`<<: *base`) work.\n\n"
 		"## Keys\n");
 	cfg_docs_table(out, &config_table, "");

@@ -47,7 +47,8 @@ struct cfg_field {
 	enum cfg_type type;
 	size_t offset;              /* offsetof(struct ..., member) */
 	const char *defval;         /* default as YAML-ish text, parsed like a value; NULL = none */
-	double min, max;            /* bounds for INT/DOUBLE/SIZE/DURATION (ignored if min == max) */
+	double min, max;            /* bounds for INT/DOUBLE/SIZE/DURATION (ignored if min == max);
+	                             * SIZE in bytes, DURATION in milliseconds */
 	const char *const *choices; /* CFG_ENUM: NULL-terminated names */
 	const struct cfg_table *sub;/* CFG_STRUCT / CFG_STRUCT_LIST */
 	/* CFG_CUSTOM: parse n (may be NULL when the key is absent) into dst; 0 or -1 after
@@ -58,6 +59,14 @@ struct cfg_field {
 	const char *doc;            /* one line for docs/config.md */
 };
 
+/* Engine rules worth knowing when writing a table:
+ *  - an absent key (or `key:` / `~` / null) takes .defval, parsed like a value; REQUIRED
+ *    keys error instead; a REQUIRED list must have at least one item;
+ *  - where a list is expected, a lone value is a list of one; in a CFG_STRUCT_LIST whose
+ *    first field is a CFG_STRING, a plain scalar item sets that first field (the rest take
+ *    defaults) and the table's validate then gets the scalar node as n;
+ *  - validate runs only when the table's own fields (and sub-tables) parsed without error,
+ *    so REQUIRED strings are non-NULL there; n may be NULL (section absent). */
 struct cfg_table {
 	const char *name;            /* for docs */
 	size_t size;                 /* sizeof the struct it fills */

@@ -630,6 +630,9 @@ static const struct err_row err_rows[] = {
 	  "t.yaml:3:10: workers: must be auto or between 1 and 64, got 65\n", 1 },
 	{ "YAML syntax error position", "listen: [127.0.0.1:2525\nbackends: {}\n",
 	  "t.yaml:3:1: YAML syntax: flow sequence without a closing bracket\n", 1 },
+	{ "unquoted IPv6 listen address gets a hint", "listen:\n  - address: [::1]:25\n",
+	  "t.yaml:2:19: YAML syntax: invalid value after mapping (quote bracketed IPv6 addresses: "
+	  "\"[::1]:25\")\n", 1 },
 	{ "duplicate key", MINIMAL "workers: 1\nworkers: 2\n",
 	  "t.yaml:4:1: YAML syntax: duplicate key\n", 1 },
 	{ "root is a list", "- a\n- b\n",
