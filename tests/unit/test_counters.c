@@ -88,6 +88,34 @@ static void test_counter_table(void **state)
 	assert_string_equal(counter_name(COUNTER_SESSIONS_TOTAL), "sessions_total");
 }
 
+/* docs/operations.md lists every counter with its type: the doc cannot drift. */
+static void test_counters_documented(void **state)
+{
+	const char *src = getenv("MX_SOURCE_DIR");
+	char path[1024];
+#ifdef MX_SOURCE_DIR
+	if (!src)
+		src = MX_SOURCE_DIR;
+#endif
+	if (!src)
+		skip();
+	snprintf(path, sizeof path, "%s/docs/operations.md", src);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		fail_msg("cannot open %s", path);
+	static char doc[65536];
+	size_t n = fread(doc, 1, sizeof doc - 1, f);
+	doc[n] = '\0';
+	fclose(f);
+	for (int c = 0; c < COUNTER__COUNT; c++) {
+		char row[200];
+		snprintf(row, sizeof row, "| `mxgate_%s` | %s |", counter_name((enum counter)c),
+		    counter_is_gauge((enum counter)c) ? "gauge" : "counter");
+		if (!strstr(doc, row))
+			fail_msg("docs/operations.md lacks the row %s", row);
+	}
+}
+
 struct bump_arg { int n; };
 static void *bump_thread(void *arg)
 {
@@ -435,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_counter_ops),
 		cmocka_unit_test(test_counter_table),
 		cmocka_unit_test(test_counter_threads),
+		cmocka_unit_test(test_counters_documented),
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_http),
 	};
