@@ -999,6 +999,12 @@ fail:
 	return NULL;
 }
 
+void dns_resolver_set_cache(struct dns_resolver *r, struct dns_cache *c)
+{
+	if (r != NULL)
+		r->cache = c;
+}
+
 size_t dns_resolver_pending(const struct dns_resolver *r)
 {
 	return r ? r->npending : 0;

@@ -56,6 +56,7 @@ struct dns_result {
 struct mx_config;
 struct dns_resolver;
 struct dns_query;
+struct dns_cache;
 
 /* Returns the resolver of loop for cfg's `dns` section, creating it on first use, and takes
  * a reference (release with dns_resolver_release, on the loop thread). NULL on failure
@@ -77,6 +78,8 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 /* Cancels q: its callback will never run. q must not be used afterwards. NULL is a no-op. */
 void dns_query_cancel(struct dns_query *q);
 
+/* Makes r use cache c (borrowed; NULL = none). dns_resolver_for_loop uses the shared one. */
+void dns_resolver_set_cache(struct dns_resolver *r, struct dns_cache *c);
 /* Number of queries in flight on r (tests). */
 size_t dns_resolver_pending(const struct dns_resolver *r);
 

@@ -1,0 +1,432 @@
+/* test_dns.c — names, cache (TTL expiry with injected time, LRU bound), negative TTLs from
+ * raw replies, and the c-ares/libuv resolver against a fake server in the same loop:
+ * answers, cache hits, NXDOMAIN, SERVFAIL, timeouts, cancellation, release with queries
+ * in flight. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "filters/dns.h"
+#include "fake_dns.h"
+
+/* ---- names -------------------------------------------------------------------------- */
+
+static void test_reverse_names(void **state)
+{
+	static const struct { const char *label, *ip, *zone, *want; } rows[] = {
+		{ "IPv4 into a zone", "198.18.1.7", "bl.test", "7.1.18.198.bl.test" },
+		{ "IPv4 without zone -> in-addr.arpa", "192.0.2.1", NULL, "1.2.0.192.in-addr.arpa" },
+		{ "IPv4 zero octets", "10.0.0.0", "z", "0.0.0.10.z" },
+		{ "v4-mapped IPv6 is IPv4", "::ffff:198.18.1.7", "bl.test", "7.1.18.198.bl.test" },
+		{ "IPv6 nibbles", "2001:db8::1", "bl.test",
+		  "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.bl.test" },
+		{ "IPv6 without zone -> ip6.arpa", "::1", "",
+		  "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa" },
+	};
+	char out[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int rc = dns_name_reverse_str(rows[i].ip, rows[i].zone, out, sizeof(out));
+
+		if (rc != 0 || strcmp(out, rows[i].want) != 0)
+			fail_msg("%s: got rc=%d \"%s\"", rows[i].label, rc, out);
+	}
+	assert_int_equal(dns_name_reverse_str("not an ip", "z", out, sizeof(out)), -1);
+	assert_int_equal(dns_name_reverse_str("198.18.1.7", "bl.test", out, 10), -1);
+	assert_int_equal(dns_name_reverse_str("2001:db8::1", "z", out, 40), -1);
+}
+
+/* ---- cache -------------------------------------------------------------------------- */
+
+static struct dns_result mkres(enum dns_status st, uint32_t ttl, const char *a, const char *b)
+{
+	static char *v[2];
+	struct dns_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.status = st;
+	r.ttl = ttl;
+	v[0] = (char *)a;
+	v[1] = (char *)b;
+	r.v = v;
+	r.n = a ? (b ? 2 : 1) : 0;
+	return r;
+}
+
+static void test_cache_ttl(void **state)
+{
+	struct dns_cache *c = dns_cache_new(10);
+	struct dns_result r = mkres(DNS_S_OK, 60, "127.0.0.2", "127.0.0.4"), *g;
+
+	(void)state;
+	dns_cache_put(c, DNS_T_A, "2.0.0.127.bl.test", &r, 1000);
+	g = dns_cache_get(c, DNS_T_A, "2.0.0.127.BL.TEST.", 1000 + 59000);
+	assert_non_null(g);	/* case and trailing dot do not matter */
+	assert_int_equal(g->n, 2);
+	assert_string_equal(g->v[1], "127.0.0.4");
+	assert_int_equal(g->ttl, 1);
+	assert_true(g->cached);
+	dns_result_free(g);
+	assert_null(dns_cache_get(c, DNS_T_TXT, "2.0.0.127.bl.test", 2000));	/* other type */
+	assert_null(dns_cache_get(c, DNS_T_A, "2.0.0.127.bl.test", 1000 + 60000));	/* expired */
+	assert_int_equal(dns_cache_count(c), 0);	/* and gone */
+
+	r = mkres(DNS_S_NXDOMAIN, 30, NULL, NULL);
+	dns_cache_put(c, DNS_T_A, "nx.test", &r, 0);
+	g = dns_cache_get(c, DNS_T_A, "nx.test", 29999);
+	assert_non_null(g);
+	assert_int_equal(g->status, DNS_S_NXDOMAIN);
+	assert_int_equal(g->n, 0);
+	dns_result_free(g);
+
+	r = mkres(DNS_S_OK, 0, "1.2.3.4", NULL);	/* TTL 0: not cached */
+	dns_cache_put(c, DNS_T_A, "zero.test", &r, 0);
+	assert_null(dns_cache_get(c, DNS_T_A, "zero.test", 0));
+	dns_cache_free(c);
+}
+
+static void test_cache_bound(void **state)
+{
+	struct dns_cache *c = dns_cache_new(3);
+	struct dns_result r = mkres(DNS_S_OK, 100, "127.0.0.2", NULL), *g;
+	char name[32];
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "n%d.test", i);
+		dns_cache_put(c, DNS_T_A, name, &r, 0);
+	}
+	g = dns_cache_get(c, DNS_T_A, "n0.test", 1);	/* n0 becomes most recent */
+	assert_non_null(g);
+	dns_result_free(g);
+	dns_cache_put(c, DNS_T_A, "n3.test", &r, 2);	/* evicts n1, the least recent */
+	assert_int_equal(dns_cache_count(c), 3);
+	assert_null(dns_cache_get(c, DNS_T_A, "n1.test", 3));
+	g = dns_cache_get(c, DNS_T_A, "n0.test", 3);
+	assert_non_null(g);
+	dns_result_free(g);
+	dns_cache_put(c, DNS_T_A, "n0.test", &r, 4);	/* replace, no growth */
+	assert_int_equal(dns_cache_count(c), 3);
+	dns_cache_free(c);
+
+	c = dns_cache_new(0);	/* disabled */
+	dns_cache_put(c, DNS_T_A, "n0.test", &r, 0);
+	assert_null(dns_cache_get(c, DNS_T_A, "n0.test", 0));
+	dns_cache_free(c);
+	dns_cache_free(NULL);
+}
+
+/* ---- raw replies -------------------------------------------------------------------- */
+
+static void test_negative_ttl(void **state)
+{
+	/* header: 1 question, 0 answers, 1 authority */
+	static const unsigned char nx[] = {
+		0x12, 0x34, 0x81, 0x83, 0, 1, 0, 0, 0, 1, 0, 0,
+		2, 'n', 'x', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1,
+		0xc0, 15, 0, 6, 0, 1, 0, 0, 0x0e, 0x10, 0, 29,
+		2, 'n', 's', 0xc0, 15, 1, 'h', 0xc0, 15,
+		0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 1, 0x2c,	/* MINIMUM 300 */
+	};
+	uint32_t ttl = 0;
+	unsigned char buf[sizeof(nx)];
+
+	(void)state;
+	assert_int_equal(dns_reply_negative_ttl(nx, sizeof(nx), &ttl), 0);
+	assert_int_equal(ttl, 300);	/* min(3600, 300) */
+	memcpy(buf, nx, sizeof(nx));
+	buf[31] = 0; buf[32] = 0; buf[33] = 0; buf[34] = 20;	/* SOA TTL 20 < MINIMUM */
+	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), 0);
+	assert_int_equal(ttl, 20);
+	for (size_t len = 0; len < sizeof(nx); len++)	/* every truncation fails cleanly */
+		assert_int_equal(dns_reply_negative_ttl(nx, len, &ttl), -1);
+	buf[9] = 0;	/* no authority */
+	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), -1);
+	memcpy(buf, nx, sizeof(nx));
+	buf[12] = 0x3f;	/* a label running past the end */
+	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), -1);
+}
+
+/* ---- resolver against the fake server ----------------------------------------------- */
+
+static const struct fake_rr zone[] = {
+	{ "7.1.18.198.bl.test", 1, "127.0.0.2", 300 },
+	{ "7.1.18.198.bl.test", 16, "Listed in bl.test", 300 },
+	{ "host.test", 1, "198.18.1.7", 300 },
+	{ "host.test", 28, "2001:db8::7", 300 },
+	{ "7.1.18.198.in-addr.arpa", 12, "host.test", 300 },
+	{ "refused.bl.test", 1, "127.255.255.254", 300 },
+};
+
+struct got {
+	int calls;
+	struct dns_result r;
+	char first[256];
+};
+
+static void got_cb(void *arg, const struct dns_result *res)
+{
+	struct got *g = arg;
+
+	g->calls++;
+	g->r = *res;
+	g->r.v = NULL;
+	snprintf(g->first, sizeof(g->first), "%s", res->n ? res->v[0] : "");
+}
+
+static void guard_cb(uv_timer_t *t)
+{
+	*(int *)t->data = 1;
+}
+
+/* Runs loop until *flag >= want or max_ms passed (a guard timer keeps uv_run from
+ * blocking when nothing else is pending). */
+static void run_until(uv_loop_t *loop, int *flag, int want, uint64_t max_ms)
+{
+	uv_timer_t guard;
+	int fired = 0;
+
+	uv_timer_init(loop, &guard);
+	guard.data = &fired;
+	uv_timer_start(&guard, guard_cb, max_ms, 0);
+	while (*flag < want && !fired)
+		uv_run(loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&guard, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+struct fixture {
+	uv_loop_t loop;
+	struct fake_dns fd;
+	struct dns_resolver *r;
+	struct dns_cache *cache;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char servers[64];
+
+	uv_loop_init(&f->loop);
+	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	snprintf(servers, sizeof(servers), "127.0.0.1:%d", f->fd.port);
+	f->r = dns_resolver_new(&f->loop, servers, 300, 2);
+	assert_non_null(f->r);
+	f->cache = dns_cache_new(100);
+	dns_resolver_set_cache(f->r, f->cache);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	dns_resolver_release(f->r);
+	fake_dns_stop(&f->fd);
+	uv_run(&f->loop, UV_RUN_DEFAULT);	/* close callbacks free everything */
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	dns_cache_free(f->cache);
+	free(f);
+	return 0;
+}
+
+static void test_resolve_a_and_cache(void **state)
+{
+	struct fixture *f = *state;
+	struct got g = { 0 };
+	struct dns_query *q;
+
+	q = dns_query_start(f->r, DNS_T_A, "7.1.18.198.bl.test", 0, got_cb, &g);
+	assert_non_null(q);
+	assert_int_equal(dns_resolver_pending(f->r), 1);
+	run_until(&f->loop, &g.calls, 1, 2000);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.r.status, DNS_S_OK);
+	assert_string_equal(g.first, "127.0.0.2");
+	assert_int_equal(g.r.ttl, 300);
+	assert_false(g.r.cached);
+	assert_int_equal(f->fd.queries, 1);
+	/* the second time comes from the cache, synchronously */
+	q = dns_query_start(f->r, DNS_T_A, "7.1.18.198.BL.test", 0, got_cb, &g);
+	assert_null(q);
+	assert_int_equal(g.calls, 2);
+	assert_true(g.r.cached);
+	assert_string_equal(g.first, "127.0.0.2");
+	assert_int_equal(f->fd.queries, 1);
+}
+
+static void test_resolve_types(void **state)
+{
+	struct fixture *f = *state;
+	struct got t = { 0 }, p = { 0 }, a6 = { 0 };
+
+	dns_query_start(f->r, DNS_T_TXT, "7.1.18.198.bl.test", 0, got_cb, &t);
+	dns_query_start(f->r, DNS_T_PTR, "7.1.18.198.in-addr.arpa", 0, got_cb, &p);
+	dns_query_start(f->r, DNS_T_AAAA, "host.test", 0, got_cb, &a6);
+	run_until(&f->loop, &t.calls, 1, 2000);
+	run_until(&f->loop, &p.calls, 1, 2000);
+	run_until(&f->loop, &a6.calls, 1, 2000);
+	assert_int_equal(t.r.status, DNS_S_OK);
+	assert_string_equal(t.first, "Listed in bl.test");
+	assert_int_equal(t.r.ttl, 300);
+	assert_int_equal(p.r.status, DNS_S_OK);
+	assert_string_equal(p.first, "host.test");
+	assert_int_equal(a6.r.status, DNS_S_OK);
+	assert_string_equal(a6.first, "2001:db8::7");
+}
+
+static void test_resolve_negative(void **state)
+{
+	struct fixture *f = *state;
+	struct got nx = { 0 }, nodata = { 0 }, sf = { 0 };
+
+	dns_query_start(f->r, DNS_T_A, "9.9.18.198.bl.test", 0, got_cb, &nx);
+	dns_query_start(f->r, DNS_T_TXT, "host.test", 0, got_cb, &nodata);
+	dns_query_start(f->r, DNS_T_A, "servfail.bl.test", 0, got_cb, &sf);
+	run_until(&f->loop, &nx.calls, 1, 2000);
+	run_until(&f->loop, &nodata.calls, 1, 2000);
+	run_until(&f->loop, &sf.calls, 1, 2000);
+	assert_int_equal(nx.r.status, DNS_S_NXDOMAIN);
+	assert_int_equal(nx.r.ttl, 30);	/* the SOA's MINIMUM */
+	assert_int_equal(nodata.r.status, DNS_S_NODATA);
+	/* c-ares retries a SERVFAIL; it may end as SERVFAIL or at the deadline */
+	assert_true(sf.r.status == DNS_S_SERVFAIL || sf.r.status == DNS_S_TIMEOUT);
+	/* NXDOMAIN is cached, SERVFAIL is not */
+	nx.calls = 0;
+	assert_null(dns_query_start(f->r, DNS_T_A, "9.9.18.198.bl.test", 0, got_cb, &nx));
+	assert_int_equal(nx.calls, 1);
+	assert_int_equal(nx.r.status, DNS_S_NXDOMAIN);
+	assert_non_null(dns_query_start(f->r, DNS_T_A, "servfail.bl.test", 0, got_cb, &sf));
+	run_until(&f->loop, &sf.calls, 2, 2000);
+}
+
+static void test_resolve_timeout(void **state)
+{
+	struct fixture *f = *state;
+	struct got g = { 0 }, g2 = { 0 };
+	uint64_t t0 = uv_hrtime();
+	double ms;
+
+	dns_query_start(f->r, DNS_T_A, "drop.bl.test", 0, got_cb, &g);
+	dns_query_start(f->r, DNS_T_A, "drop.two.test", 100, got_cb, &g2);	/* own, shorter */
+	run_until(&f->loop, &g2.calls, 1, 3000);
+	assert_int_equal(g2.r.status, DNS_S_TIMEOUT);
+	assert_int_equal(g.calls, 0);
+	run_until(&f->loop, &g.calls, 1, 3000);
+	ms = (double)(uv_hrtime() - t0) / 1e6;
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.r.status, DNS_S_TIMEOUT);
+	assert_true(ms >= 250 && ms < 1000);	/* the 300 ms bound, whatever c-ares retries */
+	assert_int_equal(dns_resolver_pending(f->r), 0);
+	/* the loop still works afterwards and nothing fires twice */
+	run_until(&f->loop, &g.calls, 2, 800);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g2.calls, 1);
+}
+
+static void test_cancel(void **state)
+{
+	struct fixture *f = *state;
+	struct got g = { 0 }, other = { 0 };
+	struct dns_query *q;
+
+	q = dns_query_start(f->r, DNS_T_A, "host.test", 0, got_cb, &g);
+	assert_non_null(q);
+	dns_query_cancel(q);
+	assert_int_equal(dns_resolver_pending(f->r), 0);
+	q = dns_query_start(f->r, DNS_T_A, "drop.x.test", 0, got_cb, &g);
+	dns_query_cancel(q);
+	dns_query_start(f->r, DNS_T_A, "7.1.18.198.bl.test", 0, got_cb, &other);
+	run_until(&f->loop, &other.calls, 1, 2000);
+	run_until(&f->loop, &g.calls, 1, 600);	/* past the timeout: still nothing */
+	assert_int_equal(g.calls, 0);
+	dns_query_cancel(NULL);
+}
+
+static void test_release_with_pending(void **state)
+{
+	uv_loop_t loop;
+	struct fake_dns fd;
+	struct dns_resolver *r;
+	struct got g = { 0 };
+	char servers[64];
+
+	(void)state;
+	uv_loop_init(&loop);
+	fake_dns_start(&fd, &loop, zone, 0);
+	snprintf(servers, sizeof(servers), "127.0.0.1:%d", fd.port);
+	r = dns_resolver_new(&loop, servers, 500, 1);
+	dns_query_start(r, DNS_T_A, "drop.a.test", 0, got_cb, &g);
+	dns_query_start(r, DNS_T_A, "drop.b.test", 0, got_cb, &g);
+	dns_resolver_release(r);	/* callbacks must not run */
+	fake_dns_stop(&fd);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(g.calls, 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_unreachable_server(void **state)
+{
+	uv_loop_t loop;
+	struct dns_resolver *r;
+	struct got g = { 0 };
+	uint64_t t0;
+
+	(void)state;
+	uv_loop_init(&loop);
+	/* port 9 (discard) has no listener: ICMP refusal or silence, either way bounded */
+	r = dns_resolver_new(&loop, "127.0.0.1:9", 400, 2);
+	t0 = uv_hrtime();
+	dns_query_start(r, DNS_T_A, "x.bl.test", 0, got_cb, &g);
+	run_until(&loop, &g.calls, 1, 3000);
+	assert_int_equal(g.calls, 1);
+	assert_int_equal(g.r.status, DNS_S_TIMEOUT);
+	assert_true((uv_hrtime() - t0) / 1000000 < 1000);
+	dns_resolver_release(r);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_bad_input(void **state)
+{
+	struct fixture *f = *state;
+	struct got g = { 0 };
+	char longname[300];
+
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	assert_null(dns_query_start(f->r, DNS_T_A, "", 0, got_cb, &g));
+	assert_null(dns_query_start(f->r, DNS_T_A, longname, 0, got_cb, &g));
+	assert_null(dns_query_start(NULL, DNS_T_A, "x.test", 0, got_cb, &g));
+	assert_int_equal(g.calls, 3);
+	assert_int_equal(g.r.status, DNS_S_ERROR);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_reverse_names),
+		cmocka_unit_test(test_cache_ttl),
+		cmocka_unit_test(test_cache_bound),
+		cmocka_unit_test(test_negative_ttl),
+		cmocka_unit_test_setup_teardown(test_resolve_a_and_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_types, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_negative, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolve_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test(test_release_with_pending),
+		cmocka_unit_test(test_unreachable_server),
+	};
+
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
