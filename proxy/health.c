@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "log.h"
@@ -358,7 +359,14 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 	h->timeout_ms = timeout_ms ? timeout_ms : 3000;
 	h->fall = pool->fall > 0 ? pool->fall : 1;
 	h->rise = pool->rise > 0 ? pool->rise : 1;
-	h->hostname = strdup(hostname && *hostname ? hostname : "localhost");
+	char sysname[256] = "localhost";
+	if (!hostname || !*hostname) {
+		if (gethostname(sysname, sizeof sysname) != 0 || !sysname[0])
+			snprintf(sysname, sizeof sysname, "localhost");
+		sysname[sizeof sysname - 1] = '\0';
+		hostname = sysname;
+	}
+	h->hostname = strdup(hostname);
 	n = pool->nservers + pool->nextra;
 	h->probes = calloc(n ? n : 1, sizeof *h->probes);
 	if (!h->hostname || !h->probes)

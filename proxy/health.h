@@ -18,7 +18,7 @@ struct health;
  * latency_us (time to the EHLO reply); a failure increments b->fails and after pool->fall
  * of them sets b->up = 0 (logs `event=backend_down backend=<url> reason="..."`); while
  * down, pool->rise consecutive successes set b->up = 1, fails = 0 (logs
- * `event=backend_up`). hostname is copied. pool must outlive the checker until
+ * `event=backend_up`). hostname (NULL/"" = the system's) is copied. pool must outlive the checker until
  * health_stop. Returns NULL on allocation or libuv failure. */
 struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
     uint64_t timeout_ms, const char *hostname);

@@ -138,6 +138,22 @@ static void sb_sample(struct sbuf *sb, const char *name, const char *label, cons
 
 /* ------------------------------------------------------------ registry */
 
+enum backend_series {
+	SERIES_UP = 0, SERIES_LATENCY, SERIES_ACTIVE, SERIES_FAILS, SERIES_DELIVERED, SERIES_FAILED, SERIES__COUNT
+};
+
+static const struct { const char *name, *help, *type; } backend_series[SERIES__COUNT] = {
+	[SERIES_UP] = { "backend_up", "1 if the backend is in rotation, 0 if marked down.", "gauge" },
+	[SERIES_LATENCY] = { "backend_latency_seconds",
+	    "Duration of the last successful health check (connect to EHLO reply).", "gauge" },
+	[SERIES_ACTIVE] = { "backend_active_connections", "Connections to the backend in use.", "gauge" },
+	[SERIES_FAILS] = { "backend_consecutive_failures",
+	    "Consecutive failures (deliveries and health checks).", "gauge" },
+	[SERIES_DELIVERED] = { "backend_delivered_total", "Messages the backend accepted.", "counter" },
+	[SERIES_FAILED] = { "backend_failed_total", "Delivery attempts to the backend that failed.", "counter" },
+};
+
+
 struct metrics_reg {
 	char name[96];
 	char help[256];
@@ -175,6 +191,21 @@ static bool metrics_ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* true if name is one of the built-in families (a second HELP/TYPE for it would make the
+ * exposition invalid). */
+static bool metrics_name_builtin(const char *name)
+{
+	if (strcmp(name, "build_info") == 0 || strcmp(name, "start_time_seconds") == 0)
+		return true;
+	for (int c = 0; c < COUNTER__COUNT; c++)
+		if (strcmp(name, counter_name((enum counter)c)) == 0)
+			return true;
+	for (int s = 0; s < SERIES__COUNT; s++)
+		if (strcmp(name, backend_series[s].name) == 0)
+			return true;
+	return false;
+}
+
 /* Adds or replaces a registration. Caller holds no lock. */
 static int metrics_reg_put(const struct metrics_reg *r)
 {
@@ -200,7 +231,7 @@ out:
 int metrics_register(const char *name, const char *help, long (*get)(void))
 {
 	struct metrics_reg r = { 0 };
-	if (!metrics_name_ok(name) || !get)
+	if (!metrics_name_ok(name) || metrics_name_builtin(name) || !get)
 		return -1;
 	snprintf(r.name, sizeof r.name, "%s", name);
 	snprintf(r.help, sizeof r.help, "%s", help ? help : "");
@@ -214,7 +245,7 @@ int metrics_register_family(const char *name, const char *help, const char *type
     void (*collect)(void *arg, struct metrics_out *out), void *arg)
 {
 	struct metrics_reg r = { 0 };
-	if (!metrics_name_ok(name) || !collect || !type ||
+	if (!metrics_name_ok(name) || metrics_name_builtin(name) || !collect || !type ||
 	    (strcmp(type, "counter") != 0 && strcmp(type, "gauge") != 0))
 		return -1;
 	snprintf(r.name, sizeof r.name, "%s", name);
@@ -256,21 +287,6 @@ static double metrics_now(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
-
-enum backend_series {
-	SERIES_UP = 0, SERIES_LATENCY, SERIES_ACTIVE, SERIES_FAILS, SERIES_DELIVERED, SERIES_FAILED, SERIES__COUNT
-};
-
-static const struct { const char *name, *help, *type; } backend_series[SERIES__COUNT] = {
-	[SERIES_UP] = { "backend_up", "1 if the backend is in rotation, 0 if marked down.", "gauge" },
-	[SERIES_LATENCY] = { "backend_latency_seconds",
-	    "Duration of the last successful health check (connect to EHLO reply).", "gauge" },
-	[SERIES_ACTIVE] = { "backend_active_connections", "Connections to the backend in use.", "gauge" },
-	[SERIES_FAILS] = { "backend_consecutive_failures",
-	    "Consecutive failures (deliveries and health checks).", "gauge" },
-	[SERIES_DELIVERED] = { "backend_delivered_total", "Messages the backend accepted.", "counter" },
-	[SERIES_FAILED] = { "backend_failed_total", "Delivery attempts to the backend that failed.", "counter" },
-};
 
 static double backend_series_value(struct backend *b, enum backend_series s)
 {

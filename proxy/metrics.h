@@ -26,8 +26,8 @@ int metrics_port(const struct metrics *m);
 
 /* A single value from another module: exposed as "mxgate_<name>" with HELP help and TYPE
  * counter (if name ends in "_total") or gauge. get is called on the main loop thread at
- * each scrape. name: [a-zA-Z_][a-zA-Z0-9_]*. Registering an existing name replaces it.
- * Returns 0 or -1 (bad name, table full: 64 entries). Thread-safe. */
+ * each scrape. name: [a-zA-Z_][a-zA-Z0-9_]*, not a built-in family. Registering an existing name replaces
+ * it. Returns 0 or -1 (bad or built-in name, table full: 64 entries). Thread-safe. */
 int metrics_register(const char *name, const char *help, long (*get)(void));
 
 /* A labelled family, e.g. per-rule hits: at each scrape collect(arg, out) is called and

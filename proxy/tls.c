@@ -185,6 +185,9 @@ struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, int min_tl
 	}
 	tls_ctx_set_common(c);
 	SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* Built-in DH groups sized to the key, so TLS 1.2 clients without ECDHE still get
+	 * forward secrecy. */
+	SSL_CTX_set_dh_auto(c, 1);
 	if (!SSL_CTX_set_min_proto_version(c, min_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION)) {
 		tls_format_error(err, errlen, "min version");
 		goto fail;

@@ -251,6 +251,9 @@ static void test_render(void **state)
 	assert_int_equal(metrics_register("bad name", "x", rules_loaded), -1);
 	assert_int_equal(metrics_register("9lives", "x", rules_loaded), -1);
 	assert_int_equal(metrics_register("ok_name", "x", NULL), -1);
+	assert_int_equal(metrics_register("sessions_total", "x", rules_loaded), -1);    /* built-in */
+	assert_int_equal(metrics_register("backend_up", "x", rules_loaded), -1);
+	assert_int_equal(metrics_register_family("build_info", "x", "gauge", collect_rules, hits), -1);
 	assert_int_equal(metrics_register_family("fam", "x", "histogram", collect_rules, hits), -1);
 
 	char *text = metrics_render(&g_pool, &len);
