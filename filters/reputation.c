@@ -428,7 +428,8 @@ struct rep_batch {                  /* one flush handed to the thread pool */
 };
 
 struct rep_worker {
-	const struct reputation_config *cfg;
+	const struct reputation_config *cfg;  /* gone once the generation is retired */
+	uint64_t half_life;             /* copied: pool threads use it after retirement */
 	uv_loop_t *loop;
 	int worker;
 	struct reputation_db *db;       /* lmdb store */
@@ -481,7 +482,7 @@ static void rep_flush_work_cb(uv_work_t *req)
 			keys[i] = b->u[i].key;
 			os[i] = b->u[i].o;
 		}
-		reputation_db_apply(b->w->db, keys, os, b->n, rep_wall_ms(), b->w->cfg->half_life);
+		reputation_db_apply(b->w->db, keys, os, b->n, rep_wall_ms(), b->w->half_life);
 	}
 	free(keys);
 	free(os);
@@ -547,6 +548,7 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
+	w->half_life = c->half_life;
 	w->loop = loop;
 	w->worker = worker;
 	w->cache = calloc(REP_CACHE, sizeof(*w->cache));
@@ -587,12 +589,12 @@ static void rep_timer_close_cb(uv_handle_t *h)
 	rep_worker_release(w);
 }
 
-/* Frees w once its timer is closed and no batch is in the pool. */
+/* Frees w once its timer is closed and no batch is in the pool (the config may be gone:
+ * nothing here reads w->cfg). */
 static void rep_worker_release(struct rep_worker *w)
 {
 	if (w->timer_open || w->in_flight > 0)
 		return;
-	rep_flush(w, true);
 	reputation_db_close(w->db);
 	free(w->q);
 	free(w->cache);
@@ -610,6 +612,10 @@ static void rep_worker_free(void *wstate)
 	w->closing = true;
 	redis_store_free(w->rs);
 	w->rs = NULL;
+	/* The last updates are written now, while the config is still there: the daemon may
+	 * not run this loop again long enough for a pool round trip. A batch still in the
+	 * pool just makes this transaction wait for LMDB's writer lock. */
+	rep_flush(w, true);
 	if (w->timer_open) {
 		uv_timer_stop(&w->flush_timer);
 		uv_close((uv_handle_t *)&w->flush_timer, rep_timer_close_cb);
