@@ -18,6 +18,7 @@ extern const struct hook_module spf_module;
 extern const struct hook_module greylist_module;
 extern const struct hook_module plugins_module;   /* plugins/plugins.c: the content-filter chain */
 
+extern const struct hook_module rules_module;
 const struct hook_module *const hook_modules[] = {
 	&reputation_module,
 	&ratelimit_module,
@@ -26,6 +27,7 @@ const struct hook_module *const hook_modules[] = {
 	&spf_module,
 	&greylist_module,   /* last of the filters: only mail the others let through makes triplets */
 	&plugins_module,    /* after filters, before rules */
+	&rules_module,		/* always last: sums every symbol */
 	NULL
 };
 const size_t hook_nmodules = sizeof(hook_modules) / sizeof(hook_modules[0]) - 1;

@@ -1,0 +1,42 @@
+/* actions.h — from a total score and the rules that hit to one verdict and the
+ * X-Spam-* header values (SpamAssassin's form). Pure functions: unit-tested directly. */
+#ifndef MX_ACTIONS_H
+#define MX_ACTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "hook.h"
+#include "rule_parse.h"
+
+struct actions_thresholds {
+	double add_header;   /* <= 0: off */
+	double tempfail;     /* <= 0: off */
+	double reject;       /* <= 0: off */
+	double required;     /* shown as required=; "Yes" at or above it */
+};
+
+/* What the score and the per-rule immediate action say. immediate is the strongest
+ * `action RULE ...` among the hits (RULE_ACT_NONE when none); immediate_rule names it.
+ * Fills v (VERDICT_CONTINUE when the message goes on) and returns the action word for the
+ * log: "reject", "tempfail", "add_header", "discard", "quarantine", "accept" or "none". */
+const char *actions_decide(const struct actions_thresholds *t, double score,
+    enum rule_action immediate, const char *immediate_rule, struct verdict *v);
+
+/* Ranks immediate actions: reject > tempfail > quarantine > discard > accept > none. */
+int actions_rank(enum rule_action a);
+
+/* Formats SpamAssassin's X-Spam-Status value: "Yes, score=7.5 required=5.0 tests=A,B"
+ * with the tests sorted as given (callers sort them) and folded with "\n\t" after a comma
+ * when a line would pass 78 columns. Returns bytes written (truncated to len-1). */
+size_t actions_format_status(char *buf, size_t len, double score, double required,
+    const char *const *tests, size_t ntests);
+
+/* Formats the score as SA does ("%.1f", "-0.0" shown as "0.0"). */
+void actions_format_score(char *buf, size_t len, double score);
+
+/* "A=2.500, B=1.000" folded like the status; returns bytes written. */
+size_t actions_format_symbols(char *buf, size_t len, const char *const *names,
+    const double *scores, size_t n);
+
+#endif

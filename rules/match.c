@@ -1,0 +1,372 @@
+/* match.c — PCRE2 regexes and the vectorscan prefilter; see match.h. */
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
+#include "match.h"
+#include "rule_parse.h"
+
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef MX_HAVE_HYPERSCAN
+#include <hs/hs.h>
+#endif
+
+/* Bounded work per match: SpamAssassin's rules are not all benign on hostile input. */
+#define MATCH_LIMIT       200000
+#define MATCH_DEPTH_LIMIT 5000
+#define MATCH_HEAP_KB     4096
+
+struct match_re { pcre2_code *code; bool jit; };
+
+struct match_scratch {
+	pcre2_match_data *md;
+	pcre2_match_context *mctx;
+	pcre2_jit_stack *jstack;
+#ifdef MX_HAVE_HYPERSCAN
+	hs_scratch_t *hs;
+#endif
+};
+
+int match_re_compile(const char *re, unsigned flags, struct match_re **out,
+    char *err, size_t errlen)
+{
+	uint32_t opts = 0;
+	int ec;
+	PCRE2_SIZE eo;
+	struct match_re *r;
+
+	*out = NULL;
+	if (flags & RULE_RE_I) opts |= PCRE2_CASELESS;
+	if (flags & RULE_RE_M) opts |= PCRE2_MULTILINE;
+	if (flags & RULE_RE_S) opts |= PCRE2_DOTALL;
+	if (flags & RULE_RE_X) opts |= PCRE2_EXTENDED;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		abort();
+	r->code = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, opts, &ec, &eo, NULL);
+	if (r->code == NULL) {
+		PCRE2_UCHAR msg[160];
+
+		pcre2_get_error_message(ec, msg, sizeof(msg));
+		snprintf(err, errlen, "regex at offset %zu: %s", (size_t)eo, (char *)msg);
+		free(r);
+		return -1;
+	}
+	r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
+	*out = r;
+	return 0;
+}
+
+void match_re_free(struct match_re *r)
+{
+	if (r == NULL)
+		return;
+	pcre2_code_free(r->code);
+	free(r);
+}
+
+int match_re_exec(const struct match_re *r, const char *s, size_t len,
+    struct match_scratch *sc, int max)
+{
+	PCRE2_SIZE off = 0;
+	int n = 0;
+
+	if (max < 1)
+		max = 1;
+	while (n < max && off <= len) {
+		int rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, off, 0, sc->md, sc->mctx);
+		PCRE2_SIZE *ov;
+
+		if (rc == PCRE2_ERROR_NOMATCH)
+			break;
+		if (rc < 0)
+			return n ? n : -1;
+		n++;
+		ov = pcre2_get_ovector_pointer(sc->md);
+		off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+	}
+	return n;
+}
+
+struct match_scratch *match_scratch_new(void)
+{
+	struct match_scratch *sc = calloc(1, sizeof(*sc));
+
+	if (sc == NULL)
+		return NULL;
+	sc->md = pcre2_match_data_create(32, NULL);
+	sc->mctx = pcre2_match_context_create(NULL);
+	sc->jstack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+	if (sc->md == NULL || sc->mctx == NULL || sc->jstack == NULL)
+		goto fail;
+	pcre2_set_match_limit(sc->mctx, MATCH_LIMIT);
+	pcre2_set_depth_limit(sc->mctx, MATCH_DEPTH_LIMIT);
+	pcre2_set_heap_limit(sc->mctx, MATCH_HEAP_KB);
+	pcre2_jit_stack_assign(sc->mctx, NULL, sc->jstack);
+	return sc;
+fail:
+	match_scratch_free(sc);
+	return NULL;
+}
+
+void match_scratch_free(struct match_scratch *sc)
+{
+	if (sc == NULL)
+		return;
+	pcre2_match_data_free(sc->md);
+	pcre2_match_context_free(sc->mctx);
+	pcre2_jit_stack_free(sc->jstack);
+#ifdef MX_HAVE_HYPERSCAN
+	if (sc->hs)
+		hs_free_scratch(sc->hs);
+#endif
+	free(sc);
+}
+
+/* ---------------------------------------------------------------- prefilter */
+
+struct match_multi {
+	char **re; unsigned *flags; unsigned *ids; size_t n, cap;
+	uint8_t *always;      /* by id: not covered by the prefilter */
+	size_t nids;
+	size_t covered;
+#ifdef MX_HAVE_HYPERSCAN
+	hs_database_t *db;
+#endif
+};
+
+struct match_multi *match_multi_new(void)
+{
+	return calloc(1, sizeof(struct match_multi));
+}
+
+void match_multi_free(struct match_multi *m)
+{
+	if (m == NULL)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		free(m->re[i]);
+	free(m->re);
+	free(m->flags);
+	free(m->ids);
+	free(m->always);
+#ifdef MX_HAVE_HYPERSCAN
+	if (m->db)
+		hs_free_database(m->db);
+#endif
+	free(m);
+}
+
+void match_multi_add(struct match_multi *m, const char *re, unsigned flags, unsigned id)
+{
+	if (m->n == m->cap) {
+		size_t nc = m->cap ? m->cap * 2 : 64;
+
+		m->re = realloc(m->re, nc * sizeof(*m->re));
+		m->flags = realloc(m->flags, nc * sizeof(*m->flags));
+		m->ids = realloc(m->ids, nc * sizeof(*m->ids));
+		if (!m->re || !m->flags || !m->ids)
+			abort();
+		m->cap = nc;
+	}
+	m->re[m->n] = strdup(re);
+	if (m->re[m->n] == NULL)
+		abort();
+	m->flags[m->n] = flags;
+	m->ids[m->n] = id;
+	m->n++;
+	if (id + 1 > m->nids)
+		m->nids = id + 1;
+}
+
+size_t match_multi_covered(const struct match_multi *m) { return m->covered; }
+
+/* True when re uses an assertion whose meaning changes once lines are joined into one
+ * buffer (\A \z \Z \G): such a pattern could miss in the joined scan, so PCRE2 always
+ * runs it. */
+static bool match_has_buffer_anchor(const char *re)
+{
+	for (const char *p = re; *p; p++) {
+		if (*p != '\\')
+			continue;
+		p++;
+		if (*p == 'A' || *p == 'z' || *p == 'Z' || *p == 'G')
+			return true;
+		if (*p == '\0')
+			break;
+	}
+	return false;
+}
+
+/* Vectorscan compile time explodes on large bounded repeats, long alternations of
+ * character-class soup (SpamAssassin's ReplaceTags rules) and back references; such
+ * patterns stay PCRE2-only so that building a set takes seconds, not minutes. */
+static bool match_is_cheap_for_hs(const char *re, unsigned flags)
+{
+	size_t len = strlen(re);
+
+	if (flags & MATCH_NO_PREFILTER)
+		return false;
+	if (len > 600)
+		return false;
+	for (const char *p = re; *p; p++) {
+		if (*p == '\\') {
+			if (p[1] >= '1' && p[1] <= '9')
+				return false;
+			if (p[1])
+				p++;
+			continue;
+		}
+		if (*p == '{') {
+			char *e;
+			long a = strtol(p + 1, &e, 10), b = a;
+
+			if (e == p + 1)
+				continue;
+			if (*e == ',') {
+				const char *q = e + 1;
+
+				b = *q == '}' ? 1000 : strtol(q, &e, 10);
+			}
+			if (a > 30 || b > 30)
+				return false;
+		}
+	}
+	return true;
+}
+
+int match_multi_build(struct match_multi *m)
+{
+	m->always = calloc(m->nids ? m->nids : 1, 1);
+	if (m->always == NULL)
+		abort();
+	for (size_t i = 0; i < m->n; i++)
+		m->always[m->ids[i]] = 1;
+	m->covered = 0;
+#ifdef MX_HAVE_HYPERSCAN
+	{
+		const char **exprs = calloc(m->n + 1, sizeof(char *));
+		unsigned *fl = calloc(m->n + 1, sizeof(unsigned));
+		unsigned *ids = calloc(m->n + 1, sizeof(unsigned));
+		char **own = calloc(m->n + 1, sizeof(char *));
+		size_t k = 0;
+		hs_compile_error_t *cerr = NULL;
+		int tries = 0;
+
+		if (!exprs || !fl || !ids || !own)
+			abort();
+		for (size_t i = 0; i < m->n; i++) {
+			unsigned f = HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY | HS_FLAG_SINGLEMATCH |
+			    HS_FLAG_MULTILINE;
+			hs_expr_info_t *info = NULL;
+			char *e;
+
+			if (match_has_buffer_anchor(m->re[i]) ||
+			    !match_is_cheap_for_hs(m->re[i], m->flags[i]))
+				continue;
+			if (m->flags[i] & RULE_RE_I) f |= HS_FLAG_CASELESS;
+			if (m->flags[i] & RULE_RE_S) f |= HS_FLAG_DOTALL;
+			if (m->flags[i] & RULE_RE_X) {
+				/* Hyperscan has no /x flag; the inline form is parsed */
+				if (asprintf(&e, "(?x)%s", m->re[i]) < 0)
+					abort();
+			} else {
+				e = strdup(m->re[i]);
+				if (e == NULL)
+					abort();
+			}
+			if (hs_expression_info(e, f, &info, &cerr) != HS_SUCCESS) {
+				hs_free_compile_error(cerr);
+				cerr = NULL;
+				free(e);
+				continue;
+			}
+			free(info);
+			exprs[k] = e;
+			own[k] = e;
+			fl[k] = f;
+			ids[k] = m->ids[i];
+			k++;
+		}
+		/* A pattern may still fail in the combined compile ("too large"): drop it and
+		 * retry a bounded number of times. */
+		while (k > 0 && tries++ < 32) {
+			if (hs_compile_multi(exprs, fl, ids, (unsigned)k, HS_MODE_BLOCK, NULL, &m->db,
+			    &cerr) == HS_SUCCESS)
+				break;
+			m->db = NULL;
+			if (cerr->expression < 0 || (size_t)cerr->expression >= k) {
+				hs_free_compile_error(cerr);
+				cerr = NULL;
+				k = 0;
+				break;
+			}
+			{
+				size_t x = (size_t)cerr->expression;
+
+				free(own[x]);
+				memmove(&exprs[x], &exprs[x + 1], (k - x - 1) * sizeof(*exprs));
+				memmove(&own[x], &own[x + 1], (k - x - 1) * sizeof(*own));
+				memmove(&fl[x], &fl[x + 1], (k - x - 1) * sizeof(*fl));
+				memmove(&ids[x], &ids[x + 1], (k - x - 1) * sizeof(*ids));
+				k--;
+			}
+			hs_free_compile_error(cerr);
+			cerr = NULL;
+		}
+		if (m->db) {
+			for (size_t i = 0; i < k; i++)
+				m->always[ids[i]] = 0;
+			m->covered = k;
+		}
+		for (size_t i = 0; i < k; i++)
+			free(own[i]);
+		free(own);
+		free(exprs);
+		free(fl);
+		free(ids);
+		return m->db ? 0 : -1;
+	}
+#else
+	return -1;
+#endif
+}
+
+int match_scratch_prepare(struct match_scratch *sc, const struct match_multi *m)
+{
+#ifdef MX_HAVE_HYPERSCAN
+	if (m->db && hs_alloc_scratch(m->db, &sc->hs) != HS_SUCCESS)
+		return -1;
+#endif
+	return 0;
+}
+
+#ifdef MX_HAVE_HYPERSCAN
+static int match_on_hs_cb(unsigned int id, unsigned long long from, unsigned long long to,
+    unsigned int flags, void *ctx)
+{
+	((uint8_t *)ctx)[id] = 1;
+	return 0;
+}
+#endif
+
+int match_multi_scan(const struct match_multi *m, const char *text, size_t len,
+    struct match_scratch *sc, uint8_t *cand)
+{
+	for (size_t i = 0; i < m->nids; i++)
+		if (m->always[i])
+			cand[i] = 1;
+#ifdef MX_HAVE_HYPERSCAN
+	if (m->db) {
+		if (sc->hs == NULL || len > 0xffffffffu ||
+		    hs_scan(m->db, text, (unsigned)len, 0, sc->hs, match_on_hs_cb, cand) !=
+		    HS_SUCCESS) {
+			memset(cand, 1, m->nids);
+			return -1;
+		}
+	}
+#endif
+	return 0;
+}

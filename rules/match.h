@@ -1,0 +1,57 @@
+/* match.h — regular expressions for rules: PCRE2 (JIT) for every rule, plus an optional
+ * multi-pattern prefilter (vectorscan/Hyperscan, when built with MX_HAVE_HYPERSCAN) that
+ * scans a text once for all patterns of a rule kind and names the candidates; PCRE2 then
+ * confirms only those, so results equal PCRE2-only matching.
+ *
+ * Compiled objects are read-only after building and shared by all worker threads; each
+ * thread brings its own `struct match_scratch`. */
+#ifndef MX_MATCH_H
+#define MX_MATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct match_re;
+struct match_multi;
+struct match_scratch;
+
+/* Flags as in rule_parse.h (RULE_RE_I/M/S/X), plus: */
+#define MATCH_NO_PREFILTER 0x100u   /* keep this pattern out of the prefilter */
+
+/* Compiles a Perl-syntax regex with PCRE2 (byte mode, JIT when available). Returns 0 and
+ * *out, or -1 with a reason in err (errlen bytes) — Perl features PCRE2 lacks end here. */
+int match_re_compile(const char *re, unsigned flags, struct match_re **out,
+    char *err, size_t errlen);
+void match_re_free(struct match_re *r);
+
+/* Searches s[0..len). Returns 1 (match), 0 (none) or -1 (match limit hit: no match).
+ * With max > 1 counts non-overlapping matches up to max and returns the count. */
+int match_re_exec(const struct match_re *r, const char *s, size_t len,
+    struct match_scratch *sc, int max);
+
+/* Per-thread working memory (PCRE2 match data and JIT stack with bounded limits, the
+ * prefilter's scratch). NULL on out-of-memory. */
+struct match_scratch *match_scratch_new(void);
+void match_scratch_free(struct match_scratch *sc);
+
+/* A prefilter over n patterns. Add patterns with ids 0..n-1, then build once. A pattern
+ * the prefilter cannot take (or any pattern without MX_HAVE_HYPERSCAN) is reported as
+ * "always a candidate". */
+struct match_multi *match_multi_new(void);
+void match_multi_free(struct match_multi *m);
+void match_multi_add(struct match_multi *m, const char *re, unsigned flags, unsigned id);
+/* Compiles the prefilter; 0 or -1 (then every pattern is always a candidate). */
+int match_multi_build(struct match_multi *m);
+/* Number of patterns the prefilter covers. */
+size_t match_multi_covered(const struct match_multi *m);
+/* Makes sc usable with m (allocates/grows the prefilter scratch). 0 or -1. */
+int match_scratch_prepare(struct match_scratch *sc, const struct match_multi *m);
+/* Sets cand[id] = 1 for every pattern that may match somewhere in text (a text made of
+ * lines joined by '\n'; every pattern that matches inside one line is reported). cand has
+ * one byte per id and is not cleared here. Returns 0, or -1 when the scan failed (then all
+ * ids are marked). */
+int match_multi_scan(const struct match_multi *m, const char *text, size_t len,
+    struct match_scratch *sc, uint8_t *cand);
+
+#endif

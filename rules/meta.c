@@ -1,0 +1,351 @@
+/* meta.c — meta-rule expressions compiled to a postfix program; see meta.h.
+ * Precedence follows Perl: unary ! and -, then * /, + -, < > <= >=, == !=, &&, ||. */
+#include "meta.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define META_MAX_TOKENS 4096
+#define META_MAX_DEPTH  64
+
+enum meta_op {
+	OP_PUSH_ID = 0, OP_PUSH_NUM, OP_NOT, OP_NEG, OP_MUL, OP_DIV, OP_ADD, OP_SUB,
+	OP_LT, OP_GT, OP_LE, OP_GE, OP_EQ, OP_NE, OP_AND, OP_OR,
+};
+
+struct meta_insn { enum meta_op op; int id; double num; };
+
+struct meta_expr {
+	struct meta_insn *code; size_t n, cap;
+	int *deps; size_t ndeps;
+	size_t max_stack;
+};
+
+struct meta_parser {
+	const char *text, *p;
+	meta_resolve_cb resolve;
+	void *arg;
+	struct meta_expr *e;
+	const char *err;
+	const char *errp;
+	int depth;
+	size_t ntok;
+};
+
+static int meta_emit(struct meta_parser *mp, enum meta_op op, int id, double num)
+{
+	struct meta_expr *e = mp->e;
+
+	if (e->n >= META_MAX_TOKENS) {
+		mp->err = "expression too long";
+		mp->errp = mp->p;
+		return -1;
+	}
+	if (e->n == e->cap) {
+		size_t nc = e->cap ? e->cap * 2 : 16;
+		struct meta_insn *c = realloc(e->code, nc * sizeof(*c));
+
+		if (c == NULL)
+			abort();
+		e->code = c;
+		e->cap = nc;
+	}
+	e->code[e->n].op = op;
+	e->code[e->n].id = id;
+	e->code[e->n].num = num;
+	e->n++;
+	return 0;
+}
+
+static void meta_ws(struct meta_parser *mp)
+{
+	while (*mp->p == ' ' || *mp->p == '\t')
+		mp->p++;
+}
+
+static int meta_fail(struct meta_parser *mp, const char *why)
+{
+	if (mp->err == NULL) {
+		mp->err = why;
+		mp->errp = mp->p;
+	}
+	return -1;
+}
+
+static int meta_or(struct meta_parser *mp);
+
+static int meta_unary(struct meta_parser *mp)
+{
+	int rc;
+
+	meta_ws(mp);
+	if (++mp->depth > META_MAX_DEPTH)
+		return meta_fail(mp, "expression nested too deep");
+	if (*mp->p == '!' && mp->p[1] != '=') {
+		mp->p++;
+		rc = meta_unary(mp);
+		if (rc == 0)
+			rc = meta_emit(mp, OP_NOT, 0, 0);
+	} else if (*mp->p == '-') {
+		mp->p++;
+		rc = meta_unary(mp);
+		if (rc == 0)
+			rc = meta_emit(mp, OP_NEG, 0, 0);
+	} else if (*mp->p == '(') {
+		mp->p++;
+		rc = meta_or(mp);
+		meta_ws(mp);
+		if (rc == 0 && *mp->p != ')')
+			rc = meta_fail(mp, "missing )");
+		else if (rc == 0)
+			mp->p++;
+	} else if (isdigit((unsigned char)*mp->p) || (*mp->p == '.' &&
+	    isdigit((unsigned char)mp->p[1]))) {
+		char *end;
+		double v = strtod(mp->p, &end);
+
+		mp->p = end;
+		rc = meta_emit(mp, OP_PUSH_NUM, 0, v);
+	} else if (isalpha((unsigned char)*mp->p) || *mp->p == '_') {
+		const char *b = mp->p;
+		int id;
+
+		while (isalnum((unsigned char)*mp->p) || *mp->p == '_')
+			mp->p++;
+		id = mp->resolve(b, (size_t)(mp->p - b), mp->arg);
+		if (id < 0) {
+			mp->p = b;
+			rc = meta_fail(mp, "unknown rule name");
+		} else {
+			rc = meta_emit(mp, OP_PUSH_ID, id, 0);
+			if (rc == 0) {
+				int *d = realloc(mp->e->deps, (mp->e->ndeps + 1) * sizeof(int));
+
+				if (d == NULL)
+					abort();
+				mp->e->deps = d;
+				d[mp->e->ndeps++] = id;
+			}
+		}
+	} else {
+		rc = meta_fail(mp, *mp->p ? "unexpected character" : "unexpected end");
+	}
+	mp->depth--;
+	return rc;
+}
+
+static int meta_mul(struct meta_parser *mp)
+{
+	if (meta_unary(mp) < 0)
+		return -1;
+	for (;;) {
+		enum meta_op op;
+
+		meta_ws(mp);
+		if (*mp->p == '*')
+			op = OP_MUL;
+		else if (*mp->p == '/')
+			op = OP_DIV;
+		else
+			return 0;
+		mp->p++;
+		if (meta_unary(mp) < 0 || meta_emit(mp, op, 0, 0) < 0)
+			return -1;
+	}
+}
+
+static int meta_add(struct meta_parser *mp)
+{
+	if (meta_mul(mp) < 0)
+		return -1;
+	for (;;) {
+		enum meta_op op;
+
+		meta_ws(mp);
+		if (*mp->p == '+')
+			op = OP_ADD;
+		else if (*mp->p == '-')
+			op = OP_SUB;
+		else
+			return 0;
+		mp->p++;
+		if (meta_mul(mp) < 0 || meta_emit(mp, op, 0, 0) < 0)
+			return -1;
+	}
+}
+
+static int meta_rel(struct meta_parser *mp)
+{
+	if (meta_add(mp) < 0)
+		return -1;
+	for (;;) {
+		enum meta_op op;
+		const char *p;
+
+		meta_ws(mp);
+		p = mp->p;
+		if (p[0] == '<' && p[1] == '=')
+			op = OP_LE;
+		else if (p[0] == '>' && p[1] == '=')
+			op = OP_GE;
+		else if (p[0] == '<')
+			op = OP_LT;
+		else if (p[0] == '>')
+			op = OP_GT;
+		else
+			return 0;
+		mp->p += (op == OP_LE || op == OP_GE) ? 2 : 1;
+		if (meta_add(mp) < 0 || meta_emit(mp, op, 0, 0) < 0)
+			return -1;
+	}
+}
+
+static int meta_eq(struct meta_parser *mp)
+{
+	if (meta_rel(mp) < 0)
+		return -1;
+	for (;;) {
+		enum meta_op op;
+
+		meta_ws(mp);
+		if (mp->p[0] == '=' && mp->p[1] == '=')
+			op = OP_EQ;
+		else if (mp->p[0] == '!' && mp->p[1] == '=')
+			op = OP_NE;
+		else
+			return 0;
+		mp->p += 2;
+		if (meta_rel(mp) < 0 || meta_emit(mp, op, 0, 0) < 0)
+			return -1;
+	}
+}
+
+static int meta_and(struct meta_parser *mp)
+{
+	if (meta_eq(mp) < 0)
+		return -1;
+	for (;;) {
+		meta_ws(mp);
+		if (mp->p[0] != '&' || mp->p[1] != '&')
+			return 0;
+		mp->p += 2;
+		if (meta_eq(mp) < 0 || meta_emit(mp, OP_AND, 0, 0) < 0)
+			return -1;
+	}
+}
+
+static int meta_or(struct meta_parser *mp)
+{
+	if (meta_and(mp) < 0)
+		return -1;
+	for (;;) {
+		meta_ws(mp);
+		if (mp->p[0] != '|' || mp->p[1] != '|')
+			return 0;
+		mp->p += 2;
+		if (meta_and(mp) < 0 || meta_emit(mp, OP_OR, 0, 0) < 0)
+			return -1;
+	}
+}
+
+/* Compiles text; see meta.h. */
+int meta_compile(const char *text, meta_resolve_cb resolve_cb, void *arg,
+    struct meta_expr **out, int *errcol, const char **err)
+{
+	struct meta_parser mp = { .text = text, .p = text, .resolve = resolve_cb, .arg = arg };
+	size_t sp = 0;
+
+	*out = NULL;
+	mp.e = calloc(1, sizeof(*mp.e));
+	if (mp.e == NULL)
+		abort();
+	if (meta_or(&mp) < 0)
+		goto fail;
+	meta_ws(&mp);
+	if (*mp.p != '\0') {
+		meta_fail(&mp, "unexpected text after expression");
+		goto fail;
+	}
+	/* stack depth for eval */
+	for (size_t i = 0; i < mp.e->n; i++) {
+		enum meta_op op = mp.e->code[i].op;
+
+		if (op == OP_PUSH_ID || op == OP_PUSH_NUM)
+			sp++;
+		else if (op != OP_NOT && op != OP_NEG)
+			sp--;
+		if (sp > mp.e->max_stack)
+			mp.e->max_stack = sp;
+	}
+	*out = mp.e;
+	return 0;
+fail:
+	*errcol = (int)(mp.errp - text) + 1;
+	*err = mp.err;
+	meta_free(mp.e);
+	return -1;
+}
+
+void meta_free(struct meta_expr *e)
+{
+	if (e == NULL)
+		return;
+	free(e->code);
+	free(e->deps);
+	free(e);
+}
+
+double meta_eval(const struct meta_expr *e, const double *values)
+{
+	double stack[META_MAX_TOKENS > 256 ? 256 : META_MAX_TOKENS], *heap = NULL, *st = stack;
+	size_t sp = 0;
+	double r;
+
+	if (e->max_stack > 256) {
+		heap = malloc(e->max_stack * sizeof(double));
+		if (heap == NULL)
+			abort();
+		st = heap;
+	}
+	for (size_t i = 0; i < e->n; i++) {
+		const struct meta_insn *in = &e->code[i];
+		double a, b;
+
+		switch (in->op) {
+		case OP_PUSH_ID: st[sp++] = values[in->id]; continue;
+		case OP_PUSH_NUM: st[sp++] = in->num; continue;
+		case OP_NOT: st[sp - 1] = st[sp - 1] == 0; continue;
+		case OP_NEG: st[sp - 1] = -st[sp - 1]; continue;
+		default: break;
+		}
+		b = st[--sp];
+		a = st[sp - 1];
+		switch (in->op) {
+		case OP_MUL: a = a * b; break;
+		case OP_DIV: a = b == 0 ? 0 : a / b; break;
+		case OP_ADD: a = a + b; break;
+		case OP_SUB: a = a - b; break;
+		case OP_LT: a = a < b; break;
+		case OP_GT: a = a > b; break;
+		case OP_LE: a = a <= b; break;
+		case OP_GE: a = a >= b; break;
+		case OP_EQ: a = a == b; break;
+		case OP_NE: a = a != b; break;
+		/* Perl's && and || yield an operand's value; as a truth value this is the same */
+		case OP_AND: a = (a != 0) ? b : a; break;
+		case OP_OR: a = (a != 0) ? a : b; break;
+		default: break;
+		}
+		st[sp - 1] = a;
+	}
+	r = sp ? st[0] : 0;
+	free(heap);
+	return r;
+}
+
+size_t meta_deps(const struct meta_expr *e, const int **ids)
+{
+	*ids = e->deps;
+	return e->ndeps;
+}

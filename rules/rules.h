@@ -1,0 +1,111 @@
+/* rules.h — the rules engine: compiled rule sets, message scanning, and the hook module
+ * `rules_module` that scores each message at end of data (always the last module).
+ *
+ * A rule set is built once per config generation from `rules.files` (globs, each sorted)
+ * and shared read-only by all workers; per-thread working memory lives in a
+ * `struct rules_scratch`. See docs/rules.md for the language and the scoring. */
+#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
+
+#ifndef MX_RULES_H
+#define MX_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "proxy/hook.h"
+#include "rules/rule_parse.h"
+
+enum rules_mode { RULES_MODE_ENFORCE = 0, RULES_MODE_LOG };
+
+struct rules_actions_config { double add_header, tempfail, reject; };
+
+struct rules_config {
+	struct cfg_strlist files;            /* globs; empty = the module is off */
+	struct rules_actions_config actions; /* thresholds; 0 = off (add_header default 5) */
+	int mode;                            /* enum rules_mode */
+	double required_score;               /* 0 = actions.add_header, else 5.0 */
+	uint64_t max_size;                   /* bigger messages: header/envelope rules only */
+	bool headers;                        /* add X-Spam-* to delivered mail */
+};
+
+extern const struct cfg_table rules_config_table;
+extern const struct hook_module rules_module;
+
+struct rules_set;
+struct rules_scratch;
+
+struct rules_stats {
+	size_t rules;                        /* rule definitions seen */
+	size_t compiled;                     /* runnable rules */
+	size_t skipped[SKIP_NREASONS];       /* by enum rule_skip */
+	size_t skipped_total;
+	size_t ignored;                      /* directives we do not emulate */
+	size_t errors;
+	size_t prefiltered;                  /* body/rawbody/uri regexes in the prefilter */
+	size_t files;
+};
+
+/* Loads and compiles the files the globs name (each glob's matches sorted; a glob that
+ * matches nothing is an error). Errors and skipped-regex warnings go to err (may be NULL)
+ * as FILE:LINE:COL: reason. Returns the number of errors (0 = clean) and sets *out to the
+ * compiled set even when some lines had errors (those rules are left out); *out is NULL
+ * only when nothing could be built. Free with rules_set_free. */
+int rules_set_load(const char *const *globs, size_t nglobs, struct rules_set **out, FILE *err);
+/* The same from text (tests, fuzzing): name is the FILE in errors. */
+int rules_set_load_text(const char *name, const char *text, size_t len,
+    struct rules_set **out, FILE *err);
+void rules_set_free(struct rules_set *rs);
+void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st);
+/* Writes "rules: N compiled, M skipped (eval X, net Y, regex Z, zero-score W), ..." */
+void rules_print_stats(const struct rules_stats *st, FILE *fp);
+
+/* The config check `mxgate -t` calls: loads cfg->rules.files, prints errors as
+ * FILE:LINE:COL: reason and a summary line to err. Returns 0 (no errors) or -1. */
+int rules_check_files(const struct mx_config *cfg, FILE *err);
+
+/* Per-thread working memory for scanning with rs. */
+struct rules_scratch *rules_scratch_new(const struct rules_set *rs);
+void rules_scratch_free(struct rules_scratch *sc);
+/* Turns the multi-pattern prefilter off (PCRE2 only) — for tests comparing the two. */
+void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on);
+
+/* The envelope as envelope rules see it; any member may be NULL/0. */
+struct rules_envelope {
+	const char *helo, *mail_from, *rdns, *client_ip;
+	const char *const *rcpts; size_t nrcpts;
+	const struct sockaddr *client;
+};
+
+struct rules_hit {
+	const char *name;       /* borrowed from the set */
+	double score;
+	const char *desc;       /* may be NULL */
+	enum rule_action action;
+	int count;
+};
+
+struct rules_result {
+	struct rules_hit *v; size_t n, cap;  /* scoring hits (no __ rules), sorted by name */
+	double score;                        /* sum of v[].score */
+	enum rule_action action;             /* strongest immediate action among the hits */
+	const char *action_rule;
+	bool body_skipped;                   /* too big: header/envelope rules only */
+};
+
+/* Runs every rule of rs over msg (len bytes, CRLF or LF lines). env (may be NULL) supplies
+ * symbols set by other modules for meta rules. max_body: 0 = no limit. Fills *res (free
+ * with rules_result_free). Returns 0. Increments the set's per-rule hit counters. */
+int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const char *msg,
+    size_t len, const struct rules_envelope *envl, const struct hook_env *env,
+    size_t max_body, struct rules_result *res);
+void rules_result_free(struct rules_result *res);
+
+/* Per-rule hit counters of the newest generation's set (for the metrics endpoint):
+ * cb(name, hits, arg) for every runnable scoring rule. Thread-safe. */
+typedef void (*rules_counter_cb)(const char *name, uint64_t hits, void *arg);
+void rules_foreach_counter(rules_counter_cb cb, void *arg);
+
+#endif
