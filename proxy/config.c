@@ -1285,6 +1285,8 @@ static int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct
 	size_t errs_before = p->nerr + p->dropped;
 	bool scalar_item = scalar_ok && n && fy_node_is_scalar(n) && !cfg_node_is_null(n);
 
+	if (!t || !t->fields)
+		return cfg_error(p, n, "internal: section without a table");
 	if (n && !fy_node_is_mapping(n) && !scalar_item)
 		return cfg_error(p, n, "expected a mapping, got %s", cfg_node_kind(n));
 	if (n && fy_node_is_mapping(n)) {

@@ -1,0 +1,87 @@
+#!/bin/sh
+# test_config_check.sh — `mxgate -t -c FILE` against good and bad configs: exit status and
+# FILE:LINE:COL: key.path: reason lines (issue 2). Needs MXGATE_BIN and MX_SOURCE_DIR.
+set -u
+BIN=${MXGATE_BIN:?MXGATE_BIN not set}
+SRC=${MX_SOURCE_DIR:?MX_SOURCE_DIR not set}
+T=$(mktemp -d /tmp/mxgate-cfgcheck.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fails=0
+
+# expect LABEL STATUS FILE [PATTERN]: runs -t on FILE, wants exit STATUS and PATTERN in output
+expect() {
+	label=$1 want=$2 file=$3 pattern=${4:-}
+	out=$("$BIN" -t -c "$file" 2>&1)
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		echo "FAIL $label: exit $rc, wanted $want: $out"
+		fails=$((fails + 1))
+	elif [ -n "$pattern" ] && ! printf '%s\n' "$out" | grep -qF -- "$pattern"; then
+		echo "FAIL $label: no \"$pattern\" in: $out"
+		fails=$((fails + 1))
+	else
+		echo "ok   $label"
+	fi
+}
+
+expect "demo config" 0 "$SRC/examples/demo.yaml"
+expect "reference config" 0 "$SRC/examples/mxgate.yaml"
+
+cat > "$T/good.yaml" <<'YAML'
+hostname: mx.example.test
+workers: 2
+listen:
+  - address: "127.0.0.1:2599"
+trusted_proxies: ["127.0.0.1/32"]
+limits:
+  max_connections: 20000
+  max_connections_per_ip: 20000
+backends:
+  balance: round_robin
+  client_identity: xclient
+  health_check: { interval: 1s, timeout: 1s }
+  servers:
+    - { address: "smtp://127.0.0.1:2526" }
+YAML
+expect "acceptance-style config" 0 "$T/good.yaml"
+
+sed 's/max_connections_per_ip: 20000/max_connections_per_ip: lots/' "$T/good.yaml" > "$T/bad.yaml"
+expect "wrong type" 1 "$T/bad.yaml" \
+	"$T/bad.yaml:8:27: limits.max_connections_per_ip: expected an integer, got \"lots\""
+
+cat > "$T/many.yaml" <<'YAML'
+workers: lots
+listen: [127.0.0.1:2525]
+limits: { max_line_length: 100 }
+backends:
+  servers:
+    - smtp://127.0.0.1:2526
+    - { address: "ftp://x" }
+log_levle: info
+YAML
+out=$("$BIN" -t -c "$T/many.yaml" 2>&1)
+n=$(printf '%s\n' "$out" | grep -c "^$T/many.yaml:[0-9]*:[0-9]*: ")
+if [ "$n" -ne 4 ]; then
+	echo "FAIL all errors reported: wanted 4 FILE:LINE:COL lines, got $n: $out"
+	fails=$((fails + 1))
+else
+	echo "ok   all errors reported"
+fi
+expect "list index in path" 1 "$T/many.yaml" "$T/many.yaml:7:18: backends.servers[1].address: unknown scheme"
+expect "unknown key with hint" 1 "$T/many.yaml" "$T/many.yaml:8:1: log_levle: unknown key (did you mean \"log_level\"?)"
+
+printf 'listen: [127.0.0.1:2525\n' > "$T/syntax.yaml"
+expect "YAML syntax error" 1 "$T/syntax.yaml" "$T/syntax.yaml:2:1: YAML syntax:"
+
+expect "missing file" 1 "$T/missing.yaml" "$T/missing.yaml: cannot read"
+
+"$BIN" --dump-config-docs > "$T/config.md" 2>&1
+if grep -q '^| `max_connections_per_ip` | integer | `50` |' "$T/config.md"; then
+	echo "ok   --dump-config-docs"
+else
+	echo "FAIL --dump-config-docs: $(head -3 "$T/config.md")"
+	fails=$((fails + 1))
+fi
+
+[ "$fails" -eq 0 ] || { echo "$fails failed"; exit 1; }
+echo "all passed"
