@@ -81,6 +81,7 @@ struct session {
 	struct hook_env env;
 	struct chain chain;
 	bool chain_running;
+	uint32_t tarpit_ms;               /* hold the next replies this long (a filter's delay) */
 	/* the command in flight */
 	enum smtp_verb verb;
 	char *arg_copy;
@@ -362,6 +363,12 @@ static void session_chain_timer_closed_cb(uv_handle_t *h)
 		session_free(s);
 }
 
+static void session_close_chain_cb(void *arg, const struct verdict *v)
+{
+	(void)arg;
+	(void)v;
+}
+
 static void session_close(struct session *s, const char *reason)
 {
 	if (s->state == SESSION_CLOSING && (reason != NULL || uv_is_closing((uv_handle_t *)&s->tcp)))
@@ -382,6 +389,9 @@ static void session_close(struct session *s, const char *reason)
 		}
 		uv_timer_stop(&s->timer);
 		uv_timer_stop(&s->chain_timer);
+		/* Modules hear of the end (advisory: they release for good in session_free). */
+		if (!s->chain_running && s->connect_chain_done && chain_wants(s->chain.mods, HOOK_CLOSE))
+			chain_run(&s->chain, HOOK_CLOSE, session_close_chain_cb, s);
 		session_flush(s);
 	}
 	if (s->writes_inflight > 0 && !s->write_failed) {
@@ -767,11 +777,27 @@ static void session_establish(struct session *s, void (*done)(struct session *, 
 
 /* ---- command completion ------------------------------------------------------------ */
 
-/* The command in flight is answered: flush and carry on with held input. */
+static void session_tarpit_cb(uv_timer_t *t)
+{
+	struct session *s = t->data;
+
+	session_resume(s);
+}
+
+/* The command in flight is answered: flush and carry on with held input. A filter's
+ * tarpit delay holds the reply (and everything after it) first. */
 static void session_resume(struct session *s)
 {
 	if (s->state == SESSION_CLOSING)
 		return;
+	if (s->tarpit_ms) {
+		uint32_t ms = s->tarpit_ms;
+		s->tarpit_ms = 0;
+		log_event(LOG_LVL_DEBUG, s->id, "event=tarpit ms=%u", ms);
+		s->timer.data = s;
+		uv_timer_start(&s->timer, session_tarpit_cb, ms, 0);
+		return;
+	}
 	if (s->state == SESSION_BUSY)
 		session_enter_state(s, SESSION_COMMAND);
 	if (s->state == SESSION_CONNECT)
@@ -808,6 +834,8 @@ static void session_helo_chain_cb(void *arg, const struct verdict *v)
 	struct session *s = arg;
 
 	s->chain_running = false;
+	if (v->delay_ms)
+		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
 	if (s->state == SESSION_CLOSING)
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
@@ -844,6 +872,8 @@ static void session_mail_chain_cb(void *arg, const struct verdict *v)
 	struct session *s = arg;
 
 	s->chain_running = false;
+	if (v->delay_ms)
+		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
 	if (s->state == SESSION_CLOSING)
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
@@ -852,10 +882,6 @@ static void session_mail_chain_cb(void *arg, const struct verdict *v)
 		session_error(s);
 		session_resume(s);
 		return;
-	}
-	if (v->delay_ms) {
-		/* tarpit: not implemented per reply yet; the verdict's delay is logged */
-		log_event(LOG_LVL_DEBUG, s->id, "event=tarpit stage=mail ms=%u", v->delay_ms);
 	}
 	if (s->wg->shared->pool->nroutes > 0) {
 		/* Routing depends on the recipient: the backend is chosen at the first RCPT. */
@@ -963,6 +989,8 @@ static void session_rcpt_chain_cb(void *arg, const struct verdict *v)
 	struct session *s = arg;
 
 	s->chain_running = false;
+	if (v->delay_ms)
+		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
 	if (s->state == SESSION_CLOSING)
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
@@ -1009,6 +1037,8 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 	struct session *s = arg;
 
 	s->chain_running = false;
+	if (v->delay_ms)
+		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
 	if (s->state == SESSION_CLOSING)
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
@@ -1294,6 +1324,8 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 	struct session *s = arg;
 
 	s->chain_running = false;
+	if (v->delay_ms)
+		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
 	if (s->state == SESSION_CLOSING)
 		return;
 	switch (v->action) {
@@ -1359,6 +1391,7 @@ static void session_data_end(struct session *s)
 /* Starts a stage's chain; the callback continues the command. */
 static void session_run_chain(struct session *s, enum hook_stage st, chain_done_fn cb)
 {
+	s->tarpit_ms = 0;
 	session_enter_state(s, SESSION_BUSY);
 	uv_timer_stop(&s->timer);
 	s->chain_running = true;
