@@ -1448,8 +1448,13 @@ static char *cfg_read_file(const char *path, size_t *len)
 	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
 	size_t n = 0, cap = 0;
+	struct stat st;
 	if (!f)
 		return NULL;
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		goto fail;
+	}
 	for (;;) {
 		if (cap - n < 4096) {
 			if (cap >= CFG_MAX_FILE_SIZE) {

@@ -755,6 +755,12 @@ static void test_acceptance_config(void **state)
 	fclose(ef);
 	assert_non_null(strstr(errs, "missing.yaml: cannot read: No such file"));
 	free(errs);
+	/* so is a directory */
+	ef = open_memstream(&errs, &len);
+	assert_int_equal(config_load(dir, &c, ef), -1);
+	fclose(ef);
+	assert_non_null(strstr(errs, ": cannot read: Is a directory"));
+	free(errs);
 	unlink(good);
 	unlink(bad);
 	rmdir(dir);
