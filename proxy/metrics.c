@@ -488,34 +488,51 @@ static void metrics_respond_text(struct metrics_conn *c, int code, const char *r
 	metrics_respond(c, code, reason, "text/plain; charset=utf-8", body, n, head_only);
 }
 
-/* The request head is complete in c->req[0..len): route it. */
-static void metrics_handle_request(struct metrics_conn *c)
+/* See metrics.h. */
+int metrics_parse_request(const char *buf, size_t len, bool *head_only)
 {
 	char method[16], target[1024], version[16];
-	const char *eol = memchr(c->req, '\n', c->len);
-	size_t linelen = eol ? (size_t)(eol - c->req) : c->len;
 	char line[METRICS_MAX_REQUEST + 1];
+	size_t end = 0;
 
-	memcpy(line, c->req, linelen);
+	*head_only = false;
+	/* The head ends at the first empty line (CRLF CRLF, or bare LF LF). */
+	for (size_t i = 1; i < len && !end; i++)
+		if (buf[i] == '\n' && (buf[i - 1] == '\n' || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')))
+			end = i + 1;
+	if (!end)
+		return len >= METRICS_MAX_REQUEST ? 431 : 0;
+	const char *eol = memchr(buf, '\n', end);
+	size_t linelen = (size_t)(eol - buf);
+	if (linelen > METRICS_MAX_REQUEST)
+		return 431;
+	memcpy(line, buf, linelen);
 	line[linelen] = '\0';
 	if (linelen && line[linelen - 1] == '\r')
 		line[linelen - 1] = '\0';
-	if (sscanf(line, "%15s %1023s %15s", method, target, version) != 3 ||
-	    strncmp(version, "HTTP/", 5) != 0) {
-		metrics_respond_text(c, 400, "Bad Request", false);
-		return;
-	}
+	if (strlen(line) != strcspn(line, "\r") ||
+	    sscanf(line, "%15s %1023s %15s", method, target, version) != 3 ||
+	    strncmp(version, "HTTP/", 5) != 0)
+		return 400;
 	bool head = strcmp(method, "HEAD") == 0;
-	if (strcmp(method, "GET") != 0 && !head) {
-		metrics_respond_text(c, 405, "Method Not Allowed", false);
-		return;
-	}
+	if (strcmp(method, "GET") != 0 && !head)
+		return 405;
+	*head_only = head;
 	char *q = strchr(target, '?');
 	if (q)
 		*q = '\0';
-	if (strcmp(target, "/metrics") != 0) {
-		metrics_respond_text(c, 404, "Not Found", head);
-		return;
+	return strcmp(target, "/metrics") == 0 ? 200 : 404;
+}
+
+/* Answers a complete request head classified as status. */
+static void metrics_handle_request(struct metrics_conn *c, int status, bool head)
+{
+	switch (status) {
+	case 200: break;
+	case 404: metrics_respond_text(c, 404, "Not Found", head); return;
+	case 405: metrics_respond_text(c, 405, "Method Not Allowed", false); return;
+	case 431: metrics_respond_text(c, 431, "Request Header Fields Too Large", false); return;
+	default: metrics_respond_text(c, 400, "Bad Request", false); return;
 	}
 	size_t len = 0;
 	char *body = metrics_render(c->m->get_pool ? c->m->get_pool() : NULL, &len);
@@ -553,20 +570,11 @@ static void metrics_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (c->responded || nread == 0)
 		return;
-	size_t old = c->len;
 	c->len += (size_t)nread;
-	/* Look for the blank line ending the head, starting a little before the new bytes. */
-	size_t from = old > 3 ? old - 3 : 0;
-	for (size_t i = from; i < c->len; i++) {
-		if (c->req[i] != '\n')
-			continue;
-		if ((i >= 1 && c->req[i - 1] == '\n') || (i >= 2 && c->req[i - 1] == '\r' && c->req[i - 2] == '\n')) {
-			metrics_handle_request(c);
-			return;
-		}
-	}
-	if (c->len == sizeof c->req)
-		metrics_respond_text(c, 431, "Request Header Fields Too Large", false);
+	bool head = false;
+	int status = metrics_parse_request(c->req, c->len, &head);
+	if (status != 0)
+		metrics_handle_request(c, status, head);
 }
 
 static void metrics_connection_cb(uv_stream_t *server, int status)

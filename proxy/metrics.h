@@ -5,6 +5,7 @@
 #ifndef MX_METRICS_H
 #define MX_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -46,5 +47,11 @@ void metrics_unregister(const char *name);
  * NUL-terminated buffer (caller frees). Returns NULL on allocation failure. Used by the
  * endpoint; public for tests and for a future "stats" command. */
 char *metrics_render(struct pool *pool, size_t *len);
+
+/* The request parser (no I/O; public for tests and the fuzzer). Classifies the request head
+ * in buf[0..len): 0 while incomplete (no empty line yet, under 4 KiB), else the status to
+ * answer: 200 (GET or HEAD of /metrics, query ignored), 404 (other path), 405 (other
+ * method), 400 (malformed request line), 431 (head too large). *head_only: HEAD. */
+int metrics_parse_request(const char *buf, size_t len, bool *head_only);
 
 #endif

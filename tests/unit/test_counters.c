@@ -312,6 +312,41 @@ static void test_render(void **state)
 
 /* ------------------------------------------------------------ HTTP endpoint */
 
+static void test_parse_request(void **state)
+{
+	static char big[5000];
+	memset(big, 'a', sizeof big);
+	memcpy(big, "GET /metrics HTTP/1.0\r\nX: ", 26);
+	static const struct { const char *label; const char *req; size_t len; int status; bool head; } rows[] = {
+		{ "GET /metrics", "GET /metrics HTTP/1.0\r\n\r\n", 0, 200, false },
+		{ "HTTP/1.1 with headers", "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", 0, 200, false },
+		{ "bare LF line ends", "GET /metrics HTTP/1.0\n\n", 0, 200, false },
+		{ "query ignored", "GET /metrics?name[]=x HTTP/1.0\r\n\r\n", 0, 200, false },
+		{ "HEAD", "HEAD /metrics HTTP/1.0\r\n\r\n", 0, 200, true },
+		{ "HEAD of another path", "HEAD /x HTTP/1.0\r\n\r\n", 0, 404, true },
+		{ "other path", "GET /metrics/x HTTP/1.0\r\n\r\n", 0, 404, false },
+		{ "root", "GET / HTTP/1.0\r\n\r\n", 0, 404, false },
+		{ "POST", "POST /metrics HTTP/1.0\r\n\r\n", 0, 405, false },
+		{ "lower-case method", "get /metrics HTTP/1.0\r\n\r\n", 0, 405, false },
+		{ "HTTP/0.9 style", "GET /metrics\r\n\r\n", 0, 400, false },
+		{ "not HTTP", "GET /metrics SMTP/1.0\r\n\r\n", 0, 400, false },
+		{ "stray CR in the request line", "GET /metrics\rX HTTP/1.0\r\n\r\n", 0, 400, false },
+		{ "empty line only", "\r\n\r\n", 0, 400, false },
+		{ "incomplete head", "GET /metrics HTTP/1.0\r\nHost: x\r\n", 0, 0, false },
+		{ "nothing yet", "", 0, 0, false },
+		{ "head over 4 KiB", big, sizeof big, 431, false },
+		{ "exactly at 4 KiB, incomplete", big, 4096, 431, false },
+		{ "just under 4 KiB, incomplete", big, 4095, 0, false },
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		bool head = !rows[i].head;
+		size_t len = rows[i].len ? rows[i].len : strlen(rows[i].req);
+		int r = metrics_parse_request(rows[i].req, len, &head);
+		if (r != rows[i].status || (r && head != rows[i].head))
+			fail_msg("row '%s': got %d head=%d", rows[i].label, r, head);
+	}
+}
+
 struct http_case {
 	const char *label;
 	const char *request;      /* NULL: send a large request head (431) */
@@ -468,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_counter_threads),
 		cmocka_unit_test(test_counters_documented),
 		cmocka_unit_test(test_render),
+		cmocka_unit_test(test_parse_request),
 		cmocka_unit_test(test_http),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
