@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "ratelimit.h"
 #include "ratelimit_local.h"
+#include "reputation.h"
 #include "redis_store.h"
 
 #define GL_KEY_MAX 700
@@ -79,8 +81,9 @@ static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	int port, db;
 
 	if (c->store && strcmp(c->store, "local") != 0 &&
+	    !(strncmp(c->store, "lmdb:", 5) == 0 && c->store[5]) &&
 	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
-		return cfg_error(p, n, "store: expected local or redis://host:port[/db]");
+		return cfg_error(p, n, "store: expected local, lmdb:/dir or redis://host:port[/db]");
 	if (c->retry_window <= c->delay)
 		return cfg_error(p, n, "retry_window must be longer than delay");
 	return 0;
@@ -90,7 +93,7 @@ static const struct cfg_field gl_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct greylist_config, enabled), "false",
 	  .doc = "greylist unknown (network, sender, recipient) triplets at RCPT" },
 	{ "store", CFG_STRING, offsetof(struct greylist_config, store), "local",
-	  .doc = "local (this process) or redis://host:port[/db] (all nodes)" },
+	  .doc = "local (this process), lmdb:/dir (this host, survives restarts; may be the reputation directory) or redis://host:port[/db] (all nodes)" },
 	{ "delay", CFG_DURATION, offsetof(struct greylist_config, delay), "5m", 0, 86400000,
 	  .doc = "a retry passes after this long" },
 	{ "retry_window", CFG_DURATION, offsetof(struct greylist_config, retry_window), "4h", 1000, 7.0 * 86400000,
@@ -139,12 +142,126 @@ static const char gl_lua[] =
 
 /* ---- module ------------------------------------------------------------------------------ */
 
+struct gl_rec { uint64_t expires_ms, first_ms, passed; };   /* LMDB value; expiry first */
+struct gl_put { char key[GL_KEY_MAX]; struct gl_rec rec; };
+
 struct gl_worker {
 	const struct greylist_config *cfg;
 	struct ratelimit_local *local;
 	struct redis_store *rs;
 	int lua;
+	struct reputation_db *db;      /* lmdb store: reads inline, writes batched in the pool */
+	uv_loop_t *loop;
+	uv_timer_t timer;
+	bool timer_open;
+	int in_flight;
+	struct gl_put *q;
+	size_t nq, capq;
 };
+
+struct gl_batch { uv_work_t work; struct gl_worker *w; struct gl_put *u; size_t n; };
+
+static uint64_t gl_wall_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static void gl_batch_work_cb(uv_work_t *req)
+{
+	struct gl_batch *b = req->data;
+	const char **keys = malloc(b->n * sizeof(*keys));
+	const void **vals = malloc(b->n * sizeof(*vals));
+	size_t *lens = malloc(b->n * sizeof(*lens));
+
+	if (keys && vals && lens) {
+		for (size_t i = 0; i < b->n; i++) {
+			keys[i] = b->u[i].key;
+			vals[i] = &b->u[i].rec;
+			lens[i] = sizeof(b->u[i].rec);
+		}
+		reputation_db_put_many(b->w->db, keys, vals, lens, b->n);
+	}
+	free(keys);
+	free(vals);
+	free(lens);
+}
+
+static void gl_worker_release(struct gl_worker *w)
+{
+	if (w->timer_open || w->in_flight > 0)
+		return;
+	reputation_db_close(w->db);
+	free(w->q);
+	free(w);
+}
+
+static void gl_batch_after_cb(uv_work_t *req, int status)
+{
+	struct gl_batch *b = req->data;
+	struct gl_worker *w = b->w;
+
+	free(b->u);
+	free(b);
+	w->in_flight--;
+	if (w->cfg == NULL)
+		gl_worker_release(w);
+}
+
+static void gl_flush(struct gl_worker *w, bool sync)
+{
+	struct gl_batch *b;
+
+	if (w->nq == 0 || (b = calloc(1, sizeof(*b))) == NULL)
+		return;
+	b->w = w;
+	b->u = w->q;
+	b->n = w->nq;
+	b->work.data = b;
+	w->q = NULL;
+	w->nq = w->capq = 0;
+	if (!sync && uv_queue_work(w->loop, &b->work, gl_batch_work_cb, gl_batch_after_cb) == 0) {
+		w->in_flight++;
+		return;
+	}
+	gl_batch_work_cb(&b->work);
+	free(b->u);
+	free(b);
+}
+
+static void gl_timer_cb(uv_timer_t *t)
+{
+	struct gl_worker *w = t->data;
+
+	if (w->in_flight == 0)
+		gl_flush(w, false);
+}
+
+static void gl_timer_close_cb(uv_handle_t *h)
+{
+	struct gl_worker *w = h->data;
+
+	w->timer_open = false;
+	gl_worker_release(w);
+}
+
+static void gl_queue(struct gl_worker *w, const char *key, const struct gl_rec *rec)
+{
+	if (w->nq == w->capq) {
+		size_t cap = w->capq ? w->capq * 2 : 32;
+		struct gl_put *q;
+
+		if (cap > 100000 || (q = realloc(w->q, cap * sizeof(*q))) == NULL)
+			return;   /* the pool is stuck: drop rather than grow without bound */
+		w->q = q;
+		w->capq = cap;
+	}
+	snprintf(w->q[w->nq].key, sizeof(w->q[w->nq].key), "%s", key);
+	w->q[w->nq].rec = *rec;
+	w->nq++;
+}
 
 struct gl_session {
 	struct gl_worker *w;
@@ -189,11 +306,21 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	w->local = ratelimit_local_global(100000);
 	if (w->local == NULL)
 		goto fail;
+	w->loop = loop;
 	if (c->store && strncmp(c->store, "redis://", 8) == 0) {
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
 		w->lua = redis_store_add_script(w->rs, gl_lua);
+	} else if (c->store && strncmp(c->store, "lmdb:", 5) == 0) {
+		w->db = reputation_db_open(c->store + 5, 0);
+		if (w->db == NULL)
+			goto fail;
+		uv_timer_init(loop, &w->timer);
+		w->timer.data = w;
+		w->timer_open = true;
+		uv_timer_start(&w->timer, gl_timer_cb, 500, 500);
+		uv_unref((uv_handle_t *)&w->timer);
 	}
 	*wstate = w;
 	return 0;
@@ -210,7 +337,14 @@ static void gl_worker_free(void *wstate)
 	if (w == NULL)
 		return;
 	redis_store_free(w->rs);
-	free(w);
+	if (w->db == NULL) {
+		free(w);
+		return;
+	}
+	gl_flush(w, true);     /* the last triplets, while the config is alive */
+	w->cfg = NULL;         /* retired: the pool's completion frees w */
+	uv_timer_stop(&w->timer);
+	uv_close((uv_handle_t *)&w->timer, gl_timer_close_cb);
 }
 
 static unsigned gl_stages(void *wstate)
@@ -249,6 +383,46 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	int rc = ratelimit_local_update(w->local, key, a.now_ns, gl_local_cb, &a);
 
 	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
+}
+
+static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *key)
+{
+	struct gl_rec rec;
+	struct greylist_entry e = { 0, false };
+	uint64_t now = gl_wall_ms(), wait_s, keep_ms;
+	size_t len = 0;
+	bool exists, pass;
+	int rc;
+
+	memset(&rec, 0, sizeof(rec));
+	/* A read is a lookup in the memory map: inline. The write goes to the next batch, so
+	 * this worker's queue is newer than the map. */
+	rc = 0;
+	for (size_t i = w->nq; i-- > 0;)
+		if (strcmp(w->q[i].key, key) == 0) {
+			rec = w->q[i].rec;
+			len = sizeof(rec);
+			rc = 1;
+			break;
+		}
+	if (rc == 0)
+		rc = reputation_db_get_raw(w->db, key, &rec, sizeof(rec), &len);
+	if (rc < 0) {
+		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
+		return;
+	}
+	exists = rc == 1 && len == sizeof(rec) && rec.expires_ms > now;
+	if (exists) {
+		e.first_ms = rec.first_ms;
+		e.passed = rec.passed != 0;
+	}
+	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, w->cfg->expire,
+	    &wait_s, &keep_ms);
+	rec.expires_ms = now + keep_ms;
+	rec.first_ms = e.first_ms;
+	rec.passed = e.passed;
+	gl_queue(w, key, &rec);
+	gl_finish(call, pass, wait_s, "lmdb");
 }
 
 static void gl_redis_cb(void *arg, const redisReply *reply)
@@ -291,6 +465,11 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	if (w->rs == NULL) {
 		char lk[GL_KEY_MAX];
 
+		if (w->db) {
+			snprintf(lk, sizeof(lk), "gl:%s", key);
+			gl_check_lmdb(w, call, lk);
+			return;
+		}
 		snprintf(lk, sizeof(lk), "mxgate:gl:%s", key);
 		gl_check_local(w, call, lk);
 		return;

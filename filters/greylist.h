@@ -4,8 +4,10 @@
  * by every use). Clients on `allow`, and clients the reputation filter marked good
  * (symbols REP_GOOD / REP_ALLOW), are not greylisted.
  *
- * Stores: local (this process, shared by the workers) or redis://… (all nodes; one script
- * per check on the server's clock; unreachable -> the local table decides). */
+ * Stores: local (this process, shared by the workers), lmdb:/dir (this host, survives
+ * restarts; reads inline, writes batched in the thread pool; the directory may be the
+ * reputation one) or redis://… (all nodes; one script per check on the server's clock;
+ * unreachable -> the local table decides). */
 #include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
 
 #ifndef MX_GREYLIST_H
@@ -20,7 +22,7 @@ struct hook_module;
 
 struct greylist_config {
 	bool enabled;
-	char *store;                /* "local" | "redis://host:port[/db]" */
+	char *store;                /* "local" | "lmdb:/dir" | "redis://host:port[/db]" */
 	uint64_t delay;             /* ms before a retry passes */
 	uint64_t retry_window;      /* ms a first attempt waits for its retry */
 	uint64_t expire;            /* ms a passed triplet stays known */

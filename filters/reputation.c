@@ -113,7 +113,8 @@ struct reputation_db {
 	char *path;
 	MDB_env *env;
 	MDB_dbi dbi;
-	uint64_t last_cleanup_ms;
+	uint64_t last_cleanup_ms;       /* reputation records (under the writer lock) */
+	uint64_t last_sweep_raw_ms;     /* raw records with an expiry header */
 };
 
 static pthread_mutex_t rep_db_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -245,6 +246,20 @@ static void rep_db_cleanup(struct reputation_db *db, MDB_txn *txn, uint64_t now_
 		struct reputation_counts c;
 		double sum = 0;
 
+		/* Other filters (greylist) keep raw records here that start with their expiry. */
+		if (!((k.mv_size > 3 && memcmp(k.mv_data, "ip:", 3) == 0) ||
+		    (k.mv_size > 4 && memcmp(k.mv_data, "net:", 4) == 0))) {
+			uint64_t exp;
+
+			if (v.mv_size >= sizeof(exp)) {
+				memcpy(&exp, v.mv_data, sizeof(exp));
+				if (exp < now_ms)
+					mdb_cursor_del(cur, 0);
+			}
+			continue;
+		}
+		if (half_life_ms == 0)
+			continue;
 		if (v.mv_size != sizeof(c)) {
 			mdb_cursor_del(cur, 0);
 			continue;
@@ -296,6 +311,57 @@ int reputation_db_apply(struct reputation_db *db, const char *const *keys,
 	return 0;
 fail_txn:
 	mdb_txn_abort(txn);
+fail:
+	log_event(LOG_LVL_WARNING, NULL, "event=reputation_error store=lmdb:%s reason=\"%s\"", db->path,
+	    mdb_strerror(rc));
+	return -1;
+}
+
+int reputation_db_get_raw(struct reputation_db *db, const char *key, void *val, size_t cap,
+    size_t *len)
+{
+	MDB_txn *txn;
+	MDB_val k = { strlen(key), (void *)key }, v;
+	int rc;
+
+	if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	rc = mdb_get(txn, db->dbi, &k, &v);
+	if (rc == 0) {
+		memcpy(val, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
+		*len = v.mv_size;
+	}
+	mdb_txn_abort(txn);
+	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+int reputation_db_put_many(struct reputation_db *db, const char *const *keys,
+    const void *const *vals, const size_t *lens, size_t n)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		MDB_val k = { strlen(keys[i]), (void *)keys[i] }, v = { lens[i], (void *)vals[i] };
+
+		if (lens[i] == 0)
+			rc = mdb_del(txn, db->dbi, &k, NULL);
+		else
+			rc = mdb_put(txn, db->dbi, &k, &v, 0);
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			mdb_txn_abort(txn);
+			goto fail;
+		}
+	}
+	if (rep_wall_ms() - db->last_sweep_raw_ms > 3600 * 1000) {
+		db->last_sweep_raw_ms = rep_wall_ms();
+		rep_db_cleanup(db, txn, db->last_sweep_raw_ms, 0);
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail;
+	return 0;
 fail:
 	log_event(LOG_LVL_WARNING, NULL, "event=reputation_error store=lmdb:%s reason=\"%s\"", db->path,
 	    mdb_strerror(rc));

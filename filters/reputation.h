@@ -101,4 +101,13 @@ int reputation_db_get(struct reputation_db *db, const char *key, struct reputati
 int reputation_db_apply(struct reputation_db *db, const char *const *keys,
     const enum reputation_outcome *outcomes, size_t n, uint64_t now_ms, uint64_t half_life_ms);
 
+/* Raw access for other filters sharing the environment (greylist keys "gl:…"; every raw
+ * record starts with a uint64_t expiry in wall-clock ms and is dropped after it): get
+ * returns 1 (found, *len set, at most cap bytes copied), 0 (absent) or -1; put_many writes
+ * n records in one transaction (len 0 deletes), 0 or -1. */
+int reputation_db_get_raw(struct reputation_db *db, const char *key, void *val, size_t cap,
+    size_t *len);
+int reputation_db_put_many(struct reputation_db *db, const char *const *keys,
+    const void *const *vals, const size_t *lens, size_t n);
+
 #endif

@@ -127,7 +127,7 @@ static enum verdict_action rcpt(struct chain_modules *mods, uv_loop_t *loop, con
 	return res.v.action;
 }
 
-static void test_module_local(void **state)
+static void module_run(const char *store_line, bool restart)
 {
 	char dir[] = "/tmp/mxgate-gl-XXXXXX", path[256], cmd[300];
 	struct mx_config *cfg = NULL;
@@ -136,15 +136,15 @@ static void test_module_local(void **state)
 	uv_loop_t loop;
 	FILE *f;
 
-	(void)state;
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
 	f = fopen(path, "w");
 	assert_non_null(f);
-	fputs("hostname: mx.example.test\n"
+	fprintf(f, "hostname: mx.example.test\n"
 	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
 	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
-	    "greylist: { enabled: true, delay: 300ms, retry_window: 5s, allow: [198.18.99.0/24] }\n", f);
+	    "greylist: { enabled: true, delay: 300ms, retry_window: 5s, allow: [198.18.99.0/24]%s%s }\n",
+	    store_line ? ", store: " : "", store_line ? store_line : "");
 	fclose(f);
 	assert_int_equal(config_load(path, &cfg, stderr), 0);
 	uv_loop_init(&loop);
@@ -169,11 +169,39 @@ static void test_module_local(void **state)
 	/* allow list */
 	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.99.1", "a@example.org", "d@example.test", NULL),
 	    VERDICT_CONTINUE);
+	if (restart) {
+		/* a new generation (or a restarted daemon) still knows the passed triplet */
+		chain_modules_free(&mods);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		chain_modules_init(&mods, cfg, &loop, 0);
+		assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "b@example.test", NULL),
+		    VERDICT_CONTINUE);
+		assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "e@example.test", NULL),
+		    VERDICT_TEMPFAIL);
+	}
 
 	chain_modules_free(&mods);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_module_local(void **state)
+{
+	(void)state;
+	module_run(NULL, false);
+}
+
+static void test_module_lmdb(void **state)
+{
+	char dir[] = "/tmp/mxgate-gldb-XXXXXX", line[64], cmd[100];
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(line, sizeof(line), "\"lmdb:%s\"", dir);
+	module_run(line, true);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
 }
@@ -184,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_triplet),
 		cmocka_unit_test(test_module_local),
+		cmocka_unit_test(test_module_lmdb),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
