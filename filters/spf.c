@@ -157,8 +157,10 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 			    records->v[i]);
 	return e;
 fail:
-	/* the layers are freed with the server; without one, leak-free unwinding of a
-	 * half-built stack is not offered by libspf2 — start-up only */
+	if (e->zone != NULL)
+		SPF_dns_free(e->zone);
+	else if (below != NULL)
+		SPF_dns_free(below);
 	free(e);
 	return NULL;
 }
@@ -167,7 +169,9 @@ void spf_engine_free(struct spf_engine *e)
 {
 	if (e == NULL || --e->refs > 0)
 		return;
-	SPF_server_free(e->srv);
+	SPF_server_free(e->srv);	/* a server made by SPF_server_new_dns leaves the layers */
+	if (e->zone != NULL)
+		SPF_dns_free(e->zone);	/* frees the layers below it too */
 	free(e);
 }
 

@@ -1,0 +1,283 @@
+/* test_helo.c — the HELO syntax table, and the module through the chain: claims-to-be-us,
+ * address-literal mismatch, per-test actions, FCrDNS against a fake DNS server. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "filters/helo.h"
+#include "filters/dns.h"
+#include "proxy/chain.h"
+#include "proxy/hook.h"
+#include "fake_dns.h"
+
+static void test_syntax_table(void **state)
+{
+	static const struct { const char *label, *helo; enum helo_syntax want; const char *addr; } rows[] = {
+		{ "plain FQDN", "mail.example.org", HELO_SYNTAX_FQDN, NULL },
+		{ "trailing root dot", "mail.example.org.", HELO_SYNTAX_FQDN, NULL },
+		{ "digits in labels", "mx1.2example.org", HELO_SYNTAX_FQDN, NULL },
+		{ "hyphen inside", "my-host.example", HELO_SYNTAX_FQDN, NULL },
+		{ "underscore tolerated", "my_host.example", HELO_SYNTAX_FQDN, NULL },
+		{ "single label", "localhost", HELO_SYNTAX_NAME, NULL },
+		{ "IPv4 literal", "[198.18.1.7]", HELO_SYNTAX_LITERAL4, "198.18.1.7" },
+		{ "IPv6 literal", "[IPv6:2001:db8::1]", HELO_SYNTAX_LITERAL6, "2001:db8::1" },
+		{ "IPv6 tag any case", "[ipv6:::1]", HELO_SYNTAX_LITERAL6, "::1" },
+		{ "empty", "", HELO_SYNTAX_BAD, NULL },
+		{ "bare IPv4 without brackets", "198.18.1.7", HELO_SYNTAX_BAD, NULL },
+		{ "all-numeric TLD", "host.123", HELO_SYNTAX_BAD, NULL },
+		{ "empty label", "a..example", HELO_SYNTAX_BAD, NULL },
+		{ "leading dot", ".example.org", HELO_SYNTAX_BAD, NULL },
+		{ "label starts with hyphen", "-a.example", HELO_SYNTAX_BAD, NULL },
+		{ "label ends with hyphen", "a-.example", HELO_SYNTAX_BAD, NULL },
+		{ "space", "a b.example", HELO_SYNTAX_BAD, NULL },
+		{ "unclosed literal", "[198.18.1.7", HELO_SYNTAX_BAD, NULL },
+		{ "bad literal", "[198.18.1.300]", HELO_SYNTAX_BAD, NULL },
+		{ "IPv6 without tag", "[2001:db8::1]", HELO_SYNTAX_BAD, NULL },
+		{ "64-octet label",
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example",
+		  HELO_SYNTAX_BAD, NULL },
+		{ "shell junk", "$(reboot).example", HELO_SYNTAX_BAD, NULL },
+	};
+	char addr[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		enum helo_syntax got;
+
+		addr[0] = '\0';
+		got = helo_syntax_classify(rows[i].helo, addr, sizeof(addr));
+		if (got != rows[i].want)
+			fail_msg("%s: \"%s\" -> %d, want %d", rows[i].label, rows[i].helo, got, rows[i].want);
+		if (rows[i].addr && strcmp(addr, rows[i].addr) != 0)
+			fail_msg("%s: addr \"%s\"", rows[i].label, addr);
+	}
+	assert_int_equal(helo_syntax_classify(NULL, NULL, 0), HELO_SYNTAX_BAD);
+}
+
+/* ---- the module --------------------------------------------------------------------- */
+
+static const struct fake_rr zone[] = {
+	{ "7.1.18.198.in-addr.arpa", 12, "host.test", 300 },
+	{ "host.test", 1, "198.18.1.7", 300 },
+	{ "7.3.18.198.in-addr.arpa", 12, "liar.test", 300 },
+	{ "liar.test", 1, "192.0.2.1", 300 },
+};
+
+struct fixture {
+	uv_loop_t loop;
+	struct fake_dns fd;
+	struct mx_config cfg;
+	char *resolvers[1];
+	char resolver[64];
+	struct chain_modules mods;
+	uv_timer_t timer;
+	int slot;
+};
+
+static int setup_with(void **state, int fcrdns_action)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct helo_config *h = &f->cfg.helo_checks;
+	void *ws = NULL;
+
+	uv_loop_init(&f->loop);
+	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
+	f->resolvers[0] = f->resolver;
+	f->cfg.hostname = "mx.example.test";
+	f->cfg.dns.resolvers.v = f->resolvers;
+	f->cfg.dns.resolvers.n = 1;
+	f->cfg.dns.timeout = 400;
+	f->cfg.dns.tries = 1;
+	f->cfg.dns.negative_ttl = 60000;
+	f->cfg.dns.max_ttl = 3600000;
+	h->enabled = true;
+	h->syntax = (struct helo_test_config){ true, HELO_ACTION_SCORE, 2 };
+	h->not_fqdn = (struct helo_test_config){ true, HELO_ACTION_SCORE, 0.5 };
+	h->claims_us = (struct helo_test_config){ true, HELO_ACTION_REJECT, 3 };
+	h->literal_mismatch = (struct helo_test_config){ true, HELO_ACTION_SCORE, 1 };
+	h->fcrdns = (struct helo_test_config){ true, fcrdns_action, 1 };
+	f->slot = -1;
+	for (size_t i = 0; i < hook_nmodules; i++)
+		if (hook_modules[i] == &helo_module)
+			f->slot = (int)i;
+	assert_true(f->slot >= 0);
+	assert_int_equal(helo_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	f->mods.wstate[f->slot] = ws;
+	f->mods.stages[f->slot] = helo_module.stages(ws);
+	f->mods.any_stages = f->mods.stages[f->slot];
+	uv_timer_init(&f->loop, &f->timer);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state) { return setup_with(state, HELO_ACTION_SCORE); }
+static int setup_reject(void **state) { return setup_with(state, HELO_ACTION_TEMPFAIL); }
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	helo_module.worker_free(f->mods.wstate[f->slot]);
+	uv_close((uv_handle_t *)&f->timer, NULL);
+	fake_dns_stop(&f->fd);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	free(f);
+	return 0;
+}
+
+struct sess { struct hook_env env; struct chain chain; };
+struct run_result { int done; struct verdict v; };
+
+static void done_cb(void *arg, const struct verdict *v)
+{
+	struct run_result *r = arg;
+
+	r->done++;
+	r->v = *v;
+}
+
+static void guard_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+
+static struct verdict run_stage(struct fixture *f, struct sess *s, enum hook_stage st)
+{
+	struct run_result r = { 0 };
+	uv_timer_t guard;
+	int fired = 0;
+
+	chain_run(&s->chain, st, done_cb, &r);
+	uv_timer_init(&f->loop, &guard);
+	guard.data = &fired;
+	uv_timer_start(&guard, guard_cb, 3000, 0);
+	while (!r.done && !fired)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&guard, NULL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(r.done, 1);
+	return r.v;
+}
+
+static void sess_init(struct fixture *f, struct sess *s, const char *ip, const char *local)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&s->env.client;
+	struct sockaddr_in *loc = (struct sockaddr_in *)&s->env.local;
+
+	memset(s, 0, sizeof(*s));
+	s->env.session_id = "t";
+	s->env.loop = &f->loop;
+	s->env.cfg = &f->cfg;
+	sin->sin_family = AF_INET;
+	inet_pton(AF_INET, ip, &sin->sin_addr);
+	loc->sin_family = AF_INET;
+	inet_pton(AF_INET, local, &loc->sin_addr);
+	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "%s", ip);
+	chain_init(&s->chain, &f->mods, &s->env, &f->timer);
+}
+
+static void sess_free(struct sess *s)
+{
+	chain_release(&s->chain);
+	hook_env_free_outputs(&s->env);
+}
+
+static void test_helo_rows(void **state)
+{
+	static const struct {
+		const char *label, *helo, *symbol;
+		enum verdict_action want;
+	} rows[] = {
+		{ "good name", "client.example", NULL, VERDICT_CONTINUE },
+		{ "bad syntax scores", "bad..name", "HELO_BAD_SYNTAX", VERDICT_CONTINUE },
+		{ "no dot", "localhost", "HELO_NOT_FQDN", VERDICT_CONTINUE },
+		{ "claims our hostname: reject", "MX.example.test", "HELO_CLAIMS_US", VERDICT_REJECT },
+		{ "claims our address", "[192.0.2.25]", "HELO_CLAIMS_US", VERDICT_REJECT },
+		{ "literal of someone else", "[192.0.2.99]", "HELO_LITERAL_MISMATCH", VERDICT_CONTINUE },
+		{ "literal of the client", "[198.18.2.7]", NULL, VERDICT_CONTINUE },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct sess s;
+		struct verdict v;
+
+		sess_init(f, &s, "198.18.2.7", "192.0.2.25");
+		snprintf(s.env.helo, sizeof(s.env.helo), "%s", rows[i].helo);
+		v = run_stage(f, &s, HOOK_HELO);
+		if (v.action != rows[i].want)
+			fail_msg("%s: action %d", rows[i].label, v.action);
+		if (rows[i].symbol && hook_env_find_symbol(&s.env, rows[i].symbol) == NULL)
+			fail_msg("%s: no %s", rows[i].label, rows[i].symbol);
+		if (!rows[i].symbol && s.env.nsymbols != 0)
+			fail_msg("%s: unexpected %s", rows[i].label, s.env.symbols[0].name);
+		if (v.action == VERDICT_REJECT && (v.code != 550 || strncmp(v.reply, "5.7.1", 5)))
+			fail_msg("%s: %d %s", rows[i].label, v.code, v.reply);
+		sess_free(&s);
+	}
+}
+
+static void test_fcrdns(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+
+	sess_init(f, &s, "198.18.1.7", "192.0.2.25");	/* PTR host.test -> A matches */
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
+	assert_string_equal(s.env.client_name, "host.test");
+	assert_null(hook_env_find_symbol(&s.env, "NO_FCRDNS"));
+	sess_free(&s);
+
+	sess_init(f, &s, "198.18.2.7", "192.0.2.25");	/* no PTR */
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
+	assert_string_equal(s.env.client_name, "");
+	assert_non_null(hook_env_find_symbol(&s.env, "NO_FCRDNS"));
+	sess_free(&s);
+
+	sess_init(f, &s, "198.18.3.7", "192.0.2.25");	/* PTR whose A is elsewhere */
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
+	assert_string_equal(s.env.client_name, "");
+	assert_non_null(hook_env_find_symbol(&s.env, "NO_FCRDNS"));
+	sess_free(&s);
+}
+
+static void test_fcrdns_action(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct verdict v;
+
+	sess_init(f, &s, "198.18.2.7", "192.0.2.25");
+	v = run_stage(f, &s, HOOK_CONNECT);
+	assert_int_equal(v.action, VERDICT_TEMPFAIL);
+	assert_int_equal(v.code, 450);
+	sess_free(&s);
+	/* freed while the PTR is in flight: nothing fires later */
+	{
+		struct run_result r = { 0 };
+
+		sess_init(f, &s, "198.18.4.7", "192.0.2.25");
+		chain_run(&s.chain, HOOK_CONNECT, done_cb, &r);
+		sess_free(&s);
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		assert_int_equal(r.done, 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_syntax_table),
+		cmocka_unit_test_setup_teardown(test_helo_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fcrdns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fcrdns_action, setup_reject, teardown),
+	};
+
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

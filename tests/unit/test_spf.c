@@ -1,0 +1,271 @@
+/* test_spf.c — libspf2 over an in-memory zone (SPF_dns_zone, offline: no DNS at all):
+ * pass / fail / softfail / neutral / none / permerror, the HELO identity for <>, record
+ * parsing; then the module through the chain in the libuv thread pool: symbol, the
+ * Authentication-Results header in the contract's form, 550 5.7.23 with reject_fail. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filters/spf.h"
+#include "proxy/chain.h"
+#include "proxy/hook.h"
+
+static char *records[] = {
+	"example.org TXT v=spf1 ip4:198.18.0.0/15 -all",
+	"soft.example TXT v=spf1 ip4:192.0.2.1 ~all",
+	"neutral.example TXT v=spf1 ?all",
+	"perm.example TXT v=spf1 ip4:198.18.0.0/15 include:",
+	"inc.example TXT v=spf1 include:example.org -all",
+	"helo.example TXT v=spf1 a -all",
+	"helo.example A 198.18.1.7",
+};
+static const struct cfg_strlist recs = { records, sizeof(records) / sizeof(records[0]) };
+
+static void test_engine_results(void **state)
+{
+	static const struct { const char *label, *ip, *helo, *sender; enum spf_result want; } rows[] = {
+		{ "pass by ip4", "198.18.1.7", "c.test", "a@example.org", SPF_R_PASS },
+		{ "fail by -all", "192.0.2.9", "c.test", "a@example.org", SPF_R_FAIL },
+		{ "softfail", "198.18.1.7", "c.test", "a@soft.example", SPF_R_SOFTFAIL },
+		{ "neutral", "198.18.1.7", "c.test", "a@neutral.example", SPF_R_NEUTRAL },
+		{ "no record: none", "198.18.1.7", "c.test", "a@norecord.example", SPF_R_NONE },
+		{ "syntax error: permerror", "192.0.2.9", "c.test", "a@perm.example", SPF_R_PERMERROR },
+		{ "include passes", "198.18.5.5", "c.test", "a@inc.example", SPF_R_PASS },
+		{ "include fails", "192.0.2.9", "c.test", "a@inc.example", SPF_R_FAIL },
+		{ "null sender: HELO identity passes", "198.18.1.7", "helo.example", "", SPF_R_PASS },
+		{ "null sender: HELO identity fails", "192.0.2.9", "helo.example", "", SPF_R_FAIL },
+		{ "IPv6 client against ip4-only policy", "2001:db8::1", "c.test", "a@example.org", SPF_R_FAIL },
+	};
+	struct spf_engine *e = spf_engine_new(&recs, true);
+
+	(void)state;
+	assert_non_null(e);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct spf_check c;
+
+		memset(&c, 0, sizeof(c));
+		snprintf(c.ip, sizeof(c.ip), "%s", rows[i].ip);
+		snprintf(c.helo, sizeof(c.helo), "%s", rows[i].helo);
+		snprintf(c.sender, sizeof(c.sender), "%s", rows[i].sender);
+		spf_engine_check(e, &c);
+		if (c.result != rows[i].want)
+			fail_msg("%s: got %s want %s", rows[i].label, spf_result_name(c.result),
+			    spf_result_name(rows[i].want));
+	}
+	spf_engine_free(e);
+}
+
+static void test_records_and_names(void **state)
+{
+	struct spf_engine *e = spf_engine_new(NULL, true);
+	struct spf_check c;
+
+	(void)state;
+	assert_int_equal(spf_engine_add_record(e, "a.test TXT v=spf1 -all"), 0);
+	assert_int_equal(spf_engine_add_record(e, "a.test A 192.0.2.1"), 0);
+	assert_int_equal(spf_engine_add_record(e, "a.test A not-an-ip"), -1);
+	assert_int_equal(spf_engine_add_record(e, "a.test BOGUS x"), -1);
+	assert_int_equal(spf_engine_add_record(e, "a.test TXT"), -1);
+	assert_int_equal(spf_engine_add_record(e, ""), -1);
+	spf_engine_free(e);
+	assert_string_equal(spf_result_name(SPF_R_SOFTFAIL), "softfail");
+	assert_string_equal(spf_result_name(SPF_R_TEMPERROR), "temperror");
+	memset(&c, 0, sizeof(c));
+	snprintf(c.helo, sizeof(c.helo), "h.test");
+	assert_string_equal(spf_check_domain(&c), "h.test");
+	snprintf(c.sender, sizeof(c.sender), "x@y.test");
+	assert_string_equal(spf_check_domain(&c), "y.test");
+}
+
+/* ---- the module --------------------------------------------------------------------- */
+
+struct fixture {
+	uv_loop_t loop;
+	struct mx_config cfg;
+	struct chain_modules mods;
+	uv_timer_t timer;
+	int slot;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	void *ws = NULL;
+
+	uv_loop_init(&f->loop);
+	f->cfg.hostname = "mx.example.test";
+	f->cfg.spf.enabled = true;
+	f->cfg.spf.reject_fail = true;
+	f->cfg.spf.helo = true;
+	f->cfg.spf.timeout = 5000;
+	f->cfg.spf.scores.fail = 3;
+	f->cfg.spf.scores.pass = -0.5;
+	f->cfg.spf.records = recs;
+	f->slot = -1;
+	for (size_t i = 0; i < hook_nmodules; i++)
+		if (hook_modules[i] == &spf_module)
+			f->slot = (int)i;
+	assert_true(f->slot >= 0);
+	assert_int_equal(spf_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	f->mods.wstate[f->slot] = ws;
+	f->mods.stages[f->slot] = spf_module.stages(ws);
+	f->mods.any_stages = f->mods.stages[f->slot];
+	uv_timer_init(&f->loop, &f->timer);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	spf_module.worker_free(f->mods.wstate[f->slot]);
+	uv_close((uv_handle_t *)&f->timer, NULL);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	free(f);
+	return 0;
+}
+
+struct sess { struct hook_env env; struct chain chain; };
+struct run_result { int done; struct verdict v; };
+
+static void done_cb(void *arg, const struct verdict *v)
+{
+	struct run_result *r = arg;
+
+	r->done++;
+	r->v = *v;
+}
+
+static void sess_init(struct fixture *f, struct sess *s, const char *ip, const char *helo)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)&s->env.client;
+
+	memset(s, 0, sizeof(*s));
+	s->env.session_id = "t";
+	s->env.loop = &f->loop;
+	s->env.cfg = &f->cfg;
+	sin->sin_family = AF_INET;
+	inet_pton(AF_INET, ip, &sin->sin_addr);
+	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "%s", ip);
+	snprintf(s->env.helo, sizeof(s->env.helo), "%s", helo);
+	chain_init(&s->chain, &f->mods, &s->env, &f->timer);
+}
+
+static struct verdict run_mail(struct fixture *f, struct sess *s, char *from)
+{
+	struct run_result r = { 0 };
+
+	s->env.mail_from = from;
+	chain_run(&s->chain, HOOK_MAIL, done_cb, &r);
+	for (int i = 0; i < 5000 && !r.done; i++)
+		uv_run(&f->loop, UV_RUN_ONCE);	/* the work request keeps the loop alive */
+	assert_int_equal(r.done, 1);
+	return r.v;
+}
+
+static void sess_free(struct sess *s)
+{
+	chain_release(&s->chain);
+	s->env.mail_from = NULL;
+	hook_env_free_outputs(&s->env);
+}
+
+static const char *header_value(const struct hook_env *env, const char *name)
+{
+	for (size_t i = 0; i < env->nhdr_edits; i++)
+		if (env->hdr_edits[i].op == HDR_ADD && strcmp(env->hdr_edits[i].name, name) == 0)
+			return env->hdr_edits[i].value;
+	return NULL;
+}
+
+static void test_module_pass(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	const struct hook_symbol *sym;
+
+	sess_init(f, &s, "198.18.1.7", "c.test");
+	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
+	assert_string_equal(header_value(&s.env, "Authentication-Results"),
+	    "mx.example.test; spf=pass smtp.mailfrom=example.org");
+	sym = hook_env_find_symbol(&s.env, "SPF_PASS");
+	assert_non_null(sym);
+	assert_true(sym->score == -0.5);
+	sess_free(&s);
+}
+
+static void test_module_fail_rejects(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct verdict v;
+
+	sess_init(f, &s, "192.0.2.9", "c.test");
+	v = run_mail(f, &s, "a@example.org");
+	assert_int_equal(v.action, VERDICT_REJECT);
+	assert_int_equal(v.code, 550);
+	assert_int_equal(strncmp(v.reply, "5.7.23 ", 7), 0);
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_FAIL"));
+	assert_string_equal(header_value(&s.env, "Authentication-Results"),
+	    "mx.example.test; spf=fail smtp.mailfrom=example.org");
+	sess_free(&s);
+
+	f->cfg.spf.reject_fail = false;	/* read at run time: score only */
+	sess_init(f, &s, "192.0.2.9", "c.test");
+	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
+	assert_true(s.env.score == 3);
+	sess_free(&s);
+}
+
+static void test_module_null_sender(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+
+	sess_init(f, &s, "198.18.1.7", "helo.example");
+	assert_int_equal(run_mail(f, &s, "").action, VERDICT_CONTINUE);
+	assert_string_equal(header_value(&s.env, "Authentication-Results"),
+	    "mx.example.test; spf=pass smtp.helo=helo.example");
+	sess_free(&s);
+}
+
+static void test_module_session_gone(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct run_result r = { 0 };
+
+	/* the session goes away while the check runs in the pool: nothing fires, no leak */
+	sess_init(f, &s, "198.18.1.7", "c.test");
+	s.env.mail_from = "a@example.org";
+	chain_run(&s.chain, HOOK_MAIL, done_cb, &r);
+	sess_free(&s);
+	uv_timer_stop(&f->timer);	/* the session's timer: the session stops it as it goes */
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(r.done, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_engine_results),
+		cmocka_unit_test(test_records_and_names),
+		cmocka_unit_test_setup_teardown(test_module_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_module_fail_rejects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_module_null_sender, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_module_session_gone, setup, teardown),
+	};
+
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
