@@ -6,7 +6,8 @@ PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libssl-dev libc-ares-dev libspf2-dev libmilter-dev libhiredis-dev liblmdb-dev
 libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev
 postfix swaks rbldnsd redis-server clamav-daemon clamdscan spamassassin spamd spamc
-python3-milter openssl netcat-openbsd"
+python3-milter openssl netcat-openbsd
+opendkim opendkim-tools clamav-milter"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
