@@ -43,6 +43,7 @@ struct cfg_parse {
 	size_t pathlen;
 	struct fy_node *key;     /* key node of the value being parsed: fallback position */
 	bool in_default;         /* parsing a .defval text: errors are table bugs */
+	bool in_item;            /* the next cfg_table_walk is for a list item */
 	struct cfg_err *errs;
 	size_t nerr, cap;
 	size_t dropped;
@@ -1123,6 +1124,8 @@ static int cfg_parse_struct_list(struct cfg_parse *p, const struct cfg_field *f,
 	const struct cfg_table *sub = f->sub;
 	size_t cnt = cfg_list_count(n);
 	int rc = 0;
+	if (!sub || !sub->fields)
+		return cfg_error(p, n, "internal: list without an item table");
 	if (l->v) {
 		for (size_t i = 0; i < l->n; i++)
 			cfg_table_free(sub, (char *)l->v + i * sub->size);
@@ -1153,11 +1156,14 @@ static int cfg_parse_struct_list(struct cfg_parse *p, const struct cfg_field *f,
 				rc = -1;
 			} else {
 				/* the rest take their defaults; validate sees the scalar node */
+				p->in_item = true;
 				if (cfg_table_walk(p, sub, it, item, true) < 0)
 					rc = -1;
 			}
-		} else if (cfg_table_walk(p, sub, cfg_node_is_null(it) ? NULL : it, item, false) < 0) {
-			rc = -1;
+		} else {
+			p->in_item = true;
+			if (cfg_table_walk(p, sub, cfg_node_is_null(it) ? NULL : it, item, false) < 0)
+				rc = -1;
 		}
 		cfg_path_pop(p, old);
 	}
@@ -1284,6 +1290,10 @@ static int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct
 	int rc = 0;
 	size_t errs_before = p->nerr + p->dropped;
 	bool scalar_item = scalar_ok && n && fy_node_is_scalar(n) && !cfg_node_is_null(n);
+	bool is_item = p->in_item;
+	/* a missing key is reported at the section's own key ("backends:"), or at the item */
+	struct fy_node *missing_at = !is_item && p->key ? p->key : n;
+	p->in_item = false;
 
 	if (!t || !t->fields)
 		return cfg_error(p, n, "internal: section without a table");
@@ -1316,7 +1326,7 @@ static int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct
 		if (scalar_item && f == t->fields)
 			r = 0; /* already set from the lone scalar */
 		else if (cfg_node_is_null(v))
-			r = cfg_apply_default(p, f, pr ? p->key : n, dst);
+			r = cfg_apply_default(p, f, pr ? p->key : missing_at, dst);
 		else
 			r = cfg_parse_field(p, f, v, dst);
 		if (r == 0 && pr && (f->flags & CFG_REQUIRED) &&
