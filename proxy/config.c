@@ -854,7 +854,9 @@ static void cfg_format_duration(uint64_t ms, char *buf, size_t sz)
 
 static void cfg_format_size(uint64_t v, char *buf, size_t sz)
 {
-	if (v && v % (1ull << 30) == 0)
+	if (v && v % (1ull << 40) == 0)
+		snprintf(buf, sz, "%lluT", (unsigned long long)(v >> 40));
+	else if (v && v % (1ull << 30) == 0)
 		snprintf(buf, sz, "%lluG", (unsigned long long)(v >> 30));
 	else if (v && v % (1ull << 20) == 0)
 		snprintf(buf, sz, "%lluM", (unsigned long long)(v >> 20));
