@@ -359,3 +359,46 @@ def eicar_message(mid):
             'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="XX"\r\n\r\n--XX\r\n'
             'Content-Type: text/plain\r\n\r\nbody of %s\r\n--XX\r\nContent-Type: application/octet-stream; name="a.com"\r\n'
             'Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--XX--\r\n' % (mid, mid, mid, att))
+
+
+def opendkim(domain='example.org', selector='mxtest'):
+    """opendkim in signing mode on a free port, with a fresh key. Returns the process with
+    .port and .pubkey (the p= value)."""
+    need('/usr/sbin/opendkim', 'opendkim')
+    need('/usr/sbin/opendkim-genkey', 'opendkim-tools')
+    port = free_port()
+    d = os.path.join(TMP, 'opendkim')
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(['/usr/sbin/opendkim-genkey', '-b', '1024', '-D', d, '-d', domain, '-s', selector],
+                   check=True, capture_output=True)
+    conf = os.path.join(d, 'opendkim.conf')
+    open(conf, 'w').write('\n'.join([
+        'Syslog no', 'Background no', 'Mode s', 'Domain %s' % domain, 'Selector %s' % selector,
+        'KeyFile %s/%s.private' % (d, selector), 'Socket inet:%d@127.0.0.1' % port,
+        'Canonicalization relaxed/simple', 'InternalHosts 127.0.0.1', 'PidFile %s/opendkim.pid' % d,
+        'RequireSafeKeys no', 'UMask 002', '']))
+    p = spawn(['/usr/sbin/opendkim', '-f', '-x', conf], 'opendkim')
+    if not wait_port(port, 20):
+        skip('opendkim did not start: ' + logtext('opendkim')[-300:])
+    txt = open(os.path.join(d, selector + '.txt')).read()
+    p.port = port
+    p.pubkey = ''.join(__import__('re').findall(r'"([^"]*)"', txt)).split('p=')[-1]
+    return p
+
+
+def clamav_milter(clamd_port):
+    need('/usr/sbin/clamav-milter', 'clamav-milter')
+    port = free_port()
+    d = os.path.join(TMP, 'clamav-milter')
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, 'clamav-milter.conf')
+    open(conf, 'w').write('\n'.join([
+        'MilterSocket inet:%d@127.0.0.1' % port, 'ClamdSocket tcp:127.0.0.1:%d' % clamd_port,
+        'Foreground yes', 'OnInfected Reject', 'OnFail Defer', 'AddHeader Replace',
+        'LogFile %s/clamav-milter.log' % d, 'PidFile %s/clamav-milter.pid' % d,
+        'RejectMsg Virus %v found by clamav-milter', 'User root', '']))
+    p = spawn(['/usr/sbin/clamav-milter', '-c', conf], 'clamav-milter')
+    if not wait_port(port, 20):
+        skip('clamav-milter did not start: ' + logtext('clamav-milter')[-300:])
+    p.port = port
+    return p
