@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""DNS lists against a real rbldnsd on 127.0.0.1, clients made realistic with PROXY v2
+sources in 198.18.0.0/15 (swaks --proxy-source):
+
+- listed: 5xx naming the zone and its TXT reason, nothing delivered
+- unlisted: delivered;  whitelisted (weight -5) although listed: delivered
+- 127.255.255.254 ("query refused") answer: never a listing, logged as dnsbl_error
+- domain list: the HELO name and the MAIL FROM domain (5xx naming dbl.test)
+- tempfail action: 4xx
+- rbldnsd killed: clients are served at once, errors logged, the list flagged as failing
+- a resolver that never answers: the client waits no longer than dns.timeout, then is served
+- the pass cache: a passed client is not queried again (rbldnsd gone, still fast, no error)
+"""
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('swaks', 'rbldnsd')
+
+
+def start_rbldnsd(zones):
+    """zones: {zone: (type, text)}; returns (Popen, port)."""
+    port = mt.free_port()
+    d = os.path.join(mt.TMP, 'rbldnsd-%d' % port)
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)
+    specs = []
+    for zone, (typ, text) in zones.items():
+        with open(os.path.join(d, zone), 'w') as f:
+            f.write(text)
+        os.chmod(os.path.join(d, zone), 0o644)
+        specs.append('%s:%s:%s' % (zone, typ, zone))
+    p = mt.spawn([mt.tool('rbldnsd'), '-n', '-a', '-b', '127.0.0.1/%d' % port, '-w', d] + specs,
+                 'rbldnsd-%d' % port)
+    # UDP only: wait until it answers a query
+    q = b'\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x02bl\x04test\x00\x00\x01\x00\x01'
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.2)
+    for _ in range(50):
+        try:
+            s.sendto(q, ('127.0.0.1', port))
+            s.recvfrom(512)
+            break
+        except OSError:
+            time.sleep(0.1)
+    s.close()
+    return p, port
+
+
+ZONES = {
+    'bl.test': ('ip4set', ':127.0.0.2:Listed in bl.test for $\n198.18.1.0/24\n198.18.3.0/24\n'
+                '198.18.6.0/24\n198.18.4.0/24 :127.255.255.254:refused\n'),
+    'wl.test': ('ip4set', ':127.0.0.2:whitelisted\n198.18.3.0/24\n'),
+    'dbl.test': ('dnset', ':127.0.1.2:Domain $ is listed in dbl.test\nspam.example\n'),
+}
+rbl, rbl_port = start_rbldnsd(ZONES)
+
+
+def dnsbl_config(port, action='reject', timeout='2s', pass_ttl='1h'):
+    return {
+        'dns': {'resolvers': ['127.0.0.1:%d' % port], 'timeout': timeout},
+        'dnsbl': {
+            'threshold': 3, 'action': action, 'pass_ttl': pass_ttl, 'error_flag_after': 2,
+            'lists': [
+                {'zone': 'bl.test', 'weight': 3, 'codes': ['127.0.0.2-127.0.0.11']},
+                {'zone': 'wl.test', 'weight': -5},
+                {'zone': 'dbl.test', 'type': 'domain', 'weight': 3},
+            ],
+        },
+    }
+
+
+def gate(extra, name):
+    be = mt.Backend()
+    cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
+                    trusted_proxies=['127.0.0.1/32'], **extra)
+    return be, mt.Mxgate(cfg, name=name)
+
+
+def via(mx, be, client, tag, helo='client.example', sender='a@example.org'):
+    """One swaks transaction from `client` (PROXY v2); (delivered, stdout, seconds)."""
+    t0 = time.time()
+    r = mt.swaks(mx.port, '--proxy-version', '2', '--proxy-family', 'AF_INET',
+                 '--proxy-source', client, '--proxy-source-port', '40000',
+                 '--proxy-dest', '127.0.0.1', '--proxy-dest-port', str(mx.port),
+                 '--ehlo', helo, '--from', sender, '--to', 'b@example.test',
+                 '--header', 'Subject: ' + tag)
+    took = time.time() - t0
+    delivered = any(('Subject: ' + tag).encode() in m['data'] for m in be.messages)
+    return delivered, r.stdout, took
+
+
+def refusal(out):
+    """The first 4xx/5xx reply line swaks saw, or ''."""
+    for line in out.splitlines():
+        if line.startswith('<** ') and line[4:5] in ('4', '5'):
+            return line[4:]
+    return ''
+
+
+# ---------------------------------------------------------------- reject action
+be, mx = gate(dnsbl_config(rbl_port), 'mx-reject')
+
+d, out, _ = via(mx, be, '198.18.1.7', 'listed')
+r = refusal(out)
+mt.check(not d, 'a listed client is not delivered')
+mt.check(r.startswith('5') and 'bl.test' in r, 'listed: 5xx naming the list (%s)' % r[:120])
+mt.check('Listed in bl.test for 198.18.1.7' in r, 'listed: the reply carries the TXT reason')
+mt.check(mx.wait_log(r'event=dnsbl stage=connect client=198\.18\.1\.7 .*lists=bl\.test'),
+         'listed: logged with the list')
+
+d, out, _ = via(mx, be, '198.18.2.7', 'unlisted')
+mt.check(d, 'an unlisted client is delivered')
+
+d, out, _ = via(mx, be, '198.18.3.7', 'whitelisted')
+mt.check(d, 'a whitelisted client (weight -5) is delivered although listed (%s)' % refusal(out)[:80])
+
+d, out, _ = via(mx, be, '198.18.4.7', 'errcode')
+mt.check(d, 'a 127.255.255.254 answer never counts as a listing')
+mt.check(mx.wait_log(r'event=dnsbl_error list=bl\.test answer=127\.255\.255\.254'),
+         'the error answer is logged as dnsbl_error')
+
+d, out, _ = via(mx, be, '198.18.2.8', 'badhelo', helo='spam.example')
+r = refusal(out)
+mt.check(not d and r.startswith('5') and 'dbl.test' in r, 'a listed HELO name is refused naming dbl.test (%s)' % r[:100])
+
+d, out, _ = via(mx, be, '198.18.2.9', 'badsender', sender='x@spam.example')
+r = refusal(out)
+mt.check(not d and r.startswith('5') and 'dbl.test' in r, 'a listed MAIL FROM domain is refused naming dbl.test (%s)' % r[:100])
+
+d, out, _ = via(mx, be, '198.18.2.10', 'goodsender', sender='x@fine.example')
+mt.check(d, 'an unlisted sender domain is delivered')
+
+# ---------------------------------------------------------------- tempfail action
+be2, mx2 = gate(dnsbl_config(rbl_port, action='tempfail'), 'mx-tempfail')
+d, out, _ = via(mx2, be2, '198.18.6.7', 'tempfailed')
+r = refusal(out)
+mt.check(not d and r.startswith('4') and 'bl.test' in r, 'action tempfail: 4xx naming the list (%s)' % r[:100])
+mx2.stop()
+
+# ---------------------------------------------------------------- rbldnsd goes away
+# 198.18.2.7 passed above: the pass cache answers without asking anyone.
+rbl.terminate()
+rbl.wait(5)
+d, out, took = via(mx, be, '198.18.2.7', 'passcache')
+mt.check(d and took < mt.slack(3), 'a passed client is served from the pass cache (%.2fs)' % took)
+d, out, took = via(mx, be, '198.18.9.7', 'rbldown1')
+mt.check(d, 'with rbldnsd down a new client is still served')
+mt.check(took < mt.slack(6), 'and without waiting beyond the DNS timeout (%.2fs)' % took)
+via(mx, be, '198.18.9.8', 'rbldown2')
+mt.check(mx.wait_log(r'event=dnsbl_error list=bl\.test answer=timeout'), 'the failures are logged per list')
+mt.check(mx.wait_log(r'event=dnsbl_list_failing list=bl\.test'), 'a list that keeps failing is flagged')
+mx.stop()
+
+# ---------------------------------------------------------------- a resolver that never answers
+silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+silent.bind(('127.0.0.1', 0))   # bound, never read: queries vanish
+be3, mx3 = gate(dnsbl_config(silent.getsockname()[1], timeout='1s'), 'mx-silent')
+d, out, took = via(mx3, be3, '198.18.1.7', 'silentdns')
+mt.check(d, 'with a silent resolver the client is served (listings unknown)')
+# three stages look something up (connect: the IP lists; HELO and MAIL: the domain list),
+# each bounded by dns.timeout
+mt.check(took < mt.slack(3 * 1 + 2), 'each stage waited dns.timeout at most (%.2fs for 3)' % took)
+mx3.stop()
+silent.close()
+
+mt.finish()
