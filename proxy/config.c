@@ -30,6 +30,7 @@
 #define CFG_MAX_EXPANDED    200000               /* nodes after alias expansion */
 #define CFG_MAX_ERRORS      200                  /* errors kept; the rest are counted */
 #define CFG_SCALAR_MAX      256                  /* longest number/size/duration text */
+#define CFG_MAX_LISTENERS   16                   /* = WORKER_MAX_LISTENERS (proxy/worker.h) */
 
 struct cfg_err {
 	int line, col;   /* 1-based; 0 when unknown */
@@ -2096,6 +2097,10 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		c->log.level = c->log_level;
 	else
 		c->log_level = c->log.level;
+	/* the workers hold a fixed array of listeners (WORKER_MAX_LISTENERS in worker.h) */
+	if (c->listen.n > CFG_MAX_LISTENERS)
+		rc = cfg_error_key(p, n, "listen", CFG_MAX_LISTENERS, "at most %d listeners",
+				   CFG_MAX_LISTENERS);
 	const struct listen_config *ls = c->listen.v;
 	for (size_t i = 0; i < c->listen.n; i++) {
 		for (size_t k = 0; k < i; k++)

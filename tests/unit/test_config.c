@@ -769,6 +769,19 @@ static void test_acceptance_config(void **state)
 	rmdir(dir);
 }
 
+static void test_too_many_listeners(void **state)
+{
+	char text[2048];
+	size_t off = (size_t)snprintf(text, sizeof(text), "backends: { servers: [smtp://h:1] }\nlisten:\n");
+	for (int i = 0; i < 17; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "  - 127.0.0.1:%d\n", 2000 + i);
+	struct mx_config *c;
+	char *errs;
+	assert_int_equal(load(text, &c, &errs), -1);
+	assert_string_equal(errs, "t.yaml:19:5: listen[16]: at most 16 listeners\n");
+	free(errs);
+}
+
 static void test_alias_bomb(void **state)
 {
 	char text[4096];
@@ -1117,6 +1130,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_shapes),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_acceptance_config),
+		cmocka_unit_test(test_too_many_listeners),
 		cmocka_unit_test(test_alias_bomb),
 		cmocka_unit_test(test_engine_defaults),
 		cmocka_unit_test(test_engine_values),
