@@ -22,6 +22,19 @@ big = 'x' * 76 + '\r\n'
 code, text, _ = t.send(m.port, t.message('big1', big * 30000))   # ~2.3 MB: many INSTREAM chunks
 t.check(code == 250 and be.find('body of big1'), 'large clean message passes: %d' % code)
 
+# action: quarantine -> 250, delivered to the quarantine maildir only, with the reason.
+import glob
+qd = os.path.join(t.TMP, 'quarantine')
+mq = t.mxgate('  - { name: clamd, address: "127.0.0.1:%d", action: quarantine }' % cl.port, be.port,
+              name='mx-quarantine', extra='quarantine: "maildir:%s"\n' % qd)
+code, text, _ = t.send(mq.port, t.eicar_message('quar1'))
+time.sleep(0.3)
+held = [open(f, 'rb').read() for f in glob.glob(qd + '/new/*')]
+t.check(code == 250 and not be.find('body of quar1'), 'quarantined virus: 250, not at the backend (%d)' % code)
+t.check(len(held) == 1 and b'body of quar1' in held[0] and b'MxGate.Test.EICAR' in held[0],
+        'quarantined virus in the quarantine maildir with the reason')
+t.stop(mq)
+
 # Faults, each behind its own daemon.
 for mode, on_error, want in (('clamd-close', 'tempfail', 451), ('clamd-garbage', 'tempfail', 451),
                              ('clamd-garbage', 'reject', 550), ('clamd-close', 'accept', 250)):
