@@ -733,7 +733,7 @@ ptr_fail:
 }
 
 /* Scans the answer section for the smallest TTL (for TXT and PTR, where c-ares hides it). */
-static int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
+int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
 {
 	size_t off = 12;
 	unsigned qd, an;

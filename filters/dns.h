@@ -118,6 +118,10 @@ struct dns_cache *dns_cache_shared(size_t max);
  * Bounded; does no I/O; safe on any input. */
 int dns_reply_negative_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
 
+/* Smallest TTL in the answer section of a raw reply: 0 and *ttl, or -1 (none / malformed).
+ * Bounded; does no I/O; safe on any input. */
+int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
+
 /* Textual name of a status ("ok", "nxdomain", "servfail", ...). */
 const char *dns_status_name(enum dns_status s);
 
