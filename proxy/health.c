@@ -408,6 +408,32 @@ fail:
 	return NULL;
 }
 
+/* The i-th backend of a pool, counting servers then extra. */
+static struct backend *health_pool_backend(const struct pool *p, size_t i)
+{
+	return i < p->nservers ? &p->servers[i] : &p->extra[i - p->nservers];
+}
+
+/* See health.h. */
+void health_copy_state(const struct pool *from, struct pool *to)
+{
+	if (!from || !to)
+		return;
+	for (size_t i = 0; i < to->nservers + to->nextra; i++) {
+		struct backend *nb = health_pool_backend(to, i);
+		for (size_t k = 0; nb->url && k < from->nservers + from->nextra; k++) {
+			struct backend *ob = health_pool_backend(from, k);
+			if (!ob->url || strcmp(ob->url, nb->url) != 0)
+				continue;
+			atomic_store(&nb->up, atomic_load(&ob->up));
+			atomic_store(&nb->fails, atomic_load(&ob->fails));
+			atomic_store(&nb->oks, atomic_load(&ob->oks));
+			atomic_store(&nb->latency_us, atomic_load(&ob->latency_us));
+			break;
+		}
+	}
+}
+
 static void probe_timer_closed_cb(uv_handle_t *handle)
 {
 	struct health_probe *p = handle->data;

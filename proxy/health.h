@@ -22,6 +22,11 @@ struct health;
  * health_stop. Returns NULL on allocation or libuv failure. */
 struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
     uint64_t timeout_ms, const char *hostname);
+/* Carries health state across a reload: for every backend of `to` whose URL also appears
+ * in `from` (servers or extra), copies up, fails, oks and latency_us, so a backend known
+ * to be down stays out of rotation and a reload logs no spurious backend_down/up. Call it
+ * after building the new pool and before health_start on it. Either may be NULL. */
+void health_copy_state(const struct pool *from, struct pool *to);
 /* Stops: the pool is not touched after this returns; handles close asynchronously and
  * the memory is freed in their close callbacks (run the loop to let them finish). NULL ok. */
 void health_stop(struct health *h);

@@ -404,6 +404,31 @@ static void test_stop_in_flight(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void test_copy_state(void **state)
+{
+	struct pool *a = pool_by_hand(2, 2, 2), *b = pool_by_hand(1, 2, 2);
+	backend_init_tcp(&a->servers[0], BACKEND_SMTP, 2526, 0);
+	backend_init_tcp(&a->servers[1], BACKEND_SMTP, 2527, 1);
+	atomic_store(&a->servers[1].up, 0);
+	atomic_store(&a->servers[1].fails, 5);
+	atomic_store(&a->servers[1].latency_us, 77);
+	/* In the new pool the down backend is route-only (extra); a new one is unknown. */
+	backend_init_tcp(&b->servers[0], BACKEND_SMTP, 2530, 0);
+	b->extra = calloc(1, sizeof *b->extra);
+	b->nextra = 1;
+	backend_init_tcp(&b->extra[0], BACKEND_SMTP, 2527, 0);
+	health_copy_state(a, b);
+	assert_int_equal(atomic_load(&b->extra[0].up), 0);
+	assert_int_equal(atomic_load(&b->extra[0].fails), 5);
+	assert_int_equal(atomic_load(&b->extra[0].latency_us), 77);
+	assert_int_equal(atomic_load(&b->servers[0].up), 1);
+	assert_int_equal(atomic_load(&b->servers[0].fails), 0);
+	health_copy_state(NULL, b);
+	health_copy_state(a, NULL);
+	pool_by_hand_free(a);
+	pool_by_hand_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +436,7 @@ int main(void)
 		cmocka_unit_test(test_closed_stall_lmtp),
 		cmocka_unit_test(test_maildir),
 		cmocka_unit_test(test_stop_in_flight),
+		cmocka_unit_test(test_copy_state),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
