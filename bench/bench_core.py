@@ -1,0 +1,530 @@
+#!/usr/bin/env python3
+"""bench_core: mxgate's core figures, each side by side with a baseline measured in the same run.
+
+  1. throughput  smtp-source -s 20 -m N -l 4096 through mxgate into smtp-sink vs straight into
+                 smtp-sink, alternating, median of 3; a new connection per message and with -d
+                 (connection reuse); the sink's message count is checked (nothing lost).
+  2. sessions    10,000 idle client sessions held open: RSS growth and file descriptors per
+                 session of mxgate, next to smtp-sink holding as many.
+  3. latency     median / p99 of one whole one-message session (connect -> QUIT reply),
+                 sequential, through mxgate vs direct, interleaved.
+  4. extra       a 100 KiB message (-d) and PIPELINING clients (own asyncio client: smtp-source
+                 does not pipeline), again mxgate vs direct.
+
+Usage: bench/bench_core.py [path/to/mxgate]     (default: $MXGATE_BIN, else build/mxgate)
+Env:   BENCH_QUICK=1      reduced run (fewer messages and sessions), about 30 s
+       BENCH_PROFILE=1    also record one -d throughput run with `perf record -g` and print
+                          mxgate's top functions (needs perf)
+       BENCH_ONLY=a,b     run only the named parts: throughput,sessions,latency,extra
+       BENCH_SUMMARY=F    append the headline lines to F (bench/run.sh prints them at the end)
+Prints figures only: no timing assertions. Exit status is non-zero only when a part could not
+run (a peer did not start, a client failed, messages were lost)."""
+import asyncio, os, re, resource, selectors, shutil, signal, socket, statistics, subprocess
+import sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = (sys.argv[1] if len(sys.argv) > 1 else None) or os.environ.get('MXGATE_BIN') \
+    or os.path.join(ROOT, 'build', 'mxgate')
+QUICK = os.environ.get('BENCH_QUICK', '') not in ('', '0')
+ONLY = set(p for p in os.environ.get('BENCH_ONLY', '').split(',') if p)
+PROFILE = os.environ.get('BENCH_PROFILE', '') not in ('', '0')
+SUMMARY = os.environ.get('BENCH_SUMMARY')
+
+MSGS = 500 if QUICK else 2000           # smtp-source -m per run
+ROUNDS = 3                              # alternating pairs; the median is reported
+SESSIONS = 2000 if QUICK else 10000     # idle sessions held
+LAT_N = 100 if QUICK else 500           # sequential sessions per target for latency
+BIG_MSGS = 50 if QUICK else 200         # 100 KiB messages per run
+PIPE_MSGS = 500 if QUICK else 2000      # pipelined messages per run
+
+TMP = tempfile.mkdtemp(prefix='mxbench-core-')
+procs = []
+failures = []
+
+
+def say(line=''):
+    print(line, flush=True)
+
+
+def summary(line):
+    say(line)
+    if SUMMARY:
+        with open(SUMMARY, 'a') as f:
+            f.write('bench_core: ' + line.strip() + '\n')
+
+
+def cleanup():
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(('127.0.0.1', port), 0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def spawn(args, name):
+    log = open(os.path.join(TMP, name + '.log'), 'ab')
+    p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    p.logname = os.path.join(TMP, name + '.log')
+    procs.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def raise_nofile(n=65536):
+    """Children (mxgate, smtp-sink) inherit this; 10,000 sessions need about 10,000 each."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ------------------------------------------------------------------ peers
+def start_sink(max_sessions=1024):
+    port = free_port()
+    args = ['smtp-sink', '-c', '-m', str(max_sessions)]
+    if os.geteuid() == 0:
+        args += ['-u', 'nobody']
+    p = spawn(args + ['127.0.0.1:%d' % port, '1024'], 'sink-%d' % port)
+    if not wait_port(port):
+        raise RuntimeError('smtp-sink did not start')
+    p.port = port
+    return p
+
+
+def sink_count(p):
+    """smtp-sink -c rewrites 'sess=N quit=N mesg=N' after every '.', QUIT and session end."""
+    with open(p.logname, 'rb') as f:
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 400))
+        m = re.findall(rb'mesg=(\d+)', f.read())
+    return int(m[-1]) if m else 0
+
+
+def sink_settle(p, expect, timeout=3.0):
+    """The count once it reaches expect or stops moving."""
+    end, last = time.time() + timeout, -1
+    while time.time() < end:
+        n = sink_count(p)
+        if n >= expect:
+            return n
+        if n == last:
+            time.sleep(0.2)
+            if sink_count(p) == n:
+                return n
+        last = n
+        time.sleep(0.05)
+    return sink_count(p)
+
+
+def start_mxgate(backend_port, name='mxgate'):
+    port = free_port()
+    conf = os.path.join(TMP, name + '.yaml')
+    with open(conf, 'w') as f:
+        f.write('hostname: mx.bench.test\n'
+                'workers: auto\n'
+                'log_level: warning\n'
+                'listen:\n'
+                '  - address: "127.0.0.1:%d"\n'
+                'limits:\n'
+                '  max_connections: 20000\n'
+                '  max_connections_per_ip: 20000\n'
+                'backends:\n'
+                '  servers:\n'
+                '    - { address: "smtp://127.0.0.1:%d" }\n' % (port, backend_port))
+    p = spawn([BIN, '-c', conf], name)
+    if not wait_port(port):
+        tail = open(p.logname, 'rb').read().decode('utf-8', 'replace').strip().splitlines()[-3:]
+        raise RuntimeError('mxgate did not listen: %s' % ' | '.join(tail))
+    p.port = port
+    return p
+
+
+def proc_status(pid, key):
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def proc_fds(pid):
+    return len(os.listdir('/proc/%d/fd' % pid))
+
+
+# ------------------------------------------------------------------ 1. throughput
+def smtp_source(port, msgs, size, extra=()):
+    args = ['smtp-source', '-s', '20', '-m', str(msgs), '-l', str(size),
+            '-f', 'a@example.test', '-t', 'b@example.test'] + list(extra) + ['127.0.0.1:%d' % port]
+    t = time.perf_counter()
+    r = subprocess.run(args, capture_output=True, timeout=600)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise RuntimeError('smtp-source %s failed (rc %d): %s' % (' '.join(args[1:]), r.returncode,
+                           r.stderr.decode('utf-8', 'replace').strip()[-200:]))
+    return msgs / dt
+
+
+def throughput_pair(sink, mx, label, msgs, size, extra=(), rounds=ROUNDS):
+    """Alternate direct / mxgate `rounds` times; print medians, ratio and the sink's count."""
+    direct, through, ratios = [], [], []
+    before = sink_count(sink)
+    expect = before
+    for _ in range(rounds):
+        d = smtp_source(sink.port, msgs, size, extra)
+        expect += msgs
+        sink_settle(sink, expect)
+        x = smtp_source(mx.port, msgs, size, extra)
+        expect += msgs
+        sink_settle(sink, expect)
+        direct.append(d)
+        through.append(x)
+        ratios.append(x / d)
+    got = sink_settle(sink, expect) - before
+    sent = 2 * rounds * msgs
+    md, mx_ = statistics.median(direct), statistics.median(through)
+    summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; runs: %s)'
+            % (label, mx_, md, statistics.median(ratios), rounds,
+               ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, direct))))
+    say('%-28s sink received %d of %d messages sent%s'
+        % ('', got, sent, '' if got == sent else '   <-- LOST %d' % (sent - got)))
+    if got != sent:
+        failures.append('%s: sink received %d of %d' % (label, got, sent))
+
+
+def bench_throughput(sink, mx):
+    say('== 1. throughput: smtp-source -s 20 -m %d -l 4096, mxgate vs direct into smtp-sink' % MSGS)
+    throughput_pair(sink, mx, 'new connection per message', MSGS, 4096)
+    throughput_pair(sink, mx, 'connection reuse (-d)', MSGS, 4096, ['-d'])
+
+
+# ------------------------------------------------------------------ 2. idle sessions
+def hold_sessions(port, n, pid):
+    """Open n sessions, read each greeting; returns (greeted, sockets). Sockets stay open."""
+    socks, greeted = [], 0
+    sel = selectors.DefaultSelector()
+    pending = {}
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(('127.0.0.1', port))
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            say('  connection %d failed: %s' % (i, e))
+            s.close()
+            break
+        socks.append(s)
+        pending[s.fileno()] = s
+        sel.register(s, selectors.EVENT_READ)
+        # Drain greetings as we go so neither side's backlog fills up.
+        if i % 256 == 255:
+            greeted += drain_greetings(sel, pending, 0)
+    greeted += drain_greetings(sel, pending, 30)
+    sel.close()
+    return greeted, socks
+
+
+def drain_greetings(sel, pending, timeout):
+    got, end = 0, time.time() + timeout
+    while pending:
+        ev = sel.select(max(0.0, end - time.time()) if timeout else 0)
+        if not ev:
+            break
+        for key, _ in ev:
+            s = key.fileobj
+            try:
+                data = s.recv(512)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b''
+            sel.unregister(s)
+            del pending[key.fd]
+            if data.startswith(b'220'):
+                got += 1
+        if time.time() >= end and timeout:
+            break
+    return got
+
+
+def measure_sessions(label, port, pid, n):
+    time.sleep(0.5)
+    r0, f0 = proc_status(pid, 'VmRSS'), proc_fds(pid)
+    t = time.perf_counter()
+    greeted, socks = hold_sessions(port, n, pid)
+    dt = time.perf_counter() - t
+    time.sleep(1.0)
+    r1, f1 = proc_status(pid, 'VmRSS'), proc_fds(pid)
+    for s in socks:
+        s.close()
+    time.sleep(1.5)
+    r2, f2 = proc_status(pid, 'VmRSS'), proc_fds(pid)
+    per = (r1 - r0) / max(1, greeted)
+    return dict(label=label, greeted=greeted, n=n, r0=r0, r1=r1, r2=r2, f0=f0, f1=f1, f2=f2,
+                per=per, fper=(f1 - f0) / max(1, greeted), secs=dt)
+
+
+def bench_sessions(sink_port):
+    say('== 2. %d idle sessions held open (greeting read), RSS and fds of the server process'
+        % SESSIONS)
+    # Fresh processes: the growth is the sessions', not left-over throughput buffers.
+    mx = start_mxgate(sink_port, 'mxgate-idle')
+    ref = start_sink(SESSIONS + 100)
+    rows = []
+    for label, port, pid in (('mxgate', mx.port, mx.pid), ('smtp-sink', ref.port, ref.pid)):
+        r = measure_sessions(label, port, pid, SESSIONS)
+        rows.append(r)
+        if r['greeted'] < r['n']:
+            failures.append('%s: only %d of %d sessions greeted' % (label, r['greeted'], r['n']))
+    for r in rows:
+        summary('%-10s %5.1f KiB RSS/session   %.2f fds/session   (%d of %d greeted in %.1f s; '
+                'RSS %d -> %d KiB, after close %d; fds %d -> %d, after close %d)'
+                % (r['label'], r['per'], r['fper'], r['greeted'], r['n'], r['secs'], r['r0'], r['r1'],
+                   r['r2'], r['f0'], r['f1'], r['f2']))
+    say('%-10s RLIMIT_NOFILE of mxgate: %s' % ('', open('/proc/%d/limits' % mx.pid).read()
+        .split('Max open files')[1].split()[0]))
+    if mx.poll() is not None:
+        failures.append('mxgate died holding sessions')
+    stop(mx)
+    stop(ref)
+
+
+# ------------------------------------------------------------------ 3. latency
+BODY = (b'From: a@example.test\r\nTo: b@example.test\r\nSubject: latency\r\n'
+        b'Message-ID: <%d@bench.test>\r\n\r\n' + b'x' * 70 + b'\r\n') * 1
+
+
+def read_reply(s, buf):
+    while True:
+        while b'\n' not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError('closed')
+            buf += chunk
+        line, buf = buf.split(b'\n', 1)
+        if len(line) < 4 or line[3:4] != b'-':
+            return int(line[:3]), buf
+
+
+def one_session(port, i):
+    """connect -> greeting, EHLO, MAIL, RCPT, DATA, body, QUIT reply; seconds, final code."""
+    t = time.perf_counter()
+    s = socket.create_connection(('127.0.0.1', port), 10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = b''
+    try:
+        code, buf = read_reply(s, buf)
+        for cmd in (b'EHLO client.bench.test', b'MAIL FROM:<a@example.test>',
+                    b'RCPT TO:<b@example.test>', b'DATA'):
+            s.sendall(cmd + b'\r\n')
+            code, buf = read_reply(s, buf)
+        s.sendall(BODY % i + b'.\r\n')
+        final, buf = read_reply(s, buf)
+        s.sendall(b'QUIT\r\n')
+        code, buf = read_reply(s, buf)
+    finally:
+        s.close()
+    return time.perf_counter() - t, final
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def bench_latency(sink, mx):
+    say('== 3. one-message session time (connect -> QUIT reply), %d sequential sessions each, '
+        'interleaved' % LAT_N)
+    for i in range(20):     # warm both paths (backend connections, caches)
+        one_session(mx.port, i)
+        one_session(sink.port, i)
+    times = {'mxgate': [], 'direct': []}
+    bad = 0
+    for i in range(LAT_N):
+        for label, port in (('mxgate', mx.port), ('direct', sink.port)):
+            dt, code = one_session(port, i)
+            bad += code != 250
+            times[label].append(dt * 1000.0)
+    mm, dm = statistics.median(times['mxgate']), statistics.median(times['direct'])
+    m99, d99 = pct(times['mxgate'], 99), pct(times['direct'], 99)
+    summary('latency median  mxgate %.3f ms   direct %.3f ms   added %.3f ms' % (mm, dm, mm - dm))
+    summary('latency p99     mxgate %.3f ms   direct %.3f ms   added %.3f ms' % (m99, d99, m99 - d99))
+    if bad:
+        failures.append('latency: %d sessions did not end in 250' % bad)
+        say('  %d sessions did not get 250 at end of data' % bad)
+
+
+# ------------------------------------------------------------------ 4. extras
+async def pipe_conn(port, count, body, counter):
+    """One PIPELINING client connection: every transaction is one write
+    (MAIL, RCPT, DATA), then the body with '.', whose reply is read together with the next
+    group's (RFC 2920: the message content may start a group, DATA ends one)."""
+    r, w = await asyncio.open_connection('127.0.0.1', port)
+
+    async def reply():
+        while True:
+            line = await r.readline()
+            if not line:
+                raise ConnectionError('closed')
+            if len(line) < 4 or line[3:4] != b'-':
+                return int(line[:3])
+    await reply()
+    w.write(b'EHLO pipe.bench.test\r\n')
+    await w.drain()
+    await reply()
+    env = b'MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n'
+    w.write(env)
+    for i in range(count):
+        await w.drain()
+        codes = [await reply() for _ in range(3)]
+        if codes[2] != 354:
+            raise RuntimeError('pipelined transaction got %r' % codes)
+        w.write(body + b'.\r\n' + (env if i + 1 < count else b'QUIT\r\n'))
+        await w.drain()
+        if await reply() == 250:
+            counter[0] += 1
+    await reply()
+    w.close()
+
+
+async def pipe_run(port, total, conns, body):
+    counter = [0]
+    per = [total // conns + (1 if i < total % conns else 0) for i in range(conns)]
+    await asyncio.gather(*(pipe_conn(port, n, body, counter) for n in per if n))
+    return counter[0]
+
+
+def pipelined(port, msgs):
+    body = (b'From: a@example.test\r\nTo: b@example.test\r\nSubject: pipelined\r\n\r\n'
+            + (b'y' * 76 + b'\r\n') * 52)         # about 4 KiB, like smtp-source -l 4096
+    t = time.perf_counter()
+    ok = asyncio.run(pipe_run(port, msgs, 20, body))
+    dt = time.perf_counter() - t
+    if ok != msgs:
+        raise RuntimeError('pipelined client: %d of %d accepted' % (ok, msgs))
+    return msgs / dt
+
+
+def bench_extra(sink, mx):
+    say('== 4. 100 KiB messages (smtp-source -d -l 102400 -m %d) and PIPELINING clients' % BIG_MSGS)
+    throughput_pair(sink, mx, '100 KiB messages (-d)', BIG_MSGS, 102400, ['-d'])
+    direct, through = [], []
+    before = sink_count(sink)
+    for _ in range(ROUNDS):
+        direct.append(pipelined(sink.port, PIPE_MSGS))
+        through.append(pipelined(mx.port, PIPE_MSGS))
+    got = sink_settle(sink, before + 2 * ROUNDS * PIPE_MSGS) - before
+    md, mx_ = statistics.median(direct), statistics.median(through)
+    summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; python client, '
+            '20 conns, may be client-bound)' % ('PIPELINING, ~4 KiB', mx_, md, mx_ / md, ROUNDS))
+    say('%-28s sink received %d of %d messages sent' % ('', got, 2 * ROUNDS * PIPE_MSGS))
+    if got != 2 * ROUNDS * PIPE_MSGS:
+        failures.append('pipelined: sink received %d of %d' % (got, 2 * ROUNDS * PIPE_MSGS))
+
+
+# ------------------------------------------------------------------ profile
+def profile(sink, mx):
+    """perf record -g on mxgate over a -d throughput run; prints the top self-time symbols."""
+    if not shutil.which('perf'):
+        say('== profile: perf not installed, skipped')
+        return
+    data = os.path.join(TMP, 'perf.data')
+    say('== profile: perf record -g -p %d during smtp-source -d -m %d' % (mx.pid, MSGS * 2))
+    rec = subprocess.Popen(['perf', 'record', '-g', '-F', '999', '-o', data, '-p', str(mx.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    smtp_source(mx.port, MSGS * 2, 4096, ['-d'])
+    rec.send_signal(signal.SIGINT)
+    rec.wait(30)
+    r = subprocess.run(['perf', 'report', '-i', data, '--no-children', '--stdio', '-g', 'none',
+                        '--percent-limit', '1', '--sort', 'dso,symbol'],
+                       capture_output=True, text=True, timeout=120)
+    lines = [l for l in r.stdout.splitlines() if l.strip() and not l.startswith('#')]
+    say('\n'.join(lines[:25]))
+
+
+# ------------------------------------------------------------------ main
+def want(part):
+    return not ONLY or part in ONLY
+
+
+def main():
+    if not os.access(BIN, os.X_OK):
+        say('bench_core: %s is not an executable (build it: make)' % BIN)
+        return 2
+    for tool in ('smtp-source', 'smtp-sink'):
+        if not shutil.which(tool):
+            say('bench_core: %s not installed (postfix package)' % tool)
+            return 2
+    nofile = raise_nofile()
+    load = open('/proc/loadavg').read().split()[:3]
+    say('bench_core: %s, %d CPUs, load %s, RLIMIT_NOFILE %d%s' % (BIN, os.cpu_count(), ' '.join(load),
+        nofile, ', QUICK' if QUICK else ''))
+    sink = start_sink()
+    mx = start_mxgate(sink.port)
+    parts = [('throughput', lambda: bench_throughput(sink, mx)),
+             ('sessions', lambda: bench_sessions(sink.port)),
+             ('latency', lambda: bench_latency(sink, mx)),
+             ('extra', lambda: bench_extra(sink, mx))]
+    for name, fn in parts:
+        if not want(name):
+            continue
+        t = time.time()
+        try:
+            fn()
+        except Exception as e:      # one part failing does not stop the others
+            failures.append('%s: %s' % (name, e))
+            say('  %s failed: %s' % (name, e))
+        say('   (%s took %.1f s)' % (name, time.time() - t))
+        if mx.poll() is not None:
+            failures.append('mxgate exited (rc %s) during %s' % (mx.returncode, name))
+            say('  mxgate exited; log tail: %s' % open(mx.logname, 'rb').read()[-500:])
+            break
+    if PROFILE and mx.poll() is None:
+        profile(sink, mx)
+    if failures:
+        summary('PROBLEMS: ' + '; '.join(failures))
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    try:
+        rc = main()
+    finally:
+        cleanup()
+    sys.exit(rc)
