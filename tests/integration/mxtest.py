@@ -25,7 +25,7 @@ API (everything else is internal):
   Mxgate(cfg, name) .port .ports .log() .wait_log(regex) .count_log(regex) .reload(cfg)
          .send_signal(sig) .stop(sig, expect_rc) .kill() .pid .alive()
   Sink(lmtp, args) .port .url .messages() .count() .kill() .restart()   (smtp-sink)
-  Backend(mode, ...) .port .url .messages .attempts .connections .proxy_headers .stop()
+  Backend(mode, ...) .port .url .messages .attempts .commands .connections .proxy_headers .stop()
   Client(port, tls) .reply() .cmd(line) .send(bytes) .starttls() .ehlo() .is_closed() .close()
   send_mail(port, mail_from, rcpts, data) -> (code, text);  message(tag, body, size) -> bytes
   message_ids(list of message bytes) -> set of tags put there by message()
@@ -178,8 +178,7 @@ def _stop_proc(p, sig=signal.SIGTERM):
 
 def _stop_all():
     for d in list(_daemons):
-        if d.alive():
-            d.stop(expect_rc=None)
+        d.stop(expect_rc=None)
     for s in list(_servers):
         s.stop()
     for p in reversed(_procs):
@@ -535,7 +534,7 @@ class Backend:
           proxy_headers; a connection without one is dropped).
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
-    connections (count). Attributes may be changed while it runs."""
+    commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
                  delay=0, xclient=True, expect_proxy=False, name=None, port=None):
@@ -543,7 +542,7 @@ class Backend:
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
         self.lmtp_codes = dict(lmtp_codes or {})
         self.expect_proxy = expect_proxy
-        self.messages, self.attempts, self.proxy_headers, self.transcripts = [], [], [], []
+        self.messages, self.attempts, self.proxy_headers, self.commands = [], [], [], []
         self.connections = 0
         self.qid = 0
         self.lock = threading.Lock()
@@ -655,6 +654,8 @@ class Backend:
             if not line:
                 return
             cmd = line.rstrip(b'\r\n').decode('utf-8', 'replace')
+            with self.lock:
+                self.commands.append(cmd)
             verb = cmd.split(' ', 1)[0].upper()
             arg = cmd[len(verb):].strip()
             if verb in ('EHLO', 'LHLO', 'HELO'):
