@@ -1,0 +1,244 @@
+/* test_rule_parse.c — the rule-file parser: every directive, if/ifplugin blocks, and bad
+ * lines reported as FILE:LINE:COL. Table-driven. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/rule_parse.h"
+
+static struct rule_src *parse(const char *text, int *nerr)
+{
+	struct rule_src *s = rule_src_new();
+
+	assert_non_null(s);
+	*nerr = rule_src_feed(s, "t.cf", text, strlen(text));
+	rule_src_finish(s);
+	return s;
+}
+
+static struct rule_def *get(struct rule_src *s, const char *name)
+{
+	long k = rule_src_find(s, name);
+
+	assert_true(k >= 0);
+	return rule_src_get(s, (size_t)k);
+}
+
+static void test_directives(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "header  H1  Subject =~ /viagra/i\n"
+	    "header  H2  From:addr !~ m{\\@example\\.org$} [if-unset: none@none]\n"
+	    "header  H3  exists:X-Mailer\n"
+	    "header  H4  ALL =~ /^X-Foo:/m\n"
+	    "header  H5  eval:check_for_faraway_charset_in_headers()\n"
+	    "body    B1  /cheap \\#1 pills/   # a comment\n"
+	    "rawbody R1  m!<script!i\n"
+	    "full    F1  /^Received:/m\n"
+	    "uri     U1  m{^https?://bit\\.ly/}i\n"
+	    "mimeheader M1 Content-Type =~ /\\.exe/i\n"
+	    "meta    META1 (H1 && !H3) || B1 + U1 >= 2\n"
+	    "envelope E1 helo =~ /^localhost$/\n"
+	    "envelope E2 ip 198.18.0.0/15\n"
+	    "score   H1  2.5\n"
+	    "score   B1  1.0 2.0 3.0 4.0\n"
+	    "describe H1 Subject talks about pills\n"
+	    "tflags  U1  net\n"
+	    "tflags  META1 multiple maxhits=3\n"
+	    "action  B1  reject\n"
+	    "lang de describe H1 Betreff\n"
+	    "report _SUMMARY_\n", &nerr);
+	struct rule_def *d;
+
+	assert_int_equal(nerr, 0);
+	d = get(s, "H1");
+	assert_int_equal(d->kind, RULE_HEADER);
+	assert_string_equal(d->hdr, "Subject");
+	assert_string_equal(d->re, "viagra");
+	assert_true(d->re_flags & RULE_RE_I);
+	assert_true(d->score == 2.5);
+	assert_string_equal(d->desc, "Subject talks about pills");
+	d = get(s, "H2");
+	assert_int_equal(d->sel, HDR_SEL_ADDR);
+	assert_true(d->negate);
+	assert_string_equal(d->if_unset, "none@none");
+	assert_string_equal(d->re, "\\@example\\.org$");
+	d = get(s, "H3");
+	assert_int_equal(d->sel, HDR_SEL_EXISTS);
+	assert_string_equal(d->hdr, "X-Mailer");
+	assert_true(get(s, "H4")->re_flags & RULE_RE_M);
+	assert_int_equal(get(s, "H5")->skip, SKIP_EVAL);
+	d = get(s, "B1");
+	assert_int_equal(d->kind, RULE_BODY);
+	assert_string_equal(d->re, "cheap #1 pills");       /* \# unescaped, comment gone */
+	assert_true(d->score == 1.0);                        /* score set 0: the first value */
+	assert_int_equal(d->action, RULE_ACT_REJECT);
+	assert_int_equal(get(s, "R1")->kind, RULE_RAWBODY);
+	assert_int_equal(get(s, "F1")->kind, RULE_FULL);
+	d = get(s, "U1");
+	assert_int_equal(d->kind, RULE_URI);
+	assert_int_equal(d->skip, SKIP_NET);
+	assert_int_equal(get(s, "M1")->kind, RULE_MIMEHEADER);
+	d = get(s, "META1");
+	assert_int_equal(d->kind, RULE_META);
+	assert_string_equal(d->expr, "(H1 && !H3) || B1 + U1 >= 2");
+	assert_true(d->tflags & RULE_TF_MULTIPLE);
+	assert_int_equal(d->maxhits, 3);
+	d = get(s, "E1");
+	assert_int_equal(d->kind, RULE_ENVELOPE);
+	assert_int_equal(d->env_field, ENV_HELO);
+	d = get(s, "E2");
+	assert_int_equal(d->env_field, ENV_IP_CIDR);
+	assert_string_equal(d->cidr, "198.18.0.0/15");
+	assert_int_equal(rule_src_ignored(s), 2);            /* lang, report */
+	rule_src_free(s);
+}
+
+static void test_default_scores(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse("body A /a/\nbody __B /b/\nbody C /c/\ntflags C nice\n"
+	    "score D 3\nbody E /e/\nscore E 0\n", &nerr);
+
+	assert_int_equal(nerr, 0);
+	assert_true(get(s, "A")->score == 1.0);
+	assert_true(get(s, "__B")->score == 0);
+	assert_true(get(s, "C")->score == -1.0);
+	assert_false(get(s, "D")->defined);                  /* score only: a symbol */
+	assert_int_equal(get(s, "D")->kind, RULE_SYMBOL);
+	assert_true(get(s, "E")->score == 0);
+	rule_src_free(s);
+}
+
+static void test_conditionals(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "ifplugin Mail::SpamAssassin::Plugin::MIMEHeader\nbody IN1 /a/\nendif\n"
+	    "ifplugin Mail::SpamAssassin::Plugin::NotLoaded\nbody OUT1 /a/\n"
+	    "  if (version >= 3.004000)\n  body OUT2 /a/\n  endif\nendif\n"
+	    "if (version >= 3.004000)\nbody IN2 /a/\nendif\n"
+	    "if (version >= 9.000000)\nbody OUT3 /a/\nelse\nbody IN3 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Conf::feature_bug6558_free)\nbody OUT4 /a/\nendif\n"
+	    "if !can(Mail::SpamAssassin::Conf::feature_bug6558_free)\nbody IN4 /a/\nendif\n"
+	    "if !plugin(Mail::SpamAssassin::Plugin::ReplaceTags)\nbody OUT5 /a/\nendif\n"
+	    "if !((version >= 3.004000))\nbody OUT6 /a/\nendif\n"
+	    "if (version >= 3.004000) && plugin(Mail::SpamAssassin::Plugin::DKIM)\nbody IN5 /a/\nendif\n",
+	    &nerr);
+	const char *in[] = { "IN1", "IN2", "IN3", "IN4", "IN5" };
+	const char *out[] = { "OUT1", "OUT2", "OUT3", "OUT4", "OUT5", "OUT6" };
+
+	assert_int_equal(nerr, 0);
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+		assert_true(rule_src_find(s, in[i]) >= 0);
+	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]); i++)
+		assert_true(rule_src_find(s, out[i]) < 0);
+	rule_src_free(s);
+}
+
+static void test_replace_tags(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "replace_tag A (?:[a4@])\nreplace_tag B (?:[b8])\nreplace_inter W1 \\W?\n"
+	    "replace_post P2 {1,2}\n"
+	    "body FUZZ /<inter W1><post P2><A><B>/i\nreplace_rules FUZZ\n", &nerr);
+
+	assert_int_equal(nerr, 0);
+	assert_string_equal(get(s, "FUZZ")->re, "(?:[a4@]){1,2}\\W?(?:[b8]){1,2}");
+	rule_src_free(s);
+}
+
+struct bad_case { const char *label, *text, *where; };
+
+static const struct bad_case bad_cases[] = {
+	{ "unterminated regex", "body A /abc\n", "t.cf:1:8:" },
+	{ "no regex delimiter", "body A abc\n", "t.cf:1:8:" },
+	{ "unknown modifier", "\nbody A /abc/q\n", "t.cf:2:8:" },
+	{ "header without operator", "header A Subject /x/\n", "t.cf:1:18:" },
+	{ "bad header selector", "header A From:bogus =~ /x/\n", "t.cf:1:15:" },
+	{ "trailing text", "body A /x/ junk\n", "t.cf:1:12:" },
+	{ "bad score", "score A high\n", "t.cf:1:9:" },
+	{ "three scores", "score A 1 2 3\n", "t.cf:1:14:" },
+	{ "bad rule name", "body A$B /x/\n", "t.cf:1:6:" },
+	{ "missing definition", "body A\n", "t.cf:1:7:" },
+	{ "endif without if", "endif\n", "t.cf:1:1:" },
+	{ "missing endif", "ifplugin X\nbody A /x/\n", "t.cf:2:1:" },
+	{ "bad if", "if (version >=\nendif\n", "t.cf:1:4:" },
+	{ "bad action", "action A explode\n", "t.cf:1:10:" },
+	{ "bad envelope field", "envelope A size =~ /x/\n", "t.cf:1:12:" },
+	{ "NUL byte", "body A /x\0y/\n", "t.cf:1:1:" },
+};
+
+static void test_bad_lines(void **state)
+{
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		struct rule_src *s = rule_src_new();
+		size_t len = strlen(c->text);
+		int n;
+
+		if (strcmp(c->label, "NUL byte") == 0)
+			len = 14;
+		n = rule_src_feed(s, "t.cf", c->text, len);
+		if (n < 1 || strncmp(rule_src_error(s, 0), c->where, strlen(c->where)) != 0)
+			fail_msg("%s: got %d errors, first \"%s\", want \"%s...\"", c->label, n,
+			    n ? rule_src_error(s, 0) : "", c->where);
+		rule_src_free(s);
+	}
+}
+
+static void test_regex_syntax(void **state)
+{
+	const struct { const char *in; const char *re; unsigned flags; const char *rest; } t[] = {
+		{ "/a\\/b/i rest", "a\\/b", RULE_RE_I, " rest" },
+		{ "m{a{1,2}b}sx", "a{1,2}b", RULE_RE_S | RULE_RE_X, "" },
+		{ "m!x!", "x", 0, "" },
+		{ "m(a(b)c)m", "a(b)c", RULE_RE_M, "" },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		const char *p = t[i].in, *err = NULL;
+		char *re = NULL;
+		unsigned fl = 0;
+
+		assert_int_equal(rule_parse_regex(&p, &re, &fl, &err), 0);
+		assert_string_equal(re, t[i].re);
+		assert_int_equal(fl, t[i].flags);
+		assert_string_equal(p, t[i].rest);
+		free(re);
+	}
+}
+
+static void test_later_overrides(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse("body A /one/\nscore A 2\nbody A /two/\nscore A 3\n", &nerr);
+
+	assert_int_equal(nerr, 0);
+	assert_string_equal(get(s, "A")->re, "two");
+	assert_true(get(s, "A")->score == 3);
+	assert_int_equal(rule_src_count(s), 1);
+	rule_src_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_directives),
+		cmocka_unit_test(test_default_scores),
+		cmocka_unit_test(test_conditionals),
+		cmocka_unit_test(test_replace_tags),
+		cmocka_unit_test(test_bad_lines),
+		cmocka_unit_test(test_regex_syntax),
+		cmocka_unit_test(test_later_overrides),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

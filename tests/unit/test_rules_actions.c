@@ -1,0 +1,117 @@
+/* test_rules_actions.c — score to action mapping, per-rule immediate actions, and the
+ * X-Spam-* header values in SpamAssassin's form. Table-driven. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rules/actions.h"
+
+struct act_case {
+	const char *label;
+	double add_header, tempfail, reject, score;
+	enum rule_action immediate;
+	enum verdict_action want;
+	int code;
+	const char *word;
+};
+
+static const struct act_case cases[] = {
+	{ "below everything", 5, 10, 15, 4.9, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "none" },
+	{ "add_header at threshold", 5, 10, 15, 5.0, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "add_header" },
+	{ "tempfail at threshold", 5, 10, 15, 10.0, RULE_ACT_NONE, VERDICT_TEMPFAIL, 451, "tempfail" },
+	{ "reject at threshold", 5, 10, 15, 15.0, RULE_ACT_NONE, VERDICT_REJECT, 550, "reject" },
+	{ "reject wins over tempfail", 5, 10, 15, 1000, RULE_ACT_NONE, VERDICT_REJECT, 550, "reject" },
+	{ "tempfail off", 5, 0, 15, 12, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "add_header" },
+	{ "all off", 0, 0, 0, 99, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "none" },
+	{ "negative score", 5, 10, 15, -3, RULE_ACT_NONE, VERDICT_CONTINUE, 0, "none" },
+	{ "immediate reject at score 0", 5, 10, 15, 0, RULE_ACT_REJECT, VERDICT_REJECT, 550, "reject" },
+	{ "immediate tempfail", 5, 10, 15, 0, RULE_ACT_TEMPFAIL, VERDICT_TEMPFAIL, 451, "tempfail" },
+	{ "immediate quarantine", 5, 10, 15, 0, RULE_ACT_QUARANTINE, VERDICT_QUARANTINE, 0, "quarantine" },
+	{ "immediate discard", 5, 10, 15, 0, RULE_ACT_DISCARD, VERDICT_DISCARD, 0, "discard" },
+	{ "accept beats the score", 5, 10, 15, 50, RULE_ACT_ACCEPT, VERDICT_CONTINUE, 0, "accept" },
+};
+
+static void test_decide_table(void **state)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct act_case *c = &cases[i];
+		struct actions_thresholds t = { c->add_header, c->tempfail, c->reject, 5 };
+		struct verdict v;
+		const char *w = actions_decide(&t, c->score, c->immediate, "RULE", &v);
+
+		if (v.action != c->want || strcmp(w, c->word) != 0 || v.code != c->code)
+			fail_msg("%s: action %d code %d word %s", c->label, v.action, v.code, w);
+	}
+}
+
+static void test_reject_reply(void **state)
+{
+	struct actions_thresholds t = { 5, 10, 15, 5 };
+	struct verdict v;
+
+	actions_decide(&t, 20, RULE_ACT_NONE, NULL, &v);
+	assert_string_equal(v.reply, "5.7.1 spam message rejected");
+	actions_decide(&t, 11, RULE_ACT_NONE, NULL, &v);
+	assert_int_equal(strncmp(v.reply, "4.7.1 ", 6), 0);
+	actions_decide(&t, 0, RULE_ACT_REJECT, "CLAM_VIRUS", &v);
+	assert_non_null(strstr(v.reply, "CLAM_VIRUS"));
+}
+
+static void test_status_form(void **state)
+{
+	const char *tests[] = { "RULE_A", "RULE_B" };
+	char buf[512];
+
+	actions_format_status(buf, sizeof(buf), 7.5, 5.0, tests, 2);
+	assert_string_equal(buf, "Yes, score=7.5 required=5.0 tests=RULE_A,RULE_B");
+	actions_format_status(buf, sizeof(buf), 4.96, 5.0, tests, 1);
+	assert_string_equal(buf, "No, score=5.0 required=5.0 tests=RULE_A");
+	actions_format_status(buf, sizeof(buf), -0.04, 5.0, NULL, 0);
+	assert_string_equal(buf, "No, score=0.0 required=5.0 tests=none");
+	actions_format_status(buf, sizeof(buf), -2.25, 5.0, tests, 0);
+	assert_string_equal(buf, "No, score=-2.3 required=5.0 tests=none");
+}
+
+static void test_status_folding(void **state)
+{
+	const char *tests[] = { "DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU", "HTML_MESSAGE",
+		"MIME_HTML_ONLY", "RCVD_IN_DNSWL_NONE", "SPF_HELO_NONE", "SPF_PASS", "URIBL_BLOCKED" };
+	char buf[1024], *line, *save = NULL;
+
+	actions_format_status(buf, sizeof(buf), 1.2, 5.0, tests, 9);
+	/* folded after a comma with a tab continuation; no line longer than 78 columns */
+	assert_non_null(strstr(buf, ",\n\t"));
+	line = strtok_r(buf, "\n", &save);
+	assert_true(strlen(line) + strlen("X-Spam-Status: ") <= 78);
+	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+		assert_int_equal(line[0], '\t');
+		assert_true(strlen(line) + 7 <= 78);
+	}
+}
+
+static void test_symbols(void **state)
+{
+	const char *names[] = { "A", "B" };
+	double scores[] = { 2.5, -1 };
+	char buf[256];
+
+	actions_format_symbols(buf, sizeof(buf), names, scores, 2);
+	assert_string_equal(buf, "A=2.500, B=-1.000");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decide_table),
+		cmocka_unit_test(test_reject_reply),
+		cmocka_unit_test(test_status_form),
+		cmocka_unit_test(test_status_folding),
+		cmocka_unit_test(test_symbols),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

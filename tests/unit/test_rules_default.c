@@ -1,0 +1,277 @@
+/* test_rules_default.c — the default rule set (each rule hits its .hit message and misses
+ * its .miss message under tests/data/rules/) and the engine's semantics: header
+ * selectors, if-unset, envelope rules, symbols from other modules, immediate actions,
+ * tflags multiple, hit counters. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/rules.h"
+
+static const char *srcdir(void)
+{
+	const char *d = getenv("MX_SOURCE_DIR");
+
+	return d ? d : MX_SOURCE_DIR;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *b;
+
+	if (f == NULL)
+		return NULL;
+	b = malloc(1 << 20);
+	*len = fread(b, 1, (1 << 20) - 1, f);
+	b[*len] = '\0';
+	fclose(f);
+	return b;
+}
+
+static bool has_hit(const struct rules_result *r, const char *name)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->v[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+static void test_default_rules(void **state)
+{
+	char path[1024];
+	const char *glob1[1] = { path };
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_stats st;
+	DIR *d;
+	struct dirent *e;
+	int checked = 0;
+
+	snprintf(path, sizeof(path), "%s/rules/default.rules", srcdir());
+	assert_int_equal(rules_set_load(glob1, 1, &rs, stderr), 0);
+	assert_non_null(rs);
+	rules_set_get_stats(rs, &st);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(st.skipped_total, 0);
+	sc = rules_scratch_new(rs);
+	snprintf(path, sizeof(path), "%s/tests/data/rules", srcdir());
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		char rule[300], file[1400], *dot;
+		bool want_hit;
+		size_t len = 0;
+		char *msg;
+		struct rules_result res;
+
+		dot = strstr(e->d_name, ".hit.eml");
+		want_hit = dot != NULL;
+		if (!dot)
+			dot = strstr(e->d_name, ".miss.eml");
+		if (!dot)
+			continue;
+		snprintf(rule, sizeof(rule), "%.*s", (int)(dot - e->d_name), e->d_name);
+		snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
+		msg = slurp(file, &len);
+		assert_non_null(msg);
+		rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
+		if (has_hit(&res, rule) != want_hit)
+			fail_msg("%s: %s %s", e->d_name, rule, want_hit ? "did not hit" : "hit");
+		rules_result_free(&res);
+		free(msg);
+		checked++;
+	}
+	closedir(d);
+	assert_true(checked >= 20);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+}
+
+struct sem_case {
+	const char *label;
+	const char *rule;        /* the rule text (named T) */
+	const char *msg;
+	bool hit;
+};
+
+#define M "From: \"Alice Q. Example\" <alice@example.org>\r\nTo: bob@example.test\r\n" \
+	"Cc: carol@example.net\r\nSubject: =?UTF-8?B?Y2Fmw6k=?= menu\r\n" \
+	"X-Mailer: Foo\r\nReceived: from a\r\nReceived: from b\r\n\r\nbody text here\r\n"
+
+static const struct sem_case sem[] = {
+	{ "decoded subject", "header T Subject =~ /^caf\\xc3\\xa9 menu$/", M, true },
+	{ "raw subject", "header T Subject:raw =~ /=\\?UTF-8\\?B\\?/", M, true },
+	{ ":addr", "header T From:addr =~ /^alice\\@example\\.org$/", M, true },
+	{ ":name", "header T From:name =~ /^Alice Q\\. Example$/", M, true },
+	{ "ToCc", "header T ToCc =~ /carol\\@/", M, true },
+	{ "ALL", "header T ALL =~ /^X-Mailer: Foo$/m", M, true },
+	{ "repeated headers joined", "header T Received =~ /from a\\nfrom b/", M, true },
+	{ "exists", "header T exists:X-Mailer", M, true },
+	{ "exists missing", "header T exists:X-Nope", M, false },
+	{ "negated on missing header", "header T X-Nope !~ /x/", M, true },
+	{ "if-unset", "header T X-Nope =~ /^dflt$/ [if-unset: dflt]", M, true },
+	{ "case-insensitive name", "header T x-mailer =~ /Foo/", M, true },
+	{ "body", "body T /body text/", M, true },
+	{ "body sees the subject", "body T /caf\\xc3\\xa9 menu/", M, true },
+	{ "body does not see headers", "body T /X-Mailer/", M, false },
+	{ "rawbody", "rawbody T /^body text here$/", M, true },
+	{ "full", "full T /X-Mailer: Foo\\r\\nReceived/", M, true },
+	{ "uri from text", "uri T m{^http://www\\.example\\.com/x$}",
+	  "Subject: x\r\n\r\nsee www.example.com/x.\r\n", true },
+	{ "mailto from text", "uri T /^mailto:info\\@example\\.com$/",
+	  "Subject: x\r\n\r\nwrite to info@example.com today\r\n", true },
+	{ "paragraph joins lines", "body T /first line second line/",
+	  "Subject: x\r\n\r\nfirst line\r\nsecond line\r\n\r\nthird\r\n", true },
+	{ "paragraphs stay apart", "body T /second line third/",
+	  "Subject: x\r\n\r\nfirst line\r\nsecond line\r\n\r\nthird\r\n", false },
+	{ "meta over unknown symbol", "meta T !SOME_SYMBOL", M, true },
+	{ "multiple counts", "body __C /o/\ntflags __C multiple maxhits=5\nmeta T __C >= 3",
+	  "Subject: x\r\n\r\nfoo boo\r\n", true },
+	{ "eval rules never hit", "header T eval:check_for_forged_received()\nmeta T2 T", M, false },
+	{ "LF-only message", "header T Subject =~ /^hi$/", "Subject: hi\n\nbody\n", true },
+};
+
+static void test_semantics(void **state)
+{
+	for (size_t i = 0; i < sizeof(sem) / sizeof(sem[0]); i++) {
+		const struct sem_case *c = &sem[i];
+		struct rules_set *rs = NULL;
+		struct rules_scratch *sc;
+		struct rules_result res;
+		char text[1024];
+
+		snprintf(text, sizeof(text), "%s\nscore T 1\n", c->rule);
+		if (rules_set_load_text("sem.cf", text, strlen(text), &rs, stderr) != 0)
+			fail_msg("%s: rule did not load", c->label);
+		sc = rules_scratch_new(rs);
+		rules_set_scan(rs, sc, c->msg, strlen(c->msg), NULL, NULL, 0, &res);
+		if (has_hit(&res, "T") != c->hit)
+			fail_msg("%s: %s", c->label, c->hit ? "no hit" : "unexpected hit");
+		rules_result_free(&res);
+		rules_scratch_free(sc);
+		rules_set_free(rs);
+	}
+}
+
+static void test_envelope(void **state)
+{
+	const char *text =
+	    "envelope E_HELO helo =~ /^\\[?\\d+\\.\\d+\\.\\d+\\.\\d+\\]?$/\nscore E_HELO 1\n"
+	    "envelope E_FROM from =~ /\\@spam\\.test$/\nscore E_FROM 1\n"
+	    "envelope E_RCPT rcpt =~ /^postmaster\\@/\nscore E_RCPT 1\n"
+	    "envelope E_NET ip 198.18.0.0/15\nscore E_NET 1\n"
+	    "envelope E_NET6 ip 2001:db8::/32\nscore E_NET6 1\n"
+	    "envelope E_IPRE ip =~ /^198\\.18\\./\nscore E_IPRE 1\n";
+	const char *rcpts[] = { "bob@example.test", "postmaster@example.test" };
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct rules_envelope envl = { .helo = "[198.18.0.2]", .mail_from = "x@spam.test",
+		.client_ip = "198.18.0.2", .rcpts = rcpts, .nrcpts = 2,
+		.client = (struct sockaddr *)&sin };
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+
+	inet_pton(AF_INET, "198.18.0.2", &sin.sin_addr);
+	assert_int_equal(rules_set_load_text("env.cf", text, strlen(text), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, M, strlen(M), &envl, NULL, 0, &res);
+	assert_true(has_hit(&res, "E_HELO"));
+	assert_true(has_hit(&res, "E_FROM"));
+	assert_true(has_hit(&res, "E_RCPT"));
+	assert_true(has_hit(&res, "E_NET"));
+	assert_false(has_hit(&res, "E_NET6"));
+	assert_true(has_hit(&res, "E_IPRE"));
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+}
+
+static void test_symbols_and_actions(void **state)
+{
+	const char *text = "meta COMBO DNSBL_HIT && MX_SPAMMY\nscore COMBO 4\n"
+	    "body MX_SPAMMY /body text/\nscore MX_SPAMMY 1\n"
+	    "body MX_BAD /body text/\nscore MX_BAD 0.5\naction MX_BAD quarantine\n"
+	    "body MX_WORSE /body/\nscore MX_WORSE 0.1\naction MX_WORSE reject\n";
+	struct hook_env env = { 0 };
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+
+	hook_env_add_symbol(&env, "DNSBL_HIT", 3, "bl.test");
+	assert_int_equal(rules_set_load_text("sym.cf", text, strlen(text), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, M, strlen(M), NULL, &env, 0, &res);
+	assert_true(has_hit(&res, "COMBO"));
+	assert_int_equal(res.action, RULE_ACT_REJECT);       /* the strongest immediate action */
+	assert_string_equal(res.action_rule, "MX_WORSE");
+	assert_true(res.score > 5.59 && res.score < 5.61);   /* 4 + 1 + 0.5 + 0.1 */
+	rules_result_free(&res);
+	/* without the symbol the meta does not fire */
+	rules_set_scan(rs, sc, M, strlen(M), NULL, NULL, 0, &res);
+	assert_false(has_hit(&res, "COMBO"));
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	hook_env_free_outputs(&env);
+}
+
+static void test_max_size(void **state)
+{
+	const char *text = "body B /body text/\nheader H Subject =~ /menu/\n";
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+
+	assert_int_equal(rules_set_load_text("sz.cf", text, strlen(text), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, M, strlen(M), NULL, NULL, 10, &res);
+	assert_true(res.body_skipped);
+	assert_true(has_hit(&res, "H"));
+	assert_false(has_hit(&res, "B"));
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+}
+
+static void test_errors_reported(void **state)
+{
+	const char *text = "body A /ok/\nbody B /unterminated\nmeta C A &&\nbody D /(?{ perl })/\n";
+	struct rules_set *rs = NULL;
+	struct rules_stats st;
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *err = open_memstream(&buf, &blen);
+
+	assert_int_equal(rules_set_load_text("e.cf", text, strlen(text), &rs, err), 2);
+	fclose(err);
+	assert_non_null(strstr(buf, "e.cf:2:8: B: unterminated regex"));
+	assert_non_null(strstr(buf, "e.cf:3:"));
+	assert_non_null(strstr(buf, "e.cf:4:8: warning: D: skipped"));
+	rules_set_get_stats(rs, &st);
+	assert_int_equal(st.skipped[SKIP_REGEX], 1);
+	assert_int_equal(st.compiled, 1);
+	free(buf);
+	rules_set_free(rs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_default_rules),
+		cmocka_unit_test(test_semantics),
+		cmocka_unit_test(test_envelope),
+		cmocka_unit_test(test_symbols_and_actions),
+		cmocka_unit_test(test_max_size),
+		cmocka_unit_test(test_errors_reported),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

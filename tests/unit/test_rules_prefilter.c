@@ -1,0 +1,175 @@
+/* test_rules_prefilter.c — the vectorscan prefilter never changes a result: every message
+ * under tests/data/ scores the same rules with the prefilter on and off (PCRE2 only),
+ * with the default rules, a set of anchor/flag edge cases, and Debian's stock
+ * SpamAssassin rules when installed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rules/rules.h"
+
+static const char *srcdir(void)
+{
+	const char *d = getenv("MX_SOURCE_DIR");
+
+	return d ? d : MX_SOURCE_DIR;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *b;
+
+	if (f == NULL)
+		return NULL;
+	b = malloc(4 << 20);
+	*len = fread(b, 1, (4 << 20) - 1, f);
+	b[*len] = '\0';
+	fclose(f);
+	return b;
+}
+
+static int compare_one(struct rules_set *rs, struct rules_scratch *on,
+    struct rules_scratch *off, const char *label, const char *msg, size_t len)
+{
+	struct rules_result a, b;
+	int diff = 0;
+
+	rules_set_scan(rs, on, msg, len, NULL, NULL, 0, &a);
+	rules_set_scan(rs, off, msg, len, NULL, NULL, 0, &b);
+	if (a.n != b.n)
+		diff = 1;
+	for (size_t i = 0; !diff && i < a.n; i++)
+		if (strcmp(a.v[i].name, b.v[i].name) != 0 || a.v[i].count != b.v[i].count)
+			diff = 1;
+	if (diff) {
+		fprintf(stderr, "%s: prefilter %zu hits, pcre2 %zu hits\n", label, a.n, b.n);
+		for (size_t i = 0; i < a.n; i++)
+			fprintf(stderr, "  on:  %s\n", a.v[i].name);
+		for (size_t i = 0; i < b.n; i++)
+			fprintf(stderr, "  off: %s\n", b.v[i].name);
+	}
+	rules_result_free(&a);
+	rules_result_free(&b);
+	return diff;
+}
+
+static int compare_dir(struct rules_set *rs, const char *dir)
+{
+	struct rules_scratch *on = rules_scratch_new(rs), *off = rules_scratch_new(rs);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int diffs = 0, n = 0;
+
+	assert_non_null(on);
+	assert_non_null(off);
+	rules_scratch_set_prefilter(off, false);
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		char path[2048];
+		size_t len;
+		char *m;
+
+		if (e->d_name[0] == '.' || strstr(e->d_name, ".eml") == NULL)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		m = slurp(path, &len);
+		if (m == NULL)
+			continue;
+		diffs += compare_one(rs, on, off, e->d_name, m, len);
+		free(m);
+		n++;
+	}
+	closedir(d);
+	rules_scratch_free(on);
+	rules_scratch_free(off);
+	return diffs;
+}
+
+static void test_edge_patterns(void **state)
+{
+	/* anchors, flags and classes whose meaning could change when lines are joined */
+	const char *text =
+	    "body A1 /^second/\nbody A2 /line$/\nbody A3 /\\Afirst/\nbody A4 /end\\z/\n"
+	    "body A5 /one.two/s\nbody A6 /^para two$/m\nbody A7 /\\bthree\\b/\n"
+	    "body A8 /[^x]{3}four/\nbody A9 /(?i)FIVE/\nbody A10 /six\\s+seven/\n"
+	    "rawbody R1 /^raw line two$/\nrawbody R2 /two\\nraw/\nbody A11 /x{0}/\n"
+	    "uri U1 m{^https?://a\\.example/}\nuri U2 /example\\/$/\n"
+	    "body A12 /(?<=para )two/\nbody A13 /(\\w)\\1/\n";
+	const char *msgs[] = {
+		"Subject: first\r\n\r\nsecond line\r\n\r\npara two\r\none two three four five six\r\n"
+		"seven end\r\n",
+		"Subject: x\r\n\r\nraw line one\r\nraw line two\r\nhttp://a.example/ sixseven\r\n",
+		"Subject: \r\n\r\n\r\n",
+		"Subject: onextwo\r\nContent-Type: text/html\r\n\r\n<p>one</p><p>two</p>"
+		"<a href=\"https://b.example/\">x</a> aa\r\n",
+	};
+	struct rules_set *rs = NULL;
+	struct rules_scratch *on, *off;
+	int diffs = 0;
+
+	assert_int_equal(rules_set_load_text("edge.cf", text, strlen(text), &rs, stderr), 0);
+	on = rules_scratch_new(rs);
+	off = rules_scratch_new(rs);
+	rules_scratch_set_prefilter(off, false);
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++)
+		diffs += compare_one(rs, on, off, "edge", msgs[i], strlen(msgs[i]));
+	assert_int_equal(diffs, 0);
+	rules_scratch_free(on);
+	rules_scratch_free(off);
+	rules_set_free(rs);
+}
+
+static void test_default_rules(void **state)
+{
+	char path[1024], dir[1024];
+	const char *g[1] = { path };
+	struct rules_set *rs = NULL;
+
+	snprintf(path, sizeof(path), "%s/rules/default.rules", srcdir());
+	assert_int_equal(rules_set_load(g, 1, &rs, stderr), 0);
+	snprintf(dir, sizeof(dir), "%s/tests/data/rules", srcdir());
+	assert_int_equal(compare_dir(rs, dir), 0);
+	snprintf(dir, sizeof(dir), "%s/tests/data/sa", srcdir());
+	assert_int_equal(compare_dir(rs, dir), 0);
+	rules_set_free(rs);
+}
+
+static void test_stock_sa_rules(void **state)
+{
+	const char *g[1] = { "/usr/share/spamassassin/*.cf" };
+	struct rules_set *rs = NULL;
+	struct rules_stats st;
+	char dir[1024];
+
+	if (access("/usr/share/spamassassin/50_scores.cf", R_OK) != 0)
+		skip();
+	rules_set_load(g, 1, &rs, NULL);
+	assert_non_null(rs);
+	rules_set_get_stats(rs, &st);
+	assert_true(st.compiled > 1000);
+	snprintf(dir, sizeof(dir), "%s/tests/data/sa", srcdir());
+	assert_int_equal(compare_dir(rs, dir), 0);
+	snprintf(dir, sizeof(dir), "%s/tests/data/rules", srcdir());
+	assert_int_equal(compare_dir(rs, dir), 0);
+	rules_set_free(rs);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_edge_patterns),
+		cmocka_unit_test(test_default_rules),
+		cmocka_unit_test(test_stock_sa_rules),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
