@@ -144,7 +144,7 @@ const char *plugins_option(const struct mxgate_plugin_args *args, const char *ke
 const struct mxgate_plugin *plugins_find_builtin(const char *name)
 {
 	static const struct mxgate_plugin *const builtins[] = {
-		&clamd_plugin, &milter_plugin, &spamd_plugin, NULL
+		&clamd_plugin, &milter_plugin, &spamd_plugin, &rspamd_plugin, NULL
 	};
 
 	for (size_t i = 0; name && builtins[i]; i++)
@@ -198,7 +198,7 @@ static int plugin_config_validate(struct cfg_parse *p, struct fy_node *n, void *
 	d = plugin_config_desc(pc);
 	if (d == NULL)
 		return cfg_error(p, n, "name: unknown built-in plugin `%s` (built-ins: clamd, milter, "
-		    "spamd; give `path:` to load a shared object)", pc->name);
+		    "spamd, rspamd; give `path:` to load a shared object)", pc->name);
 	opts = plugin_config_options(pc, &nopts, sizebuf, sizeof(sizebuf));
 	memset(&args, 0, sizeof(args));
 	args.name = pc->name;
@@ -218,7 +218,7 @@ static int plugin_config_validate(struct cfg_parse *p, struct fy_node *n, void *
 
 static const struct cfg_field plugin_config_fields[] = {
 	{ "name", CFG_STRING, offsetof(struct plugin_config, name), .flags = CFG_REQUIRED,
-	  .doc = "built-in plugin (clamd, milter, spamd) or the name of a loaded one" },
+	  .doc = "built-in plugin (clamd, milter, spamd, rspamd) or the name of a loaded one" },
 	{ "path", CFG_CUSTOM, offsetof(struct plugin_config, so), .custom = plugin_path_parse,
 	  .free_custom = plugin_path_free, .doc = "shared object to dlopen (absolute path)" },
 	{ "address", CFG_STRING, offsetof(struct plugin_config, address),

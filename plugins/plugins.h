@@ -7,7 +7,7 @@
  *     - { name: spamd,  address: "127.0.0.1:783" }
  *     - { name: mine,   path: "/usr/lib/mxgate/plugins/mine.so", options: { word: x } }
  *
- * `name` selects a built-in (clamd, milter, spamd) unless `path` is given: then the shared
+ * `name` selects a built-in (clamd, milter, spamd, rspamd) unless `path` is given: then the shared
  * object is loaded with dlopen (at config check too: a wrong ABI version is a config
  * error). Entries run in config order at each stage they take part in. */
 #ifndef MX_PLUGINS_H
@@ -47,6 +47,7 @@ extern const struct hook_module plugins_module;
 extern const struct mxgate_plugin clamd_plugin;
 extern const struct mxgate_plugin milter_plugin;
 extern const struct mxgate_plugin spamd_plugin;
+extern const struct mxgate_plugin rspamd_plugin;
 
 /* Looks a built-in up by name; NULL if none. */
 const struct mxgate_plugin *plugins_find_builtin(const char *name);

@@ -402,3 +402,15 @@ def clamav_milter(clamd_port):
         skip('clamav-milter did not start: ' + logtext('clamav-milter')[-300:])
     p.port = port
     return p
+
+
+def rspamd():
+    """rspamd's /checkv2 protocol: a real rspamd when MX_RSPAMD_ADDRESS names one, otherwise
+    tests/peers/fake_rspamd.py (rspamd itself is ~1 GB and 18 s to start cold)."""
+    port = free_port()
+    p = spawn([sys.executable, os.path.join(HERE, 'fake_rspamd.py'), str(port),
+               os.path.join(TMP, 'rspamd-requests.log')], 'fake-rspamd')
+    if not wait_port(port, 10):
+        raise RuntimeError('fake rspamd did not start')
+    p.port = port
+    return p

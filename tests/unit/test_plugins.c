@@ -21,6 +21,7 @@
 #include "plugins/pconn.h"
 #include "plugins/plugins.h"
 #include "plugins/spamd.h"
+#include "plugins/rspamd.h"
 
 /* ------------------------------------------------------------------- clamd replies */
 
@@ -78,6 +79,80 @@ static void test_spamd_replies(void **state)
 	assert_int_equal(spamd_reply_parse(no_spam, strlen(no_spam), &r), -1);
 	assert_int_equal(spamd_reply_parse(garbage, strlen(garbage), &r), -1);
 	assert_int_equal(spamd_reply_parse(bad_score, strlen(bad_score), &r), -1);
+}
+
+/* ------------------------------------------------------------------- rspamd replies */
+
+struct sym_acc { char names[256]; double sum; int n; };
+
+static void sym_cb(void *arg, const char *name, double score)
+{
+	struct sym_acc *a = arg;
+
+	strncat(a->names, name, sizeof(a->names) - strlen(a->names) - 2);
+	strcat(a->names, ",");
+	a->sum += score;
+	a->n++;
+}
+
+struct json_row { const char *label, *json; int rc; double score; const char *action; int nsyms; };
+
+static const struct json_row json_rows[] = {
+	{ "ham", "{\"score\": 1.2, \"required_score\": 15, \"action\": \"no action\", \"symbols\": "
+	  "{\"A\": {\"name\": \"A\", \"score\": 0.5, \"options\": [\"x\", 1, null]}, \"B\": {\"score\": 0.7}}}",
+	  0, 1.2, "no action", 2 },
+	{ "reject with message", "{\"is_skipped\":false,\"score\":15e0,\"action\":\"reject\",\"symbols\":{},"
+	  "\"messages\":{\"smtp_message\":\"Gtube \\\"x\\\" \\u00e9\"}}", 0, 15, "reject", 0 },
+	{ "nested unknowns skipped", "{\"milter\":{\"add_headers\":{\"X\":{\"value\":\"v\",\"order\":[0,[1,{}]]}}},"
+	  "\"score\":-2,\"flag\":true,\"n\":null}", 0, -2, "", 0 },
+	{ "no score", "{\"action\": \"reject\"}", -1, 0, NULL, 0 },
+	{ "truncated", "{\"score\": 1.2, \"symbols\": {\"A\": {", -1, 0, NULL, 0 },
+	{ "trailing garbage", "{\"score\": 1}x", -1, 0, NULL, 0 },
+	{ "not an object", "[1,2]", -1, 0, NULL, 0 },
+	{ "control char in string", "{\"score\": 1, \"action\": \"a\nb\"}", -1, 0, NULL, 0 },
+	{ "deep nesting", "{\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],\"score\":1}",
+	  -1, 0, NULL, 0 },
+	{ "empty", "", -1, 0, NULL, 0 },
+};
+
+static void test_rspamd_json(void **state)
+{
+	for (size_t i = 0; i < sizeof(json_rows) / sizeof(json_rows[0]); i++) {
+		const struct json_row *r = &json_rows[i];
+		struct rspamd_result res;
+		struct sym_acc acc = { "", 0, 0 };
+		int rc = rspamd_json_parse(r->json, strlen(r->json), &res, sym_cb, &acc);
+
+		if (rc != r->rc)
+			fail_msg("row \"%s\": rc %d, want %d", r->label, rc, r->rc);
+		if (rc == 0 && (res.score != r->score || strcmp(res.action, r->action) != 0 || acc.n != r->nsyms))
+			fail_msg("row \"%s\": score %g action \"%s\" symbols %d", r->label, res.score, res.action, acc.n);
+	}
+}
+
+static void test_rspamd_http(void **state)
+{
+	const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd";
+	const char *partial = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd";
+	const char *noclen = "HTTP/1.0 200 OK\r\n\r\nxyz";
+	const char *chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd";
+	const char *bad = "SMTP 220 hello\r\n\r\n";
+	const char *body;
+	size_t blen;
+	int status;
+
+	assert_int_equal(rspamd_http_parse(ok, strlen(ok), false, &status, &body, &blen), 0);
+	assert_int_equal(status, 200);
+	assert_int_equal(blen, 4);
+	assert_memory_equal(body, "abcd", 4);
+	assert_int_equal(rspamd_http_parse(partial, strlen(partial), false, &status, &body, &blen), 1);
+	assert_int_equal(rspamd_http_parse(partial, strlen(partial), true, &status, &body, &blen), -1);
+	assert_int_equal(rspamd_http_parse(noclen, strlen(noclen), false, &status, &body, &blen), 1);
+	assert_int_equal(rspamd_http_parse(noclen, strlen(noclen), true, &status, &body, &blen), 0);
+	assert_int_equal(blen, 3);
+	assert_int_equal(rspamd_http_parse(chunked, strlen(chunked), true, &status, &body, &blen), -1);
+	assert_int_equal(rspamd_http_parse(bad, strlen(bad), true, &status, &body, &blen), -1);
+	assert_int_equal(rspamd_http_parse("HTTP/1.1 2", 10, false, &status, &body, &blen), 1);
 }
 
 /* ------------------------------------------------------------------- addresses */
@@ -301,6 +376,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_clamd_replies),
 		cmocka_unit_test(test_spamd_replies),
+		cmocka_unit_test(test_rspamd_json),
+		cmocka_unit_test(test_rspamd_http),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_config_errors),
 		cmocka_unit_test(test_chain_example),

@@ -1,0 +1,586 @@
+/* rspamd.c — rspamd /checkv2 over HTTP/1.1 as a built-in plugin, with a small bounded JSON
+ * reader for the fields we use (no JSON library among the dependencies). */
+#include "rspamd.h"
+#include "pconn.h"
+#include "plugins.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define RSPAMD_REPLY_MAX (1024u * 1024u)
+#define RSPAMD_JSON_DEPTH 32
+
+/* ------------------------------------------------------------------- JSON */
+
+struct json_reader { const char *p, *end; int depth; };
+
+static void json_ws(struct json_reader *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+}
+
+static bool json_eat(struct json_reader *j, char c)
+{
+	json_ws(j);
+	if (j->p < j->end && *j->p == c) {
+		j->p++;
+		return true;
+	}
+	return false;
+}
+
+/* Reads a string into out (truncated to outlen-1, non-ASCII escapes become '?'). 0 or -1. */
+static int json_string(struct json_reader *j, char *out, size_t outlen)
+{
+	size_t k = 0;
+
+	json_ws(j);
+	if (j->p >= j->end || *j->p != '"')
+		return -1;
+	j->p++;
+	while (j->p < j->end) {
+		char c = *j->p++;
+
+		if (c == '"') {
+			if (outlen)
+				out[k] = '\0';
+			return 0;
+		}
+		if ((unsigned char)c < 0x20)
+			return -1;
+		if (c == '\\') {
+			if (j->p >= j->end)
+				return -1;
+			c = *j->p++;
+			switch (c) {
+			case '"': case '\\': case '/': break;
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'u':
+				for (int i = 0; i < 4; i++, j->p++)
+					if (j->p >= j->end || !((*j->p >= '0' && *j->p <= '9') ||
+					    (*j->p >= 'a' && *j->p <= 'f') || (*j->p >= 'A' && *j->p <= 'F')))
+						return -1;
+				c = '?';
+				break;
+			default:
+				return -1;
+			}
+		}
+		if (outlen && k + 1 < outlen)
+			out[k++] = c;
+	}
+	return -1;
+}
+
+static int json_number(struct json_reader *j, double *out)
+{
+	char buf[64];
+	size_t n = 0;
+	char *e;
+
+	json_ws(j);
+	while (j->p + n < j->end && n < sizeof(buf) - 1 && j->p[n] != '\0' &&
+	    strchr("+-0123456789.eE", j->p[n]))
+		n++;
+	if (n == 0 || n >= sizeof(buf) - 1)
+		return -1;
+	memcpy(buf, j->p, n);
+	buf[n] = '\0';
+	*out = strtod(buf, &e);
+	if (*e != '\0')
+		return -1;
+	j->p += n;
+	return 0;
+}
+
+static int json_skip(struct json_reader *j);
+
+static int json_skip_container(struct json_reader *j, char close, bool object)
+{
+	if (++j->depth > RSPAMD_JSON_DEPTH)
+		return -1;
+	if (json_eat(j, close)) {
+		j->depth--;
+		return 0;
+	}
+	for (;;) {
+		if (object) {
+			if (json_string(j, NULL, 0) < 0 || !json_eat(j, ':'))
+				return -1;
+		}
+		if (json_skip(j) < 0)
+			return -1;
+		if (json_eat(j, ','))
+			continue;
+		if (json_eat(j, close))
+			break;
+		return -1;
+	}
+	j->depth--;
+	return 0;
+}
+
+/* Skips any value. 0 or -1. */
+static int json_skip(struct json_reader *j)
+{
+	double d;
+
+	json_ws(j);
+	if (j->p >= j->end)
+		return -1;
+	switch (*j->p) {
+	case '{': j->p++; return json_skip_container(j, '}', true);
+	case '[': j->p++; return json_skip_container(j, ']', false);
+	case '"': return json_string(j, NULL, 0);
+	case 't':
+		if (j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) { j->p += 4; return 0; }
+		return -1;
+	case 'f':
+		if (j->end - j->p >= 5 && memcmp(j->p, "false", 5) == 0) { j->p += 5; return 0; }
+		return -1;
+	case 'n':
+		if (j->end - j->p >= 4 && memcmp(j->p, "null", 4) == 0) { j->p += 4; return 0; }
+		return -1;
+	default:
+		return json_number(j, &d);
+	}
+}
+
+/* One entry of "symbols": {"name": ..., "score": N, ...}; reports (key, score). */
+static int json_symbol(struct json_reader *j, const char *key, rspamd_symbol_cb cb, void *arg)
+{
+	char k[32];
+	double score = 0;
+
+	if (!json_eat(j, '{'))
+		return json_skip(j);
+	if (++j->depth > RSPAMD_JSON_DEPTH)
+		return -1;
+	if (!json_eat(j, '}')) {
+		for (;;) {
+			if (json_string(j, k, sizeof(k)) < 0 || !json_eat(j, ':'))
+				return -1;
+			if (strcmp(k, "score") == 0) {
+				if (json_number(j, &score) < 0)
+					return -1;
+			} else if (json_skip(j) < 0)
+				return -1;
+			if (json_eat(j, ','))
+				continue;
+			if (json_eat(j, '}'))
+				break;
+			return -1;
+		}
+	}
+	j->depth--;
+	if (cb)
+		cb(arg, key, score);
+	return 0;
+}
+
+/* An object whose members are handled by fn (called with the key, positioned at the value). */
+static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, const char *, void *),
+    void *ctx)
+{
+	char key[128];
+
+	if (!json_eat(j, '{'))
+		return -1;
+	if (++j->depth > RSPAMD_JSON_DEPTH)
+		return -1;
+	if (json_eat(j, '}')) {
+		j->depth--;
+		return 0;
+	}
+	for (;;) {
+		if (json_string(j, key, sizeof(key)) < 0 || !json_eat(j, ':'))
+			return -1;
+		if (fn(j, key, ctx) < 0)
+			return -1;
+		if (json_eat(j, ','))
+			continue;
+		if (json_eat(j, '}'))
+			break;
+		return -1;
+	}
+	j->depth--;
+	return 0;
+}
+
+struct json_top { struct rspamd_result *r; rspamd_symbol_cb cb; void *arg; };
+
+static int json_symbols_member(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_top *t = ctx;
+
+	return json_symbol(j, key, t->cb, t->arg);
+}
+
+static int json_messages_member(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_top *t = ctx;
+
+	if (strcmp(key, "smtp_message") == 0)
+		return json_string(j, t->r->smtp_message, sizeof(t->r->smtp_message));
+	return json_skip(j);
+}
+
+static int json_top_member(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_top *t = ctx;
+
+	if (strcmp(key, "score") == 0) {
+		t->r->has_score = true;
+		return json_number(j, &t->r->score);
+	}
+	if (strcmp(key, "required_score") == 0)
+		return json_number(j, &t->r->required);
+	if (strcmp(key, "action") == 0)
+		return json_string(j, t->r->action, sizeof(t->r->action));
+	if (strcmp(key, "symbols") == 0)
+		return json_object(j, json_symbols_member, t);
+	if (strcmp(key, "messages") == 0) {
+		json_ws(j);
+		if (j->p < j->end && *j->p == '{')
+			return json_object(j, json_messages_member, t);
+	}
+	return json_skip(j);
+}
+
+int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
+    rspamd_symbol_cb cb, void *arg)
+{
+	struct json_reader j = { json, json + len, 0 };
+	struct json_top t = { out, cb, arg };
+
+	memset(out, 0, sizeof(*out));
+	if (json_object(&j, json_top_member, &t) < 0)
+		return -1;
+	json_ws(&j);
+	if (j.p != j.end || !out->has_score)
+		return -1;
+	/* keep the reply text printable for an SMTP line */
+	for (char *p = out->smtp_message; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = ' ';
+	return 0;
+}
+
+/* ------------------------------------------------------------------- HTTP */
+
+int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const char **body,
+    size_t *blen)
+{
+	const char *hend = NULL, *p;
+	long clen = -1;
+
+	for (size_t i = 0; i + 3 < len; i++)
+		if (memcmp(resp + i, "\r\n\r\n", 4) == 0) {
+			hend = resp + i + 4;
+			break;
+		}
+	if (hend == NULL)
+		return eof || len > 65536 ? -1 : 1;
+	if (len < 12 || strncmp(resp, "HTTP/1.", 7) != 0 || resp[8] != ' ')
+		return -1;
+	if (resp[9] < '1' || resp[9] > '5' || resp[10] < '0' || resp[10] > '9' || resp[11] < '0' || resp[11] > '9')
+		return -1;
+	*status = (resp[9] - '0') * 100 + (resp[10] - '0') * 10 + (resp[11] - '0');
+	for (p = resp; p < hend; ) {
+		const char *eol = memchr(p, '\n', (size_t)(hend - p));
+
+		if (eol == NULL)
+			break;
+		if (eol - p > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
+			char *e;
+
+			clen = strtol(p + 15, &e, 10);
+			if (clen < 0 || clen > (long)RSPAMD_REPLY_MAX)
+				return -1;
+		} else if (eol - p > 18 && strncasecmp(p, "Transfer-Encoding:", 18) == 0)
+			return -1;   /* chunked: we send Connection: close and HTTP/1.0-style reads */
+		p = eol + 1;
+	}
+	*body = hend;
+	if (clen >= 0) {
+		if ((size_t)(resp + len - hend) < (size_t)clen)
+			return eof ? -1 : 1;
+		*blen = (size_t)clen;
+		return 0;
+	}
+	if (!eof)
+		return 1;
+	*blen = (size_t)(resp + len - hend);
+	return 0;
+}
+
+/* ------------------------------------------------------------------- the plugin */
+
+struct rspamd_inst {
+	const struct mxgate_host *host;
+	struct pconn_addr addr;
+	char hostport[128];
+	uint64_t max_size;
+	bool use_action;
+	char password[128];
+};
+
+struct rspamd_scan {
+	struct rspamd_inst *ri;
+	struct mxgate_call *call;
+	struct pconn *conn;
+	const char *msg;
+	size_t len;
+	char *reply;
+	size_t rlen;
+};
+
+static void rspamd_scan_free(struct rspamd_scan *sc)
+{
+	if (sc == NULL)
+		return;
+	pconn_close(sc->conn);
+	free(sc->reply);
+	free(sc);
+}
+
+static void rspamd_scan_end(struct rspamd_scan *sc, enum mxgate_action a, int code, const char *reply,
+    const char *reason)
+{
+	struct mxgate_call *c = sc->call;
+	const struct mxgate_host *h = sc->ri->host;
+
+	*h->session_slot(c) = NULL;
+	rspamd_scan_free(sc);
+	h->done(c, a, code, reply, reason);
+}
+
+static void rspamd_symbol_add_cb(void *arg, const char *name, double score)
+{
+	struct rspamd_scan *sc = arg;
+	char clean[64];
+	size_t k = 0;
+
+	for (const char *p = name; *p && k < sizeof(clean) - 1; p++)
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '_' || *p == '-' || *p == '.')
+			clean[k++] = *p;
+	clean[k] = '\0';
+	if (k)
+		sc->ri->host->add_symbol(sc->call, clean, 0, NULL);
+}
+
+/* Tries to finish with what was read; eof says the peer closed. */
+static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
+{
+	const struct mxgate_host *h = sc->ri->host;
+	struct rspamd_result r;
+	const char *body;
+	size_t blen;
+	int status = 0, rc = rspamd_http_parse(sc->reply ? sc->reply : "", sc->rlen, eof, &status, &body, &blen);
+	char desc[64], text[300];
+
+	if (rc == 1)
+		return;
+	if (rc < 0 || status != 200) {
+		h->log(sc->call, 2, "event=rspamd_error error=\"bad HTTP reply\" status=%d", status);
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
+	}
+	if (rspamd_json_parse(body, blen, &r, NULL, NULL) < 0) {
+		h->log(sc->call, 2, "event=rspamd_error error=\"bad JSON\"");
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
+	}
+	snprintf(desc, sizeof(desc), "%s %.2f / %.2f", r.action, r.score, r.required);
+	h->add_symbol(sc->call, "RSPAMD_SCORE", r.score, desc);
+	rspamd_json_parse(body, blen, &r, rspamd_symbol_add_cb, sc);
+	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=\"%s\"", r.score,
+	    r.required, r.action);
+	if (sc->ri->use_action && strcmp(r.action, "reject") == 0) {
+		snprintf(text, sizeof(text), "5.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Spam message rejected");
+		return rspamd_scan_end(sc, MXGATE_REJECT, 550, text, "rspamd");
+	}
+	if (sc->ri->use_action && strcmp(r.action, "soft reject") == 0) {
+		snprintf(text, sizeof(text), "4.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Try again later");
+		return rspamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "rspamd");
+	}
+	rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+
+/* Appends "Name: value\r\n" when value is non-empty and single-line. */
+static void rspamd_hdr(char *buf, size_t cap, size_t *n, const char *name, const char *value)
+{
+	int w;
+
+	if (value == NULL || !*value || strpbrk(value, "\r\n") || *n >= cap)
+		return;
+	w = snprintf(buf + *n, cap - *n, "%s: %s\r\n", name, value);
+	if (w > 0 && (size_t)w < cap - *n)
+		*n += (size_t)w;
+}
+
+static void rspamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
+    int err, void *arg)
+{
+	struct rspamd_scan *sc = arg;
+	const struct mxgate_host *h = sc->ri->host;
+	struct mxgate_call *c = sc->call;
+
+	switch (ev) {
+	case PCONN_CONNECTED: {
+		size_t cap = 8192, n = 0;
+		char *req = malloc(cap), lenbuf[32];
+		int w;
+
+		if (req == NULL)
+			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "out of memory");
+		w = snprintf(req, cap, "POST /checkv2 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", sc->ri->hostport);
+		n = (size_t)w;
+		snprintf(lenbuf, sizeof(lenbuf), "%zu", sc->len);
+		rspamd_hdr(req, cap, &n, "Content-Length", lenbuf);
+		rspamd_hdr(req, cap, &n, "Password", sc->ri->password);
+		rspamd_hdr(req, cap, &n, "IP", h->get(c, MXGATE_CLIENT_IP));
+		rspamd_hdr(req, cap, &n, "Helo", h->get(c, MXGATE_HELO));
+		rspamd_hdr(req, cap, &n, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
+		rspamd_hdr(req, cap, &n, "From", h->get(c, MXGATE_MAIL_FROM));
+		rspamd_hdr(req, cap, &n, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
+		rspamd_hdr(req, cap, &n, "User", h->get(c, MXGATE_AUTH_USER));
+		rspamd_hdr(req, cap, &n, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
+		for (size_t i = 0; i < h->rcpt_count(c) && i < 100; i++)
+			rspamd_hdr(req, cap, &n, "Rcpt", h->rcpt_at(c, i));
+		if (n + 2 >= cap) {
+			free(req);
+			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-request");
+		}
+		memcpy(req + n, "\r\n", 2);
+		n += 2;
+		if (pconn_write(sc->conn, req, n, req) < 0 || pconn_write(sc->conn, sc->msg, sc->len, NULL) < 0)
+			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-write");
+		return;
+	}
+	case PCONN_DATA: {
+		char *nr;
+
+		if (sc->rlen + len > RSPAMD_REPLY_MAX)
+			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply-too-big");
+		nr = realloc(sc->reply, sc->rlen + len + 1);
+		if (nr == NULL)
+			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "out of memory");
+		sc->reply = nr;
+		memcpy(sc->reply + sc->rlen, data, len);
+		sc->rlen += len;
+		sc->reply[sc->rlen] = '\0';
+		return rspamd_try_verdict(sc, false);
+	}
+	case PCONN_EOF:
+		return rspamd_try_verdict(sc, true);
+	default:
+		h->log(c, 2, "event=rspamd_error error=\"%s\"", uv_strerror(err));
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");
+	}
+}
+
+static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
+    void **instance, char *err, size_t errlen)
+{
+	struct rspamd_inst *ri = calloc(1, sizeof(*ri));
+	const char *why;
+
+	if (ri == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ri->host = host;
+	ri->max_size = 20u * 1024 * 1024;
+	if (args->address == NULL) {
+		snprintf(err, errlen, "address: required (HOST:PORT of rspamd's normal worker, e.g. 127.0.0.1:11333)");
+		goto fail;
+	}
+	if (pconn_addr_parse(args->address, &ri->addr, &why) < 0) {
+		snprintf(err, errlen, "address: %s", why);
+		goto fail;
+	}
+	snprintf(ri->hostport, sizeof(ri->hostport), "%s", ri->addr.is_unix ? "localhost" : args->address);
+	for (size_t i = 0; i < args->noptions; i++) {
+		const char *k = args->options[i].key, *v = args->options[i].value;
+
+		if (strcmp(k, "max_size") == 0)
+			ri->max_size = strtoull(v, NULL, 10);
+		else if (strcmp(k, "use_action") == 0)
+			ri->use_action = strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0;
+		else if (strcmp(k, "password") == 0) {
+			if (strlen(v) >= sizeof(ri->password) || strpbrk(v, "\r\n")) {
+				snprintf(err, errlen, "options.password: bad value");
+				goto fail;
+			}
+			snprintf(ri->password, sizeof(ri->password), "%s", v);
+		} else {
+			snprintf(err, errlen, "unknown option `%s` (rspamd knows max_size, use_action, password)", k);
+			goto fail;
+		}
+	}
+	*instance = ri;
+	return 0;
+fail:
+	free(ri);
+	return -1;
+}
+
+static void rspamd_fini(void *instance)
+{
+	free(instance);
+}
+
+static void rspamd_on_eom(void *instance, struct mxgate_call *c)
+{
+	struct rspamd_inst *ri = instance;
+	const struct mxgate_host *h = ri->host;
+	struct rspamd_scan *sc;
+	size_t len;
+	const char *msg = h->message(c, &len);
+
+	if (msg == NULL)
+		return h->done(c, MXGATE_ERROR, 0, NULL, "no message");
+	if (len > ri->max_size) {
+		h->log(c, 0, "event=rspamd_skip size=%zu max_size=%llu", len, (unsigned long long)ri->max_size);
+		return h->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
+	sc = calloc(1, sizeof(*sc));
+	if (sc == NULL)
+		return h->done(c, MXGATE_ERROR, 0, NULL, "out of memory");
+	sc->ri = ri;
+	sc->call = c;
+	sc->msg = msg;
+	sc->len = len;
+	sc->conn = pconn_new(h->loop(c), &ri->addr, rspamd_event_cb, sc);
+	if (sc->conn == NULL) {
+		free(sc);
+		return h->done(c, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");
+	}
+	*h->session_slot(c) = sc;
+}
+
+static void rspamd_cancel(void *instance, struct mxgate_call *c)
+{
+	struct rspamd_inst *ri = instance;
+	void **slot = ri->host->session_slot(c);
+
+	rspamd_scan_free(*slot);
+	*slot = NULL;
+}
+
+const struct mxgate_plugin rspamd_plugin = {
+	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
+	.name = "rspamd",
+	.init = rspamd_init,
+	.fini = rspamd_fini,
+	.on_eom = rspamd_on_eom,
+	.on_close = rspamd_cancel,
+	.cancel = rspamd_cancel,
+};

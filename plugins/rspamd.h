@@ -1,0 +1,39 @@
+/* rspamd.h — rspamd's HTTP protocol (POST /checkv2) as a built-in plugin.
+ *
+ * The message goes with the envelope as request headers (IP, Helo, From, Rcpt, Queue-Id,
+ * Hostname); the JSON reply's "score", "required_score", "action" and "symbols" come back:
+ *   - RSPAMD_SCORE carries rspamd's total score (adds to mxgate's score like SPAMD_SCORE),
+ *   - every rspamd symbol is added with score 0 (listed in X-Spam-Status tests=).
+ * With option `use_action: true` rspamd's own action applies too: "reject" -> 550 5.7.1,
+ * "soft reject" -> 451 4.7.1 (the reply text from messages.smtp_message when given).
+ * Keys: address, timeout, on_error, max_size (default 20M); options: use_action, password. */
+#ifndef MX_RSPAMD_H
+#define MX_RSPAMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "plugin.h"
+
+extern const struct mxgate_plugin rspamd_plugin;
+
+struct rspamd_result {
+	double score, required;
+	bool has_score;
+	char action[32];
+	char smtp_message[200];
+};
+
+/* Called for each symbol of the reply (name NUL-terminated, borrowed). */
+typedef void (*rspamd_symbol_cb)(void *arg, const char *name, double score);
+
+/* Parses a /checkv2 JSON body. Bounded (nesting depth 32), no allocation beyond the
+ * result. 0 or -1 (malformed, or no "score"). */
+int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
+    rspamd_symbol_cb cb, void *arg);
+
+/* Splits an HTTP/1.x response: status code and body. 0, 1 (incomplete: need more), -1. */
+int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const char **body,
+    size_t *blen);
+
+#endif

@@ -1,0 +1,34 @@
+/* fuzz_rspamd_reply.c — rspamd's HTTP reply splitter and the bounded JSON reader over
+ * arbitrary bytes (first byte: 1 = treat input as complete/EOF). */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "plugins/rspamd.h"
+
+static void fuzz_sym_cb(void *arg, const char *name, double score)
+{
+	*(size_t *)arg += strlen(name) + (score > 0);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct rspamd_result r;
+	const char *body;
+	size_t blen, acc = 0;
+	int status;
+
+	if (size < 1)
+		return 0;
+	/* the JSON reader on its own */
+	(void)rspamd_json_parse((const char *)data + 1, size - 1, &r, fuzz_sym_cb, &acc);
+	(void)strlen(r.action);
+	(void)strlen(r.smtp_message);
+	/* and behind the HTTP splitter */
+	if (rspamd_http_parse((const char *)data + 1, size - 1, data[0] & 1, &status, &body, &blen) == 0) {
+		if (body < (const char *)data + 1 || body + blen > (const char *)data + size)
+			__builtin_trap();
+		(void)rspamd_json_parse(body, blen, &r, fuzz_sym_cb, &acc);
+	}
+	return 0;
+}

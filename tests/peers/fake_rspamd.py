@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A stand-in for rspamd's normal worker (POST /checkv2) for tests where rspamd itself is
+not installed (it is about 1 GB). Answers like rspamd 3.x: GTUBE in the message -> score
+15 and action "reject", SOFTME -> "soft reject", GARBAGEME -> invalid JSON, otherwise ham
+with two symbols. Records the request headers it saw in requests.log next to the script's
+log (first line of each request: the envelope headers as JSON).
+usage: fake_rspamd.py PORT LOGFILE"""
+import json, socket, sys, threading
+
+GTUBE = b'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
+
+
+def serve(c, log):
+    f = c.makefile('rb')
+    try:
+        req = f.readline()
+        hdrs = {}
+        while True:
+            l = f.readline().decode('latin-1').rstrip('\r\n')
+            if not l:
+                break
+            k, _, v = l.partition(':')
+            hdrs.setdefault(k.strip().lower(), []).append(v.strip())
+        body = f.read(int(hdrs.get('content-length', ['0'])[0]))
+        with open(log, 'a') as lf:
+            lf.write(json.dumps({'request': req.decode().strip(), 'headers': hdrs, 'size': len(body)}) + '\n')
+        if GTUBE in body:
+            res = {'is_skipped': False, 'score': 15.0, 'required_score': 15.0, 'action': 'reject',
+                   'symbols': {'GTUBE': {'name': 'GTUBE', 'score': 0.0, 'metric_score': 0.0,
+                                         'description': 'GTUBE \\"test\\" \u00e9'}},
+                   'messages': {'smtp_message': 'Gtube pattern'}, 'message-id': 'x@y'}
+        elif b'SOFTME' in body:
+            res = {'score': 6.5, 'required_score': 15.0, 'action': 'soft reject', 'symbols': {}}
+        else:
+            res = {'score': 1.2, 'required_score': 15.0, 'action': 'no action',
+                   'symbols': {'MISSING_MID': {'name': 'MISSING_MID', 'score': 0.5, 'options': ['a', 'b']},
+                               'R_SPF_NA': {'name': 'R_SPF_NA', 'score': 0.7, 'group': 'spf'}},
+                   'time_real': 0.01, 'milter': {'add_headers': {'X-Rspamd': {'value': 'x', 'order': 0}}}}
+        out = b'{"score": oops' if b'GARBAGEME' in body else json.dumps(res).encode()
+        c.sendall(b'HTTP/1.1 200 OK\r\nConnection: close\r\nServer: rspamd/3.4\r\nContent-Type: application/json\r\n'
+                  b'Content-Length: %d\r\n\r\n' % len(out) + out)
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+
+def main():
+    port, log = int(sys.argv[1]), sys.argv[2]
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(('127.0.0.1', port))
+    s.listen(64)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c, log), daemon=True).start()
+
+
+if __name__ == '__main__':
+    main()
