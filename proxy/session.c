@@ -1354,7 +1354,7 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 	}
 	if (v->action == VERDICT_QUARANTINE) {
 		if (v->reply[0] && !s->env.quarantine_reason[0])
-			snprintf(s->env.quarantine_reason, sizeof(s->env.quarantine_reason), "%s", v->reply);
+			snprintf(s->env.quarantine_reason, sizeof(s->env.quarantine_reason), "%.255s", v->reply);
 		session_quarantine(s);
 		return;
 	}
