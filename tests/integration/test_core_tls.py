@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Proxy core, TLS (RFC 3207, OpenSSL): STARTTLS and implicit-TLS listeners.
+
+- openssl s_client -starttls smtp and swaks --tls deliver; EHLO offers STARTTLS on a
+  starttls listener only before TLS; the Received header says ESMTPS and names the cipher.
+- implicit TLS (`tls: implicit`): swaks --tlsc, s_client and a raw TLS client deliver;
+  plaintext on that port gets nowhere and does not hurt the daemon.
+- plaintext pipelined after STARTTLS (CVE-2011-0411 class) is discarded: one reply before the
+  handshake, nothing of it answered inside TLS.
+- TLS 1.0/1.1 refused; a second STARTTLS inside TLS gets 503."""
+import os
+import re
+import socket
+import ssl
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('swaks', 'openssl')
+
+FROM = 'sender@example.org'
+RCPT = 'rcpt@example.test'
+
+crt, key = mt.cert()
+be = mt.Backend(name='tls')
+cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'},
+                                  {'address': '127.0.0.1:0', 'tls': 'implicit'},
+                                  {'address': '127.0.0.1:0'}],
+                tls={'certificate': crt, 'key': key})
+mx = mt.Mxgate(cfg, name='mx-tls')
+st_port, imp_port, plain_port = mx.ports
+
+
+def delivered(tag):
+    return [m for m in be.messages if ('<%s@' % tag).encode() in m['data']]
+
+
+# ---------------------------------------------------------------- EHLO
+c = mt.Client(st_port)
+code, text = c.ehlo()
+mt.check('STARTTLS' in text, 'a starttls listener announces STARTTLS')
+code, _ = c.starttls()
+mt.check(code == 220, 'STARTTLS 220')
+mt.check(c.sock.version() in ('TLSv1.2', 'TLSv1.3'), 'handshake: %s' % c.sock.version())
+code, text = c.ehlo()
+mt.check(code == 250 and 'STARTTLS' not in text, 'EHLO inside TLS no longer offers STARTTLS')
+code, text = c.cmd('STARTTLS')
+mt.check(code == 503, 'a second STARTTLS inside TLS: 503 (%s)' % text)
+code, text = mt.send_mail(st_port, FROM, [RCPT], mt.message('rawtls'), client=c)
+mt.check(code == 250, 'a message over STARTTLS from a raw client (%s)' % text)
+c.close()
+got = delivered('rawtls')
+mt.check(len(got) == 1 and re.search(rb'with ESMTPS[A]? id', got[0]['data'].split(b'\r\n\r\n')[0]) is not None,
+         'Received: says "with ESMTPS" for a TLS session (RFC 3848)')
+mt.check(len(got) == 1 and b'using TLSv1.' in got[0]['data'].split(b'\r\n\r\n')[0], 'Received: names the TLS version and cipher')
+mt.check(mx.wait_log(r'event=tls version=TLSv1\.[23] cipher=\S+', 3) is not None, 'event=tls logged with version and cipher')
+c = mt.Client(plain_port)
+mt.check('STARTTLS' not in c.ehlo()[1], 'a listener without tls does not offer STARTTLS')
+mt.check(c.cmd('STARTTLS')[0] in (502, 503, 454), 'STARTTLS where not offered is refused')
+c.close()
+
+# ---------------------------------------------------------------- openssl s_client -starttls smtp
+script = ('EHLO sclient.test\nMAIL FROM:<%s>\nRCPT TO:<%s>\nDATA\n' % (FROM, RCPT)
+          + mt.message('sclient').decode().replace('\r\n', '\n') + '.\nQUIT\n')
+r = mt.s_client(st_port, script, starttls=True)
+queued = re.search(r'^250 2\.0\.0 .*$', r.stdout, re.M)
+mt.check(queued is not None and '221' in r.stdout, 'openssl s_client -starttls smtp delivers (%s)' % (
+    queued.group(0) if queued else r.stdout[-300:]))
+mt.check(len(delivered('sclient')) == 1, 'the s_client message is at the backend')
+mt.check(re.search(r'Protocol\s*:\s*TLSv1\.[23]', r.stdout) is not None or 'TLSv1.3' in r.stdout or 'TLSv1.2' in r.stdout,
+         's_client negotiated TLS 1.2+')
+r = mt.s_client(st_port, 'QUIT\n', starttls=True, extra=['-tls1_1'])
+mt.check('221' not in r.stdout, 'TLS 1.1 is refused')
+
+# ---------------------------------------------------------------- swaks --tls
+r = mt.swaks(st_port, '--tls', '--from', FROM, '--to', RCPT, '--header', 'Message-ID: <swakstls@mxtest.example>')
+mt.check(r.returncode == 0 and len(delivered('swakstls')) == 1, 'swaks --tls delivers (rc=%d)' % r.returncode)
+r = mt.swaks(st_port, '--tls', '--pipeline', '--from', FROM, '--to', RCPT, '--header', 'Message-ID: <swakspipe@mxtest.example>')
+mt.check(r.returncode == 0 and len(delivered('swakspipe')) == 1, 'swaks --tls --pipeline delivers (rc=%d)' % r.returncode)
+
+# ---------------------------------------------------------------- implicit TLS
+r = mt.swaks(imp_port, '--tlsc', '--from', FROM, '--to', RCPT, '--header', 'Message-ID: <tlsc@mxtest.example>')
+mt.check(r.returncode == 0 and len(delivered('tlsc')) == 1, 'implicit TLS: swaks --tlsc delivers (rc=%d)' % r.returncode)
+c = mt.Client(imp_port, tls=True)
+mt.check(c.greeting[0] == 220, 'implicit TLS: greeting inside TLS (%s)' % (c.greeting,))
+code, text = c.ehlo()
+mt.check(code == 250 and 'STARTTLS' not in text, 'implicit TLS: EHLO does not offer STARTTLS')
+code, text = mt.send_mail(imp_port, FROM, [RCPT], mt.message('imp'), client=c)
+mt.check(code == 250 and len(delivered('imp')) == 1, 'implicit TLS: a raw TLS client delivers (%s)' % text)
+c.close()
+r = mt.s_client(imp_port, 'EHLO sc.test\nQUIT\n', starttls=False)
+mt.check('220 ' in r.stdout and '221' in r.stdout, 'implicit TLS: openssl s_client gets the greeting and 221')
+s = socket.create_connection(('127.0.0.1', imp_port), 5)
+s.sendall(b'EHLO plain.test\r\n')
+s.settimeout(mt.slack(5))
+try:
+    data = s.recv(4096)
+except (socket.timeout, OSError):
+    data = b'(timeout)'
+s.close()
+mt.check(not data.startswith(b'250') and not data.startswith(b'220 '), 'implicit TLS: plaintext gets no SMTP reply (%r)' % data[:40])
+c = mt.Client(imp_port, tls=True)
+mt.check(c.greeting[0] == 220, 'implicit TLS still works after a plaintext client')
+c.close()
+
+# ---------------------------------------------------------------- STARTTLS injection
+for extra in ('NOOP\r\n', 'MAIL FROM:<injected@example.org>\r\nRCPT TO:<%s>\r\n' % RCPT):
+    c = mt.Client(st_port)
+    c.ehlo()
+    c.send('STARTTLS\r\n' + extra)
+    code, text = c.reply()
+    pend = c.pending(0.5)
+    mt.check(code == 220 and pend == b'', 'STARTTLS+%s in one write: only one reply (220) before the handshake (%r)' % (
+        extra.split()[0], pend[:60]))
+    try:
+        c._wrap()
+        ok = True
+    except (ssl.SSLError, OSError) as e:
+        ok = False
+        mt.check(False, 'handshake after injected plaintext: %s' % e)
+    if ok:
+        code, text = c.ehlo('after.test')
+        mt.check(code == 250 and text.startswith('250-'),
+                 'the first reply inside TLS is the EHLO reply, nothing answers the injected %s (%r)' % (extra.split()[0], text[:40]))
+        code, text = c.cmd('RCPT TO:<%s>' % RCPT)
+        mt.check(code == 503, 'the injected MAIL was not executed: RCPT inside TLS gets 503 (%s)' % text)
+        mt.check(c.cmd('NOOP')[0] == 250, 'the TLS session goes on normally')
+    c.close()
+mt.check(mx.wait_log(r'event=starttls_injection', 3) is not None, 'the injection is logged (event=starttls_injection)')
+mt.check(not any('injected@' in x for x in be.commands), 'the injected MAIL never reached a backend')
+
+mx.stop()
+mt.finish()
