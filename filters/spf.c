@@ -283,7 +283,9 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 	default: c->result = SPF_R_TEMPERROR; break;
 	}
 	exp = c->result == SPF_R_FAIL ? SPF_response_get_explanation(resp) : NULL;
-	if (exp != NULL)
+	/* libspf2's built-in default points at the defunct openspf.org: only a domain's own
+	 * exp= text (RFC 7208 6.2) is worth passing on */
+	if (exp != NULL && strstr(exp, "openspf.org") == NULL)
 		snprintf(c->explanation, sizeof(c->explanation), "%s", exp);
 done:
 	SPF_response_free(resp);
@@ -337,6 +339,9 @@ static int spf_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		free(w);
 		return -1;
 	}
+	/* %{r} in explanations (RFC 7208 7.3) is us */
+	if (cfg->hostname != NULL)
+		SPF_server_set_rec_dom(w->engine->srv, cfg->hostname);
 	*wstate = w;
 	return 0;
 }

@@ -25,6 +25,8 @@ static char *records[] = {
 	"inc.example TXT v=spf1 include:example.org -all",
 	"helo.example TXT v=spf1 a -all",
 	"helo.example A 198.18.1.7",
+	"expl.example TXT v=spf1 -all exp=why.expl.example",
+	"why.expl.example TXT %{i}_is_not_permitted",
 };
 static const struct cfg_strlist recs = { records, sizeof(records) / sizeof(records[0]) };
 
@@ -59,6 +61,27 @@ static void test_engine_results(void **state)
 			fail_msg("%s: got %s want %s", rows[i].label, spf_result_name(c.result),
 			    spf_result_name(rows[i].want));
 	}
+	spf_engine_free(e);
+}
+
+static void test_explanation(void **state)
+{
+	struct spf_engine *e = spf_engine_new(&recs, true);
+	struct spf_check c;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	snprintf(c.ip, sizeof(c.ip), "192.0.2.9");
+	snprintf(c.helo, sizeof(c.helo), "c.test");
+	snprintf(c.sender, sizeof(c.sender), "a@expl.example");
+	spf_engine_check(e, &c);
+	assert_int_equal(c.result, SPF_R_FAIL);
+	assert_string_equal(c.explanation, "192.0.2.9_is_not_permitted");
+	/* libspf2's own default text is dropped */
+	snprintf(c.sender, sizeof(c.sender), "a@example.org");
+	spf_engine_check(e, &c);
+	assert_int_equal(c.result, SPF_R_FAIL);
+	assert_string_equal(c.explanation, "");
 	spf_engine_free(e);
 }
 
@@ -258,6 +281,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_engine_results),
+		cmocka_unit_test(test_explanation),
 		cmocka_unit_test(test_records_and_names),
 		cmocka_unit_test_setup_teardown(test_module_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_fail_rejects, setup, teardown),
