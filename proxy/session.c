@@ -26,6 +26,7 @@
 #include "tls.h"
 #include "worker.h"
 #include "counters.h"
+#include "../filters/reputation.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -1063,6 +1064,22 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 	session_process(s);
 }
 
+/* Feeds the outcome of a message to the sender's reputation. */
+static void session_record_outcome(struct session *s, int code, const char *reason)
+{
+	enum reputation_outcome o;
+
+	if (reason && (strstr(reason, "virus") || strstr(reason, "clam")))
+		o = REPUTATION_VIRUS;
+	else if (code / 100 == 2)
+		o = s->env.score >= 5.0 ? REPUTATION_SPAM : REPUTATION_ACCEPTED;
+	else if (code / 100 == 4)
+		o = REPUTATION_TEMPFAILED;
+	else
+		o = s->env.score >= 5.0 ? REPUTATION_SPAM : REPUTATION_REJECTED;
+	reputation_record(&s->env, o);
+}
+
 static void session_message_done(struct session *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Ends the message with a reply and resets the transaction. */
@@ -1075,6 +1092,7 @@ static void session_message_done(struct session *s, int code, const char *fmt, .
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	session_reply(s, "%d %s", code, text);
+	session_record_outcome(s, code, NULL);
 	switch (code / 100) {
 	case 2: counter_inc(COUNTER_MESSAGES_DELIVERED); break;
 	case 4: counter_inc(COUNTER_MESSAGES_TEMPFAILED); break;
@@ -1332,6 +1350,9 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 	case VERDICT_REJECT:
 	case VERDICT_TEMPFAIL:
 		session_reply_verdict(s, v, "data");
+		session_record_outcome(s, v->action == VERDICT_REJECT ? 550 : 451, v->reason);
+		if (strstr(v->reason, "virus") || strstr(v->reason, "clam"))
+			counter_inc(COUNTER_VIRUSES_FOUND);
 		counter_inc(v->action == VERDICT_REJECT ? COUNTER_MESSAGES_REJECTED : COUNTER_MESSAGES_TEMPFAILED);
 		session_txn_reset(s, true);
 		session_resume(s);
@@ -1792,6 +1813,18 @@ static void session_start_connect(struct session *s)
 		return;
 	}
 	s->counted_ip = true;
+	/* Near the connection limit, clients with a good reputation keep being served while
+	 * unknown ones are turned away first (only when reputation is configured). */
+	if ((s->cfg->reputation.store || s->cfg->reputation.allow.n) &&
+	    conncount_total() > s->cfg->limits.max_connections * 9 / 10 &&
+	    !reputation_is_known_good((const struct sockaddr *)&s->env.client)) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=overload client=%s", s->env.client_ip);
+		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
+		session_reply(s, "421 4.7.0 %s Service busy, try again later", s->cfg->hostname);
+		s->quit_after_flush = true;
+		session_flush(s);
+		return;
+	}
 	log_event(LOG_LVL_INFO, s->id, "event=connect client=%s port=%d tls=%s", s->env.client_ip,
 	    s->env.client_port, s->tls ? "implicit" : "no");
 	session_enter_state(s, SESSION_CONNECT);
