@@ -386,9 +386,16 @@ class Mxgate:
             os.kill(self.pid, sig)
 
     def reload(self, cfg):
-        """Rewrites the config (keeping the listen ports of a dict without them) and sends SIGHUP."""
-        if isinstance(cfg, dict) and 'listen' not in cfg:
-            cfg['listen'] = [{'address': '127.0.0.1:%d' % p} for p in self.ports]
+        """Rewrites the config and sends SIGHUP. In a dict config, listen addresses with port 0
+        (or no listen list) keep the ports the daemon already listens on."""
+        if isinstance(cfg, dict):
+            if 'listen' not in cfg:
+                cfg['listen'] = [{'address': '127.0.0.1:%d' % p} for p in self.ports]
+            for i, item in enumerate(cfg['listen']):
+                if isinstance(item, str):
+                    item = cfg['listen'][i] = {'address': item}
+                if item['address'].endswith(':0') and i < len(self.ports):
+                    item['address'] = item['address'][:-2] + ':%d' % self.ports[i]
         self._write(cfg)
         self.send_signal(signal.SIGHUP)
 
@@ -403,14 +410,16 @@ class Mxgate:
     def stop(self, sig=signal.SIGTERM, timeout=None, expect_rc=0, settle=0.3):
         """Waits `settle` seconds (pooled backend connections go idle: see the known
         drain-overrun bug in test_core_ops.py), sends sig, waits up to timeout, checks the exit
-        status (expect_rc, None = any) and the log for sanitizer reports. Returns the status."""
+        status (expect_rc, None = any) and the log for sanitizer reports. Returns the status.
+        sig=None sends nothing: waits for an exit already under way (after send_signal)."""
         if timeout is None:
             timeout = slack(15)
         if settle and self.alive():
             time.sleep(settle)
         if self.alive():
             try:
-                os.kill(self.pid, sig)
+                if sig is not None:
+                    os.kill(self.pid, sig)
                 self.rc = self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
@@ -423,7 +432,7 @@ class Mxgate:
         rep = self.sanitizer_report()
         check(rep is None, '%s: no sanitizer report in its stderr%s' % (self.name, '' if rep is None else ':\n' + rep))
         if expect_rc is not None:
-            check(self.rc == expect_rc, '%s exits %s on signal %d (got %s)%s' % (
+            check(self.rc == expect_rc, '%s exits %s on signal %s (got %s)%s' % (
                 self.name, expect_rc, sig, self.rc, '' if self.rc == expect_rc else '\n' + self.tail(15)))
         elif isinstance(self.rc, int) and self.rc < 0 and self.rc != -signal.SIGKILL:
             check(False, '%s died from signal %d\n%s' % (self.name, -self.rc, self.tail(15)))

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Proxy core, operations: the command line, SIGHUP reload and SIGTERM/SIGINT drain.
+
+- mxgate -V prints the version; mxgate -t -c FILE exits 0 for a good file (examples/demo.yaml
+  too) and 1 for a bad one, printing FILE:LINE:COL: key: reason for every error.
+- SIGHUP: a changed backend list is used by new sessions while a session open across the
+  reload completes on its backend; new limits apply; an invalid file on reload is logged and
+  the old config stays.
+- SIGTERM: listeners close, a session in a transaction may finish its message, idle ones get
+  421, the process exits 0 well within drain_timeout; a session that never finishes is cut
+  at drain_timeout (421) and the process still exits 0. SIGINT drains the same way."""
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need()
+
+FROM = 'sender@example.org'
+RCPT = 'rcpt@example.test'
+
+
+def write(name, text):
+    path = os.path.join(mt.TMP, name)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def ids(b):
+    return mt.message_ids(m['data'] for m in b.messages)
+
+
+def open_txn(port, tag=None):
+    """A session with MAIL and RCPT accepted, waiting for DATA."""
+    c = mt.Client(port)
+    c.ehlo()
+    c.cmd('MAIL FROM:<%s>' % FROM)
+    code, _ = c.cmd('RCPT TO:<%s>' % RCPT)
+    return c, code
+
+
+def finish_txn(c, tag):
+    code, text = c.cmd('DATA')
+    if code != 354:
+        return code, text
+    c.send(mt.stuff(mt.message(tag)))
+    return c.reply()
+
+
+# ---------------------------------------------------------------- -V and -t
+r = mt.run_mxgate('-V')
+mt.check(r.returncode == 0 and re.search(r'mxgate \d+\.\d+', r.stdout + r.stderr), 'mxgate -V prints the version (%r)' % (r.stdout + r.stderr)[:60])
+good = write('good.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526', 'lmtp://127.0.0.1:2424', 'maildir:/tmp/x'],
+                                                listen=[{'address': '127.0.0.1:2525'}])))
+r = mt.run_mxgate('-t', '-c', good)
+mt.check(r.returncode == 0, 'mxgate -t -c good.yaml exits 0 (%s)' % (r.stdout + r.stderr).strip()[:200])
+demo = os.path.join(mt.SRC, 'examples', 'demo.yaml')
+if os.path.exists(demo):
+    r = mt.run_mxgate('-t', '-c', demo)
+    mt.check(r.returncode == 0, 'mxgate -t -c examples/demo.yaml exits 0 (%s)' % (r.stdout + r.stderr).strip()[:200])
+bad = write('bad.yaml', '''hostname: mx.test
+listen:
+  - address: 127.0.0.1:2525
+    tls: sometimes
+limits:
+  max_message_size: lots
+  bogus_key: 1
+  command_timeout: soon
+backends:
+  balance: random
+  servers: []
+''')
+r = mt.run_mxgate('-t', '-c', bad)
+out = r.stdout + r.stderr
+errs = re.findall(r'^%s:(\d+):(\d+): ([\w.\[\]]+): (.+)$' % re.escape(bad), out, re.M)
+mt.check(r.returncode == 1, 'mxgate -t -c bad.yaml exits 1 (%d)' % r.returncode)
+lines = {int(e[0]): e[2] for e in errs}
+for line, key in ((4, 'listen[0].tls'), (6, 'limits.max_message_size'), (7, 'limits.bogus_key'),
+                  (8, 'limits.command_timeout'), (10, 'backends.balance'), (11, 'backends.servers')):
+    mt.check(lines.get(line) == key, 'bad.yaml:%d: %s reported as FILE:LINE:COL: key: reason' % (line, key))
+mt.check(all(int(e[1]) >= 1 for e in errs), 'every error has a column')
+syn = write('syntax.yaml', 'listen: [\n  - x: : :\n')
+r = mt.run_mxgate('-t', '-c', syn)
+mt.check(r.returncode == 1 and re.search(r'^%s:\d+:\d+: ' % re.escape(syn), r.stdout + r.stderr, re.M),
+         'a YAML syntax error: exit 1 with FILE:LINE:COL (%s)' % (r.stdout + r.stderr).strip()[:120])
+r = mt.run_mxgate('-t', '-c', os.path.join(mt.TMP, 'missing.yaml'))
+mt.check(r.returncode == 1, 'a missing file: exit 1')
+r = mt.run_mxgate('-c', bad)
+mt.check(r.returncode != 0, 'mxgate -c bad.yaml refuses to start (%d)' % r.returncode)
+
+# ---------------------------------------------------------------- SIGHUP
+ba, bb = mt.Backend(name='hupA'), mt.Backend(name='hupB')
+cfg = mt.config([ba.url], workers=2)
+mx = mt.Mxgate(cfg, name='mx-hup')
+for i in range(2):
+    mt.send_mail(mx.port, FROM, [RCPT], mt.message('pre%d' % i))
+mt.check(ids(ba) == {'pre0', 'pre1'}, 'before the reload mail goes to server A')
+held, code = open_txn(mx.port)
+mt.check(code == 250, 'a session with MAIL and RCPT open across the reload')
+mark = mx.log_size()
+cfg2 = mt.config([bb.url], workers=2, limits={'max_recipients': 1})
+mx.reload(cfg2)
+mt.check(mx.wait_log(r'event=reloaded', 5, start=mark) is not None, 'SIGHUP: event=reloaded logged')
+codes = [mt.send_mail(mx.port, FROM, [RCPT], mt.message('post%d' % i))[0] for i in range(4)]
+mt.check(codes == [250] * 4 and ids(bb) >= {'post0', 'post1', 'post2', 'post3'} and not (ids(ba) & {'post0', 'post1', 'post2', 'post3'}),
+         'after the reload new sessions go to server B only (%s)' % codes)
+code, text = finish_txn(held, 'held')
+mt.check(code == 250, 'the session open across the reload completes (%s)' % text)
+mt.check('held' in ids(ba) | ids(bb), 'its message was delivered')
+held.close()
+c = mt.Client(mx.port)
+c.ehlo()
+c.cmd('MAIL FROM:<%s>' % FROM)
+rc = [c.cmd('RCPT TO:<r%d@example.test>' % i)[0] for i in range(2)]
+mt.check(rc == [250, 452], 'new limits apply after the reload (max_recipients 1: %s)' % rc)
+c.close()
+mark = mx.log_size()
+with open(mx.conf, 'w') as f:
+    f.write('listen: [\n  - broken: : yaml\n')
+mx.send_signal(signal.SIGHUP)
+mt.check(mx.wait_log(r'event=reload_failed', 5, start=mark) is not None, 'an invalid file on SIGHUP: event=reload_failed logged')
+mark2 = mx.log_size()
+with open(mx.conf, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:1'], listen=[{'address': '127.0.0.1:%d' % mx.port}],
+                                 limits={'max_message_size': 'huge'})))
+mx.send_signal(signal.SIGHUP)
+mt.check(mx.wait_log(r'event=reload_failed', 5, start=mark2) is not None, 'a config with an invalid value on SIGHUP: reload_failed')
+time.sleep(0.3)
+code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('after-bad'))
+mt.check(mx.alive() and code == 250 and 'after-bad' in ids(bb), 'the old config (server B) stays in force (%s)' % text)
+mx.stop()
+
+# ---------------------------------------------------------------- SIGTERM drain
+db = mt.Backend(name='drain')
+mx = mt.Mxgate(mt.config([db.url], limits={'drain_timeout': '8s'}), name='mx-drain')
+busy, code = open_txn(mx.port)
+idle = mt.Client(mx.port)
+idle.ehlo()
+t0 = time.time()
+mx.send_signal(signal.SIGTERM)
+mt.check(mx.wait_log(r'event=shutdown signal=15', 5) is not None, 'SIGTERM: event=shutdown logged')
+time.sleep(mt.slack(0.3))
+try:
+    late = mt.Client(mx.port, timeout=3)
+    refused = late.greeting[0] in (None, 421)
+    late.close()
+except OSError:
+    refused = True
+mt.check(refused, 'after SIGTERM new connections are not served')
+code, text = idle.cmd('NOOP')
+if code == 250:
+    code, text = idle.reply()
+mt.check(code == 421 and '4.3.2' in text, 'an idle session gets 421 4.3.2 (%s)' % text)
+mt.check(mx.alive(), 'the daemon waits for the session in a transaction')
+code, text = finish_txn(busy, 'drained')
+mt.check(code == 250 and 'drained' in ids(db), 'the session in a transaction finishes its message after SIGTERM (%s)' % text)
+busy.cmd('QUIT')
+busy.close()
+idle.close()
+rc = mx.stop(sig=None, timeout=mt.slack(8), settle=0)
+took = time.time() - t0
+mt.check(took < mt.slack(5), 'the process exits soon after the last session, well within drain_timeout 8s (%.1fs)' % took)
+
+db2 = mt.Backend(name='drain2')
+mx = mt.Mxgate(mt.config([db2.url], limits={'drain_timeout': '2s'}), name='mx-drain-timeout')
+stuck, code = open_txn(mx.port)
+stuck.cmd('DATA')
+stuck.send(b'Subject: never finished\r\n\r\n')
+t0 = time.time()
+mx.send_signal(signal.SIGTERM)
+rc = mx.stop(sig=None, timeout=mt.slack(10), settle=0)
+took = time.time() - t0
+mt.check(rc == 0, 'a session that never finishes: the process still exits 0 (%s)' % rc)
+mt.check(mt.slack(1.5) <= took + 0.5 and took < mt.slack(5), '... after about drain_timeout 2s (%.1fs)' % took)
+mt.check(stuck.is_closed(1), 'the stuck session was closed')
+mt.check(not db2.attempts, 'its half message was not delivered')
+stuck.close()
+
+db3 = mt.Backend(name='sigint')
+mx = mt.Mxgate(mt.config([db3.url]), name='mx-sigint')
+mt.send_mail(mx.port, FROM, [RCPT], mt.message('int'))
+mx.stop(signal.SIGINT)
+
+# ---------------------------------------------------------------- known bug: drain overrun
+# Intermittently (2 runs in 8 here) a SIGTERM sent right after a delivery leaves a worker
+# running until its idle backend connection times out: "event=exit reason=drain_overrun
+# worker=0" after 36 s instead of an immediate exit. Likely a backend connection whose RSET
+# reply arrives after the drain started goes back on the idle list with its 30 s timer.
+if mt.known_bug('SIGTERM right after a delivery can wait ~36 s (drain_overrun)'):
+    slow = []
+    for i in range(8):
+        r1, r2 = mt.Backend(name='ovA%d' % i), mt.Backend(name='ovB%d' % i)
+        mx = mt.Mxgate(mt.config([r1.url], backends={'routes': [{'domains': ['example.net'], 'servers': [r2.url]}]}),
+                       name='mx-overrun%d' % i)
+        mt.send_mail(mx.port, FROM, ['user@example.net'], mt.message('ov%d' % i))
+        t0 = time.time()
+        mx.stop(timeout=60, settle=0)
+        if time.time() - t0 > 5:
+            slow.append(round(time.time() - t0, 1))
+        r1.stop()
+        r2.stop()
+    mt.check(not slow, 'SIGTERM right after a delivery exits within 5 s every time (slow: %s)' % slow)
+
+mt.finish()
