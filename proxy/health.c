@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/un.h>
 
 #include "backend.h"
 #include "log.h"
@@ -381,6 +382,13 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 		p->salen = b->salen;
 		if (b->path && !(p->path = strdup(b->path)))
 			goto fail;
+		if (!p->path && b->salen && b->sa.ss_family == AF_UNIX) {
+			/* lmtp:unix:/path keeps the socket in sa: connect through a pipe handle. */
+			const struct sockaddr_un *sun = (const struct sockaddr_un *)&b->sa;
+			if (!(p->path = strndup(sun->sun_path, sizeof sun->sun_path)))
+				goto fail;
+			p->salen = 0;
+		}
 		if (b->kind == BACKEND_MAILDIR && !p->path)
 			p->kind = BACKEND_SMTP;   /* unusable entry: checks will fail to connect */
 		snprintf(p->ehlo, sizeof p->ehlo, "%s %.250s\r\n", b->kind == BACKEND_LMTP ? "LHLO" : "EHLO",

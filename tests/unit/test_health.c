@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "proxy/backend.h"
@@ -125,13 +126,32 @@ static int listen_any(int *port)
 	return fd;
 }
 
+static void responder_run(struct responder *r)
+{
+	assert_true(r->fd >= 0);
+	assert_int_equal(pthread_create(&r->thread, NULL, responder_main, r), 0);
+}
+
 static void responder_start(struct responder *r)
 {
 	memset(r, 0, sizeof *r);
 	pthread_mutex_init(&r->lock, NULL);
 	r->fd = listen_any(&r->port);
-	assert_true(r->fd >= 0);
-	assert_int_equal(pthread_create(&r->thread, NULL, responder_main, r), 0);
+	responder_run(r);
+}
+
+/* The same responder on a unix socket at path. */
+static void responder_start_unix(struct responder *r, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	memset(r, 0, sizeof *r);
+	pthread_mutex_init(&r->lock, NULL);
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	unlink(path);
+	r->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(r->fd, (struct sockaddr *)&sun, sizeof sun), 0);
+	assert_int_equal(listen(r->fd, 16), 0);
+	responder_run(r);
 }
 
 static void responder_stop(struct responder *r)
@@ -180,6 +200,23 @@ static void backend_init_maildir(struct backend *b, const char *path, int index)
 	b->url = strdup(url);
 	b->kind = BACKEND_MAILDIR;
 	b->path = strdup(path);
+	b->index = index;
+	b->weight = 1;
+	atomic_init(&b->up, 1);
+}
+
+/* lmtp:unix:/path as backend_parse_url leaves it: the socket in sa, no path. */
+static void backend_init_unix(struct backend *b, const char *path, int index)
+{
+	struct sockaddr_un *sun = (struct sockaddr_un *)&b->sa;
+	char url[200];
+	memset(b, 0, sizeof *b);
+	snprintf(url, sizeof url, "lmtp:unix:%s", path);
+	b->url = strdup(url);
+	b->kind = BACKEND_LMTP;
+	sun->sun_family = AF_UNIX;
+	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", path);
+	b->salen = sizeof *sun;
 	b->index = index;
 	b->weight = 1;
 	atomic_init(&b->up, 1);
@@ -343,6 +380,34 @@ static void test_closed_stall_lmtp(void **state)
 	pool_by_hand_free(p);
 }
 
+static void test_lmtp_unix(void **state)
+{
+	char dir[] = "/tmp/mx_test_health_XXXXXX", sock[200], missing[200];
+	struct responder r;
+	uv_loop_t loop;
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock, sizeof sock, "%s/lmtp.sock", dir);
+	snprintf(missing, sizeof missing, "%s/none.sock", dir);
+	responder_start_unix(&r, sock);
+	struct pool *p = pool_by_hand(2, 1, 1);
+	backend_init_unix(&p->servers[0], sock, 0);
+	backend_init_unix(&p->servers[1], missing, 1);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	struct health *h = health_start(&loop, p, 50, 500, "mx.test");
+	assert_non_null(h);
+	assert_true(run_until(&loop, has_latency, &p->servers[0], 3000));
+	assert_true(run_until(&loop, is_down, &p->servers[1], 3000));
+	assert_int_equal(atomic_load(&p->servers[0].up), 1);
+	pthread_mutex_lock(&r.lock);
+	assert_string_equal(r.last_hello, "LHLO mx.test\r\n");
+	pthread_mutex_unlock(&r.lock);
+	stop_and_drain(&loop, h);
+	responder_stop(&r);
+	pool_by_hand_free(p);
+	unlink(sock);
+	rmdir(dir);
+}
+
 static void test_maildir(void **state)
 {
 	char root[] = "/tmp/mx_test_health_XXXXXX";
@@ -434,6 +499,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fall_and_rise),
 		cmocka_unit_test(test_closed_stall_lmtp),
+		cmocka_unit_test(test_lmtp_unix),
 		cmocka_unit_test(test_maildir),
 		cmocka_unit_test(test_stop_in_flight),
 		cmocka_unit_test(test_copy_state),
