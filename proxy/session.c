@@ -65,6 +65,7 @@ struct session {
 	uv_timer_t timer;                 /* protocol timeouts, pregreet wait */
 	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
 	int open_handles;
+	int pending;                      /* async work outside the loop (maildir writes) */
 	char id[20];
 	enum session_state state;
 	bool reading, counted_ip, greeted, pregreet_wait, connect_chain_done, pregreet_hit;
@@ -351,7 +352,7 @@ static void session_handle_closed_cb(uv_handle_t *h)
 {
 	struct session *s = h->data;
 
-	if (--s->open_handles == 0)
+	if (--s->open_handles == 0 && s->pending == 0)
 		session_free(s);
 }
 
@@ -360,7 +361,7 @@ static void session_chain_timer_closed_cb(uv_handle_t *h)
 {
 	struct session *s = (struct session *)(void *)((char *)h - offsetof(struct session, chain_timer));
 
-	if (--s->open_handles == 0)
+	if (--s->open_handles == 0 && s->pending == 0)
 		session_free(s);
 }
 
@@ -1143,8 +1144,10 @@ static void session_maildir_cb(void *arg, int status, const char *qid, const cha
 	struct session *s = arg;
 
 	/* The write ran in the thread pool; the session waited for it (pending). */
+	s->pending--;
 	if (s->state == SESSION_CLOSING) {
-		session_close(s, NULL);
+		if (s->open_handles == 0 && s->pending == 0)
+			session_free(s);
 		return;
 	}
 	if (status != 0) {
@@ -1246,6 +1249,8 @@ static void session_deliver(struct session *s)
 		if (maildir_deliver(&s->w->loop, s->backend->path, s->prefix.v, s->prefix.len, body, off,
 		    session_maildir_cb, s) != 0)
 			session_deliver_tempfail(s, "maildir write could not start");
+		else
+			s->pending++;
 		return;
 	}
 	data = msgbuf_data(body, &len);
@@ -1335,6 +1340,8 @@ static void session_quarantine(struct session *s)
 	if (maildir_deliver(&s->w->loop, qpath, s->prefix.v, s->prefix.len, body,
 	    s->env.new_body ? 0 : s->body_off, session_maildir_cb, s) != 0)
 		session_deliver_tempfail(s, "quarantine write could not start");
+	else
+		s->pending++;
 }
 
 static void session_eom_chain_cb(void *arg, const struct verdict *v)
