@@ -77,6 +77,23 @@ for i in 1 2; do
 done
 python3 -c "b=$BASE;e=$EMPTY
 print('empty dlopen plugin: %.1f%% of no-plugin throughput, %+.1f us per message' % (100*e/b, (1e6/e-1e6/b)) if b and e else '')"
+# The same overhead in process, without the network noise: the hook chain at end of data.
+LIB=$BUILD/libmxcore.a
+if [ -f "$LIB" ] && [ -f "$BUILD/empty_plugin.so" ]; then
+  PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0"
+  pkg-config --exists libhs && PKGS="$PKGS libhs"
+  if cc -O2 -std=c11 -D_GNU_SOURCE -I"$ROOT" -I"$ROOT/proxy" -o "$OUT/bench_plugins" "$ROOT/bench/bench_plugins.c" \
+      "$LIB" $(pkg-config --cflags --libs $PKGS) -lspf2 -ldl -lm -lpthread 2>"$OUT/cc.log"; then
+    for c in none empty; do
+      { echo "hostname: mx.example.test"; echo "listen: [ { address: \"127.0.0.1:1\" } ]";
+        echo "backends: { servers: [ { address: \"smtp://127.0.0.1:2\" } ] }"; } >"$OUT/chain-$c.yaml"
+    done
+    printf 'plugins:\n  - { name: empty, path: "%s" }\n' "$BUILD/empty_plugin.so" >>"$OUT/chain-empty.yaml"
+    "$OUT/bench_plugins" "$OUT/chain-none.yaml" "$OUT/chain-empty.yaml" || true
+  else
+    echo "in-process chain bench did not build: $(tail -1 "$OUT/cc.log")"
+  fi
+fi
 if [ -n "$CLAMD" ] && waitport $CLAMD; then
   run clamd $N "plugins:
   - { name: clamd, address: \"127.0.0.1:$CLAMD\", timeout: 30s }"; CL=$RATE
