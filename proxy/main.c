@@ -124,6 +124,8 @@ static void main_reload(void)
 		health_stop(health);
 	health = NULL;
 	struct shared_gen *old = current;
+	/* Backends keep their known state across a reload (a dead one stays out). */
+	health_copy_state(old->pool, g->pool);
 	current = g;
 	for (int i = 0; i < nworkers; i++)
 		worker_post_gen(&workers[i], g);
@@ -209,6 +211,9 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 
+	/* Maildir writes, SPF lookups and health probes share libuv's thread pool: make it
+	 * wide enough that slow DNS cannot hold up deliveries. */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	while ((ch = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': config_path = optarg; break;
@@ -226,6 +231,17 @@ int main(int argc, char **argv)
 		return 1;
 	if (check_only) {
 		int rc = rules_check_files(cfg, stderr);
+		if (cfg->tls.certificate && cfg->tls.key) {
+			char tlserr[256];
+			struct tls_ctx *t = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key,
+			    cfg->tls.min_version, cfg->tls.ciphers, tlserr, sizeof(tlserr));
+			if (t == NULL) {
+				fprintf(stderr, "%s: tls: %s\n", config_path, tlserr);
+				rc = 1;
+			} else {
+				tls_ctx_unref(t);
+			}
+		}
 		config_free(cfg);
 		if (rc != 0)
 			return 1;

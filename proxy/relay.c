@@ -9,6 +9,7 @@
 #include "proxyproto.h"
 #include "tls.h"
 #include "worker.h"
+#include "counters.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -275,8 +276,10 @@ static void relay_fail(struct relay *r, const char *why)
 	if (st == RELAY_CLOSED)
 		return;
 	snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
-	if (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET)
+	if (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
 		backend_report_failure(r->gen->pool, r->b, why);
+		counter_inc(COUNTER_BACKEND_FAILURES);
+	}
 	log_event(LOG_LVL_INFO, NULL, "event=backend_error backend=%s state=%d reason=\"%s\"", r->b->url, st, why);
 	relay_close(r);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
@@ -623,6 +626,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		return;
 	}
 	if (bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g)) != NULL) {
+		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
 		r->open_cb = cb;
 		r->arg = arg;
 		r->in_session = true;
@@ -645,6 +649,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		cb(arg, NULL, 0, "out of memory");
 		return;
 	}
+	counter_inc(COUNTER_BACKEND_CONNECTS);
 	r->w = w;
 	r->gen = g;
 	shared_gen_ref(g);

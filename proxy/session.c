@@ -185,6 +185,7 @@ static void session_reply_text(struct session *s, int code, const char *text)
 /* A client error: counted; past limits.max_errors the session ends. */
 static void session_error(struct session *s)
 {
+	counter_inc(COUNTER_PROTOCOL_ERRORS);
 	if (++s->errors >= s->cfg->limits.max_errors) {
 		session_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
 		log_event(LOG_LVL_INFO, s->id, "event=disconnect reason=too_many_errors client=%s errors=%d",
@@ -297,6 +298,7 @@ static void session_timeout_cb(uv_timer_t *t)
 	default:
 		break;
 	}
+	counter_inc(COUNTER_SESSIONS_TIMEOUT);
 	log_event(LOG_LVL_INFO, s->id, "event=timeout state=%s client=%s", session_state_names[s->state],
 	    s->env.client_ip);
 	if (s->state != SESSION_PROXY && s->state != SESSION_TLS)
@@ -527,6 +529,7 @@ static void session_on_proxy_bytes(struct session *s, const char *data, size_t l
 	if (r == PROXY_NEED_MORE)
 		return;
 	if (r == PROXY_ERROR) {
+		counter_inc(COUNTER_PROXY_REFUSED);
 		log_event(LOG_LVL_WARNING, s->id, "event=proxy_error peer=%s reason=\"%s\"", s->env.client_ip,
 		    err ? err : "bad header");
 		session_close(s, "proxy_error");
@@ -555,7 +558,6 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		session_close(s, n == UV_EOF ? "client_closed" : uv_strerror((int)n));
 		return;
 	}
-	counter_add(COUNTER_BYTES_RECEIVED, n);
 	if (s->state == SESSION_PROXY) {
 		session_on_proxy_bytes(s, buf->base, (size_t)n);
 		return;
@@ -563,6 +565,7 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	if (s->tls) {
 		int rc = tlsconn_feed(s->tls, buf->base, (size_t)n);
 		if (rc < 0) {
+			counter_inc(COUNTER_TLS_FAILURES);
 			log_event(LOG_LVL_INFO, s->id, "event=tls_error client=%s reason=\"%s\"", s->env.client_ip,
 			    tlsconn_error(s->tls) ? tlsconn_error(s->tls) : "");
 			s->write_failed = false;
@@ -977,8 +980,10 @@ static void session_rcpt_reply_cb(void *arg, int code, const char *text)
 	}
 	session_reply_text(s, code, text);
 	if (code / 100 == 2) {
+		counter_inc(COUNTER_RECIPIENTS_ACCEPTED);
 		session_rcpt_add(s);
 	} else {
+		counter_inc(COUNTER_RECIPIENTS_REJECTED);
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=backend rcpt=<%s> code=%d client=%s",
 		    s->pending_rcpt, code, s->env.client_ip);
 		session_error(s);
@@ -1124,6 +1129,7 @@ static void session_note_backend_qid(struct session *s, const char *text)
 static void session_delivered(struct session *s, const char *backend_url)
 {
 	s->nmessages++;
+	counter_add(COUNTER_BYTES_DELIVERED, (long)s->msg_size);
 	log_event(LOG_LVL_INFO, s->id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=<%s> rcpts=%zu size=%llu client=%s score=%.1f",
 	    s->env.queue_id, backend_url, s->backend_qid[0] ? s->backend_qid : "-",
 	    s->env.mail_from ? s->env.mail_from : "", s->env.nrcpts, (unsigned long long)s->msg_size,
@@ -1151,11 +1157,24 @@ static void session_maildir_cb(void *arg, int status, const char *qid, const cha
 		return;
 	}
 	if (status != 0) {
-		if (s->backend)
-			backend_report_failure(s->wg->shared->pool, s->backend, err);
-		session_deliver_tempfail(s, err);
+		if (s->backend == NULL) {	/* the quarantine store */
+			session_deliver_tempfail(s, err);
+			return;
+		}
+		backend_report_failure(s->wg->shared->pool, s->backend, err);
+		if (s->backend->index < 64)
+			s->tried |= 1ULL << s->backend->index;
+		s->backend = NULL;
+		if (s->attempts >= s->cfg->backends.max_attempts) {
+			session_deliver_tempfail(s, err);
+			return;
+		}
+		counter_inc(COUNTER_BACKEND_FAILOVERS);
+		session_deliver(s);
 		return;
 	}
+	if (s->backend)
+		backend_report_success(s->wg->shared->pool, s->backend);
 	snprintf(s->backend_qid, sizeof(s->backend_qid), "%s", qid);
 	session_delivered(s, s->backend ? s->backend->url : "maildir");
 }
@@ -1213,6 +1232,7 @@ static void session_data_reply_cb(void *arg, int n, const int *codes, const char
 		session_deliver_tempfail(s, "all attempts failed");
 		return;
 	}
+	counter_inc(COUNTER_BACKEND_FAILOVERS);
 	session_deliver(s);
 }
 
@@ -1394,6 +1414,9 @@ static void session_data_end(struct session *s)
 	session_enter_state(s, SESSION_BUSY);
 	uv_timer_stop(&s->timer);
 	counter_inc(COUNTER_MESSAGES_RECEIVED);
+	counter_add(COUNTER_BYTES_RECEIVED, (long)s->msg_size);
+	if (s->dp.bad_line_ending)
+		counter_inc(COUNTER_BARE_LF);
 	if (s->msg_too_big) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=size size=%llu client=%s",
 		    (unsigned long long)s->msg_size, s->env.client_ip);
@@ -1908,6 +1931,7 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	}
 	if (lc->proxy_protocol) {
 		if (!cfg_cidrlist_match(&s->cfg->trusted_proxies, (const struct sockaddr *)&s->env.client)) {
+			counter_inc(COUNTER_PROXY_REFUSED);
 			log_event(LOG_LVL_WARNING, s->id, "event=proxy_refused peer=%s reason=untrusted", s->env.client_ip);
 			session_close(s, "proxy_untrusted");
 			return;
