@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- config ------------------------------------------------------------------------- */
 
@@ -238,12 +239,42 @@ void dnsbl_reason_format(const char *tmpl, const char *ip, const char *zone, con
 
 /* ---- per worker --------------------------------------------------------------------- */
 
+/* Error counters per zone, process-wide (all workers, all generations), never freed: a
+ * zone's record survives reloads and there are only as many as zones ever configured. */
+struct dnsbl_stats {
+	struct dnsbl_stats *next;
+	unsigned long consec_errors, total_errors;   /* __atomic */
+	char zone[];
+};
+
+static pthread_mutex_t dnsbl_stats_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct dnsbl_stats *dnsbl_stats_list;
+
+/* Returns the counters of zone (created on first use), or NULL without memory. */
+static struct dnsbl_stats *dnsbl_stats_for(const char *zone)
+{
+	struct dnsbl_stats *st;
+	size_t n = strlen(zone);
+
+	pthread_mutex_lock(&dnsbl_stats_mu);
+	for (st = dnsbl_stats_list; st != NULL; st = st->next)
+		if (strcasecmp(st->zone, zone) == 0)
+			break;
+	if (st == NULL && (st = calloc(1, sizeof(*st) + n + 1)) != NULL) {
+		memcpy(st->zone, zone, n + 1);
+		st->next = dnsbl_stats_list;
+		dnsbl_stats_list = st;
+	}
+	pthread_mutex_unlock(&dnsbl_stats_mu);
+	return st;
+}
+
 struct dnsbl_list {
 	const struct dnsbl_list_config *c;
 	struct dnsbl_code *codes;
 	size_t ncodes;
 	char symbol[64];
-	unsigned long consec_errors, total_errors;
+	struct dnsbl_stats *stats;
 };
 
 struct dnsbl_worker {
@@ -292,6 +323,9 @@ static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		struct dnsbl_list *l = &w->lists[i];
 
 		l->c = &((const struct dnsbl_list_config *)dc->lists.v)[i];
+		l->stats = dnsbl_stats_for(l->c->zone);
+		if (l->stats == NULL)
+			goto fail;
 		if (l->c->type == DNSBL_TYPE_DOMAIN)
 			w->ndomain++;
 		else
@@ -430,18 +464,39 @@ static bool dnsbl_client_is_private(const struct sockaddr_storage *ss)
 static void dnsbl_list_error(struct dnsbl_op *op, struct dnsbl_lookup *lk, const char *answer)
 {
 	struct dnsbl_list *l = &op->s->w->lists[lk->list];
+	unsigned long consec, total;
+	unsigned long every = (unsigned long)(op->s->w->dc->error_flag_after > 0 ?
+	    op->s->w->dc->error_flag_after : 5);
 
 	lk->error = true;
-	l->consec_errors++;
-	l->total_errors++;
+	consec = __atomic_add_fetch(&l->stats->consec_errors, 1, __ATOMIC_RELAXED);
+	total = __atomic_add_fetch(&l->stats->total_errors, 1, __ATOMIC_RELAXED);
 	log_event(LOG_LVL_INFO, op->s->env->session_id,
 	    "event=dnsbl_error list=%s answer=%s client=%s subject=%s errors=%lu",
-	    l->c->zone, answer, op->s->env->client_ip, op->subject, l->total_errors);
-	if (l->consec_errors % (unsigned long)(op->s->w->dc->error_flag_after > 0 ?
-	    op->s->w->dc->error_flag_after : 5) == 0)
+	    l->c->zone, answer, op->s->env->client_ip, op->subject, total);
+	if (consec % every == 0)
 		log_event(LOG_LVL_WARNING, NULL,
 		    "event=dnsbl_list_failing list=%s consecutive_errors=%lu total_errors=%lu",
-		    l->c->zone, l->consec_errors, l->total_errors);
+		    l->c->zone, consec, total);
+}
+
+/* A clean answer from the list: its run of errors is over. */
+static void dnsbl_list_ok(struct dnsbl_list *l)
+{
+	__atomic_store_n(&l->stats->consec_errors, 0, __ATOMIC_RELAXED);
+}
+
+unsigned long dnsbl_list_errors(const char *zone)
+{
+	struct dnsbl_stats *st;
+	unsigned long n = 0;
+
+	pthread_mutex_lock(&dnsbl_stats_mu);
+	for (st = dnsbl_stats_list; st != NULL; st = st->next)
+		if (strcasecmp(st->zone, zone) == 0)
+			n = __atomic_load_n(&st->total_errors, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&dnsbl_stats_mu);
+	return n;
 }
 
 static void dnsbl_lookup_settle(struct dnsbl_op *op)
@@ -496,14 +551,14 @@ static void dnsbl_a_cb(void *arg, const struct dns_result *res)
 		if (bad != NULL)
 			dnsbl_list_error(op, lk, bad);
 		else
-			l->consec_errors = 0;
+			dnsbl_list_ok(l);
 		if (lk->hit)
 			lk->error = false;	/* a real listing next to an odd code still counts */
 		break;
 	}
 	case DNS_S_NXDOMAIN:
 	case DNS_S_NODATA:
-		l->consec_errors = 0;
+		dnsbl_list_ok(l);
 		break;
 	default:
 		dnsbl_list_error(op, lk, dns_status_name(res->status));

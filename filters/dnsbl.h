@@ -62,6 +62,9 @@ void dnsbl_symbol_name(const char *zone, char *out, size_t outlen);
 void dnsbl_reason_format(const char *tmpl, const char *ip, const char *zone, const char *txt,
     char *out, size_t outlen);
 
+/* Errors counted for zone since start, all workers together (metrics, tests). */
+unsigned long dnsbl_list_errors(const char *zone);
+
 /* The hook module (hook.c lists it). */
 struct hook_module;
 extern const struct hook_module dnsbl_module;

@@ -74,11 +74,14 @@ def dnsbl_config(port, action='reject', timeout='2s', pass_ttl='1h'):
     }
 
 
+def gate_config(be, extra):
+    return mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
+                     trusted_proxies=['127.0.0.1/32'], **extra)
+
+
 def gate(extra, name):
     be = mt.Backend()
-    cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
-                    trusted_proxies=['127.0.0.1/32'], **extra)
-    return be, mt.Mxgate(cfg, name=name)
+    return be, mt.Mxgate(gate_config(be, extra), name=name)
 
 
 def via(mx, be, client, tag, helo='client.example', sender='a@example.org'):
@@ -141,6 +144,20 @@ d, out, _ = via(mx2, be2, '198.18.6.7', 'tempfailed')
 r = refusal(out)
 mt.check(not d and r.startswith('4') and 'bl.test' in r, 'action tempfail: 4xx naming the list (%s)' % r[:100])
 mx2.stop()
+
+# ---------------------------------------------------------------- reload: new lists, old resolvers retired
+be2b, mx2b = gate(dnsbl_config(rbl_port), 'mx-reload')
+d, out, _ = via(mx2b, be2b, '198.18.6.8', 'beforereload')
+mt.check(not d, 'before the reload a bl.test listing is refused')
+cfg = gate_config(be2b, dnsbl_config(rbl_port))
+cfg['dnsbl']['lists'][0]['weight'] = 1
+cfg['listen'] = [{'address': '127.0.0.1:%d' % mx2b.port, 'proxy_protocol': True}]
+mx2b.reload(cfg)
+time.sleep(mt.slack(1))
+d, out, _ = via(mx2b, be2b, '198.18.6.9', 'afterreload')
+mt.check(d, 'after SIGHUP with weight 1 the same listing is only scored (%s)' % refusal(out)[:80])
+mt.check(mx2b.alive(), 'the daemon survived retiring the old generation')
+mx2b.stop()
 
 # ---------------------------------------------------------------- rbldnsd goes away
 # 198.18.2.7 passed above: the pass cache answers without asking anyone.

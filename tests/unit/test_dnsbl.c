@@ -334,6 +334,10 @@ static void test_connect_rows(void **state)
 			fail_msg("%s: score %g want %g", rows[i].label, s.env.score, rows[i].score);
 		sess_free(&s);
 	}
+	/* the two error answers (127.255.255.254, 192.0.2.99) were counted for bl.test */
+	assert_true(dnsbl_list_errors("bl.test") >= 2);
+	assert_int_equal(dnsbl_list_errors("wl.test"), 0);
+	assert_int_equal(dnsbl_list_errors("never.configured"), 0);
 }
 
 static void test_symbols(void **state)
