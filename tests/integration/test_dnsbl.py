@@ -56,6 +56,7 @@ ZONES = {
                 '198.18.6.0/24\n198.18.4.0/24 :127.255.255.254:refused\n'),
     'wl.test': ('ip4set', ':127.0.0.2:whitelisted\n198.18.3.0/24\n'),
     'dbl.test': ('dnset', ':127.0.1.2:Domain $ is listed in dbl.test\nspam.example\n'),
+    'bl6.test': ('ip6trie', ':127.0.0.2:IPv6 listed\n2001:db8:1::/48\n'),
 }
 rbl, rbl_port = start_rbldnsd(ZONES)
 
@@ -69,6 +70,7 @@ def dnsbl_config(port, action='reject', timeout='2s', pass_ttl='1h'):
                 {'zone': 'bl.test', 'weight': 3, 'codes': ['127.0.0.2-127.0.0.11']},
                 {'zone': 'wl.test', 'weight': -5},
                 {'zone': 'dbl.test', 'type': 'domain', 'weight': 3},
+                {'zone': 'bl6.test', 'weight': 3},
             ],
         },
     }
@@ -87,9 +89,10 @@ def gate(extra, name):
 def via(mx, be, client, tag, helo='client.example', sender='a@example.org'):
     """One swaks transaction from `client` (PROXY v2); (delivered, stdout, seconds)."""
     t0 = time.time()
-    r = mt.swaks(mx.port, '--proxy-version', '2', '--proxy-family', 'AF_INET',
+    v6 = ':' in client
+    r = mt.swaks(mx.port, '--proxy-version', '2', '--proxy-family', 'AF_INET6' if v6 else 'AF_INET',
                  '--proxy-source', client, '--proxy-source-port', '40000',
-                 '--proxy-dest', '127.0.0.1', '--proxy-dest-port', str(mx.port),
+                 '--proxy-dest', '::1' if v6 else '127.0.0.1', '--proxy-dest-port', str(mx.port),
                  '--ehlo', helo, '--from', sender, '--to', 'b@example.test',
                  '--header', 'Subject: ' + tag)
     took = time.time() - t0
@@ -126,6 +129,12 @@ d, out, _ = via(mx, be, '198.18.4.7', 'errcode')
 mt.check(d, 'a 127.255.255.254 answer never counts as a listing')
 mt.check(mx.wait_log(r'event=dnsbl_error list=bl\.test answer=127\.255\.255\.254'),
          'the error answer is logged as dnsbl_error')
+
+d, out, _ = via(mx, be, '2001:db8:1::7', 'listed6')
+r = refusal(out)
+mt.check(not d and r.startswith('5') and 'bl6.test' in r, 'an IPv6 client listed by nibbles is refused (%s)' % r[:100])
+d, out, _ = via(mx, be, '2001:db8:2::7', 'unlisted6')
+mt.check(d, 'an unlisted IPv6 client is delivered')
 
 d, out, _ = via(mx, be, '198.18.2.8', 'badhelo', helo='spam.example')
 r = refusal(out)
