@@ -277,6 +277,32 @@ static void test_module_session_gone(void **state)
 	assert_int_equal(r.done, 0);
 }
 
+static void test_module_timeout(void **state)
+{
+	struct fixture *f = *state;
+	int temperrors = 0;
+
+	/* a 1 ms budget: the pool usually loses the race, the result is temperror and the late
+	 * worker result must be dropped without touching the (possibly freed) session */
+	f->cfg.spf.timeout = 1;
+	for (int i = 0; i < 20; i++) {
+		struct sess s;
+		const struct hook_symbol *sym;
+
+		sess_init(f, &s, "198.18.1.7", "c.test");
+		assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
+		sym = hook_env_find_symbol(&s.env, "SPF_TEMPERROR");
+		temperrors += sym != NULL;
+		if (sym == NULL)
+			assert_non_null(hook_env_find_symbol(&s.env, "SPF_PASS"));
+		sess_free(&s);	/* often while the check still runs */
+	}
+	uv_timer_stop(&f->timer);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	print_message("%d of 20 checks timed out\n", temperrors);
+	f->cfg.spf.timeout = 5000;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +313,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_module_fail_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_null_sender, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_session_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_module_timeout, setup, teardown),
 	};
 
 	if (getenv("TEST_FILTER"))
