@@ -368,10 +368,13 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 		hook_call_done(call, NULL);
 		return;
 	}
+	char from[200], rcpt[200];
+
+	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
+	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s", env->client_ip,
-	    env->mail_from ? env->mail_from : "", env->cur_rcpt ? env->cur_rcpt : "",
-	    (unsigned long long)wait_s, store);
+	    from, rcpt, (unsigned long long)wait_s, store);
 	verdict_set(&v, VERDICT_TEMPFAIL, 451, "greylist",
 	    "4.7.1 greylisted, please try again in %llu seconds", (unsigned long long)wait_s);
 	hook_call_done(call, &v);

@@ -190,6 +190,20 @@ const struct cfg_table ratelimit_config_table = {
 	.validate = rl_validate,
 };
 
+void ratelimit_safe_copy(const char *in, char *out, size_t outlen)
+{
+	size_t i;
+
+	if (outlen == 0)
+		return;
+	for (i = 0; in && in[i] && i + 1 < outlen; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		out[i] = c > ' ' && c < 0x7f && c != '"' ? (char)c : '?';
+	}
+	out[i] = '\0';
+}
+
 /* ---- key values ------------------------------------------------------------------------ */
 
 /* Unwraps v4-mapped IPv6 into out4; returns the family to use. */
@@ -539,12 +553,15 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 	struct hook_env *env = hook_call_env(op->call);
 	int rank;
 
+	char value[200];
+
 	ck->done = true;
 	if (allowed)
 		return;
+	ratelimit_safe_copy(ck->value, value, sizeof(value));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=ratelimit key=%s value=%s count=%s limit=%s action=%s store=%s client=%s",
-	    rl_key_names[r->key], ck->value, rl_count_names[r->count], r->limit.text,
+	    rl_key_names[r->key], value, rl_count_names[r->count], r->limit.text,
 	    rl_action_names[r->action], store, env->client_ip);
 	rank = r->action == RATELIMIT_ACTION_REJECT ? 3 : r->action == RATELIMIT_ACTION_TEMPFAIL ? 2 : 1;
 	if (rank < op->rank || (rank == op->rank && rank != 1))
@@ -560,15 +577,15 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 		if (op->stage == HOOK_CONNECT)
 			verdict_set(&op->v, VERDICT_TEMPFAIL, 421, "ratelimit",
 			    "4.7.0 rate limit exceeded for %s %s: %s, try again later",
-			    rl_key_names[r->key], ck->value, r->limit.text);
+			    rl_key_names[r->key], value, r->limit.text);
 		else
 			verdict_set(&op->v, VERDICT_TEMPFAIL, 451, "ratelimit",
 			    "4.7.1 rate limit exceeded for %s %s: %s, try again later",
-			    rl_key_names[r->key], ck->value, r->limit.text);
+			    rl_key_names[r->key], value, r->limit.text);
 	} else {
 		/* RFC 5321 3.1: 554 refuses a connection; 550 refuses a command. */
 		verdict_set(&op->v, VERDICT_REJECT, op->stage == HOOK_CONNECT ? 554 : 550, "ratelimit",
-		    "5.7.1 rate limit exceeded for %s %s: %s", rl_key_names[r->key], ck->value,
+		    "5.7.1 rate limit exceeded for %s %s: %s", rl_key_names[r->key], value,
 		    r->limit.text);
 	}
 	op->rank = rank;

@@ -81,6 +81,10 @@ int ratelimit_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix
 int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook_env *env,
     const char *rcpt, char *out, size_t outlen);
 
+/* Copies a peer-supplied value for a log line or reply text: bytes outside printable
+ * ASCII, spaces and quotes become '?', so a HELO or address cannot forge log fields. */
+void ratelimit_safe_copy(const char *in, char *out, size_t outlen);
+
 /* Names for logs: "ip", "messages", "tempfail". */
 const char *ratelimit_key_name(int key);
 const char *ratelimit_count_name(int count);

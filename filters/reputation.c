@@ -509,9 +509,20 @@ struct rep_worker {
 	struct rep_cache_ent *cache;    /* recent scores, for reputation_is_known_good */
 };
 
-/* The worker state of the config generation this loop thread runs now (for the functions
- * the session and listener call without a module slot). */
-static __thread struct rep_worker *rep_tls;
+/* The worker state of each worker's current config generation, for the functions the
+ * session and listener call without a module slot. worker_init may run on the main thread
+ * (the first generation, before the worker thread starts), so this is indexed by worker,
+ * not thread-local; rep_tls_worker remembers which worker the calling loop thread is. */
+#define REP_MAX_WORKERS 256
+static struct rep_worker *rep_by_worker[REP_MAX_WORKERS];
+static __thread int rep_tls_worker = -1;
+
+static struct rep_worker *rep_current(int worker)
+{
+	if (worker < 0 || worker >= REP_MAX_WORKERS)
+		return NULL;
+	return __atomic_load_n(&rep_by_worker[worker], __ATOMIC_ACQUIRE);
+}
 
 struct rep_session {
 	struct rep_worker *w;
@@ -636,7 +647,8 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->lua_get = redis_store_add_script(w->rs, rep_lua_get);
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
-	rep_tls = w;
+	if (worker >= 0 && worker < REP_MAX_WORKERS)
+		__atomic_store_n(&rep_by_worker[worker], w, __ATOMIC_RELEASE);
 	*wstate = w;
 	return 0;
 fail:
@@ -673,8 +685,12 @@ static void rep_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
-	if (rep_tls == w)
-		rep_tls = NULL;
+	if (w->worker >= 0 && w->worker < REP_MAX_WORKERS) {
+		struct rep_worker *expect = w;
+
+		__atomic_compare_exchange_n(&rep_by_worker[w->worker], &expect, NULL, false,
+		    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	}
 	w->closing = true;
 	redis_store_free(w->rs);
 	w->rs = NULL;
@@ -810,6 +826,7 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 	struct verdict v;
 
+	rep_tls_worker = w->worker;
 	if (hook_call_stage(call) != HOOK_CONNECT) {
 		hook_call_done(call, NULL);
 		return;
@@ -911,11 +928,15 @@ static void rep_queue(struct rep_worker *w, const char *key, enum reputation_out
 
 void reputation_record(const struct hook_env *env, enum reputation_outcome o)
 {
-	struct rep_worker *w = rep_tls;
+	struct rep_worker *w;
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 
-	if (w == NULL || env == NULL || (unsigned)o >= REPUTATION_NOUTCOMES)
+	if (env == NULL || (unsigned)o >= REPUTATION_NOUTCOMES)
 		return;
+	w = rep_current(env->worker);
+	if (w == NULL)
+		return;
+	rep_tls_worker = env->worker;
 	if (reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
 	    w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) < 0)
 		return;
@@ -944,7 +965,7 @@ void reputation_record(const struct hook_env *env, enum reputation_outcome o)
 
 bool reputation_is_known_good(const struct sockaddr *sa)
 {
-	struct rep_worker *w = rep_tls;
+	struct rep_worker *w = rep_current(rep_tls_worker);
 	const struct reputation_config *c;
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 	struct rep_cache_ent *e;

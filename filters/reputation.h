@@ -65,7 +65,8 @@ void reputation_record(const struct hook_env *env, enum reputation_outcome o);
 
 /* True when sa is on the allow list or its score is >= good_threshold. Call on a worker's
  * loop thread; never blocks on the network (Redis: answers from the results of recent
- * connects only). False when reputation is not configured. */
+ * connects only). False when reputation is not configured, or before this thread has run
+ * a session (the thread learns its worker index from the first). */
 bool reputation_is_known_good(const struct sockaddr *sa);
 
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */

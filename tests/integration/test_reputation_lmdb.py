@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reputation with the LMDB store (and Redis when redis-server is installed): deny list ->
 5.7.1 refusal (at the greeting or, postscreen-style, at MAIL), allow list -> served; a client whose messages keep being rejected
-turns bad and is refused at connect (421 4.7.0); the LMDB state survives a restart of
+(by a filter at end of data) turns bad and is refused at connect (421 4.7.0); the LMDB state survives a restart of
 mxgate. The learning part needs the session to report outcomes (reputation_record)."""
 import os, shutil, signal, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,12 +16,9 @@ notes = []
 
 def run(store, name):
     be_ok = h.Backend()
-    be_rej = h.Backend(reject=True)
     extra = ('reputation:\n  store: "%s"\n  bad_action: tempfail\n  flush_interval: 100ms\n'
              '  allow: [198.18.77.0/24]\n  deny: [198.18.66.0/24, "2001:db8:66::/48"]\n') % store
     port = h.free_port()
-    # messages from 198.18.5.0/24 go to a backend that rejects them; both backends are the
-    # same pool, so use two nodes: one relaying to the rejecting backend
     n = h.mxgate(h.config(port, be_ok.port, extra), name, port)
     # a refusal at connect: the session greets, then refuses MAIL with the reason
     r = h.send(port, '198.18.66.1', 'denied-' + name)
@@ -38,10 +35,13 @@ def run(store, name):
     if not wired:
         notes.append('%s: learning skipped (the session does not call reputation_record yet)' % store)
         return
+    # a filter refusing at end of data: a byte limit that one message exhausts (reject)
+    rl = ('ratelimit:\n  rules:\n    - { key: ip, count: bytes, limit: 1/1h, action: reject }\n')
     port2 = h.free_port()
-    n = h.mxgate(h.config(port2, be_rej.port, extra), name + '-rej', port2)
-    for i in range(8):
-        h.send(port2, '198.18.5.5', 'bad%d' % i)
+    n = h.mxgate(h.config(port2, be_ok.port, extra + rl), name + '-rej', port2)
+    codes = [h.send(port2, '198.18.5.5', 'bad%d' % i)[0] for i in range(9)]
+    if codes[1:] != [550] * 8:
+        h.fail('%s: the byte limit did not refuse: %r' % (store, codes))
     time.sleep(0.5)   # batched LMDB writes
     c = h.Client(port2, '198.18.5.5')
     code, text = c.reply()

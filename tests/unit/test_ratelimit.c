@@ -130,6 +130,24 @@ static void test_limit_parse(void **state)
 	}
 }
 
+static void test_safe_copy(void **state)
+{
+	static const struct { const char *in, *want; size_t cap; } cases[] = {
+		{ "mail.example.org", "mail.example.org", 64 },
+		{ "evil event=reject x", "evil?event=reject?x", 64 },
+		{ "a\"b\tc\x01\xff", "a?b?c??", 64 },
+		{ "truncated-here", "trunc", 6 },
+		{ "", "", 4 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[64];
+
+		ratelimit_safe_copy(cases[i].in, out, cases[i].cap);
+		assert_string_equal(out, cases[i].want);
+	}
+}
+
 static void test_local_gcra_and_expiry(void **state)
 {
 	struct ratelimit_local *s = ratelimit_local_new(1000);
@@ -331,6 +349,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_key_values),
 		cmocka_unit_test(test_limit_parse),
+		cmocka_unit_test(test_safe_copy),
 		cmocka_unit_test(test_local_gcra_and_expiry),
 		cmocka_unit_test(test_local_concurrency),
 		cmocka_unit_test(test_local_bounded),
