@@ -514,8 +514,15 @@ static void spf_run(void *wstate, int slot, struct hook_call *call)
 		s->work->owner = NULL;
 		s->work = NULL;
 	}
-	if (s->call != NULL)
-		goto pass;
+	if (s->call != NULL) {
+		/* the chain gave up on the earlier call (its timeout) and moved on: that call is
+		 * an orphan, completing it is a no-op, and this MAIL gets its own check */
+		struct hook_call *old = s->call;
+
+		s->call = NULL;
+		uv_timer_stop(&s->timer);
+		hook_call_done(old, NULL);
+	}
 	wk = calloc(1, sizeof(*wk));
 	if (wk == NULL)
 		goto pass;
