@@ -62,4 +62,26 @@ t.stop(cl)
 code, text, _ = t.send(m.port, t.message('down1'))
 t.check(code == 451 and not be.find('body of down1'), 'clamd down -> %d, not delivered' % code)
 t.check('event=plugin_error' in t.logtext('mxgate'), 'plugin error logged')
+
+# A real clamd killed mid-scan: frozen (SIGSTOP) so the scan is surely in flight, then
+# SIGKILLed; the connection resets and the message gets on_error at once, not the timeout.
+import signal, threading
+cl2 = t.clamd()
+mk = t.mxgate('  - { name: clamd, address: "127.0.0.1:%d", on_error: tempfail, timeout: 20s }' % cl2.port,
+              be.port, name='mx-kill')
+code, _, _ = t.send(mk.port, t.message('prekill'))
+t.check(code == 250, 'second clamd scans (%d)' % code)
+cl2.send_signal(signal.SIGSTOP)
+res = {}
+def run():
+    s = time.time()
+    res['code'] = t.send(mk.port, t.message('kill1', 'y' * 200000))[0]
+    res['took'] = time.time() - s
+th = threading.Thread(target=run)
+th.start()
+time.sleep(1.5)
+cl2.send_signal(signal.SIGKILL)
+th.join(30)
+t.check(res.get('code') == 451 and res.get('took', 99) < 10 and not be.find('body of kill1'),
+        'clamd killed mid-scan -> %s after %.1fs, not delivered' % (res.get('code'), res.get('took', 99)))
 t.finish()
