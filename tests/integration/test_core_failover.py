@@ -31,7 +31,7 @@ sa, sb = mt.Sink(name='killA'), mt.Sink(name='killB')
 mx = mt.Mxgate(mt.config([sa.url, sb.url], backends={'max_attempts': 3}), name='mx-kill')
 results = {}          # tag -> (code, text)
 lock = threading.Lock()
-stop_at = time.time() + mt.slack(6)
+stop_at = time.time() + 6
 
 
 def sender(k):
@@ -52,7 +52,7 @@ def load():
 threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)] + [threading.Thread(target=load)]
 for t in threads:
     t.start()
-time.sleep(mt.slack(1.0))
+time.sleep(1.0)
 before_kill = sa.count()
 sa.kill()
 killed_at = time.time()

@@ -177,7 +177,7 @@ mx.send_signal(signal.SIGTERM)
 rc = mx.stop(sig=None, timeout=mt.slack(10), settle=0)
 took = time.time() - t0
 mt.check(rc == 0, 'a session that never finishes: the process still exits 0 (%s)' % rc)
-mt.check(mt.slack(1.5) <= took + 0.5 and took < mt.slack(5), '... after about drain_timeout 2s (%.1fs)' % took)
+mt.check(1.5 <= took + 0.5 and took < mt.slack(5), '... after about drain_timeout 2s (%.1fs)' % took)
 mt.check(stuck.is_closed(1), 'the stuck session was closed')
 mt.check(not db2.attempts, 'its half message was not delivered')
 stuck.close()
@@ -205,6 +205,8 @@ if mt.known_bug('SIGTERM right after a delivery can wait ~36 s (drain_overrun)')
             slow.append(round(time.time() - t0, 1))
         r1.stop()
         r2.stop()
+        if slow:
+            break
     mt.check(not slow, 'SIGTERM right after a delivery exits within 5 s every time (slow: %s)' % slow)
 
 mt.finish()
