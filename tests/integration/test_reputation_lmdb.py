@@ -40,6 +40,8 @@ def run(store, name):
     port2 = h.free_port()
     n = h.mxgate(h.config(port2, be_ok.port, extra + rl), name + '-rej', port2)
     codes = [h.send(port2, '198.18.5.5', 'bad%d' % i)[0] for i in range(9)]
+    if n.poll() is not None:
+        h.fail('%s: mxgate died (rc %r) after end-of-data refusals: %r' % (store, n.returncode, codes))
     if codes[1:] != [550] * 8:
         h.fail('%s: the byte limit did not refuse: %r' % (store, codes))
     time.sleep(0.5)   # batched LMDB writes
