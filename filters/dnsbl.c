@@ -419,7 +419,9 @@ struct dnsbl_session {
 	struct dnsbl_worker *w;
 	struct hook_env *env;
 	struct dnsbl_op *ops;      /* in flight */
-	double session_sum;        /* connect + helo stages */
+	double connect_sum;        /* the IP lists at connect */
+	double helo_sum;           /* the domain lists for the latest HELO/EHLO (replaced by a
+	                              repeated EHLO, e.g. after STARTTLS, never added twice) */
 };
 
 struct dnsbl_op {
@@ -618,7 +620,9 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		if (!lk->hit)
 			continue;
 		sum += l->c->weight;
-		hook_env_add_symbol(env, l->symbol, l->c->weight, l->c->zone);
+		/* a repeated EHLO (after STARTTLS) must not score the same listing twice */
+		if (op->stage != HOOK_HELO || hook_env_find_symbol(env, l->symbol) == NULL)
+			hook_env_add_symbol(env, l->symbol, l->c->weight, l->c->zone);
 		if (l->c->weight > top) {
 			top = l->c->weight;
 			best = lk;
@@ -627,10 +631,14 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 			hl += (size_t)snprintf(hits + hl, sizeof(hits) - hl, "%s%s", hl ? "," : "",
 			    l->c->zone);
 	}
+	if (op->stage == HOOK_CONNECT)
+		s->connect_sum = sum;
+	else if (op->stage == HOOK_HELO)
+		s->helo_sum = sum;
 	if (op->stage == HOOK_MAIL)
-		sum += s->session_sum;
+		sum += s->connect_sum + s->helo_sum;
 	else
-		sum = (s->session_sum += sum);
+		sum = s->connect_sum + s->helo_sum;
 
 	memset(&v, 0, sizeof(v));
 	v.action = VERDICT_CONTINUE;
@@ -712,6 +720,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 	struct dnsbl_session *s;
 	struct dnsbl_op *op;
 	const char *subject = NULL;
+	char dombuf[256];
 	int want_type;
 	size_t n;
 
@@ -736,7 +745,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 					    strcmp(w->lists[k].c->zone, pc->v[i]) == 0) {
 						hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
 						    w->lists[k].c->zone);
-						s->session_sum += w->lists[k].c->weight;
+						s->connect_sum += w->lists[k].c->weight;
 					}
 			if (log_is_debug())
 				log_event(LOG_LVL_DEBUG, env->session_id,
@@ -745,6 +754,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 			goto pass;
 		}
 	} else if (st == HOOK_HELO) {
+		s->helo_sum = 0;	/* a new HELO/EHLO replaces the previous one's listings */
 		subject = env->helo;
 		want_type = DNSBL_TYPE_DOMAIN;
 		n = w->ndomain;
@@ -756,6 +766,16 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 		n = w->ndomain;
 	} else {
 		goto pass;
+	}
+	if (want_type == DNSBL_TYPE_DOMAIN && subject != NULL) {
+		/* "example.org." and "example.org" are one name */
+		size_t len = strlen(subject);
+
+		if (len > 0 && len < sizeof(dombuf) && subject[len - 1] == '.') {
+			memcpy(dombuf, subject, len - 1);
+			dombuf[len - 1] = '\0';
+			subject = dombuf;
+		}
 	}
 	if (n == 0 || subject == NULL || (want_type == DNSBL_TYPE_DOMAIN && !dnsbl_domain_ok(subject)))
 		goto pass;

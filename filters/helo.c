@@ -225,7 +225,9 @@ struct helo_session {
 static void helo_fire(struct hook_env *env, const struct helo_test_config *t, const char *sym,
     const char *why, struct verdict *v)
 {
-	hook_env_add_symbol(env, sym, t->score, why);
+	/* a repeated EHLO (after STARTTLS) must not score the same test twice */
+	if (hook_env_find_symbol(env, sym) == NULL)
+		hook_env_add_symbol(env, sym, t->score, why);
 	log_event(LOG_LVL_INFO, env->session_id, "event=helo_check test=%s client=%s helo=\"%.100s\"",
 	    sym, env->client_ip, env->helo);
 	if (v->action != VERDICT_CONTINUE)

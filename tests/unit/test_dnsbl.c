@@ -376,11 +376,19 @@ static void test_domain_lists(void **state)
 	sess_free(&s);
 
 	sess_init(f, &s, "198.18.2.7");
-	snprintf(s.env.helo, sizeof(s.env.helo), "spam.example");
+	snprintf(s.env.helo, sizeof(s.env.helo), "spam.example.");	/* trailing dot */
 	v = run_stage(f, &s, HOOK_HELO);
 	assert_int_equal(v.action, VERDICT_REJECT);
 	assert_non_null(strstr(v.reply, "dbl.test"));
+	assert_true(s.env.score == 3);
+	v = run_stage(f, &s, HOOK_HELO);	/* EHLO again (after STARTTLS): counted once */
+	assert_int_equal(v.action, VERDICT_REJECT);
+	assert_true(s.env.score == 3);
 	snprintf(s.env.helo, sizeof(s.env.helo), "[198.18.2.7]");	/* literals are not looked up */
+	assert_int_equal(run_stage(f, &s, HOOK_HELO).action, VERDICT_CONTINUE);
+	s.env.mail_from = "a@good.example";	/* the new HELO replaced the listed one */
+	assert_int_equal(run_stage(f, &s, HOOK_MAIL).action, VERDICT_CONTINUE);
+	s.env.mail_from = NULL;
 	sess_free(&s);
 }
 
