@@ -1,0 +1,675 @@
+/* test_chain.c — proxy/chain.c with fake hook modules: synchronous and asynchronous
+ * completion, first non-CONTINUE verdict wins, ACCEPT ends the stage, delays kept, per-module
+ * timeouts with on_error, late completions after a timeout, chain_release with calls still
+ * outstanding, module init/free.
+ *
+ * chain.c is compiled into this test with hook_modules/hook_nmodules renamed, so the chain
+ * runs over the fake modules below instead of the real registry in hook.c.
+ *
+ * Tests marked as known bugs run only with MX_KNOWN_BUGS=1 in the environment. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define hook_modules test_hook_modules
+#define hook_nmodules test_hook_nmodules
+#include "../../proxy/chain.c"
+
+static bool known_bugs(void)
+{
+	return getenv("MX_KNOWN_BUGS") != NULL;
+}
+
+/* ------------------------------------------------------------ fake modules */
+
+enum fake_mode { FAKE_SYNC = 0, FAKE_ASYNC };
+
+struct fake_mod {
+	unsigned stages;
+	enum fake_mode mode;
+	bool null_verdict;            /* complete with v == NULL */
+	struct verdict v;
+	uint64_t timeout_ms;
+	enum verdict_action on_error;
+	bool finish_in_free;          /* session_free completes the pending call */
+	int init_rc;                  /* worker_init's return */
+	bool init_null;               /* worker_init leaves *wstate NULL */
+	/* observed */
+	int runs, session_frees, worker_frees;
+	int slot;
+	enum hook_stage stage;
+	struct hook_env *env;
+	struct hook_call *pending;
+};
+
+#define NFAKE 6
+static struct fake_mod fakes[NFAKE];
+static int order[64], norder;
+
+static void fake_run(void *ws, int slot, struct hook_call *call)
+{
+	struct fake_mod *f = ws;
+
+	f->runs++;
+	f->slot = slot;
+	f->stage = hook_call_stage(call);
+	f->env = hook_call_env(call);
+	if (norder < 64)
+		order[norder++] = slot;
+	if (f->mode == FAKE_SYNC)
+		hook_call_done(call, f->null_verdict ? NULL : &f->v);
+	else
+		f->pending = call;
+}
+
+static void fake_session_free(void *ws, int slot, struct hook_env *env)
+{
+	struct fake_mod *f = ws;
+
+	f->session_frees++;
+	if (f->finish_in_free && f->pending) {
+		struct hook_call *c = f->pending;
+		f->pending = NULL;
+		hook_call_done(c, NULL);
+	}
+}
+
+static unsigned fake_stages(void *ws) { return ((struct fake_mod *)ws)->stages; }
+static uint64_t fake_timeout_ms(void *ws) { return ((struct fake_mod *)ws)->timeout_ms; }
+static enum verdict_action fake_on_error(void *ws) { return ((struct fake_mod *)ws)->on_error; }
+static void fake_worker_free(void *ws) { ((struct fake_mod *)ws)->worker_frees++; }
+
+#define FAKE_INIT(i) \
+	static int fake_init_##i(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **ws) \
+	{ \
+		if (fakes[i].init_rc != 0) \
+			return fakes[i].init_rc; \
+		*ws = fakes[i].init_null ? NULL : &fakes[i]; \
+		return 0; \
+	}
+FAKE_INIT(0)
+FAKE_INIT(1)
+FAKE_INIT(2)
+FAKE_INIT(3)
+FAKE_INIT(4)
+FAKE_INIT(5)
+
+#define FAKE_MODULE(i, nm) \
+	static const struct hook_module fake_module_##i = { \
+		.name = nm, .worker_init = fake_init_##i, .worker_free = fake_worker_free, \
+		.stages = fake_stages, .run = fake_run, .session_free = fake_session_free, \
+		.timeout_ms = fake_timeout_ms, .on_error = fake_on_error }
+FAKE_MODULE(0, "fake0");
+FAKE_MODULE(1, "fake1");
+FAKE_MODULE(2, "fake2");
+FAKE_MODULE(3, "fake3");
+FAKE_MODULE(4, "fake4");
+/* The last one leaves every optional function out. */
+static const struct hook_module fake_module_5 = {
+	.name = "bare", .worker_init = fake_init_5, .stages = fake_stages, .run = fake_run,
+};
+
+const struct hook_module *const test_hook_modules[] = {
+	&fake_module_0, &fake_module_1, &fake_module_2, &fake_module_3, &fake_module_4, &fake_module_5, NULL
+};
+const size_t test_hook_nmodules = NFAKE;
+
+/* ------------------------------------------------------------ fixture */
+
+struct done_rec {
+	int calls;
+	struct verdict v;
+	void (*then)(struct done_rec *d);   /* runs inside the done callback */
+	struct chain *chain;
+};
+
+static void done_cb(void *arg, const struct verdict *v)
+{
+	struct done_rec *d = arg;
+
+	d->calls++;
+	d->v = *v;
+	if (d->then)
+		d->then(d);
+}
+
+struct fx {
+	uv_loop_t loop;
+	uv_timer_t timer;
+	struct hook_env env;
+	struct chain_modules mods;
+	struct chain chain;
+	struct done_rec done;
+};
+
+#define ALL_STAGES ((1u << HOOK_NSTAGES) - 1)
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	memset(fakes, 0, sizeof(fakes));
+	norder = 0;
+	uv_loop_init(&fx->loop);
+	uv_timer_init(&fx->loop, &fx->timer);
+	fx->env.session_id = "t0001";
+	fx->env.loop = &fx->loop;
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	uv_close((uv_handle_t *)&fx->timer, NULL);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&fx->loop), 0);
+	free(fx);
+	return 0;
+}
+
+/* Sets the modules up from fakes[] through chain_modules_init and a chain over them. */
+static void fx_start(struct fx *fx)
+{
+	assert_int_equal(chain_modules_init(&fx->mods, NULL, &fx->loop, 0), 0);
+	chain_init(&fx->chain, &fx->mods, &fx->env, &fx->timer);
+	fx->done.chain = &fx->chain;
+}
+
+static void fx_stop(struct fx *fx)
+{
+	chain_release(&fx->chain);
+	chain_modules_free(&fx->mods);
+}
+
+static void set_verdict(int i, enum verdict_action a, int code, const char *reason, uint32_t delay)
+{
+	verdict_set(&fakes[i].v, a, code, reason, reason ? "5.7.1 by %s" : NULL, reason);
+	fakes[i].v.delay_ms = delay;
+}
+
+/* ------------------------------------------------------------ verdict rows (all sync) */
+
+struct vrow {
+	const char *label;
+	struct { unsigned stages; enum verdict_action a; int code; uint32_t delay; bool null_v; } m[NFAKE];
+	enum hook_stage stage;
+	enum verdict_action want;
+	int want_code;
+	const char *want_reason;
+	uint32_t want_delay;
+	int want_runs[NFAKE];
+};
+
+#define S_ALL ALL_STAGES
+#define S_(st) (1u << (st))
+
+static const struct vrow vrows[] = {
+	{ "nobody wants the stage: continue, nothing runs",
+	  { { S_(HOOK_HELO) }, { S_(HOOK_MAIL) } }, HOOK_RCPT,
+	  VERDICT_CONTINUE, 0, "", 0, { 0, 0, 0, 0, 0, 0 } },
+	{ "all continue: every wanting module runs once, in order",
+	  { { S_ALL }, { S_ALL, .null_v = true }, { 0 }, { S_(HOOK_RCPT) }, { S_(HOOK_HELO) }, { S_ALL } }, HOOK_RCPT,
+	  VERDICT_CONTINUE, 0, "", 0, { 1, 1, 0, 1, 0, 1 } },
+	{ "first non-continue wins: reject before tempfail",
+	  { { S_ALL }, { S_ALL, VERDICT_REJECT, 554 }, { S_ALL, VERDICT_TEMPFAIL, 451 } }, HOOK_MAIL,
+	  VERDICT_REJECT, 554, "fake1", 0, { 1, 1, 0, 0, 0, 0 } },
+	{ "first non-continue wins: tempfail before reject",
+	  { { S_ALL, VERDICT_TEMPFAIL, 421 }, { S_ALL, VERDICT_REJECT, 554 } }, HOOK_CONNECT,
+	  VERDICT_TEMPFAIL, 421, "fake0", 0, { 1, 0, 0, 0, 0, 0 } },
+	{ "accept ends the stage: later reject never runs",
+	  { { S_ALL }, { S_ALL, VERDICT_ACCEPT }, { S_ALL, VERDICT_REJECT, 550 } }, HOOK_RCPT,
+	  VERDICT_ACCEPT, 0, "fake1", 0, { 1, 1, 0, 0, 0, 0 } },
+	{ "discard at EOM wins",
+	  { { S_(HOOK_EOM), VERDICT_DISCARD }, { S_ALL, VERDICT_REJECT } }, HOOK_EOM,
+	  VERDICT_DISCARD, 0, "fake0", 0, { 1, 0, 0, 0, 0, 0 } },
+	{ "quarantine at EOM wins",
+	  { { S_ALL }, { S_ALL }, { S_ALL, VERDICT_QUARANTINE } }, HOOK_EOM,
+	  VERDICT_QUARANTINE, 0, "fake2", 0, { 1, 1, 1, 0, 0, 0 } },
+	{ "delays of continuing modules: the longest is kept",
+	  { { S_ALL, VERDICT_CONTINUE, 0, 100 }, { S_ALL, VERDICT_CONTINUE, 0, 300 }, { S_ALL, VERDICT_CONTINUE, 0, 50 } },
+	  HOOK_HELO, VERDICT_CONTINUE, 0, "", 300, { 1, 1, 1, 0, 0, 0 } },
+	{ "a delay before a reject without one is kept",
+	  { { S_ALL, VERDICT_CONTINUE, 0, 2000 }, { S_ALL, VERDICT_REJECT, 550, 0 } },
+	  HOOK_RCPT, VERDICT_REJECT, 550, "fake1", 2000, { 1, 1, 0, 0, 0, 0 } },
+	{ "a reject's own longer delay wins",
+	  { { S_ALL, VERDICT_CONTINUE, 0, 100 }, { S_ALL, VERDICT_REJECT, 550, 900 } },
+	  HOOK_RCPT, VERDICT_REJECT, 550, "fake1", 900, { 1, 1, 0, 0, 0, 0 } },
+	{ "delays after the decision are not collected",
+	  { { S_ALL, VERDICT_TEMPFAIL, 451, 10 }, { S_ALL, VERDICT_CONTINUE, 0, 5000 } },
+	  HOOK_RCPT, VERDICT_TEMPFAIL, 451, "fake0", 10, { 1, 0, 0, 0, 0, 0 } },
+	{ "the module without optional functions runs like the others",
+	  { { 0 }, { 0 }, { 0 }, { 0 }, { 0 }, { S_ALL, VERDICT_REJECT, 550 } }, HOOK_DATA,
+	  VERDICT_REJECT, 550, "fake5", 0, { 0, 0, 0, 0, 0, 1 } },
+};
+
+static void test_verdict_rows(void **state)
+{
+	struct fx *fx = *state;
+
+	for (size_t i = 0; i < sizeof(vrows) / sizeof(vrows[0]); i++) {
+		const struct vrow *r = &vrows[i];
+
+		memset(fakes, 0, sizeof(fakes));
+		memset(&fx->done, 0, sizeof(fx->done));
+		norder = 0;
+		for (int k = 0; k < NFAKE; k++) {
+			fakes[k].stages = r->m[k].stages;
+			fakes[k].null_verdict = r->m[k].null_v;
+			char name[8];
+			snprintf(name, sizeof(name), "fake%d", k);
+			set_verdict(k, r->m[k].a, r->m[k].code, r->m[k].a ? name : NULL, r->m[k].delay);
+		}
+		fx_start(fx);
+		chain_run(&fx->chain, r->stage, done_cb, &fx->done);
+		/* all synchronous: decided before chain_run returns */
+		if (fx->done.calls != 1)
+			fail_msg("row \"%s\": done called %d times", r->label, fx->done.calls);
+		if (fx->done.v.action != r->want || fx->done.v.code != r->want_code ||
+		    strcmp(fx->done.v.reason, r->want_reason) != 0 || fx->done.v.delay_ms != r->want_delay)
+			fail_msg("row \"%s\": action %d code %d reason \"%s\" delay %u; want %d %d \"%s\" %u", r->label,
+			    fx->done.v.action, fx->done.v.code, fx->done.v.reason, fx->done.v.delay_ms,
+			    r->want, r->want_code, r->want_reason, r->want_delay);
+		for (int k = 0; k < NFAKE; k++) {
+			if (fakes[k].runs != r->want_runs[k])
+				fail_msg("row \"%s\": module %d ran %d times, want %d", r->label, k, fakes[k].runs, r->want_runs[k]);
+			if (fakes[k].runs) {
+				assert_int_equal(fakes[k].stage, r->stage);
+				assert_ptr_equal(fakes[k].env, &fx->env);
+				assert_int_equal(fakes[k].slot, k);
+			}
+		}
+		for (int k = 1; k < norder; k++)
+			assert_true(order[k] > order[k - 1]);
+		assert_false(fx->chain.running);
+		assert_false(uv_is_active((uv_handle_t *)&fx->timer));
+		fx_stop(fx);
+	}
+}
+
+/* ------------------------------------------------------------ asynchronous completion */
+
+static void test_async(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = fakes[1].stages = fakes[2].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[2].mode = FAKE_ASYNC;
+	set_verdict(2, VERDICT_REJECT, 550, "fake2", 0);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 0);
+	assert_true(fx->chain.running);
+	assert_int_equal(fakes[0].runs, 1);
+	assert_int_equal(fakes[1].runs, 0);
+	/* module 0 completes later: module 1 (sync) and module 2 (async) run */
+	struct hook_call *c = fakes[0].pending;
+	fakes[0].pending = NULL;
+	hook_call_done(c, NULL);
+	assert_int_equal(fakes[1].runs, 1);
+	assert_int_equal(fakes[2].runs, 1);
+	assert_int_equal(fx->done.calls, 0);
+	c = fakes[2].pending;
+	fakes[2].pending = NULL;
+	hook_call_done(c, &fakes[2].v);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	assert_false(fx->chain.running);
+	/* the chain runs again for the next stage */
+	fakes[2].mode = FAKE_SYNC;
+	fakes[0].mode = FAKE_SYNC;
+	chain_run(&fx->chain, HOOK_DATA, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 2);
+	assert_int_equal(fakes[0].runs, 2);
+	fx_stop(fx);
+}
+
+/* The session may start the next stage from inside the done callback (pipelined commands). */
+static void next_stage_then(struct done_rec *d)
+{
+	if (d->calls == 1)
+		chain_run(d->chain, HOOK_MAIL, done_cb, d);
+}
+
+static void test_run_from_done(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[1].stages = ALL_STAGES;
+	fx_start(fx);
+	fx->done.then = next_stage_then;
+	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
+	hook_call_done(fakes[0].pending, NULL);   /* HELO done -> MAIL starts, module 0 pends */
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fakes[0].runs, 2);
+	assert_int_equal(fakes[0].stage, HOOK_MAIL);
+	assert_true(fx->chain.running);
+	hook_call_done(fakes[0].pending, NULL);
+	assert_int_equal(fx->done.calls, 2);
+	assert_int_equal(fakes[1].runs, 2);
+	assert_int_equal(fakes[1].stage, HOOK_MAIL);
+	fx_stop(fx);
+}
+
+/* ------------------------------------------------------------ timeouts */
+
+struct trow {
+	const char *label;
+	enum verdict_action on_error;
+	enum verdict_action want;
+	int want_code;
+	bool next_runs;
+};
+
+static const struct trow trows[] = {
+	{ "on_error tempfail: 451, the stage ends", VERDICT_TEMPFAIL, VERDICT_TEMPFAIL, 451, false },
+	{ "on_error reject: 550, the stage ends", VERDICT_REJECT, VERDICT_REJECT, 550, false },
+	{ "on_error continue: the next module decides", VERDICT_CONTINUE, VERDICT_REJECT, 554, true },
+	{ "on_error accept: treated as no objection, the next module decides", VERDICT_ACCEPT, VERDICT_REJECT, 554, true },
+};
+
+static void test_timeout_rows(void **state)
+{
+	struct fx *fx = *state;
+
+	for (size_t i = 0; i < sizeof(trows) / sizeof(trows[0]); i++) {
+		const struct trow *r = &trows[i];
+
+		memset(fakes, 0, sizeof(fakes));
+		memset(&fx->done, 0, sizeof(fx->done));
+		fakes[0].stages = fakes[1].stages = ALL_STAGES;
+		fakes[0].mode = FAKE_ASYNC;
+		fakes[0].timeout_ms = 5000;
+		fakes[0].on_error = r->on_error;
+		set_verdict(0, VERDICT_REJECT, 550, "late", 0);   /* what it would say too late */
+		set_verdict(1, VERDICT_REJECT, 554, "fake1", 0);
+		fx_start(fx);
+		chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+		assert_true(uv_is_active((uv_handle_t *)&fx->timer));
+		assert_int_equal(fx->done.calls, 0);
+		/* the session forwards its timer */
+		chain_on_timeout(&fx->chain);
+		if (fx->done.calls != 1 || fx->done.v.action != r->want || fx->done.v.code != r->want_code)
+			fail_msg("row \"%s\": %d calls, action %d code %d", r->label, fx->done.calls,
+			    fx->done.v.action, fx->done.v.code);
+		if (!r->next_runs) {
+			assert_string_equal(fx->done.v.reason, "fake0");
+			assert_true(fx->done.v.reply[0] != '\0');
+			assert_non_null(strstr(fx->done.v.reply, "fake0"));
+		}
+		assert_int_equal(fakes[1].runs, r->next_runs ? 1 : 0);
+		/* a second timeout event with nothing in progress is a no-op */
+		chain_on_timeout(&fx->chain);
+		assert_int_equal(fx->done.calls, 1);
+		/* the late completion is accepted and ignored */
+		hook_call_done(fakes[0].pending, &fakes[0].v);
+		fakes[0].pending = NULL;
+		assert_int_equal(fx->done.calls, 1);
+		assert_int_equal(fx->done.v.action, r->want);
+		fx_stop(fx);   /* frees the orphaned call (ASan: no leak) */
+	}
+}
+
+/* A real libuv timer: the module never answers. */
+static void test_timeout_real_timer(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = fakes[1].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[0].timeout_ms = 20;
+	fakes[0].on_error = VERDICT_TEMPFAIL;
+	fakes[1].timeout_ms = 20;      /* completes at once: its timer must not fire */
+	fx_start(fx);
+	uint64_t t0 = uv_now(&fx->loop);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
+	assert_int_equal(fx->done.v.code, 451);
+	assert_true(uv_now(&fx->loop) - t0 >= 19);
+	assert_int_equal(fakes[1].runs, 0);
+	struct hook_call *late = fakes[0].pending;
+
+	/* next stage on the same timer: module 0 answers at once now, module 1 too */
+	fakes[0].mode = FAKE_SYNC;
+	chain_run(&fx->chain, HOOK_DATA, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 2);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	assert_false(uv_is_active((uv_handle_t *)&fx->timer));
+	uv_run(&fx->loop, UV_RUN_NOWAIT);
+	assert_int_equal(fx->done.calls, 2);
+	/* the HOOK_RCPT call completes during a later stage: ignored */
+	fakes[0].mode = FAKE_ASYNC;
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	struct hook_call *cur = fakes[0].pending;
+	hook_call_done(late, NULL);
+	assert_int_equal(fx->done.calls, 2);
+	assert_true(fx->chain.running);
+	hook_call_done(cur, NULL);
+	assert_int_equal(fx->done.calls, 3);
+	fx_stop(fx);
+}
+
+/* A module that completes in time stops the timer; none fires afterwards. */
+static void test_timer_stopped_on_completion(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[0].timeout_ms = 30;
+	fakes[0].on_error = VERDICT_REJECT;
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	assert_true(uv_is_active((uv_handle_t *)&fx->timer));
+	hook_call_done(fakes[0].pending, NULL);
+	assert_false(uv_is_active((uv_handle_t *)&fx->timer));
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	fx_stop(fx);
+}
+
+/* Without a timer the chain waits as long as the module takes. */
+static void test_no_timer(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[0].timeout_ms = 10;
+	assert_int_equal(chain_modules_init(&fx->mods, NULL, &fx->loop, 0), 0);
+	chain_init(&fx->chain, &fx->mods, &fx->env, NULL);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	uv_run(&fx->loop, UV_RUN_NOWAIT);
+	assert_int_equal(fx->done.calls, 0);
+	hook_call_done(fakes[0].pending, NULL);
+	assert_int_equal(fx->done.calls, 1);
+	fx_stop(fx);
+}
+
+/* ------------------------------------------------------------ release */
+
+static void test_release_outstanding(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = ALL_STAGES;
+	fakes[1].stages = ALL_STAGES;
+	fakes[1].mode = FAKE_ASYNC;
+	fakes[1].timeout_ms = 1000;
+	fakes[2].stages = 0;           /* off for every stage: no session_free */
+	fakes[3].stages = S_(HOOK_EOM);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	assert_non_null(fakes[1].pending);
+	chain_release(&fx->chain);
+	/* every module with stages hears of it, the call is freed, done never comes */
+	assert_int_equal(fakes[0].session_frees, 1);
+	assert_int_equal(fakes[1].session_frees, 1);
+	assert_int_equal(fakes[2].session_frees, 0);
+	assert_int_equal(fakes[3].session_frees, 1);
+	assert_int_equal(fx->done.calls, 0);
+	assert_null(fx->chain.cur);
+	assert_false(fx->chain.running);
+	/* the session stops its timer when it closes; a forwarded tick finds nothing to do */
+	chain_on_timeout(&fx->chain);
+	assert_int_equal(fx->done.calls, 0);
+	uv_timer_stop(&fx->timer);
+	chain_modules_free(&fx->mods);
+}
+
+static void test_release_with_orphans(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[0].timeout_ms = 1000;
+	fx_start(fx);
+	/* three stages, each timing out: three orphaned calls plus a current one */
+	for (int i = 0; i < 3; i++) {
+		chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+		chain_on_timeout(&fx->chain);
+	}
+	assert_int_equal(fx->done.calls, 3);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	assert_non_null(fx->chain.orphans);
+	chain_release(&fx->chain);   /* ASan: all four freed */
+	assert_null(fx->chain.orphans);
+	assert_int_equal(fx->done.calls, 3);
+	uv_timer_stop(&fx->timer);
+	chain_modules_free(&fx->mods);
+}
+
+/* A module whose session_free completes its outstanding call (cancel -> complete, as
+ * c-ares does for cancelled queries). The chain must not resume: no further module may
+ * run and done must not be called while the session is being freed. */
+static void test_release_completion_in_session_free(void **state)
+{
+	struct fx *fx = *state;
+
+	if (!known_bugs())
+		skip();   /* BUG: chain_release leaves c->cur attached; hook_call_done resumes the chain */
+	fakes[0].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[0].finish_in_free = true;
+	fakes[1].stages = ALL_STAGES;
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	chain_release(&fx->chain);
+	int runs = fakes[1].runs, calls = fx->done.calls;
+	uv_timer_stop(&fx->timer);
+	chain_modules_free(&fx->mods);
+	if (runs != 0 || calls != 0)
+		fail_msg("during chain_release: module 1 ran %d time(s), done called %d time(s)", runs, calls);
+}
+
+/* hook.c's comment on hook_call_done: "a module completing twice: ignore the second". For
+ * a call that completed in time the call was already freed by the first completion. */
+static void double_run(void *ws, int slot, struct hook_call *call)
+{
+	hook_call_done(call, NULL);
+	hook_call_done(call, NULL);   /* use after free of call */
+}
+
+static void test_double_completion(void **state)
+{
+	struct fx *fx = *state;
+
+	if (!known_bugs())
+		skip();   /* BUG: the second hook_call_done reads the freed call (ASan: heap-use-after-free) */
+	static const struct hook_module dbl = { .name = "double", .run = double_run };
+	fakes[0].stages = ALL_STAGES;
+	fx_start(fx);
+	/* run the buggy module by hand in place of module 0 */
+	struct hook_call *call = calloc(1, sizeof(*call));
+	call->chain = &fx->chain;
+	call->env = &fx->env;
+	call->stage = HOOK_RCPT;
+	fx->chain.cur = call;
+	fx->chain.stage = HOOK_RCPT;
+	fx->chain.next = 1;
+	fx->chain.done = done_cb;
+	fx->chain.arg = &fx->done;
+	fx->chain.running = true;
+	dbl.run(NULL, 0, call);
+	assert_int_equal(fx->done.calls, 1);
+	fx_stop(fx);
+}
+
+/* ------------------------------------------------------------ module init / free */
+
+static void test_modules_init(void **state)
+{
+	struct fx *fx = *state;
+	struct chain_modules m;
+
+	fakes[0].stages = S_(HOOK_CONNECT) | S_(HOOK_RCPT);
+	fakes[1].stages = S_(HOOK_EOM);
+	fakes[1].init_rc = -1;         /* failed: left off */
+	fakes[2].stages = S_(HOOK_DATA);
+	fakes[2].init_null = true;     /* not configured: left off */
+	fakes[3].stages = 0;           /* configured, wants nothing */
+	fakes[5].stages = S_(HOOK_HELO);
+	assert_int_equal(chain_modules_init(&m, NULL, &fx->loop, 3), 0);
+	assert_ptr_equal(m.wstate[0], &fakes[0]);
+	assert_null(m.wstate[1]);
+	assert_null(m.wstate[2]);
+	assert_ptr_equal(m.wstate[3], &fakes[3]);
+	assert_int_equal(m.stages[0], S_(HOOK_CONNECT) | S_(HOOK_RCPT));
+	assert_int_equal(m.stages[1], 0);
+	assert_int_equal(m.stages[2], 0);
+	assert_int_equal(m.any_stages, S_(HOOK_CONNECT) | S_(HOOK_RCPT) | S_(HOOK_HELO));
+	assert_true(chain_wants(&m, HOOK_CONNECT));
+	assert_true(chain_wants(&m, HOOK_HELO));
+	assert_false(chain_wants(&m, HOOK_EOM));
+	assert_false(chain_wants(&m, HOOK_DATA));
+	assert_false(chain_wants(NULL, HOOK_CONNECT));
+	/* a failed module never runs */
+	chain_init(&fx->chain, &m, &fx->env, &fx->timer);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fakes[1].runs, 0);
+	chain_release(&fx->chain);
+	chain_modules_free(&m);
+	/* worker_free for the configured ones only; the bare module has none */
+	assert_int_equal(fakes[0].worker_frees, 1);
+	assert_int_equal(fakes[1].worker_frees, 0);
+	assert_int_equal(fakes[2].worker_frees, 0);
+	assert_int_equal(fakes[3].worker_frees, 1);
+	assert_null(m.wstate[0]);
+	chain_modules_free(&m);   /* twice: nothing left to free */
+	assert_int_equal(fakes[0].worker_frees, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_verdict_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_async, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_run_from_done, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_real_timer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timer_stopped_on_completion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_timer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_outstanding, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_with_orphans, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_release_completion_in_session_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_modules_init, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_double_completion, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
