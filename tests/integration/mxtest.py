@@ -541,13 +541,15 @@ class Backend:
     xclient: announce 'XCLIENT NAME ADDR PORT PROTO HELO LOGIN' and record attributes.
     expect_proxy: every connection must start with a PROXY v1/v2 header (parsed, recorded in
           proxy_headers; a connection without one is dropped).
+    starttls: announce STARTTLS (certificate from cert()); messages record 'tls' (version or None).
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
-                 delay=0, xclient=True, expect_proxy=False, name=None, port=None):
+                 delay=0, xclient=True, expect_proxy=False, starttls=False, name=None, port=None):
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
+        self.starttls = starttls
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
         self.lmtp_codes = dict(lmtp_codes or {})
         self.expect_proxy = expect_proxy
@@ -656,7 +658,7 @@ class Backend:
             w(b'421 4.3.2 backend busy\r\n')
             return
         w(b'220 %s %s\r\n' % (self.name.encode(), b'LMTP' if self.lmtp else b'ESMTP'))
-        xclient, helo = {}, None
+        xclient, helo, tls = {}, None, None
         mail, rcpts, accepted = None, [], []
         while True:
             line = f.readline(100000)
@@ -673,11 +675,22 @@ class Backend:
                     w(b'250 %s\r\n' % self.name.encode())
                     continue
                 ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES']
+                if self.starttls and tls is None:
+                    ext.append('STARTTLS')
                 if self.xclient:
                     ext.append('XCLIENT NAME ADDR PORT PROTO HELO LOGIN')
                 lines = [self.name] + ext
                 w(b''.join(b'250%s%s\r\n' % (b' ' if i == len(lines) - 1 else b'-', x.encode())
                            for i, x in enumerate(lines)))
+            elif verb == 'STARTTLS' and self.starttls and tls is None:
+                w(b'220 2.0.0 Ready to start TLS\r\n')
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(*cert())
+                c = ctx.wrap_socket(c, server_side=True)
+                f = c.makefile('rb')
+                w = c.sendall
+                tls = c.version()
+                xclient, helo, mail, rcpts, accepted = {}, None, None, [], []
             elif verb == 'XCLIENT' and self.xclient:
                 for kv in arg.split():
                     k, _, v = kv.partition('=')
@@ -722,7 +735,7 @@ class Backend:
                     self.qid += 1
                     qid = 'SB%s%d' % (self.port, self.qid)
                 rec = {'mail': mail, 'rcpts': list(rcpts), 'accepted_rcpts': list(accepted), 'data': body,
-                       'xclient': dict(xclient), 'proxy': proxy, 'helo': helo, 'qid': qid}
+                       'xclient': dict(xclient), 'proxy': proxy, 'helo': helo, 'qid': qid, 'tls': tls}
                 with self.lock:
                     self.attempts.append(rec)
                 if self.delay:

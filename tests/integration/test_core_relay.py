@@ -12,6 +12,8 @@ backends (smtp-sink, a scripted SMTP/LMTP server, maildir).
 - the backend's per-recipient RCPT verdict reaches the client (live relay).
 - LMTP (smtp-sink -L and a scripted one): per-recipient final replies.
 - maildir: a file in new/, nothing left in tmp/, content = Received + the message.
+- a message past memory_threshold is spooled to a file and delivered byte-exact; backend
+  connections are reused (RSET) across sessions; STARTTLS is used when a backend offers it.
 - one key=value log line per delivered message names the backend and its queue id."""
 import os
 import re
@@ -23,6 +25,7 @@ import mxtest as mt  # noqa: E402
 mt.need('smtp-sink', 'smtp-source', 'swaks')
 
 FROM = 'sender@example.org'
+RCPT = 'rcpt@example.test'
 
 
 def received_ok(data, rcpt=None):
@@ -215,6 +218,56 @@ for i in range(2):   # whichever server round robin starts with
     mt.send_mail(mx.port, FROM, ['a@example.test', 'later@example.test'], mt.message('lre%d' % i))
 ids = mt.message_ids(m['data'] for m in spare.messages)
 mt.check(ids == {'lre0', 'lre1'}, 'LMTP tempfail for one recipient: the message is replayed on the healthy server (%s)' % ids)
+mx.stop()
+
+# ---------------------------------------------------------------- spill to disk, connection reuse, STARTTLS to the backend
+tb = mt.Backend(name='tlsbe', starttls=True)
+spool = os.path.join(mt.TMP, 'spool')
+os.makedirs(spool)
+mx = mt.Mxgate(mt.config([tb.url], workers=1, limits={'memory_threshold': '16K', 'spool_dir': spool}), name='mx-spill')
+big = mt.message('spill', size=300000)
+seen_spool = []
+c = mt.Client(mx.port)
+c.ehlo()
+c.cmd('MAIL FROM:<%s>' % FROM)
+c.cmd('RCPT TO:<%s>' % RCPT)
+c.cmd('DATA')
+payload = mt.stuff(big)
+c.send(payload[:200000])
+
+
+def spool_fds():
+    """Files of mxgate's open in spool_dir (msgbuf keeps an unlinked temporary file)."""
+    out = []
+    fdd = '/proc/%d/fd' % mx.pid
+    for fd in os.listdir(fdd):
+        try:
+            t = os.readlink(os.path.join(fdd, fd))
+        except OSError:
+            continue
+        if t.startswith(spool + '/'):
+            out.append(t)
+    return out
+
+
+seen_spool = mt.wait_for(spool_fds, 3)
+c.send(payload[200000:])
+code, text = c.reply()
+c.close()
+got = [m for m in tb.messages if b'<spill@' in m['data']]
+mt.check(code == 250 and len(got) == 1 and got[0]['data'].endswith(big),
+         'a 300K message past memory_threshold 16K is delivered byte-exact (%s)' % text)
+mt.check(bool(seen_spool), 'it was held in a file in spool_dir while it arrived (%s)' % seen_spool)
+mt.check(mt.wait_for(lambda: not os.listdir(spool) and not spool_fds(), 3),
+         'no spool file left or open after delivery (%s %s)' % (os.listdir(spool), spool_fds()))
+mt.check(bool(got) and got[0]['tls'] in ('TLSv1.2', 'TLSv1.3'), 'STARTTLS to a backend that offers it (%s)' % (got[0]['tls'] if got else None))
+conn0 = tb.connections
+for i in range(12):
+    mt.send_mail(mx.port, FROM, [RCPT], mt.message('reuse%d' % i))
+mt.check(len([m for m in tb.messages if b'<reuse' in m['data']]) == 12, '12 sequential sessions delivered')
+mt.check(tb.connections - conn0 <= 4, 'backend connections are reused across sessions (%d new connections for 12 messages)' % (
+    tb.connections - conn0))
+mt.check(tb.commands.count('RSET') >= 6, 'RSET between transactions on a reused connection (%d)' % tb.commands.count('RSET'))
 mx.stop()
 
 # ---------------------------------------------------------------- maildir
