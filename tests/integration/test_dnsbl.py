@@ -191,6 +191,24 @@ mt.check(d, 'with a silent resolver the client is served (listings unknown)')
 # three stages look something up (connect: the IP lists; HELO and MAIL: the domain list),
 # each bounded by dns.timeout
 mt.check(took < mt.slack(3 * 1 + 2), 'each stage waited dns.timeout at most (%.2fs for 3)' % took)
+# clients that hang up while their lookups are in flight: the lookups are cancelled with
+# the session, nothing fires into freed memory, the daemon goes on
+def proxy_v2(src, dst_port):
+    sig = b'\r\n\r\n\x00\r\nQUIT\n'
+    body = socket.inet_aton(src) + socket.inet_aton('127.0.0.1') + (40000).to_bytes(2, 'big') \
+        + dst_port.to_bytes(2, 'big')
+    return sig + bytes([0x21, 0x11]) + len(body).to_bytes(2, 'big') + body
+
+
+for i in range(20):
+    c = socket.create_connection(('127.0.0.1', mx3.port), 5)
+    c.sendall(proxy_v2('198.18.7.%d' % (i + 1), mx3.port))
+    time.sleep(0.02)
+    c.close()
+time.sleep(mt.slack(1.5))
+mt.check(mx3.alive(), 'clients hanging up mid-lookup do not hurt the daemon')
+d, out, took = via(mx3, be3, '198.18.8.1', 'afterhangups')
+mt.check(d, 'and the next client is served')
 mx3.stop()
 silent.close()
 
