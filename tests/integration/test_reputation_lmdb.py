@@ -42,7 +42,8 @@ def run(store, name):
     codes = [h.send(port2, '198.18.5.5', 'bad%d' % i)[0] for i in range(9)]
     if n.poll() is not None:
         h.fail('%s: mxgate died (rc %r) after end-of-data refusals: %r' % (store, n.returncode, codes))
-    if codes[1:] != [550] * 8:
+    # refused at end of data (550) until the history turns bad; then at connect (421)
+    if codes[0] != 250 or codes[1] != 550 or any(c not in (550, 421) for c in codes[2:]):
         h.fail('%s: the byte limit did not refuse: %r' % (store, codes))
     time.sleep(0.5)   # batched LMDB writes
     c = h.Client(port2, '198.18.5.5')
@@ -53,6 +54,7 @@ def run(store, name):
     h.stop(n)
     # restart: the history is still there
     n = h.mxgate(h.config(port2, be_ok.port, extra), name + '-restart', port2)
+    time.sleep(0.5)   # Redis: the first lookups race the connect (an unknown client is served)
     c = h.Client(port2, '198.18.5.5')
     code, text = c.reply()
     c.close()
