@@ -66,6 +66,8 @@ static const struct fake_rr zone[] = {
 	{ "host.test", 1, "198.18.1.7", 300 },
 	{ "7.3.18.198.in-addr.arpa", 12, "liar.test", 300 },
 	{ "liar.test", 1, "192.0.2.1", 300 },
+	{ "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", 12, "six.test", 300 },
+	{ "six.test", 28, "2001:db8::7", 300 },
 };
 
 struct fixture {
@@ -245,6 +247,23 @@ static void test_fcrdns(void **state)
 	sess_free(&s);
 }
 
+static void test_fcrdns_v6(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct sockaddr_in6 *sin6;
+
+	sess_init(f, &s, "198.18.9.9", "192.0.2.25");
+	sin6 = (struct sockaddr_in6 *)&s.env.client;
+	memset(sin6, 0, sizeof(*sin6));
+	sin6->sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "2001:db8::7", &sin6->sin6_addr);
+	snprintf(s.env.client_ip, sizeof(s.env.client_ip), "2001:db8::7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
+	assert_string_equal(s.env.client_name, "six.test");	/* PTR by nibbles, AAAA back */
+	sess_free(&s);
+}
+
 static void test_fcrdns_action(void **state)
 {
 	struct fixture *f = *state;
@@ -274,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_table),
 		cmocka_unit_test_setup_teardown(test_helo_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcrdns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fcrdns_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcrdns_action, setup_reject, teardown),
 	};
 
