@@ -941,6 +941,81 @@ static void **host_session_slot(struct mxgate_call *c)
 	return &c->s->slots[c->idx];
 }
 
+/* Output hygiene: what plugins and milters send ends up in the relayed message and in the
+ * SMTP commands to the backend, so nothing in it may break a line. A header name is
+ * printable ASCII without ':'; a value may fold (a line break followed by a space or tab)
+ * but any other CR/LF becomes a space; addresses and ESMTP parameters have no control
+ * characters, spaces or angle brackets. */
+static bool host_header_name_ok(const char *name)
+{
+	if (name == NULL || !*name || strlen(name) > 200)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || *p == ':')
+			return false;
+	return true;
+}
+
+/* Returns a cleaned copy of v (caller frees), NULL for NULL. */
+static char *host_header_value_clean(const char *v)
+{
+	char *out, *o;
+
+	if (v == NULL)
+		return NULL;
+	out = malloc(strlen(v) * 2 + 1);
+	if (out == NULL)
+		abort();
+	o = out;
+	for (const char *p = v; *p; p++) {
+		if (*p == '\r' || *p == '\n') {
+			const char *q = p;
+
+			if (*q == '\r' && q[1] == '\n')
+				q++;
+			if (q[1] == ' ' || q[1] == '\t') {
+				*o++ = '\r';        /* a fold: keep it, as CRLF */
+				*o++ = '\n';
+			} else
+				*o++ = ' ';
+			p = q;
+			continue;
+		}
+		*o++ = (*p == '\0' || (unsigned char)*p < 0x20) && *p != '\t' ? ' ' : *p;
+	}
+	*o = '\0';
+	return out;
+}
+
+static bool host_addr_ok(const char *a, bool allow_empty)
+{
+	if (a == NULL || (!*a && !allow_empty) || strlen(a) > 512)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+			return false;
+	return true;
+}
+
+static bool host_params_ok(const char *a)
+{
+	if (a == NULL)
+		return true;
+	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return strlen(a) < 1000;
+}
+
+static void host_reject_output(struct mxgate_call *c, const char *what)
+{
+	struct plugins_sess *s = c ? c->s : NULL;
+
+	if (s)
+		log_event(LOG_LVL_WARNING, s->env->session_id, "event=plugin_bad_output plugin=%s what=%s",
+		    s->w->v[c->idx].pc->name, what);
+}
+
 static void host_add_symbol(struct mxgate_call *c, const char *name, double score, const char *desc)
 {
 	struct hook_env *env = host_env(c);
@@ -952,57 +1027,87 @@ static void host_add_symbol(struct mxgate_call *c, const char *name, double scor
 static void host_add_header(struct mxgate_call *c, const char *name, const char *value)
 {
 	struct hook_env *env = host_env(c);
+	char *v;
 
-	if (env && name && value)
-		hook_env_add_header(env, name, value);
+	if (env == NULL || value == NULL)
+		return;
+	if (!host_header_name_ok(name))
+		return host_reject_output(c, "header_name");
+	v = host_header_value_clean(value);
+	hook_env_add_header(env, name, v);
+	free(v);
 }
 
 static void host_insert_header(struct mxgate_call *c, int index, const char *name, const char *value)
 {
 	struct hook_env *env = host_env(c);
+	char *v;
 
-	if (env && name && value)
-		hook_env_insert_header(env, index, name, value);
+	if (env == NULL || value == NULL)
+		return;
+	if (!host_header_name_ok(name))
+		return host_reject_output(c, "header_name");
+	v = host_header_value_clean(value);
+	hook_env_insert_header(env, index < 0 ? 0 : index, name, v);
+	free(v);
 }
 
 static void host_change_header(struct mxgate_call *c, const char *name, int index, const char *value)
 {
 	struct hook_env *env = host_env(c);
+	char *v;
 
-	if (env && name)
-		hook_env_change_header(env, name, index, value);
+	if (env == NULL)
+		return;
+	if (!host_header_name_ok(name))
+		return host_reject_output(c, "header_name");
+	v = host_header_value_clean(value);
+	hook_env_change_header(env, name, index < 1 ? 1 : index, v);
+	free(v);
 }
 
 static void host_delete_header(struct mxgate_call *c, const char *name)
 {
 	struct hook_env *env = host_env(c);
 
-	if (env && name)
-		hook_env_delete_headers(env, name);
+	if (env == NULL)
+		return;
+	if (!host_header_name_ok(name))
+		return host_reject_output(c, "header_name");
+	hook_env_delete_headers(env, name);
 }
 
 static void host_set_sender(struct mxgate_call *c, const char *addr)
 {
 	struct hook_env *env = host_env(c);
 
-	if (env && addr)
-		hook_env_set_sender(env, addr);
+	if (env == NULL)
+		return;
+	if (!host_addr_ok(addr, true))
+		return host_reject_output(c, "sender");
+	hook_env_set_sender(env, addr);
 }
 
 static void host_add_rcpt(struct mxgate_call *c, const char *addr, const char *params)
 {
 	struct hook_env *env = host_env(c);
 
-	if (env && addr && *addr)
-		hook_env_add_rcpt(env, addr, params);
+	if (env == NULL)
+		return;
+	if (!host_addr_ok(addr, false) || !host_params_ok(params))
+		return host_reject_output(c, "recipient");
+	hook_env_add_rcpt(env, addr, params);
 }
 
 static void host_del_rcpt(struct mxgate_call *c, const char *addr)
 {
 	struct hook_env *env = host_env(c);
 
-	if (env && addr && *addr)
-		hook_env_del_rcpt(env, addr);
+	if (env == NULL)
+		return;
+	if (!host_addr_ok(addr, false))
+		return host_reject_output(c, "recipient");
+	hook_env_del_rcpt(env, addr);
 }
 
 static int host_replace_body(struct mxgate_call *c, const void *data, size_t len)

@@ -4,7 +4,7 @@ scripted faulty milters: reject, tempfail, discard, rejected recipient, headers 
 exactly once, macros, header/envelope/body changes, quarantine, progress keep-alive, a
 stall past the timeout (bounded), two milters in a chain, and garbage / oversized frame /
 disconnect / stall costing one verdict each."""
-import os, sys, time
+import os, re, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'peers'))
 import mxpeers as t
 
@@ -54,6 +54,16 @@ if got:
     t.check(env['from'] == 'changed@example.test', 'sender changed: %s' % env['from'])
     t.check('added@example.test' in env['rcpt'] and 'b@example.test' not in env['rcpt'] and 'c@example.test' in env['rcpt'],
             'recipients added/removed: %s' % env['rcpt'])
+
+code, text, _ = t.send(m.port, t.message('inj1', 'INJECTME'))
+got = be.find('body of inj1')
+t.check(code == 250 and len(got) == 1, 'message with hostile changes delivered: %d' % code)
+if got:
+    d, env = got[0]['data'], got[0]
+    t.check(b'\r\nX-Injected:' not in d and b'X-Evil: a X-Injected: yes' in d, 'bare CRLF in a header value neutralised')
+    t.check(re.search(rb'X-Folded: first(\r\n\t| )second\r\n', d) is not None, 'a genuine fold kept (or refolded)')
+    t.check(env['rcpt'] == ['b@example.test'] and env['from'] == 'a@example.org',
+            'recipient/sender with CRLF or space refused: %s %s' % (env['rcpt'], env['from']))
 
 start = time.time()
 code, text, _ = t.send(m.port, t.message('prog1', 'PROGRESSME'))

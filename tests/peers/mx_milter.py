@@ -13,6 +13,8 @@ What the message asks for decides the answer, so one filter drives every verdict
   body CHANGEME      -> Subject changed, X-Drop deleted, header inserted at the top,
                         sender changed to <changed@example.test>, <added@example.test> added,
                         <b@example.test> removed, body replaced by "replaced body\r\n"
+  body INJECTME      -> tries to smuggle a header and an SMTP command through its changes
+                        (a value with a bare CRLF, a recipient with CRLF, a sender with a space)
   rcpt <reject@...>  -> 550 5.1.1 at RCPT
   otherwise          -> adds X-Test-Milter: passed; qid=<i> and X-Milter-Macros with the
                         macros it saw (j, _, {client_addr}, {mail_addr}, {rcpt_addr}, ...)
@@ -88,6 +90,12 @@ class MxTestMilter(Milter.Base):
                 self.progress()
         if b'QUARANTINEME' in b:
             self.quarantine('held by mx test milter')
+        if b'INJECTME' in b:
+            self.addheader('X-Evil', 'a\r\nX-Injected: yes')
+            self.addheader('X-Folded', 'first\n\tsecond')
+            self.addrcpt('<evil@example.test>\r\nRSET')
+            self.chgfrom('<x y@example.test>')
+            return Milter.ACCEPT
         if b'CHANGEME' in b:
             self.chgheader('Subject', 1, 'changed by milter')
             self.chgheader('X-Drop', 1, '')
