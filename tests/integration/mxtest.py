@@ -533,7 +533,9 @@ class Backend:
 
     mode: 'ok' | 'drop_after_data' (close without a reply after the final dot) |
           'tempfail_data' (451 after the dot) | 'reject_data' (554) | 'tempfail_mail' (451 at MAIL) |
-          'drop_at_connect' (close before the greeting) | 'tempfail_connect' (421 greeting)
+          'drop_at_connect' (close before the greeting) | 'tempfail_connect' (421 greeting) |
+          'garbage' (binary noise instead of a greeting) | 'stall' (never greets) |
+          'huge_reply' (a 200 KB greeting line and 20000 continuation lines, then normal)
     reject_rcpt / tempfail_rcpt: sets of addresses answered 550 / 450 at RCPT.
     lmtp=True: LHLO and one reply per accepted recipient after the dot; lmtp_codes maps
           a recipient to its final code there (default 250).
@@ -657,6 +659,16 @@ class Backend:
         if self.mode == 'tempfail_connect':
             w(b'421 4.3.2 backend busy\r\n')
             return
+        if self.mode == 'garbage':
+            w(bytes(range(256)) * 4 + b'\r\n\x00\x00 not smtp\r\n')
+            time.sleep(2)
+            return
+        if self.mode == 'stall':
+            time.sleep(30)
+            return
+        if self.mode == 'huge_reply':
+            w(b'220-' + b'x' * 200000 + b'\r\n' + b'220-more\r\n' * 20000 + b'220 ok\r\n')
+            f.readline(100000)
         w(b'220 %s %s\r\n' % (self.name.encode(), b'LMTP' if self.lmtp else b'ESMTP'))
         xclient, helo, tls = {}, None, None
         mail, rcpts, accepted = None, [], []

@@ -7,7 +7,9 @@
 - every backend down: 4xx, never 250 (swaks and raw clients).
 - a scripted backend that drops the connection after DATA's payload, answers 451 or is slow
   past backends.data_timeout: 4xx alone, delivered elsewhere when a healthy server exists.
-- a backend refusing at greeting or MAIL: failover; a backend's 554 after DATA reaches the client."""
+- a backend refusing at greeting or MAIL: failover; a backend's 554 after DATA reaches the client.
+- hostile backends (binary noise, never greeting, a 200 KB reply line): 4xx, the daemon lives,
+  and with a good server in the pool every message is delivered."""
 import os
 import sys
 import threading
@@ -137,6 +139,27 @@ for mode, kw, what in cases + [('tempfail_connect', {}, 'answers 421 at the gree
         mt.check(len(be.attempts) >= 1, '... the failing backend was really tried first (%d)' % len(be.attempts))
     mx.stop()
     be.stop()
+
+# ---------------------------------------------------------------- hostile backends
+hostile = [mt.Backend(mode=m, name='hostile-' + m) for m in ('garbage', 'stall', 'huge_reply')]
+for b in hostile:
+    mx = mt.Mxgate(mt.config([b.url], backends={'connect_timeout': '1s', 'reply_timeout': '1s', 'max_attempts': 2}),
+                   name='mx-' + b.name)
+    t0 = time.time()
+    code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message(b.name))
+    mt.check(code is not None and 400 <= code < 500 and mx.alive(),
+             'a backend sending %s: the client gets 4xx, mxgate lives (%s, %.1fs)' % (b.mode, text, time.time() - t0))
+    c = mt.Client(mx.port)
+    mt.check(c.ehlo()[0] == 250, '... and keeps serving new sessions')
+    c.close()
+    mx.stop()
+good = mt.Sink(name='hostile-good')
+mx = mt.Mxgate(mt.config([b.url for b in hostile] + [good.url], workers=1,
+                         backends={'connect_timeout': '1s', 'reply_timeout': '1s', 'max_attempts': 4,
+                                   'health_check': {'interval': '60s', 'fall': 100}}), name='mx-hostile-mix')
+codes = [mt.send_mail(mx.port, FROM, [RCPT], mt.message('hmix%d' % i))[0] for i in range(4)]
+mt.check(codes == [250] * 4 and good.count() == 4, 'three hostile backends and one good one: 4/4 delivered (%s)' % codes)
+mx.stop()
 
 # ---------------------------------------------------------------- a final 5xx is the backend's verdict
 rej = mt.Backend(mode='reject_data', name='rejector')

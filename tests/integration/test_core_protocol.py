@@ -10,7 +10,8 @@
 - limits: over-long command lines (500 5.5.2), max_errors (421 + disconnect), SIZE at MAIL and
   the real size after DATA (552, nothing delivered: a known bug, MX_KNOWN_BUGS=1), max_recipients (452), max_connections
   and max_connections_per_ip (421), command_timeout (421 4.4.2) and data_timeout.
-- 8BITMIME bodies pass byte-exact."""
+- 8BITMIME bodies pass byte-exact.
+- junk commands, clients vanishing mid-transaction (RST), 150 concurrent sessions."""
 import os
 import socket
 import sys
@@ -276,6 +277,48 @@ if mt.known_bug('message over max_message_size: rest of DATA read as commands, t
         mt.check(code == 250 and ob.attempts, 'an 8K message is then delivered on the same session (%s)' % text)
     c.close()
     mx.stop()
+
+# ---------------------------------------------------------------- hostile and vanishing clients
+hb = mt.Backend(name='hostile-clients')
+mx = mt.Mxgate(mt.config([hb.url], limits={'max_errors': 100, 'max_connections_per_ip': 500}), name='mx-hostile')
+c = mt.Client(mx.port)
+c.ehlo()
+for junk in (b'\x00\x00\x00\r\n', bytes(range(1, 256)).replace(b'\n', b'') + b'\r\n', b'\r\n', b' \r\n', b'MAIL FROM:<a@b> SIZE=99999999999999999999999\r\n', b'RCPT TO:<<<>>>\r\n'):
+    c.send(junk)
+    code, text = c.reply()
+    mt.check(code is not None and code >= 400, 'junk %r: an error reply (%s)' % (junk[:20], text[:50]))
+mt.check(c.cmd('RSET')[0] == 250, 'the session survives the junk')
+c.close()
+for stage in ('mail', 'rcpt', 'data', 'half'):
+    c = mt.Client(mx.port)
+    c.ehlo()
+    if stage in ('mail', 'rcpt', 'data', 'half'):
+        c.cmd('MAIL FROM:<%s>' % FROM)
+    if stage in ('rcpt', 'data', 'half'):
+        c.cmd('RCPT TO:<%s>' % RCPT)
+    if stage in ('data', 'half'):
+        c.cmd('DATA')
+    if stage == 'half':
+        c.send(b'Subject: gone\r\n\r\nhalf a mess')
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\x00\x00\x00\x00\x00\x00\x00')
+    c.close()       # RST
+time.sleep(mt.slack(0.5))
+mt.check(mx.alive() and not hb.attempts, 'clients vanishing after MAIL, RCPT, DATA and mid-message: nothing delivered, daemon alive')
+many = []
+for i in range(150):
+    try:
+        many.append(mt.Client(mx.port))
+    except OSError:
+        break
+mt.check(len(many) == 150 and all(x.greeting[0] == 220 for x in many), '150 concurrent sessions greeted (%d)' % len(many))
+for x in many:
+    x.send(b'EHLO many.test\r\n')
+mt.check(all(x.reply()[0] == 250 for x in many), '... and all answer EHLO')
+for x in many:
+    x.close()
+code, _ = mt.send_mail(mx.port, FROM, [RCPT], mt.message('after-storm'))
+mt.check(code == 250 and hb.attempts, 'a normal message afterwards is delivered')
+mx.stop()
 
 # ---------------------------------------------------------------- connection limits
 cb = mt.Backend(name='conn')
