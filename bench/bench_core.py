@@ -33,6 +33,7 @@ SUMMARY = os.environ.get('BENCH_SUMMARY')
 MSGS = 500 if QUICK else 2000           # smtp-source -m per run
 ROUNDS = 3                              # alternating pairs; the median is reported
 SESSIONS = 2000 if QUICK else 10000     # idle sessions held
+REF_SESSIONS = 1000 if QUICK else 2000  # idle sessions held by the smtp-sink reference
 LAT_N = 100 if QUICK else 500           # sequential sessions per target for latency
 BIG_MSGS = 50 if QUICK else 200         # 100 KiB messages per run
 PIPE_MSGS = 500 if QUICK else 2000      # pipelined messages per run
@@ -300,16 +301,19 @@ def measure_sessions(label, port, pid, n):
 
 
 def bench_sessions(sink_port):
-    say('== 2. %d idle sessions held open (greeting read), RSS and fds of the server process'
-        % SESSIONS)
+    say('== 2. %d idle sessions held open (greeting read), RSS and fds of the server process; '
+        'reference: smtp-sink holding %d' % (SESSIONS, REF_SESSIONS))
     # Fresh processes: the growth is the sessions', not left-over throughput buffers.
     mx = start_mxgate(sink_port, 'mxgate-idle')
-    ref = start_sink(SESSIONS + 100)
+    ref = start_sink(REF_SESSIONS + 100)
     rows = []
-    for label, port, pid in (('mxgate', mx.port, mx.pid), ('smtp-sink', ref.port, ref.pid)):
-        r = measure_sessions(label, port, pid, SESSIONS)
+    # The reference: smtp-sink (one process, poll loop, a big buffer per session) holding
+    # fewer sessions -- it stalls at about 3,400 here -- so only its per-session cost compares.
+    for label, port, pid, n in (('mxgate', mx.port, mx.pid, SESSIONS),
+                                ('smtp-sink', ref.port, ref.pid, REF_SESSIONS)):
+        r = measure_sessions(label, port, pid, n)
         rows.append(r)
-        if r['greeted'] < r['n']:
+        if r['greeted'] < r['n'] and label == 'mxgate':
             failures.append('%s: only %d of %d sessions greeted' % (label, r['greeted'], r['n']))
     for r in rows:
         summary('%-10s %5.1f KiB RSS/session   %.2f fds/session   (%d of %d greeted in %.1f s; '
