@@ -115,7 +115,20 @@ struct reputation_db {
 	MDB_dbi dbi;
 	uint64_t last_cleanup_ms;       /* reputation records (under the writer lock) */
 	uint64_t last_sweep_raw_ms;     /* raw records with an expiry header */
+	uint64_t last_err_log_ms;       /* write errors (a full map) are logged once a minute */
 };
+
+/* Logs a write error at most once a minute per database. */
+static void rep_db_log_error(struct reputation_db *db, int rc)
+{
+	uint64_t now = rep_wall_ms(), last = __atomic_load_n(&db->last_err_log_ms, __ATOMIC_RELAXED);
+
+	if (now - last < 60000 || !__atomic_compare_exchange_n(&db->last_err_log_ms, &last, now, false,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=reputation_error store=lmdb:%s reason=\"%s\"%s",
+	    db->path, mdb_strerror(rc), rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
+}
 
 static pthread_mutex_t rep_db_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct reputation_db *rep_dbs;
@@ -312,8 +325,7 @@ int reputation_db_apply(struct reputation_db *db, const char *const *keys,
 fail_txn:
 	mdb_txn_abort(txn);
 fail:
-	log_event(LOG_LVL_WARNING, NULL, "event=reputation_error store=lmdb:%s reason=\"%s\"", db->path,
-	    mdb_strerror(rc));
+	rep_db_log_error(db, rc);
 	return -1;
 }
 
@@ -363,8 +375,7 @@ int reputation_db_put_many(struct reputation_db *db, const char *const *keys,
 		goto fail;
 	return 0;
 fail:
-	log_event(LOG_LVL_WARNING, NULL, "event=reputation_error store=lmdb:%s reason=\"%s\"", db->path,
-	    mdb_strerror(rc));
+	rep_db_log_error(db, rc);
 	return -1;
 }
 
@@ -913,7 +924,7 @@ static void rep_queue(struct rep_worker *w, const char *key, enum reputation_out
 		size_t cap = w->capq ? w->capq * 2 : 64;
 		struct rep_update *q;
 
-		if (cap > 1000000)
+		if (cap > 200000)
 			return;   /* the pool is stuck: drop rather than grow without bound */
 		q = realloc(w->q, cap * sizeof(*q));
 		if (q == NULL)
