@@ -583,8 +583,9 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 			    "4.7.1 rate limit exceeded for %s %s: %s, try again later",
 			    rl_key_names[r->key], value, r->limit.text);
 	} else {
-		/* RFC 5321 3.1: 554 refuses a connection; 550 refuses a command. */
-		verdict_set(&op->v, VERDICT_REJECT, op->stage == HOOK_CONNECT ? 554 : 550, "ratelimit",
+		/* 550 everywhere: a refusal at connect is given at MAIL/RCPT by the session
+		 * (postscreen-style), where 550 is the code for a refused command. */
+		verdict_set(&op->v, VERDICT_REJECT, 550, "ratelimit",
 		    "5.7.1 rate limit exceeded for %s %s: %s", rl_key_names[r->key], value,
 		    r->limit.text);
 	}

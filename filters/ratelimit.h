@@ -10,8 +10,8 @@
  *   recipients   HOOK_RCPT, per candidate recipient
  *   bytes        HOOK_EOM, the message size (a message larger than the whole limit passes
  *                only when the bucket is full, and empties it)
- * Actions: tempfail (421 4.7.0 at connect, 451 4.7.1 later), reject (554 5.7.1 at connect,
- * 550 5.7.1 later), delay (continue, reply held `delay` — a tarpit).
+ * Actions: tempfail (421 4.7.0 at connect, 451 4.7.1 later), reject (550 5.7.1), delay
+ * (continue, the reply held `delay` — a tarpit).
  * Redis down: the check runs in the local table instead; the store reconnects by itself. */
 #include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
 

@@ -740,7 +740,7 @@ static void rep_apply_action(struct verdict *v, int action, uint64_t delay, cons
 		    "4.7.0 %s of %s, try again later", why, ip);
 		break;
 	case REPUTATION_ACTION_REJECT:
-		verdict_set(v, VERDICT_REJECT, 554, "reputation", "5.7.1 %s of %s", why, ip);
+		verdict_set(v, VERDICT_REJECT, 550, "reputation", "5.7.1 %s of %s", why, ip);
 		break;
 	case REPUTATION_ACTION_DELAY:
 		verdict_set(v, VERDICT_CONTINUE, 0, "reputation", NULL);

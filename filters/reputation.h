@@ -3,10 +3,10 @@
  * [-1, 1] (+1 good), and static allow/deny CIDR lists.
  *
  * At HOOK_CONNECT: allow list -> ACCEPT (the rest of the connect chain is skipped) and
- * symbol REP_ALLOW; deny list -> deny_action (554 5.7.1 by default) and REP_DENY; otherwise
+ * symbol REP_ALLOW; deny list -> deny_action (550 5.7.1 by default) and REP_DENY; otherwise
  * the score: >= good_threshold -> symbol REP_GOOD (negative score, for the rules engine and
  * other filters to exempt the client); <= bad_threshold -> REP_BAD and bad_action
- * (tempfail 421 4.7.0 | reject 554 5.7.1 | delay | score only).
+ * (tempfail 421 4.7.0 | reject 550 5.7.1 | delay | score only).
  *
  * Stores: "lmdb:/dir" (default /var/lib/mxgate/reputation; survives restarts; reads inline
  * from the map, writes batched per worker and applied in the libuv thread pool) or
