@@ -101,6 +101,15 @@ for mode in ('milter-garbage', 'milter-oversized', 'milter-disconnect', 'milter-
         t.stop(mm)
     t.stop(bp)
 
+# A milter on a unix socket.
+mu = t.milter(unix=True)
+mm = t.mxgate('  - { name: milter, address: "unix:%s", on_error: tempfail, timeout: 3s }' % mu.sock, be.port, name='mx-unix')
+code, text, _ = t.send(mm.port, t.message('unix1'))
+got = be.find('body of unix1')
+t.check(code == 250 and len(got) == 1 and got[0]['data'].count(b'X-Test-Milter: passed') == 1,
+        'milter over a unix socket: %d' % code)
+t.stop(mm)
+
 # The filter going away mid-session.
 t.stop(mi)
 code, text, _ = t.send(m.port, t.message('down1'))

@@ -136,16 +136,22 @@ def clamd():
     return p
 
 
-def milter(stall=10):
+def milter(stall=10, unix=False):
+    """tests/peers/mx_milter.py on a free port (or a unix socket: .sock)."""
     if not os.path.exists('/usr/bin/python3') or subprocess.run(
             ['/usr/bin/python3', '-c', 'import Milter'], capture_output=True).returncode != 0:
         skip('python3-milter not installed')
     port = free_port()
-    p = spawn(['/usr/bin/python3', os.path.join(HERE, 'mx_milter.py'), 'inet:%d@127.0.0.1' % port,
-               str(stall)], 'milter-%d' % port)
-    if not wait_port(port, 20):
+    sock = os.path.join(TMP, 'milter-%d.sock' % port)
+    p = spawn(['/usr/bin/python3', os.path.join(HERE, 'mx_milter.py'),
+               ('unix:' + sock) if unix else 'inet:%d@127.0.0.1' % port, str(stall)], 'milter-%d' % port)
+    end = time.time() + 20
+    while unix and not os.path.exists(sock) and time.time() < end:
+        time.sleep(0.05)
+    if (unix and not os.path.exists(sock)) or (not unix and not wait_port(port, 20)):
         skip('test milter did not start')
     p.port = port
+    p.sock = sock
     return p
 
 
