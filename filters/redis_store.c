@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
 #include <openssl/sha.h>
 
 #include "../proxy/log.h"
@@ -51,6 +50,85 @@ struct redis_req {
 };
 
 static void rs_connect(struct redis_store *rs);
+
+/* ---- hiredis on libuv ---------------------------------------------------------------------
+ * Our own adapter instead of hiredis/adapters/libuv.h (0.14), which ignores poll errors: a
+ * refused connect or a reset socket then went unnoticed until a request timed out. Here a
+ * poll error is handed to hiredis, which finds the socket error and fails the connect or
+ * drops the connection at once. */
+
+struct rs_ev {
+	redisAsyncContext *ac;        /* NULL once hiredis cleaned up */
+	uv_poll_t poll;
+	int events;
+};
+
+static void rs_ev_poll_cb(uv_poll_t *h, int status, int events)
+{
+	struct rs_ev *e = h->data;
+
+	if (e->ac == NULL)
+		return;
+	if (status < 0) {
+		/* libuv stopped the handle; hiredis reads SO_ERROR / the failing read. */
+		if (!(e->ac->c.flags & REDIS_CONNECTED))
+			redisAsyncHandleWrite(e->ac);
+		else
+			redisAsyncHandleRead(e->ac);
+		return;
+	}
+	if (events & UV_READABLE)
+		redisAsyncHandleRead(e->ac);
+	if (e->ac && (events & UV_WRITABLE))
+		redisAsyncHandleWrite(e->ac);
+}
+
+static void rs_ev_update(struct rs_ev *e)
+{
+	if (e->events)
+		uv_poll_start(&e->poll, e->events, rs_ev_poll_cb);
+	else
+		uv_poll_stop(&e->poll);
+}
+
+static void rs_ev_add_read(void *d) { struct rs_ev *e = d; e->events |= UV_READABLE; rs_ev_update(e); }
+static void rs_ev_del_read(void *d) { struct rs_ev *e = d; e->events &= ~UV_READABLE; rs_ev_update(e); }
+static void rs_ev_add_write(void *d) { struct rs_ev *e = d; e->events |= UV_WRITABLE; rs_ev_update(e); }
+static void rs_ev_del_write(void *d) { struct rs_ev *e = d; e->events &= ~UV_WRITABLE; rs_ev_update(e); }
+
+static void rs_ev_close_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void rs_ev_cleanup(void *d)
+{
+	struct rs_ev *e = d;
+
+	e->ac = NULL;
+	uv_close((uv_handle_t *)&e->poll, rs_ev_close_cb);
+}
+
+static int rs_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+	struct rs_ev *e;
+
+	if (ac->ev.data != NULL || (e = calloc(1, sizeof(*e))) == NULL)
+		return REDIS_ERR;
+	if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+		free(e);
+		return REDIS_ERR;
+	}
+	e->ac = ac;
+	e->poll.data = e;
+	ac->ev.data = e;
+	ac->ev.addRead = rs_ev_add_read;
+	ac->ev.delRead = rs_ev_del_read;
+	ac->ev.addWrite = rs_ev_add_write;
+	ac->ev.delWrite = rs_ev_del_write;
+	ac->ev.cleanup = rs_ev_cleanup;
+	return REDIS_OK;
+}
 
 int redis_store_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db,
     char *password, size_t pwlen)
@@ -315,7 +393,7 @@ static void rs_connect(struct redis_store *rs)
 		rs_fail(rs, "connect_failed");
 		return;
 	}
-	if (redisLibuvAttach(ac, rs->loop) != REDIS_OK) {
+	if (rs_ev_attach(ac, rs->loop) != REDIS_OK) {
 		redisAsyncFree(ac);
 		rs_fail(rs, "attach_failed");
 		return;

@@ -185,19 +185,24 @@ static void test_refused(void **state)
 	char url[64];
 	struct redis_store *rs;
 	struct got g = { 0 };
+	uint64_t t0;
 	int sc;
 
 	(void)state;
 	uv_loop_init(&loop);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", free_port());
-	rs = redis_store_new(&loop, url, 100, 0);
+	rs = redis_store_new(&loop, url, 2000, 0);
 	assert_non_null(rs);
 	sc = redis_store_add_script(rs, script);
-	/* queued behind the first connect, answered NULL when it is refused */
+	/* queued behind the first connect, answered NULL as soon as it is refused (not at
+	 * the 2 s request deadline) */
+	t0 = uv_hrtime();
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), 0);
-	spin(&loop, 150);
+	spin(&loop, 300);
 	assert_int_equal(g.calls, 1);
 	assert_true(g.null_reply);
+	if ((g.at_ns - t0) / 1000000 > 250)
+		fail_msg("refused connect noticed after %llu ms", (unsigned long long)((g.at_ns - t0) / 1000000));
 	assert_false(redis_store_is_up(rs));
 	/* during the outage requests fail at once */
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), -1);
