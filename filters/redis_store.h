@@ -1,6 +1,7 @@
 /* redis_store.h — one asynchronous Redis connection on a worker's libuv loop (hiredis),
  * shared by ratelimit, reputation and greylist.
  *
+ * hiredis is driven by a small libuv adapter of our own (the stock one ignores poll errors).
  * Every request has its own timer (hiredis 0.14 has no async timeout): when it fires the
  * caller gets a NULL reply at once, the connection is treated as broken, dropped and
  * re-established with backoff (1 s doubling to 30 s). While the store is down requests fail
