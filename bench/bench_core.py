@@ -437,7 +437,7 @@ def pipelined(port, msgs):
     body = (b'From: a@example.test\r\nTo: b@example.test\r\nSubject: pipelined\r\n\r\n'
             + (b'y' * 76 + b'\r\n') * 52)         # about 4 KiB, like smtp-source -l 4096
     t = time.perf_counter()
-    ok = asyncio.run(pipe_run(port, msgs, 20, body))
+    ok = asyncio.run(asyncio.wait_for(pipe_run(port, msgs, 20, body), 300))
     dt = time.perf_counter() - t
     if ok != msgs:
         raise RuntimeError('pipelined client: %d of %d accepted' % (ok, msgs))
@@ -468,11 +468,11 @@ def profile(sink, mx):
         say('== profile: perf not installed, skipped')
         return
     data = os.path.join(TMP, 'perf.data')
-    say('== profile: perf record -g -p %d during smtp-source -d -m %d' % (mx.pid, MSGS * 2))
-    rec = subprocess.Popen(['perf', 'record', '-g', '-F', '999', '-o', data, '-p', str(mx.pid)],
+    say('== profile: perf record -g -p %d during smtp-source -d -m %d' % (mx.pid, MSGS * 5))
+    rec = subprocess.Popen(['perf', 'record', '-g', '-F', '4000', '-o', data, '-p', str(mx.pid)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    smtp_source(mx.port, MSGS * 2, 4096, ['-d'])
+    smtp_source(mx.port, MSGS * 5, 4096, ['-d'])
     rec.send_signal(signal.SIGINT)
     rec.wait(30)
     r = subprocess.run(['perf', 'report', '-i', data, '--no-children', '--stdio', '-g', 'none',
@@ -480,6 +480,11 @@ def profile(sink, mx):
                        capture_output=True, text=True, timeout=120)
     lines = [l for l in r.stdout.splitlines() if l.strip() and not l.startswith('#')]
     say('\n'.join(lines[:25]))
+    r = subprocess.run(['perf', 'report', '-i', data, '--no-children', '--stdio', '-g', 'none',
+                        '--sort', 'dso'],
+                       capture_output=True, text=True, timeout=120)
+    say('by DSO: ' + ', '.join(' '.join(l.split()[:2]) for l in r.stdout.splitlines()
+                              if l.strip() and not l.startswith('#'))[:300])
 
 
 # ------------------------------------------------------------------ main
@@ -526,7 +531,14 @@ def main():
     return 1 if failures else 0
 
 
+def on_term(signum, frame):
+    # bench/run.sh's timeout sends SIGTERM: unwind so the peers we started are stopped.
+    raise SystemExit(128 + signum)
+
+
 if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, on_term)
+    rc = 1
     try:
         rc = main()
     finally:
