@@ -54,6 +54,7 @@ static const char *const session_state_names[] = {
 
 #define SESSION_MAX_PENDING_INPUT (256 * 1024)  /* pipelined bytes held while busy */
 #define SESSION_PROXY_MAX 600
+#define SESSION_MAX_QUEUED_OUTPUT (64 * 1024)      /* replies the client has not read */
 
 struct session {
 	struct session *next, *prev;      /* worker's list */
@@ -69,7 +70,7 @@ struct session {
 	char id[20];
 	enum session_state state;
 	bool reading, counted_ip, greeted, pregreet_wait, connect_chain_done, pregreet_hit;
-	bool quit_after_flush, eof, drain, write_failed;
+	bool quit_after_flush, eof, drain, write_failed, out_blocked;
 	bool conn_rejected;               /* connect-stage reject, answered at MAIL */
 	struct verdict conn_verdict;
 	int errors;
@@ -226,6 +227,14 @@ static void session_write_cb(uv_write_t *req, int status)
 	s->writes_inflight--;
 	if (status < 0)
 		s->write_failed = true;
+	/* A client that does not read its replies is not read either (bounded memory);
+	 * once they drain, carry on. */
+	if (s->out_blocked && uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) < SESSION_MAX_QUEUED_OUTPUT / 2 &&
+	    s->state != SESSION_CLOSING) {
+		s->out_blocked = false;
+		if (s->state == SESSION_COMMAND || s->state == SESSION_DATA)
+			session_process(s);
+	}
 	if (s->state == SESSION_CLOSING && s->writes_inflight == 0)
 		session_close(s, NULL);
 }
@@ -1683,6 +1692,11 @@ static void session_process(struct session *s)
 	size_t pos = 0;
 
 	while (pos < s->inlen && !s->quit_after_flush) {
+		if (s->state == SESSION_COMMAND &&
+		    uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) > SESSION_MAX_QUEUED_OUTPUT) {
+			s->out_blocked = true;
+			break;
+		}
 		if (s->state == SESSION_DATA) {
 			int done = 0;
 			ssize_t used = dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, session_data_out, s, &done);
@@ -1745,7 +1759,10 @@ static void session_process(struct session *s)
 			return;
 		}
 		session_arm(s, s->cfg->limits.command_timeout);
-		session_unpause(s);
+		if (s->out_blocked)
+			session_pause(s);
+		else
+			session_unpause(s);
 	} else if (s->state == SESSION_DATA) {
 		session_arm(s, s->cfg->limits.data_timeout);
 		session_unpause(s);
