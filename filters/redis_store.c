@@ -119,6 +119,9 @@ static int rs_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
 		free(e);
 		return REDIS_ERR;
 	}
+	/* Neither the idle connection nor the reconnect timer keeps a draining loop alive
+	 * (outstanding requests do, through their timers). */
+	uv_unref((uv_handle_t *)&e->poll);
 	e->ac = ac;
 	e->poll.data = e;
 	ac->ev.data = e;
@@ -211,6 +214,7 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	rs->timeout_ms = timeout_ms ? timeout_ms : 200;
 	rs->backoff_ms = RS_BACKOFF_MIN_MS;
 	uv_timer_init(loop, &rs->timer);
+	uv_unref((uv_handle_t *)&rs->timer);
 	rs->timer.data = rs;
 	rs_connect(rs);
 	return rs;
