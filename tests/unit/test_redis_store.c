@@ -140,14 +140,23 @@ static void got_cb(void *arg, const redisReply *r)
 		g->v0 = r->element[0]->integer;
 }
 
+static void spin_done_cb(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Runs the loop for ms. The store's own handles are unreferenced (they must not keep a
+ * draining daemon alive), so a referenced timer stands in for the daemon's listeners. */
 static void spin(uv_loop_t *loop, uint64_t ms)
 {
-	uint64_t end = uv_hrtime() + ms * 1000000ull;
+	uv_timer_t t;
 
-	while (uv_hrtime() < end) {
-		uv_run(loop, UV_RUN_NOWAIT);
-		usleep(2000);
-	}
+	uv_timer_init(loop, &t);
+	uv_timer_start(&t, spin_done_cb, ms, 0);
+	while (uv_is_active((uv_handle_t *)&t))
+		uv_run(loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
 }
 
 static const char *script = "return {1, 0}";
