@@ -67,9 +67,17 @@ _lock = threading.Lock()
 
 # ----------------------------------------------------------------------------- outcome
 
+def say(text):
+    """print() that never raises (a closed stdout must not stop the cleanup)."""
+    try:
+        print(text, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def check(cond, what):
     """Records one assertion and prints it as `ok   what` or `FAIL what`. Returns cond."""
-    print(('ok   ' if cond else 'FAIL ') + what, flush=True)
+    say(('ok   ' if cond else 'FAIL ') + what)
     if not cond:
         with _lock:
             _failures.append(what)
@@ -78,13 +86,13 @@ def check(cond, what):
 
 def fail(msg):
     """Stops the test now as failed (logs stay in TMP)."""
-    print('FAIL ' + msg, flush=True)
+    say('FAIL ' + msg)
     _failures.append(msg)
     finish()
 
 
 def skip(msg):
-    print('SKIP: ' + msg, flush=True)
+    say('SKIP: ' + msg)
     _cleanup()
     os._exit(0)
 
@@ -93,13 +101,13 @@ def finish():
     """Stops every process; exits 0 when all checks held, else 1 (and keeps TMP)."""
     _stop_all()
     if _failures:
-        print('%d check(s) failed; logs kept in %s' % (len(_failures), TMP), flush=True)
+        say('%d check(s) failed; logs kept in %s' % (len(_failures), TMP))
         for f in _failures:
-            print('  - ' + f)
+            say('  - ' + f)
         os.environ['MX_KEEP_TMP'] = '1'
         _cleanup()
         os._exit(1)
-    print('all checks passed', flush=True)
+    say('all checks passed')
     _cleanup()
     os._exit(0)
 
@@ -108,7 +116,7 @@ def known_bug(what):
     """True when the checks for the known bug `what` should run (MX_KNOWN_BUGS=1); else notes it."""
     if KNOWN_BUGS:
         return True
-    print('note: known bug not checked (MX_KNOWN_BUGS=1 runs it): ' + what, flush=True)
+    say('note: known bug not checked (MX_KNOWN_BUGS=1 runs it): ' + what)
     return False
 
 
@@ -178,7 +186,10 @@ def _stop_proc(p, sig=signal.SIGTERM):
 
 def _stop_all():
     for d in list(_daemons):
-        d.stop(expect_rc=None)
+        try:
+            d.stop(expect_rc=None)
+        except Exception:
+            _stop_proc(d.proc, signal.SIGKILL)
     for s in list(_servers):
         s.stop()
     for p in reversed(_procs):
@@ -192,7 +203,7 @@ def _cleanup():
 
 
 def _on_signal(signum, frame):
-    print('interrupted by signal %d' % signum, flush=True)
+    say('interrupted by signal %d' % signum)
     os.environ['MX_KEEP_TMP'] = '1'
     _cleanup()
     os._exit(2)
@@ -200,10 +211,13 @@ def _on_signal(signum, frame):
 
 def _excepthook(etype, value, tb):
     import traceback
-    traceback.print_exception(etype, value, tb)
+    try:
+        traceback.print_exception(etype, value, tb)
+    except (OSError, ValueError):
+        pass
     for d in list(_daemons):
         if not d.alive():
-            print('note: %s is not running (exit status %s); log tail:\n%s' % (d.name, d.proc.returncode, d.tail()))
+            say('note: %s is not running (exit status %s); log tail:\n%s' % (d.name, d.proc.returncode, d.tail()))
     _failures.append('uncaught %s: %s' % (etype.__name__, value))
     finish()
 
