@@ -597,6 +597,32 @@ static void test_routes(void **state)
 	pool_done(p, cfg);
 }
 
+/* Messages alternating between a routed domain and the default set: each set should still
+ * rotate over its servers. One cursor shared by every set aliases: with two servers in
+ * each, the default set gets the even ticks (always server 0) and the route the odd ones
+ * (always its second server). */
+static void test_round_robin_per_set(void **state)
+{
+	struct mx_config *cfg;
+	struct pool *p;
+	int dflt[110] = { 0 }, routed[110] = { 0 };
+
+	(void)state;
+	if (!known_bugs())
+		skip();   /* BUG: one round-robin cursor (pool->rr) shared by the default set and every route */
+	p = pool_from("backends:\n  servers: [\"smtp://127.0.0.1:2601\", \"smtp://127.0.0.1:2602\"]\n"
+	    "  routes:\n    - { domains: [example.org], servers: [\"smtp://127.0.0.1:2701\", \"smtp://127.0.0.1:2702\"] }\n",
+	    &cfg);
+	for (int i = 0; i < 40; i++) {
+		dflt[which(p, pool_pick_backend(p, "example.com", NULL, 0))]++;
+		routed[which(p, pool_pick_backend(p, "example.org", NULL, 0))]++;
+	}
+	pool_done(p, cfg);
+	if (dflt[0] != 20 || dflt[1] != 20 || routed[100] != 20 || routed[101] != 20)
+		fail_msg("alternating sets: default %d/%d, route %d/%d (want 20 each)", dflt[0], dflt[1],
+		    routed[100], routed[101]);
+}
+
 /* ------------------------------------------------------------ all down, failures */
 
 static void test_all_down_fallback(void **state)
@@ -706,6 +732,7 @@ int main(void)
 		cmocka_unit_test(test_source_hash),
 		cmocka_unit_test(test_source_hash_weighted),
 		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_round_robin_per_set),
 		cmocka_unit_test(test_all_down_fallback),
 		cmocka_unit_test(test_report_failure),
 		cmocka_unit_test(test_many_servers),

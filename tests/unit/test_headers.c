@@ -314,6 +314,10 @@ static const struct field_row field_rows[] = {
 	  "headers_append_field emits a space for leading blanks: \"X-A:  v\"" },
 	{ "CR/LF in the name never reaches the output", "X-A\r\nBcc", "v", "X-ABcc: v\r\n",
 	  "headers_append_field copies the field name unchecked (header injection via a milter's name)" },
+	{ "an empty name gives no field", "", "v", "",
+	  "headers_append_field emits \": v\" for an empty name (not a header field)" },
+	{ "a name with a colon gives no field", "X-A: forged", "v", "",
+	  "headers_append_field emits \"X-A: forged: v\" (a field named X-A with a forged value)" },
 };
 
 static void test_append_field(void **state)
