@@ -34,6 +34,10 @@ enum milter_eom_phase { EP_HEADERS = 0, EP_EOH, EP_BODY, EP_EOB, EP_SENT };
 
 struct milter_mod { char cmd; uint32_t index; char *a, *b; };
 
+/* Replaying the session's connect (and helo) on a fresh connection before a MAIL, after
+ * the filter failed earlier in the session. */
+enum milter_replay { RP_NONE = 0, RP_CONNECT, RP_HELO };
+
 struct milter_sess {
 	struct milter_inst *mi;
 	struct pconn *conn;
@@ -46,6 +50,8 @@ struct milter_sess {
 	char stage_cmd;                 /* the stage being answered */
 	bool in_txn;                    /* MAIL sent, end of message not reached */
 	bool txn_done;                  /* the filter accepted/discarded the message already */
+	bool helo_seen;                 /* the session sent HELO/EHLO (replayed on reconnect) */
+	enum milter_replay replay;
 	/* end of message */
 	enum milter_eom_phase phase;
 	const char *msg;
@@ -86,12 +92,20 @@ static void milter_sess_free(struct milter_sess *ms)
 	free(ms);
 }
 
+static void milter_replay_next(struct milter_sess *ms);
+
 /* Completes the pending call. Must be the last thing the caller does with ms. */
 static void milter_finish(struct milter_sess *ms, enum mxgate_action a, int code,
     const char *reply, const char *reason)
 {
 	struct mxgate_call *c = ms->call;
 
+	if (ms->replay != RP_NONE && c) {
+		/* A replayed stage: go on to the next one, or its verdict answers the MAIL call. */
+		if (a == MXGATE_CONTINUE)
+			return milter_replay_next(ms);
+		ms->replay = RP_NONE;
+	}
 	ms->call = NULL;
 	ms->wait = W_NONE;
 	if (c)
@@ -779,18 +793,17 @@ static struct milter_sess *milter_stage_begin(struct milter_inst *mi, struct mxg
 
 static void milter_on_helo(void *instance, struct mxgate_call *c)
 {
-	struct milter_sess *ms = milter_stage_begin(instance, c);
+	struct milter_sess *ms = milter_sess_of(instance, c);
 
+	if (ms)
+		ms->helo_seen = true;
+	ms = milter_stage_begin(instance, c);
 	if (ms)
 		milter_send_stage(ms, SMFIC_HELO);
 }
 
-static void milter_on_mail(void *instance, struct mxgate_call *c)
+static void milter_start_mail(struct milter_sess *ms)
 {
-	struct milter_sess *ms = milter_stage_begin(instance, c);
-
-	if (ms == NULL)
-		return;
 	if (ms->in_txn) {   /* the last transaction ended without end of data (RSET, rejects) */
 		if (milter_put_simple(&ms->out, SMFIC_ABORT) < 0)
 			return milter_fail(ms, "out of memory");
@@ -798,6 +811,48 @@ static void milter_on_mail(void *instance, struct mxgate_call *c)
 	milter_txn_end(ms);
 	ms->in_txn = true;
 	milter_send_stage(ms, SMFIC_MAIL);
+}
+
+static void milter_replay_next(struct milter_sess *ms)
+{
+	if (ms->state == MS_ACCEPTED) {   /* the filter accepted the whole connection */
+		ms->replay = RP_NONE;
+		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
+	if (ms->replay == RP_CONNECT && ms->helo_seen) {
+		ms->replay = RP_HELO;
+		return milter_send_stage(ms, SMFIC_HELO);
+	}
+	ms->replay = RP_NONE;
+	milter_start_mail(ms);
+}
+
+static void milter_on_mail(void *instance, struct mxgate_call *c)
+{
+	struct milter_inst *mi = instance;
+	struct milter_sess *ms = milter_sess_of(mi, c);
+
+	if (ms && ms->state == MS_FAILED && ms->conn == NULL && ms->call == NULL) {
+		/* The filter failed earlier in this session: a new transaction gets a new
+		 * connection, with the session's connect and helo replayed first. */
+		mi->host->log(c, 1, "event=milter_reconnect");
+		milter_parser_free(&ms->parser);
+		milter_parser_init(&ms->parser, mi->max_frame);
+		milter_buf_clear(&ms->out);
+		milter_txn_end(ms);
+		ms->call = c;
+		ms->replay = RP_CONNECT;
+		ms->stage_cmd = SMFIC_CONNECT;
+		ms->state = MS_CONNECTING;
+		ms->conn = pconn_new(mi->host->loop(c), &mi->addr, milter_event_cb, ms);
+		if (ms->conn == NULL)
+			return milter_fail(ms, "cannot connect");
+		return;
+	}
+	ms = milter_stage_begin(mi, c);
+	if (ms == NULL)
+		return;
+	milter_start_mail(ms);
 }
 
 static void milter_on_rcpt(void *instance, struct mxgate_call *c)
@@ -880,6 +935,7 @@ static void milter_cancel(void *instance, struct mxgate_call *c)
 		return;
 	ms->call = NULL;
 	ms->wait = W_NONE;
+	ms->replay = RP_NONE;
 	ms->state = MS_FAILED;
 	pconn_close(ms->conn);
 	ms->conn = NULL;

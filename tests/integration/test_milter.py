@@ -86,6 +86,20 @@ took = time.time() - start
 t.check(code == 451 and took < 9 and not be.find('body of slow2'),
         'stalled milters in a chain, second on_error tempfail: %d after %.1fs' % (code, took))
 
+# A stall costs that message's verdict only: the next transaction of the same session
+# reconnects to the filter (connect and helo replayed) and gets its header again.
+mm = t.mxgate('  - { name: milter, address: "inet:127.0.0.1:%d", on_error: tempfail, timeout: 2s }' % mi.port,
+              be.port, name='mx-reconnect')
+codes = t.send_many(mm.port, [t.message('rc1', 'SLOWME'), t.message('rc2'), t.message('rc3')])
+got2, got3 = be.find('body of rc2'), be.find('body of rc3')
+t.check(codes == [451, 250, 250], 'stalled message tempfailed, later ones in the session pass: %s' % codes)
+t.check(len(got2) == 1 and got2[0]['data'].count(b'X-Test-Milter: passed') == 1 and
+        len(got3) == 1 and got3[0]['data'].count(b'X-Test-Milter: passed') == 1,
+        'after the reconnect the filter runs again, header once per message')
+t.check(b'j=mx.example.test' in (got2[0]['data'] if got2 else b''), 'connect macros replayed on reconnect')
+t.check('event=milter_reconnect' in t.logtext('mx-reconnect'), 'reconnect logged')
+t.stop(mm)
+
 # Misbehaving milters: each costs one verdict, the daemon keeps serving.
 for mode in ('milter-garbage', 'milter-oversized', 'milter-disconnect', 'milter-stall',
              'milter-eom-garbage', 'milter-eom-close'):

@@ -353,6 +353,28 @@ def send(port, body, mail_from='a@example.org', rcpts=('b@example.test',), timeo
         c.close()
 
 
+def send_many(port, bodies, mail_from='a@example.org', rcpt='b@example.test'):
+    """Several transactions on one connection. Returns the final code of each."""
+    c = Client(port)
+    codes = []
+    try:
+        c.reply()
+        c.cmd('EHLO client.example.org')
+        for body in bodies:
+            c.cmd('MAIL FROM:<%s>' % mail_from)
+            c.cmd('RCPT TO:<%s>' % rcpt)
+            c.cmd('DATA')
+            data = body.replace('\r\n', '\n').replace('\n', '\r\n')
+            c.s.sendall((data + '.\r\n').encode('latin-1'))
+            codes.append(c.reply()[0])
+        c.cmd('QUIT')
+    except (OSError, ConnectionError):
+        pass
+    finally:
+        c.close()
+    return codes
+
+
 def message(mid, body='', extra_headers=''):
     return ('From: a@example.org\r\nTo: b@example.test\r\nSubject: test %s\r\nMessage-ID: <%s@test>\r\n'
             'Date: Wed, 25 Nov 2026 01:00:00 +0000\r\n%s\r\nbody of %s\r\n%s\r\n' % (mid, mid, extra_headers, mid, body))
