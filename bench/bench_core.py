@@ -16,6 +16,7 @@ Env:   BENCH_QUICK=1      reduced run (fewer messages and sessions), about 30 s
        BENCH_PROFILE=1    also record one -d throughput run with `perf record -g` and print
                           mxgate's top functions (needs perf)
        BENCH_ONLY=a,b     run only the named parts: throughput,sessions,latency,extra
+       BENCH_ROUNDS=N     alternating direct/mxgate pairs per throughput figure (default 3)
        BENCH_SUMMARY=F    append the headline lines to F (bench/run.sh prints them at the end)
 Prints figures only: no timing assertions. Exit status is non-zero only when a part could not
 run (a peer did not start, a client failed, messages were lost)."""
@@ -31,7 +32,7 @@ PROFILE = os.environ.get('BENCH_PROFILE', '') not in ('', '0')
 SUMMARY = os.environ.get('BENCH_SUMMARY')
 
 MSGS = 500 if QUICK else 2000           # smtp-source -m per run
-ROUNDS = 3                              # alternating pairs; the median is reported
+ROUNDS = int(os.environ.get('BENCH_ROUNDS', '3'))  # alternating pairs; the median is reported
 SESSIONS = 2000 if QUICK else 10000     # idle sessions held
 REF_SESSIONS = 1000 if QUICK else 2000  # idle sessions held by the smtp-sink reference
 LAT_N = 100 if QUICK else 500           # sequential sessions per target for latency
@@ -519,7 +520,8 @@ def main():
         except Exception as e:      # one part failing does not stop the others
             failures.append('%s: %s' % (name, e))
             say('  %s failed: %s' % (name, e))
-        say('   (%s took %.1f s)' % (name, time.time() - t))
+        say('   (%s took %.1f s; load average now %s)'
+            % (name, time.time() - t, open('/proc/loadavg').read().split()[0]))
         if mx.poll() is not None:
             failures.append('mxgate exited (rc %s) during %s' % (mx.returncode, name))
             say('  mxgate exited; log tail: %s' % open(mx.logname, 'rb').read()[-500:])
