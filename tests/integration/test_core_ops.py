@@ -5,7 +5,7 @@
   too) and 1 for a bad one, printing FILE:LINE:COL: key: reason for every error.
 - SIGHUP: a changed backend list is used by new sessions while a session open across the
   reload completes on its backend; new limits apply; an invalid file on reload is logged and
-  the old config stays.
+  the old config stays; three reloads under smtp-source load lose nothing.
 - SIGTERM: listeners close, a session in a transaction may finish its message, idle ones get
   421, the process exits 0 well within drain_timeout; a session that never finishes is cut
   at drain_timeout (421) and the process still exits 0. SIGINT drains the same way."""
@@ -135,6 +135,49 @@ mt.check(mx.wait_log(r'event=reload_failed', 5, start=mark2) is not None, 'a con
 time.sleep(0.3)
 code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('after-bad'))
 mt.check(mx.alive() and code == 250 and 'after-bad' in ids(bb), 'the old config (server B) stays in force (%s)' % text)
+mx.stop()
+
+# ---------------------------------------------------------------- SIGHUP under load
+import threading  # noqa: E402
+sinks = [mt.Sink(name='hl%d' % i) for i in range(3)]
+mx = mt.Mxgate(mt.config([sinks[0].url, sinks[1].url]), name='mx-hup-load')
+results, lock = {}, threading.Lock()
+stop_at = time.time() + 4
+
+
+def sender(k):
+    i = 0
+    while time.time() < stop_at:
+        tag = 'hl%d-%d' % (k, i)
+        res = mt.send_mail(mx.port, FROM, [RCPT], mt.message(tag))
+        with lock:
+            results[tag] = res
+        i += 1
+
+
+def load():
+    load.r = mt.smtp_source(mx.port, '-s', '4', '-m', '3000', '-l', '1024', '-f', FROM, '-t', RCPT, timeout=60)
+
+
+if mt.tool('smtp-source') and mt.tool('smtp-sink'):
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(3)] + [threading.Thread(target=load)]
+    for t in threads:
+        t.start()
+    lists = [[sinks[1].url, sinks[2].url], [sinks[2].url], [sinks[0].url, sinks[2].url]]
+    for urls in lists:
+        time.sleep(1)
+        mx.reload(mt.config(urls))
+    for t in threads:
+        t.join(mt.slack(90))
+    at = mt.message_ids(open(f, 'rb').read() for s_ in sinks for f in s_.files())
+    ok = [k for k, v in results.items() if v[0] == 250]
+    lost = [k for k in ok if k not in at]
+    other = [v for v in results.values() if v[0] != 250]
+    mt.check(mx.alive() and mx.count_log('event=reloaded') == 3, 'three reloads under load, all applied (%d)' % mx.count_log('event=reloaded'))
+    mt.check(len(ok) > 20 and not lost, 'reloads under load: %d messages got 250, none lost (%s)' % (len(ok), lost[:3]))
+    mt.check(not other, 'reloads under load: no message refused (%s)' % other[:3])
+    mt.check(sinks[2].count() > 0, 'the server added by the reload took mail (%d)' % sinks[2].count())
+    mt.check(load.r.returncode == 0, 'smtp-source ran through the reloads (rc=%d %s)' % (load.r.returncode, load.r.stderr[-120:]))
 mx.stop()
 
 # ---------------------------------------------------------------- SIGTERM drain

@@ -105,20 +105,20 @@ mt.check(all('lc%d' % i in got_idle for i in range(6)),
 mx.stop()
 
 # ---------------------------------------------------------------- source_hash
-sh = [mt.Backend(name='sh%d' % i) for i in range(2)]
+sh = [mt.Sink(name='sh%d' % i) for i in range(2)]
 mx = mt.Mxgate(mt.config([b.url for b in sh], backends={'balance': 'source_hash'}), name='mx-sh')
 sources = ['127.0.0.%d' % i for i in range(1, 9)]
 for rnd in range(3):
     for src in sources:
-        mt.send_mail(mx.port, FROM, ['rcpt@example.test'], mt.message('sh-%s-%d' % (src, rnd)), source=src)
+        mt.send_mail(mx.port, FROM, [RCPT], mt.message('sh-%s-%d' % (src, rnd)), source=src)
 where = {}
 for i, b in enumerate(sh):
-    for m in b.messages:
-        where.setdefault(m['xclient'].get('ADDR'), set()).add(i)
+    for tag in mt.message_ids(m['data'] for m in b.messages()):
+        where.setdefault(tag.split('-')[1], set()).add(i)
 mt.check(sorted(where) == sorted(sources), 'source_hash: every source delivered (%s)' % sorted(where))
 mt.check(all(len(v) == 1 for v in where.values()),
-         'source_hash: each client IP always lands on the same server (%s)' % where)
-mt.check(len({min(v) for v in where.values()}) == 2, 'source_hash: 8 client IPs use both servers')
+         'source_hash: each client IP always lands on the same smtp-sink (%s)' % where)
+mt.check(len({min(v) for v in where.values()}) == 2, 'source_hash: 8 client IPs use both sinks')
 mx.stop()
 
 # ---------------------------------------------------------------- routes, XCLIENT, live RCPT, stuffing
