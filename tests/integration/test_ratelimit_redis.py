@@ -84,4 +84,9 @@ while time.time() < deadline and h.logtext('node1').count('event=redis_up') <= u
     time.sleep(0.2)
 if h.logtext('node1').count('event=redis_up') <= ups:
     h.fail('node1 did not reconnect to Redis')
+# SIGTERM drains and exits 0 promptly: the Redis connection does not keep a worker alive.
+t = time.time()
+h.stop(n1)
+if n1.returncode != 0 or time.time() - t > 10:
+    h.fail('node1 did not exit cleanly on SIGTERM (rc %r after %.1fs)' % (n1.returncode, time.time() - t))
 h.ok('%d/30 through a shared 10/60s across 2 nodes; 3/3 served and %d/12 locally limited with Redis down; reconnected' % (through, local))
