@@ -17,20 +17,32 @@ sanitizer reports); MX_KEEP_TMP=1 keeps the temporary directory; MX_KNOWN_BUGS=1
 checks guarded by known_bug().
 
 API (everything else is internal):
-  TMP, BIN, SRC, BUILD, SANITIZED    paths and flags
-  need(*tools), skip(msg), fail(msg), check(cond, what), finish(), known_bug(what)
-  slack(seconds) -> seconds scaled for sanitizer builds; wait_for(pred, timeout) -> bool
-  free_port(), wait_port(port)
-  config(servers, **top) -> dict;  to_yaml(obj) -> str
-  Mxgate(cfg, name) .port .ports .log() .wait_log(regex) .count_log(regex) .reload(cfg)
-         .send_signal(sig) .stop(sig, expect_rc) .kill() .pid .alive()
-  Sink(lmtp, args) .port .url .messages() .count() .kill() .restart()   (smtp-sink)
-  Backend(mode, ...) .port .url .messages .attempts .commands .connections .proxy_headers .stop()
-  Client(port, tls) .reply() .cmd(line) .send(bytes) .starttls() .ehlo() .is_closed() .close()
-  send_mail(port, mail_from, rcpts, data) -> (code, text);  message(tag, body, size) -> bytes
-  message_ids(list of message bytes) -> set of tags put there by message()
+  TMP, BIN, SRC, BUILD, SANITIZED    paths and flags (TMP is removed at exit unless a check failed)
+  need(*tools), skip(msg), fail(msg), check(cond, what), finish(), known_bug(what), say(text)
+  tool(name) -> path or None;  run_mxgate(*args) -> CompletedProcess (e.g. '-t', '-c', FILE)
+  slack(seconds) -> seconds scaled for sanitizer builds (upper bounds only); wait_for(pred, timeout)
+  free_port(), wait_port(port), spawn(argv, name) -> Popen (stopped at exit, output in TMP/name.log)
+  config(servers, listen, hostname, workers, backends, limits, **top) -> dict;  to_yaml(obj) -> str
+      (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a free port; short health
+      check and backend timeouts are set so tests run fast)
+  Mxgate(cfg, name) .port .ports .pid .log() .tail() .log_size() .wait_log(regex, timeout, start)
+         .count_log(regex) .reload(cfg) .send_signal(sig) .alive() .kill()
+         .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)  (sig=None: wait for an exit under way)
+  Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
+         (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
+  Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
+          starttls) .port .url .messages .attempts .commands .connections .proxy_headers .stop()
+  Client(port, tls, source, greet) .greeting .reply() .cmd(line) .send(bytes) .starttls() .ehlo()
+         .pending(wait) .is_closed(wait) .close()
+  send_mail(port, mail_from, rcpts, data, ehlo, client, source) -> (code, text)
+  message(tag, body, size, headers) -> bytes;  stuff(data) -> dot-stuffed bytes + terminator
+  message_ids(iterable of message bytes) -> set of tags put there by message()
   swaks(port, *args) / smtp_source(port, *args) / s_client(port, data, starttls) -> CompletedProcess
   cert() -> (certfile, keyfile), a self-signed pair made once per run
+
+Notes: smtp-sink's dump does not record XCLIENT ADDR/PORT (it announces only XCLIENT NAME
+HELO and dumps the real peer address), so client identity is checked with Backend, which
+announces XCLIENT NAME ADDR PORT PROTO HELO LOGIN and records what it gets.
 """
 import atexit
 import ctypes
