@@ -1,10 +1,10 @@
 /* rules_score.c — a small driver over the rules engine (not part of the daemon):
  *
- *   rules_score [-n N] [-P] [-q] -r GLOB [-r GLOB ...] MSG...
+ *   rules_score [-n N] [-t SECS] [-P] [-q] -r GLOB [-r GLOB ...] MSG...
  *
  * Loads the rule files, prints the load summary, then scores each message file and prints
  * "FILE score=S tests=A,B,..." (sorted). -n N repeats the scoring N times and prints the
- * rate (messages/s) on stderr; -P turns the vectorscan prefilter off; -q prints only the
+ * rate (messages/s) on stderr; -t SECS repeats until SECS seconds of scoring; -P turns the vectorscan prefilter off; -q prints only the
  * rate. Built by bench/bench_rules.sh and tests/integration/test_rules_sa.py against
  * libmxcore.a. */
 #include "rules/rules.h"
@@ -42,6 +42,7 @@ int main(int argc, char **argv)
 	const char *globs[64];
 	size_t nglobs = 0;
 	int reps = 1, quiet = 0, noprefilter = 0, i;
+	double secs = 0;
 	struct rules_set *rs = NULL;
 	struct rules_scratch *sc;
 	struct rules_stats st;
@@ -53,6 +54,8 @@ int main(int argc, char **argv)
 			globs[nglobs++] = argv[++i];
 		else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
 			reps = atoi(argv[++i]);
+		else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
+			secs = atof(argv[++i]);
 		else if (strcmp(argv[i], "-q") == 0)
 			quiet = 1;
 		else if (strcmp(argv[i], "-P") == 0)
@@ -75,7 +78,14 @@ int main(int argc, char **argv)
 		return 1;
 	rules_scratch_set_prefilter(sc, !noprefilter);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (secs > 0)
+		reps = 1 << 30;
 	for (int r = 0; r < reps; r++) {
+		if (secs > 0 && r > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			if ((double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 >= secs)
+				break;
+		}
 		for (int k = i; k < argc; k++) {
 			size_t len;
 			char *m = slurp(argv[k], &len);
