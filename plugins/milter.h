@@ -3,7 +3,9 @@
  * One connection per client session, opened at connect: option negotiation, then per
  * stage the macros and the command (skipped / without reply as the filter asked), the
  * header, body (<= 65535-byte chunks) and end of message at end of data; ABORT between
- * messages when a transaction was abandoned, QUIT at close. Modification actions map onto
+ * messages when a transaction was abandoned, QUIT at close. A filter that failed (timeout,
+ * garbage, disconnect) answers on_error for the rest of the transaction; the next MAIL
+ * reconnects and replays connect and helo. Modification actions map onto
  * the host's header/envelope/body outputs; SMFIR_REPLYCODE sets the reply text.
  *
  * Options (under `options:`): max_frame (bytes, default 1M+: larger replies are an error),

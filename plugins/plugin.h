@@ -148,13 +148,14 @@ struct mxgate_plugin {
 	void (*on_mail)(void *instance, struct mxgate_call *c);
 	void (*on_rcpt)(void *instance, struct mxgate_call *c);
 	void (*on_data)(void *instance, struct mxgate_call *c);
-	/* End of data, before on_eom: once per header (value unfolded as received, without
-	 * the leading space), then the body in chunks of at most 64 KiB. */
+	/* End of data, before on_eom: once per header (the value as received, folds kept,
+	 * without the leading space and the final CRLF), then the body (everything after the
+	 * blank line) in chunks of at most 64 KiB. */
 	void (*on_header)(void *instance, struct mxgate_call *c, const char *name, const char *value);
 	void (*on_body)(void *instance, struct mxgate_call *c, const char *chunk, size_t len);
 	void (*on_eom)(void *instance, struct mxgate_call *c);
 	/* The session ends: release the session slot. No done() is expected (it is ignored);
-	 * must not block. Called for every session that reached on_connect. */
+	 * must not block. Called once for every session (the slot may still be NULL). */
 	void (*on_close)(void *instance, struct mxgate_call *c);
 	/* Stop the outstanding call c (timeout, client gone); never touch c afterwards. */
 	void (*cancel)(void *instance, struct mxgate_call *c);
