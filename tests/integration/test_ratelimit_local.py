@@ -2,7 +2,7 @@
 """store: local on one mxgate with two workers: connection rate (421 4.7.0 at the greeting),
 concurrency (slots given back when sessions end), recipients per sender domain (reject
 550 5.7.1 at RCPT), bytes per IP (451 at end of data), limits per client independent, and
-an invalid rule refused by `mxgate -t`."""
+the delay action holding a reply (tarpit), and an invalid rule refused by `mxgate -t`."""
 import os, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ratelimit_harness as h
@@ -13,7 +13,8 @@ extra = ('ratelimit:\n  store: local\n  rules:\n'
          '    - { key: ip, count: connections, limit: 5/60s, action: tempfail }\n'
          '    - { key: ip_prefix, count: concurrency, limit: 2, prefix_v4: 24 }\n'
          '    - { key: sender_domain, count: recipients, limit: 3/60s, action: reject }\n'
-         '    - { key: ip, count: bytes, limit: 2K/60s }\n')
+         '    - { key: ip, count: bytes, limit: 2K/60s }\n'
+         '    - { key: helo, count: recipients, limit: 1/1h, action: delay, delay: 1500ms }\n')
 port = h.free_port()
 n = h.mxgate(h.config(port, be.port, extra), 'node', port)
 
@@ -65,6 +66,21 @@ if c.cmd('RCPT TO:<ok@example.test>')[0] != 250:
     h.fail('another sender domain was limited too')
 c.close()
 
+# delay (tarpit): recipients 1/1h per HELO; the second RCPT still passes, its reply late
+c = h.Client(port, '198.18.5.1')
+c.reply()
+c.cmd('EHLO slow.example.org')
+c.cmd('MAIL FROM:<a@tarpit.example>')
+t = time.time()
+r1 = c.cmd('RCPT TO:<t1@example.test>')
+fast = time.time() - t
+t = time.time()
+r2 = c.cmd('RCPT TO:<t2@example.test>')
+slow = time.time() - t
+c.close()
+if r1[0] != 250 or r2[0] != 250 or fast > 1.0 or slow < 1.4:
+    h.fail('delay action: %r in %.2fs then %r in %.2fs (want the second held 1.5s)' % (r1, fast, r2, slow))
+
 # bytes 2K/60s per IP: a 1.5K message passes, the next one is refused at end of data
 big = 'x' * 1500
 r1 = h.send(port, '198.18.4.1', 'bytes1 ' + big)
@@ -72,8 +88,9 @@ r2 = h.send(port, '198.18.4.1', 'bytes2 ' + big)
 if r1[0] != 250 or r2[0] != 451 or r2[2] != 'eom':
     h.fail('bytes 2K/60s: %r then %r' % (r1[:1], r2))
 
+time.sleep(0.3)
 if n.poll() is not None:
-    h.fail('mxgate died')
+    h.fail('mxgate died (rc %r) after a refusal at end of data' % n.returncode)
 
 # the config check refuses a rate for concurrency and a connection count keyed by sender
 bad = h.config(port, be.port, 'ratelimit:\n  rules:\n    - { key: ip, count: concurrency, limit: 10/60s }\n'
@@ -84,4 +101,4 @@ r = subprocess.run([h.BIN, '-t', '-c', path], capture_output=True, text=True, ti
 out = r.stdout + r.stderr
 if r.returncode != 1 or out.count('ratelimit.rules') < 3:
     h.fail('mxgate -t on bad rules: rc=%d %r' % (r.returncode, out))
-h.ok('connections, concurrency, recipients and bytes limits enforced locally; bad rules refused by -t')
+h.ok('connections, concurrency, recipients, bytes limits and the tarpit enforced locally; bad rules refused by -t')
