@@ -19,8 +19,8 @@ struct rl_entry {
 	char key[];
 };
 
-struct rl_shard {
-	pthread_mutex_t mu;
+struct rl_shard {                  /* one cache line apart: no false sharing between shards */
+	_Alignas(64) pthread_mutex_t mu;
 	struct rl_entry **buckets;
 	size_t nbuckets;     /* power of two */
 	size_t n, max;
