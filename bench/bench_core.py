@@ -389,6 +389,8 @@ def bench_latency(sink, mx):
     m99, d99 = pct(times['mxgate'], 99), pct(times['direct'], 99)
     summary('latency median  mxgate %.3f ms   direct %.3f ms   added %.3f ms' % (mm, dm, mm - dm))
     summary('latency p99     mxgate %.3f ms   direct %.3f ms   added %.3f ms' % (m99, d99, m99 - d99))
+    say('latency p90 / max  mxgate %.3f / %.3f ms   direct %.3f / %.3f ms'
+        % (pct(times['mxgate'], 90), max(times['mxgate']), pct(times['direct'], 90), max(times['direct'])))
     if bad:
         failures.append('latency: %d sessions did not end in 250' % bad)
         say('  %d sessions did not get 250 at end of data' % bad)
