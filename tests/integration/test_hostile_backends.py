@@ -1,0 +1,456 @@
+#!/usr/bin/env python3
+"""Hostile backends: scripted SMTP/LMTP servers that misbehave in every way a real MTA (or a
+broken middlebox) can, in front of a real mxgate. In every case the client sees 250 only when
+some backend really accepted the message (else 4xx, or the backend's own 5xx verdict), the
+daemon never crashes (no sanitizer report) and the client's wait is bounded by the configured
+timeouts (backends.reply_timeout / connect_timeout / data_timeout = 2 s here).
+
+Checks that expose a bug still open are guarded by mt.known_bug() (MX_KNOWN_BUGS=1 runs them).
+"""
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+T0 = time.time()
+TIMEOUT = 2          # backends.{connect,reply,data}_timeout in seconds
+
+
+# ----------------------------------------------------------------------------- a scripted server
+
+class Peer:
+    """One accepted backend connection, seen from the scripted server."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b''
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def line(self, limit=1 << 20):
+        """One line without CRLF (str), or None on EOF/error."""
+        while b'\n' not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+            if len(self.buf) > limit:
+                return None
+        ln, self.buf = self.buf.split(b'\n', 1)
+        return ln.rstrip(b'\r').decode('utf-8', 'replace')
+
+    def body(self):
+        """Reads a DATA body up to the final dot; returns bytes (unstuffed) or None on EOF."""
+        out = []
+        while True:
+            ln = self.line()
+            if ln is None:
+                return None
+            if ln == '.':
+                return '\r\n'.join(out).encode() + b'\r\n'
+            out.append(ln[1:] if ln.startswith('.') else ln)
+
+    def close(self, how=socket.SHUT_RDWR):
+        try:
+            self.sock.shutdown(how)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Script:
+    """A TCP server on 127.0.0.1 that hands each connection to handler(peer, n) in a thread
+    (n counts connections from 0). Records what the handlers put in .messages (accepted
+    message bodies) and .log (free-form events)."""
+
+    def __init__(self, handler, name='script', lmtp=False):
+        self.handler = handler
+        self.lmtp = lmtp
+        self.name = name
+        self.messages = []
+        self.events = []
+        self.lock = threading.Lock()
+        self.n = 0
+        self.peers = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(('127.0.0.1', 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(64)
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+        _scripts.append(self)
+
+    @property
+    def url(self):
+        return '%s://127.0.0.1:%d' % ('lmtp' if self.lmtp else 'smtp', self.port)
+
+    def note(self, what):
+        with self.lock:
+            self.events.append(what)
+
+    def _accept(self):
+        while self.running:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                n = self.n
+                self.n += 1
+            p = Peer(c)
+            self.peers.append(p)
+            threading.Thread(target=self._run, args=(p, n), daemon=True).start()
+
+    def _run(self, p, n):
+        try:
+            p.sock.settimeout(60)
+            self.handler(self, p, n)
+        except (OSError, ValueError):
+            pass
+        finally:
+            p.close()
+
+    def stop(self):
+        self.running = False
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for p in list(self.peers):
+            p.close()
+
+
+_scripts = []
+
+
+def smtp(srv, p, hooks=None, lmtp=False, greet=True):
+    """A plain SMTP (or LMTP) server dialogue on peer p. hooks maps a stage name to a function
+    (srv, p, arg) -> True when it handled the stage itself (then the dialogue goes on),
+    False to end the connection now. Stages: 'greet', 'ehlo', 'mail', 'rcpt', 'data' (before
+    354), 'dot' (after the body was read; arg = body), 'rset', 'idle' (after RSET's 250),
+    'quit'. An accepted message is appended to srv.messages as (rcpts, body)."""
+    hooks = hooks or {}
+
+    def hook(stage, arg=None):
+        f = hooks.get(stage)
+        if f is None:
+            return None
+        return f(srv, p, arg)
+
+    if greet:
+        r = hook('greet')
+        if r is False:
+            return
+        if r is None:
+            p.send('220 %s %s\r\n' % (srv.name, 'LMTP' if lmtp else 'ESMTP'))
+    rcpts = []
+    while True:
+        ln = p.line()
+        if ln is None:
+            return
+        verb = ln.split(' ', 1)[0].upper()
+        if verb in ('EHLO', 'LHLO', 'HELO'):
+            r = hook('ehlo', ln)
+            if r is False:
+                return
+            if r is None:
+                p.send('250-%s\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n' % srv.name)
+        elif verb == 'MAIL':
+            rcpts = []
+            r = hook('mail', ln)
+            if r is False:
+                return
+            if r is None:
+                p.send('250 2.1.0 Ok\r\n')
+        elif verb == 'RCPT':
+            m = re.search(r'<([^>]*)>', ln)
+            addr = m.group(1) if m else ''
+            r = hook('rcpt', addr)
+            if r is False:
+                return
+            if r is None:
+                rcpts.append(addr)
+                p.send('250 2.1.5 Ok\r\n')
+        elif verb == 'DATA':
+            r = hook('data', ln)
+            if r is False:
+                return
+            if r is None:
+                p.send('354 go ahead\r\n')
+            body = p.body()
+            if body is None:
+                return
+            r = hook('dot', (rcpts, body))
+            if r is False:
+                return
+            if r is None:
+                with srv.lock:
+                    srv.messages.append((list(rcpts), body))
+                    q = len(srv.messages)
+                if lmtp:
+                    p.send(''.join('250 2.0.0 <%s> Ok: queued as L%d\r\n' % (a, q) for a in rcpts))
+                else:
+                    p.send('250 2.0.0 Ok: queued as Q%d\r\n' % q)
+        elif verb == 'RSET':
+            rcpts = []
+            r = hook('rset', ln)
+            if r is False:
+                return
+            if r is None:
+                p.send('250 2.0.0 Ok\r\n')
+                if hook('idle') is False:
+                    return
+        elif verb == 'NOOP':
+            p.send('250 2.0.0 Ok\r\n')
+        elif verb == 'QUIT':
+            hook('quit')
+            p.send('221 2.0.0 Bye\r\n')
+            return
+        elif verb == 'XCLIENT':
+            p.send('220 %s ESMTP\r\n' % srv.name)
+        else:
+            p.send('502 5.5.2 unknown\r\n')
+
+
+def scripted(name, hooks=None, lmtp=False, per_conn=None):
+    """A Script running smtp() with hooks; per_conn(n) -> hooks lets connection n differ."""
+    def handler(srv, p, n):
+        smtp(srv, p, per_conn(n) if per_conn else hooks, lmtp=lmtp)
+    return Script(handler, name, lmtp=lmtp)
+
+
+def cfg(servers, **kw):
+    """A config with 2 s backend timeouts and health checks that never mark a server down (so
+    the hostile server is really tried by the relay, not skipped)."""
+    b = {'connect_timeout': '%ds' % TIMEOUT, 'reply_timeout': '%ds' % TIMEOUT,
+         'data_timeout': '%ds' % TIMEOUT, 'max_attempts': 3,
+         'health_check': {'interval': '1h', 'timeout': '1s', 'fall': 100, 'rise': 1}}
+    b.update(kw.pop('backends', {}))
+    return mt.config(servers, backends=b, workers=1, **kw)
+
+
+def timed_mail(port, tag, rcpts=('rcpt@example.test',), size=0, client=None):
+    t = time.time()
+    code, text = mt.send_mail(port, 'sender@example.org', list(rcpts), mt.message(tag, size=size),
+                              client=client)
+    return code, text, time.time() - t
+
+
+def bound(n_timeouts):
+    """Longest acceptable client wait: n backend timeouts plus slack."""
+    return mt.slack(n_timeouts * TIMEOUT + 3)
+
+
+def tags_of(srv):
+    return mt.message_ids(b for _, b in srv.messages)
+
+
+# ----------------------------------------------------------------------------- the cases
+
+def hang(srv, p, arg):
+    time.sleep(30)
+    return False
+
+
+def send_then(data, then=None, delay=0.0):
+    """A hook that sends data, waits delay, then ends the connection (then=False) or goes on
+    (then=True: the dialogue continues as if the stage was handled)."""
+    def f(srv, p, arg):
+        p.send(data)
+        if delay:
+            time.sleep(delay)
+        return then
+    return f
+
+
+def case(title, hooks, expect_alone, alone_phase='data', lmtp=False, rcpts=('rcpt@example.test',),
+         with_good=True, per_conn=None):
+    """Runs one hostile server alone (the client must get expect_alone's class: 4 or 5, never
+    250, within bound()), then next to a good backend (every message delivered there, each
+    within bound())."""
+    if ONLY and title not in ONLY.split(','):
+        return
+    bad = scripted(title, hooks, lmtp=lmtp, per_conn=per_conn)
+    mx = mt.Mxgate(cfg([bad.url]), name='mx-' + title)
+    code, text, secs = timed_mail(mx.port, title + '-alone', rcpts)
+    mt.check(code is not None and code // 100 == expect_alone,
+             '%s alone: client gets %dxx (got %s %s)' % (title, expect_alone, code, text[:70].replace('\n', ' ')))
+    mt.check(secs <= bound(1), '%s alone: answered in %.1fs (bound %.0fs)' % (title, secs, bound(1)))
+    mt.check(mx.alive(), '%s alone: daemon alive' % title)
+    mx.stop()
+    if not with_good:
+        return
+    good = mt.Backend(lmtp=lmtp)
+    mx = mt.Mxgate(cfg([bad.url, good.url]), name='mx-' + title + '-2')
+    tags, worst = [], 0
+    for i in range(4):
+        tag = '%s-%d' % (title, i)
+        code, text, secs = timed_mail(mx.port, tag, rcpts)
+        worst = max(worst, secs)
+        if code == 250:
+            tags.append(tag)
+        else:
+            mt.check(False, '%s + good backend: message %d delivered (got %s %s)' % (title, i, code, text[:70]))
+    mt.check(len(tags) == 4, '%s + good backend: 4 of 4 delivered by failover' % title)
+    got = mt.message_ids(m['data'] for m in good.messages)
+    mt.check(set(tags) <= got, '%s + good backend: every 250 is at the good backend' % title)
+    mt.check(worst <= bound(1), '%s + good backend: slowest answer %.1fs (bound %.0fs)' % (title, worst, bound(1)))
+    mx.stop()
+    good.stop()
+
+
+ONLY = os.environ.get('MX_HOSTILE_ONLY')   # comma-separated case titles, for debugging
+mt.need()
+
+# Never greets: the greeting timeout (reply_timeout) fails it over, or 4xx.
+case('nogreet', {'greet': hang}, 4)
+# Greets 554.
+case('greet554', {'greet': send_then(b'554 5.3.2 go away\r\n', False, 0.2)}, 4)
+# A 10 MB multi-line reply to EHLO, and a 10 MB greeting line without a newline.
+case('hugereply', {'ehlo': send_then((b'250-' + b'x' * 996 + b'\r\n') * 10240 + b'250 ok\r\n', True)}, 4)
+case('hugeline', {'greet': send_then(b'220' + b'x' * (10 << 20), False, 5)}, 4)
+# Garbage instead of replies (no digits).
+case('garbage', {'greet': send_then(b'\x00\xffhello there\r\nwho are you\r\n', False, 1)}, 4)
+case('garbage_mail', {'mail': send_then(b'OK FINE\r\n', False, 1)}, 4)
+# 421 to MAIL (the backend is shutting down).
+case('mail421', {'mail': send_then(b'421 4.3.2 shutting down\r\n', False)}, 4)
+# Accepts DATA, then stalls past data_timeout (after reading the body / without reading it).
+case('datastall', {'dot': hang}, 4)
+case('datanoread', {'data': send_then(b'354 go\r\n', False, 30)}, 4)
+# LMTP: one reply for three recipients, then the connection closes.
+case('lmtpshort', {'dot': send_then(b'250 2.0.0 <r1@example.test> Ok\r\n', False)}, 4, lmtp=True,
+     rcpts=('r1@example.test', 'r2@example.test', 'r3@example.test'))
+# 5xx verdict after the dot is passed to the client as is.
+if not ONLY or 'reject' in ONLY:
+  bad = scripted('reject', {'dot': send_then(b'554 5.7.1 no thanks\r\n', True)})
+  mx = mt.Mxgate(cfg([bad.url]), name='mx-reject')
+  code, text, secs = timed_mail(mx.port, 'rej')
+  mt.check(code == 554, "a backend's 5xx verdict reaches the client (got %s)" % code)
+  mx.stop()
+
+
+def pooled(title, hooks_for_conn, note):
+    """Two messages 1 s apart through one backend whose connection n behaves per
+    hooks_for_conn(n, state): both must be delivered (a fresh connection when the pooled one
+    went bad), nothing lost."""
+    if ONLY and title not in ONLY.split(','):
+        return
+    bad = scripted(title, per_conn=hooks_for_conn)
+    mx = mt.Mxgate(cfg([bad.url]), name='mx-' + title)
+    res = []
+    for i in range(3):
+        code, text, secs = timed_mail(mx.port, '%s-%d' % (title, i))
+        res.append((code, text, secs))
+        time.sleep(1)
+    codes = [r[0] for r in res]
+    mt.check(codes == [250, 250, 250], '%s: three messages 1 s apart all delivered (%s) %s' % (
+        title, ', '.join('%s %s' % (c, t[:40]) for c, t, _ in res if c != 250) or codes, note))
+    got = tags_of(bad)
+    mt.check(all('%s-%d' % (title, i) in got for i in range(3) if codes[i] == 250),
+             '%s: every 250 is at the backend' % title)
+    mt.check(max(r[2] for r in res) <= bound(1), '%s: each answered within %.0fs' % (title, bound(1)))
+    mt.check(bad.n >= 2, '%s: a fresh connection was opened (%d connections)' % (title, bad.n))
+    mx.stop()
+
+
+def idle_close(n):
+    # The backend closes a pooled connection 0.3 s after RSET (a short idle timeout).
+    return {'idle': lambda srv, p, a: time.sleep(0.3) or False}
+
+
+def idle_chatter(n):
+    # The backend says something while idle (421 idle timeout) and keeps the socket open.
+    return {'idle': send_then(b'421 4.4.2 idle timeout, closing\r\n', True, 0.3)}
+
+
+def close_at_reuse(n):
+    # The backend keeps the pooled connection, but closes it without a word at the next MAIL
+    # (it timed out the connection just as it was reused): a race every pool meets.
+    st = {'txns': 0}
+
+    def mail(srv, p, arg):
+        st['txns'] += 1
+        if st['txns'] > 1:
+            return False
+        return None
+    return {'mail': mail}
+
+
+pooled('poolidleclose', idle_close, '(the backend closed the idle pooled connection)')
+pooled('poolchatter', idle_chatter, '(the backend spoke on an idle connection)')
+if mt.known_bug('a pooled connection that fails before its first reply (closed at reuse) counts as the '
+                'backend failing: with one backend the client gets 451 instead of a retry on a fresh '
+                'connection'):
+    pooled('poolreuse', close_at_reuse, '(the pooled connection was dead at reuse)')
+
+# The relay closes its connection under the session (EOF or an unsolicited reply while the
+# session holds it between commands) and the session later uses the freed struct relay:
+# heap-use-after-free in relay_command / relay_send_message.
+UAF = 'relay closed while the session holds it (backend EOF or stray reply between commands) -> ' \
+      'heap-use-after-free in relay_send_message/relay_command'
+
+
+def uaf_case(title, hooks, steps):
+    if ONLY and title not in ONLY.split(','):
+        return
+    bad = scripted(title, hooks)
+    good = mt.Backend()
+    mx = mt.Mxgate(cfg([bad.url, good.url], backends={'balance': 'round_robin'}), name='mx-' + title)
+    c = mt.Client(mx.port)
+    c.ehlo()
+    t = time.time()
+    code, text = c.cmd('MAIL FROM:<s@example.org>')
+    if 'pause_mail' in steps:
+        time.sleep(0.8)
+    if code == 250:
+        code, text = c.cmd('RCPT TO:<rcpt@example.test>')
+    if 'pause_rcpt' in steps:
+        time.sleep(0.8)
+    if code == 250:
+        code, text = c.cmd('DATA')
+        if code == 354:
+            c.send(mt.stuff(mt.message(title)))
+            code, text = c.reply()
+    secs = time.time() - t
+    delivered = title in mt.message_ids([m['data'] for m in good.messages] + [b for _, b in bad.messages])
+    mt.check(code is not None and (code == 250) == delivered and (code == 250 or code // 100 == 4),
+             '%s: 250 only when delivered, else 4xx (got %s %s, delivered=%s)' % (title, code, text[:60], delivered))
+    mt.check(secs <= bound(2), '%s: answered in %.1fs' % (title, secs))
+    mt.check(mx.alive(), '%s: daemon alive' % title)
+    c.close()
+    mx.stop()
+
+
+if mt.known_bug(UAF):
+    # Drops the connection right after accepting RCPT.
+    uaf_case('droprcpt', {'rcpt': send_then(b'250 2.1.5 Ok\r\n', False, 0.1)}, ('pause_rcpt',))
+    # Answers MAIL twice (one stray 250).
+    uaf_case('twice', {'mail': send_then(b'250 2.1.0 Ok\r\n250 2.1.0 Ok again\r\n', True)}, ('pause_mail',))
+    # Speaks between commands in a transaction.
+    def stray_later(srv, p, arg):
+        p.send(b'250 2.1.0 Ok\r\n')
+        threading.Timer(0.3, p.send, [b'220 hello, are you there?\r\n']).start()
+        return True
+    uaf_case('chatter', {'mail': stray_later}, ('pause_mail',))
+
+mt.say('took %.1fs' % (time.time() - T0))
+mt.finish()
