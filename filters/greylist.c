@@ -45,6 +45,7 @@ bool greylist_decide(struct greylist_entry *e, bool exists, uint64_t now_ms, uin
 	return true;
 }
 
+/* Lowercases s into out (truncating); returns the length written. */
 static size_t gl_lower(char *out, size_t outlen, const char *s)
 {
 	size_t i;
@@ -74,6 +75,7 @@ int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
 
 /* ---- configuration --------------------------------------------------------------------- */
 
+/* The section: a known store form, and a retry window longer than the delay. */
 static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct greylist_config *c = obj;
@@ -161,6 +163,7 @@ struct gl_worker {
 
 struct gl_batch { uv_work_t work; struct gl_worker *w; struct gl_put *u; size_t n; };
 
+/* Wall clock in ms (LMDB records outlive the process). */
 static uint64_t gl_wall_ms(void)
 {
 	struct timeval tv;
@@ -169,6 +172,7 @@ static uint64_t gl_wall_ms(void)
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
+/* Thread pool: writes one batch of triplets in one transaction. */
 static void gl_batch_work_cb(uv_work_t *req)
 {
 	struct gl_batch *b = req->data;
@@ -189,6 +193,7 @@ static void gl_batch_work_cb(uv_work_t *req)
 	free(lens);
 }
 
+/* Frees a retired worker once its timer is closed and no batch is in the pool. */
 static void gl_worker_release(struct gl_worker *w)
 {
 	if (w->timer_open || w->in_flight > 0)
@@ -198,6 +203,7 @@ static void gl_worker_release(struct gl_worker *w)
 	free(w);
 }
 
+/* Loop thread: the batch is written. */
 static void gl_batch_after_cb(uv_work_t *req, int status)
 {
 	struct gl_batch *b = req->data;
@@ -210,6 +216,7 @@ static void gl_batch_after_cb(uv_work_t *req, int status)
 		gl_worker_release(w);
 }
 
+/* Hands the queued triplets to the pool, or writes them here when sync. */
 static void gl_flush(struct gl_worker *w, bool sync)
 {
 	struct gl_batch *b;
@@ -231,6 +238,7 @@ static void gl_flush(struct gl_worker *w, bool sync)
 	free(b);
 }
 
+/* Every 500 ms: flush (one batch in the pool at a time keeps the order). */
 static void gl_timer_cb(uv_timer_t *t)
 {
 	struct gl_worker *w = t->data;
@@ -239,6 +247,7 @@ static void gl_timer_cb(uv_timer_t *t)
 		gl_flush(w, false);
 }
 
+/* The flush timer is closed. */
 static void gl_timer_close_cb(uv_handle_t *h)
 {
 	struct gl_worker *w = h->data;
@@ -247,6 +256,7 @@ static void gl_timer_close_cb(uv_handle_t *h)
 	gl_worker_release(w);
 }
 
+/* Queues a triplet write for the next batch. */
 static void gl_queue(struct gl_worker *w, const char *key, const struct gl_rec *rec)
 {
 	if (w->nq == w->capq) {
@@ -359,6 +369,7 @@ static uint64_t gl_timeout_ms(void *wstate)
 	return w ? w->cfg->timeout * 2 + 100 : 0;
 }
 
+/* Completes the call: pass, or 451 4.7.1 with the wait and a log line. */
 static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const char *store)
 {
 	struct hook_env *env = hook_call_env(call);
@@ -380,6 +391,7 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	hook_call_done(call, &v);
 }
 
+/* Decides in the process-wide table (monotonic clock). */
 static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key)
 {
 	struct gl_local_arg a = { w->cfg, uv_hrtime(), 0 };
@@ -388,6 +400,7 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
 }
 
+/* Decides from this worker's queue or the map (inline read), queues the new state. */
 static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *key)
 {
 	struct gl_rec rec;
@@ -428,6 +441,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	gl_finish(call, pass, wait_s, "lmdb");
 }
 
+/* The Redis decision, or the local table when Redis gave none. */
 static void gl_redis_cb(void *arg, const redisReply *reply)
 {
 	struct gl_session *s = arg;

@@ -85,6 +85,8 @@ int ratelimit_limit_parse(const char *s, bool plain_ok, struct ratelimit_limit *
 	return 0;
 }
 
+/* CFG_CUSTOM parser of `limit:`; an absent key leaves count 0 for the rule validate to
+ * report. */
 static int rl_limit_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
 	struct ratelimit_limit *l = dst;
@@ -126,6 +128,7 @@ static const char *rl_rule_problem(const struct ratelimit_rule_config *r)
 	return NULL;
 }
 
+/* Cross-field check of one rule (limit form versus count, key versus count). */
 static int rl_rule_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	const char *why = rl_rule_problem(obj);
@@ -133,6 +136,7 @@ static int rl_rule_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	return why ? cfg_error(p, n, "%s", why) : 0;
 }
 
+/* The section: store must be local or a redis:// URL. */
 static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct ratelimit_config *c = obj;
@@ -260,6 +264,7 @@ int ratelimit_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
+/* Lowercases s into out; -1 when it does not fit (never key on a truncation). */
 static int rl_copy_lower(const char *s, char *out, size_t outlen)
 {
 	size_t i;
@@ -417,6 +422,7 @@ struct rl_op {
 static char rl_node_id[24];
 static pthread_once_t rl_node_once = PTHREAD_ONCE_INIT;
 
+/* A random id for this process, naming its sessions in shared Redis concurrency sets. */
 static void rl_node_init(void)
 {
 	uint64_t r = 0;
@@ -426,11 +432,13 @@ static void rl_node_init(void)
 	snprintf(rl_node_id, sizeof(rl_node_id), "%016llx", (unsigned long long)r);
 }
 
+/* The local table's clock: monotonic ns (the same for every key of the table). */
 static uint64_t rl_now_ns(void)
 {
 	return uv_hrtime();
 }
 
+/* The stages a rule counts at (bitmask of 1u << HOOK_x). */
 static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 {
 	switch (r->count) {
@@ -592,6 +600,7 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 	op->rank = rank;
 }
 
+/* Remembers a concurrency slot the session must give back when it ends. */
 static void rl_session_hold(struct rl_session *s, const char *key, bool in_redis)
 {
 	struct rl_held *h = realloc(s->held, (s->nheld + 1) * sizeof(*s->held));
@@ -627,6 +636,8 @@ static void rl_check_local(struct rl_check *ck)
 	rl_check_decide(ck, res.allowed, "local");
 }
 
+/* All checks of a stage run are decided: unlink and free the op, then complete the call
+ * with the worst verdict (last: the chain may run on synchronously). */
 static void rl_op_finish(struct rl_op *op)
 {
 	struct rl_session *s = op->s;
@@ -645,6 +656,7 @@ static void rl_op_finish(struct rl_op *op)
 	hook_call_done(call, have ? &v : NULL);
 }
 
+/* A Redis decision for one check; no usable answer means the local table decides. */
 static void rl_redis_reply_cb(void *arg, const redisReply *reply)
 {
 	struct rl_check *ck = arg;
@@ -670,6 +682,7 @@ static void rl_redis_reply_cb(void *arg, const redisReply *reply)
 		rl_op_finish(op);
 }
 
+/* Sends one check to Redis (async) or decides it in the local table (sync). */
 static void rl_check_start(struct rl_check *ck)
 {
 	struct rl_op *op = ck->op;
@@ -710,6 +723,8 @@ local:
 	rl_check_local(ck);
 }
 
+/* Appends a check of rule for value with cost; NULL when out of memory (the check is
+ * skipped). */
 static struct rl_check *rl_op_add(struct rl_op *op, size_t rule, const char *value, uint64_t cost)
 {
 	struct rl_check *c = realloc(op->checks, (op->nchecks + 1) * sizeof(*op->checks));
@@ -740,6 +755,7 @@ static bool rl_rule_counts_at(const struct ratelimit_rule_config *r, enum hook_s
 	return true;
 }
 
+/* Gives back the session's concurrency slots (Redis: fire and forget). */
 static void rl_release_held(struct rl_session *s)
 {
 	struct rl_worker *w = s->w;

@@ -98,6 +98,7 @@ static pthread_once_t rl_global_once = PTHREAD_ONCE_INIT;
 static struct ratelimit_local *rl_global;
 static size_t rl_global_max;
 
+/* Creates the process-wide table (pthread_once body). */
 static void rl_global_init(void)
 {
 	rl_global = ratelimit_local_new(rl_global_max);
@@ -116,6 +117,7 @@ struct ratelimit_local *ratelimit_local_global(size_t max_keys)
 	return rl_global;
 }
 
+/* An entry without a held slot whose bucket is full again carries no state. */
 static inline bool rl_entry_is_idle(const struct rl_entry *e, uint64_t now)
 {
 	return e->conc == 0 && gcra_is_idle(e->tat, now);
@@ -206,6 +208,7 @@ static struct rl_entry *rl_shard_get(struct rl_shard *sh, const char *key, uint6
 	return e;
 }
 
+/* The shard a key hash lives in (low bits; the bucket uses higher ones). */
 static inline struct rl_shard *rl_shard_of(struct ratelimit_local *s, uint64_t h)
 {
 	return &s->shards[h & (RL_SHARDS - 1)];

@@ -1,4 +1,5 @@
-/* redis_store.c — async hiredis on a libuv loop with per-request timeouts, see redis_store.h. */
+/* redis_store.c — async hiredis on a libuv loop with per-request timeouts, see
+ * redis_store.h. */
 #include "redis_store.h"
 
 #include <stdio.h>
@@ -49,6 +50,7 @@ struct redis_req {
 	size_t *argvlen;
 };
 
+/* Starts a non-blocking connect with a deadline; on immediate failure the store is down. */
 static void rs_connect(struct redis_store *rs);
 
 /* ---- hiredis on libuv ---------------------------------------------------------------------
@@ -63,6 +65,7 @@ struct rs_ev {
 	int events;
 };
 
+/* Socket readiness (or a poll error) for hiredis; the context may vanish during a call. */
 static void rs_ev_poll_cb(uv_poll_t *h, int status, int events)
 {
 	struct rs_ev *e = h->data;
@@ -83,6 +86,7 @@ static void rs_ev_poll_cb(uv_poll_t *h, int status, int events)
 		redisAsyncHandleWrite(e->ac);
 }
 
+/* Re-arms the poll handle with the events hiredis currently wants. */
 static void rs_ev_update(struct rs_ev *e)
 {
 	if (e->events)
@@ -96,11 +100,13 @@ static void rs_ev_del_read(void *d) { struct rs_ev *e = d; e->events &= ~UV_READ
 static void rs_ev_add_write(void *d) { struct rs_ev *e = d; e->events |= UV_WRITABLE; rs_ev_update(e); }
 static void rs_ev_del_write(void *d) { struct rs_ev *e = d; e->events &= ~UV_WRITABLE; rs_ev_update(e); }
 
+/* Frees the adapter state once libuv is done with the handle. */
 static void rs_ev_close_cb(uv_handle_t *h)
 {
 	free(h->data);
 }
 
+/* hiredis is freeing the context: forget it and close the poll handle. */
 static void rs_ev_cleanup(void *d)
 {
 	struct rs_ev *e = d;
@@ -109,6 +115,7 @@ static void rs_ev_cleanup(void *d)
 	uv_close((uv_handle_t *)&e->poll, rs_ev_close_cb);
 }
 
+/* Hooks ac into loop; REDIS_OK, or REDIS_ERR (nothing attached, ac untouched). */
 static int rs_ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
 {
 	struct rs_ev *e;
@@ -220,6 +227,7 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	return rs;
 }
 
+/* Last step of redis_store_free: the store memory goes with its timer. */
 static void rs_timer_close_cb(uv_handle_t *h)
 {
 	free(h->data);
@@ -285,6 +293,7 @@ void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *t
 
 /* ---- connection state ---------------------------------------------------------------- */
 
+/* The store timer: a connect attempt that took too long is dropped; a down store reconnects. */
 static void rs_retry_cb(uv_timer_t *t)
 {
 	struct redis_store *rs = t->data;
@@ -337,6 +346,7 @@ static void rs_fail(struct redis_store *rs, const char *reason)
 	    rs->backoff_ms * 2;
 }
 
+/* hiredis connect result: up (send AUTH/SELECT/SCRIPT LOAD first) or down with a retry. */
 static void rs_connect_cb(const redisAsyncContext *ac, int status)
 {
 	struct redis_store *rs = ac->data;
@@ -375,6 +385,7 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 	}
 }
 
+/* hiredis lost the connection (not one we dropped): down, retry later. */
 static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
 {
 	struct redis_store *rs = ac->data;
@@ -385,6 +396,7 @@ static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
 	rs_fail(rs, status == REDIS_OK ? "closed" : "connection_lost");
 }
 
+/* Starts a non-blocking connect with a deadline; on immediate failure the store is down. */
 static void rs_connect(struct redis_store *rs)
 {
 	redisAsyncContext *ac;
@@ -413,12 +425,14 @@ static void rs_connect(struct redis_store *rs)
 
 /* ---- requests ------------------------------------------------------------------------ */
 
+/* Frees req once neither hiredis nor its timer refers to it. */
 static void rs_req_release(struct redis_req *req)
 {
 	if (!req->in_hiredis && !req->timer_open)
 		free(req);
 }
 
+/* The request timer is closed; req may go now. */
 static void rs_req_timer_close_cb(uv_handle_t *h)
 {
 	struct redis_req *req = h->data;
@@ -427,6 +441,7 @@ static void rs_req_timer_close_cb(uv_handle_t *h)
 	rs_req_release(req);
 }
 
+/* Stops and closes the request timer (idempotent). */
 static void rs_req_close_timer(struct redis_req *req)
 {
 	if (req->timer_open && !uv_is_closing((uv_handle_t *)&req->timer)) {
@@ -435,6 +450,8 @@ static void rs_req_close_timer(struct redis_req *req)
 	}
 }
 
+/* hiredis reply (NULL when the connection went away): NOSCRIPT is retried once with EVAL,
+ * anything else goes to the caller unless it timed out or was cancelled. */
 static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct redis_req *req = privdata;
@@ -468,6 +485,7 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rs_req_release(req);
 }
 
+/* The request deadline: the caller gets NULL now and the silent connection is dropped. */
 static void rs_req_timeout_cb(uv_timer_t *t)
 {
 	struct redis_req *req = t->data;
@@ -483,6 +501,8 @@ static void rs_req_timeout_cb(uv_timer_t *t)
 	rs_fail(rs, "timeout");
 }
 
+/* Copies argv into one allocation with the request and sends it; 0, or -1 (store down or
+ * send failed; cb never called). */
 static int rs_send(struct redis_store *rs, int script, int argc, const char **argv,
     const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp)
 {

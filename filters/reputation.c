@@ -36,6 +36,7 @@ void reputation_decay(struct reputation_counts *rc, uint64_t now_ms, uint64_t ha
 	rc->t_ms = now_ms;
 }
 
+/* The good and bad weights of one record (see reputation_score). */
 static void rep_good_bad(const struct reputation_counts *rc, double *good, double *bad)
 {
 	*good = rc->c[REPUTATION_ACCEPTED];
@@ -95,6 +96,7 @@ int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, c
 	return 0;
 }
 
+/* Wall clock in ms: records are compared across restarts and nodes. */
 static uint64_t rep_wall_ms(void)
 {
 	struct timeval tv;
@@ -133,6 +135,7 @@ static void rep_db_log_error(struct reputation_db *db, int rc)
 static pthread_mutex_t rep_db_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct reputation_db *rep_dbs;
 
+/* mkdir -p; 0 or -1 with errno. */
 static int rep_mkdirs(const char *dir)
 {
 	char buf[4096];
@@ -383,6 +386,7 @@ fail:
 
 static const char *const rep_action_names[] = { "tempfail", "reject", "delay", "score", NULL };
 
+/* The section: a known store form and thresholds in order. */
 static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct reputation_config *c = obj;
@@ -541,6 +545,7 @@ struct rep_session {
 	struct redis_req *req;
 };
 
+/* The direct-mapped cache slot of an ip key. */
 static struct rep_cache_ent *rep_cache_slot(struct rep_worker *w, const char *ip)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -550,6 +555,7 @@ static struct rep_cache_ent *rep_cache_slot(struct rep_worker *w, const char *ip
 	return &w->cache[h % REP_CACHE];
 }
 
+/* Remembers a score for reputation_is_known_good (10 minutes). */
 static void rep_cache_put(struct rep_worker *w, const char *ipkey, double score)
 {
 	struct rep_cache_ent *e = rep_cache_slot(w, ipkey);
@@ -559,6 +565,7 @@ static void rep_cache_put(struct rep_worker *w, const char *ipkey, double score)
 	e->until_ms = rep_wall_ms() + REP_CACHE_TTL_MS;
 }
 
+/* Thread pool: applies one batch in one LMDB write transaction. */
 static void rep_flush_work_cb(uv_work_t *req)
 {
 	struct rep_batch *b = req->data;
@@ -578,6 +585,7 @@ static void rep_flush_work_cb(uv_work_t *req)
 
 static void rep_worker_release(struct rep_worker *w);
 
+/* Loop thread: the batch is written; a retired worker may go now. */
 static void rep_flush_after_cb(uv_work_t *req, int status)
 {
 	struct rep_batch *b = req->data;
@@ -615,6 +623,7 @@ static void rep_flush(struct rep_worker *w, bool sync)
 	free(b);
 }
 
+/* Every flush_interval: hands the queued updates to the pool. */
 static void rep_flush_timer_cb(uv_timer_t *t)
 {
 	struct rep_worker *w = t->data;
@@ -670,6 +679,7 @@ fail:
 	return -1;
 }
 
+/* The flush timer is closed; a retired worker may go now. */
 static void rep_timer_close_cb(uv_handle_t *h)
 {
 	struct rep_worker *w = h->data;
@@ -731,6 +741,7 @@ static uint64_t rep_timeout_ms(void *wstate)
 
 /* ---- connect-time decision -------------------------------------------------------------- */
 
+/* Fills v for action against ip (why: "poor reputation", "deny list entry"). */
 static void rep_apply_action(struct verdict *v, int action, uint64_t delay, const char *why,
     const char *ip)
 {
@@ -783,6 +794,7 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 	hook_call_done(call, &v);
 }
 
+/* Reads one HMGET block (a r t s v ts) into out; false when the record is absent. */
 static bool rep_parse_counts(const redisReply *const *el, struct reputation_counts *out)
 {
 	bool any = false;
@@ -805,6 +817,7 @@ static bool rep_parse_counts(const redisReply *const *el, struct reputation_coun
 	return any;
 }
 
+/* The Redis lookup for a connect: decide, or treat the client as unknown. */
 static void rep_redis_get_cb(void *arg, const redisReply *reply)
 {
 	struct rep_session *s = arg;
@@ -918,6 +931,7 @@ const struct hook_module reputation_module = {
 
 /* ---- called by the session and the listener ---------------------------------------------- */
 
+/* Queues one LMDB update for the next batch (dropped when the queue is far too long). */
 static void rep_queue(struct rep_worker *w, const char *key, enum reputation_outcome o)
 {
 	if (w->nq == w->capq) {
