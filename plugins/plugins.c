@@ -380,7 +380,7 @@ struct mxgate_call {
 	struct plugins_sess *s;      /* NULL once detached (timed out, session gone) */
 	size_t idx;                  /* plugin index */
 	bool in_cancel, done_in_cancel, is_close;
-	char tmp[64];                /* formatted items (ports, local ip) */
+	char client_port[8], local_ip[64], local_port[8];   /* formatted items, one buffer each */
 };
 
 struct plugins_sess {
@@ -857,8 +857,8 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_HOSTNAME: return env->cfg && env->cfg->hostname ? env->cfg->hostname : "localhost";
 	case MXGATE_CLIENT_IP: return env->client_ip;
 	case MXGATE_CLIENT_PORT:
-		snprintf(c->tmp, sizeof(c->tmp), "%d", env->client_port);
-		return c->tmp;
+		snprintf(c->client_port, sizeof(c->client_port), "%d", env->client_port);
+		return c->client_port;
 	case MXGATE_CLIENT_NAME: return env->client_name;
 	case MXGATE_LOCAL_IP:
 	case MXGATE_LOCAL_PORT:
@@ -866,22 +866,23 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 		if (sa->sa_family == AF_INET) {
 			const struct sockaddr_in *in = (const void *)sa;
 
-			if (item == MXGATE_LOCAL_PORT)
-				snprintf(c->tmp, sizeof(c->tmp), "%d", ntohs(in->sin_port));
-			else
-				uv_ip4_name(in, c->tmp, sizeof(c->tmp));
-			return c->tmp;
+			if (item == MXGATE_LOCAL_PORT) {
+				snprintf(c->local_port, sizeof(c->local_port), "%d", ntohs(in->sin_port));
+				return c->local_port;
+			}
+			uv_ip4_name(in, c->local_ip, sizeof(c->local_ip));
+			return c->local_ip;
 		}
 		if (sa->sa_family == AF_INET6) {
 			const struct sockaddr_in6 *in6 = (const void *)sa;
 
-			if (item == MXGATE_LOCAL_PORT)
-				snprintf(c->tmp, sizeof(c->tmp), "%d", ntohs(in6->sin6_port));
-			else {
-				uv_ip6_name(in6, ip, sizeof(ip));
-				snprintf(c->tmp, sizeof(c->tmp), "%s", ip);
+			if (item == MXGATE_LOCAL_PORT) {
+				snprintf(c->local_port, sizeof(c->local_port), "%d", ntohs(in6->sin6_port));
+				return c->local_port;
 			}
-			return c->tmp;
+			uv_ip6_name(in6, ip, sizeof(ip));
+			snprintf(c->local_ip, sizeof(c->local_ip), "%s", ip);
+			return c->local_ip;
 		}
 		return NULL;
 	case MXGATE_HELO: return env->helo;
