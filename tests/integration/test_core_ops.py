@@ -3,6 +3,7 @@
 
 - mxgate -V prints the version; mxgate -t -c FILE exits 0 for a good file (examples/demo.yaml
   too) and 1 for a bad one, printing FILE:LINE:COL: key: reason for every error.
+- user: drops root after binding; SIGHUP still works afterwards.
 - SIGHUP: a changed backend list is used by new sessions while a session open across the
   reload completes on its backend; new limits apply; an invalid file on reload is logged and
   the old config stays; three reloads under smtp-source load lose nothing.
@@ -136,6 +137,24 @@ time.sleep(0.3)
 code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('after-bad'))
 mt.check(mx.alive() and code == 250 and 'after-bad' in ids(bb), 'the old config (server B) stays in force (%s)' % text)
 mx.stop()
+
+# ---------------------------------------------------------------- user: privilege drop
+if os.geteuid() == 0:
+    r = mt.run_mxgate('-t', '-c', write('nouser.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], user='no-such-user-x',
+                                                                          listen=[{'address': '127.0.0.1:2525'}]))))
+    mt.check(r.returncode == 1 and 'user' in r.stdout + r.stderr, 'user: an unknown user is a config error (%s)' % (r.stdout + r.stderr).strip()[:120])
+    ub = mt.Backend(name='user')
+    mx = mt.Mxgate(mt.config([ub.url], user='nobody'), name='mx-user')
+    mt.check(mx.wait_log(r'event=privileges user=nobody uid=\d+', 3) is not None, 'user: nobody: event=privileges logged')
+    status = open('/proc/%d/status' % mx.pid).read()
+    uids = re.search(r'^Uid:\s+(.*)$', status, re.M).group(1).split()
+    mt.check(all(u != '0' for u in uids), 'the daemon runs without root after binding (Uid: %s)' % ' '.join(uids))
+    code, _ = mt.send_mail(mx.port, FROM, [RCPT], mt.message('unpriv'))
+    mt.check(code == 250 and 'unpriv' in ids(ub), 'it still delivers')
+    mark = mx.log_size()
+    mx.reload(mt.config([ub.url], user='nobody', limits={'max_recipients': 2}))
+    mt.check(mx.wait_log(r'event=reloaded', 5, start=mark) is not None, 'SIGHUP after the privilege drop still reloads')
+    mx.stop()
 
 # ---------------------------------------------------------------- SIGHUP under load
 import threading  # noqa: E402

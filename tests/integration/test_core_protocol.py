@@ -11,7 +11,7 @@
   the real size after DATA (552, nothing delivered: a known bug, MX_KNOWN_BUGS=1), max_recipients (452), max_connections
   and max_connections_per_ip (421), command_timeout (421 4.4.2) and data_timeout.
 - 8BITMIME bodies pass byte-exact.
-- junk commands, clients vanishing mid-transaction (RST), 150 concurrent sessions."""
+- junk commands, clients vanishing mid-transaction (RST), 150 concurrent sessions; IPv6 listener."""
 import os
 import socket
 import sys
@@ -62,6 +62,7 @@ mt.check(code == 250, 'a transaction after HELO delivers (%s)' % text)
 c.close()
 c = mt.Client(mx.port)
 mt.check(c.cmd('MAIL FROM:<%s>' % FROM)[0] == 503, 'MAIL before EHLO: 503')
+mt.check(c.cmd('EHLO')[0] == 501, 'EHLO without a domain: 501')
 c.close()
 
 # ---------------------------------------------------------------- pipelining
@@ -320,6 +321,22 @@ for x in many:
 code, _ = mt.send_mail(mx.port, FROM, [RCPT], mt.message('after-storm'))
 mt.check(code == 250 and hb.attempts, 'a normal message afterwards is delivered')
 mx.stop()
+
+# ---------------------------------------------------------------- IPv6 listener
+v6 = mt.Backend(name='v6')
+try:
+    mx = mt.Mxgate(mt.config([v6.url], listen=[{'address': '[::1]:0'}]), name='mx-v6')
+except Exception as e:  # noqa: BLE001
+    mx = None
+    mt.check(False, 'an IPv6 listener [::1] starts (%s)' % e)
+if mx:
+    c = mt.Client(mx.port, host='::1')
+    c.ehlo()
+    code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('v6'), client=c)
+    c.close()
+    mt.check(code == 250 and v6.messages and '::1' in v6.messages[0]['xclient'].get('ADDR', ''),
+             'IPv6 listener [::1]: delivers, XCLIENT ADDR names ::1 (%s)' % (v6.messages[0]['xclient'] if v6.messages else text))
+    mx.stop()
 
 # ---------------------------------------------------------------- connection limits
 cb = mt.Backend(name='conn')
