@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,7 +109,7 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 	nv[*n].url = strdup(url);
 	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
 	nv[*n].weight = weight > 0 ? (int)weight : 1;
-	nv[*n].index = (int)*n;
+	nv[*n].index = (int)*n;	/* extras are renumbered after all servers are known */
 	atomic_store(&nv[*n].up, 1);
 	(*n)++;
 	return 0;
@@ -146,6 +147,13 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 			if (pool_find_url(p, rv[r].servers.v[j]) == NULL &&
 			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, err) != 0)
 				goto fail;
+	/* One index space over the whole pool: the `tried` mask of a message names backends. */
+	for (size_t k = 0; k < p->nextra; k++)
+		p->extra[k].index = (int)(p->nservers + k);
+	if (p->nservers + p->nextra > 64) {
+		*err = "at most 64 backends in all (servers and route servers)";
+		goto fail;
+	}
 	p->routes = calloc(bc->routes.n ? bc->routes.n : 1, sizeof(*p->routes));
 	if (p->routes == NULL)
 		goto fail;
@@ -239,6 +247,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	struct backend *cand[64];
 	size_t n = 0, total;
 	int route = pool_route_for(p, rcpt_domain);
+	atomic_uint *rr = route ? &p->routes[route - 1].rr : &p->rr;
 
 	total = route ? p->routes[route - 1].nservers : p->nservers;
 	if (total > 64)
@@ -247,7 +256,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	for (int pass = 0; pass < 2 && n == 0; pass++) {
 		for (size_t i = 0; i < total; i++) {
 			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
-			if (tried & (1ULL << i))
+			if (tried & (1ULL << b->index))
 				continue;
 			if (pass == 0 && !atomic_load(&b->up))
 				continue;
@@ -261,9 +270,10 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 
 	switch (p->balance) {
 	case BALANCE_LEAST_CONN: {
-		struct backend *best = cand[0];
+		/* Equal loads rotate: the scan starts at a moving position. */
+		unsigned start = atomic_fetch_add(rr, 1);
+		struct backend *best = cand[start % n];
 		double bestl = (double)atomic_load(&best->active) / best->weight;
-		unsigned start = atomic_fetch_add(&p->rr, 1);
 		for (size_t k = 0; k < n; k++) {
 			struct backend *b = cand[(start + k) % n];
 			double l = (double)atomic_load(&b->active) / b->weight;
@@ -280,7 +290,9 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		double bests = -1;
 		for (size_t k = 0; k < n; k++) {
 			uint64_t h = pool_hash(client_ip ? client_ip : "", cand[k]->index + 1);
-			double s = (double)(h >> 11) / (double)(1ULL << 53) * cand[k]->weight;
+			/* Weighted rendezvous: -w / ln(U) gives shares proportional to weights. */
+			double u = ((double)(h >> 11) + 0.5) / (double)(1ULL << 53);
+			double s = -(double)cand[k]->weight / log(u);
 			if (s > bests) {
 				bests = s;
 				best = cand[k];
@@ -294,7 +306,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		unsigned sum = 0;
 		for (size_t k = 0; k < n; k++)
 			sum += (unsigned)cand[k]->weight;
-		unsigned x = atomic_fetch_add(&p->rr, 1) % sum;
+		unsigned x = atomic_fetch_add(rr, 1) % sum;
 		for (size_t k = 0; k < n; k++) {
 			if (x < (unsigned)cand[k]->weight)
 				return cand[k];

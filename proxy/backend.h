@@ -23,7 +23,7 @@ struct backend {
 	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
 	char host[256];                  /* for logs */
 	int weight;
-	int index;                       /* position in pool->servers */
+	int index;                       /* unique in the pool: servers first, then route-only servers */
 	atomic_int up;                   /* 1 = in rotation */
 	atomic_int active;               /* connections in use (least_conn) */
 	atomic_int fails;                /* consecutive failures (passive + active checks) */
@@ -35,6 +35,7 @@ struct backend {
 struct backend_route {
 	char **domains; size_t ndomains;  /* lowercase; "*.example.org" matches subdomains */
 	struct backend **servers; size_t nservers;
+	atomic_uint rr;                   /* this set's round-robin cursor */
 };
 
 struct pool {
@@ -55,8 +56,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err);
 void pool_free(struct pool *p);
 
 /* Picks a healthy backend for a transaction. rcpt_domain selects a route (NULL = default
- * set). tried: backends already tried for this message are skipped (bit i = server index
- * within the chosen set). client_ip feeds source_hash. Returns NULL when none is left.
+ * set). tried: backends already tried for this message are skipped (bit b->index). client_ip feeds source_hash. Returns NULL when none is left.
  * When every backend of the set is marked down, still offers them in turn (a pool that is
  * entirely "down" is more likely wrong about itself than the backends all being dead). */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,

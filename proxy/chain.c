@@ -87,13 +87,14 @@ void hook_call_done(struct hook_call *call, const struct verdict *v)
 {
 	struct chain *c = call->chain;
 
+	/* A completed call is freed at once when the chain still waited for it: a module must
+	 * not complete a call twice (it would be a use after free). An abandoned call (after a
+	 * timeout, or at release) stays owned by the orphan list and may be completed once. */
 	if (call->completed)
-		return;		/* a module completing twice: ignore the second */
-	call->completed = true;
-	if (c == NULL) {
-		/* Abandoned after a timeout: stays on the orphan list until release; nothing to do. */
 		return;
-	}
+	call->completed = true;
+	if (c == NULL)
+		return;
 	c->cur = NULL;
 	if (c->timer)
 		uv_timer_stop(c->timer);
@@ -121,8 +122,9 @@ void chain_on_timeout(struct chain *c)
 	enum verdict_action a = mod->on_error ? mod->on_error(ws) : VERDICT_CONTINUE;
 	struct verdict v;
 
-	log_event(LOG_LVL_WARNING, c->env->session_id, "event=module_timeout module=%s stage=%d action=%s",
-	    mod->name, (int)call->stage,
+	static const char *const stage_names[] = { "connect", "helo", "mail", "rcpt", "data", "eom", "close" };
+	log_event(LOG_LVL_WARNING, c->env->session_id, "event=module_timeout module=%s stage=%s action=%s",
+	    mod->name, call->stage < HOOK_NSTAGES ? stage_names[call->stage] : "?",
 	    a == VERDICT_TEMPFAIL ? "tempfail" : a == VERDICT_REJECT ? "reject" : "continue");
 	/* Keep the call: the module may still complete it later (ignored then). */
 	call->chain = NULL;
@@ -189,14 +191,20 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 
 void chain_release(struct chain *c)
 {
+	/* The call in flight is abandoned first, so a module that completes it from its
+	 * session_free cannot resume the chain of a session being freed. */
+	if (c->cur) {
+		c->cur->chain = NULL;
+		c->cur->next = c->orphans;
+		c->orphans = c->cur;
+		c->cur = NULL;
+	}
+	if (c->timer)
+		uv_timer_stop(c->timer);
 	if (c->mods) {
 		for (size_t i = 0; i < hook_nmodules && i < 32; i++)
 			if (c->mods->stages[i] && hook_modules[i]->session_free)
 				hook_modules[i]->session_free(c->mods->wstate[i], (int)i, c->env);
-	}
-	if (c->cur) {
-		free(c->cur);
-		c->cur = NULL;
 	}
 	while (c->orphans) {
 		struct hook_call *n = c->orphans->next;

@@ -56,22 +56,24 @@ static struct cc_slot *cc_find(const uint8_t key[16], bool create)
 	return NULL;
 }
 
-bool conncount_acquire(const struct sockaddr *sa, long per_ip)
+enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip)
 {
 	uint8_t key[16];
-	bool ok = true;
+	enum conncount_result r;
 
 	cc_key(sa, key);
 	pthread_mutex_lock(&cc_lock);
 	struct cc_slot *s = cc_find(key, true);
-	if (s == NULL)
-		ok = true;	/* table crowded: do not refuse for our own bookkeeping */
-	else if (per_ip > 0 && s->count >= (uint32_t)per_ip)
-		ok = false;
-	else
+	if (s == NULL) {
+		r = CONNCOUNT_UNCOUNTED;	/* table crowded: do not refuse for our own bookkeeping */
+	} else if (per_ip > 0 && s->count >= (uint32_t)per_ip) {
+		r = CONNCOUNT_REFUSED;
+	} else {
 		s->count++;
+		r = CONNCOUNT_COUNTED;
+	}
 	pthread_mutex_unlock(&cc_lock);
-	return ok;
+	return r;
 }
 
 void conncount_release(const struct sockaddr *sa)

@@ -6,9 +6,11 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+enum conncount_result { CONNCOUNT_REFUSED = 0, CONNCOUNT_COUNTED, CONNCOUNT_UNCOUNTED };
 /* Counts one more connection from sa unless that would exceed per_ip (0 = unlimited).
- * Returns true when counted; then conncount_release() must follow. */
-bool conncount_acquire(const struct sockaddr *sa, long per_ip);
+ * COUNTED: conncount_release() must follow. UNCOUNTED: admitted but the table was too
+ * crowded to count it; do not release. REFUSED: over the limit. */
+enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip);
 void conncount_release(const struct sockaddr *sa);
 /* Total sessions: increments and returns the new total. */
 long conncount_total_add(long delta);

@@ -2,6 +2,7 @@
 #include "headers.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,11 +59,19 @@ void strbuf_free(struct strbuf *b)
 	b->len = b->cap = 0;
 }
 
+static bool headers_name_ok(const char *name);
+
 void headers_append_field(struct strbuf *out, const char *name, const char *value)
 {
 	size_t col = strlen(name) + 2;
 	const char *p = value ? value : "";
 
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+		p++;
+	if (!headers_name_ok(name)) {
+		strbuf_append(out, "", 0);	/* out stays a valid (possibly empty) string */
+		return;	/* an empty name, or one that could inject or forge a field */
+	}
 	strbuf_append(out, name, strlen(name));
 	strbuf_append(out, ": ", 2);
 	/* Copy words; fold before a word that would pass column 78 (RFC 5322 2.1.1). A value
@@ -113,142 +122,181 @@ void headers_build_received(struct strbuf *out, const struct hook_env *env, cons
 	strbuf_printf(out, "; %s\r\n", date);
 }
 
-/* One header field: [start, end) in the block, name length. */
-struct hfield { size_t start, end, namelen; bool deleted; const char *newval; };
-
-static size_t headers_split(const char *h, size_t len, struct hfield **out, size_t *body_sep)
+/* A field name per RFC 5322 2.2: printable US-ASCII but ':'; never empty. */
+static bool headers_name_ok(const char *name)
 {
-	size_t n = 0, cap = 0, i = 0;
-	struct hfield *v = NULL;
+	if (name == NULL || *name == '\0' || strlen(name) > 200)
+		return false;
+	for (const char *c = name; *c; c++)
+		if (*c < 33 || *c > 126 || *c == ':')
+			return false;
+	return true;
+}
 
-	*body_sep = len;
+/* One header field in the output list: either a slice of the original block or owned text
+ * (added or changed), always ending in CRLF. */
+struct hfield {
+	const char *text;
+	size_t len;
+	char *owned;           /* non-NULL when text is ours */
+	bool deleted;
+};
+
+struct hlist { struct hfield *v; size_t n, cap; };
+
+static void hlist_insert(struct hlist *l, size_t at, struct hfield f)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 32;
+		struct hfield *nv = realloc(l->v, l->cap * sizeof(*nv));
+		if (nv == NULL)
+			abort();
+		l->v = nv;
+	}
+	if (at > l->n)
+		at = l->n;
+	memmove(&l->v[at + 1], &l->v[at], (l->n - at) * sizeof(*l->v));
+	l->v[at] = f;
+	l->n++;
+}
+
+static struct hfield hfield_make(const char *name, const char *value)
+{
+	struct strbuf t = { 0 };
+	struct hfield f = { 0 };
+
+	headers_append_field(&t, name, value);
+	f.owned = t.v;
+	f.text = t.v;
+	f.len = t.len;
+	return f;
+}
+
+/* Splits the header block into fields; returns the offset of the blank line (or len). A
+ * last field without a line ending gets one (owned copy), so nothing added after it is glued
+ * onto it. */
+static size_t headers_split(const char *h, size_t len, struct hlist *l)
+{
+	size_t i = 0;
+
 	while (i < len) {
-		if (h[i] == '\r' && i + 1 < len && h[i + 1] == '\n') {
-			*body_sep = i;	/* the empty line */
-			break;
-		}
-		if (h[i] == '\n') {
-			*body_sep = i;
-			break;
-		}
+		if ((h[i] == '\r' && i + 1 < len && h[i + 1] == '\n') || h[i] == '\n')
+			return i;	/* the empty line */
 		size_t s = i;
-		/* A field runs to the CRLF not followed by WSP. */
+		/* A field runs to the LF not followed by WSP. */
 		for (;;) {
 			const char *nl = memchr(h + i, '\n', len - i);
 			i = nl ? (size_t)(nl - h) + 1 : len;
 			if (i >= len || (h[i] != ' ' && h[i] != '\t'))
 				break;
 		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 32;
-			struct hfield *nv = realloc(v, cap * sizeof(*v));
-			if (nv == NULL)
+		struct hfield f = { .text = h + s, .len = i - s };
+		if (h[i - 1] != '\n') {
+			f.owned = malloc(f.len + 3);
+			if (f.owned == NULL)
 				abort();
-			v = nv;
+			memcpy(f.owned, h + s, f.len);
+			memcpy(f.owned + f.len, "\r\n", 3);
+			f.text = f.owned;
+			f.len += 2;
 		}
-		const char *colon = memchr(h + s, ':', i - s);
-		v[n].start = s;
-		v[n].end = i;
-		v[n].namelen = colon ? (size_t)(colon - (h + s)) : 0;
-		v[n].deleted = false;
-		v[n].newval = NULL;
-		n++;
+		hlist_insert(l, l->n, f);
 	}
-	*out = v;
-	return n;
+	return len;
 }
 
-static bool hfield_is(const char *h, const struct hfield *f, const char *name)
+static bool hfield_is(const struct hfield *f, const char *name)
 {
-	size_t nl = strlen(name);
-	size_t fl = f->namelen;
+	const char *colon = memchr(f->text, ':', f->len);
+	size_t fl, nl = strlen(name);
 
-	while (fl > 0 && (h[f->start + fl - 1] == ' ' || h[f->start + fl - 1] == '\t'))
+	if (colon == NULL)
+		return false;
+	fl = (size_t)(colon - f->text);
+	while (fl > 0 && (f->text[fl - 1] == ' ' || f->text[fl - 1] == '\t'))
 		fl--;
-	return fl == nl && strncasecmp(h + f->start, name, nl) == 0;
+	return fl == nl && strncasecmp(f->text, name, nl) == 0;
+}
+
+static void hfield_clear(struct hfield *f)
+{
+	free(f->owned);
+	f->owned = NULL;
 }
 
 int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out)
 {
-	struct hfield *f = NULL;
-	size_t nf, sep;
-	struct strbuf added = { 0 };
-	/* Inserted fields: kept as (position, text) pairs; position = index among originals. */
-	struct ins { size_t at; char *text; } *ins = NULL;
-	size_t nins = 0;
+	struct hlist l = { 0 };
+	size_t sep;
 
 	if (n == 0) {
 		strbuf_append(out, hdr, len);
 		return 0;
 	}
-	nf = headers_split(hdr, len, &f, &sep);
+	sep = headers_split(hdr, len, &l);
+	/* Edits apply in order, each seeing the result of the ones before it. */
 	for (size_t k = 0; k < n; k++) {
 		const struct hdr_edit *x = &e[k];
+		if (!headers_name_ok(x->name))
+			continue;	/* a name that could inject or forge a field is dropped */
 		switch (x->op) {
 		case HDR_ADD:
-			headers_append_field(&added, x->name, x->value);
+			hlist_insert(&l, l.n, hfield_make(x->name, x->value));
 			break;
 		case HDR_INSERT: {
-			struct strbuf t = { 0 };
-			headers_append_field(&t, x->name, x->value);
-			ins = realloc(ins, (nins + 1) * sizeof(*ins));
-			if (ins == NULL)
-				abort();
-			ins[nins].at = x->index < 0 ? 0 : (size_t)x->index;
-			ins[nins].text = t.v;
-			nins++;
+			/* index counts the fields present now (deleted ones are not counted). */
+			size_t at = 0, seen = 0, want = x->index < 0 ? 0 : (size_t)x->index;
+			while (at < l.n && seen < want) {
+				if (!l.v[at].deleted)
+					seen++;
+				at++;
+			}
+			hlist_insert(&l, at, hfield_make(x->name, x->value));
 			break;
 		}
 		case HDR_CHANGE: {
-			int seen = 0;
-			for (size_t i = 0; i < nf; i++) {
-				if (f[i].deleted || !hfield_is(hdr, &f[i], x->name))
+			int seen = 0, want = x->index > 0 ? x->index : 1;
+			bool done = false;
+			for (size_t i = 0; i < l.n && !done; i++) {
+				if (l.v[i].deleted || !hfield_is(&l.v[i], x->name) || ++seen != want)
 					continue;
-				if (++seen == (x->index > 0 ? x->index : 1)) {
-					if (x->value == NULL)
-						f[i].deleted = true;
-					else
-						f[i].newval = x->value;
-					break;
+				if (x->value == NULL) {
+					hfield_clear(&l.v[i]);
+					l.v[i].deleted = true;
+				} else {
+					/* Keep the field's own spelling of its name. */
+					char nm[256];
+					size_t nl = (size_t)((const char *)memchr(l.v[i].text, ':', l.v[i].len) - l.v[i].text);
+					while (nl > 0 && (l.v[i].text[nl - 1] == ' ' || l.v[i].text[nl - 1] == '\t'))
+						nl--;
+					if (nl >= sizeof(nm))
+						nl = sizeof(nm) - 1;
+					memcpy(nm, l.v[i].text, nl);
+					nm[nl] = '\0';
+					struct hfield f = hfield_make(headers_name_ok(nm) ? nm : x->name, x->value);
+					hfield_clear(&l.v[i]);
+					l.v[i] = f;
 				}
+				done = true;
 			}
 			/* Changing a header that is not there adds it (milter semantics). */
-			if (seen < (x->index > 0 ? x->index : 1) && x->value)
-				headers_append_field(&added, x->name, x->value);
+			if (!done && x->value)
+				hlist_insert(&l, l.n, hfield_make(x->name, x->value));
 			break;
 		}
 		case HDR_DELETE_ALL:
-			for (size_t i = 0; i < nf; i++)
-				if (hfield_is(hdr, &f[i], x->name))
-					f[i].deleted = true;
+			for (size_t i = 0; i < l.n; i++)
+				if (!l.v[i].deleted && hfield_is(&l.v[i], x->name))
+					l.v[i].deleted = true;
 			break;
 		}
 	}
-	for (size_t i = 0; i <= nf; i++) {
-		for (size_t k = 0; k < nins; k++)
-			if (ins[k].at == i || (i == nf && ins[k].at > nf))
-				strbuf_append(out, ins[k].text, strlen(ins[k].text));
-		if (i == nf)
-			break;
-		if (f[i].deleted)
-			continue;
-		if (f[i].newval) {
-			char name[256];
-			size_t nl = f[i].namelen < sizeof(name) - 1 ? f[i].namelen : sizeof(name) - 1;
-			memcpy(name, hdr + f[i].start, nl);
-			name[nl] = '\0';
-			headers_append_field(out, name, f[i].newval);
-			continue;
-		}
-		strbuf_append(out, hdr + f[i].start, f[i].end - f[i].start);
+	for (size_t i = 0; i < l.n; i++) {
+		if (!l.v[i].deleted)
+			strbuf_append(out, l.v[i].text, l.v[i].len);
+		hfield_clear(&l.v[i]);
 	}
-	if (added.len)
-		strbuf_append(out, added.v, added.len);
 	strbuf_append(out, hdr + sep, len - sep);
-	strbuf_free(&added);
-	for (size_t k = 0; k < nins; k++)
-		free(ins[k].text);
-	free(ins);
-	free(f);
+	free(l.v);
 	return 0;
 }

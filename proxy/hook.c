@@ -185,12 +185,14 @@ void hook_env_reset_txn(struct hook_env *env)
 	env->del_rcpts = NULL;
 	env->ndel_rcpts = 0;
 	env->quarantine_reason[0] = '\0';
-	/* Drop the transaction's symbols; keep the session's (connect/helo stage). */
-	for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++) {
-		env->score -= env->symbols[i].score;
+	/* Drop the transaction's symbols; keep the session's (connect/helo stage). The score
+	 * is summed again rather than subtracted, so it cannot drift. */
+	for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++)
 		free(env->symbols[i].desc);
-	}
 	env->nsymbols = env->txn_symbols_start;
+	env->score = 0;
+	for (size_t i = 0; i < env->nsymbols; i++)
+		env->score += env->symbols[i].score;
 }
 
 /* Releases everything the env owns (the session's strings are the session's). */

@@ -149,8 +149,9 @@ struct hook_module {
 	unsigned (*stages)(void *wstate);
 	/* Runs one stage. Per-session state lives in env->module_ctx[slot] (slot given). */
 	void (*run)(void *wstate, int slot, struct hook_call *call);
-	/* Optional: the session is being freed; abort any outstanding work for it and release
-	 * env->module_ctx[slot]; never call hook_call_done afterwards. */
+	/* The session is being freed; abort any outstanding work for it and release
+	 * env->module_ctx[slot]; never call hook_call_done afterwards. A module without it
+	 * must complete every call synchronously (inside run). */
 	void (*session_free)(void *wstate, int slot, struct hook_env *env);
 	/* Per-call timeout (ms) and on_error action for this module; 0 = none. */
 	uint64_t (*timeout_ms)(void *wstate);

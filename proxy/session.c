@@ -1352,9 +1352,6 @@ static void session_quarantine(struct session *s)
 		session_message_done(s, 451, "4.3.0 Message held for review could not be stored, try again later");
 		return;
 	}
-	/* The reason goes in a header of the stored copy. */
-	headers_append_field(&s->prefix, "X-Mxgate-Quarantine", s->env.quarantine_reason[0] ?
-	    s->env.quarantine_reason : "quarantined by filter");
 	if (s->relay) {
 		relay_release(s->relay, true);
 		s->relay = NULL;
@@ -1405,13 +1402,18 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 	default:
 		break;
 	}
+	if (v->action == VERDICT_QUARANTINE) {
+		if (v->reply[0] && !s->env.quarantine_reason[0])
+			snprintf(s->env.quarantine_reason, sizeof(s->env.quarantine_reason), "%.255s", v->reply);
+		/* The reason goes in a header of the stored copy (inside the header block). */
+		hook_env_add_header(&s->env, "X-Mxgate-Quarantine", s->env.quarantine_reason[0] ?
+		    s->env.quarantine_reason : "quarantined by filter");
+	}
 	if (!session_prepare_message(s)) {
 		session_message_done(s, 451, "4.3.0 Error: message unreadable, try again later");
 		return;
 	}
 	if (v->action == VERDICT_QUARANTINE) {
-		if (v->reply[0] && !s->env.quarantine_reason[0])
-			snprintf(s->env.quarantine_reason, sizeof(s->env.quarantine_reason), "%.255s", v->reply);
 		session_quarantine(s);
 		return;
 	}
@@ -1850,7 +1852,9 @@ static void session_start_connect(struct session *s)
 		if (strncmp(s->env.client_ip, "::ffff:", 7) == 0 && strchr(s->env.client_ip, '.'))
 			memmove(s->env.client_ip, s->env.client_ip + 7, strlen(s->env.client_ip + 7) + 1);
 	}
-	if (!conncount_acquire((const struct sockaddr *)&s->env.client, s->cfg->limits.max_connections_per_ip)) {
+	enum conncount_result cc = conncount_acquire((const struct sockaddr *)&s->env.client,
+	    s->cfg->limits.max_connections_per_ip);
+	if (cc == CONNCOUNT_REFUSED) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections_per_ip client=%s",
 		    s->env.client_ip);
 		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
@@ -1859,7 +1863,7 @@ static void session_start_connect(struct session *s)
 		session_flush(s);
 		return;
 	}
-	s->counted_ip = true;
+	s->counted_ip = cc == CONNCOUNT_COUNTED;
 	/* Near the connection limit, clients with a good reputation keep being served while
 	 * unknown ones are turned away first (only when reputation is configured). */
 	if ((s->cfg->reputation.store || s->cfg->reputation.allow.n) &&

@@ -94,7 +94,7 @@ static const struct edit_row edit_rows[] = {
 	{ "add to a last field without line end starts a new line",
 	  "A: 1", { E(HDR_ADD, "X-Add", "v", 0) }, 1,
 	  "A: 1\r\nX-Add: v\r\n",
-	  "headers_apply_edits glues the added field onto an unterminated last field" },
+	  NULL /* fixed */ },
 	{ "insert at 0 goes first",
 	  "A: 1\r\nB: 2\r\n\r\n", { E(HDR_INSERT, "X-Ins", "v", 0) }, 1,
 	  "X-Ins: v\r\nA: 1\r\nB: 2\r\n\r\n", NULL },
@@ -116,9 +116,11 @@ static const struct edit_row edit_rows[] = {
 	{ "insert does not split a folded field",
 	  "S: x\r\n y\r\nB: 2\r\n\r\n", { E(HDR_INSERT, "X-Ins", "v", 1) }, 1,
 	  "S: x\r\n y\r\nX-Ins: v\r\nB: 2\r\n\r\n", NULL },
-	{ "two inserts at the same index keep edit order",
+	/* Edits apply in order, each on the result of the last (milter semantics): the
+	 * second insert at index 0 lands before the first. */
+	{ "two inserts at the same index: the later one is first",
 	  "A: 1\r\n\r\n", { E(HDR_INSERT, "X-1", "a", 0), E(HDR_INSERT, "X-2", "b", 0) }, 2,
-	  "X-1: a\r\nX-2: b\r\nA: 1\r\n\r\n", NULL },
+	  "X-2: b\r\nX-1: a\r\nA: 1\r\n\r\n", NULL },
 	{ "change the first occurrence",
 	  "S: a\r\nX: 1\r\nX: 2\r\n\r\n", { E(HDR_CHANGE, "X", "new", 1) }, 1,
 	  "S: a\r\nX: new\r\nX: 2\r\n\r\n", NULL },
@@ -193,11 +195,11 @@ static const struct edit_row edit_rows[] = {
 	{ "edits apply in order: add then delete-all removes the added field",
 	  "A: 1\r\n\r\n", { E(HDR_ADD, "X-Spam", "yes", 0), E(HDR_DELETE_ALL, "X-Spam", NULL, 0) }, 2,
 	  "A: 1\r\n\r\n",
-	  "HDR_DELETE_ALL only sees the original fields, not ones added by earlier edits" },
+	  NULL /* fixed */ },
 	{ "edits apply in order: add then change the 1st changes the added field",
 	  "A: 1\r\n\r\n", { E(HDR_ADD, "X", "v", 0), E(HDR_CHANGE, "X", "new", 1) }, 2,
 	  "A: 1\r\nX: new\r\n\r\n",
-	  "HDR_CHANGE only sees the original fields, not ones added by earlier edits" },
+	  NULL /* fixed */ },
 };
 
 static void test_apply_edits(void **state)
@@ -311,13 +313,12 @@ static const struct field_row field_rows[] = {
 	{ "value of only CR/LF", "X-A", "\r\n\r\n", "X-A: \r\n", NULL },
 	{ "a trailing CRLF in the value is not doubled", "X-A", "v\r\n", "X-A: v\r\n", NULL },
 	{ "leading blanks dropped", "X-A", "  v", "X-A: v\r\n",
-	  "headers_append_field emits a space for leading blanks: \"X-A:  v\"" },
-	{ "CR/LF in the name never reaches the output", "X-A\r\nBcc", "v", "X-ABcc: v\r\n",
-	  "headers_append_field copies the field name unchecked (header injection via a milter's name)" },
+	  NULL /* fixed */ },
+	{ "a name with CR/LF gives no field (no header injection)", "X-A\r\nBcc", "v", "", NULL },
 	{ "an empty name gives no field", "", "v", "",
-	  "headers_append_field emits \": v\" for an empty name (not a header field)" },
+	  NULL /* fixed */ },
 	{ "a name with a colon gives no field", "X-A: forged", "v", "",
-	  "headers_append_field emits \"X-A: forged: v\" (a field named X-A with a forged value)" },
+	  NULL /* fixed */ },
 };
 
 static void test_append_field(void **state)
