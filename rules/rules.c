@@ -1123,7 +1123,8 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 			res->action_rule = x->name;
 		}
 	}
-	qsort(res->v, res->n, sizeof(*res->v), rules_hit_cmp);
+	if (res->n > 1)
+		qsort(res->v, res->n, sizeof(*res->v), rules_hit_cmp);
 	return 0;
 }
 
