@@ -14,7 +14,7 @@ extra = ('ratelimit:\n  store: local\n  rules:\n'
          '    - { key: ip_prefix, count: concurrency, limit: 2, prefix_v4: 24 }\n'
          '    - { key: sender_domain, count: recipients, limit: 3/60s, action: reject }\n'
          '    - { key: ip, count: bytes, limit: 2K/60s }\n'
-         '    - { key: helo, count: recipients, limit: 1/1h, action: delay, delay: 1500ms }\n')
+         '    - { key: recipient, count: recipients, limit: 1/1h, action: delay, delay: 1500ms }\n')
 port = h.free_port()
 n = h.mxgate(h.config(port, be.port, extra), 'node', port)
 
@@ -66,16 +66,19 @@ if c.cmd('RCPT TO:<ok@example.test>')[0] != 250:
     h.fail('another sender domain was limited too')
 c.close()
 
-# delay (tarpit): recipients 1/1h per HELO; the second RCPT still passes, its reply late
+# delay (tarpit): recipients 1/1h per recipient; the recipient's second RCPT still passes,
+# its reply late (every other recipient here is distinct, so nothing else is held)
 c = h.Client(port, '198.18.5.1')
 c.reply()
 c.cmd('EHLO slow.example.org')
 c.cmd('MAIL FROM:<a@tarpit.example>')
 t = time.time()
-r1 = c.cmd('RCPT TO:<t1@example.test>')
+r1 = c.cmd('RCPT TO:<tarpit@example.test>')
 fast = time.time() - t
+c.cmd('RSET')
+c.cmd('MAIL FROM:<a@tarpit.example>')
 t = time.time()
-r2 = c.cmd('RCPT TO:<t2@example.test>')
+r2 = c.cmd('RCPT TO:<tarpit@example.test>')
 slow = time.time() - t
 c.close()
 if r1[0] != 250 or r2[0] != 250 or fast > 1.0 or slow < 1.4:
@@ -83,8 +86,8 @@ if r1[0] != 250 or r2[0] != 250 or fast > 1.0 or slow < 1.4:
 
 # bytes 2K/60s per IP: a 1.5K message passes, the next one is refused at end of data
 big = 'x' * 1500
-r1 = h.send(port, '198.18.4.1', 'bytes1 ' + big)
-r2 = h.send(port, '198.18.4.1', 'bytes2 ' + big)
+r1 = h.send(port, '198.18.4.1', 'bytes1 ' + big, rcpts=('by1@example.test',))
+r2 = h.send(port, '198.18.4.1', 'bytes2 ' + big, rcpts=('by2@example.test',))
 if r1[0] != 250 or r2[0] != 451 or r2[2] != 'eom':
     h.fail('bytes 2K/60s: %r then %r' % (r1[:1], r2))
 
