@@ -54,7 +54,11 @@ struct rules_set {
 	struct rules_rule *r; size_t n, cap;
 	size_t *kind_idx[RULE_NKINDS]; size_t nkind[RULE_NKINDS];
 	size_t *meta_order; size_t nmeta;
-	struct match_multi *pre[RULE_NKINDS];   /* body, rawbody, uri */
+	/* body, rawbody, uri prefilters: published once built (maybe by a background thread,
+	 * as vectorscan needs seconds for the stock SA rules); NULL = PCRE2 only for now */
+	_Atomic(struct match_multi *) pre[RULE_NKINDS];
+	struct match_multi *pending[RULE_NKINDS];
+	atomic_size_t prefiltered;
 	struct rules_stats st;
 	struct rule_src *src;                    /* for name lookup during compile */
 	atomic_int refs;
@@ -151,6 +155,36 @@ static void rules_meta_visit(struct rules_set *rs, size_t i, uint8_t *state)
 	state[i] = 2;
 	if (rs->r[i].active)
 		rs->meta_order[rs->nmeta++] = i;
+}
+
+static struct rules_set *rules_set_ref(struct rules_set *rs);
+void rules_set_free(struct rules_set *rs);
+
+/* Builds the pending prefilters and publishes them. */
+static void rules_build_prefilters(struct rules_set *rs)
+{
+	for (int k = 0; k < RULE_NKINDS; k++) {
+		struct match_multi *m = rs->pending[k];
+
+		if (m == NULL)
+			continue;
+		rs->pending[k] = NULL;
+		if (match_multi_build(m) < 0) {
+			match_multi_free(m);
+			continue;
+		}
+		atomic_fetch_add(&rs->prefiltered, match_multi_covered(m));
+		atomic_store_explicit(&rs->pre[k], m, memory_order_release);
+	}
+}
+
+static void *rules_prefilter_thread(void *arg)
+{
+	struct rules_set *rs = arg;
+
+	rules_build_prefilters(rs);
+	rules_set_free(rs);      /* the thread's reference */
+	return NULL;
 }
 
 static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
@@ -254,16 +288,15 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 	for (int k = 0; k < RULE_NKINDS; k++) {
 		if (k != RULE_BODY && k != RULE_RAWBODY && k != RULE_URI)
 			continue;
-		rs->pre[k] = match_multi_new();
+		if (rs->nkind[k] == 0)
+			continue;
+		rs->pending[k] = match_multi_new();
 		for (size_t j = 0; j < rs->nkind[k]; j++) {
 			struct rule_def *d = rule_src_get(src, rs->kind_idx[k][j]);
 
-			match_multi_add(rs->pre[k], d->re, d->re_flags |
+			match_multi_add(rs->pending[k], d->re, d->re_flags |
 			    (d->replace_tags ? MATCH_NO_PREFILTER : 0), (unsigned)j);
 		}
-		if (rs->nkind[k])
-			match_multi_build(rs->pre[k]);
-		rs->st.prefiltered += match_multi_covered(rs->pre[k]);
 	}
 	for (int s = 1; s < SKIP_NREASONS; s++)
 		rs->st.skipped_total += rs->st.skipped[s];
@@ -284,7 +317,8 @@ static void rules_set_release(struct rules_set *rs)
 	free(rs->r);
 	for (int k = 0; k < RULE_NKINDS; k++) {
 		free(rs->kind_idx[k]);
-		match_multi_free(rs->pre[k]);
+		match_multi_free(atomic_load(&rs->pre[k]));
+		match_multi_free(rs->pending[k]);
 	}
 	free(rs->meta_order);
 	free(rs);
@@ -305,12 +339,27 @@ static struct rules_set *rules_set_ref(struct rules_set *rs)
 }
 
 static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE *err,
-    size_t files)
+    size_t files, enum rules_prefilter_mode pm)
 {
 	size_t ne;
 	int nerr;
 
 	*out = rules_compile(src, err);
+	if (pm == RULES_PREFILTER_SYNC) {
+		rules_build_prefilters(*out);
+	} else if (pm == RULES_PREFILTER_ASYNC) {
+		pthread_t th;
+		pthread_attr_t at;
+
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		rules_set_ref(*out);
+		if (pthread_create(&th, &at, rules_prefilter_thread, *out) != 0) {
+			rules_set_free(*out);
+			rules_build_prefilters(*out);
+		}
+		pthread_attr_destroy(&at);
+	}
 	ne = rule_src_nerrors(src);
 	for (size_t i = 0; i < ne && err; i++)
 		fprintf(err, "%s\n", rule_src_error(src, i));
@@ -330,7 +379,7 @@ int rules_set_load_text(const char *name, const char *text, size_t len,
 	if (src == NULL)
 		return -1;
 	rule_src_feed(src, name, text, len);
-	return rules_finish_load(src, out, err, 1);
+	return rules_finish_load(src, out, err, 1, RULES_PREFILTER_SYNC);
 }
 
 static int rules_read_file(const char *path, char **buf, size_t *len)
@@ -373,6 +422,12 @@ static int rules_read_file(const char *path, char **buf, size_t *len)
 
 int rules_set_load(const char *const *globs, size_t nglobs, struct rules_set **out, FILE *err)
 {
+	return rules_set_load_mode(globs, nglobs, out, err, RULES_PREFILTER_SYNC);
+}
+
+int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_set **out,
+    FILE *err, enum rules_prefilter_mode pm)
+{
 	struct rule_src *src = rule_src_new();
 	size_t files = 0;
 
@@ -404,12 +459,13 @@ int rules_set_load(const char *const *globs, size_t nglobs, struct rules_set **o
 		}
 		globfree(&gl);
 	}
-	return rules_finish_load(src, out, err, files);
+	return rules_finish_load(src, out, err, files, pm);
 }
 
 void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st)
 {
 	*st = rs->st;
+	st->prefiltered = atomic_load(&rs->prefiltered);
 }
 
 void rules_print_stats(const struct rules_stats *st, FILE *fp)
@@ -429,7 +485,9 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 
 	if (rc->files.n == 0)
 		return 0;
-	n = rules_set_load((const char *const *)rc->files.v, rc->files.n, &rs, err);
+	/* -t checks syntax and regexes; the prefilter is an optimisation, not built here */
+	n = rules_set_load_mode((const char *const *)rc->files.v, rc->files.n, &rs, err,
+	    RULES_PREFILTER_NONE);
 	if (rs) {
 		struct rules_stats st;
 
@@ -516,6 +574,7 @@ struct rules_hfield {
 struct rules_scratch {
 	struct match_scratch *ms;
 	bool prefilter;
+	const struct match_multi *prepared[RULE_NKINDS];
 	double *values;  size_t nvalues;
 	uint8_t *cand;   size_t ncand;
 	struct rules_hfield *h; size_t nh, hcap;
@@ -536,8 +595,6 @@ struct rules_scratch *rules_scratch_new(const struct rules_set *rs)
 	if (sc->ms == NULL)
 		goto fail;
 	for (int k = 0; k < RULE_NKINDS; k++) {
-		if (rs->pre[k] && match_scratch_prepare(sc->ms, rs->pre[k]) < 0)
-			goto fail;
 		if (rs->nkind[k] > maxk)
 			maxk = rs->nkind[k];
 	}
@@ -942,12 +999,22 @@ static void rules_scan_lines(const struct rules_set *rs, struct rules_scratch *s
     enum rule_kind k, const struct rules_lines *l)
 {
 	size_t nk = rs->nkind[k];
+	struct match_multi *pre;
 
 	if (nk == 0)
 		return;
-	if (sc->prefilter && rs->pre[k]) {
+	pre = sc->prefilter ? atomic_load_explicit(&((struct rules_set *)rs)->pre[k],
+	    memory_order_acquire) : NULL;
+	if (pre && sc->prepared[k] != pre) {
+		/* first use of a freshly published prefilter on this thread */
+		if (match_scratch_prepare(sc->ms, pre) == 0)
+			sc->prepared[k] = pre;
+		else
+			pre = NULL;
+	}
+	if (pre) {
 		memset(sc->cand, 0, nk);
-		match_multi_scan(rs->pre[k], l->b.p ? l->b.p : "", l->b.n, sc->ms, sc->cand);
+		match_multi_scan(pre, l->b.p ? l->b.p : "", l->b.n, sc->ms, sc->cand);
 	} else {
 		memset(sc->cand, 1, nk);
 	}
@@ -1163,7 +1230,8 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 		struct rules_stats st;
 		int nerr;
 
-		nerr = rules_set_load((const char *const *)rc->files.v, rc->files.n, &rs, NULL);
+		nerr = rules_set_load_mode((const char *const *)rc->files.v, rc->files.n, &rs, NULL,
+		    RULES_PREFILTER_ASYNC);
 		if (rs == NULL)
 			goto out;
 		rules_set_get_stats(rs, &st);

@@ -54,6 +54,12 @@ struct rules_stats {
  * compiled set even when some lines had errors (those rules are left out); *out is NULL
  * only when nothing could be built. Free with rules_set_free. */
 int rules_set_load(const char *const *globs, size_t nglobs, struct rules_set **out, FILE *err);
+/* How the vectorscan prefilter gets built: before returning (what rules_set_load does),
+ * in a background thread (the set works with PCRE2 alone until it is published: the
+ * daemon starts in well under a second), or not at all (`mxgate -t`). */
+enum rules_prefilter_mode { RULES_PREFILTER_SYNC = 0, RULES_PREFILTER_ASYNC, RULES_PREFILTER_NONE };
+int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_set **out,
+    FILE *err, enum rules_prefilter_mode pm);
 /* The same from text (tests, fuzzing): name is the FILE in errors. */
 int rules_set_load_text(const char *name, const char *text, size_t len,
     struct rules_set **out, FILE *err);
