@@ -1217,6 +1217,7 @@ static void session_data_reply_cb(void *arg, int n, const int *codes, const char
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=backend backend=%s code=%d reply=\"%.200s\"",
 		    url, codes[0], texts[0] ? texts[0] : "");
 		session_reply_text(s, codes[0], texts[0]);
+		session_record_outcome(s, codes[0], NULL);
 		counter_inc(COUNTER_MESSAGES_REJECTED);
 		session_txn_reset(s, true);
 		session_resume(s);
@@ -1706,6 +1707,11 @@ static void session_process(struct session *s)
 				used = (ssize_t)(s->inlen - pos);
 			pos += (size_t)used;
 			if (done) {
+				/* End-of-data processing may resume the session (and reach this loop
+				 * again) synchronously: hand it a compacted buffer. */
+				memmove(s->in, s->in + pos, s->inlen - pos);
+				s->inlen -= pos;
+				pos = 0;
 				session_data_end(s);
 				continue;
 			}
