@@ -20,7 +20,7 @@ Env:   BENCH_QUICK=1      reduced run (fewer messages and sessions), about 30 s
        BENCH_SUMMARY=F    append the headline lines to F (bench/run.sh prints them at the end)
 Prints figures only: no timing assertions. Exit status is non-zero only when a part could not
 run (a peer did not start, a client failed, messages were lost)."""
-import asyncio, os, re, resource, selectors, shutil, signal, socket, statistics, subprocess
+import asyncio, glob, os, re, resource, selectors, shutil, signal, socket, statistics, subprocess
 import sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,6 +187,37 @@ def proc_fds(pid):
     return len(os.listdir('/proc/%d/fd' % pid))
 
 
+def cpu_ns(pid):
+    """CPU time (user + system) of all of pid's threads so far, in ns (per-task schedstat)."""
+    total = 0
+    for f in glob.glob('/proc/%d/task/*/schedstat' % pid):
+        try:
+            with open(f) as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def children_cpu_ns():
+    """CPU time of the children waited for so far (the smtp-source runs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((r.ru_utime + r.ru_stime) * 1e9)
+
+
+class CpuMeter:
+    """CPU microseconds per message of the client, mxgate and the sink over one run. CPU time
+    moves far less with the machine's load than msg/s does."""
+
+    def __init__(self, sink, mx):
+        self.sink, self.mx = sink, mx
+        self.t = (children_cpu_ns(), cpu_ns(mx.pid) if mx else 0, cpu_ns(sink.pid))
+
+    def per_msg(self, msgs):
+        now = (children_cpu_ns(), cpu_ns(self.mx.pid) if self.mx else 0, cpu_ns(self.sink.pid))
+        return tuple((b - a) / 1000.0 / msgs for a, b in zip(self.t, now))
+
+
 # ------------------------------------------------------------------ 1. throughput
 def smtp_source(port, msgs, size, extra=()):
     args = ['smtp-source', '-s', '20', '-m', str(msgs), '-l', str(size),
@@ -202,16 +233,20 @@ def smtp_source(port, msgs, size, extra=()):
 
 def throughput_pair(sink, mx, label, msgs, size, extra=(), rounds=ROUNDS):
     """Alternate direct / mxgate `rounds` times; print medians, ratio and the sink's count."""
-    direct, through, ratios = [], [], []
+    direct, through, ratios, cpu_d, cpu_x = [], [], [], [], []
     before = sink_count(sink)
     expect = before
     for _ in range(rounds):
+        m = CpuMeter(sink, None)
         d = smtp_source(sink.port, msgs, size, extra)
         expect += msgs
         sink_settle(sink, expect)
+        cpu_d.append(m.per_msg(msgs))
+        m = CpuMeter(sink, mx)
         x = smtp_source(mx.port, msgs, size, extra)
         expect += msgs
         sink_settle(sink, expect)
+        cpu_x.append(m.per_msg(msgs))
         direct.append(d)
         through.append(x)
         ratios.append(x / d)
@@ -221,6 +256,10 @@ def throughput_pair(sink, mx, label, msgs, size, extra=(), rounds=ROUNDS):
     summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; runs: %s)'
             % (label, mx_, md, statistics.median(ratios), rounds,
                ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, direct))))
+    cd = [statistics.median(v[i] for v in cpu_d) for i in range(3)]
+    cx = [statistics.median(v[i] for v in cpu_x) for i in range(3)]
+    summary('%-28s CPU us/msg: mxgate %.1f (+ client %.1f + sink %.1f)   direct: client %.1f + sink %.1f'
+            % ('', cx[1], cx[0], cx[2], cd[0], cd[2]))
     say('%-28s sink received %d of %d messages sent%s'
         % ('', got, sent, '' if got == sent else '   <-- LOST %d' % (sent - got)))
     if got != sent:
