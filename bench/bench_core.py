@@ -489,15 +489,18 @@ def pipelined(port, msgs):
 def bench_extra(sink, mx):
     say('== 4. 100 KiB messages (smtp-source -d -l 102400 -m %d) and PIPELINING clients' % BIG_MSGS)
     throughput_pair(sink, mx, '100 KiB messages (-d)', BIG_MSGS, 102400, ['-d'])
-    direct, through = [], []
+    direct, through, cpu = [], [], []
     before = sink_count(sink)
     for _ in range(ROUNDS):
         direct.append(pipelined(sink.port, PIPE_MSGS))
+        c0 = cpu_ns(mx.pid)
         through.append(pipelined(mx.port, PIPE_MSGS))
+        cpu.append((cpu_ns(mx.pid) - c0) / 1000.0 / PIPE_MSGS)
     got = sink_settle(sink, before + 2 * ROUNDS * PIPE_MSGS) - before
     md, mx_ = statistics.median(direct), statistics.median(through)
     summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; python client, '
             '20 conns, may be client-bound)' % ('PIPELINING, ~4 KiB', mx_, md, mx_ / md, ROUNDS))
+    summary('%-28s CPU us/msg: mxgate %.1f' % ('', statistics.median(cpu)))
     say('%-28s sink received %d of %d messages sent' % ('', got, 2 * ROUNDS * PIPE_MSGS))
     if got != 2 * ROUNDS * PIPE_MSGS:
         failures.append('pipelined: sink received %d of %d' % (got, 2 * ROUNDS * PIPE_MSGS))
