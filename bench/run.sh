@@ -10,7 +10,8 @@
 # failing sub-benchmark prints a note and the run goes on. Nothing here asserts timings.
 #
 # BENCH_QUICK=1 asks every benchmark for a reduced run; BENCH_PROFILE=1 adds a perf profile
-# of mxgate to bench_core; BENCH_TIMEOUT (seconds, default 900) bounds each sub-benchmark.
+# of mxgate to bench_core; BENCH_TIMEOUT (seconds, default 900) bounds each sub-benchmark;
+# BENCH_SCRIPTS="core dnsbl" runs only those (names after bench_).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-${MXGATE_BIN:-$ROOT/build/mxgate}}
@@ -61,6 +62,15 @@ for b in "${candidates[@]}"; do
   name=$(basename "$b")
   echo
   echo "======== $name"
+  if [ -n "${BENCH_SCRIPTS:-}" ]; then
+    pick=0
+    for w in $BENCH_SCRIPTS; do case $name in bench_"$w"*) pick=1 ;; esac; done
+    if [ $pick -eq 0 ]; then
+      echo "bench: $name not in BENCH_SCRIPTS: skipped"
+      status+=("$(printf '%-22s skipped (BENCH_SCRIPTS)' "$name")")
+      continue
+    fi
+  fi
   if [ ! -e "$b" ]; then
     echo "bench: $name is not there yet: skipped"
     status+=("$(printf '%-22s missing' "$name")")
