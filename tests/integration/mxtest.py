@@ -712,7 +712,7 @@ class Backend:
                 if verb == 'HELO':
                     w(b'250 %s\r\n' % self.name.encode())
                     continue
-                ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES']
+                ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES', 'SMTPUTF8']
                 if self.starttls and tls is None:
                     ext.append('STARTTLS')
                 if self.xclient:

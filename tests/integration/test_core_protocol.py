@@ -10,7 +10,7 @@
 - limits: over-long command lines (500 5.5.2), max_errors (421 + disconnect), SIZE at MAIL and
   the real size after DATA (552, nothing delivered: a known bug, MX_KNOWN_BUGS=1), max_recipients (452), max_connections
   and max_connections_per_ip (421), command_timeout (421 4.4.2) and data_timeout.
-- 8BITMIME bodies pass byte-exact.
+- 8BITMIME bodies pass byte-exact; SMTPUTF8 addresses pass through.
 - junk commands, clients vanishing mid-transaction (RST), 150 concurrent sessions; IPv6 listener."""
 import os
 import socket
@@ -192,6 +192,22 @@ code, _ = c.reply()
 got = [m for m in be.messages if b'<eight@' in m['data']]
 mt.check(code == 250 and len(got) == 1 and got[0]['data'].endswith(data), 'an 8-bit body (BODY=8BITMIME) passes byte-exact')
 mt.check(bool(got) and 'BODY=8BITMIME' in got[0]['mail'].upper(), 'BODY=8BITMIME is passed on at MAIL (%s)' % (got[0]['mail'] if got else None))
+c.close()
+
+c = mt.Client(mx.port)
+c.ehlo()
+u_from, u_rcpt = '\u7528\u6237@example.org', 'j\u00f6rg@example.test'
+r1 = c.cmd('MAIL FROM:<%s> SMTPUTF8' % u_from)
+r2 = c.cmd('RCPT TO:<%s>' % u_rcpt)
+c.cmd('DATA')
+data = mt.message('utf8', headers=['X-Name: \u00fcber'])
+c.send(mt.stuff(data))
+code, text = c.reply()
+got = [m for m in be.messages if b'<utf8@' in m['data']]
+mt.check(r1[0] == 250 and r2[0] == 250 and code == 250 and len(got) == 1,
+         'SMTPUTF8: UTF-8 addresses accepted and delivered (%s %s %s)' % (r1[0], r2[0], text))
+mt.check(bool(got) and u_from in got[0]['mail'] and 'SMTPUTF8' in got[0]['mail'].upper() and got[0]['rcpts'] == [u_rcpt],
+         'SMTPUTF8 passes through to a backend that offers it (%s)' % (got[0]['mail'] if got else None))
 c.close()
 
 # ---------------------------------------------------------------- timeouts
