@@ -26,7 +26,7 @@ API (everything else is internal):
       (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a free port; short health
       check and backend timeouts are set so tests run fast)
   Mxgate(cfg, name) .port .ports .pid .log() .tail() .log_size() .wait_log(regex, timeout, start)
-         .count_log(regex) .reload(cfg) .send_signal(sig) .alive() .kill()
+         .count_log(regex) .malformed_log_lines() .reload(cfg) .send_signal(sig) .alive() .kill()
          .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)  (sig=None: wait for an exit under way)
   Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
@@ -403,6 +403,13 @@ class Mxgate:
 
     def count_log(self, regex, start=0):
         return len(re.findall(regex, self.log()[start:]))
+
+    LOG_LINE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (debug|info|warning|error) (-|[0-9A-Za-z]+) '
+                          r'event=[a-z_]+( [a-z_]+=("(?:[^"\\]|\\.)*"|\S*))*$')
+
+    def malformed_log_lines(self):
+        """Log lines not in the contract's form `TIME LEVEL SESSION event=NAME key=value...`."""
+        return [l for l in self.log().splitlines() if l and not self.LOG_LINE.match(l)]
 
     def alive(self):
         return self.proc.poll() is None

@@ -90,6 +90,8 @@ na = sa.count()
 for i in range(10):
     mt.send_mail(mx.port, FROM, [RCPT], mt.message('back%d' % i))
 mt.check(sa.count() > na, 'the restarted server receives mail again (%d new)' % (sa.count() - na))
+bad_lines = mx.malformed_log_lines()
+mt.check(not bad_lines, 'under load and failover every log line is key=value (%s)' % bad_lines[:3])
 mx.stop()
 
 # ---------------------------------------------------------------- a backend dying inside one transaction

@@ -290,6 +290,8 @@ if files:
     mt.check(received_ok(content.replace(b'\r\n', b'\n'), 'rcpt@example.test') == queued_id(text),
              'maildir: our Received: header on top, id = the queue id')
 line = mx.wait_log(r'event=delivered [^\n]*backend=maildir[^\n]*', 5)
+bad_lines = mx.malformed_log_lines()
+mt.check(not bad_lines, 'every log line is TIME LEVEL SESSION event=... key=value (%s)' % bad_lines[:3])
 mt.check(line is not None, 'maildir delivery logged (%s)' % (line.group(0) if line else mx.tail(3)))
 mx.stop()
 
