@@ -31,7 +31,7 @@ API (everything else is internal):
   Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
-          starttls) .port .url .messages .attempts .commands .connections .proxy_headers .stop()
+          starttls, smtputf8) .port .url .messages .attempts .commands .connections .proxy_headers .stop()
   Client(port, tls, source, greet) .greeting .reply() .cmd(line) .send(bytes) .starttls() .ehlo()
          .pending(wait) .is_closed(wait) .close()
   send_mail(port, mail_from, rcpts, data, ehlo, client, source) -> (code, text)
@@ -577,14 +577,15 @@ class Backend:
     expect_proxy: every connection must start with a PROXY v1/v2 header (parsed, recorded in
           proxy_headers; a connection without one is dropped).
     starttls: announce STARTTLS (certificate from cert()); messages record 'tls' (version or None).
+    smtputf8: announce SMTPUTF8 (default True).
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
-                 delay=0, xclient=True, expect_proxy=False, starttls=False, name=None, port=None):
+                 delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None):
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
-        self.starttls = starttls
+        self.starttls, self.smtputf8 = starttls, smtputf8
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
         self.lmtp_codes = dict(lmtp_codes or {})
         self.expect_proxy = expect_proxy
@@ -719,7 +720,7 @@ class Backend:
                 if verb == 'HELO':
                     w(b'250 %s\r\n' % self.name.encode())
                     continue
-                ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES', 'SMTPUTF8']
+                ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES'] + (['SMTPUTF8'] if self.smtputf8 else [])
                 if self.starttls and tls is None:
                     ext.append('STARTTLS')
                 if self.xclient:
