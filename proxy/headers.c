@@ -61,6 +61,15 @@ void strbuf_free(struct strbuf *b)
 
 static bool headers_name_ok(const char *name);
 
+/* True when v contains a line break followed by white space (an RFC 5322 fold). */
+static bool headers_has_fold(const char *v)
+{
+	for (const char *c = v; *c; c++)
+		if (*c == '\n' && (c[1] == ' ' || c[1] == '\t'))
+			return true;
+	return false;
+}
+
 void headers_append_field(struct strbuf *out, const char *name, const char *value)
 {
 	size_t col = strlen(name) + 2;
@@ -71,6 +80,32 @@ void headers_append_field(struct strbuf *out, const char *name, const char *valu
 	if (!headers_name_ok(name)) {
 		strbuf_append(out, "", 0);	/* out stays a valid (possibly empty) string */
 		return;	/* an empty name, or one that could inject or forge a field */
+	}
+	if (strpbrk(p, "\r\n") && headers_has_fold(p)) {
+		/* A value folded by its author (a milter's DKIM-Signature, say) keeps its exact
+		 * folds, or signatures over it break; a line break not followed by white space
+		 * (which would end the field) becomes a space. */
+		strbuf_append(out, name, strlen(name));
+		strbuf_append(out, ": ", 2);
+		size_t end = strlen(p);
+		while (end > 0 && (p[end - 1] == '\r' || p[end - 1] == '\n' || p[end - 1] == ' ' || p[end - 1] == '\t'))
+			end--;
+		for (size_t i = 0; i < end; i++) {
+			if (p[i] == '\r' || p[i] == '\n') {
+				size_t j = i;
+				if (p[j] == '\r' && j + 1 < end && p[j + 1] == '\n')
+					j++;
+				if (j + 1 < end && (p[j + 1] == ' ' || p[j + 1] == '\t'))
+					strbuf_append(out, "\r\n", 2);
+				else
+					strbuf_append(out, " ", 1);
+				i = j;
+				continue;
+			}
+			strbuf_append(out, p + i, 1);
+		}
+		strbuf_append(out, "\r\n", 2);
+		return;
 	}
 	strbuf_append(out, name, strlen(name));
 	strbuf_append(out, ": ", 2);

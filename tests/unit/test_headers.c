@@ -305,7 +305,7 @@ static const struct field_row field_rows[] = {
 	{ "empty value", "X-A", "", "X-A: \r\n", NULL },
 	{ "runs of blanks collapse to one space", "X-A", "a   b\t\tc", "X-A: a b c\r\n", NULL },
 	{ "trailing blanks dropped", "X-A", "a  \t", "X-A: a\r\n", NULL },
-	{ "CRLF + WSP (folding) becomes one space", "X-A", "a\r\n\tb", "X-A: a b\r\n", NULL },
+	{ "an author's fold (CRLF + WSP) is kept exactly (DKIM signs it)", "X-A", "a\r\n\tb", "X-A: a\r\n\tb\r\n", NULL },
 	{ "CRLF without WSP is removed (no header injection)", "X-A", "a\r\nBcc: x@y",
 	  "X-A: aBcc: x@y\r\n", NULL },
 	{ "bare LF is removed", "X-A", "a\nb", "X-A: ab\r\n", NULL },
