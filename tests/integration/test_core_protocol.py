@@ -5,10 +5,10 @@
 - PIPELINING (RFC 2920): a whole transaction in one write, replies in order.
 - a session written byte by byte arrives intact.
 - SMTP smuggling: \\n.\\n, \\r.\\r, \\n.\\r\\n, \\r\\n.\\n, \\r.\\r\\n, \\r\\n.\\r never yield two messages;
-  bare_lf normalize -> exactly one message, CRLF only; bare_lf reject -> 550 5.6.0 and
-  nothing delivered (a known bug: runs with MX_KNOWN_BUGS=1).
+  bare_lf normalize -> exactly one message, CRLF only; bare_lf reject -> 550 5.6.0, nothing
+  delivered, the rest of the message never read as commands.
 - limits: over-long command lines (500 5.5.2), max_errors (421 + disconnect), SIZE at MAIL and
-  the real size after DATA (552, nothing delivered: a known bug, MX_KNOWN_BUGS=1), max_recipients (452), max_connections
+  the real size after DATA (552, nothing delivered, session usable), max_recipients (452), max_connections
   and max_connections_per_ip (421), command_timeout (421 4.4.2) and data_timeout.
 - 8BITMIME bodies pass byte-exact; SMTPUTF8 addresses pass through.
 - junk commands, clients vanishing mid-transaction (RST), 150 concurrent sessions; IPv6 listener."""
@@ -272,49 +272,40 @@ for n, v in enumerate(VARIANTS):
 mx.stop()
 
 # ---------------------------------------------------------------- smuggling, bare_lf: reject
-# Known bug (MX_KNOWN_BUGS=1 runs it): in reject mode mxgate answers 550 5.6.0 at the bare
-# "\n.\n" and then reads the rest of the message as commands (500s, sometimes the smuggled
-# MAIL FROM reaches the backend), and session_process() then memmoves a negative size
-# (ASan: negative-size-param at proxy/session.c:1681; glibc: "free(): invalid pointer").
-if mt.known_bug('bare_lf reject: smuggled lines read as commands, then heap corruption'):
-    rb = mt.Backend(name='reject')
-    mx = mt.Mxgate(mt.config([rb.url], limits={'bare_lf': 'reject', 'max_errors': 50}), name='mx-reject')
-    for n, v in enumerate(VARIANTS):
-        if not mx.alive():
-            mt.check(False, 'mxgate died during the smuggling attempts:\n' + mx.tail(20))
-            break
-        before = len(rb.attempts)
-        try:
-            first, extra = smuggle(mx.port, v, 'smr%d' % n)
-        except OSError as e:
-            mt.check(False, 'bare_lf reject, %r: connection failed (%s); mxgate alive: %s' % (v, e, mx.alive()))
-            continue
-        mt.check(first[0] == 550 and '5.6.0' in first[1], 'bare_lf reject, %r: 550 5.6.0 (%s)' % (v, first))
-        mt.check(not extra.strip(), 'bare_lf reject, %r: no further replies: the rest is not read as commands (%r)' % (v, extra[:80]))
-        mt.check(len(rb.attempts) == before, 'bare_lf reject, %r: nothing reached the backend' % v)
-        mt.check(not any('evil@' in c for c in rb.commands), 'bare_lf reject, %r: the smuggled MAIL never reached the backend' % v)
-    mt.check(mx.wait_log(r'event=reject stage=data reason=bare_lf', 3) is not None, 'logged as reason=bare_lf')
-    mx.stop()
+rb = mt.Backend(name='reject')
+mx = mt.Mxgate(mt.config([rb.url], limits={'bare_lf': 'reject', 'max_errors': 50}), name='mx-reject')
+for n, v in enumerate(VARIANTS):
+    if not mx.alive():
+        mt.check(False, 'mxgate died during the smuggling attempts:\n' + mx.tail(20))
+        break
+    before = len(rb.attempts)
+    try:
+        first, extra = smuggle(mx.port, v, 'smr%d' % n)
+    except OSError as e:
+        mt.check(False, 'bare_lf reject, %r: connection failed (%s); mxgate alive: %s' % (v, e, mx.alive()))
+        continue
+    mt.check(first[0] == 550 and '5.6.0' in first[1], 'bare_lf reject, %r: 550 5.6.0 (%s)' % (v, first))
+    mt.check(not extra.strip(), 'bare_lf reject, %r: no further replies: the rest is not read as commands (%r)' % (v, extra[:80]))
+    mt.check(len(rb.attempts) == before, 'bare_lf reject, %r: nothing reached the backend' % v)
+    mt.check(not any('evil@' in c for c in rb.commands), 'bare_lf reject, %r: the smuggled MAIL never reached the backend' % v)
+mt.check(mx.wait_log(r'event=reject stage=data reason=bare_lf', 3) is not None, 'logged as reason=bare_lf')
+mx.stop()
 
 # ---------------------------------------------------------------- an undeclared oversized message
-# Known bug (MX_KNOWN_BUGS=1 runs it): mxgate answers 552 as soon as the limit is passed and
-# reads the rest of the message as commands (500 each, then max_errors), and the daemon
-# aborts with heap corruption ("free(): invalid size"), as for bare_lf reject above.
-if mt.known_bug('message over max_message_size: rest of DATA read as commands, then heap corruption'):
-    ob = mt.Backend(name='oversize')
-    mx = mt.Mxgate(mt.config([ob.url], limits={'max_message_size': '10K'}), name='mx-oversize')
-    c = mt.Client(mx.port)
-    c.ehlo()
-    code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('big', size=30000), client=c)
-    extra = c.pending(0.5)
-    mt.check(code == 552, 'an undeclared 30K message over a 10K limit: 552 after DATA (%s)' % text)
-    mt.check(not extra.strip(), 'no further replies: the rest of the message is not read as commands (%r)' % extra[:80])
-    mt.check(not ob.attempts, 'the oversized message is not delivered')
-    if mx.alive():
-        code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('fits', size=8000), client=c)
-        mt.check(code == 250 and ob.attempts, 'an 8K message is then delivered on the same session (%s)' % text)
-    c.close()
-    mx.stop()
+ob = mt.Backend(name='oversize')
+mx = mt.Mxgate(mt.config([ob.url], limits={'max_message_size': '10K'}), name='mx-oversize')
+c = mt.Client(mx.port)
+c.ehlo()
+code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('big', size=30000), client=c)
+extra = c.pending(0.5)
+mt.check(code == 552, 'an undeclared 30K message over a 10K limit: 552 after DATA (%s)' % text)
+mt.check(not extra.strip(), 'no further replies: the rest of the message is not read as commands (%r)' % extra[:80])
+mt.check(not ob.attempts, 'the oversized message is not delivered')
+if mx.alive():
+    code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('fits', size=8000), client=c)
+    mt.check(code == 250 and ob.attempts, 'an 8K message is then delivered on the same session (%s)' % text)
+c.close()
+mx.stop()
 
 # ---------------------------------------------------------------- hostile and vanishing clients
 hb = mt.Backend(name='hostile-clients')
