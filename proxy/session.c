@@ -1083,15 +1083,18 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 static void session_record_outcome(struct session *s, int code, const char *reason)
 {
 	enum reputation_outcome o;
+	/* Spam is what the rules engine would mark: its add_header threshold (else 5). */
+	double spam = s->cfg->rules.required_score > 0 ? s->cfg->rules.required_score :
+	    s->cfg->rules.actions.add_header > 0 ? s->cfg->rules.actions.add_header : 5.0;
 
 	if (reason && (strstr(reason, "virus") || strstr(reason, "clam")))
 		o = REPUTATION_VIRUS;
 	else if (code / 100 == 2)
-		o = s->env.score >= 5.0 ? REPUTATION_SPAM : REPUTATION_ACCEPTED;
+		o = s->env.score >= spam ? REPUTATION_SPAM : REPUTATION_ACCEPTED;
 	else if (code / 100 == 4)
 		o = REPUTATION_TEMPFAILED;
 	else
-		o = s->env.score >= 5.0 ? REPUTATION_SPAM : REPUTATION_REJECTED;
+		o = s->env.score >= spam ? REPUTATION_SPAM : REPUTATION_REJECTED;
 	reputation_record(&s->env, o);
 }
 
