@@ -258,8 +258,11 @@ def throughput_pair(sink, mx, label, msgs, size, extra=(), rounds=ROUNDS):
                ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, direct))))
     cd = [statistics.median(v[i] for v in cpu_d) for i in range(3)]
     cx = [statistics.median(v[i] for v in cpu_x) for i in range(3)]
+    # With every core busy, msg/s is inversely proportional to the CPU all processes spend
+    # per message: this ratio is what the msg/s ratio tends to on a saturated machine, and
+    # it moves much less with other load than the msg/s ratio does.
     summary('%-28s CPU us/msg: mxgate %.1f (+ client %.1f + sink %.1f)   direct: client %.1f + sink %.1f'
-            % ('', cx[1], cx[0], cx[2], cd[0], cd[2]))
+            '   CPU ratio %.2f' % ('', cx[1], cx[0], cx[2], cd[0], cd[2], (cd[0] + cd[2]) / sum(cx)))
     say('%-28s sink received %d of %d messages sent%s'
         % ('', got, sent, '' if got == sent else '   <-- LOST %d' % (sent - got)))
     if got != sent:
@@ -498,8 +501,8 @@ def bench_extra(sink, mx):
         cpu.append((cpu_ns(mx.pid) - c0) / 1000.0 / PIPE_MSGS)
     got = sink_settle(sink, before + 2 * ROUNDS * PIPE_MSGS) - before
     md, mx_ = statistics.median(direct), statistics.median(through)
-    summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; python client, '
-            '20 conns, may be client-bound)' % ('PIPELINING, ~4 KiB', mx_, md, mx_ / md, ROUNDS))
+    summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; own asyncio '
+            'client, 20 conns)' % ('PIPELINING, ~4 KiB', mx_, md, mx_ / md, ROUNDS))
     summary('%-28s CPU us/msg: mxgate %.1f' % ('', statistics.median(cpu)))
     say('%-28s sink received %d of %d messages sent' % ('', got, 2 * ROUNDS * PIPE_MSGS))
     if got != 2 * ROUNDS * PIPE_MSGS:
