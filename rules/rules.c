@@ -1271,6 +1271,14 @@ static void rules_gen_release(const struct mx_config *cfg, struct rules_set *rs)
 	rules_set_free(rs);
 }
 
+void rules_set_foreach_counter(const struct rules_set *rs, rules_counter_cb cb, void *arg)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		if (rs->r[i].active && rs->r[i].scoring && rs->r[i].kind != RULE_SYMBOL)
+			cb(rs->r[i].name, atomic_load_explicit(&rs->r[i].hits, memory_order_relaxed),
+			    arg);
+}
+
 void rules_foreach_counter(rules_counter_cb cb, void *arg)
 {
 	struct rules_set *rs;
@@ -1280,10 +1288,7 @@ void rules_foreach_counter(rules_counter_cb cb, void *arg)
 	pthread_mutex_unlock(&rules_gen_lock);
 	if (rs == NULL)
 		return;
-	for (size_t i = 0; i < rs->n; i++)
-		if (rs->r[i].active && rs->r[i].scoring && rs->r[i].kind != RULE_SYMBOL)
-			cb(rs->r[i].name, atomic_load_explicit(&rs->r[i].hits, memory_order_relaxed),
-			    arg);
+	rules_set_foreach_counter(rs, cb, arg);
 	rules_set_free(rs);
 }
 

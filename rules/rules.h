@@ -113,5 +113,7 @@ void rules_result_free(struct rules_result *res);
  * cb(name, hits, arg) for every runnable scoring rule. Thread-safe. */
 typedef void (*rules_counter_cb)(const char *name, uint64_t hits, void *arg);
 void rules_foreach_counter(rules_counter_cb cb, void *arg);
+/* The same for one set. */
+void rules_set_foreach_counter(const struct rules_set *rs, rules_counter_cb cb, void *arg);
 
 #endif

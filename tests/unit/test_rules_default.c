@@ -262,6 +262,41 @@ static void test_errors_reported(void **state)
 	rules_set_free(rs);
 }
 
+struct counts { uint64_t a, b; int n; };
+
+static void count_cb(const char *name, uint64_t hits, void *arg)
+{
+	struct counts *c = arg;
+
+	c->n++;
+	if (strcmp(name, "CA") == 0)
+		c->a = hits;
+	if (strcmp(name, "CB") == 0)
+		c->b = hits;
+}
+
+static void test_counters(void **state)
+{
+	const char *text = "body CA /body/\nbody CB /nomatch/\nbody __CC /body/\n";
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+	struct counts c = { 0 };
+
+	assert_int_equal(rules_set_load_text("c.cf", text, strlen(text), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	for (int i = 0; i < 3; i++) {
+		rules_set_scan(rs, sc, M, strlen(M), NULL, NULL, 0, &res);
+		rules_result_free(&res);
+	}
+	rules_set_foreach_counter(rs, count_cb, &c);
+	assert_int_equal(c.n, 2);             /* __ rules are not listed */
+	assert_int_equal(c.a, 3);
+	assert_int_equal(c.b, 0);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -271,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_symbols_and_actions),
 		cmocka_unit_test(test_max_size),
 		cmocka_unit_test(test_errors_reported),
+		cmocka_unit_test(test_counters),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
