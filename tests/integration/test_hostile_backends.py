@@ -452,5 +452,28 @@ if mt.known_bug(UAF):
         return True
     uaf_case('chatter', {'mail': stray_later}, ('pause_mail',))
 
+# The client leaves while the backend connection is still being opened (a slow greeting):
+# the session is freed, then the relay's open callback runs on it (use-after-free in
+# session_est_open_cb). The open must count as a pending operation of the session.
+if (not ONLY or 'leaveopen' in ONLY) and mt.known_bug(
+        'client gone while a backend connection opens -> heap-use-after-free in session_est_open_cb'):
+    def slow_greet(srv, p, arg):
+        time.sleep(1.0)
+        p.send('220 late ESMTP\r\n')
+        return True
+    bad = scripted('leaveopen', {'greet': slow_greet})
+    mx = mt.Mxgate(cfg([bad.url]), name='mx-leaveopen')
+    for i in range(3):
+        s = socket.create_connection(('127.0.0.1', mx.port), 10)
+        s.recv(512)
+        s.sendall(b'EHLO x.test\r\nMAIL FROM:<a@example.org>\r\n')
+        time.sleep(0.2)
+        s.close()
+    time.sleep(2.5)
+    mt.check(mx.alive(), 'clients gone while backend connections open: daemon alive')
+    code, text, secs = timed_mail(mx.port, 'leaveopen-after')
+    mt.check(code == 250, '... and it still delivers (%s)' % code)
+    mx.stop()
+
 mt.say('took %.1fs' % (time.time() - T0))
 mt.finish()
