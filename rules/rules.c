@@ -1294,12 +1294,52 @@ void rules_foreach_counter(rules_counter_cb cb, void *arg)
 
 /* ---------------------------------------------------------------- the hook module */
 
+/* Per worker and generation. Scans run in libuv's thread pool (a big or hostile message
+ * must not stall the worker's event loop), each with a scratch from a small pool. A job in
+ * flight holds a reference, so the worker state outlives a retired generation's
+ * worker_free until its last job completes. refs is touched on the loop thread only. */
 struct rules_worker {
 	const struct mx_config *cfg;
 	struct rules_set *rs;
-	struct rules_scratch *sc;
 	struct actions_thresholds th;
+	int refs;
+	pthread_mutex_t lock;           /* the scratch pool, taken from pool threads */
+	struct rules_scratch *pool[16];
+	int npool;
 };
+
+static void rules_worker_unref(struct rules_worker *w)
+{
+	if (--w->refs > 0)
+		return;
+	for (int i = 0; i < w->npool; i++)
+		rules_scratch_free(w->pool[i]);
+	pthread_mutex_destroy(&w->lock);
+	rules_gen_release(w->cfg, w->rs);
+	free(w);
+}
+
+static struct rules_scratch *rules_worker_take_scratch(struct rules_worker *w)
+{
+	struct rules_scratch *sc = NULL;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->npool > 0)
+		sc = w->pool[--w->npool];
+	pthread_mutex_unlock(&w->lock);
+	return sc ? sc : rules_scratch_new(w->rs);
+}
+
+static void rules_worker_give_scratch(struct rules_worker *w, struct rules_scratch *sc)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->npool < (int)(sizeof(w->pool) / sizeof(w->pool[0]))) {
+		w->pool[w->npool++] = sc;
+		sc = NULL;
+	}
+	pthread_mutex_unlock(&w->lock);
+	rules_scratch_free(sc);
+}
 
 static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker,
     void **wstate)
@@ -1314,12 +1354,15 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	if (w == NULL)
 		return -1;
 	w->cfg = cfg;
+	w->refs = 1;
+	pthread_mutex_init(&w->lock, NULL);
 	w->rs = rules_gen_acquire(cfg);
-	if (w->rs == NULL)
-		goto fail;
-	w->sc = rules_scratch_new(w->rs);
-	if (w->sc == NULL)
-		goto fail;
+	if (w->rs == NULL) {
+		log_event(LOG_LVL_ERROR, NULL, "event=rules_init_failed worker=%d", worker);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+		return -1;
+	}
 	w->th.add_header = rc->actions.add_header;
 	w->th.tempfail = rc->actions.tempfail;
 	w->th.reject = rc->actions.reject;
@@ -1327,23 +1370,12 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	    rc->actions.add_header > 0 ? rc->actions.add_header : 5.0;
 	*wstate = w;
 	return 0;
-fail:
-	log_event(LOG_LVL_ERROR, NULL, "event=rules_init_failed worker=%d", worker);
-	if (w->rs)
-		rules_gen_release(cfg, w->rs);
-	free(w);
-	return -1;
 }
 
 static void rules_worker_free(void *wstate)
 {
-	struct rules_worker *w = wstate;
-
-	if (w == NULL)
-		return;
-	rules_scratch_free(w->sc);
-	rules_gen_release(w->cfg, w->rs);
-	free(w);
+	if (wstate)
+		rules_worker_unref(wstate);
 }
 
 static unsigned rules_stages(void *wstate)
@@ -1418,54 +1450,74 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	free(buf);
 }
 
-static void rules_run(void *wstate, int slot, struct hook_call *call)
-{
-	struct rules_worker *w = wstate;
-	struct hook_env *env = hook_call_env(call);
-	const struct rules_config *rc = &env->cfg->rules;
-	struct rules_envelope envl = { 0 };
+/* One scan in the thread pool: copies of everything it reads, so the session may go away
+ * (session_free marks the job cancelled) while the scan runs. */
+struct rules_job {
+	uv_work_t req;
+	struct rules_worker *w;
+	struct hook_call *call;
+	struct hook_env *env;          /* NULL once cancelled */
+	int slot;
+	char *msg; size_t len; size_t max_size;
+	char *helo, *mail_from, *rdns, *client_ip;
+	char **rcpts; size_t nrcpts;
+	struct sockaddr_storage client;
+	struct hook_env ext;           /* other modules' symbols (names only) */
 	struct rules_result res;
+	bool failed;
+};
+
+static char *rules_dup_or_null(const char *s)
+{
+	return s ? rules_xstrdup(s) : NULL;
+}
+
+static void rules_job_free(struct rules_job *j)
+{
+	free(j->msg);
+	free(j->helo); free(j->mail_from); free(j->rdns); free(j->client_ip);
+	for (size_t i = 0; i < j->nrcpts; i++)
+		free(j->rcpts[i]);
+	free(j->rcpts);
+	free(j->ext.symbols);
+	rules_result_free(&j->res);
+	free(j);
+}
+
+static void rules_work_cb(uv_work_t *req)
+{
+	struct rules_job *j = req->data;
+	struct rules_envelope envl = { .helo = j->helo, .mail_from = j->mail_from,
+		.rdns = j->rdns, .client_ip = j->client_ip,
+		.rcpts = (const char *const *)j->rcpts, .nrcpts = j->nrcpts,
+		.client = (const struct sockaddr *)&j->client };
+	struct rules_scratch *sc = rules_worker_take_scratch(j->w);
+
+	if (sc == NULL) {
+		j->failed = true;
+		return;
+	}
+	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
+	rules_worker_give_scratch(j->w, sc);
+}
+
+/* Back on the loop thread: symbols, total, verdict, headers, log line. */
+static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hook_call *call,
+    struct rules_result *res)
+{
+	const struct rules_config *rc = &env->cfg->rules;
 	struct verdict v;
-	const char **rcpts = NULL;
-	const char *data, *act;
-	size_t len, ours_from;
+	const char *act;
 	double total = 0;
 	char tests[512], sbuf[32];
 	size_t to = 0;
 
-	if (hook_call_stage(call) != HOOK_EOM || env->msg == NULL) {
-		hook_call_done(call, NULL);
-		return;
-	}
-	data = msgbuf_data(env->msg, &len);
-	if (data == NULL) {
-		verdict_set(&v, VERDICT_TEMPFAIL, 451, "rules", "4.3.0 cannot read message");
-		hook_call_done(call, &v);
-		return;
-	}
-	envl.helo = env->helo;
-	envl.mail_from = env->mail_from;
-	envl.rdns = env->client_name;
-	envl.client_ip = env->client_ip;
-	envl.client = (const struct sockaddr *)&env->client;
-	if (env->nrcpts) {
-		rcpts = calloc(env->nrcpts, sizeof(char *));
-		if (rcpts == NULL)
-			abort();
-		for (size_t i = 0; i < env->nrcpts; i++)
-			rcpts[i] = env->rcpts[i].addr;
-		envl.rcpts = rcpts;
-		envl.nrcpts = env->nrcpts;
-	}
-	rules_set_scan(w->rs, w->sc, data, len, &envl, env, rc->max_size, &res);
-	free(rcpts);
-	ours_from = env->nsymbols;
-	rules_rescore_symbols(w->rs, env, ours_from);
-	for (size_t i = 0; i < res.n; i++)
-		hook_env_add_symbol(env, res.v[i].name, res.v[i].score, res.v[i].desc);
+	rules_rescore_symbols(w->rs, env, env->nsymbols);
+	for (size_t i = 0; i < res->n; i++)
+		hook_env_add_symbol(env, res->v[i].name, res->v[i].score, res->v[i].desc);
 	for (size_t i = 0; i < env->nsymbols; i++)
 		total += env->symbols[i].score;
-	act = actions_decide(&w->th, total, res.action, res.action_rule, &v);
+	act = actions_decide(&w->th, total, res->action, res->action_rule, &v);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {
 		int n = snprintf(tests + to, sizeof(tests) - to, "%s%s", i ? "," : "",
@@ -1480,22 +1532,117 @@ static void rules_run(void *wstate, int slot, struct hook_call *call)
 		log_event(LOG_LVL_INFO, env->session_id,
 		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s", sbuf,
 		    w->th.required, act, v.action != VERDICT_CONTINUE ? "(dry-run)" : "",
-		    tests[0] ? tests : "none", res.body_skipped ? " body=skipped" : "");
+		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "");
 		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	} else {
 		log_event(LOG_LVL_INFO, env->session_id,
 		    "event=rules score=%s required=%.1f action=%s tests=%s%s", sbuf,
 		    w->th.required, act, tests[0] ? tests : "none",
-		    res.body_skipped ? " body=skipped" : "");
+		    res->body_skipped ? " body=skipped" : "");
 	}
 	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE))
 		rules_add_headers(env, total, w->th.required);
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
-		    "rules: %s score=%s", res.action_rule ? res.action_rule : "", sbuf);
-	rules_result_free(&res);
+		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);
 	hook_call_done(call, v.action == VERDICT_CONTINUE ? NULL : &v);
+}
+
+static void rules_after_work_cb(uv_work_t *req, int status)
+{
+	struct rules_job *j = req->data;
+	struct rules_worker *w = j->w;
+
+	if (j->env != NULL) {
+		j->env->module_ctx[j->slot] = NULL;
+		if (status != 0 || j->failed) {
+			struct verdict v;
+
+			verdict_set(&v, VERDICT_TEMPFAIL, 451, "rules",
+			    "4.3.0 content check failed, try again later");
+			hook_call_done(j->call, &v);
+		} else {
+			rules_apply(w, j->env, j->call, &j->res);
+		}
+	}
+	rules_job_free(j);
+	rules_worker_unref(w);
+}
+
+static void rules_run(void *wstate, int slot, struct hook_call *call)
+{
+	struct rules_worker *w = wstate;
+	struct hook_env *env = hook_call_env(call);
+	struct rules_job *j;
+	const char *data;
+	size_t len;
+
+	if (hook_call_stage(call) != HOOK_EOM || env->msg == NULL) {
+		hook_call_done(call, NULL);
+		return;
+	}
+	data = msgbuf_data(env->msg, &len);
+	j = calloc(1, sizeof(*j));
+	if (data == NULL || j == NULL || (j->msg = malloc(len + 1)) == NULL) {
+		struct verdict v;
+
+		free(j);
+		verdict_set(&v, VERDICT_TEMPFAIL, 451, "rules", "4.3.0 cannot read message");
+		hook_call_done(call, &v);
+		return;
+	}
+	memcpy(j->msg, data, len);
+	j->msg[len] = '\0';
+	j->len = len;
+	j->max_size = env->cfg->rules.max_size;
+	j->w = w;
+	j->call = call;
+	j->env = env;
+	j->slot = slot;
+	j->helo = rules_dup_or_null(env->helo);
+	j->mail_from = rules_dup_or_null(env->mail_from);
+	j->rdns = rules_dup_or_null(env->client_name);
+	j->client_ip = rules_dup_or_null(env->client_ip);
+	j->client = env->client;
+	if (env->nrcpts) {
+		j->rcpts = calloc(env->nrcpts, sizeof(char *));
+		if (j->rcpts == NULL)
+			abort();
+		for (size_t i = 0; i < env->nrcpts; i++)
+			j->rcpts[i] = rules_dup_or_null(env->rcpts[i].addr ? env->rcpts[i].addr : "");
+		j->nrcpts = env->nrcpts;
+	}
+	if (env->nsymbols) {
+		j->ext.symbols = calloc(env->nsymbols, sizeof(*j->ext.symbols));
+		if (j->ext.symbols == NULL)
+			abort();
+		for (size_t i = 0; i < env->nsymbols; i++)
+			memcpy(j->ext.symbols[i].name, env->symbols[i].name,
+			    sizeof(j->ext.symbols[i].name));
+		j->ext.nsymbols = env->nsymbols;
+	}
+	j->req.data = j;
+	w->refs++;
+	if (env->loop == NULL ||
+	    uv_queue_work(env->loop, &j->req, rules_work_cb, rules_after_work_cb) != 0) {
+		/* no loop (tests) or the pool refused: scan right here */
+		rules_work_cb(&j->req);
+		rules_after_work_cb(&j->req, 0);
+		return;
+	}
+	env->module_ctx[slot] = j;
+}
+
+/* The session goes away with a scan in flight: its result is dropped. */
+static void rules_session_free(void *wstate, int slot, struct hook_env *env)
+{
+	struct rules_job *j = env->module_ctx[slot];
+
+	if (j) {
+		j->env = NULL;
+		env->module_ctx[slot] = NULL;
+	}
 }
 
 static uint64_t rules_timeout_ms(void *wstate) { return 0; }
@@ -1507,6 +1654,7 @@ const struct hook_module rules_module = {
 	.worker_free = rules_worker_free,
 	.stages = rules_stages,
 	.run = rules_run,
+	.session_free = rules_session_free,
 	.timeout_ms = rules_timeout_ms,
 	.on_error = rules_on_error,
 };
