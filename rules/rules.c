@@ -19,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define RULES_MAX_FILE   (32u << 20)
 #define RULES_MAX_LINES  20000        /* body/rawbody lines examined per message */
 #define RULES_LINE_SPLIT 2048         /* SA splits long paragraphs near this size */
 #define RULES_MAX_MULTI  1000         /* hit count cap for tflags multiple */
+#define RULES_BUDGET_MS  5000         /* per message: rules left after this do not run */
 
 struct rules_rule {
 	char *name;
@@ -573,6 +575,8 @@ struct rules_hfield {
 
 struct rules_scratch {
 	struct match_scratch *ms;
+	struct timespec deadline;
+	bool over_budget;
 	bool prefilter;
 	const struct match_multi *prepared[RULE_NKINDS];
 	double *values;  size_t nvalues;
@@ -970,6 +974,32 @@ static void rules_build_body(struct rules_scratch *sc, const char *msg, size_t l
 
 /* ---------------------------------------------------------------- scanning */
 
+static void rules_budget_start(struct rules_scratch *sc)
+{
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &sc->deadline);
+	sc->deadline.tv_sec += RULES_BUDGET_MS / 1000;
+	sc->deadline.tv_nsec += (RULES_BUDGET_MS % 1000) * 1000000L;
+	if (sc->deadline.tv_nsec >= 1000000000L) {
+		sc->deadline.tv_sec++;
+		sc->deadline.tv_nsec -= 1000000000L;
+	}
+	sc->over_budget = false;
+}
+
+/* True once the message's time budget is spent (checked between rules). */
+static bool rules_over_budget(struct rules_scratch *sc)
+{
+	struct timespec now;
+
+	if (sc->over_budget)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (now.tv_sec > sc->deadline.tv_sec || (now.tv_sec == sc->deadline.tv_sec &&
+	    now.tv_nsec >= sc->deadline.tv_nsec))
+		sc->over_budget = true;
+	return sc->over_budget;
+}
+
 static int rules_max_hits(const struct rules_rule *x)
 {
 	if (x->tflags & RULE_TF_MULTIPLE)
@@ -1021,7 +1051,7 @@ static void rules_scan_lines(const struct rules_set *rs, struct rules_scratch *s
 	for (size_t j = 0; j < nk; j++) {
 		size_t i = rs->kind_idx[k][j];
 
-		if (sc->cand[j])
+		if (sc->cand[j] && !rules_over_budget(sc))
 			sc->values[i] = rules_match_lines(&rs->r[i], l, sc->ms);
 	}
 }
@@ -1098,6 +1128,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 
 	memset(res, 0, sizeof(*res));
 	memset(sc->values, 0, rs->n * sizeof(double));
+	rules_budget_start(sc);
 	body_off = rules_parse_headers(sc, msg, len);
 	(void)body_off;
 	/* header rules */
@@ -1113,6 +1144,8 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 			sc->values[i] = set;
 			continue;
 		}
+		if (rules_over_budget(sc))
+			break;
 		if (!set) {
 			if (x->if_unset) {
 				v = x->if_unset;
@@ -1146,6 +1179,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	} else {
 		res->body_skipped = true;
 	}
+	res->over_budget = sc->over_budget;
 	/* symbols from other modules */
 	if (env) {
 		for (size_t i = 0; i < rs->n; i++)
@@ -1536,9 +1570,10 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	} else {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s tests=%s%s", sbuf,
+		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s", sbuf,
 		    w->th.required, act, tests[0] ? tests : "none",
-		    res->body_skipped ? " body=skipped" : "");
+		    res->body_skipped ? " body=skipped" : "",
+		    res->over_budget ? " scan=over_budget" : "");
 	}
 	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE))

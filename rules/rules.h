@@ -99,6 +99,7 @@ struct rules_result {
 	enum rule_action action;             /* strongest immediate action among the hits */
 	const char *action_rule;
 	bool body_skipped;                   /* too big: header/envelope rules only */
+	bool over_budget;                    /* the 5 s per-message budget ran out */
 };
 
 /* Runs every rule of rs over msg (len bytes, CRLF or LF lines). env (may be NULL) supplies
