@@ -310,6 +310,8 @@ int main(int argc, char **argv)
 		ts.tv_sec += (time_t)(limit_ms / 1000) + 1;
 		if (pthread_timedjoin_np(workers[k].thread, NULL, &ts) != 0) {
 			log_event(LOG_LVL_WARNING, NULL, "event=exit reason=drain_overrun worker=%d", k);
+			/* Diagnostics only (racy by nature): what kept that loop alive. */
+			uv_print_active_handles(&workers[k].loop, stderr);
 			fflush(stderr);
 			_exit(0);
 		}

@@ -46,6 +46,7 @@ enum {
 #define RELAY_MAX_IDLE_PER_WORKER 256
 #define RELAY_IDLE_MS 30000
 #define RELAY_MAX_LMTP 1000
+#define RELAY_STALE_TEXT "stale pooled connection"
 
 struct relay {
 	struct relay *next_idle;
@@ -85,6 +86,8 @@ struct relay {
 	/* TLS to the backend */
 	struct tlsconn *tls;
 	const struct hook_env *open_env; /* while opening: the client to announce */
+	bool reused_fresh;               /* taken from the idle list, no reply seen since */
+	struct relay **owner;            /* the session's pointer to us, cleared when we close */
 };
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
@@ -254,6 +257,11 @@ static void relay_close(struct relay *r)
 		atomic_fetch_sub(&r->b->active, 1);
 		r->counted_active = false;
 	}
+	/* The owner must not use us after this (the memory goes in the close callback). */
+	if (r->owner) {
+		*r->owner = NULL;
+		r->owner = NULL;
+	}
 	r->state = RELAY_CLOSED;
 	r->open_cb = NULL;
 	r->reply_cb = NULL;
@@ -275,8 +283,11 @@ static void relay_fail(struct relay *r, const char *why)
 
 	if (st == RELAY_CLOSED)
 		return;
+	bool stale = r->reused_fresh;
+	if (stale)
+		why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
 	snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
-	if (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
+	if (!stale && st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
@@ -420,9 +431,13 @@ static void relay_send_ehlo(struct relay *r, enum relay_state next)
 {
 	char line[300];
 
+	/* We introduce ourselves; after XCLIENT (or behind PROXY v2) the client's own HELO
+	 * name stands in for it, as if the client had connected directly. */
+	bool as_client = next == RELAY_EHLO_XCLIENT ||
+	    r->gen->cfg->backends.client_identity == IDENTITY_PROXY_V2;
 	r->state = next;
 	snprintf(line, sizeof(line), "%s %s", r->b->kind == BACKEND_LMTP ? "LHLO" : "EHLO",
-	    r->helo[0] ? r->helo : r->gen->cfg->hostname);
+	    as_client && r->helo[0] ? r->helo : r->gen->cfg->hostname);
 	relay_send_line(r, line);
 }
 
@@ -627,6 +642,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	}
 	if (bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g)) != NULL) {
 		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
+		r->reused_fresh = true;
 		r->open_cb = cb;
 		r->arg = arg;
 		r->in_session = true;
@@ -685,8 +701,14 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	}
 }
 
+bool relay_text_is_stale(const char *text)
+{
+	return text && strstr(text, RELAY_STALE_TEXT) != NULL;
+}
+
 static void relay_on_reply(struct relay *r, int code, const char *text)
 {
+	r->reused_fresh = false;
 	switch (r->state) {
 	case RELAY_GREETING:
 	case RELAY_EHLO:
@@ -899,8 +921,14 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	relay_send_line(r, "DATA");
 }
 
+void relay_set_owner(struct relay *r, struct relay **owner)
+{
+	r->owner = owner;
+}
+
 void relay_release(struct relay *r, bool reusable)
 {
+	r->owner = NULL;
 	if (r->state == RELAY_CLOSED)
 		return;
 	r->open_cb = NULL;
@@ -929,6 +957,7 @@ void relay_abort(struct relay *r)
 {
 	if (r == NULL)
 		return;
+	r->owner = NULL;
 	r->in_session = false;
 	relay_close(r);
 }

@@ -37,6 +37,12 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 /* Done with it: reusable -> RSET and keep idle (or QUIT if the pool is full); otherwise
  * QUIT/close. No callback. */
 void relay_release(struct relay *r, bool reusable);
+/* Registers the owner's pointer to r: it is set to NULL if r closes on its own (the
+ * backend went away between commands), so the owner never uses a dead relay. */
+void relay_set_owner(struct relay *r, struct relay **owner);
+/* True when a failure text says a reused idle connection turned out dead before its first
+ * reply (the backend had closed it): retry on a fresh one, not a backend failure. */
+bool relay_text_is_stale(const char *text);
 /* Drops it now (no QUIT); no callback afterwards. */
 void relay_abort(struct relay *r);
 

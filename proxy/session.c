@@ -563,6 +563,10 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		s->eof = true;
 		s->reading = false;
 		uv_read_stop(st);
+		/* A client that half-closed after sending its last command (the final dot, say)
+		 * may still read the reply: finish the command in flight, then close. */
+		if (n == UV_EOF && s->state == SESSION_BUSY)
+			return;
 		/* A client gone mid-transaction: nothing was acknowledged, nothing is lost. */
 		session_close(s, n == UV_EOF ? "client_closed" : uv_strerror((int)n));
 		return;
@@ -723,6 +727,12 @@ static void session_est_mail_cb(void *arg, int code, const char *text)
 		s->est_done(s, code, text);	/* the sender is refused: a verdict, not a fault */
 		return;
 	}
+	if (code == 0 && relay_text_is_stale(text)) {
+		s->attempts--;
+		s->backend = NULL;
+		session_est_next(s);
+		return;
+	}
 	if (code / 100 != 2) {
 		session_est_fail(s, code, text, true);
 		return;
@@ -735,16 +745,35 @@ static void session_est_open_cb(void *arg, struct relay *r, int code, const char
 {
 	struct session *s = arg;
 
+	s->pending--;	/* the open was pending work: the session waited for it */
 	if (s->state == SESSION_CLOSING) {
 		if (r)
 			relay_release(r, true);
+		if (s->open_handles == 0 && s->pending == 0)
+			session_free(s);
 		return;
 	}
 	if (r == NULL) {
+		if (relay_text_is_stale(text)) {
+			/* A pooled connection the backend had dropped: not the backend's fault, and
+			 * not an attempt. Open another. */
+			s->attempts--;
+			s->backend = NULL;
+			session_est_next(s);
+			return;
+		}
 		session_est_fail(s, code, text, true);
 		return;
 	}
 	s->relay = r;
+	relay_set_owner(r, &s->relay);
+	if (s->env.mail_params && strcasestr(s->env.mail_params, "SMTPUTF8") && !relay_has_ext(r, "SMTPUTF8")) {
+		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
+		relay_release(r, true);
+		s->relay = NULL;
+		s->est_done(s, 553, "5.6.7 SMTPUTF8 is not supported by the destination");
+		return;
+	}
 	session_build_mail_line(s);
 	relay_command(r, s->mail_line, session_est_mail_cb, s);
 }
@@ -768,6 +797,7 @@ static void session_est_next(struct session *s)
 			s->est_done(s, 250, "2.0.0 Ok");
 			return;
 		}
+		s->pending++;
 		relay_open(s->w, b, &s->env, session_est_open_cb, s);
 		return;
 	}
@@ -1017,7 +1047,11 @@ static void session_rcpt_chain_cb(void *arg, const struct verdict *v)
 	}
 	if (s->relay == NULL && (s->backend == NULL || s->backend->kind != BACKEND_MAILDIR)) {
 		/* First recipient with routes, or the backend was lost: establish now. */
-		s->route = pool_route_for(s->wg->shared->pool, session_domain_of(s->pending_rcpt));
+		if (s->backend && s->backend->index < 64)
+			s->tried |= 1ULL << s->backend->index;
+		s->backend = NULL;
+		if (s->env.nrcpts == 0)
+			s->route = pool_route_for(s->wg->shared->pool, session_domain_of(s->pending_rcpt));
 		session_establish(s, session_rcpt_est_cb);
 		return;
 	}
@@ -1273,6 +1307,9 @@ static void session_deliver(struct session *s)
 	struct msgbuf *body = s->env.new_body ? s->env.new_body : s->msg;
 
 	if (s->backend == NULL || (s->relay == NULL && s->backend->kind != BACKEND_MAILDIR)) {
+		/* No connection (or it died between commands): replay on another backend. */
+		if (s->backend && s->backend->index < 64)
+			s->tried |= 1ULL << s->backend->index;
 		s->backend = NULL;
 		session_establish(s, session_deliver_est_cb);
 		return;
@@ -1762,6 +1799,11 @@ static void session_process(struct session *s)
 	session_flush(s);
 	if (s->state == SESSION_CLOSING)
 		return;
+	if (s->eof && (s->state == SESSION_COMMAND || s->state == SESSION_DATA)) {
+		/* The client half-closed: everything it sent is answered. */
+		session_close(s, "client_closed");
+		return;
+	}
 	if (s->state == SESSION_COMMAND) {
 		if (s->drain && s->env.mail_from == NULL) {
 			session_reply(s, "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
@@ -1769,7 +1811,10 @@ static void session_process(struct session *s)
 			session_flush(s);
 			return;
 		}
-		session_arm(s, s->cfg->limits.command_timeout);
+		/* The timeout runs from the start of a line: a client trickling one byte at a time
+		 * does not reset it (slowloris). */
+		if (linebuf_pending(&s->lb) == 0 || !uv_is_active((uv_handle_t *)&s->timer))
+			session_arm(s, s->cfg->limits.command_timeout);
 		if (s->out_blocked)
 			session_pause(s);
 		else

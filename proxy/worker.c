@@ -65,11 +65,19 @@ static void worker_close_cb(uv_handle_t *h)
 	(void)h;
 }
 
-/* Draining and nothing left: close our own handles so the loop ends. */
+static void worker_begin_drain(struct worker *w);
+
+/* Draining and nothing left: close our own handles so the loop ends. The stop flag may be
+ * seen here before the wakeup callback ran (it is set before uv_async_send), so the drain
+ * is begun here too: the listeners must close either way. */
 static void worker_maybe_finish(struct worker *w)
 {
 	if (!atomic_load(&w->stop) || w->sessions > 0 || w->gen == NULL)
 		return;
+	if (w->listening) {
+		worker_begin_drain(w);	/* calls back here once it has closed the listeners */
+		return;
+	}
 	relay_close_idle(w);
 	if (w->gen->sessions == 0) {
 		worker_gen_free(w->gen);
@@ -116,16 +124,24 @@ static void worker_wakeup_cb(uv_async_t *a)
 			}
 		}
 	}
-	if (atomic_load(&w->stop) && w->listening) {
-		w->listening = false;
-		for (int i = 0; i < w->nlisteners; i++)
-			uv_close((uv_handle_t *)&w->listeners[i], worker_close_cb);
-		session_drain_all(w, 0);
-		relay_close_idle(w);
-		uint64_t ms = w->gen ? w->gen->shared->cfg->limits.drain_timeout : 30000;
+	if (atomic_load(&w->stop) && w->listening)
+		worker_begin_drain(w);
+}
+
+/* Stop accepting, tell idle sessions, arm the drain deadline. Once per worker. */
+static void worker_begin_drain(struct worker *w)
+{
+	if (!w->listening)
+		return;
+	w->listening = false;
+	for (int i = 0; i < w->nlisteners; i++)
+		uv_close((uv_handle_t *)&w->listeners[i], worker_close_cb);
+	session_drain_all(w, 0);
+	relay_close_idle(w);
+	uint64_t ms = w->gen ? w->gen->shared->cfg->limits.drain_timeout : 30000;
+	if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
 		uv_timer_start(&w->drain_timer, worker_drain_timer_cb, ms, 0);
-		worker_maybe_finish(w);
-	}
+	worker_maybe_finish(w);
 }
 
 /* Thread body: listens on the worker's sockets and runs the loop until drained. */

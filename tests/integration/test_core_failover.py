@@ -5,7 +5,7 @@
   (every message a client saw 250 for is in a sink's dump), failover keeps delivering,
   the dead server is logged down and comes back when restarted.
 - a backend dying inside a transaction (after MAIL, after RCPT): replay or 4xx, no crash
-  (a known use-after-free: runs with MX_KNOWN_BUGS=1).
+  (once a use-after-free, fixed: relay_set_owner).
 - every backend down: 4xx, never 250 (swaks and raw clients).
 - a scripted backend that drops the connection after DATA's payload, answers 451 or is slow
   past backends.data_timeout: 4xx alone, delivered elsewhere when a healthy server exists.
@@ -95,13 +95,13 @@ mt.check(not bad_lines, 'under load and failover every log line is key=value (%s
 mx.stop()
 
 # ---------------------------------------------------------------- a backend dying inside one transaction
-# Known bug (MX_KNOWN_BUGS=1 runs it): when the backend connection of an open transaction
+# Was a known bug (fixed): when the backend connection of an open transaction
 # closes, relay_handle_closed_cb (relay.c:229) frees the relay but the session keeps the
 # pointer: the next RCPT uses it in relay_command (relay.c:806, via session_rcpt_send), the
 # end of data in relay_send_message (relay.c:878, via session_deliver). ASan: heap-use-after-
 # free; the release build aborts (glibc heap check) or hangs the session. The same bug makes
 # the kill-under-load test above fail now and then under ASan.
-for when in (('after MAIL', 'after RCPT') if mt.known_bug('backend dying inside a transaction: relay use-after-free')
+for when in (('after MAIL', 'after RCPT') if True
              else ()):
     pair = [mt.Backend(name='mid%d' % i) for i in range(2)]
     mx = mt.Mxgate(mt.config([b.url for b in pair], workers=1, backends={'health_check': {'interval': '60s'}}),
