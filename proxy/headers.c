@@ -109,30 +109,31 @@ void headers_append_field(struct strbuf *out, const char *name, const char *valu
 	}
 	strbuf_append(out, name, strlen(name));
 	strbuf_append(out, ": ", 2);
-	/* Copy words; fold before a word that would pass column 78 (RFC 5322 2.1.1). A value
-	 * that already contains folding keeps it; a bare CR or LF is never emitted. */
+	/* Copy words; fold before a word that would pass column 78 (RFC 5322 2.1.1). The
+	 * space between words is written only once we know the next word stays on the line,
+	 * so a fold never leaves a trailing blank. A bare CR or LF is never emitted. */
+	bool space = false;
 	while (*p) {
 		const char *w = p;
 		while (*p && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
 			p++;
 		size_t wl = (size_t)(p - w);
 		if (wl) {
-			if (col + wl > 78 && col > strlen(name) + 2) {
+			if (col + wl + (space ? 1 : 0) > 78 && col > strlen(name) + 2) {
 				strbuf_append(out, "\r\n\t", 3);
 				col = 1;
+			} else if (space) {
+				strbuf_append(out, " ", 1);
+				col++;
 			}
 			strbuf_append(out, w, wl);
 			col += wl;
+			space = false;
 		}
-		int sep = 0;
 		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
 			if (*p == ' ' || *p == '\t')
-				sep = 1;
+				space = true;
 			p++;
-		}
-		if (sep && *p) {
-			strbuf_append(out, " ", 1);
-			col++;
 		}
 	}
 	strbuf_append(out, "\r\n", 2);

@@ -94,14 +94,29 @@ static struct pool *main_get_pool(void)
 	return current ? current->pool : NULL;
 }
 
+static void main_rule_hit_cb(const char *name, uint64_t hits, void *arg)
+{
+	metrics_out_sample(arg, "rule", name, (double)hits);
+}
+
+/* Per-rule hit counters of the rules engine, as mxgate_rule_hits_total{rule="..."}. */
+static void main_collect_rule_hits(void *arg, struct metrics_out *out)
+{
+	(void)arg;
+	rules_foreach_counter(main_rule_hit_cb, out);
+}
+
 static void main_start_side_services(void)
 {
 	const struct mx_config *cfg = current->cfg;
 
 	health = health_start(main_loop, current->pool, cfg->backends.health_check.interval,
 	    cfg->backends.health_check.timeout, cfg->hostname);
-	if (cfg->metrics.listen && metrics == NULL)
+	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
+		metrics_register_family("rule_hits_total", "messages each scoring rule hit", "counter",
+		    main_collect_rule_hits, NULL);
+	}
 }
 
 static void main_reload(void)
