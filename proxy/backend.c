@@ -13,32 +13,35 @@
 #include <strings.h>
 #include <sys/un.h>
 
-/* Parses "host:port" / "[v6]:port" into sa. Numeric addresses, or names resolved once at
- * load time (getaddrinfo; config load runs off the loops). */
-static int backend_parse_hostport(const char *s, struct backend *b, const char **err)
+/* Parses "host[:port]" / "[v6][:port]" into sa (defport when no port is given). Numeric
+ * addresses, or names resolved once at load time (config load runs off the loops). */
+static int backend_parse_hostport(const char *s, struct backend *b, const char *defport, const char **err)
 {
 	char host[256];
-	const char *port;
+	const char *port = defport;
 	struct addrinfo hints, *res = NULL;
 
 	if (*s == '[') {
 		const char *e = strchr(s, ']');
-		if (e == NULL || e[1] != ':' || (size_t)(e - s - 1) >= sizeof(host)) {
+		if (e == NULL || (e[1] != ':' && e[1] != '\0') || (size_t)(e - s - 1) >= sizeof(host)) {
 			*err = "expected [address]:port";
 			return -1;
 		}
 		memcpy(host, s + 1, (size_t)(e - s - 1));
 		host[e - s - 1] = '\0';
-		port = e + 2;
+		if (e[1] == ':')
+			port = e + 2;
 	} else {
 		const char *c = strrchr(s, ':');
-		if (c == NULL || (size_t)(c - s) >= sizeof(host) || c == s) {
+		size_t hl = c ? (size_t)(c - s) : strlen(s);
+		if (hl == 0 || hl >= sizeof(host)) {
 			*err = "expected host:port";
 			return -1;
 		}
-		memcpy(host, s, (size_t)(c - s));
-		host[c - s] = '\0';
-		port = c + 1;
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		if (c)
+			port = c + 1;
 	}
 	if (*port == '\0' || strspn(port, "0123456789") != strlen(port) || atoi(port) <= 0 || atoi(port) > 65535) {
 		*err = "bad port";
@@ -63,11 +66,11 @@ int backend_parse_url(const char *url, struct backend *b, const char **err)
 	b->weight = 1;
 	if (strncasecmp(url, "smtp://", 7) == 0) {
 		b->kind = BACKEND_SMTP;
-		return backend_parse_hostport(url + 7, b, err);
+		return backend_parse_hostport(url + 7, b, "25", err);
 	}
 	if (strncasecmp(url, "lmtp://", 7) == 0) {
 		b->kind = BACKEND_LMTP;
-		return backend_parse_hostport(url + 7, b, err);
+		return backend_parse_hostport(url + 7, b, "24", err);
 	}
 	if (strncasecmp(url, "lmtp:unix:", 10) == 0) {
 		struct sockaddr_un *sun = (struct sockaddr_un *)&b->sa;
