@@ -87,6 +87,7 @@ struct relay {
 	struct tlsconn *tls;
 	const struct hook_env *open_env; /* while opening: the client to announce */
 	bool reused_fresh;               /* taken from the idle list, no reply seen since */
+	bool clean;                      /* no transaction open (after the final reply or RSET) */
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
 };
 
@@ -94,6 +95,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
 static void relay_close(struct relay *r);
 static int relay_max_idle(const struct relay *r);
+static void relay_park(struct relay *r);
 
 static const struct backends_config *relay_cfg(const struct relay *r)
 {
@@ -147,6 +149,20 @@ static int relay_write_raw(struct relay *r, const char *data, size_t len, bool p
 
 	if (r->state == RELAY_CLOSED)
 		return -1;
+	if (!pump && uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0) {
+		/* Straight into the kernel when nothing is queued (uv_try_write itself refuses
+		 * while a connect is pending or bytes are queued, so order is kept). */
+		buf = uv_buf_init((char *)data, (unsigned)len);
+		int n = uv_try_write((uv_stream_t *)&r->tcp, &buf, 1);
+		if (n == (int)len)
+			return 0;
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		} else if (n != UV_EAGAIN) {
+			return -1;
+		}
+	}
 	w = malloc(sizeof(*w) + len);
 	if (w == NULL)
 		return -1;
@@ -506,6 +522,7 @@ static void relay_ready(struct relay *r)
 	relay_open_fn cb = r->open_cb;
 
 	r->state = RELAY_READY;
+	r->clean = true;
 	r->open_cb = NULL;
 	r->open_env = NULL;
 	uv_timer_stop(&r->timer);
@@ -773,6 +790,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		relay_data_fn cb = r->data_cb;
 		r->data_cb = NULL;
 		r->state = RELAY_READY;
+		r->clean = true;	/* RFC 5321 4.1.1.4: the reply to the dot ends the transaction */
 		uv_timer_stop(&r->timer);
 		bool any_ok = false;
 		for (int i = 0; i < r->nrcpt; i++)
@@ -793,17 +811,13 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 	}
 	case RELAY_RSET:
 		uv_timer_stop(&r->timer);
-		if (code != 250 || r->w->nidle >= relay_max_idle(r) || atomic_load(&r->w->stop) ||
-		    r->gen != r->w->gen->shared) {
+		if (code != 250) {
 			r->state = RELAY_QUIT;
 			relay_send_line(r, "QUIT");
 			return;
 		}
-		r->state = RELAY_IDLE;
-		r->next_idle = r->w->idle;
-		r->w->idle = r;
-		r->w->nidle++;
-		uv_timer_start(&r->timer, relay_timeout_cb, RELAY_IDLE_MS, 0);
+		r->clean = true;
+		relay_park(r);
 		return;
 	case RELAY_QUIT:
 		relay_close(r);
@@ -813,6 +827,23 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		relay_close(r);
 		return;
 	}
+}
+
+/* A connection with no transaction open goes on the worker's idle list (or says QUIT when
+ * the list is full, the worker drains or a newer config generation is in force). */
+static void relay_park(struct relay *r)
+{
+	if (r->w->nidle >= relay_max_idle(r) || atomic_load(&r->w->stop) || r->w->gen == NULL ||
+	    r->gen != r->w->gen->shared) {
+		r->state = RELAY_QUIT;
+		relay_send_line(r, "QUIT");
+		return;
+	}
+	r->state = RELAY_IDLE;
+	r->next_idle = r->w->idle;
+	r->w->idle = r;
+	r->w->nidle++;
+	uv_timer_start(&r->timer, relay_timeout_cb, RELAY_IDLE_MS, 0);
 }
 
 static int relay_max_idle(const struct relay *r)
@@ -825,6 +856,7 @@ static int relay_max_idle(const struct relay *r)
 
 void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
 {
+	r->clean = false;
 	r->reply_cb = cb;
 	r->arg = arg;
 	r->state = RELAY_COMMAND;
@@ -945,6 +977,12 @@ void relay_release(struct relay *r, bool reusable)
 	}
 	if (reusable && r->gen->cfg->backends.client_identity != IDENTITY_PROXY_V2 &&
 	    r->gen->cfg->backends.pool_size > 0) {
+		if (r->clean) {
+			/* The last transaction ended with its final reply: no RSET needed. */
+			uv_timer_stop(&r->timer);
+			relay_park(r);
+			return;
+		}
 		r->state = RELAY_RSET;
 		relay_send_line(r, "RSET");
 		return;

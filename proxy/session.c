@@ -246,6 +246,21 @@ static int session_write_raw(struct session *s, const char *data, size_t len)
 
 	if (s->write_failed || uv_is_closing((uv_handle_t *)&s->tcp))
 		return -1;
+	/* Straight into the kernel when nothing is queued: saves the request and libuv's
+	 * epoll re-registration after every write; only the rest is queued. */
+	if (s->writes_inflight == 0) {
+		b = uv_buf_init((char *)data, (unsigned)len);
+		int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+		if (n == (int)len)
+			return 0;
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		} else if (n != UV_EAGAIN) {
+			s->write_failed = true;
+			return -1;
+		}
+	}
 	w = malloc(sizeof(*w) + len);
 	if (w == NULL)
 		return -1;
