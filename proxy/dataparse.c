@@ -222,6 +222,26 @@ dotstuff_encode(struct dotstuff *d, const char *in, size_t len, dataparse_out_fn
 {
     size_t i = 0;
     while (i < len) {
+        if (!d->last_cr && d->at_line_start && in[i] != '.') {
+            /* Fast path: a run of whole, well-formed CRLF lines none of which starts with
+             * "." goes out in one piece (memchr instead of a byte loop). */
+            size_t k = i;
+            while (k < len && in[k] != '.') {
+                const char *nl = memchr(in + k, '\n', len - k);
+                if (nl == NULL)
+                    break;
+                size_t n = (size_t)(nl - in);
+                if (n == k || in[n - 1] != '\r' || memchr(in + k, '\r', n - k) != in + n - 1)
+                    break;
+                k = n + 1;
+            }
+            if (k > i) {
+                if (out(arg, in + i, k - i) != 0)
+                    return -1;
+                i = k;
+                continue;
+            }
+        }
         if (d->last_cr) {
             d->last_cr = false;
             d->at_line_start = true;
