@@ -129,6 +129,39 @@ static struct backend *pool_find_url(struct pool *p, const char *url)
 	return NULL;
 }
 
+#define POOL_MAX_SCHED 4096
+
+/* Smooth weighted round robin (as nginx does it), computed once: each backend appears
+ * weight times, spread out (weights 5:5 alternate, 3:1 gives a a b a ...). Sets whose
+ * weights sum past POOL_MAX_SCHED get no schedule (the picker then hands out blocks). */
+static void pool_build_schedule(struct backend *const *set, size_t n, struct backend ***out, size_t *nout)
+{
+	long sum = 0, cur[64] = { 0 };
+
+	*out = NULL;
+	*nout = 0;
+	if (n == 0 || n > 64)
+		return;
+	for (size_t i = 0; i < n; i++)
+		sum += set[i]->weight;
+	if (sum <= 0 || sum > POOL_MAX_SCHED)
+		return;
+	*out = calloc((size_t)sum, sizeof(**out));
+	if (*out == NULL)
+		return;
+	for (long k = 0; k < sum; k++) {
+		size_t best = 0;
+		for (size_t i = 0; i < n; i++) {
+			cur[i] += set[i]->weight;
+			if (cur[i] > cur[best])
+				best = i;
+		}
+		cur[best] -= sum;
+		(*out)[k] = set[best];
+	}
+	*nout = (size_t)sum;
+}
+
 struct pool *pool_new(const struct mx_config *cfg, const char **err)
 {
 	const struct backends_config *bc = &cfg->backends;
@@ -176,6 +209,14 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			rt->servers[j] = pool_find_url(p, rv[r].servers.v[j]);
 		rt->nservers = rv[r].servers.n;
+		pool_build_schedule(rt->servers, rt->nservers, &rt->sched, &rt->nsched);
+	}
+	{
+		struct backend *set[64];
+		size_t n = p->nservers < 64 ? p->nservers : 64;
+		for (size_t i = 0; i < n; i++)
+			set[i] = &p->servers[i];
+		pool_build_schedule(set, n, &p->sched, &p->nsched);
 	}
 	return p;
 fail:
@@ -200,8 +241,10 @@ void pool_free(struct pool *p)
 			free(p->routes[r].domains[j]);
 		free(p->routes[r].domains);
 		free(p->routes[r].servers);
+		free(p->routes[r].sched);
 	}
 	free(p->routes);
+	free(p->sched);
 	free(p->servers);
 	free(p->extra);
 	free(p);
@@ -304,8 +347,12 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		return best;
 	}
 	default: {
-		/* Weighted round robin over the candidates: the cursor walks a virtual list
-		 * where each backend appears weight times, interleaved by position. */
+		/* Every backend of the set available: walk the smooth schedule. */
+		struct backend **sched = route ? p->routes[route - 1].sched : p->sched;
+		size_t nsched = route ? p->routes[route - 1].nsched : p->nsched;
+		if (n == total && sched)
+			return sched[atomic_fetch_add(rr, 1) % nsched];
+		/* Some are down or tried: weighted blocks over the candidates left. */
 		unsigned sum = 0;
 		for (size_t k = 0; k < n; k++)
 			sum += (unsigned)cand[k]->weight;

@@ -36,12 +36,14 @@ struct backend_route {
 	char **domains; size_t ndomains;  /* lowercase; "*.example.org" matches subdomains */
 	struct backend **servers; size_t nservers;
 	atomic_uint rr;                   /* this set's round-robin cursor */
+	struct backend **sched; size_t nsched; /* smooth weighted order, NULL if too long */
 };
 
 struct pool {
 	struct backend *servers; size_t nservers;        /* the default set */
 	struct backend *extra; size_t nextra;            /* servers only named in routes */
 	struct backend_route *routes; size_t nroutes;
+	struct backend **sched; size_t nsched;           /* default set's smooth weighted order */
 	int balance;                                     /* enum balance_mode */
 	int fall, rise;
 	atomic_uint rr;                                  /* round-robin cursor */

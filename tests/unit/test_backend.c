@@ -356,8 +356,6 @@ static void test_weighted_round_robin_interleaves(void **state)
 	int run = 0, maxrun = 0, prev = -1;
 
 	(void)state;
-	if (!known_bugs())
-		skip();   /* BUG: weighted round robin hands out blocks of `weight` picks */
 	p = pool_from("backends:\n  servers:\n"
 	    "    - { address: \"smtp://127.0.0.1:2601\", weight: 5 }\n"
 	    "    - { address: \"smtp://127.0.0.1:2602\", weight: 5 }\n", &cfg);
