@@ -156,8 +156,12 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 		main_reload();
 		return;
 	}
-	if (stopping++)
-		return;
+	if (stopping++) {
+		/* A second signal during the drain: the operator wants out now. */
+		log_event(LOG_LVL_WARNING, NULL, "event=exit reason=second_signal signal=%d", signum);
+		fflush(stderr);
+		_exit(0);
+	}
 	log_event(LOG_LVL_INFO, NULL, "event=shutdown signal=%d drain_timeout_ms=%llu", signum,
 	    (unsigned long long)current->cfg->limits.drain_timeout);
 	for (int i = 0; i < nworkers; i++)
@@ -168,9 +172,11 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	if (metrics)
 		metrics_stop(metrics);
 	metrics = NULL;
+	/* The signal handlers stay (a second signal ends the drain) but no longer keep the
+	 * main loop alive. */
 	uv_close((uv_handle_t *)&sig_hup, NULL);
-	uv_close((uv_handle_t *)&sig_term, NULL);
-	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_unref((uv_handle_t *)&sig_term);
+	uv_unref((uv_handle_t *)&sig_int);
 }
 
 /* One listening socket per worker and address, SO_REUSEPORT so the kernel spreads
