@@ -864,6 +864,27 @@ static void session_resume(struct session *s)
 	session_process(s);
 }
 
+/* Every stage's chain callback starts here: the chain is done, a filter's tarpit delay
+ * is noted, and false means the session closed meanwhile (nothing more to do). */
+static bool session_chain_returned(struct session *s, const struct verdict *v)
+{
+	s->chain_running = false;
+	if (v->delay_ms)
+		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
+	return s->state != SESSION_CLOSING;
+}
+
+/* A backend step failed: the backend's own reply, or 451 when none answered. */
+static void session_reply_backend_failure(struct session *s, const char *stage, int code, const char *text)
+{
+	if (code == 0) {
+		session_reply(s, "451 4.4.1 Service temporarily unavailable, try again later");
+		log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=%s reason=no_backend detail=\"%s\"", stage, text);
+	} else {
+		session_reply_text(s, code, text);
+	}
+}
+
 /* ---- HELO / EHLO ------------------------------------------------------------------- */
 
 static bool session_tls_offered(const struct session *s)
@@ -892,10 +913,7 @@ static void session_helo_chain_cb(void *arg, const struct verdict *v)
 {
 	struct session *s = arg;
 
-	s->chain_running = false;
-	if (v->delay_ms)
-		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
-	if (s->state == SESSION_CLOSING)
+	if (!session_chain_returned(s, v))
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
 		session_reply_verdict(s, v, "helo");
@@ -914,12 +932,7 @@ static void session_mail_est_cb(struct session *s, int code, const char *text)
 	if (code / 100 == 2) {
 		session_reply(s, "250 2.1.0 Ok");
 	} else {
-		if (code == 0) {
-			session_reply(s, "451 4.4.1 Service temporarily unavailable, try again later");
-			log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=mail reason=no_backend detail=\"%s\"", text);
-		} else {
-			session_reply_text(s, code, text);
-		}
+		session_reply_backend_failure(s, "mail", code, text);
 		session_txn_reset(s, false);
 		session_error(s);
 	}
@@ -930,10 +943,7 @@ static void session_mail_chain_cb(void *arg, const struct verdict *v)
 {
 	struct session *s = arg;
 
-	s->chain_running = false;
-	if (v->delay_ms)
-		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
-	if (s->state == SESSION_CLOSING)
+	if (!session_chain_returned(s, v))
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
 		session_reply_verdict(s, v, "mail");
@@ -999,12 +1009,7 @@ static void session_rcpt_est_cb(struct session *s, int code, const char *text)
 		session_rcpt_send(s);
 		return;
 	}
-	if (code == 0) {
-		session_reply(s, "451 4.4.1 Service temporarily unavailable, try again later");
-		log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=rcpt reason=no_backend detail=\"%s\"", text);
-	} else {
-		session_reply_text(s, code, text);
-	}
+	session_reply_backend_failure(s, "rcpt", code, text);
 	session_error(s);
 	session_rcpt_done(s);
 }
@@ -1049,10 +1054,7 @@ static void session_rcpt_chain_cb(void *arg, const struct verdict *v)
 {
 	struct session *s = arg;
 
-	s->chain_running = false;
-	if (v->delay_ms)
-		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
-	if (s->state == SESSION_CLOSING)
+	if (!session_chain_returned(s, v))
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
 		session_reply_verdict(s, v, "rcpt");
@@ -1101,10 +1103,7 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 {
 	struct session *s = arg;
 
-	s->chain_running = false;
-	if (v->delay_ms)
-		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
-	if (s->state == SESSION_CLOSING)
+	if (!session_chain_returned(s, v))
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
 		session_reply_verdict(s, v, "data");
@@ -1430,10 +1429,7 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 {
 	struct session *s = arg;
 
-	s->chain_running = false;
-	if (v->delay_ms)
-		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
-	if (s->state == SESSION_CLOSING)
+	if (!session_chain_returned(s, v))
 		return;
 	switch (v->action) {
 	case VERDICT_REJECT:
