@@ -16,7 +16,7 @@ notes = []
 
 def run(store, name):
     be_ok = h.Backend()
-    extra = ('reputation:\n  store: "%s"\n  bad_action: tempfail\n  flush_interval: 100ms\n'
+    extra = ('reputation:\n  store: "%s"\n  bad_action: tempfail\n  flush_interval: 100ms\n  timeout: 3s\n'
              '  allow: [198.18.77.0/24]\n  deny: [198.18.66.0/24, "2001:db8:66::/48"]\n') % store
     port = h.free_port()
     n = h.mxgate(h.config(port, be_ok.port, extra), name, port)
