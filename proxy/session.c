@@ -1502,7 +1502,25 @@ static void session_data_end(struct session *s)
 
 /* ---- command dispatch -------------------------------------------------------------- */
 
-/* Starts a stage's chain; the callback continues the command. */
+/* MAIL/RCPT parameters must be ones we announced (RFC 5321 4.1.1.11): false after
+ * replying 555 to the first one that is not. */
+static bool session_params_ok(struct session *s, const struct smtp_cmd *cmd, const char *const *allowed)
+{
+	for (size_t i = 0; i < cmd->nparams; i++) {
+		size_t k = 0;
+		while (allowed[k] && strcasecmp(allowed[k], cmd->params[i].key) != 0)
+			k++;
+		if (allowed[k] == NULL) {
+			session_reply(s, "555 5.5.4 Unsupported option: %.64s", cmd->params[i].key);
+			session_error(s);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Starts a stage's chain; the callback continues the command (at once when no module
+ * wants the stage: chain_run then completes synchronously). */
 static void session_run_chain(struct session *s, enum hook_stage st, chain_done_fn cb)
 {
 	s->tarpit_ms = 0;
@@ -1579,28 +1597,13 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 			session_error(s);
 			return;
 		}
-		for (size_t i = 0; i < cmd.nparams; i++) {
-			const char *k = cmd.params[i].key;
-			if (strcasecmp(k, "SIZE") && strcasecmp(k, "BODY") && strcasecmp(k, "SMTPUTF8") &&
-			    strcasecmp(k, "RET") && strcasecmp(k, "ENVID")) {
-				session_reply(s, "555 5.5.4 Unsupported option: %.64s", k);
-				session_error(s);
-				return;
-			}
-		}
+		if (!session_params_ok(s, &cmd, (const char *const[]){ "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", NULL }))
+			return;
 		session_txn_reset(s, true);
 		s->env.mail_from = strdup(cmd.addr);
 		s->env.mail_params = strdup(cmd.params_raw);
 		session_make_queue_id(s);
-		if (chain_wants(s->chain.mods, HOOK_MAIL)) {
-			session_run_chain(s, HOOK_MAIL, session_mail_chain_cb);
-			return;
-		}
-		session_enter_state(s, SESSION_BUSY);
-		{
-			struct verdict v = { 0 };
-			session_mail_chain_cb(s, &v);
-		}
+		session_run_chain(s, HOOK_MAIL, session_mail_chain_cb);
 		return;
 	case SMTP_RCPT:
 		if (s->env.mail_from == NULL) {
@@ -1612,14 +1615,8 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 			session_reply(s, "452 4.5.3 Error: too many recipients");
 			return;
 		}
-		for (size_t i = 0; i < cmd.nparams; i++) {
-			const char *k = cmd.params[i].key;
-			if (strcasecmp(k, "NOTIFY") && strcasecmp(k, "ORCPT")) {
-				session_reply(s, "555 5.5.4 Unsupported option: %.64s", k);
-				session_error(s);
-				return;
-			}
-		}
+		if (!session_params_ok(s, &cmd, (const char *const[]){ "NOTIFY", "ORCPT", NULL }))
+			return;
 		if (cmd.addr[0] == '\0') {
 			session_reply(s, "501 5.1.3 Bad recipient address syntax");
 			session_error(s);
@@ -1631,15 +1628,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		s->pending_rcpt_params = strdup(cmd.params_raw);
 		s->env.cur_rcpt = s->pending_rcpt;
 		s->env.cur_rcpt_params = s->pending_rcpt_params;
-		if (chain_wants(s->chain.mods, HOOK_RCPT)) {
-			session_run_chain(s, HOOK_RCPT, session_rcpt_chain_cb);
-			return;
-		}
-		session_enter_state(s, SESSION_BUSY);
-		{
-			struct verdict v = { 0 };
-			session_rcpt_chain_cb(s, &v);
-		}
+		session_run_chain(s, HOOK_RCPT, session_rcpt_chain_cb);
 		return;
 	case SMTP_DATA:
 		if (s->env.mail_from == NULL) {
@@ -1657,15 +1646,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 			session_error(s);
 			return;
 		}
-		if (chain_wants(s->chain.mods, HOOK_DATA)) {
-			session_run_chain(s, HOOK_DATA, session_data_chain_cb);
-			return;
-		}
-		session_enter_state(s, SESSION_BUSY);
-		{
-			struct verdict v = { 0 };
-			session_data_chain_cb(s, &v);
-		}
+		session_run_chain(s, HOOK_DATA, session_data_chain_cb);
 		return;
 	case SMTP_RSET:
 		session_txn_reset(s, true);
