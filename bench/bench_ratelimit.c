@@ -10,7 +10,7 @@
 #include "filters/gcra.h"
 #include "filters/ratelimit.h"
 #include "filters/ratelimit_local.h"
-#include "filters/redis_store.h"
+#include "store/redis.h"
 #include "proxy/log.h"
 
 #define NKEYS 10000

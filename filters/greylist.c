@@ -12,7 +12,7 @@
 #include "ratelimit.h"
 #include "ratelimit_local.h"
 #include "reputation.h"
-#include "redis_store.h"
+#include "store/redis.h"
 
 #define GL_KEY_MAX 700
 

@@ -17,7 +17,7 @@
 #include "proxy/msgbuf.h"
 #include "gcra.h"
 #include "ratelimit_local.h"
-#include "redis_store.h"
+#include "store/redis.h"
 
 /* ---- configuration ------------------------------------------------------------------- */
 

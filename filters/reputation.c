@@ -15,7 +15,7 @@
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "ratelimit.h"
-#include "redis_store.h"
+#include "store/redis.h"
 
 #define REP_KEY_MAX 80
 

@@ -10,7 +10,7 @@
 #include "filters/gcra.h"
 #include "filters/greylist.h"
 #include "filters/ratelimit.h"
-#include "filters/redis_store.h"
+#include "store/redis.h"
 #include "filters/reputation.h"
 #include "proxy/hook.h"
 
