@@ -9,6 +9,7 @@
 
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "ratelimit.h"
 #include "ratelimit_local.h"
 #include "reputation.h"
@@ -59,10 +60,10 @@ static size_t gl_lower(char *out, size_t outlen, const char *s)
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen)
 {
-	char net[64], snd[300], rc[300];
+	char net[NETADDR_PREFIX_STRLEN], snd[300], rc[300];
 
 	if (sender == NULL || rcpt == NULL ||
-	    ratelimit_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
+	    netaddr_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
 		return -1;
 	if (strlen(sender) >= sizeof(snd) || strlen(rcpt) >= sizeof(rc))
 		return -1;

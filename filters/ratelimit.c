@@ -1,7 +1,6 @@
 /* ratelimit.c — the rate-limit filter module, see ratelimit.h. */
 #include "ratelimit.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <libfyaml.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"
+#include "proxy/netaddr.h"
 #include "gcra.h"
 #include "ratelimit_local.h"
 #include "store/redis.h"
@@ -210,60 +210,6 @@ void ratelimit_safe_copy(const char *in, char *out, size_t outlen)
 
 /* ---- key values ------------------------------------------------------------------------ */
 
-/* Unwraps v4-mapped IPv6 into out4; returns the family to use. */
-static int rl_addr_family(const struct sockaddr *sa, struct in_addr *out4)
-{
-	if (sa->sa_family == AF_INET) {
-		*out4 = ((const struct sockaddr_in *)sa)->sin_addr;
-		return AF_INET;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			memcpy(&out4->s_addr, a->s6_addr + 12, 4);
-			return AF_INET;
-		}
-		return AF_INET6;
-	}
-	return -1;
-}
-
-int ratelimit_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6,
-    char *out, size_t outlen)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-	char buf[INET6_ADDRSTRLEN];
-	int fam = rl_addr_family(sa, &a4), n;
-
-	if (fam == AF_INET) {
-		uint32_t m = prefix_v4 <= 0 ? 0 : prefix_v4 >= 32 ? 0xffffffffu :
-		    ~(0xffffffffu >> prefix_v4);
-
-		a4.s_addr = htonl(ntohl(a4.s_addr) & m);
-		inet_ntop(AF_INET, &a4, buf, sizeof(buf));
-		n = snprintf(out, outlen, "%s/%d", buf, prefix_v4 < 0 ? 0 : prefix_v4 > 32 ? 32 : prefix_v4);
-	} else if (fam == AF_INET6) {
-		int p = prefix_v6 < 0 ? 0 : prefix_v6 > 128 ? 128 : prefix_v6;
-
-		a6 = ((const struct sockaddr_in6 *)sa)->sin6_addr;
-		for (int i = 0; i < 16; i++) {
-			int bits = p - i * 8;
-
-			if (bits <= 0)
-				a6.s6_addr[i] = 0;
-			else if (bits < 8)
-				a6.s6_addr[i] &= (uint8_t)(0xff << (8 - bits));
-		}
-		inet_ntop(AF_INET6, &a6, buf, sizeof(buf));
-		n = snprintf(out, outlen, "%s/%d", buf, p);
-	} else {
-		return -1;
-	}
-	return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
 /* Lowercases s into out; -1 when it does not fit (never key on a truncation). */
 static int rl_copy_lower(const char *s, char *out, size_t outlen)
 {
@@ -281,21 +227,17 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
     const char *rcpt, char *out, size_t outlen)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&env->client;
-	struct in_addr a4;
 	const char *at;
 
 	switch (r->key) {
 	case RATELIMIT_KEY_IP:
-		if (rl_addr_family(sa, &a4) == AF_INET)
-			return inet_ntop(AF_INET, &a4, out, (socklen_t)outlen) ? 0 : -1;
-		if (sa->sa_family == AF_INET6)
-			return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			    (socklen_t)outlen) ? 0 : -1;
-		if (env->client_ip[0])
+		if (netaddr_sockaddr_string(sa, out, outlen) >= 0)
+			return 0;
+		if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6 && env->client_ip[0])
 			return rl_copy_lower(env->client_ip, out, outlen);
 		return -1;
 	case RATELIMIT_KEY_IP_PREFIX:
-		return ratelimit_prefix_string(sa, (int)r->prefix_v4, (int)r->prefix_v6, out, outlen);
+		return netaddr_prefix_string(sa, (int)r->prefix_v4, (int)r->prefix_v6, out, outlen);
 	case RATELIMIT_KEY_HELO:
 		if (env->helo[0] == '\0')
 			return -1;

@@ -69,11 +69,6 @@ extern const struct hook_module ratelimit_module;
 /* Parses a limit: "10/60s", "1000/1h", or "10" when plain is allowed. 0 or -1. */
 int ratelimit_limit_parse(const char *s, bool plain_ok, struct ratelimit_limit *out);
 
-/* Writes the network of sa for the prefix lengths ("198.18.7.0/24", "2001:db8:1:2::/64");
- * v4-mapped IPv6 counts as IPv4. 0 or -1 (unknown family / too small buffer). */
-int ratelimit_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6,
-    char *out, size_t outlen);
-
 /* Writes the value a rule keys on for this session into out: the client address, its
  * prefix, the lowercased HELO, sender ("<>" for the null sender), sender domain, or
  * recipient (rcpt; NULL = env->cur_rcpt). Returns 0, or -1 when the session has no such

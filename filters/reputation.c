@@ -1,7 +1,6 @@
 /* reputation.c — per-IP / per-network reputation with decay, see reputation.h. */
 #include "reputation.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <lmdb.h>
 #include <math.h>
@@ -14,7 +13,7 @@
 
 #include "proxy/hook.h"
 #include "proxy/log.h"
-#include "ratelimit.h"
+#include "proxy/netaddr.h"
 #include "store/redis.h"
 
 #define REP_KEY_MAX 80
@@ -67,28 +66,10 @@ double reputation_score(const struct reputation_counts *ip, const struct reputat
 int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, char *ipkey,
     size_t iplen, char *netkey, size_t netlen)
 {
-	char ip[INET6_ADDRSTRLEN], net[INET6_ADDRSTRLEN + 8];
-	const void *a;
-	int fam = sa->sa_family;
-	struct in_addr a4;
+	char ip[NETADDR_STRLEN], net[NETADDR_PREFIX_STRLEN];
 
-	if (fam == AF_INET) {
-		a = &((const struct sockaddr_in *)sa)->sin_addr;
-	} else if (fam == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-
-		a = a6;
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			memcpy(&a4, a6->s6_addr + 12, 4);
-			a = &a4;
-			fam = AF_INET;
-		}
-	} else {
-		return -1;
-	}
-	if (inet_ntop(fam, a, ip, sizeof(ip)) == NULL)
-		return -1;
-	if (ratelimit_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
+	if (netaddr_sockaddr_string(sa, ip, sizeof(ip)) < 0 ||
+	    netaddr_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
 		return -1;
 	if ((size_t)snprintf(ipkey, iplen, "ip:%s", ip) >= iplen ||
 	    (size_t)snprintf(netkey, netlen, "net:%s", net) >= netlen)

@@ -10,6 +10,7 @@
 #include "filters/spf.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 
 #include <spf2/spf.h>
 #include <spf2/spf_dns_zone.h>
@@ -246,18 +247,23 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 	const char *exp;
 	struct in_addr a4;
 	struct in6_addr a6;
+	struct netaddr na;
 
 	c->result = SPF_R_TEMPERROR;
 	c->explanation[0] = '\0';
 	req = SPF_request_new(e->srv);
 	if (req == NULL)
 		return;
-	if (inet_pton(AF_INET, c->ip, &a4) == 1)
-		SPF_request_set_ipv4(req, a4);
-	else if (inet_pton(AF_INET6, c->ip, &a6) == 1)
-		SPF_request_set_ipv6(req, a6);
-	else
+	/* a v4-mapped client is checked as IPv4 (ip4 mechanisms, A records) */
+	if (netaddr_from_string(c->ip, &na) < 0)
 		goto done;
+	if (na.family == AF_INET) {
+		memcpy(&a4, na.b, 4);
+		SPF_request_set_ipv4(req, a4);
+	} else {
+		memcpy(&a6, na.b, 16);
+		SPF_request_set_ipv6(req, a6);
+	}
 	if (c->helo[0] != '\0')
 		SPF_request_set_helo_dom(req, c->helo);
 	/* "" makes libspf2 check postmaster@<helo> (RFC 7208 2.4) */
@@ -469,22 +475,6 @@ static void spf_timeout_cb(uv_timer_t *t)
 	spf_session_complete(s, &c);
 }
 
-/* The client's address as text, v4-mapped shown as IPv4. */
-static void spf_client_addr(const struct sockaddr_storage *ss, char *out, size_t outlen)
-{
-	out[0] = '\0';
-	if (ss->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)outlen);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a))
-			inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)outlen);
-		else
-			inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
-	}
-}
-
 static void spf_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct spf_worker *w = wstate;
@@ -530,7 +520,7 @@ static void spf_run(void *wstate, int slot, struct hook_call *call)
 	wk->engine = w->engine;
 	w->engine->refs++;
 	wk->owner = s;
-	spf_client_addr(&env->client, wk->chk.ip, sizeof(wk->chk.ip));
+	netaddr_sockaddr_string((const struct sockaddr *)&env->client, wk->chk.ip, sizeof(wk->chk.ip));
 	snprintf(wk->chk.helo, sizeof(wk->chk.helo), "%s", env->helo);
 	snprintf(wk->chk.sender, sizeof(wk->chk.sender), "%s", env->mail_from);
 	s->in = wk->chk;
