@@ -316,7 +316,7 @@ struct rl_worker {
 	size_t nrules;
 	uv_loop_t *loop;
 	int worker;
-	struct ratelimit_local *local;
+	struct local_table *local;
 	struct redis_store *rs;        /* NULL for store: local */
 	int lua_gcra, lua_acquire;
 	unsigned stages;
@@ -415,7 +415,7 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	w->loop = loop;
 	w->worker = worker;
 	w->rule_ok = calloc(w->nrules, sizeof(*w->rule_ok));
-	w->local = ratelimit_local_global((size_t)c->max_keys);
+	w->local = local_table_shared((size_t)c->max_keys);
 	if (w->rule_ok == NULL || w->local == NULL)
 		goto fail;
 	pthread_once(&rl_node_once, rl_node_init);
@@ -710,7 +710,7 @@ static void rl_release_held(struct rl_session *s)
 			if (w->rs)
 				redis_store_command(w->rs, 3, argv, NULL, NULL, NULL, NULL);
 		} else {
-			ratelimit_local_release(w->local, s->held[i].key);
+			ratelimit_local_release(w->local, s->held[i].key, rl_now_ns());
 		}
 	}
 	free(s->held);

@@ -8,8 +8,9 @@
  * other filters to exempt the client); <= bad_threshold -> REP_BAD and bad_action
  * (tempfail 421 4.7.0 | reject 550 5.7.1 | delay | score only).
  *
- * Stores: "lmdb:/dir" (default /var/lib/mxgate/reputation; survives restarts; reads inline
- * from the map, writes batched per worker and applied in the libuv thread pool) or
+ * Stores: "lmdb:/dir" (default /var/lib/mxgate/reputation; survives restarts; records
+ * "ip:…" and "net:…" in the store/lmdb_store.h environment: reads inline from the map,
+ * writes batched per worker and applied in the libuv thread pool) or
  * "redis://host:port[/db]" (shared by every node; one script per update, decay on the
  * server's clock; unreachable -> no score, never a delay beyond `timeout`).
  *
@@ -80,6 +81,11 @@ struct reputation_counts {
  * the future (clock step) ages nothing. */
 void reputation_decay(struct reputation_counts *rc, uint64_t now_ms, uint64_t half_life_ms);
 
+/* Counts one outcome at now_ms: decays rc (reputation_decay), then adds 1 to o's count.
+ * This is the LMDB update (store/lmdb_store.h merge) and the Redis script's arithmetic. */
+void reputation_add(struct reputation_counts *rc, enum reputation_outcome o, uint64_t now_ms,
+    uint64_t half_life_ms);
+
 /* Score in [-1, 1] from the IP's and its network's (already decayed) counts:
  * (good - bad) / (good + bad + prior), good = accepted, bad = rejected + 0.25 tempfailed +
  * spam + 2 virus, the network's counts weighted by prefix_weight. net may be NULL. */
@@ -89,26 +95,5 @@ double reputation_score(const struct reputation_counts *ip, const struct reputat
 /* Store keys: "ip:198.18.7.7" and "net:198.18.7.0/24" (v4-mapped IPv6 as IPv4). 0 or -1. */
 int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, char *ipkey,
     size_t iplen, char *netkey, size_t netlen);
-
-/* ---- the LMDB store, exposed for tests and tools --------------------------------------- */
-
-struct reputation_db;
-/* Opens (creating the directory) the database at dir. NULL on failure (logged). */
-struct reputation_db *reputation_db_open(const char *dir, uint64_t map_size);
-void reputation_db_close(struct reputation_db *db);
-/* Reads key's counts (zeroes when absent). 0, or -1 on error. */
-int reputation_db_get(struct reputation_db *db, const char *key, struct reputation_counts *out);
-/* Applies n (key, outcome) updates at now_ms in one write transaction. 0 or -1. */
-int reputation_db_apply(struct reputation_db *db, const char *const *keys,
-    const enum reputation_outcome *outcomes, size_t n, uint64_t now_ms, uint64_t half_life_ms);
-
-/* Raw access for other filters sharing the environment (greylist keys "gl:…"; every raw
- * record starts with a uint64_t expiry in wall-clock ms and is dropped after it): get
- * returns 1 (found, *len set, at most cap bytes copied), 0 (absent) or -1; put_many writes
- * n records in one transaction (len 0 deletes), 0 or -1. */
-int reputation_db_get_raw(struct reputation_db *db, const char *key, void *val, size_t cap,
-    size_t *len);
-int reputation_db_put_many(struct reputation_db *db, const char *const *keys,
-    const void *const *vals, const size_t *lens, size_t n);
 
 #endif

@@ -4,9 +4,9 @@
  * write transaction per batch.
  *
  * Keys are bytes (at most lmdb_store_max_key() long, 511 with Debian's liblmdb); each user
- * keeps its records under its own key prefix ("ip:", "net:", "gl:" ...) in the one unnamed
- * database. A writer names its prefix and may give a sweep rule: about once an hour a batch of
- * that writer also drops the prefix's records the rule calls expired.
+ * keeps its records under its own key prefixes ("ip:", "net:", "gl:" ...) in the one unnamed
+ * database. A writer names its prefixes and may give a sweep rule: about once an hour (per
+ * prefix and environment) one of its batches also drops the records the rule calls expired.
  *
  * Durability: the map is written back by the OS (MDB_NOSYNC): a process restart loses
  * nothing that was committed, a power loss at most the last seconds. What is still queued
@@ -77,10 +77,11 @@ typedef bool (*lmdb_expired_fn)(const void *key, size_t klen, const void *val, s
     uint64_t now_ms, const void *ctx);
 
 struct lmdb_writer_config {
-	const char *prefix;         /* key prefix this writer owns and sweeps; NULL = none */
+	const char *const *sweep_prefixes; /* NULL-terminated (at most 4, each < 32 bytes): the
+	                                    * key prefixes this writer owns and sweeps */
 	lmdb_merge_fn merge;        /* for lmdb_writer_merge; NULL = merges are refused */
-	lmdb_expired_fn expired;    /* sweep rule for prefix; NULL = no sweep */
-	uint64_t sweep_interval;    /* ms between sweeps of prefix in this environment; 0 = 1 h */
+	lmdb_expired_fn expired;    /* sweep rule for those prefixes; NULL = no sweep */
+	uint64_t sweep_interval;    /* ms between sweeps of a prefix in this environment; 0 = 1 h */
 	const void *ctx;            /* copied (ctx_len bytes) into the writer: it may outlive */
 	size_t ctx_len;             /*   the caller's config (a batch still in the pool) */
 	uint64_t flush_interval;    /* ms between batches; 0 = 500 ms */
@@ -88,20 +89,24 @@ struct lmdb_writer_config {
 	const char *name;           /* module name for logs ("reputation") */
 };
 
-/* A writer on loop (its owner's worker loop; NULL = every flush is applied synchronously in
- * the calling thread, for tools and the offline `learn` command). Takes a reference on st.
- * NULL when out of memory or cfg is invalid. Use the writer on its loop's thread only. */
+/* A writer on loop (its owner's worker loop; the flush timer starts with the first update,
+ * so a writer may be made on another thread before the loop runs). loop NULL: no pool, no
+ * timer — updates wait for lmdb_writer_flush (or a full queue) and are applied in the calling
+ * thread, for tools and the offline `learn` command. Takes a reference on st. NULL when out
+ * of memory or cfg is invalid. Use a writer on one thread only (its loop's). */
 struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
     const struct lmdb_writer_config *cfg);
-/* Applies what is still queued synchronously (the loop may not run long enough for a pool
- * round trip), stops the timer; memory and the store reference go once the timer is closed
- * and no batch is in the pool, so the loop must run on. Pending flush callbacks are called
- * (status 0 or -1) before the writer goes. NULL is a no-op. */
+/* Applies what is still queued here and now (the loop may not run long enough for a pool
+ * round trip), after the batch in the pool if there is one (taken back when it has not
+ * started, else waited for: one transaction), so the order of updates holds; stops the timer.
+ * Memory and the store reference go once the timer is closed, so the loop must run on.
+ * Pending flush callbacks are called (status 0 or -1) before this returns. NULL is a no-op. */
 void lmdb_writer_free(struct lmdb_writer *w);
 
-/* Queues a put (vlen > 0) / delete / merge of key for the next batch; the data is copied.
- * 0, or -1 (key empty or longer than lmdb_store_max_key, value over LMDB_STORE_VALUE_MAX, no
- * merge function, out of memory, or the queue is full: the update is dropped and counted). */
+/* Queues a put (vlen > 0; 0 is a delete) / delete / merge of key for the next batch; the data
+ * is copied. 0, or -1 (key empty or longer than lmdb_store_max_key, value over
+ * LMDB_STORE_VALUE_MAX, no merge function, out of memory, or the queue is full: the update is
+ * dropped, counted and logged once a minute, event=lmdb_queue_full). */
 int lmdb_writer_put(struct lmdb_writer *w, const void *key, size_t klen, const void *val,
     size_t vlen);
 int lmdb_writer_del(struct lmdb_writer *w, const void *key, size_t klen);
@@ -121,7 +126,8 @@ typedef void (*lmdb_writer_done_cb)(void *arg, int status);
 /* Hands what is queued to the pool now instead of at the next tick; done (may be NULL) is
  * called once that batch (and any batch before it) is applied. Batches of one writer are
  * applied one at a time, in order. Returns 0 (done will be called later, never from inside
- * this call), 1 (nothing queued or in flight: done is not called) or -1 (out of memory). */
+ * this call — except without a loop, where the batch is applied and done called before the
+ * return), 1 (nothing queued or in flight: done is not called) or -1 (out of memory). */
 int lmdb_writer_flush(struct lmdb_writer *w, lmdb_writer_done_cb done, void *arg);
 
 struct lmdb_writer_stats {
