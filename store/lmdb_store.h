@@ -100,7 +100,9 @@ struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
  * round trip), after the batch in the pool if there is one (taken back when it has not
  * started, else waited for: one transaction), so the order of updates holds; stops the timer.
  * Memory and the store reference go once the timer is closed, so the loop must run on.
- * Pending flush callbacks are called (status 0 or -1) before this returns. NULL is a no-op. */
+ * Every pending flush callback is called (status 0 or -1): before this returns, except those
+ * of a batch the pool had already applied, which come from its completion on the loop.
+ * NULL is a no-op. */
 void lmdb_writer_free(struct lmdb_writer *w);
 
 /* Queues a put (vlen > 0; 0 is a delete) / delete / merge of key for the next batch; the data
