@@ -1,7 +1,7 @@
 /* clamd.c — virus scanning through clamd's zINSTREAM, as a built-in plugin. */
 #include "clamd.h"
-#include "pconn.h"
 #include "plugins.h"
+#include "scanner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +23,10 @@ struct clamd_inst {
 struct clamd_scan {
 	struct clamd_inst *ci;
 	struct mxgate_call *call;
-	struct pconn *conn;
+	struct scanner *scan;
 	const char *msg;
 	size_t len;
-	char reply[CLAMD_REPLY_MAX + 1];
+	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
 };
 
@@ -70,7 +70,7 @@ static void clamd_scan_free(struct clamd_scan *sc)
 {
 	if (sc == NULL)
 		return;
-	pconn_close(sc->conn);
+	scanner_free(sc->scan);
 	free(sc);
 }
 
@@ -115,12 +115,13 @@ static void clamd_verdict(struct clamd_scan *sc)
 	}
 }
 
-/* Queues zINSTREAM, the chunks and the terminator. 0 or -1. */
-static int clamd_send(struct clamd_scan *sc)
+/* Connected: queues zINSTREAM, the chunks and the terminator. 0 or -1. */
+static int clamd_send(struct scanner *scan, void *arg)
 {
+	struct clamd_scan *sc = arg;
 	size_t off = 0;
 
-	if (pconn_write(sc->conn, "zINSTREAM", 10, NULL) < 0)
+	if (scanner_write(scan, "zINSTREAM", 10, NULL) < 0)
 		return -1;
 	while (off < sc->len) {
 		size_t n = sc->len - off > CLAMD_CHUNK ? CLAMD_CHUNK : sc->len - off;
@@ -134,51 +135,46 @@ static int clamd_send(struct clamd_scan *sc)
 		hdr[3] = (unsigned char)n;
 		/* The chunk is borrowed from the message, stable until the call completes; closing
 		 * the connection drops unsent writes. */
-		if (pconn_write(sc->conn, hdr, 4, hdr) < 0 || pconn_write(sc->conn, sc->msg + off, n, NULL) < 0)
+		if (scanner_write(scan, hdr, 4, hdr) < 0 || scanner_write(scan, sc->msg + off, n, NULL) < 0)
 			return -1;
 		off += n;
 	}
-	return pconn_write(sc->conn, "\0\0\0\0", 4, NULL);
+	return scanner_write(scan, "\0\0\0\0", 4, NULL);
 }
 
-static void clamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
-    int err, void *arg)
+/* clamd ends its reply with a NUL (z commands); a reply at the bound, or one the peer
+ * closed or reset after (e.g. "INSTREAM size limit exceeded. ERROR"), is read as it is. */
+static int clamd_complete(const char *reply, size_t len, bool eof, void *arg)
+{
+	return eof || len >= CLAMD_REPLY_MAX || memchr(reply, '\0', len) ? 0 : 1;
+}
+
+static void clamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
 {
 	struct clamd_scan *sc = arg;
+	const char *nul;
 
-	switch (ev) {
-	case PCONN_CONNECTED:
-		if (clamd_send(sc) < 0)
-			return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-write");
-		return;
-	case PCONN_DATA: {
-		size_t take = len;
-		const char *nul;
-
-		if (take > CLAMD_REPLY_MAX - sc->rlen)
-			take = CLAMD_REPLY_MAX - sc->rlen;
-		memcpy(sc->reply + sc->rlen, data, take);
-		sc->rlen += take;
-		sc->reply[sc->rlen] = '\0';
-		nul = memchr(sc->reply, '\0', sc->rlen);
-		if (nul || sc->rlen >= CLAMD_REPLY_MAX) {
-			if (nul)
-				sc->rlen = (size_t)(nul - sc->reply);
-			return clamd_verdict(sc);
-		}
-		return;
-	}
-	case PCONN_EOF:
-		if (sc->rlen > 0)
-			return clamd_verdict(sc);
-		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-closed");
-	default:
+	if (err)
 		sc->ci->host->log(sc->call, 2, "event=clamd_error error=\"%s\"", uv_strerror(err));
-		if (sc->rlen > 0)   /* e.g. "INSTREAM size limit exceeded. ERROR" then reset */
-			return clamd_verdict(sc);
+	switch (st) {
+	case SCANNER_OK:
+		nul = memchr(reply, '\0', len);
+		sc->reply = reply;
+		sc->rlen = nul ? (size_t)(nul - reply) : len;
+		return clamd_verdict(sc);
+	case SCANNER_CLOSED:
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-closed");
+	case SCANNER_SEND_FAILED:
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-write");
+	case SCANNER_UNREACHABLE:
+	case SCANNER_IO_ERROR:
 		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-unreachable");
+	default:
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-error");
 	}
 }
+
+static const struct scanner_codec clamd_codec = { clamd_send, clamd_complete, clamd_done };
 
 static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
     void **instance, char *err, size_t errlen)
@@ -257,8 +253,8 @@ static void clamd_on_eom(void *instance, struct mxgate_call *c)
 		    (unsigned long long)ci->max_size);
 		sc->len = ci->max_size;
 	}
-	sc->conn = pconn_new(h->loop(c), &ci->addr, clamd_event_cb, sc);
-	if (sc->conn == NULL) {
+	sc->scan = scanner_start(h->loop(c), &ci->addr, &clamd_codec, CLAMD_REPLY_MAX, 0, sc);
+	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "clamd-unreachable");
 	}

@@ -1,8 +1,8 @@
 /* rspamd.c — rspamd /checkv2 over HTTP/1.1 as a built-in plugin, with a small bounded JSON
  * reader for the fields we use (no JSON library among the dependencies). */
 #include "rspamd.h"
-#include "pconn.h"
 #include "plugins.h"
+#include "scanner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,19 +335,19 @@ struct rspamd_inst {
 struct rspamd_scan {
 	struct rspamd_inst *ri;
 	struct mxgate_call *call;
-	struct pconn *conn;
+	struct scanner *scan;
 	const char *msg;
 	size_t len;
-	char *reply;
+	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
+	const char *send_error;      /* why the request was not sent */
 };
 
 static void rspamd_scan_free(struct rspamd_scan *sc)
 {
 	if (sc == NULL)
 		return;
-	pconn_close(sc->conn);
-	free(sc->reply);
+	scanner_free(sc->scan);
 	free(sc);
 }
 
@@ -425,66 +425,84 @@ static void rspamd_hdr(char *buf, size_t cap, size_t *n, const char *name, const
 		*n += (size_t)w;
 }
 
-static void rspamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
-    int err, void *arg)
+/* Connected: the /checkv2 request with the envelope as headers, then the message. 0 or -1
+ * (sc->send_error says why). */
+static int rspamd_send(struct scanner *scan, void *arg)
 {
 	struct rspamd_scan *sc = arg;
 	const struct mxgate_host *h = sc->ri->host;
 	struct mxgate_call *c = sc->call;
+	size_t cap = 8192, n = 0;
+	char *req = malloc(cap), lenbuf[32];
+	int w;
 
-	switch (ev) {
-	case PCONN_CONNECTED: {
-		size_t cap = 8192, n = 0;
-		char *req = malloc(cap), lenbuf[32];
-		int w;
-
-		if (req == NULL)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "out of memory");
-		w = snprintf(req, cap, "POST /checkv2 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", sc->ri->hostport);
-		n = (size_t)w;
-		snprintf(lenbuf, sizeof(lenbuf), "%zu", sc->len);
-		rspamd_hdr(req, cap, &n, "Content-Length", lenbuf);
-		rspamd_hdr(req, cap, &n, "Password", sc->ri->password);
-		rspamd_hdr(req, cap, &n, "IP", h->get(c, MXGATE_CLIENT_IP));
-		rspamd_hdr(req, cap, &n, "Helo", h->get(c, MXGATE_HELO));
-		rspamd_hdr(req, cap, &n, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
-		rspamd_hdr(req, cap, &n, "From", h->get(c, MXGATE_MAIL_FROM));
-		rspamd_hdr(req, cap, &n, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
-		rspamd_hdr(req, cap, &n, "User", h->get(c, MXGATE_AUTH_USER));
-		rspamd_hdr(req, cap, &n, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
-		for (size_t i = 0; i < h->rcpt_count(c) && i < 100; i++)
-			rspamd_hdr(req, cap, &n, "Rcpt", h->rcpt_at(c, i));
-		if (n + 2 >= cap) {
-			free(req);
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-request");
-		}
-		memcpy(req + n, "\r\n", 2);
-		n += 2;
-		if (pconn_write(sc->conn, req, n, req) < 0 || pconn_write(sc->conn, sc->msg, sc->len, NULL) < 0)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-write");
-		return;
+	if (req == NULL) {
+		sc->send_error = "out of memory";
+		return -1;
 	}
-	case PCONN_DATA: {
-		char *nr;
-
-		if (sc->rlen + len > RSPAMD_REPLY_MAX)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply-too-big");
-		nr = realloc(sc->reply, sc->rlen + len + 1);
-		if (nr == NULL)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "out of memory");
-		sc->reply = nr;
-		memcpy(sc->reply + sc->rlen, data, len);
-		sc->rlen += len;
-		sc->reply[sc->rlen] = '\0';
-		return rspamd_try_verdict(sc, false);
+	w = snprintf(req, cap, "POST /checkv2 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", sc->ri->hostport);
+	n = (size_t)w;
+	snprintf(lenbuf, sizeof(lenbuf), "%zu", sc->len);
+	rspamd_hdr(req, cap, &n, "Content-Length", lenbuf);
+	rspamd_hdr(req, cap, &n, "Password", sc->ri->password);
+	rspamd_hdr(req, cap, &n, "IP", h->get(c, MXGATE_CLIENT_IP));
+	rspamd_hdr(req, cap, &n, "Helo", h->get(c, MXGATE_HELO));
+	rspamd_hdr(req, cap, &n, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
+	rspamd_hdr(req, cap, &n, "From", h->get(c, MXGATE_MAIL_FROM));
+	rspamd_hdr(req, cap, &n, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
+	rspamd_hdr(req, cap, &n, "User", h->get(c, MXGATE_AUTH_USER));
+	rspamd_hdr(req, cap, &n, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
+	for (size_t i = 0; i < h->rcpt_count(c) && i < 100; i++)
+		rspamd_hdr(req, cap, &n, "Rcpt", h->rcpt_at(c, i));
+	if (n + 2 >= cap) {
+		free(req);
+		sc->send_error = "rspamd-request";
+		return -1;
 	}
-	case PCONN_EOF:
+	memcpy(req + n, "\r\n", 2);
+	n += 2;
+	sc->send_error = "rspamd-write";
+	if (scanner_write(scan, req, n, req) < 0 || scanner_write(scan, sc->msg, sc->len, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+/* A whole HTTP response (by Content-Length, or at the close), or a malformed one: either way
+ * the verdict reads it. */
+static int rspamd_complete(const char *reply, size_t len, bool eof, void *arg)
+{
+	const char *body;
+	size_t blen;
+	int status;
+
+	return rspamd_http_parse(reply, len, eof, &status, &body, &blen) == 1 ? 1 : 0;
+}
+
+static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
+{
+	struct rspamd_scan *sc = arg;
+
+	if (err && st == SCANNER_OK)      /* a whole reply, then a reset: the reply stands */
+		sc->ri->host->log(sc->call, 2, "event=rspamd_error error=\"%s\"", uv_strerror(err));
+	switch (st) {
+	case SCANNER_OK:
+	case SCANNER_CLOSED:
+	case SCANNER_BAD_REPLY:
+		sc->reply = reply;
+		sc->rlen = len;
 		return rspamd_try_verdict(sc, true);
+	case SCANNER_TOO_BIG:
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply-too-big");
+	case SCANNER_SEND_FAILED:
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, sc->send_error);
 	default:
-		h->log(c, 2, "event=rspamd_error error=\"%s\"", uv_strerror(err));
+		sc->ri->host->log(sc->call, 2, "event=rspamd_error error=\"%s\"",
+		    err ? uv_strerror(err) : scanner_status_name(st));
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");
 	}
 }
+
+static const struct scanner_codec rspamd_codec = { rspamd_send, rspamd_complete, rspamd_done };
 
 static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
     void **instance, char *err, size_t errlen)
@@ -558,8 +576,8 @@ static void rspamd_on_eom(void *instance, struct mxgate_call *c)
 	sc->call = c;
 	sc->msg = msg;
 	sc->len = len;
-	sc->conn = pconn_new(h->loop(c), &ri->addr, rspamd_event_cb, sc);
-	if (sc->conn == NULL) {
+	sc->scan = scanner_start(h->loop(c), &ri->addr, &rspamd_codec, RSPAMD_REPLY_MAX, 0, sc);
+	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");
 	}

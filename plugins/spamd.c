@@ -1,7 +1,7 @@
 /* spamd.c — SpamAssassin scoring through spamd's SPAMC/1.5 SYMBOLS command. */
 #include "spamd.h"
-#include "pconn.h"
 #include "plugins.h"
+#include "scanner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +20,10 @@ struct spamd_inst {
 struct spamd_scan {
 	struct spamd_inst *si;
 	struct mxgate_call *call;
-	struct pconn *conn;
+	struct scanner *scan;
 	const char *msg;
 	size_t len;
-	char *reply;
+	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
 	bool overflow;
 };
@@ -94,8 +94,7 @@ static void spamd_scan_free(struct spamd_scan *sc)
 {
 	if (sc == NULL)
 		return;
-	pconn_close(sc->conn);
-	free(sc->reply);
+	scanner_free(sc->scan);
 	free(sc);
 }
 
@@ -147,51 +146,46 @@ static void spamd_verdict(struct spamd_scan *sc)
 	spamd_scan_end(sc, MXGATE_CONTINUE, NULL);
 }
 
-static void spamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
-    int err, void *arg)
+/* Connected: the SYMBOLS request header, then the message. 0 or -1. */
+static int spamd_send(struct scanner *scan, void *arg)
 {
 	struct spamd_scan *sc = arg;
-	char hdr[256];
+	char hdr[256], *h;
 	int n;
 
-	switch (ev) {
-	case PCONN_CONNECTED:
-		n = snprintf(hdr, sizeof(hdr), "SYMBOLS SPAMC/1.5\r\nContent-length: %zu\r\n%s%s%s\r\n",
-		    sc->len, sc->si->user[0] ? "User: " : "", sc->si->user, sc->si->user[0] ? "\r\n" : "");
-		{
-			char *h = strndup(hdr, (size_t)n);
+	n = snprintf(hdr, sizeof(hdr), "SYMBOLS SPAMC/1.5\r\nContent-length: %zu\r\n%s%s%s\r\n",
+	    sc->len, sc->si->user[0] ? "User: " : "", sc->si->user, sc->si->user[0] ? "\r\n" : "");
+	h = strndup(hdr, (size_t)n);
+	if (h == NULL || scanner_write(scan, h, (size_t)n, h) < 0 ||
+	    scanner_write(scan, sc->msg, sc->len, NULL) < 0)
+		return -1;
+	return 0;
+}
 
-			if (h == NULL || pconn_write(sc->conn, h, (size_t)n, h) < 0 ||
-			    pconn_write(sc->conn, sc->msg, sc->len, NULL) < 0)
-				return spamd_scan_end(sc, MXGATE_ERROR, "spamd-write");
-		}
-		return;
-	case PCONN_DATA:
-		if (sc->rlen + len > SPAMD_REPLY_MAX) {
-			sc->overflow = true;
-			return spamd_verdict(sc);
-		}
-		{
-			char *nr = realloc(sc->reply, sc->rlen + len + 1);
+/* spamd answers and closes: the reply is read to the end (codec complete NULL). */
+static void spamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
+{
+	struct spamd_scan *sc = arg;
 
-			if (nr == NULL)
-				return spamd_scan_end(sc, MXGATE_ERROR, "out of memory");
-			sc->reply = nr;
-			memcpy(sc->reply + sc->rlen, data, len);
-			sc->rlen += len;
-			sc->reply[sc->rlen] = '\0';
-		}
-		return;
-	case PCONN_EOF:
-		/* spamd answers and closes */
-		if (sc->rlen == 0)
-			return spamd_scan_end(sc, MXGATE_ERROR, "spamd-closed");
+	switch (st) {
+	case SCANNER_OK:
+	case SCANNER_TOO_BIG:
+		sc->reply = reply;
+		sc->rlen = len;
+		sc->overflow = st == SCANNER_TOO_BIG;
 		return spamd_verdict(sc);
+	case SCANNER_CLOSED:
+		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-closed");
+	case SCANNER_SEND_FAILED:
+		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-write");
 	default:
-		sc->si->host->log(sc->call, 2, "event=spamd_error error=\"%s\"", uv_strerror(err));
+		sc->si->host->log(sc->call, 2, "event=spamd_error error=\"%s\"",
+		    err ? uv_strerror(err) : scanner_status_name(st));
 		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-unreachable");
 	}
 }
+
+static const struct scanner_codec spamd_codec = { spamd_send, NULL, spamd_done };
 
 static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
     void **instance, char *err, size_t errlen)
@@ -262,8 +256,8 @@ static void spamd_on_eom(void *instance, struct mxgate_call *c)
 	sc->call = c;
 	sc->msg = msg;
 	sc->len = len;
-	sc->conn = pconn_new(h->loop(c), &si->addr, spamd_event_cb, sc);
-	if (sc->conn == NULL) {
+	sc->scan = scanner_start(h->loop(c), &si->addr, &spamd_codec, SPAMD_REPLY_MAX, 0, sc);
+	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "spamd-unreachable");
 	}
