@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include "cfg_value.h"
+
 struct fy_node;
 struct cfg_parse;
 
@@ -35,12 +37,8 @@ enum cfg_type {
 
 #define CFG_REQUIRED 0x1u  /* error when the key is missing */
 
-struct cfg_rate { uint64_t count; uint64_t period_ms; };
 struct cfg_strlist { char **v; size_t n; };
 struct cfg_list { void *v; size_t n; };   /* v: n items of the element table's size */
-
-struct cfg_cidr { int family; uint8_t addr[16]; int prefix; };
-struct cfg_cidrlist { struct cfg_cidr *v; size_t n; };
 
 struct cfg_field {
 	const char *key;
@@ -80,15 +78,6 @@ struct cfg_table {
 int cfg_error(struct cfg_parse *p, struct fy_node *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Value parsers shared with custom fields and rule files. 0 on success, -1 on bad text. */
-int cfg_parse_size(const char *s, uint64_t *out);
-int cfg_parse_duration(const char *s, uint64_t *out_ms);
-int cfg_parse_rate(const char *s, struct cfg_rate *out);
-int cfg_parse_cidr(const char *s, struct cfg_cidr *out);
-/* 1 when sa (AF_INET or AF_INET6; v4-mapped v6 treated as v4) is inside any entry. */
-bool cfg_cidrlist_match(const struct cfg_cidrlist *l, const struct sockaddr *sa);
-bool cfg_cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa);
-
 /* Releases everything a table filled in obj (not obj itself). */
 void cfg_table_free(const struct cfg_table *t, void *obj);
 
@@ -97,27 +86,6 @@ void cfg_table_free(const struct cfg_table *t, void *obj);
  * item's). Always returns -1. */
 int cfg_error_key(struct cfg_parse *p, struct fy_node *section, const char *key, long index,
 		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* true/false/yes/no/on/off/y/n/1/0, case-insensitive. 0 or -1. */
-int cfg_parse_bool(const char *s, bool *out);
-
-/* Backend URLs: smtp://host[:port] (25), lmtp://host[:port] (24), lmtp:unix:/path,
- * maildir:/path. host: IPv4, [IPv6] or a DNS name. 0, or -1 with *errstr (static text). */
-enum cfg_backend_kind { CFG_BACKEND_SMTP = 0, CFG_BACKEND_LMTP, CFG_BACKEND_LMTP_UNIX,
-			CFG_BACKEND_MAILDIR };
-struct cfg_backend_url {
-	int kind;                   /* enum cfg_backend_kind */
-	char host[256];             /* SMTP/LMTP: host without brackets */
-	uint16_t port;
-	char path[4096];            /* LMTP_UNIX / MAILDIR */
-};
-int cfg_parse_backend_url(const char *s, struct cfg_backend_url *out, const char **errstr);
-
-/* Listen addresses: "127.0.0.1:2525", "[::1]:25", ":25" / "*:25" (every IPv4 address),
- * "[::]:25" (every IPv6 address), "localhost:25". Numeric only (no DNS). 0, or -1 with
- * *errstr. */
-int cfg_parse_listen_address(const char *s, struct sockaddr_storage *ss, socklen_t *len,
-			     const char **errstr);
 
 /* Generic loader: parses YAML `text` (len bytes; text NULL = read the file `name`) into obj
  * (zeroed by the caller, sizeof t->size) by table t. name is used in error lines. 0, or -1
