@@ -139,4 +139,26 @@ static inline bool cfg_has_bounds(const struct cfg_field *f)
 /* Formats a bound of field f's type as written in a config: "30s", "50M", "1000". */
 void cfg_format_bound(const struct cfg_field *f, double v, char *buf, size_t sz);
 
+/* One key as a reference shows it, whatever the output format. Valid during the call. */
+struct cfg_docs_key {
+	const struct cfg_field *field;  /* key, choices, doc */
+	const char *section;            /* path of its section: "" (top), "backends.servers[]" */
+	const char *type;               /* "integer", "size", "list of sections", ...; NULL for
+	                                 * an enum: the type is the list field->choices */
+	bool required;
+	const char *defval;             /* as written in the table; NULL = none (or required) */
+	bool bounded;                   /* lo..hi apply (numbers, sizes, durations) */
+	char lo[64], hi[64];            /* bounds as written in a config: "100ms", "1G" */
+};
+struct cfg_docs_visitor {
+	/* A section starts: path as in cfg_docs_key.section. */
+	void (*section)(void *arg, const char *path, const struct cfg_table *t);
+	void (*key)(void *arg, const struct cfg_docs_key *k);
+};
+/* Visits table t and every sub-table in reference order: a section, its keys in table
+ * order, then its sub-sections (depth first, in the order of their keys). */
+void cfg_docs_walk(const struct cfg_table *t, const struct cfg_docs_visitor *v, void *arg);
+/* The type word of a key ("bool", "duration", "list of CIDRs"); NULL for CFG_ENUM. */
+const char *cfg_docs_type_name(enum cfg_type t);
+
 #endif
