@@ -6,14 +6,14 @@
  * when the sum reaches `threshold` the configured action fires. Error answers (outside
  * 127.0.0.0/8, 127.255.255.0/24), SERVFAIL and timeouts never count: they are logged and
  * counted per list. A client that passed is remembered for `pass_ttl`. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_DNSBL_H
 #define MX_DNSBL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/cfg.h"
 
 enum dnsbl_list_type { DNSBL_TYPE_IP = 0, DNSBL_TYPE_DOMAIN };
 enum dnsbl_action { DNSBL_ACTION_REJECT = 0, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_SCORE };
