@@ -394,7 +394,23 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	return rc;
 }
 
-static const struct cfg_field config_fields[] = {
+/* The top table: the daemon's own keys (CONFIG_CORE_KEYS of them, each in its place), then
+ * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
+ * either overwrites an entry (an error, below) or leaves a hole that ends the table early
+ * (test_config's registry test fails). */
+#define CONFIG_CORE_KEYS 12
+
+/* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
+ * entries has every bit up to MODULES_COUNT set only then. */
+_Static_assert(0
+#define MX_MODULE(name, kind, type, table, hook, check, metrics, order, docline) + (1ull << (order))
+#include "modules.def"
+#undef MX_MODULE
+	== (1ull << MODULES_COUNT) - 1, "modules.def: each order 0..MODULES_COUNT-1 exactly once");
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic error "-Woverride-init"
+static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1] = {
 	{ "hostname", CFG_STRING, offsetof(struct mx_config, hostname),
 	  .doc = "name in the greeting, EHLO reply and Received/Authentication-Results headers (default: the system host name)" },
 	{ "workers", CFG_CUSTOM, offsetof(struct mx_config, workers), "auto", .custom = workers_parse,
@@ -418,9 +434,19 @@ static const struct cfg_field config_fields[] = {
 	  .doc = "Prometheus metrics endpoint" },
 	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
 	  .doc = "backend URL quarantined messages go to, e.g. maildir:/var/spool/mxgate/quarantine (default: none)" },
-	MX_CONFIG_MODULE_FIELDS
-	{ NULL }
+	/* then every module's section, at its `order` (modules.def) */
+#define MX_SECTION CFG_STRUCT
+#define MX_LIST CFG_STRUCT_LIST
+#define MX_MODULE(name, kind, type, table, hook, check, metrics, order, docline) \
+	[CONFIG_CORE_KEYS + (order)] = { #name, kind, offsetof(struct mx_config, name), \
+					 .sub = &table, .doc = docline },
+#include "modules.def"
+#undef MX_MODULE
+#undef MX_LIST
+#undef MX_SECTION
+	[CONFIG_CORE_KEYS + MODULES_COUNT] = { NULL }
 };
+#pragma GCC diagnostic pop
 
 const struct cfg_table config_table = {
 	"mxgate", sizeof(struct mx_config), config_fields, config_validate, CFG_TABLE_VALIDATE_ALWAYS

@@ -1,8 +1,8 @@
 /* config.h — the daemon's configuration: `struct mx_config` and how it is loaded.
  *
  * config_load() parses the YAML (libfyaml), fills a fresh `struct mx_config` from the tables
- * (the core ones in config.c and each module's own) with the engine of cfg.h, validates all
- * of it and reports every error as
+ * (the core ones in config.c and each module's own, listed in modules.def) with the engine
+ * of cfg.h, validates all of it and reports every error as
  *     FILE:LINE:COL: key.path: reason
  * A config is immutable once loaded; reload builds a new one and swaps it in only if valid. */
 #ifndef MX_CONFIG_H
@@ -67,9 +67,8 @@ struct backends_config {
 
 struct log_config { int level; /* enum log_level */ bool syslog; };
 
-/* Sections owned by filters/, plugins/ and rules/ are declared in their headers and added
- * here as members; their tables are listed in config.c's top table. */
-#include "module_sections.h"
+/* The module registry: each module's config struct (filters/, plugins/, rules/). */
+#include "modules.h"
 
 struct mx_config {
 	char *path;                 /* the file it came from */
@@ -85,7 +84,14 @@ struct mx_config {
 	int log_level;              /* top-level alias `log_level:` (enum log_level) */
 	struct metrics_config { char *listen; } metrics;
 	char *quarantine;           /* backend URL for quarantined messages (e.g. maildir:/var/spool/mxgate/quarantine) */
-	MX_CONFIG_MODULE_SECTIONS   /* from module_sections.h: dns, dnsbl, ratelimit, ... */
+	/* every module's section, in the order of modules.def: dns, dnsbl, ratelimit, ... */
+#define MX_SECTION(type, name) type name;
+#define MX_LIST(type, name) struct cfg_list name;   /* items: type */
+#define MX_MODULE(name, kind, type, table, hook, check, metrics, order, doc) kind(type, name)
+#include "modules.def"
+#undef MX_MODULE
+#undef MX_LIST
+#undef MX_SECTION
 };
 
 /* Loads and validates path. On success returns 0 and *out (free with config_free).

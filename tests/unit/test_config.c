@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hook.h"
 #include "log.h"
+#include "modules.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -987,6 +989,45 @@ static void test_tables_selfcheck(void **state)
 	free(errs);
 }
 
+/* modules.def generates the chain, the members of struct mx_config and the top table's
+ * sections: all three must agree with the list. */
+static void test_module_registry(void **state)
+{
+	size_t nfields = 0, nhooks = 0, ncore;
+	bool seen_order[MODULES_COUNT] = { false };
+
+	while (config_table.fields[nfields].key)
+		nfields++;
+	assert_true(nfields > MODULES_COUNT);
+	ncore = nfields - MODULES_COUNT;
+	for (size_t i = 0; i < MODULES_COUNT; i++) {
+		const struct module_info *m = &module_list[i];
+		assert_true(m->order >= 0 && m->order < MODULES_COUNT);
+		if (seen_order[m->order])
+			fail_msg("%s: order %d used twice", m->name, m->order);
+		seen_order[m->order] = true;
+		/* its section sits in the top table at its order, after the core keys */
+		const struct cfg_field *f = &config_table.fields[ncore + (size_t)m->order];
+		if (strcmp(f->key, m->name) != 0)
+			fail_msg("%s: top table has %s at its place", m->name, f->key);
+		assert_ptr_equal(f->sub, m->table);
+		assert_string_equal(f->doc, m->doc);
+		assert_int_equal(f->type, m->kind == MODULE_LIST ? CFG_STRUCT_LIST : CFG_STRUCT);
+		if (m->table->size != m->size)
+			fail_msg("%s: table size %zu, struct size %zu", m->name, m->table->size, m->size);
+		/* the chain is the list's hook modules, in list order */
+		if (m->hook) {
+			assert_true(nhooks < hook_nmodules);
+			assert_ptr_equal(hook_modules[nhooks], m->hook);
+			assert_string_equal(hook_modules[nhooks]->name, m->name);
+			nhooks++;
+		}
+	}
+	assert_int_equal(nhooks, hook_nmodules);
+	assert_null(hook_modules[hook_nmodules]);
+	assert_string_equal(hook_modules[hook_nmodules - 1]->name, "rules");
+}
+
 static const struct cfg_field broken_fields[] = {
 	{ "a", CFG_INT, 0, "lots", .doc = "bad default" },
 	{ "b", CFG_INT, 0, "5", 10, 20, .doc = "default out of bounds" },
@@ -1137,6 +1178,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_engine_errors),
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_tables_selfcheck),
+		cmocka_unit_test(test_module_registry),
 		cmocka_unit_test(test_selfcheck_finds_bugs),
 		cmocka_unit_test(test_worker_count),
 		cmocka_unit_test(test_example_demo),
