@@ -65,7 +65,7 @@ void dnsbl_reason_format(const char *tmpl, const char *ip, const char *zone, con
 /* Errors counted for zone since start, all workers together (metrics, tests). */
 unsigned long dnsbl_list_errors(const char *zone);
 
-/* The hook module (hook.c lists it). */
+/* The hook module (listed in proxy/modules.def). */
 struct hook_module;
 extern const struct hook_module dnsbl_module;
 
