@@ -559,7 +559,8 @@ static void test_worker_count(void **state)
 	assert_int_equal(config_worker_count(NULL), n);
 }
 
-static char *example_path(const char *name)
+/* rel inside the source tree; a static buffer. */
+static char *source_path(const char *rel)
 {
 	const char *src = getenv("MX_SOURCE_DIR");
 #ifdef MX_SOURCE_DIR
@@ -567,7 +568,7 @@ static char *example_path(const char *name)
 		src = MX_SOURCE_DIR;
 #endif
 	static char path[1024];
-	snprintf(path, sizeof(path), "%s/examples/%s", src ? src : ".", name);
+	snprintf(path, sizeof(path), "%s/%s", src ? src : ".", rel);
 	return path;
 }
 
@@ -578,7 +579,7 @@ static void test_example_demo(void **state)
 	char *errs = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&errs, &len);
-	int rc = config_load(example_path("demo.yaml"), &c, f);
+	int rc = config_load(source_path("examples/demo.yaml"), &c, f);
 	fclose(f);
 	if (rc)
 		fail_msg("examples/demo.yaml refused:\n%s", errs);
@@ -602,7 +603,7 @@ static void test_example_reference(void **state)
 	char *errs = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&errs, &len);
-	int rc = config_load(example_path("mxgate.yaml"), &c, f);
+	int rc = config_load(source_path("examples/mxgate.yaml"), &c, f);
 	fclose(f);
 	if (rc == 0) {
 		assert_int_equal(c->backends.servers.n, 3);
@@ -644,6 +645,33 @@ static void test_docs(void **state)
 	free(buf);
 }
 
+/* docs/config.md is generated: it must be what the tables say now. */
+static void test_docs_up_to_date(void **state)
+{
+	char *buf = NULL, *file = NULL;
+	size_t len = 0, flen = 0, line = 1, i;
+	FILE *f = open_memstream(&buf, &len);
+	config_write_docs(f);
+	fclose(f);
+	f = fopen(source_path("docs/config.md"), "rb");
+	if (!f)
+		fail_msg("cannot read %s", source_path("docs/config.md"));
+	FILE *m = open_memstream(&file, &flen);
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, m);
+	fclose(f);
+	fclose(m);
+	for (i = 0; i < len && i < flen && buf[i] == file[i]; i++)
+		line += buf[i] == '\n';
+	if (i < len || i < flen)
+		fail_msg("docs/config.md differs from the tables at line %zu: regenerate it with "
+			 "`build/mxgate --dump-config-docs > docs/config.md`", line);
+	free(buf);
+	free(file);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--dump-docs") == 0) {
@@ -664,6 +692,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_example_demo),
 		cmocka_unit_test(test_example_reference),
 		cmocka_unit_test(test_docs),
+		cmocka_unit_test(test_docs_up_to_date),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
