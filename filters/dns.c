@@ -5,6 +5,7 @@
  * oldest query's deadline. A query's memory belongs to c-ares' callback: cancelling or
  * timing out only detaches the user callback, so nothing ever fires into freed memory. */
 #include "filters/dns.h"
+#include "proxy/config.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 

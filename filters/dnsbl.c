@@ -6,6 +6,7 @@
  * so session_free can cancel them: no callback ever reaches freed memory. */
 #include "filters/dnsbl.h"
 #include "filters/dns.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"

@@ -5,6 +5,7 @@
  * stored in env->client_name. Temporary DNS failures are logged and never scored. */
 #include "filters/helo.h"
 #include "filters/dns.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"

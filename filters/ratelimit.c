@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"

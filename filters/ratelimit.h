@@ -13,14 +13,14 @@
  * Actions: tempfail (421 4.7.0 at connect, 451 4.7.1 later), reject (550 5.7.1), delay
  * (continue, the reply held `delay` — a tarpit).
  * Redis down: the check runs in the local table instead; the store reconnects by itself. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_RATELIMIT_H
 #define MX_RATELIMIT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/cfg.h"
 
 struct hook_env;
 struct hook_module;

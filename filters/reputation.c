@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"

@@ -16,8 +16,6 @@
  *
  * The session reports each message's outcome with reputation_record(); the listener may
  * ask reputation_is_known_good() to serve good clients first near max_connections. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_REPUTATION_H
 #define MX_REPUTATION_H
 
@@ -25,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "proxy/cfg.h"
 
 struct hook_env;
 struct hook_module;

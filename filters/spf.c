@@ -8,6 +8,7 @@
 #include <arpa/nameser.h>
 
 #include "filters/spf.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"

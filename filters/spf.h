@@ -5,14 +5,14 @@
  * result becomes a symbol (SPF_PASS, SPF_FAIL, ...) with a configurable score and an
  * `Authentication-Results: <hostname>; spf=<result> smtp.mailfrom=<domain>` header (RFC 8601).
  * With reject_fail a `-all` fail is refused with 550 5.7.23. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_SPF_H
 #define MX_SPF_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/cfg.h"
 
 struct spf_scores_config {
 	double pass, fail, softfail, neutral, none, temperror, permerror;

@@ -3,6 +3,7 @@
 #include "rules.h"
 
 #include "actions.h"
+#include "config.h"
 #include "log.h"
 #include "match.h"
 #include "meta.h"

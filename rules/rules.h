@@ -4,8 +4,6 @@
  * A rule set is built once per config generation from `rules.files` (globs, each sorted)
  * and shared read-only by all workers; per-thread working memory lives in a
  * `struct rules_scratch`. See docs/rules.md for the language and the scoring. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_RULES_H
 #define MX_RULES_H
 
@@ -15,6 +13,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "proxy/cfg.h"
 #include "proxy/hook.h"
 #include "rules/rule_parse.h"
 

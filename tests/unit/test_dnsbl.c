@@ -15,6 +15,7 @@
 #include "filters/dnsbl.h"
 #include "filters/dns.h"
 #include "proxy/chain.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "fake_dns.h"
 

@@ -12,6 +12,7 @@
 #include "filters/helo.h"
 #include "filters/dns.h"
 #include "proxy/chain.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "fake_dns.h"
 

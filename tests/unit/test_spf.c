@@ -15,6 +15,7 @@
 
 #include "filters/spf.h"
 #include "proxy/chain.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 
 static char *records[] = {
