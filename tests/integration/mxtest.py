@@ -369,6 +369,18 @@ def config(servers, listen=None, hostname='mx.test', workers=2, backends=None, l
     return cfg
 
 
+def proxied_config(servers, **kw):
+    """config() with one PROXY-protocol listener trusted from 127.0.0.1 and connection limits
+    high enough for many clients: for tests whose clients pose as public addresses
+    (198.18.0.0/15) through send_mail(proxy_src=...) or Client(proxy_src=...)."""
+    kw.setdefault('listen', [{'address': '127.0.0.1:0', 'proxy_protocol': True}])
+    kw.setdefault('trusted_proxies', ['127.0.0.1/32'])
+    kw.setdefault('hostname', 'mx.example.test')
+    limits = {'max_connections': 2000, 'max_connections_per_ip': 2000}
+    limits.update(kw.pop('limits', None) or {})
+    return config(servers, limits=limits, **kw)
+
+
 def _fill_ports(cfg, holds):
     """Listen addresses ending in ':0' get a held port (see PortHold; appended to holds, to
     be released once the daemon listens). Returns the listen ports in order."""
@@ -432,7 +444,8 @@ class Mxgate:
         self.pid = self.proc.pid
         self.rc = None
         _daemons.append(self)
-        if wait and not self.wait_log(r'event=started', timeout=15):
+        if wait and not wait_for(lambda: self.wait_log(r'event=started', 0) or not self.alive(), 15) \
+                or not self.alive():
             fail('%s did not start (rc=%s):\n%s' % (name, self.proc.poll(), self.tail()))
 
     def _write(self, cfg):
@@ -689,6 +702,36 @@ def redis(port=None):
     port = port or hold_port().port
     return start_peer([tool('redis-server'), '--bind', '127.0.0.1', '--port', str(port), '--save', '',
                        '--appendonly', 'no'], 'redis-%d' % port, port)
+
+
+def redis_cmd(port, *args, timeout=5):
+    """One command to the Redis on 127.0.0.1:port; the reply as int, bytes, list or None
+    (an error reply raises RuntimeError). For waiting on what the daemon stored."""
+    argv = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    s = socket.create_connection(('127.0.0.1', port), slack(timeout))
+    f = s.makefile('rb')
+    try:
+        s.sendall(b'*%d\r\n' % len(argv) + b''.join(b'$%d\r\n%s\r\n' % (len(a), a) for a in argv))
+        return _resp(f)
+    finally:
+        f.close()
+        s.close()
+
+
+def _resp(f):
+    line = f.readline()
+    kind, rest = line[:1], line[1:].rstrip(b'\r\n')
+    if kind == b'+':
+        return rest
+    if kind == b'-':
+        raise RuntimeError(rest.decode(errors='replace'))
+    if kind == b':':
+        return int(rest)
+    if kind == b'$':
+        return None if int(rest) < 0 else f.read(int(rest) + 2)[:-2]
+    if kind == b'*':
+        return None if int(rest) < 0 else [_resp(f) for _ in range(int(rest))]
+    raise RuntimeError('not a RESP reply: %r' % line)
 
 
 def clamd():
