@@ -1,8 +1,8 @@
-"""mxtest — shared helpers for mxgate's integration tests (real binary, real peers, 127.0.0.1).
+"""mxtest — the one harness of mxgate's integration tests (real binary, real peers, 127.0.0.1).
 
     import mxtest as mt
-    mt.need('smtp-sink', 'swaks')            # prints a SKIP note and exits 0 when one is missing
-    sink = mt.Sink()                         # smtp-sink -c -u nobody -d DUMPDIR/msg. on a free port
+    mt.need('smtp-sink', 'swaks')            # missing: SKIP (exit 77); under CI=true a failure
+    sink = mt.Sink()                         # smtp-sink -c -u nobody -d DUMPDIR/msg. on a held port
     be = mt.Backend(mode='drop_after_data')  # scripted Python SMTP/LMTP backend that can misbehave
     mx = mt.Mxgate(mt.config([sink.url, be.url], limits={'max_recipients': 5}))
     code, text = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('id1'))
@@ -11,31 +11,56 @@
     mx.stop()                                # SIGTERM; checks exit 0 and no sanitizer report
     mt.finish()                              # exit 1 if any check failed (keeps TMP for a look)
 
+Outcome: check() is the one assertion idiom (fail() ends the test at once). Every daemon
+still running at finish() is stopped with SIGTERM and must exit 0 with no sanitizer report
+in its stderr, so no test can forget it. skip() exits 77 (ctest SKIP_RETURN_CODE: shown as
+skipped, never as passed); under CI=true a skip is a failure. A peer that is installed but
+does not start fails the test with its log (never a skip).
+
+Ports are race-free: a listen address '127.0.0.1:0' in config() and every peer starter take a
+port held by a bound, never-listening socket (PortHold) for the whole test; the daemon binds
+it next to the hold (SO_REUSEPORT / SO_REUSEADDR), and a restart on the same port is safe.
+
 Environment (set by ctest): MXGATE_BIN (the daemon), MX_SOURCE_DIR, MX_BUILD_DIR;
 MX_SANITIZED=1 under the ASan/UBSan build (timeouts get slack(), stderr is scanned for
-sanitizer reports); MX_KEEP_TMP=1 keeps the temporary directory; MX_KNOWN_BUGS=1 runs the
-checks guarded by known_bug().
+sanitizer reports); MX_KEEP_TMP=1 keeps the temporary directory; CI=true: no skips.
 
 API (everything else is internal):
-  TMP, BIN, SRC, BUILD, SANITIZED    paths and flags (TMP is removed at exit unless a check failed)
-  need(*tools), skip(msg), fail(msg), check(cond, what), finish(), known_bug(what), say(text)
+  TMP, BIN, SRC, BUILD, SANITIZED, CI    paths and flags (TMP is removed at exit unless a check failed)
+  need(*tools) (a name on PATH or an absolute path), need_python_milter(), skip(msg), fail(msg),
+  check(cond, what), finish(), say(text)
   tool(name) -> path or None;  run_mxgate(*args) -> CompletedProcess (e.g. '-t', '-c', FILE)
+  config_check(cfg, name) -> (exit status, output) of `mxgate -t` on a config dict or text
   slack(seconds) -> seconds scaled for sanitizer builds (upper bounds only); wait_for(pred, timeout)
-  free_port(), wait_port(port), spawn(argv, name) -> Popen (stopped at exit, output in TMP/name.log)
+  hold_port(udp) -> PortHold (.port, .release());  dead_port() -> a port where connects are refused
+  free_port() (racy, avoid), wait_port(port, timeout, proc), spawn(argv, name) -> Popen (stopped at
+      exit, output in TMP/name.log), stop_proc(p, sig), log_of(name), wait_log_of(name, regex, ...)
   config(servers, listen, hostname, workers, backends, limits, **top) -> dict;  to_yaml(obj) -> str
-      (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a free port; short health
+      (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a held port; short health
       check and backend timeouts are set so tests run fast)
-  Mxgate(cfg, name) .port .ports .pid .log() .tail() .log_size() .wait_log(regex, timeout, start)
-         .count_log(regex) .malformed_log_lines() .reload(cfg) .send_signal(sig) .alive() .kill()
-         .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)  (sig=None: wait for an exit under way)
+  proxied_config(servers, **kw): config() with a PROXY-protocol listener and high connection
+      limits, for clients posing as 198.18.x.y (send_mail(proxy_src=...), Client(proxy_src=...))
+  Mxgate(cfg, name) .port .ports .metrics_port .pid .log() .tail() .log_size() .wait_log(regex,
+         timeout, start) .count_log(regex) .malformed_log_lines() .reload(cfg) .send_signal(sig)
+         .alive() .kill() .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)
+         (sig=None: wait for an exit under way)
   Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
-          starttls, smtputf8) .port .url .messages .attempts .commands .connections .proxy_headers .stop()
-  Client(port, tls, source, greet) .greeting .reply() .cmd(line) .send(bytes) .starttls() .ehlo()
-         .pending(wait) .is_closed(wait) .close()
-  send_mail(port, mail_from, rcpts, data, ehlo, client, source) -> (code, text)
-  message(tag, body, size, headers) -> bytes;  stuff(data) -> dot-stuffed bytes + terminator
+          starttls, smtputf8) .port .url .messages .attempts .commands .connections .proxy_headers
+          .find(needle) .by_tag(tag) .stop()
+  peers (each on a held port, stopped at exit; an installed peer that does not start fails):
+      redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
+      spamd(local_cf) -> .port;  milter(stall, unix) -> .port .sock (tests/peers/mx_milter.py);
+      bad_peer(mode) -> .port (tests/peers/bad_peer.py);  fake_rspamd() -> .port .requests;
+      opendkim(domain, selector) -> .port .pubkey;  clamav_milter(clamd_port) -> .port;
+      rbldnsd(zones) -> .port (UDP)
+  Client(port, tls, source, greet, proxy_src) .greeting .reply() .cmd(line) .send(bytes)
+         .starttls() .ehlo() .pending(wait) .is_closed(wait) .close()
+  send_mail(port, mail_from, rcpts, data, ehlo, client, source, proxy_src, timeout) -> Result
+         ((code, text) with .stage connect|helo|mail|rcpt|data|eom|io and .rcpt_codes)
+  message(tag, body, size, headers) -> bytes;  eicar_message(tag);  EICAR, GTUBE
+  stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes
   message_ids(iterable of message bytes) -> set of tags put there by message()
   swaks(port, *args) / smtp_source(port, *args) / s_client(port, data, starttls) -> CompletedProcess
   cert() -> (certfile, keyfile), a self-signed pair made once per run

@@ -28,7 +28,7 @@ RCPT = 'rcpt@example.test'
 
 
 def dead_url():
-    return 'smtp://127.0.0.1:%d' % mt.free_port()
+    return 'smtp://127.0.0.1:%d' % mt.dead_port()
 
 
 # ---------------------------------------------------------------- a backend killed under load
