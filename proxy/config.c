@@ -168,6 +168,8 @@ static const struct cfg_field limits_fields[] = {
 	  S(1), S(86400), .doc = "idle time allowed between client commands" },
 	{ "data_timeout", CFG_DURATION, offsetof(struct limits_config, data_timeout), "600s",
 	  S(1), S(86400), .doc = "time allowed between DATA chunks from the client" },
+	{ "data_deadline", CFG_DURATION, offsetof(struct limits_config, data_deadline), "1h",
+	  S(1), S(86400), .doc = "the whole DATA phase, 354 to the final dot: a client trickling bytes is cut off (421 4.4.2); 1h passes a 50M message at 15 KB/s" },
 	{ "drain_timeout", CFG_DURATION, offsetof(struct limits_config, drain_timeout), "30s",
 	  0, S(86400), .doc = "on SIGTERM, how long sessions may finish before exit" },
 	{ "bare_lf", CFG_ENUM, offsetof(struct limits_config, bare_lf), "reject",

@@ -37,6 +37,7 @@ struct limits_config {
 	long max_recipients;
 	uint64_t command_timeout;   /* ms */
 	uint64_t data_timeout;      /* ms */
+	uint64_t data_deadline;     /* ms, the whole DATA phase */
 	uint64_t drain_timeout;     /* ms */
 	int bare_lf;                /* enum bare_lf_policy */
 	long max_line_length;       /* command line incl. CRLF, >= 512 (RFC 5321 4.5.3.1.4) */

@@ -110,6 +110,7 @@ struct session {
 	int *lmtp_ok;                     /* per env.rcpts: 1 delivered, -1 permanently failed */
 	char backend_qid[64];
 	uint64_t started_ms;
+	uint64_t data_deadline_at;        /* loop ms by which the DATA phase must end */
 };
 
 static void session_process(struct session *s);
@@ -302,6 +303,17 @@ static void session_arm(struct session *s, uint64_t ms)
 {
 	s->timer.data = s;
 	uv_timer_start(&s->timer, session_timeout_cb, ms ? ms : 300000, 0);
+}
+
+/* In DATA the timer fires at whichever comes first: data_timeout since the last read (as
+ * Postfix), or the whole-DATA deadline set when 354 went out, so a client trickling a byte
+ * at a time cannot hold the session for ever. */
+static void session_arm_data(struct session *s)
+{
+	uint64_t now = uv_now(&s->w->loop);
+	uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
+
+	session_arm(s, left < s->cfg->limits.data_timeout ? left : s->cfg->limits.data_timeout);
 }
 
 static void session_greet(struct session *s);
@@ -1122,7 +1134,8 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 	dataparse_init(&s->dp, s->cfg->limits.bare_lf == BARE_LF_NORMALIZE ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_enter_state(s, SESSION_DATA);
-	session_arm(s, s->cfg->limits.data_timeout);
+	s->data_deadline_at = uv_now(&s->w->loop) + s->cfg->limits.data_deadline;
+	session_arm_data(s);
 	session_flush(s);
 	session_process(s);
 }
@@ -1812,7 +1825,7 @@ static void session_process(struct session *s)
 		else
 			session_unpause(s);
 	} else if (s->state == SESSION_DATA) {
-		session_arm(s, s->cfg->limits.data_timeout);
+		session_arm_data(s);
 		session_unpause(s);
 	}
 }
