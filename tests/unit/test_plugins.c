@@ -328,6 +328,7 @@ static void test_chain_example(void **state)
 	assert_int_equal(h.v.code, 550);
 	assert_non_null(strstr(h.v.reply, "MAGIC"));
 	assert_non_null(hook_env_find_symbol(&h.env, "EXAMPLE_MAGIC"));
+	assert_int_equal(h.env.flags, HOOK_FLAG_SPAM);   /* set_flags, after its size check */
 	harness_teardown(&h);
 }
 
