@@ -132,6 +132,12 @@ static void chain_free_calls(struct hook_call **list)
 
 static void chain_step(struct chain *c);
 
+static void chain_drop_pending(struct chain *c)
+{
+	free(c->txn_pending);
+	c->txn_pending = NULL;
+}
+
 static void chain_finish(struct chain *c)
 {
 	c->running = false;
@@ -165,8 +171,12 @@ static bool chain_apply(struct chain *c, const struct verdict *v)
 			break;
 		/* Decided before the end of data: kept for EOM (the first one counts); the stage
 		 * itself ends as an ACCEPT. */
-		if (c->txn_pending.action == VERDICT_CONTINUE)
-			c->txn_pending = *v;
+		if (c->txn_pending == NULL) {
+			c->txn_pending = malloc(sizeof(*c->txn_pending));
+			if (c->txn_pending == NULL)
+				abort();
+			*c->txn_pending = *v;
+		}
 		chain_set_result(c, v);
 		c->result.action = VERDICT_ACCEPT;
 		c->accepted = true;
@@ -350,12 +360,12 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 	c->accepted = false;
 	memset(&c->result, 0, sizeof(c->result));
 	if (st == HOOK_MAIL)   /* a new transaction: nothing kept from an earlier one */
-		memset(&c->txn_pending, 0, sizeof(c->txn_pending));
+		chain_drop_pending(c);
 	if (c->txn_open && st >= HOOK_MAIL && st <= HOOK_EOM)
 		c->txn_stage = st;
-	if (st == HOOK_EOM && c->txn_pending.action != VERDICT_CONTINUE) {
-		c->result = c->txn_pending;
-		memset(&c->txn_pending, 0, sizeof(c->txn_pending));
+	if (st == HOOK_EOM && c->txn_pending) {
+		c->result = *c->txn_pending;
+		chain_drop_pending(c);
 		chain_finish(c);
 		return;
 	}
@@ -450,6 +460,7 @@ void chain_release(struct chain *c)
 	}
 	chain_free_calls(&c->orphans);
 	chain_free_calls(&c->spent);
+	chain_drop_pending(c);
 	free(c->env->module_ctx);
 	c->env->module_ctx = NULL;
 	c->running = false;

@@ -51,7 +51,9 @@ struct chain {
 	/* the transaction, for the outcome notifications */
 	bool txn_open, session_ended;
 	enum hook_stage txn_stage;   /* the last stage the open transaction reached */
-	struct verdict txn_pending;  /* a discard/quarantine decided before EOM, applied there */
+	/* a discard/quarantine decided before EOM, applied there (allocated when one happens:
+	 * rare, and a verdict is large next to the rest of a session) */
+	struct verdict *txn_pending;
 };
 
 /* Builds this worker's entries for cfg: every registry module whose worker_init leaves a
