@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "proxy/config.h"
+#include "proxy/counters.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
@@ -270,11 +271,6 @@ static const char *const rep_outcome_names[REPUTATION_NOUTCOMES] = { "accepted",
 
 /* ---- per-worker state ------------------------------------------------------------------- */
 
-#define REP_CACHE 4096
-#define REP_CACHE_TTL_MS (10 * 60 * 1000)
-
-struct rep_cache_ent { char ip[48]; float score; uint64_t until_ms; };
-
 struct rep_worker {
 	const struct reputation_config *cfg;  /* gone once the generation is retired */
 	uv_loop_t *loop;
@@ -283,49 +279,13 @@ struct rep_worker {
 	struct lmdb_writer *wr;         /* ... writes batched in the pool */
 	struct redis_store *rs;         /* redis store */
 	int lua_get, lua_add;
-	struct rep_cache_ent *cache;    /* recent scores, for reputation_is_known_good */
 };
-
-/* The worker state of each worker's current config generation, for the functions the
- * session and listener call without a module slot. worker_init may run on the main thread
- * (the first generation, before the worker thread starts), so this is indexed by worker,
- * not thread-local; rep_tls_worker remembers which worker the calling loop thread is. */
-#define REP_MAX_WORKERS 256
-static struct rep_worker *rep_by_worker[REP_MAX_WORKERS];
-static __thread int rep_tls_worker = -1;
-
-static struct rep_worker *rep_current(int worker)
-{
-	if (worker < 0 || worker >= REP_MAX_WORKERS)
-		return NULL;
-	return __atomic_load_n(&rep_by_worker[worker], __ATOMIC_ACQUIRE);
-}
 
 struct rep_session {
 	struct rep_worker *w;
 	struct hook_call *call;
 	struct redis_req *req;
 };
-
-/* The direct-mapped cache slot of an ip key. */
-static struct rep_cache_ent *rep_cache_slot(struct rep_worker *w, const char *ip)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (const char *s = ip; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return &w->cache[h % REP_CACHE];
-}
-
-/* Remembers a score for reputation_is_known_good (10 minutes). */
-static void rep_cache_put(struct rep_worker *w, const char *ipkey, double score)
-{
-	struct rep_cache_ent *e = rep_cache_slot(w, ipkey);
-
-	snprintf(e->ip, sizeof(e->ip), "%s", ipkey);
-	e->score = (float)score;
-	e->until_ms = rep_wall_ms() + REP_CACHE_TTL_MS;
-}
 
 static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
@@ -341,9 +301,6 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 	w->cfg = c;
 	w->loop = loop;
 	w->worker = worker;
-	w->cache = calloc(REP_CACHE, sizeof(*w->cache));
-	if (w->cache == NULL)
-		goto fail;
 	if (store_kind_of(c->store) == STORE_LMDB) {
 		static const char *const prefixes[] = { "ip:", "net:", NULL };
 		uint64_t half_life = c->half_life;
@@ -363,14 +320,11 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->lua_get = redis_store_add_script(w->rs, rep_lua_get);
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
-	if (worker >= 0 && worker < REP_MAX_WORKERS)
-		__atomic_store_n(&rep_by_worker[worker], w, __ATOMIC_RELEASE);
 	*wstate = w;
 	return 0;
 fail:
 	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=reputation worker=%d reason=init", worker);
 	lmdb_store_close(w->st);
-	free(w->cache);
 	free(w);
 	return -1;
 }
@@ -381,17 +335,10 @@ static void rep_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
-	if (w->worker >= 0 && w->worker < REP_MAX_WORKERS) {
-		struct rep_worker *expect = w;
-
-		__atomic_compare_exchange_n(&rep_by_worker[w->worker], &expect, NULL, false,
-		    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-	}
 	redis_store_free(w->rs);
 	/* The last updates are written now (the writer copied what it needs of the config). */
 	lmdb_writer_free(w->wr);
 	lmdb_store_close(w->st);
-	free(w->cache);
 	free(w);
 }
 
@@ -431,9 +378,28 @@ static void rep_apply_action(struct verdict *v, int action, uint64_t delay, cons
 	}
 }
 
+/* Completes the call for a client not known to be good: near max_connections
+ * (env->overloaded) such a client is turned away with 421 so the known ones keep being
+ * served; otherwise v (NULL = continue). Shedding needs a way to know good clients: a
+ * store or an allow list. */
+static void rep_done_unknown(struct rep_worker *w, struct hook_call *call, const struct verdict *v)
+{
+	struct hook_env *env = hook_call_env(call);
+	struct verdict shed;
+
+	if (env->overloaded && (w->st || w->rs || w->cfg->allow.n)) {
+		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
+		verdict_set(&shed, VERDICT_TEMPFAIL, 421, "overload", "4.7.0 %s Service busy, try again later",
+		    env->cfg && env->cfg->hostname ? env->cfg->hostname : "");
+		hook_call_done(call, &shed);
+		return;
+	}
+	hook_call_done(call, v);
+}
+
 /* Scores the counts and completes the call. */
 static void rep_decide(struct rep_worker *w, struct hook_call *call, struct reputation_counts *ip,
-    struct reputation_counts *net, const char *ipkey)
+    struct reputation_counts *net)
 {
 	struct hook_env *env = hook_call_env(call);
 	const struct reputation_config *c = w->cfg;
@@ -445,7 +411,6 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 	reputation_decay(ip, now, c->half_life);
 	reputation_decay(net, now, c->half_life);
 	s = reputation_score(ip, net, c->prefix_weight, c->prior);
-	rep_cache_put(w, ipkey, s);
 	verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	snprintf(desc, sizeof(desc), "reputation %.2f", s);
 	if (s >= c->good_threshold) {
@@ -459,7 +424,10 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 		    "event=reputation client=%s score=%.3f class=bad action=%s", env->client_ip, s,
 		    rep_action_names[c->bad_action]);
 	}
-	hook_call_done(call, &v);
+	if (s >= c->good_threshold)
+		hook_call_done(call, &v);
+	else
+		rep_done_unknown(w, call, &v);
 }
 
 /* Reads one HMGET block (a r t s v ts) into out; false when the record is absent. */
@@ -499,13 +467,14 @@ static void rep_redis_get_cb(void *arg, const redisReply *reply)
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 12 ||
 	    reputation_keys((const struct sockaddr *)&env->client, s->w->cfg->prefix_v4,
 	    s->w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) < 0) {
-		/* No answer: the client is unknown, which is never a reason to refuse it. */
-		hook_call_done(call, NULL);
+		/* No answer: the client is unknown, which is never a reason to refuse it (but
+		 * near max_connections it is not known to be good either). */
+		rep_done_unknown(s->w, call, NULL);
 		return;
 	}
 	rep_parse_counts((const redisReply *const *)reply->element, &ip);
 	rep_parse_counts((const redisReply *const *)reply->element + 6, &net);
-	rep_decide(s->w, call, &ip, &net, ipkey);
+	rep_decide(s->w, call, &ip, &net);
 }
 
 static void rep_run(void *wstate, int slot, struct hook_call *call)
@@ -518,7 +487,6 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 	struct verdict v;
 
-	rep_tls_worker = w->worker;
 	if (hook_call_stage(call) != HOOK_CONNECT) {
 		hook_call_done(call, NULL);
 		return;
@@ -534,21 +502,21 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 		rep_apply_action(&v, c->deny_action, c->delay, "deny list entry", env->client_ip);
 		log_event(LOG_LVL_INFO, env->session_id, "event=reputation client=%s class=deny action=%s",
 		    env->client_ip, rep_action_names[c->deny_action]);
-		hook_call_done(call, &v);
+		rep_done_unknown(w, call, &v);
 		return;
 	}
 	if (reputation_keys(sa, c->prefix_v4, c->prefix_v6, ipkey, sizeof(ipkey), netkey,
 	    sizeof(netkey)) < 0) {
-		hook_call_done(call, NULL);
+		rep_done_unknown(w, call, NULL);
 		return;
 	}
 	if (w->st) {
 		/* A read is a lookup in the memory map: done inline. */
 		if (rep_read_counts(w->st, ipkey, netkey, &ip, &net) < 0) {
-			hook_call_done(call, NULL);
+			rep_done_unknown(w, call, NULL);
 			return;
 		}
-		rep_decide(w, call, &ip, &net, ipkey);
+		rep_decide(w, call, &ip, &net);
 		return;
 	}
 	if (w->rs) {
@@ -562,7 +530,7 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 		if (s == NULL) {
 			s = calloc(1, sizeof(*s));
 			if (s == NULL) {
-				hook_call_done(call, NULL);
+				rep_done_unknown(w, call, NULL);
 				return;
 			}
 			s->w = w;
@@ -573,7 +541,7 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 			return;
 		s->call = NULL;
 	}
-	hook_call_done(call, NULL);
+	rep_done_unknown(w, call, NULL);
 }
 
 static void rep_session_free(void *wstate, int slot, struct hook_env *env)
@@ -587,29 +555,14 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 	env->module_ctx[slot] = NULL;
 }
 
-const struct hook_module reputation_module = {
-	.name = "reputation",
-	.worker_init = rep_worker_init,
-	.worker_free = rep_worker_free,
-	.stages = rep_stages,
-	.run = rep_run,
-	.session_free = rep_session_free,
-	.timeout_ms = rep_timeout_ms,
-};
+/* ---- outcomes --------------------------------------------------------------------------- */
 
-/* ---- called by the session and the listener ---------------------------------------------- */
-
-void reputation_record(const struct hook_env *env, enum reputation_outcome o)
+/* Adds one message outcome to the history of env's client (IP and network): merged by the
+ * LMDB writer, or one Redis script (fire and forget). */
+static void rep_record(struct rep_worker *w, const struct hook_env *env, enum reputation_outcome o)
 {
-	struct rep_worker *w;
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 
-	if (env == NULL || (unsigned)o >= REPUTATION_NOUTCOMES)
-		return;
-	w = rep_current(env->worker);
-	if (w == NULL)
-		return;
-	rep_tls_worker = env->worker;
 	if (reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
 	    w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) < 0)
 		return;
@@ -639,38 +592,34 @@ void reputation_record(const struct hook_env *env, enum reputation_outcome o)
 	}
 }
 
-bool reputation_is_known_good(const struct sockaddr *sa)
+/* The outcome notifier: what a message that reached the end of data did. Refusals at MAIL,
+ * RCPT or DATA judge the envelope rather than the client, and a filter's discard says
+ * nothing either way: neither counts (as before the notifier). */
+static void rep_outcome(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o)
 {
-	struct rep_worker *w = rep_current(rep_tls_worker);
-	const struct reputation_config *c;
-	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
-	struct rep_cache_ent *e;
+	enum reputation_outcome r;
 
-	if (w == NULL || sa == NULL)
-		return false;
-	c = w->cfg;
-	if (c->allow.n && cfg_cidrlist_match(&c->allow, sa))
-		return true;
-	if (c->deny.n && cfg_cidrlist_match(&c->deny, sa))
-		return false;
-	if (reputation_keys(sa, c->prefix_v4, c->prefix_v6, ipkey, sizeof(ipkey), netkey,
-	    sizeof(netkey)) < 0)
-		return false;
-	e = rep_cache_slot(w, ipkey);
-	if (strcmp(e->ip, ipkey) == 0 && e->until_ms > rep_wall_ms())
-		return e->score >= c->good_threshold;
-	if (w->st) {
-		struct reputation_counts ip, net;
-		uint64_t now = rep_wall_ms();
-		double s;
-
-		if (rep_read_counts(w->st, ipkey, netkey, &ip, &net) < 0)
-			return false;
-		reputation_decay(&ip, now, c->half_life);
-		reputation_decay(&net, now, c->half_life);
-		s = reputation_score(&ip, &net, c->prefix_weight, c->prior);
-		rep_cache_put(w, ipkey, s);
-		return s >= c->good_threshold;
-	}
-	return false;
+	(void)slot;
+	if (o->session || o->stage != HOOK_EOM || o->code == 0 || (o->flags & HOOK_FLAG_DISCARDED))
+		return;
+	if (o->flags & HOOK_FLAG_VIRUS)
+		r = REPUTATION_VIRUS;
+	else if (o->code / 100 == 2)
+		r = o->flags & HOOK_FLAG_SPAM ? REPUTATION_SPAM : REPUTATION_ACCEPTED;
+	else if (o->code / 100 == 4)
+		r = REPUTATION_TEMPFAILED;
+	else
+		r = o->flags & HOOK_FLAG_SPAM ? REPUTATION_SPAM : REPUTATION_REJECTED;
+	rep_record(wstate, env, r);
 }
+
+const struct hook_module reputation_module = {
+	.name = "reputation",
+	.worker_init = rep_worker_init,
+	.worker_free = rep_worker_free,
+	.stages = rep_stages,
+	.run = rep_run,
+	.session_free = rep_session_free,
+	.timeout_ms = rep_timeout_ms,
+	.outcome = rep_outcome,
+};

@@ -14,8 +14,16 @@
  * "redis://host:port[/db]" (shared by every node; one script per update, decay on the
  * server's clock; unreachable -> no score, never a delay beyond `timeout`).
  *
- * The session reports each message's outcome with reputation_record(); the listener may
- * ask reputation_is_known_good() to serve good clients first near max_connections. */
+ * Learning: the module's outcome notifier (struct hook_module.outcome) counts every
+ * message that reached the end of data — delivered (accepted, or spam when the rules or a
+ * spam filter marked it: HOOK_FLAG_SPAM), refused 5xx (rejected / spam), 4xx (tempfailed),
+ * virus (HOOK_FLAG_VIRUS, from clamd or a milter); discarded messages and refusals before
+ * the end of data do not count.
+ *
+ * Near max_connections the session sets env->overloaded before the connect stage: then a
+ * client that is not on the allow list and does not score >= good_threshold (unknown, no
+ * answer, deny list, bad) is refused with 421 4.7.0 (reason=overload) so the known-good ones
+ * keep being served. Only with a store or an allow list (otherwise nobody is known). */
 #ifndef MX_REPUTATION_H
 #define MX_REPUTATION_H
 
@@ -26,7 +34,6 @@
 
 #include "proxy/cfg.h"
 
-struct hook_env;
 struct hook_module;
 
 enum reputation_outcome {
@@ -59,16 +66,6 @@ struct reputation_config {
 };
 extern const struct cfg_table reputation_config_table;
 extern const struct hook_module reputation_module;
-
-/* Reports one message outcome for env's client (IP and network). Call on the session's
- * loop thread; cheap (queued). A no-op when reputation is not configured. */
-void reputation_record(const struct hook_env *env, enum reputation_outcome o);
-
-/* True when sa is on the allow list or its score is >= good_threshold. Call on a worker's
- * loop thread; never blocks on the network (Redis: answers from the results of recent
- * connects only). False when reputation is not configured, or before this thread has run
- * a session (the thread learns its worker index from the first). */
-bool reputation_is_known_good(const struct sockaddr *sa);
 
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 

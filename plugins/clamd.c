@@ -1,8 +1,10 @@
 /* clamd.c — virus scanning through clamd's zINSTREAM, as a built-in plugin. */
 #include "clamd.h"
+#include "config.h"
 #include "plugins.h"
 #include "scanner.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,29 @@
 #define CLAMD_REPLY_MAX 1024
 
 enum clamd_found_action { CLAMD_REJECT = 0, CLAMD_QUARANTINE, CLAMD_TEMPFAIL };
+
+/* `options:` of a clamd entry (the entry's own `action:` and `max_size:` fill the same). */
+struct clamd_options {
+	int action;                 /* enum clamd_found_action */
+	uint64_t max_size;
+};
+
+static const char *const clamd_action_names[] = { "reject", "quarantine", "tempfail", NULL };
+
+static const struct cfg_field clamd_option_fields[] = {
+	{ "action", CFG_ENUM, offsetof(struct clamd_options, action), "reject",
+	  .choices = clamd_action_names,
+	  .doc = "what a virus does: reject (554 5.7.1 Virus found: NAME), quarantine or tempfail (451)" },
+	{ "max_size", CFG_SIZE, offsetof(struct clamd_options, max_size), "25M", 1, 4294967296.0,
+	  .doc = "bytes streamed to clamd (clamd's StreamMaxLength); a longer message is scanned up to that size" },
+	{ .key = NULL }
+};
+
+const struct cfg_table clamd_options_table = {
+	.name = "plugins[].options (clamd)",
+	.size = sizeof(struct clamd_options),
+	.fields = clamd_option_fields,
+};
 
 struct clamd_inst {
 	const struct mxgate_host *host;
@@ -100,6 +125,7 @@ static void clamd_verdict(struct clamd_scan *sc)
 		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-error");
 	}
 	h->add_symbol(sc->call, "CLAM_VIRUS", 0, name);
+	h->set_flags(sc->call, MXGATE_FLAG_VIRUS);
 	h->log(sc->call, 1, "event=virus name=%s", name);
 	switch (sc->ci->action) {
 	case CLAMD_QUARANTINE:
@@ -176,9 +202,11 @@ static void clamd_done(void *arg, enum scanner_status st, char *reply, size_t le
 
 static const struct scanner_codec clamd_codec = { clamd_send, clamd_complete, clamd_done };
 
+/* options: a struct clamd_options (the typed `options:`). */
 static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
-    void **instance, char *err, size_t errlen)
+    const void *options, void **instance, char *err, size_t errlen)
 {
+	const struct clamd_options *o = options;
 	struct clamd_inst *ci = calloc(1, sizeof(*ci));
 	const char *why;
 
@@ -187,7 +215,8 @@ static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		return -1;
 	}
 	ci->host = host;
-	ci->max_size = 25u * 1024 * 1024;
+	ci->max_size = o->max_size;
+	ci->action = (enum clamd_found_action)o->action;
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
 		goto fail;
@@ -195,31 +224,6 @@ static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 	if (pconn_addr_parse(args->address, &ci->addr, &why) < 0) {
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
-	}
-	for (size_t i = 0; i < args->noptions; i++) {
-		const char *k = args->options[i].key, *v = args->options[i].value;
-
-		if (strcmp(k, "action") == 0) {
-			if (strcmp(v, "reject") == 0)
-				ci->action = CLAMD_REJECT;
-			else if (strcmp(v, "quarantine") == 0)
-				ci->action = CLAMD_QUARANTINE;
-			else if (strcmp(v, "tempfail") == 0)
-				ci->action = CLAMD_TEMPFAIL;
-			else {
-				snprintf(err, errlen, "action: want reject, quarantine or tempfail");
-				goto fail;
-			}
-		} else if (strcmp(k, "max_size") == 0) {
-			ci->max_size = strtoull(v, NULL, 10);
-			if (ci->max_size == 0) {
-				snprintf(err, errlen, "max_size: must be positive");
-				goto fail;
-			}
-		} else {
-			snprintf(err, errlen, "unknown option `%s` (clamd knows action, max_size)", k);
-			goto fail;
-		}
 	}
 	*instance = ci;
 	return 0;
@@ -275,12 +279,17 @@ static void clamd_on_close(void *instance, struct mxgate_call *c)
 	clamd_cancel(instance, c);
 }
 
-const struct mxgate_plugin clamd_plugin = {
+static const struct mxgate_plugin clamd_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "clamd",
-	.init = clamd_init,
 	.fini = clamd_fini,
 	.on_eom = clamd_on_eom,
 	.on_close = clamd_on_close,
 	.cancel = clamd_cancel,
+};
+
+const struct plugin_builtin clamd_builtin = {
+	.desc = &clamd_plugin,
+	.options = &clamd_options_table,
+	.init = clamd_init,
 };

@@ -1,9 +1,11 @@
 /* rspamd.c — rspamd /checkv2 over HTTP/1.1 as a built-in plugin, with a small bounded JSON
  * reader for the fields we use (no JSON library among the dependencies). */
 #include "rspamd.h"
+#include "config.h"
 #include "plugins.h"
 #include "scanner.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +334,29 @@ struct rspamd_inst {
 	char password[128];
 };
 
+/* `options:` of an rspamd entry (the entry's own `max_size:` fills the same). */
+struct rspamd_options {
+	uint64_t max_size;
+	bool use_action;
+	char *password;
+};
+
+static const struct cfg_field rspamd_option_fields[] = {
+	{ "max_size", CFG_SIZE, offsetof(struct rspamd_options, max_size), "20M", 1, 1073741824.0,
+	  .doc = "larger messages are not scanned" },
+	{ "use_action", CFG_BOOL, offsetof(struct rspamd_options, use_action), "false",
+	  .doc = "apply rspamd's action: reject -> 550 5.7.1, soft reject -> 451 4.7.1 (else only its score counts)" },
+	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
+	  .doc = "rspamd controller password (the `Password:` header)" },
+	{ .key = NULL }
+};
+
+const struct cfg_table rspamd_options_table = {
+	.name = "plugins[].options (rspamd)",
+	.size = sizeof(struct rspamd_options),
+	.fields = rspamd_option_fields,
+};
+
 struct rspamd_scan {
 	struct rspamd_inst *ri;
 	struct mxgate_call *call;
@@ -402,6 +427,11 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	rspamd_json_parse(body, blen, &r, rspamd_symbol_add_cb, sc);
 	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=\"%s\"", r.score,
 	    r.required, r.action);
+	/* rspamd's own classes: these three are its "spam" actions (greylist and soft reject
+	 * are about rates, not content). */
+	if (strcmp(r.action, "reject") == 0 || strcmp(r.action, "add header") == 0 ||
+	    strcmp(r.action, "rewrite subject") == 0)
+		h->set_flags(sc->call, MXGATE_FLAG_SPAM);
 	if (sc->ri->use_action && strcmp(r.action, "reject") == 0) {
 		snprintf(text, sizeof(text), "5.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Spam message rejected");
 		return rspamd_scan_end(sc, MXGATE_REJECT, 550, text, "rspamd");
@@ -504,9 +534,11 @@ static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t l
 
 static const struct scanner_codec rspamd_codec = { rspamd_send, rspamd_complete, rspamd_done };
 
+/* options: a struct rspamd_options (the typed `options:`). */
 static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
-    void **instance, char *err, size_t errlen)
+    const void *options, void **instance, char *err, size_t errlen)
 {
+	const struct rspamd_options *o = options;
 	struct rspamd_inst *ri = calloc(1, sizeof(*ri));
 	const char *why;
 
@@ -515,7 +547,8 @@ static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugi
 		return -1;
 	}
 	ri->host = host;
-	ri->max_size = 20u * 1024 * 1024;
+	ri->max_size = o->max_size;
+	ri->use_action = o->use_action;
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT of rspamd's normal worker, e.g. 127.0.0.1:11333)");
 		goto fail;
@@ -525,23 +558,12 @@ static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugi
 		goto fail;
 	}
 	snprintf(ri->hostport, sizeof(ri->hostport), "%s", ri->addr.is_unix ? "localhost" : args->address);
-	for (size_t i = 0; i < args->noptions; i++) {
-		const char *k = args->options[i].key, *v = args->options[i].value;
-
-		if (strcmp(k, "max_size") == 0)
-			ri->max_size = strtoull(v, NULL, 10);
-		else if (strcmp(k, "use_action") == 0)
-			ri->use_action = strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0;
-		else if (strcmp(k, "password") == 0) {
-			if (strlen(v) >= sizeof(ri->password) || strpbrk(v, "\r\n")) {
-				snprintf(err, errlen, "options.password: bad value");
-				goto fail;
-			}
-			snprintf(ri->password, sizeof(ri->password), "%s", v);
-		} else {
-			snprintf(err, errlen, "unknown option `%s` (rspamd knows max_size, use_action, password)", k);
+	if (o->password) {
+		if (strlen(o->password) >= sizeof(ri->password) || strpbrk(o->password, "\r\n")) {
+			snprintf(err, errlen, "options.password: bad value");
 			goto fail;
 		}
+		snprintf(ri->password, sizeof(ri->password), "%s", o->password);
 	}
 	*instance = ri;
 	return 0;
@@ -593,12 +615,17 @@ static void rspamd_cancel(void *instance, struct mxgate_call *c)
 	*slot = NULL;
 }
 
-const struct mxgate_plugin rspamd_plugin = {
+static const struct mxgate_plugin rspamd_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "rspamd",
-	.init = rspamd_init,
 	.fini = rspamd_fini,
 	.on_eom = rspamd_on_eom,
 	.on_close = rspamd_cancel,
 	.cancel = rspamd_cancel,
+};
+
+const struct plugin_builtin rspamd_builtin = {
+	.desc = &rspamd_plugin,
+	.options = &rspamd_options_table,
+	.init = rspamd_init,
 };

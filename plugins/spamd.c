@@ -1,8 +1,10 @@
 /* spamd.c — SpamAssassin scoring through spamd's SPAMC/1.5 SYMBOLS command. */
 #include "spamd.h"
+#include "config.h"
 #include "plugins.h"
 #include "scanner.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,26 @@ struct spamd_inst {
 	struct pconn_addr addr;
 	uint64_t max_size;
 	char user[64];
+};
+
+/* `options:` of a spamd entry (the entry's own `max_size:` fills the same). */
+struct spamd_options {
+	uint64_t max_size;
+	char *user;
+};
+
+static const struct cfg_field spamd_option_fields[] = {
+	{ "max_size", CFG_SIZE, offsetof(struct spamd_options, max_size), "512K", 1, 1073741824.0,
+	  .doc = "larger messages are not scanned (like spamc)" },
+	{ "user", CFG_STRING, offsetof(struct spamd_options, user),
+	  .doc = "spamd user whose preferences apply (the `User:` header); unset = spamd's default" },
+	{ .key = NULL }
+};
+
+const struct cfg_table spamd_options_table = {
+	.name = "plugins[].options (spamd)",
+	.size = sizeof(struct spamd_options),
+	.fields = spamd_option_fields,
 };
 
 struct spamd_scan {
@@ -143,6 +165,8 @@ static void spamd_verdict(struct spamd_scan *sc)
 	}
 	h->log(sc->call, 1, "event=spamd_result score=%.1f threshold=%.1f spam=%d", r.score,
 	    r.threshold, r.spam);
+	if (r.spam)
+		h->set_flags(sc->call, MXGATE_FLAG_SPAM);
 	spamd_scan_end(sc, MXGATE_CONTINUE, NULL);
 }
 
@@ -187,9 +211,11 @@ static void spamd_done(void *arg, enum scanner_status st, char *reply, size_t le
 
 static const struct scanner_codec spamd_codec = { spamd_send, NULL, spamd_done };
 
+/* options: a struct spamd_options (the typed `options:`). */
 static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
-    void **instance, char *err, size_t errlen)
+    const void *options, void **instance, char *err, size_t errlen)
 {
+	const struct spamd_options *o = options;
 	struct spamd_inst *si = calloc(1, sizeof(*si));
 	const char *why;
 
@@ -198,7 +224,7 @@ static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		return -1;
 	}
 	si->host = host;
-	si->max_size = 512 * 1024;
+	si->max_size = o->max_size;
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
 		goto fail;
@@ -207,21 +233,12 @@ static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
 	}
-	for (size_t i = 0; i < args->noptions; i++) {
-		const char *k = args->options[i].key, *v = args->options[i].value;
-
-		if (strcmp(k, "max_size") == 0)
-			si->max_size = strtoull(v, NULL, 10);
-		else if (strcmp(k, "user") == 0) {
-			if (strlen(v) >= sizeof(si->user) || strpbrk(v, "\r\n")) {
-				snprintf(err, errlen, "options.user: bad user name");
-				goto fail;
-			}
-			snprintf(si->user, sizeof(si->user), "%s", v);
-		} else {
-			snprintf(err, errlen, "unknown option `%s` (spamd knows max_size, user)", k);
+	if (o->user) {
+		if (strlen(o->user) >= sizeof(si->user) || strpbrk(o->user, "\r\n")) {
+			snprintf(err, errlen, "options.user: bad user name");
 			goto fail;
 		}
+		snprintf(si->user, sizeof(si->user), "%s", o->user);
 	}
 	*instance = si;
 	return 0;
@@ -273,12 +290,17 @@ static void spamd_cancel(void *instance, struct mxgate_call *c)
 	*slot = NULL;
 }
 
-const struct mxgate_plugin spamd_plugin = {
+static const struct mxgate_plugin spamd_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "spamd",
-	.init = spamd_init,
 	.fini = spamd_fini,
 	.on_eom = spamd_on_eom,
 	.on_close = spamd_cancel,
 	.cancel = spamd_cancel,
+};
+
+const struct plugin_builtin spamd_builtin = {
+	.desc = &spamd_plugin,
+	.options = &spamd_options_table,
+	.init = spamd_init,
 };

@@ -700,6 +700,11 @@ static int cfg_unknown_key(struct cfg_parse *p, const struct cfg_table *t, struc
 
 /* Fills obj from mapping n (NULL = absent: defaults only) by table t. scalar_ok: n may be a
  * lone scalar whose value the caller already stored in the first field (list items). */
+int cfg_parse_section(struct cfg_parse *p, const struct cfg_table *t, struct fy_node *n, void *obj)
+{
+	return cfg_table_walk(p, t, cfg_node_is_null(n) ? NULL : n, obj, false);
+}
+
 int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_node *n,
 		   void *obj, bool scalar_ok)
 {
@@ -886,7 +891,7 @@ static int cfg_selfcheck_walk(struct cfg_parse *p, const struct cfg_table *t, in
 			if (p->nerr != before)
 				rc = -1;
 		}
-		if ((f->type == CFG_STRUCT || f->type == CFG_STRUCT_LIST) && f->sub)
+		if ((f->type == CFG_STRUCT || f->type == CFG_STRUCT_LIST || f->type == CFG_CUSTOM) && f->sub)
 			if (cfg_selfcheck_walk(p, f->sub, depth + 1) < 0)
 				rc = -1;
 		cfg_path_pop(p, old);

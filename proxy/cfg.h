@@ -55,7 +55,10 @@ struct cfg_field {
 	const char *const *choices; /* CFG_ENUM: NULL-terminated names */
 	const struct cfg_table *sub;/* CFG_STRUCT / CFG_STRUCT_LIST */
 	/* CFG_CUSTOM: parse n (may be NULL when the key is absent) into dst; 0 or -1 after
-	 * cfg_error(). free_custom releases what it allocated (may be NULL). */
+	 * cfg_error(). free_custom releases what it allocated (may be NULL). A CFG_CUSTOM
+	 * field may set .sub to a table of CFG_STRUCT fields, the alternative tables its value
+	 * is checked against (with cfg_parse_section): they are documented ("KEY (VARIANT)")
+	 * and self-checked like sections. */
 	int (*custom)(struct cfg_parse *p, struct fy_node *n, void *dst);
 	void (*free_custom)(void *dst);
 	unsigned flags;
@@ -114,6 +117,10 @@ int cfg_table_selfcheck(const struct cfg_table *t, void *err_fp);
  * Node helpers for validate hooks and CFG_CUSTOM parsers. Nodes are borrowed from the
  * document being loaded and valid during the call only. */
 
+/* For CFG_CUSTOM parsers: fills obj (zeroed, t->size bytes) from mapping n (NULL = absent:
+ * defaults only) by table t, reporting errors under the current key path like a section.
+ * 0 or -1. Release with cfg_table_free(t, obj). */
+int cfg_parse_section(struct cfg_parse *p, const struct cfg_table *t, struct fy_node *n, void *obj);
 /* The pair of mapping n whose key is `key`; NULL when there is none or n is not a mapping. */
 struct fy_node_pair *cfg_map_pair(struct fy_node *n, const char *key);
 /* Item i of sequence n (or n itself for i == 0 when it is a lone value), or NULL. */

@@ -56,6 +56,16 @@ static void cfg_docs_section(const struct cfg_table *t, const char *prefix,
 			v->key(arg, &k);
 	}
 	for (const struct cfg_field *f = t->fields; f && f->key; f++) {
+		if (f->type == CFG_CUSTOM && f->sub) {
+			/* the alternative tables of a custom value: "plugins[].options (clamd)" */
+			for (const struct cfg_field *alt = f->sub->fields; alt->key; alt++) {
+				snprintf(path, sizeof(path), "%s%s%s (%s)", prefix, prefix[0] ? "." : "",
+					 f->key, alt->key);
+				if (alt->sub)
+					cfg_docs_section(alt->sub, path, v, arg);
+			}
+			continue;
+		}
 		if ((f->type != CFG_STRUCT && f->type != CFG_STRUCT_LIST) || !f->sub)
 			continue;
 		snprintf(path, sizeof(path), "%s%s%s%s", prefix, prefix[0] ? "." : "", f->key,

@@ -10,6 +10,14 @@
 
 /* ---- verdicts ------------------------------------------------------------------------ */
 
+const char *hook_stage_name(enum hook_stage st)
+{
+	static const char *const names[HOOK_NSTAGES] = { "connect", "helo", "mail", "rcpt", "data",
+		"eom", "close" };
+
+	return (unsigned)st < HOOK_NSTAGES ? names[st] : "?";
+}
+
 void verdict_set(struct verdict *v, enum verdict_action a, int code, const char *reason,
     const char *reply_fmt, ...)
 {
@@ -161,6 +169,7 @@ void hook_env_reset_txn(struct hook_env *env)
 	env->del_rcpts = NULL;
 	env->ndel_rcpts = 0;
 	env->quarantine_reason[0] = '\0';
+	env->flags = 0;
 	/* Drop the transaction's symbols; keep the session's (connect/helo stage). The score
 	 * is summed again rather than subtracted, so it cannot drift. */
 	for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++)

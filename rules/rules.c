@@ -1563,6 +1563,8 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		to += (size_t)n;
 	}
 	actions_format_score(sbuf, sizeof(sbuf), total);
+	if (total >= w->th.required)   /* spam as X-Spam-Status says it: for reputation */
+		env->flags |= HOOK_FLAG_SPAM;
 	if (rc->mode == RULES_MODE_LOG) {
 		log_event(LOG_LVL_INFO, env->session_id,
 		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s", sbuf,
@@ -1686,6 +1688,7 @@ static enum verdict_action rules_on_error(void *wstate) { return VERDICT_TEMPFAI
 
 const struct hook_module rules_module = {
 	.name = "rules",
+	.flags = HOOK_MODULE_SCORER,
 	.worker_init = rules_worker_init,
 	.worker_free = rules_worker_free,
 	.stages = rules_stages,

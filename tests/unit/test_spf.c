@@ -114,6 +114,7 @@ struct fixture {
 	uv_loop_t loop;
 	struct mx_config cfg;
 	struct chain_modules mods;
+	struct chain_entry entry;
 	uv_timer_t timer;
 	int slot;
 };
@@ -138,9 +139,8 @@ static int setup(void **state)
 			f->slot = (int)i;
 	assert_true(f->slot >= 0);
 	assert_int_equal(spf_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
-	f->mods.wstate[f->slot] = ws;
-	f->mods.stages[f->slot] = spf_module.stages(ws);
-	f->mods.any_stages = f->mods.stages[f->slot];
+	f->slot = 0;   /* the only entry */
+	chain_modules_single(&f->mods, &f->entry, &spf_module, ws);
 	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
@@ -150,7 +150,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	spf_module.worker_free(f->mods.wstate[f->slot]);
+	spf_module.worker_free(f->entry.wstate);
 	uv_close((uv_handle_t *)&f->timer, NULL);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&f->loop), 0);
