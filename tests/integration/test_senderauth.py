@@ -2,8 +2,8 @@
 """DKIM, ARC and DMARC through the real daemon, with real signers and a real DNS server:
 
 - keys made by opendkim-genkey (RSA) and by openssl / PyNaCl (RSA, Ed25519); messages signed
-  by opendkim-testmsg (OpenDKIM's library) and by dkimpy (python3-dkim: also l=, x=, Ed25519
-  and ARC sealing);
+  by the opendkim milter (behind a second mxgate), by opendkim-testmsg (rsa-sha1: refused per
+  RFC 8301) and by dkimpy (python3-dkim: also l=, x=, Ed25519 and ARC sealing);
 - the key, DMARC and policy records served by dnsmasq (--txt-record) on 127.0.0.1, which
   mxgate reaches through `dns.resolvers`; one zone is forwarded to a UDP socket that never
   answers (the DNS timeout case);
@@ -29,7 +29,7 @@ import mxtest as mt  # noqa: E402
 PY = '/usr/bin/python3'
 SIGNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'dkim_signer.py')
 
-mt.need('dnsmasq', 'opendkim-genkey', 'opendkim-testmsg', 'openssl')
+mt.need('dnsmasq', 'opendkim', 'opendkim-genkey', 'opendkim-testmsg', 'openssl')
 if subprocess.run([PY, '-c', 'import dkim, nacl, authres'], capture_output=True).returncode != 0:
     mt.skip('python3-dkim / python3-nacl / python3-authres not installed')
 
@@ -148,6 +148,32 @@ def sign(msg, key, sel, dom='example.org', *opts):
     return run([PY, SIGNER, 'sign', key, sel, dom] + list(opts), msg)
 
 
+# opendkim itself signs too: the milter (Mode s, rsa-sha256) behind a second mxgate whose
+# milter client hands it the message; what reaches that mxgate's backend is the signed mail.
+odk_milter_port = mt.free_port()
+odk_conf = os.path.join(T, 'opendkim.conf')
+open(odk_conf, 'w').write('\n'.join([
+    'Syslog no', 'Background no', 'Mode s', 'Domain example.org', 'Selector odk',
+    'KeyFile %s' % odk_path, 'Socket inet:%d@127.0.0.1' % odk_milter_port,
+    'SignatureAlgorithm rsa-sha256', 'Canonicalization relaxed/simple', 'InternalHosts 127.0.0.1',
+    'PidFile %s/opendkim.pid' % T, 'RequireSafeKeys no', '']))
+mt.spawn([mt.tool('opendkim') or '/usr/sbin/opendkim', '-f', '-x', odk_conf], 'opendkim')
+if not mt.wait_port(odk_milter_port, 20):
+    mt.fail('opendkim did not start')
+signed_be = mt.Backend()
+signer_mx = mt.Mxgate(mt.config([signed_be.url], plugins=[
+    {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % odk_milter_port, 'on_error': 'tempfail',
+     'timeout': '10s'}]), name='mx-signer')
+
+
+def odk_milter_sign(msg, tag):
+    code, text = mt.send_mail(signer_mx.port, 'alice@example.org', ['bob@example.test'], msg)
+    got = [m for m in signed_be.messages if ('senderauth %s\r\n' % tag).encode() in m['data']]
+    if code != 250 or not got:
+        mt.fail('the opendkim signer did not deliver: %s %s' % (code, text))
+    return got[-1]['data']
+
+
 def odk_sign(msg):
     out = run(['opendkim-testmsg', '-C', '-d', 'example.org', '-k', odk_path, '-s', 'odk'], msg)
     return out.replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
@@ -207,6 +233,13 @@ case('simple', sign(base('simple'), rsa_path, 'py', 'example.org', '--canon', 's
 case('odk', odk_sign(base('odk', 'Carol <carol@other.example>')), 250,
      [r'dkim=permerror \(rsa-sha1 not accepted RFC 8301\) header\.d=example\.org header\.s=odk'],
      what='opendkim-testmsg signs rsa-sha1: refused per RFC 8301')
+signed = odk_milter_sign(base('odkm'), 'odkm')
+mt.check(b'DKIM-Signature:' in signed and b'a=rsa-sha256' in signed, 'opendkim (milter) signed rsa-sha256')
+case('odkm', signed, 250, [r'dkim=pass \(2048-bit rsa key\) header\.d=example\.org header\.s=odk', r'dmarc=pass'],
+     what='a signature made by the opendkim milter passes')
+signed = odk_milter_sign(base('odkmt'), 'odkmt')
+case('odkmt', signed.replace(b'this is case odkmt', b'this is case ODKMT'), 550,
+     what='the opendkim-signed message with its body changed fails and is refused per DMARC')
 case('odkkey', sign(base('odkkey'), odk_path, 'odk'), 250, [r'dkim=pass .*header\.s=odk'],
      what='a key made by opendkim-genkey, as published in its zone file, verifies')
 s = sign(base('body'), rsa_path, 'py')
