@@ -399,6 +399,12 @@ void dmarc_evaluate(const struct dmarc_input *in, struct dmarc_outcome *out)
 		out->disposition = DMARC_POLICY_NONE;
 		return;
 	}
+	if (in->aligned_temperror) {
+		/* a DNS hiccup at the signer must not turn into a policy rejection */
+		out->result = DMARC_RESULT_TEMPERROR;
+		out->reason = "aligned identifier had a temporary error";
+		return;
+	}
 	out->result = DMARC_RESULT_FAIL;
 	out->reason = "no aligned identifier";
 	out->disposition = out->policy;

@@ -66,6 +66,8 @@ struct dmarc_input {
 	size_t ndkim_pass;
 	const char *spf_domain;        /* the SPF-authenticated domain (MAIL FROM, or HELO for
 	                                  the null sender) when SPF passed, else NULL */
+	bool aligned_temperror;        /* an aligned DKIM signature or SPF check ended in a
+	                                  temporary error: no pass becomes temperror, not fail */
 	int roll;                      /* 0..99, uniform: the pct sample (6.6.4) */
 };
 

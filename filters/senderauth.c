@@ -396,7 +396,7 @@ static void sa_judge(struct sa_session *s)
 	struct verdict v;
 	const char *dkim_pass[64];
 	size_t ndkim_pass = 0, nsigned = 0;
-	bool valid_au = false, valid_ef = false, aligned_auth = false;
+	bool valid_au = false, valid_ef = false, aligned_auth = false, aligned_temperror = false;
 	const char *ef_domain = NULL;
 	struct dmarc_outcome dm;
 	bool dm_done = false, overridden = false;
@@ -451,6 +451,9 @@ static void sa_judge(struct sa_session *s)
 				memcpy(logdkim + lo, dkim_log_one, strlen(dkim_log_one) + 1);
 				lo += strlen(dkim_log_one);
 			}
+			if (sig->result == DKIM_RESULT_TEMPERROR && s->from_status == 0 &&
+			    dmarc_aligned(sig->d, s->from_domain, false))
+				aligned_temperror = true;
 			/* RFC 6376 3.6.1 t=y: treat as unsigned mail (no credit) */
 			if (sig->result != DKIM_RESULT_PASS || sig->testing)
 				continue;
@@ -524,6 +527,9 @@ static void sa_judge(struct sa_session *s)
 		in.dkim_pass = dkim_pass;
 		in.ndkim_pass = ndkim_pass;
 		in.spf_domain = spf.pass ? spf.domain : NULL;
+		in.aligned_temperror = aligned_temperror || (spf.result != NULL &&
+		    strcmp(spf.result, "temperror") == 0 && s->from_status == 0 &&
+		    dmarc_aligned(spf.domain, s->from_domain, false));
 		in.roll = (int)arc4random_uniform(100);
 		dmarc_evaluate(&in, &dm);
 		dm_done = true;
@@ -541,9 +547,11 @@ static void sa_judge(struct sa_session *s)
 			snprintf(polc, sizeof(polc), "p=%s dis=%s%s%s%s", dmarc_policy_name(dm.policy),
 			    overridden ? "none" : dmarc_policy_name(dm.disposition),
 			    dm.sampled_out ? " pct" : "", overridden ? "; " : "", overridden ? override_why : "");
+		else if (s->from_status != 0)
+			snprintf(polc, sizeof(polc), "%s", s->from_status == -3 ? "several From fields" :
+			    s->from_status == -2 ? "From names several domains" : "no usable From");
 		else
-			snprintf(polc, sizeof(polc), "%s", dm.reason ? dm.reason :
-			    s->from_status == -3 ? "several From fields" : "no usable From");
+			snprintf(polc, sizeof(polc), "%s", dm.reason ? dm.reason : "");
 		authres_method(&ar, "dmarc", dmarc_result_name(dm.result), polc);
 		if (s->from_status == 0)
 			authres_prop(&ar, "header.from", s->from_domain);

@@ -348,4 +348,18 @@ mt.check(code == 250 and len(ars) == 1 and 'bank.example' not in ars[0] and 'dki
          'a forged Authentication-Results claiming mx.test is dropped, ours stays (%s)' % ars)
 
 mx.stop()
+
+# --- rate limits keyed on the authenticated domain: signed mail from example.org counts,
+# mail that only claims example.org in From (no aligned DKIM/SPF) never does
+cfg2 = dict(cfg)
+cfg2['dmarc'] = dict(cfg['dmarc'], action='log')
+cfg2['ratelimit'] = {'rules': [{'key': 'auth_domain', 'count': 'messages', 'limit': '2/1h',
+                                'action': 'tempfail'}]}
+mx = mt.Mxgate(cfg2, name='mx-senderauth-rl')
+codes = [deliver('rl%d' % i, sign(base('rl%d' % i), rsa_path, 'py'))[0] for i in range(3)]
+mt.check(codes == [250, 250, 451], 'auth_domain limit 2/1h: two signed messages pass, the third is tempfailed (%s)' % codes)
+mt.check(mx.wait_log(r'event=ratelimit key=auth_domain value=example\.org count=messages'), 'the limit logs key=auth_domain')
+codes = [deliver('rlu%d' % i, base('rlu%d' % i))[0] for i in range(3)]
+mt.check(codes == [250, 250, 250], 'unsigned mail claiming the same From is not counted against it (%s)' % codes)
+mx.stop()
 mt.finish()

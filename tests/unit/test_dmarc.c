@@ -203,6 +203,11 @@ static void test_evaluate_details(void **state)
 	assert_string_equal(out.aligned_domain, "example.org");
 	assert_string_equal(out.policy_domain, "example.org");
 	assert_int_equal(out.policy, DMARC_POLICY_REJECT);	/* no sp=: p= covers subdomains */
+	/* nothing aligned passed, but an aligned check failed for now: temperror, not fail */
+	in.spf_domain = NULL;
+	in.aligned_temperror = true;
+	dmarc_evaluate(&in, &out);
+	assert_int_equal(out.result, DMARC_RESULT_TEMPERROR);
 	in.from_domain = "";
 	dmarc_evaluate(&in, &out);
 	assert_int_equal(out.result, DMARC_RESULT_PERMERROR);
