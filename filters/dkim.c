@@ -13,9 +13,25 @@
 #include <openssl/x509.h>
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* OpenSSL 3 looks an algorithm up (under a lock) on every EVP_sha256() init: fetch it once. */
+static EVP_MD *dkim_sha256_md;
+static pthread_once_t dkim_sha256_once = PTHREAD_ONCE_INIT;
+
+static void dkim_sha256_fetch(void)
+{
+	dkim_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *dkim_sha256(void)
+{
+	pthread_once(&dkim_sha256_once, dkim_sha256_fetch);
+	return dkim_sha256_md ? dkim_sha256_md : EVP_sha256();
+}
 
 const char *dkim_result_name(enum dkim_result r)
 {
@@ -59,6 +75,13 @@ void dkim_key_set_error(struct dkim_key *k, enum dkim_result r, const char *reas
 	dkim_key_clear(k);
 	k->result = r;
 	k->reason = reason;
+}
+
+void dkim_key_copy(struct dkim_key *dst, const struct dkim_key *src)
+{
+	*dst = *src;
+	if (dst->pkey != NULL && EVP_PKEY_up_ref(dst->pkey) != 1)
+		dkim_key_set_error(dst, DKIM_RESULT_TEMPERROR, "out of memory");
 }
 
 void dkim_key_clear(struct dkim_key *k)
@@ -610,7 +633,7 @@ static int msg_body_for(struct dkim_msg *m, const struct dkim_sig *sig)
 	b->canon = sig->bcanon;
 	b->limit = limit;
 	b->md = EVP_MD_CTX_new();
-	if (b->md == NULL || EVP_DigestInit_ex(b->md, EVP_sha256(), NULL) != 1) {
+	if (b->md == NULL || EVP_DigestInit_ex(b->md, dkim_sha256(), NULL) != 1) {
 		EVP_MD_CTX_free(b->md);
 		return -1;
 	}
@@ -821,7 +844,7 @@ static enum dkim_result sig_finish(struct dkim_msg *m, struct dkim_sig *sig,
 	enum dkim_result r;
 	int rc = 0;
 
-	if (md == NULL || scratch == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+	if (md == NULL || scratch == NULL || EVP_DigestInit_ex(md, dkim_sha256(), NULL) != 1) {
 		r = sig_set(sig, DKIM_RESULT_TEMPERROR, "out of memory");
 		goto done;
 	}

@@ -95,6 +95,8 @@ enum dkim_result dkim_key_parse(const char *txt, size_t len, const struct dkim_l
 /* A key that could not be had: result TEMPERROR / PERMERROR with a static reason. */
 void dkim_key_set_error(struct dkim_key *k, enum dkim_result r, const char *reason);
 void dkim_key_clear(struct dkim_key *k);
+/* dst becomes a second reference to src's key (released with dkim_key_clear). */
+void dkim_key_copy(struct dkim_key *dst, const struct dkim_key *src);
 
 /* Parses a DKIM-Signature (kind DKIM), ARC-Message-Signature or ARC-Seal field value into
  * sig (zeroed first). A broken field leaves sig->result NEUTRAL or PERMERROR with a reason;

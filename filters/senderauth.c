@@ -151,11 +151,19 @@ const struct cfg_table dmarc_config_table = {
 
 /* ---- per worker, per session ------------------------------------------------------------- */
 
+/* Parsed keys by (DNS name, record text): decoding a public key is the costliest step of a
+ * verification under OpenSSL 3 (decoder lookups under locks), and a few signers send most
+ * mail. The DNS cache decides freshness: an entry is used only for the same record text. */
+#define SA_KEYCACHE 128
+struct sa_keycache_entry { char *name, *txt; struct dkim_key key; };
+
 struct sa_worker {
 	const struct mx_config *cfg;
 	struct dns_resolver *dns;
 	struct dkim_limits lim;
 	bool dkim, arc, dmarc, spf;
+	struct sa_keycache_entry keys[SA_KEYCACHE];
+	size_t keys_next;          /* round-robin replacement */
 };
 
 enum sa_lookup_kind { SA_LK_KEY = 0, SA_LK_DMARC_FROM, SA_LK_DMARC_ORG };
@@ -234,6 +242,11 @@ static void sa_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
+	for (size_t i = 0; i < SA_KEYCACHE; i++) {
+		free(w->keys[i].name);
+		free(w->keys[i].txt);
+		dkim_key_clear(&w->keys[i].key);
+	}
 	dns_resolver_release(w->dns);
 	free(w);
 }
@@ -624,6 +637,37 @@ static void sa_maybe_judge(struct sa_session *s)
 
 /* ---- lookups and body ---------------------------------------------------------------------- */
 
+/* Parses txt for name into *k, through the worker's cache of parsed keys. */
+static enum dkim_result sa_key_parse_cached(struct sa_worker *w, const char *name, const char *txt,
+    struct dkim_key *k)
+{
+	struct sa_keycache_entry *e;
+
+	for (size_t i = 0; i < SA_KEYCACHE; i++) {
+		e = &w->keys[i];
+		if (e->name != NULL && strcmp(e->name, name) == 0 && strcmp(e->txt, txt) == 0) {
+			dkim_key_copy(k, &e->key);
+			return k->result;
+		}
+	}
+	dkim_key_parse(txt, strlen(txt), &w->lim, k);
+	e = &w->keys[w->keys_next];
+	w->keys_next = (w->keys_next + 1) % SA_KEYCACHE;
+	free(e->name);
+	free(e->txt);
+	dkim_key_clear(&e->key);
+	e->name = strdup(name);
+	e->txt = strdup(txt);
+	if (e->name == NULL || e->txt == NULL) {
+		free(e->name);
+		free(e->txt);
+		e->name = e->txt = NULL;
+	} else {
+		dkim_key_copy(&e->key, k);
+	}
+	return k->result;
+}
+
 static void sa_dns_cb(void *arg, const struct dns_result *res)
 {
 	struct sa_lookup *l = arg;
@@ -636,8 +680,8 @@ static void sa_dns_cb(void *arg, const struct dns_result *res)
 			/* several TXT records: the first that parses (RFC 6376 3.6.2.2 leaves it open) */
 			dkim_key_set_error(&l->key, DKIM_RESULT_PERMERROR, "no usable key record");
 			for (size_t i = 0; i < res->n; i++) {
-				if (dkim_key_parse(res->v[i], strlen(res->v[i]), &s->w->lim, &l->key) ==
-				    DKIM_RESULT_PASS)
+				dkim_key_clear(&l->key);
+				if (sa_key_parse_cached(s->w, l->name, res->v[i], &l->key) == DKIM_RESULT_PASS)
 					break;
 			}
 		} else if (res->status == DNS_S_NXDOMAIN || res->status == DNS_S_NODATA) {
