@@ -14,29 +14,7 @@
 
 #include "filters/arc.h"
 #include "filters/dkim.h"
-
-static char *slurp(const char *name, size_t *len)
-{
-	const char *dir = getenv("MX_SOURCE_DIR");
-	char path[1024];
-	FILE *f;
-	char *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/tests/data/dkim/%s", dir ? dir : MX_SOURCE_DIR, name);
-	f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
+#include "dkim_fixture.h"
 
 struct keys { struct dkim_key rsa, rsa2; };
 
@@ -50,11 +28,11 @@ static const struct dkim_key *key_cb(void *arg, const struct dkim_sig *sig)
 static void load_keys(struct keys *k, const struct dkim_limits *lim)
 {
 	size_t len;
-	char *t = slurp("rsa.txt", &len);
+	char *t = fixture_slurp("rsa.txt", &len);
 
 	assert_int_equal(dkim_key_parse(t, len, lim, &k->rsa), DKIM_RESULT_PASS);
 	free(t);
-	t = slurp("rsa2.txt", &len);
+	t = fixture_slurp("rsa2.txt", &len);
 	assert_int_equal(dkim_key_parse(t, len, lim, &k->rsa2), DKIM_RESULT_PASS);
 	free(t);
 }
@@ -89,26 +67,10 @@ static enum arc_result run_chain(const char *msg, size_t len, struct arc_chain *
 	return c->result;
 }
 
-static char *edit(const char *msg, const char *from, const char *to, size_t *len)
-{
-	const char *p = strstr(msg, from);
-	size_t fl = strlen(from), tl = strlen(to), ml = strlen(msg);
-	char *out;
-
-	if (p == NULL)
-		fail_msg("fixture lacks \"%s\"", from);
-	out = malloc(ml - fl + tl + 1);
-	memcpy(out, msg, (size_t)(p - msg));
-	memcpy(out + (p - msg), to, tl);
-	memcpy(out + (p - msg) + tl, p + fl, ml - (size_t)(p - msg) - fl + 1);
-	*len = ml - fl + tl;
-	return out;
-}
-
 static void test_chain_pass(void **state)
 {
 	size_t len;
-	char *msg = slurp("arc2.eml", &len);
+	char *msg = fixture_slurp("arc2.eml", &len);
 	struct arc_chain c;
 
 	(void)state;
@@ -131,12 +93,12 @@ static void test_chain_breaks(void **state)
 		{ "AAR without i=", "ARC-Authentication-Results: i=2;", "ARC-Authentication-Results: x=2;", "ARC-Authentication-Results without i=" },
 	};
 	size_t len, elen;
-	char *msg = slurp("arc2.eml", &len);
+	char *msg = fixture_slurp("arc2.eml", &len);
 	struct arc_chain c;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		char *e = edit(msg, rows[i].from, rows[i].to, &elen);
+		char *e = fixture_edit(msg, rows[i].from, rows[i].to, &elen);
 
 		if (run_chain(e, elen, &c, 0) != ARC_RESULT_FAIL)
 			fail_msg("%s: %s", rows[i].label, arc_result_name(c.result));
@@ -155,7 +117,7 @@ static void test_oldest_pass(void **state)
 	/* One byte of AMS(1)'s b= flipped: AMS(2) still verifies and AMS(1) does not
 	 * (oldest-pass 2); AS(2) covers AMS(1), so the chain itself fails. */
 	size_t len, elen;
-	char *msg = slurp("arc2.eml", &len);
+	char *msg = fixture_slurp("arc2.eml", &len);
 	const char *ams1 = strstr(msg, "ARC-Message-Signature: i=1;");
 	char *bpos, *e;
 	struct arc_chain c;
@@ -177,7 +139,7 @@ static void test_oldest_pass(void **state)
 static void test_no_arc(void **state)
 {
 	size_t len;
-	char *msg = slurp("rsa-relaxed.eml", &len);
+	char *msg = fixture_slurp("rsa-relaxed.eml", &len);
 	struct arc_chain c;
 
 	(void)state;

@@ -14,32 +14,9 @@
 #include <string.h>
 
 #include "filters/dkim.h"
+#include "dkim_fixture.h"
 
 #define NOW 1800000000LL   /* after every fixture's t= */
-
-static char *slurp(const char *name, size_t *len)
-{
-	const char *dir = getenv("MX_SOURCE_DIR");
-	char path[1024];
-	FILE *f;
-	char *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/tests/data/dkim/%s", dir ? dir : MX_SOURCE_DIR, name);
-	f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
 
 /* The key record for a DNS name, as the fixtures publish them: selector "bad" carries
  * rsa2's key, "revoked" an empty p=, "missing" nothing. */
@@ -61,7 +38,7 @@ static void key_for_name(const char *name, const struct dkim_limits *lim, struct
 	snprintf(file, sizeof(file), "%.*s.txt", (int)(dot - name), name);
 	if (strncmp(name, "bad.", 4) == 0)
 		snprintf(file, sizeof(file), "rsa2.txt");
-	txt = slurp(file, &len);
+	txt = fixture_slurp(file, &len);
 	dkim_key_parse(txt, len, lim, k);
 	free(txt);
 }
@@ -116,7 +93,7 @@ static void verify_file(const char *file, long long now, struct run *out)
 {
 	struct dkim_limits lim;
 	size_t len;
-	char *msg = slurp(file, &len);
+	char *msg = fixture_slurp(file, &len);
 
 	dkim_limits_default(&lim);
 	verify_buf(msg, len, &lim, now, 0, out);
@@ -149,7 +126,7 @@ static void test_body_fed_in_slices(void **state)
 {
 	struct dkim_limits lim;
 	size_t len;
-	char *msg = slurp("rsa-simple.eml", &len);
+	char *msg = fixture_slurp("rsa-simple.eml", &len);
 	struct run r;
 
 	(void)state;
@@ -159,22 +136,6 @@ static void test_body_fed_in_slices(void **state)
 		expect1("sliced body", &r, DKIM_RESULT_PASS);
 	}
 	free(msg);
-}
-
-/* Replaces the first occurrence of from by to (same buffer, may change length). */
-static char *edit(const char *file, const char *from, const char *to, size_t *len)
-{
-	char *msg = slurp(file, len), *p = strstr(msg, from), *out;
-	size_t fl = strlen(from), tl = strlen(to);
-
-	assert_non_null(p);
-	out = malloc(*len - fl + tl + 1);
-	memcpy(out, msg, (size_t)(p - msg));
-	memcpy(out + (p - msg), to, tl);
-	memcpy(out + (p - msg) + tl, p + fl, *len - (size_t)(p - msg) - fl + 1);
-	*len = *len - fl + tl;
-	free(msg);
-	return out;
 }
 
 static void test_tampering(void **state)
@@ -207,7 +168,9 @@ static void test_tampering(void **state)
 	dkim_limits_default(&lim);
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		size_t len;
-		char *msg = edit(rows[i].file, rows[i].from, rows[i].to, &len);
+		char *orig = fixture_slurp(rows[i].file, &len);
+		char *msg = fixture_edit(orig, rows[i].from, rows[i].to, &len);
+		free(orig);
 
 		verify_buf(msg, len, &lim, NOW, 0, &r);
 		expect1(rows[i].label, &r, rows[i].want);
@@ -249,7 +212,7 @@ static void test_limits(void **state)
 {
 	struct dkim_limits lim;
 	size_t len;
-	char *msg = slurp("two.eml", &len);
+	char *msg = fixture_slurp("two.eml", &len);
 	struct dkim_msg *m;
 	struct run r;
 
@@ -300,12 +263,12 @@ static void test_key_records(void **state)
 			fail_msg("%s: %s (%s)", rows[i].label, dkim_result_name(k.result), k.reason ? k.reason : "");
 		dkim_key_clear(&k);
 	}
-	txt = slurp("small.txt", &len);
+	txt = fixture_slurp("small.txt", &len);
 	assert_int_equal(dkim_key_parse(txt, len, &lim, &k), DKIM_RESULT_PERMERROR);
 	assert_string_equal(k.reason, "key too small");
 	dkim_key_clear(&k);
 	free(txt);
-	txt = slurp("rsa.txt", &len);
+	txt = fixture_slurp("rsa.txt", &len);
 	assert_int_equal(dkim_key_parse(txt, len, &lim, &k), DKIM_RESULT_PASS);
 	assert_int_equal(k.bits, 2048);
 	assert_false(k.testing);

@@ -22,35 +22,13 @@
 #include "proxy/hook.h"
 #include "proxy/msgbuf.h"
 #include "fake_dns.h"
+#include "dkim_fixture.h"
 
 static char ed_txt[256];
 static struct fake_rr zone[] = {
 	{ "ed._domainkey.example.org", 16, ed_txt, 300 },
 	{ "_dmarc.example.org", 16, "v=DMARC1; p=reject", 300 },
 };
-
-static char *slurp(const char *name, size_t *len)
-{
-	const char *dir = getenv("MX_SOURCE_DIR");
-	char path[1024];
-	FILE *f;
-	char *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/tests/data/dkim/%s", dir ? dir : MX_SOURCE_DIR, name);
-	f = fopen(path, "rb");
-	if (f == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
 
 struct fixture {
 	uv_loop_t loop;
@@ -69,7 +47,7 @@ static int setup_mode(void **state, int action)
 	struct mx_config *c = &f->cfg;
 	void *ws = NULL;
 	size_t len;
-	char *t = slurp("ed.txt", &len);
+	char *t = fixture_slurp("ed.txt", &len);
 
 	snprintf(ed_txt, sizeof(ed_txt), "%.*s", (int)strcspn(t, "\r\n"), t);
 	free(t);
@@ -144,7 +122,7 @@ static void done_cb(void *arg, const struct verdict *v)
 static void sess_init(struct fixture *f, struct sess *s, const char *file, const char *from, const char *to)
 {
 	size_t len;
-	char *m = slurp(file, &len), *p;
+	char *m = fixture_slurp(file, &len), *p;
 
 	memset(s, 0, sizeof(*s));
 	s->env.session_id = "t";
