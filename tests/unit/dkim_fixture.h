@@ -1,5 +1,5 @@
 /* dkim_fixture.h — reading the signed fixtures of tests/data/dkim (made by dkimpy, see
- * make_fixtures.py) for test_dkim.c, test_arc.c and test_senderauth.c. Header-only (static),
+ * make_fixtures.py) for test_dkim.c, test_arc.c and test_senderauth.c. Header-only (static inline),
  * included after cmocka.h. */
 #ifndef DKIM_FIXTURE_H
 #define DKIM_FIXTURE_H
@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* The whole file tests/data/dkim/<name>, NUL-terminated (caller frees); *len its size. */
-static char *fixture_slurp(const char *name, size_t *len)
+static inline char *fixture_slurp(const char *name, size_t *len)
 {
 	const char *dir = getenv("MX_SOURCE_DIR");
 	char path[1024];
@@ -34,7 +34,7 @@ static char *fixture_slurp(const char *name, size_t *len)
 }
 
 /* A copy of msg with the first occurrence of from replaced by to (caller frees). */
-static char *fixture_edit(const char *msg, const char *from, const char *to, size_t *len)
+static inline char *fixture_edit(const char *msg, const char *from, const char *to, size_t *len)
 {
 	const char *p = strstr(msg, from);
 	size_t fl = strlen(from), tl = strlen(to), ml = strlen(msg);
