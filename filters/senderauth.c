@@ -260,7 +260,8 @@ static uint64_t sa_timeout_ms(void *wstate)
 {
 	struct sa_worker *w = wstate;
 
-	return w ? w->cfg->dkim.timeout + 1000 : 0;	/* our own timer fires first */
+	/* our own timer (sa_run: the same fallback) fires first */
+	return w ? (w->cfg->dkim.timeout ? w->cfg->dkim.timeout : 5000) + 1000 : 0;
 }
 
 static enum verdict_action sa_on_error(void *wstate)
