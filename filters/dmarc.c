@@ -377,6 +377,7 @@ void dmarc_evaluate(const struct dmarc_input *in, struct dmarc_outcome *out)
 	}
 	if (got == 0) {
 		out->result = DMARC_RESULT_NONE;
+		out->no_record = true;
 		out->reason = "no DMARC record";
 		return;
 	}

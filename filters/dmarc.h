@@ -76,6 +76,7 @@ struct dmarc_outcome {
 	enum dmarc_policy policy;      /* the policy that applies (p, or sp for a subdomain) */
 	enum dmarc_policy disposition; /* what to do after pct: NONE on pass */
 	bool sampled_out;              /* pct moved the disposition one step down */
+	bool no_record;                /* result NONE because no DMARC record exists */
 	bool dkim_aligned, spf_aligned;
 	char aligned_domain[254];      /* the DKIM d= or SPF domain that aligned, "" if none */
 	char policy_domain[254];       /* where the record was found */

@@ -398,26 +398,221 @@ static void sa_dkim_comment(const struct dkim_sig *sig, const struct dkim_key *k
 		snprintf(out, cap, "%s", sig->reason ? sig->reason : "");
 }
 
+/* What the checks of one message found, for the policy, the symbols and the log line. */
+struct sa_outcome {
+	struct sa_spf spf;
+	const char *dkim_pass[64];      /* d= of the passing, non-testing signatures */
+	size_t ndkim_pass, nsigned;
+	bool aligned_auth;              /* a DKIM pass or SPF pass aligned with From (relaxed) */
+	bool aligned_temperror;         /* an aligned DKIM or SPF check failed for now */
+	struct dmarc_outcome dm;
+	bool dm_done, overridden;
+	const char *override_why;
+	char logdkim[400];
+};
+
+/* Verifies every DKIM signature (header order) into the field, the symbols and o. */
+static void sa_judge_dkim(struct sa_session *s, struct sa_outcome *o, struct authres_builder *ar,
+    long long now)
+{
+	const struct mx_config *cfg = s->w->cfg;
+	struct hook_env *env = s->env;
+	const char *ef = env->mail_from && env->mail_from[0] ? strrchr(env->mail_from, '@') : NULL;
+	bool valid_au = false, valid_ef = false;
+	char comment[300], one[300];
+	size_t lo = 0;
+
+	for (size_t i = 0; i < dkim_msg_nsigs(s->m); i++) {
+		struct dkim_sig *sig = dkim_msg_sig(s->m, i);
+		const struct dkim_key *k = NULL;
+		bool aligned;
+
+		if (sig->kind != DKIM_SIG_DKIM)
+			continue;
+		o->nsigned++;
+		if (sig->result == DKIM_RESULT_NONE) {
+			k = sa_key_for(s, sig);
+			dkim_msg_verify(s->m, sig, k, now);
+		}
+		sa_dkim_comment(sig, k, comment, sizeof(comment));
+		authres_method(ar, "dkim", dkim_result_name(sig->result), comment);
+		if (sig->d[0])
+			authres_prop(ar, "header.d", sig->d);
+		if (sig->s[0])
+			authres_prop(ar, "header.s", sig->s);
+		if (sig->b_prefix[0])
+			authres_prop(ar, "header.b", sig->b_prefix);
+		snprintf(one, sizeof(one), "%s%s:%s", lo ? "," : "", dkim_result_name(sig->result),
+		    sig->d[0] ? sig->d : "?");
+		if (lo + strlen(one) < sizeof(o->logdkim)) {
+			memcpy(o->logdkim + lo, one, strlen(one) + 1);
+			lo += strlen(one);
+		}
+		aligned = s->from_status == 0 && dmarc_aligned(sig->d, s->from_domain, false);
+		if (sig->result == DKIM_RESULT_TEMPERROR && aligned)
+			o->aligned_temperror = true;
+		/* RFC 6376 3.6.1 t=y: treat as unsigned mail (no credit) */
+		if (sig->result != DKIM_RESULT_PASS || sig->testing)
+			continue;
+		if (o->ndkim_pass < sizeof(o->dkim_pass) / sizeof(o->dkim_pass[0]))
+			o->dkim_pass[o->ndkim_pass++] = sig->d;
+		if (s->from_status == 0 && dkim_domain_within(s->from_domain, sig->d))
+			valid_au = true;
+		if (ef != NULL && dkim_domain_within(ef + 1, sig->d))
+			valid_ef = true;
+		if (aligned)
+			o->aligned_auth = true;
+	}
+	if (o->nsigned == 0) {
+		authres_method(ar, "dkim", "none", NULL);
+		return;
+	}
+	/* SpamAssassin's DKIM plugin names */
+	hook_env_add_symbol(env, "DKIM_SIGNED", cfg->dkim.scores.is_signed, NULL);
+	if (o->ndkim_pass > 0)
+		hook_env_add_symbol(env, "DKIM_VALID", cfg->dkim.scores.valid, o->dkim_pass[0]);
+	else
+		hook_env_add_symbol(env, "DKIM_INVALID", cfg->dkim.scores.invalid, NULL);
+	if (valid_au)
+		hook_env_add_symbol(env, "DKIM_VALID_AU", cfg->dkim.scores.valid_au, s->from_domain);
+	if (valid_ef)
+		hook_env_add_symbol(env, "DKIM_VALID_EF", cfg->dkim.scores.valid_ef, ef + 1);
+}
+
+/* Validates the ARC chain into the field and the symbols. */
+static void sa_judge_arc(struct sa_session *s, struct authres_builder *ar, long long now)
+{
+	const struct mx_config *cfg = s->w->cfg;
+	struct hook_env *env = s->env;
+	char buf[300];
+
+	arc_chain_finish(s->m, &s->arc, sa_key_for, s, now);
+	if (s->arc.result == ARC_RESULT_PASS) {
+		snprintf(buf, sizeof(buf), "i=%u, sealed by %s", s->arc.n, s->arc.sealer);
+		authres_method(ar, "arc", "pass", buf);
+		snprintf(buf, sizeof(buf), "%u", s->arc.oldest_pass);
+		authres_prop(ar, "header.oldest-pass", buf);
+		authres_prop(ar, "smtp.remote-ip", env->client_ip);
+	} else {
+		authres_method(ar, "arc", arc_result_name(s->arc.result), s->arc.reason);
+	}
+	if (s->arc.result == ARC_RESULT_NONE)
+		return;
+	hook_env_add_symbol(env, "ARC_SIGNED", cfg->arc.scores.is_signed, NULL);
+	if (s->arc.result == ARC_RESULT_PASS)
+		hook_env_add_symbol(env, "ARC_VALID", cfg->arc.scores.valid, s->arc.sealer);
+	else
+		hook_env_add_symbol(env, "ARC_INVALID", cfg->arc.scores.invalid, s->arc.reason);
+}
+
+/* One DMARC answer as dmarc_evaluate takes it; a lookup still out (timeout) is TEMPFAIL, one
+ * never made is NONE. */
+static void sa_dmarc_answer(const struct sa_session *s, enum sa_lookup_kind k, const char *domain,
+    struct dmarc_answer *a)
+{
+	const struct sa_lookup *l;
+	char qn[300];
+
+	snprintf(qn, sizeof(qn), "_dmarc.%s", domain);
+	l = sa_find_lookup(s, k, qn);
+	memset(a, 0, sizeof(*a));
+	a->status = l == NULL ? DMARC_DNS_NONE : l->done ? l->dstatus : DMARC_DNS_TEMPFAIL;
+	if (l != NULL && l->done) {
+		a->txt = (const char *const *)l->txt;
+		a->n = l->ntxt;
+	}
+}
+
+/* Applies DMARC (RFC 7489) with the overrides into o, the field and the symbols. */
+static void sa_judge_dmarc(struct sa_session *s, struct sa_outcome *o, struct authres_builder *ar)
+{
+	const struct mx_config *cfg = s->w->cfg;
+	struct hook_env *env = s->env;
+	struct dmarc_outcome *dm = &o->dm;
+	struct dmarc_input in;
+	char polc[160];
+
+	memset(&in, 0, sizeof(in));
+	if (s->from_status == 0) {
+		in.from_domain = s->from_domain;
+		in.org_domain = s->org_domain;
+		sa_dmarc_answer(s, SA_LK_DMARC_FROM, s->from_domain, &in.at_from);
+		sa_dmarc_answer(s, SA_LK_DMARC_ORG, s->org_domain, &in.at_org);
+	}
+	in.dkim_pass = o->dkim_pass;
+	in.ndkim_pass = o->ndkim_pass;
+	in.spf_domain = o->spf.pass ? o->spf.domain : NULL;
+	in.aligned_temperror = o->aligned_temperror;
+	in.roll = (int)arc4random_uniform(100);
+	dmarc_evaluate(&in, dm);
+	o->dm_done = true;
+	if (dm->result == DMARC_RESULT_FAIL) {
+		if (sa_domain_listed(&cfg->dmarc.override_domains, s->from_domain))
+			o->override_why = "local override";
+		else if (s->arc.result == ARC_RESULT_PASS &&
+		    sa_domain_listed(&cfg->dmarc.trusted_arc_sealers, s->arc.sealer))
+			o->override_why = "trusted ARC sealer";
+		o->overridden = o->override_why != NULL;
+	}
+	if (dm->result == DMARC_RESULT_PASS || dm->result == DMARC_RESULT_FAIL)
+		snprintf(polc, sizeof(polc), "p=%s dis=%s%s%s%s", dmarc_policy_name(dm->policy),
+		    o->overridden ? "none" : dmarc_policy_name(dm->disposition),
+		    dm->sampled_out ? " pct" : "", o->overridden ? "; " : "",
+		    o->overridden ? o->override_why : "");
+	else if (s->from_status != 0)
+		snprintf(polc, sizeof(polc), "%s", s->from_status == -3 ? "several From fields" :
+		    s->from_status == -2 ? "From names several domains" : "no usable From");
+	else
+		snprintf(polc, sizeof(polc), "%s", dm->reason ? dm->reason : "");
+	authres_method(ar, "dmarc", dmarc_result_name(dm->result), polc);
+	if (s->from_status == 0)
+		authres_prop(ar, "header.from", s->from_domain);
+	/* SpamAssassin's DMARC plugin names: the published policy of a failing message */
+	if (dm->result == DMARC_RESULT_PASS)
+		hook_env_add_symbol(env, "DMARC_PASS", cfg->dmarc.scores.pass, s->from_domain);
+	else if (dm->no_record)
+		hook_env_add_symbol(env, "DMARC_MISSING", cfg->dmarc.scores.missing, s->from_domain);
+	else if (dm->result == DMARC_RESULT_FAIL && dm->policy == DMARC_POLICY_REJECT)
+		hook_env_add_symbol(env, "DMARC_REJECT", cfg->dmarc.scores.reject, s->from_domain);
+	else if (dm->result == DMARC_RESULT_FAIL && dm->policy == DMARC_POLICY_QUARANTINE)
+		hook_env_add_symbol(env, "DMARC_QUAR", cfg->dmarc.scores.quarantine, s->from_domain);
+	else if (dm->result == DMARC_RESULT_FAIL)
+		hook_env_add_symbol(env, "DMARC_NONE", cfg->dmarc.scores.none, s->from_domain);
+}
+
+/* The verdict under `dmarc.action: honor`. */
+static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, struct verdict *v)
+{
+	const struct mx_config *cfg = s->w->cfg;
+	const struct dmarc_outcome *dm = &o->dm;
+
+	memset(v, 0, sizeof(*v));
+	if (!o->dm_done || cfg->dmarc.action != DMARC_ACTION_HONOR || o->overridden)
+		return;
+	if (dm->result == DMARC_RESULT_FAIL && dm->disposition == DMARC_POLICY_REJECT)
+		verdict_set(v, VERDICT_REJECT, 550, "dmarc",
+		    "5.7.1 Email rejected per DMARC policy for %.200s", s->from_domain);
+	else if (dm->result == DMARC_RESULT_FAIL && dm->disposition == DMARC_POLICY_QUARANTINE &&
+	    cfg->quarantine != NULL)
+		verdict_set(v, VERDICT_QUARANTINE, 0, "dmarc", "DMARC policy quarantine for %.200s",
+		    s->from_domain);
+	else if (dm->result == DMARC_RESULT_TEMPERROR &&
+	    cfg->dmarc.on_temperror == DMARC_TEMPERROR_TEMPFAIL)
+		verdict_set(v, VERDICT_TEMPFAIL, 451, "dmarc",
+		    "4.4.3 DMARC policy lookup for %.200s failed, try again later", s->from_domain);
+}
+
+/* Everything is in (or the time is up): results, field, symbols, verdict; completes the call. */
 static void sa_judge(struct sa_session *s)
 {
 	struct sa_worker *w = s->w;
-	const struct mx_config *cfg = w->cfg;
 	struct hook_env *env = s->env;
 	struct hook_call *call = s->call;
 	long long now = (long long)time(NULL);
 	struct authres_builder ar;
-	struct sa_spf spf;
+	struct sa_outcome *o = calloc(1, sizeof(*o));
 	struct verdict v;
-	const char *dkim_pass[64];
-	size_t ndkim_pass = 0, nsigned = 0;
-	bool valid_au = false, valid_ef = false, aligned_auth = false, aligned_temperror = false;
-	const char *ef_domain = NULL;
-	struct dmarc_outcome dm;
-	bool dm_done = false, overridden = false;
-	const char *override_why = NULL;
-	char comment[300], logdkim[400], dkim_log_one[300];
 	char *hdr;
-	size_t lo = 0;
 
 	s->call = NULL;
 	if (s->handles_ok) {
@@ -425,165 +620,28 @@ static void sa_judge(struct sa_session *s)
 		uv_idle_stop(&s->idle);
 	}
 	memset(&v, 0, sizeof(v));
-	memset(&dm, 0, sizeof(dm));
-	logdkim[0] = '\0';
-	if (env->mail_from != NULL && env->mail_from[0] != '\0') {
-		const char *at = strrchr(env->mail_from, '@');
-
-		ef_domain = at ? at + 1 : NULL;
+	if (o == NULL) {
+		v.action = sa_on_error(w);
+		goto done;
 	}
-	sa_spf_from_symbols(env, &spf);
-	authres_begin(&ar, cfg->hostname);
-	if (spf.result != NULL) {
-		authres_method(&ar, "spf", spf.result, NULL);
-		authres_prop(&ar, spf.helo ? "smtp.helo" : "smtp.mailfrom", spf.domain);
-	}
-	/* DKIM: every signature, in header order */
-	if (w->dkim && s->m != NULL) {
-		for (size_t i = 0; i < dkim_msg_nsigs(s->m); i++) {
-			struct dkim_sig *sig = dkim_msg_sig(s->m, i);
-			const struct dkim_key *k = NULL;
-
-			if (sig->kind != DKIM_SIG_DKIM)
-				continue;
-			nsigned++;
-			if (sig->result == DKIM_RESULT_NONE) {
-				k = sa_key_for(s, sig);
-				dkim_msg_verify(s->m, sig, k, now);
-			}
-			sa_dkim_comment(sig, k, comment, sizeof(comment));
-			authres_method(&ar, "dkim", dkim_result_name(sig->result), comment);
-			if (sig->d[0])
-				authres_prop(&ar, "header.d", sig->d);
-			if (sig->s[0])
-				authres_prop(&ar, "header.s", sig->s);
-			if (sig->b_prefix[0])
-				authres_prop(&ar, "header.b", sig->b_prefix);
-			snprintf(dkim_log_one, sizeof(dkim_log_one), "%s%s:%s", lo ? "," : "",
-			    dkim_result_name(sig->result), sig->d[0] ? sig->d : "?");
-			if (lo + strlen(dkim_log_one) < sizeof(logdkim)) {
-				memcpy(logdkim + lo, dkim_log_one, strlen(dkim_log_one) + 1);
-				lo += strlen(dkim_log_one);
-			}
-			if (sig->result == DKIM_RESULT_TEMPERROR && s->from_status == 0 &&
-			    dmarc_aligned(sig->d, s->from_domain, false))
-				aligned_temperror = true;
-			/* RFC 6376 3.6.1 t=y: treat as unsigned mail (no credit) */
-			if (sig->result != DKIM_RESULT_PASS || sig->testing)
-				continue;
-			if (ndkim_pass < sizeof(dkim_pass) / sizeof(dkim_pass[0]))
-				dkim_pass[ndkim_pass++] = sig->d;
-			if (s->from_status == 0 && dkim_domain_within(s->from_domain, sig->d))
-				valid_au = true;
-			if (ef_domain != NULL && dkim_domain_within(ef_domain, sig->d))
-				valid_ef = true;
-			if (s->from_status == 0 && dmarc_aligned(sig->d, s->from_domain, false))
-				aligned_auth = true;
-		}
-		if (nsigned == 0)
-			authres_method(&ar, "dkim", "none", NULL);
-		if (nsigned > 0)
-			hook_env_add_symbol(env, "DKIM_SIGNED", cfg->dkim.scores.is_signed, NULL);
-		if (ndkim_pass > 0)
-			hook_env_add_symbol(env, "DKIM_VALID", cfg->dkim.scores.valid, dkim_pass[0]);
-		if (valid_au)
-			hook_env_add_symbol(env, "DKIM_VALID_AU", cfg->dkim.scores.valid_au, s->from_domain);
-		if (valid_ef)
-			hook_env_add_symbol(env, "DKIM_VALID_EF", cfg->dkim.scores.valid_ef, ef_domain);
-		if (nsigned > 0 && ndkim_pass == 0)
-			hook_env_add_symbol(env, "DKIM_INVALID", cfg->dkim.scores.invalid, NULL);
-	}
-	/* ARC */
-	if (w->arc && s->m != NULL) {
-		arc_chain_finish(s->m, &s->arc, sa_key_for, s, now);
-		if (s->arc.result == ARC_RESULT_PASS) {
-			snprintf(comment, sizeof(comment), "i=%u, sealed by %s", s->arc.n, s->arc.sealer);
-			authres_method(&ar, "arc", "pass", comment);
-			snprintf(comment, sizeof(comment), "%u", s->arc.oldest_pass);
-			authres_prop(&ar, "header.oldest-pass", comment);
-			authres_prop(&ar, "smtp.remote-ip", env->client_ip);
-		} else {
-			authres_method(&ar, "arc", arc_result_name(s->arc.result), s->arc.reason);
-		}
-		if (s->arc.result != ARC_RESULT_NONE) {
-			hook_env_add_symbol(env, "ARC_SIGNED", cfg->arc.scores.is_signed, NULL);
-			if (s->arc.result == ARC_RESULT_PASS)
-				hook_env_add_symbol(env, "ARC_VALID", cfg->arc.scores.valid, s->arc.sealer);
-			else
-				hook_env_add_symbol(env, "ARC_INVALID", cfg->arc.scores.invalid, s->arc.reason);
+	sa_spf_from_symbols(env, &o->spf);
+	authres_begin(&ar, w->cfg->hostname);
+	if (o->spf.result != NULL) {
+		authres_method(&ar, "spf", o->spf.result, NULL);
+		authres_prop(&ar, o->spf.helo ? "smtp.helo" : "smtp.mailfrom", o->spf.domain);
+		if (s->from_status == 0 && dmarc_aligned(o->spf.domain, s->from_domain, false)) {
+			o->aligned_auth |= o->spf.pass;
+			o->aligned_temperror |= strcmp(o->spf.result, "temperror") == 0;
 		}
 	}
-	if (spf.pass && s->from_status == 0 && dmarc_aligned(spf.domain, s->from_domain, false))
-		aligned_auth = true;
-	/* DMARC */
-	if (w->dmarc) {
-		struct dmarc_input in;
-		const struct sa_lookup *lf = NULL, *lorg = NULL;
-		char polc[160];
-
-		memset(&in, 0, sizeof(in));
-		if (s->from_status == 0) {
-			char qn[300];
-
-			snprintf(qn, sizeof(qn), "_dmarc.%s", s->from_domain);
-			lf = sa_find_lookup(s, SA_LK_DMARC_FROM, qn);
-			snprintf(qn, sizeof(qn), "_dmarc.%s", s->org_domain);
-			lorg = sa_find_lookup(s, SA_LK_DMARC_ORG, qn);
-			in.from_domain = s->from_domain;
-			in.org_domain = s->org_domain;
-		}
-		in.at_from.status = lf && lf->done ? lf->dstatus : DMARC_DNS_TEMPFAIL;
-		in.at_from.txt = lf ? (const char *const *)lf->txt : NULL;
-		in.at_from.n = lf ? lf->ntxt : 0;
-		in.at_org.status = lorg && lorg->done ? lorg->dstatus : (lorg ? DMARC_DNS_TEMPFAIL : DMARC_DNS_NONE);
-		in.at_org.txt = lorg ? (const char *const *)lorg->txt : NULL;
-		in.at_org.n = lorg ? lorg->ntxt : 0;
-		in.dkim_pass = dkim_pass;
-		in.ndkim_pass = ndkim_pass;
-		in.spf_domain = spf.pass ? spf.domain : NULL;
-		in.aligned_temperror = aligned_temperror || (spf.result != NULL &&
-		    strcmp(spf.result, "temperror") == 0 && s->from_status == 0 &&
-		    dmarc_aligned(spf.domain, s->from_domain, false));
-		in.roll = (int)arc4random_uniform(100);
-		dmarc_evaluate(&in, &dm);
-		dm_done = true;
-		if (dm.result == DMARC_RESULT_FAIL) {
-			if (sa_domain_listed(&cfg->dmarc.override_domains, s->from_domain)) {
-				overridden = true;
-				override_why = "local override";
-			} else if (s->arc.result == ARC_RESULT_PASS &&
-			    sa_domain_listed(&cfg->dmarc.trusted_arc_sealers, s->arc.sealer)) {
-				overridden = true;
-				override_why = "trusted ARC sealer";
-			}
-		}
-		if (dm.result == DMARC_RESULT_PASS || dm.result == DMARC_RESULT_FAIL)
-			snprintf(polc, sizeof(polc), "p=%s dis=%s%s%s%s", dmarc_policy_name(dm.policy),
-			    overridden ? "none" : dmarc_policy_name(dm.disposition),
-			    dm.sampled_out ? " pct" : "", overridden ? "; " : "", overridden ? override_why : "");
-		else if (s->from_status != 0)
-			snprintf(polc, sizeof(polc), "%s", s->from_status == -3 ? "several From fields" :
-			    s->from_status == -2 ? "From names several domains" : "no usable From");
-		else
-			snprintf(polc, sizeof(polc), "%s", dm.reason ? dm.reason : "");
-		authres_method(&ar, "dmarc", dmarc_result_name(dm.result), polc);
-		if (s->from_status == 0)
-			authres_prop(&ar, "header.from", s->from_domain);
-		if (dm.result == DMARC_RESULT_PASS)
-			hook_env_add_symbol(env, "DMARC_PASS", cfg->dmarc.scores.pass, s->from_domain);
-		else if (dm.result == DMARC_RESULT_NONE && dm.reason != NULL && strcmp(dm.reason, "no DMARC record") == 0)
-			hook_env_add_symbol(env, "DMARC_MISSING", cfg->dmarc.scores.missing, s->from_domain);
-		else if (dm.result == DMARC_RESULT_FAIL) {
-			if (dm.policy == DMARC_POLICY_REJECT)
-				hook_env_add_symbol(env, "DMARC_REJECT", cfg->dmarc.scores.reject, s->from_domain);
-			else if (dm.policy == DMARC_POLICY_QUARANTINE)
-				hook_env_add_symbol(env, "DMARC_QUAR", cfg->dmarc.scores.quarantine, s->from_domain);
-			else
-				hook_env_add_symbol(env, "DMARC_NONE", cfg->dmarc.scores.none, s->from_domain);
-		}
-	}
+	if (w->dkim && s->m != NULL)
+		sa_judge_dkim(s, o, &ar, now);
+	if (w->arc && s->m != NULL)
+		sa_judge_arc(s, &ar, now);
+	if (w->dmarc)
+		sa_judge_dmarc(s, o, &ar);
 	/* the authenticated sender domain: never an unauthenticated From */
-	if (aligned_auth) {
+	if (o->aligned_auth) {
 		char org[256];
 
 		if (dmarc_org_domain(s->from_domain, org, sizeof(org)) == 0)
@@ -595,32 +653,21 @@ static void sa_judge(struct sa_session *s)
 		hook_env_insert_header(env, 0, "Authentication-Results", hdr);
 		free(hdr);
 	}
-	/* the policy */
-	if (dm_done && cfg->dmarc.action == DMARC_ACTION_HONOR && !overridden) {
-		if (dm.result == DMARC_RESULT_FAIL && dm.disposition == DMARC_POLICY_REJECT) {
-			verdict_set(&v, VERDICT_REJECT, 550, "dmarc",
-			    "5.7.1 Email rejected per DMARC policy for %.200s", s->from_domain);
-		} else if (dm.result == DMARC_RESULT_FAIL && dm.disposition == DMARC_POLICY_QUARANTINE &&
-		    cfg->quarantine != NULL) {
-			verdict_set(&v, VERDICT_QUARANTINE, 0, "dmarc",
-			    "DMARC policy quarantine for %.200s", s->from_domain);
-		} else if (dm.result == DMARC_RESULT_TEMPERROR &&
-		    cfg->dmarc.on_temperror == DMARC_TEMPERROR_TEMPFAIL) {
-			verdict_set(&v, VERDICT_TEMPFAIL, 451, "dmarc",
-			    "4.4.3 DMARC policy lookup for %.200s failed, try again later", s->from_domain);
-		}
-	}
+	sa_policy(s, o, &v);
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=senderauth queue_id=%s from_domain=%s spf=%s dkim=%s arc=%s dmarc=%s policy=%s "
 	    "disposition=%s%s auth_domain=%s action=%s",
-	    env->queue_id, s->from_status == 0 ? s->from_domain : "-", spf.result ? spf.result : "-",
-	    w->dkim ? (logdkim[0] ? logdkim : "none") : "-",
+	    env->queue_id, s->from_status == 0 ? s->from_domain : "-",
+	    o->spf.result ? o->spf.result : "-", w->dkim ? (o->logdkim[0] ? o->logdkim : "none") : "-",
 	    w->arc ? arc_result_name(s->arc.result) : "-",
-	    dm_done ? dmarc_result_name(dm.result) : "-", dm_done ? dmarc_policy_name(dm.policy) : "-",
-	    dm_done ? dmarc_policy_name(dm.disposition) : "-", overridden ? " override=yes" : "",
+	    o->dm_done ? dmarc_result_name(o->dm.result) : "-",
+	    o->dm_done ? dmarc_policy_name(o->dm.policy) : "-",
+	    o->dm_done ? dmarc_policy_name(o->dm.disposition) : "-", o->overridden ? " override=yes" : "",
 	    senderauth_auth_domain(env) ? senderauth_auth_domain(env) : "-",
 	    v.action == VERDICT_REJECT ? "reject" : v.action == VERDICT_QUARANTINE ? "quarantine" :
 	    v.action == VERDICT_TEMPFAIL ? "tempfail" : "continue");
+done:
+	free(o);
 	sa_message_clear(s);
 	if (call != NULL)
 		hook_call_done(call, &v);
