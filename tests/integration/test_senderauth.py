@@ -116,6 +116,18 @@ def dns_up():
 if not mt.wait_for(dns_up, 10):
     mt.fail('dnsmasq did not answer on port %d' % dns_port)
 
+# ---------------------------------------------------------------- config errors
+bad = os.path.join(T, 'bad.yaml')
+open(bad, 'w').write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], dkim={'enabled': True, 'min_key_bits': 4096,
+                                                                        'max_key_bits': 2048},
+                                          dmarc={'enabled': True, 'action': 'bogus'},
+                                          arc={'max_instances': 99})))
+r = mt.run_mxgate('-t', '-c', bad)
+out = r.stdout + r.stderr
+mt.check(r.returncode == 1 and re.search(r'bad\.yaml:\d+:\d+: dkim\.min_key_bits: larger than max_key_bits', out)
+         and 'dmarc.action: expected one of honor, log' in out and 'arc.max_instances' in out,
+         'mxgate -t names every bad dkim/arc/dmarc key with FILE:LINE:COL (%s)' % out.strip()[:200])
+
 # ---------------------------------------------------------------- mxgate
 be = mt.Backend()
 qdir = os.path.join(T, 'quarantine')
