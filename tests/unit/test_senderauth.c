@@ -19,6 +19,7 @@
 #include "filters/ratelimit.h"
 #include "filters/senderauth.h"
 #include "proxy/chain.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/msgbuf.h"
 #include "fake_dns.h"
