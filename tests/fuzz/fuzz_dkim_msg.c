@@ -14,18 +14,31 @@
 #include "filters/dkim.h"
 
 static const char fz_key[] = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+static struct dkim_limits fz_lim;
+static struct dkim_key fz_k;   /* parsed once: the runs are about the message */
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	dkim_limits_default(&fz_lim);
+	fz_lim.max_headers = 64;
+	fz_lim.max_signatures = 3;
+	fz_lim.max_arc_instances = 2;
+	dkim_key_parse(fz_key, sizeof(fz_key) - 1, &fz_lim, &fz_k);
+	return 0;
+}
 
 static const struct dkim_key *fz_key_cb(void *arg, const struct dkim_sig *sig)
 {
+	(void)sig;
 	return arg;
 }
 
 static void fz_run(const char *msg, size_t len, size_t step, enum dkim_result *res, size_t *nres,
     enum arc_result *arc)
 {
-	struct dkim_limits lim;
 	struct dkim_msg *m;
-	struct dkim_key key;
 	struct arc_chain c;
 	const char *sep = NULL;
 	size_t hl;
@@ -34,11 +47,7 @@ static void fz_run(const char *msg, size_t len, size_t step, enum dkim_result *r
 		if (msg[i] == '\n' && (msg[i + 1] == '\n' || (msg[i + 1] == '\r' && i + 2 < len && msg[i + 2] == '\n')))
 			sep = msg + i + 1;
 	hl = sep ? (size_t)(sep - msg) : len;
-	dkim_limits_default(&lim);
-	lim.max_headers = 64;
-	lim.max_arc_instances = 4;
-	dkim_key_parse(fz_key, sizeof(fz_key) - 1, &lim, &key);
-	m = dkim_msg_new(&lim);
+	m = dkim_msg_new(&fz_lim);
 	if (m == NULL || dkim_msg_set_headers(m, msg, hl) != 0)
 		goto out;
 	for (size_t i = 0; i < dkim_msg_nfields(m); i++) {
@@ -57,14 +66,13 @@ static void fz_run(const char *msg, size_t len, size_t step, enum dkim_result *r
 		struct dkim_sig *s = dkim_msg_sig(m, i);
 
 		if (s->kind == DKIM_SIG_DKIM)
-			res[(*nres)++] = dkim_msg_verify(m, s, &key, 1700000000LL);
+			res[(*nres)++] = dkim_msg_verify(m, s, &fz_k, 1700000000LL);
 	}
 	arc_chain_plan(m, &c);
-	arc_chain_finish(m, &c, fz_key_cb, &key, 1700000000LL);
+	arc_chain_finish(m, &c, fz_key_cb, &fz_k, 1700000000LL);
 	*arc = c.result;
 out:
 	dkim_msg_free(m);
-	dkim_key_clear(&key);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
