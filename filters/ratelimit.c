@@ -19,11 +19,12 @@
 #include "gcra.h"
 #include "ratelimit_local.h"
 #include "store/redis.h"
+#include "senderauth.h"
 
 /* ---- configuration ------------------------------------------------------------------- */
 
 static const char *const rl_key_names[] = { "ip", "ip_prefix", "helo", "sender",
-	"sender_domain", "recipient", NULL };
+	"sender_domain", "recipient", "auth_domain", NULL };
 static const char *const rl_count_names[] = { "connections", "concurrency", "messages",
 	"recipients", "bytes", NULL };
 static const char *const rl_action_names[] = { "tempfail", "reject", "delay", NULL };
@@ -31,7 +32,7 @@ static const char *const rl_on_error_names[] = { "accept", "tempfail", "reject",
 
 const char *ratelimit_key_name(int key)
 {
-	return key >= 0 && key <= RATELIMIT_KEY_RECIPIENT ? rl_key_names[key] : "?";
+	return key >= 0 && key <= RATELIMIT_KEY_AUTH_DOMAIN ? rl_key_names[key] : "?";
 }
 
 const char *ratelimit_count_name(int count)
@@ -126,6 +127,9 @@ static const char *rl_rule_problem(const struct ratelimit_rule_config *r)
 	if (r->count == RATELIMIT_COUNT_CONNECTIONS && r->key != RATELIMIT_KEY_IP &&
 	    r->key != RATELIMIT_KEY_IP_PREFIX && r->key != RATELIMIT_KEY_HELO)
 		return "connections are counted per ip, ip_prefix or helo";
+	if (r->key == RATELIMIT_KEY_AUTH_DOMAIN && r->count != RATELIMIT_COUNT_MESSAGES &&
+	    r->count != RATELIMIT_COUNT_BYTES)
+		return "auth_domain is known at end of data: count messages or bytes";
 	return NULL;
 }
 
@@ -152,7 +156,7 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field rl_rule_fields[] = {
 	{ "key", CFG_ENUM, offsetof(struct ratelimit_rule_config, key), "ip", .choices = rl_key_names,
-	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient" },
+	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient, auth_domain (DKIM/SPF-aligned From domain, at end of data)" },
 	{ "count", CFG_ENUM, offsetof(struct ratelimit_rule_config, count), "messages",
 	  .choices = rl_count_names,
 	  .doc = "what is counted: connections, concurrency, messages, recipients, bytes" },
@@ -262,6 +266,10 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 		if (rcpt == NULL || rcpt[0] == '\0')
 			return -1;
 		return rl_copy_lower(rcpt, out, outlen);
+	case RATELIMIT_KEY_AUTH_DOMAIN:
+		/* only what DKIM or SPF authenticated: an unauthenticated From never keys */
+		at = senderauth_auth_domain(env);
+		return at != NULL ? rl_copy_lower(at, out, outlen) : -1;
 	}
 	return -1;
 }
@@ -390,7 +398,8 @@ static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 	case RATELIMIT_COUNT_CONCURRENCY:
 		return (1u << HOOK_CONNECT) | (1u << HOOK_CLOSE);
 	case RATELIMIT_COUNT_MESSAGES:
-		return 1u << HOOK_DATA;
+		/* the authenticated domain exists only once senderauth has judged the message */
+		return r->key == RATELIMIT_KEY_AUTH_DOMAIN ? 1u << HOOK_EOM : 1u << HOOK_DATA;
 	case RATELIMIT_COUNT_RECIPIENTS:
 		return 1u << HOOK_RCPT;
 	case RATELIMIT_COUNT_BYTES:

@@ -6,7 +6,8 @@
  *   connections  HOOK_CONNECT (key ip / ip_prefix), HOOK_HELO (key helo, first HELO only)
  *   concurrency  HOOK_CONNECT, released when the session ends (key ip / ip_prefix)
  *   messages     HOOK_DATA: a message counts once DATA is reached, so attempts refused at
- *                MAIL/RCPT consume nothing (key recipient: once per accepted recipient)
+ *                MAIL/RCPT consume nothing (key recipient: once per accepted recipient);
+ *                key auth_domain: HOOK_EOM, once filters/senderauth.c knows the domain
  *   recipients   HOOK_RCPT, per candidate recipient
  *   bytes        HOOK_EOM, the message size (a message larger than the whole limit passes
  *                only when the bucket is full, and empties it)
@@ -27,7 +28,8 @@ struct hook_module;
 
 enum ratelimit_key {
 	RATELIMIT_KEY_IP = 0, RATELIMIT_KEY_IP_PREFIX, RATELIMIT_KEY_HELO, RATELIMIT_KEY_SENDER,
-	RATELIMIT_KEY_SENDER_DOMAIN, RATELIMIT_KEY_RECIPIENT
+	RATELIMIT_KEY_SENDER_DOMAIN, RATELIMIT_KEY_RECIPIENT,
+	RATELIMIT_KEY_AUTH_DOMAIN   /* DKIM/SPF-aligned From domain (senderauth), never a bare From */
 };
 enum ratelimit_count {
 	RATELIMIT_COUNT_CONNECTIONS = 0, RATELIMIT_COUNT_CONCURRENCY, RATELIMIT_COUNT_MESSAGES,
@@ -70,9 +72,10 @@ extern const struct hook_module ratelimit_module;
 int ratelimit_limit_parse(const char *s, bool plain_ok, struct ratelimit_limit *out);
 
 /* Writes the value a rule keys on for this session into out: the client address, its
- * prefix, the lowercased HELO, sender ("<>" for the null sender), sender domain, or
- * recipient (rcpt; NULL = env->cur_rcpt). Returns 0, or -1 when the session has no such
- * value yet (no HELO, no sender domain...) and the rule does not apply. */
+ * prefix, the lowercased HELO, sender ("<>" for the null sender), sender domain,
+ * recipient (rcpt; NULL = env->cur_rcpt) or authenticated domain (senderauth's
+ * AUTH_DOMAIN). Returns 0, or -1 when the session has no such value yet (no HELO, no
+ * sender domain...) and the rule does not apply. */
 int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook_env *env,
     const char *rcpt, char *out, size_t outlen);
 

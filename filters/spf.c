@@ -394,7 +394,8 @@ static double spf_score(const struct spf_scores_config *s, enum spf_result r)
 	return 0;
 }
 
-/* Result -> symbol, Authentication-Results, verdict; completes the session's call. */
+/* Result -> symbol (for scoring and for senderauth's Authentication-Results), verdict;
+ * completes the session's call. */
 static void spf_session_complete(struct spf_session *s, const struct spf_check *c)
 {
 	struct hook_env *env = s->env;
@@ -402,7 +403,7 @@ static void spf_session_complete(struct spf_session *s, const struct spf_check *
 	const struct spf_config *sc = s->w->sc;
 	const char *res = spf_result_name(c->result);
 	const char *dom = spf_check_domain(c);
-	char sym[32], hdr[600];
+	char sym[32];
 	struct verdict v;
 	size_t i;
 
@@ -412,14 +413,9 @@ static void spf_session_complete(struct spf_session *s, const struct spf_check *
 	for (i = 4; sym[i]; i++)
 		sym[i] = (char)toupper((unsigned char)sym[i]);
 	hook_env_add_symbol(env, sym, spf_score(&sc->scores, c->result), dom);
-	/* RFC 8601 2.2 / 2.7.2: authserv-id; method=result ptype.property=value */
-	if (c->sender[0] != '\0')
-		snprintf(hdr, sizeof(hdr), "%s; spf=%s smtp.mailfrom=%s",
-		    s->w->cfg->hostname ? s->w->cfg->hostname : "localhost", res, dom);
-	else
-		snprintf(hdr, sizeof(hdr), "%s; spf=%s smtp.helo=%s",
-		    s->w->cfg->hostname ? s->w->cfg->hostname : "localhost", res, dom);
-	hook_env_add_header(env, "Authentication-Results", hdr);
+	/* The symbol hands the result over (description = the domain checked; the identity is
+	 * the HELO when MAIL FROM is <>): filters/senderauth.c writes the one
+	 * Authentication-Results field with every method at end of data. */
 	log_event(LOG_LVL_INFO, env->session_id, "event=spf result=%s domain=%s client=%s",
 	    res, dom, c->ip);
 	if (c->result == SPF_R_FAIL && sc->reject_fail) {

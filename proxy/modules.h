@@ -22,6 +22,7 @@
 #include "filters/helo.h"
 #include "filters/ratelimit.h"
 #include "filters/reputation.h"
+#include "filters/senderauth.h"
 #include "filters/spf.h"
 #include "plugins/plugins.h"
 #include "rules/rules.h"

@@ -7,15 +7,17 @@ set -eu
 # build: compiler, CMake, the fuzzers' clang + libFuzzer runtime, the libraries
 BUILD_PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libssl-dev libc-ares-dev libspf2-dev libmilter-dev libhiredis-dev liblmdb-dev
-libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev"
+libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libpsl-dev publicsuffix"
 # peers, by the test that starts them (tests/integration/mxtest.py):
 #   postfix: smtp-sink, smtp-source    swaks: SMTP client    openssl: s_client, certificates
 #   rbldnsd: DNSBL                     redis-server: shared ratelimit / greylist / reputation
 #   clamav-daemon, clamdscan: clamd    spamassassin, spamd, spamc: spamd + the stock rules
 #   python3, python3-milter: tests/peers/mx_milter.py    opendkim, opendkim-tools, clamav-milter
+#   python3-dkim, python3-nacl, python3-authres (dkimpy: DKIM/Ed25519/ARC signing), dnsmasq-base:
+#   test_senderauth.py and bench_senderauth.sh
 PEER_PKGS="postfix swaks openssl rbldnsd redis-server clamav-daemon clamdscan
 spamassassin spamd spamc python3 python3-milter opendkim opendkim-tools clamav-milter
-netcat-openbsd procps"
+netcat-openbsd procps python3-dkim python3-nacl python3-authres dnsmasq-base"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
