@@ -304,6 +304,11 @@ static struct dns_cache *dnsbl_pass_cache(void)
 	return dnsbl_pass;
 }
 
+size_t dnsbl_pass_cache_flush(void)
+{
+	return dns_cache_clear(dnsbl_pass_cache());
+}
+
 static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
 	const struct dnsbl_config *dc = &cfg->dnsbl;

@@ -2,10 +2,15 @@
  * signals (SIGHUP reload, SIGTERM/SIGINT drain), health checks and metrics. */
 #include "backend.h"
 #include "config.h"
+#include "control.h"
+#include "counters.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "modules.h"
+#include "ops.h"
+#include "sdnotify.h"
+#include "statuspage.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -36,6 +41,12 @@ static struct listen_config listen_copies[WORKER_MAX_LISTENERS];
 static int nlisten;
 static uv_signal_t sig_hup, sig_term, sig_int;
 static int stopping;
+static struct control *control;
+static uv_timer_t watchdog_timer;
+
+/* filters/filters_control.c: errors per DNS list (for the status page). */
+void filters_dnsbl_errors_foreach(const struct mx_config *cfg,
+    void (*cb)(const char *zone, unsigned long errors, void *arg), void *arg);
 
 static void usage(void)
 {
@@ -55,8 +66,9 @@ static void main_apply_logging(const struct mx_config *cfg)
 	log_enable_syslog(cfg->log.syslog);
 }
 
-/* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg. */
-static struct shared_gen *main_gen_new(struct mx_config *cfg)
+/* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg.
+ * On failure returns NULL and, when errfp is not NULL, writes the reason there too. */
+static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 {
 	static unsigned next_id;
 	struct shared_gen *g = calloc(1, sizeof(*g));
@@ -71,6 +83,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg)
 	g->pool = pool_new(cfg, &err);
 	if (g->pool == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends: %s\"", err ? err : "?");
+		if (errfp)
+			fprintf(errfp, "%s: backends: %s\n", cfg->path ? cfg->path : "config", err ? err : "?");
 		goto fail;
 	}
 	if (cfg->tls.certificate && cfg->tls.key) {
@@ -78,6 +92,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg)
 		    cfg->tls.ciphers, tlserr, sizeof(tlserr));
 		if (g->tls_server == NULL) {
 			log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"tls: %s\"", tlserr);
+			if (errfp)
+				fprintf(errfp, "%s: tls: %s\n", cfg->path ? cfg->path : "config", tlserr);
 			goto fail;
 		}
 	}
@@ -89,9 +105,36 @@ fail:
 	return NULL;
 }
 
+static struct shared_gen *main_current(void)
+{
+	return current;
+}
+
+static void main_rule_hits(void (*cb)(const char *name, uint64_t hits, void *arg), void *arg)
+{
+	rules_foreach_counter(cb, arg);
+}
+
+static void main_list_errors(void (*cb)(const char *zone, unsigned long errors, void *arg), void *arg)
+{
+	if (current)
+		filters_dnsbl_errors_foreach(current->cfg, cb, arg);
+}
+
 static struct pool *main_get_pool(void)
 {
 	return current ? current->pool : NULL;
+}
+
+/* The first round of health checks is in: with the listeners bound, the daemon is ready. */
+static void main_first_round_cb(void *arg)
+{
+	(void)arg;
+	ops_set_checked();
+	sdnotify_printf("READY=1\nSTATUS=ready: config generation %u, %s", current->id,
+	    ops_is_ready() ? "backends up" : "no backend up yet");
+	log_event(LOG_LVL_INFO, NULL, "event=ready generation=%u backends_up=%s", current->id,
+	    ops_is_ready() ? "yes" : "no");
 }
 
 static void main_start_side_services(void)
@@ -100,47 +143,77 @@ static void main_start_side_services(void)
 
 	health = health_start(main_loop, current->pool, cfg->backends.health_check.interval,
 	    cfg->backends.health_check.timeout, cfg->hostname);
+	if (!ops_is_started())
+		health_on_first_round(health, main_first_round_cb, NULL);
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
 		modules_register_metrics();	/* the modules' families, e.g. per-rule hits */
+		metrics_set_router(statuspage_route);
 	}
 }
 
-static void main_reload(void)
+/* Reloads the config (SIGHUP, the control socket's `reload`). Returns the new generation
+ * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
+ * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. */
+static unsigned main_reload(char **errors)
 {
 	struct mx_config *cfg = NULL;
+	char *text = NULL;
+	size_t textlen = 0;
+	FILE *errfp = open_memstream(&text, &textlen);
 
+	sdnotify_reloading();
 	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
-	if (config_load(config_path, &cfg, stderr) != 0) {
+	if (config_load(config_path, &cfg, errfp ? errfp : stderr) != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s reason=invalid_config keeping=old", config_path);
-		return;
+		goto failed;
 	}
-	struct shared_gen *g = main_gen_new(cfg);
+	struct shared_gen *g = main_gen_new(cfg, errfp);
 	if (g == NULL) {
 		config_free(cfg);
 		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s keeping=old", config_path);
-		return;
+		goto failed;
 	}
+	if (errfp)
+		fclose(errfp);
+	free(text);
 	main_apply_logging(cfg);
 	if (health)
 		health_stop(health);
 	health = NULL;
 	struct shared_gen *old = current;
-	/* Backends keep their known state across a reload (a dead one stays out). */
+	/* Backends keep their known state across a reload (a dead one stays out), and drained
+	 * ones stay drained until `mxgatectl enable`. */
 	health_copy_state(old->pool, g->pool);
+	ops_apply_drains(g->pool);
 	current = g;
 	for (int i = 0; i < nworkers; i++)
 		worker_post_gen(&workers[i], g);
 	shared_gen_unref(old);
 	main_start_side_services();
 	log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", g->id);
+	sdnotify_printf("READY=1\nSTATUS=ready: config generation %u", g->id);
+	return g->id;
+failed:
+	if (errfp) {
+		fclose(errfp);
+		/* The same lines the log always had. */
+		if (text && textlen)
+			fputs(text, stderr);
+	}
+	if (errors)
+		*errors = text;
+	else
+		free(text);
+	sdnotify_printf("READY=1\nSTATUS=reload failed: config generation %u stays", current->id);
+	return 0;
 }
 
 static void main_signal_cb(uv_signal_t *h, int signum)
 {
 	(void)h;
 	if (signum == SIGHUP) {
-		main_reload();
+		main_reload(NULL);
 		return;
 	}
 	if (stopping++) {
@@ -151,6 +224,13 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	}
 	log_event(LOG_LVL_INFO, NULL, "event=shutdown signal=%d drain_timeout_ms=%llu", signum,
 	    (unsigned long long)current->cfg->limits.drain_timeout);
+	sdnotify_printf("STOPPING=1\nSTATUS=draining %ld sessions", counter_get(COUNTER_SESSIONS_ACTIVE));
+	control_stop(control);
+	control = NULL;
+	ops_stop();
+	metrics_set_router(NULL);
+	if (!uv_is_closing((uv_handle_t *)&watchdog_timer))
+		uv_close((uv_handle_t *)&watchdog_timer, NULL);
 	for (int i = 0; i < nworkers; i++)
 		worker_post_stop(&workers[i]);
 	if (health)
@@ -280,11 +360,14 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	/* The control socket is made before privileges go, so its owner can be anyone. */
+	if (cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL)
+		return 1;
 	if (main_drop_privileges(cfg->user) != 0)
 		return 1;
 	/* The workers own the sockets from here (uv_tcp_open). */
 
-	current = main_gen_new(cfg);
+	current = main_gen_new(cfg, NULL);
 	if (current == NULL)
 		return 1;
 	main_loop = uv_default_loop();
@@ -303,6 +386,14 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_hup, main_signal_cb, SIGHUP);
 	uv_signal_start(&sig_term, main_signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, main_signal_cb, SIGINT);
+	static const struct ops_host host = {
+		.current = main_current, .reload = main_reload, .rule_hits = main_rule_hits,
+		.list_errors = main_list_errors,
+	};
+	ops_start(main_loop, &host);
+	ops_set_listening();
+	sdnotify_watchdog_start(main_loop, &watchdog_timer);
+	sdnotify_printf("STATUS=started, checking backends");
 	main_start_side_services();
 	for (int i = 0; i < nlisten; i++)
 		log_event(LOG_LVL_INFO, NULL, "event=listening address=%s workers=%d tls=%d proxy_protocol=%d",
