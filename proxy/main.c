@@ -197,9 +197,19 @@ static unsigned main_reload(char **errors)
 failed:
 	if (errfp) {
 		fclose(errfp);
-		/* The same lines the log always had. */
-		if (text && textlen)
-			fputs(text, stderr);
+		/* Each error as a log line of its own. */
+		for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+			char esc[1024];
+			size_t k = 0;
+			nl = strchr(line, '\n');
+			for (const char *c = line; *c && c != nl && k + 2 < sizeof(esc); c++) {
+				if (*c == '"' || *c == '\\')
+					esc[k++] = '\\';
+				esc[k++] = *c;
+			}
+			esc[k] = '\0';
+			log_event(LOG_LVL_ERROR, NULL, "event=config_error error=\"%s\"", esc);
+		}
 	}
 	if (errors)
 		*errors = text;
