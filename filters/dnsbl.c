@@ -7,6 +7,7 @@
 #include "filters/dnsbl.h"
 #include "filters/dns.h"
 #include "proxy/config.h"
+#include "proxy/counters.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
@@ -471,6 +472,7 @@ static void dnsbl_list_error(struct dnsbl_op *op, struct dnsbl_lookup *lk, const
 	    op->s->w->dc->error_flag_after : 5);
 
 	lk->error = true;
+	counter_inc(COUNTER_DNSBL_ERRORS);	/* mxgate_dnsbl_errors_total, the status page's plot */
 	consec = __atomic_add_fetch(&l->stats->consec_errors, 1, __ATOMIC_RELAXED);
 	total = __atomic_add_fetch(&l->stats->total_errors, 1, __ATOMIC_RELAXED);
 	log_event(LOG_LVL_INFO, op->s->env->session_id,

@@ -57,6 +57,8 @@ const struct ops_host *ops_host(void)
 
 const struct ophist *ops_history(void)
 {
+	if (ops_tick_running)
+		ops_tick_cb(&ops_tick_timer);
 	return &ops_hist;
 }
 

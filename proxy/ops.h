@@ -33,7 +33,8 @@ int ops_start(uv_loop_t *loop, const struct ops_host *host);
 /* Stops the tick (its handle closes on the loop). */
 void ops_stop(void);
 const struct ops_host *ops_host(void);
-/* The history fed by the tick (see opstats.h). */
+/* The history fed by the tick (see opstats.h), brought up to date with the counters
+ * first (a view rendered right after traffic shows it). */
 const struct ophist *ops_history(void);
 /* Seconds since ops_start. */
 double ops_uptime(void);
