@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-fast test-asan test-fuzz run bench clean
+.PHONY: all deps build test test-fast test-asan test-fuzz test-deb deb run bench clean
 
 all: build
 
@@ -37,6 +37,15 @@ test-fuzz:
 	@cmake --build $(BUILD_FUZZ) -j $(JOBS)
 	cd $(BUILD_FUZZ) && ctest --output-on-failure -L fuzz
 
+# Debian package: build-deb/mxgate_VERSION_ARCH.deb (debian/), lintian must show no error.
+deb:
+	@bash scripts/make-deb.sh
+
+# Installs that package on this machine, runs it as the unit does, sends a message through it,
+# purges it (root; serialised with a lock: it changes the system).
+test-deb: deb
+	@bash tests/package/test_deb.sh build-deb
+
 run: deps build
 	@bash examples/run-demo.sh
 
@@ -44,4 +53,4 @@ bench: deps build
 	@bash bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) build-deb

@@ -1,5 +1,5 @@
-/* filters_control.c — the control socket verbs of filters/ (proxy/control_verbs.h) and the
- * per-list DNS error figures for the status page. */
+/* filters_control.c — the control socket verbs and status figures of filters/
+ * (proxy/control_verbs.h): flush dns, flush passcache, errors per DNS list. */
 #include "proxy/config.h"
 #include "proxy/control_verbs.h"
 #include "dns.h"
@@ -33,13 +33,14 @@ const struct control_verb passcache_flush_control_verb = {
 	"flush passcache", "flush passcache", passcache_flush_run
 };
 
-/* Calls cb for every configured DNS list with its error count since start (main.c hands
- * this to the status page). */
-void filters_dnsbl_errors_foreach(const struct mx_config *cfg,
-    void (*cb)(const char *zone, unsigned long errors, void *arg), void *arg)
+/* Errors per configured DNS list since start (the status page's table). */
+static void dnsbl_errors_foreach(const struct mx_config *cfg,
+    void (*cb)(const char *zone, uint64_t errors, void *arg), void *arg)
 {
 	const struct dnsbl_list_config *l = cfg->dnsbl.lists.v;
 
 	for (size_t i = 0; i < cfg->dnsbl.lists.n; i++)
 		cb(l[i].zone, dnsbl_list_errors(l[i].zone), arg);
 }
+
+const struct control_figures dnsbl_errors_control_figures = { "dnsbl_errors", dnsbl_errors_foreach };

@@ -1,6 +1,6 @@
-/* control_verbs.h — control socket verbs offered by modules outside proxy/ (filters/,
- * rules/, plugins/), so the control socket reaches their state without proxy/ including
- * their headers.
+/* control_verbs.h — control socket verbs and status figures offered by modules outside
+ * proxy/ (filters/, rules/, plugins/), so the control socket and the status page reach
+ * their state without proxy/ including their headers.
  *
  * A module defines `const struct control_verb <name>_control_verb = { ... };` in its own
  * file and adds `extern` + an entry to the list in proxy/control_verbs.c. A request whose
@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "headers.h"
 
@@ -29,5 +30,19 @@ struct control_verb {
 
 /* NULL-terminated list (control_verbs.c). */
 extern const struct control_verb *const control_module_verbs[];
+
+/* Figures a module keeps that the status views show (status.h): a name and a walk over
+ * (key, count) pairs, e.g. "rule_hits" (rule -> messages it hit) or "dnsbl_errors" (list ->
+ * errors). Called on the main loop's thread with the config in force; cb's key is only
+ * valid during the call. */
+struct control_figures {
+	const char *name;
+	void (*foreach)(const struct mx_config *cfg, void (*cb)(const char *key, uint64_t n, void *arg),
+	    void *arg);
+};
+/* NULL-terminated list (control_verbs.c). */
+extern const struct control_figures *const control_module_figures[];
+/* The figures called name, or NULL when no module offers them. */
+const struct control_figures *control_figures_find(const char *name);
 
 #endif

@@ -44,10 +44,6 @@ static int stopping;
 static struct control *control;
 static uv_timer_t watchdog_timer;
 
-/* filters/filters_control.c: errors per DNS list (for the status page). */
-void filters_dnsbl_errors_foreach(const struct mx_config *cfg,
-    void (*cb)(const char *zone, unsigned long errors, void *arg), void *arg);
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: mxgate -c FILE      run in the foreground\n"
@@ -108,17 +104,6 @@ fail:
 static struct shared_gen *main_current(void)
 {
 	return current;
-}
-
-static void main_rule_hits(void (*cb)(const char *name, uint64_t hits, void *arg), void *arg)
-{
-	rules_foreach_counter(cb, arg);
-}
-
-static void main_list_errors(void (*cb)(const char *zone, unsigned long errors, void *arg), void *arg)
-{
-	if (current)
-		filters_dnsbl_errors_foreach(current->cfg, cb, arg);
 }
 
 static struct pool *main_get_pool(void)
@@ -396,10 +381,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_hup, main_signal_cb, SIGHUP);
 	uv_signal_start(&sig_term, main_signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, main_signal_cb, SIGINT);
-	static const struct ops_host host = {
-		.current = main_current, .reload = main_reload, .rule_hits = main_rule_hits,
-		.list_errors = main_list_errors,
-	};
+	static const struct ops_host host = { .current = main_current, .reload = main_reload };
 	ops_start(main_loop, &host);
 	ops_set_listening();
 	sdnotify_watchdog_start(main_loop, &watchdog_timer);

@@ -21,10 +21,6 @@ struct ops_host {
 	/* Reloads the config as SIGHUP does. Returns the new generation id, or 0 and sets
 	 * *errors to a malloc'd text (one "FILE:LINE:COL: key: reason" line per error). */
 	unsigned (*reload)(char **errors);
-	/* Per-rule hit counters: calls cb(name, hits, arg) for each (may be NULL). */
-	void (*rule_hits)(void (*cb)(const char *name, uint64_t hits, void *arg), void *arg);
-	/* Errors per configured DNS list since start: cb(zone, errors, arg) (may be NULL). */
-	void (*list_errors)(void (*cb)(const char *zone, unsigned long errors, void *arg), void *arg);
 };
 
 /* Starts the ops state on loop: keeps host (copied), starts the one-second history tick.

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "control_verbs.h"
 #include "counters.h"
 #include "jsonw.h"
 #include "ops.h"
@@ -156,11 +157,12 @@ static int status_rule_cmp(const void *a, const void *b)
 static size_t status_top_rules(struct topk_entry *out, size_t n)
 {
 	struct status_rules r = { 0 };
-	const struct ops_host *h = ops_host();
+	const struct control_figures *f = control_figures_find("rule_hits");
+	struct shared_gen *g = status_gen();
 	size_t k;
 
-	if (h->rule_hits)
-		h->rule_hits(status_rule_cb, &r);
+	if (f && g)
+		f->foreach(g->cfg, status_rule_cb, &r);
 	if (r.n)
 		qsort(r.v, r.n, sizeof(r.v[0]), status_rule_cmp);
 	for (k = 0; k < r.n && k < n; k++) {
@@ -252,7 +254,7 @@ int status_render_top(struct strbuf *out, const char *what, size_t n, bool json)
 
 /* ------------------------------------------------------------ status */
 
-static void status_list_error_cb(const char *zone, unsigned long errors, void *arg)
+static void status_list_error_cb(const char *zone, uint64_t errors, void *arg)
 {
 	struct jsonw *j = arg;
 	jsonw_obj(j, NULL);
@@ -263,7 +265,8 @@ static void status_list_error_cb(const char *zone, unsigned long errors, void *a
 
 static void status_full_json(struct jsonw *j)
 {
-	const struct ops_host *h = ops_host();
+	const struct control_figures *errs = control_figures_find("dnsbl_errors");
+	struct shared_gen *g = status_gen();
 	long rows[OPS_MINUTES][OPS__NSERIES];
 	size_t nrows = ophist_minutes(ops_history(), rows);
 	struct opstats_top *top = malloc(sizeof(*top));
@@ -287,8 +290,8 @@ static void status_full_json(struct jsonw *j)
 	}
 	status_top_json(j, "top_rules", "rule", e, status_top_rules(e, STATUS_TOP_ROWS));
 	jsonw_arr(j, "dnsbl_errors");
-	if (h->list_errors)
-		h->list_errors(status_list_error_cb, j);
+	if (errs && g)
+		errs->foreach(g->cfg, status_list_error_cb, j);
 	jsonw_end(j);
 }
 
