@@ -22,6 +22,7 @@ test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	$(MAKE) test-asan
 	$(MAKE) test-fuzz
+	$(MAKE) test-deb
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
