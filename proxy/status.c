@@ -161,7 +161,7 @@ static size_t status_top_rules(struct topk_entry *out, size_t n)
 	struct shared_gen *g = status_gen();
 	size_t k;
 
-	if (f && g)
+	if (f && g && g->cfg)
 		f->foreach(g->cfg, status_rule_cb, &r);
 	if (r.n)
 		qsort(r.v, r.n, sizeof(r.v[0]), status_rule_cmp);
@@ -290,7 +290,7 @@ static void status_full_json(struct jsonw *j)
 	}
 	status_top_json(j, "top_rules", "rule", e, status_top_rules(e, STATUS_TOP_ROWS));
 	jsonw_arr(j, "dnsbl_errors");
-	if (errs && g)
+	if (errs && g && g->cfg)
 		errs->foreach(g->cfg, status_list_error_cb, j);
 	jsonw_end(j);
 }
