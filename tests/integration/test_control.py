@@ -205,32 +205,31 @@ rc, _, err = ctl('status', sock=os.path.join(mt.TMP, 'nothing.sock'))
 mt.check(rc == 2 and 'cannot connect' in err, 'no daemon at the socket: exit 2')
 
 
-def raw(data, read=True):
+def read_all(s):
+    out = b''
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def raw(data, half_close=False):
+    """Sends data on a fresh connection and reads until the daemon closes it."""
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(mt.slack(10))
     s.connect(SOCK)
     s.sendall(data)
-    out = b''
-    while read:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    return s, out
+    if half_close:
+        s.shutdown(socket.SHUT_WR)
+    return read_all(s)
 
 
-_, out = raw(b'\x00\xff\xfe binary junk\n')
+out = raw(b'\x00\xff\xfe binary junk\n')
 mt.check(out.startswith(b'ERR ') and b'bad request' in out, 'garbage on the raw socket: an ERR reply, then the connection closes')
-_, out = raw(b'x' * 5000)
+out = raw(b'x' * 5000)
 mt.check(out.startswith(b'ERR ') and b'line too long' in out, 'an over-long line: ERR line too long')
-s, _ = raw(b'status\nbackends\nhelp\n', read=False)
-s.shutdown(socket.SHUT_WR)
-out = b''
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    out += chunk
+out = raw(b'status\nbackends\nhelp\n', half_close=True)
 mt.check(out.count(b'OK ') >= 3 and out.startswith(b'OK '), 'three pipelined requests, three OK replies')
 held = []
 for i in range(20):

@@ -20,47 +20,19 @@ import mxtest as mt  # noqa: E402
 mt.need()
 
 
-class HeldBackend:
-    """Accepts SMTP connections; greets only once `release` is set; answers EHLO and QUIT."""
+class HeldBackend(mt.Backend):
+    """mxtest's scripted backend, except that each connection waits for `release` before
+    the greeting."""
 
     def __init__(self):
         self.release = threading.Event()
         self.connected = threading.Event()
-        self.greeted = 0
-        self.sock = socket.socket()
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, c):
         self.connected.set()
-        try:
-            self.release.wait()
-            c.sendall(b'220 held.test ESMTP\r\n')
-            self.greeted += 1
-            f = c.makefile('rb')
-            for line in f:
-                verb = line[:4].upper()
-                if verb in (b'EHLO', b'LHLO', b'HELO'):
-                    c.sendall(b'250-held.test\r\n250 PIPELINING\r\n')
-                elif verb == b'QUIT':
-                    c.sendall(b'221 bye\r\n')
-                    break
-                else:
-                    c.sendall(b'250 ok\r\n')
-        except OSError:
-            pass
-        finally:
-            c.close()
+        self.release.wait()
+        super()._serve(c)
 
 
 notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -90,7 +62,7 @@ be = HeldBackend()
 os.environ['NOTIFY_SOCKET'] = '@' + name
 os.environ['WATCHDOG_USEC'] = '400000'
 os.environ.pop('WATCHDOG_PID', None)
-cfg = mt.config(['smtp://127.0.0.1:%d' % be.port],
+cfg = mt.config([be.url],
                 backends={'health_check': {'interval': '1s', 'timeout': '30s', 'fall': 1, 'rise': 1}})
 mx = mt.Mxgate(cfg)
 del os.environ['NOTIFY_SOCKET'], os.environ['WATCHDOG_USEC']
@@ -104,7 +76,7 @@ mt.check(not any('READY=1' in m for m in got),
 be.release.set()
 ready = wait_msg(lambda m: 'READY=1' in m)
 mt.check(ready is not None, 'READY=1 once the first health check completed (%r)' % ready)
-mt.check(be.greeted >= 1, 'the backend had greeted the health check by then')
+mt.check(be.connections >= 1 and be.release.is_set(), 'the backend had been let go by then')
 mt.check(ready is not None and 'STATUS=ready' in ready, 'READY=1 comes with a STATUS= line (%r)' % ready)
 mt.check(wait_msg(lambda m: m == 'WATCHDOG=1') is not None, 'WATCHDOG=1 pings with WATCHDOG_USEC set')
 
