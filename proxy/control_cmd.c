@@ -75,6 +75,10 @@ static int cmd_drain_enable(const struct ctl_request *req, struct strbuf *out)
 		return -1;
 	}
 	int changed = drain ? ops_drain(url) : ops_enable(url);
+	if (changed < 0) {
+		strbuf_printf(out, "%s: too many drained backends\n", url);
+		return -1;
+	}
 	if (drain)
 		snprintf(text, sizeof(text), "%s: %s%s", url, changed ? "drained" : "already drained",
 		    b && atomic_load(&b->active) > 0 ? " (open transactions finish)" : "");

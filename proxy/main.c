@@ -137,6 +137,11 @@ static void main_start_side_services(void)
 	}
 }
 
+static bool main_same_string(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
 /* Reloads the config (SIGHUP, the control socket's `reload`). Returns the new generation
  * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
  * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. */
@@ -163,6 +168,11 @@ static unsigned main_reload(char **errors)
 		fclose(errfp);
 	free(text);
 	main_apply_logging(cfg);
+	if (!main_same_string(cfg->control.socket, current->cfg->control.socket) ||
+	    !main_same_string(cfg->control.mode, current->cfg->control.mode) ||
+	    !main_same_string(cfg->control.owner, current->cfg->control.owner) ||
+	    !main_same_string(cfg->control.group, current->cfg->control.group))
+		log_event(LOG_LVL_WARNING, NULL, "event=control_unchanged reason=\"control: takes effect at the next start\"");
 	if (health)
 		health_stop(health);
 	health = NULL;

@@ -165,12 +165,12 @@ int ops_drain(const char *url)
 {
 	int changed = 0;
 
-	if (ops_drain_index(url) < 0 && ops_ndrains < OPS_MAX_DRAINS) {
-		char *c = strdup(url);
-		if (c) {
-			ops_drains[ops_ndrains++] = c;
-			changed = 1;
-		}
+	if (ops_drain_index(url) < 0) {
+		char *c = ops_ndrains < OPS_MAX_DRAINS ? strdup(url) : NULL;
+		if (c == NULL)
+			return -1;
+		ops_drains[ops_ndrains++] = c;
+		changed = 1;
 	}
 	ops_flag(url, 1);
 	if (changed)

@@ -57,7 +57,7 @@ struct backend *ops_find_backend(const struct pool *p, const char *name, const c
 const char *ops_backend_state(const struct backend *b);
 /* Adds/removes url to/from the drain set and flags the backends of the current pool. The
  * set is kept by URL in the main process, so it outlives reloads until ops_enable. Returns
- * 1 when the set changed, 0 when it already was so. */
+ * 1 when the set changed, 0 when it already was so, -1 when the set is full (64 URLs). */
 int ops_drain(const char *url);
 int ops_enable(const char *url);
 bool ops_is_drained(const char *url);
