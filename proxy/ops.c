@@ -6,7 +6,9 @@
 #include <strings.h>
 
 #include "backend.h"
+#include "counters.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "worker.h"
 
 #define OPS_MAX_DRAINS 64
@@ -29,6 +31,19 @@ static void ops_tick_cb(uv_timer_t *t)
 	ophist_tick(&ops_hist, uv_now(t->loop), cur, received);
 }
 
+/* Once a second: the history, and every 10 s a STATUS= line for `systemctl status`. */
+static void ops_timer_cb(uv_timer_t *t)
+{
+	static unsigned n;
+	struct shared_gen *g = ops_h.current ? ops_h.current() : NULL;
+
+	ops_tick_cb(t);
+	if (++n % 10 == 0 && ops_is_started() && g)
+		sdnotify_printf("STATUS=%s: %ld sessions, %.1f msg/s, config generation %u",
+		    ops_is_ready() ? "ready" : "no backend up", counter_get(COUNTER_SESSIONS_ACTIVE),
+		    ophist_rate(&ops_hist), g->id);
+}
+
 int ops_start(uv_loop_t *loop, const struct ops_host *host)
 {
 	ops_h = *host;
@@ -38,7 +53,7 @@ int ops_start(uv_loop_t *loop, const struct ops_host *host)
 		return -1;
 	ops_tick_running = true;
 	ops_tick_cb(&ops_tick_timer);
-	uv_timer_start(&ops_tick_timer, ops_tick_cb, 1000, 1000);
+	uv_timer_start(&ops_tick_timer, ops_timer_cb, 1000, 1000);
 	return 0;
 }
 
