@@ -1,6 +1,7 @@
 /* main.c — the mxgate daemon: options, config, listening sockets, privileges, workers,
  * signals (SIGHUP reload, SIGTERM/SIGINT drain), health checks and metrics. */
 #include "backend.h"
+#include "cfg_man.h"
 #include "config.h"
 #include "control.h"
 #include "counters.h"
@@ -49,7 +50,8 @@ static void usage(void)
 	fprintf(stderr, "usage: mxgate -c FILE      run in the foreground\n"
 	    "       mxgate -t -c FILE   check FILE and exit (0 valid, 1 errors as FILE:LINE:COL: key: reason)\n"
 	    "       mxgate -V           print the version\n"
-	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n");
+	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n"
+	    "       mxgate --dump-config-man    print mxgate.yaml(5) (roff)\n");
 }
 
 static void main_apply_logging(const struct mx_config *cfg)
@@ -300,6 +302,7 @@ int main(int argc, char **argv)
 	struct mx_config *cfg = NULL;
 	static const struct option longopts[] = {
 		{ "dump-config-docs", no_argument, NULL, 'D' },
+		{ "dump-config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -313,6 +316,7 @@ int main(int argc, char **argv)
 		case 't': check_only = 1; break;
 		case 'V': printf("mxgate %s\n", MX_VERSION); return 0;
 		case 'D': config_write_docs(stdout); return 0;
+		case 'M': config_write_man(stdout); return 0;
 		default: usage(); return ch == 'h' ? 0 : 2;
 		}
 	}
