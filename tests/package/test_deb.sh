@@ -54,7 +54,7 @@ if ! dpkg -i "$deb" >"$TMP/dpkg.log" 2>&1; then
 	# A fresh machine may lack a runtime library: let apt bring it, as it would for a user.
 	apt-get install -y -f -qq >>"$TMP/dpkg.log" 2>&1 || { cat "$TMP/dpkg.log"; die "dpkg -i failed"; }
 fi
-check "the system user mxgate exists" getent passwd mxgate
+check "the system user mxgate exists" sh -c "getent passwd mxgate >/dev/null"
 check "binaries in /usr/sbin" test -x /usr/sbin/mxgate -a -x /usr/sbin/mxgatectl
 check "the plugin header in /usr/include/mxgate" test -f /usr/include/mxgate/plugin.h
 check "the unit in /lib/systemd/system" test -f /lib/systemd/system/mxgate.service
@@ -120,6 +120,7 @@ kill -TERM $mxpid
 rc=0
 wait $mxpid || rc=$?
 check "SIGTERM: exits 0 (got $rc)" test $rc -eq 0
+check "no error or warning in the daemon's log" sh -c "! grep -E ' (error|warning) ' '$TMP/mxgate.log'"
 check "the control socket is gone" test ! -e /run/mxgate/control.sock
 
 # ---------------------------------------------------------------- purge
