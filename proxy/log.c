@@ -34,11 +34,28 @@ static void log_journal_detect(void)
 void log_set_level(enum log_level lvl) { log_level = lvl; }
 enum log_level log_get_level(void) { return (enum log_level)log_level; }
 
+const char *const log_facility_names[] = { "mail", "daemon", "local0", "local1", "local2",
+	"local3", "local4", "local5", "local6", "local7", NULL };
+static const int log_facility_values[] = { LOG_MAIL, LOG_DAEMON, LOG_LOCAL0, LOG_LOCAL1, LOG_LOCAL2,
+	LOG_LOCAL3, LOG_LOCAL4, LOG_LOCAL5, LOG_LOCAL6, LOG_LOCAL7 };
+static int log_facility = -1;
+
+void log_enable_syslog_facility(int on, int facility)
+{
+	if (facility < 0 || facility > LOG_FAC_LOCAL7)
+		facility = LOG_FAC_MAIL;
+	if (on && (!log_syslog || facility != log_facility)) {
+		if (log_syslog)
+			closelog();
+		openlog("mxgate", LOG_PID | LOG_NDELAY, log_facility_values[facility]);
+		log_facility = facility;
+	}
+	log_syslog = on;
+}
+
 void log_enable_syslog(int on)
 {
-	if (on && !log_syslog)
-		openlog("mxgate", LOG_PID | LOG_NDELAY, LOG_MAIL);
-	log_syslog = on;
+	log_enable_syslog_facility(on, LOG_FAC_MAIL);
 }
 
 static const char *const level_names[] = { "debug", "info", "warning", "error" };

@@ -61,7 +61,7 @@ static void main_apply_logging(const struct mx_config *cfg)
 	if (cfg->log_level > lvl)
 		lvl = cfg->log_level;
 	log_set_level((enum log_level)lvl);
-	log_enable_syslog(cfg->log.syslog);
+	log_enable_syslog_facility(cfg->log.syslog, cfg->log.facility);
 }
 
 /* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg.
