@@ -43,14 +43,14 @@ def chromium(*args):
 
 
 a, b = mt.Sink(name='sinkA'), mt.Sink(name='sinkB')
-mport = mt.free_port()
-dead_dns = mt.free_port()    # nothing listens there: every DNS list lookup fails
+dead_dns = mt.hold_port(udp=True).port   # bound, never answers: every DNS list lookup fails
 cfg = mt.config([a.url, b.url], limits={'max_message_size': '4K'},
-                metrics={'listen': '127.0.0.1:%d' % mport},
+                metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                 dns={'resolvers': ['127.0.0.1:%d' % dead_dns], 'timeout': '500ms', 'tries': 1},
                 dnsbl={'lists': [{'zone': 'bl.test'}], 'skip_private': False},
                 rules={'files': [os.path.join(mt.SRC, 'rules', 'default.rules')]})
 mx = mt.Mxgate(cfg)
+mport = mx.metrics_port
 mt.wait_for(lambda: get(mport, '/readyz')[0] == 200, 15)
 code, ctype, text = get(mport, '/healthz')
 mt.check(code == 200 and text.strip() == 'ok', '/healthz: 200 ok')
