@@ -302,7 +302,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	for (int pass = 0; pass < 2 && n == 0; pass++) {
 		for (size_t i = 0; i < total; i++) {
 			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
-			if (tried & (1ULL << b->index))
+			if ((tried & (1ULL << b->index)) || atomic_load(&b->drained))
 				continue;
 			if (pass == 0 && !atomic_load(&b->up))
 				continue;

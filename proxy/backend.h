@@ -30,6 +30,8 @@ struct backend {
 	atomic_int oks;                  /* consecutive successful checks while down */
 	atomic_llong latency_us;         /* last health-check latency */
 	atomic_llong delivered, failed;  /* messages */
+	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
+	                                  * transaction, running ones finish */
 };
 
 struct backend_route {
@@ -60,7 +62,8 @@ void pool_free(struct pool *p);
 /* Picks a healthy backend for a transaction. rcpt_domain selects a route (NULL = default
  * set). tried: backends already tried for this message are skipped (bit b->index). client_ip feeds source_hash. Returns NULL when none is left.
  * When every backend of the set is marked down, still offers them in turn (a pool that is
- * entirely "down" is more likely wrong about itself than the backends all being dead). */
+ * entirely "down" is more likely wrong about itself than the backends all being dead).
+ * Drained backends are never picked. */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried);
 /* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). */

@@ -288,6 +288,8 @@ static const struct cfg_field log_fields[] = {
 	  .doc = "debug, info, warning or error" },
 	{ "syslog", CFG_BOOL, offsetof(struct log_config, syslog), "false",
 	  .doc = "also log to syslog (facility mail)" },
+	{ "facility", CFG_ENUM, offsetof(struct log_config, facility), "mail", .choices = log_facility_names,
+	  .doc = "syslog facility: mail, daemon or local0..local7" },
 	{ NULL }
 };
 static const struct cfg_table log_table = { "log", sizeof(struct log_config), log_fields, NULL };

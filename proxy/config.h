@@ -66,7 +66,7 @@ struct backends_config {
 	bool starttls;              /* use STARTTLS when the backend offers it */
 };
 
-struct log_config { int level; /* enum log_level */ bool syslog; };
+struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */ };
 
 /* The module registry: each module's config struct (filters/, plugins/, rules/). */
 #include "modules.h"

@@ -18,6 +18,9 @@ libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libps
 PEER_PKGS="postfix swaks openssl rbldnsd redis-server clamav-daemon clamdscan
 spamassassin spamd spamc python3 python3-milter opendkim opendkim-tools clamav-milter
 netcat-openbsd procps python3-dkim python3-nacl python3-authres dnsmasq-base"
+# chromium: the status page test (tests/integration/test_statuspage.py); man-db, groff-base: the
+# manuals test (tests/integration/test_manpages.sh)
+PEER_PKGS="$PEER_PKGS chromium man-db groff-base"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
