@@ -755,17 +755,17 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 
 /* ---- outcomes --------------------------------------------------------------------------- */
 
-/* Adds one message outcome to the history of env's client (IP and network) and, when domkey
- * is not NULL, of its authenticated domain: merged by the LMDB writer, or one Redis script
- * (fire and forget). */
+/* Adds one message outcome to the history of env's client (IP and network) when ip, and of
+ * its authenticated domain when domkey is not NULL: merged by the LMDB writer, or one Redis
+ * script (fire and forget). */
 static void rep_record(struct rep_worker *w, const struct hook_env *env, enum reputation_outcome o,
-    const char *domkey)
+    bool ip, const char *domkey)
 {
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 	const char *keys[3];
 	size_t nkeys = 0;
 
-	if (reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
+	if (ip && reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
 	    w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) == 0) {
 		keys[nkeys++] = ipkey;
 		keys[nkeys++] = netkey;
@@ -800,14 +800,16 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
  * RCPT or DATA judge the envelope rather than the client, and a filter's discard says
  * nothing either way: neither counts (as before the notifier). The authenticated domain
  * (only what senderauth aligned: never a bare From) counts it too, unless the IP's unlifted
- * penalties may have decided a bad outcome (reputation_domain_outcome). */
+ * penalties may have decided a bad outcome (reputation_domain_outcome). A message whose IP
+ * penalties a good domain lifted was judged as the domain's: the IP and its network are
+ * not credited (or blamed) for it. */
 static void rep_outcome(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o)
 {
 	struct rep_worker *w = wstate;
 	enum reputation_outcome r;
 	const char *domain;
 	char domkey[REP_DOM_KEY_MAX];
-	bool counted = false;
+	bool counted = false, lifted = false;
 
 	(void)slot;
 	if (o->session || o->stage != HOOK_EOM || o->code == 0 || (o->flags & HOOK_FLAG_DISCARDED))
@@ -825,17 +827,19 @@ static void rep_outcome(void *wstate, int slot, struct hook_env *env, const stru
 		double residual = reputation_ip_penalty(env, true, NULL, 0);
 
 		for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++)
-			if (strcmp(env->symbols[i].name, "REP_DOMAIN_LIFT") == 0)
-				residual += env->symbols[i].score;   /* negative */
+			if (strcmp(env->symbols[i].name, "REP_DOMAIN_LIFT") == 0 && env->symbols[i].score < 0) {
+				residual += env->symbols[i].score;
+				lifted = true;
+			}
 		counted = reputation_domain_outcome(r, residual) >= 0;
 	} else {
 		domain = NULL;
 	}
 	log_event(LOG_LVL_DEBUG, env->session_id,
-	    "event=reputation_record client=%s outcome=%s auth_domain=%s domain=%s", env->client_ip,
-	    rep_outcome_names[r], domain ? domain : "-", domain == NULL ? "-" : counted ? "counted" :
-	    "not_counted");
-	rep_record(w, env, r, counted ? domkey : NULL);
+	    "event=reputation_record client=%s outcome=%s ip=%s auth_domain=%s domain=%s", env->client_ip,
+	    rep_outcome_names[r], lifted ? "not_counted" : "counted", domain ? domain : "-",
+	    domain == NULL ? "-" : counted ? "counted" : "not_counted");
+	rep_record(w, env, r, !lifted, counted ? domkey : NULL);
 }
 
 const struct hook_module reputation_module = {

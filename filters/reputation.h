@@ -30,7 +30,9 @@
  * most domain_lift_max. Refusals at connect happen before the domain is known: only
  * score-only penalties can be lifted. The domain counts the message's outcome like the IP,
  * except that a bad outcome (rejected, tempfailed, spam) is not held against the domain
- * while the IP's penalties were in the score and not lifted: the IP may have decided it.
+ * while the IP's penalties were in the score and not lifted: the IP may have decided it;
+ * and a message whose penalties were lifted counts for the domain only (the IP and its
+ * network are neither credited nor blamed for the domain's mail).
  *
  * Near max_connections the session sets env->overloaded before the connect stage: then a
  * client that is not on the allow list and does not score >= good_threshold (unknown, no

@@ -141,6 +141,11 @@ static void chain_drop_pending(struct chain *c)
 static void chain_finish(struct chain *c)
 {
 	c->running = false;
+	/* What a stage outside a transaction (connect, HELO) added belongs to the session: the
+	 * transaction resets (hook_env_reset_txn at EHLO, MAIL, RSET, after a message) keep it,
+	 * so the rules engine sums it and reputation can lift it at end of data. */
+	if (!c->txn_open && c->stage < HOOK_MAIL && c->env != NULL)
+		c->env->txn_symbols_start = c->env->nsymbols;
 	c->done(c->arg, &c->result);
 }
 

@@ -629,6 +629,8 @@ static void test_module_domains(void **state)
 	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 8, 550, 0, "partly.example", -5);
 	/* ... fully lifted: the content was judged alone, the spam counts */
 	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 8, 250, HOOK_FLAG_SPAM, "lifted.example", -6);
+	/* delivered thanks to the lift: the domain's mail, not the IP's (the IP is not credited) */
+	domain_messages(&mods, &loop, cfg, "198.18.22.1", listed, 20, 250, 0, "good.example", -5);
 	/* a virus always counts */
 	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 4, 550, HOOK_FLAG_VIRUS, "virus.example", 0);
 	/* mail that only claims a domain (no AUTH_DOMAIN: nothing aligned) never touches it,
@@ -659,7 +661,13 @@ static void test_module_domains(void **state)
 			{ "the IP of unauthenticated refusals turned bad", "198.18.21.1", false, VERDICT_CONTINUE, 0, NULL,
 			  "REP_BAD", NULL },
 		};
+		struct chain_result res;
+		struct hook_env env;
+
 		check_rows(&mods, &loop, cfg, iprows, 2);
+		connect_verdict(&mods, &loop, cfg, "198.18.22.1", false, &res, &env);
+		assert_null(hook_env_find_symbol(&env, "REP_GOOD"));
+		hook_env_free_outputs(&env);
 	}
 	chain_modules_free(&mods);
 	run_for(&loop, 20);
