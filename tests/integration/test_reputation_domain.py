@@ -21,6 +21,7 @@ for a reply; one worker keeps them in order. The test waits for what it can obse
 symbol in X-Spam-Status, a log line), sending more of the same kind of mail while it waits,
 never for a fixed time."""
 import os
+import re
 import subprocess
 import sys
 
@@ -52,6 +53,26 @@ def rsa_key(name):
     der = run(['openssl', 'rsa', '-in', path, '-pubout', '-outform', 'DER'])
     return path, 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()
 
+
+# ---- config errors name FILE:LINE:COL and the key
+bad_cfg = os.path.join(T, 'bad.yaml')
+with open(bad_cfg, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], reputation={
+        'store': 'lmdb:' + os.path.join(T, 'badrep'), 'domain_good_threshold': -0.6, 'domain_lift_max': -1,
+        'auth_domain': 'maybe'})))
+r = mt.run_mxgate('-t', '-c', bad_cfg)
+out = r.stdout + r.stderr
+mt.check(r.returncode == 1 and re.search(r'bad\.yaml:\d+:\d+: reputation\.domain_lift_max: ', out)
+         and re.search(r'bad\.yaml:\d+:\d+: reputation\.auth_domain: ', out),
+         'mxgate -t names a bad domain_lift_max and auth_domain with FILE:LINE:COL (%s)' % out.strip()[:300])
+with open(bad_cfg, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], reputation={
+        'store': 'lmdb:' + os.path.join(T, 'badrep'), 'domain_good_threshold': -0.6})))
+r = mt.run_mxgate('-t', '-c', bad_cfg)
+out = r.stdout + r.stderr
+mt.check(r.returncode == 1 and re.search(r'bad\.yaml:\d+:\d+: reputation: domain_good_threshold must be above '
+                                         r'domain_bad_threshold', out),
+         'mxgate -t refuses domain thresholds out of order (%s)' % out.strip()[:300])
 
 good_key, good_txt = rsa_key('good')
 bad_key, bad_txt = rsa_key('bad')
