@@ -39,21 +39,6 @@ if subprocess.run([PY, '-c', 'import dkim'], capture_output=True).returncode != 
 T = mt.TMP
 
 
-def run(args, data=None):
-    r = subprocess.run(args, input=data, capture_output=True, timeout=60)
-    if r.returncode != 0:
-        mt.fail('%s failed: %s' % (args[0], r.stderr.decode(errors='replace')[:300]))
-    return r.stdout
-
-
-def rsa_key(name):
-    import base64
-    path = os.path.join(T, name + '.private')
-    run(['openssl', 'genrsa', '-traditional', '-out', path, '2048'])
-    der = run(['openssl', 'rsa', '-in', path, '-pubout', '-outform', 'DER'])
-    return path, 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()
-
-
 # ---- config errors name FILE:LINE:COL and the key
 bad_cfg = os.path.join(T, 'bad.yaml')
 with open(bad_cfg, 'w') as f:
@@ -74,37 +59,11 @@ mt.check(r.returncode == 1 and re.search(r'bad\.yaml:\d+:\d+: reputation: domain
                                          r'domain_bad_threshold', out),
          'mxgate -t refuses domain thresholds out of order (%s)' % out.strip()[:300])
 
-good_key, good_txt = rsa_key('good')
-bad_key, bad_txt = rsa_key('bad')
-dns_port = mt.free_port()
-mt.spawn(['dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-negcache',
-          '--port=%d' % dns_port, '--listen-address=127.0.0.1', '--bind-interfaces',
-          '--local=/example.org/bad.example/other.example/bl.test/',
-          '--txt-record=py._domainkey.example.org,' + good_txt,
-          '--txt-record=py._domainkey.bad.example,' + bad_txt,
-          '--address=/5.5.18.198.bl.test/127.0.0.2'], 'dnsmasq')
-
-
-def dns_up():
-    import socket
-    import struct
-    q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0)
-    for label in b'py._domainkey.example.org'.split(b'.'):
-        q += bytes([len(label)]) + label
-    q += b'\x00\x00\x10\x00\x01'
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.3)
-    try:
-        s.sendto(q, ('127.0.0.1', dns_port))
-        return len(s.recv(512)) > 12
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-if not mt.wait_for(dns_up, 10):
-    mt.fail('dnsmasq did not answer on port %d' % dns_port)
+good_key, good_txt = mt.dkim_rsa_key('good')
+bad_key, bad_txt = mt.dkim_rsa_key('bad')
+dns_port = mt.dnsmasq({'py._domainkey.example.org': good_txt, 'py._domainkey.bad.example': bad_txt},
+                      local=['example.org', 'bad.example', 'other.example', 'bl.test'],
+                      args=['--address=/5.5.18.198.bl.test/127.0.0.2']).port
 
 rdir = os.path.join(T, 'rules')
 os.makedirs(rdir)
@@ -126,7 +85,10 @@ def msg(frm, spam=False):
 
 def signed(frm, key, dom, spam=False, tamper=False):
     tag, data = msg(frm, spam)
-    out = run([PY, SIGNER, 'sign', key, 'py', dom], data)
+    r = subprocess.run([PY, SIGNER, 'sign', key, 'py', dom], input=data, capture_output=True, timeout=60)
+    if r.returncode != 0:
+        mt.fail('dkim_signer.py failed: %s' % r.stderr.decode(errors='replace')[:300])
+    out = r.stdout
     if tamper:
         out = out.replace(b'an ordinary message', b'an altered message')
     return tag, out
