@@ -366,6 +366,13 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 	memset(&c->result, 0, sizeof(c->result));
 	if (st == HOOK_MAIL)   /* a new transaction: nothing kept from an earlier one */
 		chain_drop_pending(c);
+	if (st == HOOK_HELO && !c->txn_open) {
+		/* a new HELO/EHLO stands for the session in place of the earlier one */
+		if (c->helo_seen)
+			hook_env_truncate_symbols(c->env, c->helo_symbols);
+		c->helo_symbols = c->env->nsymbols;
+		c->helo_seen = true;
+	}
 	if (c->txn_open && st >= HOOK_MAIL && st <= HOOK_EOM)
 		c->txn_stage = st;
 	if (st == HOOK_EOM && c->txn_pending) {

@@ -1082,7 +1082,8 @@ static void test_outcomes(void **state)
 }
 
 /* Symbols of the connect and HELO stages belong to the session: the transaction resets the
- * session does (at EHLO, MAIL, RSET, after each message) keep them; a transaction's go. */
+ * session does (at EHLO, MAIL, RSET, after each message) keep them; a transaction's go; a
+ * new EHLO's replace the earlier EHLO's. */
 static void test_session_symbols_kept(void **state)
 {
 	struct fx *fx = *state;
@@ -1111,6 +1112,17 @@ static void test_session_symbols_kept(void **state)
 		assert_string_equal(fx->env.symbols[1].desc, "helo");
 		assert_true(fx->env.score == 2);
 	}
+	/* a second EHLO (after STARTTLS) replaces the first one's symbols, keeps connect's */
+	fakes[1].symbol = "SYM2";
+	hook_env_reset_txn(&fx->env);
+	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
+	assert_int_equal(fx->env.nsymbols, 2);
+	assert_string_equal(fx->env.symbols[0].name, "SYM");
+	assert_string_equal(fx->env.symbols[0].desc, "connect");
+	assert_string_equal(fx->env.symbols[1].name, "SYM2");
+	assert_string_equal(fx->env.symbols[1].desc, "helo");
+	assert_int_equal(fx->env.txn_symbols_start, 2);
+	assert_true(fx->env.score == 2);
 	hook_env_free_outputs(&fx->env);
 	fx_stop(fx);
 }
