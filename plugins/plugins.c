@@ -1011,6 +1011,12 @@ static void host_add_symbol(struct mxgate_call *c, const char *name, double scor
 {
 	struct hook_env *env = host_env(c);
 
+	/* AUTH_DOMAIN is filters/senderauth.c's hand-over of the authenticated sender domain
+	 * (ratelimit and reputation key on it): a plugin cannot claim one */
+	if (name && strcmp(name, "AUTH_DOMAIN") == 0) {
+		host_reject_output(c, "reserved_symbol");
+		return;
+	}
 	if (env && name && *name)
 		hook_env_add_symbol(env, name, score, desc);
 }

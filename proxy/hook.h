@@ -153,6 +153,9 @@ void hook_env_del_rcpt(struct hook_env *env, const char *addr);
 /* Takes ownership of body. */
 void hook_env_replace_body(struct hook_env *env, struct msgbuf *body);
 
+/* Drops the symbols from index n on (and their scores). */
+void hook_env_truncate_symbols(struct hook_env *env, size_t n);
+
 /* Session side: drop the transaction's outputs (after each message / RSET), or all. */
 void hook_env_reset_txn(struct hook_env *env);
 void hook_env_free_outputs(struct hook_env *env);
