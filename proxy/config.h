@@ -16,6 +16,8 @@
 
 #include "cfg.h"
 
+struct domain_set;
+
 /* ---------------------------------------------------------------- the daemon's config */
 
 enum listen_tls { LISTEN_TLS_NONE = 0, LISTEN_TLS_STARTTLS, LISTEN_TLS_IMPLICIT };
@@ -85,6 +87,8 @@ struct mx_config {
 	int log_level;              /* top-level alias `log_level:` (enum log_level) */
 	struct metrics_config { char *listen; } metrics;
 	char *quarantine;           /* backend URL for quarantined messages (e.g. maildir:/var/spool/mxgate/quarantine) */
+	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
+	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
 	/* every module's section, in the order of modules.def: dns, dnsbl, ratelimit, ... */
 #define MX_SECTION(type, name) type name;
 #define MX_LIST(type, name) struct cfg_list name;   /* items: type */
@@ -100,6 +104,9 @@ struct mx_config {
  * and *out is NULL. */
 int config_load(const char *path, struct mx_config **out, void *err_fp /* FILE * */);
 void config_free(struct mx_config *cfg);
+/* `mxgate -t` warnings that do not make the config invalid (an empty accept_domains: the
+ * backends alone then decide relaying). Prints them to err_fp; returns how many. */
+int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);
