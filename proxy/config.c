@@ -85,6 +85,7 @@ int config_worker_count(const struct mx_config *cfg)
 static const char *const listen_tls_choices[] = { "none", "starttls", "implicit", NULL };
 static const char *const tls_version_choices[] = { "1.2", "1.3", NULL };
 static const char *const bare_lf_choices[] = { "reject", "normalize", NULL };
+static const char *const nul_choices[] = { "reject", "strip", NULL };
 static const char *const balance_choices[] = { "round_robin", "least_conn", "source_hash", NULL };
 static const char *const identity_choices[] = { "none", "xclient", "proxy_v2", NULL };
 static const char *const log_level_choices[] = { "debug", "info", "warning", "error", NULL };
@@ -174,8 +175,10 @@ static const struct cfg_field limits_fields[] = {
 	  S(1), S(86400), .doc = "the whole DATA phase, 354 to the final dot: a client trickling bytes is cut off (421 4.4.2); 1h passes a 50M message at 15 KB/s" },
 	{ "drain_timeout", CFG_DURATION, offsetof(struct limits_config, drain_timeout), "30s",
 	  0, S(86400), .doc = "on SIGTERM, how long sessions may finish before exit" },
-	{ "bare_lf", CFG_ENUM, offsetof(struct limits_config, bare_lf), "reject",
-	  .choices = bare_lf_choices, .doc = "a bare LF in DATA: reject the message or normalize it to CRLF" },
+	{ "bare_lf", CFG_ENUM, offsetof(struct limits_config, bare_lf), "normalize",
+	  .choices = bare_lf_choices, .doc = "a bare LF or CR in DATA: normalize it to CRLF (safe: only `<CRLF>.<CRLF>` ends DATA and the message is re-stuffed on the way out) or reject the message (550 5.6.0)" },
+	{ "nul", CFG_ENUM, offsetof(struct limits_config, nul), "reject",
+	  .choices = nul_choices, .doc = "NUL bytes in DATA: reject the message (554 5.6.0) or strip them; never relayed either way" },
 	{ "max_line_length", CFG_INT, offsetof(struct limits_config, max_line_length), "1000",
 	  512, 65536, .doc = "longest command line incl. CRLF (RFC 5321 4.5.3.1.4: at least 512)" },
 	{ "max_errors", CFG_INT, offsetof(struct limits_config, max_errors), "10", 1, 1000,

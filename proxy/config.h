@@ -32,6 +32,7 @@ struct listen_config {
 struct tls_config { char *certificate; char *key; char *ciphers; int min_version; /* 0=1.2 1=1.3 */ };
 
 enum bare_lf_policy { BARE_LF_REJECT = 0, BARE_LF_NORMALIZE };
+enum nul_policy { NUL_REJECT = 0, NUL_STRIP };
 struct limits_config {
 	long max_connections;
 	long max_connections_per_ip;
@@ -42,6 +43,7 @@ struct limits_config {
 	uint64_t data_deadline;     /* ms, the whole DATA phase */
 	uint64_t drain_timeout;     /* ms */
 	int bare_lf;                /* enum bare_lf_policy */
+	int nul;                    /* enum nul_policy: NUL octets in DATA (never relayed) */
 	long max_line_length;       /* command line incl. CRLF, >= 512 (RFC 5321 4.5.3.1.4) */
 	long max_errors;            /* errors per session before 421 and disconnect */
 	uint64_t memory_threshold;  /* message bytes held in memory before spilling to a file */

@@ -1509,6 +1509,15 @@ static void session_data_end(struct session *s)
 		session_message_done(s, 550, "bare_lf", "5.6.0 Message contains bare CR or LF line endings, not allowed");
 		return;
 	}
+	if (s->dp.nul_seen && s->cfg->limits.nul == NUL_REJECT) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=nul nuls=%llu client=%s",
+		    (unsigned long long)s->dp.nuls, s->env.client_ip);
+		session_message_done(s, 554, "nul", "5.6.0 Message contains NUL characters, not allowed");
+		return;
+	}
+	if (s->dp.nul_seen)
+		log_event(LOG_LVL_INFO, s->id, "event=nul_stripped nuls=%llu client=%s",
+		    (unsigned long long)s->dp.nuls, s->env.client_ip);
 	if (s->msg_write_error) {
 		session_message_done(s, 451, "spool", "4.3.0 Error: could not store the message, try again later");
 		return;
