@@ -486,6 +486,16 @@ static bool relay_xclient_has(const struct relay *r, const char *attr)
 	return false;
 }
 
+/* A client name as Postfix's XCLIENT takes it (XCLIENT_README): the name when known,
+ * "[TEMPUNAVAIL]" after a temporary DNS failure (the backend answers 4xx where a missing
+ * name matters), else "[UNAVAILABLE]". */
+static const char *relay_xclient_name(const char *name, int status)
+{
+	if (status == HOOK_NAME_OK && name[0])
+		return name;
+	return status == HOOK_NAME_TEMP ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]";
+}
+
 /* Builds the XCLIENT line for env into r->pending_ident. */
 static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 {
@@ -496,8 +506,12 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 
 	o += (size_t)snprintf(out + o, cap - o, "XCLIENT");
 	if (relay_xclient_has(r, "NAME")) {
-		relay_xtext(v, sizeof(v), env->client_name[0] ? env->client_name : "[UNAVAILABLE]");
+		relay_xtext(v, sizeof(v), relay_xclient_name(env->client_name, env->client_name_status));
 		o += (size_t)snprintf(out + o, cap - o, " NAME=%s", v);
+	}
+	if (relay_xclient_has(r, "REVERSE_NAME")) {
+		relay_xtext(v, sizeof(v), relay_xclient_name(env->client_ptr, env->client_ptr_status));
+		o += (size_t)snprintf(out + o, cap - o, " REVERSE_NAME=%s", v);
 	}
 	if (relay_xclient_has(r, "ADDR")) {
 		/* Postfix XCLIENT: IPv6 as IPV6:addr; a v4-mapped client is its IPv4 address */

@@ -1,5 +1,6 @@
 /* test_helo.c — the HELO syntax table, and the module through the chain: claims-to-be-us,
- * address-literal mismatch, per-test actions, FCrDNS against a fake DNS server. */
+ * address-literal mismatch, per-test actions, FCrDNS (the rdns module's lookup, judged by
+ * helo) against a fake DNS server. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 
 #include "filters/helo.h"
 #include "filters/dns.h"
+#include "filters/rdns.h"
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
@@ -78,9 +80,9 @@ struct fixture {
 	char *resolvers[1];
 	char resolver[64];
 	struct chain_modules mods;
-	struct chain_entry entry;
+	struct chain_entry entries[2];
 	uv_timer_t timer;
-	int slot;
+	int slot, rdns_slot;
 };
 
 static int setup_with(void **state, int fcrdns_action)
@@ -106,14 +108,26 @@ static int setup_with(void **state, int fcrdns_action)
 	h->claims_us = (struct helo_test_config){ true, HELO_ACTION_REJECT, 3 };
 	h->literal_mismatch = (struct helo_test_config){ true, HELO_ACTION_SCORE, 1 };
 	h->fcrdns = (struct helo_test_config){ true, fcrdns_action, 1 };
-	f->slot = -1;
-	for (size_t i = 0; i < hook_nmodules; i++)
+	f->slot = f->rdns_slot = -1;
+	for (size_t i = 0; i < hook_nmodules; i++) {
 		if (hook_modules[i] == &helo_module)
 			f->slot = (int)i;
-	assert_true(f->slot >= 0);
+		if (hook_modules[i] == &rdns_module)
+			f->rdns_slot = (int)i;
+	}
+	/* the FCrDNS test judges the answer of the rdns module, earlier in the chain */
+	assert_true(f->slot >= 0 && f->rdns_slot >= 0 && f->rdns_slot < f->slot);
 	assert_int_equal(helo_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
-	f->slot = 0;   /* the only entry */
-	chain_modules_single(&f->mods, &f->entry, &helo_module, ws);
+	/* two entries, as in the chain: rdns first, then helo_checks */
+	f->entries[1] = (struct chain_entry){ &helo_module, ws, helo_module.stages(ws), "helo_checks" };
+	assert_int_equal(rdns_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_non_null(ws);
+	f->entries[0] = (struct chain_entry){ &rdns_module, ws, rdns_module.stages(ws), "rdns" };
+	f->mods.v = f->entries;
+	f->mods.n = 2;
+	f->mods.any_stages = f->entries[0].stages | f->entries[1].stages;
+	f->slot = 1;
+	f->rdns_slot = 0;
 	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
@@ -126,7 +140,8 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	helo_module.worker_free(f->entry.wstate);
+	helo_module.worker_free(f->entries[1].wstate);
+	rdns_module.worker_free(f->entries[0].wstate);
 	uv_close((uv_handle_t *)&f->timer, NULL);
 	fake_dns_stop(&f->fd);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
