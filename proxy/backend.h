@@ -32,6 +32,10 @@ struct backend {
 	atomic_llong delivered, failed;  /* messages */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */
+	atomic_int xclient_once;         /* refused a second XCLIENT on one connection (Postfix
+	                                  * authorizes the announced client, not us, after the
+	                                  * first): pooled connections are reused only for the
+	                                  * client they already announce */
 };
 
 struct domain_set;
