@@ -14,6 +14,8 @@
 
 #include "backend.h"
 #include "config.h"
+#include "hook.h"
+#include "filters/ratelimit.h"
 #include "domain.h"
 #include "smtp_cmd.h"
 
@@ -435,6 +437,33 @@ static void test_config_route_domains(void **state)
 	config_free(cfg);
 }
 
+/* Every place a domain is compared uses the normal form: the rate limiter's keys too. */
+static void test_ratelimit_keys(void **state)
+{
+	(void)state;
+	struct ratelimit_rule_config r;
+	struct hook_env env;
+	char a[300], b[300];
+
+	memset(&r, 0, sizeof(r));
+	memset(&env, 0, sizeof(env));
+	r.key = RATELIMIT_KEY_SENDER_DOMAIN;
+	env.mail_from = "a@Example.ORG.";
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, a, sizeof(a)), 0);
+	env.mail_from = "b@example.org";
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, b, sizeof(b)), 0);
+	assert_string_equal(a, "example.org");
+	assert_string_equal(b, "example.org");
+	r.key = RATELIMIT_KEY_RECIPIENT;
+	assert_int_equal(ratelimit_key_value(&r, &env, "User@Local.Test.", a, sizeof(a)), 0);
+	assert_int_equal(ratelimit_key_value(&r, &env, "user@local.test", b, sizeof(b)), 0);
+	assert_string_equal(a, b);
+	r.key = RATELIMIT_KEY_SENDER;
+	env.mail_from = "x@Example.ORG.";
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, a, sizeof(a)), 0);
+	assert_string_equal(a, "x@example.org");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -446,6 +475,7 @@ int main(void)
 		cmocka_unit_test(test_accepts_address_names_domain),
 		cmocka_unit_test(test_config_accept_domains),
 		cmocka_unit_test(test_config_route_domains),
+		cmocka_unit_test(test_ratelimit_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
