@@ -176,10 +176,14 @@ def start_haproxy(backend_port, name='haproxy'):
                 '  default_backend sink\n'
                 'backend sink\n'
                 '  server sink 127.0.0.1:%d\n' % (os.cpu_count() or 1, port, backend_port))
-    p = spawn([shutil.which('haproxy'), '-db', '-f', conf], name)
+    return wait_listening(spawn([shutil.which('haproxy'), '-db', '-f', conf], name), port, 'haproxy')
+
+
+def wait_listening(p, port, what):
+    """p once it listens on port (p.port set); else raises with the tail of its log."""
     if not wait_port(port):
         tail = open(p.logname, 'rb').read().decode('utf-8', 'replace').strip().splitlines()[-3:]
-        raise RuntimeError('haproxy did not listen: %s' % ' | '.join(tail))
+        raise RuntimeError('%s did not listen: %s' % (what, ' | '.join(tail)))
     p.port = port
     return p
 
@@ -199,12 +203,7 @@ def start_mxgate(backend_port, name='mxgate'):
                 'backends:\n'
                 '  servers:\n'
                 '    - { address: "smtp://127.0.0.1:%d" }\n' % (port, backend_port))
-    p = spawn([BIN, '-c', conf], name)
-    if not wait_port(port):
-        tail = open(p.logname, 'rb').read().decode('utf-8', 'replace').strip().splitlines()[-3:]
-        raise RuntimeError('mxgate did not listen: %s' % ' | '.join(tail))
-    p.port = port
-    return p
+    return wait_listening(spawn([BIN, '-c', conf], name), port, 'mxgate')
 
 
 def proc_status(pid, key):

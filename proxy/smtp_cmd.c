@@ -176,6 +176,20 @@ smtp_find_path_end(const char *s, size_t n)
     return -1;
 }
 
+/* The run of non-ASCII octets at m[0..n) (m[0] >= 0x80): its length when it is well-formed
+ * UTF-8 (RFC 6531 3.3; *utf8 is then set), else 0. */
+static size_t
+smtp_utf8_run(const char *m, size_t n, bool *utf8)
+{
+    size_t k = 1;
+    while (k < n && (unsigned char)m[k] >= 0x80)
+        k++;
+    if (!domain_utf8_valid(m, k))
+        return 0;
+    *utf8 = true;
+    return k;
+}
+
 /* Length of the RFC 5321 4.1.2 Local-part at the start of m[0..n): a Dot-string (atoms
  * separated by single dots: no leading, trailing or doubled dot) or a Quoted-string
  * (qtextSMTP and quoted-pairSMTP), with UTF-8 octets in either (RFC 6531 3.3, reported via
@@ -196,12 +210,9 @@ smtp_local_part_len(const char *m, size_t n, bool *utf8)
                     return -1;
                 i++;
             } else if (c >= 0x80) {
-                size_t k = 1;
-                while (i + k < n && (unsigned char)m[i + k] >= 0x80)
-                    k++;
-                if (!domain_utf8_valid(m + i, k))
+                size_t k = smtp_utf8_run(m + i, n - i, utf8);
+                if (k == 0)
                     return -1;
-                *utf8 = true;
                 i += k - 1;
             } else if (c < 32 || c == 127) {
                 return -1;
@@ -219,12 +230,9 @@ smtp_local_part_len(const char *m, size_t n, bool *utf8)
                 return -1;
             atom = false;
         } else if (c >= 0x80) {
-            size_t k = 1;
-            while (i + k < n && (unsigned char)m[i + k] >= 0x80)
-                k++;
-            if (!domain_utf8_valid(m + i, k))
+            size_t k = smtp_utf8_run(m + i, n - i, utf8);
+            if (k == 0)
                 return -1;
-            *utf8 = true;
             atom = true;
             i += k - 1;
         } else if (smtp_is_atext(c)) {

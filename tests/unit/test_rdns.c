@@ -17,6 +17,7 @@
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "fake_dns.h"
+#include "stage_fixture.h"
 
 static const struct fake_rr zone[] = {
 	/* confirmed */
@@ -113,65 +114,20 @@ static int teardown(void **state)
 	return 0;
 }
 
-struct sess { struct hook_env env; struct chain chain; };
-struct run_result { int done; struct verdict v; };
-
-static void done_cb(void *arg, const struct verdict *v)
+/* Runs a stage to completion (CONTINUE: a name never refuses); true when it completed
+ * without the loop running (the module did not wait). */
+static bool run_stage(struct fixture *f, struct stage_sess *s, enum hook_stage st)
 {
-	struct run_result *r = arg;
+	struct verdict v;
+	bool at_once = stage_run(&f->loop, s, st, &v);
 
-	r->done++;
-	r->v = *v;
-}
-
-static void guard_cb(uv_timer_t *t) { *(int *)t->data = 1; }
-
-/* Runs a stage to completion; returns whether it completed without the loop running (the
- * module did not wait). */
-static bool run_stage(struct fixture *f, struct sess *s, enum hook_stage st)
-{
-	struct run_result r = { 0 };
-	uv_timer_t guard;
-	int fired = 0;
-	bool at_once;
-
-	chain_run(&s->chain, st, done_cb, &r);
-	at_once = r.done == 1;
-	uv_timer_init(&f->loop, &guard);
-	guard.data = &fired;
-	uv_timer_start(&guard, guard_cb, 3000, 0);
-	while (!r.done && !fired)
-		uv_run(&f->loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&guard, NULL);
-	uv_run(&f->loop, UV_RUN_NOWAIT);
-	assert_int_equal(r.done, 1);
-	assert_int_equal(r.v.action, VERDICT_CONTINUE);
+	assert_int_equal(v.action, VERDICT_CONTINUE);
 	return at_once;
 }
 
-static void sess_init(struct fixture *f, struct sess *s, const char *ip)
+static void sess_init(struct fixture *f, struct stage_sess *s, const char *ip)
 {
-	memset(s, 0, sizeof(*s));
-	s->env.session_id = "t";
-	s->env.loop = &f->loop;
-	s->env.cfg = &f->cfg;
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->env.client;
-		sin6->sin6_family = AF_INET6;
-		inet_pton(AF_INET6, ip, &sin6->sin6_addr);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&s->env.client;
-		sin->sin_family = AF_INET;
-		inet_pton(AF_INET, ip, &sin->sin_addr);
-	}
-	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "%s", ip);
-	chain_init(&s->chain, &f->mods, &s->env, &f->timer);
-}
-
-static void sess_free(struct sess *s)
-{
-	chain_release(&s->chain);
-	hook_env_free_outputs(&s->env);
+	stage_sess_init(s, &f->loop, &f->cfg, &f->mods, &f->timer, ip, "192.0.2.25");
 }
 
 static void test_statuses(void **state)
@@ -194,7 +150,7 @@ static void test_statuses(void **state)
 	struct fixture *f = *state;
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		struct sess s;
+		struct stage_sess s;
 
 		sess_init(f, &s, rows[i].ip);
 		run_stage(f, &s, HOOK_CONNECT);
@@ -206,32 +162,32 @@ static void test_statuses(void **state)
 		int before = f->fd.queries;
 		run_stage(f, &s, HOOK_MAIL);
 		assert_int_equal(f->fd.queries, before);
-		sess_free(&s);
+		stage_sess_free(&s);
 	}
 }
 
 static void test_cache_one_lookup_per_client(void **state)
 {
 	struct fixture *f = *state;
-	struct sess s;
+	struct stage_sess s;
 	int before;
 
 	sess_init(f, &s, "198.18.4.7");
 	run_stage(f, &s, HOOK_CONNECT);
-	sess_free(&s);
+	stage_sess_free(&s);
 	before = f->fd.queries;
 	/* the next session of the same client is answered from the cache, at once */
 	sess_init(f, &s, "198.18.4.7");
 	assert_true(run_stage(f, &s, HOOK_CONNECT));
 	assert_string_equal(s.env.client_name, "second.test");
 	assert_int_equal(f->fd.queries, before);
-	sess_free(&s);
+	stage_sess_free(&s);
 }
 
 static void test_waits_at_mail(void **state)
 {
 	struct fixture *f = *state;
-	struct sess s;
+	struct stage_sess s;
 
 	assert_false(rdns_waits_at_connect(&f->cfg));
 	sess_init(f, &s, "198.18.3.8");   /* not cached */
@@ -241,31 +197,31 @@ static void test_waits_at_mail(void **state)
 	/* MAIL waits for the answer: the backend connection comes after it */
 	assert_false(run_stage(f, &s, HOOK_MAIL));
 	assert_int_equal(s.env.client_name_status, HOOK_NAME_PERM);
-	sess_free(&s);
+	stage_sess_free(&s);
 }
 
 static void test_dns_down(void **state)
 {
 	struct fixture *f = *state;
-	struct sess s;
+	struct stage_sess s;
 
 	sess_init(f, &s, "198.18.11.7");
 	run_stage(f, &s, HOOK_CONNECT);
 	assert_int_equal(s.env.client_name_status, HOOK_NAME_TEMP);
 	assert_int_equal(s.env.client_ptr_status, HOOK_NAME_TEMP);
 	assert_string_equal(s.env.client_name, "");
-	sess_free(&s);
+	stage_sess_free(&s);
 }
 
 static void test_freed_mid_lookup(void **state)
 {
 	struct fixture *f = *state;
-	struct run_result r = { 0 };
-	struct sess s;
+	struct stage_result r = { 0 };
+	struct stage_sess s;
 
 	sess_init(f, &s, "198.18.9.7");
-	chain_run(&s.chain, HOOK_CONNECT, done_cb, &r);
-	sess_free(&s);
+	chain_run(&s.chain, HOOK_CONNECT, stage_done_cb, &r);
+	stage_sess_free(&s);
 	uv_run(&f->loop, UV_RUN_NOWAIT);
 	assert_int_equal(r.done, 0);
 }
@@ -273,7 +229,7 @@ static void test_freed_mid_lookup(void **state)
 static void test_known_name_kept(void **state)
 {
 	struct fixture *f = *state;
-	struct sess s;
+	struct stage_sess s;
 	int before = f->fd.queries;
 
 	sess_init(f, &s, "198.18.12.7");
@@ -282,7 +238,7 @@ static void test_known_name_kept(void **state)
 	assert_true(run_stage(f, &s, HOOK_CONNECT));
 	assert_string_equal(s.env.client_name, "given.test");
 	assert_int_equal(f->fd.queries, before);
-	sess_free(&s);
+	stage_sess_free(&s);
 }
 
 static void test_wanted(void **state)
