@@ -109,14 +109,14 @@ if not mt.wait_port(pf_port, 15):
     mt.fail('postfix did not listen on %d:\n%s' % (pf_port, open(os.path.join(mt.TMP, 'postfix.log')).read()[-2000:]))
 
 # ---------------------------------------------------------------- mxgate in front
-def mx_config(resolver_port):
-    return mt.config(['smtp://127.0.0.1:%d' % pf_port],
+def mx_config(resolver_port, servers=None, **extra):
+    return mt.config(servers or ['smtp://127.0.0.1:%d' % pf_port],
                      listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
                      trusted_proxies=['127.0.0.0/8'],
                      accept_domains=['local.test'],
                      dns={'resolvers': ['127.0.0.1:%d' % resolver_port], 'timeout': '1s', 'tries': 1},
                      backends={'client_identity': 'xclient', 'pool_size': 4},
-                     workers=1)
+                     workers=1, **extra)
 
 
 mx = mt.Mxgate(mx_config(dns_port))
@@ -169,4 +169,31 @@ code, out = send(mx2.port, '198.18.0.7', 'dns-down')
 mt.check(code == 450 and '4.7.25' in out,
          'DNS down: NAME=[TEMPUNAVAIL], Postfix answers 450 4.7.25, never a 5xx (%s)\n%s' % (code, out[-400:]))
 mx2.stop()
+
+# ---------------------------------------------------------------- milter macros, as Postfix sends them
+if subprocess.run(['/usr/bin/python3', '-c', 'import Milter'], capture_output=True).returncode != 0:
+    mt.check(not os.environ.get('CI'), 'python3-milter is installed (for the milter macro checks)')
+else:
+    mport = mt.free_port()
+    mt.spawn(['/usr/bin/python3', os.path.join(mt.SRC, 'tests', 'peers', 'mx_milter.py'),
+              'inet:%d@127.0.0.1' % mport], 'milter')
+    if not mt.wait_port(mport, 15):
+        mt.fail('the test milter did not start')
+    be = mt.Backend(name='milter-backend')
+    mx3 = mt.Mxgate(mx_config(dns_port, servers=[be.url], plugins=[
+        {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mport, 'on_error': 'tempfail', 'timeout': '10s'}]),
+        name='mx-milter')
+    for ip, want in (('198.18.0.7', ['_=mail.client.test [198.18.0.7]', '{client_name}=mail.client.test']),
+                     ('198.18.0.9', ['_=liar.client.test [198.18.0.9] (may be forged)', '{client_name}=unknown']),
+                     ('198.18.0.8', ['_=unknown [198.18.0.8]', '{client_name}=unknown'])):
+        before = len(be.messages)
+        code, out = send(mx3.port, ip, 'milter-' + ip)
+        got = be.messages[before:]
+        hdr = ''
+        if got:
+            m = re.search(rb'X-Milter-Macros: ([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)', got[0]['data'])
+            hdr = m.group(1).decode('utf-8', 'replace').replace('\r\n', '') if m else ''
+        mt.check(code == 250 and all(w in hdr for w in want),
+                 'milter macros for %s: %s (got %s: %s)' % (ip, ' '.join(want), code, hdr[:300]))
+    mx3.stop()
 mt.finish()
