@@ -245,6 +245,19 @@ static void rdns_ptr_cb(void *arg, const struct dns_result *res)
 	rdns_settle(s);
 }
 
+/* A loopback client (127.0.0.0/8, ::1) is "localhost" (RFC 6761 6.3), as the system
+ * resolver of an MTA in front of it would say from /etc/hosts: no DNS is asked. */
+static bool rdns_is_loopback(const char *ip)
+{
+	struct netaddr a, lo;
+
+	if (netaddr_from_string(ip, &a) != 0)
+		return false;
+	if (a.family == AF_INET)
+		return a.b[0] == 127;
+	return netaddr_from_string("::1", &lo) == 0 && netaddr_equal(&a, &lo);
+}
+
 /* Starts the lookup for env's client (once). False when there is nothing to look up. */
 static bool rdns_start(struct rdns_session *s)
 {
@@ -252,6 +265,13 @@ static bool rdns_start(struct rdns_session *s)
 
 	s->started = true;
 	s->family = netaddr_sockaddr_string((const struct sockaddr *)&s->env->client, s->ip, sizeof(s->ip));
+	if (s->family >= 0 && rdns_is_loopback(s->ip)) {
+		snprintf(s->env->client_name, sizeof(s->env->client_name), "localhost");
+		snprintf(s->env->client_ptr, sizeof(s->env->client_ptr), "localhost");
+		s->env->client_name_status = s->env->client_ptr_status = HOOK_NAME_OK;
+		s->done = true;
+		return false;
+	}
 	if (s->family < 0 || dns_name_reverse_str(s->ip, NULL, name, sizeof(name)) < 0) {
 		s->done = true;
 		return false;

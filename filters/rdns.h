@@ -9,6 +9,8 @@
  *   - the first of those names (at most RDNS_MAX_NAMES) whose addresses include the
  *     client's becomes client_name, status OK; none, with a forward lookup that failed
  *     temporarily: TEMP; else PERM.
+ * A loopback client is "localhost" without a query (RFC 6761 6.3; what /etc/hosts gives
+ * the system resolver an MTA in front would use).
  * Consumers: XCLIENT NAME= / REVERSE_NAME= (proxy/relay.c: the name, or [UNAVAILABLE] /
  * [TEMPUNAVAIL]), the milter macros `_`, {client_name}, {client_ptr}, helo_checks' NO_FCRDNS
  * test, the Received: header and the rules.

@@ -146,6 +146,9 @@ static void test_statuses(void **state)
 		{ "PTR name without A", "198.18.8.7", "", "noaddr.test", HOOK_NAME_PERM, HOOK_NAME_OK },
 		{ "IPv6 by nibbles", "2001:db8::7", "six.test", "six.test", HOOK_NAME_OK, HOOK_NAME_OK },
 		{ "v4-mapped client is IPv4", "::ffff:198.18.1.7", "Host.Test", "Host.Test", HOOK_NAME_OK, HOOK_NAME_OK },
+		{ "loopback is localhost", "127.0.0.1", "localhost", "localhost", HOOK_NAME_OK, HOOK_NAME_OK },
+		{ "any 127/8", "127.3.2.1", "localhost", "localhost", HOOK_NAME_OK, HOOK_NAME_OK },
+		{ "IPv6 loopback", "::1", "localhost", "localhost", HOOK_NAME_OK, HOOK_NAME_OK },
 	};
 	struct fixture *f = *state;
 
