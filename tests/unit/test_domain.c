@@ -351,6 +351,8 @@ static void test_config_accept_domains(void **state)
 	fclose(f);
 	snprintf(text, sizeof(text), BASE "accept_domains: [local.test, \"file:%s\"]\n", path);
 	assert_int_equal(load(text, &cfg, &errs), 0);
+	free(errs);
+	errs = NULL;
 	assert_non_null(cfg->accept_set);
 	assert_int_equal(domain_set_count(cfg->accept_set), 3);
 	assert_true(domain_set_accepts_address(cfg->accept_set, "a@hosted.test", NULL, 0));
