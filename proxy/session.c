@@ -25,6 +25,7 @@
 #include "proxyproto.h"
 #include "relay.h"
 #include "smtp_cmd.h"
+#include "smtp_tx.h"
 #include "tls.h"
 #include "worker.h"
 #include "counters.h"
@@ -67,7 +68,6 @@ struct session {
 	uv_timer_t timer;                 /* protocol timeouts, pregreet wait */
 	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
 	int open_handles;
-	int pending;                      /* async work outside the loop (maildir writes) */
 	char id[20];
 	enum session_state state;
 	bool reading, counted_ip, greeted, pregreet_wait, connect_chain_done, pregreet_hit;
@@ -90,28 +90,8 @@ struct session {
 	uint32_t tarpit_ms;               /* hold the next replies this long (a filter's delay) */
 	/* the command in flight */
 	enum smtp_verb verb;
-	char *arg_copy;
-	/* transaction */
-	struct relay *relay;
-	struct backend *backend;
-	int route;                        /* pool route id of the transaction */
-	uint64_t tried;                   /* backends tried for this message (bit per index) */
-	int attempts;
-	char *mail_line;                  /* MAIL command for the backend */
-	char *pending_rcpt;               /* RCPT address in flight */
-	char *pending_rcpt_params;
-	struct msgbuf *msg;
+	struct smtp_tx tx;                /* the backend side of the transaction */
 	struct dataparse dp;
-	bool msg_too_big, msg_write_error;
-	uint64_t msg_size;
-	struct strbuf prefix;             /* Received + edited header block */
-	size_t body_off;
-	/* establishing a backend transaction (open, MAIL, replay RCPTs) */
-	void (*est_done)(struct session *s, int code, const char *text);
-	size_t est_rcpt;
-	/* LMTP partial results */
-	int *lmtp_ok;                     /* per env.rcpts: 1 delivered, -1 permanently failed */
-	char backend_qid[64];
 	uint64_t started_ms;
 	uint64_t data_deadline_at;        /* loop ms by which the DATA phase must end */
 };
@@ -359,24 +339,11 @@ static void session_free(struct session *s)
 
 	chain_release(&s->chain);
 	hook_env_free_outputs(&s->env);
-	free(s->env.mail_from);
-	free(s->env.mail_params);
-	for (size_t i = 0; i < s->env.nrcpts; i++) {
-		free(s->env.rcpts[i].addr);
-		free(s->env.rcpts[i].params);
-	}
-	free(s->env.rcpts);
-	msgbuf_free(s->msg);
-	strbuf_free(&s->prefix);
+	smtp_tx_free(&s->tx);
 	strbuf_free(&s->out);
 	linebuf_free(&s->lb);
 	tlsconn_free(s->tls);
 	free(s->in);
-	free(s->mail_line);
-	free(s->pending_rcpt);
-	free(s->pending_rcpt_params);
-	free(s->arg_copy);
-	free(s->lmtp_ok);
 	if (s->counted_ip)
 		conncount_release((const struct sockaddr *)&s->env.client);
 	conncount_total_add(-1);
@@ -396,7 +363,7 @@ static void session_handle_closed_cb(uv_handle_t *h)
 {
 	struct session *s = h->data;
 
-	if (--s->open_handles == 0 && s->pending == 0)
+	if (--s->open_handles == 0 && smtp_tx_pending(&s->tx) == 0)
 		session_free(s);
 }
 
@@ -405,7 +372,7 @@ static void session_chain_timer_closed_cb(uv_handle_t *h)
 {
 	struct session *s = (struct session *)(void *)((char *)h - offsetof(struct session, chain_timer));
 
-	if (--s->open_handles == 0 && s->pending == 0)
+	if (--s->open_handles == 0 && smtp_tx_pending(&s->tx) == 0)
 		session_free(s);
 }
 
@@ -425,10 +392,7 @@ static void session_close(struct session *s, const char *reason)
 		    s->env.client_ip, s->ncommands, s->nmessages, s->errors, ms, reason ? " reason=" : "",
 		    reason ? reason : "");
 		session_enter_state(s, SESSION_CLOSING);
-		if (s->relay) {
-			relay_abort(s->relay);
-			s->relay = NULL;
-		}
+		smtp_tx_close(&s->tx);
 		if (s->reading) {
 			uv_read_stop((uv_stream_t *)&s->tcp);
 			s->reading = false;
@@ -627,235 +591,21 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* ---- the transaction --------------------------------------------------------------- */
 
-static void session_env_clear_txn(struct session *s)
-{
-	free(s->env.mail_from);
-	s->env.mail_from = NULL;
-	free(s->env.mail_params);
-	s->env.mail_params = NULL;
-	for (size_t i = 0; i < s->env.nrcpts; i++) {
-		free(s->env.rcpts[i].addr);
-		free(s->env.rcpts[i].params);
-	}
-	free(s->env.rcpts);
-	s->env.rcpts = NULL;
-	s->env.nrcpts = 0;
-	s->env.cur_rcpt = NULL;
-	s->env.msg = NULL;
-	s->env.queue_id[0] = '\0';
-	hook_env_reset_txn(&s->env);
-}
-
 /* Ends the transaction (an outcome not reported yet is reported as abandoned: RSET, HELO,
  * STARTTLS, a new MAIL) and releases it. */
 static void session_txn_reset(struct session *s, bool relay_reusable)
 {
 	chain_txn_abandon(&s->chain);
-	if (s->relay) {
-		relay_release(s->relay, relay_reusable);
-		s->relay = NULL;
-	}
-	s->backend = NULL;
-	s->route = 0;
-	s->tried = 0;
-	s->attempts = 0;
-	free(s->mail_line);
-	s->mail_line = NULL;
-	msgbuf_free(s->msg);
-	s->msg = NULL;
-	strbuf_free(&s->prefix);
-	free(s->lmtp_ok);
-	s->lmtp_ok = NULL;
-	s->msg_too_big = s->msg_write_error = false;
-	s->msg_size = 0;
-	s->backend_qid[0] = '\0';
-	session_env_clear_txn(s);
-	s->env.txn_symbols_start = s->env.nsymbols;
+	smtp_tx_reset(&s->tx, relay_reusable);
 }
 
-static void session_make_queue_id(struct session *s)
-{
-	static const char alphabet[] = "0123456789BCDFGHJKLMNPQRSTVWXYZ";
-	uint64_t x = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)s->w->index << 60) ^ (++s->w->session_seq * 2654435761ULL);
-	char *q = s->env.queue_id;
-
-	for (int i = 0; i < 12; i++) {
-		q[i] = alphabet[x % 31];
-		x /= 31;
-		if (x == 0)
-			x = (uint64_t)rand() + 7;
-	}
-	q[12] = '\0';
-}
-
-static const char *session_domain_of(const char *addr)
-{
-	const char *at = strrchr(addr, '@');
-	return at ? at + 1 : NULL;
-}
-
-/* Builds the MAIL command for the backend from the envelope and what it supports. */
-static void session_build_mail_line(struct session *s)
-{
-	struct strbuf b = { 0 };
-	const char *from = s->env.new_mail_from ? s->env.new_mail_from : s->env.mail_from;
-
-	strbuf_printf(&b, "MAIL FROM:<%s>", from ? from : "");
-	if (s->env.mail_params && *s->env.mail_params) {
-		/* Pass on what we advertised (SIZE, BODY, SMTPUTF8) when the backend has it. */
-		char *copy = strdup(s->env.mail_params), *save = NULL;
-		for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_has_ext(s->relay, "SIZE")) ||
-			    (strncasecmp(t, "BODY=", 5) == 0 && relay_has_ext(s->relay, "8BITMIME")) ||
-			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(s->relay, "SMTPUTF8")))
-				strbuf_printf(&b, " %s", t);
-		}
-		free(copy);
-	}
-	free(s->mail_line);
-	s->mail_line = b.v;
-}
-
-/* Establishing: pick, open, MAIL, replay accepted RCPTs, with failover. Calls est_done
- * with 250 when s->relay is ready for more, or the failure (code 0 = nothing answered). */
-static void session_est_next(struct session *s);
-
-static void session_est_fail(struct session *s, int code, const char *text, bool backend_fault)
-{
-	struct backend *b = s->backend;
-
-	if (b && b->index < 64)
-		s->tried |= 1ULL << b->index;
-	if (s->relay) {
-		relay_abort(s->relay);
-		s->relay = NULL;
-	}
-	s->backend = NULL;
-	if (backend_fault && s->attempts < s->cfg->backends.max_attempts) {
-		session_est_next(s);
-		return;
-	}
-	s->est_done(s, code, text);
-}
-
-static void session_est_rcpt_cb(void *arg, int code, const char *text)
+/* The transaction's pending work ended after the close: the memory may go now. */
+static void session_tx_drained_cb(void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_CLOSING)
-		return;
-	if (code / 100 != 2) {
-		/* A recipient accepted before is refused on replay: this backend is no good
-		 * for the transaction; another may be. */
-		log_event(LOG_LVL_INFO, s->id, "event=replay_refused backend=%s rcpt=<%s> code=%d",
-		    relay_backend(s->relay) ? relay_backend(s->relay)->url : "?", s->env.rcpts[s->est_rcpt].addr, code);
-		session_est_fail(s, code ? code : 451, text, true);
-		return;
-	}
-	s->est_rcpt++;
-	session_est_next(s);
-}
-
-static void session_est_mail_cb(void *arg, int code, const char *text)
-{
-	struct session *s = arg;
-
-	if (s->state == SESSION_CLOSING)
-		return;
-	if (code / 100 == 5) {
-		s->est_done(s, code, text);	/* the sender is refused: a verdict, not a fault */
-		return;
-	}
-	if (code == 0 && relay_text_is_stale(text)) {
-		s->attempts--;
-		s->backend = NULL;
-		session_est_next(s);
-		return;
-	}
-	if (code / 100 != 2) {
-		session_est_fail(s, code, text, true);
-		return;
-	}
-	s->est_rcpt = 0;
-	session_est_next(s);
-}
-
-static void session_est_open_cb(void *arg, struct relay *r, int code, const char *text)
-{
-	struct session *s = arg;
-
-	s->pending--;	/* the open was pending work: the session waited for it */
-	if (s->state == SESSION_CLOSING) {
-		if (r)
-			relay_release(r, true);
-		if (s->open_handles == 0 && s->pending == 0)
-			session_free(s);
-		return;
-	}
-	if (r == NULL) {
-		if (relay_text_is_stale(text)) {
-			/* A pooled connection the backend had dropped: not the backend's fault, and
-			 * not an attempt. Open another. */
-			s->attempts--;
-			s->backend = NULL;
-			session_est_next(s);
-			return;
-		}
-		session_est_fail(s, code, text, true);
-		return;
-	}
-	s->relay = r;
-	relay_set_owner(r, &s->relay);
-	if (s->env.mail_params && strcasestr(s->env.mail_params, "SMTPUTF8") && !relay_has_ext(r, "SMTPUTF8")) {
-		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
-		relay_release(r, true);
-		s->relay = NULL;
-		s->est_done(s, 553, "5.6.7 SMTPUTF8 is not supported by the destination");
-		return;
-	}
-	session_build_mail_line(s);
-	relay_command(r, s->mail_line, session_est_mail_cb, s);
-}
-
-static void session_est_next(struct session *s)
-{
-	if (s->relay == NULL) {
-		struct backend *b;
-		const char *dom = s->env.nrcpts ? session_domain_of(s->env.rcpts[0].addr) :
-		    s->pending_rcpt ? session_domain_of(s->pending_rcpt) : NULL;
-
-		b = pool_pick_backend(s->wg->shared->pool, s->route ? dom : NULL, s->env.client_ip, s->tried);
-		if (b == NULL) {
-			s->est_done(s, 0, "no backend available");
-			return;
-		}
-		s->attempts++;
-		s->backend = b;
-		if (b->kind == BACKEND_MAILDIR) {
-			/* Written at end of data; nothing to open. */
-			s->est_done(s, 250, "2.0.0 Ok");
-			return;
-		}
-		s->pending++;
-		relay_open(s->w, b, &s->env, session_est_open_cb, s);
-		return;
-	}
-	if (s->est_rcpt < s->env.nrcpts) {
-		char line[1100];
-		snprintf(line, sizeof(line), "RCPT TO:<%s>%s%s", s->env.rcpts[s->est_rcpt].addr,
-		    s->env.rcpts[s->est_rcpt].params && *s->env.rcpts[s->est_rcpt].params ? " " : "",
-		    s->env.rcpts[s->est_rcpt].params ? s->env.rcpts[s->est_rcpt].params : "");
-		relay_command(s->relay, line, session_est_rcpt_cb, s);
-		return;
-	}
-	s->est_done(s, 250, "2.1.0 Ok");
-}
-
-static void session_establish(struct session *s, void (*done)(struct session *, int, const char *))
-{
-	s->est_done = done;
-	s->est_rcpt = 0;
-	session_est_next(s);
+	if (s->open_handles == 0)
+		session_free(s);
 }
 
 /* ---- command completion ------------------------------------------------------------ */
@@ -896,18 +646,6 @@ static bool session_chain_returned(struct session *s, const struct verdict *v)
 	if (v->delay_ms)
 		s->tarpit_ms = v->delay_ms > 600000 ? 600000 : v->delay_ms;
 	return s->state != SESSION_CLOSING;
-}
-
-/* A backend step failed: the backend's own reply, or 451 when none answered. */
-static void session_reply_backend_failure(struct session *s, const char *stage, int code, const char *text)
-{
-	if (code == 0) {
-		session_reply(s, "451 4.4.1 Service temporarily unavailable, try again later");
-		log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=%s reason=no_backend detail=\"%s\"", stage, text);
-		opstats_note_refusal(s->w->index, s->env.client_ip, stage, "no_backend", true);
-	} else {
-		session_reply_text(s, code, text);
-	}
 }
 
 /* ---- HELO / EHLO ------------------------------------------------------------------- */
@@ -952,14 +690,14 @@ static void session_helo_chain_cb(void *arg, const struct verdict *v)
 
 /* ---- MAIL -------------------------------------------------------------------------- */
 
-static void session_mail_est_cb(struct session *s, int code, const char *text)
+static void session_mail_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
-	if (code / 100 == 2) {
-		session_reply(s, "250 2.1.0 Ok");
-	} else {
-		session_reply_backend_failure(s, "mail", code, text);
-		chain_txn_end(&s->chain, code ? code : 451, HOOK_MAIL, "backend");
-		session_txn_reset(s, false);
+	struct session *s = arg;
+
+	session_reply_text(s, r->code, r->text);
+	if (r->code / 100 != 2) {
+		chain_txn_end(&s->chain, r->code, HOOK_MAIL, r->reason);
+		session_txn_reset(s, r->reusable);
 		session_error(s);
 	}
 	session_resume(s);
@@ -978,103 +716,19 @@ static void session_mail_chain_cb(void *arg, const struct verdict *v)
 		session_resume(s);
 		return;
 	}
-	if (s->wg->shared->pool->nroutes > 0) {
-		/* Routing depends on the recipient: the backend is chosen at the first RCPT. */
-		session_reply(s, "250 2.1.0 Ok");
-		session_resume(s);
-		return;
-	}
-	session_establish(s, session_mail_est_cb);
+	smtp_tx_mail(&s->tx, session_mail_tx_cb, s);
 }
 
 /* ---- RCPT -------------------------------------------------------------------------- */
 
-static void session_rcpt_add(struct session *s)
-{
-	struct rcpt *n = realloc(s->env.rcpts, (s->env.nrcpts + 1) * sizeof(*n));
-
-	if (n == NULL)
-		abort();
-	s->env.rcpts = n;
-	n[s->env.nrcpts].addr = s->pending_rcpt;
-	n[s->env.nrcpts].params = s->pending_rcpt_params;
-	n[s->env.nrcpts].status = 250;
-	s->env.nrcpts++;
-	s->pending_rcpt = s->pending_rcpt_params = NULL;
-}
-
-static void session_rcpt_done(struct session *s)
-{
-	free(s->pending_rcpt);
-	free(s->pending_rcpt_params);
-	s->pending_rcpt = s->pending_rcpt_params = NULL;
-	s->env.cur_rcpt = NULL;
-	session_resume(s);
-}
-
-static void session_rcpt_reply_cb(void *arg, int code, const char *text);
-
-static void session_rcpt_send(struct session *s)
-{
-	char line[1100];
-
-	if (s->backend && s->backend->kind == BACKEND_MAILDIR) {
-		session_reply(s, "250 2.1.5 Ok");
-		session_rcpt_add(s);
-		session_rcpt_done(s);
-		return;
-	}
-	snprintf(line, sizeof(line), "RCPT TO:<%s>%s%s", s->pending_rcpt,
-	    *s->pending_rcpt_params ? " " : "", s->pending_rcpt_params);
-	relay_command(s->relay, line, session_rcpt_reply_cb, s);
-}
-
-static void session_rcpt_est_cb(struct session *s, int code, const char *text)
-{
-	if (code / 100 == 2) {
-		session_rcpt_send(s);
-		return;
-	}
-	session_reply_backend_failure(s, "rcpt", code, text);
-	session_error(s);
-	session_rcpt_done(s);
-}
-
-static void session_rcpt_reply_cb(void *arg, int code, const char *text)
+static void session_rcpt_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_CLOSING)
-		return;
-	if (code == 0 || code == 421) {
-		/* The backend went away mid-transaction: fail over, replaying what it had. */
-		if (s->relay) {
-			relay_abort(s->relay);
-			s->relay = NULL;
-		}
-		if (s->backend && s->backend->index < 64)
-			s->tried |= 1ULL << s->backend->index;
-		s->backend = NULL;
-		if (s->attempts < s->cfg->backends.max_attempts) {
-			session_establish(s, session_rcpt_est_cb);
-			return;
-		}
-		session_reply(s, "451 4.4.1 Service temporarily unavailable, try again later");
-		session_rcpt_done(s);
-		return;
-	}
-	session_reply_text(s, code, text);
-	if (code / 100 == 2) {
-		counter_inc(COUNTER_RECIPIENTS_ACCEPTED);
-		session_rcpt_add(s);
-	} else {
-		counter_inc(COUNTER_RECIPIENTS_REJECTED);
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=backend rcpt=<%s> code=%d client=%s",
-		    s->pending_rcpt, code, s->env.client_ip);
-		opstats_note_refusal(s->w->index, s->env.client_ip, "rcpt", "backend", code / 100 == 4);
+	session_reply_text(s, r->code, r->text);
+	if (r->client_error)
 		session_error(s);
-	}
-	session_rcpt_done(s);
+	session_resume(s);
 }
 
 static void session_rcpt_chain_cb(void *arg, const struct verdict *v)
@@ -1086,45 +740,14 @@ static void session_rcpt_chain_cb(void *arg, const struct verdict *v)
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
 		session_reply_verdict(s, v, "rcpt");
 		session_error(s);
-		session_rcpt_done(s);
+		smtp_tx_drop_rcpt(&s->tx);
+		session_resume(s);
 		return;
 	}
-	if (s->relay == NULL && (s->backend == NULL || s->backend->kind != BACKEND_MAILDIR)) {
-		/* First recipient with routes, or the backend was lost: establish now. */
-		if (s->backend && s->backend->index < 64)
-			s->tried |= 1ULL << s->backend->index;
-		s->backend = NULL;
-		if (s->env.nrcpts == 0)
-			s->route = pool_route_for(s->wg->shared->pool, session_domain_of(s->pending_rcpt));
-		session_establish(s, session_rcpt_est_cb);
-		return;
-	}
-	if (s->wg->shared->pool->nroutes > 0 &&
-	    pool_route_for(s->wg->shared->pool, session_domain_of(s->pending_rcpt)) != s->route) {
-		session_reply(s, "452 4.5.3 Recipients for this destination go in a separate transaction");
-		session_rcpt_done(s);
-		return;
-	}
-	session_rcpt_send(s);
+	smtp_tx_rcpt(&s->tx, session_rcpt_tx_cb, s);
 }
 
 /* ---- DATA and end of data ---------------------------------------------------------- */
-
-static int session_data_out(void *arg, const char *data, size_t len)
-{
-	struct session *s = arg;
-
-	s->msg_size += len;
-	if (s->msg_too_big || s->msg_write_error)
-		return 0;
-	if (s->msg_size > s->cfg->limits.max_message_size) {
-		s->msg_too_big = true;
-		return 0;
-	}
-	if (msgbuf_append(s->msg, data, len) != 0)
-		s->msg_write_error = true;
-	return 0;
-}
 
 static void session_data_chain_cb(void *arg, const struct verdict *v)
 {
@@ -1139,8 +762,7 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 		session_resume(s);
 		return;
 	}
-	s->msg = msgbuf_new((size_t)s->cfg->limits.memory_threshold, s->cfg->limits.spool_dir);
-	if (s->msg == NULL) {
+	if (smtp_tx_data_open(&s->tx) != 0) {
 		session_reply(s, "451 4.3.0 Error: cannot hold the message");
 		chain_txn_end(&s->chain, 451, HOOK_DATA, "spool");
 		session_txn_reset(s, true);
@@ -1156,287 +778,28 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 	session_process(s);
 }
 
-static void session_message_done(struct session *s, int code, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 /* Ends the message with a reply (reason: a log word for the outcome, may be NULL), tells the
- * modules the outcome and resets the transaction. */
-static void session_message_done(struct session *s, int code, const char *reason, const char *fmt, ...)
+ * modules the outcome and resets the transaction (its connection pooled when reusable). */
+static void session_message_done(struct session *s, int code, const char *text, const char *reason, bool reusable)
 {
-	char text[600];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
-	session_reply(s, "%d %s", code, text);
+	session_reply_text(s, code, text);
 	chain_txn_end(&s->chain, code, HOOK_EOM, reason);
 	switch (code / 100) {
 	case 2: counter_inc(COUNTER_MESSAGES_DELIVERED); break;
 	case 4: counter_inc(COUNTER_MESSAGES_TEMPFAILED); break;
 	default: counter_inc(COUNTER_MESSAGES_REJECTED); break;
 	}
-	session_txn_reset(s, code / 100 == 2);
+	session_txn_reset(s, reusable);
 	session_resume(s);
 }
 
-static void session_deliver(struct session *s);
-
-/* Which text of a backend's 250 names its queue id: "... queued as X". */
-static void session_note_backend_qid(struct session *s, const char *text)
-{
-	const char *q = text ? strstr(text, "queued as ") : NULL;
-	size_t n = 0;
-
-	s->backend_qid[0] = '\0';
-	if (q == NULL)
-		return;
-	q += 10;
-	while (q[n] && q[n] != ' ' && q[n] != '\r' && n < sizeof(s->backend_qid) - 1)
-		n++;
-	memcpy(s->backend_qid, q, n);
-	s->backend_qid[n] = '\0';
-}
-
-static void session_delivered(struct session *s, const char *backend_url)
-{
-	s->nmessages++;
-	counter_add(COUNTER_BYTES_DELIVERED, (long)s->msg_size);
-	log_event(LOG_LVL_INFO, s->id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=<%s> rcpts=%zu size=%llu client=%s score=%.1f",
-	    s->env.queue_id, backend_url, s->backend_qid[0] ? s->backend_qid : "-",
-	    s->env.mail_from ? s->env.mail_from : "", s->env.nrcpts, (unsigned long long)s->msg_size,
-	    s->env.client_ip, s->env.score);
-	session_message_done(s, 250, NULL, "2.0.0 Ok: queued as %s", s->env.queue_id);
-}
-
-/* The message could not be handed to any backend: a 4xx, the client retries. */
-static void session_deliver_tempfail(struct session *s, const char *why)
-{
-	log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=data reason=no_backend queue_id=%s detail=\"%s\"",
-	    s->env.queue_id, why ? why : "");
-	opstats_note_refusal(s->w->index, s->env.client_ip, "data", "no_backend", true);
-	session_message_done(s, 451, "no_backend", "4.4.1 Message not accepted by any backend, try again later");
-}
-
-static void session_maildir_cb(void *arg, int status, const char *qid, const char *err)
+static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	/* The write ran in the thread pool; the session waited for it (pending). */
-	s->pending--;
-	if (s->state == SESSION_CLOSING) {
-		if (s->open_handles == 0 && s->pending == 0)
-			session_free(s);
-		return;
-	}
-	if (status != 0) {
-		if (s->backend == NULL) {	/* the quarantine store */
-			session_deliver_tempfail(s, err);
-			return;
-		}
-		backend_report_failure(s->wg->shared->pool, s->backend, err);
-		if (s->backend->index < 64)
-			s->tried |= 1ULL << s->backend->index;
-		s->backend = NULL;
-		if (s->attempts >= s->cfg->backends.max_attempts) {
-			session_deliver_tempfail(s, err);
-			return;
-		}
-		counter_inc(COUNTER_BACKEND_FAILOVERS);
-		session_deliver(s);
-		return;
-	}
-	if (s->backend)
-		backend_report_success(s->wg->shared->pool, s->backend);
-	snprintf(s->backend_qid, sizeof(s->backend_qid), "%s", qid);
-	session_delivered(s, s->backend ? s->backend->url : "maildir");
-}
-
-static void session_data_reply_cb(void *arg, int n, const int *codes, const char *const *texts)
-{
-	struct session *s = arg;
-	int ok = 0, perm = 0, temp = 0;
-
-	if (s->state == SESSION_CLOSING)
-		return;
-	for (int i = 0; i < n; i++) {
-		if (codes[i] / 100 == 2)
-			ok++;
-		else if (codes[i] / 100 == 5)
-			perm++;
-		else
-			temp++;
-	}
-	const char *url = s->backend ? s->backend->url : "?";
-	if (temp == 0 && ok > 0) {
-		session_note_backend_qid(s, texts[0]);
-		if (perm)
-			log_event(LOG_LVL_WARNING, s->id, "event=partial_reject backend=%s rejected=%d accepted=%d",
-			    url, perm, ok);
-		session_delivered(s, url);
-		return;
-	}
-	if (temp == 0 && perm > 0) {
-		/* The backend refused the message for good: its verdict goes to the client. */
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=backend backend=%s code=%d reply=\"%.200s\"",
-		    url, codes[0], texts[0] ? texts[0] : "");
-		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "backend", false);
-		session_reply_text(s, codes[0], texts[0]);
-		chain_txn_end(&s->chain, codes[0], HOOK_EOM, "backend");
-		counter_inc(COUNTER_MESSAGES_REJECTED);
-		session_txn_reset(s, true);
-		session_resume(s);
-		return;
-	}
-	/* A temporary failure or a lost connection before the final 250: replay elsewhere. */
-	log_event(LOG_LVL_INFO, s->id, "event=backend_tempfail backend=%s code=%d reply=\"%.200s\" attempt=%d",
-	    url, codes[0], texts[0] ? texts[0] : "", s->attempts);
-	if (ok > 0) {
-		/* LMTP: some recipients already have it; the client's retry may duplicate for
-		 * them, which is better than losing the others. */
-		log_event(LOG_LVL_WARNING, s->id, "event=lmtp_partial backend=%s delivered=%d tempfailed=%d", url, ok, temp);
-	}
-	if (s->relay) {
-		relay_abort(s->relay);
-		s->relay = NULL;
-	}
-	if (s->backend && s->backend->index < 64)
-		s->tried |= 1ULL << s->backend->index;
-	s->backend = NULL;
-	if (s->attempts >= s->cfg->backends.max_attempts) {
-		session_deliver_tempfail(s, "all attempts failed");
-		return;
-	}
-	counter_inc(COUNTER_BACKEND_FAILOVERS);
-	session_deliver(s);
-}
-
-static void session_deliver_est_cb(struct session *s, int code, const char *text)
-{
-	if (code / 100 != 2) {
-		if (code / 100 == 5) {
-			session_reply_text(s, code, text);
-			chain_txn_end(&s->chain, code, HOOK_EOM, "backend");
-			counter_inc(COUNTER_MESSAGES_REJECTED);
-			session_txn_reset(s, false);
-			session_resume(s);
-			return;
-		}
-		session_deliver_tempfail(s, text);
-		return;
-	}
-	session_deliver(s);
-}
-
-/* Sends the held message to the current backend, establishing one first if needed. */
-static void session_deliver(struct session *s)
-{
-	size_t len;
-	const char *data;
-	struct msgbuf *body = s->env.new_body ? s->env.new_body : s->msg;
-
-	if (s->backend == NULL || (s->relay == NULL && s->backend->kind != BACKEND_MAILDIR)) {
-		/* No connection (or it died between commands): replay on another backend. */
-		if (s->backend && s->backend->index < 64)
-			s->tried |= 1ULL << s->backend->index;
-		s->backend = NULL;
-		session_establish(s, session_deliver_est_cb);
-		return;
-	}
-	if (s->backend->kind == BACKEND_MAILDIR) {
-		size_t off = s->env.new_body ? 0 : s->body_off;
-		if (maildir_deliver(&s->w->loop, s->backend->path, s->prefix.v, s->prefix.len, body, off,
-		    session_maildir_cb, s) != 0)
-			session_deliver_tempfail(s, "maildir write could not start");
-		else
-			s->pending++;
-		return;
-	}
-	data = msgbuf_data(body, &len);
-	if (data == NULL) {
-		session_deliver_tempfail(s, "message unreadable");
-		return;
-	}
-	size_t off = s->env.new_body ? 0 : s->body_off;
-	relay_send_message(s->relay, s->prefix.v, s->prefix.len, data + off, len - off, (int)s->env.nrcpts,
-	    session_data_reply_cb, s);
-}
-
-/* Applies the EOM verdict's envelope and header changes, builds the outgoing header. */
-static bool session_prepare_message(struct session *s)
-{
-	size_t len, hlen;
-	const char *data = msgbuf_data(s->msg, &len);
-	char with[16];
-	bool envelope_changed = false;
-
-	if (data == NULL)
-		return false;
-	hlen = msgbuf_header_len(s->msg);
-	snprintf(with, sizeof(with), "%s%s", s->env.esmtp ? "ESMTP" : "SMTP", s->env.tls ? "S" : "");
-	strbuf_free(&s->prefix);
-	headers_build_received(&s->prefix, &s->env, s->cfg->hostname, with);
-	headers_apply_edits(data, hlen, s->env.hdr_edits, s->env.nhdr_edits, &s->prefix);
-	s->body_off = hlen;
-	/* Envelope changes from filters: apply to the envelope and start a fresh backend
-	 * transaction with it. */
-	for (size_t i = 0; i < s->env.ndel_rcpts; i++) {
-		for (size_t j = 0; j < s->env.nrcpts; j++) {
-			if (strcasecmp(s->env.rcpts[j].addr, s->env.del_rcpts[i]) == 0) {
-				free(s->env.rcpts[j].addr);
-				free(s->env.rcpts[j].params);
-				memmove(&s->env.rcpts[j], &s->env.rcpts[j + 1], (s->env.nrcpts - j - 1) * sizeof(struct rcpt));
-				s->env.nrcpts--;
-				envelope_changed = true;
-				break;
-			}
-		}
-	}
-	for (size_t i = 0; i < s->env.nadd_rcpts; i++) {
-		s->pending_rcpt = strdup(s->env.add_rcpts[i].addr);
-		s->pending_rcpt_params = strdup(s->env.add_rcpts[i].params ? s->env.add_rcpts[i].params : "");
-		session_rcpt_add(s);
-		envelope_changed = true;
-	}
-	if (s->env.new_mail_from) {
-		free(s->env.mail_from);
-		s->env.mail_from = strdup(s->env.new_mail_from);
-		envelope_changed = true;
-	}
-	if (envelope_changed && s->relay) {
-		relay_release(s->relay, false);
-		s->relay = NULL;
-		s->backend = NULL;
-	}
-	return true;
-}
-
-static void session_quarantine(struct session *s)
-{
-	struct backend qb;
-	const char *err = NULL;
-
-	if (s->cfg->quarantine == NULL || backend_parse_url(s->cfg->quarantine, &qb, &err) != 0 ||
-	    qb.kind != BACKEND_MAILDIR) {
-		log_event(LOG_LVL_WARNING, s->id, "event=quarantine_unavailable queue_id=%s", s->env.queue_id);
-		session_message_done(s, 451, "quarantine", "4.3.0 Message held for review could not be stored, try again later");
-		return;
-	}
-	if (s->relay) {
-		relay_release(s->relay, true);
-		s->relay = NULL;
-	}
-	static __thread char qpath[1024];
-	snprintf(qpath, sizeof(qpath), "%s", s->cfg->quarantine + 8);
-	s->backend = NULL;
-	counter_inc(COUNTER_MESSAGES_QUARANTINED);
-	log_event(LOG_LVL_INFO, s->id, "event=quarantine queue_id=%s reason=\"%s\"", s->env.queue_id,
-	    s->env.quarantine_reason);
-	struct msgbuf *body = s->env.new_body ? s->env.new_body : s->msg;
-	if (maildir_deliver(&s->w->loop, qpath, s->prefix.v, s->prefix.len, body,
-	    s->env.new_body ? 0 : s->body_off, session_maildir_cb, s) != 0)
-		session_deliver_tempfail(s, "quarantine write could not start");
-	else
-		s->pending++;
+	if (r->code / 100 == 2)
+		s->nmessages++;
+	session_message_done(s, r->code, r->text, r->reason, r->reusable);
 }
 
 static void session_eom_chain_cb(void *arg, const struct verdict *v)
@@ -1477,15 +840,7 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 		hook_env_add_header(&s->env, "X-Mxgate-Quarantine", s->env.quarantine_reason[0] ?
 		    s->env.quarantine_reason : "quarantined by filter");
 	}
-	if (!session_prepare_message(s)) {
-		session_message_done(s, 451, "unreadable", "4.3.0 Error: message unreadable, try again later");
-		return;
-	}
-	if (v->action == VERDICT_QUARANTINE) {
-		session_quarantine(s);
-		return;
-	}
-	session_deliver(s);
+	smtp_tx_deliver(&s->tx, v->action == VERDICT_QUARANTINE, session_message_tx_cb, s);
 }
 
 static void session_data_end(struct session *s)
@@ -1493,36 +848,37 @@ static void session_data_end(struct session *s)
 	session_enter_state(s, SESSION_BUSY);
 	uv_timer_stop(&s->timer);
 	counter_inc(COUNTER_MESSAGES_RECEIVED);
-	counter_add(COUNTER_BYTES_RECEIVED, (long)s->msg_size);
+	counter_add(COUNTER_BYTES_RECEIVED, (long)smtp_tx_msg_size(&s->tx));
 	if (s->dp.bad_line_ending)
 		counter_inc(COUNTER_BARE_LF);
-	if (s->msg_too_big) {
+	if (smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_TOO_BIG) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=size size=%llu client=%s",
-		    (unsigned long long)s->msg_size, s->env.client_ip);
+		    (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);
 		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "size", false);
-		session_message_done(s, 552, "size", "5.3.4 Message size exceeds fixed limit");
+		session_message_done(s, 552, "5.3.4 Message size exceeds fixed limit", "size", false);
 		return;
 	}
 	if (s->dp.bad_line_ending && s->cfg->limits.bare_lf == BARE_LF_REJECT) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=bare_lf client=%s", s->env.client_ip);
 		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "bare_lf", false);
-		session_message_done(s, 550, "bare_lf", "5.6.0 Message contains bare CR or LF line endings, not allowed");
+		session_message_done(s, 550, "5.6.0 Message contains bare CR or LF line endings, not allowed", "bare_lf",
+		    false);
 		return;
 	}
 	if (s->dp.nul_seen && s->cfg->limits.nul == NUL_REJECT) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=nul nuls=%llu client=%s",
 		    (unsigned long long)s->dp.nuls, s->env.client_ip);
-		session_message_done(s, 554, "nul", "5.6.0 Message contains NUL characters, not allowed");
+		session_message_done(s, 554, "5.6.0 Message contains NUL characters, not allowed", "nul", false);
 		return;
 	}
 	if (s->dp.nul_seen)
 		log_event(LOG_LVL_INFO, s->id, "event=nul_stripped nuls=%llu client=%s",
 		    (unsigned long long)s->dp.nuls, s->env.client_ip);
-	if (s->msg_write_error) {
-		session_message_done(s, 451, "spool", "4.3.0 Error: could not store the message, try again later");
+	if (smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_WRITE_ERROR) {
+		session_message_done(s, 451, "4.3.0 Error: could not store the message, try again later", "spool", false);
 		return;
 	}
-	s->env.msg = s->msg;
+	smtp_tx_data_end(&s->tx);
 	s->chain_running = true;
 	chain_run(&s->chain, HOOK_EOM, session_eom_chain_cb, s);
 }
@@ -1649,9 +1005,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		if (!session_params_ok(s, &cmd, (const char *const[]){ "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", NULL }))
 			return;
 		session_txn_reset(s, true);
-		s->env.mail_from = strdup(cmd.addr);
-		s->env.mail_params = strdup(cmd.params_raw);
-		session_make_queue_id(s);
+		smtp_tx_begin(&s->tx, cmd.addr, cmd.params_raw);
 		chain_txn_begin(&s->chain);
 		session_run_chain(s, HOOK_MAIL, session_mail_chain_cb);
 		return;
@@ -1674,12 +1028,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		}
 		if (!session_rcpt_allowed(s, &cmd))
 			return;
-		free(s->pending_rcpt);
-		free(s->pending_rcpt_params);
-		s->pending_rcpt = strdup(cmd.addr);
-		s->pending_rcpt_params = strdup(cmd.params_raw);
-		s->env.cur_rcpt = s->pending_rcpt;
-		s->env.cur_rcpt_params = s->pending_rcpt_params;
+		smtp_tx_set_rcpt(&s->tx, cmd.addr, cmd.params_raw);
 		session_run_chain(s, HOOK_RCPT, session_rcpt_chain_cb);
 		return;
 	case SMTP_DATA:
@@ -1786,7 +1135,7 @@ static void session_process(struct session *s)
 		}
 		if (s->state == SESSION_DATA) {
 			int done = 0;
-			ssize_t used = dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, session_data_out, s, &done);
+			ssize_t used = dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done);
 			if (used < 0)
 				used = (ssize_t)(s->inlen - pos);
 			pos += (size_t)used;
@@ -2035,6 +1384,7 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	s->env.worker = w->index;
 	linebuf_init(&s->lb, (size_t)s->cfg->limits.max_line_length);
 	chain_init(&s->chain, &s->wg->mods, &s->env, &s->chain_timer);
+	smtp_tx_init(&s->tx, w, s->wg->shared->pool, &s->env, session_tx_drained_cb, s);
 	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
 		session_close(s, "accept_failed");
 		return;
