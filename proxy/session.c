@@ -182,6 +182,14 @@ static void session_txn_reset(struct session *s, bool relay_reusable)
 	smtp_tx_reset(&s->tx, relay_reusable);
 }
 
+/* A filter refused the transaction at stage st (name: for the log): its refusal is the
+ * reply and the transaction's outcome; the transaction ends. */
+static void session_txn_refused(struct session *s, const struct verdict *v, const char *name, enum hook_stage st)
+{
+	chain_txn_end(&s->chain, session_reply_verdict(s, v, name), st, v->reason);
+	session_txn_reset(s, true);
+}
+
 /* The command in flight is answered: flush and carry on with held input. A filter's
  * tarpit delay holds the reply (and everything after it) first. */
 void session_resume(struct session *s)
@@ -393,8 +401,7 @@ static void session_mail_tx_cb(void *arg, const struct smtp_tx_result *r)
 static void session_apply_mail(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
-		chain_txn_end(&s->chain, session_reply_verdict(s, v, "mail"), HOOK_MAIL, v->reason);
-		session_txn_reset(s, true);
+		session_txn_refused(s, v, "mail", HOOK_MAIL);
 		session_error(s);
 		session_cmd_done(s);
 		return;
@@ -436,8 +443,7 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 static void session_apply_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
-		chain_txn_end(&s->chain, session_reply_verdict(s, v, "data"), HOOK_DATA, v->reason);
-		session_txn_reset(s, true);
+		session_txn_refused(s, v, "data", HOOK_DATA);
 		session_error(s);
 		session_cmd_done(s);
 		return;
@@ -489,9 +495,8 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 	switch (v->action) {
 	case VERDICT_REJECT:
 	case VERDICT_TEMPFAIL:
-		chain_txn_end(&s->chain, session_reply_verdict(s, v, "data"), HOOK_EOM, v->reason);
 		counter_inc(v->action == VERDICT_REJECT ? COUNTER_MESSAGES_REJECTED : COUNTER_MESSAGES_TEMPFAILED);
-		session_txn_reset(s, true);
+		session_txn_refused(s, v, "data", HOOK_EOM);
 		session_cmd_done(s);
 		return;
 	case VERDICT_DISCARD:

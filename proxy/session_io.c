@@ -11,6 +11,7 @@
 #include "counters.h"
 #include "log.h"
 #include "proxyproto.h"
+#include "stream.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -58,17 +59,12 @@ static int session_write_raw(struct session *s, const char *data, size_t len)
 
 	if (s->write_failed || uv_is_closing((uv_handle_t *)&s->tcp))
 		return -1;
-	/* Straight into the kernel when nothing is queued: saves the request and libuv's
-	 * epoll re-registration after every write; only the rest is queued. */
+	/* Straight into the kernel when nothing is queued; only the rest is queued. */
 	if (s->writes_inflight == 0) {
-		b = uv_buf_init((char *)data, (unsigned)len);
-		int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-		if (n == (int)len)
+		int rc = stream_try_write((uv_stream_t *)&s->tcp, &data, &len);
+		if (rc > 0)
 			return 0;
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-		} else if (n != UV_EAGAIN) {
+		if (rc < 0) {
 			s->write_failed = true;
 			return -1;
 		}
