@@ -116,6 +116,14 @@ static void session_timeout_cb(uv_timer_t *t)
 	case SESSION_PREGREET:
 		session_pregreet_over(s);
 		return;
+	case SESSION_CLOSING:
+		/* The last replies did not go out within the linger: the client does not read
+		 * them. Drop the connection; waiting on would hold the session (and a drain) for
+		 * as long as the client cares to. */
+		log_event(LOG_LVL_INFO, s->id, "event=drop reason=replies_unread client=%s", s->env.client_ip);
+		s->write_failed = true;
+		session_close(s, NULL);
+		return;
 	default:
 		break;
 	}
