@@ -63,10 +63,25 @@ void session_enter_idle(struct session *s)
 
 /* ---- replies ----------------------------------------------------------------------- */
 
-/* Counts reply classes. */
+#define SESSION_REPLY_MAX 1097     /* octets of one reply line, CRLF aside */
+
+/* Appends line[0..n) (n <= SESSION_REPLY_MAX, room for 2 more) as one reply line: CR and
+ * LF inside are blanked so a reply text never splits, CRLF is added, classes are counted. */
+static void session_reply_append(struct session *s, char *line, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (line[i] == '\r' || line[i] == '\n')
+			line[i] = ' ';
+	if (n >= 4 && line[3] != '-')
+		counter_count_reply(atoi(line));
+	line[n++] = '\r';
+	line[n++] = '\n';
+	strbuf_append(&s->out, line, n);
+}
+
 void session_reply(struct session *s, const char *fmt, ...)
 {
-	char line[1100];
+	char line[SESSION_REPLY_MAX + 3];
 	va_list ap;
 	int n;
 
@@ -75,17 +90,19 @@ void session_reply(struct session *s, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	/* Never let a CR or LF inside a reply text split it. */
-	for (int i = 0; i < n; i++)
-		if (line[i] == '\r' || line[i] == '\n')
-			line[i] = ' ';
-	if (n >= 4 && line[3] != '-')
-		counter_count_reply(atoi(line));
-	line[n++] = '\r';
-	line[n++] = '\n';
-	strbuf_append(&s->out, line, (size_t)n);
+	session_reply_append(s, line, (size_t)n < SESSION_REPLY_MAX ? (size_t)n : SESSION_REPLY_MAX);
+}
+
+/* One complete reply line as it is ("250 2.0.0 Ok"); no formatting on the hot path. */
+static void session_reply_line(struct session *s, const char *text)
+{
+	char line[SESSION_REPLY_MAX + 3];
+	size_t n = strlen(text);
+
+	if (n > SESSION_REPLY_MAX)
+		n = SESSION_REPLY_MAX;
+	memcpy(line, text, n);
+	session_reply_append(s, line, n);
 }
 
 /* A reply from a backend or a filter: "CODE TEXT" where text may hold several lines
@@ -94,8 +111,10 @@ void session_reply(struct session *s, const char *fmt, ...)
 static void session_reply_text(struct session *s, int code, const char *text)
 {
 	const char *p = text && *text ? text : "Error";
-	char line[1024];
+	char line[SESSION_REPLY_MAX + 3];
 
+	if (code < 100 || code > 999)
+		code = code < 100 ? 451 : 554;    /* never: codes are the backend's or ours */
 	while (*p) {
 		const char *e = strstr(p, "\r\n");
 		size_t n = e ? (size_t)(e - p) : strlen(p);
@@ -105,11 +124,14 @@ static void session_reply_text(struct session *s, int code, const char *text)
 			p += 4;
 			n -= 4;
 		}
-		if (n > sizeof(line) - 1)
-			n = sizeof(line) - 1;
-		memcpy(line, p, n);
-		line[n] = '\0';
-		session_reply(s, "%d%c%s", code, e ? '-' : ' ', line);
+		if (n > 1023)
+			n = 1023;
+		line[0] = (char)('0' + code / 100);
+		line[1] = (char)('0' + code / 10 % 10);
+		line[2] = (char)('0' + code % 10);
+		line[3] = e ? '-' : ' ';
+		memcpy(line + 4, p, n);
+		session_reply_append(s, line, n + 4);
 		if (!e)
 			break;
 		p = e + 2;
@@ -210,9 +232,9 @@ void session_resume(struct session *s)
 	session_process(s);
 }
 
-/* An apply has answered its command: when the command went async (busy), the session
- * carries on; a command answered at once lets the input loop go on by itself. */
-static void session_cmd_done(struct session *s)
+/* When the command went async (busy) the session carries on; a command answered at once
+ * lets the input loop go on by itself. */
+void session_cmd_done(struct session *s)
 {
 	if (s->state == SESSION_BUSY)
 		session_resume(s);
@@ -363,14 +385,14 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 		session_error(s);
 	} else if (s->cmd->verb == SMTP_EHLO) {
 		session_reply(s, "250-%s", s->cfg->hostname);
-		session_reply(s, "250-PIPELINING");
+		session_reply_line(s, "250-PIPELINING");
 		session_reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->limits.max_message_size);
 		if (session_tls_offered(s))
-			session_reply(s, "250-STARTTLS");
-		session_reply(s, "250-ENHANCEDSTATUSCODES");
-		session_reply(s, "250-8BITMIME");
-		session_reply(s, "250-SMTPUTF8");
-		session_reply(s, "250 DSN");
+			session_reply_line(s, "250-STARTTLS");
+		session_reply_line(s, "250-ENHANCEDSTATUSCODES");
+		session_reply_line(s, "250-8BITMIME");
+		session_reply_line(s, "250-SMTPUTF8");
+		session_reply_line(s, "250 DSN");
 	} else {
 		session_reply(s, "250 %s", s->cfg->hostname);
 	}
@@ -449,14 +471,14 @@ static void session_apply_data(struct session *s, const struct verdict *v)
 		return;
 	}
 	if (smtp_tx_data_open(&s->tx) != 0) {
-		session_reply(s, "451 4.3.0 Error: cannot hold the message");
+		session_reply_line(s, "451 4.3.0 Error: cannot hold the message");
 		chain_txn_end(&s->chain, 451, HOOK_DATA, "spool");
 		session_txn_reset(s, true);
 		session_cmd_done(s);
 		return;
 	}
 	dataparse_init(&s->dp, s->cfg->limits.bare_lf == BARE_LF_NORMALIZE ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT);
-	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	session_reply_line(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_enter_state(s, SESSION_DATA);
 	s->data_deadline_at = uv_now(&s->w->loop) + s->cfg->limits.data_deadline;
 	session_arm_data(s);
@@ -583,7 +605,7 @@ static void session_apply_starttls(struct session *s, const struct verdict *v)
 		s->inlen = 0;
 		linebuf_clear(&s->lb);
 	}
-	session_reply(s, "220 2.0.0 Ready to start TLS");
+	session_reply_line(s, "220 2.0.0 Ready to start TLS");
 	session_flush(s);
 	if (session_start_tls(s) != 0) {
 		session_close(s, "tls_setup_failed");
@@ -649,7 +671,7 @@ static void session_apply_help(struct session *s, const struct verdict *v)
 		if ((c->flags & CMD_HELP) && (!(c->flags & CMD_TLS_OFFER) || session_tls_offered(s)))
 			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", smtp_verb_name(c->verb));
 	}
-	session_reply(s, "%s", line);
+	session_reply_line(s, line);
 }
 
 /* The checks of c for s: the flags' (in this order), then the row's own. */
@@ -693,7 +715,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 			s->quit_after_flush = true;
 			return;
 		}
-		session_reply(s, "%s", err ? err : "500 5.5.2 Syntax error");
+		session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 		session_error(s);
 		return;
 	}
@@ -702,14 +724,14 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	case SESSION_CHECK_OK:
 		break;
 	case SESSION_CHECK_REPLY:
-		session_reply(s, "%s", reply);
+		session_reply_line(s, reply);
 		return;
 	case SESSION_CHECK_ERROR:
-		session_reply(s, "%s", reply);
+		session_reply_line(s, reply);
 		session_error(s);
 		return;
 	case SESSION_CHECK_CLOSE:
-		session_reply(s, "%s", reply);
+		session_reply_line(s, reply);
 		s->quit_after_flush = true;
 		return;
 	case SESSION_CHECK_REFUSED:
@@ -732,7 +754,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		c->apply(s, &go_on);
 		return;
 	}
-	session_reply(s, "%s", c->reply);
+	session_reply_line(s, c->reply);
 	if (c->flags & CMD_QUIT)
 		s->quit_after_flush = true;
 }
@@ -776,7 +798,7 @@ void session_process(struct session *s)
 		}
 		pos += used;
 		if (line.too_long) {
-			session_reply(s, "500 5.5.2 Error: line too long");
+			session_reply_line(s, "500 5.5.2 Error: line too long");
 			session_error(s);
 			continue;
 		}

@@ -130,8 +130,10 @@ struct session_cmd {
 	/* Records the arguments the stage's modules judge (env); NULL: none. */
 	void (*start)(struct session *s, const struct smtp_cmd *cmd);
 	enum hook_stage stage;      /* SESSION_NO_STAGE: none */
-	/* The chain's verdict (CONTINUE when no stage ran): answers the command and, when it
-	 * ran in the busy state, calls session_cmd_done() once answered. NULL: `reply`. */
+	/* The chain's verdict (CONTINUE when no stage ran): answers the command, at once or
+	 * after the backend, and then calls session_cmd_done() (which carries on with held
+	 * input when the command ran busy), unless it moves the session on itself (DATA's 354,
+	 * STARTTLS). NULL: `reply` is the answer. */
 	void (*apply)(struct session *s, const struct verdict *v);
 	const char *reply;          /* apply == NULL: the answer */
 	const char *refuse;         /* not taken here: the check's answer, a client error */
@@ -163,6 +165,8 @@ void session_note_refusal(struct session *s, int code, const char *reason);
 void session_refuse_early(struct session *s, const char *reason);
 /* The command in flight is answered: carry on with held input (after a tarpit delay). */
 void session_resume(struct session *s);
+/* An apply has answered its command (see struct session_cmd). */
+void session_cmd_done(struct session *s);
 /* Starts the connect stage (after accept, the PROXY header or the implicit TLS handshake). */
 void session_start_connect(struct session *s);
 /* The pregreet delay is over (the timer fired). */
