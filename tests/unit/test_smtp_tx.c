@@ -26,6 +26,7 @@
 #include "proxy/log.h"
 #include "proxy/smtp_tx.h"
 #include "proxy/worker.h"
+#include "uv_wait.h"
 
 /* ------------------------------------------------------------ a scripted backend */
 
@@ -45,6 +46,7 @@ struct fake {
 	size_t msglen;
 	int messages, connections, open;
 	struct fake_conn *held;
+	bool dead;                  /* nothing listens on port (connects are refused) */
 };
 
 struct fake_conn {
@@ -290,6 +292,8 @@ static int closed_port(void)
 
 /* ------------------------------------------------------------ the world around a transaction */
 
+#define WAIT_MS 10000            /* a bound for a stuck test, not a timing assertion */
+
 struct world {
 	struct worker *w;
 	struct worker_gen wg;
@@ -320,33 +324,44 @@ static void world_done_cb(void *arg, const struct smtp_tx_result *r)
 	wd->reusable = r->reusable;
 }
 
-/* A scripted backend listening on the world's loop (script it before the step). */
-static struct fake *fake_new(struct world *wd)
+static void world_drained_cb(void *arg)
+{
+	((struct world *)arg)->drained++;
+}
+
+/* A scripted backend listening on the world's loop (script it before the step); dead: a
+ * port where connects are refused instead. Backends are configured in creation order. */
+static struct fake *fake_new(struct world *wd, bool dead)
 {
 	struct fake *f = calloc(1, sizeof *f);
 
 	assert_non_null(f);
 	assert_true(wd->nfakes < sizeof wd->fakes / sizeof wd->fakes[0]);
 	wd->fakes[wd->nfakes++] = f;
-	fake_start(&wd->w->loop, f);
+	f->dead = dead;
+	if (dead)
+		f->port = closed_port();
+	else
+		fake_start(&wd->w->loop, f);
 	return f;
 }
 
-static void world_drained_cb(void *arg)
+/* The config: servers (the `servers:` list items; NULL: every fake, scheme://127.0.0.1:port)
+ * and extra YAML at the top level; then the pool, the worker's generation and the client. */
+static void world_init(struct world *wd, const char *scheme, const char *servers, const char *extra)
 {
-	((struct world *)arg)->drained++;
-}
-
-/* servers: the `servers:` list items; extra: more YAML at the top level (may be ""). */
-static void world_init(struct world *wd, const char *servers, const char *extra)
-{
-	char text[4096];
+	char text[4096], list[1024] = "";
 	char *errs = NULL;
 	size_t elen = 0;
 	const char *err = NULL;
 	struct mx_config *cfg = NULL;
 	FILE *ef = open_memstream(&errs, &elen);
 
+	for (size_t i = 0; servers == NULL && i < wd->nfakes; i++) {
+		size_t n = strlen(list);
+		snprintf(list + n, sizeof list - n, "%s{address: \"%s://127.0.0.1:%d\"}", i ? ", " : "", scheme,
+		    wd->fakes[i]->port);
+	}
 	snprintf(text, sizeof text,
 	    "hostname: mx.test\n"
 	    "listen: [\"127.0.0.1:2525\"]\n"
@@ -358,7 +373,7 @@ static void world_init(struct world *wd, const char *servers, const char *extra)
 	    "  reply_timeout: 5s\n"
 	    "  data_timeout: 5s\n"
 	    "  servers: [%s]\n"
-	    "%s", servers, extra);
+	    "%s", servers ? servers : list, extra ? extra : "");
 	int rc = config_load_string("t.yaml", text, strlen(text), &cfg, ef);
 	fclose(ef);
 	if (rc != 0)
@@ -371,6 +386,9 @@ static void world_init(struct world *wd, const char *servers, const char *extra)
 	wd->sg->pool = pool_new(cfg, &err);
 	if (wd->sg->pool == NULL)
 		fail_msg("pool_new: %s", err ? err : "?");
+	/* A fresh pool picks the first server first (the tests rely on the order). */
+	if (wd->sg->pool->nservers > 1)
+		assert_ptr_equal(wd->sg->pool->sched[0], &wd->sg->pool->servers[0]);
 	wd->wg.shared = wd->sg;
 	wd->wg.worker = wd->w;
 	wd->w->gen = &wd->wg;
@@ -442,7 +460,8 @@ static int world_teardown(void **state)
 	/* Relays said QUIT (pool_size 0) and close when the fake answers; the listeners close
 	 * now; anything a failed test left open goes last. */
 	for (size_t i = 0; i < wd->nfakes; i++)
-		uv_close((uv_handle_t *)&wd->fakes[i]->server, NULL);
+		if (!wd->fakes[i]->dead)
+			uv_close((uv_handle_t *)&wd->fakes[i]->server, NULL);
 	uv_run(&wd->w->loop, UV_RUN_DEFAULT);
 	uv_walk(&wd->w->loop, close_walk_cb, NULL);
 	uv_run(&wd->w->loop, UV_RUN_DEFAULT);
@@ -457,47 +476,15 @@ static int world_teardown(void **state)
 	return 0;
 }
 
-struct waiter { bool (*cond)(void *); void *arg; uint64_t deadline; bool met; };
-
-static void waiter_cb(uv_timer_t *t)
-{
-	struct waiter *w = t->data;
-	if (w->cond(w->arg)) {
-		w->met = true;
-		uv_stop(t->loop);
-	} else if (uv_now(t->loop) >= w->deadline) {
-		uv_stop(t->loop);
-	}
-}
-
-/* Runs the loop until cond(arg) holds (checked every 2 ms) or 10 s pass (a bound for a
- * stuck test, not a timing assertion). */
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg)
-{
-	uv_timer_t t;
-	struct waiter w = { cond, arg, 0, false };
-
-	if (cond(arg))
-		return true;
-	uv_update_time(loop);
-	w.deadline = uv_now(loop) + 10000;
-	uv_timer_init(loop, &t);
-	t.data = &w;
-	uv_timer_start(&t, waiter_cb, 0, 2);
-	uv_run(loop, UV_RUN_DEFAULT);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-	return w.met;
-}
-
 static bool step_done(void *arg) { return ((struct world *)arg)->done > 0; }
+static bool world_drained(void *arg) { return ((struct world *)arg)->drained > 0; }
 static bool fake_has_message(void *arg) { return ((struct fake *)arg)->held != NULL; }
 static bool fake_closed(void *arg) { return ((struct fake *)arg)->open == 0; }
 
 /* Runs one step to its result; fails the test when none comes. */
 static void world_wait(struct world *wd)
 {
-	assert_true(run_until(&wd->w->loop, step_done, wd));
+	assert_true(run_until(&wd->w->loop, step_done, wd, WAIT_MS));
 	assert_int_equal(wd->done, 1);
 }
 
@@ -540,32 +527,44 @@ static void world_deliver(struct world *wd, bool quarantine)
 	world_wait(wd);
 }
 
-/* Ends the transaction and lets the relays say QUIT to the fakes. */
-static void world_reset(struct world *wd, struct fake *const *fakes, size_t n)
+/* A whole transaction from a@example.org to nrcpt of b@, c@, d@example.net, each step
+ * expected to pass but the delivery, whose result is left in wd. */
+static void world_send(struct world *wd, int nrcpt, bool quarantine)
+{
+	static const char *const rcpts[] = { "b@example.net", "c@example.net", "d@example.net" };
+
+	world_mail(wd, "a@example.org");
+	assert_int_equal(wd->code, 250);
+	for (int i = 0; i < nrcpt; i++) {
+		world_rcpt(wd, rcpts[i]);
+		assert_int_equal(wd->code / 100, 2);
+	}
+	world_data(wd);
+	world_deliver(wd, quarantine);
+}
+
+/* Ends the transaction; the relays say QUIT to the fakes, which then close. */
+static void world_reset(struct world *wd)
 {
 	smtp_tx_reset(&wd->tx, wd->reusable);
 	assert_null(wd->env.mail_from);
 	assert_int_equal(wd->env.nrcpts, 0);
-	for (size_t i = 0; i < n; i++)
-		assert_true(run_until(&wd->w->loop, fake_closed, fakes[i]));
-}
-
-static void server_item(char *buf, size_t cap, const char *scheme, int port)
-{
-	size_t n = strlen(buf);
-	snprintf(buf + n, cap - n, "%s{address: \"%s://127.0.0.1:%d\"}", n ? ", " : "", scheme, port);
+	for (size_t i = 0; i < wd->nfakes; i++)
+		assert_true(run_until(&wd->w->loop, fake_closed, wd->fakes[i], WAIT_MS));
 }
 
 /* The received message starts with our Received: field and ends with the body as sent. */
 static void assert_relayed_message(const struct fake *f)
 {
-	const char *body = "Subject: hello\r\nFrom: a@example.org\r\n\r\nline one\r\n.dotted line\r\n";
-	size_t bl = strlen(body);
+	size_t bl = sizeof test_message - 1;
 
 	assert_true(f->msglen > bl);
 	assert_int_equal(strncmp(f->msg, "Received: from client.test", 26), 0);
-	assert_memory_equal(f->msg + f->msglen - bl, body, bl);
+	assert_memory_equal(f->msg + f->msglen - bl, test_message, bl);
 }
+
+#define LOG_TWO_RCPTS "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\n" \
+    "RCPT TO:<c@example.net>\nDATA\n.\n"
 
 /* ------------------------------------------------------------ tests */
 
@@ -573,12 +572,10 @@ static void assert_relayed_message(const struct fake *f)
 static void test_deliver_smtp(void **state)
 {
 	struct world *wd = *state;
-	struct fake *f = fake_new(wd);
-	char servers[256] = "";
+	struct fake *f = fake_new(wd, false);
+	char want[64];
 
-		server_item(servers, sizeof servers, "smtp", f->port);
-	world_init(wd, servers, "");
-
+	world_init(wd, "smtp", NULL, NULL);
 	world_mail(wd, "a@example.org");
 	assert_int_equal(wd->code, 250);
 	assert_string_equal(wd->text, "2.1.0 Ok");
@@ -596,16 +593,13 @@ static void test_deliver_smtp(void **state)
 	assert_int_equal(wd->code, 250);
 	assert_true(wd->reusable);
 	assert_string_equal(wd->reason, "");
-	char want[64];
 	snprintf(want, sizeof want, "2.0.0 Ok: queued as %s", wd->env.queue_id);
 	assert_string_equal(wd->text, want);
 	assert_string_equal(wd->tx.backend_qid, "FAKEQ1");
-	assert_string_equal(f->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\n"
-	    "RCPT TO:<c@example.net>\nDATA\n.\n");
+	assert_string_equal(f->log, LOG_TWO_RCPTS);
 	assert_int_equal(f->messages, 1);
 	assert_relayed_message(f);
-	struct fake *fs[] = { f };
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 	assert_non_null(strstr(f->log, "QUIT\n"));
 }
 
@@ -614,41 +608,34 @@ static void test_deliver_smtp(void **state)
 static void test_no_250_before_backend(void **state)
 {
 	struct world *wd = *state;
-	struct fake *f = fake_new(wd);
+	struct fake *f = fake_new(wd, false);
 
 	f->hold_eom = true;
-	char servers[256] = "";
-
-		server_item(servers, sizeof servers, "smtp", f->port);
-	world_init(wd, servers, "");
+	world_init(wd, "smtp", NULL, NULL);
 	world_mail(wd, "a@example.org");
 	world_rcpt(wd, "b@example.net");
 	world_data(wd);
 	wd->done = 0;
 	smtp_tx_deliver(&wd->tx, false, world_done_cb, wd);
-	assert_true(run_until(&wd->w->loop, fake_has_message, f));
+	assert_true(run_until(&wd->w->loop, fake_has_message, f, WAIT_MS));
 	assert_int_equal(f->messages, 1);
 	uv_run(&wd->w->loop, UV_RUN_NOWAIT);
 	assert_int_equal(wd->done, 0);
 	fake_release(f);
 	world_wait(wd);
 	assert_int_equal(wd->code, 250);
-	struct fake *fs[] = { f };
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 }
 
 /* A backend that refuses the connection: the next one takes the transaction. */
 static void test_failover_at_connect(void **state)
 {
 	struct world *wd = *state;
-	struct fake *f = fake_new(wd);
-	char servers[256] = "";
+	struct fake *f;
 
-		server_item(servers, sizeof servers, "smtp", closed_port());
-	server_item(servers, sizeof servers, "smtp", f->port);
-	world_init(wd, servers, "");
-	assert_ptr_equal(wd->sg->pool->sched[0], &wd->sg->pool->servers[0]);
-
+	fake_new(wd, true);
+	f = fake_new(wd, false);
+	world_init(wd, "smtp", NULL, NULL);
 	world_mail(wd, "a@example.org");
 	assert_int_equal(wd->code, 250);
 	assert_int_equal(wd->tx.attempts, 2);
@@ -658,8 +645,7 @@ static void test_failover_at_connect(void **state)
 	world_deliver(wd, false);
 	assert_int_equal(wd->code, 250);
 	assert_int_equal(f->messages, 1);
-	struct fake *fs[] = { f };
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 }
 
 /* The backend drops the connection at RCPT: the transaction moves to the next backend,
@@ -667,29 +653,17 @@ static void test_failover_at_connect(void **state)
 static void test_failover_rcpt_drop(void **state)
 {
 	struct world *wd = *state;
-	struct fake *a = fake_new(wd), *b = fake_new(wd);
+	struct fake *a = fake_new(wd, false), *b = fake_new(wd, false);
 
 	a->drop_on = "RCPT";
-	char servers[256] = "";
-
-			server_item(servers, sizeof servers, "smtp", a->port);
-	server_item(servers, sizeof servers, "smtp", b->port);
-	world_init(wd, servers, "");
-	assert_ptr_equal(wd->sg->pool->sched[0], &wd->sg->pool->servers[0]);
-
-	world_mail(wd, "a@example.org");
-	assert_int_equal(wd->code, 250);
-	world_rcpt(wd, "b@example.net");
+	world_init(wd, "smtp", NULL, NULL);
+	world_send(wd, 1, false);
 	assert_int_equal(wd->code, 250);
 	assert_string_equal(a->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\n");
-	assert_string_equal(b->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\n");
-	world_data(wd);
-	world_deliver(wd, false);
-	assert_int_equal(wd->code, 250);
+	assert_string_equal(b->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\nDATA\n.\n");
 	assert_int_equal(a->messages, 0);
 	assert_int_equal(b->messages, 1);
-	struct fake *fs[] = { a, b };
-	world_reset(wd, fs, 2);
+	world_reset(wd);
 }
 
 /* A 4xx to the final dot: the whole transaction (MAIL, every accepted RCPT, the message)
@@ -697,75 +671,54 @@ static void test_failover_rcpt_drop(void **state)
 static void test_failover_replay_at_eom(void **state)
 {
 	struct world *wd = *state;
-	struct fake *a = fake_new(wd), *b = fake_new(wd);
+	struct fake *a = fake_new(wd, false), *b = fake_new(wd, false);
 
 	a->eom_codes[0] = 451;
 	a->eom_text = "4.3.0 try later";
-	char servers[256] = "";
-
-			server_item(servers, sizeof servers, "smtp", a->port);
-	server_item(servers, sizeof servers, "smtp", b->port);
-	world_init(wd, servers, "");
-	assert_ptr_equal(wd->sg->pool->sched[0], &wd->sg->pool->servers[0]);
-
-	world_mail(wd, "a@example.org");
-	world_rcpt(wd, "b@example.net");
-	world_rcpt(wd, "c@example.net");
-	world_data(wd);
-	world_deliver(wd, false);
+	world_init(wd, "smtp", NULL, NULL);
+	world_send(wd, 2, false);
 	assert_int_equal(wd->code, 250);
+	assert_string_equal(a->log, LOG_TWO_RCPTS);
+	assert_string_equal(b->log, LOG_TWO_RCPTS);
 	assert_int_equal(a->messages, 1);
 	assert_int_equal(b->messages, 1);
-	assert_string_equal(b->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\n"
-	    "RCPT TO:<c@example.net>\nDATA\n.\n");
 	assert_relayed_message(b);
-	struct fake *fs[] = { a, b };
-	world_reset(wd, fs, 2);
+	world_reset(wd);
 }
 
 /* Every backend fails before its 250: the client gets a 4xx, never silence or a 250. */
 static void test_all_backends_fail(void **state)
 {
 	struct world *wd = *state;
-	struct fake *a = fake_new(wd), *b = fake_new(wd);
+	struct fake *a = fake_new(wd, false), *b = fake_new(wd, false);
 
 	a->eom_codes[0] = 451;
 	b->drop_on = "EOM";
-	char servers[256] = "";
-
-			server_item(servers, sizeof servers, "smtp", a->port);
-	server_item(servers, sizeof servers, "smtp", b->port);
-	world_init(wd, servers, "");
-
-	world_mail(wd, "a@example.org");
-	world_rcpt(wd, "b@example.net");
-	world_data(wd);
-	world_deliver(wd, false);
+	world_init(wd, "smtp", NULL, NULL);
+	world_send(wd, 1, false);
 	assert_int_equal(wd->code, 451);
 	assert_string_equal(wd->text, "4.4.1 Message not accepted by any backend, try again later");
 	assert_string_equal(wd->reason, "no_backend");
 	assert_false(wd->reusable);
 	assert_int_equal(a->messages + b->messages, 2);
-	struct fake *fs[] = { a, b };
-	world_reset(wd, fs, 2);
+	world_reset(wd);
 }
 
 /* No backend answers at MAIL: 451 of ours, a client error, the outcome "backend". */
 static void test_no_backend_at_mail(void **state)
 {
 	struct world *wd = *state;
-	char servers[256] = "";
 
-	server_item(servers, sizeof servers, "smtp", closed_port());
-	server_item(servers, sizeof servers, "smtp", closed_port());
-	world_init(wd, servers, "");
+	fake_new(wd, true);
+	fake_new(wd, true);
+	world_init(wd, "smtp", NULL, NULL);
 	world_mail(wd, "a@example.org");
 	assert_int_equal(wd->code, 451);
 	assert_string_equal(wd->text, "4.4.1 Service temporarily unavailable, try again later");
 	assert_string_equal(wd->reason, "backend");
 	assert_true(wd->client_error);
 	assert_false(wd->reusable);
-	smtp_tx_reset(&wd->tx, false);
+	world_reset(wd);
 }
 
 /* The backend's own refusals reach the client as they are: a sender refused at MAIL
@@ -773,27 +726,20 @@ static void test_no_backend_at_mail(void **state)
 static void test_backend_refusals(void **state)
 {
 	struct world *wd = *state;
-	struct fake *f = fake_new(wd);
+	struct fake *f = fake_new(wd, false);
 
+	fake_new(wd, true);
 	f->mail_code = 550;
-	char servers[256] = "";
-
-		server_item(servers, sizeof servers, "smtp", f->port);
-	server_item(servers, sizeof servers, "smtp", closed_port());
-	world_init(wd, servers, "");
-	assert_ptr_equal(wd->sg->pool->sched[0], &wd->sg->pool->servers[0]);
-
+	world_init(wd, "smtp", NULL, NULL);
 	world_mail(wd, "a@example.org");
 	assert_int_equal(wd->code, 550);
 	assert_string_equal(wd->text, "550 5.7.1 sender refused");
 	assert_true(wd->client_error);
 	assert_int_equal(wd->tx.attempts, 1);
-	struct fake *fs[] = { f };
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 
 	f->mail_code = 0;
 	f->rcpt_code = 550;
-	f->log[0] = '\0';
 	atomic_store(&wd->sg->pool->rr, 0);
 	world_mail(wd, "a@example.org");
 	assert_int_equal(wd->code, 250);
@@ -813,7 +759,7 @@ static void test_backend_refusals(void **state)
 	assert_string_equal(wd->text, "554 5.7.1 content refused");
 	assert_string_equal(wd->reason, "backend");
 	assert_false(wd->client_error);
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 }
 
 /* LMTP answers per recipient: one refused for good and one delivered is delivered (the
@@ -821,36 +767,23 @@ static void test_backend_refusals(void **state)
 static void test_lmtp_partials(void **state)
 {
 	struct world *wd = *state;
-	struct fake *f = fake_new(wd);
+	struct fake *f = fake_new(wd, false);
 
 	f->lmtp = true;
 	f->eom_codes[0] = 250;
 	f->eom_codes[1] = 550;
-	char servers[256] = "";
-
-		server_item(servers, sizeof servers, "lmtp", f->port);
-	world_init(wd, servers, "");
-
-	world_mail(wd, "a@example.org");
-	world_rcpt(wd, "b@example.net");
-	world_rcpt(wd, "c@example.net");
-	world_data(wd);
-	world_deliver(wd, false);
+	world_init(wd, "lmtp", NULL, NULL);
+	world_send(wd, 2, false);
 	assert_int_equal(wd->code, 250);
 	assert_int_equal(strncmp(f->log, "LHLO mx.test\n", 13), 0);
-	struct fake *fs[] = { f };
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 
 	f->eom_codes[1] = 451;
-	world_mail(wd, "a@example.org");
-	world_rcpt(wd, "b@example.net");
-	world_rcpt(wd, "c@example.net");
-	world_data(wd);
-	world_deliver(wd, false);
+	world_send(wd, 2, false);
 	assert_int_equal(wd->code, 451);
 	assert_string_equal(wd->reason, "no_backend");
 	assert_int_equal(f->messages, 2);
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 }
 
 /* Counts the files in dir/new. */
@@ -881,7 +814,7 @@ static void test_maildir_and_quarantine(void **state)
 	snprintf(qbox, sizeof qbox, "%s/quarantine", wd->dir);
 	snprintf(servers, sizeof servers, "{address: \"maildir:%s\"}", box);
 	snprintf(extra, sizeof extra, "quarantine: \"maildir:%s\"\n", qbox);
-	world_init(wd, servers, extra);
+	world_init(wd, NULL, servers, extra);
 
 	world_mail(wd, "a@example.org");
 	assert_int_equal(wd->code, 250);
@@ -893,16 +826,13 @@ static void test_maildir_and_quarantine(void **state)
 	assert_int_equal(wd->code, 250);
 	assert_int_equal(maildir_count(box), 1);
 	assert_int_equal(smtp_tx_pending(&wd->tx), 0);
-	smtp_tx_reset(&wd->tx, true);
+	world_reset(wd);
 
-	world_mail(wd, "a@example.org");
-	world_rcpt(wd, "b@example.net");
-	world_data(wd);
-	world_deliver(wd, true);
+	world_send(wd, 1, true);
 	assert_int_equal(wd->code, 250);
 	assert_int_equal(maildir_count(box), 1);
 	assert_int_equal(maildir_count(qbox), 1);
-	smtp_tx_reset(&wd->tx, true);
+	world_reset(wd);
 }
 
 /* Filters' envelope changes at end of data: a recipient removed, one added, the sender
@@ -910,11 +840,9 @@ static void test_maildir_and_quarantine(void **state)
 static void test_envelope_changes(void **state)
 {
 	struct world *wd = *state;
-	struct fake *f = fake_new(wd);
-	char servers[256] = "";
+	struct fake *f = fake_new(wd, false);
 
-		server_item(servers, sizeof servers, "smtp", f->port);
-	world_init(wd, servers, "");
+	world_init(wd, "smtp", NULL, NULL);
 	world_mail(wd, "a@example.org");
 	world_rcpt(wd, "b@example.net");
 	world_rcpt(wd, "c@example.net");
@@ -927,45 +855,39 @@ static void test_envelope_changes(void **state)
 	assert_int_equal(f->connections, 2);
 	assert_non_null(strstr(f->log, "MAIL FROM:<bounce@example.org>\nRCPT TO:<c@example.net>\n"
 	    "RCPT TO:<d@example.net>\nDATA\n.\n"));
-	struct fake *fs[] = { f };
-	world_reset(wd, fs, 1);
+	world_reset(wd);
 }
 
 /* The owner goes away while a relay is being opened: no step callback afterwards, and
  * drained once the open has ended. */
-static bool world_drained(void *arg) { return ((struct world *)arg)->drained > 0; }
-
 static void test_close_while_opening(void **state)
 {
 	struct world *wd = *state;
-	struct fake *f = fake_new(wd);
-	char servers[256] = "";
+	struct fake *f = fake_new(wd, false);
 
-	server_item(servers, sizeof servers, "smtp", f->port);
-	world_init(wd, servers, "");
+	world_init(wd, "smtp", NULL, NULL);
 	wd->done = 0;
 	smtp_tx_begin(&wd->tx, "a@example.org", "");
 	smtp_tx_mail(&wd->tx, world_done_cb, wd);
 	assert_int_equal(smtp_tx_pending(&wd->tx), 1);
 	smtp_tx_close(&wd->tx);
-	assert_true(run_until(&wd->w->loop, world_drained, wd));
+	assert_true(run_until(&wd->w->loop, world_drained, wd, WAIT_MS));
 	assert_int_equal(wd->drained, 1);
 	assert_int_equal(wd->done, 0);
 	assert_int_equal(smtp_tx_pending(&wd->tx), 0);
 	/* The relay opened meanwhile was let go: QUIT. */
-	assert_true(run_until(&wd->w->loop, fake_closed, f));
+	assert_true(run_until(&wd->w->loop, fake_closed, f, WAIT_MS));
 	assert_string_equal(f->log, "EHLO mx.test\nQUIT\n");
 }
 
-/* Past the size limit the rest is counted, not kept; a spool that cannot be had is said. */
+/* Past the size limit the rest is counted, not kept; a reset forgets it. */
 static void test_message_limits(void **state)
 {
 	struct world *wd = *state;
-	char servers[256] = "";
 	char chunk[4096];
 
-	server_item(servers, sizeof servers, "smtp", closed_port());
-	world_init(wd, servers, "limits: { max_message_size: 10K }\n");
+	fake_new(wd, true);
+	world_init(wd, "smtp", NULL, "limits: { max_message_size: 10K }\n");
 	memset(chunk, 'x', sizeof chunk);
 	smtp_tx_begin(&wd->tx, "a@example.org", "");
 	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
@@ -978,22 +900,24 @@ static void test_message_limits(void **state)
 	assert_int_equal(smtp_tx_msg_size(&wd->tx), 0);
 }
 
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_deliver_smtp, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_no_250_before_backend, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_failover_at_connect, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_failover_rcpt_drop, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_failover_replay_at_eom, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_all_backends_fail, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_no_backend_at_mail, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_backend_refusals, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_lmtp_partials, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_maildir_and_quarantine, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_envelope_changes, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_close_while_opening, world_setup, world_teardown),
-		cmocka_unit_test_setup_teardown(test_message_limits, world_setup, world_teardown),
+		WORLD_TEST(test_deliver_smtp),
+		WORLD_TEST(test_no_250_before_backend),
+		WORLD_TEST(test_failover_at_connect),
+		WORLD_TEST(test_failover_rcpt_drop),
+		WORLD_TEST(test_failover_replay_at_eom),
+		WORLD_TEST(test_all_backends_fail),
+		WORLD_TEST(test_no_backend_at_mail),
+		WORLD_TEST(test_backend_refusals),
+		WORLD_TEST(test_lmtp_partials),
+		WORLD_TEST(test_maildir_and_quarantine),
+		WORLD_TEST(test_envelope_changes),
+		WORLD_TEST(test_close_while_opening),
+		WORLD_TEST(test_message_limits),
 	};
 
 	signal(SIGPIPE, SIG_IGN);   /* as the daemon: a peer gone mid-write is an error, not a signal */
