@@ -179,9 +179,6 @@ static void session_free(struct session *s)
 	linebuf_free(&s->lb);
 	tlsconn_free(s->tls);
 	free(s->in);
-	if (s->counted_ip)
-		conncount_release((const struct sockaddr *)&s->env.client);
-	conncount_total_add(-1);
 	counter_add(COUNTER_SESSIONS_ACTIVE, -1);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -261,6 +258,14 @@ void session_close(struct session *s, const char *reason)
 		return;
 	}
 	if (!uv_is_closing((uv_handle_t *)&s->tcp)) {
+		/* The connection ends here: its socket closes now (the memory goes in the close
+		 * callbacks, an iteration or more later), so it stops counting against
+		 * max_connections and max_connections_per_ip now. A client that saw the close
+		 * and connects again is counted without this one. */
+		if (s->counted_ip)
+			conncount_release((const struct sockaddr *)&s->env.client);
+		s->counted_ip = false;
+		conncount_total_add(-1);
 		uv_close((uv_handle_t *)&s->chain_timer, session_chain_timer_closed_cb);
 		uv_close((uv_handle_t *)&s->timer, session_handle_closed_cb);
 		uv_close((uv_handle_t *)&s->tcp, session_handle_closed_cb);
