@@ -28,7 +28,6 @@ void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struc
 	tx->w = w;
 	tx->pool = pool;
 	tx->env = env;
-	tx->cfg = env->cfg;
 	tx->drained = drained;
 	tx->drained_arg = arg;
 }
@@ -194,7 +193,7 @@ static void smtp_tx_est_next(struct smtp_tx *tx);
 static void smtp_tx_est_fail(struct smtp_tx *tx, int code, const char *text, bool backend_fault)
 {
 	smtp_tx_leave_backend(tx);
-	if (backend_fault && tx->attempts < tx->cfg->backends.max_attempts) {
+	if (backend_fault && tx->attempts < tx->env->cfg->backends.max_attempts) {
 		smtp_tx_est_next(tx);
 		return;
 	}
@@ -371,7 +370,7 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 	if (code == 0 || code == 421) {
 		/* The backend went away mid-transaction: fail over, replaying what it had. */
 		smtp_tx_leave_backend(tx);
-		if (tx->attempts < tx->cfg->backends.max_attempts) {
+		if (tx->attempts < tx->env->cfg->backends.max_attempts) {
 			smtp_tx_establish(tx, smtp_tx_rcpt_est_cb);
 			return;
 		}
@@ -434,7 +433,7 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 
 int smtp_tx_data_open(struct smtp_tx *tx)
 {
-	tx->msg = msgbuf_new((size_t)tx->cfg->limits.memory_threshold, tx->cfg->limits.spool_dir);
+	tx->msg = msgbuf_new((size_t)tx->env->cfg->limits.memory_threshold, tx->env->cfg->limits.spool_dir);
 	return tx->msg ? 0 : -1;
 }
 
@@ -445,7 +444,7 @@ int smtp_tx_data_append(void *arg, const char *data, size_t len)
 	tx->msg_size += len;
 	if (tx->msg_state != SMTP_TX_MSG_OK)
 		return 0;
-	if (tx->msg_size > tx->cfg->limits.max_message_size) {
+	if (tx->msg_size > tx->env->cfg->limits.max_message_size) {
 		tx->msg_state = SMTP_TX_MSG_TOO_BIG;
 		return 0;
 	}
@@ -466,30 +465,34 @@ void smtp_tx_data_end(struct smtp_tx *tx)
 
 static void smtp_tx_send(struct smtp_tx *tx);
 
-/* Which text of a backend's 250 names its queue id: "... queued as X". */
-static void smtp_tx_note_backend_qid(struct smtp_tx *tx, const char *text)
+#define SMTP_TX_QID_MAX 64
+
+/* The backend's queue id in its 250 ("... queued as X") into qid (SMTP_TX_QID_MAX); "" when
+ * it names none. */
+static void smtp_tx_backend_qid(const char *text, char *qid)
 {
 	const char *q = text ? strstr(text, "queued as ") : NULL;
 	size_t n = 0;
 
-	tx->backend_qid[0] = '\0';
+	qid[0] = '\0';
 	if (q == NULL)
 		return;
 	q += 10;
-	while (q[n] && q[n] != ' ' && q[n] != '\r' && n < sizeof(tx->backend_qid) - 1)
+	while (q[n] && q[n] != ' ' && q[n] != '\r' && n < SMTP_TX_QID_MAX - 1)
 		n++;
-	memcpy(tx->backend_qid, q, n);
-	tx->backend_qid[n] = '\0';
+	memcpy(qid, q, n);
+	qid[n] = '\0';
 }
 
-static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url)
+/* The backend took the message (backend_qid: its queue id, "" when unknown). */
+static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const char *backend_qid)
 {
 	const struct hook_env *env = tx->env;
 	char text[64];
 
 	counter_add(COUNTER_BYTES_DELIVERED, (long)tx->msg_size);
 	log_event(LOG_LVL_INFO, env->session_id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=<%s> rcpts=%zu size=%llu client=%s score=%.1f",
-	    env->queue_id, backend_url, tx->backend_qid[0] ? tx->backend_qid : "-",
+	    env->queue_id, backend_url, backend_qid[0] ? backend_qid : "-",
 	    env->mail_from ? env->mail_from : "", env->nrcpts, (unsigned long long)tx->msg_size,
 	    env->client_ip, env->score);
 	snprintf(text, sizeof(text), "2.0.0 Ok: queued as %s", env->queue_id);
@@ -508,6 +511,7 @@ static void smtp_tx_deliver_tempfail(struct smtp_tx *tx, const char *why)
 static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const char *err)
 {
 	struct smtp_tx *tx = arg;
+	char q[SMTP_TX_QID_MAX];
 
 	/* The write ran in the thread pool; the owner waited for it (pending). */
 	if (smtp_tx_pending_done(tx))
@@ -519,7 +523,7 @@ static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const cha
 		}
 		backend_report_failure(tx->pool, tx->backend, err);
 		smtp_tx_leave_backend(tx);
-		if (tx->attempts >= tx->cfg->backends.max_attempts) {
+		if (tx->attempts >= tx->env->cfg->backends.max_attempts) {
 			smtp_tx_deliver_tempfail(tx, err);
 			return;
 		}
@@ -529,8 +533,8 @@ static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const cha
 	}
 	if (tx->backend)
 		backend_report_success(tx->pool, tx->backend);
-	snprintf(tx->backend_qid, sizeof(tx->backend_qid), "%s", qid);
-	smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "maildir");
+	snprintf(q, sizeof(q), "%s", qid ? qid : "");
+	smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "maildir", q);
 }
 
 /* Writes the message into the maildir at root (a backend's, or the quarantine). */
@@ -563,11 +567,13 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 	}
 	const char *url = tx->backend ? tx->backend->url : "?";
 	if (temp == 0 && ok > 0) {
-		smtp_tx_note_backend_qid(tx, texts[0]);
+		char qid[SMTP_TX_QID_MAX];
+
+		smtp_tx_backend_qid(texts[0], qid);
 		if (perm)
 			log_event(LOG_LVL_WARNING, tx->env->session_id, "event=partial_reject backend=%s rejected=%d accepted=%d",
 			    url, perm, ok);
-		smtp_tx_delivered(tx, url);
+		smtp_tx_delivered(tx, url, qid);
 		return;
 	}
 	if (temp == 0 && perm > 0) {
@@ -588,7 +594,7 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		    url, ok, temp);
 	}
 	smtp_tx_leave_backend(tx);
-	if (tx->attempts >= tx->cfg->backends.max_attempts) {
+	if (tx->attempts >= tx->env->cfg->backends.max_attempts) {
 		smtp_tx_deliver_tempfail(tx, "all attempts failed");
 		return;
 	}
@@ -651,7 +657,7 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	hlen = msgbuf_header_len(tx->msg);
 	snprintf(with, sizeof(with), "%s%s", env->esmtp ? "ESMTP" : "SMTP", env->tls ? "S" : "");
 	strbuf_free(&tx->prefix);
-	headers_build_received(&tx->prefix, env, tx->cfg->hostname, with);
+	headers_build_received(&tx->prefix, env, tx->env->cfg->hostname, with);
 	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
 	tx->body_off = hlen;
 	/* Envelope changes from filters: apply to the envelope and start a fresh backend
@@ -692,7 +698,7 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	struct backend qb;
 	const char *err = NULL;
 
-	if (tx->cfg->quarantine == NULL || backend_parse_url(tx->cfg->quarantine, &qb, &err) != 0 ||
+	if (tx->env->cfg->quarantine == NULL || backend_parse_url(tx->env->cfg->quarantine, &qb, &err) != 0 ||
 	    qb.kind != BACKEND_MAILDIR) {
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=quarantine_unavailable queue_id=%s", tx->env->queue_id);
 		smtp_tx_finish(tx, 451, "4.3.0 Message held for review could not be stored, try again later", "quarantine",
@@ -707,7 +713,7 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	counter_inc(COUNTER_MESSAGES_QUARANTINED);
 	log_event(LOG_LVL_INFO, tx->env->session_id, "event=quarantine queue_id=%s reason=\"%s\"", tx->env->queue_id,
 	    tx->env->quarantine_reason);
-	smtp_tx_write_maildir(tx, tx->cfg->quarantine + 8, "quarantine write could not start");
+	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine + 8, "quarantine write could not start");
 }
 
 void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg)
@@ -745,7 +751,6 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	strbuf_free(&tx->prefix);
 	tx->msg_state = SMTP_TX_MSG_OK;
 	tx->msg_size = 0;
-	tx->backend_qid[0] = '\0';
 	smtp_tx_env_free(env);
 	env->cur_rcpt = NULL;
 	env->msg = NULL;

@@ -61,8 +61,7 @@ struct smtp_tx {
 	/* borrowed for the transaction's life (smtp_tx_init) */
 	struct worker *w;
 	struct pool *pool;
-	struct hook_env *env;
-	const struct mx_config *cfg;
+	struct hook_env *env;             /* env->cfg: the config */
 	void (*drained)(void *arg);       /* after smtp_tx_close: the last pending work ended */
 	void *drained_arg;
 	/* the backend */
@@ -79,7 +78,6 @@ struct smtp_tx {
 	enum smtp_tx_msg_state msg_state;
 	struct strbuf prefix;             /* Received + edited header block */
 	size_t body_off;
-	char backend_qid[64];
 	/* the step in flight */
 	smtp_tx_done_fn done;
 	void *done_arg;
