@@ -407,7 +407,8 @@ int main(int argc, char **argv)
 		    lv[i].address, nworkers, lv[i].tls, lv[i].proxy_protocol);
 	log_event(LOG_LVL_INFO, NULL, "event=started version=%s config=%s", MX_VERSION, config_path);
 	if (cfg->accept_set == NULL)
-		log_event(LOG_LVL_WARNING, NULL, "event=config_warning key=accept_domains "
+		/* INTERFACE.md: an empty accept_domains is a `-t` warning; at start it is a notice. */
+		log_event(LOG_LVL_INFO, NULL, "event=config_notice key=accept_domains "
 		    "reason=\"empty: every recipient domain is accepted, the backends decide relaying\"");
 	uv_run(main_loop, UV_RUN_DEFAULT);
 
