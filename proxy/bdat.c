@@ -134,3 +134,90 @@ ssize_t bdat_feed(struct bdat *b, const char *in, size_t len, bdat_out_fn out, v
 	}
 	return (ssize_t)n;
 }
+
+/* ---- the way out ---------------------------------------------------------------------- */
+
+/* See bdat.h. */
+void bdat_crlf_init(struct bdat_crlf *c)
+{
+	c->last_cr = false;
+	c->line_start = true;
+}
+
+/* See bdat.h. */
+int bdat_crlf_encode(struct bdat_crlf *c, const char *in, size_t len, bdat_out_fn out, void *arg)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = in[i];
+		if (c->last_cr) {
+			c->last_cr = false;
+			if (ch == '\n') {
+				/* the CR held back and this LF: one CRLF */
+				if (i > start && out(arg, in + start, i - start) != 0)
+					return -1;
+				if (out(arg, "\r\n", 2) != 0)
+					return -1;
+				c->line_start = true;
+				start = i + 1;
+				continue;
+			}
+			/* a bare CR: a line ending of its own */
+			if (i > start && out(arg, in + start, i - start) != 0)
+				return -1;
+			if (out(arg, "\r\n", 2) != 0)
+				return -1;
+			c->line_start = true;
+			start = i;
+		}
+		if (ch == '\r' || ch == '\n') {
+			if (i > start && out(arg, in + start, i - start) != 0)
+				return -1;
+			start = i + 1;
+			if (ch == '\r') {
+				c->last_cr = true;
+			} else {
+				if (out(arg, "\r\n", 2) != 0)
+					return -1;
+				c->line_start = true;
+			}
+			continue;
+		}
+		c->line_start = false;
+	}
+	if (len > start && out(arg, in + start, len - start) != 0)
+		return -1;
+	return 0;
+}
+
+/* See bdat.h. */
+int bdat_crlf_finish(struct bdat_crlf *c, bdat_out_fn out, void *arg)
+{
+	if (c->last_cr || !c->line_start) {
+		c->last_cr = false;
+		c->line_start = true;
+		return out(arg, "\r\n", 2);
+	}
+	return 0;
+}
+
+static int bdat_count_cb(void *arg, const char *data, size_t len)
+{
+	(void)data;
+	*(uint64_t *)arg += len;
+	return 0;
+}
+
+/* See bdat.h. */
+uint64_t bdat_crlf_length(const char *a, size_t alen, const char *b, size_t blen)
+{
+	struct bdat_crlf c;
+	uint64_t n = 0;
+
+	bdat_crlf_init(&c);
+	bdat_crlf_encode(&c, a, alen, bdat_count_cb, &n);
+	bdat_crlf_encode(&c, b, blen, bdat_count_cb, &n);
+	bdat_crlf_finish(&c, bdat_count_cb, &n);
+	return n;
+}
