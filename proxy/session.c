@@ -436,6 +436,9 @@ static void session_apply_mail(struct session *s, const struct verdict *v)
 		session_cmd_done(s);
 		return;
 	}
+	/* A client that sent more behind MAIL (pipelining) is not waiting for this reply:
+	 * the backend gets MAIL with the first RCPT, in one write (smtp_tx.h). */
+	s->tx.mail_deferrable = s->inlen > 0;
 	smtp_tx_mail(&s->tx, session_mail_tx_cb, s);
 }
 
