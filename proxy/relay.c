@@ -80,6 +80,9 @@ struct relay {
 	struct relay_pending *fifo;   /* replies awaited, in the order the commands went out */
 	size_t fifo_head, fifo_len, fifo_cap;
 	struct strbuf outq;           /* command lines queued, not yet written (relay_flush) */
+	bool data_queued;             /* a DATA sent ahead (relay_queue_data) awaits its reply */
+	bool data_open;               /* ... and got 354: the backend reads a message now */
+	bool msg_waiting;             /* relay_send_message came before that reply */
 	/* message streaming */
 	const char *prefix, *body;
 	size_t prefix_len, body_len, off;
@@ -102,7 +105,7 @@ struct relay {
 };
 
 /* A command whose reply is awaited (cb NULL: cancelled, the reply is read and dropped). */
-struct relay_pending { relay_reply_fn cb; void *arg; };
+struct relay_pending { relay_reply_fn cb; void *arg; bool data; };
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
@@ -302,6 +305,7 @@ static void relay_fail(struct relay *r, const char *why)
 	relay_open_fn ocb = r->open_cb;
 	relay_reply_fn rcb = NULL;
 	relay_data_fn dcb = r->data_cb;
+	bool msg_waiting = r->msg_waiting;
 	void *arg = r->arg, *rarg = NULL;
 	char text[200];
 
@@ -325,6 +329,10 @@ static void relay_fail(struct relay *r, const char *why)
 	relay_close(r);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
+	} else if (st == RELAY_COMMAND && msg_waiting && dcb) {
+		int code = 0;
+		const char *t = text;
+		dcb(arg, 1, &code, &t);
 	} else if (st == RELAY_COMMAND && rcb) {
 		rcb(rarg, 0, text);
 	} else if ((st == RELAY_DATA_354 || st == RELAY_DATA_SEND || st == RELAY_DATA_FINAL) && dcb) {
@@ -814,6 +822,18 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		} else {
 			relay_arm(r, relay_cfg(r)->reply_timeout);
 		}
+		if (p.data) {
+			r->data_queued = false;
+			if (r->msg_waiting) {
+				/* The message waits for this DATA: on as if relay_send_message had
+				 * sent it (354: stream it; anything else: the message's reply). */
+				r->msg_waiting = false;
+				r->state = RELAY_DATA_354;
+				relay_on_reply(r, code, text);
+				return;
+			}
+			r->data_open = code == 354;
+		}
 		if (code == 421) {
 			/* The backend is closing on us: report, then close (the commands queued
 			 * behind get no callback). */
@@ -926,6 +946,7 @@ static int relay_max_idle(const struct relay *r)
 void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
 {
 	size_t n = strlen(line);
+	bool misplaced = r->data_open;	/* the backend would read it as message content */
 
 	if (r->state == RELAY_CLOSED)
 		return;
@@ -942,8 +963,15 @@ void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg
 		r->fifo_cap = cap;
 		r->fifo_head = 0;
 	}
-	r->fifo[(r->fifo_head + r->fifo_len) % r->fifo_cap] = (struct relay_pending){ cb, arg };
+	r->fifo[(r->fifo_head + r->fifo_len) % r->fifo_cap] = (struct relay_pending){ cb, arg, false };
 	r->fifo_len++;
+	if (misplaced) {
+		/* A command while the backend reads a message (an owner's mistake): the
+		 * connection is dropped, the command's callback hears of it. */
+		r->state = RELAY_COMMAND;
+		relay_fail(r, "a command while the backend reads a message");
+		return;
+	}
 	if (n > 1024)
 		n = 1024;
 	if (log_is_debug())
@@ -952,6 +980,26 @@ void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg
 	strbuf_append(&r->outq, "\r\n", 2);
 	r->clean = false;
 	r->state = RELAY_COMMAND;
+}
+
+void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
+{
+	relay_queue(r, "DATA", cb, arg);
+	if (r->state == RELAY_CLOSED)
+		return;
+	r->fifo[(r->fifo_head + r->fifo_len - 1) % r->fifo_cap].data = true;
+	r->data_queued = true;
+}
+
+void relay_data_abandon(struct relay *r)
+{
+	if (!r->data_open)
+		return;
+	/* RFC 2920 3.1: DATA got 354 although no recipient was accepted: a lone "." ends
+	 * it (the backend refuses the empty transaction); its reply is dropped. */
+	r->data_open = false;
+	relay_queue(r, ".", NULL, NULL);
+	relay_flush(r);
 }
 
 void relay_flush(struct relay *r)
@@ -1077,6 +1125,22 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 		return;
 	}
 	r->clean = false;
+	r->bdat = false;
+	if (r->data_open) {
+		/* DATA went ahead with the last RCPT and got its 354: stream now. */
+		r->data_open = false;
+		r->state = RELAY_DATA_SEND;
+		dotstuff_init(&r->ds);
+		r->off = 0;
+		relay_arm(r, relay_cfg(r)->data_timeout);
+		relay_pump(r);
+		return;
+	}
+	if (r->data_queued) {
+		/* ... and its reply is still on the way: the message waits for it. */
+		r->msg_waiting = true;
+		return;
+	}
 	r->bdat = (r->caps & CAP_CHUNKING) != 0;
 	if (r->bdat) {
 		/* RFC 3030: the content goes as one last chunk of its exact (normalised) size,
@@ -1115,7 +1179,9 @@ void relay_release(struct relay *r, bool reusable)
 		atomic_fetch_sub(&r->b->active, 1);
 		r->counted_active = false;
 	}
-	if (r->state != RELAY_READY) {
+	if (r->state != RELAY_READY || r->data_open) {
+		/* Replies outstanding, or a DATA open at the backend (only a close aborts it
+		 * without delivering): not reusable. */
 		relay_close(r);
 		return;
 	}

@@ -37,6 +37,14 @@ void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *a
  * or a 421 the connection closes: only the first command still wanted hears of it. */
 void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg);
 void relay_flush(struct relay *r);
+/* Queues DATA behind the last RCPT of a group (RFC 2920: DATA may end one), for a client
+ * that pipelined DATA: cb gets its reply. On 354 the backend reads a message from then
+ * on: relay_send_message streams it without another round trip, or relay_data_abandon
+ * ends it when no recipient was accepted, or releasing the relay closes it (nothing is
+ * delivered). relay_send_message called before the reply waits for it. */
+void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg);
+/* DATA sent ahead got 354 but no recipient was accepted: a lone "." ends it. */
+void relay_data_abandon(struct relay *r);
 /* The replies of the commands in flight are read and dropped, no callback (the owner gave
  * up on them, e.g. the RCPTs queued behind a refused MAIL). */
 void relay_cancel(struct relay *r);

@@ -468,6 +468,10 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 		session_cmd_done(s);
 		return;
 	}
+	/* The client sent DATA right behind (pipelining): the backend may get it with this
+	 * RCPT (smtp_tx.h). */
+	s->tx.data_follows = s->inlen >= 5 && strncasecmp(s->in, "DATA", 4) == 0 &&
+	    (s->in[4] == '\r' || s->in[4] == '\n');
 	smtp_tx_rcpt(&s->tx, session_rcpt_tx_cb, s);
 }
 

@@ -296,6 +296,29 @@ static void smtp_tx_rcpt_line(char *line, size_t cap, const char *addr, const ch
 	snprintf(line, cap, "RCPT TO:<%s>%s%s", addr, params && *params ? " " : "", params ? params : "");
 }
 
+/* The backend's reply to a DATA sent ahead with the last RCPT: a 354 while no recipient
+ * was accepted is ended at once with a lone "." (RFC 2920 3.1); otherwise the relay keeps
+ * the open DATA for the message (relay_send_message) or drops it on release. */
+static void smtp_tx_early_data_cb(void *arg, int code, const char *text)
+{
+	struct smtp_tx *tx = arg;
+
+	(void)text;
+	if (tx->closed || tx->relay == NULL)
+		return;
+	if (code == 354 && tx->env->nrcpts == 0)
+		relay_data_abandon(tx->relay);
+}
+
+/* DATA behind the recipient just queued, when the client sent it right behind (see
+ * data_follows) and the backend takes it pipelined. With CHUNKING the message needs no 354
+ * anyway (BDAT). */
+static void smtp_tx_queue_data(struct smtp_tx *tx)
+{
+	if (tx->data_follows && relay_has_ext(tx->relay, "PIPELINING") && !relay_has_ext(tx->relay, "CHUNKING"))
+		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
+}
+
 /* MAIL on a fresh connection. To a backend that offers PIPELINING the recipients to replay
  * and the recipient in flight (when establishing for a RCPT) go in the same write (RFC
  * 2920 3.1: MAIL and RCPT may be pipelined); their replies come back in that order to
@@ -318,6 +341,7 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 			smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
 			relay_queue(tx->relay, line, smtp_tx_rcpt_reply_cb, tx);
 			tx->rcpt_queued = true;
+			smtp_tx_queue_data(tx);
 		}
 	}
 	relay_flush(tx->relay);
@@ -445,8 +469,14 @@ static void smtp_tx_rcpt_send(struct smtp_tx *tx)
 		smtp_tx_rcpt_done(tx, 250, "2.1.5 Ok", false);
 		return;
 	}
+	struct relay *r = tx->relay;
+
 	smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
-	relay_command(tx->relay, line, smtp_tx_rcpt_reply_cb, tx);
+	relay_queue(r, line, smtp_tx_rcpt_reply_cb, tx);
+	if (tx->relay != r)
+		return;		/* it failed at once: the reply callback has run */
+	smtp_tx_queue_data(tx);
+	relay_flush(r);
 }
 
 static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text)
@@ -796,6 +826,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->tried = 0;
 	tx->attempts = 0;
 	tx->mail_deferrable = false;
+	tx->data_follows = false;
 	free(tx->mail_line);
 	tx->mail_line = NULL;
 	msgbuf_free(tx->msg);

@@ -91,6 +91,10 @@ struct smtp_tx {
 	 * pipelines and does not wait for MAIL's reply): MAIL may wait for the first RCPT and
 	 * go to the backend with it in one write */
 	bool mail_deferrable;
+	/* set by the owner before smtp_tx_rcpt: the client sent DATA right behind this RCPT: to
+	 * a backend with PIPELINING (and without CHUNKING) DATA goes with it, so the message
+	 * needs no round trip for the 354 at the end of data */
+	bool data_follows;
 	int pending;                      /* relay opens and maildir writes outstanding */
 	bool closed;                      /* the owner went away: nothing more is reported */
 };

@@ -20,10 +20,12 @@ mt.need('smtp-sink')
 
 class Recorder:
     """A minimal SMTP server with PIPELINING: every recv() is recorded as one read (a write
-    of mxgate's arrives whole on loopback), commands are answered as lines complete."""
+    of mxgate's arrives whole on loopback), every line in `lines`; commands are answered as
+    lines complete. RCPTs to no@... are refused; DATA gets 354 even then (as RFC 2920 3.1
+    allows a server), and the dot 554 when no recipient was accepted."""
 
     def __init__(self):
-        self.reads, self.lock = [], threading.Lock()
+        self.reads, self.lines, self.lock = [], [], threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(('127.0.0.1', 0))
         self.sock.listen(16)
@@ -43,7 +45,7 @@ class Recorder:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
-        buf, data = b'', None
+        buf, data, rcpts = b'', None, 0
         c.sendall(b'220 recorder ESMTP\r\n')
         try:
             while True:
@@ -57,10 +59,12 @@ class Recorder:
                 while b'\n' in buf:
                     line, buf = buf.split(b'\n', 1)
                     line = line.rstrip(b'\r')
+                    with self.lock:
+                        self.lines.append(line)
                     if data is not None:
                         if line == b'.':
                             data = None
-                            out += b'250 2.0.0 Ok: queued as REC1\r\n'
+                            out += b'250 2.0.0 Ok: queued as REC1\r\n' if rcpts else b'554 5.5.1 no valid recipients\r\n'
                         continue
                     verb = line.split(b' ', 1)[0].upper()
                     if verb == b'EHLO':
@@ -68,6 +72,14 @@ class Recorder:
                     elif verb == b'DATA':
                         data = []
                         out += b'354 go ahead\r\n'
+                    elif verb == b'RCPT' and b'<no@' in line:
+                        out += b'550 5.1.1 no such user\r\n'
+                    elif verb == b'RCPT':
+                        rcpts += 1
+                        out += b'250 2.1.5 Ok\r\n'
+                    elif verb in (b'MAIL', b'RSET'):
+                        rcpts = 0
+                        out += b'250 2.0.0 Ok\r\n'
                     elif verb == b'QUIT':
                         c.sendall(out + b'221 Bye\r\n')
                         return
@@ -108,8 +120,31 @@ r = pipelined(mx.port, ['b@example.test'], 'pipe-one')
 mt.check(codes(r) == [250, 250, 354, 250], 'pipelined transaction delivered (%r)' % (r,))
 with rec.lock:
     reads = list(rec.reads)
-grouped = [x for x in reads if x.startswith(b'MAIL FROM:') and b'\r\nRCPT TO:<b@example.test>' in x]
-mt.check(len(grouped) == 1, 'MAIL and the first RCPT reached the backend in one write (%r)' % reads)
+grouped = [x for x in reads if x.startswith(b'MAIL FROM:') and b'\r\nRCPT TO:<b@example.test>\r\nDATA\r\n' in x]
+mt.check(len(grouped) == 1, 'MAIL, the first RCPT and DATA reached the backend in one write (%r)' % reads)
+# every RCPT refused but DATA got 354: a lone "." ends it, the connection stays in step
+n = len(rec.lines)
+c = mt.Client(mx.port)
+c.ehlo()
+c.send(b'MAIL FROM:<a@example.org>\r\nRCPT TO:<no@example.test>\r\nDATA\r\n')
+r = [c.reply() for _ in range(3)]
+mt.check([x[0] for x in r] == [250, 550, 554], 'all RCPTs refused: DATA refused by mxgate (%r)' % (r,))
+mt.check(mt.wait_for(lambda: rec.lines[n:].count(b'.') == 1, 5) is True,
+         'the backend\'s 354 got a lone "." (%r)' % rec.lines[n:])
+with rec.lock:
+    seen = rec.lines[n:]
+mt.check(seen[-2:] == [b'DATA', b'.'], 'right after the DATA sent ahead (%r)' % seen)
+c.send(b'RSET\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+r = [c.reply() for _ in range(4)]
+mt.check([x[0] for x in r] == [250, 250, 250, 354], 'the next transaction in the same session (%r)' % (r,))
+c.send(mt.stuff(mt.message('pipe-after-dot')))
+code, text = c.reply()
+mt.check(code == 250, 'delivered after the lone dot (%s %s)' % (code, text))
+with rec.lock:
+    seen = rec.lines[n:]
+mt.check(b'Subject: test pipe-after-dot' in seen, 'the message reached the backend as content (%r)' % seen[-12:])
+c.cmd('QUIT')
+c.close()
 # a client that waits for each reply: MAIL relayed on its own, as before
 n = len(reads)
 res = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('pipe-lockstep'))
