@@ -57,53 +57,72 @@ enum bdat_verdict bdat_begin(struct bdat *b, uint64_t size, bool last, bool have
 	return v;
 }
 
-/* Passes content on (binary: as is; else CRLF-normalised, NUL-free). */
-static int bdat_emit(struct bdat *b, const char *in, size_t n, bdat_out_fn out, void *arg)
+/* CRLF normalisation, the one loop for the way in and the way out: every CR or LF that is
+ * not part of a CRLF pair becomes CRLF. *cr_pending carries a CR held back across calls;
+ * line_start (may be NULL) tracks whether the output ends a line; *bare (may be NULL) is set
+ * when a bare CR or LF was normalised; nuls (may be NULL: they pass) counts NUL octets,
+ * which are dropped. */
+static int bdat_normalise(bool *cr_pending, bool *line_start, bool *bare, uint64_t *nuls, const char *in, size_t n,
+    bdat_out_fn out, void *arg)
 {
 	size_t start = 0;
 
-	if (b->binary)
-		return n ? out(arg, in, n) : 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = in[i];
-		if (b->cr_pending) {
-			b->cr_pending = false;
-			if (c == '\n') {
-				/* the CR held back (maybe from the previous chunk) and this LF: CRLF */
-				if (i > start && out(arg, in + start, i - start) != 0)
-					return -1;
-				if (out(arg, "\r\n", 2) != 0)
-					return -1;
-				start = i + 1;
-				continue;
-			}
-			/* a bare CR */
-			b->bad_line_ending = true;
+		if (*cr_pending) {
+			*cr_pending = false;
 			if (i > start && out(arg, in + start, i - start) != 0)
 				return -1;
 			if (out(arg, "\r\n", 2) != 0)
 				return -1;
+			if (line_start)
+				*line_start = true;
+			if (c == '\n') {
+				/* the CR held back (maybe from the previous chunk) and this LF: CRLF */
+				start = i + 1;
+				continue;
+			}
+			/* a bare CR */
+			if (bare)
+				*bare = true;
 			start = i;
 		}
-		if (c == '\r' || c == '\n' || c == '\0') {
+		if (c == '\r' || c == '\n' || (c == '\0' && nuls)) {
 			if (i > start && out(arg, in + start, i - start) != 0)
 				return -1;
 			start = i + 1;
 			if (c == '\r') {
-				b->cr_pending = true;
+				*cr_pending = true;
 			} else if (c == '\n') {
-				b->bad_line_ending = true;
+				if (bare)
+					*bare = true;
 				if (out(arg, "\r\n", 2) != 0)
 					return -1;
+				if (line_start)
+					*line_start = true;
 			} else {
-				b->nul_seen = true;
-				b->nuls++;
+				(*nuls)++;
 			}
+			continue;
 		}
+		if (line_start)
+			*line_start = false;
 	}
 	if (n > start && out(arg, in + start, n - start) != 0)
 		return -1;
 	return 0;
+}
+
+/* Passes content on (binary: as is; else CRLF-normalised, NUL-free). */
+static int bdat_emit(struct bdat *b, const char *in, size_t n, bdat_out_fn out, void *arg)
+{
+	int rc;
+
+	if (b->binary)
+		return n ? out(arg, in, n) : 0;
+	rc = bdat_normalise(&b->cr_pending, NULL, &b->bad_line_ending, &b->nuls, in, n, out, arg);
+	b->nul_seen = b->nuls > 0;
+	return rc;
 }
 
 /* See bdat.h. */
@@ -147,48 +166,7 @@ void bdat_crlf_init(struct bdat_crlf *c)
 /* See bdat.h. */
 int bdat_crlf_encode(struct bdat_crlf *c, const char *in, size_t len, bdat_out_fn out, void *arg)
 {
-	size_t start = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		char ch = in[i];
-		if (c->last_cr) {
-			c->last_cr = false;
-			if (ch == '\n') {
-				/* the CR held back and this LF: one CRLF */
-				if (i > start && out(arg, in + start, i - start) != 0)
-					return -1;
-				if (out(arg, "\r\n", 2) != 0)
-					return -1;
-				c->line_start = true;
-				start = i + 1;
-				continue;
-			}
-			/* a bare CR: a line ending of its own */
-			if (i > start && out(arg, in + start, i - start) != 0)
-				return -1;
-			if (out(arg, "\r\n", 2) != 0)
-				return -1;
-			c->line_start = true;
-			start = i;
-		}
-		if (ch == '\r' || ch == '\n') {
-			if (i > start && out(arg, in + start, i - start) != 0)
-				return -1;
-			start = i + 1;
-			if (ch == '\r') {
-				c->last_cr = true;
-			} else {
-				if (out(arg, "\r\n", 2) != 0)
-					return -1;
-				c->line_start = true;
-			}
-			continue;
-		}
-		c->line_start = false;
-	}
-	if (len > start && out(arg, in + start, len - start) != 0)
-		return -1;
-	return 0;
+	return bdat_normalise(&c->last_cr, &c->line_start, NULL, NULL, in, len, out, arg);
 }
 
 /* See bdat.h. */
