@@ -963,7 +963,11 @@ void session_process(struct session *s)
 	}
 	if (s->state == SESSION_CLOSING)
 		return;
-	session_flush(s);
+	/* RFC 2920 3.2: while a command is in flight and the client's next pipelined commands
+	 * wait behind it, the replies so far are held and go out with the next ones (the input
+	 * runs out, or the message's 354, and they are flushed). */
+	if (s->state != SESSION_BUSY || s->inlen == 0 || s->quit_after_flush)
+		session_flush(s);
 	if (s->state == SESSION_CLOSING)
 		return;
 	if (s->eof && (session_takes_commands(s) || s->state == SESSION_DATA)) {
