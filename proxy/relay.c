@@ -991,6 +991,11 @@ void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
 	r->data_queued = true;
 }
 
+bool relay_data_pending(const struct relay *r)
+{
+	return r->data_queued || r->data_open;
+}
+
 void relay_data_abandon(struct relay *r)
 {
 	if (!r->data_open)

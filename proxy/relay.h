@@ -45,6 +45,8 @@ void relay_flush(struct relay *r);
 void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg);
 /* DATA sent ahead got 354 but no recipient was accepted: a lone "." ends it. */
 void relay_data_abandon(struct relay *r);
+/* A DATA sent ahead is unanswered or open: no other command may go now. */
+bool relay_data_pending(const struct relay *r);
 /* The replies of the commands in flight are read and dropped, no callback (the owner gave
  * up on them, e.g. the RCPTs queued behind a refused MAIL). */
 void relay_cancel(struct relay *r);

@@ -495,6 +495,14 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 {
 	tx->done = cb;
 	tx->done_arg = arg;
+	if (tx->relay && relay_data_pending(tx->relay)) {
+		/* A DATA sent ahead is open or not answered yet (the client's DATA was refused
+		 * here and it goes on with RCPT): the backend could read this RCPT as message
+		 * content. Start over on a fresh connection, replaying the transaction. */
+		relay_release(tx->relay, false);
+		tx->relay = NULL;
+		tx->backend = NULL;
+	}
 	if (tx->relay == NULL && (tx->backend == NULL || tx->backend->kind != BACKEND_MAILDIR)) {
 		/* First recipient with routes, or the backend was lost: establish now. */
 		smtp_tx_leave_backend(tx);

@@ -26,6 +26,7 @@ class Recorder:
 
     def __init__(self):
         self.reads, self.lines, self.lock = [], [], threading.Lock()
+        self.contents = []     # the lines of every message (between DATA and the dot)
         self.sock = socket.socket()
         self.sock.bind(('127.0.0.1', 0))
         self.sock.listen(16)
@@ -63,8 +64,12 @@ class Recorder:
                         self.lines.append(line)
                     if data is not None:
                         if line == b'.':
+                            with self.lock:
+                                self.contents.append(data)
                             data = None
                             out += b'250 2.0.0 Ok: queued as REC1\r\n' if rcpts else b'554 5.5.1 no valid recipients\r\n'
+                        else:
+                            data.append(line)
                         continue
                     verb = line.split(b' ', 1)[0].upper()
                     if verb == b'EHLO':
@@ -143,6 +148,20 @@ mt.check(code == 250, 'delivered after the lone dot (%s %s)' % (code, text))
 with rec.lock:
     seen = rec.lines[n:]
 mt.check(b'Subject: test pipe-after-dot' in seen, 'the message reached the backend as content (%r)' % seen[-12:])
+# the client goes on with RCPT after mxgate refused its DATA, while the DATA sent ahead is
+# still open at the backend: that RCPT must never reach it as message content
+c.send(b'RSET\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<no@example.test>\r\nDATA\r\n'
+       b'RCPT TO:<b@example.test>\r\nDATA\r\n')
+r = [c.reply() for _ in range(6)]
+mt.check([x[0] for x in r] == [250, 250, 550, 554, 250, 354], 'RCPT after a refused DATA (%r)' % (r,))
+c.send(mt.stuff(mt.message('pipe-rcpt-after-data')))
+code, text = c.reply()
+mt.check(code == 250, 'delivered (%s %s)' % (code, text))
+with rec.lock:
+    contents = list(rec.contents)
+mt.check(not any(x.startswith(b'RCPT') or x.startswith(b'MAIL') for m in contents for x in m),
+         'no command ever reached the backend as content')
+mt.check(sum(1 for m in contents if b'Subject: test pipe-rcpt-after-data' in m) == 1, 'the message arrived once')
 c.cmd('QUIT')
 c.close()
 # a client that waits for each reply: MAIL relayed on its own, as before
