@@ -39,12 +39,8 @@ def raw(sock, data):
     s.connect(sock)
     s.sendall(data)
     s.shutdown(socket.SHUT_WR)
-    out = b''
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return out
-        out += chunk
+    with s:
+        return b''.join(iter(lambda: s.recv(65536), b''))
 
 
 def replies(data):
