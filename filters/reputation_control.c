@@ -57,18 +57,20 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	const struct reputation_forget *f = &fl->f;
 	bool removed[REPUTATION_FORGET_KEYS];
 	int n = 0, failed = atomic_load(&f->failed);
-	char names[2 * sizeof(f->keys[0]) + 2] = "";
+	char names[2 * sizeof(f->keys[0]) + 2] = "", lognames[sizeof(names)] = "";
 
 	for (size_t i = 0; i < f->nkeys; i++) {
 		removed[i] = fl->lmdb ? fl->held[i] : atomic_load(&f->removed[i]) > 0;
 		if (removed[i]) {
 			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", n ? " " : "",
 			    f->keys[i]);
+			snprintf(lognames + strlen(lognames), sizeof(lognames) - strlen(lognames), "%s%s",
+			    n ? "," : "", f->keys[i]);
 			n++;
 		}
 	}
 	log_event(LOG_LVL_INFO, NULL, "event=reputation_flush client=%s records=%d removed=%s workers=%zu failed=%d",
-	    fl->ip, n, n ? names : "-", f->workers, failed);
+	    fl->ip, n, n ? lognames : "-", f->workers, failed);
 	if (f->workers == 0) {
 		strbuf_printf(out, "flush reputation: no worker holds the reputation store (see the log for "
 		    "event=module_error module=reputation)\n");

@@ -109,7 +109,7 @@ def run(store, name, stored=None):
     served_everywhere(mx, bad, name, 'right after the flush')
     r = send(mx, bad, 'after-flush')
     mt.check(r[0] in (250, 550) and r.stage != 'connect', '%s: and reaches the end of data again: %r' % (name, r))
-    mt.check(mx.wait_log(r'event=reputation_flush client=%s records=2 removed=ip:%s net:198\.18\.5\.0/24 '
+    mt.check(mx.wait_log(r'event=reputation_flush client=%s records=2 removed=ip:%s,net:198\.18\.5\.0/24 '
                          r'workers=2 failed=0' % (bad, bad)) is not None,
              '%s: the flush is logged (event=reputation_flush, both workers)' % name)
     rc, out, _ = ctl(sock, 'flush', 'reputation', '198.18.200.1')
@@ -137,6 +137,7 @@ def run(store, name, stored=None):
         rc, _, err = ctl(sock, *args)
         mt.check(rc == 1 and want in err, '%s: mxgatectl %s: exit 1, "%s" (%r)' % (name, ' '.join(args), want, err))
     mt.check(mx.alive(), '%s: mxgate alive' % name)
+    mt.check(not mx.malformed_log_lines(), '%s: every log line is well formed (%r)' % (name, mx.malformed_log_lines()[:3]))
     mx.stop()
 
 
