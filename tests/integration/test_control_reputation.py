@@ -5,7 +5,8 @@ reputation); `mxgatectl flush reputation IP` answers how many records it removed
 and its network's); right after the answer the same client is unknown again on every
 worker (served: 220 at every connection). Through mxgatectl (text) and through the raw
 socket (--json, with a pipelined request held until the flush has answered). Bad input:
-a word that is not an IP, missing/extra words.
+a word that is not an IP, missing/extra words. Redis stopped: the flush fails (exit 1)
+and says the store did not confirm it.
 
 Timing: the test waits for what it can observe (the refusal at connect), never for a fixed
 time; after the flush's answer nothing is waited for: the answer comes once every worker has
@@ -85,8 +86,9 @@ def served_everywhere(mx, src, name, what):
     mt.check(got == [220] * 8, '%s: %s %s: greeted 220 on every connection: %s' % (name, src, what, got))
 
 
-def run(store, name, stored=None):
-    """stored(ip): the IP's record as Redis has it (None when absent), or None for LMDB."""
+def run(store, name, stored=None, outage=None):
+    """stored(ip): the IP's record as Redis has it (None when absent), or None for LMDB.
+    outage(): stops the store (Redis), for the flush that cannot be confirmed."""
     sock = os.path.join(mt.TMP, name + '.sock')
     be = mt.Backend()
     rep = {'store': store, 'bad_action': 'tempfail', 'bad_threshold': -0.45, 'flush_interval': '100ms',
@@ -136,6 +138,12 @@ def run(store, name, stored=None):
                        (['flush', 'reputation', 'example.org'], 'is not an IP address')):
         rc, _, err = ctl(sock, *args)
         mt.check(rc == 1 and want in err, '%s: mxgatectl %s: exit 1, "%s" (%r)' % (name, ' '.join(args), want, err))
+    if outage:
+        outage()
+        rc, _, err = ctl(sock, 'flush', 'reputation', bad)
+        mt.check(rc == 1 and 'did not confirm' in err, '%s: store down: the flush fails, exit 1 (%r)' % (name, err))
+        mt.check(mx.wait_log(r'event=reputation_flush client=%s records=0 removed=- workers=2 failed=[1-9]' % bad)
+                 is not None, '%s: and is logged with failed=N' % name)
     mt.check(mx.alive(), '%s: mxgate alive' % name)
     mt.check(not mx.malformed_log_lines(), '%s: every log line is well formed (%r)' % (name, mx.malformed_log_lines()[:3]))
     mx.stop()
@@ -144,5 +152,5 @@ def run(store, name, stored=None):
 run('lmdb:' + os.path.join(mt.TMP, 'rep'), 'lmdb')
 red = mt.redis()
 run('redis://127.0.0.1:%d' % red.port, 'redis',
-    lambda ip: mt.redis_cmd(red.port, 'HGETALL', 'mxgate:rep:ip:' + ip) or None)
+    lambda ip: mt.redis_cmd(red.port, 'HGETALL', 'mxgate:rep:ip:' + ip) or None, lambda: mt.stop_proc(red))
 mt.finish()
