@@ -8,6 +8,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "proxyproto.h"
+#include "stream.h"
 #include "tls.h"
 #include "worker.h"
 #include "counters.h"
@@ -152,18 +153,10 @@ static int relay_write_raw(struct relay *r, const char *data, size_t len, bool p
 	if (r->state == RELAY_CLOSED)
 		return -1;
 	if (!pump && uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0) {
-		/* Straight into the kernel when nothing is queued (uv_try_write itself refuses
-		 * while a connect is pending or bytes are queued, so order is kept). */
-		buf = uv_buf_init((char *)data, (unsigned)len);
-		int n = uv_try_write((uv_stream_t *)&r->tcp, &buf, 1);
-		if (n == (int)len)
-			return 0;
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-		} else if (n != UV_EAGAIN) {
-			return -1;
-		}
+		/* Straight into the kernel when nothing is queued. */
+		int rc = stream_try_write((uv_stream_t *)&r->tcp, &data, &len);
+		if (rc != 0)
+			return rc > 0 ? 0 : -1;
 	}
 	w = malloc(sizeof(*w) + len);
 	if (w == NULL)
