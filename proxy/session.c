@@ -907,9 +907,15 @@ void session_process(struct session *s)
 			ssize_t used = s->bdat_chunk ?
 			    bdat_feed(&s->bdat, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done) :
 			    dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done);
+			const char *hdr;
+			size_t hlen;
 			if (used < 0)
 				used = (ssize_t)(s->inlen - pos);
 			pos += (size_t)used;
+			/* The header block is complete: modules start their lookups while the body
+			 * arrives (the same read may have ended the message too). */
+			if (smtp_tx_headers_take(&s->tx, &hdr, &hlen))
+				chain_headers(&s->chain, hdr, hlen);
 			if (done) {
 				/* End-of-data processing may resume the session (and reach this loop
 				 * again) synchronously: hand it a compacted buffer. */

@@ -523,7 +523,33 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 int smtp_tx_data_open(struct smtp_tx *tx)
 {
 	tx->msg = msgbuf_new((size_t)tx->env->cfg->limits.memory_threshold, tx->env->cfg->limits.spool_dir);
+	tx->hdr_match = 2;	/* the message starts a line: a first CRLF is an empty header block */
+	tx->hdr_told = false;
 	return tx->msg ? 0 : -1;
+}
+
+/* Follows the CRLF CRLF that ends the header block across appends (content lines always
+ * end in CRLF, dataparse.c). */
+static void smtp_tx_scan_headers(struct smtp_tx *tx, const char *data, size_t len)
+{
+	static const char end[4] = { '\r', '\n', '\r', '\n' };
+
+	for (size_t i = 0; i < len && tx->hdr_match < 4; i++) {
+		if (data[i] == end[tx->hdr_match])
+			tx->hdr_match++;
+		else
+			tx->hdr_match = data[i] == '\r' ? 1 : 0;
+	}
+}
+
+bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len)
+{
+	if (tx->hdr_told || tx->hdr_match < 4 || tx->msg_state != SMTP_TX_MSG_OK || tx->msg == NULL)
+		return false;
+	tx->hdr_told = true;
+	*len = msgbuf_header_len(tx->msg);
+	*hdr = msgbuf_data(tx->msg, &(size_t){ 0 });
+	return *hdr != NULL && *len > 0;
 }
 
 int smtp_tx_data_append(void *arg, const char *data, size_t len)
@@ -539,6 +565,8 @@ int smtp_tx_data_append(void *arg, const char *data, size_t len)
 	}
 	if (msgbuf_append(tx->msg, data, len) != 0)
 		tx->msg_state = SMTP_TX_MSG_WRITE_ERROR;
+	else if (tx->hdr_match < 4)
+		smtp_tx_scan_headers(tx, data, len);
 	return 0;
 }
 
@@ -842,6 +870,8 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	strbuf_free(&tx->prefix);
 	tx->msg_state = SMTP_TX_MSG_OK;
 	tx->msg_size = 0;
+	tx->hdr_match = 0;
+	tx->hdr_told = false;
 	smtp_tx_env_free(env);
 	env->cur_rcpt = NULL;
 	env->msg = NULL;

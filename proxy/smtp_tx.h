@@ -76,6 +76,9 @@ struct smtp_tx {
 	struct msgbuf *msg;
 	uint64_t msg_size;
 	enum smtp_tx_msg_state msg_state;
+	uint8_t hdr_match;                /* octets of the CRLF CRLF that ends the header block
+	                                   * seen so far (2 at the start, 4: complete) */
+	bool hdr_told;                    /* smtp_tx_headers_take said so for this message */
 	struct strbuf prefix;             /* Received + edited header block */
 	size_t body_off;
 	/* the step in flight */
@@ -132,6 +135,11 @@ int smtp_tx_data_open(struct smtp_tx *tx);
 int smtp_tx_data_append(void *tx, const char *data, size_t len);
 uint64_t smtp_tx_msg_size(const struct smtp_tx *tx);
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
+/* Once per message, as soon as the held message's header block is complete (the first
+ * empty line has arrived, msgbuf_header_len's rule): true with *hdr (valid until the next
+ * append) and *len set; false before, after, and for a message over the size limit or
+ * failing the spool. */
+bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len);
 /* The message is complete: modules see it as env->msg. */
 void smtp_tx_data_end(struct smtp_tx *tx);
 /* After the end-of-data filters: the modules' envelope and header changes are applied,

@@ -899,6 +899,65 @@ static void test_message_limits(void **state)
 	assert_int_equal(smtp_tx_msg_size(&wd->tx), 0);
 }
 
+/* Feeds msg one octet at a time: smtp_tx_headers_take says yes once, right after the octet
+ * that completes the header block (want: its length; 0: never). */
+static void headers_fed_bytewise(struct world *wd, const char *msg, size_t want)
+{
+	const char *hdr;
+	size_t n = strlen(msg), len = 0, told = 0, at = 0;
+
+	smtp_tx_begin(&wd->tx, "a@example.org", "");
+	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
+	for (size_t i = 0; i < n; i++) {
+		smtp_tx_data_append(&wd->tx, msg + i, 1);
+		if (smtp_tx_headers_take(&wd->tx, &hdr, &len)) {
+			told++;
+			at = i + 1;
+			assert_int_equal(len, want);
+			assert_memory_equal(hdr, msg, len);
+		}
+	}
+	assert_int_equal(told, want ? 1 : 0);
+	assert_int_equal(at, want);
+	smtp_tx_reset(&wd->tx, false);
+}
+
+/* The header block's end is told once per message, as soon as it has arrived, whatever
+ * the pieces: not for a message without a blank line, nor one already over the limit. */
+static void test_headers_complete(void **state)
+{
+	struct world *wd = *state;
+	char chunk[4096];
+	const char *hdr;
+	size_t len;
+
+	fake_new(wd, true);
+	world_init(wd, "smtp", NULL, "limits: { max_message_size: 10K }\n");
+	headers_fed_bytewise(wd, test_message, 39);
+	headers_fed_bytewise(wd, "\r\nno header\r\n", 2);
+	headers_fed_bytewise(wd, "A: b\r\n\r\r\n\r\nx\r\n", 11);
+	headers_fed_bytewise(wd, "Subject: no body\r\nX: y\r\n", 0);
+	/* in pieces as a client sends them: the end straddles two appends */
+	smtp_tx_begin(&wd->tx, "a@example.org", "");
+	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
+	smtp_tx_data_append(&wd->tx, test_message, 38);
+	assert_false(smtp_tx_headers_take(&wd->tx, &hdr, &len));
+	smtp_tx_data_append(&wd->tx, test_message + 38, sizeof test_message - 1 - 38);
+	assert_true(smtp_tx_headers_take(&wd->tx, &hdr, &len));
+	assert_int_equal(len, 39);
+	assert_false(smtp_tx_headers_take(&wd->tx, &hdr, &len));
+	smtp_tx_reset(&wd->tx, false);
+	/* over the size limit before the header block ends: nothing to tell */
+	memset(chunk, 'x', sizeof chunk);
+	smtp_tx_begin(&wd->tx, "a@example.org", "");
+	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
+	for (int i = 0; i < 3; i++)
+		smtp_tx_data_append(&wd->tx, chunk, sizeof chunk);
+	smtp_tx_data_append(&wd->tx, "\r\n\r\n", 4);
+	assert_false(smtp_tx_headers_take(&wd->tx, &hdr, &len));
+	smtp_tx_reset(&wd->tx, false);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
@@ -917,6 +976,7 @@ int main(void)
 		WORLD_TEST(test_envelope_changes),
 		WORLD_TEST(test_close_while_opening),
 		WORLD_TEST(test_message_limits),
+		WORLD_TEST(test_headers_complete),
 	};
 
 	signal(SIGPIPE, SIG_IGN);   /* as the daemon: a peer gone mid-write is an error, not a signal */
