@@ -355,6 +355,8 @@ static enum session_check session_check_data(const struct session *s, const stru
 {
 	if (cmd->arg[0])
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "501 5.5.4 Syntax: DATA");
+	if (bdat_in_use(&s->bdat))	/* RFC 3030 2: never both in one transaction */
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "503 5.5.1 Error: BDAT and DATA cannot be mixed");
 	return SESSION_CHECK_OK;
 }
 
@@ -391,6 +393,7 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 			session_reply_line(s, "250-STARTTLS");
 		session_reply_line(s, "250-ENHANCEDSTATUSCODES");
 		session_reply_line(s, "250-8BITMIME");
+		session_reply_line(s, "250-CHUNKING");
 		session_reply_line(s, "250-SMTPUTF8");
 		session_reply_line(s, "250 DSN");
 	} else {
@@ -403,8 +406,13 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 
 static void session_start_mail(struct session *s, const struct smtp_cmd *cmd)
 {
+	uint64_t max = s->cfg->limits.max_message_size;
+
 	smtp_tx_begin(&s->tx, cmd->addr, cmd->params_raw);
 	chain_txn_begin(&s->chain);
+	/* A refused chunk up to twice the size limit is still read and thrown away (the
+	 * session stays in step); a larger one ends the session. */
+	bdat_init(&s->bdat, max, max <= UINT64_MAX / 2 ? max * 2 : max, false);
 }
 
 static void session_mail_tx_cb(void *arg, const struct smtp_tx_result *r)
@@ -428,6 +436,9 @@ static void session_apply_mail(struct session *s, const struct verdict *v)
 		session_cmd_done(s);
 		return;
 	}
+	/* A client that sent more behind MAIL (pipelining) is not waiting for this reply:
+	 * the backend gets MAIL with the first RCPT, in one write (smtp_tx.h). */
+	s->tx.mail_deferrable = s->inlen > 0;
 	smtp_tx_mail(&s->tx, session_mail_tx_cb, s);
 }
 
@@ -457,6 +468,10 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 		session_cmd_done(s);
 		return;
 	}
+	/* The client sent DATA right behind (pipelining): the backend may get it with this
+	 * RCPT (smtp_tx.h). */
+	s->tx.data_follows = s->inlen >= 5 && strncasecmp(s->in, "DATA", 4) == 0 &&
+	    (s->in[4] == '\r' || s->in[4] == '\n');
 	smtp_tx_rcpt(&s->tx, session_rcpt_tx_cb, s);
 }
 
@@ -558,6 +573,13 @@ static void session_data_end(struct session *s)
 	uv_timer_stop(&s->timer);
 	counter_inc(COUNTER_MESSAGES_RECEIVED);
 	counter_add(COUNTER_BYTES_RECEIVED, (long)smtp_tx_msg_size(&s->tx));
+	if (s->bdat_chunk) {
+		/* BDAT LAST: the chunks' content checks count as DATA's. */
+		s->bdat_chunk = false;
+		s->dp.bad_line_ending = s->bdat.bad_line_ending;
+		s->dp.nul_seen = s->bdat.nul_seen;
+		s->dp.nuls = s->bdat.nuls;
+	}
 	if (s->dp.bad_line_ending)
 		counter_inc(COUNTER_BARE_LF);
 	if (smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_TOO_BIG) {
@@ -590,6 +612,108 @@ static void session_data_end(struct session *s)
 	smtp_tx_data_end(&s->tx);
 	s->cmd = &session_eom_step;
 	chain_run(&s->chain, HOOK_EOM, session_stage_done_cb, s);
+}
+
+/* ---- BDAT (RFC 3030) ---------------------------------------------------------------- */
+
+/* The chunk's octets follow the command at once: whatever the verdict, they are read (into
+ * the message, or thrown away) before the next command, so no chunk content is ever taken
+ * for a command. */
+static void session_start_bdat(struct session *s, const struct smtp_cmd *cmd)
+{
+	s->bdat_chunk_size = cmd->size;
+	s->bdat_verdict = bdat_begin(&s->bdat, cmd->size, cmd->last, s->env.mail_from != NULL, s->env.nrcpts);
+}
+
+static void session_bdat_chunk_end(struct session *s);
+
+/* Reads the chunk in the data state (a refusal is answered already). */
+static void session_bdat_read(struct session *s)
+{
+	int done = 0;
+
+	s->bdat_chunk = true;
+	session_enter_state(s, SESSION_DATA);
+	if (s->bdat.remaining == 0) {
+		/* "BDAT 0 LAST": complete with no octet to read */
+		bdat_feed(&s->bdat, "", 0, smtp_tx_data_append, &s->tx, &done);
+		session_bdat_chunk_end(s);
+		return;
+	}
+	session_arm_data(s);
+	session_flush(s);
+	session_process(s);
+}
+
+/* The chunk was read: a refused one leaves the session idle (answered before), an accepted
+ * one is acknowledged, the LAST one ends the message like DATA's dot. */
+static void session_bdat_chunk_end(struct session *s)
+{
+	if (s->bdat.discarding) {
+		s->bdat_chunk = false;
+		session_enter_idle(s);
+		return;
+	}
+	if (!s->bdat.last) {
+		s->bdat_chunk = false;
+		session_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)s->bdat_chunk_size);
+		session_enter_idle(s);
+		return;
+	}
+	session_data_end(s);
+}
+
+/* The DATA stage's verdict for the first chunk of a message (filters that judge at DATA
+ * judge a BDAT transaction there too). */
+static void session_apply_bdat_data(struct session *s, const struct verdict *v)
+{
+	if (session_verdict_refuses(v)) {
+		session_txn_refused(s, v, "data", HOOK_DATA);
+		session_error(s);
+		s->bdat.discarding = true;
+		s->bdat.failed = true;
+	} else if (smtp_tx_data_open(&s->tx) != 0) {
+		session_reply_line(s, "451 4.3.0 Error: cannot hold the message");
+		chain_txn_end(&s->chain, 451, HOOK_DATA, "spool");
+		session_txn_reset(s, true);
+		s->bdat.discarding = true;
+		s->bdat.failed = true;
+	} else {
+		dataparse_init(&s->dp, DATA_BARE_LF_REJECT);	/* only its counters are used */
+		s->data_deadline_at = uv_now(&s->w->loop) + s->cfg->limits.data_deadline;
+	}
+	session_bdat_read(s);
+}
+
+static const struct session_cmd session_bdat_data_step = {
+	.verb = SMTP_BDAT, .stage = HOOK_DATA, .apply = session_apply_bdat_data,
+};
+
+static void session_apply_bdat(struct session *s, const struct verdict *v)
+{
+	const char *refusal = bdat_reply(s->bdat_verdict);
+
+	(void)v;
+	if (refusal) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=bdat reply=\"%s\" size=%llu client=%s", refusal,
+		    (unsigned long long)s->bdat_chunk_size, s->env.client_ip);
+		session_reply_line(s, refusal);
+		session_error(s);
+		if (s->bdat_verdict == BDAT_TOO_BIG_CLOSE) {
+			/* too large to read just to throw away: the stream cannot be kept */
+			s->quit_after_flush = true;
+			return;
+		}
+		session_bdat_read(s);
+		return;
+	}
+	if (s->tx.msg == NULL) {
+		/* The message's first chunk: the DATA stage first (input is held meanwhile). */
+		s->tarpit_ms = 0;
+		session_run_stage(s, &session_bdat_data_step);
+		return;
+	}
+	session_bdat_read(s);
 }
 
 /* ---- STARTTLS and HELP ------------------------------------------------------------- */
@@ -645,7 +769,7 @@ static const struct session_cmd session_cmds[] = {
 	  .stage = SESSION_NO_STAGE, .apply = session_apply_starttls },
 	{ .verb = SMTP_EXPN, .stage = SESSION_NO_STAGE, .reply = "502 5.5.1 Error: command not implemented" },
 	{ .verb = SMTP_AUTH, .stage = SESSION_NO_STAGE, .refuse = "503 5.5.1 Error: authentication not enabled" },
-	{ .verb = SMTP_BDAT, .stage = SESSION_NO_STAGE, .refuse = "502 5.5.1 Error: command not implemented" },
+	{ .verb = SMTP_BDAT, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
 	{ .verb = SMTP_XCLIENT, .stage = SESSION_NO_STAGE, .refuse = "550 5.7.0 Error: insufficient authorization" },
 };
 
@@ -716,6 +840,13 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 			return;
 		}
 		session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
+		if (cmd.verb == SMTP_BDAT) {
+			/* Without a size the chunk's end is unknown: what follows could be read as
+			 * commands. End the session instead. */
+			session_reply(s, "421 4.5.0 %s Error: BDAT syntax, closing", s->cfg->hostname);
+			s->quit_after_flush = true;
+			return;
+		}
 		session_error(s);
 		return;
 	}
@@ -773,7 +904,9 @@ void session_process(struct session *s)
 		}
 		if (s->state == SESSION_DATA) {
 			int done = 0;
-			ssize_t used = dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done);
+			ssize_t used = s->bdat_chunk ?
+			    bdat_feed(&s->bdat, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done) :
+			    dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done);
 			const char *hdr;
 			size_t hlen;
 			if (used < 0)
@@ -789,7 +922,10 @@ void session_process(struct session *s)
 				memmove(s->in, s->in + pos, s->inlen - pos);
 				s->inlen -= pos;
 				pos = 0;
-				session_data_end(s);
+				if (s->bdat_chunk)
+					session_bdat_chunk_end(s);
+				else
+					session_data_end(s);
 				continue;
 			}
 			break;
@@ -833,7 +969,11 @@ void session_process(struct session *s)
 	}
 	if (s->state == SESSION_CLOSING)
 		return;
-	session_flush(s);
+	/* RFC 2920 3.2: while a command is in flight and the client's next pipelined commands
+	 * wait behind it, the replies so far are held and go out with the next ones (the input
+	 * runs out, or the message's 354, and they are flushed). */
+	if (s->state != SESSION_BUSY || s->inlen == 0 || s->quit_after_flush)
+		session_flush(s);
 	if (s->state == SESSION_CLOSING)
 		return;
 	if (s->eof && (session_takes_commands(s) || s->state == SESSION_DATA)) {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bdat.h"
 #include "chain.h"
 #include "dataparse.h"
 #include "headers.h"
@@ -40,7 +41,7 @@ enum session_state {
 	SESSION_REJECTED,      /* greeted, refused at connect (or for talking early): reading
 	                        * commands, MAIL is answered with the refusal (postscreen-style) */
 	SESSION_BUSY,          /* a command (or the end of data) is in flight: input is held */
-	SESSION_DATA,          /* reading the message */
+	SESSION_DATA,          /* reading the message: a DATA body, or a BDAT chunk (bdat_chunk) */
 	SESSION_STARTTLS,      /* the TLS handshake after STARTTLS */
 	SESSION_CLOSING,
 	SESSION_NSTATES
@@ -87,6 +88,10 @@ struct session {
 	const struct session_cmd *cmd;    /* the command (or stage) in flight */
 	struct smtp_tx tx;                /* the backend side of the transaction */
 	struct dataparse dp;
+	struct bdat bdat;                 /* CHUNKING: the transaction's chunks (RFC 3030) */
+	bool bdat_chunk;                  /* in the data state: reading a BDAT chunk */
+	enum bdat_verdict bdat_verdict;   /* the chunk in flight: read into the message or not */
+	uint64_t bdat_chunk_size;
 	uint64_t started_ms;
 	uint64_t data_deadline_at;        /* loop ms by which the DATA phase must end */
 };

@@ -234,7 +234,14 @@ static void smtp_tx_est_mail_cb(void *arg, int code, const char *text)
 	if (tx->closed)
 		return;
 	if (code / 100 == 5) {
-		tx->est_done(tx, code, text);	/* the sender is refused: a verdict, not a fault */
+		/* The sender is refused: a verdict, not a fault. The RCPTs sent behind it are
+		 * answered in vain (their replies are dropped); the connection goes back, a
+		 * later RCPT opens one with MAIL again. */
+		relay_cancel(tx->relay);
+		relay_release(tx->relay, true);
+		tx->relay = NULL;
+		tx->backend = NULL;
+		tx->est_done(tx, code, text);
 		return;
 	}
 	if (code == 0 && relay_text_is_stale(text)) {
@@ -268,6 +275,8 @@ static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char
 	}
 	tx->relay = r;
 	relay_set_owner(r, &tx->relay);
+	tx->mail_sent = tx->rcpt_queued = false;
+	tx->est_rcpt = tx->est_queued = 0;
 	if (env->mail_params && strcasestr(env->mail_params, "SMTPUTF8") && !relay_has_ext(r, "SMTPUTF8")) {
 		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
 		relay_release(r, true);
@@ -275,8 +284,67 @@ static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char
 		tx->est_done(tx, 553, "5.6.7 SMTPUTF8 is not supported by the destination");
 		return;
 	}
+	smtp_tx_est_next(tx);
+}
+
+static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text);
+static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text);
+
+/* The RCPT command for a recipient (line: 1100 octets). */
+static void smtp_tx_rcpt_line(char *line, size_t cap, const char *addr, const char *params)
+{
+	snprintf(line, cap, "RCPT TO:<%s>%s%s", addr, params && *params ? " " : "", params ? params : "");
+}
+
+/* The backend's reply to a DATA sent ahead with the last RCPT: a 354 while no recipient
+ * was accepted is ended at once with a lone "." (RFC 2920 3.1); otherwise the relay keeps
+ * the open DATA for the message (relay_send_message) or drops it on release. */
+static void smtp_tx_early_data_cb(void *arg, int code, const char *text)
+{
+	struct smtp_tx *tx = arg;
+
+	(void)text;
+	if (tx->closed || tx->relay == NULL)
+		return;
+	if (code == 354 && tx->env->nrcpts == 0)
+		relay_data_abandon(tx->relay);
+}
+
+/* DATA behind the recipient just queued, when the client sent it right behind (see
+ * data_follows) and the backend takes it pipelined. With CHUNKING the message needs no 354
+ * anyway (BDAT). */
+static void smtp_tx_queue_data(struct smtp_tx *tx)
+{
+	if (tx->data_follows && relay_has_ext(tx->relay, "PIPELINING") && !relay_has_ext(tx->relay, "CHUNKING"))
+		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
+}
+
+/* MAIL on a fresh connection. To a backend that offers PIPELINING the recipients to replay
+ * and the recipient in flight (when establishing for a RCPT) go in the same write (RFC
+ * 2920 3.1: MAIL and RCPT may be pipelined); their replies come back in that order to
+ * est_mail_cb, est_rcpt_cb, rcpt_reply_cb. */
+static void smtp_tx_est_send_mail(struct smtp_tx *tx)
+{
+	const struct hook_env *env = tx->env;
+	char line[1100];
+
 	smtp_tx_build_mail_line(tx);
-	relay_command(r, tx->mail_line, smtp_tx_est_mail_cb, tx);
+	tx->mail_sent = true;
+	relay_queue(tx->relay, tx->mail_line, smtp_tx_est_mail_cb, tx);
+	if (relay_has_ext(tx->relay, "PIPELINING")) {
+		for (size_t i = 0; i < env->nrcpts; i++) {
+			smtp_tx_rcpt_line(line, sizeof(line), env->rcpts[i].addr, env->rcpts[i].params);
+			relay_queue(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
+		}
+		tx->est_queued = env->nrcpts;
+		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt) {
+			smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+			relay_queue(tx->relay, line, smtp_tx_rcpt_reply_cb, tx);
+			tx->rcpt_queued = true;
+			smtp_tx_queue_data(tx);
+		}
+	}
+	relay_flush(tx->relay);
 }
 
 static void smtp_tx_est_next(struct smtp_tx *tx)
@@ -304,12 +372,17 @@ static void smtp_tx_est_next(struct smtp_tx *tx)
 		relay_open(tx->w, b, env, smtp_tx_est_open_cb, tx);
 		return;
 	}
+	if (!tx->mail_sent) {
+		smtp_tx_est_send_mail(tx);
+		return;
+	}
 	if (tx->est_rcpt < env->nrcpts) {
 		const struct rcpt *rc = &env->rcpts[tx->est_rcpt];
 		char line[1100];
 
-		snprintf(line, sizeof(line), "RCPT TO:<%s>%s%s", rc->addr, rc->params && *rc->params ? " " : "",
-		    rc->params ? rc->params : "");
+		if (tx->est_rcpt < tx->est_queued)
+			return;		/* sent with MAIL: its reply is on the way */
+		smtp_tx_rcpt_line(line, sizeof(line), rc->addr, rc->params);
 		relay_command(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
 		return;
 	}
@@ -320,6 +393,7 @@ static void smtp_tx_establish(struct smtp_tx *tx, void (*done)(struct smtp_tx *,
 {
 	tx->est_done = done;
 	tx->est_rcpt = 0;
+	tx->rcpt_queued = false;
 	smtp_tx_est_next(tx);
 }
 
@@ -337,8 +411,9 @@ void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 {
 	tx->done = cb;
 	tx->done_arg = arg;
-	if (tx->pool->nroutes > 0) {
-		/* Routing depends on the recipient: the backend is chosen at the first RCPT. */
+	if (tx->pool->nroutes > 0 || tx->mail_deferrable) {
+		/* Routing depends on the recipient: the backend is chosen at the first RCPT. A
+		 * pipelining client does not wait for this reply: MAIL goes with the first RCPT. */
 		smtp_tx_finish(tx, 250, "2.1.0 Ok", NULL, false, true);
 		return;
 	}
@@ -358,8 +433,6 @@ static void smtp_tx_rcpt_done(struct smtp_tx *tx, int code, const char *text, bo
 	smtp_tx_drop_rcpt(tx);
 	smtp_tx_finish(tx, code, text, NULL, client_error, true);
 }
-
-static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text);
 
 static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 {
@@ -396,13 +469,21 @@ static void smtp_tx_rcpt_send(struct smtp_tx *tx)
 		smtp_tx_rcpt_done(tx, 250, "2.1.5 Ok", false);
 		return;
 	}
-	snprintf(line, sizeof(line), "RCPT TO:<%s>%s%s", tx->rcpt, *tx->rcpt_params ? " " : "", tx->rcpt_params);
-	relay_command(tx->relay, line, smtp_tx_rcpt_reply_cb, tx);
+	struct relay *r = tx->relay;
+
+	smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+	relay_queue(r, line, smtp_tx_rcpt_reply_cb, tx);
+	if (tx->relay != r)
+		return;		/* it failed at once: the reply callback has run */
+	smtp_tx_queue_data(tx);
+	relay_flush(r);
 }
 
 static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text)
 {
 	if (code / 100 == 2) {
+		if (tx->rcpt_queued)
+			return;		/* it went with MAIL: smtp_tx_rcpt_reply_cb has its reply next */
 		smtp_tx_rcpt_send(tx);
 		return;
 	}
@@ -414,6 +495,14 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 {
 	tx->done = cb;
 	tx->done_arg = arg;
+	if (tx->relay && relay_data_pending(tx->relay)) {
+		/* A DATA sent ahead is open or not answered yet (the client's DATA was refused
+		 * here and it goes on with RCPT): the backend could read this RCPT as message
+		 * content. Start over on a fresh connection, replaying the transaction. */
+		relay_release(tx->relay, false);
+		tx->relay = NULL;
+		tx->backend = NULL;
+	}
 	if (tx->relay == NULL && (tx->backend == NULL || tx->backend->kind != BACKEND_MAILDIR)) {
 		/* First recipient with routes, or the backend was lost: establish now. */
 		smtp_tx_leave_backend(tx);
@@ -772,6 +861,8 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->route = 0;
 	tx->tried = 0;
 	tx->attempts = 0;
+	tx->mail_deferrable = false;
+	tx->data_follows = false;
 	free(tx->mail_line);
 	tx->mail_line = NULL;
 	msgbuf_free(tx->msg);

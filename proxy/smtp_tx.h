@@ -86,7 +86,18 @@ struct smtp_tx {
 	void *done_arg;
 	/* establishing a backend transaction (open, MAIL, replay RCPTs) */
 	void (*est_done)(struct smtp_tx *tx, int code, const char *text);
-	size_t est_rcpt;
+	size_t est_rcpt;                  /* replayed RCPTs answered so far */
+	size_t est_queued;                /* replayed RCPTs sent with MAIL in one write */
+	bool mail_sent;                   /* this relay has the transaction's MAIL */
+	bool rcpt_queued;                 /* the recipient in flight went with MAIL in one write */
+	/* set by the owner before smtp_tx_mail: the client sent more commands behind MAIL (it
+	 * pipelines and does not wait for MAIL's reply): MAIL may wait for the first RCPT and
+	 * go to the backend with it in one write */
+	bool mail_deferrable;
+	/* set by the owner before smtp_tx_rcpt: the client sent DATA right behind this RCPT: to
+	 * a backend with PIPELINING (and without CHUNKING) DATA goes with it, so the message
+	 * needs no round trip for the 354 at the end of data */
+	bool data_follows;
 	int pending;                      /* relay opens and maildir writes outstanding */
 	bool closed;                      /* the owner went away: nothing more is reported */
 };
@@ -101,7 +112,9 @@ void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struc
 void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params);
 /* After MAIL's filters: a backend transaction is established (open, MAIL; failover on a
  * dead or failing backend). With routes the backend waits for the first recipient and
- * this answers 250 at once. */
+ * this answers 250 at once; so it does when mail_deferrable is set (a pipelining client):
+ * MAIL then goes with the first RCPT, and a backend's refusal of the sender is the answer
+ * to that RCPT (as with routes). */
 void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg);
 
 /* The candidate recipient (copied) the RCPT filters judge: env->cur_rcpt. */
@@ -109,8 +122,10 @@ void smtp_tx_set_rcpt(struct smtp_tx *tx, const char *addr, const char *params);
 /* The filters refused it: forgotten. */
 void smtp_tx_drop_rcpt(struct smtp_tx *tx);
 /* After RCPT's filters: relayed to the backend (established now at the first recipient
- * with routes, or again after a loss, replaying the transaction). A 2xx adds it to
- * env->rcpts; either way the candidate is forgotten before cb. */
+ * with routes or a deferred MAIL, or again after a loss, replaying the transaction). To a
+ * backend that offers PIPELINING, MAIL, the recipients to replay and this one go in one
+ * write (RFC 2920) and each reply is mapped back in order. A 2xx adds it to env->rcpts;
+ * either way the candidate is forgotten before cb. */
 void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg);
 
 /* The DATA phase: a message buffer (-1 when none can be had). */

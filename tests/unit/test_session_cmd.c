@@ -26,6 +26,7 @@ enum {
 	S_STARTTLS = 1 << 5,    /* a STARTTLS listener with a certificate */
 	S_TLS_ON = 1 << 6,      /* TLS is on */
 	S_UTF8 = 1 << 7,        /* the transaction is SMTPUTF8 */
+	S_BDAT = 1 << 8,        /* a BDAT chunk was sent in the transaction */
 };
 
 struct check_row {
@@ -101,7 +102,13 @@ static const struct check_row check_rows[] = {
 	  "503 5.5.1 Error: TLS already active" },
 	{ "AUTH: not enabled", SESSION_COMMAND, S_HELO, "AUTH PLAIN AGFAAGI=", SESSION_CHECK_ERROR,
 	  "503 5.5.1 Error: authentication not enabled" },
-	{ "BDAT: not taken", SESSION_COMMAND, S_HELO | S_MAIL | S_RCPT, "BDAT 10 LAST", SESSION_CHECK_ERROR, NOT_IMPL },
+	{ "BDAT", SESSION_COMMAND, S_HELO | S_MAIL | S_RCPT, "BDAT 10 LAST", SESSION_CHECK_OK, "" },
+	/* RFC 3030 2: the chunk follows the command at once, so a BDAT refused for the state is
+	 * taken all the same (its chunk read and thrown away, the refusal after it: bdat.c) */
+	{ "BDAT before MAIL: its chunk is read", SESSION_COMMAND, S_HELO, "BDAT 10", SESSION_CHECK_OK, "" },
+	{ "BDAT before HELO: its chunk is read", SESSION_COMMAND, 0, "BDAT 10", SESSION_CHECK_OK, "" },
+	{ "DATA after BDAT", SESSION_COMMAND, S_HELO | S_MAIL | S_RCPT | S_BDAT, "DATA", SESSION_CHECK_ERROR,
+	  "503 5.5.1 Error: BDAT and DATA cannot be mixed" },
 	{ "XCLIENT from a client", SESSION_COMMAND, S_HELO, "XCLIENT ADDR=192.0.2.1", SESSION_CHECK_ERROR,
 	  "550 5.7.0 Error: insufficient authorization" },
 };
@@ -175,6 +182,7 @@ static struct session *fixture_session(struct fixture *fx, enum session_state st
 	}
 	if (set & S_RCPT)
 		s->env.nrcpts = 1;
+	s->bdat.used = (set & S_BDAT) != 0;
 	if (set & S_FULL)
 		s->env.nrcpts = (size_t)fx->cfg->limits.max_recipients;
 	s->drain = (set & S_DRAIN) != 0;
@@ -302,7 +310,7 @@ static void test_answers(void **state)
 	struct session *s = fixture_session(fx, SESSION_COMMAND, 0);
 
 	assert_string_equal(answer_now(s, "EHLO client.example"),
-	    "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1048576\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
+	    "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1048576\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-CHUNKING\r\n"
 	    "250-SMTPUTF8\r\n250 DSN\r\n");
 	assert_string_equal(answer_now(s, "HELO client.example"), "250 mx.test\r\n");
 	assert_string_equal(answer_now(s, "HELP"),
@@ -317,7 +325,7 @@ static void test_answers(void **state)
 	s = fixture_session(fx, SESSION_COMMAND, S_STARTTLS);
 	assert_string_equal(answer_now(s, "EHLO client.example"),
 	    "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1048576\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n"
-	    "250-8BITMIME\r\n250-SMTPUTF8\r\n250 DSN\r\n");
+	    "250-8BITMIME\r\n250-CHUNKING\r\n250-SMTPUTF8\r\n250 DSN\r\n");
 	assert_string_equal(answer_now(s, "HELP"),
 	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS\r\n");
 	s = fixture_session(fx, SESSION_COMMAND, S_STARTTLS | S_TLS_ON);

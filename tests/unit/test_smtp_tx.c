@@ -3,7 +3,9 @@
  * delivery, failover at connect, a dropped connection mid-transaction and a 4xx at end of
  * data (the whole transaction replayed on another backend), 4xx when every backend fails,
  * LMTP per-recipient results, a backend's refusal passed through, maildir and quarantine
- * writes, and the client's 250 never before the backend's. No daemon, no session. */
+ * writes, the client's 250 never before the backend's, and pipelining to the backend (MAIL
+ * with the first RCPT and DATA in one group, the refusals that brings, the lone dot). No
+ * daemon, no session. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -480,6 +482,7 @@ static bool step_done(void *arg) { return ((struct world *)arg)->done > 0; }
 static bool world_drained(void *arg) { return ((struct world *)arg)->drained > 0; }
 static bool fake_has_message(void *arg) { return ((struct fake *)arg)->held != NULL; }
 static bool fake_closed(void *arg) { return ((struct fake *)arg)->open == 0; }
+static bool fake_got_lone_dot(void *arg) { return strstr(((struct fake *)arg)->log, "DATA\n.\n") != NULL; }
 
 /* Runs one step to its result; fails the test when none comes. */
 static void world_wait(struct world *wd)
@@ -958,6 +961,77 @@ static void test_headers_complete(void **state)
 	smtp_tx_reset(&wd->tx, false);
 }
 
+/* A pipelining client (RFC 2920): MAIL is answered at once and goes to the backend with the
+ * first RCPT and, when the client sent DATA right behind, DATA: one group, each reply
+ * mapped back in order; the message then needs no second DATA. */
+static void test_pipelined_group(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a@example.org");
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->connections, 0);            /* nothing asked of the backend yet */
+	wd->tx.data_follows = true;
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(wd->env.nrcpts, 1);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_string_equal(f->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\nDATA\n.\n");
+	assert_int_equal(f->messages, 1);
+	assert_relayed_message(f);
+	world_reset(wd);
+}
+
+/* The refusals a pipelined group brings: a sender refused at the backend answers the RCPT
+ * (the RCPT behind it answered in vain); every RCPT refused while DATA got 354: a lone "."
+ * ends it and the connection goes on in step for the next RCPT. */
+static void test_pipelined_refusals(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	f->mail_code = 550;
+	world_init(wd, "smtp", NULL, NULL);
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a@example.org");
+	assert_int_equal(wd->code, 250);
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(wd->code, 550);
+	assert_string_equal(wd->text, "550 5.7.1 sender refused");
+	assert_int_equal(wd->env.nrcpts, 0);
+	world_reset(wd);
+
+	f->mail_code = 0;
+	f->rcpt_code = 550;
+	f->log[0] = '\0';
+	atomic_store(&wd->sg->pool->rr, 0);
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a@example.org");
+	wd->tx.data_follows = true;
+	world_rcpt(wd, "nobody@example.net");
+	assert_int_equal(wd->code, 550);
+	assert_int_equal(wd->env.nrcpts, 0);
+	/* the fake answers 354 whatever the recipients: the lone dot follows at once */
+	assert_true(run_until(&wd->w->loop, fake_got_lone_dot, f, WAIT_MS));
+	f->rcpt_code = 0;
+	wd->tx.data_follows = false;
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_string_equal(f->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<nobody@example.net>\nDATA\n.\n"
+	    "RCPT TO:<b@example.net>\nDATA\n.\n");
+	assert_int_equal(f->connections, 2);           /* the refused sender's, then this one */
+	assert_relayed_message(f);
+	world_reset(wd);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
@@ -977,6 +1051,8 @@ int main(void)
 		WORLD_TEST(test_close_while_opening),
 		WORLD_TEST(test_message_limits),
 		WORLD_TEST(test_headers_complete),
+		WORLD_TEST(test_pipelined_group),
+		WORLD_TEST(test_pipelined_refusals),
 	};
 
 	signal(SIGPIPE, SIG_IGN);   /* as the daemon: a peer gone mid-write is an error, not a signal */
