@@ -115,6 +115,8 @@ struct hook_env {
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];
+	char auth_user[256];                  /* SMTP AUTH: the user as the service knows it, "" */
+	char auth_mech[16];                   /* its mechanism ("PLAIN"), "" when not authenticated */
 
 	/* transaction (reset by RSET / after each message) */
 	char *mail_from;                      /* NULL before MAIL; "" for <> */
