@@ -12,6 +12,7 @@ users, its auth service on a private unix socket) with swaks --auth and a raw cl
 - brute force: failures counted per client address (421 4.7.0 and disconnect past
   auth.max_failures, and refused again on the next connection) and per user name across
   addresses; `event=auth_failed client=IP user=U mech=M` lines a fail2ban filter matches;
+- the counts in Redis (auth.store) are shared by two nodes;
 - ratelimit `key: auth_user`: a per-user message rate;
 - the auth service stopped: 454 4.7.0, the session goes on."""
 import base64
@@ -190,6 +191,32 @@ mt.check(code == 550 and 'auth_user' in text, "carol's third: over the per-user 
 c.close()
 rc, out = swaks(SUB, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret')
 mt.check(rc == 0, 'another user is not held by carol\'s limit (rc %d)' % rc)
+
+# ---------------------------------------------------------------- counts shared in Redis
+# Two nodes on one Redis: a failure on one counts on the other.
+rd = mt.redis()
+nodes = []
+for n in ('a', 'b'):
+    ncfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True}],
+                     tls={'certificate': crt, 'key': key},
+                     auth={'dovecot': dv.inet, 'max_failures': 1, 'failure_delay': '10ms', 'max_delay': '10ms',
+                           'store': 'redis://127.0.0.1:%d' % rd.port})
+    nodes.append(mt.Mxgate(ncfg, name='mx-auth-' + n))
+c = mt.Client(nodes[0].port, tls=True, source='127.0.0.9')
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'wrong'))
+mt.check(code == 535, 'node a: 535 (%s)' % text)
+c.close()
+mt.check(mt.redis_cmd(rd.port, 'GET', 'mxgate:authfail:ip:127.0.0.9') == b'1', 'the failure is counted in Redis')
+mt.check(0 < mt.redis_cmd(rd.port, 'PTTL', 'mxgate:authfail:user:alice') <= 15 * 60 * 1000,
+         'per user too, expiring with failure_window')
+c = mt.Client(nodes[1].port, tls=True, source='127.0.0.9')
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'wrong'))
+mt.check(code == 421, 'node b sees node a\'s failure: the second one is past max_failures 1 (%s)' % text)
+c.close()
+for node in nodes:
+    node.stop()
 
 # ---------------------------------------------------------------- the service goes away
 # Dovecot's auth process serves the connections it has after its master is gone: stop both.
