@@ -53,8 +53,8 @@ static int auth_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 static const struct cfg_field auth_fields[] = {
 	{ "dovecot", CFG_STRING, offsetof(struct auth_config, dovecot),
 	  .doc = "Dovecot's auth-client socket checking the credentials: unix:/run/dovecot/auth-client or inet:127.0.0.1:12345 (no AUTH when unset)" },
-	{ "timeout", CFG_DURATION, offsetof(struct auth_config, timeout), "10s", 100, 300000,
-	  .doc = "wait for each answer of the authentication service (connect included); then on_error" },
+	{ "timeout", CFG_DURATION, offsetof(struct auth_config, timeout), "20s", 100, 300000,
+	  .doc = "wait for each answer of the authentication service (connect included); then on_error. Above Dovecot's own delay of a failing address (up to 15s)" },
 	{ "allow_plaintext", CFG_BOOL, offsetof(struct auth_config, allow_plaintext), "false",
 	  .doc = "offer AUTH without TLS too (passwords in clear text: only on a trusted network)" },
 	{ "on_error", CFG_ENUM, offsetof(struct auth_config, on_error), "tempfail", .choices = auth_on_error_choices,
