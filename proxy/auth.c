@@ -125,6 +125,8 @@ struct auth_session {
 	struct sasl_dovecot_req *req;
 	struct auth_guard_req *greq;
 	char reason[128];                 /* Dovecot's, for the log */
+	struct verdict lifted;            /* the connect refusal AUTH lifted (back on reset) */
+	bool has_lifted;
 };
 
 static struct auth_worker *auth_worker_of(const struct session *s)
@@ -318,6 +320,16 @@ static void auth_dovecot_cb(void *arg, const struct sasl_dovecot_result *res)
 		log_event(LOG_LVL_INFO, s->id, "event=auth client=%s user=%s mech=%s", s->env.client_ip, user,
 		    s->env.auth_mech);
 		counter_inc(COUNTER_AUTH_OK);
+		if (s->conn_verdict.action != VERDICT_CONTINUE) {
+			/* Refused at connect (a DNS list, say: users submit from dynamic addresses
+			 * that policy lists name): that refusal was for unauthenticated mail, as
+			 * Postfix's permit_sasl_authenticated before reject_rbl_client. */
+			log_event(LOG_LVL_INFO, s->id, "event=auth_lifts_refusal client=%s user=%s reason=%s", s->env.client_ip,
+			    user, s->conn_verdict.reason[0] ? s->conn_verdict.reason : "filter");
+			a->lifted = s->conn_verdict;
+			a->has_lifted = true;
+			s->conn_verdict.action = VERDICT_CONTINUE;
+		}
 		session_reply(s, "235 2.7.0 Authentication successful");
 		auth_done(s);
 		return;
@@ -458,6 +470,8 @@ void auth_session_reset(struct session *s)
 		return;
 	sasl_dovecot_cancel(a->req);
 	auth_guard_cancel(a->greq);
+	if (a->has_lifted)
+		s->conn_verdict = a->lifted;    /* the user is forgotten: so is what AUTH allowed */
 	sasl_wipe(a, sizeof(*a));
 }
 

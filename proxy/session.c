@@ -975,10 +975,12 @@ void session_process(struct session *s)
 		memmove(s->in, s->in + pos, s->inlen - pos);
 		s->inlen -= pos;
 		pos = 0;
-		if (s->state == SESSION_AUTH)
+		if (s->state == SESSION_AUTH) {
 			auth_session_line(s, linecopy, ll, false);
-		else
+			explicit_bzero(linecopy, ll);   /* credentials */
+		} else {
 			session_cmd_line(s, linecopy, ll);
+		}
 		if (s->state == SESSION_STARTTLS) {
 			s->inlen = 0;
 			break;

@@ -12,6 +12,7 @@ users, its auth service on a private unix socket) with swaks --auth and a raw cl
 - brute force: failures counted per client address (421 4.7.0 and disconnect past
   auth.max_failures, and refused again on the next connection) and per user name across
   addresses; `event=auth_failed client=IP user=U mech=M` lines a fail2ban filter matches;
+- AUTH lifts a refusal at connect (a DNS list naming a dynamic range);
 - the counts in Redis (auth.store) are shared by two nodes;
 - ratelimit `key: auth_user`: a per-user message rate;
 - the auth service stopped: 454 4.7.0, the session goes on."""
@@ -25,11 +26,13 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-mt.need('swaks', 'dovecot')
+mt.need('swaks', 'dovecot', 'rbldnsd')
 mt.need_python_milter()
 
 USERS = {'alice': 'secret', 'bob': 'hunter2', 'carol': 'pw-carol'}
 dv = mt.dovecot(USERS)
+# 127.0.0.10/31: a "dynamic" range a policy list names (users submit from such addresses)
+rbl = mt.rbldnsd({'pbl.test': ('ip4set', ':127.0.0.10:dynamic range\n127.0.0.10/31\n')})
 crt, key = mt.cert()
 be = mt.Backend(name='auth')
 milter = mt.milter()
@@ -191,6 +194,35 @@ mt.check(code == 550 and 'auth_user' in text, "carol's third: over the per-user 
 c.close()
 rc, out = swaks(SUB, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret')
 mt.check(rc == 0, 'another user is not held by carol\'s limit (rc %d)' % rc)
+
+# ---------------------------------------------------------------- a listed address
+# (an instance without the milter: a milter does not see a connection refused at connect,
+# and then fails its HELO stage: found here, not AUTH's)
+lcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},
+                                   {'address': '127.0.0.1:0'}],
+                 tls={'certificate': crt, 'key': key}, auth={'dovecot': dv.sock},
+                 dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+                 dnsbl={'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'pbl.test', 'weight': 1}]})
+lmx = mt.Mxgate(lcfg, name='mx-auth-listed')
+c = mt.Client(lmx.ports[1], source='127.0.0.11')
+c.ehlo()
+code, text = mt.send_mail(lmx.ports[1], FROM, [RCPT], mt.message('listed25'), client=c)
+mt.check(code == 550, 'a listed address without AUTH: refused at MAIL (%s)' % text)
+c.close()
+c = mt.Client(lmx.ports[0], source='127.0.0.10')
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code == 530, 'listed, on submission, before AUTH: 530 (%s)' % text)
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, 'listed, AUTH: 235 (%s)' % text)
+code, text = mt.send_mail(lmx.ports[0], FROM, [RCPT], mt.message('listed-auth'), client=c)
+mt.check(code == 250, 'AUTH lifts the refusal at connect, as permit_sasl_authenticated before reject_rbl_client (%s)' % text)
+c.close()
+mt.check(lmx.wait_log(r'event=auth_lifts_refusal client=127\.0\.0\.10 user=alice reason=dnsbl', 3) is not None,
+         'event=auth_lifts_refusal logged')
+lmx.stop()
 
 # ---------------------------------------------------------------- counts shared in Redis
 # Two nodes on one Redis: a failure on one counts on the other.
