@@ -274,7 +274,7 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 		at = senderauth_auth_domain(env);
 		return at != NULL ? rl_copy_lower(at, out, outlen) : -1;
 	case RATELIMIT_KEY_AUTH_USER:
-		return env->auth_user[0] ? rl_copy_lower(env->auth_user, out, outlen) : -1;
+		return env->auth_user ? rl_copy_lower(env->auth_user, out, outlen) : -1;
 	}
 	return -1;
 }

@@ -125,6 +125,8 @@ struct auth_session {
 	struct sasl_dovecot_req *req;
 	struct auth_guard_req *greq;
 	char reason[128];                 /* Dovecot's, for the log */
+	char authed_user[SASL_MAX_FIELD + 1];  /* after 235: env.auth_user points here */
+	char authed_mech[16];             /* and env.auth_mech here */
 	struct verdict lifted;            /* the connect refusal AUTH lifted (back on reset) */
 	bool has_lifted;
 };
@@ -142,12 +144,12 @@ static bool auth_listener_has(const struct session *s)
 bool auth_is_offered(const struct session *s)
 {
 	return s->cfg->auth.dovecot && auth_listener_has(s) && (s->tls || s->cfg->auth.allow_plaintext) &&
-	    s->env.auth_user[0] == '\0';
+	    s->env.auth_user == NULL;
 }
 
 bool auth_is_required(const struct session *s)
 {
-	return s->lc->submission && s->env.auth_user[0] == '\0';
+	return s->lc->submission && s->env.auth_user == NULL;
 }
 
 /* The user name for a log line: printable ASCII only, so no field can be forged. */
@@ -175,7 +177,7 @@ int auth_cmd_check(const struct session *s, const struct smtp_cmd *cmd, char *re
 		snprintf(reply, cap, "503 5.5.1 Error: authentication not enabled");
 		return SESSION_CHECK_ERROR;
 	}
-	if (s->env.auth_user[0]) {
+	if (s->env.auth_user) {
 		snprintf(reply, cap, "503 5.5.1 Error: already authenticated");
 		return SESSION_CHECK_ERROR;
 	}
@@ -313,9 +315,10 @@ static void auth_dovecot_cb(void *arg, const struct sasl_dovecot_result *res)
 		return;
 	case SASL_DOVECOT_OK:
 		a->req = NULL;
-		snprintf(s->env.auth_user, sizeof(s->env.auth_user), "%s",
-		    res->user && res->user[0] ? res->user : a->user);
-		snprintf(s->env.auth_mech, sizeof(s->env.auth_mech), "%s", sasl_mech_name(a->mech));
+		snprintf(a->authed_user, sizeof(a->authed_user), "%s", res->user && res->user[0] ? res->user : a->user);
+		snprintf(a->authed_mech, sizeof(a->authed_mech), "%s", sasl_mech_name(a->mech));
+		s->env.auth_user = a->authed_user;
+		s->env.auth_mech = a->authed_mech;
 		auth_safe_copy(s->env.auth_user, user, sizeof(user));
 		log_event(LOG_LVL_INFO, s->id, "event=auth client=%s user=%s mech=%s", s->env.client_ip, user,
 		    s->env.auth_mech);
@@ -464,8 +467,8 @@ void auth_session_reset(struct session *s)
 {
 	struct auth_session *a = s->auth;
 
-	s->env.auth_user[0] = '\0';
-	s->env.auth_mech[0] = '\0';
+	s->env.auth_user = NULL;
+	s->env.auth_mech = NULL;
 	if (a == NULL)
 		return;
 	sasl_dovecot_cancel(a->req);

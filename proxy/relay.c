@@ -555,7 +555,7 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 	 * session without one: a pooled connection re-announced after an authenticated session
 	 * must not keep that user. */
 	if (relay_xclient_has(r, "LOGIN")) {
-		relay_xtext(v, sizeof(v), env->auth_user[0] ? env->auth_user : "[UNAVAILABLE]");
+		relay_xtext(v, sizeof(v), env->auth_user ? env->auth_user : "[UNAVAILABLE]");
 		o += (size_t)snprintf(out + o, cap - o, " LOGIN=%s", v);
 	}
 	if (o >= cap)

@@ -156,8 +156,8 @@ static struct session *fixture_session(struct fixture *fx, unsigned set)
 		s->env.mail_params = no_params;
 	}
 	if (set & A_DONE) {
-		snprintf(s->env.auth_user, sizeof s->env.auth_user, "alice");
-		snprintf(s->env.auth_mech, sizeof s->env.auth_mech, "PLAIN");
+		s->env.auth_user = "alice";
+		s->env.auth_mech = "PLAIN";
 	}
 	return s;
 }
