@@ -115,6 +115,10 @@ struct hook_env {
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];
+	const char *auth_user;                /* SMTP AUTH: the user as the service knows it, and */
+	const char *auth_mech;                /* its mechanism ("PLAIN"); both NULL when not
+	                                         authenticated. Owned by the session's AUTH state
+	                                         (proxy/auth.c), valid while they are set */
 
 	/* transaction (reset by RSET / after each message) */
 	char *mail_from;                      /* NULL before MAIL; "" for <> */

@@ -551,6 +551,13 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 		relay_xtext(v, sizeof(v), env->helo);
 		o += (size_t)snprintf(out + o, cap - o, " HELO=%s", v);
 	}
+	/* The SMTP AUTH user (the backend's permit_sasl_authenticated), "[UNAVAILABLE]" for a
+	 * session without one: a pooled connection re-announced after an authenticated session
+	 * must not keep that user. */
+	if (relay_xclient_has(r, "LOGIN")) {
+		relay_xtext(v, sizeof(v), env->auth_user ? env->auth_user : "[UNAVAILABLE]");
+		o += (size_t)snprintf(out + o, cap - o, " LOGIN=%s", v);
+	}
 	if (o >= cap)
 		out[cap - 1] = '\0';
 }

@@ -10,6 +10,7 @@
  * The client's socket, TLS and timers are session_io.c; the backend side of the
  * transaction is smtp_tx.c. */
 #include "session_int.h"
+#include "auth.h"
 #include "backend.h"
 #include "config.h"
 #include "conncount.h"
@@ -35,7 +36,7 @@ static const char *const session_state_names[SESSION_NSTATES] = {
 	[SESSION_NEW] = "new", [SESSION_PROXY] = "proxy", [SESSION_TLS] = "tls",
 	[SESSION_CONNECT] = "connect", [SESSION_PREGREET] = "pregreet", [SESSION_COMMAND] = "command",
 	[SESSION_REJECTED] = "rejected", [SESSION_BUSY] = "busy", [SESSION_DATA] = "data",
-	[SESSION_STARTTLS] = "starttls", [SESSION_CLOSING] = "closing",
+	[SESSION_STARTTLS] = "starttls", [SESSION_AUTH] = "auth", [SESSION_CLOSING] = "closing",
 };
 
 const char *session_state_name(enum session_state st)
@@ -53,7 +54,7 @@ void session_enter_state(struct session *s, enum session_state st)
 
 bool session_takes_commands(const struct session *s)
 {
-	return s->state == SESSION_COMMAND || s->state == SESSION_REJECTED;
+	return s->state == SESSION_COMMAND || s->state == SESSION_REJECTED || s->state == SESSION_AUTH;
 }
 
 void session_enter_idle(struct session *s)
@@ -139,7 +140,7 @@ static void session_reply_text(struct session *s, int code, const char *text)
 }
 
 /* A client error: counted; past limits.max_errors the session ends. */
-static void session_error(struct session *s)
+void session_error(struct session *s)
 {
 	counter_inc(COUNTER_PROTOCOL_ERRORS);
 	if (++s->errors >= s->cfg->limits.max_errors) {
@@ -311,6 +312,8 @@ static enum session_check session_check_mail(const struct session *s, const stru
 	if (s->drain)
 		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
 		    s->cfg->hostname);
+	if (auth_is_required(s))
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Authentication required");
 	if (s->state == SESSION_REJECTED)
 		return SESSION_CHECK_REFUSED;
 	if (cmd->size > s->cfg->limits.max_message_size)
@@ -371,6 +374,13 @@ static enum session_check session_check_starttls(const struct session *s, const 
 	return SESSION_CHECK_OK;
 }
 
+/* AUTH (auth.c): offered, not yet done, no transaction, a mechanism we offer. */
+static enum session_check session_check_auth(const struct session *s, const struct smtp_cmd *cmd, char *reply,
+    size_t cap)
+{
+	return (enum session_check)auth_cmd_check(s, cmd, reply, cap);
+}
+
 /* ---- HELO / EHLO ------------------------------------------------------------------- */
 
 static void session_start_helo(struct session *s, const struct smtp_cmd *cmd)
@@ -391,6 +401,8 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 		session_reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->limits.max_message_size);
 		if (session_tls_offered(s))
 			session_reply_line(s, "250-STARTTLS");
+		if (auth_is_offered(s))
+			session_reply_line(s, "250-AUTH PLAIN LOGIN");
 		session_reply_line(s, "250-ENHANCEDSTATUSCODES");
 		session_reply_line(s, "250-8BITMIME");
 		session_reply_line(s, "250-CHUNKING");
@@ -737,6 +749,7 @@ static void session_apply_starttls(struct session *s, const struct verdict *v)
 	}
 	/* RFC 3207 4.2: forget everything learned before TLS. */
 	session_txn_reset(s, true);
+	auth_session_reset(s);
 	s->env.helo[0] = '\0';
 	s->env.esmtp = false;
 	session_enter_state(s, SESSION_STARTTLS);
@@ -768,7 +781,8 @@ static const struct session_cmd session_cmds[] = {
 	{ .verb = SMTP_STARTTLS, .flags = CMD_HELP | CMD_TLS_OFFER, .check = session_check_starttls,
 	  .stage = SESSION_NO_STAGE, .apply = session_apply_starttls },
 	{ .verb = SMTP_EXPN, .stage = SESSION_NO_STAGE, .reply = "502 5.5.1 Error: command not implemented" },
-	{ .verb = SMTP_AUTH, .stage = SESSION_NO_STAGE, .refuse = "503 5.5.1 Error: authentication not enabled" },
+	{ .verb = SMTP_AUTH, .flags = CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
+	  .stage = SESSION_NO_STAGE, .apply = auth_cmd_apply },
 	{ .verb = SMTP_BDAT, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
 	{ .verb = SMTP_XCLIENT, .stage = SESSION_NO_STAGE, .refuse = "550 5.7.0 Error: insufficient authorization" },
 };
@@ -939,6 +953,10 @@ void session_process(struct session *s)
 			break;
 		}
 		pos += used;
+		if (s->state == SESSION_AUTH && line.too_long) {
+			auth_session_line(s, "", 0, true);
+			continue;
+		}
 		if (line.too_long) {
 			session_reply_line(s, "500 5.5.2 Error: line too long");
 			session_error(s);
@@ -957,7 +975,12 @@ void session_process(struct session *s)
 		memmove(s->in, s->in + pos, s->inlen - pos);
 		s->inlen -= pos;
 		pos = 0;
-		session_cmd_line(s, linecopy, ll);
+		if (s->state == SESSION_AUTH) {
+			auth_session_line(s, linecopy, ll, false);
+			explicit_bzero(linecopy, ll);   /* credentials */
+		} else {
+			session_cmd_line(s, linecopy, ll);
+		}
 		if (s->state == SESSION_STARTTLS) {
 			s->inlen = 0;
 			break;

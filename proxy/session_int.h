@@ -29,7 +29,8 @@ struct tlsconn;
 /* One state, changed only by session_enter_state(). In order of a session's life:
  *   new -> [proxy] -> [tls] -> connect -> [pregreet] -> command | rejected
  *   command | rejected <-> busy (a command in flight) ; busy -> data -> busy
- *   command | rejected -> starttls -> command | rejected ; any -> closing */
+ *   command | rejected -> starttls -> command | rejected ; any -> closing
+ *   busy (AUTH) <-> auth (a challenge answered by one line) ; busy -> command | rejected */
 enum session_state {
 	SESSION_NEW = 0,       /* accepted, nothing read yet */
 	SESSION_PROXY,         /* waiting for the PROXY header (proxy_protocol listeners) */
@@ -43,6 +44,7 @@ enum session_state {
 	SESSION_BUSY,          /* a command (or the end of data) is in flight: input is held */
 	SESSION_DATA,          /* reading the message: a DATA body, or a BDAT chunk (bdat_chunk) */
 	SESSION_STARTTLS,      /* the TLS handshake after STARTTLS */
+	SESSION_AUTH,          /* AUTH: a 334 challenge waits for the client's answer line (auth.c) */
 	SESSION_CLOSING,
 	SESSION_NSTATES
 };
@@ -50,6 +52,7 @@ enum session_state {
 #define SESSION_MAX_QUEUED_OUTPUT (64 * 1024)   /* replies the client has not read */
 
 struct session_cmd;
+struct auth_session;
 
 struct session {
 	struct session *next, *prev;      /* worker's list */
@@ -92,6 +95,7 @@ struct session {
 	bool bdat_chunk;                  /* in the data state: reading a BDAT chunk */
 	enum bdat_verdict bdat_verdict;   /* the chunk in flight: read into the message or not */
 	uint64_t bdat_chunk_size;
+	struct auth_session *auth;        /* SMTP AUTH exchange (auth.c); NULL until AUTH */
 	uint64_t started_ms;
 	uint64_t data_deadline_at;        /* loop ms by which the DATA phase must end */
 };
@@ -154,7 +158,7 @@ enum session_check session_cmd_check(const struct session *s, const struct smtp_
 
 void session_enter_state(struct session *s, enum session_state st);
 const char *session_state_name(enum session_state st);
-/* Reading commands: greeted and idle (command or rejected). */
+/* Reading lines: greeted and idle (command or rejected), or an AUTH answer (auth). */
 bool session_takes_commands(const struct session *s);
 /* Greeted and idle: command, or rejected when the connect stage refused. */
 void session_enter_idle(struct session *s);
@@ -163,6 +167,8 @@ void session_reply(struct session *s, const char *fmt, ...) __attribute__((forma
 /* Works through held input until it runs out or a command goes async; then flushes and
  * arms the timers for what comes next. */
 void session_process(struct session *s);
+/* A client error: counted; past limits.max_errors 421 and the session ends. */
+void session_error(struct session *s);
 /* Remembers the refusal the client got at connect (the first one), for the session outcome. */
 void session_note_refusal(struct session *s, int code, const char *reason);
 /* Before the session starts (limits): the 421 queued by the caller goes out, then the

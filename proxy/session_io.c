@@ -6,6 +6,7 @@
  * Ownership (libuv's rule): the session is freed in the last handle's close callback, once
  * the transaction has no work pending outside the loop (a relay open, a maildir write). */
 #include "session_int.h"
+#include "auth.h"
 #include "config.h"
 #include "conncount.h"
 #include "counters.h"
@@ -172,6 +173,7 @@ static void session_free(struct session *s)
 {
 	struct worker_gen *wg = s->wg;
 
+	auth_session_free(s);
 	chain_release(&s->chain);
 	hook_env_free_outputs(&s->env);
 	smtp_tx_free(&s->tx);
@@ -238,6 +240,7 @@ void session_close(struct session *s, const char *reason)
 		    reason ? reason : "");
 		session_enter_state(s, SESSION_CLOSING);
 		smtp_tx_close(&s->tx);
+		auth_session_reset(s);      /* an AUTH exchange in flight: no callback after this */
 		if (s->reading) {
 			uv_read_stop((uv_stream_t *)&s->tcp);
 			s->reading = false;

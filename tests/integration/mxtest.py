@@ -730,6 +730,62 @@ def redis(port=None):
                        '--appendonly', 'no'], 'redis-%d' % port, port)
 
 
+def dovecot(users, name='dovecot'):
+    """A private Dovecot (dovecot-core) running only its auth service: own base_dir under TMP,
+    passwd-file `users` ({name: password}, {PLAIN} scheme), listening on a unix socket
+    (mode 0666) and on 127.0.0.1:<free port>; no auth_failure_delay (mxgate's guard delays).
+    Returns the Popen with .sock ("unix:PATH"), .inet ("inet:127.0.0.1:PORT"), .port, .log.
+    Dovecot 2.3 still delays a client address after failures (its anvil penalty: 2 s doubling
+    to 15 s per rip): tests that fail twice from one address wait for that."""
+    need('dovecot')
+    dv = os.path.join(TMP, name)
+    for d in ('run', 'state'):
+        os.makedirs(os.path.join(dv, d), exist_ok=True)
+    path = os.path.join(dv, 'users')
+    with open(path, 'w') as f:
+        for user, password in users.items():
+            f.write('%s:{PLAIN}%s\n' % (user, password))
+    os.chmod(path, 0o644)
+    sock = os.path.join(dv, 'auth-client')
+    port = free_port()
+    conf = os.path.join(dv, 'dovecot.conf')
+    with open(conf, 'w') as f:
+        f.write('''base_dir = {dv}/run
+state_dir = {dv}/state
+log_path = /dev/stderr
+protocols =
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {users}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}}
+service auth {{
+  unix_listener {sock} {{
+    mode = 0666
+  }}
+  inet_listener {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+}}
+'''.format(dv=dv, users=path, sock=sock, port=port))
+    proc = spawn([tool('dovecot'), '-F', '-c', conf], name)
+    if not wait_for(lambda: os.path.exists(sock), 15) or not wait_port(port, 10, proc=proc):
+        peer_failed(name, 'dovecot did not start (exit status %s)' % proc.poll())
+    proc.sock, proc.inet, proc.port = 'unix:' + sock, 'inet:127.0.0.1:%d' % port, port
+    proc.log = lambda: log_of(name)
+    return proc
+
+
 def redis_cmd(port, *args, timeout=5):
     """One command to the Redis on 127.0.0.1:port; the reply as int, bytes, list or None
     (an error reply raises RuntimeError). For waiting on what the daemon stored."""
