@@ -107,7 +107,7 @@ struct rule_src *rule_src_new(void)
 static void rule_def_clear(struct rule_def *d)
 {
 	free(d->name); free(d->re); free(d->hdr); free(d->if_unset); free(d->expr);
-	free(d->cidr); free(d->desc); free(d->file);
+	free(d->cidr); free(d->desc); free(d->file); free(d->eval_fn); free(d->eval_args);
 }
 
 void rule_src_free(struct rule_src *s)
@@ -524,6 +524,8 @@ static void rule_reset_body(struct rule_def *d)
 	free(d->if_unset); d->if_unset = NULL;
 	free(d->expr); d->expr = NULL;
 	free(d->cidr); d->cidr = NULL;
+	free(d->eval_fn); d->eval_fn = NULL;
+	free(d->eval_args); d->eval_args = NULL;
 	d->re_flags = 0;
 	d->negate = false;
 	d->sel = HDR_SEL_VALUE;
@@ -535,6 +537,44 @@ static bool rule_is_eval(const char *p)
 {
 	return strncmp(p, "eval:", 5) == 0 || strncmp(p, "rbleval:", 8) == 0 ||
 	    strncmp(p, "check_", 6) == 0;
+}
+
+/* eval:NAME(ARGS) (also rbleval:, or a bare check_NAME(...)): keeps the function name and
+ * the argument text for the compiler, which knows which functions exist (rules/eval.c).
+ * rbleval: rules are DNS list lookups: network tests, skipped as such. */
+static int rule_parse_eval(const struct rule_line *l, struct rule_def *d, const char *p)
+{
+	const char *b, *e, *a, *ae;
+
+	if (strncmp(p, "rbleval:", 8) == 0) {
+		d->skip = SKIP_NET;
+		return 0;
+	}
+	if (strncmp(p, "eval:", 5) == 0)
+		p += 5;
+	b = p;
+	while (isalnum((unsigned char)*p) || *p == '_')
+		p++;
+	e = p;
+	p = rule_skip_ws(p);
+	if (e == b || (*p != '(' && *p != '\0')) {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, b),
+		    "%s: expected eval:function(arguments)", d->name);
+		return -1;
+	}
+	a = ae = p;
+	if (*p == '(') {
+		a = p + 1;
+		ae = strrchr(a, ')');
+		if (ae == NULL || *rule_skip_ws(ae + 1) != '\0') {
+			rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+			    "%s: unbalanced parentheses in eval arguments", d->name);
+			return -1;
+		}
+	}
+	d->eval_fn = rule_strndup(b, (size_t)(e - b));
+	d->eval_args = rule_strndup(a, (size_t)(ae - a));
+	return 0;
 }
 
 /* "[if-unset: X]" after a header regex. */
@@ -580,10 +620,8 @@ static int rule_parse_header(const struct rule_line *l, struct rule_def *d, cons
 {
 	const char *b = p, *e;
 
-	if (rule_is_eval(p)) {
-		d->skip = SKIP_EVAL;
-		return 0;
-	}
+	if (rule_is_eval(p))
+		return rule_parse_eval(l, d, p);
 	if (strncmp(p, "exists:", 7) == 0) {
 		p += 7;
 		e = rule_word_end(p);
@@ -656,10 +694,8 @@ static int rule_parse_header(const struct rule_line *l, struct rule_def *d, cons
 
 static int rule_parse_plain_re(const struct rule_line *l, struct rule_def *d, const char *p)
 {
-	if (rule_is_eval(p)) {
-		d->skip = SKIP_EVAL;
-		return 0;
-	}
+	if (rule_is_eval(p))
+		return rule_parse_eval(l, d, p);
 	if (rule_parse_re_at(l, d, &p) < 0)
 		return -1;
 	p = rule_skip_ws(p);
@@ -1175,12 +1211,15 @@ void rule_src_finish(struct rule_src *s)
 			d->re = r;
 		}
 		if (!d->has_score) {
+			/* SA: 1.0, T_ (testing) rules 0.01, negative for nice rules */
+			double def = strncmp(d->name, "T_", 2) == 0 ? 0.01 : 1.0;
+
 			if (strncmp(d->name, "__", 2) == 0 || (d->tflags & RULE_TF_NOSCORE))
 				d->score = 0;
 			else if (d->tflags & RULE_TF_NICE)
-				d->score = -1.0;
+				d->score = -def;
 			else
-				d->score = 1.0;
+				d->score = def;
 		}
 		if ((d->tflags & RULE_TF_NET) && d->skip == SKIP_NONE)
 			d->skip = SKIP_NET;

@@ -36,7 +36,7 @@ enum rule_env_field { ENV_HELO = 0, ENV_FROM, ENV_RCPT, ENV_IP, ENV_IP_CIDR, ENV
 
 enum rule_skip {
 	SKIP_NONE = 0,
-	SKIP_EVAL,         /* eval:/rbleval: Perl code */
+	SKIP_EVAL,         /* eval: a function mxgate does not implement (rules/eval.c) */
 	SKIP_NET,          /* tflags net: network tests off */
 	SKIP_REGEX,        /* a Perl regex PCRE2 cannot compile */
 	SKIP_ZERO,         /* score 0 disables a scoring rule */
@@ -66,6 +66,8 @@ struct rule_def {
 	enum rule_hdr_sel sel;
 	char *if_unset;      /* [if-unset: X] or NULL */
 	char *expr;          /* meta expression */
+	char *eval_fn;       /* eval:NAME(ARGS): the function name, NULL for other rules */
+	char *eval_args;     /* ... and the text between the parentheses ("" for none) */
 	enum rule_env_field env_field;
 	char *cidr;          /* ENV_IP_CIDR */
 	double score;

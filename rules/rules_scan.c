@@ -1,0 +1,274 @@
+/* rules_scan.c — running a compiled rule set over one message: header and envelope rules,
+ * the body views through the prefilter and PCRE2, metas in dependency order, the hits.
+ * Bounded: a time budget per message, match limits per regex. See rules.h. */
+#include "rules_int.h"
+
+#include "actions.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------------------------------------------------------------- scanning */
+
+static void rules_budget_start(struct rules_scratch *sc)
+{
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &sc->deadline);
+	sc->deadline.tv_sec += RULES_BUDGET_MS / 1000;
+	sc->deadline.tv_nsec += (RULES_BUDGET_MS % 1000) * 1000000L;
+	if (sc->deadline.tv_nsec >= 1000000000L) {
+		sc->deadline.tv_sec++;
+		sc->deadline.tv_nsec -= 1000000000L;
+	}
+	sc->over_budget = false;
+}
+
+/* True once the message's time budget is spent (checked between rules). */
+static bool rules_over_budget(struct rules_scratch *sc)
+{
+	struct timespec now;
+
+	if (sc->over_budget)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (now.tv_sec > sc->deadline.tv_sec || (now.tv_sec == sc->deadline.tv_sec &&
+	    now.tv_nsec >= sc->deadline.tv_nsec))
+		sc->over_budget = true;
+	return sc->over_budget;
+}
+
+static int rules_max_hits(const struct rules_rule *x)
+{
+	if (x->tflags & RULE_TF_MULTIPLE)
+		return x->maxhits > 0 && x->maxhits < RULES_MAX_MULTI ? x->maxhits : RULES_MAX_MULTI;
+	return 1;
+}
+
+static int rules_match_lines(const struct rules_rule *x, const struct rules_lines *l,
+    struct match_scratch *ms)
+{
+	int max = rules_max_hits(x), n = 0;
+
+	for (size_t i = 0; i < l->nlines && n < max; i++) {
+		const char *s;
+		size_t len;
+		int r;
+
+		rules_line_at(l, i, &s, &len);
+		r = match_re_exec(x->re, s, len, ms, max - n);
+		if (r > 0)
+			n += r;
+	}
+	return n;
+}
+
+static void rules_scan_lines(const struct rules_set *rs, struct rules_scratch *sc,
+    enum rule_kind k, const struct rules_lines *l)
+{
+	size_t nk = rs->nkind[k];
+	struct match_multi *pre;
+
+	if (nk == 0)
+		return;
+	pre = sc->prefilter ? atomic_load_explicit(&((struct rules_set *)rs)->pre[k],
+	    memory_order_acquire) : NULL;
+	if (pre && sc->prepared[k] != pre) {
+		/* first use of a freshly published prefilter on this thread */
+		if (match_scratch_prepare(sc->ms, pre) == 0)
+			sc->prepared[k] = pre;
+		else
+			pre = NULL;
+	}
+	if (pre) {
+		memset(sc->cand, 0, nk);
+		match_multi_scan(pre, l->b.p ? l->b.p : "", l->b.n, sc->ms, sc->cand);
+	} else {
+		memset(sc->cand, 1, nk);
+	}
+	for (size_t j = 0; j < nk; j++) {
+		size_t i = rs->kind_idx[k][j];
+
+		if (sc->cand[j] && !rules_over_budget(sc))
+			sc->values[i] = rules_match_lines(&rs->r[i], l, sc->ms);
+	}
+}
+
+static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scratch *sc)
+{
+	for (size_t j = 0; j < rs->nkind[RULE_MIMEHEADER]; j++) {
+		size_t i = rs->kind_idx[RULE_MIMEHEADER][j];
+		const struct rules_rule *x = &rs->r[i];
+		const char *p = sc->allhdr.p, *end = p + sc->allhdr.n;
+		bool hit = false, seen = false;
+
+		while (p && p < end) {
+			const char *name = p, *val = name + strlen(name) + 1;
+
+			p = val + strlen(val) + 1;
+			if (strcasecmp(name, x->hdr) != 0)
+				continue;
+			seen = true;
+			if (x->sel == HDR_SEL_EXISTS) {
+				hit = true;
+				break;
+			}
+			if ((match_re_exec(x->re, val, strlen(val), sc->ms, 1) > 0) != x->negate) {
+				hit = true;
+				break;
+			}
+		}
+		if (!seen && x->negate)
+			hit = true;
+		sc->values[i] = hit;
+	}
+}
+
+static bool rules_env_match(const struct rules_rule *x, struct rules_scratch *sc,
+    const struct rules_envelope *e)
+{
+	const char *v = NULL;
+
+	if (e == NULL)
+		return false;
+	switch (x->env_field) {
+	case ENV_HELO: v = e->helo; break;
+	case ENV_FROM: v = e->mail_from; break;
+	case ENV_RDNS: v = e->rdns; break;
+	case ENV_IP: v = e->client_ip; break;
+	case ENV_IP_CIDR:
+		return e->client && cfg_cidr_match(&x->cidr, e->client);
+	case ENV_RCPT:
+		for (size_t i = 0; i < e->nrcpts; i++) {
+			const char *r = e->rcpts[i] ? e->rcpts[i] : "";
+
+			if (match_re_exec(x->re, r, strlen(r), sc->ms, 1) > 0)
+				return !x->negate;
+		}
+		return x->negate;
+	}
+	if (v == NULL)
+		v = "";
+	return (match_re_exec(x->re, v, strlen(v), sc->ms, 1) > 0) != x->negate;
+}
+
+static int rules_hit_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rules_hit *)a)->name, ((const struct rules_hit *)b)->name);
+}
+
+int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const char *msg,
+    size_t len, const struct rules_envelope *envl, const struct hook_env *env,
+    size_t max_body, struct rules_result *res)
+{
+	size_t body_off;
+	bool body = max_body == 0 || len <= max_body;
+
+	memset(res, 0, sizeof(*res));
+	memset(sc->values, 0, rs->n * sizeof(double));
+	rules_budget_start(sc);
+	body_off = rules_parse_headers(sc, msg, len);
+	(void)body_off;
+	/* header rules */
+	for (size_t j = 0; j < rs->nkind[RULE_HEADER]; j++) {
+		size_t i = rs->kind_idx[RULE_HEADER][j];
+		const struct rules_rule *x = &rs->r[i];
+		bool set = rules_header_value(sc, x->hdr, x->sel == HDR_SEL_EXISTS ? HDR_SEL_VALUE :
+		    x->sel, envl);
+		const char *v = sc->tmp.p;
+		size_t vl = sc->tmp.n;
+
+		if (x->sel == HDR_SEL_EXISTS) {
+			sc->values[i] = set;
+			continue;
+		}
+		if (rules_over_budget(sc))
+			break;
+		if (!set) {
+			if (x->if_unset) {
+				v = x->if_unset;
+				vl = strlen(v);
+			} else {
+				v = "";
+				vl = 0;
+			}
+		}
+		sc->values[i] = (match_re_exec(x->re, v, vl, sc->ms, 1) > 0) != x->negate;
+	}
+	/* envelope rules */
+	for (size_t j = 0; j < rs->nkind[RULE_ENVELOPE]; j++) {
+		size_t i = rs->kind_idx[RULE_ENVELOPE][j];
+
+		sc->values[i] = rules_env_match(&rs->r[i], sc, envl);
+	}
+	if (body) {
+		rules_build_body(sc, msg, len, rs->nkind[RULE_URI] > 0);
+		rules_scan_lines(rs, sc, RULE_BODY, &sc->body);
+		rules_scan_lines(rs, sc, RULE_RAWBODY, &sc->rawbody);
+		rules_scan_lines(rs, sc, RULE_URI, &sc->uris);
+		rules_scan_mimeheaders(rs, sc);
+		for (size_t j = 0; j < rs->nkind[RULE_FULL]; j++) {
+			size_t i = rs->kind_idx[RULE_FULL][j];
+			const struct rules_rule *x = &rs->r[i];
+			int r = match_re_exec(x->re, msg, len, sc->ms, rules_max_hits(x));
+
+			sc->values[i] = r > 0 ? r : 0;
+		}
+	} else {
+		res->body_skipped = true;
+	}
+	res->over_budget = sc->over_budget;
+	/* symbols from other modules */
+	if (env) {
+		for (size_t i = 0; i < rs->n; i++)
+			if (rs->r[i].kind == RULE_SYMBOL && hook_env_find_symbol(env, rs->r[i].name))
+				sc->values[i] = 1;
+	}
+	/* metas, dependencies first */
+	for (size_t m = 0; m < rs->nmeta; m++) {
+		size_t i = rs->meta_order[m];
+		double v = meta_eval(rs->r[i].meta, sc->values);
+
+		sc->values[i] = v != 0 ? (v > 0 ? v : 1) : 0;
+	}
+	/* collect hits */
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rules_rule *x = (struct rules_rule *)&rs->r[i];
+		struct rules_hit *h;
+
+		if (sc->values[i] == 0 || !x->active || x->kind == RULE_SYMBOL)
+			continue;
+		atomic_fetch_add_explicit(&x->hits, 1, memory_order_relaxed);
+		if (!x->scoring)
+			continue;
+		if (res->n == res->cap) {
+			size_t nc = res->cap ? res->cap * 2 : 16;
+
+			h = realloc(res->v, nc * sizeof(*h));
+			if (h == NULL)
+				abort();
+			res->v = h;
+			res->cap = nc;
+		}
+		h = &res->v[res->n++];
+		h->name = x->name;
+		h->desc = x->desc;
+		h->action = x->action;
+		h->count = (x->tflags & RULE_TF_MULTIPLE) ? (int)sc->values[i] : 1;
+		h->score = x->score * h->count;
+		res->score += h->score;
+		if (actions_rank(x->action) > actions_rank(res->action)) {
+			res->action = x->action;
+			res->action_rule = x->name;
+		}
+	}
+	if (res->n > 1)
+		qsort(res->v, res->n, sizeof(*res->v), rules_hit_cmp);
+	return 0;
+}
+
+void rules_result_free(struct rules_result *res)
+{
+	free(res->v);
+	memset(res, 0, sizeof(*res));
+}
+
