@@ -41,6 +41,9 @@ Options:
   --no-rate        skip the live spamd msg/s measurement
   --spamd-only     only fill spamd's cache for the sample
   --dump FILE      write per-message results (both engines) as JSON lines
+  --diff N         compare every rule mxgate hits, __ sub-rules included, with what
+                   SpamAssassin itself hits (bench/sa_oracle.pl, cached in CACHE/oracle):
+                   the N rules (leaves first) where they part most; implies --engine
 
 Environment: BENCH_QUICK=1 (= --quick), BENCH_SUMMARY (headline lines appended there),
 MX_BUILD_DIR (where libmxcore.a is), MX_BENCH_CACHE.
@@ -384,23 +387,25 @@ def build_driver(build, tmp):
     return out
 
 
-def engine_score(driver, paths, tmp):
-    """{path: {'score', 'tests'}} and msg/s through rules_set_scan (one thread)."""
+def engine_score(driver, paths, tmp, want_all=False):
+    """{path: {'score', 'tests'[, 'all']}} and msg/s through rules_set_scan (one thread)."""
     lst = os.path.join(tmp, 'list')
     with open(lst, 'w') as f:
         f.write('\n'.join(paths) + '\n')
     t0 = time.time()
-    r = subprocess.run([driver, '-r', STOCK + '/*.cf', '-f', lst], capture_output=True, text=True,
-                       errors='replace')
+    r = subprocess.run([driver, '-r', STOCK + '/*.cf', '-f', lst] + (['-a'] if want_all else []),
+                       capture_output=True, text=True, errors='replace')
     el = time.time() - t0
     if r.returncode != 0:
         raise SystemExit('bench_detection: rules_score failed: %s' % r.stderr[-2000:])
     res = {}
     for line in r.stdout.splitlines():
-        m = re.match(r'(.*) score=(-?[0-9.]+) tests=(.*)$', line)
+        m = re.match(r'(.*?) score=(-?[0-9.]+) tests=(\S*)(?: all=(\S*))?$', line)
         if m:
             res[m.group(1)] = {'score': float(m.group(2)),
                                'tests': [t for t in m.group(3).split(',') if t]}
+            if m.group(4) is not None:
+                res[m.group(1)]['all'] = [t.split('=')[0] for t in m.group(4).split(',') if t]
     load = [x for x in r.stderr.splitlines() if x.startswith('rules:')]
     m = re.search(r'scored (\d+) messages in ([0-9.]+) s', r.stderr)
     rate = int(m.group(1)) / float(m.group(2)) if m and float(m.group(2)) > 0 else len(paths) / el
@@ -565,6 +570,108 @@ def daemon_score(binary, paths, tmp, clients=4):
 
 # ----------------------------------------------------------------------------- report
 
+class Oracle:
+    """SpamAssassin's own per-message view (bench/sa_oracle.pl: every rule hit, __ rules
+    included, the relays, EnvelopeFrom), cached like spamd's results."""
+
+    def __init__(self, cache, spamd):
+        self.path = os.path.join(cache, 'oracle', os.path.basename(spamd.path))
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.cf = spamd.cf
+        self.results = {}
+        if os.path.exists(self.path):
+            for line in open(self.path):
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                self.results[r['sha1']] = r
+
+    def ensure(self, paths, procs=2):
+        todo = [p for p in paths if sha1_of(p) not in self.results]
+        if not todo:
+            return
+        say('bench_detection: SpamAssassin oracle for %d messages (%s), %d processes' % (
+            len(todo), self.path, procs))
+        tmp = tempfile.mkdtemp(prefix='bench-oracle.')
+        os.chmod(tmp, 0o755)
+        for f in glob.glob('/etc/spamassassin/*.pre'):
+            shutil.copy(f, tmp)
+        with open(os.path.join(tmp, 'local.cf'), 'w') as f:
+            f.write(self.cf)
+        ps = []
+        for k in range(procs):
+            lst = os.path.join(tmp, 'list%d' % k)
+            with open(lst, 'w') as f:
+                f.write('\n'.join(todo[k::procs]) + '\n')
+            out = open(os.path.join(tmp, 'out%d' % k), 'w')
+            ps.append((subprocess.Popen(['perl', os.path.join(SRC, 'bench', 'sa_oracle.pl'), tmp,
+                                         lst], stdout=out, stderr=subprocess.DEVNULL), out))
+        for p, out in ps:
+            p.wait()
+            out.close()
+        with open(self.path, 'a') as dst:
+            fcntl.flock(dst, fcntl.LOCK_EX)
+            for k in range(procs):
+                for line in open(os.path.join(tmp, 'out%d' % k)):
+                    try:
+                        r = json.loads(line)
+                    except ValueError:
+                        continue
+                    self.results[r['sha1']] = r
+                    dst.write(line)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def get(self, path):
+        return self.results.get(sha1_of(path))
+
+
+def rule_kinds():
+    """{rule: kind} from the stock .cf files (header, body, meta, eval:FN ...)."""
+    kinds = {}
+    for fn in sorted(glob.glob(STOCK + '/*.cf')):
+        for line in open(fn, encoding='latin-1'):
+            line = line.split('#', 1)[0].strip()
+            m = re.match(r'(header|body|rawbody|full|uri|mimeheader|meta)\s+(\S+)\s+(\S+)', line)
+            if m:
+                k = m.group(1)
+                if m.group(3).startswith('eval:'):
+                    k = 'eval:' + m.group(3)[5:].split('(')[0]
+                kinds[m.group(2)] = k
+    return kinds
+
+
+def oracle_diff(eng_all, oracle, sample, n):
+    """Rules (__ included) where mxgate and SpamAssassin part, leaves before metas."""
+    kinds = rule_kinds()
+    only_mx, only_sa, both = {}, {}, {}
+    example = {}
+    total = 0
+    for g, p in sample:
+        o = oracle.get(p)
+        a = eng_all.get(p)
+        if o is None or a is None:
+            continue
+        total += 1
+        mine, theirs = set(a), set(o['hits'])
+        for t in mine - theirs:
+            only_mx[t] = only_mx.get(t, 0) + 1
+            example.setdefault(('mx', t), p)
+        for t in theirs - mine:
+            only_sa[t] = only_sa.get(t, 0) + 1
+            example.setdefault(('sa', t), p)
+        for t in mine & theirs:
+            both[t] = both.get(t, 0) + 1
+    say('')
+    say('diff: %d messages compared with SpamAssassin itself (every rule, __ included)' % total)
+    for title, d, side in (('mxgate only', only_mx, 'mx'), ('SpamAssassin only', only_sa, 'sa')):
+        rows = sorted(d.items(), key=lambda kv: (kinds.get(kv[0], '?') == 'meta', -kv[1]))
+        say('diff: %s: %d rules; leaves first:' % (title, len(rows)))
+        for t, c in rows[:n]:
+            say('  %-30s %5d (both %5d) %-28s e.g. %s' % (t, c, both.get(t, 0),
+                                                      kinds.get(t, '?'), example[(side, t)]))
+
+
 def stock_rule_info():
     """{rule: (score, why-not-run)} from the stock .cf files: eval function name, 'net', ..."""
     score, why = {}, {}
@@ -700,7 +807,10 @@ def main():
     ap.add_argument('--no-rate', action='store_true')
     ap.add_argument('--spamd-only', action='store_true')
     ap.add_argument('--dump', default='')
+    ap.add_argument('--diff', type=int, default=0)
     a = ap.parse_args()
+    if a.diff:
+        a.engine = True
     binary = os.path.abspath(a.binary)
     build = os.environ.get('MX_BUILD_DIR') or os.path.dirname(binary)
     cache = cache_dir()
@@ -724,7 +834,7 @@ def main():
         load = ''
         if a.engine or a.both:
             driver = build_driver(build, tmp)
-            eng, mx_rate, load = engine_score(driver, paths, tmp)
+            eng, mx_rate, load = engine_score(driver, paths, tmp, want_all=bool(a.diff))
         if not a.engine or a.both:
             dmn, d_rate, errors = daemon_score(binary, paths, tmp)
             for p, e in errors[:10]:
@@ -757,6 +867,10 @@ def main():
                 len(unscored), ', '.join(unscored[:5])))
         info = stock_rule_info()
         subset, total = agreement(ours, sa, sample, info, a.report)
+        if a.diff:
+            oracle = Oracle(cache, spamd)
+            oracle.ensure(paths)
+            oracle_diff({p: r.get('all', []) for p, r in eng.items()}, oracle, sample, a.diff)
         mine, theirs = rates(ours, sample), rates(sa, sample)
         ok1 = pct(mine[0], mine[1]) >= pct(theirs[0], theirs[1]) and \
             pct(mine[2], mine[3]) <= pct(theirs[2], theirs[3])

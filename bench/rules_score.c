@@ -5,7 +5,8 @@
  * Loads the rule files, prints the load summary, then scores each message file and prints
  * "FILE score=S tests=A,B,..." (sorted). -n N repeats the scoring N times and prints the
  * rate (messages/s) on stderr; -t SECS repeats until SECS seconds of scoring; -P turns the vectorscan prefilter off; -q prints only the
- * rate; -f LIST reads more message paths from LIST (one a line). Built by
+ * rate; -f LIST reads more message paths from LIST (one a line); -a adds " all=" with every
+ * rule that hit, __ sub-rules included (to compare with SpamAssassin's own view). Built by
  * bench/bench_rules.sh, bench/bench_detection.py and tests/integration/test_rules_sa.py
  * against libmxcore.a. */
 #include "rules/rules.h"
@@ -14,6 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+static void print_hit(const char *name, double value, void *arg)
+{
+	int *first = arg;
+
+	printf("%s%s", *first ? "" : ",", name);
+	if (value != 1)
+		printf("=%g", value);
+	*first = 0;
+}
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -79,7 +90,7 @@ int main(int argc, char **argv)
 	char **paths;
 	size_t npaths;
 	size_t nglobs = 0;
-	int reps = 1, quiet = 0, noprefilter = 0, i;
+	int reps = 1, quiet = 0, noprefilter = 0, all = 0, i;
 	double secs = 0;
 	struct rules_set *rs = NULL;
 	struct rules_scratch *sc;
@@ -98,6 +109,8 @@ int main(int argc, char **argv)
 			quiet = 1;
 		else if (strcmp(argv[i], "-P") == 0)
 			noprefilter = 1;
+		else if (strcmp(argv[i], "-a") == 0)
+			all = 1;
 		else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc)
 			list = argv[++i];
 		else
@@ -141,6 +154,12 @@ int main(int argc, char **argv)
 				printf("%s score=%.1f tests=", paths[k], res.score);
 				for (size_t h = 0; h < res.n; h++)
 					printf("%s%s", h ? "," : "", res.v[h].name);
+				if (all) {
+					int first = 1;
+
+					printf(" all=");
+					rules_scratch_foreach_hit(rs, sc, print_hit, &first);
+				}
 				printf("\n");
 			}
 			rules_result_free(&res);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define RULE_MAX_LINE   65536
 #define RULE_MAX_DEPTH  64
@@ -20,8 +21,11 @@
 
 struct rule_tag { char *name; char *value; int kind; /* 0 tag 1 pre 2 post 3 inter */ };
 
+struct rule_setting { char *key, *value; };
+
 struct rule_src {
 	struct rule_def *v; size_t n, cap;
+	struct rule_setting *settings; size_t nsettings, settings_cap;
 	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
 	char **errors; size_t nerrors, errors_cap;
 	size_t ignored;
@@ -49,6 +53,79 @@ static const char *const rule_default_plugins[] = {
 	"Mail::SpamAssassin::Plugin::VBounce", "Mail::SpamAssassin::Plugin::ImageInfo",
 	"Mail::SpamAssassin::Plugin::FreeMail", "Mail::SpamAssassin::Plugin::AskDNS",
 	"Mail::SpamAssassin::Plugin::HashBL", "Mail::SpamAssassin::Plugin::DMARC",
+	NULL
+};
+
+/* What SpamAssassin 4.0.1's `can(Module::method)` / `has(...)` answer true for: the
+ * feature flags of Mail::SpamAssassin::Conf, and the has_* methods of the plugins above
+ * (a method of a plugin that is not loaded is false). Rules behind them may use evals
+ * mxgate does not implement: those are then counted as such, never guessed. */
+static const char *const rule_sa_methods[] = {
+	"Mail::SpamAssassin::Conf::feature_originating_ip_headers",
+	"Mail::SpamAssassin::Conf::feature_dns_local_ports_permit_avoid",
+	"Mail::SpamAssassin::Conf::feature_bayes_auto_learn_on_error",
+	"Mail::SpamAssassin::Conf::feature_uri_host_listed",
+	"Mail::SpamAssassin::Conf::feature_yesno_takes_args",
+	"Mail::SpamAssassin::Conf::feature_bug6558_free",
+	"Mail::SpamAssassin::Conf::feature_edns",
+	"Mail::SpamAssassin::Conf::feature_dns_query_restriction",
+	"Mail::SpamAssassin::Conf::feature_registryboundaries",
+	"Mail::SpamAssassin::Conf::feature_geodb",
+	"Mail::SpamAssassin::Conf::feature_dns_block_rule",
+	"Mail::SpamAssassin::Conf::feature_compile_regexp",
+	"Mail::SpamAssassin::Conf::feature_meta_rules_matching",
+	"Mail::SpamAssassin::Conf::feature_subjprefix",
+	"Mail::SpamAssassin::Conf::feature_bayes_stopwords",
+	"Mail::SpamAssassin::Conf::feature_get_host",
+	"Mail::SpamAssassin::Conf::feature_blocklist_welcomelist",
+	"Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
+	"Mail::SpamAssassin::Conf::feature_header_address_parser",
+	"Mail::SpamAssassin::Conf::feature_local_tests_only",
+	"Mail::SpamAssassin::Conf::feature_header_first_last",
+	"Mail::SpamAssassin::Conf::feature_header_match_many",
+	"Mail::SpamAssassin::Conf::feature_capture_rules",
+	"Mail::SpamAssassin::Conf::has_tflags_nosubject",
+	"Mail::SpamAssassin::Conf::has_tflags_nolog",
+	"Mail::SpamAssassin::Conf::perl_min_version_5010000",
+	"Mail::SpamAssassin::Plugin::AskDNS::has_tag_header",
+	"Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
+	"Mail::SpamAssassin::Plugin::BodyEval::has_plaintext_body_sig_ratio",
+	"Mail::SpamAssassin::Plugin::DKIM::has_arc",
+	"Mail::SpamAssassin::Plugin::DNSEval::has_tflags_domains_only",
+	"Mail::SpamAssassin::Plugin::DNSEval::has_tflags_ips_only",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_bodyre",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_bodyre_num",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_emails",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_uris",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_ignore",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_regex",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_welcomelist",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_whitelist",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_tag",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_sha256",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_attachments",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_domain",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_domain_alias",
+	"Mail::SpamAssassin::Plugin::MIMEEval::has_check_for_ascii_text_illegal",
+	"Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",
+	"Mail::SpamAssassin::Plugin::MIMEEval::has_check_qp_ratio",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_all_header",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_tflags_range",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_tflags_concat",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_tflags_multiple",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_capture_rules",
+	"Mail::SpamAssassin::Plugin::Pyzor::has_fork",
+	"Mail::SpamAssassin::Plugin::Pyzor::has_perl",
+	"Mail::SpamAssassin::Plugin::Razor2::has_fork",
+	"Mail::SpamAssassin::Plugin::SPF::has_check_for_spf_errors",
+	"Mail::SpamAssassin::Plugin::SPF::has_check_spf_skipped_noenvfrom",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_domains_only",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_subtest_for_ranges",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_for_a",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_a_ns",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_notrim",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_skip_mailto",
+	"Mail::SpamAssassin::Plugin::URIDetail::has_host_key",
 	NULL
 };
 
@@ -129,6 +206,11 @@ void rule_src_free(struct rule_src *s)
 		free(s->tags[i].value);
 	}
 	free(s->tags);
+	for (size_t i = 0; i < s->nsettings; i++) {
+		free(s->settings[i].key);
+		free(s->settings[i].value);
+	}
+	free(s->settings);
 	free(s);
 }
 
@@ -154,6 +236,25 @@ static bool rule_has_plugin(const struct rule_src *s, const char *name, size_t l
 {
 	for (size_t i = 0; i < s->nplugins; i++)
 		if (strlen(s->plugins[i]) == len && memcmp(s->plugins[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+/* can(Module::method): a method SA 4.0.1 has, of Conf or of a loaded plugin. */
+static bool rule_sa_can(const struct rule_src *s, const char *name, size_t len)
+{
+	const char *sep = NULL;
+
+	for (size_t i = 0; i + 1 < len; i++)
+		if (name[i] == ':' && name[i + 1] == ':')
+			sep = name + i;
+	if (sep == NULL)
+		return false;
+	if (!(sep - name == 24 && strncmp(name, "Mail::SpamAssassin::Conf", 24) == 0) &&
+	    !rule_has_plugin(s, name, (size_t)(sep - name)))
+		return false;
+	for (size_t i = 0; rule_sa_methods[i]; i++)
+		if (strlen(rule_sa_methods[i]) == len && memcmp(rule_sa_methods[i], name, len) == 0)
 			return true;
 	return false;
 }
@@ -188,6 +289,36 @@ size_t rule_src_nerrors(const struct rule_src *s)
 
 const char *rule_src_error(const struct rule_src *s, size_t i) { return s->errors[i]; }
 size_t rule_src_ignored(const struct rule_src *s) { return s->ignored; }
+size_t rule_src_nsettings(const struct rule_src *s) { return s->nsettings; }
+
+void rule_src_setting(const struct rule_src *s, size_t i, const char **key, const char **value)
+{
+	*key = s->settings[i].key;
+	*value = s->settings[i].value;
+}
+
+/* Settings the evals read (the rest configure SA features mxgate does not emulate). */
+static const char *const rule_kept_settings[] = {
+	"freemail_domains", "freemail_welcomelist", "freemail_whitelist", "trusted_networks",
+	"internal_networks", "msa_networks", "clear_trusted_networks", "clear_internal_networks",
+	"clear_msa_networks", "originating_ip_headers", "clear_originating_ip_headers",
+	"util_rb_tld", "util_rb_2tld", "util_rb_3tld", "clear_util_rb", "envelope_sender_header",
+	"ok_locales", NULL
+};
+
+static void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)
+{
+	for (size_t i = 0; rule_kept_settings[i]; i++)
+		if (strlen(rule_kept_settings[i]) == kl &&
+		    strncasecmp(rule_kept_settings[i], key, kl) == 0) {
+			s->settings = rule_grow(s->settings, &s->settings_cap, s->nsettings + 1,
+			    sizeof(*s->settings));
+			s->settings[s->nsettings].key = rule_strdup(rule_kept_settings[i]);
+			s->settings[s->nsettings].value = rule_strdup(value);
+			s->nsettings++;
+			return;
+		}
+}
 size_t rule_src_count(const struct rule_src *s) { return s->n; }
 struct rule_def *rule_src_get(struct rule_src *s, size_t i) { return &s->v[i]; }
 
@@ -400,10 +531,11 @@ static double rule_cond_atom(struct rule_cond *c)
 		goto out;
 	}
 	if (rule_word_is(b, c->p, "version")) {
-		v = 4.000000;   /* we implement SA 4.0's rule syntax subset */
+		v = 4.000001;   /* the rule syntax of SA 4.0.1, whose stock rules we run */
 	} else if (rule_word_is(b, c->p, "perl_version")) {
 		v = 5.036;
-	} else if (rule_word_is(b, c->p, "can") || rule_word_is(b, c->p, "plugin")) {
+	} else if (rule_word_is(b, c->p, "can") || rule_word_is(b, c->p, "has") ||
+	    rule_word_is(b, c->p, "plugin")) {
 		bool is_plugin = rule_word_is(b, c->p, "plugin");
 		const char *a;
 
@@ -427,8 +559,9 @@ static double rule_cond_atom(struct rule_cond *c)
 
 			while (e > a && (e[-1] == ' ' || e[-1] == '\t'))
 				e--;
-			/* can(): no Perl-level features are emulated; plugin(): the loaded set. */
-			v = is_plugin ? rule_has_plugin(c->s, a, (size_t)(e - a)) : 0;
+			/* plugin(): the loaded set; can()/has(): SA 4.0.1's methods */
+			v = is_plugin ? rule_has_plugin(c->s, a, (size_t)(e - a)) :
+			    rule_sa_can(c->s, a, (size_t)(e - a));
 		}
 		c->p++;
 	} else {
@@ -959,6 +1092,7 @@ static void rule_parse_line(struct rule_line *l, char *line)
 				rule_add_tag(s, kind, a, (size_t)(ae - a), v);
 			return;
 		}
+		rule_keep_setting(s, p, (size_t)(e - p), a);
 		s->ignored++;
 		return;
 	}
@@ -1221,7 +1355,9 @@ void rule_src_finish(struct rule_src *s)
 			else
 				d->score = def;
 		}
-		if ((d->tflags & RULE_TF_NET) && d->skip == SKIP_NONE)
+		/* SA skips net eval tests without network tests (score set 0); regex and meta
+		 * rules flagged net still run there */
+		if ((d->tflags & RULE_TF_NET) && d->skip == SKIP_NONE && d->eval_fn != NULL)
 			d->skip = SKIP_NET;
 	}
 }

@@ -122,6 +122,11 @@ void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
 /* Counts: directives ignored (not rules), lines skipped by if/ifplugin. */
 size_t rule_src_ignored(const struct rule_src *s);
 
+/* Settings lines the evals read (freemail_domains, trusted_networks, util_rb_2tld, ...), in
+ * file order: key (the directive) and value (the rest of the line). Borrowed. */
+size_t rule_src_nsettings(const struct rule_src *s);
+void rule_src_setting(const struct rule_src *s, size_t i, const char **key, const char **value);
+
 /* Parses "/re/flags" or "m{re}flags" at *p. On success returns 0, sets *re (malloc'd),
  * *flags and advances *p past the flags. -1 with *err on a malformed regex. */
 int rule_parse_regex(const char **p, char **re, unsigned *flags, const char **err);

@@ -20,6 +20,30 @@ static pthread_mutex_t rules_gen_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rules_gen rules_gens[8];
 static struct rules_set *rules_current;   /* newest, for counters */
 
+/* One line naming the evals the rule files use that mxgate does not implement, each with
+ * the rules it blocks (the start-up counterpart of `mxgate -t`). */
+static void rules_log_missing_evals(const struct rules_set *rs)
+{
+	const char *fn;
+	size_t nr, nm, n = rules_set_missing_evals(rs, 0, &fn, &nr, &nm), o = 0;
+	char buf[4096];
+
+	if (n == 0)
+		return;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && o + 1 < sizeof(buf); i++) {
+		int w;
+
+		rules_set_missing_evals(rs, i, &fn, &nr, &nm);
+		w = snprintf(buf + o, sizeof(buf) - o, "%s%s:%zu+%zu", i ? "," : "", fn, nr, nm);
+		if (w < 0 || (size_t)w >= sizeof(buf) - o)
+			break;
+		o += (size_t)w;
+	}
+	log_event(LOG_LVL_INFO, NULL, "event=rules_evals_missing count=%zu evals=%s "
+	    "(function:rules+metas blocked)", n, buf);
+}
+
 static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 {
 	struct rules_set *rs = NULL;
@@ -40,8 +64,11 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 		struct rules_stats st;
 		int nerr;
 
-		nerr = rules_set_load_mode((const char *const *)rc->files.v, rc->files.n, &rs, NULL,
-		    RULES_PREFILTER_ASYNC);
+		struct rules_opts o;
+
+		rules_opts_from_config(cfg, &o);
+		nerr = rules_set_load_opts((const char *const *)rc->files.v, rc->files.n, &rs, NULL,
+		    RULES_PREFILTER_ASYNC, &o);
 		if (rs == NULL)
 			goto out;
 		rules_set_get_stats(rs, &st);
@@ -51,6 +78,7 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 		    st.files, st.compiled, st.skipped_total, st.skipped[SKIP_EVAL],
 		    st.skipped[SKIP_NET], st.skipped[SKIP_REGEX], st.skipped[SKIP_ZERO],
 		    st.prefiltered, st.errors);
+		rules_log_missing_evals(rs);
 		if (free_slot) {
 			free_slot->cfg = cfg;
 			free_slot->rs = rules_set_ref(rs);
@@ -495,6 +523,13 @@ static const struct cfg_field rules_fields[] = {
 	  .doc = "bigger messages get header and envelope rules only" },
 	{ "headers", CFG_BOOL, offsetof(struct rules_config, headers), "true",
 	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols to delivered mail" },
+	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
+	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
+	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),
+	  NULL, .doc = "SpamAssassin's internal_networks: your MXes (empty: trusted_networks)" },
+	{ "client_relay", CFG_BOOL, offsetof(struct rules_config, client_relay), "true",
+	  .doc = "count the SMTP client as the newest relay, as spamd behind mxgate sees it "
+	  "(false when mxgate is not the MX and the message has its Received already)" },
 	{ .key = NULL }
 };
 

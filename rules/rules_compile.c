@@ -3,6 +3,8 @@
  * See rules.h and docs/rules.md. */
 #include "rules_int.h"
 
+#include "eval_int.h"
+
 #include <errno.h>
 #include <glob.h>
 #include <pthread.h>
@@ -131,7 +133,79 @@ static void *rules_prefilter_thread(void *arg)
 	return NULL;
 }
 
-static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
+/* Counts an eval function that is not implemented. */
+static void rules_note_missing(struct rules_set *rs, const char *fn)
+{
+	for (size_t i = 0; i < rs->nmissing; i++)
+		if (strcmp(rs->missing[i].fn, fn) == 0) {
+			rs->missing[i].rules++;
+			return;
+		}
+	rs->missing = realloc(rs->missing, (rs->nmissing + 1) * sizeof(*rs->missing));
+	if (rs->missing == NULL)
+		abort();
+	rs->missing[rs->nmissing].fn = rules_xstrdup(fn);
+	rs->missing[rs->nmissing].rules = 1;
+	rs->missing[rs->nmissing].metas = 0;
+	rs->nmissing++;
+}
+
+/* For each missing eval, the metas whose result may depend on it. */
+static void rules_count_blocked_metas(struct rules_set *rs)
+{
+	uint8_t *taint = calloc(rs->n + 1, 1);
+
+	if (taint == NULL)
+		abort();
+	for (size_t k = 0; k < rs->nmissing; k++) {
+		memset(taint, 0, rs->n);
+		for (size_t i = 0; i < rs->n; i++)
+			if (rs->r[i].eval_fn && strcmp(rs->r[i].eval_fn, rs->missing[k].fn) == 0)
+				taint[i] = 1;
+		for (size_t m = 0; m < rs->nmeta; m++) {
+			size_t i = rs->meta_order[m];
+			const int *deps;
+			size_t nd = meta_deps(rs->r[i].meta, &deps);
+
+			for (size_t d = 0; d < nd; d++)
+				if (taint[deps[d]]) {
+					taint[i] = 1;
+					rs->missing[k].metas++;
+					break;
+				}
+		}
+	}
+	free(taint);
+}
+
+/* Sets up an eval rule: its function and arguments, or unknown when not implemented. */
+static void rules_compile_eval(struct rules_set *rs, struct rule_src *src, struct rule_def *d,
+    struct rules_rule *x)
+{
+	const struct eval_def *def = eval_find(d->eval_fn);
+	const char *why = NULL;
+
+	if (def == NULL) {
+		d->skip = SKIP_EVAL;
+		x->unknown = true;
+		x->eval_fn = rules_xstrdup(d->eval_fn);
+		rules_note_missing(rs, d->eval_fn);
+		return;
+	}
+	if (eval_call_new(def, d->eval_args, &x->ev, &why) < 0) {
+		rule_src_add_error(src, d->file, d->line, d->col, "%s: %s(%s): %s", d->name,
+		    d->eval_fn, d->eval_args, why);
+		return;
+	}
+	rs->evals = realloc(rs->evals, (rs->nevals + 1) * sizeof(size_t));
+	if (rs->evals == NULL)
+		abort();
+	rs->evals[rs->nevals++] = (size_t)(x - rs->r);
+	x->active = true;
+}
+
+static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
+    const struct rules_opts *opts)
 {
 	struct rules_set *rs = calloc(1, sizeof(*rs));
 	size_t nsrc;
@@ -142,6 +216,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 	atomic_init(&rs->refs, 1);
 	rs->src = src;
 	rule_src_finish(src);
+	rs->conf = eval_conf_new(src, opts);
 	nsrc = rule_src_count(src);
 	for (size_t i = 0; i < nsrc; i++) {
 		struct rule_def *d = rule_src_get(src, i);
@@ -166,11 +241,15 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 			continue;
 		}
 		rs->st.rules++;
-		if (d->skip == SKIP_NONE && d->eval_fn != NULL)
-			d->skip = SKIP_EVAL;
 		if (d->skip == SKIP_NONE && x->score == 0 && (strncmp(x->name, "__", 2) != 0 ||
 		    d->has_score) && x->action == RULE_ACT_NONE && !(x->tflags & RULE_TF_NOSCORE))
 			d->skip = SKIP_ZERO;         /* SA: a score of 0 disables a rule */
+		if (d->skip == SKIP_NONE && d->eval_fn != NULL) {
+			rules_compile_eval(rs, src, d, x);
+			if (d->skip != SKIP_NONE)
+				rs->st.skipped[d->skip]++;
+			continue;
+		}
 		if (d->skip != SKIP_NONE) {
 			rs->st.skipped[d->skip]++;
 			continue;
@@ -181,6 +260,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 					fprintf(err, "%s:%d:%d: warning: %s: skipped, %s\n", d->file,
 					    d->line, d->col, d->name, ebuf);
 				d->skip = SKIP_REGEX;
+				x->unknown = true;     /* SA runs it: its value is unknown here */
 				rs->st.skipped[SKIP_REGEX]++;
 				continue;
 			}
@@ -219,6 +299,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 		if (rs->r[i].kind == RULE_META && rs->r[i].meta && rs->r[i].active)
 			rules_meta_visit(rs, i, state);
 	free(state);
+	rules_count_blocked_metas(rs);
 	/* per-kind lists and prefilters */
 	for (size_t i = 0; i < rs->n; i++) {
 		struct rules_rule *x = &rs->r[i];
@@ -228,7 +309,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 		if (!x->active || x->kind == RULE_SYMBOL)
 			continue;
 		rs->st.compiled++;
-		if (x->kind != RULE_META)
+		if (x->kind != RULE_META && x->ev == NULL)
 			rules_kind_push(rs, x->kind, i);
 	}
 	for (int k = 0; k < RULE_NKINDS; k++) {
@@ -259,6 +340,8 @@ static void rules_set_release(struct rules_set *rs)
 		free(x->name); free(x->desc); free(x->hdr); free(x->if_unset);
 		match_re_free(x->re);
 		meta_free(x->meta);
+		eval_call_free(x->ev);
+		free(x->eval_fn);
 	}
 	free(rs->r);
 	for (int k = 0; k < RULE_NKINDS; k++) {
@@ -267,6 +350,11 @@ static void rules_set_release(struct rules_set *rs)
 		match_multi_free(rs->pending[k]);
 	}
 	free(rs->meta_order);
+	free(rs->evals);
+	eval_conf_free(rs->conf);
+	for (size_t i = 0; i < rs->nmissing; i++)
+		free(rs->missing[i].fn);
+	free(rs->missing);
 	free(rs);
 }
 
@@ -285,12 +373,12 @@ struct rules_set *rules_set_ref(struct rules_set *rs)
 }
 
 static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE *err,
-    size_t files, enum rules_prefilter_mode pm)
+    size_t files, enum rules_prefilter_mode pm, const struct rules_opts *o)
 {
 	size_t ne;
 	int nerr;
 
-	*out = rules_compile(src, err);
+	*out = rules_compile(src, err, o);
 	if (pm == RULES_PREFILTER_SYNC) {
 		rules_build_prefilters(*out);
 	} else if (pm == RULES_PREFILTER_ASYNC) {
@@ -325,7 +413,7 @@ int rules_set_load_text(const char *name, const char *text, size_t len,
 	if (src == NULL)
 		return -1;
 	rule_src_feed(src, name, text, len);
-	return rules_finish_load(src, out, err, 1, RULES_PREFILTER_SYNC);
+	return rules_finish_load(src, out, err, 1, RULES_PREFILTER_SYNC, NULL);
 }
 
 static int rules_read_file(const char *path, char **buf, size_t *len)
@@ -374,6 +462,12 @@ int rules_set_load(const char *const *globs, size_t nglobs, struct rules_set **o
 int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_set **out,
     FILE *err, enum rules_prefilter_mode pm)
 {
+	return rules_set_load_opts(globs, nglobs, out, err, pm, NULL);
+}
+
+int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,
+    FILE *err, enum rules_prefilter_mode pm, const struct rules_opts *o)
+{
 	struct rule_src *src = rule_src_new();
 	size_t files = 0;
 
@@ -405,7 +499,7 @@ int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_se
 		}
 		globfree(&gl);
 	}
-	return rules_finish_load(src, out, err, files, pm);
+	return rules_finish_load(src, out, err, files, pm, o);
 }
 
 void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st)
@@ -423,6 +517,55 @@ void rules_print_stats(const struct rules_stats *st, FILE *fp)
 	    st->prefiltered, st->ignored, st->errors);
 }
 
+void rules_opts_from_config(const struct mx_config *cfg, struct rules_opts *o)
+{
+	o->trusted = &cfg->rules.trusted_networks;
+	o->internal = &cfg->rules.internal_networks;
+	o->client_relay = cfg->rules.client_relay;
+	o->hostname = cfg->hostname;
+}
+
+size_t rules_set_missing_evals(const struct rules_set *rs, size_t i, const char **fn,
+    size_t *rules, size_t *metas)
+{
+	if (i < rs->nmissing) {
+		*fn = rs->missing[i].fn;
+		*rules = rs->missing[i].rules;
+		*metas = rs->missing[i].metas;
+	}
+	return rs->nmissing;
+}
+
+static int rules_missing_cmp(const void *a, const void *b)
+{
+	const struct rules_missing *x = a, *y = b;
+	size_t wx = x->rules + x->metas, wy = y->rules + y->metas;
+
+	if (wx != wy)
+		return wx > wy ? -1 : 1;
+	return strcmp(x->fn, y->fn);
+}
+
+void rules_print_missing_evals(const struct rules_set *rs, FILE *fp)
+{
+	struct rules_missing *v;
+
+	if (rs->nmissing == 0)
+		return;
+	v = malloc(rs->nmissing * sizeof(*v));
+	if (v == NULL)
+		abort();
+	memcpy(v, rs->missing, rs->nmissing * sizeof(*v));
+	qsort(v, rs->nmissing, sizeof(*v), rules_missing_cmp);
+	fprintf(fp, "rules: %zu eval functions not implemented (their rules are skipped; metas "
+	    "over them fire only when the result does not depend on them):", rs->nmissing);
+	for (size_t i = 0; i < rs->nmissing; i++)
+		fprintf(fp, "%s %s (%zu rule%s, %zu meta%s)", i ? "," : "", v[i].fn, v[i].rules,
+		    v[i].rules == 1 ? "" : "s", v[i].metas, v[i].metas == 1 ? "" : "s");
+	fprintf(fp, "\n");
+	free(v);
+}
+
 int rules_check_files(const struct mx_config *cfg, FILE *err)
 {
 	const struct rules_config *rc = &cfg->rules;
@@ -432,13 +575,19 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 	if (rc->files.n == 0)
 		return 0;
 	/* -t checks syntax and regexes; the prefilter is an optimisation, not built here */
-	n = rules_set_load_mode((const char *const *)rc->files.v, rc->files.n, &rs, err,
-	    RULES_PREFILTER_NONE);
+	{
+		struct rules_opts o;
+
+		rules_opts_from_config(cfg, &o);
+		n = rules_set_load_opts((const char *const *)rc->files.v, rc->files.n, &rs, err,
+		    RULES_PREFILTER_NONE, &o);
+	}
 	if (rs) {
 		struct rules_stats st;
 
 		rules_set_get_stats(rs, &st);
 		rules_print_stats(&st, err);
+		rules_print_missing_evals(rs, err);
 		rules_set_free(rs);
 	}
 	return n == 0 ? 0 : -1;

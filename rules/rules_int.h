@@ -6,6 +6,7 @@
 #define MX_RULES_INT_H
 
 #include "rules.h"
+#include "eval.h"
 #include "match.h"
 #include "meta.h"
 
@@ -39,8 +40,15 @@ struct rules_rule {
 	/* envelope */
 	enum rule_env_field env_field;
 	struct cfg_cidr cidr;
+	/* eval */
+	struct eval_call *ev;
+	char *eval_fn;               /* an eval mxgate does not implement (unknown) */
+	bool unknown;                /* SA runs it, mxgate cannot: metas see [0, 1] */
 	_Atomic uint64_t hits;
 };
+
+/* An eval function the rule files use that mxgate does not implement. */
+struct rules_missing { char *fn; size_t rules, metas; };
 
 struct rules_set {
 	struct rules_rule *r; size_t n, cap;
@@ -53,6 +61,9 @@ struct rules_set {
 	atomic_size_t prefiltered;
 	struct rules_stats st;
 	struct rule_src *src;                    /* for name lookup during compile */
+	size_t *evals; size_t nevals;            /* eval rules mxgate runs */
+	struct eval_conf *conf;                  /* what they read */
+	struct rules_missing *missing; size_t nmissing;
 	atomic_int refs;
 };
 
@@ -82,9 +93,13 @@ struct rules_scratch {
 	struct rules_lines body, rawbody, uris;
 	struct rules_buf tmp, allhdr;
 	bool allhdr_done;
+	double *hi;                     /* upper bounds of values (unknown rules) */
+	struct eval_msg *em;            /* per-message eval state */
+	struct eval_ctx ctx;            /* what evals and header views get */
 };
 
 char *rules_xstrdup(const char *s);
+void rules_opts_from_config(const struct mx_config *cfg, struct rules_opts *o);
 struct rules_set *rules_set_ref(struct rules_set *rs);
 
 void rules_buf_put(struct rules_buf *b, const char *s, size_t n);
@@ -101,7 +116,7 @@ static inline void rules_line_at(const struct rules_lines *l, size_t i, const ch
 	*n = e - l->off[i];
 }
 
-/* Message views (rules_view.c). */
+/* Message views (rules_hdr.c, rules_view.c). */
 void rules_scratch_clear_headers(struct rules_scratch *sc);
 size_t rules_parse_headers(struct rules_scratch *sc, const char *m, size_t len);
 const char *rules_hfield_unfolded(struct rules_hfield *f);

@@ -4,6 +4,7 @@
 #include "rules_int.h"
 
 #include "actions.h"
+#include "eval_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,26 @@ static bool rules_env_match(const struct rules_rule *x, struct rules_scratch *sc
 	return (match_re_exec(x->re, v, strlen(v), sc->ms, 1) > 0) != x->negate;
 }
 
+/* Upper bounds: a known value is its own bound; a rule SA runs but mxgate cannot (an eval
+ * not implemented, a regex PCRE2 refuses, body rules of a message over max_size) may be
+ * anything from 0 to its largest value. */
+static void rules_set_ranges(const struct rules_set *rs, struct rules_scratch *sc, bool body)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct rules_rule *x = &rs->r[i];
+		bool unknown = x->unknown;
+
+		if (!body && x->active && (x->kind == RULE_BODY || x->kind == RULE_RAWBODY ||
+		    x->kind == RULE_URI || x->kind == RULE_FULL || x->kind == RULE_MIMEHEADER ||
+		    (x->ev && x->ev->def->needs)))
+			unknown = true;
+		sc->hi[i] = unknown ? (x->tflags & RULE_TF_MULTIPLE ? rules_max_hits(x) : 1) :
+		    sc->values[i];
+		if (unknown)
+			sc->values[i] = 0;
+	}
+}
+
 static int rules_hit_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct rules_hit *)a)->name, ((const struct rules_hit *)b)->name);
@@ -166,6 +187,9 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	memset(res, 0, sizeof(*res));
 	memset(sc->values, 0, rs->n * sizeof(double));
 	rules_budget_start(sc);
+	eval_msg_reset(sc->em);
+	sc->ctx = (struct eval_ctx){ .msg = msg, .len = len, .envl = envl, .sc = sc,
+		.conf = rs->conf, .m = sc->em, .ms = sc->ms, .now = time(NULL) };
 	body_off = rules_parse_headers(sc, msg, len);
 	(void)body_off;
 	/* header rules */
@@ -216,26 +240,38 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	} else {
 		res->body_skipped = true;
 	}
+	/* evals: functions over the views built above */
+	for (size_t j = 0; j < rs->nevals; j++) {
+		size_t i = rs->evals[j];
+		const struct eval_call *ev = rs->r[i].ev;
+
+		if (!body && ev->def->needs)
+			continue;             /* left unknown below */
+		if (rules_over_budget(sc))
+			break;
+		sc->values[i] = ev->def->fn(&sc->ctx, ev);
+	}
 	res->over_budget = sc->over_budget;
+	rules_set_ranges(rs, sc, body);
 	/* symbols from other modules */
 	if (env) {
 		for (size_t i = 0; i < rs->n; i++)
 			if (rs->r[i].kind == RULE_SYMBOL && hook_env_find_symbol(env, rs->r[i].name))
 				sc->values[i] = 1;
 	}
-	/* metas, dependencies first */
+	/* metas, dependencies first; over ranges, so a rule mxgate cannot run (SA may hit
+	 * it or not) never decides a meta: it fires only when it would either way */
 	for (size_t m = 0; m < rs->nmeta; m++) {
 		size_t i = rs->meta_order[m];
-		double v = meta_eval(rs->r[i].meta, sc->values);
 
-		sc->values[i] = v != 0 ? (v > 0 ? v : 1) : 0;
+		meta_eval_range(rs->r[i].meta, sc->values, sc->hi, &sc->values[i], &sc->hi[i]);
 	}
 	/* collect hits */
 	for (size_t i = 0; i < rs->n; i++) {
 		struct rules_rule *x = (struct rules_rule *)&rs->r[i];
 		struct rules_hit *h;
 
-		if (sc->values[i] == 0 || !x->active || x->kind == RULE_SYMBOL)
+		if (!(sc->values[i] > 0 || sc->hi[i] < 0) || !x->active || x->kind == RULE_SYMBOL)
 			continue;
 		atomic_fetch_add_explicit(&x->hits, 1, memory_order_relaxed);
 		if (!x->scoring)
@@ -264,6 +300,17 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	if (res->n > 1)
 		qsort(res->v, res->n, sizeof(*res->v), rules_hit_cmp);
 	return 0;
+}
+
+void rules_scratch_foreach_hit(const struct rules_set *rs, const struct rules_scratch *sc,
+    void (*cb)(const char *name, double value, void *arg), void *arg)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct rules_rule *x = &rs->r[i];
+
+		if ((sc->values[i] > 0 || sc->hi[i] < 0) && x->active && x->kind != RULE_SYMBOL)
+			cb(x->name, sc->values[i], arg);
+	}
 }
 
 void rules_result_free(struct rules_result *res)

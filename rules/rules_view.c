@@ -82,10 +82,12 @@ struct rules_scratch *rules_scratch_new(const struct rules_set *rs)
 			maxk = rs->nkind[k];
 	}
 	sc->values = calloc(rs->n + 1, sizeof(double));
+	sc->hi = calloc(rs->n + 1, sizeof(double));
 	sc->nvalues = rs->n;
 	sc->cand = calloc(maxk, 1);
 	sc->ncand = maxk;
-	if (sc->values == NULL || sc->cand == NULL)
+	sc->em = eval_msg_new();
+	if (sc->values == NULL || sc->hi == NULL || sc->cand == NULL || sc->em == NULL)
 		goto fail;
 	return sc;
 fail:
@@ -108,7 +110,9 @@ void rules_scratch_free(struct rules_scratch *sc)
 		return;
 	match_scratch_free(sc->ms);
 	free(sc->values);
+	free(sc->hi);
 	free(sc->cand);
+	eval_msg_free(sc->em);
 	rules_scratch_clear_headers(sc);
 	free(sc->h);
 	rules_lines_free(&sc->body);
@@ -121,220 +125,7 @@ void rules_scratch_free(struct rules_scratch *sc)
 
 void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on) { sc->prefilter = on; }
 
-/* ---------------------------------------------------------------- message views */
-
-/* Splits the header block into fields. Returns the offset where the body starts. */
-size_t rules_parse_headers(struct rules_scratch *sc, const char *m, size_t len)
-{
-	size_t i = 0;
-
-	rules_scratch_clear_headers(sc);
-	while (i < len) {
-		size_t ls = i, colon, ve;
-
-		if (m[i] == '\n')
-			return i + 1;
-		if (m[i] == '\r' && i + 1 < len && m[i + 1] == '\n')
-			return i + 2;
-		/* one logical field: this line plus continuation lines */
-		colon = i;
-		while (colon < len && m[colon] != ':' && m[colon] != '\n')
-			colon++;
-		ve = colon;
-		for (;;) {
-			while (ve < len && m[ve] != '\n')
-				ve++;
-			if (ve + 1 < len && (m[ve + 1] == ' ' || m[ve + 1] == '\t')) {
-				ve++;
-				continue;
-			}
-			break;
-		}
-		i = ve < len ? ve + 1 : len;
-		if (colon >= len || m[colon] != ':' || colon == ls) {
-			if (ls == 0 && len >= 5 && strncmp(m, "From ", 5) == 0)
-				continue;     /* mbox separator */
-			continue;         /* not a header line: SA would end headers; keep going */
-		}
-		if (sc->nh == sc->hcap) {
-			size_t nc = sc->hcap ? sc->hcap * 2 : 32;
-			struct rules_hfield *h = realloc(sc->h, nc * sizeof(*h));
-
-			if (h == NULL)
-				abort();
-			sc->h = h;
-			sc->hcap = nc;
-		}
-		{
-			struct rules_hfield *f = &sc->h[sc->nh++];
-			size_t vs = colon + 1, e = ve;
-
-			f->name = m + ls;
-			f->nlen = colon - ls;
-			while (f->nlen && (f->name[f->nlen - 1] == ' ' || f->name[f->nlen - 1] == '\t'))
-				f->nlen--;
-			while (vs < e && (m[vs] == ' ' || m[vs] == '\t'))
-				vs++;
-			while (e > vs && (m[e - 1] == '\r' || m[e - 1] == '\n'))
-				e--;
-			f->raw = m + vs;
-			f->rlen = e > vs ? e - vs : 0;
-			f->unfolded = NULL;
-			f->decoded = NULL;
-		}
-		if (sc->nh >= 1000)
-			break;
-	}
-	return len;
-}
-
-const char *rules_hfield_unfolded(struct rules_hfield *f)
-{
-	if (f->unfolded == NULL) {
-		char *d = malloc(f->rlen + 1);
-		size_t o = 0;
-
-		if (d == NULL)
-			abort();
-		for (size_t i = 0; i < f->rlen; i++)
-			if (f->raw[i] != '\r' && f->raw[i] != '\n')
-				d[o++] = f->raw[i];
-		d[o] = '\0';
-		f->unfolded = d;
-	}
-	return f->unfolded;
-}
-
-const char *rules_hfield_decoded(struct rules_hfield *f)
-{
-	if (f->decoded == NULL) {
-		const char *u = rules_hfield_unfolded(f);
-
-		f->decoded = strstr(u, "=?") ? mime_decode_header(u) : rules_xstrdup(u);
-	}
-	return f->decoded;
-}
-
-bool rules_name_is(const struct rules_hfield *f, const char *name)
-{
-	size_t n = strlen(name);
-
-	return f->nlen == n && strncasecmp(f->name, name, n) == 0;
-}
-
-/* :addr — the first address of a value: inside <>, else the first word with '@'. */
-static void rules_sel_addr(const char *v, struct rules_buf *out)
-{
-	const char *lt = strchr(v, '<'), *gt;
-
-	if (lt && (gt = strchr(lt, '>')) != NULL) {
-		rules_buf_put(out, lt + 1, (size_t)(gt - lt - 1));
-		return;
-	}
-	while (*v) {
-		const char *b;
-
-		while (*v == ' ' || *v == '\t' || *v == ',')
-			v++;
-		b = v;
-		while (*v && *v != ' ' && *v != '\t' && *v != ',')
-			v++;
-		if (memchr(b, '@', (size_t)(v - b)) || *v == '\0') {
-			while (b < v && (*b == '(' || *b == '"'))
-				b++;
-			rules_buf_put(out, b, (size_t)(v - b));
-			return;
-		}
-	}
-}
-
-/* :name — the display name: before <> (unquoted), else a (comment). */
-static void rules_sel_name(const char *v, struct rules_buf *out)
-{
-	const char *lt = strchr(v, '<'), *b, *e;
-
-	if (lt) {
-		b = v;
-		e = lt;
-	} else if ((b = strchr(v, '(')) != NULL && (e = strchr(b, ')')) != NULL) {
-		b++;
-	} else {
-		return;
-	}
-	while (b < e && (*b == ' ' || *b == '\t' || *b == '"'))
-		b++;
-	while (e > b && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '"'))
-		e--;
-	rules_buf_put(out, b, (size_t)(e - b));
-}
-
-/* Builds the value a header rule sees in sc->tmp; returns false when the header is unset. */
-bool rules_header_value(struct rules_scratch *sc, const char *hdr,
-    enum rule_hdr_sel sel, const struct rules_envelope *envl)
-{
-	const char *names[4] = { hdr, NULL, NULL, NULL };
-	bool found = false;
-
-	sc->tmp.n = 0;
-	rules_buf_put(&sc->tmp, "", 0);
-	if (strcmp(hdr, "ALL") == 0) {
-		for (size_t i = 0; i < sc->nh; i++) {
-			rules_buf_put(&sc->tmp, sc->h[i].name, sc->h[i].nlen);
-			rules_buf_put(&sc->tmp, ": ", 2);
-			if (sel == HDR_SEL_RAW)
-				rules_buf_put(&sc->tmp, sc->h[i].raw, sc->h[i].rlen);
-			else {
-				const char *v = rules_hfield_decoded(&sc->h[i]);
-
-				rules_buf_put(&sc->tmp, v, strlen(v));
-			}
-			rules_buf_put(&sc->tmp, "\n", 1);
-		}
-		return sc->nh > 0;
-	}
-	if (strcasecmp(hdr, "EnvelopeFrom") == 0) {
-		if (envl == NULL || envl->mail_from == NULL)
-			return false;
-		rules_buf_put(&sc->tmp, envl->mail_from, strlen(envl->mail_from));
-		return true;
-	}
-	if (strcmp(hdr, "ToCc") == 0) {
-		names[0] = "To";
-		names[1] = "Cc";
-	} else if (strcmp(hdr, "MESSAGEID") == 0) {
-		names[0] = "Message-Id";
-		names[1] = "Resent-Message-Id";
-		names[2] = "X-Message-Id";
-	}
-	for (size_t i = 0; i < sc->nh; i++) {
-		const char *v;
-		bool match = false;
-
-		for (int k = 0; names[k]; k++)
-			if (rules_name_is(&sc->h[i], names[k]))
-				match = true;
-		if (!match)
-			continue;
-		v = sel == HDR_SEL_RAW ? rules_hfield_unfolded(&sc->h[i]) :
-		    rules_hfield_decoded(&sc->h[i]);
-		if (sel == HDR_SEL_ADDR || sel == HDR_SEL_NAME) {
-			/* SA: the first header's first address / name */
-			if (found)
-				continue;
-			if (sel == HDR_SEL_ADDR)
-				rules_sel_addr(v, &sc->tmp);
-			else
-				rules_sel_name(v, &sc->tmp);
-			found = true;
-			continue;
-		}
-		/* SA joins repeated headers; each value keeps its trailing newline */
-		rules_buf_put(&sc->tmp, v, strlen(v));
-		rules_buf_put(&sc->tmp, "\n", 1);
-		found = true;
-	}
-	return found;
-}
+/* ---------------------------------------------------------------- body views */
 
 /* Adds text as SA's rendered body: paragraphs (split at blank lines) with whitespace runs
  * collapsed to one space, long paragraphs split near RULES_LINE_SPLIT at a space. */

@@ -1,0 +1,132 @@
+/* eval_int.h — what the eval families (rules/eval_*.c) share: the settings of a rule set
+ * they read, the per-message state, small helpers, and every eval function (the one
+ * registration table in eval.c names them). Not for use outside rules/. */
+#ifndef MX_EVAL_INT_H
+#define MX_EVAL_INT_H
+
+#include "eval.h"
+#include "match.h"
+#include "received.h"
+#include "rules_int.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* A set of lower-case strings (domains, names); exact lookups. */
+struct eval_strset { char **v; size_t n, cap; bool sorted; };
+void eval_strset_add(struct eval_strset *s, const char *str, size_t len);
+void eval_strset_finish(struct eval_strset *s);          /* sorts; call before lookups */
+bool eval_strset_has(const struct eval_strset *s, const char *str, size_t len);
+void eval_strset_free(struct eval_strset *s);
+
+/* Settings of a rule set the evals read: the trust path (config and rule files), and
+ * lists from the rule files (freemail_domains, util_rb_*tld, ...). Read-only once built. */
+struct eval_conf {
+	struct rcvd_conf rcvd;
+	char **orig_ip_headers; size_t norig;      /* originating_ip_headers */
+	bool client_relay;                          /* mxgate's client is the newest relay */
+	char *hostname;                             /* "by" of that relay */
+	struct eval_strset freemail, freemail_wild; /* freemail_domains (*.x: x in _wild) */
+	struct eval_strset freemail_welcome;        /* freemail_welcomelist / whitelist */
+	struct eval_strset tld2, tld3;              /* util_rb_2tld, util_rb_3tld */
+	char *envelope_sender_header;               /* NULL: SA's heuristics */
+	bool ok_locales_all;
+};
+
+struct rule_src;
+struct rules_opts;
+/* Builds the settings from the rule files' lines and the config; never NULL. */
+struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_opts *o);
+void eval_conf_free(struct eval_conf *c);
+
+/* Per-message state: an arena for strings handed out, and each family's analysis, made
+ * on first use. */
+struct eval_chunk;
+struct eval_mime;
+struct eval_html;
+struct eval_msg {
+	struct eval_chunk *chunks;
+	bool rcvd_done; struct rcvd_info rcvd;
+	int rcvd_offset;                              /* 1 when mxgate's client relay leads */
+	bool envfrom_done; const char *envfrom;       /* NULL: undefined */
+	/* eval_header.c */
+	int date_state; double date_diff, date_header_time; bool have_date;
+	int recip_state; bool tocc_sorted; double tocc_similar;
+	int hotmail_state; bool hotmail_forged, hotmail_none;
+	/* eval_mime.c, eval_html.c */
+	struct eval_mime *mime;
+	struct eval_html *html;
+};
+
+/* The relays of the message (built on first use) and SA's EnvelopeFrom ("" none). */
+const struct rcvd_info *eval_relays(struct eval_ctx *c);
+const char *eval_envelope_from(struct eval_ctx *c);
+
+/* A regex compiled once for the life of the process (built-in patterns of the evals);
+ * aborts on a bad pattern. Flags as in rule_parse.h (RULE_RE_*). Thread-safe. */
+struct eval_rx { const char *re; unsigned flags; struct match_re *compiled; };
+bool eval_rx_match(struct eval_ctx *c, struct eval_rx *rx, const char *s, size_t len);
+/* The same with groups (see match_re_groups). */
+bool eval_rx_groups(struct eval_ctx *c, struct eval_rx *rx, const char *s, size_t len,
+    size_t *ov, int nov);
+static inline bool eval_rx_str(struct eval_ctx *c, struct eval_rx *rx, const char *s)
+{
+	return eval_rx_match(c, rx, s, strlen(s));
+}
+
+/* A regex built from message data (SA's \Q$var\E patterns): compiled, matched once,
+ * freed; false when it does not compile. Callers refuse data containing "\E". */
+bool eval_dyn_match(struct eval_ctx *c, const char *pat, unsigned flags, const char *s);
+
+/* SA's Util::parse_rfc822_date: seconds since the epoch, or NAN when unparseable. */
+double eval_parse_date(struct eval_ctx *c, const char *s);
+
+
+/* ---- the eval functions, by family */
+#define EVAL_FN(name) double name(struct eval_ctx *c, const struct eval_call *call)
+
+/* eval_trust.c (RelayEval, trust) */
+EVAL_FN(eval_check_all_trusted);
+EVAL_FN(eval_check_no_relays);
+EVAL_FN(eval_check_relays_unparseable);
+EVAL_FN(eval_check_for_sender_no_reverse);
+EVAL_FN(eval_check_for_from_domain_in_received_headers);
+EVAL_FN(eval_check_for_forged_received_trail);
+EVAL_FN(eval_check_for_no_rdns_dotcom_helo);
+EVAL_FN(eval_helo_ip_mismatch);
+EVAL_FN(eval_check_for_numeric_helo);
+EVAL_FN(eval_check_for_illegal_ip);
+EVAL_FN(eval_check_for_forged_received_ip_helo);
+
+/* eval_header.c (HeaderEval) */
+EVAL_FN(eval_check_for_fake_aol_relay_in_rcvd);
+EVAL_FN(eval_check_for_faraway_charset_in_headers);
+EVAL_FN(eval_check_for_unique_subject_id);
+EVAL_FN(eval_check_illegal_chars);
+EVAL_FN(eval_check_for_forged_hotmail_received_headers);
+EVAL_FN(eval_check_for_no_hotmail_received_headers);
+EVAL_FN(eval_check_for_msn_groups_headers);
+EVAL_FN(eval_check_for_forged_eudoramail_received_headers);
+EVAL_FN(eval_check_for_forged_yahoo_received_headers);
+EVAL_FN(eval_check_for_forged_juno_received_headers);
+EVAL_FN(eval_check_for_forged_gmail_received_headers);
+EVAL_FN(eval_check_for_matching_env_and_hdr_from);
+EVAL_FN(eval_sorted_recipients);
+EVAL_FN(eval_similar_recipients);
+EVAL_FN(eval_check_for_missing_to_header);
+EVAL_FN(eval_check_for_forged_gw05_received_headers);
+EVAL_FN(eval_check_for_shifted_date);
+EVAL_FN(eval_subject_is_all_caps);
+EVAL_FN(eval_check_for_to_in_subject);
+EVAL_FN(eval_check_outlook_message_id);
+EVAL_FN(eval_check_messageid_not_usable);
+EVAL_FN(eval_check_header_count_range);
+EVAL_FN(eval_check_unresolved_template);
+EVAL_FN(eval_check_ratware_name_id);
+EVAL_FN(eval_check_ratware_envelope_from);
+EVAL_FN(eval_gated_through_received_hdr_remover);
+EVAL_FN(eval_received_within_months);
+EVAL_FN(eval_check_equal_from_domains);
+
+#endif
