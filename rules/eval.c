@@ -4,6 +4,7 @@
 #include "eval_int.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,22 @@
 #include <time.h>
 
 #define EV(name, fn, lo, hi, needs) { name, fn, lo, hi, needs, NULL, NULL }
+#define EVRE(name, fn, lo, hi, needs) { name, fn, lo, hi, needs, eval_prepare_regex_arg, \
+	eval_release_regex_arg }
 
 /* Every eval mxgate implements: SA's function name, ours, argument count, views needed.
  * Sorted by name (eval_find searches it). */
 static const struct eval_def eval_table[] = {
+	EV("check_abundant_unicode_ratio", eval_check_abundant_unicode_ratio, 1, 1, EVAL_NEED_MIME),
 	EV("check_all_trusted", eval_check_all_trusted, 0, 0, 0),
+	EV("check_base64_length", eval_check_base64_length, 1, 2, EVAL_NEED_MIME),
+	EV("check_blank_line_ratio", eval_check_blank_line_ratio, 2, 3, EVAL_NEED_BODY),
+	EV("check_body_8bits", eval_check_body_8bits, 0, 0, EVAL_NEED_BODY),
+	EV("check_body_length", eval_check_body_length, 1, 1, EVAL_NEED_BODY),
 	EV("check_equal_from_domains", eval_check_equal_from_domains, 0, 0, 0),
+	EV("check_for_ascii_text_illegal", eval_check_for_ascii_text_illegal, 0, 0, EVAL_NEED_MIME),
 	EV("check_for_fake_aol_relay_in_rcvd", eval_check_for_fake_aol_relay_in_rcvd, 0, 0, 0),
+	EV("check_for_faraway_charset", eval_check_for_faraway_charset, 0, 0, EVAL_NEED_BODY),
 	EV("check_for_faraway_charset_in_headers", eval_check_for_faraway_charset_in_headers, 0, 0, 0),
 	EV("check_for_forged_eudoramail_received_headers",
 	    eval_check_for_forged_eudoramail_received_headers, 0, 0, 0),
@@ -30,29 +40,41 @@ static const struct eval_def eval_table[] = {
 	    eval_check_for_forged_hotmail_received_headers, 0, 0, 0),
 	EV("check_for_forged_juno_received_headers", eval_check_for_forged_juno_received_headers,
 	    0, 0, 0),
+	EV("check_for_forged_received_ip_helo", eval_check_for_forged_received_ip_helo, 0, 0, 0),
 	EV("check_for_forged_received_trail", eval_check_for_forged_received_trail, 0, 0, 0),
 	EV("check_for_forged_yahoo_received_headers", eval_check_for_forged_yahoo_received_headers,
 	    0, 0, 0),
 	EV("check_for_from_domain_in_received_headers",
 	    eval_check_for_from_domain_in_received_headers, 2, 2, 0),
+	EV("check_for_illegal_ip", eval_check_for_illegal_ip, 0, 0, 0),
 	EV("check_for_matching_env_and_hdr_from", eval_check_for_matching_env_and_hdr_from, 0, 0, 0),
+	EV("check_for_mime", eval_check_for_mime, 1, 1, EVAL_NEED_MIME),
+	EV("check_for_mime_html", eval_check_for_mime_html, 0, 0, EVAL_NEED_MIME),
+	EV("check_for_mime_html_only", eval_check_for_mime_html_only, 0, 0, EVAL_NEED_MIME),
 	EV("check_for_missing_to_header", eval_check_for_missing_to_header, 0, 0, 0),
 	EV("check_for_msn_groups_headers", eval_check_for_msn_groups_headers, 0, 0, 0),
 	EV("check_for_no_hotmail_received_headers", eval_check_for_no_hotmail_received_headers,
 	    0, 0, 0),
-	EV("check_for_forged_received_ip_helo", eval_check_for_forged_received_ip_helo, 0, 0, 0),
-	EV("check_for_illegal_ip", eval_check_for_illegal_ip, 0, 0, 0),
 	EV("check_for_no_rdns_dotcom_helo", eval_check_for_no_rdns_dotcom_helo, 0, 0, 0),
 	EV("check_for_numeric_helo", eval_check_for_numeric_helo, 0, 0, 0),
 	EV("check_for_sender_no_reverse", eval_check_for_sender_no_reverse, 0, 0, 0),
 	EV("check_for_shifted_date", eval_check_for_shifted_date, 2, 2, 0),
 	EV("check_for_to_in_subject", eval_check_for_to_in_subject, 1, 1, 0),
 	EV("check_for_unique_subject_id", eval_check_for_unique_subject_id, 0, 0, 0),
+	EV("check_for_uppercase", eval_check_for_uppercase, 2, 2, EVAL_NEED_BODY | EVAL_NEED_MIME),
+	EVRE("check_freemail_body", eval_check_freemail_body, 0, 1, EVAL_NEED_BODY),
+	EVRE("check_freemail_from", eval_check_freemail_from, 0, 1, 0),
+	EVRE("check_freemail_header", eval_check_freemail_header, 1, 2, 0),
+	EV("check_freemail_replyto", eval_check_freemail_replyto, 0, 1, EVAL_NEED_BODY),
 	EV("check_header_count_range", eval_check_header_count_range, 3, 3, 0),
 	EV("check_illegal_chars", eval_check_illegal_chars, 3, 3, 0),
+	EV("check_ma_non_text", eval_check_ma_non_text, 0, 0, EVAL_NEED_MIME),
 	EV("check_messageid_not_usable", eval_check_messageid_not_usable, 0, 0, 0),
+	EV("check_mime_multipart_ratio", eval_check_mime_multipart_ratio, 2, 2, EVAL_NEED_MIME),
+	EV("check_msg_parse_flags", eval_check_msg_parse_flags, 1, 2, EVAL_NEED_MIME),
 	EV("check_no_relays", eval_check_no_relays, 0, 0, 0),
 	EV("check_outlook_message_id", eval_check_outlook_message_id, 0, 0, 0),
+	EV("check_qp_ratio", eval_check_qp_ratio, 1, 1, EVAL_NEED_MIME),
 	EV("check_ratware_envelope_from", eval_check_ratware_envelope_from, 0, 0, 0),
 	EV("check_ratware_name_id", eval_check_ratware_name_id, 0, 0, 0),
 	EV("check_relays_unparseable", eval_check_relays_unparseable, 0, 0, 0),
@@ -63,6 +85,7 @@ static const struct eval_def eval_table[] = {
 	EV("similar_recipients", eval_similar_recipients, 2, 2, 0),
 	EV("sorted_recipients", eval_sorted_recipients, 0, 0, 0),
 	EV("subject_is_all_caps", eval_subject_is_all_caps, 0, 0, 0),
+	EV("tvd_vertical_words", eval_tvd_vertical_words, 2, 2, EVAL_NEED_BODY),
 };
 
 #define EVAL_NDEFS (sizeof(eval_table) / sizeof(eval_table[0]))
@@ -229,22 +252,42 @@ char *eval_strndup(struct eval_ctx *c, const char *s, size_t n)
 
 struct eval_msg *eval_msg_new(void)
 {
-	return calloc(1, sizeof(struct eval_msg));
+	struct eval_msg *m = calloc(1, sizeof(struct eval_msg));
+
+	if (m)
+		m->gen = 1;
+	return m;
 }
 
+/* Ready for the next message: the first arena chunk is kept (most messages fit in it),
+ * cached get() results expire with the generation. */
 void eval_msg_reset(struct eval_msg *m)
 {
-	struct eval_chunk *k = m->chunks;
+	struct eval_chunk *k = m->chunks, *keep = NULL;
+	uint32_t gen = m->gen;
 
+	eval_mime_free(m->mime);        /* lives in the arena: before the chunks go */
 	while (k) {
 		struct eval_chunk *n = k->next;
 
-		free(k);
+		if (n == NULL && k->cap == 16384) {
+			keep = k;
+			keep->used = 0;
+		} else {
+			free(k);
+		}
 		k = n;
 	}
 	if (m->rcvd_done)
 		received_info_free(&m->rcvd);
-	memset(m, 0, sizeof(*m));
+	memset((char *)m + offsetof(struct eval_msg, rcvd_done), 0,
+	    sizeof(*m) - offsetof(struct eval_msg, rcvd_done));
+	m->chunks = keep;
+	m->gen = gen + 1;
+	if (m->gen == 0) {                 /* wrapped: old entries must not look current */
+		memset(m->hcache, 0, sizeof(m->hcache));
+		m->gen = 1;
+	}
 }
 
 void eval_msg_free(struct eval_msg *m)
@@ -589,7 +632,9 @@ static void eval_cidrs_copy(struct cfg_cidrlist *dst, const struct cfg_cidrlist 
 	dst->n += src->n;
 }
 
-static void eval_words_add(struct eval_strset *set, struct eval_strset *wild, const char *words)
+/* Adds each word; with wild, words with * or ? go there as regex alternatives (SA's
+ * freemail wildcards: * is [^.]*, ? any character). */
+static void eval_words_add(struct eval_strset *set, struct rules_buf *wild, const char *words)
 {
 	while (*words) {
 		size_t n;
@@ -599,10 +644,27 @@ static void eval_words_add(struct eval_strset *set, struct eval_strset *wild, co
 		n = strcspn(words, " \t");
 		if (n == 0)
 			break;
-		if (wild && n > 2 && words[0] == '*' && words[1] == '.')
-			eval_strset_add(wild, words + 2, n - 2);
-		else
+		if (wild && strcspn(words, "*?") < n) {
+			if (strspn(words, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789.*?-") >= n) {
+				if (wild->n)
+					rules_buf_put(wild, "|", 1);
+				for (size_t i = 0; i < n; i++) {
+					char ch = (char)tolower((unsigned char)words[i]);
+
+					if (ch == '.')
+						rules_buf_put(wild, "\\.", 2);
+					else if (ch == '?')
+						rules_buf_put(wild, ".", 1);
+					else if (ch == '*')
+						rules_buf_put(wild, "[^.]*", 5);
+					else
+						rules_buf_put(wild, &ch, 1);
+				}
+			}
+		} else {
 			eval_strset_add(set, words, n);
+		}
 		words += n;
 	}
 }
@@ -612,6 +674,7 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 	struct eval_conf *c = calloc(1, sizeof(*c));
 	char **orig = NULL;
 	size_t norig = 0;
+	struct rules_buf wild = { 0 };
 
 	if (c == NULL)
 		abort();
@@ -671,7 +734,7 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 				free(orig[j]);
 			norig = 0;
 		} else if (strcmp(k, "freemail_domains") == 0) {
-			eval_words_add(&c->freemail, &c->freemail_wild, v);
+			eval_words_add(&c->freemail, &wild, v);
 		} else if (strcmp(k, "freemail_welcomelist") == 0 || strcmp(k, "freemail_whitelist") == 0) {
 			eval_words_add(&c->freemail_welcome, NULL, v);
 		} else if (strcmp(k, "util_rb_2tld") == 0) {
@@ -688,7 +751,18 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 	c->orig_ip_headers = orig;
 	c->norig = norig;
 	eval_strset_finish(&c->freemail);
-	eval_strset_finish(&c->freemail_wild);
+	if (wild.n) {
+		struct rules_buf re = { 0 };
+		char err[160];
+
+		rules_buf_put(&re, "\\@(?:", 5);
+		rules_buf_put(&re, wild.p, wild.n);
+		rules_buf_put(&re, ")$", 2);
+		if (match_re_compile(re.p, 0, &c->freemail_re, err, sizeof(err)) < 0)
+			c->freemail_re = NULL;
+		free(re.p);
+	}
+	free(wild.p);
 	eval_strset_finish(&c->freemail_welcome);
 	eval_strset_finish(&c->tld2);
 	eval_strset_finish(&c->tld3);
@@ -707,7 +781,7 @@ void eval_conf_free(struct eval_conf *c)
 	free(c->orig_ip_headers);
 	free(c->hostname);
 	eval_strset_free(&c->freemail);
-	eval_strset_free(&c->freemail_wild);
+	match_re_free(c->freemail_re);
 	eval_strset_free(&c->freemail_welcome);
 	eval_strset_free(&c->tld2);
 	eval_strset_free(&c->tld3);

@@ -27,7 +27,8 @@ struct eval_conf {
 	char **orig_ip_headers; size_t norig;      /* originating_ip_headers */
 	bool client_relay;                          /* mxgate's client is the newest relay */
 	char *hostname;                             /* "by" of that relay */
-	struct eval_strset freemail, freemail_wild; /* freemail_domains (*.x: x in _wild) */
+	struct eval_strset freemail;                /* freemail_domains without wildcards */
+	struct match_re *freemail_re;               /* \@(?:wildcard|...)$, or NULL */
 	struct eval_strset freemail_welcome;        /* freemail_welcomelist / whitelist */
 	struct eval_strset tld2, tld3;              /* util_rb_2tld, util_rb_3tld */
 	char *envelope_sender_header;               /* NULL: SA's heuristics */
@@ -45,8 +46,12 @@ void eval_conf_free(struct eval_conf *c);
 struct eval_chunk;
 struct eval_mime;
 struct eval_html;
+#define EVAL_HDR_CACHE 1024          /* slots; a power of two */
+struct eval_hdr_cache { const char *req; uint32_t hash, gen; const char **v; size_t n; };
 struct eval_msg {
 	struct eval_chunk *chunks;
+	uint32_t gen;                                 /* bumped per message: cache validity */
+	struct eval_hdr_cache hcache[EVAL_HDR_CACHE]; /* SA's get() results, by request */
 	bool rcvd_done; struct rcvd_info rcvd;
 	int rcvd_offset;                              /* 1 when mxgate's client relay leads */
 	bool envfrom_done; const char *envfrom;       /* NULL: undefined */
@@ -83,6 +88,15 @@ bool eval_dyn_match(struct eval_ctx *c, const char *pat, unsigned flags, const c
 double eval_parse_date(struct eval_ctx *c, const char *s);
 
 
+/* FreeMail: is this (lower-case) address at a free mail provider? */
+bool eval_is_freemail(struct eval_ctx *c, const char *email);
+/* prepare/release for evals whose last argument is an optional regex */
+int eval_prepare_regex_arg(struct eval_call *call, const char **err);
+void eval_release_regex_arg(struct eval_call *call);
+
+/* Releases what the MIME analysis holds outside the arena (NULL: nothing). */
+void eval_mime_free(struct eval_mime *mm);
+
 /* ---- the eval functions, by family */
 #define EVAL_FN(name) double name(struct eval_ctx *c, const struct eval_call *call)
 
@@ -98,6 +112,30 @@ EVAL_FN(eval_helo_ip_mismatch);
 EVAL_FN(eval_check_for_numeric_helo);
 EVAL_FN(eval_check_for_illegal_ip);
 EVAL_FN(eval_check_for_forged_received_ip_helo);
+
+/* eval_misc.c (FreeMail) */
+EVAL_FN(eval_check_freemail_header);
+EVAL_FN(eval_check_freemail_from);
+EVAL_FN(eval_check_freemail_replyto);
+EVAL_FN(eval_check_freemail_body);
+
+/* eval_mime.c (MIMEEval, BodyEval) */
+EVAL_FN(eval_check_for_mime);
+EVAL_FN(eval_check_for_mime_html);
+EVAL_FN(eval_check_for_mime_html_only);
+EVAL_FN(eval_check_mime_multipart_ratio);
+EVAL_FN(eval_check_for_ascii_text_illegal);
+EVAL_FN(eval_check_abundant_unicode_ratio);
+EVAL_FN(eval_check_qp_ratio);
+EVAL_FN(eval_check_msg_parse_flags);
+EVAL_FN(eval_check_ma_non_text);
+EVAL_FN(eval_check_base64_length);
+EVAL_FN(eval_check_for_uppercase);
+EVAL_FN(eval_check_body_8bits);
+EVAL_FN(eval_check_for_faraway_charset);
+EVAL_FN(eval_check_blank_line_ratio);
+EVAL_FN(eval_tvd_vertical_words);
+EVAL_FN(eval_check_body_length);
 
 /* eval_header.c (HeaderEval) */
 EVAL_FN(eval_check_for_fake_aol_relay_in_rcvd);

@@ -517,22 +517,69 @@ static size_t hdr_values(struct eval_ctx *c, const char *request, const char **o
 	return n;
 }
 
+/* hdr_values() once per message and request (header rules ask for the same fields many
+ * times); at most 256 values. */
+static size_t hdr_values_cached(struct eval_ctx *c, const char *request, const char ***out)
+{
+	struct eval_msg *m = c->m;
+	uint32_t h = 2166136261u;
+	size_t slot;
+
+	for (const char *p = request; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (size_t k = 0; k < EVAL_HDR_CACHE; k++) {
+		struct eval_hdr_cache *e;
+
+		slot = (h + k) & (EVAL_HDR_CACHE - 1);
+		e = &m->hcache[slot];
+		if (e->gen != m->gen) {
+			const char *v[256];
+
+			e->n = hdr_values(c, request, v, 256);
+			e->v = eval_alloc(c, (e->n ? e->n : 1) * sizeof(char *));
+			memcpy(e->v, v, e->n * sizeof(char *));
+			e->req = eval_strndup(c, request, strlen(request));
+			e->hash = h;
+			e->gen = m->gen;
+			*out = e->v;
+			return e->n;
+		}
+		if (e->hash == h && strcmp(e->req, request) == 0) {
+			*out = e->v;
+			return e->n;
+		}
+	}
+	/* full: no caching */
+	{
+		const char **v = eval_alloc(c, 256 * sizeof(char *));
+
+		*out = v;
+		return hdr_values(c, request, v, 256);
+	}
+}
+
 size_t eval_get_all(struct eval_ctx *c, const char *request, const char **out, size_t max)
 {
-	return hdr_values(c, request, out, max);
+	const char **v;
+	size_t n = hdr_values_cached(c, request, &v);
+
+	if (n > max)
+		n = max;
+	memcpy(out, v, n * sizeof(char *));
+	return n;
 }
 
 bool eval_exists(struct eval_ctx *c, const char *request)
 {
-	const char *v[1];
+	const char **v;
 
-	return hdr_values(c, request, v, 1) > 0;
+	return hdr_values_cached(c, request, &v) > 0;
 }
 
 const char *eval_get(struct eval_ctx *c, const char *request)
 {
-	const char *v[256];
-	size_t n = hdr_values(c, request, v, 256), len = 0, o = 0;
+	const char **v;
+	size_t n = hdr_values_cached(c, request, &v), len = 0, o = 0;
 	char *s;
 
 	if (n == 0)
@@ -568,7 +615,7 @@ bool rules_header_value(struct rules_scratch *sc, const char *hdr, enum rule_hdr
     const struct rules_envelope *envl)
 {
 	char req[160];
-	const char *v[256];
+	const char **v;
 	size_t n;
 
 	(void)envl;
@@ -576,7 +623,7 @@ bool rules_header_value(struct rules_scratch *sc, const char *hdr, enum rule_hdr
 	    sel == HDR_SEL_ADDR ? ":addr" : sel == HDR_SEL_NAME ? ":name" : "");
 	sc->tmp.n = 0;
 	rules_buf_put(&sc->tmp, "", 0);
-	n = hdr_values(&sc->ctx, req, v, 256);
+	n = hdr_values_cached(&sc->ctx, req, &v);
 	if (n == 0)
 		return false;
 	if (sel == HDR_SEL_ADDR || sel == HDR_SEL_NAME) {
