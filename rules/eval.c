@@ -67,6 +67,7 @@ static const struct eval_def eval_table[] = {
 	EVRE("check_freemail_header", eval_check_freemail_header, 1, 2, 0),
 	EV("check_freemail_replyto", eval_check_freemail_replyto, 0, 1, EVAL_NEED_BODY),
 	EV("check_header_count_range", eval_check_header_count_range, 3, 3, 0),
+	EV("check_iframe_src", eval_check_iframe_src, 0, 0, EVAL_NEED_HTML),
 	EV("check_illegal_chars", eval_check_illegal_chars, 3, 3, 0),
 	EV("check_ma_non_text", eval_check_ma_non_text, 0, 0, EVAL_NEED_MIME),
 	EV("check_messageid_not_usable", eval_check_messageid_not_usable, 0, 0, 0),
@@ -81,6 +82,17 @@ static const struct eval_def eval_table[] = {
 	EV("check_unresolved_template", eval_check_unresolved_template, 0, 0, 0),
 	EV("gated_through_received_hdr_remover", eval_gated_through_received_hdr_remover, 0, 0, 0),
 	EV("helo_ip_mismatch", eval_helo_ip_mismatch, 0, 0, 0),
+	EV("html_charset_faraway", eval_html_charset_faraway, 0, 0, EVAL_NEED_HTML),
+	EV("html_eval", eval_html_eval, 2, 2, EVAL_NEED_HTML),
+	EV("html_image_only", eval_html_image_only, 2, 2, EVAL_NEED_HTML),
+	EV("html_image_ratio", eval_html_image_ratio, 2, 2, EVAL_NEED_HTML),
+	EV("html_range", eval_html_range, 2, 3, EVAL_NEED_HTML),
+	EV("html_tag_balance", eval_html_tag_balance, 2, 2, EVAL_NEED_HTML),
+	EV("html_tag_exists", eval_html_tag_exists, 1, 1, EVAL_NEED_HTML),
+	EV("html_test", eval_html_test, 1, 1, EVAL_NEED_HTML),
+	{ "html_text_match", eval_html_text_match, 2, 2, EVAL_NEED_HTML,
+	    eval_prepare_html_text_match, eval_release_regex_arg },
+	EV("html_title_subject_ratio", eval_html_title_subject_ratio, 1, 1, EVAL_NEED_HTML),
 	EV("received_within_months", eval_received_within_months, 2, 2, 0),
 	EV("similar_recipients", eval_similar_recipients, 2, 2, 0),
 	EV("sorted_recipients", eval_sorted_recipients, 0, 0, 0),
@@ -266,7 +278,8 @@ void eval_msg_reset(struct eval_msg *m)
 	struct eval_chunk *k = m->chunks, *keep = NULL;
 	uint32_t gen = m->gen;
 
-	eval_mime_free(m->mime);        /* lives in the arena: before the chunks go */
+	eval_html_free(m->html);        /* these live in the arena: before the chunks go */
+	eval_mime_free(m->mime);
 	while (k) {
 		struct eval_chunk *n = k->next;
 

@@ -94,8 +94,19 @@ bool eval_is_freemail(struct eval_ctx *c, const char *email);
 int eval_prepare_regex_arg(struct eval_call *call, const char **err);
 void eval_release_regex_arg(struct eval_call *call);
 
-/* Releases what the MIME analysis holds outside the arena (NULL: nothing). */
+/* Releases what the MIME / HTML analyses hold outside the arena (NULL: nothing). */
 void eval_mime_free(struct eval_mime *mm);
+void eval_html_free(struct eval_html *eh);
+/* The message's MIME tree as SpamAssassin parses it (samsg.h), made on first use. */
+struct samsg;
+const struct samsg *eval_samsg(struct eval_ctx *c);
+int eval_prepare_html_text_match(struct eval_call *call, const char **err);
+/* The HTML analysis of samsg part i (NULL when it is no HTML part), and the link targets
+ * of all HTML parts; made on first use. */
+struct html_result;
+struct uri_list;
+const struct html_result *eval_html_part(struct eval_ctx *c, size_t part);
+const struct uri_list *eval_html_uris(struct eval_ctx *c);
 
 /* ---- the eval functions, by family */
 #define EVAL_FN(name) double name(struct eval_ctx *c, const struct eval_call *call)
@@ -136,6 +147,19 @@ EVAL_FN(eval_check_for_faraway_charset);
 EVAL_FN(eval_check_blank_line_ratio);
 EVAL_FN(eval_tvd_vertical_words);
 EVAL_FN(eval_check_body_length);
+
+/* eval_html.c (HTMLEval) */
+EVAL_FN(eval_html_tag_balance);
+EVAL_FN(eval_html_image_only);
+EVAL_FN(eval_html_image_ratio);
+EVAL_FN(eval_html_charset_faraway);
+EVAL_FN(eval_html_tag_exists);
+EVAL_FN(eval_html_test);
+EVAL_FN(eval_html_eval);
+EVAL_FN(eval_html_range);
+EVAL_FN(eval_html_text_match);
+EVAL_FN(eval_html_title_subject_ratio);
+EVAL_FN(eval_check_iframe_src);
 
 /* eval_header.c (HeaderEval) */
 EVAL_FN(eval_check_for_fake_aol_relay_in_rcvd);

@@ -261,6 +261,11 @@ static struct eval_mime *mime_get(struct eval_ctx *c)
 	return mm;
 }
 
+const struct samsg *eval_samsg(struct eval_ctx *c)
+{
+	return &mime_get(c)->msg;
+}
+
 void eval_mime_free(struct eval_mime *mm)
 {
 	if (mm)

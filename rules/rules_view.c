@@ -4,7 +4,9 @@
  * per-thread scratch holding them. See docs/rules.md "What body, rawbody and uri rules see". */
 #include "rules_int.h"
 
-#include "mime.h"
+#include "eval_int.h"
+#include "html.h"
+#include "samsg.h"
 #include "uri.h"
 
 #include <ctype.h>
@@ -127,61 +129,110 @@ void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on) { sc->prefil
 
 /* ---------------------------------------------------------------- body views */
 
-/* Adds text as SA's rendered body: paragraphs (split at blank lines) with whitespace runs
- * collapsed to one space, long paragraphs split near RULES_LINE_SPLIT at a space. */
+#define RULES_MAX_TEXT (4u << 20)      /* decoded text examined per message */
+
+/* SA's split_into_array_of_short_lines on one paragraph: pieces of at most 2048 bytes,
+ * cut after the last space before the limit. */
+static void rules_body_add_line(struct rules_lines *l, const char *s, size_t n)
+{
+	while (n > RULES_LINE_SPLIT) {
+		size_t k = RULES_LINE_SPLIT + 1;     /* rindex(' ', 2048) + 1 */
+
+		while (k > 0 && s[k - 1] != ' ')
+			k--;
+		if (k == 0)
+			k = RULES_LINE_SPLIT;
+		rules_lines_add(l, s, k);
+		s += k;
+		n -= k;
+	}
+	rules_lines_add(l, s, n);
+}
+
+/* The rendered text of all parts, as SA's get_rendered_body_text_array: each run
+ * \n+\s*\n+ becomes a line break, every other whitespace run one space; then lines (their
+ * "\n" kept) of at most 2048 bytes. */
 static void rules_body_add_text(struct rules_lines *l, struct rules_buf *tmp, const char *t,
     size_t n)
 {
 	size_t i = 0;
 
+	tmp->n = 0;
+	rules_buf_put(tmp, "", 0);
 	while (i < n) {
-		bool sp = false;
-		int nl = 0;
+		size_t j, last_nl = SIZE_MAX, nls = 0;
 
-		tmp->n = 0;
-		rules_buf_put(tmp, "", 0);
-		for (; i < n; i++) {
-			char c = t[i];
-
-			if (c == '\n') {
-				nl++;
-				sp = true;
-				continue;
-			}
-			if (c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f') {
-				sp = true;
-				continue;
-			}
-			if (nl >= 2 && tmp->n > 0)
-				break;      /* blank line: paragraph ends */
-			nl = 0;
-			if (sp && tmp->n > 0)
-				rules_buf_put(tmp, " ", 1);
-			sp = false;
-			rules_buf_put(tmp, &c, 1);
-			if (tmp->n >= RULES_LINE_SPLIT && (i + 1 >= n || isspace((unsigned char)t[i + 1]))) {
-				i++;
-				break;
-			}
+		if (!isspace((unsigned char)t[i])) {
+			j = i;
+			while (j < n && !isspace((unsigned char)t[j]))
+				j++;
+			rules_buf_put(tmp, t + i, j - i);
+			i = j;
+			continue;
 		}
-		if (tmp->n)
-			rules_lines_add(l, tmp->p, tmp->n);
+		/* a whitespace run: the part before its first \n is a space; from the first to
+		 * the last \n (two at least) a line break; after the last \n a space */
+		j = i;
+		while (j < n && isspace((unsigned char)t[j])) {
+			if (t[j] == '\n') {
+				nls++;
+				last_nl = j;
+			}
+			j++;
+		}
+		if (nls >= 2) {
+			size_t first_nl = i;
+
+			while (t[first_nl] != '\n')
+				first_nl++;
+			if (first_nl > i)
+				rules_buf_put(tmp, " ", 1);
+			rules_buf_put(tmp, "\n", 1);
+			rules_body_add_line(l, tmp->p, tmp->n);
+			tmp->n = 0;
+			rules_buf_put(tmp, "", 0);
+			if (last_nl + 1 < j)
+				rules_buf_put(tmp, " ", 1);
+		} else {
+			rules_buf_put(tmp, " ", 1);
+		}
+		i = j;
 	}
+	if (tmp->n)
+		rules_body_add_line(l, tmp->p, tmp->n);
 }
 
+/* SA's split_into_array_of_short_paragraphs: a decoded part as one piece, or pieces of
+ * 2048-4096 bytes ending at a line break, a '>' or a space. */
 static void rules_rawbody_add(struct rules_lines *l, const char *t, size_t n)
 {
-	size_t i = 0;
+	size_t ofs = 0;
 
-	while (i < n) {
-		const char *nl = memchr(t + i, '\n', n - i);
-		size_t e = nl ? (size_t)(nl - t) : n, le = e;
-
-		if (le > i && t[le - 1] == '\r')
-			le--;
-		rules_lines_add(l, t + i, le - i);
-		i = e + 1;
+	if (n <= RULES_LINE_SPLIT) {
+		rules_lines_add(l, t, n);
+		return;
 	}
+	while (n - ofs > 2 * RULES_LINE_SPLIT) {
+		const char *seps = "\n> ";
+		size_t j = 0;
+		bool found = false;
+
+		for (int k = 0; seps[k] && !found; k++) {
+			const char *q = memchr(t + ofs + RULES_LINE_SPLIT, seps[k],
+			    n - ofs - RULES_LINE_SPLIT);
+
+			if (q && (size_t)(q - t) - ofs + 1 <= 2 * RULES_LINE_SPLIT) {
+				j = (size_t)(q - t);
+				found = true;
+			}
+		}
+		if (!found)
+			j = ofs + RULES_LINE_SPLIT;
+		rules_lines_add(l, t + ofs, j - ofs + 1);
+		ofs = j + 1;
+	}
+	if (ofs < n)
+		rules_lines_add(l, t + ofs, n - ofs);
 }
 
 static void rules_uri_cb(const char *uri, size_t len, void *arg)
@@ -189,55 +240,112 @@ static void rules_uri_cb(const char *uri, size_t len, void *arg)
 	uri_add(arg, uri, len);
 }
 
-/* Decodes the body once per message into body/rawbody/uri lines. */
+static bool rules_type_is_html(const struct samsg_part *p)
+{
+	size_t l = p->name ? strlen(p->name) : 0;
+
+	return strcmp(p->type, "text/html") == 0 || (l > 4 && (strcasecmp(p->name + l - 4, ".htm") == 0 ||
+	    strcasecmp(p->name + l - 5, ".html") == 0 || strcasecmp(p->name + l - 5, ".shtm") == 0 ||
+	    (l > 6 && strcasecmp(p->name + l - 6, ".shtml") == 0)));
+}
+
+/* The body views, SpamAssassin's way (its MIME tree, its HTML renderer, bytes as decoded,
+ * no charset conversion): body (Subject, then the rendered text parts), rawbody (decoded
+ * text parts in pieces), URIs, and the MIME part headers for mimeheader rules. */
 void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
     bool want_uri)
 {
-	struct mime_result mr;
+	const struct samsg *m = eval_samsg(&sc->ctx);
 	struct uri_list ul = { .max = 1000 };
+	struct rules_buf text = { 0 };
+	const char *subj[64];
+	size_t nsubj, total = 0;
 
+	(void)msg;
+	(void)len;
 	rules_lines_reset(&sc->body);
 	rules_lines_reset(&sc->rawbody);
 	rules_lines_reset(&sc->uris);
-	/* SA puts the Subject first in the body text */
-	for (size_t i = 0; i < sc->nh; i++)
-		if (rules_name_is(&sc->h[i], "Subject")) {
-			const char *s = rules_hfield_decoded(&sc->h[i]);
+	/* SA puts the (last) Subject first */
+	nsubj = eval_get_all(&sc->ctx, "Subject", subj, 64);
+	if (nsubj) {
+		const char *s = subj[nsubj - 1];
+		size_t sl = strlen(s);
 
-			rules_body_add_text(&sc->body, &sc->tmp, s, strlen(s));
+		rules_body_add_line(&sc->body, s, sl);      /* with its "\n" */
+	} else {
+		rules_lines_add(&sc->body, "\n", 1);
+	}
+	for (size_t i = 0; i < m->nparts; i++) {
+		const struct samsg_part *p = &m->parts[i];
+		bool html, textual;
+		size_t dl;
+		char *d;
+
+		if (p->nkids)
+			continue;
+		html = rules_type_is_html(p);
+		textual = strncmp(p->type, "text", 4) == 0 || strncmp(p->type, "message", 7) == 0 || html;
+		if (!textual || strcmp(p->type, "text/calendar") == 0)
+			continue;
+		if (total >= RULES_MAX_TEXT)
 			break;
+		d = samsg_decode(p, &dl);
+		if (dl > RULES_MAX_TEXT - total)
+			dl = RULES_MAX_TEXT - total;
+		total += dl;
+		rules_rawbody_add(&sc->rawbody, d, dl);
+		if (html || strcmp(p->type, "text/plain") == 0) {
+			if (text.n)
+				rules_buf_put(&text, "\n", 1);
+			if (html) {
+				const struct html_result *hr = eval_html_part(&sc->ctx, i);
+
+				if (hr)
+					rules_buf_put(&text, hr->rendered, hr->rendered_len);
+			} else {
+				rules_buf_put(&text, d, dl);
+			}
 		}
-	mime_parse(msg, len, NULL, &mr);
-	for (size_t p = 0; p < mr.nparts; p++) {
-		struct mime_text *t = &mr.parts[p];
+		free(d);
+	}
+	rules_body_add_text(&sc->body, &sc->tmp, text.p ? text.p : "", text.n);
+	if (want_uri) {
+		const struct uri_list *hu = eval_html_uris(&sc->ctx);
 
-		rules_rawbody_add(&sc->rawbody, t->text, t->len);
-		if (t->html) {
-			size_t rl;
-			char *r = mime_html_to_text(t->text, t->len, &rl, want_uri ? rules_uri_cb :
-			    NULL, &ul);
+		for (size_t i = 0; i < hu->n; i++)
+			uri_add(&ul, hu->v[i], strlen(hu->v[i]));
+		for (size_t i = 0; i < sc->body.nlines; i++) {
+			const char *s;
+			size_t n;
 
-			rules_body_add_text(&sc->body, &sc->tmp, r, rl);
-			if (want_uri)
-				uri_extract_text(&ul, r, rl);
-			free(r);
-		} else {
-			rules_body_add_text(&sc->body, &sc->tmp, t->text, t->len);
-			if (want_uri)
-				uri_extract_text(&ul, t->text, t->len);
+			rules_line_at(&sc->body, i, &s, &n);
+			uri_extract_text(&ul, s, n);
 		}
 	}
+	(void)rules_uri_cb;
+	free(text.p);
 	for (size_t i = 0; i < ul.n; i++)
 		rules_lines_add(&sc->uris, ul.v[i], strlen(ul.v[i]));
 	uri_list_free(&ul);
-	/* mimeheader rules see part headers; keep them in the result's lifetime */
+	/* mimeheader rules: each part's headers (the message itself first), the last value
+	 * of each name, as SA's find_parts(qr/./) and get_header() */
 	sc->allhdr.n = 0;
 	rules_buf_put(&sc->allhdr, "", 0);
-	for (size_t i = 0; i < mr.nhdrs; i++) {
-		rules_buf_put(&sc->allhdr, mr.hdrs[i].name, strlen(mr.hdrs[i].name));
-		rules_buf_put(&sc->allhdr, "\0", 1);
-		rules_buf_put(&sc->allhdr, mr.hdrs[i].value, strlen(mr.hdrs[i].value));
-		rules_buf_put(&sc->allhdr, "\0", 1);
+	for (size_t i = 0; i < m->nparts; i++) {
+		const struct samsg_part *p = &m->parts[i];
+
+		for (size_t k = 0; k < p->nhdrs; k++) {
+			bool later = false;
+
+			for (size_t j = k + 1; j < p->nhdrs && !later; j++)
+				later = strcasecmp(p->hdrs[j].name, p->hdrs[k].name) == 0;
+			if (later)
+				continue;
+			rules_buf_put(&sc->allhdr, p->hdrs[k].name, strlen(p->hdrs[k].name));
+			rules_buf_put(&sc->allhdr, "\0", 1);
+			rules_buf_put(&sc->allhdr, p->hdrs[k].value, strlen(p->hdrs[k].value));
+			rules_buf_put(&sc->allhdr, "\n\0", 2);
+		}
 	}
-	mime_result_free(&mr);
 }

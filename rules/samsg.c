@@ -463,8 +463,8 @@ static void samsg_set_type(struct samsg *m, int part, char **boundary)
 		*boundary = p->boundary;
 }
 
-/* Base64 / quoted-printable decoding of a part's lines (for message/rfc822 parts). */
-static char *samsg_decode(const struct samsg_part *p, size_t *outlen)
+/* Base64 / quoted-printable decoding of a part's lines. */
+char *samsg_decode(const struct samsg_part *p, size_t *outlen)
 {
 	const char *cte = samsg_header(p, "Content-Transfer-Encoding");
 	size_t total = 0, o = 0;

@@ -48,6 +48,10 @@ void samsg_free(struct samsg *m);
  * scalar context. */
 const char *samsg_header(const struct samsg_part *p, const char *name);
 
+/* A leaf's body decoded (base64 / quoted-printable per its Content-Transfer-Encoding,
+ * else as is): malloc'd, NUL-terminated, *outlen bytes. */
+char *samsg_decode(const struct samsg_part *p, size_t *outlen);
+
 /* SA's Util::parse_content_type on a Content-Type value (NULL = missing): the type
  * (malloc'd) and, when wanted, boundary, charset and name (malloc'd or NULL). */
 char *samsg_parse_content_type(const char *ct, char **boundary, char **charset, char **name,
