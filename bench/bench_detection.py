@@ -405,7 +405,10 @@ def engine_score(driver, paths, tmp, want_all=False):
             res[m.group(1)] = {'score': float(m.group(2)),
                                'tests': [t for t in m.group(3).split(',') if t]}
             if m.group(4) is not None:
-                res[m.group(1)]['all'] = [t.split('=')[0] for t in m.group(4).split(',') if t]
+                res[m.group(1)]['all'] = [t.split('=')[0] for t in m.group(4).split(',')
+                                          if t and not t.endswith('?')]
+                res[m.group(1)]['unknown'] = [t[:-1] for t in m.group(4).split(',')
+                                              if t.endswith('?')]
     load = [x for x in r.stderr.splitlines() if x.startswith('rules:')]
     m = re.search(r'scored (\d+) messages in ([0-9.]+) s', r.stderr)
     rate = int(m.group(1)) / float(m.group(2)) if m and float(m.group(2)) > 0 else len(paths) / el

@@ -21,7 +21,9 @@ static void print_hit(const char *name, double value, void *arg)
 	int *first = arg;
 
 	printf("%s%s", *first ? "" : ",", name);
-	if (value != 1)
+	if (value != value)
+		printf("?");            /* unknown: depends on rules mxgate cannot run */
+	else if (value != 1)
 		printf("=%g", value);
 	*first = 0;
 }

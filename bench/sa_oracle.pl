@@ -31,11 +31,14 @@ $| = 1;
 while (my $path = <$lf>) {
 	chomp $path;
 	next if $path eq '';
-	open(my $fh, '<', $path) or do { warn "$path: $!\n"; next };
-	binmode $fh;
-	local $/;
-	my $text = <$fh>;
-	close $fh;
+	my $text = do {
+		# slurp in a block of its own: $/ must be back to "\n" while SA runs (its
+		# chomp()s depend on it)
+		open(my $fh, '<', $path) or do { warn "$path: $!\n"; next };
+		binmode $fh;
+		local $/;
+		<$fh>;
+	};
 	my $mail = $sa->parse($text);
 	my $pms = $sa->check($mail);
 	my %hits;

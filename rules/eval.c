@@ -21,10 +21,22 @@
 static const struct eval_def eval_table[] = {
 	EV("check_abundant_unicode_ratio", eval_check_abundant_unicode_ratio, 1, 1, EVAL_NEED_MIME),
 	EV("check_all_trusted", eval_check_all_trusted, 0, 0, 0),
+	EV("check_arc_signed", eval_dkim_offline, 0, 8, 0),
+	EV("check_arc_valid", eval_dkim_offline, 0, 8, 0),
 	EV("check_base64_length", eval_check_base64_length, 1, 2, EVAL_NEED_MIME),
 	EV("check_blank_line_ratio", eval_check_blank_line_ratio, 2, 3, EVAL_NEED_BODY),
 	EV("check_body_8bits", eval_check_body_8bits, 0, 0, EVAL_NEED_BODY),
 	EV("check_body_length", eval_check_body_length, 1, 1, EVAL_NEED_BODY),
+	EV("check_dkim_adsp", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_dependable", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_signall", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_signed", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_signsome", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_testing", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_valid", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_valid_author_sig", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_valid_envelopefrom", eval_dkim_offline, 0, 8, 0),
+	EV("check_dkim_verified", eval_dkim_offline, 0, 8, 0),
 	EV("check_equal_from_domains", eval_check_equal_from_domains, 0, 0, 0),
 	EV("check_for_ascii_text_illegal", eval_check_for_ascii_text_illegal, 0, 0, EVAL_NEED_MIME),
 	EV("check_for_fake_aol_relay_in_rcvd", eval_check_for_fake_aol_relay_in_rcvd, 0, 0, 0),
@@ -66,10 +78,19 @@ static const struct eval_def eval_table[] = {
 	EVRE("check_freemail_from", eval_check_freemail_from, 0, 1, 0),
 	EVRE("check_freemail_header", eval_check_freemail_header, 1, 2, 0),
 	EV("check_freemail_replyto", eval_check_freemail_replyto, 0, 1, EVAL_NEED_BODY),
+	EV("check_from_in_blacklist", eval_check_from_in_blocklist, 0, 0, 0),
+	EV("check_from_in_blocklist", eval_check_from_in_blocklist, 0, 0, 0),
+	EV("check_from_in_default_welcomelist", eval_check_from_in_default_welcomelist, 0, 0, 0),
+	EV("check_from_in_default_whitelist", eval_check_from_in_default_welcomelist, 0, 0, 0),
+	EV("check_from_in_list", eval_check_from_in_list, 1, 1, 0),
+	EV("check_from_in_welcomelist", eval_check_from_in_welcomelist, 0, 0, 0),
+	EV("check_from_in_whitelist", eval_check_from_in_welcomelist, 0, 0, 0),
 	EV("check_header_count_range", eval_check_header_count_range, 3, 3, 0),
+	EV("check_https_http_mismatch", eval_check_https_http_mismatch, 0, 2, EVAL_NEED_HTML),
 	EV("check_iframe_src", eval_check_iframe_src, 0, 0, EVAL_NEED_HTML),
 	EV("check_illegal_chars", eval_check_illegal_chars, 3, 3, 0),
 	EV("check_ma_non_text", eval_check_ma_non_text, 0, 0, EVAL_NEED_MIME),
+	EV("check_mailfrom_matches_rcvd", eval_check_mailfrom_matches_rcvd, 0, 0, 0),
 	EV("check_messageid_not_usable", eval_check_messageid_not_usable, 0, 0, 0),
 	EV("check_mime_multipart_ratio", eval_check_mime_multipart_ratio, 2, 2, EVAL_NEED_MIME),
 	EV("check_msg_parse_flags", eval_check_msg_parse_flags, 1, 2, EVAL_NEED_MIME),
@@ -79,8 +100,29 @@ static const struct eval_def eval_table[] = {
 	EV("check_ratware_envelope_from", eval_check_ratware_envelope_from, 0, 0, 0),
 	EV("check_ratware_name_id", eval_check_ratware_name_id, 0, 0, 0),
 	EV("check_relays_unparseable", eval_check_relays_unparseable, 0, 0, 0),
+	EV("check_replyto_in_list", eval_check_replyto_in_list, 1, 1, 0),
+	EV("check_stock_info", eval_check_stock_info, 1, 1, EVAL_NEED_MIME),
+	EV("check_subject_in_blacklist", eval_check_subject_in_blocklist, 0, 0, 0),
+	EV("check_subject_in_blocklist", eval_check_subject_in_blocklist, 0, 0, 0),
+	EV("check_subject_in_welcomelist", eval_check_subject_in_welcomelist, 0, 0, 0),
+	EV("check_subject_in_whitelist", eval_check_subject_in_welcomelist, 0, 0, 0),
+	EV("check_to_in_all_spam", eval_check_to_in_all_spam, 0, 0, 0),
+	EV("check_to_in_blacklist", eval_check_to_in_blocklist, 0, 0, 0),
+	EV("check_to_in_blocklist", eval_check_to_in_blocklist, 0, 0, 0),
+	EV("check_to_in_more_spam", eval_check_to_in_more_spam, 0, 0, 0),
+	EV("check_to_in_welcomelist", eval_check_to_in_welcomelist, 0, 0, 0),
+	EV("check_to_in_whitelist", eval_check_to_in_welcomelist, 0, 0, 0),
 	EV("check_unresolved_template", eval_check_unresolved_template, 0, 0, 0),
+	EV("check_uri_host_in_blacklist", eval_check_uri_host_in_blocklist, 0, 0, EVAL_NEED_URI),
+	EV("check_uri_host_in_blocklist", eval_check_uri_host_in_blocklist, 0, 0, EVAL_NEED_URI),
+	EV("check_uri_host_in_welcomelist", eval_check_uri_host_in_welcomelist, 0, 0, EVAL_NEED_URI),
+	EV("check_uri_host_in_whitelist", eval_check_uri_host_in_welcomelist, 0, 0, EVAL_NEED_URI),
+	EV("check_uri_host_listed", eval_check_uri_host_listed, 1, 1, EVAL_NEED_URI),
+	EV("check_uri_truncated", eval_check_uri_truncated, 0, 0, EVAL_NEED_HTML),
+	EV("check_welcomelist_bounce_relays", eval_check_welcomelist_bounce_relays, 0, 0, 0),
+	EV("check_whitelist_bounce_relays", eval_check_welcomelist_bounce_relays, 0, 0, 0),
 	EV("gated_through_received_hdr_remover", eval_gated_through_received_hdr_remover, 0, 0, 0),
+	EV("have_any_bounce_relays", eval_have_any_bounce_relays, 0, 0, 0),
 	EV("helo_ip_mismatch", eval_helo_ip_mismatch, 0, 0, 0),
 	EV("html_charset_faraway", eval_html_charset_faraway, 0, 0, EVAL_NEED_HTML),
 	EV("html_eval", eval_html_eval, 2, 2, EVAL_NEED_HTML),
@@ -93,6 +135,13 @@ static const struct eval_def eval_table[] = {
 	{ "html_text_match", eval_html_text_match, 2, 2, EVAL_NEED_HTML,
 	    eval_prepare_html_text_match, eval_release_regex_arg },
 	EV("html_title_subject_ratio", eval_html_title_subject_ratio, 1, 1, EVAL_NEED_HTML),
+	EV("image_count", eval_image_count, 2, 3, EVAL_NEED_MIME),
+	EV("image_to_text_ratio", eval_image_to_text_ratio, 3, 3, EVAL_NEED_BODY | EVAL_NEED_MIME),
+	EV("multipart_alternative_difference", eval_multipart_alternative_difference, 2, 2,
+	    EVAL_NEED_HTML),
+	EV("multipart_alternative_difference_count", eval_multipart_alternative_difference_count,
+	    2, 2, EVAL_NEED_HTML),
+	EV("pixel_coverage", eval_pixel_coverage, 2, 3, EVAL_NEED_MIME),
 	EV("received_within_months", eval_received_within_months, 2, 2, 0),
 	EV("similar_recipients", eval_similar_recipients, 2, 2, 0),
 	EV("sorted_recipients", eval_sorted_recipients, 0, 0, 0),
@@ -682,6 +731,50 @@ static void eval_words_add(struct eval_strset *set, struct rules_buf *wild, cons
 	}
 }
 
+/* A list line: "(NAME) a b c" for enlist_*, else "a b c". */
+static void eval_list_add(struct eval_conf *c, const char *key, const char *v)
+{
+	struct eval_list *l;
+	const char *name = "", *ne = "";
+
+	if (strncmp(key, "enlist_", 7) == 0 || strcmp(key, "delist_uri_host") == 0) {
+		if (*v != '(' || (ne = strchr(v, ')')) == NULL)
+			return;
+		name = v + 1;
+		v = ne + 1;
+	}
+	c->lists = realloc(c->lists, (c->nlists + 1) * sizeof(*c->lists));
+	if (c->lists == NULL)
+		abort();
+	l = &c->lists[c->nlists++];
+	memset(l, 0, sizeof(*l));
+	l->key = rules_xstrdup(strcmp(key, "delist_uri_host") == 0 ? "delist_uri_host" : key);
+	l->name = malloc((size_t)(ne - name) + 1);
+	if (l->name == NULL)
+		abort();
+	memcpy(l->name, name, (size_t)(ne - name));
+	l->name[ne - name] = '\0';
+	while (*v) {
+		size_t n;
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		n = strcspn(v, " \t");
+		if (n == 0)
+			break;
+		l->v = realloc(l->v, (l->n + 1) * sizeof(char *));
+		if (l->v == NULL)
+			abort();
+		l->v[l->n] = malloc(n + 1);
+		if (l->v[l->n] == NULL)
+			abort();
+		for (size_t i = 0; i < n; i++)
+			l->v[l->n][i] = (char)tolower((unsigned char)v[i]);
+		l->v[l->n++][n] = '\0';
+		v += n;
+	}
+}
+
 struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_opts *o)
 {
 	struct eval_conf *c = calloc(1, sizeof(*c));
@@ -759,6 +852,8 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 			c->envelope_sender_header = rules_xstrdup(v);
 		} else if (strcmp(k, "ok_locales") == 0) {
 			c->ok_locales_all = strstr(v, "all") != NULL;
+		} else {
+			eval_list_add(c, k, v);
 		}
 	}
 	c->orig_ip_headers = orig;
@@ -799,5 +894,83 @@ void eval_conf_free(struct eval_conf *c)
 	eval_strset_free(&c->tld2);
 	eval_strset_free(&c->tld3);
 	free(c->envelope_sender_header);
+	for (size_t i = 0; i < c->nlists; i++) {
+		for (size_t k = 0; k < c->lists[i].n; k++)
+			free(c->lists[i].v[k]);
+		free(c->lists[i].v);
+		free(c->lists[i].key);
+		free(c->lists[i].name);
+	}
+	free(c->lists);
 	free(c);
+}
+
+/* ---------------------------------------------------------------- registry boundaries */
+
+static bool eval_us_state(const char *s, size_t n)
+{
+	static const char states[] = " ak al ar az ca co ct dc de fl ga gu hi ia id il in ks ky la "
+	    "ma md me mi mn mo ms mt nc nd ne nh nj nm nv ny oh ok or pa pr ri sc sd tn tx ut va vi "
+	    "vt wa wi wv wy ";
+	char k[5];
+
+	if (n != 2)
+		return false;
+	snprintf(k, sizeof(k), " %.2s ", s);
+	return strstr(states, k) != NULL;
+}
+
+const char *eval_registered_domain(struct eval_ctx *c, const char *host)
+{
+	char *d = eval_strndup(c, host, strlen(host)), *o = d;
+	const char *parts[64];
+	size_t lens[64], np = 0, start = 0;
+
+	/* lower case, dot runs squeezed, no leading or trailing dots */
+	for (const char *p = host; *p; p++) {
+		if (*p == '.' && (o == d || o[-1] == '.'))
+			continue;
+		*o++ = (char)tolower((unsigned char)*p);
+	}
+	*o = '\0';
+	while (o > d && o[-1] == '.')
+		*--o = '\0';
+	if (*d == '\0')
+		return d;
+	for (char *p = d; np < 64;) {
+		char *dot = strchr(p, '.');
+
+		parts[np] = p;
+		lens[np++] = dot ? (size_t)(dot - p) : strlen(p);
+		if (!dot)
+			break;
+		p = dot + 1;
+	}
+	/* drop host labels until the rest is a TLD (2 or 3 level ones from util_rb_*) */
+	while (np - start > 1) {
+		size_t left = np - start;
+		const char *rest = parts[start];
+
+		if (left == 2 && eval_strset_has(&c->conf->tld2, rest, strlen(rest)))
+			break;
+		if (left == 3) {
+			if (lens[start + 2] == 2 && strncmp(parts[start + 2], "us", 2) == 0) {
+				if (eval_us_state(parts[start + 1], lens[start + 1]))
+					break;
+			} else if (eval_strset_has(&c->conf->tld3, rest, strlen(rest))) {
+				break;
+			}
+		}
+		if (left == 4 && lens[start + 3] == 2 && strncmp(parts[start + 3], "us", 2) == 0 &&
+		    ((lens[start] == 3 && strncmp(parts[start], "pvt", 3) == 0 && lens[start + 1] == 3 &&
+		    strncmp(parts[start + 1], "k12", 3) == 0) || (lens[start] == 2 &&
+		    parts[start][0] == 'c' && (parts[start][1] == 'i' || parts[start][1] == 'o'))) &&
+		    eval_us_state(parts[start + 2], lens[start + 2]))
+			break;
+		start++;
+	}
+	/* the last host label goes back onto the domain */
+	if (start > 0)
+		start--;
+	return parts[start];
 }

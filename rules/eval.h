@@ -73,6 +73,7 @@ struct eval_ctx {
 	struct eval_msg *m;                   /* analyses made on first use */
 	struct match_scratch *ms;             /* for regexes */
 	time_t now;
+	int rule_kind;                        /* enum rule_kind of the rule being run */
 };
 
 /* SpamAssassin's $pms->get(REQUEST) in scalar context: the values of every header field so

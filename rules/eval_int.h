@@ -20,6 +20,10 @@ void eval_strset_finish(struct eval_strset *s);          /* sorts; call before l
 bool eval_strset_has(const struct eval_strset *s, const char *str, size_t len);
 void eval_strset_free(struct eval_strset *s);
 
+/* A list from the rule files: key is the directive; name the (NAME) of enlist_addrlist /
+ * enlist_uri_host ("" otherwise); v the entries (for *_from_rcvd: address, domain pairs). */
+struct eval_list { char *key, *name; char **v; size_t n; };
+
 /* Settings of a rule set the evals read: the trust path (config and rule files), and
  * lists from the rule files (freemail_domains, util_rb_*tld, ...). Read-only once built. */
 struct eval_conf {
@@ -32,6 +36,7 @@ struct eval_conf {
 	struct eval_strset freemail_welcome;        /* freemail_welcomelist / whitelist */
 	struct eval_strset tld2, tld3;              /* util_rb_2tld, util_rb_3tld */
 	char *envelope_sender_header;               /* NULL: SA's heuristics */
+	struct eval_list *lists; size_t nlists;     /* welcomelist_from, enlist_addrlist ... */
 	bool ok_locales_all;
 };
 
@@ -62,6 +67,7 @@ struct eval_msg {
 	/* eval_mime.c, eval_html.c */
 	struct eval_mime *mime;
 	struct eval_html *html;
+	void *images;                                 /* eval_list.c */
 };
 
 /* The relays of the message (built on first use) and SA's EnvelopeFrom ("" none). */
@@ -83,6 +89,10 @@ static inline bool eval_rx_str(struct eval_ctx *c, struct eval_rx *rx, const cha
 /* A regex built from message data (SA's \Q$var\E patterns): compiled, matched once,
  * freed; false when it does not compile. Callers refuse data containing "\E". */
 bool eval_dyn_match(struct eval_ctx *c, const char *pat, unsigned flags, const char *s);
+
+/* SA's RegistryBoundaries::trim_domain: the registered domain of a host name (util_rb_2tld,
+ * util_rb_3tld and the US state domains), lower case. Lives until the scan ends. */
+const char *eval_registered_domain(struct eval_ctx *c, const char *host);
 
 /* SA's Util::parse_rfc822_date: seconds since the epoch, or NAN when unparseable. */
 double eval_parse_date(struct eval_ctx *c, const char *s);
@@ -123,6 +133,34 @@ EVAL_FN(eval_helo_ip_mismatch);
 EVAL_FN(eval_check_for_numeric_helo);
 EVAL_FN(eval_check_for_illegal_ip);
 EVAL_FN(eval_check_for_forged_received_ip_helo);
+EVAL_FN(eval_check_mailfrom_matches_rcvd);
+
+/* eval_list.c (WLBLEval, WelcomeListSubject, VBounce, ImageInfo, URIEval, HTTPSMismatch,
+ * DKIM without DNS) */
+EVAL_FN(eval_check_from_in_blocklist);
+EVAL_FN(eval_check_from_in_welcomelist);
+EVAL_FN(eval_check_from_in_default_welcomelist);
+EVAL_FN(eval_check_from_in_list);
+EVAL_FN(eval_check_replyto_in_list);
+EVAL_FN(eval_check_to_in_blocklist);
+EVAL_FN(eval_check_to_in_welcomelist);
+EVAL_FN(eval_check_to_in_more_spam);
+EVAL_FN(eval_check_to_in_all_spam);
+EVAL_FN(eval_check_subject_in_welcomelist);
+EVAL_FN(eval_check_subject_in_blocklist);
+EVAL_FN(eval_have_any_bounce_relays);
+EVAL_FN(eval_check_welcomelist_bounce_relays);
+EVAL_FN(eval_check_uri_host_listed);
+EVAL_FN(eval_check_uri_host_in_blocklist);
+EVAL_FN(eval_check_uri_host_in_welcomelist);
+EVAL_FN(eval_check_uri_truncated);
+EVAL_FN(eval_check_https_http_mismatch);
+EVAL_FN(eval_dkim_offline);
+EVAL_FN(eval_image_count);
+EVAL_FN(eval_pixel_coverage);
+EVAL_FN(eval_image_to_text_ratio);
+/* all_from_addrs(): the sender addresses, lower case, deduplicated */
+size_t eval_all_from_addrs(struct eval_ctx *c, const char **out, size_t max);
 
 /* eval_misc.c (FreeMail) */
 EVAL_FN(eval_check_freemail_header);
@@ -147,6 +185,9 @@ EVAL_FN(eval_check_for_faraway_charset);
 EVAL_FN(eval_check_blank_line_ratio);
 EVAL_FN(eval_tvd_vertical_words);
 EVAL_FN(eval_check_body_length);
+EVAL_FN(eval_multipart_alternative_difference);
+EVAL_FN(eval_multipart_alternative_difference_count);
+EVAL_FN(eval_check_stock_info);
 
 /* eval_html.c (HTMLEval) */
 EVAL_FN(eval_html_tag_balance);

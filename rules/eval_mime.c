@@ -5,7 +5,7 @@
  * MIMEEval and BodyEval 4.0.1. */
 #include "eval_int.h"
 
-#include "mime.h"
+#include "html.h"
 #include "samsg.h"
 
 #include <ctype.h>
@@ -562,4 +562,197 @@ EVAL_FN(eval_check_body_length)
 		}
 	}
 	return off && (double)(c->len - off) <= call->num[call->nargs - 1];
+}
+
+/* Counts words (whitespace-separated, with a \w character) of text into a small map. */
+struct mime_words { char **w; size_t *n; size_t len, cap; };
+
+static void mime_words_add(struct mime_words *m, const char *s, size_t l)
+{
+	bool word = false;
+
+	for (size_t i = 0; i < l && !word; i++)
+		word = isalnum((unsigned char)s[i]) || s[i] == '_';
+	if (!word)
+		return;
+	for (size_t i = 0; i < m->len; i++)
+		if (strlen(m->w[i]) == l && memcmp(m->w[i], s, l) == 0) {
+			m->n[i]++;
+			return;
+		}
+	if (m->len == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 64;
+		m->w = realloc(m->w, m->cap * sizeof(char *));
+		m->n = realloc(m->n, m->cap * sizeof(size_t));
+		if (m->w == NULL || m->n == NULL)
+			abort();
+	}
+	m->w[m->len] = strndup(s, l);
+	if (m->w[m->len] == NULL)
+		abort();
+	m->n[m->len++] = 1;
+}
+
+static void mime_words_text(struct mime_words *m, const char *s, size_t l)
+{
+	size_t i = 0;
+
+	while (i < l && m->len < 20000) {
+		size_t j;
+
+		while (i < l && isspace((unsigned char)s[i]))
+			i++;
+		j = i;
+		while (j < l && !isspace((unsigned char)s[j]))
+			j++;
+		if (j > i)
+			mime_words_add(m, s + i, j - i);
+		i = j;
+	}
+}
+
+static void mime_words_free(struct mime_words *m)
+{
+	for (size_t i = 0; i < m->len; i++)
+		free(m->w[i]);
+	free(m->w);
+	free(m->n);
+	memset(m, 0, sizeof(*m));
+}
+
+/* BodyEval's _multipart_alternative_difference: how many words of the HTML alternative
+ * the text one lacks, in percent (the most of all multipart/alternative parts). */
+static void mime_madiff(struct eval_ctx *c, struct eval_mime *mm)
+{
+	const struct samsg *m = &mm->msg;
+	int *order = eval_alloc(c, (m->nparts + 1) * sizeof(int));
+
+	mm->madiff_done = true;
+	mm->madiff = 0;
+	mm->madiff_html = mm->madiff_text = 0;
+	/* multipart/alternative holding just text/html and text/calendar: skipped */
+	if (strcmp(m->parts[0].type, "multipart/alternative") == 0 && m->parts[0].nkids == 2 &&
+	    !m->parts[m->parts[0].kids[0]].nkids && !m->parts[m->parts[0].kids[1]].nkids &&
+	    strcmp(m->parts[m->parts[0].kids[0]].type, "text/html") == 0 &&
+	    strcmp(m->parts[m->parts[0].kids[1]].type, "text/calendar") == 0)
+		return;
+	for (size_t i = 0; i < m->nparts; i++) {
+		struct mime_words html = { 0 }, text = { 0 };
+		size_t n, orig, left;
+
+		if (strncmp(m->parts[i].type, "multipart/alternative", 21) != 0)
+			continue;
+		n = mime_preorder(m, (int)i, order, 0);
+		for (size_t k = 1; k < n; k++) {
+			const struct samsg_part *p = &m->parts[order[k]];
+			const struct html_result *hr;
+
+			if (strncmp(p->type, "text", 4) != 0 || p->nkids)
+				continue;
+			hr = eval_html_part(c, (size_t)order[k]);
+			if (hr) {
+				mime_words_text(&html, hr->rendered, hr->rendered_len);
+				if (html.len == 0 && html_inside(hr, "img"))
+					mime_words_add(&html, "\n_", 2);    /* SA's $html{"\n"} */
+			} else if (strcmp(p->type, "text/plain") == 0) {
+				size_t dl;
+				char *d = samsg_decode(p, &dl);
+
+				mime_words_text(&text, d, dl);
+				free(d);
+			}
+		}
+		orig = html.len;
+		if (orig) {
+			mm->madiff_html = orig;
+			mm->madiff_text = text.len;
+			left = orig;
+			for (size_t a = 0; a < html.len; a++)
+				for (size_t b = 0; b < text.len; b++)
+					if (strcmp(html.w[a], text.w[b]) == 0) {
+						if ((double)html.n[a] - (double)text.n[b] < 1)
+							left--;
+						break;
+					}
+			if ((double)left / (double)orig * 100 > mm->madiff)
+				mm->madiff = (double)left / (double)orig * 100;
+		}
+		mime_words_free(&html);
+		mime_words_free(&text);
+	}
+}
+
+EVAL_FN(eval_multipart_alternative_difference)
+{
+	struct eval_mime *mm = mime_get(c);
+
+	if (!mm->madiff_done)
+		mime_madiff(c, mm);
+	return (call->num[0] == 0 || mm->madiff > call->num[0]) &&
+	    (isnan(call->num[1]) || mm->madiff <= call->num[1]);
+}
+
+EVAL_FN(eval_multipart_alternative_difference_count)
+{
+	struct eval_mime *mm = mime_get(c);
+
+	if (!mm->madiff_done)
+		mime_madiff(c, mm);
+	if (!((double)mm->madiff_html > call->num[1]))
+		return 0;
+	return (double)mm->madiff_text / (double)mm->madiff_html > call->num[0];
+}
+
+/* BodyEval's check_stock_info: "Symbol:"-like labels of a stock tip in the first
+ * text/plain part. */
+EVAL_FN(eval_check_stock_info)
+{
+	static struct eval_rx label = { "^\\s*([^:\\s][^:\\n]{2,29})\\s*:\\s*\\S", RULE_RE_M, NULL };
+	static struct eval_rx kw = { "(^trad(?:e|ing)date|company(?:name)?|s\\w?(?:t\\w?o\\w?c\\w?k|"
+		"y\\w?m(?:\\w?b\\w?o\\w?l)?)|t(?:arget|icker)|(?:opening|current)p(?:rice)?|"
+		"p(?:rojected|osition)|expectations|weeks?high|marketperformance|"
+		"(?:year|week|month|day|price)(?:target|estimates?)|sector|r(?:ecommendation|ating))$",
+		0, NULL };
+	struct eval_mime *mm = mime_get(c);
+
+	if (mm->stock_info < 0) {
+		const struct samsg *m = &mm->msg;
+		char seen[16][24];
+		size_t nseen = 0;
+
+		mm->stock_info = 0;
+		for (size_t i = 0; i < m->nparts; i++) {
+			const struct samsg_part *p = &m->parts[i];
+			size_t dl, off = 0, ov[4];
+			char *d;
+
+			if (p->nkids || strcmp(p->type, "text/plain") != 0)
+				continue;
+			d = samsg_decode(p, &dl);
+			while (off < dl && eval_rx_groups(c, &label, d + off, dl - off, ov, 2)) {
+				char w[40];
+				size_t o = 0, ov2[4];
+
+				for (size_t k = ov[2]; k < ov[3] && o + 1 < sizeof(w); k++)
+					if (isalpha((unsigned char)d[off + k]))
+						w[o++] = (char)tolower((unsigned char)d[off + k]);
+				w[o] = '\0';
+				if (eval_rx_groups(c, &kw, w, o, ov2, 2)) {
+					char key[24];
+					bool dup = false;
+
+					snprintf(key, sizeof(key), "%.*s", (int)(ov2[3] - ov2[2]), w + ov2[2]);
+					for (size_t k = 0; k < nseen && !dup; k++)
+						dup = strcmp(seen[k], key) == 0;
+					if (!dup && nseen < 16)
+						strcpy(seen[nseen++], key);
+				}
+				off += ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+			}
+			free(d);
+			break;              /* the first text/plain part only */
+		}
+		mm->stock_info = (int)nseen;
+	}
+	return call->num[0] == 0 || mm->stock_info >= call->num[0];
 }

@@ -82,7 +82,7 @@ EVAL_FN(eval_check_freemail_header)
 
 /* SA's all_from_addrs(): Resent-From when present, else From, Envelope-Sender,
  * Resent-Sender, X-Envelope-From and EnvelopeFrom; dots squeezed, duplicates dropped. */
-static size_t fm_all_from(struct eval_ctx *c, const char **out, size_t max)
+size_t eval_all_from_addrs(struct eval_ctx *c, const char **out, size_t max)
 {
 	static const char *const reqs[] = { "From:addr", "Envelope-Sender:addr",
 		"Resent-Sender:addr", "X-Envelope-From:addr", "EnvelopeFrom:addr", NULL };
@@ -126,7 +126,7 @@ EVAL_FN(eval_check_freemail_from)
 
 	if (c->conf->freemail.n == 0 && c->conf->freemail_re == NULL)
 		return 0;
-	n = fm_all_from(c, v, 64);
+	n = eval_all_from_addrs(c, v, 64);
 	for (size_t i = 0; i < n; i++) {
 		if (!eval_is_freemail(c, v[i]))
 			continue;

@@ -276,3 +276,41 @@ EVAL_FN(eval_check_for_from_domain_in_received_headers)
 	found = eval_dyn_match(c, re, 0, rcvd);
 	return found ? want : !want;
 }
+
+/* WLBLEval's check_mailfrom_matches_rcvd: the envelope sender's registered domain is that
+ * of the rDNS of the last untrusted relay (or of a trusted one when all are). */
+EVAL_FN(eval_check_mailfrom_matches_rcvd)
+{
+	const char *sender = eval_get(c, "EnvelopeFrom:addr"), *at, *adrd;
+	const struct rcvd_info *ri;
+	struct rcvd_relay *one[1], **relays;
+	size_t n;
+	bool tried = false;
+
+	(void)call;
+	at = strrchr(sender, '@');
+	if (!at || !strchr(at + 1, '.') || at[1] == '.' || at[strlen(at) - 1] == '.' ||
+	    memchr(sender, '@', (size_t)(at - sender)))
+		return 0;           /* / \@ ( [^\@]+ \. [^\@]+ ) \z/x */
+	ri = eval_relays(c);
+	if (ri->nuntrusted) {
+		one[0] = ri->untrusted[0];
+		relays = one;
+		n = 1;
+	} else {
+		relays = ri->trusted;
+		n = ri->ntrusted;
+	}
+	if (n == 0)
+		return 0;
+	adrd = eval_registered_domain(c, at + 1);
+	for (size_t i = 0; i < n; i++) {
+		if (!relays[i]->rdns[0])
+			continue;
+		tried = true;
+		if (strcmp(adrd, eval_registered_domain(c, relays[i]->rdns)) == 0)
+			return 1;
+	}
+	(void)tried;
+	return 0;
+}

@@ -1073,8 +1073,20 @@ static void html_tests(struct html_state *h, const char *tag, struct html_attr *
 		h->r->form_action_mailto = true;
 	if (strcmp(tag, "object") == 0 || strcmp(tag, "embed") == 0)
 		h->r->embeds = true;
-	if (strcmp(tag, "a") == 0)
+	if (strcmp(tag, "a") == 0 && h->r->nanchor < HTML_MAX_LIST) {
+		const char *href = html_attr(a, na, "href");
+		size_t n = h->r->nanchor;
+
+		while (href && isspace((unsigned char)*href))
+			href++;
+		h->r->anchor_href = realloc(h->r->anchor_href, (n + 1) * sizeof(char *));
+		if (h->r->anchor_href == NULL)
+			abort();
+		h->r->anchor_href[n] = strdup(href ? href : "");
+		if (h->r->anchor_href[n] == NULL)
+			abort();
 		html_list_add(&h->r->anchor, &h->r->nanchor, "", 0);
+	}
 	if (strcmp(tag, "title") == 0) {
 		h->title_index++;
 		html_list_add(&h->r->title, &h->r->ntitle, "", 0);
@@ -1563,9 +1575,12 @@ void html_result_free(struct html_result *r)
 	for (size_t i = 0; i < r->ntitle; i++)
 		free(r->title[i]);
 	free(r->title);
-	for (size_t i = 0; i < r->nanchor; i++)
+	for (size_t i = 0; i < r->nanchor; i++) {
 		free(r->anchor[i]);
+		free(r->anchor_href[i]);
+	}
 	free(r->anchor);
+	free(r->anchor_href);
 	free(r->charsets);
 	free(r->rendered);
 	memset(r, 0, sizeof(*r));

@@ -24,7 +24,8 @@ struct html_result {
 	struct html_count *inside; size_t ninside;   /* open - close, per tag seen */
 	char **comment; size_t ncomment;
 	char **title; size_t ntitle;
-	char **anchor; size_t nanchor;
+	char **anchor; size_t nanchor;           /* the text of each <a> ... */
+	char **anchor_href;                      /* ... and its href ("" when none) */
 	char *charsets;                  /* from <meta http-equiv=Content-Type>; NULL */
 	/* rendering */
 	char *rendered; size_t rendered_len;

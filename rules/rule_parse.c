@@ -139,6 +139,7 @@ static void rule_reset_body(struct rule_def *d)
 	free(d->cidr); d->cidr = NULL;
 	free(d->eval_fn); d->eval_fn = NULL;
 	free(d->eval_args); d->eval_args = NULL;
+	free(d->re_compact); d->re_compact = NULL;
 	d->re_flags = 0;
 	d->negate = false;
 	d->sel = HDR_SEL_VALUE;

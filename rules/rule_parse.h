@@ -79,6 +79,8 @@ struct rule_def {
 	enum rule_action action;
 	enum rule_skip skip;
 	bool replace_tags;   /* named by replace_rules */
+	char *re_compact;    /* ReplaceTags rules: the same with tags as subroutine calls, for
+	                      * when re is too large for PCRE2 */
 	char *file; int line, col;   /* where defined (for errors) */
 };
 

@@ -159,6 +159,7 @@ static void rule_def_clear(struct rule_def *d)
 {
 	free(d->name); free(d->re); free(d->hdr); free(d->if_unset); free(d->expr);
 	free(d->cidr); free(d->desc); free(d->file); free(d->eval_fn); free(d->eval_args);
+	free(d->re_compact);
 }
 
 void rule_src_free(struct rule_src *s)
@@ -277,7 +278,12 @@ static const char *const rule_kept_settings[] = {
 	"internal_networks", "msa_networks", "clear_trusted_networks", "clear_internal_networks",
 	"clear_msa_networks", "originating_ip_headers", "clear_originating_ip_headers",
 	"util_rb_tld", "util_rb_2tld", "util_rb_3tld", "clear_util_rb", "envelope_sender_header",
-	"ok_locales", NULL
+	"ok_locales", "welcomelist_from", "whitelist_from", "blocklist_from", "blacklist_from",
+	"welcomelist_to", "whitelist_to", "blocklist_to", "blacklist_to", "more_spam_to",
+	"all_spam_to", "enlist_addrlist", "enlist_uri_host", "delist_uri_host",
+	"welcomelist_subject", "whitelist_subject", "blocklist_subject", "blacklist_subject",
+	"welcomelist_bounce_relays", "whitelist_bounce_relays", "welcomelist_from_rcvd",
+	"whitelist_from_rcvd", "def_welcomelist_from_rcvd", "def_whitelist_from_rcvd", NULL
 };
 
 void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)
@@ -425,11 +431,72 @@ static char *rule_take_marker(const struct rule_src *s, char *re, const char *ki
  * new tags: take the <pre X>, <post X>, <inter X> markers out; split at <...>; put pre
  * before and post after each tag, inter into each empty piece between tags; replace each
  * known tag by its value. Returns a malloc'd regex. */
+static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bool *used,
+    int depth);
+
+/* The value of tag t for compact expansion: its own tags become subroutine calls too. */
+static void rule_compact_value(const struct rule_src *s, size_t t, bool *used, char **defs,
+    int depth)
+{
+	if (defs[t] != NULL || depth > 5)
+		return;
+	defs[t] = rule_strdup("");          /* guards against a tag that names itself */
+	free(defs[t]);
+	defs[t] = rule_replace_tags_mode(s, s->tags[t].value, used, depth + 1);
+}
+
 static char *rule_replace_tags(const struct rule_src *s, const char *re)
+{
+	return rule_replace_tags_mode(s, re, NULL, 0);
+}
+
+/* The same with every tag turned into a call of a group defined once at the end,
+ * (?&_rtN) ... (?(DEFINE)(?<_rtN>VALUE)...): for patterns whose plain expansion is too
+ * large for PCRE2 (fuzzy-letter tags repeated hundreds of times). Matches the same. */
+char *rule_replace_tags_compact(const struct rule_src *s, const char *re)
+{
+	bool *used = calloc(s->ntags + 1, sizeof(bool));
+	char **defs = calloc(s->ntags + 1, sizeof(char *));
+	char *body = rule_replace_tags_mode(s, re, used, 0);
+	struct rule_sbuf out = { 0 };
+	bool more = true;
+
+	if (used == NULL || defs == NULL)
+		abort();
+	while (more) {                        /* values may use further tags */
+		more = false;
+		for (size_t t = 0; t < s->ntags; t++)
+			if (used[t] && defs[t] == NULL) {
+				rule_compact_value(s, t, used, defs, 0);
+				more = true;
+			}
+	}
+	rule_sbuf_put(&out, body, strlen(body));
+	rule_sbuf_put(&out, "(?(DEFINE)", 10);
+	for (size_t t = 0; t < s->ntags; t++)
+		if (defs[t]) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "(?<_rt%zu>", t);
+			rule_sbuf_put(&out, name, strlen(name));
+			rule_sbuf_put(&out, defs[t], strlen(defs[t]));
+			rule_sbuf_put(&out, ")", 1);
+			free(defs[t]);
+		}
+	rule_sbuf_put(&out, ")", 1);
+	free(body);
+	free(defs);
+	free(used);
+	return out.p;
+}
+
+static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bool *used,
+    int depth)
 {
 	char *cur = rule_strdup(re);
 	bool again = true;
 
+	(void)depth;
 	for (int pass = 0; again && pass <= 5; pass++) {
 		char *pre_n = rule_take_marker(s, cur, "pre");
 		char *post_n = rule_take_marker(s, cur, "post");
@@ -479,7 +546,13 @@ static char *rule_replace_tags(const struct rule_src *s, const char *re)
 
 				if (pre)
 					rule_sbuf_put(&out, pre->value, strlen(pre->value));
-				if (t) {
+				if (t && used) {
+					char call[32];
+
+					snprintf(call, sizeof(call), "(?&_rt%zu)", (size_t)(t - s->tags));
+					rule_sbuf_put(&out, call, strlen(call));
+					used[t - s->tags] = true;
+				} else if (t) {
 					rule_sbuf_put(&out, t->value, strlen(t->value));
 					if (strchr(t->value, '<') && strchr(strchr(t->value, '<'), '>'))
 						again = true;
@@ -512,6 +585,8 @@ void rule_src_finish(struct rule_src *s)
 		if (d->replace_tags && d->re) {
 			char *r = rule_replace_tags(s, d->re);
 
+			free(d->re_compact);
+			d->re_compact = rule_replace_tags_compact(s, d->re);
 			free(d->re);
 			d->re = r;
 		}

@@ -129,7 +129,9 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
     size_t max_body, struct rules_result *res);
 void rules_result_free(struct rules_result *res);
 /* After a scan with sc: cb(name, value) for every rule that hit, __ sub-rules and
- * unscored ones included (tests and the benchmark compare them with SpamAssassin's). */
+ * unscored ones included (tests and the benchmark compare them with SpamAssassin's), and
+ * cb(name, NAN) for every rule whose result is unknown (it depends on rules mxgate cannot
+ * run). */
 void rules_scratch_foreach_hit(const struct rules_set *rs, const struct rules_scratch *sc,
     void (*cb)(const char *name, double value, void *arg), void *arg);
 

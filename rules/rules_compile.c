@@ -255,7 +255,13 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 			continue;
 		}
 		if (d->re) {
-			if (match_re_compile(d->re, d->re_flags, &x->re, ebuf, sizeof(ebuf)) < 0) {
+			int rc = match_re_compile(d->re, d->re_flags, &x->re, ebuf, sizeof(ebuf));
+
+			/* a ReplaceTags pattern too large for PCRE2 fits as subroutine calls */
+			if (rc < 0 && d->re_compact &&
+			    match_re_compile(d->re_compact, d->re_flags, &x->re, ebuf, sizeof(ebuf)) == 0)
+				rc = 0;
+			if (rc < 0) {
 				if (err)
 					fprintf(err, "%s:%d:%d: warning: %s: skipped, %s\n", d->file,
 					    d->line, d->col, d->name, ebuf);

@@ -6,6 +6,7 @@
 #include "actions.h"
 #include "eval_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -249,6 +250,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 			continue;             /* left unknown below */
 		if (rules_over_budget(sc))
 			break;
+		sc->ctx.rule_kind = rs->r[i].kind;
 		sc->values[i] = ev->def->fn(&sc->ctx, ev);
 	}
 	res->over_budget = sc->over_budget;
@@ -310,6 +312,8 @@ void rules_scratch_foreach_hit(const struct rules_set *rs, const struct rules_sc
 
 		if ((sc->values[i] > 0 || sc->hi[i] < 0) && x->active && x->kind != RULE_SYMBOL)
 			cb(x->name, sc->values[i], arg);
+		else if (sc->values[i] <= 0 && sc->hi[i] > 0 && x->kind != RULE_SYMBOL)
+			cb(x->name, NAN, arg);         /* may hit in SA: it depends on unknowns */
 	}
 }
 
