@@ -3,6 +3,8 @@
  * See eval.h. */
 #include "eval_int.h"
 
+#include "uri.h"
+
 #include <ctype.h>
 #include <stddef.h>
 #include <pthread.h>
@@ -169,6 +171,16 @@ const struct eval_def *eval_find(const char *name)
 	return NULL;
 }
 
+bool eval_domain_valid(const struct eval_conf *c, const char *d)
+{
+	return uri_domain_valid(c->uri, d);
+}
+
+const struct eval_def *eval_def_at(size_t i)
+{
+	return i < EVAL_NDEFS ? &eval_table[i] : NULL;
+}
+
 /* One argument of a Perl list: 'single' (only \\ and \' escape), "double" (backslash
  * escapes a character), or a bare word/number. Advances *pp past it and the comma. */
 static int eval_arg_next(const char **pp, char **out, const char **err)
@@ -328,6 +340,7 @@ void eval_msg_reset(struct eval_msg *m)
 	uint32_t gen = m->gen;
 
 	eval_html_free(m->html);        /* these live in the arena: before the chunks go */
+	eval_uri_details_free(m->uris);
 	eval_mime_free(m->mime);
 	while (k) {
 		struct eval_chunk *n = k->next;
@@ -781,6 +794,8 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 	char **orig = NULL;
 	size_t norig = 0;
 	struct rules_buf wild = { 0 };
+	const char **tlds = NULL, **redir = NULL;
+	size_t ntlds = 0, nredir = 0;
 
 	if (c == NULL)
 		abort();
@@ -843,6 +858,20 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 			eval_words_add(&c->freemail, &wild, v);
 		} else if (strcmp(k, "freemail_welcomelist") == 0 || strcmp(k, "freemail_whitelist") == 0) {
 			eval_words_add(&c->freemail_welcome, NULL, v);
+		} else if (strcmp(k, "util_rb_tld") == 0) {
+			tlds = realloc(tlds, (ntlds + 1) * sizeof(*tlds));
+			if (tlds == NULL)
+				abort();
+			tlds[ntlds++] = v;
+		} else if (strcmp(k, "redirector_pattern") == 0) {
+			redir = realloc(redir, (nredir + 1) * sizeof(*redir));
+			if (redir == NULL)
+				abort();
+			redir[nredir++] = v;
+		} else if (strcmp(k, "clear_util_rb") == 0) {
+			ntlds = 0;
+			eval_strset_free(&c->tld2);
+			eval_strset_free(&c->tld3);
 		} else if (strcmp(k, "util_rb_2tld") == 0) {
 			eval_words_add(&c->tld2, NULL, v);
 		} else if (strcmp(k, "util_rb_3tld") == 0) {
@@ -852,6 +881,17 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 			c->envelope_sender_header = rules_xstrdup(v);
 		} else if (strcmp(k, "ok_locales") == 0) {
 			c->ok_locales_all = strstr(v, "all") != NULL;
+		} else if (strstr(k, "list_uri_host") && strncmp(k, "enlist", 6) != 0 &&
+		    strncmp(k, "delist", 6) != 0) {
+			/* blocklist_uri_host H ... is enlist_uri_host (BLOCK) H ..., welcome: WELCOME */
+			struct rules_buf b = { 0 };
+
+			rules_buf_put(&b, k[0] == 'b' ? "(BLOCK) " : "(WELCOME) ",
+			    k[0] == 'b' ? 8 : 10);
+			rules_buf_put(&b, v, strlen(v));
+			rules_buf_put(&b, "", 1);
+			eval_list_add(c, "enlist_uri_host", b.p);
+			free(b.p);
 		} else {
 			eval_list_add(c, k, v);
 		}
@@ -874,6 +914,9 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 	eval_strset_finish(&c->freemail_welcome);
 	eval_strset_finish(&c->tld2);
 	eval_strset_finish(&c->tld3);
+	c->uri = uri_conf_new(tlds, ntlds, redir, nredir);
+	free(tlds);
+	free(redir);
 	return c;
 }
 
@@ -893,6 +936,7 @@ void eval_conf_free(struct eval_conf *c)
 	eval_strset_free(&c->freemail_welcome);
 	eval_strset_free(&c->tld2);
 	eval_strset_free(&c->tld3);
+	uri_conf_free(c->uri);
 	free(c->envelope_sender_header);
 	for (size_t i = 0; i < c->nlists; i++) {
 		for (size_t k = 0; k < c->lists[i].n; k++)

@@ -2,8 +2,9 @@
  * implemented natively. One registration table (eval.c) maps each function name to its C
  * implementation, its argument count and the message views it needs; the functions live in
  * files by family: eval_header.c (HeaderEval), eval_trust.c (RelayEval and the trust path,
- * over received.c), eval_mime.c (MIMEEval), eval_html.c (HTMLEval), eval_body.c (BodyEval),
- * eval_uri.c (URIEval, HTTPSMismatch), eval_misc.c (FreeMail, WLBLEval, ...).
+ * over received.c), eval_mime.c (MIMEEval, BodyEval over samsg.c), eval_html.c (HTMLEval over
+ * html.c), eval_list.c (WLBLEval, URIEval, HTTPSMismatch, VBounce, ImageInfo, DKIM without
+ * DNS), eval_misc.c (FreeMail).
  *
  * A rule whose function is not in the table is skipped and counted by function name
  * (`mxgate -t`, the start-up log); metas over it treat its result as unknown (rules.c). */
@@ -54,6 +55,8 @@ struct eval_call {
 
 /* The function named name, or NULL when mxgate does not implement it. */
 const struct eval_def *eval_find(const char *name);
+/* The i-th function of the table (sorted by name), NULL past the end (tests, listings). */
+const struct eval_def *eval_def_at(size_t i);
 
 /* Parses SA's argument list (the text between the parentheses: 'quoted', "quoted", bare
  * words and numbers, comma-separated) for def. Returns 0 and *out (free with

@@ -22,7 +22,7 @@ struct eval_html {
 
 static void html_uri_cb(const char *uri, size_t len, void *arg)
 {
-	uri_add(arg, uri, len);
+	uri_list_push(arg, uri, len);
 }
 
 /* SA's effective_type: text/html, or a part named *.htm(l) / *.shtml */

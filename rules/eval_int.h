@@ -35,6 +35,7 @@ struct eval_conf {
 	struct match_re *freemail_re;               /* \@(?:wildcard|...)$, or NULL */
 	struct eval_strset freemail_welcome;        /* freemail_welcomelist / whitelist */
 	struct eval_strset tld2, tld3;              /* util_rb_2tld, util_rb_3tld */
+	struct uri_conf *uri;                       /* util_rb_tld, redirector_pattern */
 	char *envelope_sender_header;               /* NULL: SA's heuristics */
 	struct eval_list *lists; size_t nlists;     /* welcomelist_from, enlist_addrlist ... */
 	bool ok_locales_all;
@@ -45,6 +46,8 @@ struct rules_opts;
 /* Builds the settings from the rule files' lines and the config; never NULL. */
 struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_opts *o);
 void eval_conf_free(struct eval_conf *c);
+/* SA's RegistryBoundaries is_domain_valid (uri_domain_valid with the set's TLDs). */
+bool eval_domain_valid(const struct eval_conf *c, const char *d);
 
 /* Per-message state: an arena for strings handed out, and each family's analysis, made
  * on first use. */
@@ -68,6 +71,7 @@ struct eval_msg {
 	struct eval_mime *mime;
 	struct eval_html *html;
 	void *images;                                 /* eval_list.c */
+	struct uri_details *uris;                     /* eval_list.c */
 };
 
 /* The relays of the message (built on first use) and SA's EnvelopeFrom ("" none). */
@@ -117,6 +121,11 @@ struct html_result;
 struct uri_list;
 const struct html_result *eval_html_part(struct eval_ctx *c, size_t part);
 const struct uri_list *eval_html_uris(struct eval_ctx *c);
+/* The message's URIs as SA's get_uri_detail_list has them (made on first use: the
+ * rendered body's text URIs, then the HTML links); released by eval_msg_reset. */
+struct uri_details;
+const struct uri_details *eval_uri_details(struct eval_ctx *c);
+void eval_uri_details_free(struct uri_details *d);
 
 /* ---- the eval functions, by family */
 #define EVAL_FN(name) double name(struct eval_ctx *c, const struct eval_call *call)

@@ -6,6 +6,7 @@
 
 #include "html.h"
 #include "samsg.h"
+#include "uri.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -242,84 +243,87 @@ EVAL_FN(eval_check_welcomelist_bounce_relays)
 
 /* ---------------------------------------------------------------- URI host lists */
 
-/* The host of a URI: scheme://[user@]host[:port]..., "" for mailto: and the like. */
-static const char *list_uri_host(struct eval_ctx *c, const char *u)
+static bool list_is_ipv4(const char *s)
 {
-	const char *p = strstr(u, "://"), *e;
+	int a, b, cc, d;
+	char tail;
 
-	if (p == NULL || strncasecmp(u, "mailto:", 7) == 0)
-		return "";
-	p += 3;
-	e = p + strcspn(p, "/?#");
-	{
-		const char *at = memchr(p, '@', (size_t)(e - p));
+	return sscanf(s, "%d.%d.%d.%d%c", &a, &b, &cc, &d, &tail) == 4;
+}
 
-		if (at)
-			p = at + 1;
+const struct uri_details *eval_uri_details(struct eval_ctx *c)
+{
+	struct uri_details *d = c->m->uris;
+
+	if (d)
+		return d;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL)
+		abort();
+	d->all.max = 4096;
+	c->m->uris = d;
+	/* text URIs of the rendered body (Subject first), then the HTML links */
+	for (size_t i = 0; i < c->sc->body.nlines; i++) {
+		const char *s;
+		size_t n;
+
+		rules_line_at(&c->sc->body, i, &s, &n);
+		uri_details_text(c->conf->uri, c->ms, d, s, n);
 	}
-	if (*p == '[') {
-		const char *rb = memchr(p, ']', (size_t)(e - p));
-
-		if (rb)
-			e = rb + 1;
-	} else {
-		const char *colon = memchr(p, ':', (size_t)(e - p));
-
-		if (colon)
-			e = colon;
-	}
 	{
-		char *h = eval_strndup(c, p, (size_t)(e - p));
+		const struct uri_list *hu = eval_html_uris(c);
 
-		for (char *q = h; *q; q++)
-			*q = (char)tolower((unsigned char)*q);
-		return h;
+		for (size_t i = 0; i < hu->n; i++)
+			uri_details_html(c->conf->uri, c->ms, d, hu->v[i]);
+	}
+	return d;
+}
+
+void eval_uri_details_free(struct uri_details *d)
+{
+	if (d) {
+		uri_details_free(d);
+		free(d);
 	}
 }
 
-/* enlist_uri_host (NAME) hosts: the most specific entry of host, its parents... decides */
+/* enlist_uri_host (NAME) hosts: the most specific entry of a URI host, its parents...
+ * decides (WLBLEval's _check_uri_host_listed over the hosts of the URI list). */
 static bool list_uri_listed(struct eval_ctx *c, const char *name)
 {
-	const struct rules_lines *uris = &c->sc->uris;
+	const struct uri_details *d = eval_uri_details(c);
 
-	for (size_t i = 0; i < uris->nlines; i++) {
-		const char *s, *h;
-		size_t n;
-
-		rules_line_at(uris, i, &s, &n);
-		h = list_uri_host(c, eval_strndup(c, s, n));
-		if (!*h)
+	for (size_t i = 0; i < d->n; i++) {
+		if (strncasecmp(d->v[i].raw, "mailto:", 7) == 0)
 			continue;
-		if (*h == '[') {
-			h++;
-			((char *)h)[strcspn(h, "]")] = '\0';
-		}
-		for (const char *q = h; q && *q;) {
+		for (size_t j = 0; j < d->v[i].hosts.n; j++) {
+			const char *h = d->v[i].hosts.v[j];
 			int verdict = -1;
 
-			for (size_t k = 0; k < c->conf->nlists && verdict < 0; k++) {
-				const struct eval_list *l = &c->conf->lists[k];
+			for (const char *q = h; q && *q && verdict < 0;) {
+				for (size_t k = 0; k < c->conf->nlists && verdict < 0; k++) {
+					const struct eval_list *l = &c->conf->lists[k];
 
-				if (strcmp(l->key, "enlist_uri_host") != 0 || strcmp(l->name, name) != 0)
-					continue;
-				for (size_t e = 0; e < l->n; e++) {
-					const char *ent = l->v[e];
-					bool neg = ent[0] == '!';
+					if (strcmp(l->key, "enlist_uri_host") != 0 || strcmp(l->name, name) != 0)
+						continue;
+					for (size_t e = 0; e < l->n; e++) {
+						const char *ent = l->v[e];
+						bool neg = ent[0] == '!';
 
-					if (strcasecmp(neg ? ent + 1 : ent, q) == 0) {
-						verdict = neg ? 0 : 1;
-						break;
+						if (strcasecmp(neg ? ent + 1 : ent, q) == 0) {
+							verdict = neg ? 0 : 1;
+							break;
+						}
 					}
 				}
+				if (list_is_ipv4(h))
+					break;
+				q = strchr(q, '.');
+				if (q)
+					q++;
 			}
-			if (verdict >= 0) {
-				if (verdict)
-					return true;
-				break;
-			}
-			q = strchr(q, '.');
-			if (q)
-				q++;
+			if (verdict == 1)
+				return true;
 		}
 	}
 	return false;
@@ -355,28 +359,7 @@ EVAL_FN(eval_check_uri_truncated)
 		if (h && h->uri_truncated)
 			return 1;
 	}
-	return 0;
-}
-
-/* a host name that ends in a TLD-looking label (SA checks its TLD list) */
-static bool list_domain_valid(const char *d)
-{
-	const char *dot = strrchr(d, '.');
-
-	if (dot == NULL || dot == d || strlen(dot + 1) < 2)
-		return false;
-	for (const char *p = dot + 1; *p; p++)
-		if (!isalpha((unsigned char)*p) && *p != '-')
-			return false;
-	return true;
-}
-
-static bool list_is_ipv4(const char *s)
-{
-	int a, b, cc, d;
-	char tail;
-
-	return sscanf(s, "%d.%d.%d.%d%c", &a, &b, &cc, &d, &tail) == 4;
+	return eval_uri_details(c)->truncated;
 }
 
 /* HTTPSMismatch: an anchor whose text shows https://HOST while its href goes over http(s)
@@ -403,7 +386,7 @@ EVAL_FN(eval_check_https_http_mismatch)
 			host = href + (href[4] == ':' ? 7 : 8);
 			hl = strcspn(host, "/:?#");
 			snprintf(hb, sizeof(hb), "%.*s", (int)hl, host);
-			if (list_is_ipv4(hb) || !list_domain_valid(hb))
+			if (list_is_ipv4(hb) || !eval_domain_valid(c->conf, hb))
 				continue;
 			host = eval_registered_domain(c, hb);
 			anchors++;
@@ -417,7 +400,7 @@ EVAL_FN(eval_check_https_http_mismatch)
 				th = tb;
 				if (!list_is_ipv4(tb)) {
 					th = eval_registered_domain(c, tb);
-					if (!list_domain_valid(th))
+					if (!eval_domain_valid(c->conf, th))
 						continue;
 				}
 				if (strcmp(host, th) != 0)

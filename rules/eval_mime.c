@@ -439,12 +439,9 @@ EVAL_FN(eval_check_for_uppercase)
 
 		/* charsets likely to look like capitals: the message's, and every part's */
 		if (ct[0]) {
-			char *b2 = NULL, *cs2 = NULL;
 			static struct eval_rx ctcs = { "charset=\"?'?([^\"'\\s;]+)", RULE_RE_I, NULL };
 			size_t ov[4];
 
-			(void)b2;
-			(void)cs2;
 			if (eval_rx_groups(c, &ctcs, ct, strlen(ct), ov, 2))
 				fp = eval_rx_str(c, &fpcs, eval_strndup(c, ct + ov[2], ov[3] - ov[2]));
 		}
@@ -500,19 +497,25 @@ EVAL_FN(eval_check_blank_line_ratio)
 	double minl = call->nargs > 2 && !isnan(call->num[2]) && call->num[2] >= 1 ? call->num[2] : 1;
 	double nlines = 0, blank = 0, ratio;
 
-	/* SA's decoded body text array: the decoded text parts, line by line */
+	/* SA's decoded body text array (the decoded text parts in paragraphs), line by line */
 	(void)mm;
 	for (size_t i = 0; i < c->sc->rawbody.nlines; i++) {
 		const char *s;
 		size_t n;
-		bool b = true;
 
 		rules_line_at(&c->sc->rawbody, i, &s, &n);
-		for (size_t k = 0; k < n && b; k++)
-			if (!isspace((unsigned char)s[k]))
-				b = false;
-		nlines++;
-		blank += b;
+		for (size_t a = 0; a < n;) {
+			const char *e = memchr(s + a, '\n', n - a);
+			size_t b = e ? (size_t)(e - s) + 1 : n;
+			bool bl = true;
+
+			for (size_t k = a; k < b && bl; k++)
+				if (!isspace((unsigned char)s[k]))
+					bl = false;
+			nlines++;
+			blank += bl;
+			a = b;
+		}
 	}
 	ratio = nlines < minl ? -1 : 100 * blank / nlines;
 	return (call->num[0] == 0 && ratio <= call->num[1]) ||

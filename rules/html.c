@@ -5,7 +5,7 @@
  * whole, script/style/xmp/plaintext/textarea/title bodies as literal text); the handlers
  * follow Mail::SpamAssassin::HTML: tag counting, the text-style stack, display text with
  * its whitespace rules, and the results the HTMLEval tests read. */
-#include "html.h"
+#include "html_int.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -37,316 +37,6 @@ static const char *const html_ws_tags[] = { "br", "div", "li", "th", "td", "dt",
 	"hr", "blockquote", "pre", "embed", "listing", "plaintext", "xmp", "title", "h1", "h2",
 	"h3", "h4", "h5", "h6", NULL };
 
-static const struct { const char *name; unsigned rgb; } html_colors[] = {
-	{ "aliceblue", 0xf0f8ff },
-	{ "antiquewhite", 0xfaebd7 },
-	{ "aqua", 0x00ffff },
-	{ "aqua", 0x00ffff },
-	{ "aquamarine", 0x7fffd4 },
-	{ "azure", 0xf0ffff },
-	{ "beige", 0xf5f5dc },
-	{ "bisque", 0xffe4c4 },
-	{ "black", 0x000000 },
-	{ "black", 0x000000 },
-	{ "blanchedalmond", 0xffebcd },
-	{ "blue", 0x0000ff },
-	{ "blue", 0x0000ff },
-	{ "blueviolet", 0x8a2be2 },
-	{ "brown", 0xa52a2a },
-	{ "burlywood", 0xdeb887 },
-	{ "cadetblue", 0x5f9ea0 },
-	{ "chartreuse", 0x7fff00 },
-	{ "chocolate", 0xd2691e },
-	{ "coral", 0xff7f50 },
-	{ "cornflowerblue", 0x6495ed },
-	{ "cornsilk", 0xfff8dc },
-	{ "crimson", 0xdc143c },
-	{ "cyan", 0x00ffff },
-	{ "darkblue", 0x00008b },
-	{ "darkcyan", 0x008b8b },
-	{ "darkgoldenrod", 0xb8860b },
-	{ "darkgray", 0xa9a9a9 },
-	{ "darkgreen", 0x006400 },
-	{ "darkgrey", 0xa9a9a9 },
-	{ "darkkhaki", 0xbdb76b },
-	{ "darkmagenta", 0x8b008b },
-	{ "darkolivegreen", 0x556b2f },
-	{ "darkorange", 0xff8c00 },
-	{ "darkorchid", 0x9932cc },
-	{ "darkred", 0x8b0000 },
-	{ "darksalmon", 0xe9967a },
-	{ "darkseagreen", 0x8fbc8f },
-	{ "darkslateblue", 0x483d8b },
-	{ "darkslategray", 0x2f4f4f },
-	{ "darkslategrey", 0x2f4f4f },
-	{ "darkturquoise", 0x00ced1 },
-	{ "darkviolet", 0x9400d3 },
-	{ "deeppink", 0xff1493 },
-	{ "deepskyblue", 0x00bfff },
-	{ "dimgray", 0x696969 },
-	{ "dimgrey", 0x696969 },
-	{ "dodgerblue", 0x1e90ff },
-	{ "firebrick", 0xb22222 },
-	{ "floralwhite", 0xfffaf0 },
-	{ "forestgreen", 0x228b22 },
-	{ "fuchsia", 0xff00ff },
-	{ "fuchsia", 0xff00ff },
-	{ "gainsboro", 0xdcdcdc },
-	{ "ghostwhite", 0xf8f8ff },
-	{ "gold", 0xffd700 },
-	{ "goldenrod", 0xdaa520 },
-	{ "gray", 0x808080 },
-	{ "gray", 0x808080 },
-	{ "green", 0x008000 },
-	{ "green", 0x008000 },
-	{ "greenyellow", 0xadff2f },
-	{ "grey", 0x808080 },
-	{ "honeydew", 0xf0fff0 },
-	{ "hotpink", 0xff69b4 },
-	{ "indianred", 0xcd5c5c },
-	{ "indigo", 0x4b0082 },
-	{ "ivory", 0xfffff0 },
-	{ "khaki", 0xf0e68c },
-	{ "lavender", 0xe6e6fa },
-	{ "lavenderblush", 0xfff0f5 },
-	{ "lawngreen", 0x7cfc00 },
-	{ "lemonchiffon", 0xfffacd },
-	{ "lightblue", 0xadd8e6 },
-	{ "lightcoral", 0xf08080 },
-	{ "lightcyan", 0xe0ffff },
-	{ "lightgoldenrodyellow", 0xfafad2 },
-	{ "lightgray", 0xd3d3d3 },
-	{ "lightgreen", 0x90ee90 },
-	{ "lightgrey", 0xd3d3d3 },
-	{ "lightpink", 0xffb6c1 },
-	{ "lightsalmon", 0xffa07a },
-	{ "lightseagreen", 0x20b2aa },
-	{ "lightskyblue", 0x87cefa },
-	{ "lightslategray", 0x778899 },
-	{ "lightslategrey", 0x778899 },
-	{ "lightsteelblue", 0xb0c4de },
-	{ "lightyellow", 0xffffe0 },
-	{ "lime", 0x00ff00 },
-	{ "lime", 0x00ff00 },
-	{ "limegreen", 0x32cd32 },
-	{ "linen", 0xfaf0e6 },
-	{ "magenta", 0xff00ff },
-	{ "maroon", 0x800000 },
-	{ "maroon", 0x800000 },
-	{ "mediumaquamarine", 0x66cdaa },
-	{ "mediumblue", 0x0000cd },
-	{ "mediumorchid", 0xba55d3 },
-	{ "mediumpurple", 0x9370db },
-	{ "mediumseagreen", 0x3cb371 },
-	{ "mediumslateblue", 0x7b68ee },
-	{ "mediumspringgreen", 0x00fa9a },
-	{ "mediumturquoise", 0x48d1cc },
-	{ "mediumvioletred", 0xc71585 },
-	{ "midnightblue", 0x191970 },
-	{ "mintcream", 0xf5fffa },
-	{ "mistyrose", 0xffe4e1 },
-	{ "moccasin", 0xffe4b5 },
-	{ "navajowhite", 0xffdead },
-	{ "navy", 0x000080 },
-	{ "navy", 0x000080 },
-	{ "oldlace", 0xfdf5e6 },
-	{ "olive", 0x808000 },
-	{ "olive", 0x808000 },
-	{ "olivedrab", 0x6b8e23 },
-	{ "orange", 0xffa500 },
-	{ "orangered", 0xff4500 },
-	{ "orchid", 0xda70d6 },
-	{ "palegoldenrod", 0xeee8aa },
-	{ "palegreen", 0x98fb98 },
-	{ "paleturquoise", 0xafeeee },
-	{ "palevioletred", 0xdb7093 },
-	{ "papayawhip", 0xffefd5 },
-	{ "peachpuff", 0xffdab9 },
-	{ "peru", 0xcd853f },
-	{ "pink", 0xffc0cb },
-	{ "plum", 0xdda0dd },
-	{ "powderblue", 0xb0e0e6 },
-	{ "purple", 0x800080 },
-	{ "purple", 0x800080 },
-	{ "red", 0xff0000 },
-	{ "red", 0xff0000 },
-	{ "rosybrown", 0xbc8f8f },
-	{ "royalblue", 0x4169e1 },
-	{ "saddlebrown", 0x8b4513 },
-	{ "salmon", 0xfa8072 },
-	{ "sandybrown", 0xf4a460 },
-	{ "seagreen", 0x2e8b57 },
-	{ "seashell", 0xfff5ee },
-	{ "sienna", 0xa0522d },
-	{ "silver", 0xc0c0c0 },
-	{ "silver", 0xc0c0c0 },
-	{ "skyblue", 0x87ceeb },
-	{ "slateblue", 0x6a5acd },
-	{ "slategray", 0x708090 },
-	{ "slategrey", 0x708090 },
-	{ "snow", 0xfffafa },
-	{ "springgreen", 0x00ff7f },
-	{ "steelblue", 0x4682b4 },
-	{ "tan", 0xd2b48c },
-	{ "teal", 0x008080 },
-	{ "teal", 0x008080 },
-	{ "thistle", 0xd8bfd8 },
-	{ "tomato", 0xff6347 },
-	{ "turquoise", 0x40e0d0 },
-	{ "violet", 0xee82ee },
-	{ "wheat", 0xf5deb3 },
-	{ "white", 0xffffff },
-	{ "white", 0xffffff },
-	{ "whitesmoke", 0xf5f5f5 },
-	{ "yellow", 0xffff00 },
-	{ "yellow", 0xffff00 },
-	{ "yellowgreen", 0x9acd32 },
-	{ NULL, 0 }
-};
-
-/* HTML 4 Latin-1 entities, code points 160..255 in order */
-static const char *const html_latin1[96] = {
-	"nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect", "uml", "copy",
-	"ordf", "laquo", "not", "shy", "reg", "macr", "deg", "plusmn", "sup2", "sup3", "acute",
-	"micro", "para", "middot", "cedil", "sup1", "ordm", "raquo", "frac14", "frac12",
-	"frac34", "iquest", "Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig",
-	"Ccedil", "Egrave", "Eacute", "Ecirc", "Euml", "Igrave", "Iacute", "Icirc", "Iuml",
-	"ETH", "Ntilde", "Ograve", "Oacute", "Ocirc", "Otilde", "Ouml", "times", "Oslash",
-	"Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute", "THORN", "szlig", "agrave", "aacute",
-	"acirc", "atilde", "auml", "aring", "aelig", "ccedil", "egrave", "eacute", "ecirc",
-	"euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde", "ograve", "oacute",
-	"ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute", "ucirc", "uuml",
-	"yacute", "thorn", "yuml"
-};
-static const struct { const char *name; unsigned cp; } html_entities[] = {
-	{ "amp", '&' }, { "lt", '<' }, { "gt", '>' }, { "quot", '"' }, { "apos", '\'' },
-	{ "euro", 0x20ac }, { "trade", 0x2122 }, { "mdash", 0x2014 }, { "ndash", 0x2013 },
-	{ "hellip", 0x2026 }, { "lsquo", 0x2018 }, { "rsquo", 0x2019 }, { "ldquo", 0x201c },
-	{ "rdquo", 0x201d }, { "bull", 0x2022 }, { "sbquo", 0x201a }, { "bdquo", 0x201e },
-	{ "dagger", 0x2020 }, { "Dagger", 0x2021 }, { "permil", 0x2030 }, { "lsaquo", 0x2039 },
-	{ "rsaquo", 0x203a }, { "OElig", 0x152 }, { "oelig", 0x153 }, { "Scaron", 0x160 },
-	{ "scaron", 0x161 }, { "Yuml", 0x178 }, { "fnof", 0x192 }, { "circ", 0x2c6 },
-	{ "tilde", 0x2dc }, { "ensp", 0x2002 }, { "emsp", 0x2003 }, { "thinsp", 0x2009 },
-	{ "zwnj", 0x200c }, { "zwj", 0x200d }, { "lrm", 0x200e }, { "rlm", 0x200f },
-	{ NULL, 0 }
-};
-
-struct html_buf { char *p; size_t n, cap; };
-
-static void html_put(struct html_buf *b, const char *s, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-
-		while (b->n + n + 1 > nc)
-			nc *= 2;
-		b->p = realloc(b->p, nc);
-		if (b->p == NULL)
-			abort();
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
-static void html_put_utf8(struct html_buf *b, unsigned long cp)
-{
-	char u[4];
-
-	if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		cp = 0xfffd;
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		html_put(b, u, 1);
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xc0 | (cp >> 6));
-		u[1] = (char)(0x80 | (cp & 0x3f));
-		html_put(b, u, 2);
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xe0 | (cp >> 12));
-		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[2] = (char)(0x80 | (cp & 0x3f));
-		html_put(b, u, 3);
-	} else {
-		u[0] = (char)(0xf0 | (cp >> 18));
-		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[3] = (char)(0x80 | (cp & 0x3f));
-		html_put(b, u, 4);
-	}
-}
-
-/* Decodes entities of s[0..n) into out (HTML::Parser's decode_entities). */
-static void html_decode(const char *s, size_t n, struct html_buf *out)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		size_t k;
-
-		if (s[i] != '&') {
-			size_t j = i;
-
-			while (j < n && s[j] != '&')
-				j++;
-			html_put(out, s + i, j - i);
-			i = j;
-			continue;
-		}
-		k = i + 1;
-		if (k < n && s[k] == '#') {
-			unsigned long cp = 0;
-			bool hex = k + 1 < n && (s[k + 1] == 'x' || s[k + 1] == 'X');
-			size_t d = k + (hex ? 2 : 1), e = d;
-
-			while (e < n && e - d < 8 && (hex ? isxdigit((unsigned char)s[e]) :
-			    isdigit((unsigned char)s[e]))) {
-				int c = (unsigned char)s[e];
-
-				cp = cp * (hex ? 16 : 10) + (unsigned long)(isdigit(c) ? c - '0' :
-				    tolower(c) - 'a' + 10);
-				e++;
-			}
-			if (e > d) {
-				html_put_utf8(out, cp);
-				i = e < n && s[e] == ';' ? e + 1 : e;
-				continue;
-			}
-		} else {
-			size_t e = k;
-			unsigned long cp = 0;
-			bool found = false;
-
-			while (e < n && e - k < 10 && isalnum((unsigned char)s[e]))
-				e++;
-			for (size_t l = e - k; l > 0 && !found; l--) {
-				for (int z = 0; z < 96 && !found; z++)
-					if (strlen(html_latin1[z]) == l && strncmp(html_latin1[z], s + k, l) == 0) {
-						cp = 160 + (unsigned long)z;
-						found = true;
-					}
-				for (int z = 0; html_entities[z].name && !found; z++)
-					if (strlen(html_entities[z].name) == l &&
-					    strncmp(html_entities[z].name, s + k, l) == 0) {
-						cp = html_entities[z].cp;
-						found = true;
-					}
-				if (found) {
-					html_put_utf8(out, cp);
-					i = k + l < n && s[k + l] == ';' ? k + l + 1 : k + l;
-				} else if (l == e - k) {
-					/* only the full word may omit nothing; shorter prefixes need ';'
-					 * to be absent too, as HTML::Parser accepts "&ampx" */
-				}
-			}
-			if (found)
-				continue;
-		}
-		html_put(out, "&", 1);
-		i++;
-	}
-}
 
 static bool html_in_list(const char *const *l, const char *tag)
 {
@@ -356,104 +46,8 @@ static bool html_in_list(const char *const *l, const char *tag)
 	return false;
 }
 
-/* ---------------------------------------------------------------- colours */
-
-static bool html_name_to_rgb(const char *in, char out[16])
-{
-	char c[256], *s;
-	size_t n;
-
-	snprintf(c, sizeof(c), "%s", in);
-	for (s = c; *s; s++)
-		*s = (char)tolower((unsigned char)*s);
-	s = c;
-	while (isspace((unsigned char)*s))
-		s++;
-	n = strlen(s);
-	while (n && isspace((unsigned char)s[n - 1]))
-		s[--n] = '\0';
-	for (int i = 0; html_colors[i].name; i++)
-		if (strcmp(html_colors[i].name, s) == 0) {
-			snprintf(out, 16, "#%06x", html_colors[i].rgb);
-			return true;
-		}
-	{
-		bool hexonly = strspn(s, "#abcdef0123456789") == n;
-		unsigned r, g, b;
-		char pct;
-
-		if (!hexonly && strstr(s, "rgb(") == NULL)
-			goto invalid;
-		if (sscanf(strstr(s, "rgb(") ? strstr(s, "rgb(") : "", "rgb(%u%%, %u%%, %u%c", &r, &g,
-		    &b, &pct) == 4 && pct == '%') {
-			snprintf(c, sizeof(c), "#%02x%02x%02x", (unsigned)(r / 100.0 * 255) & 0xff,
-			    (unsigned)(g / 100.0 * 255) & 0xff, (unsigned)(b / 100.0 * 255) & 0xff);
-			s = c;
-			n = strlen(s);
-		} else if (sscanf(strstr(s, "rgb(") ? strstr(s, "rgb(") : "", "rgb(%u, %u, %u", &r,
-		    &g, &b) == 3) {
-			char t2[32];
-
-			snprintf(t2, sizeof(t2), "#%02x%02x%02x", r, g, b);
-			snprintf(c, sizeof(c), "%s", t2);
-			s = c;
-			n = strlen(s);
-		}
-		if (s[0] == '#') {
-			char h[16];
-			size_t k = 0;
-
-			for (size_t i = 0; i < n && k < 15; i++)
-				if (isxdigit((unsigned char)s[i]))
-					h[k++] = s[i];
-			h[k] = '\0';
-			if (k > 6)
-				h[k = 6] = '\0';
-			if (k > 3 && k < 6)
-				h[k = 3] = '\0';
-			while (k % 3) {
-				h[k++] = '0';
-				h[k] = '\0';
-			}
-			if (k == 3) {
-				char t[7] = { h[0], h[0], h[1], h[1], h[2], h[2], 0 };
-
-				memcpy(h, t, 7);
-			}
-			snprintf(out, 16, "#%.6s", h);
-			return true;
-		}
-	}
-invalid:
-	strcpy(out, "invalid");
-	return false;
-}
 
 /* ---------------------------------------------------------------- the parser state */
-
-struct html_style {
-	char tag[16];
-	char fg[16], bg[16];
-	double size;
-	char display[16], visibility[16];
-};
-
-struct html_state {
-	struct html_result *r;
-	void (*uri_cb)(const char *, size_t, void *);
-	void *uri_arg;
-	struct html_style *st; size_t nst, capst;
-	double basefont;
-	double tags, elements, tags_seen, elements_seen, closed_extra, obfuscation;
-	bool seen_tags, seen_elements, seen_tags_seen, seen_elements_seen, seen_obf;
-	/* display text: pieces with whitespace / invisible flags */
-	struct html_buf text;          /* all pieces joined */
-	size_t last_start;             /* where the last piece begins */
-	bool have_last, last_ws, last_invis;
-	char **backhair; size_t nbackhair;
-	int title_index;
-	bool in_anchor_text;
-};
 
 static int *html_inside_slot(struct html_state *h, const char *tag, bool *isnew)
 {
@@ -684,9 +278,7 @@ static void html_text(struct html_state *h, const char *s, size_t n)
 
 /* ---------------------------------------------------------------- tags */
 
-struct html_attr { char name[32]; char *value; };
-
-static const char *html_attr(const struct html_attr *a, size_t n, const char *name)
+const char *html_attr(const struct html_attr *a, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(a[i].name, name) == 0)
@@ -751,67 +343,6 @@ static bool html_ok_attr(const char *tag, const char *name)
 	return false;
 }
 
-/* SA's parse_css_background: the last layer's tokens; the first valid colour wins. */
-static bool html_css_background(const char *v, char out[16])
-{
-	char tok[64][64];
-	size_t nt = 0, tl = 0, layer_start = 0;
-	int state = 0, stack[16], sp = 0;
-	char t[64];
-
-	for (const char *p = v;; p++) {
-		char ch = *p;
-
-		if (ch == '\0')
-			break;
-		if (state == 0) {
-			if (ch == ' ' || ch == ',') {
-				if (tl && nt < 64) {
-					t[tl] = '\0';
-					strcpy(tok[nt++], t);
-				}
-				tl = 0;
-				if (ch == ',')
-					layer_start = nt;
-				continue;
-			}
-			if ((ch == '(' || ch == '"' || ch == '\'') && sp < 16) {
-				stack[sp++] = state;
-				state = ch == '(' ? 1 : ch == '"' ? 2 : 3;
-			}
-		} else if (state == 1) {
-			if (ch == ')') {
-				if (tl < 63)
-					t[tl++] = ch;
-				t[tl] = '\0';
-				if (nt < 64)
-					strcpy(tok[nt++], t);
-				tl = 0;
-				state = sp ? stack[--sp] : 0;
-				continue;
-			}
-			if ((ch == '"' || ch == '\'') && sp < 16) {
-				stack[sp++] = state;
-				state = ch == '"' ? 2 : 3;
-			}
-		} else if ((state == 2 && ch == '"') || (state == 3 && ch == '\'')) {
-			if (tl < 63)
-				t[tl++] = ch;
-			state = sp ? stack[--sp] : 0;
-			continue;
-		}
-		if (tl < 63)
-			t[tl++] = ch;
-	}
-	if (tl && nt < 64) {
-		t[tl] = '\0';
-		strcpy(tok[nt++], t);
-	}
-	for (size_t i = layer_start; i < nt; i++)
-		if (html_name_to_rgb(tok[i], out))
-			return true;
-	return false;
-}
 
 static void html_text_style(struct html_state *h, const char *tag0, struct html_attr *a,
     size_t na, int num)
@@ -1126,81 +657,6 @@ static void html_tests(struct html_state *h, const char *tag, struct html_attr *
 		h->r->iframe = true;
 }
 
-static void html_push_uri(struct html_state *h, const char *v)
-{
-	size_t n;
-
-	if (v == NULL || h->uri_cb == NULL)
-		return;
-	while (isspace((unsigned char)*v) || ((unsigned char)v[0] == 0xc2 && (unsigned char)v[1] == 0xa0))
-		v += (unsigned char)v[0] == 0xc2 ? 2 : 1;
-	n = strlen(v);
-	while (n && isspace((unsigned char)v[n - 1]))
-		n--;
-	if (n > 8192) {
-		h->r->uri_truncated = true;
-		n = 8192;
-	}
-	if (n)
-		h->uri_cb(v, n, h->uri_arg);
-}
-
-/* SA's html_uri: the attributes of the tags that carry links. */
-static void html_uri(struct html_state *h, const char *tag, struct html_attr *a, size_t na)
-{
-	if (!strcmp(tag, "body") || !strcmp(tag, "table") || !strcmp(tag, "tr") || !strcmp(tag, "td")) {
-		html_push_uri(h, html_attr(a, na, "background"));
-	} else if (!strcmp(tag, "a") || !strcmp(tag, "area") || !strcmp(tag, "link")) {
-		const char *href = html_attr(a, na, "href");
-
-		for (size_t i = 0; i < na && !href; i++) {
-			const char *sl = strstr(a[i].name, "/href");
-
-			if (sl && !sl[5] && sl > a[i].name)
-				href = a[i].value;
-		}
-		html_push_uri(h, href);
-		html_push_uri(h, html_attr(a, na, "data-saferedirecturl"));
-	} else if (!strcmp(tag, "img") || !strcmp(tag, "frame") || !strcmp(tag, "iframe") ||
-	    !strcmp(tag, "embed") || !strcmp(tag, "script") || !strcmp(tag, "bgsound")) {
-		const char *src = html_attr(a, na, "src");
-
-		for (size_t i = 0; i < na && !src; i++) {
-			const char *sl = strstr(a[i].name, "/src");
-
-			if (sl && !sl[4] && sl > a[i].name)
-				src = a[i].value;
-		}
-		html_push_uri(h, src);
-	} else if (!strcmp(tag, "form")) {
-		html_push_uri(h, html_attr(a, na, "action"));
-	} else if (!strcmp(tag, "base")) {
-		html_push_uri(h, html_attr(a, na, "href"));
-	} else if (!strcmp(tag, "meta")) {
-		const char *he = html_attr(a, na, "http-equiv"), *c = html_attr(a, na, "content");
-		const char *u;
-
-		if (he && c && strcasestr(he, "refresh") && (u = strcasestr(c, "url")) != NULL) {
-			const char *p = u + 3;
-			char buf[2048];
-			size_t l;
-
-			while (isspace((unsigned char)*p))
-				p++;
-			if (*p == '=') {
-				p++;
-				while (isspace((unsigned char)*p))
-					p++;
-				l = strcspn(p, ";");
-				while (l && isspace((unsigned char)p[l - 1]))
-					l--;
-				snprintf(buf, sizeof(buf), "%.*s", (int)l, p);
-				html_push_uri(h, buf);
-			}
-		}
-	}
-}
-
 static void html_tag(struct html_state *h, const char *tag, struct html_attr *a, size_t na,
     int num)
 {
@@ -1342,6 +798,59 @@ static void html_emit_text(struct html_state *h, const char *s, size_t n)
 	free(d.p);
 }
 
+/* Does s (n bytes, "<!...") declare name ("<!DOCTYPE html>": any case, not followed by
+ * a letter or digit)? */
+static bool html_is_decl(const char *s, size_t n, const char *name)
+{
+	size_t l = strlen(name);
+
+	return n >= 2 + l && strncasecmp(s + 2, name, l) == 0 &&
+	    (n == 2 + l || !isalnum((unsigned char)s[2 + l]));
+}
+
+/* Where markup starting "<!" or "<?" at s[i] ends, HTML::Parser 3's way without
+ * strict_comment: a comment "<!--" at the first "--", optional white space and ">" after
+ * it, else at the first ">"; a DOCTYPE or ENTITY declaration at the first ">" outside
+ * quotes; anything else ("<!x>", "<![CDATA[", "<?pi>") at the first ">". n (the rest is
+ * the comment) when there is none. */
+static size_t html_markup_end(const char *s, size_t n, size_t i)
+{
+	const char *gt;
+
+	if (i + 3 < n && s[i + 1] == '!' && s[i + 2] == '-' && s[i + 3] == '-') {
+		for (size_t j = i + 4; j + 1 < n; j++)
+			if (s[j] == '-' && s[j + 1] == '-') {
+				size_t k = j + 2;
+
+				while (k < n && (s[k] == ' ' || s[k] == '\t' || s[k] == '\n' || s[k] == '\r' ||
+				    s[k] == '\f'))
+					k++;
+				if (k < n && s[k] == '>')
+					return k + 1;
+			}
+		gt = memchr(s + i + 4, '>', n - i - 4);
+		return gt ? (size_t)(gt - s) + 1 : n;
+	}
+	if (s[i + 1] == '!' && (html_is_decl(s + i, n - i, "doctype") ||
+	    html_is_decl(s + i, n - i, "entity"))) {
+		char q = 0;
+
+		for (size_t j = i + 2; j < n; j++) {
+			if (q) {
+				if (s[j] == q)
+					q = 0;
+			} else if (s[j] == '"' || s[j] == '\'') {
+				q = s[j];
+			} else if (s[j] == '>') {
+				return j + 1;
+			}
+		}
+		return n;
+	}
+	gt = i + 1 < n ? memchr(s + i + 1, '>', n - i - 1) : NULL;
+	return gt ? (size_t)(gt - s) + 1 : n;
+}
+
 static void html_run(struct html_state *h, const char *s, size_t n)
 {
 	size_t i = 0, text_start = 0;
@@ -1369,35 +878,11 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 				continue;
 			}
 		}
-		if (i + 3 < n && strncmp(s + i, "<!--", 4) == 0) {
-			const char *e = NULL;
-
-			for (j = i + 4; j + 2 < n; j++)
-				if (s[j] == '-' && s[j + 1] == '-' && s[j + 2] == '>') {
-					e = s + j;
-					break;
-				}
-			if (e == NULL) {
-				i++;
-				continue;            /* an unterminated comment is text */
-			}
-			html_emit_text(h, s + text_start, i - text_start);
-			html_list_add(&h->r->comment, &h->r->ncomment, s + i, (size_t)(e - s) + 3 - i);
-			i = (size_t)(e - s) + 3;
-			text_start = i;
-			continue;
-		}
 		if (i + 1 < n && (s[i + 1] == '!' || s[i + 1] == '?')) {
-			const char *gt = memchr(s + i, '>', n - i);
-			size_t e;
+			size_t e = html_markup_end(s, n, i);
 
-			if (gt == NULL) {
-				i++;
-				continue;
-			}
-			e = (size_t)(gt - s) + 1;
 			html_emit_text(h, s + text_start, i - text_start);
-			if (s[i + 1] == '!' && e - i >= 9 && strncasecmp(s + i, "<!doctype", 9) == 0) {
+			if (s[i + 1] == '!' && html_is_decl(s + i, e - i, "doctype")) {
 				bool isnew;
 				int *in = html_inside_slot(h, "!doctype", &isnew);
 
@@ -1406,18 +891,10 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 				h->seen_elements = h->seen_tags = true;
 				if (in)
 					*in = 0;
-			} else if (s[i + 1] == '!' && e - i >= 9 && strncmp(s + i, "<![CDATA[", 9) == 0) {
-				const char *ce = NULL;
-
-				for (j = i + 9; j + 2 < n; j++)
-					if (s[j] == ']' && s[j + 1] == ']' && s[j + 2] == '>') {
-						ce = s + j;
-						break;
-					}
-				if (ce) {
-					html_emit_text(h, s + i + 9, (size_t)(ce - s) - i - 9);
-					e = (size_t)(ce - s) + 3;
-				}
+			} else if (s[i + 1] == '!' && (e == n || !html_is_decl(s + i, e - i, "entity"))) {
+				html_list_add(&h->r->comment, &h->r->ncomment, s + i, e - i);
+			} else if (s[i + 1] == '?' && e == n) {
+				html_list_add(&h->r->comment, &h->r->ncomment, s + i, e - i);
 			}
 			i = e;
 			text_start = i;
@@ -1447,9 +924,10 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 					q = s[j];
 				j++;
 			}
-			if (j >= n) {
-				i++;
-				continue;              /* no '>': text */
+			if (j >= n) {              /* no '>': the rest is a comment (at eof) */
+				html_emit_text(h, s + text_start, i - text_start);
+				html_list_add(&h->r->comment, &h->r->ncomment, s + i, n - i);
+				return;
 			}
 		}
 		html_emit_text(h, s + text_start, i - text_start);
@@ -1547,6 +1025,7 @@ void html_analyze(const char *text, size_t len, struct html_result *r,
 	for (size_t i = 0; i < h.nbackhair; i++)
 		free(h.backhair[i]);
 	free(h.backhair);
+	free(h.base_href);
 	free(h.st);
 	r->rendered = h.text.p ? h.text.p : strdup("");
 	r->rendered_len = h.text.n;

@@ -283,7 +283,9 @@ static const char *const rule_kept_settings[] = {
 	"all_spam_to", "enlist_addrlist", "enlist_uri_host", "delist_uri_host",
 	"welcomelist_subject", "whitelist_subject", "blocklist_subject", "blacklist_subject",
 	"welcomelist_bounce_relays", "whitelist_bounce_relays", "welcomelist_from_rcvd",
-	"whitelist_from_rcvd", "def_welcomelist_from_rcvd", "def_whitelist_from_rcvd", NULL
+	"whitelist_from_rcvd", "def_welcomelist_from_rcvd", "def_whitelist_from_rcvd",
+	"blocklist_uri_host", "blacklist_uri_host", "welcomelist_uri_host", "whitelist_uri_host",
+	"redirector_pattern", NULL
 };
 
 void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)

@@ -201,6 +201,7 @@ static void rules_compile_eval(struct rules_set *rs, struct rule_src *src, struc
 	if (rs->evals == NULL)
 		abort();
 	rs->evals[rs->nevals++] = (size_t)(x - rs->r);
+	rs->eval_needs |= def->needs;
 	x->active = true;
 }
 

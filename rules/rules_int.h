@@ -53,6 +53,7 @@ struct rules_missing { char *fn; size_t rules, metas; };
 struct rules_set {
 	struct rules_rule *r; size_t n, cap;
 	size_t *kind_idx[RULE_NKINDS]; size_t nkind[RULE_NKINDS];
+	unsigned eval_needs;                 /* EVAL_NEED_* of every eval rule, or'ed */
 	size_t *meta_order; size_t nmeta;
 	/* body, rawbody, uri prefilters: published once built (maybe by a background thread,
 	 * as vectorscan needs seconds for the stock SA rules); NULL = PCRE2 only for now */

@@ -226,7 +226,8 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		sc->values[i] = rules_env_match(&rs->r[i], sc, envl);
 	}
 	if (body) {
-		rules_build_body(sc, msg, len, rs->nkind[RULE_URI] > 0);
+		rules_build_body(sc, msg, len,
+		    rs->nkind[RULE_URI] > 0 || (rs->eval_needs & EVAL_NEED_URI));
 		rules_scan_lines(rs, sc, RULE_BODY, &sc->body);
 		rules_scan_lines(rs, sc, RULE_RAWBODY, &sc->rawbody);
 		rules_scan_lines(rs, sc, RULE_URI, &sc->uris);

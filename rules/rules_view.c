@@ -235,11 +235,6 @@ static void rules_rawbody_add(struct rules_lines *l, const char *t, size_t n)
 		rules_lines_add(l, t + ofs, n - ofs);
 }
 
-static void rules_uri_cb(const char *uri, size_t len, void *arg)
-{
-	uri_add(arg, uri, len);
-}
-
 static bool rules_type_is_html(const struct samsg_part *p)
 {
 	size_t l = p->name ? strlen(p->name) : 0;
@@ -256,7 +251,6 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
     bool want_uri)
 {
 	const struct samsg *m = eval_samsg(&sc->ctx);
-	struct uri_list ul = { .max = 1000 };
 	struct rules_buf text = { 0 };
 	const char *subj[64];
 	size_t nsubj, total = 0;
@@ -310,24 +304,13 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		free(d);
 	}
 	rules_body_add_text(&sc->body, &sc->tmp, text.p ? text.p : "", text.n);
-	if (want_uri) {
-		const struct uri_list *hu = eval_html_uris(&sc->ctx);
-
-		for (size_t i = 0; i < hu->n; i++)
-			uri_add(&ul, hu->v[i], strlen(hu->v[i]));
-		for (size_t i = 0; i < sc->body.nlines; i++) {
-			const char *s;
-			size_t n;
-
-			rules_line_at(&sc->body, i, &s, &n);
-			uri_extract_text(&ul, s, n);
-		}
-	}
-	(void)rules_uri_cb;
 	free(text.p);
-	for (size_t i = 0; i < ul.n; i++)
-		rules_lines_add(&sc->uris, ul.v[i], strlen(ul.v[i]));
-	uri_list_free(&ul);
+	if (want_uri) {
+		const struct uri_details *d = eval_uri_details(&sc->ctx);
+
+		for (size_t i = 0; i < d->all.n; i++)
+			rules_lines_add(&sc->uris, d->all.v[i], strlen(d->all.v[i]));
+	}
 	/* mimeheader rules: each part's headers (the message itself first), the last value
 	 * of each name, as SA's find_parts(qr/./) and get_header() */
 	sc->allhdr.n = 0;

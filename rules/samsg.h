@@ -4,8 +4,8 @@
  * leaf's raw (still encoded) lines, message/rfc822 parts decoded and parsed again, and the
  * parse flags SA's rules test (missing_mime_headers, mime_epilogue_exists ...).
  *
- * This is the structure the MIME evals read; body text for body rules still comes from
- * GMime (mime.c). Bounded: 1000 parts, 20 levels of nested messages, lines cut at 2 KiB
+ * This is the structure the MIME evals read and the body, rawbody, URI and mimeheader views
+ * of rules_view.c are built from. Bounded: 1000 parts, 20 levels of nested messages, lines cut at 2 KiB
  * like SA. No I/O. */
 #ifndef MX_SAMSG_H
 #define MX_SAMSG_H

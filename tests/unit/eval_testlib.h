@@ -97,16 +97,37 @@ static inline void et_check_list(const struct et *t, const struct et_case *c, co
 		}
 }
 
-static inline void et_run_cases(const char *rules, const struct et_case *cases, size_t n)
+/* MX_ET_DUMP=DIR writes each case's message to DIR/<test>-<i>.eml (to run them through
+ * SpamAssassin when writing a case: spamassassin -t -L < FILE). */
+static inline void et_dump(const char *label, size_t i, const char *msg)
+{
+	const char *dir = getenv("MX_ET_DUMP");
+	char path[1024];
+	FILE *f;
+
+	if (dir == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/%s-%02zu.eml", dir, label, i);
+	if ((f = fopen(path, "w")) != NULL) {
+		fputs(msg, f);
+		fclose(f);
+	}
+}
+
+static inline void et_run_cases_named(const char *name, const char *rules,
+    const struct et_case *cases, size_t n)
 {
 	struct et *t = et_load(rules);
 
 	for (size_t i = 0; i < n; i++) {
+		et_dump(name, i, cases[i].msg);
 		et_scan(t, cases[i].msg);
 		et_check_list(t, &cases[i], cases[i].hit, true);
 		et_check_list(t, &cases[i], cases[i].miss, false);
 	}
 	et_free(t);
 }
+
+#define et_run_cases(rules, cases, n) et_run_cases_named(__func__, rules, cases, n)
 
 #endif
