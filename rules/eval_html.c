@@ -4,6 +4,7 @@
  * Semantics of Mail::SpamAssassin::Plugin::HTMLEval 4.0.1. */
 #include "eval_int.h"
 
+#include "charset.h"
 #include "html.h"
 #include "samsg.h"
 #include "uri.h"
@@ -60,18 +61,31 @@ static struct eval_html *html_get(struct eval_ctx *c)
 		const struct samsg_part *p = &sm->parts[i];
 		size_t len;
 		char *t;
+		bool decoded = false;
 
 		if (p->nkids || !(strcmp(p->type, "text/plain") == 0 || html_part_is_html(p)) ||
 		    !html_part_is_html(p))
 			continue;
 		t = samsg_decode(p, &len);
 		if (len) {
+			/* normalize_charset: the parser reads the part as UTF-8 characters */
+			size_t ul;
+			char *u = charset_normalize(t, len, p->charset, false, &ul, &decoded);
+
+			free(t);
+			t = u;
+			len = ul;
+		}
+		if (len) {
 			struct html_result *nv = eval_alloc(c, (eh->n + 1) * sizeof(*nv));
 
 			memcpy(nv, eh->v, eh->n * sizeof(*nv));
 			eh->v = nv;
 			eh->part_res[i] = (int)eh->n;
-			html_analyze(t, len, &eh->v[eh->n++], html_uri_cb, &eh->uris);
+			html_analyze(t, len, &eh->v[eh->n], html_uri_cb, &eh->uris);
+			eh->v[eh->n].wide = decoded || charset_has_wide(eh->v[eh->n].rendered,
+			    eh->v[eh->n].rendered_len);
+			eh->n++;
 		}
 		free(t);
 	}

@@ -2,10 +2,14 @@
  *
  * The tokenizer follows HTML::Parser 3 as SpamAssassin drives it (start/end tags with
  * lower-cased names and entity-decoded attribute values, comments and declarations passed
- * whole, script/style/xmp/plaintext/textarea/title bodies as literal text); the handlers
+ * whole, script/style/xmp/iframe/textarea/title bodies as literal text, the rest after
+ * <plaintext> too); the handlers
  * follow Mail::SpamAssassin::HTML: tag counting, the text-style stack, display text with
  * its whitespace rules, and the results the HTMLEval tests read. */
 #include "html_int.h"
+
+#include "charset.h"
+#include "uri.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -140,6 +144,13 @@ static bool html_is_ws(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == 0x0b;
 }
 
+/* Perl's "\xc2\xa0" on a character string: U+00C2 U+00A0, in UTF-8 c3 82 c2 a0 */
+static bool html_is_nbsp2(const char *s, size_t n)
+{
+	return n >= 4 && (unsigned char)s[0] == 0xc3 && (unsigned char)s[1] == 0x82 &&
+	    (unsigned char)s[2] == 0xc2 && (unsigned char)s[3] == 0xa0;
+}
+
 static void html_display(struct html_state *h, const char *s, size_t n, bool ws, bool invis)
 {
 	struct html_buf t = { 0 };
@@ -151,20 +162,22 @@ static void html_display(struct html_state *h, const char *s, size_t n, bool ws,
 			h->text.p[--h->text.n] = '\0';
 		html_put(&t, s, n);
 	} else {
-		bool sp = false;
-
+		/* s/[ \t\n\r\f\x0b]+|\xc2\xa0/ /gs: a run of blanks is one space, and so is each
+		 * U+00C2 U+00A0 pair, the two not merged */
 		for (size_t i = 0; i < n; i++) {
 			unsigned char c = (unsigned char)s[i];
 
-			if (html_is_ws(c) || (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa0)) {
-				if (c == 0xc2)
+			if (html_is_ws(c)) {
+				while (i + 1 < n && html_is_ws((unsigned char)s[i + 1]))
 					i++;
-				if (!sp)
-					html_put(&t, " ", 1);
-				sp = true;
+				html_put(&t, " ", 1);
 				continue;
 			}
-			sp = false;
+			if (html_is_nbsp2(s + i, n - i)) {
+				i += 3;
+				html_put(&t, " ", 1);
+				continue;
+			}
 			html_put(&t, (const char *)&s[i], 1);
 		}
 		if (t.n && t.p[0] == ' ' && h->have_last && !invis && h->last_ws) {
@@ -236,12 +249,15 @@ static void html_text(struct html_state *h, const char *s, size_t n)
 		html_list_append(h->r->anchor, h->r->nanchor, s, n);
 	if (html_inside_n(h, "title") > 0 && h->title_index >= 0)
 		html_list_append(h->r->title, h->r->ntitle, s, n);
+	/* anything left once (?:[ \t\n\r\f\x0b]|\xc2\xa0) is gone: Perl's "\xc2\xa0" is the
+	 * two characters U+00C2 U+00A0, UTF-8 c3 82 c2 a0 here */
 	for (size_t i = 0; i < n && !nonws; i++)
-		if (!html_is_ws((unsigned char)s[i]) &&
-		    !((unsigned char)s[i] == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] == 0xa0))
+		if (html_is_ws((unsigned char)s[i]))
+			continue;
+		else if (html_is_nbsp2(s + i, n - i))
+			i += 3;
+		else
 			nonws = true;
-		else if ((unsigned char)s[i] == 0xc2)
-			i++;
 	if (nonws)
 		invis = html_invisible(h);
 	if (h->have_last && n) {
@@ -362,7 +378,7 @@ static void html_text_style(struct html_state *h, const char *tag0, struct html_
 			while (isspace((unsigned char)*sz))
 				sz++;
 			if (isdigit((unsigned char)*sz)) {
-				h->basefont = atof(sz);
+				h->basefont = (double)strtol(sz, NULL, 10);   /* \d+: "1.5" is 1 */
 				return;
 			}
 		}
@@ -388,10 +404,11 @@ static void html_text_style(struct html_state *h, const char *tag0, struct html_
 
 			while (isspace((unsigned char)*p))
 				p++;
+			/* [+-]\d+ relative, \d+ absolute: integers only ("1.5" is 1) */
 			if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]))
-				nw.size = h->basefont + atof(p);
+				nw.size = h->basefont + (double)strtol(p, NULL, 10);
 			else if (isdigit((unsigned char)*p))
-				nw.size = atof(p);
+				nw.size = (double)strtol(p, NULL, 10);
 		} else if (strcmp(name, "style") == 0) {
 			char *st = strdup(v), *save = NULL;
 
@@ -604,19 +621,28 @@ static void html_tests(struct html_state *h, const char *tag, struct html_attr *
 		h->r->form_action_mailto = true;
 	if (strcmp(tag, "object") == 0 || strcmp(tag, "embed") == 0)
 		h->r->embeds = true;
-	if (strcmp(tag, "a") == 0 && h->r->nanchor < HTML_MAX_LIST) {
-		const char *href = html_attr(a, na, "href");
-		size_t n = h->r->nanchor;
+	if (strcmp(tag, "a") == 0) {
+		/* SA keys the anchor's text by its href as written (canon_uri only, "" without
+		 * one): that key is in the URI list too */
+		char *href = html_href(a, na);
+		char *c = href ? uri_html_canon(href, &h->r->uri_truncated) : strdup("");
 
-		while (href && isspace((unsigned char)*href))
-			href++;
-		h->r->anchor_href = realloc(h->r->anchor_href, (n + 1) * sizeof(char *));
-		if (h->r->anchor_href == NULL)
+		if (c == NULL)
 			abort();
-		h->r->anchor_href[n] = strdup(href ? href : "");
-		if (h->r->anchor_href[n] == NULL)
-			abort();
-		html_list_add(&h->r->anchor, &h->r->nanchor, "", 0);
+		if (h->uri_cb)
+			h->uri_cb(c, strlen(c), h->uri_arg);
+		if (h->r->nanchor < HTML_MAX_LIST) {
+			size_t n = h->r->nanchor;
+
+			h->r->anchor_href = realloc(h->r->anchor_href, (n + 1) * sizeof(char *));
+			if (h->r->anchor_href == NULL)
+				abort();
+			h->r->anchor_href[n] = c;
+			c = NULL;
+			html_list_add(&h->r->anchor, &h->r->nanchor, "", 0);
+		}
+		free(c);
+		free(href);
 	}
 	if (strcmp(tag, "title") == 0) {
 		h->title_index++;
@@ -726,64 +752,73 @@ static void html_tag(struct html_state *h, const char *tag, struct html_attr *a,
 /* ---------------------------------------------------------------- tokenizer */
 
 /* Parses the attributes of a start tag in s[0..n) (after the name). */
-static size_t html_parse_attrs(const char *s, size_t n, struct html_attr *a, size_t max)
+/* HTML::Parser's attribute grammar over a start tag's text after its name: names are runs
+ * of anything but white space, '=' and '>'; a value follows '=' (white space around it
+ * allowed) and is quoted ('...' or "...", '>' inside kept) or runs to white space or '>'.
+ * With a != NULL the attributes are stored (names lower-cased, values entity-decoded);
+ * returns where the tag ends (its '>'), or n when it does not. */
+static size_t html_scan_attrs(const char *s, size_t n, struct html_attr *a, size_t max,
+    size_t *na)
 {
-	size_t i = 0, na = 0;
+	size_t i = 0;
 
-	while (i < n && na < max) {
-		size_t ns, ne;
+	if (na)
+		*na = 0;
+	for (;;) {
+		size_t ns, ne, vs = 0, ve = 0;
+		bool has_value = false;
 
-		while (i < n && (isspace((unsigned char)s[i]) || s[i] == '/'))
+		while (i < n && isspace((unsigned char)s[i]))
 			i++;
-		if (i >= n)
-			break;
+		if (i >= n || s[i] == '>')
+			return i;
 		ns = i;
-		while (i < n && !isspace((unsigned char)s[i]) && s[i] != '=' && s[i] != '>' &&
-		    !(s[i] == '/' && i + 1 == n))
+		while (i < n && !isspace((unsigned char)s[i]) && s[i] != '=' && s[i] != '>')
 			i++;
 		ne = i;
-		if (ne == ns) {
-			i++;
-			continue;
-		}
-		snprintf(a[na].name, sizeof(a[na].name), "%.*s", (int)(ne - ns), s + ns);
-		for (char *p = a[na].name; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
 		while (i < n && isspace((unsigned char)s[i]))
 			i++;
 		if (i < n && s[i] == '=') {
-			struct html_buf v = { 0 };
-			size_t vs, ve;
-
 			i++;
 			while (i < n && isspace((unsigned char)s[i]))
 				i++;
+			has_value = true;
 			if (i < n && (s[i] == '"' || s[i] == '\'')) {
-				char q = s[i++];
+				const char *q = memchr(s + i + 1, s[i], n - i - 1);
 
-				vs = i;
-				while (i < n && s[i] != q)
-					i++;
-				ve = i;
-				if (i < n)
-					i++;
+				if (q == NULL)
+					return n;            /* unterminated: no end of tag */
+				vs = i + 1;
+				ve = (size_t)(q - s);
+				i = ve + 1;
 			} else {
 				vs = i;
-				while (i < n && !isspace((unsigned char)s[i]))
+				while (i < n && !isspace((unsigned char)s[i]) && s[i] != '>')
 					i++;
 				ve = i;
 			}
-			html_decode(s + vs, ve - vs, &v);
+		} else if (ne == ns) {
+			i++;                         /* a stray character */
+			continue;
+		}
+		if (a == NULL || ne == ns || *na >= max)
+			continue;
+		snprintf(a[*na].name, sizeof(a[*na].name), "%.*s", (int)(ne - ns), s + ns);
+		for (char *p = a[*na].name; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		if (has_value) {
+			struct html_buf v = { 0 };
+
+			html_decode(s + vs, ve - vs, &v, true);
 			html_put(&v, "", 0);
-			a[na].value = v.p;
+			a[*na].value = v.p;
 		} else {
-			a[na].value = strdup(a[na].name);      /* a boolean attribute */
-			if (a[na].value == NULL)
+			a[*na].value = strdup(a[*na].name);      /* a boolean attribute */
+			if (a[*na].value == NULL)
 				abort();
 		}
-		na++;
+		(*na)++;
 	}
-	return na;
 }
 
 static void html_emit_text(struct html_state *h, const char *s, size_t n)
@@ -792,7 +827,7 @@ static void html_emit_text(struct html_state *h, const char *s, size_t n)
 
 	if (n == 0)
 		return;
-	html_decode(s, n, &d);
+	html_decode(s, n, &d, false);
 	if (d.n)
 		html_text(h, d.p, d.n);
 	free(d.p);
@@ -866,11 +901,18 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 			continue;
 		}
 		if (literal) {
-			size_t ll = strlen(literal);
+			/* the element ends at "</name" with white space and '>' only */
+			size_t ll = strlen(literal), k = i + 2 + ll;
 
+			while (k < n && isspace((unsigned char)s[k]))
+				k++;
 			if (i + 2 + ll <= n && s[i + 1] == '/' && strncasecmp(s + i + 2, literal, ll) == 0 &&
-			    (i + 2 + ll == n || !isalnum((unsigned char)s[i + 2 + ll]))) {
-				html_emit_text(h, s + text_start, i - text_start);
+			    k < n && s[k] == '>') {
+				/* title and textarea text has its entities decoded, the rest is CDATA */
+				if (strcmp(literal, "title") == 0 || strcmp(literal, "textarea") == 0)
+					html_emit_text(h, s + text_start, i - text_start);
+				else if (i > text_start)
+					html_text(h, s + text_start, i - text_start);
 				literal = NULL;
 				text_start = i;
 			} else {
@@ -904,31 +946,40 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 		end = j < n && s[j] == '/';
 		if (end)
 			j++;
-		if (j >= n || !isalpha((unsigned char)s[j])) {
-			i++;
-			continue;                  /* "<" not starting a tag is text */
+		if (end && (j >= n || isspace((unsigned char)s[j]) || s[j] == '>')) {
+			/* "</ x>", "</>": a bogus comment up to the '>' */
+			const char *gt = memchr(s + j, '>', n - j);
+			size_t e = gt ? (size_t)(gt - s) + 1 : n;
+
+			html_emit_text(h, s + text_start, i - text_start);
+			html_list_add(&h->r->comment, &h->r->ncomment, s + i, e - i);
+			i = text_start = e;
+			continue;
 		}
+		if (j >= n || (!end && !isalpha((unsigned char)s[j]))) {
+			/* "<" not starting a tag is text, but HTML::Parser starts a new text event
+			 * there */
+			html_emit_text(h, s + text_start, i - text_start);
+			text_start = i;
+			i++;
+			continue;
+		}
+		/* the name: anything up to white space or '>' ("</=" ends a tag named "=") */
 		ns = j;
-		while (j < n && !isspace((unsigned char)s[j]) && s[j] != '>' && s[j] != '/')
+		while (j < n && !isspace((unsigned char)s[j]) && s[j] != '>')
 			j++;
 		ne = j;
-		/* the end of the tag, quotes respected */
-		{
-			char q = 0;
+		if (end) {
+			const char *gt = memchr(s + j, '>', n - j);
 
-			while (j < n && (q || s[j] != '>')) {
-				if (q && s[j] == q)
-					q = 0;
-				else if (!q && !end && (s[j] == '"' || s[j] == '\'') && j > ne &&
-				    (s[j - 1] == '=' || isspace((unsigned char)s[j - 1])))
-					q = s[j];
-				j++;
-			}
-			if (j >= n) {              /* no '>': the rest is a comment (at eof) */
-				html_emit_text(h, s + text_start, i - text_start);
-				html_list_add(&h->r->comment, &h->r->ncomment, s + i, n - i);
-				return;
-			}
+			j = gt ? (size_t)(gt - s) : n;
+		} else {
+			j = ne + html_scan_attrs(s + ne, n - ne, NULL, 0, NULL);
+		}
+		if (j >= n) {                  /* no '>': the rest is a comment (at eof) */
+			html_emit_text(h, s + text_start, i - text_start);
+			html_list_add(&h->r->comment, &h->r->ncomment, s + i, n - i);
+			return;
 		}
 		html_emit_text(h, s + text_start, i - text_start);
 		snprintf(tag, sizeof(tag), "%.*s", (int)(ne - ns), s + ns);
@@ -938,15 +989,21 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 			html_tag(h, tag, NULL, 0, -1);
 		} else {
 			struct html_attr a[64];
-			size_t na = html_parse_attrs(s + ne, j - ne, a, 64);
+			size_t na;
+
+			html_scan_attrs(s + ne, j - ne, a, 64, &na);
 
 			html_tag(h, tag, a, na, 1);
 			for (size_t k = 0; k < na; k++)
 				free(a[k].value);
-			if (strcmp(tag, "script") == 0 || strcmp(tag, "style") == 0 ||
-			    strcmp(tag, "xmp") == 0 || strcmp(tag, "plaintext") == 0 ||
-			    strcmp(tag, "textarea") == 0 || strcmp(tag, "title") == 0) {
-				static const char *const lit[] = { "script", "style", "xmp", "plaintext",
+			if (strcmp(tag, "plaintext") == 0) {
+				/* HTML::Parser: everything after <plaintext> is its text */
+				if (j + 1 < n)
+					html_text(h, s + j + 1, n - j - 1);
+				return;
+			} else {
+				/* HTML::Parser's literal elements: no markup inside */
+				static const char *const lit[] = { "script", "style", "xmp", "iframe",
 					"textarea", "title", NULL };
 
 				for (int k = 0; lit[k]; k++)
@@ -957,7 +1014,24 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 		i = j + 1;
 		text_start = i;
 	}
-	html_emit_text(h, s + text_start, n - text_start);
+	if (literal && strcmp(literal, "title") != 0 && strcmp(literal, "textarea") != 0) {
+		if (n > text_start)
+			html_text(h, s + text_start, n - text_start);
+	} else {
+		/* the text at the very end comes in two events, split where its last run of
+		 * white space starts (HTML::Parser keeps a word back until eof) */
+		size_t e = n;
+
+		while (e > text_start && !isspace((unsigned char)s[e - 1]))
+			e--;
+		while (e > text_start && isspace((unsigned char)s[e - 1]))
+			e--;
+		if (e > text_start && e < n) {
+			html_emit_text(h, s + text_start, e - text_start);
+			text_start = e;
+		}
+		html_emit_text(h, s + text_start, n - text_start);
+	}
 }
 
 void html_analyze(const char *text, size_t len, struct html_result *r,
@@ -970,7 +1044,7 @@ void html_analyze(const char *text, size_t len, struct html_result *r,
 
 	memset(r, 0, sizeof(*r));
 	r->max_size = r->min_size = 3;
-	r->length = (double)len;
+	r->length = (double)charset_utf8_chars(text, len);   /* characters, as SA */
 	html_push_style(&h, &def);
 	/* SA: &nbsp; becomes a space, <tag/> becomes <tag>, curly double quotes plain */
 	for (size_t i = 0; i < len; i++) {
@@ -1029,15 +1103,22 @@ void html_analyze(const char *text, size_t len, struct html_result *r,
 	free(h.st);
 	r->rendered = h.text.p ? h.text.p : strdup("");
 	r->rendered_len = h.text.n;
-	r->html_length = (double)h.text.n;
+	/* SA counts characters of the (UTF-8) rendered text, Unicode white space as space */
+	r->html_length = (double)charset_utf8_chars(r->rendered, r->rendered_len);
 	{
 		size_t sp = 0;
 
-		for (size_t i = 0; i < h.text.n; i++)
-			if (h.text.p[i] == ' ' || h.text.p[i] == '\t' || h.text.p[i] == '\n' ||
-			    h.text.p[i] == '\r' || h.text.p[i] == 0x0b)
+		for (size_t i = 0; i < r->rendered_len;) {
+			size_t l = charset_space_len(r->rendered + i, r->rendered_len - i);
+
+			if (l) {
 				sp++;
-		r->non_space_len = (double)(h.text.n - sp);
+				i += l;
+			} else {
+				i++;
+			}
+		}
+		r->non_space_len = r->html_length - (double)sp;
 	}
 }
 

@@ -29,10 +29,11 @@ struct html_result {
 	char *charsets;                  /* from <meta http-equiv=Content-Type>; NULL */
 	/* rendering */
 	char *rendered; size_t rendered_len;
+	bool wide;                       /* Perl would hold the rendered text as characters */
 	double html_length, non_space_len;
 };
 
-/* Analyses len bytes of HTML. Fills *r (free with html_result_free). uri_cb (may be NULL)
+/* Analyses len bytes of HTML, UTF-8 text (as SA's normalize_charset has it). Fills *r (free with html_result_free). uri_cb (may be NULL)
  * gets each link target SA collects (href, src, action, background, meta refresh ...). */
 void html_analyze(const char *text, size_t len, struct html_result *r,
     void (*uri_cb)(const char *uri, size_t len, void *arg), void *arg);

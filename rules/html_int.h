@@ -14,8 +14,9 @@ struct html_buf { char *p; size_t n, cap; };
 void html_put(struct html_buf *b, const char *s, size_t n);
 /* cp as UTF-8 (U+FFFD for NUL, surrogates and out-of-range values). */
 void html_put_utf8(struct html_buf *b, unsigned long cp);
-/* Decodes the entities of s[0..n) into out (HTML::Parser's decode_entities). */
-void html_decode(const char *s, size_t n, struct html_buf *out);
+/* Decodes the entities of s[0..n) into out (HTML::Parser's decode_entities; attr: the
+ * rules for attribute values). */
+void html_decode(const char *s, size_t n, struct html_buf *out, bool attr);
 /* SA's name_to_rgb: a colour name or value as "#rrggbb" in out; false (out "invalid")
  * when it is not one. */
 bool html_name_to_rgb(const char *in, char out[16]);
@@ -55,5 +56,8 @@ struct html_attr { char name[32]; char *value; };
 const char *html_attr(const struct html_attr *a, size_t n, const char *name);
 /* html_link.c: SA's html_uri, the links a start tag carries (to h->uri_cb). */
 void html_uri(struct html_state *h, const char *tag, struct html_attr *a, size_t na);
+/* An <a>'s href as SA's html_uri leaves it (WORD/href taking over, byte order marks out);
+ * malloc'd, NULL when there is none. */
+char *html_href(const struct html_attr *a, size_t na);
 
 #endif

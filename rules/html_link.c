@@ -28,10 +28,11 @@ static void html_push_uri(struct html_state *h, const char *v)
 	free(t);
 }
 
-/* The value of the first attribute named NAME or, as SA reads bad HTML, WORD/NAME. */
+/* The value of attribute NAME as SA's html_uri leaves it: an attribute named WORD/NAME
+ * (bad HTML) takes its place. */
 static const char *html_attr_slashed(const struct html_attr *a, size_t na, const char *name)
 {
-	const char *v = html_attr(a, na, name);
+	const char *v = NULL;
 	size_t nl = strlen(name);
 
 	for (size_t i = 0; i < na && !v; i++) {
@@ -41,7 +42,28 @@ static const char *html_attr_slashed(const struct html_attr *a, size_t na, const
 			if (sl > k && is_wordc((unsigned char)sl[-1]) && strncmp(sl + 1, name, nl) == 0)
 				v = a[i].value;
 	}
-	return v;
+	return v ? v : html_attr(a, na, name);
+}
+
+char *html_href(const struct html_attr *a, size_t na)
+{
+	const char *href = html_attr_slashed(a, na, "href");
+	char *d, *w;
+
+	if (href == NULL)
+		return NULL;
+	d = strdup(href);
+	if (d == NULL)
+		abort();
+	/* the byte order mark out of the link */
+	w = d;
+	for (const char *p = href; *p;)
+		if (strncmp(p, "\xef\xbb\xbf", 3) == 0)
+			p += 3;
+		else
+			*w++ = *p++;
+	*w = '\0';
+	return d;
 }
 
 /* <base href>: pushed like any link, then (an absolute http/ftp URL) the base of the
@@ -139,25 +161,10 @@ void html_uri(struct html_state *h, const char *tag, struct html_attr *a, size_t
 	if (!strcmp(tag, "body") || !strcmp(tag, "table") || !strcmp(tag, "tr") || !strcmp(tag, "td")) {
 		html_push_uri(h, html_attr(a, na, "background"));
 	} else if (!strcmp(tag, "a") || !strcmp(tag, "area") || !strcmp(tag, "link")) {
-		const char *href = html_attr_slashed(a, na, "href");
+		char *href = html_href(a, na);
 
-		if (href && strstr(href, "\xef\xbb\xbf")) {
-			/* the byte order mark out of the link */
-			char *d = strdup(href), *w = d;
-
-			if (d == NULL)
-				abort();
-			for (const char *p = href; *p;)
-				if (strncmp(p, "\xef\xbb\xbf", 3) == 0)
-					p += 3;
-				else
-					*w++ = *p++;
-			*w = '\0';
-			html_push_uri(h, d);
-			free(d);
-		} else {
-			html_push_uri(h, href);
-		}
+		html_push_uri(h, href);
+		free(href);
 		html_push_uri(h, html_attr(a, na, "data-saferedirecturl"));
 	} else if (!strcmp(tag, "img") || !strcmp(tag, "frame") || !strcmp(tag, "iframe") ||
 	    !strcmp(tag, "embed") || !strcmp(tag, "script") || !strcmp(tag, "bgsound")) {

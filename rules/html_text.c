@@ -175,32 +175,102 @@ static const struct { const char *name; unsigned rgb; } html_colors[] = {
 	{ NULL, 0 }
 };
 
-/* HTML 4 Latin-1 entities, code points 160..255 in order */
-static const char *const html_latin1[96] = {
-	"nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect", "uml", "copy",
-	"ordf", "laquo", "not", "shy", "reg", "macr", "deg", "plusmn", "sup2", "sup3", "acute",
-	"micro", "para", "middot", "cedil", "sup1", "ordm", "raquo", "frac14", "frac12",
-	"frac34", "iquest", "Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig",
-	"Ccedil", "Egrave", "Eacute", "Ecirc", "Euml", "Igrave", "Iacute", "Icirc", "Iuml",
-	"ETH", "Ntilde", "Ograve", "Oacute", "Ocirc", "Otilde", "Ouml", "times", "Oslash",
-	"Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute", "THORN", "szlig", "agrave", "aacute",
-	"acirc", "atilde", "auml", "aring", "aelig", "ccedil", "egrave", "eacute", "ecirc",
-	"euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde", "ograve", "oacute",
-	"ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute", "ucirc", "uuml",
-	"yacute", "thorn", "yuml"
+/* HTML::Entities' table: name, character, whether the name needs its ';' (the Latin-1
+ * ones and amp, lt, gt, quot do not). Sorted by name (strcmp). */
+static const struct html_entity { const char *name; unsigned cp; bool semi; } html_entities[] = {
+	{ "AElig", 0xc6, 0 }, { "Aacute", 0xc1, 0 }, { "Acirc", 0xc2, 0 }, { "Agrave", 0xc0, 0 },
+	{ "Alpha", 0x391, 1 }, { "Aring", 0xc5, 0 }, { "Atilde", 0xc3, 0 }, { "Auml", 0xc4, 0 },
+	{ "Beta", 0x392, 1 }, { "Ccedil", 0xc7, 0 }, { "Chi", 0x3a7, 1 }, { "Dagger", 0x2021, 1 },
+	{ "Delta", 0x394, 1 }, { "ETH", 0xd0, 0 }, { "Eacute", 0xc9, 0 }, { "Ecirc", 0xca, 0 },
+	{ "Egrave", 0xc8, 0 }, { "Epsilon", 0x395, 1 }, { "Eta", 0x397, 1 }, { "Euml", 0xcb, 0 },
+	{ "Gamma", 0x393, 1 }, { "Iacute", 0xcd, 0 }, { "Icirc", 0xce, 0 }, { "Igrave", 0xcc, 0 },
+	{ "Iota", 0x399, 1 }, { "Iuml", 0xcf, 0 }, { "Kappa", 0x39a, 1 }, { "Lambda", 0x39b, 1 },
+	{ "Mu", 0x39c, 1 }, { "Ntilde", 0xd1, 0 }, { "Nu", 0x39d, 1 }, { "OElig", 0x152, 1 },
+	{ "Oacute", 0xd3, 0 }, { "Ocirc", 0xd4, 0 }, { "Ograve", 0xd2, 0 }, { "Omega", 0x3a9, 1 },
+	{ "Omicron", 0x39f, 1 }, { "Oslash", 0xd8, 0 }, { "Otilde", 0xd5, 0 },
+	{ "Ouml", 0xd6, 0 }, { "Phi", 0x3a6, 1 }, { "Pi", 0x3a0, 1 }, { "Prime", 0x2033, 1 },
+	{ "Psi", 0x3a8, 1 }, { "Rho", 0x3a1, 1 }, { "Scaron", 0x160, 1 }, { "Sigma", 0x3a3, 1 },
+	{ "THORN", 0xde, 0 }, { "Tau", 0x3a4, 1 }, { "Theta", 0x398, 1 }, { "Uacute", 0xda, 0 },
+	{ "Ucirc", 0xdb, 0 }, { "Ugrave", 0xd9, 0 }, { "Upsilon", 0x3a5, 1 }, { "Uuml", 0xdc, 0 },
+	{ "Xi", 0x39e, 1 }, { "Yacute", 0xdd, 0 }, { "Yuml", 0x178, 1 }, { "Zeta", 0x396, 1 },
+	{ "aacute", 0xe1, 0 }, { "acirc", 0xe2, 0 }, { "acute", 0xb4, 0 }, { "aelig", 0xe6, 0 },
+	{ "agrave", 0xe0, 0 }, { "alefsym", 0x2135, 1 }, { "alpha", 0x3b1, 1 },
+	{ "amp", 0x26, 0 }, { "and", 0x2227, 1 }, { "ang", 0x2220, 1 }, { "apos", 0x27, 0 },
+	{ "aring", 0xe5, 0 }, { "asymp", 0x2248, 1 }, { "atilde", 0xe3, 0 }, { "auml", 0xe4, 0 },
+	{ "bdquo", 0x201e, 1 }, { "beta", 0x3b2, 1 }, { "brvbar", 0xa6, 0 },
+	{ "bull", 0x2022, 1 }, { "cap", 0x2229, 1 }, { "ccedil", 0xe7, 0 }, { "cedil", 0xb8, 0 },
+	{ "cent", 0xa2, 0 }, { "chi", 0x3c7, 1 }, { "circ", 0x2c6, 1 }, { "clubs", 0x2663, 1 },
+	{ "cong", 0x2245, 1 }, { "copy", 0xa9, 0 }, { "crarr", 0x21b5, 1 }, { "cup", 0x222a, 1 },
+	{ "curren", 0xa4, 0 }, { "dArr", 0x21d3, 1 }, { "dagger", 0x2020, 1 },
+	{ "darr", 0x2193, 1 }, { "deg", 0xb0, 0 }, { "delta", 0x3b4, 1 }, { "diams", 0x2666, 1 },
+	{ "divide", 0xf7, 0 }, { "eacute", 0xe9, 0 }, { "ecirc", 0xea, 0 }, { "egrave", 0xe8, 0 },
+	{ "empty", 0x2205, 1 }, { "emsp", 0x2003, 1 }, { "ensp", 0x2002, 1 },
+	{ "epsilon", 0x3b5, 1 }, { "equiv", 0x2261, 1 }, { "eta", 0x3b7, 1 }, { "eth", 0xf0, 0 },
+	{ "euml", 0xeb, 0 }, { "euro", 0x20ac, 1 }, { "exist", 0x2203, 1 }, { "fnof", 0x192, 1 },
+	{ "forall", 0x2200, 1 }, { "frac12", 0xbd, 0 }, { "frac14", 0xbc, 0 },
+	{ "frac34", 0xbe, 0 }, { "frasl", 0x2044, 1 }, { "gamma", 0x3b3, 1 }, { "ge", 0x2265, 1 },
+	{ "gt", 0x3e, 0 }, { "hArr", 0x21d4, 1 }, { "harr", 0x2194, 1 }, { "hearts", 0x2665, 1 },
+	{ "hellip", 0x2026, 1 }, { "iacute", 0xed, 0 }, { "icirc", 0xee, 0 },
+	{ "iexcl", 0xa1, 0 }, { "igrave", 0xec, 0 }, { "image", 0x2111, 1 },
+	{ "infin", 0x221e, 1 }, { "int", 0x222b, 1 }, { "iota", 0x3b9, 1 }, { "iquest", 0xbf, 0 },
+	{ "isin", 0x2208, 1 }, { "iuml", 0xef, 0 }, { "kappa", 0x3ba, 1 }, { "lArr", 0x21d0, 1 },
+	{ "lambda", 0x3bb, 1 }, { "lang", 0x2329, 1 }, { "laquo", 0xab, 0 },
+	{ "larr", 0x2190, 1 }, { "lceil", 0x2308, 1 }, { "ldquo", 0x201c, 1 },
+	{ "le", 0x2264, 1 }, { "lfloor", 0x230a, 1 }, { "lowast", 0x2217, 1 },
+	{ "loz", 0x25ca, 1 }, { "lrm", 0x200e, 1 }, { "lsaquo", 0x2039, 1 },
+	{ "lsquo", 0x2018, 1 }, { "lt", 0x3c, 0 }, { "macr", 0xaf, 0 }, { "mdash", 0x2014, 1 },
+	{ "micro", 0xb5, 0 }, { "middot", 0xb7, 0 }, { "minus", 0x2212, 1 }, { "mu", 0x3bc, 1 },
+	{ "nabla", 0x2207, 1 }, { "nbsp", 0xa0, 0 }, { "ndash", 0x2013, 1 }, { "ne", 0x2260, 1 },
+	{ "ni", 0x220b, 1 }, { "not", 0xac, 0 }, { "notin", 0x2209, 1 }, { "nsub", 0x2284, 1 },
+	{ "ntilde", 0xf1, 0 }, { "nu", 0x3bd, 1 }, { "oacute", 0xf3, 0 }, { "ocirc", 0xf4, 0 },
+	{ "oelig", 0x153, 1 }, { "ograve", 0xf2, 0 }, { "oline", 0x203e, 1 },
+	{ "omega", 0x3c9, 1 }, { "omicron", 0x3bf, 1 }, { "oplus", 0x2295, 1 },
+	{ "or", 0x2228, 1 }, { "ordf", 0xaa, 0 }, { "ordm", 0xba, 0 }, { "oslash", 0xf8, 0 },
+	{ "otilde", 0xf5, 0 }, { "otimes", 0x2297, 1 }, { "ouml", 0xf6, 0 }, { "para", 0xb6, 0 },
+	{ "part", 0x2202, 1 }, { "permil", 0x2030, 1 }, { "perp", 0x22a5, 1 },
+	{ "phi", 0x3c6, 1 }, { "pi", 0x3c0, 1 }, { "piv", 0x3d6, 1 }, { "plusmn", 0xb1, 0 },
+	{ "pound", 0xa3, 0 }, { "prime", 0x2032, 1 }, { "prod", 0x220f, 1 },
+	{ "prop", 0x221d, 1 }, { "psi", 0x3c8, 1 }, { "quot", 0x22, 0 }, { "rArr", 0x21d2, 1 },
+	{ "radic", 0x221a, 1 }, { "rang", 0x232a, 1 }, { "raquo", 0xbb, 0 },
+	{ "rarr", 0x2192, 1 }, { "rceil", 0x2309, 1 }, { "rdquo", 0x201d, 1 },
+	{ "real", 0x211c, 1 }, { "reg", 0xae, 0 }, { "rfloor", 0x230b, 1 }, { "rho", 0x3c1, 1 },
+	{ "rlm", 0x200f, 1 }, { "rsaquo", 0x203a, 1 }, { "rsquo", 0x2019, 1 },
+	{ "sbquo", 0x201a, 1 }, { "scaron", 0x161, 1 }, { "sdot", 0x22c5, 1 },
+	{ "sect", 0xa7, 0 }, { "shy", 0xad, 0 }, { "sigma", 0x3c3, 1 }, { "sigmaf", 0x3c2, 1 },
+	{ "sim", 0x223c, 1 }, { "spades", 0x2660, 1 }, { "sub", 0x2282, 1 },
+	{ "sube", 0x2286, 1 }, { "sum", 0x2211, 1 }, { "sup1", 0xb9, 0 }, { "sup2", 0xb2, 0 },
+	{ "sup3", 0xb3, 0 }, { "sup", 0x2283, 1 }, { "supe", 0x2287, 1 }, { "szlig", 0xdf, 0 },
+	{ "tau", 0x3c4, 1 }, { "there4", 0x2234, 1 }, { "theta", 0x3b8, 1 },
+	{ "thetasym", 0x3d1, 1 }, { "thinsp", 0x2009, 1 }, { "thorn", 0xfe, 0 },
+	{ "tilde", 0x2dc, 1 }, { "times", 0xd7, 0 }, { "trade", 0x2122, 1 },
+	{ "uArr", 0x21d1, 1 }, { "uacute", 0xfa, 0 }, { "uarr", 0x2191, 1 }, { "ucirc", 0xfb, 0 },
+	{ "ugrave", 0xf9, 0 }, { "uml", 0xa8, 0 }, { "upsih", 0x3d2, 1 }, { "upsilon", 0x3c5, 1 },
+	{ "uuml", 0xfc, 0 }, { "weierp", 0x2118, 1 }, { "xi", 0x3be, 1 }, { "yacute", 0xfd, 0 },
+	{ "yen", 0xa5, 0 }, { "yuml", 0xff, 0 }, { "zeta", 0x3b6, 1 }, { "zwj", 0x200d, 1 },
+	{ "zwnj", 0x200c, 1 }
 };
-static const struct { const char *name; unsigned cp; } html_entities[] = {
-	{ "amp", '&' }, { "lt", '<' }, { "gt", '>' }, { "quot", '"' }, { "apos", '\'' },
-	{ "euro", 0x20ac }, { "trade", 0x2122 }, { "mdash", 0x2014 }, { "ndash", 0x2013 },
-	{ "hellip", 0x2026 }, { "lsquo", 0x2018 }, { "rsquo", 0x2019 }, { "ldquo", 0x201c },
-	{ "rdquo", 0x201d }, { "bull", 0x2022 }, { "sbquo", 0x201a }, { "bdquo", 0x201e },
-	{ "dagger", 0x2020 }, { "Dagger", 0x2021 }, { "permil", 0x2030 }, { "lsaquo", 0x2039 },
-	{ "rsaquo", 0x203a }, { "OElig", 0x152 }, { "oelig", 0x153 }, { "Scaron", 0x160 },
-	{ "scaron", 0x161 }, { "Yuml", 0x178 }, { "fnof", 0x192 }, { "circ", 0x2c6 },
-	{ "tilde", 0x2dc }, { "ensp", 0x2002 }, { "emsp", 0x2003 }, { "thinsp", 0x2009 },
-	{ "zwnj", 0x200c }, { "zwj", 0x200d }, { "lrm", 0x200e }, { "rlm", 0x200f },
-	{ NULL, 0 }
-};
+
+#define HTML_NENT (sizeof(html_entities) / sizeof(html_entities[0]))
+
+static const struct html_entity *html_entity_find(const char *s, size_t n)
+{
+	size_t lo = 0, hi = HTML_NENT;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strncmp(s, html_entities[mid].name, n);
+
+		if (c == 0 && html_entities[mid].name[n] != '\0')
+			c = -1;
+		if (c == 0)
+			return &html_entities[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
 
 void html_put(struct html_buf *b, const char *s, size_t n)
 {
@@ -246,8 +316,11 @@ void html_put_utf8(struct html_buf *b, unsigned long cp)
 	}
 }
 
-/* Decodes entities of s[0..n) into out (HTML::Parser's decode_entities). */
-void html_decode(const char *s, size_t n, struct html_buf *out)
+/* Decodes entities of s[0..n) into out, as HTML::Parser's decode_entities: &name; for any
+ * entity, &name without ';' (or the longest such prefix of a longer word) for those that
+ * allow it, &#N / &#xN with or without ';' for 1..U+10FFFF (surrogates as U+FFFD). In
+ * attribute values (attr) a name without ';' must be the whole word ("&sectionid" stays). */
+void html_decode(const char *s, size_t n, struct html_buf *out, bool attr)
 {
 	size_t i = 0;
 
@@ -265,51 +338,46 @@ void html_decode(const char *s, size_t n, struct html_buf *out)
 		}
 		k = i + 1;
 		if (k < n && s[k] == '#') {
-			unsigned long cp = 0;
+			unsigned long long cp = 0;
 			bool hex = k + 1 < n && (s[k + 1] == 'x' || s[k + 1] == 'X');
 			size_t d = k + (hex ? 2 : 1), e = d;
 
-			while (e < n && e - d < 8 && (hex ? isxdigit((unsigned char)s[e]) :
-			    isdigit((unsigned char)s[e]))) {
+			while (e < n && (hex ? isxdigit((unsigned char)s[e]) : isdigit((unsigned char)s[e]))) {
 				int c = (unsigned char)s[e];
 
-				cp = cp * (hex ? 16 : 10) + (unsigned long)(isdigit(c) ? c - '0' :
-				    tolower(c) - 'a' + 10);
+				if (cp <= 0x10ffff)
+					cp = cp * (hex ? 16 : 10) + (unsigned)(isdigit(c) ? c - '0' : tolower(c) - 'a' + 10);
 				e++;
 			}
-			if (e > d) {
-				html_put_utf8(out, cp);
+			if (e > d && cp >= 1 && cp <= 0x10ffff) {
+				html_put_utf8(out, (unsigned long)cp);
 				i = e < n && s[e] == ';' ? e + 1 : e;
 				continue;
 			}
 		} else {
 			size_t e = k;
-			unsigned long cp = 0;
-			bool found = false;
+			const struct html_entity *ent;
 
-			while (e < n && e - k < 10 && isalnum((unsigned char)s[e]))
+			while (e < n && isalnum((unsigned char)s[e]))
 				e++;
-			for (size_t l = e - k; l > 0 && !found; l--) {
-				for (int z = 0; z < 96 && !found; z++)
-					if (strlen(html_latin1[z]) == l && strncmp(html_latin1[z], s + k, l) == 0) {
-						cp = 160 + (unsigned long)z;
-						found = true;
-					}
-				for (int z = 0; html_entities[z].name && !found; z++)
-					if (strlen(html_entities[z].name) == l &&
-					    strncmp(html_entities[z].name, s + k, l) == 0) {
-						cp = html_entities[z].cp;
-						found = true;
-					}
-				if (found) {
-					html_put_utf8(out, cp);
-					i = k + l < n && s[k + l] == ';' ? k + l + 1 : k + l;
-				} else if (l == e - k) {
-					/* only the full word may omit nothing; shorter prefixes need ';'
-					 * to be absent too, as HTML::Parser accepts "&ampx" */
-				}
+			ent = e > k ? html_entity_find(s + k, e - k) : NULL;
+			if (ent && (e < n && s[e] == ';')) {
+				html_put_utf8(out, ent->cp);
+				i = e + 1;
+				continue;
 			}
-			if (found)
+			/* no ';' after the word: the longest prefix that needs none (in an attribute
+			 * value only the whole word) */
+			for (size_t l = e - k; l > (attr ? e - k - 1 : 0); l--) {
+				ent = html_entity_find(s + k, l);
+				if (ent && !ent->semi) {
+					html_put_utf8(out, ent->cp);
+					i = k + l;
+					break;
+				}
+				ent = NULL;
+			}
+			if (ent)
 				continue;
 		}
 		html_put(out, "&", 1);

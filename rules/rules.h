@@ -135,6 +135,11 @@ void rules_result_free(struct rules_result *res);
 void rules_scratch_foreach_hit(const struct rules_set *rs, const struct rules_scratch *sc,
     void (*cb)(const char *name, double value, void *arg), void *arg);
 
+/* After a scan with sc: cb(line) for each piece of the view rules of kind (RULE_BODY,
+ * RULE_RAWBODY, RULE_URI) matched — the benchmark and tests compare them with SA's. */
+void rules_scratch_foreach_line(const struct rules_scratch *sc, enum rule_kind kind,
+    void (*cb)(const char *line, size_t len, void *arg), void *arg);
+
 /* Per-rule hit counters of the newest generation's set (for the metrics endpoint):
  * cb(name, hits, arg) for every runnable scoring rule. Thread-safe. */
 typedef void (*rules_counter_cb)(const char *name, uint64_t hits, void *arg);

@@ -4,7 +4,7 @@
  * ALL-TRUSTED ...), and the relay path behind several of them (received.c). */
 #include "eval_int.h"
 
-#include "mime.h"
+#include "charset.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -108,7 +108,18 @@ const char *rules_hfield_decoded(struct rules_hfield *f)
 	if (f->decoded == NULL) {
 		const char *u = rules_hfield_unfolded(f);
 
-		f->decoded = strstr(u, "=?") ? mime_decode_header(u) : rules_xstrdup(u);
+		bool high = false;
+
+		for (const char *p = u; *p && !high; p++)
+			high = (unsigned char)*p >= 0x80;
+		if (strstr(u, "=?") || high) {
+			char name[128];
+
+			snprintf(name, sizeof(name), "%.*s", (int)f->nlen, f->name);
+			f->decoded = charset_decode_header(u, name);
+		} else {
+			f->decoded = rules_xstrdup(u);
+		}
 	}
 	return f->decoded;
 }

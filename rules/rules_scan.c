@@ -318,6 +318,21 @@ void rules_scratch_foreach_hit(const struct rules_set *rs, const struct rules_sc
 	}
 }
 
+void rules_scratch_foreach_line(const struct rules_scratch *sc, enum rule_kind kind,
+    void (*cb)(const char *line, size_t len, void *arg), void *arg)
+{
+	const struct rules_lines *l = kind == RULE_BODY ? &sc->body : kind == RULE_RAWBODY ?
+	    &sc->rawbody : kind == RULE_URI ? &sc->uris : NULL;
+
+	for (size_t i = 0; l && i < l->nlines; i++) {
+		const char *s;
+		size_t n;
+
+		rules_line_at(l, i, &s, &n);
+		cb(s, n, arg);
+	}
+}
+
 void rules_result_free(struct rules_result *res)
 {
 	free(res->v);

@@ -4,6 +4,8 @@
  * per-thread scratch holding them. See docs/rules.md "What body, rawbody and uri rules see". */
 #include "rules_int.h"
 
+#include "charset.h"
+
 #include "eval_int.h"
 #include "html.h"
 #include "samsg.h"
@@ -150,21 +152,38 @@ static void rules_body_add_line(struct rules_lines *l, const char *s, size_t n)
 }
 
 /* The rendered text of all parts, as SA's get_rendered_body_text_array: each run
- * \n+\s*\n+ becomes a line break, every other whitespace run one space; then lines (their
- * "\n" kept) of at most 2048 bytes. */
-static void rules_body_add_text(struct rules_lines *l, struct rules_buf *tmp, const char *t,
-    size_t n)
+ * \n+\s*\n+ becomes a line break, every other whitespace run one space (white space as
+ * Perl's \s on Unicode text: U+00A0 and the like too); then lines (their "\n" kept) of
+ * at most 2048 bytes. */
+static size_t rules_ascii_space(const char *s, size_t n)
 {
+	return n && (s[0] == ' ' || (s[0] >= '\t' && s[0] <= '\r')) ? 1 : 0;
+}
+
+static void rules_body_add_text(struct rules_lines *l, struct rules_buf *tmp, const char *t,
+    size_t n, bool wide)
+{
+	size_t (*space)(const char *, size_t) = wide ? charset_space_len : rules_ascii_space;
+
 	size_t i = 0;
 
 	tmp->n = 0;
 	rules_buf_put(tmp, "", 0);
 	while (i < n) {
-		size_t j, last_nl = SIZE_MAX, nls = 0;
+		size_t j, sl, last_nl = SIZE_MAX, first_nl = SIZE_MAX, nls = 0;
 
-		if (!isspace((unsigned char)t[i])) {
-			j = i;
-			while (j < n && !isspace((unsigned char)t[j]))
+		if (t[i] == '\0') {
+			/* SA marks paragraphs with NUL, then turns every NUL into a line break */
+			rules_buf_put(tmp, "\n", 1);
+			rules_body_add_line(l, tmp->p, tmp->n);
+			tmp->n = 0;
+			rules_buf_put(tmp, "", 0);
+			i++;
+			continue;
+		}
+		if ((sl = space(t + i, n - i)) == 0) {
+			j = i + 1;
+			while (j < n && t[j] != '\0' && space(t + j, n - j) == 0)
 				j++;
 			rules_buf_put(tmp, t + i, j - i);
 			i = j;
@@ -173,18 +192,16 @@ static void rules_body_add_text(struct rules_lines *l, struct rules_buf *tmp, co
 		/* a whitespace run: the part before its first \n is a space; from the first to
 		 * the last \n (two at least) a line break; after the last \n a space */
 		j = i;
-		while (j < n && isspace((unsigned char)t[j])) {
+		while (j < n && (sl = space(t + j, n - j)) != 0) {
 			if (t[j] == '\n') {
 				nls++;
+				if (first_nl == SIZE_MAX)
+					first_nl = j;
 				last_nl = j;
 			}
-			j++;
+			j += sl;
 		}
 		if (nls >= 2) {
-			size_t first_nl = i;
-
-			while (t[first_nl] != '\n')
-				first_nl++;
 			if (first_nl > i)
 				rules_buf_put(tmp, " ", 1);
 			rules_buf_put(tmp, "\n", 1);
@@ -244,6 +261,41 @@ static bool rules_type_is_html(const struct samsg_part *p)
 	    (l > 6 && strcasecmp(p->name + l - 6, ".shtml") == 0)));
 }
 
+/* type is prefix followed by a non-word character: SA's m{^(?:text|message)\b} */
+static bool rules_type_prefix(const char *type, const char *prefix)
+{
+	size_t l = strlen(prefix);
+
+	return strncmp(type, prefix, l) == 0 && !(isalnum((unsigned char)type[l]) || type[l] == '_');
+}
+
+#define RULES_BODY_SCAN 50000         /* body_part_scan_size (characters) */
+#define RULES_RAWBODY_SCAN 500000     /* rawbody_part_scan_size (bytes) */
+
+/* How much of a part SA scans: all of it up to scan (characters when chars, else bytes),
+ * else up to a line break within 1 KiB after the limit, else (rawbody) a '>', else a space,
+ * else the limit. Returns the length in bytes. */
+static size_t rules_scan_cut(const char *s, size_t n, size_t scan, bool gt, bool chars)
+{
+	size_t lim = chars ? charset_utf8_offset(s, n, scan) : (scan < n ? scan : n);
+	const char *seps = gt ? "\n> " : "\n ";
+
+	if (lim >= n)
+		return n;
+	for (const char *sp = seps; *sp; sp++) {
+		const char *q = memchr(s + lim, *sp, n - lim);
+
+		if (q) {
+			size_t within = chars ? charset_utf8_chars(s + lim, (size_t)(q - s) - lim) :
+			    (size_t)(q - s) - lim;
+
+			if (within <= 1024)
+				return (size_t)(q - s) + 1;
+		}
+	}
+	return lim;
+}
+
 /* The body views, SpamAssassin's way (its MIME tree, its HTML renderer, bytes as decoded,
  * no charset conversion): body (Subject, then the rendered text parts), rawbody (decoded
  * text parts in pieces), URIs, and the MIME part headers for mimeheader rules. */
@@ -253,7 +305,8 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 	const struct samsg *m = eval_samsg(&sc->ctx);
 	struct rules_buf text = { 0 };
 	const char *subj[64];
-	size_t nsubj, total = 0;
+	size_t nsubj, total = 0, *order, *stack, no = 0, ns = 0;
+	bool wide = false;
 
 	(void)msg;
 	(void)len;
@@ -270,40 +323,75 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 	} else {
 		rules_lines_add(&sc->body, "\n", 1);
 	}
-	for (size_t i = 0; i < m->nparts; i++) {
+	/* the leaves in tree order (find_parts(qr/./, 1)) */
+	order = malloc((m->nparts + 1) * sizeof(*order));
+	stack = malloc((m->nparts + 1) * sizeof(*stack));
+	if (order == NULL || stack == NULL)
+		abort();
+	if (m->nparts)
+		stack[ns++] = 0;
+	while (ns) {
+		const struct samsg_part *p = &m->parts[stack[--ns]];
+
+		if (p->nkids == 0)
+			order[no++] = (size_t)(p - m->parts);
+		for (size_t k = p->nkids; k-- > 0;)
+			stack[ns++] = (size_t)p->kids[k];
+	}
+	for (size_t oi = 0; oi < no; oi++) {
+		size_t i = order[oi];
 		const struct samsg_part *p = &m->parts[i];
-		bool html, textual;
+		bool html, textual, plain;
 		size_t dl;
 		char *d;
 
-		if (p->nkids)
-			continue;
+		/* a blank line between parts, whatever they are */
+		if (text.n)
+			rules_buf_put(&text, "\n", 1);
 		html = rules_type_is_html(p);
-		textual = strncmp(p->type, "text", 4) == 0 || strncmp(p->type, "message", 7) == 0 || html;
-		if (!textual || strcmp(p->type, "text/calendar") == 0)
+		plain = !html && strcmp(p->type, "text/plain") == 0;
+		textual = html || rules_type_prefix(p->type, "text") || rules_type_prefix(p->type, "message");
+		if (!textual || total >= RULES_MAX_TEXT)
 			continue;
-		if (total >= RULES_MAX_TEXT)
-			break;
 		d = samsg_decode(p, &dl);
 		if (dl > RULES_MAX_TEXT - total)
 			dl = RULES_MAX_TEXT - total;
 		total += dl;
-		rules_rawbody_add(&sc->rawbody, d, dl);
-		if (html || strcmp(p->type, "text/plain") == 0) {
-			if (text.n)
-				rules_buf_put(&text, "\n", 1);
-			if (html) {
-				const struct html_result *hr = eval_html_part(&sc->ctx, i);
+		if (strcmp(p->type, "text/calendar") != 0)
+			rules_rawbody_add(&sc->rawbody, d, rules_scan_cut(d, dl, RULES_RAWBODY_SCAN, true, false));
+		if (html && dl) {
+			const struct html_result *hr = eval_html_part(&sc->ctx, i);
 
-				if (hr)
-					rules_buf_put(&text, hr->rendered, hr->rendered_len);
-			} else {
-				rules_buf_put(&text, d, dl);
+			if (hr) {
+				rules_buf_put(&text, hr->rendered, rules_scan_cut(hr->rendered, hr->rendered_len,
+				    RULES_BODY_SCAN, false, true));
+				wide = wide || hr->wide;
 			}
+		} else if (html || plain) {
+			size_t ul;
+			bool dec;
+			char *u = charset_normalize(d, dl, p->charset, false, &ul, &dec);
+
+			rules_buf_put(&text, u, rules_scan_cut(u, ul, RULES_BODY_SCAN, false, true));
+			wide = wide || dec;
+			free(u);
 		}
 		free(d);
 	}
-	rules_body_add_text(&sc->body, &sc->tmp, text.p ? text.p : "", text.n);
+	free(order);
+	free(stack);
+	/* Perl joins the parts into one string: a character string when one part is, its
+	 * characters then encoded as UTF-8; else bytes (entities up to U+00FF one byte each),
+	 * white space then only ASCII's */
+	if (!wide && text.n) {
+		size_t ln;
+		char *l1 = charset_to_latin1(text.p, text.n, &ln);
+
+		free(text.p);
+		text.p = l1;
+		text.n = ln;
+	}
+	rules_body_add_text(&sc->body, &sc->tmp, text.p ? text.p : "", text.n, wide);
 	free(text.p);
 	if (want_uri) {
 		const struct uri_details *d = eval_uri_details(&sc->ctx);

@@ -1,6 +1,8 @@
 /* samsg.c — SpamAssassin's MIME parse of a message; see samsg.h. */
 #include "samsg.h"
 
+#include "charset.h"
+
 #include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -204,7 +206,15 @@ static int samsg_new_part(struct samsg *m, int parent, int depth)
 	return (int)m->nparts++;
 }
 
-/* Adds a header to a part: value unfolded (\n + blanks = one space) and trimmed. */
+static bool samsg_has_high(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return true;
+	return false;
+}
+
+/* Adds a header to a part: value unfolded (\n + blanks = one space), trimmed, decoded. */
 static void samsg_add_header(struct samsg_part *p, const char *key, size_t kl, const char *val,
     size_t vl)
 {
@@ -234,6 +244,13 @@ static void samsg_add_header(struct samsg_part *p, const char *key, size_t kl, c
 	}
 	p->hdrs = samsg_xrealloc(p->hdrs, (p->nhdrs + 1) * sizeof(*p->hdrs));
 	p->hdrs[p->nhdrs].name = samsg_strndup(key, kl);
+	/* Node::header: _decode_header (UTF-8, RFC 2047) on the unfolded value */
+	if (strstr(v, "=?") || samsg_has_high(v)) {
+		char *d = charset_decode_header(v, p->hdrs[p->nhdrs].name);
+
+		free(v);
+		v = d;
+	}
 	p->hdrs[p->nhdrs].value = v;
 	p->nhdrs++;
 }
@@ -432,17 +449,25 @@ static struct samsg_line *samsg_read_message(struct samsg *m, int part, const ch
 		hend = i + 1;
 	}
 	(void)hb;
-	/* body lines; blank-line runs longer than 20 keep 20 (plus one) */
+	/* body lines; a run of more than 20 blank lines keeps its first and last 19 (a run
+	 * at the very start of the body: its first two and last 19), as SA's splice does */
 	body = samsg_xrealloc(NULL, (n - (i < n ? i : n) + 2) * sizeof(*body));
 	*nbody = 0;
-	for (size_t k = i, run = 0; k < n; k++) {
-		if (samsg_blank_line(&lines[k])) {
-			if (++run > 21 && k + 1 < n)
-				continue;
-		} else {
-			run = 0;
+	for (size_t k = i; k < n;) {
+		size_t e = k, len, head;
+
+		if (!samsg_blank_line(&lines[k])) {
+			body[(*nbody)++] = lines[k++];
+			continue;
 		}
-		body[(*nbody)++] = lines[k];
+		while (e < n && samsg_blank_line(&lines[e]))
+			e++;
+		len = e - k;
+		head = k == i ? 2 : 1;
+		for (size_t j = k; j < e; j++)
+			if (len <= 19 + head || j < k + head || j >= e - 19)
+				body[(*nbody)++] = lines[j];
+		k = e;
 	}
 	free(lines);
 	return body;
@@ -463,72 +488,148 @@ static void samsg_set_type(struct samsg *m, int part, char **boundary)
 		*boundary = p->boundary;
 }
 
-/* Base64 / quoted-printable decoding of a part's lines. */
+static int samsg_b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : c == '=' ? 64 : -1;
+}
+
+/* Util::base64_decode: white space out; a clean text of whole quads goes to MIME::Base64
+ * with '=' runs before the end read as 'A', anything else through SA's uudecode fallback
+ * (other characters dropped, inner '=' worth 63). Both end up as the bit stream of the
+ * digits before the final '=' run, cut to whole bytes. */
+static size_t samsg_b64(const char *in, size_t n, char *out)
+{
+	unsigned char *v = samsg_xrealloc(NULL, n + 1);
+	size_t k = 0, end, o = 0;
+	bool clean = true;
+	uint32_t acc = 0;
+	int bits = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		int x;
+
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
+			continue;
+		x = samsg_b64val(c);
+		if (x < 0) {
+			clean = false;
+			continue;
+		}
+		v[k++] = (unsigned char)x;
+	}
+	clean = clean && k % 4 == 0 && k >= 2;
+	end = k;
+	while (end && v[end - 1] == 64)
+		end--;
+	for (size_t i = 0; i < end; i++) {
+		acc = (acc << 6) | (v[i] == 64 ? (clean ? 0u : 63u) : v[i]);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	free(v);
+	return o;
+}
+
+/* Util::qp_decode, its three substitutions in turn: white space before line ends out,
+ * soft breaks out, then =XX decoded (so "==\n3D" is "="). */
+static size_t samsg_qp(const char *s, size_t n, char *out)
+{
+	size_t o = 0, w = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		if (s[k] == ' ' || s[k] == '\t') {
+			size_t e = k;
+
+			while (e < n && (s[e] == ' ' || s[e] == '\t'))
+				e++;
+			if (!(e < n && (s[e] == '\n' || (s[e] == '\r' && e + 1 < n && s[e + 1] == '\n')))) {
+				memcpy(out + o, s + k, e - k);
+				o += e - k;
+			}
+			k = e - 1;
+			continue;
+		}
+		out[o++] = s[k];
+	}
+	for (size_t k = 0; k < o; k++) {
+		if (out[k] == '=' && k + 1 < o && (out[k + 1] == '\n' ||
+		    (out[k + 1] == '\r' && k + 2 < o && out[k + 2] == '\n'))) {
+			k += out[k + 1] == '\n' ? 1 : 2;
+			continue;
+		}
+		out[w++] = out[k];
+	}
+	o = w;
+	w = 0;
+	for (size_t k = 0; k < o; k++) {
+		if (out[k] == '=' && k + 2 < o && isxdigit((unsigned char)out[k + 1]) &&
+		    isxdigit((unsigned char)out[k + 2])) {
+			char hx[3] = { out[k + 1], out[k + 2], 0 };
+
+			out[w++] = (char)strtol(hx, NULL, 16);
+			k += 2;
+			continue;
+		}
+		out[w++] = out[k];
+	}
+	return w;
+}
+
+/* CRLF -> LF in place. */
+static size_t samsg_crlf(char *s, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
+			continue;
+		s[o++] = s[i];
+	}
+	return o;
+}
+
+/* Message::Node::decode: by the exact Content-Transfer-Encoding. */
 char *samsg_decode(const struct samsg_part *p, size_t *outlen)
 {
 	const char *cte = samsg_header(p, "Content-Transfer-Encoding");
 	size_t total = 0, o = 0;
-	char *out;
+	char *raw, *out;
 
 	for (size_t i = 0; i < p->nraw; i++)
 		total += p->raw[i].n;
-	out = samsg_xrealloc(NULL, total + 1);
-	if (strcasestr(cte, "base64")) {
-		static const int8_t d64[256] = {
-			['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7,
-			['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13,
-			['N'] = 14, ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19,
-			['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24, ['Y'] = 25,
-			['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31,
-			['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37,
-			['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42, ['q'] = 43,
-			['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49,
-			['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55,
-			['3'] = 56, ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61,
-			['9'] = 62, ['+'] = 63, ['/'] = 64,
-		};
-		uint32_t acc = 0;
-		int bits = 0;
+	raw = samsg_xrealloc(NULL, total + 1);
+	for (size_t i = 0; i < p->nraw; i++) {
+		memcpy(raw + o, p->raw[i].p, p->raw[i].n);
+		o += p->raw[i].n;
+	}
+	raw[o] = '\0';
+	if (strcasecmp(cte, "base64") == 0) {
+		out = samsg_xrealloc(NULL, total + 1);
+		o = samsg_b64(raw, total, out);
+		if (strncasecmp(p->type, "text", 4) == 0 || strncasecmp(p->type, "message", 7) == 0) {
+			/* ^(?:text|message)\b/ */
+			size_t l = strncasecmp(p->type, "text", 4) == 0 ? 4 : 7;
 
-		for (size_t i = 0; i < p->nraw; i++)
-			for (size_t k = 0; k < p->raw[i].n; k++) {
-				int v = d64[(unsigned char)p->raw[i].p[k]];
-
-				if (v == 0)
-					continue;
-				acc = (acc << 6) | (uint32_t)(v - 1);
-				bits += 6;
-				if (bits >= 8) {
-					bits -= 8;
-					out[o++] = (char)((acc >> bits) & 0xff);
-				}
-			}
-	} else if (strcasestr(cte, "quoted-printable")) {
-		for (size_t i = 0; i < p->nraw; i++) {
-			const char *s = p->raw[i].p;
-			size_t n = p->raw[i].n;
-
-			for (size_t k = 0; k < n; k++) {
-				if (s[k] == '=' && k + 2 < n + 1 && k + 1 < n && s[k + 1] == '\n') {
-					k++;
-					continue;
-				}
-				if (s[k] == '=' && k + 2 < n && isxdigit((unsigned char)s[k + 1]) &&
-				    isxdigit((unsigned char)s[k + 2])) {
-					char hx[3] = { s[k + 1], s[k + 2], 0 };
-
-					out[o++] = (char)strtol(hx, NULL, 16);
-					k += 2;
-					continue;
-				}
-				out[o++] = s[k];
-			}
+			if (p->type[l] == '/')
+				o = samsg_crlf(out, o);
 		}
+		free(raw);
+	} else if (strcasecmp(cte, "quoted-printable") == 0) {
+		out = samsg_xrealloc(NULL, total + 1);
+		o = samsg_crlf(out, samsg_qp(raw, total, out));
+		free(raw);
 	} else {
-		for (size_t i = 0; i < p->nraw; i++) {
-			memcpy(out + o, p->raw[i].p, p->raw[i].n);
-			o += p->raw[i].n;
-		}
+		out = raw;
 	}
 	out[o] = '\0';
 	*outlen = o;

@@ -15,7 +15,7 @@
 
 struct samsg_line { const char *p; size_t n; };   /* one line, its "\n" included */
 
-struct samsg_hdr { char *name; char *value; };     /* value unfolded, trimmed */
+struct samsg_hdr { char *name; char *value; };     /* value unfolded, trimmed, decoded */
 
 struct samsg_part {
 	int parent;                     /* index into parts, -1 for the top */

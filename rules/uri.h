@@ -75,5 +75,8 @@ char *uri_target(const char *base, const char *r);
  * resolved against base (may be NULL); malloc'd, NULL when there is none. *truncated is
  * set when it was cut at 8192 bytes. */
 char *uri_html_target(const char *base, const char *attr, bool *truncated);
+/* canon_uri alone: attr trimmed of white space (NBSP too) and cut at 8192 characters;
+ * malloc'd ("" possible), NULL when attr is. */
+char *uri_html_canon(const char *attr, bool *truncated);
 
 #endif

@@ -3,6 +3,7 @@
  * link targets of HTML (HTML.pm's canon_uri, push_uri and target_uri); see uri.h. */
 #include "uri_int.h"
 
+#include "charset.h"
 #include "match.h"
 
 #include <ctype.h>
@@ -411,26 +412,52 @@ char *uri_target(const char *base, const char *r0)
 	return out.p;
 }
 
-char *uri_html_target(const char *base, const char *attr, bool *truncated)
+/* Perl's [\s\xA0] at the start (end) of a UTF-8 text: its length there. */
+static size_t uri_space_at(const char *s, size_t n)
 {
-	const unsigned char *s = (const unsigned char *)attr;
-	size_t n;
-	char *u, *t;
+	size_t l = charset_space_len(s, n);
+
+	if (l == 0 && n && (unsigned char)s[0] == 0xa0)
+		l = 1;
+	return l;
+}
+
+static size_t uri_space_before(const char *s, size_t n)
+{
+	for (size_t l = 1; l <= 3 && l <= n; l++)
+		if (uri_space_at(s + n - l, l) == l)
+			return l;
+	return 0;
+}
+
+char *uri_html_canon(const char *attr, bool *truncated)
+{
+	size_t n, l;
 
 	if (attr == NULL)
 		return NULL;
-	while (*s && (isspace(*s) || *s == 0xa0))
-		s++;
-	n = strlen((const char *)s);
-	while (n && (isspace(s[n - 1]) || s[n - 1] == 0xa0))
-		n--;
-	if (n > URI_MAX_LENGTH) {
-		*truncated = true;
-		n = URI_MAX_LENGTH;
+	n = strlen(attr);
+	while (n && (l = uri_space_at(attr, n)) != 0) {
+		attr += l;
+		n -= l;
 	}
-	if (n == 0)
+	while (n && (l = uri_space_before(attr, n)) != 0)
+		n -= l;
+	if (charset_utf8_chars(attr, n) > URI_MAX_LENGTH) {
+		*truncated = true;
+		n = charset_utf8_offset(attr, n, URI_MAX_LENGTH);
+	}
+	return uri_strndup(attr, n);
+}
+
+char *uri_html_target(const char *base, const char *attr, bool *truncated)
+{
+	char *u = uri_html_canon(attr, truncated), *t;
+
+	if (u == NULL || u[0] == '\0') {
+		free(u);
 		return NULL;
-	u = uri_strndup((const char *)s, n);
+	}
 	{
 		static const char *const keep[] = { "data:", "mailto:", "file:", "cid:", "tel:", NULL };
 

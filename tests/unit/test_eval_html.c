@@ -136,7 +136,7 @@ static void test_html_analyze(void **state)
 	assert_non_null(strstr(r.rendered, "Hello & welcome"));
 	assert_null(strstr(r.rendered, "var x"));
 	assert_null(strstr(r.rendered, "color: red"));
-	assert_int_equal(nuri, 2);
+	assert_int_equal(nuri, 3);       /* img src, a href resolved and a href as written */
 	assert_true(r.image_area == 200);
 	assert_int_equal(r.ncomment, 1);
 	assert_int_equal(r.ntitle, 1);

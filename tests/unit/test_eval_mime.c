@@ -3,6 +3,7 @@
  * arguments. The expectations were checked against spamassassin 4.0.1 (MX_ET_DUMP). */
 #include "eval_testlib.h"
 
+#include "rules/charset.h"
 #include "rules/samsg.h"
 
 static const char rules[] =
@@ -187,11 +188,85 @@ static void test_samsg_tree(void **state)
 	samsg_free(&m);
 }
 
+/* charset normalization and header decoding, as SA's Node::_normalize and _decode_header
+ * (expected values from SpamAssassin 4.0.1 itself) */
+static const struct { const char *in, *cs, *want; } norm_cases[] = {
+	{ "caf\xe9", "iso-8859-1", "caf\xc3\xa9" },
+	{ "caf\xc3\xa9", "iso-8859-1", "caf\xc3\xa9" },
+	{ "\x93hi\x94", "us-ascii", "\xe2\x80\x9chi\xe2\x80\x9d" },
+	{ "\xe9t\xe9", NULL, "\xc3\xa9t\xc3\xa9" },
+	{ "\xcf\xf0\xe8\xe2\xe5\xf2", "windows-1251", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82" },
+	{ "\xf0\xd2\xc9\xd7\xc5\xd4", "koi8-r", "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82" },
+	{ "a\x81" "b", "iso-8859-1", "a\xef\xbf\xbd" "b" },
+	{ "plain", "x-unknown", "plain" },
+	{ "\xa4\xa4\xa4\xe5", "big5", "\xe4\xb8\xad\xe6\x96\x87" },
+	{ "\xc4\xe3\xba\xc3", "gb2312", "\xe4\xbd\xa0\xe5\xa5\xbd" },
+	{ "abc", "iso-2022-jp", "abc" },
+	{ "\xe9", "x-unknown", "\xc3\xa9" },
+};
+static const struct { const char *name, *in, *want; } hdr_cases[] = {
+	{ "Subject", "=?iso-8859-1?q?caf=E9?= au lait",
+	  "caf\xc3\xa9 au lait" },
+	{ "Subject", "=?utf-8?B?w6k=?= =?utf-8?B?w6k=?=",
+	  "\xc3\xa9\xc3\xa9" },
+	{ "Subject", "=?UTF-8?Q?a?=  b =?UTF-8?Q?c?=",
+	  "a  b c" },
+	{ "From", "=?koi8-r?b?8NLJ18XU?= <a@b.c>",
+	  "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 <a@b.c>" },
+	{ "Subject", "raw \xe9t\xe9",
+	  "raw \xc3\xa9t\xc3\xa9" },
+	{ "Subject", "raw \xc3\xa9",
+	  "raw \xc3\xa9" },
+	{ "Message-ID", "<=?utf-8?q?x?=@y>",
+	  "<=?utf-8?q?x?=@y>" },
+	{ "Subject", "=?utf-8?q?split_?= =?utf-8?q?word?=",
+	  "split word" },
+	{ "Subject", "=?iso-8859-1*en?q?hello?=",
+	  "hello" },
+	{ "Subject", "=?bogus?q?x=E9?=",
+	  "x\xc3\xa9" },
+	{ "Subject", "a=?b",
+	  "a=?b" },
+};
+
+static void test_charset(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(norm_cases) / sizeof(norm_cases[0]); i++) {
+		size_t n;
+		char *u = charset_normalize(norm_cases[i].in, strlen(norm_cases[i].in), norm_cases[i].cs,
+		    false, &n, NULL);
+
+		if (strcmp(u, norm_cases[i].want) != 0) {
+			print_error("normalize #%zu (%s): got %s\n", i, norm_cases[i].cs, u);
+			fail();
+		}
+		free(u);
+	}
+	for (size_t i = 0; i < sizeof(hdr_cases) / sizeof(hdr_cases[0]); i++) {
+		char *d = charset_decode_header(hdr_cases[i].in, hdr_cases[i].name);
+
+		if (strcmp(d, hdr_cases[i].want) != 0) {
+			print_error("header #%zu %s: got [%s], want [%s]\n", i, hdr_cases[i].in, d,
+			    hdr_cases[i].want);
+			fail();
+		}
+		free(d);
+	}
+	assert_true(charset_utf8_valid("caf\xc3\xa9", 5));
+	assert_false(charset_utf8_valid("\xed\xa0\x80", 3));         /* a surrogate */
+	assert_false(charset_utf8_valid("\xef\xbf\xbe", 3));         /* a noncharacter */
+	assert_int_equal(charset_space_len("\xc2\xa0x", 3), 2);
+	assert_int_equal(charset_space_len("\xe3\x80\x80", 3), 3);
+	assert_int_equal(charset_space_len("x", 1), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mime_evals),
 		cmocka_unit_test(test_samsg_tree),
+		cmocka_unit_test(test_charset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
