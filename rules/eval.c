@@ -446,7 +446,7 @@ void eval_strset_free(struct eval_strset *s)
 
 static pthread_mutex_t eval_rx_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static const struct match_re *eval_rx_get(struct eval_rx *rx)
+const struct match_re *eval_rx_get(struct eval_rx *rx)
 {
 	struct match_re *r = __atomic_load_n(&rx->compiled, __ATOMIC_ACQUIRE);
 

@@ -90,6 +90,14 @@ static inline bool eval_rx_str(struct eval_ctx *c, struct eval_rx *rx, const cha
 	return eval_rx_match(c, rx, s, strlen(s));
 }
 
+/* hdr_addr.c: SA's Util::parse_header_addresses (its internal parser) on a raw field value:
+ * each entry's display name ("phrase", NULL when none) and address (NULL when none). */
+struct hdr_address { const char *phrase, *address; };
+size_t hdr_parse_addresses(struct eval_ctx *c, const char *str, struct hdr_address *out,
+    size_t max);
+/* The compiled pattern of an eval_rx (compiling it on first use). */
+const struct match_re *eval_rx_get(struct eval_rx *rx);
+
 /* A regex built from message data (SA's \Q$var\E patterns): compiled, matched once,
  * freed; false when it does not compile. Callers refuse data containing "\E". */
 bool eval_dyn_match(struct eval_ctx *c, const char *pat, unsigned flags, const char *s);

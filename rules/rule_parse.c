@@ -134,6 +134,7 @@ static void rule_reset_body(struct rule_def *d)
 {
 	free(d->re); d->re = NULL;
 	free(d->hdr); d->hdr = NULL;
+	free(d->hdr_req); d->hdr_req = NULL;
 	free(d->if_unset); d->if_unset = NULL;
 	free(d->expr); d->expr = NULL;
 	free(d->cidr); d->cidr = NULL;
@@ -262,6 +263,7 @@ static int rule_parse_header(const struct rule_line *l, struct rule_def *d, cons
 	}
 	e = memchr(b, ':', (size_t)(p - b));
 	d->hdr = rule_strndup(b, (size_t)((e ? e : p) - b));
+	d->hdr_req = rule_strndup(b, (size_t)(p - b));
 	/* selectors, possibly chained: From:name:raw */
 	while (e && e < p) {
 		const char *sel = e + 1, *se = memchr(sel, ':', (size_t)(p - sel));

@@ -63,6 +63,7 @@ struct rule_def {
 	unsigned re_flags;   /* RULE_RE_* */
 	bool negate;         /* !~ */
 	char *hdr;           /* header name (ALL, ToCc, MESSAGEID pseudo-headers kept verbatim) */
+	char *hdr_req;       /* the name with its selectors as written ("From:name:raw") */
 	enum rule_hdr_sel sel;
 	char *if_unset;      /* [if-unset: X] or NULL */
 	char *expr;          /* meta expression */

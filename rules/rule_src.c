@@ -157,7 +157,7 @@ struct rule_src *rule_src_new(void)
 
 static void rule_def_clear(struct rule_def *d)
 {
-	free(d->name); free(d->re); free(d->hdr); free(d->if_unset); free(d->expr);
+	free(d->name); free(d->re); free(d->hdr); free(d->hdr_req); free(d->if_unset); free(d->expr);
 	free(d->cidr); free(d->desc); free(d->file); free(d->eval_fn); free(d->eval_args);
 	free(d->re_compact);
 }

@@ -234,6 +234,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 		x->action = d->action;
 		x->negate = d->negate;
 		x->hdr = rules_xstrdup(d->hdr);
+		x->hdr_req = rules_xstrdup(d->hdr_req ? d->hdr_req : d->hdr);
 		x->sel = d->sel;
 		x->if_unset = rules_xstrdup(d->if_unset);
 		x->env_field = d->env_field;
@@ -344,7 +345,7 @@ static void rules_set_release(struct rules_set *rs)
 	for (size_t i = 0; i < rs->n; i++) {
 		struct rules_rule *x = &rs->r[i];
 
-		free(x->name); free(x->desc); free(x->hdr); free(x->if_unset);
+		free(x->name); free(x->desc); free(x->hdr); free(x->hdr_req); free(x->if_unset);
 		match_re_free(x->re);
 		meta_free(x->meta);
 		eval_call_free(x->ev);

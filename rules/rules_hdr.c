@@ -13,100 +13,169 @@
 
 #define HDR_MAX_FIELDS 1000
 
-/* Splits the header block into fields. Returns the offset where the body starts. */
-size_t rules_parse_headers(struct rules_scratch *sc, const char *m, size_t len)
+/* ^[\041-\071\073-\176]+[ \t]*: — a line that starts a header field */
+static bool hdr_field_line(const char *s, size_t n)
 {
 	size_t i = 0;
 
-	rules_scratch_clear_headers(sc);
-	while (i < len) {
-		size_t ls = i, colon, ve;
-
-		if (m[i] == '\n')
-			return i + 1;
-		if (m[i] == '\r' && i + 1 < len && m[i + 1] == '\n')
-			return i + 2;
-		/* one logical field: this line plus continuation lines */
-		colon = i;
-		while (colon < len && m[colon] != ':' && m[colon] != '\n')
-			colon++;
-		ve = colon;
-		for (;;) {
-			while (ve < len && m[ve] != '\n')
-				ve++;
-			if (ve + 1 < len && (m[ve + 1] == ' ' || m[ve + 1] == '\t')) {
-				ve++;
-				continue;
-			}
-			break;
-		}
-		i = ve < len ? ve + 1 : len;
-		if (colon >= len || m[colon] != ':' || colon == ls)
-			continue;         /* not a header line (an mbox separator ...): skipped */
-		if (sc->nh == sc->hcap) {
-			size_t nc = sc->hcap ? sc->hcap * 2 : 32;
-			struct rules_hfield *h = realloc(sc->h, nc * sizeof(*h));
-
-			if (h == NULL)
-				abort();
-			sc->h = h;
-			sc->hcap = nc;
-		}
-		{
-			struct rules_hfield *f = &sc->h[sc->nh++];
-			size_t vs = colon + 1, e = ve;
-
-			f->name = m + ls;
-			f->nlen = colon - ls;
-			while (f->nlen && (f->name[f->nlen - 1] == ' ' || f->name[f->nlen - 1] == '\t'))
-				f->nlen--;
-			while (vs < e && (m[vs] == ' ' || m[vs] == '\t'))
-				vs++;
-			while (e > vs && (m[e - 1] == '\r' || m[e - 1] == '\n'))
-				e--;
-			f->raw = m + vs;
-			f->rlen = e > vs ? e - vs : 0;
-			f->unfolded = NULL;
-			f->decoded = NULL;
-		}
-		if (sc->nh >= HDR_MAX_FIELDS)
-			break;
-	}
-	return len;
+	while (i < n && s[i] >= 041 && s[i] <= 0176 && s[i] != ':')
+		i++;
+	if (i == 0)
+		return false;
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	return i < n && s[i] == ':';
 }
 
-/* SA unfolds with s/\n[ \t]+/ /: a line break and the blanks after it become one space. */
-const char *rules_hfield_unfolded(struct rules_hfield *f)
+static void hdr_add_field(struct rules_scratch *sc, const char *m, size_t hs, size_t he)
 {
-	if (f->unfolded == NULL) {
-		char *d = malloc(f->rlen + 1);
-		size_t o = 0;
+	const char *colon = memchr(m + hs, ':', he - hs);
+	struct rules_hfield *f;
+
+	if (colon == NULL || sc->nh >= HDR_MAX_FIELDS)
+		return;             /* SA's split(/:/, $header, 2) left no value: not a field */
+	if (sc->nh == sc->hcap) {
+		size_t nc = sc->hcap ? sc->hcap * 2 : 32;
+		struct rules_hfield *h = realloc(sc->h, nc * sizeof(*h));
+
+		if (h == NULL)
+			abort();
+		sc->h = h;
+		sc->hcap = nc;
+	}
+	f = &sc->h[sc->nh++];
+	memset(f, 0, sizeof(*f));
+	f->name = m + hs;
+	f->nlen = (size_t)(colon - (m + hs));
+	while (f->nlen && (f->name[f->nlen - 1] == ' ' || f->name[f->nlen - 1] == '\t'))
+		f->nlen--;
+	if (f->nlen > 256)
+		f->nlen = 256;          /* MAX_HEADER_KEY_LENGTH */
+	f->raw = colon + 1;
+	f->rlen = (size_t)(m + he - f->raw);
+	f->field = m + hs;
+	f->flen = he - hs;
+}
+
+/* The header block as SA's Message->new reads it: an mbox "From " line skipped, fields
+ * with their continuation lines, up to three lines that are no field tolerated (a line with
+ * a ':' still makes one), the body starting at the blank line, at a "--" line or at the
+ * fourth bad line. Returns the offset where the body starts. */
+size_t rules_parse_headers(struct rules_scratch *sc, const char *m, size_t len)
+{
+	size_t i = 0, errors = 0, hs = SIZE_MAX, he = 0;
+	const char *nl = memchr(m, '\n', len);
+
+	rules_scratch_clear_headers(sc);
+	/* CRLF when the first or the last line ends so */
+	sc->hcrlf = (nl && nl > m && nl[-1] == '\r');
+	if (!sc->hcrlf && len >= 2) {
+		size_t e = len - (m[len - 1] == '\n' ? 1 : 0), b = e;
+
+		while (b > 0 && m[b - 1] != '\n')
+			b--;
+		sc->hcrlf = memmem(m + b, len - b, "\r\n", 2) != NULL;
+	}
+	if (len > 5 && strncmp(m, "From", 4) == 0 && isspace((unsigned char)m[4]))
+		i = nl ? (size_t)(nl - m) + 1 : len;        /* /^From\s+/: the mbox separator */
+	sc->hstart = i;
+	for (;;) {
+		size_t ls = i, le;
+		const char *e;
+
+		if (ls >= len) {
+			if (hs != SIZE_MAX)
+				hdr_add_field(sc, m, hs, he);
+			sc->hend = len;
+			return len;
+		}
+		e = memchr(m + ls, '\n', len - ls);
+		le = e ? (size_t)(e - m) + 1 : len;
+		i = le;
+		if (m[ls] == ' ' || m[ls] == '\t') {
+			if (hs == SIZE_MAX)
+				hs = ls;            /* a field starting with a continuation */
+			he = le;
+			continue;
+		}
+		if (hs != SIZE_MAX) {
+			hdr_add_field(sc, m, hs, he);
+			hs = SIZE_MAX;
+		}
+		/* the blank line (in CRLF mode a bare LF counts too) */
+		if ((le - ls == 1 && m[ls] == '\n') ||
+		    (sc->hcrlf && le - ls == 2 && m[ls] == '\r' && m[ls + 1] == '\n')) {
+			sc->hend = ls;
+			return le;
+		}
+		if (le - ls >= 2 && m[ls] == '-' && m[ls + 1] == '-') {
+			sc->hend = ls;
+			return ls;
+		}
+		if (!hdr_field_line(m + ls, le - ls) && ++errors > 3) {
+			sc->hend = ls;
+			return ls;
+		}
+		hs = ls;
+		he = le;
+	}
+}
+
+/* Node::raw_header: the value as received after the ':' (leading blanks, folds and the
+ * final line break kept; CRLF as LF in a CRLF message), at most 65536 bytes. */
+const char *rules_hfield_raw(struct rules_scratch *sc, struct rules_hfield *f)
+{
+	if (f->saraw == NULL) {
+		size_t n = f->rlen < 65536 ? f->rlen : 65536, o = 0;
+		char *d = malloc(n + 1);
 
 		if (d == NULL)
 			abort();
-		for (size_t i = 0; i < f->rlen; i++) {
-			if (f->raw[i] == '\r' && i + 1 < f->rlen && f->raw[i + 1] == '\n')
+		for (size_t i = 0; i < n; i++) {
+			if (sc->hcrlf && f->raw[i] == '\r' && i + 1 < n && f->raw[i + 1] == '\n')
 				continue;
-			if (f->raw[i] == '\n') {
-				while (i + 1 < f->rlen && (f->raw[i + 1] == ' ' || f->raw[i + 1] == '\t'))
+			d[o++] = f->raw[i];
+		}
+		d[o] = '\0';
+		f->saraw = d;
+	}
+	return f->saraw;
+}
+
+/* Node::header's value before decoding: s/\n[ \t]+/ /g on the raw value, trimmed. */
+const char *rules_hfield_unfolded(struct rules_scratch *sc, struct rules_hfield *f)
+{
+	if (f->unfolded == NULL) {
+		const char *r = rules_hfield_raw(sc, f);
+		size_t n = strlen(r), o = 0, b = 0;
+		char *d = malloc(n + 1);
+
+		if (d == NULL)
+			abort();
+		for (size_t i = 0; i < n; i++) {
+			if (r[i] == '\n' && i + 1 < n && (r[i + 1] == ' ' || r[i + 1] == '\t')) {
+				while (i + 1 < n && (r[i + 1] == ' ' || r[i + 1] == '\t'))
 					i++;
 				d[o++] = ' ';
 				continue;
 			}
-			d[o++] = f->raw[i];
+			d[o++] = r[i];
 		}
 		while (o && isspace((unsigned char)d[o - 1]))
 			o--;
 		d[o] = '\0';
+		while (d[b] && isspace((unsigned char)d[b]))
+			b++;
+		memmove(d, d + b, o - b + 1);
 		f->unfolded = d;
 	}
 	return f->unfolded;
 }
 
-const char *rules_hfield_decoded(struct rules_hfield *f)
+const char *rules_hfield_decoded(struct rules_scratch *sc, struct rules_hfield *f)
 {
 	if (f->decoded == NULL) {
-		const char *u = rules_hfield_unfolded(f);
+		const char *u = rules_hfield_unfolded(sc, f);
 
 		bool high = false;
 
@@ -131,83 +200,6 @@ bool rules_name_is(const struct rules_hfield *f, const char *name)
 	return f->nlen == n && strncasecmp(f->name, name, n) == 0;
 }
 
-/* :addr — the first address of a value: inside <>, else the first word with '@'. */
-static void hdr_sel_addr(const char *v, struct rules_buf *out)
-{
-	const char *lt = strchr(v, '<'), *gt;
-
-	if (lt && (gt = strchr(lt, '>')) != NULL) {
-		rules_buf_put(out, lt + 1, (size_t)(gt - lt - 1));
-		return;
-	}
-	while (*v) {
-		const char *b;
-
-		while (*v == ' ' || *v == '\t' || *v == ',')
-			v++;
-		b = v;
-		while (*v && *v != ' ' && *v != '\t' && *v != ',')
-			v++;
-		if (memchr(b, '@', (size_t)(v - b)) || *v == '\0') {
-			while (b < v && (*b == '(' || *b == '"'))
-				b++;
-			rules_buf_put(out, b, (size_t)(v - b));
-			return;
-		}
-	}
-}
-
-/* Every address of a value (a comma-separated list), for list-context :addr. */
-static size_t hdr_all_addrs(struct eval_ctx *c, const char *v, const char **out, size_t max)
-{
-	size_t n = 0;
-	int depth = 0;
-	bool quote = false;
-	const char *b = v;
-
-	for (const char *p = v;; p++) {
-		if (*p == '"' && (p == v || p[-1] != '\\'))
-			quote = !quote;
-		else if (!quote && *p == '(')
-			depth++;
-		else if (!quote && *p == ')' && depth)
-			depth--;
-		if (*p == '\0' || (*p == ',' && !quote && depth == 0)) {
-			struct rules_buf t = { 0 };
-			char *one = eval_strndup(c, b, (size_t)(p - b));
-
-			hdr_sel_addr(one, &t);
-			if (t.p && t.n && n < max)
-				out[n++] = eval_strndup(c, t.p, t.n);
-			free(t.p);
-			if (*p == '\0')
-				break;
-			b = p + 1;
-		}
-	}
-	return n;
-}
-
-/* :name — the display name: before <> (unquoted), else a (comment). */
-static void hdr_sel_name(const char *v, struct rules_buf *out)
-{
-	const char *lt = strchr(v, '<'), *b, *e;
-
-	if (lt) {
-		b = v;
-		e = lt;
-	} else if ((b = strchr(v, '(')) != NULL && (e = strchr(b, ')')) != NULL) {
-		b++;
-	} else {
-		return;
-	}
-	while (b < e && (*b == ' ' || *b == '\t' || *b == '"'))
-		b++;
-	while (e > b && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '"'))
-		e--;
-	rules_buf_put(out, b, (size_t)(e - b));
-}
-
 /* ---------------------------------------------------------------- relays */
 
 const struct rcvd_info *eval_relays(struct eval_ctx *c)
@@ -224,14 +216,14 @@ const struct rcvd_info *eval_relays(struct eval_ctx *c)
 		return &m->rcvd;
 	for (size_t i = 0; i < sc->nh && nr < 256; i++)
 		if (rules_name_is(&sc->h[i], "Received"))
-			rcvd[nr++] = rules_hfield_decoded(&sc->h[i]);
+			rcvd[nr++] = rules_hfield_decoded(sc, &sc->h[i]);
 	/* originating_ip_headers: the last field of each name (get_header in scalar context) */
 	for (size_t k = 0; conf && k < conf->norig && no < 16; k++) {
 		const char *v = NULL;
 
 		for (size_t i = 0; i < sc->nh; i++)
 			if (rules_name_is(&sc->h[i], conf->orig_ip_headers[k]))
-				v = rules_hfield_decoded(&sc->h[i]);
+				v = rules_hfield_decoded(sc, &sc->h[i]);
 		if (v && *v)
 			orig[no++] = v;
 	}
@@ -297,22 +289,14 @@ static bool hdr_received_before(struct rules_scratch *sc, const char *name)
 	return false;
 }
 
-/* The first address of the first field so named, or NULL when there is none. */
+/* get("NAME:first:addr"): the first address of the first field so named, or NULL. */
 static const char *hdr_first_addr(struct eval_ctx *c, const char *name)
 {
-	struct rules_scratch *sc = c->sc;
+	char req[160];
+	const char *v[4];
 
-	for (size_t i = 0; i < sc->nh; i++)
-		if (rules_name_is(&sc->h[i], name)) {
-			struct rules_buf t = { 0 };
-			const char *r;
-
-			hdr_sel_addr(rules_hfield_unfolded(&sc->h[i]), &t);
-			r = eval_strndup(c, t.p ? t.p : "", t.n);
-			free(t.p);
-			return r;
-		}
-	return NULL;
+	snprintf(req, sizeof(req), "%s:first:addr", name);
+	return eval_get_all(c, req, v, 4) ? v[0] : NULL;
 }
 
 const char *eval_envelope_from(struct eval_ctx *c)
@@ -344,7 +328,7 @@ const char *eval_envelope_from(struct eval_ctx *c)
 	if (v && strchr(v, '@')) {
 		for (size_t i = 0; i < c->sc->nh; i++)
 			if (rules_name_is(&c->sc->h[i], "Received") &&
-			    strstr(rules_hfield_decoded(&c->sc->h[i]), "(fetchmail"))
+			    strstr(rules_hfield_decoded(c->sc, &c->sc->h[i]), "(fetchmail"))
 				return NULL;
 	}
 	if ((v = hdr_first_addr(c, "X-Envelope-From")) != NULL) {
@@ -375,7 +359,7 @@ static void hdr_rcvd_range(struct eval_ctx *c, int start, int end, bool raw,
 		return;
 	for (size_t i = 0; i < sc->nh; i++) {
 		struct rules_hfield *f = &sc->h[i];
-		const char *v = raw ? rules_hfield_unfolded(f) : rules_hfield_decoded(f);
+		const char *v = raw ? rules_hfield_unfolded(sc, f) : rules_hfield_decoded(sc, f);
 		bool take;
 
 		if (rules_name_is(f, "Received"))
@@ -389,6 +373,51 @@ static void hdr_rcvd_range(struct eval_ctx *c, int start, int end, bool raw,
 			if (!take)
 				break;
 		}
+	}
+}
+
+/* :name without :raw: the phrase decoded, white space normalized, single quotes off. */
+static const char *hdr_name_decoded(struct eval_ctx *c, const char *phrase, const char *hdr)
+{
+	char nm[160], *d, *o;
+	const char *p;
+	bool any = false;
+
+	snprintf(nm, sizeof(nm), "PMS:get:%s", hdr);
+	d = charset_decode_header(phrase, nm);
+	for (p = d; *p && !any; p++)
+		any = !isspace((unsigned char)*p);
+	if (any) {
+		/* s/\s+/ /gs; trim; s/^'(.*?)'$/$1/ */
+		o = d;
+		for (p = d; *p;) {
+			if (isspace((unsigned char)*p)) {
+				while (isspace((unsigned char)*p))
+					p++;
+				*o++ = ' ';
+				continue;
+			}
+			*o++ = *p++;
+		}
+		*o = '\0';
+		p = d;
+		while (*p == ' ')
+			p++;
+		memmove(d, p, strlen(p) + 1);
+		o = d + strlen(d);
+		while (o > d && o[-1] == ' ')
+			*--o = '\0';
+		if (d[0] == '\'' && strlen(d) >= 2 && d[strlen(d) - 1] == '\'') {
+			/* lazy (.*?) then '$: the last quote closes */
+			memmove(d, d + 1, strlen(d));
+			d[strlen(d) - 1] = '\0';
+		}
+	}
+	{
+		const char *r = eval_strndup(c, d, strlen(d));
+
+		free(d);
+		return r;
 	}
 }
 
@@ -408,17 +437,19 @@ static size_t hdr_values(struct eval_ctx *c, const char *request, const char **o
 	if (strcmp(r.name, "ALL") == 0) {
 		struct rules_buf b = { 0 };
 
-		for (size_t i = 0; i < sc->nh; i++) {
-			rules_buf_put(&b, sc->h[i].name, sc->h[i].nlen);
-			rules_buf_put(&b, ": ", 2);
-			if (r.raw)
-				rules_buf_put(&b, sc->h[i].raw, sc->h[i].rlen);
-			else {
-				const char *v = rules_hfield_decoded(&sc->h[i]);
+		if (r.raw) {
+			/* the header block as received, the blank line after it left out */
+			if (sc->hend > sc->hstart)
+				rules_buf_put(&b, c->msg + sc->hstart, sc->hend - sc->hstart);
+		} else {
+			for (size_t i = 0; i < sc->nh; i++) {
+				const char *v = rules_hfield_decoded(sc, &sc->h[i]);
 
+				rules_buf_put(&b, sc->h[i].name, sc->h[i].nlen);
+				rules_buf_put(&b, ": ", 2);
 				rules_buf_put(&b, v, strlen(v));
+				rules_buf_put(&b, "\n", 1);
 			}
-			rules_buf_put(&b, "\n", 1);
 		}
 		if (b.n)
 			out[n++] = eval_strndup(c, b.p, b.n);
@@ -481,26 +512,56 @@ static size_t hdr_values(struct eval_ctx *c, const char *request, const char **o
 	}
 	for (int k = 0; names[k]; k++)
 		for (size_t i = 0; i < sc->nh && n < max; i++) {
+			struct rules_hfield *f = &sc->h[i];
 			const char *v;
 
-			if (!rules_name_is(&sc->h[i], names[k]))
+			if (!rules_name_is(f, names[k]))
 				continue;
-			v = r.raw || r.addr ? rules_hfield_unfolded(&sc->h[i]) :
-			    rules_hfield_decoded(&sc->h[i]);
-			if (names[2] && !*v)
-				continue;     /* MESSAGEID drops empty values; ToCc keeps them */
-			if (r.addr || r.dname) {
-				out[n++] = v;
-				continue;
-			}
-			{
-				size_t l = strlen(v);
-				char *d = eval_strndup(c, v, l + 1);
+			if (names[1]) {
+				/* ToCc and MESSAGEID take get_header(NAME, raw): raw values unfolded */
+				if (r.raw) {
+					const char *rv = rules_hfield_raw(sc, f);
+					char *d = eval_alloc(c, strlen(rv) + 1), *o = d;
+
+					/* s/\015?\012\s+/ /gs */
+					for (const char *p = rv; *p;) {
+						const char *q = p + (*p == '\r' && p[1] == '\n' ? 1 : 0);
+
+						if (*q == '\n' && q[1] && isspace((unsigned char)q[1])) {
+							q++;
+							while (*q && isspace((unsigned char)*q))
+								q++;
+							*o++ = ' ';
+							p = q;
+							continue;
+						}
+						*o++ = *p++;
+					}
+					*o = '\0';
+					v = d;
+				} else {
+					const char *dv = rules_hfield_decoded(sc, f);
+					size_t l = strlen(dv);
+					char *d = eval_strndup(c, dv, l + 1);
+
+					d[l] = '\n';
+					d[l + 1] = '\0';
+					v = d;
+				}
+				if (names[2] && !*v)
+					continue;     /* MESSAGEID drops empty values */
+			} else if (r.raw || r.addr || r.dname) {
+				v = rules_hfield_raw(sc, f);    /* raw_header(): folded, with "\n" */
+			} else {
+				const char *dv = rules_hfield_decoded(sc, f);
+				size_t l = strlen(dv);
+				char *d = eval_strndup(c, dv, l + 1);
 
 				d[l] = '\n';
 				d[l + 1] = '\0';
-				out[n++] = d;
+				v = d;
 			}
+			out[n++] = v;
 		}
 	if (n && r.first)
 		n = 1;
@@ -508,21 +569,24 @@ static size_t hdr_values(struct eval_ctx *c, const char *request, const char **o
 		out[0] = out[n - 1];
 		n = 1;
 	}
-	if (r.addr) {
+	if (r.addr || r.dname) {
 		const char *vals[64];
 		size_t nv = n < 64 ? n : 64;
 
 		memcpy(vals, out, nv * sizeof(char *));
 		n = 0;
-		for (size_t i = 0; i < nv && n < max; i++)
-			n += hdr_all_addrs(c, vals[i], out + n, max - n);
-	} else if (r.dname) {
-		for (size_t i = 0; i < n; i++) {
-			struct rules_buf t = { 0 };
+		for (size_t i = 0; i < nv && n < max; i++) {
+			struct hdr_address ad[64];
+			size_t na = hdr_parse_addresses(c, vals[i], ad, 64);
 
-			hdr_sel_name(out[i], &t);
-			out[i] = eval_strndup(c, t.p ? t.p : "", t.n);
-			free(t.p);
+			for (size_t k = 0; k < na && n < max; k++) {
+				if (r.addr) {
+					if (ad[k].address)
+						out[n++] = ad[k].address;
+				} else if (ad[k].phrase) {
+					out[n++] = r.raw ? ad[k].phrase : hdr_name_decoded(c, ad[k].phrase, r.name);
+				}
+			}
 		}
 	}
 	return n;
@@ -619,29 +683,30 @@ const char *eval_get(struct eval_ctx *c, const char *request)
 	return s;
 }
 
-/* What a header rule sees: sc->tmp holds the value; false when the header is unset. Header
- * rules get SA's get() in scalar context, except that :addr and :name give the first
- * field's first address / name. */
-bool rules_header_value(struct rules_scratch *sc, const char *hdr, enum rule_hdr_sel sel,
+/* What a header rule sees: sc->tmp holds the value; false when the header is unset. SA 4's
+ * header rules join get()'s list: values ending in "\n" as they are, others with "\n". */
+bool rules_header_value(struct rules_scratch *sc, const char *req,
     const struct rules_envelope *envl)
 {
-	char req[160];
 	const char **v;
 	size_t n;
 
 	(void)envl;
-	snprintf(req, sizeof(req), "%s%s", hdr, sel == HDR_SEL_RAW ? ":raw" :
-	    sel == HDR_SEL_ADDR ? ":addr" : sel == HDR_SEL_NAME ? ":name" : "");
 	sc->tmp.n = 0;
 	rules_buf_put(&sc->tmp, "", 0);
 	n = hdr_values_cached(&sc->ctx, req, &v);
 	if (n == 0)
 		return false;
-	if (sel == HDR_SEL_ADDR || sel == HDR_SEL_NAME) {
-		rules_buf_put(&sc->tmp, v[0], strlen(v[0]));
-		return true;
+	/* Check.pm: join(first value ends in "\n" ? "" : "\n", values) */
+	{
+		size_t l0 = strlen(v[0]);
+		bool nl = l0 && v[0][l0 - 1] == '\n';
+
+		for (size_t i = 0; i < n; i++) {
+			if (i && !nl)
+				rules_buf_put(&sc->tmp, "\n", 1);
+			rules_buf_put(&sc->tmp, v[i], strlen(v[i]));
+		}
 	}
-	for (size_t i = 0; i < n; i++)
-		rules_buf_put(&sc->tmp, v[i], strlen(v[i]));
 	return true;
 }

@@ -33,6 +33,7 @@ struct rules_rule {
 	struct match_re *re;
 	bool negate;
 	char *hdr;
+	char *hdr_req;                       /* with its selectors: what get() is asked */
 	enum rule_hdr_sel sel;
 	char *if_unset;
 	/* meta */
@@ -76,12 +77,13 @@ struct rules_buf { char *p; size_t n, cap; };
 struct rules_lines { struct rules_buf b; size_t *off; size_t nlines, cap; };
 
 struct rules_hfield {
-	const char *name; size_t nlen;
-	const char *raw; size_t rlen;   /* value as received (folded), no final line break */
-	char *unfolded;                 /* lazily */
-	char *decoded;                  /* lazily (RFC 2047) */
+	const char *name; size_t nlen;   /* the key before ':', trailing blanks off */
+	const char *raw; size_t rlen;    /* after the ':' to the end of the field, as received */
+	const char *field; size_t flen;  /* the whole field as received */
+	char *saraw;                     /* lazily: SA's raw value (CRLF as LF) */
+	char *unfolded;                  /* lazily: unfolded, trimmed */
+	char *decoded;                   /* lazily: and decoded (charset.c) */
 };
-
 struct rules_scratch {
 	struct match_scratch *ms;
 	struct timespec deadline;
@@ -91,6 +93,8 @@ struct rules_scratch {
 	double *values;  size_t nvalues;
 	uint8_t *cand;   size_t ncand;
 	struct rules_hfield *h; size_t nh, hcap;
+	bool hcrlf;                          /* SA's line ending is CRLF */
+	size_t hstart, hend;                 /* the header block (mbox line and blank line out) */
 	struct rules_lines body, rawbody, uris;
 	struct rules_buf tmp, allhdr;
 	bool allhdr_done;
@@ -120,10 +124,11 @@ static inline void rules_line_at(const struct rules_lines *l, size_t i, const ch
 /* Message views (rules_hdr.c, rules_view.c). */
 void rules_scratch_clear_headers(struct rules_scratch *sc);
 size_t rules_parse_headers(struct rules_scratch *sc, const char *m, size_t len);
-const char *rules_hfield_unfolded(struct rules_hfield *f);
-const char *rules_hfield_decoded(struct rules_hfield *f);
+const char *rules_hfield_raw(struct rules_scratch *sc, struct rules_hfield *f);
+const char *rules_hfield_unfolded(struct rules_scratch *sc, struct rules_hfield *f);
+const char *rules_hfield_decoded(struct rules_scratch *sc, struct rules_hfield *f);
 bool rules_name_is(const struct rules_hfield *f, const char *name);
-bool rules_header_value(struct rules_scratch *sc, const char *hdr, enum rule_hdr_sel sel,
+bool rules_header_value(struct rules_scratch *sc, const char *request,
     const struct rules_envelope *envl);
 void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len, bool want_uri);
 

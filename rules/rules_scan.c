@@ -104,11 +104,14 @@ static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scra
 		bool hit = false, seen = false;
 
 		while (p && p < end) {
-			const char *name = p, *val = name + strlen(name) + 1;
+			/* name, get_header() value, raw_header() value */
+			const char *name = p, *val = name + strlen(name) + 1, *raw = val + strlen(val) + 1;
 
-			p = val + strlen(val) + 1;
+			p = raw + strlen(raw) + 1;
 			if (strcasecmp(name, x->hdr) != 0)
 				continue;
+			if (x->sel == HDR_SEL_RAW)
+				val = raw;
 			seen = true;
 			if (x->sel == HDR_SEL_EXISTS) {
 				hit = true;
@@ -197,8 +200,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	for (size_t j = 0; j < rs->nkind[RULE_HEADER]; j++) {
 		size_t i = rs->kind_idx[RULE_HEADER][j];
 		const struct rules_rule *x = &rs->r[i];
-		bool set = rules_header_value(sc, x->hdr, x->sel == HDR_SEL_EXISTS ? HDR_SEL_VALUE :
-		    x->sel, envl);
+		bool set = rules_header_value(sc, x->sel == HDR_SEL_EXISTS ? x->hdr : x->hdr_req, envl);
 		const char *v = sc->tmp.p;
 		size_t vl = sc->tmp.n;
 

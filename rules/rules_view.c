@@ -102,6 +102,7 @@ fail:
 void rules_scratch_clear_headers(struct rules_scratch *sc)
 {
 	for (size_t i = 0; i < sc->nh; i++) {
+		free(sc->h[i].saraw);
 		free(sc->h[i].unfolded);
 		free(sc->h[i].decoded);
 	}
@@ -400,7 +401,7 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 			rules_lines_add(&sc->uris, d->all.v[i], strlen(d->all.v[i]));
 	}
 	/* mimeheader rules: each part's headers (the message itself first), the last value
-	 * of each name, as SA's find_parts(qr/./) and get_header() */
+	 * of each name, as SA's find_parts(qr/./) with get_header() and raw_header() */
 	sc->allhdr.n = 0;
 	rules_buf_put(&sc->allhdr, "", 0);
 	for (size_t i = 0; i < m->nparts; i++) {
@@ -417,6 +418,8 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 			rules_buf_put(&sc->allhdr, "\0", 1);
 			rules_buf_put(&sc->allhdr, p->hdrs[k].value, strlen(p->hdrs[k].value));
 			rules_buf_put(&sc->allhdr, "\n\0", 2);
+			rules_buf_put(&sc->allhdr, p->hdrs[k].raw, strlen(p->hdrs[k].raw));
+			rules_buf_put(&sc->allhdr, "\0", 1);
 		}
 	}
 }

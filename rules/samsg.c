@@ -244,6 +244,16 @@ static void samsg_add_header(struct samsg_part *p, const char *key, size_t kl, c
 	}
 	p->hdrs = samsg_xrealloc(p->hdrs, (p->nhdrs + 1) * sizeof(*p->hdrs));
 	p->hdrs[p->nhdrs].name = samsg_strndup(key, kl);
+	{
+		char *r = samsg_xrealloc(NULL, vl + 1);
+		size_t ro = 0;
+
+		for (size_t i = 0; i < vl; i++)
+			if (!(val[i] == '\r' && i + 1 < vl && val[i + 1] == '\n'))
+				r[ro++] = val[i];
+		r[ro] = '\0';
+		p->hdrs[p->nhdrs].raw = r;
+	}
 	/* Node::header: _decode_header (UTF-8, RFC 2047) on the unfolded value */
 	if (strstr(v, "=?") || samsg_has_high(v)) {
 		char *d = charset_decode_header(v, p->hdrs[p->nhdrs].name);
@@ -669,6 +679,7 @@ static void samsg_drop_last(struct samsg *m)
 	for (size_t k = 0; k < p->nhdrs; k++) {
 		free(p->hdrs[k].name);
 		free(p->hdrs[k].value);
+		free(p->hdrs[k].raw);
 	}
 	free(p->hdrs);
 	free(p->type);
@@ -897,6 +908,7 @@ void samsg_free(struct samsg *m)
 		for (size_t k = 0; k < p->nhdrs; k++) {
 			free(p->hdrs[k].name);
 			free(p->hdrs[k].value);
+			free(p->hdrs[k].raw);
 		}
 		free(p->hdrs);
 		free(p->raw);

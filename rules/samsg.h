@@ -15,7 +15,12 @@
 
 struct samsg_line { const char *p; size_t n; };   /* one line, its "\n" included */
 
-struct samsg_hdr { char *name; char *value; };     /* value unfolded, trimmed, decoded */
+struct samsg_hdr {
+	char *name;
+	char *value;        /* unfolded, trimmed, decoded (Node::header) */
+	char *raw;          /* as received after the ':' (folds and the line break kept; CRLF
+	                     * as LF): Node::raw_header */
+};
 
 struct samsg_part {
 	int parent;                     /* index into parts, -1 for the top */
