@@ -72,6 +72,8 @@ struct eval_msg {
 	struct eval_html *html;
 	void *images;                                 /* eval_list.c */
 	struct uri_details *uris;                     /* eval_list.c */
+	/* eval_misc.c: FreeMail's _parse_body, and whether it changed the body view */
+	bool fm_done, fm_skip, fm_mutated; const char **fm_list; size_t fm_n;
 };
 
 /* The relays of the message (built on first use) and SA's EnvelopeFrom ("" none). */

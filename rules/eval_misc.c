@@ -4,6 +4,8 @@
  * Mail::SpamAssassin::Plugin::FreeMail 4.0.1. */
 #include "eval_int.h"
 
+#include "uri.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +22,6 @@ static struct eval_rx fm_welcome = { "^(?:abuse|support|sales|info|helpdesk|cont
 static struct eval_rx fm_bulk_envfrom = { "(?:^(?:post|host|domain)master|^double-bounce"
 	"|^(?:sentto|owner|return|(?:gr)?bounced?)-.+|-(?:request|bounces?|admin|owner)"
 	"|\\b(?:do[._-t]?)?no[._-t]?repl(?:y|ies)|.+=.+)\\@", RULE_RE_I, NULL };
-
-/* an address in text (the user part at most 64 bytes, a known-looking TLD) */
-static struct eval_rx fm_email = { "(?=.{0,64}\\@)(?<![a-z0-9!#\\$%&'*+\\/=?^_`{|}~-])"
-	"([a-z0-9!#\\$%&'*+\\/=?^_`{|}~-]+(?:\\.[a-z0-9!#\\$%&'*+\\/=?^_`{|}~-]+)*\\@"
-	"(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\\.){1,4}(?:[a-z]{2,24}|xn--[a-z0-9-]{2,59}))"
-	"(?![a-z0-9-])", RULE_RE_I, NULL };
 
 bool eval_is_freemail(struct eval_ctx *c, const char *email)
 {
@@ -137,72 +133,132 @@ EVAL_FN(eval_check_freemail_from)
 	return 0;
 }
 
-/* SA's _parse_body: the freemail addresses in the body (mailto: links and text), or
- * false when there are too many addresses to judge. */
+/* Blanks out (one space each) the matches of re in s: a Perl s/RE/ /g. */
+static char *fm_subst(struct eval_ctx *c, const struct match_re *re, const char *s, size_t n,
+    size_t *outn)
+{
+	struct rules_buf b = { 0 };
+	size_t off = 0, ov[2];
+	char *r;
+
+	rules_buf_put(&b, "", 0);
+	while (re && off <= n && match_re_groups(re, s, n, off, c->ms, ov, 1) == 1) {
+		rules_buf_put(&b, s + off, ov[0] - off);
+		rules_buf_put(&b, " ", 1);
+		off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+		if (ov[1] == ov[0] && ov[0] < n)
+			rules_buf_put(&b, s + ov[0], 1);
+	}
+	if (off < n)
+		rules_buf_put(&b, s + off, n - off);
+	r = eval_strndup(c, b.p, b.n);
+	*outn = b.n;
+	free(b.p);
+	return r;
+}
+
+/* SA's _parse_body, once per message: the addresses of <a href="mailto:..."> links, then
+ * of the body text — which it blanks URLs with an '@' and "<address>" / "address wrote:"
+ * out of, in the body array itself (so body rules that run after it, SA's priority order,
+ * see the text changed: c->m->fm_mutated). False when there are too many to judge. */
 static bool fm_body(struct eval_ctx *c, const char ***out, size_t *nout)
 {
-	static struct eval_rx mailto = { "^(?i:mailto):", 0, NULL };
-	static struct eval_rx url_at = { "<?https?://\\S{0,255}(?:\\@|%40)\\S{0,255}", RULE_RE_I, NULL };
-	const struct rules_lines *body = &c->sc->body, *uris = &c->sc->uris;
+	static struct eval_rx url_at = { "<?https?://\\S{0,255}(?:\\@|%40)\\S{0,255}", RULE_RE_I,
+		NULL };
+	struct eval_msg *m = c->m;
+	const struct match_re *email = uri_conf_email_re(c->conf->uri, false);
+	const struct match_re *strip = uri_conf_email_re(c->conf->uri, true);
 	const char *emails[64];
 	size_t ne = 0, all = 0, fm = 0;
-	const char **res = eval_alloc(c, 64 * sizeof(char *));
-	size_t nres = 0;
 
-	for (size_t i = 0; i < uris->nlines && ne < 20; i++) {
-		const char *s;
-		size_t len, ov[4];
+	if (m->fm_done) {
+		*out = m->fm_list;
+		*nout = m->fm_n;
+		return !m->fm_skip;
+	}
+	m->fm_done = true;
+	m->fm_list = eval_alloc(c, 64 * sizeof(char *));
+	m->fm_n = 0;
+	/* mailto: links of the HTML (SA: types a, not parsed from text) */
+	{
+		const struct uri_details *d = eval_uri_details(c);
 
-		rules_line_at(uris, i, &s, &len);
-		if (!eval_rx_match(c, &mailto, s, len))
-			continue;
-		if (eval_rx_groups(c, &fm_email, s + 7, len - 7, ov, 2) && ov[2] == 0) {
-			char *e = eval_strndup(c, s + 7, ov[3]);
-			bool dup = false;
+		for (size_t i = 0; i < d->n && ne < 20; i++) {
+			const char *u = d->v[i].raw;
+			size_t ov[4];
 
-			e = fm_lower(c, e);
-			for (size_t j = 0; j < ne && !dup; j++)
-				dup = strcmp(emails[j], e) == 0;
-			if (!dup)
-				emails[ne++] = e;
+			if (!d->v[i].html || d->v[i].parsed || strncasecmp(u, "mailto:", 7) != 0 || !email ||
+			    match_re_groups(email, u + 7, strlen(u + 7), 0, c->ms, ov, 2) != 1 || ov[0] != 0)
+				continue;
+			{
+				char *e = fm_lower(c, eval_strndup(c, u + 7 + ov[2], ov[3] - ov[2]));
+				bool dup = false;
+
+				for (size_t j = 0; j < ne && !dup; j++)
+					dup = strcmp(emails[j], e) == 0;
+				if (!dup)
+					emails[ne++] = e;
+			}
 		}
 	}
-	for (size_t i = 0; i < body->nlines && ne < 40; i++) {
-		const char *s;
-		size_t len, off = 0, ov[4];
-		char *line;
+	/* the body text, changed in place */
+	{
+		struct rules_lines *body = &c->sc->body;
+		struct rules_lines nb = { 0 };
+		bool stop = false;
 
-		rules_line_at(body, i, &s, &len);
-		line = eval_strndup(c, s, len);
-		/* drop URLs carrying an '@' */
-		while (eval_rx_groups(c, &url_at, line + off, strlen(line + off), ov, 1)) {
-			memset(line + off + ov[0], ' ', ov[1] - ov[0]);
-			off += ov[1];
-		}
-		off = 0;
-		while (ne < 40 && eval_rx_groups(c, &fm_email, line + off, strlen(line + off), ov, 2)) {
-			char *e = fm_lower(c, eval_strndup(c, line + off + ov[2], ov[3] - ov[2]));
-			bool dup = false;
+		for (size_t i = 0; i < body->nlines; i++) {
+			const char *s;
+			size_t len, n1, n2, off = 0, ov[4];
+			char *l1, *l2;
 
-			for (size_t j = 0; j < ne && !dup; j++)
-				dup = strcmp(emails[j], e) == 0;
-			if (!dup)
-				emails[ne++] = e;
-			off += ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+			rules_line_at(body, i, &s, &len);
+			if (stop) {
+				rules_lines_add(&nb, s, len);
+				continue;
+			}
+			l1 = fm_subst(c, eval_rx_get(&url_at), s, len, &n1);
+			l2 = fm_subst(c, strip, l1, n1, &n2);
+			rules_lines_add(&nb, l2, n2);
+			if (n2 != len || memcmp(l2, s, len) != 0)
+				m->fm_mutated = true;
+			while (email && off < n2 && match_re_groups(email, l2, n2, off, c->ms, ov, 2) == 1) {
+				char *e = fm_lower(c, eval_strndup(c, l2 + ov[2], ov[3] - ov[2]));
+				bool dup = false;
+
+				for (size_t j = 0; j < ne && !dup; j++)
+					dup = strcmp(emails[j], e) == 0;
+				if (!dup)
+					emails[ne++] = e;
+				off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+				if (ne >= 40) {
+					stop = true;
+					break;
+				}
+			}
 		}
+		if (m->fm_mutated)
+			rules_lines_swap(body, &nb);
+		rules_lines_free(&nb);
 	}
 	for (size_t i = 0; i < ne; i++) {
-		if (++all == 5)
-			return false;          /* freemail_max_body_emails, skip when over */
+		if (++all == 5) {
+			m->fm_skip = true;     /* freemail_max_body_emails, skip when over */
+			break;
+		}
 		if (!eval_is_freemail(c, emails[i]))
 			continue;
-		if (++fm == 3)
-			return false;          /* freemail_max_body_freemails */
-		res[nres++] = emails[i];
+		if (++fm == 3) {
+			m->fm_skip = true;     /* freemail_max_body_freemails */
+			break;
+		}
+		m->fm_list[m->fm_n++] = emails[i];
 	}
-	*out = res;
-	*nout = nres;
-	return true;
+	if (m->fm_skip)
+		m->fm_n = 0;
+	*out = m->fm_list;
+	*nout = m->fm_n;
+	return !m->fm_skip;
 }
 
 /* check_freemail_replyto(['replyto' | 'reply']) */

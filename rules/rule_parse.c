@@ -420,6 +420,8 @@ static int rule_parse_tflags(const struct rule_line *l, struct rule_def *d, cons
 			d->tflags |= RULE_TF_LEARN;
 		else if (rule_word_is(p, e, "userconf"))
 			d->tflags |= RULE_TF_USERCONF;
+		else if (rule_word_is(p, e, "nosubject"))
+			d->tflags |= RULE_TF_NOSUBJECT;
 		else if (e - p > 8 && strncmp(p, "maxhits=", 8) == 0)
 			d->maxhits = atoi(p + 8);
 		/* others (noautolearn, publish, autolearn_force, domains_only, a, ...) carry no
@@ -463,7 +465,7 @@ static int rule_parse_action(const struct rule_line *l, struct rule_def *d, cons
 enum rule_directive {
 	DIR_HEADER = 0, DIR_BODY, DIR_RAWBODY, DIR_FULL, DIR_URI, DIR_MIMEHEADER, DIR_META,
 	DIR_ENVELOPE, DIR_SCORE, DIR_DESCRIBE, DIR_TFLAGS, DIR_ACTION, DIR_REPLACE_RULES,
-	DIR_OTHER,
+	DIR_PRIORITY, DIR_OTHER,
 };
 
 static const struct { const char *word; enum rule_directive dir; } rule_directives[] = {
@@ -471,7 +473,7 @@ static const struct { const char *word; enum rule_directive dir; } rule_directiv
 	{ "full", DIR_FULL }, { "uri", DIR_URI }, { "mimeheader", DIR_MIMEHEADER },
 	{ "meta", DIR_META }, { "envelope", DIR_ENVELOPE }, { "score", DIR_SCORE },
 	{ "describe", DIR_DESCRIBE }, { "tflags", DIR_TFLAGS }, { "action", DIR_ACTION },
-	{ "replace_rules", DIR_REPLACE_RULES },
+	{ "replace_rules", DIR_REPLACE_RULES }, { "priority", DIR_PRIORITY },
 	{ NULL, DIR_OTHER }
 };
 
@@ -644,6 +646,9 @@ static void rule_parse_line(struct rule_line *l, char *line)
 		break;
 	case DIR_TFLAGS:
 		rule_parse_tflags(l, d, p);
+		break;
+	case DIR_PRIORITY:
+		d->priority = (int)strtol(p, NULL, 10);
 		break;
 	case DIR_ACTION:
 		rule_parse_action(l, d, p);

@@ -55,6 +55,7 @@ enum rule_action {
 #define RULE_TF_NOSCORE  0x08u   /* mxgate: a non-scoring test (like a __ rule) */
 #define RULE_TF_LEARN    0x10u
 #define RULE_TF_USERCONF 0x20u
+#define RULE_TF_NOSUBJECT 0x40u  /* body rules: the Subject line (the first) not searched */
 
 struct rule_def {
 	char *name;
@@ -77,6 +78,7 @@ struct rule_def {
 	char *desc;
 	unsigned tflags;
 	int maxhits;
+	int priority;        /* SA's priority: the order rules run in (lower first) */
 	enum rule_action action;
 	enum rule_skip skip;
 	bool replace_tags;   /* named by replace_rules */

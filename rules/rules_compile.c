@@ -231,6 +231,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 		x->desc = rules_xstrdup(d->desc);
 		x->tflags = d->tflags;
 		x->maxhits = d->maxhits;
+		x->priority = d->priority;
 		x->action = d->action;
 		x->negate = d->negate;
 		x->hdr = rules_xstrdup(d->hdr);

@@ -25,6 +25,7 @@ struct rules_rule {
 	char *desc;
 	unsigned tflags;
 	int maxhits;
+	int priority;
 	enum rule_action action;
 	bool active;                 /* runnable (or a symbol) */
 	bool scoring;                /* reported as a hit: not __, score or action set */
@@ -111,6 +112,7 @@ void rules_buf_put(struct rules_buf *b, const char *s, size_t n);
 void rules_lines_add(struct rules_lines *l, const char *s, size_t n);
 void rules_lines_reset(struct rules_lines *l);
 void rules_lines_free(struct rules_lines *l);
+void rules_lines_swap(struct rules_lines *a, struct rules_lines *b);
 
 static inline void rules_line_at(const struct rules_lines *l, size_t i, const char **s,
     size_t *n)

@@ -51,7 +51,9 @@ static int rules_match_lines(const struct rules_rule *x, const struct rules_line
 {
 	int max = rules_max_hits(x), n = 0;
 
-	for (size_t i = 0; i < l->nlines && n < max; i++) {
+	/* tflags nosubject: the first body line is the Subject */
+	for (size_t i = x->kind == RULE_BODY && (x->tflags & RULE_TF_NOSUBJECT) ? 1 : 0;
+	    i < l->nlines && n < max; i++) {
 		const char *s;
 		size_t len;
 		int r;
@@ -95,35 +97,37 @@ static void rules_scan_lines(const struct rules_set *rs, struct rules_scratch *s
 	}
 }
 
+/* MIMEHeader's eval: each part's last field so named (get_header, or raw_header for :raw),
+ * a part without one tested as if_unset or the empty string; the first match decides. */
 static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scratch *sc)
 {
 	for (size_t j = 0; j < rs->nkind[RULE_MIMEHEADER]; j++) {
 		size_t i = rs->kind_idx[RULE_MIMEHEADER][j];
 		const struct rules_rule *x = &rs->r[i];
 		const char *p = sc->allhdr.p, *end = p + sc->allhdr.n;
-		bool hit = false, seen = false;
+		bool hit = false;
 
-		while (p && p < end) {
-			/* name, get_header() value, raw_header() value */
-			const char *name = p, *val = name + strlen(name) + 1, *raw = val + strlen(val) + 1;
+		while (p && p < end && !hit) {
+			const char *val = NULL;
 
-			p = raw + strlen(raw) + 1;
-			if (strcasecmp(name, x->hdr) != 0)
-				continue;
-			if (x->sel == HDR_SEL_RAW)
-				val = raw;
-			seen = true;
+			/* one part: its entries up to the next empty one */
+			p += 3;
+			while (p < end && *p) {
+				/* name, get_header() value, raw_header() value */
+				const char *name = p, *dv = name + strlen(name) + 1, *raw = dv + strlen(dv) + 1;
+
+				p = raw + strlen(raw) + 1;
+				if (strcasecmp(name, x->hdr) == 0)
+					val = x->sel == HDR_SEL_RAW ? raw : dv;
+			}
 			if (x->sel == HDR_SEL_EXISTS) {
-				hit = true;
-				break;
+				hit = val != NULL;
+				continue;
 			}
-			if ((match_re_exec(x->re, val, strlen(val), sc->ms, 1) > 0) != x->negate) {
-				hit = true;
-				break;
-			}
+			if (val == NULL)
+				val = x->if_unset ? x->if_unset : "";
+			hit = (match_re_exec(x->re, val, strlen(val), sc->ms, 1) > 0) != x->negate;
 		}
-		if (!seen && x->negate)
-			hit = true;
 		sc->values[i] = hit;
 	}
 }
@@ -186,7 +190,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
     size_t max_body, struct rules_result *res)
 {
 	size_t body_off;
-	bool body = max_body == 0 || len <= max_body;
+	bool body = max_body == 0 || len <= max_body, mutated = false;
 
 	memset(res, 0, sizeof(*res));
 	memset(sc->values, 0, rs->n * sizeof(double));
@@ -244,18 +248,33 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	} else {
 		res->body_skipped = true;
 	}
-	/* evals: functions over the views built above */
-	for (size_t j = 0; j < rs->nevals; j++) {
-		size_t i = rs->evals[j];
-		const struct eval_call *ev = rs->r[i].ev;
+	/* evals: functions over the views built above; header evals first, as SA runs them
+	 * before the body rules and body evals of their priority */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t j = 0; j < rs->nevals; j++) {
+			size_t i = rs->evals[j];
+			const struct eval_call *ev = rs->r[i].ev;
 
-		if (!body && ev->def->needs)
-			continue;             /* left unknown below */
-		if (rules_over_budget(sc))
-			break;
-		sc->ctx.rule_kind = rs->r[i].kind;
-		sc->values[i] = ev->def->fn(&sc->ctx, ev);
-	}
+			if ((rs->r[i].kind == RULE_HEADER) != (pass == 0))
+				continue;
+			if (!body && ev->def->needs)
+				continue;             /* left unknown below */
+			if (rules_over_budget(sc))
+				break;
+			sc->ctx.rule_kind = rs->r[i].kind;
+			sc->values[i] = ev->def->fn(&sc->ctx, ev);
+			if (pass == 0 && body && sc->em->fm_mutated && !mutated) {
+				/* FreeMail changed the body array: body rules from this priority on saw
+				 * the changed text in SA */
+				mutated = true;
+				for (size_t k = 0; k < rs->nkind[RULE_BODY]; k++) {
+					size_t b = rs->kind_idx[RULE_BODY][k];
+
+					if (rs->r[b].priority >= rs->r[i].priority)
+						sc->values[b] = rules_match_lines(&rs->r[b], &sc->body, sc->ms);
+				}
+			}
+		}
 	res->over_budget = sc->over_budget;
 	rules_set_ranges(rs, sc, body);
 	/* symbols from other modules */

@@ -61,6 +61,14 @@ void rules_lines_reset(struct rules_lines *l)
 	l->nlines = 0;
 }
 
+void rules_lines_swap(struct rules_lines *a, struct rules_lines *b)
+{
+	struct rules_lines t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
 void rules_lines_free(struct rules_lines *l)
 {
 	free(l->b.p);
@@ -407,6 +415,7 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 	for (size_t i = 0; i < m->nparts; i++) {
 		const struct samsg_part *p = &m->parts[i];
 
+		rules_buf_put(&sc->allhdr, "\0\0\0", 3);     /* a part begins: empty entry */
 		for (size_t k = 0; k < p->nhdrs; k++) {
 			bool later = false;
 

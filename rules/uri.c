@@ -126,7 +126,7 @@ static int uri_strcmp(const void *a, const void *b)
 #define U_PLUSAT  U_EMAIL "@"
 #define U_SCSTART "!\"#$&'()*+,/:;<=>?@\\[\\\\\\]^`{|}~\\s\\x1b\\xa0"
 
-static struct match_re *uri_tbird_compile(const struct uri_conf *uc)
+static struct match_re *uri_tbird_compile(struct uri_conf *uc)
 {
 	struct uri_buf t = { 0 }, re = { 0 };
 	struct match_re *r = NULL;
@@ -157,6 +157,26 @@ static struct match_re *uri_tbird_compile(const struct uri_conf *uc)
 	uri_buf_str(&re, ")\\.?(?::\\d{1,5})?(?:/[^" U_END "]{1,2048})?)(?=(?:[" U_END "]|\\z))))");
 	if (match_re_compile(re.p, RULE_RE_I, &r, err, sizeof(err)) < 0)
 		r = NULL;
+	/* FreeMail's email_regex, and its "<address>" / "address wrote:" strip pattern */
+	{
+		struct uri_buf e = { 0 }, st = { 0 };
+
+		uri_buf_str(&e, "(?=.{0,64}\\@)(?<![a-z0-9!#\\$%&'*+\\/=?^_`{|}~-])"
+		    "([a-z0-9!#\\$%&'*+\\/=?^_`{|}~-]+(?:\\.[a-z0-9!#\\$%&'*+\\/=?^_`{|}~-]+)*\\@"
+		    "(?:[a-z0-9](?:[a-z0-9-]{0,59}[a-z0-9])?\\.){1,4}");
+		uri_buf_put(&e, t.p, t.n);
+		uri_buf_str(&e, ")");
+		uri_buf_str(&st, "<?(?<!mailto:)");
+		uri_buf_put(&st, e.p, e.n);
+		uri_buf_str(&st, "(?:>|\\s{1,10}(?!(?:fa(?:x|csi)|tel|phone|e?-?mail))[a-z]{2,11}:)");
+		if (match_re_compile(e.p, RULE_RE_I, &uc->email, err, sizeof(err)) < 0)
+			uc->email = NULL;
+		if (match_re_compile(st.p, RULE_RE_I, &uc->email_strip, err,
+		    sizeof(err)) < 0)
+			uc->email_strip = NULL;
+		free(e.p);
+		free(st.p);
+	}
 	free(t.p);
 	free(re.p);
 	return r;
@@ -234,10 +254,17 @@ void uri_conf_free(struct uri_conf *uc)
 		free(uc->tld[i]);
 	free(uc->tld);
 	match_re_free(uc->tbird);
+	match_re_free(uc->email);
+	match_re_free(uc->email_strip);
 	for (size_t i = 0; i < uc->nredir; i++)
 		match_re_free(uc->redir[i]);
 	free(uc->redir);
 	free(uc);
+}
+
+const struct match_re *uri_conf_email_re(const struct uri_conf *uc, bool strip)
+{
+	return uc ? (strip ? uc->email_strip : uc->email) : NULL;
 }
 
 size_t uri_conf_ntlds(const struct uri_conf *uc)

@@ -29,6 +29,10 @@ struct uri_conf;
 struct uri_conf *uri_conf_new(const char *const *tlds, size_t ntlds,
     const char *const *redirectors, size_t nredirectors);
 void uri_conf_free(struct uri_conf *uc);
+/* FreeMail's email_regex (an address ending in a valid TLD, group 1), or with strip its
+ * pattern for "<address>" and "address wrote:" that _parse_body blanks out. */
+struct match_re;
+const struct match_re *uri_conf_email_re(const struct uri_conf *uc, bool strip);
 /* Number of valid TLDs (0: the rule files list none). */
 size_t uri_conf_ntlds(const struct uri_conf *uc);
 

@@ -15,6 +15,7 @@ struct match_re;
 struct uri_conf {
 	char **tld; size_t ntld;             /* sorted, lower case */
 	struct match_re *tbird;              /* PerMsgStatus::_tbirdurire */
+	struct match_re *email, *email_strip; /* FreeMail's email_regex and strip pattern */
 	struct match_re **redir; size_t nredir;
 };
 
