@@ -153,7 +153,7 @@ int main(int argc, char **argv)
 			}
 			rules_set_scan(rs, sc, m, len, NULL, NULL, 0, &res);
 			if (r == 0 && !quiet) {
-				printf("%s score=%.1f tests=", paths[k], res.score);
+				printf("%s score=%.3f tests=", paths[k], res.score);
 				for (size_t h = 0; h < res.n; h++)
 					printf("%s%s", h ? "," : "", res.v[h].name);
 				if (all) {

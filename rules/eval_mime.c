@@ -5,10 +5,12 @@
  * MIMEEval and BodyEval 4.0.1. */
 #include "eval_int.h"
 
+#include "charset.h"
 #include "html.h"
 #include "samsg.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,12 +572,43 @@ EVAL_FN(eval_check_body_length)
 /* Counts words (whitespace-separated, with a \w character) of text into a small map. */
 struct mime_words { char **w; size_t *n; size_t len, cap; };
 
-static void mime_words_add(struct mime_words *m, const char *s, size_t l)
+/* Perl's \w on a character string, roughly: ASCII word characters, and characters above
+ * U+00BF except general and CJK punctuation and U+FFFD. */
+static bool mime_wide_word(const char *s, size_t l)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0; i < l;) {
+		uint32_t cp = u[i];
+		size_t n = 1;
+
+		if (cp >= 0xc0 && cp < 0xe0 && i + 1 < l) {
+			cp = ((cp & 0x1fu) << 6) | (u[i + 1] & 0x3fu);
+			n = 2;
+		} else if (cp >= 0xe0 && cp < 0xf0 && i + 2 < l) {
+			cp = ((cp & 0x0fu) << 12) | ((u[i + 1] & 0x3fu) << 6) | (u[i + 2] & 0x3fu);
+			n = 3;
+		} else if (cp >= 0xf0 && i + 3 < l) {
+			cp = 0x10000;
+			n = 4;
+		}
+		if (cp < 0x80 ? (isalnum((int)cp) || cp == '_') :
+		    (cp >= 0xc0 && !(cp >= 0x2000 && cp <= 0x206f) && !(cp >= 0x3000 && cp <= 0x303f) &&
+		    !(cp >= 0xff00 && cp <= 0xff0f) && cp != 0xfffd && cp != 0xd7 && cp != 0xf7))
+			return true;
+		i += n;
+	}
+	return false;
+}
+
+static void mime_words_add(struct mime_words *m, const char *s, size_t l, bool wide)
 {
 	bool word = false;
 
 	for (size_t i = 0; i < l && !word; i++)
 		word = isalnum((unsigned char)s[i]) || s[i] == '_';
+	if (!word && wide)
+		word = mime_wide_word(s, l);
 	if (!word)
 		return;
 	for (size_t i = 0; i < m->len; i++)
@@ -596,20 +629,23 @@ static void mime_words_add(struct mime_words *m, const char *s, size_t l)
 	m->n[m->len++] = 1;
 }
 
-static void mime_words_text(struct mime_words *m, const char *s, size_t l)
+/* split(/\s+/) and the words with a \w (Unicode semantics on a character string) */
+static void mime_words_text(struct mime_words *m, const char *s, size_t l, bool wide)
 {
-	size_t i = 0;
+	size_t i = 0, sp;
 
 	while (i < l && m->len < 20000) {
 		size_t j;
 
-		while (i < l && isspace((unsigned char)s[i]))
-			i++;
+		while (i < l && (sp = wide ? charset_space_len(s + i, l - i) :
+		    (isspace((unsigned char)s[i]) ? 1u : 0u)) != 0)
+			i += sp;
 		j = i;
-		while (j < l && !isspace((unsigned char)s[j]))
+		while (j < l && (wide ? charset_space_len(s + j, l - j) :
+		    (isspace((unsigned char)s[j]) ? 1u : 0u)) == 0)
 			j++;
 		if (j > i)
-			mime_words_add(m, s + i, j - i);
+			mime_words_add(m, s + i, j - i, wide);
 		i = j;
 	}
 }
@@ -654,14 +690,18 @@ static void mime_madiff(struct eval_ctx *c, struct eval_mime *mm)
 				continue;
 			hr = eval_html_part(c, (size_t)order[k]);
 			if (hr) {
-				mime_words_text(&html, hr->rendered, hr->rendered_len);
+				mime_words_text(&html, hr->rendered, hr->rendered_len, hr->wide);
 				if (html.len == 0 && html_inside(hr, "img"))
-					mime_words_add(&html, "\n_", 2);    /* SA's $html{"\n"} */
+					mime_words_add(&html, "\n_", 2, false);    /* SA's $html{"\n"} */
 			} else if (strcmp(p->type, "text/plain") == 0) {
-				size_t dl;
+				/* rendered(): the text decoded to characters (normalize_charset) */
+				size_t dl, ul;
+				bool wide;
 				char *d = samsg_decode(p, &dl);
+				char *u = charset_normalize(d, dl, p->charset, false, &ul, &wide);
 
-				mime_words_text(&text, d, dl);
+				mime_words_text(&text, u, ul, wide);
+				free(u);
 				free(d);
 			}
 		}
