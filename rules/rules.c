@@ -391,6 +391,8 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 		if (status != 0 || j->failed) {
 			struct verdict v;
 
+			log_event(LOG_LVL_WARNING, j->env->session_id, "event=rules_unscored reason=%s",
+			    status != 0 ? "scan_cancelled" : "no_scratch");
 			verdict_set(&v, VERDICT_TEMPFAIL, 451, "rules",
 			    "4.3.0 content check failed, try again later");
 			hook_call_done(j->call, &v);
@@ -410,7 +412,12 @@ static void rules_run(void *wstate, int slot, struct hook_call *call)
 	const char *data;
 	size_t len;
 
-	if (hook_call_stage(call) != HOOK_EOM || env->msg == NULL) {
+	if (hook_call_stage(call) != HOOK_EOM) {
+		hook_call_done(call, NULL);
+		return;
+	}
+	if (env->msg == NULL) {
+		log_event(LOG_LVL_WARNING, env->session_id, "event=rules_unscored reason=no_message");
 		hook_call_done(call, NULL);
 		return;
 	}
@@ -419,6 +426,8 @@ static void rules_run(void *wstate, int slot, struct hook_call *call)
 	if (data == NULL || j == NULL || (j->msg = malloc(len + 1)) == NULL) {
 		struct verdict v;
 
+		log_event(LOG_LVL_WARNING, env->session_id, "event=rules_unscored reason=%s",
+		    data == NULL ? "unreadable" : "out_of_memory");
 		free(j);
 		verdict_set(&v, VERDICT_TEMPFAIL, 451, "rules", "4.3.0 cannot read message");
 		hook_call_done(call, &v);
@@ -472,6 +481,8 @@ static void rules_session_free(void *wstate, int slot, struct hook_env *env)
 	struct rules_job *j = env->module_ctx[slot];
 
 	if (j) {
+		log_event(LOG_LVL_INFO, env->session_id,
+		    "event=rules_unscored reason=session_closed");
 		j->env = NULL;
 		env->module_ctx[slot] = NULL;
 	}

@@ -100,10 +100,67 @@ static void test_header_evals(void **state)
 	et_run_cases(rules, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+/* SA's get() selectors: :addr and :name through parse_header_addresses (its Email::Address::XS
+ * fall-back too), raw values, list values joined with "\n" (checked with spamassassin 4.0.1) */
+static const char sel_rules[] =
+    "header T_FROM_ADDR From:addr =~ /^jd\\@example\\.com$/\n"
+    "header T_FROM_NAME From:name =~ /^Doe, John$/\n"
+    "header T_TO_ADDRS To:addr =~ /^a\\@example\\.com\\nb\\@example\\.com$/\n"
+    "header T_CC_NAME Cc:name =~ /^John Doe$/\n"
+    "header T_RT_NAME Reply-To:name =~ /^J\\xc3\\xb6rg$/\n"
+    "header T_RT_NAMERAW Reply-To:name:raw =~ /^=\\?utf-8\\?q\\?J=C3=B6rg\\?= $/\n"
+    "header T_ENVFROM EnvelopeFrom =~ /^ngdgpfwxsw\\@\\[1086695621\\]$/\n"
+    "header T_TO_RAW To:raw =~ /^ a\\@example\\.com, \"B\" <b\\@example\\.com>$/\n";
+
+static const struct et_case sel_cases[] = {
+	{ "address selectors",
+	  "From: \"Doe, John\" <jd@example.com>\nTo: a@example.com, \"B\" <b@example.com>\n"
+	  "Cc: jd@example.com (John Doe)\nReply-To: =?utf-8?q?J=C3=B6rg?= <j@example.org>\n"
+	  "Return-Path: <ngdgpfwxsw@[1086695621] [pi]>\nSubject: hi\n\nbody\n",
+	  "T_FROM_ADDR,T_FROM_NAME,T_TO_ADDRS,T_CC_NAME,T_RT_NAME,T_RT_NAMERAW,T_ENVFROM,T_TO_RAW",
+	  NULL },
+};
+
+static void test_selectors(void **state)
+{
+	(void)state;
+	et_run_cases(sel_rules, sel_cases, sizeof(sel_cases) / sizeof(sel_cases[0]));
+}
+
+/* A message that does not start with a header: SA skips up to three lines that are not
+ * fields (a line with a ':' still becomes one) and starts the body at the fourth. */
+static const char hl_rules[] =
+    "body T_PILLS /pills/\n"
+    "body T_VIAGRA /viagra/\n"
+    "body T_FIFTHB /fifth/\n"
+    "header T_FIFTH exists:fifth\n"
+    "header T_HELLO Hello =~ /there/\n"
+    "header MISSING_HB_SEP eval:check_msg_parse_flags('missing_head_body_separator')\n";
+
+static const struct et_case hl_cases[] = {
+	{ "no header at all",
+	  "Hello there\nBuy cheap pills now\nthird line\nfourth line viagra\nfifth: line\n",
+	  "T_VIAGRA,T_FIFTHB,MISSING_HB_SEP", "T_PILLS,T_FIFTH,T_HELLO" },
+	{ "a field, a stray line, then the body",
+	  "Hello: there\nBuy cheap pills now\n\nbody viagra\n",
+	  "T_HELLO,T_VIAGRA", "T_PILLS,MISSING_HB_SEP" },
+	{ "an mbox From line is skipped",
+	  "From someone@example.org Mon Sep  2 10:00:00 2002\nHello: there\n\npills\n",
+	  "T_HELLO,T_PILLS", NULL },
+};
+
+static void test_headerless(void **state)
+{
+	(void)state;
+	et_run_cases(hl_rules, hl_cases, sizeof(hl_cases) / sizeof(hl_cases[0]));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header_evals),
+		cmocka_unit_test(test_selectors),
+		cmocka_unit_test(test_headerless),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
