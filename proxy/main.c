@@ -8,6 +8,7 @@
 #include "modules.h"
 #include "tls.h"
 #include "worker.h"
+#include "rules/bayes_learn.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -41,6 +42,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: mxgate -c FILE      run in the foreground\n"
 	    "       mxgate -t -c FILE   check FILE and exit (0 valid, 1 errors as FILE:LINE:COL: key: reason)\n"
+	    "       mxgate -c FILE learn spam|ham PATH...   teach the classifier (files, maildirs, mbox)\n"
 	    "       mxgate -V           print the version\n"
 	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n");
 }
@@ -237,6 +239,13 @@ int main(int argc, char **argv)
 	}
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
+	if (optind < argc && strcmp(argv[optind], "learn") == 0) {
+		int rc = bayes_learn_main(&cfg->rules.bayes, argc - optind, argv + optind, stdout,
+		    stderr);
+
+		config_free(cfg);
+		return rc;
+	}
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
 		if (cfg->tls.certificate && cfg->tls.key) {

@@ -32,6 +32,7 @@ struct rules_rule {
 	char *name;
 	enum rule_kind kind;
 	double score;
+	double score_bayes;          /* score set 2, when the classifier is available */
 	char *desc;
 	unsigned tflags;
 	int maxhits;
@@ -210,6 +211,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 
 		x->kind = d->kind;
 		x->score = d->score;
+		x->score_bayes = d->score_bayes;
 		x->has_score = d->has_score;
 		x->desc = rules_xstrdup(d->desc);
 		x->tflags = d->tflags;
@@ -225,7 +227,8 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 			continue;
 		}
 		rs->st.rules++;
-		if (d->skip == SKIP_NONE && x->score == 0 && strncmp(x->name, "__", 2) != 0 &&
+		if (d->skip == SKIP_NONE && x->score == 0 && x->score_bayes == 0 &&
+		    strncmp(x->name, "__", 2) != 0 &&
 		    x->action == RULE_ACT_NONE && !(x->tflags & RULE_TF_NOSCORE))
 			d->skip = SKIP_ZERO;         /* SA: a score of 0 disables a rule */
 		if (d->skip != SKIP_NONE) {
@@ -281,7 +284,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err)
 		struct rules_rule *x = &rs->r[i];
 
 		x->scoring = strncmp(x->name, "__", 2) != 0 && !(x->tflags & RULE_TF_NOSCORE) &&
-		    (x->score != 0 || x->action != RULE_ACT_NONE);
+		    (x->score != 0 || x->score_bayes != 0 || x->action != RULE_ACT_NONE);
 		if (!x->active || x->kind == RULE_SYMBOL)
 			continue;
 		rs->st.compiled++;
@@ -579,6 +582,7 @@ struct rules_scratch {
 	struct timespec deadline;
 	bool over_budget;
 	bool prefilter;
+	bool bayes;                     /* score set 2 */
 	const struct match_multi *prepared[RULE_NKINDS];
 	double *values;  size_t nvalues;
 	uint8_t *cand;   size_t ncand;
@@ -642,6 +646,7 @@ void rules_scratch_free(struct rules_scratch *sc)
 }
 
 void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on) { sc->prefilter = on; }
+void rules_scratch_set_bayes(struct rules_scratch *sc, bool on) { sc->bayes = on; }
 
 /* ---------------------------------------------------------------- message views */
 
@@ -1181,11 +1186,20 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		res->body_skipped = true;
 	}
 	res->over_budget = sc->over_budget;
-	/* symbols from other modules */
+	/* symbols from other modules (and the classifier's BAYES_xx, defined as eval rules) */
 	if (env) {
 		for (size_t i = 0; i < rs->n; i++)
-			if (rs->r[i].kind == RULE_SYMBOL && hook_env_find_symbol(env, rs->r[i].name))
+			if ((rs->r[i].kind == RULE_SYMBOL || !rs->r[i].active) &&
+			    hook_env_find_symbol(env, rs->r[i].name))
 				sc->values[i] = 1;
+	}
+	/* SA: a rule scoring 0 in the score set in use does not run */
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct rules_rule *x = &rs->r[i];
+
+		if (x->scoring && x->kind != RULE_SYMBOL && x->action == RULE_ACT_NONE &&
+		    (sc->bayes ? x->score_bayes : x->score) == 0)
+			sc->values[i] = 0;
 	}
 	/* metas, dependencies first */
 	for (size_t m = 0; m < rs->nmeta; m++) {
@@ -1202,7 +1216,8 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		if (sc->values[i] == 0 || !x->active || x->kind == RULE_SYMBOL)
 			continue;
 		atomic_fetch_add_explicit(&x->hits, 1, memory_order_relaxed);
-		if (!x->scoring)
+		if (!x->scoring || (x->action == RULE_ACT_NONE &&
+		    (sc->bayes ? x->score_bayes : x->score) == 0))
 			continue;
 		if (res->n == res->cap) {
 			size_t nc = res->cap ? res->cap * 2 : 16;
@@ -1218,7 +1233,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		h->desc = x->desc;
 		h->action = x->action;
 		h->count = (x->tflags & RULE_TF_MULTIPLE) ? (int)sc->values[i] : 1;
-		h->score = x->score * h->count;
+		h->score = (sc->bayes ? x->score_bayes : x->score) * h->count;
 		res->score += h->score;
 		if (actions_rank(x->action) > actions_rank(res->action)) {
 			res->action = x->action;
@@ -1337,6 +1352,7 @@ struct rules_worker {
 	const struct mx_config *cfg;
 	struct rules_set *rs;
 	struct actions_thresholds th;
+	struct bayes *bayes;            /* the classifier, when rules.bayes.enabled */
 	int refs;
 	pthread_mutex_t lock;           /* the scratch pool, taken from pool threads */
 	struct rules_scratch *pool[16];
@@ -1351,6 +1367,7 @@ static void rules_worker_unref(struct rules_worker *w)
 		rules_scratch_free(w->pool[i]);
 	pthread_mutex_destroy(&w->lock);
 	rules_gen_release(w->cfg, w->rs);
+	bayes_free(w->bayes);
 	free(w);
 }
 
@@ -1403,6 +1420,15 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	w->th.reject = rc->actions.reject;
 	w->th.required = rc->required_score > 0 ? rc->required_score :
 	    rc->actions.add_header > 0 ? rc->actions.add_header : 5.0;
+	if (rc->bayes.enabled) {
+		char err[256];
+
+		/* a store that cannot be opened leaves the classifier out, logged */
+		w->bayes = bayes_acquire(&rc->bayes, err, sizeof(err));
+		if (w->bayes == NULL)
+			log_event(LOG_LVL_ERROR, NULL, "event=bayes_error worker=%d reason=\"%s\"",
+			    worker, err);
+	}
 	*wstate = w;
 	return 0;
 }
@@ -1499,6 +1525,7 @@ struct rules_job {
 	struct sockaddr_storage client;
 	struct hook_env ext;           /* other modules' symbols (names only) */
 	struct rules_result res;
+	struct bayes_result bayes;
 	bool failed;
 };
 
@@ -1519,6 +1546,30 @@ static void rules_job_free(struct rules_job *j)
 	free(j);
 }
 
+/* The classifier's verdict for the job (pool thread); its BAYES_xx names join the other
+ * modules' symbols so metas see them. A store error costs the symbol, not the message. */
+static void rules_classify(struct rules_job *j)
+{
+	const char *names[2], *descs[2];
+	double scores[2];
+	size_t k;
+	struct hook_symbol *v;
+
+	bayes_classify(j->w->bayes, j->msg, j->len, &j->bayes);
+	k = bayes_symbols(&j->bayes, names, scores, descs);
+	if (k == 0)
+		return;
+	v = realloc(j->ext.symbols, (j->ext.nsymbols + k) * sizeof(*v));
+	if (v == NULL)
+		return;
+	j->ext.symbols = v;
+	for (size_t i = 0; i < k; i++) {
+		memset(&v[j->ext.nsymbols], 0, sizeof(*v));
+		snprintf(v[j->ext.nsymbols].name, sizeof(v->name), "%s", names[i]);
+		j->ext.nsymbols++;
+	}
+}
+
 static void rules_work_cb(uv_work_t *req)
 {
 	struct rules_job *j = req->data;
@@ -1532,26 +1583,59 @@ static void rules_work_cb(uv_work_t *req)
 		j->failed = true;
 		return;
 	}
+	if (j->w->bayes)
+		rules_classify(j);
+	rules_scratch_set_bayes(sc, j->bayes.available);
 	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
 	rules_worker_give_scratch(j->w, sc);
 }
 
-/* Back on the loop thread: symbols, total, verdict, headers, log line. */
+/* The classifier's symbols with their score in the set (a rule file's score set 2 value,
+ * else SpamAssassin's stock one). Returns their sum. */
+static double rules_add_bayes(const struct rules_set *rs, struct hook_env *env,
+    const struct bayes_result *br)
+{
+	const char *names[2], *descs[2];
+	double scores[2], sum = 0;
+	size_t k = bayes_symbols(br, names, scores, descs);
+
+	for (size_t i = 0; i < k; i++) {
+		for (size_t r = 0; r < rs->n; r++)
+			if (rs->r[r].has_score && strcmp(rs->r[r].name, names[i]) == 0) {
+				scores[i] = rs->r[r].score_bayes;
+				break;
+			}
+		hook_env_add_symbol(env, names[i], scores[i], descs[i]);
+		sum += scores[i];
+	}
+	return sum;
+}
+
+/* Back on the loop thread: symbols, total, verdict, headers, log line. *learn: the
+ * autolearn decision (bayes_autolearn_decide). */
 static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hook_call *call,
-    struct rules_result *res)
+    struct rules_result *res, const struct bayes_result *br, int *learn)
 {
 	const struct rules_config *rc = &env->cfg->rules;
 	struct verdict v;
 	const char *act;
-	double total = 0;
-	char tests[512], sbuf[32];
+	double total = 0, bayes_score = 0;
+	char tests[512], sbuf[32], bbuf[64] = "";
 	size_t to = 0;
 
 	rules_rescore_symbols(w->rs, env, env->nsymbols);
+	if (br->scanned) {
+		bayes_score = rules_add_bayes(w->rs, env, br);
+		snprintf(bbuf, sizeof(bbuf), " bayes=%.4f", br->prob);
+	} else if (w->bayes) {
+		snprintf(bbuf, sizeof(bbuf), " bayes=%s", br->why ? br->why : "none");
+	}
 	for (size_t i = 0; i < res->n; i++)
 		hook_env_add_symbol(env, res->v[i].name, res->v[i].score, res->v[i].desc);
 	for (size_t i = 0; i < env->nsymbols; i++)
 		total += env->symbols[i].score;
+	/* never learn from the classifier's own verdict: its score is left out */
+	*learn = w->bayes ? bayes_autolearn_decide(&rc->bayes, total - bayes_score) : -1;
 	act = actions_decide(&w->th, total, res->action, res->action_rule, &v);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {
@@ -1567,16 +1651,18 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		env->flags |= HOOK_FLAG_SPAM;
 	if (rc->mode == RULES_MODE_LOG) {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s", sbuf,
+		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s%s%s", sbuf,
 		    w->th.required, act, v.action != VERDICT_CONTINUE ? "(dry-run)" : "",
-		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "");
+		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "", bbuf,
+		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
 		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	} else {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s", sbuf,
+		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s%s%s", sbuf,
 		    w->th.required, act, tests[0] ? tests : "none",
 		    res->body_skipped ? " body=skipped" : "",
-		    res->over_budget ? " scan=over_budget" : "");
+		    res->over_budget ? " scan=over_budget" : "", bbuf,
+		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
 	}
 	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE))
@@ -1585,6 +1671,49 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
 		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);
 	hook_call_done(call, v.action == VERDICT_CONTINUE ? NULL : &v);
+}
+
+/* Autolearn in the pool: the message (owned) is learned as cls, the job holds a reference
+ * to the classifier. */
+struct rules_learn_job { uv_work_t req; struct bayes *b; char *msg; size_t len; int cls; };
+
+static void rules_learn_work_cb(uv_work_t *req)
+{
+	struct rules_learn_job *l = req->data;
+
+	if (bayes_learn(l->b, l->msg, l->len, l->cls ? BAYES_SPAM : BAYES_HAM, NULL) < 0)
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error op=autolearn");
+}
+
+static void rules_learn_after_cb(uv_work_t *req, int status)
+{
+	struct rules_learn_job *l = req->data;
+
+	bayes_free(l->b);
+	free(l->msg);
+	free(l);
+}
+
+/* Takes j's message for an autolearn job on loop. */
+static void rules_autolearn_start(struct rules_worker *w, uv_loop_t *loop, struct rules_job *j,
+    int cls)
+{
+	struct rules_learn_job *l = calloc(1, sizeof(*l));
+
+	if (l == NULL || loop == NULL)
+		goto fail;
+	l->b = bayes_ref(w->bayes);
+	l->msg = j->msg;
+	l->len = j->len;
+	l->cls = cls;
+	l->req.data = l;
+	j->msg = NULL;
+	if (uv_queue_work(loop, &l->req, rules_learn_work_cb, rules_learn_after_cb) == 0)
+		return;
+	j->msg = l->msg;
+	bayes_free(l->b);
+fail:
+	free(l);
 }
 
 static void rules_after_work_cb(uv_work_t *req, int status)
@@ -1601,7 +1730,12 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 			    "4.3.0 content check failed, try again later");
 			hook_call_done(j->call, &v);
 		} else {
-			rules_apply(w, j->env, j->call, &j->res);
+			uv_loop_t *loop = j->env->loop;
+			int learn = -1;
+
+			rules_apply(w, j->env, j->call, &j->res, &j->bayes, &learn);
+			if (learn >= 0)
+				rules_autolearn_start(w, loop, j, learn);
 		}
 	}
 	rules_job_free(j);
@@ -1730,6 +1864,9 @@ static const struct cfg_field rules_fields[] = {
 	  .doc = "bigger messages get header and envelope rules only" },
 	{ "headers", CFG_BOOL, offsetof(struct rules_config, headers), "true",
 	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols to delivered mail" },
+	{ "bayes", CFG_STRUCT, offsetof(struct rules_config, bayes), NULL,
+	  .sub = &bayes_config_table,
+	  .doc = "the learning classifier: BAYES_00..BAYES_99 (docs/classifier.md)" },
 	{ .key = NULL }
 };
 

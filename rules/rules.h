@@ -15,6 +15,7 @@
 
 #include "proxy/cfg.h"
 #include "proxy/hook.h"
+#include "rules/bayes.h"
 #include "rules/rule_parse.h"
 
 enum rules_mode { RULES_MODE_ENFORCE = 0, RULES_MODE_LOG };
@@ -28,6 +29,7 @@ struct rules_config {
 	double required_score;               /* 0 = actions.add_header, else 5.0 */
 	uint64_t max_size;                   /* bigger messages: header/envelope rules only */
 	bool headers;                        /* add X-Spam-* to delivered mail */
+	struct bayes_config bayes;           /* the learning classifier (rules/bayes.h) */
 };
 
 extern const struct cfg_table rules_config_table;
@@ -76,6 +78,10 @@ struct rules_scratch *rules_scratch_new(const struct rules_set *rs);
 void rules_scratch_free(struct rules_scratch *sc);
 /* Turns the multi-pattern prefilter off (PCRE2 only) — for tests comparing the two. */
 void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on);
+/* Score set for the next scans: SpamAssassin's set 2 (the 3rd of 4 `score` values) when
+ * the classifier is available, else set 0 (the first). Rules whose score in the set is 0
+ * do not hit, as in SpamAssassin. */
+void rules_scratch_set_bayes(struct rules_scratch *sc, bool on);
 
 /* The envelope as envelope rules see it; any member may be NULL/0. */
 struct rules_envelope {
