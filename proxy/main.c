@@ -8,6 +8,7 @@
 #include "modules.h"
 #include "tls.h"
 #include "worker.h"
+#include "rules/bayes_http.h"
 #include "rules/bayes_learn.h"
 
 #include <errno.h>
@@ -105,6 +106,7 @@ static void main_start_side_services(void)
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
 		modules_register_metrics();	/* the modules' families, e.g. per-rule hits */
+		bayes_http_register(cfg->rules.bayes.max_learn_size);
 	}
 }
 

@@ -48,9 +48,16 @@ struct bayes *bayes_open(const struct bayes_config *c, char *err, size_t errlen)
 	}
 	b->cfg = *c;
 	b->cfg.store = strdup(c->store ? c->store : "memory");
-	b->cfg.learn_from.v = NULL;       /* not needed here; the config owns it */
+	/* the classifier may outlive its config generation: keep our own copy */
+	b->cfg.learn_from.v = NULL;
 	b->cfg.learn_from.n = 0;
+	if (c->learn_from.n && (b->cfg.learn_from.v = malloc(c->learn_from.n *
+	    sizeof(*c->learn_from.v))) != NULL) {
+		memcpy(b->cfg.learn_from.v, c->learn_from.v, c->learn_from.n * sizeof(*c->learn_from.v));
+		b->cfg.learn_from.n = c->learn_from.n;
+	}
 	if (b->cfg.store == NULL) {
+		free(b->cfg.learn_from.v);
 		free(b);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -60,6 +67,7 @@ struct bayes *bayes_open(const struct bayes_config *c, char *err, size_t errlen)
 	o.ttl_s = (uint32_t)(c->expire_after / 1000);
 	b->db = bayes_db_open(b->cfg.store, &o, err, errlen);
 	if (b->db == NULL) {
+		free(b->cfg.learn_from.v);
 		free(b->cfg.store);
 		free(b);
 		return NULL;
@@ -85,6 +93,7 @@ void bayes_free(struct bayes *b)
 		return;
 	bayes_gen_forget(b);
 	bayes_db_close(b->db);
+	free(b->cfg.learn_from.v);
 	free(b->cfg.store);
 	free(b);
 }
