@@ -976,6 +976,9 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 		for (size_t h = 0; h < mr.nhdrs && h < 256; h++) {
 			const char *n = mr.hdrs[h].name, *v = mr.hdrs[h].value;
 
+			while (isspace((unsigned char)*v))
+				v++;                   /* raw values keep their leading blank */
+
 			if (strcasecmp(n, "Content-Type") == 0) {
 				size_t e = 0;
 
