@@ -45,7 +45,7 @@ static const struct line_case line_cases[] = {
 	{ "quotes and dots trimmed", "\"quoted\", end.", "", 1, "quoted end" },
 	{ "header tokens: prefix, no decomposition", "Foo Bar!", "HX-Test:", 0,
 	  "HX-Test:Foo HX-Test:Bar!" },
-	{ "control characters are separators", "cat\x01dog\x7f" "bird", "", 1, "cat dog bird" },
+	{ "control characters are separators", "cat\x01" "dog\x7f" "bird", "", 1, "cat dog bird" },
 	{ "UTF-8 letters stay in words", "gr\xc3\xbc\xc3\x9f" "e", "", 1, "gr\xc3\xbc\xc3\x9f" "e" },
 	{ "long UTF-8 runs become characters", "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c"
 	  "\xe4\xbd\xa0\xe5\xa5\xbd", "", 1,
