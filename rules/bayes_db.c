@@ -104,8 +104,9 @@ uint32_t bayes_db_expire_cutoff(uint32_t *atimes, size_t n, uint64_t keep)
 	if (n <= keep)
 		return 0;
 	qsort(atimes, n, sizeof(uint32_t), bayes_u32_cmp);
-	/* tokens strictly older than the (n-keep)-th oldest go; ties at the cutoff stay */
-	return atimes[n - keep] > atimes[n - keep - 1] ? atimes[n - keep] : atimes[n - keep] + 1;
+	/* tokens strictly older than the (n-keep)-th oldest go, ties at the cutoff stay —
+	 * unless that would remove nothing (a bulk learn within one second): then they go */
+	return atimes[n - keep] != atimes[0] ? atimes[n - keep] : atimes[n - keep] + 1;
 }
 
 /* The cutoff for an expiry pass: age first, then the size bound. */
