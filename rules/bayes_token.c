@@ -883,6 +883,27 @@ static void tok_uri_cb(const char *uri, size_t len, void *arg)
 	uri_add(arg, uri, len);
 }
 
+/* SpamAssassin 3's heuristic (Node.pm _html_render): a text/plain part that opens with an
+ * HTML tag is what a reader's client renders as HTML. */
+static bool tok_looks_html(const char *s, size_t n)
+{
+	static const char *const tags[] = { "body", "head", "html", "img", "pre", "table",
+		"title", NULL };
+
+	for (size_t i = 0; i < n && i <= 18; i++) {
+		if (s[i] != '<')
+			continue;
+		for (int k = 0; tags[k]; k++) {
+			size_t l = strlen(tags[k]);
+
+			if (i + 1 + l < n && strncasecmp(s + i + 1, tags[k], l) == 0 &&
+			    (s[i + 1 + l] == '>' || isspace((unsigned char)s[i + 1 + l])))
+				return true;
+		}
+	}
+	return false;
+}
+
 static void tok_text_lines(struct tok_ctx *t, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n && t->budget;) {
@@ -959,7 +980,7 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 		for (size_t p = 0; p < mr.nparts; p++) {
 			struct mime_text *mt = &mr.parts[p];
 
-			if (mt->html) {
+			if (mt->html || tok_looks_html(mt->text, mt->len)) {
 				size_t rl;
 				char *r = mime_html_to_text(mt->text, mt->len, &rl, tok_uri_cb, &ul);
 
