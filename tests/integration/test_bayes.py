@@ -6,6 +6,7 @@ learning again is a no-op); below min_spam/min_ham it abstains (no BAYES symbol)
 /learn/spam on the metrics listener teaches the running daemon (learned / already / moved,
 404 for other paths); then a spammy message reaches the backend with BAYES_99 in
 X-Spam-Status and a hammy one with BAYES_00.
+Autolearn: GTUBE is learned as spam, a 0-point message as ham (the classifier abstaining).
 Redis: two daemons share one store: what one learned through its POST endpoint, the other
 classifies. Peers: the recording Backend, redis-server (skipped when missing, a failure in
 CI)."""
@@ -30,7 +31,7 @@ HAM_WORDS = ('meeting agenda project review schedule minutes budget release note
 def msg(kind, i, words, extra=''):
     return ('From: %s%d@example.org\r\nTo: user@example.test\r\nSubject: %s %d\r\n'
             'Message-ID: <%s-%d@bayes.test>\r\n\r\n%s %s word%s%d\r\n'
-            % (kind, i, words.split()[i % 5], i, kind, i, words, extra, kind, i)).encode()
+            % (kind, i, words.split()[i % len(words.split())], i, kind, i, words, extra, kind, i)).encode()
 
 
 def status(data):
@@ -133,6 +134,27 @@ mt.check(tests is not None and not any(t.startswith('BAYES_') for t in tests),
          'an untrained classifier abstains: %s' % tests)
 mt.check(mx2.wait_log(r'bayes=untrained', timeout=5) is not None, 'logged bayes=untrained')
 mx2.stop()
+
+# ---- autolearn: a confident verdict of the other tests is learned, the classifier's own never
+be3 = mt.Backend()
+mport3 = mt.free_port()
+rc3 = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'auto'))
+rc3['bayes'].update({'autolearn': True, 'min_spam': 1000, 'min_ham': 1000})
+mx3 = mt.Mxgate(mt.config([be3.url], rules=rc3, metrics={'listen': '127.0.0.1:%d' % mport3}),
+                name='mxgate-auto')
+gtube = msg('gtube', 1, 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X')
+plain = ('From: friend@example.org\r\nTo: user@example.test\r\nSubject: lunch\r\n'
+         'Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <plain-1@bayes.test>\r\n\r\n'
+         'See you at noon.\r\n').encode()
+deliver(mx3, be3, gtube)
+deliver(mx3, be3, plain)
+mt.check(mx3.wait_log(r'autolearn=spam', timeout=5) is not None, 'GTUBE (1000 points) autolearned as spam')
+mt.check(mx3.wait_log(r'autolearn=ham', timeout=5) is not None, 'a 0-point message autolearned as ham')
+ok = mt.wait_for(lambda: post(mport3, '/learn/spam', gtube) == (200, 'already'), timeout=mt.slack(5))
+mt.check(ok, 'the autolearned spam is in the seen-db')
+ok = mt.wait_for(lambda: post(mport3, '/learn/ham', plain) == (200, 'already'), timeout=mt.slack(5))
+mt.check(ok, 'the autolearned ham is in the seen-db')
+mx3.stop()
 
 # ---- Redis: two daemons, one store
 if not mt.tool('redis-server'):
