@@ -1400,6 +1400,8 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	struct rules_worker *w;
 
 	*wstate = NULL;
+	if (rc->files.n == 0 || !rc->bayes.enabled)
+		bayes_set_current(NULL);     /* POST /learn: the newest generation has none */
 	if (rc->files.n == 0)
 		return 0;
 	w = calloc(1, sizeof(*w));
