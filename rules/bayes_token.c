@@ -39,7 +39,15 @@ static void tok_put(struct tok_buf *b, const char *s, size_t n)
 	b->p[b->n] = '\0';
 }
 
-static void tok_putc(struct tok_buf *b, char c) { tok_put(b, &c, 1); }
+static void tok_putc(struct tok_buf *b, char c)
+{
+	if (b->n + 2 > b->cap)
+		tok_put(b, &c, 1);
+	else {
+		b->p[b->n++] = c;
+		b->p[b->n] = '\0';
+	}
+}
 
 /* One tokenizer run: the sink, per-region budgets and the pair state. */
 struct tok_ctx {
@@ -84,10 +92,13 @@ static const char *const tok_stopwords[] = {
 
 static bool tok_is_stopword(const char *s, size_t n)
 {
+	char c = (char)tolower((unsigned char)s[0]);
+
 	if (n > 11)
 		return false;
 	for (int i = 0; tok_stopwords[i]; i++)
-		if (strlen(tok_stopwords[i]) == n && strncasecmp(tok_stopwords[i], s, n) == 0)
+		if (tok_stopwords[i][0] == c && strlen(tok_stopwords[i]) == n &&
+		    strncasecmp(tok_stopwords[i], s, n) == 0)
 			return true;
 	return false;
 }
@@ -328,52 +339,67 @@ static void tok_line(struct tok_ctx *t, const char *s, size_t n, const char *pre
 			i++;
 		}
 	}
-	/* "..." and "--" between words split them and stay tokens themselves */
-	for (size_t i = 1; i + 1 < b->n; i++) {
+	/* "..." and "--" between words split them and stay tokens themselves (one pass into
+	 * t->word, then back: linear in the line) */
+	t->word.n = 0;
+	tok_put(&t->word, "", 0);
+	for (size_t i = 0; i < b->n;) {
 		char c = b->p[i];
 		size_t j = i;
 
-		if ((c != '.' && c != '-') || !tok_is_word((unsigned char)b->p[i - 1]))
+		if ((c != '.' && c != '-') || i == 0 || !tok_is_word((unsigned char)b->p[i - 1])) {
+			tok_putc(&t->word, c);
+			i++;
 			continue;
+		}
 		while (j < b->n && b->p[j] == c)
 			j++;
 		if (j < b->n && tok_is_word((unsigned char)b->p[j]) &&
 		    ((c == '.' && j - i >= 3 && j - i <= 6) || (c == '-' && j - i >= 2 && j - i <= 6))) {
-			/* make room for a space on each side */
-			tok_put(b, "  ", 2);
-			memmove(b->p + j + 2, b->p + j, b->n - 2 - j);
-			memmove(b->p + i + 1, b->p + i, j - i);
-			b->p[i] = ' ';
-			b->p[j + 1] = ' ';
-			i = j + 1;
+			tok_putc(&t->word, ' ');
+			tok_put(&t->word, b->p + i, j - i);
+			tok_putc(&t->word, ' ');
 		} else {
-			i = j - 1;
+			tok_put(&t->word, b->p + i, j - i);
 		}
+		i = j;
 	}
-	/* Title Case at the start of a sentence is lower-cased (IGNORE_TITLE_CASE) */
+	{
+		struct tok_buf x = *b;
+
+		*b = t->word;
+		t->word = x;
+	}
+	/* Title Case at the start of a sentence is lower-cased (IGNORE_TITLE_CASE): at the
+	 * start, or after a '.' and blanks. Each forward scan stops at the next capital, so
+	 * the scans together stay linear. */
 	if (region == 1 || region == 2) {
+		char last = '\0';          /* the last non-blank character before i */
+		bool blank = false;         /* blanks since it */
+
 		for (size_t i = 0; i < b->n; i++) {
-			bool start = i == 0;
+			bool start = i == 0 || (last == '.' && blank && b->p[i] != ' ');
 
-			if (!start && b->p[i - 1] == ' ') {
-				size_t k = i - 1;
-
-				while (k > 0 && b->p[k] == ' ')
-					k--;
-				start = b->p[k] == '.' && k < i - 1;
-			}
 			if (start && b->p[i] >= 'A' && b->p[i] <= 'Z' && i + 1 < b->n &&
 			    !(b->p[i + 1] >= 'A' && b->p[i + 1] <= 'Z')) {
 				size_t j = i + 1;
 				bool ok = false;
 
 				while (j < b->n && !(b->p[j] >= 'A' && b->p[j] <= 'Z')) {
-					if (b->p[j] == ' ')
+					if (b->p[j] == ' ') {
 						ok = true;
+						break;
+					}
 					j++;
 				}
 				if (ok || j == b->n)
 					b->p[i] = (char)tolower((unsigned char)b->p[i]);
+			}
+			if (b->p[i] == ' ') {
+				blank = true;
+			} else {
+				last = b->p[i];
+				blank = false;
 			}
 		}
 	}

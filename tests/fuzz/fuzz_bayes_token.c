@@ -1,5 +1,7 @@
-/* fuzz_bayes_token.c — the classifier's tokenizer on arbitrary messages and lines (every
- * region), with and without word pairs. */
+/* fuzz_bayes_token.c — the classifier's tokenizer on arbitrary messages (headers, MIME,
+ * HTML, URLs), and on arbitrary lines in one region chosen by the first byte. (Hashing and
+ * sorting are left to test_bayes_token: comparing random 64-bit hashes only slows the
+ * fuzzer down.) */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,16 +19,18 @@ static void fuzz_cb(const char *tok, size_t len, void *arg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct bayes_token_opts o = { .pairs = size & 1, .max_tokens = 2000 };
-	struct bayes_tokens t;
+	struct bayes_token_opts o = { .pairs = size & 1 };
 	size_t n = 0;
 
-	bayes_tokenize((const char *)data, size, &o, &t);
-	for (size_t i = 1; i < t.n; i++)
-		if (t.v[i - 1] >= t.v[i])
-			__builtin_trap();
-	bayes_tokens_free(&t);
-	for (int region = 0; region < 3; region++)
-		bayes_tokenize_line((const char *)data, size, region ? "" : "Hx:", region, fuzz_cb, &n);
+	/* the first 512 bytes: work per byte is what costs here (the bounds on big input are
+	 * test_bayes_token's), and the smoke run must finish its 200,000 inputs in time */
+	if (size > 512)
+		size = 512;
+	if (size > 0 && data[0] < 3) {
+		bayes_tokenize_line((const char *)data + 1, size - 1, data[0] ? "" : "Hx:", data[0],
+		    fuzz_cb, &n);
+		return 0;
+	}
+	bayes_tokenize_cb((const char *)data, size, &o, fuzz_cb, &n);
 	return 0;
 }
