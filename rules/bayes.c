@@ -32,6 +32,27 @@ struct bayes {
 	atomic_flag expiring;
 };
 
+/* Process-wide counters for the metrics endpoint (bayes_foreach_counter). */
+static atomic_ulong bayes_n_scanned, bayes_n_abstained, bayes_n_errors, bayes_n_learned_spam,
+    bayes_n_learned_ham, bayes_n_already;
+
+void bayes_foreach_counter(void (*cb)(const char *name, const char *help, uint64_t v,
+    void *arg), void *arg)
+{
+	cb("bayes_scanned_total", "messages the classifier gave a BAYES_xx symbol",
+	    atomic_load(&bayes_n_scanned), arg);
+	cb("bayes_abstained_total", "messages it did not classify (untrained, no known tokens)",
+	    atomic_load(&bayes_n_abstained), arg);
+	cb("bayes_errors_total", "store errors while classifying or learning",
+	    atomic_load(&bayes_n_errors), arg);
+	cb("bayes_learned_spam_total", "messages learned (or moved) as spam by this process",
+	    atomic_load(&bayes_n_learned_spam), arg);
+	cb("bayes_learned_ham_total", "messages learned (or moved) as ham by this process",
+	    atomic_load(&bayes_n_learned_ham), arg);
+	cb("bayes_learned_already_total", "learn requests for a message already learned so",
+	    atomic_load(&bayes_n_already), arg);
+}
+
 static uint32_t bayes_now(void)
 {
 	return (uint32_t)time(NULL);
@@ -192,10 +213,13 @@ int bayes_classify(struct bayes *b, const char *msg, size_t len, struct bayes_re
 	/* the totals first: an untrained classifier costs one small read */
 	if (bayes_totals(b, &t) < 0) {
 		r->why = "store_error";
+		atomic_fetch_add(&bayes_n_errors, 1);
 		return -1;
 	}
-	if (!bayes_is_trained(b, &t))
+	if (!bayes_is_trained(b, &t)) {
+		atomic_fetch_add(&bayes_n_abstained, 1);
 		return 0;
+	}
 	r->available = true;
 	bayes_tokenize(msg, len, &b->topts, &tk);
 	r->ntokens = (uint32_t)tk.n;
@@ -246,6 +270,8 @@ int bayes_classify(struct bayes *b, const char *msg, size_t len, struct bayes_re
 	if (nt)
 		bayes_db_touch(b->db, touch, nt, now);
 out:
+	atomic_fetch_add(r->scanned ? &bayes_n_scanned : rc < 0 ? &bayes_n_errors :
+	    &bayes_n_abstained, 1);
 	free(c);
 	free(sig);
 	free(touch);
@@ -395,6 +421,12 @@ int bayes_learn(struct bayes *b, const char *msg, size_t len, enum bayes_class c
 	bayes_tokenize(msg, len, &b->topts, &tk);
 	rc = bayes_db_learn(b->db, id, cls, tk.v, tk.n, now, res);
 	bayes_tokens_free(&tk);
+	if (rc < 0)
+		atomic_fetch_add(&bayes_n_errors, 1);
+	else if (*res == BAYES_ALREADY)
+		atomic_fetch_add(&bayes_n_already, 1);
+	else
+		atomic_fetch_add(cls == BAYES_SPAM ? &bayes_n_learned_spam : &bayes_n_learned_ham, 1);
 	if (rc == 0 && *res != BAYES_ALREADY)
 		bayes_maybe_expire(b, now);
 	return rc;

@@ -117,4 +117,9 @@ struct bayes *bayes_acquire(const struct bayes_config *c, char *err, size_t errl
 
 const struct bayes_config *bayes_get_config(const struct bayes *b);
 
+/* The process's counters: cb(name, help, value, arg) for each (scanned, abstained, errors,
+ * learned spam/ham, already). Thread-safe. */
+void bayes_foreach_counter(void (*cb)(const char *name, const char *help, uint64_t v,
+    void *arg), void *arg);
+
 #endif

@@ -1,6 +1,7 @@
 /* bayes_http.c — POST /learn/{spam,ham} on the metrics listener; see bayes_http.h. */
 #include "bayes_http.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,8 +93,39 @@ out:
 	free(body);
 }
 
+/* The classifier's counters as mxgate_bayes_*_total: the i-th of bayes_foreach_counter. */
+struct bayes_http_pick { int want, i; uint64_t v; const char *name, *help; };
+
+static void bayes_http_pick_cb(const char *name, const char *help, uint64_t v, void *arg)
+{
+	struct bayes_http_pick *p = arg;
+
+	if (p->i++ == p->want) {
+		p->v = v;
+		p->name = name;
+		p->help = help;
+	}
+}
+
+static void bayes_http_collect(void *arg, struct metrics_out *out)
+{
+	struct bayes_http_pick p = { .want = (int)(intptr_t)arg };
+
+	bayes_foreach_counter(bayes_http_pick_cb, &p);
+	metrics_out_sample(out, NULL, NULL, (double)p.v);
+}
+
 int bayes_http_register(uint64_t max_body)
 {
+	for (int i = 0;; i++) {
+		struct bayes_http_pick p = { .want = i };
+
+		bayes_foreach_counter(bayes_http_pick_cb, &p);
+		if (p.name == NULL)
+			break;
+		metrics_register_family(p.name, p.help, "counter", bayes_http_collect,
+		    (void *)(intptr_t)i);
+	}
 	return metrics_register_post("/learn/", (size_t)(max_body ? max_body : 10u << 20),
 	    bayes_http_post_cb, NULL);
 }

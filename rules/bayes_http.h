@@ -10,8 +10,10 @@
 
 #include <stdint.h>
 
-/* Registers the handler with the metrics endpoint (metrics_register_post). max_body: the
- * largest body accepted (the config's max_learn_size at start). 0 or -1. */
+/* Registers the handler with the metrics endpoint (metrics_register_post), and the
+ * classifier's counters (mxgate_bayes_scanned_total, _abstained_total, _errors_total,
+ * _learned_spam_total, _learned_ham_total, _learned_already_total). max_body: the largest
+ * body accepted (the config's max_learn_size at start). 0 or -1. */
 int bayes_http_register(uint64_t max_body);
 
 #endif

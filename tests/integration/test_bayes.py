@@ -124,6 +124,14 @@ tests = deliver(mx, be, msg('ham', 1000, HAM_WORDS))
 mt.check(tests is not None and 'BAYES_00' in tests, 'ham gets BAYES_00: %s' % tests)
 mt.check(mx.wait_log(r'event=rules .*bayes=0\.\d+', timeout=5) is not None,
          'the rules log line carries the probability')
+with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mport, timeout=mt.slack(10)) as r:
+    text = r.read().decode()
+m = re.search(r'^mxgate_bayes_scanned_total (\d+)', text, re.M)
+mt.check(m is not None and int(m.group(1)) >= 2, 'metrics: mxgate_bayes_scanned_total %s'
+         % (m.group(1) if m else 'missing'))
+m = re.search(r'^mxgate_bayes_learned_spam_total (\d+)', text, re.M)
+mt.check(m is not None and int(m.group(1)) >= 4, 'metrics: mxgate_bayes_learned_spam_total %s'
+         % (m.group(1) if m else 'missing'))
 mx.stop()
 
 # ---- below min_learned: no symbol
