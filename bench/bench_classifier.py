@@ -216,6 +216,24 @@ def daemon_score(binary, paths, tmp, cfg_rules, clients=4):
     return {p: rec.results.get(rcpt_of[p]) for p in paths}, len(paths) / secs if secs else 0
 
 
+def parallel(items, fn, threads=2):
+    """fn(item) for every item on a few threads (spamc runs are I/O bound)."""
+    todo, lock = list(items), threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                item = todo.pop()
+            fn(item)
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
 def pct(n, d):
     return 100.0 * n / d if d else 0.0
 
@@ -251,23 +269,10 @@ def spamd_rate(paths, n):
         wait_port(port, proc, 120)
         subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(port), '-c'], input=open(paths[0], 'rb').read(),
                        stdout=subprocess.DEVNULL)
-        todo = list(paths[:n])
-        lock = threading.Lock()
-
-        def worker():
-            while True:
-                with lock:
-                    if not todo:
-                        return
-                    p = todo.pop()
-                subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(port), '-c'],
-                               input=open(p, 'rb').read(), stdout=subprocess.DEVNULL)
         t0 = time.time()
-        ts = [threading.Thread(target=worker) for _ in range(2)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        parallel(paths[:n], lambda p: subprocess.run(
+            ['spamc', '-d', '127.0.0.1', '-p', str(port), '-c'], input=open(p, 'rb').read(),
+            stdout=subprocess.DEVNULL))
         return n / (time.time() - t0)
     except RuntimeError:
         return None
@@ -313,27 +318,17 @@ def sa_bayes(cache, sample, tmp):
                              '--local', '--nouser-config', '--username=nobody', '-m', '2'] + args,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out, lock = {}, threading.Lock()
-    todo = [p for g in TEST for p in sample[g]]
     try:
         wait_port(port, proc, 120)
 
-        def worker():
-            while True:
-                with lock:
-                    if not todo:
-                        return
-                    p = todo.pop()
-                r = subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(port)],
-                                   input=open(p, 'rb').read(), capture_output=True)
-                head = re.sub(r'\r?\n[ \t]+', ' ', r.stdout.split(b'\n\n', 1)[0].decode('latin-1'))
-                m = re.search(r'^X-Spam-Status: \S+ bayes=([0-9.]+)', head, re.M)
-                with lock:
-                    out[p] = float(m.group(1)) if m else None
-        ts = [threading.Thread(target=worker) for _ in range(2)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        def one(p):
+            r = subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(port)],
+                               input=open(p, 'rb').read(), capture_output=True)
+            head = re.sub(r'\r?\n[ \t]+', ' ', r.stdout.split(b'\n\n', 1)[0].decode('latin-1'))
+            m = re.search(r'^X-Spam-Status: \S+ bayes=([0-9.]+)', head, re.M)
+            with lock:
+                out[p] = float(m.group(1)) if m else None
+        parallel([p for g in TEST for p in sample[g]], one)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

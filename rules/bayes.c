@@ -36,21 +36,24 @@ struct bayes {
 static atomic_ulong bayes_n_scanned, bayes_n_abstained, bayes_n_errors, bayes_n_learned_spam,
     bayes_n_learned_ham, bayes_n_already;
 
+static const struct { const char *name, *help; atomic_ulong *v; } bayes_counters[] = {
+	{ "bayes_scanned_total", "messages the classifier gave a BAYES_xx symbol", &bayes_n_scanned },
+	{ "bayes_abstained_total", "messages it did not classify (untrained, no known tokens)",
+	  &bayes_n_abstained },
+	{ "bayes_errors_total", "store errors while classifying or learning", &bayes_n_errors },
+	{ "bayes_learned_spam_total", "messages learned (or moved) as spam by this process",
+	  &bayes_n_learned_spam },
+	{ "bayes_learned_ham_total", "messages learned (or moved) as ham by this process",
+	  &bayes_n_learned_ham },
+	{ "bayes_learned_already_total", "learn requests for a message already learned so",
+	  &bayes_n_already },
+};
+
 void bayes_foreach_counter(void (*cb)(const char *name, const char *help, uint64_t v,
     void *arg), void *arg)
 {
-	cb("bayes_scanned_total", "messages the classifier gave a BAYES_xx symbol",
-	    atomic_load(&bayes_n_scanned), arg);
-	cb("bayes_abstained_total", "messages it did not classify (untrained, no known tokens)",
-	    atomic_load(&bayes_n_abstained), arg);
-	cb("bayes_errors_total", "store errors while classifying or learning",
-	    atomic_load(&bayes_n_errors), arg);
-	cb("bayes_learned_spam_total", "messages learned (or moved) as spam by this process",
-	    atomic_load(&bayes_n_learned_spam), arg);
-	cb("bayes_learned_ham_total", "messages learned (or moved) as ham by this process",
-	    atomic_load(&bayes_n_learned_ham), arg);
-	cb("bayes_learned_already_total", "learn requests for a message already learned so",
-	    atomic_load(&bayes_n_already), arg);
+	for (size_t i = 0; i < sizeof(bayes_counters) / sizeof(bayes_counters[0]); i++)
+		cb(bayes_counters[i].name, bayes_counters[i].help, atomic_load(bayes_counters[i].v), arg);
 }
 
 static uint32_t bayes_now(void)

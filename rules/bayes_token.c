@@ -3,6 +3,7 @@
  * pre-chew helpers) so that what it learned to be good clues are clues here too. */
 #include "bayes_token.h"
 
+#include "headers.h"
 #include "mime.h"
 #include "uri.h"
 
@@ -20,32 +21,16 @@
 #define TOK_MAX_LEN      15u         /* SA's bayes_max_token_length */
 #define TOK_MAX_HDRS     200u        /* header fields examined */
 
-struct tok_buf { char *p; size_t n, cap; };
+/* byte buffers: proxy/headers.h's strbuf (grows, aborts when out of memory, NUL-ends) */
+static void tok_put(struct strbuf *b, const char *s, size_t n) { strbuf_append(b, s, n); }
 
-static void tok_put(struct tok_buf *b, const char *s, size_t n)
+static void tok_putc(struct strbuf *b, char c)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-
-		while (b->n + n + 1 > nc)
-			nc *= 2;
-		b->p = realloc(b->p, nc);
-		if (b->p == NULL)
-			abort();
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
-static void tok_putc(struct tok_buf *b, char c)
-{
-	if (b->n + 2 > b->cap)
-		tok_put(b, &c, 1);
+	if (b->len + 2 > b->cap)
+		strbuf_append(b, &c, 1);
 	else {
-		b->p[b->n++] = c;
-		b->p[b->n] = '\0';
+		b->v[b->len++] = c;
+		b->v[b->len] = '\0';
 	}
 }
 
@@ -56,8 +41,8 @@ struct tok_ctx {
 	size_t emitted;
 	size_t budget;                 /* tokens left in the current region */
 	bool pairs;
-	struct tok_buf prev;           /* previous body word (lower case) for pairs */
-	struct tok_buf tmp, line, word;
+	struct strbuf prev;           /* previous body word (lower case) for pairs */
+	struct strbuf tmp, line, word;
 };
 
 static void tok_emit(struct tok_ctx *t, const char *prefix, const char *s, size_t n)
@@ -67,10 +52,10 @@ static void tok_emit(struct tok_ctx *t, const char *prefix, const char *s, size_
 	if (t->budget == 0 || n == 0)
 		return;
 	t->budget--;
-	t->tmp.n = 0;
+	t->tmp.len = 0;
 	tok_put(&t->tmp, prefix, pl);
 	tok_put(&t->tmp, s, n);
-	t->cb(t->tmp.p, t->tmp.n, t->arg);
+	t->cb(t->tmp.v, t->tmp.len, t->arg);
 	t->emitted++;
 }
 
@@ -125,7 +110,7 @@ static size_t tok_utf8_len(const unsigned char *s, size_t n)
 }
 
 /* U*user D*domain D*parent... for local@domain (SA's _tokenize_mail_addrs). */
-static void tok_mail_addr(struct tok_ctx *t, const char *s, size_t n, struct tok_buf *out)
+static void tok_mail_addr(struct tok_ctx *t, const char *s, size_t n, struct strbuf *out)
 {
 	const char *at = NULL;
 
@@ -164,14 +149,14 @@ static void tok_emit_pair(struct tok_ctx *t, const char *s, size_t n)
 		n = sizeof(lc) - 1;
 	for (size_t i = 0; i < n; i++)
 		lc[i] = (char)tolower((unsigned char)s[i]);
-	if (t->prev.n) {
-		t->word.n = 0;
-		tok_put(&t->word, t->prev.p, t->prev.n);
+	if (t->prev.len) {
+		t->word.len = 0;
+		tok_put(&t->word, t->prev.v, t->prev.len);
 		tok_putc(&t->word, ' ');
 		tok_put(&t->word, lc, n);
-		tok_emit(t, "P:", t->word.p, t->word.n);
+		tok_emit(t, "P:", t->word.v, t->word.len);
 	}
-	t->prev.n = 0;
+	t->prev.len = 0;
 	tok_put(&t->prev, lc, n);
 }
 
@@ -194,19 +179,19 @@ static void tok_one(struct tok_ctx *t, char *s, size_t n, const char *prefix, in
 		bool addr = at && at > s && at + 1 < s + n && !isspace((unsigned char)at[1]);
 
 		if (addr) {
-			struct tok_buf a = { 0 };
+			struct strbuf a = { 0 };
 
 			tok_mail_addr(t, s, n, &a);
-			for (size_t i = 0; i < a.n;) {
+			for (size_t i = 0; i < a.len;) {
 				size_t e = i + 1;
 
-				while (e < a.n && a.p[e] != ' ')
+				while (e < a.len && a.v[e] != ' ')
 					e++;
 				if (e > i + 1)
-					tok_emit(t, "", a.p + i + 1, e - i - 1);
+					tok_emit(t, "", a.v + i + 1, e - i - 1);
 				i = e;
 			}
-			free(a.p);
+			free(a.v);
 		} else {
 			for (size_t i = 1; i + 1 < n; i++)
 				if (s[i] == '.' && isalpha((unsigned char)s[i + 1])) {
@@ -315,11 +300,11 @@ static void tok_one(struct tok_ctx *t, char *s, size_t n, const char *prefix, in
 
 static void tok_line(struct tok_ctx *t, const char *s, size_t n, const char *prefix, int region)
 {
-	struct tok_buf *b = &t->line;
+	struct strbuf *b = &t->line;
 
 	/* keep [A-Za-z0-9,@*!_'"$. -] runs, UTF-8 characters and Latin-1 letters; the rest
 	 * becomes a space (Bug 7130) */
-	b->n = 0;
+	b->len = 0;
 	tok_put(b, "", 0);
 	for (size_t i = 0; i < n;) {
 		unsigned char c = (unsigned char)s[i];
@@ -341,31 +326,31 @@ static void tok_line(struct tok_ctx *t, const char *s, size_t n, const char *pre
 	}
 	/* "..." and "--" between words split them and stay tokens themselves (one pass into
 	 * t->word, then back: linear in the line) */
-	t->word.n = 0;
+	t->word.len = 0;
 	tok_put(&t->word, "", 0);
-	for (size_t i = 0; i < b->n;) {
-		char c = b->p[i];
+	for (size_t i = 0; i < b->len;) {
+		char c = b->v[i];
 		size_t j = i;
 
-		if ((c != '.' && c != '-') || i == 0 || !tok_is_word((unsigned char)b->p[i - 1])) {
+		if ((c != '.' && c != '-') || i == 0 || !tok_is_word((unsigned char)b->v[i - 1])) {
 			tok_putc(&t->word, c);
 			i++;
 			continue;
 		}
-		while (j < b->n && b->p[j] == c)
+		while (j < b->len && b->v[j] == c)
 			j++;
-		if (j < b->n && tok_is_word((unsigned char)b->p[j]) &&
+		if (j < b->len && tok_is_word((unsigned char)b->v[j]) &&
 		    ((c == '.' && j - i >= 3 && j - i <= 6) || (c == '-' && j - i >= 2 && j - i <= 6))) {
 			tok_putc(&t->word, ' ');
-			tok_put(&t->word, b->p + i, j - i);
+			tok_put(&t->word, b->v + i, j - i);
 			tok_putc(&t->word, ' ');
 		} else {
-			tok_put(&t->word, b->p + i, j - i);
+			tok_put(&t->word, b->v + i, j - i);
 		}
 		i = j;
 	}
 	{
-		struct tok_buf x = *b;
+		struct strbuf x = *b;
 
 		*b = t->word;
 		t->word = x;
@@ -377,42 +362,42 @@ static void tok_line(struct tok_ctx *t, const char *s, size_t n, const char *pre
 		char last = '\0';          /* the last non-blank character before i */
 		bool blank = false;         /* blanks since it */
 
-		for (size_t i = 0; i < b->n; i++) {
-			bool start = i == 0 || (last == '.' && blank && b->p[i] != ' ');
+		for (size_t i = 0; i < b->len; i++) {
+			bool start = i == 0 || (last == '.' && blank && b->v[i] != ' ');
 
-			if (start && b->p[i] >= 'A' && b->p[i] <= 'Z' && i + 1 < b->n &&
-			    !(b->p[i + 1] >= 'A' && b->p[i + 1] <= 'Z')) {
+			if (start && b->v[i] >= 'A' && b->v[i] <= 'Z' && i + 1 < b->len &&
+			    !(b->v[i + 1] >= 'A' && b->v[i + 1] <= 'Z')) {
 				size_t j = i + 1;
 				bool ok = false;
 
-				while (j < b->n && !(b->p[j] >= 'A' && b->p[j] <= 'Z')) {
-					if (b->p[j] == ' ') {
+				while (j < b->len && !(b->v[j] >= 'A' && b->v[j] <= 'Z')) {
+					if (b->v[j] == ' ') {
 						ok = true;
 						break;
 					}
 					j++;
 				}
-				if (ok || j == b->n)
-					b->p[i] = (char)tolower((unsigned char)b->p[i]);
+				if (ok || j == b->len)
+					b->v[i] = (char)tolower((unsigned char)b->v[i]);
 			}
-			if (b->p[i] == ' ') {
+			if (b->v[i] == ' ') {
 				blank = true;
 			} else {
-				last = b->p[i];
+				last = b->v[i];
 				blank = false;
 			}
 		}
 	}
-	for (size_t i = 0; i < b->n;) {
+	for (size_t i = 0; i < b->len;) {
 		size_t e;
 
-		while (i < b->n && b->p[i] == ' ')
+		while (i < b->len && b->v[i] == ' ')
 			i++;
 		e = i;
-		while (e < b->n && b->p[e] != ' ')
+		while (e < b->len && b->v[e] != ' ')
 			e++;
 		if (e > i)
-			tok_one(t, b->p + i, e - i, prefix, region);
+			tok_one(t, b->v + i, e - i, prefix, region);
 		i = e;
 	}
 }
@@ -423,10 +408,10 @@ void bayes_tokenize_line(const char *line, size_t len, const char *prefix, int r
 	struct tok_ctx t = { .cb = cb, .arg = arg, .budget = (size_t)-1 };
 
 	tok_line(&t, line, len, prefix ? prefix : "", region);
-	free(t.prev.p);
-	free(t.tmp.p);
-	free(t.line.p);
-	free(t.word.p);
+	free(t.prev.v);
+	free(t.tmp.v);
+	free(t.line.v);
+	free(t.word.v);
 }
 
 /* ---------------------------------------------------------------- headers */
@@ -493,7 +478,7 @@ static const char *tok_hdr_short(const char *name, size_t nl)
 	return NULL;
 }
 
-struct tok_hdr { char name[64]; struct tok_buf v; };
+struct tok_hdr { char name[64]; struct strbuf v; };
 struct tok_hdrs { struct tok_hdr *h; size_t n, cap; };
 
 static void tok_hdrs_add(struct tok_hdrs *hs, const char *name, size_t nl, const char *v,
@@ -543,7 +528,7 @@ static bool tok_is_month(const char *s, size_t n)
 
 /* Received: ids, dates and with/from/for/SMTP words dropped; IPs cut to /24 plus an
  * "ip*a.b.c.d" token (full IPs kept in 10/8 and 192.168/16). */
-static void tok_chew_received(const char *v, size_t n, struct tok_buf *out)
+static void tok_chew_received(const char *v, size_t n, struct strbuf *out)
 {
 	bool skip_next = false;
 
@@ -625,14 +610,14 @@ static void tok_chew_received(const char *v, size_t n, struct tok_buf *out)
 }
 
 /* Message-Id: split at every non-word character. */
-static void tok_chew_msgid(const char *v, size_t n, struct tok_buf *out)
+static void tok_chew_msgid(const char *v, size_t n, struct strbuf *out)
 {
 	for (size_t i = 0; i < n; i++)
 		tok_putc(out, isalnum((unsigned char)v[i]) || v[i] == '_' ? v[i] : ' ');
 }
 
 /* Content-Type: the boundary's shape (hex digits as H), without text/charset words. */
-static void tok_chew_ctype(const char *v, size_t n, struct tok_buf *out)
+static void tok_chew_ctype(const char *v, size_t n, struct strbuf *out)
 {
 	const char *b = NULL;
 	size_t bl = 0, i = 0;
@@ -658,15 +643,15 @@ static void tok_chew_ctype(const char *v, size_t n, struct tok_buf *out)
 		}
 	tok_put(out, v + i, n - i);
 	/* drop the gray words */
-	for (size_t k = 0; k < out->n; k++) {
-		bool lb = k == 0 || !isalnum((unsigned char)out->p[k - 1]);
+	for (size_t k = 0; k < out->len; k++) {
+		bool lb = k == 0 || !isalnum((unsigned char)out->v[k - 1]);
 
-		if (lb && k + 4 <= out->n && strncmp(out->p + k, "text", 4) == 0 &&
-		    (k + 4 == out->n || !isalnum((unsigned char)out->p[k + 4])))
-			memset(out->p + k, ' ', 4);
-		if (lb && k + 7 <= out->n && strncmp(out->p + k, "charset", 7) == 0 &&
-		    (k + 7 == out->n || !isalnum((unsigned char)out->p[k + 7])))
-			memset(out->p + k, ' ', 7);
+		if (lb && k + 4 <= out->len && strncmp(out->v + k, "text", 4) == 0 &&
+		    (k + 4 == out->len || !isalnum((unsigned char)out->v[k + 4])))
+			memset(out->v + k, ' ', 4);
+		if (lb && k + 7 <= out->len && strncmp(out->v + k, "charset", 7) == 0 &&
+		    (k + 7 == out->len || !isalnum((unsigned char)out->v[k + 7])))
+			memset(out->v + k, ' ', 7);
 	}
 	if (b) {
 		tok_putc(out, ' ');
@@ -689,7 +674,7 @@ static void tok_chew_ctype(const char *v, size_t n, struct tok_buf *out)
 }
 
 /* From/To/Cc...: "N*word" for display-name words, "U*user D*domain" for the address. */
-static void tok_chew_addrs(struct tok_ctx *t, const char *v, size_t n, struct tok_buf *out)
+static void tok_chew_addrs(struct tok_ctx *t, const char *v, size_t n, struct strbuf *out)
 {
 	size_t i = 0;
 
@@ -770,7 +755,7 @@ static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
 {
 	const char *rcvd[2] = { NULL, NULL };     /* the last two Received values */
 	size_t rlen[2] = { 0, 0 };
-	struct tok_buf val = { 0 }, chew = { 0 };
+	struct strbuf val = { 0 }, chew = { 0 };
 	size_t i = 0, nfields = 0;
 
 	while (i < len) {
@@ -806,7 +791,7 @@ static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
 		while (nl && (name[nl - 1] == ' ' || name[nl - 1] == '\t'))
 			nl--;
 		/* the value, unfolded */
-		val.n = 0;
+		val.len = 0;
 		tok_put(&val, "", 0);
 		for (size_t k = colon + 1; k < ve; k++)
 			if (m[k] != '\r' && m[k] != '\n')
@@ -814,10 +799,10 @@ static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
 		{
 			size_t s = 0;
 
-			while (s < val.n && (val.p[s] == ' ' || val.p[s] == '\t'))
+			while (s < val.len && (val.v[s] == ' ' || val.v[s] == '\t'))
 				s++;
-			memmove(val.p, val.p + s, val.n - s + 1);
-			val.n -= s;
+			memmove(val.v, val.v + s, val.len - s + 1);
+			val.len -= s;
 		}
 		if (nl == 8 && strncasecmp(name, "Received", 8) == 0) {
 			rcvd[1] = rcvd[0];
@@ -830,16 +815,16 @@ static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
 			continue;
 		{
 			char *dec = NULL;
-			const char *v = val.p;
-			size_t vn = val.n;
+			const char *v = val.v;
+			size_t vn = val.len;
 			const char *sh;
 
-			if (strstr(val.p, "=?")) {
-				dec = mime_decode_header(val.p);
+			if (strstr(val.v, "=?")) {
+				dec = mime_decode_header(val.v);
 				v = dec;
 				vn = strlen(dec);
 			}
-			chew.n = 0;
+			chew.len = 0;
 			tok_put(&chew, "", 0);
 			if ((nl == 10 && strncasecmp(name, "Message-Id", 10) == 0) ||
 			    (nl == 12 && strncasecmp(name, "X-Message-Id", 12) == 0) ||
@@ -867,19 +852,19 @@ static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
 			if ((nl == 11 && strncasecmp(name, "In-Reply-To", 11) == 0) ||
 			    (nl == 10 && strncasecmp(name, "References", 10) == 0) ||
 			    (nl == 10 && strncasecmp(name, "Message-ID", 10) == 0))
-				tok_hdrs_add(hs, "*MI", 3, chew.p, chew.n);
+				tok_hdrs_add(hs, "*MI", 3, chew.v, chew.len);
 			if ((nl == 4 && strncasecmp(name, "From", 4) == 0) ||
 			    (nl == 2 && strncasecmp(name, "To", 2) == 0) ||
 			    (nl == 2 && strncasecmp(name, "Cc", 2) == 0))
-				tok_hdrs_add(hs, "*Ad", 3, chew.p, chew.n);
+				tok_hdrs_add(hs, "*Ad", 3, chew.v, chew.len);
 			if ((nl == 8 && strncasecmp(name, "X-Mailer", 8) == 0) ||
 			    (nl == 10 && strncasecmp(name, "User-Agent", 10) == 0))
-				tok_hdrs_add(hs, "*UA", 3, chew.p, chew.n);
+				tok_hdrs_add(hs, "*UA", 3, chew.v, chew.len);
 			sh = tok_hdr_short(name, nl);
 			if (sh)
-				tok_hdrs_add(hs, sh, strlen(sh), chew.p, chew.n);
+				tok_hdrs_add(hs, sh, strlen(sh), chew.v, chew.len);
 			else
-				tok_hdrs_add(hs, name, nl, chew.p, chew.n);
+				tok_hdrs_add(hs, name, nl, chew.v, chew.len);
 			free(dec);
 		}
 	}
@@ -887,18 +872,18 @@ static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
 	for (int k = 0; k < 2; k++) {
 		if (rcvd[k] == NULL)
 			continue;
-		val.n = 0;
+		val.len = 0;
 		tok_put(&val, "", 0);
 		for (size_t j = 0; j < rlen[k]; j++)
 			if (rcvd[k][j] != '\r' && rcvd[k][j] != '\n')
 				tok_putc(&val, rcvd[k][j]);
-		chew.n = 0;
+		chew.len = 0;
 		tok_put(&chew, "", 0);
-		tok_chew_received(val.p, val.n, &chew);
-		tok_hdrs_add(hs, "*r", 2, chew.p, chew.n);
+		tok_chew_received(val.v, val.len, &chew);
+		tok_hdrs_add(hs, "*r", 2, chew.v, chew.len);
 	}
-	free(val.p);
-	free(chew.p);
+	free(val.v);
+	free(chew.v);
 	return i;
 }
 
@@ -937,7 +922,7 @@ static void tok_text_lines(struct tok_ctx *t, const char *s, size_t n)
 		size_t e = nl ? (size_t)(nl - s) : n;
 
 		tok_line(t, s + i, e - i, "", 1);
-		t->prev.n = 0;          /* pairs do not cross lines */
+		t->prev.len = 0;          /* pairs do not cross lines */
 		i = e + 1;
 	}
 }
@@ -975,7 +960,7 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 			size_t le = e ? (size_t)(e - m) : len;
 
 			if (le - i > 8 && strncasecmp(m + i, "Subject:", 8) == 0) {
-				struct tok_buf s = { 0 };
+				struct strbuf s = { 0 };
 				char *dec;
 
 				tok_put(&s, "", 0);
@@ -993,10 +978,10 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 					}
 					break;
 				}
-				dec = mime_decode_header(s.p);
+				dec = mime_decode_header(s.v);
 				tok_text_lines(&t, dec, strlen(dec));
 				free(dec);
-				free(s.p);
+				free(s.v);
 				break;
 			}
 			i = le + 1;
@@ -1073,15 +1058,15 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 		char prefix[72];
 
 		snprintf(prefix, sizeof(prefix), "H%s:", hs.h[h].name);
-		if (hs.h[h].v.p)
-			tok_line(&t, hs.h[h].v.p, hs.h[h].v.n, prefix, 0);
-		free(hs.h[h].v.p);
+		if (hs.h[h].v.v)
+			tok_line(&t, hs.h[h].v.v, hs.h[h].v.len, prefix, 0);
+		free(hs.h[h].v.v);
 	}
 	free(hs.h);
-	free(t.prev.p);
-	free(t.tmp.p);
-	free(t.line.p);
-	free(t.word.p);
+	free(t.prev.v);
+	free(t.tmp.v);
+	free(t.line.v);
+	free(t.word.v);
 	return t.emitted;
 }
 
