@@ -20,12 +20,14 @@
 #include "rules/bayes_token.h"
 
 enum bayes_tokens_mode { BAYES_TOKENS_SA = 0, BAYES_TOKENS_OSB };
+enum bayes_combine_mode { BAYES_COMBINE_ODDS = 0, BAYES_COMBINE_CHI };
 
 struct bayes_config {
 	bool enabled;
 	char *store;                  /* "lmdb:/dir" | "redis://host:port[/db]" | "memory" */
 	long min_spam, min_ham;       /* learned messages needed before it classifies */
 	int tokens;                   /* enum bayes_tokens_mode */
+	int combine;                  /* enum bayes_combine_mode */
 	bool autolearn;
 	double autolearn_spam;        /* score without the classifier's >= this: learn spam */
 	double autolearn_ham;         /* <= this: learn ham */
@@ -79,8 +81,15 @@ bool bayes_is_symbol(const char *name);
 double bayes_token_prob(uint32_t s, uint32_t n, uint64_t ns, uint64_t nn);
 /* Fisher/Robinson chi-square combining (SA's CombineChi): probs[0..n), priors ns/nn. */
 double bayes_combine_chi(const double *probs, size_t n, uint64_t ns, uint64_t nn);
-/* Upper tail of chi-square with 2*halfv degrees of freedom at x2. */
+/* The odds combining (the default): the same chi-square tails sq (spam side) and hq (ham
+ * side), compared in logs as tempered odds 1 / (1 + sqrt(sq / hq)), pulled towards 0.5 when
+ * both sides carry evidence. SA's output for one-sided evidence, decisive where SA's
+ * saturates at 0.5 (both tails below 1e-16). */
+double bayes_combine_odds(const double *probs, size_t n, uint64_t ns, uint64_t nn);
+/* Upper tail of chi-square with 2*halfv degrees of freedom at x2, and its logarithm
+ * (finite where the tail itself is below DBL_MIN). */
 double bayes_chi2q(double x2, size_t halfv);
+double bayes_log_chi2q(double x2, size_t halfv);
 
 /* ---- learning ---- */
 

@@ -1,11 +1,12 @@
-/* test_bayes.c — the classifier: Robinson's f(w) and chi-square combining against
- * hand-computed values, SA's BAYES_xx ranges, abstaining below min_spam/min_ham, learning
+/* test_bayes.c — the classifier: Robinson's f(w), chi-square combining (SA's and the odds)
+ * against hand-computed values, SA's BAYES_xx ranges, abstaining below min_spam/min_ham, learning
  * with the seen-db (twice = no-op, other class = move), message identity, autolearn. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,42 @@ static void test_combine(void **state)
 
 		assert_true(p >= 0 && p <= 1);
 	}
+}
+
+static void test_log_chi2q(void **state)
+{
+	/* the logarithm of chi2q where chi2q is representable ... */
+	assert_float_equal(bayes_log_chi2q(2, 1), -1.0, EPS);
+	assert_float_equal(bayes_log_chi2q(4, 2), log(0.40600585), EPS);
+	assert_float_equal(bayes_log_chi2q(0, 3), 0.0, EPS);
+	/* ... and finite where it is not: e^-1000 (1 + 1000 + 1000^2 / 2) */
+	assert_true(bayes_chi2q(2000, 3) == 0.0);
+	assert_float_equal(bayes_log_chi2q(2000, 3), -986.87563662, 1e-6);
+}
+
+static void test_combine_odds(void **state)
+{
+	const double one[] = { 0.99 }, two[] = { 0.99, 0.99 }, two_ham[] = { 0.01, 0.01 };
+	double spam[150], ham[150], mixed[150];
+
+	/* one token, equal priors: tails 0.005 (spam side) and 0.495; odds 1 / (1 + sqrt(0.005 /
+	 * 0.495)), pulled towards 0.5 by the weaker side's 0.703 nats: 1 - e^-0.0703 */
+	assert_float_equal(bayes_combine_odds(one, 1, 1, 1), 0.88092399, EPS);
+	assert_float_equal(bayes_combine_odds(two, 2, 1, 1), 0.96691485, EPS);
+	/* symmetric with equal priors */
+	assert_float_equal(bayes_combine_odds(two_ham, 2, 1, 1), 1.0 - 0.96691485, EPS);
+	assert_float_equal(bayes_combine_odds(NULL, 0, 5, 5), 0.5, EPS);
+	for (size_t i = 0; i < 150; i++) {
+		spam[i] = 0.999;
+		ham[i] = 0.001;
+		mixed[i] = i % 2 ? 0.999 : 0.001;
+	}
+	/* one-sided evidence far past where SA's output is exact: decisive, not 0.5 */
+	assert_true(bayes_combine_odds(spam, 150, 1, 1) > 0.999);
+	assert_true(bayes_combine_odds(ham, 150, 1, 1) < 0.001);
+	/* strong evidence both ways: unsure, as SA's */
+	assert_float_equal(bayes_combine_odds(mixed, 150, 1, 1), 0.5, 1e-3);
+	assert_float_equal(bayes_combine_chi(mixed, 150, 1, 1), 0.5, 1e-3);
 }
 
 struct range_case { double prob; const char *first, *second; };
@@ -99,15 +136,20 @@ static char *make_msg(const char *mid, const char *body)
 static const char *const spam_words = "cheap pills viagra discount offer winner casino";
 static const char *const ham_words = "meeting agenda project review schedule minutes budget";
 
-static struct bayes *open_memory(long min)
+static struct bayes *open_memory_combine(long min, int combine)
 {
 	struct bayes_config c = { .enabled = true, .store = "memory", .min_spam = min,
-		.min_ham = min, .max_tokens = 0 };
+		.min_ham = min, .max_tokens = 0, .combine = combine };
 	char err[128];
 	struct bayes *b = bayes_open(&c, err, sizeof(err));
 
 	assert_non_null(b);
 	return b;
+}
+
+static struct bayes *open_memory(long min)
+{
+	return open_memory_combine(min, BAYES_COMBINE_ODDS);
 }
 
 static void learn_n(struct bayes *b, enum bayes_class cls, int from, int n, const char *words)
@@ -150,6 +192,29 @@ static void test_abstain_below_min(void **state)
 	assert_true(r.prob < 0.01);
 	free(m);
 	bayes_free(b);
+}
+
+/* combine: chi gives SpamAssassin's own output, odds (the default) its tempered odds */
+static void test_combine_config(void **state)
+{
+	struct bayes *odds = open_memory_combine(3, BAYES_COMBINE_ODDS);
+	struct bayes *chi = open_memory_combine(3, BAYES_COMBINE_CHI);
+	struct bayes_result ro, rc;
+	char *m = make_msg("x@example.test", spam_words);
+
+	learn_n(odds, BAYES_SPAM, 0, 3, spam_words);
+	learn_n(odds, BAYES_HAM, 0, 3, ham_words);
+	learn_n(chi, BAYES_SPAM, 0, 3, spam_words);
+	learn_n(chi, BAYES_HAM, 0, 3, ham_words);
+	assert_int_equal(bayes_classify(odds, m, strlen(m), &ro), 0);
+	assert_int_equal(bayes_classify(chi, m, strlen(m), &rc), 0);
+	assert_true(ro.scanned && rc.scanned);
+	assert_int_equal(ro.nused, rc.nused);
+	assert_true(ro.prob > 0.99 && rc.prob > 0.99);
+	assert_true(ro.prob != rc.prob);
+	free(m);
+	bayes_free(odds);
+	bayes_free(chi);
 }
 
 static void test_learn_seen(void **state)
@@ -211,6 +276,9 @@ int main(void)
 		cmocka_unit_test(test_token_prob),
 		cmocka_unit_test(test_chi2q),
 		cmocka_unit_test(test_combine),
+		cmocka_unit_test(test_log_chi2q),
+		cmocka_unit_test(test_combine_odds),
+		cmocka_unit_test(test_combine_config),
 		cmocka_unit_test(test_symbols),
 		cmocka_unit_test(test_abstain_below_min),
 		cmocka_unit_test(test_learn_seen),
