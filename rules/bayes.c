@@ -22,10 +22,10 @@
 #define BAYES_NSIG         150        /* strongest tokens combined */
 /* combine: odds (chosen by 5-fold cross-validation inside each training half of the public
  * corpus, docs/classifier.md): the odds of the two tails are tempered by this power ... */
-#define BAYES_ODDS_POWER   0.5
+#define BAYES_ODDS_POWER   0.2
 /* ... and evidence both ways (the weaker side's, in nats) pulls p towards 0.5: 63 % of the
  * way at this many nats */
-#define BAYES_MIXED_NATS   10.0
+#define BAYES_MIXED_NATS   160.0
 #define BAYES_TOUCH_AGE    86400u     /* tokens used by a scan get a new atime after a day */
 #define BAYES_EXPIRE_EVERY 86400u     /* age-based expiry at most once a day */
 

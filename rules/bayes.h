@@ -82,7 +82,7 @@ double bayes_token_prob(uint32_t s, uint32_t n, uint64_t ns, uint64_t nn);
 /* Fisher/Robinson chi-square combining (SA's CombineChi): probs[0..n), priors ns/nn. */
 double bayes_combine_chi(const double *probs, size_t n, uint64_t ns, uint64_t nn);
 /* The odds combining (the default): the same chi-square tails sq (spam side) and hq (ham
- * side), compared in logs as tempered odds 1 / (1 + sqrt(sq / hq)), pulled towards 0.5 when
+ * side), compared in logs as tempered odds 1 / (1 + (sq / hq)^0.2), pulled towards 0.5 when
  * both sides carry evidence. SA's output for one-sided evidence, decisive where SA's
  * saturates at 0.5 (both tails below 1e-16). */
 double bayes_combine_odds(const double *probs, size_t n, uint64_t ns, uint64_t nn);

@@ -68,12 +68,12 @@ static void test_combine_odds(void **state)
 	const double one[] = { 0.99 }, two[] = { 0.99, 0.99 }, two_ham[] = { 0.01, 0.01 };
 	double spam[150], ham[150], mixed[150];
 
-	/* one token, equal priors: tails 0.005 (spam side) and 0.495; odds 1 / (1 + sqrt(0.005 /
-	 * 0.495)), pulled towards 0.5 by the weaker side's 0.703 nats: 1 - e^-0.0703 */
-	assert_float_equal(bayes_combine_odds(one, 1, 1, 1), 0.88092399, EPS);
-	assert_float_equal(bayes_combine_odds(two, 2, 1, 1), 0.96691485, EPS);
+	/* one token, equal priors: tails 0.005 (spam side) and 0.495; odds 1 / (1 + (0.005 /
+	 * 0.495)^0.2), pulled towards 0.5 by the weaker side's 0.703 nats: 1 - e^(-0.703/160) */
+	assert_float_equal(bayes_combine_odds(one, 1, 1, 1), 0.71390103, EPS);
+	assert_float_equal(bayes_combine_odds(two, 2, 1, 1), 0.81239785, EPS);
 	/* symmetric with equal priors */
-	assert_float_equal(bayes_combine_odds(two_ham, 2, 1, 1), 1.0 - 0.96691485, EPS);
+	assert_float_equal(bayes_combine_odds(two_ham, 2, 1, 1), 1.0 - 0.81239785, EPS);
 	assert_float_equal(bayes_combine_odds(NULL, 0, 5, 5), 0.5, EPS);
 	for (size_t i = 0; i < 150; i++) {
 		spam[i] = 0.999;
@@ -184,12 +184,12 @@ static void test_abstain_below_min(void **state)
 	assert_int_equal(bayes_classify(b, m, strlen(m), &r), 0);
 	assert_true(r.available);
 	assert_true(r.scanned);
-	assert_true(r.prob > 0.99);
+	assert_true(r.prob > 0.9);        /* 7 tokens from 3 messages: spammy, not yet sure */
 	free(m);
 	m = make_msg("y@example.test", ham_words);
 	assert_int_equal(bayes_classify(b, m, strlen(m), &r), 0);
 	assert_true(r.scanned);
-	assert_true(r.prob < 0.01);
+	assert_true(r.prob < 0.1);
 	free(m);
 	bayes_free(b);
 }
@@ -202,10 +202,10 @@ static void test_combine_config(void **state)
 	struct bayes_result ro, rc;
 	char *m = make_msg("x@example.test", spam_words);
 
-	learn_n(odds, BAYES_SPAM, 0, 3, spam_words);
-	learn_n(odds, BAYES_HAM, 0, 3, ham_words);
-	learn_n(chi, BAYES_SPAM, 0, 3, spam_words);
-	learn_n(chi, BAYES_HAM, 0, 3, ham_words);
+	learn_n(odds, BAYES_SPAM, 0, 10, spam_words);
+	learn_n(odds, BAYES_HAM, 0, 10, ham_words);
+	learn_n(chi, BAYES_SPAM, 0, 10, spam_words);
+	learn_n(chi, BAYES_HAM, 0, 10, ham_words);
 	assert_int_equal(bayes_classify(odds, m, strlen(m), &ro), 0);
 	assert_int_equal(bayes_classify(chi, m, strlen(m), &rc), 0);
 	assert_true(ro.scanned && rc.scanned);
