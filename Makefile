@@ -17,19 +17,20 @@ build:
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Everything: normal build, then the whole suite again under ASan+UBSan, then the fuzzers.
+# No retries: a test that fails once has failed (docs/testing.md).
 test: deps build
-	cd $(BUILD) && ctest --output-on-failure -j 2 --repeat until-pass:2
+	cd $(BUILD) && ctest --output-on-failure -j 2
 	$(MAKE) test-asan
 	$(MAKE) test-fuzz
 
 test-fast: build
-	cd $(BUILD) && ctest --output-on-failure -j 2 --repeat until-pass:2
+	cd $(BUILD) && ctest --output-on-failure -j 2
 
 test-asan:
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DMX_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MX_SANITIZED=1 ctest --output-on-failure -j 2 --repeat until-pass:2
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MX_SANITIZED=1 ctest --output-on-failure -j 2
 
 test-fuzz:
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DMX_FUZZ=ON >/dev/null

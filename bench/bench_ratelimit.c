@@ -10,12 +10,12 @@
 #include "filters/gcra.h"
 #include "filters/ratelimit.h"
 #include "filters/ratelimit_local.h"
-#include "filters/redis_store.h"
+#include "store/redis.h"
 #include "proxy/log.h"
 
 #define NKEYS 10000
 
-static struct ratelimit_local *tbl;
+static struct local_table *tbl;
 static double seconds = 2.0;
 
 struct th { uint64_t n; unsigned seed; };
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
 	log_set_level(LOG_LVL_WARNING);
 	if (getenv("BENCH_SECONDS"))
 		seconds = atof(getenv("BENCH_SECONDS"));
-	tbl = ratelimit_local_new(100000);
+	tbl = local_table_new(100000);
 	if (!getenv("BENCH_SKIP_LOCAL")) {
 		printf("ratelimit local  1 thread : %10.0f checks/s\n", bench_local(1));
 		printf("ratelimit local  2 threads: %10.0f checks/s\n", bench_local(2));
@@ -176,6 +176,6 @@ int main(int argc, char **argv)
 	} else {
 		printf("ratelimit redis  skipped (no redis-server)\n");
 	}
-	ratelimit_local_free(tbl);
+	local_table_free(tbl);
 	return 0;
 }

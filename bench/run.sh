@@ -4,8 +4,8 @@
 #   bash bench/run.sh [path/to/mxgate]     (default: $MXGATE_BIN, else build/mxgate)
 #
 # Order: bench_core first, then those of bench_dnsbl.sh, bench_ratelimit.*, bench_plugins.sh,
-# bench_rules.sh that exist and are executable. Each is called with the daemon's path as $1
-# and in the environment (MXGATE_BIN, MX_SOURCE_DIR, MX_BUILD_DIR, BENCH_QUICK, BENCH_SUMMARY)
+# bench_rules.sh, bench_senderauth.sh that exist and are executable. Each is called with the
+# daemon's path as $1 and in the environment (MXGATE_BIN, MX_SOURCE_DIR, MX_BUILD_DIR, BENCH_QUICK, BENCH_SUMMARY)
 # and prints its own figures, each next to a baseline measured in the same run. A missing or
 # failing sub-benchmark prints a note and the run goes on. Nothing here asserts timings.
 #
@@ -54,7 +54,7 @@ for c in "$ROOT"/bench/bench_ratelimit.*; do
   [ -e "$c" ] && { candidates+=("$c"); rl=1; }
 done
 [ $rl -eq 0 ] && candidates+=("$ROOT/bench/bench_ratelimit.sh")
-candidates+=("$ROOT/bench/bench_plugins.sh" "$ROOT/bench/bench_rules.sh")
+candidates+=("$ROOT/bench/bench_plugins.sh" "$ROOT/bench/bench_rules.sh" "$ROOT/bench/bench_senderauth.sh")
 
 status=()
 core_failed=0

@@ -5,7 +5,9 @@
  * oldest query's deadline. A query's memory belongs to c-ares' callback: cancelling or
  * timing out only detaches the user callback, so nothing ever fires into freed memory. */
 #include "filters/dns.h"
+#include "proxy/config.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 
 #include <arpa/inet.h>
 #include <ares.h>
@@ -111,23 +113,18 @@ static int dns_name_append_zone(char *out, size_t outlen, size_t used, const cha
 	return 0;
 }
 
-int dns_name_reverse(const struct sockaddr *sa, const char *zone, char *out, size_t outlen)
+/* The reverse name of a canonical address (a v4-mapped client is IPv4 here). */
+static int dns_name_reverse_addr(const struct netaddr *a, const char *zone, char *out,
+    size_t outlen)
 {
 	static const char hex[] = "0123456789abcdef";
-	const uint8_t *b;
+	const uint8_t *b = a->b;
 	size_t used = 0;
 	int k;
 
-	if (sa == NULL || out == NULL || outlen == 0)
+	if (out == NULL || outlen == 0)
 		return -1;
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-
-		b = s6->sin6_addr.s6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-			b += 12;
-			goto v4;
-		}
+	if (a->family == AF_INET6) {
 		/* RFC 3596 2.5: nibbles, least significant first */
 		if (outlen < 64 + 1)
 			return -1;
@@ -140,30 +137,29 @@ int dns_name_reverse(const struct sockaddr *sa, const char *zone, char *out, siz
 		out[used] = '\0';
 		return dns_name_append_zone(out, outlen, used, zone, "ip6.arpa");
 	}
-	if (sa->sa_family != AF_INET)
-		return -1;
-	b = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr.s_addr;
-v4:
+	/* RFC 1035 3.5: octets reversed */
 	k = snprintf(out, outlen, "%u.%u.%u.%u.", b[3], b[2], b[1], b[0]);
 	if (k < 0 || (size_t)k >= outlen)
 		return -1;
 	return dns_name_append_zone(out, outlen, (size_t)k, zone, "in-addr.arpa");
 }
 
+int dns_name_reverse(const struct sockaddr *sa, const char *zone, char *out, size_t outlen)
+{
+	struct netaddr a;
+
+	if (netaddr_from_sockaddr(sa, &a) < 0)
+		return -1;
+	return dns_name_reverse_addr(&a, zone, out, outlen);
+}
+
 int dns_name_reverse_str(const char *ip, const char *zone, char *out, size_t outlen)
 {
-	struct sockaddr_storage ss;
+	struct netaddr a;
 
-	memset(&ss, 0, sizeof(ss));
-	if (ip == NULL)
+	if (netaddr_from_string(ip, &a) < 0)
 		return -1;
-	if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
-		ss.ss_family = AF_INET;
-	else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
-		ss.ss_family = AF_INET6;
-	else
-		return -1;
-	return dns_name_reverse((struct sockaddr *)&ss, zone, out, outlen);
+	return dns_name_reverse_addr(&a, zone, out, outlen);
 }
 
 /* ---- raw reply scanning (bounded, no I/O) ------------------------------------------- */

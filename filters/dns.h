@@ -9,8 +9,6 @@
  *     dns_resolver_release(r);             // in worker_free
  *
  * Everything runs on the loop thread; no call blocks it. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_DNS_H
 #define MX_DNS_H
 
@@ -19,6 +17,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
+
+#include "proxy/cfg.h"
 
 /* Config section `dns`. */
 struct dns_config {

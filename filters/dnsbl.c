@@ -6,8 +6,10 @@
  * so session_free can cancel them: no callback ever reaches freed memory. */
 #include "filters/dnsbl.h"
 #include "filters/dns.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -438,29 +440,22 @@ struct dnsbl_op {
 
 static void dnsbl_op_finish(struct dnsbl_op *op);
 
+/* Loopback, RFC 1918, link-local and ULA clients (a v4-mapped one as IPv4): never listed. */
 static bool dnsbl_client_is_private(const struct sockaddr_storage *ss)
 {
-	if (ss->ss_family == AF_INET) {
-		uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+	struct netaddr a;
+	const uint8_t *b = a.b;
 
-		return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 20) == 0xac1 ||
-		    (a >> 16) == 0xc0a8 || (a >> 16) == 0xa9fe;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	if (netaddr_from_sockaddr((const struct sockaddr *)ss, &a) < 0)
+		return false;
+	if (a.family == AF_INET)
+		return b[0] == 127 || b[0] == 10 || (b[0] == 172 && (b[1] & 0xf0) == 16) ||
+		    (b[0] == 192 && b[1] == 168) || (b[0] == 169 && b[1] == 254);
+	/* ::1, fe80::/10, fc00::/7 */
+	static const uint8_t loopback6[16] = { [15] = 1 };
 
-		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			struct sockaddr_storage v4;
-
-			memset(&v4, 0, sizeof(v4));
-			v4.ss_family = AF_INET;
-			memcpy(&((struct sockaddr_in *)&v4)->sin_addr, a->s6_addr + 12, 4);
-			return dnsbl_client_is_private(&v4);
-		}
-		return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
-		    (a->s6_addr[0] & 0xfe) == 0xfc;
-	}
-	return false;
+	return memcmp(b, loopback6, 16) == 0 || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
+	    (b[0] & 0xfe) == 0xfc;
 }
 
 static void dnsbl_list_error(struct dnsbl_op *op, struct dnsbl_lookup *lk, const char *answer)

@@ -6,14 +6,14 @@
  * when the sum reaches `threshold` the configured action fires. Error answers (outside
  * 127.0.0.0/8, 127.255.255.0/24), SERVFAIL and timeouts never count: they are logged and
  * counted per list. A client that passed is remembered for `pass_ttl`. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_DNSBL_H
 #define MX_DNSBL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/cfg.h"
 
 enum dnsbl_list_type { DNSBL_TYPE_IP = 0, DNSBL_TYPE_DOMAIN };
 enum dnsbl_action { DNSBL_ACTION_REJECT = 0, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_SCORE };
@@ -65,7 +65,7 @@ void dnsbl_reason_format(const char *tmpl, const char *ip, const char *zone, con
 /* Errors counted for zone since start, all workers together (metrics, tests). */
 unsigned long dnsbl_list_errors(const char *zone);
 
-/* The hook module (hook.c lists it). */
+/* The hook module (listed in proxy/modules.def). */
 struct hook_module;
 extern const struct hook_module dnsbl_module;
 

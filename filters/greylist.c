@@ -2,17 +2,21 @@
 #include "greylist.h"
 
 #include <ctype.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "ratelimit.h"
-#include "ratelimit_local.h"
-#include "reputation.h"
-#include "redis_store.h"
+#include "store/lmdb_store.h"
+#include "store/local_table.h"
+#include "store/redis.h"
+#include "store/store.h"
 
 #define GL_KEY_MAX 700
 
@@ -59,10 +63,10 @@ static size_t gl_lower(char *out, size_t outlen, const char *s)
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen)
 {
-	char net[64], snd[300], rc[300];
+	char net[NETADDR_PREFIX_STRLEN], snd[300], rc[300];
 
 	if (sender == NULL || rcpt == NULL ||
-	    ratelimit_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
+	    netaddr_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
 		return -1;
 	if (strlen(sender) >= sizeof(snd) || strlen(rcpt) >= sizeof(rc))
 		return -1;
@@ -79,12 +83,9 @@ int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
 static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct greylist_config *c = obj;
-	char host[256], pw[128];
-	int port, db;
+	int kind = store_kind_of(c->store);
 
-	if (c->store && strcmp(c->store, "local") != 0 &&
-	    !(strncmp(c->store, "lmdb:", 5) == 0 && c->store[5]) &&
-	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
+	if (c->store && kind != STORE_LOCAL && kind != STORE_LMDB && kind != STORE_REDIS)
 		return cfg_error(p, n, "store: expected local, lmdb:/dir or redis://host:port[/db]");
 	if (c->retry_window <= c->delay)
 		return cfg_error(p, n, "retry_window must be longer than delay");
@@ -144,24 +145,17 @@ static const char gl_lua[] =
 
 /* ---- module ------------------------------------------------------------------------------ */
 
-struct gl_rec { uint64_t expires_ms, first_ms, passed; };   /* LMDB value; expiry first */
-struct gl_put { char key[GL_KEY_MAX]; struct gl_rec rec; };
+/* The LMDB value, expiry first (the sweep reads it); the layout is on disk: keep it. */
+struct gl_rec { uint64_t expires_ms, first_ms, passed; };
 
 struct gl_worker {
 	const struct greylist_config *cfg;
-	struct ratelimit_local *local;
+	struct local_table *local;
 	struct redis_store *rs;
 	int lua;
-	struct reputation_db *db;      /* lmdb store: reads inline, writes batched in the pool */
-	uv_loop_t *loop;
-	uv_timer_t timer;
-	bool timer_open;
-	int in_flight;
-	struct gl_put *q;
-	size_t nq, capq;
+	struct lmdb_store *st;         /* lmdb store: reads inline ... */
+	struct lmdb_writer *wr;        /* ... writes batched in the pool */
 };
-
-struct gl_batch { uv_work_t work; struct gl_worker *w; struct gl_put *u; size_t n; };
 
 /* Wall clock in ms (LMDB records outlive the process). */
 static uint64_t gl_wall_ms(void)
@@ -172,105 +166,16 @@ static uint64_t gl_wall_ms(void)
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-/* Thread pool: writes one batch of triplets in one transaction. */
-static void gl_batch_work_cb(uv_work_t *req)
+/* The LMDB sweep rule: a triplet whose expiry passed goes. */
+static bool gl_expired(const void *key, size_t klen, const void *val, size_t vlen,
+    uint64_t now_ms, const void *ctx)
 {
-	struct gl_batch *b = req->data;
-	const char **keys = malloc(b->n * sizeof(*keys));
-	const void **vals = malloc(b->n * sizeof(*vals));
-	size_t *lens = malloc(b->n * sizeof(*lens));
+	uint64_t exp;
 
-	if (keys && vals && lens) {
-		for (size_t i = 0; i < b->n; i++) {
-			keys[i] = b->u[i].key;
-			vals[i] = &b->u[i].rec;
-			lens[i] = sizeof(b->u[i].rec);
-		}
-		reputation_db_put_many(b->w->db, keys, vals, lens, b->n);
-	}
-	free(keys);
-	free(vals);
-	free(lens);
-}
-
-/* Frees a retired worker once its timer is closed and no batch is in the pool. */
-static void gl_worker_release(struct gl_worker *w)
-{
-	if (w->timer_open || w->in_flight > 0)
-		return;
-	reputation_db_close(w->db);
-	free(w->q);
-	free(w);
-}
-
-/* Loop thread: the batch is written. */
-static void gl_batch_after_cb(uv_work_t *req, int status)
-{
-	struct gl_batch *b = req->data;
-	struct gl_worker *w = b->w;
-
-	free(b->u);
-	free(b);
-	w->in_flight--;
-	if (w->cfg == NULL)
-		gl_worker_release(w);
-}
-
-/* Hands the queued triplets to the pool, or writes them here when sync. */
-static void gl_flush(struct gl_worker *w, bool sync)
-{
-	struct gl_batch *b;
-
-	if (w->nq == 0 || (b = calloc(1, sizeof(*b))) == NULL)
-		return;
-	b->w = w;
-	b->u = w->q;
-	b->n = w->nq;
-	b->work.data = b;
-	w->q = NULL;
-	w->nq = w->capq = 0;
-	if (!sync && uv_queue_work(w->loop, &b->work, gl_batch_work_cb, gl_batch_after_cb) == 0) {
-		w->in_flight++;
-		return;
-	}
-	gl_batch_work_cb(&b->work);
-	free(b->u);
-	free(b);
-}
-
-/* Every 500 ms: flush (one batch in the pool at a time keeps the order). */
-static void gl_timer_cb(uv_timer_t *t)
-{
-	struct gl_worker *w = t->data;
-
-	if (w->in_flight == 0)
-		gl_flush(w, false);
-}
-
-/* The flush timer is closed. */
-static void gl_timer_close_cb(uv_handle_t *h)
-{
-	struct gl_worker *w = h->data;
-
-	w->timer_open = false;
-	gl_worker_release(w);
-}
-
-/* Queues a triplet write for the next batch. */
-static void gl_queue(struct gl_worker *w, const char *key, const struct gl_rec *rec)
-{
-	if (w->nq == w->capq) {
-		size_t cap = w->capq ? w->capq * 2 : 32;
-		struct gl_put *q;
-
-		if (cap > 100000 || (q = realloc(w->q, cap * sizeof(*q))) == NULL)
-			return;   /* the pool is stuck: drop rather than grow without bound */
-		w->q = q;
-		w->capq = cap;
-	}
-	snprintf(w->q[w->nq].key, sizeof(w->q[w->nq].key), "%s", key);
-	w->q[w->nq].rec = *rec;
-	w->nq++;
+	if (vlen < sizeof(exp))
+		return true;
+	memcpy(&exp, val, sizeof(exp));
+	return exp < now_ms;
 }
 
 struct gl_session {
@@ -282,22 +187,22 @@ struct gl_session {
 
 struct gl_local_arg {
 	const struct greylist_config *cfg;
-	uint64_t now_ns, wait_s;
+	uint64_t wait_s;
 };
 
-/* Local entries: expiry in monotonic ns (the table's clock), aux = first attempt (ms on
+/* Local records: expiry in monotonic ns (the table's clock), val = first attempt (ms on
  * the same clock) with bit 63 = passed. */
-static int gl_local_cb(bool exists, uint64_t *expiry_ns, uint64_t *aux, void *arg)
+static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
 {
 	struct gl_local_arg *a = arg;
-	struct greylist_entry e = { *aux & ~(1ull << 63), (*aux >> 63) != 0 };
+	struct greylist_entry e = { rec->val & ~(1ull << 63), (rec->val >> 63) != 0 };
 	uint64_t keep_ms;
 	bool pass;
 
-	pass = greylist_decide(&e, exists, a->now_ns / 1000000, a->cfg->delay, a->cfg->retry_window,
+	pass = greylist_decide(&e, exists, now_ns / 1000000, a->cfg->delay, a->cfg->retry_window,
 	    a->cfg->expire, &a->wait_s, &keep_ms);
-	*aux = e.first_ms | (e.passed ? 1ull << 63 : 0);
-	*expiry_ns = a->now_ns + keep_ms * 1000000;
+	rec->val = e.first_ms | (e.passed ? 1ull << 63 : 0);
+	rec->expires_ns = now_ns + keep_ms * 1000000;
 	return pass ? 1 : 0;
 }
 
@@ -313,29 +218,30 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
-	w->local = ratelimit_local_global(100000);
+	w->local = local_table_shared(100000);
 	if (w->local == NULL)
 		goto fail;
-	w->loop = loop;
-	if (c->store && strncmp(c->store, "redis://", 8) == 0) {
+	if (store_kind_of(c->store) == STORE_REDIS) {
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
 		w->lua = redis_store_add_script(w->rs, gl_lua);
-	} else if (c->store && strncmp(c->store, "lmdb:", 5) == 0) {
-		w->db = reputation_db_open(c->store + 5, 0);
-		if (w->db == NULL)
+	} else if (store_kind_of(c->store) == STORE_LMDB) {
+		static const char *const prefixes[] = { "gl:", NULL };
+		struct lmdb_writer_config wc = {
+			.sweep_prefixes = prefixes, .expired = gl_expired, .name = "greylist",
+		};
+
+		w->st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+		if (w->st == NULL || (w->wr = lmdb_writer_new(w->st, loop, &wc)) == NULL)
 			goto fail;
-		uv_timer_init(loop, &w->timer);
-		w->timer.data = w;
-		w->timer_open = true;
-		uv_timer_start(&w->timer, gl_timer_cb, 500, 500);
-		uv_unref((uv_handle_t *)&w->timer);
 	}
 	*wstate = w;
 	return 0;
 fail:
 	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=greylist worker=%d reason=init", worker);
+	redis_store_free(w->rs);
+	lmdb_store_close(w->st);
 	free(w);
 	return -1;
 }
@@ -347,14 +253,9 @@ static void gl_worker_free(void *wstate)
 	if (w == NULL)
 		return;
 	redis_store_free(w->rs);
-	if (w->db == NULL) {
-		free(w);
-		return;
-	}
-	gl_flush(w, true);     /* the last triplets, while the config is alive */
-	w->cfg = NULL;         /* retired: the pool's completion frees w */
-	uv_timer_stop(&w->timer);
-	uv_close((uv_handle_t *)&w->timer, gl_timer_close_cb);
+	lmdb_writer_free(w->wr);       /* the last triplets are written now */
+	lmdb_store_close(w->st);
+	free(w);
 }
 
 static unsigned gl_stages(void *wstate)
@@ -394,36 +295,50 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 /* Decides in the process-wide table (monotonic clock). */
 static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key)
 {
-	struct gl_local_arg a = { w->cfg, uv_hrtime(), 0 };
-	int rc = ratelimit_local_update(w->local, key, a.now_ns, gl_local_cb, &a);
+	struct gl_local_arg a = { w->cfg, 0 };
+	int rc = local_table_update(w->local, key, uv_hrtime(), true, gl_local_cb, &a);
 
 	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
 }
 
-/* Decides from this worker's queue or the map (inline read), queues the new state. */
-static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *key)
+/* The LMDB key of a triplet: "gl:<triplet>", or "gl:#<SHA-256 of it>" when that is longer
+ * than LMDB takes (long addresses: a too-long key would fail its whole batch). 0 or -1. */
+static int gl_lmdb_key(const struct gl_worker *w, const char *triplet, char *out, size_t outlen)
+{
+	size_t n = strlen(triplet);
+
+	if (3 + n <= lmdb_store_max_key(w->st)) {
+		if (3 + n + 1 > outlen)
+			return -1;
+		memcpy(out, "gl:", 3);
+		memcpy(out + 3, triplet, n + 1);
+		return 0;
+	}
+	unsigned char md[SHA256_DIGEST_LENGTH];
+
+	if (outlen < 4 + 2 * sizeof(md) + 1)
+		return -1;
+	SHA256((const unsigned char *)triplet, n, md);
+	memcpy(out, "gl:#", 4);
+	for (size_t i = 0; i < sizeof(md); i++)
+		snprintf(out + 4 + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/* Decides from this worker's queued writes or the map (inline read), queues the new state. */
+static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *triplet)
 {
 	struct gl_rec rec;
 	struct greylist_entry e = { 0, false };
 	uint64_t now = gl_wall_ms(), wait_s, keep_ms;
+	char key[GL_KEY_MAX];
 	size_t len = 0;
 	bool exists, pass;
 	int rc;
 
 	memset(&rec, 0, sizeof(rec));
-	/* A read is a lookup in the memory map: inline. The write goes to the next batch, so
-	 * this worker's queue is newer than the map. */
-	rc = 0;
-	for (size_t i = w->nq; i-- > 0;)
-		if (strcmp(w->q[i].key, key) == 0) {
-			rec = w->q[i].rec;
-			len = sizeof(rec);
-			rc = 1;
-			break;
-		}
-	if (rc == 0)
-		rc = reputation_db_get_raw(w->db, key, &rec, sizeof(rec), &len);
-	if (rc < 0) {
+	if (gl_lmdb_key(w, triplet, key, sizeof(key)) < 0 ||
+	    (rc = lmdb_writer_get(w->wr, key, strlen(key), &rec, sizeof(rec), &len)) < 0) {
 		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
 		return;
 	}
@@ -437,7 +352,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	rec.expires_ms = now + keep_ms;
 	rec.first_ms = e.first_ms;
 	rec.passed = e.passed;
-	gl_queue(w, key, &rec);
+	lmdb_writer_put(w->wr, key, strlen(key), &rec, sizeof(rec));
 	gl_finish(call, pass, wait_s, "lmdb");
 }
 
@@ -459,36 +374,37 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	gl_check_local(s->w, call, s->key);
 }
 
+#define GL_PREFIX "mxgate:gl:"         /* local table and Redis keys */
+
 static void gl_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct gl_worker *w = wstate;
 	struct hook_env *env = hook_call_env(call);
 	const struct greylist_config *c = w->cfg;
 	const struct sockaddr *sa = (const struct sockaddr *)&env->client;
+	const size_t plen = sizeof(GL_PREFIX) - 1;
 	struct gl_session *s;
-	char key[GL_KEY_MAX];
+	char key[GL_KEY_MAX];           /* GL_PREFIX + triplet */
+	const char *triplet = key + plen;
 	char a1[24], a2[24], a3[24];
 	const char *argv[4];
 
+	memcpy(key, GL_PREFIX, plen);
 	if (hook_call_stage(call) != HOOK_RCPT || env->cur_rcpt == NULL || env->mail_from == NULL ||
 	    (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) ||
 	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
 	    hook_env_find_symbol(env, "REP_ALLOW"))) ||
-	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt, key,
-	    sizeof(key) - 16) < 0) {
+	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt,
+	    key + plen, sizeof(key) - plen) < 0) {
 		hook_call_done(call, NULL);
 		return;
 	}
+	if (w->wr) {
+		gl_check_lmdb(w, call, triplet);
+		return;
+	}
 	if (w->rs == NULL) {
-		char lk[GL_KEY_MAX];
-
-		if (w->db) {
-			snprintf(lk, sizeof(lk), "gl:%s", key);
-			gl_check_lmdb(w, call, lk);
-			return;
-		}
-		snprintf(lk, sizeof(lk), "mxgate:gl:%s", key);
-		gl_check_local(w, call, lk);
+		gl_check_local(w, call, key);
 		return;
 	}
 	s = env->module_ctx[slot];
@@ -501,7 +417,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 		s->w = w;
 		env->module_ctx[slot] = s;
 	}
-	snprintf(s->key, sizeof(s->key), "mxgate:gl:%s", key);
+	memcpy(s->key, key, strlen(key) + 1);   /* same size as key */
 	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)c->delay);
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)c->retry_window);
 	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)c->expire);

@@ -8,14 +8,14 @@
  * restarts; reads inline, writes batched in the thread pool; the directory may be the
  * reputation one) or redis://… (all nodes; one script per check on the server's clock;
  * unreachable -> the local table decides). */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_GREYLIST_H
 #define MX_GREYLIST_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/cfg.h"
 
 struct hook_env;
 struct hook_module;

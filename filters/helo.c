@@ -5,8 +5,10 @@
  * stored in env->client_name. Temporary DNS failures are logged and never scored. */
 #include "filters/helo.h"
 #include "filters/dns.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -313,37 +315,22 @@ static void helo_ptr_cb(void *arg, const struct dns_result *res)
 	helo_settle(s);
 }
 
-/* The client's address as text, v4-mapped IPv6 shown as IPv4; returns the family. */
+/* The client's address as text, v4-mapped IPv6 shown as IPv4; returns the family
+ * (AF_UNSPEC with out "" for another one). */
 static int helo_client_addr(const struct sockaddr_storage *ss, char *out, size_t outlen)
 {
-	if (ss->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)outlen);
-		return AF_INET;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+	int fam = netaddr_sockaddr_string((const struct sockaddr *)ss, out, outlen);
 
-		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)outlen);
-			return AF_INET;
-		}
-		inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
-		return AF_INET6;
-	}
-	out[0] = '\0';
-	return AF_UNSPEC;
+	return fam < 0 ? AF_UNSPEC : fam;
 }
 
-/* Same address? Both textual, either family. */
+/* Same address? Both textual, either family (a v4-mapped one equals its IPv4 address). */
 static bool helo_same_addr(const char *a, const char *b)
 {
-	unsigned char x[16], y[16];
+	struct netaddr x, y;
 
-	if (inet_pton(AF_INET, a, x) == 1)
-		return inet_pton(AF_INET, b, y) == 1 && memcmp(x, y, 4) == 0;
-	if (inet_pton(AF_INET6, a, x) == 1)
-		return inet_pton(AF_INET6, b, y) == 1 && memcmp(x, y, 16) == 0;
-	return false;
+	return netaddr_from_string(a, &x) == 0 && netaddr_from_string(b, &y) == 0 &&
+	    netaddr_equal(&x, &y);
 }
 
 static void helo_check_helo(struct helo_worker *w, struct hook_env *env, struct verdict *v)

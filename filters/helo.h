@@ -5,14 +5,14 @@
  * HOOK_HELO: syntax (RFC 5321 4.1.2 Domain / address literal), a name or literal claiming to
  * be us, a literal that is not the client. Each test adds a symbol with a score and has an
  * action (score by default; reject or tempfail optional). */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_HELO_H
 #define MX_HELO_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/cfg.h"
 
 enum helo_action { HELO_ACTION_SCORE = 0, HELO_ACTION_REJECT, HELO_ACTION_TEMPFAIL };
 

@@ -1,7 +1,6 @@
 /* ratelimit.c — the rate-limit filter module, see ratelimit.h. */
 #include "ratelimit.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <libfyaml.h>
 #include <stdio.h>
@@ -12,17 +11,20 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"
+#include "proxy/netaddr.h"
 #include "gcra.h"
 #include "ratelimit_local.h"
-#include "redis_store.h"
+#include "store/redis.h"
+#include "senderauth.h"
 
 /* ---- configuration ------------------------------------------------------------------- */
 
 static const char *const rl_key_names[] = { "ip", "ip_prefix", "helo", "sender",
-	"sender_domain", "recipient", NULL };
+	"sender_domain", "recipient", "auth_domain", NULL };
 static const char *const rl_count_names[] = { "connections", "concurrency", "messages",
 	"recipients", "bytes", NULL };
 static const char *const rl_action_names[] = { "tempfail", "reject", "delay", NULL };
@@ -30,7 +32,7 @@ static const char *const rl_on_error_names[] = { "accept", "tempfail", "reject",
 
 const char *ratelimit_key_name(int key)
 {
-	return key >= 0 && key <= RATELIMIT_KEY_RECIPIENT ? rl_key_names[key] : "?";
+	return key >= 0 && key <= RATELIMIT_KEY_AUTH_DOMAIN ? rl_key_names[key] : "?";
 }
 
 const char *ratelimit_count_name(int count)
@@ -125,6 +127,9 @@ static const char *rl_rule_problem(const struct ratelimit_rule_config *r)
 	if (r->count == RATELIMIT_COUNT_CONNECTIONS && r->key != RATELIMIT_KEY_IP &&
 	    r->key != RATELIMIT_KEY_IP_PREFIX && r->key != RATELIMIT_KEY_HELO)
 		return "connections are counted per ip, ip_prefix or helo";
+	if (r->key == RATELIMIT_KEY_AUTH_DOMAIN && r->count != RATELIMIT_COUNT_MESSAGES &&
+	    r->count != RATELIMIT_COUNT_BYTES)
+		return "auth_domain is known at end of data: count messages or bytes";
 	return NULL;
 }
 
@@ -151,7 +156,7 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field rl_rule_fields[] = {
 	{ "key", CFG_ENUM, offsetof(struct ratelimit_rule_config, key), "ip", .choices = rl_key_names,
-	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient" },
+	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient, auth_domain (DKIM/SPF-aligned From domain, at end of data)" },
 	{ "count", CFG_ENUM, offsetof(struct ratelimit_rule_config, count), "messages",
 	  .choices = rl_count_names,
 	  .doc = "what is counted: connections, concurrency, messages, recipients, bytes" },
@@ -210,60 +215,6 @@ void ratelimit_safe_copy(const char *in, char *out, size_t outlen)
 
 /* ---- key values ------------------------------------------------------------------------ */
 
-/* Unwraps v4-mapped IPv6 into out4; returns the family to use. */
-static int rl_addr_family(const struct sockaddr *sa, struct in_addr *out4)
-{
-	if (sa->sa_family == AF_INET) {
-		*out4 = ((const struct sockaddr_in *)sa)->sin_addr;
-		return AF_INET;
-	}
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			memcpy(&out4->s_addr, a->s6_addr + 12, 4);
-			return AF_INET;
-		}
-		return AF_INET6;
-	}
-	return -1;
-}
-
-int ratelimit_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6,
-    char *out, size_t outlen)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-	char buf[INET6_ADDRSTRLEN];
-	int fam = rl_addr_family(sa, &a4), n;
-
-	if (fam == AF_INET) {
-		uint32_t m = prefix_v4 <= 0 ? 0 : prefix_v4 >= 32 ? 0xffffffffu :
-		    ~(0xffffffffu >> prefix_v4);
-
-		a4.s_addr = htonl(ntohl(a4.s_addr) & m);
-		inet_ntop(AF_INET, &a4, buf, sizeof(buf));
-		n = snprintf(out, outlen, "%s/%d", buf, prefix_v4 < 0 ? 0 : prefix_v4 > 32 ? 32 : prefix_v4);
-	} else if (fam == AF_INET6) {
-		int p = prefix_v6 < 0 ? 0 : prefix_v6 > 128 ? 128 : prefix_v6;
-
-		a6 = ((const struct sockaddr_in6 *)sa)->sin6_addr;
-		for (int i = 0; i < 16; i++) {
-			int bits = p - i * 8;
-
-			if (bits <= 0)
-				a6.s6_addr[i] = 0;
-			else if (bits < 8)
-				a6.s6_addr[i] &= (uint8_t)(0xff << (8 - bits));
-		}
-		inet_ntop(AF_INET6, &a6, buf, sizeof(buf));
-		n = snprintf(out, outlen, "%s/%d", buf, p);
-	} else {
-		return -1;
-	}
-	return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
 /* Lowercases s into out; -1 when it does not fit (never key on a truncation). */
 static int rl_copy_lower(const char *s, char *out, size_t outlen)
 {
@@ -281,21 +232,17 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
     const char *rcpt, char *out, size_t outlen)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&env->client;
-	struct in_addr a4;
 	const char *at;
 
 	switch (r->key) {
 	case RATELIMIT_KEY_IP:
-		if (rl_addr_family(sa, &a4) == AF_INET)
-			return inet_ntop(AF_INET, &a4, out, (socklen_t)outlen) ? 0 : -1;
-		if (sa->sa_family == AF_INET6)
-			return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
-			    (socklen_t)outlen) ? 0 : -1;
-		if (env->client_ip[0])
+		if (netaddr_sockaddr_string(sa, out, outlen) >= 0)
+			return 0;
+		if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6 && env->client_ip[0])
 			return rl_copy_lower(env->client_ip, out, outlen);
 		return -1;
 	case RATELIMIT_KEY_IP_PREFIX:
-		return ratelimit_prefix_string(sa, (int)r->prefix_v4, (int)r->prefix_v6, out, outlen);
+		return netaddr_prefix_string(sa, (int)r->prefix_v4, (int)r->prefix_v6, out, outlen);
 	case RATELIMIT_KEY_HELO:
 		if (env->helo[0] == '\0')
 			return -1;
@@ -319,6 +266,10 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 		if (rcpt == NULL || rcpt[0] == '\0')
 			return -1;
 		return rl_copy_lower(rcpt, out, outlen);
+	case RATELIMIT_KEY_AUTH_DOMAIN:
+		/* only what DKIM or SPF authenticated: an unauthenticated From never keys */
+		at = senderauth_auth_domain(env);
+		return at != NULL ? rl_copy_lower(at, out, outlen) : -1;
 	}
 	return -1;
 }
@@ -374,7 +325,7 @@ struct rl_worker {
 	size_t nrules;
 	uv_loop_t *loop;
 	int worker;
-	struct ratelimit_local *local;
+	struct local_table *local;
 	struct redis_store *rs;        /* NULL for store: local */
 	int lua_gcra, lua_acquire;
 	unsigned stages;
@@ -447,7 +398,8 @@ static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 	case RATELIMIT_COUNT_CONCURRENCY:
 		return (1u << HOOK_CONNECT) | (1u << HOOK_CLOSE);
 	case RATELIMIT_COUNT_MESSAGES:
-		return 1u << HOOK_DATA;
+		/* the authenticated domain exists only once senderauth has judged the message */
+		return r->key == RATELIMIT_KEY_AUTH_DOMAIN ? 1u << HOOK_EOM : 1u << HOOK_DATA;
 	case RATELIMIT_COUNT_RECIPIENTS:
 		return 1u << HOOK_RCPT;
 	case RATELIMIT_COUNT_BYTES:
@@ -473,7 +425,7 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	w->loop = loop;
 	w->worker = worker;
 	w->rule_ok = calloc(w->nrules, sizeof(*w->rule_ok));
-	w->local = ratelimit_local_global((size_t)c->max_keys);
+	w->local = local_table_shared((size_t)c->max_keys);
 	if (w->rule_ok == NULL || w->local == NULL)
 		goto fail;
 	pthread_once(&rl_node_once, rl_node_init);
@@ -768,7 +720,7 @@ static void rl_release_held(struct rl_session *s)
 			if (w->rs)
 				redis_store_command(w->rs, 3, argv, NULL, NULL, NULL, NULL);
 		} else {
-			ratelimit_local_release(w->local, s->held[i].key);
+			ratelimit_local_release(w->local, s->held[i].key, rl_now_ns());
 		}
 	}
 	free(s->held);

@@ -6,15 +6,14 @@
  *   connections  HOOK_CONNECT (key ip / ip_prefix), HOOK_HELO (key helo, first HELO only)
  *   concurrency  HOOK_CONNECT, released when the session ends (key ip / ip_prefix)
  *   messages     HOOK_DATA: a message counts once DATA is reached, so attempts refused at
- *                MAIL/RCPT consume nothing (key recipient: once per accepted recipient)
+ *                MAIL/RCPT consume nothing (key recipient: once per accepted recipient);
+ *                key auth_domain: HOOK_EOM, once filters/senderauth.c knows the domain
  *   recipients   HOOK_RCPT, per candidate recipient
  *   bytes        HOOK_EOM, the message size (a message larger than the whole limit passes
  *                only when the bucket is full, and empties it)
  * Actions: tempfail (421 4.7.0 at connect, 451 4.7.1 later), reject (550 5.7.1), delay
  * (continue, the reply held `delay` — a tarpit).
  * Redis down: the check runs in the local table instead; the store reconnects by itself. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_RATELIMIT_H
 #define MX_RATELIMIT_H
 
@@ -22,12 +21,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/cfg.h"
+
 struct hook_env;
 struct hook_module;
 
 enum ratelimit_key {
 	RATELIMIT_KEY_IP = 0, RATELIMIT_KEY_IP_PREFIX, RATELIMIT_KEY_HELO, RATELIMIT_KEY_SENDER,
-	RATELIMIT_KEY_SENDER_DOMAIN, RATELIMIT_KEY_RECIPIENT
+	RATELIMIT_KEY_SENDER_DOMAIN, RATELIMIT_KEY_RECIPIENT,
+	RATELIMIT_KEY_AUTH_DOMAIN   /* DKIM/SPF-aligned From domain (senderauth), never a bare From */
 };
 enum ratelimit_count {
 	RATELIMIT_COUNT_CONNECTIONS = 0, RATELIMIT_COUNT_CONCURRENCY, RATELIMIT_COUNT_MESSAGES,
@@ -69,15 +71,11 @@ extern const struct hook_module ratelimit_module;
 /* Parses a limit: "10/60s", "1000/1h", or "10" when plain is allowed. 0 or -1. */
 int ratelimit_limit_parse(const char *s, bool plain_ok, struct ratelimit_limit *out);
 
-/* Writes the network of sa for the prefix lengths ("198.18.7.0/24", "2001:db8:1:2::/64");
- * v4-mapped IPv6 counts as IPv4. 0 or -1 (unknown family / too small buffer). */
-int ratelimit_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6,
-    char *out, size_t outlen);
-
 /* Writes the value a rule keys on for this session into out: the client address, its
- * prefix, the lowercased HELO, sender ("<>" for the null sender), sender domain, or
- * recipient (rcpt; NULL = env->cur_rcpt). Returns 0, or -1 when the session has no such
- * value yet (no HELO, no sender domain...) and the rule does not apply. */
+ * prefix, the lowercased HELO, sender ("<>" for the null sender), sender domain,
+ * recipient (rcpt; NULL = env->cur_rcpt) or authenticated domain (senderauth's
+ * AUTH_DOMAIN). Returns 0, or -1 when the session has no such value yet (no HELO, no
+ * sender domain...) and the rule does not apply. */
 int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook_env *env,
     const char *rcpt, char *out, size_t outlen);
 

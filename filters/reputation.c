@@ -1,21 +1,20 @@
 /* reputation.c — per-IP / per-network reputation with decay, see reputation.h. */
 #include "reputation.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <lmdb.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 
+#include "proxy/config.h"
+#include "proxy/counters.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
-#include "ratelimit.h"
-#include "redis_store.h"
+#include "proxy/netaddr.h"
+#include "store/lmdb_store.h"
+#include "store/redis.h"
+#include "store/store.h"
 
 #define REP_KEY_MAX 80
 
@@ -67,28 +66,10 @@ double reputation_score(const struct reputation_counts *ip, const struct reputat
 int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, char *ipkey,
     size_t iplen, char *netkey, size_t netlen)
 {
-	char ip[INET6_ADDRSTRLEN], net[INET6_ADDRSTRLEN + 8];
-	const void *a;
-	int fam = sa->sa_family;
-	struct in_addr a4;
+	char ip[NETADDR_STRLEN], net[NETADDR_PREFIX_STRLEN];
 
-	if (fam == AF_INET) {
-		a = &((const struct sockaddr_in *)sa)->sin_addr;
-	} else if (fam == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-
-		a = a6;
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			memcpy(&a4, a6->s6_addr + 12, 4);
-			a = &a4;
-			fam = AF_INET;
-		}
-	} else {
-		return -1;
-	}
-	if (inet_ntop(fam, a, ip, sizeof(ip)) == NULL)
-		return -1;
-	if (ratelimit_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
+	if (netaddr_sockaddr_string(sa, ip, sizeof(ip)) < 0 ||
+	    netaddr_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
 		return -1;
 	if ((size_t)snprintf(ipkey, iplen, "ip:%s", ip) >= iplen ||
 	    (size_t)snprintf(netkey, netlen, "net:%s", net) >= netlen)
@@ -105,281 +86,79 @@ static uint64_t rep_wall_ms(void)
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-/* ---- LMDB ---------------------------------------------------------------------------------
- * LMDB allows one environment per file per process: environments are shared by path and
- * reference-counted. Transactions use MDB_NOTLS so any thread (loop or pool) may read. */
+/* ---- the LMDB records -------------------------------------------------------------------
+ * "ip:<addr>" and "net:<prefix>" hold a struct reputation_counts each, in the environment
+ * store/lmdb_store.c shares with greylisting. Updates are merges: decay, then count one. */
 
-struct reputation_db {
-	struct reputation_db *next;
-	int refs;
-	char *path;
-	MDB_env *env;
-	MDB_dbi dbi;
-	uint64_t last_cleanup_ms;       /* reputation records (under the writer lock) */
-	uint64_t last_sweep_raw_ms;     /* raw records with an expiry header */
-	uint64_t last_err_log_ms;       /* write errors (a full map) are logged once a minute */
-};
-
-/* Logs a write error at most once a minute per database. */
-static void rep_db_log_error(struct reputation_db *db, int rc)
-{
-	uint64_t now = rep_wall_ms(), last = __atomic_load_n(&db->last_err_log_ms, __ATOMIC_RELAXED);
-
-	if (now - last < 60000 || !__atomic_compare_exchange_n(&db->last_err_log_ms, &last, now, false,
-	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		return;
-	log_event(LOG_LVL_WARNING, NULL, "event=reputation_error store=lmdb:%s reason=\"%s\"%s",
-	    db->path, mdb_strerror(rc), rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
-}
-
-static pthread_mutex_t rep_db_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct reputation_db *rep_dbs;
-
-/* mkdir -p; 0 or -1 with errno. */
-static int rep_mkdirs(const char *dir)
-{
-	char buf[4096];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -1;
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
-struct reputation_db *reputation_db_open(const char *dir, uint64_t map_size)
-{
-	struct reputation_db *db;
-	MDB_txn *txn = NULL;
-	int rc;
-
-	pthread_mutex_lock(&rep_db_mu);
-	for (db = rep_dbs; db; db = db->next)
-		if (strcmp(db->path, dir) == 0) {
-			db->refs++;
-			pthread_mutex_unlock(&rep_db_mu);
-			return db;
-		}
-	db = calloc(1, sizeof(*db));
-	if (db == NULL || (db->path = strdup(dir)) == NULL)
-		goto fail;
-	if (rep_mkdirs(dir) < 0) {
-		log_event(LOG_LVL_ERROR, NULL, "event=reputation_error store=lmdb:%s reason=\"mkdir: %s\"",
-		    dir, strerror(errno));
-		goto fail;
-	}
-	if ((rc = mdb_env_create(&db->env)) != 0 ||
-	    (rc = mdb_env_set_mapsize(db->env, map_size ? map_size : 256u << 20)) != 0 ||
-	    (rc = mdb_env_set_maxreaders(db->env, 1022)) != 0 ||
-	    /* NOSYNC: the OS writes the map back; a process restart loses nothing, a power
-	     * loss at most the last seconds of reputation — not worth an fsync per batch. */
-	    (rc = mdb_env_open(db->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0 ||
-	    (rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, NULL, 0, &db->dbi)) != 0 ||
-	    (rc = mdb_txn_commit(txn)) != 0) {
-		txn = NULL;
-		log_event(LOG_LVL_ERROR, NULL, "event=reputation_error store=lmdb:%s reason=\"%s\"", dir,
-		    mdb_strerror(rc));
-		goto fail;
-	}
-	db->refs = 1;
-	db->next = rep_dbs;
-	rep_dbs = db;
-	pthread_mutex_unlock(&rep_db_mu);
-	return db;
-fail:
-	if (db) {
-		if (db->env)
-			mdb_env_close(db->env);
-		free(db->path);
-		free(db);
-	}
-	pthread_mutex_unlock(&rep_db_mu);
-	return NULL;
-}
-
-void reputation_db_close(struct reputation_db *db)
-{
-	struct reputation_db **pp;
-
-	if (db == NULL)
-		return;
-	pthread_mutex_lock(&rep_db_mu);
-	if (--db->refs > 0) {
-		pthread_mutex_unlock(&rep_db_mu);
-		return;
-	}
-	for (pp = &rep_dbs; *pp; pp = &(*pp)->next)
-		if (*pp == db) {
-			*pp = db->next;
-			break;
-		}
-	pthread_mutex_unlock(&rep_db_mu);
-	mdb_env_sync(db->env, 1);
-	mdb_env_close(db->env);
-	free(db->path);
-	free(db);
-}
-
-int reputation_db_get(struct reputation_db *db, const char *key, struct reputation_counts *out)
-{
-	MDB_txn *txn;
-	MDB_val k = { strlen(key), (void *)key }, v;
-	int rc;
-
-	memset(out, 0, sizeof(*out));
-	if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn) != 0)
-		return -1;
-	rc = mdb_get(txn, db->dbi, &k, &v);
-	if (rc == 0 && v.mv_size == sizeof(*out))
-		memcpy(out, v.mv_data, sizeof(*out));
-	mdb_txn_abort(txn);
-	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
-}
-
-/* Drops records whose decayed history no longer matters (inside a write txn). */
-static void rep_db_cleanup(struct reputation_db *db, MDB_txn *txn, uint64_t now_ms,
+void reputation_add(struct reputation_counts *rc, enum reputation_outcome o, uint64_t now_ms,
     uint64_t half_life_ms)
 {
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc;
-
-	if (mdb_cursor_open(txn, db->dbi, &cur) != 0)
-		return;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct reputation_counts c;
-		double sum = 0;
-
-		/* Other filters (greylist) keep raw records here that start with their expiry. */
-		if (!((k.mv_size > 3 && memcmp(k.mv_data, "ip:", 3) == 0) ||
-		    (k.mv_size > 4 && memcmp(k.mv_data, "net:", 4) == 0))) {
-			uint64_t exp;
-
-			if (v.mv_size >= sizeof(exp)) {
-				memcpy(&exp, v.mv_data, sizeof(exp));
-				if (exp < now_ms)
-					mdb_cursor_del(cur, 0);
-			}
-			continue;
-		}
-		if (half_life_ms == 0)
-			continue;
-		if (v.mv_size != sizeof(c)) {
-			mdb_cursor_del(cur, 0);
-			continue;
-		}
-		memcpy(&c, v.mv_data, sizeof(c));
-		reputation_decay(&c, now_ms, half_life_ms);
-		for (int i = 0; i < REPUTATION_NOUTCOMES; i++)
-			sum += c.c[i];
-		if (sum < 0.05)
-			mdb_cursor_del(cur, 0);
-	}
-	mdb_cursor_close(cur);
+	reputation_decay(rc, now_ms, half_life_ms);
+	if ((unsigned)o < REPUTATION_NOUTCOMES)
+		rc->c[o] += 1.0;
 }
 
-int reputation_db_apply(struct reputation_db *db, const char *const *keys,
-    const enum reputation_outcome *outcomes, size_t n, uint64_t now_ms, uint64_t half_life_ms)
+/* The writer's merge (pool thread): the operand is one outcome byte; ctx the half-life. */
+static long rep_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
 {
-	MDB_txn *txn;
-	int rc;
+	struct reputation_counts c;
+	uint64_t half_life;
 
-	if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		MDB_val k = { strlen(keys[i]), (void *)keys[i] }, v;
-		struct reputation_counts c;
-
-		memset(&c, 0, sizeof(c));
-		rc = mdb_get(txn, db->dbi, &k, &v);
-		if (rc == 0 && v.mv_size == sizeof(c))
-			memcpy(&c, v.mv_data, sizeof(c));
-		else if (rc != 0 && rc != MDB_NOTFOUND)
-			goto fail_txn;
-		reputation_decay(&c, now_ms, half_life_ms);
-		if ((unsigned)outcomes[i] < REPUTATION_NOUTCOMES)
-			c.c[outcomes[i]] += 1.0;
-		v.mv_size = sizeof(c);
-		v.mv_data = &c;
-		if ((rc = mdb_put(txn, db->dbi, &k, &v, 0)) != 0)
-			goto fail_txn;
-	}
-	/* About hourly, drop forgotten records so the map does not fill with one-off IPs. Only
-	 * one writer runs at a time (LMDB's writer lock), so the stamp needs no other lock. */
-	if (now_ms - db->last_cleanup_ms > 3600 * 1000) {
-		db->last_cleanup_ms = now_ms;
-		rep_db_cleanup(db, txn, now_ms, half_life_ms);
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0)
-		goto fail;
-	return 0;
-fail_txn:
-	mdb_txn_abort(txn);
-fail:
-	rep_db_log_error(db, rc);
-	return -1;
-}
-
-int reputation_db_get_raw(struct reputation_db *db, const char *key, void *val, size_t cap,
-    size_t *len)
-{
-	MDB_txn *txn;
-	MDB_val k = { strlen(key), (void *)key }, v;
-	int rc;
-
-	if (mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn) != 0)
+	if (oplen != 1 || cap < sizeof(c))
 		return -1;
-	rc = mdb_get(txn, db->dbi, &k, &v);
-	if (rc == 0) {
-		memcpy(val, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
-		*len = v.mv_size;
-	}
-	mdb_txn_abort(txn);
-	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
+	memset(&c, 0, sizeof(c));
+	if (cur && curlen == sizeof(c))
+		memcpy(&c, cur, sizeof(c));
+	memcpy(&half_life, ctx, sizeof(half_life));
+	reputation_add(&c, (enum reputation_outcome)*(const unsigned char *)operand, now_ms, half_life);
+	memcpy(out, &c, sizeof(c));
+	return (long)sizeof(c);
 }
 
-int reputation_db_put_many(struct reputation_db *db, const char *const *keys,
-    const void *const *vals, const size_t *lens, size_t n)
+/* The sweep rule (about hourly): records whose decayed history no longer matters, and
+ * records of another shape, go. */
+static bool rep_expired(const void *key, size_t klen, const void *val, size_t vlen,
+    uint64_t now_ms, const void *ctx)
 {
-	MDB_txn *txn;
-	int rc;
+	struct reputation_counts c;
+	uint64_t half_life;
+	double sum = 0;
 
-	if ((rc = mdb_txn_begin(db->env, NULL, 0, &txn)) != 0)
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		MDB_val k = { strlen(keys[i]), (void *)keys[i] }, v = { lens[i], (void *)vals[i] };
+	if (vlen != sizeof(c))
+		return true;
+	memcpy(&half_life, ctx, sizeof(half_life));
+	if (half_life == 0)
+		return false;
+	memcpy(&c, val, sizeof(c));
+	reputation_decay(&c, now_ms, half_life);
+	for (int i = 0; i < REPUTATION_NOUTCOMES; i++)
+		sum += c.c[i];
+	return sum < 0.05;
+}
 
-		if (lens[i] == 0)
-			rc = mdb_del(txn, db->dbi, &k, NULL);
-		else
-			rc = mdb_put(txn, db->dbi, &k, &v, 0);
-		if (rc != 0 && rc != MDB_NOTFOUND) {
-			mdb_txn_abort(txn);
-			goto fail;
-		}
-	}
-	if (rep_wall_ms() - db->last_sweep_raw_ms > 3600 * 1000) {
-		db->last_sweep_raw_ms = rep_wall_ms();
-		rep_db_cleanup(db, txn, db->last_sweep_raw_ms, 0);
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0)
-		goto fail;
-	return 0;
-fail:
-	rep_db_log_error(db, rc);
-	return -1;
+struct rep_read { struct reputation_counts *out[2]; };
+
+/* One value of rep_read_counts's snapshot: zeroes when absent or of another shape. */
+static void rep_read_value_cb(void *arg, size_t i, const void *val, size_t len)
+{
+	struct rep_read *r = arg;
+
+	memset(r->out[i], 0, sizeof(*r->out[i]));
+	if (val && len == sizeof(*r->out[i]))
+		memcpy(r->out[i], val, len);
+}
+
+/* Reads the IP's and the network's counts in one snapshot (inline: the memory map). */
+static int rep_read_counts(struct lmdb_store *st, const char *ipkey, const char *netkey,
+    struct reputation_counts *ip, struct reputation_counts *net)
+{
+	struct lmdb_key keys[2] = { { ipkey, strlen(ipkey) }, { netkey, strlen(netkey) } };
+	struct rep_read r = { { ip, net } };
+
+	memset(ip, 0, sizeof(*ip));
+	memset(net, 0, sizeof(*net));
+	return lmdb_store_get_many(st, keys, 2, rep_read_value_cb, &r);
 }
 
 /* ---- configuration --------------------------------------------------------------------- */
@@ -390,14 +169,12 @@ static const char *const rep_action_names[] = { "tempfail", "reject", "delay", "
 static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct reputation_config *c = obj;
-	char host[256], pw[128];
-	int port, db;
+	int kind = store_kind_of(c->store);
 
-	if (c->store && c->store[0] && strncmp(c->store, "lmdb:", 5) != 0 &&
-	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
-		return cfg_error(p, n, "store: expected lmdb:/dir or redis://host:port[/db]");
-	if (c->store && strncmp(c->store, "lmdb:", 5) == 0 && c->store[5] == '\0')
+	if (c->store && strcmp(c->store, "lmdb:") == 0)
 		return cfg_error(p, n, "store: lmdb: needs a directory");
+	if (kind != STORE_NONE && kind != STORE_LMDB && kind != STORE_REDIS)
+		return cfg_error(p, n, "store: expected lmdb:/dir or redis://host:port[/db]");
 	if (c->good_threshold <= c->bad_threshold)
 		return cfg_error(p, n, "good_threshold must be above bad_threshold");
 	return 0;
@@ -494,144 +271,21 @@ static const char *const rep_outcome_names[REPUTATION_NOUTCOMES] = { "accepted",
 
 /* ---- per-worker state ------------------------------------------------------------------- */
 
-#define REP_CACHE 4096
-#define REP_CACHE_TTL_MS (10 * 60 * 1000)
-
-struct rep_cache_ent { char ip[48]; float score; uint64_t until_ms; };
-
-struct rep_update { char key[REP_KEY_MAX]; enum reputation_outcome o; };
-
-struct rep_batch {                  /* one flush handed to the thread pool */
-	uv_work_t work;
-	struct rep_worker *w;
-	struct rep_update *u;
-	size_t n;
-};
-
 struct rep_worker {
 	const struct reputation_config *cfg;  /* gone once the generation is retired */
-	uint64_t half_life;             /* copied: pool threads use it after retirement */
 	uv_loop_t *loop;
 	int worker;
-	struct reputation_db *db;       /* lmdb store */
+	struct lmdb_store *st;          /* lmdb store: reads inline ... */
+	struct lmdb_writer *wr;         /* ... writes batched in the pool */
 	struct redis_store *rs;         /* redis store */
 	int lua_get, lua_add;
-	uv_timer_t flush_timer;
-	bool timer_open, closing;
-	int in_flight;                  /* batches in the pool */
-	struct rep_update *q;           /* queued updates */
-	size_t nq, capq;
-	struct rep_cache_ent *cache;    /* recent scores, for reputation_is_known_good */
 };
-
-/* The worker state of each worker's current config generation, for the functions the
- * session and listener call without a module slot. worker_init may run on the main thread
- * (the first generation, before the worker thread starts), so this is indexed by worker,
- * not thread-local; rep_tls_worker remembers which worker the calling loop thread is. */
-#define REP_MAX_WORKERS 256
-static struct rep_worker *rep_by_worker[REP_MAX_WORKERS];
-static __thread int rep_tls_worker = -1;
-
-static struct rep_worker *rep_current(int worker)
-{
-	if (worker < 0 || worker >= REP_MAX_WORKERS)
-		return NULL;
-	return __atomic_load_n(&rep_by_worker[worker], __ATOMIC_ACQUIRE);
-}
 
 struct rep_session {
 	struct rep_worker *w;
 	struct hook_call *call;
 	struct redis_req *req;
 };
-
-/* The direct-mapped cache slot of an ip key. */
-static struct rep_cache_ent *rep_cache_slot(struct rep_worker *w, const char *ip)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (const char *s = ip; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return &w->cache[h % REP_CACHE];
-}
-
-/* Remembers a score for reputation_is_known_good (10 minutes). */
-static void rep_cache_put(struct rep_worker *w, const char *ipkey, double score)
-{
-	struct rep_cache_ent *e = rep_cache_slot(w, ipkey);
-
-	snprintf(e->ip, sizeof(e->ip), "%s", ipkey);
-	e->score = (float)score;
-	e->until_ms = rep_wall_ms() + REP_CACHE_TTL_MS;
-}
-
-/* Thread pool: applies one batch in one LMDB write transaction. */
-static void rep_flush_work_cb(uv_work_t *req)
-{
-	struct rep_batch *b = req->data;
-	const char **keys = malloc(b->n * sizeof(*keys));
-	enum reputation_outcome *os = malloc(b->n * sizeof(*os));
-
-	if (keys && os) {
-		for (size_t i = 0; i < b->n; i++) {
-			keys[i] = b->u[i].key;
-			os[i] = b->u[i].o;
-		}
-		reputation_db_apply(b->w->db, keys, os, b->n, rep_wall_ms(), b->w->half_life);
-	}
-	free(keys);
-	free(os);
-}
-
-static void rep_worker_release(struct rep_worker *w);
-
-/* Loop thread: the batch is written; a retired worker may go now. */
-static void rep_flush_after_cb(uv_work_t *req, int status)
-{
-	struct rep_batch *b = req->data;
-	struct rep_worker *w = b->w;
-
-	free(b->u);
-	free(b);
-	w->in_flight--;
-	if (w->closing)
-		rep_worker_release(w);
-}
-
-/* Hands the queued updates to the thread pool (or applies them here when sync). */
-static void rep_flush(struct rep_worker *w, bool sync)
-{
-	struct rep_batch *b;
-
-	if (w->nq == 0 || w->db == NULL)
-		return;
-	b = calloc(1, sizeof(*b));
-	if (b == NULL)
-		return;
-	b->w = w;
-	b->u = w->q;
-	b->n = w->nq;
-	b->work.data = b;
-	w->q = NULL;
-	w->nq = w->capq = 0;
-	if (!sync && uv_queue_work(w->loop, &b->work, rep_flush_work_cb, rep_flush_after_cb) == 0) {
-		w->in_flight++;
-		return;
-	}
-	rep_flush_work_cb(&b->work);
-	free(b->u);
-	free(b);
-}
-
-/* Every flush_interval: hands the queued updates to the pool. */
-static void rep_flush_timer_cb(uv_timer_t *t)
-{
-	struct rep_worker *w = t->data;
-
-	/* One batch at a time per worker keeps the order of a client's updates. */
-	if (w->in_flight == 0)
-		rep_flush(w, false);
-}
 
 static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
@@ -645,59 +299,34 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
-	w->half_life = c->half_life;
 	w->loop = loop;
 	w->worker = worker;
-	w->cache = calloc(REP_CACHE, sizeof(*w->cache));
-	if (w->cache == NULL)
-		goto fail;
-	if (c->store && strncmp(c->store, "lmdb:", 5) == 0) {
-		w->db = reputation_db_open(c->store + 5, c->map_size);
-		if (w->db == NULL)
+	if (store_kind_of(c->store) == STORE_LMDB) {
+		static const char *const prefixes[] = { "ip:", "net:", NULL };
+		uint64_t half_life = c->half_life;
+		struct lmdb_writer_config wc = {
+			.sweep_prefixes = prefixes, .merge = rep_merge, .expired = rep_expired,
+			.ctx = &half_life, .ctx_len = sizeof(half_life),
+			.flush_interval = c->flush_interval, .max_queued = 200000, .name = "reputation",
+		};
+
+		w->st = lmdb_store_open(store_lmdb_dir(c->store), c->map_size);
+		if (w->st == NULL || (w->wr = lmdb_writer_new(w->st, loop, &wc)) == NULL)
 			goto fail;
-		uv_timer_init(loop, &w->flush_timer);
-		w->flush_timer.data = w;
-		w->timer_open = true;
-		uv_timer_start(&w->flush_timer, rep_flush_timer_cb, c->flush_interval, c->flush_interval);
-		uv_unref((uv_handle_t *)&w->flush_timer);
-	} else if (c->store && strncmp(c->store, "redis://", 8) == 0) {
+	} else if (store_kind_of(c->store) == STORE_REDIS) {
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
 		w->lua_get = redis_store_add_script(w->rs, rep_lua_get);
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
-	if (worker >= 0 && worker < REP_MAX_WORKERS)
-		__atomic_store_n(&rep_by_worker[worker], w, __ATOMIC_RELEASE);
 	*wstate = w;
 	return 0;
 fail:
 	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=reputation worker=%d reason=init", worker);
-	reputation_db_close(w->db);
-	free(w->cache);
+	lmdb_store_close(w->st);
 	free(w);
 	return -1;
-}
-
-/* The flush timer is closed; a retired worker may go now. */
-static void rep_timer_close_cb(uv_handle_t *h)
-{
-	struct rep_worker *w = h->data;
-
-	w->timer_open = false;
-	rep_worker_release(w);
-}
-
-/* Frees w once its timer is closed and no batch is in the pool (the config may be gone:
- * nothing here reads w->cfg). */
-static void rep_worker_release(struct rep_worker *w)
-{
-	if (w->timer_open || w->in_flight > 0)
-		return;
-	reputation_db_close(w->db);
-	free(w->q);
-	free(w->cache);
-	free(w);
 }
 
 static void rep_worker_free(void *wstate)
@@ -706,25 +335,11 @@ static void rep_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
-	if (w->worker >= 0 && w->worker < REP_MAX_WORKERS) {
-		struct rep_worker *expect = w;
-
-		__atomic_compare_exchange_n(&rep_by_worker[w->worker], &expect, NULL, false,
-		    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-	}
-	w->closing = true;
 	redis_store_free(w->rs);
-	w->rs = NULL;
-	/* The last updates are written now, while the config is still there: the daemon may
-	 * not run this loop again long enough for a pool round trip. A batch still in the
-	 * pool just makes this transaction wait for LMDB's writer lock. */
-	rep_flush(w, true);
-	if (w->timer_open) {
-		uv_timer_stop(&w->flush_timer);
-		uv_close((uv_handle_t *)&w->flush_timer, rep_timer_close_cb);
-		return;
-	}
-	rep_worker_release(w);
+	/* The last updates are written now (the writer copied what it needs of the config). */
+	lmdb_writer_free(w->wr);
+	lmdb_store_close(w->st);
+	free(w);
 }
 
 static unsigned rep_stages(void *wstate)
@@ -763,9 +378,28 @@ static void rep_apply_action(struct verdict *v, int action, uint64_t delay, cons
 	}
 }
 
+/* Completes the call for a client not known to be good: near max_connections
+ * (env->overloaded) such a client is turned away with 421 so the known ones keep being
+ * served; otherwise v (NULL = continue). Shedding needs a way to know good clients: a
+ * store or an allow list. */
+static void rep_done_unknown(struct rep_worker *w, struct hook_call *call, const struct verdict *v)
+{
+	struct hook_env *env = hook_call_env(call);
+	struct verdict shed;
+
+	if (env->overloaded && (w->st || w->rs || w->cfg->allow.n)) {
+		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
+		verdict_set(&shed, VERDICT_TEMPFAIL, 421, "overload", "4.7.0 %s Service busy, try again later",
+		    env->cfg && env->cfg->hostname ? env->cfg->hostname : "");
+		hook_call_done(call, &shed);
+		return;
+	}
+	hook_call_done(call, v);
+}
+
 /* Scores the counts and completes the call. */
 static void rep_decide(struct rep_worker *w, struct hook_call *call, struct reputation_counts *ip,
-    struct reputation_counts *net, const char *ipkey)
+    struct reputation_counts *net)
 {
 	struct hook_env *env = hook_call_env(call);
 	const struct reputation_config *c = w->cfg;
@@ -777,7 +411,6 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 	reputation_decay(ip, now, c->half_life);
 	reputation_decay(net, now, c->half_life);
 	s = reputation_score(ip, net, c->prefix_weight, c->prior);
-	rep_cache_put(w, ipkey, s);
 	verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	snprintf(desc, sizeof(desc), "reputation %.2f", s);
 	if (s >= c->good_threshold) {
@@ -791,7 +424,10 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 		    "event=reputation client=%s score=%.3f class=bad action=%s", env->client_ip, s,
 		    rep_action_names[c->bad_action]);
 	}
-	hook_call_done(call, &v);
+	if (s >= c->good_threshold)
+		hook_call_done(call, &v);
+	else
+		rep_done_unknown(w, call, &v);
 }
 
 /* Reads one HMGET block (a r t s v ts) into out; false when the record is absent. */
@@ -831,13 +467,14 @@ static void rep_redis_get_cb(void *arg, const redisReply *reply)
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 12 ||
 	    reputation_keys((const struct sockaddr *)&env->client, s->w->cfg->prefix_v4,
 	    s->w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) < 0) {
-		/* No answer: the client is unknown, which is never a reason to refuse it. */
-		hook_call_done(call, NULL);
+		/* No answer: the client is unknown, which is never a reason to refuse it (but
+		 * near max_connections it is not known to be good either). */
+		rep_done_unknown(s->w, call, NULL);
 		return;
 	}
 	rep_parse_counts((const redisReply *const *)reply->element, &ip);
 	rep_parse_counts((const redisReply *const *)reply->element + 6, &net);
-	rep_decide(s->w, call, &ip, &net, ipkey);
+	rep_decide(s->w, call, &ip, &net);
 }
 
 static void rep_run(void *wstate, int slot, struct hook_call *call)
@@ -850,7 +487,6 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 	struct verdict v;
 
-	rep_tls_worker = w->worker;
 	if (hook_call_stage(call) != HOOK_CONNECT) {
 		hook_call_done(call, NULL);
 		return;
@@ -866,21 +502,21 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 		rep_apply_action(&v, c->deny_action, c->delay, "deny list entry", env->client_ip);
 		log_event(LOG_LVL_INFO, env->session_id, "event=reputation client=%s class=deny action=%s",
 		    env->client_ip, rep_action_names[c->deny_action]);
-		hook_call_done(call, &v);
+		rep_done_unknown(w, call, &v);
 		return;
 	}
 	if (reputation_keys(sa, c->prefix_v4, c->prefix_v6, ipkey, sizeof(ipkey), netkey,
 	    sizeof(netkey)) < 0) {
-		hook_call_done(call, NULL);
+		rep_done_unknown(w, call, NULL);
 		return;
 	}
-	if (w->db) {
+	if (w->st) {
 		/* A read is a lookup in the memory map: done inline. */
-		if (reputation_db_get(w->db, ipkey, &ip) < 0 || reputation_db_get(w->db, netkey, &net) < 0) {
-			hook_call_done(call, NULL);
+		if (rep_read_counts(w->st, ipkey, netkey, &ip, &net) < 0) {
+			rep_done_unknown(w, call, NULL);
 			return;
 		}
-		rep_decide(w, call, &ip, &net, ipkey);
+		rep_decide(w, call, &ip, &net);
 		return;
 	}
 	if (w->rs) {
@@ -894,7 +530,7 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 		if (s == NULL) {
 			s = calloc(1, sizeof(*s));
 			if (s == NULL) {
-				hook_call_done(call, NULL);
+				rep_done_unknown(w, call, NULL);
 				return;
 			}
 			s->w = w;
@@ -905,7 +541,7 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 			return;
 		s->call = NULL;
 	}
-	hook_call_done(call, NULL);
+	rep_done_unknown(w, call, NULL);
 }
 
 static void rep_session_free(void *wstate, int slot, struct hook_env *env)
@@ -919,57 +555,25 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 	env->module_ctx[slot] = NULL;
 }
 
-const struct hook_module reputation_module = {
-	.name = "reputation",
-	.worker_init = rep_worker_init,
-	.worker_free = rep_worker_free,
-	.stages = rep_stages,
-	.run = rep_run,
-	.session_free = rep_session_free,
-	.timeout_ms = rep_timeout_ms,
-};
+/* ---- outcomes --------------------------------------------------------------------------- */
 
-/* ---- called by the session and the listener ---------------------------------------------- */
-
-/* Queues one LMDB update for the next batch (dropped when the queue is far too long). */
-static void rep_queue(struct rep_worker *w, const char *key, enum reputation_outcome o)
+/* Adds one message outcome to the history of env's client (IP and network): merged by the
+ * LMDB writer, or one Redis script (fire and forget). */
+static void rep_record(struct rep_worker *w, const struct hook_env *env, enum reputation_outcome o)
 {
-	if (w->nq == w->capq) {
-		size_t cap = w->capq ? w->capq * 2 : 64;
-		struct rep_update *q;
-
-		if (cap > 200000)
-			return;   /* the pool is stuck: drop rather than grow without bound */
-		q = realloc(w->q, cap * sizeof(*q));
-		if (q == NULL)
-			return;
-		w->q = q;
-		w->capq = cap;
-	}
-	snprintf(w->q[w->nq].key, sizeof(w->q[w->nq].key), "%s", key);
-	w->q[w->nq].o = o;
-	w->nq++;
-}
-
-void reputation_record(const struct hook_env *env, enum reputation_outcome o)
-{
-	struct rep_worker *w;
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
 
-	if (env == NULL || (unsigned)o >= REPUTATION_NOUTCOMES)
-		return;
-	w = rep_current(env->worker);
-	if (w == NULL)
-		return;
-	rep_tls_worker = env->worker;
 	if (reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
 	    w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) < 0)
 		return;
 	log_event(LOG_LVL_DEBUG, env->session_id, "event=reputation_record client=%s outcome=%s",
 	    env->client_ip, rep_outcome_names[o]);
-	if (w->db) {
-		rep_queue(w, ipkey, o);
-		rep_queue(w, netkey, o);
+	if (w->wr) {
+		unsigned char op = (unsigned char)o;
+
+		/* dropped (and logged) only when the pool is stuck and the queue full */
+		lmdb_writer_merge(w->wr, ipkey, strlen(ipkey), &op, 1);
+		lmdb_writer_merge(w->wr, netkey, strlen(netkey), &op, 1);
 	} else if (w->rs) {
 		const char *argv[5];
 		char hl[32], ttl[32], rk1[REP_KEY_MAX + 16], rk2[REP_KEY_MAX + 16];
@@ -984,42 +588,38 @@ void reputation_record(const struct hook_env *env, enum reputation_outcome o)
 		argv[3] = hl;
 		argv[4] = ttl;
 		/* Fire and forget: a lost update while Redis is down costs little. */
-		redis_store_eval(w->rs, w->lua_add, 2, 3, argv, NULL, NULL, NULL, NULL);
+		redis_store_write(w->rs, w->lua_add, 2, 3, argv, NULL, NULL, NULL);
 	}
 }
 
-bool reputation_is_known_good(const struct sockaddr *sa)
+/* The outcome notifier: what a message that reached the end of data did. Refusals at MAIL,
+ * RCPT or DATA judge the envelope rather than the client, and a filter's discard says
+ * nothing either way: neither counts (as before the notifier). */
+static void rep_outcome(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o)
 {
-	struct rep_worker *w = rep_current(rep_tls_worker);
-	const struct reputation_config *c;
-	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
-	struct rep_cache_ent *e;
+	enum reputation_outcome r;
 
-	if (w == NULL || sa == NULL)
-		return false;
-	c = w->cfg;
-	if (c->allow.n && cfg_cidrlist_match(&c->allow, sa))
-		return true;
-	if (c->deny.n && cfg_cidrlist_match(&c->deny, sa))
-		return false;
-	if (reputation_keys(sa, c->prefix_v4, c->prefix_v6, ipkey, sizeof(ipkey), netkey,
-	    sizeof(netkey)) < 0)
-		return false;
-	e = rep_cache_slot(w, ipkey);
-	if (strcmp(e->ip, ipkey) == 0 && e->until_ms > rep_wall_ms())
-		return e->score >= c->good_threshold;
-	if (w->db) {
-		struct reputation_counts ip, net;
-		uint64_t now = rep_wall_ms();
-		double s;
-
-		if (reputation_db_get(w->db, ipkey, &ip) < 0 || reputation_db_get(w->db, netkey, &net) < 0)
-			return false;
-		reputation_decay(&ip, now, c->half_life);
-		reputation_decay(&net, now, c->half_life);
-		s = reputation_score(&ip, &net, c->prefix_weight, c->prior);
-		rep_cache_put(w, ipkey, s);
-		return s >= c->good_threshold;
-	}
-	return false;
+	(void)slot;
+	if (o->session || o->stage != HOOK_EOM || o->code == 0 || (o->flags & HOOK_FLAG_DISCARDED))
+		return;
+	if (o->flags & HOOK_FLAG_VIRUS)
+		r = REPUTATION_VIRUS;
+	else if (o->code / 100 == 2)
+		r = o->flags & HOOK_FLAG_SPAM ? REPUTATION_SPAM : REPUTATION_ACCEPTED;
+	else if (o->code / 100 == 4)
+		r = REPUTATION_TEMPFAILED;
+	else
+		r = o->flags & HOOK_FLAG_SPAM ? REPUTATION_SPAM : REPUTATION_REJECTED;
+	rep_record(wstate, env, r);
 }
+
+const struct hook_module reputation_module = {
+	.name = "reputation",
+	.worker_init = rep_worker_init,
+	.worker_free = rep_worker_free,
+	.stages = rep_stages,
+	.run = rep_run,
+	.session_free = rep_session_free,
+	.timeout_ms = rep_timeout_ms,
+	.outcome = rep_outcome,
+};

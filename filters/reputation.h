@@ -8,15 +8,22 @@
  * other filters to exempt the client); <= bad_threshold -> REP_BAD and bad_action
  * (tempfail 421 4.7.0 | reject 550 5.7.1 | delay | score only).
  *
- * Stores: "lmdb:/dir" (default /var/lib/mxgate/reputation; survives restarts; reads inline
- * from the map, writes batched per worker and applied in the libuv thread pool) or
+ * Stores: "lmdb:/dir" (default /var/lib/mxgate/reputation; survives restarts; records
+ * "ip:…" and "net:…" in the store/lmdb_store.h environment: reads inline from the map,
+ * writes batched per worker and applied in the libuv thread pool) or
  * "redis://host:port[/db]" (shared by every node; one script per update, decay on the
  * server's clock; unreachable -> no score, never a delay beyond `timeout`).
  *
- * The session reports each message's outcome with reputation_record(); the listener may
- * ask reputation_is_known_good() to serve good clients first near max_connections. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
+ * Learning: the module's outcome notifier (struct hook_module.outcome) counts every
+ * message that reached the end of data — delivered (accepted, or spam when the rules or a
+ * spam filter marked it: HOOK_FLAG_SPAM), refused 5xx (rejected / spam), 4xx (tempfailed),
+ * virus (HOOK_FLAG_VIRUS, from clamd or a milter); discarded messages and refusals before
+ * the end of data do not count.
+ *
+ * Near max_connections the session sets env->overloaded before the connect stage: then a
+ * client that is not on the allow list and does not score >= good_threshold (unknown, no
+ * answer, deny list, bad) is refused with 421 4.7.0 (reason=overload) so the known-good ones
+ * keep being served. Only with a store or an allow list (otherwise nobody is known). */
 #ifndef MX_REPUTATION_H
 #define MX_REPUTATION_H
 
@@ -25,7 +32,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-struct hook_env;
+#include "proxy/cfg.h"
+
 struct hook_module;
 
 enum reputation_outcome {
@@ -59,16 +67,6 @@ struct reputation_config {
 extern const struct cfg_table reputation_config_table;
 extern const struct hook_module reputation_module;
 
-/* Reports one message outcome for env's client (IP and network). Call on the session's
- * loop thread; cheap (queued). A no-op when reputation is not configured. */
-void reputation_record(const struct hook_env *env, enum reputation_outcome o);
-
-/* True when sa is on the allow list or its score is >= good_threshold. Call on a worker's
- * loop thread; never blocks on the network (Redis: answers from the results of recent
- * connects only). False when reputation is not configured, or before this thread has run
- * a session (the thread learns its worker index from the first). */
-bool reputation_is_known_good(const struct sockaddr *sa);
-
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
 struct reputation_counts {
@@ -80,6 +78,11 @@ struct reputation_counts {
  * the future (clock step) ages nothing. */
 void reputation_decay(struct reputation_counts *rc, uint64_t now_ms, uint64_t half_life_ms);
 
+/* Counts one outcome at now_ms: decays rc (reputation_decay), then adds 1 to o's count.
+ * This is the LMDB update (store/lmdb_store.h merge) and the Redis script's arithmetic. */
+void reputation_add(struct reputation_counts *rc, enum reputation_outcome o, uint64_t now_ms,
+    uint64_t half_life_ms);
+
 /* Score in [-1, 1] from the IP's and its network's (already decayed) counts:
  * (good - bad) / (good + bad + prior), good = accepted, bad = rejected + 0.25 tempfailed +
  * spam + 2 virus, the network's counts weighted by prefix_weight. net may be NULL. */
@@ -89,26 +92,5 @@ double reputation_score(const struct reputation_counts *ip, const struct reputat
 /* Store keys: "ip:198.18.7.7" and "net:198.18.7.0/24" (v4-mapped IPv6 as IPv4). 0 or -1. */
 int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, char *ipkey,
     size_t iplen, char *netkey, size_t netlen);
-
-/* ---- the LMDB store, exposed for tests and tools --------------------------------------- */
-
-struct reputation_db;
-/* Opens (creating the directory) the database at dir. NULL on failure (logged). */
-struct reputation_db *reputation_db_open(const char *dir, uint64_t map_size);
-void reputation_db_close(struct reputation_db *db);
-/* Reads key's counts (zeroes when absent). 0, or -1 on error. */
-int reputation_db_get(struct reputation_db *db, const char *key, struct reputation_counts *out);
-/* Applies n (key, outcome) updates at now_ms in one write transaction. 0 or -1. */
-int reputation_db_apply(struct reputation_db *db, const char *const *keys,
-    const enum reputation_outcome *outcomes, size_t n, uint64_t now_ms, uint64_t half_life_ms);
-
-/* Raw access for other filters sharing the environment (greylist keys "gl:…"; every raw
- * record starts with a uint64_t expiry in wall-clock ms and is dropped after it): get
- * returns 1 (found, *len set, at most cap bytes copied), 0 (absent) or -1; put_many writes
- * n records in one transaction (len 0 deletes), 0 or -1. */
-int reputation_db_get_raw(struct reputation_db *db, const char *key, void *val, size_t cap,
-    size_t *len);
-int reputation_db_put_many(struct reputation_db *db, const char *const *keys,
-    const void *const *vals, const size_t *lens, size_t n);
 
 #endif

@@ -8,8 +8,10 @@
 #include <arpa/nameser.h>
 
 #include "filters/spf.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 
 #include <spf2/spf.h>
 #include <spf2/spf_dns_zone.h>
@@ -246,18 +248,23 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 	const char *exp;
 	struct in_addr a4;
 	struct in6_addr a6;
+	struct netaddr na;
 
 	c->result = SPF_R_TEMPERROR;
 	c->explanation[0] = '\0';
 	req = SPF_request_new(e->srv);
 	if (req == NULL)
 		return;
-	if (inet_pton(AF_INET, c->ip, &a4) == 1)
-		SPF_request_set_ipv4(req, a4);
-	else if (inet_pton(AF_INET6, c->ip, &a6) == 1)
-		SPF_request_set_ipv6(req, a6);
-	else
+	/* a v4-mapped client is checked as IPv4 (ip4 mechanisms, A records) */
+	if (netaddr_from_string(c->ip, &na) < 0)
 		goto done;
+	if (na.family == AF_INET) {
+		memcpy(&a4, na.b, 4);
+		SPF_request_set_ipv4(req, a4);
+	} else {
+		memcpy(&a6, na.b, 16);
+		SPF_request_set_ipv6(req, a6);
+	}
 	if (c->helo[0] != '\0')
 		SPF_request_set_helo_dom(req, c->helo);
 	/* "" makes libspf2 check postmaster@<helo> (RFC 7208 2.4) */
@@ -387,7 +394,8 @@ static double spf_score(const struct spf_scores_config *s, enum spf_result r)
 	return 0;
 }
 
-/* Result -> symbol, Authentication-Results, verdict; completes the session's call. */
+/* Result -> symbol (for scoring and for senderauth's Authentication-Results), verdict;
+ * completes the session's call. */
 static void spf_session_complete(struct spf_session *s, const struct spf_check *c)
 {
 	struct hook_env *env = s->env;
@@ -395,7 +403,7 @@ static void spf_session_complete(struct spf_session *s, const struct spf_check *
 	const struct spf_config *sc = s->w->sc;
 	const char *res = spf_result_name(c->result);
 	const char *dom = spf_check_domain(c);
-	char sym[32], hdr[600];
+	char sym[32];
 	struct verdict v;
 	size_t i;
 
@@ -405,14 +413,9 @@ static void spf_session_complete(struct spf_session *s, const struct spf_check *
 	for (i = 4; sym[i]; i++)
 		sym[i] = (char)toupper((unsigned char)sym[i]);
 	hook_env_add_symbol(env, sym, spf_score(&sc->scores, c->result), dom);
-	/* RFC 8601 2.2 / 2.7.2: authserv-id; method=result ptype.property=value */
-	if (c->sender[0] != '\0')
-		snprintf(hdr, sizeof(hdr), "%s; spf=%s smtp.mailfrom=%s",
-		    s->w->cfg->hostname ? s->w->cfg->hostname : "localhost", res, dom);
-	else
-		snprintf(hdr, sizeof(hdr), "%s; spf=%s smtp.helo=%s",
-		    s->w->cfg->hostname ? s->w->cfg->hostname : "localhost", res, dom);
-	hook_env_add_header(env, "Authentication-Results", hdr);
+	/* The symbol hands the result over (description = the domain checked; the identity is
+	 * the HELO when MAIL FROM is <>): filters/senderauth.c writes the one
+	 * Authentication-Results field with every method at end of data. */
 	log_event(LOG_LVL_INFO, env->session_id, "event=spf result=%s domain=%s client=%s",
 	    res, dom, c->ip);
 	if (c->result == SPF_R_FAIL && sc->reject_fail) {
@@ -469,22 +472,6 @@ static void spf_timeout_cb(uv_timer_t *t)
 	spf_session_complete(s, &c);
 }
 
-/* The client's address as text, v4-mapped shown as IPv4. */
-static void spf_client_addr(const struct sockaddr_storage *ss, char *out, size_t outlen)
-{
-	out[0] = '\0';
-	if (ss->ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)outlen);
-	} else if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a))
-			inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)outlen);
-		else
-			inet_ntop(AF_INET6, a, out, (socklen_t)outlen);
-	}
-}
-
 static void spf_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct spf_worker *w = wstate;
@@ -530,7 +517,7 @@ static void spf_run(void *wstate, int slot, struct hook_call *call)
 	wk->engine = w->engine;
 	w->engine->refs++;
 	wk->owner = s;
-	spf_client_addr(&env->client, wk->chk.ip, sizeof(wk->chk.ip));
+	netaddr_sockaddr_string((const struct sockaddr *)&env->client, wk->chk.ip, sizeof(wk->chk.ip));
 	snprintf(wk->chk.helo, sizeof(wk->chk.helo), "%s", env->helo);
 	snprintf(wk->chk.sender, sizeof(wk->chk.sender), "%s", env->mail_from);
 	s->in = wk->chk;

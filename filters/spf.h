@@ -2,17 +2,19 @@
  *
  * libspf2 resolves with the blocking glibc resolver (port 53 only), so each check runs in
  * the libuv thread pool (uv_queue_work) with a timeout; a late result is discarded. The
- * result becomes a symbol (SPF_PASS, SPF_FAIL, ...) with a configurable score and an
- * `Authentication-Results: <hostname>; spf=<result> smtp.mailfrom=<domain>` header (RFC 8601).
+ * result becomes a symbol (SPF_PASS, SPF_FAIL, ...) with a configurable score whose
+ * description is the domain checked; filters/senderauth.c turns it into the
+ * `spf=<result> smtp.mailfrom=<domain>` part of the one Authentication-Results field it adds
+ * at end of data (RFC 8601).
  * With reject_fail a `-all` fail is refused with 550 5.7.23. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_SPF_H
 #define MX_SPF_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "proxy/cfg.h"
 
 struct spf_scores_config {
 	double pass, fail, softfail, neutral, none, temperror, permerror;

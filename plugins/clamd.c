@@ -1,8 +1,10 @@
 /* clamd.c — virus scanning through clamd's zINSTREAM, as a built-in plugin. */
 #include "clamd.h"
-#include "pconn.h"
+#include "config.h"
 #include "plugins.h"
+#include "scanner.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,29 @@
 #define CLAMD_REPLY_MAX 1024
 
 enum clamd_found_action { CLAMD_REJECT = 0, CLAMD_QUARANTINE, CLAMD_TEMPFAIL };
+
+/* `options:` of a clamd entry (the entry's own `action:` and `max_size:` fill the same). */
+struct clamd_options {
+	int action;                 /* enum clamd_found_action */
+	uint64_t max_size;
+};
+
+static const char *const clamd_action_names[] = { "reject", "quarantine", "tempfail", NULL };
+
+static const struct cfg_field clamd_option_fields[] = {
+	{ "action", CFG_ENUM, offsetof(struct clamd_options, action), "reject",
+	  .choices = clamd_action_names,
+	  .doc = "what a virus does: reject (554 5.7.1 Virus found: NAME), quarantine or tempfail (451)" },
+	{ "max_size", CFG_SIZE, offsetof(struct clamd_options, max_size), "25M", 1, 4294967296.0,
+	  .doc = "bytes streamed to clamd (clamd's StreamMaxLength); a longer message is scanned up to that size" },
+	{ .key = NULL }
+};
+
+const struct cfg_table clamd_options_table = {
+	.name = "plugins[].options (clamd)",
+	.size = sizeof(struct clamd_options),
+	.fields = clamd_option_fields,
+};
 
 struct clamd_inst {
 	const struct mxgate_host *host;
@@ -23,10 +48,10 @@ struct clamd_inst {
 struct clamd_scan {
 	struct clamd_inst *ci;
 	struct mxgate_call *call;
-	struct pconn *conn;
+	struct scanner *scan;
 	const char *msg;
 	size_t len;
-	char reply[CLAMD_REPLY_MAX + 1];
+	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
 };
 
@@ -70,7 +95,7 @@ static void clamd_scan_free(struct clamd_scan *sc)
 {
 	if (sc == NULL)
 		return;
-	pconn_close(sc->conn);
+	scanner_free(sc->scan);
 	free(sc);
 }
 
@@ -100,6 +125,7 @@ static void clamd_verdict(struct clamd_scan *sc)
 		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-error");
 	}
 	h->add_symbol(sc->call, "CLAM_VIRUS", 0, name);
+	h->set_flags(sc->call, MXGATE_FLAG_VIRUS);
 	h->log(sc->call, 1, "event=virus name=%s", name);
 	switch (sc->ci->action) {
 	case CLAMD_QUARANTINE:
@@ -115,12 +141,13 @@ static void clamd_verdict(struct clamd_scan *sc)
 	}
 }
 
-/* Queues zINSTREAM, the chunks and the terminator. 0 or -1. */
-static int clamd_send(struct clamd_scan *sc)
+/* Connected: queues zINSTREAM, the chunks and the terminator. 0 or -1. */
+static int clamd_send(struct scanner *scan, void *arg)
 {
+	struct clamd_scan *sc = arg;
 	size_t off = 0;
 
-	if (pconn_write(sc->conn, "zINSTREAM", 10, NULL) < 0)
+	if (scanner_write(scan, "zINSTREAM", 10, NULL) < 0)
 		return -1;
 	while (off < sc->len) {
 		size_t n = sc->len - off > CLAMD_CHUNK ? CLAMD_CHUNK : sc->len - off;
@@ -134,55 +161,52 @@ static int clamd_send(struct clamd_scan *sc)
 		hdr[3] = (unsigned char)n;
 		/* The chunk is borrowed from the message, stable until the call completes; closing
 		 * the connection drops unsent writes. */
-		if (pconn_write(sc->conn, hdr, 4, hdr) < 0 || pconn_write(sc->conn, sc->msg + off, n, NULL) < 0)
+		if (scanner_write(scan, hdr, 4, hdr) < 0 || scanner_write(scan, sc->msg + off, n, NULL) < 0)
 			return -1;
 		off += n;
 	}
-	return pconn_write(sc->conn, "\0\0\0\0", 4, NULL);
+	return scanner_write(scan, "\0\0\0\0", 4, NULL);
 }
 
-static void clamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
-    int err, void *arg)
+/* clamd ends its reply with a NUL (z commands); a reply at the bound, or one the peer
+ * closed or reset after (e.g. "INSTREAM size limit exceeded. ERROR"), is read as it is. */
+static int clamd_complete(const char *reply, size_t len, bool eof, void *arg)
+{
+	return eof || len >= CLAMD_REPLY_MAX || memchr(reply, '\0', len) ? 0 : 1;
+}
+
+static void clamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
 {
 	struct clamd_scan *sc = arg;
+	const char *nul;
 
-	switch (ev) {
-	case PCONN_CONNECTED:
-		if (clamd_send(sc) < 0)
-			return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-write");
-		return;
-	case PCONN_DATA: {
-		size_t take = len;
-		const char *nul;
-
-		if (take > CLAMD_REPLY_MAX - sc->rlen)
-			take = CLAMD_REPLY_MAX - sc->rlen;
-		memcpy(sc->reply + sc->rlen, data, take);
-		sc->rlen += take;
-		sc->reply[sc->rlen] = '\0';
-		nul = memchr(sc->reply, '\0', sc->rlen);
-		if (nul || sc->rlen >= CLAMD_REPLY_MAX) {
-			if (nul)
-				sc->rlen = (size_t)(nul - sc->reply);
-			return clamd_verdict(sc);
-		}
-		return;
-	}
-	case PCONN_EOF:
-		if (sc->rlen > 0)
-			return clamd_verdict(sc);
-		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-closed");
-	default:
+	if (err)
 		sc->ci->host->log(sc->call, 2, "event=clamd_error error=\"%s\"", uv_strerror(err));
-		if (sc->rlen > 0)   /* e.g. "INSTREAM size limit exceeded. ERROR" then reset */
-			return clamd_verdict(sc);
+	switch (st) {
+	case SCANNER_OK:
+		nul = memchr(reply, '\0', len);
+		sc->reply = reply;
+		sc->rlen = nul ? (size_t)(nul - reply) : len;
+		return clamd_verdict(sc);
+	case SCANNER_CLOSED:
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-closed");
+	case SCANNER_SEND_FAILED:
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-write");
+	case SCANNER_UNREACHABLE:
+	case SCANNER_IO_ERROR:
 		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-unreachable");
+	default:
+		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-error");
 	}
 }
 
+static const struct scanner_codec clamd_codec = { clamd_send, clamd_complete, clamd_done };
+
+/* options: a struct clamd_options (the typed `options:`). */
 static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
-    void **instance, char *err, size_t errlen)
+    const void *options, void **instance, char *err, size_t errlen)
 {
+	const struct clamd_options *o = options;
 	struct clamd_inst *ci = calloc(1, sizeof(*ci));
 	const char *why;
 
@@ -191,7 +215,8 @@ static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		return -1;
 	}
 	ci->host = host;
-	ci->max_size = 25u * 1024 * 1024;
+	ci->max_size = o->max_size;
+	ci->action = (enum clamd_found_action)o->action;
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
 		goto fail;
@@ -199,31 +224,6 @@ static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 	if (pconn_addr_parse(args->address, &ci->addr, &why) < 0) {
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
-	}
-	for (size_t i = 0; i < args->noptions; i++) {
-		const char *k = args->options[i].key, *v = args->options[i].value;
-
-		if (strcmp(k, "action") == 0) {
-			if (strcmp(v, "reject") == 0)
-				ci->action = CLAMD_REJECT;
-			else if (strcmp(v, "quarantine") == 0)
-				ci->action = CLAMD_QUARANTINE;
-			else if (strcmp(v, "tempfail") == 0)
-				ci->action = CLAMD_TEMPFAIL;
-			else {
-				snprintf(err, errlen, "action: want reject, quarantine or tempfail");
-				goto fail;
-			}
-		} else if (strcmp(k, "max_size") == 0) {
-			ci->max_size = strtoull(v, NULL, 10);
-			if (ci->max_size == 0) {
-				snprintf(err, errlen, "max_size: must be positive");
-				goto fail;
-			}
-		} else {
-			snprintf(err, errlen, "unknown option `%s` (clamd knows action, max_size)", k);
-			goto fail;
-		}
 	}
 	*instance = ci;
 	return 0;
@@ -257,8 +257,8 @@ static void clamd_on_eom(void *instance, struct mxgate_call *c)
 		    (unsigned long long)ci->max_size);
 		sc->len = ci->max_size;
 	}
-	sc->conn = pconn_new(h->loop(c), &ci->addr, clamd_event_cb, sc);
-	if (sc->conn == NULL) {
+	sc->scan = scanner_start(h->loop(c), &ci->addr, &clamd_codec, CLAMD_REPLY_MAX, 0, sc);
+	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "clamd-unreachable");
 	}
@@ -279,12 +279,17 @@ static void clamd_on_close(void *instance, struct mxgate_call *c)
 	clamd_cancel(instance, c);
 }
 
-const struct mxgate_plugin clamd_plugin = {
+static const struct mxgate_plugin clamd_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "clamd",
-	.init = clamd_init,
 	.fini = clamd_fini,
 	.on_eom = clamd_on_eom,
 	.on_close = clamd_on_close,
 	.cancel = clamd_cancel,
+};
+
+const struct plugin_builtin clamd_builtin = {
+	.desc = &clamd_plugin,
+	.options = &clamd_options_table,
+	.init = clamd_init,
 };

@@ -8,14 +8,13 @@
  *                                quarantine, or tempfail
  *   "... ERROR", I/O, timeout -> the entry's on_error
  *
- * Keys: address, timeout, on_error, action, max_size (bytes sent, default 25M = clamd's
- * default StreamMaxLength; a longer message is scanned up to that size). */
+ * Keys: address, timeout, on_error; options (or the entry's own keys): action, max_size
+ * (bytes sent, default 25M = clamd's default StreamMaxLength; a longer message is scanned
+ * up to that size). The built-in is `clamd_builtin` (plugins.h). */
 #ifndef MX_CLAMD_H
 #define MX_CLAMD_H
 
 #include "plugin.h"
-
-extern const struct mxgate_plugin clamd_plugin;
 
 /* Parses a clamd reply line ("stream: OK", "stream: Eicar FOUND", "... ERROR").
  * Returns 0 clean, 1 found (virus name copied to name), -1 error / unparseable. */

@@ -5,14 +5,37 @@
  * Stages the filter asked to skip (SMFIP_NO*) are not sent. The session's plugin chain
  * owns the timer: each reply (and SMFIR_PROGRESS) restarts it through host->progress. */
 #include "milter.h"
+#include "config.h"
 #include "milter_proto.h"
 #include "pconn.h"
 #include "plugins.h"
 
 #include <libmilter/mfdef.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* `options:` of a milter entry. */
+struct milter_options {
+	uint64_t max_frame;
+	char *daemon_name;
+};
+
+static const struct cfg_field milter_option_fields[] = {
+	{ "max_frame", CFG_SIZE, offsetof(struct milter_options, max_frame), "1025K", 65536, 67108864.0,
+	  .doc = "largest reply frame accepted from the filter; a larger one is an error (on_error)" },
+	{ "daemon_name", CFG_STRING, offsetof(struct milter_options, daemon_name), "mxgate",
+	  .doc = "the {daemon_name} macro sent at connect" },
+	{ .key = NULL }
+};
+
+const struct cfg_table milter_options_table = {
+	.name = "plugins[].options (milter)",
+	.size = sizeof(struct milter_options),
+	.fields = milter_option_fields,
+};
 
 struct milter_inst {
 	const struct mxgate_host *host;
@@ -492,6 +515,30 @@ static void milter_txn_end(struct milter_sess *ms)
 	milter_mods_clear(ms);
 }
 
+/* True when text mentions a virus (case-insensitive "virus" or "infected"). */
+static bool milter_text_says_virus(const char *text)
+{
+	return text && (strcasestr(text, "virus") || strcasestr(text, "infected"));
+}
+
+/* Milters have no verdict for "virus": clamav-milter and others say it in their reply
+ * text (RejectMsg), the quarantine reason, or an X-Virus-Status: Infected header. */
+static void milter_note_virus(struct milter_sess *ms, const char *text)
+{
+	bool virus = milter_text_says_virus(text) || milter_text_says_virus(ms->quarantine);
+
+	for (size_t i = 0; i < ms->nmods && !virus; i++) {
+		const struct milter_mod *m = &ms->mods[i];
+
+		if ((m->cmd == SMFIR_ADDHEADER || m->cmd == SMFIR_INSHEADER || m->cmd == SMFIR_CHGHEADER) &&
+		    m->a && strcasecmp(m->a, "X-Virus-Status") == 0 && m->b &&
+		    strncasecmp(m->b, "Infected", 8) == 0)
+			virus = true;
+	}
+	if (virus && ms->call)
+		ms->mi->host->set_flags(ms->call, MXGATE_FLAG_VIRUS);
+}
+
 /* Handles a final verdict reply (accept/continue/reject/tempfail/discard/replycode) for
  * the current stage. */
 static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
@@ -512,6 +559,8 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 		if (eom) {
 			enum mxgate_action a = MXGATE_CONTINUE;
 
+			if (ms->wait == W_EOB)
+				milter_note_virus(ms, NULL);
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
 				milter_txn_end(ms);
 				return milter_finish(ms, MXGATE_ERROR, 0, NULL, "body replacement failed");
@@ -542,6 +591,7 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 			a = code >= 500 ? MXGATE_REJECT : MXGATE_TEMPFAIL;
 		} else
 			a = r->cmd == SMFIR_REJECT ? MXGATE_REJECT : MXGATE_TEMPFAIL;
+		milter_note_virus(ms, text);
 		if (eom)
 			milter_txn_end(ms);
 		return milter_finish(ms, a, code, text[0] ? text : NULL, "milter");
@@ -692,11 +742,13 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 
 /* ------------------------------------------------------------------- hooks */
 
+/* options: a struct milter_options (the typed `options:`). */
 static int milter_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
-    void **instance, char *err, size_t errlen)
+    const void *options, void **instance, char *err, size_t errlen)
 {
+	const struct milter_options *o = options;
 	struct milter_inst *mi;
-	const char *why, *v;
+	const char *why;
 
 	mi = calloc(1, sizeof(*mi));
 	if (mi == NULL) {
@@ -705,8 +757,8 @@ static int milter_init(const struct mxgate_host *host, const struct mxgate_plugi
 	}
 	mi->host = host;
 	mi->loop = args->loop;
-	mi->max_frame = MILTER_FRAME_MAX_DEFAULT + 1024;
-	snprintf(mi->daemon_name, sizeof(mi->daemon_name), "mxgate");
+	mi->max_frame = (uint32_t)o->max_frame;
+	snprintf(mi->daemon_name, sizeof(mi->daemon_name), "%s", o->daemon_name ? o->daemon_name : "mxgate");
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (inet:HOST:PORT or unix:/path)");
 		goto fail;
@@ -714,25 +766,6 @@ static int milter_init(const struct mxgate_host *host, const struct mxgate_plugi
 	if (pconn_addr_parse(args->address, &mi->addr, &why) < 0) {
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
-	}
-	for (size_t i = 0; i < args->noptions; i++) {
-		const char *k = args->options[i].key;
-
-		v = args->options[i].value;
-		if (strcmp(k, "max_frame") == 0) {
-			long n = atol(v);
-
-			if (n < 65536 || n > 64 * 1024 * 1024) {
-				snprintf(err, errlen, "options.max_frame: want 65536..64M bytes");
-				goto fail;
-			}
-			mi->max_frame = (uint32_t)n;
-		} else if (strcmp(k, "daemon_name") == 0)
-			snprintf(mi->daemon_name, sizeof(mi->daemon_name), "%s", v);
-		else if (strcmp(k, "max_size") != 0) {
-			snprintf(err, errlen, "unknown option `%s` (milter knows max_frame, daemon_name)", k);
-			goto fail;
-		}
 	}
 	*instance = mi;
 	return 0;
@@ -941,10 +974,9 @@ static void milter_cancel(void *instance, struct mxgate_call *c)
 	ms->conn = NULL;
 }
 
-const struct mxgate_plugin milter_plugin = {
+static const struct mxgate_plugin milter_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "milter",
-	.init = milter_init,
 	.fini = milter_fini,
 	.on_connect = milter_on_connect,
 	.on_helo = milter_on_helo,
@@ -954,4 +986,10 @@ const struct mxgate_plugin milter_plugin = {
 	.on_eom = milter_on_eom,
 	.on_close = milter_on_close,
 	.cancel = milter_cancel,
+};
+
+const struct plugin_builtin milter_builtin = {
+	.desc = &milter_plugin,
+	.options = &milter_options_table,
+	.init = milter_init,
 };

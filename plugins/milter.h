@@ -8,13 +8,15 @@
  * reconnects and replays connect and helo. Modification actions map onto
  * the host's header/envelope/body outputs; SMFIR_REPLYCODE sets the reply text.
  *
+ * Milters have no verdict for "virus": a refusal whose text says virus / infected, or an
+ * X-Virus-Status: Infected header (clamav-milter), marks the transaction (HOOK_FLAG_VIRUS).
+ *
  * Options (under `options:`): max_frame (bytes, default 1M+: larger replies are an error),
- * daemon_name (macro {daemon_name}, default "mxgate"). */
+ * daemon_name (macro {daemon_name}, default "mxgate"). The built-in is `milter_builtin`
+ * (plugins.h). */
 #ifndef MX_MILTER_H
 #define MX_MILTER_H
 
 #include "plugin.h"
-
-extern const struct mxgate_plugin milter_plugin;
 
 #endif

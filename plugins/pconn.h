@@ -1,5 +1,5 @@
 /* pconn.h — one stream connection to a content-filter peer (TCP or unix socket) on a libuv
- * loop, shared by the built-in plugins (clamd, spamd, milter).
+ * loop, under the scanner client (clamd, spamd, rspamd: scanner.h) and the milter client.
  *
  * Events arrive through one callback until pconn_close(); after that none arrives, and the
  * memory is released once libuv has closed the handle. */

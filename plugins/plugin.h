@@ -25,7 +25,8 @@
  * the call again. A plugin without cancel() may still call done() late; the host ignores
  * that verdict and only then releases the handle.
  *
- * The built-in plugins (clamd, milter, spamd) implement this same interface. */
+ * The built-in plugins (clamd, milter, spamd, rspamd) implement this same interface, except
+ * that their init receives typed options (plugins.h: struct plugin_builtin). */
 #ifndef MXGATE_PLUGIN_H
 #define MXGATE_PLUGIN_H
 
@@ -38,11 +39,14 @@
 /* What a call concludes. */
 enum mxgate_action {
 	MXGATE_CONTINUE = 0,  /* no objection: the next plugin runs */
-	MXGATE_ACCEPT,        /* stop the plugin chain for this stage (rules still run) */
+	MXGATE_ACCEPT,        /* no objection and no further checks at this stage: the later
+	                       * filters and plugins of the stage are skipped (the rules engine
+	                       * still runs) */
 	MXGATE_TEMPFAIL,      /* 4xx to the client */
 	MXGATE_REJECT,        /* 5xx to the client */
-	MXGATE_DISCARD,       /* end of message: 250 to the client, delivered nowhere */
-	MXGATE_QUARANTINE,    /* end of message: deliver to the quarantine backend */
+	MXGATE_DISCARD,       /* 250 to the client, delivered nowhere (decided before the end of
+	                       * the message, it applies there) */
+	MXGATE_QUARANTINE,    /* deliver to the quarantine backend (likewise) */
 	MXGATE_ERROR,         /* the plugin or its peer failed: apply the entry's on_error */
 };
 
@@ -65,6 +69,13 @@ enum mxgate_item {
 	MXGATE_TLS_CIPHER,
 	MXGATE_AUTH_USER,     /* "" when not authenticated */
 	MXGATE_NITEMS
+};
+
+/* What a plugin knows about the transaction (host->set_flags): the modules that learn from
+ * outcomes (reputation) read them when the transaction ends. */
+enum mxgate_flag {
+	MXGATE_FLAG_SPAM = 1u << 0,    /* the message is spam */
+	MXGATE_FLAG_VIRUS = 1u << 1,   /* the message carries malware */
 };
 
 struct mxgate_call;   /* opaque: one invocation of one hook */
@@ -129,6 +140,11 @@ struct mxgate_host {
 	 * ("virus", "spam", ...) or NULL. After done() the call handle is invalid. */
 	void (*done)(struct mxgate_call *c, enum mxgate_action action, int code,
 	    const char *reply, const char *reason);
+
+	/* Added after the first release of ABI 1: check that host->size covers it
+	 * (offsetof(struct mxgate_host, set_flags) + sizeof(void *) <= host->size) before use. */
+	/* Marks the transaction (enum mxgate_flag, or'ed in; unknown bits are ignored). */
+	void (*set_flags)(struct mxgate_call *c, unsigned flags);
 };
 
 /* The descriptor a plugin exports as `mxgate_plugin`. Any hook may be NULL (= the plugin

@@ -1,9 +1,9 @@
-/* plugins.c — the `plugins:` section, the dlopen loader, the host side of the plugin ABI,
- * and the per-session plugin chain exposed to the session as one hook module.
- *
- * The session's chain sees `plugins_module` as a single module without a timeout of its
- * own: this file runs the configured plugins in order, gives each call its own timer
- * (`timeout`), maps failures through each entry's `on_error`, and reports one verdict. */
+/* plugins.c — the `plugins:` section (typed options for the built-ins), the dlopen loader,
+ * and the adapter from the plugin ABI (plugin.h) to the chain: each entry is its own chain
+ * entry (hook_plugin_entries). The chain owns the timer, on_error and late completions; the
+ * adapter maps verdicts, walks a plugin through the header / body / end-of-message calls
+ * of HOOK_EOM (restarting the call's timeout after each), and owns the plugin's call
+ * handles (freed after cancel, or when a plugin without cancel answers late). */
 #include "plugins.h"
 
 #include "config.h"
@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+extern const struct mxgate_host plugins_host;
 
 /* ------------------------------------------------------------------- config */
 
@@ -87,6 +89,31 @@ static void plugin_path_free(void *dst)
 	memset(so, 0, sizeof(*so));
 }
 
+const struct plugin_builtin *plugins_find_builtin(const char *name)
+{
+	static const struct plugin_builtin *const builtins[] = {
+		&clamd_builtin, &milter_builtin, &spamd_builtin, &rspamd_builtin, NULL
+	};
+
+	for (size_t i = 0; name && builtins[i]; i++)
+		if (strcmp(builtins[i]->desc->name, name) == 0)
+			return builtins[i];
+	return NULL;
+}
+
+/* The built-in an entry names (none when it loads a shared object). */
+static const struct plugin_builtin *plugin_config_builtin(const struct plugin_config *pc)
+{
+	return pc->so.desc || pc->so.path ? NULL : plugins_find_builtin(pc->name);
+}
+
+static const struct mxgate_plugin *plugin_config_desc(const struct plugin_config *pc)
+{
+	const struct plugin_builtin *b = plugin_config_builtin(pc);
+
+	return pc->so.desc ? pc->so.desc : b ? b->desc : NULL;
+}
+
 static void plugin_options_free(void *dst)
 {
 	struct plugin_options *o = dst;
@@ -96,17 +123,18 @@ static void plugin_options_free(void *dst)
 		free((char *)o->v[i].value);
 	}
 	free(o->v);
+	if (o->table)
+		cfg_table_free(o->table, o->typed);
+	free(o->typed);
 	memset(o, 0, sizeof(*o));
 }
 
-/* CFG_CUSTOM for `options:`: a mapping of scalar values. */
-static int plugin_options_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
+/* `options:` of a shared object: a mapping of scalars, kept as strings. */
+static int plugin_options_parse_strings(struct cfg_parse *p, struct fy_node *n, struct plugin_options *o)
 {
-	struct plugin_options *o = dst;
 	struct fy_node_pair *pair;
 	void *it = NULL;
 
-	memset(o, 0, sizeof(*o));
 	if (n == NULL)
 		return 0;
 	if (fy_node_get_type(n) != FYNT_MAPPING)
@@ -133,33 +161,28 @@ static int plugin_options_parse(struct cfg_parse *p, struct fy_node *n, void *ds
 	return 0;
 }
 
-const char *plugins_option(const struct mxgate_plugin_args *args, const char *key)
+/* CFG_CUSTOM for `options:`. The entry's other keys are parsed already (options is the
+ * last field): a built-in's options are checked against its table (types, units, bounds,
+ * unknown keys), a shared object's are kept as strings. */
+static int plugin_options_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
-	for (size_t i = 0; i < args->noptions; i++)
-		if (strcmp(args->options[i].key, key) == 0)
-			return args->options[i].value;
-	return NULL;
+	struct plugin_options *o = dst;
+	const struct plugin_config *pc = (const struct plugin_config *)(void *)
+	    ((char *)dst - offsetof(struct plugin_config, options));
+	const struct plugin_builtin *b = plugin_config_builtin(pc);
+
+	memset(o, 0, sizeof(*o));
+	if (b == NULL)
+		return plugin_options_parse_strings(p, n, o);
+	o->typed = calloc(1, b->options->size);
+	if (o->typed == NULL)
+		return cfg_error(p, n, "out of memory");
+	o->table = b->options;
+	return cfg_parse_section(p, b->options, n, o->typed);
 }
 
-const struct mxgate_plugin *plugins_find_builtin(const char *name)
-{
-	static const struct mxgate_plugin *const builtins[] = {
-		&clamd_plugin, &milter_plugin, &spamd_plugin, &rspamd_plugin, NULL
-	};
-
-	for (size_t i = 0; name && builtins[i]; i++)
-		if (strcmp(builtins[i]->name, name) == 0)
-			return builtins[i];
-	return NULL;
-}
-
-static const struct mxgate_plugin *plugin_config_desc(const struct plugin_config *pc)
-{
-	return pc->so.desc ? pc->so.desc : plugins_find_builtin(pc->name);
-}
-
-/* Builds the option array handed to init: `options:` plus the generic keys. The strings
- * are borrowed from pc; free only the array. */
+/* Builds the option array handed to a shared object's init: `options:` plus the entry's
+ * own action and max_size. The strings are borrowed from pc; free only the array. */
 static struct mxgate_option *plugin_config_options(const struct plugin_config *pc, size_t *n,
     char *sizebuf, size_t sizelen)
 {
@@ -180,17 +203,85 @@ static struct mxgate_option *plugin_config_options(const struct plugin_config *p
 	return v;
 }
 
-extern const struct mxgate_host plugins_host;
+/* Creates an instance of pc's plugin (loop NULL: config check, start nothing). For a shared
+ * object *opts is the string array handed to init (the caller frees it; NULL for a
+ * built-in). 0, or -1 with a reason in err. */
+static int plugin_instance_new(const struct plugin_config *pc, uv_loop_t *loop, int worker,
+    void **inst, struct mxgate_option **opts, char *sizebuf, size_t sizelen, char *err, size_t errlen)
+{
+	const struct plugin_builtin *b = plugin_config_builtin(pc);
+	struct mxgate_plugin_args args;
+	size_t nopts = 0;
+
+	*opts = NULL;
+	*inst = NULL;
+	memset(&args, 0, sizeof(args));
+	args.name = pc->name;
+	args.address = pc->address;
+	args.timeout_ms = pc->timeout;
+	args.loop = loop;
+	args.worker = worker;
+	if (b) {
+		if (pc->options.typed == NULL) {
+			snprintf(err, errlen, "options not parsed");
+			return -1;
+		}
+		return b->init(&plugins_host, &args, pc->options.typed, inst, err, errlen);
+	}
+	if (pc->so.desc == NULL) {
+		snprintf(err, errlen, "unknown plugin");
+		return -1;
+	}
+	*opts = plugin_config_options(pc, &nopts, sizebuf, sizelen);
+	args.options = *opts;
+	args.noptions = nopts;
+	return pc->so.desc->init(&plugins_host, &args, inst, err, errlen);
+}
+
+/* The entry's own `action:` / `max_size:` (the older spelling of options.action and
+ * options.max_size) go into a built-in's typed options. 0 or -1. */
+static int plugin_fold_key(struct cfg_parse *p, struct fy_node *n, struct plugin_config *pc,
+    const char *key)
+{
+	struct plugin_options *o = &pc->options;
+	const struct cfg_field *f = o->table->fields;
+	struct fy_node *opts = NULL;
+	void *dst;
+
+	while (f->key && strcmp(f->key, key) != 0)
+		f++;
+	if (f->key == NULL) {
+		if (strcmp(key, "max_size") == 0)
+			return 0;   /* a plugin that sends no message (milter) never minded it */
+		return cfg_error_key(p, n, key, -1, "%s has no option %s", pc->name, key);
+	}
+	if (n && fy_node_is_mapping(n))
+		opts = fy_node_mapping_lookup_by_string(n, "options", FY_NT);
+	if (opts && fy_node_is_mapping(opts) && fy_node_mapping_lookup_by_string(opts, key, FY_NT))
+		return cfg_error_key(p, n, key, -1, "also given under options: keep one");
+	dst = (char *)o->typed + f->offset;
+	if (f->type == CFG_SIZE) {
+		*(uint64_t *)dst = pc->max_size;
+		return 0;
+	}
+	if (f->type == CFG_ENUM) {
+		for (int i = 0; f->choices[i]; i++)
+			if (strcmp(f->choices[i], pc->action) == 0) {
+				*(int *)dst = i;
+				return 0;
+			}
+		return cfg_error_key(p, n, key, -1, "%s: unknown value \"%s\"", pc->name, pc->action);
+	}
+	return cfg_error_key(p, n, key, -1, "internal: option of an unexpected type");
+}
 
 static int plugin_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct plugin_config *pc = obj;
 	const struct mxgate_plugin *d;
-	struct mxgate_plugin_args args;
 	struct mxgate_option *opts;
 	char err[512] = "", sizebuf[32];
 	void *inst = NULL;
-	size_t nopts = 0;
 	int rc;
 
 	if (pc->name == NULL || !*pc->name)
@@ -199,15 +290,13 @@ static int plugin_config_validate(struct cfg_parse *p, struct fy_node *n, void *
 	if (d == NULL)
 		return cfg_error(p, n, "name: unknown built-in plugin `%s` (built-ins: clamd, milter, "
 		    "spamd, rspamd; give `path:` to load a shared object)", pc->name);
-	opts = plugin_config_options(pc, &nopts, sizebuf, sizeof(sizebuf));
-	memset(&args, 0, sizeof(args));
-	args.name = pc->name;
-	args.address = pc->address;
-	args.timeout_ms = pc->timeout;
-	args.options = opts;
-	args.noptions = nopts;
-	args.loop = NULL;   /* check only */
-	rc = d->init(&plugins_host, &args, &inst, err, sizeof(err));
+	if (pc->options.table) {
+		if (pc->action && plugin_fold_key(p, n, pc, "action") < 0)
+			return -1;
+		if (pc->max_size && plugin_fold_key(p, n, pc, "max_size") < 0)
+			return -1;
+	}
+	rc = plugin_instance_new(pc, NULL, 0, &inst, &opts, sizebuf, sizeof(sizebuf), err, sizeof(err));
 	if (rc == 0 && d->fini)
 		d->fini(inst);
 	free(opts);
@@ -215,6 +304,21 @@ static int plugin_config_validate(struct cfg_parse *p, struct fy_node *n, void *
 		return cfg_error(p, n, "plugin %s: %s", pc->name, err[0] ? err : "invalid configuration");
 	return 0;
 }
+
+/* Documentation (and self-check) of the built-ins' `options:` tables. Never instantiated. */
+static const struct cfg_field plugin_options_variant_fields[] = {
+	{ "clamd", CFG_STRUCT, 0, .sub = &clamd_options_table, .doc = "options of a clamd entry" },
+	{ "milter", CFG_STRUCT, 0, .sub = &milter_options_table, .doc = "options of a milter entry" },
+	{ "spamd", CFG_STRUCT, 0, .sub = &spamd_options_table, .doc = "options of a spamd entry" },
+	{ "rspamd", CFG_STRUCT, 0, .sub = &rspamd_options_table, .doc = "options of an rspamd entry" },
+	{ .key = NULL }
+};
+
+static const struct cfg_table plugin_options_variants = {
+	.name = "plugins[].options",
+	.size = 1,
+	.fields = plugin_options_variant_fields,
+};
 
 static const struct cfg_field plugin_config_fields[] = {
 	{ "name", CFG_STRING, offsetof(struct plugin_config, name), .flags = CFG_REQUIRED,
@@ -228,12 +332,14 @@ static const struct cfg_field plugin_config_fields[] = {
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,
 	  .doc = "per call (connect, each stage, end of message scan)" },
 	{ "action", CFG_STRING, offsetof(struct plugin_config, action),
-	  .doc = "clamd: reject | quarantine | tempfail when a virus is found (default reject)" },
+	  .doc = "clamd: reject | quarantine | tempfail when a virus is found (same as options.action)" },
 	{ "max_size", CFG_SIZE, offsetof(struct plugin_config, max_size), "0",
-	  .doc = "bytes of the message sent to the peer (0 = plugin default)" },
+	  .doc = "bytes of the message sent to the peer (same as options.max_size; 0 = plugin default)" },
+	/* last: its parser reads name and path */
 	{ "options", CFG_CUSTOM, offsetof(struct plugin_config, options),
 	  .custom = plugin_options_parse, .free_custom = plugin_options_free,
-	  .doc = "plugin-specific settings (a mapping)" },
+	  .sub = &plugin_options_variants,
+	  .doc = "plugin-specific settings (a mapping): typed for the built-ins (tables below), strings for a shared object" },
 	{ .key = NULL }
 };
 
@@ -244,25 +350,43 @@ const struct cfg_table plugin_config_table = {
 	.validate = plugin_config_validate,
 };
 
-/* ------------------------------------------------------------------- worker state */
+/* ------------------------------------------------------------------- chain entries */
 
-struct plugin_inst {
+/* One `plugins:` entry on one worker for one config generation: the chain entry's wstate. */
+struct plugin_entry {
 	const struct plugin_config *pc;
-	const struct mxgate_plugin *d;
+	const struct mxgate_plugin *d;   /* NULL: unknown (not after a valid config) */
 	void *instance;
-	bool broken;                 /* init failed: every call takes on_error */
-	struct mxgate_option *opts;
+	bool broken;                     /* init failed: every call takes on_error */
+	struct mxgate_option *opts;      /* shared objects: the strings handed to init */
 	char sizebuf[32];
-	unsigned hstages;            /* hook stages this plugin takes part in */
+	unsigned stages;
+	uv_loop_t *loop;
 };
 
-struct plugins_worker {
-	const struct mx_config *cfg;
-	uv_loop_t *loop;
-	int worker;
-	size_t n;
-	struct plugin_inst *v;
-	unsigned stages;
+enum plugin_phase { PHASE_START = 0, PHASE_HEADERS, PHASE_BODY, PHASE_EOM, PHASE_END };
+
+/* One entry in one session: env->module_ctx[slot]. */
+struct plugin_sess {
+	struct plugin_entry *pe;
+	struct hook_env *env;
+	struct hook_call *hc;        /* the chain's call in progress (NULL when none) */
+	struct mxgate_call *cur;     /* the plugin's call in progress */
+	enum hook_stage stage;
+	enum plugin_phase phase;     /* HOOK_EOM: headers, body chunks, end of message */
+	size_t off;                  /* header / body offset in the message */
+	char *hname, *hvalue;        /* current header (on_header) */
+	bool dispatching, have_result, closed;
+	enum mxgate_action res_action;
+	int res_code;
+	char res_reply[400], res_reason[48];
+	void *slot;                  /* the plugin's session slot (host->session_slot) */
+};
+
+struct mxgate_call {
+	struct plugin_sess *s;       /* NULL once detached (timed out, session gone) */
+	bool in_cancel, done_in_cancel, is_close;
+	char client_port[8], local_ip[64], local_port[8];   /* formatted items, one buffer each */
 };
 
 /* Which hook stages a descriptor needs (CLOSE whenever it keeps session state). */
@@ -280,168 +404,83 @@ static unsigned plugin_desc_stages(const struct mxgate_plugin *d)
 	return s;
 }
 
-static void plugins_worker_free(void *wstate)
+static size_t plugin_entries_count(const struct mx_config *cfg)
 {
-	struct plugins_worker *w = wstate;
-
-	if (w == NULL)
-		return;
-	for (size_t i = 0; i < w->n; i++) {
-		if (!w->v[i].broken && w->v[i].d->fini)
-			w->v[i].d->fini(w->v[i].instance);
-		free(w->v[i].opts);
-	}
-	free(w->v);
-	free(w);
+	return cfg ? cfg->plugins.n : 0;
 }
 
-static int plugins_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
+static int plugin_entry_init(const struct mx_config *cfg, size_t i, uv_loop_t *loop, int worker,
+    void **wstate, const char **name)
 {
-	const struct cfg_list *list = &cfg->plugins;
-	struct plugins_worker *w;
+	const struct plugin_config *pc = (const struct plugin_config *)cfg->plugins.v + i;
+	struct plugin_entry *pe = calloc(1, sizeof(*pe));
+	char err[512] = "";
 
 	*wstate = NULL;
-	if (list->n == 0)
-		return 0;
-	w = calloc(1, sizeof(*w));
-	if (w == NULL)
+	if (pe == NULL)
 		return -1;
-	w->v = calloc(list->n, sizeof(*w->v));
-	if (w->v == NULL)
-		goto fail;
-	w->cfg = cfg;
-	w->loop = loop;
-	w->worker = worker;
-	w->n = list->n;
-	for (size_t i = 0; i < list->n; i++) {
-		const struct plugin_config *pc = (const struct plugin_config *)list->v + i;
-		struct plugin_inst *pi = &w->v[i];
-		struct mxgate_plugin_args args;
-		size_t nopts = 0;
-		char err[512] = "";
-
-		pi->pc = pc;
-		pi->d = plugin_config_desc(pc);
-		if (pi->d == NULL) {
-			log_event(LOG_LVL_ERROR, NULL, "event=plugin_init plugin=%s error=\"unknown plugin\"", pc->name);
-			pi->broken = true;
-			pi->hstages = (1u << HOOK_EOM) | (1u << HOOK_MAIL);
-			continue;
-		}
-		pi->hstages = plugin_desc_stages(pi->d);
-		pi->opts = plugin_config_options(pc, &nopts, pi->sizebuf, sizeof(pi->sizebuf));
-		memset(&args, 0, sizeof(args));
-		args.name = pc->name;
-		args.address = pc->address;
-		args.timeout_ms = pc->timeout;
-		args.options = pi->opts;
-		args.noptions = nopts;
-		args.loop = loop;
-		args.worker = worker;
-		if (pi->d->init(&plugins_host, &args, &pi->instance, err, sizeof(err)) != 0) {
-			log_event(LOG_LVL_ERROR, NULL, "event=plugin_init plugin=%s worker=%d error=\"%s\"",
-			    pc->name, worker, err);
-			pi->broken = true;   /* calls take on_error rather than silently skipping */
-		}
-		w->stages |= pi->hstages;
+	pe->pc = pc;
+	pe->loop = loop;
+	pe->d = plugin_config_desc(pc);
+	if (pe->d == NULL || plugin_instance_new(pc, loop, worker, &pe->instance, &pe->opts,
+	    pe->sizebuf, sizeof(pe->sizebuf), err, sizeof(err)) != 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=plugin_init plugin=%s worker=%d error=\"%s\"",
+		    pc->name, worker, pe->d ? err : "unknown plugin");
+		pe->broken = true;   /* calls take on_error rather than silently skipping */
 	}
-	*wstate = w;
-	return 0;
-fail:
-	plugins_worker_free(w);
-	return -1;
-}
-
-static unsigned plugins_stages(void *wstate)
-{
-	struct plugins_worker *w = wstate;
-
-	return w ? w->stages : 0;
-}
-
-/* The chain's own timer would cut across the per-plugin timers: none at module level. */
-static uint64_t plugins_timeout_ms(void *wstate)
-{
+	pe->stages = pe->broken ? (1u << HOOK_EOM) | (1u << HOOK_MAIL) : plugin_desc_stages(pe->d);
+	*wstate = pe;
+	*name = pc->name;
 	return 0;
 }
 
-static enum verdict_action plugins_on_error(void *wstate)
+static void plugin_entry_free(void *wstate)
 {
-	return VERDICT_TEMPFAIL;
+	struct plugin_entry *pe = wstate;
+
+	if (pe == NULL)
+		return;
+	if (!pe->broken && pe->d->fini)
+		pe->d->fini(pe->instance);
+	free(pe->opts);
+	free(pe);
 }
 
-/* ------------------------------------------------------------------- per session */
-
-enum plugins_phase { PHASE_START = 0, PHASE_HEADERS, PHASE_BODY, PHASE_EOM, PHASE_END };
-
-struct plugins_sess;
-
-struct mxgate_call {
-	struct plugins_sess *s;      /* NULL once detached (timed out, session gone) */
-	size_t idx;                  /* plugin index */
-	bool in_cancel, done_in_cancel, is_close;
-	char client_port[8], local_ip[64], local_port[8];   /* formatted items, one buffer each */
-};
-
-struct plugins_sess {
-	struct plugins_worker *w;
-	struct hook_env *env;
-	struct hook_call *hc;        /* outstanding hook call */
-	enum hook_stage stage;
-	size_t idx;                  /* plugin being run */
-	enum plugins_phase phase;
-	size_t off;                  /* header / body offset in the message */
-	char *hname, *hvalue;        /* current header (on_header) */
-	struct mxgate_call *cur;
-	uv_timer_t *timer;
-	bool dispatching, have_result, closed;
-	enum mxgate_action res_action;
-	int res_code;
-	char res_reply[400], res_reason[48];
-	/* A discard/quarantine decided before end of data, applied at EOM. */
-	enum mxgate_action txn_pending;
-	char txn_reply[400], txn_reason[48];
-	void *slots[];
-};
-
-static void plugins_advance(struct plugins_sess *s);
-
-static void plugins_timer_free_cb(uv_handle_t *h)
+static unsigned plugin_entry_stages(void *wstate)
 {
-	struct plugins_sess *s = h->data;
-
-	free(h);
-	free(s);
+	return ((struct plugin_entry *)wstate)->stages;
 }
 
-static struct plugins_sess *plugins_sess_get(struct plugins_worker *w, int slot, struct hook_env *env)
+static uint64_t plugin_entry_timeout_ms(void *wstate)
 {
-	struct plugins_sess *s = env->module_ctx[slot];
+	return ((struct plugin_entry *)wstate)->pc->timeout;
+}
+
+static enum verdict_action plugin_entry_on_error(void *wstate)
+{
+	switch (((struct plugin_entry *)wstate)->pc->on_error) {
+	case PLUGIN_ON_ERROR_ACCEPT: return VERDICT_CONTINUE;
+	case PLUGIN_ON_ERROR_REJECT: return VERDICT_REJECT;
+	default: return VERDICT_TEMPFAIL;
+	}
+}
+
+static struct plugin_sess *plugin_sess_get(struct plugin_entry *pe, int slot, struct hook_env *env)
+{
+	struct plugin_sess *s = env->module_ctx[slot];
 
 	if (s)
 		return s;
-	s = calloc(1, sizeof(*s) + w->n * sizeof(void *));
+	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		abort();
-	s->timer = malloc(sizeof(*s->timer));
-	if (s->timer == NULL)
-		abort();
-	uv_timer_init(w->loop, s->timer);
-	s->timer->data = s;
-	s->w = w;
+	s->pe = pe;
 	s->env = env;
 	env->module_ctx[slot] = s;
 	return s;
 }
 
-static const char *plugins_stage_name(enum hook_stage st)
-{
-	static const char *const names[] = { "connect", "helo", "mail", "rcpt", "data", "eom", "close" };
-
-	return st < HOOK_NSTAGES ? names[st] : "?";
-}
-
-static const char *plugins_action_name(enum mxgate_action a)
+static const char *plugin_action_name(enum mxgate_action a)
 {
 	static const char *const names[] = { "continue", "accept", "tempfail", "reject", "discard",
 		"quarantine", "error" };
@@ -449,8 +488,9 @@ static const char *plugins_action_name(enum mxgate_action a)
 	return (unsigned)a <= MXGATE_ERROR ? names[a] : "?";
 }
 
-/* Reports the stage's verdict to the session. Must be the last thing touching s. */
-static void plugins_finish(struct plugins_sess *s, const struct verdict *v)
+/* Reports the entry's verdict for the stage to the chain. Must be the last thing touching s:
+ * the chain may run the next stage (and this entry again) before it returns. */
+static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
 {
 	struct hook_call *hc = s->hc;
 
@@ -463,30 +503,28 @@ static void plugins_finish(struct plugins_sess *s, const struct verdict *v)
 		hook_call_done(hc, v);
 }
 
-/* Releases a call the plugin will not complete any more (timeout / session end). */
-static void plugins_detach_call(struct plugins_sess *s)
+/* Releases the plugin's call in progress: cancel() when the plugin has one (the handle is
+ * freed here), else the handle is detached and freed when the plugin answers late. */
+static void plugin_detach_call(struct plugin_sess *s)
 {
 	struct mxgate_call *c = s->cur;
-	struct plugin_inst *pi;
+	struct plugin_entry *pe = s->pe;
 
 	if (c == NULL)
 		return;
 	s->cur = NULL;
-	uv_timer_stop(s->timer);
-	pi = &s->w->v[c->idx];
-	if (pi->d && pi->d->cancel && !pi->broken) {
+	if (pe->d && pe->d->cancel && !pe->broken) {
 		/* c->s stays set during cancel so the plugin can find its session slot; a done()
 		 * from inside cancel is ignored (s->cur no longer points at c). */
 		c->in_cancel = true;
-		pi->d->cancel(pi->instance, c);
+		pe->d->cancel(pe->instance, c);
 		free(c);
 		return;
 	}
-	/* Without cancel the plugin may still call done(): the handle is freed then. */
 	c->s = NULL;
 }
 
-static void plugins_set_result(struct plugins_sess *s, enum mxgate_action a, int code,
+static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int code,
     const char *reply, const char *reason)
 {
 	s->have_result = true;
@@ -496,47 +534,45 @@ static void plugins_set_result(struct plugins_sess *s, enum mxgate_action a, int
 	snprintf(s->res_reason, sizeof(s->res_reason), "%s", reason ? reason : "");
 }
 
-static void plugins_timeout_cb(uv_timer_t *t)
+/* The plugin's answer as the chain's verdict (the one-to-one map in plugins.h). */
+static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 {
-	struct plugins_sess *s = t->data;
-	struct mxgate_call *c = s->cur;
+	const char *name = s->pe->pc->name;
+	const char *reason = s->res_reason[0] ? s->res_reason : name;
 
-	if (c == NULL)
-		return;
-	log_event(LOG_LVL_WARNING, s->env->session_id, "event=plugin_timeout plugin=%s stage=%s "
-	    "timeout_ms=%llu", s->w->v[c->idx].pc->name, plugins_stage_name(s->stage),
-	    (unsigned long long)s->w->v[c->idx].pc->timeout);
-	plugins_detach_call(s);
-	plugins_set_result(s, MXGATE_ERROR, 0, NULL, "timeout");
-	plugins_advance(s);
-}
-
-/* Builds the verdict for a failed call from the entry's on_error; returns true when the
- * chain stops. */
-static bool plugins_on_error_verdict(struct plugins_sess *s, const struct plugin_inst *pi,
-    struct verdict *v)
-{
-	const char *why = s->res_reason[0] ? s->res_reason : "error";
-
-	log_event(LOG_LVL_WARNING, s->env->session_id, "event=plugin_error plugin=%s stage=%s "
-	    "error=%s on_error=%s", pi->pc->name, plugins_stage_name(s->stage), why,
-	    plugin_on_error_names[pi->pc->on_error]);
-	switch (pi->pc->on_error) {
-	case PLUGIN_ON_ERROR_ACCEPT:
-		return false;
-	case PLUGIN_ON_ERROR_REJECT:
-		verdict_set(v, VERDICT_REJECT, 550, "plugin", "5.7.1 Message content rejected");
-		return true;
+	switch (s->res_action) {
+	case MXGATE_CONTINUE:
+		verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);
+		break;
+	case MXGATE_ACCEPT:
+		verdict_set(v, VERDICT_ACCEPT, 0, reason, NULL);
+		break;
+	case MXGATE_TEMPFAIL:
+		verdict_set(v, VERDICT_TEMPFAIL, s->res_code ? s->res_code : 451, reason, "%s",
+		    s->res_reply[0] ? s->res_reply : "4.7.1 Try again later");
+		break;
+	case MXGATE_REJECT:
+		verdict_set(v, VERDICT_REJECT, s->res_code ? s->res_code : 550, reason, "%s",
+		    s->res_reply[0] ? s->res_reply : "5.7.1 Message rejected");
+		break;
+	case MXGATE_DISCARD:
+		verdict_set(v, VERDICT_DISCARD, s->res_code, reason, "%s", s->res_reply);
+		break;
+	case MXGATE_QUARANTINE:
+		verdict_set(v, VERDICT_QUARANTINE, s->res_code, reason, "%s", s->res_reply);
+		if (!s->env->quarantine_reason[0])
+			snprintf(s->env->quarantine_reason, sizeof(s->env->quarantine_reason), "%s: %s",
+			    name, s->res_reason[0] ? s->res_reason : "quarantine");
+		break;
 	default:
-		verdict_set(v, VERDICT_TEMPFAIL, 451, "plugin",
-		    "4.7.1 Content filter unavailable, please try again later");
-		return true;
+		verdict_set(v, VERDICT_ERROR, 0, s->res_reason[0] ? s->res_reason : "error", NULL);
+		break;
 	}
 }
 
 /* Finds a header line at s->off inside the header block; fills hname/hvalue and moves
  * off past it. Returns false at the end of the header block. */
-static bool plugins_next_header(struct plugins_sess *s, const char *msg, size_t hlen)
+static bool plugin_next_header(struct plugin_sess *s, const char *msg, size_t hlen)
 {
 	size_t i = s->off, start = s->off, colon = 0;
 
@@ -573,20 +609,20 @@ static bool plugins_next_header(struct plugins_sess *s, const char *msg, size_t 
 	return true;
 }
 
-/* Decides the next call for the current plugin at the current stage/phase. Returns a hook
- * to invoke via *kind (0 none: plugin finished this stage). */
-enum plugins_kind { KIND_NONE = 0, KIND_STAGE, KIND_HEADER, KIND_BODY };
+/* The next plugin call of the stage (HOOK_EOM: each header, the body chunks, then end of
+ * message); KIND_NONE when the plugin is done with the stage. */
+enum plugin_kind { KIND_NONE = 0, KIND_STAGE, KIND_HEADER, KIND_BODY };
 
-static enum plugins_kind plugins_next_call(struct plugins_sess *s, struct plugin_inst *pi,
-    const char **chunk, size_t *chunklen)
+static enum plugin_kind plugin_next_call(struct plugin_sess *s, const char **chunk, size_t *chunklen)
 {
-	const struct mxgate_plugin *d = pi->d;
+	struct plugin_entry *pe = s->pe;
+	const struct mxgate_plugin *d = pe->d;
 
 	if (s->stage != HOOK_EOM) {
 		if (s->phase != PHASE_START)
 			return KIND_NONE;
 		s->phase = PHASE_END;
-		return (pi->hstages & (1u << s->stage)) ? KIND_STAGE : KIND_NONE;
+		return (pe->stages & (1u << s->stage)) ? KIND_STAGE : KIND_NONE;
 	}
 	for (;;) {
 		const char *msg;
@@ -596,9 +632,7 @@ static enum plugins_kind plugins_next_call(struct plugins_sess *s, struct plugin
 		case PHASE_START:
 			s->phase = PHASE_HEADERS;
 			s->off = 0;
-			if (!(pi->hstages & (1u << HOOK_EOM)))
-				return KIND_NONE;
-			if (pi->broken) {
+			if (pe->broken) {
 				s->phase = PHASE_END;
 				return KIND_STAGE;
 			}
@@ -606,7 +640,7 @@ static enum plugins_kind plugins_next_call(struct plugins_sess *s, struct plugin
 		case PHASE_HEADERS:
 			if (d->on_header && s->env->msg && (msg = msgbuf_data(s->env->msg, &len)) != NULL) {
 				hlen = msgbuf_header_len(s->env->msg);
-				if (plugins_next_header(s, msg, hlen < len ? hlen : len))
+				if (plugin_next_header(s, msg, hlen < len ? hlen : len))
 					return KIND_HEADER;
 			}
 			s->phase = PHASE_BODY;
@@ -633,202 +667,158 @@ static enum plugins_kind plugins_next_call(struct plugins_sess *s, struct plugin
 	}
 }
 
-static void plugins_invoke(struct plugins_sess *s, struct plugin_inst *pi, enum plugins_kind kind,
-    const char *chunk, size_t chunklen)
+static void plugin_invoke(struct plugin_sess *s, enum plugin_kind kind, const char *chunk,
+    size_t chunklen)
 {
-	const struct mxgate_plugin *d = pi->d;
-	struct mxgate_call *c = calloc(1, sizeof(*c));
+	struct plugin_entry *pe = s->pe;
+	const struct mxgate_plugin *d = pe->d;
+	struct mxgate_call *c;
 
+	if (pe->broken) {
+		plugin_set_result(s, MXGATE_ERROR, 0, NULL, "plugin not initialised");
+		return;
+	}
+	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		abort();
 	c->s = s;
-	c->idx = s->idx;
 	s->cur = c;
-	if (pi->broken) {
-		free(c);
-		s->cur = NULL;
-		plugins_set_result(s, MXGATE_ERROR, 0, NULL, "plugin not initialised");
-		return;
-	}
-	if (pi->pc->timeout)
-		uv_timer_start(s->timer, plugins_timeout_cb, pi->pc->timeout, 0);
 	s->dispatching = true;
 	switch (kind) {
 	case KIND_HEADER:
-		d->on_header(pi->instance, c, s->hname, s->hvalue);
+		d->on_header(pe->instance, c, s->hname, s->hvalue);
 		break;
 	case KIND_BODY:
-		d->on_body(pi->instance, c, chunk, chunklen);
+		d->on_body(pe->instance, c, chunk, chunklen);
 		break;
 	default:
 		switch (s->stage) {
-		case HOOK_CONNECT: d->on_connect(pi->instance, c); break;
-		case HOOK_HELO: d->on_helo(pi->instance, c); break;
-		case HOOK_MAIL: d->on_mail(pi->instance, c); break;
-		case HOOK_RCPT: d->on_rcpt(pi->instance, c); break;
-		case HOOK_DATA: d->on_data(pi->instance, c); break;
-		case HOOK_EOM: d->on_eom(pi->instance, c); break;
+		case HOOK_CONNECT: d->on_connect(pe->instance, c); break;
+		case HOOK_HELO: d->on_helo(pe->instance, c); break;
+		case HOOK_MAIL: d->on_mail(pe->instance, c); break;
+		case HOOK_RCPT: d->on_rcpt(pe->instance, c); break;
+		case HOOK_DATA: d->on_data(pe->instance, c); break;
+		case HOOK_EOM: d->on_eom(pe->instance, c); break;
 		default: break;
 		}
 	}
 	s->dispatching = false;
 }
 
-/* Runs plugins until one is pending or the chain ends. */
-static void plugins_advance(struct plugins_sess *s)
+/* Runs the plugin's calls of the stage until one is pending or the stage is decided. */
+static void plugin_advance(struct plugin_sess *s)
 {
 	struct verdict v;
 
 	for (;;) {
 		if (s->have_result) {
-			struct plugin_inst *pi = &s->w->v[s->idx];
-			enum mxgate_action a = s->res_action;
-
 			s->have_result = false;
-			if (a != MXGATE_CONTINUE)
-				log_event(a == MXGATE_ERROR ? LOG_LVL_DEBUG : LOG_LVL_INFO, s->env->session_id,
-				    "event=plugin_verdict plugin=%s stage=%s action=%s reason=%s code=%d",
-				    pi->pc->name, plugins_stage_name(s->stage), plugins_action_name(a),
+			if (s->res_action != MXGATE_CONTINUE)
+				log_event(s->res_action == MXGATE_ERROR ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+				    s->env->session_id, "event=plugin_verdict plugin=%s stage=%s action=%s reason=%s code=%d",
+				    s->pe->pc->name, hook_stage_name(s->stage), plugin_action_name(s->res_action),
 				    s->res_reason[0] ? s->res_reason : "-", s->res_code);
-			switch (a) {
-			case MXGATE_CONTINUE:
-				break;
-			case MXGATE_ERROR:
-				if (plugins_on_error_verdict(s, pi, &v))
-					return plugins_finish(s, &v);
-				s->phase = PHASE_END;   /* skip the rest of this plugin's stage */
-				break;
-			case MXGATE_ACCEPT:
-				return plugins_finish(s, NULL);
-			case MXGATE_TEMPFAIL:
-				verdict_set(&v, VERDICT_TEMPFAIL, s->res_code ? s->res_code : 451,
-				    s->res_reason[0] ? s->res_reason : pi->pc->name, "%s",
-				    s->res_reply[0] ? s->res_reply : "4.7.1 Try again later");
-				return plugins_finish(s, &v);
-			case MXGATE_REJECT:
-				verdict_set(&v, VERDICT_REJECT, s->res_code ? s->res_code : 550,
-				    s->res_reason[0] ? s->res_reason : pi->pc->name, "%s",
-				    s->res_reply[0] ? s->res_reply : "5.7.1 Message rejected");
-				return plugins_finish(s, &v);
-			case MXGATE_DISCARD:
-			case MXGATE_QUARANTINE:
-				if (s->stage == HOOK_EOM) {
-					verdict_set(&v, a == MXGATE_DISCARD ? VERDICT_DISCARD : VERDICT_QUARANTINE,
-					    s->res_code, s->res_reason[0] ? s->res_reason : pi->pc->name,
-					    "%s", s->res_reply);
-					if (a == MXGATE_QUARANTINE && !s->env->quarantine_reason[0])
-						snprintf(s->env->quarantine_reason, sizeof(s->env->quarantine_reason),
-						    "%s: %s", pi->pc->name, s->res_reason[0] ? s->res_reason : "quarantine");
-					return plugins_finish(s, &v);
-				}
-				/* Decided before the end of data: remembered for EOM. */
-				s->txn_pending = a;
-				snprintf(s->txn_reply, sizeof(s->txn_reply), "%s", s->res_reply);
-				snprintf(s->txn_reason, sizeof(s->txn_reason), "%s",
-				    s->res_reason[0] ? s->res_reason : pi->pc->name);
-				return plugins_finish(s, NULL);
+			if (s->res_action != MXGATE_CONTINUE) {
+				plugin_verdict(s, &v);
+				return plugin_finish(s, &v);
 			}
+			/* One call of several (end of message) answered: the next gets a full timeout. */
+			if (s->hc)
+				hook_call_progress(s->hc);
 		}
 		if (s->cur)
 			return;   /* a call is pending */
-		if (s->idx >= s->w->n)
-			return plugins_finish(s, NULL);
-		{
-			struct plugin_inst *pi = &s->w->v[s->idx];
-			const char *chunk = NULL;
-			size_t chunklen = 0;
-			enum plugins_kind k = plugins_next_call(s, pi, &chunk, &chunklen);
+		const char *chunk = NULL;
+		size_t chunklen = 0;
+		enum plugin_kind k = plugin_next_call(s, &chunk, &chunklen);
 
-			if (k == KIND_NONE) {
-				s->idx++;
-				s->phase = PHASE_START;
-				continue;
-			}
-			plugins_invoke(s, pi, k, chunk, chunklen);
-			/* A synchronous done() left a result; otherwise wait for it. */
-			if (!s->have_result && s->cur)
-				return;
-		}
+		if (k == KIND_NONE)
+			return plugin_finish(s, NULL);
+		plugin_invoke(s, k, chunk, chunklen);
+		/* A synchronous done() left a result; otherwise wait for it. */
+		if (!s->have_result && s->cur)
+			return;
 	}
 }
 
-/* HOOK_CLOSE and session end: every plugin's on_close, once. */
-static void plugins_run_close(struct plugins_sess *s)
+/* HOOK_CLOSE and session end: the plugin's on_close, once. */
+static void plugin_run_close(struct plugin_sess *s)
 {
+	struct plugin_entry *pe = s->pe;
+	struct mxgate_call c;
+
 	if (s->closed)
 		return;
 	s->closed = true;
-	for (size_t i = 0; i < s->w->n; i++) {
-		struct plugin_inst *pi = &s->w->v[i];
-		struct mxgate_call c;
-
-		if (pi->broken || pi->d->on_close == NULL)
-			continue;
-		memset(&c, 0, sizeof(c));
-		c.s = s;
-		c.idx = i;
-		c.is_close = true;
-		pi->d->on_close(pi->instance, &c);
-	}
+	if (pe->broken || pe->d->on_close == NULL)
+		return;
+	memset(&c, 0, sizeof(c));
+	c.s = s;
+	c.is_close = true;
+	pe->d->on_close(pe->instance, &c);
 }
 
-static void plugins_run(void *wstate, int slot, struct hook_call *call)
+static void plugin_entry_run(void *wstate, int slot, struct hook_call *call)
 {
-	struct plugins_worker *w = wstate;
-	struct hook_env *env = hook_call_env(call);
-	struct plugins_sess *s = plugins_sess_get(w, slot, env);
-	struct verdict v;
+	struct plugin_sess *s = plugin_sess_get(wstate, slot, hook_call_env(call));
 
-	plugins_detach_call(s);   /* defensive: nothing should be outstanding */
+	plugin_detach_call(s);   /* defensive: nothing should be outstanding */
 	s->stage = hook_call_stage(call);
 	s->hc = call;
-	s->idx = 0;
 	s->phase = PHASE_START;
 	s->have_result = false;
 	if (s->stage == HOOK_CLOSE) {
-		plugins_detach_call(s);
-		plugins_run_close(s);
-		return plugins_finish(s, NULL);
+		plugin_run_close(s);
+		return plugin_finish(s, NULL);
 	}
-	if (s->stage == HOOK_MAIL)
-		s->txn_pending = MXGATE_CONTINUE;
-	if (s->stage == HOOK_EOM && s->txn_pending != MXGATE_CONTINUE) {
-		verdict_set(&v, s->txn_pending == MXGATE_DISCARD ? VERDICT_DISCARD : VERDICT_QUARANTINE,
-		    0, s->txn_reason, "%s", s->txn_reply);
-		if (s->txn_pending == MXGATE_QUARANTINE && !env->quarantine_reason[0])
-			snprintf(env->quarantine_reason, sizeof(env->quarantine_reason), "%s", s->txn_reason);
-		s->txn_pending = MXGATE_CONTINUE;
-		return plugins_finish(s, &v);
-	}
-	plugins_advance(s);
+	plugin_advance(s);
 }
 
-static void plugins_session_free(void *wstate, int slot, struct hook_env *env)
+/* The chain gave up on the call (timeout): the plugin's call is cancelled or detached. */
+static void plugin_entry_cancel(void *wstate, int slot, struct hook_call *call)
 {
-	struct plugins_sess *s = env->module_ctx[slot];
+	struct plugin_sess *s = hook_call_env(call)->module_ctx[slot];
+
+	if (s == NULL || s->hc != call)
+		return;
+	s->hc = NULL;
+	plugin_detach_call(s);
+	free(s->hname);
+	free(s->hvalue);
+	s->hname = s->hvalue = NULL;
+}
+
+static void plugin_entry_session_free(void *wstate, int slot, struct hook_env *env)
+{
+	struct plugin_sess *s = env->module_ctx[slot];
 
 	if (s == NULL)
 		return;
 	env->module_ctx[slot] = NULL;
 	s->hc = NULL;   /* never complete it now */
-	plugins_detach_call(s);
-	plugins_run_close(s);
+	plugin_detach_call(s);
+	plugin_run_close(s);
 	free(s->hname);
 	free(s->hvalue);
-	s->hname = s->hvalue = NULL;
-	uv_timer_stop(s->timer);
-	uv_close((uv_handle_t *)s->timer, plugins_timer_free_cb);
+	free(s);
 }
 
-const struct hook_module plugins_module = {
-	.name = "plugins",
-	.worker_init = plugins_worker_init,
-	.worker_free = plugins_worker_free,
-	.stages = plugins_stages,
-	.run = plugins_run,
-	.session_free = plugins_session_free,
-	.timeout_ms = plugins_timeout_ms,
-	.on_error = plugins_on_error,
+static const struct hook_module plugin_entry_module = {
+	.name = "plugin",
+	.flags = HOOK_MODULE_CONTENT,
+	.worker_free = plugin_entry_free,
+	.stages = plugin_entry_stages,
+	.run = plugin_entry_run,
+	.session_free = plugin_entry_session_free,
+	.timeout_ms = plugin_entry_timeout_ms,
+	.on_error = plugin_entry_on_error,
+	.cancel = plugin_entry_cancel,
+};
+
+const struct hook_instances hook_plugin_entries = {
+	.module = &plugin_entry_module,
+	.count = plugin_entries_count,
+	.instance_init = plugin_entry_init,
 };
 
 /* ------------------------------------------------------------------- the host table */
@@ -841,7 +831,7 @@ static struct hook_env *host_env(struct mxgate_call *c)
 
 static uv_loop_t *host_loop(struct mxgate_call *c)
 {
-	return c && c->s ? c->s->w->loop : NULL;
+	return c && c->s ? c->s->pe->loop : NULL;
 }
 
 static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
@@ -939,7 +929,7 @@ static void **host_session_slot(struct mxgate_call *c)
 		dummy = NULL;
 		return &dummy;
 	}
-	return &c->s->slots[c->idx];
+	return &c->s->slot;
 }
 
 /* Output hygiene: what plugins and milters send ends up in the relayed message and in the
@@ -1010,11 +1000,11 @@ static bool host_params_ok(const char *a)
 
 static void host_reject_output(struct mxgate_call *c, const char *what)
 {
-	struct plugins_sess *s = c ? c->s : NULL;
+	struct plugin_sess *s = c ? c->s : NULL;
 
 	if (s)
 		log_event(LOG_LVL_WARNING, s->env->session_id, "event=plugin_bad_output plugin=%s what=%s",
-		    s->w->v[c->idx].pc->name, what);
+		    s->pe->pc->name, what);
 }
 
 static void host_add_symbol(struct mxgate_call *c, const char *name, double score, const char *desc)
@@ -1144,15 +1134,15 @@ static void host_set_quarantine_reason(struct mxgate_call *c, const char *reason
 
 static void host_progress(struct mxgate_call *c)
 {
-	struct plugins_sess *s = c ? c->s : NULL;
+	struct plugin_sess *s = c ? c->s : NULL;
 
-	if (s && s->cur == c && s->w->v[c->idx].pc->timeout)
-		uv_timer_start(s->timer, plugins_timeout_cb, s->w->v[c->idx].pc->timeout, 0);
+	if (s && s->cur == c && s->hc)
+		hook_call_progress(s->hc);
 }
 
 static void host_log(struct mxgate_call *c, int level, const char *fmt, ...)
 {
-	struct plugins_sess *s = c ? c->s : NULL;
+	struct plugin_sess *s = c ? c->s : NULL;
 	char buf[1024];
 	va_list ap;
 	enum log_level lvl = level <= 0 ? LOG_LVL_DEBUG : level == 1 ? LOG_LVL_INFO :
@@ -1161,14 +1151,13 @@ static void host_log(struct mxgate_call *c, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	log_event(lvl, s ? s->env->session_id : NULL, "plugin=%s %s",
-	    s ? s->w->v[c->idx].pc->name : "-", buf);
+	log_event(lvl, s ? s->env->session_id : NULL, "plugin=%s %s", s ? s->pe->pc->name : "-", buf);
 }
 
 static void host_done(struct mxgate_call *c, enum mxgate_action action, int code,
     const char *reply, const char *reason)
 {
-	struct plugins_sess *s;
+	struct plugin_sess *s;
 
 	if (c == NULL || c->is_close)
 		return;
@@ -1182,15 +1171,26 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 	}
 	if (s->cur != c)
 		return;   /* cancelled, or not the live call: ignore */
-	uv_timer_stop(s->timer);
 	s->cur = NULL;
 	free(c);
 	if ((unsigned)action > MXGATE_ERROR)
 		action = MXGATE_ERROR;
-	plugins_set_result(s, action, code, reply, reason);
+	plugin_set_result(s, action, code, reply, reason);
 	if (s->dispatching)
-		return;   /* plugins_advance picks the result up when the hook returns */
-	plugins_advance(s);
+		return;   /* plugin_advance picks the result up when the hook returns */
+	plugin_advance(s);
+}
+
+static void host_set_flags(struct mxgate_call *c, unsigned flags)
+{
+	struct hook_env *env = host_env(c);
+
+	if (env == NULL)
+		return;
+	if (flags & MXGATE_FLAG_SPAM)
+		env->flags |= HOOK_FLAG_SPAM;
+	if (flags & MXGATE_FLAG_VIRUS)
+		env->flags |= HOOK_FLAG_VIRUS;
 }
 
 const struct mxgate_host plugins_host = {
@@ -1216,4 +1216,5 @@ const struct mxgate_host plugins_host = {
 	.progress = host_progress,
 	.log = host_log,
 	.done = host_done,
+	.set_flags = host_set_flags,
 };

@@ -1,15 +1,27 @@
-/* plugins.h — the `plugins:` config section and the plugin chain, exposed to the session as
- * ONE hook module (`plugins_module`, listed in hook.c after filters, before rules).
+/* plugins.h — the `plugins:` config section, the dlopen loader, and the adapter that makes
+ * each entry its own chain entry (hook_plugin_entries in proxy/hook.h):
  *
  *   plugins:
  *     - { name: clamd,  address: "127.0.0.1:3310", on_error: tempfail, timeout: 30s }
  *     - { name: milter, address: "inet:127.0.0.1:8891", on_error: accept }
- *     - { name: spamd,  address: "127.0.0.1:783" }
+ *     - { name: spamd,  address: "127.0.0.1:783", options: { max_size: 1M } }
  *     - { name: mine,   path: "/usr/lib/mxgate/plugins/mine.so", options: { word: x } }
  *
- * `name` selects a built-in (clamd, milter, spamd, rspamd) unless `path` is given: then the shared
- * object is loaded with dlopen (at config check too: a wrong ABI version is a config
- * error). Entries run in config order at each stage they take part in. */
+ * `name` selects a built-in (clamd, milter, spamd, rspamd) unless `path` is given: then the
+ * shared object is loaded with dlopen (at config check too: a wrong ABI version is a config
+ * error). Entries run in config order at each stage they take part in, after the filters
+ * and before the rules engine; the chain gives each call the entry's `timeout` and applies
+ * its `on_error`.
+ *
+ * Verdicts map one to one onto the chain's (enum verdict_action):
+ *   MXGATE_CONTINUE -> VERDICT_CONTINUE     MXGATE_TEMPFAIL   -> VERDICT_TEMPFAIL (451)
+ *   MXGATE_ACCEPT   -> VERDICT_ACCEPT       MXGATE_REJECT     -> VERDICT_REJECT (550)
+ *   MXGATE_DISCARD  -> VERDICT_DISCARD      MXGATE_QUARANTINE -> VERDICT_QUARANTINE
+ *   MXGATE_ERROR    -> VERDICT_ERROR (the entry's on_error)
+ * ACCEPT skips the later filters and plugins of that stage; the rules engine still runs.
+ *
+ * `options:` of a built-in is typed (sizes with units, bounds, unknown keys are errors at
+ * `mxgate -t`); a shared object gets its options as strings (struct mxgate_option). */
 #ifndef MX_PLUGINS_H
 #define MX_PLUGINS_H
 
@@ -19,14 +31,18 @@
 #include "plugin.h"
 
 struct cfg_table;
-struct hook_module;
 
 enum plugin_on_error { PLUGIN_ON_ERROR_TEMPFAIL = 0, PLUGIN_ON_ERROR_ACCEPT, PLUGIN_ON_ERROR_REJECT };
 
 /* `path:` — the loaded shared object (handle released with the config). */
 struct plugin_so { char *path; void *handle; const struct mxgate_plugin *desc; };
-/* `options:` — a free mapping of scalars, handed to the plugin's init. */
-struct plugin_options { struct mxgate_option *v; size_t n; };
+/* `options:` — typed for a built-in, strings for a shared object. */
+struct plugin_options {
+	struct mxgate_option *v;       /* shared objects: every key, value as written */
+	size_t n;
+	const struct cfg_table *table; /* built-ins: the table typed was filled by (defaults too) */
+	void *typed;
+};
 
 struct plugin_config {
 	char *name;
@@ -34,25 +50,30 @@ struct plugin_config {
 	char *address;
 	int on_error;               /* enum plugin_on_error */
 	uint64_t timeout;           /* ms, per call */
-	char *action;               /* clamd: reject | quarantine (what FOUND does) */
-	uint64_t max_size;          /* bytes scanned / sent; 0 = the plugin's default */
+	char *action;               /* clamd: reject | quarantine | tempfail (= options.action) */
+	uint64_t max_size;          /* bytes (= options.max_size); 0 = the plugin's default */
 	struct plugin_options options;
 };
 
 /* The table for one list item; config.c lists `plugins` as a CFG_STRUCT_LIST of it. */
 extern const struct cfg_table plugin_config_table;
-extern const struct hook_module plugins_module;
 
-/* Built-in plugin descriptors (same ABI as loadable ones). */
-extern const struct mxgate_plugin clamd_plugin;
-extern const struct mxgate_plugin milter_plugin;
-extern const struct mxgate_plugin spamd_plugin;
-extern const struct mxgate_plugin rspamd_plugin;
+/* A built-in: the plugin ABI's hooks, and an init that takes its typed options. */
+struct plugin_builtin {
+	const struct mxgate_plugin *desc;   /* hooks (desc->init is not used) */
+	const struct cfg_table *options;    /* its `options:` */
+	/* Like mxgate_plugin.init; options is a struct filled by the options table (never NULL;
+	 * borrowed for the call only). */
+	int (*init)(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
+	    const void *options, void **instance, char *err, size_t errlen);
+};
+
+extern const struct plugin_builtin clamd_builtin, milter_builtin, spamd_builtin, rspamd_builtin;
+extern const struct cfg_table clamd_options_table, milter_options_table, spamd_options_table,
+    rspamd_options_table;
 
 /* Looks a built-in up by name; NULL if none. */
-const struct mxgate_plugin *plugins_find_builtin(const char *name);
-/* The option `key` of args, or NULL. */
-const char *plugins_option(const struct mxgate_plugin_args *args, const char *key);
+const struct plugin_builtin *plugins_find_builtin(const char *name);
 /* Loads path and checks its descriptor. 0, or -1 with a reason in err. */
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen);

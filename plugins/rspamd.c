@@ -1,9 +1,11 @@
 /* rspamd.c — rspamd /checkv2 over HTTP/1.1 as a built-in plugin, with a small bounded JSON
  * reader for the fields we use (no JSON library among the dependencies). */
 #include "rspamd.h"
-#include "pconn.h"
+#include "config.h"
 #include "plugins.h"
+#include "scanner.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,22 +334,45 @@ struct rspamd_inst {
 	char password[128];
 };
 
+/* `options:` of an rspamd entry (the entry's own `max_size:` fills the same). */
+struct rspamd_options {
+	uint64_t max_size;
+	bool use_action;
+	char *password;
+};
+
+static const struct cfg_field rspamd_option_fields[] = {
+	{ "max_size", CFG_SIZE, offsetof(struct rspamd_options, max_size), "20M", 1, 1073741824.0,
+	  .doc = "larger messages are not scanned" },
+	{ "use_action", CFG_BOOL, offsetof(struct rspamd_options, use_action), "false",
+	  .doc = "apply rspamd's action: reject -> 550 5.7.1, soft reject -> 451 4.7.1 (else only its score counts)" },
+	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
+	  .doc = "rspamd controller password (the `Password:` header)" },
+	{ .key = NULL }
+};
+
+const struct cfg_table rspamd_options_table = {
+	.name = "plugins[].options (rspamd)",
+	.size = sizeof(struct rspamd_options),
+	.fields = rspamd_option_fields,
+};
+
 struct rspamd_scan {
 	struct rspamd_inst *ri;
 	struct mxgate_call *call;
-	struct pconn *conn;
+	struct scanner *scan;
 	const char *msg;
 	size_t len;
-	char *reply;
+	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
+	const char *send_error;      /* why the request was not sent */
 };
 
 static void rspamd_scan_free(struct rspamd_scan *sc)
 {
 	if (sc == NULL)
 		return;
-	pconn_close(sc->conn);
-	free(sc->reply);
+	scanner_free(sc->scan);
 	free(sc);
 }
 
@@ -402,6 +427,11 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	rspamd_json_parse(body, blen, &r, rspamd_symbol_add_cb, sc);
 	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=\"%s\"", r.score,
 	    r.required, r.action);
+	/* rspamd's own classes: these three are its "spam" actions (greylist and soft reject
+	 * are about rates, not content). */
+	if (strcmp(r.action, "reject") == 0 || strcmp(r.action, "add header") == 0 ||
+	    strcmp(r.action, "rewrite subject") == 0)
+		h->set_flags(sc->call, MXGATE_FLAG_SPAM);
 	if (sc->ri->use_action && strcmp(r.action, "reject") == 0) {
 		snprintf(text, sizeof(text), "5.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Spam message rejected");
 		return rspamd_scan_end(sc, MXGATE_REJECT, 550, text, "rspamd");
@@ -425,70 +455,90 @@ static void rspamd_hdr(char *buf, size_t cap, size_t *n, const char *name, const
 		*n += (size_t)w;
 }
 
-static void rspamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
-    int err, void *arg)
+/* Connected: the /checkv2 request with the envelope as headers, then the message. 0 or -1
+ * (sc->send_error says why). */
+static int rspamd_send(struct scanner *scan, void *arg)
 {
 	struct rspamd_scan *sc = arg;
 	const struct mxgate_host *h = sc->ri->host;
 	struct mxgate_call *c = sc->call;
+	size_t cap = 8192, n = 0;
+	char *req = malloc(cap), lenbuf[32];
+	int w;
 
-	switch (ev) {
-	case PCONN_CONNECTED: {
-		size_t cap = 8192, n = 0;
-		char *req = malloc(cap), lenbuf[32];
-		int w;
-
-		if (req == NULL)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "out of memory");
-		w = snprintf(req, cap, "POST /checkv2 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", sc->ri->hostport);
-		n = (size_t)w;
-		snprintf(lenbuf, sizeof(lenbuf), "%zu", sc->len);
-		rspamd_hdr(req, cap, &n, "Content-Length", lenbuf);
-		rspamd_hdr(req, cap, &n, "Password", sc->ri->password);
-		rspamd_hdr(req, cap, &n, "IP", h->get(c, MXGATE_CLIENT_IP));
-		rspamd_hdr(req, cap, &n, "Helo", h->get(c, MXGATE_HELO));
-		rspamd_hdr(req, cap, &n, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
-		rspamd_hdr(req, cap, &n, "From", h->get(c, MXGATE_MAIL_FROM));
-		rspamd_hdr(req, cap, &n, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
-		rspamd_hdr(req, cap, &n, "User", h->get(c, MXGATE_AUTH_USER));
-		rspamd_hdr(req, cap, &n, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
-		for (size_t i = 0; i < h->rcpt_count(c) && i < 100; i++)
-			rspamd_hdr(req, cap, &n, "Rcpt", h->rcpt_at(c, i));
-		if (n + 2 >= cap) {
-			free(req);
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-request");
-		}
-		memcpy(req + n, "\r\n", 2);
-		n += 2;
-		if (pconn_write(sc->conn, req, n, req) < 0 || pconn_write(sc->conn, sc->msg, sc->len, NULL) < 0)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-write");
-		return;
+	if (req == NULL) {
+		sc->send_error = "out of memory";
+		return -1;
 	}
-	case PCONN_DATA: {
-		char *nr;
-
-		if (sc->rlen + len > RSPAMD_REPLY_MAX)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply-too-big");
-		nr = realloc(sc->reply, sc->rlen + len + 1);
-		if (nr == NULL)
-			return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "out of memory");
-		sc->reply = nr;
-		memcpy(sc->reply + sc->rlen, data, len);
-		sc->rlen += len;
-		sc->reply[sc->rlen] = '\0';
-		return rspamd_try_verdict(sc, false);
+	w = snprintf(req, cap, "POST /checkv2 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", sc->ri->hostport);
+	n = (size_t)w;
+	snprintf(lenbuf, sizeof(lenbuf), "%zu", sc->len);
+	rspamd_hdr(req, cap, &n, "Content-Length", lenbuf);
+	rspamd_hdr(req, cap, &n, "Password", sc->ri->password);
+	rspamd_hdr(req, cap, &n, "IP", h->get(c, MXGATE_CLIENT_IP));
+	rspamd_hdr(req, cap, &n, "Helo", h->get(c, MXGATE_HELO));
+	rspamd_hdr(req, cap, &n, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
+	rspamd_hdr(req, cap, &n, "From", h->get(c, MXGATE_MAIL_FROM));
+	rspamd_hdr(req, cap, &n, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
+	rspamd_hdr(req, cap, &n, "User", h->get(c, MXGATE_AUTH_USER));
+	rspamd_hdr(req, cap, &n, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
+	for (size_t i = 0; i < h->rcpt_count(c) && i < 100; i++)
+		rspamd_hdr(req, cap, &n, "Rcpt", h->rcpt_at(c, i));
+	if (n + 2 >= cap) {
+		free(req);
+		sc->send_error = "rspamd-request";
+		return -1;
 	}
-	case PCONN_EOF:
+	memcpy(req + n, "\r\n", 2);
+	n += 2;
+	sc->send_error = "rspamd-write";
+	if (scanner_write(scan, req, n, req) < 0 || scanner_write(scan, sc->msg, sc->len, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+/* A whole HTTP response (by Content-Length, or at the close), or a malformed one: either way
+ * the verdict reads it. */
+static int rspamd_complete(const char *reply, size_t len, bool eof, void *arg)
+{
+	const char *body;
+	size_t blen;
+	int status;
+
+	return rspamd_http_parse(reply, len, eof, &status, &body, &blen) == 1 ? 1 : 0;
+}
+
+static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
+{
+	struct rspamd_scan *sc = arg;
+
+	if (err && st == SCANNER_OK)      /* a whole reply, then a reset: the reply stands */
+		sc->ri->host->log(sc->call, 2, "event=rspamd_error error=\"%s\"", uv_strerror(err));
+	switch (st) {
+	case SCANNER_OK:
+	case SCANNER_CLOSED:
+	case SCANNER_BAD_REPLY:
+		sc->reply = reply;
+		sc->rlen = len;
 		return rspamd_try_verdict(sc, true);
+	case SCANNER_TOO_BIG:
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply-too-big");
+	case SCANNER_SEND_FAILED:
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, sc->send_error);
 	default:
-		h->log(c, 2, "event=rspamd_error error=\"%s\"", uv_strerror(err));
+		sc->ri->host->log(sc->call, 2, "event=rspamd_error error=\"%s\"",
+		    err ? uv_strerror(err) : scanner_status_name(st));
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");
 	}
 }
 
+static const struct scanner_codec rspamd_codec = { rspamd_send, rspamd_complete, rspamd_done };
+
+/* options: a struct rspamd_options (the typed `options:`). */
 static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
-    void **instance, char *err, size_t errlen)
+    const void *options, void **instance, char *err, size_t errlen)
 {
+	const struct rspamd_options *o = options;
 	struct rspamd_inst *ri = calloc(1, sizeof(*ri));
 	const char *why;
 
@@ -497,7 +547,8 @@ static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugi
 		return -1;
 	}
 	ri->host = host;
-	ri->max_size = 20u * 1024 * 1024;
+	ri->max_size = o->max_size;
+	ri->use_action = o->use_action;
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT of rspamd's normal worker, e.g. 127.0.0.1:11333)");
 		goto fail;
@@ -507,23 +558,12 @@ static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugi
 		goto fail;
 	}
 	snprintf(ri->hostport, sizeof(ri->hostport), "%s", ri->addr.is_unix ? "localhost" : args->address);
-	for (size_t i = 0; i < args->noptions; i++) {
-		const char *k = args->options[i].key, *v = args->options[i].value;
-
-		if (strcmp(k, "max_size") == 0)
-			ri->max_size = strtoull(v, NULL, 10);
-		else if (strcmp(k, "use_action") == 0)
-			ri->use_action = strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "1") == 0;
-		else if (strcmp(k, "password") == 0) {
-			if (strlen(v) >= sizeof(ri->password) || strpbrk(v, "\r\n")) {
-				snprintf(err, errlen, "options.password: bad value");
-				goto fail;
-			}
-			snprintf(ri->password, sizeof(ri->password), "%s", v);
-		} else {
-			snprintf(err, errlen, "unknown option `%s` (rspamd knows max_size, use_action, password)", k);
+	if (o->password) {
+		if (strlen(o->password) >= sizeof(ri->password) || strpbrk(o->password, "\r\n")) {
+			snprintf(err, errlen, "options.password: bad value");
 			goto fail;
 		}
+		snprintf(ri->password, sizeof(ri->password), "%s", o->password);
 	}
 	*instance = ri;
 	return 0;
@@ -558,8 +598,8 @@ static void rspamd_on_eom(void *instance, struct mxgate_call *c)
 	sc->call = c;
 	sc->msg = msg;
 	sc->len = len;
-	sc->conn = pconn_new(h->loop(c), &ri->addr, rspamd_event_cb, sc);
-	if (sc->conn == NULL) {
+	sc->scan = scanner_start(h->loop(c), &ri->addr, &rspamd_codec, RSPAMD_REPLY_MAX, 0, sc);
+	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");
 	}
@@ -575,12 +615,17 @@ static void rspamd_cancel(void *instance, struct mxgate_call *c)
 	*slot = NULL;
 }
 
-const struct mxgate_plugin rspamd_plugin = {
+static const struct mxgate_plugin rspamd_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "rspamd",
-	.init = rspamd_init,
 	.fini = rspamd_fini,
 	.on_eom = rspamd_on_eom,
 	.on_close = rspamd_cancel,
 	.cancel = rspamd_cancel,
+};
+
+const struct plugin_builtin rspamd_builtin = {
+	.desc = &rspamd_plugin,
+	.options = &rspamd_options_table,
+	.init = rspamd_init,
 };

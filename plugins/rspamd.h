@@ -6,7 +6,10 @@
  *   - every rspamd symbol is added with score 0 (listed in X-Spam-Status tests=).
  * With option `use_action: true` rspamd's own action applies too: "reject" -> 550 5.7.1,
  * "soft reject" -> 451 4.7.1 (the reply text from messages.smtp_message when given).
- * Keys: address, timeout, on_error, max_size (default 20M); options: use_action, password. */
+ * The actions reject, add header and rewrite subject mark the transaction spam
+ * (HOOK_FLAG_SPAM) for reputation. Keys: address, timeout, on_error; options (or the
+ * entry's own max_size): max_size (default 20M), use_action, password. The built-in is
+ * `rspamd_builtin` (plugins.h). */
 #ifndef MX_RSPAMD_H
 #define MX_RSPAMD_H
 
@@ -14,8 +17,6 @@
 #include <stddef.h>
 
 #include "plugin.h"
-
-extern const struct mxgate_plugin rspamd_plugin;
 
 struct rspamd_result {
 	double score, required;

@@ -1,8 +1,10 @@
 /* spamd.c — SpamAssassin scoring through spamd's SPAMC/1.5 SYMBOLS command. */
 #include "spamd.h"
-#include "pconn.h"
+#include "config.h"
 #include "plugins.h"
+#include "scanner.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +19,33 @@ struct spamd_inst {
 	char user[64];
 };
 
+/* `options:` of a spamd entry (the entry's own `max_size:` fills the same). */
+struct spamd_options {
+	uint64_t max_size;
+	char *user;
+};
+
+static const struct cfg_field spamd_option_fields[] = {
+	{ "max_size", CFG_SIZE, offsetof(struct spamd_options, max_size), "512K", 1, 1073741824.0,
+	  .doc = "larger messages are not scanned (like spamc)" },
+	{ "user", CFG_STRING, offsetof(struct spamd_options, user),
+	  .doc = "spamd user whose preferences apply (the `User:` header); unset = spamd's default" },
+	{ .key = NULL }
+};
+
+const struct cfg_table spamd_options_table = {
+	.name = "plugins[].options (spamd)",
+	.size = sizeof(struct spamd_options),
+	.fields = spamd_option_fields,
+};
+
 struct spamd_scan {
 	struct spamd_inst *si;
 	struct mxgate_call *call;
-	struct pconn *conn;
+	struct scanner *scan;
 	const char *msg;
 	size_t len;
-	char *reply;
+	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
 	bool overflow;
 };
@@ -94,8 +116,7 @@ static void spamd_scan_free(struct spamd_scan *sc)
 {
 	if (sc == NULL)
 		return;
-	pconn_close(sc->conn);
-	free(sc->reply);
+	scanner_free(sc->scan);
 	free(sc);
 }
 
@@ -144,58 +165,57 @@ static void spamd_verdict(struct spamd_scan *sc)
 	}
 	h->log(sc->call, 1, "event=spamd_result score=%.1f threshold=%.1f spam=%d", r.score,
 	    r.threshold, r.spam);
+	if (r.spam)
+		h->set_flags(sc->call, MXGATE_FLAG_SPAM);
 	spamd_scan_end(sc, MXGATE_CONTINUE, NULL);
 }
 
-static void spamd_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
-    int err, void *arg)
+/* Connected: the SYMBOLS request header, then the message. 0 or -1. */
+static int spamd_send(struct scanner *scan, void *arg)
 {
 	struct spamd_scan *sc = arg;
-	char hdr[256];
+	char hdr[256], *h;
 	int n;
 
-	switch (ev) {
-	case PCONN_CONNECTED:
-		n = snprintf(hdr, sizeof(hdr), "SYMBOLS SPAMC/1.5\r\nContent-length: %zu\r\n%s%s%s\r\n",
-		    sc->len, sc->si->user[0] ? "User: " : "", sc->si->user, sc->si->user[0] ? "\r\n" : "");
-		{
-			char *h = strndup(hdr, (size_t)n);
+	n = snprintf(hdr, sizeof(hdr), "SYMBOLS SPAMC/1.5\r\nContent-length: %zu\r\n%s%s%s\r\n",
+	    sc->len, sc->si->user[0] ? "User: " : "", sc->si->user, sc->si->user[0] ? "\r\n" : "");
+	h = strndup(hdr, (size_t)n);
+	if (h == NULL || scanner_write(scan, h, (size_t)n, h) < 0 ||
+	    scanner_write(scan, sc->msg, sc->len, NULL) < 0)
+		return -1;
+	return 0;
+}
 
-			if (h == NULL || pconn_write(sc->conn, h, (size_t)n, h) < 0 ||
-			    pconn_write(sc->conn, sc->msg, sc->len, NULL) < 0)
-				return spamd_scan_end(sc, MXGATE_ERROR, "spamd-write");
-		}
-		return;
-	case PCONN_DATA:
-		if (sc->rlen + len > SPAMD_REPLY_MAX) {
-			sc->overflow = true;
-			return spamd_verdict(sc);
-		}
-		{
-			char *nr = realloc(sc->reply, sc->rlen + len + 1);
+/* spamd answers and closes: the reply is read to the end (codec complete NULL). */
+static void spamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
+{
+	struct spamd_scan *sc = arg;
 
-			if (nr == NULL)
-				return spamd_scan_end(sc, MXGATE_ERROR, "out of memory");
-			sc->reply = nr;
-			memcpy(sc->reply + sc->rlen, data, len);
-			sc->rlen += len;
-			sc->reply[sc->rlen] = '\0';
-		}
-		return;
-	case PCONN_EOF:
-		/* spamd answers and closes */
-		if (sc->rlen == 0)
-			return spamd_scan_end(sc, MXGATE_ERROR, "spamd-closed");
+	switch (st) {
+	case SCANNER_OK:
+	case SCANNER_TOO_BIG:
+		sc->reply = reply;
+		sc->rlen = len;
+		sc->overflow = st == SCANNER_TOO_BIG;
 		return spamd_verdict(sc);
+	case SCANNER_CLOSED:
+		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-closed");
+	case SCANNER_SEND_FAILED:
+		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-write");
 	default:
-		sc->si->host->log(sc->call, 2, "event=spamd_error error=\"%s\"", uv_strerror(err));
+		sc->si->host->log(sc->call, 2, "event=spamd_error error=\"%s\"",
+		    err ? uv_strerror(err) : scanner_status_name(st));
 		return spamd_scan_end(sc, MXGATE_ERROR, "spamd-unreachable");
 	}
 }
 
+static const struct scanner_codec spamd_codec = { spamd_send, NULL, spamd_done };
+
+/* options: a struct spamd_options (the typed `options:`). */
 static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
-    void **instance, char *err, size_t errlen)
+    const void *options, void **instance, char *err, size_t errlen)
 {
+	const struct spamd_options *o = options;
 	struct spamd_inst *si = calloc(1, sizeof(*si));
 	const char *why;
 
@@ -204,7 +224,7 @@ static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		return -1;
 	}
 	si->host = host;
-	si->max_size = 512 * 1024;
+	si->max_size = o->max_size;
 	if (args->address == NULL) {
 		snprintf(err, errlen, "address: required (HOST:PORT or unix:/path)");
 		goto fail;
@@ -213,21 +233,12 @@ static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
 	}
-	for (size_t i = 0; i < args->noptions; i++) {
-		const char *k = args->options[i].key, *v = args->options[i].value;
-
-		if (strcmp(k, "max_size") == 0)
-			si->max_size = strtoull(v, NULL, 10);
-		else if (strcmp(k, "user") == 0) {
-			if (strlen(v) >= sizeof(si->user) || strpbrk(v, "\r\n")) {
-				snprintf(err, errlen, "options.user: bad user name");
-				goto fail;
-			}
-			snprintf(si->user, sizeof(si->user), "%s", v);
-		} else {
-			snprintf(err, errlen, "unknown option `%s` (spamd knows max_size, user)", k);
+	if (o->user) {
+		if (strlen(o->user) >= sizeof(si->user) || strpbrk(o->user, "\r\n")) {
+			snprintf(err, errlen, "options.user: bad user name");
 			goto fail;
 		}
+		snprintf(si->user, sizeof(si->user), "%s", o->user);
 	}
 	*instance = si;
 	return 0;
@@ -262,8 +273,8 @@ static void spamd_on_eom(void *instance, struct mxgate_call *c)
 	sc->call = c;
 	sc->msg = msg;
 	sc->len = len;
-	sc->conn = pconn_new(h->loop(c), &si->addr, spamd_event_cb, sc);
-	if (sc->conn == NULL) {
+	sc->scan = scanner_start(h->loop(c), &si->addr, &spamd_codec, SPAMD_REPLY_MAX, 0, sc);
+	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "spamd-unreachable");
 	}
@@ -279,12 +290,17 @@ static void spamd_cancel(void *instance, struct mxgate_call *c)
 	*slot = NULL;
 }
 
-const struct mxgate_plugin spamd_plugin = {
+static const struct mxgate_plugin spamd_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
 	.name = "spamd",
-	.init = spamd_init,
 	.fini = spamd_fini,
 	.on_eom = spamd_on_eom,
 	.on_close = spamd_cancel,
 	.cancel = spamd_cancel,
+};
+
+const struct plugin_builtin spamd_builtin = {
+	.desc = &spamd_plugin,
+	.options = &spamd_options_table,
+	.init = spamd_init,
 };

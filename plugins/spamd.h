@@ -7,7 +7,9 @@
  *     and so to the rules engine's thresholds and X-Spam-Score),
  *   - every SpamAssassin rule name with score 0 (so they appear in X-Spam-Status tests=).
  * spamd's verdict itself (True/False) rejects nothing: the rules engine's `actions:`
- * thresholds decide. Keys: address, timeout, on_error, max_size; options: user. */
+ * thresholds decide; spam=True marks the transaction spam (HOOK_FLAG_SPAM) for reputation.
+ * Keys: address, timeout, on_error; options (or the entry's own max_size): max_size, user.
+ * The built-in is `spamd_builtin` (plugins.h). */
 #ifndef MX_SPAMD_H
 #define MX_SPAMD_H
 
@@ -15,8 +17,6 @@
 #include <stddef.h>
 
 #include "plugin.h"
-
-extern const struct mxgate_plugin spamd_plugin;
 
 struct spamd_result {
 	bool spam;

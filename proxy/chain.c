@@ -1,50 +1,105 @@
-/* chain.c — one stage of the module chain for one session. */
+/* chain.c — the chain entries of one stage for one session, and the outcome notifications. */
 #include "chain.h"
+#include "counters.h"
 #include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 struct hook_call {
-	struct chain *chain;       /* NULL once abandoned */
-	struct hook_call *next;    /* on chain->orphans */
+	struct chain *chain;       /* NULL once abandoned (timeout, release) */
+	struct hook_call *next;    /* on chain->orphans or chain->spent */
 	struct hook_env *env;
 	enum hook_stage stage;
-	size_t module;
+	size_t entry;              /* index in chain->mods->v: the module's slot */
+	uint64_t timeout_ms;
 	bool completed;
 };
 
 enum hook_stage hook_call_stage(const struct hook_call *c) { return c->stage; }
 struct hook_env *hook_call_env(const struct hook_call *c) { return c->env; }
 
-int chain_modules_init(struct chain_modules *m, const struct mx_config *cfg, uv_loop_t *loop, int worker)
+/* ---- entries ------------------------------------------------------------------------ */
+
+/* Appends an entry for a configured module (ws != NULL). */
+static void chain_modules_add(struct chain_modules *m, const struct hook_module *mod, void *ws,
+    const char *name)
 {
-	memset(m, 0, sizeof(*m));
-	for (size_t i = 0; i < hook_nmodules && i < 32; i++) {
+	struct chain_entry *e = &m->v[m->n++];
+
+	e->mod = mod;
+	e->wstate = ws;
+	e->name = name ? name : mod->name;
+	e->stages = mod->stages ? mod->stages(ws) : 0;
+	m->any_stages |= e->stages;
+}
+
+/* The registry modules with (scorers) or without the HOOK_MODULE_SCORER flag, in order. */
+static void chain_modules_add_registry(struct chain_modules *m, const struct mx_config *cfg,
+    uv_loop_t *loop, int worker, bool scorers)
+{
+	for (size_t i = 0; i < hook_nmodules; i++) {
 		const struct hook_module *mod = hook_modules[i];
 		void *ws = NULL;
 
+		if (((mod->flags & HOOK_MODULE_SCORER) != 0) != scorers)
+			continue;
 		if (mod->worker_init && mod->worker_init(cfg, loop, worker, &ws) != 0) {
 			log_event(LOG_LVL_ERROR, NULL, "event=module_init_failed module=%s", mod->name);
 			continue;
 		}
-		if (ws == NULL)
-			continue;
-		m->wstate[i] = ws;
-		m->stages[i] = mod->stages ? mod->stages(ws) : 0;
-		m->any_stages |= m->stages[i];
+		if (ws != NULL)
+			chain_modules_add(m, mod, ws, NULL);
 	}
+}
+
+int chain_modules_init(struct chain_modules *m, const struct mx_config *cfg, uv_loop_t *loop, int worker)
+{
+	const struct hook_instances *pl = &hook_plugin_entries;
+	size_t nplug = pl->count ? pl->count(cfg) : 0;
+
+	memset(m, 0, sizeof(*m));
+	if (hook_nmodules + nplug == 0)
+		return 0;
+	m->v = calloc(hook_nmodules + nplug, sizeof(*m->v));
+	if (m->v == NULL)
+		return -1;
+	/* filters, then the plugin entries in config order, then the scorer */
+	chain_modules_add_registry(m, cfg, loop, worker, false);
+	for (size_t i = 0; i < nplug; i++) {
+		void *ws = NULL;
+		const char *name = NULL;
+
+		if (pl->instance_init(cfg, i, loop, worker, &ws, &name) != 0) {
+			log_event(LOG_LVL_ERROR, NULL, "event=module_init_failed module=%s instance=%zu",
+			    pl->module->name, i);
+			continue;
+		}
+		if (ws != NULL)
+			chain_modules_add(m, pl->module, ws, name);
+	}
+	chain_modules_add_registry(m, cfg, loop, worker, true);
 	return 0;
 }
 
 void chain_modules_free(struct chain_modules *m)
 {
-	for (size_t i = 0; i < hook_nmodules && i < 32; i++) {
-		if (m->wstate[i] && hook_modules[i]->worker_free)
-			hook_modules[i]->worker_free(m->wstate[i]);
-		m->wstate[i] = NULL;
-	}
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].mod->worker_free)
+			m->v[i].mod->worker_free(m->v[i].wstate);
+	free(m->v);
+	memset(m, 0, sizeof(*m));
 }
+
+void chain_modules_single(struct chain_modules *m, struct chain_entry *entry,
+    const struct hook_module *mod, void *ws)
+{
+	memset(m, 0, sizeof(*m));
+	m->v = entry;
+	chain_modules_add(m, mod, ws, NULL);
+}
+
+/* ---- one stage ---------------------------------------------------------------------- */
 
 void chain_init(struct chain *c, const struct chain_modules *mods, struct hook_env *env, uv_timer_t *timer)
 {
@@ -52,6 +107,12 @@ void chain_init(struct chain *c, const struct chain_modules *mods, struct hook_e
 	c->mods = mods;
 	c->env = env;
 	c->timer = timer;
+	env->module_ctx = NULL;
+	if (mods && mods->n) {
+		env->module_ctx = calloc(mods->n, sizeof(*env->module_ctx));
+		if (env->module_ctx == NULL)
+			abort();	/* out of memory at accept: nothing sane to do */
+	}
 }
 
 bool chain_wants(const struct chain_modules *m, enum hook_stage st)
@@ -59,7 +120,23 @@ bool chain_wants(const struct chain_modules *m, enum hook_stage st)
 	return m && (m->any_stages & (1u << st)) != 0;
 }
 
+static void chain_free_calls(struct hook_call **list)
+{
+	while (*list) {
+		struct hook_call *n = (*list)->next;
+
+		free(*list);
+		*list = n;
+	}
+}
+
 static void chain_step(struct chain *c);
+
+static void chain_drop_pending(struct chain *c)
+{
+	free(c->txn_pending);
+	c->txn_pending = NULL;
+}
 
 static void chain_finish(struct chain *c)
 {
@@ -67,43 +144,124 @@ static void chain_finish(struct chain *c)
 	c->done(c->arg, &c->result);
 }
 
-/* Applies module i's verdict v (NULL = continue) to the chain's result. Returns true when
- * the stage is decided. */
-static bool chain_apply(struct chain *c, const struct verdict *v)
+/* Takes v as the stage's result, keeping the longest tarpit delay seen so far. */
+static void chain_set_result(struct chain *c, const struct verdict *v)
 {
-	if (v == NULL || v->action == VERDICT_CONTINUE) {
-		if (v && v->delay_ms > c->result.delay_ms)
-			c->result.delay_ms = v->delay_ms;
-		return false;
-	}
 	uint32_t delay = c->result.delay_ms;
+
 	c->result = *v;
 	if (delay > c->result.delay_ms)
 		c->result.delay_ms = delay;
+}
+
+/* Folds one verdict (NULL = continue; never ERROR) into the stage's result. Returns true
+ * when the stage is decided. */
+static bool chain_apply(struct chain *c, const struct verdict *v)
+{
+	if (v == NULL)
+		return false;
+	switch (v->action) {
+	case VERDICT_CONTINUE:
+		if (v->delay_ms > c->result.delay_ms)
+			c->result.delay_ms = v->delay_ms;
+		return false;
+	case VERDICT_DISCARD:
+	case VERDICT_QUARANTINE:
+		if (c->stage == HOOK_EOM)
+			break;
+		/* Decided before the end of data: kept for EOM (the first one counts); the stage
+		 * itself ends as an ACCEPT. */
+		if (c->txn_pending == NULL) {
+			c->txn_pending = malloc(sizeof(*c->txn_pending));
+			if (c->txn_pending == NULL)
+				abort();
+			*c->txn_pending = *v;
+		}
+		chain_set_result(c, v);
+		c->result.action = VERDICT_ACCEPT;
+		c->accepted = true;
+		return false;
+	case VERDICT_ACCEPT:
+		chain_set_result(c, v);
+		c->accepted = true;     /* only scorers still run */
+		return false;
+	default:
+		break;
+	}
+	chain_set_result(c, v);
 	return true;
+}
+
+static const char *chain_on_error_name(enum verdict_action a)
+{
+	return a == VERDICT_TEMPFAIL ? "tempfail" : a == VERDICT_REJECT ? "reject" : "accept";
+}
+
+/* Entry e failed (why: "timeout" or the module's reason): logs it and fills v from the
+ * entry's on_error. */
+static void chain_error_verdict(struct chain *c, const struct chain_entry *e, const char *why,
+    struct verdict *v)
+{
+	enum verdict_action a = e->mod->on_error ? e->mod->on_error(e->wstate) : VERDICT_CONTINUE;
+	bool content = (e->mod->flags & HOOK_MODULE_CONTENT) != 0;
+	const char *kind = content ? "plugin" : "module";
+
+	log_event(LOG_LVL_WARNING, c->env->session_id, "event=%s_error %s=%s stage=%s error=%s on_error=%s",
+	    kind, kind, e->name, hook_stage_name(c->stage), why, chain_on_error_name(a));
+	if (content)
+		counter_inc(COUNTER_PLUGIN_ERRORS);
+	/* A content filter's name is not the client's business. */
+	if (a == VERDICT_TEMPFAIL && content)
+		verdict_set(v, a, 451, "plugin", "4.7.1 Content filter unavailable, please try again later");
+	else if (a == VERDICT_TEMPFAIL)
+		verdict_set(v, a, 451, e->name, "4.7.1 Temporary failure in %s, try again later", e->name);
+	else if (a == VERDICT_REJECT && content)
+		verdict_set(v, a, 550, "plugin", "5.7.1 Message content rejected");
+	else if (a == VERDICT_REJECT)
+		verdict_set(v, a, 550, e->name, "5.7.1 Rejected by %s", e->name);
+	else
+		verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);
+}
+
+/* Entry i completed its call with v (NULL = continue). Returns true when the stage is
+ * decided. */
+static bool chain_take(struct chain *c, size_t i, const struct verdict *v)
+{
+	struct verdict ev;
+
+	if (v && v->action == VERDICT_ERROR) {
+		chain_error_verdict(c, &c->mods->v[i], v->reason[0] ? v->reason : "error", &ev);
+		return chain_apply(c, &ev);
+	}
+	if (v && (unsigned)v->action > VERDICT_ERROR) {
+		chain_error_verdict(c, &c->mods->v[i], "bad_verdict", &ev);
+		return chain_apply(c, &ev);
+	}
+	return chain_apply(c, v);
 }
 
 void hook_call_done(struct hook_call *call, const struct verdict *v)
 {
 	struct chain *c = call->chain;
 
-	/* A completed call is freed at once when the chain still waited for it: a module must
-	 * not complete a call twice (it would be a use after free). An abandoned call (after a
-	 * timeout, or at release) stays owned by the orphan list and may be completed once. */
+	/* The first completion counts. The call stays allocated (on the spent list, or on the
+	 * orphan list once abandoned) so a second completion lands here and is ignored. */
 	if (call->completed)
 		return;
 	call->completed = true;
 	if (c == NULL)
-		return;
+		return;	/* abandoned after a timeout or at release: too late, ignored */
 	c->cur = NULL;
 	if (c->timer)
 		uv_timer_stop(c->timer);
-	free(call);
-	bool decided = chain_apply(c, v);
-	if (decided || c->result.action == VERDICT_ACCEPT)
-		c->next = hook_nmodules;	/* stop here */
+	call->next = c->spent;
+	c->spent = call;
+	c->depth++;
+	if (chain_take(c, call->entry, v))
+		c->next = c->mods->n;	/* stop here */
 	if (!c->in_step)
 		chain_step(c);
+	c->depth--;
 }
 
 static void chain_timeout_cb(uv_timer_t *t)
@@ -111,34 +269,46 @@ static void chain_timeout_cb(uv_timer_t *t)
 	chain_on_timeout(t->data);
 }
 
+/* (Re)starts the timer for the call in progress. */
+static void chain_arm(struct chain *c, struct hook_call *call)
+{
+	if (call->timeout_ms && c->timer) {
+		c->timer->data = c;
+		uv_timer_start(c->timer, chain_timeout_cb, call->timeout_ms, 0);
+	}
+}
+
+void hook_call_progress(struct hook_call *call)
+{
+	if (call->chain && call->chain->cur == call && !call->completed)
+		chain_arm(call->chain, call);
+}
+
 void chain_on_timeout(struct chain *c)
 {
 	struct hook_call *call = c->cur;
+	const struct chain_entry *e;
+	struct verdict v;
 
 	if (call == NULL)
 		return;
-	const struct hook_module *mod = hook_modules[call->module];
-	void *ws = c->mods->wstate[call->module];
-	enum verdict_action a = mod->on_error ? mod->on_error(ws) : VERDICT_CONTINUE;
-	struct verdict v;
-
-	static const char *const stage_names[] = { "connect", "helo", "mail", "rcpt", "data", "eom", "close" };
-	log_event(LOG_LVL_WARNING, c->env->session_id, "event=module_timeout module=%s stage=%s action=%s",
-	    mod->name, call->stage < HOOK_NSTAGES ? stage_names[call->stage] : "?",
-	    a == VERDICT_TEMPFAIL ? "tempfail" : a == VERDICT_REJECT ? "reject" : "continue");
-	/* Keep the call: the module may still complete it later (ignored then). */
+	if (c->timer)
+		uv_timer_stop(c->timer);   /* when forwarded by hand rather than fired */
+	e = &c->mods->v[call->entry];
+	/* Abandon the call first: a completion from inside cancel (or any later one) is then
+	 * ignored, and the call is freed with the session. */
 	call->chain = NULL;
 	call->next = c->orphans;
 	c->orphans = call;
 	c->cur = NULL;
-	if (a == VERDICT_TEMPFAIL)
-		verdict_set(&v, a, 451, mod->name, "4.7.1 Temporary failure in %s, try again later", mod->name);
-	else if (a == VERDICT_REJECT)
-		verdict_set(&v, a, 550, mod->name, "5.7.1 Rejected by %s", mod->name);
-	else
-		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
+	if (e->mod->cancel) {
+		c->depth++;
+		e->mod->cancel(e->wstate, (int)call->entry, call);
+		c->depth--;
+	}
+	chain_error_verdict(c, e, "timeout", &v);
 	if (chain_apply(c, &v))
-		c->next = hook_nmodules;
+		c->next = c->mods->n;
 	chain_step(c);
 }
 
@@ -146,29 +316,31 @@ static void chain_step(struct chain *c)
 {
 	c->in_step = true;
 	while (c->cur == NULL) {
-		if (c->next >= hook_nmodules || c->next >= 32) {
+		if (c->mods == NULL || c->next >= c->mods->n) {
 			c->in_step = false;
 			chain_finish(c);
 			return;
 		}
 		size_t i = c->next++;
-		if ((c->mods->stages[i] & (1u << c->stage)) == 0)
+		const struct chain_entry *e = &c->mods->v[i];
+
+		if ((e->stages & (1u << c->stage)) == 0)
 			continue;
-		const struct hook_module *mod = hook_modules[i];
+		if (c->accepted && (e->mod->flags & HOOK_MODULE_SCORER) == 0)
+			continue;
 		struct hook_call *call = calloc(1, sizeof(*call));
 		if (call == NULL)
 			abort();
 		call->chain = c;
 		call->env = c->env;
 		call->stage = c->stage;
-		call->module = i;
+		call->entry = i;
+		call->timeout_ms = e->mod->timeout_ms ? e->mod->timeout_ms(e->wstate) : 0;
 		c->cur = call;
-		uint64_t to = mod->timeout_ms ? mod->timeout_ms(c->mods->wstate[i]) : 0;
-		if (to && c->timer) {
-			c->timer->data = c;
-			uv_timer_start(c->timer, chain_timeout_cb, to, 0);
-		}
-		mod->run(c->mods->wstate[i], (int)i, call);
+		chain_arm(c, call);
+		c->depth++;
+		e->mod->run(e->wstate, (int)i, call);
+		c->depth--;
 		/* If run completed synchronously, hook_call_done cleared c->cur: loop on. */
 	}
 	c->in_step = false;
@@ -176,18 +348,95 @@ static void chain_step(struct chain *c)
 
 void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg)
 {
+	/* Calls completed in earlier stages go now, unless a module callback is still on the
+	 * stack (the next stage started from a done callback): they wait for a later stage. */
+	if (c->depth == 0)
+		chain_free_calls(&c->spent);
 	c->stage = st;
 	c->next = 0;
 	c->done = done;
 	c->arg = arg;
 	c->running = true;
+	c->accepted = false;
 	memset(&c->result, 0, sizeof(c->result));
+	if (st == HOOK_MAIL)   /* a new transaction: nothing kept from an earlier one */
+		chain_drop_pending(c);
+	if (c->txn_open && st >= HOOK_MAIL && st <= HOOK_EOM)
+		c->txn_stage = st;
+	if (st == HOOK_EOM && c->txn_pending) {
+		c->result = *c->txn_pending;
+		chain_drop_pending(c);
+		chain_finish(c);
+		return;
+	}
 	if (!chain_wants(c->mods, st)) {
 		chain_finish(c);
 		return;
 	}
 	chain_step(c);
 }
+
+/* ---- outcomes ----------------------------------------------------------------------- */
+
+static void chain_notify(struct chain *c, const struct hook_outcome *o)
+{
+	if (c->mods == NULL)
+		return;
+	c->depth++;
+	for (size_t i = 0; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		if (e->mod->outcome)
+			e->mod->outcome(e->wstate, (int)i, c->env, o);
+	}
+	c->depth--;
+}
+
+void chain_txn_begin(struct chain *c)
+{
+	chain_txn_abandon(c);
+	c->txn_open = true;
+	c->txn_stage = HOOK_MAIL;
+}
+
+bool chain_txn_end(struct chain *c, int code, enum hook_stage st, const char *reason)
+{
+	struct hook_outcome o;
+
+	if (!c->txn_open)
+		return false;
+	c->txn_open = false;
+	memset(&o, 0, sizeof(o));
+	o.code = code;
+	o.stage = st;
+	o.reason = reason ? reason : "";
+	o.flags = c->env->flags;
+	chain_notify(c, &o);
+	return true;
+}
+
+void chain_txn_abandon(struct chain *c)
+{
+	chain_txn_end(c, 0, c->txn_stage, NULL);
+}
+
+void chain_session_end(struct chain *c, int code, enum hook_stage st, const char *reason)
+{
+	struct hook_outcome o;
+
+	if (c->session_ended)
+		return;
+	chain_txn_abandon(c);
+	c->session_ended = true;
+	memset(&o, 0, sizeof(o));
+	o.session = true;
+	o.code = code;
+	o.stage = st;
+	o.reason = reason ? reason : "";
+	chain_notify(c, &o);
+}
+
+/* ---- release ------------------------------------------------------------------------ */
 
 void chain_release(struct chain *c)
 {
@@ -202,14 +451,17 @@ void chain_release(struct chain *c)
 	if (c->timer)
 		uv_timer_stop(c->timer);
 	if (c->mods) {
-		for (size_t i = 0; i < hook_nmodules && i < 32; i++)
-			if (c->mods->stages[i] && hook_modules[i]->session_free)
-				hook_modules[i]->session_free(c->mods->wstate[i], (int)i, c->env);
+		for (size_t i = 0; i < c->mods->n; i++) {
+			const struct chain_entry *e = &c->mods->v[i];
+
+			if (e->stages && e->mod->session_free)
+				e->mod->session_free(e->wstate, (int)i, c->env);
+		}
 	}
-	while (c->orphans) {
-		struct hook_call *n = c->orphans->next;
-		free(c->orphans);
-		c->orphans = n;
-	}
+	chain_free_calls(&c->orphans);
+	chain_free_calls(&c->spent);
+	chain_drop_pending(c);
+	free(c->env->module_ctx);
+	c->env->module_ctx = NULL;
 	c->running = false;
 }

@@ -1,18 +1,33 @@
-/* chain.h — runs the hook modules of one stage for one session, in order, one at a time,
- * with each module's timeout and on_error, and reports one verdict.
+/* chain.h — runs the chain entries of one stage for one session, in order, one at a time,
+ * with each entry's timeout and on_error, and reports one verdict; tells every module how
+ * each transaction and the session ended.
+ *
+ * The entries of a worker's config generation are a vector: the registry's filters, one
+ * entry per `plugins:` entry, then the scorer (rules). This is the only place with timers,
+ * on_error and late completions: modules and the plugin adapter never run timers of their
+ * own for a call.
  *
  * A session runs at most one chain at a time. The chain owns the calls it starts; a call a
- * module has not completed (timed out, or outstanding when the session closes) is kept on
- * the chain's list until the module completes it or the session is freed. */
+ * module has not completed (timed out, or outstanding when the session closes) is kept
+ * until the module completes it or the session is freed, and a completed call is kept
+ * until the next stage starts, so a second completion is recognised and ignored. */
 #ifndef MX_CHAIN_H
 #define MX_CHAIN_H
 
 #include "hook.h"
 
-/* Per-worker state of the modules for one config generation. */
+/* One entry of the chain, per worker and config generation. */
+struct chain_entry {
+	const struct hook_module *mod;
+	void *wstate;            /* the module's (or the plugin instance's) worker state */
+	unsigned stages;         /* bit (1u << HOOK_x) per stage it takes part in */
+	const char *name;        /* for logs and error replies: the module's, or the plugin entry's */
+};
+
+/* The entries of one worker for one config generation. */
 struct chain_modules {
-	void *wstate[32];
-	unsigned stages[32];     /* stage bitmask per module (0 = module off) */
+	struct chain_entry *v;   /* filters, plugin entries, scorer; NULL when none */
+	size_t n;
 	unsigned any_stages;     /* union */
 };
 
@@ -22,28 +37,61 @@ struct chain {
 	const struct chain_modules *mods;
 	struct hook_env *env;
 	enum hook_stage stage;
-	size_t next;              /* next module index */
+	size_t next;              /* next entry index */
 	chain_done_fn done;
 	void *arg;
 	struct hook_call *cur;    /* the call in progress (NULL when none) */
 	struct hook_call *orphans;/* calls abandoned after a timeout, still owned */
+	struct hook_call *spent;  /* completed calls, freed when the next stage starts */
 	uv_timer_t *timer;        /* borrowed from the session */
+	unsigned depth;           /* module callbacks on the stack (spent calls stay while > 0) */
 	bool running, in_step;
+	bool accepted;            /* an ACCEPT at this stage: only scorers still run */
 	struct verdict result;
+	/* the transaction, for the outcome notifications */
+	bool txn_open, session_ended;
+	enum hook_stage txn_stage;   /* the last stage the open transaction reached */
+	/* a discard/quarantine decided before EOM, applied there (allocated when one happens:
+	 * rare, and a verdict is large next to the rest of a session) */
+	struct verdict *txn_pending;
 };
 
-/* Initialises modules for this worker; returns 0. Modules that fail are left off. */
+/* Builds this worker's entries for cfg: every registry module whose worker_init leaves a
+ * state, then every plugin instance. Entries that fail are logged and left off; 0 (or -1
+ * when out of memory, nothing built). */
 int chain_modules_init(struct chain_modules *m, const struct mx_config *cfg, uv_loop_t *loop, int worker);
+/* Releases every entry's worker state; m is empty afterwards (a second call does nothing). */
 void chain_modules_free(struct chain_modules *m);
+/* Sets m up as a chain of one module, mod with worker state ws, kept in the caller's *entry
+ * (nothing is allocated: release ws yourself, not with chain_modules_free). Its slot is 0.
+ * For tests and tools that drive one module. */
+void chain_modules_single(struct chain_modules *m, struct chain_entry *entry,
+    const struct hook_module *mod, void *ws);
 
+/* Sets c up for a session over mods (may be NULL: no entries) and env, and gives env its
+ * module_ctx slots. timer may be NULL (no timeouts). */
 void chain_init(struct chain *c, const struct chain_modules *mods, struct hook_env *env, uv_timer_t *timer);
-/* True when at least one module wants this stage. */
+/* True when at least one entry wants this stage. */
 bool chain_wants(const struct chain_modules *m, enum hook_stage st);
-/* Runs the stage; done is called exactly once (possibly before chain_run returns). */
+/* Runs the stage; done is called exactly once (possibly before chain_run returns). At
+ * HOOK_EOM a discard/quarantine kept from earlier in the transaction answers at once. */
 void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg);
 /* The timer callback the session forwards to when the chain owns the timer. */
 void chain_on_timeout(struct chain *c);
-/* The session goes away: modules' session_free, then every call is released. */
+
+/* A transaction starts (MAIL accepted for filtering): its outcome will be reported once. */
+void chain_txn_begin(struct chain *c);
+/* The open transaction ended with code at stage (reason may be NULL): every module's
+ * outcome hears of it. Returns false (and does nothing) when none is open. */
+bool chain_txn_end(struct chain *c, int code, enum hook_stage st, const char *reason);
+/* The open transaction (if any) ends without a reply: code 0 at the last stage it reached. */
+void chain_txn_abandon(struct chain *c);
+/* The session ends: an open transaction is abandoned, then every module hears the session
+ * outcome (code 0 unless refused at connect). Once; later calls do nothing. */
+void chain_session_end(struct chain *c, int code, enum hook_stage st, const char *reason);
+
+/* The session goes away: modules' session_free, then every call and env's slots are
+ * released. */
 void chain_release(struct chain *c);
 
 #endif

@@ -1,7 +1,7 @@
 /* conncount.c — a small open-addressing table of IP -> open connections, under a mutex. */
 #include "conncount.h"
+#include "netaddr.h"
 
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -15,16 +15,15 @@ static struct cc_slot cc_table[CONNCOUNT_SLOTS];
 static pthread_mutex_t cc_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_long cc_total;
 
-/* The key: IPv4 (also v4-mapped) as ::ffff:a.b.c.d, IPv6 as is. */
+/* The key: one per client whatever the socket (IPv4 and v4-mapped alike); all zero for a
+ * family without an address. */
 static void cc_key(const struct sockaddr *sa, uint8_t key[16])
 {
+	struct netaddr a;
+
 	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	}
+	if (netaddr_from_sockaddr(sa, &a) == 0)
+		netaddr_key16(&a, key);
 }
 
 static uint32_t cc_hash(const uint8_t key[16])

@@ -1,4 +1,5 @@
-/* hook.c — the module list and the hook_env output helpers (the chain runner is chain.c). */
+/* hook.c — verdicts and the hook_env output helpers (the chain runner is chain.c, the module
+ * list modules.def). */
 #include "hook.h"
 #include "msgbuf.h"
 
@@ -7,32 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- module registry: filters first, then plugins, then the rules engine last ---------
- * Add `extern const struct hook_module <name>_module;` and an entry below. */
-
-extern const struct hook_module reputation_module;
-extern const struct hook_module ratelimit_module;
-extern const struct hook_module dnsbl_module;
-extern const struct hook_module helo_module;
-extern const struct hook_module spf_module;
-extern const struct hook_module greylist_module;
-extern const struct hook_module plugins_module;   /* plugins/plugins.c: the content-filter chain */
-
-extern const struct hook_module rules_module;
-const struct hook_module *const hook_modules[] = {
-	&reputation_module,
-	&ratelimit_module,
-	&dnsbl_module,
-	&helo_module,
-	&spf_module,
-	&greylist_module,   /* last of the filters: only mail the others let through makes triplets */
-	&plugins_module,    /* after filters, before rules */
-	&rules_module,		/* always last: sums every symbol */
-	NULL
-};
-const size_t hook_nmodules = sizeof(hook_modules) / sizeof(hook_modules[0]) - 1;
-
 /* ---- verdicts ------------------------------------------------------------------------ */
+
+const char *hook_stage_name(enum hook_stage st)
+{
+	static const char *const names[HOOK_NSTAGES] = { "connect", "helo", "mail", "rcpt", "data",
+		"eom", "close" };
+
+	return (unsigned)st < HOOK_NSTAGES ? names[st] : "?";
+}
 
 void verdict_set(struct verdict *v, enum verdict_action a, int code, const char *reason,
     const char *reply_fmt, ...)
@@ -185,6 +169,7 @@ void hook_env_reset_txn(struct hook_env *env)
 	env->del_rcpts = NULL;
 	env->ndel_rcpts = 0;
 	env->quarantine_reason[0] = '\0';
+	env->flags = 0;
 	/* Drop the transaction's symbols; keep the session's (connect/helo stage). The score
 	 * is summed again rather than subtracted, so it cannot drift. */
 	for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++)

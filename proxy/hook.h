@@ -1,14 +1,15 @@
 /* hook.h — the stage interface between the SMTP session and everything that judges it:
- * filters/ (dnsbl, ratelimit, reputation, spf, ...), plugins/ (milter, clamd, spamd, *.so)
- * and rules/ (the scorer, always last).
+ * filters/ (dnsbl, ratelimit, reputation, spf, ...), plugins/ (milter, clamd, spamd, *.so,
+ * each `plugins:` entry its own chain entry) and rules/ (the scorer, always last).
  *
  * The session runs the chain at each stage (connect, helo, mail, rcpt, data, eom, close).
  * Each module is called in turn with a `struct hook_call`; it completes the call exactly
  * once with hook_call_done(), synchronously or later from the same loop thread. The chain
- * stops at the first verdict other than CONTINUE (ACCEPT skips the remaining modules of
- * that stage), enforces each module's timeout (then applies its on_error), and reports one
- * verdict to the session. Scores, symbols, header edits and envelope changes accumulate in
- * the `struct hook_env` every module sees. */
+ * (chain.c, the only place with timers, on_error and late completions) stops at the first
+ * decisive verdict, enforces each entry's timeout (then applies its on_error), and reports
+ * one verdict to the session. Scores, symbols, flags, header edits and envelope changes
+ * accumulate in the `struct hook_env` every module sees. When a transaction ends, and once
+ * more when the session ends, every module hears the outcome (`outcome`). */
 #ifndef MX_HOOK_H
 #define MX_HOOK_H
 
@@ -33,13 +34,25 @@ enum hook_stage {
 	HOOK_NSTAGES
 };
 
+/* The one verdict set of filters, plugins (plugins/plugin.h's MXGATE_* map onto it one to
+ * one, see plugins.c) and the rules engine. */
+/* "connect", "helo", "mail", "rcpt", "data", "eom", "close"; "?" otherwise. */
+const char *hook_stage_name(enum hook_stage st);
+
 enum verdict_action {
 	VERDICT_CONTINUE = 0, /* no objection: next module */
-	VERDICT_ACCEPT,       /* skip the rest of this stage's chain */
+	VERDICT_ACCEPT,       /* no objection and no further checks at this stage: the remaining
+	                       * entries of the stage are skipped, except the scorer (rules),
+	                       * which still runs and may still refuse */
 	VERDICT_TEMPFAIL,     /* 4xx */
 	VERDICT_REJECT,       /* 5xx */
-	VERDICT_DISCARD,      /* EOM: tell the client 250, deliver nowhere (logged) */
-	VERDICT_QUARANTINE,   /* EOM: deliver to the quarantine backend with a reason header */
+	VERDICT_DISCARD,      /* tell the client 250, deliver nowhere (logged); decided before
+	                       * EOM it is kept for the transaction and applied at EOM, and the
+	                       * stage ends as ACCEPT */
+	VERDICT_QUARANTINE,   /* deliver to the quarantine backend with a reason header; before
+	                       * EOM like DISCARD */
+	VERDICT_ERROR,        /* the module or its peer failed: the chain applies the entry's
+	                       * on_error (as after a timeout); reason says what failed */
 };
 
 struct verdict {
@@ -64,6 +77,17 @@ enum hdr_edit_op { HDR_ADD = 0 /* append at end of header */, HDR_INSERT /* at i
 struct hdr_edit { enum hdr_edit_op op; char *name; char *value; int index; };
 
 struct rcpt { char *addr; char *params; int status; /* last backend reply code */ };
+
+/* What modules learn about a transaction and tell the ones that learn from outcomes
+ * (reputation). Set with env->flags |= ...; reset with the transaction. */
+enum hook_flag {
+	HOOK_FLAG_SPAM = 1u << 0,        /* judged spam: the rules engine's score reached its
+	                                  * add_header threshold (required_score), or spamd /
+	                                  * rspamd said so */
+	HOOK_FLAG_VIRUS = 1u << 1,       /* an antivirus (clamd, a milter) found malware */
+	HOOK_FLAG_DISCARDED = 1u << 2,   /* the session: a filter's discard (250, not delivered) */
+	HOOK_FLAG_QUARANTINED = 1u << 3, /* the session: delivered to the quarantine */
+};
 
 /* What modules see of a session. Owned by the session; stable until HOOK_CLOSE completes.
  * Strings are NUL-terminated; addresses are without angle brackets. */
@@ -103,9 +127,16 @@ struct hook_env {
 	struct rcpt *add_rcpts; size_t nadd_rcpts;  /* recipients added by filters */
 	char **del_rcpts; size_t ndel_rcpts;        /* recipients removed by filters */
 	char quarantine_reason[256];
+	unsigned flags;                       /* enum hook_flag, for the transaction */
 
-	/* per-session private slots, one per module, owned by the modules */
-	void *module_ctx[32];
+	/* set by the session before HOOK_CONNECT: the process is near limits.max_connections;
+	 * a module that tells known clients from unknown ones (reputation) refuses the unknown
+	 * ones at connect with 421 so the known ones keep being served */
+	bool overloaded;
+
+	/* per-session private slots, one per chain entry (allocated by chain_init, released by
+	 * chain_release), owned by the modules: module_ctx[slot] */
+	void **module_ctx;
 };
 
 /* Output helpers (copy their arguments). */
@@ -132,12 +163,39 @@ enum hook_stage hook_call_stage(const struct hook_call *c);
 struct hook_env *hook_call_env(const struct hook_call *c);
 /* Completes the call. v may be NULL (= CONTINUE). Must be called exactly once, on the
  * session's loop thread. After a timeout the chain has moved on: the late completion is
- * accepted and ignored. */
+ * accepted and ignored; a second completion of a call is ignored too. */
 void hook_call_done(struct hook_call *c, const struct verdict *v);
+/* The module's peer is alive and working: the call's timeout starts again. */
+void hook_call_progress(struct hook_call *c);
+
+/* How a transaction (or the session) ended, for hook_module.outcome. */
+struct hook_outcome {
+	bool session;          /* false: one transaction ended; true: the session ends (last) */
+	/* Transactions: the reply that ended it — 250 delivered (or discarded: flags), 4xx or
+	 * 5xx refused at MAIL, DATA or end of data; 0 abandoned (RSET, HELO, STARTTLS, QUIT or
+	 * a disconnect before the end). Session: the refusal the client got at connect (421,
+	 * 550 answered at MAIL, ...), 0 when none. */
+	int code;
+	/* The stage that decided (abandoned: the last one the transaction reached; session:
+	 * HOOK_CONNECT for a refusal at connect, else HOOK_CLOSE). */
+	enum hook_stage stage;
+	const char *reason;    /* short log word of whoever decided ("ratelimit", "backend"), or "" */
+	unsigned flags;        /* enum hook_flag of the transaction (session: 0) */
+};
+
+enum hook_module_flag {
+	/* Runs after every filter and plugin, and still after an ACCEPT at its stage (the
+	 * rules engine: it sums every symbol). */
+	HOOK_MODULE_SCORER = 1u << 0,
+	/* A content filter (`plugins:` entries): a failure logs `event=plugin_error plugin=NAME`,
+	 * counts in plugin_errors_total and reads "Content filter unavailable" to the client. */
+	HOOK_MODULE_CONTENT = 1u << 1,
+};
 
 /* A module. All functions run on a worker's loop thread. */
 struct hook_module {
 	const char *name;
+	unsigned flags;        /* enum hook_module_flag */
 	/* Per worker and config generation: set *wstate (NULL = module not configured; the
 	 * module is then skipped). Return 0, or -1 after logging (the worker keeps going
 	 * without the module). */
@@ -153,13 +211,34 @@ struct hook_module {
 	 * env->module_ctx[slot]; never call hook_call_done afterwards. A module without it
 	 * must complete every call synchronously (inside run). */
 	void (*session_free)(void *wstate, int slot, struct hook_env *env);
-	/* Per-call timeout (ms) and on_error action for this module; 0 = none. */
+	/* Per-call timeout (ms) and on_error action for this module; 0 = none. on_error is
+	 * what a timeout or a VERDICT_ERROR turns into (CONTINUE or ACCEPT: go on without it). */
 	uint64_t (*timeout_ms)(void *wstate);
 	enum verdict_action (*on_error)(void *wstate);
+	/* Optional: the chain gave up on call (timeout): stop its work now. A completion from
+	 * inside or after it is ignored. */
+	void (*cancel)(void *wstate, int slot, struct hook_call *call);
+	/* Optional: a transaction ended, or (o->session) the session ends — once each, before
+	 * session_free. Synchronous and cheap; env is the session's. */
+	void (*outcome)(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o);
 };
 
-/* The ordered list of modules (hook.c): filters first, then plugins, then rules. */
+/* The registry (modules.def, modules.c): the modules of the config sections, filters
+ * first, the scorer (HOOK_MODULE_SCORER) last. The chain puts the `plugins:` entries
+ * (hook_plugin_entries) between the filters and the scorer. */
 extern const struct hook_module *const hook_modules[];
 extern const size_t hook_nmodules;
+
+/* A module that takes one chain entry per configured instance: each `plugins:` entry. */
+struct hook_instances {
+	const struct hook_module *module;   /* shared by the instances; wstate tells them apart
+	                                     * (its worker_init is not used) */
+	size_t (*count)(const struct mx_config *cfg);
+	/* Like worker_init for instance i; *name (borrowed from cfg) names it in logs. */
+	int (*instance_init)(const struct mx_config *cfg, size_t i, uv_loop_t *loop, int worker,
+	    void **wstate, const char **name);
+};
+/* plugins/plugins.c: one chain entry per `plugins:` entry (the plugin ABI adapter). */
+extern const struct hook_instances hook_plugin_entries;
 
 #endif

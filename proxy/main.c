@@ -5,9 +5,11 @@
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
+#include "modules.h"
 #include "tls.h"
 #include "worker.h"
-#include "rules/rules.h"
+#include "rules/bayes_http.h"
+#include "rules/bayes_learn.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -41,6 +43,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: mxgate -c FILE      run in the foreground\n"
 	    "       mxgate -t -c FILE   check FILE and exit (0 valid, 1 errors as FILE:LINE:COL: key: reason)\n"
+	    "       mxgate -c FILE learn spam|ham PATH...   teach the classifier (files, maildirs, mbox)\n"
 	    "       mxgate -V           print the version\n"
 	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n");
 }
@@ -94,18 +97,6 @@ static struct pool *main_get_pool(void)
 	return current ? current->pool : NULL;
 }
 
-static void main_rule_hit_cb(const char *name, uint64_t hits, void *arg)
-{
-	metrics_out_sample(arg, "rule", name, (double)hits);
-}
-
-/* Per-rule hit counters of the rules engine, as mxgate_rule_hits_total{rule="..."}. */
-static void main_collect_rule_hits(void *arg, struct metrics_out *out)
-{
-	(void)arg;
-	rules_foreach_counter(main_rule_hit_cb, out);
-}
-
 static void main_start_side_services(void)
 {
 	const struct mx_config *cfg = current->cfg;
@@ -114,8 +105,8 @@ static void main_start_side_services(void)
 	    cfg->backends.health_check.timeout, cfg->hostname);
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
-		metrics_register_family("rule_hits_total", "messages each scoring rule hit", "counter",
-		    main_collect_rule_hits, NULL);
+		modules_register_metrics();	/* the modules' families, e.g. per-rule hits */
+		bayes_http_register(cfg->rules.bayes.max_learn_size);
 	}
 }
 
@@ -250,8 +241,15 @@ int main(int argc, char **argv)
 	}
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
+	if (optind < argc && strcmp(argv[optind], "learn") == 0) {
+		int rc = bayes_learn_main(&cfg->rules.bayes, argc - optind, argv + optind, stdout,
+		    stderr);
+
+		config_free(cfg);
+		return rc;
+	}
 	if (check_only) {
-		int rc = rules_check_files(cfg, stderr);
+		int rc = modules_check_config(cfg, stderr);
 		if (cfg->tls.certificate && cfg->tls.key) {
 			char tlserr[256];
 			struct tls_ctx *t = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key,

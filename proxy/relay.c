@@ -6,6 +6,7 @@
 #include "headers.h"
 #include "hook.h"
 #include "log.h"
+#include "netaddr.h"
 #include "proxyproto.h"
 #include "tls.h"
 #include "worker.h"
@@ -499,11 +500,12 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 		o += (size_t)snprintf(out + o, cap - o, " NAME=%s", v);
 	}
 	if (relay_xclient_has(r, "ADDR")) {
-		const char *ip = env->client_ip;
-		if (strchr(ip, ':') && strncmp(ip, "::ffff:", 7) != 0)
-			o += (size_t)snprintf(out + o, cap - o, " ADDR=IPV6:%s", ip);
-		else
-			o += (size_t)snprintf(out + o, cap - o, " ADDR=%s", strncmp(ip, "::ffff:", 7) == 0 ? ip + 7 : ip);
+		/* Postfix XCLIENT: IPv6 as IPV6:addr; a v4-mapped client is its IPv4 address */
+		char ip[NETADDR_STRLEN];
+		int fam = netaddr_sockaddr_string((const struct sockaddr *)&env->client, ip, sizeof(ip));
+
+		o += (size_t)snprintf(out + o, cap - o, " ADDR=%s%s", fam == AF_INET6 ? "IPV6:" : "",
+		    fam < 0 ? "[UNAVAILABLE]" : ip);
 	}
 	if (relay_xclient_has(r, "PORT"))
 		o += (size_t)snprintf(out + o, cap - o, " PORT=%d", env->client_port);

@@ -26,7 +26,6 @@
 #include "tls.h"
 #include "worker.h"
 #include "counters.h"
-#include "../filters/reputation.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -73,6 +72,8 @@ struct session {
 	bool quit_after_flush, eof, drain, write_failed, out_blocked;
 	bool conn_rejected;               /* connect-stage reject, answered at MAIL */
 	struct verdict conn_verdict;
+	int refused_code;                 /* the refusal the client got at connect (0 none), */
+	char refused_reason[48];          /* for the session outcome */
 	int errors;
 	unsigned long ncommands, nmessages;
 	struct linebuf lb;
@@ -110,6 +111,7 @@ struct session {
 	int *lmtp_ok;                     /* per env.rcpts: 1 delivered, -1 permanently failed */
 	char backend_qid[64];
 	uint64_t started_ms;
+	uint64_t data_deadline_at;        /* loop ms by which the DATA phase must end */
 };
 
 static void session_process(struct session *s);
@@ -195,7 +197,8 @@ static void session_error(struct session *s)
 	}
 }
 
-static void session_reply_verdict(struct session *s, const struct verdict *v, const char *stage)
+/* Replies with a filter's refusal and logs it; returns the code sent. */
+static int session_reply_verdict(struct session *s, const struct verdict *v, const char *stage)
 {
 	int code = v->code;
 
@@ -212,6 +215,7 @@ static void session_reply_verdict(struct session *s, const struct verdict *v, co
 	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s client=%s code=%d reply=\"%.200s\"",
 	    v->action == VERDICT_TEMPFAIL ? "tempfail" : "reject", stage, v->reason[0] ? v->reason : "filter",
 	    s->env.client_ip, code, v->reply);
+	return code;
 }
 
 /* ---- output ------------------------------------------------------------------------ */
@@ -302,6 +306,17 @@ static void session_arm(struct session *s, uint64_t ms)
 {
 	s->timer.data = s;
 	uv_timer_start(&s->timer, session_timeout_cb, ms ? ms : 300000, 0);
+}
+
+/* In DATA the timer fires at whichever comes first: data_timeout since the last read (as
+ * Postfix), or the whole-DATA deadline set when 354 went out, so a client trickling a byte
+ * at a time cannot hold the session for ever. */
+static void session_arm_data(struct session *s)
+{
+	uint64_t now = uv_now(&s->w->loop);
+	uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
+
+	session_arm(s, left < s->cfg->limits.data_timeout ? left : s->cfg->limits.data_timeout);
 }
 
 static void session_greet(struct session *s);
@@ -417,6 +432,9 @@ static void session_close(struct session *s, const char *reason)
 		}
 		uv_timer_stop(&s->timer);
 		uv_timer_stop(&s->chain_timer);
+		/* Every module hears how the session ended (an open transaction: abandoned). */
+		chain_session_end(&s->chain, s->refused_code, s->refused_code ? HOOK_CONNECT : HOOK_CLOSE,
+		    s->refused_reason);
 		/* Modules hear of the end (advisory: they release for good in session_free). */
 		if (!s->chain_running && s->connect_chain_done && chain_wants(s->chain.mods, HOOK_CLOSE))
 			chain_run(&s->chain, HOOK_CLOSE, session_close_chain_cb, s);
@@ -625,8 +643,11 @@ static void session_env_clear_txn(struct session *s)
 	hook_env_reset_txn(&s->env);
 }
 
+/* Ends the transaction (an outcome not reported yet is reported as abandoned: RSET, HELO,
+ * STARTTLS, a new MAIL) and releases it. */
 static void session_txn_reset(struct session *s, bool relay_reusable)
 {
+	chain_txn_abandon(&s->chain);
 	if (s->relay) {
 		relay_release(s->relay, relay_reusable);
 		s->relay = NULL;
@@ -933,6 +954,7 @@ static void session_mail_est_cb(struct session *s, int code, const char *text)
 		session_reply(s, "250 2.1.0 Ok");
 	} else {
 		session_reply_backend_failure(s, "mail", code, text);
+		chain_txn_end(&s->chain, code ? code : 451, HOOK_MAIL, "backend");
 		session_txn_reset(s, false);
 		session_error(s);
 	}
@@ -946,7 +968,7 @@ static void session_mail_chain_cb(void *arg, const struct verdict *v)
 	if (!session_chain_returned(s, v))
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
-		session_reply_verdict(s, v, "mail");
+		chain_txn_end(&s->chain, session_reply_verdict(s, v, "mail"), HOOK_MAIL, v->reason);
 		session_txn_reset(s, true);
 		session_error(s);
 		session_resume(s);
@@ -1106,7 +1128,7 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 	if (!session_chain_returned(s, v))
 		return;
 	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
-		session_reply_verdict(s, v, "data");
+		chain_txn_end(&s->chain, session_reply_verdict(s, v, "data"), HOOK_DATA, v->reason);
 		session_txn_reset(s, true);
 		session_error(s);
 		session_resume(s);
@@ -1115,6 +1137,7 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 	s->msg = msgbuf_new((size_t)s->cfg->limits.memory_threshold, s->cfg->limits.spool_dir);
 	if (s->msg == NULL) {
 		session_reply(s, "451 4.3.0 Error: cannot hold the message");
+		chain_txn_end(&s->chain, 451, HOOK_DATA, "spool");
 		session_txn_reset(s, true);
 		session_resume(s);
 		return;
@@ -1122,34 +1145,17 @@ static void session_data_chain_cb(void *arg, const struct verdict *v)
 	dataparse_init(&s->dp, s->cfg->limits.bare_lf == BARE_LF_NORMALIZE ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	session_enter_state(s, SESSION_DATA);
-	session_arm(s, s->cfg->limits.data_timeout);
+	s->data_deadline_at = uv_now(&s->w->loop) + s->cfg->limits.data_deadline;
+	session_arm_data(s);
 	session_flush(s);
 	session_process(s);
 }
 
-/* Feeds the outcome of a message to the sender's reputation. */
-static void session_record_outcome(struct session *s, int code, const char *reason)
-{
-	enum reputation_outcome o;
-	/* Spam is what the rules engine would mark: its add_header threshold (else 5). */
-	double spam = s->cfg->rules.required_score > 0 ? s->cfg->rules.required_score :
-	    s->cfg->rules.actions.add_header > 0 ? s->cfg->rules.actions.add_header : 5.0;
-
-	if (reason && (strstr(reason, "virus") || strstr(reason, "clam")))
-		o = REPUTATION_VIRUS;
-	else if (code / 100 == 2)
-		o = s->env.score >= spam ? REPUTATION_SPAM : REPUTATION_ACCEPTED;
-	else if (code / 100 == 4)
-		o = REPUTATION_TEMPFAILED;
-	else
-		o = s->env.score >= spam ? REPUTATION_SPAM : REPUTATION_REJECTED;
-	reputation_record(&s->env, o);
-}
-
-static void session_message_done(struct session *s, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Ends the message with a reply and resets the transaction. */
-static void session_message_done(struct session *s, int code, const char *fmt, ...)
+static void session_message_done(struct session *s, int code, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Ends the message with a reply (reason: a log word for the outcome, may be NULL), tells the
+ * modules the outcome and resets the transaction. */
+static void session_message_done(struct session *s, int code, const char *reason, const char *fmt, ...)
 {
 	char text[600];
 	va_list ap;
@@ -1158,7 +1164,7 @@ static void session_message_done(struct session *s, int code, const char *fmt, .
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	session_reply(s, "%d %s", code, text);
-	session_record_outcome(s, code, NULL);
+	chain_txn_end(&s->chain, code, HOOK_EOM, reason);
 	switch (code / 100) {
 	case 2: counter_inc(COUNTER_MESSAGES_DELIVERED); break;
 	case 4: counter_inc(COUNTER_MESSAGES_TEMPFAILED); break;
@@ -1194,7 +1200,7 @@ static void session_delivered(struct session *s, const char *backend_url)
 	    s->env.queue_id, backend_url, s->backend_qid[0] ? s->backend_qid : "-",
 	    s->env.mail_from ? s->env.mail_from : "", s->env.nrcpts, (unsigned long long)s->msg_size,
 	    s->env.client_ip, s->env.score);
-	session_message_done(s, 250, "2.0.0 Ok: queued as %s", s->env.queue_id);
+	session_message_done(s, 250, NULL, "2.0.0 Ok: queued as %s", s->env.queue_id);
 }
 
 /* The message could not be handed to any backend: a 4xx, the client retries. */
@@ -1202,7 +1208,7 @@ static void session_deliver_tempfail(struct session *s, const char *why)
 {
 	log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=data reason=no_backend queue_id=%s detail=\"%s\"",
 	    s->env.queue_id, why ? why : "");
-	session_message_done(s, 451, "4.4.1 Message not accepted by any backend, try again later");
+	session_message_done(s, 451, "no_backend", "4.4.1 Message not accepted by any backend, try again later");
 }
 
 static void session_maildir_cb(void *arg, int status, const char *qid, const char *err)
@@ -1268,7 +1274,7 @@ static void session_data_reply_cb(void *arg, int n, const int *codes, const char
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=backend backend=%s code=%d reply=\"%.200s\"",
 		    url, codes[0], texts[0] ? texts[0] : "");
 		session_reply_text(s, codes[0], texts[0]);
-		session_record_outcome(s, codes[0], NULL);
+		chain_txn_end(&s->chain, codes[0], HOOK_EOM, "backend");
 		counter_inc(COUNTER_MESSAGES_REJECTED);
 		session_txn_reset(s, true);
 		session_resume(s);
@@ -1302,6 +1308,7 @@ static void session_deliver_est_cb(struct session *s, int code, const char *text
 	if (code / 100 != 2) {
 		if (code / 100 == 5) {
 			session_reply_text(s, code, text);
+			chain_txn_end(&s->chain, code, HOOK_EOM, "backend");
 			counter_inc(COUNTER_MESSAGES_REJECTED);
 			session_txn_reset(s, false);
 			session_resume(s);
@@ -1404,7 +1411,7 @@ static void session_quarantine(struct session *s)
 	if (s->cfg->quarantine == NULL || backend_parse_url(s->cfg->quarantine, &qb, &err) != 0 ||
 	    qb.kind != BACKEND_MAILDIR) {
 		log_event(LOG_LVL_WARNING, s->id, "event=quarantine_unavailable queue_id=%s", s->env.queue_id);
-		session_message_done(s, 451, "4.3.0 Message held for review could not be stored, try again later");
+		session_message_done(s, 451, "quarantine", "4.3.0 Message held for review could not be stored, try again later");
 		return;
 	}
 	if (s->relay) {
@@ -1431,13 +1438,12 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 
 	if (!session_chain_returned(s, v))
 		return;
+	if (s->env.flags & HOOK_FLAG_VIRUS)
+		counter_inc(COUNTER_VIRUSES_FOUND);
 	switch (v->action) {
 	case VERDICT_REJECT:
 	case VERDICT_TEMPFAIL:
-		session_reply_verdict(s, v, "data");
-		session_record_outcome(s, v->action == VERDICT_REJECT ? 550 : 451, v->reason);
-		if (strstr(v->reason, "virus") || strstr(v->reason, "clam"))
-			counter_inc(COUNTER_VIRUSES_FOUND);
+		chain_txn_end(&s->chain, session_reply_verdict(s, v, "data"), HOOK_EOM, v->reason);
 		counter_inc(v->action == VERDICT_REJECT ? COUNTER_MESSAGES_REJECTED : COUNTER_MESSAGES_TEMPFAILED);
 		session_txn_reset(s, true);
 		session_resume(s);
@@ -1448,6 +1454,8 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 		    s->env.client_ip);
 		counter_inc(COUNTER_MESSAGES_DISCARDED);
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->env.queue_id);
+		s->env.flags |= HOOK_FLAG_DISCARDED;
+		chain_txn_end(&s->chain, 250, HOOK_EOM, v->reason[0] ? v->reason : "filter");
 		session_txn_reset(s, true);
 		session_resume(s);
 		return;
@@ -1455,6 +1463,7 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 		break;
 	}
 	if (v->action == VERDICT_QUARANTINE) {
+		s->env.flags |= HOOK_FLAG_QUARANTINED;
 		if (v->reply[0] && !s->env.quarantine_reason[0])
 			snprintf(s->env.quarantine_reason, sizeof(s->env.quarantine_reason), "%.255s", v->reply);
 		/* The reason goes in a header of the stored copy (inside the header block). */
@@ -1462,7 +1471,7 @@ static void session_eom_chain_cb(void *arg, const struct verdict *v)
 		    s->env.quarantine_reason : "quarantined by filter");
 	}
 	if (!session_prepare_message(s)) {
-		session_message_done(s, 451, "4.3.0 Error: message unreadable, try again later");
+		session_message_done(s, 451, "unreadable", "4.3.0 Error: message unreadable, try again later");
 		return;
 	}
 	if (v->action == VERDICT_QUARANTINE) {
@@ -1483,16 +1492,16 @@ static void session_data_end(struct session *s)
 	if (s->msg_too_big) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=size size=%llu client=%s",
 		    (unsigned long long)s->msg_size, s->env.client_ip);
-		session_message_done(s, 552, "5.3.4 Message size exceeds fixed limit");
+		session_message_done(s, 552, "size", "5.3.4 Message size exceeds fixed limit");
 		return;
 	}
 	if (s->dp.bad_line_ending && s->cfg->limits.bare_lf == BARE_LF_REJECT) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=bare_lf client=%s", s->env.client_ip);
-		session_message_done(s, 550, "5.6.0 Message contains bare CR or LF line endings, not allowed");
+		session_message_done(s, 550, "bare_lf", "5.6.0 Message contains bare CR or LF line endings, not allowed");
 		return;
 	}
 	if (s->msg_write_error) {
-		session_message_done(s, 451, "4.3.0 Error: could not store the message, try again later");
+		session_message_done(s, 451, "spool", "4.3.0 Error: could not store the message, try again later");
 		return;
 	}
 	s->env.msg = s->msg;
@@ -1603,6 +1612,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		s->env.mail_from = strdup(cmd.addr);
 		s->env.mail_params = strdup(cmd.params_raw);
 		session_make_queue_id(s);
+		chain_txn_begin(&s->chain);
 		session_run_chain(s, HOOK_MAIL, session_mail_chain_cb);
 		return;
 	case SMTP_RCPT:
@@ -1812,12 +1822,21 @@ static void session_process(struct session *s)
 		else
 			session_unpause(s);
 	} else if (s->state == SESSION_DATA) {
-		session_arm(s, s->cfg->limits.data_timeout);
+		session_arm_data(s);
 		session_unpause(s);
 	}
 }
 
 /* ---- connect and greeting ---------------------------------------------------------- */
+
+/* Remembers the refusal the client got at connect, for the session outcome at close. */
+static void session_note_refusal(struct session *s, int code, const char *reason)
+{
+	if (s->refused_code)
+		return;
+	s->refused_code = code;
+	snprintf(s->refused_reason, sizeof(s->refused_reason), "%s", reason);
+}
 
 static void session_greet(struct session *s)
 {
@@ -1831,11 +1850,14 @@ static void session_greet(struct session *s)
 			s->conn_rejected = true;
 			verdict_set(&s->conn_verdict, VERDICT_REJECT, 550, "pregreet",
 			    "5.5.1 Protocol error: talking before the greeting");
+			session_note_refusal(s, 550, "pregreet");
 		} else if (pg->action == PREGREET_TEMPFAIL && !s->conn_rejected) {
 			s->conn_rejected = true;
 			verdict_set(&s->conn_verdict, VERDICT_TEMPFAIL, 450, "pregreet",
 			    "4.5.1 Protocol error: talking before the greeting");
+			session_note_refusal(s, 450, "pregreet");
 		} else if (pg->action == PREGREET_DROP) {
+			session_note_refusal(s, 521, "pregreet");
 			session_reply(s, "521 5.5.1 %s Protocol error", s->cfg->hostname);
 			s->quit_after_flush = true;
 			session_flush(s);
@@ -1859,6 +1881,7 @@ static void session_connect_chain_cb(void *arg, const struct verdict *v)
 	s->connect_chain_done = true;
 	if (v->action == VERDICT_TEMPFAIL) {
 		int code = v->code / 100 == 4 ? v->code : 421;
+		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
 		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
 		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s client=%s",
 		    v->reason[0] ? v->reason : "filter", s->env.client_ip);
@@ -1871,6 +1894,7 @@ static void session_connect_chain_cb(void *arg, const struct verdict *v)
 		 * client's sender is logged, and clients retry less than after a 554 banner). */
 		s->conn_rejected = true;
 		s->conn_verdict = *v;
+		session_note_refusal(s, v->code / 100 == 5 ? v->code : 550, v->reason[0] ? v->reason : "filter");
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=%s client=%s reply=\"%.200s\"",
 		    v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
 	}
@@ -1903,6 +1927,7 @@ static void session_start_connect(struct session *s)
 	if (cc == CONNCOUNT_REFUSED) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections_per_ip client=%s",
 		    s->env.client_ip);
+		session_note_refusal(s, 421, "max_connections_per_ip");
 		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
 		session_reply(s, "421 4.7.0 %s Error: too many connections from %s", s->cfg->hostname, s->env.client_ip);
 		s->quit_after_flush = true;
@@ -1910,18 +1935,9 @@ static void session_start_connect(struct session *s)
 		return;
 	}
 	s->counted_ip = cc == CONNCOUNT_COUNTED;
-	/* Near the connection limit, clients with a good reputation keep being served while
-	 * unknown ones are turned away first (only when reputation is configured). */
-	if ((s->cfg->reputation.store || s->cfg->reputation.allow.n) &&
-	    conncount_total() > s->cfg->limits.max_connections * 9 / 10 &&
-	    !reputation_is_known_good((const struct sockaddr *)&s->env.client)) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=overload client=%s", s->env.client_ip);
-		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
-		session_reply(s, "421 4.7.0 %s Service busy, try again later", s->cfg->hostname);
-		s->quit_after_flush = true;
-		session_flush(s);
-		return;
-	}
+	/* Near the connection limit, clients known to be good keep being served while unknown
+	 * ones are turned away first: a module that knows (reputation) does it at connect. */
+	s->env.overloaded = conncount_total() > s->cfg->limits.max_connections * 9 / 10;
 	log_event(LOG_LVL_INFO, s->id, "event=connect client=%s port=%d tls=%s", s->env.client_ip,
 	    s->env.client_port, s->tls ? "implicit" : "no");
 	session_enter_state(s, SESSION_CONNECT);
@@ -1991,6 +2007,7 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	if (conncount_total() > s->cfg->limits.max_connections || atomic_load(&w->stop)) {
 		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections client=%s", s->env.client_ip);
+		session_note_refusal(s, 421, "max_connections");
 		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
 		s->quit_after_flush = true;
 		session_flush(s);

@@ -44,7 +44,9 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct shared_gen *sg
 	wg->shared = sg;
 	wg->worker = w;
 	shared_gen_ref(sg);
-	chain_modules_init(&wg->mods, sg->cfg, &w->loop, w->index);
+	if (chain_modules_init(&wg->mods, sg->cfg, &w->loop, w->index) < 0)
+		log_event(LOG_LVL_ERROR, NULL, "event=module_init_failed worker=%d reason=out_of_memory",
+		    w->index);
 	return wg;
 }
 

@@ -26,6 +26,7 @@ static const struct eval_def eval_table[] = {
 	EV("check_arc_signed", eval_dkim_offline, 0, 8, 0),
 	EV("check_arc_valid", eval_dkim_offline, 0, 8, 0),
 	EV("check_base64_length", eval_check_base64_length, 1, 2, EVAL_NEED_MIME),
+	EV("check_bayes", eval_check_bayes, 1, 2, 0),
 	EV("check_blank_line_ratio", eval_check_blank_line_ratio, 2, 3, EVAL_NEED_BODY),
 	EV("check_body_8bits", eval_check_body_8bits, 0, 0, EVAL_NEED_BODY),
 	EV("check_body_length", eval_check_body_length, 1, 1, EVAL_NEED_BODY),

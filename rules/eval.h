@@ -4,7 +4,7 @@
  * files by family: eval_header.c (HeaderEval), eval_trust.c (RelayEval and the trust path,
  * over received.c), eval_mime.c (MIMEEval, BodyEval over samsg.c), eval_html.c (HTMLEval over
  * html.c), eval_list.c (WLBLEval, URIEval, HTTPSMismatch, VBounce, ImageInfo, DKIM without
- * DNS), eval_misc.c (FreeMail).
+ * DNS), eval_misc.c (FreeMail, and Bayes's check_bayes over the learning classifier).
  *
  * A rule whose function is not in the table is skipped and counted by function name
  * (`mxgate -t`, the start-up log); metas over it treat its result as unknown (rules.c). */
@@ -20,6 +20,7 @@ struct rules_envelope;
 struct match_scratch;
 struct eval_conf;
 struct eval_msg;
+struct bayes_result;
 
 #define EVAL_MAX_ARGS 8
 
@@ -77,6 +78,7 @@ struct eval_ctx {
 	struct match_scratch *ms;             /* for regexes */
 	time_t now;
 	int rule_kind;                        /* enum rule_kind of the rule being run */
+	const struct bayes_result *bayes;     /* the classifier's verdict, NULL when off */
 };
 
 /* SpamAssassin's $pms->get(REQUEST) in scalar context: the values of every header field so

@@ -181,11 +181,12 @@ EVAL_FN(eval_image_to_text_ratio);
 /* all_from_addrs(): the sender addresses, lower case, deduplicated */
 size_t eval_all_from_addrs(struct eval_ctx *c, const char **out, size_t max);
 
-/* eval_misc.c (FreeMail) */
+/* eval_misc.c (FreeMail, check_bayes) */
 EVAL_FN(eval_check_freemail_header);
 EVAL_FN(eval_check_freemail_from);
 EVAL_FN(eval_check_freemail_replyto);
 EVAL_FN(eval_check_freemail_body);
+EVAL_FN(eval_check_bayes);            /* Bayes: the classifier's verdict */
 
 /* eval_mime.c (MIMEEval, BodyEval) */
 EVAL_FN(eval_check_for_mime);

@@ -1,12 +1,15 @@
 /* eval_misc.c — SpamAssassin's FreeMail tests: a sender, Reply-To or other header address
  * at a free mail provider (freemail_domains in the rule files), and Reply-To addresses
  * that differ from the freemail addresses in the body. Semantics of
- * Mail::SpamAssassin::Plugin::FreeMail 4.0.1. */
+ * Mail::SpamAssassin::Plugin::FreeMail 4.0.1. At the end, Bayes's check_bayes over the
+ * learning classifier's verdict (bayes.c). */
 #include "eval_int.h"
 
+#include "bayes.h"
 #include "uri.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,4 +358,16 @@ void eval_release_regex_arg(struct eval_call *call)
 {
 	match_re_free(call->data);
 	call->data = NULL;
+}
+
+/* Bayes's check_bayes(min, max): the classifier's probability (computed before the scan,
+ * rules.c) in (min, max] — [0, max] when min is 0; max 'undef' has no upper end. False
+ * when the classifier is off, untrained or abstained (Plugin/Bayes.pm 4.0.1). */
+EVAL_FN(eval_check_bayes)
+{
+	double lo = call->num[0], hi = call->nargs > 1 ? call->num[1] : NAN;
+
+	if (c->bayes == NULL || isnan(lo))
+		return 0;
+	return bayes_check_range(c->bayes, lo, isnan(hi) ? INFINITY : hi);
 }

@@ -397,6 +397,7 @@ static int rule_parse_score(const struct rule_line *l, struct rule_def *d, const
 	/* Score set 0 (no Bayes, no network tests) is the first value: SA's choice with
 	 * use_bayes 0 and network tests off, which is how mxgate runs the rules. */
 	d->score = v[0];
+	d->score_bayes = n == 4 ? v[2] : v[0];
 	d->has_score = true;
 	return 0;
 }

@@ -73,6 +73,7 @@ struct rule_def {
 	enum rule_env_field env_field;
 	char *cidr;          /* ENV_IP_CIDR */
 	double score;
+	double score_bayes;  /* score set 2 (Bayes on, network off): the 3rd of 4 values */
 	bool has_score;      /* a `score` line named it */
 	bool defined;        /* a rule line (not only score/describe) */
 	char *desc;

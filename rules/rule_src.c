@@ -602,6 +602,7 @@ void rule_src_finish(struct rule_src *s)
 				d->score = -def;
 			else
 				d->score = def;
+			d->score_bayes = d->score;
 		}
 		/* SA skips net eval tests without network tests (score set 0); regex and meta
 		 * rules flagged net still run there */

@@ -4,6 +4,7 @@
 #include "rules_int.h"
 
 #include "actions.h"
+#include "config.h"
 #include "log.h"
 #include "msgbuf.h"
 
@@ -133,6 +134,7 @@ struct rules_worker {
 	const struct mx_config *cfg;
 	struct rules_set *rs;
 	struct actions_thresholds th;
+	struct bayes *bayes;            /* the classifier, when rules.bayes.enabled */
 	int refs;
 	pthread_mutex_t lock;           /* the scratch pool, taken from pool threads */
 	struct rules_scratch *pool[16];
@@ -147,6 +149,7 @@ static void rules_worker_unref(struct rules_worker *w)
 		rules_scratch_free(w->pool[i]);
 	pthread_mutex_destroy(&w->lock);
 	rules_gen_release(w->cfg, w->rs);
+	bayes_free(w->bayes);
 	free(w);
 }
 
@@ -179,6 +182,8 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	struct rules_worker *w;
 
 	*wstate = NULL;
+	if (rc->files.n == 0 || !rc->bayes.enabled)
+		bayes_set_current(NULL);     /* POST /learn: the newest generation has none */
 	if (rc->files.n == 0)
 		return 0;
 	w = calloc(1, sizeof(*w));
@@ -199,6 +204,18 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	w->th.reject = rc->actions.reject;
 	w->th.required = rc->required_score > 0 ? rc->required_score :
 	    rc->actions.add_header > 0 ? rc->actions.add_header : 5.0;
+	if (rc->bayes.enabled) {
+		char err[256];
+
+		/* a store that cannot be opened leaves the classifier out, logged */
+		w->bayes = bayes_acquire(&rc->bayes, err, sizeof(err));
+		if (w->bayes == NULL)
+			log_event(LOG_LVL_ERROR, NULL, "event=bayes_error worker=%d reason=\"%s\"",
+			    worker, err);
+		else if (!w->rs->uses_bayes && worker == 0)
+			log_event(LOG_LVL_WARNING, NULL, "event=bayes_unused reason=\"no rule calls "
+			    "eval:check_bayes (SpamAssassin's 23_bayes.cf, or rules/default.rules)\"");
+	}
 	*wstate = w;
 	return 0;
 }
@@ -219,9 +236,10 @@ static int rules_sym_cmp(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Re-scores symbols of other modules that a rule file gives a `score` line. */
+/* Re-scores symbols of other modules that a rule file gives a `score` line (in the score
+ * set in use: set 2 when bayes). */
 static void rules_rescore_symbols(const struct rules_set *rs, struct hook_env *env,
-    size_t ours_from)
+    size_t ours_from, bool bayes)
 {
 	for (size_t i = 0; i < ours_from; i++) {
 		struct hook_symbol *s = &env->symbols[i];
@@ -229,8 +247,10 @@ static void rules_rescore_symbols(const struct rules_set *rs, struct hook_env *e
 		for (size_t k = 0; k < rs->n; k++)
 			if (rs->r[k].kind == RULE_SYMBOL && rs->r[k].has_score &&
 			    strcmp(rs->r[k].name, s->name) == 0) {
-				env->score += rs->r[k].score - s->score;
-				s->score = rs->r[k].score;
+				double sc = bayes ? rs->r[k].score_bayes : rs->r[k].score;
+
+				env->score += sc - s->score;
+				s->score = sc;
 				break;
 			}
 	}
@@ -295,6 +315,7 @@ struct rules_job {
 	struct sockaddr_storage client;
 	struct hook_env ext;           /* other modules' symbols (names only) */
 	struct rules_result res;
+	struct bayes_result bayes;     /* the classifier's verdict (check_bayes reads it) */
 	bool failed;
 };
 
@@ -328,26 +349,41 @@ static void rules_work_cb(uv_work_t *req)
 		j->failed = true;
 		return;
 	}
+	/* SA's check_bayes scans on first use; every BAYES_xx rule asks, so classify first */
+	if (j->w->bayes && j->w->rs->uses_bayes)
+		bayes_classify(j->w->bayes, j->msg, j->len, &j->bayes);
+	rules_scratch_set_bayes(sc, j->w->bayes ? &j->bayes : NULL);
 	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
+	rules_scratch_set_bayes(sc, NULL);
 	rules_worker_give_scratch(j->w, sc);
 }
 
-/* Back on the loop thread: symbols, total, verdict, headers, log line. */
+/* Back on the loop thread: symbols, total, verdict, headers, log line. *learn: the
+ * autolearn decision (bayes_autolearn_decide), -1 without a classifier. */
 static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hook_call *call,
-    struct rules_result *res)
+    struct rules_result *res, const struct bayes_result *br, int *learn)
 {
 	const struct rules_config *rc = &env->cfg->rules;
 	struct verdict v;
 	const char *act;
-	double total = 0;
-	char tests[512], sbuf[32];
+	double total = 0, bayes_score = 0;
+	char tests[512], sbuf[32], bbuf[64] = "";
 	size_t to = 0;
 
-	rules_rescore_symbols(w->rs, env, env->nsymbols);
-	for (size_t i = 0; i < res->n; i++)
+	rules_rescore_symbols(w->rs, env, env->nsymbols, br->available);
+	for (size_t i = 0; i < res->n; i++) {
 		hook_env_add_symbol(env, res->v[i].name, res->v[i].score, res->v[i].desc);
+		if (res->v[i].classifier)
+			bayes_score += res->v[i].score;
+	}
 	for (size_t i = 0; i < env->nsymbols; i++)
 		total += env->symbols[i].score;
+	if (w->bayes && br->scanned)
+		snprintf(bbuf, sizeof(bbuf), " bayes=%.4f", br->prob);
+	else if (w->bayes && w->rs->uses_bayes)
+		snprintf(bbuf, sizeof(bbuf), " bayes=%s", br->why ? br->why : "none");
+	/* never learn from the classifier's own verdict: its rules' score is left out */
+	*learn = w->bayes ? bayes_autolearn_decide(&rc->bayes, total - bayes_score) : -1;
 	act = actions_decide(&w->th, total, res->action, res->action_rule, &v);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {
@@ -359,18 +395,22 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		to += (size_t)n;
 	}
 	actions_format_score(sbuf, sizeof(sbuf), total);
+	if (total >= w->th.required)   /* spam as X-Spam-Status says it: for reputation */
+		env->flags |= HOOK_FLAG_SPAM;
 	if (rc->mode == RULES_MODE_LOG) {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s", sbuf,
+		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s%s%s", sbuf,
 		    w->th.required, act, v.action != VERDICT_CONTINUE ? "(dry-run)" : "",
-		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "");
+		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "", bbuf,
+		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
 		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	} else {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s", sbuf,
+		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s%s%s", sbuf,
 		    w->th.required, act, tests[0] ? tests : "none",
 		    res->body_skipped ? " body=skipped" : "",
-		    res->over_budget ? " scan=over_budget" : "");
+		    res->over_budget ? " scan=over_budget" : "", bbuf,
+		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
 	}
 	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE))
@@ -379,6 +419,49 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
 		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);
 	hook_call_done(call, v.action == VERDICT_CONTINUE ? NULL : &v);
+}
+
+/* Autolearn in the pool: the message (owned) is learned as cls, the job holds a reference
+ * to the classifier. */
+struct rules_learn_job { uv_work_t req; struct bayes *b; char *msg; size_t len; int cls; };
+
+static void rules_learn_work_cb(uv_work_t *req)
+{
+	struct rules_learn_job *l = req->data;
+
+	if (bayes_learn(l->b, l->msg, l->len, l->cls ? BAYES_SPAM : BAYES_HAM, NULL) < 0)
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error op=autolearn");
+}
+
+static void rules_learn_after_cb(uv_work_t *req, int status)
+{
+	struct rules_learn_job *l = req->data;
+
+	bayes_free(l->b);
+	free(l->msg);
+	free(l);
+}
+
+/* Takes j's message for an autolearn job on loop. */
+static void rules_autolearn_start(struct rules_worker *w, uv_loop_t *loop, struct rules_job *j,
+    int cls)
+{
+	struct rules_learn_job *l = calloc(1, sizeof(*l));
+
+	if (l == NULL || loop == NULL)
+		goto fail;
+	l->b = bayes_ref(w->bayes);
+	l->msg = j->msg;
+	l->len = j->len;
+	l->cls = cls;
+	l->req.data = l;
+	j->msg = NULL;
+	if (uv_queue_work(loop, &l->req, rules_learn_work_cb, rules_learn_after_cb) == 0)
+		return;
+	j->msg = l->msg;
+	bayes_free(l->b);
+fail:
+	free(l);
 }
 
 static void rules_after_work_cb(uv_work_t *req, int status)
@@ -397,7 +480,12 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 			    "4.3.0 content check failed, try again later");
 			hook_call_done(j->call, &v);
 		} else {
-			rules_apply(w, j->env, j->call, &j->res);
+			uv_loop_t *loop = j->env->loop;
+			int learn = -1;
+
+			rules_apply(w, j->env, j->call, &j->res, &j->bayes, &learn);
+			if (learn >= 0)
+				rules_autolearn_start(w, loop, j, learn);
 		}
 	}
 	rules_job_free(j);
@@ -493,6 +581,7 @@ static enum verdict_action rules_on_error(void *wstate) { return VERDICT_TEMPFAI
 
 const struct hook_module rules_module = {
 	.name = "rules",
+	.flags = HOOK_MODULE_SCORER,
 	.worker_init = rules_worker_init,
 	.worker_free = rules_worker_free,
 	.stages = rules_stages,
@@ -541,6 +630,9 @@ static const struct cfg_field rules_fields[] = {
 	{ "client_relay", CFG_BOOL, offsetof(struct rules_config, client_relay), "true",
 	  .doc = "count the SMTP client as the newest relay, as spamd behind mxgate sees it "
 	  "(false when mxgate is not the MX and the message has its Received already)" },
+	{ "bayes", CFG_STRUCT, offsetof(struct rules_config, bayes), NULL,
+	  .sub = &bayes_config_table,
+	  .doc = "the learning classifier: BAYES_00..BAYES_99 (docs/classifier.md)" },
 	{ .key = NULL }
 };
 

@@ -4,8 +4,6 @@
  * A rule set is built once per config generation from `rules.files` (globs, each sorted)
  * and shared read-only by all workers; per-thread working memory lives in a
  * `struct rules_scratch`. See docs/rules.md for the language and the scoring. */
-#include "proxy/config.h"	/* outside the guard: config.h includes us back for the struct */
-
 #ifndef MX_RULES_H
 #define MX_RULES_H
 
@@ -15,7 +13,9 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "proxy/cfg.h"
 #include "proxy/hook.h"
+#include "rules/bayes.h"
 #include "rules/rule_parse.h"
 
 enum rules_mode { RULES_MODE_ENFORCE = 0, RULES_MODE_LOG };
@@ -32,6 +32,7 @@ struct rules_config {
 	struct cfg_cidrlist trusted_networks;  /* SpamAssassin's trusted_networks */
 	struct cfg_cidrlist internal_networks; /* ... and internal_networks */
 	bool client_relay;                   /* the SMTP client is the newest relay */
+	struct bayes_config bayes;           /* the learning classifier (rules/bayes.h) */
 };
 
 extern const struct cfg_table rules_config_table;
@@ -96,6 +97,11 @@ struct rules_scratch *rules_scratch_new(const struct rules_set *rs);
 void rules_scratch_free(struct rules_scratch *sc);
 /* Turns the multi-pattern prefilter off (PCRE2 only) — for tests comparing the two. */
 void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on);
+/* The classifier's verdict for the next scans (borrowed; NULL: classifier off): what
+ * eval:check_bayes (the BAYES_xx rules) reads, and the score set: SpamAssassin's set 2 (the
+ * 3rd of 4 `score` values) when r->available, else set 0 (the first). Rules whose score in
+ * the set is 0 do not hit, as in SpamAssassin. */
+void rules_scratch_set_bayes(struct rules_scratch *sc, const struct bayes_result *r);
 
 /* The envelope as envelope rules see it; any member may be NULL/0. */
 struct rules_envelope {
@@ -110,6 +116,7 @@ struct rules_hit {
 	const char *desc;       /* may be NULL */
 	enum rule_action action;
 	int count;
+	bool classifier;        /* a check_bayes rule (left out of autolearn's score) */
 };
 
 struct rules_result {

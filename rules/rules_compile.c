@@ -202,6 +202,8 @@ static void rules_compile_eval(struct rules_set *rs, struct rule_src *src, struc
 		abort();
 	rs->evals[rs->nevals++] = (size_t)(x - rs->r);
 	rs->eval_needs |= def->needs;
+	if (def->fn == eval_check_bayes)
+		rs->uses_bayes = true;
 	x->active = true;
 }
 
@@ -227,6 +229,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 
 		x->kind = d->kind;
 		x->score = d->score;
+		x->score_bayes = d->score_bayes;
 		x->has_score = d->has_score;
 		x->desc = rules_xstrdup(d->desc);
 		x->tflags = d->tflags;
@@ -244,9 +247,11 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 			continue;
 		}
 		rs->st.rules++;
-		if (d->skip == SKIP_NONE && x->score == 0 && (strncmp(x->name, "__", 2) != 0 ||
-		    d->has_score) && x->action == RULE_ACT_NONE && !(x->tflags & RULE_TF_NOSCORE))
-			d->skip = SKIP_ZERO;         /* SA: a score of 0 disables a rule */
+		/* SA: a score of 0 disables a rule (in both score sets mxgate uses) */
+		if (d->skip == SKIP_NONE && x->score == 0 && x->score_bayes == 0 &&
+		    (strncmp(x->name, "__", 2) != 0 || d->has_score) &&
+		    x->action == RULE_ACT_NONE && !(x->tflags & RULE_TF_NOSCORE))
+			d->skip = SKIP_ZERO;
 		if (d->skip == SKIP_NONE && d->eval_fn != NULL) {
 			rules_compile_eval(rs, src, d, x);
 			if (d->skip != SKIP_NONE)
@@ -314,7 +319,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 		struct rules_rule *x = &rs->r[i];
 
 		x->scoring = strncmp(x->name, "__", 2) != 0 && !(x->tflags & RULE_TF_NOSCORE) &&
-		    (x->score != 0 || x->action != RULE_ACT_NONE);
+		    (x->score != 0 || x->score_bayes != 0 || x->action != RULE_ACT_NONE);
 		if (!x->active || x->kind == RULE_SYMBOL)
 			continue;
 		rs->st.compiled++;

@@ -21,7 +21,8 @@
 struct rules_rule {
 	char *name;
 	enum rule_kind kind;
-	double score;
+	double score;                /* score set 0 (no Bayes, no network tests) */
+	double score_bayes;          /* score set 2, when the classifier is available */
 	char *desc;
 	unsigned tflags;
 	int maxhits;
@@ -56,6 +57,7 @@ struct rules_set {
 	struct rules_rule *r; size_t n, cap;
 	size_t *kind_idx[RULE_NKINDS]; size_t nkind[RULE_NKINDS];
 	unsigned eval_needs;                 /* EVAL_NEED_* of every eval rule, or'ed */
+	bool uses_bayes;                     /* a check_bayes rule runs: classify first */
 	size_t *meta_order; size_t nmeta;
 	/* body, rawbody, uri prefilters: published once built (maybe by a background thread,
 	 * as vectorscan needs seconds for the stock SA rules); NULL = PCRE2 only for now */
@@ -90,6 +92,7 @@ struct rules_scratch {
 	struct timespec deadline;
 	bool over_budget;
 	bool prefilter;
+	const struct bayes_result *bayes;    /* the classifier's verdict for the next scan */
 	const struct match_multi *prepared[RULE_NKINDS];
 	double *values;  size_t nvalues;
 	uint8_t *cand;   size_t ncand;

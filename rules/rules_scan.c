@@ -4,6 +4,7 @@
 #include "rules_int.h"
 
 #include "actions.h"
+#include "bayes.h"
 #include "eval_int.h"
 
 #include <math.h>
@@ -180,6 +181,19 @@ static void rules_set_ranges(const struct rules_set *rs, struct rules_scratch *s
 	}
 }
 
+/* The rule's score in the set in use: SA's set 2 when the classifier is available. */
+static double rules_rule_score(const struct rules_rule *x, const struct rules_scratch *sc)
+{
+	return sc->bayes && sc->bayes->available ? x->score_bayes : x->score;
+}
+
+/* Whether x is off in the score set in use: a scoring rule whose score there is 0. */
+static bool rules_rule_off(const struct rules_rule *x, const struct rules_scratch *sc)
+{
+	return x->scoring && x->kind != RULE_SYMBOL && x->action == RULE_ACT_NONE &&
+	    rules_rule_score(x, sc) == 0;
+}
+
 static int rules_hit_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct rules_hit *)a)->name, ((const struct rules_hit *)b)->name);
@@ -197,7 +211,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	rules_budget_start(sc);
 	eval_msg_reset(sc->em);
 	sc->ctx = (struct eval_ctx){ .msg = msg, .len = len, .envl = envl, .sc = sc,
-		.conf = rs->conf, .m = sc->em, .ms = sc->ms, .now = time(NULL) };
+		.conf = rs->conf, .m = sc->em, .ms = sc->ms, .now = time(NULL), .bayes = sc->bayes };
 	body_off = rules_parse_headers(sc, msg, len);
 	(void)body_off;
 	/* header rules */
@@ -277,11 +291,15 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		}
 	res->over_budget = sc->over_budget;
 	rules_set_ranges(rs, sc, body);
+	/* SA: a rule scoring 0 in the score set in use does not run (BAYES_xx in set 0) */
+	for (size_t i = 0; i < rs->n; i++)
+		if (rules_rule_off(&rs->r[i], sc))
+			sc->values[i] = sc->hi[i] = 0;
 	/* symbols from other modules */
 	if (env) {
 		for (size_t i = 0; i < rs->n; i++)
 			if (rs->r[i].kind == RULE_SYMBOL && hook_env_find_symbol(env, rs->r[i].name))
-				sc->values[i] = 1;
+				sc->values[i] = sc->hi[i] = 1;
 	}
 	/* metas, dependencies first; over ranges, so a rule mxgate cannot run (SA may hit
 	 * it or not) never decides a meta: it fires only when it would either way */
@@ -289,6 +307,8 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		size_t i = rs->meta_order[m];
 
 		meta_eval_range(rs->r[i].meta, sc->values, sc->hi, &sc->values[i], &sc->hi[i]);
+		if (rules_rule_off(&rs->r[i], sc))
+			sc->values[i] = sc->hi[i] = 0;
 	}
 	/* collect hits */
 	for (size_t i = 0; i < rs->n; i++) {
@@ -314,7 +334,8 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		h->desc = x->desc;
 		h->action = x->action;
 		h->count = (x->tflags & RULE_TF_MULTIPLE) ? (int)sc->values[i] : 1;
-		h->score = x->score * h->count;
+		h->score = rules_rule_score(x, sc) * h->count;
+		h->classifier = x->ev != NULL && x->ev->def->fn == eval_check_bayes;
 		res->score += h->score;
 		if (actions_rank(x->action) > actions_rank(res->action)) {
 			res->action = x->action;

@@ -137,6 +137,10 @@ void rules_scratch_free(struct rules_scratch *sc)
 }
 
 void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on) { sc->prefilter = on; }
+void rules_scratch_set_bayes(struct rules_scratch *sc, const struct bayes_result *r)
+{
+	sc->bayes = r;
+}
 
 /* ---------------------------------------------------------------- body views */
 

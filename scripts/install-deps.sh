@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# Installs the build dependencies and the real test peers (Debian 12). Idempotent: quiet and
-# fast when everything is already there. Run as root (or with sudo available).
+# Installs the build dependencies and every real peer the tests start (Debian 12), so a fresh
+# machine runs the whole suite with nothing skipped (under CI=true a missing peer fails its
+# test). Idempotent: quiet and fast when everything is already there. Run as root (or with
+# sudo available). apt starts no daemon here; the tests start their own peers.
 set -eu
-PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
+# build: compiler, CMake, the fuzzers' clang + libFuzzer runtime, the libraries
+BUILD_PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libssl-dev libc-ares-dev libspf2-dev libmilter-dev libhiredis-dev liblmdb-dev
-libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev
-postfix swaks rbldnsd redis-server clamav-daemon clamdscan spamassassin spamd spamc
-python3-milter openssl netcat-openbsd
-opendkim opendkim-tools clamav-milter"
+libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libpsl-dev publicsuffix"
+# peers, by the test that starts them (tests/integration/mxtest.py):
+#   postfix: smtp-sink, smtp-source    swaks: SMTP client    openssl: s_client, certificates
+#   rbldnsd: DNSBL                     redis-server: shared ratelimit / greylist / reputation
+#   clamav-daemon, clamdscan: clamd    spamassassin, spamd, spamc: spamd + the stock rules
+#   python3, python3-milter: tests/peers/mx_milter.py    opendkim, opendkim-tools, clamav-milter
+#   python3-dkim, python3-nacl, python3-authres (dkimpy: DKIM/Ed25519/ARC signing), dnsmasq-base:
+#   test_senderauth.py and bench_senderauth.sh
+PEER_PKGS="postfix swaks openssl rbldnsd redis-server clamav-daemon clamdscan
+spamassassin spamd spamc python3 python3-milter opendkim opendkim-tools clamav-milter
+netcat-openbsd procps python3-dkim python3-nacl python3-authres dnsmasq-base"
 missing=""
-for p in $PKGS; do
+for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

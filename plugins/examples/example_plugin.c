@@ -2,13 +2,15 @@
  *
  * It adds `X-Example-Plugin: seen by <instance name>; message N; headers H; body B` to every
  * message (H and B counted by the header and body-chunk hooks) and rejects one whose
- * body contains a magic word (option `word`, default MAGICWORD) with 550 5.7.1. It shows the
- * whole contract: the descriptor, init/fini with options, a synchronous hook, an
- * asynchronous one (on_rcpt completes from a libuv timer when option `rcpt_delay_ms` is
- * set), cancel for the asynchronous one, and a session slot released in on_close.
+ * body contains a magic word (option `word`, default MAGICWORD) with 550 5.7.1, marking it
+ * spam (set_flags, when the host table has it). It shows the whole contract: the
+ * descriptor, init/fini with options, a synchronous hook, an asynchronous one (on_rcpt
+ * completes from a libuv timer when option `rcpt_delay_ms` is set), cancel for the
+ * asynchronous one, and a session slot released in on_close.
  * It links against nothing of mxgate: only plugin.h and libuv. */
 #include "plugin.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +151,9 @@ static void example_on_eom(void *instance, struct mxgate_call *c)
 	}
 	if (msg && hlen <= len && memmem(msg + hlen, len - hlen, ex->word, strlen(ex->word))) {
 		ex->host->add_symbol(c, "EXAMPLE_MAGIC", 10.0, ex->word);
+		/* set_flags came after the first host table of ABI 1: check the table has it */
+		if (ex->host->size >= offsetof(struct mxgate_host, set_flags) + sizeof(ex->host->set_flags))
+			ex->host->set_flags(c, MXGATE_FLAG_SPAM);
 		snprintf(reply, sizeof(reply), "5.7.1 Message contains the word %s", ex->word);
 		return ex->host->done(c, MXGATE_REJECT, 550, reply, "example");
 	}

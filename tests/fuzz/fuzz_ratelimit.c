@@ -1,5 +1,6 @@
 /* fuzz_ratelimit.c — peer- and operator-controlled text through the ratelimit, greylist and
- * reputation pieces: limit strings, Redis URLs, key values built from a HELO / sender /
+ * reputation pieces: limit strings, store specs and Redis URLs, addresses and CIDRs
+ * (proxy/netaddr.c), key values built from a HELO / sender /
  * recipient (bytes up to the first NUL of each third of the input), triplets, and the GCRA
  * math with arbitrary state. Nothing may crash, overflow or hang. */
 #include <stdint.h>
@@ -10,9 +11,11 @@
 #include "filters/gcra.h"
 #include "filters/greylist.h"
 #include "filters/ratelimit.h"
-#include "filters/redis_store.h"
 #include "filters/reputation.h"
 #include "proxy/hook.h"
+#include "proxy/netaddr.h"
+#include "store/redis.h"
+#include "store/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -29,6 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[size] = '\0';
 	ratelimit_limit_parse(text, true, &lim);
 	redis_store_parse_url(text, host, sizeof(host), &port, &db, pw, sizeof(pw));
+	store_kind_of(text);
+	{
+		struct netaddr na;
+		int plen;
+
+		if (netaddr_parse_cidr(text, &na, &plen) == 0 || netaddr_from_string(text, &na) == 0)
+			netaddr_to_string(&na, out, sizeof(out));
+	}
 
 	memset(&env, 0, sizeof(env));
 	s6 = (struct sockaddr_in6 *)&env.client;

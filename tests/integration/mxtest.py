@@ -1,8 +1,8 @@
-"""mxtest — shared helpers for mxgate's integration tests (real binary, real peers, 127.0.0.1).
+"""mxtest — the one harness of mxgate's integration tests (real binary, real peers, 127.0.0.1).
 
     import mxtest as mt
-    mt.need('smtp-sink', 'swaks')            # prints a SKIP note and exits 0 when one is missing
-    sink = mt.Sink()                         # smtp-sink -c -u nobody -d DUMPDIR/msg. on a free port
+    mt.need('smtp-sink', 'swaks')            # missing: SKIP (exit 77); under CI=true a failure
+    sink = mt.Sink()                         # smtp-sink -c -u nobody -d DUMPDIR/msg. on a held port
     be = mt.Backend(mode='drop_after_data')  # scripted Python SMTP/LMTP backend that can misbehave
     mx = mt.Mxgate(mt.config([sink.url, be.url], limits={'max_recipients': 5}))
     code, text = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('id1'))
@@ -11,31 +11,56 @@
     mx.stop()                                # SIGTERM; checks exit 0 and no sanitizer report
     mt.finish()                              # exit 1 if any check failed (keeps TMP for a look)
 
+Outcome: check() is the one assertion idiom (fail() ends the test at once). Every daemon
+still running at finish() is stopped with SIGTERM and must exit 0 with no sanitizer report
+in its stderr, so no test can forget it. skip() exits 77 (ctest SKIP_RETURN_CODE: shown as
+skipped, never as passed); under CI=true a skip is a failure. A peer that is installed but
+does not start fails the test with its log (never a skip).
+
+Ports are race-free: a listen address '127.0.0.1:0' in config() and every peer starter take a
+port held by a bound, never-listening socket (PortHold) for the whole test; the daemon binds
+it next to the hold (SO_REUSEPORT / SO_REUSEADDR), and a restart on the same port is safe.
+
 Environment (set by ctest): MXGATE_BIN (the daemon), MX_SOURCE_DIR, MX_BUILD_DIR;
 MX_SANITIZED=1 under the ASan/UBSan build (timeouts get slack(), stderr is scanned for
-sanitizer reports); MX_KEEP_TMP=1 keeps the temporary directory; MX_KNOWN_BUGS=1 runs the
-checks guarded by known_bug().
+sanitizer reports); MX_KEEP_TMP=1 keeps the temporary directory; CI=true: no skips.
 
 API (everything else is internal):
-  TMP, BIN, SRC, BUILD, SANITIZED    paths and flags (TMP is removed at exit unless a check failed)
-  need(*tools), skip(msg), fail(msg), check(cond, what), finish(), known_bug(what), say(text)
+  TMP, BIN, SRC, BUILD, SANITIZED, CI    paths and flags (TMP is removed at exit unless a check failed)
+  need(*tools) (a name on PATH or an absolute path), need_python_milter(), skip(msg), fail(msg),
+  check(cond, what), finish(), say(text)
   tool(name) -> path or None;  run_mxgate(*args) -> CompletedProcess (e.g. '-t', '-c', FILE)
+  config_check(cfg, name) -> (exit status, output) of `mxgate -t` on a config dict or text
   slack(seconds) -> seconds scaled for sanitizer builds (upper bounds only); wait_for(pred, timeout)
-  free_port(), wait_port(port), spawn(argv, name) -> Popen (stopped at exit, output in TMP/name.log)
+  hold_port(udp) -> PortHold (.port, .release());  dead_port() -> a port where connects are refused
+  free_port() (racy, avoid), wait_port(port, timeout, proc), spawn(argv, name) -> Popen (stopped at
+      exit, output in TMP/name.log), stop_proc(p, sig), log_of(name), wait_log_of(name, regex, ...)
   config(servers, listen, hostname, workers, backends, limits, **top) -> dict;  to_yaml(obj) -> str
-      (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a free port; short health
+      (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a held port; short health
       check and backend timeouts are set so tests run fast)
-  Mxgate(cfg, name) .port .ports .pid .log() .tail() .log_size() .wait_log(regex, timeout, start)
-         .count_log(regex) .malformed_log_lines() .reload(cfg) .send_signal(sig) .alive() .kill()
-         .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)  (sig=None: wait for an exit under way)
+  proxied_config(servers, **kw): config() with a PROXY-protocol listener and high connection
+      limits, for clients posing as 198.18.x.y (send_mail(proxy_src=...), Client(proxy_src=...))
+  Mxgate(cfg, name) .port .ports .metrics_port .pid .log() .tail() .log_size() .wait_log(regex,
+         timeout, start) .count_log(regex) .malformed_log_lines() .reload(cfg) .send_signal(sig)
+         .alive() .kill() .stop(sig=SIGTERM, timeout, expect_rc=0, settle=0.3)
+         (sig=None: wait for an exit under way)
   Sink(lmtp, args, name) .port .url .messages() .files() .count() .kill() .start() .restart()
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
-          starttls, smtputf8) .port .url .messages .attempts .commands .connections .proxy_headers .stop()
-  Client(port, tls, source, greet) .greeting .reply() .cmd(line) .send(bytes) .starttls() .ehlo()
-         .pending(wait) .is_closed(wait) .close()
-  send_mail(port, mail_from, rcpts, data, ehlo, client, source) -> (code, text)
-  message(tag, body, size, headers) -> bytes;  stuff(data) -> dot-stuffed bytes + terminator
+          starttls, smtputf8) .port .url .messages .attempts .commands .connections .proxy_headers
+          .find(needle) .by_tag(tag) .stop()
+  peers (each on a held port, stopped at exit; an installed peer that does not start fails):
+      redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
+      spamd(local_cf) -> .port;  milter(stall, unix) -> .port .sock (tests/peers/mx_milter.py);
+      bad_peer(mode) -> .port (tests/peers/bad_peer.py);  fake_rspamd() -> .port .requests;
+      opendkim(domain, selector) -> .port .pubkey;  clamav_milter(clamd_port) -> .port;
+      rbldnsd(zones) -> .port (UDP)
+  Client(port, tls, source, greet, proxy_src) .greeting .reply() .cmd(line) .send(bytes)
+         .starttls() .ehlo() .pending(wait) .is_closed(wait) .close()
+  send_mail(port, mail_from, rcpts, data, ehlo, client, source, proxy_src, timeout) -> Result
+         ((code, text) with .stage connect|helo|mail|rcpt|data|eom|io and .rcpt_codes)
+  message(tag, body, size, headers) -> bytes;  eicar_message(tag);  EICAR, GTUBE
+  stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes
   message_ids(iterable of message bytes) -> set of tags put there by message()
   swaks(port, *args) / smtp_source(port, *args) / s_client(port, data, starttls) -> CompletedProcess
   cert() -> (certfile, keyfile), a self-signed pair made once per run
@@ -52,6 +77,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -63,7 +89,8 @@ SRC = os.environ.get('MX_SOURCE_DIR', os.path.abspath(os.path.join(HERE, '..', '
 BUILD = os.environ.get('MX_BUILD_DIR', os.path.join(SRC, 'build'))
 BIN = os.environ.get('MXGATE_BIN', os.path.join(BUILD, 'mxgate'))
 SANITIZED = os.environ.get('MX_SANITIZED', '') not in ('', '0')
-KNOWN_BUGS = os.environ.get('MX_KNOWN_BUGS', '') not in ('', '0')
+CI = os.environ.get('CI', '').lower() in ('1', 'true', 'yes')
+SKIP_CODE = 77     # ctest SKIP_RETURN_CODE
 TMP = tempfile.mkdtemp(prefix='mxtest-%s-' % os.path.splitext(os.path.basename(sys.argv[0]))[0])
 os.chmod(TMP, 0o755)
 
@@ -104,9 +131,13 @@ def fail(msg):
 
 
 def skip(msg):
+    """Stops the test as skipped: exit 77 (ctest's SKIP_RETURN_CODE shows it as skipped, not
+    passed). Under CI=true nothing may be skipped: a missing or broken peer is a failure."""
+    if CI:
+        fail('cannot skip under CI=true: ' + msg)
     say('SKIP: ' + msg)
     _cleanup()
-    os._exit(0)
+    os._exit(SKIP_CODE)
 
 
 def finish():
@@ -124,14 +155,6 @@ def finish():
     os._exit(0)
 
 
-def known_bug(what):
-    """True when the checks for the known bug `what` should run (MX_KNOWN_BUGS=1); else notes it."""
-    if KNOWN_BUGS:
-        return True
-    say('note: known bug not checked (MX_KNOWN_BUGS=1 runs it): ' + what)
-    return False
-
-
 def tool(name):
     """Path of a peer binary (PATH, /usr/sbin, /usr/bin) or None."""
     return shutil.which(name) or next((p for p in ('/usr/sbin/' + name, '/usr/bin/' + name)
@@ -139,12 +162,20 @@ def tool(name):
 
 
 def need(*tools):
-    """Skips the whole test (exit 0 with a note) when the daemon or a peer binary is missing."""
+    """Skips the whole test (exit 77; a failure under CI=true) when the daemon or a peer
+    binary is missing. A name with a slash is a path that must exist."""
     if not os.access(BIN, os.X_OK):
         skip('mxgate not built: ' + BIN)
     for t in tools:
-        if tool(t) is None:
+        if ('/' in t and not os.access(t, os.X_OK)) or ('/' not in t and tool(t) is None):
             skip(t + ' not installed')
+
+
+def need_python_milter():
+    """python3-milter is importable by /usr/bin/python3 (the filters run under it)."""
+    if not os.path.exists('/usr/bin/python3') or subprocess.run(
+            ['/usr/bin/python3', '-c', 'import Milter'], capture_output=True).returncode != 0:
+        skip('python3-milter not installed')
 
 
 def slack(seconds):
@@ -199,7 +230,7 @@ def _stop_proc(p, sig=signal.SIGTERM):
 def _stop_all():
     for d in list(_daemons):
         try:
-            d.stop(expect_rc=None)
+            d.stop()     # a daemon still running at the end must exit 0, sanitizer-clean
         except Exception:
             _stop_proc(d.proc, signal.SIGKILL)
     for s in list(_servers):
@@ -210,6 +241,8 @@ def _stop_all():
 
 def _cleanup():
     _stop_all()
+    for h in list(_holds):
+        h.release()
     if not os.environ.get('MX_KEEP_TMP'):
         shutil.rmtree(TMP, ignore_errors=True)
 
@@ -240,7 +273,50 @@ signal.signal(signal.SIGTERM, _on_signal)
 signal.signal(signal.SIGINT, _on_signal)
 
 
+class PortHold:
+    """A port reserved race-free: a socket bound to 127.0.0.1:0 (the kernel's choice) with
+    SO_REUSEADDR and SO_REUSEPORT, never listening. While it is held no other bind(0) or
+    outgoing connect gets the port, a connect to it is refused, and a daemon that sets
+    SO_REUSEADDR or SO_REUSEPORT (mxgate, smtp-sink, redis, clamd, spamd, libmilter, our
+    scripted peers) can still bind and listen on it. A TCP hold is kept for the whole test
+    (a peer restarted on the same port is race-free too) and released at exit; a UDP hold
+    must be released as soon as the peer is bound (datagrams could reach either socket)."""
+
+    def __init__(self, udp=False):
+        self.udp = udp
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.bind(('127.0.0.1', 0))
+        self.port = self.sock.getsockname()[1]
+        _holds.append(self)
+
+    def release(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self in _holds:
+            _holds.remove(self)
+
+
+_holds = []
+
+
+def hold_port(udp=False):
+    """A PortHold (.port, .release()); see PortHold."""
+    return PortHold(udp)
+
+
+def dead_port():
+    """A port where nothing listens for the rest of the test (connects are refused): held,
+    never released, so no other process can start listening there meanwhile."""
+    return PortHold().port
+
+
 def free_port():
+    """A port that was free a moment ago. Racy (another process may take it before you bind
+    it): prefer listen address ':0' in config(), hold_port() or the peer starters below."""
     s = socket.socket()
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
@@ -248,15 +324,18 @@ def free_port():
     return port
 
 
-def wait_port(port, timeout=10):
-    """Waits until something accepts on 127.0.0.1:port (this connects once)."""
+def wait_port(port, timeout=10, proc=None):
+    """Waits until something accepts on 127.0.0.1:port (this connects once). With proc,
+    gives up as soon as that process has exited."""
     def up():
+        if proc is not None and proc.poll() is not None:
+            return 'exited'
         try:
             socket.create_connection(('127.0.0.1', port), 0.5).close()
             return True
         except OSError:
             return False
-    return wait_for(up, timeout)
+    return wait_for(up, timeout) is True
 
 
 # ----------------------------------------------------------------------------- config
@@ -315,18 +394,45 @@ def config(servers, listen=None, hostname='mx.test', workers=2, backends=None, l
     return cfg
 
 
-def _fill_ports(cfg):
-    ports = []
+def proxied_config(servers, **kw):
+    """config() with one PROXY-protocol listener trusted from 127.0.0.1 and connection limits
+    high enough for many clients: for tests whose clients pose as public addresses
+    (198.18.0.0/15) through send_mail(proxy_src=...) or Client(proxy_src=...)."""
+    kw.setdefault('listen', [{'address': '127.0.0.1:0', 'proxy_protocol': True}])
+    kw.setdefault('trusted_proxies', ['127.0.0.1/32'])
+    kw.setdefault('hostname', 'mx.example.test')
+    limits = {'max_connections': 2000, 'max_connections_per_ip': 2000}
+    limits.update(kw.pop('limits', None) or {})
+    return config(servers, limits=limits, **kw)
+
+
+def _fill_ports(cfg, holds):
+    """Listen addresses ending in ':0' get a held port (see PortHold; appended to holds, to
+    be released once the daemon listens). Returns the listen ports in order."""
+    ports, listen = [], []
     for item in cfg.get('listen') or []:
-        if isinstance(item, str):
-            item = {'address': item}
-        addr = item['address']
-        if addr.endswith(':0'):
-            addr = addr[:-2] + ':%d' % free_port()
-            item['address'] = addr
-        ports.append(int(addr.rsplit(':', 1)[1]))
-    cfg['listen'] = [x if isinstance(x, dict) else {'address': x} for x in cfg.get('listen') or []]
+        item = dict(item) if isinstance(item, dict) else {'address': item}
+        if item['address'].endswith(':0'):
+            h = hold_port()
+            holds.append(h)
+            item['address'] = item['address'][:-2] + ':%d' % h.port
+        ports.append(int(item['address'].rsplit(':', 1)[1]))
+        listen.append(item)
+    cfg['listen'] = listen
     return ports
+
+
+_LISTEN_ZERO = re.compile(r'(address:\s*"?(?:\d+\.\d+\.\d+\.\d+|\[[0-9a-f:]+\])):0\b')
+
+
+def _fill_ports_text(text, holds):
+    """The same for a YAML text config: each `address: IP:0` gets a held port."""
+    def sub(m):
+        h = hold_port()
+        holds.append(h)
+        return '%s:%d' % (m.group(1), h.port)
+    text = _LISTEN_ZERO.sub(sub, text)
+    return text, [int(m) for m in re.findall(r'address:\s*"?[0-9.\[\]:a-f]*:(\d+)"?', text)]
 
 
 _cert = None
@@ -357,20 +463,22 @@ class Mxgate:
         self.conf = os.path.join(TMP, name + '.yaml')
         self.logpath = os.path.join(TMP, name + '.log')
         self.ports = []
+        self._holds = []     # the ':0' listen ports, held for the whole test (restarts too)
         self._write(cfg)
         self.proc = spawn([BIN, '-c', self.conf] + list(args), name)
         self.pid = self.proc.pid
         self.rc = None
         _daemons.append(self)
-        if wait and not self.wait_log(r'event=started', timeout=15):
+        if wait and not wait_for(lambda: self.wait_log(r'event=started', 0) or not self.alive(), 15) \
+                or not self.alive():
             fail('%s did not start (rc=%s):\n%s' % (name, self.proc.poll(), self.tail()))
 
     def _write(self, cfg):
         if isinstance(cfg, dict):
-            self.ports = _fill_ports(cfg)
+            self.ports = _fill_ports(cfg, self._holds)
             cfg = to_yaml(cfg)
         else:
-            self.ports = [int(m) for m in re.findall(r'address:\s*"?[0-9.\[\]:a-f]*:(\d+)"?', cfg)]
+            cfg, self.ports = _fill_ports_text(cfg, self._holds)
         with open(self.conf + '.tmp', 'w') as f:
             f.write(cfg)
         os.replace(self.conf + '.tmp', self.conf)
@@ -379,6 +487,12 @@ class Mxgate:
     @property
     def port(self):
         return self.ports[0]
+
+    @property
+    def metrics_port(self):
+        """The port the metrics listener bound (its config may say 127.0.0.1:0)."""
+        m = self.wait_log(r'event=metrics_listen listen=\S+ port=(\d+)', timeout=10)
+        return int(m.group(1)) if m else None
 
     def log(self):
         try:
@@ -480,6 +594,16 @@ def run_mxgate(*args, timeout=30):
     return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=slack(timeout))
 
 
+def config_check(cfg, name='check'):
+    """`mxgate -t -c TMP/name.yaml` on cfg (a dict from config() or YAML text); returns
+    (exit status, stdout + stderr). Errors read `TMP/name.yaml:LINE:COL: key: reason`."""
+    path = os.path.join(TMP, name + '.yaml')
+    with open(path, 'w') as f:
+        f.write(to_yaml(cfg) if isinstance(cfg, dict) else cfg)
+    r = run_mxgate('-t', '-c', path)
+    return r.returncode, r.stdout + r.stderr
+
+
 # ----------------------------------------------------------------------------- smtp-sink
 
 _sinkdir_made = False
@@ -489,7 +613,7 @@ class Sink:
     """Postfix smtp-sink on a free port, one dump file per message (-d DIR/msg.)."""
 
     def __init__(self, lmtp=False, args=(), name=None, port=None, backlog=256):
-        self.port = port or free_port()
+        self.port = port or hold_port().port
         self.name = name or 'sink%d' % self.port
         self.dir = os.path.join(TMP, self.name)
         os.makedirs(self.dir, exist_ok=True)
@@ -510,8 +634,8 @@ class Sink:
             argv.append('-L')
         argv += self.args + ['127.0.0.1:%d' % self.port, str(self.backlog)]
         self.proc = spawn(argv, self.name)
-        if not wait_port(self.port):
-            fail('smtp-sink on %d did not start' % self.port)
+        if not wait_port(self.port, proc=self.proc):
+            peer_failed(self.name, 'smtp-sink on %d did not start' % self.port)
 
     def restart(self):
         self.kill()
@@ -557,6 +681,255 @@ class Sink:
                     pos = raw.find(b'\n', pos) + 1
             out.append({'attrs': attrs, 'rcpts': rcpts, 'data': raw[pos:], 'path': path})
         return out
+
+
+# ----------------------------------------------------------------------------- real peers
+
+PEERS = os.path.join(SRC, 'tests', 'peers')
+EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+GTUBE = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
+
+
+def peer_failed(name, what):
+    """An installed peer that does not come up fails the test (never a skip): its log tail
+    goes with the message."""
+    fail('%s\n--- %s.log (tail)\n%s' % (what, name, log_of(name)[-1500:]))
+
+
+def log_of(name):
+    """Text of TMP/name.log (a process started by spawn(), a daemon, a peer)."""
+    try:
+        with open(os.path.join(TMP, name + '.log'), 'rb') as f:
+            return f.read().decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
+def stop_proc(p, sig=signal.SIGTERM):
+    """Stops a process started by spawn() (signal, wait up to 5 s, then SIGKILL)."""
+    _stop_proc(p, sig)
+
+
+def start_peer(argv, name, port, timeout=20):
+    """Spawns a TCP peer that listens on the held `port`; waits until it accepts; an exit or
+    a timeout fails the test with its log. Returns the Popen with .port and .name."""
+    p = spawn(argv, name)
+    if not wait_port(port, timeout, proc=p):
+        peer_failed(name, '%s did not listen on %d (exit status %s)' % (name, port, p.poll()))
+    p.port = port
+    p.name = name
+    return p
+
+
+def redis(port=None):
+    """redis-server on a held port (or `port`: a restart where it ran before), no persistence."""
+    need('redis-server')
+    port = port or hold_port().port
+    return start_peer([tool('redis-server'), '--bind', '127.0.0.1', '--port', str(port), '--save', '',
+                       '--appendonly', 'no'], 'redis-%d' % port, port)
+
+
+def redis_cmd(port, *args, timeout=5):
+    """One command to the Redis on 127.0.0.1:port; the reply as int, bytes, list or None
+    (an error reply raises RuntimeError). For waiting on what the daemon stored."""
+    argv = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    s = socket.create_connection(('127.0.0.1', port), slack(timeout))
+    f = s.makefile('rb')
+    try:
+        s.sendall(b'*%d\r\n' % len(argv) + b''.join(b'$%d\r\n%s\r\n' % (len(a), a) for a in argv))
+        return _resp(f)
+    finally:
+        f.close()
+        s.close()
+
+
+def _resp(f):
+    line = f.readline()
+    kind, rest = line[:1], line[1:].rstrip(b'\r\n')
+    if kind == b'+':
+        return rest
+    if kind == b'-':
+        raise RuntimeError(rest.decode(errors='replace'))
+    if kind == b':':
+        return int(rest)
+    if kind == b'$':
+        return None if int(rest) < 0 else f.read(int(rest) + 2)[:-2]
+    if kind == b'*':
+        return None if int(rest) < 0 else [_resp(f) for _ in range(int(rest))]
+    raise RuntimeError('not a RESP reply: %r' % line)
+
+
+def clamd():
+    """A private clamd (TCP and a unix socket .sock) with our EICAR-only signatures."""
+    need('clamd')
+    port = hold_port().port
+    d = os.path.join(TMP, 'clamav-%d' % port)
+    for sub in ('db', 'tmp'):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    for f in ('mxgate-eicar.ndb', 'mxgate-eicar.hdb'):
+        shutil.copy(os.path.join(PEERS, 'clamav', f), os.path.join(d, 'db', f))
+    with open(os.path.join(PEERS, 'clamav', 'clamd.conf.in')) as f:
+        conf = f.read().replace('@DIR@', d).replace('@PORT@', str(port))
+    with open(os.path.join(d, 'clamd.conf'), 'w') as f:
+        f.write(conf)
+    p = start_peer([tool('clamd'), '--config-file=' + os.path.join(d, 'clamd.conf')], 'clamd-%d' % port,
+                   port, timeout=60)
+    p.sock = os.path.join(d, 'clamd.sock')
+    return p
+
+
+def spamd(local_cf=''):
+    """spamd with Debian's shipped rules, offline (no DNS, no network tests, no Bayes);
+    local_cf: more lines for its local.cf."""
+    need('spamd')
+    port = hold_port().port
+    d = os.path.join(TMP, 'spamd-%d' % port)
+    os.makedirs(d, exist_ok=True)
+    # Debian's .pre files load the plugins (Check at least); our local.cf keeps it offline.
+    for f in os.listdir('/etc/spamassassin') if os.path.isdir('/etc/spamassassin') else ():
+        if f.endswith('.pre'):
+            shutil.copy(os.path.join('/etc/spamassassin', f), os.path.join(d, f))
+    with open(os.path.join(d, 'local.cf'), 'w') as f:
+        f.write('required_score 5.0\nuse_bayes 0\nskip_rbl_checks 1\nuse_razor2 0\nuse_pyzor 0\n'
+                'dns_available no\n' + local_cf)
+    os.chmod(d, 0o755)
+    return start_peer([tool('spamd'), '--listen=127.0.0.1:%d' % port, '--allowed-ips=127.0.0.1',
+                       '--siteconfigpath=' + d, '--local', '--nouser-config', '--username=nobody',
+                       '--max-children=2', '--pidfile=' + os.path.join(d, 'spamd.pid')],
+                      'spamd-%d' % port, port, timeout=60)
+
+
+def milter(stall=10, unix=False):
+    """tests/peers/mx_milter.py (python3-milter) on a held port, or a unix socket (.sock)."""
+    need_python_milter()
+    port = hold_port().port
+    sock = os.path.join(TMP, 'milter-%d.sock' % port)
+    name = 'milter-%d' % port
+    argv = ['/usr/bin/python3', os.path.join(PEERS, 'mx_milter.py'),
+            ('unix:' + sock) if unix else 'inet:%d@127.0.0.1' % port, str(stall)]
+    if unix:
+        p = spawn(argv, name)
+        if not wait_for(lambda: os.path.exists(sock) or p.poll() is not None, 20) or not os.path.exists(sock):
+            peer_failed(name, 'the test milter did not create %s' % sock)
+        p.port, p.name = port, name
+    else:
+        p = start_peer(argv, name, port)
+    p.sock = sock
+    return p
+
+
+def bad_peer(mode):
+    """tests/peers/bad_peer.py MODE: a misbehaving milter or clamd (see its usage)."""
+    port = hold_port().port
+    return start_peer([sys.executable, os.path.join(PEERS, 'bad_peer.py'), str(port), mode],
+                      'bad-%s-%d' % (mode, port), port)
+
+
+def fake_rspamd():
+    """tests/peers/fake_rspamd.py: rspamd's /checkv2 protocol; requests logged as JSON lines
+    in .requests (rspamd itself is ~1 GB and 18 s to start cold)."""
+    port = hold_port().port
+    log = os.path.join(TMP, 'rspamd-requests-%d.log' % port)
+    p = start_peer([sys.executable, os.path.join(PEERS, 'fake_rspamd.py'), str(port), log],
+                   'fake-rspamd-%d' % port, port)
+    p.requests = log
+    return p
+
+
+def opendkim(domain='example.org', selector='mxtest'):
+    """opendkim signing for domain with a fresh key; .pubkey is the p= value."""
+    need('/usr/sbin/opendkim', '/usr/sbin/opendkim-genkey')
+    port = hold_port().port
+    d = os.path.join(TMP, 'opendkim-%d' % port)
+    os.makedirs(d, exist_ok=True)
+    r = subprocess.run(['/usr/sbin/opendkim-genkey', '-b', '1024', '-D', d, '-d', domain, '-s', selector],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail('opendkim-genkey failed: ' + r.stderr[-300:])
+    conf = os.path.join(d, 'opendkim.conf')
+    with open(conf, 'w') as f:
+        f.write('\n'.join([
+            'Syslog no', 'Background no', 'Mode s', 'Domain %s' % domain, 'Selector %s' % selector,
+            'KeyFile %s/%s.private' % (d, selector), 'Socket inet:%d@127.0.0.1' % port,
+            'Canonicalization relaxed/simple', 'InternalHosts 127.0.0.1', 'PidFile %s/opendkim.pid' % d,
+            'RequireSafeKeys no', 'UMask 002', '']))
+    p = start_peer(['/usr/sbin/opendkim', '-f', '-x', conf], 'opendkim-%d' % port, port)
+    with open(os.path.join(d, selector + '.txt')) as f:
+        txt = f.read()
+    p.pubkey = ''.join(re.findall(r'"([^"]*)"', txt)).split('p=')[-1]
+    return p
+
+
+def clamav_milter(clamd_port):
+    """clamav-milter in front of the clamd on clamd_port: rejects viruses, adds X-Virus-Scanned."""
+    need('/usr/sbin/clamav-milter')
+    port = hold_port().port
+    d = os.path.join(TMP, 'clamav-milter-%d' % port)
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, 'clamav-milter.conf')
+    with open(conf, 'w') as f:
+        f.write('\n'.join([
+            'MilterSocket inet:%d@127.0.0.1' % port, 'ClamdSocket tcp:127.0.0.1:%d' % clamd_port,
+            'Foreground yes', 'OnInfected Reject', 'OnFail Defer', 'AddHeader Replace',
+            'LogFile %s/clamav-milter.log' % d, 'PidFile %s/clamav-milter.pid' % d,
+            'RejectMsg Virus %v found by clamav-milter', 'User root', '']))
+    return start_peer(['/usr/sbin/clamav-milter', '-c', conf], 'clamav-milter-%d' % port, port)
+
+
+def rbldnsd(zones):
+    """rbldnsd serving zones {zone: (type, text)} over UDP; returns the Popen with .port once
+    it answers a query. rbldnsd binds without SO_REUSEADDR, so its port cannot stay held: the
+    hold is released just before the spawn, and in the rare case that another process took
+    the port in that instant (rbldnsd exits with "Address already in use") it starts again
+    on another one."""
+    need('rbldnsd')
+    for attempt in range(3):
+        h = hold_port(udp=True)
+        port = h.port
+        d = os.path.join(TMP, 'rbldnsd-%d' % port)
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)    # it drops to user rbldns
+        specs = []
+        for zone, (typ, text) in zones.items():
+            with open(os.path.join(d, zone), 'w') as f:
+                f.write(text)
+            os.chmod(os.path.join(d, zone), 0o644)
+            specs.append('%s:%s:%s' % (zone, typ, zone))
+        name = 'rbldnsd-%d' % port
+        h.release()
+        p = spawn([tool('rbldnsd'), '-n', '-a', '-b', '127.0.0.1/%d' % port, '-w', d] + specs, name)
+        q = b'\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x02bl\x04test\x00\x00\x01\x00\x01'
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.2)
+
+        def answers():
+            if p.poll() is not None:
+                return 'exited'
+            try:
+                s.sendto(q, ('127.0.0.1', port))
+                return s.recvfrom(512)[0][:2] == b'\x12\x34'
+            except OSError:
+                return False
+        ok = wait_for(answers, 10, 0.1) is True
+        s.close()
+        if ok:
+            p.port, p.name = port, name
+            return p
+        if 'Address already in use' not in log_of(name):
+            break
+    peer_failed(name, 'rbldnsd on udp %d does not answer (exit status %s)' % (port, p.poll()))
+
+
+def wait_log_of(name, regex, timeout=10, proc=None):
+    """Waits for regex in TMP/name.log (stops early when proc has exited); the match or None."""
+    rx = re.compile(regex)
+
+    def look():
+        if proc is not None and proc.poll() is not None:
+            return rx.search(log_of(name)) or 'exited'
+        return rx.search(log_of(name))
+    m = wait_for(look, timeout)
+    return m if m and m != 'exited' else None
 
 
 # ----------------------------------------------------------------------------- scripted backend
@@ -608,6 +981,18 @@ class Backend:
     @property
     def url(self):
         return '%s://127.0.0.1:%d' % ('lmtp' if self.lmtp else 'smtp', self.port)
+
+    def find(self, needle):
+        """Accepted messages whose data contains needle (str or bytes)."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        with self.lock:
+            return [m for m in self.messages if needle in m['data']]
+
+    def by_tag(self, tag):
+        """Accepted messages made by message(tag, ...) (matched by their Message-ID)."""
+        with self.lock:
+            return [m for m in self.messages if tag in message_ids([m['data']])]
 
     def stop(self):
         """Closes the listener and every open connection (like a killed server)."""
@@ -781,6 +1166,7 @@ class Backend:
                     self.qid += 1
                     qid = 'SB%s%d' % (self.port, self.qid)
                 rec = {'mail': mail, 'rcpts': list(rcpts), 'accepted_rcpts': list(accepted), 'data': body,
+                       'from': re.sub(r'^<?([^>\s]*)>?.*$', r'\1', mail or ''), 'rcpt': list(accepted),
                        'xclient': dict(xclient), 'proxy': proxy, 'helo': helo, 'qid': qid, 'tls': tls}
                 with self.lock:
                     self.attempts.append(rec)
@@ -805,7 +1191,7 @@ class Backend:
                         else:
                             out += b'%d 4.2.1 <%s> try later\r\n' % (code, r.encode())
                     if ok:
-                        rec = dict(rec, accepted_rcpts=ok)
+                        rec = dict(rec, accepted_rcpts=ok, rcpt=ok)
                         with self.lock:
                             self.messages.append(rec)
                     w(out)
@@ -831,11 +1217,14 @@ class Backend:
 class Client:
     """A raw SMTP client over one TCP (optionally implicit-TLS) connection."""
 
-    def __init__(self, port, host='127.0.0.1', timeout=10, tls=False, source=None, greet=True):
+    def __init__(self, port, host='127.0.0.1', timeout=10, tls=False, source=None, greet=True,
+                 proxy_src=None):
         self.timeout = slack(timeout)
         self.sock = socket.create_connection((host, port), self.timeout,
                                              source_address=(source, 0) if source else None)
         self.buf = b''
+        if proxy_src:
+            self.sock.sendall(proxy_v2(proxy_src, port))
         if tls:
             self._wrap()
         self.greeting = self.reply() if greet else None
@@ -936,8 +1325,8 @@ def message(tag, body='Hello.\r\n', size=0, headers=()):
     h += list(headers)
     data = ('\r\n'.join(h) + '\r\n\r\n' + body).encode()
     line = b'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789\r\n'
-    while len(data) < size:
-        data += line
+    if len(data) < size:
+        data += line * ((size - len(data) + len(line) - 1) // len(line))
     return data
 
 
@@ -962,45 +1351,79 @@ def stuff(data):
     return out + b'.\r\n'
 
 
-def send_mail(port, mail_from, rcpts, data, ehlo='client.test', client=None, source=None):
-    """One transaction; returns (code, text) of the first failing step, or of end-of-data.
-    With client= an open Client is used (and left open); else one is opened and closed."""
-    c = client or Client(port, source=source)
+def proxy_v2(src, dst_port, sport=40000, dst='127.0.0.1'):
+    """A PROXY protocol v2 header: TCP over IPv4 from src:sport to dst:dst_port."""
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!HH', sport, dst_port)
+    return b'\r\n\r\n\x00\r\nQUIT\n' + bytes([0x21, 0x11]) + struct.pack('!H', len(body)) + body
+
+
+class Result(tuple):
+    """send_mail's (code, text), with .stage (connect|helo|mail|rcpt|data|eom|io: where it
+    ended) and .rcpt_codes (the code of each RCPT)."""
+
+    def __new__(cls, code, text, stage, rcpt_codes=()):
+        r = tuple.__new__(cls, (code, text))
+        r.stage, r.rcpt_codes = stage, list(rcpt_codes)
+        return r
+
+    code = property(lambda self: self[0])
+    text = property(lambda self: self[1])
+
+
+def send_mail(port, mail_from, rcpts, data, ehlo='client.test', client=None, source=None,
+              proxy_src=None, timeout=10):
+    """One transaction; returns a Result (code, text) of the first failing step, or of
+    end-of-data. With client= an open Client is used (and left open); else one is opened
+    (with a PROXY v2 header from proxy_src when given) and closed."""
+    rc = []
+    try:
+        c = client or Client(port, source=source, proxy_src=proxy_src, timeout=timeout)
+    except OSError as e:
+        return Result(None, 'socket error: %s' % e, 'connect')
     try:
         if client is None:
             code, text = c.greeting
             if code != 220:
-                return code, text
+                return Result(code, text, 'connect')
             code, text = c.ehlo(ehlo)
             if code != 250:
-                return code, text
+                return Result(code, text, 'helo')
         code, text = c.cmd('MAIL FROM:<%s>' % mail_from)
         if code != 250:
-            return code, text
-        good = 0
+            return Result(code, text, 'mail')
         last = (None, '')
         for r in rcpts:
             last = c.cmd('RCPT TO:<%s>' % r)
-            good += last[0] in (250, 251)
-        if not good:
+            rc.append(last[0])
+        if not any(x in (250, 251) for x in rc):
             c.cmd('RSET')
-            return last
+            return Result(last[0], last[1], 'rcpt', rc)
         code, text = c.cmd('DATA')
         if code != 354:
-            return code, text
+            return Result(code, text, 'data', rc)
         c.send(stuff(data))
-        res = c.reply()
+        code, text = c.reply()
         if client is None:
             try:
                 c.cmd('QUIT')
             except OSError:
                 pass
-        return res
+        return Result(code, text, 'eom' if code is not None else 'io', rc)
     except OSError as e:
-        return (None, 'socket error: %s' % e)
+        return Result(None, 'socket error: %s' % e, 'io', rc)
     finally:
         if client is None:
             c.close()
+
+
+def eicar_message(tag):
+    """message(tag) with the EICAR test file as a base64 attachment."""
+    import base64
+    att = base64.b64encode(EICAR.encode()).decode()
+    return message(tag, '--XX\r\nContent-Type: text/plain\r\n\r\nbody of %s\r\n--XX\r\n'
+                   'Content-Type: application/octet-stream; name="a.com"\r\n'
+                   'Content-Transfer-Encoding: base64\r\n\r\n%s\r\n--XX--\r\n' % (tag, att),
+                   headers=('MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="XX"'))
 
 
 # ----------------------------------------------------------------------------- peer tools

@@ -22,35 +22,6 @@ import mxtest as mt  # noqa: E402
 mt.need('swaks', 'rbldnsd')
 
 
-def start_rbldnsd(zones):
-    """zones: {zone: (type, text)}; returns (Popen, port)."""
-    port = mt.free_port()
-    d = os.path.join(mt.TMP, 'rbldnsd-%d' % port)
-    os.makedirs(d, exist_ok=True)
-    os.chmod(d, 0o755)
-    specs = []
-    for zone, (typ, text) in zones.items():
-        with open(os.path.join(d, zone), 'w') as f:
-            f.write(text)
-        os.chmod(os.path.join(d, zone), 0o644)
-        specs.append('%s:%s:%s' % (zone, typ, zone))
-    p = mt.spawn([mt.tool('rbldnsd'), '-n', '-a', '-b', '127.0.0.1/%d' % port, '-w', d] + specs,
-                 'rbldnsd-%d' % port)
-    # UDP only: wait until it answers a query
-    q = b'\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x02bl\x04test\x00\x00\x01\x00\x01'
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.2)
-    for _ in range(50):
-        try:
-            s.sendto(q, ('127.0.0.1', port))
-            s.recvfrom(512)
-            break
-        except OSError:
-            time.sleep(0.1)
-    s.close()
-    return p, port
-
-
 ZONES = {
     'bl.test': ('ip4set', ':127.0.0.2:Listed in bl.test for $\n198.18.1.0/24\n198.18.3.0/24\n'
                 '198.18.6.0/24\n198.18.4.0/24 :127.255.255.254:refused\n'),
@@ -58,7 +29,8 @@ ZONES = {
     'dbl.test': ('dnset', ':127.0.1.2:Domain $ is listed in dbl.test\nspam.example\n'),
     'bl6.test': ('ip6trie', ':127.0.0.2:IPv6 listed\n2001:db8:1::/48\n'),
 }
-rbl, rbl_port = start_rbldnsd(ZONES)
+rbl = mt.rbldnsd(ZONES)
+rbl_port = rbl.port
 
 
 def dnsbl_config(port, action='reject', timeout='2s', pass_ttl='1h'):
@@ -193,16 +165,9 @@ mt.check(d, 'with a silent resolver the client is served (listings unknown)')
 mt.check(took < mt.slack(3 * 1 + 2), 'each stage waited dns.timeout at most (%.2fs for 3)' % took)
 # clients that hang up while their lookups are in flight: the lookups are cancelled with
 # the session, nothing fires into freed memory, the daemon goes on
-def proxy_v2(src, dst_port):
-    sig = b'\r\n\r\n\x00\r\nQUIT\n'
-    body = socket.inet_aton(src) + socket.inet_aton('127.0.0.1') + (40000).to_bytes(2, 'big') \
-        + dst_port.to_bytes(2, 'big')
-    return sig + bytes([0x21, 0x11]) + len(body).to_bytes(2, 'big') + body
-
-
 for i in range(20):
     c = socket.create_connection(('127.0.0.1', mx3.port), 5)
-    c.sendall(proxy_v2('198.18.7.%d' % (i + 1), mx3.port))
+    c.sendall(mt.proxy_v2('198.18.7.%d' % (i + 1), mx3.port))
     time.sleep(0.02)
     c.close()
 time.sleep(mt.slack(1.5))

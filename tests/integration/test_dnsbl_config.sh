@@ -2,7 +2,7 @@
 # `mxgate -t` on the dns / dnsbl / helo_checks / spf sections: a valid config passes, and
 # each bad value is reported as FILE:LINE:COL: key: reason.
 BIN=${MXGATE_BIN:-build/mxgate}
-[ -x "$BIN" ] || { echo "SKIP: mxgate not built: $BIN"; exit 0; }
+[ -x "$BIN" ] || { echo "FAIL: mxgate not built: $BIN"; exit 1; }
 T=$(mktemp -d /tmp/mxtest-dnsblcfg-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fails=0

@@ -4,8 +4,6 @@ broken middlebox) can, in front of a real mxgate. In every case the client sees 
 some backend really accepted the message (else 4xx, or the backend's own 5xx verdict), the
 daemon never crashes (no sanitizer report) and the client's wait is bounded by the configured
 timeouts (backends.reply_timeout / connect_timeout / data_timeout = 2 s here).
-
-Checks that expose a bug still open are guarded by True (MX_KNOWN_BUGS=1 runs them).
 """
 import os
 import re
@@ -397,8 +395,7 @@ def close_at_reuse(n):
 
 pooled('poolidleclose', idle_close, '(the backend closed the idle pooled connection)')
 pooled('poolchatter', idle_chatter, '(the backend spoke on an idle connection)')
-if True:
-    pooled('poolreuse', close_at_reuse, '(the pooled connection was dead at reuse)')
+pooled('poolreuse', close_at_reuse, '(the pooled connection was dead at reuse)')
 
 # The relay closes its connection under the session (EOF or an unsolicited reply while the
 # session holds it between commands) and the session later uses the freed struct relay:
@@ -438,17 +435,16 @@ def uaf_case(title, hooks, steps):
     mx.stop()
 
 
-if True:
-    # Drops the connection right after accepting RCPT.
-    uaf_case('droprcpt', {'rcpt': send_then(b'250 2.1.5 Ok\r\n', False, 0.1)}, ('pause_rcpt',))
-    # Answers MAIL twice (one stray 250).
-    uaf_case('twice', {'mail': send_then(b'250 2.1.0 Ok\r\n250 2.1.0 Ok again\r\n', True)}, ('pause_mail',))
-    # Speaks between commands in a transaction.
-    def stray_later(srv, p, arg):
-        p.send(b'250 2.1.0 Ok\r\n')
-        threading.Timer(0.3, p.send, [b'220 hello, are you there?\r\n']).start()
-        return True
-    uaf_case('chatter', {'mail': stray_later}, ('pause_mail',))
+# Drops the connection right after accepting RCPT.
+uaf_case('droprcpt', {'rcpt': send_then(b'250 2.1.5 Ok\r\n', False, 0.1)}, ('pause_rcpt',))
+# Answers MAIL twice (one stray 250).
+uaf_case('twice', {'mail': send_then(b'250 2.1.0 Ok\r\n250 2.1.0 Ok again\r\n', True)}, ('pause_mail',))
+# Speaks between commands in a transaction.
+def stray_later(srv, p, arg):
+    p.send(b'250 2.1.0 Ok\r\n')
+    threading.Timer(0.3, p.send, [b'220 hello, are you there?\r\n']).start()
+    return True
+uaf_case('chatter', {'mail': stray_later}, ('pause_mail',))
 
 # The client leaves while the backend connection is still being opened (a slow greeting):
 # the session is freed, then the relay's open callback runs on it (use-after-free in

@@ -7,82 +7,18 @@ binary: smtp-sink and a maildir as backends, swaks (plain and STARTTLS) as clien
 - the maildir backend gets real files in new/, as many as its delivered counter says.
 - killing smtp-sink takes it out (mxgate_backend_up 0, event=backend_down in the log);
   restarting it brings it back (1, event=backend_up); unknown paths get 404."""
-import atexit, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import os
+import re
+import socket
+import sys
+import urllib.error
+import urllib.request
 
-BIN = os.environ.get('MXGATE_BIN') or os.path.join(
-    os.environ.get('MX_BUILD_DIR', os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'build')),
-    'mxgate')
-TMP = tempfile.mkdtemp(prefix='mxgate-metrics-')
-os.chmod(TMP, 0o755)
-procs = []
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+from mxtest import fail  # noqa: E402
 
-
-def cleanup():
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.kill()
-            try:
-                p.wait(5)
-            except Exception:
-                pass
-    if not os.environ.get('MX_KEEP_TMP'):
-        shutil.rmtree(TMP, ignore_errors=True)
-
-
-atexit.register(cleanup)
-
-
-def log_tail():
-    path = os.path.join(TMP, 'mxgate.log')
-    return open(path, errors='replace').read() if os.path.exists(path) else ''
-
-
-def fail(msg):
-    print('FAIL: ' + msg)
-    print('--- mxgate log (last 30 lines)')
-    print('\n'.join(log_tail().splitlines()[-30:]))
-    sys.exit(1)
-
-
-def skip(msg):
-    print('SKIP: ' + msg)
-    sys.exit(0)
-
-
-for tool in ('smtp-sink', 'swaks', 'openssl'):
-    if shutil.which(tool) is None and not os.path.exists('/usr/sbin/' + tool):
-        skip(tool + ' not installed')
-if not os.path.exists(BIN):
-    skip('mxgate not built: ' + BIN)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(('127.0.0.1', port), 0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def start_sink(port):
-    sink = shutil.which('smtp-sink') or '/usr/sbin/smtp-sink'
-    p = subprocess.Popen([sink, '-c', '-u', 'nobody', '127.0.0.1:%d' % port, '64'],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(p)
-    if not wait_port(port):
-        fail('smtp-sink did not start')
-    return p
+mt.need('smtp-sink', 'swaks', 'openssl')
 
 
 def scrape(mport, path='/metrics'):
@@ -116,55 +52,33 @@ def parse(text):
 
 
 def wait_metric(mport, key, want, timeout=15):
-    end = time.time() + timeout
-    v = None
-    while time.time() < end:
-        v = parse(scrape(mport)[2]).get(key)
-        if v == want:
-            return True
-        time.sleep(0.2)
-    fail('%s stayed %r, wanted %r' % (key, v, want))
+    got = mt.wait_for(lambda: parse(scrape(mport)[2]).get(key) == want, timeout, 0.2)
+    mt.check(got, '%s becomes %r' % (key, want))
 
 
 def swaks(port, subject, tls=False):
-    cmd = ['swaks', '--server', '127.0.0.1', '--port', str(port), '--from', 'a@example.org',
-           '--to', 'b@example.test', '--header', 'Subject: ' + subject, '--timeout', '20']
-    if tls:
-        cmd.append('--tls')
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    r = mt.swaks(port, '--from', 'a@example.org', '--to', 'b@example.test', '--header', 'Subject: ' + subject,
+                 *(['--tls'] if tls else []))
     if r.returncode != 0:
         fail('swaks %s failed: %s' % (subject, (r.stdout + r.stderr).strip().splitlines()[-3:]))
     return r.stdout
 
 
 # ---------------------------------------------------------------- setup
-crt, key = os.path.join(TMP, 'cert.pem'), os.path.join(TMP, 'key.pem')
-subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-                '-keyout', key, '-out', crt, '-days', '2', '-subj', '/CN=mx.test'],
-               check=True, capture_output=True, timeout=30)
-sport, port, mport = free_port(), free_port(), free_port()
-maildir = os.path.join(TMP, 'Maildir')
-sink = start_sink(sport)
-cfg = os.path.join(TMP, 'mxgate.yaml')
-open(cfg, 'w').write('''hostname: mx.test
-workers: 2
-listen:
-  - address: 127.0.0.1:%d
-    tls: starttls
-tls: { certificate: "%s", key: "%s" }
-backends:
-  balance: round_robin
-  health_check: { interval: 300ms, timeout: 1s, fall: 2, rise: 2 }
-  servers:
-    - { address: "smtp://127.0.0.1:%d" }
-    - { address: "maildir:%s" }
-metrics: { listen: "127.0.0.1:%d" }
-''' % (port, crt, key, sport, maildir, mport))
-logf = open(os.path.join(TMP, 'mxgate.log'), 'w')
-mx = subprocess.Popen([BIN, '-c', cfg], stdout=logf, stderr=subprocess.STDOUT)
-procs.append(mx)
-if not wait_port(port) or not wait_port(mport):
-    fail('mxgate did not start listening')
+crt, key = mt.cert()
+maildir = os.path.join(mt.TMP, 'Maildir')
+sink = mt.Sink(backlog=64)
+sport = sink.port
+mx = mt.Mxgate(mt.config([sink.url, 'maildir:' + maildir], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'}],
+                         tls={'certificate': crt, 'key': key},
+                         backends={'balance': 'round_robin',
+                                   'health_check': {'interval': '300ms', 'timeout': '1s', 'fall': 2, 'rise': 2}},
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}))
+port, mport = mx.port, mx.metrics_port
+if mport is None:
+    fail('no event=metrics_listen with the bound port in the log')
+log_tail = mx.log
+
 
 # ---------------------------------------------------------------- traffic and counters
 status, ctype, text = scrape(mport)
@@ -186,8 +100,10 @@ for i in range(N):
 out = swaks(port, 'metrics tls', tls=True)
 if 'TLS' not in out:
     fail('swaks --tls did not negotiate TLS')
-time.sleep(0.3)
-m1 = parse(scrape(mport)[2])
+# the sessions have ended once the daemon says none is active (swaks returns on the 221)
+m1 = mt.wait_for(lambda: (lambda m: m if m.get('mxgate_sessions_active') == 0 else None)(parse(scrape(mport)[2])), 10)
+if not m1:
+    m1 = parse(scrape(mport)[2])
 d = lambda k: m1.get(k, 0) - m0.get(k, 0)
 if d('mxgate_sessions_total') < N + 1:
     fail('sessions_total moved by %r for %d sessions' % (d('mxgate_sessions_total'), N + 1))
@@ -211,7 +127,7 @@ if len(files) != md_logged or md_logged == 0:
 md_counter = m1.get('mxgate_backend_delivered_total{backend="maildir:%s"}' % maildir, 0)
 if md_counter != md_logged:
     # session.c does not call backend_report_success() after a maildir delivery (reported).
-    print('NOTE: maildir backend_delivered_total is %r, %d delivered' % (md_counter, md_logged))
+    mt.check(False, 'maildir backend_delivered_total is %r, %d delivered' % (md_counter, md_logged))
 body = open(os.path.join(maildir, 'new', files[0]), 'rb').read()
 if b'Subject: metrics ' not in body or not re.match(r'^\d+\.M\d+P\d+Q\d+\.', files[0]):
     fail('maildir file %s does not look delivered: %r' % (files[0], body[:200]))
@@ -238,16 +154,14 @@ if not resp.startswith(b'HTTP/1.0 400'):
 
 # ---------------------------------------------------------------- backend down and back
 sink.kill()
-sink.wait()
 wait_metric(mport, smtp_key, 0)
 if 'event=backend_down backend=smtp://127.0.0.1:%d' % sport not in log_tail():
     fail('no event=backend_down log line')
 swaks(port, 'while down')        # the maildir backend takes it
-sink = start_sink(sport)
+sink.start()
 wait_metric(mport, smtp_key, 1)
 if 'event=backend_up backend=smtp://127.0.0.1:%d' % sport not in log_tail():
     fail('no event=backend_up log line')
-if mx.poll() is not None:
-    fail('mxgate died')
-print('OK: /metrics in text format; sessions, TLS, delivered, replies and per-backend counters move; '
-      'maildir files match; backend down/up seen by health checks; 404/400 answered')
+mt.check(mx.alive(), 'mxgate alive at the end')
+mx.stop()
+mt.finish()

@@ -2,48 +2,55 @@
 """Concurrency shared through Redis: at most 2 simultaneous sessions of one client IP
 across two mxgate nodes; a slot comes back when a session ends (on either node); a
 per-prefix connection rate shared the same way."""
-import os, sys, time
+import os
+import sys
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ratelimit_harness as h
+import mxtest as mt  # noqa: E402
 
-h.need('redis-server')
-red = h.redis()
-be = h.Backend()
-extra = ('ratelimit:\n  store: "redis://127.0.0.1:%d"\n  rules:\n'
-         '    - { key: ip, count: concurrency, limit: 2 }\n'
-         '    - { key: ip_prefix, count: connections, limit: 6/60s, prefix_v4: 24 }\n') % red.port
-p1, p2 = h.free_port(), h.free_port()
-n1 = h.mxgate(h.config(p1, be.port, extra), 'node1', p1)
-n2 = h.mxgate(h.config(p2, be.port, extra), 'node2', p2)
-time.sleep(0.3)
+mt.need('redis-server')
+red = mt.redis()
+be = mt.Backend()
+ratelimit = {'store': 'redis://127.0.0.1:%d' % red.port, 'rules': [
+    {'key': 'ip', 'count': 'concurrency', 'limit': 2},
+    {'key': 'ip_prefix', 'count': 'connections', 'limit': '6/60s', 'prefix_v4': 24}]}
+n1 = mt.Mxgate(mt.proxied_config([be.url], ratelimit=ratelimit), 'node1')
+n2 = mt.Mxgate(mt.proxied_config([be.url], ratelimit=ratelimit), 'node2')
 
-a = h.Client(p1, '198.18.50.1')
-b = h.Client(p2, '198.18.50.1')
-if a.reply()[0] != 220 or b.reply()[0] != 220:
-    h.fail('the first two sessions were refused')
-c = h.Client(p1, '198.18.50.1')
-code, text = c.reply()
+
+def greeting(node, src):
+    c = mt.Client(node.port, proxy_src=src)
+    return c, c.greeting
+
+
+def slots_held():
+    """Concurrency slots in Redis (members of the mxgate:rl:concurrency:* sets)."""
+    return sum(mt.redis_cmd(red.port, 'ZCARD', k) for k in mt.redis_cmd(red.port, 'KEYS', 'mxgate:rl:concurrency:*'))
+
+
+a, ga = greeting(n1, '198.18.50.1')
+b, gb = greeting(n2, '198.18.50.1')
+mt.check(ga[0] == 220 and gb[0] == 220, 'the first two sessions across the nodes are served: %s %s' % (ga, gb))
+c, (code, text) = greeting(n1, '198.18.50.1')
 c.close()
-if code != 421 or '4.7.0 rate limit exceeded for ip 198.18.50.1: 2' not in text:
-    h.fail('a third simultaneous session across the nodes got %d %r' % (code, text))
+mt.check(code == 421 and '4.7.0 rate limit exceeded for ip 198.18.50.1: 2' in text,
+         'a third simultaneous session across the nodes is refused: %s %r' % (code, text))
 b.cmd('QUIT')
 b.close()
-time.sleep(0.3)
-d = h.Client(p1, '198.18.50.1')
-if d.reply()[0] != 220:
-    h.fail('the slot released on node2 was not reusable on node1')
+# node2 gives the slot back when the session ends (a ZREM sent after the disconnect)
+mt.check(mt.wait_for(lambda: slots_held() == 1, 10), 'the slot of the ended session was given back in Redis')
+d, gd = greeting(n1, '198.18.50.1')
 d.close()
+mt.check(gd[0] == 220, 'the slot released on node2 is reusable on node1: %s' % (gd,))
 a.close()
-time.sleep(0.3)
 # connections 6/60s per /24, shared: 4 were made above; 2 more pass, then 421
 codes = []
 for i in range(4):
-    c = h.Client(p2 if i % 2 else p1, '198.18.50.%d' % (10 + i))
-    codes.append(c.reply()[0])
+    c, g = greeting(n2 if i % 2 else n1, '198.18.50.%d' % (10 + i))
+    codes.append(g[0])
     c.close()
-    time.sleep(0.1)
-if codes != [220, 220, 421, 421]:
-    h.fail('shared per-prefix connection rate: %r' % codes)
-if 'store=redis' not in h.logtext('node1') + h.logtext('node2'):
-    h.fail('the checks did not go through Redis')
-h.ok('concurrency 2 and a /24 connection rate enforced across 2 nodes through Redis')
+mt.check(codes == [220, 220, 421, 421], 'shared per-prefix connection rate: %s' % codes)
+mt.check('store=redis' in n1.log() + n2.log(), 'the checks went through Redis')
+n1.stop()
+n2.stop()
+mt.finish()

@@ -7,7 +7,7 @@ with X-Spam-Score / X-Spam-Status in SpamAssassin's form; every rule mxgate hits
 spamd hits too (mxgate runs SpamAssassin's eval tests natively; network tests are off in
 both); mxgate's Yes/No equals spamd's;
 `mode: log` only adds headers and logs action=reject(dry-run); a SIGHUP reload picks up
-an edited rule file. Peers: the recording Backend, spamd/spamc (skipped when missing)."""
+an edited rule file. Peers: the recording Backend, spamd/spamc."""
 import glob
 import os
 import re
@@ -53,22 +53,9 @@ def header(raw, name):
 
 
 # ---- spamd with the same rules, network tests and Bayes off
-spamd_port = None
-if mt.tool('spamd') and mt.tool('spamc'):
-    site = os.path.join(mt.TMP, 'sa')
-    os.makedirs(site)
-    for f in glob.glob('/etc/spamassassin/*.pre'):
-        shutil.copy(f, site)
-    with open(os.path.join(site, 'local.cf'), 'w') as f:
-        f.write('required_score 5.0\ndns_available no\nskip_rbl_checks 1\nuse_bayes 0\n'
-                'bayes_auto_learn 0\nuse_razor2 0\nuse_pyzor 0\nreport_safe 0\n'
-                'add_header all Status _YESNO_, score=_SCORE_ required=_REQD_ tests=_TESTS_\n')
-    spamd_port = mt.free_port()
-    mt.spawn(['spamd', '--listen=127.0.0.1:%d' % spamd_port, '--allowed-ips=127.0.0.1',
-              '--siteconfigpath=' + site, '--local', '--nouser-config', '--username=nobody',
-              '-m', '2'], 'spamd')
-else:
-    mt.say('spamd/spamc not installed: comparing with spamd skipped')
+mt.need('spamd', 'spamc')
+spamd_port = mt.spamd('bayes_auto_learn 0\nreport_safe 0\n'
+                      'add_header all Status _YESNO_, score=_SCORE_ required=_REQD_ tests=_TESTS_\n').port
 
 # ---- mxgate with the stock rules
 be = mt.Backend()

@@ -1,9 +1,6 @@
 /* test_backend.c — proxy/backend.c: URL parsing, pool_new from a YAML config, balancing
  * (weighted round robin, least_conn, source_hash by rendezvous), routes with "*." wildcards,
- * the `tried` mask, the all-down fallback and passive failure tracking (fall).
- *
- * Rows marked `bug` document behaviour the code does not have yet; they run only with
- * MX_KNOWN_BUGS=1 in the environment. */
+ * the `tried` mask, the all-down fallback and passive failure tracking (fall). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,11 +17,6 @@
 
 #include "proxy/backend.h"
 #include "proxy/config.h"
-
-static bool known_bugs(void)
-{
-	return getenv("MX_KNOWN_BUGS") != NULL;
-}
 
 /* ------------------------------------------------------------ helpers */
 

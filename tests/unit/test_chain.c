@@ -1,12 +1,12 @@
 /* test_chain.c — proxy/chain.c with fake hook modules: synchronous and asynchronous
- * completion, first non-CONTINUE verdict wins, ACCEPT ends the stage, delays kept, per-module
- * timeouts with on_error, late completions after a timeout, chain_release with calls still
- * outstanding, module init/free.
+ * completion, first decisive verdict wins, ACCEPT ends the stage except for the scorer,
+ * delays kept, per-entry timeouts with on_error (and VERDICT_ERROR), cancel and progress,
+ * late and double completions, discard/quarantine decided before EOM, chain_release with
+ * calls still outstanding, the entry vector (filters, plugin entries, scorer), and the
+ * outcome notifications (once per transaction, once at session end).
  *
- * chain.c is compiled into this test with hook_modules/hook_nmodules renamed, so the chain
- * runs over the fake modules below instead of the real registry in hook.c.
- *
- * Tests marked as known bugs run only with MX_KNOWN_BUGS=1 in the environment. */
+ * chain.c is compiled into this test with hook_modules/hook_nmodules/hook_plugin_entries
+ * renamed, so the chain runs over the fake modules below instead of the real registry. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,12 +20,8 @@
 
 #define hook_modules test_hook_modules
 #define hook_nmodules test_hook_nmodules
+#define hook_plugin_entries test_plugin_entries
 #include "../../proxy/chain.c"
-
-static bool known_bugs(void)
-{
-	return getenv("MX_KNOWN_BUGS") != NULL;
-}
 
 /* ------------------------------------------------------------ fake modules */
 
@@ -41,16 +37,25 @@ struct fake_mod {
 	bool finish_in_free;          /* session_free completes the pending call */
 	int init_rc;                  /* worker_init's return */
 	bool init_null;               /* worker_init leaves *wstate NULL */
+	bool done_in_cancel;          /* cancel completes the call (must be ignored) */
 	/* observed */
-	int runs, session_frees, worker_frees;
+	int runs, session_frees, worker_frees, cancels;
 	int slot;
 	enum hook_stage stage;
 	struct hook_env *env;
 	struct hook_call *pending;
+	int outcomes;                 /* transaction outcomes heard */
+	int session_outcomes;
+	struct hook_outcome last;     /* the last one (reason copied) */
+	char last_reason[48];
 };
 
-#define NFAKE 6
+/* 0..5 filters, 6 the scorer; plugin entries come from plugfakes[] */
+#define NFAKE 7
+#define NPLUG 3
 static struct fake_mod fakes[NFAKE];
+static struct fake_mod plugfakes[NPLUG];
+static size_t nplug;              /* plugin entries configured */
 static int order[64], norder;
 
 static void fake_run(void *ws, int slot, struct hook_call *call)
@@ -81,6 +86,29 @@ static void fake_session_free(void *ws, int slot, struct hook_env *env)
 	}
 }
 
+static void fake_cancel(void *ws, int slot, struct hook_call *call)
+{
+	struct fake_mod *f = ws;
+
+	f->cancels++;
+	assert_ptr_equal(call, f->pending);
+	if (f->done_in_cancel)
+		hook_call_done(call, &f->v);   /* ignored: the chain gave up on it */
+}
+
+static void fake_outcome(void *ws, int slot, struct hook_env *env, const struct hook_outcome *o)
+{
+	struct fake_mod *f = ws;
+
+	if (o->session)
+		f->session_outcomes++;
+	else
+		f->outcomes++;
+	f->last = *o;
+	snprintf(f->last_reason, sizeof(f->last_reason), "%s", o->reason);
+	f->last.reason = f->last_reason;
+}
+
 static unsigned fake_stages(void *ws) { return ((struct fake_mod *)ws)->stages; }
 static uint64_t fake_timeout_ms(void *ws) { return ((struct fake_mod *)ws)->timeout_ms; }
 static enum verdict_action fake_on_error(void *ws) { return ((struct fake_mod *)ws)->on_error; }
@@ -100,12 +128,13 @@ FAKE_INIT(2)
 FAKE_INIT(3)
 FAKE_INIT(4)
 FAKE_INIT(5)
+FAKE_INIT(6)
 
 #define FAKE_MODULE(i, nm) \
 	static const struct hook_module fake_module_##i = { \
 		.name = nm, .worker_init = fake_init_##i, .worker_free = fake_worker_free, \
 		.stages = fake_stages, .run = fake_run, .session_free = fake_session_free, \
-		.timeout_ms = fake_timeout_ms, .on_error = fake_on_error }
+		.timeout_ms = fake_timeout_ms, .on_error = fake_on_error, .outcome = fake_outcome }
 FAKE_MODULE(0, "fake0");
 FAKE_MODULE(1, "fake1");
 FAKE_MODULE(2, "fake2");
@@ -116,10 +145,45 @@ static const struct hook_module fake_module_5 = {
 	.name = "bare", .worker_init = fake_init_5, .stages = fake_stages, .run = fake_run,
 };
 
+/* The scorer: listed first here, the chain still puts it last. */
+static const struct hook_module fake_module_6 = {
+	.name = "scorer", .flags = HOOK_MODULE_SCORER, .worker_init = fake_init_6,
+	.worker_free = fake_worker_free, .stages = fake_stages, .run = fake_run,
+	.session_free = fake_session_free, .timeout_ms = fake_timeout_ms, .on_error = fake_on_error,
+	.outcome = fake_outcome,
+};
+
 const struct hook_module *const test_hook_modules[] = {
-	&fake_module_0, &fake_module_1, &fake_module_2, &fake_module_3, &fake_module_4, &fake_module_5, NULL
+	&fake_module_6, &fake_module_0, &fake_module_1, &fake_module_2, &fake_module_3, &fake_module_4,
+	&fake_module_5, NULL
 };
 const size_t test_hook_nmodules = NFAKE;
+
+/* Plugin entries: one shared module, instances told apart by wstate (plugfakes[i]). */
+static const struct hook_module fake_plugin_module = {
+	.name = "plugin", .flags = HOOK_MODULE_CONTENT, .worker_free = fake_worker_free,
+	.stages = fake_stages, .run = fake_run, .session_free = fake_session_free,
+	.timeout_ms = fake_timeout_ms, .on_error = fake_on_error, .cancel = fake_cancel,
+	.outcome = fake_outcome,
+};
+
+static size_t fake_plugin_count(const struct mx_config *cfg) { return nplug; }
+
+static int fake_plugin_init(const struct mx_config *cfg, size_t i, uv_loop_t *loop, int worker,
+    void **ws, const char **name)
+{
+	static const char *const names[NPLUG] = { "plug0", "plug1", "plug2" };
+
+	if (plugfakes[i].init_rc != 0)
+		return plugfakes[i].init_rc;
+	*ws = plugfakes[i].init_null ? NULL : &plugfakes[i];
+	*name = names[i];
+	return 0;
+}
+
+const struct hook_instances test_plugin_entries = {
+	.module = &fake_plugin_module, .count = fake_plugin_count, .instance_init = fake_plugin_init,
+};
 
 /* ------------------------------------------------------------ fixture */
 
@@ -156,6 +220,8 @@ static int setup(void **state)
 	struct fx *fx = calloc(1, sizeof(*fx));
 
 	memset(fakes, 0, sizeof(fakes));
+	memset(plugfakes, 0, sizeof(plugfakes));
+	nplug = 0;
 	norder = 0;
 	uv_loop_init(&fx->loop);
 	uv_timer_init(&fx->loop, &fx->timer);
@@ -561,8 +627,6 @@ static void test_release_completion_in_session_free(void **state)
 {
 	struct fx *fx = *state;
 
-	if (!known_bugs())
-		skip();   /* BUG: chain_release leaves c->cur attached; hook_call_done resumes the chain */
 	fakes[0].stages = ALL_STAGES;
 	fakes[0].mode = FAKE_ASYNC;
 	fakes[0].finish_in_free = true;
@@ -577,8 +641,9 @@ static void test_release_completion_in_session_free(void **state)
 		fail_msg("during chain_release: module 1 ran %d time(s), done called %d time(s)", runs, calls);
 }
 
-/* hook.c's comment on hook_call_done: "a module completing twice: ignore the second". For
- * a call that completed in time the call was already freed by the first completion. */
+/* hook.h on hook_call_done: a second completion of a call is ignored. The call stays
+ * allocated after the first (until the next stage starts or the session is freed), so the
+ * second one is recognised instead of reading freed memory. */
 static void double_run(void *ws, int slot, struct hook_call *call)
 {
 	hook_call_done(call, NULL);
@@ -589,8 +654,6 @@ static void test_double_completion(void **state)
 {
 	struct fx *fx = *state;
 
-	if (!known_bugs())
-		skip();   /* BUG: the second hook_call_done reads the freed call (ASan: heap-use-after-free) */
 	static const struct hook_module dbl = { .name = "double", .run = double_run };
 	fakes[0].stages = ALL_STAGES;
 	fx_start(fx);
@@ -623,36 +686,409 @@ static void test_modules_init(void **state)
 	fakes[2].stages = S_(HOOK_DATA);
 	fakes[2].init_null = true;     /* not configured: left off */
 	fakes[3].stages = 0;           /* configured, wants nothing */
+	fakes[4].init_null = true;
 	fakes[5].stages = S_(HOOK_HELO);
+	fakes[6].stages = S_(HOOK_EOM);   /* the scorer */
+	nplug = 3;
+	plugfakes[0].stages = S_(HOOK_EOM);
+	plugfakes[1].init_rc = -1;     /* failed: left off */
+	plugfakes[2].stages = S_(HOOK_MAIL);
 	assert_int_equal(chain_modules_init(&m, NULL, &fx->loop, 3), 0);
-	assert_ptr_equal(m.wstate[0], &fakes[0]);
-	assert_null(m.wstate[1]);
-	assert_null(m.wstate[2]);
-	assert_ptr_equal(m.wstate[3], &fakes[3]);
-	assert_int_equal(m.stages[0], S_(HOOK_CONNECT) | S_(HOOK_RCPT));
-	assert_int_equal(m.stages[1], 0);
-	assert_int_equal(m.stages[2], 0);
-	assert_int_equal(m.any_stages, S_(HOOK_CONNECT) | S_(HOOK_RCPT) | S_(HOOK_HELO));
+	/* filters in registry order, plugin entries in config order, then the scorer (listed
+	 * first in the registry) */
+	static const struct { struct fake_mod *f; const char *name; } want[] = {
+		{ &fakes[0], "fake0" }, { &fakes[3], "fake3" }, { &fakes[5], "bare" },
+		{ &plugfakes[0], "plug0" }, { &plugfakes[2], "plug2" }, { &fakes[6], "scorer" },
+	};
+	assert_int_equal(m.n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < m.n; i++) {
+		if (m.v[i].wstate != want[i].f || strcmp(m.v[i].name, want[i].name) != 0)
+			fail_msg("entry %zu: %s, want %s", i, m.v[i].name, want[i].name);
+		assert_int_equal(m.v[i].stages, want[i].f->stages);
+	}
+	assert_ptr_equal(m.v[3].mod, &fake_plugin_module);
+	assert_int_equal(m.any_stages, S_(HOOK_CONNECT) | S_(HOOK_RCPT) | S_(HOOK_HELO) | S_(HOOK_EOM) |
+	    S_(HOOK_MAIL));
 	assert_true(chain_wants(&m, HOOK_CONNECT));
 	assert_true(chain_wants(&m, HOOK_HELO));
-	assert_false(chain_wants(&m, HOOK_EOM));
+	assert_true(chain_wants(&m, HOOK_EOM));
 	assert_false(chain_wants(&m, HOOK_DATA));
 	assert_false(chain_wants(NULL, HOOK_CONNECT));
-	/* a failed module never runs */
+	/* a failed module never runs; the others run in vector order, slot = index */
 	chain_init(&fx->chain, &m, &fx->env, &fx->timer);
+	assert_non_null(fx->env.module_ctx);
 	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
 	assert_int_equal(fx->done.calls, 1);
 	assert_int_equal(fakes[1].runs, 0);
+	assert_int_equal(plugfakes[1].runs, 0);
+	assert_int_equal(norder, 2);
+	assert_int_equal(order[0], 3);
+	assert_int_equal(order[1], 5);
+	assert_int_equal(plugfakes[0].slot, 3);
+	assert_int_equal(fakes[6].slot, 5);
 	chain_release(&fx->chain);
+	assert_null(fx->env.module_ctx);
 	chain_modules_free(&m);
 	/* worker_free for the configured ones only; the bare module has none */
 	assert_int_equal(fakes[0].worker_frees, 1);
 	assert_int_equal(fakes[1].worker_frees, 0);
 	assert_int_equal(fakes[2].worker_frees, 0);
 	assert_int_equal(fakes[3].worker_frees, 1);
-	assert_null(m.wstate[0]);
+	assert_int_equal(fakes[6].worker_frees, 1);
+	assert_int_equal(plugfakes[0].worker_frees, 1);
+	assert_int_equal(plugfakes[1].worker_frees, 0);
+	assert_int_equal(plugfakes[2].worker_frees, 1);
+	assert_null(m.v);
+	assert_int_equal(m.n, 0);
 	chain_modules_free(&m);   /* twice: nothing left to free */
 	assert_int_equal(fakes[0].worker_frees, 1);
+}
+
+/* No module configured at all: an empty vector, every stage continues at once. */
+static void test_modules_none(void **state)
+{
+	struct fx *fx = *state;
+
+	for (int i = 0; i < NFAKE; i++)
+		fakes[i].init_null = true;
+	fx_start(fx);
+	assert_int_equal(fx->mods.n, 0);
+	assert_null(fx->env.module_ctx);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	fx_stop(fx);
+}
+
+/* chain_modules_single: one module, slot 0, nothing allocated. */
+static void test_modules_single(void **state)
+{
+	struct fx *fx = *state;
+	struct chain_modules m;
+	struct chain_entry e;
+
+	fakes[2].stages = S_(HOOK_RCPT);
+	set_verdict(2, VERDICT_REJECT, 550, "fake2", 0);
+	chain_modules_single(&m, &e, &fake_module_2, &fakes[2]);
+	assert_int_equal(m.n, 1);
+	assert_ptr_equal(m.v, &e);
+	assert_string_equal(e.name, "fake2");
+	chain_init(&fx->chain, &m, &fx->env, &fx->timer);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	assert_int_equal(fakes[2].slot, 0);
+	chain_release(&fx->chain);
+}
+
+/* ------------------------------------------------------------ the scorer and ACCEPT */
+
+struct arow {
+	const char *label;
+	enum verdict_action filter, plugin, scorer;   /* fake0, plug0, the scorer */
+	enum verdict_action want;
+	const char *want_reason;
+	int runs_filter1, runs_plug1, runs_scorer;
+};
+
+static const struct arow arows[] = {
+	{ "filter accepts: later filters and plugins skipped, the scorer runs",
+	  VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_CONTINUE, VERDICT_ACCEPT, "fake0", 0, 0, 1 },
+	{ "plugin accepts: the later plugin skipped, the scorer runs",
+	  VERDICT_CONTINUE, VERDICT_ACCEPT, VERDICT_CONTINUE, VERDICT_ACCEPT, "plug0", 1, 0, 1 },
+	{ "the scorer may still refuse after an accept",
+	  VERDICT_CONTINUE, VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_REJECT, "scorer", 1, 0, 1 },
+	{ "a plugin's reject ends the stage: the scorer does not run",
+	  VERDICT_CONTINUE, VERDICT_REJECT, VERDICT_CONTINUE, VERDICT_REJECT, "plug0", 1, 0, 0 },
+	{ "nobody objects: everyone runs",
+	  VERDICT_CONTINUE, VERDICT_CONTINUE, VERDICT_CONTINUE, VERDICT_CONTINUE, "", 1, 1, 1 },
+};
+
+static void test_accept_rows(void **state)
+{
+	struct fx *fx = *state;
+
+	for (size_t i = 0; i < sizeof(arows) / sizeof(arows[0]); i++) {
+		const struct arow *r = &arows[i];
+
+		memset(fakes, 0, sizeof(fakes));
+		memset(plugfakes, 0, sizeof(plugfakes));
+		memset(&fx->done, 0, sizeof(fx->done));
+		nplug = 2;
+		fakes[0].stages = fakes[1].stages = fakes[6].stages = ALL_STAGES;
+		plugfakes[0].stages = plugfakes[1].stages = ALL_STAGES;
+		verdict_set(&fakes[0].v, r->filter, 0, r->filter ? "fake0" : NULL, NULL);
+		verdict_set(&plugfakes[0].v, r->plugin, 0, r->plugin ? "plug0" : NULL, NULL);
+		verdict_set(&fakes[6].v, r->scorer, 0, r->scorer ? "scorer" : NULL, NULL);
+		fx_start(fx);
+		chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+		if (fx->done.calls != 1 || fx->done.v.action != r->want || strcmp(fx->done.v.reason, r->want_reason) != 0)
+			fail_msg("row \"%s\": %d calls, action %d reason \"%s\"", r->label, fx->done.calls,
+			    fx->done.v.action, fx->done.v.reason);
+		if (fakes[1].runs != r->runs_filter1 || plugfakes[1].runs != r->runs_plug1 ||
+		    fakes[6].runs != r->runs_scorer)
+			fail_msg("row \"%s\": runs filter1 %d plug1 %d scorer %d", r->label, fakes[1].runs,
+			    plugfakes[1].runs, fakes[6].runs);
+		fx_stop(fx);
+	}
+}
+
+/* A discard decided before the end of data ends that stage like an accept and answers at
+ * EOM without running anything; the next transaction (MAIL) starts clean. */
+static void test_discard_before_eom(void **state)
+{
+	struct fx *fx = *state;
+
+	nplug = 2;
+	fakes[6].stages = ALL_STAGES;
+	plugfakes[0].stages = plugfakes[1].stages = ALL_STAGES;
+	set_verdict(0, VERDICT_CONTINUE, 0, NULL, 0);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	verdict_set(&plugfakes[0].v, VERDICT_QUARANTINE, 0, "milter", NULL);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_ACCEPT);
+	assert_int_equal(plugfakes[1].runs, 1);   /* at MAIL only */
+	assert_int_equal(fakes[6].runs, 2);       /* the scorer still runs */
+	/* a second one does not replace the first */
+	verdict_set(&plugfakes[0].v, VERDICT_DISCARD, 0, "other", NULL);
+	chain_run(&fx->chain, HOOK_DATA, done_cb, &fx->done);
+	int runs0 = plugfakes[0].runs, runs6 = fakes[6].runs;
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_QUARANTINE);
+	assert_string_equal(fx->done.v.reason, "milter");
+	assert_int_equal(plugfakes[0].runs, runs0);   /* nothing ran at EOM */
+	assert_int_equal(fakes[6].runs, runs6);
+	/* used up; and a new MAIL forgets one that was left */
+	verdict_set(&plugfakes[0].v, VERDICT_CONTINUE, 0, NULL, NULL);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	verdict_set(&plugfakes[0].v, VERDICT_DISCARD, 0, "milter", NULL);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	verdict_set(&plugfakes[0].v, VERDICT_CONTINUE, 0, NULL, NULL);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	/* at EOM itself a discard is the stage's verdict */
+	verdict_set(&plugfakes[0].v, VERDICT_DISCARD, 0, "milter", NULL);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_DISCARD);
+	fx_stop(fx);
+}
+
+/* ------------------------------------------------------------ errors and on_error */
+
+struct erow {
+	const char *label;
+	bool plugin;                     /* the failing entry is a plugin entry (content) */
+	enum verdict_action on_error;
+	enum verdict_action want;
+	int want_code;
+	const char *want_reason, *want_reply;
+	bool next_runs;
+};
+
+static const struct erow erows[] = {
+	{ "filter error, on_error tempfail: 451 naming the filter", false, VERDICT_TEMPFAIL,
+	  VERDICT_TEMPFAIL, 451, "fake0", "4.7.1 Temporary failure in fake0, try again later", false },
+	{ "filter error, on_error reject", false, VERDICT_REJECT, VERDICT_REJECT, 550, "fake0",
+	  "5.7.1 Rejected by fake0", false },
+	{ "filter error, on_error continue: the next decides", false, VERDICT_CONTINUE,
+	  VERDICT_REJECT, 554, "next", "5.7.1 by next", true },
+	{ "plugin error, on_error tempfail: the content filter is not named", true, VERDICT_TEMPFAIL,
+	  VERDICT_TEMPFAIL, 451, "plugin", "4.7.1 Content filter unavailable, please try again later", false },
+	{ "plugin error, on_error reject", true, VERDICT_REJECT, VERDICT_REJECT, 550, "plugin",
+	  "5.7.1 Message content rejected", false },
+	{ "plugin error, on_error accept (continue): the next decides", true, VERDICT_CONTINUE,
+	  VERDICT_REJECT, 554, "next", "5.7.1 by next", true },
+};
+
+static void test_error_rows(void **state)
+{
+	struct fx *fx = *state;
+
+	for (size_t i = 0; i < sizeof(erows) / sizeof(erows[0]); i++) {
+		const struct erow *r = &erows[i];
+		struct fake_mod *f, *next;
+
+		memset(fakes, 0, sizeof(fakes));
+		memset(plugfakes, 0, sizeof(plugfakes));
+		memset(&fx->done, 0, sizeof(fx->done));
+		nplug = r->plugin ? 2 : 0;
+		f = r->plugin ? &plugfakes[0] : &fakes[0];
+		next = r->plugin ? &plugfakes[1] : &fakes[1];
+		f->stages = next->stages = ALL_STAGES;
+		f->on_error = r->on_error;
+		verdict_set(&f->v, VERDICT_ERROR, 0, "peer-gone", NULL);
+		verdict_set(&next->v, VERDICT_REJECT, 554, "next", "5.7.1 by next");
+		fx_start(fx);
+		chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+		if (fx->done.calls != 1 || fx->done.v.action != r->want || fx->done.v.code != r->want_code ||
+		    strcmp(fx->done.v.reason, r->want_reason) != 0 || strcmp(fx->done.v.reply, r->want_reply) != 0)
+			fail_msg("row \"%s\": %d calls, action %d code %d reason \"%s\" reply \"%s\"", r->label,
+			    fx->done.calls, fx->done.v.action, fx->done.v.code, fx->done.v.reason, fx->done.v.reply);
+		assert_int_equal(next->runs, r->next_runs ? 1 : 0);
+		fx_stop(fx);
+	}
+}
+
+/* A plugin entry that times out: cancel runs once, a completion from inside cancel and a
+ * late one are ignored, the entry's on_error answers. */
+static void test_plugin_timeout_cancel(void **state)
+{
+	struct fx *fx = *state;
+
+	nplug = 2;
+	plugfakes[0].stages = plugfakes[1].stages = ALL_STAGES;
+	plugfakes[0].mode = FAKE_ASYNC;
+	plugfakes[0].timeout_ms = 5000;
+	plugfakes[0].on_error = VERDICT_TEMPFAIL;
+	plugfakes[0].done_in_cancel = true;
+	set_verdict(0, VERDICT_CONTINUE, 0, NULL, 0);
+	verdict_set(&plugfakes[0].v, VERDICT_REJECT, 550, "late", "5.7.1 late");
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_true(uv_is_active((uv_handle_t *)&fx->timer));
+	chain_on_timeout(&fx->chain);
+	assert_int_equal(plugfakes[0].cancels, 1);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
+	assert_string_equal(fx->done.v.reason, "plugin");
+	assert_int_equal(plugfakes[1].runs, 0);
+	hook_call_done(plugfakes[0].pending, &plugfakes[0].v);   /* late: ignored */
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
+	fx_stop(fx);
+	assert_int_equal(plugfakes[0].cancels, 1);   /* release does not cancel an orphan again */
+}
+
+/* hook_call_progress restarts the timer of the call in progress, and only of that one. */
+static void test_progress(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[0].timeout_ms = 5000;
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	struct hook_call *c = fakes[0].pending;
+	assert_true(uv_is_active((uv_handle_t *)&fx->timer));
+	uv_timer_stop(&fx->timer);            /* as if it had run down */
+	hook_call_progress(c);
+	assert_true(uv_is_active((uv_handle_t *)&fx->timer));
+	assert_int_equal(uv_timer_get_repeat(&fx->timer), 0);
+	hook_call_done(c, NULL);
+	assert_false(uv_is_active((uv_handle_t *)&fx->timer));
+	hook_call_progress(c);                /* completed: nothing */
+	assert_false(uv_is_active((uv_handle_t *)&fx->timer));
+	/* an abandoned call neither */
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	c = fakes[0].pending;
+	chain_on_timeout(&fx->chain);
+	hook_call_progress(c);
+	assert_false(uv_is_active((uv_handle_t *)&fx->timer));
+	fx_stop(fx);
+}
+
+/* A module answering with a verdict outside the set: treated as its error. */
+static void test_bad_verdict(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = ALL_STAGES;
+	fakes[0].on_error = VERDICT_TEMPFAIL;
+	fakes[0].v.action = (enum verdict_action)42;
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
+	fx_stop(fx);
+}
+
+/* ------------------------------------------------------------ outcomes */
+
+static void assert_outcomes(int txn, int sess)
+{
+	for (int i = 0; i < NFAKE; i++)
+		if (i != 5 &&   /* "bare" has no outcome function */
+		    (fakes[i].outcomes != txn || fakes[i].session_outcomes != sess))
+			fail_msg("fake%d heard %d/%d outcomes, want %d/%d", i, fakes[i].outcomes,
+			    fakes[i].session_outcomes, txn, sess);
+	for (size_t i = 0; i < nplug; i++)
+		if (plugfakes[i].outcomes != txn || plugfakes[i].session_outcomes != sess)
+			fail_msg("plug%zu heard %d/%d outcomes, want %d/%d", i, plugfakes[i].outcomes,
+			    plugfakes[i].session_outcomes, txn, sess);
+}
+
+/* Every configured module hears each transaction's end once and the session's end once,
+ * whatever the stages it takes part in. */
+static void test_outcomes(void **state)
+{
+	struct fx *fx = *state;
+
+	nplug = 1;
+	fakes[1].stages = ALL_STAGES;          /* the others want no stage: they hear it too */
+	fx_start(fx);
+	/* no transaction open: nothing to report */
+	assert_false(chain_txn_end(&fx->chain, 250, HOOK_EOM, NULL));
+	chain_txn_abandon(&fx->chain);
+	assert_outcomes(0, 0);
+
+	/* delivered, with the flags modules set */
+	chain_txn_begin(&fx->chain);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	fx->env.flags = HOOK_FLAG_SPAM;
+	assert_true(chain_txn_end(&fx->chain, 250, HOOK_EOM, "x"));
+	assert_false(chain_txn_end(&fx->chain, 451, HOOK_EOM, "again"));   /* once */
+	chain_txn_abandon(&fx->chain);
+	assert_outcomes(1, 0);
+	assert_false(fakes[3].last.session);
+	assert_int_equal(fakes[3].last.code, 250);
+	assert_int_equal(fakes[3].last.stage, HOOK_EOM);
+	assert_int_equal(fakes[3].last.flags, HOOK_FLAG_SPAM);
+	assert_string_equal(fakes[3].last.reason, "x");
+
+	/* abandoned (RSET after RCPT): code 0 at the last stage it reached */
+	fx->env.flags = 0;
+	chain_txn_begin(&fx->chain);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	chain_txn_abandon(&fx->chain);
+	chain_txn_abandon(&fx->chain);
+	assert_outcomes(2, 0);
+	assert_int_equal(plugfakes[0].last.code, 0);
+	assert_int_equal(plugfakes[0].last.stage, HOOK_RCPT);
+	assert_string_equal(plugfakes[0].last.reason, "");
+
+	/* a new MAIL while one is open: the old one is reported abandoned first */
+	chain_txn_begin(&fx->chain);
+	chain_txn_begin(&fx->chain);
+	assert_outcomes(3, 0);
+	assert_int_equal(fakes[0].last.stage, HOOK_MAIL);
+
+	/* the session ends with a transaction open: abandoned, then the session, once */
+	chain_session_end(&fx->chain, 421, HOOK_CONNECT, "overload");
+	assert_outcomes(4, 1);
+	assert_true(fakes[4].last.session);
+	assert_int_equal(fakes[4].last.code, 421);
+	assert_int_equal(fakes[4].last.stage, HOOK_CONNECT);
+	assert_string_equal(fakes[4].last.reason, "overload");
+	chain_session_end(&fx->chain, 0, HOOK_CLOSE, NULL);
+	assert_outcomes(4, 1);
+	fx_stop(fx);
+	assert_outcomes(4, 1);                 /* release reports nothing */
+}
+
+/* A session without any transaction still gets its one session outcome. */
+static void test_outcome_session_only(void **state)
+{
+	struct fx *fx = *state;
+
+	fx_start(fx);
+	chain_session_end(&fx->chain, 0, HOOK_CLOSE, NULL);
+	assert_outcomes(0, 1);
+	assert_int_equal(fakes[0].last.code, 0);
+	assert_int_equal(fakes[0].last.stage, HOOK_CLOSE);
+	fx_stop(fx);
 }
 
 int main(void)
@@ -669,7 +1105,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_release_with_orphans, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_release_completion_in_session_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_modules_init, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_modules_none, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_modules_single, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_double_completion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_before_eom, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plugin_timeout_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_verdict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_outcome_session_only, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

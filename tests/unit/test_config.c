@@ -1,4 +1,6 @@
-/* test_config.c — the YAML config engine: value parsers, defaults, error lines, core tables.
+/* test_config.c — the daemon's configuration (config.c): defaults, the core tables, error
+ * lines on whole files, the module registry (modules.def), the examples and the generated
+ * reference. The engine is tested by test_cfg.c, the value parsers by test_cfg_value.c.
  *
  * Table-driven: each row has a label printed when it fails. Run with `--dump-docs` to print
  * the generated reference (docs/config.md) instead of testing. */
@@ -16,7 +18,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hook.h"
 #include "log.h"
+#include "modules.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -41,323 +45,16 @@ static size_t count_lines(const char *s)
 	return n;
 }
 
-#define MINIMAL "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
-
-/* ---------------------------------------------------------------- value parsers */
-
-struct size_row { const char *label, *in; int rc; uint64_t out; };
-static const struct size_row size_rows[] = {
-	{ "plain bytes", "512", 0, 512 },
-	{ "zero", "0", 0, 0 },
-	{ "K", "4K", 0, 4096 },
-	{ "lower k", "4k", 0, 4096 },
-	{ "KB", "4KB", 0, 4096 },
-	{ "kib with space", "4 KiB", 0, 4096 },
-	{ "M", "50M", 0, 50ull << 20 },
-	{ "MB lower", "50mb", 0, 50ull << 20 },
-	{ "G", "1G", 0, 1ull << 30 },
-	{ "T", "2T", 0, 2ull << 40 },
-	{ "B suffix", "10B", 0, 10 },
-	{ "surrounding blanks", " 8M ", 0, 8ull << 20 },
-	{ "empty", "", -1, 0 },
-	{ "unit only", "K", -1, 0 },
-	{ "negative", "-1", -1, 0 },
-	{ "fraction", "1.5M", -1, 0 },
-	{ "unknown unit", "12X", -1, 0 },
-	{ "double B", "1MBB", -1, 0 },
-	{ "garbage after", "5M five", -1, 0 },
-	{ "overflow digits", "99999999999999999999", -1, 0 },
-	{ "overflow unit", "18446744073709551615G", -1, 0 },
-	{ "max exact", "18446744073709551615", 0, UINT64_MAX },
-};
-
-static void test_parse_size(void **state)
-{
-	for (size_t i = 0; i < sizeof(size_rows) / sizeof(size_rows[0]); i++) {
-		const struct size_row *r = &size_rows[i];
-		uint64_t v = 12345;
-		int rc = cfg_parse_size(r->in, &v);
-		if (rc != r->rc || (rc == 0 && v != r->out))
-			fail_msg("size row \"%s\" (%s): rc %d value %llu", r->label, r->in, rc,
-				 (unsigned long long)v);
-	}
-	assert_int_equal(cfg_parse_size(NULL, &(uint64_t){ 0 }), -1);
-}
-
-struct dur_row { const char *label, *in; int rc; uint64_t ms; };
-static const struct dur_row dur_rows[] = {
-	{ "seconds", "300s", 0, 300000 },
-	{ "minutes", "5m", 0, 300000 },
-	{ "hour", "1h", 0, 3600000 },
-	{ "milliseconds", "250ms", 0, 250 },
-	{ "days", "2d", 0, 172800000 },
-	{ "week", "1w", 0, 604800000 },
-	{ "compound", "1h30m", 0, 5400000 },
-	{ "compound spaced", "1m 30s", 0, 90000 },
-	{ "plain number is seconds", "10", 0, 10000 },
-	{ "zero", "0", 0, 0 },
-	{ "upper case unit", "5S", 0, 5000 },
-	{ "long unit", "2 minutes", 0, 120000 },
-	{ "empty", "", -1, 0 },
-	{ "unit only", "s", -1, 0 },
-	{ "unknown unit", "5 parsecs", -1, 0 },
-	{ "negative", "-1s", -1, 0 },
-	{ "fraction", "1.5s", -1, 0 },
-	{ "dangling number", "5m5", -1, 0 },
-	{ "overflow", "99999999999999999999d", -1, 0 },
-	{ "overflow multiply", "18446744073709551615w", -1, 0 },
-	{ "plain overflow", "18446744073709551615", -1, 0 },
-};
-
-static void test_parse_duration(void **state)
-{
-	for (size_t i = 0; i < sizeof(dur_rows) / sizeof(dur_rows[0]); i++) {
-		const struct dur_row *r = &dur_rows[i];
-		uint64_t v = 777;
-		int rc = cfg_parse_duration(r->in, &v);
-		if (rc != r->rc || (rc == 0 && v != r->ms))
-			fail_msg("duration row \"%s\" (%s): rc %d value %llu", r->label, r->in, rc,
-				 (unsigned long long)v);
-	}
-}
-
-struct rate_row { const char *label, *in; int rc; uint64_t count, period; };
-static const struct rate_row rate_rows[] = {
-	{ "per 60s", "30/60s", 0, 30, 60000 },
-	{ "per hour", "1000/1h", 0, 1000, 3600000 },
-	{ "bare unit", "10/m", 0, 10, 60000 },
-	{ "bare unit seconds", "3/s", 0, 3, 1000 },
-	{ "spaces", "5 / 2m", 0, 5, 120000 },
-	{ "milliseconds", "1/250ms", 0, 1, 250 },
-	{ "plain period seconds", "7/30", 0, 7, 30000 },
-	{ "no slash", "30", -1, 0, 0 },
-	{ "no count", "/60s", -1, 0, 0 },
-	{ "zero count", "0/1m", -1, 0, 0 },
-	{ "zero period", "10/0s", -1, 0, 0 },
-	{ "bad unit", "10/x", -1, 0, 0 },
-	{ "letters", "a/b", -1, 0, 0 },
-	{ "empty", "", -1, 0, 0 },
-	{ "trailing", "10/1m extra", -1, 0, 0 },
-};
-
-static void test_parse_rate(void **state)
-{
-	for (size_t i = 0; i < sizeof(rate_rows) / sizeof(rate_rows[0]); i++) {
-		const struct rate_row *r = &rate_rows[i];
-		struct cfg_rate v = { 0, 0 };
-		int rc = cfg_parse_rate(r->in, &v);
-		if (rc != r->rc || (rc == 0 && (v.count != r->count || v.period_ms != r->period)))
-			fail_msg("rate row \"%s\" (%s): rc %d -> %llu/%llums", r->label, r->in, rc,
-				 (unsigned long long)v.count, (unsigned long long)v.period_ms);
-	}
-}
-
-struct bool_row { const char *in; int rc; bool out; };
-static const struct bool_row bool_rows[] = {
-	{ "true", 0, true }, { "TRUE", 0, true }, { "yes", 0, true }, { "on", 0, true },
-	{ "false", 0, false }, { "No", 0, false }, { "off", 0, false }, { "0", 0, false },
-	{ "maybe", -1, false }, { "", -1, false }, { "truee", -1, false },
-};
-
-static void test_parse_bool(void **state)
-{
-	for (size_t i = 0; i < sizeof(bool_rows) / sizeof(bool_rows[0]); i++) {
-		bool b = !bool_rows[i].out;
-		int rc = cfg_parse_bool(bool_rows[i].in, &b);
-		if (rc != bool_rows[i].rc || (rc == 0 && b != bool_rows[i].out))
-			fail_msg("bool row \"%s\": rc %d", bool_rows[i].in, rc);
-	}
-}
-
-struct cidr_row { const char *label, *in; int rc, family, prefix; const char *addr; };
-static const struct cidr_row cidr_rows[] = {
-	{ "v4 /8", "10.0.0.0/8", 0, AF_INET, 8, "10.0.0.0" },
-	{ "bare v4 = /32", "192.0.2.1", 0, AF_INET, 32, "192.0.2.1" },
-	{ "v4 host bits cleared", "10.1.2.3/8", 0, AF_INET, 8, "10.0.0.0" },
-	{ "v4 /0", "0.0.0.0/0", 0, AF_INET, 0, "0.0.0.0" },
-	{ "v4 odd prefix", "192.0.2.255/25", 0, AF_INET, 25, "192.0.2.128" },
-	{ "v6 /32", "2001:db8::/32", 0, AF_INET6, 32, "2001:db8::" },
-	{ "bare v6 = /128", "::1", 0, AF_INET6, 128, "::1" },
-	{ "v4-mapped becomes v4", "::ffff:10.0.0.0/104", 0, AF_INET, 8, "10.0.0.0" },
-	{ "bare v4-mapped", "::ffff:192.0.2.7", 0, AF_INET, 32, "192.0.2.7" },
-	{ "v4 prefix too long", "10.0.0.0/33", -1, 0, 0, NULL },
-	{ "v6 prefix too long", "::/129", -1, 0, 0, NULL },
-	{ "short v4", "1.2.3", -1, 0, 0, NULL },
-	{ "name", "localhost", -1, 0, 0, NULL },
-	{ "empty prefix", "10.0.0.0/", -1, 0, 0, NULL },
-	{ "negative prefix", "10.0.0.0/-1", -1, 0, 0, NULL },
-	{ "prefix garbage", "10.0.0.0/8x", -1, 0, 0, NULL },
-	{ "empty", "", -1, 0, 0, NULL },
-};
-
-static void test_parse_cidr(void **state)
-{
-	for (size_t i = 0; i < sizeof(cidr_rows) / sizeof(cidr_rows[0]); i++) {
-		const struct cidr_row *r = &cidr_rows[i];
-		struct cfg_cidr c;
-		memset(&c, 0, sizeof(c));
-		int rc = cfg_parse_cidr(r->in, &c);
-		if (rc != r->rc)
-			fail_msg("cidr row \"%s\" (%s): rc %d", r->label, r->in, rc);
-		if (rc)
-			continue;
-		char buf[INET6_ADDRSTRLEN];
-		inet_ntop(c.family, c.addr, buf, sizeof(buf));
-		if (c.family != r->family || c.prefix != r->prefix || strcmp(buf, r->addr) != 0)
-			fail_msg("cidr row \"%s\": got %s/%d family %d", r->label, buf, c.prefix, c.family);
-	}
-}
-
-static struct sockaddr_storage mkaddr(const char *s)
+/* A socket address from "ip:port" / "[ip6]:port". */
+static struct sockaddr_storage addr(const char *hostport)
 {
 	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, s, &in->sin_addr) == 1)
-		in->sin_family = AF_INET;
-	else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1)
-		in6->sin6_family = AF_INET6;
-	else
-		fail_msg("bad test address %s", s);
+	socklen_t len;
+	assert_int_equal(cfg_parse_listen_address(hostport, &ss, &len, NULL), 0);
 	return ss;
 }
 
-struct match_row { const char *label, *addr; bool hit; };
-static const struct match_row match_rows[] = {
-	{ "inside v4 /8", "10.1.2.3", true },
-	{ "outside v4 /8", "11.0.0.1", false },
-	{ "v4-mapped client inside v4 /8", "::ffff:10.9.9.9", true },
-	{ "v4-mapped client outside", "::ffff:11.9.9.9", false },
-	{ "inside v6 /32", "2001:db8::5", true },
-	{ "outside v6 /32", "2001:db9::", false },
-	{ "exact host", "192.0.2.1", true },
-	{ "next to host", "192.0.2.2", false },
-	{ "/25 boundary in", "198.51.100.127", true },
-	{ "/25 boundary out", "198.51.100.128", false },
-	{ "v4-mapped entry matched by v4", "203.0.113.9", true },
-	{ "v6 loopback", "::1", false },
-};
-
-static void test_cidr_match(void **state)
-{
-	const char *entries[] = { "10.0.0.0/8", "2001:db8::/32", "192.0.2.1", "198.51.100.0/25",
-				  "::ffff:203.0.113.0/120" };
-	struct cfg_cidr v[5];
-	for (size_t i = 0; i < 5; i++)
-		assert_int_equal(cfg_parse_cidr(entries[i], &v[i]), 0);
-	struct cfg_cidrlist l = { v, 5 };
-	for (size_t i = 0; i < sizeof(match_rows) / sizeof(match_rows[0]); i++) {
-		struct sockaddr_storage ss = mkaddr(match_rows[i].addr);
-		if (cfg_cidrlist_match(&l, (struct sockaddr *)&ss) != match_rows[i].hit)
-			fail_msg("match row \"%s\" (%s)", match_rows[i].label, match_rows[i].addr);
-	}
-	/* /0 v4 matches every v4 (and mapped) client but no v6 one */
-	struct cfg_cidr all;
-	assert_int_equal(cfg_parse_cidr("0.0.0.0/0", &all), 0);
-	struct sockaddr_storage a = mkaddr("8.8.8.8"), b = mkaddr("::ffff:1.1.1.1"), c = mkaddr("::2");
-	assert_true(cfg_cidr_match(&all, (struct sockaddr *)&a));
-	assert_true(cfg_cidr_match(&all, (struct sockaddr *)&b));
-	assert_false(cfg_cidr_match(&all, (struct sockaddr *)&c));
-	struct cfg_cidrlist empty = { NULL, 0 };
-	assert_false(cfg_cidrlist_match(&empty, (struct sockaddr *)&a));
-	assert_false(cfg_cidrlist_match(NULL, (struct sockaddr *)&a));
-	assert_false(cfg_cidr_match(&all, NULL));
-}
-
-struct url_row { const char *label, *in; int rc, kind; const char *host; int port; const char *path; };
-static const struct url_row url_rows[] = {
-	{ "smtp", "smtp://127.0.0.1:2526", 0, CFG_BACKEND_SMTP, "127.0.0.1", 2526, "" },
-	{ "smtp default port", "smtp://mx.example.test", 0, CFG_BACKEND_SMTP, "mx.example.test", 25, "" },
-	{ "smtp trailing slash", "smtp://h:26/", 0, CFG_BACKEND_SMTP, "h", 26, "" },
-	{ "smtp ipv6", "smtp://[::1]:2526", 0, CFG_BACKEND_SMTP, "::1", 2526, "" },
-	{ "lmtp", "lmtp://127.0.0.1:2424", 0, CFG_BACKEND_LMTP, "127.0.0.1", 2424, "" },
-	{ "lmtp default port", "LMTP://h", 0, CFG_BACKEND_LMTP, "h", 24, "" },
-	{ "lmtp unix", "lmtp:unix:/run/dovecot/lmtp", 0, CFG_BACKEND_LMTP_UNIX, "", 0, "/run/dovecot/lmtp" },
-	{ "maildir", "maildir:/var/spool/mxgate/Maildir", 0, CFG_BACKEND_MAILDIR, "", 0, "/var/spool/mxgate/Maildir" },
-	{ "maildir relative", "maildir:./demo-maildir", 0, CFG_BACKEND_MAILDIR, "", 0, "./demo-maildir" },
-	{ "unknown scheme", "ftp://h:21", -1, 0, NULL, 0, NULL },
-	{ "no scheme", "127.0.0.1:25", -1, 0, NULL, 0, NULL },
-	{ "empty", "", -1, 0, NULL, 0, NULL },
-	{ "no host", "smtp://", -1, 0, NULL, 0, NULL },
-	{ "no host with port", "smtp://:25", -1, 0, NULL, 0, NULL },
-	{ "port zero", "smtp://h:0", -1, 0, NULL, 0, NULL },
-	{ "port too big", "smtp://h:65536", -1, 0, NULL, 0, NULL },
-	{ "port garbage", "smtp://h:2x", -1, 0, NULL, 0, NULL },
-	{ "ipv6 without brackets", "smtp://::1:25", -1, 0, NULL, 0, NULL },
-	{ "bad ipv6", "smtp://[zz]:25", -1, 0, NULL, 0, NULL },
-	{ "path in smtp", "smtp://h:25/x", -1, 0, NULL, 0, NULL },
-	{ "user in smtp", "smtp://u@h:25", -1, 0, NULL, 0, NULL },
-	{ "maildir no path", "maildir:", -1, 0, NULL, 0, NULL },
-	{ "bad host char", "smtp://h$st:25", -1, 0, NULL, 0, NULL },
-};
-
-static void test_parse_backend_url(void **state)
-{
-	for (size_t i = 0; i < sizeof(url_rows) / sizeof(url_rows[0]); i++) {
-		const struct url_row *r = &url_rows[i];
-		struct cfg_backend_url u;
-		const char *err = NULL;
-		int rc = cfg_parse_backend_url(r->in, &u, &err);
-		if (rc != r->rc)
-			fail_msg("url row \"%s\" (%s): rc %d", r->label, r->in, rc);
-		if (rc) {
-			if (!err || !*err)
-				fail_msg("url row \"%s\": no errstr", r->label);
-			continue;
-		}
-		if (u.kind != r->kind || strcmp(u.host, r->host) != 0 || u.port != r->port ||
-		    strcmp(u.path, r->path) != 0)
-			fail_msg("url row \"%s\": kind %d host %s port %d path %s", r->label, u.kind,
-				 u.host, u.port, u.path);
-	}
-}
-
-struct listen_row { const char *label, *in; int rc, family; const char *addr; int port; };
-static const struct listen_row listen_rows[] = {
-	{ "v4", "127.0.0.1:2525", 0, AF_INET, "127.0.0.1", 2525 },
-	{ "v6", "[::1]:25", 0, AF_INET6, "::1", 25 },
-	{ "any v6", "[::]:25", 0, AF_INET6, "::", 25 },
-	{ "colon port = any v4", ":25", 0, AF_INET, "0.0.0.0", 25 },
-	{ "star port = any v4", "*:26", 0, AF_INET, "0.0.0.0", 26 },
-	{ "localhost", "localhost:2525", 0, AF_INET, "127.0.0.1", 2525 },
-	{ "no port", "127.0.0.1", -1, 0, NULL, 0 },
-	{ "port zero", "127.0.0.1:0", -1, 0, NULL, 0 },
-	{ "dns name", "mx.example.test:25", -1, 0, NULL, 0 },
-	{ "bare v6", "::1:25", -1, 0, NULL, 0 },
-	{ "empty", "", -1, 0, NULL, 0 },
-	{ "port only", "2525", -1, 0, NULL, 0 },
-};
-
-static void test_parse_listen_address(void **state)
-{
-	for (size_t i = 0; i < sizeof(listen_rows) / sizeof(listen_rows[0]); i++) {
-		const struct listen_row *r = &listen_rows[i];
-		struct sockaddr_storage ss;
-		socklen_t len = 0;
-		const char *err = NULL;
-		int rc = cfg_parse_listen_address(r->in, &ss, &len, &err);
-		if (rc != r->rc)
-			fail_msg("listen row \"%s\" (%s): rc %d", r->label, r->in, rc);
-		if (rc)
-			continue;
-		char buf[INET6_ADDRSTRLEN];
-		int port;
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
-			port = ntohs(in->sin_port);
-			assert_int_equal(len, sizeof(*in));
-		} else {
-			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
-			port = ntohs(in6->sin6_port);
-			assert_int_equal(len, sizeof(*in6));
-		}
-		if (ss.ss_family != r->family || strcmp(buf, r->addr) != 0 || port != r->port)
-			fail_msg("listen row \"%s\": %s port %d", r->label, buf, port);
-	}
-}
+#define MINIMAL "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
 
 /* ---------------------------------------------------------------- core config */
 
@@ -381,7 +78,7 @@ static void test_defaults(void **state)
 	assert_int_equal(l[0].sa.ss_family, AF_INET);
 	assert_int_equal(ntohs(((struct sockaddr_in *)&l[0].sa)->sin_port), 2525);
 	assert_int_equal(c->trusted_proxies.n, 2);
-	struct sockaddr_storage lo = mkaddr("127.0.0.5"), lo6 = mkaddr("::1"), pub = mkaddr("192.0.2.1");
+	struct sockaddr_storage lo = addr("127.0.0.5:25"), lo6 = addr("[::1]:25"), pub = addr("192.0.2.1:25");
 	assert_true(cfg_cidrlist_match(&c->trusted_proxies, (struct sockaddr *)&lo));
 	assert_true(cfg_cidrlist_match(&c->trusted_proxies, (struct sockaddr *)&lo6));
 	assert_false(cfg_cidrlist_match(&c->trusted_proxies, (struct sockaddr *)&pub));
@@ -799,182 +496,6 @@ static void test_alias_bomb(void **state)
 	free(errs);
 }
 
-/* ---------------------------------------------------------------- the generic engine */
-
-struct inner { char *name; double ratio; };
-struct outer {
-	struct cfg_rate rate;
-	double factor;
-	struct cfg_strlist tags;
-	struct cfg_list items;  /* struct inner */
-	char *custom;
-	bool flag;
-	uint64_t size;
-};
-
-static int validate_calls;
-static int inner_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
-{
-	struct inner *in = obj;
-	validate_calls++;
-	if (in->ratio > 0.5 && in->name && strcmp(in->name, "lo") == 0)
-		return cfg_error_key(p, n, "ratio", -1, "a \"lo\" item needs ratio <= 0.5");
-	return 0;
-}
-static const struct cfg_field inner_fields[] = {
-	{ "name", CFG_STRING, offsetof(struct inner, name), .flags = CFG_REQUIRED, .doc = "n" },
-	{ "ratio", CFG_DOUBLE, offsetof(struct inner, ratio), "0.25", 0, 1, .doc = "r" },
-	{ NULL }
-};
-static const struct cfg_table inner_table = { "inner", sizeof(struct inner), inner_fields, inner_validate };
-
-static int custom_calls_null;
-static int custom_upper(struct cfg_parse *p, struct fy_node *n, void *dst)
-{
-	if (!n) {
-		custom_calls_null++;
-		return 0;
-	}
-	size_t len;
-	const char *s = fy_node_get_scalar(n, &len);
-	if (!fy_node_is_scalar(n) || !s)
-		return cfg_error(p, n, "expected a word");
-	char *v = strndup(s, len);
-	for (char *q = v; *q; q++)
-		*q = (char)(*q >= 'a' && *q <= 'z' ? *q - 32 : *q);
-	*(char **)dst = v;
-	return 0;
-}
-static void custom_free(void *dst)
-{
-	free(*(char **)dst);
-	*(char **)dst = NULL;
-}
-static const struct cfg_field outer_fields[] = {
-	{ "rate", CFG_RATE, offsetof(struct outer, rate), "10/m", .doc = "r" },
-	{ "factor", CFG_DOUBLE, offsetof(struct outer, factor), "1.5", -10, 10, .doc = "f" },
-	{ "tags", CFG_STRLIST, offsetof(struct outer, tags), "[a, b]", .doc = "t" },
-	{ "items", CFG_STRUCT_LIST, offsetof(struct outer, items), .sub = &inner_table, .doc = "i" },
-	{ "custom", CFG_CUSTOM, offsetof(struct outer, custom), .custom = custom_upper,
-	  .free_custom = custom_free, .doc = "c" },
-	{ "flag", CFG_BOOL, offsetof(struct outer, flag), "yes", .doc = "b" },
-	{ "size", CFG_SIZE, offsetof(struct outer, size), "4K", 1024, 8192, .doc = "s" },
-	{ NULL }
-};
-static const struct cfg_table outer_table = { "outer", sizeof(struct outer), outer_fields, NULL };
-
-static int load_outer(const char *text, struct outer *o, char **errs)
-{
-	size_t len = 0;
-	FILE *f = open_memstream(errs, &len);
-	memset(o, 0, sizeof(*o));
-	int rc = cfg_table_load("o.yaml", text, strlen(text), &outer_table, o, f);
-	fclose(f);
-	return rc;
-}
-
-static void test_engine_defaults(void **state)
-{
-	struct outer o;
-	char *errs;
-	custom_calls_null = 0;
-	assert_int_equal(load_outer("{}", &o, &errs), 0);
-	assert_string_equal(errs, "");
-	free(errs);
-	assert_int_equal(o.rate.count, 10);
-	assert_int_equal(o.rate.period_ms, 60000);
-	assert_true(o.factor == 1.5);
-	assert_int_equal(o.tags.n, 2);
-	assert_string_equal(o.tags.v[1], "b");
-	assert_int_equal(o.items.n, 0);
-	assert_null(o.custom);
-	assert_int_equal(custom_calls_null, 1);
-	assert_true(o.flag);
-	assert_int_equal(o.size, 4096);
-	cfg_table_free(&outer_table, &o);
-	assert_null(o.tags.v);
-	cfg_table_free(&outer_table, &o); /* twice is harmless */
-}
-
-static void test_engine_values(void **state)
-{
-	struct outer o;
-	char *errs;
-	validate_calls = 0;
-	int rc = load_outer("rate: 5/2s\nfactor: -2.5\ntags: solo\ncustom: abc\nflag: off\nsize: 8K\n"
-			    "items:\n  - { name: x, ratio: 0.75 }\n  - y\n  - name: z\n", &o, &errs);
-	if (rc)
-		fail_msg("%s", errs);
-	free(errs);
-	assert_int_equal(o.rate.count, 5);
-	assert_int_equal(o.rate.period_ms, 2000);
-	assert_true(o.factor == -2.5);
-	assert_int_equal(o.tags.n, 1);
-	assert_string_equal(o.tags.v[0], "solo");
-	assert_string_equal(o.custom, "ABC");
-	assert_false(o.flag);
-	assert_int_equal(o.size, 8192);
-	assert_int_equal(o.items.n, 3);
-	struct inner *in = o.items.v;
-	assert_true(in[0].ratio == 0.75);
-	assert_string_equal(in[1].name, "y");
-	assert_true(in[1].ratio == 0.25);
-	assert_string_equal(in[2].name, "z");
-	assert_int_equal(validate_calls, 3);
-	cfg_table_free(&outer_table, &o);
-}
-
-static const struct err_row engine_err_rows[] = {
-	{ "double garbage", "factor: x1\n", "o.yaml:1:9: factor: expected a number, got \"x1\"\n", 1 },
-	{ "double bounds", "factor: 11\n", "o.yaml:1:9: factor: must be between -10 and 10, got 11\n", 1 },
-	{ "size bounds", "size: 1M\n", "o.yaml:1:7: size: must be between 1K and 8K, got 1M\n", 1 },
-	{ "rate garbage", "rate: fast\n",
-	  "o.yaml:1:7: rate: expected a rate like 30/60s, 1000/1h or 10/m, got \"fast\"\n", 1 },
-	{ "strlist item not a string", "tags: [a, {b: 1}]\n",
-	  "o.yaml:1:12: tags[1]: expected a string, got a mapping\n", 1 },
-	{ "validate hook through cfg_error_key", "items: [{ name: lo, ratio: 0.9 }]\n",
-	  "o.yaml:1:28: items[0].ratio: a \"lo\" item needs ratio <= 0.5\n", 1 },
-	{ "nested required and unknown", "items:\n  - { nam: q }\n  - { name: ok }\n",
-	  "o.yaml:2:7: items[0].nam: unknown key (did you mean \"name\"?)\n", 2 },
-	{ "custom error", "custom: [1]\n", "o.yaml:1:10: custom: expected a word\n", 1 },
-	{ "list item of the wrong kind", "items: [[1]]\n",
-	  "o.yaml:1:10: items[0]: expected a mapping, got a list\n", 1 },
-	{ "scalar root", "just words\n",
-	  "o.yaml:1:1: the file must be a YAML mapping (key: value lines), got a scalar\n", 1 },
-};
-
-static void test_engine_errors(void **state)
-{
-	for (size_t i = 0; i < sizeof(engine_err_rows) / sizeof(engine_err_rows[0]); i++) {
-		const struct err_row *r = &engine_err_rows[i];
-		struct outer o;
-		char *errs;
-		int rc = load_outer(r->text, &o, &errs);
-		if (rc != -1 || strncmp(errs, r->first, strlen(r->first)) != 0 ||
-		    count_lines(errs) != r->lines)
-			fail_msg("engine row \"%s\": rc %d, got\n%s\nwanted first line\n%s", r->label, rc,
-				 errs, r->first);
-		free(errs);
-		cfg_table_free(&outer_table, &o); /* partial fills are released too */
-	}
-}
-
-static void test_too_many_errors(void **state)
-{
-	char *text = malloc(64 * 400);
-	size_t off = 0;
-	for (int i = 0; i < 400; i++)
-		off += (size_t)sprintf(text + off, "k%d: 1\n", i);
-	struct outer o;
-	char *errs;
-	assert_int_equal(load_outer(text, &o, &errs), -1);
-	assert_non_null(strstr(errs, "more errors not shown"));
-	free(errs);
-	free(text);
-	cfg_table_free(&outer_table, &o);
-}
-
-/* Every table registered in the top table (core and modules): defaults parse, bounds sane. */
 static void test_tables_selfcheck(void **state)
 {
 	char *errs = NULL;
@@ -987,30 +508,43 @@ static void test_tables_selfcheck(void **state)
 	free(errs);
 }
 
-static const struct cfg_field broken_fields[] = {
-	{ "a", CFG_INT, 0, "lots", .doc = "bad default" },
-	{ "b", CFG_INT, 0, "5", 10, 20, .doc = "default out of bounds" },
-	{ "c", CFG_ENUM, 0, "x", .doc = "no choices" },
-	{ "a", CFG_BOOL, 0, .doc = "twice" },
-	{ "d", CFG_STRING, 64 },
-	{ NULL }
-};
-static const struct cfg_table broken_table = { "broken", 16, broken_fields, NULL };
-
-static void test_selfcheck_finds_bugs(void **state)
+/* modules.def generates the chain, the members of struct mx_config and the top table's
+ * sections: all three must agree with the list. */
+static void test_module_registry(void **state)
 {
-	char *errs = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&errs, &len);
-	assert_int_equal(cfg_table_selfcheck(&broken_table, f), -1);
-	fclose(f);
-	assert_non_null(strstr(errs, "a: built-in default: expected an integer, got \"lots\""));
-	assert_non_null(strstr(errs, "b: built-in default: must be between 10 and 20, got 5"));
-	assert_non_null(strstr(errs, "c: enum without choices"));
-	assert_non_null(strstr(errs, "a: key listed twice"));
-	assert_non_null(strstr(errs, "d: offset 64 outside the 16-byte struct"));
-	assert_non_null(strstr(errs, "d: no doc line"));
-	free(errs);
+	size_t nfields = 0, nhooks = 0, ncore;
+	bool seen_order[MODULES_COUNT] = { false };
+
+	while (config_table.fields[nfields].key)
+		nfields++;
+	assert_true(nfields > MODULES_COUNT);
+	ncore = nfields - MODULES_COUNT;
+	for (size_t i = 0; i < MODULES_COUNT; i++) {
+		const struct module_info *m = &module_list[i];
+		assert_true(m->order >= 0 && m->order < MODULES_COUNT);
+		if (seen_order[m->order])
+			fail_msg("%s: order %d used twice", m->name, m->order);
+		seen_order[m->order] = true;
+		/* its section sits in the top table at its order, after the core keys */
+		const struct cfg_field *f = &config_table.fields[ncore + (size_t)m->order];
+		if (strcmp(f->key, m->name) != 0)
+			fail_msg("%s: top table has %s at its place", m->name, f->key);
+		assert_ptr_equal(f->sub, m->table);
+		assert_string_equal(f->doc, m->doc);
+		assert_int_equal(f->type, m->kind == MODULE_LIST ? CFG_STRUCT_LIST : CFG_STRUCT);
+		if (m->table->size != m->size)
+			fail_msg("%s: table size %zu, struct size %zu", m->name, m->table->size, m->size);
+		/* the chain is the list's hook modules, in list order */
+		if (m->hook) {
+			assert_true(nhooks < hook_nmodules);
+			assert_ptr_equal(hook_modules[nhooks], m->hook);
+			assert_string_equal(hook_modules[nhooks]->name, m->name);
+			nhooks++;
+		}
+	}
+	assert_int_equal(nhooks, hook_nmodules);
+	assert_null(hook_modules[hook_nmodules]);
+	assert_string_equal(hook_modules[hook_nmodules - 1]->name, "rules");
 }
 
 static void test_worker_count(void **state)
@@ -1025,7 +559,8 @@ static void test_worker_count(void **state)
 	assert_int_equal(config_worker_count(NULL), n);
 }
 
-static char *example_path(const char *name)
+/* rel inside the source tree; a static buffer. */
+static char *source_path(const char *rel)
 {
 	const char *src = getenv("MX_SOURCE_DIR");
 #ifdef MX_SOURCE_DIR
@@ -1033,7 +568,7 @@ static char *example_path(const char *name)
 		src = MX_SOURCE_DIR;
 #endif
 	static char path[1024];
-	snprintf(path, sizeof(path), "%s/examples/%s", src ? src : ".", name);
+	snprintf(path, sizeof(path), "%s/%s", src ? src : ".", rel);
 	return path;
 }
 
@@ -1044,7 +579,7 @@ static void test_example_demo(void **state)
 	char *errs = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&errs, &len);
-	int rc = config_load(example_path("demo.yaml"), &c, f);
+	int rc = config_load(source_path("examples/demo.yaml"), &c, f);
 	fclose(f);
 	if (rc)
 		fail_msg("examples/demo.yaml refused:\n%s", errs);
@@ -1068,7 +603,7 @@ static void test_example_reference(void **state)
 	char *errs = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&errs, &len);
-	int rc = config_load(example_path("mxgate.yaml"), &c, f);
+	int rc = config_load(source_path("examples/mxgate.yaml"), &c, f);
 	fclose(f);
 	if (rc == 0) {
 		assert_int_equal(c->backends.servers.n, 3);
@@ -1110,6 +645,33 @@ static void test_docs(void **state)
 	free(buf);
 }
 
+/* docs/config.md is generated: it must be what the tables say now. */
+static void test_docs_up_to_date(void **state)
+{
+	char *buf = NULL, *file = NULL;
+	size_t len = 0, flen = 0, line = 1, i;
+	FILE *f = open_memstream(&buf, &len);
+	config_write_docs(f);
+	fclose(f);
+	f = fopen(source_path("docs/config.md"), "rb");
+	if (!f)
+		fail_msg("cannot read %s", source_path("docs/config.md"));
+	FILE *m = open_memstream(&file, &flen);
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		fwrite(chunk, 1, n, m);
+	fclose(f);
+	fclose(m);
+	for (i = 0; i < len && i < flen && buf[i] == file[i]; i++)
+		line += buf[i] == '\n';
+	if (i < len || i < flen)
+		fail_msg("docs/config.md differs from the tables at line %zu: regenerate it with "
+			 "`build/mxgate --dump-config-docs > docs/config.md`", line);
+	free(buf);
+	free(file);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--dump-docs") == 0) {
@@ -1117,14 +679,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_duration),
-		cmocka_unit_test(test_parse_rate),
-		cmocka_unit_test(test_parse_bool),
-		cmocka_unit_test(test_parse_cidr),
-		cmocka_unit_test(test_cidr_match),
-		cmocka_unit_test(test_parse_backend_url),
-		cmocka_unit_test(test_parse_listen_address),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_full_core),
 		cmocka_unit_test(test_shapes),
@@ -1132,16 +686,13 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_acceptance_config),
 		cmocka_unit_test(test_too_many_listeners),
 		cmocka_unit_test(test_alias_bomb),
-		cmocka_unit_test(test_engine_defaults),
-		cmocka_unit_test(test_engine_values),
-		cmocka_unit_test(test_engine_errors),
-		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_tables_selfcheck),
-		cmocka_unit_test(test_selfcheck_finds_bugs),
+		cmocka_unit_test(test_module_registry),
 		cmocka_unit_test(test_worker_count),
 		cmocka_unit_test(test_example_demo),
 		cmocka_unit_test(test_example_reference),
 		cmocka_unit_test(test_docs),
+		cmocka_unit_test(test_docs_up_to_date),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,7 @@
  * as one client, release, many distinct clients, a crowded probe window, threads, and the
  * process total.
  *
- * The table is process-wide: every test releases what it acquired, and checks that it did.
- * Tests marked as known bugs run only with MX_KNOWN_BUGS=1 in the environment. */
+ * The table is process-wide: every test releases what it acquired, and checks that it did. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,11 +20,6 @@
 #include <sys/un.h>
 
 #include "proxy/conncount.h"
-
-static bool known_bugs(void)
-{
-	return getenv("MX_KNOWN_BUGS") != NULL;
-}
 
 /* "1.2.3.4" or "2001:db8::1" (any port) into a sockaddr of the right family. */
 static const struct sockaddr *sa_of(struct sockaddr_storage *ss, const char *ip, int port)

@@ -15,6 +15,7 @@
 #include "filters/dnsbl.h"
 #include "filters/dns.h"
 #include "proxy/chain.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "fake_dns.h"
 
@@ -137,6 +138,7 @@ struct fixture {
 	char *codes_bl[1], *codes_bm[1], *resolvers[1];
 	char resolver[64];
 	struct chain_modules mods;
+	struct chain_entry entry;
 	uv_timer_t timer;
 	int slot;
 };
@@ -219,9 +221,8 @@ static void fixture_modules(struct fixture *f)
 	assert_true(f->slot >= 0);
 	assert_int_equal(dnsbl_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
 	assert_non_null(ws);
-	f->mods.wstate[f->slot] = ws;
-	f->mods.stages[f->slot] = dnsbl_module.stages(ws);
-	f->mods.any_stages = f->mods.stages[f->slot];
+	f->slot = 0;   /* the only entry */
+	chain_modules_single(&f->mods, &f->entry, &dnsbl_module, ws);
 }
 
 static int setup_action(void **state, int action, uint64_t pass_ttl)
@@ -245,7 +246,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	dnsbl_module.worker_free(f->mods.wstate[f->slot]);
+	dnsbl_module.worker_free(f->entry.wstate);
 	uv_close((uv_handle_t *)&f->timer, NULL);
 	fake_dns_stop(&f->fd);
 	uv_run(&f->loop, UV_RUN_DEFAULT);

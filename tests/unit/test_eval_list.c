@@ -128,6 +128,46 @@ static void test_eval_table(void **state)
 	assert_null(eval_find("check_no_such_thing"));
 }
 
+/* check_bayes: SA's (min, max] ranges over the classifier's verdict, score set 2 once the
+ * classifier is available, nothing while it is off or abstains. */
+static void test_check_bayes(void **state)
+{
+	static const char rules[] =
+	    "body BAYES_00 eval:check_bayes('0.00', '0.01')\n"
+	    "body BAYES_50 eval:check_bayes('0.40', '0.60')\n"
+	    "body BAYES_99 eval:check_bayes('0.99', '1.00')\n"
+	    "body BAYES_999 eval:check_bayes('0.999', '1.00')\n"
+	    "body T_OPEN eval:check_bayes('0.5')\n"
+	    "meta BAYES_META BAYES_99 && !BAYES_00\n"
+	    "score BAYES_00 0 0 -1.5 -1.9\nscore BAYES_50 0 0 2.0 0.8\n"
+	    "score BAYES_99 0 0 3.8 3.5\nscore BAYES_999 0 0 0.2 0.2\n"
+	    "score T_OPEN 0 0 1 1\nscore BAYES_META 0 0 0.5 0.5\n";
+	static const char msg[] = "From: a@example.org\nSubject: hi\n\nhello\n";
+	struct et *t = et_load(rules);
+	struct rules_result res;
+	struct bayes_result br = { .available = true, .scanned = true, .prob = 0.9995 };
+
+	(void)state;
+	/* classifier off: set 0, where every BAYES rule scores 0 and does not run */
+	assert_string_equal(et_scan(t, msg), ",");
+	rules_scratch_set_bayes(t->sc, &br);
+	assert_string_equal(et_scan(t, msg), ",BAYES_99,BAYES_999,T_OPEN,BAYES_META,");
+	rules_set_scan(t->rs, t->sc, msg, strlen(msg), NULL, NULL, 0, &res);
+	assert_true(res.score > 5.49 && res.score < 5.51);   /* 3.8 + 0.2 + 1 + 0.5 */
+	for (size_t i = 0; i < res.n; i++)
+		assert_true(res.v[i].classifier == (strncmp(res.v[i].name, "BAYES_9", 7) == 0 ||
+		    strcmp(res.v[i].name, "T_OPEN") == 0));
+	rules_result_free(&res);
+	br.prob = 0.0;                        /* min 0 includes 0 */
+	assert_string_equal(et_scan(t, msg), ",BAYES_00,");
+	br.prob = 0.6;                        /* max included, min excluded */
+	assert_string_equal(et_scan(t, msg), ",BAYES_50,T_OPEN,");
+	br.scanned = false;                   /* abstained: no BAYES rule, still set 2 */
+	assert_string_equal(et_scan(t, msg), ",");
+	rules_scratch_set_bayes(t->sc, NULL);
+	et_free(t);
+}
+
 /* With the stock rules installed: no eval is missing (rules_set_missing_evals). */
 static void test_stock_evals_implemented(void **state)
 {
@@ -155,6 +195,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_evals),
 		cmocka_unit_test(test_eval_table),
+		cmocka_unit_test(test_check_bayes),
 		cmocka_unit_test(test_stock_evals_implemented),
 	};
 

@@ -1,5 +1,6 @@
 /* test_greylist.c — greylisting decisions with an injected clock, triplet keys, and the
- * module through the real chain with the local store. */
+ * module through the real chain with the local store and the LMDB store (surviving a new
+ * generation; a triplet too long for an LMDB key). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,22 +18,22 @@
 #include "proxy/config.h"
 #include "proxy/hook.h"
 
-#define MIN (60ull * 1000)
-#define HOUR (60 * MIN)
+#define MINUTE (60ull * 1000)
+#define HOUR (60 * MINUTE)
 
 struct step { uint64_t at_ms; int pass; uint64_t wait_s; };
 struct gl_case { const char *label; struct step steps[8]; size_t n; };
 
 /* delay 5m, window 4h, expire 36d */
 static const struct gl_case gl_cases[] = {
-	{ "first attempt greylisted for the whole delay", { { 1000 * MIN, 0, 300 } }, 1 },
+	{ "first attempt greylisted for the whole delay", { { 1000 * MINUTE, 0, 300 } }, 1 },
 	{ "early retry still greylisted, clock not restarted",
-	  { { 1000 * MIN, 0, 300 }, { 1002 * MIN, 0, 180 }, { 1005 * MIN, 1, 0 } }, 3 },
-	{ "retry exactly at the delay passes", { { 1000 * MIN, 0, 300 }, { 1005 * MIN, 1, 0 } }, 2 },
+	  { { 1000 * MINUTE, 0, 300 }, { 1002 * MINUTE, 0, 180 }, { 1005 * MINUTE, 1, 0 } }, 3 },
+	{ "retry exactly at the delay passes", { { 1000 * MINUTE, 0, 300 }, { 1005 * MINUTE, 1, 0 } }, 2 },
 	{ "passed triplet passes at once afterwards",
-	  { { 1000 * MIN, 0, 300 }, { 1010 * MIN, 1, 0 }, { 1011 * MIN, 1, 0 }, { 1000 * MIN + 30 * 24 * HOUR, 1, 0 } }, 4 },
+	  { { 1000 * MINUTE, 0, 300 }, { 1010 * MINUTE, 1, 0 }, { 1011 * MINUTE, 1, 0 }, { 1000 * MINUTE + 30 * 24 * HOUR, 1, 0 } }, 4 },
 	{ "retry after the window starts over",
-	  { { 1000 * MIN, 0, 300 }, { 1000 * MIN + 5 * HOUR, 0, 300 }, { 1000 * MIN + 5 * HOUR + 5 * MIN, 1, 0 } }, 3 },
+	  { { 1000 * MINUTE, 0, 300 }, { 1000 * MINUTE + 5 * HOUR, 0, 300 }, { 1000 * MINUTE + 5 * HOUR + 5 * MINUTE, 1, 0 } }, 3 },
 };
 
 static void test_decide(void **state)
@@ -45,7 +46,7 @@ static void test_decide(void **state)
 		for (size_t i = 0; i < gl_cases[c].n; i++) {
 			const struct step *st = &gl_cases[c].steps[i];
 			uint64_t wait, keep;
-			bool pass = greylist_decide(&e, exists, st->at_ms, 5 * MIN, 4 * HOUR, 36 * 24 * HOUR,
+			bool pass = greylist_decide(&e, exists, st->at_ms, 5 * MINUTE, 4 * HOUR, 36 * 24 * HOUR,
 			    &wait, &keep);
 
 			if ((int)pass != st->pass || wait != st->wait_s)
@@ -135,7 +136,13 @@ static void module_run(const char *store_line, bool restart)
 	struct verdict v;
 	uv_loop_t loop;
 	FILE *f;
+	char long_from[300], long_to[300];
 
+	/* a triplet longer than an LMDB key may be (511 bytes): stored under its hash */
+	memset(long_from, 'f', sizeof(long_from));
+	memcpy(long_from + 280, "@example.org", 13);
+	memset(long_to, 't', sizeof(long_to));
+	memcpy(long_to + 280, "@example.test", 14);
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
 	f = fopen(path, "w");
@@ -154,10 +161,14 @@ static void module_run(const char *store_line, bool restart)
 	    VERDICT_TEMPFAIL);
 	assert_int_equal(v.code, 451);
 	assert_non_null(strstr(v.reply, "4.7.1 greylisted"));
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", long_from, long_to, NULL),
+	    VERDICT_TEMPFAIL);
 	/* too early */
 	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "b@example.test", NULL),
 	    VERDICT_TEMPFAIL);
 	usleep(350 * 1000);
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", long_from, long_to, NULL),
+	    VERDICT_CONTINUE);
 	/* the retry passes, from another host of the same /24 too */
 	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.8", "A@example.org", "b@example.test", NULL),
 	    VERDICT_CONTINUE);
@@ -178,6 +189,8 @@ static void module_run(const char *store_line, bool restart)
 		    VERDICT_CONTINUE);
 		assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "e@example.test", NULL),
 		    VERDICT_TEMPFAIL);
+		assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", long_from, long_to, NULL),
+		    VERDICT_CONTINUE);
 	}
 
 	chain_modules_free(&mods);

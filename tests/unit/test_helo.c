@@ -12,6 +12,7 @@
 #include "filters/helo.h"
 #include "filters/dns.h"
 #include "proxy/chain.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
 #include "fake_dns.h"
 
@@ -77,6 +78,7 @@ struct fixture {
 	char *resolvers[1];
 	char resolver[64];
 	struct chain_modules mods;
+	struct chain_entry entry;
 	uv_timer_t timer;
 	int slot;
 };
@@ -110,9 +112,8 @@ static int setup_with(void **state, int fcrdns_action)
 			f->slot = (int)i;
 	assert_true(f->slot >= 0);
 	assert_int_equal(helo_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
-	f->mods.wstate[f->slot] = ws;
-	f->mods.stages[f->slot] = helo_module.stages(ws);
-	f->mods.any_stages = f->mods.stages[f->slot];
+	f->slot = 0;   /* the only entry */
+	chain_modules_single(&f->mods, &f->entry, &helo_module, ws);
 	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
@@ -125,7 +126,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	helo_module.worker_free(f->mods.wstate[f->slot]);
+	helo_module.worker_free(f->entry.wstate);
 	uv_close((uv_handle_t *)&f->timer, NULL);
 	fake_dns_stop(&f->fd);
 	uv_run(&f->loop, UV_RUN_DEFAULT);

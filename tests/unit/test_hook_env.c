@@ -1,9 +1,7 @@
 /* test_hook_env.c — proxy/hook.c: the hook_env output helpers (symbols and the score sum,
  * header edits, envelope changes, body replacement), hook_env_reset_txn (session symbols
- * kept, transaction outputs dropped), hook_env_free_outputs, verdict_set and the module
- * registry.
- *
- * Tests marked as known bugs run only with MX_KNOWN_BUGS=1 in the environment. */
+ * kept, transaction outputs and flags dropped), hook_env_free_outputs, verdict_set, stage
+ * names and the module registry. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,11 +16,6 @@
 #include "proxy/headers.h"
 #include "proxy/hook.h"
 #include "proxy/msgbuf.h"
-
-static bool known_bugs(void)
-{
-	return getenv("MX_KNOWN_BUGS") != NULL;
-}
 
 static double symbol_sum(const struct hook_env *env)
 {
@@ -141,8 +134,6 @@ static void test_reset_txn_score_exact(void **state)
 	struct hook_env env;
 
 	(void)state;
-	if (!known_bugs())
-		skip();   /* BUG: hook_env_reset_txn subtracts instead of re-summing the kept symbols */
 	memset(&env, 0, sizeof(env));
 	hook_env_add_symbol(&env, "SESSION", 0.1, NULL);
 	env.txn_symbols_start = env.nsymbols;
@@ -265,6 +256,8 @@ static void test_envelope_changes(void **state)
 	assert_null(env.new_body);
 	hook_env_replace_body(&env, msgbuf_new(1 << 16, NULL));
 	snprintf(env.quarantine_reason, sizeof(env.quarantine_reason), "virus");
+	env.flags = HOOK_FLAG_VIRUS | HOOK_FLAG_QUARANTINED;
+	env.overloaded = true;
 
 	hook_env_reset_txn(&env);
 	assert_null(env.new_mail_from);
@@ -274,6 +267,8 @@ static void test_envelope_changes(void **state)
 	assert_int_equal(env.ndel_rcpts, 0);
 	assert_null(env.new_body);
 	assert_string_equal(env.quarantine_reason, "");
+	assert_int_equal(env.flags, 0);        /* the transaction's flags go with it */
+	assert_true(env.overloaded);           /* the session's state stays */
 	/* reset and free on an empty env, twice */
 	hook_env_reset_txn(&env);
 	hook_env_free_outputs(&env);
@@ -333,13 +328,28 @@ static void test_verdict_set(void **state)
 	assert_int_equal(strlen(v.reply), sizeof(v.reply) - 1);
 }
 
+/* ------------------------------------------------------------ stage names */
+
+static void test_stage_names(void **state)
+{
+	static const char *const want[HOOK_NSTAGES] = { "connect", "helo", "mail", "rcpt", "data",
+		"eom", "close" };
+
+	(void)state;
+	for (int i = 0; i < HOOK_NSTAGES; i++)
+		assert_string_equal(hook_stage_name((enum hook_stage)i), want[i]);
+	assert_string_equal(hook_stage_name(HOOK_NSTAGES), "?");
+	assert_string_equal(hook_stage_name((enum hook_stage)-1), "?");
+}
+
 /* ------------------------------------------------------------ the registry */
 
 static void test_registry(void **state)
 {
+	size_t scorers = 0;
+
 	(void)state;
 	assert_true(hook_nmodules > 0);
-	assert_true(hook_nmodules <= 32);       /* chain_modules holds 32 */
 	assert_null(hook_modules[hook_nmodules]);
 	for (size_t i = 0; i < hook_nmodules; i++) {
 		const struct hook_module *m = hook_modules[i];
@@ -348,12 +358,27 @@ static void test_registry(void **state)
 		assert_non_null(m->run);
 		assert_non_null(m->worker_init);
 		assert_non_null(m->stages);
+		/* plugin entries come from hook_plugin_entries, not the registry */
+		assert_false(m->flags & HOOK_MODULE_CONTENT);
+		if (m->flags & HOOK_MODULE_SCORER)
+			scorers++;
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(hook_modules[j]->name, m->name) == 0)
 				fail_msg("module name \"%s\" twice", m->name);
 	}
-	/* the rules engine sums every symbol: always last */
-	assert_string_equal(hook_modules[hook_nmodules - 1]->name, "rules");
+	/* the rules engine sums every symbol: the scorer, put last by the chain */
+	assert_int_equal(scorers, 1);
+	for (size_t i = 0; i < hook_nmodules; i++)
+		if (strcmp(hook_modules[i]->name, "rules") == 0)
+			assert_true(hook_modules[i]->flags & HOOK_MODULE_SCORER);
+	/* the plugin adapter: one shared content module, one entry per `plugins:` entry */
+	assert_non_null(hook_plugin_entries.module);
+	assert_true(hook_plugin_entries.module->flags & HOOK_MODULE_CONTENT);
+	assert_non_null(hook_plugin_entries.module->run);
+	assert_non_null(hook_plugin_entries.module->cancel);
+	assert_non_null(hook_plugin_entries.count);
+	assert_non_null(hook_plugin_entries.instance_init);
+	assert_int_equal(hook_plugin_entries.count(NULL), 0);
 }
 
 int main(void)
@@ -367,6 +392,7 @@ int main(void)
 		cmocka_unit_test(test_envelope_changes),
 		cmocka_unit_test(test_free_outputs_everything),
 		cmocka_unit_test(test_verdict_set),
+		cmocka_unit_test(test_stage_names),
 		cmocka_unit_test(test_registry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,12 @@
-/* test_plugins.c — the pieces between the plugin chain and its peers: clamd and spamd reply
- * parsers, peer address parsing, and the plugin chain itself driven through the real hook
- * chain (chain.c) on a uv loop with the example plugin loaded by dlopen: header and body
- * hooks, end-of-message verdicts, an async hook, its timeout and on_error. */
+/* test_plugins.c — the pieces between the chain and the plugins' peers: clamd and spamd reply
+ * parsers, peer address parsing; the typed option tables of the built-ins (units, bounds,
+ * unknown keys, the entry's own action/max_size, FILE:LINE:COL errors, the generated
+ * reference); the adapter from the plugin ABI to chain entries, driven through the real
+ * chain (chain.c) with a scripted in-memory plugin (every MXGATE_* verdict, on_error,
+ * discard before EOM, flags, cancel and late answers, a plugin whose init failed,
+ * on_close once, header/body calls); and the example plugin loaded by dlopen (header and
+ * body hooks, end-of-message verdicts, an async hook, its timeout and on_error). */
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -324,6 +329,7 @@ static void test_chain_example(void **state)
 	assert_int_equal(h.v.code, 550);
 	assert_non_null(strstr(h.v.reply, "MAGIC"));
 	assert_non_null(hook_env_find_symbol(&h.env, "EXAMPLE_MAGIC"));
+	assert_int_equal(h.env.flags, HOOK_FLAG_SPAM);   /* set_flags, after its size check */
 	harness_teardown(&h);
 }
 
@@ -347,6 +353,525 @@ static void test_chain_timeout(void **state)
 	assert_int_equal(h.v.action, VERDICT_CONTINUE);
 	assert_int_equal(h.env.nhdr_edits, 2);   /* both instances added their header */
 	harness_teardown(&h);
+}
+
+/* ------------------------------------------------------------------- option tables */
+
+/* Writes yaml (the `plugins:` items) into a config file and loads it; returns the load's
+ * result, *cfg (NULL on failure) and the error lines in errs. */
+static int load_plugins(const char *items, struct mx_config **cfg, char *errs, size_t errlen,
+    char *path, size_t pathlen)
+{
+	FILE *f, *ef;
+	char *buf = NULL;
+	size_t blen = 0;
+	int rc;
+
+	snprintf(path, pathlen, "/tmp/test_plugins_opt_%d.yaml", (int)getpid());
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "hostname: mx.example.test\nlisten:\n  - address: \"127.0.0.1:2525\"\n"
+	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\nplugins:\n%s", items);
+	fclose(f);
+	ef = open_memstream(&buf, &blen);
+	assert_non_null(ef);
+	*cfg = NULL;
+	rc = config_load(path, cfg, ef);
+	fclose(ef);
+	snprintf(errs, errlen, "%s", buf ? buf : "");
+	free(buf);
+	unlink(path);
+	return rc;
+}
+
+/* The typed option `key` of entry i (a built-in) as a uint64 / int. */
+static const void *typed_option(const struct mx_config *cfg, size_t i, const char *key,
+    enum cfg_type *type)
+{
+	const struct plugin_config *pc = (const struct plugin_config *)cfg->plugins.v + i;
+	const struct cfg_field *f;
+
+	assert_non_null(pc->options.table);
+	assert_non_null(pc->options.typed);
+	for (f = pc->options.table->fields; f->key; f++)
+		if (strcmp(f->key, key) == 0) {
+			*type = f->type;
+			return (const char *)pc->options.typed + f->offset;
+		}
+	fail_msg("no option %s", key);
+	return NULL;
+}
+
+struct orow {
+	const char *label, *items;
+	const char *key;        /* typed option of entry 0 to check (NULL: an error is wanted) */
+	uint64_t want;          /* its value (size: bytes; enum: index; bool: 0/1) */
+	const char *error;      /* a substring of the error output */
+};
+
+static const struct orow orows[] = {
+	{ "clamd max_size with a unit is MiB, not bytes",
+	  "  - { name: clamd, address: \"127.0.0.1:3310\", options: { max_size: 50M } }\n", "max_size", 50ull << 20, NULL },
+	{ "clamd max_size default",
+	  "  - { name: clamd, address: \"127.0.0.1:3310\" }\n", "max_size", 25ull << 20, NULL },
+	{ "the entry's own max_size fills the option",
+	  "  - { name: clamd, address: \"127.0.0.1:3310\", max_size: 2M }\n", "max_size", 2ull << 20, NULL },
+	{ "the entry's own action fills the option",
+	  "  - { name: clamd, address: \"127.0.0.1:3310\", action: quarantine }\n", "action", 1, NULL },
+	{ "clamd options.action",
+	  "  - { name: clamd, address: \"127.0.0.1:3310\", options: { action: tempfail } }\n", "action", 2, NULL },
+	{ "spamd max_size in K", "  - { name: spamd, address: \"127.0.0.1:783\", options: { max_size: 64K, user: bob } }\n",
+	  "max_size", 64 << 10, NULL },
+	{ "rspamd use_action yes", "  - { name: rspamd, address: \"127.0.0.1:11333\", options: { use_action: yes } }\n",
+	  "use_action", 1, NULL },
+	{ "milter max_frame 2M", "  - { name: milter, address: \"inet:127.0.0.1:8891\", options: { max_frame: 2M } }\n",
+	  "max_frame", 2ull << 20, NULL },
+	{ "milter ignores the entry's max_size (as always)",
+	  "  - { name: milter, address: \"inet:127.0.0.1:8891\", max_size: 1M }\n", "max_frame", 1025 << 10, NULL },
+	{ "below the bound", "  - { name: milter, address: \"inet:127.0.0.1:8891\", options: { max_frame: 5 } }\n",
+	  NULL, 0, ":8:75: plugins[0].options.max_frame: must be between 64K and 64M, got 5" },
+	{ "above the bound", "  - { name: milter, address: \"inet:127.0.0.1:8891\", options: { max_frame: 1G } }\n",
+	  NULL, 0, "plugins[0].options.max_frame:" },
+	{ "zero is below spamd's bound", "  - { name: spamd, address: \"127.0.0.1:783\", options: { max_size: 0 } }\n",
+	  NULL, 0, "plugins[0].options.max_size:" },
+	{ "not a size", "  - { name: clamd, address: \"127.0.0.1:3310\", options: { max_size: lots } }\n",
+	  NULL, 0, "plugins[0].options.max_size:" },
+	{ "unknown option, with a hint", "  - { name: clamd, address: \"127.0.0.1:3310\", options: { max_sise: 1M } }\n",
+	  NULL, 0, "plugins[0].options.max_sise: unknown key (did you mean \"max_size\"?)" },
+	{ "bad enum", "  - { name: clamd, address: \"127.0.0.1:3310\", options: { action: explode } }\n",
+	  NULL, 0, "plugins[0].options.action:" },
+	{ "bad entry action", "  - { name: clamd, address: \"127.0.0.1:3310\", action: explode }\n",
+	  NULL, 0, "plugins[0].action: clamd: unknown value \"explode\"" },
+	{ "action for a plugin without one", "  - { name: spamd, address: \"127.0.0.1:783\", action: reject }\n",
+	  NULL, 0, "plugins[0].action: spamd has no option action" },
+	{ "given twice", "  - { name: clamd, address: \"127.0.0.1:3310\", max_size: 1M, options: { max_size: 2M } }\n",
+	  NULL, 0, "plugins[0].max_size: also given under options" },
+	{ "bool that is not one", "  - { name: rspamd, address: \"127.0.0.1:11333\", options: { use_action: maybe } }\n",
+	  NULL, 0, "plugins[0].options.use_action:" },
+	{ "options not a mapping", "  - { name: spamd, address: \"127.0.0.1:783\", options: 5 }\n",
+	  NULL, 0, "plugins[0].options:" },
+	{ "the built-in's own check still runs (bad user)",
+	  "  - { name: spamd, address: \"127.0.0.1:783\", options: { user: \"a\\nb\" } }\n",
+	  NULL, 0, "options.user: bad user name" },
+};
+
+static void test_option_tables(void **state)
+{
+	char errs[4096], path[128];
+
+	for (size_t i = 0; i < sizeof(orows) / sizeof(orows[0]); i++) {
+		const struct orow *r = &orows[i];
+		struct mx_config *cfg;
+		int rc = load_plugins(r->items, &cfg, errs, sizeof(errs), path, sizeof(path));
+
+		if (r->key == NULL) {
+			if (rc != -1 || cfg != NULL || strstr(errs, r->error) == NULL)
+				fail_msg("row \"%s\": rc %d, errors:\n%s", r->label, rc, errs);
+			/* FILE:LINE:COL: key: reason */
+			if (strncmp(errs, path, strlen(path)) != 0 || errs[strlen(path)] != ':')
+				fail_msg("row \"%s\": error without FILE:LINE:COL: %s", r->label, errs);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("row \"%s\": rc %d, errors:\n%s", r->label, rc, errs);
+		enum cfg_type t = CFG_STRING;
+		const void *v = typed_option(cfg, 0, r->key, &t);
+		uint64_t got = t == CFG_SIZE ? *(const uint64_t *)v : t == CFG_ENUM ? (uint64_t)*(const int *)v :
+		    t == CFG_BOOL ? (uint64_t)*(const bool *)v : 0;
+		if (got != r->want)
+			fail_msg("row \"%s\": %s = %llu, want %llu", r->label, r->key, (unsigned long long)got,
+			    (unsigned long long)r->want);
+		config_free(cfg);
+	}
+}
+
+/* A shared object keeps getting its options as strings, whatever they look like. */
+static void test_option_strings(void **state)
+{
+	const char *build = getenv("MX_BUILD_DIR");
+	char items[1024], errs[2048], path[128], so[512];
+	struct mx_config *cfg;
+	const struct plugin_config *pc;
+
+	snprintf(so, sizeof(so), "%s/example_plugin.so", build ? build : "build");
+	if (access(so, R_OK) != 0)
+		skip();
+	snprintf(items, sizeof(items), "  - { name: ex, path: \"%s\", options: { word: 50M, rcpt_delay_ms: 5 } }\n", so);
+	assert_int_equal(load_plugins(items, &cfg, errs, sizeof(errs), path, sizeof(path)), 0);
+	pc = (const struct plugin_config *)cfg->plugins.v;
+	assert_null(pc->options.table);
+	assert_int_equal(pc->options.n, 2);
+	assert_string_equal(pc->options.v[0].key, "word");
+	assert_string_equal(pc->options.v[0].value, "50M");
+	config_free(cfg);
+	/* its own init judges unknown options */
+	snprintf(items, sizeof(items), "  - { name: ex, path: \"%s\", options: { nope: 1 } }\n", so);
+	assert_int_equal(load_plugins(items, &cfg, errs, sizeof(errs), path, sizeof(path)), -1);
+	assert_non_null(strstr(errs, "unknown option `nope`"));
+}
+
+/* The reference lists each built-in's options with type, default and bounds, and the tables
+ * pass the engine's self-check (every default parses within its bounds). */
+static void test_option_docs(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	config_write_docs(f);
+	fclose(f);
+	assert_non_null(strstr(buf, "### `plugins[].options (clamd)`"));
+	assert_non_null(strstr(buf, "### `plugins[].options (milter)`"));
+	assert_non_null(strstr(buf, "### `plugins[].options (spamd)`"));
+	assert_non_null(strstr(buf, "### `plugins[].options (rspamd)`"));
+	assert_non_null(strstr(buf, "| `max_size` | size | `25M` |"));
+	assert_non_null(strstr(buf, "| `max_frame` | size | `1025K` | 64K .. 64M |"));
+	free(buf);
+	assert_int_equal(cfg_table_selfcheck(&plugin_config_table, stderr), 0);
+	assert_int_equal(cfg_table_selfcheck(&clamd_options_table, stderr), 0);
+}
+
+/* ------------------------------------------------------------------- the adapter */
+
+/* A scripted plugin (an in-memory descriptor, as if loaded): instance i answers each stage
+ * with at[stage], or never (timeouts). */
+struct script {
+	enum mxgate_action at[HOOK_NSTAGES];
+	enum mxgate_action header_at;   /* answer to each on_header */
+	int code;
+	const char *reply, *reason;
+	unsigned flags;                 /* set_flags at end of message */
+	bool never, fail_init;
+	/* observed */
+	int calls[HOOK_NSTAGES], headers, bodies, closes, cancels, inits, finis;
+	struct mxgate_call *pending;
+};
+
+#define NSCRIPT 3
+static struct script scripts[NSCRIPT];
+static const struct mxgate_host *script_host;
+
+static int script_init(const struct mxgate_host *host, const struct mxgate_plugin_args *args,
+    void **instance, char *err, size_t errlen)
+{
+	struct script *sc = &scripts[args->name[1] - '0'];
+
+	script_host = host;
+	if (args->loop)
+		sc->inits++;
+	if (sc->fail_init) {
+		snprintf(err, errlen, "scripted failure");
+		return -1;
+	}
+	*instance = sc;
+	return 0;
+}
+
+static void script_fini(void *instance)
+{
+	((struct script *)instance)->finis++;
+}
+
+static void script_answer(struct script *sc, struct mxgate_call *c, enum hook_stage st)
+{
+	sc->calls[st]++;
+	if (st == HOOK_EOM && sc->flags)
+		script_host->set_flags(c, sc->flags);
+	if (sc->never) {
+		sc->pending = c;
+		return;
+	}
+	script_host->done(c, sc->at[st], sc->code, sc->reply, sc->reason);
+}
+
+static void script_connect(void *i, struct mxgate_call *c) { script_answer(i, c, HOOK_CONNECT); }
+static void script_mail(void *i, struct mxgate_call *c) { script_answer(i, c, HOOK_MAIL); }
+static void script_rcpt(void *i, struct mxgate_call *c) { script_answer(i, c, HOOK_RCPT); }
+static void script_eom(void *i, struct mxgate_call *c) { script_answer(i, c, HOOK_EOM); }
+
+static void script_header(void *i, struct mxgate_call *c, const char *name, const char *value)
+{
+	struct script *sc = i;
+
+	sc->headers++;
+	script_host->done(c, sc->header_at, 0, NULL, "header");
+}
+
+static void script_body(void *i, struct mxgate_call *c, const char *chunk, size_t len)
+{
+	((struct script *)i)->bodies++;
+	script_host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+
+static void script_close(void *i, struct mxgate_call *c)
+{
+	((struct script *)i)->closes++;
+	script_host->done(c, MXGATE_REJECT, 0, NULL, NULL);   /* ignored */
+}
+
+static void script_cancel(void *i, struct mxgate_call *c)
+{
+	struct script *sc = i;
+
+	sc->cancels++;
+	assert_ptr_equal(c, sc->pending);
+	sc->pending = NULL;
+	script_host->done(c, MXGATE_REJECT, 0, NULL, NULL);   /* from inside cancel: ignored */
+}
+
+static const struct mxgate_plugin script_desc = {
+	.abi_version = MXGATE_PLUGIN_ABI_VERSION, .name = "script",
+	.init = script_init, .fini = script_fini,
+	.on_connect = script_connect, .on_mail = script_mail, .on_rcpt = script_rcpt,
+	.on_header = script_header, .on_body = script_body, .on_eom = script_eom,
+	.on_close = script_close, .cancel = script_cancel,
+};
+
+/* The same without cancel: a late done() is accepted and ignored. */
+static const struct mxgate_plugin script_desc_nocancel = {
+	.abi_version = MXGATE_PLUGIN_ABI_VERSION, .name = "script",
+	.init = script_init, .fini = script_fini,
+	.on_mail = script_mail, .on_rcpt = script_rcpt, .on_eom = script_eom, .on_close = script_close,
+};
+
+struct adapter {
+	struct harness h;
+	struct plugin_config pcs[NSCRIPT];
+	char errs[1024], path[128];
+};
+
+/* A config without plugins, then n scripted entries put in by hand (on_error per entry). */
+static void adapter_setup(struct adapter *a, size_t n, const int *on_error, bool nocancel)
+{
+	static const char *const names[NSCRIPT] = { "s0", "s1", "s2" };
+
+	memset(a, 0, sizeof(*a));
+	assert_int_equal(load_plugins("", &a->h.cfg, a->errs, sizeof(a->errs), a->path, sizeof(a->path)), 0);
+	for (size_t i = 0; i < n; i++) {
+		a->pcs[i].name = (char *)names[i];
+		a->pcs[i].so.desc = nocancel ? &script_desc_nocancel : &script_desc;
+		a->pcs[i].so.path = (char *)"scripted";
+		a->pcs[i].on_error = on_error ? on_error[i] : PLUGIN_ON_ERROR_TEMPFAIL;
+		a->pcs[i].timeout = 5000;
+	}
+	a->h.cfg->plugins.v = a->pcs;
+	a->h.cfg->plugins.n = n;
+	uv_loop_init(&a->h.loop);
+	uv_timer_init(&a->h.loop, &a->h.timer);
+	assert_int_equal(chain_modules_init(&a->h.mods, a->h.cfg, &a->h.loop, 0), 0);
+	assert_int_equal(a->h.mods.n, n);
+	a->h.env.session_id = "t0002";
+	a->h.env.loop = &a->h.loop;
+	a->h.env.cfg = a->h.cfg;
+	a->h.env.mail_from = "a@example.org";
+	a->h.env.mail_params = "";
+	a->h.env.cur_rcpt = "b@example.test";
+	a->h.env.cur_rcpt_params = "";
+	chain_init(&a->h.chain, &a->h.mods, &a->h.env, &a->h.timer);
+}
+
+static void adapter_teardown(struct adapter *a)
+{
+	chain_release(&a->h.chain);
+	hook_env_free_outputs(&a->h.env);
+	msgbuf_free(a->h.env.msg);
+	chain_modules_free(&a->h.mods);
+	uv_close((uv_handle_t *)&a->h.timer, harness_close_cb);
+	uv_run(&a->h.loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&a->h.loop), 0);
+	a->h.cfg->plugins.v = NULL;     /* ours, not the config's */
+	a->h.cfg->plugins.n = 0;
+	config_free(a->h.cfg);
+}
+
+struct mrow {
+	const char *label;
+	enum mxgate_action a;
+	int code;
+	const char *reply, *reason;
+	int on_error;                  /* entry 0's */
+	enum verdict_action want;
+	int want_code;
+	const char *want_reply, *want_reason;
+	bool next_runs;
+};
+
+static const struct mrow mrows[] = {
+	{ "continue: the next plugin runs", MXGATE_CONTINUE, 0, NULL, NULL, 0, VERDICT_CONTINUE, 0, "", "", true },
+	{ "accept: the later plugin skipped", MXGATE_ACCEPT, 0, NULL, NULL, 0, VERDICT_ACCEPT, 0, "", "s0", false },
+	{ "tempfail with the defaults", MXGATE_TEMPFAIL, 0, NULL, NULL, 0, VERDICT_TEMPFAIL, 451,
+	  "4.7.1 Try again later", "s0", false },
+	{ "tempfail with code, reply, reason", MXGATE_TEMPFAIL, 421, "4.7.0 busy", "busy", 0, VERDICT_TEMPFAIL,
+	  421, "4.7.0 busy", "busy", false },
+	{ "reject with the defaults", MXGATE_REJECT, 0, NULL, NULL, 0, VERDICT_REJECT, 550,
+	  "5.7.1 Message rejected", "s0", false },
+	{ "reject with its own", MXGATE_REJECT, 554, "5.7.1 Virus found: X", "virus", 0, VERDICT_REJECT, 554,
+	  "5.7.1 Virus found: X", "virus", false },
+	{ "discard", MXGATE_DISCARD, 0, NULL, "milter-discard", 0, VERDICT_DISCARD, 0, "", "milter-discard", false },
+	{ "quarantine", MXGATE_QUARANTINE, 0, NULL, NULL, 0, VERDICT_QUARANTINE, 0, "", "s0", false },
+	{ "error, on_error tempfail", MXGATE_ERROR, 0, NULL, "peer-gone", PLUGIN_ON_ERROR_TEMPFAIL,
+	  VERDICT_TEMPFAIL, 451, "4.7.1 Content filter unavailable, please try again later", "plugin", false },
+	{ "error, on_error reject", MXGATE_ERROR, 0, NULL, NULL, PLUGIN_ON_ERROR_REJECT, VERDICT_REJECT, 550,
+	  "5.7.1 Message content rejected", "plugin", false },
+	{ "error, on_error accept: the next plugin decides", MXGATE_ERROR, 0, NULL, NULL, PLUGIN_ON_ERROR_ACCEPT,
+	  VERDICT_CONTINUE, 0, "", "", true },
+	{ "an action outside the set is an error", (enum mxgate_action)77, 0, NULL, NULL, PLUGIN_ON_ERROR_TEMPFAIL,
+	  VERDICT_TEMPFAIL, 451, "4.7.1 Content filter unavailable, please try again later", "plugin", false },
+};
+
+static void test_adapter_verdicts(void **state)
+{
+	for (size_t i = 0; i < sizeof(mrows) / sizeof(mrows[0]); i++) {
+		const struct mrow *r = &mrows[i];
+		struct adapter a;
+		int on_error[2] = { r->on_error, PLUGIN_ON_ERROR_TEMPFAIL };
+
+		memset(scripts, 0, sizeof(scripts));
+		scripts[0].at[HOOK_EOM] = r->a;
+		scripts[0].code = r->code;
+		scripts[0].reply = r->reply;
+		scripts[0].reason = r->reason;
+		adapter_setup(&a, 2, on_error, false);
+		harness_message(&a.h, "Subject: x\r\n\r\nbody\r\n");
+		harness_run(&a.h, HOOK_EOM);
+		if (a.h.v.action != r->want || a.h.v.code != r->want_code || strcmp(a.h.v.reply, r->want_reply) != 0 ||
+		    strcmp(a.h.v.reason, r->want_reason) != 0)
+			fail_msg("row \"%s\": action %d code %d reply \"%s\" reason \"%s\"", r->label, a.h.v.action,
+			    a.h.v.code, a.h.v.reply, a.h.v.reason);
+		if ((scripts[1].calls[HOOK_EOM] == 1) != r->next_runs)
+			fail_msg("row \"%s\": the next plugin ran %d times", r->label, scripts[1].calls[HOOK_EOM]);
+		if (r->a == MXGATE_QUARANTINE)
+			assert_string_equal(a.h.env.quarantine_reason, "s0: quarantine");
+		adapter_teardown(&a);
+		assert_int_equal(scripts[0].finis, 1);
+	}
+}
+
+/* A milter-style discard at RCPT: that stage ends as an accept, and end of data answers
+ * with the discard without calling any plugin. */
+static void test_adapter_discard_before_eom(void **state)
+{
+	struct adapter a;
+
+	memset(scripts, 0, sizeof(scripts));
+	scripts[0].at[HOOK_RCPT] = MXGATE_DISCARD;
+	scripts[0].reason = "milter-discard";
+	adapter_setup(&a, 2, NULL, false);
+	harness_run(&a.h, HOOK_MAIL);
+	harness_run(&a.h, HOOK_RCPT);
+	assert_int_equal(a.h.v.action, VERDICT_ACCEPT);
+	assert_int_equal(scripts[1].calls[HOOK_RCPT], 0);
+	harness_message(&a.h, "Subject: x\r\n\r\nbody\r\n");
+	harness_run(&a.h, HOOK_EOM);
+	assert_int_equal(a.h.v.action, VERDICT_DISCARD);
+	assert_string_equal(a.h.v.reason, "milter-discard");
+	assert_int_equal(scripts[0].calls[HOOK_EOM], 0);
+	assert_int_equal(scripts[1].calls[HOOK_EOM], 0);
+	adapter_teardown(&a);
+}
+
+/* set_flags: what the plugins know reaches the transaction (unknown bits ignored). */
+static void test_adapter_flags(void **state)
+{
+	struct adapter a;
+
+	memset(scripts, 0, sizeof(scripts));
+	scripts[0].flags = MXGATE_FLAG_VIRUS | 0x100;
+	scripts[1].flags = MXGATE_FLAG_SPAM;
+	adapter_setup(&a, 2, NULL, false);
+	harness_message(&a.h, "Subject: x\r\n\r\nbody\r\n");
+	harness_run(&a.h, HOOK_EOM);
+	assert_int_equal(a.h.env.flags, HOOK_FLAG_VIRUS | HOOK_FLAG_SPAM);
+	hook_env_reset_txn(&a.h.env);
+	assert_int_equal(a.h.env.flags, 0);
+	assert_true(script_host->size >= offsetof(struct mxgate_host, set_flags) + sizeof(void *));
+	adapter_teardown(&a);
+}
+
+/* Timeouts: the chain's timer, the entry's on_error, cancel once (a done from inside it is
+ * ignored); a plugin without cancel answers late: ignored, its handle freed (ASan). */
+static void test_adapter_timeouts(void **state)
+{
+	int on_error[2] = { PLUGIN_ON_ERROR_REJECT, PLUGIN_ON_ERROR_TEMPFAIL };
+
+	for (int nocancel = 0; nocancel < 2; nocancel++) {
+		struct adapter a;
+		struct mxgate_call *late;
+
+		memset(scripts, 0, sizeof(scripts));
+		scripts[0].never = true;
+		adapter_setup(&a, 2, on_error, nocancel);
+		a.pcs[0].timeout = 30;
+		harness_run(&a.h, HOOK_MAIL);
+		assert_int_equal(a.h.v.action, VERDICT_REJECT);
+		assert_string_equal(a.h.v.reply, "5.7.1 Message content rejected");
+		assert_int_equal(scripts[0].cancels, nocancel ? 0 : 1);
+		assert_int_equal(scripts[1].calls[HOOK_MAIL], 0);
+		late = scripts[0].pending;
+		if (nocancel) {
+			/* the late answer: ignored, the handle freed */
+			script_host->done(late, MXGATE_REJECT, 0, NULL, NULL);
+		}
+		/* the next stage runs normally */
+		scripts[0].never = false;
+		harness_run(&a.h, HOOK_RCPT);
+		assert_int_equal(a.h.v.action, VERDICT_CONTINUE);
+		assert_int_equal(scripts[1].calls[HOOK_RCPT], 1);
+		harness_run(&a.h, HOOK_CLOSE);
+		adapter_teardown(&a);
+		assert_int_equal(scripts[0].closes, 1);
+	}
+}
+
+/* A plugin whose init failed on the worker: its calls take on_error (at MAIL and EOM), it is
+ * never called, and not finished. */
+static void test_adapter_broken(void **state)
+{
+	struct adapter a;
+	int on_error[2] = { PLUGIN_ON_ERROR_TEMPFAIL, PLUGIN_ON_ERROR_TEMPFAIL };
+
+	memset(scripts, 0, sizeof(scripts));
+	scripts[0].fail_init = true;
+	adapter_setup(&a, 2, on_error, false);
+	harness_run(&a.h, HOOK_CONNECT);
+	assert_int_equal(a.h.v.action, VERDICT_CONTINUE);
+	harness_run(&a.h, HOOK_MAIL);
+	assert_int_equal(a.h.v.action, VERDICT_TEMPFAIL);
+	assert_int_equal(a.h.v.code, 451);
+	harness_message(&a.h, "Subject: x\r\n\r\nbody\r\n");
+	harness_run(&a.h, HOOK_EOM);
+	assert_int_equal(a.h.v.action, VERDICT_TEMPFAIL);
+	harness_run(&a.h, HOOK_CLOSE);
+	adapter_teardown(&a);
+	assert_int_equal(scripts[0].finis, 0);
+	assert_int_equal(scripts[0].closes, 0);
+	assert_int_equal(scripts[1].closes, 1);
+}
+
+/* End of data: each header, the body, then on_eom; an error on a header with on_error
+ * accept skips the rest of that plugin's calls, the next plugin still runs. on_close once,
+ * whether the session ran the close stage or not. */
+static void test_adapter_eom_calls(void **state)
+{
+	struct adapter a;
+	int on_error[2] = { PLUGIN_ON_ERROR_ACCEPT, PLUGIN_ON_ERROR_TEMPFAIL };
+
+	memset(scripts, 0, sizeof(scripts));
+	scripts[0].header_at = MXGATE_ERROR;
+	adapter_setup(&a, 2, on_error, false);
+	harness_message(&a.h, "Subject: x\r\nX-A: 1\r\n\r\nbody\r\n");
+	harness_run(&a.h, HOOK_EOM);
+	assert_int_equal(a.h.v.action, VERDICT_CONTINUE);
+	assert_int_equal(scripts[0].headers, 1);
+	assert_int_equal(scripts[0].bodies, 0);
+	assert_int_equal(scripts[0].calls[HOOK_EOM], 0);
+	assert_int_equal(scripts[1].headers, 2);
+	assert_int_equal(scripts[1].bodies, 1);
+	assert_int_equal(scripts[1].calls[HOOK_EOM], 1);
+	adapter_teardown(&a);          /* no close stage: on_close from session_free */
+	assert_int_equal(scripts[0].closes, 1);
+	assert_int_equal(scripts[1].closes, 1);
 }
 
 static void test_config_errors(void **state)
@@ -373,6 +898,7 @@ static void test_config_errors(void **state)
 
 int main(void)
 {
+	signal(SIGPIPE, SIG_IGN);	/* as the daemon does (main.c): a closed peer is EPIPE, not death */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_clamd_replies),
 		cmocka_unit_test(test_spamd_replies),
@@ -380,6 +906,15 @@ int main(void)
 		cmocka_unit_test(test_rspamd_http),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_option_tables),
+		cmocka_unit_test(test_option_strings),
+		cmocka_unit_test(test_option_docs),
+		cmocka_unit_test(test_adapter_verdicts),
+		cmocka_unit_test(test_adapter_discard_before_eom),
+		cmocka_unit_test(test_adapter_flags),
+		cmocka_unit_test(test_adapter_timeouts),
+		cmocka_unit_test(test_adapter_broken),
+		cmocka_unit_test(test_adapter_eom_calls),
 		cmocka_unit_test(test_chain_example),
 		cmocka_unit_test(test_chain_timeout),
 	};

@@ -1,5 +1,6 @@
 /* test_ratelimit.c — key building (prefix masks v4/v6, lowercase sender domain), limit
- * parsing, the local store (GCRA state, concurrency, expiry of idle keys, size bound). */
+ * parsing, GCRA and concurrency in the local table (state, expiry of idle keys), the module
+ * through the chain. The table itself (bounds, eviction) is tested in test_local_table.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -150,7 +151,7 @@ static void test_safe_copy(void **state)
 
 static void test_local_gcra_and_expiry(void **state)
 {
-	struct ratelimit_local *s = ratelimit_local_new(1000);
+	struct local_table *s = local_table_new(1000);
 	struct gcra_limit l = { 3, 30 * S };
 	struct gcra_result r;
 	uint64_t t0 = 1000 * S;
@@ -166,61 +167,47 @@ static void test_local_gcra_and_expiry(void **state)
 	/* another key is independent */
 	assert_int_equal(ratelimit_local_gcra(s, "k2", &l, 1, t0, &r), 0);
 	assert_true(r.allowed);
-	assert_int_equal(ratelimit_local_size(s), 2);
+	assert_int_equal(local_table_size(s), 2);
 	/* nothing idle yet */
-	assert_int_equal(ratelimit_local_expire(s, t0 + 5 * S), 0);
+	assert_int_equal(local_table_expire(s, t0 + 5 * S), 0);
 	/* k2 idle after 10 s (one cell), k1 after 30 s */
-	assert_int_equal(ratelimit_local_expire(s, t0 + 10 * S), 1);
-	assert_int_equal(ratelimit_local_size(s), 1);
-	assert_int_equal(ratelimit_local_expire(s, t0 + 30 * S), 1);
-	assert_int_equal(ratelimit_local_size(s), 0);
+	assert_int_equal(local_table_expire(s, t0 + 10 * S), 1);
+	assert_int_equal(local_table_size(s), 1);
+	assert_int_equal(local_table_expire(s, t0 + 30 * S), 1);
+	assert_int_equal(local_table_size(s), 0);
 	/* after expiry k1 is fresh: a full burst again */
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(ratelimit_local_gcra(s, "k1", &l, 1, t0 + 31 * S, &r), 0);
 		assert_true(r.allowed);
 	}
-	ratelimit_local_free(s);
+	/* an invalid limit is refused, not decided */
+	l.count = 0;
+	assert_int_equal(ratelimit_local_gcra(s, "k1", &l, 1, t0 + 31 * S, &r), -1);
+	local_table_free(s);
 }
 
 static void test_local_concurrency(void **state)
 {
-	struct ratelimit_local *s = ratelimit_local_new(100);
+	struct local_table *s = local_table_new(100);
 
 	(void)state;
 	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 1);
 	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 1);
 	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 0);
-	assert_int_equal(ratelimit_local_current(s, "c"), 2);
+	assert_int_equal(ratelimit_local_current(s, "c", S), 2);
 	/* a held counter is never expired */
-	assert_int_equal(ratelimit_local_expire(s, 1000 * S), 0);
-	ratelimit_local_release(s, "c");
+	assert_int_equal(local_table_expire(s, 1000 * S), 0);
+	ratelimit_local_release(s, "c", S);
 	assert_int_equal(ratelimit_local_acquire(s, "c", 2, S), 1);
-	ratelimit_local_release(s, "c");
-	ratelimit_local_release(s, "c");
-	ratelimit_local_release(s, "c");     /* extra release: stays at 0 */
-	assert_int_equal(ratelimit_local_current(s, "c"), 0);
-	ratelimit_local_release(s, "unknown");
-	assert_int_equal(ratelimit_local_expire(s, 1000 * S), 1);
-	ratelimit_local_free(s);
-}
-
-static void test_local_bounded(void **state)
-{
-	/* 10000 live keys into a 160-key table: it never grows past its bound. */
-	struct ratelimit_local *s = ratelimit_local_new(160);
-	struct gcra_limit l = { 1, 3600 * S };
-	struct gcra_result r;
-	char key[32];
-
-	(void)state;
-	for (int i = 0; i < 10000; i++) {
-		snprintf(key, sizeof(key), "key-%d", i);
-		assert_int_equal(ratelimit_local_gcra(s, key, &l, 1, S + (uint64_t)i, &r), 0);
-		assert_true(r.allowed);
-	}
-	assert_true(ratelimit_local_size(s) <= 160);
-	assert_true(ratelimit_local_size(s) >= 100);
-	ratelimit_local_free(s);
+	ratelimit_local_release(s, "c", S);
+	ratelimit_local_release(s, "c", S);
+	ratelimit_local_release(s, "c", S);     /* extra release: stays at 0 */
+	assert_int_equal(ratelimit_local_current(s, "c", S), 0);
+	ratelimit_local_release(s, "unknown", S);
+	assert_int_equal(ratelimit_local_current(s, "unknown", S), 0);
+	/* the last release left nothing to remember: the key is gone at once */
+	assert_int_equal(local_table_size(s), 0);
+	local_table_free(s);
 }
 
 /* ---- the module through the real chain (local store) ------------------------------------ */
@@ -352,7 +339,6 @@ int main(void)
 		cmocka_unit_test(test_safe_copy),
 		cmocka_unit_test(test_local_gcra_and_expiry),
 		cmocka_unit_test(test_local_concurrency),
-		cmocka_unit_test(test_local_bounded),
 		cmocka_unit_test(test_module_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,7 @@
-/* test_reputation.c — decay math, score, keys, CIDR allow/deny matching, and the LMDB store
- * surviving a close and reopen. */
+/* test_reputation.c — decay math, counting, score, keys, CIDR allow/deny matching, and the
+ * module through the real chain with the LMDB store (surviving a new config generation):
+ * learning from the outcome notifier (which outcomes count), and shedding unknown clients
+ * at connect when the session says it is overloaded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -146,38 +148,26 @@ static void test_cidr_allow_deny(void **state)
 	}
 }
 
-static void test_lmdb_roundtrip(void **state)
+/* reputation_add: what the LMDB merge applies per update (decay, then count one). */
+static void test_add(void **state)
 {
-	char dir[] = "/tmp/mxgate-rep-XXXXXX";
-	const char *keys[3] = { "ip:198.18.7.7", "net:198.18.7.0/24", "ip:198.18.7.7" };
-	enum reputation_outcome os[3] = { REPUTATION_REJECTED, REPUTATION_REJECTED, REPUTATION_VIRUS };
-	struct reputation_db *db;
 	struct reputation_counts c;
 	uint64_t t0 = 20000 * DAY;
-	char cmd[128];
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	db = reputation_db_open(dir, 1 << 20);
-	assert_non_null(db);
-	assert_int_equal(reputation_db_apply(db, keys, os, 3, t0, 7 * DAY), 0);
-	assert_int_equal(reputation_db_apply(db, keys, os, 1, t0 + 7 * DAY, 7 * DAY), 0);
-	reputation_db_close(db);
-
-	/* reopened: the history is still there, decayed once by a half-life before the add */
-	db = reputation_db_open(dir, 1 << 20);
-	assert_non_null(db);
-	assert_int_equal(reputation_db_get(db, "ip:198.18.7.7", &c), 0);
+	memset(&c, 0, sizeof(c));
+	reputation_add(&c, REPUTATION_REJECTED, t0, 7 * DAY);
+	reputation_add(&c, REPUTATION_VIRUS, t0, 7 * DAY);
+	assert_true(fabs(c.c[REPUTATION_REJECTED] - 1.0) < 1e-9);
+	assert_int_equal(c.t_ms, t0);
+	/* one half-life later: the history halves before the new count */
+	reputation_add(&c, REPUTATION_REJECTED, t0 + 7 * DAY, 7 * DAY);
 	assert_true(fabs(c.c[REPUTATION_REJECTED] - 1.5) < 1e-9);
 	assert_true(fabs(c.c[REPUTATION_VIRUS] - 0.5) < 1e-9);
 	assert_int_equal(c.t_ms, t0 + 7 * DAY);
-	assert_int_equal(reputation_db_get(db, "net:198.18.7.0/24", &c), 0);
-	assert_true(fabs(c.c[REPUTATION_REJECTED] - 1.0) < 1e-9);
-	assert_int_equal(reputation_db_get(db, "ip:203.0.113.1", &c), 0);
-	assert_true(c.c[REPUTATION_ACCEPTED] == 0 && c.t_ms == 0);
-	reputation_db_close(db);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
+	/* an out-of-range outcome only ages */
+	reputation_add(&c, REPUTATION_NOUTCOMES, t0 + 14 * DAY, 7 * DAY);
+	assert_true(fabs(c.c[REPUTATION_REJECTED] - 0.75) < 1e-9);
 }
 
 /* ---- the module through the real chain, with a real loop and the LMDB store -------------- */
@@ -206,116 +196,219 @@ static void run_for(uv_loop_t *loop, uint64_t ms)
 	uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static void connect_verdict(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
-    const char *ip, struct chain_result *res, struct hook_env *env)
+/* A session's env for a client at ip. */
+static void env_for(struct hook_env *env, uv_loop_t *loop, const struct mx_config *cfg, const char *ip)
 {
-	struct chain ch;
-	uv_timer_t timer;
 	struct sockaddr_storage ss = addr(ip);
 
 	memset(env, 0, sizeof(*env));
-	memset(res, 0, sizeof(*res));
 	env->session_id = "test";
 	env->loop = loop;
 	env->cfg = cfg;
 	memcpy(&env->client, &ss, sizeof(ss));
 	snprintf(env->client_ip, sizeof(env->client_ip), "%s", ip);
+}
+
+/* One connect of ip through the real chain (overloaded: near max_connections). */
+static void connect_verdict(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
+    const char *ip, bool overloaded, struct chain_result *res, struct hook_env *env)
+{
+	struct chain ch;
+	uv_timer_t timer;
+
+	env_for(env, loop, cfg, ip);
+	env->overloaded = overloaded;
+	memset(res, 0, sizeof(*res));
 	uv_timer_init(loop, &timer);
 	chain_init(&ch, mods, env, &timer);
 	chain_run(&ch, HOOK_CONNECT, chain_done_cb, res);
 	run_for(loop, 20);
 	assert_true(res->done);
+	chain_session_end(&ch, 0, HOOK_CLOSE, NULL);
 	chain_release(&ch);
 	uv_close((uv_handle_t *)&timer, NULL);
 	uv_run(loop, UV_RUN_NOWAIT);
 }
 
-static void test_module_lmdb(void **state)
+/* One session of ip with n transactions that each end with code at stage, with flags set by
+ * the modules: what the session reports through the outcome notifier. */
+static void messages(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
+    const char *ip, int n, int code, enum hook_stage stage, unsigned flags)
 {
-	char dir[] = "/tmp/mxgate-repmod-XXXXXX";
-	char path[256], yaml[1024], cmd[300];
-	struct mx_config *cfg = NULL;
-	struct chain_modules mods;
-	struct chain_result res;
+	struct chain ch;
 	struct hook_env env;
-	uv_loop_t loop;
+
+	env_for(&env, loop, cfg, ip);
+	chain_init(&ch, mods, &env, NULL);
+	for (int i = 0; i < n; i++) {
+		chain_txn_begin(&ch);
+		env.flags = flags;
+		assert_true(chain_txn_end(&ch, code, stage, "test"));
+		env.flags = 0;
+	}
+	chain_session_end(&ch, 0, HOOK_CLOSE, NULL);
+	chain_release(&ch);
+	run_for(loop, 100);   /* the batch timer writes them into LMDB */
+}
+
+static struct mx_config *load_config(const char *dir, const char *reputation)
+{
+	char path[256], yaml[1024];
+	struct mx_config *cfg = NULL;
 	FILE *f;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
 	snprintf(yaml, sizeof(yaml),
 	    "hostname: mx.example.test\n"
 	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
 	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
-	    "reputation:\n  store: \"lmdb:%s/db\"\n  flush_interval: 10ms\n"
-	    "  allow: [198.18.77.0/24]\n  deny: [198.18.66.0/24]\n", dir);
+	    "reputation:\n%s", reputation);
 	f = fopen(path, "w");
 	assert_non_null(f);
 	fputs(yaml, f);
 	fclose(f);
 	assert_int_equal(config_load(path, &cfg, stderr), 0);
+	return cfg;
+}
+
+/* A verdict row: ip connecting, overloaded or not. */
+struct crow {
+	const char *label, *ip;
+	bool overloaded;
+	enum verdict_action want;
+	int code;
+	const char *reply_has, *symbol, *reason;
+};
+
+static void check_rows(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
+    const struct crow *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct crow *r = &rows[i];
+		struct chain_result res;
+		struct hook_env env;
+
+		connect_verdict(mods, loop, cfg, r->ip, r->overloaded, &res, &env);
+		if (res.v.action != r->want || (r->code && res.v.code != r->code) ||
+		    (r->reply_has && !strstr(res.v.reply, r->reply_has)) ||
+		    (r->symbol && !hook_env_find_symbol(&env, r->symbol)) ||
+		    (r->reason && strcmp(res.v.reason, r->reason) != 0))
+			fail_msg("row \"%s\": action %d code %d reply \"%s\" reason \"%s\"", r->label,
+			    res.v.action, res.v.code, res.v.reply, res.v.reason);
+		hook_env_free_outputs(&env);
+	}
+}
+
+static void test_module_lmdb(void **state)
+{
+	char dir[] = "/tmp/mxgate-repmod-XXXXXX";
+	char conf[512], cmd[300];
+	struct mx_config *cfg;
+	struct chain_modules mods;
+	uv_loop_t loop;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "  store: \"lmdb:%s/db\"\n  flush_interval: 10ms\n"
+	    "  allow: [198.18.77.0/24]\n  deny: [198.18.66.0/24]\n", dir);
+	cfg = load_config(dir, conf);
 	uv_loop_init(&loop);
 	chain_modules_init(&mods, cfg, &loop, 0);
 
-	/* unknown client: no verdict, no symbol */
-	connect_verdict(&mods, &loop, cfg, "198.18.5.5", &res, &env);
-	assert_int_equal(res.v.action, VERDICT_CONTINUE);
-	assert_null(hook_env_find_symbol(&env, "REP_BAD"));
-	hook_env_free_outputs(&env);
+	/* what the sessions tell the module through the outcome notifier */
+	messages(&mods, &loop, cfg, "198.18.5.5", 8, 550, HOOK_EOM, 0);          /* refused at EOM */
+	messages(&mods, &loop, cfg, "198.18.9.9", 20, 250, HOOK_EOM, 0);         /* delivered */
+	messages(&mods, &loop, cfg, "198.18.11.1", 8, 250, HOOK_EOM, HOOK_FLAG_SPAM);   /* spam */
+	messages(&mods, &loop, cfg, "198.18.12.1", 4, 451, HOOK_EOM, HOOK_FLAG_VIRUS);  /* virus */
+	messages(&mods, &loop, cfg, "198.18.13.1", 4, 451, HOOK_EOM, 0);         /* tempfailed: light */
+	/* outcomes that do not count: refusals before the end of data, discards, abandoned */
+	messages(&mods, &loop, cfg, "198.18.14.1", 20, 550, HOOK_MAIL, 0);
+	messages(&mods, &loop, cfg, "198.18.14.2", 20, 554, HOOK_DATA, HOOK_FLAG_SPAM);
+	messages(&mods, &loop, cfg, "198.18.14.3", 20, 250, HOOK_EOM, HOOK_FLAG_DISCARDED);
+	messages(&mods, &loop, cfg, "198.18.14.4", 20, 0, HOOK_RCPT, HOOK_FLAG_VIRUS);
 
-	/* eight rejected messages, flushed by the batch timer into LMDB */
-	for (int i = 0; i < 8; i++)
-		reputation_record(&env, REPUTATION_REJECTED);
-	run_for(&loop, 100);
-	connect_verdict(&mods, &loop, cfg, "198.18.5.5", &res, &env);
-	assert_int_equal(res.v.action, VERDICT_TEMPFAIL);
-	assert_int_equal(res.v.code, 421);
-	assert_non_null(strstr(res.v.reply, "4.7.0 poor reputation of 198.18.5.5"));
-	assert_non_null(hook_env_find_symbol(&env, "REP_BAD"));
-	hook_env_free_outputs(&env);
-	assert_false(reputation_is_known_good((struct sockaddr *)&env.client));
-
-	/* a neighbour in the same /24 inherits part of it, but is not refused yet */
-	connect_verdict(&mods, &loop, cfg, "198.18.5.6", &res, &env);
-	assert_int_equal(res.v.action, VERDICT_CONTINUE);
-	hook_env_free_outputs(&env);
-
-	/* a good history makes a known-good client with a negative-scoring symbol */
-	connect_verdict(&mods, &loop, cfg, "198.18.9.9", &res, &env);
-	hook_env_free_outputs(&env);
-	for (int i = 0; i < 20; i++)
-		reputation_record(&env, REPUTATION_ACCEPTED);
-	run_for(&loop, 100);
-	connect_verdict(&mods, &loop, cfg, "198.18.9.9", &res, &env);
-	assert_int_equal(res.v.action, VERDICT_CONTINUE);
-	assert_non_null(hook_env_find_symbol(&env, "REP_GOOD"));
-	assert_true(hook_env_find_symbol(&env, "REP_GOOD")->score < 0);
-	assert_true(reputation_is_known_good((struct sockaddr *)&env.client));
-	hook_env_free_outputs(&env);
-
-	/* static lists */
-	connect_verdict(&mods, &loop, cfg, "198.18.66.1", &res, &env);
-	assert_int_equal(res.v.action, VERDICT_REJECT);
-	assert_non_null(strstr(res.v.reply, "5.7.1 deny list entry of 198.18.66.1"));
-	hook_env_free_outputs(&env);
-	connect_verdict(&mods, &loop, cfg, "198.18.77.1", &res, &env);
-	assert_int_equal(res.v.action, VERDICT_ACCEPT);
-	assert_non_null(hook_env_find_symbol(&env, "REP_ALLOW"));
-	assert_true(reputation_is_known_good((struct sockaddr *)&env.client));
-	hook_env_free_outputs(&env);
+	static const struct crow rows[] = {
+		{ "unknown: no verdict", "198.18.3.3", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+		{ "eight refused messages: bad, 421", "198.18.5.5", false, VERDICT_TEMPFAIL, 421,
+		  "4.7.0 poor reputation of 198.18.5.5", "REP_BAD", "reputation" },
+		{ "a /24 neighbour inherits part of it, not refused", "198.18.5.6", false, VERDICT_CONTINUE,
+		  0, NULL, NULL, NULL },
+		{ "twenty delivered: good", "198.18.9.9", false, VERDICT_CONTINUE, 0, NULL, "REP_GOOD", NULL },
+		{ "delivered spam counts as spam", "198.18.11.1", false, VERDICT_TEMPFAIL, 421, NULL, "REP_BAD", NULL },
+		{ "viruses weigh double", "198.18.12.1", false, VERDICT_TEMPFAIL, 421, NULL, "REP_BAD", NULL },
+		{ "tempfails weigh a quarter: not bad yet", "198.18.13.1", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+		{ "refusals at MAIL do not count", "198.18.14.1", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+		{ "refusals at DATA do not count", "198.18.14.2", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+		{ "discards do not count (not good either)", "198.18.14.3", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+		{ "abandoned transactions do not count", "198.18.14.4", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+		{ "deny list", "198.18.66.1", false, VERDICT_REJECT, 550, "5.7.1 deny list entry of 198.18.66.1",
+		  "REP_DENY", NULL },
+		{ "allow list: the rest of the connect stage skipped", "198.18.77.1", false, VERDICT_ACCEPT, 0,
+		  NULL, "REP_ALLOW", NULL },
+		/* near max_connections: the known-good are served, everyone else gets 421 */
+		{ "overloaded: a known-good client is served", "198.18.9.9", true, VERDICT_CONTINUE, 0, NULL,
+		  "REP_GOOD", NULL },
+		{ "overloaded: the allow list is served", "198.18.77.1", true, VERDICT_ACCEPT, 0, NULL, NULL, NULL },
+		{ "overloaded: an unknown client is shed", "198.18.3.3", true, VERDICT_TEMPFAIL, 421,
+		  "4.7.0 mx.example.test Service busy, try again later", NULL, "overload" },
+		{ "overloaded: a bad client is shed", "198.18.5.5", true, VERDICT_TEMPFAIL, 421,
+		  "Service busy", NULL, "overload" },
+		{ "overloaded: the deny list is shed at once", "198.18.66.1", true, VERDICT_TEMPFAIL, 421,
+		  "Service busy", NULL, "overload" },
+		{ "overloaded: a client that is only not bad is shed", "198.18.13.1", true, VERDICT_TEMPFAIL,
+		  421, NULL, NULL, "overload" },
+	};
+	check_rows(&mods, &loop, cfg, rows, sizeof(rows) / sizeof(rows[0]));
 
 	/* a new generation after the old one is retired: the state is in the file */
 	chain_modules_free(&mods);
 	run_for(&loop, 20);
 	chain_modules_init(&mods, cfg, &loop, 0);
-	connect_verdict(&mods, &loop, cfg, "198.18.5.5", &res, &env);
-	assert_int_equal(res.v.action, VERDICT_TEMPFAIL);
-	hook_env_free_outputs(&env);
+	check_rows(&mods, &loop, cfg, rows + 1, 1);
 	chain_modules_free(&mods);
 	run_for(&loop, 20);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Without a store: an allow list still tells the known clients (shedding the others), a
+ * deny list alone knows nobody good (no shedding at all). */
+static void test_module_lists_only(void **state)
+{
+	char dir[] = "/tmp/mxgate-replist-XXXXXX";
+	char cmd[300];
+	struct mx_config *cfg;
+	struct chain_modules mods;
+	uv_loop_t loop;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	uv_loop_init(&loop);
+	cfg = load_config(dir, "  allow: [198.18.77.0/24]\n");
+	chain_modules_init(&mods, cfg, &loop, 0);
+	static const struct crow allow_rows[] = {
+		{ "allow only, overloaded: allowed served", "198.18.77.2", true, VERDICT_ACCEPT, 0, NULL, NULL, NULL },
+		{ "allow only, overloaded: others shed", "198.18.3.3", true, VERDICT_TEMPFAIL, 421, NULL, NULL, "overload" },
+		{ "allow only, not overloaded: others served", "198.18.3.3", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+	};
+	check_rows(&mods, &loop, cfg, allow_rows, sizeof(allow_rows) / sizeof(allow_rows[0]));
+	chain_modules_free(&mods);
+	config_free(cfg);
+
+	cfg = load_config(dir, "  deny: [198.18.66.0/24]\n");
+	chain_modules_init(&mods, cfg, &loop, 0);
+	static const struct crow deny_rows[] = {
+		{ "deny only, overloaded: nobody is known, nobody shed", "198.18.3.3", true, VERDICT_CONTINUE, 0,
+		  NULL, NULL, NULL },
+		{ "deny only, overloaded: the deny action", "198.18.66.3", true, VERDICT_REJECT, 550, NULL, NULL, NULL },
+	};
+	check_rows(&mods, &loop, cfg, deny_rows, sizeof(deny_rows) / sizeof(deny_rows[0]));
+	chain_modules_free(&mods);
+	config_free(cfg);
+	run_for(&loop, 20);
+	assert_int_equal(uv_loop_close(&loop), 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
 }
@@ -327,8 +420,9 @@ int main(void)
 		cmocka_unit_test(test_score),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_cidr_allow_deny),
-		cmocka_unit_test(test_lmdb_roundtrip),
+		cmocka_unit_test(test_add),
 		cmocka_unit_test(test_module_lmdb),
+		cmocka_unit_test(test_module_lists_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* test_spf.c — libspf2 over an in-memory zone (SPF_dns_zone, offline: no DNS at all):
  * pass / fail / softfail / neutral / none / permerror, the HELO identity for <>, record
- * parsing; then the module through the chain in the libuv thread pool: symbol, the
- * Authentication-Results header in the contract's form, 550 5.7.23 with reject_fail. */
+ * parsing; then the module through the chain in the libuv thread pool: the symbol that
+ * hands the result over (description = the domain), 550 5.7.23 with reject_fail, and at
+ * end of data the one Authentication-Results field filters/senderauth.c builds from it,
+ * in the contract's form. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,9 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filters/senderauth.h"
 #include "filters/spf.h"
 #include "proxy/chain.h"
+#include "proxy/config.h"
 #include "proxy/hook.h"
+#include "proxy/msgbuf.h"
 
 static char *records[] = {
 	"example.org TXT v=spf1 ip4:198.18.0.0/15 -all",
@@ -113,8 +118,8 @@ struct fixture {
 	uv_loop_t loop;
 	struct mx_config cfg;
 	struct chain_modules mods;
+	struct chain_entry entries[2];   /* spf, then senderauth (it writes Authentication-Results) */
 	uv_timer_t timer;
-	int slot;
 };
 
 static int setup(void **state)
@@ -131,15 +136,17 @@ static int setup(void **state)
 	f->cfg.spf.scores.fail = 3;
 	f->cfg.spf.scores.pass = -0.5;
 	f->cfg.spf.records = recs;
-	f->slot = -1;
-	for (size_t i = 0; i < hook_nmodules; i++)
-		if (hook_modules[i] == &spf_module)
-			f->slot = (int)i;
-	assert_true(f->slot >= 0);
 	assert_int_equal(spf_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
-	f->mods.wstate[f->slot] = ws;
-	f->mods.stages[f->slot] = spf_module.stages(ws);
-	f->mods.any_stages = f->mods.stages[f->slot];
+	f->entries[0] = (struct chain_entry){ &spf_module, ws, spf_module.stages(ws), "spf" };
+	/* senderauth writes the Authentication-Results field at end of data */
+	f->cfg.dkim.timeout = 5000;
+	ws = NULL;
+	assert_int_equal(senderauth_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_non_null(ws);
+	f->entries[1] = (struct chain_entry){ &senderauth_module, ws,
+	    senderauth_module.stages(ws), "senderauth" };
+	f->mods = (struct chain_modules){ f->entries, 2,
+	    f->entries[0].stages | f->entries[1].stages };
 	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
@@ -149,7 +156,8 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	spf_module.worker_free(f->mods.wstate[f->slot]);
+	spf_module.worker_free(f->entries[0].wstate);
+	senderauth_module.worker_free(f->entries[1].wstate);
 	uv_close((uv_handle_t *)&f->timer, NULL);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&f->loop), 0);
@@ -195,17 +203,35 @@ static struct verdict run_mail(struct fixture *f, struct sess *s, char *from)
 	return r.v;
 }
 
+/* End of data with a small message: senderauth adds the Authentication-Results field. */
+static void run_eom(struct fixture *f, struct sess *s)
+{
+	static const char msg[] = "From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n";
+	struct run_result r = { 0 };
+
+	s->env.msg = msgbuf_new(1 << 16, NULL);
+	assert_int_equal(msgbuf_append(s->env.msg, msg, sizeof(msg) - 1), 0);
+	chain_run(&s->chain, HOOK_EOM, done_cb, &r);
+	for (int i = 0; i < 5000 && !r.done; i++)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	assert_int_equal(r.done, 1);
+	assert_int_equal(r.v.action, VERDICT_CONTINUE);
+}
+
 static void sess_free(struct sess *s)
 {
 	chain_release(&s->chain);
 	s->env.mail_from = NULL;
+	msgbuf_free(s->env.msg);
+	s->env.msg = NULL;
 	hook_env_free_outputs(&s->env);
 }
 
 static const char *header_value(const struct hook_env *env, const char *name)
 {
 	for (size_t i = 0; i < env->nhdr_edits; i++)
-		if (env->hdr_edits[i].op == HDR_ADD && strcmp(env->hdr_edits[i].name, name) == 0)
+		if ((env->hdr_edits[i].op == HDR_ADD || env->hdr_edits[i].op == HDR_INSERT) &&
+		    strcmp(env->hdr_edits[i].name, name) == 0)
 			return env->hdr_edits[i].value;
 	return NULL;
 }
@@ -218,11 +244,14 @@ static void test_module_pass(void **state)
 
 	sess_init(f, &s, "198.18.1.7", "c.test");
 	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
-	assert_string_equal(header_value(&s.env, "Authentication-Results"),
-	    "mx.example.test; spf=pass smtp.mailfrom=example.org");
+	assert_null(header_value(&s.env, "Authentication-Results"));	/* one field, at EOM */
 	sym = hook_env_find_symbol(&s.env, "SPF_PASS");
 	assert_non_null(sym);
 	assert_true(sym->score == -0.5);
+	assert_string_equal(sym->desc, "example.org");
+	run_eom(f, &s);
+	assert_string_equal(header_value(&s.env, "Authentication-Results"),
+	    "mx.example.test; spf=pass smtp.mailfrom=example.org");
 	sess_free(&s);
 }
 
@@ -238,14 +267,15 @@ static void test_module_fail_rejects(void **state)
 	assert_int_equal(v.code, 550);
 	assert_int_equal(strncmp(v.reply, "5.7.23 ", 7), 0);
 	assert_non_null(hook_env_find_symbol(&s.env, "SPF_FAIL"));
-	assert_string_equal(header_value(&s.env, "Authentication-Results"),
-	    "mx.example.test; spf=fail smtp.mailfrom=example.org");
 	sess_free(&s);
 
 	f->cfg.spf.reject_fail = false;	/* read at run time: score only */
 	sess_init(f, &s, "192.0.2.9", "c.test");
 	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
 	assert_true(s.env.score == 3);
+	run_eom(f, &s);
+	assert_string_equal(header_value(&s.env, "Authentication-Results"),
+	    "mx.example.test; spf=fail smtp.mailfrom=example.org");
 	sess_free(&s);
 }
 
@@ -256,6 +286,7 @@ static void test_module_null_sender(void **state)
 
 	sess_init(f, &s, "198.18.1.7", "helo.example");
 	assert_int_equal(run_mail(f, &s, "").action, VERDICT_CONTINUE);
+	run_eom(f, &s);
 	assert_string_equal(header_value(&s.env, "Authentication-Results"),
 	    "mx.example.test; spf=pass smtp.helo=helo.example");
 	sess_free(&s);

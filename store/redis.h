@@ -1,5 +1,5 @@
-/* redis_store.h — one asynchronous Redis connection on a worker's libuv loop (hiredis),
- * shared by ratelimit, reputation and greylist.
+/* redis.h — the Redis store: one asynchronous connection on a worker's libuv loop (hiredis),
+ * used by ratelimit, reputation and greylist (and any module keeping shared state in Redis).
  *
  * hiredis is driven by a small libuv adapter of our own (the stock one ignores poll errors).
  * Every request has its own timer (hiredis 0.14 has no async timeout): when it fires the
@@ -9,8 +9,8 @@
  * (`event=redis_down store=URL`) and its end once (`event=redis_up`).
  * Lua scripts are registered once, loaded with SCRIPT LOAD on every (re)connect and run
  * with EVALSHA, falling back to EVAL on NOSCRIPT. Not thread-safe: one store per loop. */
-#ifndef MX_REDIS_STORE_H
-#define MX_REDIS_STORE_H
+#ifndef MX_STORE_REDIS_H
+#define MX_STORE_REDIS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,10 +51,26 @@ const char *redis_store_url(const struct redis_store *rs);
  * or the send failed: cb will not be called. cb may be NULL (fire and forget). */
 int redis_store_command(struct redis_store *rs, int argc, const char **argv,
     const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp);
-/* EVALSHA script keys... args... ; like redis_store_command. argvlen may be NULL (strlen). */
+/* EVALSHA script keys... args... ; like redis_store_command. lens may be NULL (strlen).
+ * Any number of keys and arguments (a message's tokens in one call). */
 int redis_store_eval(struct redis_store *rs, int script, int nkeys, int nargs,
     const char **keys_then_args, const size_t *lens, redis_store_reply_cb cb, void *arg,
     struct redis_req **reqp);
+
+/* status 0: Redis applied the write (a reply that is not an error); -1: it did not or we do
+ * not know (unreachable, timed out, an error reply: logged at most once a minute). Called on
+ * the loop thread, at most once, never from inside redis_store_write. */
+typedef void (*redis_store_done_cb)(void *arg, int status);
+
+/* A state update whose outcome matters more than its reply: EVALSHA script keys... args...
+ * (script -1: keys_then_args is a plain command of nkeys + nargs words, "ZREM" k m). Returns 0 when the store took the write (done, when not NULL, is called exactly once,
+ * later), or -1 when it refused it now (the store is down, bad arguments: done is never
+ * called). Today a write is sent at once or refused; a later version may hold writes made
+ * during an outage in a bounded queue and send them on reconnect, reporting through done —
+ * callers written against this contract need no change for that. Not cancellable: arg must
+ * stay valid until done, or pass done NULL (fire and forget). */
+int redis_store_write(struct redis_store *rs, int script, int nkeys, int nargs,
+    const char **keys_then_args, const size_t *lens, redis_store_done_cb done, void *arg);
 /* The caller loses interest: cb will not be called. req becomes invalid. */
 void redis_req_cancel(struct redis_req *req);
 

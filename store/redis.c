@@ -1,6 +1,6 @@
-/* redis_store.c — async hiredis on a libuv loop with per-request timeouts, see
- * redis_store.h. */
-#include "redis_store.h"
+/* redis.c — the Redis store: async hiredis on a libuv loop with per-request timeouts, see
+ * redis.h. */
+#include "redis.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include <hiredis/async.h>
 #include <openssl/sha.h>
 
-#include "../proxy/log.h"
+#include "proxy/log.h"
 
 #define RS_MAX_SCRIPTS 8
 #define RS_BACKOFF_MIN_MS 1000u
@@ -34,12 +34,15 @@ struct redis_store {
 	struct rs_script scripts[RS_MAX_SCRIPTS];
 	int nscripts;
 	uint64_t sent, timeouts, failfast;
+	uint64_t last_write_err_ms;   /* write error replies are logged once a minute */
 };
 
 struct redis_req {
 	struct redis_store *rs;
 	uv_timer_t timer;
-	redis_store_reply_cb cb;      /* NULL once completed or cancelled */
+	bool live;                    /* false once completed, timed out or cancelled */
+	redis_store_reply_cb cb;      /* the reply goes here ... */
+	redis_store_done_cb done;     /* ... or only whether a write was applied */
 	void *arg;
 	bool in_hiredis;              /* hiredis still holds privdata = this */
 	bool timer_open;
@@ -450,17 +453,41 @@ static void rs_req_close_timer(struct redis_req *req)
 	}
 }
 
+/* Completes req once: the reply to its cb, or the write's outcome to its done. */
+static void rs_req_complete(struct redis_req *req, const redisReply *reply)
+{
+	struct redis_store *rs = req->rs;
+	bool ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
+
+	req->live = false;
+	rs_req_close_timer(req);
+	if (req->cb) {
+		req->cb(req->arg, reply);
+		return;
+	}
+	if (reply && reply->type == REDIS_REPLY_ERROR) {
+		uint64_t now = uv_now(rs->loop);
+
+		if (rs->last_write_err_ms == 0 || now - rs->last_write_err_ms >= 60000) {
+			rs->last_write_err_ms = now;
+			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d reply=\"%.120s\"",
+			    rs->url, rs->worker, reply->str ? reply->str : "");
+		}
+	}
+	if (req->done)
+		req->done(req->arg, ok ? 0 : -1);
+}
+
 /* hiredis reply (NULL when the connection went away): NOSCRIPT is retried once with EVAL,
- * anything else goes to the caller unless it timed out or was cancelled. */
+ * anything else completes the request unless it timed out or was cancelled. */
 static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct redis_req *req = privdata;
 	const redisReply *reply = r;
-	redis_store_reply_cb cb;
 
 	req->in_hiredis = false;
 	if (reply && reply->type == REDIS_REPLY_ERROR && req->script >= 0 && !req->retried &&
-	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->cb &&
+	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live &&
 	    !(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
 		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. */
 		struct redis_store *rs = req->rs;
@@ -477,34 +504,29 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 		}
 		reply = NULL;
 	}
-	cb = req->cb;
-	req->cb = NULL;
-	rs_req_close_timer(req);
-	if (cb)
-		cb(req->arg, reply);
+	if (req->live)
+		rs_req_complete(req, reply);
 	rs_req_release(req);
 }
 
-/* The request deadline: the caller gets NULL now and the silent connection is dropped. */
+/* The request deadline: the caller learns now and the silent connection is dropped. */
 static void rs_req_timeout_cb(uv_timer_t *t)
 {
 	struct redis_req *req = t->data;
 	struct redis_store *rs = req->rs;
-	redis_store_reply_cb cb = req->cb;
 
-	req->cb = NULL;
-	rs_req_close_timer(req);
 	rs->timeouts++;
-	if (cb)
-		cb(req->arg, NULL);
+	if (req->live)
+		rs_req_complete(req, NULL);
 	/* A silent server is as good as a dead one: drop it; pending replies become NULL. */
 	rs_fail(rs, "timeout");
 }
 
 /* Copies argv into one allocation with the request and sends it; 0, or -1 (store down or
- * send failed; cb never called). */
+ * send failed; neither cb nor done called). A request with cb or done has a deadline. */
 static int rs_send(struct redis_store *rs, int script, int argc, const char **argv,
-    const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp)
+    const size_t *argvlen, redis_store_reply_cb cb, redis_store_done_cb done, void *arg,
+    struct redis_req **reqp)
 {
 	struct redis_req *req;
 	size_t total = 0, *lens;
@@ -535,7 +557,9 @@ static int rs_send(struct redis_store *rs, int script, int argc, const char **ar
 		p += lens[i];
 	}
 	req->rs = rs;
+	req->live = true;
 	req->cb = cb;
+	req->done = done;
 	req->arg = arg;
 	req->script = script;
 	req->argc = argc;
@@ -547,7 +571,7 @@ static int rs_send(struct redis_store *rs, int script, int argc, const char **ar
 	}
 	req->in_hiredis = true;
 	rs->sent++;
-	if (cb) {
+	if (cb || done) {
 		uv_timer_init(rs->loop, &req->timer);
 		req->timer.data = req;
 		req->timer_open = true;
@@ -561,40 +585,77 @@ static int rs_send(struct redis_store *rs, int script, int argc, const char **ar
 int redis_store_command(struct redis_store *rs, int argc, const char **argv,
     const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp)
 {
-	return rs_send(rs, -1, argc, argv, argvlen, cb, arg, reqp);
+	return rs_send(rs, -1, argc, argv, argvlen, cb, NULL, arg, reqp);
+}
+
+/* EVALSHA sha nkeys keys... args... (script >= 0), or the plain command keys... args...
+ * (script -1), sent with cb or done. */
+static int rs_send_script(struct redis_store *rs, int script, int nkeys, int nargs,
+    const char **keys_then_args, const size_t *lens, redis_store_reply_cb cb,
+    redis_store_done_cb done, void *arg, struct redis_req **reqp)
+{
+	const char *sv[32], **argv = sv;
+	size_t svlen[32], *argvlen = svlen;
+	char nk[16];
+	int argc = 0, rc, n = nkeys + nargs, extra = script >= 0 ? 3 : 0;
+
+	if (reqp)
+		*reqp = NULL;
+	if (script >= rs->nscripts || nkeys < 0 || nargs < 0 || n > 1000000 ||
+	    (script < 0 && n == 0))
+		return -1;
+	if (n + extra > 32) {
+		/* Many keys (a message's tokens): a heap argv for this call only. */
+		argv = malloc((size_t)(n + extra) * sizeof(*argv));
+		argvlen = malloc((size_t)(n + extra) * sizeof(*argvlen));
+		if (argv == NULL || argvlen == NULL) {
+			rc = -1;
+			goto out;
+		}
+	}
+	if (script >= 0) {
+		snprintf(nk, sizeof(nk), "%d", nkeys);
+		argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
+		argv[argc] = rs->scripts[script].sha; argvlen[argc++] = 40;
+		argv[argc] = nk; argvlen[argc++] = strlen(nk);
+	}
+	for (int i = 0; i < n; i++) {
+		argv[argc] = keys_then_args[i];
+		argvlen[argc++] = lens ? lens[i] : strlen(keys_then_args[i]);
+	}
+	rc = rs_send(rs, script, argc, argv, argvlen, cb, done, arg, reqp);
+out:
+	if (argv != sv)
+		free(argv);
+	if (argvlen != svlen)
+		free(argvlen);
+	return rc;
 }
 
 int redis_store_eval(struct redis_store *rs, int script, int nkeys, int nargs,
     const char **keys_then_args, const size_t *lens, redis_store_reply_cb cb, void *arg,
     struct redis_req **reqp)
 {
-	const char *argv[32];
-	size_t argvlen[32];
-	char nk[16];
-	int argc = 0;
-
-	if (script < 0 || script >= rs->nscripts || nkeys < 0 || nargs < 0 ||
-	    nkeys + nargs > 28) {
+	if (script < 0) {
 		if (reqp)
 			*reqp = NULL;
 		return -1;
 	}
-	snprintf(nk, sizeof(nk), "%d", nkeys);
-	argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
-	argv[argc] = rs->scripts[script].sha; argvlen[argc++] = 40;
-	argv[argc] = nk; argvlen[argc++] = strlen(nk);
-	for (int i = 0; i < nkeys + nargs; i++) {
-		argv[argc] = keys_then_args[i];
-		argvlen[argc++] = lens ? lens[i] : strlen(keys_then_args[i]);
-	}
-	return rs_send(rs, script, argc, argv, argvlen, cb, arg, reqp);
+	return rs_send_script(rs, script, nkeys, nargs, keys_then_args, lens, cb, NULL, arg, reqp);
+}
+
+int redis_store_write(struct redis_store *rs, int script, int nkeys, int nargs,
+    const char **keys_then_args, const size_t *lens, redis_store_done_cb done, void *arg)
+{
+	return rs_send_script(rs, script < 0 ? -1 : script, nkeys, nargs, keys_then_args, lens,
+	    NULL, done, arg, NULL);
 }
 
 void redis_req_cancel(struct redis_req *req)
 {
 	if (req == NULL)
 		return;
-	req->cb = NULL;
+	req->live = false;
 	rs_req_close_timer(req);
 	rs_req_release(req);
 }

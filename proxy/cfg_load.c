@@ -1,0 +1,277 @@
+/* cfg_load.c — the table engine's front end: from a file or a buffer to a checked YAML
+ * document (bounded size, UTF-8 and YAML's printable set, libfyaml's syntax errors as
+ * FILE:LINE:COL lines, a budget for alias expansion), then the walk of cfg.c. */
+#include "cfg_parse.h"
+
+#include <libfyaml.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CFG_MAX_FILE_SIZE   (16u * 1024 * 1024)  /* a config larger than this is a mistake */
+#define CFG_MAX_EXPANDED    200000               /* nodes after alias expansion */
+
+/* Counts nodes with aliases expanded, up to *budget; -1 when the budget runs out (a
+ * "billion laughs" document) or aliases nest too deep. */
+static int cfg_expanded_size(struct fy_node *n, long *budget, int depth)
+{
+	if (!n)
+		return 0;
+	if (--*budget < 0 || depth > 1000)
+		return -1;
+	if (fy_node_is_alias(n)) {
+		struct fy_node *t = fy_node_resolve_alias(n);
+		return t ? cfg_expanded_size(t, budget, depth + 1) : 0;
+	}
+	if (fy_node_is_mapping(n)) {
+		void *it = NULL;
+		struct fy_node_pair *pr;
+		while ((pr = fy_node_mapping_iterate(n, &it)))
+			if (cfg_expanded_size(fy_node_pair_key(pr), budget, depth + 1) < 0 ||
+			    cfg_expanded_size(fy_node_pair_value(pr), budget, depth + 1) < 0)
+				return -1;
+	} else if (fy_node_is_sequence(n)) {
+		void *it = NULL;
+		struct fy_node *c;
+		while ((c = fy_node_sequence_iterate(n, &it)))
+			if (cfg_expanded_size(c, budget, depth + 1) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/* Reads a whole file (bounded); malloc'd NUL-terminated text, or NULL with errno. */
+static char *cfg_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	struct stat st;
+	if (!f)
+		return NULL;
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		goto fail;
+	}
+	for (;;) {
+		if (cap - n < 4096) {
+			if (cap >= CFG_MAX_FILE_SIZE) {
+				errno = EFBIG;
+				goto fail;
+			}
+			cap = cap ? cap * 2 : 8192;
+			char *nb = realloc(buf, cap + 1);
+			if (!nb)
+				goto fail;
+			buf = nb;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0) {
+			if (ferror(f)) {
+				errno = EIO;
+				goto fail;
+			}
+			break;
+		}
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+fail:
+	{
+		int e = errno;
+		free(buf);
+		fclose(f);
+		errno = e;
+	}
+	return NULL;
+}
+
+/* YAML 1.2 5.1 c-printable over UTF-8: 0, or -1 with the 1-based line:col of the first bad
+ * byte. Checked before libfyaml sees the text (0.7.12 can loop on invalid UTF-8). */
+static int cfg_check_text(const char *text, size_t len, int *line, int *col, const char **why)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	int l = 1, c = 1;
+	for (size_t i = 0; i < len;) {
+		unsigned ch = s[i];
+		size_t n = 1;
+		uint32_t cp;
+		if (ch < 0x80) {
+			cp = ch;
+		} else if (ch >= 0xc2 && ch <= 0xdf) {
+			n = 2;
+			cp = ch & 0x1f;
+		} else if (ch >= 0xe0 && ch <= 0xef) {
+			n = 3;
+			cp = ch & 0x0f;
+		} else if (ch >= 0xf0 && ch <= 0xf4) {
+			n = 4;
+			cp = ch & 0x07;
+		} else {
+			goto bad_utf8;
+		}
+		if (i + n > len)
+			goto bad_utf8;
+		for (size_t k = 1; k < n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				goto bad_utf8;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			goto bad_utf8;
+		if (!(cp == 0x9 || cp == 0xa || cp == 0xd || (cp >= 0x20 && cp <= 0x7e) || cp == 0x85 ||
+		      (cp >= 0xa0 && cp <= 0xfffd) || cp >= 0x10000)) {
+			*line = l;
+			*col = c;
+			*why = "control character not allowed in YAML";
+			return -1;
+		}
+		if (cp == '\n') {
+			l++;
+			c = 1;
+		} else {
+			c++;
+		}
+		i += n;
+	}
+	return 0;
+bad_utf8:
+	*line = l;
+	*col = c;
+	*why = "invalid UTF-8";
+	return -1;
+}
+
+/* True when line `lineno` (1-based) of text holds an unquoted "[v6]:port", which YAML reads
+ * as the start of a flow list: worth a hint next to libfyaml's message. */
+static bool cfg_line_has_bare_ipv6(const char *text, size_t len, int lineno)
+{
+	const char *s = text, *end = text + len;
+	for (int l = 1; l < lineno && s < end; l++) {
+		const char *nl = memchr(s, '\n', (size_t)(end - s));
+		if (!nl)
+			return false;
+		s = nl + 1;
+	}
+	for (; s < end && *s != '\n'; s++) {
+		if (*s == '"' || *s == '\'')
+			return false;
+		if (*s != '[')
+			continue;
+		const char *q = s + 1;
+		while (q < end && (isxdigit((unsigned char)*q) || *q == ':' || *q == '.'))
+			q++;
+		if (q + 1 < end && q > s + 1 && q[0] == ']' && q[1] == ':')
+			return true;
+	}
+	return false;
+}
+
+int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
+		   void *obj, void *err_fp)
+{
+	FILE *err = err_fp;
+	struct cfg_parse p = { .file = name ? name : "<config>" };
+	struct fy_diag *diag = NULL;
+	struct fy_document *doc = NULL;
+	char *owned = NULL;
+	int rc = -1;
+
+	if (!text) {
+		owned = cfg_read_file(name, &len);
+		if (!owned) {
+			if (err)
+				fprintf(err, "%s: cannot read: %s\n", p.file, strerror(errno));
+			return -1;
+		}
+		text = owned;
+	}
+	{
+		int l, c;
+		const char *why;
+		if (cfg_check_text(text, len, &l, &c, &why) < 0) {
+			char line[600];
+			snprintf(line, sizeof(line), "%s:%d:%d: %s", p.file, l, c, why);
+			cfg_error_add(&p, l, c, line);
+			cfg_parse_finish(&p, err);
+			goto out;
+		}
+	}
+	struct fy_diag_cfg dc;
+	fy_diag_cfg_default(&dc);
+	dc.fp = NULL;
+	dc.colorize = false;
+	diag = fy_diag_create(&dc);
+	if (!diag) {
+		if (err)
+			fprintf(err, "%s: out of memory\n", p.file);
+		goto out;
+	}
+	fy_diag_set_collect_errors(diag, true);
+	struct fy_parse_cfg pc = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2, .diag = diag };
+	doc = fy_document_build_from_string(&pc, len ? text : "", len);
+	if (!doc || fy_diag_got_error(diag)) {
+		void *it = NULL;
+		struct fy_diag_error *e;
+		bool any = false;
+		char line[800];
+		while ((e = fy_diag_errors_iterate(diag, &it))) {
+			if (e->type < FYET_ERROR)
+				continue;
+			snprintf(line, sizeof(line), "%s:%d:%d: YAML syntax: %s%s", p.file, e->line,
+				 e->column, e->msg ? e->msg : "error",
+				 cfg_line_has_bare_ipv6(text, len, e->line)
+					 ? " (quote bracketed IPv6 addresses: \"[::1]:25\")" : "");
+			cfg_error_add(&p, e->line, e->column, line);
+			any = true;
+		}
+		if (!any && doc) {
+			snprintf(line, sizeof(line), "%s:1:1: YAML syntax error", p.file);
+			cfg_error_add(&p, 1, 1, line);
+			any = true;
+		}
+		if (any) {
+			cfg_parse_finish(&p, err);
+			goto out;
+		}
+		/* an empty file builds no document and reports nothing: an empty mapping */
+	}
+	struct fy_node *root = doc ? fy_document_root(doc) : NULL;
+	long budget = CFG_MAX_EXPANDED;
+	if (root && cfg_expanded_size(root, &budget, 0) < 0) {
+		cfg_error(&p, root, "too many nodes after expanding aliases (limit %d)",
+			  CFG_MAX_EXPANDED);
+		cfg_parse_finish(&p, err);
+		goto out;
+	}
+	if (doc && fy_document_resolve(doc) < 0) {
+		cfg_error(&p, root, "cannot resolve anchors/aliases");
+		cfg_parse_finish(&p, err);
+		goto out;
+	}
+	root = doc ? fy_document_root(doc) : NULL;
+	if (cfg_node_is_null(root))
+		root = NULL;
+	if (root && !fy_node_is_mapping(root)) {
+		cfg_error(&p, root, "the file must be a YAML mapping (key: value lines), got %s",
+			  cfg_node_kind(root));
+		cfg_parse_finish(&p, err);
+		goto out;
+	}
+	cfg_table_walk(&p, t, root, obj, false);
+	rc = (p.nerr || p.dropped) ? -1 : 0;
+	cfg_parse_finish(&p, err);
+out:
+	fy_document_destroy(doc);
+	fy_diag_destroy(diag);
+	free(owned);
+	return rc;
+}

@@ -1,0 +1,223 @@
+/* netaddr.c — canonical client addresses, prefixes and text, see netaddr.h. */
+#include "netaddr.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* RFC 4291 2.5.5.2: ::ffff:0:0/96 holds the IPv4 addresses. */
+static const uint8_t netaddr_v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* Fills out from 16 IPv6 bytes, unwrapping a v4-mapped address. */
+static void netaddr_set_v6(struct netaddr *out, const uint8_t b[16])
+{
+	memset(out, 0, sizeof(*out));
+	if (memcmp(b, netaddr_v4mapped, 12) == 0) {
+		out->family = AF_INET;
+		memcpy(out->b, b + 12, 4);
+		return;
+	}
+	out->family = AF_INET6;
+	memcpy(out->b, b, 16);
+}
+
+int netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out)
+{
+	if (sa == NULL)
+		return -1;
+	if (sa->sa_family == AF_INET) {
+		memset(out, 0, sizeof(*out));
+		out->family = AF_INET;
+		memcpy(out->b, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		netaddr_set_v6(out, ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr);
+		return 0;
+	}
+	return -1;
+}
+
+int netaddr_from_string(const char *s, struct netaddr *out)
+{
+	uint8_t b[16];
+
+	if (s == NULL)
+		return -1;
+	if (inet_pton(AF_INET, s, b) == 1) {
+		memset(out, 0, sizeof(*out));
+		out->family = AF_INET;
+		memcpy(out->b, b, 4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, b) == 1) {
+		netaddr_set_v6(out, b);
+		return 0;
+	}
+	return -1;
+}
+
+int netaddr_to_string(const struct netaddr *a, char *out, size_t outlen)
+{
+	char buf[NETADDR_STRLEN];
+	size_t n;
+
+	if (outlen == 0)
+		return -1;
+	out[0] = '\0';
+	if ((a->family != AF_INET && a->family != AF_INET6) ||
+	    inet_ntop(a->family, a->b, buf, sizeof(buf)) == NULL)
+		return -1;
+	n = strlen(buf);
+	if (n >= outlen)
+		return -1;
+	memcpy(out, buf, n + 1);
+	return 0;
+}
+
+void netaddr_mask(struct netaddr *a, int prefix)
+{
+	int bits = netaddr_bits(a);
+
+	if (prefix < 0)
+		prefix = 0;
+	for (int i = 0; i < bits / 8; i++) {
+		int keep = prefix - i * 8;
+
+		if (keep <= 0)
+			a->b[i] = 0;
+		else if (keep < 8)
+			a->b[i] &= (uint8_t)(0xff << (8 - keep));
+	}
+}
+
+bool netaddr_in_prefix(const struct netaddr *a, const struct netaddr *net, int prefix)
+{
+	int full, rest;
+
+	if (a->family != net->family)
+		return false;
+	if (prefix < 0)
+		prefix = 0;
+	if (prefix > netaddr_bits(a))
+		prefix = netaddr_bits(a);
+	full = prefix / 8;
+	rest = prefix % 8;
+	if (memcmp(a->b, net->b, (size_t)full) != 0)
+		return false;
+	if (rest) {
+		uint8_t m = (uint8_t)(0xff << (8 - rest));
+
+		return (a->b[full] & m) == (net->b[full] & m);
+	}
+	return true;
+}
+
+bool netaddr_equal(const struct netaddr *a, const struct netaddr *b)
+{
+	return a->family == b->family && memcmp(a->b, b->b, 16) == 0;
+}
+
+void netaddr_key16(const struct netaddr *a, uint8_t out[16])
+{
+	if (a->family == AF_INET6) {
+		memcpy(out, a->b, 16);
+		return;
+	}
+	memcpy(out, netaddr_v4mapped, 12);
+	memcpy(out + 12, a->b, 4);
+}
+
+int netaddr_parse_cidr(const char *s, struct netaddr *net, int *prefix)
+{
+	char buf[NETADDR_STRLEN + 8], *slash, *end;
+	struct netaddr a;
+	uint8_t b6[16];
+	size_t len;
+	long p = -1;
+	bool mapped;
+
+	if (s == NULL)
+		return -1;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	len = strlen(s);
+	while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	if (len == 0 || len >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	slash = strchr(buf, '/');
+	if (slash) {
+		*slash = '\0';
+		if (!isdigit((unsigned char)slash[1]))
+			return -1;
+		errno = 0;
+		p = strtol(slash + 1, &end, 10);
+		if (errno || *end != '\0' || p < 0 || p > 128)
+			return -1;
+	}
+	if (inet_pton(AF_INET, buf, b6) == 1) {
+		if (p > 32)
+			return -1;
+		memset(&a, 0, sizeof(a));
+		a.family = AF_INET;
+		memcpy(a.b, b6, 4);
+		if (p < 0)
+			p = 32;
+	} else if (inet_pton(AF_INET6, buf, b6) == 1) {
+		if (p < 0)
+			p = 128;
+		mapped = memcmp(b6, netaddr_v4mapped, 12) == 0;
+		if (mapped && p >= 96) {
+			/* ::ffff:10.0.0.0/104 is 10.0.0.0/8 */
+			netaddr_set_v6(&a, b6);
+			p -= 96;
+		} else {
+			/* a network wider than /96 is not all IPv4: keep it as IPv6 */
+			memset(&a, 0, sizeof(a));
+			a.family = AF_INET6;
+			memcpy(a.b, b6, 16);
+		}
+	} else {
+		return -1;
+	}
+	netaddr_mask(&a, (int)p);
+	*net = a;
+	*prefix = (int)p;
+	return 0;
+}
+
+int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen)
+{
+	struct netaddr a;
+
+	if (outlen)
+		out[0] = '\0';
+	if (netaddr_from_sockaddr(sa, &a) < 0 || netaddr_to_string(&a, out, outlen) < 0)
+		return -1;
+	return a.family;
+}
+
+int netaddr_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6, char *out,
+    size_t outlen)
+{
+	struct netaddr a;
+	char buf[NETADDR_STRLEN];
+	int p, n;
+
+	if (netaddr_from_sockaddr(sa, &a) < 0)
+		return -1;
+	p = a.family == AF_INET ? prefix_v4 : prefix_v6;
+	p = p < 0 ? 0 : p > netaddr_bits(&a) ? netaddr_bits(&a) : p;
+	netaddr_mask(&a, p);
+	if (netaddr_to_string(&a, buf, sizeof(buf)) < 0)
+		return -1;
+	n = snprintf(out, outlen, "%s/%d", buf, p);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}

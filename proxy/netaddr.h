@@ -1,0 +1,55 @@
+/* netaddr.h — client addresses the way every check keys and compares them: one canonical form
+ * per address (an IPv4 client seen through a dual-stack socket arrives as the v4-mapped IPv6
+ * address ::ffff:a.b.c.d and is the IPv4 address a.b.c.d here, so it never has two
+ * identities), networks by prefix length (/24, /64 ...), text, CIDR parsing and matching.
+ * Pure: no I/O, no allocation; usable from any thread. */
+#ifndef MX_NETADDR_H
+#define MX_NETADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define NETADDR_STRLEN 46           /* text of an address incl. NUL (INET6_ADDRSTRLEN) */
+#define NETADDR_PREFIX_STRLEN 50    /* text of a network, "…/128", incl. NUL */
+
+struct netaddr {
+	int family;                 /* AF_INET or AF_INET6 (never a v4-mapped AF_INET6) */
+	uint8_t b[16];              /* network byte order; AF_INET uses b[0..3], the rest is 0 */
+};
+
+/* The canonical address of sa (AF_INET, or AF_INET6 with v4-mapped unwrapped). 0, or -1 for
+ * NULL or another family. */
+int netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
+/* Parses "198.18.0.1", "2001:db8::1" or "::ffff:198.18.0.1" (-> IPv4). 0 or -1. */
+int netaddr_from_string(const char *s, struct netaddr *out);
+/* "198.18.0.1", "2001:db8::1" (RFC 5952 form, as inet_ntop). 0, or -1 when it does not fit. */
+int netaddr_to_string(const struct netaddr *a, char *out, size_t outlen);
+
+/* 32 or 128: the bits of the address's family. */
+static inline int netaddr_bits(const struct netaddr *a) { return a->family == AF_INET6 ? 128 : 32; }
+/* Clears the bits after the first prefix ones (prefix clamped to 0 .. netaddr_bits). */
+void netaddr_mask(struct netaddr *a, int prefix);
+/* True when a and net have the same family and their first prefix bits are equal. */
+bool netaddr_in_prefix(const struct netaddr *a, const struct netaddr *net, int prefix);
+bool netaddr_equal(const struct netaddr *a, const struct netaddr *b);
+/* 16 bytes naming a in one space for both families: IPv4 as ::ffff:a.b.c.d (table keys). */
+void netaddr_key16(const struct netaddr *a, uint8_t out[16]);
+
+/* Parses a CIDR: "10.0.0.0/8", "192.0.2.1" (= /32), "2001:db8::/32", "::1" (= /128); a
+ * v4-mapped network of at least /96 ("::ffff:10.0.0.0/104") becomes IPv4 (10.0.0.0/8). Host
+ * bits beyond the prefix are cleared; surrounding blanks are ignored. 0 or -1. */
+int netaddr_parse_cidr(const char *s, struct netaddr *net, int *prefix);
+
+/* ---- straight from a sockaddr (what the filters hold) ------------------------------------ */
+
+/* The text of sa's canonical address; returns its family (AF_INET / AF_INET6), or -1 with
+ * out set to "" (another family, buffer too small). */
+int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen);
+/* The network of sa as text, "198.18.7.0/24" or "2001:db8:1:2::/64", for the prefix length
+ * of its family (clamped). 0, or -1 (another family, buffer too small). */
+int netaddr_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6, char *out,
+    size_t outlen);
+
+#endif

@@ -1,0 +1,825 @@
+/* lmdb_store.c — shared LMDB environments and per-worker write-behind, see lmdb_store.h. */
+#include "lmdb_store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include "proxy/log.h"
+
+#define LS_MAX_SWEEPS 16                 /* distinct swept prefixes per environment */
+#define LS_PREFIX_MAX 32
+#define LS_DEFAULT_MAP (256ull << 20)
+#define LS_DEFAULT_FLUSH_MS 500
+#define LS_DEFAULT_MAX_QUEUED 100000
+#define LS_DEFAULT_SWEEP_MS (3600ull * 1000)
+#define LS_LOG_EVERY_MS 60000
+
+/* ---- environments -----------------------------------------------------------------------
+ * LMDB allows one environment per file per process: environments are shared by path and
+ * reference-counted. Transactions use MDB_NOTLS so any thread (loop or pool) may read. */
+
+struct ls_sweep { char prefix[LS_PREFIX_MAX]; uint64_t last_ms; };
+
+struct lmdb_store {
+	struct lmdb_store *next;
+	int refs;
+	char *path;
+	MDB_env *env;
+	MDB_dbi dbi;
+	size_t max_key;
+	uint64_t last_err_log_ms;       /* write errors (a full map) are logged once a minute */
+	/* When each prefix was last swept. Only touched inside a write transaction: LMDB's
+	 * writer lock is the lock. */
+	struct ls_sweep sweeps[LS_MAX_SWEEPS];
+	int nsweeps;
+};
+
+static pthread_mutex_t ls_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lmdb_store *ls_all;
+
+/* Wall clock in ms: records are compared across restarts and nodes. */
+static uint64_t ls_wall_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* Logs a write error at most once a minute per environment (any thread). */
+static void ls_log_error(struct lmdb_store *st, const char *module, int rc)
+{
+	uint64_t now = ls_wall_ms(), last = __atomic_load_n(&st->last_err_log_ms, __ATOMIC_RELAXED);
+
+	if (now - last < LS_LOG_EVERY_MS || !__atomic_compare_exchange_n(&st->last_err_log_ms, &last,
+	    now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s module=%s reason=\"%s\"%s",
+	    st->path, module, mdb_strerror(rc), rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
+}
+
+/* mkdir -p; 0 or -1 with errno. */
+static int ls_mkdirs(const char *dir)
+{
+	char buf[4096];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, dir, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
+{
+	struct lmdb_store *st;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (dir == NULL || dir[0] == '\0')
+		return NULL;
+	pthread_mutex_lock(&ls_mu);
+	for (st = ls_all; st; st = st->next)
+		if (strcmp(st->path, dir) == 0) {
+			st->refs++;
+			pthread_mutex_unlock(&ls_mu);
+			return st;
+		}
+	st = calloc(1, sizeof(*st));
+	if (st == NULL || (st->path = strdup(dir)) == NULL)
+		goto fail;
+	if (ls_mkdirs(dir) < 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"mkdir: %s\"",
+		    dir, strerror(errno));
+		goto fail;
+	}
+	if ((rc = mdb_env_create(&st->env)) != 0 ||
+	    (rc = mdb_env_set_mapsize(st->env, map_size ? map_size : LS_DEFAULT_MAP)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(st->env, 1022)) != 0 ||
+	    /* NOSYNC: the OS writes the map back; a process restart loses nothing, a power
+	     * loss at most the last seconds — not worth an fsync per batch. */
+	    (rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0 ||
+	    (rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, NULL, 0, &st->dbi)) != 0 ||
+	    (rc = mdb_txn_commit(txn)) != 0) {
+		if (txn)
+			mdb_txn_abort(txn);
+		log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"", dir,
+		    mdb_strerror(rc));
+		goto fail;
+	}
+	st->max_key = (size_t)mdb_env_get_maxkeysize(st->env);
+	st->refs = 1;
+	st->next = ls_all;
+	ls_all = st;
+	pthread_mutex_unlock(&ls_mu);
+	return st;
+fail:
+	if (st) {
+		if (st->env)
+			mdb_env_close(st->env);
+		free(st->path);
+		free(st);
+	}
+	pthread_mutex_unlock(&ls_mu);
+	return NULL;
+}
+
+void lmdb_store_close(struct lmdb_store *st)
+{
+	struct lmdb_store **pp;
+
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&ls_mu);
+	if (--st->refs > 0) {
+		pthread_mutex_unlock(&ls_mu);
+		return;
+	}
+	for (pp = &ls_all; *pp; pp = &(*pp)->next)
+		if (*pp == st) {
+			*pp = st->next;
+			break;
+		}
+	pthread_mutex_unlock(&ls_mu);
+	mdb_env_sync(st->env, 1);
+	mdb_env_close(st->env);
+	free(st->path);
+	free(st);
+}
+
+const char *lmdb_store_path(const struct lmdb_store *st)
+{
+	return st->path;
+}
+
+size_t lmdb_store_max_key(const struct lmdb_store *st)
+{
+	return st->max_key;
+}
+
+int lmdb_store_usage(struct lmdb_store *st, uint64_t *records, uint64_t *bytes_used,
+    uint64_t *map_size)
+{
+	MDB_stat ms;
+	MDB_envinfo mi;
+
+	if (mdb_env_stat(st->env, &ms) != 0 || mdb_env_info(st->env, &mi) != 0)
+		return -1;
+	if (records)
+		*records = ms.ms_entries;
+	if (bytes_used)
+		*bytes_used = ((uint64_t)mi.me_last_pgno + 1) * ms.ms_psize;
+	if (map_size)
+		*map_size = mi.me_mapsize;
+	return 0;
+}
+
+/* ---- reads -------------------------------------------------------------------------------- */
+
+int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *val, size_t cap,
+    size_t *len)
+{
+	MDB_txn *txn;
+	MDB_val k = { klen, (void *)key }, v;
+	int rc;
+
+	if (klen == 0 || klen > st->max_key)
+		return 0;            /* such a key can never have been written */
+	if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	rc = mdb_get(txn, st->dbi, &k, &v);
+	if (rc == 0) {
+		memcpy(val, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
+		*len = v.mv_size;
+	}
+	mdb_txn_abort(txn);
+	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size_t n,
+    lmdb_store_value_fn fn, void *arg)
+{
+	MDB_txn *txn;
+	int rc = 0;
+
+	if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		MDB_val k = { keys[i].len, (void *)keys[i].data }, v;
+
+		if (keys[i].len == 0 || keys[i].len > st->max_key)
+			rc = MDB_NOTFOUND;
+		else
+			rc = mdb_get(txn, st->dbi, &k, &v);
+		if (rc == MDB_NOTFOUND)
+			fn(arg, i, NULL, 0);
+		else if (rc == 0)
+			fn(arg, i, v.mv_data, v.mv_size);
+		else
+			break;
+	}
+	mdb_txn_abort(txn);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+/* ---- queued updates ----------------------------------------------------------------------- */
+
+enum lw_kind { LW_PUT = 0, LW_DEL, LW_MERGE };
+
+struct lw_op {
+	uint64_t hash;               /* of the key, to skip most comparisons in lmdb_writer_get */
+	size_t off;                  /* key, then value, in the queue's data */
+	uint32_t klen, vlen;
+	uint8_t kind;                /* enum lw_kind */
+};
+
+struct lw_queue {
+	struct lw_op *ops;
+	size_t n, cap;
+	char *data;
+	size_t used, dcap;
+};
+
+struct lw_waiter {
+	struct lw_waiter *next;
+	lmdb_writer_done_cb done;
+	void *arg;
+};
+
+struct lw_batch {                    /* one flush handed to the thread pool */
+	uv_work_t work;
+	struct lmdb_writer *w;
+	struct lw_queue q;
+	struct lw_waiter *waiters;       /* told when this batch is applied */
+	int status;                      /* 0 or -1, set by the pool */
+	bool applied;                    /* under w->mu: the pool is done with it */
+	bool cancelled;                  /* taken back by lmdb_writer_free */
+};
+
+struct lmdb_writer {
+	struct lmdb_store *st;
+	uv_loop_t *loop;                 /* NULL: synchronous */
+	uv_timer_t timer;
+	bool timer_open, closing;
+	struct lw_queue q;               /* the next batch */
+	struct lw_waiter *waiters;       /* flushes waiting for q */
+	struct lw_batch *cur;            /* in the pool (at most one: keeps the order) */
+	bool flush_wanted;
+	pthread_mutex_t mu;              /* cur->applied, for lmdb_writer_free */
+	pthread_cond_t cv;
+	/* copied configuration: a batch may outlive the caller's config */
+	char name[32];
+	char prefixes[4][LS_PREFIX_MAX];
+	int nprefixes;
+	lmdb_merge_fn merge;
+	lmdb_expired_fn expired;
+	uint64_t sweep_interval, flush_interval;
+	size_t max_queued;
+	void *ctx;
+	struct lmdb_writer_stats stats;
+	uint64_t last_drop_log_ms;
+};
+
+/* FNV-1a 64 over the key bytes. */
+static uint64_t lw_hash(const void *key, size_t klen)
+{
+	const unsigned char *p = key;
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < klen; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
+
+static void lw_queue_free(struct lw_queue *q)
+{
+	free(q->ops);
+	free(q->data);
+	memset(q, 0, sizeof(*q));
+}
+
+/* Appends one op (data copied); 0 or -1 (out of memory). */
+static int lw_queue_add(struct lw_queue *q, enum lw_kind kind, const void *key, size_t klen,
+    const void *val, size_t vlen)
+{
+	struct lw_op *op;
+
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 64;
+		struct lw_op *ops = realloc(q->ops, cap * sizeof(*ops));
+
+		if (ops == NULL)
+			return -1;
+		q->ops = ops;
+		q->cap = cap;
+	}
+	if (q->used + klen + vlen > q->dcap) {
+		size_t dcap = q->dcap ? q->dcap : 4096;
+		char *d;
+
+		while (q->used + klen + vlen > dcap)
+			dcap *= 2;
+		if ((d = realloc(q->data, dcap)) == NULL)
+			return -1;
+		q->data = d;
+		q->dcap = dcap;
+	}
+	op = &q->ops[q->n++];
+	op->hash = lw_hash(key, klen);
+	op->off = q->used;
+	op->klen = (uint32_t)klen;
+	op->vlen = (uint32_t)vlen;
+	op->kind = (uint8_t)kind;
+	memcpy(q->data + q->used, key, klen);
+	if (vlen)
+		memcpy(q->data + q->used + klen, val, vlen);
+	q->used += klen + vlen;
+	return 0;
+}
+
+/* Drops the records of one prefix the writer's rule calls expired (inside a write txn). */
+static void lw_sweep_prefix(struct lmdb_writer *w, MDB_txn *txn, const char *prefix,
+    uint64_t now_ms)
+{
+	struct lmdb_store *st = w->st;
+	size_t plen = strlen(prefix);
+	MDB_cursor *cur;
+	MDB_val k = { plen, (void *)prefix }, v;
+	int rc;
+
+	if (mdb_cursor_open(txn, st->dbi, &cur) != 0)
+		return;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		/* after a delete the cursor already stands on the next record: MDB_NEXT
+		 * returns it (LMDB keeps C_DEL for exactly this loop) */
+		if (w->expired(k.mv_data, k.mv_size, v.mv_data, v.mv_size, now_ms, w->ctx))
+			mdb_cursor_del(cur, 0);
+	}
+	mdb_cursor_close(cur);
+}
+
+/* About every sweep_interval per prefix and environment, sweeps the writer's prefixes (inside
+ * a write txn, so the stamps need no other lock). */
+static void lw_sweep(struct lmdb_writer *w, MDB_txn *txn, uint64_t now_ms)
+{
+	struct lmdb_store *st = w->st;
+
+	for (int i = 0; i < w->nprefixes; i++) {
+		struct ls_sweep *s = NULL;
+
+		for (int j = 0; j < st->nsweeps; j++)
+			if (strcmp(st->sweeps[j].prefix, w->prefixes[i]) == 0)
+				s = &st->sweeps[j];
+		if (s == NULL) {
+			if (st->nsweeps == LS_MAX_SWEEPS)
+				continue;
+			s = &st->sweeps[st->nsweeps++];
+			snprintf(s->prefix, sizeof(s->prefix), "%s", w->prefixes[i]);
+			s->last_ms = 0;
+		}
+		if (s->last_ms != 0 && now_ms - s->last_ms < w->sweep_interval && now_ms >= s->last_ms)
+			continue;
+		s->last_ms = now_ms;
+		lw_sweep_prefix(w, txn, w->prefixes[i], now_ms);
+	}
+}
+
+/* Applies q in one write transaction (any thread). 0, or -1 (logged; nothing applied). */
+static int lw_apply(struct lmdb_writer *w, const struct lw_queue *q)
+{
+	struct lmdb_store *st = w->st;
+	uint64_t now = ls_wall_ms();
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
+		goto fail;
+	for (size_t i = 0; i < q->n; i++) {
+		const struct lw_op *op = &q->ops[i];
+		MDB_val k = { op->klen, q->data + op->off };
+		MDB_val v = { op->vlen, q->data + op->off + op->klen };
+
+		if (op->kind == LW_MERGE) {
+			unsigned char out[LMDB_STORE_VALUE_MAX];
+			MDB_val cur;
+			long n;
+
+			rc = mdb_get(txn, st->dbi, &k, &cur);
+			if (rc != 0 && rc != MDB_NOTFOUND)
+				goto fail_txn;
+			n = w->merge(rc == 0 ? cur.mv_data : NULL, rc == 0 ? cur.mv_size : 0, v.mv_data,
+			    v.mv_size, out, sizeof(out), now, w->ctx);
+			if (n < 0 || (n == 0 && rc == MDB_NOTFOUND)) {
+				rc = 0;
+				continue;
+			}
+			if (n == 0) {
+				rc = mdb_del(txn, st->dbi, &k, NULL);
+			} else {
+				v.mv_size = (size_t)n > sizeof(out) ? sizeof(out) : (size_t)n;
+				v.mv_data = out;
+				rc = mdb_put(txn, st->dbi, &k, &v, 0);
+			}
+		} else if (op->kind == LW_DEL) {
+			rc = mdb_del(txn, st->dbi, &k, NULL);
+		} else {
+			rc = mdb_put(txn, st->dbi, &k, &v, 0);
+		}
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			goto fail_txn;
+	}
+	if (w->expired && w->nprefixes)
+		lw_sweep(w, txn, now);
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		goto fail;
+	return 0;
+fail_txn:
+	mdb_txn_abort(txn);
+fail:
+	ls_log_error(st, w->name, rc);
+	return -1;
+}
+
+/* Calls and frees a list of waiters. */
+static void lw_waiters_done(struct lw_waiter *l, int status)
+{
+	while (l) {
+		struct lw_waiter *nx = l->next;
+
+		if (l->done)
+			l->done(l->arg, status);
+		free(l);
+		l = nx;
+	}
+}
+
+/* ---- the writer --------------------------------------------------------------------------- */
+
+struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
+    const struct lmdb_writer_config *cfg)
+{
+	struct lmdb_writer *w;
+
+	if (st == NULL || cfg == NULL)
+		return NULL;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return NULL;
+	if (cfg->ctx_len) {
+		if (cfg->ctx == NULL || (w->ctx = malloc(cfg->ctx_len)) == NULL) {
+			free(w);
+			return NULL;
+		}
+		memcpy(w->ctx, cfg->ctx, cfg->ctx_len);
+	}
+	for (int i = 0; cfg->sweep_prefixes && cfg->sweep_prefixes[i]; i++) {
+		if (i >= 4 || strlen(cfg->sweep_prefixes[i]) >= LS_PREFIX_MAX ||
+		    cfg->sweep_prefixes[i][0] == '\0') {
+			free(w->ctx);
+			free(w);
+			return NULL;
+		}
+		snprintf(w->prefixes[i], sizeof(w->prefixes[i]), "%s", cfg->sweep_prefixes[i]);
+		w->nprefixes = i + 1;
+	}
+	snprintf(w->name, sizeof(w->name), "%s", cfg->name ? cfg->name : "?");
+	w->merge = cfg->merge;
+	w->expired = cfg->expired;
+	w->sweep_interval = cfg->sweep_interval ? cfg->sweep_interval : LS_DEFAULT_SWEEP_MS;
+	w->flush_interval = cfg->flush_interval ? cfg->flush_interval : LS_DEFAULT_FLUSH_MS;
+	w->max_queued = cfg->max_queued ? cfg->max_queued : LS_DEFAULT_MAX_QUEUED;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	pthread_mutex_lock(&ls_mu);
+	st->refs++;
+	pthread_mutex_unlock(&ls_mu);
+	w->st = st;
+	w->loop = loop;
+	return w;
+}
+
+/* Starts the flush timer on first use (a writer made on the main thread for a worker loop
+ * must not touch that loop before the worker runs it). */
+static void lw_timer_cb(uv_timer_t *t);
+
+static void lw_arm_timer(struct lmdb_writer *w)
+{
+	if (w->loop == NULL || w->timer_open || w->closing)
+		return;
+	uv_timer_init(w->loop, &w->timer);
+	w->timer.data = w;
+	w->timer_open = true;
+	uv_timer_start(&w->timer, lw_timer_cb, w->flush_interval, w->flush_interval);
+	/* The batching timer does not keep a draining loop alive. */
+	uv_unref((uv_handle_t *)&w->timer);
+}
+
+/* Pool thread: applies one batch. */
+static void lw_work_cb(uv_work_t *req)
+{
+	struct lw_batch *b = req->data;
+	int status = lw_apply(b->w, &b->q);
+
+	pthread_mutex_lock(&b->w->mu);
+	b->status = status;
+	b->applied = true;
+	pthread_cond_broadcast(&b->w->cv);
+	pthread_mutex_unlock(&b->w->mu);
+}
+
+static void lw_release(struct lmdb_writer *w);
+static void lw_start(struct lmdb_writer *w);
+
+/* Loop thread: the batch is applied (or was taken back by lmdb_writer_free). */
+static void lw_after_cb(uv_work_t *req, int status)
+{
+	struct lw_batch *b = req->data;
+	struct lmdb_writer *w = b->w;
+	struct lw_waiter *waiters = b->waiters;
+	int st = b->status;
+	bool cancelled = b->cancelled;
+
+	w->cur = NULL;
+	lw_queue_free(&b->q);
+	free(b);
+	if (cancelled) {
+		lw_release(w);          /* lmdb_writer_free applied it and told its waiters */
+		return;
+	}
+	w->stats.batches++;
+	if (st < 0)
+		w->stats.failed++;
+	if (w->closing) {
+		lw_waiters_done(waiters, st);
+		lw_release(w);
+		return;
+	}
+	/* a flush asked while this batch was in the pool goes now, not at the next tick */
+	if (w->q.n && (w->flush_wanted || w->waiters))
+		lw_start(w);
+	/* last: a waiter may free the writer */
+	lw_waiters_done(waiters, st);
+}
+
+/* Hands q and its waiters to the pool (loop set, nothing in flight). */
+static void lw_start(struct lmdb_writer *w)
+{
+	struct lw_batch *b = calloc(1, sizeof(*b));
+
+	if (b == NULL)
+		return;                 /* the next tick tries again */
+	b->w = w;
+	b->q = w->q;
+	b->waiters = w->waiters;
+	b->work.data = b;
+	memset(&w->q, 0, sizeof(w->q));
+	w->waiters = NULL;
+	w->flush_wanted = false;
+	if (uv_queue_work(w->loop, &b->work, lw_work_cb, lw_after_cb) == 0) {
+		w->cur = b;
+		return;
+	}
+	b->status = lw_apply(w, &b->q);
+	w->stats.batches++;
+	if (b->status < 0)
+		w->stats.failed++;
+	lw_waiters_done(b->waiters, b->status);
+	lw_queue_free(&b->q);
+	free(b);
+}
+
+/* Applies q here and now (no loop, or the writer is going). */
+static int lw_apply_sync(struct lmdb_writer *w)
+{
+	struct lw_waiter *waiters = w->waiters;
+	int status = 0;
+
+	w->waiters = NULL;
+	w->flush_wanted = false;
+	if (w->q.n) {
+		status = lw_apply(w, &w->q);
+		w->stats.batches++;
+		if (status < 0)
+			w->stats.failed++;
+	}
+	lw_queue_free(&w->q);
+	lw_waiters_done(waiters, status);
+	return status;
+}
+
+static void lw_timer_cb(uv_timer_t *t)
+{
+	struct lmdb_writer *w = t->data;
+
+	if (w->cur == NULL && w->q.n)
+		lw_start(w);
+}
+
+static void lw_timer_close_cb(uv_handle_t *h)
+{
+	struct lmdb_writer *w = h->data;
+
+	w->timer_open = false;
+	lw_release(w);
+}
+
+/* Frees a retired writer once its timer is closed and no batch is in the pool. */
+static void lw_release(struct lmdb_writer *w)
+{
+	if (w->timer_open || w->cur)
+		return;
+	lw_queue_free(&w->q);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	lmdb_store_close(w->st);
+	free(w->ctx);
+	free(w);
+}
+
+void lmdb_writer_free(struct lmdb_writer *w)
+{
+	struct lw_batch *b;
+
+	if (w == NULL || w->closing)
+		return;
+	w->closing = true;
+	b = w->cur;
+	if (b) {
+		/* The batch in the pool must be applied before what is still queued, or an older
+		 * value would overwrite a newer one. Taken back if it has not started; otherwise
+		 * waited for (one transaction). */
+		if (uv_cancel((uv_req_t *)&b->work) == 0) {
+			b->cancelled = true;
+			b->status = lw_apply(w, &b->q);
+			w->stats.batches++;
+			if (b->status < 0)
+				w->stats.failed++;
+			lw_waiters_done(b->waiters, b->status);
+			b->waiters = NULL;
+		} else {
+			pthread_mutex_lock(&w->mu);
+			while (!b->applied)
+				pthread_cond_wait(&w->cv, &w->mu);
+			pthread_mutex_unlock(&w->mu);
+		}
+	}
+	lw_apply_sync(w);
+	if (w->timer_open) {
+		uv_timer_stop(&w->timer);
+		uv_close((uv_handle_t *)&w->timer, lw_timer_close_cb);
+		return;
+	}
+	lw_release(w);
+}
+
+/* Logs dropped updates at most once a minute per writer. */
+static void lw_log_drop(struct lmdb_writer *w)
+{
+	uint64_t now = ls_wall_ms();
+
+	if (now - w->last_drop_log_ms < LS_LOG_EVERY_MS)
+		return;
+	w->last_drop_log_ms = now;
+	log_event(LOG_LVL_WARNING, NULL,
+	    "event=lmdb_queue_full store=lmdb:%s module=%s queued=%zu dropped=%llu", w->st->path,
+	    w->name, w->q.n, (unsigned long long)w->stats.dropped);
+}
+
+/* Queues one update; see lmdb_writer_put. */
+static int lw_queue(struct lmdb_writer *w, enum lw_kind kind, const void *key, size_t klen,
+    const void *val, size_t vlen)
+{
+	if (w->closing || klen == 0 || klen > w->st->max_key || vlen > LMDB_STORE_VALUE_MAX ||
+	    (kind == LW_MERGE && w->merge == NULL))
+		return -1;
+	if (w->q.n >= w->max_queued) {
+		if (w->loop == NULL) {
+			lw_apply_sync(w);       /* a tool: write what it has and go on */
+		} else {
+			w->stats.dropped++;     /* the pool is stuck: drop rather than grow */
+			lw_log_drop(w);
+			return -1;
+		}
+	}
+	if (lw_queue_add(&w->q, kind, key, klen, val, vlen) < 0)
+		return -1;
+	w->stats.queued++;
+	lw_arm_timer(w);
+	return 0;
+}
+
+int lmdb_writer_put(struct lmdb_writer *w, const void *key, size_t klen, const void *val,
+    size_t vlen)
+{
+	if (vlen == 0)
+		return lw_queue(w, LW_DEL, key, klen, NULL, 0);
+	return lw_queue(w, LW_PUT, key, klen, val, vlen);
+}
+
+int lmdb_writer_del(struct lmdb_writer *w, const void *key, size_t klen)
+{
+	return lw_queue(w, LW_DEL, key, klen, NULL, 0);
+}
+
+int lmdb_writer_merge(struct lmdb_writer *w, const void *key, size_t klen, const void *operand,
+    size_t oplen)
+{
+	return lw_queue(w, LW_MERGE, key, klen, operand, oplen);
+}
+
+/* The newest put/delete of key in q: 1 (copied), 0 (deleted), or 2 (none). */
+static int lw_queue_find(const struct lw_queue *q, const void *key, size_t klen, uint64_t h,
+    void *val, size_t cap, size_t *len)
+{
+	for (size_t i = q->n; i-- > 0;) {
+		const struct lw_op *op = &q->ops[i];
+
+		if (op->hash != h || op->klen != klen || op->kind == LW_MERGE ||
+		    memcmp(q->data + op->off, key, klen) != 0)
+			continue;
+		if (op->kind == LW_DEL)
+			return 0;
+		memcpy(val, q->data + op->off + op->klen, op->vlen < cap ? op->vlen : cap);
+		*len = op->vlen;
+		return 1;
+	}
+	return 2;
+}
+
+int lmdb_writer_get(struct lmdb_writer *w, const void *key, size_t klen, void *val, size_t cap,
+    size_t *len)
+{
+	uint64_t h = lw_hash(key, klen);
+	int rc = lw_queue_find(&w->q, key, klen, h, val, cap, len);
+
+	/* The batch in the pool is newer than the map too (the pool only reads it). */
+	if (rc == 2 && w->cur)
+		rc = lw_queue_find(&w->cur->q, key, klen, h, val, cap, len);
+	if (rc != 2)
+		return rc;
+	return lmdb_store_get(w->st, key, klen, val, cap, len);
+}
+
+int lmdb_writer_flush(struct lmdb_writer *w, lmdb_writer_done_cb done, void *arg)
+{
+	struct lw_waiter *wt = NULL;
+
+	if (w->q.n == 0 && w->cur == NULL)
+		return 1;
+	if (done && (wt = calloc(1, sizeof(*wt))) == NULL)
+		return -1;
+	if (wt) {
+		wt->done = done;
+		wt->arg = arg;
+	}
+	if (w->loop == NULL) {
+		if (wt) {
+			wt->next = w->waiters;
+			w->waiters = wt;
+		}
+		lw_apply_sync(w);
+		return 0;
+	}
+	if (w->q.n == 0) {
+		/* nothing new: the caller waits for the batch in the pool */
+		if (wt) {
+			wt->next = w->cur->waiters;
+			w->cur->waiters = wt;
+		}
+		return 0;
+	}
+	if (wt) {
+		wt->next = w->waiters;
+		w->waiters = wt;
+	}
+	if (w->cur == NULL)
+		lw_start(w);
+	else
+		w->flush_wanted = true;
+	return 0;
+}
+
+void lmdb_writer_stats(const struct lmdb_writer *w, struct lmdb_writer_stats *out)
+{
+	*out = w->stats;
+}

@@ -1,0 +1,142 @@
+/* lmdb_store.h — one LMDB environment per directory, shared by every module and worker that
+ * names it (reputation, greylist, the classifier ...): reads inline from the memory map on any
+ * thread, writes queued per worker by an lmdb_writer and applied in the libuv thread pool, one
+ * write transaction per batch.
+ *
+ * Keys are bytes (at most lmdb_store_max_key() long, 511 with Debian's liblmdb); each user
+ * keeps its records under its own key prefixes ("ip:", "net:", "gl:" ...) in the one unnamed
+ * database. A writer names its prefixes and may give a sweep rule: about once an hour (per
+ * prefix and environment) one of its batches also drops the records the rule calls expired.
+ *
+ * Durability: the map is written back by the OS (MDB_NOSYNC): a process restart loses
+ * nothing that was committed, a power loss at most the last seconds. What is still queued
+ * in a writer when the daemon dies is lost; lmdb_writer_free() applies it first. */
+#ifndef MX_LMDB_STORE_H
+#define MX_LMDB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define LMDB_STORE_VALUE_MAX 4096   /* the largest value a merge may produce */
+
+struct lmdb_store;
+struct lmdb_writer;
+
+/* ---- the environment ------------------------------------------------------------------ */
+
+/* Opens (creating the directory) the database at dir, or takes one more reference to the
+ * environment this process already has open there (LMDB allows one per process and file; the
+ * first opener's map_size wins, 0 = 256 MiB). NULL on failure (logged, event=lmdb_error).
+ * Thread-safe. */
+struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size);
+/* Drops a reference; the last one syncs and closes the environment. NULL is a no-op. */
+void lmdb_store_close(struct lmdb_store *st);
+/* The directory, as given to lmdb_store_open (for logs). Borrowed, valid while open. */
+const char *lmdb_store_path(const struct lmdb_store *st);
+/* The longest key the environment accepts. */
+size_t lmdb_store_max_key(const struct lmdb_store *st);
+/* Records held and bytes of the map in use (for size bounds and metrics). 0 or -1. */
+int lmdb_store_usage(struct lmdb_store *st, uint64_t *records, uint64_t *bytes_used,
+    uint64_t *map_size);
+
+/* ---- reads (any thread, inline: a lookup in the memory map) --------------------------- */
+
+/* Copies key's value (at most cap bytes) into val and sets *len to its full length.
+ * Returns 1 (found), 0 (absent) or -1 (error). */
+int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *val, size_t cap,
+    size_t *len);
+
+struct lmdb_key { const void *data; size_t len; };
+
+/* Called once per key of lmdb_store_get_many, in order: val is NULL (len 0) when the key is
+ * absent; val is borrowed, valid only during the call. */
+typedef void (*lmdb_store_value_fn)(void *arg, size_t i, const void *val, size_t len);
+
+/* Looks up n keys in one read snapshot (one consistent view, one transaction): a message's
+ * tokens, or an IP and its network. Returns 0 (fn called n times) or -1 (error; fn called for
+ * none or only some). */
+int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size_t n,
+    lmdb_store_value_fn fn, void *arg);
+
+/* ---- write-behind ------------------------------------------------------------------------ */
+
+/* A merge: the new value of a record from its current one (cur NULL, curlen 0 when absent)
+ * and a queued operand (a count to add, an outcome ...). Runs inside the batch's write
+ * transaction, on a pool thread (or the caller's, when synchronous): no loop calls, no
+ * locks of the caller's. Writes at most cap (LMDB_STORE_VALUE_MAX) bytes to out; returns the
+ * length, 0 to delete the record, or -1 to leave it as it is. now_ms: wall clock of the batch.
+ * ctx: the writer's copy of lmdb_writer_config.ctx. */
+typedef long (*lmdb_merge_fn)(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx);
+
+/* A sweep rule: true when a record under the writer's prefix may be dropped at now_ms (its
+ * expiry passed, its counts decayed to nothing ...). Same thread rules as a merge. */
+typedef bool (*lmdb_expired_fn)(const void *key, size_t klen, const void *val, size_t vlen,
+    uint64_t now_ms, const void *ctx);
+
+struct lmdb_writer_config {
+	const char *const *sweep_prefixes; /* NULL-terminated (at most 4, each < 32 bytes): the
+	                                    * key prefixes this writer owns and sweeps */
+	lmdb_merge_fn merge;        /* for lmdb_writer_merge; NULL = merges are refused */
+	lmdb_expired_fn expired;    /* sweep rule for those prefixes; NULL = no sweep */
+	uint64_t sweep_interval;    /* ms between sweeps of a prefix in this environment; 0 = 1 h */
+	const void *ctx;            /* copied (ctx_len bytes) into the writer: it may outlive */
+	size_t ctx_len;             /*   the caller's config (a batch still in the pool) */
+	uint64_t flush_interval;    /* ms between batches; 0 = 500 ms */
+	size_t max_queued;          /* updates held between batches; more are dropped; 0 = 100000 */
+	const char *name;           /* module name for logs ("reputation") */
+};
+
+/* A writer on loop (its owner's worker loop; the flush timer starts with the first update,
+ * so a writer may be made on another thread before the loop runs). loop NULL: no pool, no
+ * timer — updates wait for lmdb_writer_flush (or a full queue) and are applied in the calling
+ * thread, for tools and the offline `learn` command. Takes a reference on st. NULL when out
+ * of memory or cfg is invalid. Use a writer on one thread only (its loop's). */
+struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
+    const struct lmdb_writer_config *cfg);
+/* Applies what is still queued here and now (the loop may not run long enough for a pool
+ * round trip), after the batch in the pool if there is one (taken back when it has not
+ * started, else waited for: one transaction), so the order of updates holds; stops the timer.
+ * Memory and the store reference go once the timer is closed, so the loop must run on.
+ * Every pending flush callback is called (status 0 or -1): before this returns, except those
+ * of a batch the pool had already applied, which come from its completion on the loop.
+ * NULL is a no-op. */
+void lmdb_writer_free(struct lmdb_writer *w);
+
+/* Queues a put (vlen > 0; 0 is a delete) / delete / merge of key for the next batch; the data
+ * is copied. 0, or -1 (key empty or longer than lmdb_store_max_key, value over
+ * LMDB_STORE_VALUE_MAX, no merge function, out of memory, or the queue is full: the update is
+ * dropped, counted and logged once a minute, event=lmdb_queue_full). */
+int lmdb_writer_put(struct lmdb_writer *w, const void *key, size_t klen, const void *val,
+    size_t vlen);
+int lmdb_writer_del(struct lmdb_writer *w, const void *key, size_t klen);
+int lmdb_writer_merge(struct lmdb_writer *w, const void *key, size_t klen, const void *operand,
+    size_t oplen);
+
+/* Read-your-writes: the newest value this writer queued for key with put (or a delete: 0)
+ * when there is one, else the map's (lmdb_store_get). Queued merges are not seen until their
+ * batch is applied. Returns 1, 0 or -1 like lmdb_store_get. */
+int lmdb_writer_get(struct lmdb_writer *w, const void *key, size_t klen, void *val, size_t cap,
+    size_t *len);
+
+/* status 0: every update queued before the flush is committed; -1: the batch failed (map
+ * full, I/O error: logged) and was dropped. Called on the loop thread. */
+typedef void (*lmdb_writer_done_cb)(void *arg, int status);
+
+/* Hands what is queued to the pool now instead of at the next tick; done (may be NULL) is
+ * called once that batch (and any batch before it) is applied. Batches of one writer are
+ * applied one at a time, in order. Returns 0 (done will be called later, never from inside
+ * this call — except without a loop, where the batch is applied and done called before the
+ * return), 1 (nothing queued or in flight: done is not called) or -1 (out of memory). */
+int lmdb_writer_flush(struct lmdb_writer *w, lmdb_writer_done_cb done, void *arg);
+
+struct lmdb_writer_stats {
+	uint64_t queued;            /* updates accepted */
+	uint64_t dropped;           /* refused because the queue was full */
+	uint64_t batches, failed;   /* batches applied / failed */
+};
+void lmdb_writer_stats(const struct lmdb_writer *w, struct lmdb_writer_stats *out);
+
+#endif

@@ -1,0 +1,276 @@
+/* local_table.c — the sharded in-process key table, see local_table.h. */
+#include "local_table.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LT_SHARDS 16u
+#define LT_SWEEP_NS (5ull * 1000000000ull)   /* sweep a shard for idle keys at most every 5 s */
+#define LT_EVICT_SCAN 8u                     /* entries examined to pick an eviction victim */
+
+struct lt_entry {
+	struct lt_entry *next;
+	uint64_t hash;
+	struct local_rec rec;
+	char key[];
+};
+
+struct lt_shard {                  /* one cache line apart: no false sharing between shards */
+	_Alignas(64) pthread_mutex_t mu;
+	struct lt_entry **buckets;
+	size_t nbuckets;     /* power of two */
+	size_t n, max;
+	size_t cursor;       /* eviction scan position */
+	uint64_t next_sweep;
+};
+
+struct local_table {
+	struct lt_shard shards[LT_SHARDS];
+};
+
+/* FNV-1a 64: keys are short; distribution is good enough and it needs no seed handling. */
+static uint64_t lt_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+struct local_table *local_table_new(size_t max_keys)
+{
+	struct local_table *t;
+	size_t per, nb;
+
+	if (max_keys < LT_SHARDS)
+		max_keys = LT_SHARDS;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return NULL;
+	per = (max_keys + LT_SHARDS - 1) / LT_SHARDS;
+	for (nb = 16; nb < per && nb < (1u << 20); nb <<= 1)
+		;
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		struct lt_shard *sh = &t->shards[i];
+
+		pthread_mutex_init(&sh->mu, NULL);
+		sh->max = per;
+		sh->nbuckets = nb;
+		sh->buckets = calloc(nb, sizeof(*sh->buckets));
+		if (sh->buckets == NULL)
+			goto fail;
+	}
+	return t;
+fail:
+	local_table_free(t);
+	return NULL;
+}
+
+void local_table_free(struct local_table *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		struct lt_shard *sh = &t->shards[i];
+
+		for (size_t b = 0; sh->buckets && b < sh->nbuckets; b++) {
+			struct lt_entry *e = sh->buckets[b], *nx;
+
+			for (; e; e = nx) {
+				nx = e->next;
+				free(e);
+			}
+		}
+		free(sh->buckets);
+		pthread_mutex_destroy(&sh->mu);
+	}
+	free(t);
+}
+
+static pthread_once_t lt_shared_once = PTHREAD_ONCE_INIT;
+static struct local_table *lt_shared;
+static size_t lt_shared_max;
+
+/* Creates the process-wide table (pthread_once body). */
+static void lt_shared_init(void)
+{
+	lt_shared = local_table_new(lt_shared_max);
+}
+
+struct local_table *local_table_shared(size_t max_keys)
+{
+	/* The first caller's size wins; written before pthread_once publishes it. */
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+	pthread_mutex_lock(&mu);
+	if (lt_shared_max == 0)
+		lt_shared_max = max_keys ? max_keys : 100000;
+	pthread_mutex_unlock(&mu);
+	pthread_once(&lt_shared_once, lt_shared_init);
+	return lt_shared;
+}
+
+/* A record without pins whose expiry passed carries no state. */
+static inline bool lt_rec_is_idle(const struct local_rec *r, uint64_t now)
+{
+	return r->pins == 0 && r->expires_ns <= now;
+}
+
+/* Removes idle entries of one shard (lock held). */
+static size_t lt_shard_sweep(struct lt_shard *sh, uint64_t now)
+{
+	size_t dropped = 0;
+
+	for (size_t b = 0; b < sh->nbuckets; b++) {
+		struct lt_entry **pp = &sh->buckets[b];
+
+		while (*pp) {
+			struct lt_entry *e = *pp;
+
+			if (lt_rec_is_idle(&e->rec, now)) {
+				*pp = e->next;
+				free(e);
+				dropped++;
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+	sh->n -= dropped;
+	sh->next_sweep = now + LT_SWEEP_NS;
+	return dropped;
+}
+
+/* Evicts the entry with the earliest expiry among the next few entries from the cursor,
+ * preferring entries without pins (lock held, shard full of live keys). */
+static void lt_shard_evict(struct lt_shard *sh)
+{
+	struct lt_entry **victim = NULL, *e;
+	size_t seen = 0, steps = 0;
+
+	while (seen < LT_EVICT_SCAN && steps < sh->nbuckets) {
+		struct lt_entry **pp = &sh->buckets[sh->cursor];
+
+		for (; *pp && seen < LT_EVICT_SCAN; pp = &(*pp)->next, seen++) {
+			const struct local_rec *r = &(*pp)->rec;
+
+			if (victim == NULL || (r->pins == 0 && (*victim)->rec.pins > 0) ||
+			    ((r->pins == 0) == ((*victim)->rec.pins == 0) &&
+			    r->expires_ns < (*victim)->rec.expires_ns))
+				victim = pp;
+		}
+		sh->cursor = (sh->cursor + 1) & (sh->nbuckets - 1);
+		steps++;
+	}
+	if (victim == NULL)
+		return;
+	e = *victim;
+	*victim = e->next;
+	free(e);
+	sh->n--;
+}
+
+/* The link pointing at key's entry in its bucket (lock held): *result is NULL when absent. */
+static struct lt_entry **lt_shard_find(struct lt_shard *sh, const char *key, uint64_t h)
+{
+	struct lt_entry **pp = &sh->buckets[(size_t)(h >> 8) & (sh->nbuckets - 1)];
+
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->hash == h && strcmp((*pp)->key, key) == 0)
+			break;
+	return pp;
+}
+
+/* Adds a zeroed entry for key (lock held); NULL when out of memory. */
+static struct lt_entry *lt_shard_add(struct lt_shard *sh, const char *key, uint64_t h,
+    uint64_t now)
+{
+	struct lt_entry *e;
+	size_t len, b = (size_t)(h >> 8) & (sh->nbuckets - 1);
+
+	/* Sweeps are O(shard) so at most one per LT_SWEEP_NS; in between a full shard evicts. */
+	if (now >= sh->next_sweep)
+		lt_shard_sweep(sh, now);
+	while (sh->n >= sh->max)
+		lt_shard_evict(sh);
+	len = strlen(key);
+	e = calloc(1, sizeof(*e) + len + 1);
+	if (e == NULL)
+		return NULL;
+	memcpy(e->key, key, len + 1);
+	e->hash = h;
+	e->next = sh->buckets[b];
+	sh->buckets[b] = e;
+	sh->n++;
+	return e;
+}
+
+int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, bool create,
+    local_table_fn fn, void *arg)
+{
+	uint64_t h = lt_hash(key);
+	struct lt_shard *sh = &t->shards[h & (LT_SHARDS - 1)];   /* the bucket uses higher bits */
+	struct lt_entry **pp, *e;
+	bool exists;
+	int rc;
+
+	pthread_mutex_lock(&sh->mu);
+	pp = lt_shard_find(sh, key, h);
+	e = *pp;
+	/* An idle record is as good as absent (it may not have been swept yet). */
+	exists = e != NULL && !lt_rec_is_idle(&e->rec, now_ns);
+	if (!exists && !create) {
+		pthread_mutex_unlock(&sh->mu);
+		return -1;
+	}
+	if (e == NULL) {
+		e = lt_shard_add(sh, key, h, now_ns);
+		if (e == NULL) {
+			pthread_mutex_unlock(&sh->mu);
+			return -1;
+		}
+		pp = NULL;          /* the add may have swept: find the link again if needed */
+	} else if (!exists) {
+		memset(&e->rec, 0, sizeof(e->rec));
+	}
+	rc = fn(&e->rec, exists, now_ns, arg);
+	if (lt_rec_is_idle(&e->rec, now_ns)) {
+		if (pp == NULL)
+			pp = lt_shard_find(sh, key, h);
+		if (*pp == e) {
+			*pp = e->next;
+			free(e);
+			sh->n--;
+		}
+	}
+	pthread_mutex_unlock(&sh->mu);
+	return rc;
+}
+
+size_t local_table_expire(struct local_table *t, uint64_t now_ns)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		pthread_mutex_lock(&t->shards[i].mu);
+		n += lt_shard_sweep(&t->shards[i], now_ns);
+		pthread_mutex_unlock(&t->shards[i].mu);
+	}
+	return n;
+}
+
+size_t local_table_size(struct local_table *t)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		pthread_mutex_lock(&t->shards[i].mu);
+		n += t->shards[i].n;
+		pthread_mutex_unlock(&t->shards[i].mu);
+	}
+	return n;
+}

@@ -1,0 +1,50 @@
+/* local_table.h — the in-process key table shared by every worker thread: a sharded hash
+ * (one mutex per shard), bounded in size, idle records expiring by themselves.
+ *
+ * A record is three numbers the caller interprets (the rate limiter keeps a GCRA time and a
+ * concurrency count in it, greylisting a first-seen time): `expires_ns` says until when the
+ * record carries information, `pins` > 0 keeps it alive regardless (a held slot). A record
+ * with pins == 0 and expires_ns <= now is idle: it is indistinguishable from an absent one,
+ * dropped by sweeps (at most every 5 s per shard) and first in line when a full table must
+ * evict. Times are whatever monotonic clock the caller passes, the same for every key. */
+#ifndef MX_LOCAL_TABLE_H
+#define MX_LOCAL_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct local_table;
+
+struct local_rec {
+	uint64_t expires_ns;        /* carries information until then */
+	uint64_t pins;              /* > 0: never idle, evicted last */
+	uint64_t val;               /* the caller's payload */
+};
+
+/* A table holding at most max_keys keys (>= 16). NULL on allocation failure. */
+struct local_table *local_table_new(size_t max_keys);
+void local_table_free(struct local_table *t);   /* NULL is a no-op */
+
+/* The process-wide table, created on first use with max_keys (later calls ignore the
+ * argument; 0 = 100000). Never freed; NULL only when out of memory. Thread-safe. */
+struct local_table *local_table_shared(size_t max_keys);
+
+/* Called under the key's shard lock with its record: exists is false for a new or idle
+ * record (then *rec is all zero). fn edits *rec; a record it leaves idle is dropped. It must
+ * not call into the table. Its return value is passed through. */
+typedef int (*local_table_fn)(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg);
+
+/* Runs fn on key's record (any bytes up to NUL) at now_ns. With create, an absent key gets a
+ * fresh record (a full table evicts the idlest of a few records first: fail open, never
+ * block); without, fn is not called for an absent or idle key. Returns fn's value, or -1
+ * when fn was not called (absent without create, or out of memory). Thread-safe. */
+int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, bool create,
+    local_table_fn fn, void *arg);
+
+/* Drops every idle record at now_ns; returns how many were dropped. */
+size_t local_table_expire(struct local_table *t, uint64_t now_ns);
+/* Number of keys held. */
+size_t local_table_size(struct local_table *t);
+
+#endif

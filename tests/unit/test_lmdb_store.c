@@ -1,0 +1,462 @@
+/* test_lmdb_store.c — the shared LMDB store (store/lmdb_store.c): one environment per
+ * directory, reads of one key and of many in one snapshot, the write-behind writer (put,
+ * delete, merge, read-your-writes, flush callbacks, order of batches, the queue bound, what
+ * free writes), the per-prefix sweep, and the state surviving a reopen. Synchronous writers
+ * (no loop) and writers on a real loop with the thread pool. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/lmdb_store.h"
+
+struct dir { char path[64]; };
+
+static void dir_make(struct dir *d)
+{
+	snprintf(d->path, sizeof(d->path), "/tmp/mxgate-lmdb-XXXXXX");
+	assert_non_null(mkdtemp(d->path));
+}
+
+static void dir_remove(struct dir *d)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->path);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* The value of key as a string ("" when absent, "<error>" on error). */
+static const char *get_str(struct lmdb_store *st, const char *key, char *buf, size_t cap)
+{
+	size_t len = 0;
+	int rc = lmdb_store_get(st, key, strlen(key), buf, cap - 1, &len);
+
+	if (rc < 0)
+		return "<error>";
+	buf[rc == 1 ? (len < cap - 1 ? len : cap - 1) : 0] = '\0';
+	return buf;
+}
+
+/* Merge: the value is a decimal counter, the operand a number to add; "0" deletes. */
+static long add_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	char a[32] = "0", b[32];
+	long long v;
+
+	if (curlen >= sizeof(a) || oplen >= sizeof(b))
+		return -1;
+	if (cur) {
+		memcpy(a, cur, curlen);
+		a[curlen] = '\0';
+	}
+	memcpy(b, operand, oplen);
+	b[oplen] = '\0';
+	v = atoll(a) + atoll(b) * *(const int *)ctx;     /* ctx: a multiplier, copied */
+	if (v == 0)
+		return 0;
+	return snprintf(out, cap, "%lld", v);
+}
+
+static void test_open_shared(void **state)
+{
+	struct dir d;
+	struct lmdb_store *a, *b;
+	uint64_t recs = 99, used = 0, map = 0;
+
+	(void)state;
+	dir_make(&d);
+	a = lmdb_store_open(d.path, 1 << 20);
+	b = lmdb_store_open(d.path, 0);
+	assert_non_null(a);
+	assert_ptr_equal(a, b);                  /* one environment per directory */
+	assert_string_equal(lmdb_store_path(a), d.path);
+	assert_true(lmdb_store_max_key(a) >= 100);
+	assert_int_equal(lmdb_store_usage(a, &recs, &used, &map), 0);
+	assert_int_equal(recs, 0);
+	assert_true(used > 0 && map == 1 << 20);
+	lmdb_store_close(b);
+	lmdb_store_close(a);
+	lmdb_store_close(NULL);
+	assert_null(lmdb_store_open("", 0));
+	dir_remove(&d);
+}
+
+static void test_sync_writer(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	int mult = 1;
+	struct lmdb_writer_config wc = { .merge = add_merge, .ctx = &mult, .ctx_len = sizeof(mult),
+		.name = "test" };
+	struct lmdb_writer_stats ws;
+	char buf[64], big[LMDB_STORE_VALUE_MAX + 1];
+	size_t len;
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	w = lmdb_writer_new(st, NULL, &wc);
+	assert_non_null(w);
+	mult = 1000;                             /* the writer has its own copy */
+	assert_int_equal(lmdb_writer_put(w, "a", 1, "one", 3), 0);
+	assert_int_equal(lmdb_writer_merge(w, "n", 1, "5", 1), 0);
+	assert_int_equal(lmdb_writer_merge(w, "n", 1, "7", 1), 0);
+	/* queued, not in the map yet; the writer reads its own put */
+	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "");
+	assert_int_equal(lmdb_writer_get(w, "a", 1, buf, sizeof(buf), &len), 1);
+	assert_int_equal(len, 3);
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "one");
+	assert_string_equal(get_str(st, "n", buf, sizeof(buf)), "12");
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 1);    /* nothing queued */
+	/* a queued delete hides the map's value from the writer */
+	assert_int_equal(lmdb_writer_del(w, "a", 1), 0);
+	assert_int_equal(lmdb_writer_get(w, "a", 1, buf, sizeof(buf), &len), 0);
+	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "one");
+	/* a merge to zero deletes */
+	assert_int_equal(lmdb_writer_merge(w, "n", 1, "-12", 3), 0);
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "");
+	assert_string_equal(get_str(st, "n", buf, sizeof(buf)), "");
+	/* refused: empty key, key over the limit, value over the limit */
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(lmdb_writer_put(w, "", 0, "v", 1), -1);
+	assert_int_equal(lmdb_writer_put(w, big, lmdb_store_max_key(st) + 1, "v", 1), -1);
+	assert_int_equal(lmdb_writer_put(w, big, lmdb_store_max_key(st), "v", 1), 0);
+	assert_int_equal(lmdb_writer_put(w, "k", 1, big, sizeof(big)), -1);
+	lmdb_writer_stats(w, &ws);
+	assert_int_equal(ws.batches, 2);
+	assert_int_equal(ws.failed, 0);
+	lmdb_writer_free(w);                     /* writes the long key */
+	assert_int_equal(lmdb_store_get(st, big, lmdb_store_max_key(st), buf, sizeof(buf), &len), 1);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
+static void test_merge_refused_without_fn(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	struct lmdb_writer_config wc = { .name = "test" };
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	w = lmdb_writer_new(st, NULL, &wc);
+	assert_int_equal(lmdb_writer_merge(w, "k", 1, "1", 1), -1);
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
+struct many { int calls; char vals[4][16]; int absent[4]; };
+
+static void many_cb(void *arg, size_t i, const void *val, size_t len)
+{
+	struct many *m = arg;
+
+	m->calls++;
+	m->absent[i] = val == NULL;
+	if (val)
+		snprintf(m->vals[i], sizeof(m->vals[i]), "%.*s", (int)len, (const char *)val);
+}
+
+static void test_get_many(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	struct lmdb_writer_config wc = { .name = "test" };
+	struct lmdb_key keys[4] = { { "x", 1 }, { "missing", 7 }, { "y", 1 }, { "", 0 } };
+	struct many m;
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	w = lmdb_writer_new(st, NULL, &wc);
+	lmdb_writer_put(w, "x", 1, "10", 2);
+	lmdb_writer_put(w, "y", 1, "20", 2);
+	lmdb_writer_flush(w, NULL, NULL);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(lmdb_store_get_many(st, keys, 4, many_cb, &m), 0);
+	assert_int_equal(m.calls, 4);
+	assert_string_equal(m.vals[0], "10");
+	assert_true(m.absent[1]);
+	assert_string_equal(m.vals[2], "20");
+	assert_true(m.absent[3]);               /* an empty key is simply absent */
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
+static bool old_expired(const void *key, size_t klen, const void *val, size_t vlen,
+    uint64_t now_ms, const void *ctx)
+{
+	return vlen == 3 && memcmp(val, "old", 3) == 0;
+}
+
+static void test_sweep(void **state)
+{
+	static const char *const prefixes[] = { "t:", "u:", NULL };
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *plain, *sw;
+	struct lmdb_writer_config pc = { .name = "plain" };
+	struct lmdb_writer_config sc = { .sweep_prefixes = prefixes, .expired = old_expired,
+		.name = "sweeper" };
+	char buf[16];
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	plain = lmdb_writer_new(st, NULL, &pc);
+	sw = lmdb_writer_new(st, NULL, &sc);
+	/* another module's records, and records of the swept prefixes */
+	lmdb_writer_put(plain, "o:1", 3, "old", 3);
+	lmdb_writer_put(plain, "t:1", 3, "old", 3);
+	lmdb_writer_put(plain, "t:2", 3, "new", 3);
+	lmdb_writer_put(plain, "t:3", 3, "old", 3);
+	lmdb_writer_put(plain, "u:1", 3, "old", 3);
+	lmdb_writer_put(plain, "v:1", 3, "old", 3);
+	lmdb_writer_flush(plain, NULL, NULL);
+	/* the first batch of the sweeping writer sweeps its prefixes */
+	lmdb_writer_put(sw, "t:4", 3, "new", 3);
+	lmdb_writer_flush(sw, NULL, NULL);
+	assert_string_equal(get_str(st, "o:1", buf, sizeof(buf)), "old");
+	assert_string_equal(get_str(st, "t:1", buf, sizeof(buf)), "");
+	assert_string_equal(get_str(st, "t:2", buf, sizeof(buf)), "new");
+	assert_string_equal(get_str(st, "t:3", buf, sizeof(buf)), "");
+	assert_string_equal(get_str(st, "t:4", buf, sizeof(buf)), "new");
+	assert_string_equal(get_str(st, "u:1", buf, sizeof(buf)), "");
+	assert_string_equal(get_str(st, "v:1", buf, sizeof(buf)), "old");
+	/* the next batch within the interval does not sweep again */
+	lmdb_writer_put(plain, "t:5", 3, "old", 3);
+	lmdb_writer_flush(plain, NULL, NULL);
+	lmdb_writer_put(sw, "t:6", 3, "new", 3);
+	lmdb_writer_flush(sw, NULL, NULL);
+	assert_string_equal(get_str(st, "t:5", buf, sizeof(buf)), "old");
+	lmdb_writer_free(plain);
+	lmdb_writer_free(sw);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
+static void test_bad_config(void **state)
+{
+	static const char *const too_many[] = { "a", "b", "c", "d", "e", NULL };
+	static const char *const empty[] = { "", NULL };
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer_config wc = { .sweep_prefixes = too_many };
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_null(lmdb_writer_new(st, NULL, &wc));
+	wc.sweep_prefixes = empty;
+	assert_null(lmdb_writer_new(st, NULL, &wc));
+	wc.sweep_prefixes = NULL;
+	wc.ctx_len = 4;                          /* a length without a context */
+	assert_null(lmdb_writer_new(st, NULL, &wc));
+	assert_null(lmdb_writer_new(NULL, NULL, &wc));
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
+/* ---- on a loop, with the thread pool ------------------------------------------------------- */
+
+struct flushed { int calls, status, order; };
+static int flush_seq;
+
+static void flushed_cb(void *arg, int status)
+{
+	struct flushed *f = arg;
+
+	f->calls++;
+	f->status = status;
+	f->order = ++flush_seq;
+}
+
+/* Runs the loop until *flag (pool work keeps the loop alive while in flight). */
+static void run_until(uv_loop_t *loop, const int *flag)
+{
+	for (int i = 0; i < 20000 && !*flag; i++) {
+		uv_run(loop, UV_RUN_ONCE);
+		if (!*flag)
+			usleep(1000);
+	}
+	if (!*flag)
+		fail_msg("no flush callback");
+}
+
+static void test_loop_writer(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	struct lmdb_writer_config wc = { .flush_interval = 3600000, .name = "test" };
+	struct flushed f1 = { 0 }, f2 = { 0 }, f3 = { 0 };
+	uv_loop_t loop;
+	char buf[16];
+	size_t len;
+
+	(void)state;
+	dir_make(&d);
+	uv_loop_init(&loop);
+	st = lmdb_store_open(d.path, 1 << 20);
+	w = lmdb_writer_new(st, &loop, &wc);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f1), 1);   /* nothing to do */
+	lmdb_writer_put(w, "k", 1, "1", 1);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f1), 0);
+	assert_int_equal(f1.calls, 0);           /* never from inside the call */
+	/* in the pool now; the writer still reads its own value */
+	assert_int_equal(lmdb_writer_get(w, "k", 1, buf, sizeof(buf), &len), 1);
+	assert_int_equal(buf[0], '1');
+	/* a second flush while the first batch is in the pool waits its turn */
+	lmdb_writer_put(w, "k", 1, "2", 1);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f2), 0);
+	run_until(&loop, &f2.calls);
+	assert_int_equal(f1.calls, 1);
+	assert_int_equal(f1.status, 0);
+	assert_true(f1.order < f2.order);
+	assert_string_equal(get_str(st, "k", buf, sizeof(buf)), "2");
+	/* a flush with nothing new waits for the batch in the pool */
+	lmdb_writer_put(w, "k", 1, "3", 1);
+	lmdb_writer_flush(w, NULL, NULL);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f3), 0);
+	run_until(&loop, &f3.calls);
+	assert_string_equal(get_str(st, "k", buf, sizeof(buf)), "3");
+	lmdb_writer_free(w);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	lmdb_store_close(st);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	dir_remove(&d);
+}
+
+/* Freed with a batch in the pool and more queued: the newer value wins, the callbacks run. */
+static void test_free_keeps_order(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	uv_loop_t loop;
+	char buf[16];
+
+	(void)state;
+	dir_make(&d);
+	uv_loop_init(&loop);
+	st = lmdb_store_open(d.path, 1 << 20);
+	for (int round = 0; round < 50; round++) {
+		struct lmdb_writer_config wc = { .name = "test" };
+		struct lmdb_writer *w = lmdb_writer_new(st, &loop, &wc);
+		struct flushed f1 = { 0 }, f2 = { 0 };
+		char v1[8], v2[8];
+
+		snprintf(v1, sizeof(v1), "a%d", round);
+		snprintf(v2, sizeof(v2), "b%d", round);
+		lmdb_writer_put(w, "k", 1, v1, strlen(v1));
+		lmdb_writer_flush(w, flushed_cb, &f1);
+		lmdb_writer_put(w, "k", 1, v2, strlen(v2));
+		lmdb_writer_flush(w, flushed_cb, &f2);
+		lmdb_writer_free(w);
+		assert_int_equal(f2.calls, 1);      /* the queued part was written by free */
+		uv_run(&loop, UV_RUN_DEFAULT);      /* the pool's completion; the writer goes */
+		assert_int_equal(f1.calls, 1);
+		assert_int_equal(f1.status, 0);
+		assert_string_equal(get_str(st, "k", buf, sizeof(buf)), v2);
+	}
+	lmdb_store_close(st);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	dir_remove(&d);
+}
+
+static void test_queue_bound(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	struct lmdb_writer_config wc = { .max_queued = 3, .name = "test" };
+	struct lmdb_writer_stats ws;
+	uv_loop_t loop;
+	char buf[16];
+
+	(void)state;
+	dir_make(&d);
+	uv_loop_init(&loop);
+	st = lmdb_store_open(d.path, 1 << 20);
+	/* on a loop: a full queue drops (the pool is stuck) */
+	w = lmdb_writer_new(st, &loop, &wc);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(lmdb_writer_put(w, "k", 1, "v", 1), 0);
+	assert_int_equal(lmdb_writer_put(w, "k", 1, "v", 1), -1);
+	lmdb_writer_stats(w, &ws);
+	assert_int_equal(ws.queued, 3);
+	assert_int_equal(ws.dropped, 1);
+	lmdb_writer_free(w);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	/* without a loop: a full queue is written and the update taken */
+	w = lmdb_writer_new(st, NULL, &wc);
+	for (int i = 0; i < 10; i++) {
+		char k[8];
+
+		snprintf(k, sizeof(k), "s%d", i);
+		assert_int_equal(lmdb_writer_put(w, k, strlen(k), "v", 1), 0);
+	}
+	lmdb_writer_stats(w, &ws);
+	assert_int_equal(ws.dropped, 0);
+	assert_int_equal(ws.batches, 3);
+	assert_string_equal(get_str(st, "s8", buf, sizeof(buf)), "v");
+	assert_string_equal(get_str(st, "s9", buf, sizeof(buf)), "");   /* still queued */
+	lmdb_writer_free(w);
+	assert_string_equal(get_str(st, "s9", buf, sizeof(buf)), "v");
+	lmdb_store_close(st);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	dir_remove(&d);
+}
+
+static void test_reopen(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	struct lmdb_writer_config wc = { .name = "test" };
+	char buf[16];
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	w = lmdb_writer_new(st, NULL, &wc);
+	lmdb_writer_put(w, "kept", 4, "yes", 3);
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_string_equal(get_str(st, "kept", buf, sizeof(buf)), "yes");
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_shared),
+		cmocka_unit_test(test_sync_writer),
+		cmocka_unit_test(test_merge_refused_without_fn),
+		cmocka_unit_test(test_get_many),
+		cmocka_unit_test(test_sweep),
+		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_loop_writer),
+		cmocka_unit_test(test_free_keeps_order),
+		cmocka_unit_test(test_queue_bound),
+		cmocka_unit_test(test_reopen),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

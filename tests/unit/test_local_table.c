@@ -1,0 +1,181 @@
+/* test_local_table.c — the in-process key table (store/local_table.c): records created only
+ * when asked, idle records as good as absent and dropped, pins keeping a record alive, the
+ * size bound with eviction of the idlest, and threads sharing one table. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/local_table.h"
+
+#define S 1000000000ull
+
+struct set_arg { uint64_t expires, pins, val; bool saw_exists; struct local_rec seen; };
+
+/* Records what it saw, then sets the record to the wanted state; returns 7. */
+static int set_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	struct set_arg *a = arg;
+
+	a->saw_exists = exists;
+	a->seen = *rec;
+	rec->expires_ns = a->expires;
+	rec->pins = a->pins;
+	rec->val = a->val;
+	return 7;
+}
+
+static void test_update(void **state)
+{
+	struct local_table *t = local_table_new(100);
+	struct set_arg a = { 10 * S, 0, 42 };
+
+	(void)state;
+	/* without create an absent key is not made and fn not called */
+	assert_int_equal(local_table_update(t, "k", S, false, set_fn, &a), -1);
+	assert_int_equal(local_table_size(t), 0);
+	/* with create: a zeroed record, exists false; fn's value comes back */
+	assert_int_equal(local_table_update(t, "k", S, true, set_fn, &a), 7);
+	assert_false(a.saw_exists);
+	assert_int_equal(a.seen.val, 0);
+	assert_int_equal(local_table_size(t), 1);
+	/* it is there until its expiry */
+	a.val = 43;
+	assert_int_equal(local_table_update(t, "k", 5 * S, false, set_fn, &a), 7);
+	assert_true(a.saw_exists);
+	assert_int_equal(a.seen.val, 42);
+	/* past its expiry it is as good as absent: not seen without create, zeroed with */
+	assert_int_equal(local_table_update(t, "k", 11 * S, false, set_fn, &a), -1);
+	a.val = 44;
+	a.expires = 20 * S;
+	assert_int_equal(local_table_update(t, "k", 11 * S, true, set_fn, &a), 7);
+	assert_false(a.saw_exists);
+	assert_int_equal(a.seen.val, 0);
+	/* fn leaving the record idle drops it at once */
+	a.expires = 0;
+	assert_int_equal(local_table_update(t, "k", 12 * S, false, set_fn, &a), 7);
+	assert_int_equal(local_table_size(t), 0);
+	local_table_free(t);
+}
+
+static void test_pins(void **state)
+{
+	struct local_table *t = local_table_new(100);
+	struct set_arg a = { 0, 1, 1 };
+
+	(void)state;
+	/* a pinned record with no expiry lives until unpinned */
+	assert_int_equal(local_table_update(t, "p", S, true, set_fn, &a), 7);
+	assert_int_equal(local_table_expire(t, 1000 * S), 0);
+	assert_int_equal(local_table_update(t, "p", 1000 * S, false, set_fn, &a), 7);
+	assert_true(a.saw_exists);
+	a.pins = 0;
+	assert_int_equal(local_table_update(t, "p", 1000 * S, false, set_fn, &a), 7);
+	assert_int_equal(local_table_size(t), 0);
+	local_table_free(t);
+}
+
+static void test_expire(void **state)
+{
+	struct local_table *t = local_table_new(1000);
+	char key[16];
+
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		struct set_arg a = { (uint64_t)(i + 1) * S, 0, 0 };
+
+		snprintf(key, sizeof(key), "e%d", i);
+		assert_int_equal(local_table_update(t, key, 0, true, set_fn, &a), 7);
+	}
+	assert_int_equal(local_table_size(t), 100);
+	assert_int_equal(local_table_expire(t, 50 * S), 50);   /* expiry <= now is idle */
+	assert_int_equal(local_table_size(t), 50);
+	assert_int_equal(local_table_expire(t, 1000 * S), 50);
+	assert_int_equal(local_table_size(t), 0);
+	local_table_free(t);
+}
+
+static void test_bounded(void **state)
+{
+	/* 10000 live keys into a 160-key table: it never grows past its bound; a pinned key
+	 * is evicted last. */
+	struct local_table *t = local_table_new(160);
+	struct set_arg pin = { 0, 1, 99 };
+	char key[32];
+
+	(void)state;
+	assert_int_equal(local_table_update(t, "pinned", S, true, set_fn, &pin), 7);
+	for (int i = 0; i < 10000; i++) {
+		struct set_arg a = { 3600 * S + (uint64_t)i, 0, 0 };
+
+		snprintf(key, sizeof(key), "key-%d", i);
+		assert_int_equal(local_table_update(t, key, S + (uint64_t)i, true, set_fn, &a), 7);
+	}
+	assert_true(local_table_size(t) <= 160);
+	assert_true(local_table_size(t) >= 100);
+	pin.pins = 1;
+	assert_int_equal(local_table_update(t, "pinned", 2 * S, false, set_fn, &pin), 7);
+	assert_int_equal(pin.seen.val, 99);
+	local_table_free(t);
+}
+
+struct th { struct local_table *t; int id; };
+
+static int incr_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	rec->pins = 1;        /* keep it */
+	rec->val++;
+	return 0;
+}
+
+static void *th_main(void *arg)
+{
+	struct th *h = arg;
+
+	for (int i = 0; i < 20000; i++)
+		local_table_update(h->t, i % 2 ? "shared" : (h->id ? "b" : "a"), S, true, incr_fn, NULL);
+	return NULL;
+}
+
+static int read_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	*(uint64_t *)arg = rec->val;
+	return 0;
+}
+
+static void test_threads(void **state)
+{
+	struct local_table *t = local_table_shared(1000);
+	pthread_t tid[2];
+	struct th h[2] = { { t, 0 }, { t, 1 } };
+	uint64_t v = 0;
+
+	(void)state;
+	assert_non_null(t);
+	assert_ptr_equal(local_table_shared(5), t);     /* one table per process */
+	for (int i = 0; i < 2; i++)
+		pthread_create(&tid[i], NULL, th_main, &h[i]);
+	for (int i = 0; i < 2; i++)
+		pthread_join(tid[i], NULL);
+	assert_int_equal(local_table_update(t, "shared", S, false, read_fn, &v), 0);
+	assert_int_equal(v, 20000);                     /* no lost update under the lock */
+	assert_int_equal(local_table_update(t, "a", S, false, read_fn, &v), 0);
+	assert_int_equal(v, 10000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_update),
+		cmocka_unit_test(test_pins),
+		cmocka_unit_test(test_expire),
+		cmocka_unit_test(test_bounded),
+		cmocka_unit_test(test_threads),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

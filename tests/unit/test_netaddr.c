@@ -1,0 +1,251 @@
+/* test_netaddr.c — canonical addresses: IPv4, IPv6 and v4-mapped IPv6 from a sockaddr and from
+ * text, prefixes at /0, /32, /128 and lengths that end inside a byte, CIDR parsing and
+ * matching, the 16-byte table key. Table-driven, one labelled row per case. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy/netaddr.h"
+
+/* A sockaddr for text: IPv4 as AF_INET, anything with ':' as AF_INET6 (v4-mapped stays
+ * AF_INET6, as a dual-stack listener hands it over). */
+static struct sockaddr_storage sa_of(const char *ip)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(ip, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
+	}
+	return ss;
+}
+
+struct text_case { const char *label, *in; int family; const char *text; };
+
+static const struct text_case text_cases[] = {
+	{ "IPv4", "198.18.7.7", AF_INET, "198.18.7.7" },
+	{ "IPv4 zero", "0.0.0.0", AF_INET, "0.0.0.0" },
+	{ "IPv4 broadcast", "255.255.255.255", AF_INET, "255.255.255.255" },
+	{ "IPv6", "2001:db8::1", AF_INET6, "2001:db8::1" },
+	{ "IPv6 long form shortened", "2001:0db8:0000:0000:0000:0000:0000:0001", AF_INET6, "2001:db8::1" },
+	{ "IPv6 loopback", "::1", AF_INET6, "::1" },
+	{ "v4-mapped is IPv4", "::ffff:198.18.7.7", AF_INET, "198.18.7.7" },
+	{ "v4-mapped in hex is IPv4", "::ffff:c612:707", AF_INET, "198.18.7.7" },
+	{ "v4-compatible (deprecated) stays IPv6", "::198.18.7.7", AF_INET6, "::198.18.7.7" },
+	{ "NAT64 prefix stays IPv6", "64:ff9b::198.18.7.7", AF_INET6, "64:ff9b::c612:707" },
+};
+
+static void test_text(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(text_cases) / sizeof(text_cases[0]); i++) {
+		const struct text_case *c = &text_cases[i];
+		struct sockaddr_storage ss = sa_of(c->in);
+		struct netaddr a, b;
+		char out[NETADDR_STRLEN];
+
+		if (netaddr_from_string(c->in, &a) != 0 || a.family != c->family)
+			fail_msg("%s: from_string family %d", c->label, a.family);
+		if (netaddr_from_sockaddr((struct sockaddr *)&ss, &b) != 0 || !netaddr_equal(&a, &b))
+			fail_msg("%s: sockaddr and text disagree", c->label);
+		assert_int_equal(netaddr_to_string(&a, out, sizeof(out)), 0);
+		if (strcmp(out, c->text) != 0)
+			fail_msg("%s: text %s, want %s", c->label, out, c->text);
+		if (netaddr_sockaddr_string((struct sockaddr *)&ss, out, sizeof(out)) != c->family ||
+		    strcmp(out, c->text) != 0)
+			fail_msg("%s: sockaddr_string %s", c->label, out);
+	}
+}
+
+static void test_bad_input(void **state)
+{
+	static const char *const bad[] = { "", "198.18.7", "198.18.7.256", "2001:db8:::1", "host",
+		"198.18.7.7 ", "::ffff:1.2.3.4.5" };
+	struct sockaddr_storage ss;
+	struct netaddr a;
+	char small[8];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (netaddr_from_string(bad[i], &a) != -1)
+			fail_msg("'%s' was accepted", bad[i]);
+	assert_int_equal(netaddr_from_string(NULL, &a), -1);
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	assert_int_equal(netaddr_from_sockaddr((struct sockaddr *)&ss, &a), -1);
+	assert_int_equal(netaddr_from_sockaddr(NULL, &a), -1);
+	assert_int_equal(netaddr_sockaddr_string((struct sockaddr *)&ss, small, sizeof(small)), -1);
+	assert_string_equal(small, "");
+	/* a buffer too small is an error, never a truncated address */
+	ss = sa_of("198.18.7.7");
+	assert_int_equal(netaddr_sockaddr_string((struct sockaddr *)&ss, small, sizeof(small)), -1);
+	assert_string_equal(small, "");
+	assert_int_equal(netaddr_prefix_string((struct sockaddr *)&ss, 24, 64, small, sizeof(small)), -1);
+}
+
+struct prefix_case { const char *label, *ip; int p4, p6; const char *want; };
+
+static const struct prefix_case prefix_cases[] = {
+	{ "IPv4 /24", "198.18.7.7", 24, 64, "198.18.7.0/24" },
+	{ "IPv4 /32 keeps the host", "198.18.7.7", 32, 64, "198.18.7.7/32" },
+	{ "IPv4 /0", "198.18.7.7", 0, 64, "0.0.0.0/0" },
+	{ "IPv4 /13 ends inside a byte", "198.18.7.7", 13, 64, "198.16.0.0/13" },
+	{ "IPv4 /31", "198.18.7.7", 31, 64, "198.18.7.6/31" },
+	{ "IPv4 /1", "198.18.7.7", 1, 64, "128.0.0.0/1" },
+	{ "IPv4 above 32 clamps", "198.18.7.7", 40, 64, "198.18.7.7/32" },
+	{ "IPv4 negative clamps to /0", "198.18.7.7", -3, 64, "0.0.0.0/0" },
+	{ "IPv6 /64", "2001:db8:1:2:3:4:5:6", 24, 64, "2001:db8:1:2::/64" },
+	{ "IPv6 /128 keeps the host", "2001:db8:1:2:3:4:5:6", 24, 128, "2001:db8:1:2:3:4:5:6/128" },
+	{ "IPv6 /0", "2001:db8::1", 24, 0, "::/0" },
+	{ "IPv6 /57 ends inside a byte", "2001:db8:1:2ff::1", 24, 57, "2001:db8:1:280::/57" },
+	{ "IPv6 /48", "2001:db8:1:2::1", 24, 48, "2001:db8:1::/48" },
+	{ "IPv6 above 128 clamps", "2001:db8::1", 24, 200, "2001:db8::1/128" },
+	{ "v4-mapped uses the IPv4 prefix", "::ffff:198.18.7.7", 24, 64, "198.18.7.0/24" },
+	{ "v4-mapped at /32", "::ffff:198.18.7.7", 32, 128, "198.18.7.7/32" },
+	{ "v4-mapped at /0", "::ffff:198.18.7.7", 0, 0, "0.0.0.0/0" },
+};
+
+static void test_prefix_string(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(prefix_cases) / sizeof(prefix_cases[0]); i++) {
+		const struct prefix_case *c = &prefix_cases[i];
+		struct sockaddr_storage ss = sa_of(c->ip);
+		char out[NETADDR_PREFIX_STRLEN];
+
+		if (netaddr_prefix_string((struct sockaddr *)&ss, c->p4, c->p6, out, sizeof(out)) != 0)
+			fail_msg("%s: failed", c->label);
+		if (strcmp(out, c->want) != 0)
+			fail_msg("%s: %s, want %s", c->label, out, c->want);
+	}
+}
+
+struct cidr_case { const char *label, *cidr; int rc; const char *net; int prefix; };
+
+static const struct cidr_case cidr_cases[] = {
+	{ "IPv4 network", "10.0.0.0/8", 0, "10.0.0.0", 8 },
+	{ "IPv4 host bits cleared", "10.1.2.3/8", 0, "10.0.0.0", 8 },
+	{ "IPv4 host = /32", "192.0.2.1", 0, "192.0.2.1", 32 },
+	{ "IPv4 /0", "0.0.0.0/0", 0, "0.0.0.0", 0 },
+	{ "IPv4 odd length", "198.18.255.1/15", 0, "198.18.0.0", 15 },
+	{ "IPv6 network", "2001:db8::/32", 0, "2001:db8::", 32 },
+	{ "IPv6 host = /128", "::1", 0, "::1", 128 },
+	{ "IPv6 odd length", "2001:db8:ffff::/33", 0, "2001:db8:8000::", 33 },
+	{ "v4-mapped /104 is IPv4 /8", "::ffff:10.0.0.0/104", 0, "10.0.0.0", 8 },
+	{ "v4-mapped host is IPv4 /32", "::ffff:192.0.2.1", 0, "192.0.2.1", 32 },
+	{ "v4-mapped /96 is IPv4 /0", "::ffff:0.0.0.0/96", 0, "0.0.0.0", 0 },
+	{ "v4-mapped wider than /96 stays IPv6", "::ffff:0.0.0.0/80", 0, "::", 80 },
+	{ "blanks around", "  10.0.0.0/8\t", 0, "10.0.0.0", 8 },
+	{ "IPv4 prefix too long", "10.0.0.0/33", -1, NULL, 0 },
+	{ "IPv6 prefix too long", "::/129", -1, NULL, 0 },
+	{ "negative prefix", "10.0.0.0/-1", -1, NULL, 0 },
+	{ "empty prefix", "10.0.0.0/", -1, NULL, 0 },
+	{ "junk after prefix", "10.0.0.0/8x", -1, NULL, 0 },
+	{ "not an address", "example.org/8", -1, NULL, 0 },
+	{ "empty", "", -1, NULL, 0 },
+};
+
+static void test_parse_cidr(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cidr_cases) / sizeof(cidr_cases[0]); i++) {
+		const struct cidr_case *c = &cidr_cases[i];
+		struct netaddr net;
+		char out[NETADDR_STRLEN];
+		int p = -1, rc = netaddr_parse_cidr(c->cidr, &net, &p);
+
+		if (rc != c->rc)
+			fail_msg("%s: rc %d, want %d", c->label, rc, c->rc);
+		if (rc != 0)
+			continue;
+		assert_int_equal(netaddr_to_string(&net, out, sizeof(out)), 0);
+		if (strcmp(out, c->net) != 0 || p != c->prefix)
+			fail_msg("%s: %s/%d, want %s/%d", c->label, out, p, c->net, c->prefix);
+	}
+}
+
+struct match_case { const char *label, *ip, *cidr; bool match; };
+
+static const struct match_case match_cases[] = {
+	{ "IPv4 inside", "10.1.2.3", "10.0.0.0/8", true },
+	{ "IPv4 outside", "11.1.2.3", "10.0.0.0/8", false },
+	{ "IPv4 /32 exact", "192.0.2.1", "192.0.2.1", true },
+	{ "IPv4 /32 neighbour", "192.0.2.2", "192.0.2.1", false },
+	{ "IPv4 /0 matches every IPv4", "203.0.113.9", "0.0.0.0/0", true },
+	{ "IPv4 odd length edge in", "198.19.255.255", "198.18.0.0/15", true },
+	{ "IPv4 odd length edge out", "198.20.0.0", "198.18.0.0/15", false },
+	{ "v4-mapped client in an IPv4 list", "::ffff:10.1.2.3", "10.0.0.0/8", true },
+	{ "IPv4 client in a v4-mapped list", "10.1.2.3", "::ffff:10.0.0.0/104", true },
+	{ "IPv6 inside", "2001:db8:5::1", "2001:db8::/32", true },
+	{ "IPv6 outside", "2001:db9::1", "2001:db8::/32", false },
+	{ "IPv6 /128 exact", "::1", "::1", true },
+	{ "IPv6 /0 matches every IPv6", "2001:db8::1", "::/0", true },
+	{ "IPv6 /0 does not match IPv4", "10.1.2.3", "::/0", false },
+	{ "IPv4 /0 does not match IPv6", "2001:db8::1", "0.0.0.0/0", false },
+	{ "IPv6 odd length edge in", "2001:db8:7fff::1", "2001:db8::/33", true },
+	{ "IPv6 odd length edge out", "2001:db8:8000::1", "2001:db8::/33", false },
+};
+
+static void test_match(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(match_cases) / sizeof(match_cases[0]); i++) {
+		const struct match_case *c = &match_cases[i];
+		struct sockaddr_storage ss = sa_of(c->ip);
+		struct netaddr a, net;
+		int p;
+
+		assert_int_equal(netaddr_parse_cidr(c->cidr, &net, &p), 0);
+		assert_int_equal(netaddr_from_sockaddr((struct sockaddr *)&ss, &a), 0);
+		if (netaddr_in_prefix(&a, &net, p) != c->match)
+			fail_msg("%s: %s in %s, want %d", c->label, c->ip, c->cidr, c->match);
+	}
+}
+
+static void test_key16(void **state)
+{
+	struct sockaddr_storage v4 = sa_of("198.18.7.7"), mapped = sa_of("::ffff:198.18.7.7"),
+	    v6 = sa_of("2001:db8::1");
+	struct netaddr a;
+	uint8_t k1[16], k2[16], k3[16];
+	static const uint8_t want[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 7, 7 };
+
+	(void)state;
+	netaddr_from_sockaddr((struct sockaddr *)&v4, &a);
+	netaddr_key16(&a, k1);
+	netaddr_from_sockaddr((struct sockaddr *)&mapped, &a);
+	netaddr_key16(&a, k2);
+	netaddr_from_sockaddr((struct sockaddr *)&v6, &a);
+	netaddr_key16(&a, k3);
+	assert_memory_equal(k1, want, 16);
+	assert_memory_equal(k1, k2, 16);        /* one client, one key, whatever the socket */
+	assert_memory_equal(k3, ((struct sockaddr_in6 *)&v6)->sin6_addr.s6_addr, 16);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_text),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_prefix_string),
+		cmocka_unit_test(test_parse_cidr),
+		cmocka_unit_test(test_match),
+		cmocka_unit_test(test_key16),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,316 @@
+/* test_senderauth.c — the senderauth module through the chain against a fake DNS server
+ * (tests/unit/fake_dns.h) with a dkimpy-signed Ed25519 fixture: pass with the one
+ * Authentication-Results field, SpamAssassin's symbols and AUTH_DOMAIN (and ratelimit's
+ * auth_domain key reading it); a tampered body refused per DMARC p=reject, or only scored
+ * with action log; a key lookup that never answers (temperror, DMARC temperror: no
+ * rejection on a DNS hiccup); forged Authentication-Results removed; several From fields;
+ * the session going away with lookups in flight (nothing fires, nothing leaks). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filters/dns.h"
+#include "filters/ratelimit.h"
+#include "filters/senderauth.h"
+#include "proxy/chain.h"
+#include "proxy/config.h"
+#include "proxy/hook.h"
+#include "proxy/msgbuf.h"
+#include "fake_dns.h"
+#include "dkim_fixture.h"
+
+static char ed_txt[256];
+static struct fake_rr zone[] = {
+	{ "ed._domainkey.example.org", 16, ed_txt, 300 },
+	{ "_dmarc.example.org", 16, "v=DMARC1; p=reject", 300 },
+};
+
+struct fixture {
+	uv_loop_t loop;
+	struct fake_dns fd;
+	struct mx_config cfg;
+	char resolver[64];
+	char *resolvers[1];
+	struct chain_modules mods;
+	struct chain_entry entry;
+	uv_timer_t timer;
+	int slot;
+};
+
+static int setup_mode(void **state, int action)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct mx_config *c = &f->cfg;
+	void *ws = NULL;
+	size_t len;
+	char *t = fixture_slurp("ed.txt", &len);
+
+	snprintf(ed_txt, sizeof(ed_txt), "%.*s", (int)strcspn(t, "\r\n"), t);
+	free(t);
+	uv_loop_init(&f->loop);
+	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	c->hostname = "mx.example.test";
+	snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
+	f->resolvers[0] = f->resolver;
+	c->dns.resolvers.v = f->resolvers;
+	c->dns.resolvers.n = 1;
+	c->dns.timeout = 300;
+	c->dns.tries = 1;
+	c->dns.cache_size = 0;
+	c->dns.negative_ttl = 60000;
+	c->dns.max_ttl = 3600000;
+	c->dkim.enabled = true;
+	c->dkim.timeout = 2000;
+	c->dkim.max_signatures = 8;
+	c->dkim.max_headers = 1000;
+	c->dkim.min_key_bits = 1024;
+	c->dkim.max_key_bits = 4096;
+	c->dkim.clock_skew = 300000;
+	c->dkim.scores = (struct dkim_scores_config){ 0.1, -0.1, -0.1, -0.1, 0.1 };
+	c->arc.enabled = true;
+	c->arc.max_instances = 16;
+	c->dmarc.enabled = true;
+	c->dmarc.action = action;
+	c->dmarc.scores = (struct dmarc_scores_config){ -0.001, 1.797, 1.198, 0.898, 0.001 };
+	f->slot = 0;   /* the only entry */
+	assert_int_equal(senderauth_module.worker_init(c, &f->loop, 0, &ws), 0);
+	assert_non_null(ws);
+	chain_modules_single(&f->mods, &f->entry, &senderauth_module, ws);
+	uv_timer_init(&f->loop, &f->timer);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state) { return setup_mode(state, DMARC_ACTION_HONOR); }
+static int setup_log(void **state) { return setup_mode(state, DMARC_ACTION_LOG); }
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	senderauth_module.worker_free(f->entry.wstate);
+	uv_close((uv_handle_t *)&f->timer, NULL);
+	fake_dns_stop(&f->fd);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	free(f);
+	return 0;
+}
+
+struct sess { struct hook_env env; struct chain chain; };
+struct run_result { int done; struct verdict v; };
+
+static void done_cb(void *arg, const struct verdict *v)
+{
+	struct run_result *r = arg;
+
+	r->done++;
+	r->v = *v;
+}
+
+/* A session holding the fixture message with from -> to replaced (from NULL: as is). */
+static void sess_init(struct fixture *f, struct sess *s, const char *file, const char *from, const char *to)
+{
+	size_t len;
+	char *m = fixture_slurp(file, &len), *p;
+
+	memset(s, 0, sizeof(*s));
+	s->env.session_id = "t";
+	s->env.loop = &f->loop;
+	s->env.cfg = &f->cfg;
+	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "198.18.1.7");
+	s->env.mail_from = "bounce@other.example";
+	snprintf(s->env.queue_id, sizeof(s->env.queue_id), "Q1");
+	s->env.msg = msgbuf_new(1 << 20, NULL);
+	if (from != NULL) {
+		p = strstr(m, from);
+		assert_non_null(p);
+		assert_int_equal(msgbuf_append(s->env.msg, m, (size_t)(p - m)), 0);
+		assert_int_equal(msgbuf_append(s->env.msg, to, strlen(to)), 0);
+		p += strlen(from);
+		assert_int_equal(msgbuf_append(s->env.msg, p, len - (size_t)(p - m)), 0);
+	} else {
+		assert_int_equal(msgbuf_append(s->env.msg, m, len), 0);
+	}
+	free(m);
+	chain_init(&s->chain, &f->mods, &s->env, &f->timer);
+}
+
+static struct verdict run_eom(struct fixture *f, struct sess *s)
+{
+	struct run_result r = { 0 };
+
+	chain_run(&s->chain, HOOK_EOM, done_cb, &r);
+	for (int i = 0; i < 20000 && !r.done; i++)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	assert_int_equal(r.done, 1);
+	return r.v;
+}
+
+static void sess_free(struct sess *s)
+{
+	chain_release(&s->chain);
+	s->env.mail_from = NULL;
+	msgbuf_free(s->env.msg);
+	s->env.msg = NULL;
+	hook_env_free_outputs(&s->env);
+}
+
+static const char *authres(const struct hook_env *env)
+{
+	const char *v = NULL;
+
+	for (size_t i = 0; i < env->nhdr_edits; i++)
+		if (env->hdr_edits[i].op == HDR_INSERT && strcmp(env->hdr_edits[i].name, "Authentication-Results") == 0) {
+			assert_null(v);	/* one field */
+			v = env->hdr_edits[i].value;
+		}
+	return v;
+}
+
+static void expect_in(const char *hay, const char *needle)
+{
+	if (hay == NULL || strstr(hay, needle) == NULL)
+		fail_msg("\"%s\" not in \"%s\"", needle, hay ? hay : "(null)");
+}
+
+static void test_pass(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct ratelimit_rule_config rule = { .key = RATELIMIT_KEY_AUTH_DOMAIN, .count = RATELIMIT_COUNT_MESSAGES };
+	char value[256];
+
+	sess_init(f, &s, "ed25519.eml", NULL, NULL);
+	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	expect_in(authres(&s.env), "mx.example.test; dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed header.b=");
+	expect_in(authres(&s.env), "; arc=none; dmarc=pass (p=reject dis=none) header.from=example.org");
+	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_SIGNED"));
+	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_VALID"));
+	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_VALID_AU"));
+	assert_null(hook_env_find_symbol(&s.env, "DKIM_VALID_EF"));	/* envelope: other.example */
+	assert_null(hook_env_find_symbol(&s.env, "DKIM_INVALID"));
+	assert_non_null(hook_env_find_symbol(&s.env, "DMARC_PASS"));
+	assert_string_equal(senderauth_auth_domain(&s.env), "example.org");
+	assert_int_equal(ratelimit_key_value(&rule, &s.env, NULL, value, sizeof(value)), 0);
+	assert_string_equal(value, "example.org");
+	sess_free(&s);
+}
+
+static void test_tampered_rejected(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct verdict v;
+	struct ratelimit_rule_config rule = { .key = RATELIMIT_KEY_AUTH_DOMAIN, .count = RATELIMIT_COUNT_MESSAGES };
+	char value[256];
+
+	sess_init(f, &s, "ed25519.eml", "Hello Bob", "Hello Eve");
+	v = run_eom(f, &s);
+	assert_int_equal(v.action, VERDICT_REJECT);
+	assert_int_equal(v.code, 550);
+	assert_string_equal(v.reply, "5.7.1 Email rejected per DMARC policy for example.org");
+	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_INVALID"));
+	assert_non_null(hook_env_find_symbol(&s.env, "DMARC_REJECT"));
+	assert_null(senderauth_auth_domain(&s.env));	/* the From domain is not authenticated */
+	assert_int_equal(ratelimit_key_value(&rule, &s.env, NULL, value, sizeof(value)), -1);
+	sess_free(&s);
+}
+
+static void test_tampered_logged_only(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+
+	sess_init(f, &s, "ed25519.eml", "Hello Bob", "Hello Eve");
+	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	expect_in(authres(&s.env), "dkim=fail (body hash did not verify)");
+	expect_in(authres(&s.env), "dmarc=fail (p=reject dis=reject) header.from=example.org");
+	assert_non_null(hook_env_find_symbol(&s.env, "DMARC_REJECT"));
+	sess_free(&s);
+}
+
+static void test_key_timeout_is_temperror(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+
+	/* "drop." names are never answered by the fake server */
+	sess_init(f, &s, "ed25519.eml", "s=ed;", "s=drop;");
+	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	expect_in(authres(&s.env), "dkim=temperror (key lookup timed out) header.d=example.org header.s=drop");
+	expect_in(authres(&s.env), "dmarc=temperror");
+	sess_free(&s);
+}
+
+static void test_forged_authres_removed(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	bool removed = false;
+
+	sess_init(f, &s, "ed25519.eml", "To: bob@example.net",
+	    "Authentication-Results: x.example; spf=pass\r\nAuthentication-Results: (c) MX.example.test;\r\n dkim=pass\r\nTo: bob@example.net");
+	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	for (size_t i = 0; i < s.env.nhdr_edits; i++) {
+		const struct hdr_edit *e = &s.env.hdr_edits[i];
+
+		if (e->op == HDR_CHANGE && strcmp(e->name, "Authentication-Results") == 0) {
+			assert_null(e->value);
+			assert_int_equal(e->index, 2);	/* the second one claims us; x.example's stays */
+			removed = true;
+		}
+	}
+	assert_true(removed);
+	sess_free(&s);
+}
+
+static void test_several_from(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+
+	sess_init(f, &s, "ed25519.eml", "To: bob@example.net", "From: mallory@evil.example\r\nTo: bob@example.net");
+	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	expect_in(authres(&s.env), "dkim=fail");	/* the added From is signed (h= from) */
+	expect_in(authres(&s.env), "dmarc=permerror (several From fields)");
+	assert_null(senderauth_auth_domain(&s.env));
+	sess_free(&s);
+}
+
+static void test_session_gone_mid_lookup(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct run_result r = { 0 };
+
+	sess_init(f, &s, "ed25519.eml", "s=ed;", "s=drop;");
+	chain_run(&s.chain, HOOK_EOM, done_cb, &r);
+	for (int i = 0; i < 5; i++)
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(r.done, 0);
+	senderauth_module.session_free(f->entry.wstate, f->slot, &s.env);
+	sess_free(&s);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(r.done, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tampered_rejected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tampered_logged_only, setup_log, teardown),
+		cmocka_unit_test_setup_teardown(test_key_timeout_is_temperror, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forged_authres_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_several_from, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_gone_mid_lookup, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
