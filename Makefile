@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-fast test-asan test-fuzz run bench bench-detection clean
+.PHONY: all deps build test test-fast test-asan test-fuzz test-deb deb run bench bench-detection clean
 
 all: build
 
@@ -22,6 +22,7 @@ test: deps build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	$(MAKE) test-asan
 	$(MAKE) test-fuzz
+	$(MAKE) test-deb
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
@@ -37,6 +38,17 @@ test-fuzz:
 	@cmake --build $(BUILD_FUZZ) -j $(JOBS)
 	cd $(BUILD_FUZZ) && ctest --output-on-failure -L fuzz
 
+# Debian package: build-deb/mxgate_VERSION_ARCH.deb (debian/), lintian must show no error.
+deb:
+	@bash scripts/make-deb.sh
+
+# Installs that package on this machine, runs it as the unit does, sends a message through it,
+# purges it (root; serialised with a lock: it changes the system). Not root and not CI: skipped.
+test-deb:
+	@if [ "$$(id -u)" -ne 0 ] && [ "$${CI:-}" != true ]; then \
+	  echo "SKIP: test-deb installs a package: run it as root"; \
+	else $(MAKE) deb && bash tests/package/test_deb.sh build-deb; fi
+
 run: deps build
 	@bash examples/run-demo.sh
 
@@ -49,4 +61,4 @@ bench-detection: build
 	@bash bench/bench_detection.sh $(BUILD)/mxgate $(BENCH_DETECTION_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) build-deb

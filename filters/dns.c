@@ -494,6 +494,30 @@ struct dns_cache *dns_cache_shared(size_t max)
 	return c;
 }
 
+size_t dns_cache_clear(struct dns_cache *c)
+{
+	size_t n;
+
+	if (c == NULL)
+		return 0;
+	pthread_mutex_lock(&c->mu);
+	n = c->count;
+	while (c->head != NULL)
+		dns_cache_remove(c, c->head);
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+size_t dns_cache_flush_shared(void)
+{
+	struct dns_cache *c;
+
+	pthread_mutex_lock(&dns_shared_mu);
+	c = dns_shared;
+	pthread_mutex_unlock(&dns_shared_mu);
+	return dns_cache_clear(c);
+}
+
 /* ---- the resolver ------------------------------------------------------------------- */
 
 struct dns_sock {

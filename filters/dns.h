@@ -112,6 +112,11 @@ void dns_result_free(struct dns_result *r);
 /* The process-wide cache the resolvers use (created on first use with the bound given; a
  * later call with a different bound changes it). */
 struct dns_cache *dns_cache_shared(size_t max);
+/* Removes every entry of c; returns how many there were. Thread-safe. */
+size_t dns_cache_clear(struct dns_cache *c);
+/* Empties the process-wide cache if it exists (the control socket's `flush dns`); returns
+ * the number of entries removed. */
+size_t dns_cache_flush_shared(void);
 
 /* Negative-caching TTL (RFC 2308 5): min(SOA TTL, SOA MINIMUM) of the SOA record in the
  * authority section of a raw reply. Returns 0 and *ttl, or -1 if none / malformed.

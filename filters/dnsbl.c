@@ -7,6 +7,7 @@
 #include "filters/dnsbl.h"
 #include "filters/dns.h"
 #include "proxy/config.h"
+#include "proxy/counters.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
@@ -304,6 +305,11 @@ static struct dns_cache *dnsbl_pass_cache(void)
 	return dnsbl_pass;
 }
 
+size_t dnsbl_pass_cache_flush(void)
+{
+	return dns_cache_clear(dnsbl_pass_cache());
+}
+
 static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
 	const struct dnsbl_config *dc = &cfg->dnsbl;
@@ -466,6 +472,7 @@ static void dnsbl_list_error(struct dnsbl_op *op, struct dnsbl_lookup *lk, const
 	    op->s->w->dc->error_flag_after : 5);
 
 	lk->error = true;
+	counter_inc(COUNTER_DNSBL_ERRORS);	/* mxgate_dnsbl_errors_total, the status page's plot */
 	consec = __atomic_add_fetch(&l->stats->consec_errors, 1, __ATOMIC_RELAXED);
 	total = __atomic_add_fetch(&l->stats->total_errors, 1, __ATOMIC_RELAXED);
 	log_event(LOG_LVL_INFO, op->s->env->session_id,

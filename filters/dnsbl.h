@@ -64,6 +64,9 @@ void dnsbl_reason_format(const char *tmpl, const char *ip, const char *zone, con
 
 /* Errors counted for zone since start, all workers together (metrics, tests). */
 unsigned long dnsbl_list_errors(const char *zone);
+/* Empties the pass cache (the control socket's `flush passcache`); returns how many
+ * clients it held. */
+size_t dnsbl_pass_cache_flush(void);
 
 /* The hook module (listed in proxy/modules.def). */
 struct hook_module;

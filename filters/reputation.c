@@ -1,12 +1,16 @@
-/* reputation.c — per-IP / per-network reputation with decay, see reputation.h. */
+/* reputation.c — per-IP / per-network / per-authenticated-domain reputation with decay, see
+ * reputation.h. */
 #include "reputation.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
+#include "filters/dnsbl.h"
+#include "filters/senderauth.h"
 #include "proxy/config.h"
 #include "proxy/counters.h"
 #include "proxy/hook.h"
@@ -17,6 +21,9 @@
 #include "store/store.h"
 
 #define REP_KEY_MAX 80
+#define REP_DOM_PREFIX "authdom:"
+#define REP_DOM_KEY_MAX (sizeof(REP_DOM_PREFIX) + 256)
+#define REP_REDIS_PREFIX "mxgate:rep:"
 
 /* ---- pure pieces ------------------------------------------------------------------------ */
 
@@ -75,6 +82,87 @@ int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, c
 	    (size_t)snprintf(netkey, netlen, "net:%s", net) >= netlen)
 		return -1;
 	return 0;
+}
+
+int reputation_domain_key(const char *domain, char *key, size_t keylen)
+{
+	size_t n = domain != NULL ? strlen(domain) : 0, o = sizeof(REP_DOM_PREFIX) - 1;
+
+	if (n > 0 && domain[n - 1] == '.')
+		n--;
+	if (n == 0 || keylen < o + n + 1)
+		return -1;
+	memcpy(key, REP_DOM_PREFIX, o);
+	for (size_t i = 0; i < n; i++)
+		key[o++] = (char)tolower((unsigned char)domain[i]);
+	key[o] = '\0';
+	return 0;
+}
+
+/* Is name the symbol of one of the dnsbl section's IP lists (named as dnsbl.c names it)? */
+static bool rep_is_ip_list_symbol(const struct mx_config *cfg, const char *name)
+{
+	const struct dnsbl_list_config *lists;
+	char sym[sizeof(((struct hook_symbol *)0)->name)];
+
+	if (cfg == NULL)
+		return false;
+	lists = cfg->dnsbl.lists.v;
+	for (size_t i = 0; i < cfg->dnsbl.lists.n; i++) {
+		if (lists[i].type != DNSBL_TYPE_IP)
+			continue;
+		if (lists[i].symbol != NULL && lists[i].symbol[0] != '\0')
+			snprintf(sym, sizeof(sym), "%s", lists[i].symbol);
+		else
+			dnsbl_symbol_name(lists[i].zone, sym, sizeof(sym));
+		if (strcmp(sym, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+double reputation_ip_penalty(const struct hook_env *env, bool with_deny, char *names,
+    size_t nameslen)
+{
+	size_t end = env->txn_symbols_start < env->nsymbols ? env->txn_symbols_start : env->nsymbols;
+	size_t o = 0;
+	double sum = 0;
+
+	if (names != NULL && nameslen > 0)
+		names[0] = '\0';
+	for (size_t i = 0; i < end; i++) {
+		const struct hook_symbol *sy = &env->symbols[i];
+
+		if (!(sy->score > 0))
+			continue;
+		if (strcmp(sy->name, "REP_BAD") != 0 && !(with_deny && strcmp(sy->name, "REP_DENY") == 0) &&
+		    !rep_is_ip_list_symbol(env->cfg, sy->name))
+			continue;
+		sum += sy->score;
+		if (names != NULL && o < nameslen) {
+			int k = snprintf(names + o, nameslen - o, "%s%s", o ? "," : "", sy->name);
+
+			o = k < 0 || (size_t)k >= nameslen - o ? nameslen : o + (size_t)k;
+		}
+	}
+	return sum;
+}
+
+double reputation_domain_lift(double penalty, double lift_max)
+{
+	if (!(penalty > 0) || !(lift_max > 0))
+		return 0;
+	return penalty < lift_max ? penalty : lift_max;
+}
+
+int reputation_domain_outcome(enum reputation_outcome o, double residual)
+{
+	if ((unsigned)o >= REPUTATION_NOUTCOMES)
+		return -1;
+	if (o == REPUTATION_ACCEPTED || o == REPUTATION_VIRUS)
+		return (int)o;
+	/* a hair of floating-point residue after a full lift is no penalty */
+	return residual > 1e-9 ? -1 : (int)o;
 }
 
 /* Wall clock in ms: records are compared across restarts and nodes. */
@@ -137,28 +225,31 @@ static bool rep_expired(const void *key, size_t klen, const void *val, size_t vl
 	return sum < 0.05;
 }
 
-struct rep_read { struct reputation_counts *out[2]; };
-
 /* One value of rep_read_counts's snapshot: zeroes when absent or of another shape. */
 static void rep_read_value_cb(void *arg, size_t i, const void *val, size_t len)
 {
-	struct rep_read *r = arg;
+	struct reputation_counts *out = arg;
 
-	memset(r->out[i], 0, sizeof(*r->out[i]));
-	if (val && len == sizeof(*r->out[i]))
-		memcpy(r->out[i], val, len);
+	memset(&out[i], 0, sizeof(out[i]));
+	if (val && len == sizeof(out[i]))
+		memcpy(&out[i], val, len);
 }
 
-/* Reads the IP's and the network's counts in one snapshot (inline: the memory map). */
-static int rep_read_counts(struct lmdb_store *st, const char *ipkey, const char *netkey,
-    struct reputation_counts *ip, struct reputation_counts *net)
+/* Reads the counts of n keys (an IP and its network, or a domain) in one snapshot into
+ * out[0..n-1] (inline: the memory map). 0 or -1. */
+static int rep_read_counts(struct lmdb_store *st, const char *const *keys, size_t n,
+    struct reputation_counts *out)
 {
-	struct lmdb_key keys[2] = { { ipkey, strlen(ipkey) }, { netkey, strlen(netkey) } };
-	struct rep_read r = { { ip, net } };
+	struct lmdb_key lk[2];
 
-	memset(ip, 0, sizeof(*ip));
-	memset(net, 0, sizeof(*net));
-	return lmdb_store_get_many(st, keys, 2, rep_read_value_cb, &r);
+	if (n > 2)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		lk[i].data = keys[i];
+		lk[i].len = strlen(keys[i]);
+		memset(&out[i], 0, sizeof(out[i]));
+	}
+	return lmdb_store_get_many(st, lk, n, rep_read_value_cb, out);
 }
 
 /* ---- configuration --------------------------------------------------------------------- */
@@ -177,6 +268,8 @@ static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		return cfg_error(p, n, "store: expected lmdb:/dir or redis://host:port[/db]");
 	if (c->good_threshold <= c->bad_threshold)
 		return cfg_error(p, n, "good_threshold must be above bad_threshold");
+	if (c->domain_good_threshold <= c->domain_bad_threshold)
+		return cfg_error(p, n, "domain_good_threshold must be above domain_bad_threshold");
 	return 0;
 }
 
@@ -219,6 +312,18 @@ static const struct cfg_field rep_fields[] = {
 	  .doc = "LMDB writes are batched per worker this long" },
 	{ "timeout", CFG_DURATION, offsetof(struct reputation_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis lookup deadline; then the client is treated as unknown" },
+	{ "auth_domain", CFG_BOOL, offsetof(struct reputation_config, auth_domain), "true",
+	  .doc = "also keep a history per authenticated sender domain (DKIM/SPF-aligned From, from dkim/dmarc/spf) and judge it at end of data" },
+	{ "domain_good_threshold", CFG_DOUBLE, offsetof(struct reputation_config, domain_good_threshold), "0.8", -1, 1,
+	  .doc = "domain score at or above which the domain is good (REP_DOMAIN_GOOD and the lift)" },
+	{ "domain_bad_threshold", CFG_DOUBLE, offsetof(struct reputation_config, domain_bad_threshold), "-0.5", -1, 1,
+	  .doc = "domain score at or below which the domain is bad (REP_DOMAIN_BAD)" },
+	{ "domain_good_score", CFG_DOUBLE, offsetof(struct reputation_config, domain_good_score), "-1", -1000, 1000,
+	  .doc = "score of symbol REP_DOMAIN_GOOD" },
+	{ "domain_bad_score", CFG_DOUBLE, offsetof(struct reputation_config, domain_bad_score), "3", -1000, 1000,
+	  .doc = "score of symbol REP_DOMAIN_BAD" },
+	{ "domain_lift_max", CFG_DOUBLE, offsetof(struct reputation_config, domain_lift_max), "10", 0, 1000,
+	  .doc = "a good domain cancels the IP's score-only penalties (REP_BAD, DNS-list IP symbols) up to this much (REP_DOMAIN_LIFT); 0 = no lift" },
 	{ .key = NULL }
 };
 
@@ -229,17 +334,19 @@ const struct cfg_table reputation_config_table = {
 
 /* ---- Redis scripts --------------------------------------------------------------------- */
 
-/* KEYS ip, net. Returns both hashes' fields a r t s v ts (nil when absent), as strings. */
+/* KEYS ip, net (connect) or the domain (end of data). Returns every hash's fields a r t s v
+ * ts (nil when absent), as strings, 6 per key. */
 static const char rep_lua_get[] =
 	"local f = {'a','r','t','s','v','ts'}\n"
 	"local out = {}\n"
-	"for k = 1, 2 do\n"
+	"for k = 1, #KEYS do\n"
 	"  local v = redis.call('HMGET', KEYS[k], unpack(f))\n"
 	"  for i = 1, 6 do out[#out + 1] = v[i] end\n"
 	"end\n"
 	"return out\n";
 
-/* KEYS ip, net; ARGV outcome field, half_life_ms, ttl_ms. Decays on the server's clock. */
+/* KEYS ip, net[, domain]; ARGV outcome field, half_life_ms, ttl_ms. Decays on the server's
+ * clock. */
 static const char rep_lua_add[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local t = redis.call('TIME')\n"
@@ -279,12 +386,14 @@ struct rep_worker {
 	struct lmdb_writer *wr;         /* ... writes batched in the pool */
 	struct redis_store *rs;         /* redis store */
 	int lua_get, lua_add;
+	bool domains;                   /* auth_domain, with a store to keep it in */
 };
 
 struct rep_session {
 	struct rep_worker *w;
 	struct hook_call *call;
 	struct redis_req *req;
+	char domain[256];               /* HOOK_EOM: the authenticated domain looked up */
 };
 
 static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -302,7 +411,7 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 	w->loop = loop;
 	w->worker = worker;
 	if (store_kind_of(c->store) == STORE_LMDB) {
-		static const char *const prefixes[] = { "ip:", "net:", NULL };
+		static const char *const prefixes[] = { "ip:", "net:", REP_DOM_PREFIX, NULL };
 		uint64_t half_life = c->half_life;
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .merge = rep_merge, .expired = rep_expired,
@@ -320,6 +429,7 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->lua_get = redis_store_add_script(w->rs, rep_lua_get);
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
+	w->domains = c->auth_domain && (w->st != NULL || w->rs != NULL);
 	*wstate = w;
 	return 0;
 fail:
@@ -344,7 +454,12 @@ static void rep_worker_free(void *wstate)
 
 static unsigned rep_stages(void *wstate)
 {
-	return wstate ? 1u << HOOK_CONNECT : 0;
+	struct rep_worker *w = wstate;
+
+	if (w == NULL)
+		return 0;
+	/* the authenticated domain is known at end of data (senderauth runs first there) */
+	return 1u << HOOK_CONNECT | (w->domains ? 1u << HOOK_EOM : 0);
 }
 
 static uint64_t rep_timeout_ms(void *wstate)
@@ -453,28 +568,125 @@ static bool rep_parse_counts(const redisReply *const *el, struct reputation_coun
 	return any;
 }
 
-/* The Redis lookup for a connect: decide, or treat the client as unknown. */
+/* ---- end of data: the authenticated domain ------------------------------------------------ */
+
+/* Judges the authenticated domain from its counts (not yet decayed) and completes the call:
+ * REP_DOMAIN_GOOD and the lift of the IP's penalties, or REP_DOMAIN_BAD. Never refuses by
+ * itself: the rules engine sums the symbols. */
+static void rep_domain_decide(struct rep_worker *w, struct hook_call *call, const char *domain,
+    struct reputation_counts *rc)
+{
+	struct hook_env *env = hook_call_env(call);
+	const struct reputation_config *c = w->cfg;
+	double s, penalty = 0, lift = 0;
+	char desc[320], names[200] = "";
+	const char *cls = "neutral";
+
+	reputation_decay(rc, rep_wall_ms(), c->half_life);
+	s = reputation_score(rc, NULL, 0, c->prior);
+	if (s >= c->domain_good_threshold) {
+		cls = "good";
+		snprintf(desc, sizeof(desc), "%s reputation %.2f", domain, s);
+		hook_env_add_symbol(env, "REP_DOMAIN_GOOD", c->domain_good_score, desc);
+		penalty = reputation_ip_penalty(env, false, names, sizeof(names));
+		lift = reputation_domain_lift(penalty, c->domain_lift_max);
+		if (lift > 0) {
+			snprintf(desc, sizeof(desc), "%s lifts %s", domain, names);
+			hook_env_add_symbol(env, "REP_DOMAIN_LIFT", -lift, desc);
+		}
+	} else if (s <= c->domain_bad_threshold) {
+		cls = "bad";
+		snprintf(desc, sizeof(desc), "%s reputation %.2f", domain, s);
+		hook_env_add_symbol(env, "REP_DOMAIN_BAD", c->domain_bad_score, desc);
+	}
+	log_event(s >= c->domain_good_threshold || s <= c->domain_bad_threshold ? LOG_LVL_INFO :
+	    LOG_LVL_DEBUG, env->session_id,
+	    "event=reputation_domain queue_id=%s auth_domain=%s score=%.3f class=%s lift=%g lifted=%s client=%s",
+	    env->queue_id, domain, s, cls, lift, lift > 0 ? names : "-", env->client_ip);
+	hook_call_done(call, NULL);
+}
+
+/* ---- Redis lookups ----------------------------------------------------------------------- */
+
+/* The Redis answer for a connect (IP and network: decide, or treat the client as unknown)
+ * or for the end of data (the domain: judge it, or add nothing). */
 static void rep_redis_get_cb(void *arg, const redisReply *reply)
 {
 	struct rep_session *s = arg;
 	struct hook_call *call = s->call;
-	struct hook_env *env = hook_call_env(call);
-	struct reputation_counts ip, net;
-	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
+	size_t n = hook_call_stage(call) == HOOK_EOM ? 1 : 2;
+	struct reputation_counts rc[2];
+	bool ok = reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 6 * n;
 
 	s->req = NULL;
 	s->call = NULL;
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 12 ||
-	    reputation_keys((const struct sockaddr *)&env->client, s->w->cfg->prefix_v4,
-	    s->w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) < 0) {
+	for (size_t i = 0; ok && i < n; i++)
+		rep_parse_counts((const redisReply *const *)reply->element + 6 * i, &rc[i]);
+	if (n == 1) {
+		if (ok)
+			rep_domain_decide(s->w, call, s->domain, &rc[0]);
+		else
+			hook_call_done(call, NULL);
+	} else if (ok) {
+		rep_decide(s->w, call, &rc[0], &rc[1]);
+	} else {
 		/* No answer: the client is unknown, which is never a reason to refuse it (but
 		 * near max_connections it is not known to be good either). */
 		rep_done_unknown(s->w, call, NULL);
+	}
+}
+
+/* Starts the Redis lookup of n (1 or 2) store keys for call (domain: what HOOK_EOM looks
+ * up, for the answer). Returns 0, or -1 when it could not start (the call is not done). */
+static int rep_redis_lookup(struct rep_worker *w, int slot, struct hook_call *call,
+    const char *const *keys, size_t n, const char *domain)
+{
+	struct hook_env *env = hook_call_env(call);
+	struct rep_session *s = env->module_ctx[slot];
+	char rk[2][REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
+	const char *rkeys[2];
+
+	if (s == NULL) {
+		s = calloc(1, sizeof(*s));
+		if (s == NULL)
+			return -1;
+		s->w = w;
+		env->module_ctx[slot] = s;
+	}
+	for (size_t i = 0; i < n && i < 2; i++) {
+		snprintf(rk[i], sizeof(rk[i]), REP_REDIS_PREFIX "%s", keys[i]);
+		rkeys[i] = rk[i];
+	}
+	snprintf(s->domain, sizeof(s->domain), "%s", domain ? domain : "");
+	s->call = call;
+	if (redis_store_eval(w->rs, w->lua_get, (int)n, 0, rkeys, NULL, rep_redis_get_cb, s, &s->req) == 0)
+		return 0;
+	s->call = NULL;
+	return -1;
+}
+
+/* HOOK_EOM: looks up the authenticated domain's history, if the message has one. */
+static void rep_run_eom(struct rep_worker *w, int slot, struct hook_call *call)
+{
+	struct hook_env *env = hook_call_env(call);
+	const char *domain = w->domains ? senderauth_auth_domain(env) : NULL;
+	char key[REP_DOM_KEY_MAX];
+	const char *keys[1] = { key };
+	struct reputation_counts rc;
+
+	if (domain == NULL || reputation_domain_key(domain, key, sizeof(key)) < 0) {
+		hook_call_done(call, NULL);
 		return;
 	}
-	rep_parse_counts((const redisReply *const *)reply->element, &ip);
-	rep_parse_counts((const redisReply *const *)reply->element + 6, &net);
-	rep_decide(s->w, call, &ip, &net);
+	if (w->st) {
+		if (rep_read_counts(w->st, keys, 1, &rc) < 0)
+			hook_call_done(call, NULL);
+		else
+			rep_domain_decide(w, call, domain, &rc);
+		return;
+	}
+	if (rep_redis_lookup(w, slot, call, keys, 1, domain) < 0)
+		hook_call_done(call, NULL);
 }
 
 static void rep_run(void *wstate, int slot, struct hook_call *call)
@@ -483,10 +695,15 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	struct hook_env *env = hook_call_env(call);
 	const struct sockaddr *sa = (const struct sockaddr *)&env->client;
 	const struct reputation_config *c = w->cfg;
-	struct reputation_counts ip, net;
+	struct reputation_counts rc[2];
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
+	const char *keys[2] = { ipkey, netkey };
 	struct verdict v;
 
+	if (hook_call_stage(call) == HOOK_EOM) {
+		rep_run_eom(w, slot, call);
+		return;
+	}
 	if (hook_call_stage(call) != HOOK_CONNECT) {
 		hook_call_done(call, NULL);
 		return;
@@ -512,35 +729,15 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	}
 	if (w->st) {
 		/* A read is a lookup in the memory map: done inline. */
-		if (rep_read_counts(w->st, ipkey, netkey, &ip, &net) < 0) {
+		if (rep_read_counts(w->st, keys, 2, rc) < 0) {
 			rep_done_unknown(w, call, NULL);
 			return;
 		}
-		rep_decide(w, call, &ip, &net);
+		rep_decide(w, call, &rc[0], &rc[1]);
 		return;
 	}
-	if (w->rs) {
-		struct rep_session *s = env->module_ctx[slot];
-		char rk1[REP_KEY_MAX + 16], rk2[REP_KEY_MAX + 16];
-		const char *keys[2] = { rk1, rk2 };
-
-		snprintf(rk1, sizeof(rk1), "mxgate:rep:%s", ipkey);
-		snprintf(rk2, sizeof(rk2), "mxgate:rep:%s", netkey);
-
-		if (s == NULL) {
-			s = calloc(1, sizeof(*s));
-			if (s == NULL) {
-				rep_done_unknown(w, call, NULL);
-				return;
-			}
-			s->w = w;
-			env->module_ctx[slot] = s;
-		}
-		s->call = call;
-		if (redis_store_eval(w->rs, w->lua_get, 2, 0, keys, NULL, rep_redis_get_cb, s, &s->req) == 0)
-			return;
-		s->call = NULL;
-	}
+	if (w->rs && rep_redis_lookup(w, slot, call, keys, 2, NULL) == 0)
+		return;
 	rep_done_unknown(w, call, NULL);
 }
 
@@ -548,6 +745,7 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 {
 	struct rep_session *s = env->module_ctx[slot];
 
+	(void)wstate;
 	if (s == NULL)
 		return;
 	redis_req_cancel(s->req);
@@ -557,47 +755,61 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 
 /* ---- outcomes --------------------------------------------------------------------------- */
 
-/* Adds one message outcome to the history of env's client (IP and network): merged by the
- * LMDB writer, or one Redis script (fire and forget). */
-static void rep_record(struct rep_worker *w, const struct hook_env *env, enum reputation_outcome o)
+/* Adds one message outcome to the history of env's client (IP and network) when ip, and of
+ * its authenticated domain when domkey is not NULL: merged by the LMDB writer, or one Redis
+ * script (fire and forget). */
+static void rep_record(struct rep_worker *w, const struct hook_env *env, enum reputation_outcome o,
+    bool ip, const char *domkey)
 {
 	char ipkey[REP_KEY_MAX], netkey[REP_KEY_MAX];
+	const char *keys[3];
+	size_t nkeys = 0;
 
-	if (reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
-	    w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) < 0)
-		return;
-	log_event(LOG_LVL_DEBUG, env->session_id, "event=reputation_record client=%s outcome=%s",
-	    env->client_ip, rep_outcome_names[o]);
+	if (ip && reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
+	    w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) == 0) {
+		keys[nkeys++] = ipkey;
+		keys[nkeys++] = netkey;
+	}
+	if (domkey != NULL)
+		keys[nkeys++] = domkey;
 	if (w->wr) {
 		unsigned char op = (unsigned char)o;
 
 		/* dropped (and logged) only when the pool is stuck and the queue full */
-		lmdb_writer_merge(w->wr, ipkey, strlen(ipkey), &op, 1);
-		lmdb_writer_merge(w->wr, netkey, strlen(netkey), &op, 1);
-	} else if (w->rs) {
-		const char *argv[5];
-		char hl[32], ttl[32], rk1[REP_KEY_MAX + 16], rk2[REP_KEY_MAX + 16];
+		for (size_t i = 0; i < nkeys; i++)
+			lmdb_writer_merge(w->wr, keys[i], strlen(keys[i]), &op, 1);
+	} else if (w->rs && nkeys > 0) {
+		char hl[32], ttl[32], rk[3][REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
+		const char *argv[6];
 
+		for (size_t i = 0; i < nkeys; i++) {
+			snprintf(rk[i], sizeof(rk[i]), REP_REDIS_PREFIX "%s", keys[i]);
+			argv[i] = rk[i];
+		}
 		snprintf(hl, sizeof(hl), "%llu", (unsigned long long)w->cfg->half_life);
 		snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)w->cfg->half_life * 8);
-		snprintf(rk1, sizeof(rk1), "mxgate:rep:%s", ipkey);
-		snprintf(rk2, sizeof(rk2), "mxgate:rep:%s", netkey);
-		argv[0] = rk1;
-		argv[1] = rk2;
-		argv[2] = rep_fields_short[o];
-		argv[3] = hl;
-		argv[4] = ttl;
+		argv[nkeys] = rep_fields_short[o];
+		argv[nkeys + 1] = hl;
+		argv[nkeys + 2] = ttl;
 		/* Fire and forget: a lost update while Redis is down costs little. */
-		redis_store_write(w->rs, w->lua_add, 2, 3, argv, NULL, NULL, NULL);
+		redis_store_write(w->rs, w->lua_add, (int)nkeys, 3, argv, NULL, NULL, NULL);
 	}
 }
 
 /* The outcome notifier: what a message that reached the end of data did. Refusals at MAIL,
  * RCPT or DATA judge the envelope rather than the client, and a filter's discard says
- * nothing either way: neither counts (as before the notifier). */
+ * nothing either way: neither counts (as before the notifier). The authenticated domain
+ * (only what senderauth aligned: never a bare From) counts it too, unless the IP's unlifted
+ * penalties may have decided a bad outcome (reputation_domain_outcome). A message whose IP
+ * penalties a good domain lifted was judged as the domain's: the IP and its network are
+ * not credited (or blamed) for it. */
 static void rep_outcome(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o)
 {
+	struct rep_worker *w = wstate;
 	enum reputation_outcome r;
+	const char *domain;
+	char domkey[REP_DOM_KEY_MAX];
+	bool counted = false, lifted = false;
 
 	(void)slot;
 	if (o->session || o->stage != HOOK_EOM || o->code == 0 || (o->flags & HOOK_FLAG_DISCARDED))
@@ -610,7 +822,24 @@ static void rep_outcome(void *wstate, int slot, struct hook_env *env, const stru
 		r = REPUTATION_TEMPFAILED;
 	else
 		r = o->flags & HOOK_FLAG_SPAM ? REPUTATION_SPAM : REPUTATION_REJECTED;
-	rep_record(wstate, env, r);
+	domain = w->domains ? senderauth_auth_domain(env) : NULL;
+	if (domain != NULL && reputation_domain_key(domain, domkey, sizeof(domkey)) == 0) {
+		double residual = reputation_ip_penalty(env, true, NULL, 0);
+
+		for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++)
+			if (strcmp(env->symbols[i].name, "REP_DOMAIN_LIFT") == 0 && env->symbols[i].score < 0) {
+				residual += env->symbols[i].score;
+				lifted = true;
+			}
+		counted = reputation_domain_outcome(r, residual) >= 0;
+	} else {
+		domain = NULL;
+	}
+	log_event(LOG_LVL_DEBUG, env->session_id,
+	    "event=reputation_record client=%s outcome=%s ip=%s auth_domain=%s domain=%s", env->client_ip,
+	    rep_outcome_names[r], lifted ? "not_counted" : "counted", domain ? domain : "-",
+	    domain == NULL ? "-" : counted ? "counted" : "not_counted");
+	rep_record(w, env, r, !lifted, counted ? domkey : NULL);
 }
 
 const struct hook_module reputation_module = {

@@ -20,6 +20,20 @@
  * virus (HOOK_FLAG_VIRUS, from clamd or a milter); discarded messages and refusals before
  * the end of data do not count.
  *
+ * The authenticated sender domain (filters/senderauth.c: DKIM- or SPF-aligned with From,
+ * senderauth_auth_domain(); never an unauthenticated From) has a history of its own, record
+ * "authdom:<domain>" in the same store, with the same counts and decay (auth_domain: true).
+ * At HOOK_EOM (senderauth runs first there) its score gives REP_DOMAIN_GOOD (>=
+ * domain_good_threshold) or REP_DOMAIN_BAD (<= domain_bad_threshold); a good domain also
+ * lifts the IP's connect-stage penalties (REP_BAD and the positive DNS-list symbols of the
+ * dnsbl section's IP lists; never REP_DENY) with REP_DOMAIN_LIFT, a negative score of at
+ * most domain_lift_max. Refusals at connect happen before the domain is known: only
+ * score-only penalties can be lifted. The domain counts the message's outcome like the IP,
+ * except that a bad outcome (rejected, tempfailed, spam) is not held against the domain
+ * while the IP's penalties were in the score and not lifted: the IP may have decided it;
+ * and a message whose penalties were lifted counts for the domain only (the IP and its
+ * network are neither credited nor blamed for the domain's mail).
+ *
  * Near max_connections the session sets env->overloaded before the connect stage: then a
  * client that is not on the allow list and does not score >= good_threshold (unknown, no
  * answer, deny list, bad) is refused with 421 4.7.0 (reason=overload) so the known-good ones
@@ -34,6 +48,7 @@
 
 #include "proxy/cfg.h"
 
+struct hook_env;
 struct hook_module;
 
 enum reputation_outcome {
@@ -63,6 +78,10 @@ struct reputation_config {
 	uint64_t map_size;          /* LMDB map size */
 	uint64_t flush_interval;    /* ms between batched LMDB writes */
 	uint64_t timeout;           /* ms per Redis lookup */
+	bool auth_domain;           /* history per authenticated sender domain */
+	double domain_good_threshold, domain_bad_threshold;
+	double domain_good_score, domain_bad_score;
+	double domain_lift_max;     /* the most REP_DOMAIN_LIFT takes off; 0 = no lift */
 };
 extern const struct cfg_table reputation_config_table;
 extern const struct hook_module reputation_module;
@@ -92,5 +111,26 @@ double reputation_score(const struct reputation_counts *ip, const struct reputat
 /* Store keys: "ip:198.18.7.7" and "net:198.18.7.0/24" (v4-mapped IPv6 as IPv4). 0 or -1. */
 int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, char *ipkey,
     size_t iplen, char *netkey, size_t netlen);
+
+/* The store key of an authenticated domain: "authdom:" + the domain lowercased, without a
+ * trailing dot. 0, or -1 when domain is empty or the key does not fit. */
+int reputation_domain_key(const char *domain, char *key, size_t keylen);
+
+/* The client IP's penalties among env's session symbols (those before txn_symbols_start:
+ * the connect and HELO stages), as they stand now: the positive scores of REP_BAD and of
+ * the symbols of the dnsbl section's IP lists (env->cfg), plus REP_DENY's when with_deny.
+ * The names found are written to names (comma separated; may be NULL). */
+double reputation_ip_penalty(const struct hook_env *env, bool with_deny, char *names,
+    size_t nameslen);
+
+/* How much REP_DOMAIN_LIFT takes off (a value >= 0; the symbol's score is its negative):
+ * the penalty, at most lift_max. */
+double reputation_domain_lift(double penalty, double lift_max);
+
+/* What a transaction's outcome o counts for its authenticated domain: o itself, or -1 (not
+ * counted) when o is bad (rejected, tempfailed, spam) and residual, the IP's penalties left
+ * in the score after the lift, is above 0: the message may have been refused or marked for
+ * the IP's history, not for what the domain sent. Accepted and virus always count. */
+int reputation_domain_outcome(enum reputation_outcome o, double residual);
 
 #endif

@@ -277,11 +277,43 @@ static enum verdict_action sa_on_error(void *wstate)
 	}
 }
 
+/* Is d a domain name as sa_judge publishes it (an organisational domain: LDH labels,
+ * at least two, at most 253 octets)? */
+static bool sa_domain_ok(const char *d)
+{
+	size_t n = 0, label = 0;
+	bool dot = false;
+
+	for (; d[n] != '\0'; n++) {
+		unsigned char ch = (unsigned char)d[n];
+
+		if (ch == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			dot = true;
+		} else if (isalnum(ch) || ch == '-' || ch == '_') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return dot && label > 0 && n <= 253;
+}
+
 const char *senderauth_auth_domain(const struct hook_env *env)
 {
-	const struct hook_symbol *s = hook_env_find_symbol(env, SA_AUTH_SYMBOL);
+	/* Only the transaction's symbols (this module adds it at HOOK_EOM), and only a domain
+	 * name: a leftover of an earlier message, or a rule or plugin symbol of that name with
+	 * some other description, is not an authenticated domain. */
+	for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++) {
+		const struct hook_symbol *s = &env->symbols[i];
 
-	return s != NULL && s->desc != NULL && s->desc[0] ? s->desc : NULL;
+		if (strcmp(s->name, SA_AUTH_SYMBOL) == 0)
+			return s->desc != NULL && sa_domain_ok(s->desc) ? s->desc : NULL;
+	}
+	return NULL;
 }
 
 /* ---- per message state ----------------------------------------------------------------------- */

@@ -884,6 +884,7 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_TLS_VERSION: return env->tls ? env->tls_version : "";
 	case MXGATE_TLS_CIPHER: return env->tls ? env->tls_cipher : "";
 	case MXGATE_AUTH_USER: return "";
+	case MXGATE_CLIENT_PTR: return env->client_ptr;
 	default: return NULL;
 	}
 }
@@ -1011,6 +1012,12 @@ static void host_add_symbol(struct mxgate_call *c, const char *name, double scor
 {
 	struct hook_env *env = host_env(c);
 
+	/* AUTH_DOMAIN is filters/senderauth.c's hand-over of the authenticated sender domain
+	 * (ratelimit and reputation key on it): a plugin cannot claim one */
+	if (name && strcmp(name, "AUTH_DOMAIN") == 0) {
+		host_reject_output(c, "reserved_symbol");
+		return;
+	}
 	if (env && name && *name)
 		hook_env_add_symbol(env, name, score, desc);
 }

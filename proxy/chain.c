@@ -141,6 +141,11 @@ static void chain_drop_pending(struct chain *c)
 static void chain_finish(struct chain *c)
 {
 	c->running = false;
+	/* What a stage outside a transaction (connect, HELO) added belongs to the session: the
+	 * transaction resets (hook_env_reset_txn at EHLO, MAIL, RSET, after a message) keep it,
+	 * so the rules engine sums it and reputation can lift it at end of data. */
+	if (!c->txn_open && c->stage < HOOK_MAIL && c->env != NULL)
+		c->env->txn_symbols_start = c->env->nsymbols;
 	c->done(c->arg, &c->result);
 }
 
@@ -361,6 +366,13 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 	memset(&c->result, 0, sizeof(c->result));
 	if (st == HOOK_MAIL)   /* a new transaction: nothing kept from an earlier one */
 		chain_drop_pending(c);
+	if (st == HOOK_HELO && !c->txn_open) {
+		/* a new HELO/EHLO stands for the session in place of the earlier one */
+		if (c->helo_seen)
+			hook_env_truncate_symbols(c->env, c->helo_symbols);
+		c->helo_symbols = c->env->nsymbols;
+		c->helo_seen = true;
+	}
 	if (c->txn_open && st >= HOOK_MAIL && st <= HOOK_EOM)
 		c->txn_stage = st;
 	if (st == HOOK_EOM && c->txn_pending) {

@@ -48,6 +48,10 @@ struct chain {
 	bool running, in_step;
 	bool accepted;            /* an ACCEPT at this stage: only scorers still run */
 	struct verdict result;
+	/* where the HELO stage's symbols begin (helo_seen: it ran): a new EHLO (after STARTTLS)
+	 * replaces them instead of adding a second set */
+	size_t helo_symbols;
+	bool helo_seen;
 	/* the transaction, for the outcome notifications */
 	bool txn_open, session_ended;
 	enum hook_stage txn_stage;   /* the last stage the open transaction reached */

@@ -60,6 +60,10 @@ static const struct counter_desc counter_table[COUNTER__COUNT] = {
 	[COUNTER_SPAM_FOUND] = { "spam_found_total", "Messages scored as spam.", false },
 	[COUNTER_PLUGIN_ERRORS] = { "plugin_errors_total",
 	    "Content filter calls that failed or timed out (on_error applied).", false },
+	[COUNTER_REFUSALS] = { "refusals_total",
+	    "Connections, senders, recipients or messages refused with 5xx (filters, limits, backends).", false },
+	[COUNTER_TEMPFAILS] = { "tempfails_total",
+	    "Connections, senders, recipients or messages deferred with 4xx (filters, limits, no backend).", false },
 };
 
 static inline bool counter_valid(enum counter c)

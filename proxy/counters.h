@@ -54,6 +54,10 @@ enum counter {
 	COUNTER_VIRUSES_FOUND,
 	COUNTER_SPAM_FOUND,
 	COUNTER_PLUGIN_ERRORS,            /* timeouts / failures of milter, clamd, spamd, plugins */
+	/* outcomes as the operator sees them (opstats.h): every refusal of a connection,
+	 * sender, recipient or message, whatever refused it */
+	COUNTER_REFUSALS,                 /* 5xx */
+	COUNTER_TEMPFAILS,                /* 4xx */
 	COUNTER__COUNT
 };
 

@@ -31,6 +31,7 @@ struct health_probe {
 	bool reported;                /* this check's result is recorded */
 	bool stream_open;             /* stream initialised and not yet closed */
 	bool work_queued;
+	bool seen;                    /* has had a first result */
 	enum probe_stage stage;
 	uint64_t t0;                  /* uv_hrtime at check start */
 	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
@@ -56,7 +57,24 @@ struct health {
 	size_t nprobes;
 	bool stopping;
 	int pending;                  /* open handles + queued works; free at zero once stopping */
+	size_t nseen;                 /* probes with a first result */
+	void (*first_cb)(void *arg);  /* health_on_first_round; cleared once called */
+	void *first_arg;
 };
+
+/* A probe got its first result: the round is complete when every probe has one. */
+static void health_note_first(struct health *h, struct health_probe *p)
+{
+	if (p && !p->seen) {
+		p->seen = true;
+		h->nseen++;
+	}
+	if (h->first_cb && h->nseen >= h->nprobes) {
+		void (*cb)(void *) = h->first_cb;
+		h->first_cb = NULL;
+		cb(h->first_arg);
+	}
+}
 
 static void health_maybe_free(struct health *h)
 {
@@ -85,6 +103,7 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 	if (p->reported || h->stopping)
 		return;
 	p->reported = true;
+	health_note_first(h, p);
 	if (ok) {
 		long long us = (long long)((uv_hrtime() - p->t0) / 1000);
 		atomic_store(&b->latency_us, us);
@@ -340,6 +359,17 @@ static void health_tick_cb(uv_timer_t *t)
 	struct health *h = t->data;
 	for (size_t i = 0; i < h->nprobes && !h->stopping; i++)
 		probe_start(&h->probes[i]);
+	if (h->nprobes == 0 && !h->stopping)
+		health_note_first(h, NULL);
+}
+
+/* See health.h. */
+void health_on_first_round(struct health *h, void (*cb)(void *arg), void *arg)
+{
+	if (h == NULL)
+		return;
+	h->first_cb = cb;
+	h->first_arg = arg;
 }
 
 /* See health.h. */

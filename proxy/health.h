@@ -22,6 +22,10 @@ struct health;
  * health_stop. Returns NULL on allocation or libuv failure. */
 struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
     uint64_t timeout_ms, const char *hostname);
+/* Calls cb(arg) once on the loop when every backend has its first check result (pass or
+ * fail): the daemon is ready to say so only then. With no backends, on the next check
+ * tick. Replaces an earlier registration; NULL h ignored. */
+void health_on_first_round(struct health *h, void (*cb)(void *arg), void *arg);
 /* Carries health state across a reload: for every backend of `to` whose URL also appears
  * in `from` (servers or extra), copies up, fails, oks and latency_us, so a backend known
  * to be down stays out of rotation and a reload logs no spurious backend_down/up. Call it

@@ -170,11 +170,20 @@ void hook_env_reset_txn(struct hook_env *env)
 	env->ndel_rcpts = 0;
 	env->quarantine_reason[0] = '\0';
 	env->flags = 0;
-	/* Drop the transaction's symbols; keep the session's (connect/helo stage). The score
-	 * is summed again rather than subtracted, so it cannot drift. */
-	for (size_t i = env->txn_symbols_start; i < env->nsymbols; i++)
+	/* Drop the transaction's symbols; keep the session's (connect/helo stage). */
+	hook_env_truncate_symbols(env, env->txn_symbols_start);
+}
+
+void hook_env_truncate_symbols(struct hook_env *env, size_t n)
+{
+	if (n >= env->nsymbols)
+		return;
+	for (size_t i = n; i < env->nsymbols; i++)
 		free(env->symbols[i].desc);
-	env->nsymbols = env->txn_symbols_start;
+	env->nsymbols = n;
+	if (env->txn_symbols_start > n)
+		env->txn_symbols_start = n;
+	/* The score is summed again rather than subtracted, so it cannot drift. */
 	env->score = 0;
 	for (size_t i = 0; i < env->nsymbols; i++)
 		env->score += env->symbols[i].score;

@@ -11,8 +11,14 @@ enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR
 /* Sets the minimum level printed (default LOG_LVL_INFO). */
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
+/* Syslog facilities a config may name (log.facility), in log_facility_names order. */
+enum log_facility { LOG_FAC_MAIL = 0, LOG_FAC_DAEMON, LOG_FAC_LOCAL0, LOG_FAC_LOCAL1, LOG_FAC_LOCAL2,
+	LOG_FAC_LOCAL3, LOG_FAC_LOCAL4, LOG_FAC_LOCAL5, LOG_FAC_LOCAL6, LOG_FAC_LOCAL7 };
+extern const char *const log_facility_names[];   /* "mail", "daemon", "local0" ... NULL */
 /* Turns syslog on (ident "mxgate", facility mail) in addition to stderr. */
 void log_enable_syslog(int on);
+/* The same with a facility (enum log_facility); a change reopens the connection. */
+void log_enable_syslog_facility(int on, int facility);
 
 /* Prints "<id> <formatted>" at lvl. id may be NULL or "" for process events ("-" is printed). */
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)

@@ -1,11 +1,17 @@
 /* main.c — the mxgate daemon: options, config, listening sockets, privileges, workers,
  * signals (SIGHUP reload, SIGTERM/SIGINT drain), health checks and metrics. */
 #include "backend.h"
+#include "cfg_man.h"
 #include "config.h"
+#include "control.h"
+#include "counters.h"
 #include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "modules.h"
+#include "ops.h"
+#include "sdnotify.h"
+#include "statuspage.h"
 #include "tls.h"
 #include "worker.h"
 #include "rules/bayes_http.h"
@@ -38,6 +44,8 @@ static struct listen_config listen_copies[WORKER_MAX_LISTENERS];
 static int nlisten;
 static uv_signal_t sig_hup, sig_term, sig_int;
 static int stopping;
+static struct control *control;
+static uv_timer_t watchdog_timer;
 
 static void usage(void)
 {
@@ -45,7 +53,8 @@ static void usage(void)
 	    "       mxgate -t -c FILE   check FILE and exit (0 valid, 1 errors as FILE:LINE:COL: key: reason)\n"
 	    "       mxgate -c FILE learn spam|ham PATH...   teach the classifier (files, maildirs, mbox)\n"
 	    "       mxgate -V           print the version\n"
-	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n");
+	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n"
+	    "       mxgate --dump-config-man    print mxgate.yaml(5) (roff)\n");
 }
 
 static void main_apply_logging(const struct mx_config *cfg)
@@ -55,11 +64,12 @@ static void main_apply_logging(const struct mx_config *cfg)
 	if (cfg->log_level > lvl)
 		lvl = cfg->log_level;
 	log_set_level((enum log_level)lvl);
-	log_enable_syslog(cfg->log.syslog);
+	log_enable_syslog_facility(cfg->log.syslog, cfg->log.facility);
 }
 
-/* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg. */
-static struct shared_gen *main_gen_new(struct mx_config *cfg)
+/* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg.
+ * On failure returns NULL and, when errfp is not NULL, writes the reason there too. */
+static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 {
 	static unsigned next_id;
 	struct shared_gen *g = calloc(1, sizeof(*g));
@@ -74,6 +84,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg)
 	g->pool = pool_new(cfg, &err);
 	if (g->pool == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends: %s\"", err ? err : "?");
+		if (errfp)
+			fprintf(errfp, "%s: backends: %s\n", cfg->path ? cfg->path : "config", err ? err : "?");
 		goto fail;
 	}
 	if (cfg->tls.certificate && cfg->tls.key) {
@@ -81,6 +93,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg)
 		    cfg->tls.ciphers, tlserr, sizeof(tlserr));
 		if (g->tls_server == NULL) {
 			log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"tls: %s\"", tlserr);
+			if (errfp)
+				fprintf(errfp, "%s: tls: %s\n", cfg->path ? cfg->path : "config", tlserr);
 			goto fail;
 		}
 	}
@@ -92,9 +106,25 @@ fail:
 	return NULL;
 }
 
+static struct shared_gen *main_current(void)
+{
+	return current;
+}
+
 static struct pool *main_get_pool(void)
 {
 	return current ? current->pool : NULL;
+}
+
+/* The first round of health checks is in: with the listeners bound, the daemon is ready. */
+static void main_first_round_cb(void *arg)
+{
+	(void)arg;
+	ops_set_checked();
+	sdnotify_printf("READY=1\nSTATUS=ready: config generation %u, %s", current->id,
+	    ops_is_ready() ? "backends up" : "no backend up yet");
+	log_event(LOG_LVL_INFO, NULL, "event=ready generation=%u backends_up=%s", current->id,
+	    ops_is_ready() ? "yes" : "no");
 }
 
 static void main_start_side_services(void)
@@ -103,48 +133,98 @@ static void main_start_side_services(void)
 
 	health = health_start(main_loop, current->pool, cfg->backends.health_check.interval,
 	    cfg->backends.health_check.timeout, cfg->hostname);
+	if (!ops_is_started())
+		health_on_first_round(health, main_first_round_cb, NULL);
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
 		modules_register_metrics();	/* the modules' families, e.g. per-rule hits */
 		bayes_http_register(cfg->rules.bayes.max_learn_size);
+		metrics_set_router(statuspage_route);
 	}
 }
 
-static void main_reload(void)
+static bool main_same_string(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Reloads the config (SIGHUP, the control socket's `reload`). Returns the new generation
+ * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
+ * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. */
+static unsigned main_reload(char **errors)
 {
 	struct mx_config *cfg = NULL;
+	char *text = NULL;
+	size_t textlen = 0;
+	FILE *errfp = open_memstream(&text, &textlen);
 
+	sdnotify_reloading();
 	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
-	if (config_load(config_path, &cfg, stderr) != 0) {
+	if (config_load(config_path, &cfg, errfp ? errfp : stderr) != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s reason=invalid_config keeping=old", config_path);
-		return;
+		goto failed;
 	}
-	struct shared_gen *g = main_gen_new(cfg);
+	struct shared_gen *g = main_gen_new(cfg, errfp);
 	if (g == NULL) {
 		config_free(cfg);
 		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s keeping=old", config_path);
-		return;
+		goto failed;
 	}
+	if (errfp)
+		fclose(errfp);
+	free(text);
 	main_apply_logging(cfg);
+	if (!main_same_string(cfg->control.socket, current->cfg->control.socket) ||
+	    !main_same_string(cfg->control.mode, current->cfg->control.mode) ||
+	    !main_same_string(cfg->control.owner, current->cfg->control.owner) ||
+	    !main_same_string(cfg->control.group, current->cfg->control.group))
+		log_event(LOG_LVL_WARNING, NULL, "event=control_unchanged reason=\"control: takes effect at the next start\"");
 	if (health)
 		health_stop(health);
 	health = NULL;
 	struct shared_gen *old = current;
-	/* Backends keep their known state across a reload (a dead one stays out). */
+	/* Backends keep their known state across a reload (a dead one stays out), and drained
+	 * ones stay drained until `mxgatectl enable`. */
 	health_copy_state(old->pool, g->pool);
+	ops_apply_drains(g->pool);
 	current = g;
 	for (int i = 0; i < nworkers; i++)
 		worker_post_gen(&workers[i], g);
 	shared_gen_unref(old);
 	main_start_side_services();
 	log_event(LOG_LVL_INFO, NULL, "event=reloaded generation=%u", g->id);
+	sdnotify_printf("READY=1\nSTATUS=ready: config generation %u", g->id);
+	return g->id;
+failed:
+	if (errfp) {
+		fclose(errfp);
+		/* Each error as a log line of its own. */
+		for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+			char esc[1024];
+			size_t k = 0;
+			nl = strchr(line, '\n');
+			for (const char *c = line; *c && c != nl && k + 2 < sizeof(esc); c++) {
+				if (*c == '"' || *c == '\\')
+					esc[k++] = '\\';
+				esc[k++] = *c;
+			}
+			esc[k] = '\0';
+			log_event(LOG_LVL_ERROR, NULL, "event=config_error error=\"%s\"", esc);
+		}
+	}
+	if (errors)
+		*errors = text;
+	else
+		free(text);
+	sdnotify_printf("READY=1\nSTATUS=reload failed: config generation %u stays", current->id);
+	return 0;
 }
 
 static void main_signal_cb(uv_signal_t *h, int signum)
 {
 	(void)h;
 	if (signum == SIGHUP) {
-		main_reload();
+		main_reload(NULL);
 		return;
 	}
 	if (stopping++) {
@@ -155,6 +235,13 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	}
 	log_event(LOG_LVL_INFO, NULL, "event=shutdown signal=%d drain_timeout_ms=%llu", signum,
 	    (unsigned long long)current->cfg->limits.drain_timeout);
+	sdnotify_printf("STOPPING=1\nSTATUS=draining %ld sessions", counter_get(COUNTER_SESSIONS_ACTIVE));
+	control_stop(control);
+	control = NULL;
+	ops_stop();
+	metrics_set_router(NULL);
+	if (!uv_is_closing((uv_handle_t *)&watchdog_timer))
+		uv_close((uv_handle_t *)&watchdog_timer, NULL);
 	for (int i = 0; i < nworkers; i++)
 		worker_post_stop(&workers[i]);
 	if (health)
@@ -219,6 +306,7 @@ int main(int argc, char **argv)
 	struct mx_config *cfg = NULL;
 	static const struct option longopts[] = {
 		{ "dump-config-docs", no_argument, NULL, 'D' },
+		{ "dump-config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -232,6 +320,7 @@ int main(int argc, char **argv)
 		case 't': check_only = 1; break;
 		case 'V': printf("mxgate %s\n", MX_VERSION); return 0;
 		case 'D': config_write_docs(stdout); return 0;
+		case 'M': config_write_man(stdout); return 0;
 		default: usage(); return ch == 'h' ? 0 : 2;
 		}
 	}
@@ -250,6 +339,7 @@ int main(int argc, char **argv)
 	}
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
+		config_warnings(cfg, stderr);
 		if (cfg->tls.certificate && cfg->tls.key) {
 			char tlserr[256];
 			struct tls_ctx *t = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key,
@@ -291,11 +381,14 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	/* The control socket is made before privileges go, so its owner can be anyone. */
+	if (cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL)
+		return 1;
 	if (main_drop_privileges(cfg->user) != 0)
 		return 1;
 	/* The workers own the sockets from here (uv_tcp_open). */
 
-	current = main_gen_new(cfg);
+	current = main_gen_new(cfg, NULL);
 	if (current == NULL)
 		return 1;
 	main_loop = uv_default_loop();
@@ -314,11 +407,20 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_hup, main_signal_cb, SIGHUP);
 	uv_signal_start(&sig_term, main_signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, main_signal_cb, SIGINT);
+	static const struct ops_host host = { .current = main_current, .reload = main_reload };
+	ops_start(main_loop, &host);
+	ops_set_listening();
+	sdnotify_watchdog_start(main_loop, &watchdog_timer);
+	sdnotify_printf("STATUS=started, checking backends");
 	main_start_side_services();
 	for (int i = 0; i < nlisten; i++)
 		log_event(LOG_LVL_INFO, NULL, "event=listening address=%s workers=%d tls=%d proxy_protocol=%d",
 		    lv[i].address, nworkers, lv[i].tls, lv[i].proxy_protocol);
 	log_event(LOG_LVL_INFO, NULL, "event=started version=%s config=%s", MX_VERSION, config_path);
+	if (cfg->accept_set == NULL)
+		/* INTERFACE.md: an empty accept_domains is a `-t` warning; at start it is a notice. */
+		log_event(LOG_LVL_INFO, NULL, "event=config_notice key=accept_domains "
+		    "reason=\"empty: every recipient domain is accepted, the backends decide relaying\"");
 	uv_run(main_loop, UV_RUN_DEFAULT);
 
 	/* Workers drain (bounded by drain_timeout); give them a little more, then go. */

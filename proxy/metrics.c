@@ -631,6 +631,12 @@ static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 /* See metrics.h. */
 int metrics_parse_request(const char *buf, size_t len, bool *head_only)
 {
+	return metrics_parse_request_path(buf, len, head_only, NULL, 0);
+}
+
+/* See metrics.h. */
+int metrics_parse_request_path(const char *buf, size_t len, bool *head_only, char *path, size_t pathsz)
+{
 	char method[16], target[1024], version[16];
 	char line[METRICS_MAX_REQUEST + 1];
 	size_t end = 0;
@@ -661,7 +667,35 @@ int metrics_parse_request(const char *buf, size_t len, bool *head_only)
 	char *q = strchr(target, '?');
 	if (q)
 		*q = '\0';
+	if (path && pathsz)
+		snprintf(path, pathsz, "%s", target);
 	return strcmp(target, "/metrics") == 0 ? 200 : 404;
+}
+
+static metrics_route_fn metrics_router;
+
+/* See metrics.h. */
+void metrics_set_router(metrics_route_fn route)
+{
+	metrics_router = route;
+}
+
+/* Offers a 404 path to the router; true when it answered. */
+static bool metrics_route(struct metrics_conn *c, bool head)
+{
+	char path[1024];
+	const char *ctype = "text/plain; charset=utf-8";
+	char *body = NULL;
+	size_t len = 0;
+	int code = 200;
+	bool h;
+
+	if (metrics_router == NULL || metrics_parse_request_path(c->req, c->len, &h, path, sizeof path) != 404 ||
+	    metrics_router(path, &code, &ctype, &body, &len) != 0)
+		return false;
+	metrics_respond(c, code, code == 200 ? "OK" : code == 503 ? "Service Unavailable" : "Error", ctype,
+	    body, len, head);
+	return true;
 }
 
 /* Answers a complete request head classified as status. */
@@ -669,7 +703,11 @@ static void metrics_handle_request(struct metrics_conn *c, int status, bool head
 {
 	switch (status) {
 	case 200: break;
-	case 404: metrics_respond_text(c, 404, "Not Found", head); return;
+	case 404:
+		if (metrics_route(c, head))
+			return;
+		metrics_respond_text(c, 404, "Not Found", head);
+		return;
 	case 405: metrics_respond_text(c, 405, "Method Not Allowed", false); return;
 	case 431: metrics_respond_text(c, 431, "Request Header Fields Too Large", false); return;
 	default: metrics_respond_text(c, 400, "Bad Request", false); return;

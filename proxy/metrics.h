@@ -66,5 +66,15 @@ char *metrics_render(struct pool *pool, size_t *len);
  * answer: 200 (GET or HEAD of /metrics, query ignored), 404 (other path), 405 (other
  * method), 400 (malformed request line), 431 (head too large). *head_only: HEAD. */
 int metrics_parse_request(const char *buf, size_t len, bool *head_only);
+/* The same, and copies the request target's path (query removed, NUL-terminated, cut at
+ * pathsz - 1) to path when it is not NULL and the request line parsed. */
+int metrics_parse_request_path(const char *buf, size_t len, bool *head_only, char *path, size_t pathsz);
+
+/* Other paths on the same listener (the status page, probes): for a GET or HEAD of a path
+ * other than /metrics, route(path, ...) is called on the loop thread. It returns 0 with
+ * the status code, a static content type and a malloc'd body (taken) of *len bytes, or -1
+ * to let the server answer 404. NULL removes the router. */
+typedef int (*metrics_route_fn)(const char *path, int *code, const char **ctype, char **body, size_t *len);
+void metrics_set_router(metrics_route_fn route);
 
 #endif

@@ -16,10 +16,12 @@
 
 /* Each module's header (its config struct and table), one line per module. */
 #include "proxy/pregreet.h"
+#include "proxy/control_config.h"
 #include "filters/dns.h"
 #include "filters/dnsbl.h"
 #include "filters/greylist.h"
 #include "filters/helo.h"
+#include "filters/rdns.h"
 #include "filters/ratelimit.h"
 #include "filters/reputation.h"
 #include "filters/senderauth.h"

@@ -14,12 +14,14 @@
 #include "config.h"
 #include "conncount.h"
 #include "dataparse.h"
+#include "domain.h"
 #include "headers.h"
 #include "hook.h"
 #include "linebuf.h"
 #include "log.h"
 #include "maildir.h"
 #include "msgbuf.h"
+#include "opstats.h"
 #include "proxyproto.h"
 #include "relay.h"
 #include "smtp_cmd.h"
@@ -215,6 +217,7 @@ static int session_reply_verdict(struct session *s, const struct verdict *v, con
 	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s client=%s code=%d reply=\"%.200s\"",
 	    v->action == VERDICT_TEMPFAIL ? "tempfail" : "reject", stage, v->reason[0] ? v->reason : "filter",
 	    s->env.client_ip, code, v->reply);
+	opstats_note_refusal(s->w->index, s->env.client_ip, stage, v->reason, code / 100 == 4);
 	return code;
 }
 
@@ -901,6 +904,7 @@ static void session_reply_backend_failure(struct session *s, const char *stage, 
 	if (code == 0) {
 		session_reply(s, "451 4.4.1 Service temporarily unavailable, try again later");
 		log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=%s reason=no_backend detail=\"%s\"", stage, text);
+		opstats_note_refusal(s->w->index, s->env.client_ip, stage, "no_backend", true);
 	} else {
 		session_reply_text(s, code, text);
 	}
@@ -1067,6 +1071,7 @@ static void session_rcpt_reply_cb(void *arg, int code, const char *text)
 		counter_inc(COUNTER_RECIPIENTS_REJECTED);
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=backend rcpt=<%s> code=%d client=%s",
 		    s->pending_rcpt, code, s->env.client_ip);
+		opstats_note_refusal(s->w->index, s->env.client_ip, "rcpt", "backend", code / 100 == 4);
 		session_error(s);
 	}
 	session_rcpt_done(s);
@@ -1208,6 +1213,7 @@ static void session_deliver_tempfail(struct session *s, const char *why)
 {
 	log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=data reason=no_backend queue_id=%s detail=\"%s\"",
 	    s->env.queue_id, why ? why : "");
+	opstats_note_refusal(s->w->index, s->env.client_ip, "data", "no_backend", true);
 	session_message_done(s, 451, "no_backend", "4.4.1 Message not accepted by any backend, try again later");
 }
 
@@ -1273,6 +1279,7 @@ static void session_data_reply_cb(void *arg, int n, const int *codes, const char
 		/* The backend refused the message for good: its verdict goes to the client. */
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=backend backend=%s code=%d reply=\"%.200s\"",
 		    url, codes[0], texts[0] ? texts[0] : "");
+		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "backend", false);
 		session_reply_text(s, codes[0], texts[0]);
 		chain_txn_end(&s->chain, codes[0], HOOK_EOM, "backend");
 		counter_inc(COUNTER_MESSAGES_REJECTED);
@@ -1492,14 +1499,25 @@ static void session_data_end(struct session *s)
 	if (s->msg_too_big) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=size size=%llu client=%s",
 		    (unsigned long long)s->msg_size, s->env.client_ip);
+		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "size", false);
 		session_message_done(s, 552, "size", "5.3.4 Message size exceeds fixed limit");
 		return;
 	}
 	if (s->dp.bad_line_ending && s->cfg->limits.bare_lf == BARE_LF_REJECT) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=bare_lf client=%s", s->env.client_ip);
+		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "bare_lf", false);
 		session_message_done(s, 550, "bare_lf", "5.6.0 Message contains bare CR or LF line endings, not allowed");
 		return;
 	}
+	if (s->dp.nul_seen && s->cfg->limits.nul == NUL_REJECT) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=nul nuls=%llu client=%s",
+		    (unsigned long long)s->dp.nuls, s->env.client_ip);
+		session_message_done(s, 554, "nul", "5.6.0 Message contains NUL characters, not allowed");
+		return;
+	}
+	if (s->dp.nul_seen)
+		log_event(LOG_LVL_INFO, s->id, "event=nul_stripped nuls=%llu client=%s",
+		    (unsigned long long)s->dp.nuls, s->env.client_ip);
 	if (s->msg_write_error) {
 		session_message_done(s, 451, "spool", "4.3.0 Error: could not store the message, try again later");
 		return;
@@ -1526,6 +1544,28 @@ static bool session_params_ok(struct session *s, const struct smtp_cmd *cmd, con
 		}
 	}
 	return true;
+}
+
+/* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
+ * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c). False
+ * after replying. */
+static bool session_rcpt_allowed(struct session *s, const struct smtp_cmd *cmd)
+{
+	char denied[256];
+	const char *err = smtp_cmd_check_utf8(cmd, strcasestr(s->env.mail_params, "SMTPUTF8") != NULL);
+
+	if (err == NULL && (s->cfg->accept_set == NULL ||
+	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied))))
+		return true;
+	if (err == NULL) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=<%s> domain=%s client=%s",
+		    cmd->addr, denied, s->env.client_ip);
+		counter_inc(COUNTER_RECIPIENTS_REJECTED);
+		err = "550 5.7.1 relaying denied";
+	}
+	session_reply(s, "%s", err);
+	session_error(s);
+	return false;
 }
 
 /* Starts a stage's chain; the callback continues the command (at once when no module
@@ -1632,6 +1672,8 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 			session_error(s);
 			return;
 		}
+		if (!session_rcpt_allowed(s, &cmd))
+			return;
 		free(s->pending_rcpt);
 		free(s->pending_rcpt_params);
 		s->pending_rcpt = strdup(cmd.addr);
@@ -1885,6 +1927,7 @@ static void session_connect_chain_cb(void *arg, const struct verdict *v)
 		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
 		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s client=%s",
 		    v->reason[0] ? v->reason : "filter", s->env.client_ip);
+		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, true);
 		s->quit_after_flush = true;
 		session_flush(s);
 		return;
@@ -1897,6 +1940,7 @@ static void session_connect_chain_cb(void *arg, const struct verdict *v)
 		session_note_refusal(s, v->code / 100 == 5 ? v->code : 550, v->reason[0] ? v->reason : "filter");
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=%s client=%s reply=\"%.200s\"",
 		    v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
+		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, false);
 	}
 	if (s->pregreet_wait) {
 		/* The pregreet timer greets. */
@@ -1928,6 +1972,7 @@ static void session_start_connect(struct session *s)
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections_per_ip client=%s",
 		    s->env.client_ip);
 		session_note_refusal(s, 421, "max_connections_per_ip");
+		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", "max_connections_per_ip", true);
 		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
 		session_reply(s, "421 4.7.0 %s Error: too many connections from %s", s->cfg->hostname, s->env.client_ip);
 		s->quit_after_flush = true;
@@ -1940,6 +1985,7 @@ static void session_start_connect(struct session *s)
 	s->env.overloaded = conncount_total() > s->cfg->limits.max_connections * 9 / 10;
 	log_event(LOG_LVL_INFO, s->id, "event=connect client=%s port=%d tls=%s", s->env.client_ip,
 	    s->env.client_port, s->tls ? "implicit" : "no");
+	opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
 	if (pg->delay > 0) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
@@ -2008,6 +2054,7 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 		counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections client=%s", s->env.client_ip);
 		session_note_refusal(s, 421, "max_connections");
+		opstats_note_refusal(w->index, s->env.client_ip, "connect", "max_connections", true);
 		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
 		s->quit_after_flush = true;
 		session_flush(s);

@@ -70,6 +70,7 @@ HELO and dumps the real peer address), so client identity is checked with Backen
 announces XCLIENT NAME ADDR PORT PROTO HELO LOGIN and records what it gets.
 """
 import atexit
+import base64
 import ctypes
 import os
 import re
@@ -918,6 +919,58 @@ def rbldnsd(zones):
         if 'Address already in use' not in log_of(name):
             break
     peer_failed(name, 'rbldnsd on udp %d does not answer (exit status %s)' % (port, p.poll()))
+
+
+def dnsmasq(records, local=(), args=()):
+    """dnsmasq on 127.0.0.1 serving the TXT records {name: text}, authoritative for the
+    `local` zones (other names there: NXDOMAIN, never forwarded), with extra dnsmasq args
+    (--address=/name/A, --server=/zone/IP#PORT ...). Returns the Popen with .port and .name
+    once it answers a query for the first record; a dnsmasq that does not fails the test."""
+    need('dnsmasq')
+    port = free_port()
+    name = 'dnsmasq-%d' % port
+    argv = [tool('dnsmasq'), '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-negcache',
+            '--port=%d' % port, '--listen-address=127.0.0.1', '--bind-interfaces']
+    if local:
+        argv.append('--local=/%s/' % '/'.join(local))
+    argv += ['--txt-record=%s,%s' % (n, t) for n, t in records.items()]   # argv, no shell: no quotes
+    argv += list(args)
+    p = spawn(argv, name)
+    q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0)
+    for label in next(iter(records)).encode().split(b'.'):
+        q += bytes([len(label)]) + label
+    q += b'\x00\x00\x10\x00\x01'
+
+    def up():
+        if p.poll() is not None:
+            return 'exited'
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.3)
+        try:
+            s.sendto(q, ('127.0.0.1', port))
+            return len(s.recv(512)) > 12
+        except OSError:
+            return False
+        finally:
+            s.close()
+    if wait_for(up, 10) is not True:
+        peer_failed(name, 'dnsmasq on udp %d does not answer (exit status %s)' % (port, p.poll()))
+    p.port, p.name = port, name
+    return p
+
+
+def dkim_rsa_key(name, bits=2048):
+    """An RSA key made by openssl: (path of the PEM private key in TMP, its DKIM key record
+    text 'v=DKIM1; k=rsa; p=...')."""
+    path = os.path.join(TMP, name + '.private')
+    der = None
+    for args in (['genrsa', '-traditional', '-out', path, str(bits)],
+                 ['rsa', '-in', path, '-pubout', '-outform', 'DER']):
+        r = subprocess.run([tool('openssl') or 'openssl'] + args, capture_output=True, timeout=60)
+        if r.returncode != 0:
+            fail('openssl %s failed: %s' % (args[0], r.stderr.decode(errors='replace')[:300]))
+        der = r.stdout
+    return path, 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()
 
 
 def wait_log_of(name, regex, timeout=10, proc=None):

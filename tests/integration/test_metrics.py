@@ -139,11 +139,11 @@ if not 0 < lat < 1:
 
 # ---------------------------------------------------------------- 404, bad request
 try:
-    urllib.request.urlopen('http://127.0.0.1:%d/' % mport, timeout=5)
-    fail('GET / did not give 404')
+    urllib.request.urlopen('http://127.0.0.1:%d/nothing-here' % mport, timeout=5)
+    fail('GET /nothing-here did not give 404')
 except urllib.error.HTTPError as e:
     if e.code != 404:
-        fail('GET / gave %d' % e.code)
+        fail('GET /nothing-here gave %d' % e.code)
 s = socket.create_connection(('127.0.0.1', mport), 5)
 s.sendall(b'\x16\x03\x01\x00\x05hello\r\n\r\n')
 s.shutdown(socket.SHUT_WR)

@@ -47,12 +47,7 @@ def run(args, data=None):
 records = {}   # name -> TXT text
 
 
-def rsa_key(name, bits=2048):
-    path = os.path.join(T, name + '.private')
-    run(['openssl', 'genrsa', '-traditional', '-out', path, str(bits)])
-    der = run(['openssl', 'rsa', '-in', path, '-pubout', '-outform', 'DER'])
-    import base64
-    return path, 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()
+rsa_key = mt.dkim_rsa_key
 
 
 def ed_key(name):
@@ -86,35 +81,9 @@ records['_dmarc.lists.example.com'] = 'v=DMARC1; p=none'
 # ---------------------------------------------------------------- DNS: dnsmasq + a black hole
 hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 hole.bind(('127.0.0.1', 0))            # receives the forwarded queries, never answers
-dns_port = mt.free_port()
-args = ['dnsmasq', '-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--no-negcache',
-        '--port=%d' % dns_port, '--listen-address=127.0.0.1', '--bind-interfaces',
-        '--local=/example.org/example.com/example.net/strict.example/pct.example/other.example/',
-        '--server=/slow.example/127.0.0.1#%d' % hole.getsockname()[1]]
-for name, text in records.items():
-    args.append('--txt-record=%s,%s' % (name, text))   # argv, no shell: no quotes
-mt.spawn(args, 'dnsmasq')
-
-
-def dns_up():
-    import struct
-    q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0)
-    for label in b'_dmarc.example.org'.split(b'.'):
-        q += bytes([len(label)]) + label
-    q += b'\x00\x00\x10\x00\x01'
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.3)
-    try:
-        s.sendto(q, ('127.0.0.1', dns_port))
-        return len(s.recv(512)) > 12
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-if not mt.wait_for(dns_up, 10):
-    mt.fail('dnsmasq did not answer on port %d' % dns_port)
+dns_port = mt.dnsmasq(records, local=['example.org', 'example.com', 'example.net', 'strict.example', 'pct.example',
+                                      'other.example'],
+                      args=['--server=/slow.example/127.0.0.1#%d' % hole.getsockname()[1]]).port
 
 # ---------------------------------------------------------------- config errors
 bad = os.path.join(T, 'bad.yaml')

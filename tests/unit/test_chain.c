@@ -35,6 +35,7 @@ struct fake_mod {
 	uint64_t timeout_ms;
 	enum verdict_action on_error;
 	bool finish_in_free;          /* session_free completes the pending call */
+	const char *symbol;           /* run adds this symbol (score 1) */
 	int init_rc;                  /* worker_init's return */
 	bool init_null;               /* worker_init leaves *wstate NULL */
 	bool done_in_cancel;          /* cancel completes the call (must be ignored) */
@@ -68,6 +69,8 @@ static void fake_run(void *ws, int slot, struct hook_call *call)
 	f->env = hook_call_env(call);
 	if (norder < 64)
 		order[norder++] = slot;
+	if (f->symbol)
+		hook_env_add_symbol(f->env, f->symbol, 1, hook_stage_name(f->stage));
 	if (f->mode == FAKE_SYNC)
 		hook_call_done(call, f->null_verdict ? NULL : &f->v);
 	else
@@ -1078,6 +1081,52 @@ static void test_outcomes(void **state)
 	assert_outcomes(4, 1);                 /* release reports nothing */
 }
 
+/* Symbols of the connect and HELO stages belong to the session: the transaction resets the
+ * session does (at EHLO, MAIL, RSET, after each message) keep them; a transaction's go; a
+ * new EHLO's replace the earlier EHLO's. */
+static void test_session_symbols_kept(void **state)
+{
+	struct fx *fx = *state;
+	static const enum hook_stage before[] = { HOOK_CONNECT, HOOK_HELO };
+
+	fakes[1].stages = ALL_STAGES;
+	fakes[1].symbol = "SYM";
+	fx_start(fx);
+	for (size_t i = 0; i < 2; i++) {
+		chain_run(&fx->chain, before[i], done_cb, &fx->done);
+		hook_env_reset_txn(&fx->env);          /* EHLO resets the transaction first */
+	}
+	assert_int_equal(fx->env.nsymbols, 2);
+	assert_int_equal(fx->env.txn_symbols_start, 2);
+	assert_true(fx->env.score == 2);
+	for (int msg = 0; msg < 2; msg++) {
+		chain_txn_begin(&fx->chain);
+		chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+		chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+		assert_int_equal(fx->env.nsymbols, 4);
+		assert_true(fx->env.score == 4);
+		assert_true(chain_txn_end(&fx->chain, 250, HOOK_EOM, NULL));
+		hook_env_reset_txn(&fx->env);          /* after the message */
+		assert_int_equal(fx->env.nsymbols, 2);
+		assert_string_equal(fx->env.symbols[0].desc, "connect");
+		assert_string_equal(fx->env.symbols[1].desc, "helo");
+		assert_true(fx->env.score == 2);
+	}
+	/* a second EHLO (after STARTTLS) replaces the first one's symbols, keeps connect's */
+	fakes[1].symbol = "SYM2";
+	hook_env_reset_txn(&fx->env);
+	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
+	assert_int_equal(fx->env.nsymbols, 2);
+	assert_string_equal(fx->env.symbols[0].name, "SYM");
+	assert_string_equal(fx->env.symbols[0].desc, "connect");
+	assert_string_equal(fx->env.symbols[1].name, "SYM2");
+	assert_string_equal(fx->env.symbols[1].desc, "helo");
+	assert_int_equal(fx->env.txn_symbols_start, 2);
+	assert_true(fx->env.score == 2);
+	hook_env_free_outputs(&fx->env);
+	fx_stop(fx);
+}
+
 /* A session without any transaction still gets its one session outcome. */
 static void test_outcome_session_only(void **state)
 {
@@ -1115,6 +1164,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_verdict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_session_symbols_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcome_session_only, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -126,6 +126,28 @@ static void test_reset_txn_keeps_session_symbols(void **state)
 	assert_int_equal(env.txn_symbols_start, 0);
 }
 
+/* hook_env_truncate_symbols: what a repeated EHLO does to the earlier HELO's symbols. */
+static void test_truncate_symbols(void **state)
+{
+	struct hook_env env;
+
+	(void)state;
+	memset(&env, 0, sizeof(env));
+	hook_env_add_symbol(&env, "RDNS_NONE", 1, "no PTR");
+	hook_env_add_symbol(&env, "HELO_BARE_IP", 2, "helo");
+	hook_env_add_symbol(&env, "SPF_FAIL", 4, NULL);
+	env.txn_symbols_start = 3;
+	hook_env_truncate_symbols(&env, 5);          /* beyond the end: nothing */
+	assert_int_equal(env.nsymbols, 3);
+	assert_true(env.score == 7);
+	hook_env_truncate_symbols(&env, 1);
+	assert_int_equal(env.nsymbols, 1);
+	assert_int_equal(env.txn_symbols_start, 1);  /* never past the end */
+	assert_true(env.score == 1);
+	assert_null(hook_env_find_symbol(&env, "HELO_BARE_IP"));
+	hook_env_free_outputs(&env);
+}
+
 /* After a reset the score should be exactly the sum of the remaining symbols: the rules
  * compare it with thresholds. Subtracting the dropped scores accumulates rounding error
  * (0.1 + 0.2 - 0.2 != 0.1), more with every message of a long session. */
@@ -388,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_symbols_many),
 		cmocka_unit_test(test_reset_txn_keeps_session_symbols),
 		cmocka_unit_test(test_reset_txn_score_exact),
+		cmocka_unit_test(test_truncate_symbols),
 		cmocka_unit_test(test_header_edits_copy),
 		cmocka_unit_test(test_envelope_changes),
 		cmocka_unit_test(test_free_outputs_everything),

@@ -542,6 +542,7 @@ struct script {
 	int code;
 	const char *reply, *reason;
 	unsigned flags;                 /* set_flags at end of message */
+	const char *symbol, *symbol_desc; /* add_symbol at end of message */
 	bool never, fail_init;
 	/* observed */
 	int calls[HOOK_NSTAGES], headers, bodies, closes, cancels, inits, finis;
@@ -578,6 +579,8 @@ static void script_answer(struct script *sc, struct mxgate_call *c, enum hook_st
 	sc->calls[st]++;
 	if (st == HOOK_EOM && sc->flags)
 		script_host->set_flags(c, sc->flags);
+	if (st == HOOK_EOM && sc->symbol)
+		script_host->add_symbol(c, sc->symbol, 1, sc->symbol_desc);
 	if (sc->never) {
 		sc->pending = c;
 		return;
@@ -657,6 +660,7 @@ static void adapter_setup(struct adapter *a, size_t n, const int *on_error, bool
 	}
 	a->h.cfg->plugins.v = a->pcs;
 	a->h.cfg->plugins.n = n;
+	a->h.cfg->rdns.lookup = RDNS_LOOKUP_NEVER;   /* only the plugin entries in this chain */
 	uv_loop_init(&a->h.loop);
 	uv_timer_init(&a->h.loop, &a->h.timer);
 	assert_int_equal(chain_modules_init(&a->h.mods, a->h.cfg, &a->h.loop, 0), 0);
@@ -789,6 +793,24 @@ static void test_adapter_flags(void **state)
 	adapter_teardown(&a);
 }
 
+/* add_symbol: a plugin's symbols reach the rules, except AUTH_DOMAIN (senderauth's
+ * hand-over of the authenticated sender domain, which ratelimit and reputation key on). */
+static void test_adapter_reserved_symbol(void **state)
+{
+	struct adapter a;
+
+	memset(scripts, 0, sizeof(scripts));
+	scripts[0].symbol = "AUTH_DOMAIN";
+	scripts[0].symbol_desc = "victim.example";
+	scripts[1].symbol = "PLUGIN_SAYS";
+	adapter_setup(&a, 2, NULL, false);
+	harness_message(&a.h, "Subject: x\r\n\r\nbody\r\n");
+	harness_run(&a.h, HOOK_EOM);
+	assert_null(hook_env_find_symbol(&a.h.env, "AUTH_DOMAIN"));
+	assert_non_null(hook_env_find_symbol(&a.h.env, "PLUGIN_SAYS"));
+	adapter_teardown(&a);
+}
+
 /* Timeouts: the chain's timer, the entry's on_error, cancel once (a done from inside it is
  * ignored); a plugin without cancel answers late: ignored, its handle freed (ASan). */
 static void test_adapter_timeouts(void **state)
@@ -912,6 +934,7 @@ int main(void)
 		cmocka_unit_test(test_adapter_verdicts),
 		cmocka_unit_test(test_adapter_discard_before_eom),
 		cmocka_unit_test(test_adapter_flags),
+		cmocka_unit_test(test_adapter_reserved_symbol),
 		cmocka_unit_test(test_adapter_timeouts),
 		cmocka_unit_test(test_adapter_broken),
 		cmocka_unit_test(test_adapter_eom_calls),

@@ -1,7 +1,10 @@
 /* test_reputation.c — decay math, counting, score, keys, CIDR allow/deny matching, and the
  * module through the real chain with the LMDB store (surviving a new config generation):
  * learning from the outcome notifier (which outcomes count), and shedding unknown clients
- * at connect when the session says it is overloaded. */
+ * at connect when the session says it is overloaded. The authenticated sender domain:
+ * store keys, the IP penalties a good domain lifts and by how much, which outcomes the
+ * domain counts, and the module at end of data (recorded only for what senderauth
+ * authenticated, REP_DOMAIN_GOOD / _LIFT / _BAD). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include "filters/reputation.h"
+#include "filters/senderauth.h"
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
@@ -251,9 +255,10 @@ static void messages(struct chain_modules *mods, uv_loop_t *loop, const struct m
 	run_for(loop, 100);   /* the batch timer writes them into LMDB */
 }
 
-static struct mx_config *load_config(const char *dir, const char *reputation)
+/* A config with the reputation section's body and extra top-level sections (may be ""). */
+static struct mx_config *load_config_with(const char *dir, const char *reputation, const char *extra)
 {
-	char path[256], yaml[1024];
+	char path[256], yaml[2048];
 	struct mx_config *cfg = NULL;
 	FILE *f;
 
@@ -262,13 +267,19 @@ static struct mx_config *load_config(const char *dir, const char *reputation)
 	    "hostname: mx.example.test\n"
 	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
 	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
-	    "reputation:\n%s", reputation);
+	    "%s"
+	    "reputation:\n%s", extra, reputation);
 	f = fopen(path, "w");
 	assert_non_null(f);
 	fputs(yaml, f);
 	fclose(f);
 	assert_int_equal(config_load(path, &cfg, stderr), 0);
 	return cfg;
+}
+
+static struct mx_config *load_config(const char *dir, const char *reputation)
+{
+	return load_config_with(dir, reputation, "");
 }
 
 /* A verdict row: ip connecting, overloaded or not. */
@@ -413,6 +424,321 @@ static void test_module_lists_only(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* ---- the authenticated sender domain ------------------------------------------------------ */
+
+static void test_domain_key(void **state)
+{
+	static const struct { const char *label, *domain; size_t cap; int rc; const char *key; } cases[] = {
+		{ "lowercased", "Example.ORG", 64, 0, "authdom:example.org" },
+		{ "trailing dot dropped", "example.org.", 64, 0, "authdom:example.org" },
+		{ "empty", "", 64, -1, NULL },
+		{ "only a dot", ".", 64, -1, NULL },
+		{ "exactly fits", "a.bc", 13, 0, "authdom:a.bc" },
+		{ "one short", "a.bc", 12, -1, NULL },
+	};
+	char key[300];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = reputation_domain_key(cases[i].domain, key, cases[i].cap);
+
+		if (rc != cases[i].rc || (rc == 0 && strcmp(key, cases[i].key) != 0))
+			fail_msg("%s: rc %d key %s", cases[i].label, rc, rc == 0 ? key : "-");
+	}
+	assert_int_equal(reputation_domain_key(NULL, key, sizeof(key)), -1);
+}
+
+/* Which session symbols are the IP's penalties (what a good domain may lift). */
+static void test_ip_penalty(void **state)
+{
+	char dir[] = "/tmp/mxgate-reppen-XXXXXX", cmd[300], names[200];
+	struct mx_config *cfg;
+	struct hook_env env;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	cfg = load_config_with(dir, "  deny: [198.18.66.0/24]\n",
+	    "dnsbl:\n  action: score\n  lists:\n"
+	    "    - { zone: bl.test, weight: 3 }\n"
+	    "    - { zone: pbl.test, weight: 1.5, symbol: MY_PBL }\n"
+	    "    - { zone: wl.test, weight: -5 }\n"
+	    "    - { zone: dbl.test, type: domain, weight: 2 }\n");
+	env_for(&env, NULL, cfg, "198.18.5.5");
+	/* connect and HELO stage: the session's symbols */
+	hook_env_add_symbol(&env, "REP_BAD", 3, "reputation -0.77");
+	hook_env_add_symbol(&env, "DNSBL_BL_TEST", 3, "bl.test");
+	hook_env_add_symbol(&env, "MY_PBL", 1.5, "pbl.test");             /* a list's own symbol name */
+	hook_env_add_symbol(&env, "DNSBL_WL_TEST", -5, "wl.test");        /* an allow list: no penalty */
+	hook_env_add_symbol(&env, "DNSBL_DBL_TEST", 2, "dbl.test");       /* HELO domain: not the IP's */
+	hook_env_add_symbol(&env, "HELO_BOGUS", 1, "helo");               /* another filter's */
+	hook_env_add_symbol(&env, "REP_DENY", 10, "deny list");
+	env.txn_symbols_start = env.nsymbols;
+	/* the transaction's: a message-stage symbol of the same name is not the IP's */
+	hook_env_add_symbol(&env, "DNSBL_BL_TEST", 3, "bl.test");
+
+	assert_true(fabs(reputation_ip_penalty(&env, false, names, sizeof(names)) - 7.5) < 1e-9);
+	assert_string_equal(names, "REP_BAD,DNSBL_BL_TEST,MY_PBL");
+	assert_true(fabs(reputation_ip_penalty(&env, true, NULL, 0) - 17.5) < 1e-9);
+	/* a names buffer too small is cut, never overrun */
+	reputation_ip_penalty(&env, false, names, 10);
+	assert_true(strlen(names) < 10);
+	/* nothing before the transaction: no penalty */
+	env.txn_symbols_start = 0;
+	assert_true(reputation_ip_penalty(&env, true, names, sizeof(names)) == 0);
+	assert_string_equal(names, "");
+	hook_env_free_outputs(&env);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_domain_lift_and_outcome(void **state)
+{
+	static const struct { const char *label; double penalty, max, want; } lifts[] = {
+		{ "no penalty: no lift", 0, 10, 0 },
+		{ "the whole penalty", 6, 10, 6 },
+		{ "at most lift_max", 16, 10, 10 },
+		{ "lift_max 0: off", 6, 0, 0 },
+		{ "a negative penalty lifts nothing", -3, 10, 0 },
+	};
+	static const struct { const char *label; enum reputation_outcome o; double residual; int want; } outs[] = {
+		{ "accepted counts", REPUTATION_ACCEPTED, 0, REPUTATION_ACCEPTED },
+		{ "accepted counts despite the IP's penalty", REPUTATION_ACCEPTED, 6, REPUTATION_ACCEPTED },
+		{ "virus always counts", REPUTATION_VIRUS, 6, REPUTATION_VIRUS },
+		{ "rejected counts without penalty", REPUTATION_REJECTED, 0, REPUTATION_REJECTED },
+		{ "rejected with the IP's penalty left: not counted", REPUTATION_REJECTED, 3, -1 },
+		{ "spam with the IP's penalty left: not counted", REPUTATION_SPAM, 0.5, -1 },
+		{ "tempfailed with the IP's penalty left: not counted", REPUTATION_TEMPFAILED, 3, -1 },
+		{ "spam after a full lift counts", REPUTATION_SPAM, 6 - 6.0000000000001, REPUTATION_SPAM },
+		{ "an allow-list bonus is no penalty", REPUTATION_SPAM, -5, REPUTATION_SPAM },
+		{ "out of range", REPUTATION_NOUTCOMES, 0, -1 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(lifts) / sizeof(lifts[0]); i++)
+		if (fabs(reputation_domain_lift(lifts[i].penalty, lifts[i].max) - lifts[i].want) > 1e-9)
+			fail_msg("%s: %f", lifts[i].label, reputation_domain_lift(lifts[i].penalty, lifts[i].max));
+	for (size_t i = 0; i < sizeof(outs) / sizeof(outs[0]); i++)
+		if (reputation_domain_outcome(outs[i].o, outs[i].residual) != outs[i].want)
+			fail_msg("%s: %d", outs[i].label, reputation_domain_outcome(outs[i].o, outs[i].residual));
+}
+
+/* A session of ip: session symbols (name, score pairs, NULL-terminated) as the connect stage
+ * would leave them, then n transactions ending with code at end of data; auth is what
+ * senderauth hands over for each (NULL: nothing authenticated); lift, when not 0, is the
+ * REP_DOMAIN_LIFT the end-of-data stage added. */
+static void domain_messages(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
+    const char *ip, const char *const *session_syms, int n, int code, unsigned flags, const char *auth,
+    double lift)
+{
+	struct chain ch;
+	struct hook_env env;
+
+	env_for(&env, loop, cfg, ip);
+	chain_init(&ch, mods, &env, NULL);
+	for (size_t i = 0; session_syms && session_syms[i]; i += 2)
+		hook_env_add_symbol(&env, session_syms[i], atof(session_syms[i + 1]), NULL);
+	for (int i = 0; i < n; i++) {
+		chain_txn_begin(&ch);
+		env.txn_symbols_start = env.nsymbols;
+		if (auth)
+			hook_env_add_symbol(&env, "AUTH_DOMAIN", 0, auth);
+		if (lift != 0)
+			hook_env_add_symbol(&env, "REP_DOMAIN_LIFT", lift, NULL);
+		env.flags = flags;
+		assert_true(chain_txn_end(&ch, code, HOOK_EOM, "test"));
+		hook_env_reset_txn(&env);
+	}
+	chain_session_end(&ch, 0, HOOK_CLOSE, NULL);
+	chain_release(&ch);
+	hook_env_free_outputs(&env);
+	run_for(loop, 100);   /* the batch timer writes them into LMDB */
+}
+
+/* An end-of-data row: a message from ip whose session carries REP_BAD 3 and DNSBL_BL_TEST 3
+ * (bad), or nothing, authenticated as auth (or not). */
+struct erow {
+	const char *label, *ip, *auth;
+	bool listed;
+	double want_good, want_lift, want_bad;   /* the symbols' scores; 0 = absent */
+};
+
+static void check_eom_rows(struct chain_modules *mods, uv_loop_t *loop, const struct mx_config *cfg,
+    const struct erow *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct erow *r = &rows[i];
+		struct chain_result res = { 0 };
+		struct hook_env env;
+		struct chain ch;
+		const struct hook_symbol *g, *l, *b;
+
+		env_for(&env, loop, cfg, r->ip);
+		chain_init(&ch, mods, &env, NULL);
+		if (r->listed) {
+			hook_env_add_symbol(&env, "REP_BAD", 3, NULL);
+			hook_env_add_symbol(&env, "DNSBL_BL_TEST", 3, "bl.test");
+		}
+		chain_txn_begin(&ch);
+		env.txn_symbols_start = env.nsymbols;
+		if (r->auth)
+			hook_env_add_symbol(&env, "AUTH_DOMAIN", 0, r->auth);
+		chain_run(&ch, HOOK_EOM, chain_done_cb, &res);
+		run_for(loop, 20);
+		assert_true(res.done);
+		g = hook_env_find_symbol(&env, "REP_DOMAIN_GOOD");
+		l = hook_env_find_symbol(&env, "REP_DOMAIN_LIFT");
+		b = hook_env_find_symbol(&env, "REP_DOMAIN_BAD");
+		if (res.v.action != VERDICT_CONTINUE || (g ? g->score : 0) != r->want_good ||
+		    (l ? l->score : 0) != r->want_lift || (b ? b->score : 0) != r->want_bad)
+			fail_msg("row \"%s\": action %d good %g lift %g bad %g", r->label, res.v.action,
+			    g ? g->score : 0, l ? l->score : 0, b ? b->score : 0);
+		chain_txn_abandon(&ch);
+		chain_session_end(&ch, 0, HOOK_CLOSE, NULL);
+		chain_release(&ch);
+		hook_env_free_outputs(&env);
+	}
+}
+
+static void test_module_domains(void **state)
+{
+	char dir[] = "/tmp/mxgate-repdom-XXXXXX";
+	char conf[512], cmd[300];
+	struct mx_config *cfg;
+	struct chain_modules mods;
+	uv_loop_t loop;
+	static const char *const listed[] = { "REP_BAD", "3", "DNSBL_BL_TEST", "3", NULL };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "  store: \"lmdb:%s/db\"\n  flush_interval: 10ms\n"
+	    "  bad_action: score\n  domain_lift_max: 5\n", dir);
+	cfg = load_config_with(dir, conf, "dnsbl:\n  action: score\n  lists:\n    - { zone: bl.test, weight: 3 }\n");
+	uv_loop_init(&loop);
+	chain_modules_init(&mods, cfg, &loop, 0);
+
+	/* what senderauth authenticated, delivered from clean IPs: a good history */
+	domain_messages(&mods, &loop, cfg, "198.18.9.9", NULL, 20, 250, 0, "good.example", 0);
+	/* refused at end of data from a clean IP: held against the domain */
+	domain_messages(&mods, &loop, cfg, "198.18.20.1", NULL, 8, 550, 0, "bad.example", 0);
+	/* refused / marked spam while the IP's penalties were in the score, unlifted: the
+	 * shared IP may have decided it, the domain is not blamed */
+	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 8, 550, 0, "shared.example", 0);
+	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 8, 250, HOOK_FLAG_SPAM, "shared.example", 0);
+	/* ... only partly lifted (lift_max 5 of 6): still not blamed */
+	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 8, 550, 0, "partly.example", -5);
+	/* ... fully lifted: the content was judged alone, the spam counts */
+	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 8, 250, HOOK_FLAG_SPAM, "lifted.example", -6);
+	/* delivered thanks to the lift: the domain's mail, not the IP's (the IP is not credited) */
+	domain_messages(&mods, &loop, cfg, "198.18.22.1", listed, 20, 250, 0, "good.example", -5);
+	/* a virus always counts */
+	domain_messages(&mods, &loop, cfg, "198.18.5.5", listed, 4, 550, HOOK_FLAG_VIRUS, "virus.example", 0);
+	/* mail that only claims a domain (no AUTH_DOMAIN: nothing aligned) never touches it,
+	 * nor does an AUTH_DOMAIN that is not a domain name (a rule or plugin's) */
+	domain_messages(&mods, &loop, cfg, "198.18.21.1", NULL, 8, 550, 0, NULL, 0);
+	domain_messages(&mods, &loop, cfg, "198.18.21.1", NULL, 8, 550, 0, "not a domain", 0);
+
+	static const struct erow rows[] = {
+		{ "good domain, clean IP: the bonus only", "198.18.3.3", "good.example", false, -1, 0, 0 },
+		{ "good domain, listed IP: bonus and lift (at most lift_max)", "198.18.3.3", "good.example", true,
+		  -1, -5, 0 },
+		{ "case does not matter", "198.18.3.3", "GOOD.Example", true, -1, -5, 0 },
+		{ "bad domain", "198.18.3.3", "bad.example", false, 0, 0, 3 },
+		{ "bad domain, listed IP: no lift", "198.18.3.3", "bad.example", true, 0, 0, 3 },
+		{ "refusals under the IP's penalties were not counted", "198.18.3.3", "shared.example", true, 0, 0, 0 },
+		{ "nor under a partial lift", "198.18.3.3", "partly.example", true, 0, 0, 0 },
+		{ "spam after a full lift counted", "198.18.3.3", "lifted.example", false, 0, 0, 3 },
+		{ "viruses counted", "198.18.3.3", "virus.example", false, 0, 0, 3 },
+		{ "unknown domain", "198.18.3.3", "new.example", true, 0, 0, 0 },
+		{ "not authenticated: nothing", "198.18.3.3", NULL, true, 0, 0, 0 },
+	};
+	check_eom_rows(&mods, &loop, cfg, rows, sizeof(rows) / sizeof(rows[0]));
+	/* the IP's history is kept as before, next to the domain's */
+	{
+		static const struct crow iprows[] = {
+			{ "the IP of the refused messages turned bad", "198.18.20.1", false, VERDICT_CONTINUE, 0, NULL,
+			  "REP_BAD", NULL },
+			{ "the IP of unauthenticated refusals turned bad", "198.18.21.1", false, VERDICT_CONTINUE, 0, NULL,
+			  "REP_BAD", NULL },
+		};
+		struct chain_result res;
+		struct hook_env env;
+
+		check_rows(&mods, &loop, cfg, iprows, 2);
+		connect_verdict(&mods, &loop, cfg, "198.18.22.1", false, &res, &env);
+		assert_null(hook_env_find_symbol(&env, "REP_GOOD"));
+		hook_env_free_outputs(&env);
+	}
+	chain_modules_free(&mods);
+	run_for(&loop, 20);
+	config_free(cfg);
+
+	/* auth_domain: false: no end-of-data stage, nothing recorded per domain */
+	snprintf(conf, sizeof(conf), "  store: \"lmdb:%s/db\"\n  flush_interval: 10ms\n  auth_domain: false\n", dir);
+	cfg = load_config(dir, conf);
+	chain_modules_init(&mods, cfg, &loop, 0);
+	assert_false(chain_wants(&mods, HOOK_EOM));
+	domain_messages(&mods, &loop, cfg, "198.18.9.12", NULL, 20, 550, 0, "off.example", 0);
+	chain_modules_free(&mods);
+	run_for(&loop, 20);
+	config_free(cfg);
+	snprintf(conf, sizeof(conf), "  store: \"lmdb:%s/db\"\n", dir);
+	cfg = load_config_with(dir, conf, "dnsbl:\n  action: score\n  lists:\n    - { zone: bl.test, weight: 3 }\n");
+	chain_modules_init(&mods, cfg, &loop, 0);
+	{
+		static const struct erow offrows[] = {
+			{ "auth_domain off: not recorded", "198.18.3.3", "off.example", false, 0, 0, 0 },
+			{ "default lift_max 10 lifts both penalties", "198.18.3.3", "good.example", true, -1, -6, 0 },
+		};
+		check_eom_rows(&mods, &loop, cfg, offrows, 2);
+	}
+	chain_modules_free(&mods);
+	run_for(&loop, 20);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* What senderauth hands over: only the transaction's AUTH_DOMAIN, only a domain name. */
+static void test_auth_domain_handover(void **state)
+{
+	static const struct { const char *label, *desc; bool ok; } cases[] = {
+		{ "a domain", "example.org", true },
+		{ "mixed case (lowercased by the key)", "Example.ORG", true },
+		{ "underscore label", "my_host.example", true },
+		{ "no dot", "localhost", false },
+		{ "empty label", "a..example", false },
+		{ "leading dot", ".example.org", false },
+		{ "a description, not a name", "authenticated domain", false },
+		{ "a 64-octet label", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.org", false },
+		{ "empty", "", false },
+	};
+	struct hook_env env;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got;
+
+		memset(&env, 0, sizeof(env));
+		hook_env_add_symbol(&env, "AUTH_DOMAIN", 0, cases[i].desc);
+		got = senderauth_auth_domain(&env);
+		if ((got != NULL) != cases[i].ok)
+			fail_msg("%s: %s", cases[i].label, got ? got : "NULL");
+		hook_env_free_outputs(&env);
+	}
+	/* the session's symbols (an earlier stage or message) are not this message's */
+	memset(&env, 0, sizeof(env));
+	hook_env_add_symbol(&env, "AUTH_DOMAIN", 0, "leftover.example");
+	env.txn_symbols_start = env.nsymbols;
+	assert_null(senderauth_auth_domain(&env));
+	hook_env_add_symbol(&env, "AUTH_DOMAIN", 0, "this.example");
+	assert_string_equal(senderauth_auth_domain(&env), "this.example");
+	hook_env_free_outputs(&env);
+	memset(&env, 0, sizeof(env));
+	assert_null(senderauth_auth_domain(&env));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +749,11 @@ int main(void)
 		cmocka_unit_test(test_add),
 		cmocka_unit_test(test_module_lmdb),
 		cmocka_unit_test(test_module_lists_only),
+		cmocka_unit_test(test_domain_key),
+		cmocka_unit_test(test_ip_penalty),
+		cmocka_unit_test(test_domain_lift_and_outcome),
+		cmocka_unit_test(test_module_domains),
+		cmocka_unit_test(test_auth_domain_handover),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,46 @@
+/* filters_control.c — the control socket verbs and status figures of filters/
+ * (proxy/control_verbs.h): flush dns, flush passcache, errors per DNS list. */
+#include "proxy/config.h"
+#include "proxy/control_verbs.h"
+#include "dns.h"
+#include "dnsbl.h"
+
+static int flush_reply(struct strbuf *out, bool json, const char *what, const char *text, size_t n)
+{
+	if (json)
+		strbuf_printf(out, "{\"flushed\":\"%s\",\"entries\":%zu}\n", what, n);
+	else
+		strbuf_printf(out, "%s flushed: %zu entries\n", text, n);
+	return 0;
+}
+
+static int dns_flush_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct strbuf *out)
+{
+	return flush_reply(out, json, "dns", "DNS cache", dns_cache_flush_shared());
+}
+
+static int passcache_flush_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct strbuf *out)
+{
+	return flush_reply(out, json, "passcache", "DNS list pass cache", dnsbl_pass_cache_flush());
+}
+
+const struct control_verb dns_flush_control_verb = {
+	"flush dns", "flush dns", dns_flush_run
+};
+const struct control_verb passcache_flush_control_verb = {
+	"flush passcache", "flush passcache", passcache_flush_run
+};
+
+/* Errors per configured DNS list since start (the status page's table). */
+static void dnsbl_errors_foreach(const struct mx_config *cfg,
+    void (*cb)(const char *zone, uint64_t errors, void *arg), void *arg)
+{
+	const struct dnsbl_list_config *l = cfg->dnsbl.lists.v;
+
+	for (size_t i = 0; i < cfg->dnsbl.lists.n; i++)
+		cb(l[i].zone, dnsbl_list_errors(l[i].zone), arg);
+}
+
+const struct control_figures dnsbl_errors_control_figures = { "dnsbl_errors", dnsbl_errors_foreach };

@@ -1,0 +1,398 @@
+/* control.c — the control socket server and its config section (see control.h). */
+#include "control.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* ------------------------------------------------------------ config */
+
+static int control_parse_mode(const char *s, mode_t *out)
+{
+	unsigned v = 0;
+
+	if (s == NULL || *s == '\0' || strlen(s) > 4)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '7')
+			return -1;
+		v = v * 8 + (unsigned)(*s - '0');
+	}
+	*out = (mode_t)v;
+	return 0;
+}
+
+static int control_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	struct control_config *cc = obj;
+	struct sockaddr_un sun;
+	mode_t m;
+	int rc = 0;
+
+	if (cc->socket && (cc->socket[0] == '\0' || strlen(cc->socket) >= sizeof(sun.sun_path)))
+		rc = cfg_error_key(p, n, "socket", -1, "a socket path of 1..%zu bytes", sizeof(sun.sun_path) - 1);
+	if (control_parse_mode(cc->mode, &m) != 0)
+		rc = cfg_error_key(p, n, "mode", -1, "octal permission bits such as \"0660\", got \"%s\"",
+		    cc->mode ? cc->mode : "");
+	if (cc->owner && getpwnam(cc->owner) == NULL)
+		rc = cfg_error_key(p, n, "owner", -1, "no such user: \"%s\"", cc->owner);
+	if (cc->group && getgrnam(cc->group) == NULL)
+		rc = cfg_error_key(p, n, "group", -1, "no such group: \"%s\"", cc->group);
+	return rc;
+}
+
+static const struct cfg_field control_fields[] = {
+	{ "socket", CFG_STRING, offsetof(struct control_config, socket),
+	  .doc = "path of the control socket mxgatectl talks to, e.g. /run/mxgate/control.sock (off when unset)" },
+	{ "mode", CFG_STRING, offsetof(struct control_config, mode), "0660",
+	  .doc = "permission bits of the socket, octal: who may connect may drain backends and reload" },
+	{ "owner", CFG_STRING, offsetof(struct control_config, owner),
+	  .doc = "user owning the socket (default: the user mxgate starts as)" },
+	{ "group", CFG_STRING, offsetof(struct control_config, group),
+	  .doc = "group owning the socket (default: the owner's)" },
+	{ NULL }
+};
+const struct cfg_table control_config_table = {
+	"control", sizeof(struct control_config), control_fields, control_validate
+};
+
+/* ------------------------------------------------------------ server */
+
+struct control_conn {
+	struct control *c;
+	struct control_conn *prev, *next;
+	uv_pipe_t pipe;
+	uv_timer_t timer;
+	int open_handles;
+	bool closing;
+	bool close_after_write;       /* a bad request was answered */
+	bool reading;
+	int writes;                   /* replies in flight */
+	struct ctl_parser parser;
+	char buf[16384];
+};
+
+struct control {
+	uv_loop_t *loop;
+	uv_pipe_t server;
+	bool server_open;
+	bool stopping;
+	struct control_conn *conns;
+	int nconns;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct control_wreq {
+	uv_write_t req;
+	struct control_conn *conn;
+	struct strbuf data;
+};
+
+static void control_maybe_free(struct control *c)
+{
+	if (c->stopping && !c->server_open && c->nconns == 0)
+		free(c);
+}
+
+static void control_conn_closed_cb(uv_handle_t *h)
+{
+	struct control_conn *k = h->data;
+	struct control *c = k->c;
+
+	if (--k->open_handles > 0)
+		return;
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		c->conns = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	c->nconns--;
+	ctl_parser_reset(&k->parser);
+	free(k);
+	control_maybe_free(c);
+}
+
+static void control_conn_close(struct control_conn *k)
+{
+	if (k->closing)
+		return;
+	k->closing = true;
+	uv_timer_stop(&k->timer);
+	uv_close((uv_handle_t *)&k->pipe, control_conn_closed_cb);
+	uv_close((uv_handle_t *)&k->timer, control_conn_closed_cb);
+}
+
+static void control_timeout_cb(uv_timer_t *t)
+{
+	control_conn_close(t->data);
+}
+
+static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void control_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Reading pauses while replies are in flight past this much (a client that does not read). */
+#define CONTROL_MAX_QUEUED (1u << 20)
+
+static void control_write_cb(uv_write_t *req, int status)
+{
+	struct control_wreq *w = (struct control_wreq *)req;
+	struct control_conn *k = w->conn;
+
+	strbuf_free(&w->data);
+	free(w);
+	k->writes--;
+	if (k->closing)
+		return;
+	if (status < 0) {
+		control_conn_close(k);
+		return;
+	}
+	if (k->close_after_write && k->writes == 0) {
+		control_conn_close(k);
+		return;
+	}
+	if (!k->reading && !k->close_after_write &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&k->pipe) < CONTROL_MAX_QUEUED) {
+		k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
+		if (!k->reading)
+			control_conn_close(k);
+	}
+}
+
+/* Queues "OK|ERR LEN\n" + payload. Takes payload's contents. */
+static void control_send(struct control_conn *k, bool ok, struct strbuf *payload)
+{
+	struct control_wreq *w = calloc(1, sizeof(*w));
+
+	if (w == NULL) {
+		strbuf_free(payload);
+		control_conn_close(k);
+		return;
+	}
+	w->conn = k;
+	strbuf_printf(&w->data, "%s %zu\n", ok ? "OK" : "ERR", payload->len);
+	if (payload->len)
+		strbuf_append(&w->data, payload->v, payload->len);
+	strbuf_free(payload);
+	uv_buf_t b = uv_buf_init(w->data.v, (unsigned)w->data.len);
+	if (uv_write(&w->req, (uv_stream_t *)&k->pipe, &b, 1, control_write_cb) != 0) {
+		strbuf_free(&w->data);
+		free(w);
+		control_conn_close(k);
+		return;
+	}
+	k->writes++;
+}
+
+static void control_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct control_conn *k = h->data;
+	*buf = uv_buf_init(k->buf, sizeof(k->buf));
+}
+
+static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct control_conn *k = s->data;
+	size_t off = 0;
+
+	if (k->closing)
+		return;
+	if (nread < 0) {
+		/* EOF: answer what is in flight, then close. */
+		uv_read_stop(s);
+		k->reading = false;
+		if (k->writes == 0)
+			control_conn_close(k);
+		else
+			k->close_after_write = true;
+		return;
+	}
+	uv_timer_again(&k->timer);
+	while (off < (size_t)nread && !k->close_after_write) {
+		size_t used = 0;
+		enum ctl_parse_status st = ctl_parser_feed(&k->parser, buf->base + off, (size_t)nread - off, &used);
+		off += used;
+		if (st == CTL_NEED_MORE)
+			break;
+		struct strbuf out = { 0 };
+		if (st == CTL_BAD) {
+			strbuf_printf(&out, "bad request: %s\n", k->parser.err);
+			k->close_after_write = true;
+			uv_read_stop(s);
+			k->reading = false;
+			control_send(k, false, &out);
+			return;
+		}
+		int rc = control_dispatch(&k->parser.req, &out);
+		ctl_parser_reset(&k->parser);
+		control_send(k, rc == 0, &out);
+		if (k->closing)
+			return;
+		if (uv_stream_get_write_queue_size(s) >= CONTROL_MAX_QUEUED) {
+			/* The rest of this read is dropped with the pause: a client this far behind
+			 * on its replies is not pipelining in good faith. */
+			uv_read_stop(s);
+			k->reading = false;
+			k->close_after_write = true;
+			return;
+		}
+	}
+}
+
+static void control_connection_cb(uv_stream_t *server, int status)
+{
+	struct control *c = server->data;
+	struct control_conn *k;
+
+	if (status < 0 || c->stopping)
+		return;
+	k = calloc(1, sizeof(*k));
+	if (k == NULL)
+		return;
+	k->c = c;
+	ctl_parser_init(&k->parser);
+	uv_pipe_init(c->loop, &k->pipe, 0);
+	uv_timer_init(c->loop, &k->timer);
+	k->pipe.data = k->timer.data = k;
+	k->open_handles = 2;
+	k->next = c->conns;
+	if (c->conns)
+		c->conns->prev = k;
+	c->conns = k;
+	c->nconns++;
+	if (uv_accept(server, (uv_stream_t *)&k->pipe) != 0) {
+		control_conn_close(k);
+		return;
+	}
+	if (c->nconns > CONTROL_MAX_CONNS) {
+		struct strbuf out = { 0 };
+		strbuf_printf(&out, "too many control connections (at most %d)\n", CONTROL_MAX_CONNS);
+		k->close_after_write = true;
+		control_send(k, false, &out);
+		return;
+	}
+	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
+	k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
+	if (!k->reading)
+		control_conn_close(k);
+}
+
+/* Removes a socket file left by a process that is gone. Refuses a live socket (another
+ * mxgate answers there) and anything that is not a socket. 0 or -1 with *why. */
+static int control_clear_stale(const char *path, const char **why)
+{
+	struct stat st;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, live;
+
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : (*why = strerror(errno), -1);
+	if (!S_ISSOCK(st.st_mode)) {
+		*why = "exists and is not a socket";
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	live = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	if (live) {
+		*why = "another process answers on it";
+		return -1;
+	}
+	if (unlink(path) != 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	return 0;
+}
+
+static void control_server_closed_cb(uv_handle_t *h)
+{
+	struct control *c = h->data;
+	c->server_open = false;
+	control_maybe_free(c);
+}
+
+struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
+{
+	struct control *c;
+	const char *why = NULL;
+	mode_t mode = 0660;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	int r;
+
+	if (cc == NULL || cc->socket == NULL)
+		return NULL;
+	control_parse_mode(cc->mode ? cc->mode : "0660", &mode);
+	if (cc->owner) {
+		struct passwd *pw = getpwnam(cc->owner);
+		if (pw) {
+			uid = pw->pw_uid;
+			gid = pw->pw_gid;
+		}
+	}
+	if (cc->group) {
+		struct group *gr = getgrnam(cc->group);
+		if (gr)
+			gid = gr->gr_gid;
+	}
+	if (control_clear_stale(cc->socket, &why) != 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=control_error socket=%s reason=\"%s\"", cc->socket, why);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->loop = loop;
+	snprintf(c->path, sizeof(c->path), "%s", cc->socket);
+	uv_pipe_init(loop, &c->server, 0);
+	c->server.data = c;
+	c->server_open = true;
+	/* Create it with no access, then open it up: no window with a wider mode. */
+	mode_t old = umask(0777);
+	r = uv_pipe_bind(&c->server, cc->socket);
+	umask(old);
+	if (r == 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) && chown(cc->socket, uid, gid) != 0) {
+		log_event(LOG_LVL_WARNING, NULL, "event=control_warning socket=%s reason=\"chown: %s\"",
+		    cc->socket, strerror(errno));
+	}
+	if (r == 0 && chmod(cc->socket, mode) != 0)
+		r = -errno;
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&c->server, 16, control_connection_cb);
+	if (r != 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=control_error socket=%s reason=\"%s\"", cc->socket, uv_strerror(r));
+		c->stopping = true;
+		uv_close((uv_handle_t *)&c->server, control_server_closed_cb);
+		return NULL;
+	}
+	log_event(LOG_LVL_INFO, NULL, "event=control_listen socket=%s mode=%04o", cc->socket, (unsigned)mode);
+	return c;
+}
+
+void control_stop(struct control *c)
+{
+	if (c == NULL || c->stopping)
+		return;
+	c->stopping = true;
+	for (struct control_conn *k = c->conns; k; k = k->next)
+		control_conn_close(k);
+	uv_close((uv_handle_t *)&c->server, control_server_closed_cb);
+	unlink(c->path);
+}

@@ -1,0 +1,48 @@
+/* control.h — the control socket: a unix stream socket on the main loop that answers
+ * mxgatectl (tools/mxgatectl.c). Wire format in control_proto.h; verbs in control_cmd.c:
+ *
+ *   status                      version, uptime, generation, sessions, msg/s, backends
+ *   backends                    each backend: state (up/down/draining/drained), latency ...
+ *   drain BACKEND / enable BACKEND
+ *                               no new transactions for BACKEND (URL or host:port); running
+ *                               ones finish; kept across reloads until enable
+ *   reload                      as SIGHUP: the new generation, or the FILE:LINE:COL errors
+ *   flush dns|passcache         empty the DNS cache / the DNS-list pass cache
+ *   flush reputation IP, learn spam|ham (body: the message)
+ *                               offered by modules (control_verbs.h); "not available" else
+ *   top clients|reasons|rules [N]
+ *   help
+ *
+ * Limits: CONTROL_MAX_CONNS connections, each closed after CONTROL_IDLE_MS without a
+ * complete request; a client that does not read its replies is not read either. A bad
+ * request gets an ERR reply and the connection is closed; nothing a client sends can stop
+ * or stall the daemon. */
+#ifndef MX_CONTROL_H
+#define MX_CONTROL_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "control_config.h"
+#include "control_proto.h"
+#include "headers.h"
+
+#define CONTROL_MAX_CONNS 16
+#define CONTROL_IDLE_MS 60000
+
+struct control;
+
+/* Creates the socket at cc->socket (removing a stale socket file left by a dead process,
+ * never a live one or a non-socket), applies mode/owner/group and listens on loop. Call it
+ * before dropping privileges when owner/group need root. Returns NULL after logging
+ * (event=control_error). */
+struct control *control_start(uv_loop_t *loop, const struct control_config *cc);
+/* Stops listening, closes connections and removes the socket file (when still allowed). NULL ok. */
+void control_stop(struct control *c);
+
+/* Runs one request (main loop thread) and writes the reply payload to out. Returns 0 for
+ * OK, -1 for ERR (out then says why). Public for tests. */
+int control_dispatch(const struct ctl_request *req, struct strbuf *out);
+
+#endif

@@ -1,0 +1,233 @@
+/* control_cmd.c — the control socket's verbs (see control.h). Each runs synchronously on
+ * the main loop and writes its reply payload; nothing here waits on a worker. */
+#include "control.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "control_verbs.h"
+#include "jsonw.h"
+#include "log.h"
+#include "ops.h"
+#include "status.h"
+#include "worker.h"
+
+struct control_cmd {
+	const char *name;
+	const char *usage;
+	int min_args, max_args;      /* words after the verb */
+	int (*run)(const struct ctl_request *req, struct strbuf *out);
+};
+
+/* Verbs a module may offer; without it they answer "not available". */
+static const char *const control_optional[][2] = {
+	{ "flush reputation", "the reputation module offers no control verb in this build" },
+	{ "learn", "no classifier in this build" },
+};
+
+/* A JSON object {"ok":true,<key>:<value>} or the text line. */
+static void control_say(struct strbuf *out, bool json, const char *key, const char *value, const char *text)
+{
+	if (json) {
+		struct jsonw j;
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_str(&j, key, value);
+		jsonw_end(&j);
+		strbuf_append(out, "\n", 1);
+	} else {
+		strbuf_printf(out, "%s\n", text);
+	}
+}
+
+static int cmd_status(const struct ctl_request *req, struct strbuf *out)
+{
+	if (req->json)
+		status_render_json(out, true);
+	else
+		status_render_text(out);
+	return 0;
+}
+
+static int cmd_backends(const struct ctl_request *req, struct strbuf *out)
+{
+	status_render_backends(out, req->json);
+	return 0;
+}
+
+/* drain/enable: finds the backend in the current pool (a URL not configured now can still
+ * be named exactly, for a backend about to come back with a reload). */
+static int cmd_drain_enable(const struct ctl_request *req, struct strbuf *out)
+{
+	bool drain = strcmp(req->argv[0], "drain") == 0;
+	const struct ops_host *h = ops_host();
+	struct shared_gen *g = h->current ? h->current() : NULL;
+	const char *err = "no such backend", *url = req->argv[1];
+	struct backend *b = g ? ops_find_backend(g->pool, req->argv[1], &err) : NULL;
+	char text[600];
+
+	if (b)
+		url = b->url;
+	else if (!(ops_is_drained(url) && !drain)) {
+		strbuf_printf(out, "%s: %s\n", req->argv[1], err);
+		return -1;
+	}
+	int changed = drain ? ops_drain(url) : ops_enable(url);
+	if (changed < 0) {
+		strbuf_printf(out, "%s: too many drained backends\n", url);
+		return -1;
+	}
+	if (drain)
+		snprintf(text, sizeof(text), "%s: %s%s", url, changed ? "drained" : "already drained",
+		    b && atomic_load(&b->active) > 0 ? " (open transactions finish)" : "");
+	else
+		snprintf(text, sizeof(text), "%s: %s", url, changed ? "enabled" : "was not drained");
+	control_say(out, req->json, drain ? "drained" : "enabled", url, text);
+	return 0;
+}
+
+static int cmd_reload(const struct ctl_request *req, struct strbuf *out)
+{
+	const struct ops_host *h = ops_host();
+	char *errors = NULL;
+	unsigned gen;
+
+	if (h->reload == NULL) {
+		strbuf_printf(out, "reload: not available\n");
+		return -1;
+	}
+	gen = h->reload(&errors);
+	if (gen == 0) {
+		struct shared_gen *g = h->current ? h->current() : NULL;
+		if (req->json) {
+			struct jsonw j;
+			jsonw_init(&j, out);
+			jsonw_obj(&j, NULL);
+			jsonw_bool(&j, "reloaded", false);
+			jsonw_int(&j, "generation", g ? g->id : 0);
+			jsonw_str(&j, "errors", errors ? errors : "");
+			jsonw_end(&j);
+			strbuf_append(out, "\n", 1);
+		} else {
+			strbuf_printf(out, "reload failed; generation %u stays in force\n%s", g ? g->id : 0,
+			    errors ? errors : "");
+		}
+		free(errors);
+		return -1;
+	}
+	free(errors);
+	if (req->json)
+		strbuf_printf(out, "{\"reloaded\":true,\"generation\":%u}\n", gen);
+	else
+		strbuf_printf(out, "reloaded: generation %u\n", gen);
+	return 0;
+}
+
+static int cmd_top(const struct ctl_request *req, struct strbuf *out)
+{
+	long n = 10;
+
+	if (req->argc > 2) {
+		char *end;
+		n = strtol(req->argv[2], &end, 10);
+		if (*end || n < 1 || n > TOPK_CAP) {
+			strbuf_printf(out, "top: N must be 1..%d\n", TOPK_CAP);
+			return -1;
+		}
+	}
+	return status_render_top(out, req->argv[1], (size_t)n, req->json);
+}
+
+static int cmd_help(const struct ctl_request *req, struct strbuf *out);
+
+static const struct control_cmd control_cmds[] = {
+	{ "status", "status", 0, 0, cmd_status },
+	{ "backends", "backends", 0, 0, cmd_backends },
+	{ "drain", "drain BACKEND", 1, 1, cmd_drain_enable },
+	{ "enable", "enable BACKEND", 1, 1, cmd_drain_enable },
+	{ "reload", "reload", 0, 0, cmd_reload },
+	{ "top", "top clients|reasons|rules [N]", 1, 2, cmd_top },
+	{ "help", "help", 0, 0, cmd_help },
+};
+
+static int cmd_help(const struct ctl_request *req, struct strbuf *out)
+{
+	strbuf_printf(out, "commands:\n");
+	for (size_t i = 0; i < sizeof(control_cmds) / sizeof(control_cmds[0]); i++)
+		strbuf_printf(out, "  %s\n", control_cmds[i].usage);
+	for (const struct control_verb *const *v = control_module_verbs; *v; v++)
+		strbuf_printf(out, "  %s\n", (*v)->usage);
+	strbuf_printf(out, "options: --json (JSON reply), --length=N (N octets of body follow)\n");
+	return 0;
+}
+
+/* How many leading words of req match the space-separated words (0 when not all). */
+static int control_words_match(const struct ctl_request *req, const char *words)
+{
+	int k = 0;
+	const char *w = words;
+
+	while (*w) {
+		size_t n = strcspn(w, " ");
+		if (k >= req->argc || strlen(req->argv[k]) != n || strncmp(req->argv[k], w, n) != 0)
+			return 0;
+		k++;
+		w += n;
+		while (*w == ' ')
+			w++;
+	}
+	return k;
+}
+
+int control_dispatch(const struct ctl_request *req, struct strbuf *out)
+{
+	const struct ops_host *h = ops_host();
+	struct shared_gen *g = h->current ? h->current() : NULL;
+	int rc = -1;
+
+	for (size_t i = 0; i < sizeof(control_cmds) / sizeof(control_cmds[0]); i++) {
+		const struct control_cmd *c = &control_cmds[i];
+		if (strcmp(req->argv[0], c->name) != 0)
+			continue;
+		if (req->argc - 1 < c->min_args || req->argc - 1 > c->max_args) {
+			strbuf_printf(out, "usage: %s\n", c->usage);
+			return -1;
+		}
+		if (req->body) {
+			strbuf_printf(out, "%s takes no body\n", c->name);
+			return -1;
+		}
+		rc = c->run(req, out);
+		goto logged;
+	}
+	for (const struct control_verb *const *v = control_module_verbs; *v; v++) {
+		int k = control_words_match(req, (*v)->words);
+		if (k == 0)
+			continue;
+		if (g == NULL) {
+			strbuf_printf(out, "not running\n");
+			return -1;
+		}
+		rc = (*v)->run(g->cfg, req->argc - k, (char **)req->argv + k, req->body, req->body_len, req->json, out);
+		goto logged;
+	}
+	for (size_t i = 0; i < sizeof(control_optional) / sizeof(control_optional[0]); i++) {
+		if (control_words_match(req, control_optional[i][0])) {
+			strbuf_printf(out, "%s: not available: %s\n", control_optional[i][0], control_optional[i][1]);
+			return -1;
+		}
+	}
+	if (strcmp(req->argv[0], "flush") == 0)
+		strbuf_printf(out, "usage: flush dns|passcache|reputation IP\n");
+	else
+		strbuf_printf(out, "unknown command \"%.64s\" (try: help)\n", req->argv[0]);
+	return -1;
+logged:
+	/* Changes are logged by what they change; the request itself at debug level. */
+	if (log_is_debug())
+		log_event(LOG_LVL_DEBUG, NULL, "event=control command=%s%s%s rc=%d", req->argv[0],
+		    req->argc > 1 ? " " : "", req->argc > 1 ? req->argv[1] : "", rc);
+	return rc;
+}

@@ -1,0 +1,30 @@
+/* control_verbs.c — the control verbs modules offer (see control_verbs.h). */
+#include "control_verbs.h"
+
+#include <string.h>
+
+extern const struct control_verb dns_flush_control_verb;      /* filters/filters_control.c */
+extern const struct control_verb passcache_flush_control_verb; /* filters/filters_control.c */
+
+const struct control_verb *const control_module_verbs[] = {
+	&dns_flush_control_verb,
+	&passcache_flush_control_verb,
+	NULL
+};
+
+extern const struct control_figures dnsbl_errors_control_figures;  /* filters/filters_control.c */
+extern const struct control_figures rule_hits_control_figures;     /* rules/rules_control.c */
+
+const struct control_figures *const control_module_figures[] = {
+	&dnsbl_errors_control_figures,
+	&rule_hits_control_figures,
+	NULL
+};
+
+const struct control_figures *control_figures_find(const char *name)
+{
+	for (const struct control_figures *const *f = control_module_figures; *f; f++)
+		if (strcmp((*f)->name, name) == 0)
+			return *f;
+	return NULL;
+}

@@ -1,0 +1,226 @@
+/* ops.c — host hooks, readiness, the drain set and the history tick (see ops.h). */
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "backend.h"
+#include "counters.h"
+#include "log.h"
+#include "sdnotify.h"
+#include "worker.h"
+
+#define OPS_MAX_DRAINS 64
+
+static struct ops_host ops_h;
+static uv_timer_t ops_tick_timer;
+static bool ops_tick_running;
+static struct ophist ops_hist;
+static uint64_t ops_start_ms;
+static uv_loop_t *ops_loop;
+static bool ops_listening, ops_checked;
+static char *ops_drains[OPS_MAX_DRAINS];
+static size_t ops_ndrains;
+
+static void ops_tick_cb(uv_timer_t *t)
+{
+	long cur[OPS__NSERIES], received;
+
+	ophist_read_counters(cur, &received);
+	ophist_tick(&ops_hist, uv_now(t->loop), cur, received);
+}
+
+/* Once a second: the history, and every 10 s a STATUS= line for `systemctl status`. */
+static void ops_timer_cb(uv_timer_t *t)
+{
+	static unsigned n;
+	struct shared_gen *g = ops_h.current ? ops_h.current() : NULL;
+
+	ops_tick_cb(t);
+	if (++n % 10 == 0 && ops_is_started() && g)
+		sdnotify_printf("STATUS=%s: %ld sessions, %.1f msg/s, config generation %u",
+		    ops_is_ready() ? "ready" : "no backend up", counter_get(COUNTER_SESSIONS_ACTIVE),
+		    ophist_rate(&ops_hist), g->id);
+}
+
+int ops_start(uv_loop_t *loop, const struct ops_host *host)
+{
+	ops_h = *host;
+	ops_loop = loop;
+	ops_start_ms = uv_now(loop);
+	if (uv_timer_init(loop, &ops_tick_timer) != 0)
+		return -1;
+	ops_tick_running = true;
+	ops_tick_cb(&ops_tick_timer);
+	uv_timer_start(&ops_tick_timer, ops_timer_cb, 1000, 1000);
+	return 0;
+}
+
+void ops_stop(void)
+{
+	if (!ops_tick_running)
+		return;
+	ops_tick_running = false;
+	uv_close((uv_handle_t *)&ops_tick_timer, NULL);
+}
+
+const struct ops_host *ops_host(void)
+{
+	return &ops_h;
+}
+
+const struct ophist *ops_history(void)
+{
+	if (ops_tick_running)
+		ops_tick_cb(&ops_tick_timer);
+	return &ops_hist;
+}
+
+double ops_uptime(void)
+{
+	return ops_loop ? (double)(uv_now(ops_loop) - ops_start_ms) / 1000.0 : 0;
+}
+
+/* ------------------------------------------------------------ readiness */
+
+void ops_set_listening(void)
+{
+	ops_listening = true;
+}
+
+void ops_set_checked(void)
+{
+	ops_checked = true;
+}
+
+bool ops_is_started(void)
+{
+	return ops_listening && ops_checked;
+}
+
+bool ops_is_ready(void)
+{
+	struct shared_gen *g = ops_h.current ? ops_h.current() : NULL;
+
+	if (!ops_is_started() || g == NULL)
+		return false;
+	for (size_t i = 0; ops_pool_backend(g->pool, i); i++) {
+		struct backend *b = ops_pool_backend(g->pool, i);
+		if (atomic_load(&b->up) && !atomic_load(&b->drained))
+			return true;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------ backends and drains */
+
+struct backend *ops_pool_backend(const struct pool *p, size_t i)
+{
+	if (p == NULL)
+		return NULL;
+	if (i < p->nservers)
+		return &p->servers[i];
+	if (i - p->nservers < p->nextra)
+		return &p->extra[i - p->nservers];
+	return NULL;
+}
+
+struct backend *ops_find_backend(const struct pool *p, const char *name, const char **err)
+{
+	struct backend *b, *found = NULL;
+	int nhost = 0;
+
+	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
+		if (b->url && strcasecmp(b->url, name) == 0)
+			return b;
+	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
+		if (strcasecmp(b->host, name) == 0) {
+			found = b;
+			nhost++;
+		}
+	if (nhost == 1)
+		return found;
+	*err = nhost ? "several backends have that address: give the URL" : "no such backend";
+	return NULL;
+}
+
+const char *ops_backend_state(const struct backend *b)
+{
+	if (atomic_load(&b->drained))
+		return atomic_load(&b->active) > 0 ? "draining" : "drained";
+	return atomic_load(&b->up) ? "up" : "down";
+}
+
+static long ops_drain_index(const char *url)
+{
+	for (size_t i = 0; i < ops_ndrains; i++)
+		if (strcasecmp(ops_drains[i], url) == 0)
+			return (long)i;
+	return -1;
+}
+
+bool ops_is_drained(const char *url)
+{
+	return url && ops_drain_index(url) >= 0;
+}
+
+/* Sets every backend of the current pool with this URL to on. */
+static void ops_flag(const char *url, int on)
+{
+	struct shared_gen *g = ops_h.current ? ops_h.current() : NULL;
+	struct backend *b;
+
+	for (size_t i = 0; g && (b = ops_pool_backend(g->pool, i)) != NULL; i++)
+		if (b->url && strcasecmp(b->url, url) == 0)
+			atomic_store(&b->drained, on);
+}
+
+int ops_drain(const char *url)
+{
+	int changed = 0;
+
+	if (ops_drain_index(url) < 0) {
+		char *c = ops_ndrains < OPS_MAX_DRAINS ? strdup(url) : NULL;
+		if (c == NULL)
+			return -1;
+		ops_drains[ops_ndrains++] = c;
+		changed = 1;
+	}
+	ops_flag(url, 1);
+	if (changed)
+		log_event(LOG_LVL_INFO, NULL, "event=backend_drain backend=%s", url);
+	return changed;
+}
+
+int ops_enable(const char *url)
+{
+	long i = ops_drain_index(url);
+
+	ops_flag(url, 0);
+	if (i < 0)
+		return 0;
+	free(ops_drains[i]);
+	ops_drains[i] = ops_drains[--ops_ndrains];
+	log_event(LOG_LVL_INFO, NULL, "event=backend_enable backend=%s", url);
+	return 1;
+}
+
+void ops_apply_drains(struct pool *p)
+{
+	struct backend *b;
+
+	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
+		atomic_store(&b->drained, ops_is_drained(b->url) ? 1 : 0);
+}
+
+const char *ops_drained_url(size_t i)
+{
+	return i < ops_ndrains ? ops_drains[i] : NULL;
+}
+
+void ops_reset_drains(void)
+{
+	while (ops_ndrains)
+		free(ops_drains[--ops_ndrains]);
+}

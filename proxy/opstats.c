@@ -1,0 +1,149 @@
+/* opstats.c — per-worker top-K tables and the main thread's minute history (opstats.h). */
+#include "opstats.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "counters.h"
+
+#define OPSTATS_SLOTS 64            /* as many as workers can be (main.c MAX_WORKERS) */
+
+struct opstats_slot {
+	pthread_mutex_t mu;
+	struct opstats_top t;
+};
+
+static struct opstats_slot opstats_slots[OPSTATS_SLOTS];
+static pthread_once_t opstats_once = PTHREAD_ONCE_INIT;
+
+static void opstats_init_slots(void)
+{
+	for (int i = 0; i < OPSTATS_SLOTS; i++)
+		pthread_mutex_init(&opstats_slots[i].mu, NULL);
+}
+
+static struct opstats_slot *opstats_slot(int worker)
+{
+	pthread_once(&opstats_once, opstats_init_slots);
+	return &opstats_slots[(unsigned)worker % OPSTATS_SLOTS];
+}
+
+void opstats_note_session(int worker, const char *client_ip)
+{
+	struct opstats_slot *s = opstats_slot(worker);
+
+	pthread_mutex_lock(&s->mu);
+	topk_add(&s->t.sessions, client_ip, 1);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void opstats_note_refusal(int worker, const char *client_ip, const char *stage, const char *reason,
+    bool tempfail)
+{
+	struct opstats_slot *s = opstats_slot(worker);
+	char key[TOPK_KEY_MAX];
+
+	counter_inc(tempfail ? COUNTER_TEMPFAILS : COUNTER_REFUSALS);
+	snprintf(key, sizeof(key), "%s/%s", stage && *stage ? stage : "-", reason && *reason ? reason : "filter");
+	pthread_mutex_lock(&s->mu);
+	topk_add(&s->t.refusals, client_ip, 1);
+	topk_add(&s->t.reasons, key, 1);
+	pthread_mutex_unlock(&s->mu);
+}
+
+void opstats_collect(struct opstats_top *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < OPSTATS_SLOTS; i++) {
+		struct opstats_slot *s = opstats_slot(i);
+		pthread_mutex_lock(&s->mu);
+		if (s->t.sessions.total || s->t.refusals.total) {
+			topk_merge(&out->sessions, &s->t.sessions);
+			topk_merge(&out->refusals, &s->t.refusals);
+			topk_merge(&out->reasons, &s->t.reasons);
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+}
+
+void opstats_reset(void)
+{
+	for (int i = 0; i < OPSTATS_SLOTS; i++) {
+		struct opstats_slot *s = opstats_slot(i);
+		pthread_mutex_lock(&s->mu);
+		memset(&s->t, 0, sizeof(s->t));
+		pthread_mutex_unlock(&s->mu);
+	}
+}
+
+/* ------------------------------------------------------------ history */
+
+void ophist_read_counters(long cur[OPS__NSERIES], long *received)
+{
+	cur[OPS_ACCEPTED] = counter_get(COUNTER_MESSAGES_DELIVERED);
+	cur[OPS_REFUSED] = counter_get(COUNTER_REFUSALS);
+	cur[OPS_TEMPFAILED] = counter_get(COUNTER_TEMPFAILS);
+	cur[OPS_DNSBL_ERRORS] = counter_get(COUNTER_DNSBL_ERRORS);
+	*received = counter_get(COUNTER_MESSAGES_RECEIVED);
+}
+
+void ophist_tick(struct ophist *h, uint64_t now_ms, const long cur[OPS__NSERIES], long received)
+{
+	uint64_t m = now_ms / 60000 + 1;	/* +1: minute 0 means "never ticked" */
+
+	if (h->minute == 0) {
+		h->minute = m;
+		memcpy(h->base, cur, sizeof(h->base));
+	} else if (m > h->minute) {
+		/* Close the current minute with what came in up to now. */
+		unsigned slot = (unsigned)(h->minute % OPS_MINUTES);
+		h->b[slot].minute = h->minute;
+		for (int k = 0; k < OPS__NSERIES; k++)
+			h->b[slot].v[k] = cur[k] - h->base[k];
+		h->minute = m;
+		memcpy(h->base, cur, sizeof(h->base));
+	}
+	memcpy(h->last, cur, sizeof(h->last));
+	/* Rate samples: one per second at most. */
+	unsigned last = (h->nrate + OPS_RATE_SAMPLES - 1) % OPS_RATE_SAMPLES;
+	if (h->nrate == 0 || now_ms >= h->rate[last].ms + 1000) {
+		unsigned i = h->nrate % OPS_RATE_SAMPLES;
+		h->rate[i].ms = now_ms;
+		h->rate[i].received = received;
+		h->nrate++;
+	}
+}
+
+size_t ophist_minutes(const struct ophist *h, long out[OPS_MINUTES][OPS__NSERIES])
+{
+	if (h->minute == 0)
+		return 0;
+	for (int r = 0; r < OPS_MINUTES; r++) {
+		uint64_t back = (uint64_t)(OPS_MINUTES - 1 - r);
+		uint64_t want = h->minute > back ? h->minute - back : 0;
+		for (int k = 0; k < OPS__NSERIES; k++)
+			out[r][k] = 0;
+		if (r == OPS_MINUTES - 1) {
+			for (int k = 0; k < OPS__NSERIES; k++)
+				out[r][k] = h->last[k] - h->base[k];
+		} else if (want > 0 && want < h->minute && h->b[want % OPS_MINUTES].minute == want) {
+			for (int k = 0; k < OPS__NSERIES; k++)
+				out[r][k] = h->b[want % OPS_MINUTES].v[k];
+		}
+	}
+	return OPS_MINUTES;
+}
+
+double ophist_rate(const struct ophist *h)
+{
+	if (h->nrate < 2)
+		return 0;
+	unsigned newest = (h->nrate - 1) % OPS_RATE_SAMPLES;
+	unsigned back = h->nrate - 1 < 10 ? h->nrate - 1 : 10;
+	unsigned oldest = (h->nrate - 1 - back) % OPS_RATE_SAMPLES;
+	uint64_t dt = h->rate[newest].ms - h->rate[oldest].ms;
+	if (dt == 0)
+		return 0;
+	return (double)(h->rate[newest].received - h->rate[oldest].received) * 1000.0 / (double)dt;
+}

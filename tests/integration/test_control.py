@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""The control socket and mxgatectl, end to end: the real daemon with two smtp-sink backends.
+
+- status / backends (text and --json): version, uptime, generation, sessions, msg/s,
+  backends with state and latency; the socket gets the configured mode.
+- drain really moves traffic (messages counted per backend): a drained backend takes no new
+  message, a transaction open on it when it is drained still finishes there, the drain
+  survives a reload, enable brings it back.
+- reload: the new generation, or the FILE:LINE:COL errors with the old generation kept.
+- flush dns / passcache; flush reputation and learn answer "not available" without a module.
+- top clients / reasons: sessions and refusals by client and reason.
+- bad input: unknown verbs and wrong arity (exit 1), garbage on the raw socket (ERR, the
+  connection closes, the daemon carries on), too many connections, no daemon (exit 2)."""
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
+mt.need('smtp-sink')
+if not os.access(CTL, os.X_OK):
+    mt.skip('mxgatectl not built: ' + CTL)
+
+SOCK = os.path.join(mt.TMP, 'control.sock')
+
+
+def ctl(*args, sock=SOCK, input=None):
+    """Runs mxgatectl; returns (exit status, stdout, stderr)."""
+    argv = [CTL] + (['-s', sock] if sock else []) + list(args)
+    r = subprocess.run(argv, capture_output=True, text=input is None or isinstance(input, str),
+                       input=input, timeout=mt.slack(30))
+    return r.returncode, r.stdout, r.stderr
+
+
+def ctl_json(*args):
+    rc, out, err = ctl('--json', *args)
+    mt.check(rc == 0, 'mxgatectl --json %s exits 0 (%s)' % (' '.join(args), err.strip()[:200]))
+    return json.loads(out)
+
+
+def backend(status, url):
+    return next((b for b in status['backends'] if b['url'] == url), None)
+
+
+a, b = mt.Sink(name='sinkA'), mt.Sink(name='sinkB')
+tiny = os.path.join(mt.TMP, 'tiny.yaml')
+cfg = mt.config([a.url, b.url], limits={'max_message_size': '4K'},
+                control={'socket': SOCK, 'mode': '0640'})
+mx = mt.Mxgate(cfg)
+
+
+def send(n, tag, source=None):
+    ok = 0
+    for i in range(n):
+        code, _ = mt.send_mail(mx.port, 'sender@example.org', ['rcpt@example.test'], mt.message('%s-%d' % (tag, i)),
+                               source=source)
+        ok += code == 250
+    return ok
+
+
+# ---------------------------------------------------------------- status and backends
+mt.wait_for(lambda: ctl_json('status')['ready'], 15)
+st = os.stat(SOCK)
+mt.check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640,
+         'the control socket has the configured mode 0640 (%o)' % stat.S_IMODE(st.st_mode))
+rc, out, err = ctl('status')
+mt.check(rc == 0 and re.search(r'mxgate \d+\.\d+\.\d+, up \d+h\d\dm\d\ds, config generation 1', out),
+         'status: version, uptime and generation (%r)' % out[:120])
+mt.check('sessions:' in out and re.search(r'messages: [\d.]+/s', out), 'status: sessions and msg/s')
+mt.check(a.url in out and b.url in out and re.search(r'\bup\b', out), 'status: the backends with their state')
+js = ctl_json('status')
+mt.check(js['generation'] == 1 and js['ready'] is True and js['version'] and js['uptime_seconds'] >= 0,
+         'status --json: generation, readiness, version, uptime')
+mt.check(all(backend(js, u) and backend(js, u)['state'] == 'up' and backend(js, u)['latency_ms'] > 0
+             for u in (a.url, b.url)), 'status --json: both backends up with a latency')
+rc, out, _ = ctl('backends')
+mt.check(rc == 0 and out.splitlines()[0].split()[:3] == ['BACKEND', 'STATE', 'LATENCY'] and len(out.splitlines()) == 3,
+         'backends: a header and one row per backend')
+rc, out, _ = ctl('-c', mx.conf, 'backends', sock=None)
+mt.check(rc == 0 and a.url in out, 'mxgatectl -c FILE finds the socket in the config')
+
+# ---------------------------------------------------------------- drain moves traffic
+mt.check(send(10, 'before') == 10, 'ten messages delivered before the drain')
+mt.wait_for(lambda: a.count() + b.count() == 10, 10)
+ca, cb = a.count(), b.count()
+mt.check(ca > 0 and cb > 0, 'round robin uses both backends (%d/%d)' % (ca, cb))
+rc, out, _ = ctl('drain', '127.0.0.1:%d' % a.port)
+mt.check(rc == 0 and 'drained' in out, 'drain by host:port (%r)' % out.strip())
+mt.check(backend(ctl_json('backends'), a.url)['state'] == 'drained', 'the drained backend shows as drained')
+mt.check(send(10, 'drained') == 10, 'ten messages delivered while A is drained')
+mt.wait_for(lambda: b.count() == cb + 10, 10)
+mt.check(a.count() == ca and b.count() == cb + 10, 'all of them went to B (A %d->%d, B %d->%d)' % (ca, a.count(), cb, b.count()))
+
+# survives a reload (SIGHUP and the control verb)
+mx.send_signal(__import__('signal').SIGHUP)
+mt.wait_for(lambda: ctl_json('status')['generation'] == 2, 10)
+rc, out, _ = ctl('reload')
+mt.check(rc == 0 and re.search(r'reloaded: generation 3', out), 'reload reports the new generation (%r)' % out.strip())
+mt.check(backend(ctl_json('backends'), a.url)['drained'] is True, 'the drain survives two reloads')
+ca, cb = a.count(), b.count()
+mt.check(send(6, 'reloaded') == 6, 'six messages after the reloads')
+mt.wait_for(lambda: b.count() == cb + 6, 10)
+mt.check(a.count() == ca, 'none of them went to the drained backend')
+
+# a transaction open on a backend when it is drained finishes there
+rc, _, _ = ctl('enable', a.url)
+mt.check(rc == 0, 'enable A')
+c = mt.Client(mx.port)
+c.ehlo()
+mt.check(c.cmd('MAIL FROM:<open@example.org>')[0] == 250 and c.cmd('RCPT TO:<rcpt@example.test>')[0] == 250,
+         'a transaction is open')
+busy = mt.wait_for(lambda: [x for x in ctl_json('backends')['backends'] if x['active'] > 0], 10)
+mt.check(len(busy) == 1, 'one backend has the open transaction')
+if busy:
+    url = busy[0]['url']
+    sink = a if url == a.url else b
+    mt.check(ctl('drain', url)[0] == 0, 'drain the backend in use')
+    mt.check(backend(ctl_json('backends'), url)['state'] == 'draining', 'it shows as draining while the transaction runs')
+    code, _ = c.cmd('DATA')
+    c.send(mt.stuff(mt.message('open-txn')))
+    code, text = c.reply()
+    mt.check(code == 250, 'the open transaction finishes with 250 (%s %s)' % (code, text))
+    # (smtp-sink creates its dump file at MAIL: look for the message's tag, not a count)
+    mt.check(mt.wait_for(lambda: 'open-txn' in mt.message_ids(m['data'] for m in sink.messages()), 10),
+             'on the backend that was drained mid-transaction')
+    mt.wait_for(lambda: backend(ctl_json('backends'), url)['state'] == 'drained', 10)
+    mt.check(backend(ctl_json('backends'), url)['state'] == 'drained', 'then it is drained')
+    ctl('enable', url)
+c.close()
+ca, cb = a.count(), b.count()
+mt.check(send(8, 'enabled') == 8, 'eight messages after enable')
+mt.wait_for(lambda: a.count() + b.count() == ca + cb + 8, 10)
+mt.check(a.count() > ca and b.count() > cb, 'both backends take traffic again')
+rc, out, err = ctl('enable', a.url)
+mt.check(rc == 0 and 'was not drained' in out, 'enable twice is harmless')
+rc, _, err = ctl('drain', 'smtp://127.0.0.1:1')
+mt.check(rc == 1 and 'no such backend' in err, 'drain of an unknown backend: exit 1 and a reason')
+
+# ---------------------------------------------------------------- reload errors
+good = open(mx.conf).read()
+with open(mx.conf, 'w') as f:
+    f.write(good.replace('"4K"', '"lots"'))
+rc, out, err = ctl('reload')
+mt.check(rc == 1 and re.search(re.escape(mx.conf) + r':\d+:\d+: limits\.max_message_size: ', err),
+         'a bad reload: exit 1 with FILE:LINE:COL: key: reason (%r)' % err.strip()[:300])
+mt.check('generation 3 stays' in err, 'and the running generation stays')
+rc, out, err = ctl('--json', 'reload')
+mt.check(rc == 1 and json.loads(err)['reloaded'] is False and ':' in json.loads(err)['errors'], 'reload --json reports the errors')
+with open(mx.conf, 'w') as f:
+    f.write(good)
+rc, out, _ = ctl('--json', 'reload')
+mt.check(rc == 0 and json.loads(out) == {'reloaded': True, 'generation': 4}, 'a good reload: generation 4 (%r)' % out)
+
+# ---------------------------------------------------------------- flush, learn
+rc, out, _ = ctl('flush', 'dns')
+mt.check(rc == 0 and 'flushed' in out, 'flush dns')
+rc, out, _ = ctl('--json', 'flush', 'passcache')
+mt.check(rc == 0 and json.loads(out)['flushed'] == 'passcache', 'flush passcache --json')
+rc, _, err = ctl('flush', 'reputation', '192.0.2.1')
+mt.check(rc == 1 and 'not available' in err, 'flush reputation without a module: not available (%r)' % err.strip())
+msgfile = os.path.join(mt.TMP, 'spam.eml')
+with open(msgfile, 'wb') as f:
+    f.write(mt.message('learn'))
+rc, _, err = ctl('learn', 'spam', msgfile)
+mt.check(rc == 1 and 'not available' in err, 'learn without a classifier: not available (%r)' % err.strip())
+rc, _, err = ctl('learn', 'spam', os.path.join(mt.TMP, 'missing.eml'))
+mt.check(rc == 1 and 'missing.eml' in err, 'learn with a missing file: exit 1 naming it')
+rc, _, err = ctl('flush', 'everything')
+mt.check(rc == 1 and 'usage: flush' in err, 'flush of something unknown: usage')
+
+# ---------------------------------------------------------------- top
+big = mt.message('big', size=8000)
+for src in ('127.0.0.3', '127.0.0.3', '127.0.0.3', '127.0.0.4'):
+    code, _ = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], big, source=src)
+    mt.check(code == 552, 'an over-size message from %s is refused (%s)' % (src, code))
+js = ctl_json('top', 'clients')
+by_ref = {r['client']: r['count'] for r in js['by_refusals']}
+by_ses = {r['client']: r['count'] for r in js['by_sessions']}
+mt.check(by_ref.get('127.0.0.3') == 3 and by_ref.get('127.0.0.4') == 1, 'top clients: refusals by client (%r)' % by_ref)
+mt.check(js['by_refusals'][0]['client'] == '127.0.0.3', 'the worst client first')
+mt.check(by_ses.get('127.0.0.1', 0) >= 35 and by_ses.get('127.0.0.3') == 3, 'top clients: sessions by client (%r)' % by_ses)
+rc, out, _ = ctl('top', 'reasons')
+mt.check(rc == 0 and re.search(r'data/size\s+4\b', out), 'top reasons: data/size 4 (%r)' % out)
+rc, out, _ = ctl('top', 'clients', '1')
+mt.check(rc == 0 and '127.0.0.3' in out and '127.0.0.4' not in out, 'top clients 1: one row per table')
+rc, _, err = ctl('top', 'clients', '0')
+mt.check(rc == 1 and 'N must be' in err, 'top with a bad N: exit 1')
+rc, _, err = ctl('top', 'nothing')
+mt.check(rc == 1, 'top of something unknown: exit 1')
+
+# ---------------------------------------------------------------- bad input
+for args, want in ((['frobnicate'], 'unknown command'), (['drain'], 'usage: drain'),
+                   (['status', 'extra'], 'usage: status'), (['--bogus-option'], 'usage')):
+    rc, _, err = ctl(*args)
+    mt.check(rc == 1 and want in err, 'mxgatectl %s: exit 1, "%s" (%r)' % (' '.join(args), want, err.strip()[:80]))
+rc, _, err = ctl('status', sock=os.path.join(mt.TMP, 'nothing.sock'))
+mt.check(rc == 2 and 'cannot connect' in err, 'no daemon at the socket: exit 2')
+
+
+def read_all(s):
+    out = b''
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def raw(data, half_close=False):
+    """Sends data on a fresh connection and reads until the daemon closes it."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(mt.slack(10))
+    s.connect(SOCK)
+    s.sendall(data)
+    if half_close:
+        s.shutdown(socket.SHUT_WR)
+    return read_all(s)
+
+
+out = raw(b'\x00\xff\xfe binary junk\n')
+mt.check(out.startswith(b'ERR ') and b'bad request' in out, 'garbage on the raw socket: an ERR reply, then the connection closes')
+out = raw(b'x' * 5000)
+mt.check(out.startswith(b'ERR ') and b'line too long' in out, 'an over-long line: ERR line too long')
+out = raw(b'status\nbackends\nhelp\n', half_close=True)
+mt.check(out.count(b'OK ') >= 3 and out.startswith(b'OK '), 'three pipelined requests, three OK replies')
+held = []
+for i in range(20):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(SOCK)
+    held.append(s)
+time.sleep(0.2)
+held[-1].settimeout(mt.slack(5))
+try:
+    last = held[-1].recv(200)
+except OSError:
+    last = b''
+mt.check(last.startswith(b'ERR ') and b'too many' in last, 'connections past the limit get ERR too many (%r)' % last[:60])
+for s in held:
+    s.close()
+rc, out, _ = ctl('status')
+mt.check(rc == 0 and mx.alive(), 'the daemon still answers after all that')
+mt.check(not mx.malformed_log_lines(), 'every log line is well formed (%r)' % mx.malformed_log_lines()[:3])
+mx.stop()
+mt.check(not os.path.exists(SOCK), 'the socket file is removed at exit')
+mt.finish()

@@ -1,0 +1,288 @@
+/* mxgatectl.c — the control client: sends one command to mxgate's control socket and
+ * prints the answer (proxy/control.h lists the commands, proxy/control_proto.h the wire
+ * format).
+ *
+ *   mxgatectl [-c FILE | -s PATH] [--json] [-t SECONDS] COMMAND [ARG...]
+ *
+ * Exit status: 0 the command succeeded, 1 it failed (the daemon's reason on stderr) or the
+ * command line is wrong, 2 the daemon cannot be reached (no socket, refused, timeout, a
+ * garbled reply). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/config.h"
+#include "proxy/control_proto.h"
+
+#define DEFAULT_SOCKET "/run/mxgate/control.sock"
+
+enum { EXIT_OK = 0, EXIT_COMMAND = 1, EXIT_UNREACHABLE = 2 };
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mxgatectl [-c FILE | -s PATH] [--json] [-t SECONDS] COMMAND [ARG...]\n"
+	    "  -c, --config FILE    take the socket path from FILE's control.socket\n"
+	    "  -s, --socket PATH    the control socket (default " DEFAULT_SOCKET ")\n"
+	    "  -j, --json           JSON output, for scripts\n"
+	    "  -t, --timeout SECS   give up after SECS seconds (default 30)\n"
+	    "commands:\n"
+	    "  status                          version, uptime, generation, sessions, msg/s, backends\n"
+	    "  backends                        backends with state and latency\n"
+	    "  drain BACKEND | enable BACKEND  stop/resume new transactions to BACKEND (URL or host:port)\n"
+	    "  reload                          re-read the config; prints the generation or the errors\n"
+	    "  flush dns|passcache|reputation IP\n"
+	    "  top clients|reasons|rules [N]\n"
+	    "  learn spam|ham FILE             teach the classifier (FILE '-' = standard input)\n"
+	    "  help                            the daemon's list of commands\n");
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Waits for fd to be readable/writable until deadline. 1 ready, 0 timeout, -1 error. */
+static int wait_fd(int fd, short ev, double deadline)
+{
+	for (;;) {
+		double left = deadline - now_s();
+		if (left <= 0)
+			return 0;
+		struct pollfd p = { .fd = fd, .events = ev };
+		int r = poll(&p, 1, (int)(left * 1000) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r < 0 ? -1 : r > 0;
+	}
+}
+
+static int send_all(int fd, const char *p, size_t n, double deadline)
+{
+	while (n > 0) {
+		if (wait_fd(fd, POLLOUT, deadline) != 1)
+			return -1;
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Reads a file (or stdin for "-") into a malloc'd buffer of at most CTL_MAX_BODY bytes. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (f == NULL) {
+		fprintf(stderr, "mxgatectl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 65536;
+			if (cap > (size_t)CTL_MAX_BODY + 1)
+				cap = (size_t)CTL_MAX_BODY + 1;
+			char *nb = realloc(buf, cap);
+			if (nb == NULL)
+				break;
+			buf = nb;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0 || n > CTL_MAX_BODY)
+			break;
+	}
+	if (f != stdin)
+		fclose(f);
+	if (n > CTL_MAX_BODY) {
+		fprintf(stderr, "mxgatectl: %s: larger than %u bytes\n", path, CTL_MAX_BODY);
+		free(buf);
+		return NULL;
+	}
+	*len = n;
+	return buf ? buf : calloc(1, 1);
+}
+
+/* The socket path from FILE's control section. NULL after printing why. */
+static char *socket_from_config(const char *path)
+{
+	struct mx_config *cfg = NULL;
+	char *s;
+
+	if (config_load(path, &cfg, stderr) != 0)
+		return NULL;
+	if (cfg->control.socket == NULL) {
+		fprintf(stderr, "mxgatectl: %s: no control.socket configured\n", path);
+		config_free(cfg);
+		return NULL;
+	}
+	s = strdup(cfg->control.socket);
+	config_free(cfg);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *sockpath = NULL, *cfgpath = NULL;
+	char *owned = NULL, *body = NULL;
+	size_t body_len = 0;
+	bool json = false, has_body = false;
+	double timeout = 30;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "+c:s:jt:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': cfgpath = optarg; break;
+		case 's': sockpath = optarg; break;
+		case 'j': json = true; break;
+		case 't':
+			timeout = strtod(optarg, NULL);
+			if (timeout <= 0) {
+				fprintf(stderr, "mxgatectl: bad timeout: %s\n", optarg);
+				return EXIT_COMMAND;
+			}
+			break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_COMMAND;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_COMMAND;
+	}
+	/* The line: the words, with learn's FILE replaced by the body it names. */
+	char line[CTL_MAX_LINE];
+	size_t ll = 0;
+	int nwords = argc - optind;
+	if (strcmp(argv[optind], "learn") == 0) {
+		if (nwords != 3) {
+			fprintf(stderr, "usage: mxgatectl learn spam|ham FILE\n");
+			return EXIT_COMMAND;
+		}
+		if ((body = read_file(argv[optind + 2], &body_len)) == NULL)
+			return EXIT_COMMAND;
+		has_body = true;
+		nwords = 2;
+	}
+	if (nwords > CTL_MAX_ARGS) {
+		fprintf(stderr, "mxgatectl: too many words\n");
+		return EXIT_COMMAND;
+	}
+	for (int i = 0; i < nwords; i++) {
+		const char *w = argv[optind + i];
+		for (const char *c = w; *c; c++)
+			if (*c <= ' ' || *c > '~' || (c == w && c[0] == '-' && c[1] == '-')) {
+				fprintf(stderr, "mxgatectl: \"%s\": words are printable ASCII without blanks and do not start with --\n", w);
+				return EXIT_COMMAND;
+			}
+		int n = snprintf(line + ll, sizeof(line) - ll, "%s%s", i ? " " : "", w);
+		if (n < 0 || (size_t)n >= sizeof(line) - ll - 40) {
+			fprintf(stderr, "mxgatectl: command too long\n");
+			return EXIT_COMMAND;
+		}
+		ll += (size_t)n;
+	}
+	ll += (size_t)snprintf(line + ll, sizeof(line) - ll, "%s", json ? " --json" : "");
+	if (has_body)
+		ll += (size_t)snprintf(line + ll, sizeof(line) - ll, " --length=%zu", body_len);
+	line[ll++] = '\n';
+
+	if (sockpath == NULL && cfgpath) {
+		if ((owned = socket_from_config(cfgpath)) == NULL)
+			return EXIT_UNREACHABLE;
+		sockpath = owned;
+	}
+	if (sockpath == NULL)
+		sockpath = getenv("MXGATE_CONTROL_SOCKET") ? getenv("MXGATE_CONTROL_SOCKET") : DEFAULT_SOCKET;
+
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	if (strlen(sockpath) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "mxgatectl: socket path too long: %s\n", sockpath);
+		return EXIT_UNREACHABLE;
+	}
+	strcpy(sun.sun_path, sockpath);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		fprintf(stderr, "mxgatectl: cannot connect to %s: %s\n", sockpath, strerror(errno));
+		return EXIT_UNREACHABLE;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	double deadline = now_s() + timeout;
+	if (send_all(fd, line, ll, deadline) != 0 || (has_body && send_all(fd, body, body_len, deadline) != 0)) {
+		fprintf(stderr, "mxgatectl: %s: sending failed: %s\n", sockpath, errno ? strerror(errno) : "timeout");
+		return EXIT_UNREACHABLE;
+	}
+	free(body);
+	shutdown(fd, SHUT_WR);
+
+	/* The reply: head, then exactly the announced payload. */
+	char *buf = NULL;
+	size_t n = 0, cap = 0, plen = 0, hlen = 0;
+	bool ok = false;
+	int head = 0;
+	for (;;) {
+		if (head == 1 && n >= hlen + plen)
+			break;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 65536;
+			char *nb = realloc(buf, cap);
+			if (nb == NULL) {
+				fprintf(stderr, "mxgatectl: out of memory\n");
+				return EXIT_UNREACHABLE;
+			}
+			buf = nb;
+		}
+		int w = wait_fd(fd, POLLIN, deadline);
+		if (w != 1) {
+			fprintf(stderr, "mxgatectl: %s: no answer within %.0f s\n", sockpath, timeout);
+			return EXIT_UNREACHABLE;
+		}
+		ssize_t r = recv(fd, buf + n, cap - n, 0);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r <= 0) {
+			fprintf(stderr, "mxgatectl: %s: connection closed before the answer was complete\n", sockpath);
+			return EXIT_UNREACHABLE;
+		}
+		n += (size_t)r;
+		if (head == 0) {
+			head = ctl_reply_parse_head(buf, n, &ok, &plen, &hlen);
+			if (head < 0) {
+				fprintf(stderr, "mxgatectl: %s: garbled answer\n", sockpath);
+				return EXIT_UNREACHABLE;
+			}
+		}
+	}
+	close(fd);
+	fwrite(buf + hlen, 1, plen, ok ? stdout : stderr);
+	free(buf);
+	free(owned);
+	return ok ? EXIT_OK : EXIT_COMMAND;
+}
