@@ -789,12 +789,22 @@ def per_group(name, results, sample):
 
 
 def classifier_section(ctx):
-    """The learning classifier (issue 9 §2): trained on CACHE/split/train, measured on
-    CACHE/split/test, side by side with spamd + Bayes. Filled in by the classifier's owner;
-    until then it says so."""
+    """The learning classifier (issue 9 §2): bench_classifier.py on the issue's time split
+    (train spam-1 + easy-ham-1, test spam-2 + easy-ham-2 + hard-ham-1: the messages of
+    CACHE/split/), learned with `mxgate learn`, scored through the daemon; --quick passes
+    --quick 100 (test messages per group). Left out with --no-classifier."""
     say('')
-    say('classifier: not measured here yet (needs `mxgate -c FILE learn spam|ham PATH...`); '
-        'split folders: %s/split/{train,test}/{spam,ham}' % ctx['cache'])
+    if ctx.get('skip'):
+        say('classifier: left out (--no-classifier); bench/bench_classifier.sh measures it')
+        return
+    argv = [sys.executable, os.path.join(SRC, 'bench', 'bench_classifier.py'), ctx['binary'],
+            '--split', 'time', '--spamd-rate', '0']
+    if ctx.get('quick'):
+        argv += ['--quick', '100']
+    say('classifier (bench/bench_classifier.py, the time split):')
+    r = subprocess.run(argv)
+    if r.returncode != 0:
+        say('classifier: bench_classifier.py failed (exit %d)' % r.returncode)
 
 
 def main():
@@ -811,6 +821,7 @@ def main():
     ap.add_argument('--spamd-only', action='store_true')
     ap.add_argument('--dump', default='')
     ap.add_argument('--diff', type=int, default=0)
+    ap.add_argument('--no-classifier', action='store_true')
     a = ap.parse_args()
     if a.diff:
         a.engine = True
@@ -888,7 +899,8 @@ def main():
         ok1 = pct(mine[0], mine[1]) >= pct(theirs[0], theirs[1]) and \
             pct(mine[2], mine[3]) <= pct(theirs[2], theirs[3])
         classifier_section({'cache': cache, 'binary': binary, 'sample': sample, 'spamd': spamd,
-                            'tmp': tmp, 'groups': groups})
+                            'tmp': tmp, 'groups': groups, 'quick': a.quick,
+                            'skip': a.no_classifier or bool(a.groups)})
         say('')
         say('targets (issue 9):')
         say('  [%s] %s: mxgate %.1f %% / %.1f %%, spamd %.1f %% / %.1f %%' % (

@@ -14,8 +14,9 @@ struct learn_run {
 	struct bayes *b;
 	enum bayes_class cls;
 	uint64_t max_size;
-	FILE *err;
-	unsigned long learned, already, moved, skipped, errors, files;
+	FILE *err;                      /* may be NULL */
+	struct bayes_learn_counts n;
+	unsigned long files;
 };
 
 static void learn_one(struct learn_run *r, const char *msg, size_t len, const char *where)
@@ -33,30 +34,31 @@ static void learn_one(struct learn_run *r, const char *msg, size_t len, const ch
 	if (len == 0)
 		return;
 	if (r->max_size && len > r->max_size) {
-		r->skipped++;
+		r->n.skipped++;
 		return;
 	}
 	if (bayes_learn(r->b, msg, len, r->cls, &res) < 0) {
-		fprintf(r->err, "mxgate: learn: %s: store error\n", where);
-		r->errors++;
+		if (r->err)
+			fprintf(r->err, "mxgate: learn: %s: store error\n", where);
+		r->n.errors++;
 		return;
 	}
 	switch (res) {
-	case BAYES_LEARNED: r->learned++; break;
-	case BAYES_ALREADY: r->already++; break;
-	case BAYES_MOVED: r->moved++; break;
+	case BAYES_LEARNED: r->n.learned++; break;
+	case BAYES_ALREADY: r->n.already++; break;
+	case BAYES_MOVED: r->n.moved++; break;
 	}
 }
 
 /* Splits an mbox at "From " lines (after a blank line or at the start) and undoes the
  * mboxrd quoting of ">From " lines. */
-static void learn_mbox(struct learn_run *r, char *buf, size_t len, const char *where)
+static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const char *where)
 {
 	size_t start = 0, i = 0;
 	char *msg = malloc(len + 1);
 
 	if (msg == NULL) {
-		r->errors++;
+		r->n.errors++;
 		return;
 	}
 	while (start < len) {
@@ -113,29 +115,55 @@ static int learn_read(const char *path, char **buf, size_t *len, uint64_t max)
 	return 0;
 }
 
-static void learn_file(struct learn_run *r, const char *path)
+/* One file's content: an mbox, or one message. */
+static void learn_content(struct learn_run *r, const char *buf, size_t len, const char *where)
 {
-	char *buf;
-	size_t len;
 	bool mbox = false;
 
-	if (learn_read(path, &buf, &len, r->max_size) < 0) {
-		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
-		r->errors++;
-		return;
-	}
-	r->files++;
 	if (len > 5 && strncmp(buf, "From ", 5) == 0) {
 		/* an mbox holds a second separator; one message with a From line is a file */
-		for (size_t i = 1; i + 6 <= len && !mbox; i++)
+		for (size_t i = 2; i + 6 <= len && !mbox; i++)
 			if (buf[i - 1] == '\n' && strncmp(buf + i, "From ", 5) == 0 &&
 			    (buf[i - 2] == '\n' || (i >= 3 && buf[i - 2] == '\r')))
 				mbox = true;
 	}
 	if (mbox)
-		learn_mbox(r, buf, len, path);
+		learn_mbox(r, buf, len, where);
 	else
-		learn_one(r, buf, len, path);
+		learn_one(r, buf, len, where);
+}
+
+void bayes_learn_buffer(struct bayes *b, enum bayes_class cls, const char *buf, size_t len,
+    uint64_t max_size, const char *where, FILE *err, struct bayes_learn_counts *n)
+{
+	struct learn_run r = { .b = b, .cls = cls, .max_size = max_size, .err = err, .n = *n };
+
+	learn_content(&r, buf, len, where);
+	*n = r.n;
+}
+
+void bayes_learn_summary(char *buf, size_t size, enum bayes_class cls,
+    const struct bayes_learn_counts *n)
+{
+	bool spam = cls == BAYES_SPAM;
+
+	snprintf(buf, size, "learned %lu %s (%lu already known, %lu moved from %s, %lu too big), "
+	    "%lu errors", n->learned + n->moved, spam ? "spam" : "ham", n->already, n->moved,
+	    spam ? "ham" : "spam", n->skipped, n->errors);
+}
+
+static void learn_file(struct learn_run *r, const char *path)
+{
+	char *buf;
+	size_t len;
+
+	if (learn_read(path, &buf, &len, r->max_size) < 0) {
+		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
+		r->n.errors++;
+		return;
+	}
+	r->files++;
+	learn_content(r, buf, len, path);
 	free(buf);
 }
 
@@ -156,7 +184,7 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 
 	if (stat(path, &st) < 0) {
 		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
-		r->errors++;
+		r->n.errors++;
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -168,7 +196,7 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 	d = opendir(path);
 	if (d == NULL) {
 		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
-		r->errors++;
+		r->n.errors++;
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -216,14 +244,13 @@ int bayes_learn_main(const struct bayes_config *c, int argc, char **argv, FILE *
 	}
 	for (int i = 2; i < argc; i++)
 		learn_path(&r, argv[i], 0);
-	fprintf(out, "learned %lu %s (%lu already known, %lu moved from %s, %lu too big), %lu errors\n",
-	    r.learned + r.moved, argv[1], r.already, r.moved, r.cls == BAYES_SPAM ? "ham" : "spam",
-	    r.skipped, r.errors);
+	bayes_learn_summary(ebuf, sizeof(ebuf), r.cls, &r.n);
+	fprintf(out, "%s\n", ebuf);
 	if (bayes_totals(r.b, &t) == 0)
 		fprintf(out, "store %s: %llu spam, %llu ham, %llu tokens%s\n", c->store,
 		    (unsigned long long)t.nspam, (unsigned long long)t.nham,
 		    (unsigned long long)t.ntokens, bayes_is_trained(r.b, &t) ? "" :
 		    " (below min_spam/min_ham: the classifier abstains)");
 	bayes_free(r.b);
-	return r.errors ? 1 : 0;
+	return r.n.errors ? 1 : 0;
 }

@@ -5,11 +5,14 @@ LMDB: `mxgate learn spam MAILDIR` and `learn ham MBOX` teach it offline (counts 
 learning again is a no-op); below min_spam/min_ham it abstains (no BAYES symbol); POST
 /learn/spam on the metrics listener teaches the running daemon (learned / already / moved,
 404 for other paths); then a spammy message reaches the backend with BAYES_99 in
-X-Spam-Status and a hammy one with BAYES_00.
+X-Spam-Status and a hammy one with BAYES_00 (the BAYES_xx rules of rules/default.rules,
+eval:check_bayes). The control socket: `mxgatectl learn spam|ham FILE` (a message, an mbox,
+--json) teaches the running daemon by the same path as `mxgate learn`.
 Autolearn: GTUBE is learned as spam, a 0-point message as ham (the classifier abstaining).
 Redis: two daemons share one store: what one learned through its POST endpoint, the other
 classifies. Peers: the recording Backend, redis-server (skipped when missing, a failure in
 CI)."""
+import json
 import os
 import re
 import subprocess
@@ -133,6 +136,42 @@ m = re.search(r'^mxgate_bayes_learned_spam_total (\d+)', text, re.M)
 mt.check(m is not None and int(m.group(1)) >= 4, 'metrics: mxgate_bayes_learned_spam_total %s'
          % (m.group(1) if m else 'missing'))
 mx.stop()
+
+# ---- the control socket: `mxgatectl learn spam|ham FILE` (a message, or an mbox)
+CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
+sock = os.path.join(mt.TMP, 'control.sock')
+bec = mt.Backend()
+mxc = mt.Mxgate(mt.config([bec.url], rules=rules_cfg('lmdb:' + os.path.join(mt.TMP, 'ctl')),
+                          control={'socket': sock}), name='mxgate-ctl')
+
+
+def ctl(*args):
+    r = subprocess.run([CTL, '-s', sock] + list(args), capture_output=True, text=True,
+                       timeout=mt.slack(30))
+    return r.returncode, r.stdout.strip(), r.stderr.strip()
+
+
+one = os.path.join(mt.TMP, 'one-spam.eml')
+with open(one, 'wb') as f:
+    f.write(msg('spam', 0, SPAM_WORDS))
+rc, out, err = ctl('learn', 'spam', one)
+mt.check(rc == 0 and out.startswith('learned 1 spam (0 already known'),
+         'mxgatectl learn spam FILE: %s %s' % (out, err))
+rc, out, err = ctl('learn', 'spam', one)
+mt.check(rc == 0 and out.startswith('learned 0 spam (1 already known'),
+         'the same message again: already known (%s)' % out)
+rc, out, err = ctl('learn', 'ham', mbox)
+mt.check(rc == 0 and out.startswith('learned %d ham' % N), 'mxgatectl learn ham MBOX: %s %s'
+         % (out, err))
+rc, out, err = ctl('--json', 'learn', 'ham', one)
+mt.check(rc == 0 and json.loads(out) == {'class': 'ham', 'learned': 1, 'already': 0,
+                                         'moved': 1, 'too_big': 0, 'errors': 0},
+         'learn --json: a spam learned as ham moves (%s)' % out)
+rc, out, err = ctl('learn', 'other', one)
+mt.check(rc != 0 and 'usage' in (out + err), 'learn other: usage (%s %s)' % (out, err))
+mt.check(mxc.wait_log(r'event=bayes_learn via=control class=ham learned=%d' % N, timeout=5)
+         is not None, 'the control learn is logged')
+mxc.stop()
 
 # ---- below min_learned: no symbol
 be2 = mt.Backend()
