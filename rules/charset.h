@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Strictly valid UTF-8 (no overlong forms, surrogates or code points over U+10FFFF)? */
 bool charset_utf8_valid(const char *s, size_t n);
@@ -32,6 +33,9 @@ char *charset_decode_header(const char *value, const char *name);
  * U+205F, U+3000), 0 when there is none. */
 size_t charset_space_len(const char *s, size_t n);
 
+/* Encodes code point cp (at most U+10FFFF; no check for surrogates) as UTF-8 into u;
+ * returns the length, 1-4. */
+size_t charset_utf8_encode(uint32_t cp, char u[4]);
 /* The number of characters of a UTF-8 text (invalid bytes count one each). */
 size_t charset_utf8_chars(const char *s, size_t n);
 /* The byte offset of character k (n when the text is shorter). */

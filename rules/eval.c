@@ -371,6 +371,7 @@ void eval_msg_free(struct eval_msg *m)
 	if (m == NULL)
 		return;
 	eval_msg_reset(m);
+	free(m->chunks);                   /* the chunk reset keeps for the next message */
 	free(m);
 }
 

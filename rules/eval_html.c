@@ -79,7 +79,8 @@ static struct eval_html *html_get(struct eval_ctx *c)
 		if (len) {
 			struct html_result *nv = eval_alloc(c, (eh->n + 1) * sizeof(*nv));
 
-			memcpy(nv, eh->v, eh->n * sizeof(*nv));
+			if (eh->n)
+				memcpy(nv, eh->v, eh->n * sizeof(*nv));
 			eh->v = nv;
 			eh->part_res[i] = (int)eh->n;
 			html_analyze(t, len, &eh->v[eh->n], html_uri_cb, &eh->uris);
