@@ -114,6 +114,17 @@ const struct uri_list *eval_html_uris(struct eval_ctx *c)
 	return &html_get(c)->uris;
 }
 
+bool eval_html_is_anchor(struct eval_ctx *c, const char *uri)
+{
+	const struct eval_html *eh = html_get(c);
+
+	for (size_t k = 0; k < eh->n; k++)
+		for (size_t i = 0; i < eh->v[k].nanchor; i++)
+			if (strcmp(eh->v[k].anchor_href[i], uri) == 0)
+				return true;
+	return false;
+}
+
 /* $val EXPR for EXPR like "!= 0", "< 512", ">= 3" (SA evaluates it as Perl). */
 static bool html_expr(double val, const char *expr)
 {

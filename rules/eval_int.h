@@ -131,6 +131,9 @@ struct html_result;
 struct uri_list;
 const struct html_result *eval_html_part(struct eval_ctx *c, size_t part);
 const struct uri_list *eval_html_uris(struct eval_ctx *c);
+/* Whether uri is the href of an <a> tag of an HTML part (SA's uri detail type "a"; <form
+ * action>, <img src> ... have their own types). */
+bool eval_html_is_anchor(struct eval_ctx *c, const char *uri);
 /* The message's URIs as SA's get_uri_detail_list has them (made on first use: the
  * rendered body's text URIs, then the HTML links); released by eval_msg_reset. */
 struct uri_details;

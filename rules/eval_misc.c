@@ -182,7 +182,8 @@ static bool fm_body(struct eval_ctx *c, const char ***out, size_t *nout)
 	m->fm_done = true;
 	m->fm_list = eval_alloc(c, 64 * sizeof(char *));
 	m->fm_n = 0;
-	/* mailto: links of the HTML (SA: types a, not parsed from text) */
+	/* mailto: links of <a> tags (SA: types a, not parsed from text; a <form action>
+	 * mailto is type form) */
 	{
 		const struct uri_details *d = eval_uri_details(c);
 
@@ -191,7 +192,8 @@ static bool fm_body(struct eval_ctx *c, const char ***out, size_t *nout)
 			size_t ov[4];
 
 			if (!d->v[i].html || d->v[i].parsed || strncasecmp(u, "mailto:", 7) != 0 || !email ||
-			    match_re_groups(email, u + 7, strlen(u + 7), 0, c->ms, ov, 2) != 1 || ov[0] != 0)
+			    match_re_groups(email, u + 7, strlen(u + 7), 0, c->ms, ov, 2) != 1 || ov[0] != 0 ||
+			    !eval_html_is_anchor(c, u))
 				continue;
 			{
 				char *e = fm_lower(c, eval_strndup(c, u + 7 + ov[2], ov[3] - ov[2]));

@@ -20,7 +20,9 @@ static const char rules[] =
     "header FREEMAIL_FROM eval:check_freemail_from()\n"
     "header FREEMAIL_ENVFROM_END_DIGIT eval:check_freemail_header('EnvelopeFrom', '\\d@')\n"
     "header __freemail_replyto eval:check_freemail_replyto('replyto')\n"
-    "freemail_domains gmail.com yahoo.com aol.*\n";
+    "header __freemail_reply eval:check_freemail_replyto('reply')\n"
+    "freemail_domains gmail.com yahoo.com aol.*\n"
+    "util_rb_tld com net org fr\n";
 
 #define RCVD "Received: from mail.example.org (mail.example.org [198.51.100.7])\n" \
 	"\tby mx.example.net (Postfix) with ESMTP id 1234\n" \
@@ -89,6 +91,14 @@ static const struct et_case cases[] = {
 	{ "freemail From and another freemail Reply-To",
 	  "From: joe@gmail.com\nReply-To: jim@yahoo.com\nTo: b@example.net\nSubject: hi\n\nbody\n",
 	  "__freemail_replyto", NULL },
+	{ "a freemail From and another freemail in an <a href=mailto:> of the body",
+	  "From: joe@gmail.com\nTo: b@example.net\nSubject: hi\nContent-Type: text/html\n\n"
+	  "<html><body><a href=\"mailto:jim@yahoo.com?subject=x\">write</a></body></html>\n",
+	  "__freemail_reply", NULL },
+	{ "... but not in a <form action=mailto:> (SA's uri type form, not a)",
+	  "From: joe@gmail.com\nTo: b@example.net\nSubject: hi\nContent-Type: text/html\n\n"
+	  "<html><body><form action=mailto:jim@yahoo.com?subject=x>go</form></body></html>\n",
+	  NULL, "__freemail_reply" },
 	{ "role addresses are not freemail",
 	  "From: support@gmail.com\nTo: b@example.net\nSubject: hi\n\nbody\n",
 	  NULL, "FREEMAIL_FROM" },
