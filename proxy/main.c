@@ -14,8 +14,6 @@
 #include "statuspage.h"
 #include "tls.h"
 #include "worker.h"
-#include "rules/bayes_http.h"
-#include "rules/bayes_learn.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -137,8 +135,7 @@ static void main_start_side_services(void)
 		health_on_first_round(health, main_first_round_cb, NULL);
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
-		modules_register_metrics();	/* the modules' families, e.g. per-rule hits */
-		bayes_http_register(cfg->rules.bayes.max_learn_size);
+		modules_register_metrics(cfg);	/* the modules' families and POST /learn */
 		metrics_set_router(statuspage_route);
 	}
 }
@@ -331,7 +328,7 @@ int main(int argc, char **argv)
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
 	if (optind < argc && strcmp(argv[optind], "learn") == 0) {
-		int rc = bayes_learn_main(&cfg->rules.bayes, argc - optind, argv + optind, stdout,
+		int rc = modules_learn_main(cfg, argc - optind, argv + optind, stdout,
 		    stderr);
 
 		config_free(cfg);

@@ -2,7 +2,10 @@
  * and module_list[] with the daemon's per-module calls. */
 #include "modules.h"
 #include "hook.h"
+#include "config.h"
 #include "metrics.h"
+#include "rules/bayes_http.h"
+#include "rules/bayes_learn.h"
 
 /* ---- the chain: every entry with a hook module, in list order ----------------------- */
 
@@ -73,9 +76,15 @@ int modules_check_config(const struct mx_config *cfg, FILE *err)
 	return rc;
 }
 
-void modules_register_metrics(void)
+void modules_register_metrics(const struct mx_config *cfg)
 {
 	for (size_t i = 0; i < MODULES_COUNT; i++)
 		if (module_list[i].metrics)
 			module_list[i].metrics();
+	bayes_http_register(cfg->rules.bayes.max_learn_size);
+}
+
+int modules_learn_main(const struct mx_config *cfg, int argc, char **argv, FILE *out, FILE *err)
+{
+	return bayes_learn_main(&cfg->rules.bayes, argc, argv, out, err);
 }

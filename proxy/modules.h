@@ -62,7 +62,11 @@ extern const struct module_info module_list[MODULES_COUNT];
  * err. 0 when all passed, else -1 (every check still ran). */
 int modules_check_config(const struct mx_config *cfg, FILE *err);
 /* Registers the metric families of every module that has some (metrics.h); called by the
- * daemon when it starts the metrics endpoint. */
-void modules_register_metrics(void);
+ * daemon when it starts the metrics endpoint, with the modules' own handlers on it (the
+ * classifier's POST /learn). */
+void modules_register_metrics(const struct mx_config *cfg);
+/* `mxgate -c FILE learn spam|ham PATH...`: the classifier's command line (rules/bayes_learn.c);
+ * argv[0] is "learn". Returns the process exit status. */
+int modules_learn_main(const struct mx_config *cfg, int argc, char **argv, FILE *out, FILE *err);
 
 #endif
