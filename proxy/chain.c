@@ -108,6 +108,7 @@ void chain_init(struct chain *c, const struct chain_modules *mods, struct hook_e
 	c->mods = mods;
 	c->env = env;
 	c->timer = timer;
+	c->connect_cut = SIZE_MAX;
 	env->module_ctx = NULL;
 	if (mods && mods->n) {
 		env->module_ctx = calloc(mods->n, sizeof(*env->module_ctx));
@@ -246,6 +247,15 @@ static bool chain_take(struct chain *c, size_t i, const struct verdict *v)
 	return chain_apply(c, v);
 }
 
+/* Entry i decided the stage (a refusal): the entries after it are not asked. At connect
+ * they never see the session, so they are left out of every later stage too. */
+static void chain_stop(struct chain *c, size_t i)
+{
+	if (c->stage == HOOK_CONNECT && i + 1 < c->connect_cut)
+		c->connect_cut = i + 1;
+	c->next = c->mods->n;
+}
+
 void hook_call_done(struct hook_call *call, const struct verdict *v)
 {
 	struct chain *c = call->chain;
@@ -264,7 +274,7 @@ void hook_call_done(struct hook_call *call, const struct verdict *v)
 	c->spent = call;
 	c->depth++;
 	if (chain_take(c, call->entry, v))
-		c->next = c->mods->n;	/* stop here */
+		chain_stop(c, call->entry);
 	if (!c->in_step)
 		chain_step(c);
 	c->depth--;
@@ -314,7 +324,7 @@ void chain_on_timeout(struct chain *c)
 	}
 	chain_error_verdict(c, e, "timeout", &v);
 	if (chain_apply(c, &v))
-		c->next = c->mods->n;
+		chain_stop(c, call->entry);
 	chain_step(c);
 }
 
@@ -332,6 +342,8 @@ static void chain_step(struct chain *c)
 
 		if ((e->stages & (1u << c->stage)) == 0)
 			continue;
+		if (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT)))
+			continue;	/* never saw the connect: nothing to ask it about */
 		if (c->accepted && (e->mod->flags & HOOK_MODULE_SCORER) == 0)
 			continue;
 		struct hook_call *call = calloc(1, sizeof(*call));

@@ -52,6 +52,10 @@ struct chain {
 	 * replaces them instead of adding a second set */
 	size_t helo_symbols;
 	bool helo_seen;
+	/* entries from this index on were not asked at connect (an earlier one refused the
+	 * client): those that take part in the connect stage never opened their side of the
+	 * session (a milter's connection) and are not asked about any later stage */
+	size_t connect_cut;
 	/* the transaction, for the outcome notifications */
 	bool txn_open, session_ended;
 	enum hook_stage txn_stage;   /* the last stage the open transaction reached */

@@ -398,6 +398,15 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 	return r->state == RELAY_CLOSED ? -1 : 0;
 }
 
+/* The backend sends no more (EOF, a read error, or its TLS close_notify). */
+static void relay_on_eof(struct relay *r, ssize_t n)
+{
+	if (r->state == RELAY_IDLE || r->state == RELAY_QUIT || r->state == RELAY_RSET)
+		relay_close(r);
+	else
+		relay_fail(r, n == UV_EOF ? "connection closed" : uv_strerror((int)n));
+}
+
 static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
 	struct relay *r = s->data;
@@ -406,10 +415,7 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	if (n == 0)
 		return;
 	if (n < 0) {
-		if (r->state == RELAY_IDLE || r->state == RELAY_QUIT || r->state == RELAY_RSET)
-			relay_close(r);
-		else
-			relay_fail(r, n == UV_EOF ? "connection closed" : uv_strerror((int)n));
+		relay_on_eof(r, n);
 		return;
 	}
 	if (r->state == RELAY_IDLE) {
@@ -418,8 +424,14 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (r->tls) {
-		if (tlsconn_feed(r->tls, buf->base, (size_t)n) < 0)
+		int rc = tlsconn_feed(r->tls, buf->base, (size_t)n);
+		if (rc < 0) {
 			relay_fail(r, "TLS error");
+		} else if (rc == 1 && r->state != RELAY_CLOSED) {
+			/* The backend's close_notify: it sends nothing more. Answer it, then as on EOF. */
+			tlsconn_shutdown(r->tls);
+			relay_on_eof(r, UV_EOF);
+		}
 		return;
 	}
 	relay_on_plain(r, buf->base, (size_t)n);

@@ -254,6 +254,9 @@ void session_close(struct session *s, const char *reason)
 		if (connect_ran && chain_wants(s->chain.mods, HOOK_CLOSE))
 			chain_run(&s->chain, HOOK_CLOSE, session_close_chain_cb, s);
 		session_flush(s);
+		/* TLS: our close_notify follows the last replies (RFC 8446 6.1). */
+		if (s->tls)
+			tlsconn_shutdown(s->tls);
 	}
 	if (s->writes_inflight > 0 && !s->write_failed) {
 		/* The last replies are still going out; close from the write callback. Bound it. */
@@ -411,6 +414,24 @@ static void session_on_proxy_bytes(struct session *s, const char *data, size_t l
 	session_start_connect(s);
 }
 
+/* The client sends no more: a read error, EOF, or (over TLS) its close_notify. */
+static void session_on_eof(struct session *s, ssize_t n)
+{
+	s->eof = true;
+	if (s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = false;
+	}
+	if (s->state == SESSION_CLOSING)
+		return;
+	/* A client that half-closed after sending its last command (the final dot, say)
+	 * may still read the reply: finish the command in flight, then close. */
+	if (n == UV_EOF && s->state == SESSION_BUSY)
+		return;
+	/* A client gone mid-transaction: nothing was acknowledged, nothing is lost. */
+	session_close(s, n == UV_EOF ? "client_closed" : uv_strerror((int)n));
+}
+
 static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
 	struct session *s = st->data;
@@ -418,15 +439,7 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	if (n == 0)
 		return;
 	if (n < 0) {
-		s->eof = true;
-		s->reading = false;
-		uv_read_stop(st);
-		/* A client that half-closed after sending its last command (the final dot, say)
-		 * may still read the reply: finish the command in flight, then close. */
-		if (n == UV_EOF && s->state == SESSION_BUSY)
-			return;
-		/* A client gone mid-transaction: nothing was acknowledged, nothing is lost. */
-		session_close(s, n == UV_EOF ? "client_closed" : uv_strerror((int)n));
+		session_on_eof(s, n);
 		return;
 	}
 	if (s->state == SESSION_PROXY) {
@@ -441,6 +454,11 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 			    tlsconn_error(s->tls) ? tlsconn_error(s->tls) : "");
 			s->write_failed = false;
 			session_close(s, "tls_error");
+		} else if (rc == 1) {
+			/* close_notify: the client sends nothing more (it may still read). Like a
+			 * plain EOF; session_close answers with ours after the last replies. */
+			log_event(LOG_LVL_DEBUG, s->id, "event=tls_close_notify client=%s", s->env.client_ip);
+			session_on_eof(s, UV_EOF);
 		}
 		return;
 	}

@@ -1050,7 +1050,9 @@ class Backend:
           'tempfail_data' (451 after the dot) | 'reject_data' (554) | 'tempfail_mail' (451 at MAIL) |
           'drop_at_connect' (close before the greeting) | 'tempfail_connect' (421 greeting) |
           'garbage' (binary noise instead of a greeting) | 'stall' (never greets) |
-          'huge_reply' (a 200 KB greeting line and 20000 continuation lines, then normal)
+          'huge_reply' (a 200 KB greeting line and 20000 continuation lines, then normal) |
+          'close_notify_after_data' (with starttls: TLS close_notify after the final dot, no
+          reply, the TCP connection held open until the client closes it)
     reject_rcpt / tempfail_rcpt: sets of addresses answered 550 / 450 at RCPT.
     lmtp=True: LHLO and one reply per accepted recipient after the dot; lmtp_codes maps
           a recipient to its final code there (default 250).
@@ -1306,6 +1308,17 @@ class Backend:
                     time.sleep(self.delay)
                 if self.mode == 'drop_after_data':
                     c.shutdown(socket.SHUT_RDWR)
+                    return
+                if self.mode == 'close_notify_after_data' and tls:
+                    # TLS close_notify instead of a reply, the TCP connection left open
+                    # until the client closes it.
+                    c.settimeout(60)
+                    try:
+                        c = c.unwrap()
+                        while c.recv(4096):
+                            pass
+                    except OSError:
+                        pass
                     return
                 if self.mode == 'tempfail_data':
                     w(b'451 4.3.0 backend trouble\r\n')

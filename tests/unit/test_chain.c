@@ -1140,6 +1140,65 @@ static void test_outcome_session_only(void **state)
 	fx_stop(fx);
 }
 
+/* ------------------------------------------------------------ a refusal at connect */
+
+/* fake1 refuses the client at connect (postscreen-style: the session goes on to be refused
+ * at MAIL). fake2 (a milter: connect and HELO) never saw the connect, so it is asked about
+ * nothing later; fake0 (before the refusal) and fake3 (no connect stage) still are. */
+static void test_connect_refusal_cuts(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = fakes[2].stages = S_(HOOK_CONNECT) | S_(HOOK_HELO) | S_(HOOK_MAIL);
+	fakes[1].stages = S_(HOOK_CONNECT);
+	fakes[3].stages = S_(HOOK_HELO);
+	set_verdict(1, VERDICT_REJECT, 550, "fake1", 0);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	assert_int_equal(fakes[2].runs, 0);
+	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 2);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	assert_int_equal(fakes[0].runs, 2);
+	assert_int_equal(fakes[2].runs, 0);
+	assert_int_equal(fakes[3].runs, 1);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	assert_int_equal(fakes[0].runs, 3);
+	assert_int_equal(fakes[2].runs, 0);
+	fx_stop(fx);
+
+	/* The same with the refusal an on_error after a timeout. */
+	memset(fakes, 0, sizeof(fakes));
+	memset(&fx->done, 0, sizeof(fx->done));
+	fakes[0].stages = S_(HOOK_CONNECT);
+	fakes[0].mode = FAKE_ASYNC;
+	fakes[0].timeout_ms = 5000;
+	fakes[0].on_error = VERDICT_REJECT;
+	fakes[1].stages = S_(HOOK_CONNECT) | S_(HOOK_HELO);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
+	chain_on_timeout(&fx->chain);
+	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
+	assert_int_equal(fakes[1].runs, 0);
+	fx_stop(fx);
+
+	/* A refusal at a later stage cuts nothing off. */
+	memset(fakes, 0, sizeof(fakes));
+	memset(&fx->done, 0, sizeof(fx->done));
+	fakes[0].stages = S_(HOOK_HELO);
+	fakes[1].stages = S_(HOOK_CONNECT) | S_(HOOK_HELO) | S_(HOOK_MAIL);
+	set_verdict(0, VERDICT_REJECT, 550, "fake0", 0);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
+	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	assert_int_equal(fakes[1].runs, 2);
+	fx_stop(fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1166,6 +1225,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_symbols_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcome_session_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_refusal_cuts, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
