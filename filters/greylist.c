@@ -143,6 +143,31 @@ static const char gl_lua[] =
 	"redis.call('PEXPIRE', KEYS[1], expire)\n"
 	"return {1, 0}\n";
 
+/* What the local table decided while Redis gave no answer, merged in when it is back (the
+ * write queue): KEYS[1]; ARGV first_ms (wall clock), passed (0/1), window_ms, expire_ms. A
+ * pass is kept; otherwise the earlier first attempt wins, so a sender that retried on time
+ * is not greylisted again because its first attempt fell into an outage. Idempotent: a
+ * second delivery of the same merge changes nothing. */
+static const char gl_lua_merge[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local first, window, expire = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local v = redis.call('HMGET', KEYS[1], 'first', 'pass')\n"
+	"if v[2] then return 0 end\n"
+	"if ARGV[2] == '1' then\n"
+	"  redis.call('HSET', KEYS[1], 'pass', '1')\n"
+	"  if not v[1] then redis.call('HSET', KEYS[1], 'first', string.format('%.0f', first)) end\n"
+	"  redis.call('PEXPIRE', KEYS[1], expire)\n"
+	"  return 1\n"
+	"end\n"
+	"if now - first >= window then return 0 end\n"
+	"local cur = tonumber(v[1])\n"
+	"if cur and cur <= first and now - cur <= window then return 0 end\n"
+	"redis.call('HSET', KEYS[1], 'first', string.format('%.0f', first))\n"
+	"redis.call('PEXPIRE', KEYS[1], window - math.max(0, now - first))\n"
+	"return 1\n";
+
 /* ---- module ------------------------------------------------------------------------------ */
 
 /* The LMDB value, expiry first (the sweep reads it); the layout is on disk: keep it. */
@@ -152,7 +177,7 @@ struct gl_worker {
 	const struct greylist_config *cfg;
 	struct local_table *local;
 	struct redis_store *rs;
-	int lua;
+	int lua, lua_merge;
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
 };
@@ -188,6 +213,8 @@ struct gl_session {
 struct gl_local_arg {
 	const struct greylist_config *cfg;
 	uint64_t wait_s;
+	uint64_t first_ms;             /* the record after the decision (monotonic ms) */
+	bool passed;
 };
 
 /* Local records: expiry in monotonic ns (the table's clock), val = first attempt (ms on
@@ -203,6 +230,8 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 	    a->cfg->expire, &a->wait_s, &keep_ms);
 	rec->val = e.first_ms | (e.passed ? 1ull << 63 : 0);
 	rec->expires_ns = now_ns + keep_ms * 1000000;
+	a->first_ms = e.first_ms;
+	a->passed = e.passed;
 	return pass ? 1 : 0;
 }
 
@@ -225,7 +254,9 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
+		redis_store_set_name(w->rs, "greylist");
 		w->lua = redis_store_add_script(w->rs, gl_lua);
+		w->lua_merge = redis_store_add_script(w->rs, gl_lua_merge);
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
 		static const char *const prefixes[] = { "gl:", NULL };
 		struct lmdb_writer_config wc = {
@@ -292,12 +323,26 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	hook_call_done(call, &v);
 }
 
-/* Decides in the process-wide table (monotonic clock). */
+/* Decides in the process-wide table (monotonic clock). With Redis configured (it gave no
+ * answer), the decision is also queued for Redis (gl_lua_merge), so it outlives the outage. */
 static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key)
 {
-	struct gl_local_arg a = { w->cfg, 0 };
-	int rc = local_table_update(w->local, key, uv_hrtime(), true, gl_local_cb, &a);
+	struct gl_local_arg a = { w->cfg, 0, 0, false };
+	uint64_t now_ns = uv_hrtime();
+	int rc = local_table_update(w->local, key, now_ns, true, gl_local_cb, &a);
 
+	if (rc >= 0 && w->rs) {
+		uint64_t age_ms = now_ns / 1000000 - a.first_ms;
+		char a1[24], a2[4], a3[24], a4[24];
+		const char *argv[5] = { key, a1, a2, a3, a4 };
+
+		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)(gl_wall_ms() - age_ms));
+		snprintf(a2, sizeof(a2), "%d", a.passed ? 1 : 0);
+		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)w->cfg->retry_window);
+		snprintf(a4, sizeof(a4), "%llu", (unsigned long long)w->cfg->expire);
+		/* a full queue is counted and logged by the store */
+		redis_store_write(w->rs, w->lua_merge, 1, 4, argv, NULL, NULL, NULL);
+	}
 	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
 }
 

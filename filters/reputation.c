@@ -426,6 +426,7 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
+		redis_store_set_name(w->rs, "reputation");
 		w->lua_get = redis_store_add_script(w->rs, rep_lua_get);
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
