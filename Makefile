@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-fast test-asan test-fuzz test-deb deb run bench clean
+.PHONY: all deps build test test-fast test-asan test-fuzz test-deb deb fuzz-long run bench clean
 
 all: build
 
@@ -48,6 +48,15 @@ test-deb:
 	@if [ "$$(id -u)" -ne 0 ] && [ "$${CI:-}" != true ]; then \
 	  echo "SKIP: test-deb installs a package: run it as root"; \
 	else $(MAKE) deb && bash tests/package/test_deb.sh build-deb; fi
+
+# Fuzzing campaigns (not part of `make test`): every target FUZZ_S seconds in turn over its
+# committed corpus; new coverage merged back into tests/fuzz/corpus/, figures appended to
+# tests/fuzz/campaigns.tsv and docs/fuzzing.md (docs/fuzzing.md). FUZZ_TARGETS: a subset.
+FUZZ_S ?= 60
+fuzz-long:
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DMX_FUZZ=ON >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	python3 tests/fuzz/fuzz_long.py --seconds $(FUZZ_S) --build $(BUILD_FUZZ) $(FUZZ_TARGETS)
 
 run: deps build
 	@bash examples/run-demo.sh

@@ -173,6 +173,52 @@ static const char gl_lua_merge[] =
 /* The LMDB value, expiry first (the sweep reads it); the layout is on disk: keep it. */
 struct gl_rec { uint64_t expires_ms, first_ms, passed; };
 
+_Static_assert(sizeof(struct gl_rec) == GREYLIST_RECORD_LEN, "the record's size is on disk");
+
+bool greylist_record_decode(const void *val, size_t len, uint64_t now_ms,
+    struct greylist_entry *e)
+{
+	struct gl_rec rec;
+
+	e->first_ms = 0;
+	e->passed = false;
+	if (val == NULL || len != sizeof(rec))
+		return false;
+	memcpy(&rec, val, sizeof(rec));
+	if (rec.expires_ms <= now_ms)
+		return false;
+	e->first_ms = rec.first_ms;
+	e->passed = rec.passed != 0;
+	return true;
+}
+
+void greylist_record_encode(const struct greylist_entry *e, uint64_t expires_ms, void *out)
+{
+	struct gl_rec rec = { expires_ms, e->first_ms, e->passed };
+
+	memcpy(out, &rec, sizeof(rec));
+}
+
+bool greylist_record_expired(const void *val, size_t len, uint64_t now_ms)
+{
+	uint64_t exp;
+
+	if (len < sizeof(exp))
+		return true;
+	memcpy(&exp, val, sizeof(exp));
+	return exp < now_ms;
+}
+
+int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_s)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
+		return -1;
+	*pass = r->element[0]->integer != 0;
+	*wait_s = r->element[1]->integer > 0 ? (uint64_t)r->element[1]->integer : 0;
+	return 0;
+}
+
 struct gl_worker {
 	const struct greylist_config *cfg;
 	struct local_table *local;
@@ -195,12 +241,7 @@ static uint64_t gl_wall_ms(void)
 static bool gl_expired(const void *key, size_t klen, const void *val, size_t vlen,
     uint64_t now_ms, const void *ctx)
 {
-	uint64_t exp;
-
-	if (vlen < sizeof(exp))
-		return true;
-	memcpy(&exp, val, sizeof(exp));
-	return exp < now_ms;
+	return greylist_record_expired(val, vlen, now_ms);
 }
 
 struct gl_session {
@@ -373,31 +414,24 @@ static int gl_lmdb_key(const struct gl_worker *w, const char *triplet, char *out
 /* Decides from this worker's queued writes or the map (inline read), queues the new state. */
 static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *triplet)
 {
-	struct gl_rec rec;
-	struct greylist_entry e = { 0, false };
+	unsigned char rec[GREYLIST_RECORD_LEN];
+	struct greylist_entry e;
 	uint64_t now = gl_wall_ms(), wait_s, keep_ms;
 	char key[GL_KEY_MAX];
 	size_t len = 0;
 	bool exists, pass;
 	int rc;
 
-	memset(&rec, 0, sizeof(rec));
 	if (gl_lmdb_key(w, triplet, key, sizeof(key)) < 0 ||
-	    (rc = lmdb_writer_get(w->wr, key, strlen(key), &rec, sizeof(rec), &len)) < 0) {
+	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
 		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
 		return;
 	}
-	exists = rc == 1 && len == sizeof(rec) && rec.expires_ms > now;
-	if (exists) {
-		e.first_ms = rec.first_ms;
-		e.passed = rec.passed != 0;
-	}
+	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
 	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, w->cfg->expire,
 	    &wait_s, &keep_ms);
-	rec.expires_ms = now + keep_ms;
-	rec.first_ms = e.first_ms;
-	rec.passed = e.passed;
-	lmdb_writer_put(w->wr, key, strlen(key), &rec, sizeof(rec));
+	greylist_record_encode(&e, now + keep_ms, rec);
+	lmdb_writer_put(w->wr, key, strlen(key), rec, sizeof(rec));
 	gl_finish(call, pass, wait_s, "lmdb");
 }
 
@@ -407,13 +441,13 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	struct gl_session *s = arg;
 	struct hook_call *call = s->call;
 
+	bool pass;
+	uint64_t wait_s;
+
 	s->req = NULL;
 	s->call = NULL;
-	if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-	    reply->element[0]->type == REDIS_REPLY_INTEGER &&
-	    reply->element[1]->type == REDIS_REPLY_INTEGER) {
-		gl_finish(call, reply->element[0]->integer != 0,
-		    (uint64_t)(reply->element[1]->integer > 0 ? reply->element[1]->integer : 0), "redis");
+	if (greylist_parse_reply(reply, &pass, &wait_s) == 0) {
+		gl_finish(call, pass, wait_s, "redis");
 		return;
 	}
 	gl_check_local(s->w, call, s->key);
