@@ -701,6 +701,14 @@ static void rs_req_timeout_cb(uv_timer_t *t)
 	struct redis_store *rs = req->rs;
 	redisAsyncContext *ac;
 
+	/* libuv runs due timers before it polls for I/O: after a long loop iteration (a burst
+	 * of accepts, a slow build) a deadline passes while the reply already waits in the
+	 * socket. Read what is there first; only a request still unanswered has timed out. */
+	if (req->in_hiredis && rs->ac && (rs->ac->c.flags & REDIS_CONNECTED)) {
+		redisAsyncHandleRead(rs->ac);
+		if (!req->in_hiredis)
+			return;             /* answered (or the connection went): handled there */
+	}
 	rs->timeouts++;
 	if (req->write)
 		req->strikes++;

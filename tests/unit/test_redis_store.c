@@ -25,7 +25,7 @@
 #include "store/redis.h"
 #include "store/store_stats.h"
 
-enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR };
+enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW };
 
 struct fake {
 	int lfd, port;
@@ -79,6 +79,8 @@ static void *fake_main(void *arg)
 	while (!f->stop && fake_read_cmd(in, verb, sizeof(verb), &f->last_words)) {
 		if (f->mode == FAKE_HANG)
 			continue;
+		if (f->mode == FAKE_SLOW && strcasecmp(verb, "PING") == 0)
+			usleep(300 * 1000);    /* after the client looked (its deadline: 100 ms) */
 		if (f->mode == FAKE_ERROR && strcasecmp(verb, "SCRIPT") != 0) {
 			fputs("-ERR boom\r\n", out);
 		} else if (strcasecmp(verb, "SCRIPT") == 0) {
@@ -323,6 +325,39 @@ static void test_noscript_fallback(void **state)
 	assert_int_equal(f.evalsha, 1);
 	assert_int_equal(f.eval, 1);
 	assert_int_equal(f.script_load, 1);
+	assert_true(redis_store_is_up(rs));
+	redis_store_free(rs);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	fake_stop(&f);
+}
+
+/* A reply that waits in the socket while the loop was busy past the request's deadline is
+ * read, not called a timeout (libuv runs due timers before it polls). */
+static void test_late_loop_not_timeout(void **state)
+{
+	uv_loop_t loop;
+	char url[64];
+	struct redis_store *rs;
+	struct got g = { 0 };
+	struct fake f;
+	const char *ping[1] = { "PING" };
+	uint64_t timeouts;
+
+	(void)state;
+	fake_start(&f, FAKE_SLOW);             /* +OK to PING, 300 ms later */
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
+	rs = redis_store_new(&loop, url, 100, 0);
+	spin_until_up(&loop, rs);
+	assert_int_equal(redis_store_command(rs, 1, ping, NULL, got_cb, &g, NULL), 0);
+	spin(&loop, 1);                        /* the command goes out */
+	assert_int_equal(g.calls, 0);
+	usleep(900 * 1000);                    /* a busy loop: the deadline passes, the reply lands */
+	spin_until(&loop, &g.calls);
+	assert_false(g.null_reply);
+	redis_store_stats(rs, NULL, &timeouts, NULL);
+	assert_int_equal(timeouts, 0);
 	assert_true(redis_store_is_up(rs));
 	redis_store_free(rs);
 	uv_run(&loop, UV_RUN_DEFAULT);
@@ -677,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_hang_timeout),
 		cmocka_unit_test(test_noscript_fallback),
+		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_queue_real_redis),
