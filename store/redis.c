@@ -847,9 +847,10 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 	rs_req_release(req);
 }
 
-/* A request holding copies of argv (one allocation), not sent yet; NULL when out of memory. */
-static struct redis_req *rs_req_new(struct redis_store *rs, int argc, const char **argv,
-    const size_t *argvlen)
+/* A request holding copies of argv (one allocation), not sent yet, for arg (and src: the
+ * script's text for the EVAL fallback, or NULL); NULL when out of memory. */
+static struct redis_req *rs_req_new(struct redis_store *rs, const char *src, int argc,
+    const char **argv, const size_t *argvlen, void *arg)
 {
 	struct redis_req *req;
 	size_t total = 0, *lens;
@@ -874,6 +875,8 @@ static struct redis_req *rs_req_new(struct redis_store *rs, int argc, const char
 	req->live = true;
 	req->argc = argc;
 	req->bytes = total;
+	req->src = src;
+	req->arg = arg;
 	return req;
 }
 
@@ -890,12 +893,10 @@ static int rs_send_read(struct redis_store *rs, const char *src, int argc, const
 		rs->failfast++;
 		return -1;
 	}
-	req = rs_req_new(rs, argc, argv, argvlen);
+	req = rs_req_new(rs, src, argc, argv, argvlen, arg);
 	if (req == NULL)
 		return -1;
 	req->cb = cb;
-	req->arg = arg;
-	req->src = src;
 	if (rs_req_send(rs, req) < 0) {
 		free(req);
 		rs->failfast++;
@@ -914,13 +915,11 @@ static int rs_send_write(struct redis_store *rs, const char *src, int argc, cons
 
 	if (rs->closing)
 		return -1;
-	req = rs_req_new(rs, argc, argv, argvlen);
+	req = rs_req_new(rs, src, argc, argv, argvlen, arg);
 	if (req == NULL)
 		return -1;
 	req->write = true;
 	req->done = done;
-	req->arg = arg;
-	req->src = src;
 	if (!rs_wq_has_room(rs, req->bytes)) {
 		/* not rs_write_drop: done is never called from inside redis_store_write */
 		req->done = NULL;

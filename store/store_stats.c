@@ -21,35 +21,24 @@ static atomic_int ss_n;                /* slots in use; published after a slot i
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
 
-/* The collectors: one sample per slot. */
-static void ss_collect_dropped(void *arg, struct metrics_out *out)
+/* The collector of both families: one sample per slot; arg non-NULL: the queued gauge. */
+static void ss_collect(void *arg, struct metrics_out *out)
 {
 	int n = atomic_load(&ss_n);
 
-	(void)arg;
 	for (int i = 0; i < n; i++)
-		metrics_out_sample(out, "store", ss_slots[i].label,
-		    (double)atomic_load(&ss_slots[i].dropped));
-}
-
-static void ss_collect_queued(void *arg, struct metrics_out *out)
-{
-	int n = atomic_load(&ss_n);
-
-	(void)arg;
-	for (int i = 0; i < n; i++)
-		metrics_out_sample(out, "store", ss_slots[i].label,
-		    (double)atomic_load(&ss_slots[i].queued));
+		metrics_out_sample(out, "store", ss_slots[i].label, arg ?
+		    (double)atomic_load(&ss_slots[i].queued) : (double)atomic_load(&ss_slots[i].dropped));
 }
 
 static void ss_register(void)
 {
 	metrics_register_family("store_writes_dropped_total",
 	    "state updates given up by a store's write queue (full, retries exhausted, shutdown during an outage, failed batch)",
-	    "counter", ss_collect_dropped, NULL);
+	    "counter", ss_collect, NULL);
 	metrics_register_family("store_writes_queued",
 	    "state updates waiting for their store (an outage, a backlog being sent)", "gauge",
-	    ss_collect_queued, NULL);
+	    ss_collect, (void *)1);
 }
 
 struct store_stats *store_stats_get(const char *kind, const char *name)

@@ -265,10 +265,37 @@ static void spin_until_up(uv_loop_t *loop, struct redis_store *rs)
 	assert_true(redis_store_is_up(rs));
 }
 
+/* A store on a fresh loop for the fake f (started in mode), up; `script` registered as *sc
+ * when sc is not NULL. */
+static struct redis_store *fake_store(uv_loop_t *loop, struct fake *f, enum fake_mode mode,
+    uint64_t timeout_ms, int *sc)
+{
+	char url[64];
+	struct redis_store *rs;
+
+	fake_start(f, mode);
+	uv_loop_init(loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->port);
+	rs = redis_store_new(loop, url, timeout_ms, 0);
+	assert_non_null(rs);
+	if (sc)
+		*sc = redis_store_add_script(rs, script);
+	spin_until_up(loop, rs);
+	return rs;
+}
+
+/* Frees rs, runs its loop dry and closes it, stops f. */
+static void fake_store_done(uv_loop_t *loop, struct redis_store *rs, struct fake *f)
+{
+	redis_store_free(rs);
+	uv_run(loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(loop), 0);
+	fake_stop(f);
+}
+
 static void test_hang_timeout(void **state)
 {
 	uv_loop_t loop;
-	char url[64];
 	struct redis_store *rs;
 	struct got g = { 0 }, g2 = { 0 };
 	struct redis_req *req;
@@ -277,12 +304,7 @@ static void test_hang_timeout(void **state)
 	int sc;
 
 	(void)state;
-	fake_start(&f, FAKE_HANG);
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-	rs = redis_store_new(&loop, url, 100, 0);
-	sc = redis_store_add_script(rs, script);
-	spin_until_up(&loop, rs);
+	rs = fake_store(&loop, &f, FAKE_HANG, 100, &sc);
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), 0);
 	/* a second request is cancelled: its callback must never run */
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g2, &req), 0);
@@ -295,28 +317,19 @@ static void test_hang_timeout(void **state)
 	assert_int_equal(g2.calls, 0);
 	assert_false(redis_store_is_up(rs));
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), -1);
-	redis_store_free(rs);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	fake_stop(&f);
+	fake_store_done(&loop, rs, &f);
 }
 
 static void test_noscript_fallback(void **state)
 {
 	uv_loop_t loop;
-	char url[64];
 	struct redis_store *rs;
 	struct got g = { 0 };
 	struct fake f;
 	int sc;
 
 	(void)state;
-	fake_start(&f, FAKE_NOSCRIPT);
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-	rs = redis_store_new(&loop, url, 500, 0);
-	sc = redis_store_add_script(rs, script);
-	spin_until_up(&loop, rs);
+	rs = fake_store(&loop, &f, FAKE_NOSCRIPT, 500, &sc);
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), 0);
 	spin_until(&loop, &g.calls);
 	assert_int_equal(g.calls, 1);
@@ -326,10 +339,7 @@ static void test_noscript_fallback(void **state)
 	assert_int_equal(f.eval, 1);
 	assert_int_equal(f.script_load, 1);
 	assert_true(redis_store_is_up(rs));
-	redis_store_free(rs);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	fake_stop(&f);
+	fake_store_done(&loop, rs, &f);
 }
 
 /* A reply that waits in the socket while the loop was busy past the request's deadline is
@@ -337,7 +347,6 @@ static void test_noscript_fallback(void **state)
 static void test_late_loop_not_timeout(void **state)
 {
 	uv_loop_t loop;
-	char url[64];
 	struct redis_store *rs;
 	struct got g = { 0 };
 	struct fake f;
@@ -345,11 +354,7 @@ static void test_late_loop_not_timeout(void **state)
 	uint64_t timeouts;
 
 	(void)state;
-	fake_start(&f, FAKE_SLOW);             /* +OK to PING, 300 ms later */
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-	rs = redis_store_new(&loop, url, 100, 0);
-	spin_until_up(&loop, rs);
+	rs = fake_store(&loop, &f, FAKE_SLOW, 100, NULL);
 	assert_int_equal(redis_store_command(rs, 1, ping, NULL, got_cb, &g, NULL), 0);
 	spin(&loop, 1);                        /* the command goes out */
 	assert_int_equal(g.calls, 0);
@@ -359,10 +364,7 @@ static void test_late_loop_not_timeout(void **state)
 	redis_store_stats(rs, NULL, &timeouts, NULL);
 	assert_int_equal(timeouts, 0);
 	assert_true(redis_store_is_up(rs));
-	redis_store_free(rs);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	fake_stop(&f);
+	fake_store_done(&loop, rs, &f);
 }
 
 struct done { int calls, status; };
@@ -385,19 +387,13 @@ static void test_write_done(void **state)
 	(void)state;
 	for (int m = 0; m < 2; m++) {
 		uv_loop_t loop;
-		char url[64];
 		struct redis_store *rs;
 		struct done d = { 0, 99 }, d2 = { 0, 99 };
 		const char *zrem[3] = { "ZREM", "k", "member" };
 		struct fake f;
 		int sc;
 
-		fake_start(&f, modes[m]);
-		uv_loop_init(&loop);
-		snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-		rs = redis_store_new(&loop, url, 5000, 0);
-		sc = redis_store_add_script(rs, script);
-		spin_until_up(&loop, rs);
+		rs = fake_store(&loop, &f, modes[m], 5000, &sc);
 		assert_int_equal(redis_store_write(rs, sc, 1, 3, kargs, NULL, done_cb, &d), 0);
 		assert_int_equal(d.calls, 0);     /* never from inside the call */
 		spin_until(&loop, &d.calls);
@@ -410,10 +406,7 @@ static void test_write_done(void **state)
 		assert_int_equal(redis_store_write(rs, sc, 1, 3, kargs, NULL, NULL, NULL), 0);
 		assert_int_equal(redis_store_write(rs, -1, 0, 0, zrem, NULL, NULL, NULL), -1);
 		assert_true(redis_store_is_up(rs));
-		redis_store_free(rs);
-		uv_run(&loop, UV_RUN_DEFAULT);
-		assert_int_equal(uv_loop_close(&loop), 0);
-		fake_stop(&f);
+		fake_store_done(&loop, rs, &f);
 	}
 }
 
@@ -421,7 +414,7 @@ static void test_write_done(void **state)
 static void test_many_keys(void **state)
 {
 	uv_loop_t loop;
-	char url[64], keys[300][16];
+	char keys[300][16];
 	const char *argv[301];
 	struct redis_store *rs;
 	struct got g = { 0 };
@@ -434,21 +427,13 @@ static void test_many_keys(void **state)
 		argv[i] = keys[i];
 	}
 	argv[300] = "1";
-	fake_start(&f, FAKE_NOSCRIPT);
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-	rs = redis_store_new(&loop, url, 5000, 0);
-	sc = redis_store_add_script(rs, script);
-	spin_until_up(&loop, rs);
+	rs = fake_store(&loop, &f, FAKE_NOSCRIPT, 5000, &sc);
 	assert_int_equal(redis_store_eval(rs, sc, 300, 1, argv, NULL, got_cb, &g, NULL), 0);
 	spin_until(&loop, &g.calls);
 	assert_false(g.null_reply);
 	assert_int_equal(f.eval, 1);
 	assert_int_equal(f.last_words, 3 + 301);   /* EVAL text 300 keys... 1 */
-	redis_store_free(rs);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	fake_stop(&f);
+	fake_store_done(&loop, rs, &f);
 }
 
 /* ---- the write queue against a real redis-server ----------------------------------------
