@@ -771,7 +771,7 @@ static bool rl_rule_counts_at(const struct ratelimit_rule_config *r, enum hook_s
 	return true;
 }
 
-/* Gives back the session's concurrency slots (Redis: fire and forget). */
+/* Gives back the session's concurrency slots (Redis: through the store's write queue). */
 static void rl_release_held(struct rl_session *s)
 {
 	struct rl_worker *w = s->w;

@@ -758,7 +758,7 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 
 /* Adds one message outcome to the history of env's client (IP and network) when ip, and of
  * its authenticated domain when domkey is not NULL: merged by the LMDB writer, or one Redis
- * script (fire and forget). */
+ * script through the store's write queue. */
 static void rep_record(struct rep_worker *w, const struct hook_env *env, enum reputation_outcome o,
     bool ip, const char *domkey)
 {
@@ -792,7 +792,8 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 		argv[nkeys] = rep_fields_short[o];
 		argv[nkeys + 1] = hl;
 		argv[nkeys + 2] = ttl;
-		/* Fire and forget: a lost update while Redis is down costs little. */
+		/* The store's write queue keeps it through an outage (a full queue: counted in
+		 * mxgate_store_writes_dropped_total and logged by the store). */
 		redis_store_write(w->rs, w->lua_add, (int)nkeys, 3, argv, NULL, NULL, NULL);
 	}
 }
