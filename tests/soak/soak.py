@@ -634,8 +634,9 @@ class Faults:
         self.note('%s restarted' % peer.name)
 
     async def burst(self, n, hold):
-        """n idle connections from unknown addresses (PROXY v2), held for `hold` seconds, with
-        probes from regular and from unknown clients meanwhile."""
+        """n idle connections from unknown addresses (PROXY v2); once they are all open (the
+        ones over 90 % of max_connections shed), regular and unknown clients are probed for
+        `hold` seconds; then the idle ones close."""
         self.note('burst: %d idle connections (max_connections %d), %.0fs' % (n, MAX_CONN, hold))
         conns, greet = [], collections.Counter()
         sem = asyncio.Semaphore(300)
@@ -650,7 +651,10 @@ class Faults:
                 except (OSError, asyncio.TimeoutError, Silent) as e:
                     greet[type(e).__name__] += 1
         b0 = (list(ST.probes['good']), list(ST.probes['unknown']))
-        opener = asyncio.ensure_future(asyncio.gather(*(one(k) for k in range(n))))
+        t_open = time.monotonic()
+        await asyncio.gather(*(one(k) for k in range(n)))
+        self.note('burst in place after %.1fs: greetings %s; probing for %.0fs' % (
+            time.monotonic() - t_open, dict(greet), hold))
         end = time.monotonic() + hold
         probes = set()
         k = 0
@@ -660,7 +664,6 @@ class Faults:
                 t = asyncio.ensure_future(client_session(self.mx.port, 'plain', src, 1, probe=group))
                 probes.add(t)
             await asyncio.sleep(0.25)
-        await opener
         await asyncio.wait(list(probes), timeout=120)
         for s in conns:
             try:
