@@ -636,7 +636,8 @@ class Faults:
     async def burst(self, n, hold):
         """n idle connections from unknown addresses (PROXY v2); once they are all open (the
         ones over 90 % of max_connections shed), regular and unknown clients are probed for
-        `hold` seconds; then the idle ones close."""
+        `hold` seconds while 200 more unknown ones a second keep arriving; then the idle ones
+        close."""
         self.note('burst: %d idle connections (max_connections %d), %.0fs' % (n, MAX_CONN, hold))
         conns, greet = [], collections.Counter()
         sem = asyncio.Semaphore(300)
@@ -644,10 +645,14 @@ class Faults:
         async def one(k):
             async with sem:
                 try:
-                    s = await open_session(self.mx.port, '198.19.%d.%d' % (k // 250, 1 + k % 250), timeout=20)
+                    s = await open_session(self.mx.port, '198.19.%d.%d' % ((k // 250) % 250, 1 + k % 250),
+                                           timeout=20)
                     code, _ = await asyncio.wait_for(s.reply(), 30)
                     greet[code] += 1
-                    conns.append(s)
+                    if code == 220:
+                        conns.append(s)
+                    else:
+                        s.w.close()
                 except (OSError, asyncio.TimeoutError, Silent) as e:
                     greet[type(e).__name__] += 1
         b0 = (list(ST.probes['good']), list(ST.probes['unknown']))
@@ -656,15 +661,19 @@ class Faults:
         self.note('burst in place after %.1fs: greetings %s; probing for %.0fs' % (
             time.monotonic() - t_open, dict(greet), hold))
         end = time.monotonic() + hold
-        probes = set()
-        k = 0
+        probes, pressure = set(), set()
+        k, nxt = 0, n
         while time.monotonic() < end:
             k += 1
+            # the overload goes on: 50 more unknown clients every 0.25 s keep the count at
+            # the shedding threshold (those below it take a slot and stay idle)
+            pressure.add(asyncio.ensure_future(asyncio.gather(*(one(j) for j in range(nxt, nxt + 50)))))
+            nxt += 50
             for group, src in (('good', rnd.choice(GOOD)), ('unknown', '198.18.250.%d' % (1 + k % 250))):
                 t = asyncio.ensure_future(client_session(self.mx.port, 'plain', src, 1, probe=group))
                 probes.add(t)
             await asyncio.sleep(0.25)
-        await asyncio.wait(list(probes), timeout=120)
+        await asyncio.wait(list(probes) + list(pressure), timeout=120)
         for s in conns:
             try:
                 s.w.close()
