@@ -547,7 +547,7 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 }
 
 /* Reads one HMGET block (a r t s v ts) into out; false when the record is absent. */
-static bool rep_parse_counts(const redisReply *const *el, struct reputation_counts *out)
+bool reputation_parse_redis_counts(const redisReply *const *el, struct reputation_counts *out)
 {
 	bool any = false;
 
@@ -562,8 +562,8 @@ static bool rep_parse_counts(const redisReply *const *el, struct reputation_coun
 			d = 0;
 		if (i < 5)
 			out->c[i] = d;
-		else
-			out->t_ms = (uint64_t)d;
+		else	/* a time past 2^63 ms is no wall clock (and would not convert: UB) */
+			out->t_ms = d < 9223372036854775808.0 ? (uint64_t)d : 0;
 		any = true;
 	}
 	return any;
@@ -622,7 +622,7 @@ static void rep_redis_get_cb(void *arg, const redisReply *reply)
 	s->req = NULL;
 	s->call = NULL;
 	for (size_t i = 0; ok && i < n; i++)
-		rep_parse_counts((const redisReply *const *)reply->element + 6 * i, &rc[i]);
+		reputation_parse_redis_counts((const redisReply *const *)reply->element + 6 * i, &rc[i]);
 	if (n == 1) {
 		if (ok)
 			rep_domain_decide(s->w, call, s->domain, &rc[0]);

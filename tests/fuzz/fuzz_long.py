@@ -80,6 +80,8 @@ def campaign(build, target, seconds, rss_mb, max_len):
     after = set(glob.glob(os.path.join(work, 'crash-*')) + glob.glob(os.path.join(work, 'timeout-*'))
                 + glob.glob(os.path.join(work, 'oom-*')) + glob.glob(os.path.join(work, 'leak-*')))
     crash = sorted(after - before)
+    if 'runtime error:' in out and not crash:     # UBSan built to recover: still a finding
+        crash = ['runtime error (see %s/last-run.log)' % os.path.relpath(work, SRC)]
     if rc != 0 and not crash:
         crash = ['rc=%d (see %s/last-run.log)' % (rc, os.path.relpath(work, SRC))]
     # merge back: the smallest set of inputs with the coverage of corpus + work (libFuzzer

@@ -4,7 +4,8 @@
  *    decode to what was decided), swept;
  *  - an LMDB value of a reputation record (struct reputation_counts: doubles and a time
  *    from the disk, NaN and infinities included): an outcome added, decayed, scored;
- *  - RESP replies (hiredis's reader, as from the server) through the greylist reply parser.
+ *  - RESP replies (hiredis's reader, as from the server) through the greylist reply parser
+ *    and the reputation record parser (6 elements a record), then decayed and scored.
  * Nothing may crash, hang or be undefined behaviour (UBSan). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -91,7 +92,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		redisReaderFeed(r, (const char *)data, size);
 		for (int i = 0; i < 64 && redisReaderGetReply(r, &reply) == REDIS_OK && reply; i++) {
+			const redisReply *rr = reply;
+
 			greylist_parse_reply(reply, &pass, &wait_s);
+			/* the reputation lookup's reply: 6 elements per record */
+			if (rr->type == REDIS_REPLY_ARRAY)
+				for (size_t k = 0; k + 6 <= rr->elements; k += 6) {
+					struct reputation_counts rc;
+
+					if (reputation_parse_redis_counts((const redisReply *const *)rr->element + k, &rc)) {
+						reputation_decay(&rc, now, expire);
+						reputation_score(&rc, &rc, 0.25, 3);
+					}
+				}
 			freeReplyObject(reply);
 			reply = NULL;
 		}
