@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""bench_core: mxgate's core figures, each side by side with a baseline measured in the same run.
+"""bench_core: mxgate's core figures, each side by side with baselines measured in the same run:
+straight into smtp-sink ("direct") and through HAProxy in TCP mode (an L4 relay: what a
+proxy that does not speak SMTP costs; "haproxy", when haproxy is installed).
 
-  1. throughput  smtp-source -s 20 -m N -l 4096 through mxgate into smtp-sink vs straight into
-                 smtp-sink, alternating, median of 3; a new connection per message and with -d
-                 (connection reuse); the sink's message count is checked (nothing lost).
+  1. throughput  smtp-source -s 20 -m N -l 4096 through mxgate into smtp-sink vs HAProxy vs
+                 straight into smtp-sink, taking turns, median of 3; a new connection per
+                 message and with -d (connection reuse); the sink's message count is checked
+                 (nothing lost).
   2. sessions    10,000 idle client sessions held open: RSS growth and file descriptors per
                  session of mxgate, next to smtp-sink holding as many.
   3. latency     median / p99 of one whole one-message session (connect -> QUIT reply),
                  sequential, through mxgate vs direct, interleaved.
   4. extra       a 100 KiB message (-d) and PIPELINING clients (own asyncio client: smtp-source
-                 does not pipeline), again mxgate vs direct.
+                 does not pipeline), again mxgate vs HAProxy vs direct.
 
 Usage: bench/bench_core.py [path/to/mxgate]     (default: $MXGATE_BIN, else build/mxgate)
 Env:   BENCH_QUICK=1      reduced run (fewer messages and sessions), about 30 s
@@ -152,6 +155,39 @@ def sink_settle(p, expect, timeout=3.0):
     return sink_count(p)
 
 
+def start_haproxy(backend_port, name='haproxy'):
+    """HAProxy in TCP mode (L4) in front of the sink: the baseline of a relay that does not
+    parse SMTP. Same thread count as mxgate's `workers: auto`. None when not installed."""
+    if not shutil.which('haproxy'):
+        return None
+    port = free_port()
+    conf = os.path.join(TMP, name + '.cfg')
+    with open(conf, 'w') as f:
+        f.write('global\n'
+                '  maxconn 4096\n'
+                '  nbthread %d\n'
+                'defaults\n'
+                '  mode tcp\n'
+                '  timeout connect 5s\n'
+                '  timeout client 300s\n'
+                '  timeout server 300s\n'
+                'frontend smtp\n'
+                '  bind 127.0.0.1:%d\n'
+                '  default_backend sink\n'
+                'backend sink\n'
+                '  server sink 127.0.0.1:%d\n' % (os.cpu_count() or 1, port, backend_port))
+    return wait_listening(spawn([shutil.which('haproxy'), '-db', '-f', conf], name), port, 'haproxy')
+
+
+def wait_listening(p, port, what):
+    """p once it listens on port (p.port set); else raises with the tail of its log."""
+    if not wait_port(port):
+        tail = open(p.logname, 'rb').read().decode('utf-8', 'replace').strip().splitlines()[-3:]
+        raise RuntimeError('%s did not listen: %s' % (what, ' | '.join(tail)))
+    p.port = port
+    return p
+
+
 def start_mxgate(backend_port, name='mxgate'):
     port = free_port()
     conf = os.path.join(TMP, name + '.yaml')
@@ -167,12 +203,7 @@ def start_mxgate(backend_port, name='mxgate'):
                 'backends:\n'
                 '  servers:\n'
                 '    - { address: "smtp://127.0.0.1:%d" }\n' % (port, backend_port))
-    p = spawn([BIN, '-c', conf], name)
-    if not wait_port(port):
-        tail = open(p.logname, 'rb').read().decode('utf-8', 'replace').strip().splitlines()[-3:]
-        raise RuntimeError('mxgate did not listen: %s' % ' | '.join(tail))
-    p.port = port
-    return p
+    return wait_listening(spawn([BIN, '-c', conf], name), port, 'mxgate')
 
 
 def proc_status(pid, key):
@@ -231,31 +262,38 @@ def smtp_source(port, msgs, size, extra=()):
     return msgs / dt
 
 
-def throughput_pair(sink, mx, label, msgs, size, extra=(), rounds=ROUNDS):
-    """Alternate direct / mxgate `rounds` times; print medians, ratio and the sink's count."""
-    direct, through, ratios, cpu_d, cpu_x = [], [], [], [], []
+def throughput_pair(sink, mx, label, msgs, size, extra=(), rounds=ROUNDS, hp=None):
+    """Take turns direct / HAProxy / mxgate `rounds` times (the order rotates); print medians,
+    ratios and the sink's count."""
+    direct, through, viahp, ratios, hratios, cpu_d, cpu_x, cpu_h = [], [], [], [], [], [], [], []
     before = sink_count(sink)
     expect = before
-    for _ in range(rounds):
-        m = CpuMeter(sink, None)
-        d = smtp_source(sink.port, msgs, size, extra)
-        expect += msgs
-        sink_settle(sink, expect)
-        cpu_d.append(m.per_msg(msgs))
-        m = CpuMeter(sink, mx)
-        x = smtp_source(mx.port, msgs, size, extra)
-        expect += msgs
-        sink_settle(sink, expect)
-        cpu_x.append(m.per_msg(msgs))
-        direct.append(d)
-        through.append(x)
-        ratios.append(x / d)
+    for i in range(rounds):
+        turns = [('direct', sink.port, None), ('mxgate', mx.port, mx)] + ([('haproxy', hp.port, hp)] if hp else [])
+        turns = turns[i % len(turns):] + turns[:i % len(turns)]
+        got = {}
+        for name, port, proc in turns:
+            m = CpuMeter(sink, proc)
+            got[name] = smtp_source(port, msgs, size, extra)
+            expect += msgs
+            sink_settle(sink, expect)
+            {'direct': cpu_d, 'mxgate': cpu_x, 'haproxy': cpu_h}[name].append(m.per_msg(msgs))
+        direct.append(got['direct'])
+        through.append(got['mxgate'])
+        ratios.append(got['mxgate'] / got['direct'])
+        if hp:
+            viahp.append(got['haproxy'])
+            hratios.append(got['mxgate'] / got['haproxy'])
     got = sink_settle(sink, expect) - before
-    sent = 2 * rounds * msgs
+    sent = (3 if hp else 2) * rounds * msgs
     md, mx_ = statistics.median(direct), statistics.median(through)
     summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; runs: %s)'
             % (label, mx_, md, statistics.median(ratios), rounds,
                ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, direct))))
+    if hp:
+        summary('%-28s mxgate %7.0f msg/s   haproxy %6.0f msg/s   ratio %.2f vs HAProxy L4 (runs: %s)'
+                % ('', mx_, statistics.median(viahp), statistics.median(hratios),
+                   ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, viahp))))
     cd = [statistics.median(v[i] for v in cpu_d) for i in range(3)]
     cx = [statistics.median(v[i] for v in cpu_x) for i in range(3)]
     # With every core busy, msg/s is inversely proportional to the CPU all processes spend
@@ -263,16 +301,20 @@ def throughput_pair(sink, mx, label, msgs, size, extra=(), rounds=ROUNDS):
     # it moves much less with other load than the msg/s ratio does.
     summary('%-28s CPU us/msg: mxgate %.1f (+ client %.1f + sink %.1f)   direct: client %.1f + sink %.1f'
             '   CPU ratio %.2f' % ('', cx[1], cx[0], cx[2], cd[0], cd[2], (cd[0] + cd[2]) / sum(cx)))
+    if hp:
+        ch = [statistics.median(v[i] for v in cpu_h) for i in range(3)]
+        summary('%-28s CPU us/msg: haproxy %.1f (+ client %.1f + sink %.1f)' % ('', ch[1], ch[0], ch[2]))
     say('%-28s sink received %d of %d messages sent%s'
         % ('', got, sent, '' if got == sent else '   <-- LOST %d' % (sent - got)))
     if got != sent:
         failures.append('%s: sink received %d of %d' % (label, got, sent))
 
 
-def bench_throughput(sink, mx):
-    say('== 1. throughput: smtp-source -s 20 -m %d -l 4096, mxgate vs direct into smtp-sink' % MSGS)
-    throughput_pair(sink, mx, 'new connection per message', MSGS, 4096)
-    throughput_pair(sink, mx, 'connection reuse (-d)', MSGS, 4096, ['-d'])
+def bench_throughput(sink, mx, hp):
+    say('== 1. throughput: smtp-source -s 20 -m %d -l 4096, mxgate vs %sdirect into smtp-sink'
+        % (MSGS, 'HAProxy (mode tcp) vs ' if hp else ''))
+    throughput_pair(sink, mx, 'new connection per message', MSGS, 4096, hp=hp)
+    throughput_pair(sink, mx, 'connection reuse (-d)', MSGS, 4096, ['-d'], hp=hp)
 
 
 # ------------------------------------------------------------------ 2. idle sessions
@@ -414,23 +456,26 @@ def pct(v, p):
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
 
 
-def bench_latency(sink, mx):
+def bench_latency(sink, mx, hp):
     say('== 3. one-message session time (connect -> QUIT reply), %d sequential sessions each, '
         'interleaved' % LAT_N)
-    for i in range(20):     # warm both paths (backend connections, caches)
-        one_session(mx.port, i)
-        one_session(sink.port, i)
-    times = {'mxgate': [], 'direct': []}
+    targets = [('mxgate', mx.port), ('direct', sink.port)] + ([('haproxy', hp.port)] if hp else [])
+    for i in range(20):     # warm every path (backend connections, caches)
+        for _, port in targets:
+            one_session(port, i)
+    times = {label: [] for label, _ in targets}
     bad = 0
     for i in range(LAT_N):
-        for label, port in (('mxgate', mx.port), ('direct', sink.port)):
+        for label, port in targets:
             dt, code = one_session(port, i)
             bad += code != 250
             times[label].append(dt * 1000.0)
     mm, dm = statistics.median(times['mxgate']), statistics.median(times['direct'])
     m99, d99 = pct(times['mxgate'], 99), pct(times['direct'], 99)
-    summary('latency median  mxgate %.3f ms   direct %.3f ms   added %.3f ms' % (mm, dm, mm - dm))
-    summary('latency p99     mxgate %.3f ms   direct %.3f ms   added %.3f ms' % (m99, d99, m99 - d99))
+    hpm = ('   haproxy %.3f ms' % statistics.median(times['haproxy'])) if hp else ''
+    hp99 = ('   haproxy %.3f ms' % pct(times['haproxy'], 99)) if hp else ''
+    summary('latency median  mxgate %.3f ms   direct %.3f ms   added %.3f ms%s' % (mm, dm, mm - dm, hpm))
+    summary('latency p99     mxgate %.3f ms   direct %.3f ms   added %.3f ms%s' % (m99, d99, m99 - d99, hp99))
     say('latency p90 / max  mxgate %.3f / %.3f ms   direct %.3f / %.3f ms'
         % (pct(times['mxgate'], 90), max(times['mxgate']), pct(times['direct'], 90), max(times['direct'])))
     if bad:
@@ -489,24 +534,34 @@ def pipelined(port, msgs):
     return msgs / dt
 
 
-def bench_extra(sink, mx):
+def bench_extra(sink, mx, hp):
     say('== 4. 100 KiB messages (smtp-source -d -l 102400 -m %d) and PIPELINING clients' % BIG_MSGS)
-    throughput_pair(sink, mx, '100 KiB messages (-d)', BIG_MSGS, 102400, ['-d'])
-    direct, through, cpu = [], [], []
+    throughput_pair(sink, mx, '100 KiB messages (-d)', BIG_MSGS, 102400, ['-d'], hp=hp)
+    direct, through, viahp, cpu = [], [], [], []
     before = sink_count(sink)
-    for _ in range(ROUNDS):
-        direct.append(pipelined(sink.port, PIPE_MSGS))
-        c0 = cpu_ns(mx.pid)
-        through.append(pipelined(mx.port, PIPE_MSGS))
-        cpu.append((cpu_ns(mx.pid) - c0) / 1000.0 / PIPE_MSGS)
-    got = sink_settle(sink, before + 2 * ROUNDS * PIPE_MSGS) - before
+    for i in range(ROUNDS):
+        turns = [('direct', sink.port), ('mxgate', mx.port)] + ([('haproxy', hp.port)] if hp else [])
+        for name, port in turns[i % len(turns):] + turns[:i % len(turns)]:
+            c0 = cpu_ns(mx.pid)
+            rate = pipelined(port, PIPE_MSGS)
+            if name == 'mxgate':
+                through.append(rate)
+                cpu.append((cpu_ns(mx.pid) - c0) / 1000.0 / PIPE_MSGS)
+            else:
+                (direct if name == 'direct' else viahp).append(rate)
+    sent = (3 if hp else 2) * ROUNDS * PIPE_MSGS
+    got = sink_settle(sink, before + sent) - before
     md, mx_ = statistics.median(direct), statistics.median(through)
     summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; own asyncio '
             'client, 20 conns)' % ('PIPELINING, ~4 KiB', mx_, md, mx_ / md, ROUNDS))
+    if hp:
+        mh = statistics.median(viahp)
+        summary('%-28s mxgate %7.0f msg/s   haproxy %6.0f msg/s   ratio %.2f vs HAProxy L4 (runs: %s)'
+                % ('', mx_, mh, mx_ / mh, ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, viahp))))
     summary('%-28s CPU us/msg: mxgate %.1f' % ('', statistics.median(cpu)))
-    say('%-28s sink received %d of %d messages sent' % ('', got, 2 * ROUNDS * PIPE_MSGS))
-    if got != 2 * ROUNDS * PIPE_MSGS:
-        failures.append('pipelined: sink received %d of %d' % (got, 2 * ROUNDS * PIPE_MSGS))
+    say('%-28s sink received %d of %d messages sent' % ('', got, sent))
+    if got != sent:
+        failures.append('pipelined: sink received %d of %d' % (got, sent))
 
 
 # ------------------------------------------------------------------ profile
@@ -554,10 +609,18 @@ def main():
         nofile, ', QUICK' if QUICK else ''))
     sink = start_sink()
     mx = start_mxgate(sink.port)
-    parts = [('throughput', lambda: bench_throughput(sink, mx)),
+    hp = None
+    if not shutil.which('haproxy'):
+        say('bench_core: haproxy not installed (apt-get install haproxy): no HAProxy baseline')
+    else:
+        try:
+            hp = start_haproxy(sink.port)
+        except RuntimeError as e:
+            say('bench_core: %s: the HAProxy baseline is left out' % e)
+    parts = [('throughput', lambda: bench_throughput(sink, mx, hp)),
              ('sessions', lambda: bench_sessions(sink.port)),
-             ('latency', lambda: bench_latency(sink, mx)),
-             ('extra', lambda: bench_extra(sink, mx))]
+             ('latency', lambda: bench_latency(sink, mx, hp)),
+             ('extra', lambda: bench_extra(sink, mx, hp))]
     for name, fn in parts:
         if not want(name):
             continue

@@ -1,10 +1,9 @@
 /* helo.c — HELO syntax, claims-to-be-us, address-literal mismatch, FCrDNS.
  *
- * FCrDNS (HOOK_CONNECT): PTR of the client, then A/AAAA of each name (at most
- * HELO_MAX_NAMES); the first name whose addresses contain the client's is confirmed and
- * stored in env->client_name. Temporary DNS failures are logged and never scored. */
+ * FCrDNS (HOOK_CONNECT) judges the answer of filters/rdns.c (one lookup per session for
+ * every consumer): no confirmed name scores NO_FCRDNS; temporary DNS failures are logged
+ * and never scored. */
 #include "filters/helo.h"
-#include "filters/dns.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
@@ -17,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define HELO_MAX_NAMES 4
 
 /* ---- config ------------------------------------------------------------------------- */
 
@@ -60,7 +57,7 @@ static const struct cfg_field helo_config_fields[] = {
 	{ "fcrdns", CFG_STRUCT, offsetof(struct helo_config, fcrdns), NULL, .sub = &helo_fcrdns_table,
 	  .doc = "client without forward-confirmed reverse DNS" },
 	{ "timeout", CFG_DURATION, offsetof(struct helo_config, timeout), "0", 0, 60000,
-	  .doc = "time limit per lookup (0: dns.timeout)" },
+	  .doc = "time limit per client-name query when rdns.timeout is 0 (0: dns.timeout)" },
 	{ .key = NULL }
 };
 
@@ -139,8 +136,6 @@ enum helo_syntax helo_syntax_classify(const char *helo, char *addr, size_t addrl
 struct helo_worker {
 	const struct mx_config *cfg;
 	const struct helo_config *hc;
-	struct dns_resolver *r;
-	uint64_t timeout;
 };
 
 static int helo_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -155,27 +150,13 @@ static int helo_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wo
 		return -1;
 	w->cfg = cfg;
 	w->hc = &cfg->helo_checks;
-	w->timeout = w->hc->timeout ? w->hc->timeout : (cfg->dns.timeout ? cfg->dns.timeout : 2000);
-	if (w->hc->fcrdns.enabled) {
-		w->r = dns_resolver_for_loop(loop, cfg);
-		if (w->r == NULL) {
-			free(w);
-			log_event(LOG_LVL_ERROR, NULL, "event=helo_error reason=\"no resolver\"");
-			return -1;
-		}
-	}
 	*wstate = w;
 	return 0;
 }
 
 static void helo_worker_free(void *wstate)
 {
-	struct helo_worker *w = wstate;
-
-	if (w == NULL)
-		return;
-	dns_resolver_release(w->r);
-	free(w);
+	free(wstate);
 }
 
 static unsigned helo_stages(void *wstate)
@@ -184,14 +165,7 @@ static unsigned helo_stages(void *wstate)
 
 	if (w == NULL)
 		return 0;
-	return (w->r ? 1u << HOOK_CONNECT : 0) | 1u << HOOK_HELO;
-}
-
-static uint64_t helo_timeout_ms(void *wstate)
-{
-	struct helo_worker *w = wstate;
-
-	return w ? 2 * w->timeout + 1000 : 0;	/* PTR, then the forward lookups in parallel */
+	return (w->hc->fcrdns.enabled ? 1u << HOOK_CONNECT : 0) | 1u << HOOK_HELO;
 }
 
 static enum verdict_action helo_on_error(void *wstate)
@@ -200,28 +174,6 @@ static enum verdict_action helo_on_error(void *wstate)
 }
 
 /* ---- per session -------------------------------------------------------------------- */
-
-struct helo_session;
-
-struct helo_fwd {
-	struct helo_session *s;
-	struct dns_query *q;
-	char name[256];
-	bool match, temp;
-};
-
-struct helo_session {
-	struct helo_worker *w;
-	struct hook_env *env;
-	struct hook_call *call;       /* the connect call in flight, or NULL */
-	struct dns_query *ptr_q;
-	struct helo_fwd fwd[HELO_MAX_NAMES];
-	size_t nfwd;
-	int outstanding;
-	bool starting;
-	char ip[INET6_ADDRSTRLEN];    /* the client, v4-mapped shown as v4 */
-	int family;
-};
 
 /* Applies one fired test: symbol, and a verdict when its action is not `score`. */
 static void helo_fire(struct hook_env *env, const struct helo_test_config *t, const char *sym,
@@ -240,79 +192,21 @@ static void helo_fire(struct hook_env *env, const struct helo_test_config *t, co
 		verdict_set(v, VERDICT_TEMPFAIL, 450, "helo", "4.7.1 %s", why);
 }
 
-static void helo_fcrdns_finish(struct helo_session *s)
+/* HOOK_CONNECT: the FCrDNS test, on the rdns module's answer (it runs earlier in the chain
+ * and holds the connect stage until it has one). Temporary DNS failures never score. */
+static void helo_check_fcrdns(struct helo_worker *w, struct hook_env *env, struct verdict *v)
 {
-	struct verdict v;
-	struct hook_call *call = s->call;
-	bool temp = false;
-
-	memset(&v, 0, sizeof(v));
-	for (size_t i = 0; i < s->nfwd; i++) {
-		if (s->fwd[i].match) {
-			snprintf(s->env->client_name, sizeof(s->env->client_name), "%s", s->fwd[i].name);
-			break;
-		}
-		temp |= s->fwd[i].temp;
+	switch (env->client_name_status) {
+	case HOOK_NAME_PERM:
+		helo_fire(env, &w->hc->fcrdns, "NO_FCRDNS",
+		    "Client host rejected: cannot find your hostname", v);
+		break;
+	case HOOK_NAME_TEMP:
+		log_event(LOG_LVL_INFO, env->session_id, "event=fcrdns_tempfail client=%s", env->client_ip);
+		break;
+	default:
+		break;	/* confirmed, or not looked up (rdns.lookup: never) */
 	}
-	if (s->env->client_name[0] == '\0' && !temp && s->w->hc->fcrdns.enabled)
-		helo_fire(s->env, &s->w->hc->fcrdns, "NO_FCRDNS",
-		    "Client host rejected: cannot find your hostname", &v);
-	else if (s->env->client_name[0] == '\0')
-		log_event(LOG_LVL_INFO, s->env->session_id, "event=fcrdns_tempfail client=%s", s->ip);
-	s->call = NULL;
-	hook_call_done(call, &v);
-}
-
-static void helo_settle(struct helo_session *s)
-{
-	if (--s->outstanding == 0 && !s->starting)
-		helo_fcrdns_finish(s);
-}
-
-static void helo_fwd_cb(void *arg, const struct dns_result *res)
-{
-	struct helo_fwd *f = arg;
-	unsigned char want[16], got[16];
-
-	f->q = NULL;
-	if (res->status == DNS_S_OK) {
-		inet_pton(f->s->family, f->s->ip, want);
-		for (size_t i = 0; i < res->n; i++)
-			if (inet_pton(f->s->family, res->v[i], got) == 1 &&
-			    memcmp(want, got, f->s->family == AF_INET ? 4 : 16) == 0)
-				f->match = true;
-	} else if (res->status != DNS_S_NXDOMAIN && res->status != DNS_S_NODATA) {
-		f->temp = true;
-	}
-	helo_settle(f->s);
-}
-
-static void helo_ptr_cb(void *arg, const struct dns_result *res)
-{
-	struct helo_session *s = arg;
-
-	s->ptr_q = NULL;
-	if (res->status == DNS_S_OK) {
-		s->starting = true;
-		for (size_t i = 0; i < res->n && s->nfwd < HELO_MAX_NAMES; i++) {
-			struct helo_fwd *f = &s->fwd[s->nfwd++];
-			size_t len = strlen(res->v[i]);
-
-			f->s = s;
-			snprintf(f->name, sizeof(f->name), "%s", res->v[i]);
-			if (len > 0 && f->name[len - 1] == '.')
-				f->name[len - 1] = '\0';
-			s->outstanding++;
-			f->q = dns_query_start(s->w->r, s->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
-			    f->name, s->w->timeout, helo_fwd_cb, f);
-		}
-		s->starting = false;
-	} else if (res->status != DNS_S_NXDOMAIN && res->status != DNS_S_NODATA) {
-		s->fwd[0].temp = true;	/* reported through nfwd == 1 below */
-		s->fwd[0].s = s;
-		s->nfwd = 1;
-	}
-	helo_settle(s);
 }
 
 /* The client's address as text, v4-mapped IPv6 shown as IPv4; returns the family
@@ -383,50 +277,14 @@ static void helo_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct helo_worker *w = wstate;
 	struct hook_env *env = hook_call_env(call);
-	struct helo_session *s = env->module_ctx[slot];
 	struct verdict v;
-	char name[128];
 
 	memset(&v, 0, sizeof(v));
-	if (hook_call_stage(call) == HOOK_HELO) {
+	if (hook_call_stage(call) == HOOK_HELO)
 		helo_check_helo(w, env, &v);
-		hook_call_done(call, &v);
-		return;
-	}
-	if (hook_call_stage(call) != HOOK_CONNECT || w->r == NULL || env->client_name[0] != '\0')
-		goto pass;
-	if (s == NULL) {
-		s = calloc(1, sizeof(*s));
-		if (s == NULL)
-			goto pass;
-		s->w = w;
-		s->env = env;
-		env->module_ctx[slot] = s;
-	}
-	if (s->call != NULL)
-		goto pass;	/* one FCrDNS per session */
-	s->family = helo_client_addr(&env->client, s->ip, sizeof(s->ip));
-	if (s->family == AF_UNSPEC || dns_name_reverse_str(s->ip, NULL, name, sizeof(name)) < 0)
-		goto pass;
-	s->call = call;
-	s->outstanding = 1;
-	s->ptr_q = dns_query_start(w->r, DNS_T_PTR, name, w->timeout, helo_ptr_cb, s);
-	return;
-pass:
-	hook_call_done(call, NULL);
-}
-
-static void helo_session_free(void *wstate, int slot, struct hook_env *env)
-{
-	struct helo_session *s = env->module_ctx[slot];
-
-	if (s == NULL)
-		return;
-	dns_query_cancel(s->ptr_q);
-	for (size_t i = 0; i < s->nfwd; i++)
-		dns_query_cancel(s->fwd[i].q);
-	free(s);
-	env->module_ctx[slot] = NULL;
+	else if (hook_call_stage(call) == HOOK_CONNECT)
+		helo_check_fcrdns(w, env, &v);
+	hook_call_done(call, &v);
 }
 
 const struct hook_module helo_module = {
@@ -435,7 +293,5 @@ const struct hook_module helo_module = {
 	.worker_free = helo_worker_free,
 	.stages = helo_stages,
 	.run = helo_run,
-	.session_free = helo_session_free,
-	.timeout_ms = helo_timeout_ms,
 	.on_error = helo_on_error,
 };

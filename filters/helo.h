@@ -1,7 +1,7 @@
 /* helo.h — HELO/EHLO checks and forward-confirmed reverse DNS.
  *
- * HOOK_CONNECT: PTR of the client address, then A/AAAA of each name (FCrDNS); a confirmed
- * name goes to env->client_name (the session's Received header uses it).
+ * HOOK_CONNECT: NO_FCRDNS when filters/rdns.c (earlier in the chain, the one lookup of the
+ * client's name) found no forward-confirmed name.
  * HOOK_HELO: syntax (RFC 5321 4.1.2 Domain / address literal), a name or literal claiming to
  * be us, a literal that is not the client. Each test adds a symbol with a score and has an
  * action (score by default; reject or tempfail optional). */
@@ -25,7 +25,7 @@ struct helo_config {
 	struct helo_test_config claims_us;         /* HELO_CLAIMS_US */
 	struct helo_test_config literal_mismatch;  /* HELO_LITERAL_MISMATCH */
 	struct helo_test_config fcrdns;            /* NO_FCRDNS */
-	uint64_t timeout;                          /* ms for the PTR + forward lookups; 0 = dns.timeout */
+	uint64_t timeout;                          /* ms per rdns query when rdns.timeout is 0; 0 = dns.timeout */
 };
 extern const struct cfg_table helo_config_table;
 

@@ -225,6 +225,9 @@ static int rl_copy_lower(const char *s, char *out, size_t outlen)
 		out[i] = (char)tolower((unsigned char)s[i]);
 	if (s[i])
 		return -1;   /* longer than any valid value: do not key on a truncation */
+	/* domain.c's normal form: "a@Example.ORG." and "a@example.org" share one bucket */
+	if (i > 1 && out[i - 1] == '.')
+		i--;
 	out[i] = '\0';
 	return 0;
 }

@@ -184,8 +184,12 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 	switch (cmd) {
 	case SMFIC_CONNECT: {
 		const char *name = milter_get(ms, MXGATE_CLIENT_NAME), *ip = milter_get(ms, MXGATE_CLIENT_IP);
+		const char *ptr = milter_get(ms, MXGATE_CLIENT_PTR);
 
-		snprintf(under, sizeof(under), "%s [%s]", *name ? name : "unknown", ip);
+		/* As Postfix: `_` is the PTR name and address, flagged when not confirmed;
+		 * {client_name} the confirmed name, {client_ptr} the PTR name ("unknown": none). */
+		snprintf(under, sizeof(under), "%s [%s]%s", *ptr ? ptr : "unknown", ip,
+		    strcmp(ptr, name) != 0 ? " (may be forged)" : "");
 		snprintf(port, sizeof(port), "%s", milter_get(ms, MXGATE_CLIENT_PORT));
 		KV("j", milter_get(ms, MXGATE_HOSTNAME));
 		KV("{daemon_name}", ms->mi->daemon_name);
@@ -194,7 +198,7 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 		KV("{client_addr}", ip);
 		KV("{client_port}", port);
 		KV("{client_name}", *name ? name : "unknown");
-		KV("{client_ptr}", *name ? name : "unknown");
+		KV("{client_ptr}", *ptr ? ptr : "unknown");
 		KV("{daemon_addr}", h->get(ms->call, MXGATE_LOCAL_IP));
 		break;
 	}

@@ -56,7 +56,7 @@ enum mxgate_item {
 	MXGATE_HOSTNAME,      /* this mxgate's `hostname:` */
 	MXGATE_CLIENT_IP,
 	MXGATE_CLIENT_PORT,   /* decimal */
-	MXGATE_CLIENT_NAME,   /* reverse DNS name, "" when unknown */
+	MXGATE_CLIENT_NAME,   /* forward-confirmed reverse DNS name, "" when none */
 	MXGATE_LOCAL_IP,
 	MXGATE_LOCAL_PORT,
 	MXGATE_HELO,
@@ -68,6 +68,7 @@ enum mxgate_item {
 	MXGATE_TLS_VERSION,   /* "" without TLS */
 	MXGATE_TLS_CIPHER,
 	MXGATE_AUTH_USER,     /* "" when not authenticated */
+	MXGATE_CLIENT_PTR,    /* the PTR name, not forward-confirmed; "" when none */
 	MXGATE_NITEMS
 };
 

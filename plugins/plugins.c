@@ -884,6 +884,7 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_TLS_VERSION: return env->tls ? env->tls_version : "";
 	case MXGATE_TLS_CIPHER: return env->tls ? env->tls_cipher : "";
 	case MXGATE_AUTH_USER: return "";
+	case MXGATE_CLIENT_PTR: return env->client_ptr;
 	default: return NULL;
 	}
 }

@@ -1,6 +1,7 @@
 /* backend.c — backend URLs, the pool, balancing and passive failure tracking. */
 #include "backend.h"
 #include "config.h"
+#include "domain.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -198,14 +199,19 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 		struct backend_route *rt = &p->routes[r];
 		rt->domains = calloc(rv[r].domains.n + 1, sizeof(char *));
 		rt->servers = calloc(rv[r].servers.n + 1, sizeof(struct backend *));
-		if (rt->domains == NULL || rt->servers == NULL)
+		rt->match = domain_set_new();
+		if (rt->domains == NULL || rt->servers == NULL || rt->match == NULL)
 			goto fail;
 		for (size_t j = 0; j < rv[r].domains.n; j++) {
 			rt->domains[j] = strdup(rv[r].domains.v[j]);
+			if (rt->domains[j] == NULL)
+				goto fail;
+			rt->ndomains = j + 1;
 			for (char *c = rt->domains[j]; *c; c++)
 				*c = (char)tolower((unsigned char)*c);
+			if (domain_set_add(rt->match, rv[r].domains.v[j], err) != 0)
+				goto fail;
 		}
-		rt->ndomains = rv[r].domains.n;
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			rt->servers[j] = pool_find_url(p, rv[r].servers.v[j]);
 		rt->nservers = rv[r].servers.n;
@@ -240,6 +246,7 @@ void pool_free(struct pool *p)
 		for (size_t j = 0; j < p->routes[r].ndomains; j++)
 			free(p->routes[r].domains[j]);
 		free(p->routes[r].domains);
+		domain_set_free(p->routes[r].match);
 		free(p->routes[r].servers);
 		free(p->routes[r].sched);
 	}
@@ -250,25 +257,13 @@ void pool_free(struct pool *p)
 	free(p);
 }
 
-static bool pool_domain_matches(const char *pattern, const char *domain)
-{
-	if (strcasecmp(pattern, domain) == 0)
-		return true;
-	if (pattern[0] == '*' && pattern[1] == '.') {
-		size_t pl = strlen(pattern + 1), dl = strlen(domain);
-		return dl > pl && strcasecmp(domain + dl - pl, pattern + 1) == 0;
-	}
-	return false;
-}
-
 int pool_route_for(const struct pool *p, const char *rcpt_domain)
 {
 	if (rcpt_domain == NULL)
 		return 0;
 	for (size_t r = 0; r < p->nroutes; r++)
-		for (size_t j = 0; j < p->routes[r].ndomains; j++)
-			if (pool_domain_matches(p->routes[r].domains[j], rcpt_domain))
-				return (int)r + 1;
+		if (domain_set_match(p->routes[r].match, rcpt_domain))
+			return (int)r + 1;
 	return 0;
 }
 

@@ -32,10 +32,17 @@ struct backend {
 	atomic_llong delivered, failed;  /* messages */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */
+	atomic_int xclient_once;         /* refused a second XCLIENT on one connection (Postfix
+	                                  * authorizes the announced client, not us, after the
+	                                  * first): pooled connections are reused only for the
+	                                  * client they already announce */
 };
 
+struct domain_set;
 struct backend_route {
-	char **domains; size_t ndomains;  /* lowercase; "*.example.org" matches subdomains */
+	char **domains; size_t ndomains;  /* as configured, lower-cased (logs, tests) */
+	struct domain_set *match;         /* the same patterns in domain.c's matcher: "*.example.org"
+	                                   * matches subdomains; case and one trailing dot ignored */
 	struct backend **servers; size_t nservers;
 	atomic_uint rr;                   /* this set's round-robin cursor */
 	struct backend **sched; size_t nsched; /* smooth weighted order, NULL if too long */
@@ -66,7 +73,8 @@ void pool_free(struct pool *p);
  * Drained backends are never picked. */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried);
-/* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). */
+/* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). The
+ * domain is compared in domain.c's normal form (case, one trailing dot). */
 int pool_route_for(const struct pool *p, const char *rcpt_domain);
 
 /* Passive failure tracking: a delivery step failed (connect error, timeout, drop, 4xx where

@@ -2,6 +2,7 @@
  * limits, backends, log, metrics) and the top table, which also lists every module's
  * section (modules.def); config_load/config_free. The engine is cfg.c. */
 #include "config.h"
+#include "domain.h"
 #include "log.h"
 
 #include <libfyaml.h>
@@ -64,6 +65,7 @@ void config_free(struct mx_config *cfg)
 	if (!cfg)
 		return;
 	cfg_table_free(&config_table, cfg);
+	domain_set_free(cfg->accept_set);
 	free(cfg->path);
 	free(cfg);
 }
@@ -83,6 +85,7 @@ int config_worker_count(const struct mx_config *cfg)
 static const char *const listen_tls_choices[] = { "none", "starttls", "implicit", NULL };
 static const char *const tls_version_choices[] = { "1.2", "1.3", NULL };
 static const char *const bare_lf_choices[] = { "reject", "normalize", NULL };
+static const char *const nul_choices[] = { "reject", "strip", NULL };
 static const char *const balance_choices[] = { "round_robin", "least_conn", "source_hash", NULL };
 static const char *const identity_choices[] = { "none", "xclient", "proxy_v2", NULL };
 static const char *const log_level_choices[] = { "debug", "info", "warning", "error", NULL };
@@ -172,8 +175,10 @@ static const struct cfg_field limits_fields[] = {
 	  S(1), S(86400), .doc = "the whole DATA phase, 354 to the final dot: a client trickling bytes is cut off (421 4.4.2); 1h passes a 50M message at 15 KB/s" },
 	{ "drain_timeout", CFG_DURATION, offsetof(struct limits_config, drain_timeout), "30s",
 	  0, S(86400), .doc = "on SIGTERM, how long sessions may finish before exit" },
-	{ "bare_lf", CFG_ENUM, offsetof(struct limits_config, bare_lf), "reject",
-	  .choices = bare_lf_choices, .doc = "a bare LF in DATA: reject the message or normalize it to CRLF" },
+	{ "bare_lf", CFG_ENUM, offsetof(struct limits_config, bare_lf), "normalize",
+	  .choices = bare_lf_choices, .doc = "a bare LF or CR in DATA: normalize it to CRLF (safe: only `<CRLF>.<CRLF>` ends DATA and the message is re-stuffed on the way out) or reject the message (550 5.6.0)" },
+	{ "nul", CFG_ENUM, offsetof(struct limits_config, nul), "reject",
+	  .choices = nul_choices, .doc = "NUL bytes in DATA: reject the message (554 5.6.0) or strip them; never relayed either way" },
 	{ "max_line_length", CFG_INT, offsetof(struct limits_config, max_line_length), "1000",
 	  512, 65536, .doc = "longest command line incl. CRLF (RFC 5321 4.5.3.1.4: at least 512)" },
 	{ "max_errors", CFG_INT, offsetof(struct limits_config, max_errors), "10", 1, 1000,
@@ -236,10 +241,11 @@ static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	for (size_t i = 0; i < r->servers.n; i++)
 		if (cfg_parse_backend_url(r->servers.v[i], &u, &err) < 0)
 			rc = cfg_error_key(p, n, "servers", (long)i, "%s: \"%s\"", err, r->servers.v[i]);
-	for (size_t i = 0; i < r->domains.n; i++)
-		if (!r->domains.v[i][0] || strchr(r->domains.v[i], '@') || strchr(r->domains.v[i], ' '))
-			rc = cfg_error_key(p, n, "domains", (long)i, "not a domain: \"%s\"",
-					   r->domains.v[i]);
+	for (size_t i = 0; i < r->domains.n; i++) {
+		const char *why = domain_pattern_check(r->domains.v[i]);
+		if (why != NULL)
+			rc = cfg_error_key(p, n, "domains", (long)i, "\"%s\": %s", r->domains.v[i], why);
+	}
 	return rc;
 }
 
@@ -338,6 +344,86 @@ static int workers_parse(struct cfg_parse *p, struct fy_node *n, void *dst)
 	return 0;
 }
 
+/* Adds the patterns of the file `path` (one per line; blank lines and "#" comments
+ * skipped) to set. 0, or -1 after reporting the first bad line at the list item. */
+static int accept_domains_read_file(struct cfg_parse *p, struct fy_node *n, size_t i,
+				    const char *path, struct domain_set *set)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	int rc = 0;
+
+	if (f == NULL)
+		return cfg_error_key(p, n, "accept_domains", (long)i, "cannot read %s: %s", path,
+				     strerror(errno));
+	while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+		char *s = line, *e = line + len, *hash = memchr(line, '#', (size_t)len);
+		const char *why;
+
+		lineno++;
+		if (hash != NULL)
+			e = hash;
+		while (s < e && isspace((unsigned char)*s))
+			s++;
+		while (e > s && isspace((unsigned char)e[-1]))
+			e--;
+		if (s == e)
+			continue;
+		*e = '\0';
+		if (domain_set_add(set, s, &why) != 0)
+			rc = cfg_error_key(p, n, "accept_domains", (long)i, "%s:%zu: \"%.100s\": %s",
+					   path, lineno, s, why);
+	}
+	if (rc == 0 && ferror(f))
+		rc = cfg_error_key(p, n, "accept_domains", (long)i, "cannot read %s", path);
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* accept_domains: patterns (domain.h) and "file:PATH" items, read now (so SIGHUP, which
+ * loads a new config, re-reads the files) into cfg->accept_set. An empty list leaves it NULL:
+ * every domain is accepted. 0 or -1 after reporting. */
+static int accept_domains_build(struct cfg_parse *p, struct fy_node *n, struct mx_config *c)
+{
+	int rc = 0;
+
+	if (c->accept_domains.n == 0)
+		return 0;
+	c->accept_set = domain_set_new();
+	if (c->accept_set == NULL)
+		return cfg_error_key(p, n, "accept_domains", -1, "out of memory");
+	for (size_t i = 0; i < c->accept_domains.n; i++) {
+		const char *item = c->accept_domains.v[i], *why;
+
+		if (strncmp(item, "file:", 5) == 0) {
+			if (accept_domains_read_file(p, n, i, item + 5, c->accept_set) < 0)
+				rc = -1;
+		} else if (domain_set_add(c->accept_set, item, &why) != 0) {
+			rc = cfg_error_key(p, n, "accept_domains", (long)i, "\"%s\": %s", item, why);
+		}
+	}
+	if (rc == 0 && domain_set_count(c->accept_set) == 0)
+		rc = cfg_error_key(p, n, "accept_domains", -1,
+				   "the files name no domain: that would refuse every recipient");
+	return rc;
+}
+
+int config_warnings(const struct mx_config *cfg, void *err_fp)
+{
+	int n = 0;
+
+	if (cfg->accept_set == NULL) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: accept_domains is empty: every recipient domain is "
+				"accepted and the backends alone decide what is relayed\n", cfg->path);
+		n++;
+	}
+	return n;
+}
+
 static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct mx_config *c = obj;
@@ -395,6 +481,8 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		if (cfg_parse_backend_url(c->quarantine, &u, &err) < 0)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
 	}
+	if (accept_domains_build(p, n, c) < 0)
+		rc = -1;
 	return rc;
 }
 
@@ -402,7 +490,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 12
+#define CONFIG_CORE_KEYS 13
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -438,6 +526,8 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  .doc = "Prometheus metrics endpoint" },
 	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
 	  .doc = "backend URL quarantined messages go to, e.g. maildir:/var/spool/mxgate/quarantine (default: none)" },
+	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
+	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1; empty = every domain (-t warns)" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

@@ -16,6 +16,8 @@
 
 #include "cfg.h"
 
+struct domain_set;
+
 /* ---------------------------------------------------------------- the daemon's config */
 
 enum listen_tls { LISTEN_TLS_NONE = 0, LISTEN_TLS_STARTTLS, LISTEN_TLS_IMPLICIT };
@@ -30,6 +32,7 @@ struct listen_config {
 struct tls_config { char *certificate; char *key; char *ciphers; int min_version; /* 0=1.2 1=1.3 */ };
 
 enum bare_lf_policy { BARE_LF_REJECT = 0, BARE_LF_NORMALIZE };
+enum nul_policy { NUL_REJECT = 0, NUL_STRIP };
 struct limits_config {
 	long max_connections;
 	long max_connections_per_ip;
@@ -40,6 +43,7 @@ struct limits_config {
 	uint64_t data_deadline;     /* ms, the whole DATA phase */
 	uint64_t drain_timeout;     /* ms */
 	int bare_lf;                /* enum bare_lf_policy */
+	int nul;                    /* enum nul_policy: NUL octets in DATA (never relayed) */
 	long max_line_length;       /* command line incl. CRLF, >= 512 (RFC 5321 4.5.3.1.4) */
 	long max_errors;            /* errors per session before 421 and disconnect */
 	uint64_t memory_threshold;  /* message bytes held in memory before spilling to a file */
@@ -85,6 +89,8 @@ struct mx_config {
 	int log_level;              /* top-level alias `log_level:` (enum log_level) */
 	struct metrics_config { char *listen; } metrics;
 	char *quarantine;           /* backend URL for quarantined messages (e.g. maildir:/var/spool/mxgate/quarantine) */
+	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
+	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
 	/* every module's section, in the order of modules.def: dns, dnsbl, ratelimit, ... */
 #define MX_SECTION(type, name) type name;
 #define MX_LIST(type, name) struct cfg_list name;   /* items: type */
@@ -100,6 +106,9 @@ struct mx_config {
  * and *out is NULL. */
 int config_load(const char *path, struct mx_config **out, void *err_fp /* FILE * */);
 void config_free(struct mx_config *cfg);
+/* `mxgate -t` warnings that do not make the config invalid (an empty accept_domains: the
+ * backends alone then decide relaying). Prints them to err_fp; returns how many. */
+int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);

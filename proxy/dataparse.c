@@ -60,6 +60,15 @@ dataparse_bare_eol(struct dataparse *p, dataparse_out_fn out, void *arg)
     return dataparse_emit_eol(p, out, arg);
 }
 
+/* A NUL octet: never passed on (RFC 5321 2.3.8 allows none in text; a backend may end a
+ * line or the string there), only noted; the session rejects or accepts per limits.nul. */
+static void
+dataparse_nul(struct dataparse *p)
+{
+    p->nul_seen = true;
+    p->nuls++;
+}
+
 /* A dot line ("." or "..") that must not become a lone "." of content: written as "..". */
 static int
 dataparse_emit_dotdot(struct dataparse *p, dataparse_out_fn out, void *arg)
@@ -87,6 +96,11 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
             if (c == '.') {
                 p->state = DP_DOT;
                 i++;
+            } else if (c == '\0') {
+                /* dropped, and the line no longer starts here: "\0.\r\n" is content */
+                dataparse_nul(p);
+                i++;
+                p->state = DP_MID;
             } else if (c == '\r') {
                 p->state = DP_MID_CR;
                 i++;
@@ -102,6 +116,11 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
             if (c == '.') {
                 p->state = DP_DOTDOT;
                 i++;
+            } else if (c == '\0') {
+                /* the stuffing dot is deleted as before any other octet; the NUL too */
+                dataparse_nul(p);
+                i++;
+                p->state = DP_MID;
             } else if (c == '\r') {
                 p->state = DP_DOT_CR;
                 i++;
@@ -169,13 +188,16 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
             break;
         case DP_MID: {
             size_t j = i;
-            while (j < len && in[j] != '\r' && in[j] != '\n')
+            while (j < len && in[j] != '\r' && in[j] != '\n' && in[j] != '\0')
                 j++;
             if (dataparse_emit(p, in + i, j - i, out, arg) != 0)
                 return -1;
             i = j;
             if (i < len) {
-                if (in[i] == '\r') {
+                if (in[i] == '\0') {
+                    dataparse_nul(p);
+                    i++;
+                } else if (in[i] == '\r') {
                     p->state = DP_MID_CR;
                     i++;
                 } else {

@@ -18,6 +18,8 @@ struct dataparse {
     uint64_t max_line;          /* longest content line seen (octets without CRLF) */
     uint64_t cur_line;          /* private */
     bool weak;                  /* private: this line started after a bare CR/LF */
+    bool nul_seen;              /* a NUL octet was seen (and dropped) */
+    uint64_t nuls;              /* how many */
 };
 
 void dataparse_init(struct dataparse *p, enum data_bare_lf policy);
@@ -35,6 +37,10 @@ typedef int (*dataparse_out_fn)(void *arg, const char *data, size_t len);
  * DATA_BARE_LF_NORMALIZE a bare LF becomes CRLF and a bare CR becomes CRLF too. In no mode
  * can "\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r.\r\n" end the message or make the output
  * contain a line that is a lone "." — the output is re-stuffed and sent to a backend.
+ * A NUL octet is never passed to out: it is dropped and sets p->nul_seen (the session
+ * rejects the message or accepts it without them, per limits.nul); a line that starts
+ * with NUL does not start with its next octet, so "<CRLF>NUL.<CRLF>" is content, not the
+ * end (it reaches the backend as a stuffed "..").
  * A split anywhere (byte by byte) gives the same result as one buffer. */
 ssize_t dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn out,
                        void *arg, int *done);

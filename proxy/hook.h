@@ -76,6 +76,10 @@ enum hdr_edit_op { HDR_ADD = 0 /* append at end of header */, HDR_INSERT /* at i
 	HDR_DELETE_ALL /* every header with this name */ };
 struct hdr_edit { enum hdr_edit_op op; char *name; char *value; int index; };
 
+/* What is known of a client name (Postfix's peer status codes, as XCLIENT sends them):
+ * not looked up (yet), found, temporarily unavailable (DNS trouble), unavailable. */
+enum hook_name_status { HOOK_NAME_UNKNOWN = 0, HOOK_NAME_OK, HOOK_NAME_TEMP, HOOK_NAME_PERM };
+
 struct rcpt { char *addr; char *params; int status; /* last backend reply code */ };
 
 /* What modules learn about a transaction and tell the ones that learn from outcomes
@@ -102,7 +106,11 @@ struct hook_env {
 	char client_ip[46];
 	int client_port;
 	struct sockaddr_storage local;
-	char client_name[256];                /* reverse DNS name, "" until known */
+	char client_name[256];                /* forward-confirmed reverse DNS name (filters/rdns.c),
+	                                         "" until known or when there is none */
+	char client_ptr[256];                 /* the PTR name, not confirmed; "" when none */
+	int client_name_status;               /* enum hook_name_status of client_name */
+	int client_ptr_status;                /* enum hook_name_status of client_ptr */
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];

@@ -328,6 +328,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
+		config_warnings(cfg, stderr);
 		if (cfg->tls.certificate && cfg->tls.key) {
 			char tlserr[256];
 			struct tls_ctx *t = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key,
@@ -405,6 +406,10 @@ int main(int argc, char **argv)
 		log_event(LOG_LVL_INFO, NULL, "event=listening address=%s workers=%d tls=%d proxy_protocol=%d",
 		    lv[i].address, nworkers, lv[i].tls, lv[i].proxy_protocol);
 	log_event(LOG_LVL_INFO, NULL, "event=started version=%s config=%s", MX_VERSION, config_path);
+	if (cfg->accept_set == NULL)
+		/* INTERFACE.md: an empty accept_domains is a `-t` warning; at start it is a notice. */
+		log_event(LOG_LVL_INFO, NULL, "event=config_notice key=accept_domains "
+		    "reason=\"empty: every recipient domain is accepted, the backends decide relaying\"");
 	uv_run(main_loop, UV_RUN_DEFAULT);
 
 	/* Workers drain (bounded by drain_timeout); give them a little more, then go. */

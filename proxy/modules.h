@@ -21,6 +21,7 @@
 #include "filters/dnsbl.h"
 #include "filters/greylist.h"
 #include "filters/helo.h"
+#include "filters/rdns.h"
 #include "filters/ratelimit.h"
 #include "filters/reputation.h"
 #include "filters/senderauth.h"

@@ -88,6 +88,7 @@ struct relay {
 	struct tlsconn *tls;
 	const struct hook_env *open_env; /* while opening: the client to announce */
 	bool reused_fresh;               /* taken from the idle list, no reply seen since */
+	bool xclient_again;              /* the XCLIENT in flight re-announces a pooled connection */
 	bool clean;                      /* no transaction open (after the final reply or RSET) */
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
 };
@@ -486,6 +487,16 @@ static bool relay_xclient_has(const struct relay *r, const char *attr)
 	return false;
 }
 
+/* A client name as Postfix's XCLIENT takes it (XCLIENT_README): the name when known,
+ * "[TEMPUNAVAIL]" after a temporary DNS failure (the backend answers 4xx where a missing
+ * name matters), else "[UNAVAILABLE]". */
+static const char *relay_xclient_name(const char *name, int status)
+{
+	if (status == HOOK_NAME_OK && name[0])
+		return name;
+	return status == HOOK_NAME_TEMP ? "[TEMPUNAVAIL]" : "[UNAVAILABLE]";
+}
+
 /* Builds the XCLIENT line for env into r->pending_ident. */
 static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 {
@@ -496,8 +507,12 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 
 	o += (size_t)snprintf(out + o, cap - o, "XCLIENT");
 	if (relay_xclient_has(r, "NAME")) {
-		relay_xtext(v, sizeof(v), env->client_name[0] ? env->client_name : "[UNAVAILABLE]");
+		relay_xtext(v, sizeof(v), relay_xclient_name(env->client_name, env->client_name_status));
 		o += (size_t)snprintf(out + o, cap - o, " NAME=%s", v);
+	}
+	if (relay_xclient_has(r, "REVERSE_NAME")) {
+		relay_xtext(v, sizeof(v), relay_xclient_name(env->client_ptr, env->client_ptr_status));
+		o += (size_t)snprintf(out + o, cap - o, " REVERSE_NAME=%s", v);
 	}
 	if (relay_xclient_has(r, "ADDR")) {
 		/* Postfix XCLIENT: IPv6 as IPV6:addr; a v4-mapped client is its IPv4 address */
@@ -601,8 +616,22 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 		r->state = RELAY_TLS_HANDSHAKE;
 		relay_arm(r, relay_cfg(r)->reply_timeout);
 		return;
-	case RELAY_XCLIENT:
+	case RELAY_XCLIENT: {
+		bool again = r->xclient_again;
+
+		r->xclient_again = false;
 		/* Postfix answers 220 (a new greeting); some sinks answer 250. */
+		if (code != 220 && code != 250 && again) {
+			/* A second XCLIENT on a pooled connection: Postfix checks it against the
+			 * client the first one announced and refuses. Never carry on under that
+			 * other client's identity: drop the connection as stale (the session opens
+			 * another, not counted as an attempt) and reuse only same-client ones. */
+			atomic_store(&r->b->xclient_once, 1);
+			log_event(LOG_LVL_INFO, NULL, "event=xclient_once backend=%s reply=\"%.100s\"", r->b->url, text);
+			r->reused_fresh = true;
+			relay_fail(r, "XCLIENT refused on a pooled connection");
+			return;
+		}
 		if (code != 220 && code != 250) {
 			/* The backend refused our identity: it still works, without it. */
 			log_event(LOG_LVL_WARNING, NULL, "event=xclient_refused backend=%s reply=\"%.100s\"", r->b->url, text);
@@ -613,6 +642,7 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 		snprintf(r->ident, sizeof(r->ident), "%s", r->pending_ident);
 		relay_send_ehlo(r, RELAY_EHLO_XCLIENT);
 		return;
+	}
 	default:
 		return;
 	}
@@ -635,11 +665,28 @@ static void relay_connect_cb(uv_connect_t *req, int status)
 
 /* ---- the public steps -------------------------------------------------------------- */
 
-static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct shared_gen *g)
+/* Whether idle connection r may carry env's session. With XCLIENT, a connection speaks for
+ * the client it last announced: another client needs a new XCLIENT, which Postfix refuses
+ * (after the first it authorizes the announced client, not us, and stops offering XCLIENT
+ * in its EHLO reply). Such a connection is reused only for the same client: never may a
+ * message go on under the previous client's name. */
+static bool relay_idle_fits(struct relay *r, const struct hook_env *env)
+{
+	if (r->gen->cfg->backends.client_identity != IDENTITY_XCLIENT || r->ident[0] == '\0')
+		return true;
+	relay_build_xclient(r, env);
+	if (strcmp(r->pending_ident, r->ident) == 0)
+		return true;
+	return (r->caps & CAP_XCLIENT) && !atomic_load(&r->b->xclient_once);
+}
+
+/* An idle connection to b of generation g that fits env (see above), or NULL. */
+static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct shared_gen *g,
+    const struct hook_env *env)
 {
 	for (struct relay **pp = &w->idle; *pp; pp = &(*pp)->next_idle) {
 		struct relay *r = *pp;
-		if (r->b == b && r->gen == g) {
+		if (r->b == b && r->gen == g && relay_idle_fits(r, env)) {
 			*pp = r->next_idle;
 			r->next_idle = NULL;
 			w->nidle--;
@@ -659,7 +706,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		cb(arg, NULL, 0, "maildir backends are written directly");
 		return;
 	}
-	if (bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g)) != NULL) {
+	if (bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
 		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
 		r->reused_fresh = true;
 		r->open_cb = cb;
@@ -672,6 +719,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 			relay_build_xclient(r, env);
 			if (strcmp(r->pending_ident, r->ident) != 0) {
 				r->state = RELAY_XCLIENT;
+				r->xclient_again = true;
 				relay_send_line(r, r->pending_ident);
 				return;
 			}

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "conncount.h"
 #include "dataparse.h"
+#include "domain.h"
 #include "headers.h"
 #include "hook.h"
 #include "linebuf.h"
@@ -1508,6 +1509,15 @@ static void session_data_end(struct session *s)
 		session_message_done(s, 550, "bare_lf", "5.6.0 Message contains bare CR or LF line endings, not allowed");
 		return;
 	}
+	if (s->dp.nul_seen && s->cfg->limits.nul == NUL_REJECT) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=nul nuls=%llu client=%s",
+		    (unsigned long long)s->dp.nuls, s->env.client_ip);
+		session_message_done(s, 554, "nul", "5.6.0 Message contains NUL characters, not allowed");
+		return;
+	}
+	if (s->dp.nul_seen)
+		log_event(LOG_LVL_INFO, s->id, "event=nul_stripped nuls=%llu client=%s",
+		    (unsigned long long)s->dp.nuls, s->env.client_ip);
 	if (s->msg_write_error) {
 		session_message_done(s, 451, "spool", "4.3.0 Error: could not store the message, try again later");
 		return;
@@ -1534,6 +1544,28 @@ static bool session_params_ok(struct session *s, const struct smtp_cmd *cmd, con
 		}
 	}
 	return true;
+}
+
+/* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
+ * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c). False
+ * after replying. */
+static bool session_rcpt_allowed(struct session *s, const struct smtp_cmd *cmd)
+{
+	char denied[256];
+	const char *err = smtp_cmd_check_utf8(cmd, strcasestr(s->env.mail_params, "SMTPUTF8") != NULL);
+
+	if (err == NULL && (s->cfg->accept_set == NULL ||
+	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied))))
+		return true;
+	if (err == NULL) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=<%s> domain=%s client=%s",
+		    cmd->addr, denied, s->env.client_ip);
+		counter_inc(COUNTER_RECIPIENTS_REJECTED);
+		err = "550 5.7.1 relaying denied";
+	}
+	session_reply(s, "%s", err);
+	session_error(s);
+	return false;
 }
 
 /* Starts a stage's chain; the callback continues the command (at once when no module
@@ -1640,6 +1672,8 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 			session_error(s);
 			return;
 		}
+		if (!session_rcpt_allowed(s, &cmd))
+			return;
 		free(s->pending_rcpt);
 		free(s->pending_rcpt_params);
 		s->pending_rcpt = strdup(cmd.addr);

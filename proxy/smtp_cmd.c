@@ -1,6 +1,7 @@
 /* smtp_cmd.c — SMTP command line parser (RFC 5321 4.1, 4.5.3.1; RFC 1870 SIZE, RFC 6152
  * 8BITMIME, RFC 3030 BINARYMIME/BDAT, RFC 6531 SMTPUTF8). Pure: no I/O, no allocation. */
 #include "smtp_cmd.h"
+#include "domain.h"
 
 #include <string.h>
 #include <strings.h>
@@ -21,12 +22,7 @@ static const char R_HELO[] = "501 5.5.4 Syntax: HELO hostname";
 static const char R_EHLO[] = "501 5.5.4 Syntax: EHLO hostname";
 static const char R_MAIL[] = "501 5.5.4 Syntax: MAIL FROM:<address>";
 static const char R_RCPT[] = "501 5.5.4 Syntax: RCPT TO:<address>";
-static const char R_BAD_SENDER[] = "501 5.1.7 Bad sender address syntax";
-static const char R_BAD_RCPT[] = "501 5.1.3 Bad recipient address syntax";
 static const char R_NULL_RCPT[] = "501 5.1.3 Null recipient address not allowed";
-static const char R_LOCAL_LONG[] = "501 5.5.4 Local part too long";
-static const char R_DOMAIN_LONG[] = "501 5.5.4 Domain too long";
-static const char R_PATH_LONG[] = "501 5.5.4 Path too long";
 static const char R_PARAM[] = "501 5.5.4 Bad parameter syntax";
 static const char R_PARAMS_MANY[] = "501 5.5.4 Too many parameters";
 static const char R_SIZE[] = "501 5.5.4 Bad SIZE parameter syntax";
@@ -106,48 +102,48 @@ smtp_is_alnum(unsigned char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* RFC 5321 4.1.2 atext (RFC 5322 3.2.3) plus '.', plus UTF-8 octets (RFC 6531 3.3). */
+/* The replies for one direction: X.1.7 is the sender's address, X.1.3 the recipient's
+ * (RFC 3463 3.2); X.6.7 a non-ASCII address without SMTPUTF8 (RFC 6531 3.7.4.2). */
+struct smtp_addr_replies {
+    const char *bad, *local_long, *domain_long, *path_long, *literal, *utf8;
+};
+
+static const struct smtp_addr_replies smtp_sender_replies = {
+    "501 5.1.7 Bad sender address syntax",
+    "501 5.1.7 Bad sender address syntax: local part over 64 octets",
+    "501 5.1.7 Bad sender address syntax: domain over 255 octets or a label over 63",
+    "501 5.1.7 Bad sender address syntax: path over 256 octets",
+    "553 5.1.7 Sender address literal not supported",
+    "553 5.6.7 Non-ASCII sender address needs SMTPUTF8",
+};
+
+static const struct smtp_addr_replies smtp_rcpt_replies = {
+    "501 5.1.3 Bad recipient address syntax",
+    "501 5.1.3 Bad recipient address syntax: local part over 64 octets",
+    "501 5.1.3 Bad recipient address syntax: domain over 255 octets or a label over 63",
+    "501 5.1.3 Bad recipient address syntax: path over 256 octets",
+    "553 5.1.3 Recipient address literal not supported",
+    "553 5.6.7 Non-ASCII recipient address needs SMTPUTF8",
+};
+
+/* RFC 5321 4.1.2 atext (RFC 5322 3.2.3), ASCII only. */
 static bool
-smtp_is_dotstring_char(unsigned char c)
+smtp_is_atext(unsigned char c)
 {
-    if (smtp_is_alnum(c) || c == '.' || c >= 0x80)
-        return true;
-    return strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL && c != 0;
+    return smtp_is_alnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
-/* Domain name octets: letters, digits, '-', '.', '_' (seen in the wild), UTF-8 (U-labels). */
-static bool
-smtp_is_domain_char(unsigned char c)
+/* Checks a domain or address literal of n octets (domain.c); NULL or the reply. */
+static const char *
+smtp_check_domain(const char *d, size_t n, const struct smtp_addr_replies *r, bool *utf8)
 {
-    return smtp_is_alnum(c) || c == '-' || c == '.' || c == '_' || c >= 0x80;
-}
-
-/* Checks a domain or address literal of n octets. 0 if acceptable. */
-static int
-smtp_check_domain(const char *d, size_t n)
-{
-    if (n == 0)
-        return -1;
-    if (d[0] == '[') {
-        /* RFC 5321 4.1.3 address literal: [dcontent], no nested brackets or backslash */
-        if (n < 3 || d[n - 1] != ']')
-            return -1;
-        for (size_t i = 1; i + 1 < n; i++) {
-            unsigned char c = (unsigned char)d[i];
-            if (c == '[' || c == ']' || c == '\\' || c == ' ' || smtp_is_ctl(c) || c >= 0x80)
-                return -1;
-        }
-        return 0;
+    switch (domain_check(d, n, utf8)) {
+    case DOMAIN_OK: return NULL;
+    case DOMAIN_TOO_LONG: return r->domain_long;
+    case DOMAIN_LITERAL_UNSUPPORTED: return r->literal;
+    case DOMAIN_BAD: break;
     }
-    if (d[0] == '.' || d[0] == '-')
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (!smtp_is_domain_char((unsigned char)d[i]))
-            return -1;
-        if (d[i] == '.' && i + 1 < n && d[i + 1] == '.')
-            return -1;
-    }
-    return 0;
+    return r->bad;
 }
 
 /* Finds the '>' closing a path that starts at s[0] == '<', honouring quoted strings and
@@ -180,49 +176,97 @@ smtp_find_path_end(const char *s, size_t n)
     return -1;
 }
 
-/* Validates mailbox m[0..n) (no <>, no source route): local-part "@" domain, or a bare
- * "postmaster" when allow_postmaster. Returns NULL or the reply for the error. */
-static const char *
-smtp_check_mailbox(const char *m, size_t n, bool allow_postmaster, const char *bad)
+/* The run of non-ASCII octets at m[0..n) (m[0] >= 0x80): its length when it is well-formed
+ * UTF-8 (RFC 6531 3.3; *utf8 is then set), else 0. */
+static size_t
+smtp_utf8_run(const char *m, size_t n, bool *utf8)
+{
+    size_t k = 1;
+    while (k < n && (unsigned char)m[k] >= 0x80)
+        k++;
+    if (!domain_utf8_valid(m, k))
+        return 0;
+    *utf8 = true;
+    return k;
+}
+
+/* Length of the RFC 5321 4.1.2 Local-part at the start of m[0..n): a Dot-string (atoms
+ * separated by single dots: no leading, trailing or doubled dot) or a Quoted-string
+ * (qtextSMTP and quoted-pairSMTP), with UTF-8 octets in either (RFC 6531 3.3, reported via
+ * *utf8). Returns the octets up to the '@' or the end, or -1 on a syntax error. */
+static long
+smtp_local_part_len(const char *m, size_t n, bool *utf8)
 {
     size_t i = 0;
+
     if (n > 0 && m[0] == '"') {
-        /* RFC 5321 4.1.2 Quoted-string */
         for (i = 1; i < n; i++) {
             unsigned char c = (unsigned char)m[i];
-            if (c == '\\') {
-                i++;
-                continue;
-            }
             if (c == '"')
                 break;
+            if (c == '\\') {
+                /* quoted-pairSMTP = %d92 %d32-126 */
+                if (i + 1 >= n || m[i + 1] < 32 || m[i + 1] > 126)
+                    return -1;
+                i++;
+            } else if (c >= 0x80) {
+                size_t k = smtp_utf8_run(m + i, n - i, utf8);
+                if (k == 0)
+                    return -1;
+                i += k - 1;
+            } else if (c < 32 || c == 127) {
+                return -1;
+            }
         }
-        if (i >= n)
-            return bad;
-        i++;                            /* past the closing quote */
-        if (i >= n || m[i] != '@')
-            return bad;
-    } else {
-        for (i = 0; i < n && m[i] != '@'; i++)
-            if (!smtp_is_dotstring_char((unsigned char)m[i]))
-                return bad;
-        if (i == n) {
-            if (allow_postmaster && n == 10 && strncasecmp(m, "postmaster", 10) == 0)
-                return NULL;
-            return bad;
-        }
-        if (i == 0)
-            return bad;
+        if (i >= n || i == 1)           /* unterminated, or "" (no zero-length local part) */
+            return -1;
+        return (long)i + 1;
     }
-    if (i > SMTP_MAX_LOCAL)
-        return R_LOCAL_LONG;
-    const char *dom = m + i + 1;
-    size_t dlen = n - i - 1;
-    if (dlen > SMTP_MAX_DOMAIN)
-        return R_DOMAIN_LONG;
-    if (smtp_check_domain(dom, dlen) != 0)
-        return bad;
-    return NULL;
+    bool atom = false;                  /* inside an atom (after at least one atext) */
+    for (i = 0; i < n && m[i] != '@'; i++) {
+        unsigned char c = (unsigned char)m[i];
+        if (c == '.') {
+            if (!atom)                  /* leading or doubled dot */
+                return -1;
+            atom = false;
+        } else if (c >= 0x80) {
+            size_t k = smtp_utf8_run(m + i, n - i, utf8);
+            if (k == 0)
+                return -1;
+            atom = true;
+            i += k - 1;
+        } else if (smtp_is_atext(c)) {
+            atom = true;
+        } else {
+            return -1;
+        }
+    }
+    if (!atom)                          /* empty, or a trailing dot */
+        return -1;
+    return (long)i;
+}
+
+/* Validates mailbox m[0..n) (no <>, no source route): Local-part "@" (Domain /
+ * address-literal), or a bare "postmaster" when allow_postmaster (RFC 5321 4.1.1.3).
+ * Lengths per RFC 5321 4.5.3.1.1-2. *utf8 is set when any part holds UTF-8. Returns NULL
+ * or the reply for the error. */
+static const char *
+smtp_check_mailbox(const char *m, size_t n, bool allow_postmaster,
+                   const struct smtp_addr_replies *r, bool *utf8)
+{
+    bool dutf8 = false;
+
+    if (allow_postmaster && n == 10 && strncasecmp(m, "postmaster", 10) == 0)
+        return NULL;
+    long l = smtp_local_part_len(m, n, utf8);
+    if (l < 0 || (size_t)l >= n || m[l] != '@')
+        return r->bad;
+    if (l > SMTP_MAX_LOCAL)
+        return r->local_long;
+    const char *err = smtp_check_domain(m + l + 1, n - (size_t)l - 1, r, &dutf8);
+    if (dutf8)
+        *utf8 = true;
+    return err;
 }
 
 /* Checks an A-d-l source route "@a,@b" (RFC 5321 4.1.2). 0 if acceptable. */
@@ -234,7 +278,7 @@ smtp_check_route(const char *r, size_t n)
         if (i == n || r[i] == ',') {
             if (i - start < 2 || r[start] != '@')
                 return -1;
-            if (smtp_check_domain(r + start + 1, i - start - 1) != 0)
+            if (domain_check(r + start + 1, i - start - 1, NULL) != DOMAIN_OK)
                 return -1;
             start = i + 1;
         }
@@ -348,7 +392,8 @@ static const char *
 smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
 {
     const char *syntax = is_mail ? R_MAIL : R_RCPT;
-    const char *bad = is_mail ? R_BAD_SENDER : R_BAD_RCPT;
+    const struct smtp_addr_replies *r = is_mail ? &smtp_sender_replies : &smtp_rcpt_replies;
+    const char *bad = r->bad;
     const char *prefix = is_mail ? "FROM:" : "TO:";
     size_t plen = strlen(prefix);
     const char *a = cmd->arg;
@@ -368,7 +413,7 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
         return memchr(s, '>', rest) == NULL ? syntax : bad;
     }
     if ((size_t)end + 1 > SMTP_MAX_PATH)
-        return R_PATH_LONG;
+        return r->path_long;
     const char *after = s + end + 1;
     if (*after != '\0' && *after != ' ')
         return syntax;
@@ -389,7 +434,7 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
         if (!is_mail)
             return R_NULL_RCPT;
     } else {
-        const char *err = smtp_check_mailbox(inner, ilen, !is_mail, bad);
+        const char *err = smtp_check_mailbox(inner, ilen, !is_mail, r, &cmd->addr_utf8);
         if (err != NULL)
             return err;
     }
@@ -405,7 +450,21 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
     cmd->params_raw = (char *)after;    /* a suffix of arg (already trimmed) */
     size_t prlen = strlen(after);
     memcpy(x, after, prlen + 1);
-    return smtp_parse_params(cmd, x);
+    const char *err = smtp_parse_params(cmd, x);
+    /* RFC 6531 3.4: a non-ASCII sender needs MAIL's SMTPUTF8 (a recipient: the session
+     * knows, see smtp_cmd_check_utf8) */
+    if (err == NULL && is_mail && cmd->addr_utf8 && !cmd->smtputf8)
+        err = r->utf8;
+    return err;
+}
+
+/* See smtp_cmd.h. */
+const char *
+smtp_cmd_check_utf8(const struct smtp_cmd *cmd, bool smtputf8)
+{
+    if (!cmd->addr_utf8 || smtputf8)
+        return NULL;
+    return cmd->verb == SMTP_MAIL ? smtp_sender_replies.utf8 : smtp_rcpt_replies.utf8;
 }
 
 /* BDAT chunk-size [LAST] (RFC 3030 2). */
@@ -442,6 +501,7 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
     cmd->size = 0;
     cmd->body = SMTP_BODY_NONE;
     cmd->smtputf8 = false;
+    cmd->addr_utf8 = false;
     cmd->last = false;
 
     /* the verb: up to the first space */

@@ -37,6 +37,7 @@ struct smtp_cmd {
     char buf[1100];     /* storage for the strings above; commands are <= 1000 octets here */
     /* Additions: */
     bool last;          /* BDAT ... LAST (the chunk size is in size) */
+    bool addr_utf8;     /* MAIL / RCPT: the address holds UTF-8 (RFC 6531) */
     char xbuf[1100];    /* storage for addr and the split params */
 };
 
@@ -45,15 +46,24 @@ struct smtp_cmd {
  * "500 5.5.2 Syntax error, command unrecognized" (verb SMTP_UNKNOWN). cmd->verb is set even
  * on error when the verb was recognised. Verbs are case-insensitive.
  * MAIL FROM:<addr> [params] and RCPT TO:<addr> [params]: accept "FROM: <addr>"; reject a
- * missing <>; strip a source route <@a,@b:u@d>; check RFC 5321 4.5.3.1 (local-part <= 64,
- * domain <= 255, path <= 256); reject control chars and unbalanced brackets/quotes; allow
- * quoted local parts; allow UTF-8 octets. RCPT TO:<Postmaster> is valid. Null sender <>
+ * missing <>; strip a source route <@a,@b:u@d> (RFC 5321 4.1.1.3, C); the mailbox follows
+ * RFC 5321 4.1.2: a Dot-string local part (atext atoms, single inner dots) or a
+ * Quoted-string (kept exactly as sent, quotes included), "@", a Domain (domain.c: LDH labels,
+ * '_' tolerated, one trailing root dot) or an IPv4/IPv6 address literal; lengths per
+ * 4.5.3.1 (local part <= 64, domain <= 255, label <= 63, path <= 256). Errors: 501 5.1.7
+ * (sender) / 501 5.1.3 (recipient) for syntax and lengths, 553 5.1.7 / 553 5.1.3 for a
+ * General-address-literal, 553 5.6.7 for a non-ASCII sender without SMTPUTF8 (RFC 6531;
+ * UTF-8 must be well-formed). A recipient's UTF-8 only sets addr_utf8: check it with
+ * smtp_cmd_check_utf8 against the transaction. RCPT TO:<Postmaster> is valid. Null sender <>
  * only for MAIL. Params: keyword[=value] separated by spaces, max SMTP_MAX_PARAMS, SIZE
  * digits, BODY=7BIT|8BITMIME|BINARYMIME, SMTPUTF8 without value; unknown keywords are kept.
  * Lines containing NUL are syntax errors, so are other control characters (TAB aside).
  * HTTP verbs return -1 with verb SMTP_HTTP (the session should close the connection).
  * BDAT <size> [LAST] fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
+/* A MAIL or RCPT whose address holds UTF-8 in a transaction without SMTPUTF8 (RFC 6531
+ * 3.4): returns "553 5.6.7 ..." for it; NULL when the address is ASCII or smtputf8 is set. */
+const char *smtp_cmd_check_utf8(const struct smtp_cmd *cmd, bool smtputf8);
 /* Upper-case name of v ("MAIL", "UNKNOWN", "HTTP"); static string. */
 const char *smtp_verb_name(enum smtp_verb v);
 

@@ -14,13 +14,15 @@ libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libps
 #   clamav-daemon, clamdscan: clamd    spamassassin, spamd, spamc: spamd + the stock rules
 #   python3, python3-milter: tests/peers/mx_milter.py    opendkim, opendkim-tools, clamav-milter
 #   python3-dkim, python3-nacl, python3-authres (dkimpy: DKIM/Ed25519/ARC signing), dnsmasq-base:
-#   test_senderauth.py and bench_senderauth.sh
+#   test_senderauth.py and bench_senderauth.sh, test_edge_postfix.py (client PTR records)
 PEER_PKGS="postfix swaks openssl rbldnsd redis-server clamav-daemon clamdscan
 spamassassin spamd spamc python3 python3-milter opendkim opendkim-tools clamav-milter
 netcat-openbsd procps python3-dkim python3-nacl python3-authres dnsmasq-base"
 # chromium: the status page test (tests/integration/test_statuspage.py); man-db, groff-base: the
 # manuals test (tests/integration/test_manpages.sh)
 PEER_PKGS="$PEER_PKGS chromium man-db groff-base"
+# dovecot-core: test_edge_dovecot.py (SMTP AUTH)    haproxy: bench_core's L4 baseline
+PEER_PKGS="$PEER_PKGS dovecot-core haproxy"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,5 +1,5 @@
 /* fuzz_dataparse.c — the DATA decoder: split-independence, the exact end of data, clean
- * CRLF content, and the stuffing round trip (encode then decode gives the content back and
+ * CRLF content without NULs, and the stuffing round trip (encode then decode gives the content back and
  * a strict reader sees "." only as the final line). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,7 +60,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t ua = decode(in, len, len ? len : 1, pol, &a, &da, &pa);
     size_t ub = decode(in, len, step, pol, &b, &db, &pb);
     if (ua != ub || da != db || a.len != b.len || (a.len && memcmp(a.buf, b.buf, a.len)) ||
-        pa.bad_line_ending != pb.bad_line_ending || pa.bytes != a.len || pa.max_line != pb.max_line)
+        pa.bad_line_ending != pb.bad_line_ending || pa.bytes != a.len || pa.max_line != pb.max_line ||
+        pa.nuls != pb.nuls)
+        abort();
+    /* NULs are counted and never passed on */
+    size_t nuls = 0;
+    for (size_t i = 0; i < ua; i++)
+        nuls += in[i] == '\0';
+    if (pa.nuls != nuls || pa.nul_seen != (nuls > 0) || (a.len && memchr(a.buf, '\0', a.len)))
         abort();
 
     /* the end is exactly the first <CRLF>.<CRLF>, counting DATA's own CRLF */

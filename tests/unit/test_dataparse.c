@@ -210,6 +210,75 @@ test_counters_and_errors(void **state)
     free(s.buf);
 }
 
+/* NUL octets: dropped in every mode, noted, never an end of data or a lone "." line. The
+ * input strings hold NULs, so they carry their length. */
+struct nul_row {
+    const char *label;
+    const char *in;
+    size_t len;
+    const char *content;
+    int done;
+    size_t nuls;
+};
+
+#define NR(label, in, content, done, nuls) { label, in, sizeof(in) - 1, content, done, nuls }
+static const struct nul_row nul_rows[] = {
+    NR("NUL inside a line", "a\0b\r\n.\r\n", "ab\r\n", 1, 1),
+    NR("NUL at line start", "\0a\r\n.\r\n", "a\r\n", 1, 1),
+    NR("scanner: CRLF NUL . CRLF is no end", "a\r\n\0.\r\nMAIL FROM:<x@y>\r\n.\r\n",
+       "a\r\n.\r\nMAIL FROM:<x@y>\r\n", 1, 1),
+    NR("first line NUL . CRLF", "\0.\r\nb\r\n.\r\n", ".\r\nb\r\n", 1, 1),
+    NR("dot NUL CRLF", "a\r\n.\0\r\nb\r\n.\r\n", "a\r\n\r\nb\r\n", 1, 1),
+    NR("dot dot NUL", "..\0\r\n.\r\n", ".\r\n", 1, 1),
+    NR("NUL before the end", "a\0\r\n.\r\n", "a\r\n", 1, 1),
+    NR("NUL between CR and LF", "a\r\0\n.\r\n.\r\n", "a\r\n\r\n..\r\n", 1, 1),
+    NR("run of NULs", "\0\0\0\r\n.\r\n", "\r\n", 1, 3),
+    NR("NUL after the end is not read", "a\r\n.\r\n\0", "a\r\n", 1, 0),
+    NR("only NULs, not ended", "\0\0", "", 0, 2),
+};
+
+static void
+test_nul(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < sizeof(nul_rows) / sizeof(nul_rows[0]); r++) {
+        const struct nul_row *row = &nul_rows[r];
+        for (size_t step = 1; step <= row->len; step++) {
+            struct dataparse p;
+            struct sink s;
+            int done;
+            dataparse_init(&p, DATA_BARE_LF_REJECT);
+            sink_init(&s);
+            feed_all(&p, row->in, row->len, step, 0, &s, &done);
+            if (done != row->done)
+                fail_msg("%s (step %zu): done %d", row->label, step, done);
+            if (s.len != strlen(row->content) || memcmp(s.buf, row->content, s.len) != 0)
+                fail_msg("%s (step %zu): content '%s'", row->label, step, s.buf);
+            if (memchr(s.buf, '\0', s.len) != NULL)
+                fail_msg("%s (step %zu): a NUL reached the output", row->label, step);
+            if (p.nul_seen != (row->nuls > 0) || p.nuls != row->nuls)
+                fail_msg("%s (step %zu): nuls %llu", row->label, step, (unsigned long long)p.nuls);
+            if (p.bytes != s.len)
+                fail_msg("%s (step %zu): bytes", row->label, step);
+            /* what the backend gets: a strict reader ends only at the final dot */
+            struct sink w;
+            sink_init(&w);
+            struct dotstuff d;
+            dotstuff_init(&d);
+            assert_int_equal(dotstuff_encode(&d, s.buf, s.len, sink_cb, &w), 0);
+            assert_int_equal(dotstuff_finish(&d, sink_cb, &w), 0);
+            for (size_t i = 0, start = 0; i + 1 < w.len; i++)
+                if (w.buf[i] == '\r' && w.buf[i + 1] == '\n') {
+                    if (i - start == 1 && w.buf[start] == '.' && i + 2 != w.len)
+                        fail_msg("%s: the wire ends early", row->label);
+                    start = i + 2;
+                }
+            free(w.buf);
+            free(s.buf);
+        }
+    }
+}
+
 /* Stuffs content and terminates it. */
 static void
 encode(const char *c, size_t len, size_t step, struct sink *w)
@@ -332,6 +401,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_counters_and_errors),
+        cmocka_unit_test(test_nul),
         cmocka_unit_test(test_encoder),
         cmocka_unit_test(test_round_trip_exhaustive),
     };

@@ -1,5 +1,6 @@
 /* test_helo.c — the HELO syntax table, and the module through the chain: claims-to-be-us,
- * address-literal mismatch, per-test actions, FCrDNS against a fake DNS server. */
+ * address-literal mismatch, per-test actions, FCrDNS (the rdns module's lookup, judged by
+ * helo) against a fake DNS server. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,10 +12,12 @@
 
 #include "filters/helo.h"
 #include "filters/dns.h"
+#include "filters/rdns.h"
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "fake_dns.h"
+#include "stage_fixture.h"
 
 static void test_syntax_table(void **state)
 {
@@ -78,9 +81,9 @@ struct fixture {
 	char *resolvers[1];
 	char resolver[64];
 	struct chain_modules mods;
-	struct chain_entry entry;
+	struct chain_entry entries[2];
 	uv_timer_t timer;
-	int slot;
+	int slot, rdns_slot;
 };
 
 static int setup_with(void **state, int fcrdns_action)
@@ -106,14 +109,26 @@ static int setup_with(void **state, int fcrdns_action)
 	h->claims_us = (struct helo_test_config){ true, HELO_ACTION_REJECT, 3 };
 	h->literal_mismatch = (struct helo_test_config){ true, HELO_ACTION_SCORE, 1 };
 	h->fcrdns = (struct helo_test_config){ true, fcrdns_action, 1 };
-	f->slot = -1;
-	for (size_t i = 0; i < hook_nmodules; i++)
+	f->slot = f->rdns_slot = -1;
+	for (size_t i = 0; i < hook_nmodules; i++) {
 		if (hook_modules[i] == &helo_module)
 			f->slot = (int)i;
-	assert_true(f->slot >= 0);
+		if (hook_modules[i] == &rdns_module)
+			f->rdns_slot = (int)i;
+	}
+	/* the FCrDNS test judges the answer of the rdns module, earlier in the chain */
+	assert_true(f->slot >= 0 && f->rdns_slot >= 0 && f->rdns_slot < f->slot);
 	assert_int_equal(helo_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
-	f->slot = 0;   /* the only entry */
-	chain_modules_single(&f->mods, &f->entry, &helo_module, ws);
+	/* two entries, as in the chain: rdns first, then helo_checks */
+	f->entries[1] = (struct chain_entry){ &helo_module, ws, helo_module.stages(ws), "helo_checks" };
+	assert_int_equal(rdns_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_non_null(ws);
+	f->entries[0] = (struct chain_entry){ &rdns_module, ws, rdns_module.stages(ws), "rdns" };
+	f->mods.v = f->entries;
+	f->mods.n = 2;
+	f->mods.any_stages = f->entries[0].stages | f->entries[1].stages;
+	f->slot = 1;
+	f->rdns_slot = 0;
 	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
@@ -126,7 +141,8 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	helo_module.worker_free(f->entry.wstate);
+	helo_module.worker_free(f->entries[1].wstate);
+	rdns_module.worker_free(f->entries[0].wstate);
 	uv_close((uv_handle_t *)&f->timer, NULL);
 	fake_dns_stop(&f->fd);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -135,58 +151,17 @@ static int teardown(void **state)
 	return 0;
 }
 
-struct sess { struct hook_env env; struct chain chain; };
-struct run_result { int done; struct verdict v; };
-
-static void done_cb(void *arg, const struct verdict *v)
+static struct verdict run_stage(struct fixture *f, struct stage_sess *s, enum hook_stage st)
 {
-	struct run_result *r = arg;
+	struct verdict v;
 
-	r->done++;
-	r->v = *v;
+	stage_run(&f->loop, s, st, &v);
+	return v;
 }
 
-static void guard_cb(uv_timer_t *t) { *(int *)t->data = 1; }
-
-static struct verdict run_stage(struct fixture *f, struct sess *s, enum hook_stage st)
+static void sess_init(struct fixture *f, struct stage_sess *s, const char *ip, const char *local)
 {
-	struct run_result r = { 0 };
-	uv_timer_t guard;
-	int fired = 0;
-
-	chain_run(&s->chain, st, done_cb, &r);
-	uv_timer_init(&f->loop, &guard);
-	guard.data = &fired;
-	uv_timer_start(&guard, guard_cb, 3000, 0);
-	while (!r.done && !fired)
-		uv_run(&f->loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&guard, NULL);
-	uv_run(&f->loop, UV_RUN_NOWAIT);
-	assert_int_equal(r.done, 1);
-	return r.v;
-}
-
-static void sess_init(struct fixture *f, struct sess *s, const char *ip, const char *local)
-{
-	struct sockaddr_in *sin = (struct sockaddr_in *)&s->env.client;
-	struct sockaddr_in *loc = (struct sockaddr_in *)&s->env.local;
-
-	memset(s, 0, sizeof(*s));
-	s->env.session_id = "t";
-	s->env.loop = &f->loop;
-	s->env.cfg = &f->cfg;
-	sin->sin_family = AF_INET;
-	inet_pton(AF_INET, ip, &sin->sin_addr);
-	loc->sin_family = AF_INET;
-	inet_pton(AF_INET, local, &loc->sin_addr);
-	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "%s", ip);
-	chain_init(&s->chain, &f->mods, &s->env, &f->timer);
-}
-
-static void sess_free(struct sess *s)
-{
-	chain_release(&s->chain);
-	hook_env_free_outputs(&s->env);
+	stage_sess_init(s, &f->loop, &f->cfg, &f->mods, &f->timer, ip, local);
 }
 
 static void test_helo_rows(void **state)
@@ -206,7 +181,7 @@ static void test_helo_rows(void **state)
 	struct fixture *f = *state;
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		struct sess s;
+		struct stage_sess s;
 		struct verdict v;
 
 		sess_init(f, &s, "198.18.2.7", "192.0.2.25");
@@ -220,38 +195,38 @@ static void test_helo_rows(void **state)
 			fail_msg("%s: unexpected %s", rows[i].label, s.env.symbols[0].name);
 		if (v.action == VERDICT_REJECT && (v.code != 550 || strncmp(v.reply, "5.7.1", 5)))
 			fail_msg("%s: %d %s", rows[i].label, v.code, v.reply);
-		sess_free(&s);
+		stage_sess_free(&s);
 	}
 }
 
 static void test_fcrdns(void **state)
 {
 	struct fixture *f = *state;
-	struct sess s;
+	struct stage_sess s;
 
 	sess_init(f, &s, "198.18.1.7", "192.0.2.25");	/* PTR host.test -> A matches */
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
 	assert_string_equal(s.env.client_name, "host.test");
 	assert_null(hook_env_find_symbol(&s.env, "NO_FCRDNS"));
-	sess_free(&s);
+	stage_sess_free(&s);
 
 	sess_init(f, &s, "198.18.2.7", "192.0.2.25");	/* no PTR */
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
 	assert_string_equal(s.env.client_name, "");
 	assert_non_null(hook_env_find_symbol(&s.env, "NO_FCRDNS"));
-	sess_free(&s);
+	stage_sess_free(&s);
 
 	sess_init(f, &s, "198.18.3.7", "192.0.2.25");	/* PTR whose A is elsewhere */
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
 	assert_string_equal(s.env.client_name, "");
 	assert_non_null(hook_env_find_symbol(&s.env, "NO_FCRDNS"));
-	sess_free(&s);
+	stage_sess_free(&s);
 }
 
 static void test_fcrdns_v6(void **state)
 {
 	struct fixture *f = *state;
-	struct sess s;
+	struct stage_sess s;
 	struct sockaddr_in6 *sin6;
 
 	sess_init(f, &s, "198.18.9.9", "192.0.2.25");
@@ -262,27 +237,27 @@ static void test_fcrdns_v6(void **state)
 	snprintf(s.env.client_ip, sizeof(s.env.client_ip), "2001:db8::7");
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
 	assert_string_equal(s.env.client_name, "six.test");	/* PTR by nibbles, AAAA back */
-	sess_free(&s);
+	stage_sess_free(&s);
 }
 
 static void test_fcrdns_action(void **state)
 {
 	struct fixture *f = *state;
-	struct sess s;
+	struct stage_sess s;
 	struct verdict v;
 
 	sess_init(f, &s, "198.18.2.7", "192.0.2.25");
 	v = run_stage(f, &s, HOOK_CONNECT);
 	assert_int_equal(v.action, VERDICT_TEMPFAIL);
 	assert_int_equal(v.code, 450);
-	sess_free(&s);
+	stage_sess_free(&s);
 	/* freed while the PTR is in flight: nothing fires later */
 	{
-		struct run_result r = { 0 };
+		struct stage_result r = { 0 };
 
 		sess_init(f, &s, "198.18.4.7", "192.0.2.25");
-		chain_run(&s.chain, HOOK_CONNECT, done_cb, &r);
-		sess_free(&s);
+		chain_run(&s.chain, HOOK_CONNECT, stage_done_cb, &r);
+		stage_sess_free(&s);
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 		assert_int_equal(r.done, 0);
 	}

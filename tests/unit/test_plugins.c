@@ -660,6 +660,7 @@ static void adapter_setup(struct adapter *a, size_t n, const int *on_error, bool
 	}
 	a->h.cfg->plugins.v = a->pcs;
 	a->h.cfg->plugins.n = n;
+	a->h.cfg->rdns.lookup = RDNS_LOOKUP_NEVER;   /* only the plugin entries in this chain */
 	uv_loop_init(&a->h.loop);
 	uv_timer_init(&a->h.loop, &a->h.timer);
 	assert_int_equal(chain_modules_init(&a->h.mods, a->h.cfg, &a->h.loop, 0), 0);

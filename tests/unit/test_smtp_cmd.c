@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <cmocka.h>
 
 #include "smtp_cmd.h"
@@ -100,8 +101,11 @@ static const struct cmd_row rows[] = {
     { "MAIL source route without mailbox", "MAIL FROM:<@a.b:>", 0, SMTP_MAIL, R_BADS },
     { "MAIL bad source route", "MAIL FROM:<@a.b,c.d:u@e.f>", 0, SMTP_MAIL, R_BADS },
     { "MAIL UTF-8 address", "MAIL FROM:<j\xc3\xb6rg@b\xc3\xbc.de> SMTPUTF8", 0, SMTP_MAIL, NULL, NULL, "j\xc3\xb6rg@b\xc3\xbc.de", "SMTPUTF8" },
+    { "MAIL UTF-8 local part without SMTPUTF8", "MAIL FROM:<j\xc3\xb6rg@b.de>", 0, SMTP_MAIL, "553 5.6.7 Non-ASCII sender address needs SMTPUTF8" },
+    { "MAIL UTF-8 domain without SMTPUTF8", "MAIL FROM:<a@b\xc3\xbc.de> SIZE=10", 0, SMTP_MAIL, "553 5.6.7 Non-ASCII sender address needs SMTPUTF8" },
+    { "MAIL broken UTF-8 even with SMTPUTF8", "MAIL FROM:<j\xc3rg@b.de> SMTPUTF8", 0, SMTP_MAIL, R_BADS },
     { "MAIL local part 64", "MAIL FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.c>", 0, SMTP_MAIL, NULL },
-    { "MAIL local part 65", "MAIL FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.c>", 0, SMTP_MAIL, "501 5.5.4 Local part too long" },
+    { "MAIL local part 65", "MAIL FROM:<aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.c>", 0, SMTP_MAIL, "501 5.1.7 Bad sender address syntax: local part over 64 octets" },
     { "MAIL SIZE", "MAIL FROM:<a@b.c> SIZE=12345", 0, SMTP_MAIL, NULL },
     { "MAIL SIZE not digits", "MAIL FROM:<a@b.c> SIZE=12k", 0, SMTP_MAIL, "501 5.5.4 Bad SIZE parameter syntax" },
     { "MAIL SIZE without value", "MAIL FROM:<a@b.c> SIZE", 0, SMTP_MAIL, "501 5.5.4 Bad SIZE parameter syntax" },
@@ -126,6 +130,119 @@ static const struct cmd_row rows[] = {
     { "RCPT control char", "RCPT TO:<c\x01@d.e>", 0, SMTP_RCPT, "501 5.5.2 Syntax error, control character in command" },
     { "RCPT DEL char", "RCPT TO:<c\x7f@d.e>", 0, SMTP_RCPT, "501 5.5.2 Syntax error, control character in command" },
 };
+
+/* RFC 5321 4.1.2 / 4.5.3.1 / RFC 6531 address syntax, recipient side: one row per rule. */
+#define L64 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define LAB63 "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define R_RLONG "501 5.1.3 Bad recipient address syntax: local part over 64 octets"
+#define R_RDOM "501 5.1.3 Bad recipient address syntax: domain over 255 octets or a label over 63"
+#define R_RLIT "553 5.1.3 Recipient address literal not supported"
+struct addr_row {
+    const char *label;
+    const char *addr;           /* inside RCPT TO:<...> */
+    const char *reply;          /* NULL: accepted */
+    const char *want;           /* the address passed on, when accepted (NULL: same) */
+    bool utf8;
+};
+
+static const struct addr_row addr_rows[] = {
+    { "plain", "user@example.org", NULL },
+    { "every atext", "a!#$%&'*+-/=?^_`{|}~z@example.org", NULL },
+    { "dotted local part", "first.last@example.org", NULL },
+    { "leading dot", ".user@example.org", R_BADR },
+    { "trailing dot in local part", "user.@example.org", R_BADR },
+    { "doubled dot", "us..er@example.org", R_BADR },
+    { "lone dot", ".@example.org", R_BADR },
+    { "bracket in local part", "us[er@example.org", R_BADR },
+    { "comma in local part", "us,er@example.org", R_BADR },
+    { "backslash unquoted", "us\\er@example.org", R_BADR },
+    { "second @ unquoted", "user@other.test@example.org", R_BADR },
+    { "local part 64", L64 "@example.org", NULL },
+    { "local part 65", L64 "a@example.org", R_RLONG },
+    { "quoted 64 incl. quotes", "\"" L64 "\"@example.org", R_RLONG },
+    { "quoted local part kept exact", "\"John  Doe\"@example.org", NULL, "\"John  Doe\"@example.org" },
+    { "quoted @ kept exact", "\"user@other\"@example.org", NULL },
+    { "quoted-pair kept exact", "\"a\\\"b\"@example.org", NULL, "\"a\\\"b\"@example.org" },
+    { "quoted dots need no rules", "\".a..b.\"@example.org", NULL },
+    { "empty quoted local part", "\"\"@example.org", R_BADR },
+    { "quoted then text", "\"a\"b@example.org", R_BADR },
+    { "label 63", "u@" LAB63 ".example.org", NULL },
+    { "label 64", "u@" LAB63 "b.example.org", R_RDOM },
+    { "hyphen inside label", "u@mail-1.example.org", NULL },
+    { "label starts with hyphen", "u@-mail.example.org", R_BADR },
+    { "label ends with hyphen", "u@mail-.example.org", R_BADR },
+    { "underscore tolerated", "u@mail_1.example.org", NULL },
+    { "empty label", "u@example..org", R_BADR },
+    { "domain starts with dot", "u@.example.org", R_BADR },
+    { "one trailing dot", "u@example.org.", NULL, "u@example.org." },
+    { "two trailing dots", "u@example.org..", R_BADR },
+    { "domain is a dot", "u@.", R_BADR },
+    { "bang in domain", "u@ex!ample.org", R_BADR },
+    { "percent in domain", "u@ex%ample.org", R_BADR },
+    { "IPv4 literal", "u@[192.0.2.1]", NULL },
+    { "IPv6 literal", "u@[IPv6:2001:db8::1]", NULL },
+    { "IPv6 literal lower-case tag", "u@[ipv6:::1]", NULL },
+    { "IPv4 literal out of range", "u@[192.0.2.300]", R_BADR },
+    { "IPv4 literal short", "u@[192.0.2]", R_BADR },
+    { "IPv6 literal without tag", "u@[2001:db8::1]", R_RLIT },
+    { "IPv6 literal broken", "u@[IPv6:2001:db8:::1]", R_BADR },
+    { "domain name as literal", "u@[other.test]", R_BADR },
+    { "general literal", "u@[x400:c=us;a=x]", R_RLIT },
+    { "empty literal", "u@[]", R_BADR },
+    { "literal with junk after", "u@[192.0.2.1]x", R_BADR },
+    { "UTF-8 local part", "j\xc3\xb6rg@example.org", NULL, NULL, true },
+    { "UTF-8 quoted local part", "\"j\xc3\xb6 rg\"@example.org", NULL, NULL, true },
+    { "UTF-8 domain", "u@b\xc3\xbc" "cher.example", NULL, NULL, true },
+    { "overlong UTF-8", "\xc0\xafuser@example.org", R_BADR },
+    { "UTF-8 surrogate", "\xed\xa0\x80@example.org", R_BADR },
+    { "truncated UTF-8 in domain", "u@b\xc3.example", R_BADR },
+    { "Latin-1 octet", "j\xf6rg@example.org", R_BADR },
+    { "source route stripped", "@relay.test,@hop.test:u@example.org", NULL, "u@example.org" },
+    { "source route bad hop", "@relay..test:u@example.org", R_BADR },
+    { "source route literal hop", "@[192.0.2.1]:u@example.org", NULL, "u@example.org" },
+    { "Postmaster", "Postmaster", NULL },
+    { "POSTMASTER", "POSTMASTER", NULL },
+    { "postmaster quoted", "\"postmaster\"", R_BADR },
+};
+
+static void
+test_addr_rows(void **state)
+{
+    (void)state;
+    struct smtp_cmd *cmd = malloc(sizeof(*cmd));
+    for (size_t r = 0; r < sizeof(addr_rows) / sizeof(addr_rows[0]); r++) {
+        const struct addr_row *row = &addr_rows[r];
+        char line[1100];
+        const char *reply = NULL;
+        snprintf(line, sizeof(line), "RCPT TO:<%s>", row->addr);
+        memset(cmd, 0x5a, sizeof(*cmd));
+        int rc = smtp_cmd_parse(line, strlen(line), cmd, &reply);
+        if (row->reply == NULL && rc != 0)
+            fail_msg("%s: refused with '%s'", row->label, reply);
+        if (row->reply != NULL && (rc == 0 || strcmp(reply, row->reply) != 0))
+            fail_msg("%s: rc %d reply '%s', want '%s'", row->label, rc, rc ? reply : "(none)", row->reply);
+        if (rc != 0)
+            continue;
+        const char *want = row->want ? row->want : row->addr;
+        if (strcmp(cmd->addr, want) != 0)
+            fail_msg("%s: addr '%s', want '%s'", row->label, cmd->addr, want);
+        if (cmd->addr_utf8 != row->utf8)
+            fail_msg("%s: addr_utf8 %d", row->label, cmd->addr_utf8);
+        /* a recipient's UTF-8 is judged against the transaction */
+        const char *u = smtp_cmd_check_utf8(cmd, false);
+        if (row->utf8 != (u != NULL) || smtp_cmd_check_utf8(cmd, true) != NULL)
+            fail_msg("%s: smtp_cmd_check_utf8", row->label);
+        if (u != NULL && strcmp(u, "553 5.6.7 Non-ASCII recipient address needs SMTPUTF8") != 0)
+            fail_msg("%s: utf8 reply '%s'", row->label, u);
+        /* the same address as a sender (Postmaster aside) */
+        if (strncasecmp(row->addr, "postmaster", 10) == 0)
+            continue;
+        snprintf(line, sizeof(line), "MAIL FROM:<%s>%s", row->addr, row->utf8 ? " SMTPUTF8" : "");
+        if (smtp_cmd_parse(line, strlen(line), cmd, &reply) != 0)
+            fail_msg("%s: refused as a sender with '%s'", row->label, reply);
+    }
+    free(cmd);
+}
 
 static void
 test_rows(void **state)
@@ -220,7 +337,7 @@ test_lengths(void **state)
     /* <a@255> is 259 octets of path: over 256 */
     snprintf(line, sizeof(line), "RCPT TO:<a@%s>", dom);
     assert_int_equal(smtp_cmd_parse(line, strlen(line), &cmd, &reply), -1);
-    assert_string_equal(reply, "501 5.5.4 Path too long");
+    assert_string_equal(reply, "501 5.1.3 Bad recipient address syntax: path over 256 octets");
     /* path of exactly 256 octets */
     snprintf(line, sizeof(line), "RCPT TO:<a@%s>", dom + 3);
     assert_int_equal(smtp_cmd_parse(line, strlen(line), &cmd, &reply), 0);
@@ -249,6 +366,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_params),
+        cmocka_unit_test(test_addr_rows),
         cmocka_unit_test(test_lengths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

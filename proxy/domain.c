@@ -1,0 +1,426 @@
+/* domain.c — domain syntax (RFC 5321 4.1.2, 4.1.3; RFC 6531 3.3), the normal form, and
+ * the pattern set shared by routes and accept_domains. No I/O. */
+#include "domain.h"
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- syntax --------------------------------------------------------------------------- */
+
+static inline bool domain_is_alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* Length of the well-formed UTF-8 sequence at s (n octets left), or 0 (RFC 3629 4). */
+static size_t domain_utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0;          /* no overlong forms */
+		else if (c == 0xed)
+			hi = 0x9f;          /* no surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;          /* <= U+10FFFF */
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/* See domain.h. */
+bool domain_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = domain_utf8_seq(p + i, n - i);
+		if (k == 0)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+/* RFC 5321 4.1.3 address-literal: "[" IPv4 "]", "[IPv6:" IPv6 "]", or a
+ * General-address-literal "[" Ldh-str ":" 1*dcontent "]" (well-formed but unsupported). */
+static enum domain_syntax domain_check_literal(const char *d, size_t n)
+{
+	char buf[64];
+	unsigned char tmp[16];
+	const char *in = d + 1;
+	size_t len;
+
+	if (n < 3 || d[n - 1] != ']')
+		return DOMAIN_BAD;
+	len = n - 2;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+		/* dcontent = %d33-90 / %d94-126 */
+		if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']')
+			return DOMAIN_BAD;
+	}
+	if (len >= 5 && strncasecmp(in, "IPv6:", 5) == 0) {
+		if (len - 5 >= sizeof(buf))
+			return DOMAIN_BAD;
+		memcpy(buf, in + 5, len - 5);
+		buf[len - 5] = '\0';
+		return inet_pton(AF_INET6, buf, tmp) == 1 ? DOMAIN_OK : DOMAIN_BAD;
+	}
+	if (len < sizeof(buf)) {
+		memcpy(buf, in, len);
+		buf[len] = '\0';
+		if (inet_pton(AF_INET, buf, tmp) == 1)
+			return DOMAIN_OK;
+	}
+	/* General-address-literal: Standardized-tag ":" 1*dcontent */
+	const char *colon = memchr(in, ':', len);
+	if (colon == NULL || colon == in || colon == in + len - 1)
+		return DOMAIN_BAD;
+	for (const char *p = in; p < colon; p++)
+		if (!domain_is_alnum((unsigned char)*p) && *p != '-')
+			return DOMAIN_BAD;
+	if (colon[-1] == '-')
+		return DOMAIN_BAD;
+	return DOMAIN_LITERAL_UNSUPPORTED;
+}
+
+/* See domain.h. */
+enum domain_syntax domain_check(const char *d, size_t n, bool *utf8)
+{
+	size_t label = 0;
+	bool eight = false;
+
+	if (utf8 != NULL)
+		*utf8 = false;
+	if (n == 0)
+		return DOMAIN_BAD;
+	if (d[0] == '[')
+		return n > DOMAIN_MAX ? DOMAIN_TOO_LONG : domain_check_literal(d, n);
+	if (n > 1 && d[n - 1] == '.')
+		n--;                    /* one trailing root dot */
+	if (n > DOMAIN_MAX)
+		return DOMAIN_TOO_LONG;
+	for (size_t i = 0; i <= n; i++) {
+		unsigned char c = i < n ? (unsigned char)d[i] : '.';
+
+		if (c == '.') {
+			/* sub-domain = Let-dig [Ldh-str]: not empty, no hyphen at either end */
+			if (label == 0 || d[i - 1] == '-')
+				return DOMAIN_BAD;
+			if (label > DOMAIN_MAX_LABEL)
+				return DOMAIN_TOO_LONG;
+			label = 0;
+			continue;
+		}
+		if (c >= 0x80) {
+			size_t k = domain_utf8_seq((const unsigned char *)d + i, n - i);
+			if (k == 0)
+				return DOMAIN_BAD;
+			eight = true;
+			label += k;
+			i += k - 1;
+			continue;
+		}
+		if (label == 0 && c == '-')
+			return DOMAIN_BAD;
+		if (!domain_is_alnum(c) && c != '-' && c != '_')
+			return DOMAIN_BAD;
+		label++;
+	}
+	if (utf8 != NULL)
+		*utf8 = eight;
+	return DOMAIN_OK;
+}
+
+/* ---- normal form ---------------------------------------------------------------------- */
+
+/* See domain.h. */
+int domain_normalize(const char *d, size_t n, char *out, size_t cap)
+{
+	if (n > 1 && d[n - 1] == '.')
+		n--;
+	if (n == 0 || n > DOMAIN_MAX || n + 1 > cap || memchr(d, '\0', n) != NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)d[i];
+		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	out[n] = '\0';
+	return (int)n;
+}
+
+/* See domain.h. */
+bool domain_equal(const char *a, const char *b)
+{
+	char x[DOMAIN_MAX + 1], y[DOMAIN_MAX + 1];
+
+	if (a == NULL || b == NULL)
+		return false;
+	return domain_normalize(a, strlen(a), x, sizeof(x)) >= 0 &&
+	    domain_normalize(b, strlen(b), y, sizeof(y)) >= 0 && strcmp(x, y) == 0;
+}
+
+/* See domain.h. */
+const char *domain_of_address(const char *addr)
+{
+	const char *at = addr ? strrchr(addr, '@') : NULL;
+
+	return at ? at + 1 : NULL;
+}
+
+/* ---- the set: open addressing over normalised names ----------------------------------- */
+
+struct domain_table {
+	char **slot;            /* NULL = empty */
+	size_t cap;             /* power of two */
+	size_t n;
+};
+
+struct domain_set {
+	struct domain_table exact;      /* "example.org", "[192.0.2.1]" */
+	struct domain_table below;      /* "*.example.org" stored as "example.org" */
+};
+
+static uint64_t domain_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+/* The slot holding s[0..n) or the empty slot where it would go. t->cap > 0. */
+static size_t domain_table_find(const struct domain_table *t, const char *s, size_t n)
+{
+	size_t i = (size_t)domain_hash(s, n) & (t->cap - 1);
+
+	while (t->slot[i] != NULL && (strlen(t->slot[i]) != n || memcmp(t->slot[i], s, n) != 0))
+		i = (i + 1) & (t->cap - 1);
+	return i;
+}
+
+static bool domain_table_has(const struct domain_table *t, const char *s, size_t n)
+{
+	return t->cap > 0 && t->slot[domain_table_find(t, s, n)] != NULL;
+}
+
+static int domain_table_grow(struct domain_table *t)
+{
+	size_t cap = t->cap ? t->cap * 2 : 16;
+	struct domain_table nt = { calloc(cap, sizeof(char *)), cap, 0 };
+
+	if (nt.slot == NULL)
+		return -1;
+	for (size_t i = 0; i < t->cap; i++) {
+		if (t->slot[i] == NULL)
+			continue;
+		nt.slot[domain_table_find(&nt, t->slot[i], strlen(t->slot[i]))] = t->slot[i];
+		nt.n++;
+	}
+	free(t->slot);
+	*t = nt;
+	return 0;
+}
+
+/* Adds a copy of s; 0, or -1 out of memory. */
+static int domain_table_add(struct domain_table *t, const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (domain_table_has(t, s, n))
+		return 0;
+	if ((t->n + 1) * 2 > t->cap && domain_table_grow(t) != 0)
+		return -1;
+	i = domain_table_find(t, s, n);
+	if ((t->slot[i] = strdup(s)) == NULL)
+		return -1;
+	t->n++;
+	return 0;
+}
+
+static void domain_table_free(struct domain_table *t)
+{
+	for (size_t i = 0; i < t->cap; i++)
+		free(t->slot[i]);
+	free(t->slot);
+}
+
+/* See domain.h. */
+struct domain_set *domain_set_new(void)
+{
+	return calloc(1, sizeof(struct domain_set));
+}
+
+/* See domain.h. */
+void domain_set_free(struct domain_set *s)
+{
+	if (s == NULL)
+		return;
+	domain_table_free(&s->exact);
+	domain_table_free(&s->below);
+	free(s);
+}
+
+/* Splits pattern into (wildcard?, normal form); NULL or the reason it is not a pattern. */
+static const char *domain_pattern_parse(const char *pattern, bool *wild, char *norm, size_t cap)
+{
+	const char *p = pattern;
+	size_t n = strlen(pattern);
+	enum domain_syntax syn;
+
+	*wild = false;
+	if (n == 1 && p[0] == '*')
+		return "\"*\" would accept every domain: leave the list empty for that";
+	if (n >= 2 && p[0] == '*' && p[1] == '.') {
+		*wild = true;
+		p += 2;
+		n -= 2;
+	}
+	syn = domain_check(p, n, NULL);
+	if (syn == DOMAIN_LITERAL_UNSUPPORTED || (syn == DOMAIN_OK && *wild && p[0] == '['))
+		return "only IPv4 and IPv6 address literals are supported, without wildcards";
+	if (syn == DOMAIN_TOO_LONG)
+		return "longer than 255 octets or a label longer than 63";
+	if (syn != DOMAIN_OK || domain_normalize(p, n, norm, cap) < 0)
+		return strchr(pattern, '*') ? "a wildcard is \"*.\" followed by a domain" :
+		    "not a domain name or address literal";
+	return NULL;
+}
+
+/* See domain.h. */
+const char *domain_pattern_check(const char *pattern)
+{
+	char norm[DOMAIN_MAX + 1];
+	bool wild;
+
+	return domain_pattern_parse(pattern, &wild, norm, sizeof(norm));
+}
+
+/* See domain.h. */
+int domain_set_add(struct domain_set *s, const char *pattern, const char **err)
+{
+	char norm[DOMAIN_MAX + 1];
+	bool wild;
+
+	*err = domain_pattern_parse(pattern, &wild, norm, sizeof(norm));
+	if (*err != NULL)
+		return -1;
+	if (domain_table_add(wild ? &s->below : &s->exact, norm) != 0) {
+		*err = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+/* See domain.h. */
+size_t domain_set_count(const struct domain_set *s)
+{
+	return s ? s->exact.n + s->below.n : 0;
+}
+
+/* See domain.h. */
+bool domain_set_match(const struct domain_set *s, const char *domain)
+{
+	char norm[DOMAIN_MAX + 1];
+	int n;
+
+	if (s == NULL || domain == NULL)
+		return false;
+	n = domain_normalize(domain, strlen(domain), norm, sizeof(norm));
+	if (n < 0)
+		return false;
+	if (domain_table_has(&s->exact, norm, (size_t)n))
+		return true;
+	if (norm[0] == '[' || s->below.n == 0)
+		return false;
+	/* "*.example.org" matches when a proper suffix after a dot is "example.org" */
+	for (int i = 0; i < n; i++)
+		if (norm[i] == '.' && domain_table_has(&s->below, norm + i + 1, (size_t)(n - i - 1)))
+			return true;
+	return false;
+}
+
+/* One destination of an address: in the set, else copied to denied. */
+static bool domain_set_accepts_one(const struct domain_set *s, const char *d, size_t n,
+    char *denied, size_t cap)
+{
+	char buf[DOMAIN_MAX + 2];
+
+	if (n > 0 && n <= DOMAIN_MAX + 1) {
+		memcpy(buf, d, n);
+		buf[n] = '\0';
+		if (domain_set_match(s, buf))
+			return true;
+	}
+	if (denied != NULL && cap > 0) {
+		size_t k = n < cap - 1 ? n : cap - 1;
+		memcpy(denied, d, k);
+		denied[k] = '\0';
+	}
+	return false;
+}
+
+/* See domain.h. */
+bool domain_set_accepts_address(const struct domain_set *s, const char *addr, char *denied,
+    size_t cap)
+{
+	char local[300];
+	const char *at = domain_of_address(addr);
+	size_t ln = 0;
+
+	if (denied != NULL && cap > 0)
+		denied[0] = '\0';
+	if (at == NULL)
+		return true;                    /* "Postmaster" */
+	if (!domain_set_accepts_one(s, at, strlen(at), denied, cap))
+		return false;
+	if ((size_t)(at - 1 - addr) >= sizeof(local))
+		return false;           /* far over RFC 5321's 64 octets: not looked into, refused */
+	/* The local part with the quotes and quoting backslashes taken away. */
+	for (const char *p = addr; p < at - 1; p++) {
+		if (*p == '"')
+			continue;
+		if (*p == '\\' && p + 1 < at - 1)
+			p++;
+		local[ln++] = *p;
+	}
+	local[ln] = '\0';
+	/* Every segment after an '@' or '%', and every one before a '!', is a hop some MTA may
+	 * still route by ("a%b%c@local" goes to c, then b). */
+	for (size_t i = 0, start = 0; i <= ln; i++) {
+		char c = i < ln ? local[i] : '\0';
+
+		if (c != '@' && c != '%' && c != '!' && c != '\0')
+			continue;
+		bool after_op = start > 0 && (local[start - 1] == '@' || local[start - 1] == '%');
+		if ((after_op || c == '!') &&
+		    !domain_set_accepts_one(s, local + start, i - start, denied, cap))
+			return false;
+		start = i + 1;
+	}
+	return true;
+}

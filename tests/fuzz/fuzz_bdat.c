@@ -1,0 +1,119 @@
+/* fuzz_bdat.c — the CHUNKING framing driven like a session would: the input is a client
+ * stream of command lines (parsed by smtp_cmd_parse) and chunk octets. Checks: the same
+ * result however the stream is split, consumption within what was offered, content free of
+ * NULs and bare line endings (BINARYMIME aside), never more content than accepted chunk
+ * octets allow, and the relay's re-stuffed DATA form ending only at its terminator. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "bdat.h"
+#include "dataparse.h"
+#include "smtp_cmd.h"
+
+struct sink { char *buf; size_t len, cap; };
+
+static int sink_cb(void *arg, const char *data, size_t len)
+{
+    struct sink *s = arg;
+    if (s->len + len + 1 > s->cap) {
+        s->cap = (s->len + len + 1) * 2;
+        s->buf = realloc(s->buf, s->cap);
+    }
+    memcpy(s->buf + s->len, data, len);
+    s->len += len;
+    return 0;
+}
+
+struct run { struct sink content; uint64_t accepted; int verdicts[64]; size_t nv; bool complete; };
+
+/* Plays the stream in pieces of `step` octets. */
+static void play(const char *in, size_t len, size_t step, bool binary, uint64_t max, struct run *r)
+{
+    struct bdat b;
+    struct smtp_cmd *cmd = malloc(sizeof(*cmd));
+    size_t pos = 0;
+
+    bdat_init(&b, max, 2 * max, binary);
+    memset(r, 0, sizeof(*r));
+    while (pos < len && !r->complete) {
+        const char *nl = memchr(in + pos, '\n', len - pos);
+        if (nl == NULL)
+            break;
+        size_t ll = (size_t)(nl - (in + pos));
+        if (ll > 0 && in[pos + ll - 1] == '\r')
+            ll--;
+        const char *reply;
+        int rc = smtp_cmd_parse(in + pos, ll, cmd, &reply);
+        pos = (size_t)(nl - in) + 1;
+        if (rc != 0 || cmd->verb != SMTP_BDAT)
+            continue;
+        enum bdat_verdict v = bdat_begin(&b, cmd->size, cmd->last, true, 1);
+        if (r->nv < 64)
+            r->verdicts[r->nv++] = v;
+        if (v == BDAT_TOO_BIG_CLOSE)
+            break;
+        if (v == BDAT_ACCEPT)
+            r->accepted += cmd->size;
+        int done = 0;
+        while (!done) {
+            size_t n = len - pos < step ? len - pos : step;
+            ssize_t k = bdat_feed(&b, in + pos, n, sink_cb, &r->content, &done);
+            if (k < 0 || (size_t)k > n || (!done && (size_t)k != n))
+                abort();
+            pos += (size_t)k;
+            if (!done && pos == len)
+                break;          /* the stream ends inside the chunk */
+        }
+        r->complete = b.complete;
+    }
+    free(cmd);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    bool binary = data[0] & 1;
+    uint64_t max = 16 + (uint64_t)(data[0] >> 1) * 8;
+    size_t step = (size_t)data[1] % 17 + 1;
+    const char *in = (const char *)data + 2;
+    size_t len = size - 2;
+
+    struct run a, b;
+    play(in, len, len ? len : 1, binary, max, &a);
+    play(in, len, step, binary, max, &b);
+    if (a.content.len != b.content.len || (a.content.len && memcmp(a.content.buf, b.content.buf, a.content.len)) ||
+        a.nv != b.nv || memcmp(a.verdicts, b.verdicts, sizeof(int) * a.nv) != 0 || a.complete != b.complete)
+        abort();
+    /* normalisation at most doubles (LF -> CRLF); binary passes as is */
+    if (binary ? a.content.len > a.accepted : a.content.len > 2 * a.accepted)
+        abort();
+    if (!binary) {
+        for (size_t i = 0; i < a.content.len; i++) {
+            char c = a.content.buf[i];
+            if (c == '\0' || (c == '\r' && (i + 1 >= a.content.len || a.content.buf[i + 1] != '\n')) ||
+                (c == '\n' && (i == 0 || a.content.buf[i - 1] != '\r')))
+                abort();
+        }
+        if (a.complete) {
+            struct sink w = { 0 };
+            struct dotstuff d;
+            dotstuff_init(&d);
+            if (dotstuff_encode(&d, a.content.buf ? a.content.buf : "", a.content.len, sink_cb, &w) != 0 ||
+                dotstuff_finish(&d, sink_cb, &w) != 0)
+                abort();
+            for (size_t k = 0, start = 0; k + 1 < w.len; k++)
+                if (w.buf[k] == '\r' && w.buf[k + 1] == '\n') {
+                    if (k - start == 1 && w.buf[start] == '.' && k + 2 != w.len)
+                        abort();
+                    start = k + 2;
+                }
+            free(w.buf);
+        }
+    }
+    free(a.content.buf);
+    free(b.content.buf);
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* fuzz_domain.c — the domain matcher behind routes and accept_domains: lines before an
+ * empty line are patterns, the rest addresses. Checks: an accepted exact pattern matches
+ * itself in any case and with a root dot, a wildcard matches a name below it and not its
+ * apex, matching ignores case, and the relay check never accepts an address whose domain
+ * does not match. */
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *s = malloc(size + 1);
+    memcpy(s, data, size);
+    s[size] = '\0';
+    struct domain_set *set = domain_set_new();
+    bool patterns = true;
+    char *save = NULL;
+
+    for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        size_t n = strlen(line);
+        if (n == 1 && line[0] == '-') {
+            patterns = false;
+            continue;
+        }
+        if (patterns) {
+            const char *why;
+            if (domain_set_add(set, line, &why) != 0) {
+                if (why == NULL || domain_pattern_check(line) == NULL)
+                    abort();
+                continue;
+            }
+            if (domain_pattern_check(line) != NULL)
+                abort();
+            char up[300], v[600];
+            if (n >= 2 && line[0] == '*' && line[1] == '.') {
+                if (n < 250) {
+                    snprintf(v, sizeof(v), "x.%s", line + 2);
+                    if (!domain_set_match(set, v))
+                        abort();
+                }
+            } else if (n < 250) {
+                for (size_t i = 0; i <= n; i++)
+                    up[i] = (char)toupper((unsigned char)line[i]);
+                if (!domain_set_match(set, line) || !domain_set_match(set, up))
+                    abort();
+                if (line[n - 1] != '.' && line[0] != '[') {
+                    snprintf(v, sizeof(v), "%s.", line);
+                    if (!domain_set_match(set, v))
+                        abort();
+                }
+            }
+            continue;
+        }
+        char denied[DOMAIN_MAX + 1];
+        bool ok = domain_set_accepts_address(set, line, denied, sizeof(denied));
+        const char *dom = domain_of_address(line);
+        if (ok && dom != NULL && !domain_set_match(set, dom))
+            abort();
+        if (!ok && denied[0] == '\0' && dom != NULL && domain_set_match(set, dom)) {
+            /* denied for a hop inside the local part: it must have named one */
+            if (strpbrk(line, "%!@") == NULL)
+                abort();
+        }
+    }
+    domain_set_free(set);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,483 @@
+/* test_domain.c — the domain syntax check, the normal form, the pattern set that routes and
+ * accept_domains share, and the open-relay battery (nmap smtp-open-relay, Metasploit
+ * smtp_relay and the classic forms) through the real RCPT parser and the relay check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "backend.h"
+#include "config.h"
+#include "hook.h"
+#include "filters/ratelimit.h"
+#include "domain.h"
+#include "smtp_cmd.h"
+
+struct syntax_row {
+	const char *label;
+	const char *d;
+	enum domain_syntax want;
+	bool utf8;
+};
+
+static const struct syntax_row syntax_rows[] = {
+	{ "plain", "example.org", DOMAIN_OK },
+	{ "single label", "localhost", DOMAIN_OK },
+	{ "digits", "123.example", DOMAIN_OK },
+	{ "upper case", "EXAMPLE.Org", DOMAIN_OK },
+	{ "trailing root dot", "example.org.", DOMAIN_OK },
+	{ "two trailing dots", "example.org..", DOMAIN_BAD },
+	{ "only a dot", ".", DOMAIN_BAD },
+	{ "empty", "", DOMAIN_BAD },
+	{ "leading dot", ".example.org", DOMAIN_BAD },
+	{ "empty label", "a..b", DOMAIN_BAD },
+	{ "leading hyphen", "-a.b", DOMAIN_BAD },
+	{ "trailing hyphen", "a-.b", DOMAIN_BAD },
+	{ "inner hyphens", "a--b.c", DOMAIN_OK },
+	{ "underscore", "_dmarc.example.org", DOMAIN_OK },
+	{ "space", "a b.c", DOMAIN_BAD },
+	{ "percent", "a%b.c", DOMAIN_BAD },
+	{ "at", "a@b.c", DOMAIN_BAD },
+	{ "wildcard is not a name", "*.example.org", DOMAIN_BAD },
+	{ "U-label", "b\xc3\xbc" "cher.example", DOMAIN_OK, true },
+	{ "bad UTF-8", "b\xc3.example", DOMAIN_BAD },
+	{ "label of 63",
+	  "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabc.org", DOMAIN_OK },
+	{ "label of 64",
+	  "abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcd.org", DOMAIN_TOO_LONG },
+	{ "IPv4 literal", "[192.0.2.1]", DOMAIN_OK },
+	{ "IPv6 literal", "[IPv6:2001:db8::1]", DOMAIN_OK },
+	{ "IPv6 v4-mapped literal", "[IPv6:::ffff:192.0.2.1]", DOMAIN_OK },
+	{ "bad IPv4 literal", "[192.0.2.256]", DOMAIN_BAD },
+	{ "name in brackets", "[example.org]", DOMAIN_BAD },
+	{ "general literal", "[x400:anything]", DOMAIN_LITERAL_UNSUPPORTED },
+	{ "IPv6 without tag", "[::1]", DOMAIN_BAD },
+	{ "IPv6 without tag, tag-like", "[2001:db8::1]", DOMAIN_LITERAL_UNSUPPORTED },
+	{ "unclosed literal", "[192.0.2.1", DOMAIN_BAD },
+	{ "nested bracket", "[[192.0.2.1]]", DOMAIN_BAD },
+	{ "literal with space", "[192.0.2.1 ]", DOMAIN_BAD },
+};
+
+static void test_syntax(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(syntax_rows) / sizeof(syntax_rows[0]); i++) {
+		const struct syntax_row *r = &syntax_rows[i];
+		bool utf8 = !r->utf8;
+		enum domain_syntax got = domain_check(r->d, strlen(r->d), &utf8);
+
+		if (got != r->want)
+			fail_msg("%s: got %d want %d", r->label, got, r->want);
+		if (got == DOMAIN_OK && utf8 != r->utf8)
+			fail_msg("%s: utf8 %d", r->label, utf8);
+	}
+	/* 255 octets pass, 256 do not */
+	char d[300];
+	memset(d, 'a', sizeof(d));
+	for (size_t i = 50; i < 250; i += 51)
+		d[i] = '.';
+	assert_int_equal(domain_check(d, 255, NULL), DOMAIN_OK);
+	assert_int_equal(domain_check(d, 256, NULL), DOMAIN_TOO_LONG);
+	/* with its root dot a 255-octet name is 256 octets long and still fine */
+	d[255] = '.';
+	assert_int_equal(domain_check(d, 256, NULL), DOMAIN_OK);
+}
+
+static void test_normalize(void **state)
+{
+	(void)state;
+	char out[DOMAIN_MAX + 1];
+
+	assert_int_equal(domain_normalize("Example.ORG.", 12, out, sizeof(out)), 11);
+	assert_string_equal(out, "example.org");
+	assert_int_equal(domain_normalize("B\xc3\x9c" "CHER.example", 15, out, sizeof(out)), 15);
+	assert_string_equal(out, "b\xc3\x9c" "cher.example");   /* UTF-8 octets untouched */
+	assert_int_equal(domain_normalize(".", 1, out, sizeof(out)), 1);   /* the root stays "." */
+	assert_int_equal(domain_normalize("", 0, out, sizeof(out)), -1);
+	assert_int_equal(domain_normalize("a\0b", 3, out, sizeof(out)), -1);
+	assert_int_equal(domain_normalize("example.org", 11, out, 11), -1);   /* no room for NUL */
+	assert_true(domain_equal("LOCAL.test.", "local.TEST"));
+	assert_false(domain_equal("local.test..", "local.test"));
+	assert_false(domain_equal("xn--bcher-kva.example", "b\xc3\xbc" "cher.example"));
+	assert_string_equal(domain_of_address("\"a@b\"@c.test"), "c.test");
+	assert_null(domain_of_address("Postmaster"));
+}
+
+struct match_row {
+	const char *label;
+	const char *domain;
+	bool want;
+};
+
+static void test_set(void **state)
+{
+	(void)state;
+	const char *err = NULL;
+	struct domain_set *s = domain_set_new();
+	static const char *const patterns[] = { "Local.Test", "*.sub.example", "[192.0.2.1]",
+		"[IPv6:2001:DB8::1]", "b\xc3\xbc" "cher.example", "local.test." };
+
+	assert_non_null(s);
+	for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++)
+		if (domain_set_add(s, patterns[i], &err) != 0)
+			fail_msg("add %s: %s", patterns[i], err);
+	assert_int_equal(domain_set_count(s), 5);   /* local.test once */
+
+	static const struct match_row rows[] = {
+		{ "exact", "local.test", true },
+		{ "case", "LOCAL.TEST", true },
+		{ "one trailing dot", "local.test.", true },
+		{ "two trailing dots", "local.test..", false },
+		{ "subdomain of exact", "a.local.test", false },
+		{ "suffix without dot", "xlocal.test", false },
+		{ "longer name", "local.test.other", false },
+		{ "wildcard one level", "a.sub.example", true },
+		{ "wildcard deep", "x.y.SUB.example.", true },
+		{ "wildcard not the apex", "sub.example", false },
+		{ "wildcard no dot boundary", "asub.example", false },
+		{ "IPv4 literal", "[192.0.2.1]", true },
+		{ "other literal", "[192.0.2.2]", false },
+		{ "IPv6 literal any case", "[ipv6:2001:db8::1]", true },
+		{ "U-label exact octets", "b\xc3\xbc" "cher.example", true },
+		{ "A-label not converted", "xn--bcher-kva.example", false },
+		{ "empty", "", false },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (domain_set_match(s, rows[i].domain) != rows[i].want)
+			fail_msg("%s: %s", rows[i].label, rows[i].domain);
+	assert_false(domain_set_match(s, NULL));
+	assert_false(domain_set_match(NULL, "local.test"));
+
+	static const char *const bad[] = { "*", "*.", "**.example", "a.*.example", "*example.org",
+		"*.[192.0.2.1]", "[x400:y]", "exa mple.org", "", "user@example.org", "-a.example" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err = NULL;
+		if (domain_set_add(s, bad[i], &err) == 0 || err == NULL)
+			fail_msg("pattern \"%s\" was taken", bad[i]);
+	}
+	assert_int_equal(domain_set_count(s), 5);
+	domain_set_free(s);
+	domain_set_free(NULL);
+}
+
+static void test_set_grows(void **state)
+{
+	(void)state;
+	const char *err;
+	char name[64];
+	struct domain_set *s = domain_set_new();
+
+	for (int i = 0; i < 5000; i++) {
+		snprintf(name, sizeof(name), i % 2 ? "d%d.example" : "*.w%d.example", i);
+		assert_int_equal(domain_set_add(s, name, &err), 0);
+	}
+	assert_int_equal(domain_set_count(s), 5000);
+	assert_true(domain_set_match(s, "D4999.Example"));
+	assert_true(domain_set_match(s, "x.w4998.example"));
+	assert_false(domain_set_match(s, "w4998.example"));
+	assert_false(domain_set_match(s, "d4998.example"));
+	domain_set_free(s);
+}
+
+/* ---- the open-relay battery ------------------------------------------------------------
+ * accept_domains: [local.test, "*.hosted.test"]; mxgate's own names: mx.local.test,
+ * [192.0.2.10]. Every row is a RCPT TO path as a relay tester sends it; the outcome is
+ * what mxgate does before any backend sees it: refused by the parser (a 5xx), denied by the
+ * relay check (550 5.7.1), or accepted. */
+enum relay_outcome { RELAY_PARSE_5XX = 0, RELAY_DENIED, RELAY_ACCEPTED };
+
+struct relay_row {
+	const char *label;
+	const char *path;
+	enum relay_outcome want;
+};
+
+static const struct relay_row relay_rows[] = {
+	/* nmap smtp-open-relay */
+	{ "nmap: external", "<relaytest@other.test>", RELAY_DENIED },
+	{ "nmap: %-hack at literal", "<relaytest%other.test@[192.0.2.10]>", RELAY_DENIED },
+	{ "nmap: %-hack at our name", "<relaytest%other.test@mx.local.test>", RELAY_DENIED },
+	{ "nmap: quoted external, no domain", "<\"relaytest@other.test\">", RELAY_PARSE_5XX },
+	{ "nmap: quoted %-hack, no domain", "<\"relaytest%other.test\">", RELAY_PARSE_5XX },
+	{ "nmap: double @ at literal", "<relaytest@other.test@[192.0.2.10]>", RELAY_PARSE_5XX },
+	{ "nmap: quoted @ at literal", "<\"relaytest@other.test\"@[192.0.2.10]>", RELAY_DENIED },
+	{ "nmap: double @ at our name", "<relaytest@other.test@mx.local.test>", RELAY_PARSE_5XX },
+	{ "nmap: source route via literal", "<@[192.0.2.10]:relaytest@other.test>", RELAY_DENIED },
+	{ "nmap: source route via our name", "<@mx.local.test:relaytest@other.test>", RELAY_DENIED },
+	{ "nmap: bang path, no domain", "<other.test!relaytest>", RELAY_PARSE_5XX },
+	{ "nmap: bang path at literal", "<other.test!relaytest@[192.0.2.10]>", RELAY_DENIED },
+	{ "nmap: bang path at our name", "<other.test!relaytest@mx.local.test>", RELAY_DENIED },
+	/* the same aimed at an accepted domain */
+	{ "%-hack at accepted domain", "<user%other.test@local.test>", RELAY_DENIED },
+	{ "%-hack chain", "<user%other.test%local.test@local.test>", RELAY_DENIED },
+	{ "%-hack to accepted", "<user%local.test@local.test>", RELAY_ACCEPTED },
+	{ "quoted @ at accepted", "<\"user@other.test\"@local.test>", RELAY_DENIED },
+	{ "quoted %-hack at accepted", "<\"user%other.test\"@local.test>", RELAY_DENIED },
+	{ "quoted bang at accepted", "<\"other.test!user\"@local.test>", RELAY_DENIED },
+	{ "quoted-pair @ at accepted", "<\"user\\@other.test\"@local.test>", RELAY_DENIED },
+	{ "bang at accepted", "<other.test!user@local.test>", RELAY_DENIED },
+	{ "double @ at accepted", "<user@other.test@local.test>", RELAY_PARSE_5XX },
+	{ "source route to accepted", "<@other.test:user@local.test>", RELAY_ACCEPTED },
+	{ "source route chain out", "<@local.test,@mx.local.test:user@other.test>", RELAY_DENIED },
+	{ "literal not listed", "<user@[192.0.2.10]>", RELAY_DENIED },
+	{ "literal of another host", "<user@[198.51.100.7]>", RELAY_DENIED },
+	{ "name as literal", "<user@[other.test]>", RELAY_PARSE_5XX },
+	{ "general literal", "<user@[x400:other]>", RELAY_PARSE_5XX },
+	{ "IPv6 literal", "<user@[IPv6:2001:db8::1]>", RELAY_DENIED },
+	/* the domain comparison itself */
+	{ "accepted", "<user@local.test>", RELAY_ACCEPTED },
+	{ "accepted, upper case", "<user@LOCAL.TEST>", RELAY_ACCEPTED },
+	{ "accepted, trailing dot", "<user@local.test.>", RELAY_ACCEPTED },
+	{ "two trailing dots", "<user@local.test..>", RELAY_PARSE_5XX },
+	{ "suffix trick", "<user@local.test.other.test>", RELAY_DENIED },
+	{ "prefix trick", "<user@evillocal.test>", RELAY_DENIED },
+	{ "subdomain of exact entry", "<user@sub.local.test>", RELAY_DENIED },
+	{ "wildcard", "<user@a.b.hosted.test>", RELAY_ACCEPTED },
+	{ "wildcard apex", "<user@hosted.test>", RELAY_DENIED },
+	{ "Postmaster", "<Postmaster>", RELAY_ACCEPTED },
+	{ "postmaster at other", "<postmaster@other.test>", RELAY_DENIED },
+	{ "8-bit domain outside", "<user@\xc3\xa9vil.test>", RELAY_DENIED },
+	{ "NUL injection", "<user@local.test\0@other.test>", RELAY_PARSE_5XX },
+	{ "space before other", "<user@local.test >", RELAY_PARSE_5XX },
+	{ "comment form", "<user@local.test(other.test)>", RELAY_PARSE_5XX },
+	{ "CR inside", "<user@local.test\r@other.test>", RELAY_PARSE_5XX },
+	{ "two paths", "<user@local.test> <user@other.test>", RELAY_PARSE_5XX },
+};
+
+static void test_open_relay_battery(void **state)
+{
+	(void)state;
+	const char *err;
+	struct domain_set *s = domain_set_new();
+	struct smtp_cmd *cmd = malloc(sizeof(*cmd));
+
+	assert_int_equal(domain_set_add(s, "local.test", &err), 0);
+	assert_int_equal(domain_set_add(s, "*.hosted.test", &err), 0);
+	for (size_t i = 0; i < sizeof(relay_rows) / sizeof(relay_rows[0]); i++) {
+		const struct relay_row *r = &relay_rows[i];
+		char line[600];
+		const char *reply = NULL;
+		char denied[DOMAIN_MAX + 1];
+		enum relay_outcome got;
+		/* the path may hold a NUL: build the line by length */
+		size_t plen = strlen(r->path);
+		if (strcmp(r->label, "NUL injection") == 0)
+			plen = sizeof("<user@local.test\0@other.test>") - 1;
+		memcpy(line, "RCPT TO:", 8);
+		memcpy(line + 8, r->path, plen);
+
+		if (smtp_cmd_parse(line, 8 + plen, cmd, &reply) != 0) {
+			got = RELAY_PARSE_5XX;
+			if (reply == NULL || reply[0] != '5')
+				fail_msg("%s: parse error without a 5xx", r->label);
+		} else {
+			got = domain_set_accepts_address(s, cmd->addr, denied, sizeof(denied)) ?
+			    RELAY_ACCEPTED : RELAY_DENIED;
+			if (got == RELAY_DENIED && denied[0] == '\0')
+				fail_msg("%s: denied without naming the domain", r->label);
+		}
+		if (got != r->want)
+			fail_msg("%s: %s -> outcome %d, want %d", r->label, r->path, got, r->want);
+	}
+	free(cmd);
+	domain_set_free(s);
+}
+
+static void test_accepts_address_names_domain(void **state)
+{
+	(void)state;
+	const char *err;
+	char denied[8];
+	struct domain_set *s = domain_set_new();
+
+	assert_int_equal(domain_set_add(s, "local.test", &err), 0);
+	assert_false(domain_set_accepts_address(s, "a%far.away.test@local.test", denied, sizeof(denied)));
+	assert_string_equal(denied, "far.awa");   /* truncated to the buffer */
+	assert_true(domain_set_accepts_address(s, "a@Local.Test.", denied, sizeof(denied)));
+	assert_string_equal(denied, "");
+	assert_false(domain_set_accepts_address(s, "a%@local.test", NULL, 0));   /* empty hop */
+	domain_set_free(s);
+}
+
+/* ---- accept_domains in the config ---------------------------------------------------- */
+
+static int load(const char *text, struct mx_config **cfg, char **errs)
+{
+	size_t len = 0;
+	FILE *f = open_memstream(errs, &len);
+	int rc;
+
+	assert_non_null(f);
+	rc = config_load_string("t.yaml", text, strlen(text), cfg, f);
+	fclose(f);
+	return rc;
+}
+
+#define BASE "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+
+static void test_config_accept_domains(void **state)
+{
+	(void)state;
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+	char path[] = "/tmp/test_domain_XXXXXX", text[1024];
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+
+	/* absent: every domain, and -t warns */
+	assert_int_equal(load(BASE, &cfg, &errs), 0);
+	assert_null(cfg->accept_set);
+	free(errs);
+	errs = NULL;
+	{
+		size_t len = 0;
+		FILE *w = open_memstream(&errs, &len);
+		assert_int_equal(config_warnings(cfg, w), 1);
+		fclose(w);
+		assert_non_null(strstr(errs, "accept_domains is empty"));
+		free(errs);
+		errs = NULL;
+	}
+	config_free(cfg);
+
+	/* a list and a file */
+	fputs("# hosted domains\nHosted.Test.\n\n  *.clients.test   # every client\n", f);
+	fclose(f);
+	snprintf(text, sizeof(text), BASE "accept_domains: [local.test, \"file:%s\"]\n", path);
+	assert_int_equal(load(text, &cfg, &errs), 0);
+	free(errs);
+	errs = NULL;
+	assert_non_null(cfg->accept_set);
+	assert_int_equal(domain_set_count(cfg->accept_set), 3);
+	assert_true(domain_set_accepts_address(cfg->accept_set, "a@hosted.test", NULL, 0));
+	assert_true(domain_set_accepts_address(cfg->accept_set, "a@x.clients.test", NULL, 0));
+	assert_false(domain_set_accepts_address(cfg->accept_set, "a@other.test", NULL, 0));
+	{
+		size_t len = 0;
+		FILE *w = open_memstream(&errs, &len);
+		assert_int_equal(config_warnings(cfg, w), 0);
+		fclose(w);
+		free(errs);
+		errs = NULL;
+	}
+	config_free(cfg);
+
+	/* a bad line in the file names the file and line, at the item */
+	f = fopen(path, "w");
+	fputs("ok.test\nbad domain.test\n", f);
+	fclose(f);
+	cfg = NULL;
+	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_null(cfg);
+	if (strstr(errs, "t.yaml:3:") == NULL || strstr(errs, "accept_domains[1]") == NULL ||
+	    strstr(errs, ":2: \"bad domain.test\"") == NULL)
+		fail_msg("errors: %s", errs);
+	free(errs);
+	errs = NULL;
+
+	/* a missing file, a bad pattern, "*", a file naming nothing */
+	unlink(path);
+	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_non_null(strstr(errs, "cannot read"));
+	free(errs);
+	errs = NULL;
+	assert_int_equal(load(BASE "accept_domains: [\"*\"]\n", &cfg, &errs), -1);
+	assert_non_null(strstr(errs, "accept_domains[0]"));
+	free(errs);
+	errs = NULL;
+	assert_int_equal(load(BASE "accept_domains: [\"a.*.test\"]\n", &cfg, &errs), -1);
+	free(errs);
+	errs = NULL;
+	f = fopen(path, "w");
+	fputs("# nothing yet\n", f);
+	fclose(f);
+	snprintf(text, sizeof(text), BASE "accept_domains: \"file:%s\"\n", path);
+	assert_int_equal(load(text, &cfg, &errs), -1);
+	assert_non_null(strstr(errs, "name no domain"));
+	free(errs);
+	unlink(path);
+}
+
+static void test_config_route_domains(void **state)
+{
+	(void)state;
+	struct mx_config *cfg = NULL;
+	char *errs = NULL;
+
+	assert_int_equal(load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	    "  routes: [{ domains: [\"ok.test\", \"*.x.*\"], servers: [\"smtp://127.0.0.1:2527\"] }]\n",
+	    &cfg, &errs), -1);
+	if (strstr(errs, "backends.routes[0].domains[1]") == NULL)
+		fail_msg("errors: %s", errs);
+	free(errs);
+	errs = NULL;
+
+	/* routes compare in the normal form: the trailing-dot bypass is gone */
+	const char *err = NULL;
+	assert_int_equal(load("listen: [\"127.0.0.1:2525\"]\nbackends:\n  servers: [\"smtp://127.0.0.1:2526\"]\n"
+	    "  routes:\n    - { domains: [Local.Test], servers: [\"smtp://127.0.0.1:2527\"] }\n"
+	    "    - { domains: [\"*.sub.test\"], servers: [\"smtp://127.0.0.1:2528\"] }\n",
+	    &cfg, &errs), 0);
+	free(errs);
+	struct pool *p = pool_new(cfg, &err);
+	assert_non_null(p);
+	assert_int_equal(pool_route_for(p, "local.test"), 1);
+	assert_int_equal(pool_route_for(p, "local.test."), 1);
+	assert_int_equal(pool_route_for(p, "LOCAL.TEST."), 1);
+	assert_int_equal(pool_route_for(p, "local.test.."), 0);
+	assert_int_equal(pool_route_for(p, "a.b.Sub.Test."), 2);
+	assert_int_equal(pool_route_for(p, "sub.test"), 0);
+	assert_int_equal(pool_route_for(p, "other.test"), 0);
+	assert_int_equal(pool_route_for(p, NULL), 0);
+	pool_free(p);
+	config_free(cfg);
+}
+
+/* Every place a domain is compared uses the normal form: the rate limiter's keys too. */
+static void test_ratelimit_keys(void **state)
+{
+	(void)state;
+	struct ratelimit_rule_config r;
+	struct hook_env env;
+	char a[300], b[300];
+
+	memset(&r, 0, sizeof(r));
+	memset(&env, 0, sizeof(env));
+	r.key = RATELIMIT_KEY_SENDER_DOMAIN;
+	env.mail_from = "a@Example.ORG.";
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, a, sizeof(a)), 0);
+	env.mail_from = "b@example.org";
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, b, sizeof(b)), 0);
+	assert_string_equal(a, "example.org");
+	assert_string_equal(b, "example.org");
+	r.key = RATELIMIT_KEY_RECIPIENT;
+	assert_int_equal(ratelimit_key_value(&r, &env, "User@Local.Test.", a, sizeof(a)), 0);
+	assert_int_equal(ratelimit_key_value(&r, &env, "user@local.test", b, sizeof(b)), 0);
+	assert_string_equal(a, b);
+	r.key = RATELIMIT_KEY_SENDER;
+	env.mail_from = "x@Example.ORG.";
+	assert_int_equal(ratelimit_key_value(&r, &env, NULL, a, sizeof(a)), 0);
+	assert_string_equal(a, "x@example.org");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_syntax),
+		cmocka_unit_test(test_normalize),
+		cmocka_unit_test(test_set),
+		cmocka_unit_test(test_set_grows),
+		cmocka_unit_test(test_open_relay_battery),
+		cmocka_unit_test(test_accepts_address_names_domain),
+		cmocka_unit_test(test_config_accept_domains),
+		cmocka_unit_test(test_config_route_domains),
+		cmocka_unit_test(test_ratelimit_keys),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
