@@ -1,18 +1,32 @@
 /* rules_score.c — a small driver over the rules engine (not part of the daemon):
  *
- *   rules_score [-n N] [-t SECS] [-P] [-q] -r GLOB [-r GLOB ...] MSG...
+ *   rules_score [-n N] [-t SECS] [-P] [-q] [-f LIST] -r GLOB [-r GLOB ...] MSG...
  *
  * Loads the rule files, prints the load summary, then scores each message file and prints
  * "FILE score=S tests=A,B,..." (sorted). -n N repeats the scoring N times and prints the
  * rate (messages/s) on stderr; -t SECS repeats until SECS seconds of scoring; -P turns the vectorscan prefilter off; -q prints only the
- * rate. Built by bench/bench_rules.sh and tests/integration/test_rules_sa.py against
- * libmxcore.a. */
+ * rate; -f LIST reads more message paths from LIST (one a line); -a adds " all=" with every
+ * rule that hit, __ sub-rules included (to compare with SpamAssassin's own view). Built by
+ * bench/bench_rules.sh, bench/bench_detection.py and tests/integration/test_rules_sa.py
+ * against libmxcore.a. */
 #include "rules/rules.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+static void print_hit(const char *name, double value, void *arg)
+{
+	int *first = arg;
+
+	printf("%s%s", *first ? "" : ",", name);
+	if (value != value)
+		printf("?");            /* unknown: depends on rules mxgate cannot run */
+	else if (value != 1)
+		printf("=%g", value);
+	*first = 0;
+}
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -37,11 +51,48 @@ static char *slurp(const char *path, size_t *len)
 	return b;
 }
 
+/* Paths from argv[first..] plus the lines of list (may be NULL); *n set. */
+static char **paths_collect(int argc, char **argv, int first, const char *list, size_t *n)
+{
+	size_t cap = (size_t)(argc - first) + 64, k = 0;
+	char **v = malloc(cap * sizeof(char *));
+	char line[4096];
+	FILE *f;
+
+	if (v == NULL)
+		abort();
+	for (int i = first; i < argc; i++)
+		v[k++] = argv[i];
+	if (list != NULL && (f = fopen(list, "r")) != NULL) {
+		while (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\r\n")] = '\0';
+			if (line[0] == '\0')
+				continue;
+			if (k == cap) {
+				cap *= 2;
+				v = realloc(v, cap * sizeof(char *));
+				if (v == NULL)
+					abort();
+			}
+			v[k] = strdup(line);
+			if (v[k] == NULL)
+				abort();
+			k++;
+		}
+		fclose(f);
+	}
+	*n = k;
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	const char *globs[64];
+	const char *list = NULL;
+	char **paths;
+	size_t npaths;
 	size_t nglobs = 0;
-	int reps = 1, quiet = 0, noprefilter = 0, i;
+	int reps = 1, quiet = 0, noprefilter = 0, all = 0, i;
 	double secs = 0;
 	struct rules_set *rs = NULL;
 	struct rules_scratch *sc;
@@ -60,6 +111,10 @@ int main(int argc, char **argv)
 			quiet = 1;
 		else if (strcmp(argv[i], "-P") == 0)
 			noprefilter = 1;
+		else if (strcmp(argv[i], "-a") == 0)
+			all = 1;
+		else if (strcmp(argv[i], "-f") == 0 && i + 1 < argc)
+			list = argv[++i];
 		else
 			break;
 	}
@@ -67,6 +122,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [-n N] [-P] [-q] -r GLOB... MSG...\n", argv[0]);
 		return 2;
 	}
+	paths = paths_collect(argc, argv, i, list, &npaths);
 	rules_set_load(globs, nglobs, &rs, quiet ? NULL : stderr);
 	if (rs == NULL)
 		return 1;
@@ -86,20 +142,26 @@ int main(int argc, char **argv)
 			if ((double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 >= secs)
 				break;
 		}
-		for (int k = i; k < argc; k++) {
+		for (size_t k = 0; k < npaths; k++) {
 			size_t len;
-			char *m = slurp(argv[k], &len);
+			char *m = slurp(paths[k], &len);
 			struct rules_result res;
 
 			if (m == NULL) {
-				fprintf(stderr, "%s: cannot read\n", argv[k]);
+				fprintf(stderr, "%s: cannot read\n", paths[k]);
 				return 1;
 			}
 			rules_set_scan(rs, sc, m, len, NULL, NULL, 0, &res);
 			if (r == 0 && !quiet) {
-				printf("%s score=%.1f tests=", argv[k], res.score);
+				printf("%s score=%.3f tests=", paths[k], res.score);
 				for (size_t h = 0; h < res.n; h++)
 					printf("%s%s", h ? "," : "", res.v[h].name);
+				if (all) {
+					int first = 1;
+
+					printf(" all=");
+					rules_scratch_foreach_hit(rs, sc, print_hit, &first);
+				}
 				printf("\n");
 			}
 			rules_result_free(&res);
@@ -108,7 +170,7 @@ int main(int argc, char **argv)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (reps > 1 || quiet) {
+	if (reps > 1 || quiet || list) {
 		double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 
 		fprintf(stderr, "scored %zu messages in %.3f s: %.1f msg/s\n", scored, s,

@@ -25,7 +25,7 @@
 /* ---- configuration ------------------------------------------------------------------- */
 
 static const char *const rl_key_names[] = { "ip", "ip_prefix", "helo", "sender",
-	"sender_domain", "recipient", "auth_domain", NULL };
+	"sender_domain", "recipient", "auth_domain", "auth_user", NULL };
 static const char *const rl_count_names[] = { "connections", "concurrency", "messages",
 	"recipients", "bytes", NULL };
 static const char *const rl_action_names[] = { "tempfail", "reject", "delay", NULL };
@@ -33,7 +33,7 @@ static const char *const rl_on_error_names[] = { "accept", "tempfail", "reject",
 
 const char *ratelimit_key_name(int key)
 {
-	return key >= 0 && key <= RATELIMIT_KEY_AUTH_DOMAIN ? rl_key_names[key] : "?";
+	return key >= 0 && key <= RATELIMIT_KEY_AUTH_USER ? rl_key_names[key] : "?";
 }
 
 const char *ratelimit_count_name(int count)
@@ -157,7 +157,7 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field rl_rule_fields[] = {
 	{ "key", CFG_ENUM, offsetof(struct ratelimit_rule_config, key), "ip", .choices = rl_key_names,
-	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient, auth_domain (DKIM/SPF-aligned From domain, at end of data)" },
+	  .doc = "what is counted per: ip, ip_prefix, helo, sender, sender_domain, recipient, auth_domain (DKIM/SPF-aligned From domain, at end of data), auth_user (the SMTP AUTH user; unauthenticated sessions are not counted)" },
 	{ "count", CFG_ENUM, offsetof(struct ratelimit_rule_config, count), "messages",
 	  .choices = rl_count_names,
 	  .doc = "what is counted: connections, concurrency, messages, recipients, bytes" },
@@ -274,6 +274,8 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 		/* only what DKIM or SPF authenticated: an unauthenticated From never keys */
 		at = senderauth_auth_domain(env);
 		return at != NULL ? rl_copy_lower(at, out, outlen) : -1;
+	case RATELIMIT_KEY_AUTH_USER:
+		return env->auth_user ? rl_copy_lower(env->auth_user, out, outlen) : -1;
 	}
 	return -1;
 }

@@ -29,7 +29,8 @@ struct hook_module;
 enum ratelimit_key {
 	RATELIMIT_KEY_IP = 0, RATELIMIT_KEY_IP_PREFIX, RATELIMIT_KEY_HELO, RATELIMIT_KEY_SENDER,
 	RATELIMIT_KEY_SENDER_DOMAIN, RATELIMIT_KEY_RECIPIENT,
-	RATELIMIT_KEY_AUTH_DOMAIN   /* DKIM/SPF-aligned From domain (senderauth), never a bare From */
+	RATELIMIT_KEY_AUTH_DOMAIN,  /* DKIM/SPF-aligned From domain (senderauth), never a bare From */
+	RATELIMIT_KEY_AUTH_USER     /* the SMTP AUTH user (proxy/auth.c); unauthenticated: no count */
 };
 enum ratelimit_count {
 	RATELIMIT_COUNT_CONNECTIONS = 0, RATELIMIT_COUNT_CONCURRENCY, RATELIMIT_COUNT_MESSAGES,

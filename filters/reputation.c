@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,6 +388,11 @@ struct rep_worker {
 	struct redis_store *rs;         /* redis store */
 	int lua_get, lua_add;
 	bool domains;                   /* auth_domain, with a store to keep it in */
+	/* with a store: on the live list, and a mailbox for forget requests (rep_live_mu) */
+	uv_async_t mailbox;
+	bool live;
+	struct rep_worker *live_next;
+	struct rep_forget_part *inbox;
 };
 
 struct rep_session {
@@ -395,6 +401,8 @@ struct rep_session {
 	struct redis_req *req;
 	char domain[256];               /* HOOK_EOM: the authenticated domain looked up */
 };
+
+static void rep_live_add(struct rep_worker *w);
 
 static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
@@ -431,6 +439,8 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
 	w->domains = c->auth_domain && (w->st != NULL || w->rs != NULL);
+	if (w->st != NULL || w->rs != NULL)
+		rep_live_add(w);
 	*wstate = w;
 	return 0;
 fail:
@@ -440,17 +450,32 @@ fail:
 	return -1;
 }
 
+static bool rep_live_remove(struct rep_worker *w);
+static void rep_mailbox_drain(struct rep_worker *w);
+static void rep_mailbox_closed_cb(uv_handle_t *h);
+
 static void rep_worker_free(void *wstate)
 {
 	struct rep_worker *w = wstate;
+	bool live;
 
 	if (w == NULL)
 		return;
+	/* Off the live list first; forget requests still in the mailbox are then done here:
+	 * LMDB deletes go into the writer's last batch, a Redis DEL is left to the live
+	 * generation's connection (this one is going). */
+	live = rep_live_remove(w);
 	redis_store_free(w->rs);
+	w->rs = NULL;
+	if (live)
+		rep_mailbox_drain(w);
 	/* The last updates are written now (the writer copied what it needs of the config). */
 	lmdb_writer_free(w->wr);
 	lmdb_store_close(w->st);
-	free(w);
+	if (live)
+		uv_close((uv_handle_t *)&w->mailbox, rep_mailbox_closed_cb);
+	else
+		free(w);
 }
 
 static unsigned rep_stages(void *wstate)
@@ -468,6 +493,204 @@ static uint64_t rep_timeout_ms(void *wstate)
 	struct rep_worker *w = wstate;
 
 	return w ? w->cfg->timeout * 2 + 100 : 0;
+}
+
+/* ---- forgetting a client (reputation_forget_post) -----------------------------------------
+ * Every worker state with a store is on the live list, with a mailbox on its loop: a forget
+ * request is handed to each and done there, after what that worker has queued (an LMDB
+ * writer applies in order; a Redis connection answers in order). */
+
+struct rep_forget_part {
+	struct reputation_forget *f;
+	struct rep_forget_part *next;
+};
+
+static pthread_mutex_t rep_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rep_worker *rep_live_list;
+
+/* One worker's part is over (any thread: its loop's); the last one completes f. */
+static void rep_forget_part_end(struct reputation_forget *f)
+{
+	if (atomic_fetch_sub(&f->parts, 1) == 1)
+		f->done(f);
+}
+
+/* The LMDB batch holding the deletes was applied (status 0) or failed. */
+static void rep_forget_lmdb_cb(void *arg, int status)
+{
+	struct reputation_forget *f = arg;
+
+	if (status != 0)
+		atomic_fetch_add(&f->failed, 1);
+	rep_forget_part_end(f);
+}
+
+struct rep_forget_del {
+	struct reputation_forget *f;
+	size_t key;
+	atomic_int *left;               /* DELs of this part still unanswered */
+};
+
+/* One Redis DEL answered: an integer (0 or 1), or nothing (unreachable, timed out). */
+static void rep_forget_redis_cb(void *arg, const redisReply *reply)
+{
+	struct rep_forget_del *d = arg;
+	struct reputation_forget *f = d->f;
+	atomic_int *left = d->left;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+		if (reply->integer > 0)
+			atomic_fetch_add(&f->removed[d->key], 1);
+	} else {
+		atomic_fetch_add(&f->failed, 1);
+	}
+	free(d);
+	if (atomic_fetch_sub(left, 1) == 1) {
+		free(left);
+		rep_forget_part_end(f);
+	}
+}
+
+/* Does f's part on w's loop: LMDB deletes queued after w's earlier updates, then the batch
+ * pushed to the pool; or one Redis DEL per key on w's connection. */
+static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
+{
+	if (w->wr != NULL) {
+		for (size_t i = 0; i < f->nkeys; i++)
+			if (lmdb_writer_del(w->wr, f->keys[i], strlen(f->keys[i])) < 0)
+				atomic_fetch_add(&f->failed, 1);
+		int rc = lmdb_writer_flush(w->wr, rep_forget_lmdb_cb, f);
+		if (rc == 0)
+			return;
+		if (rc < 0)
+			atomic_fetch_add(&f->failed, 1);
+	} else if (w->rs != NULL && f->nkeys > 0) {
+		atomic_int *left = malloc(sizeof(*left));
+		size_t sent = 0;
+
+		if (left == NULL) {
+			atomic_fetch_add(&f->failed, 1);
+			rep_forget_part_end(f);
+			return;
+		}
+		atomic_init(left, (int)f->nkeys + 1);   /* + 1 while sending */
+		for (size_t i = 0; i < f->nkeys; i++) {
+			char rk[REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
+			const char *argv[2] = { "DEL", rk };
+			struct rep_forget_del *d = malloc(sizeof(*d));
+
+			snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
+			if (d != NULL) {
+				*d = (struct rep_forget_del){ .f = f, .key = i, .left = left };
+				if (redis_store_command(w->rs, 2, argv, NULL, rep_forget_redis_cb, d, NULL) == 0) {
+					sent++;
+					continue;
+				}
+				free(d);
+			}
+			atomic_fetch_add(&f->failed, 1);
+		}
+		/* the unsent ones and the sending guard */
+		if (atomic_fetch_sub(left, (int)(f->nkeys - sent) + 1) == (int)(f->nkeys - sent) + 1) {
+			free(left);
+			rep_forget_part_end(f);
+		}
+		return;
+	}
+	rep_forget_part_end(f);
+}
+
+/* Takes w's inbox (under the lock) and runs each request, oldest first. */
+static void rep_mailbox_drain(struct rep_worker *w)
+{
+	struct rep_forget_part *p, *rev = NULL;
+
+	pthread_mutex_lock(&rep_live_mu);
+	p = w->inbox;
+	w->inbox = NULL;
+	pthread_mutex_unlock(&rep_live_mu);
+	while (p) {                     /* the inbox is newest first */
+		struct rep_forget_part *next = p->next;
+		p->next = rev;
+		rev = p;
+		p = next;
+	}
+	while (rev) {
+		struct rep_forget_part *next = rev->next;
+		rep_forget_run(w, rev->f);
+		free(rev);
+		rev = next;
+	}
+}
+
+static void rep_mailbox_cb(uv_async_t *a)
+{
+	rep_mailbox_drain(a->data);
+}
+
+static void rep_mailbox_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Puts w on the live list with its mailbox (on w's loop: this runs on that loop's thread,
+ * or before it runs). */
+static void rep_live_add(struct rep_worker *w)
+{
+	if (uv_async_init(w->loop, &w->mailbox, rep_mailbox_cb) != 0)
+		return;                 /* forget requests will not reach this worker */
+	w->mailbox.data = w;
+	uv_unref((uv_handle_t *)&w->mailbox);   /* a mailbox alone keeps no loop running */
+	pthread_mutex_lock(&rep_live_mu);
+	w->live = true;
+	w->live_next = rep_live_list;
+	rep_live_list = w;
+	pthread_mutex_unlock(&rep_live_mu);
+}
+
+/* Takes w off the live list: no request reaches it afterwards. True when w was live: its
+ * inbox is to be drained and its mailbox closed. */
+static bool rep_live_remove(struct rep_worker *w)
+{
+	if (!w->live)
+		return false;
+	pthread_mutex_lock(&rep_live_mu);
+	for (struct rep_worker **pp = &rep_live_list; *pp; pp = &(*pp)->live_next)
+		if (*pp == w) {
+			*pp = w->live_next;
+			break;
+		}
+	pthread_mutex_unlock(&rep_live_mu);
+	return true;
+}
+
+size_t reputation_forget_post(struct reputation_forget *f)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < REPUTATION_FORGET_KEYS; i++)
+		atomic_init(&f->removed[i], 0);
+	atomic_init(&f->failed, 0);
+	atomic_init(&f->parts, 1);      /* held while posting */
+	pthread_mutex_lock(&rep_live_mu);
+	for (struct rep_worker *w = rep_live_list; w; w = w->live_next) {
+		struct rep_forget_part *p = malloc(sizeof(*p));
+
+		if (p == NULL) {
+			atomic_fetch_add(&f->failed, 1);
+			continue;
+		}
+		p->f = f;
+		p->next = w->inbox;
+		w->inbox = p;
+		atomic_fetch_add(&f->parts, 1);
+		uv_async_send(&w->mailbox);
+		n++;
+	}
+	pthread_mutex_unlock(&rep_live_mu);
+	f->workers = n;
+	rep_forget_part_end(f);
+	return n;
 }
 
 /* ---- connect-time decision -------------------------------------------------------------- */

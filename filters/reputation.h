@@ -41,6 +41,7 @@
 #ifndef MX_REPUTATION_H
 #define MX_REPUTATION_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -140,5 +141,34 @@ struct redisReply;
  * not a wall clock in ms). */
 bool reputation_parse_redis_counts(const struct redisReply *const *el,
     struct reputation_counts *out);
+
+/* ---- forgetting a client (the control socket's `flush reputation IP`) -------------------- */
+
+#define REPUTATION_FORGET_KEYS 2
+
+/* A request to delete store records ("ip:…", "net:…") in every worker: the worker states of
+ * every generation in use that have a store (LMDB: the delete is queued after what that
+ * worker queued before and its batch is pushed at once; Redis: a DEL per key on that
+ * worker's connection, so the sum over workers is what was removed). */
+struct reputation_forget {
+	char keys[REPUTATION_FORGET_KEYS][80];
+	size_t nkeys;
+	/* Called once, when every worker has done its part: on the thread of the last one
+	 * (a worker's loop), or inside reputation_forget_post when no worker has a store. */
+	void (*done)(struct reputation_forget *f);
+	/* results, valid in done */
+	atomic_int removed[REPUTATION_FORGET_KEYS];  /* Redis: DELs that removed the key */
+	atomic_int failed;          /* deletes a store did not confirm (Redis down, batch failed) */
+	size_t workers;             /* worker states the request went to */
+	atomic_int parts;           /* internal */
+};
+
+/* Hands f to every live worker state (f must stay valid until done); returns how many. */
+size_t reputation_forget_post(struct reputation_forget *f);
+
+/* The control verb "flush reputation IP" (filters/reputation_control.c, listed in
+ * proxy/control_verbs.c). */
+struct control_verb;
+extern const struct control_verb reputation_flush_control_verb;
 
 #endif

@@ -2,10 +2,12 @@
  *
  * One `struct sa_session` per SMTP session (its timer and idle handles live as long as the
  * session); per message it holds the verifier, the ARC chain and the lookups in flight.
- * Every lookup start does pending++, every answer pending--; the message is judged when
- * pending is 0 and the body hash is done, or when the timer fires (lookups still out are
- * cancelled and count as temperror). session_free cancels everything and frees the
- * context in the last close callback. */
+ * The key and DMARC lookups start as soon as the header block has arrived (the chain's
+ * headers notification, while the body is still coming), or at HOOK_EOM for a message
+ * that had none. Every lookup start does pending++, every answer pending--; the message is
+ * judged at HOOK_EOM when pending is 0 and the body hash is done, or when the timer (started
+ * at HOOK_EOM) fires (lookups still out are cancelled and count as temperror). session_free
+ * cancels everything and frees the context in the last close callback. */
 #include "filters/senderauth.h"
 #include "filters/arc.h"
 #include "filters/authres.h"
@@ -174,7 +176,7 @@ struct sa_lookup {
 	struct sa_session *s;
 	struct dns_query *q;        /* in flight, or NULL */
 	enum sa_lookup_kind kind;
-	bool done;
+	bool started, done;
 	char name[256];
 	struct dkim_key key;        /* SA_LK_KEY */
 	enum dmarc_dns dstatus;     /* SA_LK_DMARC_* */
@@ -196,6 +198,7 @@ struct sa_session {
 	char from_domain[256];
 	int from_status;            /* 0 ok, -1 none / unusable, -2 several addresses, -3 several From */
 	char org_domain[256];
+	char msg_qid[24];           /* the message whose header block m holds (its queue id) */
 	uv_timer_t timer;
 	uv_idle_t idle;
 };
@@ -336,7 +339,7 @@ static void sa_message_clear(struct sa_session *s)
 	s->m = NULL;
 	memset(&s->arc, 0, sizeof(s->arc));
 	s->body_off = 0;
-	s->from_domain[0] = s->org_domain[0] = '\0';
+	s->from_domain[0] = s->org_domain[0] = s->msg_qid[0] = '\0';
 	s->from_status = -1;
 	if (s->handles_ok) {
 		uv_timer_stop(&s->timer);
@@ -882,48 +885,59 @@ static struct sa_session *sa_session_get(struct sa_worker *w, struct hook_env *e
 	return s;
 }
 
-/* Reads the header block: forged Authentication-Results, From, signatures. 0 or -1. */
-static int sa_prepare(struct sa_session *s)
+/* Removes the Authentication-Results fields of the header block that claim our
+ * authserv-id (RFC 8601 5: they did not come from us). */
+static void sa_strip_forged(struct sa_session *s)
 {
 	struct hook_env *env = s->env;
-	struct sa_worker *w = s->w;
-	const char *hostname = w->cfg->hostname ? w->cfg->hostname : "localhost";
-	size_t hl = msgbuf_header_len(env->msg), nf, nar = 0, nfrom = 0;
-	const char *d;
-	size_t len;
+	const char *hostname = s->w->cfg->hostname ? s->w->cfg->hostname : "localhost";
+	size_t nf = dkim_msg_nfields(s->m), nar = 0, nours = 0;
 	int ours[64];
-	size_t nours = 0;
 
-	d = msgbuf_data(env->msg, &len);
-	if (d == NULL)
-		return -1;
-	s->m = dkim_msg_new(&w->lim);
-	if (s->m == NULL || dkim_msg_set_headers(s->m, d, hl) != 0)
-		return -1;
-	s->body_off = hl;
-	nf = dkim_msg_nfields(s->m);
 	for (size_t i = 0; i < nf; i++) {
 		const char *name, *value;
 		size_t nl, vl;
 
+		if (!dkim_msg_field_is(s->m, i, "Authentication-Results"))
+			continue;
+		nar++;
 		dkim_msg_field(s->m, i, &name, &nl, &value, &vl);
-		if (dkim_msg_field_is(s->m, i, "Authentication-Results")) {
-			nar++;
-			/* RFC 8601 5: a field claiming our authserv-id did not come from us */
-			if (authres_is_ours(value, vl, hostname) && nours < sizeof(ours) / sizeof(ours[0]))
-				ours[nours++] = (int)nar;
-		} else if (dkim_msg_field_is(s->m, i, "From")) {
-			if (nfrom++ == 0)
-				s->from_status = dmarc_from_domain(value, vl, s->from_domain, sizeof(s->from_domain));
-			else
-				s->from_status = -3;	/* RFC 7489 6.6.1: several From fields */
-		}
+		if (authres_is_ours(value, vl, hostname) && nours < sizeof(ours) / sizeof(ours[0]))
+			ours[nours++] = (int)nar;
 	}
 	/* delete from the last one up: the edits count the fields still present */
 	while (nours > 0) {
 		hook_env_change_header(env, "Authentication-Results", ours[--nours], NULL);
 		log_event(LOG_LVL_INFO, env->session_id, "event=senderauth_strip queue_id=%s "
 		    "reason=\"Authentication-Results claiming %s\"", env->queue_id, hostname);
+	}
+}
+
+/* Reads the header block hdr[0..hl) (From, signatures) and plans the lookups; the message
+ * is env's current one. 0 or -1. */
+static int sa_prepare(struct sa_session *s, const char *hdr, size_t hl)
+{
+	struct hook_env *env = s->env;
+	struct sa_worker *w = s->w;
+	size_t nf, nfrom = 0;
+
+	s->m = dkim_msg_new(&w->lim);
+	if (s->m == NULL || dkim_msg_set_headers(s->m, hdr, hl) != 0)
+		return -1;
+	snprintf(s->msg_qid, sizeof(s->msg_qid), "%s", env->queue_id);
+	s->body_off = hl;
+	nf = dkim_msg_nfields(s->m);
+	for (size_t i = 0; i < nf; i++) {
+		const char *name, *value;
+		size_t nl, vl;
+
+		if (!dkim_msg_field_is(s->m, i, "From"))
+			continue;
+		dkim_msg_field(s->m, i, &name, &nl, &value, &vl);
+		if (nfrom++ == 0)
+			s->from_status = dmarc_from_domain(value, vl, s->from_domain, sizeof(s->from_domain));
+		else
+			s->from_status = -3;	/* RFC 7489 6.6.1: several From fields */
 	}
 	if (s->from_status != 0)
 		s->from_domain[0] = '\0';
@@ -969,6 +983,54 @@ static int sa_prepare(struct sa_session *s)
 	return 0;
 }
 
+/* A new message: an earlier one's call the chain gave up on is an orphan, its state goes. */
+static void sa_message_begin(struct sa_session *s)
+{
+	if (s->call != NULL) {
+		struct hook_call *old = s->call;
+
+		s->call = NULL;
+		hook_call_done(old, NULL);
+	}
+	sa_message_clear(s);
+}
+
+/* Starts every planned lookup not started yet, all at once; answers from the cache may
+ * come back inside dns_query_start. */
+static void sa_start_lookups(struct sa_session *s)
+{
+	s->starting = true;
+	for (size_t i = 0; i < s->nlk; i++) {
+		struct sa_lookup *l = &s->lk[i];
+
+		if (l->started)
+			continue;
+		l->s = s;
+		l->started = true;
+		s->pending++;
+		l->q = dns_query_start(s->w->dns, DNS_T_TXT, l->name, 0, sa_dns_cb, l);
+	}
+	s->starting = false;
+}
+
+/* The header block is complete, the body still arriving: the lookups start now. HOOK_EOM
+ * takes them over (the same queue id), or prepares the message itself when this failed. */
+static void sa_headers(void *wstate, int slot, struct hook_env *env, const char *hdr, size_t len)
+{
+	struct sa_session *s = sa_session_get(wstate, env, slot);
+
+	if (s == NULL)
+		return;
+	sa_message_begin(s);
+	if (sa_prepare(s, hdr, len) != 0) {
+		sa_message_clear(s);
+		return;
+	}
+	sa_start_lookups(s);
+	log_event(LOG_LVL_DEBUG, env->session_id, "event=senderauth_lookups_early queue_id=%s lookups=%zu "
+	    "answered=%zu", env->queue_id, s->nlk, s->nlk - s->pending);
+}
+
 static void sa_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct sa_worker *w = wstate;
@@ -983,31 +1045,22 @@ static void sa_run(void *wstate, int slot, struct hook_call *call)
 	s = sa_session_get(w, env, slot);
 	if (s == NULL)
 		goto error;
-	if (s->call != NULL) {
-		/* the chain gave up on an earlier message: that call is an orphan */
-		struct hook_call *old = s->call;
+	if (s->call != NULL || s->m == NULL || s->msg_qid[0] == '\0' || strcmp(s->msg_qid, env->queue_id) != 0) {
+		/* no early start for this message (or an orphan call in the way) */
+		const char *d;
+		size_t len;
 
-		s->call = NULL;
-		hook_call_done(old, NULL);
+		sa_message_begin(s);
+		d = msgbuf_data(env->msg, &len);
+		if (d == NULL || sa_prepare(s, d, msgbuf_header_len(env->msg)) != 0) {
+			sa_message_clear(s);
+			goto error;
+		}
 	}
-	sa_message_clear(s);
 	s->call = call;
-	if (sa_prepare(s) != 0) {
-		s->call = NULL;
-		sa_message_clear(s);
-		goto error;
-	}
+	sa_strip_forged(s);
 	uv_timer_start(&s->timer, sa_timeout_cb, w->cfg->dkim.timeout ? w->cfg->dkim.timeout : 5000, 0);
-	/* every lookup at once; answers from the cache may come back inside dns_query_start */
-	s->starting = true;
-	for (size_t i = 0; i < s->nlk; i++) {
-		struct sa_lookup *l = &s->lk[i];
-
-		l->s = s;
-		s->pending++;
-		l->q = dns_query_start(w->dns, DNS_T_TXT, l->name, 0, sa_dns_cb, l);
-	}
-	s->starting = false;
+	sa_start_lookups(s);
 	/* the body: small ones at once, big ones a slice per loop iteration; without a
 	 * signature there is nothing to hash */
 	if (dkim_msg_nsigs(s->m) == 0)
@@ -1049,4 +1102,5 @@ const struct hook_module senderauth_module = {
 	.session_free = sa_session_free,
 	.timeout_ms = sa_timeout_ms,
 	.on_error = sa_on_error,
+	.headers = sa_headers,
 };

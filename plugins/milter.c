@@ -214,8 +214,10 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
 		KV("{mail_mailer}", "smtp");
 		KV("{mail_addr}", from);
-		if (*auth)
+		if (*auth) {
 			KV("{auth_authen}", auth);
+			KV("{auth_type}", milter_get(ms, MXGATE_AUTH_TYPE));
+		}
 		break;
 	}
 	case SMFIC_RCPT:

@@ -69,6 +69,7 @@ enum mxgate_item {
 	MXGATE_TLS_CIPHER,
 	MXGATE_AUTH_USER,     /* "" when not authenticated */
 	MXGATE_CLIENT_PTR,    /* the PTR name, not forward-confirmed; "" when none */
+	MXGATE_AUTH_TYPE,     /* the SMTP AUTH mechanism ("PLAIN", "LOGIN"), "" when not authenticated */
 	MXGATE_NITEMS
 };
 

@@ -883,7 +883,8 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_QUEUE_ID: return env->queue_id[0] ? env->queue_id : NULL;
 	case MXGATE_TLS_VERSION: return env->tls ? env->tls_version : "";
 	case MXGATE_TLS_CIPHER: return env->tls ? env->tls_cipher : "";
-	case MXGATE_AUTH_USER: return "";
+	case MXGATE_AUTH_USER: return env->auth_user ? env->auth_user : "";
+	case MXGATE_AUTH_TYPE: return env->auth_mech ? env->auth_mech : "";
 	case MXGATE_CLIENT_PTR: return env->client_ptr;
 	default: return NULL;
 	}

@@ -57,53 +57,72 @@ enum bdat_verdict bdat_begin(struct bdat *b, uint64_t size, bool last, bool have
 	return v;
 }
 
-/* Passes content on (binary: as is; else CRLF-normalised, NUL-free). */
-static int bdat_emit(struct bdat *b, const char *in, size_t n, bdat_out_fn out, void *arg)
+/* CRLF normalisation, the one loop for the way in and the way out: every CR or LF that is
+ * not part of a CRLF pair becomes CRLF. *cr_pending carries a CR held back across calls;
+ * line_start (may be NULL) tracks whether the output ends a line; *bare (may be NULL) is set
+ * when a bare CR or LF was normalised; nuls (may be NULL: they pass) counts NUL octets,
+ * which are dropped. */
+static int bdat_normalise(bool *cr_pending, bool *line_start, bool *bare, uint64_t *nuls, const char *in, size_t n,
+    bdat_out_fn out, void *arg)
 {
 	size_t start = 0;
 
-	if (b->binary)
-		return n ? out(arg, in, n) : 0;
 	for (size_t i = 0; i < n; i++) {
 		char c = in[i];
-		if (b->cr_pending) {
-			b->cr_pending = false;
-			if (c == '\n') {
-				/* the CR held back (maybe from the previous chunk) and this LF: CRLF */
-				if (i > start && out(arg, in + start, i - start) != 0)
-					return -1;
-				if (out(arg, "\r\n", 2) != 0)
-					return -1;
-				start = i + 1;
-				continue;
-			}
-			/* a bare CR */
-			b->bad_line_ending = true;
+		if (*cr_pending) {
+			*cr_pending = false;
 			if (i > start && out(arg, in + start, i - start) != 0)
 				return -1;
 			if (out(arg, "\r\n", 2) != 0)
 				return -1;
+			if (line_start)
+				*line_start = true;
+			if (c == '\n') {
+				/* the CR held back (maybe from the previous chunk) and this LF: CRLF */
+				start = i + 1;
+				continue;
+			}
+			/* a bare CR */
+			if (bare)
+				*bare = true;
 			start = i;
 		}
-		if (c == '\r' || c == '\n' || c == '\0') {
+		if (c == '\r' || c == '\n' || (c == '\0' && nuls)) {
 			if (i > start && out(arg, in + start, i - start) != 0)
 				return -1;
 			start = i + 1;
 			if (c == '\r') {
-				b->cr_pending = true;
+				*cr_pending = true;
 			} else if (c == '\n') {
-				b->bad_line_ending = true;
+				if (bare)
+					*bare = true;
 				if (out(arg, "\r\n", 2) != 0)
 					return -1;
+				if (line_start)
+					*line_start = true;
 			} else {
-				b->nul_seen = true;
-				b->nuls++;
+				(*nuls)++;
 			}
+			continue;
 		}
+		if (line_start)
+			*line_start = false;
 	}
 	if (n > start && out(arg, in + start, n - start) != 0)
 		return -1;
 	return 0;
+}
+
+/* Passes content on (binary: as is; else CRLF-normalised, NUL-free). */
+static int bdat_emit(struct bdat *b, const char *in, size_t n, bdat_out_fn out, void *arg)
+{
+	int rc;
+
+	if (b->binary)
+		return n ? out(arg, in, n) : 0;
+	rc = bdat_normalise(&b->cr_pending, NULL, &b->bad_line_ending, &b->nuls, in, n, out, arg);
+	b->nul_seen = b->nuls > 0;
+	return rc;
 }
 
 /* See bdat.h. */
@@ -133,4 +152,50 @@ ssize_t bdat_feed(struct bdat *b, const char *in, size_t len, bdat_out_fn out, v
 		}
 	}
 	return (ssize_t)n;
+}
+
+/* ---- the way out ---------------------------------------------------------------------- */
+
+/* See bdat.h. */
+void bdat_crlf_init(struct bdat_crlf *c)
+{
+	c->last_cr = false;
+	c->line_start = true;
+}
+
+/* See bdat.h. */
+int bdat_crlf_encode(struct bdat_crlf *c, const char *in, size_t len, bdat_out_fn out, void *arg)
+{
+	return bdat_normalise(&c->last_cr, &c->line_start, NULL, NULL, in, len, out, arg);
+}
+
+/* See bdat.h. */
+int bdat_crlf_finish(struct bdat_crlf *c, bdat_out_fn out, void *arg)
+{
+	if (c->last_cr || !c->line_start) {
+		c->last_cr = false;
+		c->line_start = true;
+		return out(arg, "\r\n", 2);
+	}
+	return 0;
+}
+
+static int bdat_count_cb(void *arg, const char *data, size_t len)
+{
+	(void)data;
+	*(uint64_t *)arg += len;
+	return 0;
+}
+
+/* See bdat.h. */
+uint64_t bdat_crlf_length(const char *a, size_t alen, const char *b, size_t blen)
+{
+	struct bdat_crlf c;
+	uint64_t n = 0;
+
+	bdat_crlf_init(&c);
+	bdat_crlf_encode(&c, a, alen, bdat_count_cb, &n);
+	bdat_crlf_encode(&c, b, blen, bdat_count_cb, &n);
+	bdat_crlf_finish(&c, bdat_count_cb, &n);
+	return n;
 }

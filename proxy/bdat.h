@@ -74,4 +74,20 @@ ssize_t bdat_feed(struct bdat *b, const char *in, size_t len, bdat_out_fn out, v
 /* True when DATA must be refused in this transaction (503 5.5.1: BDAT was used). */
 static inline bool bdat_in_use(const struct bdat *b) { return b->used; }
 
+/* ---- the way out: a held message as one "BDAT <n> LAST" chunk (relay.c) ----------------
+ * To a backend that offers CHUNKING the content goes without dot-stuffing, so its exact
+ * length must be known first. The encoder writes what dataparse.h's dotstuff writes minus
+ * the stuffing and the final dot: every CR or LF that is not part of a CRLF pair becomes
+ * CRLF (so no content, a plugin's or milter's included, reaches the backend with bare line
+ * endings), and the content ends with CRLF. Stateful across calls (a CRLF may be split). */
+struct bdat_crlf { bool last_cr; bool line_start; };
+void bdat_crlf_init(struct bdat_crlf *c);
+/* Writes the normalised form of in[0..len) to out. 0 or -1 (out failed). */
+int bdat_crlf_encode(struct bdat_crlf *c, const char *in, size_t len, bdat_out_fn out, void *arg);
+/* Ends the content: a CR held back, or a last line without CRLF, gets its CRLF. */
+int bdat_crlf_finish(struct bdat_crlf *c, bdat_out_fn out, void *arg);
+/* The octets bdat_crlf_* write for a[0..alen) then b[0..blen), finish included: the size of
+ * the chunk. */
+uint64_t bdat_crlf_length(const char *a, size_t alen, const char *b, size_t blen);
+
 #endif

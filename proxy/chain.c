@@ -1,4 +1,5 @@
-/* chain.c — the chain entries of one stage for one session, and the outcome notifications. */
+/* chain.c — the chain entries of one stage for one session, and the notifications (a
+ * message's header block, outcomes). */
 #include "chain.h"
 #include "counters.h"
 #include "log.h"
@@ -400,6 +401,20 @@ static void chain_notify(struct chain *c, const struct hook_outcome *o)
 
 		if (e->mod->outcome)
 			e->mod->outcome(e->wstate, (int)i, c->env, o);
+	}
+	c->depth--;
+}
+
+void chain_headers(struct chain *c, const char *hdr, size_t len)
+{
+	if (c->mods == NULL)
+		return;
+	c->depth++;
+	for (size_t i = 0; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		if (e->stages && e->mod->headers)
+			e->mod->headers(e->wstate, (int)i, c->env, hdr, len);
 	}
 	c->depth--;
 }

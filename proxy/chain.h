@@ -83,6 +83,10 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 /* The timer callback the session forwards to when the chain owns the timer. */
 void chain_on_timeout(struct chain *c);
 
+/* During DATA the message's header block hdr[0..len) is complete: every entry's headers
+ * callback hears of it (hook.h), in chain order. Synchronous; no verdict. */
+void chain_headers(struct chain *c, const char *hdr, size_t len);
+
 /* A transaction starts (MAIL accepted for filtering): its outcome will be reported once. */
 void chain_txn_begin(struct chain *c);
 /* The open transaction ended with code at stage (reason may be NULL): every module's

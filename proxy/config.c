@@ -113,6 +113,10 @@ static const struct cfg_field listen_fields[] = {
 	  .doc = "none, starttls (offer STARTTLS) or implicit (TLS from the first byte, port 465)" },
 	{ "proxy_protocol", CFG_BOOL, offsetof(struct listen_config, proxy_protocol), "false",
 	  .doc = "expect a PROXY v1/v2 header, accepted only from trusted_proxies" },
+	{ "submission", CFG_BOOL, offsetof(struct listen_config, submission), "false",
+	  .doc = "a submission port (587, or 465 with tls: implicit): AUTH offered after TLS and required before MAIL (530 5.7.0); needs auth.dovecot" },
+	{ "auth", CFG_BOOL, offsetof(struct listen_config, auth), "false",
+	  .doc = "offer AUTH after TLS without requiring it (never offered on a listener without submission or auth)" },
 	{ NULL }
 };
 static const struct cfg_table listen_table = {
@@ -464,6 +468,15 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 				rc = cfg_error_key(p, n, "listen", (long)i, "same address as listen[%zu]", k);
 				break;
 			}
+		if ((ls[i].submission || ls[i].auth) && !c->auth.dovecot) {
+			struct fy_node *item = cfg_seq_item(fy_node_pair_value(cfg_map_pair(n, "listen")), i);
+			size_t old = cfg_path_push_key(p, "listen", 6);
+			cfg_path_push_index(p, i);
+			rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : NULL,
+					   ls[i].submission ? "submission" : "auth", -1,
+					   "AUTH needs auth.dovecot (the authentication service)");
+			cfg_path_pop(p, old);
+		}
 		if (ls[i].tls == LISTEN_TLS_NONE)
 			continue;
 		if (!c->tls.certificate || !c->tls.key) {

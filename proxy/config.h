@@ -25,6 +25,8 @@ struct listen_config {
 	char *address;              /* "127.0.0.1:2525", "[::]:25", ":25" */
 	int tls;                    /* enum listen_tls */
 	bool proxy_protocol;
+	bool submission;            /* AUTH offered (after TLS) and required before MAIL */
+	bool auth;                  /* AUTH offered (after TLS), not required */
 	struct sockaddr_storage sa; /* resolved by validate */
 	socklen_t salen;
 };

@@ -79,6 +79,10 @@ struct control_conn {
 	bool reading;
 	int writes;                   /* replies in flight */
 	struct ctl_parser parser;
+	/* A module verb answering later: reading pauses, and what was read after its request
+	 * (pipelined requests) waits in buf[held_off, held_off + held_len) until it answers. */
+	struct control_reply *pending;
+	size_t held_off, held_len;
 	char buf[16384];
 };
 
@@ -128,6 +132,9 @@ static void control_conn_close(struct control_conn *k)
 	if (k->closing)
 		return;
 	k->closing = true;
+	/* a verb still working answers into the void */
+	control_reply_detach(k->pending);
+	k->pending = NULL;
 	uv_timer_stop(&k->timer);
 	uv_close((uv_handle_t *)&k->pipe, control_conn_closed_cb);
 	uv_close((uv_handle_t *)&k->timer, control_conn_closed_cb);
@@ -162,7 +169,7 @@ static void control_write_cb(uv_write_t *req, int status)
 		control_conn_close(k);
 		return;
 	}
-	if (!k->reading && !k->close_after_write &&
+	if (!k->reading && !k->close_after_write && k->pending == NULL &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&k->pipe) < CONTROL_MAX_QUEUED) {
 		k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
 		if (!k->reading)
@@ -201,10 +208,84 @@ static void control_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(k->buf, sizeof(k->buf));
 }
 
+static void control_conn_process(struct control_conn *k);
+
+/* A verb that answered later: its reply goes out (after the earlier ones: nothing else was
+ * sent meanwhile), then the held requests are answered and reading resumes. */
+static void control_conn_done_cb(void *arg, int rc, struct strbuf *payload)
+{
+	struct control_conn *k = arg;
+	struct strbuf out = *payload;
+
+	memset(payload, 0, sizeof(*payload));
+	k->pending = NULL;
+	control_send(k, rc == 0, &out);
+	if (k->closing)
+		return;
+	control_conn_process(k);
+	if (k->closing || k->pending || k->close_after_write || k->reading ||
+	    uv_stream_get_write_queue_size((uv_stream_t *)&k->pipe) >= CONTROL_MAX_QUEUED)
+		return;
+	k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
+	if (!k->reading)
+		control_conn_close(k);
+}
+
+/* Answers the requests in the held bytes until they are used up, a verb answers later
+ * (reading pauses, the rest stays held), or the connection is to close. */
+static void control_conn_process(struct control_conn *k)
+{
+	uv_stream_t *s = (uv_stream_t *)&k->pipe;
+
+	while (k->held_len > 0 && !k->close_after_write && !k->closing) {
+		size_t used = 0;
+		enum ctl_parse_status st = ctl_parser_feed(&k->parser, k->buf + k->held_off, k->held_len, &used);
+		k->held_off += used;
+		k->held_len -= used;
+		if (st == CTL_NEED_MORE)
+			break;
+		struct strbuf out = { 0 };
+		if (st == CTL_BAD) {
+			strbuf_printf(&out, "bad request: %s\n", k->parser.err);
+			k->close_after_write = true;
+			if (k->reading)
+				uv_read_stop(s);
+			k->reading = false;
+			k->held_len = 0;
+			control_send(k, false, &out);
+			return;
+		}
+		struct control_reply *pending = NULL;
+		int rc = control_dispatch_start(&k->parser.req, &out, k->c->loop, control_conn_done_cb, k,
+		    &pending);
+		ctl_parser_reset(&k->parser);
+		if (rc == 1) {
+			k->pending = pending;
+			if (k->reading)
+				uv_read_stop(s);
+			k->reading = false;
+			return;
+		}
+		control_send(k, rc == 0, &out);
+		if (k->closing)
+			return;
+		if (uv_stream_get_write_queue_size(s) >= CONTROL_MAX_QUEUED) {
+			/* The rest of this read is dropped with the pause: a client this far behind
+			 * on its replies is not pipelining in good faith. */
+			if (k->reading)
+				uv_read_stop(s);
+			k->reading = false;
+			k->close_after_write = true;
+			k->held_len = 0;
+			return;
+		}
+	}
+	k->held_len = 0;
+}
+
 static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct control_conn *k = s->data;
-	size_t off = 0;
 
 	if (k->closing)
 		return;
@@ -219,35 +300,9 @@ static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	uv_timer_again(&k->timer);
-	while (off < (size_t)nread && !k->close_after_write) {
-		size_t used = 0;
-		enum ctl_parse_status st = ctl_parser_feed(&k->parser, buf->base + off, (size_t)nread - off, &used);
-		off += used;
-		if (st == CTL_NEED_MORE)
-			break;
-		struct strbuf out = { 0 };
-		if (st == CTL_BAD) {
-			strbuf_printf(&out, "bad request: %s\n", k->parser.err);
-			k->close_after_write = true;
-			uv_read_stop(s);
-			k->reading = false;
-			control_send(k, false, &out);
-			return;
-		}
-		int rc = control_dispatch(&k->parser.req, &out);
-		ctl_parser_reset(&k->parser);
-		control_send(k, rc == 0, &out);
-		if (k->closing)
-			return;
-		if (uv_stream_get_write_queue_size(s) >= CONTROL_MAX_QUEUED) {
-			/* The rest of this read is dropped with the pause: a client this far behind
-			 * on its replies is not pipelining in good faith. */
-			uv_read_stop(s);
-			k->reading = false;
-			k->close_after_write = true;
-			return;
-		}
-	}
+	k->held_off = 0;
+	k->held_len = (size_t)nread;
+	control_conn_process(k);
 }
 
 static void control_connection_cb(uv_stream_t *server, int status)

@@ -8,7 +8,9 @@
  *                               ones finish; kept across reloads until enable
  *   reload                      as SIGHUP: the new generation, or the FILE:LINE:COL errors
  *   flush dns|passcache         empty the DNS cache / the DNS-list pass cache
- *   flush reputation IP, learn spam|ham (body: the message)
+ *   flush reputation IP         forget the client's reputation records in every worker
+ *                               (answered once the workers have done it)
+ *   learn spam|ham (body: the message)
  *                               offered by modules (control_verbs.h); "not available" else
  *   top clients|reasons|rules [N]
  *   help
@@ -41,8 +43,20 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc);
 /* Stops listening, closes connections and removes the socket file (when still allowed). NULL ok. */
 void control_stop(struct control *c);
 
-/* Runs one request (main loop thread) and writes the reply payload to out. Returns 0 for
- * OK, -1 for ERR (out then says why). Public for tests. */
+/* Runs one request on loop (the main loop's thread) and writes the reply payload to out. Returns 0 for
+ * OK, -1 for ERR (out then says why), or 1 when a module verb answers later (struct
+ * control_verb.start): then done(arg, rc, payload) is called on the main loop's thread,
+ * never from inside this call (payload: take its contents), and *pending is the reply
+ * until then, for control_reply_detach. Public for tests. */
+typedef void (*control_done_fn)(void *arg, int rc, struct strbuf *payload);
+struct control_reply;
+int control_dispatch_start(const struct ctl_request *req, struct strbuf *out, uv_loop_t *loop,
+    control_done_fn done, void *arg, struct control_reply **pending);
+/* The asker of a pending reply went away: its done will not be called. */
+void control_reply_detach(struct control_reply *r);
+/* control_dispatch_start on the default loop for a caller that cannot wait: a verb that
+ * would answer later answers -1 ("answers later") and its work goes on unheard. Public for
+ * tests. */
 int control_dispatch(const struct ctl_request *req, struct strbuf *out);
 
 #endif

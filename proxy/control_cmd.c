@@ -23,7 +23,6 @@ struct control_cmd {
 
 /* Verbs a module may offer; without it they answer "not available". */
 static const char *const control_optional[][2] = {
-	{ "flush reputation", "the reputation module offers no control verb in this build" },
 	{ "learn", "no classifier in this build" },
 };
 
@@ -181,12 +180,95 @@ static int control_words_match(const struct ctl_request *req, const char *words)
 	return k;
 }
 
+/* ------------------------------------------------------------ replies given later */
+
+struct control_reply {
+	struct strbuf out;
+	int rc;
+	bool starting;               /* inside the verb's start: control_dispatch_start answers */
+	bool done;
+	uv_loop_t *loop;
+	control_done_fn cb;          /* NULL once detached */
+	void *arg;
+};
+
+struct strbuf *control_reply_out(struct control_reply *r)
+{
+	return &r->out;
+}
+
+uv_loop_t *control_reply_loop(struct control_reply *r)
+{
+	return r->loop;
+}
+
+void control_reply_done(struct control_reply *r, int rc)
+{
+	r->rc = rc;
+	r->done = true;
+	if (r->starting)
+		return;
+	if (r->cb)
+		r->cb(r->arg, rc, &r->out);
+	strbuf_free(&r->out);
+	free(r);
+}
+
+void control_reply_detach(struct control_reply *r)
+{
+	if (r)
+		r->cb = NULL;
+}
+
+/* Starts v's asynchronous form. Returns like control_dispatch_start. */
+static int control_verb_start(const struct control_verb *v, const struct mx_config *cfg,
+    const struct ctl_request *req, int k, struct strbuf *out, uv_loop_t *loop, control_done_fn done,
+    void *arg, struct control_reply **pending)
+{
+	struct control_reply *r = calloc(1, sizeof(*r));
+	int rc;
+
+	if (r == NULL) {
+		strbuf_printf(out, "out of memory\n");
+		return -1;
+	}
+	r->starting = true;
+	r->loop = loop;
+	r->cb = done;
+	r->arg = arg;
+	v->start(cfg, req->argc - k, (char **)req->argv + k, req->body, req->body_len, req->json, r);
+	r->starting = false;
+	if (r->done) {
+		if (r->out.len)
+			strbuf_append(out, r->out.v, r->out.len);
+		rc = r->rc;
+		strbuf_free(&r->out);
+		free(r);
+		return rc;
+	}
+	if (done == NULL || pending == NULL) {
+		r->cb = NULL;            /* freed when the verb completes it */
+		strbuf_printf(out, "%s: answers later (ask through the control socket)\n", v->words);
+		return -1;
+	}
+	*pending = r;
+	return 1;
+}
+
 int control_dispatch(const struct ctl_request *req, struct strbuf *out)
+{
+	return control_dispatch_start(req, out, uv_default_loop(), NULL, NULL, NULL);
+}
+
+int control_dispatch_start(const struct ctl_request *req, struct strbuf *out, uv_loop_t *loop,
+    control_done_fn done, void *arg, struct control_reply **pending)
 {
 	const struct ops_host *h = ops_host();
 	struct shared_gen *g = h->current ? h->current() : NULL;
 	int rc = -1;
 
+	if (pending)
+		*pending = NULL;
 	for (size_t i = 0; i < sizeof(control_cmds) / sizeof(control_cmds[0]); i++) {
 		const struct control_cmd *c = &control_cmds[i];
 		if (strcmp(req->argv[0], c->name) != 0)
@@ -210,7 +292,11 @@ int control_dispatch(const struct ctl_request *req, struct strbuf *out)
 			strbuf_printf(out, "not running\n");
 			return -1;
 		}
-		rc = (*v)->run(g->cfg, req->argc - k, (char **)req->argv + k, req->body, req->body_len, req->json, out);
+		if ((*v)->start)
+			rc = control_verb_start(*v, g->cfg, req, k, out, loop, done, arg, pending);
+		else
+			rc = (*v)->run(g->cfg, req->argc - k, (char **)req->argv + k, req->body, req->body_len,
+			    req->json, out);
 		goto logged;
 	}
 	for (size_t i = 0; i < sizeof(control_optional) / sizeof(control_optional[0]); i++) {

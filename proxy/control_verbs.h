@@ -5,7 +5,10 @@
  * A module defines `const struct control_verb <name>_control_verb = { ... };` in its own
  * file and adds `extern` + an entry to the list in proxy/control_verbs.c. A request whose
  * first words equal the verb's `words` (e.g. "flush dns", "learn") runs it; when no module
- * offers "learn" or "flush reputation", the control socket says so ("not available"). */
+ * offers "learn", the control socket says so ("not available").
+ *
+ * A verb answers at once (`run`) or later (`start`: work on the workers' loops, a peer's
+ * answer); the socket holds that connection's next requests until it has answered. */
 #ifndef MX_CONTROL_VERBS_H
 #define MX_CONTROL_VERBS_H
 
@@ -13,9 +16,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "headers.h"
 
 struct mx_config;
+
+/* A reply a verb gives later (struct control_verb.start). */
+struct control_reply;
+/* Where the reply's payload goes (text, or JSON when the request asked for it); valid until
+ * control_reply_done. */
+struct strbuf *control_reply_out(struct control_reply *r);
+/* The main loop, for the verb's own handles (a uv_async_t its workers wake). */
+uv_loop_t *control_reply_loop(struct control_reply *r);
+/* Completes r: rc 0 (OK) or -1 (ERR, the payload says why). Exactly once, on the main
+ * loop's thread, from inside start or later; r is gone afterwards. When the asker went
+ * away meanwhile the reply is dropped. */
+void control_reply_done(struct control_reply *r, int rc);
 
 struct control_verb {
 	const char *words;           /* "flush dns": the request's leading words */
@@ -26,6 +43,12 @@ struct control_verb {
 	 * why). Must not block for long: the main loop runs health checks and metrics too. */
 	int (*run)(const struct mx_config *cfg, int argc, char **argv, const char *body, size_t body_len,
 	    bool json, struct strbuf *out);
+	/* Instead of run (which is then NULL), a verb that answers later: called like run on
+	 * the main loop's thread (cfg, argv and body are valid only during the call: copy what
+	 * the work needs), it completes r with control_reply_done, at once or later. The work
+	 * must be bounded in time (timeouts on peers): the connection waits for it. */
+	void (*start)(const struct mx_config *cfg, int argc, char **argv, const char *body,
+	    size_t body_len, bool json, struct control_reply *r);
 };
 
 /* NULL-terminated list (control_verbs.c). */

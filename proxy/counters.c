@@ -22,6 +22,8 @@ static const struct counter_desc counter_table[COUNTER__COUNT] = {
 	[COUNTER_TLS_SESSIONS] = { "tls_sessions_total", "Client TLS handshakes completed.", false },
 	[COUNTER_TLS_FAILURES] = { "tls_failures_total", "Client TLS handshakes failed.", false },
 	[COUNTER_PREGREET] = { "pregreet_total", "Clients that talked before the greeting.", false },
+	[COUNTER_AUTH_OK] = { "auth_success_total", "SMTP AUTH exchanges that succeeded.", false },
+	[COUNTER_AUTH_FAILED] = { "auth_failed_total", "SMTP AUTH exchanges refused for bad credentials.", false },
 	[COUNTER_PROTOCOL_ERRORS] = { "protocol_errors_total",
 	    "SMTP protocol errors by clients (syntax, sequence, over-long lines).", false },
 	[COUNTER_BARE_LF] = { "bare_lf_total", "Messages with a bare LF or CR in DATA.", false },

@@ -22,6 +22,8 @@ enum counter {
 	COUNTER_TLS_SESSIONS,             /* client TLS handshakes completed */
 	COUNTER_TLS_FAILURES,             /* client TLS handshakes failed */
 	COUNTER_PREGREET,                 /* clients talking before the greeting */
+	COUNTER_AUTH_OK,                  /* SMTP AUTH succeeded */
+	COUNTER_AUTH_FAILED,              /* SMTP AUTH refused (535, or 421 past the limit) */
 	COUNTER_PROTOCOL_ERRORS,          /* syntax errors, bad sequence, over-long lines */
 	COUNTER_BARE_LF,                  /* DATA with bare LF/CR (rejected or normalised) */
 	/* envelope */

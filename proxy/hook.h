@@ -2,7 +2,8 @@
  * filters/ (dnsbl, ratelimit, reputation, spf, ...), plugins/ (milter, clamd, spamd, *.so,
  * each `plugins:` entry its own chain entry) and rules/ (the scorer, always last).
  *
- * The session runs the chain at each stage (connect, helo, mail, rcpt, data, eom, close).
+ * The session runs the chain at each stage (connect, helo, mail, rcpt, data, eom, close),
+ * and tells the modules that want it when a message's header block has arrived (headers).
  * Each module is called in turn with a `struct hook_call`; it completes the call exactly
  * once with hook_call_done(), synchronously or later from the same loop thread. The chain
  * (chain.c, the only place with timers, on_error and late completions) stops at the first
@@ -114,6 +115,10 @@ struct hook_env {
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];
+	const char *auth_user;                /* SMTP AUTH: the user as the service knows it, and */
+	const char *auth_mech;                /* its mechanism ("PLAIN"); both NULL when not
+	                                         authenticated. Owned by the session's AUTH state
+	                                         (proxy/auth.c), valid while they are set */
 
 	/* transaction (reset by RSET / after each message) */
 	char *mail_from;                      /* NULL before MAIL; "" for <> */
@@ -232,6 +237,17 @@ struct hook_module {
 	/* Optional: a transaction ended, or (o->session) the session ends — once each, before
 	 * session_free. Synchronous and cheap; env is the session's. */
 	void (*outcome)(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o);
+	/* Optional, for the entries that take part in some stage: during DATA the client's
+	 * header block is complete (hdr[0..len), up to and including the blank line that ends
+	 * it, unstuffed, CRLF lines) while the body may still be arriving. A hint to start slow
+	 * work early (DNS lookups) whose results the module keeps in env->module_ctx[slot] for
+	 * its HOOK_EOM call; no verdict. Synchronous and must not block; hdr is valid during
+	 * the call only (env->msg is still NULL). At most once per message, before HOOK_EOM;
+	 * a message without a blank line, or one over limits.max_message_size or failing
+	 * the spool before its header block ends, gets none, and one refused before end of
+	 * data gets no HOOK_EOM after it: HOOK_EOM must judge without it, and what it started
+	 * is the module's to drop (the next message's call, session_free). */
+	void (*headers)(void *wstate, int slot, struct hook_env *env, const char *hdr, size_t len);
 };
 
 /* The registry (modules.def, modules.c): the modules of the config sections, filters

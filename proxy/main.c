@@ -14,6 +14,8 @@
 #include "statuspage.h"
 #include "tls.h"
 #include "worker.h"
+#include "rules/bayes_http.h"
+#include "rules/bayes_learn.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -49,6 +51,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: mxgate -c FILE      run in the foreground\n"
 	    "       mxgate -t -c FILE   check FILE and exit (0 valid, 1 errors as FILE:LINE:COL: key: reason)\n"
+	    "       mxgate -c FILE learn spam|ham PATH...   teach the classifier (files, maildirs, mbox)\n"
 	    "       mxgate -V           print the version\n"
 	    "       mxgate --dump-config-docs   print the config reference (Markdown)\n"
 	    "       mxgate --dump-config-man    print mxgate.yaml(5) (roff)\n");
@@ -135,6 +138,7 @@ static void main_start_side_services(void)
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
 		modules_register_metrics();	/* the modules' families, e.g. per-rule hits */
+		bayes_http_register(cfg->rules.bayes.max_learn_size);
 		metrics_set_router(statuspage_route);
 	}
 }
@@ -326,6 +330,13 @@ int main(int argc, char **argv)
 	}
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
+	if (optind < argc && strcmp(argv[optind], "learn") == 0) {
+		int rc = bayes_learn_main(&cfg->rules.bayes, argc - optind, argv + optind, stdout,
+		    stderr);
+
+		config_free(cfg);
+		return rc;
+	}
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
 		config_warnings(cfg, stderr);

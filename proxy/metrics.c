@@ -374,7 +374,45 @@ struct metrics_conn {
 	char *resp;
 	size_t len;
 	char req[METRICS_MAX_REQUEST];
+	/* a POST to a registered handler: the body being collected, then the pending reply */
+	const struct metrics_post_reg *post;
+	char *body;
+	size_t body_len, body_want;
+	struct metrics_post_reply *reply;
 };
+
+/* Outlives its connection: the handler answers once, maybe after the client went away. */
+struct metrics_post_reply { struct metrics_conn *c; };
+
+struct metrics_post_reg {
+	char prefix[64];
+	size_t max_body;
+	metrics_post_fn fn;
+	void *arg;
+};
+
+static struct metrics_post_reg metrics_posts[4];
+static int metrics_nposts;
+
+int metrics_register_post(const char *prefix, size_t max_body, metrics_post_fn fn, void *arg)
+{
+	struct metrics_post_reg *r = NULL;
+
+	for (int i = 0; i < metrics_nposts; i++)
+		if (strcmp(metrics_posts[i].prefix, prefix) == 0)
+			r = &metrics_posts[i];
+	if (r == NULL) {
+		if (metrics_nposts >= (int)(sizeof(metrics_posts) / sizeof(metrics_posts[0])) ||
+		    strlen(prefix) >= sizeof(r->prefix))
+			return -1;
+		r = &metrics_posts[metrics_nposts++];
+	}
+	snprintf(r->prefix, sizeof(r->prefix), "%s", prefix);
+	r->max_body = max_body;
+	r->fn = fn;
+	r->arg = arg;
+	return 0;
+}
 
 struct metrics {
 	uv_loop_t *loop;
@@ -407,6 +445,9 @@ static void metrics_conn_closed_cb(uv_handle_t *h)
 	if (c->next)
 		c->next->prev = c->prev;
 	m->nconns--;
+	if (c->reply)
+		c->reply->c = NULL;       /* the handler still owes its answer: nobody hears it */
+	free(c->body);
 	free(c->resp);
 	free(c);
 	metrics_maybe_free(m);
@@ -486,6 +527,105 @@ static void metrics_respond_text(struct metrics_conn *c, int code, const char *r
 	if (body)
 		n = (size_t)snprintf(body, 64, "%d %s\n", code, reason);
 	metrics_respond(c, code, reason, "text/plain; charset=utf-8", body, n, head_only);
+}
+
+void metrics_post_reply(struct metrics_post_reply *r, int code, const char *text)
+{
+	struct metrics_conn *c = r->c;
+
+	free(r);
+	if (c == NULL || c->closing)
+		return;
+	c->reply = NULL;
+	{
+		size_t n = strlen(text);
+		char *body = malloc(n + 1);
+
+		if (body)
+			memcpy(body, text, n + 1);
+		metrics_respond(c, code, code == 200 ? "OK" : code == 403 ? "Forbidden" :
+		    code == 404 ? "Not Found" : code == 413 ? "Payload Too Large" :
+		    code == 503 ? "Service Unavailable" : "Error", "text/plain; charset=utf-8",
+		    body, body ? n : 0, false);
+	}
+}
+
+/* A complete POST head for a registered prefix: the handler and the body's length (the
+ * head is c->req[0..*head_len)). 0 = not such a request (metrics_parse_request answers it),
+ * 1 = ours, -1 = ours but malformed or too big (answered here). */
+static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
+{
+	char path[256];
+	const char *cl;
+	size_t end = 0;
+	unsigned long long want;
+
+	if (c->len < 5 || strncmp(c->req, "POST ", 5) != 0)
+		return 0;
+	for (size_t i = 1; i < c->len && !end; i++)
+		if (c->req[i] == '\n' && (c->req[i - 1] == '\n' || (i >= 2 && c->req[i - 1] == '\r' &&
+		    c->req[i - 2] == '\n')))
+			end = i + 1;
+	if (!end || sscanf(c->req + 5, "%255s", path) != 1)
+		return 0;
+	for (int i = 0; i < metrics_nposts; i++) {
+		const struct metrics_post_reg *r = &metrics_posts[i];
+
+		if (strncmp(path, r->prefix, strlen(r->prefix)) != 0)
+			continue;
+		cl = strcasestr(c->req, "\nContent-Length:");
+		if (cl == NULL || cl > c->req + end || sscanf(cl + 16, " %llu", &want) != 1) {
+			metrics_respond_text(c, 411, "Length Required", false);
+			return -1;
+		}
+		if (want > r->max_body) {
+			metrics_respond_text(c, 413, "Payload Too Large", false);
+			return -1;
+		}
+		c->post = r;
+		c->body_want = (size_t)want;
+		c->body = malloc(c->body_want + 1);
+		if (c->body == NULL) {
+			metrics_respond_text(c, 500, "Internal Server Error", false);
+			return -1;
+		}
+		*head_len = end;
+		return 1;
+	}
+	return 0;
+}
+
+/* Appends body bytes; with the whole body, hands it to the handler. */
+static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
+{
+	char path[256] = "";
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss);
+
+	if (n > c->body_want - c->body_len)
+		n = c->body_want - c->body_len;
+	memcpy(c->body + c->body_len, p, n);
+	c->body_len += n;
+	if (c->body_len < c->body_want || c->reply)
+		return;
+	c->body[c->body_len] = '\0';
+	c->reply = calloc(1, sizeof(*c->reply));
+	if (c->reply == NULL) {
+		metrics_respond_text(c, 500, "Internal Server Error", false);
+		return;
+	}
+	c->reply->c = c;
+	c->responded = true;          /* no more request parsing; the reply comes later */
+	sscanf(c->req + 5, "%255s", path);
+	memset(&ss, 0, sizeof(ss));
+	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl);
+	{
+		char *body = c->body;
+
+		c->body = NULL;
+		c->post->fn(c->post->arg, c->m->loop, path, body, c->body_len,
+		    (const struct sockaddr *)&ss, c->reply);
+	}
 }
 
 /* See metrics.h. */
@@ -584,6 +724,11 @@ static void metrics_handle_request(struct metrics_conn *c, int status, bool head
 static void metrics_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct metrics_conn *c = h->data;
+	if (c->post && !c->responded) {
+		/* a POST body: straight into its buffer */
+		*buf = uv_buf_init(c->body + c->body_len, (unsigned)(c->body_want - c->body_len + 1));
+		return;
+	}
 	if (c->responded) {
 		/* Draining after the response: reuse the request buffer. */
 		*buf = uv_buf_init(c->req, sizeof c->req);
@@ -606,9 +751,26 @@ static void metrics_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			metrics_conn_close(c);
 		return;
 	}
-	if (c->responded || nread == 0)
+	if (nread == 0)
+		return;
+	if (c->post && !c->responded) {
+		metrics_post_feed(c, buf->base, (size_t)nread);
+		return;
+	}
+	if (c->responded)
 		return;
 	c->len += (size_t)nread;
+	{
+		size_t head_len = 0;
+		int pr = metrics_post_start(c, &head_len);
+
+		if (pr < 0)
+			return;
+		if (pr > 0) {
+			metrics_post_feed(c, c->req + head_len, c->len - head_len);
+			return;
+		}
+	}
 	bool head = false;
 	int status = metrics_parse_request(c->req, c->len, &head);
 	if (status != 0)

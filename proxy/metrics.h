@@ -43,6 +43,19 @@ void metrics_out_sample(struct metrics_out *out, const char *label, const char *
 /* Removes a registration (before the arg of a family goes away, e.g. on reload). */
 void metrics_unregister(const char *name);
 
+/* POST handlers (e.g. the classifier's POST /learn/spam): a POST whose path starts with
+ * prefix and carries a Content-Length of at most max_body gets its body collected (bounded,
+ * within the connection's 5 s), then fn(arg, loop, path, body, len, client, reply) runs on
+ * the loop thread. fn owns body (free it) and must call metrics_post_reply(reply, ...)
+ * exactly once, now or later on the loop thread (the client may be gone by then: the
+ * answer is dropped). Without a Content-Length: 411; bigger: 413. Registering a prefix
+ * again replaces it. 0 or -1 (table full: 4 prefixes). Call before requests arrive. */
+struct metrics_post_reply;
+typedef void (*metrics_post_fn)(void *arg, uv_loop_t *loop, const char *path, char *body,
+    size_t len, const struct sockaddr *client, struct metrics_post_reply *reply);
+int metrics_register_post(const char *prefix, size_t max_body, metrics_post_fn fn, void *arg);
+void metrics_post_reply(struct metrics_post_reply *reply, int code, const char *text);
+
 /* Renders the whole exposition text for pool (may be NULL) into a malloc'd,
  * NUL-terminated buffer (caller frees). Returns NULL on allocation failure. Used by the
  * endpoint; public for tests and for a future "stats" command. */

@@ -16,6 +16,7 @@
 
 /* Each module's header (its config struct and table), one line per module. */
 #include "proxy/pregreet.h"
+#include "proxy/auth_config.h"
 #include "proxy/control_config.h"
 #include "filters/dns.h"
 #include "filters/dnsbl.h"

@@ -1,6 +1,7 @@
 /* relay.c — the backend side: one SMTP/LMTP client connection per struct relay. */
 #include "relay.h"
 #include "backend.h"
+#include "bdat.h"
 #include "config.h"
 #include "dataparse.h"
 #include "headers.h"
@@ -8,6 +9,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "proxyproto.h"
+#include "stream.h"
 #include "tls.h"
 #include "worker.h"
 #include "counters.h"
@@ -41,6 +43,7 @@ enum relay_state {
 enum {
 	CAP_PIPELINING = 1u << 0, CAP_SIZE = 1u << 1, CAP_8BITMIME = 1u << 2, CAP_SMTPUTF8 = 1u << 3,
 	CAP_XCLIENT = 1u << 4, CAP_STARTTLS = 1u << 5, CAP_ENHANCED = 1u << 6, CAP_DSN = 1u << 7,
+	CAP_CHUNKING = 1u << 8,
 };
 
 #define RELAY_MAX_REPLY 8192       /* bytes of one (multi-line) reply */
@@ -70,15 +73,23 @@ struct relay {
 	size_t linelen;
 	bool line_overflow;
 	struct strbuf reply;
-	/* callbacks (one outstanding at a time) */
+	/* callbacks: one open or message step at a time (arg), or commands in flight */
 	relay_open_fn open_cb;
-	relay_reply_fn reply_cb;
 	relay_data_fn data_cb;
 	void *arg;
+	struct relay_pending *fifo;   /* replies awaited, in the order the commands went out */
+	size_t fifo_head, fifo_len, fifo_cap;
+	struct strbuf outq;           /* command lines queued, not yet written (relay_flush) */
+	bool data_queued;             /* a DATA sent ahead (relay_queue_data) awaits its reply */
+	bool data_open;               /* ... and got 354: the backend reads a message now */
+	bool msg_waiting;             /* relay_send_message came before that reply */
 	/* message streaming */
 	const char *prefix, *body;
 	size_t prefix_len, body_len, off;
 	struct dotstuff ds;
+	bool bdat;                    /* the message goes as one "BDAT <n> LAST" chunk */
+	struct bdat_crlf crlf;
+	char lead[48];                /* the BDAT line, written with the first content */
 	int nrcpt, nreplies;
 	int *codes;
 	char **texts;
@@ -92,6 +103,9 @@ struct relay {
 	bool clean;                      /* no transaction open (after the final reply or RSET) */
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
 };
+
+/* A command whose reply is awaited (cb NULL: cancelled, the reply is read and dropped). */
+struct relay_pending { relay_reply_fn cb; void *arg; bool data; };
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
@@ -114,6 +128,7 @@ bool relay_has_ext(const struct relay *r, const char *ext)
 	if (strcasecmp(ext, "SMTPUTF8") == 0) return r->caps & CAP_SMTPUTF8;
 	if (strcasecmp(ext, "PIPELINING") == 0) return r->caps & CAP_PIPELINING;
 	if (strcasecmp(ext, "DSN") == 0) return r->caps & CAP_DSN;
+	if (strcasecmp(ext, "CHUNKING") == 0) return r->caps & CAP_CHUNKING;
 	return false;
 }
 
@@ -152,18 +167,10 @@ static int relay_write_raw(struct relay *r, const char *data, size_t len, bool p
 	if (r->state == RELAY_CLOSED)
 		return -1;
 	if (!pump && uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0) {
-		/* Straight into the kernel when nothing is queued (uv_try_write itself refuses
-		 * while a connect is pending or bytes are queued, so order is kept). */
-		buf = uv_buf_init((char *)data, (unsigned)len);
-		int n = uv_try_write((uv_stream_t *)&r->tcp, &buf, 1);
-		if (n == (int)len)
-			return 0;
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-		} else if (n != UV_EAGAIN) {
-			return -1;
-		}
+		/* Straight into the kernel when nothing is queued. */
+		int rc = stream_try_write((uv_stream_t *)&r->tcp, &data, &len);
+		if (rc != 0)
+			return rc > 0 ? 0 : -1;
 	}
 	w = malloc(sizeof(*w) + len);
 	if (w == NULL)
@@ -240,6 +247,8 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 		return;
 	tlsconn_free(r->tls);
 	strbuf_free(&r->reply);
+	strbuf_free(&r->outq);
+	free(r->fifo);
 	free(r->codes);
 	if (r->texts) {
 		for (int i = 0; i < r->nrcpt; i++)
@@ -282,8 +291,8 @@ static void relay_close(struct relay *r)
 	}
 	r->state = RELAY_CLOSED;
 	r->open_cb = NULL;
-	r->reply_cb = NULL;
 	r->data_cb = NULL;
+	r->fifo_len = 0;
 	uv_timer_stop(&r->timer);
 	uv_close((uv_handle_t *)&r->timer, relay_handle_closed_cb);
 	uv_close((uv_handle_t *)&r->tcp, relay_handle_closed_cb);
@@ -294,13 +303,20 @@ static void relay_fail(struct relay *r, const char *why)
 {
 	enum relay_state st = r->state;
 	relay_open_fn ocb = r->open_cb;
-	relay_reply_fn rcb = r->reply_cb;
+	relay_reply_fn rcb = NULL;
 	relay_data_fn dcb = r->data_cb;
-	void *arg = r->arg;
+	bool msg_waiting = r->msg_waiting;
+	void *arg = r->arg, *rarg = NULL;
 	char text[200];
 
 	if (st == RELAY_CLOSED)
 		return;
+	/* Commands in flight: the first one still wanted hears of the failure; the ones queued
+	 * behind it get no callback (their owner gives the connection up on code 0). */
+	for (size_t i = 0; i < r->fifo_len && rcb == NULL; i++) {
+		rcb = r->fifo[(r->fifo_head + i) % r->fifo_cap].cb;
+		rarg = r->fifo[(r->fifo_head + i) % r->fifo_cap].arg;
+	}
 	bool stale = r->reused_fresh;
 	if (stale)
 		why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
@@ -313,8 +329,12 @@ static void relay_fail(struct relay *r, const char *why)
 	relay_close(r);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
+	} else if (st == RELAY_COMMAND && msg_waiting && dcb) {
+		int code = 0;
+		const char *t = text;
+		dcb(arg, 1, &code, &t);
 	} else if (st == RELAY_COMMAND && rcb) {
-		rcb(arg, 0, text);
+		rcb(rarg, 0, text);
 	} else if ((st == RELAY_DATA_354 || st == RELAY_DATA_SEND || st == RELAY_DATA_FINAL) && dcb) {
 		int code = 0;
 		const char *t = text;
@@ -430,6 +450,7 @@ static void relay_parse_caps(struct relay *r, const char *text)
 			else if (strcmp(kw, "STARTTLS") == 0) r->caps |= CAP_STARTTLS;
 			else if (strcmp(kw, "ENHANCEDSTATUSCODES") == 0) r->caps |= CAP_ENHANCED;
 			else if (strcmp(kw, "DSN") == 0) r->caps |= CAP_DSN;
+			else if (strcmp(kw, "CHUNKING") == 0) r->caps |= CAP_CHUNKING;
 			else if (strcmp(kw, "XCLIENT") == 0) {
 				r->caps |= CAP_XCLIENT;
 				size_t al = (size_t)(p + n - q);
@@ -529,6 +550,13 @@ static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 	if (relay_xclient_has(r, "HELO") && env->helo[0]) {
 		relay_xtext(v, sizeof(v), env->helo);
 		o += (size_t)snprintf(out + o, cap - o, " HELO=%s", v);
+	}
+	/* The SMTP AUTH user (the backend's permit_sasl_authenticated), "[UNAVAILABLE]" for a
+	 * session without one: a pooled connection re-announced after an authenticated session
+	 * must not keep that user. */
+	if (relay_xclient_has(r, "LOGIN")) {
+		relay_xtext(v, sizeof(v), env->auth_user ? env->auth_user : "[UNAVAILABLE]");
+		o += (size_t)snprintf(out + o, cap - o, " LOGIN=%s", v);
 	}
 	if (o >= cap)
 		out[cap - 1] = '\0';
@@ -792,20 +820,38 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		relay_handshake_reply(r, code, text);
 		return;
 	case RELAY_COMMAND: {
-		relay_reply_fn cb = r->reply_cb;
-		r->reply_cb = NULL;
-		r->state = RELAY_READY;
-		uv_timer_stop(&r->timer);
+		/* RFC 2920: the replies come in the order the commands went out. */
+		struct relay_pending p = r->fifo[r->fifo_head];
+		r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
+		if (--r->fifo_len == 0) {
+			r->state = RELAY_READY;
+			uv_timer_stop(&r->timer);
+		} else {
+			relay_arm(r, relay_cfg(r)->reply_timeout);
+		}
+		if (p.data) {
+			r->data_queued = false;
+			if (r->msg_waiting) {
+				/* The message waits for this DATA: on as if relay_send_message had
+				 * sent it (354: stream it; anything else: the message's reply). */
+				r->msg_waiting = false;
+				r->state = RELAY_DATA_354;
+				relay_on_reply(r, code, text);
+				return;
+			}
+			r->data_open = code == 354;
+		}
 		if (code == 421) {
-			/* The backend is closing on us: report, then close. */
-			if (cb)
-				cb(r->arg, code, text);
+			/* The backend is closing on us: report, then close (the commands queued
+			 * behind get no callback). */
+			if (p.cb)
+				p.cb(p.arg, code, text);
 			if (r->state != RELAY_CLOSED)
 				relay_close(r);
 			return;
 		}
-		if (cb)
-			cb(r->arg, code, text);
+		if (p.cb)
+			p.cb(p.arg, code, text);
 		return;
 	}
 	case RELAY_DATA_354:
@@ -904,13 +950,93 @@ static int relay_max_idle(const struct relay *r)
 	return (int)(per * (long)n < RELAY_MAX_IDLE_PER_WORKER ? per * (long)n : RELAY_MAX_IDLE_PER_WORKER);
 }
 
+void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
+{
+	size_t n = strlen(line);
+	bool misplaced = r->data_open;	/* the backend would read it as message content */
+
+	if (r->state == RELAY_CLOSED)
+		return;
+	if (r->fifo_len == r->fifo_cap) {
+		/* Grow the ring, unrolled into the new array from the head. */
+		size_t cap = r->fifo_cap ? r->fifo_cap * 2 : 8;
+		struct relay_pending *f = malloc(cap * sizeof(*f));
+		if (f == NULL)
+			abort();
+		for (size_t i = 0; i < r->fifo_len; i++)
+			f[i] = r->fifo[(r->fifo_head + i) % r->fifo_cap];
+		free(r->fifo);
+		r->fifo = f;
+		r->fifo_cap = cap;
+		r->fifo_head = 0;
+	}
+	r->fifo[(r->fifo_head + r->fifo_len) % r->fifo_cap] = (struct relay_pending){ cb, arg, false };
+	r->fifo_len++;
+	if (misplaced) {
+		/* A command while the backend reads a message (an owner's mistake): the
+		 * connection is dropped, the command's callback hears of it. */
+		r->state = RELAY_COMMAND;
+		relay_fail(r, "a command while the backend reads a message");
+		return;
+	}
+	if (n > 1024)
+		n = 1024;
+	if (log_is_debug())
+		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=\"%.*s\"", r->b->url, (int)n, line);
+	strbuf_append(&r->outq, line, n);
+	strbuf_append(&r->outq, "\r\n", 2);
+	r->clean = false;
+	r->state = RELAY_COMMAND;
+}
+
+void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
+{
+	relay_queue(r, "DATA", cb, arg);
+	if (r->state == RELAY_CLOSED)
+		return;
+	r->fifo[(r->fifo_head + r->fifo_len - 1) % r->fifo_cap].data = true;
+	r->data_queued = true;
+}
+
+bool relay_data_pending(const struct relay *r)
+{
+	return r->data_queued || r->data_open;
+}
+
+void relay_data_abandon(struct relay *r)
+{
+	if (!r->data_open)
+		return;
+	/* RFC 2920 3.1: DATA got 354 although no recipient was accepted: a lone "." ends
+	 * it (the backend refuses the empty transaction); its reply is dropped. */
+	r->data_open = false;
+	relay_queue(r, ".", NULL, NULL);
+	relay_flush(r);
+}
+
+void relay_flush(struct relay *r)
+{
+	if (r->state == RELAY_CLOSED || r->outq.len == 0)
+		return;
+	int rc = relay_write(r, r->outq.v, r->outq.len);
+	r->outq.len = 0;
+	if (rc != 0) {
+		relay_fail(r, "write failed");
+		return;
+	}
+	relay_arm(r, relay_cfg(r)->reply_timeout);
+}
+
+void relay_cancel(struct relay *r)
+{
+	for (size_t i = 0; i < r->fifo_len; i++)
+		r->fifo[(r->fifo_head + i) % r->fifo_cap].cb = NULL;
+}
+
 void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
 {
-	r->clean = false;
-	r->reply_cb = cb;
-	r->arg = arg;
-	r->state = RELAY_COMMAND;
-	relay_send_line(r, line);
+	relay_queue(r, line, cb, arg);
+	relay_flush(r);
 }
 
 /* Output of the dot-stuffer: into the current chunk. */
@@ -924,7 +1050,8 @@ static int relay_chunk_out(void *arg, const char *data, size_t len)
 }
 
 #define RELAY_CHUNK_IN 32768
-#define RELAY_CHUNK_OUT (RELAY_CHUNK_IN * 2 + 16)
+#define RELAY_CHUNK_OUT (RELAY_CHUNK_IN * 2 + 64)   /* worst case: every octet a bare LF,
+                                                      * plus the lead line and the end */
 
 /* Streams prefix + body, dot-stuffed, with backpressure on the socket's write queue. */
 static void relay_pump(struct relay *r)
@@ -946,6 +1073,11 @@ static void relay_pump(struct relay *r)
 		}
 		r->chunk = chunk;
 		r->chunk_len = 0;
+		if (r->lead[0]) {
+			/* The BDAT line goes out in the same write as the first content. */
+			relay_chunk_out(r, r->lead, strlen(r->lead));
+			r->lead[0] = '\0';
+		}
 		if (r->off < total) {
 			size_t n;
 			const char *src;
@@ -958,11 +1090,16 @@ static void relay_pump(struct relay *r)
 			}
 			if (n > RELAY_CHUNK_IN)
 				n = RELAY_CHUNK_IN;
-			dotstuff_encode(&r->ds, src, n, relay_chunk_out, r);
+			if (r->bdat)
+				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
+			else
+				dotstuff_encode(&r->ds, src, n, relay_chunk_out, r);
 			r->off += n;
 		}
 		bool last = r->off >= total;
-		if (last)
+		if (last && r->bdat)
+			bdat_crlf_finish(&r->crlf, relay_chunk_out, r);
+		else if (last)
 			dotstuff_finish(&r->ds, relay_chunk_out, r);
 		if (r->chunk_len && relay_write(r, chunk, r->chunk_len) != 0) {
 			relay_fail(r, "write failed");
@@ -999,6 +1136,39 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 		relay_fail(r, "out of memory");
 		return;
 	}
+	r->clean = false;
+	r->bdat = false;
+	if (r->data_open) {
+		/* DATA went ahead with the last RCPT and got its 354: stream now. */
+		r->data_open = false;
+		r->state = RELAY_DATA_SEND;
+		dotstuff_init(&r->ds);
+		r->off = 0;
+		relay_arm(r, relay_cfg(r)->data_timeout);
+		relay_pump(r);
+		return;
+	}
+	if (r->data_queued) {
+		/* ... and its reply is still on the way: the message waits for it. */
+		r->msg_waiting = true;
+		return;
+	}
+	r->bdat = (r->caps & CAP_CHUNKING) != 0;
+	if (r->bdat) {
+		/* RFC 3030: the content goes as one last chunk of its exact (normalised) size,
+		 * no 354 to wait for, nothing to stuff: a dot inside means nothing. */
+		snprintf(r->lead, sizeof(r->lead), "BDAT %llu LAST\r\n",
+		    (unsigned long long)bdat_crlf_length(prefix, prefix_len, body, len));
+		if (log_is_debug())
+			log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=\"%.*s\"", r->b->url,
+			    (int)strlen(r->lead) - 2, r->lead);
+		bdat_crlf_init(&r->crlf);
+		r->off = 0;
+		r->state = RELAY_DATA_SEND;
+		relay_arm(r, relay_cfg(r)->data_timeout);
+		relay_pump(r);
+		return;
+	}
 	r->state = RELAY_DATA_354;
 	relay_send_line(r, "DATA");
 }
@@ -1014,14 +1184,16 @@ void relay_release(struct relay *r, bool reusable)
 	if (r->state == RELAY_CLOSED)
 		return;
 	r->open_cb = NULL;
-	r->reply_cb = NULL;
 	r->data_cb = NULL;
+	relay_cancel(r);
 	r->in_session = false;
 	if (r->counted_active) {
 		atomic_fetch_sub(&r->b->active, 1);
 		r->counted_active = false;
 	}
-	if (r->state != RELAY_READY) {
+	if (r->state != RELAY_READY || r->data_open) {
+		/* Replies outstanding, or a DATA open at the backend (only a close aborts it
+		 * without delivering): not reusable. */
 		relay_close(r);
 		return;
 	}

@@ -27,11 +27,34 @@ typedef void (*relay_data_fn)(void *arg, int n, const int *codes, const char *co
 
 /* Gets a connection to b for env's client: an idle one (re-identified) or a new one. */
 void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg);
-/* Sends one command line (no CRLF) and reports its reply. */
+/* Sends one command line (no CRLF) and reports its reply: relay_queue + relay_flush. */
 void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *arg);
-/* DATA, then prefix (raw header text already final, may be empty), then body[0..len) of
- * the message content, dot-stuffed, then the final dot; reports the reply (or LMTP's
- * replies for nrcpt recipients). body must stay valid until the callback. */
+/* Queues one command line (no CRLF, copied) whose reply goes to cb(arg); nothing is written
+ * before relay_flush, which sends everything queued in one write. The replies come back in
+ * order (a FIFO of pending replies). More than one command in flight needs a backend that
+ * offers PIPELINING (relay_has_ext), and a group ends with a command that changes nothing
+ * the rest depends on (RFC 2920 3.1: MAIL and RCPTs, never DATA). After a failure (code 0)
+ * or a 421 the connection closes: only the first command still wanted hears of it. */
+void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg);
+void relay_flush(struct relay *r);
+/* Queues DATA behind the last RCPT of a group (RFC 2920: DATA may end one), for a client
+ * that pipelined DATA: cb gets its reply. On 354 the backend reads a message from then
+ * on: relay_send_message streams it without another round trip, or relay_data_abandon
+ * ends it when no recipient was accepted, or releasing the relay closes it (nothing is
+ * delivered). relay_send_message called before the reply waits for it. */
+void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg);
+/* DATA sent ahead got 354 but no recipient was accepted: a lone "." ends it. */
+void relay_data_abandon(struct relay *r);
+/* A DATA sent ahead is unanswered or open: no other command may go now. */
+bool relay_data_pending(const struct relay *r);
+/* The replies of the commands in flight are read and dropped, no callback (the owner gave
+ * up on them, e.g. the RCPTs queued behind a refused MAIL). */
+void relay_cancel(struct relay *r);
+/* The message: prefix (raw header text already final, may be empty), then body[0..len) of
+ * the message content. To a backend that offers CHUNKING as one "BDAT <n> LAST" chunk
+ * (RFC 3030: CRLF-normalised, no stuffing, no 354 to wait for); else DATA, the content
+ * dot-stuffed, the final dot. Reports the reply (or LMTP's replies for nrcpt recipients).
+ * body must stay valid until the callback. */
 void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, const char *body,
     size_t len, int nrcpt, relay_data_fn cb, void *arg);
 /* Done with it: reusable -> RSET and keep idle (or QUIT if the pool is full); otherwise
@@ -47,7 +70,8 @@ bool relay_text_is_stale(const char *text);
 void relay_abort(struct relay *r);
 
 struct backend *relay_backend(const struct relay *r);
-bool relay_has_ext(const struct relay *r, const char *ext);  /* EHLO keyword, e.g. "SIZE" */
+bool relay_has_ext(const struct relay *r, const char *ext);  /* EHLO keyword: SIZE, 8BITMIME, SMTPUTF8,
+                                                            * PIPELINING, DSN, CHUNKING */
 bool relay_is_lmtp(const struct relay *r);
 
 /* Worker shutdown: QUIT every idle connection. */

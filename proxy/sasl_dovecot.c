@@ -531,7 +531,7 @@ static void sd_timer_cb(uv_timer_t *t)
 	bool expired = false;
 
 	for (struct sasl_dovecot_req *q = d->reqs; q != NULL; q = q->next)
-		expired |= q->deadline <= now;
+		expired |= !q->waiting && q->deadline <= now;
 	if (!expired) {
 		sd_arm_timer(d);
 		return;
@@ -543,7 +543,7 @@ static void sd_timer_cb(uv_timer_t *t)
 	}
 	for (struct sasl_dovecot_req *q = d->reqs, *next; q != NULL; q = next) {
 		next = q->next;
-		if (q->deadline <= now) {
+		if (!q->waiting && q->deadline <= now) {
 			log_event(LOG_LVL_WARNING, NULL, "event=auth_service_error service=%s reason=timeout id=%u",
 			    d->address, q->id);
 			sd_req_finish(q, SASL_DOVECOT_TEMPFAIL, NULL, "timeout");
@@ -560,7 +560,7 @@ static void sd_arm_timer(struct sasl_dovecot *d)
 	if (d->freeing)
 		return;
 	for (struct sasl_dovecot_req *q = d->reqs; q != NULL; q = q->next)
-		if (first == 0 || q->deadline < first)
+		if (!q->waiting && (first == 0 || q->deadline < first))
 			first = q->deadline;
 	if (first == 0) {
 		uv_timer_stop(&d->timer);
@@ -712,6 +712,9 @@ int sasl_dovecot_continue(struct sasl_dovecot_req *q, const char *response_b64)
 	if (!q->waiting || d->state != SD_READY || n > SASL_MAX_B64 || !sd_is_b64(response_b64, n))
 		return -1;
 	q->waiting = false;
+	/* the service's time runs again (the client's answer had the session's own timeout) */
+	q->deadline = uv_now(d->loop) + d->timeout;
+	sd_arm_timer(d);
 	snprintf(line, sizeof(line), "CONT\t%u\t%s\n", q->id, response_b64);
 	int rc = sd_write(d, line);
 	sasl_wipe(line, sizeof(line));

@@ -108,8 +108,9 @@ typedef void (*sasl_dovecot_cb)(void *arg, const struct sasl_dovecot_result *res
 struct sasl_dovecot;
 struct sasl_dovecot_req;
 
-/* A client for address on loop; timeout_ms bounds every request from its start (connect
- * and handshake included). NULL on a bad address or out of memory. Loop thread only. */
+/* A client for address on loop; timeout_ms bounds each wait for the service: a request from
+ * its start (connect and handshake included) and again from each continue(); the time a
+ * challenge waits for the caller's answer is not counted (the session times its client). NULL on a bad address or out of memory. Loop thread only. */
 struct sasl_dovecot *sasl_dovecot_new(uv_loop_t *loop, const char *address, uint64_t timeout_ms);
 /* Cancels every request (no callback runs), closes the connection; memory is released in
  * the handles' close callbacks. NULL is a no-op. */

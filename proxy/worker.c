@@ -1,5 +1,6 @@
 /* worker.c — worker threads: loop, listeners, config generations, drain. */
 #include "worker.h"
+#include "auth.h"
 #include "backend.h"
 #include "config.h"
 #include "log.h"
@@ -31,6 +32,7 @@ void shared_gen_unref(struct shared_gen *g)
 static void worker_gen_free(struct worker_gen *wg)
 {
 	chain_modules_free(&wg->mods);
+	auth_worker_free(wg->auth);
 	shared_gen_unref(wg->shared);
 	free(wg);
 }
@@ -47,6 +49,7 @@ static struct worker_gen *worker_gen_new(struct worker *w, struct shared_gen *sg
 	if (chain_modules_init(&wg->mods, sg->cfg, &w->loop, w->index) < 0)
 		log_event(LOG_LVL_ERROR, NULL, "event=module_init_failed worker=%d reason=out_of_memory",
 		    w->index);
+	wg->auth = auth_worker_new(sg->cfg, &w->loop, w->index);
 	return wg;
 }
 

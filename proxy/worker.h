@@ -19,6 +19,7 @@ struct pool;
 struct tls_ctx;
 struct relay;
 struct session;
+struct auth_worker;
 
 struct shared_gen {
 	atomic_int refs;
@@ -36,6 +37,7 @@ struct worker_gen {
 	struct shared_gen *shared;
 	struct worker *worker;
 	struct chain_modules mods;
+	struct auth_worker *auth;     /* SMTP AUTH's Dovecot client and guard (auth.h), or NULL */
 	int sessions;                 /* sessions using this generation */
 	bool retired;                 /* a newer one is current */
 };

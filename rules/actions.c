@@ -2,7 +2,9 @@
 #include "actions.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int actions_rank(enum rule_action a)
@@ -22,6 +24,7 @@ const char *actions_decide(const struct actions_thresholds *t, double score,
 {
 	const char *rule = immediate_rule ? immediate_rule : "";
 
+	score = round(score * 1000) / 1000;     /* SA decides on the score to 3 decimals */
 	verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);
 	switch (immediate) {
 	case RULE_ACT_REJECT:
@@ -98,13 +101,21 @@ size_t actions_format_status(char *buf, size_t len, double score, double require
 {
 	char s[32], r[32];
 	int w;
+	/* SA: the score rounded to 3 decimals decides; the shown one (2.1f) never contradicts
+	 * the verdict (get_tag_value_for_score) */
+	double s3 = round(score * 1000) / 1000, shown;
+	bool spam = s3 >= required;
 
 	if (len == 0)
 		return 0;
-	actions_format_score(s, sizeof(s), score);
+	actions_format_score(s, sizeof(s), s3);
 	snprintf(r, sizeof(r), "%.1f", required);
-	w = snprintf(buf, len, "%s, score=%s required=%s tests=", score >= required ? "Yes" : "No",
-	    s, r);
+	shown = strtod(s, NULL);
+	if (spam && shown < strtod(r, NULL))
+		snprintf(s, sizeof(s), "%s", r);
+	else if (!spam && shown >= strtod(r, NULL))
+		snprintf(s, sizeof(s), "%.1f", strtod(r, NULL) - 0.1);
+	w = snprintf(buf, len, "%s, score=%s required=%s tests=", spam ? "Yes" : "No", s, r);
 	if (w < 0 || (size_t)w >= len)
 		return len - 1;
 	if (ntests == 0) {

@@ -6,6 +6,7 @@
 #include "rule_parse.h"
 
 #include <pcre2.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,33 @@ int match_re_exec(const struct match_re *r, const char *s, size_t len,
 		off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
 	}
 	return n;
+}
+
+int match_re_groups(const struct match_re *r, const char *s, size_t len, size_t start,
+    struct match_scratch *sc, size_t *ov, int nov)
+{
+	int rc;
+	PCRE2_SIZE *pv;
+	uint32_t np;
+
+	if (start > len)
+		return 0;
+	rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, start, 0, sc->md, sc->mctx);
+	if (rc == PCRE2_ERROR_NOMATCH)
+		return 0;
+	if (rc < 0)
+		return -1;
+	pv = pcre2_get_ovector_pointer(sc->md);
+	np = pcre2_get_ovector_count(sc->md);
+	for (int k = 0; k < nov; k++) {
+		if ((uint32_t)k < np && (k < rc || rc == 0) && pv[2 * k] != PCRE2_UNSET) {
+			ov[2 * k] = pv[2 * k];
+			ov[2 * k + 1] = pv[2 * k + 1];
+		} else {
+			ov[2 * k] = ov[2 * k + 1] = SIZE_MAX;
+		}
+	}
+	return 1;
 }
 
 struct match_scratch *match_scratch_new(void)

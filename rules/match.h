@@ -30,6 +30,12 @@ void match_re_free(struct match_re *r);
 int match_re_exec(const struct match_re *r, const char *s, size_t len,
     struct match_scratch *sc, int max);
 
+/* Searches s[0..len) from offset start for one match and reports its groups: ov[2k],
+ * ov[2k+1] = start and end of group k (k < nov; SIZE_MAX when the group is unset).
+ * Returns 1 (match), 0 (none) or -1 (match limit hit). */
+int match_re_groups(const struct match_re *r, const char *s, size_t len, size_t start,
+    struct match_scratch *sc, size_t *ov, int nov);
+
 /* Per-thread working memory (PCRE2 match data and JIT stack with bounded limits, the
  * prefilter's scratch). NULL on out-of-memory. */
 struct match_scratch *match_scratch_new(void);

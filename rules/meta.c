@@ -3,6 +3,7 @@
 #include "meta.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -342,6 +343,125 @@ double meta_eval(const struct meta_expr *e, const double *values)
 	r = sp ? st[0] : 0;
 	free(heap);
 	return r;
+}
+
+/* ---------------------------------------------------------------- interval evaluation */
+
+struct meta_iv { double lo, hi; };
+
+static inline struct meta_iv meta_iv(double lo, double hi)
+{
+	struct meta_iv r = { lo, hi };
+
+	return r;
+}
+
+static inline bool meta_iv_has_zero(struct meta_iv a) { return a.lo <= 0 && a.hi >= 0; }
+static inline bool meta_iv_is_zero(struct meta_iv a) { return a.lo == 0 && a.hi == 0; }
+
+static struct meta_iv meta_iv_hull(struct meta_iv a, struct meta_iv b)
+{
+	return meta_iv(a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi);
+}
+
+/* The hull of the four corner values (products or quotients). */
+static struct meta_iv meta_iv_corners(double p, double q, double r, double s)
+{
+	struct meta_iv v = meta_iv(p, p);
+
+	v = meta_iv_hull(v, meta_iv(q, q));
+	v = meta_iv_hull(v, meta_iv(r, r));
+	return meta_iv_hull(v, meta_iv(s, s));
+}
+
+/* A truth value: 1 (certainly true), 0 (certainly false) or [0,1]. */
+static struct meta_iv meta_iv_truth(bool can_true, bool can_false)
+{
+	return meta_iv(can_false ? 0 : 1, can_true ? 1 : 0);
+}
+
+static struct meta_iv meta_iv_binop(enum meta_op op, struct meta_iv a, struct meta_iv b)
+{
+	const double big = 1e12;
+
+	switch (op) {
+	case OP_MUL:
+		return meta_iv_corners(a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi);
+	case OP_DIV:
+		if (meta_iv_is_zero(b))
+			return meta_iv(0, 0);                  /* as meta_eval: x / 0 = 0 */
+		if (meta_iv_has_zero(b))
+			return meta_iv(-big, big);
+		return meta_iv_corners(a.lo / b.lo, a.lo / b.hi, a.hi / b.lo, a.hi / b.hi);
+	case OP_ADD: return meta_iv(a.lo + b.lo, a.hi + b.hi);
+	case OP_SUB: return meta_iv(a.lo - b.hi, a.hi - b.lo);
+	case OP_LT: return meta_iv_truth(a.lo < b.hi, a.hi >= b.lo);
+	case OP_GT: return meta_iv_truth(a.hi > b.lo, a.lo <= b.hi);
+	case OP_LE: return meta_iv_truth(a.lo <= b.hi, a.hi > b.lo);
+	case OP_GE: return meta_iv_truth(a.hi >= b.lo, a.lo < b.hi);
+	case OP_EQ:
+	case OP_NE: {
+		bool can_eq = !(a.hi < b.lo || b.hi < a.lo);
+		bool can_ne = !(a.lo == a.hi && b.lo == b.hi && a.lo == b.lo);
+
+		return op == OP_EQ ? meta_iv_truth(can_eq, can_ne) : meta_iv_truth(can_ne, can_eq);
+	}
+	/* Perl: A && B is B when A is true, else A (0); A || B is A when true, else B */
+	case OP_AND:
+		if (!meta_iv_has_zero(a))
+			return b;
+		if (meta_iv_is_zero(a))
+			return a;
+		return meta_iv_hull(meta_iv(0, 0), b);
+	case OP_OR:
+		if (!meta_iv_has_zero(a))
+			return a;
+		if (meta_iv_is_zero(a))
+			return b;
+		return meta_iv_hull(a, b);
+	default:
+		return meta_iv(-big, big);
+	}
+}
+
+void meta_eval_range(const struct meta_expr *e, const double *lo, const double *hi,
+    double *out_lo, double *out_hi)
+{
+	struct meta_iv stack[256], *heap = NULL, *st = stack, r;
+	size_t sp = 0;
+
+	if (e->max_stack > 256) {
+		heap = malloc(e->max_stack * sizeof(*heap));
+		if (heap == NULL)
+			abort();
+		st = heap;
+	}
+	for (size_t i = 0; i < e->n; i++) {
+		const struct meta_insn *in = &e->code[i];
+		struct meta_iv a, b;
+
+		switch (in->op) {
+		case OP_PUSH_ID: st[sp++] = meta_iv(lo[in->id], hi[in->id]); continue;
+		case OP_PUSH_NUM: st[sp++] = meta_iv(in->num, in->num); continue;
+		case OP_NOT:
+			a = st[sp - 1];
+			st[sp - 1] = meta_iv_truth(meta_iv_has_zero(a), !meta_iv_is_zero(a));
+			continue;
+		case OP_NEG:
+			a = st[sp - 1];
+			st[sp - 1] = meta_iv(-a.hi, -a.lo);
+			continue;
+		default:
+			break;
+		}
+		b = st[--sp];
+		a = st[sp - 1];
+		st[sp - 1] = meta_iv_binop(in->op, a, b);
+	}
+	r = sp ? st[0] : meta_iv(0, 0);
+	free(heap);
+	*out_lo = r.lo;
+	*out_hi = r.hi;
 }
 
 size_t meta_deps(const struct meta_expr *e, const int **ids)

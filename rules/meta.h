@@ -24,6 +24,14 @@ void meta_free(struct meta_expr *e);
 /* Evaluates with values[id] for each referenced id. Division by zero gives 0. */
 double meta_eval(const struct meta_expr *e, const double *values);
 
+/* Evaluates over ranges: each value is known only to lie in [lo[id], hi[id]] (a rule
+ * mxgate cannot run is [0, 1]: it may or may not hit in SpamAssassin). Sets the range of
+ * the result: Kleene logic for ! && ||, interval arithmetic for the rest, so a result
+ * with out_lo == out_hi is the same whatever the unknown values are. With lo == hi for
+ * every id the result equals meta_eval(). */
+void meta_eval_range(const struct meta_expr *e, const double *lo, const double *hi,
+    double *out_lo, double *out_hi);
+
 /* The ids the expression references (possibly repeated); borrowed. */
 size_t meta_deps(const struct meta_expr *e, const int **ids);
 

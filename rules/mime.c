@@ -1,6 +1,8 @@
 /* mime.c — GMime-based decoding of text parts plus an HTML renderer; see mime.h. */
 #include "mime.h"
 
+#include "charset.h"
+
 #include <ctype.h>
 #include <gmime/gmime.h>
 #include <pthread.h>
@@ -213,25 +215,7 @@ static void mime_put_utf8(struct mime_buf *b, unsigned long cp)
 
 	if (cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		cp = 0xfffd;
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		mime_put(b, u, 1);
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xc0 | (cp >> 6));
-		u[1] = (char)(0x80 | (cp & 0x3f));
-		mime_put(b, u, 2);
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xe0 | (cp >> 12));
-		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[2] = (char)(0x80 | (cp & 0x3f));
-		mime_put(b, u, 3);
-	} else {
-		u[0] = (char)(0xf0 | (cp >> 18));
-		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[3] = (char)(0x80 | (cp & 0x3f));
-		mime_put(b, u, 4);
-	}
+	mime_put(b, u, charset_utf8_encode((uint32_t)cp, u));
 }
 
 static const struct { const char *name; unsigned cp; } mime_entities[] = {

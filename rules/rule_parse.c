@@ -4,7 +4,7 @@
  * "\#" becomes '#', the first word is the directive, later lines for the same rule name
  * override earlier ones, `if`/`ifplugin` blocks nest, unknown directives are ignored (they
  * configure SA features we do not emulate). */
-#include "rule_parse.h"
+#include "rule_src_int.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -12,247 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RULE_MAX_LINE   65536
-#define RULE_MAX_DEPTH  64
-#define RULE_MAX_RULES  200000
-#define RULE_MAX_ERRORS 1000
-
-struct rule_tag { char *name; char *value; int kind; /* 0 tag 1 pre 2 post 3 inter */ };
-
-struct rule_src {
-	struct rule_def *v; size_t n, cap;
-	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
-	char **errors; size_t nerrors, errors_cap;
-	size_t ignored;
-	char **plugins; size_t nplugins;
-	struct rule_tag *tags; size_t ntags, tags_cap;
-	char tag_start[8], tag_end[8];
-	bool finished;
-	/* if-stack of the file being fed */
-	bool cond[RULE_MAX_DEPTH]; int depth;
-};
-
-/* The SA plugins whose non-eval rules we run: those Debian's stock .pre files load. */
-static const char *const rule_default_plugins[] = {
-	"Mail::SpamAssassin::Plugin::URIDNSBL", "Mail::SpamAssassin::Plugin::SPF",
-	"Mail::SpamAssassin::Plugin::Pyzor", "Mail::SpamAssassin::Plugin::Razor2",
-	"Mail::SpamAssassin::Plugin::SpamCop", "Mail::SpamAssassin::Plugin::AutoLearnThreshold",
-	"Mail::SpamAssassin::Plugin::WelcomeListSubject", "Mail::SpamAssassin::Plugin::MIMEHeader",
-	"Mail::SpamAssassin::Plugin::ReplaceTags", "Mail::SpamAssassin::Plugin::DKIM",
-	"Mail::SpamAssassin::Plugin::Check", "Mail::SpamAssassin::Plugin::HTTPSMismatch",
-	"Mail::SpamAssassin::Plugin::URIDetail", "Mail::SpamAssassin::Plugin::Bayes",
-	"Mail::SpamAssassin::Plugin::BodyEval", "Mail::SpamAssassin::Plugin::DNSEval",
-	"Mail::SpamAssassin::Plugin::HTMLEval", "Mail::SpamAssassin::Plugin::HeaderEval",
-	"Mail::SpamAssassin::Plugin::MIMEEval", "Mail::SpamAssassin::Plugin::RelayEval",
-	"Mail::SpamAssassin::Plugin::URIEval", "Mail::SpamAssassin::Plugin::WLBLEval",
-	"Mail::SpamAssassin::Plugin::VBounce", "Mail::SpamAssassin::Plugin::ImageInfo",
-	"Mail::SpamAssassin::Plugin::FreeMail", "Mail::SpamAssassin::Plugin::AskDNS",
-	"Mail::SpamAssassin::Plugin::HashBL", "Mail::SpamAssassin::Plugin::DMARC",
-	NULL
-};
-
-static char *rule_strndup(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-
-	if (d == NULL)
-		abort();
-	memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
-static char *rule_strdup(const char *s) { return rule_strndup(s, strlen(s)); }
-
-static void *rule_grow(void *v, size_t *cap, size_t need, size_t size)
-{
-	size_t nc;
-	void *p;
-
-	if (need <= *cap)
-		return v;
-	nc = *cap ? *cap * 2 : 16;
-	while (nc < need)
-		nc *= 2;
-	p = realloc(v, nc * size);
-	if (p == NULL)
-		abort();
-	*cap = nc;
-	return p;
-}
-
-static uint64_t rule_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-/* Creates an empty collection with the default plugin set. */
-struct rule_src *rule_src_new(void)
-{
-	struct rule_src *s = calloc(1, sizeof(*s));
-
-	if (s == NULL)
-		return NULL;
-	strcpy(s->tag_start, "<");
-	strcpy(s->tag_end, ">");
-	rule_src_set_plugins(s, rule_default_plugins);
-	return s;
-}
-
-static void rule_def_clear(struct rule_def *d)
-{
-	free(d->name); free(d->re); free(d->hdr); free(d->if_unset); free(d->expr);
-	free(d->cidr); free(d->desc); free(d->file);
-}
-
-void rule_src_free(struct rule_src *s)
-{
-	if (s == NULL)
-		return;
-	for (size_t i = 0; i < s->n; i++)
-		rule_def_clear(&s->v[i]);
-	free(s->v);
-	free(s->index);
-	for (size_t i = 0; i < s->nerrors; i++)
-		free(s->errors[i]);
-	free(s->errors);
-	for (size_t i = 0; i < s->nplugins; i++)
-		free(s->plugins[i]);
-	free(s->plugins);
-	for (size_t i = 0; i < s->ntags; i++) {
-		free(s->tags[i].name);
-		free(s->tags[i].value);
-	}
-	free(s->tags);
-	free(s);
-}
-
-/* Replaces the loaded-plugin list with names (NULL-terminated copy). */
-void rule_src_set_plugins(struct rule_src *s, const char *const *names)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < s->nplugins; i++)
-		free(s->plugins[i]);
-	free(s->plugins);
-	while (names && names[n])
-		n++;
-	s->plugins = calloc(n ? n : 1, sizeof(char *));
-	if (s->plugins == NULL)
-		abort();
-	for (size_t i = 0; i < n; i++)
-		s->plugins[i] = rule_strdup(names[i]);
-	s->nplugins = n;
-}
-
-static bool rule_has_plugin(const struct rule_src *s, const char *name, size_t len)
-{
-	for (size_t i = 0; i < s->nplugins; i++)
-		if (strlen(s->plugins[i]) == len && memcmp(s->plugins[i], name, len) == 0)
-			return true;
-	return false;
-}
-
-void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
-    const char *fmt, ...)
-{
-	char msg[512], *e;
-	va_list ap;
-	int n;
-
-	if (s->nerrors >= RULE_MAX_ERRORS) {
-		s->nerrors++;	/* still counted */
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	n = snprintf(NULL, 0, "%s:%d:%d: %s", file ? file : "-", line, col, msg);
-	e = malloc((size_t)n + 1);
-	if (e == NULL)
-		abort();
-	snprintf(e, (size_t)n + 1, "%s:%d:%d: %s", file ? file : "-", line, col, msg);
-	s->errors = rule_grow(s->errors, &s->errors_cap, s->nerrors + 1, sizeof(char *));
-	s->errors[s->nerrors++] = e;
-}
-
-size_t rule_src_nerrors(const struct rule_src *s)
-{
-	return s->nerrors < RULE_MAX_ERRORS ? s->nerrors : RULE_MAX_ERRORS;
-}
-
-const char *rule_src_error(const struct rule_src *s, size_t i) { return s->errors[i]; }
-size_t rule_src_ignored(const struct rule_src *s) { return s->ignored; }
-size_t rule_src_count(const struct rule_src *s) { return s->n; }
-struct rule_def *rule_src_get(struct rule_src *s, size_t i) { return &s->v[i]; }
-
-long rule_src_find(const struct rule_src *s, const char *name)
-{
-	size_t mask, i;
-
-	if (s->index_cap == 0)
-		return -1;
-	mask = s->index_cap - 1;
-	for (i = rule_hash(name) & mask;; i = (i + 1) & mask) {
-		long k = s->index[i];
-
-		if (k < 0)
-			return -1;
-		if (strcmp(s->v[k].name, name) == 0)
-			return k;
-	}
-}
-
-static void rule_index_insert(struct rule_src *s, long k)
-{
-	size_t mask = s->index_cap - 1, i;
-
-	for (i = rule_hash(s->v[k].name) & mask; s->index[i] >= 0; i = (i + 1) & mask)
-		;
-	s->index[i] = k;
-}
-
-/* Returns the rule named name (creating an empty, undefined one), or NULL when the
- * collection is full. */
-static struct rule_def *rule_get_or_add(struct rule_src *s, const char *name, size_t len)
-{
-	char tmp[256];
-	long k;
-
-	if (len >= sizeof(tmp))
-		len = sizeof(tmp) - 1;
-	memcpy(tmp, name, len);
-	tmp[len] = '\0';
-	k = rule_src_find(s, tmp);
-	if (k >= 0)
-		return &s->v[k];
-	if (s->n >= RULE_MAX_RULES)
-		return NULL;
-	if ((s->n + 1) * 2 > s->index_cap) {
-		size_t nc = s->index_cap ? s->index_cap * 2 : 1024;
-
-		free(s->index);
-		s->index = malloc(nc * sizeof(long));
-		if (s->index == NULL)
-			abort();
-		memset(s->index, 0xff, nc * sizeof(long));
-		s->index_cap = nc;
-		for (size_t i = 0; i < s->n; i++)
-			rule_index_insert(s, (long)i);
-	}
-	s->v = rule_grow(s->v, &s->cap, s->n + 1, sizeof(*s->v));
-	memset(&s->v[s->n], 0, sizeof(s->v[0]));
-	s->v[s->n].name = rule_strdup(tmp);
-	s->v[s->n].score = 1.0;
-	s->v[s->n].kind = RULE_SYMBOL;
-	rule_index_insert(s, (long)s->n);
-	return &s->v[s->n++];
-}
+#include <strings.h>
 
 /* ---------------------------------------------------------------- small lexing helpers */
 
@@ -265,7 +25,7 @@ struct rule_line {
 
 static int rule_col(const struct rule_line *l, const char *p) { return (int)(p - l->start) + 1; }
 
-static const char *rule_skip_ws(const char *p)
+const char *rule_skip_ws(const char *p)
 {
 	while (*p == ' ' || *p == '\t')
 		p++;
@@ -281,7 +41,7 @@ static const char *rule_word_end(const char *p)
 
 static bool rule_is_name_char(int c) { return isalnum(c) || c == '_' || c == '.' || c == '-'; }
 
-static bool rule_word_is(const char *p, const char *e, const char *w)
+bool rule_word_is(const char *p, const char *e, const char *w)
 {
 	size_t n = strlen(w);
 
@@ -351,153 +111,6 @@ int rule_parse_regex(const char **pp, char **re, unsigned *flags, const char **e
 	return 0;
 }
 
-/* ---------------------------------------------------------------- `if` expressions */
-
-/* Evaluates SA's `if` syntax: version >= N, can(X), plugin(X), perl_version, !, &&, ||,
- * parentheses. Unknown terms are false. Returns 1/0, or -1 on a syntax error. */
-struct rule_cond { const char *p; struct rule_src *s; int err; int depth; };
-
-static double rule_cond_or(struct rule_cond *c);
-
-static double rule_cond_atom(struct rule_cond *c)
-{
-	const char *b;
-	double v;
-
-	c->p = rule_skip_ws(c->p);
-	if (++c->depth > 32) {
-		c->err = 1;
-		return 0;
-	}
-	if (*c->p == '!') {
-		c->p++;
-		v = !rule_cond_atom(c);
-		goto out;
-	}
-	if (*c->p == '(') {
-		c->p++;
-		v = rule_cond_or(c);
-		c->p = rule_skip_ws(c->p);
-		if (*c->p != ')')
-			c->err = 1;
-		else
-			c->p++;
-		goto out;
-	}
-	if (isdigit((unsigned char)*c->p)) {
-		char *e;
-
-		v = strtod(c->p, &e);
-		c->p = e;
-		goto out;
-	}
-	b = c->p;
-	while (isalnum((unsigned char)*c->p) || *c->p == '_' || *c->p == ':')
-		c->p++;
-	if (c->p == b) {
-		c->err = 1;
-		v = 0;
-		goto out;
-	}
-	if (rule_word_is(b, c->p, "version")) {
-		v = 4.000000;   /* we implement SA 4.0's rule syntax subset */
-	} else if (rule_word_is(b, c->p, "perl_version")) {
-		v = 5.036;
-	} else if (rule_word_is(b, c->p, "can") || rule_word_is(b, c->p, "plugin")) {
-		bool is_plugin = rule_word_is(b, c->p, "plugin");
-		const char *a;
-
-		c->p = rule_skip_ws(c->p);
-		if (*c->p != '(') {
-			c->err = 1;
-			v = 0;
-			goto out;
-		}
-		a = rule_skip_ws(c->p + 1);
-		c->p = a;
-		while (*c->p && *c->p != ')')
-			c->p++;
-		if (*c->p != ')') {
-			c->err = 1;
-			v = 0;
-			goto out;
-		}
-		{
-			const char *e = c->p;
-
-			while (e > a && (e[-1] == ' ' || e[-1] == '\t'))
-				e--;
-			/* can(): no Perl-level features are emulated; plugin(): the loaded set. */
-			v = is_plugin ? rule_has_plugin(c->s, a, (size_t)(e - a)) : 0;
-		}
-		c->p++;
-	} else {
-		v = 0;
-	}
-out:
-	c->depth--;
-	return v;
-}
-
-static double rule_cond_cmp(struct rule_cond *c)
-{
-	double a = rule_cond_atom(c), b;
-	const char *p;
-
-	p = c->p = rule_skip_ws(c->p);
-	if ((p[0] == '>' || p[0] == '<' || p[0] == '=' || p[0] == '!') && p[1] == '=') {
-		c->p += 2;
-		b = rule_cond_atom(c);
-		switch (p[0]) {
-		case '>': return a >= b - 1e-9;
-		case '<': return a <= b + 1e-9;
-		case '=': return a == b;
-		default: return a != b;
-		}
-	}
-	if (p[0] == '>' || p[0] == '<') {
-		c->p++;
-		b = rule_cond_atom(c);
-		return p[0] == '>' ? a > b : a < b;
-	}
-	return a;
-}
-
-static double rule_cond_and(struct rule_cond *c)
-{
-	double v = rule_cond_cmp(c);
-
-	for (;;) {
-		c->p = rule_skip_ws(c->p);
-		if (c->p[0] != '&' || c->p[1] != '&' || c->err)
-			return v;
-		c->p += 2;
-		v = rule_cond_cmp(c) && v;
-	}
-}
-
-static double rule_cond_or(struct rule_cond *c)
-{
-	double v = rule_cond_and(c);
-
-	for (;;) {
-		c->p = rule_skip_ws(c->p);
-		if (c->p[0] != '|' || c->p[1] != '|' || c->err)
-			return v;
-		c->p += 2;
-		v = rule_cond_and(c) || v;
-	}
-}
-
-static int rule_cond_eval(struct rule_src *s, const char *text)
-{
-	struct rule_cond c = { .p = text, .s = s };
-	double v = rule_cond_or(&c);
-
-	if (*rule_skip_ws(c.p) != '\0')
-		c.err = 1;
-	return c.err ? -1 : v != 0;
-}
 
 /* ---------------------------------------------------------------- directives */
 
@@ -521,9 +134,13 @@ static void rule_reset_body(struct rule_def *d)
 {
 	free(d->re); d->re = NULL;
 	free(d->hdr); d->hdr = NULL;
+	free(d->hdr_req); d->hdr_req = NULL;
 	free(d->if_unset); d->if_unset = NULL;
 	free(d->expr); d->expr = NULL;
 	free(d->cidr); d->cidr = NULL;
+	free(d->eval_fn); d->eval_fn = NULL;
+	free(d->eval_args); d->eval_args = NULL;
+	free(d->re_compact); d->re_compact = NULL;
 	d->re_flags = 0;
 	d->negate = false;
 	d->sel = HDR_SEL_VALUE;
@@ -535,6 +152,44 @@ static bool rule_is_eval(const char *p)
 {
 	return strncmp(p, "eval:", 5) == 0 || strncmp(p, "rbleval:", 8) == 0 ||
 	    strncmp(p, "check_", 6) == 0;
+}
+
+/* eval:NAME(ARGS) (also rbleval:, or a bare check_NAME(...)): keeps the function name and
+ * the argument text for the compiler, which knows which functions exist (rules/eval.c).
+ * rbleval: rules are DNS list lookups: network tests, skipped as such. */
+static int rule_parse_eval(const struct rule_line *l, struct rule_def *d, const char *p)
+{
+	const char *b, *e, *a, *ae;
+
+	if (strncmp(p, "rbleval:", 8) == 0) {
+		d->skip = SKIP_NET;
+		return 0;
+	}
+	if (strncmp(p, "eval:", 5) == 0)
+		p += 5;
+	b = p;
+	while (isalnum((unsigned char)*p) || *p == '_')
+		p++;
+	e = p;
+	p = rule_skip_ws(p);
+	if (e == b || (*p != '(' && *p != '\0')) {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, b),
+		    "%s: expected eval:function(arguments)", d->name);
+		return -1;
+	}
+	a = ae = p;
+	if (*p == '(') {
+		a = p + 1;
+		ae = strrchr(a, ')');
+		if (ae == NULL || *rule_skip_ws(ae + 1) != '\0') {
+			rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+			    "%s: unbalanced parentheses in eval arguments", d->name);
+			return -1;
+		}
+	}
+	d->eval_fn = rule_strndup(b, (size_t)(e - b));
+	d->eval_args = rule_strndup(a, (size_t)(ae - a));
+	return 0;
 }
 
 /* "[if-unset: X]" after a header regex. */
@@ -580,10 +235,8 @@ static int rule_parse_header(const struct rule_line *l, struct rule_def *d, cons
 {
 	const char *b = p, *e;
 
-	if (rule_is_eval(p)) {
-		d->skip = SKIP_EVAL;
-		return 0;
-	}
+	if (rule_is_eval(p))
+		return rule_parse_eval(l, d, p);
 	if (strncmp(p, "exists:", 7) == 0) {
 		p += 7;
 		e = rule_word_end(p);
@@ -610,6 +263,7 @@ static int rule_parse_header(const struct rule_line *l, struct rule_def *d, cons
 	}
 	e = memchr(b, ':', (size_t)(p - b));
 	d->hdr = rule_strndup(b, (size_t)((e ? e : p) - b));
+	d->hdr_req = rule_strndup(b, (size_t)(p - b));
 	/* selectors, possibly chained: From:name:raw */
 	while (e && e < p) {
 		const char *sel = e + 1, *se = memchr(sel, ':', (size_t)(p - sel));
@@ -656,10 +310,8 @@ static int rule_parse_header(const struct rule_line *l, struct rule_def *d, cons
 
 static int rule_parse_plain_re(const struct rule_line *l, struct rule_def *d, const char *p)
 {
-	if (rule_is_eval(p)) {
-		d->skip = SKIP_EVAL;
-		return 0;
-	}
+	if (rule_is_eval(p))
+		return rule_parse_eval(l, d, p);
 	if (rule_parse_re_at(l, d, &p) < 0)
 		return -1;
 	p = rule_skip_ws(p);
@@ -745,6 +397,7 @@ static int rule_parse_score(const struct rule_line *l, struct rule_def *d, const
 	/* Score set 0 (no Bayes, no network tests) is the first value: SA's choice with
 	 * use_bayes 0 and network tests off, which is how mxgate runs the rules. */
 	d->score = v[0];
+	d->score_bayes = n == 4 ? v[2] : v[0];
 	d->has_score = true;
 	return 0;
 }
@@ -768,6 +421,8 @@ static int rule_parse_tflags(const struct rule_line *l, struct rule_def *d, cons
 			d->tflags |= RULE_TF_LEARN;
 		else if (rule_word_is(p, e, "userconf"))
 			d->tflags |= RULE_TF_USERCONF;
+		else if (rule_word_is(p, e, "nosubject"))
+			d->tflags |= RULE_TF_NOSUBJECT;
 		else if (e - p > 8 && strncmp(p, "maxhits=", 8) == 0)
 			d->maxhits = atoi(p + 8);
 		/* others (noautolearn, publish, autolearn_force, domains_only, a, ...) carry no
@@ -807,27 +462,11 @@ static int rule_parse_action(const struct rule_line *l, struct rule_def *d, cons
 	return 0;
 }
 
-static void rule_add_tag(struct rule_src *s, int kind, const char *name, size_t nl,
-    const char *value)
-{
-	for (size_t i = 0; i < s->ntags; i++)
-		if (s->tags[i].kind == kind && strlen(s->tags[i].name) == nl &&
-		    memcmp(s->tags[i].name, name, nl) == 0) {
-			free(s->tags[i].value);
-			s->tags[i].value = rule_strdup(value);
-			return;
-		}
-	s->tags = rule_grow(s->tags, &s->tags_cap, s->ntags + 1, sizeof(*s->tags));
-	s->tags[s->ntags].kind = kind;
-	s->tags[s->ntags].name = rule_strndup(name, nl);
-	s->tags[s->ntags].value = rule_strdup(value);
-	s->ntags++;
-}
 
 enum rule_directive {
 	DIR_HEADER = 0, DIR_BODY, DIR_RAWBODY, DIR_FULL, DIR_URI, DIR_MIMEHEADER, DIR_META,
 	DIR_ENVELOPE, DIR_SCORE, DIR_DESCRIBE, DIR_TFLAGS, DIR_ACTION, DIR_REPLACE_RULES,
-	DIR_OTHER,
+	DIR_PRIORITY, DIR_OTHER,
 };
 
 static const struct { const char *word; enum rule_directive dir; } rule_directives[] = {
@@ -835,7 +474,7 @@ static const struct { const char *word; enum rule_directive dir; } rule_directiv
 	{ "full", DIR_FULL }, { "uri", DIR_URI }, { "mimeheader", DIR_MIMEHEADER },
 	{ "meta", DIR_META }, { "envelope", DIR_ENVELOPE }, { "score", DIR_SCORE },
 	{ "describe", DIR_DESCRIBE }, { "tflags", DIR_TFLAGS }, { "action", DIR_ACTION },
-	{ "replace_rules", DIR_REPLACE_RULES },
+	{ "replace_rules", DIR_REPLACE_RULES }, { "priority", DIR_PRIORITY },
 	{ NULL, DIR_OTHER }
 };
 
@@ -923,6 +562,7 @@ static void rule_parse_line(struct rule_line *l, char *line)
 				rule_add_tag(s, kind, a, (size_t)(ae - a), v);
 			return;
 		}
+		rule_keep_setting(s, p, (size_t)(e - p), a);
 		s->ignored++;
 		return;
 	}
@@ -1008,6 +648,9 @@ static void rule_parse_line(struct rule_line *l, char *line)
 	case DIR_TFLAGS:
 		rule_parse_tflags(l, d, p);
 		break;
+	case DIR_PRIORITY:
+		d->priority = (int)strtol(p, NULL, 10);
+		break;
 	case DIR_ACTION:
 		rule_parse_action(l, d, p);
 		break;
@@ -1080,109 +723,4 @@ int rule_src_feed(struct rule_src *s, const char *file, const char *text, size_t
 	}
 	free(buf);
 	return (int)(s->nerrors - before);
-}
-
-/* ---------------------------------------------------------------- finishing */
-
-static const struct rule_tag *rule_find_tag(const struct rule_src *s, int kind,
-    const char *name, size_t nl)
-{
-	for (size_t i = 0; i < s->ntags; i++)
-		if (s->tags[i].kind == kind && strlen(s->tags[i].name) == nl &&
-		    memcmp(s->tags[i].name, name, nl) == 0)
-			return &s->tags[i];
-	return NULL;
-}
-
-/* ReplaceTags: <pre X>, <post X>, <inter X> set what surrounds each following tag;
- * <TAG> becomes pre + value + post, and inter goes between adjacent tags. */
-static char *rule_replace_tags(const struct rule_src *s, const char *re)
-{
-	size_t sl = strlen(s->tag_start), el = strlen(s->tag_end);
-	const char *pre = "", *post = "", *inter = "";
-	size_t cap = strlen(re) * 2 + 64, n = 0;
-	char *out = malloc(cap);
-	bool last_was_tag = false;
-
-	if (out == NULL)
-		abort();
-#define PUT(str, len) do { size_t _l = (len); \
-	if (n + _l + 1 > cap) { while (n + _l + 1 > cap) cap *= 2; \
-		out = realloc(out, cap); if (out == NULL) abort(); } \
-	memcpy(out + n, (str), _l); n += _l; } while (0)
-	for (const char *p = re; *p;) {
-		const char *e;
-
-		if (strncmp(p, s->tag_start, sl) == 0 && (e = strstr(p + sl, s->tag_end)) != NULL &&
-		    e - p < 64) {
-			const char *in = p + sl;
-			size_t il = (size_t)(e - in);
-			const struct rule_tag *t = NULL;
-			int kind = -1;
-
-			if (il > 4 && strncmp(in, "pre ", 4) == 0)
-				kind = 1;
-			else if (il > 5 && strncmp(in, "post ", 5) == 0)
-				kind = 2;
-			else if (il > 6 && strncmp(in, "inter ", 6) == 0)
-				kind = 3;
-			if (kind > 0) {
-				size_t skip = kind == 1 ? 4 : kind == 2 ? 5 : 6;
-
-				t = rule_find_tag(s, kind, in + skip, il - skip);
-				if (t) {
-					if (kind == 1) pre = t->value;
-					else if (kind == 2) post = t->value;
-					else inter = t->value;
-				}
-				p = e + el;
-				continue;
-			}
-			t = rule_find_tag(s, 0, in, il);
-			if (t) {
-				if (last_was_tag)
-					PUT(inter, strlen(inter));
-				PUT(pre, strlen(pre));
-				PUT(t->value, strlen(t->value));
-				PUT(post, strlen(post));
-				last_was_tag = true;
-				p = e + el;
-				continue;
-			}
-		}
-		last_was_tag = false;
-		PUT(p, 1);
-		p++;
-	}
-#undef PUT
-	out[n] = '\0';
-	return out;
-}
-
-/* Applies replace_rules, and the SA defaults: __ rules and nice rules' scores. */
-void rule_src_finish(struct rule_src *s)
-{
-	if (s->finished)
-		return;
-	s->finished = true;
-	for (size_t i = 0; i < s->n; i++) {
-		struct rule_def *d = &s->v[i];
-
-		if (d->replace_tags && d->re) {
-			char *r = rule_replace_tags(s, d->re);
-
-			free(d->re);
-			d->re = r;
-		}
-		if (!d->has_score) {
-			if (strncmp(d->name, "__", 2) == 0 || (d->tflags & RULE_TF_NOSCORE))
-				d->score = 0;
-			else if (d->tflags & RULE_TF_NICE)
-				d->score = -1.0;
-			else
-				d->score = 1.0;
-		}
-		if ((d->tflags & RULE_TF_NET) && d->skip == SKIP_NONE)
-			d->skip = SKIP_NET;
-	}
 }

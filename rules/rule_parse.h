@@ -36,7 +36,7 @@ enum rule_env_field { ENV_HELO = 0, ENV_FROM, ENV_RCPT, ENV_IP, ENV_IP_CIDR, ENV
 
 enum rule_skip {
 	SKIP_NONE = 0,
-	SKIP_EVAL,         /* eval:/rbleval: Perl code */
+	SKIP_EVAL,         /* eval: a function mxgate does not implement (rules/eval.c) */
 	SKIP_NET,          /* tflags net: network tests off */
 	SKIP_REGEX,        /* a Perl regex PCRE2 cannot compile */
 	SKIP_ZERO,         /* score 0 disables a scoring rule */
@@ -55,6 +55,7 @@ enum rule_action {
 #define RULE_TF_NOSCORE  0x08u   /* mxgate: a non-scoring test (like a __ rule) */
 #define RULE_TF_LEARN    0x10u
 #define RULE_TF_USERCONF 0x20u
+#define RULE_TF_NOSUBJECT 0x40u  /* body rules: the Subject line (the first) not searched */
 
 struct rule_def {
 	char *name;
@@ -63,20 +64,27 @@ struct rule_def {
 	unsigned re_flags;   /* RULE_RE_* */
 	bool negate;         /* !~ */
 	char *hdr;           /* header name (ALL, ToCc, MESSAGEID pseudo-headers kept verbatim) */
+	char *hdr_req;       /* the name with its selectors as written ("From:name:raw") */
 	enum rule_hdr_sel sel;
 	char *if_unset;      /* [if-unset: X] or NULL */
 	char *expr;          /* meta expression */
+	char *eval_fn;       /* eval:NAME(ARGS): the function name, NULL for other rules */
+	char *eval_args;     /* ... and the text between the parentheses ("" for none) */
 	enum rule_env_field env_field;
 	char *cidr;          /* ENV_IP_CIDR */
 	double score;
+	double score_bayes;  /* score set 2 (Bayes on, network off): the 3rd of 4 values */
 	bool has_score;      /* a `score` line named it */
 	bool defined;        /* a rule line (not only score/describe) */
 	char *desc;
 	unsigned tflags;
 	int maxhits;
+	int priority;        /* SA's priority: the order rules run in (lower first) */
 	enum rule_action action;
 	enum rule_skip skip;
 	bool replace_tags;   /* named by replace_rules */
+	char *re_compact;    /* ReplaceTags rules: the same with tags as subroutine calls, for
+	                      * when re is too large for PCRE2 */
 	char *file; int line, col;   /* where defined (for errors) */
 };
 
@@ -119,6 +127,11 @@ void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
 
 /* Counts: directives ignored (not rules), lines skipped by if/ifplugin. */
 size_t rule_src_ignored(const struct rule_src *s);
+
+/* Settings lines the evals read (freemail_domains, trusted_networks, util_rb_2tld, ...), in
+ * file order: key (the directive) and value (the rest of the line). Borrowed. */
+size_t rule_src_nsettings(const struct rule_src *s);
+void rule_src_setting(const struct rule_src *s, size_t i, const char **key, const char **value);
 
 /* Parses "/re/flags" or "m{re}flags" at *p. On success returns 0, sets *re (malloc'd),
  * *flags and advances *p past the flags. -1 with *err on a malformed regex. */

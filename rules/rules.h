@@ -15,6 +15,7 @@
 
 #include "proxy/cfg.h"
 #include "proxy/hook.h"
+#include "rules/bayes.h"
 #include "rules/rule_parse.h"
 
 enum rules_mode { RULES_MODE_ENFORCE = 0, RULES_MODE_LOG };
@@ -28,6 +29,10 @@ struct rules_config {
 	double required_score;               /* 0 = actions.add_header, else 5.0 */
 	uint64_t max_size;                   /* bigger messages: header/envelope rules only */
 	bool headers;                        /* add X-Spam-* to delivered mail */
+	struct cfg_cidrlist trusted_networks;  /* SpamAssassin's trusted_networks */
+	struct cfg_cidrlist internal_networks; /* ... and internal_networks */
+	bool client_relay;                   /* the SMTP client is the newest relay */
+	struct bayes_config bayes;           /* the learning classifier (rules/bayes.h) */
 };
 
 extern const struct cfg_table rules_config_table;
@@ -59,6 +64,15 @@ int rules_set_load(const char *const *globs, size_t nglobs, struct rules_set **o
 enum rules_prefilter_mode { RULES_PREFILTER_SYNC = 0, RULES_PREFILTER_ASYNC, RULES_PREFILTER_NONE };
 int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_set **out,
     FILE *err, enum rules_prefilter_mode pm);
+/* What the config adds to a set: the trust path of SpamAssassin's relay evals. */
+struct rules_opts {
+	const struct cfg_cidrlist *trusted, *internal;  /* rules.trusted_networks ...; may be NULL */
+	bool client_relay;        /* the SMTP client is the newest relay (mxgate is the MX) */
+	const char *hostname;     /* the "by" of that relay */
+};
+/* rules_set_load_mode with options (NULL: no networks, client_relay, "localhost"). */
+int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,
+    FILE *err, enum rules_prefilter_mode pm, const struct rules_opts *o);
 /* The same from text (tests, fuzzing): name is the FILE in errors. */
 int rules_set_load_text(const char *name, const char *text, size_t len,
     struct rules_set **out, FILE *err);
@@ -66,6 +80,13 @@ void rules_set_free(struct rules_set *rs);
 void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st);
 /* Writes "rules: N compiled, M skipped (eval X, net Y, regex Z, zero-score W), ..." */
 void rules_print_stats(const struct rules_stats *st, FILE *fp);
+/* The eval functions the rule files use that mxgate does not implement: for i < the
+ * returned count, *fn, the rules calling it and the metas that depend on those (metas
+ * treat them as unknown: they fire only when the result does not depend on them). */
+size_t rules_set_missing_evals(const struct rules_set *rs, size_t i, const char **fn,
+    size_t *rules, size_t *metas);
+/* Writes "rules: evals not implemented (N): fn (rules R, metas M), ..." when there are. */
+void rules_print_missing_evals(const struct rules_set *rs, FILE *fp);
 
 /* The config check `mxgate -t` calls: loads cfg->rules.files, prints errors as
  * FILE:LINE:COL: reason and a summary line to err. Returns 0 (no errors) or -1. */
@@ -76,6 +97,11 @@ struct rules_scratch *rules_scratch_new(const struct rules_set *rs);
 void rules_scratch_free(struct rules_scratch *sc);
 /* Turns the multi-pattern prefilter off (PCRE2 only) — for tests comparing the two. */
 void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on);
+/* The classifier's verdict for the next scans (borrowed; NULL: classifier off): what
+ * eval:check_bayes (the BAYES_xx rules) reads, and the score set: SpamAssassin's set 2 (the
+ * 3rd of 4 `score` values) when r->available, else set 0 (the first). Rules whose score in
+ * the set is 0 do not hit, as in SpamAssassin. */
+void rules_scratch_set_bayes(struct rules_scratch *sc, const struct bayes_result *r);
 
 /* The envelope as envelope rules see it; any member may be NULL/0. */
 struct rules_envelope {
@@ -90,6 +116,7 @@ struct rules_hit {
 	const char *desc;       /* may be NULL */
 	enum rule_action action;
 	int count;
+	bool classifier;        /* a check_bayes rule (left out of autolearn's score) */
 };
 
 struct rules_result {
@@ -108,6 +135,17 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
     size_t len, const struct rules_envelope *envl, const struct hook_env *env,
     size_t max_body, struct rules_result *res);
 void rules_result_free(struct rules_result *res);
+/* After a scan with sc: cb(name, value) for every rule that hit, __ sub-rules and
+ * unscored ones included (tests and the benchmark compare them with SpamAssassin's), and
+ * cb(name, NAN) for every rule whose result is unknown (it depends on rules mxgate cannot
+ * run). */
+void rules_scratch_foreach_hit(const struct rules_set *rs, const struct rules_scratch *sc,
+    void (*cb)(const char *name, double value, void *arg), void *arg);
+
+/* After a scan with sc: cb(line) for each piece of the view rules of kind (RULE_BODY,
+ * RULE_RAWBODY, RULE_URI) matched — the benchmark and tests compare them with SA's. */
+void rules_scratch_foreach_line(const struct rules_scratch *sc, enum rule_kind kind,
+    void (*cb)(const char *line, size_t len, void *arg), void *arg);
 
 /* Per-rule hit counters of the newest generation's set (for the metrics endpoint):
  * cb(name, hits, arg) for every runnable scoring rule. Thread-safe. */

@@ -21,7 +21,7 @@ netcat-openbsd procps python3-dkim python3-nacl python3-authres dnsmasq-base"
 # chromium: the status page test (tests/integration/test_statuspage.py); man-db, groff-base: the
 # manuals test (tests/integration/test_manpages.sh)
 PEER_PKGS="$PEER_PKGS chromium man-db groff-base"
-# dovecot-core: test_edge_dovecot.py (SMTP AUTH)    haproxy: bench_core's L4 baseline
+# dovecot-core: test_edge_dovecot.py, test_auth_submission.py (SMTP AUTH)    haproxy: bench_core's L4 baseline
 PEER_PKGS="$PEER_PKGS dovecot-core haproxy"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do

@@ -2,7 +2,8 @@
  * stream of command lines (parsed by smtp_cmd_parse) and chunk octets. Checks: the same
  * result however the stream is split, consumption within what was offered, content free of
  * NULs and bare line endings (BINARYMIME aside), never more content than accepted chunk
- * octets allow, and the relay's re-stuffed DATA form ending only at its terminator. */
+ * octets allow, the relay's re-stuffed DATA form ending only at its terminator, and its
+ * BDAT form (bdat_crlf) exactly as long as announced with CRLF lines only. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
             free(w.buf);
         }
+    }
+    /* The way out as one BDAT chunk (relay.c): whatever the content (binary or a plugin's),
+     * fed in pieces of `step`, the octets written are exactly the length announced, and
+     * every line ends in CRLF. */
+    {
+        struct sink o = { 0 };
+        struct bdat_crlf c;
+        const char *src = a.content.buf ? a.content.buf : in;
+        size_t n = a.content.buf ? a.content.len : len;
+        bdat_crlf_init(&c);
+        for (size_t off = 0; off < n; off += step)
+            if (bdat_crlf_encode(&c, src + off, n - off < step ? n - off : step, sink_cb, &o) != 0)
+                abort();
+        if (bdat_crlf_finish(&c, sink_cb, &o) != 0 || o.len != bdat_crlf_length(src, n / 2, src + n / 2, n - n / 2))
+            abort();
+        for (size_t i = 0; i < o.len; i++)
+            if ((o.buf[i] == '\r' && (i + 1 >= o.len || o.buf[i + 1] != '\n')) ||
+                (o.buf[i] == '\n' && (i == 0 || o.buf[i - 1] != '\r')))
+                abort();
+        if (o.len && (o.len < 2 || o.buf[o.len - 1] != '\n'))
+            abort();
+        free(o.buf);
     }
     free(a.content.buf);
     free(b.content.buf);

@@ -730,6 +730,62 @@ def redis(port=None):
                        '--appendonly', 'no'], 'redis-%d' % port, port)
 
 
+def dovecot(users, name='dovecot'):
+    """A private Dovecot (dovecot-core) running only its auth service: own base_dir under TMP,
+    passwd-file `users` ({name: password}, {PLAIN} scheme), listening on a unix socket
+    (mode 0666) and on 127.0.0.1:<free port>; no auth_failure_delay (mxgate's guard delays).
+    Returns the Popen with .sock ("unix:PATH"), .inet ("inet:127.0.0.1:PORT"), .port, .log.
+    Dovecot 2.3 still delays a client address after failures (its anvil penalty: 2 s doubling
+    to 15 s per rip): tests that fail twice from one address wait for that."""
+    need('dovecot')
+    dv = os.path.join(TMP, name)
+    for d in ('run', 'state'):
+        os.makedirs(os.path.join(dv, d), exist_ok=True)
+    path = os.path.join(dv, 'users')
+    with open(path, 'w') as f:
+        for user, password in users.items():
+            f.write('%s:{PLAIN}%s\n' % (user, password))
+    os.chmod(path, 0o644)
+    sock = os.path.join(dv, 'auth-client')
+    port = free_port()
+    conf = os.path.join(dv, 'dovecot.conf')
+    with open(conf, 'w') as f:
+        f.write('''base_dir = {dv}/run
+state_dir = {dv}/state
+log_path = /dev/stderr
+protocols =
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {users}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}}
+service auth {{
+  unix_listener {sock} {{
+    mode = 0666
+  }}
+  inet_listener {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+}}
+'''.format(dv=dv, users=path, sock=sock, port=port))
+    proc = spawn([tool('dovecot'), '-F', '-c', conf], name)
+    if not wait_for(lambda: os.path.exists(sock), 15) or not wait_port(port, 10, proc=proc):
+        peer_failed(name, 'dovecot did not start (exit status %s)' % proc.poll())
+    proc.sock, proc.inet, proc.port = 'unix:' + sock, 'inet:127.0.0.1:%d' % port, port
+    proc.log = lambda: log_of(name)
+    return proc
+
+
 def redis_cmd(port, *args, timeout=5):
     """One command to the Redis on 127.0.0.1:port; the reply as int, bytes, list or None
     (an error reply raises RuntimeError). For waiting on what the daemon stored."""
@@ -1004,14 +1060,17 @@ class Backend:
           proxy_headers; a connection without one is dropped).
     starttls: announce STARTTLS (certificate from cert()); messages record 'tls' (version or None).
     smtputf8: announce SMTPUTF8 (default True).
+    chunking: announce CHUNKING and take BDAT (RFC 3030); messages record 'bdat' (True when
+          the message came in BDAT chunks, with the BDAT lines in commands).
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
-                 delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None):
+                 delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None,
+                 chunking=False):
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
-        self.starttls, self.smtputf8 = starttls, smtputf8
+        self.starttls, self.smtputf8, self.chunking = starttls, smtputf8, chunking
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
         self.lmtp_codes = dict(lmtp_codes or {})
         self.expect_proxy = expect_proxy
@@ -1143,7 +1202,7 @@ class Backend:
             f.readline(100000)
         w(b'220 %s %s\r\n' % (self.name.encode(), b'LMTP' if self.lmtp else b'ESMTP'))
         xclient, helo, tls = {}, None, None
-        mail, rcpts, accepted = None, [], []
+        mail, rcpts, accepted, chunks = None, [], [], []
         while True:
             line = f.readline(100000)
             if not line:
@@ -1159,6 +1218,8 @@ class Backend:
                     w(b'250 %s\r\n' % self.name.encode())
                     continue
                 ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES'] + (['SMTPUTF8'] if self.smtputf8 else [])
+                if self.chunking:
+                    ext.append('CHUNKING')
                 if self.starttls and tls is None:
                     ext.append('STARTTLS')
                 if self.xclient:
@@ -1199,28 +1260,46 @@ class Backend:
                 else:
                     accepted.append(addr)
                     w(b'250 2.1.5 Ok\r\n')
-            elif verb == 'DATA':
-                if mail is None or not accepted:
-                    w(b'503 5.5.1 need MAIL and RCPT\r\n')
-                    continue
-                w(b'354 go ahead\r\n')
-                data = []
-                while True:
-                    dl = f.readline(1000000)
-                    if not dl:
+            elif verb == 'BDAT' or verb == 'DATA':
+                if verb == 'BDAT':
+                    m = re.match(r'(\d+)( +LAST)?$', arg, re.I)
+                    if m is None:
+                        w(b'501 5.5.4 BDAT syntax\r\n')
                         return
-                    if dl == b'.\r\n':
-                        break
-                    if dl.startswith(b'.'):
-                        dl = dl[1:]
-                    data.append(dl)
-                body = b''.join(data)
+                    chunk = f.read(int(m.group(1)))
+                    if len(chunk) < int(m.group(1)):
+                        return
+                    if not self.chunking or mail is None or not accepted:
+                        w(b'503 5.5.1 need MAIL and RCPT\r\n')
+                        continue
+                    chunks.append(chunk)
+                    if not m.group(2):
+                        w(b'250 2.0.0 %d octets received\r\n' % len(chunk))
+                        continue
+                    body, chunks = b''.join(chunks), []
+                else:
+                    if mail is None or not accepted:
+                        w(b'503 5.5.1 need MAIL and RCPT\r\n')
+                        continue
+                    w(b'354 go ahead\r\n')
+                    data = []
+                    while True:
+                        dl = f.readline(1000000)
+                        if not dl:
+                            return
+                        if dl == b'.\r\n':
+                            break
+                        if dl.startswith(b'.'):
+                            dl = dl[1:]
+                        data.append(dl)
+                    body = b''.join(data)
                 with self.lock:
                     self.qid += 1
                     qid = 'SB%s%d' % (self.port, self.qid)
                 rec = {'mail': mail, 'rcpts': list(rcpts), 'accepted_rcpts': list(accepted), 'data': body,
                        'from': re.sub(r'^<?([^>\s]*)>?.*$', r'\1', mail or ''), 'rcpt': list(accepted),
-                       'xclient': dict(xclient), 'proxy': proxy, 'helo': helo, 'qid': qid, 'tls': tls}
+                       'xclient': dict(xclient), 'proxy': proxy, 'helo': helo, 'qid': qid, 'tls': tls,
+                       'bdat': verb == 'BDAT'}
                 with self.lock:
                     self.attempts.append(rec)
                 if self.delay:
@@ -1254,7 +1333,7 @@ class Backend:
                     w(b'250 2.0.0 Ok: queued as %s\r\n' % qid.encode())
                 mail, rcpts, accepted = None, [], []
             elif verb == 'RSET':
-                mail, rcpts, accepted = None, [], []
+                mail, rcpts, accepted, chunks = None, [], [], []
                 w(b'250 2.0.0 Ok\r\n')
             elif verb == 'NOOP':
                 w(b'250 2.0.0 Ok\r\n')

@@ -7,7 +7,8 @@
   message, a transaction open on it when it is drained still finishes there, the drain
   survives a reload, enable brings it back.
 - reload: the new generation, or the FILE:LINE:COL errors with the old generation kept.
-- flush dns / passcache; flush reputation and learn answer "not available" without a module.
+- flush dns / passcache; flush reputation without a reputation store says so (the verb
+  itself: test_control_reputation.py); learn answers "not available" without a classifier.
 - top clients / reasons: sessions and refusals by client and reason.
 - bad input: unknown verbs and wrong arity (exit 1), garbage on the raw socket (ERR, the
   connection closes, the daemon carries on), too many connections, no daemon (exit 2)."""
@@ -165,7 +166,7 @@ mt.check(rc == 0 and 'flushed' in out, 'flush dns')
 rc, out, _ = ctl('--json', 'flush', 'passcache')
 mt.check(rc == 0 and json.loads(out)['flushed'] == 'passcache', 'flush passcache --json')
 rc, _, err = ctl('flush', 'reputation', '192.0.2.1')
-mt.check(rc == 1 and 'not available' in err, 'flush reputation without a module: not available (%r)' % err.strip())
+mt.check(rc == 1 and 'no history is kept' in err, 'flush reputation without a store: no history (%r)' % err.strip())
 msgfile = os.path.join(mt.TMP, 'spam.eml')
 with open(msgfile, 'wb') as f:
     f.write(mt.message('learn'))

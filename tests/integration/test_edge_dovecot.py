@@ -23,51 +23,9 @@ mt.need('dovecot')
 if not os.access(PROBE, os.X_OK):
     mt.skip('test_sasl_dovecot not built: ' + PROBE)
 
-dv = os.path.join(mt.TMP, 'dovecot')
-for d in ('run', 'state'):
-    os.makedirs(os.path.join(dv, d), exist_ok=True)
-users = os.path.join(dv, 'users')
-with open(users, 'w') as f:
-    f.write('alice:{PLAIN}secret\n')
-    f.write('bob@example.org:{PLAIN}hunter2 with spaces\n')
-os.chmod(users, 0o644)
-sock = os.path.join(dv, 'auth-client')
-port = mt.free_port()
-conf = os.path.join(dv, 'dovecot.conf')
-with open(conf, 'w') as f:
-    f.write('''base_dir = {dv}/run
-state_dir = {dv}/state
-log_path = /dev/stderr
-protocols =
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = yes
-auth_mechanisms = plain login
-auth_verbose = yes
-auth_failure_delay = 0
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {users}
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home=/nonexistent
-}}
-service auth {{
-  unix_listener {sock} {{
-    mode = 0666
-  }}
-  inet_listener {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-}}
-'''.format(dv=dv, users=users, sock=sock, port=port))
-proc = mt.spawn(['dovecot', '-F', '-c', conf], 'dovecot')
-if not mt.wait_for(lambda: os.path.exists(sock), 15) or not mt.wait_port(port, 10):
-    mt.fail('dovecot did not start:\n' + open(os.path.join(mt.TMP, 'dovecot.log')).read()[-2000:])
+proc = mt.dovecot({'alice': 'secret', 'bob@example.org': 'hunter2 with spaces'})
 
-UNIX, INET = 'unix:' + sock, 'inet:127.0.0.1:%d' % port
+UNIX, INET = proc.sock, proc.inet
 
 
 def probe(addr, mech, user, password, secured=True, rip='198.51.100.7'):
@@ -91,7 +49,7 @@ for label, addr, mech, user, password, secured, want_rc, want, rip in rows:
     rc, out = probe(addr, mech, user, password, secured, rip)
     mt.check(rc == want_rc and out.startswith(want), '%s: %s (rc %d: %s)' % (label, want, rc, out))
 
-log = lambda: open(os.path.join(mt.TMP, 'dovecot.log'), errors='replace').read()  # noqa: E731
+log = proc.log
 mt.check('passwd-file(alice,198.51.100.11)' in log(),
          'Dovecot saw the client address we passed (rip=), for its own logs and penalties')
 

@@ -146,6 +146,23 @@ mt.check(code == 550 and '4.7.25' not in out and '5.7.25' in out,
 code, out = send(mx.port, '198.18.0.9', 'liar')
 mt.check(code == 550, 'client whose PTR name does not resolve back: 550 (%s)' % code)
 
+# CHUNKING: Postfix offers it, so mxgate hands messages to it as one BDAT LAST chunk; a
+# client's own BDAT chunks (a CRLF split between them, a dot line inside) arrive as one message
+c = mt.Client(pf_port)
+code, text = c.ehlo()
+mt.check(code == 250 and 'CHUNKING' in text, 'Postfix offers CHUNKING (mxgate sends it BDAT)')
+c.close()
+c = mt.Client(mx.port, proxy_src='198.18.0.7')
+c.ehlo()
+parts = [b'From: a@example.org\r\nSubject: bdat-postfix\r\n\r\nline\r', b'\n.\r\nend\r\n']
+c.send(b'MAIL FROM:<sender@example.org>\r\nRCPT TO:<user@local.test>\r\n' +
+       b'BDAT %d\r\n' % len(parts[0]) + parts[0] + b'BDAT %d LAST\r\n' % len(parts[1]) + parts[1])
+r = [c.reply() for _ in range(4)]
+mt.check([x[0] for x in r] == [250, 250, 250, 250] and 'queued as' in r[3][1],
+         'BDAT from a client through mxgate to Postfix over BDAT: 250 after Postfix\'s (%r)' % (r,))
+c.cmd('QUIT')
+c.close()
+
 # mixed clients over the pool: each is announced as itself
 results = []
 for i, ip in enumerate(['198.18.0.7', '198.18.0.8', '198.18.0.7', '198.18.0.9', '198.18.0.7', '198.18.0.7']):

@@ -195,7 +195,38 @@ def noop_flood():
     s.close()
 
 
-threads = [threading.Thread(target=f, daemon=True) for f in (slowloris, slow_data, noop_flood)]
+def unread_replies():
+    """A client with a small receive window that pipelines NOOPs and never reads: the
+    replies back up in the daemon's write queue, which stops reading it. The command
+    timeout's 421 cannot go out either; the session must still end (it used to linger for
+    ever in closing, and held up the daemon's shutdown with it)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(('127.0.0.1', PORT))
+    s.settimeout(10)
+    s.recv(512)
+    cport = s.getsockname()[1]
+    s.setblocking(False)
+    blob = b'NOOP\r\n' * 10000
+    t = time.time()
+    blocked_since = None
+    while time.time() - t < CMD_TIMEOUT:
+        try:
+            s.send(blob)
+            blocked_since = None
+        except BlockingIOError:
+            blocked_since = blocked_since or time.time()
+            if time.time() - blocked_since > 1.0:
+                break          # the daemon stopped reading us
+            time.sleep(0.05)
+        except OSError:
+            break
+    gone = mt.wait_for(lambda: not daemon_holds(mx.pid, PORT, cport), mt.slack(CMD_TIMEOUT + 5 + 10), 0.25)
+    results['unread_replies'] = (bool(gone), time.time() - t)
+    s.close()
+
+
+threads = [threading.Thread(target=f, daemon=True) for f in (slowloris, slow_data, noop_flood, unread_replies)]
 for th in threads:
     th.start()
 
@@ -413,6 +444,9 @@ if r:
     r0, r1, sent, gone, secs = r
     mt.check(r1 - r0 < 20 * 1024, 'NOOP flood (never reads): RSS %d -> %d KiB (< 20 MiB growth); send %s' % (r0, r1, sent))
     mt.check(gone, 'NOOP flood: the daemon closed the session after command_timeout (%.1fs)' % secs)
+gone, secs = results.get('unread_replies', (None, 0))
+mt.check(gone is not None and gone,
+         'replies never read (small window): the session is dropped after the timeout and the linger (%.1fs)' % secs)
 
 # Connection flood: max_connections 50 -> the 51st gets 421; after closing, new ones served.
 held = []

@@ -12,7 +12,8 @@
   are checked.
 
 Cases: pass (dkimpy RSA relaxed, dkimpy RSA simple, opendkim), body tampered, header
-tampered, expired (x=), revoked key (p=), missing key, DNS timeout, two signatures one bad,
+tampered, expired (x=), revoked key (p=), missing key, DNS timeout, the key asked for
+before the final dot (as soon as the header block is in), two signatures one bad,
 l= with text appended, Ed25519, ARC chain valid / broken, DMARC p=reject passing by SPF
 alignment only and failing, the subdomain policy (sp=), pct=0, the local override, a
 trusted ARC sealer overriding a DMARC failure, a forged Authentication-Results removed.
@@ -241,6 +242,44 @@ case('missing', sign(base('missing', nopol), rsa_path, 'nokey'), 250, [r'dkim=pe
      what='no key record (NXDOMAIN)')
 case('timeout', sign(base('timeout', nopol), rsa_path, 'py', 'slow.example'), 250,
      [r'dkim=temperror \(key lookup timed out\) header\.d=slow\.example'], what='the key lookup times out')
+
+
+# The key lookup starts as soon as the header block has arrived, while the body is still
+# on its way: the query for early._domainkey.slow.example reaches the black hole (through
+# dnsmasq) before the client has sent its final dot.
+def hole_wait_query(qname, timeout=20):
+    """Reads the black hole's forwarded queries until one asks for qname; True if one did."""
+    want = b''.join(bytes([len(p)]) + p.encode() for p in qname.split('.')) + b'\0'
+    hole.settimeout(timeout)
+    try:
+        while True:
+            pkt, _ = hole.recvfrom(2048)
+            if want in pkt[12:].lower():
+                return True
+    except socket.timeout:
+        return False
+    finally:
+        hole.settimeout(None)
+
+
+early = sign(base('early', nopol), rsa_path, 'early', 'slow.example')
+head, body = early.split(b'\r\n\r\n', 1)
+c = mt.Client(mx.port, greet=False)
+c.send('PROXY TCP4 192.0.2.9 127.0.0.1 40000 25\r\n')
+steps = [c.reply()[0], c.ehlo('client.example')[0], c.cmd('MAIL FROM:<bounce@other.example>')[0],
+         c.cmd('RCPT TO:<bob@example.test>')[0], c.cmd('DATA')[0]]
+c.send(head + b'\r\n\r\n' + body[:10])
+asked = hole_wait_query('early._domainkey.slow.example')
+c.send(body[10:] + b'.\r\n')
+code, text = c.reply()
+c.close()
+got = [m for m in be.messages if b'senderauth early\r\n' in m['data']]
+ars = authres(got[-1]['data'].decode('latin-1')) if got else []
+mt.check(steps == [220, 250, 250, 250, 354] and asked and code == 250 and
+         any('dkim=temperror (key lookup timed out) header.d=slow.example header.s=early' in a for a in ars),
+         'the key lookup is asked for when the header block is in, before the final dot, and its '
+         'answer (none: temperror) judges the message (%s, asked=%s, %s %s, %s)' % (steps, asked, code, text[:60], ars))
+
 s = sign(base('two', nopol), rsa_path, 'py')
 s = sign(s, rsa_path, 'other')   # signed with py's key, published key is another one
 case('two', s, 250, [r'dkim=fail \(signature did not verify\) header\.d=example\.org header\.s=other',

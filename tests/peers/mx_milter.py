@@ -55,7 +55,7 @@ class MxTestMilter(Milter.Base):
     def envfrom(self, mailfrom, *params):
         self.buf = b''
         self.rcpts = []
-        self._grab('i', '{mail_addr}', '{auth_authen}')
+        self._grab('i', '{mail_addr}', '{auth_authen}', '{auth_type}')
         self.mailfrom = mailfrom
         return Milter.CONTINUE
 

@@ -214,12 +214,46 @@ static void test_relay_as_data(void **state)
 	}
 }
 
+/* The way out: "BDAT <n> LAST" content normalised like the dot-stuffer's (minus stuffing),
+ * split at every byte, and its precomputed length exact. */
+static void test_crlf_encoder(void **state)
+{
+	static const struct { const char *label, *in, *want; } rows[] = {
+		{ "CRLF lines pass", "a\r\nb\r\n", "a\r\nb\r\n" },
+		{ "bare LF becomes CRLF", "a\nb\n", "a\r\nb\r\n" },
+		{ "bare CR becomes CRLF", "a\rb\r", "a\r\nb\r\n" },
+		{ "CR CR LF", "a\r\r\n", "a\r\n\r\n" },
+		{ "last line gets its CRLF", "a\r\nlast", "a\r\nlast\r\n" },
+		{ "dots are content, unstuffed", ".\r\n..x\r\n", ".\r\n..x\r\n" },
+		{ "empty content", "", "" },
+		{ "lone LF", "\n", "\r\n" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		size_t n = strlen(rows[i].in);
+		for (size_t split = 0; split <= n; split++) {
+			struct bdat_crlf c;
+			struct sink out = { .len = 0 };
+
+			bdat_crlf_init(&c);
+			assert_int_equal(bdat_crlf_encode(&c, rows[i].in, split, sink_cb, &out), 0);
+			assert_int_equal(bdat_crlf_encode(&c, rows[i].in + split, n - split, sink_cb, &out), 0);
+			assert_int_equal(bdat_crlf_finish(&c, sink_cb, &out), 0);
+			if (out.len != strlen(rows[i].want) || memcmp(out.buf, rows[i].want, out.len) != 0)
+				fail_msg("%s (split %zu): got %.*s", rows[i].label, split, (int)out.len, out.buf);
+			assert_int_equal(bdat_crlf_length(rows[i].in, split, rows[i].in + split, n - split), out.len);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rows),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_relay_as_data),
+		cmocka_unit_test(test_crlf_encoder),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 
 #include "proxy/backend.h"
 #include "proxy/health.h"
+#include "uv_wait.h"
 
 /* ------------------------------------------------------------ the responder */
 
@@ -253,40 +254,6 @@ static void pool_by_hand_free(struct pool *p)
 }
 
 /* ------------------------------------------------------------ running the loop */
-
-struct waiter {
-	bool (*cond)(void *);
-	void *arg;
-	uint64_t deadline;
-	bool met;
-};
-
-static void waiter_cb(uv_timer_t *t)
-{
-	struct waiter *w = t->data;
-	if (w->cond(w->arg)) {
-		w->met = true;
-		uv_stop(t->loop);
-	} else if (uv_now(t->loop) >= w->deadline) {
-		uv_stop(t->loop);
-	}
-}
-
-/* Runs loop until cond(arg) holds (checked every 2 ms) or max_ms pass. */
-static bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, uint64_t max_ms)
-{
-	uv_timer_t t;
-	struct waiter w = { cond, arg, 0, false };
-	uv_update_time(loop);
-	w.deadline = uv_now(loop) + max_ms;
-	uv_timer_init(loop, &t);
-	t.data = &w;
-	uv_timer_start(&t, waiter_cb, 0, 2);
-	uv_run(loop, UV_RUN_DEFAULT);
-	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-	return w.met;
-}
 
 static bool is_down(void *b) { return atomic_load(&((struct backend *)b)->up) == 0; }
 static bool is_up(void *b) { return atomic_load(&((struct backend *)b)->up) == 1; }

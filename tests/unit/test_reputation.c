@@ -4,7 +4,8 @@
  * at connect when the session says it is overloaded. The authenticated sender domain:
  * store keys, the IP penalties a good domain lifts and by how much, which outcomes the
  * domain counts, and the module at end of data (recorded only for what senderauth
- * authenticated, REP_DOMAIN_GOOD / _LIFT / _BAD). */
+ * authenticated, REP_DOMAIN_GOOD / _LIFT / _BAD). Forgetting a client in every worker state
+ * (flush reputation): after the updates a worker still holds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,7 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
+#include "store/lmdb_store.h"
 
 #define DAY (86400ull * 1000)
 
@@ -702,6 +704,111 @@ static void test_module_domains(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* ---- forgetting a client (the control socket's flush reputation) ------------------------ */
+
+static bool forget_finished;
+
+static void forget_done(struct reputation_forget *f)
+{
+	(void)f;
+	forget_finished = true;
+}
+
+/* Posts a forget of ip's records ("ip:", "net:") and runs the loop until every worker state
+ * has done its part. */
+static void forget(uv_loop_t *loop, const char *ip, const char *net, struct reputation_forget *f)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->keys[0], sizeof(f->keys[0]), "ip:%s", ip);
+	snprintf(f->keys[1], sizeof(f->keys[1]), "net:%s", net);
+	f->nkeys = 2;
+	f->done = forget_done;
+	forget_finished = false;
+	reputation_forget_post(f);
+	for (int i = 0; i < 100 && !forget_finished; i++)
+		run_for(loop, 10);
+	assert_true(forget_finished);
+}
+
+static bool held(struct lmdb_store *st, const char *key)
+{
+	char buf[256];
+	size_t len;
+
+	return lmdb_store_get(st, key, strlen(key), buf, sizeof(buf), &len) == 1;
+}
+
+/* Two worker states on one store: one writes its batches at once, the other holds its
+ * updates (a long flush_interval). A forget reaches both; the held updates are applied
+ * before the deletes (a record must not come back when that worker writes later); the
+ * client is unknown afterwards; the records of another client stay. */
+static void test_module_forget(void **state)
+{
+	char dir[] = "/tmp/mxgate-repforget-XXXXXX";
+	char conf[512], cmd[300], dbdir[300];
+	struct mx_config *fast, *slow;
+	struct chain_modules m0, m1;
+	struct reputation_forget f;
+	struct lmdb_store *st;
+	uv_loop_t loop;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(dbdir, sizeof(dbdir), "%s/db", dir);
+	snprintf(conf, sizeof(conf), "  store: \"lmdb:%s\"\n  flush_interval: 10ms\n", dbdir);
+	fast = load_config(dir, conf);
+	snprintf(conf, sizeof(conf), "  store: \"lmdb:%s\"\n  flush_interval: 60s\n", dbdir);
+	slow = load_config(dir, conf);
+	uv_loop_init(&loop);
+	chain_modules_init(&m0, fast, &loop, 0);
+	chain_modules_init(&m1, slow, &loop, 1);
+	st = lmdb_store_open(dbdir, 0);
+	assert_non_null(st);
+
+	messages(&m0, &loop, fast, "198.18.5.5", 8, 550, HOOK_EOM, 0);
+	messages(&m0, &loop, fast, "198.18.9.9", 8, 550, HOOK_EOM, 0);
+	messages(&m1, &loop, slow, "198.18.5.5", 8, 550, HOOK_EOM, 0);   /* held in m1's queue */
+	assert_true(held(st, "ip:198.18.5.5") && held(st, "net:198.18.5.0/24"));
+	static const struct crow bad[] = {
+		{ "before the forget: bad", "198.18.5.5", false, VERDICT_TEMPFAIL, 421, NULL, "REP_BAD", NULL },
+		{ "another client: bad", "198.18.9.9", false, VERDICT_TEMPFAIL, 421, NULL, "REP_BAD", NULL },
+	};
+	check_rows(&m0, &loop, fast, bad, 2);
+
+	forget(&loop, "198.18.5.5", "198.18.5.0/24", &f);
+	assert_int_equal(f.workers, 2);
+	assert_int_equal(atomic_load(&f.failed), 0);
+	assert_false(held(st, "ip:198.18.5.5"));
+	assert_false(held(st, "net:198.18.5.0/24"));
+	assert_true(held(st, "ip:198.18.9.9"));
+	static const struct crow after[] = {
+		{ "after the forget: unknown", "198.18.5.5", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+		{ "another client: still bad", "198.18.9.9", false, VERDICT_TEMPFAIL, 421, NULL, "REP_BAD", NULL },
+	};
+	check_rows(&m0, &loop, fast, after, 2);
+	check_rows(&m1, &loop, slow, after, 1);
+
+	/* the slow worker's last batch (at free) brings nothing back */
+	chain_modules_free(&m1);
+	run_for(&loop, 20);
+	assert_false(held(st, "ip:198.18.5.5"));
+	chain_modules_free(&m0);
+	run_for(&loop, 20);
+
+	/* no worker state with a store left: done at once, nobody did it */
+	forget(&loop, "198.18.9.9", "198.18.9.0/24", &f);
+	assert_int_equal(f.workers, 0);
+	assert_true(held(st, "ip:198.18.9.9"));
+
+	lmdb_store_close(st);
+	run_for(&loop, 20);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(fast);
+	config_free(slow);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* What senderauth hands over: only the transaction's AUTH_DOMAIN, only a domain name. */
 static void test_auth_domain_handover(void **state)
 {
@@ -786,6 +893,7 @@ int main(void)
 		cmocka_unit_test(test_add),
 		cmocka_unit_test(test_module_lmdb),
 		cmocka_unit_test(test_module_lists_only),
+		cmocka_unit_test(test_module_forget),
 		cmocka_unit_test(test_domain_key),
 		cmocka_unit_test(test_ip_penalty),
 		cmocka_unit_test(test_domain_lift_and_outcome),

@@ -45,6 +45,8 @@ static void test_directives(void **state)
 	    "mimeheader M1 Content-Type =~ /\\.exe/i\n"
 	    "meta    META1 (H1 && !H3) || B1 + U1 >= 2\n"
 	    "envelope E1 helo =~ /^localhost$/\n"
+	    "header  N1  eval:check_rbl('zen', 'zen.spamhaus.org.')\n"
+	    "tflags  N1  net\n"
 	    "envelope E2 ip 198.18.0.0/15\n"
 	    "score   H1  2.5\n"
 	    "score   B1  1.0 2.0 3.0 4.0\n"
@@ -73,7 +75,10 @@ static void test_directives(void **state)
 	assert_int_equal(d->sel, HDR_SEL_EXISTS);
 	assert_string_equal(d->hdr, "X-Mailer");
 	assert_true(get(s, "H4")->re_flags & RULE_RE_M);
-	assert_int_equal(get(s, "H5")->skip, SKIP_EVAL);
+	d = get(s, "H5");                /* the compiler decides whether it can run it */
+	assert_int_equal(d->skip, SKIP_NONE);
+	assert_string_equal(d->eval_fn, "check_for_faraway_charset_in_headers");
+	assert_string_equal(d->eval_args, "");
 	d = get(s, "B1");
 	assert_int_equal(d->kind, RULE_BODY);
 	assert_string_equal(d->re, "cheap #1 pills");       /* \# unescaped, comment gone */
@@ -83,7 +88,8 @@ static void test_directives(void **state)
 	assert_int_equal(get(s, "F1")->kind, RULE_FULL);
 	d = get(s, "U1");
 	assert_int_equal(d->kind, RULE_URI);
-	assert_int_equal(d->skip, SKIP_NET);
+	assert_int_equal(d->skip, SKIP_NONE);               /* SA runs net-flagged regexes */
+	assert_int_equal(get(s, "N1")->skip, SKIP_NET);     /* ... but not net evals */
 	assert_int_equal(get(s, "M1")->kind, RULE_MIMEHEADER);
 	d = get(s, "META1");
 	assert_int_equal(d->kind, RULE_META);
@@ -125,14 +131,17 @@ static void test_conditionals(void **state)
 	    "  if (version >= 3.004000)\n  body OUT2 /a/\n  endif\nendif\n"
 	    "if (version >= 3.004000)\nbody IN2 /a/\nendif\n"
 	    "if (version >= 9.000000)\nbody OUT3 /a/\nelse\nbody IN3 /a/\nendif\n"
-	    "if can(Mail::SpamAssassin::Conf::feature_bug6558_free)\nbody OUT4 /a/\nendif\n"
-	    "if !can(Mail::SpamAssassin::Conf::feature_bug6558_free)\nbody IN4 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Conf::feature_bug6558_free)\nbody IN4 /a/\nendif\n"
+	    "if !can(Mail::SpamAssassin::Conf::feature_bug6558_free)\nbody OUT4 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Conf::feature_not_in_sa)\nbody OUT7 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Plugin::ASN::has_check_asn)\nbody OUT8 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length)\nbody IN6 /a/\nendif\n"
 	    "if !plugin(Mail::SpamAssassin::Plugin::ReplaceTags)\nbody OUT5 /a/\nendif\n"
 	    "if !((version >= 3.004000))\nbody OUT6 /a/\nendif\n"
 	    "if (version >= 3.004000) && plugin(Mail::SpamAssassin::Plugin::DKIM)\nbody IN5 /a/\nendif\n",
 	    &nerr);
-	const char *in[] = { "IN1", "IN2", "IN3", "IN4", "IN5" };
-	const char *out[] = { "OUT1", "OUT2", "OUT3", "OUT4", "OUT5", "OUT6" };
+	const char *in[] = { "IN1", "IN2", "IN3", "IN4", "IN5", "IN6" };
+	const char *out[] = { "OUT1", "OUT2", "OUT3", "OUT4", "OUT5", "OUT6", "OUT7", "OUT8" };
 
 	assert_int_equal(nerr, 0);
 	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
@@ -151,7 +160,8 @@ static void test_replace_tags(void **state)
 	    "body FUZZ /<inter W1><post P2><A><B>/i\nreplace_rules FUZZ\n", &nerr);
 
 	assert_int_equal(nerr, 0);
-	assert_string_equal(get(s, "FUZZ")->re, "(?:[a4@]){1,2}\\W?(?:[b8]){1,2}");
+	/* as SA: the empty piece before the first tag takes inter too */
+	assert_string_equal(get(s, "FUZZ")->re, "\\W?(?:[a4@]){1,2}\\W?(?:[b8]){1,2}");
 	rule_src_free(s);
 }
 

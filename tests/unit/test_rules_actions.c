@@ -69,7 +69,9 @@ static void test_status_form(void **state)
 	actions_format_status(buf, sizeof(buf), 7.5, 5.0, tests, 2);
 	assert_string_equal(buf, "Yes, score=7.5 required=5.0 tests=RULE_A,RULE_B");
 	actions_format_status(buf, sizeof(buf), 4.96, 5.0, tests, 1);
-	assert_string_equal(buf, "No, score=5.0 required=5.0 tests=RULE_A");
+	assert_string_equal(buf, "No, score=4.9 required=5.0 tests=RULE_A");   /* as SA shows it */
+	actions_format_status(buf, sizeof(buf), 4.9996, 5.0, tests, 1);
+	assert_string_equal(buf, "Yes, score=5.0 required=5.0 tests=RULE_A");  /* 3 decimals decide */
 	actions_format_status(buf, sizeof(buf), -0.04, 5.0, NULL, 0);
 	assert_string_equal(buf, "No, score=0.0 required=5.0 tests=none");
 	actions_format_status(buf, sizeof(buf), -2.25, 5.0, tests, 0);

@@ -601,6 +601,50 @@ static void test_timeout_and_cancel(void **state)
 	assert_int_equal(c.calls, 0);
 }
 
+/* Runs the loop until o has had n callbacks (5 s bound: then the test fails). */
+static void wait_calls(struct fix *x, struct outcome *o, int n)
+{
+	uv_timer_t guard;
+	int fired = 0;
+
+	uv_timer_init(&x->loop, &guard);
+	guard.data = &fired;
+	uv_timer_start(&guard, guard_cb, 5000, 0);
+	while (o->calls < n && !fired)
+		uv_run(&x->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&guard, NULL);
+	uv_run(&x->loop, UV_RUN_NOWAIT);
+	assert_false(fired);
+}
+
+/* The time a challenge waits for the client (a person typing, the session's own command
+ * timeout) is not the service's: twice the timeout later the request still waits, and
+ * each answer gives the service a fresh timeout. */
+static void test_client_time_not_counted(void **state)
+{
+	struct fix *x = *state;
+	char u[64], p[64];
+	struct outcome o = { 0 };
+
+	sasl_base64_encode((const unsigned char *)"bob", 3, u, sizeof(u));
+	sasl_base64_encode((const unsigned char *)"secret", 6, p, sizeof(p));
+	o.q = sasl_dovecot_auth(x->d, SASL_MECH_LOGIN, NULL, NULL, outcome_cb, &o);
+	assert_non_null(o.q);
+	wait_calls(x, &o, 1);
+	assert_int_equal(o.status, SASL_DOVECOT_CONTINUE);
+	sleep_loop(x, 600);                       /* timeout 300 ms (setup_short) */
+	assert_int_equal(o.calls, 1);
+	assert_int_equal(sasl_dovecot_continue(o.q, u), 0);
+	wait_calls(x, &o, 2);
+	assert_int_equal(o.status, SASL_DOVECOT_CONTINUE);
+	sleep_loop(x, 600);
+	assert_int_equal(o.calls, 2);
+	assert_int_equal(sasl_dovecot_continue(o.q, p), 0);
+	wait_final(x, &o);
+	assert_int_equal(o.status, SASL_DOVECOT_OK);
+	assert_string_equal(o.user, "bob");
+}
+
 static void test_lost_connection(void **state)
 {
 	struct fix *x = *state;
@@ -731,6 +775,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_challenges, setup_unix, teardown),
 		cmocka_unit_test_setup_teardown(test_many_on_one_connection, setup_inet, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_and_cancel, setup_short, teardown),
+		cmocka_unit_test_setup_teardown(test_client_time_not_counted, setup_short, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_connection, setup_unix, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_servers, setup_short, teardown),
 		cmocka_unit_test(test_service_down),

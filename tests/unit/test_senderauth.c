@@ -4,7 +4,9 @@
  * auth_domain key reading it); a tampered body refused per DMARC p=reject, or only scored
  * with action log; a key lookup that never answers (temperror, DMARC temperror: no
  * rejection on a DNS hiccup); forged Authentication-Results removed; several From fields;
- * the session going away with lookups in flight (nothing fires, nothing leaks). */
+ * the session going away with lookups in flight (nothing fires, nothing leaks); the
+ * lookups started when the header block arrives (before end of data) and taken over at
+ * HOOK_EOM, or dropped when they were another message's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -301,6 +303,67 @@ static void test_session_gone_mid_lookup(void **state)
 	assert_int_equal(r.done, 0);
 }
 
+/* The header block as the session tells it during DATA: env->msg is not set yet. */
+static void headers_arrive(struct sess *s, const char *hdr, size_t len)
+{
+	struct msgbuf *msg = s->env.msg;
+
+	s->env.msg = NULL;
+	chain_headers(&s->chain, hdr, len);
+	s->env.msg = msg;
+}
+
+/* The header block arrives before the end of data: the key and DMARC lookups go out then
+ * (the server has both before HOOK_EOM runs), and HOOK_EOM judges with their answers
+ * without asking again. */
+static void test_lookups_start_at_headers(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	const char *d;
+	size_t len;
+
+	sess_init(f, &s, "ed25519.eml", NULL, NULL);
+	d = msgbuf_data(s.env.msg, &len);
+	headers_arrive(&s, d, msgbuf_header_len(s.env.msg));
+	for (int i = 0; i < 20000 && f->fd.queries < 2; i++)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	assert_int_equal(f->fd.queries, 2);	/* ed._domainkey.example.org, _dmarc.example.org */
+	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed");
+	expect_in(authres(&s.env), "dmarc=pass (p=reject dis=none) header.from=example.org");
+	assert_string_equal(senderauth_auth_domain(&s.env), "example.org");
+	assert_int_equal(f->fd.queries, 2);	/* nothing asked twice */
+	sess_free(&s);
+}
+
+/* Lookups started for an earlier message (refused before its end of data, its key still
+ * unanswered) are dropped: the next message is judged on its own header block. */
+static void test_early_lookups_of_another_message(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	const char *d, *sel;
+	size_t len, hl;
+	char hdr[8192];
+
+	sess_init(f, &s, "ed25519.eml", NULL, NULL);
+	d = msgbuf_data(s.env.msg, &len);
+	hl = msgbuf_header_len(s.env.msg);
+	sel = memmem(d, hl, "s=ed;", 5);
+	assert_non_null(sel);
+	assert_true(hl + 2 < sizeof(hdr));
+	snprintf(hdr, sizeof(hdr), "%.*ss=drop;%.*s", (int)(sel - d), d, (int)(hl - (size_t)(sel - d) - 5), sel + 5);
+	headers_arrive(&s, hdr, hl + 2);
+	for (int i = 0; i < 20000 && f->fd.queries < 2; i++)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	snprintf(s.env.queue_id, sizeof(s.env.queue_id), "Q2");
+	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed");
+	assert_true(f->fd.queries >= 4);	/* asked again for Q2's */
+	sess_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +374,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_forged_authres_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_from, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_gone_mid_lookup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lookups_start_at_headers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_early_lookups_of_another_message, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

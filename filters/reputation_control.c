@@ -1,0 +1,187 @@
+/* reputation_control.c — the control socket's `flush reputation IP` (proxy/control_verbs.h):
+ * the client's records go from the reputation store in every worker (reputation_forget_post),
+ * and the reply says how many records were removed.
+ *
+ * What goes: the IP's record ("ip:198.18.5.5") and its network's ("net:198.18.5.0/24",
+ * prefix_v4 / prefix_v6), because the IP's score reads both: with its network's history
+ * left, a client that turned bad would still score bad. The network's record holds its
+ * neighbours' messages too; they are forgotten with it. An authenticated domain's record
+ * ("authdom:…") is not the IP's and stays. The allow and deny lists are config, not history:
+ * a denied client stays denied.
+ *
+ * Counted as removed: LMDB, the records the map held when the flush began (a record that
+ * existed only in a worker's queue is deleted too, but not counted); Redis, the keys a DEL
+ * removed. */
+#include "reputation.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "proxy/config.h"
+#include "proxy/control_verbs.h"
+#include "proxy/jsonw.h"
+#include "proxy/log.h"
+#include "store/lmdb_store.h"
+#include "store/store.h"
+
+struct rep_flush {
+	struct reputation_forget f;     /* first member: done gets &f */
+	uv_async_t async;               /* on the main loop: every worker has done its part */
+	struct control_reply *reply;
+	bool json, lmdb;
+	bool held[REPUTATION_FORGET_KEYS]; /* LMDB: in the map when the flush began */
+	char ip[INET6_ADDRSTRLEN];
+};
+
+/* Any thread (the last worker's loop): hands the answer to the main loop. */
+static void rep_flush_done(struct reputation_forget *f)
+{
+	struct rep_flush *fl = (struct rep_flush *)f;
+
+	uv_async_send(&fl->async);
+}
+
+static void rep_flush_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Main loop: every worker is done; the reply. */
+static void rep_flush_answer_cb(uv_async_t *a)
+{
+	struct rep_flush *fl = a->data;
+	struct strbuf *out = control_reply_out(fl->reply);
+	const struct reputation_forget *f = &fl->f;
+	bool removed[REPUTATION_FORGET_KEYS];
+	int n = 0, failed = atomic_load(&f->failed);
+	char names[2 * sizeof(f->keys[0]) + 2] = "", lognames[sizeof(names)] = "";
+
+	for (size_t i = 0; i < f->nkeys; i++) {
+		removed[i] = fl->lmdb ? fl->held[i] : atomic_load(&f->removed[i]) > 0;
+		if (removed[i]) {
+			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", n ? " " : "",
+			    f->keys[i]);
+			snprintf(lognames + strlen(lognames), sizeof(lognames) - strlen(lognames), "%s%s",
+			    n ? "," : "", f->keys[i]);
+			n++;
+		}
+	}
+	log_event(LOG_LVL_INFO, NULL, "event=reputation_flush client=%s records=%d removed=%s workers=%zu failed=%d",
+	    fl->ip, n, n ? lognames : "-", f->workers, failed);
+	if (f->workers == 0) {
+		strbuf_printf(out, "flush reputation: no worker holds the reputation store (see the log for "
+		    "event=module_error module=reputation)\n");
+		control_reply_done(fl->reply, -1);
+	} else if (failed > 0) {
+		strbuf_printf(out, "flush reputation %s: the store did not confirm %d delete(s) (unreachable "
+		    "or failing, see the log); %d record(s) known removed\n", fl->ip, failed, n);
+		control_reply_done(fl->reply, -1);
+	} else if (fl->json) {
+		struct jsonw j;
+
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_str(&j, "flushed", "reputation");
+		jsonw_str(&j, "ip", fl->ip);
+		jsonw_int(&j, "entries", n);
+		jsonw_arr(&j, "records");
+		for (size_t i = 0; i < f->nkeys; i++)
+			if (removed[i])
+				jsonw_str(&j, NULL, f->keys[i]);
+		jsonw_end(&j);
+		jsonw_int(&j, "workers", (long long)f->workers);
+		jsonw_end(&j);
+		strbuf_append(out, "\n", 1);
+		control_reply_done(fl->reply, 0);
+	} else {
+		strbuf_printf(out, "reputation of %s flushed: %d record%s removed%s%s%s\n", fl->ip, n,
+		    n == 1 ? "" : "s", n ? " (" : " (none was held)", names, n ? ")" : "");
+		control_reply_done(fl->reply, 0);
+	}
+	uv_close((uv_handle_t *)&fl->async, rep_flush_closed_cb);
+}
+
+/* The client's address from the text: IPv4 or IPv6 (an IPv4-mapped IPv6 address is its
+ * IPv4 one for the store, as for a session). 0 or -1. */
+static int rep_flush_parse_ip(const char *s, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/* LMDB: which of the keys the map holds now (read inline; the environment is the one the
+ * workers have open). */
+static void rep_flush_lmdb_held(const struct reputation_config *c, struct rep_flush *fl)
+{
+	struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), c->map_size);
+	struct reputation_counts rc;
+	size_t len;
+
+	for (size_t i = 0; st && i < fl->f.nkeys; i++)
+		fl->held[i] = lmdb_store_get(st, fl->f.keys[i], strlen(fl->f.keys[i]), &rc, sizeof(rc), &len) == 1;
+	lmdb_store_close(st);
+}
+
+static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct control_reply *r)
+{
+	const struct reputation_config *c = &cfg->reputation;
+	struct strbuf *out = control_reply_out(r);
+	struct sockaddr_storage ss;
+	struct rep_flush *fl;
+	int kind = store_kind_of(c->store);
+
+	if (argc != 1 || body != NULL) {
+		strbuf_printf(out, "usage: flush reputation IP\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	if (rep_flush_parse_ip(argv[0], &ss) < 0) {
+		strbuf_printf(out, "flush reputation: \"%.64s\" is not an IP address\n", argv[0]);
+		control_reply_done(r, -1);
+		return;
+	}
+	if (kind != STORE_LMDB && kind != STORE_REDIS) {
+		strbuf_printf(out, "flush reputation: no history is kept (reputation.store is not set)\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	fl = calloc(1, sizeof(*fl));
+	if (fl == NULL || reputation_keys((struct sockaddr *)&ss, c->prefix_v4, c->prefix_v6,
+	    fl->f.keys[0], sizeof(fl->f.keys[0]), fl->f.keys[1], sizeof(fl->f.keys[1])) < 0 ||
+	    uv_async_init(control_reply_loop(r), &fl->async, rep_flush_answer_cb) != 0) {
+		free(fl);
+		strbuf_printf(out, "flush reputation: out of memory\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	fl->async.data = fl;
+	fl->reply = r;
+	fl->json = json;
+	fl->lmdb = kind == STORE_LMDB;
+	fl->f.nkeys = 2;
+	fl->f.done = rep_flush_done;
+	/* the key's form of the address (an IPv4-mapped IPv6 one reads as IPv4) */
+	snprintf(fl->ip, sizeof(fl->ip), "%s", fl->f.keys[0] + 3);
+	if (fl->lmdb)
+		rep_flush_lmdb_held(c, fl);
+	reputation_forget_post(&fl->f);
+}
+
+const struct control_verb reputation_flush_control_verb = {
+	.words = "flush reputation", .usage = "flush reputation IP", .start = rep_flush_start,
+};

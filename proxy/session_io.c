@@ -1,0 +1,536 @@
+/* session_io.c — the client side of a session: accepting the socket, reading (the PROXY
+ * header, TLS, plaintext held while the session is busy, pausing when too much is held),
+ * writing replies (straight into the kernel, the rest queued; a client that does not read
+ * its replies is not read either), the protocol timers, and closing.
+ *
+ * Ownership (libuv's rule): the session is freed in the last handle's close callback, once
+ * the transaction has no work pending outside the loop (a relay open, a maildir write). */
+#include "session_int.h"
+#include "auth.h"
+#include "config.h"
+#include "conncount.h"
+#include "counters.h"
+#include "log.h"
+#include "proxyproto.h"
+#include "stream.h"
+#include "tls.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SESSION_MAX_PENDING_INPUT (256 * 1024)  /* pipelined bytes held while busy */
+#define SESSION_PAUSE_HELD (16 * 1024)          /* held while busy: stop reading (TCP pushes back) */
+#define SESSION_PROXY_MAX 600                   /* bytes of a PROXY header */
+#define SESSION_PROXY_TIMEOUT_MS 10000
+#define SESSION_CLOSE_LINGER_MS 5000            /* for the last replies to go out */
+
+/* ---- output ------------------------------------------------------------------------ */
+
+struct session_wreq { uv_write_t req; struct session *s; char data[]; };
+
+static void session_write_cb(uv_write_t *req, int status)
+{
+	struct session_wreq *w = (struct session_wreq *)req;
+	struct session *s = w->s;
+
+	free(w);
+	s->writes_inflight--;
+	if (status < 0)
+		s->write_failed = true;
+	/* A client that does not read its replies is not read either (bounded memory);
+	 * once they drain, carry on. */
+	if (s->out_blocked && uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) < SESSION_MAX_QUEUED_OUTPUT / 2 &&
+	    s->state != SESSION_CLOSING) {
+		s->out_blocked = false;
+		if (session_takes_commands(s) || s->state == SESSION_DATA)
+			session_process(s);
+	}
+	if (s->state == SESSION_CLOSING && s->writes_inflight == 0)
+		session_close(s, NULL);
+}
+
+static int session_write_raw(struct session *s, const char *data, size_t len)
+{
+	struct session_wreq *w;
+	uv_buf_t b;
+
+	if (s->write_failed || uv_is_closing((uv_handle_t *)&s->tcp))
+		return -1;
+	/* Straight into the kernel when nothing is queued; only the rest is queued. */
+	if (s->writes_inflight == 0) {
+		int rc = stream_try_write((uv_stream_t *)&s->tcp, &data, &len);
+		if (rc > 0)
+			return 0;
+		if (rc < 0) {
+			s->write_failed = true;
+			return -1;
+		}
+	}
+	w = malloc(sizeof(*w) + len);
+	if (w == NULL)
+		return -1;
+	memcpy(w->data, data, len);
+	w->s = s;
+	b = uv_buf_init(w->data, (unsigned)len);
+	if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, session_write_cb) != 0) {
+		free(w);
+		s->write_failed = true;
+		return -1;
+	}
+	s->writes_inflight++;
+	return 0;
+}
+
+static int session_tls_cipher_cb(void *arg, const char *data, size_t len)
+{
+	return session_write_raw(arg, data, len);
+}
+
+void session_flush(struct session *s)
+{
+	if (s->out.len == 0)
+		return;
+	if (s->tls)
+		tlsconn_write(s->tls, s->out.v, s->out.len);
+	else
+		session_write_raw(s, s->out.v, s->out.len);
+	s->out.len = 0;
+	if (s->quit_after_flush && s->state != SESSION_CLOSING)
+		session_close(s, NULL);
+}
+
+/* ---- timers ------------------------------------------------------------------------ */
+
+static void session_timeout_cb(uv_timer_t *t)
+{
+	struct session *s = t->data;
+
+	switch (s->state) {
+	case SESSION_CONNECT:
+		/* The pregreet delay ended while the connect stage still runs: it greets. */
+	case SESSION_BUSY:
+		return;
+	case SESSION_PREGREET:
+		session_pregreet_over(s);
+		return;
+	case SESSION_CLOSING:
+		/* The last replies did not go out within the linger: the client does not read
+		 * them. Drop the connection; waiting on would hold the session (and a drain) for
+		 * as long as the client cares to. */
+		log_event(LOG_LVL_INFO, s->id, "event=drop reason=replies_unread client=%s", s->env.client_ip);
+		s->write_failed = true;
+		session_close(s, NULL);
+		return;
+	default:
+		break;
+	}
+	counter_inc(COUNTER_SESSIONS_TIMEOUT);
+	log_event(LOG_LVL_INFO, s->id, "event=timeout state=%s client=%s", session_state_name(s->state),
+	    s->env.client_ip);
+	if (s->state != SESSION_PROXY && s->state != SESSION_TLS && s->state != SESSION_STARTTLS)
+		session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	s->quit_after_flush = true;
+	session_flush(s);
+	if (s->state != SESSION_CLOSING)
+		session_close(s, "timeout");
+}
+
+void session_arm(struct session *s, uint64_t ms)
+{
+	s->timer.data = s;
+	uv_timer_start(&s->timer, session_timeout_cb, ms ? ms : 300000, 0);
+}
+
+/* In DATA the timer fires at whichever comes first: data_timeout since the last read (as
+ * Postfix), or the whole-DATA deadline set when 354 went out, so a client trickling a byte
+ * at a time cannot hold the session for ever. */
+void session_arm_data(struct session *s)
+{
+	uint64_t now = uv_now(&s->w->loop);
+	uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
+
+	session_arm(s, left < s->cfg->limits.data_timeout ? left : s->cfg->limits.data_timeout);
+}
+
+static void session_tarpit_cb(uv_timer_t *t)
+{
+	session_resume(t->data);
+}
+
+void session_arm_tarpit(struct session *s, uint32_t ms)
+{
+	s->timer.data = s;
+	uv_timer_start(&s->timer, session_tarpit_cb, ms, 0);
+}
+
+/* ---- closing ----------------------------------------------------------------------- */
+
+static void session_free(struct session *s)
+{
+	struct worker_gen *wg = s->wg;
+
+	auth_session_free(s);
+	chain_release(&s->chain);
+	hook_env_free_outputs(&s->env);
+	smtp_tx_free(&s->tx);
+	strbuf_free(&s->out);
+	linebuf_free(&s->lb);
+	tlsconn_free(s->tls);
+	free(s->in);
+	counter_add(COUNTER_SESSIONS_ACTIVE, -1);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		s->w->session_list = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->w->sessions--;
+	free(s);
+	worker_gen_session_release(wg);
+}
+
+static void session_handle_closed_cb(uv_handle_t *h)
+{
+	struct session *s = h->data;
+
+	if (--s->open_handles == 0 && smtp_tx_pending(&s->tx) == 0)
+		session_free(s);
+}
+
+/* The chain timer's data belongs to the chain; find the session by position. */
+static void session_chain_timer_closed_cb(uv_handle_t *h)
+{
+	struct session *s = (struct session *)(void *)((char *)h - offsetof(struct session, chain_timer));
+
+	if (--s->open_handles == 0 && smtp_tx_pending(&s->tx) == 0)
+		session_free(s);
+}
+
+/* The transaction's pending work ended after the close: the memory may go now. */
+static void session_tx_drained_cb(void *arg)
+{
+	struct session *s = arg;
+
+	if (s->open_handles == 0)
+		session_free(s);
+}
+
+static void session_close_chain_cb(void *arg, const struct verdict *v)
+{
+	(void)arg;
+	(void)v;
+}
+
+void session_close(struct session *s, const char *reason)
+{
+	if (s->state == SESSION_CLOSING && (reason != NULL || uv_is_closing((uv_handle_t *)&s->tcp)))
+		return;
+	if (s->state != SESSION_CLOSING) {
+		unsigned long ms = (unsigned long)(uv_now(&s->w->loop) - s->started_ms);
+		/* Modules that saw the connect stage through hear of the close. */
+		bool connect_ran = s->state != SESSION_NEW && s->state != SESSION_PROXY && s->state != SESSION_TLS &&
+		    !s->chain.running;
+
+		log_event(LOG_LVL_INFO, s->id, "event=disconnect client=%s commands=%lu messages=%lu errors=%d ms=%lu%s%s",
+		    s->env.client_ip, s->ncommands, s->nmessages, s->errors, ms, reason ? " reason=" : "",
+		    reason ? reason : "");
+		session_enter_state(s, SESSION_CLOSING);
+		smtp_tx_close(&s->tx);
+		auth_session_reset(s);      /* an AUTH exchange in flight: no callback after this */
+		if (s->reading) {
+			uv_read_stop((uv_stream_t *)&s->tcp);
+			s->reading = false;
+		}
+		uv_timer_stop(&s->timer);
+		uv_timer_stop(&s->chain_timer);
+		/* Every module hears how the session ended (an open transaction: abandoned). */
+		chain_session_end(&s->chain, s->refused_code, s->refused_code ? HOOK_CONNECT : HOOK_CLOSE,
+		    s->refused_reason);
+		/* Modules hear of the end (advisory: they release for good in session_free). */
+		if (connect_ran && chain_wants(s->chain.mods, HOOK_CLOSE))
+			chain_run(&s->chain, HOOK_CLOSE, session_close_chain_cb, s);
+		session_flush(s);
+	}
+	if (s->writes_inflight > 0 && !s->write_failed) {
+		/* The last replies are still going out; close from the write callback. Bound it. */
+		session_arm(s, SESSION_CLOSE_LINGER_MS);
+		return;
+	}
+	if (!uv_is_closing((uv_handle_t *)&s->tcp)) {
+		/* The connection ends here: its socket closes now (the memory goes in the close
+		 * callbacks, an iteration or more later), so it stops counting against
+		 * max_connections and max_connections_per_ip now. A client that saw the close
+		 * and connects again is counted without this one. */
+		if (s->counted_ip)
+			conncount_release((const struct sockaddr *)&s->env.client);
+		s->counted_ip = false;
+		conncount_total_add(-1);
+		uv_close((uv_handle_t *)&s->chain_timer, session_chain_timer_closed_cb);
+		uv_close((uv_handle_t *)&s->timer, session_handle_closed_cb);
+		uv_close((uv_handle_t *)&s->tcp, session_handle_closed_cb);
+	}
+}
+
+/* ---- input ------------------------------------------------------------------------- */
+
+static void session_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	struct session *s = h->data;
+
+	(void)hint;
+	buf->base = s->w->readbuf;
+	buf->len = sizeof(s->w->readbuf);
+}
+
+static int session_hold_input(struct session *s, const char *data, size_t len)
+{
+	if (s->inlen + len > SESSION_MAX_PENDING_INPUT)
+		return -1;
+	if (s->inlen + len > s->incap) {
+		size_t cap = s->incap ? s->incap : 1024;
+		while (cap < s->inlen + len)
+			cap *= 2;
+		char *n = realloc(s->in, cap);
+		if (n == NULL)
+			return -1;
+		s->in = n;
+		s->incap = cap;
+	}
+	memcpy(s->in + s->inlen, data, len);
+	s->inlen += len;
+	return 0;
+}
+
+void session_pause(struct session *s)
+{
+	if (s->reading) {
+		uv_read_stop((uv_stream_t *)&s->tcp);
+		s->reading = false;
+	}
+}
+
+static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+void session_unpause(struct session *s)
+{
+	if (!s->reading && s->state != SESSION_CLOSING && !s->eof) {
+		uv_read_start((uv_stream_t *)&s->tcp, session_alloc_cb, session_read_cb);
+		s->reading = true;
+	}
+}
+
+/* Plaintext from the client (after TLS). Held when the session cannot take it now. */
+static int session_on_plain(void *arg, const char *data, size_t len)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_CLOSING)
+		return -1;
+	/* Talking before the greeting: while the pregreet delay runs (the timer is the delay
+	 * in these two states). */
+	if ((s->state == SESSION_PREGREET || (s->state == SESSION_CONNECT && uv_is_active((uv_handle_t *)&s->timer))) &&
+	    !s->pregreet_hit) {
+		s->pregreet_hit = true;
+		counter_inc(COUNTER_PREGREET);
+		log_event(LOG_LVL_INFO, s->id, "event=pregreet client=%s bytes=%zu", s->env.client_ip, len);
+	}
+	if (session_hold_input(s, data, len) != 0) {
+		session_reply(s, "421 4.7.0 %s Error: too much pipelined input", s->cfg->hostname);
+		s->quit_after_flush = true;
+		session_flush(s);
+		return -1;
+	}
+	if (session_takes_commands(s) || s->state == SESSION_DATA)
+		session_process(s);
+	else if (s->inlen > SESSION_PAUSE_HELD)
+		session_pause(s);	/* busy: let TCP push back */
+	return 0;
+}
+
+static void session_tls_established_cb(void *arg)
+{
+	struct session *s = arg;
+
+	s->env.tls = true;
+	snprintf(s->env.tls_version, sizeof(s->env.tls_version), "%s", tlsconn_version(s->tls));
+	snprintf(s->env.tls_cipher, sizeof(s->env.tls_cipher), "%s", tlsconn_cipher(s->tls));
+	counter_inc(COUNTER_TLS_SESSIONS);
+	log_event(LOG_LVL_INFO, s->id, "event=tls version=%s cipher=%s", s->env.tls_version, s->env.tls_cipher);
+	if (s->state == SESSION_TLS) {
+		/* Implicit TLS: the session starts now. */
+		session_start_connect(s);
+		return;
+	}
+	session_enter_idle(s);
+	session_arm(s, s->cfg->limits.command_timeout);
+}
+
+static const struct tlsconn_ops session_tls_ops = {
+	.on_plain = session_on_plain,
+	.on_cipher = session_tls_cipher_cb,
+	.on_established = session_tls_established_cb,
+};
+
+int session_start_tls(struct session *s)
+{
+	s->tls = tlsconn_new(s->wg->shared->tls_server, true, NULL, &session_tls_ops, s);
+	return s->tls ? 0 : -1;
+}
+
+/* The PROXY header: the first bytes on a proxy_protocol listener. */
+static void session_on_proxy_bytes(struct session *s, const char *data, size_t len)
+{
+	struct proxy_info pi;
+	size_t used = 0;
+	const char *err = NULL;
+
+	if (session_hold_input(s, data, len) != 0 || s->inlen > SESSION_PROXY_MAX) {
+		session_close(s, "proxy_header_too_long");
+		return;
+	}
+	enum proxy_result r = proxyproto_parse((const uint8_t *)s->in, s->inlen, &pi, &used, &err);
+	if (r == PROXY_NEED_MORE)
+		return;
+	if (r == PROXY_ERROR) {
+		counter_inc(COUNTER_PROXY_REFUSED);
+		log_event(LOG_LVL_WARNING, s->id, "event=proxy_error peer=%s reason=\"%s\"", s->env.client_ip,
+		    err ? err : "bad header");
+		session_close(s, "proxy_error");
+		return;
+	}
+	memmove(s->in, s->in + used, s->inlen - used);
+	s->inlen -= used;
+	if (!pi.local) {
+		memcpy(&s->env.client, &pi.src, sizeof(pi.src));
+		memcpy(&s->env.local, &pi.dst, sizeof(pi.dst));
+	}
+	session_start_connect(s);
+}
+
+static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	struct session *s = st->data;
+
+	if (n == 0)
+		return;
+	if (n < 0) {
+		s->eof = true;
+		s->reading = false;
+		uv_read_stop(st);
+		/* A client that half-closed after sending its last command (the final dot, say)
+		 * may still read the reply: finish the command in flight, then close. */
+		if (n == UV_EOF && s->state == SESSION_BUSY)
+			return;
+		/* A client gone mid-transaction: nothing was acknowledged, nothing is lost. */
+		session_close(s, n == UV_EOF ? "client_closed" : uv_strerror((int)n));
+		return;
+	}
+	if (s->state == SESSION_PROXY) {
+		session_on_proxy_bytes(s, buf->base, (size_t)n);
+		return;
+	}
+	if (s->tls) {
+		int rc = tlsconn_feed(s->tls, buf->base, (size_t)n);
+		if (rc < 0) {
+			counter_inc(COUNTER_TLS_FAILURES);
+			log_event(LOG_LVL_INFO, s->id, "event=tls_error client=%s reason=\"%s\"", s->env.client_ip,
+			    tlsconn_error(s->tls) ? tlsconn_error(s->tls) : "");
+			s->write_failed = false;
+			session_close(s, "tls_error");
+		}
+		return;
+	}
+	session_on_plain(s, buf->base, (size_t)n);
+}
+
+/* ---- accepting ----------------------------------------------------------------------- */
+
+void session_accept(struct worker *w, uv_stream_t *server, const struct listen_config *lc)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	int len;
+
+	if (s == NULL)
+		return;
+	s->w = w;
+	s->wg = w->gen;
+	s->wg->sessions++;
+	s->cfg = s->wg->shared->cfg;
+	s->lc = lc;
+	uv_tcp_init(&w->loop, &s->tcp);
+	uv_timer_init(&w->loop, &s->timer);
+	uv_timer_init(&w->loop, &s->chain_timer);
+	s->tcp.data = s;
+	s->timer.data = s;
+	s->open_handles = 3;
+	s->started_ms = uv_now(&w->loop);
+	w->sessions++;
+	s->next = w->session_list;
+	if (s->next)
+		s->next->prev = s;
+	w->session_list = s;
+	conncount_total_add(1);
+	counter_inc(COUNTER_SESSIONS_TOTAL);
+	counter_add(COUNTER_SESSIONS_ACTIVE, 1);
+	snprintf(s->id, sizeof(s->id), "%02x%06llx", (unsigned)w->index & 0xff,
+	    (unsigned long long)(++w->session_seq & 0xffffff));
+	s->env.session_id = s->id;
+	s->env.loop = &w->loop;
+	s->env.cfg = s->cfg;
+	s->env.worker = w->index;
+	linebuf_init(&s->lb, (size_t)s->cfg->limits.max_line_length);
+	chain_init(&s->chain, &s->wg->mods, &s->env, &s->chain_timer);
+	smtp_tx_init(&s->tx, w, s->wg->shared->pool, &s->env, session_tx_drained_cb, s);
+	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
+		session_close(s, "accept_failed");
+		return;
+	}
+	uv_tcp_nodelay(&s->tcp, 1);
+	len = sizeof(s->env.client);
+	uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->env.client, &len);
+	len = sizeof(s->env.local);
+	uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&s->env.local, &len);
+	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "?");
+	if (s->env.client.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&s->env.client)->sin_addr, s->env.client_ip, sizeof(s->env.client_ip));
+	else if (s->env.client.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&s->env.client)->sin6_addr, s->env.client_ip, sizeof(s->env.client_ip));
+
+	if (conncount_total() > s->cfg->limits.max_connections || atomic_load(&w->stop)) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections client=%s", s->env.client_ip);
+		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
+		session_refuse_early(s, "max_connections");
+		return;
+	}
+	if (lc->proxy_protocol) {
+		if (!cfg_cidrlist_match(&s->cfg->trusted_proxies, (const struct sockaddr *)&s->env.client)) {
+			counter_inc(COUNTER_PROXY_REFUSED);
+			log_event(LOG_LVL_WARNING, s->id, "event=proxy_refused peer=%s reason=untrusted", s->env.client_ip);
+			session_close(s, "proxy_untrusted");
+			return;
+		}
+		session_enter_state(s, SESSION_PROXY);
+		session_arm(s, SESSION_PROXY_TIMEOUT_MS);
+		session_unpause(s);
+		return;
+	}
+	if (lc->tls == LISTEN_TLS_IMPLICIT) {
+		if (s->wg->shared->tls_server == NULL) {
+			session_close(s, "no_tls_context");
+			return;
+		}
+		if (session_start_tls(s) != 0) {
+			session_close(s, "tls_setup_failed");
+			return;
+		}
+		session_enter_state(s, SESSION_TLS);
+		session_arm(s, s->cfg->limits.command_timeout);
+		session_unpause(s);
+		return;
+	}
+	session_start_connect(s);
+}

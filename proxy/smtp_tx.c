@@ -1,0 +1,908 @@
+/* smtp_tx.c — the backend side of one SMTP transaction: establish with failover, MAIL and
+ * RCPT relayed live, replay, delivery (SMTP, LMTP per-recipient results, maildir), the
+ * quarantine. See smtp_tx.h. */
+#include "smtp_tx.h"
+#include "backend.h"
+#include "config.h"
+#include "counters.h"
+#include "hook.h"
+#include "log.h"
+#include "maildir.h"
+#include "msgbuf.h"
+#include "opstats.h"
+#include "relay.h"
+#include "worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define SMTP_TX_UNAVAILABLE "4.4.1 Service temporarily unavailable, try again later"
+
+void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
+    void (*drained)(void *arg), void *arg)
+{
+	memset(tx, 0, sizeof(*tx));
+	tx->w = w;
+	tx->pool = pool;
+	tx->env = env;
+	tx->drained = drained;
+	tx->drained_arg = arg;
+}
+
+/* ---- results ------------------------------------------------------------------------ */
+
+/* Ends the step in flight with the client's reply. */
+static void smtp_tx_finish(struct smtp_tx *tx, int code, const char *text, const char *reason,
+    bool client_error, bool reusable)
+{
+	struct smtp_tx_result r = { code, text, reason, client_error, reusable };
+	smtp_tx_done_fn cb = tx->done;
+
+	tx->done = NULL;
+	cb(tx->done_arg, &r);
+}
+
+/* Establishing failed at MAIL or RCPT: the backend's own reply, or 451 when none answered. */
+static void smtp_tx_finish_unestablished(struct smtp_tx *tx, const char *stage, int code, const char *text)
+{
+	if (code == 0) {
+		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=%s reason=no_backend detail=\"%s\"",
+		    stage, text);
+		opstats_note_refusal(tx->w->index, tx->env->client_ip, stage, "no_backend", true);
+		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", true, false);
+		return;
+	}
+	smtp_tx_finish(tx, code, text, "backend", true, false);
+}
+
+/* One pending piece of work (an open, a maildir write) ended. True when the owner is gone:
+ * the caller stops there and touches tx no more (drained may have freed it). */
+static bool smtp_tx_pending_done(struct smtp_tx *tx)
+{
+	tx->pending--;
+	if (!tx->closed)
+		return false;
+	if (tx->pending == 0 && tx->drained)
+		tx->drained(tx->drained_arg);
+	return true;
+}
+
+/* ---- the envelope ------------------------------------------------------------------- */
+
+static const char *smtp_tx_domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : NULL;
+}
+
+static void smtp_tx_make_queue_id(struct smtp_tx *tx)
+{
+	static const char alphabet[] = "0123456789BCDFGHJKLMNPQRSTVWXYZ";
+	uint64_t x = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)tx->w->index << 60) ^ (++tx->w->session_seq * 2654435761ULL);
+	char *q = tx->env->queue_id;
+
+	for (int i = 0; i < 12; i++) {
+		q[i] = alphabet[x % 31];
+		x /= 31;
+		if (x == 0)
+			x = (uint64_t)rand() + 7;
+	}
+	q[12] = '\0';
+}
+
+void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params)
+{
+	tx->env->mail_from = strdup(from);
+	tx->env->mail_params = strdup(params);
+	smtp_tx_make_queue_id(tx);
+}
+
+/* Appends a recipient to the envelope (takes addr and params). */
+static void smtp_tx_add_rcpt(struct smtp_tx *tx, char *addr, char *params)
+{
+	struct hook_env *env = tx->env;
+	struct rcpt *n = realloc(env->rcpts, (env->nrcpts + 1) * sizeof(*n));
+
+	if (n == NULL)
+		abort();
+	env->rcpts = n;
+	n[env->nrcpts].addr = addr;
+	n[env->nrcpts].params = params;
+	n[env->nrcpts].status = 250;
+	env->nrcpts++;
+}
+
+void smtp_tx_set_rcpt(struct smtp_tx *tx, const char *addr, const char *params)
+{
+	free(tx->rcpt);
+	free(tx->rcpt_params);
+	tx->rcpt = strdup(addr);
+	tx->rcpt_params = strdup(params);
+	tx->env->cur_rcpt = tx->rcpt;
+	tx->env->cur_rcpt_params = tx->rcpt_params;
+}
+
+void smtp_tx_drop_rcpt(struct smtp_tx *tx)
+{
+	free(tx->rcpt);
+	free(tx->rcpt_params);
+	tx->rcpt = tx->rcpt_params = NULL;
+	tx->env->cur_rcpt = tx->env->cur_rcpt_params = NULL;
+}
+
+static void smtp_tx_env_free(struct hook_env *env)
+{
+	free(env->mail_from);
+	env->mail_from = NULL;
+	free(env->mail_params);
+	env->mail_params = NULL;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		free(env->rcpts[i].addr);
+		free(env->rcpts[i].params);
+	}
+	free(env->rcpts);
+	env->rcpts = NULL;
+	env->nrcpts = 0;
+}
+
+/* Builds the MAIL command for the backend from the envelope and what it supports. */
+static void smtp_tx_build_mail_line(struct smtp_tx *tx)
+{
+	struct strbuf b = { 0 };
+	const struct hook_env *env = tx->env;
+	const char *from = env->new_mail_from ? env->new_mail_from : env->mail_from;
+
+	strbuf_printf(&b, "MAIL FROM:<%s>", from ? from : "");
+	if (env->mail_params && *env->mail_params) {
+		/* Pass on what we advertised (SIZE, BODY, SMTPUTF8) when the backend has it. */
+		char *copy = strdup(env->mail_params), *save = NULL;
+		for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_has_ext(tx->relay, "SIZE")) ||
+			    (strncasecmp(t, "BODY=", 5) == 0 && relay_has_ext(tx->relay, "8BITMIME")) ||
+			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(tx->relay, "SMTPUTF8")))
+				strbuf_printf(&b, " %s", t);
+		}
+		free(copy);
+	}
+	free(tx->mail_line);
+	tx->mail_line = b.v;
+}
+
+/* ---- establishing: pick, open, MAIL, replay the accepted RCPTs, with failover --------- */
+
+/* The current backend is given up for this message: its connection dropped, never picked
+ * again for it. */
+static void smtp_tx_leave_backend(struct smtp_tx *tx)
+{
+	if (tx->relay) {
+		relay_abort(tx->relay);
+		tx->relay = NULL;
+	}
+	if (tx->backend && tx->backend->index < 64)
+		tx->tried |= 1ULL << tx->backend->index;
+	tx->backend = NULL;
+}
+
+/* Calls est_done with 250 when tx->relay is ready for more, or the failure (code 0 =
+ * nothing answered). */
+static void smtp_tx_est_next(struct smtp_tx *tx);
+
+static void smtp_tx_est_fail(struct smtp_tx *tx, int code, const char *text, bool backend_fault)
+{
+	smtp_tx_leave_backend(tx);
+	if (backend_fault && tx->attempts < tx->env->cfg->backends.max_attempts) {
+		smtp_tx_est_next(tx);
+		return;
+	}
+	tx->est_done(tx, code, text);
+}
+
+/* A pooled connection the backend had dropped: not the backend's fault, and not an
+ * attempt. Open another. */
+static void smtp_tx_est_stale(struct smtp_tx *tx)
+{
+	tx->attempts--;
+	tx->backend = NULL;
+	smtp_tx_est_next(tx);
+}
+
+static void smtp_tx_est_rcpt_cb(void *arg, int code, const char *text)
+{
+	struct smtp_tx *tx = arg;
+
+	if (tx->closed)
+		return;
+	if (code / 100 != 2) {
+		/* A recipient accepted before is refused on replay: this backend is no good
+		 * for the transaction; another may be. */
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=replay_refused backend=%s rcpt=<%s> code=%d",
+		    relay_backend(tx->relay) ? relay_backend(tx->relay)->url : "?", tx->env->rcpts[tx->est_rcpt].addr, code);
+		smtp_tx_est_fail(tx, code ? code : 451, text, true);
+		return;
+	}
+	tx->est_rcpt++;
+	smtp_tx_est_next(tx);
+}
+
+static void smtp_tx_est_mail_cb(void *arg, int code, const char *text)
+{
+	struct smtp_tx *tx = arg;
+
+	if (tx->closed)
+		return;
+	if (code / 100 == 5) {
+		/* The sender is refused: a verdict, not a fault. The RCPTs sent behind it are
+		 * answered in vain (their replies are dropped); the connection goes back, a
+		 * later RCPT opens one with MAIL again. */
+		relay_cancel(tx->relay);
+		relay_release(tx->relay, true);
+		tx->relay = NULL;
+		tx->backend = NULL;
+		tx->est_done(tx, code, text);
+		return;
+	}
+	if (code == 0 && relay_text_is_stale(text)) {
+		smtp_tx_est_stale(tx);
+		return;
+	}
+	if (code / 100 != 2) {
+		smtp_tx_est_fail(tx, code, text, true);
+		return;
+	}
+	tx->est_rcpt = 0;
+	smtp_tx_est_next(tx);
+}
+
+static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char *text)
+{
+	struct smtp_tx *tx = arg;
+	const struct hook_env *env = tx->env;
+
+	if (tx->closed && r)
+		relay_release(r, true);
+	if (smtp_tx_pending_done(tx))
+		return;
+	if (r == NULL) {
+		if (relay_text_is_stale(text)) {
+			smtp_tx_est_stale(tx);
+			return;
+		}
+		smtp_tx_est_fail(tx, code, text, true);
+		return;
+	}
+	tx->relay = r;
+	relay_set_owner(r, &tx->relay);
+	tx->mail_sent = tx->rcpt_queued = false;
+	tx->est_rcpt = tx->est_queued = 0;
+	if (env->mail_params && strcasestr(env->mail_params, "SMTPUTF8") && !relay_has_ext(r, "SMTPUTF8")) {
+		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
+		relay_release(r, true);
+		tx->relay = NULL;
+		tx->est_done(tx, 553, "5.6.7 SMTPUTF8 is not supported by the destination");
+		return;
+	}
+	smtp_tx_est_next(tx);
+}
+
+static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text);
+static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text);
+
+/* The RCPT command for a recipient (line: 1100 octets). */
+static void smtp_tx_rcpt_line(char *line, size_t cap, const char *addr, const char *params)
+{
+	snprintf(line, cap, "RCPT TO:<%s>%s%s", addr, params && *params ? " " : "", params ? params : "");
+}
+
+/* The backend's reply to a DATA sent ahead with the last RCPT: a 354 while no recipient
+ * was accepted is ended at once with a lone "." (RFC 2920 3.1); otherwise the relay keeps
+ * the open DATA for the message (relay_send_message) or drops it on release. */
+static void smtp_tx_early_data_cb(void *arg, int code, const char *text)
+{
+	struct smtp_tx *tx = arg;
+
+	(void)text;
+	if (tx->closed || tx->relay == NULL)
+		return;
+	if (code == 354 && tx->env->nrcpts == 0)
+		relay_data_abandon(tx->relay);
+}
+
+/* DATA behind the recipient just queued, when the client sent it right behind (see
+ * data_follows) and the backend takes it pipelined. With CHUNKING the message needs no 354
+ * anyway (BDAT). */
+static void smtp_tx_queue_data(struct smtp_tx *tx)
+{
+	if (tx->data_follows && relay_has_ext(tx->relay, "PIPELINING") && !relay_has_ext(tx->relay, "CHUNKING"))
+		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
+}
+
+/* MAIL on a fresh connection. To a backend that offers PIPELINING the recipients to replay
+ * and the recipient in flight (when establishing for a RCPT) go in the same write (RFC
+ * 2920 3.1: MAIL and RCPT may be pipelined); their replies come back in that order to
+ * est_mail_cb, est_rcpt_cb, rcpt_reply_cb. */
+static void smtp_tx_est_send_mail(struct smtp_tx *tx)
+{
+	const struct hook_env *env = tx->env;
+	char line[1100];
+
+	smtp_tx_build_mail_line(tx);
+	tx->mail_sent = true;
+	relay_queue(tx->relay, tx->mail_line, smtp_tx_est_mail_cb, tx);
+	if (relay_has_ext(tx->relay, "PIPELINING")) {
+		for (size_t i = 0; i < env->nrcpts; i++) {
+			smtp_tx_rcpt_line(line, sizeof(line), env->rcpts[i].addr, env->rcpts[i].params);
+			relay_queue(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
+		}
+		tx->est_queued = env->nrcpts;
+		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt) {
+			smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+			relay_queue(tx->relay, line, smtp_tx_rcpt_reply_cb, tx);
+			tx->rcpt_queued = true;
+			smtp_tx_queue_data(tx);
+		}
+	}
+	relay_flush(tx->relay);
+}
+
+static void smtp_tx_est_next(struct smtp_tx *tx)
+{
+	const struct hook_env *env = tx->env;
+
+	if (tx->relay == NULL) {
+		struct backend *b;
+		const char *dom = env->nrcpts ? smtp_tx_domain_of(env->rcpts[0].addr) :
+		    tx->rcpt ? smtp_tx_domain_of(tx->rcpt) : NULL;
+
+		b = pool_pick_backend(tx->pool, tx->route ? dom : NULL, env->client_ip, tx->tried);
+		if (b == NULL) {
+			tx->est_done(tx, 0, "no backend available");
+			return;
+		}
+		tx->attempts++;
+		tx->backend = b;
+		if (b->kind == BACKEND_MAILDIR) {
+			/* Written at end of data; nothing to open. */
+			tx->est_done(tx, 250, "2.0.0 Ok");
+			return;
+		}
+		tx->pending++;
+		relay_open(tx->w, b, env, smtp_tx_est_open_cb, tx);
+		return;
+	}
+	if (!tx->mail_sent) {
+		smtp_tx_est_send_mail(tx);
+		return;
+	}
+	if (tx->est_rcpt < env->nrcpts) {
+		const struct rcpt *rc = &env->rcpts[tx->est_rcpt];
+		char line[1100];
+
+		if (tx->est_rcpt < tx->est_queued)
+			return;		/* sent with MAIL: its reply is on the way */
+		smtp_tx_rcpt_line(line, sizeof(line), rc->addr, rc->params);
+		relay_command(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
+		return;
+	}
+	tx->est_done(tx, 250, "2.1.0 Ok");
+}
+
+static void smtp_tx_establish(struct smtp_tx *tx, void (*done)(struct smtp_tx *, int, const char *))
+{
+	tx->est_done = done;
+	tx->est_rcpt = 0;
+	tx->rcpt_queued = false;
+	smtp_tx_est_next(tx);
+}
+
+/* ---- MAIL --------------------------------------------------------------------------- */
+
+static void smtp_tx_mail_est_cb(struct smtp_tx *tx, int code, const char *text)
+{
+	if (code / 100 == 2)
+		smtp_tx_finish(tx, 250, "2.1.0 Ok", NULL, false, true);
+	else
+		smtp_tx_finish_unestablished(tx, "mail", code, text);
+}
+
+void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
+{
+	tx->done = cb;
+	tx->done_arg = arg;
+	if (tx->pool->nroutes > 0 || tx->mail_deferrable) {
+		/* Routing depends on the recipient: the backend is chosen at the first RCPT. A
+		 * pipelining client does not wait for this reply: MAIL goes with the first RCPT. */
+		smtp_tx_finish(tx, 250, "2.1.0 Ok", NULL, false, true);
+		return;
+	}
+	smtp_tx_establish(tx, smtp_tx_mail_est_cb);
+}
+
+/* ---- RCPT --------------------------------------------------------------------------- */
+
+/* The recipient in flight is answered: a 2xx joins the envelope, anything else is
+ * forgotten; then the step ends. */
+static void smtp_tx_rcpt_done(struct smtp_tx *tx, int code, const char *text, bool client_error)
+{
+	if (code / 100 == 2) {
+		smtp_tx_add_rcpt(tx, tx->rcpt, tx->rcpt_params);
+		tx->rcpt = tx->rcpt_params = NULL;
+	}
+	smtp_tx_drop_rcpt(tx);
+	smtp_tx_finish(tx, code, text, NULL, client_error, true);
+}
+
+static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
+{
+	struct smtp_tx *tx = arg;
+
+	if (tx->closed)
+		return;
+	if (code == 0 || code == 421) {
+		/* The backend went away mid-transaction: fail over, replaying what it had. */
+		smtp_tx_leave_backend(tx);
+		if (tx->attempts < tx->env->cfg->backends.max_attempts) {
+			smtp_tx_establish(tx, smtp_tx_rcpt_est_cb);
+			return;
+		}
+		smtp_tx_rcpt_done(tx, 451, SMTP_TX_UNAVAILABLE, false);
+		return;
+	}
+	if (code / 100 == 2) {
+		counter_inc(COUNTER_RECIPIENTS_ACCEPTED);
+	} else {
+		counter_inc(COUNTER_RECIPIENTS_REJECTED);
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=rcpt reason=backend rcpt=<%s> code=%d client=%s",
+		    tx->rcpt, code, tx->env->client_ip);
+		opstats_note_refusal(tx->w->index, tx->env->client_ip, "rcpt", "backend", code / 100 == 4);
+	}
+	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2);
+}
+
+static void smtp_tx_rcpt_send(struct smtp_tx *tx)
+{
+	char line[1100];
+
+	if (tx->backend && tx->backend->kind == BACKEND_MAILDIR) {
+		smtp_tx_rcpt_done(tx, 250, "2.1.5 Ok", false);
+		return;
+	}
+	struct relay *r = tx->relay;
+
+	smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+	relay_queue(r, line, smtp_tx_rcpt_reply_cb, tx);
+	if (tx->relay != r)
+		return;		/* it failed at once: the reply callback has run */
+	smtp_tx_queue_data(tx);
+	relay_flush(r);
+}
+
+static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text)
+{
+	if (code / 100 == 2) {
+		if (tx->rcpt_queued)
+			return;		/* it went with MAIL: smtp_tx_rcpt_reply_cb has its reply next */
+		smtp_tx_rcpt_send(tx);
+		return;
+	}
+	smtp_tx_drop_rcpt(tx);
+	smtp_tx_finish_unestablished(tx, "rcpt", code, text);
+}
+
+void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
+{
+	tx->done = cb;
+	tx->done_arg = arg;
+	if (tx->relay && relay_data_pending(tx->relay)) {
+		/* A DATA sent ahead is open or not answered yet (the client's DATA was refused
+		 * here and it goes on with RCPT): the backend could read this RCPT as message
+		 * content. Start over on a fresh connection, replaying the transaction. */
+		relay_release(tx->relay, false);
+		tx->relay = NULL;
+		tx->backend = NULL;
+	}
+	if (tx->relay == NULL && (tx->backend == NULL || tx->backend->kind != BACKEND_MAILDIR)) {
+		/* First recipient with routes, or the backend was lost: establish now. */
+		smtp_tx_leave_backend(tx);
+		if (tx->env->nrcpts == 0)
+			tx->route = pool_route_for(tx->pool, smtp_tx_domain_of(tx->rcpt));
+		smtp_tx_establish(tx, smtp_tx_rcpt_est_cb);
+		return;
+	}
+	if (tx->pool->nroutes > 0 && pool_route_for(tx->pool, smtp_tx_domain_of(tx->rcpt)) != tx->route) {
+		smtp_tx_rcpt_done(tx, 452, "4.5.3 Recipients for this destination go in a separate transaction", false);
+		return;
+	}
+	smtp_tx_rcpt_send(tx);
+}
+
+/* ---- the message -------------------------------------------------------------------- */
+
+int smtp_tx_data_open(struct smtp_tx *tx)
+{
+	tx->msg = msgbuf_new((size_t)tx->env->cfg->limits.memory_threshold, tx->env->cfg->limits.spool_dir);
+	tx->hdr_match = 2;	/* the message starts a line: a first CRLF is an empty header block */
+	tx->hdr_told = false;
+	return tx->msg ? 0 : -1;
+}
+
+/* Follows the CRLF CRLF that ends the header block across appends (content lines always
+ * end in CRLF, dataparse.c). */
+static void smtp_tx_scan_headers(struct smtp_tx *tx, const char *data, size_t len)
+{
+	static const char end[4] = { '\r', '\n', '\r', '\n' };
+
+	for (size_t i = 0; i < len && tx->hdr_match < 4; i++) {
+		if (data[i] == end[tx->hdr_match])
+			tx->hdr_match++;
+		else
+			tx->hdr_match = data[i] == '\r' ? 1 : 0;
+	}
+}
+
+bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len)
+{
+	if (tx->hdr_told || tx->hdr_match < 4 || tx->msg_state != SMTP_TX_MSG_OK || tx->msg == NULL)
+		return false;
+	tx->hdr_told = true;
+	*len = msgbuf_header_len(tx->msg);
+	*hdr = msgbuf_data(tx->msg, &(size_t){ 0 });
+	return *hdr != NULL && *len > 0;
+}
+
+int smtp_tx_data_append(void *arg, const char *data, size_t len)
+{
+	struct smtp_tx *tx = arg;
+
+	tx->msg_size += len;
+	if (tx->msg_state != SMTP_TX_MSG_OK)
+		return 0;
+	if (tx->msg_size > tx->env->cfg->limits.max_message_size) {
+		tx->msg_state = SMTP_TX_MSG_TOO_BIG;
+		return 0;
+	}
+	if (msgbuf_append(tx->msg, data, len) != 0)
+		tx->msg_state = SMTP_TX_MSG_WRITE_ERROR;
+	else if (tx->hdr_match < 4)
+		smtp_tx_scan_headers(tx, data, len);
+	return 0;
+}
+
+uint64_t smtp_tx_msg_size(const struct smtp_tx *tx) { return tx->msg_size; }
+enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx) { return tx->msg_state; }
+
+void smtp_tx_data_end(struct smtp_tx *tx)
+{
+	tx->env->msg = tx->msg;
+}
+
+/* ---- delivery ----------------------------------------------------------------------- */
+
+static void smtp_tx_send(struct smtp_tx *tx);
+
+#define SMTP_TX_QID_MAX 64
+
+/* The backend's queue id in its 250 ("... queued as X") into qid (SMTP_TX_QID_MAX); "" when
+ * it names none. */
+static void smtp_tx_backend_qid(const char *text, char *qid)
+{
+	const char *q = text ? strstr(text, "queued as ") : NULL;
+	size_t n = 0;
+
+	qid[0] = '\0';
+	if (q == NULL)
+		return;
+	q += 10;
+	while (q[n] && q[n] != ' ' && q[n] != '\r' && n < SMTP_TX_QID_MAX - 1)
+		n++;
+	memcpy(qid, q, n);
+	qid[n] = '\0';
+}
+
+/* The backend took the message (backend_qid: its queue id, "" when unknown). */
+static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const char *backend_qid)
+{
+	const struct hook_env *env = tx->env;
+	char text[64];
+
+	counter_add(COUNTER_BYTES_DELIVERED, (long)tx->msg_size);
+	log_event(LOG_LVL_INFO, env->session_id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=<%s> rcpts=%zu size=%llu client=%s score=%.1f",
+	    env->queue_id, backend_url, backend_qid[0] ? backend_qid : "-",
+	    env->mail_from ? env->mail_from : "", env->nrcpts, (unsigned long long)tx->msg_size,
+	    env->client_ip, env->score);
+	snprintf(text, sizeof(text), "2.0.0 Ok: queued as %s", env->queue_id);
+	smtp_tx_finish(tx, 250, text, NULL, false, true);
+}
+
+/* The message could not be handed to any backend: a 4xx, the client retries. */
+static void smtp_tx_deliver_tempfail(struct smtp_tx *tx, const char *why)
+{
+	log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=data reason=no_backend queue_id=%s detail=\"%s\"",
+	    tx->env->queue_id, why ? why : "");
+	opstats_note_refusal(tx->w->index, tx->env->client_ip, "data", "no_backend", true);
+	smtp_tx_finish(tx, 451, "4.4.1 Message not accepted by any backend, try again later", "no_backend", false, false);
+}
+
+static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const char *err)
+{
+	struct smtp_tx *tx = arg;
+	char q[SMTP_TX_QID_MAX];
+
+	/* The write ran in the thread pool; the owner waited for it (pending). */
+	if (smtp_tx_pending_done(tx))
+		return;
+	if (status != 0) {
+		if (tx->backend == NULL) {	/* the quarantine store */
+			smtp_tx_deliver_tempfail(tx, err);
+			return;
+		}
+		backend_report_failure(tx->pool, tx->backend, err);
+		smtp_tx_leave_backend(tx);
+		if (tx->attempts >= tx->env->cfg->backends.max_attempts) {
+			smtp_tx_deliver_tempfail(tx, err);
+			return;
+		}
+		counter_inc(COUNTER_BACKEND_FAILOVERS);
+		smtp_tx_send(tx);
+		return;
+	}
+	if (tx->backend)
+		backend_report_success(tx->pool, tx->backend);
+	snprintf(q, sizeof(q), "%s", qid ? qid : "");
+	smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "maildir", q);
+}
+
+/* Writes the message into the maildir at root (a backend's, or the quarantine). */
+static void smtp_tx_write_maildir(struct smtp_tx *tx, const char *root, const char *what)
+{
+	struct msgbuf *body = tx->env->new_body ? tx->env->new_body : tx->msg;
+	size_t off = tx->env->new_body ? 0 : tx->body_off;
+
+	if (maildir_deliver(&tx->w->loop, root, tx->prefix.v, tx->prefix.len, body, off, smtp_tx_maildir_cb, tx) != 0)
+		smtp_tx_deliver_tempfail(tx, what);
+	else
+		tx->pending++;
+}
+
+/* The final reply (SMTP) or replies (LMTP: one per recipient) to the message. */
+static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char *const *texts)
+{
+	struct smtp_tx *tx = arg;
+	int ok = 0, perm = 0, temp = 0;
+
+	if (tx->closed)
+		return;
+	for (int i = 0; i < n; i++) {
+		if (codes[i] / 100 == 2)
+			ok++;
+		else if (codes[i] / 100 == 5)
+			perm++;
+		else
+			temp++;
+	}
+	const char *url = tx->backend ? tx->backend->url : "?";
+	if (temp == 0 && ok > 0) {
+		char qid[SMTP_TX_QID_MAX];
+
+		smtp_tx_backend_qid(texts[0], qid);
+		if (perm)
+			log_event(LOG_LVL_WARNING, tx->env->session_id, "event=partial_reject backend=%s rejected=%d accepted=%d",
+			    url, perm, ok);
+		smtp_tx_delivered(tx, url, qid);
+		return;
+	}
+	if (temp == 0 && perm > 0) {
+		/* The backend refused the message for good: its verdict goes to the client. */
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=data reason=backend backend=%s code=%d reply=\"%.200s\"",
+		    url, codes[0], texts[0] ? texts[0] : "");
+		opstats_note_refusal(tx->w->index, tx->env->client_ip, "data", "backend", false);
+		smtp_tx_finish(tx, codes[0], texts[0], "backend", false, true);
+		return;
+	}
+	/* A temporary failure or a lost connection before the final 250: replay elsewhere. */
+	log_event(LOG_LVL_INFO, tx->env->session_id, "event=backend_tempfail backend=%s code=%d reply=\"%.200s\" attempt=%d",
+	    url, codes[0], texts[0] ? texts[0] : "", tx->attempts);
+	if (ok > 0) {
+		/* LMTP: some recipients already have it; the client's retry may duplicate for
+		 * them, which is better than losing the others. */
+		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=lmtp_partial backend=%s delivered=%d tempfailed=%d",
+		    url, ok, temp);
+	}
+	smtp_tx_leave_backend(tx);
+	if (tx->attempts >= tx->env->cfg->backends.max_attempts) {
+		smtp_tx_deliver_tempfail(tx, "all attempts failed");
+		return;
+	}
+	counter_inc(COUNTER_BACKEND_FAILOVERS);
+	smtp_tx_send(tx);
+}
+
+static void smtp_tx_send_est_cb(struct smtp_tx *tx, int code, const char *text)
+{
+	if (code / 100 == 2) {
+		smtp_tx_send(tx);
+		return;
+	}
+	if (code / 100 == 5) {
+		smtp_tx_finish(tx, code, text, "backend", false, false);
+		return;
+	}
+	smtp_tx_deliver_tempfail(tx, text);
+}
+
+/* Sends the held message to the current backend, establishing one first if needed. */
+static void smtp_tx_send(struct smtp_tx *tx)
+{
+	struct msgbuf *body = tx->env->new_body ? tx->env->new_body : tx->msg;
+	size_t off = tx->env->new_body ? 0 : tx->body_off;
+	const char *data;
+	size_t len;
+
+	if (tx->backend == NULL || (tx->relay == NULL && tx->backend->kind != BACKEND_MAILDIR)) {
+		/* No connection (or it died between commands): replay on another backend. */
+		smtp_tx_leave_backend(tx);
+		smtp_tx_establish(tx, smtp_tx_send_est_cb);
+		return;
+	}
+	if (tx->backend->kind == BACKEND_MAILDIR) {
+		smtp_tx_write_maildir(tx, tx->backend->path, "maildir write could not start");
+		return;
+	}
+	data = msgbuf_data(body, &len);
+	if (data == NULL) {
+		smtp_tx_deliver_tempfail(tx, "message unreadable");
+		return;
+	}
+	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off, (int)tx->env->nrcpts,
+	    smtp_tx_data_reply_cb, tx);
+}
+
+/* Applies the end-of-data verdict's envelope and header changes and builds the outgoing
+ * header block. False when the message cannot be read. */
+static bool smtp_tx_prepare(struct smtp_tx *tx)
+{
+	struct hook_env *env = tx->env;
+	size_t len, hlen;
+	const char *data = msgbuf_data(tx->msg, &len);
+	char with[16];
+	bool envelope_changed = false;
+
+	if (data == NULL)
+		return false;
+	hlen = msgbuf_header_len(tx->msg);
+	snprintf(with, sizeof(with), "%s%s", env->esmtp ? "ESMTP" : "SMTP", env->tls ? "S" : "");
+	strbuf_free(&tx->prefix);
+	headers_build_received(&tx->prefix, env, tx->env->cfg->hostname, with);
+	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
+	tx->body_off = hlen;
+	/* Envelope changes from filters: apply to the envelope and start a fresh backend
+	 * transaction with it. */
+	for (size_t i = 0; i < env->ndel_rcpts; i++) {
+		for (size_t j = 0; j < env->nrcpts; j++) {
+			if (strcasecmp(env->rcpts[j].addr, env->del_rcpts[i]) == 0) {
+				free(env->rcpts[j].addr);
+				free(env->rcpts[j].params);
+				memmove(&env->rcpts[j], &env->rcpts[j + 1], (env->nrcpts - j - 1) * sizeof(struct rcpt));
+				env->nrcpts--;
+				envelope_changed = true;
+				break;
+			}
+		}
+	}
+	for (size_t i = 0; i < env->nadd_rcpts; i++) {
+		smtp_tx_add_rcpt(tx, strdup(env->add_rcpts[i].addr),
+		    strdup(env->add_rcpts[i].params ? env->add_rcpts[i].params : ""));
+		envelope_changed = true;
+	}
+	if (env->new_mail_from) {
+		free(env->mail_from);
+		env->mail_from = strdup(env->new_mail_from);
+		envelope_changed = true;
+	}
+	if (envelope_changed && tx->relay) {
+		relay_release(tx->relay, false);
+		tx->relay = NULL;
+		tx->backend = NULL;
+	}
+	return true;
+}
+
+/* Held for review: into the quarantine maildir instead of a backend. */
+static void smtp_tx_quarantine(struct smtp_tx *tx)
+{
+	struct backend qb;
+	const char *err = NULL;
+
+	if (tx->env->cfg->quarantine == NULL || backend_parse_url(tx->env->cfg->quarantine, &qb, &err) != 0 ||
+	    qb.kind != BACKEND_MAILDIR) {
+		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=quarantine_unavailable queue_id=%s", tx->env->queue_id);
+		smtp_tx_finish(tx, 451, "4.3.0 Message held for review could not be stored, try again later", "quarantine",
+		    false, false);
+		return;
+	}
+	if (tx->relay) {
+		relay_release(tx->relay, true);
+		tx->relay = NULL;
+	}
+	tx->backend = NULL;
+	counter_inc(COUNTER_MESSAGES_QUARANTINED);
+	log_event(LOG_LVL_INFO, tx->env->session_id, "event=quarantine queue_id=%s reason=\"%s\"", tx->env->queue_id,
+	    tx->env->quarantine_reason);
+	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine + 8, "quarantine write could not start");
+}
+
+void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg)
+{
+	tx->done = cb;
+	tx->done_arg = arg;
+	if (!smtp_tx_prepare(tx)) {
+		smtp_tx_finish(tx, 451, "4.3.0 Error: message unreadable, try again later", "unreadable", false, false);
+		return;
+	}
+	if (quarantine)
+		smtp_tx_quarantine(tx);
+	else
+		smtp_tx_send(tx);
+}
+
+/* ---- life --------------------------------------------------------------------------- */
+
+void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
+{
+	struct hook_env *env = tx->env;
+
+	if (tx->relay) {
+		relay_release(tx->relay, reusable);
+		tx->relay = NULL;
+	}
+	tx->backend = NULL;
+	tx->route = 0;
+	tx->tried = 0;
+	tx->attempts = 0;
+	tx->mail_deferrable = false;
+	tx->data_follows = false;
+	free(tx->mail_line);
+	tx->mail_line = NULL;
+	msgbuf_free(tx->msg);
+	tx->msg = NULL;
+	strbuf_free(&tx->prefix);
+	tx->msg_state = SMTP_TX_MSG_OK;
+	tx->msg_size = 0;
+	tx->hdr_match = 0;
+	tx->hdr_told = false;
+	smtp_tx_env_free(env);
+	env->cur_rcpt = NULL;
+	env->msg = NULL;
+	env->queue_id[0] = '\0';
+	hook_env_reset_txn(env);
+	env->txn_symbols_start = env->nsymbols;
+}
+
+void smtp_tx_close(struct smtp_tx *tx)
+{
+	tx->closed = true;
+	if (tx->relay) {
+		relay_abort(tx->relay);
+		tx->relay = NULL;
+	}
+}
+
+int smtp_tx_pending(const struct smtp_tx *tx)
+{
+	return tx->pending;
+}
+
+void smtp_tx_free(struct smtp_tx *tx)
+{
+	smtp_tx_env_free(tx->env);
+	msgbuf_free(tx->msg);
+	tx->msg = NULL;
+	strbuf_free(&tx->prefix);
+	free(tx->mail_line);
+	tx->mail_line = NULL;
+	free(tx->rcpt);
+	free(tx->rcpt_params);
+	tx->rcpt = tx->rcpt_params = NULL;
+}

@@ -1,0 +1,162 @@
+/* smtp_tx.h — the backend side of one SMTP transaction, as its own object (OpenSMTPD's
+ * smtp_tx next to its smtp_session).
+ *
+ * The session's command layer fills in the envelope and the message and, after each
+ * command's filters, asks for the step: smtp_tx_mail, smtp_tx_rcpt, smtp_tx_deliver. The
+ * transaction picks a backend from the pool, opens a relay to it (relay.c), relays MAIL
+ * and RCPT live so the backend's verdicts reach the client, and hands the held message over
+ * at the end of data (or writes it into a maildir, or the quarantine). When a backend fails
+ * before its final reply (connection lost, timeout, 4xx), the whole transaction is replayed
+ * on another, up to backends.max_attempts: MAIL, the accepted RCPTs, then the message.
+ *
+ * Each step ends with exactly one callback (possibly before the call returns) carrying the
+ * reply for the client: a 2xx only after a backend's 2xx (or a finished maildir write);
+ * otherwise the backend's own refusal, or a 4xx of ours when no backend took it. The
+ * transaction never writes to the client and never runs the filter chain.
+ *
+ * The envelope lives in the session's hook_env, where modules read it: the transaction
+ * sets env->mail_from, mail_params, queue_id (smtp_tx_begin), cur_rcpt (smtp_tx_set_rcpt),
+ * appends to env->rcpts (a backend accepted one), sets env->msg (smtp_tx_data_end), applies
+ * the modules' envelope changes at delivery, and clears all of it together with the
+ * modules' per-transaction outputs in smtp_tx_reset. */
+#ifndef MX_SMTP_TX_H
+#define MX_SMTP_TX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "headers.h"
+
+struct worker;
+struct pool;
+struct backend;
+struct relay;
+struct hook_env;
+struct mx_config;
+struct msgbuf;
+
+/* How a step ended: the reply the client gets and what the session does with it. */
+struct smtp_tx_result {
+	int code;             /* the client's reply code: 2xx, 4xx or 5xx (never 0) */
+	const char *text;     /* its text without the code ("2.1.0 Ok"); a backend's multi-line
+	                       * reply keeps its lines, joined by CRLF. Valid during the call. */
+	const char *reason;   /* a refusal: the outcome word ("backend", "no_backend"); else NULL */
+	bool client_error;    /* counts against the client's limits.max_errors */
+	bool reusable;        /* when this ends the transaction: its connection may be pooled */
+};
+/* r and everything it points to are valid during the call only. The callback may reset
+ * the transaction and start the next step. */
+typedef void (*smtp_tx_done_fn)(void *arg, const struct smtp_tx_result *r);
+
+/* The held message, while the client sends it. */
+enum smtp_tx_msg_state {
+	SMTP_TX_MSG_OK = 0,
+	SMTP_TX_MSG_TOO_BIG,      /* over limits.max_message_size: the rest was counted, not kept */
+	SMTP_TX_MSG_WRITE_ERROR,  /* the spool failed: the rest was not kept */
+};
+
+/* Embedded in its owner (the session); the fields are the transaction's own. */
+struct smtp_tx {
+	/* borrowed for the transaction's life (smtp_tx_init) */
+	struct worker *w;
+	struct pool *pool;
+	struct hook_env *env;             /* env->cfg: the config */
+	void (*drained)(void *arg);       /* after smtp_tx_close: the last pending work ended */
+	void *drained_arg;
+	/* the backend */
+	struct relay *relay;
+	struct backend *backend;
+	int route;                        /* pool route id of the transaction */
+	uint64_t tried;                   /* backends tried for this message (bit per index) */
+	int attempts;
+	char *mail_line;                  /* the MAIL command for the backend */
+	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt) */
+	/* the message */
+	struct msgbuf *msg;
+	uint64_t msg_size;
+	enum smtp_tx_msg_state msg_state;
+	uint8_t hdr_match;                /* octets of the CRLF CRLF that ends the header block
+	                                   * seen so far (2 at the start, 4: complete) */
+	bool hdr_told;                    /* smtp_tx_headers_take said so for this message */
+	struct strbuf prefix;             /* Received + edited header block */
+	size_t body_off;
+	/* the step in flight */
+	smtp_tx_done_fn done;
+	void *done_arg;
+	/* establishing a backend transaction (open, MAIL, replay RCPTs) */
+	void (*est_done)(struct smtp_tx *tx, int code, const char *text);
+	size_t est_rcpt;                  /* replayed RCPTs answered so far */
+	size_t est_queued;                /* replayed RCPTs sent with MAIL in one write */
+	bool mail_sent;                   /* this relay has the transaction's MAIL */
+	bool rcpt_queued;                 /* the recipient in flight went with MAIL in one write */
+	/* set by the owner before smtp_tx_mail: the client sent more commands behind MAIL (it
+	 * pipelines and does not wait for MAIL's reply): MAIL may wait for the first RCPT and
+	 * go to the backend with it in one write */
+	bool mail_deferrable;
+	/* set by the owner before smtp_tx_rcpt: the client sent DATA right behind this RCPT: to
+	 * a backend with PIPELINING (and without CHUNKING) DATA goes with it, so the message
+	 * needs no round trip for the 354 at the end of data */
+	bool data_follows;
+	int pending;                      /* relay opens and maildir writes outstanding */
+	bool closed;                      /* the owner went away: nothing more is reported */
+};
+
+/* Sets tx up for a session: w (relays, loop), pool (the session's generation), env (the
+ * envelope, env->cfg the config). drained(arg) is called once the last pending work ends
+ * after smtp_tx_close (never when none was pending at the close). */
+void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
+    void (*drained)(void *arg), void *arg);
+
+/* MAIL accepted for filtering: the sender (copied), its parameters and a new queue id. */
+void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params);
+/* After MAIL's filters: a backend transaction is established (open, MAIL; failover on a
+ * dead or failing backend). With routes the backend waits for the first recipient and
+ * this answers 250 at once; so it does when mail_deferrable is set (a pipelining client):
+ * MAIL then goes with the first RCPT, and a backend's refusal of the sender is the answer
+ * to that RCPT (as with routes). */
+void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg);
+
+/* The candidate recipient (copied) the RCPT filters judge: env->cur_rcpt. */
+void smtp_tx_set_rcpt(struct smtp_tx *tx, const char *addr, const char *params);
+/* The filters refused it: forgotten. */
+void smtp_tx_drop_rcpt(struct smtp_tx *tx);
+/* After RCPT's filters: relayed to the backend (established now at the first recipient
+ * with routes or a deferred MAIL, or again after a loss, replaying the transaction). To a
+ * backend that offers PIPELINING, MAIL, the recipients to replay and this one go in one
+ * write (RFC 2920) and each reply is mapped back in order. A 2xx adds it to env->rcpts;
+ * either way the candidate is forgotten before cb. */
+void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg);
+
+/* The DATA phase: a message buffer (-1 when none can be had). */
+int smtp_tx_data_open(struct smtp_tx *tx);
+/* Appends message content (a dataparse_out_fn: arg is the transaction). Past the size
+ * limit or a spool error the rest is counted only. Returns 0. */
+int smtp_tx_data_append(void *tx, const char *data, size_t len);
+uint64_t smtp_tx_msg_size(const struct smtp_tx *tx);
+enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
+/* Once per message, as soon as the held message's header block is complete (the first
+ * empty line has arrived, msgbuf_header_len's rule): true with *hdr (valid until the next
+ * append) and *len set; false before, after, and for a message over the size limit or
+ * failing the spool. */
+bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len);
+/* The message is complete: modules see it as env->msg. */
+void smtp_tx_data_end(struct smtp_tx *tx);
+/* After the end-of-data filters: the modules' envelope and header changes are applied,
+ * the outgoing header block is built (Received: first) and the message goes to a backend
+ * (replayed elsewhere on failure), or to the quarantine maildir. cb gets 250 "queued as"
+ * only after the backend's 250 (LMTP: at least one recipient's, none deferred). */
+void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg);
+
+/* Ends the transaction: the relay is released (pooled when reusable), the envelope, the
+ * message and the modules' per-transaction outputs are cleared. No step may be in flight. */
+void smtp_tx_reset(struct smtp_tx *tx, bool reusable);
+/* The owner goes away: the relay is dropped, no callback comes any more; pending work
+ * (an open, a maildir write) ends later and then calls drained. */
+void smtp_tx_close(struct smtp_tx *tx);
+/* Work outstanding outside the loop's handles: the owner's memory must stay until 0. */
+int smtp_tx_pending(const struct smtp_tx *tx);
+/* Releases what tx owns, the envelope in env included. */
+void smtp_tx_free(struct smtp_tx *tx);
+
+#endif

@@ -1,0 +1,793 @@
+/* bayes_db.c — the classifier's stores: dispatch, the learning transaction every local store
+ * shares, the in-memory store and the LMDB store. Redis is in bayes_redis.c. See bayes_db.h.
+ *
+ * LMDB layout (one unnamed database, keys under the classifier's own prefixes so the
+ * environment can later be the shared store/ one):
+ *   "bt:" + 8-byte big-endian token hash -> { u32 spam, u32 ham, u32 atime }
+ *   "bs:" + 20-byte message id           -> { u8 class, u32 atime }
+ *   "bm:totals"                          -> { u64 nspam, u64 nham, u64 ntokens } */
+#include "bayes_db_int.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+
+/* ---------------------------------------------------------------- shared */
+
+/* A write transaction's primitives, for bayes_kv_learn. get: 1 found, 0 absent, -1 error. */
+struct bayes_kv {
+	int (*seen_get)(void *tx, const uint8_t *id, int *cls);
+	int (*seen_put)(void *tx, const uint8_t *id, int cls, uint32_t now);
+	int (*tok_get)(void *tx, uint64_t k, struct bayes_counts *c);
+	int (*tok_put)(void *tx, uint64_t k, const struct bayes_counts *c);  /* 0,0: delete */
+	int (*totals_get)(void *tx, struct bayes_totals *t);
+	int (*totals_put)(void *tx, const struct bayes_totals *t);
+};
+
+static void bayes_count_add(struct bayes_counts *c, enum bayes_class cls, int d)
+{
+	uint32_t *v = cls == BAYES_SPAM ? &c->spam : &c->ham;
+
+	if (d < 0)
+		*v = *v > 0 ? *v - 1 : 0;
+	else if (*v < UINT32_MAX)
+		(*v)++;
+}
+
+/* Applies one learning inside an open write transaction (see bayes_db_learn). */
+static int bayes_kv_learn(const struct bayes_kv *kv, void *tx, const uint8_t *id,
+    enum bayes_class cls, const uint64_t *keys, size_t n, uint32_t now,
+    enum bayes_learn_result *res)
+{
+	struct bayes_totals t;
+	int prev = -1, r;
+
+	r = kv->seen_get(tx, id, &prev);
+	if (r < 0)
+		return -1;
+	if (r == 1 && prev == (int)cls) {
+		*res = BAYES_ALREADY;
+		return 0;
+	}
+	if (kv->totals_get(tx, &t) < 0)
+		return -1;
+	for (int pass = r == 1 ? 0 : 1; pass < 2; pass++) {
+		enum bayes_class c = pass == 0 ? (enum bayes_class)prev : cls;
+		int d = pass == 0 ? -1 : 1;
+
+		for (size_t i = 0; i < n; i++) {
+			struct bayes_counts tc;
+			int f = kv->tok_get(tx, keys[i], &tc);
+
+			if (f < 0)
+				return -1;
+			if (f == 0) {
+				if (d < 0)
+					continue;
+				memset(&tc, 0, sizeof(tc));
+				t.ntokens++;
+			}
+			bayes_count_add(&tc, c, d);
+			if (d > 0)
+				tc.atime = now;
+			if (tc.spam == 0 && tc.ham == 0 && t.ntokens > 0)
+				t.ntokens--;
+			if (kv->tok_put(tx, keys[i], &tc) < 0)
+				return -1;
+		}
+		if (c == BAYES_SPAM)
+			t.nspam = d > 0 ? t.nspam + 1 : (t.nspam ? t.nspam - 1 : 0);
+		else
+			t.nham = d > 0 ? t.nham + 1 : (t.nham ? t.nham - 1 : 0);
+	}
+	if (kv->seen_put(tx, id, (int)cls, now) < 0 || kv->totals_put(tx, &t) < 0)
+		return -1;
+	*res = r == 1 ? BAYES_MOVED : BAYES_LEARNED;
+	return 0;
+}
+
+static int bayes_u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+uint32_t bayes_db_expire_cutoff(uint32_t *atimes, size_t n, uint64_t keep)
+{
+	if (n <= keep)
+		return 0;
+	qsort(atimes, n, sizeof(uint32_t), bayes_u32_cmp);
+	/* tokens strictly older than the (n-keep)-th oldest go, ties at the cutoff stay —
+	 * unless that would remove nothing (a bulk learn within one second): then they go */
+	return atimes[n - keep] != atimes[0] ? atimes[n - keep] : atimes[n - keep] + 1;
+}
+
+/* The cutoff for an expiry pass: age first, then the size bound. */
+static uint32_t bayes_expire_limit(uint32_t *atimes, size_t n, uint64_t max_tokens,
+    uint32_t max_age_s, uint32_t now)
+{
+	uint32_t cut = max_age_s && now > max_age_s ? now - max_age_s : 0;
+
+	if (max_tokens && n > max_tokens) {
+		uint32_t c = bayes_db_expire_cutoff(atimes, n, max_tokens - max_tokens / 4);
+
+		if (c > cut)
+			cut = c;
+	}
+	return cut;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+/* Open addressing, linear probing; key 0 = empty. Deleted tokens keep their slot with zero
+ * counts (a test store does not need to shrink until an expiry rebuilds it). */
+struct mem_slot { uint64_t key; struct bayes_counts c; };
+struct mem_table { struct mem_slot *s; size_t cap, used; };
+
+struct mem_db {
+	pthread_mutex_t mu;
+	struct mem_table tok, seen;
+	struct bayes_totals t;
+};
+
+static struct mem_slot *mem_find(struct mem_table *tb, uint64_t key, bool create)
+{
+	if (create && (tb->used + 1) * 2 > tb->cap) {
+		struct mem_table nt = { .cap = tb->cap ? tb->cap * 2 : 1024 };
+
+		nt.s = calloc(nt.cap, sizeof(*nt.s));
+		if (nt.s == NULL)
+			return NULL;
+		for (size_t i = 0; i < tb->cap; i++)
+			if (tb->s[i].key) {
+				size_t j = tb->s[i].key & (nt.cap - 1);
+
+				while (nt.s[j].key)
+					j = (j + 1) & (nt.cap - 1);
+				nt.s[j] = tb->s[i];
+				nt.used++;
+			}
+		free(tb->s);
+		*tb = nt;
+	}
+	if (tb->cap == 0)
+		return NULL;
+	for (size_t j = key & (tb->cap - 1);; j = (j + 1) & (tb->cap - 1)) {
+		if (tb->s[j].key == key)
+			return &tb->s[j];
+		if (tb->s[j].key == 0) {
+			if (!create)
+				return NULL;
+			tb->s[j].key = key;
+			memset(&tb->s[j].c, 0, sizeof(tb->s[j].c));
+			tb->used++;
+			return &tb->s[j];
+		}
+	}
+}
+
+static uint64_t mem_id_key(const uint8_t *id)
+{
+	uint64_t k;
+
+	memcpy(&k, id, sizeof(k));
+	return k ? k : 1;
+}
+
+static int mem_seen_get(void *tx, const uint8_t *id, int *cls)
+{
+	struct mem_slot *s = mem_find(&((struct mem_db *)tx)->seen, mem_id_key(id), false);
+
+	if (s == NULL || s->c.spam == 0)
+		return 0;
+	*cls = (int)s->c.spam - 1;
+	return 1;
+}
+
+static int mem_seen_put(void *tx, const uint8_t *id, int cls, uint32_t now)
+{
+	struct mem_slot *s = mem_find(&((struct mem_db *)tx)->seen, mem_id_key(id), true);
+
+	if (s == NULL)
+		return -1;
+	s->c.spam = (uint32_t)cls + 1;
+	s->c.atime = now;
+	return 0;
+}
+
+static int mem_tok_get(void *tx, uint64_t k, struct bayes_counts *c)
+{
+	struct mem_slot *s = mem_find(&((struct mem_db *)tx)->tok, k, false);
+
+	if (s == NULL || (s->c.spam == 0 && s->c.ham == 0))
+		return 0;
+	*c = s->c;
+	return 1;
+}
+
+static int mem_tok_put(void *tx, uint64_t k, const struct bayes_counts *c)
+{
+	struct mem_slot *s = mem_find(&((struct mem_db *)tx)->tok, k, true);
+
+	if (s == NULL)
+		return -1;
+	s->c = *c;
+	return 0;
+}
+
+static int mem_totals_get(void *tx, struct bayes_totals *t)
+{
+	*t = ((struct mem_db *)tx)->t;
+	return 0;
+}
+
+static int mem_totals_put(void *tx, const struct bayes_totals *t)
+{
+	((struct mem_db *)tx)->t = *t;
+	return 0;
+}
+
+static const struct bayes_kv mem_kv = {
+	mem_seen_get, mem_seen_put, mem_tok_get, mem_tok_put, mem_totals_get, mem_totals_put
+};
+
+static int mem_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_counts *out,
+    struct bayes_totals *tot)
+{
+	struct mem_db *m = h;
+
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < n; i++)
+		if (mem_tok_get(m, keys[i], &out[i]) != 1)
+			memset(&out[i], 0, sizeof(out[i]));
+	if (tot)
+		*tot = m->t;
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+static int mem_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
+    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res)
+{
+	struct mem_db *m = h;
+	int r;
+
+	pthread_mutex_lock(&m->mu);
+	r = bayes_kv_learn(&mem_kv, m, id, cls, keys, n, now, res);
+	pthread_mutex_unlock(&m->mu);
+	return r;
+}
+
+static int mem_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
+{
+	struct mem_db *m = h;
+
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < n; i++) {
+		struct mem_slot *s = mem_find(&m->tok, keys[i], false);
+
+		if (s && (s->c.spam || s->c.ham) && s->c.atime < now)
+			s->c.atime = now;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+static int mem_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t now,
+    uint64_t *removed)
+{
+	struct mem_db *m = h;
+	uint32_t *at, cut;
+	size_t n = 0;
+	uint64_t gone = 0;
+	struct mem_table nt = { 0 };
+
+	pthread_mutex_lock(&m->mu);
+	at = malloc((m->tok.used + 1) * sizeof(uint32_t));
+	if (at == NULL) {
+		pthread_mutex_unlock(&m->mu);
+		return -1;
+	}
+	for (size_t i = 0; i < m->tok.cap; i++)
+		if (m->tok.s[i].key && (m->tok.s[i].c.spam || m->tok.s[i].c.ham))
+			at[n++] = m->tok.s[i].c.atime;
+	cut = bayes_expire_limit(at, n, max_tokens, max_age_s, now);
+	free(at);
+	for (size_t i = 0; i < m->tok.cap; i++) {
+		struct mem_slot *s = &m->tok.s[i], *d;
+
+		if (s->key == 0 || (s->c.spam == 0 && s->c.ham == 0))
+			continue;
+		if (s->c.atime < cut) {
+			gone++;
+			continue;
+		}
+		d = mem_find(&nt, s->key, true);
+		if (d == NULL) {
+			free(nt.s);
+			pthread_mutex_unlock(&m->mu);
+			return -1;
+		}
+		d->c = s->c;
+	}
+	free(m->tok.s);
+	m->tok = nt;
+	m->t.ntokens = m->t.ntokens > gone ? m->t.ntokens - gone : 0;
+	pthread_mutex_unlock(&m->mu);
+	if (removed)
+		*removed = gone;
+	return 0;
+}
+
+static void mem_close(void *h)
+{
+	struct mem_db *m = h;
+
+	pthread_mutex_destroy(&m->mu);
+	free(m->tok.s);
+	free(m->seen.s);
+	free(m);
+}
+
+static const struct bayes_db_ops mem_ops = {
+	"memory", mem_lookup, mem_learn, mem_touch, mem_expire, mem_close
+};
+
+/* ---------------------------------------------------------------- LMDB */
+
+/* One environment per directory and process (LMDB's rule), shared and reference counted. */
+struct lmdb_env {
+	struct lmdb_env *next;
+	int refs;
+	char *dir;
+	MDB_env *env;
+	MDB_dbi dbi;
+};
+
+static pthread_mutex_t lmdb_envs_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lmdb_env *lmdb_envs;
+
+static int lmdb_mkdir_p(const char *dir)
+{
+	char *d = strdup(dir);
+	int rc = 0;
+
+	if (d == NULL)
+		return -1;
+	for (char *p = d + 1; ; p++) {
+		char c = *p;
+
+		if (c != '/' && c != '\0')
+			continue;
+		*p = '\0';
+		if (mkdir(d, 0750) < 0 && errno != EEXIST) {
+			rc = -1;
+			break;
+		}
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	free(d);
+	return rc;
+}
+
+static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, char *err,
+    size_t errlen)
+{
+	struct lmdb_env *e;
+	MDB_txn *txn;
+	int rc;
+
+	pthread_mutex_lock(&lmdb_envs_mu);
+	for (e = lmdb_envs; e; e = e->next)
+		if (strcmp(e->dir, dir) == 0) {
+			e->refs++;
+			pthread_mutex_unlock(&lmdb_envs_mu);
+			return e;
+		}
+	e = calloc(1, sizeof(*e));
+	if (e == NULL || (e->dir = strdup(dir)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (lmdb_mkdir_p(dir) < 0) {
+		snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if ((rc = mdb_env_create(&e->env)) != 0 ||
+	    (rc = mdb_env_set_mapsize(e->env, map_size ? map_size : 512u << 20)) != 0 ||
+	    (rc = mdb_env_set_maxreaders(e->env, 1022)) != 0 ||
+	    /* NOSYNC: the OS writes the map back; a crash of the process loses nothing
+	     * committed, a power loss the last seconds of learning. NOTLS: pool threads. */
+	    (rc = mdb_env_open(e->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0 ||
+	    (rc = mdb_txn_begin(e->env, NULL, 0, &txn)) != 0) {
+		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
+		goto fail;
+	}
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &e->dbi)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
+		if (rc != 0)
+			mdb_txn_abort(txn);
+		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
+		goto fail;
+	}
+	e->refs = 1;
+	e->next = lmdb_envs;
+	lmdb_envs = e;
+	pthread_mutex_unlock(&lmdb_envs_mu);
+	return e;
+fail:
+	if (e) {
+		if (e->env)
+			mdb_env_close(e->env);
+		free(e->dir);
+		free(e);
+	}
+	pthread_mutex_unlock(&lmdb_envs_mu);
+	return NULL;
+}
+
+static void lmdb_env_put(struct lmdb_env *e)
+{
+	struct lmdb_env **pp;
+
+	pthread_mutex_lock(&lmdb_envs_mu);
+	if (--e->refs > 0) {
+		pthread_mutex_unlock(&lmdb_envs_mu);
+		return;
+	}
+	for (pp = &lmdb_envs; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	pthread_mutex_unlock(&lmdb_envs_mu);
+	mdb_env_sync(e->env, 1);
+	mdb_env_close(e->env);
+	free(e->dir);
+	free(e);
+}
+
+struct lmdb_tx { struct lmdb_env *e; MDB_txn *txn; };
+
+static void lmdb_tok_key(uint64_t k, uint8_t out[11])
+{
+	memcpy(out, "bt:", 3);
+	for (int i = 0; i < 8; i++)
+		out[3 + i] = (uint8_t)(k >> (56 - 8 * i));
+}
+
+static int lmdb_get(struct lmdb_tx *tx, const void *k, size_t kl, MDB_val *v)
+{
+	MDB_val key = { kl, (void *)k };
+	int rc = mdb_get(tx->txn, tx->e->dbi, &key, v);
+
+	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+static int lmdb_put(struct lmdb_tx *tx, const void *k, size_t kl, const void *v, size_t vl)
+{
+	MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+	int rc;
+
+	if (vl == 0) {
+		rc = mdb_del(tx->txn, tx->e->dbi, &key, NULL);
+		return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+	}
+	rc = mdb_put(tx->txn, tx->e->dbi, &key, &val, 0);
+	if (rc != 0)
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s reason=\"%s\"%s",
+		    tx->e->dir, mdb_strerror(rc), rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
+	return rc == 0 ? 0 : -1;
+}
+
+static int lmdb_seen_get(void *txp, const uint8_t *id, int *cls)
+{
+	uint8_t k[3 + BAYES_ID_LEN];
+	MDB_val v;
+	int r;
+
+	memcpy(k, "bs:", 3);
+	memcpy(k + 3, id, BAYES_ID_LEN);
+	r = lmdb_get(txp, k, sizeof(k), &v);
+	if (r == 1)
+		*cls = v.mv_size >= 1 ? ((const uint8_t *)v.mv_data)[0] : 0;
+	return r;
+}
+
+static int lmdb_seen_put(void *txp, const uint8_t *id, int cls, uint32_t now)
+{
+	uint8_t k[3 + BAYES_ID_LEN], v[5];
+
+	memcpy(k, "bs:", 3);
+	memcpy(k + 3, id, BAYES_ID_LEN);
+	v[0] = (uint8_t)cls;
+	memcpy(v + 1, &now, 4);
+	return lmdb_put(txp, k, sizeof(k), v, sizeof(v));
+}
+
+static int lmdb_tok_get(void *txp, uint64_t key, struct bayes_counts *c)
+{
+	uint8_t k[11];
+	MDB_val v;
+	int r;
+
+	lmdb_tok_key(key, k);
+	r = lmdb_get(txp, k, sizeof(k), &v);
+	if (r == 1) {
+		if (v.mv_size != sizeof(*c))
+			return 0;
+		memcpy(c, v.mv_data, sizeof(*c));
+	}
+	return r;
+}
+
+static int lmdb_tok_put(void *txp, uint64_t key, const struct bayes_counts *c)
+{
+	uint8_t k[11];
+
+	lmdb_tok_key(key, k);
+	return lmdb_put(txp, k, sizeof(k), c, c->spam || c->ham ? sizeof(*c) : 0);
+}
+
+static int lmdb_totals_get(void *txp, struct bayes_totals *t)
+{
+	MDB_val v;
+	int r = lmdb_get(txp, "bm:totals", 9, &v);
+
+	memset(t, 0, sizeof(*t));
+	if (r == 1 && v.mv_size == sizeof(*t))
+		memcpy(t, v.mv_data, sizeof(*t));
+	return r < 0 ? -1 : 0;
+}
+
+static int lmdb_totals_put(void *txp, const struct bayes_totals *t)
+{
+	return lmdb_put(txp, "bm:totals", 9, t, sizeof(*t));
+}
+
+static const struct bayes_kv lmdb_kv = {
+	lmdb_seen_get, lmdb_seen_put, lmdb_tok_get, lmdb_tok_put, lmdb_totals_get, lmdb_totals_put
+};
+
+static int lmdb_begin(struct lmdb_env *e, bool rdonly, struct lmdb_tx *tx)
+{
+	tx->e = e;
+	return mdb_txn_begin(e->env, NULL, rdonly ? MDB_RDONLY : 0, &tx->txn) == 0 ? 0 : -1;
+}
+
+static int lmdb_commit(struct lmdb_tx *tx, int r)
+{
+	int rc;
+
+	if (r < 0) {
+		mdb_txn_abort(tx->txn);
+		return -1;
+	}
+	rc = mdb_txn_commit(tx->txn);
+	if (rc != 0)
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s reason=\"%s\"",
+		    tx->e->dir, mdb_strerror(rc));
+	return rc == 0 ? 0 : -1;
+}
+
+static int lmdb_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_counts *out,
+    struct bayes_totals *tot)
+{
+	struct lmdb_tx tx;
+	int r = 0;
+
+	if (lmdb_begin(h, true, &tx) < 0)
+		return -1;
+	if (tot && lmdb_totals_get(&tx, tot) < 0)
+		r = -1;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		int f = lmdb_tok_get(&tx, keys[i], &out[i]);
+
+		if (f < 0)
+			r = -1;
+		else if (f == 0)
+			memset(&out[i], 0, sizeof(out[i]));
+	}
+	mdb_txn_abort(tx.txn);
+	return r;
+}
+
+static int lmdb_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
+    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res)
+{
+	struct lmdb_tx tx;
+
+	if (lmdb_begin(h, false, &tx) < 0)
+		return -1;
+	return lmdb_commit(&tx, bayes_kv_learn(&lmdb_kv, &tx, id, cls, keys, n, now, res));
+}
+
+static int lmdb_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
+{
+	struct lmdb_tx tx;
+	int r = 0;
+
+	if (lmdb_begin(h, false, &tx) < 0)
+		return -1;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct bayes_counts c;
+
+		if (lmdb_tok_get(&tx, keys[i], &c) == 1 && c.atime < now) {
+			c.atime = now;
+			r = lmdb_tok_put(&tx, keys[i], &c);
+		}
+	}
+	return lmdb_commit(&tx, r);
+}
+
+/* Walks the "bt:" records; del: remove those with atime < cut, else collect atimes. */
+static int lmdb_walk_tokens(struct lmdb_tx *tx, uint32_t cut, bool del, uint32_t **at,
+    size_t *n, uint64_t *gone)
+{
+	MDB_cursor *cur;
+	MDB_val k = { 3, (void *)"bt:" }, v;
+	size_t cap = 0;
+	int rc;
+
+	if (mdb_cursor_open(tx->txn, tx->e->dbi, &cur) != 0)
+		return -1;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct bayes_counts c;
+
+		if (k.mv_size != 11 || memcmp(k.mv_data, "bt:", 3) != 0)
+			break;
+		if (v.mv_size != sizeof(c))
+			continue;
+		memcpy(&c, v.mv_data, sizeof(c));
+		if (del) {
+			if (c.atime < cut) {
+				if (mdb_cursor_del(cur, 0) != 0)
+					break;
+				(*gone)++;
+			}
+			continue;
+		}
+		if (*n == cap) {
+			uint32_t *x;
+
+			cap = cap ? cap * 2 : 4096;
+			x = realloc(*at, cap * sizeof(uint32_t));
+			if (x == NULL) {
+				mdb_cursor_close(cur);
+				return -1;
+			}
+			*at = x;
+		}
+		(*at)[(*n)++] = c.atime;
+	}
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
+static int lmdb_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t now,
+    uint64_t *removed)
+{
+	struct lmdb_tx tx;
+	struct bayes_totals t;
+	uint32_t *at = NULL, cut;
+	size_t n = 0;
+	uint64_t gone = 0;
+	int r;
+
+	if (lmdb_begin(h, false, &tx) < 0)
+		return -1;
+	r = lmdb_walk_tokens(&tx, 0, false, &at, &n, &gone);
+	cut = r == 0 ? bayes_expire_limit(at, n, max_tokens, max_age_s, now) : 0;
+	free(at);
+	if (r == 0 && cut > 0)
+		r = lmdb_walk_tokens(&tx, cut, true, NULL, NULL, &gone);
+	if (r == 0 && (r = lmdb_totals_get(&tx, &t)) == 0) {
+		t.ntokens = n - gone;
+		r = lmdb_totals_put(&tx, &t);
+	}
+	if (removed)
+		*removed = gone;
+	return lmdb_commit(&tx, r);
+}
+
+static void lmdb_close(void *h)
+{
+	lmdb_env_put(h);
+}
+
+static const struct bayes_db_ops lmdb_ops = {
+	"lmdb", lmdb_lookup, lmdb_learn, lmdb_touch, lmdb_expire, lmdb_close
+};
+
+/* ---------------------------------------------------------------- dispatch */
+
+struct bayes_db *bayes_db_open(const char *spec, const struct bayes_db_options *o,
+    char *err, size_t errlen)
+{
+	struct bayes_db_options def = { 0 };
+	struct bayes_db *db = calloc(1, sizeof(*db));
+
+	if (o == NULL)
+		o = &def;
+	if (db == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (spec == NULL || strcmp(spec, "memory") == 0) {
+		struct mem_db *m = calloc(1, sizeof(*m));
+
+		if (m == NULL)
+			goto oom;
+		pthread_mutex_init(&m->mu, NULL);
+		db->ops = &mem_ops;
+		db->h = m;
+	} else if (strncmp(spec, "lmdb:", 5) == 0 && spec[5] != '\0') {
+		db->ops = &lmdb_ops;
+		db->h = lmdb_env_get(spec + 5, o->map_size, err, errlen);
+	} else if (strncmp(spec, "redis://", 8) == 0) {
+		db->ops = &bayes_redis_ops;
+		db->h = bayes_redis_open(spec, o, err, errlen);
+	} else {
+		snprintf(err, errlen, "store must be lmdb:/dir, redis://host:port or memory");
+	}
+	if (db->h == NULL) {
+		free(db);
+		return NULL;
+	}
+	return db;
+oom:
+	snprintf(err, errlen, "out of memory");
+	free(db);
+	return NULL;
+}
+
+void bayes_db_close(struct bayes_db *db)
+{
+	if (db == NULL)
+		return;
+	db->ops->close(db->h);
+	free(db);
+}
+
+const char *bayes_db_kind(const struct bayes_db *db) { return db->ops->kind; }
+
+int bayes_db_lookup(struct bayes_db *db, const uint64_t *keys, size_t n,
+    struct bayes_counts *out, struct bayes_totals *tot)
+{
+	return db->ops->lookup(db->h, keys, n, out, tot);
+}
+
+int bayes_db_totals(struct bayes_db *db, struct bayes_totals *tot)
+{
+	return db->ops->lookup(db->h, NULL, 0, NULL, tot);
+}
+
+int bayes_db_learn(struct bayes_db *db, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
+    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res)
+{
+	enum bayes_learn_result dummy;
+
+	return db->ops->learn(db->h, id, cls, keys, n, now, res ? res : &dummy);
+}
+
+int bayes_db_touch(struct bayes_db *db, const uint64_t *keys, size_t n, uint32_t now)
+{
+	return n ? db->ops->touch(db->h, keys, n, now) : 0;
+}
+
+int bayes_db_expire(struct bayes_db *db, uint64_t max_tokens, uint32_t max_age_s,
+    uint32_t now, uint64_t *removed)
+{
+	if (removed)
+		*removed = 0;
+	return db->ops->expire(db->h, max_tokens, max_age_s, now, removed);
+}

@@ -1,0 +1,131 @@
+/* bayes_http.c — POST /learn/{spam,ham} on the metrics listener; see bayes_http.h. */
+#include "bayes_http.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bayes.h"
+#include "log.h"
+#include "metrics.h"
+
+struct bayes_http_job {
+	uv_work_t req;
+	struct bayes *b;
+	char *msg;
+	size_t len;
+	enum bayes_class cls;
+	enum bayes_learn_result res;
+	int rc;
+	struct metrics_post_reply *reply;
+};
+
+static void bayes_http_work_cb(uv_work_t *req)
+{
+	struct bayes_http_job *j = req->data;
+
+	j->rc = bayes_learn(j->b, j->msg, j->len, j->cls, &j->res);
+}
+
+static void bayes_http_after_cb(uv_work_t *req, int status)
+{
+	struct bayes_http_job *j = req->data;
+	static const char *const what[] = { "learned\n", "already\n", "moved\n" };
+
+	if (status != 0 || j->rc < 0)
+		metrics_post_reply(j->reply, 500, "store error\n");
+	else
+		metrics_post_reply(j->reply, 200, what[j->res]);
+	log_event(LOG_LVL_INFO, NULL, "event=bayes_learn via=http class=%s result=%s",
+	    j->cls == BAYES_SPAM ? "spam" : "ham", status != 0 || j->rc < 0 ? "error" :
+	    j->res == BAYES_LEARNED ? "learned" : j->res == BAYES_ALREADY ? "already" : "moved");
+	bayes_free(j->b);
+	free(j->msg);
+	free(j);
+}
+
+static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, char *body,
+    size_t len, const struct sockaddr *client, struct metrics_post_reply *reply)
+{
+	struct bayes *b = bayes_current();
+	struct bayes_http_job *j;
+	enum bayes_class cls;
+
+	if (b == NULL) {
+		metrics_post_reply(reply, 503, "no classifier configured (rules.bayes)\n");
+		goto out;
+	}
+	if (!cfg_cidrlist_match(&bayes_get_config(b)->learn_from, client)) {
+		metrics_post_reply(reply, 403, "not allowed (rules.bayes.learn_from)\n");
+		goto out;
+	}
+	if (strcmp(path, "/learn/spam") == 0)
+		cls = BAYES_SPAM;
+	else if (strcmp(path, "/learn/ham") == 0)
+		cls = BAYES_HAM;
+	else {
+		metrics_post_reply(reply, 404, "POST /learn/spam or /learn/ham\n");
+		goto out;
+	}
+	if (len > bayes_get_config(b)->max_learn_size) {
+		metrics_post_reply(reply, 413, "message too big (rules.bayes.max_learn_size)\n");
+		goto out;
+	}
+	j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		metrics_post_reply(reply, 500, "out of memory\n");
+		goto out;
+	}
+	j->b = b;
+	j->msg = body;
+	j->len = len;
+	j->cls = cls;
+	j->reply = reply;
+	j->req.data = j;
+	if (uv_queue_work(loop, &j->req, bayes_http_work_cb, bayes_http_after_cb) != 0) {
+		free(j);
+		metrics_post_reply(reply, 500, "cannot queue\n");
+		goto out;
+	}
+	return;
+out:
+	bayes_free(b);
+	free(body);
+}
+
+/* The classifier's counters as mxgate_bayes_*_total: the i-th of bayes_foreach_counter. */
+struct bayes_http_pick { int want, i; uint64_t v; const char *name, *help; };
+
+static void bayes_http_pick_cb(const char *name, const char *help, uint64_t v, void *arg)
+{
+	struct bayes_http_pick *p = arg;
+
+	if (p->i++ == p->want) {
+		p->v = v;
+		p->name = name;
+		p->help = help;
+	}
+}
+
+static void bayes_http_collect(void *arg, struct metrics_out *out)
+{
+	struct bayes_http_pick p = { .want = (int)(intptr_t)arg };
+
+	bayes_foreach_counter(bayes_http_pick_cb, &p);
+	metrics_out_sample(out, NULL, NULL, (double)p.v);
+}
+
+int bayes_http_register(uint64_t max_body)
+{
+	for (int i = 0;; i++) {
+		struct bayes_http_pick p = { .want = i };
+
+		bayes_foreach_counter(bayes_http_pick_cb, &p);
+		if (p.name == NULL)
+			break;
+		metrics_register_family(p.name, p.help, "counter", bayes_http_collect,
+		    (void *)(intptr_t)i);
+	}
+	return metrics_register_post("/learn/", (size_t)(max_body ? max_body : 10u << 20),
+	    bayes_http_post_cb, NULL);
+}

@@ -1,0 +1,19 @@
+/* bayes_http.h — learning through the running daemon: POST /learn/spam and POST
+ * /learn/ham on the metrics listener, the message as the request body (at most
+ * rules.bayes.max_learn_size), from the clients rules.bayes.learn_from allows (localhost by
+ * default). Answers 200 "learned" | "already" | "moved", 403 (client not allowed), 404
+ * (other path), 413 (too big), 503 (no classifier configured), 500 (store error). The
+ * learning itself runs in libuv's thread pool. (The control socket will take the same
+ * command later.) */
+#ifndef MX_BAYES_HTTP_H
+#define MX_BAYES_HTTP_H
+
+#include <stdint.h>
+
+/* Registers the handler with the metrics endpoint (metrics_register_post), and the
+ * classifier's counters (mxgate_bayes_scanned_total, _abstained_total, _errors_total,
+ * _learned_spam_total, _learned_ham_total, _learned_already_total). max_body: the largest
+ * body accepted (the config's max_learn_size at start). 0 or -1. */
+int bayes_http_register(uint64_t max_body);
+
+#endif

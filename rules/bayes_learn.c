@@ -1,0 +1,256 @@
+/* bayes_learn.c — `mxgate -c FILE learn spam|ham PATH...`: teaches the classifier offline
+ * from files, maildirs (cur/ and new/) and mbox files, into the store rules.bayes names
+ * (whether or not the daemon has the classifier enabled yet, and while it runs: LMDB and
+ * Redis both take a second process). See bayes_learn.h. */
+#include "bayes_learn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct learn_run {
+	struct bayes *b;
+	enum bayes_class cls;
+	uint64_t max_size;
+	FILE *err;                      /* may be NULL */
+	struct bayes_learn_counts n;
+	unsigned long files;
+};
+
+static void learn_one(struct learn_run *r, const char *msg, size_t len, const char *where)
+{
+	enum bayes_learn_result res;
+
+	/* an mbox separator is not part of the message */
+	if (len > 5 && strncmp(msg, "From ", 5) == 0) {
+		const char *nl = memchr(msg, '\n', len);
+		size_t skip = nl ? (size_t)(nl - msg) + 1 : len;
+
+		msg += skip;
+		len -= skip;
+	}
+	if (len == 0)
+		return;
+	if (r->max_size && len > r->max_size) {
+		r->n.skipped++;
+		return;
+	}
+	if (bayes_learn(r->b, msg, len, r->cls, &res) < 0) {
+		if (r->err)
+			fprintf(r->err, "mxgate: learn: %s: store error\n", where);
+		r->n.errors++;
+		return;
+	}
+	switch (res) {
+	case BAYES_LEARNED: r->n.learned++; break;
+	case BAYES_ALREADY: r->n.already++; break;
+	case BAYES_MOVED: r->n.moved++; break;
+	}
+}
+
+/* Splits an mbox at "From " lines (after a blank line or at the start) and undoes the
+ * mboxrd quoting of ">From " lines. */
+static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const char *where)
+{
+	size_t start = 0, i = 0;
+	char *msg = malloc(len + 1);
+
+	if (msg == NULL) {
+		r->n.errors++;
+		return;
+	}
+	while (start < len) {
+		size_t end = len, o = 0;
+
+		/* the next separator */
+		for (i = start + 1; i + 5 <= len; i++)
+			if (buf[i - 1] == '\n' && strncmp(buf + i, "From ", 5) == 0 &&
+			    (i < 2 || buf[i - 2] == '\n' || (i >= 3 && buf[i - 2] == '\r' && buf[i - 3] == '\n'))) {
+				end = i;
+				break;
+			}
+		for (size_t k = start; k < end;) {
+			const char *nl = memchr(buf + k, '\n', end - k);
+			size_t le = nl ? (size_t)(nl - buf) + 1 : end, q = k;
+
+			while (q < le && buf[q] == '>')
+				q++;
+			if (q > k && q + 5 <= le && strncmp(buf + q, "From ", 5) == 0)
+				k++;                      /* ">From " -> "From " */
+			memcpy(msg + o, buf + k, le - k);
+			o += le - k;
+			k = le;
+		}
+		learn_one(r, msg, o, where);
+		start = end;
+	}
+	free(msg);
+}
+
+static int learn_read(const char *path, char **buf, size_t *len, uint64_t max)
+{
+	FILE *f = fopen(path, "rb");
+	struct stat st;
+	size_t n;
+
+	if (f == NULL)
+		return -1;
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		fclose(f);
+		errno = EINVAL;
+		return -1;
+	}
+	*buf = malloc((size_t)st.st_size + 1);
+	if (*buf == NULL) {
+		fclose(f);
+		return -1;
+	}
+	n = fread(*buf, 1, (size_t)st.st_size, f);
+	fclose(f);
+	(*buf)[n] = '\0';
+	*len = n;
+	(void)max;
+	return 0;
+}
+
+/* One file's content: an mbox, or one message. */
+static void learn_content(struct learn_run *r, const char *buf, size_t len, const char *where)
+{
+	bool mbox = false;
+
+	if (len > 5 && strncmp(buf, "From ", 5) == 0) {
+		/* an mbox holds a second separator; one message with a From line is a file */
+		for (size_t i = 2; i + 6 <= len && !mbox; i++)
+			if (buf[i - 1] == '\n' && strncmp(buf + i, "From ", 5) == 0 &&
+			    (buf[i - 2] == '\n' || (i >= 3 && buf[i - 2] == '\r')))
+				mbox = true;
+	}
+	if (mbox)
+		learn_mbox(r, buf, len, where);
+	else
+		learn_one(r, buf, len, where);
+}
+
+void bayes_learn_buffer(struct bayes *b, enum bayes_class cls, const char *buf, size_t len,
+    uint64_t max_size, const char *where, FILE *err, struct bayes_learn_counts *n)
+{
+	struct learn_run r = { .b = b, .cls = cls, .max_size = max_size, .err = err, .n = *n };
+
+	learn_content(&r, buf, len, where);
+	*n = r.n;
+}
+
+void bayes_learn_summary(char *buf, size_t size, enum bayes_class cls,
+    const struct bayes_learn_counts *n)
+{
+	bool spam = cls == BAYES_SPAM;
+
+	snprintf(buf, size, "learned %lu %s (%lu already known, %lu moved from %s, %lu too big), "
+	    "%lu errors", n->learned + n->moved, spam ? "spam" : "ham", n->already, n->moved,
+	    spam ? "ham" : "spam", n->skipped, n->errors);
+}
+
+static void learn_file(struct learn_run *r, const char *path)
+{
+	char *buf;
+	size_t len;
+
+	if (learn_read(path, &buf, &len, r->max_size) < 0) {
+		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
+		r->n.errors++;
+		return;
+	}
+	r->files++;
+	learn_content(r, buf, len, path);
+	free(buf);
+}
+
+static int learn_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A directory: a maildir (cur/ and new/), else every file in it (sorted), recursively;
+ * dot files are skipped. */
+static void learn_path(struct learn_run *r, const char *path, int depth)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	if (stat(path, &st) < 0) {
+		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
+		r->n.errors++;
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		learn_file(r, path);
+		return;
+	}
+	if (depth > 8)
+		return;
+	d = opendir(path);
+	if (d == NULL) {
+		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
+		r->n.errors++;
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' || strcmp(de->d_name, "tmp") == 0)
+			continue;          /* maildir tmp/ holds messages being written */
+		if (n == cap) {
+			char **x = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(char *));
+
+			if (x == NULL)
+				break;
+			names = x;
+		}
+		if (asprintf(&names[n], "%s/%s", path, de->d_name) < 0)
+			break;
+		n++;
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(names, n, sizeof(char *), learn_name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		learn_path(r, names[i], depth + 1);
+		free(names[i]);
+	}
+	free(names);
+}
+
+int bayes_learn_main(const struct bayes_config *c, int argc, char **argv, FILE *out, FILE *err)
+{
+	struct learn_run r = { .err = err };
+	struct bayes_totals t;
+	char ebuf[256];
+	struct bayes_config cc = *c;
+
+	if (argc < 3 || (strcmp(argv[1], "spam") != 0 && strcmp(argv[1], "ham") != 0)) {
+		fprintf(err, "usage: mxgate -c FILE learn spam|ham PATH...\n");
+		return 2;
+	}
+	r.cls = strcmp(argv[1], "spam") == 0 ? BAYES_SPAM : BAYES_HAM;
+	r.max_size = c->max_learn_size;
+	cc.enabled = true;
+	r.b = bayes_open(&cc, ebuf, sizeof(ebuf));
+	if (r.b == NULL) {
+		fprintf(err, "mxgate: learn: store %s: %s\n", c->store ? c->store : "?", ebuf);
+		return 1;
+	}
+	for (int i = 2; i < argc; i++)
+		learn_path(&r, argv[i], 0);
+	bayes_learn_summary(ebuf, sizeof(ebuf), r.cls, &r.n);
+	fprintf(out, "%s\n", ebuf);
+	if (bayes_totals(r.b, &t) == 0)
+		fprintf(out, "store %s: %llu spam, %llu ham, %llu tokens%s\n", c->store,
+		    (unsigned long long)t.nspam, (unsigned long long)t.nham,
+		    (unsigned long long)t.ntokens, bayes_is_trained(r.b, &t) ? "" :
+		    " (below min_spam/min_ham: the classifier abstains)");
+	bayes_free(r.b);
+	return r.n.errors ? 1 : 0;
+}

@@ -1,0 +1,325 @@
+/* bayes_redis.c — the classifier's Redis store (a cluster's nodes learn into and read from
+ * one Redis). Synchronous hiredis with a timeout on connect and on every request: callers
+ * are pool threads (scans, learning) or the offline `learn` command, never an event loop.
+ * Connections are kept in a small pool and dropped on any error (the next call reconnects).
+ *
+ * Keys (prefix "mxbayes:" by default):
+ *   PREFIX t:<16 hex>  hash { s: spam count, h: ham count }, TTL = ttl_s when set
+ *   PREFIX s:<40 hex>  the seen-db: "s" or "h", same TTL
+ *   PREFIX totals      hash { s: messages learned as spam, h: as ham }
+ * Learning is one Lua script (atomic, like the LMDB transaction). Expiry is Redis's own:
+ * every learn or scan that uses a token renews its TTL; a size bound is Redis's maxmemory
+ * with a volatile-* eviction policy. */
+#include "bayes_db_int.h"
+
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "store/redis.h"
+#include "log.h"
+
+#define BR_POOL 16
+
+struct bayes_redis {
+	char host[256], password[128], prefix[64];
+	int port, db;
+	uint64_t timeout_ms;
+	uint32_t ttl_s;
+	pthread_mutex_t mu;
+	redisContext *pool[BR_POOL];
+	int npool;
+};
+
+static const char br_learn_lua[] =
+	"local prev = redis.call('GET', KEYS[1])\n"
+	"local c = ARGV[1]\n"
+	"if prev == c then return 0 end\n"
+	"local ttl = tonumber(ARGV[2])\n"
+	"if prev then\n"
+	"  for i = 3, #KEYS do\n"
+	"    if redis.call('HINCRBY', KEYS[i], prev, -1) <= 0 then redis.call('HDEL', KEYS[i], prev) end\n"
+	"  end\n"
+	"  if redis.call('HINCRBY', KEYS[2], prev, -1) < 0 then redis.call('HSET', KEYS[2], prev, 0) end\n"
+	"end\n"
+	"for i = 3, #KEYS do\n"
+	"  redis.call('HINCRBY', KEYS[i], c, 1)\n"
+	"  if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end\n"
+	"end\n"
+	"redis.call('HINCRBY', KEYS[2], c, 1)\n"
+	"if ttl > 0 then redis.call('SET', KEYS[1], c, 'EX', ttl) else redis.call('SET', KEYS[1], c) end\n"
+	"if prev then return 2 end\n"
+	"return 1\n";
+
+static struct timeval br_tv(uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+
+	return tv;
+}
+
+static redisContext *br_connect(struct bayes_redis *r, char *err, size_t errlen)
+{
+	redisContext *c = redisConnectWithTimeout(r->host, r->port, br_tv(r->timeout_ms));
+	redisReply *rep = NULL;
+
+	if (c == NULL || c->err) {
+		if (err)
+			snprintf(err, errlen, "redis %s:%d: %s", r->host, r->port,
+			    c ? c->errstr : "out of memory");
+		redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, br_tv(r->timeout_ms));
+	if (r->password[0]) {
+		rep = redisCommand(c, "AUTH %s", r->password);
+		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+			goto fail;
+		freeReplyObject(rep);
+	}
+	if (r->db) {
+		rep = redisCommand(c, "SELECT %d", r->db);
+		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+			goto fail;
+		freeReplyObject(rep);
+	}
+	return c;
+fail:
+	if (err)
+		snprintf(err, errlen, "redis %s:%d: %s", r->host, r->port,
+		    rep ? rep->str : c->errstr);
+	if (rep)
+		freeReplyObject(rep);
+	redisFree(c);
+	return NULL;
+}
+
+static redisContext *br_take(struct bayes_redis *r)
+{
+	redisContext *c = NULL;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->npool > 0)
+		c = r->pool[--r->npool];
+	pthread_mutex_unlock(&r->mu);
+	return c ? c : br_connect(r, NULL, 0);
+}
+
+/* Returns c to the pool, or drops it after an error (ok false). */
+static void br_give(struct bayes_redis *r, redisContext *c, bool ok)
+{
+	if (c == NULL)
+		return;
+	if (ok && c->err == 0) {
+		pthread_mutex_lock(&r->mu);
+		if (r->npool < BR_POOL) {
+			r->pool[r->npool++] = c;
+			c = NULL;
+		}
+		pthread_mutex_unlock(&r->mu);
+	}
+	redisFree(c);
+}
+
+void *bayes_redis_open(const char *url, const struct bayes_db_options *o, char *err,
+    size_t errlen)
+{
+	struct bayes_redis *r = calloc(1, sizeof(*r));
+	redisContext *c;
+
+	if (r == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (redis_store_parse_url(url, r->host, sizeof(r->host), &r->port, &r->db, r->password,
+	    sizeof(r->password)) < 0) {
+		snprintf(err, errlen, "bad redis URL %s", url);
+		free(r);
+		return NULL;
+	}
+	r->timeout_ms = o->timeout_ms ? o->timeout_ms : 2000;
+	r->ttl_s = o->ttl_s;
+	snprintf(r->prefix, sizeof(r->prefix), "%s", o->prefix ? o->prefix : "mxbayes:");
+	pthread_mutex_init(&r->mu, NULL);
+	/* connect once now: a wrong address is a start-up error, an outage later is not */
+	c = br_connect(r, err, errlen);
+	if (c == NULL) {
+		pthread_mutex_destroy(&r->mu);
+		free(r);
+		return NULL;
+	}
+	br_give(r, c, true);
+	return r;
+}
+
+static void br_close(void *h)
+{
+	struct bayes_redis *r = h;
+
+	for (int i = 0; i < r->npool; i++)
+		redisFree(r->pool[i]);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+static int br_tok_key(const struct bayes_redis *r, uint64_t k, char *buf, size_t cap)
+{
+	return snprintf(buf, cap, "%st:%016llx", r->prefix, (unsigned long long)k);
+}
+
+static uint32_t br_uint(const redisReply *e)
+{
+	long long v;
+
+	if (e == NULL || e->type != REDIS_REPLY_STRING)
+		return 0;
+	v = strtoll(e->str, NULL, 10);
+	return v <= 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static int br_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_counts *out,
+    struct bayes_totals *tot)
+{
+	struct bayes_redis *r = h;
+	redisContext *c = br_take(r);
+	char key[96];
+	int rc = 0;
+	redisReply *rep;
+
+	if (c == NULL)
+		return -1;
+	/* one round trip: the totals and every token, pipelined */
+	snprintf(key, sizeof(key), "%stotals", r->prefix);
+	redisAppendCommand(c, "HMGET %s s h", key);
+	for (size_t i = 0; i < n; i++) {
+		br_tok_key(r, keys[i], key, sizeof(key));
+		redisAppendCommand(c, "HMGET %s s h", key);
+	}
+	for (size_t i = 0; i <= n; i++) {
+		if (redisGetReply(c, (void **)&rep) != REDIS_OK || rep == NULL) {
+			rc = -1;
+			break;
+		}
+		if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+			if (i == 0 && tot) {
+				tot->nspam = br_uint(rep->element[0]);
+				tot->nham = br_uint(rep->element[1]);
+				tot->ntokens = 0;
+			} else if (i > 0) {
+				out[i - 1].spam = br_uint(rep->element[0]);
+				out[i - 1].ham = br_uint(rep->element[1]);
+				out[i - 1].atime = 0;
+			}
+		} else {
+			rc = -1;
+		}
+		freeReplyObject(rep);
+	}
+	br_give(r, c, rc == 0);
+	return rc;
+}
+
+static int br_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
+    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res)
+{
+	struct bayes_redis *r = h;
+	redisContext *c;
+	size_t argc = 3 + 2 + n + 3, a = 0;
+	const char **argv = calloc(argc, sizeof(char *));
+	size_t *lens = calloc(argc, sizeof(size_t));
+	char *kbuf = malloc((n + 2) * 96), nk[24], ttl[24], nowb[24];
+	redisReply *rep = NULL;
+	int rc = -1;
+
+	if (argv == NULL || lens == NULL || kbuf == NULL)
+		goto out;
+	argv[a++] = "EVAL";
+	argv[a++] = br_learn_lua;
+	snprintf(nk, sizeof(nk), "%zu", n + 2);
+	argv[a++] = nk;
+	{
+		char *k = kbuf;
+		int l = snprintf(k, 96, "%ss:", r->prefix);
+
+		for (int i = 0; i < BAYES_ID_LEN; i++)
+			l += snprintf(k + l, 96 - (size_t)l, "%02x", id[i]);
+		argv[a++] = k;
+		k += 96;
+		snprintf(k, 96, "%stotals", r->prefix);
+		argv[a++] = k;
+		k += 96;
+		for (size_t i = 0; i < n; i++, k += 96) {
+			br_tok_key(r, keys[i], k, 96);
+			argv[a++] = k;
+		}
+	}
+	argv[a++] = cls == BAYES_SPAM ? "s" : "h";
+	snprintf(ttl, sizeof(ttl), "%u", r->ttl_s);
+	argv[a++] = ttl;
+	snprintf(nowb, sizeof(nowb), "%u", now);
+	argv[a++] = nowb;
+	for (size_t i = 0; i < a; i++)
+		lens[i] = strlen(argv[i]);
+	c = br_take(r);
+	if (c == NULL)
+		goto out;
+	rep = redisCommandArgv(c, (int)a, argv, lens);
+	if (rep && rep->type == REDIS_REPLY_INTEGER) {
+		*res = rep->integer == 0 ? BAYES_ALREADY : rep->integer == 2 ? BAYES_MOVED :
+		    BAYES_LEARNED;
+		rc = 0;
+	} else if (rep && rep->type == REDIS_REPLY_ERROR) {
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s\"",
+		    rep->str);
+	}
+	br_give(r, c, rc == 0);
+out:
+	if (rep)
+		freeReplyObject(rep);
+	free(argv);
+	free(lens);
+	free(kbuf);
+	return rc;
+}
+
+static int br_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
+{
+	struct bayes_redis *r = h;
+	redisContext *c;
+	char key[96];
+	int rc = 0;
+
+	if (r->ttl_s == 0)
+		return 0;
+	c = br_take(r);
+	if (c == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		br_tok_key(r, keys[i], key, sizeof(key));
+		redisAppendCommand(c, "EXPIRE %s %u", key, r->ttl_s);
+	}
+	for (size_t i = 0; i < n; i++) {
+		redisReply *rep;
+
+		if (redisGetReply(c, (void **)&rep) != REDIS_OK || rep == NULL) {
+			rc = -1;
+			break;
+		}
+		freeReplyObject(rep);
+	}
+	br_give(r, c, rc == 0);
+	return rc;
+}
+
+static int br_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t now,
+    uint64_t *removed)
+{
+	return 0;       /* TTLs expire tokens; maxmemory bounds the size */
+}
+
+const struct bayes_db_ops bayes_redis_ops = {
+	"redis", br_lookup, br_learn, br_touch, br_expire, br_close
+};

@@ -1,0 +1,613 @@
+/* rule_src.c — the collection of rule definitions of one generation: the plugins `ifplugin`
+ * treats as loaded and SA's can() answers, errors, settings lines, lookup by name,
+ * ReplaceTags and the finishing step. See rule_parse.h. */
+#include "rule_src_int.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* The SA plugins whose non-eval rules we run: those Debian's stock .pre files load. */
+static const char *const rule_default_plugins[] = {
+	"Mail::SpamAssassin::Plugin::URIDNSBL", "Mail::SpamAssassin::Plugin::SPF",
+	"Mail::SpamAssassin::Plugin::Pyzor", "Mail::SpamAssassin::Plugin::Razor2",
+	"Mail::SpamAssassin::Plugin::SpamCop", "Mail::SpamAssassin::Plugin::AutoLearnThreshold",
+	"Mail::SpamAssassin::Plugin::WelcomeListSubject", "Mail::SpamAssassin::Plugin::MIMEHeader",
+	"Mail::SpamAssassin::Plugin::ReplaceTags", "Mail::SpamAssassin::Plugin::DKIM",
+	"Mail::SpamAssassin::Plugin::Check", "Mail::SpamAssassin::Plugin::HTTPSMismatch",
+	"Mail::SpamAssassin::Plugin::URIDetail", "Mail::SpamAssassin::Plugin::Bayes",
+	"Mail::SpamAssassin::Plugin::BodyEval", "Mail::SpamAssassin::Plugin::DNSEval",
+	"Mail::SpamAssassin::Plugin::HTMLEval", "Mail::SpamAssassin::Plugin::HeaderEval",
+	"Mail::SpamAssassin::Plugin::MIMEEval", "Mail::SpamAssassin::Plugin::RelayEval",
+	"Mail::SpamAssassin::Plugin::URIEval", "Mail::SpamAssassin::Plugin::WLBLEval",
+	"Mail::SpamAssassin::Plugin::VBounce", "Mail::SpamAssassin::Plugin::ImageInfo",
+	"Mail::SpamAssassin::Plugin::FreeMail", "Mail::SpamAssassin::Plugin::AskDNS",
+	"Mail::SpamAssassin::Plugin::HashBL", "Mail::SpamAssassin::Plugin::DMARC",
+	NULL
+};
+
+/* What SpamAssassin 4.0.1's `can(Module::method)` / `has(...)` answer true for: the
+ * feature flags of Mail::SpamAssassin::Conf, and the has_* methods of the plugins above
+ * (a method of a plugin that is not loaded is false). Rules behind them may use evals
+ * mxgate does not implement: those are then counted as such, never guessed. */
+static const char *const rule_sa_methods[] = {
+	"Mail::SpamAssassin::Conf::feature_originating_ip_headers",
+	"Mail::SpamAssassin::Conf::feature_dns_local_ports_permit_avoid",
+	"Mail::SpamAssassin::Conf::feature_bayes_auto_learn_on_error",
+	"Mail::SpamAssassin::Conf::feature_uri_host_listed",
+	"Mail::SpamAssassin::Conf::feature_yesno_takes_args",
+	"Mail::SpamAssassin::Conf::feature_bug6558_free",
+	"Mail::SpamAssassin::Conf::feature_edns",
+	"Mail::SpamAssassin::Conf::feature_dns_query_restriction",
+	"Mail::SpamAssassin::Conf::feature_registryboundaries",
+	"Mail::SpamAssassin::Conf::feature_geodb",
+	"Mail::SpamAssassin::Conf::feature_dns_block_rule",
+	"Mail::SpamAssassin::Conf::feature_compile_regexp",
+	"Mail::SpamAssassin::Conf::feature_meta_rules_matching",
+	"Mail::SpamAssassin::Conf::feature_subjprefix",
+	"Mail::SpamAssassin::Conf::feature_bayes_stopwords",
+	"Mail::SpamAssassin::Conf::feature_get_host",
+	"Mail::SpamAssassin::Conf::feature_blocklist_welcomelist",
+	"Mail::SpamAssassin::Conf::feature_welcomelist_blocklist",
+	"Mail::SpamAssassin::Conf::feature_header_address_parser",
+	"Mail::SpamAssassin::Conf::feature_local_tests_only",
+	"Mail::SpamAssassin::Conf::feature_header_first_last",
+	"Mail::SpamAssassin::Conf::feature_header_match_many",
+	"Mail::SpamAssassin::Conf::feature_capture_rules",
+	"Mail::SpamAssassin::Conf::has_tflags_nosubject",
+	"Mail::SpamAssassin::Conf::has_tflags_nolog",
+	"Mail::SpamAssassin::Conf::perl_min_version_5010000",
+	"Mail::SpamAssassin::Plugin::AskDNS::has_tag_header",
+	"Mail::SpamAssassin::Plugin::BodyEval::has_check_body_length",
+	"Mail::SpamAssassin::Plugin::BodyEval::has_plaintext_body_sig_ratio",
+	"Mail::SpamAssassin::Plugin::DKIM::has_arc",
+	"Mail::SpamAssassin::Plugin::DNSEval::has_tflags_domains_only",
+	"Mail::SpamAssassin::Plugin::DNSEval::has_tflags_ips_only",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_bodyre",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_bodyre_num",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_emails",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_uris",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_ignore",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_regex",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_welcomelist",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_whitelist",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_tag",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_sha256",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_attachments",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_domain",
+	"Mail::SpamAssassin::Plugin::HashBL::has_hashbl_email_domain_alias",
+	"Mail::SpamAssassin::Plugin::MIMEEval::has_check_for_ascii_text_illegal",
+	"Mail::SpamAssassin::Plugin::MIMEEval::has_check_abundant_unicode_ratio",
+	"Mail::SpamAssassin::Plugin::MIMEEval::has_check_qp_ratio",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_all_header",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_tflags_range",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_tflags_concat",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_tflags_multiple",
+	"Mail::SpamAssassin::Plugin::MIMEHeader::has_capture_rules",
+	"Mail::SpamAssassin::Plugin::Pyzor::has_fork",
+	"Mail::SpamAssassin::Plugin::Pyzor::has_perl",
+	"Mail::SpamAssassin::Plugin::Razor2::has_fork",
+	"Mail::SpamAssassin::Plugin::SPF::has_check_for_spf_errors",
+	"Mail::SpamAssassin::Plugin::SPF::has_check_spf_skipped_noenvfrom",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_domains_only",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_subtest_for_ranges",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_for_a",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_a_ns",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_tflags_notrim",
+	"Mail::SpamAssassin::Plugin::URIDNSBL::has_uridnsbl_skip_mailto",
+	"Mail::SpamAssassin::Plugin::URIDetail::has_host_key",
+	NULL
+};
+
+char *rule_strndup(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+
+	if (d == NULL)
+		abort();
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}
+
+char *rule_strdup(const char *s) { return rule_strndup(s, strlen(s)); }
+
+void *rule_grow(void *v, size_t *cap, size_t need, size_t size)
+{
+	size_t nc;
+	void *p;
+
+	if (need <= *cap)
+		return v;
+	nc = *cap ? *cap * 2 : 16;
+	while (nc < need)
+		nc *= 2;
+	p = realloc(v, nc * size);
+	if (p == NULL)
+		abort();
+	*cap = nc;
+	return p;
+}
+
+static uint64_t rule_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* Creates an empty collection with the default plugin set. */
+struct rule_src *rule_src_new(void)
+{
+	struct rule_src *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	strcpy(s->tag_start, "<");
+	strcpy(s->tag_end, ">");
+	rule_src_set_plugins(s, rule_default_plugins);
+	return s;
+}
+
+static void rule_def_clear(struct rule_def *d)
+{
+	free(d->name); free(d->re); free(d->hdr); free(d->hdr_req); free(d->if_unset); free(d->expr);
+	free(d->cidr); free(d->desc); free(d->file); free(d->eval_fn); free(d->eval_args);
+	free(d->re_compact);
+}
+
+void rule_src_free(struct rule_src *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		rule_def_clear(&s->v[i]);
+	free(s->v);
+	free(s->index);
+	for (size_t i = 0; i < s->nerrors; i++)
+		free(s->errors[i]);
+	free(s->errors);
+	for (size_t i = 0; i < s->nplugins; i++)
+		free(s->plugins[i]);
+	free(s->plugins);
+	for (size_t i = 0; i < s->ntags; i++) {
+		free(s->tags[i].name);
+		free(s->tags[i].value);
+	}
+	free(s->tags);
+	for (size_t i = 0; i < s->nsettings; i++) {
+		free(s->settings[i].key);
+		free(s->settings[i].value);
+	}
+	free(s->settings);
+	free(s);
+}
+
+/* Replaces the loaded-plugin list with names (NULL-terminated copy). */
+void rule_src_set_plugins(struct rule_src *s, const char *const *names)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nplugins; i++)
+		free(s->plugins[i]);
+	free(s->plugins);
+	while (names && names[n])
+		n++;
+	s->plugins = calloc(n ? n : 1, sizeof(char *));
+	if (s->plugins == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		s->plugins[i] = rule_strdup(names[i]);
+	s->nplugins = n;
+}
+
+bool rule_has_plugin(const struct rule_src *s, const char *name, size_t len)
+{
+	for (size_t i = 0; i < s->nplugins; i++)
+		if (strlen(s->plugins[i]) == len && memcmp(s->plugins[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+/* can(Module::method): a method SA 4.0.1 has, of Conf or of a loaded plugin. */
+bool rule_sa_can(const struct rule_src *s, const char *name, size_t len)
+{
+	const char *sep = NULL;
+
+	for (size_t i = 0; i + 1 < len; i++)
+		if (name[i] == ':' && name[i + 1] == ':')
+			sep = name + i;
+	if (sep == NULL)
+		return false;
+	if (!(sep - name == 24 && strncmp(name, "Mail::SpamAssassin::Conf", 24) == 0) &&
+	    !rule_has_plugin(s, name, (size_t)(sep - name)))
+		return false;
+	for (size_t i = 0; rule_sa_methods[i]; i++)
+		if (strlen(rule_sa_methods[i]) == len && memcmp(rule_sa_methods[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
+    const char *fmt, ...)
+{
+	char msg[512], *e;
+	va_list ap;
+	int n;
+
+	if (s->nerrors >= RULE_MAX_ERRORS) {
+		s->nerrors++;	/* still counted */
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = snprintf(NULL, 0, "%s:%d:%d: %s", file ? file : "-", line, col, msg);
+	e = malloc((size_t)n + 1);
+	if (e == NULL)
+		abort();
+	snprintf(e, (size_t)n + 1, "%s:%d:%d: %s", file ? file : "-", line, col, msg);
+	s->errors = rule_grow(s->errors, &s->errors_cap, s->nerrors + 1, sizeof(char *));
+	s->errors[s->nerrors++] = e;
+}
+
+size_t rule_src_nerrors(const struct rule_src *s)
+{
+	return s->nerrors < RULE_MAX_ERRORS ? s->nerrors : RULE_MAX_ERRORS;
+}
+
+const char *rule_src_error(const struct rule_src *s, size_t i) { return s->errors[i]; }
+size_t rule_src_ignored(const struct rule_src *s) { return s->ignored; }
+size_t rule_src_nsettings(const struct rule_src *s) { return s->nsettings; }
+
+void rule_src_setting(const struct rule_src *s, size_t i, const char **key, const char **value)
+{
+	*key = s->settings[i].key;
+	*value = s->settings[i].value;
+}
+
+/* Settings the evals read (the rest configure SA features mxgate does not emulate). */
+static const char *const rule_kept_settings[] = {
+	"freemail_domains", "freemail_welcomelist", "freemail_whitelist", "trusted_networks",
+	"internal_networks", "msa_networks", "clear_trusted_networks", "clear_internal_networks",
+	"clear_msa_networks", "originating_ip_headers", "clear_originating_ip_headers",
+	"util_rb_tld", "util_rb_2tld", "util_rb_3tld", "clear_util_rb", "envelope_sender_header",
+	"ok_locales", "welcomelist_from", "whitelist_from", "blocklist_from", "blacklist_from",
+	"welcomelist_to", "whitelist_to", "blocklist_to", "blacklist_to", "more_spam_to",
+	"all_spam_to", "enlist_addrlist", "enlist_uri_host", "delist_uri_host",
+	"welcomelist_subject", "whitelist_subject", "blocklist_subject", "blacklist_subject",
+	"welcomelist_bounce_relays", "whitelist_bounce_relays", "welcomelist_from_rcvd",
+	"whitelist_from_rcvd", "def_welcomelist_from_rcvd", "def_whitelist_from_rcvd",
+	"blocklist_uri_host", "blacklist_uri_host", "welcomelist_uri_host", "whitelist_uri_host",
+	"redirector_pattern", NULL
+};
+
+void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)
+{
+	for (size_t i = 0; rule_kept_settings[i]; i++)
+		if (strlen(rule_kept_settings[i]) == kl &&
+		    strncasecmp(rule_kept_settings[i], key, kl) == 0) {
+			s->settings = rule_grow(s->settings, &s->settings_cap, s->nsettings + 1,
+			    sizeof(*s->settings));
+			s->settings[s->nsettings].key = rule_strdup(rule_kept_settings[i]);
+			s->settings[s->nsettings].value = rule_strdup(value);
+			s->nsettings++;
+			return;
+		}
+}
+size_t rule_src_count(const struct rule_src *s) { return s->n; }
+struct rule_def *rule_src_get(struct rule_src *s, size_t i) { return &s->v[i]; }
+
+long rule_src_find(const struct rule_src *s, const char *name)
+{
+	size_t mask, i;
+
+	if (s->index_cap == 0)
+		return -1;
+	mask = s->index_cap - 1;
+	for (i = rule_hash(name) & mask;; i = (i + 1) & mask) {
+		long k = s->index[i];
+
+		if (k < 0)
+			return -1;
+		if (strcmp(s->v[k].name, name) == 0)
+			return k;
+	}
+}
+
+static void rule_index_insert(struct rule_src *s, long k)
+{
+	size_t mask = s->index_cap - 1, i;
+
+	for (i = rule_hash(s->v[k].name) & mask; s->index[i] >= 0; i = (i + 1) & mask)
+		;
+	s->index[i] = k;
+}
+
+struct rule_def *rule_get_or_add(struct rule_src *s, const char *name, size_t len)
+{
+	char tmp[256];
+	long k;
+
+	if (len >= sizeof(tmp))
+		len = sizeof(tmp) - 1;
+	memcpy(tmp, name, len);
+	tmp[len] = '\0';
+	k = rule_src_find(s, tmp);
+	if (k >= 0)
+		return &s->v[k];
+	if (s->n >= RULE_MAX_RULES)
+		return NULL;
+	if ((s->n + 1) * 2 > s->index_cap) {
+		size_t nc = s->index_cap ? s->index_cap * 2 : 1024;
+
+		free(s->index);
+		s->index = malloc(nc * sizeof(long));
+		if (s->index == NULL)
+			abort();
+		memset(s->index, 0xff, nc * sizeof(long));
+		s->index_cap = nc;
+		for (size_t i = 0; i < s->n; i++)
+			rule_index_insert(s, (long)i);
+	}
+	s->v = rule_grow(s->v, &s->cap, s->n + 1, sizeof(*s->v));
+	memset(&s->v[s->n], 0, sizeof(s->v[0]));
+	s->v[s->n].name = rule_strdup(tmp);
+	s->v[s->n].score = 1.0;
+	s->v[s->n].kind = RULE_SYMBOL;
+	rule_index_insert(s, (long)s->n);
+	return &s->v[s->n++];
+}
+
+void rule_add_tag(struct rule_src *s, int kind, const char *name, size_t nl,
+    const char *value)
+{
+	for (size_t i = 0; i < s->ntags; i++)
+		if (s->tags[i].kind == kind && strlen(s->tags[i].name) == nl &&
+		    memcmp(s->tags[i].name, name, nl) == 0) {
+			free(s->tags[i].value);
+			s->tags[i].value = rule_strdup(value);
+			return;
+		}
+	s->tags = rule_grow(s->tags, &s->tags_cap, s->ntags + 1, sizeof(*s->tags));
+	s->tags[s->ntags].kind = kind;
+	s->tags[s->ntags].name = rule_strndup(name, nl);
+	s->tags[s->ntags].value = rule_strdup(value);
+	s->ntags++;
+}
+
+/* ---------------------------------------------------------------- finishing */
+
+static const struct rule_tag *rule_find_tag(const struct rule_src *s, int kind,
+    const char *name, size_t nl)
+{
+	for (size_t i = 0; i < s->ntags; i++)
+		if (s->tags[i].kind == kind && strlen(s->tags[i].name) == nl &&
+		    memcmp(s->tags[i].name, name, nl) == 0)
+			return &s->tags[i];
+	return NULL;
+}
+
+/* A string being rebuilt. */
+struct rule_sbuf { char *p; size_t n, cap; };
+
+static void rule_sbuf_put(struct rule_sbuf *b, const char *s, size_t n)
+{
+	b->p = rule_grow(b->p, &b->cap, b->n + n + 1, 1);
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+/* Removes the first "<KIND NAME>" marker (start/end delimiters) from re; returns NAME
+ * (malloc'd) or NULL. */
+static char *rule_take_marker(const struct rule_src *s, char *re, const char *kind)
+{
+	size_t sl = strlen(s->tag_start), el = strlen(s->tag_end), kl = strlen(kind);
+
+	for (char *p = re; (p = strstr(p, s->tag_start)) != NULL; p++) {
+		char *n = p + sl, *e;
+
+		if (strncmp(n, kind, kl) != 0 || n[kl] != ' ')
+			continue;
+		e = strstr(n + kl + 1, s->tag_end);     /* (.+?) */
+		if (e == NULL || e == n + kl + 1)
+			continue;
+		{
+			char *name = rule_strndup(n + kl + 1, (size_t)(e - n - kl - 1));
+
+			memmove(p, e + el, strlen(e + el) + 1);
+			return name;
+		}
+	}
+	return NULL;
+}
+
+/* ReplaceTags as SA 4.0.1 does it, pass after pass (at most 6) while a replacement brought
+ * new tags: take the <pre X>, <post X>, <inter X> markers out; split at <...>; put pre
+ * before and post after each tag, inter into each empty piece between tags; replace each
+ * known tag by its value. Returns a malloc'd regex. */
+static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bool *used,
+    int depth);
+
+/* The value of tag t for compact expansion: its own tags become subroutine calls too. */
+static void rule_compact_value(const struct rule_src *s, size_t t, bool *used, char **defs,
+    int depth)
+{
+	if (defs[t] != NULL || depth > 5)
+		return;
+	defs[t] = rule_strdup("");          /* guards against a tag that names itself */
+	free(defs[t]);
+	defs[t] = rule_replace_tags_mode(s, s->tags[t].value, used, depth + 1);
+}
+
+static char *rule_replace_tags(const struct rule_src *s, const char *re)
+{
+	return rule_replace_tags_mode(s, re, NULL, 0);
+}
+
+/* The same with every tag turned into a call of a group defined once at the end,
+ * (?&_rtN) ... (?(DEFINE)(?<_rtN>VALUE)...): for patterns whose plain expansion is too
+ * large for PCRE2 (fuzzy-letter tags repeated hundreds of times). Matches the same. */
+char *rule_replace_tags_compact(const struct rule_src *s, const char *re)
+{
+	bool *used = calloc(s->ntags + 1, sizeof(bool));
+	char **defs = calloc(s->ntags + 1, sizeof(char *));
+	char *body = rule_replace_tags_mode(s, re, used, 0);
+	struct rule_sbuf out = { 0 };
+	bool more = true;
+
+	if (used == NULL || defs == NULL)
+		abort();
+	while (more) {                        /* values may use further tags */
+		more = false;
+		for (size_t t = 0; t < s->ntags; t++)
+			if (used[t] && defs[t] == NULL) {
+				rule_compact_value(s, t, used, defs, 0);
+				more = true;
+			}
+	}
+	rule_sbuf_put(&out, body, strlen(body));
+	rule_sbuf_put(&out, "(?(DEFINE)", 10);
+	for (size_t t = 0; t < s->ntags; t++)
+		if (defs[t]) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "(?<_rt%zu>", t);
+			rule_sbuf_put(&out, name, strlen(name));
+			rule_sbuf_put(&out, defs[t], strlen(defs[t]));
+			rule_sbuf_put(&out, ")", 1);
+			free(defs[t]);
+		}
+	rule_sbuf_put(&out, ")", 1);
+	free(body);
+	free(defs);
+	free(used);
+	return out.p;
+}
+
+static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bool *used,
+    int depth)
+{
+	char *cur = rule_strdup(re);
+	bool again = true;
+
+	(void)depth;
+	for (int pass = 0; again && pass <= 5; pass++) {
+		char *pre_n = rule_take_marker(s, cur, "pre");
+		char *post_n = rule_take_marker(s, cur, "post");
+		char *inter_n = rule_take_marker(s, cur, "inter");
+		const struct rule_tag *pre = pre_n ? rule_find_tag(s, 1, pre_n, strlen(pre_n)) : NULL;
+		const struct rule_tag *post = post_n ? rule_find_tag(s, 2, post_n, strlen(post_n)) : NULL;
+		const struct rule_tag *inter = inter_n ? rule_find_tag(s, 3, inter_n,
+		    strlen(inter_n)) : NULL;
+		struct rule_sbuf out = { 0 };
+		const char *p = cur;
+
+		again = false;
+		rule_sbuf_put(&out, "", 0);
+		/* Perl's split /(<[^<>]+>)/: text, tag, text, tag ... (trailing empty text dropped) */
+		for (;;) {
+			const char *lt = p, *gt = NULL;
+
+			while ((lt = strchr(lt, '<')) != NULL) {
+				const char *q = lt + 1;
+
+				while (*q && *q != '<' && *q != '>')
+					q++;
+				if (*q == '>' && q > lt + 1) {
+					gt = q;
+					break;
+				}
+				lt = *q == '<' ? q : (*q ? q + 1 : q);
+				if (*lt == '\0') {
+					lt = NULL;
+					break;
+				}
+			}
+			/* the text piece before the tag (empty pieces between tags take inter) */
+			{
+				size_t tl = lt ? (size_t)(lt - p) : strlen(p);
+
+				if (tl == 0 && lt && inter)
+					rule_sbuf_put(&out, inter->value, strlen(inter->value));
+				else
+					rule_sbuf_put(&out, p, tl);
+			}
+			if (lt == NULL)
+				break;
+			{
+				size_t nl = (size_t)(gt - lt - 1);
+				const struct rule_tag *t = rule_find_tag(s, 0, lt + 1, nl);
+
+				if (pre)
+					rule_sbuf_put(&out, pre->value, strlen(pre->value));
+				if (t && used) {
+					char call[32];
+
+					snprintf(call, sizeof(call), "(?&_rt%zu)", (size_t)(t - s->tags));
+					rule_sbuf_put(&out, call, strlen(call));
+					used[t - s->tags] = true;
+				} else if (t) {
+					rule_sbuf_put(&out, t->value, strlen(t->value));
+					if (strchr(t->value, '<') && strchr(strchr(t->value, '<'), '>'))
+						again = true;
+				} else {
+					rule_sbuf_put(&out, lt, nl + 2);
+				}
+				if (post)
+					rule_sbuf_put(&out, post->value, strlen(post->value));
+			}
+			p = gt + 1;
+		}
+		free(pre_n);
+		free(post_n);
+		free(inter_n);
+		free(cur);
+		cur = out.p;
+	}
+	return cur;
+}
+
+/* Applies replace_rules, and the SA defaults: __ rules and nice rules' scores. */
+void rule_src_finish(struct rule_src *s)
+{
+	if (s->finished)
+		return;
+	s->finished = true;
+	for (size_t i = 0; i < s->n; i++) {
+		struct rule_def *d = &s->v[i];
+
+		if (d->replace_tags && d->re) {
+			char *r = rule_replace_tags(s, d->re);
+
+			free(d->re_compact);
+			d->re_compact = rule_replace_tags_compact(s, d->re);
+			free(d->re);
+			d->re = r;
+		}
+		if (!d->has_score) {
+			/* SA: 1.0, T_ (testing) rules 0.01, negative for nice rules */
+			double def = strncmp(d->name, "T_", 2) == 0 ? 0.01 : 1.0;
+
+			if (strncmp(d->name, "__", 2) == 0 || (d->tflags & RULE_TF_NOSCORE))
+				d->score = 0;
+			else if (d->tflags & RULE_TF_NICE)
+				d->score = -def;
+			else
+				d->score = def;
+			d->score_bayes = d->score;
+		}
+		/* SA skips net eval tests without network tests (score set 0); regex and meta
+		 * rules flagged net still run there */
+		if ((d->tflags & RULE_TF_NET) && d->skip == SKIP_NONE && d->eval_fn != NULL)
+			d->skip = SKIP_NET;
+	}
+}
+

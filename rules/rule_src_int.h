@@ -1,0 +1,50 @@
+/* rule_src_int.h — what the rule-file parser's files share (not for callers outside
+ * rules/): the rule collection, its helpers, the `if` evaluator. rule_parse.c reads lines
+ * into definitions, rule_src.c keeps the collection (plugins, errors, settings, lookup,
+ * ReplaceTags and finishing), rule_cond.c evaluates `if` expressions. */
+#ifndef MX_RULE_SRC_INT_H
+#define MX_RULE_SRC_INT_H
+
+#include "rule_parse.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define RULE_MAX_LINE   65536
+#define RULE_MAX_DEPTH  64
+#define RULE_MAX_RULES  200000
+#define RULE_MAX_ERRORS 1000
+
+struct rule_tag { char *name; char *value; int kind; /* 0 tag 1 pre 2 post 3 inter */ };
+
+struct rule_setting { char *key, *value; };
+
+struct rule_src {
+	struct rule_def *v; size_t n, cap;
+	struct rule_setting *settings; size_t nsettings, settings_cap;
+	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
+	char **errors; size_t nerrors, errors_cap;
+	size_t ignored;
+	char **plugins; size_t nplugins;
+	struct rule_tag *tags; size_t ntags, tags_cap;
+	char tag_start[8], tag_end[8];
+	bool finished;
+	/* if-stack of the file being fed */
+	bool cond[RULE_MAX_DEPTH]; int depth;
+};
+
+char *rule_strndup(const char *s, size_t n);
+char *rule_strdup(const char *s);
+void *rule_grow(void *v, size_t *cap, size_t need, size_t size);
+bool rule_has_plugin(const struct rule_src *s, const char *name, size_t len);
+bool rule_sa_can(const struct rule_src *s, const char *name, size_t len);
+/* Returns the rule named name (creating an empty, undefined one), NULL when full. */
+struct rule_def *rule_get_or_add(struct rule_src *s, const char *name, size_t len);
+void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value);
+void rule_add_tag(struct rule_src *s, int kind, const char *name, size_t nl, const char *value);
+/* SA's `if` expression: 1 true, 0 false, -1 syntax error. */
+int rule_cond_eval(struct rule_src *s, const char *text);
+const char *rule_skip_ws(const char *p);
+bool rule_word_is(const char *p, const char *e, const char *w);
+
+#endif

@@ -1,0 +1,617 @@
+/* rules_compile.c — loading rule files and compiling them into a rule set: regexes,
+ * meta expressions in dependency order, per-kind lists and the vectorscan prefilters.
+ * See rules.h and docs/rules.md. */
+#include "rules_int.h"
+
+#include "eval_int.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RULES_MAX_FILE   (32u << 20)
+
+/* ---------------------------------------------------------------- compiling */
+
+char *rules_xstrdup(const char *s)
+{
+	char *d;
+
+	if (s == NULL)
+		return NULL;
+	d = strdup(s);
+	if (d == NULL)
+		abort();
+	return d;
+}
+
+static size_t rules_add_rule(struct rules_set *rs, const char *name, size_t nl)
+{
+	struct rules_rule *x;
+
+	if (rs->n == rs->cap) {
+		size_t nc = rs->cap ? rs->cap * 2 : 256;
+
+		x = realloc(rs->r, nc * sizeof(*x));
+		if (x == NULL)
+			abort();
+		rs->r = x;
+		rs->cap = nc;
+	}
+	x = &rs->r[rs->n];
+	memset(x, 0, sizeof(*x));
+	x->name = malloc(nl + 1);
+	if (x->name == NULL)
+		abort();
+	memcpy(x->name, name, nl);
+	x->name[nl] = '\0';
+	x->kind = RULE_SYMBOL;
+	return rs->n++;
+}
+
+/* Meta names: a rule of the set, else a symbol another module may set. */
+static int rules_resolve_cb(const char *name, size_t len, void *arg)
+{
+	struct rules_set *rs = arg;
+	char tmp[128];
+	long k;
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, name, len);
+	tmp[len] = '\0';
+	k = rule_src_find(rs->src, tmp);
+	if (k >= 0)
+		return (int)k;
+	for (size_t i = rule_src_count(rs->src); i < rs->n; i++)
+		if (strcmp(rs->r[i].name, tmp) == 0)
+			return (int)i;
+	return (int)rules_add_rule(rs, name, len);
+}
+
+static void rules_kind_push(struct rules_set *rs, enum rule_kind k, size_t i)
+{
+	size_t *v = realloc(rs->kind_idx[k], (rs->nkind[k] + 1) * sizeof(size_t));
+
+	if (v == NULL)
+		abort();
+	rs->kind_idx[k] = v;
+	v[rs->nkind[k]++] = i;
+}
+
+/* Topological order of metas (dependencies first); cycles are dropped. */
+static void rules_meta_visit(struct rules_set *rs, size_t i, uint8_t *state)
+{
+	const int *deps;
+	size_t nd;
+
+	if (state[i] == 2)
+		return;
+	if (state[i] == 1) {            /* cycle */
+		rs->r[i].active = false;
+		return;
+	}
+	state[i] = 1;
+	nd = meta_deps(rs->r[i].meta, &deps);
+	for (size_t d = 0; d < nd; d++) {
+		size_t j = (size_t)deps[d];
+
+		if (rs->r[j].kind == RULE_META && rs->r[j].meta && rs->r[j].active)
+			rules_meta_visit(rs, j, state);
+	}
+	state[i] = 2;
+	if (rs->r[i].active)
+		rs->meta_order[rs->nmeta++] = i;
+}
+
+/* Builds the pending prefilters and publishes them. */
+static void rules_build_prefilters(struct rules_set *rs)
+{
+	for (int k = 0; k < RULE_NKINDS; k++) {
+		struct match_multi *m = rs->pending[k];
+
+		if (m == NULL)
+			continue;
+		rs->pending[k] = NULL;
+		if (match_multi_build(m) < 0) {
+			match_multi_free(m);
+			continue;
+		}
+		atomic_fetch_add(&rs->prefiltered, match_multi_covered(m));
+		atomic_store_explicit(&rs->pre[k], m, memory_order_release);
+	}
+}
+
+static void *rules_prefilter_thread(void *arg)
+{
+	struct rules_set *rs = arg;
+
+	rules_build_prefilters(rs);
+	rules_set_free(rs);      /* the thread's reference */
+	return NULL;
+}
+
+/* Counts an eval function that is not implemented. */
+static void rules_note_missing(struct rules_set *rs, const char *fn)
+{
+	for (size_t i = 0; i < rs->nmissing; i++)
+		if (strcmp(rs->missing[i].fn, fn) == 0) {
+			rs->missing[i].rules++;
+			return;
+		}
+	rs->missing = realloc(rs->missing, (rs->nmissing + 1) * sizeof(*rs->missing));
+	if (rs->missing == NULL)
+		abort();
+	rs->missing[rs->nmissing].fn = rules_xstrdup(fn);
+	rs->missing[rs->nmissing].rules = 1;
+	rs->missing[rs->nmissing].metas = 0;
+	rs->nmissing++;
+}
+
+/* For each missing eval, the metas whose result may depend on it. */
+static void rules_count_blocked_metas(struct rules_set *rs)
+{
+	uint8_t *taint = calloc(rs->n + 1, 1);
+
+	if (taint == NULL)
+		abort();
+	for (size_t k = 0; k < rs->nmissing; k++) {
+		memset(taint, 0, rs->n);
+		for (size_t i = 0; i < rs->n; i++)
+			if (rs->r[i].eval_fn && strcmp(rs->r[i].eval_fn, rs->missing[k].fn) == 0)
+				taint[i] = 1;
+		for (size_t m = 0; m < rs->nmeta; m++) {
+			size_t i = rs->meta_order[m];
+			const int *deps;
+			size_t nd = meta_deps(rs->r[i].meta, &deps);
+
+			for (size_t d = 0; d < nd; d++)
+				if (taint[deps[d]]) {
+					taint[i] = 1;
+					rs->missing[k].metas++;
+					break;
+				}
+		}
+	}
+	free(taint);
+}
+
+/* Sets up an eval rule: its function and arguments, or unknown when not implemented. */
+static void rules_compile_eval(struct rules_set *rs, struct rule_src *src, struct rule_def *d,
+    struct rules_rule *x)
+{
+	const struct eval_def *def = eval_find(d->eval_fn);
+	const char *why = NULL;
+
+	if (def == NULL) {
+		d->skip = SKIP_EVAL;
+		x->unknown = true;
+		x->eval_fn = rules_xstrdup(d->eval_fn);
+		rules_note_missing(rs, d->eval_fn);
+		return;
+	}
+	if (eval_call_new(def, d->eval_args, &x->ev, &why) < 0) {
+		rule_src_add_error(src, d->file, d->line, d->col, "%s: %s(%s): %s", d->name,
+		    d->eval_fn, d->eval_args, why);
+		return;
+	}
+	rs->evals = realloc(rs->evals, (rs->nevals + 1) * sizeof(size_t));
+	if (rs->evals == NULL)
+		abort();
+	rs->evals[rs->nevals++] = (size_t)(x - rs->r);
+	rs->eval_needs |= def->needs;
+	if (def->fn == eval_check_bayes)
+		rs->uses_bayes = true;
+	x->active = true;
+}
+
+static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
+    const struct rules_opts *opts)
+{
+	struct rules_set *rs = calloc(1, sizeof(*rs));
+	size_t nsrc;
+	uint8_t *state;
+
+	if (rs == NULL)
+		abort();
+	atomic_init(&rs->refs, 1);
+	rs->src = src;
+	rule_src_finish(src);
+	rs->conf = eval_conf_new(src, opts);
+	nsrc = rule_src_count(src);
+	for (size_t i = 0; i < nsrc; i++) {
+		struct rule_def *d = rule_src_get(src, i);
+		size_t xi = rules_add_rule(rs, d->name, strlen(d->name));
+		struct rules_rule *x = &rs->r[xi];
+		char ebuf[256];
+
+		x->kind = d->kind;
+		x->score = d->score;
+		x->score_bayes = d->score_bayes;
+		x->has_score = d->has_score;
+		x->desc = rules_xstrdup(d->desc);
+		x->tflags = d->tflags;
+		x->maxhits = d->maxhits;
+		x->priority = d->priority;
+		x->action = d->action;
+		x->negate = d->negate;
+		x->hdr = rules_xstrdup(d->hdr);
+		x->hdr_req = rules_xstrdup(d->hdr_req ? d->hdr_req : d->hdr);
+		x->sel = d->sel;
+		x->if_unset = rules_xstrdup(d->if_unset);
+		x->env_field = d->env_field;
+		if (d->kind == RULE_SYMBOL) {
+			x->active = true;           /* set by other modules, if at all */
+			continue;
+		}
+		rs->st.rules++;
+		/* SA: a score of 0 disables a rule (in both score sets mxgate uses) */
+		if (d->skip == SKIP_NONE && x->score == 0 && x->score_bayes == 0 &&
+		    (strncmp(x->name, "__", 2) != 0 || d->has_score) &&
+		    x->action == RULE_ACT_NONE && !(x->tflags & RULE_TF_NOSCORE))
+			d->skip = SKIP_ZERO;
+		if (d->skip == SKIP_NONE && d->eval_fn != NULL) {
+			rules_compile_eval(rs, src, d, x);
+			if (d->skip != SKIP_NONE)
+				rs->st.skipped[d->skip]++;
+			continue;
+		}
+		if (d->skip != SKIP_NONE) {
+			rs->st.skipped[d->skip]++;
+			continue;
+		}
+		if (d->re) {
+			int rc = match_re_compile(d->re, d->re_flags, &x->re, ebuf, sizeof(ebuf));
+
+			/* a ReplaceTags pattern too large for PCRE2 fits as subroutine calls */
+			if (rc < 0 && d->re_compact &&
+			    match_re_compile(d->re_compact, d->re_flags, &x->re, ebuf, sizeof(ebuf)) == 0)
+				rc = 0;
+			if (rc < 0) {
+				if (err)
+					fprintf(err, "%s:%d:%d: warning: %s: skipped, %s\n", d->file,
+					    d->line, d->col, d->name, ebuf);
+				d->skip = SKIP_REGEX;
+				x->unknown = true;     /* SA runs it: its value is unknown here */
+				rs->st.skipped[SKIP_REGEX]++;
+				continue;
+			}
+		}
+		if (d->kind == RULE_ENVELOPE && d->env_field == ENV_IP_CIDR &&
+		    cfg_parse_cidr(d->cidr, &x->cidr) < 0) {
+			rule_src_add_error(src, d->file, d->line, d->col, "%s: bad CIDR \"%s\"",
+			    d->name, d->cidr);
+			continue;
+		}
+		x->active = true;
+	}
+	/* metas (may append symbol entries, so index, never hold pointers) */
+	for (size_t i = 0; i < nsrc; i++) {
+		struct rule_def *d = rule_src_get(src, i);
+		struct meta_expr *m = NULL;
+		const char *why = NULL;
+		int col = 0;
+
+		if (d->kind != RULE_META || d->skip != SKIP_NONE || d->expr == NULL)
+			continue;
+		if (meta_compile(d->expr, rules_resolve_cb, rs, &m, &col, &why) < 0) {
+			rule_src_add_error(src, d->file, d->line, d->col + col - 1, "%s: %s", d->name,
+			    why);
+			rs->r[i].active = false;
+			continue;
+		}
+		rs->r[i].meta = m;
+		rs->r[i].active = true;
+	}
+	rs->meta_order = calloc(rs->n + 1, sizeof(size_t));
+	state = calloc(rs->n + 1, 1);
+	if (rs->meta_order == NULL || state == NULL)
+		abort();
+	for (size_t i = 0; i < rs->n; i++)
+		if (rs->r[i].kind == RULE_META && rs->r[i].meta && rs->r[i].active)
+			rules_meta_visit(rs, i, state);
+	free(state);
+	rules_count_blocked_metas(rs);
+	/* per-kind lists and prefilters */
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rules_rule *x = &rs->r[i];
+
+		x->scoring = strncmp(x->name, "__", 2) != 0 && !(x->tflags & RULE_TF_NOSCORE) &&
+		    (x->score != 0 || x->score_bayes != 0 || x->action != RULE_ACT_NONE);
+		if (!x->active || x->kind == RULE_SYMBOL)
+			continue;
+		rs->st.compiled++;
+		if (x->kind != RULE_META && x->ev == NULL)
+			rules_kind_push(rs, x->kind, i);
+	}
+	for (int k = 0; k < RULE_NKINDS; k++) {
+		if (k != RULE_BODY && k != RULE_RAWBODY && k != RULE_URI)
+			continue;
+		if (rs->nkind[k] == 0)
+			continue;
+		rs->pending[k] = match_multi_new();
+		for (size_t j = 0; j < rs->nkind[k]; j++) {
+			struct rule_def *d = rule_src_get(src, rs->kind_idx[k][j]);
+
+			match_multi_add(rs->pending[k], d->re, d->re_flags |
+			    (d->replace_tags ? MATCH_NO_PREFILTER : 0), (unsigned)j);
+		}
+	}
+	for (int s = 1; s < SKIP_NREASONS; s++)
+		rs->st.skipped_total += rs->st.skipped[s];
+	rs->st.ignored = rule_src_ignored(src);
+	rs->src = NULL;
+	return rs;
+}
+
+static void rules_set_release(struct rules_set *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rules_rule *x = &rs->r[i];
+
+		free(x->name); free(x->desc); free(x->hdr); free(x->hdr_req); free(x->if_unset);
+		match_re_free(x->re);
+		meta_free(x->meta);
+		eval_call_free(x->ev);
+		free(x->eval_fn);
+	}
+	free(rs->r);
+	for (int k = 0; k < RULE_NKINDS; k++) {
+		free(rs->kind_idx[k]);
+		match_multi_free(atomic_load(&rs->pre[k]));
+		match_multi_free(rs->pending[k]);
+	}
+	free(rs->meta_order);
+	free(rs->evals);
+	eval_conf_free(rs->conf);
+	for (size_t i = 0; i < rs->nmissing; i++)
+		free(rs->missing[i].fn);
+	free(rs->missing);
+	free(rs);
+}
+
+void rules_set_free(struct rules_set *rs)
+{
+	if (rs == NULL)
+		return;
+	if (atomic_fetch_sub(&rs->refs, 1) == 1)
+		rules_set_release(rs);
+}
+
+struct rules_set *rules_set_ref(struct rules_set *rs)
+{
+	atomic_fetch_add(&rs->refs, 1);
+	return rs;
+}
+
+static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE *err,
+    size_t files, enum rules_prefilter_mode pm, const struct rules_opts *o)
+{
+	size_t ne;
+	int nerr;
+
+	*out = rules_compile(src, err, o);
+	if (pm == RULES_PREFILTER_SYNC) {
+		rules_build_prefilters(*out);
+	} else if (pm == RULES_PREFILTER_ASYNC) {
+		pthread_t th;
+		pthread_attr_t at;
+
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		rules_set_ref(*out);
+		if (pthread_create(&th, &at, rules_prefilter_thread, *out) != 0) {
+			rules_set_free(*out);
+			rules_build_prefilters(*out);
+		}
+		pthread_attr_destroy(&at);
+	}
+	ne = rule_src_nerrors(src);
+	for (size_t i = 0; i < ne && err; i++)
+		fprintf(err, "%s\n", rule_src_error(src, i));
+	(*out)->st.errors = ne;
+	(*out)->st.files = files;
+	nerr = (int)ne;
+	rule_src_free(src);
+	return nerr;
+}
+
+int rules_set_load_text(const char *name, const char *text, size_t len,
+    struct rules_set **out, FILE *err)
+{
+	struct rule_src *src = rule_src_new();
+
+	*out = NULL;
+	if (src == NULL)
+		return -1;
+	rule_src_feed(src, name, text, len);
+	return rules_finish_load(src, out, err, 1, RULES_PREFILTER_SYNC, NULL);
+}
+
+static int rules_read_file(const char *path, char **buf, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 65536, n = 0;
+	char *b;
+
+	*buf = NULL;
+	if (f == NULL)
+		return -1;
+	b = malloc(cap);
+	if (b == NULL)
+		abort();
+	for (;;) {
+		size_t r;
+
+		if (n == cap) {
+			if (cap >= RULES_MAX_FILE) {
+				free(b);
+				fclose(f);
+				errno = EFBIG;
+				return -1;
+			}
+			cap *= 2;
+			b = realloc(b, cap);
+			if (b == NULL)
+				abort();
+		}
+		r = fread(b + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	fclose(f);
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+int rules_set_load(const char *const *globs, size_t nglobs, struct rules_set **out, FILE *err)
+{
+	return rules_set_load_mode(globs, nglobs, out, err, RULES_PREFILTER_SYNC);
+}
+
+int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_set **out,
+    FILE *err, enum rules_prefilter_mode pm)
+{
+	return rules_set_load_opts(globs, nglobs, out, err, pm, NULL);
+}
+
+int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,
+    FILE *err, enum rules_prefilter_mode pm, const struct rules_opts *o)
+{
+	struct rule_src *src = rule_src_new();
+	size_t files = 0;
+
+	*out = NULL;
+	if (src == NULL)
+		return -1;
+	for (size_t g = 0; g < nglobs; g++) {
+		glob_t gl;
+		int rc = glob(globs[g], GLOB_ERR, NULL, &gl);   /* glob() sorts its matches */
+
+		if (rc != 0) {
+			rule_src_add_error(src, globs[g], 0, 0, "matches no readable file");
+			if (rc != GLOB_NOMATCH)
+				globfree(&gl);
+			continue;
+		}
+		for (size_t i = 0; i < gl.gl_pathc; i++) {
+			char *buf;
+			size_t len;
+
+			if (rules_read_file(gl.gl_pathv[i], &buf, &len) < 0) {
+				rule_src_add_error(src, gl.gl_pathv[i], 0, 0, "cannot read: %s",
+				    strerror(errno));
+				continue;
+			}
+			rule_src_feed(src, gl.gl_pathv[i], buf, len);
+			free(buf);
+			files++;
+		}
+		globfree(&gl);
+	}
+	return rules_finish_load(src, out, err, files, pm, o);
+}
+
+void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st)
+{
+	*st = rs->st;
+	st->prefiltered = atomic_load(&rs->prefiltered);
+}
+
+void rules_print_stats(const struct rules_stats *st, FILE *fp)
+{
+	fprintf(fp, "rules: %zu files, %zu rules compiled, %zu skipped (eval %zu, net %zu, "
+	    "regex %zu, zero-score %zu), %zu prefiltered, %zu directives ignored, %zu errors\n",
+	    st->files, st->compiled, st->skipped_total, st->skipped[SKIP_EVAL],
+	    st->skipped[SKIP_NET], st->skipped[SKIP_REGEX], st->skipped[SKIP_ZERO],
+	    st->prefiltered, st->ignored, st->errors);
+}
+
+void rules_opts_from_config(const struct mx_config *cfg, struct rules_opts *o)
+{
+	o->trusted = &cfg->rules.trusted_networks;
+	o->internal = &cfg->rules.internal_networks;
+	o->client_relay = cfg->rules.client_relay;
+	o->hostname = cfg->hostname;
+}
+
+size_t rules_set_missing_evals(const struct rules_set *rs, size_t i, const char **fn,
+    size_t *rules, size_t *metas)
+{
+	if (i < rs->nmissing) {
+		*fn = rs->missing[i].fn;
+		*rules = rs->missing[i].rules;
+		*metas = rs->missing[i].metas;
+	}
+	return rs->nmissing;
+}
+
+static int rules_missing_cmp(const void *a, const void *b)
+{
+	const struct rules_missing *x = a, *y = b;
+	size_t wx = x->rules + x->metas, wy = y->rules + y->metas;
+
+	if (wx != wy)
+		return wx > wy ? -1 : 1;
+	return strcmp(x->fn, y->fn);
+}
+
+void rules_print_missing_evals(const struct rules_set *rs, FILE *fp)
+{
+	struct rules_missing *v;
+
+	if (rs->nmissing == 0)
+		return;
+	v = malloc(rs->nmissing * sizeof(*v));
+	if (v == NULL)
+		abort();
+	memcpy(v, rs->missing, rs->nmissing * sizeof(*v));
+	qsort(v, rs->nmissing, sizeof(*v), rules_missing_cmp);
+	fprintf(fp, "rules: %zu eval functions not implemented (their rules are skipped; metas "
+	    "over them fire only when the result does not depend on them):", rs->nmissing);
+	for (size_t i = 0; i < rs->nmissing; i++)
+		fprintf(fp, "%s %s (%zu rule%s, %zu meta%s)", i ? "," : "", v[i].fn, v[i].rules,
+		    v[i].rules == 1 ? "" : "s", v[i].metas, v[i].metas == 1 ? "" : "s");
+	fprintf(fp, "\n");
+	free(v);
+}
+
+int rules_check_files(const struct mx_config *cfg, FILE *err)
+{
+	const struct rules_config *rc = &cfg->rules;
+	struct rules_set *rs = NULL;
+	int n;
+
+	if (rc->files.n == 0)
+		return 0;
+	/* -t checks syntax and regexes; the prefilter is an optimisation, not built here */
+	{
+		struct rules_opts o;
+
+		rules_opts_from_config(cfg, &o);
+		n = rules_set_load_opts((const char *const *)rc->files.v, rc->files.n, &rs, err,
+		    RULES_PREFILTER_NONE, &o);
+	}
+	if (rs) {
+		struct rules_stats st;
+
+		rules_set_get_stats(rs, &st);
+		rules_print_stats(&st, err);
+		rules_print_missing_evals(rs, err);
+		rules_set_free(rs);
+	}
+	return n == 0 ? 0 : -1;
+}
+
+
+void rules_set_foreach_counter(const struct rules_set *rs, rules_counter_cb cb, void *arg)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		if (rs->r[i].active && rs->r[i].scoring && rs->r[i].kind != RULE_SYMBOL)
+			cb(rs->r[i].name, atomic_load_explicit(&rs->r[i].hits, memory_order_relaxed),
+			    arg);
+}

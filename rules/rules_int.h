@@ -1,0 +1,140 @@
+/* rules_int.h — what the files of the rules engine share (not for callers outside rules/):
+ * the compiled set, the per-thread scratch with the message views, and the helpers that
+ * build them. rules.c (hook module, generations), rules_compile.c (loading, compiling),
+ * rules_view.c (headers, body, URIs of a message), rules_scan.c (running the rules). */
+#ifndef MX_RULES_INT_H
+#define MX_RULES_INT_H
+
+#include "rules.h"
+#include "eval.h"
+#include "match.h"
+#include "meta.h"
+
+#include <stdatomic.h>
+#include <time.h>
+
+#define RULES_MAX_LINES  20000        /* body/rawbody lines examined per message */
+#define RULES_LINE_SPLIT 2048         /* SA splits long paragraphs near this size */
+#define RULES_MAX_MULTI  1000         /* hit count cap for tflags multiple */
+#define RULES_BUDGET_MS  5000         /* per message: rules left after this do not run */
+
+struct rules_rule {
+	char *name;
+	enum rule_kind kind;
+	double score;                /* score set 0 (no Bayes, no network tests) */
+	double score_bayes;          /* score set 2, when the classifier is available */
+	char *desc;
+	unsigned tflags;
+	int maxhits;
+	int priority;
+	enum rule_action action;
+	bool active;                 /* runnable (or a symbol) */
+	bool scoring;                /* reported as a hit: not __, score or action set */
+	bool has_score;
+	/* regex kinds */
+	struct match_re *re;
+	bool negate;
+	char *hdr;
+	char *hdr_req;                       /* with its selectors: what get() is asked */
+	enum rule_hdr_sel sel;
+	char *if_unset;
+	/* meta */
+	struct meta_expr *meta;
+	/* envelope */
+	enum rule_env_field env_field;
+	struct cfg_cidr cidr;
+	/* eval */
+	struct eval_call *ev;
+	char *eval_fn;               /* an eval mxgate does not implement (unknown) */
+	bool unknown;                /* SA runs it, mxgate cannot: metas see [0, 1] */
+	_Atomic uint64_t hits;
+};
+
+/* An eval function the rule files use that mxgate does not implement. */
+struct rules_missing { char *fn; size_t rules, metas; };
+
+struct rules_set {
+	struct rules_rule *r; size_t n, cap;
+	size_t *kind_idx[RULE_NKINDS]; size_t nkind[RULE_NKINDS];
+	unsigned eval_needs;                 /* EVAL_NEED_* of every eval rule, or'ed */
+	bool uses_bayes;                     /* a check_bayes rule runs: classify first */
+	size_t *meta_order; size_t nmeta;
+	/* body, rawbody, uri prefilters: published once built (maybe by a background thread,
+	 * as vectorscan needs seconds for the stock SA rules); NULL = PCRE2 only for now */
+	_Atomic(struct match_multi *) pre[RULE_NKINDS];
+	struct match_multi *pending[RULE_NKINDS];
+	atomic_size_t prefiltered;
+	struct rules_stats st;
+	struct rule_src *src;                    /* for name lookup during compile */
+	size_t *evals; size_t nevals;            /* eval rules mxgate runs */
+	struct eval_conf *conf;                  /* what they read */
+	struct rules_missing *missing; size_t nmissing;
+	atomic_int refs;
+};
+
+/* A growing NUL-terminated byte buffer. */
+struct rules_buf { char *p; size_t n, cap; };
+
+/* A text of lines joined by '\n'; off[i] = start offset, line i ends before the next
+ * start - 1 (or at n). */
+struct rules_lines { struct rules_buf b; size_t *off; size_t nlines, cap; };
+
+struct rules_hfield {
+	const char *name; size_t nlen;   /* the key before ':', trailing blanks off */
+	const char *raw; size_t rlen;    /* after the ':' to the end of the field, as received */
+	const char *field; size_t flen;  /* the whole field as received */
+	char *saraw;                     /* lazily: SA's raw value (CRLF as LF) */
+	char *unfolded;                  /* lazily: unfolded, trimmed */
+	char *decoded;                   /* lazily: and decoded (charset.c) */
+};
+struct rules_scratch {
+	struct match_scratch *ms;
+	struct timespec deadline;
+	bool over_budget;
+	bool prefilter;
+	const struct bayes_result *bayes;    /* the classifier's verdict for the next scan */
+	const struct match_multi *prepared[RULE_NKINDS];
+	double *values;  size_t nvalues;
+	uint8_t *cand;   size_t ncand;
+	struct rules_hfield *h; size_t nh, hcap;
+	bool hcrlf;                          /* SA's line ending is CRLF */
+	size_t hstart, hend;                 /* the header block (mbox line and blank line out) */
+	struct rules_lines body, rawbody, uris;
+	struct rules_buf tmp, allhdr;
+	bool allhdr_done;
+	double *hi;                     /* upper bounds of values (unknown rules) */
+	struct eval_msg *em;            /* per-message eval state */
+	struct eval_ctx ctx;            /* what evals and header views get */
+};
+
+char *rules_xstrdup(const char *s);
+void rules_opts_from_config(const struct mx_config *cfg, struct rules_opts *o);
+struct rules_set *rules_set_ref(struct rules_set *rs);
+
+void rules_buf_put(struct rules_buf *b, const char *s, size_t n);
+void rules_lines_add(struct rules_lines *l, const char *s, size_t n);
+void rules_lines_reset(struct rules_lines *l);
+void rules_lines_free(struct rules_lines *l);
+void rules_lines_swap(struct rules_lines *a, struct rules_lines *b);
+
+static inline void rules_line_at(const struct rules_lines *l, size_t i, const char **s,
+    size_t *n)
+{
+	size_t e = i + 1 < l->nlines ? l->off[i + 1] - 1 : l->b.n;
+
+	*s = l->b.p + l->off[i];
+	*n = e - l->off[i];
+}
+
+/* Message views (rules_hdr.c, rules_view.c). */
+void rules_scratch_clear_headers(struct rules_scratch *sc);
+size_t rules_parse_headers(struct rules_scratch *sc, const char *m, size_t len);
+const char *rules_hfield_raw(struct rules_scratch *sc, struct rules_hfield *f);
+const char *rules_hfield_unfolded(struct rules_scratch *sc, struct rules_hfield *f);
+const char *rules_hfield_decoded(struct rules_scratch *sc, struct rules_hfield *f);
+bool rules_name_is(const struct rules_hfield *f, const char *name);
+bool rules_header_value(struct rules_scratch *sc, const char *request,
+    const struct rules_envelope *envl);
+void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len, bool want_uri);
+
+#endif

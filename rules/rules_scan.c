@@ -1,0 +1,383 @@
+/* rules_scan.c — running a compiled rule set over one message: header and envelope rules,
+ * the body views through the prefilter and PCRE2, metas in dependency order, the hits.
+ * Bounded: a time budget per message, match limits per regex. See rules.h. */
+#include "rules_int.h"
+
+#include "actions.h"
+#include "bayes.h"
+#include "eval_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------------------------------------------------------------- scanning */
+
+static void rules_budget_start(struct rules_scratch *sc)
+{
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &sc->deadline);
+	sc->deadline.tv_sec += RULES_BUDGET_MS / 1000;
+	sc->deadline.tv_nsec += (RULES_BUDGET_MS % 1000) * 1000000L;
+	if (sc->deadline.tv_nsec >= 1000000000L) {
+		sc->deadline.tv_sec++;
+		sc->deadline.tv_nsec -= 1000000000L;
+	}
+	sc->over_budget = false;
+}
+
+/* True once the message's time budget is spent (checked between rules). */
+static bool rules_over_budget(struct rules_scratch *sc)
+{
+	struct timespec now;
+
+	if (sc->over_budget)
+		return true;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (now.tv_sec > sc->deadline.tv_sec || (now.tv_sec == sc->deadline.tv_sec &&
+	    now.tv_nsec >= sc->deadline.tv_nsec))
+		sc->over_budget = true;
+	return sc->over_budget;
+}
+
+static int rules_max_hits(const struct rules_rule *x)
+{
+	if (x->tflags & RULE_TF_MULTIPLE)
+		return x->maxhits > 0 && x->maxhits < RULES_MAX_MULTI ? x->maxhits : RULES_MAX_MULTI;
+	return 1;
+}
+
+static int rules_match_lines(const struct rules_rule *x, const struct rules_lines *l,
+    struct match_scratch *ms)
+{
+	int max = rules_max_hits(x), n = 0;
+
+	/* tflags nosubject: the first body line is the Subject */
+	for (size_t i = x->kind == RULE_BODY && (x->tflags & RULE_TF_NOSUBJECT) ? 1 : 0;
+	    i < l->nlines && n < max; i++) {
+		const char *s;
+		size_t len;
+		int r;
+
+		rules_line_at(l, i, &s, &len);
+		r = match_re_exec(x->re, s, len, ms, max - n);
+		if (r > 0)
+			n += r;
+	}
+	return n;
+}
+
+static void rules_scan_lines(const struct rules_set *rs, struct rules_scratch *sc,
+    enum rule_kind k, const struct rules_lines *l)
+{
+	size_t nk = rs->nkind[k];
+	struct match_multi *pre;
+
+	if (nk == 0)
+		return;
+	pre = sc->prefilter ? atomic_load_explicit(&((struct rules_set *)rs)->pre[k],
+	    memory_order_acquire) : NULL;
+	if (pre && sc->prepared[k] != pre) {
+		/* first use of a freshly published prefilter on this thread */
+		if (match_scratch_prepare(sc->ms, pre) == 0)
+			sc->prepared[k] = pre;
+		else
+			pre = NULL;
+	}
+	if (pre) {
+		memset(sc->cand, 0, nk);
+		match_multi_scan(pre, l->b.p ? l->b.p : "", l->b.n, sc->ms, sc->cand);
+	} else {
+		memset(sc->cand, 1, nk);
+	}
+	for (size_t j = 0; j < nk; j++) {
+		size_t i = rs->kind_idx[k][j];
+
+		if (sc->cand[j] && !rules_over_budget(sc))
+			sc->values[i] = rules_match_lines(&rs->r[i], l, sc->ms);
+	}
+}
+
+/* MIMEHeader's eval: each part's last field so named (get_header, or raw_header for :raw),
+ * a part without one tested as if_unset or the empty string; the first match decides. */
+static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scratch *sc)
+{
+	for (size_t j = 0; j < rs->nkind[RULE_MIMEHEADER]; j++) {
+		size_t i = rs->kind_idx[RULE_MIMEHEADER][j];
+		const struct rules_rule *x = &rs->r[i];
+		const char *p = sc->allhdr.p, *end = p + sc->allhdr.n;
+		bool hit = false;
+
+		while (p && p < end && !hit) {
+			const char *val = NULL;
+
+			/* one part: its entries up to the next empty one */
+			p += 3;
+			while (p < end && *p) {
+				/* name, get_header() value, raw_header() value */
+				const char *name = p, *dv = name + strlen(name) + 1, *raw = dv + strlen(dv) + 1;
+
+				p = raw + strlen(raw) + 1;
+				if (strcasecmp(name, x->hdr) == 0)
+					val = x->sel == HDR_SEL_RAW ? raw : dv;
+			}
+			if (x->sel == HDR_SEL_EXISTS) {
+				hit = val != NULL;
+				continue;
+			}
+			if (val == NULL)
+				val = x->if_unset ? x->if_unset : "";
+			hit = (match_re_exec(x->re, val, strlen(val), sc->ms, 1) > 0) != x->negate;
+		}
+		sc->values[i] = hit;
+	}
+}
+
+static bool rules_env_match(const struct rules_rule *x, struct rules_scratch *sc,
+    const struct rules_envelope *e)
+{
+	const char *v = NULL;
+
+	if (e == NULL)
+		return false;
+	switch (x->env_field) {
+	case ENV_HELO: v = e->helo; break;
+	case ENV_FROM: v = e->mail_from; break;
+	case ENV_RDNS: v = e->rdns; break;
+	case ENV_IP: v = e->client_ip; break;
+	case ENV_IP_CIDR:
+		return e->client && cfg_cidr_match(&x->cidr, e->client);
+	case ENV_RCPT:
+		for (size_t i = 0; i < e->nrcpts; i++) {
+			const char *r = e->rcpts[i] ? e->rcpts[i] : "";
+
+			if (match_re_exec(x->re, r, strlen(r), sc->ms, 1) > 0)
+				return !x->negate;
+		}
+		return x->negate;
+	}
+	if (v == NULL)
+		v = "";
+	return (match_re_exec(x->re, v, strlen(v), sc->ms, 1) > 0) != x->negate;
+}
+
+/* Upper bounds: a known value is its own bound; a rule SA runs but mxgate cannot (an eval
+ * not implemented, a regex PCRE2 refuses, body rules of a message over max_size) may be
+ * anything from 0 to its largest value. */
+static void rules_set_ranges(const struct rules_set *rs, struct rules_scratch *sc, bool body)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct rules_rule *x = &rs->r[i];
+		bool unknown = x->unknown;
+
+		if (!body && x->active && (x->kind == RULE_BODY || x->kind == RULE_RAWBODY ||
+		    x->kind == RULE_URI || x->kind == RULE_FULL || x->kind == RULE_MIMEHEADER ||
+		    (x->ev && x->ev->def->needs)))
+			unknown = true;
+		sc->hi[i] = unknown ? (x->tflags & RULE_TF_MULTIPLE ? rules_max_hits(x) : 1) :
+		    sc->values[i];
+		if (unknown)
+			sc->values[i] = 0;
+	}
+}
+
+/* The rule's score in the set in use: SA's set 2 when the classifier is available. */
+static double rules_rule_score(const struct rules_rule *x, const struct rules_scratch *sc)
+{
+	return sc->bayes && sc->bayes->available ? x->score_bayes : x->score;
+}
+
+/* Whether x is off in the score set in use: a scoring rule whose score there is 0. */
+static bool rules_rule_off(const struct rules_rule *x, const struct rules_scratch *sc)
+{
+	return x->scoring && x->kind != RULE_SYMBOL && x->action == RULE_ACT_NONE &&
+	    rules_rule_score(x, sc) == 0;
+}
+
+static int rules_hit_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rules_hit *)a)->name, ((const struct rules_hit *)b)->name);
+}
+
+int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const char *msg,
+    size_t len, const struct rules_envelope *envl, const struct hook_env *env,
+    size_t max_body, struct rules_result *res)
+{
+	size_t body_off;
+	bool body = max_body == 0 || len <= max_body, mutated = false;
+
+	memset(res, 0, sizeof(*res));
+	memset(sc->values, 0, rs->n * sizeof(double));
+	rules_budget_start(sc);
+	eval_msg_reset(sc->em);
+	sc->ctx = (struct eval_ctx){ .msg = msg, .len = len, .envl = envl, .sc = sc,
+		.conf = rs->conf, .m = sc->em, .ms = sc->ms, .now = time(NULL), .bayes = sc->bayes };
+	body_off = rules_parse_headers(sc, msg, len);
+	(void)body_off;
+	/* header rules */
+	for (size_t j = 0; j < rs->nkind[RULE_HEADER]; j++) {
+		size_t i = rs->kind_idx[RULE_HEADER][j];
+		const struct rules_rule *x = &rs->r[i];
+		bool set = rules_header_value(sc, x->sel == HDR_SEL_EXISTS ? x->hdr : x->hdr_req, envl);
+		const char *v = sc->tmp.p;
+		size_t vl = sc->tmp.n;
+
+		if (x->sel == HDR_SEL_EXISTS) {
+			sc->values[i] = set;
+			continue;
+		}
+		if (rules_over_budget(sc))
+			break;
+		if (!set) {
+			if (x->if_unset) {
+				v = x->if_unset;
+				vl = strlen(v);
+			} else {
+				v = "";
+				vl = 0;
+			}
+		}
+		sc->values[i] = (match_re_exec(x->re, v, vl, sc->ms, 1) > 0) != x->negate;
+	}
+	/* envelope rules */
+	for (size_t j = 0; j < rs->nkind[RULE_ENVELOPE]; j++) {
+		size_t i = rs->kind_idx[RULE_ENVELOPE][j];
+
+		sc->values[i] = rules_env_match(&rs->r[i], sc, envl);
+	}
+	if (body) {
+		rules_build_body(sc, msg, len,
+		    rs->nkind[RULE_URI] > 0 || (rs->eval_needs & EVAL_NEED_URI));
+		rules_scan_lines(rs, sc, RULE_BODY, &sc->body);
+		rules_scan_lines(rs, sc, RULE_RAWBODY, &sc->rawbody);
+		rules_scan_lines(rs, sc, RULE_URI, &sc->uris);
+		rules_scan_mimeheaders(rs, sc);
+		for (size_t j = 0; j < rs->nkind[RULE_FULL]; j++) {
+			size_t i = rs->kind_idx[RULE_FULL][j];
+			const struct rules_rule *x = &rs->r[i];
+			int r = match_re_exec(x->re, msg, len, sc->ms, rules_max_hits(x));
+
+			sc->values[i] = r > 0 ? r : 0;
+		}
+	} else {
+		res->body_skipped = true;
+	}
+	/* evals: functions over the views built above; header evals first, as SA runs them
+	 * before the body rules and body evals of their priority */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t j = 0; j < rs->nevals; j++) {
+			size_t i = rs->evals[j];
+			const struct eval_call *ev = rs->r[i].ev;
+
+			if ((rs->r[i].kind == RULE_HEADER) != (pass == 0))
+				continue;
+			if (!body && ev->def->needs)
+				continue;             /* left unknown below */
+			if (rules_over_budget(sc))
+				break;
+			sc->ctx.rule_kind = rs->r[i].kind;
+			sc->values[i] = ev->def->fn(&sc->ctx, ev);
+			if (pass == 0 && body && sc->em->fm_mutated && !mutated) {
+				/* FreeMail changed the body array: body rules from this priority on saw
+				 * the changed text in SA */
+				mutated = true;
+				for (size_t k = 0; k < rs->nkind[RULE_BODY]; k++) {
+					size_t b = rs->kind_idx[RULE_BODY][k];
+
+					if (rs->r[b].priority >= rs->r[i].priority)
+						sc->values[b] = rules_match_lines(&rs->r[b], &sc->body, sc->ms);
+				}
+			}
+		}
+	res->over_budget = sc->over_budget;
+	rules_set_ranges(rs, sc, body);
+	/* SA: a rule scoring 0 in the score set in use does not run (BAYES_xx in set 0) */
+	for (size_t i = 0; i < rs->n; i++)
+		if (rules_rule_off(&rs->r[i], sc))
+			sc->values[i] = sc->hi[i] = 0;
+	/* symbols from other modules */
+	if (env) {
+		for (size_t i = 0; i < rs->n; i++)
+			if (rs->r[i].kind == RULE_SYMBOL && hook_env_find_symbol(env, rs->r[i].name))
+				sc->values[i] = sc->hi[i] = 1;
+	}
+	/* metas, dependencies first; over ranges, so a rule mxgate cannot run (SA may hit
+	 * it or not) never decides a meta: it fires only when it would either way */
+	for (size_t m = 0; m < rs->nmeta; m++) {
+		size_t i = rs->meta_order[m];
+
+		meta_eval_range(rs->r[i].meta, sc->values, sc->hi, &sc->values[i], &sc->hi[i]);
+		if (rules_rule_off(&rs->r[i], sc))
+			sc->values[i] = sc->hi[i] = 0;
+	}
+	/* collect hits */
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rules_rule *x = (struct rules_rule *)&rs->r[i];
+		struct rules_hit *h;
+
+		if (!(sc->values[i] > 0 || sc->hi[i] < 0) || !x->active || x->kind == RULE_SYMBOL)
+			continue;
+		atomic_fetch_add_explicit(&x->hits, 1, memory_order_relaxed);
+		if (!x->scoring)
+			continue;
+		if (res->n == res->cap) {
+			size_t nc = res->cap ? res->cap * 2 : 16;
+
+			h = realloc(res->v, nc * sizeof(*h));
+			if (h == NULL)
+				abort();
+			res->v = h;
+			res->cap = nc;
+		}
+		h = &res->v[res->n++];
+		h->name = x->name;
+		h->desc = x->desc;
+		h->action = x->action;
+		h->count = (x->tflags & RULE_TF_MULTIPLE) ? (int)sc->values[i] : 1;
+		h->score = rules_rule_score(x, sc) * h->count;
+		h->classifier = x->ev != NULL && x->ev->def->fn == eval_check_bayes;
+		res->score += h->score;
+		if (actions_rank(x->action) > actions_rank(res->action)) {
+			res->action = x->action;
+			res->action_rule = x->name;
+		}
+	}
+	if (res->n > 1)
+		qsort(res->v, res->n, sizeof(*res->v), rules_hit_cmp);
+	return 0;
+}
+
+void rules_scratch_foreach_hit(const struct rules_set *rs, const struct rules_scratch *sc,
+    void (*cb)(const char *name, double value, void *arg), void *arg)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct rules_rule *x = &rs->r[i];
+
+		if ((sc->values[i] > 0 || sc->hi[i] < 0) && x->active && x->kind != RULE_SYMBOL)
+			cb(x->name, sc->values[i], arg);
+		else if (sc->values[i] <= 0 && sc->hi[i] > 0 && x->kind != RULE_SYMBOL)
+			cb(x->name, NAN, arg);         /* may hit in SA: it depends on unknowns */
+	}
+}
+
+void rules_scratch_foreach_line(const struct rules_scratch *sc, enum rule_kind kind,
+    void (*cb)(const char *line, size_t len, void *arg), void *arg)
+{
+	const struct rules_lines *l = kind == RULE_BODY ? &sc->body : kind == RULE_RAWBODY ?
+	    &sc->rawbody : kind == RULE_URI ? &sc->uris : NULL;
+
+	for (size_t i = 0; l && i < l->nlines; i++) {
+		const char *s;
+		size_t n;
+
+		rules_line_at(l, i, &s, &n);
+		cb(s, n, arg);
+	}
+}
+
+void rules_result_free(struct rules_result *res)
+{
+	free(res->v);
+	memset(res, 0, sizeof(*res));
+}
+

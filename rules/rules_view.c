@@ -1,0 +1,438 @@
+/* rules_view.c — what rules see of a message: the header fields (unfolded, RFC 2047
+ * decoded, :addr/:name selectors, SpamAssassin's pseudo-headers), the rendered body in
+ * paragraphs, the decoded raw body in lines, the URIs, and MIME part headers; plus the
+ * per-thread scratch holding them. See docs/rules.md "What body, rawbody and uri rules see". */
+#include "rules_int.h"
+
+#include "charset.h"
+
+#include "eval_int.h"
+#include "html.h"
+#include "samsg.h"
+#include "uri.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------------------------------------------------------------- buffers */
+
+void rules_buf_put(struct rules_buf *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		size_t nc = b->cap ? b->cap : 1024;
+
+		while (b->n + n + 1 > nc)
+			nc *= 2;
+		b->p = realloc(b->p, nc);
+		if (b->p == NULL)
+			abort();
+		b->cap = nc;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+}
+
+void rules_lines_add(struct rules_lines *l, const char *s, size_t n)
+{
+	if (l->nlines >= RULES_MAX_LINES)
+		return;
+	if (l->nlines == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 64;
+
+		l->off = realloc(l->off, nc * sizeof(size_t));
+		if (l->off == NULL)
+			abort();
+		l->cap = nc;
+	}
+	if (l->nlines)
+		rules_buf_put(&l->b, "\n", 1);
+	l->off[l->nlines++] = l->b.n;
+	rules_buf_put(&l->b, s, n);
+}
+
+void rules_lines_reset(struct rules_lines *l)
+{
+	l->b.n = 0;
+	if (l->b.p)
+		l->b.p[0] = '\0';
+	l->nlines = 0;
+}
+
+void rules_lines_swap(struct rules_lines *a, struct rules_lines *b)
+{
+	struct rules_lines t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+void rules_lines_free(struct rules_lines *l)
+{
+	free(l->b.p);
+	free(l->off);
+}
+
+
+/* ---------------------------------------------------------------- scratch */
+
+struct rules_scratch *rules_scratch_new(const struct rules_set *rs)
+{
+	struct rules_scratch *sc = calloc(1, sizeof(*sc));
+	size_t maxk = 1;
+
+	if (sc == NULL)
+		return NULL;
+	sc->prefilter = true;
+	sc->ms = match_scratch_new();
+	if (sc->ms == NULL)
+		goto fail;
+	for (int k = 0; k < RULE_NKINDS; k++) {
+		if (rs->nkind[k] > maxk)
+			maxk = rs->nkind[k];
+	}
+	sc->values = calloc(rs->n + 1, sizeof(double));
+	sc->hi = calloc(rs->n + 1, sizeof(double));
+	sc->nvalues = rs->n;
+	sc->cand = calloc(maxk, 1);
+	sc->ncand = maxk;
+	sc->em = eval_msg_new();
+	if (sc->values == NULL || sc->hi == NULL || sc->cand == NULL || sc->em == NULL)
+		goto fail;
+	return sc;
+fail:
+	rules_scratch_free(sc);
+	return NULL;
+}
+
+void rules_scratch_clear_headers(struct rules_scratch *sc)
+{
+	for (size_t i = 0; i < sc->nh; i++) {
+		free(sc->h[i].saraw);
+		free(sc->h[i].unfolded);
+		free(sc->h[i].decoded);
+	}
+	sc->nh = 0;
+}
+
+void rules_scratch_free(struct rules_scratch *sc)
+{
+	if (sc == NULL)
+		return;
+	match_scratch_free(sc->ms);
+	free(sc->values);
+	free(sc->hi);
+	free(sc->cand);
+	eval_msg_free(sc->em);
+	rules_scratch_clear_headers(sc);
+	free(sc->h);
+	rules_lines_free(&sc->body);
+	rules_lines_free(&sc->rawbody);
+	rules_lines_free(&sc->uris);
+	free(sc->tmp.p);
+	free(sc->allhdr.p);
+	free(sc);
+}
+
+void rules_scratch_set_prefilter(struct rules_scratch *sc, bool on) { sc->prefilter = on; }
+void rules_scratch_set_bayes(struct rules_scratch *sc, const struct bayes_result *r)
+{
+	sc->bayes = r;
+}
+
+/* ---------------------------------------------------------------- body views */
+
+#define RULES_MAX_TEXT (4u << 20)      /* decoded text examined per message */
+
+/* SA's split_into_array_of_short_lines on one paragraph: pieces of at most 2048 bytes,
+ * cut after the last space before the limit. */
+static void rules_body_add_line(struct rules_lines *l, const char *s, size_t n)
+{
+	while (n > RULES_LINE_SPLIT) {
+		size_t k = RULES_LINE_SPLIT + 1;     /* rindex(' ', 2048) + 1 */
+
+		while (k > 0 && s[k - 1] != ' ')
+			k--;
+		if (k == 0)
+			k = RULES_LINE_SPLIT;
+		rules_lines_add(l, s, k);
+		s += k;
+		n -= k;
+	}
+	rules_lines_add(l, s, n);
+}
+
+/* The rendered text of all parts, as SA's get_rendered_body_text_array: each run
+ * \n+\s*\n+ becomes a line break, every other whitespace run one space (white space as
+ * Perl's \s on Unicode text: U+00A0 and the like too); then lines (their "\n" kept) of
+ * at most 2048 bytes. */
+static size_t rules_ascii_space(const char *s, size_t n)
+{
+	return n && (s[0] == ' ' || (s[0] >= '\t' && s[0] <= '\r')) ? 1 : 0;
+}
+
+static void rules_body_add_text(struct rules_lines *l, struct rules_buf *tmp, const char *t,
+    size_t n, bool wide)
+{
+	size_t (*space)(const char *, size_t) = wide ? charset_space_len : rules_ascii_space;
+
+	size_t i = 0;
+
+	tmp->n = 0;
+	rules_buf_put(tmp, "", 0);
+	while (i < n) {
+		size_t j, sl, last_nl = SIZE_MAX, first_nl = SIZE_MAX, nls = 0;
+
+		if (t[i] == '\0') {
+			/* SA marks paragraphs with NUL, then turns every NUL into a line break */
+			rules_buf_put(tmp, "\n", 1);
+			rules_body_add_line(l, tmp->p, tmp->n);
+			tmp->n = 0;
+			rules_buf_put(tmp, "", 0);
+			i++;
+			continue;
+		}
+		if ((sl = space(t + i, n - i)) == 0) {
+			j = i + 1;
+			while (j < n && t[j] != '\0' && space(t + j, n - j) == 0)
+				j++;
+			rules_buf_put(tmp, t + i, j - i);
+			i = j;
+			continue;
+		}
+		/* a whitespace run: the part before its first \n is a space; from the first to
+		 * the last \n (two at least) a line break; after the last \n a space */
+		j = i;
+		while (j < n && (sl = space(t + j, n - j)) != 0) {
+			if (t[j] == '\n') {
+				nls++;
+				if (first_nl == SIZE_MAX)
+					first_nl = j;
+				last_nl = j;
+			}
+			j += sl;
+		}
+		if (nls >= 2) {
+			if (first_nl > i)
+				rules_buf_put(tmp, " ", 1);
+			rules_buf_put(tmp, "\n", 1);
+			rules_body_add_line(l, tmp->p, tmp->n);
+			tmp->n = 0;
+			rules_buf_put(tmp, "", 0);
+			if (last_nl + 1 < j)
+				rules_buf_put(tmp, " ", 1);
+		} else {
+			rules_buf_put(tmp, " ", 1);
+		}
+		i = j;
+	}
+	if (tmp->n)
+		rules_body_add_line(l, tmp->p, tmp->n);
+}
+
+/* SA's split_into_array_of_short_paragraphs: a decoded part as one piece, or pieces of
+ * 2048-4096 bytes ending at a line break, a '>' or a space. */
+static void rules_rawbody_add(struct rules_lines *l, const char *t, size_t n)
+{
+	size_t ofs = 0;
+
+	if (n <= RULES_LINE_SPLIT) {
+		rules_lines_add(l, t, n);
+		return;
+	}
+	while (n - ofs > 2 * RULES_LINE_SPLIT) {
+		const char *seps = "\n> ";
+		size_t j = 0;
+		bool found = false;
+
+		for (int k = 0; seps[k] && !found; k++) {
+			const char *q = memchr(t + ofs + RULES_LINE_SPLIT, seps[k],
+			    n - ofs - RULES_LINE_SPLIT);
+
+			if (q && (size_t)(q - t) - ofs + 1 <= 2 * RULES_LINE_SPLIT) {
+				j = (size_t)(q - t);
+				found = true;
+			}
+		}
+		if (!found)
+			j = ofs + RULES_LINE_SPLIT;
+		rules_lines_add(l, t + ofs, j - ofs + 1);
+		ofs = j + 1;
+	}
+	if (ofs < n)
+		rules_lines_add(l, t + ofs, n - ofs);
+}
+
+static bool rules_type_is_html(const struct samsg_part *p)
+{
+	size_t l = p->name ? strlen(p->name) : 0;
+
+	return strcmp(p->type, "text/html") == 0 || (l > 4 && (strcasecmp(p->name + l - 4, ".htm") == 0 ||
+	    strcasecmp(p->name + l - 5, ".html") == 0 || strcasecmp(p->name + l - 5, ".shtm") == 0 ||
+	    (l > 6 && strcasecmp(p->name + l - 6, ".shtml") == 0)));
+}
+
+/* type is prefix followed by a non-word character: SA's m{^(?:text|message)\b} */
+static bool rules_type_prefix(const char *type, const char *prefix)
+{
+	size_t l = strlen(prefix);
+
+	return strncmp(type, prefix, l) == 0 && !(isalnum((unsigned char)type[l]) || type[l] == '_');
+}
+
+#define RULES_BODY_SCAN 50000         /* body_part_scan_size (characters) */
+#define RULES_RAWBODY_SCAN 500000     /* rawbody_part_scan_size (bytes) */
+
+/* How much of a part SA scans: all of it up to scan (characters when chars, else bytes),
+ * else up to a line break within 1 KiB after the limit, else (rawbody) a '>', else a space,
+ * else the limit. Returns the length in bytes. */
+static size_t rules_scan_cut(const char *s, size_t n, size_t scan, bool gt, bool chars)
+{
+	size_t lim = chars ? charset_utf8_offset(s, n, scan) : (scan < n ? scan : n);
+	const char *seps = gt ? "\n> " : "\n ";
+
+	if (lim >= n)
+		return n;
+	for (const char *sp = seps; *sp; sp++) {
+		const char *q = memchr(s + lim, *sp, n - lim);
+
+		if (q) {
+			size_t within = chars ? charset_utf8_chars(s + lim, (size_t)(q - s) - lim) :
+			    (size_t)(q - s) - lim;
+
+			if (within <= 1024)
+				return (size_t)(q - s) + 1;
+		}
+	}
+	return lim;
+}
+
+/* The body views, SpamAssassin's way (its MIME tree, its HTML renderer, bytes as decoded,
+ * no charset conversion): body (Subject, then the rendered text parts), rawbody (decoded
+ * text parts in pieces), URIs, and the MIME part headers for mimeheader rules. */
+void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
+    bool want_uri)
+{
+	const struct samsg *m = eval_samsg(&sc->ctx);
+	struct rules_buf text = { 0 };
+	const char *subj[64];
+	size_t nsubj, total = 0, *order, *stack, no = 0, ns = 0;
+	bool wide = false;
+
+	(void)msg;
+	(void)len;
+	rules_lines_reset(&sc->body);
+	rules_lines_reset(&sc->rawbody);
+	rules_lines_reset(&sc->uris);
+	/* SA puts the (last) Subject first */
+	nsubj = eval_get_all(&sc->ctx, "Subject", subj, 64);
+	if (nsubj) {
+		const char *s = subj[nsubj - 1];
+		size_t sl = strlen(s);
+
+		rules_body_add_line(&sc->body, s, sl);      /* with its "\n" */
+	} else {
+		rules_lines_add(&sc->body, "\n", 1);
+	}
+	/* the leaves in tree order (find_parts(qr/./, 1)) */
+	order = malloc((m->nparts + 1) * sizeof(*order));
+	stack = malloc((m->nparts + 1) * sizeof(*stack));
+	if (order == NULL || stack == NULL)
+		abort();
+	if (m->nparts)
+		stack[ns++] = 0;
+	while (ns) {
+		const struct samsg_part *p = &m->parts[stack[--ns]];
+
+		if (p->nkids == 0)
+			order[no++] = (size_t)(p - m->parts);
+		for (size_t k = p->nkids; k-- > 0;)
+			stack[ns++] = (size_t)p->kids[k];
+	}
+	for (size_t oi = 0; oi < no; oi++) {
+		size_t i = order[oi];
+		const struct samsg_part *p = &m->parts[i];
+		bool html, textual, plain;
+		size_t dl;
+		char *d;
+
+		/* a blank line between parts, whatever they are */
+		if (text.n)
+			rules_buf_put(&text, "\n", 1);
+		html = rules_type_is_html(p);
+		plain = !html && strcmp(p->type, "text/plain") == 0;
+		textual = html || rules_type_prefix(p->type, "text") || rules_type_prefix(p->type, "message");
+		if (!textual || total >= RULES_MAX_TEXT)
+			continue;
+		d = samsg_decode(p, &dl);
+		if (dl > RULES_MAX_TEXT - total)
+			dl = RULES_MAX_TEXT - total;
+		total += dl;
+		if (strcmp(p->type, "text/calendar") != 0)
+			rules_rawbody_add(&sc->rawbody, d, rules_scan_cut(d, dl, RULES_RAWBODY_SCAN, true, false));
+		if (html && dl) {
+			const struct html_result *hr = eval_html_part(&sc->ctx, i);
+
+			if (hr) {
+				rules_buf_put(&text, hr->rendered, rules_scan_cut(hr->rendered, hr->rendered_len,
+				    RULES_BODY_SCAN, false, true));
+				wide = wide || hr->wide;
+			}
+		} else if (html || plain) {
+			size_t ul;
+			bool dec;
+			char *u = charset_normalize(d, dl, p->charset, false, &ul, &dec);
+
+			rules_buf_put(&text, u, rules_scan_cut(u, ul, RULES_BODY_SCAN, false, true));
+			wide = wide || dec;
+			free(u);
+		}
+		free(d);
+	}
+	free(order);
+	free(stack);
+	/* Perl joins the parts into one string: a character string when one part is, its
+	 * characters then encoded as UTF-8; else bytes (entities up to U+00FF one byte each),
+	 * white space then only ASCII's */
+	if (!wide && text.n) {
+		size_t ln;
+		char *l1 = charset_to_latin1(text.p, text.n, &ln);
+
+		free(text.p);
+		text.p = l1;
+		text.n = ln;
+	}
+	rules_body_add_text(&sc->body, &sc->tmp, text.p ? text.p : "", text.n, wide);
+	free(text.p);
+	if (want_uri) {
+		const struct uri_details *d = eval_uri_details(&sc->ctx);
+
+		for (size_t i = 0; i < d->all.n; i++)
+			rules_lines_add(&sc->uris, d->all.v[i], strlen(d->all.v[i]));
+	}
+	/* mimeheader rules: each part's headers (the message itself first), the last value
+	 * of each name, as SA's find_parts(qr/./) with get_header() and raw_header() */
+	sc->allhdr.n = 0;
+	rules_buf_put(&sc->allhdr, "", 0);
+	for (size_t i = 0; i < m->nparts; i++) {
+		const struct samsg_part *p = &m->parts[i];
+
+		rules_buf_put(&sc->allhdr, "\0\0\0", 3);     /* a part begins: empty entry */
+		for (size_t k = 0; k < p->nhdrs; k++) {
+			bool later = false;
+
+			for (size_t j = k + 1; j < p->nhdrs && !later; j++)
+				later = strcasecmp(p->hdrs[j].name, p->hdrs[k].name) == 0;
+			if (later)
+				continue;
+			rules_buf_put(&sc->allhdr, p->hdrs[k].name, strlen(p->hdrs[k].name));
+			rules_buf_put(&sc->allhdr, "\0", 1);
+			rules_buf_put(&sc->allhdr, p->hdrs[k].value, strlen(p->hdrs[k].value));
+			rules_buf_put(&sc->allhdr, "\n\0", 2);
+			rules_buf_put(&sc->allhdr, p->hdrs[k].raw, strlen(p->hdrs[k].raw));
+			rules_buf_put(&sc->allhdr, "\0", 1);
+		}
+	}
+}

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Submission with SMTP AUTH (RFC 4954) against a real Dovecot (dovecot-core, passwd-file
+users, its auth service on a private unix socket) with swaks --auth and a raw client.
+
+- where AUTH is offered: never on a listener without `submission`/`auth` (port 25), on a
+  submission listener only after STARTTLS (538 5.7.11 before), at once on implicit TLS (465);
+  MAIL before AUTH on submission: 530 5.7.0;
+- swaks --auth PLAIN over STARTTLS and --auth LOGIN over implicit TLS deliver; the backend
+  learns the user by XCLIENT LOGIN=, a milter gets {auth_authen} and {auth_type};
+- the exchange: initial response, 334 challenges, `*` cancels (501 5.0.0), bad base64
+  (501 5.5.2), unknown mechanism (504 5.5.4), a second AUTH (503), a wrong password 535 5.7.8;
+- brute force: failures counted per client address (421 4.7.0 and disconnect past
+  auth.max_failures, and refused again on the next connection) and per user name across
+  addresses; `event=auth_failed client=IP user=U mech=M` lines a fail2ban filter matches;
+- AUTH lifts a refusal at connect (a DNS list naming a dynamic range);
+- the counts in Redis (auth.store) are shared by two nodes;
+- ratelimit `key: auth_user`: a per-user message rate;
+- the auth service stopped: 454 4.7.0, the session goes on."""
+import base64
+import os
+import re
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('swaks', 'dovecot', 'rbldnsd')
+mt.need_python_milter()
+
+USERS = {'alice': 'secret', 'bob': 'hunter2', 'carol': 'pw-carol'}
+dv = mt.dovecot(USERS)
+# 127.0.0.10/31: a "dynamic" range a policy list names (users submit from such addresses)
+rbl = mt.rbldnsd({'pbl.test': ('ip4set', ':127.0.0.10:dynamic range\n127.0.0.10/31\n')})
+crt, key = mt.cert()
+be = mt.Backend(name='auth')
+milter = mt.milter()
+MAX_FAILURES = 2
+cfg = mt.config([be.url], listen=[
+    {'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},    # "587"
+    {'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True},    # "465"
+    {'address': '127.0.0.1:0', 'tls': 'starttls'}],                       # "25"
+    tls={'certificate': crt, 'key': key},
+    auth={'dovecot': dv.sock, 'timeout': '10s', 'max_failures': MAX_FAILURES,
+          'failure_delay': '50ms', 'max_delay': '200ms'},
+    ratelimit={'rules': [{'key': 'auth_user', 'count': 'messages', 'limit': '2/1h', 'action': 'reject'}]},
+    plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % milter.port, 'on_error': 'tempfail',
+              'timeout': '10s'}])
+mx = mt.Mxgate(cfg, name='mx-auth')
+SUB, SMTPS, MX = mx.ports
+FROM, RCPT = 'alice@example.org', 'rcpt@example.test'
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def plain(user, password):
+    return b64('\0%s\0%s' % (user, password))
+
+
+def swaks(port, *args, source=None):
+    argv = ['swaks', '--server', '127.0.0.1', '--port', str(port), '--from', FROM, '--to', RCPT,
+            '--timeout', str(int(mt.slack(20)))] + list(args)
+    if source:
+        argv += ['--local-interface', source]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=mt.slack(60))
+    return p.returncode, p.stdout + p.stderr
+
+
+def tls_client(source=None):
+    c = mt.Client(SUB, source=source)
+    c.ehlo()
+    code, _ = c.starttls()
+    mt.check(code == 220, 'STARTTLS 220')
+    c.ehlo()
+    return c
+
+
+# ---------------------------------------------------------------- where AUTH is offered
+c = mt.Client(MX)
+code, text = c.ehlo()
+mt.check(code == 250 and 'AUTH' not in text, 'a listener without submission/auth offers no AUTH')
+c.starttls()
+code, text = c.ehlo()
+mt.check('AUTH' not in text, '... not after STARTTLS either')
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 503, 'AUTH there: 503 (%s)' % text)
+code, text = mt.send_mail(MX, FROM, [RCPT], mt.message('port25'), client=c)
+mt.check(code == 250, 'port 25 still takes mail without AUTH (%s)' % text)
+c.close()
+
+c = mt.Client(SUB)
+code, text = c.ehlo()
+mt.check('STARTTLS' in text and 'AUTH' not in text, 'submission before TLS: STARTTLS, no AUTH')
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 538 and '5.7.11' in text, 'AUTH before TLS: 538 5.7.11 (%s)' % text)
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code == 530 and '5.7.0' in text, 'MAIL before AUTH on submission: 530 5.7.0 (%s)' % text)
+c.starttls()
+code, text = c.ehlo()
+mt.check('250-AUTH PLAIN LOGIN' in text or '250 AUTH PLAIN LOGIN' in text, 'after STARTTLS: AUTH PLAIN LOGIN (%s)' % text)
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code == 530, 'MAIL before AUTH inside TLS: 530 (%s)' % text)
+c.close()
+
+c = mt.Client(SMTPS, tls=True)
+code, text = c.ehlo()
+mt.check('AUTH PLAIN LOGIN' in text, 'implicit TLS (465): AUTH offered at once')
+c.close()
+
+# ---------------------------------------------------------------- swaks --auth
+rc, out = swaks(SUB, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret',
+                '--header', 'Subject: sub-plain')
+mt.check(rc == 0 and '235 2.7.0' in out, 'swaks --tls --auth PLAIN delivers (rc %d)\n%s' % (rc, out[-600:]))
+rc, out = swaks(SMTPS, '--tlsc', '--auth', 'LOGIN', '--auth-user', 'bob', '--auth-password', 'hunter2',
+                '--header', 'Subject: smtps-login')
+mt.check(rc == 0 and '235 2.7.0' in out, 'swaks --tlsc --auth LOGIN delivers (rc %d)\n%s' % (rc, out[-600:]))
+msgs = {m['data'].split(b'Subject: ')[1].split(b'\r\n')[0].decode(): m for m in be.messages if b'Subject: ' in m['data']}
+got = msgs.get('sub-plain')
+mt.check(got is not None and got['xclient'].get('LOGIN') == 'alice',
+         'the backend learns the user: XCLIENT LOGIN=alice (%s)' % (got and got['xclient']))
+got = msgs.get('smtps-login')
+mt.check(got is not None and got['xclient'].get('LOGIN') == 'bob', 'XCLIENT LOGIN=bob after AUTH LOGIN')
+mt.check(got is not None and b'{auth_authen}=bob' in got['data'] and b'{auth_type}=LOGIN' in got['data'],
+         'the milter got {auth_authen}=bob and {auth_type}=LOGIN')
+got = next((m for m in be.messages if b'<port25@' in m['data']), None)
+mt.check(got is not None and got['xclient'].get('LOGIN', '[UNAVAILABLE]') == '[UNAVAILABLE]',
+         'no user for a session without AUTH (%s)' % (got and got['xclient']))
+mt.check(mx.wait_log(r'event=auth client=127\.0\.0\.1 user=alice mech=PLAIN', 3) is not None, 'event=auth logged')
+
+# ---------------------------------------------------------------- the exchange, by hand
+c = tls_client()
+code, text = c.cmd('AUTH CRAM-MD5')
+mt.check(code == 504, 'an unknown mechanism: 504 (%s)' % text)
+code, text = c.cmd('AUTH PLAIN')
+mt.check(code == 334, 'AUTH PLAIN without initial response: 334 (%s)' % text)
+code, text = c.cmd('*')
+mt.check(code == 501 and '5.0.0' in text, '"*" cancels: 501 5.0.0 (%s)' % text)
+code, text = c.cmd('AUTH LOGIN')
+mt.check(code == 334 and base64.b64decode(text[4:]).startswith(b'Username'), 'LOGIN asks for the user name (%s)' % text)
+code, text = c.cmd('not base64!')
+mt.check(code == 501 and '5.5.2' in text, 'bad base64: 501 5.5.2 (%s)' % text)
+code, text = c.cmd('NOOP')
+mt.check(code == 250, 'the session goes on after a cancelled exchange')
+code, text = c.cmd('AUTH LOGIN ' + b64('carol'))
+mt.check(code == 334 and base64.b64decode(text[4:]).startswith(b'Password'), 'LOGIN with the user as initial response (%s)' % text)
+code, text = c.cmd(b64('pw-carol'))
+mt.check(code == 235, 'LOGIN: 235 (%s)' % text)
+code, text = c.cmd('AUTH PLAIN ' + plain('carol', 'pw-carol'))
+mt.check(code == 503, 'a second AUTH: 503 (%s)' % text)
+code, text = mt.send_mail(SUB, FROM, [RCPT], mt.message('carol'), client=c)
+mt.check(code == 250, 'mail after AUTH (%s)' % text)
+c.close()
+
+# ---------------------------------------------------------------- brute force per address
+F2B = re.compile(r'event=auth_failed client=(?P<host>[0-9.]+) ')   # fail2ban: failregex = event=auth_failed client=<HOST>
+c = tls_client(source='127.0.0.2')
+for i in range(MAX_FAILURES):
+    code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'guess%d' % i))
+    mt.check(code == 535 and '5.7.8' in text, 'wrong password %d: 535 5.7.8 (%s)' % (i + 1, text))
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'guess-last'))
+mt.check(code == 421 and '4.7.0' in text, 'past auth.max_failures: 421 4.7.0 (%s)' % text)
+mt.check(c.reply()[0] is None, '... and the connection is closed')
+c = tls_client(source='127.0.0.2')
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 421, 'the address stays refused on its next connection, right password or not (%s)' % text)
+c.close()
+hits = [m.group('host') for m in F2B.finditer(mx.log())]
+mt.check(hits.count('127.0.0.2') == MAX_FAILURES + 1, 'one fail2ban-matchable line per failure: %s' % hits)
+mt.check(re.search(r'event=auth_failed client=127\.0\.0\.2 user=alice mech=PLAIN failures=1 ', mx.log()) is not None,
+         'the line names client, user, mechanism and count')
+mt.check('guess' not in mx.log() and 'hunter2' not in mx.log() and 'secret' not in mx.log(), 'no password in the log')
+
+# ---------------------------------------------------------------- per user, across addresses
+for i, src in enumerate(('127.0.0.3', '127.0.0.4')):
+    c = tls_client(source=src)
+    code, text = c.cmd('AUTH PLAIN ' + plain('bob', 'nope'))
+    mt.check(code == 535, 'bob from %s: 535 (%s)' % (src, text))
+    c.close()
+c = tls_client(source='127.0.0.5')
+code, text = c.cmd('AUTH PLAIN ' + plain('bob', 'nope'))
+mt.check(code == 421, 'the third failure for bob, from a third address: 421 (%s)' % text)
+
+# ---------------------------------------------------------------- ratelimit key auth_user
+c = tls_client(source='127.0.0.6')
+code, text = c.cmd('AUTH PLAIN ' + plain('carol', 'pw-carol'))
+mt.check(code == 235, 'carol again (%s)' % text)
+code, text = mt.send_mail(SUB, FROM, [RCPT], mt.message('carol2'), client=c)
+mt.check(code == 250, "carol's second message within 2/1h (%s)" % text)
+code, text = mt.send_mail(SUB, FROM, [RCPT], mt.message('carol3'), client=c)
+mt.check(code == 550 and 'auth_user' in text, "carol's third: over the per-user rate (%s)" % text)
+c.close()
+rc, out = swaks(SUB, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret')
+mt.check(rc == 0, 'another user is not held by carol\'s limit (rc %d)' % rc)
+
+# ---------------------------------------------------------------- a listed address
+# (an instance without the milter: a milter does not see a connection refused at connect,
+# and then fails its HELO stage: found here, not AUTH's)
+lcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},
+                                   {'address': '127.0.0.1:0'}],
+                 tls={'certificate': crt, 'key': key}, auth={'dovecot': dv.sock},
+                 dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+                 dnsbl={'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'pbl.test', 'weight': 1}]})
+lmx = mt.Mxgate(lcfg, name='mx-auth-listed')
+c = mt.Client(lmx.ports[1], source='127.0.0.11')
+c.ehlo()
+code, text = mt.send_mail(lmx.ports[1], FROM, [RCPT], mt.message('listed25'), client=c)
+mt.check(code == 550, 'a listed address without AUTH: refused at MAIL (%s)' % text)
+c.close()
+c = mt.Client(lmx.ports[0], source='127.0.0.10')
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code == 530, 'listed, on submission, before AUTH: 530 (%s)' % text)
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, 'listed, AUTH: 235 (%s)' % text)
+code, text = mt.send_mail(lmx.ports[0], FROM, [RCPT], mt.message('listed-auth'), client=c)
+mt.check(code == 250, 'AUTH lifts the refusal at connect, as permit_sasl_authenticated before reject_rbl_client (%s)' % text)
+c.close()
+mt.check(lmx.wait_log(r'event=auth_lifts_refusal client=127\.0\.0\.10 user=alice reason=dnsbl', 3) is not None,
+         'event=auth_lifts_refusal logged')
+lmx.stop()
+
+# ---------------------------------------------------------------- counts shared in Redis
+# Two nodes on one Redis: a failure on one counts on the other.
+rd = mt.redis()
+nodes = []
+for n in ('a', 'b'):
+    ncfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True}],
+                     tls={'certificate': crt, 'key': key},
+                     auth={'dovecot': dv.inet, 'max_failures': 1, 'failure_delay': '10ms', 'max_delay': '10ms',
+                           'store': 'redis://127.0.0.1:%d' % rd.port})
+    nodes.append(mt.Mxgate(ncfg, name='mx-auth-' + n))
+c = mt.Client(nodes[0].port, tls=True, source='127.0.0.9')
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'wrong'))
+mt.check(code == 535, 'node a: 535 (%s)' % text)
+c.close()
+mt.check(mt.redis_cmd(rd.port, 'GET', 'mxgate:authfail:ip:127.0.0.9') == b'1', 'the failure is counted in Redis')
+mt.check(0 < mt.redis_cmd(rd.port, 'PTTL', 'mxgate:authfail:user:alice') <= 15 * 60 * 1000,
+         'per user too, expiring with failure_window')
+c = mt.Client(nodes[1].port, tls=True, source='127.0.0.9')
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'wrong'))
+mt.check(code == 421, 'node b sees node a\'s failure: the second one is past max_failures 1 (%s)' % text)
+c.close()
+for node in nodes:
+    node.stop()
+
+# ---------------------------------------------------------------- the service goes away
+# Dovecot's auth process serves the connections it has after its master is gone: stop both.
+with open('/proc/%d/task/%d/children' % (dv.pid, dv.pid)) as f:
+    children = [int(x) for x in f.read().split()]
+mt.stop_proc(dv)
+for pid in children:
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        pass
+c = tls_client(source='127.0.0.7')
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 454 and '4.7.0' in text, 'Dovecot stopped: 454 4.7.0 (%s)' % text)
+code, text = c.cmd('NOOP')
+mt.check(code == 250, 'the session goes on')
+c.close()
+mt.check(mx.wait_log(r'event=auth_error client=127\.0\.0\.7 mech=PLAIN', 3) is not None, 'event=auth_error logged')
+mt.check(mx.alive(), 'mxgate alive')
+mt.finish()

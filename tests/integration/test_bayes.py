@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""test_bayes — the learning classifier in the real daemon.
+
+LMDB: `mxgate learn spam MAILDIR` and `learn ham MBOX` teach it offline (counts printed,
+learning again is a no-op); below min_spam/min_ham it abstains (no BAYES symbol); POST
+/learn/spam on the metrics listener teaches the running daemon (learned / already / moved,
+404 for other paths); then a spammy message reaches the backend with BAYES_99 in
+X-Spam-Status and a hammy one with BAYES_00 (the BAYES_xx rules of rules/default.rules,
+eval:check_bayes). The control socket: `mxgatectl learn spam|ham FILE` (a message, an mbox,
+--json) teaches the running daemon by the same path as `mxgate learn`.
+Autolearn: GTUBE is learned as spam, a 0-point message as ham (the classifier abstaining).
+Redis: two daemons share one store: what one learned through its POST endpoint, the other
+classifies. Peers: the recording Backend, redis-server (skipped when missing, a failure in
+CI)."""
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need()
+N = 24                # messages per class (min_spam / min_ham 20)
+SPAM_WORDS = ('cheap replica watches casino bonus winner pills pharmacy discount unsubscribe '
+              'limited offer click guaranteed')
+HAM_WORDS = ('meeting agenda project review schedule minutes budget release notes patch '
+             'build kernel thanks regards')
+
+
+def msg(kind, i, words, extra=''):
+    return ('From: %s%d@example.org\r\nTo: user@example.test\r\nSubject: %s %d\r\n'
+            'Message-ID: <%s-%d@bayes.test>\r\n\r\n%s %s word%s%d\r\n'
+            % (kind, i, words.split()[i % len(words.split())], i, kind, i, words, extra, kind, i)).encode()
+
+
+def status(data):
+    head = re.split(rb'\r?\n\r?\n', data, 1)[0].decode('latin-1')
+    head = re.sub(r'[ \t]*\r?\n[ \t]+', '', head)
+    m = re.search(r'^X-Spam-Status: (\S+) score=\S+ required=\S+ tests=(\S+)', head, re.M)
+    return m.group(2).split(',') if m else None
+
+
+def post(port, path, data):
+    req = urllib.request.Request('http://127.0.0.1:%d%s' % (port, path), data=data, method='POST')
+    try:
+        with urllib.request.urlopen(req, timeout=mt.slack(10)) as r:
+            return r.status, r.read().decode().strip()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode().strip()
+
+
+def rules_cfg(store, metrics_port=None):
+    return {'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
+            'bayes': {'enabled': True, 'store': store, 'min_spam': 20, 'min_ham': 20}}
+
+
+def daemon(be, store, name):
+    mport = mt.free_port()
+    cfg = mt.config([be.url], rules=rules_cfg(store), metrics={'listen': '127.0.0.1:%d' % mport})
+    return mt.Mxgate(cfg, name=name), mport
+
+
+def deliver(mx, be, data):
+    n = len(be.messages)
+    code, text = mt.send_mail(mx.port, 'a@example.org', ['user@example.test'], data)
+    mt.check(code == 250, 'delivered: %s %s' % (code, text))
+    mt.wait_for(lambda: len(be.messages) > n, timeout=mt.slack(10))
+    return status(be.messages[-1]['data']) if len(be.messages) > n else None
+
+
+# ---- offline learning into LMDB: a maildir of spam, an mbox of ham
+store = 'lmdb:' + os.path.join(mt.TMP, 'bayes')
+cli_cfg = os.path.join(mt.TMP, 'learn.yaml')
+with open(cli_cfg, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                 rules=rules_cfg(store))))
+maildir = os.path.join(mt.TMP, 'Maildir')
+for sub in ('cur', 'new', 'tmp'):
+    os.makedirs(os.path.join(maildir, sub))
+for i in range(N - 4):
+    with open(os.path.join(maildir, 'cur' if i % 2 else 'new', '%d.host:2,S' % i), 'wb') as f:
+        f.write(msg('spam', i, SPAM_WORDS))
+mbox = os.path.join(mt.TMP, 'ham.mbox')
+with open(mbox, 'wb') as f:
+    for i in range(N):
+        f.write(b'From ham%d@example.org Mon Jan  1 00:00:00 2024\n' % i)
+        f.write(msg('ham', i, HAM_WORDS, extra='\r\n>From the list archive\r\n').replace(b'\r\n', b'\n'))
+        f.write(b'\n')
+
+r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', maildir)
+mt.check(r.returncode == 0 and 'learned %d spam' % (N - 4) in r.stdout,
+         'learn spam from a maildir: %s %s' % (r.stdout.strip(), r.stderr.strip()))
+mt.check('below min_spam/min_ham' in r.stdout, 'says it abstains without ham: %s' % r.stdout)
+r = mt.run_mxgate('-c', cli_cfg, 'learn', 'ham', mbox)
+mt.check(r.returncode == 0 and 'learned %d ham' % N in r.stdout,
+         'learn ham from an mbox: %s %s' % (r.stdout.strip(), r.stderr.strip()))
+r = mt.run_mxgate('-c', cli_cfg, 'learn', 'ham', mbox)
+mt.check('learned 0 ham (%d already known' % N in r.stdout, 'learning again is a no-op: %s'
+         % r.stdout.strip())
+r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', os.path.join(mt.TMP, 'missing'))
+mt.check(r.returncode == 1 and 'missing' in r.stderr, 'a missing path is an error: %s'
+         % r.stderr.strip())
+
+# ---- the daemon: 20 spam learned < min_spam... no: 20 = min_spam, so teach 4 more by POST
+be = mt.Backend()
+mx, mport = daemon(be, store, 'mxgate')
+code, text = post(mport, '/learn/spam', msg('spam', N - 4, SPAM_WORDS))
+mt.check((code, text) == (200, 'learned'), 'POST /learn/spam: %s %s' % (code, text))
+code, text = post(mport, '/learn/spam', msg('spam', N - 4, SPAM_WORDS))
+mt.check((code, text) == (200, 'already'), 'the same again: %s %s' % (code, text))
+code, text = post(mport, '/learn/ham', msg('spam', N - 4, SPAM_WORDS))
+mt.check((code, text) == (200, 'moved'), 'as ham: moved: %s %s' % (code, text))
+code, text = post(mport, '/learn/spam', msg('spam', N - 4, SPAM_WORDS))
+mt.check((code, text) == (200, 'moved'), 'back to spam: %s %s' % (code, text))
+for i in range(N - 3, N):
+    post(mport, '/learn/spam', msg('spam', i, SPAM_WORDS))
+code, text = post(mport, '/learn/other', b'x')
+mt.check(code == 404, 'other paths: 404 (%s)' % code)
+
+tests = deliver(mx, be, msg('spam', 1000, SPAM_WORDS))
+mt.check(tests is not None and 'BAYES_99' in tests, 'spam gets BAYES_99: %s' % tests)
+tests = deliver(mx, be, msg('ham', 1000, HAM_WORDS))
+mt.check(tests is not None and 'BAYES_00' in tests, 'ham gets BAYES_00: %s' % tests)
+mt.check(mx.wait_log(r'event=rules .*bayes=0\.\d+', timeout=5) is not None,
+         'the rules log line carries the probability')
+with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mport, timeout=mt.slack(10)) as r:
+    text = r.read().decode()
+m = re.search(r'^mxgate_bayes_scanned_total (\d+)', text, re.M)
+mt.check(m is not None and int(m.group(1)) >= 2, 'metrics: mxgate_bayes_scanned_total %s'
+         % (m.group(1) if m else 'missing'))
+m = re.search(r'^mxgate_bayes_learned_spam_total (\d+)', text, re.M)
+mt.check(m is not None and int(m.group(1)) >= 4, 'metrics: mxgate_bayes_learned_spam_total %s'
+         % (m.group(1) if m else 'missing'))
+mx.stop()
+
+# ---- the control socket: `mxgatectl learn spam|ham FILE` (a message, or an mbox)
+CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
+sock = os.path.join(mt.TMP, 'control.sock')
+bec = mt.Backend()
+mxc = mt.Mxgate(mt.config([bec.url], rules=rules_cfg('lmdb:' + os.path.join(mt.TMP, 'ctl')),
+                          control={'socket': sock}), name='mxgate-ctl')
+
+
+def ctl(*args):
+    r = subprocess.run([CTL, '-s', sock] + list(args), capture_output=True, text=True,
+                       timeout=mt.slack(30))
+    return r.returncode, r.stdout.strip(), r.stderr.strip()
+
+
+one = os.path.join(mt.TMP, 'one-spam.eml')
+with open(one, 'wb') as f:
+    f.write(msg('spam', 0, SPAM_WORDS))
+rc, out, err = ctl('learn', 'spam', one)
+mt.check(rc == 0 and out.startswith('learned 1 spam (0 already known'),
+         'mxgatectl learn spam FILE: %s %s' % (out, err))
+rc, out, err = ctl('learn', 'spam', one)
+mt.check(rc == 0 and out.startswith('learned 0 spam (1 already known'),
+         'the same message again: already known (%s)' % out)
+rc, out, err = ctl('learn', 'ham', mbox)
+mt.check(rc == 0 and out.startswith('learned %d ham' % N), 'mxgatectl learn ham MBOX: %s %s'
+         % (out, err))
+rc, out, err = ctl('--json', 'learn', 'ham', one)
+mt.check(rc == 0 and json.loads(out) == {'class': 'ham', 'learned': 1, 'already': 0,
+                                         'moved': 1, 'too_big': 0, 'errors': 0},
+         'learn --json: a spam learned as ham moves (%s)' % out)
+rc, out, err = ctl('learn', 'other', one)
+mt.check(rc != 0 and 'usage' in (out + err), 'learn other: usage (%s %s)' % (out, err))
+mt.check(mxc.wait_log(r'event=bayes_learn via=control class=ham learned=%d' % N, timeout=5)
+         is not None, 'the control learn is logged')
+mxc.stop()
+
+# ---- below min_learned: no symbol
+be2 = mt.Backend()
+mx2, _ = daemon(be2, 'lmdb:' + os.path.join(mt.TMP, 'empty'), 'mxgate-empty')
+tests = deliver(mx2, be2, msg('spam', 2000, SPAM_WORDS))
+mt.check(tests is not None and not any(t.startswith('BAYES_') for t in tests),
+         'an untrained classifier abstains: %s' % tests)
+mt.check(mx2.wait_log(r'bayes=untrained', timeout=5) is not None, 'logged bayes=untrained')
+mx2.stop()
+
+# ---- autolearn: a confident verdict of the other tests is learned, the classifier's own never
+be3 = mt.Backend()
+mport3 = mt.free_port()
+rc3 = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'auto'))
+rc3['bayes'].update({'autolearn': True, 'min_spam': 1000, 'min_ham': 1000})
+mx3 = mt.Mxgate(mt.config([be3.url], rules=rc3, metrics={'listen': '127.0.0.1:%d' % mport3}),
+                name='mxgate-auto')
+gtube = msg('gtube', 1, 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X')
+plain = ('From: friend@example.org\r\nTo: user@example.test\r\nSubject: lunch\r\n'
+         'Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <plain-1@bayes.test>\r\n\r\n'
+         'See you at noon.\r\n').encode()
+deliver(mx3, be3, gtube)
+deliver(mx3, be3, plain)
+mt.check(mx3.wait_log(r'autolearn=spam', timeout=5) is not None, 'GTUBE (1000 points) autolearned as spam')
+mt.check(mx3.wait_log(r'autolearn=ham', timeout=5) is not None, 'a 0-point message autolearned as ham')
+ok = mt.wait_for(lambda: post(mport3, '/learn/spam', gtube) == (200, 'already'), timeout=mt.slack(5))
+mt.check(ok, 'the autolearned spam is in the seen-db')
+ok = mt.wait_for(lambda: post(mport3, '/learn/ham', plain) == (200, 'already'), timeout=mt.slack(5))
+mt.check(ok, 'the autolearned ham is in the seen-db')
+mx3.stop()
+
+# ---- Redis: two daemons, one store
+if not mt.tool('redis-server'):
+    if os.environ.get('CI') == 'true':
+        mt.fail('redis-server missing')
+    mt.say('redis-server missing: the shared-store part is skipped')
+    mt.finish()
+rport = mt.free_port()
+mt.spawn(['redis-server', '--bind', '127.0.0.1', '--port', str(rport), '--save', '',
+          '--appendonly', 'no'], 'redis')
+mt.wait_port(rport)
+rstore = 'redis://127.0.0.1:%d' % rport
+bea, beb = mt.Backend(), mt.Backend()
+mxa, pa = daemon(bea, rstore, 'mxgate-a')
+mxb, pb = daemon(beb, rstore, 'mxgate-b')
+for i in range(N):
+    post(pa, '/learn/spam', msg('spam', i, SPAM_WORDS))
+    post(pa, '/learn/ham', msg('ham', i, HAM_WORDS))
+code, text = post(pa, '/learn/spam', msg('spam', 0, SPAM_WORDS))
+mt.check((code, text) == (200, 'already'), 'Redis seen-db: %s %s' % (code, text))
+tests = deliver(mxb, beb, msg('spam', 3000, SPAM_WORDS))
+mt.check(tests is not None and 'BAYES_99' in tests,
+         'the other daemon classifies with what the first learned: %s' % tests)
+tests = deliver(mxb, beb, msg('ham', 3000, HAM_WORDS))
+mt.check(tests is not None and 'BAYES_00' in tests, 'and ham: %s' % tests)
+r = subprocess.run(['redis-cli', '-p', str(rport), 'HGETALL', 'mxbayes:totals'],
+                   capture_output=True, text=True) if mt.tool('redis-cli') else None
+if r is not None:
+    mt.check(r.stdout.split() == ['s', str(N), 'h', str(N)] or
+             sorted(r.stdout.split()) == sorted(['s', str(N), 'h', str(N)]),
+             'totals in Redis: %s' % r.stdout.split())
+mt.finish()

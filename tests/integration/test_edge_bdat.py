@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""CHUNKING (RFC 3030) through mxgate, against the running daemon: BDAT from clients (chunks,
+LAST, sizes against SIZE, a refused chunk still read and thrown away, BDAT and DATA never
+mixed, a chunk's content never taken for commands), the end of a BDAT message answered 250
+only after the backend's 250, and the way out: BDAT to a backend that offers CHUNKING (the
+scripted Backend), DATA with dot-stuffing to one that does not (smtp-sink and the Backend
+without it). Peers: smtp-sink, two scripted backends."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('smtp-sink')
+sink = mt.Sink()
+chunky = mt.Backend(name='chunky', chunking=True)
+plain = mt.Backend(name='plain')
+refusing = mt.Backend(name='refusing', chunking=True, mode='reject_data')
+LIMIT = 20000
+
+
+def gate(server, name):
+    return mt.Mxgate(mt.config([server], limits={'max_message_size': LIMIT, 'max_errors': 100}), name=name)
+
+
+# A body whose chunk boundaries fall inside a CRLF and right before a "." line; the dot
+# lines and an end-of-data look-alike are content (a chunk is counted, never parsed).
+PART1 = (b'From: a@example.org\r\nTo: b@example.test\r\nSubject: chunked\r\n'
+         b'Message-ID: <%s@mxtest.example>\r\n\r\nline one\r')
+PART2 = b'\n.\r\n..two dots\r\n.\r\nMAIL FROM:<smuggled@evil.test>\r\n'
+PART3 = b'last line\r\n'
+
+
+def chunked(c, tag, parts=None, rcpt='b@example.test'):
+    """MAIL, RCPT, then parts as BDAT chunks (the last one LAST), all pipelined in one write.
+    Returns the replies: MAIL, RCPT, one per chunk."""
+    parts = parts or [PART1 % tag.encode(), PART2, PART3]
+    wire = b'MAIL FROM:<a@example.org>\r\nRCPT TO:<%s>\r\n' % rcpt.encode()
+    for i, p in enumerate(parts):
+        wire += b'BDAT %d%s\r\n' % (len(p), b' LAST' if i == len(parts) - 1 else b'') + p
+    c.send(wire)
+    return [c.reply() for _ in range(2 + len(parts))]
+
+
+def body_of(tag):
+    return PART1 % tag.encode() + PART2 + PART3
+
+
+# ------------------------------------------------------------------ to each kind of backend
+for name, be, want_bdat in (('smtp-sink', sink, False), ('a backend with CHUNKING', chunky, True),
+                            ('a backend without CHUNKING', plain, False)):
+    mx = gate(be.url, 'mxgate-' + be.name if be is not sink else 'mxgate-sink')
+    c = mt.Client(mx.port)
+    code, text = c.ehlo()
+    mt.check(code == 250 and 'CHUNKING' in text, 'EHLO announces CHUNKING (%s)' % name)
+    tag = 'bdat-' + name.replace(' ', '-')
+    replies = chunked(c, tag)
+    codes = [r[0] for r in replies]
+    mt.check(codes[:4] == [250, 250, 250, 250], '%s: MAIL, RCPT and two chunks 250 (%r)' % (name, replies))
+    mt.check(codes[4] == 250 and 'queued as' in replies[4][1], '%s: BDAT LAST 250 queued (%r)' % (name, replies[4]))
+    mt.check(c.cmd('NOOP')[0] == 250, '%s: in step after the chunks' % name)
+    if be is sink:
+        msgs = [m for m in sink.messages() if tag.encode() in m['data']]
+        mt.check(len(msgs) == 1 and sink.count() == 1, '%s: one message, nothing smuggled (%d)' % (name, sink.count()))
+        if msgs:
+            # smtp-sink's dump has LF endings
+            want = body_of(tag).replace(b'\r\n', b'\n')
+            mt.check(want in msgs[0]['data'], '%s: content exact through DATA and stuffing' % name)
+    else:
+        msgs = be.by_tag(tag)
+        mt.check(len(msgs) == 1 and len(be.messages) == 1, '%s: one message, nothing smuggled' % name)
+        if msgs:
+            mt.check(msgs[0]['data'].endswith(body_of(tag)), '%s: content exact' % name)
+            mt.check(msgs[0]['bdat'] == want_bdat, '%s: sent with %s' % (name, 'BDAT' if want_bdat else 'DATA'))
+        mt.check(not any('smuggled' in x for x in be.commands), '%s: no command from chunk content' % name)
+    # DATA from a client to the same backend: BDAT out when it offers CHUNKING, dots intact
+    tag2 = tag + '-data'
+    body = mt.message(tag2, body='.\r\n..\r\n.x\r\nend\r\n')
+    r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], body)
+    mt.check(r[0] == 250, '%s: a DATA client delivered (%r)' % (name, r))
+    if be is not sink:
+        got = be.by_tag(tag2)
+        mt.check(len(got) == 1 and got[0]['data'].endswith(b'.\r\n..\r\n.x\r\nend\r\n'),
+                 '%s: a DATA message with dot lines arrives exact' % name)
+        if got:
+            mt.check(got[0]['bdat'] == want_bdat, '%s: the DATA message went as %s' % (name, 'BDAT' if want_bdat else 'DATA'))
+    c.cmd('QUIT')
+    c.close()
+    mx.stop()
+
+# ------------------------------------------------------------------ refusals keep the stream in step
+mx = gate(chunky.url, 'mxgate-refusals')
+n0 = len(chunky.messages)
+c = mt.Client(mx.port)
+c.ehlo()
+# no MAIL: 503, the chunk (a QUIT inside) is read and thrown away
+c.send(b'BDAT 6 LAST\r\nQUIT\r\n')
+code, text = c.reply()
+mt.check(code == 503, 'BDAT before MAIL: 503 (%s %s)' % (code, text))
+mt.check(c.cmd('NOOP')[0] == 250, 'the chunk before MAIL was discarded, not run')
+# no recipient: 554
+c.cmd('MAIL FROM:<a@example.org>')
+c.send(b'BDAT 6\r\nNOOP\r\n')
+code, text = c.reply()
+mt.check(code == 554, 'BDAT without a recipient: 554 (%s %s)' % (code, text))
+mt.check(c.cmd('RSET')[0] == 250, 'RSET after a refused chunk')
+# over the size limit: 552, the chunk still read; later chunks refused until RSET
+c.cmd('MAIL FROM:<a@example.org>')
+c.cmd('RCPT TO:<b@example.test>')
+big = b'x' * (LIMIT + 10)
+c.send(b'BDAT %d\r\n' % len(big) + big)
+code, text = c.reply()
+mt.check(code == 552 and '5.3.4' in text, 'a chunk over SIZE: 552 5.3.4 (%s %s)' % (code, text))
+c.send(b'BDAT 4 LAST\r\nab\r\n')
+code, text = c.reply()
+mt.check(code == 554, 'the chunk after a refused one: 554 (%s %s)' % (code, text))
+mt.check(c.cmd('NOOP')[0] == 250, 'in step after the refused chunks')
+mt.check(len(chunky.messages) == n0, 'nothing delivered from a refused transaction')
+mt.check(c.cmd('RSET')[0] == 250, 'RSET ends the failed transaction')
+# BDAT then DATA in one transaction: DATA refused
+c.cmd('MAIL FROM:<a@example.org>')
+c.cmd('RCPT TO:<b@example.test>')
+c.send(b'BDAT 4\r\nab\r\n')
+mt.check(c.reply()[0] == 250, 'a first chunk')
+code, text = c.cmd('DATA')
+mt.check(code == 503, 'DATA after BDAT: 503 (%s %s)' % (code, text))
+# BDAT 0 LAST ends the message
+code, text = c.cmd('BDAT 0 LAST')
+mt.check(code == 250 and 'queued as' in text, 'BDAT 0 LAST ends the message (%s %s)' % (code, text))
+mt.check(len(chunky.messages) == n0 + 1 and chunky.messages[-1]['data'].endswith(b'\r\nab\r\n'),
+         'the two-chunk message arrived')
+# a chunk far over the limit is not read: 552 and the session closes
+c.cmd('MAIL FROM:<a@example.org>')
+c.cmd('RCPT TO:<b@example.test>')
+c.send(b'BDAT %d\r\n' % (LIMIT * 10))
+code, text = c.reply()
+mt.check(code == 552, 'a chunk too large to read: 552 (%s %s)' % (code, text))
+mt.check(c.is_closed(), '... and the session closes')
+c.close()
+# a BDAT without a valid size: 501 and the session ends (the chunk end is unknown)
+c = mt.Client(mx.port)
+c.ehlo()
+c.cmd('MAIL FROM:<a@example.org>')
+c.cmd('RCPT TO:<b@example.test>')
+code, text = c.cmd('BDAT x LAST')
+mt.check(code == 501, 'BDAT with a bad size: 501 (%s %s)' % (code, text))
+mt.check(c.is_closed(), '... and the session closes')
+c.close()
+mx.stop()
+
+# ------------------------------------------------------------------ 250 only after the backend's 250
+mx = gate(refusing.url, 'mxgate-refusing')
+c = mt.Client(mx.port)
+c.ehlo()
+replies = chunked(c, 'bdat-refused')
+mt.check(replies[4][0] == 554, 'the backend refuses the message: BDAT LAST gets its 554 (%r)' % (replies[4],))
+mt.check(c.cmd('NOOP')[0] == 250, 'in step after the refusal')
+c.close()
+mx.stop()
+mt.finish()

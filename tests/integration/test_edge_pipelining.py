@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""Pipelining to the backend (RFC 2920), against the running daemon: a client that pipelines
+MAIL/RCPT/DATA gets MAIL relayed together with its first RCPT in one write when the backend
+offers PIPELINING, and each reply mapped back in order (several recipients, one refused);
+a sender the backend refuses answers that RCPT; a replay after a lost backend sends MAIL and
+the accepted recipients again in one write; a client that does not pipeline, and a backend
+without PIPELINING (smtp-sink -p), get MAIL relayed on its own as before. 250 at end of data
+only after the backend's 250 throughout. Peers: smtp-sink, scripted backends, and a small
+recording backend here that notes what each read() brought."""
+import os
+import socket
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('smtp-sink')
+
+
+class Recorder:
+    """A minimal SMTP server with PIPELINING: every recv() is recorded as one read (a write
+    of mxgate's arrives whole on loopback), every line in `lines`; commands are answered as
+    lines complete. RCPTs to no@... are refused; DATA gets 354 even then (as RFC 2920 3.1
+    allows a server), and the dot 554 when no recipient was accepted."""
+
+    def __init__(self):
+        self.reads, self.lines, self.lock = [], [], threading.Lock()
+        self.contents = []     # the lines of every message (between DATA and the dot)
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return 'smtp://127.0.0.1:%d' % self.port
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        buf, data, rcpts = b'', None, 0
+        c.sendall(b'220 recorder ESMTP\r\n')
+        try:
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                with self.lock:
+                    self.reads.append(chunk)
+                buf += chunk
+                out = b''
+                while b'\n' in buf:
+                    line, buf = buf.split(b'\n', 1)
+                    line = line.rstrip(b'\r')
+                    with self.lock:
+                        self.lines.append(line)
+                    if data is not None:
+                        if line == b'.':
+                            with self.lock:
+                                self.contents.append(data)
+                            data = None
+                            out += b'250 2.0.0 Ok: queued as REC1\r\n' if rcpts else b'554 5.5.1 no valid recipients\r\n'
+                        else:
+                            data.append(line)
+                        continue
+                    verb = line.split(b' ', 1)[0].upper()
+                    if verb == b'EHLO':
+                        out += b'250-recorder\r\n250-PIPELINING\r\n250 8BITMIME\r\n'
+                    elif verb == b'DATA':
+                        data = []
+                        out += b'354 go ahead\r\n'
+                    elif verb == b'RCPT' and b'<no@' in line:
+                        out += b'550 5.1.1 no such user\r\n'
+                    elif verb == b'RCPT':
+                        rcpts += 1
+                        out += b'250 2.1.5 Ok\r\n'
+                    elif verb in (b'MAIL', b'RSET'):
+                        rcpts = 0
+                        out += b'250 2.0.0 Ok\r\n'
+                    elif verb == b'QUIT':
+                        c.sendall(out + b'221 Bye\r\n')
+                        return
+                    else:
+                        out += b'250 2.0.0 Ok\r\n'
+                if out:
+                    c.sendall(out)
+        except OSError:
+            return
+
+
+def pipelined(port, rcpts, tag, mail='a@example.org'):
+    """EHLO, then MAIL, the RCPTs and DATA in one write; the body only after 354. Returns
+    the replies (MAIL, each RCPT, DATA, end of data or None when DATA was refused)."""
+    c = mt.Client(port)
+    c.ehlo()
+    c.send(b'MAIL FROM:<%s>\r\n' % mail.encode() + b''.join(b'RCPT TO:<%s>\r\n' % r.encode() for r in rcpts)
+           + b'DATA\r\n')
+    replies = [c.reply() for _ in range(2 + len(rcpts))]
+    if replies[-1][0] == 354:
+        c.send(mt.stuff(mt.message(tag)))
+        replies.append(c.reply())
+    else:
+        replies.append(None)
+    c.cmd('QUIT')
+    c.close()
+    return replies
+
+
+def codes(replies):
+    return [r[0] if r else None for r in replies]
+
+
+# ------------------------------------------------------------------ MAIL with the first RCPT, one write
+rec = Recorder()
+mx = mt.Mxgate(mt.config([rec.url]), name='mxgate-recorder')
+r = pipelined(mx.port, ['b@example.test'], 'pipe-one')
+mt.check(codes(r) == [250, 250, 354, 250], 'pipelined transaction delivered (%r)' % (r,))
+with rec.lock:
+    reads = list(rec.reads)
+grouped = [x for x in reads if x.startswith(b'MAIL FROM:') and b'\r\nRCPT TO:<b@example.test>\r\nDATA\r\n' in x]
+mt.check(len(grouped) == 1, 'MAIL, the first RCPT and DATA reached the backend in one write (%r)' % reads)
+# every RCPT refused but DATA got 354: a lone "." ends it, the connection stays in step
+n = len(rec.lines)
+c = mt.Client(mx.port)
+c.ehlo()
+c.send(b'MAIL FROM:<a@example.org>\r\nRCPT TO:<no@example.test>\r\nDATA\r\n')
+r = [c.reply() for _ in range(3)]
+mt.check([x[0] for x in r] == [250, 550, 554], 'all RCPTs refused: DATA refused by mxgate (%r)' % (r,))
+mt.check(mt.wait_for(lambda: rec.lines[n:].count(b'.') == 1, 5) is True,
+         'the backend\'s 354 got a lone "." (%r)' % rec.lines[n:])
+with rec.lock:
+    seen = rec.lines[n:]
+mt.check(seen[-2:] == [b'DATA', b'.'], 'right after the DATA sent ahead (%r)' % seen)
+c.send(b'RSET\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n')
+r = [c.reply() for _ in range(4)]
+mt.check([x[0] for x in r] == [250, 250, 250, 354], 'the next transaction in the same session (%r)' % (r,))
+c.send(mt.stuff(mt.message('pipe-after-dot')))
+code, text = c.reply()
+mt.check(code == 250, 'delivered after the lone dot (%s %s)' % (code, text))
+with rec.lock:
+    seen = rec.lines[n:]
+mt.check(b'Subject: test pipe-after-dot' in seen, 'the message reached the backend as content (%r)' % seen[-12:])
+# the client goes on with RCPT after mxgate refused its DATA, while the DATA sent ahead is
+# still open at the backend: that RCPT must never reach it as message content
+c.send(b'RSET\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<no@example.test>\r\nDATA\r\n'
+       b'RCPT TO:<b@example.test>\r\nDATA\r\n')
+r = [c.reply() for _ in range(6)]
+mt.check([x[0] for x in r] == [250, 250, 550, 554, 250, 354], 'RCPT after a refused DATA (%r)' % (r,))
+c.send(mt.stuff(mt.message('pipe-rcpt-after-data')))
+code, text = c.reply()
+mt.check(code == 250, 'delivered (%s %s)' % (code, text))
+with rec.lock:
+    contents = list(rec.contents)
+mt.check(not any(x.startswith(b'RCPT') or x.startswith(b'MAIL') for m in contents for x in m),
+         'no command ever reached the backend as content')
+mt.check(sum(1 for m in contents if b'Subject: test pipe-rcpt-after-data' in m) == 1, 'the message arrived once')
+c.cmd('QUIT')
+c.close()
+# a client that waits for each reply: MAIL relayed on its own, as before
+n = len(reads)
+res = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('pipe-lockstep'))
+mt.check(res[0] == 250, 'lock-step client delivered (%r)' % (res,))
+with rec.lock:
+    later = rec.reads[n:]
+mt.check(any(x.startswith(b'MAIL FROM:') and b'RCPT' not in x for x in later),
+         'a lock-step client: MAIL relayed before its RCPT is known (%r)' % later)
+mx.stop()
+
+# ------------------------------------------------------------------ replies mapped back in order
+be = mt.Backend(name='order', reject_rcpt={'no@example.test'}, tempfail_rcpt={'later@example.test'})
+mx = mt.Mxgate(mt.config([be.url], limits={'max_errors': 100}), name='mxgate-order')
+r = pipelined(mx.port, ['one@example.test', 'no@example.test', 'later@example.test', 'two@example.test'], 'pipe-order')
+mt.check(codes(r) == [250, 250, 550, 450, 250, 354, 250], 'each RCPT gets its own reply, in order (%r)' % (codes(r),))
+got = be.by_tag('pipe-order')
+mt.check(len(got) == 1 and got[0]['accepted_rcpts'] == ['one@example.test', 'two@example.test'],
+         'delivered to the accepted recipients only (%r)' % ([g['accepted_rcpts'] for g in got],))
+# every recipient refused: DATA is ours to refuse, nothing reaches the backend's DATA
+n = len(be.attempts)
+r = pipelined(mx.port, ['no@example.test'], 'pipe-none')
+mt.check(codes(r)[:3] == [250, 550, 554] and r[3] is None, 'all RCPTs refused: DATA refused (%r)' % (codes(r),))
+mt.check(len(be.attempts) == n, 'nothing sent to the backend as a message')
+mx.stop()
+
+# ------------------------------------------------------------------ the sender refused by the backend
+bad = mt.Backend(name='nomail', mode='tempfail_mail')
+mx = mt.Mxgate(mt.config([bad.url], limits={'max_errors': 100}), name='mxgate-nomail')
+r = pipelined(mx.port, ['b@example.test'], 'pipe-nomail')
+mt.check(codes(r)[:2] == [250, 451], 'pipelined: the backend refuses MAIL, the RCPT gets it (%r)' % (r,))
+mt.check(r[3] is None, 'no DATA without a recipient')
+res = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('lockstep-nomail'))
+mt.check(res.stage == 'mail' and res[0] == 451, 'lock-step: MAIL gets the refusal itself (%r)' % (res,))
+mx.stop()
+
+# ------------------------------------------------------------------ replay after a lost backend
+lost = mt.Backend(name='lost', mode='drop_after_data')
+good = mt.Backend(name='good')
+mx = mt.Mxgate(mt.config([lost.url, good.url], backends={'max_attempts': 2}), name='mxgate-replay')
+# round robin: of four messages some go to the lost backend first
+for i in range(4):
+    tag = 'pipe-replay-%d' % i
+    r = pipelined(mx.port, ['x@example.test', 'y@example.test'], tag)
+    mt.check(codes(r) == [250, 250, 250, 354, 250], '%s: delivered (%r)' % (tag, codes(r)))
+    got = good.by_tag(tag)
+    mt.check(len(got) == 1 and got[0]['accepted_rcpts'] == ['x@example.test', 'y@example.test'],
+             '%s: at the good backend with both recipients' % tag)
+mt.check(len(lost.attempts) >= 1, 'some went to the lost backend first and were replayed (%d)' % len(lost.attempts))
+mx.stop()
+
+# ------------------------------------------------------------------ a backend without PIPELINING
+sink = mt.Sink(args=['-p'])
+mx = mt.Mxgate(mt.config([sink.url]), name='mxgate-nopipe')
+r = pipelined(mx.port, ['b@example.test', 'c@example.test'], 'pipe-nopipe')
+mt.check(codes(r) == [250, 250, 250, 354, 250], 'smtp-sink -p: delivered one command at a time (%r)' % (codes(r),))
+mt.check(mt.wait_for(lambda: sink.count() == 1, 5) is True, 'at the sink')
+mx.stop()
+mt.finish()

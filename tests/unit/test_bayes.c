@@ -1,0 +1,290 @@
+/* test_bayes.c — the classifier: Robinson's f(w), chi-square combining (SA's and the odds)
+ * against hand-computed values, SA's BAYES_xx ranges, abstaining below min_spam/min_ham, learning
+ * with the seen-db (twice = no-op, other class = move), message identity, autolearn. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/bayes.h"
+
+#define EPS 1e-6
+
+static void test_token_prob(void **state)
+{
+	/* p = s*nn / (n*ns + s*nn); f = (0.030*0.538 + (s+n)*p) / (0.030 + s+n) */
+	assert_float_equal(bayes_token_prob(1, 0, 10, 10), 0.98654369, EPS);
+	assert_float_equal(bayes_token_prob(0, 1, 10, 10), 0.01566990, EPS);
+	assert_float_equal(bayes_token_prob(2, 2, 10, 10), 0.50028288, EPS);
+	/* 3 of 10 spam, 1 of 20 ham: p = 60/70, f = (0.01614 + 4 * 60/70) / 4.03 */
+	assert_float_equal(bayes_token_prob(3, 1, 10, 20), 0.85476710, EPS);
+	assert_true(bayes_token_prob(0, 0, 10, 10) < 0);     /* unknown */
+	assert_true(bayes_token_prob(1, 1, 0, 10) < 0);      /* nothing learned on one side */
+}
+
+static void test_chi2q(void **state)
+{
+	assert_float_equal(bayes_chi2q(0, 1), 1.0, EPS);
+	assert_float_equal(bayes_chi2q(2, 1), 0.36787944, EPS);           /* e^-1 */
+	assert_float_equal(bayes_chi2q(4, 2), 0.40600585, EPS);           /* e^-2 (1 + 2) */
+}
+
+static void test_combine(void **state)
+{
+	const double one[] = { 0.99 }, two[] = { 0.99, 0.99 }, mixed[] = { 0.99, 0.01, 0.9 };
+	const double tiny[] = { 1e-300, 1e-300, 1e-300 };
+
+	/* one token, equal priors: ((1 - 0.005) - (1 - 0.495) + 1) / 2 */
+	assert_float_equal(bayes_combine_chi(one, 1, 1, 1), 0.745, EPS);
+	assert_float_equal(bayes_combine_chi(two, 2, 1, 1), 0.91951597, EPS);
+	assert_float_equal(bayes_combine_chi(mixed, 3, 3, 1), 0.51599958, EPS);
+	assert_float_equal(bayes_combine_chi(NULL, 0, 5, 5), 0.5, EPS);
+	/* products far below DBL_MIN stay finite (frexp renormalisation) */
+	{
+		double p = bayes_combine_chi(tiny, 3, 1, 1);
+
+		assert_true(p >= 0 && p <= 1);
+	}
+}
+
+static void test_log_chi2q(void **state)
+{
+	/* the logarithm of chi2q where chi2q is representable ... */
+	assert_float_equal(bayes_log_chi2q(2, 1), -1.0, EPS);
+	assert_float_equal(bayes_log_chi2q(4, 2), log(0.40600585), EPS);
+	assert_float_equal(bayes_log_chi2q(0, 3), 0.0, EPS);
+	/* ... and finite where it is not: e^-1000 (1 + 1000 + 1000^2 / 2) */
+	assert_true(bayes_chi2q(2000, 3) == 0.0);
+	assert_float_equal(bayes_log_chi2q(2000, 3), -986.87563662, 1e-6);
+}
+
+static void test_combine_odds(void **state)
+{
+	const double one[] = { 0.99 }, two[] = { 0.99, 0.99 }, two_ham[] = { 0.01, 0.01 };
+	double spam[150], ham[150], mixed[150];
+
+	/* one token, equal priors: tails 0.005 (spam side) and 0.495; odds 1 / (1 + (0.005 /
+	 * 0.495)^0.2), pulled towards 0.5 by the weaker side's 0.703 nats: 1 - e^(-0.703/160) */
+	assert_float_equal(bayes_combine_odds(one, 1, 1, 1), 0.71390103, EPS);
+	assert_float_equal(bayes_combine_odds(two, 2, 1, 1), 0.81239785, EPS);
+	/* symmetric with equal priors */
+	assert_float_equal(bayes_combine_odds(two_ham, 2, 1, 1), 1.0 - 0.81239785, EPS);
+	assert_float_equal(bayes_combine_odds(NULL, 0, 5, 5), 0.5, EPS);
+	for (size_t i = 0; i < 150; i++) {
+		spam[i] = 0.999;
+		ham[i] = 0.001;
+		mixed[i] = i % 2 ? 0.999 : 0.001;
+	}
+	/* one-sided evidence far past where SA's output is exact: decisive, not 0.5 */
+	assert_true(bayes_combine_odds(spam, 150, 1, 1) > 0.999);
+	assert_true(bayes_combine_odds(ham, 150, 1, 1) < 0.001);
+	/* strong evidence both ways: unsure, as SA's */
+	assert_float_equal(bayes_combine_odds(mixed, 150, 1, 1), 0.5, 1e-3);
+	assert_float_equal(bayes_combine_chi(mixed, 150, 1, 1), 0.5, 1e-3);
+}
+
+struct range_case { double prob; const char *first, *second; };
+
+static void test_symbols(void **state)
+{
+	static const struct range_case cases[] = {
+		{ 0.0, "BAYES_00", NULL }, { 0.01, "BAYES_00", NULL }, { 0.0100001, "BAYES_05", NULL },
+		{ 0.5, "BAYES_50", NULL }, { 0.97, "BAYES_95", NULL }, { 0.995, "BAYES_99", NULL },
+		{ 0.9995, "BAYES_99", "BAYES_999" }, { 1.0, "BAYES_99", "BAYES_999" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct bayes_result r = { .available = true, .scanned = true, .prob = cases[i].prob };
+		const char *n[2], *d[2];
+		double s[2];
+		size_t k = bayes_symbols(&r, n, s, d);
+
+		assert_true(k >= 1);
+		assert_string_equal(n[0], cases[i].first);
+		if (cases[i].second) {
+			assert_int_equal(k, 2);
+			assert_string_equal(n[1], cases[i].second);
+		} else {
+			assert_int_equal(k, 1);
+		}
+	}
+	{
+		struct bayes_result r = { .scanned = false, .prob = 0.999 };
+		const char *n[2], *d[2];
+		double s[2];
+
+		assert_int_equal(bayes_symbols(&r, n, s, d), 0);   /* abstained: no symbol */
+	}
+	assert_true(bayes_is_symbol("BAYES_99"));
+	assert_false(bayes_is_symbol("BAYES_98"));
+}
+
+static char *make_msg(const char *mid, const char *body)
+{
+	char *m;
+
+	if (asprintf(&m, "From: a@example.test\nMessage-ID: <%s>\nSubject: test\n\n%s\n", mid, body) < 0)
+		abort();
+	return m;
+}
+
+static const char *const spam_words = "cheap pills viagra discount offer winner casino";
+static const char *const ham_words = "meeting agenda project review schedule minutes budget";
+
+static struct bayes *open_memory_combine(long min, int combine)
+{
+	struct bayes_config c = { .enabled = true, .store = "memory", .min_spam = min,
+		.min_ham = min, .max_tokens = 0, .combine = combine };
+	char err[128];
+	struct bayes *b = bayes_open(&c, err, sizeof(err));
+
+	assert_non_null(b);
+	return b;
+}
+
+static struct bayes *open_memory(long min)
+{
+	return open_memory_combine(min, BAYES_COMBINE_ODDS);
+}
+
+static void learn_n(struct bayes *b, enum bayes_class cls, int from, int n, const char *words)
+{
+	for (int i = from; i < from + n; i++) {
+		char id[64], body[256];
+		char *m;
+		enum bayes_learn_result res;
+
+		snprintf(id, sizeof(id), "%s%d@example.test", cls == BAYES_SPAM ? "s" : "h", i);
+		snprintf(body, sizeof(body), "%s unique%c%d", words, cls == BAYES_SPAM ? 's' : 'h', i);
+		m = make_msg(id, body);
+		assert_int_equal(bayes_learn(b, m, strlen(m), cls, &res), 0);
+		assert_int_equal(res, BAYES_LEARNED);
+		free(m);
+	}
+}
+
+static void test_abstain_below_min(void **state)
+{
+	struct bayes *b = open_memory(3);
+	struct bayes_result r;
+	char *m = make_msg("x@example.test", spam_words);
+
+	learn_n(b, BAYES_SPAM, 0, 3, spam_words);
+	learn_n(b, BAYES_HAM, 0, 2, ham_words);
+	assert_int_equal(bayes_classify(b, m, strlen(m), &r), 0);
+	assert_false(r.available);
+	assert_false(r.scanned);
+	assert_string_equal(r.why, "untrained");
+	learn_n(b, BAYES_HAM, 2, 1, ham_words);
+	assert_int_equal(bayes_classify(b, m, strlen(m), &r), 0);
+	assert_true(r.available);
+	assert_true(r.scanned);
+	assert_true(r.prob > 0.9);        /* 7 tokens from 3 messages: spammy, not yet sure */
+	free(m);
+	m = make_msg("y@example.test", ham_words);
+	assert_int_equal(bayes_classify(b, m, strlen(m), &r), 0);
+	assert_true(r.scanned);
+	assert_true(r.prob < 0.1);
+	free(m);
+	bayes_free(b);
+}
+
+/* combine: chi gives SpamAssassin's own output, odds (the default) its tempered odds */
+static void test_combine_config(void **state)
+{
+	struct bayes *odds = open_memory_combine(3, BAYES_COMBINE_ODDS);
+	struct bayes *chi = open_memory_combine(3, BAYES_COMBINE_CHI);
+	struct bayes_result ro, rc;
+	char *m = make_msg("x@example.test", spam_words);
+
+	learn_n(odds, BAYES_SPAM, 0, 10, spam_words);
+	learn_n(odds, BAYES_HAM, 0, 10, ham_words);
+	learn_n(chi, BAYES_SPAM, 0, 10, spam_words);
+	learn_n(chi, BAYES_HAM, 0, 10, ham_words);
+	assert_int_equal(bayes_classify(odds, m, strlen(m), &ro), 0);
+	assert_int_equal(bayes_classify(chi, m, strlen(m), &rc), 0);
+	assert_true(ro.scanned && rc.scanned);
+	assert_int_equal(ro.nused, rc.nused);
+	assert_true(ro.prob > 0.99 && rc.prob > 0.99);
+	assert_true(ro.prob != rc.prob);
+	free(m);
+	bayes_free(odds);
+	bayes_free(chi);
+}
+
+static void test_learn_seen(void **state)
+{
+	struct bayes *b = open_memory(1);
+	struct bayes_totals t;
+	enum bayes_learn_result res;
+	char *m = make_msg("same@example.test", spam_words);
+
+	assert_int_equal(bayes_learn(b, m, strlen(m), BAYES_SPAM, &res), 0);
+	assert_int_equal(res, BAYES_LEARNED);
+	assert_int_equal(bayes_learn(b, m, strlen(m), BAYES_SPAM, &res), 0);
+	assert_int_equal(res, BAYES_ALREADY);
+	assert_int_equal(bayes_totals(b, &t), 0);
+	assert_int_equal(t.nspam, 1);
+	assert_int_equal(t.nham, 0);
+	assert_int_equal(bayes_learn(b, m, strlen(m), BAYES_HAM, &res), 0);
+	assert_int_equal(res, BAYES_MOVED);
+	assert_int_equal(bayes_totals(b, &t), 0);
+	assert_int_equal(t.nspam, 0);
+	assert_int_equal(t.nham, 1);
+	free(m);
+	bayes_free(b);
+}
+
+static void test_message_id(void **state)
+{
+	uint8_t a[BAYES_ID_LEN], b[BAYES_ID_LEN], c[BAYES_ID_LEN], d[BAYES_ID_LEN];
+	const char *m1 = "Message-ID: <one@x>\nSubject: a\n\nbody one\n";
+	const char *m2 = "message-id:   <one@x>  \nSubject: b\n\nbody two\n";
+	const char *m3 = "Subject: a\n\nbody one\n";
+	const char *m4 = "Subject: b\n\nbody one\n";
+
+	bayes_message_id(m1, strlen(m1), a);
+	bayes_message_id(m2, strlen(m2), b);
+	bayes_message_id(m3, strlen(m3), c);
+	bayes_message_id(m4, strlen(m4), d);
+	assert_memory_equal(a, b, BAYES_ID_LEN);     /* the Message-ID decides */
+	assert_memory_not_equal(a, c, BAYES_ID_LEN);
+	assert_memory_equal(c, d, BAYES_ID_LEN);     /* without one: the body */
+}
+
+static void test_autolearn(void **state)
+{
+	struct bayes_config c = { .enabled = true, .autolearn = true, .autolearn_spam = 12,
+		.autolearn_ham = 0.1 };
+
+	assert_int_equal(bayes_autolearn_decide(&c, 15.0), 1);
+	assert_int_equal(bayes_autolearn_decide(&c, 12.0), 1);
+	assert_int_equal(bayes_autolearn_decide(&c, 0.0), 0);
+	assert_int_equal(bayes_autolearn_decide(&c, 5.0), -1);
+	c.autolearn = false;
+	assert_int_equal(bayes_autolearn_decide(&c, 15.0), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_token_prob),
+		cmocka_unit_test(test_chi2q),
+		cmocka_unit_test(test_combine),
+		cmocka_unit_test(test_log_chi2q),
+		cmocka_unit_test(test_combine_odds),
+		cmocka_unit_test(test_combine_config),
+		cmocka_unit_test(test_symbols),
+		cmocka_unit_test(test_abstain_below_min),
+		cmocka_unit_test(test_learn_seen),
+		cmocka_unit_test(test_message_id),
+		cmocka_unit_test(test_autolearn),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,191 @@
+/* test_bayes_db.c — the classifier's stores (memory and LMDB; Redis runs in the integration
+ * test): learning with the seen-db in one transaction, batched lookups, totals, touch,
+ * expiry by age and by the size bound, and an LMDB round trip across close/open. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rules/bayes_db.h"
+
+static char lmdb_spec[256];
+
+static void id_of(int n, uint8_t id[BAYES_ID_LEN])
+{
+	memset(id, 0, BAYES_ID_LEN);
+	id[0] = (uint8_t)n;
+	id[19] = 0x5a;
+}
+
+static void check_counts(struct bayes_db *db, uint64_t k, uint32_t s, uint32_t h)
+{
+	struct bayes_counts c;
+
+	assert_int_equal(bayes_db_lookup(db, &k, 1, &c, NULL), 0);
+	assert_int_equal(c.spam, s);
+	assert_int_equal(c.ham, h);
+}
+
+static void check_totals(struct bayes_db *db, uint64_t ns, uint64_t nh, uint64_t nt)
+{
+	struct bayes_totals t;
+
+	assert_int_equal(bayes_db_totals(db, &t), 0);
+	assert_int_equal(t.nspam, ns);
+	assert_int_equal(t.nham, nh);
+	assert_int_equal(t.ntokens, nt);
+}
+
+/* The same script on every store. */
+static void run_store(const char *spec)
+{
+	char err[256];
+	struct bayes_db *db = bayes_db_open(spec, NULL, err, sizeof(err));
+	const uint64_t k1[] = { 11, 12, 13 }, k2[] = { 13, 14 };
+	uint8_t id[BAYES_ID_LEN];
+	enum bayes_learn_result res;
+	struct bayes_counts c[4];
+	struct bayes_totals t;
+	uint64_t removed;
+	const uint64_t all[] = { 11, 12, 13, 14 };
+
+	assert_non_null(db);
+	id_of(1, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, k1, 3, 1000, &res), 0);
+	assert_int_equal(res, BAYES_LEARNED);
+	check_totals(db, 1, 0, 3);
+	check_counts(db, 12, 1, 0);
+	/* twice as the same class: nothing changes */
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, k1, 3, 1100, &res), 0);
+	assert_int_equal(res, BAYES_ALREADY);
+	check_totals(db, 1, 0, 3);
+	check_counts(db, 12, 1, 0);
+	/* as the other class: moved */
+	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, k1, 3, 1500, &res), 0);
+	assert_int_equal(res, BAYES_MOVED);
+	check_totals(db, 0, 1, 3);
+	check_counts(db, 12, 0, 1);
+	id_of(2, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, k2, 2, 2000, &res), 0);
+	check_totals(db, 0, 2, 4);
+	/* one batched read, totals consistent with it */
+	assert_int_equal(bayes_db_lookup(db, all, 4, c, &t), 0);
+	assert_int_equal(c[0].ham, 1);
+	assert_int_equal(c[2].ham, 2);
+	assert_int_equal(c[2].atime, 2000);
+	assert_int_equal(c[0].atime, 1500);
+	assert_int_equal(t.nham, 2);
+	/* an unknown token reads as zeros */
+	{
+		const uint64_t u = 999;
+
+		assert_int_equal(bayes_db_lookup(db, &u, 1, c, NULL), 0);
+		assert_int_equal(c[0].spam + c[0].ham, 0);
+	}
+	/* touch keeps token 11 young */
+	assert_int_equal(bayes_db_touch(db, &k1[0], 1, 2500), 0);
+	/* age: unused for 600 s at 2600 -> atime < 2000 goes (token 12 only) */
+	assert_int_equal(bayes_db_expire(db, 0, 600, 2600, &removed), 0);
+	assert_int_equal(removed, 1);
+	check_counts(db, 12, 0, 0);
+	check_counts(db, 11, 0, 1);
+	check_totals(db, 0, 2, 3);
+	/* size bound 2 over 3 tokens: the two oldest (a tie at 2000) go */
+	assert_int_equal(bayes_db_expire(db, 2, 0, 2600, &removed), 0);
+	assert_int_equal(removed, 2);
+	check_counts(db, 11, 0, 1);      /* atime 2500: the youngest stays */
+	check_counts(db, 13, 0, 0);
+	check_totals(db, 0, 2, 1);
+	bayes_db_close(db);
+}
+
+static void test_memory(void **state)
+{
+	run_store("memory");
+}
+
+static void test_lmdb(void **state)
+{
+	run_store(lmdb_spec);
+}
+
+static void test_lmdb_round_trip(void **state)
+{
+	char err[256];
+	struct bayes_db *db = bayes_db_open(lmdb_spec, NULL, err, sizeof(err)), *db2;
+	uint8_t id[BAYES_ID_LEN];
+	const uint64_t k = 77;
+	enum bayes_learn_result res;
+
+	assert_non_null(db);
+	/* a second open in the process shares the environment */
+	db2 = bayes_db_open(lmdb_spec, NULL, err, sizeof(err));
+	assert_non_null(db2);
+	id_of(9, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 3000, &res), 0);
+	check_counts(db2, 77, 1, 0);
+	bayes_db_close(db);
+	bayes_db_close(db2);
+	db = bayes_db_open(lmdb_spec, NULL, err, sizeof(err));
+	assert_non_null(db);
+	check_counts(db, 77, 1, 0);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 3100, &res), 0);
+	assert_int_equal(res, BAYES_ALREADY);        /* the seen-db persisted */
+	bayes_db_close(db);
+}
+
+static void test_cutoff(void **state)
+{
+	uint32_t a[] = { 5, 1, 3, 2, 4 }, b[] = { 7, 7, 7, 1 }, c[] = { 1, 2 };
+
+	assert_int_equal(bayes_db_expire_cutoff(a, 5, 2), 4);   /* keeps 4 and 5 */
+	assert_int_equal(bayes_db_expire_cutoff(b, 4, 2), 7);   /* ties stay: only 1 goes */
+	assert_int_equal(bayes_db_expire_cutoff(c, 2, 5), 0);   /* under the bound */
+}
+
+static void test_bad_specs(void **state)
+{
+	char err[256];
+
+	assert_null(bayes_db_open("nonsense", NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "store"));
+	assert_null(bayes_db_open("redis://127.0.0.1:1", NULL, err, sizeof(err)));
+	assert_null(bayes_db_open("lmdb:/proc/no/such/dir", NULL, err, sizeof(err)));
+}
+
+static int setup(void **state)
+{
+	char tmpl[] = "/tmp/test_bayes_db.XXXXXX";
+
+	if (mkdtemp(tmpl) == NULL)
+		return -1;
+	snprintf(lmdb_spec, sizeof(lmdb_spec), "lmdb:%s/a", tmpl);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'", (int)(strrchr(lmdb_spec, '/') - lmdb_spec - 5),
+	    lmdb_spec + 5);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_memory),
+		cmocka_unit_test_setup_teardown(test_lmdb, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_round_trip, setup, teardown),
+		cmocka_unit_test(test_cutoff),
+		cmocka_unit_test(test_bad_specs),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

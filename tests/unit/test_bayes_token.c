@@ -1,0 +1,202 @@
+/* test_bayes_token.c — the classifier's tokenizer: labelled rows of one line -> tokens
+ * (SpamAssassin's _tokenize_line rules), header tokens of a whole message, and bounds. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/bayes_token.h"
+
+struct toks { char buf[8192]; size_t n, count; };
+
+static void collect_cb(const char *t, size_t len, void *arg)
+{
+	struct toks *k = arg;
+
+	if (k->n + len + 2 < sizeof(k->buf)) {
+		if (k->n)
+			k->buf[k->n++] = ' ';
+		memcpy(k->buf + k->n, t, len);
+		k->n += len;
+		k->buf[k->n] = '\0';
+	}
+	k->count++;
+}
+
+struct line_case { const char *label, *line, *prefix; int region; const char *want; };
+
+static const struct line_case line_cases[] = {
+	{ "title case at the start is lowered", "Hello Planet", "", 1, "hello planet Planet" },
+	{ "stop words match in any case", "World WORK", "", 1, "" },
+	{ "punctuation and capitals decompose", "FREE!!! money", "", 1,
+	  "FREE free!!! free FREE!!! money" },
+	{ "stop words and short words go", "the and you a an it", "", 1, "" },
+	{ "domains give UD: tokens", "www.example.com", "", 2,
+	  "UD:www.example.com UD:example.com UD:com wwwexamplecom www.example.com" },
+	{ "addresses give U* and D* tokens", "joe@example.org", "", 1,
+	  "U*joe D*example.org D*org joeexampleorg joe@example.org" },
+	{ "long body token is skipped to 7", "abcdefghijklmnopqrst", "", 1, "sk:abcdefg" },
+	{ "long URI token is kept", "abcdefghijklmnopqrst", "", 2, "abcdefghijklmnopqrst" },
+	{ "ellipsis splits words", "wait...what", "", 1, "wait what" },
+	{ "quotes and dots trimmed", "\"quoted\", end.", "", 1, "quoted end" },
+	{ "header tokens: prefix, no decomposition", "Foo Bar!", "HX-Test:", 0,
+	  "HX-Test:Foo HX-Test:Bar!" },
+	{ "control characters are separators", "cat\x01" "dog\x7f" "bird", "", 1, "cat dog bird" },
+	{ "UTF-8 letters stay in words", "gr\xc3\xbc\xc3\x9f" "e", "", 1, "gr\xc3\xbc\xc3\x9f" "e" },
+	{ "long UTF-8 runs become characters", "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c"
+	  "\xe4\xbd\xa0\xe5\xa5\xbd", "", 1,
+	  "u8:\xe4\xbd\xa0 u8:\xe5\xa5\xbd u8:\xe4\xb8\x96 u8:\xe7\x95\x8c u8:\xe4\xbd\xa0 u8:\xe5\xa5\xbd" },
+};
+
+static void test_line_rows(void **state)
+{
+	for (size_t i = 0; i < sizeof(line_cases) / sizeof(line_cases[0]); i++) {
+		const struct line_case *c = &line_cases[i];
+		struct toks k = { .n = 0 };
+
+		k.buf[0] = '\0';
+		bayes_tokenize_line(c->line, strlen(c->line), c->prefix, c->region, collect_cb, &k);
+		if (strcmp(k.buf, c->want) != 0)
+			fail_msg("%s: got \"%s\", want \"%s\"", c->label, k.buf, c->want);
+	}
+}
+
+static const char msg1[] =
+	"From sender@example.net  Sat Jan  1 00:00:00 2000\n"
+	"Received: from relay.example.net (relay.example.net [203.0.113.9]) by mx.example.org\n"
+	"\twith ESMTP id ABC123XYZ for <bob@example.org>; Mon, 10 Jun 2002 14:18:05 +0100\n"
+	"Received: from pc (unknown [198.51.100.7]) by relay.example.net with SMTP id QQQQQQQQ\n"
+	"From: Alice Smith <alice@mail.example.com>\n"
+	"To: bob@example.org\n"
+	"Subject: Cheap watches\n"
+	"Date: Mon, 10 Jun 2002 14:18:05 +0100\n"
+	"Message-ID: <abc.123@mail.example.com>\n"
+	"X-Mailer: SpamTool 2.0\n"
+	"List-Id: <ignored.example.org>\n"
+	"Content-Type: multipart/alternative; boundary=\"b1\"\n"
+	"\n"
+	"--b1\n"
+	"Content-Type: text/plain\n"
+	"\n"
+	"Buy watches today\n"
+	"--b1\n"
+	"Content-Type: text/html\n"
+	"\n"
+	"<p>Visit <a href=\"http://shop.example.net/x\">our shop</a></p>\n"
+	"--b1--\n";
+
+static bool has(const struct toks *k, const char *t)
+{
+	size_t n = strlen(t);
+
+	for (const char *p = k->buf; (p = strstr(p, t)) != NULL; p += n)
+		if ((p == k->buf || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+static void test_message_tokens(void **state)
+{
+	struct toks k = { .n = 0 };
+	static const char *const want[] = {
+		"watches", "cheap",                 /* Subject is body text, first */
+		"today", "visit", "shop",           /* text and rendered HTML parts */
+		"UD:shop.example.net",              /* the link target */
+		"H*F:N*Alice", "H*F:U*alice", "H*F:D*mail.example.com", "H*F:D*com",
+		"H*Ad:U*bob", "HTo:D*example.org",
+		"H*M:abc", "H*MI:abc",              /* Message-ID split at non-word characters */
+		"H*x:SpamTool", "H*UA:SpamTool",
+		"H*r:ip*198.51.100.7", "H*r:198.51.100",   /* the oldest Received, IP cut to /24 */
+		"H*r:sk:relay.e",                   /* 17 characters: skipped to 7 */
+		"MIME:text/html",
+		NULL
+	};
+	static const char *const unwanted[] = {
+		"HDate:Mon", "HSubject:Cheap", "HList-Id:ignored.example.org", "H*r:QQQQQQQQ",
+		"H*r:ABC123XYZ", "H*r:ESMTP", NULL
+	};
+
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(msg1, sizeof(msg1) - 1, NULL, collect_cb, &k);
+	for (int i = 0; want[i]; i++)
+		if (!has(&k, want[i]))
+			fail_msg("missing %s in: %s", want[i], k.buf);
+	for (int i = 0; unwanted[i]; i++)
+		if (has(&k, unwanted[i]))
+			fail_msg("unexpected %s in: %s", unwanted[i], k.buf);
+}
+
+static void test_pairs(void **state)
+{
+	struct toks k = { .n = 0 };
+	struct bayes_token_opts o = { .pairs = true };
+	const char *m = "Subject: x\n\ncheap rolex watches\n";
+
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(m, strlen(m), &o, collect_cb, &k);
+	assert_true(has(&k, "P:cheap rolex"));
+	assert_true(has(&k, "P:rolex watches"));
+}
+
+static void test_hashes_sorted_unique(void **state)
+{
+	struct bayes_tokens t;
+
+	bayes_tokenize(msg1, sizeof(msg1) - 1, NULL, &t);
+	assert_true(t.n > 20);
+	for (size_t i = 1; i < t.n; i++)
+		assert_true(t.v[i - 1] < t.v[i]);
+	bayes_tokens_free(&t);
+	assert_int_equal(bayes_token_hash("abc", 3), bayes_token_hash("abc", 3));
+	assert_int_not_equal(bayes_token_hash("abc", 3), bayes_token_hash("abd", 3));
+}
+
+/* 200k distinct words: the unique tokens kept are bounded. */
+static void test_bounded(void **state)
+{
+	size_t cap = 3u << 20, n = 0;
+	char *m = malloc(cap);
+	struct bayes_tokens t;
+	struct bayes_token_opts o = { .max_tokens = 5000 };
+
+	assert_non_null(m);
+	n += (size_t)snprintf(m, cap, "Subject: big\n\n");
+	for (int i = 0; n + 32 < cap && i < 200000; i++)
+		n += (size_t)snprintf(m + n, cap - n, "w%07dq%s", i, i % 10 ? " " : "\n");
+	bayes_tokenize(m, n, &o, &t);
+	assert_true(t.n <= 5000);
+	assert_true(t.truncated);
+	bayes_tokens_free(&t);
+	free(m);
+}
+
+static void test_garbage(void **state)
+{
+	/* no header block, NULs, lone bytes: no crash, some tokens */
+	static const char g[] = "\x00\xff\xfe Hello there\r\n\r\n\x80\x80\x80 world wide\n";
+	struct bayes_tokens t;
+
+	bayes_tokenize(g, sizeof(g) - 1, NULL, &t);
+	bayes_tokens_free(&t);
+	bayes_tokenize("", 0, NULL, &t);
+	assert_int_equal(t.n, 0);
+	bayes_tokens_free(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_line_rows),
+		cmocka_unit_test(test_message_tokens),
+		cmocka_unit_test(test_pairs),
+		cmocka_unit_test(test_hashes_sorted_unique),
+		cmocka_unit_test(test_bounded),
+		cmocka_unit_test(test_garbage),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
