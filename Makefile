@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build test test-fast test-asan test-fuzz test-deb deb run bench bench-detection clean
+.PHONY: all deps build test test-fast test-asan test-fuzz test-deb deb fuzz-long soak soak-asan run bench bench-detection clean
 
 all: build
 
@@ -48,6 +48,27 @@ test-deb:
 	@if [ "$$(id -u)" -ne 0 ] && [ "$${CI:-}" != true ]; then \
 	  echo "SKIP: test-deb installs a package: run it as root"; \
 	else $(MAKE) deb && bash tests/package/test_deb.sh build-deb; fi
+
+# Fuzzing campaigns (not part of `make test`): every target FUZZ_S seconds in turn over its
+# committed corpus; new coverage merged back into tests/fuzz/corpus/, figures appended to
+# tests/fuzz/campaigns.tsv and docs/fuzzing.md (docs/fuzzing.md). FUZZ_TARGETS: a subset.
+FUZZ_S ?= 60
+fuzz-long:
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DMX_FUZZ=ON >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	python3 tests/fuzz/fuzz_long.py --seconds $(FUZZ_S) --build $(BUILD_FUZZ) $(FUZZ_TARGETS)
+
+# The fault soak (not part of `make test`): SOAK_S seconds of load through mxgate into three
+# real backends while peers are killed, stopped and restarted; prints the accounting and
+# fails on a miss (docs/soak.md). soak-asan: the same against the ASan build, at a lower rate.
+SOAK_S ?= 600
+soak: build
+	SOAK_S=$(SOAK_S) python3 tests/soak/soak.py
+
+soak-asan:
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DMX_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS) --target mxgate
+	SOAK_S=$(SOAK_S) SOAK_ASAN=1 MXGATE_BIN=$(BUILD_ASAN)/mxgate python3 tests/soak/soak.py
 
 run: deps build
 	@bash examples/run-demo.sh

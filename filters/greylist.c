@@ -143,16 +143,87 @@ static const char gl_lua[] =
 	"redis.call('PEXPIRE', KEYS[1], expire)\n"
 	"return {1, 0}\n";
 
+/* What the local table decided while Redis gave no answer, merged in when it is back (the
+ * write queue): KEYS[1]; ARGV first_ms (wall clock), passed (0/1), window_ms, expire_ms. A
+ * pass is kept; otherwise the earlier first attempt wins, so a sender that retried on time
+ * is not greylisted again because its first attempt fell into an outage. Idempotent: a
+ * second delivery of the same merge changes nothing. */
+static const char gl_lua_merge[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local first, window, expire = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local v = redis.call('HMGET', KEYS[1], 'first', 'pass')\n"
+	"if v[2] then return 0 end\n"
+	"if ARGV[2] == '1' then\n"
+	"  redis.call('HSET', KEYS[1], 'pass', '1')\n"
+	"  if not v[1] then redis.call('HSET', KEYS[1], 'first', string.format('%.0f', first)) end\n"
+	"  redis.call('PEXPIRE', KEYS[1], expire)\n"
+	"  return 1\n"
+	"end\n"
+	"if now - first >= window then return 0 end\n"
+	"local cur = tonumber(v[1])\n"
+	"if cur and cur <= first and now - cur <= window then return 0 end\n"
+	"redis.call('HSET', KEYS[1], 'first', string.format('%.0f', first))\n"
+	"redis.call('PEXPIRE', KEYS[1], window - math.max(0, now - first))\n"
+	"return 1\n";
+
 /* ---- module ------------------------------------------------------------------------------ */
 
 /* The LMDB value, expiry first (the sweep reads it); the layout is on disk: keep it. */
 struct gl_rec { uint64_t expires_ms, first_ms, passed; };
 
+_Static_assert(sizeof(struct gl_rec) == GREYLIST_RECORD_LEN, "the record's size is on disk");
+
+bool greylist_record_decode(const void *val, size_t len, uint64_t now_ms,
+    struct greylist_entry *e)
+{
+	struct gl_rec rec;
+
+	e->first_ms = 0;
+	e->passed = false;
+	if (val == NULL || len != sizeof(rec))
+		return false;
+	memcpy(&rec, val, sizeof(rec));
+	if (rec.expires_ms <= now_ms)
+		return false;
+	e->first_ms = rec.first_ms;
+	e->passed = rec.passed != 0;
+	return true;
+}
+
+void greylist_record_encode(const struct greylist_entry *e, uint64_t expires_ms, void *out)
+{
+	struct gl_rec rec = { expires_ms, e->first_ms, e->passed };
+
+	memcpy(out, &rec, sizeof(rec));
+}
+
+bool greylist_record_expired(const void *val, size_t len, uint64_t now_ms)
+{
+	uint64_t exp;
+
+	if (len < sizeof(exp))
+		return true;
+	memcpy(&exp, val, sizeof(exp));
+	return exp < now_ms;
+}
+
+int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_s)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
+		return -1;
+	*pass = r->element[0]->integer != 0;
+	*wait_s = r->element[1]->integer > 0 ? (uint64_t)r->element[1]->integer : 0;
+	return 0;
+}
+
 struct gl_worker {
 	const struct greylist_config *cfg;
 	struct local_table *local;
 	struct redis_store *rs;
-	int lua;
+	int lua, lua_merge;
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
 };
@@ -170,12 +241,7 @@ static uint64_t gl_wall_ms(void)
 static bool gl_expired(const void *key, size_t klen, const void *val, size_t vlen,
     uint64_t now_ms, const void *ctx)
 {
-	uint64_t exp;
-
-	if (vlen < sizeof(exp))
-		return true;
-	memcpy(&exp, val, sizeof(exp));
-	return exp < now_ms;
+	return greylist_record_expired(val, vlen, now_ms);
 }
 
 struct gl_session {
@@ -188,6 +254,8 @@ struct gl_session {
 struct gl_local_arg {
 	const struct greylist_config *cfg;
 	uint64_t wait_s;
+	uint64_t first_ms;             /* the record after the decision (monotonic ms) */
+	bool passed;
 };
 
 /* Local records: expiry in monotonic ns (the table's clock), val = first attempt (ms on
@@ -203,6 +271,8 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 	    a->cfg->expire, &a->wait_s, &keep_ms);
 	rec->val = e.first_ms | (e.passed ? 1ull << 63 : 0);
 	rec->expires_ns = now_ns + keep_ms * 1000000;
+	a->first_ms = e.first_ms;
+	a->passed = e.passed;
 	return pass ? 1 : 0;
 }
 
@@ -225,7 +295,9 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
+		redis_store_set_name(w->rs, "greylist");
 		w->lua = redis_store_add_script(w->rs, gl_lua);
+		w->lua_merge = redis_store_add_script(w->rs, gl_lua_merge);
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
 		static const char *const prefixes[] = { "gl:", NULL };
 		struct lmdb_writer_config wc = {
@@ -292,12 +364,26 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	hook_call_done(call, &v);
 }
 
-/* Decides in the process-wide table (monotonic clock). */
+/* Decides in the process-wide table (monotonic clock). With Redis configured (it gave no
+ * answer), the decision is also queued for Redis (gl_lua_merge), so it outlives the outage. */
 static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key)
 {
-	struct gl_local_arg a = { w->cfg, 0 };
-	int rc = local_table_update(w->local, key, uv_hrtime(), true, gl_local_cb, &a);
+	struct gl_local_arg a = { w->cfg, 0, 0, false };
+	uint64_t now_ns = uv_hrtime();
+	int rc = local_table_update(w->local, key, now_ns, true, gl_local_cb, &a);
 
+	if (rc >= 0 && w->rs) {
+		uint64_t age_ms = now_ns / 1000000 - a.first_ms;
+		char a1[24], a2[4], a3[24], a4[24];
+		const char *argv[5] = { key, a1, a2, a3, a4 };
+
+		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)(gl_wall_ms() - age_ms));
+		snprintf(a2, sizeof(a2), "%d", a.passed ? 1 : 0);
+		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)w->cfg->retry_window);
+		snprintf(a4, sizeof(a4), "%llu", (unsigned long long)w->cfg->expire);
+		/* a full queue is counted and logged by the store */
+		redis_store_write(w->rs, w->lua_merge, 1, 4, argv, NULL, NULL, NULL);
+	}
 	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
 }
 
@@ -328,31 +414,24 @@ static int gl_lmdb_key(const struct gl_worker *w, const char *triplet, char *out
 /* Decides from this worker's queued writes or the map (inline read), queues the new state. */
 static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *triplet)
 {
-	struct gl_rec rec;
-	struct greylist_entry e = { 0, false };
+	unsigned char rec[GREYLIST_RECORD_LEN];
+	struct greylist_entry e;
 	uint64_t now = gl_wall_ms(), wait_s, keep_ms;
 	char key[GL_KEY_MAX];
 	size_t len = 0;
 	bool exists, pass;
 	int rc;
 
-	memset(&rec, 0, sizeof(rec));
 	if (gl_lmdb_key(w, triplet, key, sizeof(key)) < 0 ||
-	    (rc = lmdb_writer_get(w->wr, key, strlen(key), &rec, sizeof(rec), &len)) < 0) {
+	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
 		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
 		return;
 	}
-	exists = rc == 1 && len == sizeof(rec) && rec.expires_ms > now;
-	if (exists) {
-		e.first_ms = rec.first_ms;
-		e.passed = rec.passed != 0;
-	}
+	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
 	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, w->cfg->expire,
 	    &wait_s, &keep_ms);
-	rec.expires_ms = now + keep_ms;
-	rec.first_ms = e.first_ms;
-	rec.passed = e.passed;
-	lmdb_writer_put(w->wr, key, strlen(key), &rec, sizeof(rec));
+	greylist_record_encode(&e, now + keep_ms, rec);
+	lmdb_writer_put(w->wr, key, strlen(key), rec, sizeof(rec));
 	gl_finish(call, pass, wait_s, "lmdb");
 }
 
@@ -362,13 +441,13 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	struct gl_session *s = arg;
 	struct hook_call *call = s->call;
 
+	bool pass;
+	uint64_t wait_s;
+
 	s->req = NULL;
 	s->call = NULL;
-	if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-	    reply->element[0]->type == REDIS_REPLY_INTEGER &&
-	    reply->element[1]->type == REDIS_REPLY_INTEGER) {
-		gl_finish(call, reply->element[0]->integer != 0,
-		    (uint64_t)(reply->element[1]->integer > 0 ? reply->element[1]->integer : 0), "redis");
+	if (greylist_parse_reply(reply, &pass, &wait_s) == 0) {
+		gl_finish(call, pass, wait_s, "redis");
 		return;
 	}
 	gl_check_local(s->w, call, s->key);

@@ -49,4 +49,22 @@ bool greylist_decide(struct greylist_entry *e, bool exists, uint64_t now_ms, uin
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen);
 
+/* ---- records as stored: bytes from the LMDB map, replies from Redis (any input is safe) */
+
+/* The LMDB value of a triplet (expiry, first attempt, passed; the layout is on disk): true
+ * with *e set when val holds a live triplet at now_ms (wall clock); false for an expired
+ * record or one of another size. */
+bool greylist_record_decode(const void *val, size_t len, uint64_t now_ms,
+    struct greylist_entry *e);
+/* Encodes e kept until expires_ms into out (at least GREYLIST_RECORD_LEN bytes). */
+#define GREYLIST_RECORD_LEN 24
+void greylist_record_encode(const struct greylist_entry *e, uint64_t expires_ms, void *out);
+/* The LMDB sweep rule: true when the record may go at now_ms (expired, or not a record). */
+bool greylist_record_expired(const void *val, size_t len, uint64_t now_ms);
+
+struct redisReply;
+/* The check script's reply {passed, wait_s}: 0 with *pass and *wait_s (negative waits read
+ * as 0), or -1 for anything else (an error, another shape: the local table decides). */
+int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_s);
+
 #endif

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <pthread.h>
 #include <sys/random.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "proxy/config.h"
@@ -305,6 +306,31 @@ const char ratelimit_lua_gcra[] =
 	"redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', ttl)\n"
 	"return {1, 0}\n";
 
+/* A charge the local table admitted while Redis gave no answer, added when it is back (the
+ * write queue) so the shared count does not forget it: KEYS[1]; ARGV period_ms, count, cost,
+ * at_us (the wall clock of the local decision). The TAT moves as if the charge had been made
+ * at at_us, capped at one period ahead (a whole burst used up): a late charge never blocks a
+ * sender longer than the limit itself would. A charge whose eval timed out may have been
+ * applied already; counting it twice is the cheaper error. Returns 1 (charged) or 0 (it had
+ * expired). */
+static const char rl_lua_charge[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local period = tonumber(ARGV[1]) * 1000\n"
+	"local limit = tonumber(ARGV[2])\n"
+	"local cost = tonumber(ARGV[3])\n"
+	"local at = tonumber(ARGV[4])\n"
+	"if cost > limit then cost = limit end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+	"local tat = tonumber(redis.call('GET', KEYS[1])) or at\n"
+	"if tat < at then tat = at end\n"
+	"local new = tat + cost * period / limit\n"
+	"if new > now + period then new = now + period end\n"
+	"local ttl = math.ceil((new - now) / 1000)\n"
+	"if ttl < 1 then return 0 end\n"
+	"redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', ttl)\n"
+	"return 1\n";
+
 /* Concurrency slots as a sorted set of session ids scored by expiry (ms): a node that dies
  * without releasing leaks nothing beyond concurrency_ttl. KEYS[1]; ARGV limit, member,
  * ttl_ms. Returns {acquired, current}. */
@@ -332,7 +358,7 @@ struct rl_worker {
 	int worker;
 	struct local_table *local;
 	struct redis_store *rs;        /* NULL for store: local */
-	int lua_gcra, lua_acquire;
+	int lua_gcra, lua_acquire, lua_charge;
 	unsigned stages;
 };
 
@@ -450,8 +476,10 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
+		redis_store_set_name(w->rs, "ratelimit");
 		w->lua_gcra = redis_store_add_script(w->rs, ratelimit_lua_gcra);
 		w->lua_acquire = redis_store_add_script(w->rs, ratelimit_lua_acquire);
+		w->lua_charge = redis_store_add_script(w->rs, rl_lua_charge);
 	}
 	*wstate = w;
 	return 0;
@@ -570,8 +598,8 @@ static void rl_session_hold(struct rl_session *s, const char *key, bool in_redis
 	s->nheld++;
 }
 
-/* Decides a check in the local table, synchronously. */
-static void rl_check_local(struct rl_check *ck)
+/* Decides a check in the local table, synchronously. Returns whether it was allowed. */
+static bool rl_check_local(struct rl_check *ck)
 {
 	struct rl_session *s = ck->op->s;
 	const struct ratelimit_rule_config *r = &s->w->rules[ck->rule];
@@ -584,13 +612,45 @@ static void rl_check_local(struct rl_check *ck)
 		if (rc == 1)
 			rl_session_hold(s, ck->key, false);
 		rl_check_decide(ck, rc != 0, "local");   /* -1 (no memory): fail open */
-		return;
+		return rc != 0;
 	}
 	l.count = r->limit.count;
 	l.period_ns = r->limit.period_ms * 1000000ull;
 	if (ratelimit_local_gcra(s->w->local, ck->key, &l, ck->cost, rl_now_ns(), &res) < 0)
 		res.allowed = true;
 	rl_check_decide(ck, res.allowed, "local");
+	return res.allowed;
+}
+
+/* Redis gave no answer (down: never sent; sent: timed out): the local table decides, and
+ * what it admitted is not lost to the shared count — a rate charge is queued for Redis
+ * (rl_lua_charge); a concurrency slot the timed-out script may have taken there is
+ * given back (ZREM) with the session's others. */
+static void rl_check_fallback(struct rl_check *ck, bool was_sent)
+{
+	struct rl_session *s = ck->op->s;
+	struct rl_worker *w = s->w;
+	const struct ratelimit_rule_config *r = &w->rules[ck->rule];
+	struct timeval tv;
+	char a1[32], a2[32], a3[32], a4[32];
+	const char *argv[5] = { ck->key, a1, a2, a3, a4 };
+
+	if (r->count == RATELIMIT_COUNT_CONCURRENCY) {
+		if (was_sent)
+			rl_session_hold(s, ck->key, true);
+		rl_check_local(ck);
+		return;
+	}
+	if (!rl_check_local(ck))
+		return;                /* GCRA charges only what it admits */
+	gettimeofday(&tv, NULL);
+	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)r->limit.period_ms);
+	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)r->limit.count);
+	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)ck->cost);
+	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)tv.tv_sec * 1000000ull +
+	    (unsigned long long)tv.tv_usec);
+	/* a full queue is counted and logged by the store */
+	redis_store_write(w->rs, w->lua_charge, 1, 4, argv, NULL, NULL, NULL);
 }
 
 /* All checks of a stage run are decided: unlink and free the op, then complete the call
@@ -628,12 +688,14 @@ static void rl_redis_reply_cb(void *arg, const redisReply *reply)
 		if (allowed && r->count == RATELIMIT_COUNT_CONCURRENCY)
 			rl_session_hold(op->s, ck->key, true);
 		rl_check_decide(ck, allowed, "redis");
-	} else {
-		/* Unreachable, timed out or a script error: this check is decided locally. */
-		if (reply && reply->type == REDIS_REPLY_ERROR)
-			log_event(LOG_LVL_WARNING, hook_call_env(op->call)->session_id,
-			    "event=redis_error module=ratelimit reply=\"%.120s\"", reply->str);
+	} else if (reply && reply->type == REDIS_REPLY_ERROR) {
+		/* A script error: this check is decided locally. */
+		log_event(LOG_LVL_WARNING, hook_call_env(op->call)->session_id,
+		    "event=redis_error module=ratelimit reply=\"%.120s\"", reply->str);
 		rl_check_local(ck);
+	} else {
+		/* Unreachable or timed out: decided locally, kept for Redis. */
+		rl_check_fallback(ck, true);
 	}
 	if (--op->pending == 0 && !op->dispatching)
 		rl_op_finish(op);
@@ -676,6 +738,8 @@ static void rl_check_start(struct rl_check *ck)
 		op->pending++;
 		return;
 	}
+	rl_check_fallback(ck, false);
+	return;
 local:
 	rl_check_local(ck);
 }
@@ -712,7 +776,7 @@ static bool rl_rule_counts_at(const struct ratelimit_rule_config *r, enum hook_s
 	return true;
 }
 
-/* Gives back the session's concurrency slots (Redis: fire and forget). */
+/* Gives back the session's concurrency slots (Redis: through the store's write queue). */
 static void rl_release_held(struct rl_session *s)
 {
 	struct rl_worker *w = s->w;
@@ -721,9 +785,10 @@ static void rl_release_held(struct rl_session *s)
 		if (s->held[i].in_redis) {
 			const char *argv[3] = { "ZREM", s->held[i].key, s->member };
 
-			/* Fire and forget; if Redis is down the slot expires by itself. */
+			/* Through the write queue: given back when Redis is back, not only after
+			 * concurrency_ttl (a full queue: counted and logged by the store). */
 			if (w->rs)
-				redis_store_command(w->rs, 3, argv, NULL, NULL, NULL, NULL);
+				redis_store_write(w->rs, -1, 0, 3, argv, NULL, NULL, NULL);
 		} else {
 			ratelimit_local_release(w->local, s->held[i].key, rl_now_ns());
 		}

@@ -434,6 +434,7 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->rs = redis_store_new(loop, c->store, c->timeout, worker);
 		if (w->rs == NULL)
 			goto fail;
+		redis_store_set_name(w->rs, "reputation");
 		w->lua_get = redis_store_add_script(w->rs, rep_lua_get);
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
@@ -769,7 +770,7 @@ static void rep_decide(struct rep_worker *w, struct hook_call *call, struct repu
 }
 
 /* Reads one HMGET block (a r t s v ts) into out; false when the record is absent. */
-static bool rep_parse_counts(const redisReply *const *el, struct reputation_counts *out)
+bool reputation_parse_redis_counts(const redisReply *const *el, struct reputation_counts *out)
 {
 	bool any = false;
 
@@ -784,8 +785,8 @@ static bool rep_parse_counts(const redisReply *const *el, struct reputation_coun
 			d = 0;
 		if (i < 5)
 			out->c[i] = d;
-		else
-			out->t_ms = (uint64_t)d;
+		else	/* a time past 2^63 ms is no wall clock (and would not convert: UB) */
+			out->t_ms = d < 9223372036854775808.0 ? (uint64_t)d : 0;
 		any = true;
 	}
 	return any;
@@ -844,7 +845,7 @@ static void rep_redis_get_cb(void *arg, const redisReply *reply)
 	s->req = NULL;
 	s->call = NULL;
 	for (size_t i = 0; ok && i < n; i++)
-		rep_parse_counts((const redisReply *const *)reply->element + 6 * i, &rc[i]);
+		reputation_parse_redis_counts((const redisReply *const *)reply->element + 6 * i, &rc[i]);
 	if (n == 1) {
 		if (ok)
 			rep_domain_decide(s->w, call, s->domain, &rc[0]);
@@ -980,7 +981,7 @@ static void rep_session_free(void *wstate, int slot, struct hook_env *env)
 
 /* Adds one message outcome to the history of env's client (IP and network) when ip, and of
  * its authenticated domain when domkey is not NULL: merged by the LMDB writer, or one Redis
- * script (fire and forget). */
+ * script through the store's write queue. */
 static void rep_record(struct rep_worker *w, const struct hook_env *env, enum reputation_outcome o,
     bool ip, const char *domkey)
 {
@@ -1014,7 +1015,8 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 		argv[nkeys] = rep_fields_short[o];
 		argv[nkeys + 1] = hl;
 		argv[nkeys + 2] = ttl;
-		/* Fire and forget: a lost update while Redis is down costs little. */
+		/* The store's write queue keeps it through an outage (a full queue: counted in
+		 * mxgate_store_writes_dropped_total and logged by the store). */
 		redis_store_write(w->rs, w->lua_add, (int)nkeys, 3, argv, NULL, NULL, NULL);
 	}
 }

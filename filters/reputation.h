@@ -134,6 +134,14 @@ double reputation_domain_lift(double penalty, double lift_max);
  * the IP's history, not for what the domain sent. Accepted and virus always count. */
 int reputation_domain_outcome(enum reputation_outcome o, double residual);
 
+struct redisReply;
+/* One record as Redis returns it: the 6 elements of an HMGET of a r t s v ts (strings, or
+ * nil for an absent field) into out; false when the whole record is absent. Any element
+ * text is safe (a count that is not a finite number >= 0 reads 0, so does a time that is
+ * not a wall clock in ms). */
+bool reputation_parse_redis_counts(const struct redisReply *const *el,
+    struct reputation_counts *out);
+
 /* ---- forgetting a client (the control socket's `flush reputation IP`) -------------------- */
 
 #define REPUTATION_FORGET_KEYS 2

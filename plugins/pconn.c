@@ -14,8 +14,13 @@ struct pconn {
 	void *arg;
 	bool closing, connected;
 	size_t queued;
-	char rbuf[65536];
 };
+
+/* One read buffer per loop thread, not per connection: data is handed on during the read
+ * callback only (PCONN_DATA), and libuv reads one stream at a time on a loop, so a buffer
+ * per thread is enough. Per connection it cost 64 KiB for every session holding a milter
+ * connection (the milter joins at connect): a burst of idle clients took gigabytes. */
+static _Thread_local char pconn_rbuf[65536];
 
 struct pconn_wreq {
 	uv_write_t req;
@@ -105,10 +110,9 @@ static void pconn_emit(struct pconn *c, enum pconn_event ev, const char *data, s
 
 static void pconn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct pconn *c = h->data;
-
-	buf->base = c->rbuf;
-	buf->len = sizeof(c->rbuf);
+	(void)h;
+	buf->base = pconn_rbuf;
+	buf->len = sizeof(pconn_rbuf);
 }
 
 static void pconn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)

@@ -301,10 +301,22 @@ int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const
 		if (eol == NULL)
 			break;
 		if (eol - p > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
-			char *e;
+			/* digits on this line only (strtol would skip the line end into the next
+			 * header or the body, and read past an unterminated buffer) */
+			const char *q = p + 15;
 
-			clen = strtol(p + 15, &e, 10);
-			if (clen < 0 || clen > (long)RSPAMD_REPLY_MAX)
+			while (q < eol && (*q == ' ' || *q == '\t'))
+				q++;
+			if (q == eol || *q < '0' || *q > '9')
+				return -1;
+			for (clen = 0; q < eol && *q >= '0' && *q <= '9'; q++) {
+				clen = clen * 10 + (*q - '0');
+				if (clen > (long)RSPAMD_REPLY_MAX)
+					return -1;
+			}
+			while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r'))
+				q++;
+			if (q != eol)
 				return -1;
 		} else if (eol - p > 18 && strncasecmp(p, "Transfer-Encoding:", 18) == 0)
 			return -1;   /* chunked: we send Connection: close and HTTP/1.0-style reads */

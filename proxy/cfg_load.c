@@ -10,7 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #define CFG_MAX_FILE_SIZE   (16u * 1024 * 1024)  /* a config larger than this is a mistake */
 #define CFG_MAX_EXPANDED    200000               /* nodes after alias expansion */
@@ -175,6 +180,65 @@ static bool cfg_line_has_bare_ipv6(const char *text, size_t len, int lineno)
 	return false;
 }
 
+/* libfyaml 0.7.12 (Debian 12) can crash on malformed YAML (SIGSEGV in fy_parse_cleanup:
+ * `? ?:<TAB>?` in a block mapping, found by fuzz_plugin_options), which would take the running
+ * daemon down on a SIGHUP. A file an operator wrote is therefore parsed once in a child
+ * first, the same way as below: 0 when the child finished, -1 (with *why) when it died or
+ * did not finish in 10 s. Strings (tests, fuzzers) are not probed. */
+static int cfg_probe_yaml(const char *text, size_t len, const char **why)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return 0;                /* cannot probe: parse as before */
+	if (pid == 0) {
+		struct fy_diag_cfg dc;
+		struct fy_diag *diag;
+		int devnull = open("/dev/null", O_WRONLY);
+
+		if (devnull >= 0)         /* a crash report (sanitizers) is the parent's to word */
+			dup2(devnull, STDERR_FILENO);
+
+		fy_diag_cfg_default(&dc);     /* as below: errors collected, nothing printed */
+		dc.fp = NULL;
+		dc.colorize = false;
+		diag = fy_diag_create(&dc);
+		if (diag)
+			fy_diag_set_collect_errors(diag, true);
+		struct fy_parse_cfg pc = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2, .diag = diag };
+		struct fy_document *doc = fy_document_build_from_string(&pc, len ? text : "", len);
+		long budget = CFG_MAX_EXPANDED;
+
+		if (doc && fy_document_root(doc) &&
+		    cfg_expanded_size(fy_document_root(doc), &budget, 0) == 0)
+			(void)fy_document_resolve(doc);
+		fy_document_destroy(doc);
+		_exit(0);
+	}
+	for (int waited_ms = 0;; waited_ms += 10) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return 0;
+		if (waited_ms >= 10000) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			*why = "the YAML parser (libfyaml) did not finish on this file in 10 s";
+			return -1;
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	*why = "the YAML parser (libfyaml) crashed on this file: check its syntax near "
+	       "'?' (complex keys), tabs and indentation";
+	return -1;
+}
+
 int cfg_table_load(const char *name, const char *text, size_t len, const struct cfg_table *t,
 		   void *obj, void *err_fp)
 {
@@ -201,6 +265,13 @@ int cfg_table_load(const char *name, const char *text, size_t len, const struct 
 			char line[600];
 			snprintf(line, sizeof(line), "%s:%d:%d: %s", p.file, l, c, why);
 			cfg_error_add(&p, l, c, line);
+			cfg_parse_finish(&p, err);
+			goto out;
+		}
+		if (owned && cfg_probe_yaml(text, len, &why) < 0) {
+			char line[600];
+			snprintf(line, sizeof(line), "%s:1:1: %s", p.file, why);
+			cfg_error_add(&p, 1, 1, line);
 			cfg_parse_finish(&p, err);
 			goto out;
 		}

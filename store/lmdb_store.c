@@ -11,6 +11,7 @@
 #include <sys/time.h>
 
 #include "proxy/log.h"
+#include "store_stats.h"
 
 #define LS_MAX_SWEEPS 16                 /* distinct swept prefixes per environment */
 #define LS_PREFIX_MAX 32
@@ -294,8 +295,19 @@ struct lmdb_writer {
 	size_t max_queued;
 	void *ctx;
 	struct lmdb_writer_stats stats;
+	struct store_stats *sstats;      /* the process-wide drop metric of this user */
 	uint64_t last_drop_log_ms;
 };
+
+/* Counts a batch; a failed one's n updates are lost: the drop metric. */
+static void lw_count_batch(struct lmdb_writer *w, int status, size_t n)
+{
+	w->stats.batches++;
+	if (status < 0) {
+		w->stats.failed++;
+		store_stats_add_dropped(w->sstats, n);
+	}
+}
 
 /* FNV-1a 64 over the key bytes. */
 static uint64_t lw_hash(const void *key, size_t klen)
@@ -503,6 +515,7 @@ struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
 		w->nprefixes = i + 1;
 	}
 	snprintf(w->name, sizeof(w->name), "%s", cfg->name ? cfg->name : "?");
+	w->sstats = store_stats_get("lmdb", w->name);
 	w->merge = cfg->merge;
 	w->expired = cfg->expired;
 	w->sweep_interval = cfg->sweep_interval ? cfg->sweep_interval : LS_DEFAULT_SWEEP_MS;
@@ -558,6 +571,7 @@ static void lw_after_cb(uv_work_t *req, int status)
 	struct lw_waiter *waiters = b->waiters;
 	int st = b->status;
 	bool cancelled = b->cancelled;
+	size_t n = b->q.n;
 
 	w->cur = NULL;
 	lw_queue_free(&b->q);
@@ -566,9 +580,7 @@ static void lw_after_cb(uv_work_t *req, int status)
 		lw_release(w);          /* lmdb_writer_free applied it and told its waiters */
 		return;
 	}
-	w->stats.batches++;
-	if (st < 0)
-		w->stats.failed++;
+	lw_count_batch(w, st, n);
 	if (w->closing) {
 		lw_waiters_done(waiters, st);
 		lw_release(w);
@@ -600,9 +612,7 @@ static void lw_start(struct lmdb_writer *w)
 		return;
 	}
 	b->status = lw_apply(w, &b->q);
-	w->stats.batches++;
-	if (b->status < 0)
-		w->stats.failed++;
+	lw_count_batch(w, b->status, b->q.n);
 	lw_waiters_done(b->waiters, b->status);
 	lw_queue_free(&b->q);
 	free(b);
@@ -618,9 +628,7 @@ static int lw_apply_sync(struct lmdb_writer *w)
 	w->flush_wanted = false;
 	if (w->q.n) {
 		status = lw_apply(w, &w->q);
-		w->stats.batches++;
-		if (status < 0)
-			w->stats.failed++;
+		lw_count_batch(w, status, w->q.n);
 	}
 	lw_queue_free(&w->q);
 	lw_waiters_done(waiters, status);
@@ -671,9 +679,7 @@ void lmdb_writer_free(struct lmdb_writer *w)
 		if (uv_cancel((uv_req_t *)&b->work) == 0) {
 			b->cancelled = true;
 			b->status = lw_apply(w, &b->q);
-			w->stats.batches++;
-			if (b->status < 0)
-				w->stats.failed++;
+			lw_count_batch(w, b->status, b->q.n);
 			lw_waiters_done(b->waiters, b->status);
 			b->waiters = NULL;
 		} else {
@@ -717,6 +723,7 @@ static int lw_queue(struct lmdb_writer *w, enum lw_kind kind, const void *key, s
 			lw_apply_sync(w);       /* a tool: write what it has and go on */
 		} else {
 			w->stats.dropped++;     /* the pool is stuck: drop rather than grow */
+			store_stats_add_dropped(w->sstats, 1);
 			lw_log_drop(w);
 			return -1;
 		}

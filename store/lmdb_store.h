@@ -108,7 +108,8 @@ void lmdb_writer_free(struct lmdb_writer *w);
 /* Queues a put (vlen > 0; 0 is a delete) / delete / merge of key for the next batch; the data
  * is copied. 0, or -1 (key empty or longer than lmdb_store_max_key, value over
  * LMDB_STORE_VALUE_MAX, no merge function, out of memory, or the queue is full: the update is
- * dropped, counted and logged once a minute, event=lmdb_queue_full). */
+ * dropped, counted (mxgate_store_writes_dropped_total{store="lmdb:NAME"}, with the updates of
+ * a batch that failed) and logged once a minute, event=lmdb_queue_full). */
 int lmdb_writer_put(struct lmdb_writer *w, const void *key, size_t klen, const void *val,
     size_t vlen);
 int lmdb_writer_del(struct lmdb_writer *w, const void *key, size_t klen);

@@ -2,6 +2,7 @@
  * redis.h. */
 #include "redis.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +10,16 @@
 #include <openssl/sha.h>
 
 #include "proxy/log.h"
+#include "store_stats.h"
 
 #define RS_MAX_SCRIPTS 8
 #define RS_BACKOFF_MIN_MS 1000u
 #define RS_BACKOFF_MAX_MS 30000u
+#define RS_WQ_MAX 10000u                /* writes held per store (redis_store_set_queue_limit) */
+#define RS_WQ_MAX_BYTES (16u << 20)     /* ... and their bytes */
+#define RS_WQ_WINDOW 64u                /* writes sent and not answered, at most */
+#define RS_WRITE_STRIKES 3u             /* deadlines a write may miss before it is given up */
+#define RS_LOG_EVERY_MS 60000u
 
 enum rs_state { RS_DOWN = 0, RS_CONNECTING, RS_UP };
 
@@ -35,6 +42,18 @@ struct redis_store {
 	int nscripts;
 	uint64_t sent, timeouts, failfast;
 	uint64_t last_write_err_ms;   /* write error replies are logged once a minute */
+	/* the write queue (redis_store_write): oldest first, sent while up, RS_WQ_WINDOW at a
+	 * time; a write whose reply never came goes back in by its seq */
+	char name[32];                /* its user, for logs and the metric label */
+	struct store_stats *stats;
+	struct redis_req *wq_head, *wq_tail;
+	size_t wq_n, wq_bytes, wq_max;
+	unsigned w_inflight;          /* writes hiredis holds */
+	uint64_t w_seq, w_retried, w_dropped;
+	uint64_t last_drop_log_ms;
+	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
+	bool timer_closed;
+	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
 };
 
 struct redis_req {
@@ -47,14 +66,70 @@ struct redis_req {
 	bool in_hiredis;              /* hiredis still holds privdata = this */
 	bool timer_open;
 	bool retried;                 /* EVAL already sent after NOSCRIPT */
-	int script;                   /* -1: plain command */
+	bool write;                   /* from redis_store_write: queued, resent when lost */
+	unsigned strikes;             /* of a write: its own deadline passed this often */
+	uint64_t seq;                 /* of a write: its place in the queue */
+	size_t bytes;                 /* of its words */
+	struct redis_req *next;       /* in the write queue */
+	struct redis_req *iprev, *inext; /* in rs->inflight */
+	const char *src;              /* the script's text for the EVAL fallback, or NULL */
 	int argc;
-	char **argv;                  /* copies, for the EVAL fallback */
+	char **argv;                  /* copies, for the EVAL fallback and resends */
 	size_t *argvlen;
 };
 
 /* Starts a non-blocking connect with a deadline; on immediate failure the store is down. */
 static void rs_connect(struct redis_store *rs);
+static void rs_req_complete(struct redis_req *req, const redisReply *reply);
+static struct redis_req *rs_wq_pop(struct redis_store *rs);
+static void rs_wq_pump(struct redis_store *rs);
+static void rs_write_orphan(struct redis_store *rs, struct redis_req *req);
+
+/* ---- the registry of open stores -----------------------------------------------------
+ * When a store is freed (a reload made a new one, the module is going) while writes wait
+ * for an outage to end, they are handed to a sibling: an open store on the same loop for
+ * the same server, preferably of the same user. Only stores of the calling thread's loop
+ * are ever picked, so the lock guards the list alone. */
+
+static pthread_mutex_t rs_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct redis_store *rs_reg;
+
+static void rs_registry_add(struct redis_store *rs)
+{
+	pthread_mutex_lock(&rs_reg_lock);
+	rs->reg_next = rs_reg;
+	rs_reg = rs;
+	pthread_mutex_unlock(&rs_reg_lock);
+}
+
+static void rs_registry_del(struct redis_store *rs)
+{
+	pthread_mutex_lock(&rs_reg_lock);
+	for (struct redis_store **pp = &rs_reg; *pp; pp = &(*pp)->reg_next)
+		if (*pp == rs) {
+			*pp = rs->reg_next;
+			break;
+		}
+	pthread_mutex_unlock(&rs_reg_lock);
+}
+
+/* An open store on rs's loop for rs's server (same name first), or NULL. */
+static struct redis_store *rs_registry_sibling(const struct redis_store *rs)
+{
+	struct redis_store *best = NULL;
+
+	pthread_mutex_lock(&rs_reg_lock);
+	for (struct redis_store *o = rs_reg; o; o = o->reg_next) {
+		if (o == rs || o->closing || o->loop != rs->loop || o->port != rs->port ||
+		    o->db != rs->db || strcmp(o->host, rs->host) != 0 ||
+		    strcmp(o->password, rs->password) != 0)
+			continue;
+		if (best == NULL || strcmp(o->name, rs->name) == 0)
+			best = o;
+	}
+	pthread_mutex_unlock(&rs_reg_lock);
+	return best;
+}
 
 /* ---- hiredis on libuv ---------------------------------------------------------------------
  * Our own adapter instead of hiredis/adapters/libuv.h (0.14), which ignores poll errors: a
@@ -223,32 +298,78 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	rs->worker = worker;
 	rs->timeout_ms = timeout_ms ? timeout_ms : 200;
 	rs->backoff_ms = RS_BACKOFF_MIN_MS;
+	rs->wq_max = RS_WQ_MAX;
+	redis_store_set_name(rs, "redis");
 	uv_timer_init(loop, &rs->timer);
 	uv_unref((uv_handle_t *)&rs->timer);
 	rs->timer.data = rs;
+	rs_registry_add(rs);
 	rs_connect(rs);
 	return rs;
 }
 
-/* Last step of redis_store_free: the store memory goes with its timer. */
+void redis_store_set_name(struct redis_store *rs, const char *name)
+{
+	snprintf(rs->name, sizeof(rs->name), "%s", name);
+	rs->stats = store_stats_get("redis", rs->name);
+}
+
+void redis_store_set_queue_limit(struct redis_store *rs, size_t max_writes)
+{
+	rs->wq_max = max_writes;
+}
+
+/* The store memory goes once its timer is closed and hiredis let go of the connection. */
+static void rs_maybe_release(struct redis_store *rs)
+{
+	if (rs->closing && rs->timer_closed && rs->ac == NULL)
+		free(rs);
+}
+
 static void rs_timer_close_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct redis_store *rs = h->data;
+
+	rs->timer_closed = true;
+	rs_maybe_release(rs);
 }
 
 void redis_store_free(struct redis_store *rs)
 {
 	redisAsyncContext *ac;
+	struct redis_req *req, *next;
 
 	if (rs == NULL)
 		return;
 	rs->closing = true;
-	ac = rs->ac;
-	rs->ac = NULL;
-	rs->state = RS_DOWN;
-	if (ac)
-		redisAsyncFree(ac);     /* pending callbacks get NULL replies now */
+	rs_registry_del(rs);
 	uv_timer_stop(&rs->timer);
+	/* The owner is going: reads still out learn NULL now, writes with a done callback
+	 * learn -1 ("not known to be applied") and go on without it. */
+	for (req = rs->inflight; req; req = next) {
+		next = req->inext;
+		if (!req->write && req->live) {
+			rs_req_complete(req, NULL);
+		} else if (req->write && req->done) {
+			redis_store_done_cb done = req->done;
+
+			req->done = NULL;
+			done(req->arg, -1);
+		}
+	}
+	/* Writes not sent yet go to a sibling store or are dropped (counted, logged). */
+	while ((req = rs_wq_pop(rs)) != NULL)
+		rs_write_orphan(rs, req);
+	ac = rs->ac;
+	if (ac && rs->state == RS_UP && rs->w_inflight > 0) {
+		/* Writes in flight get their replies (no duplicate on the next store); hiredis
+		 * then disconnects (rs_disconnect_cb). A silent server: their deadline. */
+		redisAsyncDisconnect(ac);
+	} else if (ac) {
+		rs->ac = NULL;
+		rs->state = RS_DOWN;
+		redisAsyncFree(ac);     /* pending callbacks get NULL replies now */
+	}
 	uv_close((uv_handle_t *)&rs->timer, rs_timer_close_cb);
 }
 
@@ -383,12 +504,14 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 	}
 	if (rs->down_logged) {
 		rs->down_logged = false;
-		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d", rs->url,
-		    rs->worker);
+		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d module=%s queued=%zu",
+		    rs->url, rs->worker, rs->name, rs->wq_n);
 	}
+	rs_wq_pump(rs);         /* what waited for the outage to end, after the scripts */
 }
 
-/* hiredis lost the connection (not one we dropped): down, retry later. */
+/* hiredis lost the connection (not one we dropped): down, retry later. A closing store's
+ * graceful disconnect ends here too: then the store may go. */
 static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
 {
 	struct redis_store *rs = ac->data;
@@ -396,6 +519,11 @@ static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
 	if (rs == NULL || rs->ac != ac)
 		return;             /* we dropped it ourselves */
 	rs->ac = NULL;          /* hiredis frees it after this callback */
+	if (rs->closing) {
+		rs->state = RS_DOWN;
+		rs_maybe_release(rs);
+		return;
+	}
 	rs_fail(rs, status == REDIS_OK ? "closed" : "connection_lost");
 }
 
@@ -453,29 +581,232 @@ static void rs_req_close_timer(struct redis_req *req)
 	}
 }
 
-/* Completes req once: the reply to its cb, or the write's outcome to its done. */
+static void rs_inflight_add(struct redis_store *rs, struct redis_req *req)
+{
+	req->iprev = NULL;
+	req->inext = rs->inflight;
+	if (rs->inflight)
+		rs->inflight->iprev = req;
+	rs->inflight = req;
+}
+
+static void rs_inflight_del(struct redis_store *rs, struct redis_req *req)
+{
+	if (req->iprev)
+		req->iprev->inext = req->inext;
+	else if (rs->inflight == req)
+		rs->inflight = req->inext;
+	if (req->inext)
+		req->inext->iprev = req->iprev;
+	req->iprev = req->inext = NULL;
+}
+
+/* Logs an error reply to a write at most once a minute. */
+static void rs_log_write_error(struct redis_store *rs, const redisReply *reply)
+{
+	uint64_t now = uv_now(rs->loop);
+
+	if (rs->last_write_err_ms == 0 || now - rs->last_write_err_ms >= RS_LOG_EVERY_MS) {
+		rs->last_write_err_ms = now;
+		log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=\"%.120s\"",
+		    rs->url, rs->worker, rs->name, reply->str ? reply->str : "");
+	}
+}
+
+/* Completes a read once: its reply (NULL: none) to its cb. */
 static void rs_req_complete(struct redis_req *req, const redisReply *reply)
 {
-	struct redis_store *rs = req->rs;
-	bool ok = reply != NULL && reply->type != REDIS_REPLY_ERROR;
-
 	req->live = false;
 	rs_req_close_timer(req);
-	if (req->cb) {
+	if (req->cb)
 		req->cb(req->arg, reply);
+}
+
+/* A write is over: its outcome to done (when there is one), then it goes. */
+static void rs_write_finish(struct redis_req *req, int status)
+{
+	redis_store_done_cb done = req->done;
+
+	req->live = false;
+	req->done = NULL;
+	rs_req_close_timer(req);
+	if (done)
+		done(req->arg, status);
+	rs_req_release(req);
+}
+
+/* Gives a write up: counted (the metric), logged once a minute, -1 to its done. */
+static void rs_write_drop(struct redis_store *rs, struct redis_req *req, const char *why)
+{
+	uint64_t now = uv_now(rs->loop);
+
+	rs->w_dropped++;
+	store_stats_add_dropped(rs->stats, 1);
+	if (rs->last_drop_log_ms == 0 || now - rs->last_drop_log_ms >= RS_LOG_EVERY_MS) {
+		rs->last_drop_log_ms = now;
+		log_event(LOG_LVL_WARNING, NULL,
+		    "event=redis_write_dropped store=%s worker=%d module=%s reason=%s queued=%zu dropped=%llu",
+		    rs->url, rs->worker, rs->name, why, rs->wq_n, (unsigned long long)rs->w_dropped);
+	}
+	rs_write_finish(req, -1);
+}
+
+/* Takes the oldest waiting write out of the queue, or NULL. */
+static struct redis_req *rs_wq_pop(struct redis_store *rs)
+{
+	struct redis_req *req = rs->wq_head;
+
+	if (req == NULL)
+		return NULL;
+	rs->wq_head = req->next;
+	if (rs->wq_head == NULL)
+		rs->wq_tail = NULL;
+	req->next = NULL;
+	rs->wq_n--;
+	rs->wq_bytes -= req->bytes;
+	store_stats_add_queued(rs->stats, -1);
+	return req;
+}
+
+/* Puts req into the queue by its seq (a resent write goes before the newer ones). */
+static void rs_wq_insert(struct redis_store *rs, struct redis_req *req)
+{
+	struct redis_req **pp = &rs->wq_head;
+
+	if (rs->wq_tail && rs->wq_tail->seq < req->seq)
+		pp = &rs->wq_tail->next;     /* the usual case: the newest */
+	else
+		while (*pp && (*pp)->seq < req->seq)
+			pp = &(*pp)->next;
+	req->next = *pp;
+	*pp = req;
+	if (req->next == NULL)
+		rs->wq_tail = req;
+	rs->wq_n++;
+	rs->wq_bytes += req->bytes;
+	store_stats_add_queued(rs->stats, 1);
+}
+
+/* Whether one more write of bytes fits the bounds. */
+static bool rs_wq_has_room(const struct redis_store *rs, size_t bytes)
+{
+	return rs->wq_n < rs->wq_max && rs->wq_bytes + bytes <= RS_WQ_MAX_BYTES;
+}
+
+/* The request deadline: a read learns now; a write is resent on the next connection. Either
+ * way the silent connection is dropped (its other requests get NULL replies). */
+static void rs_req_timeout_cb(uv_timer_t *t)
+{
+	struct redis_req *req = t->data;
+	struct redis_store *rs = req->rs;
+	redisAsyncContext *ac;
+
+	/* libuv runs due timers before it polls for I/O: after a long loop iteration (a burst
+	 * of accepts, a slow build) a deadline passes while the reply already waits in the
+	 * socket. Read what is there first; only a request still unanswered has timed out. */
+	if (req->in_hiredis && rs->ac && (rs->ac->c.flags & REDIS_CONNECTED)) {
+		redisAsyncHandleRead(rs->ac);
+		if (!req->in_hiredis)
+			return;             /* answered (or the connection went): handled there */
+	}
+	rs->timeouts++;
+	if (req->write)
+		req->strikes++;
+	else if (req->live)
+		rs_req_complete(req, NULL);
+	if (!rs->closing) {
+		rs_fail(rs, "timeout");
 		return;
 	}
-	if (reply && reply->type == REDIS_REPLY_ERROR) {
-		uint64_t now = uv_now(rs->loop);
+	/* A closing store waits for no silent server. */
+	ac = rs->ac;
+	rs->ac = NULL;
+	rs->state = RS_DOWN;
+	if (ac)
+		redisAsyncFree(ac);
+	rs_maybe_release(rs);
+}
 
-		if (rs->last_write_err_ms == 0 || now - rs->last_write_err_ms >= 60000) {
-			rs->last_write_err_ms = now;
-			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d reply=\"%.120s\"",
-			    rs->url, rs->worker, reply->str ? reply->str : "");
+static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Hands req to hiredis with its deadline; 0, or -1 (hiredis refused it: nothing changed). */
+static int rs_req_send(struct redis_store *rs, struct redis_req *req)
+{
+	if (redisAsyncCommandArgv(rs->ac, rs_req_reply_cb, req, req->argc,
+	    (const char **)req->argv, req->argvlen) != REDIS_OK)
+		return -1;
+	req->in_hiredis = true;
+	rs_inflight_add(rs, req);
+	rs->sent++;
+	if (req->write)
+		rs->w_inflight++;
+	if (req->cb || req->done || req->write) {
+		if (!req->timer_open) {
+			uv_timer_init(rs->loop, &req->timer);
+			req->timer.data = req;
+			req->timer_open = true;
+		}
+		uv_timer_start(&req->timer, rs_req_timeout_cb, rs->timeout_ms, 0);
+	}
+	return 0;
+}
+
+/* Sends waiting writes while the store is up, at most RS_WQ_WINDOW unanswered. */
+static void rs_wq_pump(struct redis_store *rs)
+{
+	struct redis_req *req;
+
+	while (!rs->closing && rs->state == RS_UP && rs->ac && rs->wq_head &&
+	    rs->w_inflight < RS_WQ_WINDOW) {
+		req = rs_wq_pop(rs);
+		if (rs_req_send(rs, req) < 0) {
+			rs_wq_insert(rs, req);
+			break;
 		}
 	}
-	if (req->done)
-		req->done(req->arg, ok ? 0 : -1);
+}
+
+/* A write whose store is closing: to a sibling's queue (its timer is on the same loop), or
+ * dropped. */
+static void rs_write_orphan(struct redis_store *rs, struct redis_req *req)
+{
+	struct redis_store *sib = rs_registry_sibling(rs);
+
+	if (sib == NULL || !rs_wq_has_room(sib, req->bytes)) {
+		rs_write_drop(rs, req, sib ? "queue_full" : "store_closed");
+		return;
+	}
+	req->rs = sib;
+	req->seq = ++sib->w_seq;
+	rs_wq_insert(sib, req);
+	rs_wq_pump(sib);
+}
+
+/* The end of one send of a write: applied (0), refused by Redis (an error reply: -1, never
+ * resent), or no reply (the connection went, a deadline passed): Redis may or may not have
+ * applied it, so it is sent again on the next connection. A write that missed its own
+ * deadline RS_WRITE_STRIKES times is given up (a server that chokes on it); the others that
+ * lost their reply with the same connection are not charged for it. */
+static void rs_write_reply(struct redis_store *rs, struct redis_req *req, const redisReply *reply)
+{
+	if (req->timer_open)
+		uv_timer_stop(&req->timer);
+	rs->w_inflight--;
+	if (reply != NULL) {
+		if (reply->type == REDIS_REPLY_ERROR)
+			rs_log_write_error(rs, reply);
+		rs_write_finish(req, reply->type == REDIS_REPLY_ERROR ? -1 : 0);
+	} else if (req->strikes >= RS_WRITE_STRIKES) {
+		rs_write_drop(rs, req, "no_reply");
+	} else if (rs->closing) {
+		rs_write_orphan(rs, req);
+	} else if (!rs_wq_has_room(rs, req->bytes)) {
+		rs_write_drop(rs, req, "queue_full");
+	} else {
+		rs->w_retried++;
+		rs_wq_insert(rs, req);
+	}
+	rs_wq_pump(rs);
 }
 
 /* hiredis reply (NULL when the connection went away): NOSCRIPT is retried once with EVAL,
@@ -483,69 +814,53 @@ static void rs_req_complete(struct redis_req *req, const redisReply *reply)
 static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct redis_req *req = privdata;
+	struct redis_store *rs = req->rs;
 	const redisReply *reply = r;
 
 	req->in_hiredis = false;
-	if (reply && reply->type == REDIS_REPLY_ERROR && req->script >= 0 && !req->retried &&
-	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live &&
-	    !(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))) {
-		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. */
-		struct redis_store *rs = req->rs;
-
+	rs_inflight_del(rs, req);
+	if (reply && reply->type == REDIS_REPLY_ERROR && req->src && !req->retried &&
+	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live) {
+		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. A
+		 * connection on its way out takes nothing more: then it is as if no reply came
+		 * (a write goes to the next connection). */
 		req->retried = true;
 		req->argv[0] = "EVAL";
 		req->argvlen[0] = 4;
-		req->argv[1] = (char *)rs->scripts[req->script].src;
-		req->argvlen[1] = strlen(req->argv[1]);
-		if (redisAsyncCommandArgv(ac, rs_req_reply_cb, req, req->argc,
+		req->argv[1] = (char *)req->src;
+		req->argvlen[1] = strlen(req->src);
+		if (!(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) &&
+		    redisAsyncCommandArgv(ac, rs_req_reply_cb, req, req->argc,
 		    (const char **)req->argv, req->argvlen) == REDIS_OK) {
 			req->in_hiredis = true;
+			rs_inflight_add(rs, req);
 			return;
 		}
 		reply = NULL;
+	}
+	if (req->write) {
+		rs_write_reply(rs, req, reply);
+		return;
 	}
 	if (req->live)
 		rs_req_complete(req, reply);
 	rs_req_release(req);
 }
 
-/* The request deadline: the caller learns now and the silent connection is dropped. */
-static void rs_req_timeout_cb(uv_timer_t *t)
-{
-	struct redis_req *req = t->data;
-	struct redis_store *rs = req->rs;
-
-	rs->timeouts++;
-	if (req->live)
-		rs_req_complete(req, NULL);
-	/* A silent server is as good as a dead one: drop it; pending replies become NULL. */
-	rs_fail(rs, "timeout");
-}
-
-/* Copies argv into one allocation with the request and sends it; 0, or -1 (store down or
- * send failed; neither cb nor done called). A request with cb or done has a deadline. */
-static int rs_send(struct redis_store *rs, int script, int argc, const char **argv,
-    const size_t *argvlen, redis_store_reply_cb cb, redis_store_done_cb done, void *arg,
-    struct redis_req **reqp)
+/* A request holding copies of argv (one allocation), not sent yet, for arg (and src: the
+ * script's text for the EVAL fallback, or NULL); NULL when out of memory. */
+static struct redis_req *rs_req_new(struct redis_store *rs, const char *src, int argc,
+    const char **argv, const size_t *argvlen, void *arg)
 {
 	struct redis_req *req;
 	size_t total = 0, *lens;
 	char *p;
 
-	if (reqp)
-		*reqp = NULL;
-	/* Requests queue behind the very first connect (no outage yet) but fail fast during an
-	 * outage, so sessions never wait on a dead server. */
-	if (rs->closing || rs->ac == NULL || !(rs->state == RS_UP ||
-	    (rs->state == RS_CONNECTING && !rs->down_logged && !rs->password[0] && !rs->db))) {
-		rs->failfast++;
-		return -1;
-	}
 	for (int i = 0; i < argc; i++)
 		total += argvlen ? argvlen[i] : strlen(argv[i]);
 	req = calloc(1, sizeof(*req) + (size_t)argc * (sizeof(char *) + sizeof(size_t)) + total);
 	if (req == NULL)
-		return -1;
+		return NULL;
 	req->argv = (char **)(req + 1);
 	lens = (size_t *)(req->argv + argc);
 	req->argvlen = lens;
@@ -558,46 +873,84 @@ static int rs_send(struct redis_store *rs, int script, int argc, const char **ar
 	}
 	req->rs = rs;
 	req->live = true;
-	req->cb = cb;
-	req->done = done;
-	req->arg = arg;
-	req->script = script;
 	req->argc = argc;
-	if (redisAsyncCommandArgv(rs->ac, rs_req_reply_cb, req, argc, (const char **)req->argv,
-	    req->argvlen) != REDIS_OK) {
-		free(req);
+	req->bytes = total;
+	req->src = src;
+	req->arg = arg;
+	return req;
+}
+
+/* A read (cb, or fire and forget without): sent now, or -1 at once during an outage. */
+static int rs_send_read(struct redis_store *rs, const char *src, int argc, const char **argv,
+    const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp)
+{
+	struct redis_req *req;
+
+	/* Requests queue behind the very first connect (no outage yet) but fail fast during an
+	 * outage, so sessions never wait on a dead server. */
+	if (rs->closing || rs->ac == NULL || !(rs->state == RS_UP ||
+	    (rs->state == RS_CONNECTING && !rs->down_logged && !rs->password[0] && !rs->db))) {
 		rs->failfast++;
 		return -1;
 	}
-	req->in_hiredis = true;
-	rs->sent++;
-	if (cb || done) {
-		uv_timer_init(rs->loop, &req->timer);
-		req->timer.data = req;
-		req->timer_open = true;
-		uv_timer_start(&req->timer, rs_req_timeout_cb, rs->timeout_ms, 0);
+	req = rs_req_new(rs, src, argc, argv, argvlen, arg);
+	if (req == NULL)
+		return -1;
+	req->cb = cb;
+	if (rs_req_send(rs, req) < 0) {
+		free(req);
+		rs->failfast++;
+		return -1;
 	}
 	if (reqp)
 		*reqp = cb ? req : NULL;
 	return 0;
 }
 
+/* A write: into the queue (bounded; -1 and counted when full), sent when the store is up. */
+static int rs_send_write(struct redis_store *rs, const char *src, int argc, const char **argv,
+    const size_t *argvlen, redis_store_done_cb done, void *arg)
+{
+	struct redis_req *req;
+
+	if (rs->closing)
+		return -1;
+	req = rs_req_new(rs, src, argc, argv, argvlen, arg);
+	if (req == NULL)
+		return -1;
+	req->write = true;
+	req->done = done;
+	if (!rs_wq_has_room(rs, req->bytes)) {
+		/* not rs_write_drop: done is never called from inside redis_store_write */
+		req->done = NULL;
+		rs_write_drop(rs, req, "queue_full");
+		return -1;
+	}
+	req->seq = ++rs->w_seq;
+	rs_wq_insert(rs, req);
+	rs_wq_pump(rs);
+	return 0;
+}
+
 int redis_store_command(struct redis_store *rs, int argc, const char **argv,
     const size_t *argvlen, redis_store_reply_cb cb, void *arg, struct redis_req **reqp)
 {
-	return rs_send(rs, -1, argc, argv, argvlen, cb, NULL, arg, reqp);
+	if (reqp)
+		*reqp = NULL;
+	return rs_send_read(rs, NULL, argc, argv, argvlen, cb, arg, reqp);
 }
 
 /* EVALSHA sha nkeys keys... args... (script >= 0), or the plain command keys... args...
- * (script -1), sent with cb or done. */
+ * (script -1), as a read (write false: cb) or a write (done). */
 static int rs_send_script(struct redis_store *rs, int script, int nkeys, int nargs,
-    const char **keys_then_args, const size_t *lens, redis_store_reply_cb cb,
+    const char **keys_then_args, const size_t *lens, bool write, redis_store_reply_cb cb,
     redis_store_done_cb done, void *arg, struct redis_req **reqp)
 {
 	const char *sv[32], **argv = sv;
 	size_t svlen[32], *argvlen = svlen;
 	char nk[16];
 	int argc = 0, rc, n = nkeys + nargs, extra = script >= 0 ? 3 : 0;
+	const char *src = script >= 0 && script < rs->nscripts ? rs->scripts[script].src : NULL;
 
 	if (reqp)
 		*reqp = NULL;
@@ -623,7 +976,8 @@ static int rs_send_script(struct redis_store *rs, int script, int nkeys, int nar
 		argv[argc] = keys_then_args[i];
 		argvlen[argc++] = lens ? lens[i] : strlen(keys_then_args[i]);
 	}
-	rc = rs_send(rs, script, argc, argv, argvlen, cb, done, arg, reqp);
+	rc = write ? rs_send_write(rs, src, argc, argv, argvlen, done, arg) :
+	    rs_send_read(rs, src, argc, argv, argvlen, cb, arg, reqp);
 out:
 	if (argv != sv)
 		free(argv);
@@ -641,14 +995,15 @@ int redis_store_eval(struct redis_store *rs, int script, int nkeys, int nargs,
 			*reqp = NULL;
 		return -1;
 	}
-	return rs_send_script(rs, script, nkeys, nargs, keys_then_args, lens, cb, NULL, arg, reqp);
+	return rs_send_script(rs, script, nkeys, nargs, keys_then_args, lens, false, cb, NULL, arg,
+	    reqp);
 }
 
 int redis_store_write(struct redis_store *rs, int script, int nkeys, int nargs,
     const char **keys_then_args, const size_t *lens, redis_store_done_cb done, void *arg)
 {
 	return rs_send_script(rs, script < 0 ? -1 : script, nkeys, nargs, keys_then_args, lens,
-	    NULL, done, arg, NULL);
+	    true, NULL, done, arg, NULL);
 }
 
 void redis_req_cancel(struct redis_req *req)
@@ -658,4 +1013,15 @@ void redis_req_cancel(struct redis_req *req)
 	req->live = false;
 	rs_req_close_timer(req);
 	rs_req_release(req);
+}
+
+void redis_store_write_stats(const struct redis_store *rs, size_t *queued, uint64_t *retried,
+    uint64_t *dropped)
+{
+	if (queued)
+		*queued = rs->wq_n;
+	if (retried)
+		*retried = rs->w_retried;
+	if (dropped)
+		*dropped = rs->w_dropped;
 }

@@ -5,8 +5,9 @@
  * Every request has its own timer (hiredis 0.14 has no async timeout): when it fires the
  * caller gets a NULL reply at once, the connection is treated as broken, dropped and
  * re-established with backoff (1 s doubling to 30 s). While the store is down requests fail
- * immediately (return -1) so callers fall back without waiting. An outage is logged once
- * (`event=redis_down store=URL`) and its end once (`event=redis_up`).
+ * immediately (return -1) so callers fall back without waiting — reads; writes
+ * (redis_store_write) wait in a bounded queue and are sent when it is back. An outage is
+ * logged once (`event=redis_down store=URL`) and its end once (`event=redis_up`).
  * Lua scripts are registered once, loaded with SCRIPT LOAD on every (re)connect and run
  * with EVALSHA, falling back to EVAL on NOSCRIPT. Not thread-safe: one store per loop. */
 #ifndef MX_STORE_REDIS_H
@@ -58,19 +59,39 @@ int redis_store_eval(struct redis_store *rs, int script, int nkeys, int nargs,
     struct redis_req **reqp);
 
 /* status 0: Redis applied the write (a reply that is not an error); -1: it did not or we do
- * not know (unreachable, timed out, an error reply: logged at most once a minute). Called on
- * the loop thread, at most once, never from inside redis_store_write. */
+ * not know (an error reply: logged at most once a minute; given up: see below; the store
+ * was freed first). Called on the loop thread, at most once, never from inside
+ * redis_store_write. */
 typedef void (*redis_store_done_cb)(void *arg, int status);
 
-/* A state update whose outcome matters more than its reply: EVALSHA script keys... args...
- * (script -1: keys_then_args is a plain command of nkeys + nargs words, "ZREM" k m). Returns 0 when the store took the write (done, when not NULL, is called exactly once,
- * later), or -1 when it refused it now (the store is down, bad arguments: done is never
- * called). Today a write is sent at once or refused; a later version may hold writes made
- * during an outage in a bounded queue and send them on reconnect, reporting through done —
- * callers written against this contract need no change for that. Not cancellable: arg must
- * stay valid until done, or pass done NULL (fire and forget). */
+/* A state update that must not be lost to an outage: EVALSHA script keys... args... (script
+ * -1: keys_then_args is a plain command of nkeys + nargs words, "ZREM" k m). The write goes
+ * into the store's queue and is sent at once while Redis is up, else when the connection
+ * comes back (after the scripts are loaded), oldest first, 64 unanswered at most. A write
+ * whose reply never came (the connection dropped, a deadline passed) may or may not have
+ * been applied: it is sent again on the next connection — so a write is applied at least
+ * once unless it is given up, and may be applied twice after a lost reply: make writes
+ * idempotent or tolerant of that (counters with decay, ZREM, a first-seen time kept as the
+ * minimum).
+ * Given up, counted in mxgate_store_writes_dropped_total{store="redis:NAME"} and logged once a
+ * minute (event=redis_write_dropped reason=...): a write over the queue's bound (10000 writes
+ * or 16 MiB; then redis_store_write returns -1), one whose own deadline passed 3 times
+ * (no_reply: a server that chokes on it; the writes behind it are not charged), or one
+ * still queued when its store is freed and no sibling takes it (store_closed: a shutdown
+ * during an outage). A store freed by a reload hands its queue to the new store for the same
+ * server on the same loop, and lets the writes in flight get their replies first.
+ * Returns 0 when the write is queued (done, when not NULL, is called exactly once, later), or
+ * -1 (bad arguments, the queue full, the store closing: done is never called). Not
+ * cancellable: arg must stay valid until done, or pass done NULL (fire and forget). */
 int redis_store_write(struct redis_store *rs, int script, int nkeys, int nargs,
     const char **keys_then_args, const size_t *lens, redis_store_done_cb done, void *arg);
+/* The user of the store for logs and the metric label ("reputation"); "redis" by default. */
+void redis_store_set_name(struct redis_store *rs, const char *name);
+/* The bound of the write queue in writes (10000 by default; for tests). */
+void redis_store_set_queue_limit(struct redis_store *rs, size_t max_writes);
+/* Writes waiting now, resent after a lost reply, and given up, since the store was made. */
+void redis_store_write_stats(const struct redis_store *rs, size_t *queued, uint64_t *retried,
+    uint64_t *dropped);
 /* The caller loses interest: cb will not be called. req becomes invalid. */
 void redis_req_cancel(struct redis_req *req);
 

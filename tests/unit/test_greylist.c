@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "filters/greylist.h"
 #include "proxy/chain.h"
 #include "proxy/config.h"
@@ -219,11 +221,49 @@ static void test_module_lmdb(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Records read back from a map or Redis: a round trip, and what is not a live record. */
+static void test_records(void **state)
+{
+	unsigned char rec[GREYLIST_RECORD_LEN], odd[GREYLIST_RECORD_LEN + 1] = { 0 };
+	struct greylist_entry e = { 5000, true }, back;
+	redisReply i1 = { .type = REDIS_REPLY_INTEGER, .integer = 1 };
+	redisReply iw = { .type = REDIS_REPLY_INTEGER, .integer = -7 };
+	redisReply st = { .type = REDIS_REPLY_STRING, .str = "1", .len = 1 };
+	redisReply *pair[2] = { &i1, &iw }, *bad[2] = { &i1, &st };
+	redisReply arr = { .type = REDIS_REPLY_ARRAY, .elements = 2, .element = pair };
+	redisReply arr_bad = { .type = REDIS_REPLY_ARRAY, .elements = 2, .element = bad };
+	redisReply arr_one = { .type = REDIS_REPLY_ARRAY, .elements = 1, .element = pair };
+	bool pass = false;
+	uint64_t wait_s = 99;
+
+	(void)state;
+	greylist_record_encode(&e, 10000, rec);
+	assert_true(greylist_record_decode(rec, sizeof(rec), 9999, &back));
+	assert_int_equal(back.first_ms, 5000);
+	assert_true(back.passed);
+	assert_false(greylist_record_expired(rec, sizeof(rec), 10000));
+	/* expired, another size, nothing */
+	assert_false(greylist_record_decode(rec, sizeof(rec), 10000, &back));
+	assert_true(greylist_record_expired(rec, sizeof(rec), 10001));
+	assert_false(greylist_record_decode(odd, sizeof(odd), 0, &back));
+	assert_false(greylist_record_decode(NULL, 0, 0, &back));
+	assert_true(greylist_record_expired(rec, 7, 0));
+	/* the script's reply {passed, wait}: a negative wait reads 0; other shapes are not one */
+	assert_int_equal(greylist_parse_reply(&arr, &pass, &wait_s), 0);
+	assert_true(pass);
+	assert_int_equal(wait_s, 0);
+	assert_int_equal(greylist_parse_reply(&arr_bad, &pass, &wait_s), -1);
+	assert_int_equal(greylist_parse_reply(&arr_one, &pass, &wait_s), -1);
+	assert_int_equal(greylist_parse_reply(&st, &pass, &wait_s), -1);
+	assert_int_equal(greylist_parse_reply(NULL, &pass, &wait_s), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_triplet),
+		cmocka_unit_test(test_records),
 		cmocka_unit_test(test_module_local),
 		cmocka_unit_test(test_module_lmdb),
 	};

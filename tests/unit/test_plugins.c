@@ -158,6 +158,23 @@ static void test_rspamd_http(void **state)
 	assert_int_equal(rspamd_http_parse(chunked, strlen(chunked), true, &status, &body, &blen), -1);
 	assert_int_equal(rspamd_http_parse(bad, strlen(bad), true, &status, &body, &blen), -1);
 	assert_int_equal(rspamd_http_parse("HTTP/1.1 2", 10, false, &status, &body, &blen), 1);
+	/* Content-Length's digits are read on its line only (found by fuzz_rspamd_reply:
+	 * strtol skipped the empty value's line end, read the body's digits and, the buffer
+	 * being unterminated, past its end) */
+	const char *emptycl = "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n12";
+	const char *junkcl = "HTTP/1.1 200 OK\r\nContent-Length: 4x\r\n\r\nabcd";
+	const char *spacecl = "HTTP/1.1 200 OK\r\nContent-Length:\t 4 \r\n\r\nabcd";
+	const char *fuzzed = "HTTP/1.1 200 O\nContent-Length:\r\n\r\n";
+	char *exact = malloc(strlen(fuzzed));
+
+	assert_non_null(exact);
+	memcpy(exact, fuzzed, strlen(fuzzed));          /* no NUL after it */
+	assert_int_equal(rspamd_http_parse(exact, strlen(fuzzed), true, &status, &body, &blen), -1);
+	free(exact);
+	assert_int_equal(rspamd_http_parse(emptycl, strlen(emptycl), true, &status, &body, &blen), -1);
+	assert_int_equal(rspamd_http_parse(junkcl, strlen(junkcl), true, &status, &body, &blen), -1);
+	assert_int_equal(rspamd_http_parse(spacecl, strlen(spacecl), true, &status, &body, &blen), 0);
+	assert_int_equal(blen, 4);
 }
 
 /* ------------------------------------------------------------------- addresses */

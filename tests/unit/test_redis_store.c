@@ -16,12 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/redis.h"
+#include "store/store_stats.h"
 
-enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR };
+enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW };
 
 struct fake {
 	int lfd, port;
@@ -75,6 +79,8 @@ static void *fake_main(void *arg)
 	while (!f->stop && fake_read_cmd(in, verb, sizeof(verb), &f->last_words)) {
 		if (f->mode == FAKE_HANG)
 			continue;
+		if (f->mode == FAKE_SLOW && strcasecmp(verb, "PING") == 0)
+			usleep(300 * 1000);    /* after the client looked (its deadline: 100 ms) */
 		if (f->mode == FAKE_ERROR && strcasecmp(verb, "SCRIPT") != 0) {
 			fputs("-ERR boom\r\n", out);
 		} else if (strcasecmp(verb, "SCRIPT") == 0) {
@@ -213,7 +219,10 @@ static void test_refused(void **state)
 	char url[64];
 	struct redis_store *rs;
 	struct got g = { 0 };
-	uint64_t sent, timeouts, failfast;
+	uint64_t sent, timeouts, failfast, dropped;
+	size_t queued;
+	struct store_stats *st = store_stats_get("redis", "redis");
+	uint64_t dropped_before = store_stats_dropped(st);
 	int sc;
 
 	(void)state;
@@ -231,14 +240,19 @@ static void test_refused(void **state)
 	redis_store_stats(rs, &sent, &timeouts, &failfast);
 	assert_int_equal(timeouts, 0);
 	assert_false(redis_store_is_up(rs));
-	/* during the outage requests and writes fail at once */
+	/* during the outage reads fail at once; a write waits in the queue */
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), -1);
-	assert_int_equal(redis_store_write(rs, sc, 1, 3, kargs, NULL, NULL, NULL), -1);
+	assert_int_equal(redis_store_write(rs, sc, 1, 3, kargs, NULL, NULL, NULL), 0);
 	redis_store_stats(rs, &sent, &timeouts, &failfast);
-	assert_int_equal(failfast, 2);
+	assert_int_equal(failfast, 1);
+	redis_store_write_stats(rs, &queued, NULL, &dropped);
+	assert_int_equal(queued, 1);
+	assert_int_equal(dropped, 0);
+	/* freed with no sibling to take it: given up and counted */
 	redis_store_free(rs);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_int_equal(store_stats_dropped(st) - dropped_before, 1);
 }
 
 /* Waits (bounded) for the store to come up. */
@@ -251,10 +265,37 @@ static void spin_until_up(uv_loop_t *loop, struct redis_store *rs)
 	assert_true(redis_store_is_up(rs));
 }
 
+/* A store on a fresh loop for the fake f (started in mode), up; `script` registered as *sc
+ * when sc is not NULL. */
+static struct redis_store *fake_store(uv_loop_t *loop, struct fake *f, enum fake_mode mode,
+    uint64_t timeout_ms, int *sc)
+{
+	char url[64];
+	struct redis_store *rs;
+
+	fake_start(f, mode);
+	uv_loop_init(loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->port);
+	rs = redis_store_new(loop, url, timeout_ms, 0);
+	assert_non_null(rs);
+	if (sc)
+		*sc = redis_store_add_script(rs, script);
+	spin_until_up(loop, rs);
+	return rs;
+}
+
+/* Frees rs, runs its loop dry and closes it, stops f. */
+static void fake_store_done(uv_loop_t *loop, struct redis_store *rs, struct fake *f)
+{
+	redis_store_free(rs);
+	uv_run(loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(loop), 0);
+	fake_stop(f);
+}
+
 static void test_hang_timeout(void **state)
 {
 	uv_loop_t loop;
-	char url[64];
 	struct redis_store *rs;
 	struct got g = { 0 }, g2 = { 0 };
 	struct redis_req *req;
@@ -263,12 +304,7 @@ static void test_hang_timeout(void **state)
 	int sc;
 
 	(void)state;
-	fake_start(&f, FAKE_HANG);
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-	rs = redis_store_new(&loop, url, 100, 0);
-	sc = redis_store_add_script(rs, script);
-	spin_until_up(&loop, rs);
+	rs = fake_store(&loop, &f, FAKE_HANG, 100, &sc);
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), 0);
 	/* a second request is cancelled: its callback must never run */
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g2, &req), 0);
@@ -281,28 +317,19 @@ static void test_hang_timeout(void **state)
 	assert_int_equal(g2.calls, 0);
 	assert_false(redis_store_is_up(rs));
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), -1);
-	redis_store_free(rs);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	fake_stop(&f);
+	fake_store_done(&loop, rs, &f);
 }
 
 static void test_noscript_fallback(void **state)
 {
 	uv_loop_t loop;
-	char url[64];
 	struct redis_store *rs;
 	struct got g = { 0 };
 	struct fake f;
 	int sc;
 
 	(void)state;
-	fake_start(&f, FAKE_NOSCRIPT);
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-	rs = redis_store_new(&loop, url, 500, 0);
-	sc = redis_store_add_script(rs, script);
-	spin_until_up(&loop, rs);
+	rs = fake_store(&loop, &f, FAKE_NOSCRIPT, 500, &sc);
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), 0);
 	spin_until(&loop, &g.calls);
 	assert_int_equal(g.calls, 1);
@@ -312,10 +339,32 @@ static void test_noscript_fallback(void **state)
 	assert_int_equal(f.eval, 1);
 	assert_int_equal(f.script_load, 1);
 	assert_true(redis_store_is_up(rs));
-	redis_store_free(rs);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	fake_stop(&f);
+	fake_store_done(&loop, rs, &f);
+}
+
+/* A reply that waits in the socket while the loop was busy past the request's deadline is
+ * read, not called a timeout (libuv runs due timers before it polls). */
+static void test_late_loop_not_timeout(void **state)
+{
+	uv_loop_t loop;
+	struct redis_store *rs;
+	struct got g = { 0 };
+	struct fake f;
+	const char *ping[1] = { "PING" };
+	uint64_t timeouts;
+
+	(void)state;
+	rs = fake_store(&loop, &f, FAKE_SLOW, 100, NULL);
+	assert_int_equal(redis_store_command(rs, 1, ping, NULL, got_cb, &g, NULL), 0);
+	spin(&loop, 1);                        /* the command goes out */
+	assert_int_equal(g.calls, 0);
+	usleep(900 * 1000);                    /* a busy loop: the deadline passes, the reply lands */
+	spin_until(&loop, &g.calls);
+	assert_false(g.null_reply);
+	redis_store_stats(rs, NULL, &timeouts, NULL);
+	assert_int_equal(timeouts, 0);
+	assert_true(redis_store_is_up(rs));
+	fake_store_done(&loop, rs, &f);
 }
 
 struct done { int calls, status; };
@@ -338,19 +387,13 @@ static void test_write_done(void **state)
 	(void)state;
 	for (int m = 0; m < 2; m++) {
 		uv_loop_t loop;
-		char url[64];
 		struct redis_store *rs;
 		struct done d = { 0, 99 }, d2 = { 0, 99 };
 		const char *zrem[3] = { "ZREM", "k", "member" };
 		struct fake f;
 		int sc;
 
-		fake_start(&f, modes[m]);
-		uv_loop_init(&loop);
-		snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-		rs = redis_store_new(&loop, url, 5000, 0);
-		sc = redis_store_add_script(rs, script);
-		spin_until_up(&loop, rs);
+		rs = fake_store(&loop, &f, modes[m], 5000, &sc);
 		assert_int_equal(redis_store_write(rs, sc, 1, 3, kargs, NULL, done_cb, &d), 0);
 		assert_int_equal(d.calls, 0);     /* never from inside the call */
 		spin_until(&loop, &d.calls);
@@ -363,10 +406,7 @@ static void test_write_done(void **state)
 		assert_int_equal(redis_store_write(rs, sc, 1, 3, kargs, NULL, NULL, NULL), 0);
 		assert_int_equal(redis_store_write(rs, -1, 0, 0, zrem, NULL, NULL, NULL), -1);
 		assert_true(redis_store_is_up(rs));
-		redis_store_free(rs);
-		uv_run(&loop, UV_RUN_DEFAULT);
-		assert_int_equal(uv_loop_close(&loop), 0);
-		fake_stop(&f);
+		fake_store_done(&loop, rs, &f);
 	}
 }
 
@@ -374,7 +414,7 @@ static void test_write_done(void **state)
 static void test_many_keys(void **state)
 {
 	uv_loop_t loop;
-	char url[64], keys[300][16];
+	char keys[300][16];
 	const char *argv[301];
 	struct redis_store *rs;
 	struct got g = { 0 };
@@ -387,33 +427,282 @@ static void test_many_keys(void **state)
 		argv[i] = keys[i];
 	}
 	argv[300] = "1";
-	fake_start(&f, FAKE_NOSCRIPT);
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
-	rs = redis_store_new(&loop, url, 5000, 0);
-	sc = redis_store_add_script(rs, script);
-	spin_until_up(&loop, rs);
+	rs = fake_store(&loop, &f, FAKE_NOSCRIPT, 5000, &sc);
 	assert_int_equal(redis_store_eval(rs, sc, 300, 1, argv, NULL, got_cb, &g, NULL), 0);
 	spin_until(&loop, &g.calls);
 	assert_false(g.null_reply);
 	assert_int_equal(f.eval, 1);
 	assert_int_equal(f.last_words, 3 + 301);   /* EVAL text 300 keys... 1 */
+	fake_store_done(&loop, rs, &f);
+}
+
+/* ---- the write queue against a real redis-server ----------------------------------------
+ * Killed (SIGKILL) and restarted, stopped (SIGSTOP) past the request deadline, and a store
+ * freed during an outage: every write lands at least once, none is given up, and a write is
+ * applied twice only when its reply was lost (counted as retried). The server keeps an
+ * append-only file fsynced on every write, so what it applied survives the SIGKILL. */
+
+static char redis_dir[256];
+
+/* redis-server on port with an AOF in redis_dir; its pid once it accepts (20 s bound). */
+static pid_t redis_start(int port)
+{
+	char portstr[16];
+	pid_t pid;
+	uint64_t end = uv_hrtime() + 20ull * 1000000000ull;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	pid = fork();
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", portstr,
+		    "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir",
+		    redis_dir, (char *)NULL);
+		_exit(127);
+	}
+	assert_true(pid > 0);
+	while (uv_hrtime() < end) {
+		redisContext *c = redisConnect("127.0.0.1", port);
+		bool ok = c && !c->err;
+
+		redisFree(c);
+		if (ok)
+			return pid;
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			fail_msg("redis-server exited at start");
+		usleep(20000);
+	}
+	fail_msg("redis-server did not listen on %d", port);
+	return -1;
+}
+
+static void redis_kill(pid_t pid, int sig)
+{
+	kill(pid, sig);
+	if (sig == SIGKILL || sig == SIGTERM)
+		waitpid(pid, NULL, 0);
+}
+
+/* GET key as a number (synchronous, for checking what the store wrote). */
+static long long redis_get_num(int port, const char *key)
+{
+	redisContext *c = redisConnect("127.0.0.1", port);
+	redisReply *r;
+	long long v = -1;
+
+	assert_true(c && !c->err);
+	r = redisCommand(c, "GET %s", key);
+	if (r && r->type == REDIS_REPLY_STRING)
+		v = atoll(r->str);
+	else if (r && r->type == REDIS_REPLY_NIL)
+		v = 0;
+	freeReplyObject(r);
+	redisFree(c);
+	return v;
+}
+
+/* Skips (exit 77 through main) when redis-server is missing; under CI=true that fails. */
+static bool have_redis_server(void)
+{
+	const char *ci = getenv("CI");
+
+	if (system("command -v redis-server >/dev/null 2>&1") == 0)
+		return true;
+	if (ci && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0))
+		fail_msg("redis-server not installed (CI=true: no skips)");
+	return false;
+}
+
+static int skipped;
+
+static const char *incr_script = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
+
+/* Spins until the store has nothing queued or unanswered. */
+static void spin_until_drained(uv_loop_t *loop, struct redis_store *rs, const int *pending)
+{
+	uint64_t end = uv_hrtime() + 30ull * 1000000000ull;
+	size_t queued = 1;
+
+	while (uv_hrtime() < end) {
+		redis_store_write_stats(rs, &queued, NULL, NULL);
+		if (queued == 0 && *pending == 0)
+			return;
+		spin(loop, 5);
+	}
+	fail_msg("writes still queued (%zu) or unanswered (%d) after 30 s", queued, *pending);
+}
+
+struct counted { int pending, ok, failed; };
+
+static void counted_cb(void *arg, int status)
+{
+	struct counted *c = arg;
+
+	c->pending--;
+	if (status == 0)
+		c->ok++;
+	else
+		c->failed++;
+}
+
+static void write_n(struct redis_store *rs, int sc, int n, struct counted *c)
+{
+	const char *args[2] = { "mx:counter", "1" };
+
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(redis_store_write(rs, sc, 1, 1, args, NULL, counted_cb, c), 0);
+		c->pending++;
+	}
+}
+
+static void test_queue_real_redis(void **state)
+{
+	uv_loop_t loop;
+	char url[64];
+	struct redis_store *rs;
+	struct counted c = { 0 };
+	uint64_t retried, dropped;
+	long long v;
+	pid_t pid;
+	int port = free_port(), sc;
+
+	(void)state;
+	if (!have_redis_server()) {
+		skipped = 1;
+		skip();
+	}
+	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
+	mkdir(redis_dir, 0700);
+	pid = redis_start(port);
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	/* a deadline a loaded machine meets; SIGSTOP below outlasts it on purpose */
+	rs = redis_store_new(&loop, url, 1000, 0);
+	redis_store_set_name(rs, "test");
+	sc = redis_store_add_script(rs, incr_script);
+	spin_until_up(&loop, rs);
+
+	/* 1. up: applied once each */
+	write_n(rs, sc, 200, &c);
+	spin_until_drained(&loop, rs, &c.pending);
+	assert_int_equal(c.ok, 200);
+	assert_int_equal(redis_get_num(port, "mx:counter"), 200);
+
+	/* 2. killed with writes in flight, more written during the outage, restarted on the
+	 * same port: nothing is given up, and only a lost reply can make a duplicate */
+	write_n(rs, sc, 500, &c);
+	spin(&loop, 1);                           /* some out, some answered, some queued */
+	redis_kill(pid, SIGKILL);
+	write_n(rs, sc, 300, &c);                 /* queued: the store is (or soon is) down */
+	spin(&loop, 50);
+	pid = redis_start(port);
+	spin_until_drained(&loop, rs, &c.pending);
+	redis_store_write_stats(rs, NULL, &retried, &dropped);
+	v = redis_get_num(port, "mx:counter");
+	assert_int_equal(dropped, 0);
+	assert_int_equal(c.failed, 0);
+	assert_int_equal(c.ok, 1000);
+	if (v < 1000 || v > 1000 + (long long)retried)
+		fail_msg("counter %lld after 1000 writes with %llu resent", v, (unsigned long long)retried);
+
+	/* 3. stopped past the deadline with writes in flight: they are resent on the next
+	 * connection once it answers again */
+	redis_kill(pid, SIGSTOP);
+	write_n(rs, sc, 100, &c);
+	spin(&loop, 1500);                        /* the deadline passes: connection dropped */
+	redis_kill(pid, SIGCONT);
+	spin_until_drained(&loop, rs, &c.pending);
+	redis_store_write_stats(rs, NULL, &retried, &dropped);
+	v = redis_get_num(port, "mx:counter");
+	assert_int_equal(dropped, 0);
+	assert_true(retried >= 1);                /* the stopped server's writes went again */
+	assert_int_equal(c.ok, 1100);
+	if (v < 1100 || v > 1100 + (long long)retried)
+		fail_msg("counter %lld after 1100 writes with %llu resent", v, (unsigned long long)retried);
+
 	redis_store_free(rs);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
-	fake_stop(&f);
+	redis_kill(pid, SIGKILL);
+	(void)system("rm -rf /tmp/test_redis_store.* 2>/dev/null");
+}
+
+/* A reload during an outage: the old store hands its queue to the new one for the same
+ * server on the same loop; the bound counts what does not fit. */
+static void test_queue_handover_and_bound(void **state)
+{
+	uv_loop_t loop;
+	char url[64];
+	struct redis_store *old, *cur;
+	struct counted c = { 0 };
+	const char *args[2] = { "mx:handover", "1" };
+	size_t queued;
+	uint64_t dropped;
+	pid_t pid;
+	int port = free_port(), sc_old, sc_new;
+
+	(void)state;
+	if (!have_redis_server()) {
+		skipped = 1;
+		skip();
+	}
+	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
+	mkdir(redis_dir, 0700);
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	old = redis_store_new(&loop, url, 1000, 0);
+	sc_old = redis_store_add_script(old, incr_script);
+	redis_store_set_queue_limit(old, 50);
+	spin(&loop, 50);                          /* refused: down */
+	assert_false(redis_store_is_up(old));
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(redis_store_write(old, sc_old, 1, 1, args, NULL, NULL, NULL), 0);
+	/* the bound: the 51st is refused now and counted */
+	assert_int_equal(redis_store_write(old, sc_old, 1, 1, args, NULL, NULL, NULL), -1);
+	redis_store_write_stats(old, &queued, NULL, &dropped);
+	assert_int_equal(queued, 50);
+	assert_int_equal(dropped, 1);
+	/* the new generation's store (a script registered in another order), then the old goes */
+	cur = redis_store_new(&loop, url, 1000, 0);
+	redis_store_add_script(cur, script);
+	sc_new = redis_store_add_script(cur, incr_script);
+	assert_int_not_equal(sc_new, sc_old);
+	redis_store_free(old);
+	redis_store_write_stats(cur, &queued, NULL, &dropped);
+	assert_int_equal(queued, 50);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(redis_store_write(cur, sc_new, 1, 1, args, NULL, counted_cb, &c), 0);
+	c.pending++;
+	pid = redis_start(port);
+	spin_until_drained(&loop, cur, &c.pending);
+	assert_int_equal(c.ok, 1);
+	assert_int_equal(redis_get_num(port, "mx:handover"), 51);
+	redis_store_free(cur);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	redis_kill(pid, SIGKILL);
+	(void)system("rm -rf /tmp/test_redis_store.* 2>/dev/null");
 }
 
 int main(void)
 {
+	int rc;
+
 	signal(SIGPIPE, SIG_IGN);	/* as the daemon does (main.c): a closed peer is EPIPE, not death */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_hang_timeout),
 		cmocka_unit_test(test_noscript_fallback),
+		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),
 		cmocka_unit_test(test_many_keys),
+		cmocka_unit_test(test_queue_real_redis),
+		cmocka_unit_test(test_queue_handover_and_bound),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	return rc == 0 && skipped ? 77 : rc;
 }

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "filters/reputation.h"
 #include "filters/senderauth.h"
 #include "proxy/chain.h"
@@ -846,12 +848,47 @@ static void test_auth_domain_handover(void **state)
 	assert_null(senderauth_auth_domain(&env));
 }
 
+/* A record as Redis returns it (HMGET a r t s v ts): numbers, nil fields, and values no
+ * record of ours holds (a hostile or corrupted server) read safely. */
+static void test_parse_redis(void **state)
+{
+	static const struct { const char *label; const char *v[6]; bool any; double a; uint64_t t; } rows[] = {
+		{ "a record", { "3", "1", NULL, NULL, "0.5", "1700000000000" }, true, 3, 1700000000000ull },
+		{ "absent", { NULL, NULL, NULL, NULL, NULL, NULL }, false, 0, 0 },
+		{ "not numbers", { "x", "-2", "nan", "inf", "1e400", "soon" }, true, 0, 0 },
+		{ "a time past 2^63 ms (UB to convert)", { "1", NULL, NULL, NULL, NULL, "7e100" }, true, 1, 0 },
+		{ "a negative time", { "1", NULL, NULL, NULL, NULL, "-5" }, true, 1, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		redisReply el[6], *pel[6];
+		struct reputation_counts rc;
+
+		for (int k = 0; k < 6; k++) {
+			memset(&el[k], 0, sizeof(el[k]));
+			el[k].type = rows[i].v[k] ? REDIS_REPLY_STRING : REDIS_REPLY_NIL;
+			el[k].str = (char *)rows[i].v[k];
+			el[k].len = rows[i].v[k] ? strlen(rows[i].v[k]) : 0;
+			pel[k] = &el[k];
+		}
+		if (reputation_parse_redis_counts((const redisReply *const *)pel, &rc) != rows[i].any ||
+		    rc.c[REPUTATION_ACCEPTED] != rows[i].a || rc.t_ms != rows[i].t)
+			fail_msg("%s: any %d a %g t %llu", rows[i].label, !rows[i].any, rc.c[0],
+			    (unsigned long long)rc.t_ms);
+		for (int k = 0; k < REPUTATION_NOUTCOMES; k++)
+			if (!isfinite(rc.c[k]) || rc.c[k] < 0)
+				fail_msg("%s: count %d is %g", rows[i].label, k, rc.c[k]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decay),
 		cmocka_unit_test(test_score),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_parse_redis),
 		cmocka_unit_test(test_cidr_allow_deny),
 		cmocka_unit_test(test_add),
 		cmocka_unit_test(test_module_lmdb),

@@ -1,0 +1,88 @@
+/* store_stats.c — per-user write-queue counters of the stores, see store_stats.h. */
+#include "store_stats.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proxy/metrics.h"
+
+#define SS_SLOTS 32
+
+struct store_stats {
+	char label[64];                /* "redis:reputation" */
+	atomic_ullong dropped;
+	atomic_long queued;
+};
+
+static struct store_stats ss_slots[SS_SLOTS];
+static atomic_int ss_n;                /* slots in use; published after a slot is filled */
+static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
+
+/* The collector of both families: one sample per slot; arg non-NULL: the queued gauge. */
+static void ss_collect(void *arg, struct metrics_out *out)
+{
+	int n = atomic_load(&ss_n);
+
+	for (int i = 0; i < n; i++)
+		metrics_out_sample(out, "store", ss_slots[i].label, arg ?
+		    (double)atomic_load(&ss_slots[i].queued) : (double)atomic_load(&ss_slots[i].dropped));
+}
+
+static void ss_register(void)
+{
+	metrics_register_family("store_writes_dropped_total",
+	    "state updates given up by a store's write queue (full, retries exhausted, shutdown during an outage, failed batch)",
+	    "counter", ss_collect, NULL);
+	metrics_register_family("store_writes_queued",
+	    "state updates waiting for their store (an outage, a backlog being sent)", "gauge",
+	    ss_collect, (void *)1);
+}
+
+struct store_stats *store_stats_get(const char *kind, const char *name)
+{
+	char label[64];
+	struct store_stats *s = NULL;
+	int n;
+
+	pthread_once(&ss_once, ss_register);
+	snprintf(label, sizeof(label), "%s:%s", kind ? kind : "?", name ? name : "?");
+	pthread_mutex_lock(&ss_lock);
+	n = atomic_load(&ss_n);
+	for (int i = 0; i < n; i++)
+		if (strcmp(ss_slots[i].label, label) == 0) {
+			s = &ss_slots[i];
+			break;
+		}
+	if (s == NULL && n < SS_SLOTS) {
+		s = &ss_slots[n];
+		memcpy(s->label, label, sizeof(label));
+		atomic_store(&ss_n, n + 1);
+	}
+	pthread_mutex_unlock(&ss_lock);
+	return s;
+}
+
+void store_stats_add_dropped(struct store_stats *s, uint64_t n)
+{
+	if (s)
+		atomic_fetch_add(&s->dropped, n);
+}
+
+void store_stats_add_queued(struct store_stats *s, long delta)
+{
+	if (s)
+		atomic_fetch_add(&s->queued, delta);
+}
+
+uint64_t store_stats_dropped(const struct store_stats *s)
+{
+	return s ? atomic_load(&((struct store_stats *)s)->dropped) : 0;
+}
+
+long store_stats_queued(const struct store_stats *s)
+{
+	return s ? atomic_load(&((struct store_stats *)s)->queued) : 0;
+}

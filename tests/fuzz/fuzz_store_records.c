@@ -1,0 +1,114 @@
+/* fuzz_store_records.c — records as a store hands them back, from a corrupt or foreign map
+ * or a hostile Redis. The first 16 bytes are the clock and knobs, the rest is:
+ *  - an LMDB value of a greylist triplet: decoded, decided, re-encoded (the encoding must
+ *    decode to what was decided), swept;
+ *  - an LMDB value of a reputation record (struct reputation_counts: doubles and a time
+ *    from the disk, NaN and infinities included): an outcome added, decayed, scored;
+ *  - RESP replies (hiredis's reader, as from the server) through the greylist reply parser
+ *    and the reputation record parser (6 elements a record), then decayed and scored.
+ * Nothing may crash, hang or be undefined behaviour (UBSan). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <hiredis/hiredis.h>
+
+#include "filters/greylist.h"
+#include "filters/reputation.h"
+
+/* RESP counts and lengths beyond these make hiredis allocate what the input announces (a
+ * real server sends at most what mxgate's scripts return): not what is fuzzed here. */
+static int fsr_resp_bounded(const uint8_t *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t digits = 0;
+
+		if (d[i] != '*' && d[i] != '$')
+			continue;
+		while (i + 1 + digits < n && d[i + 1 + digits] >= '0' && d[i + 1 + digits] <= '9')
+			digits++;
+		if (digits > 4)
+			return 0;
+	}
+	return 1;
+}
+
+static uint64_t fsr_u64(const uint8_t *d)
+{
+	uint64_t v;
+
+	memcpy(&v, d, sizeof(v));
+	return v;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint64_t now, delay, window, expire, wait_s, keep_ms;
+	struct greylist_entry e;
+	unsigned char rec[GREYLIST_RECORD_LEN];
+	bool exists, pass;
+
+	if (size < 16)
+		return 0;
+	now = fsr_u64(data);
+	delay = data[8] * 1000ull;
+	window = delay + 1000 + data[9] * 60000ull;
+	expire = 1000 + data[10] * 86400000ull;
+	data += 16;
+	size -= 16;
+
+	/* greylist: decode -> decide -> encode -> decode again */
+	exists = greylist_record_decode(data, size, now, &e);
+	pass = greylist_decide(&e, exists, now, delay, window, expire, &wait_s, &keep_ms);
+	greylist_record_encode(&e, now + keep_ms, rec);
+	if (now + keep_ms > now) {
+		struct greylist_entry back;
+
+		if (!greylist_record_decode(rec, sizeof(rec), now, &back) ||
+		    back.first_ms != e.first_ms || back.passed != e.passed)
+			abort();
+	}
+	(void)pass;
+	greylist_record_expired(data, size, now);
+
+	/* reputation: the map holds a struct as is; any bytes of that size are a record */
+	if (size >= sizeof(struct reputation_counts)) {
+		struct reputation_counts rc, net;
+
+		memcpy(&rc, data, sizeof(rc));
+		memcpy(&net, data + size - sizeof(net), sizeof(net));
+		reputation_add(&rc, (enum reputation_outcome)(data[0] % (REPUTATION_NOUTCOMES + 1)),
+		    now, expire);
+		reputation_decay(&net, now, delay);
+		reputation_score(&rc, &net, 0.25, 3);
+		reputation_score(&rc, NULL, (double)data[1] / 16, (double)data[2] - 8);
+	}
+
+	/* RESP replies as the server sends them */
+	if (fsr_resp_bounded(data, size)) {
+		redisReader *r = redisReaderCreate();
+		void *reply = NULL;
+
+		if (r == NULL)
+			return 0;
+		redisReaderFeed(r, (const char *)data, size);
+		for (int i = 0; i < 64 && redisReaderGetReply(r, &reply) == REDIS_OK && reply; i++) {
+			const redisReply *rr = reply;
+
+			greylist_parse_reply(reply, &pass, &wait_s);
+			/* the reputation lookup's reply: 6 elements per record */
+			if (rr->type == REDIS_REPLY_ARRAY)
+				for (size_t k = 0; k + 6 <= rr->elements; k += 6) {
+					struct reputation_counts rc;
+
+					if (reputation_parse_redis_counts((const redisReply *const *)rr->element + k, &rc)) {
+						reputation_decay(&rc, now, expire);
+						reputation_score(&rc, &rc, 0.25, 3);
+					}
+				}
+			freeReplyObject(reply);
+			reply = NULL;
+		}
+		redisReaderFree(r);
+	}
+	return 0;
+}
