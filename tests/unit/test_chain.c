@@ -1142,6 +1142,18 @@ static void test_outcome_session_only(void **state)
 
 /* ------------------------------------------------------------ a refusal at connect */
 
+/* Starts the session with fakes[i] refusing it at connect (REJECT, reason "fake<i>"). */
+static void refuse_at_connect(struct fx *fx, int i)
+{
+	char reason[8];
+
+	snprintf(reason, sizeof(reason), "fake%d", i);
+	set_verdict(i, VERDICT_REJECT, 550, reason, 0);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+}
+
 /* fake1 refuses the client at connect (postscreen-style: the session goes on to be refused
  * at MAIL). fake2 (a milter: connect and HELO) never saw the connect, so it is asked about
  * nothing later; fake0 (before the refusal) and fake3 (no connect stage) still are. */
@@ -1152,10 +1164,7 @@ static void test_connect_refusal_cuts(void **state)
 	fakes[0].stages = fakes[2].stages = S_(HOOK_CONNECT) | S_(HOOK_HELO) | S_(HOOK_MAIL);
 	fakes[1].stages = S_(HOOK_CONNECT);
 	fakes[3].stages = S_(HOOK_HELO);
-	set_verdict(1, VERDICT_REJECT, 550, "fake1", 0);
-	fx_start(fx);
-	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
-	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	refuse_at_connect(fx, 1);
 	assert_int_equal(fakes[2].runs, 0);
 	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
 	assert_int_equal(fx->done.calls, 2);
@@ -1212,10 +1221,7 @@ static void test_connect_cut_lifted(void **state)
 	fakes[3].stages = S_(HOOK_MAIL);
 	fakes[2].mode = FAKE_ASYNC;
 	fakes[2].timeout_ms = 5000;
-	set_verdict(1, VERDICT_REJECT, 550, "fake1", 0);
-	fx_start(fx);
-	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
-	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	refuse_at_connect(fx, 1);
 	assert_int_equal(fakes[2].runs, 0);
 	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
 	assert_int_equal(fakes[2].runs + fakes[4].runs, 0);
@@ -1251,10 +1257,8 @@ static void test_connect_cut_lifted(void **state)
 	memset(&fx->done, 0, sizeof(fx->done));
 	fakes[0].stages = S_(HOOK_CONNECT);
 	fakes[1].stages = fakes[2].stages = S_(HOOK_CONNECT) | S_(HOOK_MAIL);
-	set_verdict(0, VERDICT_REJECT, 550, "fake0", 0);
 	set_verdict(1, VERDICT_TEMPFAIL, 451, "fake1", 0);
-	fx_start(fx);
-	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
+	refuse_at_connect(fx, 0);
 	chain_run_cut(&fx->chain, done_cb, &fx->done);
 	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
 	assert_string_equal(fx->done.v.reason, "fake1");
