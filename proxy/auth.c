@@ -300,6 +300,19 @@ static void auth_failed_cb(void *arg, uint64_t ip_failures, uint64_t user_failur
 	auth_done(s);
 }
 
+/* After a lifted refusal, the connect stage of the modules it had cut off: a refusal of
+ * theirs is a connect refusal as any (TEMPFAIL: 421 and close, instead of the 235). */
+static void auth_connect_done_cb(void *arg, const struct verdict *v)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_CLOSING)
+		return;
+	if (!session_connect_refusal(s, v))
+		session_reply(s, "235 2.7.0 Authentication successful");
+	auth_done(s);
+}
+
 /* Dovecot's answer to a request or a CONT. */
 static void auth_dovecot_cb(void *arg, const struct sasl_dovecot_result *res)
 {
@@ -332,6 +345,9 @@ static void auth_dovecot_cb(void *arg, const struct sasl_dovecot_result *res)
 			a->lifted = s->conn_verdict;
 			a->has_lifted = true;
 			s->conn_verdict.action = VERDICT_CONTINUE;
+			/* the modules the refusal cut off (a milter) see the connect now */
+			chain_run_cut(&s->chain, auth_connect_done_cb, s);
+			return;
 		}
 		session_reply(s, "235 2.7.0 Authentication successful");
 		auth_done(s);

@@ -364,19 +364,38 @@ static void chain_step(struct chain *c)
 	c->in_step = false;
 }
 
-void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg)
+/* Sets c up to run stage st from entry from on. */
+static void chain_begin(struct chain *c, enum hook_stage st, size_t from, chain_done_fn done, void *arg)
 {
 	/* Calls completed in earlier stages go now, unless a module callback is still on the
 	 * stack (the next stage started from a done callback): they wait for a later stage. */
 	if (c->depth == 0)
 		chain_free_calls(&c->spent);
 	c->stage = st;
-	c->next = 0;
+	c->next = from;
 	c->done = done;
 	c->arg = arg;
 	c->running = true;
 	c->accepted = false;
 	memset(&c->result, 0, sizeof(c->result));
+}
+
+void chain_run_cut(struct chain *c, chain_done_fn done, void *arg)
+{
+	size_t from = c->connect_cut;
+
+	chain_begin(c, HOOK_CONNECT, from, done, arg);
+	c->connect_cut = SIZE_MAX;   /* chain_stop sets it again on a refusal */
+	if (c->mods == NULL || from >= c->mods->n) {
+		chain_finish(c);
+		return;
+	}
+	chain_step(c);
+}
+
+void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg)
+{
+	chain_begin(c, st, 0, done, arg);
 	if (st == HOOK_MAIL)   /* a new transaction: nothing kept from an earlier one */
 		chain_drop_pending(c);
 	if (st == HOOK_HELO && !c->txn_open) {

@@ -84,6 +84,11 @@ bool chain_wants(const struct chain_modules *m, enum hook_stage st);
 /* Runs the stage; done is called exactly once (possibly before chain_run returns). At
  * HOOK_EOM a discard/quarantine kept from earlier in the transaction answers at once. */
 void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg);
+/* A connect refusal was lifted (AUTH): the entries the refusal cut off that take part in
+ * the connect stage (from connect_cut on) run it now, and the cut is cleared, so they take
+ * part in the later stages. One that refuses now cuts again. done as for chain_run; with
+ * no cut it answers at once, a continue. */
+void chain_run_cut(struct chain *c, chain_done_fn done, void *arg);
 /* The timer callback the session forwards to when the chain owns the timer. */
 void chain_on_timeout(struct chain *c);
 

@@ -1064,10 +1064,8 @@ void session_pregreet_over(struct session *s)
 	session_greet(s);
 }
 
-static void session_apply_connect(struct session *s, const struct verdict *v)
+bool session_connect_refusal(struct session *s, const struct verdict *v)
 {
-	/* A delay asked for at connect holds nothing: the greeting waits for pregreet only. */
-	s->tarpit_ms = 0;
 	if (v->action == VERDICT_TEMPFAIL) {
 		int code = v->code / 100 == 4 ? v->code : 421;
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
@@ -1076,8 +1074,7 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 		    v->reason[0] ? v->reason : "filter", s->env.client_ip);
 		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, true);
 		s->quit_after_flush = true;
-		session_flush(s);
-		return;
+		return true;
 	}
 	if (v->action == VERDICT_REJECT) {
 		/* Postscreen-style: greet, then refuse every MAIL with the reason (the
@@ -1087,6 +1084,17 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=%s client=%s reply=\"%.200s\"",
 		    v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
 		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, false);
+	}
+	return false;
+}
+
+static void session_apply_connect(struct session *s, const struct verdict *v)
+{
+	/* A delay asked for at connect holds nothing: the greeting waits for pregreet only. */
+	s->tarpit_ms = 0;
+	if (session_connect_refusal(s, v)) {
+		session_flush(s);
+		return;
 	}
 	if (uv_is_active((uv_handle_t *)&s->timer)) {
 		/* The pregreet delay still runs: its end greets. */

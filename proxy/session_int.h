@@ -171,6 +171,9 @@ void session_process(struct session *s);
 void session_error(struct session *s);
 /* Remembers the refusal the client got at connect (the first one), for the session outcome. */
 void session_note_refusal(struct session *s, int code, const char *reason);
+/* The connect stage's verdict v, if a refusal: TEMPFAIL is answered (421) and the session
+ * ends after the flush (true); REJECT is kept in conn_verdict, answered at MAIL. Logged. */
+bool session_connect_refusal(struct session *s, const struct verdict *v);
 /* Before the session starts (limits): the 421 queued by the caller goes out, then the
  * session closes. reason: the log word for the outcome. */
 void session_refuse_early(struct session *s, const char *reason);

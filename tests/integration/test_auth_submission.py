@@ -196,13 +196,16 @@ rc, out = swaks(SUB, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth
 mt.check(rc == 0, 'another user is not held by carol\'s limit (rc %d)' % rc)
 
 # ---------------------------------------------------------------- a listed address
-# (an instance without the milter: a milter does not see a connection refused at connect,
-# and then fails its HELO stage: found here, not AUTH's)
+# The refusal at connect cuts the milter off (it never sees that connection); AUTH lifting
+# the refusal runs the milter's connect stage then, so it filters (signs, with opendkim)
+# the user's mail.
 lcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},
                                    {'address': '127.0.0.1:0'}],
                  tls={'certificate': crt, 'key': key}, auth={'dovecot': dv.sock},
                  dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
-                 dnsbl={'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'pbl.test', 'weight': 1}]})
+                 dnsbl={'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'pbl.test', 'weight': 1}]},
+                 plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % milter.port,
+                           'on_error': 'tempfail', 'timeout': '10s'}])
 lmx = mt.Mxgate(lcfg, name='mx-auth-listed')
 c = mt.Client(lmx.ports[1], source='127.0.0.11')
 c.ehlo()
@@ -222,6 +225,11 @@ mt.check(code == 250, 'AUTH lifts the refusal at connect, as permit_sasl_authent
 c.close()
 mt.check(lmx.wait_log(r'event=auth_lifts_refusal client=127\.0\.0\.10 user=alice reason=dnsbl', 3) is not None,
          'event=auth_lifts_refusal logged')
+got = next((m for m in be.messages if b'<listed-auth@' in m['data']), None)
+mt.check(got is not None and b'X-Test-Milter: passed' in got['data'],
+         'after the lift the milter filters the user\'s mail: its header is added')
+mt.check(got is not None and b'{client_addr}=127.0.0.10' in got['data'] and b'{auth_authen}=alice' in got['data'],
+         'the milter saw the connect (its {client_addr}) and the user')
 lmx.stop()
 
 # ---------------------------------------------------------------- counts shared in Redis

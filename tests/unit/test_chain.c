@@ -1142,6 +1142,18 @@ static void test_outcome_session_only(void **state)
 
 /* ------------------------------------------------------------ a refusal at connect */
 
+/* Starts the session with fakes[i] refusing it at connect (REJECT, reason "fake<i>"). */
+static void refuse_at_connect(struct fx *fx, int i)
+{
+	char reason[8];
+
+	snprintf(reason, sizeof(reason), "fake%d", i);
+	set_verdict(i, VERDICT_REJECT, 550, reason, 0);
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+}
+
 /* fake1 refuses the client at connect (postscreen-style: the session goes on to be refused
  * at MAIL). fake2 (a milter: connect and HELO) never saw the connect, so it is asked about
  * nothing later; fake0 (before the refusal) and fake3 (no connect stage) still are. */
@@ -1152,10 +1164,7 @@ static void test_connect_refusal_cuts(void **state)
 	fakes[0].stages = fakes[2].stages = S_(HOOK_CONNECT) | S_(HOOK_HELO) | S_(HOOK_MAIL);
 	fakes[1].stages = S_(HOOK_CONNECT);
 	fakes[3].stages = S_(HOOK_HELO);
-	set_verdict(1, VERDICT_REJECT, 550, "fake1", 0);
-	fx_start(fx);
-	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
-	assert_int_equal(fx->done.v.action, VERDICT_REJECT);
+	refuse_at_connect(fx, 1);
 	assert_int_equal(fakes[2].runs, 0);
 	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
 	assert_int_equal(fx->done.calls, 2);
@@ -1199,6 +1208,68 @@ static void test_connect_refusal_cuts(void **state)
 	fx_stop(fx);
 }
 
+/* The refusal is lifted (AUTH): chain_run_cut asks the entries the refusal cut off that
+ * take part in the connect stage (fake2, async like a milter; fake4) and no others (fake0
+ * before the refusal, fake1 the refuser, fake3 without a connect stage); afterwards they
+ * take part in the later stages. One that refuses now is the verdict and cuts again. */
+static void test_connect_cut_lifted(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = fakes[2].stages = fakes[4].stages = S_(HOOK_CONNECT) | S_(HOOK_HELO) | S_(HOOK_MAIL);
+	fakes[1].stages = S_(HOOK_CONNECT);
+	fakes[3].stages = S_(HOOK_MAIL);
+	fakes[2].mode = FAKE_ASYNC;
+	fakes[2].timeout_ms = 5000;
+	refuse_at_connect(fx, 1);
+	assert_int_equal(fakes[2].runs, 0);
+	chain_run(&fx->chain, HOOK_HELO, done_cb, &fx->done);
+	assert_int_equal(fakes[2].runs + fakes[4].runs, 0);
+
+	chain_run_cut(&fx->chain, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 2);          /* async: not answered yet */
+	assert_int_equal(fakes[2].runs, 1);
+	assert_int_equal(fakes[2].stage, HOOK_CONNECT);
+	hook_call_done(fakes[2].pending, NULL);
+	assert_int_equal(fx->done.calls, 3);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	assert_int_equal(fakes[4].runs, 1);
+	assert_int_equal(fakes[4].stage, HOOK_CONNECT);
+	assert_int_equal(fakes[0].runs, 2);           /* connect, HELO: not asked again */
+	assert_int_equal(fakes[1].runs, 1);
+	assert_int_equal(fakes[3].runs, 0);
+
+	fakes[2].mode = FAKE_SYNC;
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	assert_int_equal(fakes[2].runs, 2);
+	assert_int_equal(fakes[2].stage, HOOK_MAIL);
+	assert_int_equal(fakes[4].runs, 2);
+	assert_int_equal(fakes[3].runs, 1);
+	/* no cut left: another call answers at once, asking nobody */
+	chain_run_cut(&fx->chain, done_cb, &fx->done);
+	assert_int_equal(fx->done.calls, 5);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	assert_int_equal(fakes[2].runs + fakes[4].runs, 4);
+	fx_stop(fx);
+
+	/* A cut-off entry that refuses when asked: its refusal, and the ones after it stay cut. */
+	memset(fakes, 0, sizeof(fakes));
+	memset(&fx->done, 0, sizeof(fx->done));
+	fakes[0].stages = S_(HOOK_CONNECT);
+	fakes[1].stages = fakes[2].stages = S_(HOOK_CONNECT) | S_(HOOK_MAIL);
+	set_verdict(1, VERDICT_TEMPFAIL, 451, "fake1", 0);
+	refuse_at_connect(fx, 0);
+	chain_run_cut(&fx->chain, done_cb, &fx->done);
+	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
+	assert_string_equal(fx->done.v.reason, "fake1");
+	assert_int_equal(fakes[1].runs, 1);
+	assert_int_equal(fakes[2].runs, 0);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	assert_int_equal(fakes[1].runs, 2);
+	assert_int_equal(fakes[2].runs, 0);
+	fx_stop(fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1226,6 +1297,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_session_symbols_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcome_session_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refusal_cuts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_cut_lifted, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
