@@ -552,7 +552,8 @@ static void rep_forget_redis_cb(void *arg, const redisReply *reply)
 }
 
 /* Does f's part on w's loop: LMDB deletes queued after w's earlier updates, then the batch
- * pushed to the pool; or one Redis DEL per key on w's connection. */
+ * pushed to the pool; or one Redis DEL per key on w's connection, once the store's queued
+ * updates of the key are forgotten (redis_store_write_forget). */
 static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 {
 	if (w->wr != NULL) {
@@ -580,6 +581,9 @@ static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 			struct rep_forget_del *d = malloc(sizeof(*d));
 
 			snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
+			/* Updates of the key still queued here (an outage, a full window) would
+			 * come after the DEL and bring the record back: they go first. */
+			redis_store_write_forget(w->rs, rk, strlen(rk));
 			if (d != NULL) {
 				*d = (struct rep_forget_del){ .f = f, .key = i, .left = left };
 				if (redis_store_command(w->rs, 2, argv, NULL, rep_forget_redis_cb, d, NULL) == 0) {
