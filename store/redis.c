@@ -654,21 +654,26 @@ static void rs_write_drop(struct redis_store *rs, struct redis_req *req, const c
 	rs_write_finish(req, -1);
 }
 
-/* Takes the oldest waiting write out of the queue, or NULL. */
-static struct redis_req *rs_wq_pop(struct redis_store *rs)
+/* Takes *pp (the write after prev, NULL for the head) out of the queue; returns it. */
+static struct redis_req *rs_wq_unlink(struct redis_store *rs, struct redis_req **pp,
+    struct redis_req *prev)
 {
-	struct redis_req *req = rs->wq_head;
+	struct redis_req *req = *pp;
 
-	if (req == NULL)
-		return NULL;
-	rs->wq_head = req->next;
-	if (rs->wq_head == NULL)
-		rs->wq_tail = NULL;
+	*pp = req->next;
+	if (rs->wq_tail == req)
+		rs->wq_tail = prev;
 	req->next = NULL;
 	rs->wq_n--;
 	rs->wq_bytes -= req->bytes;
 	store_stats_add_queued(rs->stats, -1);
 	return req;
+}
+
+/* Takes the oldest waiting write out of the queue, or NULL. */
+static struct redis_req *rs_wq_pop(struct redis_store *rs)
+{
+	return rs->wq_head ? rs_wq_unlink(rs, &rs->wq_head, NULL) : NULL;
 }
 
 /* Puts req into the queue by its seq (a resent write goes before the newer ones). */
@@ -1078,14 +1083,7 @@ size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t 
 			pp = &req->next;
 			continue;
 		}
-		*pp = req->next;                /* out of the queue: never sent */
-		if (rs->wq_tail == req)
-			rs->wq_tail = prev;
-		req->next = NULL;
-		rs->wq_n--;
-		rs->wq_bytes -= req->bytes;
-		store_stats_add_queued(rs->stats, -1);
-		rs_write_finish(req, -1);
+		rs_write_finish(rs_wq_unlink(rs, pp, prev), -1);   /* never sent */
 	}
 	/* Sent and unanswered: hiredis has them in its buffer already, so the delete behind
 	 * them on this connection comes after them; the copies kept for a resend lose key. */
