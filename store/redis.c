@@ -829,17 +829,18 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 	req->in_hiredis = false;
 	rs_inflight_del(rs, req);
-	if (reply && reply->type == REDIS_REPLY_ERROR && req->src && !req->retried && !req->forgotten &&
+	if (reply && reply->type == REDIS_REPLY_ERROR && req->src && !req->retried &&
 	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live) {
 		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. A
 		 * connection on its way out takes nothing more: then it is as if no reply came
-		 * (a write goes to the next connection). */
+		 * (a write goes to the next connection), and so is a write whose keys were all
+		 * deleted since it was first sent (redis_store_write_forget). */
 		req->retried = true;
 		req->argv[0] = "EVAL";
 		req->argvlen[0] = 4;
 		req->argv[1] = (char *)req->src;
 		req->argvlen[1] = strlen(req->src);
-		if (!(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) &&
+		if (!req->forgotten && !(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) &&
 		    redisAsyncCommandArgv(ac, rs_req_reply_cb, req, req->argc,
 		    (const char **)req->argv, req->argvlen) == REDIS_OK) {
 			req->in_hiredis = true;
@@ -1069,7 +1070,7 @@ static int rs_write_cut_key(struct redis_req *req, const char *key, size_t klen)
 
 size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t klen)
 {
-	struct redis_req **pp = &rs->wq_head, *req, *prev = NULL;
+	struct redis_req **pp = &rs->wq_head, *req, *prev = NULL, *gone = NULL;
 	size_t n = 0;
 
 	while ((req = *pp) != NULL) {
@@ -1083,7 +1084,9 @@ size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t 
 			pp = &req->next;
 			continue;
 		}
-		rs_write_finish(rs_wq_unlink(rs, pp, prev), -1);   /* never sent */
+		req = rs_wq_unlink(rs, pp, prev);     /* never sent */
+		req->next = gone;
+		gone = req;
 	}
 	/* Sent and unanswered: hiredis has them in its buffer already, so the delete behind
 	 * them on this connection comes after them; the copies kept for a resend lose key. */
@@ -1096,6 +1099,12 @@ size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t 
 		n += cut != 0;
 		if (cut == 2)
 			req->forgotten = true;
+	}
+	/* done last: a callback that writes again finds the queue whole */
+	while ((req = gone) != NULL) {
+		gone = req->next;
+		req->next = NULL;
+		rs_write_finish(req, -1);
 	}
 	return n;
 }
