@@ -452,6 +452,7 @@ fail:
 
 static bool rep_live_remove(struct rep_worker *w);
 static void rep_mailbox_drain(struct rep_worker *w);
+static void rep_forget_inbox_queued(struct rep_worker *w);
 static void rep_mailbox_closed_cb(uv_handle_t *h);
 
 static void rep_worker_free(void *wstate)
@@ -465,6 +466,8 @@ static void rep_worker_free(void *wstate)
 	 * LMDB deletes go into the writer's last batch, a Redis DEL is left to the live
 	 * generation's connection (this one is going). */
 	live = rep_live_remove(w);
+	if (live)
+		rep_forget_inbox_queued(w);  /* before its queue goes to the live generation */
 	redis_store_free(w->rs);
 	w->rs = NULL;
 	if (live)
@@ -551,8 +554,21 @@ static void rep_forget_redis_cb(void *arg, const redisReply *reply)
 	}
 }
 
+/* Drops w's Redis updates of f's keys not written yet: queued behind an outage or a full
+ * window, they would come after the DEL and bring the record back. */
+static void rep_forget_redis_queued(struct rep_worker *w, const struct reputation_forget *f)
+{
+	char rk[REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
+
+	for (size_t i = 0; w->rs != NULL && i < f->nkeys; i++) {
+		snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
+		redis_store_write_forget(w->rs, rk, strlen(rk));
+	}
+}
+
 /* Does f's part on w's loop: LMDB deletes queued after w's earlier updates, then the batch
- * pushed to the pool; or one Redis DEL per key on w's connection. */
+ * pushed to the pool; or one Redis DEL per key on w's connection, once the store's queued
+ * updates of the key are forgotten (redis_store_write_forget). */
 static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 {
 	if (w->wr != NULL) {
@@ -568,6 +584,7 @@ static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 		atomic_int *left = malloc(sizeof(*left));
 		size_t sent = 0;
 
+		rep_forget_redis_queued(w, f);
 		if (left == NULL) {
 			atomic_fetch_add(&f->failed, 1);
 			rep_forget_part_end(f);
@@ -598,6 +615,16 @@ static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 		return;
 	}
 	rep_forget_part_end(f);
+}
+
+/* A store going with forget requests still in the inbox: its queued updates of their keys
+ * are dropped before the queue is handed over (the live generation's DEL may come first). */
+static void rep_forget_inbox_queued(struct rep_worker *w)
+{
+	pthread_mutex_lock(&rep_live_mu);
+	for (struct rep_forget_part *p = w->inbox; p; p = p->next)
+		rep_forget_redis_queued(w, p->f);
+	pthread_mutex_unlock(&rep_live_mu);
 }
 
 /* Takes w's inbox (under the lock) and runs each request, oldest first. */

@@ -148,8 +148,9 @@ bool reputation_parse_redis_counts(const struct redisReply *const *el,
 
 /* A request to delete store records ("ip:…", "net:…") in every worker: the worker states of
  * every generation in use that have a store (LMDB: the delete is queued after what that
- * worker queued before and its batch is pushed at once; Redis: a DEL per key on that
- * worker's connection, so the sum over workers is what was removed). */
+ * worker queued before and its batch is pushed at once; Redis: that worker's updates of the
+ * key not yet written are dropped, then a DEL per key on its connection, so the sum over
+ * workers is what was removed). */
 struct reputation_forget {
 	char keys[REPUTATION_FORGET_KEYS][80];
 	size_t nkeys;

@@ -67,6 +67,9 @@ struct redis_req {
 	bool timer_open;
 	bool retried;                 /* EVAL already sent after NOSCRIPT */
 	bool write;                   /* from redis_store_write: queued, resent when lost */
+	bool forgotten;               /* of a write sent: its keys were forgotten, never resent */
+	int key_first, nkeys;         /* of a write: its keys are argv[key_first ...] */
+	char nk[12];                  /* of a script write whose keys were cut: the new count */
 	unsigned strikes;             /* of a write: its own deadline passed this often */
 	uint64_t seq;                 /* of a write: its place in the queue */
 	size_t bytes;                 /* of its words */
@@ -651,21 +654,26 @@ static void rs_write_drop(struct redis_store *rs, struct redis_req *req, const c
 	rs_write_finish(req, -1);
 }
 
-/* Takes the oldest waiting write out of the queue, or NULL. */
-static struct redis_req *rs_wq_pop(struct redis_store *rs)
+/* Takes *pp (the write after prev, NULL for the head) out of the queue; returns it. */
+static struct redis_req *rs_wq_unlink(struct redis_store *rs, struct redis_req **pp,
+    struct redis_req *prev)
 {
-	struct redis_req *req = rs->wq_head;
+	struct redis_req *req = *pp;
 
-	if (req == NULL)
-		return NULL;
-	rs->wq_head = req->next;
-	if (rs->wq_head == NULL)
-		rs->wq_tail = NULL;
+	*pp = req->next;
+	if (rs->wq_tail == req)
+		rs->wq_tail = prev;
 	req->next = NULL;
 	rs->wq_n--;
 	rs->wq_bytes -= req->bytes;
 	store_stats_add_queued(rs->stats, -1);
 	return req;
+}
+
+/* Takes the oldest waiting write out of the queue, or NULL. */
+static struct redis_req *rs_wq_pop(struct redis_store *rs)
+{
+	return rs->wq_head ? rs_wq_unlink(rs, &rs->wq_head, NULL) : NULL;
 }
 
 /* Puts req into the queue by its seq (a resent write goes before the newer ones). */
@@ -796,6 +804,8 @@ static void rs_write_reply(struct redis_store *rs, struct redis_req *req, const 
 		if (reply->type == REDIS_REPLY_ERROR)
 			rs_log_write_error(rs, reply);
 		rs_write_finish(req, reply->type == REDIS_REPLY_ERROR ? -1 : 0);
+	} else if (req->forgotten) {
+		rs_write_finish(req, -1);       /* its keys were deleted since: not sent again */
 	} else if (req->strikes >= RS_WRITE_STRIKES) {
 		rs_write_drop(rs, req, "no_reply");
 	} else if (rs->closing) {
@@ -823,13 +833,14 @@ static void rs_req_reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 	    reply->str && strncmp(reply->str, "NOSCRIPT", 8) == 0 && req->live) {
 		/* The server lost its script cache (restart, SCRIPT FLUSH): send the text. A
 		 * connection on its way out takes nothing more: then it is as if no reply came
-		 * (a write goes to the next connection). */
+		 * (a write goes to the next connection), and so is a write whose keys were all
+		 * deleted since it was first sent (redis_store_write_forget). */
 		req->retried = true;
 		req->argv[0] = "EVAL";
 		req->argvlen[0] = 4;
 		req->argv[1] = (char *)req->src;
 		req->argvlen[1] = strlen(req->src);
-		if (!(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) &&
+		if (!req->forgotten && !(ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING)) &&
 		    redisAsyncCommandArgv(ac, rs_req_reply_cb, req, req->argc,
 		    (const char **)req->argv, req->argvlen) == REDIS_OK) {
 			req->in_hiredis = true;
@@ -909,7 +920,7 @@ static int rs_send_read(struct redis_store *rs, const char *src, int argc, const
 
 /* A write: into the queue (bounded; -1 and counted when full), sent when the store is up. */
 static int rs_send_write(struct redis_store *rs, const char *src, int argc, const char **argv,
-    const size_t *argvlen, redis_store_done_cb done, void *arg)
+    const size_t *argvlen, int key_first, int nkeys, redis_store_done_cb done, void *arg)
 {
 	struct redis_req *req;
 
@@ -920,6 +931,8 @@ static int rs_send_write(struct redis_store *rs, const char *src, int argc, cons
 		return -1;
 	req->write = true;
 	req->done = done;
+	req->key_first = key_first;
+	req->nkeys = nkeys;
 	if (!rs_wq_has_room(rs, req->bytes)) {
 		/* not rs_write_drop: done is never called from inside redis_store_write */
 		req->done = NULL;
@@ -976,7 +989,7 @@ static int rs_send_script(struct redis_store *rs, int script, int nkeys, int nar
 		argv[argc] = keys_then_args[i];
 		argvlen[argc++] = lens ? lens[i] : strlen(keys_then_args[i]);
 	}
-	rc = write ? rs_send_write(rs, src, argc, argv, argvlen, done, arg) :
+	rc = write ? rs_send_write(rs, src, argc, argv, argvlen, extra, nkeys, done, arg) :
 	    rs_send_read(rs, src, argc, argv, argvlen, cb, arg, reqp);
 out:
 	if (argv != sv)
@@ -1024,4 +1037,74 @@ void redis_store_write_stats(const struct redis_store *rs, size_t *queued, uint6
 		*retried = rs->w_retried;
 	if (dropped)
 		*dropped = rs->w_dropped;
+}
+
+/* Takes key out of a write's copy: 0 it does not name key, 1 its other keys are left (a
+ * script write loses that word and its key count), 2 nothing of it may go any more (a
+ * script write left without keys, a plain command with key among any of its words). */
+static int rs_write_cut_key(struct redis_req *req, const char *key, size_t klen)
+{
+	int hit = 0, end = req->key_first ? req->key_first + req->nkeys : req->argc;
+
+	for (int i = req->key_first; i < end; ) {
+		if (req->argvlen[i] != klen || memcmp(req->argv[i], key, klen) != 0) {
+			i++;
+			continue;
+		}
+		if (req->key_first == 0 || req->nkeys == 1)
+			return 2;
+		req->bytes -= req->argvlen[i];
+		memmove(&req->argv[i], &req->argv[i + 1], (size_t)(req->argc - i - 1) * sizeof(*req->argv));
+		memmove(&req->argvlen[i], &req->argvlen[i + 1],
+		    (size_t)(req->argc - i - 1) * sizeof(*req->argvlen));
+		req->argc--;
+		req->nkeys--;
+		end--;
+		snprintf(req->nk, sizeof(req->nk), "%d", req->nkeys);
+		req->argv[2] = req->nk;         /* EVALSHA sha nkeys ... */
+		req->argvlen[2] = strlen(req->nk);
+		hit = 1;
+	}
+	return hit;
+}
+
+size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t klen)
+{
+	struct redis_req **pp = &rs->wq_head, *req, *prev = NULL, *gone = NULL;
+	size_t n = 0;
+
+	while ((req = *pp) != NULL) {
+		size_t bytes = req->bytes;
+		int cut = rs_write_cut_key(req, key, klen);
+
+		n += cut != 0;
+		rs->wq_bytes -= bytes - req->bytes;
+		if (cut != 2) {
+			prev = req;
+			pp = &req->next;
+			continue;
+		}
+		req = rs_wq_unlink(rs, pp, prev);     /* never sent */
+		req->next = gone;
+		gone = req;
+	}
+	/* Sent and unanswered: hiredis has them in its buffer already, so the delete behind
+	 * them on this connection comes after them; the copies kept for a resend lose key. */
+	for (req = rs->inflight; req; req = req->inext) {
+		int cut;
+
+		if (!req->write || req->forgotten)
+			continue;
+		cut = rs_write_cut_key(req, key, klen);
+		n += cut != 0;
+		if (cut == 2)
+			req->forgotten = true;
+	}
+	/* done last: a callback that writes again finds the queue whole */
+	while ((req = gone) != NULL) {
+		gone = req->next;
+		req->next = NULL;
+		rs_write_finish(req, -1);
+	}
+	return n;
 }

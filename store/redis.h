@@ -85,6 +85,14 @@ typedef void (*redis_store_done_cb)(void *arg, int status);
  * cancellable: arg must stay valid until done, or pass done NULL (fire and forget). */
 int redis_store_write(struct redis_store *rs, int script, int nkeys, int nargs,
     const char **keys_then_args, const size_t *lens, redis_store_done_cb done, void *arg);
+/* Forgets key in the writes not applied yet, before the caller deletes it (the delete then
+ * undoes every earlier write): a write waiting in the queue, or sent and not answered (its
+ * copy for a resend), loses the key; one left with nothing to write is discarded (never sent
+ * again; done, when set, gets -1 before this returns — it must not free rs). Cutting one key
+ * out of a script write assumes the script updates each key on its own (a loop over KEYS
+ * with the same ARGV); a plain command (script -1) with key among any of its words goes
+ * whole. Not counted as dropped. Returns how many writes named key. On the loop's thread. */
+size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t klen);
 /* The user of the store for logs and the metric label ("reputation"); "redis" by default. */
 void redis_store_set_name(struct redis_store *rs, const char *name);
 /* The bound of the write queue in writes (10000 by default; for tests). */

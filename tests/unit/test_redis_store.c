@@ -519,6 +519,8 @@ static bool have_redis_server(void)
 static int skipped;
 
 static const char *incr_script = "return redis.call('INCRBY', KEYS[1], ARGV[1])";
+static const char *incr_each_script =
+    "for k = 1, #KEYS do redis.call('INCRBY', KEYS[k], ARGV[1]) end return 1";
 
 /* Spins until the store has nothing queued or unanswered. */
 static void spin_until_drained(uv_loop_t *loop, struct redis_store *rs, const int *pending)
@@ -533,6 +535,30 @@ static void spin_until_drained(uv_loop_t *loop, struct redis_store *rs, const in
 		spin(loop, 5);
 	}
 	fail_msg("writes still queued (%zu) or unanswered (%d) after 30 s", queued, *pending);
+}
+
+/* A loop, and url for a redis-server on port (not started) with its files in redis_dir;
+ * skips the test (77 from main; a failure under CI=true) when redis-server is missing. */
+static void redis_test_begin(uv_loop_t *loop, char *url, size_t urllen, int port)
+{
+	if (!have_redis_server()) {
+		skipped = 1;
+		skip();
+	}
+	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
+	mkdir(redis_dir, 0700);
+	uv_loop_init(loop);
+	snprintf(url, urllen, "redis://127.0.0.1:%d", port);
+}
+
+/* Frees rs, runs loop out and closes it, kills the server, removes its files. */
+static void redis_test_end(uv_loop_t *loop, struct redis_store *rs, pid_t pid)
+{
+	redis_store_free(rs);
+	uv_run(loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(loop), 0);
+	redis_kill(pid, SIGKILL);
+	(void)system("rm -rf /tmp/test_redis_store.* 2>/dev/null");
 }
 
 struct counted { int pending, ok, failed; };
@@ -623,11 +649,7 @@ static void test_queue_real_redis(void **state)
 	if (v < 1100 || v > 1100 + (long long)retried)
 		fail_msg("counter %lld after 1100 writes with %llu resent", v, (unsigned long long)retried);
 
-	redis_store_free(rs);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	redis_kill(pid, SIGKILL);
-	(void)system("rm -rf /tmp/test_redis_store.* 2>/dev/null");
+	redis_test_end(&loop, rs, pid);
 }
 
 /* A reload during an outage: the old store hands its queue to the new one for the same
@@ -645,14 +667,7 @@ static void test_queue_handover_and_bound(void **state)
 	int port = free_port(), sc_old, sc_new;
 
 	(void)state;
-	if (!have_redis_server()) {
-		skipped = 1;
-		skip();
-	}
-	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
-	mkdir(redis_dir, 0700);
-	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	redis_test_begin(&loop, url, sizeof(url), port);
 	old = redis_store_new(&loop, url, 1000, 0);
 	sc_old = redis_store_add_script(old, incr_script);
 	redis_store_set_queue_limit(old, 50);
@@ -680,11 +695,59 @@ static void test_queue_handover_and_bound(void **state)
 	spin_until_drained(&loop, cur, &c.pending);
 	assert_int_equal(c.ok, 1);
 	assert_int_equal(redis_get_num(port, "mx:handover"), 51);
-	redis_store_free(cur);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	redis_kill(pid, SIGKILL);
-	(void)system("rm -rf /tmp/test_redis_store.* 2>/dev/null");
+	redis_test_end(&loop, cur, pid);
+}
+
+/* A flush during an outage (mxgatectl flush reputation): the queued writes forget the key
+ * before the caller deletes it, so none brings the record back when Redis returns. A write
+ * of that key alone, or a plain command naming it, is discarded (done gets -1); a write of
+ * several keys keeps the others. */
+static void test_queue_forget_key(void **state)
+{
+	uv_loop_t loop;
+	char url[64];
+	struct redis_store *rs;
+	struct counted c = { 0 };
+	const char *both[3] = { "mx:flushed", "mx:kept", "1" };
+	const char *kept_first[3] = { "mx:kept", "mx:flushed", "1" };
+	const char *alone[2] = { "mx:flushed", "1" };
+	const char *plain[3] = { "INCRBY", "mx:flushed", "1" };
+	const char *only_kept[2] = { "mx:kept", "1" };
+	size_t queued;
+	uint64_t dropped;
+	pid_t pid;
+	int port = free_port(), sc;
+
+	(void)state;
+	redis_test_begin(&loop, url, sizeof(url), port);
+	rs = redis_store_new(&loop, url, 1000, 0);
+	sc = redis_store_add_script(rs, incr_each_script);
+	spin(&loop, 50);                          /* refused: down */
+	assert_false(redis_store_is_up(rs));
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(redis_store_write(rs, sc, 2, 1, both, NULL, counted_cb, &c), 0);
+		assert_int_equal(redis_store_write(rs, sc, 1, 1, alone, NULL, counted_cb, &c), 0);
+		assert_int_equal(redis_store_write(rs, sc, 2, 1, kept_first, NULL, counted_cb, &c), 0);
+		assert_int_equal(redis_store_write(rs, -1, 0, 3, plain, NULL, NULL, NULL), 0);
+		assert_int_equal(redis_store_write(rs, sc, 1, 1, only_kept, NULL, counted_cb, &c), 0);
+		c.pending += 4;
+	}
+	/* the flush: 12 writes named the key; the 3 alone and the 3 plain commands go now */
+	assert_int_equal(redis_store_write_forget(rs, "mx:flushed", 10), 12);
+	assert_int_equal(c.failed, 3);
+	redis_store_write_stats(rs, &queued, NULL, &dropped);
+	assert_int_equal(queued, 9);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(redis_store_write_forget(rs, "mx:flushed", 10), 0);
+	/* an update after the flush is new history: it stays */
+	assert_int_equal(redis_store_write(rs, sc, 1, 1, alone, NULL, counted_cb, &c), 0);
+	c.pending++;
+	pid = redis_start(port);
+	spin_until_drained(&loop, rs, &c.pending);
+	assert_int_equal(c.ok, 10);
+	assert_int_equal(redis_get_num(port, "mx:flushed"), 1);
+	assert_int_equal(redis_get_num(port, "mx:kept"), 9);
+	redis_test_end(&loop, rs, pid);
 }
 
 int main(void)
@@ -702,6 +765,7 @@ int main(void)
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_queue_real_redis),
 		cmocka_unit_test(test_queue_handover_and_bound),
+		cmocka_unit_test(test_queue_forget_key),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	return rc == 0 && skipped ? 77 : rc;
