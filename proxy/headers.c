@@ -1,5 +1,6 @@
 /* headers.c — Received: and header edits. */
 #include "headers.h"
+#include "growbuf.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -12,19 +13,7 @@
 
 void strbuf_append(struct strbuf *b, const char *s, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *v = realloc(b->v, cap);
-		if (v == NULL)
-			abort();
-		b->v = v;
-		b->cap = cap;
-	}
-	memcpy(b->v + b->len, s, n);
-	b->len += n;
-	b->v[b->len] = '\0';
+	growbuf_append(&b->v, &b->len, &b->cap, 256, s, n);
 }
 
 void strbuf_printf(struct strbuf *b, const char *fmt, ...)

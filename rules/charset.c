@@ -2,6 +2,7 @@
  * Charset names are resolved as Perl's Encode::Alias resolves them (the rules that matter
  * for mail), to the encodings Encode ships, and decoded with iconv. */
 #include "charset.h"
+#include "proxy/growbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,19 +17,7 @@ struct cbuf { char *p; size_t n, cap; };
 
 static void cb_put(struct cbuf *b, const char *s, size_t n)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 64;
-
-		while (b->n + n + 1 > nc)
-			nc *= 2;
-		b->p = realloc(b->p, nc);
-		if (b->p == NULL)
-			abort();
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	growbuf_append(&b->p, &b->n, &b->cap, 64, s, n);
 }
 
 size_t charset_utf8_encode(uint32_t cp, char u[4])

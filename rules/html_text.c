@@ -2,6 +2,7 @@
  * entity decoding, and SpamAssassin's colour names and values (name_to_rgb, the CSS
  * background shorthand). */
 #include "html_int.h"
+#include "proxy/growbuf.h"
 
 #include "charset.h"
 
@@ -277,19 +278,7 @@ static const struct html_entity *html_entity_find(const char *s, size_t n)
 
 void html_put(struct html_buf *b, const char *s, size_t n)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-
-		while (b->n + n + 1 > nc)
-			nc *= 2;
-		b->p = realloc(b->p, nc);
-		if (b->p == NULL)
-			abort();
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	growbuf_append(&b->p, &b->n, &b->cap, 256, s, n);
 }
 
 void html_put_utf8(struct html_buf *b, unsigned long cp)

@@ -1,5 +1,6 @@
 /* mime.c — GMime-based decoding of text parts plus an HTML renderer; see mime.h. */
 #include "mime.h"
+#include "proxy/growbuf.h"
 
 #include "charset.h"
 
@@ -194,19 +195,7 @@ struct mime_buf { char *p; size_t n, cap; };
 
 static void mime_put(struct mime_buf *b, const char *s, size_t n)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 256;
-
-		while (b->n + n + 1 > nc)
-			nc *= 2;
-		b->p = realloc(b->p, nc);
-		if (b->p == NULL)
-			abort();
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	growbuf_append(&b->p, &b->n, &b->cap, 256, s, n);
 }
 
 static void mime_put_utf8(struct mime_buf *b, unsigned long cp)

@@ -3,6 +3,7 @@
  * paragraphs, the decoded raw body in lines, the URIs, and MIME part headers; plus the
  * per-thread scratch holding them. See docs/rules.md "What body, rawbody and uri rules see". */
 #include "rules_int.h"
+#include "proxy/growbuf.h"
 
 #include "charset.h"
 
@@ -20,19 +21,7 @@
 
 void rules_buf_put(struct rules_buf *b, const char *s, size_t n)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 1024;
-
-		while (b->n + n + 1 > nc)
-			nc *= 2;
-		b->p = realloc(b->p, nc);
-		if (b->p == NULL)
-			abort();
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	growbuf_append(&b->p, &b->n, &b->cap, 1024, s, n);
 }
 
 void rules_lines_add(struct rules_lines *l, const char *s, size_t n)

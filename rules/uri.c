@@ -5,6 +5,7 @@
  * (host names are only lower-cased, as SA does then). The per-message list, the text
  * finder and HTML link targets are in uri_find.c. */
 #include "uri_int.h"
+#include "proxy/growbuf.h"
 
 #include "match.h"
 #include "rule_parse.h"
@@ -66,19 +67,7 @@ void uri_list_add(struct uri_list *l, const char *s)
 
 void uri_buf_put(struct uri_buf *b, const char *s, size_t n)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 64;
-
-		while (b->n + n + 1 > nc)
-			nc *= 2;
-		b->p = realloc(b->p, nc);
-		if (b->p == NULL)
-			abort();
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	growbuf_append(&b->p, &b->n, &b->cap, 64, s, n);
 }
 
 void uri_buf_str(struct uri_buf *b, const char *s)
