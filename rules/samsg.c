@@ -669,6 +669,23 @@ static void samsg_leaf_push(struct samsg *m, struct samsg_line **arr, size_t *n,
 	(*arr)[(*n)++] = l;
 }
 
+/* Frees what a part owns (its headers, raw lines, kids and attributes), not the part. */
+static void samsg_part_free(struct samsg_part *p)
+{
+	for (size_t k = 0; k < p->nhdrs; k++) {
+		free(p->hdrs[k].name);
+		free(p->hdrs[k].value);
+		free(p->hdrs[k].raw);
+	}
+	free(p->hdrs);
+	free(p->raw);
+	free(p->kids);
+	free(p->type);
+	free(p->boundary);
+	free(p->charset);
+	free(p->name);
+}
+
 /* Removes the newest part (a part begun but never finished, as SA drops its Node). */
 static void samsg_drop_last(struct samsg *m)
 {
@@ -676,17 +693,7 @@ static void samsg_drop_last(struct samsg *m)
 
 	if (p->parent >= 0)
 		m->parts[p->parent].nkids--;
-	for (size_t k = 0; k < p->nhdrs; k++) {
-		free(p->hdrs[k].name);
-		free(p->hdrs[k].value);
-		free(p->hdrs[k].raw);
-	}
-	free(p->hdrs);
-	free(p->type);
-	free(p->boundary);
-	free(p->charset);
-	free(p->name);
-	free(p->kids);
+	samsg_part_free(p);
 	m->nparts--;
 }
 
@@ -902,22 +909,8 @@ void samsg_parse(struct samsg *m, const char *msg, size_t len)
 
 void samsg_free(struct samsg *m)
 {
-	for (size_t i = 0; i < m->nparts; i++) {
-		struct samsg_part *p = &m->parts[i];
-
-		for (size_t k = 0; k < p->nhdrs; k++) {
-			free(p->hdrs[k].name);
-			free(p->hdrs[k].value);
-			free(p->hdrs[k].raw);
-		}
-		free(p->hdrs);
-		free(p->raw);
-		free(p->kids);
-		free(p->type);
-		free(p->boundary);
-		free(p->charset);
-		free(p->name);
-	}
+	for (size_t i = 0; i < m->nparts; i++)
+		samsg_part_free(&m->parts[i]);
 	free(m->parts);
 	for (size_t i = 0; i < m->nbufs; i++)
 		free(m->bufs[i]);
