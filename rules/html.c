@@ -302,14 +302,17 @@ const char *html_attr(const struct html_attr *a, size_t n, const char *name)
 	return NULL;
 }
 
-static void html_close_tag(struct html_state *h, const char *tag)
+static bool html_stack_has(const struct html_state *h, const char *tag)
 {
-	bool found = false;
-
 	for (size_t i = 0; i < h->nst; i++)
 		if (strcmp(h->st[i].tag, tag) == 0)
-			found = true;
-	if (!found)
+			return true;
+	return false;
+}
+
+static void html_close_tag(struct html_state *h, const char *tag)
+{
+	if (!html_stack_has(h, tag))
 		return;
 	while (h->nst > 0) {
 		bool last = strcmp(h->st[h->nst - 1].tag, tag) == 0;
@@ -322,12 +325,7 @@ static void html_close_tag(struct html_state *h, const char *tag)
 
 static void html_close_table_tag(struct html_state *h, const char *tag)
 {
-	bool found = false;
-
-	for (size_t i = 0; i < h->nst; i++)
-		if (strcmp(h->st[i].tag, tag) == 0)
-			found = true;
-	if (!found)
+	if (!html_stack_has(h, tag))
 		return;
 	while (h->nst > 0) {
 		const char *top = h->st[h->nst - 1].tag;
