@@ -68,7 +68,7 @@ waitport "$SINK" || { echo "bench_senderauth: smtp-sink did not start"; exit 1; 
 
 DNSP=$(freeport)
 "$(tool dnsmasq)" -k --conf-file=/dev/null --no-resolv --no-hosts --port="$DNSP" \
-  --listen-address=127.0.0.1 --bind-interfaces --local=/example.org/example.test/ \
+  --listen-address=127.0.0.1 --bind-interfaces --local=/example.org/example.test/ --local-ttl=300 \
   --txt-record="bench._domainkey.example.org,v=DKIM1; k=rsa; p=$P" \
   --txt-record="_dmarc.example.org,v=DMARC1; p=reject" >"$OUT/dnsmasq.log" 2>&1 &
 PIDS+=($!)
