@@ -133,8 +133,8 @@ const char *rules_hfield_raw(struct rules_scratch *sc, struct rules_hfield *f);
 const char *rules_hfield_unfolded(struct rules_scratch *sc, struct rules_hfield *f);
 const char *rules_hfield_decoded(struct rules_scratch *sc, struct rules_hfield *f);
 bool rules_name_is(const struct rules_hfield *f, const char *name);
-bool rules_header_value(struct rules_scratch *sc, const char *request,
-    const struct rules_envelope *envl);
+bool rules_header_value(struct rules_scratch *sc, const char *request, const char **val,
+    size_t *vlen);
 void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len, bool want_uri);
 
 #endif
