@@ -5,13 +5,13 @@
  * Loads the rule files, prints the load summary, then scores each message file and prints
  * "FILE score=S tests=A,B,..." (sorted). -n N repeats the scoring N times and prints the
  * rate (messages/s, and messages per CPU-second) on stderr; -t SECS repeats until SECS
- * seconds of scoring; -P turns the vectorscan prefilter off; -q prints only the rate; -f LIST reads more message paths from LIST (one a line); -a adds " all=" with every
- * rule that hit, __ sub-rules included (to compare with SpamAssassin's own view); -b YAML
- * turns the classifier on with YAML as its `rules.bayes` section (e.g. `store: lmdb:DIR`):
- * each message is classified before its scan, as the daemon does (rules/rules.c), and the
- * rate includes it. Built by
- * bench/bench_rules.sh, bench/bench_detection.py and tests/integration/test_rules_sa.py
- * against libmxcore.a. */
+ * seconds of scoring; -P turns the vectorscan prefilter off; -q prints only the rate; -f
+ * LIST reads more message paths from LIST (one a line); -a adds " all=" with every rule
+ * that hit, __ sub-rules included (to compare with SpamAssassin's own view); -b YAML turns
+ * the classifier on with YAML as its `rules.bayes` section (e.g. `store: lmdb:DIR`): each
+ * message is classified before its scan, as the daemon does (rules/rules.c), and the rate
+ * includes it. Built by bench/bench_rules.sh, bench/bench_detection.py and
+ * tests/integration/test_rules_sa.py against libmxcore.a. */
 #include "rules/bayes.h"
 #include "rules/rules.h"
 
