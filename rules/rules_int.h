@@ -33,6 +33,7 @@ struct rules_rule {
 	bool has_score;
 	/* regex kinds */
 	struct match_re *re;
+	bool unset_known, unset_hit;  /* header rules: the result when the header is unset */
 	bool negate;
 	char *hdr;
 	char *hdr_req;                       /* with its selectors: what get() is asked */

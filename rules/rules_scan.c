@@ -229,6 +229,10 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		}
 		if (rules_over_budget(sc))
 			break;
+		if (!set && x->unset_known) {
+			sc->values[i] = x->unset_hit;   /* computed once when the set was built */
+			continue;
+		}
 		if (!set) {
 			if (x->if_unset) {
 				v = x->if_unset;
