@@ -486,7 +486,8 @@ bool eval_dyn_match(struct eval_ctx *c, const char *pat, unsigned flags, const c
 	char err[160];
 	bool hit;
 
-	if (match_re_compile(pat, flags, &r, err, sizeof(err)) < 0)
+	/* built from this message's fields and matched once: no JIT */
+	if (match_re_compile(pat, flags | MATCH_NO_JIT, &r, err, sizeof(err)) < 0)
 		return false;
 	hit = match_re_exec(r, s ? s : "", s ? strlen(s) : 0, c->ms, 1) > 0;
 	match_re_free(r);

@@ -55,7 +55,10 @@ struct eval_chunk;
 struct eval_mime;
 struct eval_html;
 #define EVAL_HDR_CACHE 1024          /* slots; a power of two */
-struct eval_hdr_cache { const char *req; uint32_t hash, gen; const char **v; size_t n; };
+struct eval_hdr_cache {
+	const char *req; uint32_t hash, gen; const char **v; size_t n;
+	const char *joined; size_t jlen;  /* lazily: the values as a header rule sees them */
+};
 struct eval_msg {
 	struct eval_chunk *chunks;
 	uint32_t gen;                                 /* bumped per message: cache validity */

@@ -291,21 +291,39 @@ void eval_uri_details_free(struct uri_details *d)
  * decides (WLBLEval's _check_uri_host_listed over the hosts of the URI list). */
 static bool list_uri_listed(struct eval_ctx *c, const char *name)
 {
-	const struct uri_details *d = eval_uri_details(c);
+	const struct uri_details *d;
+	const struct eval_list *ls[64], **lv = ls;
+	size_t nl = 0;
+	bool hit = false;
 
-	for (size_t i = 0; i < d->n; i++) {
+	/* the lists in question, in config order, once (not per host and parent) */
+	for (size_t k = 0; k < c->conf->nlists; k++) {
+		const struct eval_list *l = &c->conf->lists[k];
+
+		if (strcmp(l->key, "enlist_uri_host") != 0 || strcmp(l->name, name) != 0)
+			continue;
+		if (nl == sizeof(ls) / sizeof(ls[0]) && lv == ls) {
+			lv = malloc(c->conf->nlists * sizeof(*lv));
+			if (lv == NULL)
+				abort();
+			memcpy(lv, ls, sizeof(ls));
+		}
+		lv[nl++] = l;
+	}
+	if (nl == 0)
+		return false;
+	d = eval_uri_details(c);
+	for (size_t i = 0; i < d->n && !hit; i++) {
 		if (strncasecmp(d->v[i].raw, "mailto:", 7) == 0)
 			continue;
-		for (size_t j = 0; j < d->v[i].hosts.n; j++) {
+		for (size_t j = 0; j < d->v[i].hosts.n && !hit; j++) {
 			const char *h = d->v[i].hosts.v[j];
 			int verdict = -1;
 
 			for (const char *q = h; q && *q && verdict < 0;) {
-				for (size_t k = 0; k < c->conf->nlists && verdict < 0; k++) {
-					const struct eval_list *l = &c->conf->lists[k];
+				for (size_t k = 0; k < nl && verdict < 0; k++) {
+					const struct eval_list *l = lv[k];
 
-					if (strcmp(l->key, "enlist_uri_host") != 0 || strcmp(l->name, name) != 0)
-						continue;
 					for (size_t e = 0; e < l->n; e++) {
 						const char *ent = l->v[e];
 						bool neg = ent[0] == '!';
@@ -322,11 +340,12 @@ static bool list_uri_listed(struct eval_ctx *c, const char *name)
 				if (q)
 					q++;
 			}
-			if (verdict == 1)
-				return true;
+			hit = verdict == 1;
 		}
 	}
-	return false;
+	if (lv != ls)
+		free(lv);
+	return hit;
 }
 
 EVAL_FN(eval_check_uri_host_listed)

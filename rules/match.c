@@ -55,7 +55,7 @@ int match_re_compile(const char *re, unsigned flags, struct match_re **out,
 		free(r);
 		return -1;
 	}
-	r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
+	r->jit = !(flags & MATCH_NO_JIT) && pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
 	*out = r;
 	return 0;
 }

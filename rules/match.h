@@ -18,6 +18,8 @@ struct match_scratch;
 
 /* Flags as in rule_parse.h (RULE_RE_I/M/S/X), plus: */
 #define MATCH_NO_PREFILTER 0x100u   /* keep this pattern out of the prefilter */
+#define MATCH_NO_JIT       0x200u   /* used once: PCRE2's interpreter (JIT compiling costs
+                                       far more than one short match; same results) */
 
 /* Compiles a Perl-syntax regex with PCRE2 (byte mode, JIT when available). Returns 0 and
  * *out, or -1 with a reason in err (errlen bytes) — Perl features PCRE2 lacks end here. */

@@ -211,6 +211,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
     const struct rules_opts *opts)
 {
 	struct rules_set *rs = calloc(1, sizeof(*rs));
+	struct match_scratch *ms = NULL;
 	size_t nsrc;
 	uint8_t *state;
 
@@ -286,7 +287,19 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 			continue;
 		}
 		x->active = true;
+		if (x->kind == RULE_HEADER && x->re && x->sel != HDR_SEL_EXISTS) {
+			/* the value for an unset header is the same for every message */
+			const char *v = x->if_unset ? x->if_unset : "";
+			int r;
+
+			if (ms == NULL)
+				ms = match_scratch_new();
+			r = ms ? match_re_exec(x->re, v, strlen(v), ms, 1) : -1;
+			x->unset_known = r >= 0;
+			x->unset_hit = (r > 0) != x->negate;
+		}
 	}
+	match_scratch_free(ms);
 	/* metas (may append symbol entries, so index, never hold pointers) */
 	for (size_t i = 0; i < nsrc; i++) {
 		struct rule_def *d = rule_src_get(src, i);

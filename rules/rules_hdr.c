@@ -593,8 +593,8 @@ static size_t hdr_values(struct eval_ctx *c, const char *request, const char **o
 }
 
 /* hdr_values() once per message and request (header rules ask for the same fields many
- * times); at most 256 values. */
-static size_t hdr_values_cached(struct eval_ctx *c, const char *request, const char ***out)
+ * times); at most 256 values. The cache entry, or NULL when the cache is full. */
+static struct eval_hdr_cache *hdr_cache_entry(struct eval_ctx *c, const char *request)
 {
 	struct eval_msg *m = c->m;
 	uint32_t h = 2166136261u;
@@ -616,13 +616,23 @@ static size_t hdr_values_cached(struct eval_ctx *c, const char *request, const c
 			e->req = eval_strndup(c, request, strlen(request));
 			e->hash = h;
 			e->gen = m->gen;
-			*out = e->v;
-			return e->n;
+			e->joined = NULL;
+			e->jlen = 0;
+			return e;
 		}
-		if (e->hash == h && strcmp(e->req, request) == 0) {
-			*out = e->v;
-			return e->n;
-		}
+		if (e->hash == h && strcmp(e->req, request) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static size_t hdr_values_cached(struct eval_ctx *c, const char *request, const char ***out)
+{
+	struct eval_hdr_cache *e = hdr_cache_entry(c, request);
+
+	if (e != NULL) {
+		*out = e->v;
+		return e->n;
 	}
 	/* full: no caching */
 	{
@@ -683,30 +693,56 @@ const char *eval_get(struct eval_ctx *c, const char *request)
 	return s;
 }
 
-/* What a header rule sees: sc->tmp holds the value; false when the header is unset. SA 4's
- * header rules join get()'s list: values ending in "\n" as they are, others with "\n". */
-bool rules_header_value(struct rules_scratch *sc, const char *req,
-    const struct rules_envelope *envl)
+/* Check.pm: join(first value ends in "\n" ? "" : "\n", values) into b (reset first). */
+static void hdr_join(struct rules_buf *b, const char **v, size_t n)
 {
+	size_t l0 = n ? strlen(v[0]) : 0;
+	bool nl = l0 && v[0][l0 - 1] == '\n';
+
+	b->n = 0;
+	rules_buf_put(b, "", 0);
+	for (size_t i = 0; i < n; i++) {
+		if (i && !nl)
+			rules_buf_put(b, "\n", 1);
+		rules_buf_put(b, v[i], strlen(v[i]));
+	}
+}
+
+/* What a header rule sees: *val (len *vlen, NUL-terminated; valid for the message) — the
+ * values joined once per message and request; false (and "") when the header is unset.
+ * SA 4's header rules join get()'s list: values ending in "\n" as they are, others with
+ * "\n". */
+bool rules_header_value(struct rules_scratch *sc, const char *req, const char **val,
+    size_t *vlen)
+{
+	struct eval_hdr_cache *e = hdr_cache_entry(&sc->ctx, req);
 	const char **v;
 	size_t n;
 
-	(void)envl;
-	sc->tmp.n = 0;
-	rules_buf_put(&sc->tmp, "", 0);
-	n = hdr_values_cached(&sc->ctx, req, &v);
-	if (n == 0)
-		return false;
-	/* Check.pm: join(first value ends in "\n" ? "" : "\n", values) */
-	{
-		size_t l0 = strlen(v[0]);
-		bool nl = l0 && v[0][l0 - 1] == '\n';
-
-		for (size_t i = 0; i < n; i++) {
-			if (i && !nl)
-				rules_buf_put(&sc->tmp, "\n", 1);
-			rules_buf_put(&sc->tmp, v[i], strlen(v[i]));
-		}
+	if (e == NULL) {
+		/* the cache is full: join into sc->tmp */
+		n = hdr_values_cached(&sc->ctx, req, &v);
+		hdr_join(&sc->tmp, v, n);
+		*val = sc->tmp.p;
+		*vlen = sc->tmp.n;
+		return n > 0;
 	}
+	if (e->n == 0) {
+		*val = "";
+		*vlen = 0;
+		return false;
+	}
+	if (e->joined == NULL) {
+		char *j;
+
+		hdr_join(&sc->tmp, e->v, e->n);
+		j = eval_alloc(&sc->ctx, sc->tmp.n + 1);
+		memcpy(j, sc->tmp.p, sc->tmp.n);
+		j[sc->tmp.n] = '\0';
+		e->joined = j;
+		e->jlen = sc->tmp.n;
+	}
+	*val = e->joined;
+	*vlen = e->jlen;
 	return true;
 }

@@ -33,6 +33,7 @@ struct rules_rule {
 	bool has_score;
 	/* regex kinds */
 	struct match_re *re;
+	bool unset_known, unset_hit;  /* header rules: the result when the header is unset */
 	bool negate;
 	char *hdr;
 	char *hdr_req;                       /* with its selectors: what get() is asked */
@@ -133,8 +134,8 @@ const char *rules_hfield_raw(struct rules_scratch *sc, struct rules_hfield *f);
 const char *rules_hfield_unfolded(struct rules_scratch *sc, struct rules_hfield *f);
 const char *rules_hfield_decoded(struct rules_scratch *sc, struct rules_hfield *f);
 bool rules_name_is(const struct rules_hfield *f, const char *name);
-bool rules_header_value(struct rules_scratch *sc, const char *request,
-    const struct rules_envelope *envl);
+bool rules_header_value(struct rules_scratch *sc, const char *request, const char **val,
+    size_t *vlen);
 void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len, bool want_uri);
 
 #endif

@@ -218,9 +218,10 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	for (size_t j = 0; j < rs->nkind[RULE_HEADER]; j++) {
 		size_t i = rs->kind_idx[RULE_HEADER][j];
 		const struct rules_rule *x = &rs->r[i];
-		bool set = rules_header_value(sc, x->sel == HDR_SEL_EXISTS ? x->hdr : x->hdr_req, envl);
-		const char *v = sc->tmp.p;
-		size_t vl = sc->tmp.n;
+		const char *v;
+		size_t vl;
+		bool set = rules_header_value(sc, x->sel == HDR_SEL_EXISTS ? x->hdr : x->hdr_req, &v,
+		    &vl);
 
 		if (x->sel == HDR_SEL_EXISTS) {
 			sc->values[i] = set;
@@ -228,6 +229,10 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		}
 		if (rules_over_budget(sc))
 			break;
+		if (!set && x->unset_known) {
+			sc->values[i] = x->unset_hit;   /* computed once when the set was built */
+			continue;
+		}
 		if (!set) {
 			if (x->if_unset) {
 				v = x->if_unset;
