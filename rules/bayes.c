@@ -497,17 +497,6 @@ int bayes_learn(struct bayes *b, const char *msg, size_t len, enum bayes_class c
 	return rc;
 }
 
-int bayes_autolearn_decide(const struct bayes_config *c, double score_others)
-{
-	if (!c->enabled || !c->autolearn)
-		return -1;
-	if (score_others >= c->autolearn_spam)
-		return 1;
-	if (score_others <= c->autolearn_ham)
-		return 0;
-	return -1;
-}
-
 /* ---------------------------------------------------------------- the daemon's */
 
 static pthread_mutex_t bayes_cur_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -619,9 +608,9 @@ static const struct cfg_field bayes_fields[] = {
 	{ "autolearn", CFG_BOOL, offsetof(struct bayes_config, autolearn), "false",
 	  .doc = "learn from confident verdicts of the other tests (never the classifier's own)" },
 	{ "autolearn_spam", CFG_DOUBLE, offsetof(struct bayes_config, autolearn_spam), "12",
-	  -1000, 100000, .doc = "score without the classifier at or above which mail is learned as spam" },
+	  -1000, 100000, .doc = "score (set 0, no classifier) at or above which spam with 3 header and 3 body points is learned" },
 	{ "autolearn_ham", CFG_DOUBLE, offsetof(struct bayes_config, autolearn_ham), "0.1",
-	  -1000, 100000, .doc = "score without the classifier at or below which mail is learned as ham" },
+	  -1000, 100000, .doc = "score (set 0, no classifier) below which mail is learned as ham" },
 	{ "max_tokens", CFG_INT, offsetof(struct bayes_config, max_tokens), "1000000", 0,
 	  1000000000, .doc = "size bound: past it the least recently used tokens go (to 3/4)" },
 	{ "expire_after", CFG_DURATION, offsetof(struct bayes_config, expire_after), "0",

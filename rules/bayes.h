@@ -107,10 +107,26 @@ int bayes_totals(struct bayes *b, struct bayes_totals *t);
 /* Whether enough has been learned to classify (min_spam and min_ham), from totals. */
 bool bayes_is_trained(const struct bayes *b, const struct bayes_totals *t);
 
-/* Autolearn decision (SpamAssassin's bayes_auto_learn thresholds): score_others is the
- * message's total without the classifier's own symbols — a message the classifier decided
- * alone is never learned. Returns 1 (learn spam), 0 (learn ham) or -1 (do not learn). */
-int bayes_autolearn_decide(const struct bayes_config *c, double score_others);
+/* What autolearn weighs (SpamAssassin's PerMsgStatus::_get_autolearn_points): the
+ * message's points in score set 0 (the set without the classifier) with the classifier's
+ * own rules (tflags learn, check_bayes), noautolearn and userconf rules left out; of those,
+ * the header rules' and the body rules' (body, rawbody, uri; a meta splits its points by
+ * the types of the rules it names); the classifier's own points (set in use); and whether a
+ * rule with tflags autolearn_force hit. */
+struct bayes_autolearn_points {
+	double total, head, body;
+	double learned;
+	bool force;
+};
+
+/* Autolearn decision (SpamAssassin's Plugin/AutoLearnThreshold.pm): spam when total >=
+ * autolearn_spam with at least 3 header and 3 body points (unless forced), the classifier
+ * not saying ham (learned >= -1) and the message's verdict spam (is_spam); ham when total
+ * < autolearn_ham, the classifier not saying spam (learned <= 1) and the verdict not
+ * spam. The classifier's points only veto: a message it decided alone is never learned.
+ * Returns 1 (learn spam), 0 (learn ham) or -1 (do not learn). */
+int bayes_autolearn_decide(const struct bayes_config *c, const struct bayes_autolearn_points *p,
+    bool is_spam);
 
 /* ---- the daemon's classifier ---- */
 
