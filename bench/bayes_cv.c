@@ -9,12 +9,18 @@
  * word pairs); then, for each fold k, the token counts of the other lines are summed and
  * every line of fold k is scored as bayes_classify does (Robinson's f(w), tokens with
  * |f - 0.5| >= 0.346, the 150 strongest, combined by bayes_combine_odds or _chi).
- * Prints "PATH PROB" per scored line (PROB -1: no significant token).
+ * Prints "PATH PROB" per scored line (PROB -1: no significant token); with -r "PATH LSQ LHQ"
+ * instead: the logs of the two chi-square tails bayes_combine_odds compares (for trying
+ * other constants of the combining without scoring again).
  *
  *   bayes_cv -d MSG LIST
  *
  * learns every line of LIST and prints MSG's significant tokens (f(w), spam and ham
- * counts, the token) strongest first: what the diagnosis in docs/classifier.md reads. */
+ * counts, the token) strongest first: what the diagnosis in docs/classifier.md reads.
+ *
+ *   bayes_cv -t MSG
+ *
+ * prints every token of MSG (to compare with SpamAssassin's tokenizer). */
 #include "rules/bayes.h"
 
 #include <math.h>
@@ -93,6 +99,12 @@ static char *slurp(const char *path, size_t *len)
 
 struct dump { struct table *t; uint64_t ns, nn; FILE *out; };
 
+static void print_cb(const char *tok, size_t len, void *arg)
+{
+	printf("%.*s\n", (int)len, tok);
+	(void)arg;
+}
+
 static void dump_cb(const char *tok, size_t len, void *arg)
 {
 	struct dump *d = arg;
@@ -110,14 +122,25 @@ int main(int argc, char **argv)
 {
 	const char *dump = NULL;
 	struct bayes_token_opts o = { 0 };
-	int chi = 0, opt, maxfold = -1;
+	int chi = 0, raw = 0, opt, maxfold = -1;
 	struct msg *m = NULL;
 	size_t nm = 0, cap = 0;
 	char line[8192];
 	FILE *in;
 
-	while ((opt = getopt(argc, argv, "c:pd:")) != -1) {
-		if (opt == 'd')
+	while ((opt = getopt(argc, argv, "c:pd:rt:")) != -1) {
+		if (opt == 't') {
+			size_t len;
+			char *text = slurp(optarg, &len);
+
+			if (text == NULL)
+				return 1;
+			bayes_tokenize_cb(text, len, &o, print_cb, NULL);
+			free(text);
+			return 0;
+		} else if (opt == 'r')
+			raw = 1;
+		else if (opt == 'd')
 			dump = optarg;
 		else if (opt == 'c')
 			chi = strcmp(optarg, "chi") == 0;
@@ -215,6 +238,22 @@ int main(int argc, char **argv)
 			qsort(pr, np, sizeof(*pr), cmp_strength);
 			if (np > NSIG)
 				np = NSIG;
+			if (raw) {
+				double ls = log((double)ns / (double)(ns + nn));
+				double lh = log((double)nn / (double)(ns + nn));
+
+				for (size_t j = 0; j < np; j++) {
+					ls += log(1.0 - pr[j]);
+					lh += log(pr[j]);
+				}
+				if (np)
+					printf("%s %.6f %.6f\n", m[i].path, bayes_log_chi2q(-2.0 * ls, np),
+					    bayes_log_chi2q(-2.0 * lh, np));
+				else
+					printf("%s none none\n", m[i].path);
+				free(pr);
+				continue;
+			}
 			if (np)
 				p = chi ? bayes_combine_chi(pr, np, ns, nn) : bayes_combine_odds(pr, np, ns, nn);
 			printf("%s %.6f\n", m[i].path, p);

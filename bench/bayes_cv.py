@@ -3,7 +3,7 @@
 docs/classifier.md's choices rest on), and the same figures on the test half for the report.
 
     bench/bayes_cv.py BAYES_CV [--split time|interleaved|both] [--folds 5] [--test]
-        [--tool-args '-c chi'] [--misses FILE]
+        [--tool-args '-c chi'] [--misses FILE] [--grid]
 
 BAYES_CV is bench/bayes_cv.c built against libmxcore.a (bench/bayes_cv.sh builds it). The
 training half of each split (bench_classifier's splits) is cut into FOLDS folds (every
@@ -15,9 +15,11 @@ the report only: choices are made on the cross-validation). Prints, per split:
   mxgate's hits are the same) scored with SpamAssassin's set-2 scores plus the BAYES_xx
   the classifier's probability falls in — spam caught % and ham misfiled % at 5.
 --misses FILE writes, for the scored messages that rules + classifier get wrong, one line
-each: group, path, total, probability and the rule hits.
+each: group, path, total, probability and the rule hits. --grid: the figures for each
+power and nats of the odds combining over a grid (0 nats: no pull towards 0.5).
 """
 import argparse
+import math
 import hashlib
 import os
 import subprocess
@@ -62,8 +64,18 @@ def auc(scored):
     return 100.0 * (1 - a)
 
 
+def odds(lsq, lhq, power, nats):
+    """bayes_combine_odds with other constants (nats 0: no pull towards 0.5)."""
+    e = min(700.0, power * (lsq - lhq))
+    p = 1.0 / (1.0 + math.exp(e))
+    if not nats:
+        return p
+    u = 1.0 - math.exp(-min(-lsq, -lhq) / nats)
+    return 0.5 * u + (1.0 - u) * p
+
+
 def run_tool(tool, args, rows, tmp):
-    """rows [(fold, cls, path)] -> {path: prob}."""
+    """rows [(fold, cls, path)] -> {path: prob} (with -r: {path: (lsq, lhq) or None})."""
     lst = os.path.join(tmp, 'list')
     with open(lst, 'w') as f:
         for fold, cls, p in rows:
@@ -71,8 +83,12 @@ def run_tool(tool, args, rows, tmp):
     out = subprocess.run([tool] + args + [lst], capture_output=True, text=True, check=True).stdout
     res = {}
     for line in out.splitlines():
-        p, v = line.rsplit(' ', 1)
-        res[p] = float(v)
+        if '-r' in args:
+            p, a, b = line.rsplit(' ', 2)
+            res[p] = None if a == 'none' else (float(a), float(b))
+        else:
+            p, v = line.rsplit(' ', 1)
+            res[p] = float(v)
     return res
 
 
@@ -104,6 +120,8 @@ def main():
     ap.add_argument('--test', action='store_true')
     ap.add_argument('--tool-args', default='')
     ap.add_argument('--misses', default='')
+    ap.add_argument('--grid', action='store_true',
+                    help="the odds combining's power and nats over a grid (bayes.c: 0.2, 160)")
     a = ap.parse_args()
     cache = bc.cache_dir()
     groups = bc.messages_prepare(cache)
@@ -121,6 +139,17 @@ def main():
         else:
             rows = [(i % a.folds, c, p) for c in ('spam', 'ham') for i, p in enumerate(train[c])]
             labelled = [(grp[p], p) for c in ('spam', 'ham') for p in train[c]]
+        if a.grid:
+            raw = run_tool(a.tool, ['-r'], rows, tmp)
+            for power in (0.1, 0.15, 0.2, 0.3, 0.5, 1.0):
+                for nats in (40, 80, 160, 320, 640, 0):
+                    probs = {p: odds(v[0], v[1], power, nats) if v else -1 for p, v in raw.items()}
+                    f = evaluate(probs, labelled, hits, scores, nice)
+                    print('%s %-11s power %.2f nats %4d: 1-AUC %.3f%%; BAYES_99 %.1f%% of spam, '
+                          '%d ham; spam in BAYES_00 %d; rules + classifier %.1f%% / %.2f%%' % (
+                              'test' if a.test else 'CV  ', name, power, nats, f['auc'], f['s99'],
+                              f['h99'], f['s00'], f['caught'], f['misfiled']), flush=True)
+            continue
         probs = run_tool(a.tool, a.tool_args.split(), rows, tmp)
         f = evaluate(probs, labelled, hits, scores, nice)
         print('%s %-11s 1-AUC %.3f%%; BAYES_99: %.1f%% of spam, %d ham; spam in BAYES_00 %d; '
