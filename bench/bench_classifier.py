@@ -425,11 +425,13 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
         missing_says(miss)))
     say('  %s' % target_says(c, m))
     if a.autolearn:
-        al = bayes.replace('autolearn: false', 'autolearn: true')
+        al = bayes.replace('autolearn: false', 'autolearn: true%s' % (
+            ', autolearn_on_error: true' if a.autolearn_on_error else ''))
         r2, rate2, learned = autolearn_stream(binary, test, stmp, '  files: ["%s"]\n'
                                               '  client_relay: false\n%s' % (stock, al))
         c, m, miss = rates(r2, test, lambda x: x[0] >= 5.0)
-        say('%-52s %11.1f%% %11.2f%% %8.0f%s' % ('... then autolearn on the test stream', c, m,
+        say('%-52s %11.1f%% %11.2f%% %8.0f%s' % ('... then autolearn on the test stream' + (
+            ' (on error)' if a.autolearn_on_error else ''), c, m,
             rate2, missing_says(miss)))
         say('  %s' % target_says(c, m))
         say('  autolearned (arrival order, SA thresholds 12 / 0.1): spam %d (%d of them ham), '
@@ -480,6 +482,8 @@ def main():
     ap.add_argument('--sa-bayes', action='store_true', help="also SpamAssassin's Bayes on the split")
     ap.add_argument('--no-autolearn', dest='autolearn', action='store_false',
                     help='skip the run with autolearn on the test stream')
+    ap.add_argument('--autolearn-on-error', action='store_true',
+                    help='that run with autolearn_on_error (SA: bayes_auto_learn_on_error)')
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     cache = cache_dir()

@@ -607,6 +607,8 @@ static const struct cfg_field bayes_fields[] = {
 	  .doc = "odds: tempered odds of SA's two chi-square tails (no saturation at 0.5); chi: SA's output" },
 	{ "autolearn", CFG_BOOL, offsetof(struct bayes_config, autolearn), "false",
 	  .doc = "learn from confident verdicts of the other tests (never the classifier's own)" },
+	{ "autolearn_on_error", CFG_BOOL, offsetof(struct bayes_config, autolearn_on_error), "false",
+	  .doc = "autolearn only what the classifier did not already put in BAYES_99 / BAYES_00 (SA: bayes_auto_learn_on_error)" },
 	{ "autolearn_spam", CFG_DOUBLE, offsetof(struct bayes_config, autolearn_spam), "12",
 	  -1000, 100000, .doc = "score (set 0, no classifier) at or above which spam with 3 header and 3 body points is learned" },
 	{ "autolearn_ham", CFG_DOUBLE, offsetof(struct bayes_config, autolearn_ham), "0.1",

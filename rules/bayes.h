@@ -29,6 +29,7 @@ struct bayes_config {
 	int tokens;                   /* enum bayes_tokens_mode */
 	int combine;                  /* enum bayes_combine_mode */
 	bool autolearn;
+	bool autolearn_on_error;      /* only what the classifier got wrong (SA's ..._on_error) */
 	double autolearn_spam;        /* score without the classifier's >= this: learn spam */
 	double autolearn_ham;         /* <= this: learn ham */
 	long max_tokens;              /* size bound (0 = none) */
@@ -117,6 +118,7 @@ struct bayes_autolearn_points {
 	double total, head, body;
 	double learned;
 	bool force;
+	bool said_spam, said_ham;     /* the classifier gave BAYES_99 / BAYES_00 */
 };
 
 /* Autolearn decision (SpamAssassin's Plugin/AutoLearnThreshold.pm): spam when total >=
@@ -124,7 +126,8 @@ struct bayes_autolearn_points {
  * not saying ham (learned >= -1) and the message's verdict spam (is_spam); ham when total
  * < autolearn_ham, the classifier not saying spam (learned <= 1) and the verdict not
  * spam. The classifier's points only veto: a message it decided alone is never learned.
- * Returns 1 (learn spam), 0 (learn ham) or -1 (do not learn). */
+ * With autolearn_on_error, what the classifier already put in BAYES_99 (spam) or BAYES_00
+ * (ham) is not learned again. Returns 1 (learn spam), 0 (learn ham) or -1 (do not learn). */
 int bayes_autolearn_decide(const struct bayes_config *c, const struct bayes_autolearn_points *p,
     bool is_spam);
 

@@ -7,6 +7,7 @@
 #include "meta.h"
 
 #include <math.h>
+#include <string.h>
 
 /* SA's _get_autolearn_testtype: 'h' header (and header evals; mxgate's envelope rules are
  * read as headers), 'b' body, rawbody, uri; 'm' meta; 0 the rest (full, mimeheader,
@@ -38,6 +39,8 @@ void bayes_autolearn_points(const struct rules_set *rs, const struct rules_hit *
 			continue;
 		if ((x->tflags & RULE_TF_LEARN) || v[i].classifier) {
 			p->learned += v[i].score;          /* the score set in use */
+			p->said_spam |= strcmp(x->name, "BAYES_99") == 0;
+			p->said_ham |= strcmp(x->name, "BAYES_00") == 0;
 			continue;
 		}
 		if (x->tflags & RULE_TF_AL_FORCE)
@@ -77,10 +80,11 @@ int bayes_autolearn_decide(const struct bayes_config *c, const struct bayes_auto
 	if (!c->enabled || !c->autolearn)
 		return -1;
 	if (p->total < c->autolearn_ham)
-		return p->learned <= 1.0 && !is_spam ? 0 : -1;
+		return p->learned <= 1.0 && !is_spam && !(c->autolearn_on_error && p->said_ham) ?
+		    0 : -1;
 	if (p->total < c->autolearn_spam)
 		return -1;
 	if (!p->force && (p->body < 3.0 || p->head < 3.0))
 		return -1;
-	return p->learned >= -1.0 && is_spam ? 1 : -1;
+	return p->learned >= -1.0 && is_spam && !(c->autolearn_on_error && p->said_spam) ? 1 : -1;
 }

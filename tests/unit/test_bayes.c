@@ -287,6 +287,19 @@ static void test_autolearn(void **state)
 	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
 	p.total = 5;
 	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
+	/* on error only: what the classifier already filed is not learned again */
+	c.autolearn_on_error = true;
+	p = (struct bayes_autolearn_points){ .total = 0, .learned = -1.5, .said_ham = true };
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
+	p.said_ham = false;
+	p.learned = -0.3;                                               /* BAYES_05 */
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), 0);
+	p = (struct bayes_autolearn_points){ .total = 15, .head = 4, .body = 8, .learned = 4,
+		.said_spam = true };
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), -1);
+	p.said_spam = false;
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), 1);
+	c.autolearn_on_error = false;
 	c.autolearn = false;
 	p = (struct bayes_autolearn_points){ .total = 0 };
 	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
@@ -325,6 +338,8 @@ static void test_autolearn_points(void **state)
 	assert_float_equal(p.total, 11.5, EPS);
 	assert_float_equal(p.learned, 3.5, EPS);
 	assert_true(p.force);
+	assert_true(p.said_spam);
+	assert_false(p.said_ham);
 	rules_result_free(&res);
 	rules_scratch_free(sc);
 	rules_set_free(rs);
