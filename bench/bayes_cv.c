@@ -69,6 +69,20 @@ static struct slot *table_get(struct table *t, uint64_t h, int add)
 	return &t->v[i];
 }
 
+/* Adds m's tokens to t's counts and m to the message totals. */
+static void learn(struct table *t, const struct msg *m, uint64_t *ns, uint64_t *nn)
+{
+	*(m->spam ? ns : nn) += 1;
+	for (size_t j = 0; j < m->tk.n; j++) {
+		struct slot *s = table_get(t, m->tk.v[j], 1);
+
+		if (m->spam)
+			s->s++;
+		else
+			s->n++;
+	}
+}
+
 static int cmp_strength(const void *a, const void *b)
 {
 	double x = fabs(*(const double *)a - 0.5), y = fabs(*(const double *)b - 0.5);
@@ -185,17 +199,8 @@ int main(int argc, char **argv)
 		size_t len;
 		char *text = slurp(dump, &len);
 
-		for (size_t i = 0; i < nm; i++) {
-			*(m[i].spam ? &d.ns : &d.nn) += 1;
-			for (size_t j = 0; j < m[i].tk.n; j++) {
-				struct slot *s = table_get(&t, m[i].tk.v[j], 1);
-
-				if (m[i].spam)
-					s->s++;
-				else
-					s->n++;
-			}
-		}
+		for (size_t i = 0; i < nm; i++)
+			learn(&t, &m[i], &d.ns, &d.nn);
 		if (text == NULL)
 			return 1;
 		bayes_tokenize_cb(text, len, &o, dump_cb, &d);
@@ -205,19 +210,9 @@ int main(int argc, char **argv)
 		struct table t = { 0 };
 		uint64_t ns = 0, nn = 0;
 
-		for (size_t i = 0; i < nm; i++) {
-			if (m[i].fold == k)
-				continue;
-			*(m[i].spam ? &ns : &nn) += 1;
-			for (size_t j = 0; j < m[i].tk.n; j++) {
-				struct slot *s = table_get(&t, m[i].tk.v[j], 1);
-
-				if (m[i].spam)
-					s->s++;
-				else
-					s->n++;
-			}
-		}
+		for (size_t i = 0; i < nm; i++)
+			if (m[i].fold != k)
+				learn(&t, &m[i], &ns, &nn);
 		for (size_t i = 0; i < nm; i++) {
 			double *pr, p = -1;
 			size_t np = 0;

@@ -321,6 +321,17 @@ def target_says(c, m):
         'met' if c >= TARGET_CAUGHT and m <= TARGET_MISFILED else 'NOT met')
 
 
+def per_group(test, r):
+    """'group caught-or-misfiled %, ...' at score >= 5 over test = [(group, path)]."""
+    per = []
+    for g in GROUPS:
+        sub = [p for gg, p in test if gg == g]
+        if sub:
+            per.append('%s %.1f%%' % (g, pct(sum(1 for p in sub if r.get(p) and r[p][0] >= 5.0),
+                                              len(sub))))
+    return ', '.join(per)
+
+
 def arrival_key(path):
     """When the message reached the corpus owner's mailbox: the date of its newest (top)
     Received line, else its Date, as seconds (0 when neither parses)."""
@@ -446,13 +457,7 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
                 learned.get(('spam', 'ham'), 0),
                 learned.get(('ham', 'ham'), 0) + learned.get(('ham', 'spam'), 0),
                 learned.get(('ham', 'spam'), 0)))
-        per = []
-        for g in GROUPS:
-            sub = [p for gg, p in test if gg == g]
-            if sub:
-                per.append('%s %.1f%%' % (g, pct(sum(1 for p in sub if r2.get(p) and r2[p][0] >= 5.0),
-                                                  len(sub))))
-        say('  per group, with autolearn: ' + ', '.join(per))
+        say('  per group, with autolearn: ' + per_group(test, r2))
     if hits is not None:
         scores, nice = sa_set2_scores()
         proj = {}
@@ -465,13 +470,7 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
         say('%-52s %11.1f%% %11.2f%% %8s%s' % ("projected: spamd's rule hits (set 2) + classifier",
             c, m, '-', '' if not miss else '  (%d not in the spamd cache)' % miss))
         say('  %s' % target_says(c, m))
-    per = []
-    for g in GROUPS:
-        sub = [p for gg, p in test if gg == g]
-        if sub:
-            per.append('%s %.1f%%' % (g, pct(sum(1 for p in sub if r.get(p) and r[p][0] >= 5.0),
-                                              len(sub))))
-    say('per group, rules + classifier (score>=5): ' + ', '.join(per))
+    say('per group, rules + classifier (score>=5): ' + per_group(test, r))
     say('learning: %.0f msg/s (offline, %d messages)' % (learn_rate, nlearn))
     return full, paths
 
