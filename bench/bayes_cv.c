@@ -1,12 +1,13 @@
 /* bayes_cv.c — the classifier's maths and tokenizer over a labelled list of messages, in
  * memory, for cross-validation (bench/bayes_cv.py drives it; docs/classifier.md).
  *
- *   bayes_cv [-c odds|chi] [-p] LIST
+ *   bayes_cv [-c odds|chi] [-p] [-i GLOB]... LIST
  *
  * LIST: one message a line, "FOLD CLASS PATH" (CLASS spam|ham; FOLD -1: always learned,
  * never scored; FOLD k >= 0: scored by a classifier that learned every line of another
  * fold). Each message is tokenized once (bayes_tokenize, the daemon's tokenizer; -p adds
- * word pairs); then, for each fold k, the token counts of the other lines are summed and
+ * word pairs; -i: the bayes_ignore_header lines of the rule files GLOB matches apply, as
+ * in the daemon with those rules.files); then, for each fold k, the token counts of the other lines are summed and
  * every line of fold k is scored as bayes_classify does (Robinson's f(w), tokens with
  * |f - 0.5| >= 0.346, the 150 strongest, combined by bayes_combine_odds or _chi).
  * Prints "PATH PROB" per scored line (PROB -1: no significant token); with -r "PATH LSQ LHQ"
@@ -18,7 +19,7 @@
  * learns every line of LIST and prints MSG's significant tokens (f(w), spam and ham
  * counts, the token) strongest first: what the diagnosis in docs/classifier.md reads.
  *
- *   bayes_cv -t MSG
+ *   bayes_cv [-i GLOB]... -t MSG
  *
  * prints every token of MSG (to compare with SpamAssassin's tokenizer). */
 #include "rules/bayes.h"
@@ -134,24 +135,21 @@ static void dump_cb(const char *tok, size_t len, void *arg)
 
 int main(int argc, char **argv)
 {
-	const char *dump = NULL;
+	const char *dump = NULL, *tokens_of = NULL;
 	struct bayes_token_opts o = { 0 };
+	char *globs[64];
+	struct cfg_strlist files = { .v = globs };
 	int chi = 0, raw = 0, opt, maxfold = -1;
 	struct msg *m = NULL;
 	size_t nm = 0, cap = 0;
 	char line[8192];
 	FILE *in;
 
-	while ((opt = getopt(argc, argv, "c:pd:rt:")) != -1) {
-		if (opt == 't') {
-			size_t len;
-			char *text = slurp(optarg, &len);
-
-			if (text == NULL)
-				return 1;
-			bayes_tokenize_cb(text, len, &o, print_cb, NULL);
-			free(text);
-			return 0;
+	while ((opt = getopt(argc, argv, "c:pd:rt:i:")) != -1) {
+		if (opt == 'i' && files.n < 64) {
+			files.v[files.n++] = optarg;
+		} else if (opt == 't') {
+			tokens_of = optarg;
 		} else if (opt == 'r')
 			raw = 1;
 		else if (opt == 'd')
@@ -163,8 +161,20 @@ int main(int argc, char **argv)
 		else
 			return 2;
 	}
+	bayes_ignore_headers_read(&o, &files);
+	if (tokens_of) {
+		size_t len;
+		char *text = slurp(tokens_of, &len);
+
+		if (text == NULL)
+			return 1;
+		bayes_tokenize_cb(text, len, &o, print_cb, NULL);
+		free(text);
+		return 0;
+	}
 	if (optind >= argc || (in = fopen(argv[optind], "r")) == NULL) {
-		fprintf(stderr, "usage: bayes_cv [-c odds|chi] [-p] LIST\n");
+		fprintf(stderr, "usage: bayes_cv [-c odds|chi] [-p] [-r] [-i GLOB]... LIST | -d MSG LIST "
+		    "| -t MSG\n");
 		return 2;
 	}
 	while (fgets(line, sizeof(line), in)) {

@@ -80,7 +80,9 @@ def run_tool(tool, args, rows, tmp):
     with open(lst, 'w') as f:
         for fold, cls, p in rows:
             f.write('%d %s %s\n' % (fold, cls, p))
-    out = subprocess.run([tool] + args + [lst], capture_output=True, text=True, check=True).stdout
+    # the stock rules' bayes_ignore_header lines, as the daemon with them (bench_classifier)
+    out = subprocess.run([tool, '-i', '/usr/share/spamassassin/*.cf'] + args + [lst],
+                         capture_output=True, text=True, check=True).stdout
     res = {}
     for line in out.splitlines():
         if '-r' in args:

@@ -208,7 +208,7 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		char err[256];
 
 		/* a store that cannot be opened leaves the classifier out, logged */
-		w->bayes = bayes_acquire(&rc->bayes, err, sizeof(err));
+		w->bayes = bayes_acquire(&rc->bayes, &rc->files, err, sizeof(err));
 		if (w->bayes == NULL)
 			log_event(LOG_LVL_ERROR, NULL, "event=bayes_error worker=%d reason=\"%s\"",
 			    worker, err);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rules/bayes.h"
 #include "rules/rules.h"
@@ -345,6 +346,35 @@ static void test_autolearn_points(void **state)
 	rules_set_free(rs);
 }
 
+/* bayes_ignore_header lines of the rule files: names lower-cased, once each, comments and
+ * other directives skipped, globs expanded. */
+static void test_ignore_headers_read(void **state)
+{
+	char dir[] = "/tmp/test_bayes_ignXXXXXX", path[64], glob[64];
+	char *v[] = { glob };
+	struct cfg_strlist files = { .v = v, .n = 1 };
+	struct bayes_token_opts o = { 0 };
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/20_a.cf", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("bayes_ignore_header X-Foo\n  bayes_ignore_header\tList-Id  \n"
+	    "# bayes_ignore_header X-Commented\nbayes_ignore_headers X-Other\n"
+	    "bayes_ignore_header x-foo\nheader X_FOO X-Foo =~ /a/\n", f);
+	fclose(f);
+	snprintf(glob, sizeof(glob), "%s/*.cf", dir);
+	bayes_ignore_headers_read(&o, &files);
+	assert_int_equal(o.nignore, 2);
+	assert_string_equal(o.ignore[0], "x-foo");
+	assert_string_equal(o.ignore[1], "list-id");
+	bayes_ignore_headers_free(&o);
+	assert_int_equal(o.nignore, 0);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_message_id),
 		cmocka_unit_test(test_autolearn),
 		cmocka_unit_test(test_autolearn_points),
+		cmocka_unit_test(test_ignore_headers_read),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
