@@ -393,10 +393,14 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
         f.write(open('/usr/share/spamassassin/23_bayes.cf').read())
         f.writelines(l for l in open('/usr/share/spamassassin/50_scores.cf')
                      if l.startswith('score BAYES_'))
+        # the stock rules' bayes_ignore_header lines: the classifier tokenizes as with them
+        for cf in sorted(glob.glob('/usr/share/spamassassin/*.cf')):
+            f.writelines(l for l in open(cf, encoding='latin-1')
+                         if l.startswith('bayes_ignore_header '))
     learn_cfg = os.path.join(stmp, 'learn.yaml')
     with open(learn_cfg, 'w') as f:
         f.write('listen: ["127.0.0.1:1"]\nbackends: { servers: ["smtp://127.0.0.1:2"] }\n'
-                'rules:\n%s' % bayes)
+                'rules:\n  files: ["/usr/share/spamassassin/*.cf"]\n%s' % bayes)
     say('')
     say('== split %s' % split_describe(name, train, test))
     say('   tokens: %s, combine: %s' % (a.tokens, a.combine))
