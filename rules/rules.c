@@ -369,7 +369,6 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	double total = 0;
 	char tests[512], sbuf[32], bbuf[64] = "";
 	size_t to = 0;
-
 	struct bayes_autolearn_points alp = { 0 };
 
 	rules_rescore_symbols(w->rs, env, env->nsymbols, br->available);
