@@ -9,6 +9,7 @@ X-Spam-Status and a hammy one with BAYES_00 (the BAYES_xx rules of rules/default
 eval:check_bayes). The control socket: `mxgatectl learn spam|ham FILE` (a message, an mbox,
 --json) teaches the running daemon by the same path as `mxgate learn`.
 Autolearn: GTUBE is learned as spam, a 0-point message as ham (the classifier abstaining).
+bayes_ignore_header lines of the rule files: the named header is neither learned nor scored.
 Redis: two daemons share one store: what one learned through its POST endpoint, the other
 classifies. Peers: the recording Backend, redis-server (skipped when missing, a failure in
 CI)."""
@@ -202,6 +203,60 @@ mt.check(ok, 'the autolearned spam is in the seen-db')
 ok = mt.wait_for(lambda: post(mport3, '/learn/ham', plain) == (200, 'already'), timeout=mt.slack(5))
 mt.check(ok, 'the autolearned ham is in the seen-db')
 mx3.stop()
+
+# ---- bayes_ignore_header lines of the rule files: neither `mxgate learn` nor the daemon
+# tokenizes the named header. The same messages differ only in X-Campaign (spam) and are
+# learned into two stores, with and without a rule file naming it; a message with only the
+# spam's X-Campaign gets a BAYES_xx symbol from the first store alone.
+ign = os.path.join(mt.TMP, 'ignore.cf')
+with open(ign, 'w') as f:
+    f.write('bayes_ignore_header X-Campaign\n')
+
+
+def plain_msg(i, campaign):
+    return ('From: a@example.org\r\nTo: user@example.test\r\nSubject: note\r\n'
+            'Message-ID: <n%d@bayes.test>\r\n%s\r\ncommon words here\r\n'
+            % (i, 'X-Campaign: zzqa zzqb zzqc zzqd\r\n' if campaign else '')).encode()
+
+
+verdicts = {}
+for name, files in (('kept', []), ('ignored', [ign])):
+    istore = 'lmdb:' + os.path.join(mt.TMP, 'ign-' + name)
+    irc = rules_cfg(istore)
+    irc['files'] += files
+    icfg = os.path.join(mt.TMP, 'ign-%s.yaml' % name)
+    with open(icfg, 'w') as f:
+        f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                     rules=irc)))
+    for cls, campaign, base in (('spam', True, 0), ('ham', False, 100)):
+        d = os.path.join(mt.TMP, 'ign-%s-%s' % (name, cls))
+        os.makedirs(d)
+        for i in range(N):
+            with open(os.path.join(d, '%d.eml' % i), 'wb') as f:
+                f.write(plain_msg(base + i, campaign))
+        r = mt.run_mxgate('-c', icfg, 'learn', cls, d)
+        mt.check(r.returncode == 0, 'learn %s (%s): %s %s' % (cls, name, r.stdout.strip(),
+                                                             r.stderr.strip()))
+    bei = mt.Backend()
+    mxi = mt.Mxgate(mt.config([bei.url], rules=irc), name='mxgate-ign-' + name)
+    verdicts[name] = deliver(mxi, bei, plain_msg(1000, True))
+    mxi.stop()
+# the daemon reads the line too: the store that learned X-Campaign, scored with the line
+irc = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'ign-kept'))
+irc['files'].append(ign)
+bei = mt.Backend()
+mxi = mt.Mxgate(mt.config([bei.url], rules=irc), name='mxgate-ign-daemon')
+verdicts['daemon'] = deliver(mxi, bei, plain_msg(1001, True))
+mxi.stop()
+mt.check(verdicts['kept'] is not None and any(t in verdicts['kept'] for t in
+                                              ('BAYES_80', 'BAYES_95', 'BAYES_99')),
+         'X-Campaign learned and scored without the rule line: %s' % verdicts['kept'])
+for name in ('ignored', 'daemon'):
+    mt.check(verdicts[name] is not None and
+             not any(t.startswith('BAYES_') and t not in ('BAYES_40', 'BAYES_50')
+                     for t in verdicts[name]),
+             'bayes_ignore_header X-Campaign (%s): not scored: %s' % (
+                 'learned without it' if name == 'daemon' else 'nor learned', verdicts[name]))
 
 # ---- Redis: two daemons, one store
 if not mt.tool('redis-server'):
