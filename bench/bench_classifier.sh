@@ -8,6 +8,7 @@
 #
 #   bench/bench_classifier.sh [path/to/mxgate] [--split time|interleaved|both] [--quick N]
 #       [--tokens sa|osb] [--combine odds|chi] [--spamd-rate N] [--sa-bayes]
+#       [--no-autolearn] [--autolearn-on-error]
 set -euo pipefail
 SRC=${MX_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${1:-${MXGATE_BIN:-$SRC/build/mxgate}}

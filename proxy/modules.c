@@ -86,5 +86,5 @@ void modules_register_metrics(const struct mx_config *cfg)
 
 int modules_learn_main(const struct mx_config *cfg, int argc, char **argv, FILE *out, FILE *err)
 {
-	return bayes_learn_main(&cfg->rules.bayes, argc, argv, out, err);
+	return bayes_learn_main(&cfg->rules.bayes, &cfg->rules.files, argc, argv, out, err);
 }

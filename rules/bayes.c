@@ -3,6 +3,7 @@
 #include "bayes.h"
 
 #include <ctype.h>
+#include <glob.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #define BAYES_FW_S         0.030      /* Robinson's s: strength of that prior */
 #define BAYES_MIN_STRENGTH 0.346      /* |p - 0.5| below this: the token is ignored */
 #define BAYES_NSIG         150        /* strongest tokens combined */
+#define BAYES_MAX_IGNORE   4096       /* bayes_ignore_header names kept */
 /* combine: odds (chosen by 5-fold cross-validation inside each training half of the public
  * corpus, docs/classifier.md): the odds of the two tails are tempered by this power ... */
 #define BAYES_ODDS_POWER   0.2
@@ -123,9 +125,71 @@ void bayes_free(struct bayes *b)
 		return;
 	bayes_gen_forget(b);
 	bayes_db_close(b->db);
+	bayes_ignore_headers_free(&b->topts);
 	free(b->cfg.learn_from.v);
 	free(b->cfg.store);
 	free(b);
+}
+
+/* One rule file's `bayes_ignore_header NAME` lines into o's list (lower case, once each). */
+static void bayes_ignore_file(struct bayes_token_opts *o, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line, *e;
+		bool dup = false;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, "bayes_ignore_header", 19) != 0 || (p[19] != ' ' && p[19] != '\t'))
+			continue;
+		p += 19;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		for (e = p; *e && !isspace((unsigned char)*e); e++)
+			*e = (char)tolower((unsigned char)*e);
+		*e = '\0';
+		for (size_t i = 0; i < o->nignore && !dup; i++)
+			dup = strcmp(o->ignore[i], p) == 0;
+		if (*p == '\0' || dup || o->nignore >= BAYES_MAX_IGNORE)
+			continue;
+		o->ignore = realloc(o->ignore, (o->nignore + 1) * sizeof(char *));
+		if (o->ignore == NULL || (o->ignore[o->nignore] = strdup(p)) == NULL)
+			abort();
+		o->nignore++;
+	}
+	fclose(f);
+}
+
+void bayes_ignore_headers_read(struct bayes_token_opts *o, const struct cfg_strlist *files)
+{
+	for (size_t i = 0; files && i < files->n; i++) {
+		glob_t g;
+
+		if (glob(files->v[i], 0, NULL, &g) != 0)
+			continue;
+		for (size_t k = 0; k < g.gl_pathc; k++)
+			bayes_ignore_file(o, g.gl_pathv[k]);
+		globfree(&g);
+	}
+}
+
+void bayes_ignore_headers_free(struct bayes_token_opts *o)
+{
+	for (size_t i = 0; i < o->nignore; i++)
+		free(o->ignore[i]);
+	free(o->ignore);
+	o->ignore = NULL;
+	o->nignore = 0;
+}
+
+void bayes_ignore_headers_load(struct bayes *b, const struct cfg_strlist *files)
+{
+	bayes_ignore_headers_read(&b->topts, files);
 }
 
 const struct bayes_config *bayes_get_config(const struct bayes *b) { return &b->cfg; }
@@ -497,17 +561,6 @@ int bayes_learn(struct bayes *b, const char *msg, size_t len, enum bayes_class c
 	return rc;
 }
 
-int bayes_autolearn_decide(const struct bayes_config *c, double score_others)
-{
-	if (!c->enabled || !c->autolearn)
-		return -1;
-	if (score_others >= c->autolearn_spam)
-		return 1;
-	if (score_others <= c->autolearn_ham)
-		return 0;
-	return -1;
-}
-
 /* ---------------------------------------------------------------- the daemon's */
 
 static pthread_mutex_t bayes_cur_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -529,7 +582,8 @@ static void bayes_gen_forget(struct bayes *b)
 	pthread_mutex_unlock(&bayes_gen_mu);
 }
 
-struct bayes *bayes_acquire(const struct bayes_config *c, char *err, size_t errlen)
+struct bayes *bayes_acquire(const struct bayes_config *c, const struct cfg_strlist *files,
+    char *err, size_t errlen)
 {
 	struct bayes *b = NULL;
 
@@ -546,6 +600,7 @@ struct bayes *bayes_acquire(const struct bayes_config *c, char *err, size_t errl
 	b = bayes_open(c, err, errlen);
 	if (b == NULL)
 		return NULL;
+	bayes_ignore_headers_load(b, files);    /* before anyone else sees b */
 	pthread_mutex_lock(&bayes_gen_mu);
 	for (size_t i = 0; i < sizeof(bayes_gens) / sizeof(bayes_gens[0]); i++)
 		if (bayes_gens[i].b == NULL) {
@@ -618,10 +673,12 @@ static const struct cfg_field bayes_fields[] = {
 	  .doc = "odds: tempered odds of SA's two chi-square tails (no saturation at 0.5); chi: SA's output" },
 	{ "autolearn", CFG_BOOL, offsetof(struct bayes_config, autolearn), "false",
 	  .doc = "learn from confident verdicts of the other tests (never the classifier's own)" },
+	{ "autolearn_on_error", CFG_BOOL, offsetof(struct bayes_config, autolearn_on_error), "false",
+	  .doc = "autolearn only what the classifier did not already put in BAYES_99 / BAYES_00 (SA: bayes_auto_learn_on_error)" },
 	{ "autolearn_spam", CFG_DOUBLE, offsetof(struct bayes_config, autolearn_spam), "12",
-	  -1000, 100000, .doc = "score without the classifier at or above which mail is learned as spam" },
+	  -1000, 100000, .doc = "score (set 0, no classifier) at or above which spam with 3 header and 3 body points is learned" },
 	{ "autolearn_ham", CFG_DOUBLE, offsetof(struct bayes_config, autolearn_ham), "0.1",
-	  -1000, 100000, .doc = "score without the classifier at or below which mail is learned as ham" },
+	  -1000, 100000, .doc = "score (set 0, no classifier) below which mail is learned as ham" },
 	{ "max_tokens", CFG_INT, offsetof(struct bayes_config, max_tokens), "1000000", 0,
 	  1000000000, .doc = "size bound: past it the least recently used tokens go (to 3/4)" },
 	{ "expire_after", CFG_DURATION, offsetof(struct bayes_config, expire_after), "0",

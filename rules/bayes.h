@@ -29,6 +29,7 @@ struct bayes_config {
 	int tokens;                   /* enum bayes_tokens_mode */
 	int combine;                  /* enum bayes_combine_mode */
 	bool autolearn;
+	bool autolearn_on_error;      /* only what the classifier got wrong (SA's ..._on_error) */
 	double autolearn_spam;        /* score without the classifier's >= this: learn spam */
 	double autolearn_ham;         /* <= this: learn ham */
 	long max_tokens;              /* size bound (0 = none) */
@@ -107,10 +108,28 @@ int bayes_totals(struct bayes *b, struct bayes_totals *t);
 /* Whether enough has been learned to classify (min_spam and min_ham), from totals. */
 bool bayes_is_trained(const struct bayes *b, const struct bayes_totals *t);
 
-/* Autolearn decision (SpamAssassin's bayes_auto_learn thresholds): score_others is the
- * message's total without the classifier's own symbols — a message the classifier decided
- * alone is never learned. Returns 1 (learn spam), 0 (learn ham) or -1 (do not learn). */
-int bayes_autolearn_decide(const struct bayes_config *c, double score_others);
+/* What autolearn weighs (SpamAssassin's PerMsgStatus::_get_autolearn_points): the
+ * message's points in score set 0 (the set without the classifier) with the classifier's
+ * own rules (tflags learn, check_bayes), noautolearn and userconf rules left out; of those,
+ * the header rules' and the body rules' (body, rawbody, uri; a meta splits its points by
+ * the types of the rules it names); the classifier's own points (set in use); and whether a
+ * rule with tflags autolearn_force hit. */
+struct bayes_autolearn_points {
+	double total, head, body;
+	double learned;
+	bool force;
+	bool said_spam, said_ham;     /* the classifier gave BAYES_99 / BAYES_00 */
+};
+
+/* Autolearn decision (SpamAssassin's Plugin/AutoLearnThreshold.pm): spam when total >=
+ * autolearn_spam with at least 3 header and 3 body points (unless forced), the classifier
+ * not saying ham (learned >= -1) and the message's verdict spam (is_spam); ham when total
+ * < autolearn_ham, the classifier not saying spam (learned <= 1) and the verdict not
+ * spam. The classifier's points only veto: a message it decided alone is never learned.
+ * With autolearn_on_error, what the classifier already put in BAYES_99 (spam) or BAYES_00
+ * (ham) is not learned again. Returns 1 (learn spam), 0 (learn ham) or -1 (do not learn). */
+int bayes_autolearn_decide(const struct bayes_config *c, const struct bayes_autolearn_points *p,
+    bool is_spam);
 
 /* ---- the daemon's classifier ---- */
 
@@ -119,10 +138,22 @@ int bayes_autolearn_decide(const struct bayes_config *c, double score_others);
 struct bayes *bayes_current(void);
 void bayes_set_current(struct bayes *b);
 
-/* The classifier for a config generation's section c: opened once per generation and
- * shared by its workers (each acquire takes a reference; release with bayes_free), and
- * made bayes_current(). NULL with err when the store cannot be opened. */
-struct bayes *bayes_acquire(const struct bayes_config *c, char *err, size_t errlen);
+/* The classifier for a config generation's section c (files: the rules.files globs, for
+ * bayes_ignore_header): opened once per generation and shared by its workers (each acquire
+ * takes a reference; release with bayes_free), and made bayes_current(). NULL with err
+ * when the store cannot be opened. */
+struct bayes *bayes_acquire(const struct bayes_config *c, const struct cfg_strlist *files,
+    char *err, size_t errlen);
+/* SpamAssassin's bayes_ignore_header: the header fields the rule files (files: the
+ * rules.files globs) name on `bayes_ignore_header NAME` lines are not tokenized.
+ * bayes_acquire does it for the daemon, `mxgate learn` for itself: learning and
+ * classifying must tokenize alike. Before b is shared. */
+void bayes_ignore_headers_load(struct bayes *b, const struct cfg_strlist *files);
+/* The same into tokenizer options o (SA 4.0's stock 72_active.cf names some 330 list,
+ * authentication and spam-filter headers; conditionals are not evaluated); free with
+ * bayes_ignore_headers_free. */
+void bayes_ignore_headers_read(struct bayes_token_opts *o, const struct cfg_strlist *files);
+void bayes_ignore_headers_free(struct bayes_token_opts *o);
 
 const struct bayes_config *bayes_get_config(const struct bayes *b);
 

@@ -223,7 +223,8 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 	free(names);
 }
 
-int bayes_learn_main(const struct bayes_config *c, int argc, char **argv, FILE *out, FILE *err)
+int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *files, int argc,
+    char **argv, FILE *out, FILE *err)
 {
 	struct learn_run r = { .err = err };
 	struct bayes_totals t;
@@ -242,6 +243,7 @@ int bayes_learn_main(const struct bayes_config *c, int argc, char **argv, FILE *
 		fprintf(err, "mxgate: learn: store %s: %s\n", c->store ? c->store : "?", ebuf);
 		return 1;
 	}
+	bayes_ignore_headers_load(r.b, files);     /* tokens as the daemon makes them */
 	for (int i = 2; i < argc; i++)
 		learn_path(&r, argv[i], 0);
 	bayes_learn_summary(ebuf, sizeof(ebuf), r.cls, &r.n);

@@ -11,7 +11,8 @@
 
 /* argv: "learn", "spam"|"ham", PATH... Prints counts to out, problems to err. Returns the
  * process exit code: 0, 1 (errors: unreadable paths, store errors) or 2 (usage). */
-int bayes_learn_main(const struct bayes_config *c, int argc, char **argv, FILE *out, FILE *err);
+int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *files, int argc,
+    char **argv, FILE *out, FILE *err);
 
 /* What one learning run did. */
 struct bayes_learn_counts {

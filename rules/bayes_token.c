@@ -752,8 +752,17 @@ static void tok_chew_addrs(struct tok_ctx *t, const char *v, size_t n, struct st
 }
 
 /* Collects the header fields SA tokenizes into hs (merged per mapped name). */
-static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
-    struct tok_hdrs *hs)
+/* Whether name is one of o's bayes_ignore_header fields (SA: exact, any case). */
+static bool tok_user_ignored(const struct bayes_token_opts *o, const char *name, size_t nl)
+{
+	for (size_t i = 0; o && i < o->nignore; i++)
+		if (strlen(o->ignore[i]) == nl && strncasecmp(o->ignore[i], name, nl) == 0)
+			return true;
+	return false;
+}
+
+static size_t tok_collect_headers(struct tok_ctx *t, const struct bayes_token_opts *o,
+    const char *m, size_t len, struct tok_hdrs *hs)
 {
 	const char *rcvd[2] = { NULL, NULL };     /* the last two Received values */
 	size_t rlen[2] = { 0, 0 };
@@ -792,6 +801,8 @@ static size_t tok_collect_headers(struct tok_ctx *t, const char *m, size_t len,
 		nl = colon - ls;
 		while (nl && (name[nl - 1] == ' ' || name[nl - 1] == '\t'))
 			nl--;
+		if (tok_user_ignored(o, name, nl))   /* Received too, as in SA */
+			continue;
 		/* the value, unfolded */
 		val.len = 0;
 		tok_put(&val, "", 0);
@@ -992,7 +1003,7 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 		msg += skip;
 		len -= skip;
 	}
-	body_off = tok_collect_headers(&t, msg, len, &hs);
+	body_off = tok_collect_headers(&t, o, msg, len, &hs);
 	(void)body_off;
 	/* body: the Subject first, then every text part rendered (SA's visible text) */
 	t.budget = TOK_MAX_BODY;

@@ -15,6 +15,8 @@
 
 struct bayes_token_opts {
 	bool pairs;              /* add "P:a b" tokens for adjacent body words */
+	char **ignore; size_t nignore;  /* header fields not tokenized (SA's
+	                                 * bayes_ignore_header), lower case */
 	size_t max_text;         /* body text bytes examined (0 = 512 KiB) */
 	size_t max_tokens;       /* unique tokens kept (0 = 20000) */
 };

@@ -423,10 +423,17 @@ static int rule_parse_tflags(const struct rule_line *l, struct rule_def *d, cons
 			d->tflags |= RULE_TF_USERCONF;
 		else if (rule_word_is(p, e, "nosubject"))
 			d->tflags |= RULE_TF_NOSUBJECT;
+		else if (rule_word_is(p, e, "noautolearn"))
+			d->tflags |= RULE_TF_NOAUTOLEARN;
+		else if (rule_word_is(p, e, "autolearn_force"))
+			d->tflags |= RULE_TF_AL_FORCE;
+		else if (rule_word_is(p, e, "autolearn_header"))
+			d->tflags |= RULE_TF_AL_HEADER;
+		else if (rule_word_is(p, e, "autolearn_body"))
+			d->tflags |= RULE_TF_AL_BODY;
 		else if (e - p > 8 && strncmp(p, "maxhits=", 8) == 0)
 			d->maxhits = atoi(p + 8);
-		/* others (noautolearn, publish, autolearn_force, domains_only, a, ...) carry no
-		 * meaning for scoring */
+		/* others (publish, domains_only, a, ...) carry no meaning here */
 		p = rule_skip_ws(e);
 	}
 	return 0;

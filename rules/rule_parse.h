@@ -56,6 +56,10 @@ enum rule_action {
 #define RULE_TF_LEARN    0x10u
 #define RULE_TF_USERCONF 0x20u
 #define RULE_TF_NOSUBJECT 0x40u  /* body rules: the Subject line (the first) not searched */
+#define RULE_TF_NOAUTOLEARN 0x80u   /* left out of autolearn's points */
+#define RULE_TF_AL_FORCE  0x100u   /* autolearn_force: no 3 header + 3 body points needed */
+#define RULE_TF_AL_HEADER 0x200u   /* autolearn_header: its points count as header points */
+#define RULE_TF_AL_BODY   0x400u   /* autolearn_body: ... as body points */
 
 struct rule_def {
 	char *name;

@@ -208,7 +208,7 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		char err[256];
 
 		/* a store that cannot be opened leaves the classifier out, logged */
-		w->bayes = bayes_acquire(&rc->bayes, err, sizeof(err));
+		w->bayes = bayes_acquire(&rc->bayes, &rc->files, err, sizeof(err));
 		if (w->bayes == NULL)
 			log_event(LOG_LVL_ERROR, NULL, "event=bayes_error worker=%d reason=\"%s\"",
 			    worker, err);
@@ -366,24 +366,30 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	const struct rules_config *rc = &env->cfg->rules;
 	struct verdict v;
 	const char *act;
-	double total = 0, bayes_score = 0;
+	double total = 0;
 	char tests[512], sbuf[32], bbuf[64] = "";
 	size_t to = 0;
+	struct bayes_autolearn_points alp = { 0 };
 
 	rules_rescore_symbols(w->rs, env, env->nsymbols, br->available);
-	for (size_t i = 0; i < res->n; i++) {
+	for (size_t i = 0; i < env->nsymbols; i++)
+		alp.total += env->symbols[i].score;   /* other modules' symbols */
+	for (size_t i = 0; i < res->n; i++)
 		hook_env_add_symbol(env, res->v[i].name, res->v[i].score, res->v[i].desc);
-		if (res->v[i].classifier)
-			bayes_score += res->v[i].score;
-	}
 	for (size_t i = 0; i < env->nsymbols; i++)
 		total += env->symbols[i].score;
 	if (w->bayes && br->scanned)
 		snprintf(bbuf, sizeof(bbuf), " bayes=%.4f", br->prob);
 	else if (w->bayes && w->rs->uses_bayes)
 		snprintf(bbuf, sizeof(bbuf), " bayes=%s", br->why ? br->why : "none");
-	/* never learn from the classifier's own verdict: its rules' score is left out */
-	*learn = w->bayes ? bayes_autolearn_decide(&rc->bayes, total - bayes_score) : -1;
+	/* never learn from the classifier's own verdict: its rules' score is left out (SA's
+	 * autolearn points: set 0, 3 header + 3 body points for spam) */
+	if (w->bayes) {
+		bayes_autolearn_points(w->rs, res->v, res->n, &alp);
+		*learn = bayes_autolearn_decide(&rc->bayes, &alp, total >= w->th.required);
+	} else {
+		*learn = -1;
+	}
 	act = actions_decide(&w->th, total, res->action, res->action_rule, &v);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {

@@ -39,6 +39,7 @@ extern const struct cfg_table rules_config_table;
 extern const struct hook_module rules_module;
 
 struct rules_set;
+struct rules_rule;
 struct rules_scratch;
 
 struct rules_stats {
@@ -117,6 +118,7 @@ struct rules_hit {
 	enum rule_action action;
 	int count;
 	bool classifier;        /* a check_bayes rule (left out of autolearn's score) */
+	const struct rules_rule *rule;  /* the rule (autolearn reads its type and set-0 score) */
 };
 
 struct rules_result {
@@ -127,6 +129,12 @@ struct rules_result {
 	bool body_skipped;                   /* too big: header/envelope rules only */
 	bool over_budget;                    /* the 5 s per-message budget ran out */
 };
+
+/* SpamAssassin's autolearn points of a scan's hits v[0..n) of rs, added to *p (zero it
+ * first): see struct bayes_autolearn_points (rules/bayes.h), rules/bayes_autolearn.c. */
+struct bayes_autolearn_points;
+void bayes_autolearn_points(const struct rules_set *rs, const struct rules_hit *v, size_t n,
+    struct bayes_autolearn_points *p);
 
 /* Runs every rule of rs over msg (len bytes, CRLF or LF lines). env (may be NULL) supplies
  * symbols set by other modules for meta rules. max_body: 0 = no limit. Fills *res (free

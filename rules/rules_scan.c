@@ -341,6 +341,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		h->count = (x->tflags & RULE_TF_MULTIPLE) ? (int)sc->values[i] : 1;
 		h->score = rules_rule_score(x, sc) * h->count;
 		h->classifier = x->ev != NULL && x->ev->def->fn == eval_check_bayes;
+		h->rule = x;
 		res->score += h->score;
 		if (actions_rank(x->action) > actions_rank(res->action)) {
 			res->action = x->action;

@@ -8,7 +8,9 @@ learning again is a no-op); below min_spam/min_ham it abstains (no BAYES symbol)
 X-Spam-Status and a hammy one with BAYES_00 (the BAYES_xx rules of rules/default.rules,
 eval:check_bayes). The control socket: `mxgatectl learn spam|ham FILE` (a message, an mbox,
 --json) teaches the running daemon by the same path as `mxgate learn`.
-Autolearn: GTUBE is learned as spam, a 0-point message as ham (the classifier abstaining).
+Autolearn: spam with 20 body and 4 header points is learned, with 20 body points alone not
+(SpamAssassin's 3 + 3 rule); a 0-point message as ham (the classifier abstaining).
+bayes_ignore_header lines of the rule files: the named header is neither learned nor scored.
 Redis: two daemons share one store: what one learned through its POST endpoint, the other
 classifies. Peers: the recording Backend, redis-server (skipped when missing, a failure in
 CI)."""
@@ -182,26 +184,100 @@ mt.check(tests is not None and not any(t.startswith('BAYES_') for t in tests),
 mt.check(mx2.wait_log(r'bayes=untrained', timeout=5) is not None, 'logged bayes=untrained')
 mx2.stop()
 
-# ---- autolearn: a confident verdict of the other tests is learned, the classifier's own never
+# ---- autolearn: a confident verdict of the other tests is learned, the classifier's own never;
+# spam only with 3 header and 3 body points (SpamAssassin's rule): 20 body points alone are not
+# enough, with 4 header points they are
+al = os.path.join(mt.TMP, 'autolearn.cf')
+with open(al, 'w') as f:
+    f.write('header AL_HEAD X-Al-Test =~ /yes/\nscore AL_HEAD 4\n'
+            'body AL_BODY /alspamword/\nscore AL_BODY 20\n')
 be3 = mt.Backend()
 mport3 = mt.free_port()
 rc3 = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'auto'))
+rc3['files'].append(al)
 rc3['bayes'].update({'autolearn': True, 'min_spam': 1000, 'min_ham': 1000})
 mx3 = mt.Mxgate(mt.config([be3.url], rules=rc3, metrics={'listen': '127.0.0.1:%d' % mport3}),
                 name='mxgate-auto')
-gtube = msg('gtube', 1, 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X')
-plain = ('From: friend@example.org\r\nTo: user@example.test\r\nSubject: lunch\r\n'
-         'Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <plain-1@bayes.test>\r\n\r\n'
-         'See you at noon.\r\n').encode()
-deliver(mx3, be3, gtube)
+
+
+def al_msg(n, head, body):
+    return ('From: friend@example.org\r\nTo: user@example.test\r\nSubject: %s\r\n'
+            'Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <al-%d@bayes.test>\r\n%s\r\n'
+            '%s\r\n' % ('lunch' if not body else 'offer', n, 'X-Al-Test: yes\r\n' if head else '',
+                         'See you at noon.' if not body else 'buy alspamword now')).encode()
+
+
+body_only, both, plain = al_msg(1, False, True), al_msg(2, True, True), al_msg(3, False, False)
+deliver(mx3, be3, body_only)
+deliver(mx3, be3, both)
 deliver(mx3, be3, plain)
-mt.check(mx3.wait_log(r'autolearn=spam', timeout=5) is not None, 'GTUBE (1000 points) autolearned as spam')
+mt.check(mx3.wait_log(r'tests=AL_BODY,AL_HEAD.* autolearn=spam', timeout=5) is not None,
+         '20 body + 4 header points: autolearned as spam')
 mt.check(mx3.wait_log(r'autolearn=ham', timeout=5) is not None, 'a 0-point message autolearned as ham')
-ok = mt.wait_for(lambda: post(mport3, '/learn/spam', gtube) == (200, 'already'), timeout=mt.slack(5))
+line = re.search(r'^.*event=rules .*tests=AL_BODY[ ,].*$', mx3.log(), re.M)
+mt.check(line is not None and 'autolearn=' not in line.group(0),
+         '20 body points and no header points: not autolearned (%s)' % (line and line.group(0)))
+ok = mt.wait_for(lambda: post(mport3, '/learn/spam', both) == (200, 'already'), timeout=mt.slack(5))
 mt.check(ok, 'the autolearned spam is in the seen-db')
 ok = mt.wait_for(lambda: post(mport3, '/learn/ham', plain) == (200, 'already'), timeout=mt.slack(5))
 mt.check(ok, 'the autolearned ham is in the seen-db')
+mt.check(post(mport3, '/learn/spam', body_only) == (200, 'learned'),
+         'the body-only spam was not learned before')
 mx3.stop()
+
+# ---- bayes_ignore_header lines of the rule files: neither `mxgate learn` nor the daemon
+# tokenizes the named header. The same messages differ only in X-Campaign (spam) and are
+# learned into two stores, with and without a rule file naming it; a message with only the
+# spam's X-Campaign gets a BAYES_xx symbol from the first store alone.
+ign = os.path.join(mt.TMP, 'ignore.cf')
+with open(ign, 'w') as f:
+    f.write('bayes_ignore_header X-Campaign\n')
+
+
+def plain_msg(i, campaign):
+    return ('From: a@example.org\r\nTo: user@example.test\r\nSubject: note\r\n'
+            'Message-ID: <n%d@bayes.test>\r\n%s\r\ncommon words here\r\n'
+            % (i, 'X-Campaign: zzqa zzqb zzqc zzqd\r\n' if campaign else '')).encode()
+
+
+verdicts = {}
+for name, files in (('kept', []), ('ignored', [ign])):
+    istore = 'lmdb:' + os.path.join(mt.TMP, 'ign-' + name)
+    irc = rules_cfg(istore)
+    irc['files'] += files
+    icfg = os.path.join(mt.TMP, 'ign-%s.yaml' % name)
+    with open(icfg, 'w') as f:
+        f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                     rules=irc)))
+    for cls, campaign, base in (('spam', True, 0), ('ham', False, 100)):
+        d = os.path.join(mt.TMP, 'ign-%s-%s' % (name, cls))
+        os.makedirs(d)
+        for i in range(N):
+            with open(os.path.join(d, '%d.eml' % i), 'wb') as f:
+                f.write(plain_msg(base + i, campaign))
+        r = mt.run_mxgate('-c', icfg, 'learn', cls, d)
+        mt.check(r.returncode == 0, 'learn %s (%s): %s %s' % (cls, name, r.stdout.strip(),
+                                                             r.stderr.strip()))
+    bei = mt.Backend()
+    mxi = mt.Mxgate(mt.config([bei.url], rules=irc), name='mxgate-ign-' + name)
+    verdicts[name] = deliver(mxi, bei, plain_msg(1000, True))
+    mxi.stop()
+# the daemon reads the line too: the store that learned X-Campaign, scored with the line
+irc = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'ign-kept'))
+irc['files'].append(ign)
+bei = mt.Backend()
+mxi = mt.Mxgate(mt.config([bei.url], rules=irc), name='mxgate-ign-daemon')
+verdicts['daemon'] = deliver(mxi, bei, plain_msg(1001, True))
+mxi.stop()
+mt.check(verdicts['kept'] is not None and any(t in verdicts['kept'] for t in
+                                              ('BAYES_80', 'BAYES_95', 'BAYES_99')),
+         'X-Campaign learned and scored without the rule line: %s' % verdicts['kept'])
+for name in ('ignored', 'daemon'):
+    mt.check(verdicts[name] is not None and
+             not any(t.startswith('BAYES_') and t not in ('BAYES_40', 'BAYES_50')
+                     for t in verdicts[name]),
+             'bayes_ignore_header X-Campaign (%s): not scored: %s' % (
+                 'learned without it' if name == 'daemon' else 'nor learned', verdicts[name]))
 
 # ---- Redis: two daemons, one store
 if not mt.tool('redis-server'):

@@ -1,6 +1,7 @@
 /* test_bayes.c — the classifier: Robinson's f(w), chi-square combining (SA's and the odds)
  * against hand-computed values, SA's BAYES_xx ranges, abstaining below min_spam/min_ham, learning
- * with the seen-db (twice = no-op, other class = move), message identity, autolearn. */
+ * with the seen-db (twice = no-op, other class = move), message identity, autolearn
+ * (SpamAssassin's points and thresholds). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rules/bayes.h"
+#include "rules/rules.h"
 
 #define EPS 1e-6
 
@@ -261,13 +264,115 @@ static void test_autolearn(void **state)
 {
 	struct bayes_config c = { .enabled = true, .autolearn = true, .autolearn_spam = 12,
 		.autolearn_ham = 0.1 };
+	struct bayes_autolearn_points p = { .total = 15, .head = 4, .body = 8 };
 
-	assert_int_equal(bayes_autolearn_decide(&c, 15.0), 1);
-	assert_int_equal(bayes_autolearn_decide(&c, 12.0), 1);
-	assert_int_equal(bayes_autolearn_decide(&c, 0.0), 0);
-	assert_int_equal(bayes_autolearn_decide(&c, 5.0), -1);
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), 1);
+	p.total = 12;
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), 1);
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);   /* verdict ham */
+	p.head = 2.9;                                                   /* SA: 3 header points */
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), -1);
+	p.force = true;                                                 /* autolearn_force */
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), 1);
+	p = (struct bayes_autolearn_points){ .total = 20, .head = 10, .body = 2 };
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), -1);    /* 3 body points */
+	p.body = 10;
+	p.learned = -1.5;                                               /* the classifier: ham */
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), -1);
+	p = (struct bayes_autolearn_points){ .total = 0 };
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), 0);
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), -1);    /* verdict spam */
+	p.learned = 3.8;                                                /* the classifier: spam */
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
+	p = (struct bayes_autolearn_points){ .total = 0.1 };           /* SA: strictly below */
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
+	p.total = 5;
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
+	/* on error only: what the classifier already filed is not learned again */
+	c.autolearn_on_error = true;
+	p = (struct bayes_autolearn_points){ .total = 0, .learned = -1.5, .said_ham = true };
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
+	p.said_ham = false;
+	p.learned = -0.3;                                               /* BAYES_05 */
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), 0);
+	p = (struct bayes_autolearn_points){ .total = 15, .head = 4, .body = 8, .learned = 4,
+		.said_spam = true };
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), -1);
+	p.said_spam = false;
+	assert_int_equal(bayes_autolearn_decide(&c, &p, true), 1);
+	c.autolearn_on_error = false;
 	c.autolearn = false;
-	assert_int_equal(bayes_autolearn_decide(&c, 15.0), -1);
+	p = (struct bayes_autolearn_points){ .total = 0 };
+	assert_int_equal(bayes_autolearn_decide(&c, &p, false), -1);
+}
+
+/* The points of a scan's hits: score set 0 whatever the set in use, header and body rules
+ * apart, a meta split by the types it names, noautolearn left out, the classifier's own
+ * rules apart (learned). */
+static void test_autolearn_points(void **state)
+{
+	static const char text[] =
+	    "header H1 Subject =~ /cheap/\nscore H1 2.0 2.0 1.0 1.0\n"
+	    "header H2 From =~ /spammer/\nscore H2 1.5\n"
+	    "body B1 /viagra/\nscore B1 3.5\n"
+	    "meta M1 (H1 && B1 && H2)\nscore M1 3.0\n"
+	    "body NOAL /viagra/\ntflags NOAL noautolearn\nscore NOAL 5\n"
+	    "full F1 /viagra/\nscore F1 0.5\n"
+	    "body FORCED /pills/\ntflags FORCED autolearn_force autolearn_header\nscore FORCED 1\n"
+	    "body BAYES_99 eval:check_bayes('0.99', '1.00')\nscore BAYES_99 0 0 3.5 3.5\n";
+	static const char msg[] = "From: spammer@example.com\r\nSubject: cheap\r\n\r\n"
+	    "viagra and pills\r\n";
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res = { 0 };
+	struct bayes_result br = { .available = true, .scanned = true, .prob = 0.995 };
+	struct bayes_autolearn_points p = { 0 };
+
+	assert_int_equal(rules_set_load_text("al.cf", text, strlen(text), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_scratch_set_bayes(sc, &br);        /* set 2 in use: H1 scores 1.0 there */
+	rules_set_scan(rs, sc, msg, strlen(msg), NULL, NULL, 0, &res);
+	bayes_autolearn_points(rs, res.v, res.n, &p);
+	/* head: H1 2 + H2 1.5 + FORCED 1 + M1 2/3 of 3; body: B1 3.5 + M1 1/3 of 3; F1 neither */
+	assert_float_equal(p.head, 6.5, EPS);
+	assert_float_equal(p.body, 4.5, EPS);
+	assert_float_equal(p.total, 11.5, EPS);
+	assert_float_equal(p.learned, 3.5, EPS);
+	assert_true(p.force);
+	assert_true(p.said_spam);
+	assert_false(p.said_ham);
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+}
+
+/* bayes_ignore_header lines of the rule files: names lower-cased, once each, comments and
+ * other directives skipped, globs expanded. */
+static void test_ignore_headers_read(void **state)
+{
+	char dir[] = "/tmp/test_bayes_ignXXXXXX", path[64], glob[64];
+	char *v[] = { glob };
+	struct cfg_strlist files = { .v = v, .n = 1 };
+	struct bayes_token_opts o = { 0 };
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/20_a.cf", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("bayes_ignore_header X-Foo\n  bayes_ignore_header\tList-Id  \n"
+	    "# bayes_ignore_header X-Commented\nbayes_ignore_headers X-Other\n"
+	    "bayes_ignore_header x-foo\nheader X_FOO X-Foo =~ /a/\n", f);
+	fclose(f);
+	snprintf(glob, sizeof(glob), "%s/*.cf", dir);
+	bayes_ignore_headers_read(&o, &files);
+	assert_int_equal(o.nignore, 2);
+	assert_string_equal(o.ignore[0], "x-foo");
+	assert_string_equal(o.ignore[1], "list-id");
+	bayes_ignore_headers_free(&o);
+	assert_int_equal(o.nignore, 0);
+	unlink(path);
+	rmdir(dir);
 }
 
 int main(void)
@@ -284,6 +389,8 @@ int main(void)
 		cmocka_unit_test(test_learn_seen),
 		cmocka_unit_test(test_message_id),
 		cmocka_unit_test(test_autolearn),
+		cmocka_unit_test(test_autolearn_points),
+		cmocka_unit_test(test_ignore_headers_read),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

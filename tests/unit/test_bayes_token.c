@@ -1,5 +1,6 @@
 /* test_bayes_token.c — the classifier's tokenizer: labelled rows of one line -> tokens
- * (SpamAssassin's _tokenize_line rules), header tokens of a whole message, and bounds. */
+ * (SpamAssassin's _tokenize_line rules), header tokens of a whole message, bayes_ignore_header,
+ * and bounds. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -156,6 +157,29 @@ static void test_hashes_sorted_unique(void **state)
 }
 
 /* 200k distinct words: the unique tokens kept are bounded. */
+/* SpamAssassin's bayes_ignore_header: the named fields give no tokens (any case), the
+ * Received lines too when named; the others are unchanged. */
+static void test_ignore_headers(void **state)
+{
+	static const char m[] = "Received: from relay.example.net (relay [192.0.2.1])\r\n"
+	    "Precedence: list\r\nX-Campaign: spring\r\nSubject: hi\r\n\r\nbody words\r\n";
+	char *names[] = { "precedence", "received" };
+	struct bayes_token_opts o = { .ignore = names, .nignore = 1 };
+	struct toks all = { .n = 0 }, some = { .n = 0 }, none = { .n = 0 };
+
+	bayes_tokenize_cb(m, strlen(m), NULL, collect_cb, &all);
+	assert_non_null(strstr(all.buf, "HPrecedence:list"));
+	assert_non_null(strstr(all.buf, "H*r:"));
+	bayes_tokenize_cb(m, strlen(m), &o, collect_cb, &some);
+	assert_null(strstr(some.buf, "HPrecedence:"));
+	assert_non_null(strstr(some.buf, "HX-Campaign:spring"));
+	assert_non_null(strstr(some.buf, "H*r:"));
+	o.nignore = 2;
+	bayes_tokenize_cb(m, strlen(m), &o, collect_cb, &none);
+	assert_null(strstr(none.buf, "H*r:"));
+	assert_non_null(strstr(none.buf, "body"));
+}
+
 static void test_bounded(void **state)
 {
 	size_t cap = 3u << 20, n = 0;
@@ -194,6 +218,7 @@ int main(void)
 		cmocka_unit_test(test_message_tokens),
 		cmocka_unit_test(test_pairs),
 		cmocka_unit_test(test_hashes_sorted_unique),
+		cmocka_unit_test(test_ignore_headers),
 		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_garbage),
 	};

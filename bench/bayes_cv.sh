@@ -1,0 +1,18 @@
+#!/bin/bash
+# bayes_cv.sh — cross-validation of the classifier inside each split's training half (and,
+# with --test, the test half for the report): builds bench/bayes_cv.c against libmxcore.a
+# and runs bench/bayes_cv.py. About 15 s a split. See docs/classifier.md.
+#
+#   bench/bayes_cv.sh [--split time|interleaved|both] [--folds 5] [--test]
+#       [--tool-args '-c chi' | '-p'] [--misses FILE]     (MX_BUILD_DIR: where libmxcore.a is)
+set -euo pipefail
+SRC=${MX_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
+BUILD=${MX_BUILD_DIR:-$SRC/build}
+TMP=$(mktemp -d /tmp/bayes-cv.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+[ -f "$BUILD/libmxcore.a" ] || { echo "bayes_cv: build first ($BUILD/libmxcore.a missing)"; exit 1; }
+PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libhs"
+cc -O2 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -I"$SRC" -I"$SRC/proxy" \
+	$(pkg-config --cflags $PKGS) "$SRC/bench/bayes_cv.c" "$BUILD/libmxcore.a" \
+	$(pkg-config --libs $PKGS) -lspf2 -ldl -lm -lpthread -o "$TMP/bayes_cv"
+python3 "$SRC/bench/bayes_cv.py" "$TMP/bayes_cv" "$@"
