@@ -68,7 +68,10 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_plugin_options': 1024, 'fuzz_linebuf': 2048, 'fuzz_smtp_cmd': 1024,
            'fuzz_proxyproto': 512, 'fuzz_dns_names': 512, 'fuzz_ratelimit': 1024,
            # the harness reads only the first 512 bytes: longer inputs are mutations wasted
-           'fuzz_bayes_token': 512}
+           'fuzz_bayes_token': 512,
+           # a request line is at most CTL_MAX_LINE (1024) octets: 2 KiB holds an over-long
+           # one and a request after it; each input is parsed byte by byte, so length is time
+           'fuzz_control': 2048}
 
 
 def campaign(build, target, seconds, rss_mb, max_len, runs=0):
