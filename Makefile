@@ -51,7 +51,8 @@ test-deb:
 
 # Fuzzing campaigns (not part of `make test`): every target FUZZ_S seconds in turn over its
 # committed corpus; new coverage merged back into tests/fuzz/corpus/, figures appended to
-# tests/fuzz/campaigns.tsv and docs/fuzzing.md (docs/fuzzing.md). FUZZ_TARGETS: a subset.
+# tests/fuzz/campaigns.tsv and docs/fuzzing.md (docs/fuzzing.md). FUZZ_TARGETS: a subset;
+# FUZZ_UNTIL=N: stop each target once its executions over all campaigns reach N.
 FUZZ_S ?= 60
 fuzz-long:
 	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DMX_FUZZ=ON >/dev/null

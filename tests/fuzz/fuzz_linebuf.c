@@ -10,7 +10,7 @@
 
 struct collected {
     char *buf;
-    size_t len;
+    size_t len, cap;
 };
 
 static void
@@ -18,7 +18,10 @@ collect(struct collected *c, const struct linebuf_line *l)
 {
     if (l->len > CAP || (l->len > CAP - 2 && !l->too_long))
         abort();
-    c->buf = realloc(c->buf, c->len + l->len + 3);
+    if (c->len + l->len + 3 > c->cap) {   /* doubling: not one realloc per line */
+        c->cap = (c->len + l->len + 3) * 2;
+        c->buf = realloc(c->buf, c->cap);
+    }
     memcpy(c->buf + c->len, l->data, l->len);
     c->len += l->len;
     c->buf[c->len++] = (char)(l->bare_lf ? 'L' : 'C');

@@ -19,6 +19,8 @@ Per target:
      executions over every campaign, the latest coverage, crashes.
 A crash stops that target's run (its input is kept and named); the others still run and the
 script exits 1 at the end. Options and environment: FUZZ_S (seconds, default 60),
+FUZZ_UNTIL / --until N (stop a target once the ledger's executions for it reach N: the seconds
+become a cap and the time taken is recorded; a target already there is skipped),
 FUZZ_BUILD (build-fuzz), FUZZ_RSS_MB (rss limit, default 2048), FUZZ_MAX_LEN (4096).
 """
 import argparse
@@ -64,10 +66,15 @@ HASHED = re.compile(r'^[0-9a-f]{40}$')
 # Targets whose interesting inputs are short: a smaller bound keeps their corpora small.
 MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply': 2048,
            'fuzz_plugin_options': 1024, 'fuzz_linebuf': 2048, 'fuzz_smtp_cmd': 1024,
-           'fuzz_proxyproto': 512, 'fuzz_dns_names': 512, 'fuzz_ratelimit': 1024}
+           'fuzz_proxyproto': 512, 'fuzz_dns_names': 512, 'fuzz_ratelimit': 1024,
+           # the harness reads only the first 512 bytes: longer inputs are mutations wasted
+           'fuzz_bayes_token': 512,
+           # a request line is at most CTL_MAX_LINE (1024) octets: 2 KiB holds an over-long
+           # one and a request after it; each input is parsed byte by byte, so length is time
+           'fuzz_control': 2048}
 
 
-def campaign(build, target, seconds, rss_mb, max_len):
+def campaign(build, target, seconds, rss_mb, max_len, runs=0):
     exe = os.path.join(build, target)
     corpus = os.path.join(SRC, 'tests', 'fuzz', 'corpus', target)
     work = os.path.join(build, 'fuzz-long', target)
@@ -76,8 +83,12 @@ def campaign(build, target, seconds, rss_mb, max_len):
     common = ['-max_len=%d' % MAX_LEN.get(target, max_len), '-timeout=10', '-rss_limit_mb=%d' % rss_mb]
     before = set(glob.glob(os.path.join(work, 'crash-*')) + glob.glob(os.path.join(work, 'timeout-*'))
                  + glob.glob(os.path.join(work, 'oom-*')) + glob.glob(os.path.join(work, 'leak-*')))
-    rc, out = run([exe, '-max_total_time=%d' % seconds, '-print_final_stats=1',
-                   '-artifact_prefix=' + work + '/'] + common + [work, corpus], seconds * 3 + 300)
+    t0 = datetime.datetime.now()
+    rc, out = run([exe, '-max_total_time=%d' % seconds, '-print_final_stats=1']
+                  + (['-runs=%d' % runs] if runs > 0 else [])
+                  + ['-artifact_prefix=' + work + '/'] + common + [work, corpus], seconds * 3 + 300)
+    if runs > 0:    # stopped by the count, maybe before the time: record the time it took
+        seconds = max(1, round((datetime.datetime.now() - t0).total_seconds()))
     with open(os.path.join(work, 'last-run.log'), 'w') as f:
         f.write(out)
     execs = int(last(r'stat::number_of_executed_units:\s*(\d+)', out, '0'))
@@ -184,6 +195,9 @@ def main():
     ap.add_argument('--seconds', type=int, default=int(os.environ.get('FUZZ_S', '60')))
     ap.add_argument('--build', default=os.environ.get('FUZZ_BUILD', os.path.join(SRC, 'build-fuzz')))
     ap.add_argument('--table', action='store_true', help='only rewrite the table in docs/fuzzing.md')
+    ap.add_argument('--until', type=float, default=float(os.environ.get('FUZZ_UNTIL', '0')),
+                    help='stop each target once its executions over all campaigns reach this many '
+                         '(the ledger\'s sum; --seconds stays the cap; targets already there are skipped)')
     a = ap.parse_args()
     built = targets(a.build)
     if a.table:
@@ -195,8 +209,14 @@ def main():
     failed = []
     print('%-24s %8s %12s %8s %8s %8s  %s' % ('target', 'seconds', 'executions', 'cov', 'ft', 'corpus', 'crash'))
     for t in todo:
+        runs = 0
+        if a.until > 0:
+            runs = int(a.until) - sum(int(r['execs']) for r in read_ledger() if r['target'] == t)
+            if runs <= 0:
+                print('%-24s already at %s executions' % (t, fmt(int(a.until) - runs)), flush=True)
+                continue
         r = campaign(a.build, t, a.seconds, int(os.environ.get('FUZZ_RSS_MB', '2048')),
-                     int(os.environ.get('FUZZ_MAX_LEN', '4096')))
+                     int(os.environ.get('FUZZ_MAX_LEN', '4096')), runs)
         print('%-24s %8s %12s %8s %8s %8s  %s' % (t, r['seconds'], r['execs'], r['cov'], r['ft'], r['corpus'],
                                                    r['crash']), flush=True)
         if r['crash'] != '-':
