@@ -337,7 +337,10 @@ static void relay_fail(struct relay *r, const char *why)
 		rcb = r->fifo[(r->fifo_head + i) % r->fifo_cap].cb;
 		rarg = r->fifo[(r->fifo_head + i) % r->fifo_cap].arg;
 	}
-	bool stale = r->reused_fresh;
+	/* Commands sent ahead with a message's dot and not one answered when the connection
+	 * goes: the backend may end a connection after a message, as it may drop an idle one
+	 * (relay_text_is_stale: the owner retries on a fresh connection, no backend fault). */
+	bool stale = r->reused_fresh || (st == RELAY_COMMAND && r->ahead_n > 0 && r->ahead_answered == 0);
 	if (stale)
 		why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
 	snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
