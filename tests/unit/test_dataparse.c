@@ -1,5 +1,6 @@
 /* test_dataparse.c — end of data, dot-unstuffing, smuggling, and the stuffing round trip.
- * Every row is fed whole, byte by byte and split at every position, in both policies. */
+ * Every row is fed whole, byte by byte and split at every position, in both policies; the
+ * fast path for runs of clean lines against the byte-at-a-time path. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -395,6 +396,48 @@ test_round_trip_exhaustive(void **state)
     }
 }
 
+/* Whole runs of lines take a fast path: every string of up to 8 octets over {a . CR LF NUL},
+ * behind a clean line so the fast path starts it, fed whole gives exactly what it gives fed
+ * one octet at a time (content, consumed, end, counters). */
+static void
+test_fast_path_same(void **state)
+{
+    (void)state;
+    static const char alpha[] = { 'a', '.', '\r', '\n', '\0' };
+    char in[32] = "xy\r\n";
+    for (size_t len = 0; len <= 8; len++) {
+        size_t total = 1;
+        for (size_t i = 0; i < len; i++)
+            total *= 5;
+        for (size_t k = 0; k < total; k++) {
+            size_t v = k;
+            for (size_t i = 0; i < len; i++) {
+                in[4 + i] = alpha[v % 5];
+                v /= 5;
+            }
+            struct dataparse a, b;
+            struct sink ca, cb;
+            int da, db;
+            dataparse_init(&a, DATA_BARE_LF_REJECT);
+            dataparse_init(&b, DATA_BARE_LF_REJECT);
+            sink_init(&ca);
+            sink_init(&cb);
+            size_t ua = feed_all(&a, in, 4 + len, 0, 4 + len, &ca, &da);
+            size_t ub = feed_all(&b, in, 4 + len, 1, 0, &cb, &db);
+            assert_int_equal(ua, ub);
+            assert_int_equal(da, db);
+            assert_int_equal(ca.len, cb.len);
+            assert_memory_equal(ca.buf, cb.buf, ca.len);
+            assert_int_equal(a.bytes, b.bytes);
+            assert_int_equal(a.max_line, b.max_line);
+            assert_int_equal(a.bad_line_ending, b.bad_line_ending);
+            assert_int_equal(a.nuls, b.nuls);
+            free(ca.buf);
+            free(cb.buf);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -404,6 +447,7 @@ main(void)
         cmocka_unit_test(test_nul),
         cmocka_unit_test(test_encoder),
         cmocka_unit_test(test_round_trip_exhaustive),
+        cmocka_unit_test(test_fast_path_same),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
