@@ -410,13 +410,13 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		if (ll > 3 && r->line[3] == '-')
 			continue;
 		int code = atoi(r->line);
-		char *text = r->reply.v;
-		r->reply.v = NULL;
-		r->reply.len = r->reply.cap = 0;
+		/* The buffer is kept for the next reply: only this loop appends to it, after the
+		 * call (callbacks get the text for the call's duration only). */
+		const char *text = r->reply.v;
+		r->reply.len = 0;
 		if (log_is_debug())
 			log_event(LOG_LVL_DEBUG, NULL, "event=relay_reply backend=%s reply=\"%.200s\"", r->b->url, text);
 		relay_on_reply(r, code, text);
-		free(text);
 	}
 	return r->state == RELAY_CLOSED ? -1 : 0;
 }
