@@ -334,10 +334,6 @@ static void smtp_tx_queue_data(struct smtp_tx *tx)
 		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
 }
 
-/* MAIL on a fresh connection. To a backend that offers PIPELINING the recipients to replay
- * and the recipient in flight (when establishing for a RCPT) go in the same write (RFC
- * 2920 3.1: MAIL and RCPT may be pipelined); their replies come back in that order to
- * est_mail_cb, est_rcpt_cb, rcpt_reply_cb. */
 /* A connection taken over from the previous message whose commands sent ahead are not
  * what this transaction sends: dropped (nothing was delivered through it, and it is no
  * attempt of this transaction), a fresh one is opened instead. */
@@ -351,6 +347,10 @@ static void smtp_tx_drop_ahead(struct smtp_tx *tx)
 	tx->mail_sent = false;
 }
 
+/* MAIL on a fresh connection. To a backend that offers PIPELINING the recipients to replay
+ * and the recipient in flight (when establishing for a RCPT) go in the same write (RFC
+ * 2920 3.1: MAIL and RCPT may be pipelined); their replies come back in that order to
+ * est_mail_cb, est_rcpt_cb, rcpt_reply_cb. */
 static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 {
 	const struct hook_env *env = tx->env;

@@ -117,7 +117,8 @@ struct smtp_tx {
 void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
     void (*drained)(void *arg), void *arg);
 
-/* MAIL accepted for filtering: the sender (copied), its parameters and a new queue id. */
+/* MAIL accepted for filtering: the sender (copied), its parameters and a new queue id; the
+ * connection the last message kept for it (smtp_tx_set_next) becomes the transaction's. */
 void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params);
 /* After MAIL's filters: a backend transaction is established (open, MAIL; failover on a
  * dead or failing backend). With routes the backend waits for the first recipient and
