@@ -347,6 +347,26 @@ test_encoder(void **state)
     }
 }
 
+/* The number of strings of len octets over an alphabet of n. */
+static size_t
+words(size_t n, size_t len)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < len; i++)
+        total *= n;
+    return total;
+}
+
+/* The k-th of them into out. */
+static void
+word(char *out, const char *alpha, size_t n, size_t len, size_t k)
+{
+    for (size_t i = 0; i < len; i++) {
+        out[i] = alpha[k % n];
+        k /= n;
+    }
+}
+
 /* Every string of up to 9 octets over {a . CR LF}: parse, re-stuff, parse again. */
 static void
 test_round_trip_exhaustive(void **state)
@@ -355,15 +375,8 @@ test_round_trip_exhaustive(void **state)
     static const char alpha[] = { 'a', '.', '\r', '\n' };
     char in[16];
     for (size_t len = 0; len <= 9; len++) {
-        size_t total = 1;
-        for (size_t i = 0; i < len; i++)
-            total *= 4;
-        for (size_t k = 0; k < total; k++) {
-            size_t v = k;
-            for (size_t i = 0; i < len; i++) {
-                in[i] = alpha[v % 4];
-                v /= 4;
-            }
+        for (size_t k = 0; k < words(4, len); k++) {
+            word(in, alpha, 4, len, k);
             struct dataparse p;
             struct sink c, w, c2;
             int done;
@@ -406,15 +419,8 @@ test_fast_path_same(void **state)
     static const char alpha[] = { 'a', '.', '\r', '\n', '\0' };
     char in[32] = "xy\r\n";
     for (size_t len = 0; len <= 8; len++) {
-        size_t total = 1;
-        for (size_t i = 0; i < len; i++)
-            total *= 5;
-        for (size_t k = 0; k < total; k++) {
-            size_t v = k;
-            for (size_t i = 0; i < len; i++) {
-                in[4 + i] = alpha[v % 5];
-                v /= 5;
-            }
+        for (size_t k = 0; k < words(5, len); k++) {
+            word(in + 4, alpha, 5, len, k);
             struct dataparse a, b;
             struct sink ca, cb;
             int da, db;
