@@ -1129,6 +1129,14 @@ static void relay_ahead_claim(struct relay *r, relay_reply_fn cb, void *arg)
 		r->data_ahead = false;
 }
 
+void relay_take_data_ahead(struct relay *r)
+{
+	if (relay_ahead_next(r) && strcasecmp(relay_ahead_next(r), "DATA") == 0) {
+		relay_ahead_claim(r, NULL, NULL);
+		relay_ahead_deliver(r);	/* done with the list when its reply is in */
+	}
+}
+
 void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
 {
 	bool misplaced = r->data_open;	/* the backend would read it as message content */
@@ -1337,8 +1345,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	}
 	r->clean = false;
 	r->bdat = false;
-	if (relay_ahead_next(r) && strcasecmp(relay_ahead_next(r), "DATA") == 0)
-		relay_ahead_claim(r, NULL, NULL);	/* the DATA sent ahead is this message's */
+	relay_take_data_ahead(r);
 	if (r->data_open) {
 		/* DATA went ahead with the last RCPT and got its 354: stream now. */
 		r->data_open = false;

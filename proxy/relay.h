@@ -51,6 +51,9 @@ void relay_flush(struct relay *r);
  * transaction is RSET, anything unanswered or an open DATA closes the connection). */
 bool relay_can_ahead(const struct relay *r);
 void relay_queue_ahead(struct relay *r, const char *line);
+/* An unclaimed DATA sent ahead (the next one) is the coming message's: relay_send_message
+ * does it too; before relay_can_ahead it lets that message's dot take the next group. */
+void relay_take_data_ahead(struct relay *r);
 /* The next command sent ahead and not claimed yet, or NULL. */
 const char *relay_ahead_next(const struct relay *r);
 /* lines[0..n) are the next unclaimed commands sent ahead (as far as there are any). */

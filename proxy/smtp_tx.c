@@ -888,6 +888,7 @@ static void smtp_tx_send(struct smtp_tx *tx)
 		smtp_tx_deliver_tempfail(tx, "message unreadable");
 		return;
 	}
+	relay_take_data_ahead(tx->relay);
 	smtp_tx_send_ahead(tx);
 	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off, (int)tx->env->nrcpts,
 	    smtp_tx_data_reply_cb, tx);

@@ -1093,6 +1093,46 @@ static void test_pipelined_ahead(void **state)
 	world_reset(wd);
 }
 
+static bool fake_saw_third(void *arg)
+{
+	return strstr(((struct fake *)arg)->log, ".\nMAIL FROM:<a3@example.org>\nRCPT TO:<d@example.net>\nDATA\n") != NULL;
+}
+
+/* The next transaction's RCPT without DATA right behind it (the client waited for the
+ * RCPT's reply): the DATA sent ahead is the message's all the same, and the message after
+ * it goes ahead again on the same connection. */
+static void test_pipelined_ahead_data_later(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	world_send_with_next(wd, "b@example.net", "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 250);
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a2@example.org");
+	wd->tx.data_follows = false;
+	world_rcpt(wd, "c@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	smtp_tx_set_next(&wd->tx, "a3@example.org", "", (const char *[]){ "d@example.net" }, (const char *[]){ "" }, 1,
+	    true);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_true(run_until(&wd->w->loop, fake_saw_third, f, WAIT_MS));
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	world_next_rcpt(wd, "a3@example.org", "d@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->connections, 1);
+	assert_int_equal(f->messages, 3);
+	assert_relayed_message(f);
+	world_reset(wd);
+}
+
 /* The backend refuses the next transaction's recipient sent ahead: the refusal is that
  * RCPT's answer, the DATA behind it (354) is ended by a lone dot; a transaction other than
  * the one sent ahead gets a fresh connection (nothing delivered through the first). */
@@ -1215,6 +1255,7 @@ int main(void)
 		WORLD_TEST(test_pipelined_group),
 		WORLD_TEST(test_pipelined_refusals),
 		WORLD_TEST(test_pipelined_ahead),
+		WORLD_TEST(test_pipelined_ahead_data_later),
 		WORLD_TEST(test_pipelined_ahead_refusals),
 		WORLD_TEST(test_pipelined_ahead_failover),
 		WORLD_TEST(test_pipelined_ahead_lost_after_dot),
