@@ -260,6 +260,18 @@ mt.check([sum(1 for m in contents if b'Subject: test lost-%d' % i in m) for i in
          'both delivered once (%r)' % len(contents))
 mt.check(rec.sessions() == 2, 'the second over a new connection (%d)' % rec.sessions())
 mx.stop()
+# a recipient of the next group that mxgate refuses itself (accept_domains) is never sent
+# ahead, nor anything behind it: the backend sees only what the client was granted
+rec = Recorder()
+mx = mt.Mxgate(mt.config([rec.url], accept_domains=['example.test']), name='mxgate-ahead-denied')
+r = session_of(mx.port, [('denied-1', ['b@example.test']), ('denied-2', ['b@example.test', 'x@other.test'])])
+mt.check(r == [[250, 250, 354, 250], [250, 250, 550, 354, 250]], 'the next group with a denied recipient (%r)' % (r,))
+with rec.lock:
+    lines, contents = list(rec.lines), list(rec.contents)
+mt.check(not any(b'other.test' in x for x in lines if not x.startswith(b'To:')),
+         'the denied recipient never reached the backend (%r)' % [x for x in lines if b'other.test' in x])
+mt.check(sum(1 for m in contents if b'Subject: test denied-2' in m) == 1, 'the second message delivered once')
+mx.stop()
 # the same against smtp-sink, and its count
 sink = mt.Sink()
 mx = mt.Mxgate(mt.config([sink.url]), name='mxgate-ahead-sink')
