@@ -312,6 +312,16 @@ pass:
 	hook_call_done(call, NULL);
 }
 
+/* The name is known (or the lookups are done): a stage of ours passes at once. */
+static bool rdns_settled(void *wstate, int slot, const struct hook_env *env, enum hook_stage st)
+{
+	const struct rdns_session *s = env->module_ctx[slot];
+
+	(void)wstate;
+	(void)st;
+	return s ? s->done : env->client_name_status != HOOK_NAME_UNKNOWN;
+}
+
 /* The chain gave up waiting (timeout): the answer, when it comes, completes nothing. */
 static void rdns_cancel(void *wstate, int slot, struct hook_call *call)
 {
@@ -344,4 +354,5 @@ const struct hook_module rdns_module = {
 	.timeout_ms = rdns_timeout_ms,
 	.on_error = rdns_on_error,
 	.cancel = rdns_cancel,
+	.settled = rdns_settled,
 };

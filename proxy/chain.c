@@ -122,6 +122,21 @@ bool chain_wants(const struct chain_modules *m, enum hook_stage st)
 	return m && (m->any_stages & (1u << st)) != 0;
 }
 
+bool chain_settled(const struct chain *c, enum hook_stage st)
+{
+	if (!chain_wants(c->mods, st))
+		return true;
+	for (size_t i = 0; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		if ((e->stages & (1u << st)) == 0)
+			continue;
+		if (e->mod->settled == NULL || !e->mod->settled(e->wstate, (int)i, c->env, st))
+			return false;
+	}
+	return true;
+}
+
 static void chain_free_calls(struct hook_call **list)
 {
 	while (*list) {

@@ -81,6 +81,9 @@ void chain_modules_single(struct chain_modules *m, struct chain_entry *entry,
 void chain_init(struct chain *c, const struct chain_modules *mods, struct hook_env *env, uv_timer_t *timer);
 /* True when at least one entry wants this stage. */
 bool chain_wants(const struct chain_modules *m, enum hook_stage st);
+/* True when running stage st now would change nothing: no entry that would run wants it,
+ * or every one that does says it is settled (hook_module.settled). */
+bool chain_settled(const struct chain *c, enum hook_stage st);
 /* Runs the stage; done is called exactly once (possibly before chain_run returns). At
  * HOOK_EOM a discard/quarantine kept from earlier in the transaction answers at once. */
 void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg);

@@ -91,6 +91,34 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
     }
     while (i < len) {
         char c = in[i];
+        if (p->state == DP_START && c != '.' && c != '\r' && c != '\n' && c != '\0') {
+            /* Fast path: a run of whole CRLF lines, each with no other CR, LF or NUL and
+             * none starting with "." or CR, is content as it stands: one out() call
+             * (memchr instead of the byte loop). Anything else goes the slow way below. */
+            size_t k = i, longest = 0;
+            while (k < len && in[k] != '.' && in[k] != '\r' && in[k] != '\n' && in[k] != '\0') {
+                const char *nl = memchr(in + k, '\n', len - k);
+                if (nl == NULL)
+                    break;
+                size_t n = (size_t)(nl - in);   /* index of the LF; in[n - 1] must be its CR */
+                if (in[n - 1] != '\r' || memchr(in + k, '\r', n - 1 - k) != NULL ||
+                    memchr(in + k, '\0', n - 1 - k) != NULL)
+                    break;
+                if (n - 1 - k > longest)
+                    longest = n - 1 - k;
+                k = n + 1;
+            }
+            if (k > i) {
+                if (longest > p->max_line)
+                    p->max_line = longest;
+                p->bytes += k - i;
+                p->weak = false;
+                if (out(arg, in + i, k - i) != 0)
+                    return -1;
+                i = k;
+                continue;
+            }
+        }
         switch (p->state) {
         case DP_START:
             if (c == '.') {

@@ -248,6 +248,12 @@ struct hook_module {
 	 * data gets no HOOK_EOM after it: HOOK_EOM must judge without it, and what it started
 	 * is the module's to drop (the next message's call, session_free). */
 	void (*headers)(void *wstate, int slot, struct hook_env *env, const char *hdr, size_t len);
+	/* Optional: true when this module's call at stage st would now complete at once with
+	 * CONTINUE and change nothing (say a per-session lookup that is done). The session may
+	 * then act on a pipelining client's commands ahead of their stage (RFC 2920: the next
+	 * transaction sent to the backend with a message's final dot); the stage still runs
+	 * at its turn. Without it the module's stages are never settled. */
+	bool (*settled)(void *wstate, int slot, const struct hook_env *env, enum hook_stage st);
 };
 
 /* The registry (modules.def, modules.c): the modules of the config sections, filters

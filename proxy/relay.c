@@ -83,6 +83,12 @@ struct relay {
 	bool data_queued;             /* a DATA sent ahead (relay_queue_data) awaits its reply */
 	bool data_open;               /* ... and got 354: the backend reads a message now */
 	bool msg_waiting;             /* relay_send_message came before that reply */
+	bool data_ahead;              /* that DATA was sent ahead and is not claimed yet */
+	/* commands sent ahead for the owner's next transaction (relay_queue_ahead), in order:
+	 * the first ahead_claimed have an owner, the first ahead_answered a reply; the first
+	 * ahead_done were handed over (or dropped) */
+	struct relay_ahead *ahead;
+	size_t ahead_n, ahead_claimed, ahead_answered, ahead_done;
 	/* message streaming */
 	const char *prefix, *body;
 	size_t prefix_len, body_len, off;
@@ -104,14 +110,21 @@ struct relay {
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
 };
 
-/* A command whose reply is awaited (cb NULL: cancelled, the reply is read and dropped). */
-struct relay_pending { relay_reply_fn cb; void *arg; bool data; };
+/* A command whose reply is awaited (cb NULL: cancelled, the reply is read and dropped;
+ * ahead: its reply goes to the next entry of the ahead list instead). */
+struct relay_pending { relay_reply_fn cb; void *arg; bool data, ahead; };
+
+/* A command sent ahead: its line (to match the owner's command against), its owner once
+ * claimed, its reply once read. */
+struct relay_ahead { char *line; relay_reply_fn cb; void *arg; int code; char *text; };
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
 static void relay_close(struct relay *r);
 static int relay_max_idle(const struct relay *r);
 static void relay_park(struct relay *r);
+static void relay_ahead_clear(struct relay *r);
+static void relay_ahead_deliver(struct relay *r);
 
 static const struct backends_config *relay_cfg(const struct relay *r)
 {
@@ -248,6 +261,8 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 	tlsconn_free(r->tls);
 	strbuf_free(&r->reply);
 	strbuf_free(&r->outq);
+	relay_ahead_clear(r);
+	free(r->ahead);
 	free(r->fifo);
 	free(r->codes);
 	if (r->texts) {
@@ -312,12 +327,20 @@ static void relay_fail(struct relay *r, const char *why)
 	if (st == RELAY_CLOSED)
 		return;
 	/* Commands in flight: the first one still wanted hears of the failure; the ones queued
-	 * behind it get no callback (their owner gives the connection up on code 0). */
+	 * behind it get no callback (their owner gives the connection up on code 0). Commands
+	 * sent ahead went out before any queued since, so a claimed one comes first. */
+	for (size_t i = r->ahead_done; i < r->ahead_claimed && rcb == NULL; i++) {
+		rcb = r->ahead[i].cb;
+		rarg = r->ahead[i].arg;
+	}
 	for (size_t i = 0; i < r->fifo_len && rcb == NULL; i++) {
 		rcb = r->fifo[(r->fifo_head + i) % r->fifo_cap].cb;
 		rarg = r->fifo[(r->fifo_head + i) % r->fifo_cap].arg;
 	}
-	bool stale = r->reused_fresh;
+	/* Commands sent ahead with a message's dot and not one answered when the connection
+	 * goes: the backend may end a connection after a message, as it may drop an idle one
+	 * (relay_text_is_stale: the owner retries on a fresh connection, no backend fault). */
+	bool stale = r->reused_fresh || (st == RELAY_COMMAND && r->ahead_n > 0 && r->ahead_answered == 0);
 	if (stale)
 		why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
 	snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
@@ -333,7 +356,7 @@ static void relay_fail(struct relay *r, const char *why)
 		int code = 0;
 		const char *t = text;
 		dcb(arg, 1, &code, &t);
-	} else if (st == RELAY_COMMAND && rcb) {
+	} else if ((st == RELAY_COMMAND || st == RELAY_READY) && rcb) {
 		rcb(rarg, 0, text);
 	} else if ((st == RELAY_DATA_354 || st == RELAY_DATA_SEND || st == RELAY_DATA_FINAL) && dcb) {
 		int code = 0;
@@ -387,13 +410,13 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		if (ll > 3 && r->line[3] == '-')
 			continue;
 		int code = atoi(r->line);
-		char *text = r->reply.v;
-		r->reply.v = NULL;
-		r->reply.len = r->reply.cap = 0;
+		/* The buffer is kept for the next reply: only this loop appends to it, after the
+		 * call (callbacks get the text for the call's duration only). */
+		const char *text = r->reply.v;
+		r->reply.len = 0;
 		if (log_is_debug())
 			log_event(LOG_LVL_DEBUG, NULL, "event=relay_reply backend=%s reply=\"%.200s\"", r->b->url, text);
 		relay_on_reply(r, code, text);
-		free(text);
 	}
 	return r->state == RELAY_CLOSED ? -1 : 0;
 }
@@ -841,9 +864,23 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		} else {
 			relay_arm(r, relay_cfg(r)->reply_timeout);
 		}
+		if (p.ahead) {
+			/* A command sent ahead: its reply is kept for its owner (relay_ahead_deliver). */
+			struct relay_ahead *a = &r->ahead[r->ahead_answered++];
+			a->code = code;
+			a->text = strdup(text);
+			if (a->text == NULL)
+				abort();
+		}
 		if (p.data) {
 			r->data_queued = false;
 			if (r->msg_waiting) {
+				if (p.ahead) {
+					/* The message took that DATA over (relay_send_message): no owner
+					 * hears its reply. */
+					r->ahead[r->ahead_answered - 1].cb = NULL;
+					relay_ahead_deliver(r);
+				}
 				/* The message waits for this DATA: on as if relay_send_message had
 				 * sent it (354: stream it; anything else: the message's reply). */
 				r->msg_waiting = false;
@@ -856,13 +893,17 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		if (code == 421) {
 			/* The backend is closing on us: report, then close (the commands queued
 			 * behind get no callback). */
-			if (p.cb)
+			if (p.ahead)
+				relay_ahead_deliver(r);
+			else if (p.cb)
 				p.cb(p.arg, code, text);
 			if (r->state != RELAY_CLOSED)
 				relay_close(r);
 			return;
 		}
-		if (p.cb)
+		if (p.ahead)
+			relay_ahead_deliver(r);
+		else if (p.cb)
 			p.cb(p.arg, code, text);
 		return;
 	}
@@ -897,9 +938,16 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		}
 		relay_data_fn cb = r->data_cb;
 		r->data_cb = NULL;
-		r->state = RELAY_READY;
-		r->clean = true;	/* RFC 5321 4.1.1.4: the reply to the dot ends the transaction */
-		uv_timer_stop(&r->timer);
+		if (r->fifo_len > 0) {
+			/* Commands went out behind the dot (relay_queue_ahead): their replies follow. */
+			r->state = RELAY_COMMAND;
+			relay_arm(r, relay_cfg(r)->reply_timeout);
+		} else {
+			r->state = RELAY_READY;
+			/* RFC 5321 4.1.1.4: the reply to the dot ends the transaction */
+			r->clean = r->ahead_n == 0;
+			uv_timer_stop(&r->timer);
+		}
 		bool any_ok = false;
 		for (int i = 0; i < r->nrcpt; i++)
 			any_ok |= r->codes[i] / 100 == 2;
@@ -962,13 +1010,9 @@ static int relay_max_idle(const struct relay *r)
 	return (int)(per * (long)n < RELAY_MAX_IDLE_PER_WORKER ? per * (long)n : RELAY_MAX_IDLE_PER_WORKER);
 }
 
-void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
+/* Appends p to the FIFO of replies awaited. */
+static void relay_fifo_push(struct relay *r, struct relay_pending p)
 {
-	size_t n = strlen(line);
-	bool misplaced = r->data_open;	/* the backend would read it as message content */
-
-	if (r->state == RELAY_CLOSED)
-		return;
 	if (r->fifo_len == r->fifo_cap) {
 		/* Grow the ring, unrolled into the new array from the head. */
 		size_t cap = r->fifo_cap ? r->fifo_cap * 2 : 8;
@@ -982,15 +1026,15 @@ void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg
 		r->fifo_cap = cap;
 		r->fifo_head = 0;
 	}
-	r->fifo[(r->fifo_head + r->fifo_len) % r->fifo_cap] = (struct relay_pending){ cb, arg, false };
+	r->fifo[(r->fifo_head + r->fifo_len) % r->fifo_cap] = p;
 	r->fifo_len++;
-	if (misplaced) {
-		/* A command while the backend reads a message (an owner's mistake): the
-		 * connection is dropped, the command's callback hears of it. */
-		r->state = RELAY_COMMAND;
-		relay_fail(r, "a command while the backend reads a message");
-		return;
-	}
+}
+
+/* Appends one command line (cut at 1024 octets) and its CRLF to the output queue. */
+static void relay_outq_line(struct relay *r, const char *line)
+{
+	size_t n = strlen(line);
+
 	if (n > 1024)
 		n = 1024;
 	if (log_is_debug())
@@ -998,11 +1042,142 @@ void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg
 	strbuf_append(&r->outq, line, n);
 	strbuf_append(&r->outq, "\r\n", 2);
 	r->clean = false;
+}
+
+/* ---- commands sent ahead ---------------------------------------------------------- */
+
+#define RELAY_AHEAD_MAX 16
+
+static void relay_ahead_clear(struct relay *r)
+{
+	for (size_t i = 0; i < r->ahead_n; i++) {
+		free(r->ahead[i].line);
+		free(r->ahead[i].text);
+	}
+	r->ahead_n = r->ahead_claimed = r->ahead_answered = r->ahead_done = 0;
+	r->data_ahead = false;
+}
+
+/* Hands the replies of claimed commands sent ahead to their owners, in order. A callback
+ * may claim more, or close the relay. */
+static void relay_ahead_deliver(struct relay *r)
+{
+	while (r->state != RELAY_CLOSED && r->ahead_done < r->ahead_n && r->ahead_done < r->ahead_claimed &&
+	    r->ahead_done < r->ahead_answered) {
+		struct relay_ahead *a = &r->ahead[r->ahead_done++];
+		char *text = a->text;
+
+		a->text = NULL;
+		if (a->cb)
+			a->cb(a->arg, a->code, text ? text : "");
+		free(text);
+	}
+	if (r->state != RELAY_CLOSED && r->ahead_n && r->ahead_done == r->ahead_n)
+		relay_ahead_clear(r);
+}
+
+bool relay_can_ahead(const struct relay *r)
+{
+	return r->state == RELAY_READY && r->data_open && !r->data_queued && r->fifo_len == 0 && r->ahead_n == 0 &&
+	    (r->caps & CAP_PIPELINING) && !(r->caps & CAP_CHUNKING) && r->b->kind != BACKEND_LMTP;
+}
+
+void relay_queue_ahead(struct relay *r, const char *line)
+{
+	if (r->state == RELAY_CLOSED || r->ahead_n == RELAY_AHEAD_MAX)
+		return;
+	if (r->ahead == NULL && (r->ahead = calloc(RELAY_AHEAD_MAX, sizeof(*r->ahead))) == NULL)
+		abort();
+	struct relay_ahead *a = &r->ahead[r->ahead_n];
+	memset(a, 0, sizeof(*a));
+	if ((a->line = strdup(line)) == NULL)
+		abort();
+	r->ahead_n++;
+	/* Queued like any command, but the state stays: the message goes out first and the
+	 * lines with its last chunk (relay_pump). */
+	bool data = strcasecmp(line, "DATA") == 0;
+	relay_fifo_push(r, (struct relay_pending){ NULL, NULL, data, true });
+	relay_outq_line(r, line);
+	if (data) {
+		r->data_queued = true;
+		r->data_ahead = true;
+	}
+}
+
+const char *relay_ahead_next(const struct relay *r)
+{
+	return r->ahead_claimed < r->ahead_n ? r->ahead[r->ahead_claimed].line : NULL;
+}
+
+bool relay_ahead_match(const struct relay *r, const char *const *lines, size_t n)
+{
+	for (size_t i = 0; i < n && r->ahead_claimed + i < r->ahead_n; i++)
+		if (strcmp(lines[i], r->ahead[r->ahead_claimed + i].line) != 0)
+			return false;
+	return true;
+}
+
+/* The next command sent ahead is line's: cb(arg) hears its reply (at relay_flush if it
+ * is in already). */
+static void relay_ahead_claim(struct relay *r, relay_reply_fn cb, void *arg)
+{
+	struct relay_ahead *a = &r->ahead[r->ahead_claimed++];
+
+	a->cb = cb;
+	a->arg = arg;
+	if (strcasecmp(a->line, "DATA") == 0)
+		r->data_ahead = false;
+}
+
+void relay_take_data_ahead(struct relay *r)
+{
+	if (relay_ahead_next(r) && strcasecmp(relay_ahead_next(r), "DATA") == 0) {
+		relay_ahead_claim(r, NULL, NULL);
+		relay_ahead_deliver(r);	/* done with the list when its reply is in */
+	}
+}
+
+void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
+{
+	bool misplaced = r->data_open;	/* the backend would read it as message content */
+
+	if (r->state == RELAY_CLOSED)
+		return;
+	if (relay_ahead_next(r) && (cb != NULL || arg != NULL)) {
+		if (strcmp(relay_ahead_next(r), line) == 0) {
+			/* Sent already: the owner takes that command over. */
+			relay_ahead_claim(r, cb, arg);
+			return;
+		}
+		/* Out of step with what went ahead (the owner checks relay_ahead_match first):
+		 * the connection is of no use any more; not the backend's fault. */
+		relay_cancel(r);
+		r->reused_fresh = true;
+		relay_fail(r, "a command out of step with the commands sent ahead");
+		if (cb)
+			cb(arg, 0, "backend: " RELAY_STALE_TEXT);
+		return;
+	}
+	relay_fifo_push(r, (struct relay_pending){ cb, arg, false, false });
+	if (misplaced) {
+		/* A command while the backend reads a message (an owner's mistake): the
+		 * connection is dropped, the command's callback hears of it. */
+		r->state = RELAY_COMMAND;
+		relay_fail(r, "a command while the backend reads a message");
+		return;
+	}
+	relay_outq_line(r, line);
 	r->state = RELAY_COMMAND;
 }
 
 void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
 {
+	const char *next = relay_ahead_next(r);
+
+	if (next && strcasecmp(next, "DATA") == 0) {
+		relay_ahead_claim(r, cb, arg);
+		return;
+	}
 	relay_queue(r, "DATA", cb, arg);
 	if (r->state == RELAY_CLOSED)
 		return;
@@ -1012,7 +1187,8 @@ void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
 
 bool relay_data_pending(const struct relay *r)
 {
-	return r->data_queued || r->data_open;
+	/* A DATA sent ahead and not claimed: the owner's commands are matched against it. */
+	return (r->data_queued || r->data_open) && !r->data_ahead;
 }
 
 void relay_data_abandon(struct relay *r)
@@ -1028,21 +1204,26 @@ void relay_data_abandon(struct relay *r)
 
 void relay_flush(struct relay *r)
 {
-	if (r->state == RELAY_CLOSED || r->outq.len == 0)
+	if (r->state == RELAY_CLOSED)
 		return;
-	int rc = relay_write(r, r->outq.v, r->outq.len);
-	r->outq.len = 0;
-	if (rc != 0) {
-		relay_fail(r, "write failed");
-		return;
+	if (r->outq.len) {
+		int rc = relay_write(r, r->outq.v, r->outq.len);
+		r->outq.len = 0;
+		if (rc != 0) {
+			relay_fail(r, "write failed");
+			return;
+		}
+		relay_arm(r, relay_cfg(r)->reply_timeout);
 	}
-	relay_arm(r, relay_cfg(r)->reply_timeout);
+	relay_ahead_deliver(r);	/* replies to commands sent ahead that were in before the claim */
 }
 
 void relay_cancel(struct relay *r)
 {
 	for (size_t i = 0; i < r->fifo_len; i++)
 		r->fifo[(r->fifo_head + i) % r->fifo_cap].cb = NULL;
+	for (size_t i = r->ahead_done; i < r->ahead_claimed; i++)
+		r->ahead[i].cb = NULL;
 }
 
 void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *arg)
@@ -1090,7 +1271,8 @@ static void relay_pump(struct relay *r)
 			relay_chunk_out(r, r->lead, strlen(r->lead));
 			r->lead[0] = '\0';
 		}
-		if (r->off < total) {
+		/* The header block and the body in one write when they fit (one chunk). */
+		for (size_t room = RELAY_CHUNK_IN; r->off < total && room > 0;) {
 			size_t n;
 			const char *src;
 			if (r->off < r->prefix_len) {
@@ -1100,23 +1282,36 @@ static void relay_pump(struct relay *r)
 				src = r->body + (r->off - r->prefix_len);
 				n = total - r->off;
 			}
-			if (n > RELAY_CHUNK_IN)
-				n = RELAY_CHUNK_IN;
+			if (n > room)
+				n = room;
 			if (r->bdat)
 				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
 			else
 				dotstuff_encode(&r->ds, src, n, relay_chunk_out, r);
 			r->off += n;
+			room -= n;
 		}
 		bool last = r->off >= total;
 		if (last && r->bdat)
 			bdat_crlf_finish(&r->crlf, relay_chunk_out, r);
 		else if (last)
 			dotstuff_finish(&r->ds, relay_chunk_out, r);
+		if (last && r->outq.len && r->outq.len <= sizeof(chunk) - r->chunk_len) {
+			/* Commands sent ahead (relay_queue_ahead) go in the same write as the dot. */
+			relay_chunk_out(r, r->outq.v, r->outq.len);
+			r->outq.len = 0;
+		}
 		if (r->chunk_len && relay_write(r, chunk, r->chunk_len) != 0) {
 			relay_fail(r, "write failed");
 			return;
 		}
+		if (last && r->outq.len && relay_write(r, r->outq.v, r->outq.len) != 0) {
+			r->outq.len = 0;
+			relay_fail(r, "write failed");
+			return;
+		}
+		if (last)
+			r->outq.len = 0;
 		if (last) {
 			r->state = RELAY_DATA_FINAL;
 			relay_arm(r, relay_cfg(r)->data_timeout);
@@ -1150,6 +1345,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	}
 	r->clean = false;
 	r->bdat = false;
+	relay_take_data_ahead(r);
 	if (r->data_open) {
 		/* DATA went ahead with the last RCPT and got its 354: stream now. */
 		r->data_open = false;
@@ -1198,6 +1394,9 @@ void relay_release(struct relay *r, bool reusable)
 	r->open_cb = NULL;
 	r->data_cb = NULL;
 	relay_cancel(r);
+	/* Commands sent ahead and not taken over: unanswered ones keep the state busy (closed
+	 * below), answered ones opened a transaction that the RSET below ends. */
+	relay_ahead_clear(r);
 	r->in_session = false;
 	if (r->counted_active) {
 		atomic_fetch_sub(&r->b->active, 1);

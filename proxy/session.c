@@ -322,36 +322,46 @@ static enum session_check session_check_mail(const struct session *s, const stru
 }
 
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
- * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c). */
-static enum session_check session_check_rcpt_allowed(const struct session *s, const struct smtp_cmd *cmd, char *reply,
-    size_t cap)
+ * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c). quiet:
+ * a refusal is not logged nor counted (a look ahead, session_next_group). */
+static enum session_check session_check_rcpt_allowed(const struct session *s, const struct smtp_cmd *cmd,
+    const char *mail_params, bool quiet, char *reply, size_t cap)
 {
 	char denied[256];
-	const char *err = smtp_cmd_check_utf8(cmd, strcasestr(s->env.mail_params, "SMTPUTF8") != NULL);
+	const char *err = smtp_cmd_check_utf8(cmd, strcasestr(mail_params, "SMTPUTF8") != NULL);
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
 	if (s->cfg->accept_set == NULL ||
 	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied)))
 		return SESSION_CHECK_OK;
-	log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=<%s> domain=%s client=%s",
-	    cmd->addr, denied, s->env.client_ip);
-	counter_inc(COUNTER_RECIPIENTS_REJECTED);
+	if (!quiet) {
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=<%s> domain=%s client=%s",
+		    cmd->addr, denied, s->env.client_ip);
+		counter_inc(COUNTER_RECIPIENTS_REJECTED);
+	}
 	return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "550 5.7.1 relaying denied");
 }
 
-static enum session_check session_check_rcpt(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
+/* RCPT's checks in a transaction of sender parameters mail_params with nrcpts recipients. */
+static enum session_check session_check_rcpt_in(const struct session *s, const struct smtp_cmd *cmd, size_t nrcpts,
+    const char *mail_params, bool quiet, char *reply, size_t cap)
 {
 	static const char *const params[] = { "NOTIFY", "ORCPT", NULL };
 	enum session_check r;
 
-	if ((long)s->env.nrcpts >= s->cfg->limits.max_recipients)
+	if ((long)nrcpts >= s->cfg->limits.max_recipients)
 		return session_check_reply(reply, cap, SESSION_CHECK_REPLY, "452 4.5.3 Error: too many recipients");
 	if ((r = session_check_params(cmd, params, reply, cap)) != SESSION_CHECK_OK)
 		return r;
 	if (cmd->addr[0] == '\0')
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "501 5.1.3 Bad recipient address syntax");
-	return session_check_rcpt_allowed(s, cmd, reply, cap);
+	return session_check_rcpt_allowed(s, cmd, mail_params, quiet, reply, cap);
+}
+
+static enum session_check session_check_rcpt(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
+{
+	return session_check_rcpt_in(s, cmd, s->env.nrcpts, s->env.mail_params, false, reply, cap);
 }
 
 static enum session_check session_check_data(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
@@ -489,6 +499,74 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 
 /* ---- DATA and end of data ---------------------------------------------------------- */
 
+#define SESSION_NEXT_MAX_RCPTS 8
+
+/* The next complete command line held at s->in + *off (CRLF-terminated, no other CR or LF,
+ * shorter than a command may be), parsed into cmd; false when there is none. */
+static bool session_next_line(const struct session *s, size_t *off, struct smtp_cmd *cmd)
+{
+	const char *p = s->in + *off, *err = NULL;
+	const char *nl = memchr(p, '\n', s->inlen - *off);
+	size_t len;
+
+	if (nl == NULL || nl == p || nl[-1] != '\r' || (len = (size_t)(nl - 1 - p)) > 990 || memchr(p, '\r', len))
+		return false;
+	*off += len + 2;
+	return smtp_cmd_parse(p, len, cmd, &err) == 0;
+}
+
+/* RFC 2920: a pipelining client's next transaction is often held already when a message
+ * ends (MAIL, RCPT..., DATA behind the final dot). When the session is sure to send those
+ * very commands to the backend next (each passes its checks as things will stand then, no
+ * module judges MAIL, RCPT or DATA, nothing delays or ends the session), the transaction
+ * gets them to go ahead with the dot (smtp_tx_set_next): one backend round trip per
+ * message instead of two. The commands themselves still run through the command table
+ * later, in order; a difference found then costs a fresh backend connection, nothing else. */
+static void session_next_group(struct session *s)
+{
+	struct smtp_cmd cmd;
+	char reply[1024];
+	char *from = NULL, *params = NULL, *rcpts[SESSION_NEXT_MAX_RCPTS], *rparams[SESSION_NEXT_MAX_RCPTS];
+	size_t off = 0, n = 0;
+	bool data = false;
+
+	if (s->inlen == 0 || linebuf_pending(&s->lb) || s->quit_after_flush || s->tarpit_ms || s->drain ||
+	    !s->env.esmtp || s->env.helo[0] == '\0' || s->conn_verdict.action != VERDICT_CONTINUE ||
+	    !chain_settled(&s->chain, HOOK_MAIL) || !chain_settled(&s->chain, HOOK_RCPT) ||
+	    !chain_settled(&s->chain, HOOK_DATA))
+		return;
+	if (!session_next_line(s, &off, &cmd) || cmd.verb != SMTP_MAIL ||
+	    session_check_mail(s, &cmd, reply, sizeof(reply)) != SESSION_CHECK_OK)
+		return;
+	from = strdup(cmd.addr);
+	params = strdup(cmd.params_raw);
+	while (from && params && n < SESSION_NEXT_MAX_RCPTS) {
+		/* DATA goes too when it is the line right behind the last RCPT, as
+		 * session_apply_rcpt will find it (data_follows). */
+		if (n > 0 && s->inlen - off >= 6 && strncasecmp(s->in + off, "DATA\r\n", 6) == 0) {
+			data = true;
+			break;
+		}
+		if (!session_next_line(s, &off, &cmd) || cmd.verb != SMTP_RCPT ||
+		    session_check_rcpt_in(s, &cmd, n, params, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
+			break;	/* the group ends before it */
+		rcpts[n] = strdup(cmd.addr);
+		rparams[n] = strdup(cmd.params_raw);
+		n++;
+		if (rcpts[n - 1] == NULL || rparams[n - 1] == NULL)
+			goto out;
+	}
+	if (n > 0 && from && params)
+		smtp_tx_set_next(&s->tx, from, params, (const char *const *)rcpts, (const char *const *)rparams, n, data);
+out:
+	free(from);
+	free(params);
+	for (size_t i = 0; i < n; i++) {
+		free(rcpts[i]);
+		free(rparams[i]);
+	}
+}
+
 static void session_apply_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
@@ -570,6 +648,8 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 	default:
 		break;
 	}
+	if (v->action != VERDICT_QUARANTINE)
+		session_next_group(s);
 	smtp_tx_deliver(&s->tx, v->action == VERDICT_QUARANTINE, session_message_tx_cb, s);
 }
 

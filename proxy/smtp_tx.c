@@ -98,6 +98,14 @@ void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params)
 	tx->env->mail_from = strdup(from);
 	tx->env->mail_params = strdup(params);
 	smtp_tx_make_queue_id(tx);
+	if (tx->next_relay && tx->relay == NULL) {
+		/* The previous message's connection has this transaction's commands on the way
+		 * (smtp_tx_set_next): MAIL, RCPT and DATA take them over if they match. */
+		tx->relay = tx->next_relay;
+		tx->next_relay = NULL;
+		relay_set_owner(tx->relay, &tx->relay);
+		tx->mail_sent = false;	/* backend and attempt: once MAIL takes it (est_send_mail) */
+	}
 }
 
 /* Appends a recipient to the envelope (takes addr and params). */
@@ -148,27 +156,34 @@ static void smtp_tx_env_free(struct hook_env *env)
 	env->nrcpts = 0;
 }
 
-/* Builds the MAIL command for the backend from the envelope and what it supports. */
-static void smtp_tx_build_mail_line(struct smtp_tx *tx)
+/* The MAIL command for r's backend (malloc'ed): from, and of params what we advertised
+ * (SIZE, BODY, SMTPUTF8) when the backend has it. */
+static char *smtp_tx_mail_line_for(const struct relay *r, const char *from, const char *params)
 {
 	struct strbuf b = { 0 };
-	const struct hook_env *env = tx->env;
-	const char *from = env->new_mail_from ? env->new_mail_from : env->mail_from;
 
 	strbuf_printf(&b, "MAIL FROM:<%s>", from ? from : "");
-	if (env->mail_params && *env->mail_params) {
-		/* Pass on what we advertised (SIZE, BODY, SMTPUTF8) when the backend has it. */
-		char *copy = strdup(env->mail_params), *save = NULL;
+	if (params && *params) {
+		char *copy = strdup(params), *save = NULL;
 		for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_has_ext(tx->relay, "SIZE")) ||
-			    (strncasecmp(t, "BODY=", 5) == 0 && relay_has_ext(tx->relay, "8BITMIME")) ||
-			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(tx->relay, "SMTPUTF8")))
+			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_has_ext(r, "SIZE")) ||
+			    (strncasecmp(t, "BODY=", 5) == 0 && relay_has_ext(r, "8BITMIME")) ||
+			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(r, "SMTPUTF8")))
 				strbuf_printf(&b, " %s", t);
 		}
 		free(copy);
 	}
+	return b.v;
+}
+
+/* Builds the MAIL command for the backend from the envelope and what it supports. */
+static void smtp_tx_build_mail_line(struct smtp_tx *tx)
+{
+	const struct hook_env *env = tx->env;
+
 	free(tx->mail_line);
-	tx->mail_line = b.v;
+	tx->mail_line = smtp_tx_mail_line_for(tx->relay, env->new_mail_from ? env->new_mail_from : env->mail_from,
+	    env->mail_params);
 }
 
 /* ---- establishing: pick, open, MAIL, replay the accepted RCPTs, with failover --------- */
@@ -319,6 +334,19 @@ static void smtp_tx_queue_data(struct smtp_tx *tx)
 		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
 }
 
+/* A connection taken over from the previous message whose commands sent ahead are not
+ * what this transaction sends: dropped (nothing was delivered through it, and it is no
+ * attempt of this transaction), a fresh one is opened instead. */
+static void smtp_tx_drop_ahead(struct smtp_tx *tx)
+{
+	log_event(LOG_LVL_DEBUG, tx->env->session_id, "event=ahead_mismatch");
+	relay_release(tx->relay, false);
+	tx->relay = NULL;
+	tx->backend = NULL;
+	tx->attempts = 0;
+	tx->mail_sent = false;
+}
+
 /* MAIL on a fresh connection. To a backend that offers PIPELINING the recipients to replay
  * and the recipient in flight (when establishing for a RCPT) go in the same write (RFC
  * 2920 3.1: MAIL and RCPT may be pipelined); their replies come back in that order to
@@ -329,6 +357,26 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 	char line[1100];
 
 	smtp_tx_build_mail_line(tx);
+	if (relay_ahead_next(tx->relay)) {
+		/* The commands sent ahead with the last message's dot must be this group's. */
+		const char *lines[3] = { tx->mail_line, line, "DATA" };
+		size_t n = 1;
+		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt && relay_has_ext(tx->relay, "PIPELINING")) {
+			smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+			n = 2;
+			if (tx->data_follows && !relay_has_ext(tx->relay, "CHUNKING"))
+				n = 3;
+		}
+		if (env->nrcpts || !relay_ahead_match(tx->relay, lines, n)) {
+			smtp_tx_drop_ahead(tx);
+			smtp_tx_est_next(tx);
+			return;
+		}
+		if (tx->backend == NULL) {
+			tx->backend = relay_backend(tx->relay);
+			tx->attempts++;
+		}
+	}
 	tx->mail_sent = true;
 	relay_queue(tx->relay, tx->mail_line, smtp_tx_est_mail_cb, tx);
 	if (relay_has_ext(tx->relay, "PIPELINING")) {
@@ -495,6 +543,21 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 {
 	tx->done = cb;
 	tx->done_arg = arg;
+	if (tx->relay && !tx->mail_sent) {
+		/* The connection taken over from the last message (smtp_tx_begin), MAIL deferred:
+		 * MAIL and this RCPT now, matched against what went ahead. */
+		smtp_tx_establish(tx, smtp_tx_rcpt_est_cb);
+		return;
+	}
+	if (tx->relay && relay_ahead_next(tx->relay)) {
+		char line[1100];
+		const char *lines[2] = { line, "DATA" };
+
+		smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+		if (!relay_ahead_match(tx->relay, lines, tx->data_follows ? 2 : 1))
+			smtp_tx_drop_ahead(tx);	/* a recipient was refused here on the way: a fresh
+						 * connection, replaying the transaction */
+	}
 	if (tx->relay && relay_data_pending(tx->relay)) {
 		/* A DATA sent ahead is open or not answered yet (the client's DATA was refused
 		 * here and it goes on with RCPT): the backend could read this RCPT as message
@@ -732,6 +795,68 @@ static void smtp_tx_send_est_cb(struct smtp_tx *tx, int code, const char *text)
 	smtp_tx_deliver_tempfail(tx, text);
 }
 
+static void smtp_tx_next_free(struct smtp_tx *tx)
+{
+	free(tx->next_from);
+	free(tx->next_params);
+	for (size_t i = 0; i < tx->next_nrcpts; i++) {
+		free(tx->next_rcpts[i]);
+		free(tx->next_rcpt_params[i]);
+	}
+	free(tx->next_rcpts);
+	free(tx->next_rcpt_params);
+	tx->next_from = tx->next_params = NULL;
+	tx->next_rcpts = tx->next_rcpt_params = NULL;
+	tx->next_nrcpts = 0;
+	tx->next_data = false;
+}
+
+void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, const char *const *rcpts,
+    const char *const *rcpt_params, size_t nrcpts, bool data)
+{
+	smtp_tx_next_free(tx);
+	if (nrcpts == 0)
+		return;
+	tx->next_from = strdup(from);
+	tx->next_params = strdup(params);
+	tx->next_rcpts = calloc(nrcpts, sizeof(char *));
+	tx->next_rcpt_params = calloc(nrcpts, sizeof(char *));
+	if (tx->next_from == NULL || tx->next_params == NULL || tx->next_rcpts == NULL || tx->next_rcpt_params == NULL)
+		abort();
+	tx->next_nrcpts = nrcpts;
+	for (size_t i = 0; i < nrcpts; i++) {
+		tx->next_rcpts[i] = strdup(rcpts[i]);
+		tx->next_rcpt_params[i] = strdup(rcpt_params[i]);
+		if (tx->next_rcpts[i] == NULL || tx->next_rcpt_params[i] == NULL)
+			abort();
+	}
+	tx->next_data = data;
+}
+
+/* The next transaction's commands (smtp_tx_set_next) go ahead with this message's dot when
+ * the relay can take them (relay_can_ahead), as smtp_tx_est_send_mail would send them. */
+static void smtp_tx_send_ahead(struct smtp_tx *tx)
+{
+	struct relay *r = tx->relay;
+	char line[1100];
+
+	if (tx->next_nrcpts == 0 || tx->pool->nroutes > 0 || !relay_can_ahead(r) ||
+	    (strcasestr(tx->next_params, "SMTPUTF8") && !relay_has_ext(r, "SMTPUTF8")))
+		goto out;
+	char *mail = smtp_tx_mail_line_for(r, tx->next_from, tx->next_params);
+	relay_queue_ahead(r, mail);
+	free(mail);
+	for (size_t i = 0; i < tx->next_nrcpts; i++) {
+		smtp_tx_rcpt_line(line, sizeof(line), tx->next_rcpts[i], tx->next_rcpt_params[i]);
+		relay_queue_ahead(r, line);
+	}
+	if (tx->next_data)
+		relay_queue_ahead(r, "DATA");
+	tx->ahead_sent = true;
+out:
+	smtp_tx_next_free(tx);
+}
+
 /* Sends the held message to the current backend, establishing one first if needed. */
 static void smtp_tx_send(struct smtp_tx *tx)
 {
@@ -750,11 +875,21 @@ static void smtp_tx_send(struct smtp_tx *tx)
 		smtp_tx_write_maildir(tx, tx->backend->path, "maildir write could not start");
 		return;
 	}
+	const char *next = relay_ahead_next(tx->relay);
+	if (next && strcasecmp(next, "DATA") != 0) {
+		/* Commands sent ahead that this transaction never took (a recipient refused here
+		 * on the way): that connection has a different envelope. Start over. */
+		smtp_tx_drop_ahead(tx);
+		smtp_tx_send(tx);
+		return;
+	}
 	data = msgbuf_data(body, &len);
 	if (data == NULL) {
 		smtp_tx_deliver_tempfail(tx, "message unreadable");
 		return;
 	}
+	relay_take_data_ahead(tx->relay);
+	smtp_tx_send_ahead(tx);
 	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off, (int)tx->env->nrcpts,
 	    smtp_tx_data_reply_cb, tx);
 }
@@ -853,10 +988,25 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 {
 	struct hook_env *env = tx->env;
 
+	if (tx->next_relay && tx->next_resets++ >= 1) {
+		/* Kept for a transaction that did not come next (smtp_tx_set_next): the reset
+		 * of the MAIL that takes it over is the only one it outlives. */
+		relay_release(tx->next_relay, false);
+		tx->next_relay = NULL;
+	}
+	if (tx->relay && reusable && tx->ahead_sent && tx->next_relay == NULL && relay_ahead_next(tx->relay)) {
+		/* The next transaction's commands went ahead on it: kept for smtp_tx_begin. */
+		tx->next_relay = tx->relay;
+		tx->next_resets = 0;
+		relay_set_owner(tx->next_relay, &tx->next_relay);
+		tx->relay = NULL;
+	}
 	if (tx->relay) {
 		relay_release(tx->relay, reusable);
 		tx->relay = NULL;
 	}
+	tx->ahead_sent = false;
+	smtp_tx_next_free(tx);
 	tx->backend = NULL;
 	tx->route = 0;
 	tx->tried = 0;
@@ -887,6 +1037,10 @@ void smtp_tx_close(struct smtp_tx *tx)
 		relay_abort(tx->relay);
 		tx->relay = NULL;
 	}
+	if (tx->next_relay) {
+		relay_abort(tx->next_relay);
+		tx->next_relay = NULL;
+	}
 }
 
 int smtp_tx_pending(const struct smtp_tx *tx)
@@ -896,6 +1050,7 @@ int smtp_tx_pending(const struct smtp_tx *tx)
 
 void smtp_tx_free(struct smtp_tx *tx)
 {
+	smtp_tx_next_free(tx);
 	smtp_tx_env_free(tx->env);
 	msgbuf_free(tx->msg);
 	tx->msg = NULL;

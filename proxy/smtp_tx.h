@@ -98,6 +98,15 @@ struct smtp_tx {
 	 * a backend with PIPELINING (and without CHUNKING) DATA goes with it, so the message
 	 * needs no round trip for the 354 at the end of data */
 	bool data_follows;
+	/* the client's next transaction, already held behind this message's final dot
+	 * (smtp_tx_set_next): sent ahead with the dot when the relay can take it */
+	char *next_from, *next_params;
+	char **next_rcpts, **next_rcpt_params;
+	size_t next_nrcpts;
+	bool next_data;
+	bool ahead_sent;                  /* this message's relay took the next group */
+	struct relay *next_relay;         /* ... kept for the next transaction (smtp_tx_begin) */
+	int next_resets;
 	int pending;                      /* relay opens and maildir writes outstanding */
 	bool closed;                      /* the owner went away: nothing more is reported */
 };
@@ -108,7 +117,8 @@ struct smtp_tx {
 void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
     void (*drained)(void *arg), void *arg);
 
-/* MAIL accepted for filtering: the sender (copied), its parameters and a new queue id. */
+/* MAIL accepted for filtering: the sender (copied), its parameters and a new queue id; the
+ * connection the last message kept for it (smtp_tx_set_next) becomes the transaction's. */
 void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params);
 /* After MAIL's filters: a backend transaction is established (open, MAIL; failover on a
  * dead or failing backend). With routes the backend waits for the first recipient and
@@ -142,6 +152,18 @@ enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
 bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len);
 /* The message is complete: modules see it as env->msg. */
 void smtp_tx_data_end(struct smtp_tx *tx);
+/* Before smtp_tx_deliver: the client's next transaction is already held behind the final
+ * dot (MAIL from/params, the RCPTs, DATA right behind them when data), and the owner has
+ * found that its commands pass their checks and that no module judges the MAIL, RCPT or
+ * DATA stages (so nothing can change them before they reach a backend). When the message
+ * goes to a backend connection that pipelines (relay_can_ahead), those commands go in the
+ * same write as the final dot (RFC 2920) and the connection is kept for the next
+ * transaction: smtp_tx_begin takes it over, and MAIL, RCPT and DATA take the replies
+ * already on the way instead of a round trip of their own. A transaction that turns out
+ * different (a check or a backend refusal on the way) gets a fresh connection; one that
+ * never comes drops it (the next reset but one). Copied. */
+void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, const char *const *rcpts,
+    const char *const *rcpt_params, size_t nrcpts, bool data);
 /* After the end-of-data filters: the modules' envelope and header changes are applied,
  * the outgoing header block is built (Received: first) and the message goes to a backend
  * (replayed elsewhere on failure), or to the quarantine maildir. cb gets 250 "queued as"

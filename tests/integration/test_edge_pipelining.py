@@ -4,9 +4,12 @@ MAIL/RCPT/DATA gets MAIL relayed together with its first RCPT in one write when 
 offers PIPELINING, and each reply mapped back in order (several recipients, one refused);
 a sender the backend refuses answers that RCPT; a replay after a lost backend sends MAIL and
 the accepted recipients again in one write; a client that does not pipeline, and a backend
-without PIPELINING (smtp-sink -p), get MAIL relayed on its own as before. 250 at end of data
-only after the backend's 250 throughout. Peers: smtp-sink, scripted backends, and a small
-recording backend here that notes what each read() brought."""
+without PIPELINING (smtp-sink -p), get MAIL relayed on its own as before. Several pipelined
+transactions on one connection: the next MAIL/RCPT/DATA goes to the backend in the same
+write as the message's final dot, a refusal of the next RCPT, a backend that closes after
+the dot, smtp-sink behind. 250 at end of data only after the backend's 250 throughout.
+Peers: smtp-sink, scripted backends, and a small recording backend here that notes what
+each read() brought."""
 import os
 import socket
 import sys
@@ -24,7 +27,9 @@ class Recorder:
     lines complete. RCPTs to no@... are refused; DATA gets 354 even then (as RFC 2920 3.1
     allows a server), and the dot 554 when no recipient was accepted."""
 
-    def __init__(self):
+    def __init__(self, close_after_dot=None):
+        self.close_after_dot = close_after_dot   # close the connection after that many dots
+        self.dots = 0
         self.reads, self.lines, self.lock = [], [], threading.Lock()
         self.contents = []     # the lines of every message (between DATA and the dot)
         self.sock = socket.socket()
@@ -32,6 +37,12 @@ class Recorder:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def sessions(self):
+        """Connections that did more than EHLO and QUIT (mxgate's health probes do just that)."""
+        with self.lock:
+            lines = list(self.lines)
+        return sum(1 for i, x in enumerate(lines) if x.startswith(b'EHLO') and lines[i + 1:i + 2] != [b'QUIT'])
 
     @property
     def url(self):
@@ -68,6 +79,11 @@ class Recorder:
                                 self.contents.append(data)
                             data = None
                             out += b'250 2.0.0 Ok: queued as REC1\r\n' if rcpts else b'554 5.5.1 no valid recipients\r\n'
+                            self.dots += 1
+                            if self.dots == self.close_after_dot:
+                                c.sendall(out)   # the reply to the dot, then gone
+                                c.close()
+                                return
                         else:
                             data.append(line)
                         continue
@@ -116,6 +132,34 @@ def pipelined(port, rcpts, tag, mail='a@example.org'):
 
 def codes(replies):
     return [r[0] if r else None for r in replies]
+
+
+def session_of(port, groups):
+    """One connection, transactions pipelined as a client like Postfix's smtp does them
+    across messages: MAIL, RCPT(s), DATA in one write, then each message's content with its
+    final dot and the next group in one write. groups: [(tag, [rcpts])]. Returns per
+    transaction the codes (MAIL, RCPTs, DATA, end of data or None)."""
+    c = mt.Client(port)
+    c.ehlo()
+    def group(rcpts):
+        return b'MAIL FROM:<a@example.org>\r\n' + b''.join(b'RCPT TO:<%s>\r\n' % r.encode() for r in rcpts) + b'DATA\r\n'
+    out, pending = [], group(groups[0][1])
+    for i, (tag, rcpts) in enumerate(groups):
+        c.send(pending)
+        got = [c.reply()[0] for _ in range(2 + len(rcpts))]
+        nxt = group(groups[i + 1][1]) if i + 1 < len(groups) else b'QUIT\r\n'
+        if got[-1] == 354:
+            c.send(mt.stuff(mt.message(tag)) + nxt)
+            got.append(c.reply()[0])
+            pending = b''
+        else:
+            got.append(None)
+            c.send(b'RSET\r\n')
+            c.reply()
+            pending = nxt
+        out.append(got)
+    c.close()
+    return out
 
 
 # ------------------------------------------------------------------ MAIL with the first RCPT, one write
@@ -172,6 +216,68 @@ with rec.lock:
     later = rec.reads[n:]
 mt.check(any(x.startswith(b'MAIL FROM:') and b'RCPT' not in x for x in later),
          'a lock-step client: MAIL relayed before its RCPT is known (%r)' % later)
+mx.stop()
+
+# ------------------------------------------------------------------ transactions one behind the other
+# the next group goes with the final dot: one backend round trip per message
+rec = Recorder()
+mx = mt.Mxgate(mt.config([rec.url]), name='mxgate-ahead')
+r = session_of(mx.port, [('ahead-%d' % i, ['b@example.test']) for i in range(4)])
+mt.check(r == [[250, 250, 354, 250]] * 4, 'four pipelined transactions on one connection (%r)' % (r,))
+with rec.lock:
+    reads, contents = list(rec.reads), list(rec.contents)
+ahead = [x for x in reads if b'\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n' in x]
+mt.check(len(ahead) == 3, 'the next MAIL, RCPT and DATA reached the backend in the write of the dot (%d of 3)'
+         % len(ahead))
+mt.check(rec.sessions() == 1, 'one backend session (%r)' % rec.lines[:8])
+for i in range(4):
+    mt.check(sum(1 for m in contents if b'Subject: test ahead-%d' % i in m) == 1, 'ahead-%d arrived once' % i)
+mt.check(not any(x.startswith(b'RCPT') or x.startswith(b'MAIL') for m in contents for x in m),
+         'no command ever reached the backend as content')
+# the backend refuses the second message's recipient: that RCPT gets the refusal, the
+# DATA behind it (354 at the backend) is ended by a lone dot, the third goes on
+n = len(rec.lines)
+r = session_of(mx.port, [('refnext-1', ['b@example.test']), ('refnext-2', ['no@example.test']),
+                         ('refnext-3', ['b@example.test'])])
+mt.check(r == [[250, 250, 354, 250], [250, 550, 554, None], [250, 250, 354, 250]],
+         'the next RCPT refused by the backend (%r)' % (r,))
+with rec.lock:
+    contents, seen = list(rec.contents), rec.lines[n:]
+mt.check(sum(1 for m in contents if b'Subject: test refnext-' in b'\n'.join(m)) == 2, 'two messages delivered')
+mt.check(not any(b'Subject: test refnext-2' in x for m in contents for x in m), 'the refused one not')
+mt.check(b'RCPT TO:<no@example.test>' in seen and seen[seen.index(b'RCPT TO:<no@example.test>') + 1:][:2] == [b'DATA', b'.'],
+         'the backend\'s 354 got a lone dot (%r)' % seen)
+mx.stop()
+# a backend that closes right after its reply to the dot: the message stands, the next
+# transaction (sent ahead on the dead connection) goes over a new one
+rec = Recorder(close_after_dot=1)
+mx = mt.Mxgate(mt.config([rec.url]), name='mxgate-ahead-lost')
+r = session_of(mx.port, [('lost-1', ['b@example.test']), ('lost-2', ['b@example.test'])])
+mt.check(r == [[250, 250, 354, 250]] * 2, 'backend gone between the dot and the next MAIL (%r)' % (r,))
+with rec.lock:
+    contents = list(rec.contents)
+mt.check([sum(1 for m in contents if b'Subject: test lost-%d' % i in m) for i in (1, 2)] == [1, 1],
+         'both delivered once (%r)' % len(contents))
+mt.check(rec.sessions() == 2, 'the second over a new connection (%d)' % rec.sessions())
+mx.stop()
+# a recipient of the next group that mxgate refuses itself (accept_domains) is never sent
+# ahead, nor anything behind it: the backend sees only what the client was granted
+rec = Recorder()
+mx = mt.Mxgate(mt.config([rec.url], accept_domains=['example.test']), name='mxgate-ahead-denied')
+r = session_of(mx.port, [('denied-1', ['b@example.test']), ('denied-2', ['b@example.test', 'x@other.test'])])
+mt.check(r == [[250, 250, 354, 250], [250, 250, 550, 354, 250]], 'the next group with a denied recipient (%r)' % (r,))
+with rec.lock:
+    lines, contents = list(rec.lines), list(rec.contents)
+mt.check(not any(b'other.test' in x for x in lines if not x.startswith(b'To:')),
+         'the denied recipient never reached the backend (%r)' % [x for x in lines if b'other.test' in x])
+mt.check(sum(1 for m in contents if b'Subject: test denied-2' in m) == 1, 'the second message delivered once')
+mx.stop()
+# the same against smtp-sink, and its count
+sink = mt.Sink()
+mx = mt.Mxgate(mt.config([sink.url]), name='mxgate-ahead-sink')
+r = session_of(mx.port, [('sink-%d' % i, ['b@example.test', 'c@example.test']) for i in range(5)])
+mt.check(r == [[250, 250, 250, 354, 250]] * 5, 'five two-recipient transactions through smtp-sink (%r)' % (r,))
+mt.check(mt.wait_for(lambda: sink.count() == 5, 5) is True, 'five at the sink (%r)' % sink.count())
 mx.stop()
 
 # ------------------------------------------------------------------ replies mapped back in order

@@ -1,5 +1,6 @@
 /* test_dataparse.c — end of data, dot-unstuffing, smuggling, and the stuffing round trip.
- * Every row is fed whole, byte by byte and split at every position, in both policies. */
+ * Every row is fed whole, byte by byte and split at every position, in both policies; the
+ * fast path for runs of clean lines against the byte-at-a-time path. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -346,6 +347,26 @@ test_encoder(void **state)
     }
 }
 
+/* The number of strings of len octets over an alphabet of n. */
+static size_t
+words(size_t n, size_t len)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < len; i++)
+        total *= n;
+    return total;
+}
+
+/* The k-th of them into out. */
+static void
+word(char *out, const char *alpha, size_t n, size_t len, size_t k)
+{
+    for (size_t i = 0; i < len; i++) {
+        out[i] = alpha[k % n];
+        k /= n;
+    }
+}
+
 /* Every string of up to 9 octets over {a . CR LF}: parse, re-stuff, parse again. */
 static void
 test_round_trip_exhaustive(void **state)
@@ -354,15 +375,8 @@ test_round_trip_exhaustive(void **state)
     static const char alpha[] = { 'a', '.', '\r', '\n' };
     char in[16];
     for (size_t len = 0; len <= 9; len++) {
-        size_t total = 1;
-        for (size_t i = 0; i < len; i++)
-            total *= 4;
-        for (size_t k = 0; k < total; k++) {
-            size_t v = k;
-            for (size_t i = 0; i < len; i++) {
-                in[i] = alpha[v % 4];
-                v /= 4;
-            }
+        for (size_t k = 0; k < words(4, len); k++) {
+            word(in, alpha, 4, len, k);
             struct dataparse p;
             struct sink c, w, c2;
             int done;
@@ -395,6 +409,41 @@ test_round_trip_exhaustive(void **state)
     }
 }
 
+/* Whole runs of lines take a fast path: every string of up to 8 octets over {a . CR LF NUL},
+ * behind a clean line so the fast path starts it, fed whole gives exactly what it gives fed
+ * one octet at a time (content, consumed, end, counters). */
+static void
+test_fast_path_same(void **state)
+{
+    (void)state;
+    static const char alpha[] = { 'a', '.', '\r', '\n', '\0' };
+    char in[32] = "xy\r\n";
+    for (size_t len = 0; len <= 8; len++) {
+        for (size_t k = 0; k < words(5, len); k++) {
+            word(in + 4, alpha, 5, len, k);
+            struct dataparse a, b;
+            struct sink ca, cb;
+            int da, db;
+            dataparse_init(&a, DATA_BARE_LF_REJECT);
+            dataparse_init(&b, DATA_BARE_LF_REJECT);
+            sink_init(&ca);
+            sink_init(&cb);
+            size_t ua = feed_all(&a, in, 4 + len, 0, 4 + len, &ca, &da);
+            size_t ub = feed_all(&b, in, 4 + len, 1, 0, &cb, &db);
+            assert_int_equal(ua, ub);
+            assert_int_equal(da, db);
+            assert_int_equal(ca.len, cb.len);
+            assert_memory_equal(ca.buf, cb.buf, ca.len);
+            assert_int_equal(a.bytes, b.bytes);
+            assert_int_equal(a.max_line, b.max_line);
+            assert_int_equal(a.bad_line_ending, b.bad_line_ending);
+            assert_int_equal(a.nuls, b.nuls);
+            free(ca.buf);
+            free(cb.buf);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -404,6 +453,7 @@ main(void)
         cmocka_unit_test(test_nul),
         cmocka_unit_test(test_encoder),
         cmocka_unit_test(test_round_trip_exhaustive),
+        cmocka_unit_test(test_fast_path_same),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1032,6 +1032,207 @@ static void test_pipelined_refusals(void **state)
 	world_reset(wd);
 }
 
+/* One pipelined message of a@example.org to `to` whose delivery carries the next
+ * transaction (next_from to next_to, DATA behind) as the session hands it over
+ * (smtp_tx_set_next); the delivery's result is left in wd. */
+static void world_send_with_next(struct world *wd, const char *to, const char *next_from, const char *next_to)
+{
+	const char *rcpts[1] = { next_to }, *params[1] = { "" };
+
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a@example.org");
+	assert_int_equal(wd->code, 250);
+	wd->tx.data_follows = true;
+	world_rcpt(wd, to);
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	smtp_tx_set_next(&wd->tx, next_from, "", rcpts, params, 1, true);
+	world_deliver(wd, false);
+}
+
+/* The next transaction as the client pipelined it: MAIL answered at once, the RCPT (with
+ * DATA behind it); the RCPT's result is left in wd. */
+static void world_next_rcpt(struct world *wd, const char *from, const char *to)
+{
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, from);
+	assert_int_equal(wd->code, 250);
+	wd->tx.data_follows = true;
+	world_rcpt(wd, to);
+}
+
+static bool fake_saw_next_data(void *arg)
+{
+	return strstr(((struct fake *)arg)->log, ".\nMAIL FROM:<a2@example.org>\nRCPT TO:<c@example.net>\nDATA\n") != NULL;
+}
+
+/* RFC 2920 across messages: the next transaction's MAIL, RCPT and DATA go in the same
+ * write as the message's final dot; the connection is kept for it and its commands take
+ * the replies already in (one connection, no command sent twice, each reply to its own). */
+static void test_pipelined_ahead(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	world_send_with_next(wd, "b@example.net", "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 250);
+	assert_true(run_until(&wd->w->loop, fake_saw_next_data, f, WAIT_MS));
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	world_next_rcpt(wd, "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(wd->env.nrcpts, 1);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_string_equal(f->log, "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\nDATA\n.\n"
+	    "MAIL FROM:<a2@example.org>\nRCPT TO:<c@example.net>\nDATA\n.\n");
+	assert_int_equal(f->connections, 1);
+	assert_int_equal(f->messages, 2);
+	assert_relayed_message(f);
+	world_reset(wd);
+}
+
+static bool fake_saw_third(void *arg)
+{
+	return strstr(((struct fake *)arg)->log, ".\nMAIL FROM:<a3@example.org>\nRCPT TO:<d@example.net>\nDATA\n") != NULL;
+}
+
+/* The next transaction's RCPT without DATA right behind it (the client waited for the
+ * RCPT's reply): the DATA sent ahead is the message's all the same, and the message after
+ * it goes ahead again on the same connection. */
+static void test_pipelined_ahead_data_later(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	world_send_with_next(wd, "b@example.net", "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 250);
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a2@example.org");
+	wd->tx.data_follows = false;
+	world_rcpt(wd, "c@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	smtp_tx_set_next(&wd->tx, "a3@example.org", "", (const char *[]){ "d@example.net" }, (const char *[]){ "" }, 1,
+	    true);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_true(run_until(&wd->w->loop, fake_saw_third, f, WAIT_MS));
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	world_next_rcpt(wd, "a3@example.org", "d@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->connections, 1);
+	assert_int_equal(f->messages, 3);
+	assert_relayed_message(f);
+	world_reset(wd);
+}
+
+/* The backend refuses the next transaction's recipient sent ahead: the refusal is that
+ * RCPT's answer, the DATA behind it (354) is ended by a lone dot; a transaction other than
+ * the one sent ahead gets a fresh connection (nothing delivered through the first). */
+static void test_pipelined_ahead_refusals(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a@example.org");
+	wd->tx.data_follows = true;
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	f->rcpt_code = 550;     /* from now on: the RCPT sent ahead */
+	smtp_tx_set_next(&wd->tx, "a2@example.org", "", (const char *[]){ "c@example.net" }, (const char *[]){ "" }, 1,
+	    true);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	world_next_rcpt(wd, "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 550);
+	assert_string_equal(wd->text, "550 5.1.1 no such user");
+	assert_int_equal(wd->env.nrcpts, 0);
+	assert_true(run_until(&wd->w->loop, fake_got_lone_dot, f, WAIT_MS));
+	assert_int_equal(f->messages, 2);              /* the message, and the lone dot */
+	smtp_tx_reset(&wd->tx, true);
+	assert_int_equal(f->connections, 1);
+
+	/* sent ahead for c@, but the client's next transaction is for d@ */
+	f->rcpt_code = 0;
+	world_send_with_next(wd, "b@example.net", "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 250);
+	assert_true(run_until(&wd->w->loop, fake_saw_next_data, f, WAIT_MS));
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	world_next_rcpt(wd, "a2@example.org", "d@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->connections, 3);
+	assert_int_equal(f->messages, 4);
+	assert_non_null(strstr(f->log, "MAIL FROM:<a2@example.org>\nRCPT TO:<d@example.net>\nDATA\n.\n"));
+	assert_relayed_message(f);
+	world_reset(wd);
+}
+
+/* The backend goes away with the next transaction sent ahead, before the final reply: the
+ * message is replayed on another backend, the commands sent ahead are gone with the
+ * connection. */
+static void test_pipelined_ahead_failover(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f1 = fake_new(wd, false), *f2 = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, "  max_attempts: 2\n");
+	f1->drop_on = "EOM";
+	world_send_with_next(wd, "b@example.net", "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f1->messages, 1);
+	assert_int_equal(f2->messages, 1);
+	assert_relayed_message(f2);
+	assert_null(strstr(f2->log, "a2@example.org"));
+	world_reset(wd);
+}
+
+/* ... and between the final reply and the next MAIL: the message stands (the backend's
+ * 250 came), the next transaction opens a connection of its own. */
+static void test_pipelined_ahead_lost_after_dot(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	wd->tx.mail_deferrable = true;
+	world_mail(wd, "a@example.org");
+	wd->tx.data_follows = true;
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	f->drop_on = "MAIL";    /* answers the dot, then drops at the MAIL sent ahead */
+	smtp_tx_set_next(&wd->tx, "a2@example.org", "", (const char *[]){ "c@example.net" }, (const char *[]){ "" }, 1,
+	    true);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->messages, 1);
+	assert_true(run_until(&wd->w->loop, fake_closed, f, WAIT_MS));
+	smtp_tx_reset(&wd->tx, wd->reusable);
+	f->drop_on = NULL;
+	world_next_rcpt(wd, "a2@example.org", "c@example.net");
+	assert_int_equal(wd->code, 250);
+	world_data(wd);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->messages, 2);
+	assert_int_equal(f->connections, 2);
+	world_reset(wd);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
@@ -1053,6 +1254,11 @@ int main(void)
 		WORLD_TEST(test_headers_complete),
 		WORLD_TEST(test_pipelined_group),
 		WORLD_TEST(test_pipelined_refusals),
+		WORLD_TEST(test_pipelined_ahead),
+		WORLD_TEST(test_pipelined_ahead_data_later),
+		WORLD_TEST(test_pipelined_ahead_refusals),
+		WORLD_TEST(test_pipelined_ahead_failover),
+		WORLD_TEST(test_pipelined_ahead_lost_after_dot),
 	};
 
 	signal(SIGPIPE, SIG_IGN);   /* as the daemon: a peer gone mid-write is an error, not a signal */
