@@ -22,6 +22,7 @@
  *   bayes_cv [-i GLOB]... -t MSG
  *
  * prints every token of MSG (to compare with SpamAssassin's tokenizer). */
+#include "bench/slurp.h"
 #include "rules/bayes.h"
 
 #include <math.h>
@@ -91,26 +92,6 @@ static int cmp_strength(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *b = NULL;
-	size_t cap = 0, n = 0, r;
-
-	if (f == NULL)
-		return NULL;
-	do {
-		if (n + 65536 > cap) {
-			cap = cap ? cap * 2 : 131072;
-			b = realloc(b, cap);
-		}
-		r = fread(b + n, 1, cap - n, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	*len = n;
-	return b;
-}
 
 struct dump { struct table *t; uint64_t ns, nn; FILE *out; };
 

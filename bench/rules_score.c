@@ -12,6 +12,7 @@
  * message is classified before its scan, as the daemon does (rules/rules.c), and the rate
  * includes it. Built by bench/bench_rules.sh, bench/bench_detection.py and
  * tests/integration/test_rules_sa.py against libmxcore.a. */
+#include "bench/slurp.h"
 #include "rules/bayes.h"
 #include "rules/rules.h"
 
@@ -32,28 +33,6 @@ static void print_hit(const char *name, double value, void *arg)
 	*first = 0;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *b = NULL;
-	size_t cap = 0, n = 0, r;
-
-	if (f == NULL)
-		return NULL;
-	do {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 65536;
-			b = realloc(b, cap);
-			if (b == NULL)
-				abort();
-		}
-		r = fread(b + n, 1, cap - n, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	*len = n;
-	return b;
-}
 
 /* Paths from argv[first..] plus the lines of list (may be NULL); *n set. */
 static char **paths_collect(int argc, char **argv, int first, const char *list, size_t *n)
