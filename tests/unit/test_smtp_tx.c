@@ -1032,13 +1032,18 @@ static void test_pipelined_refusals(void **state)
 	world_reset(wd);
 }
 
-/* One pipelined message of a@example.org to `to` whose delivery carries the next
- * transaction (next_from to next_to, DATA behind) as the session hands it over
- * (smtp_tx_set_next); the delivery's result is left in wd. */
-static void world_send_with_next(struct world *wd, const char *to, const char *next_from, const char *next_to)
+/* The next transaction (from to `to`, DATA behind) as the session hands it over. */
+static void world_set_next(struct world *wd, const char *from, const char *to)
 {
-	const char *rcpts[1] = { next_to }, *params[1] = { "" };
+	const char *rcpts[1] = { to }, *params[1] = { "" };
 
+	smtp_tx_set_next(&wd->tx, from, "", rcpts, params, 1, true);
+}
+
+/* One pipelined message of a@example.org to `to` up to its final dot, with the next
+ * transaction (next_from to next_to) handed over; not yet delivered. */
+static void world_start_with_next(struct world *wd, const char *to, const char *next_from, const char *next_to)
+{
 	wd->tx.mail_deferrable = true;
 	world_mail(wd, "a@example.org");
 	assert_int_equal(wd->code, 250);
@@ -1046,7 +1051,13 @@ static void world_send_with_next(struct world *wd, const char *to, const char *n
 	world_rcpt(wd, to);
 	assert_int_equal(wd->code, 250);
 	world_data(wd);
-	smtp_tx_set_next(&wd->tx, next_from, "", rcpts, params, 1, true);
+	world_set_next(wd, next_from, next_to);
+}
+
+/* ... and delivered: the delivery's result is left in wd. */
+static void world_send_with_next(struct world *wd, const char *to, const char *next_from, const char *next_to)
+{
+	world_start_with_next(wd, to, next_from, next_to);
 	world_deliver(wd, false);
 }
 
@@ -1116,8 +1127,7 @@ static void test_pipelined_ahead_data_later(void **state)
 	world_rcpt(wd, "c@example.net");
 	assert_int_equal(wd->code, 250);
 	world_data(wd);
-	smtp_tx_set_next(&wd->tx, "a3@example.org", "", (const char *[]){ "d@example.net" }, (const char *[]){ "" }, 1,
-	    true);
+	world_set_next(wd, "a3@example.org", "d@example.net");
 	world_deliver(wd, false);
 	assert_int_equal(wd->code, 250);
 	assert_true(run_until(&wd->w->loop, fake_saw_third, f, WAIT_MS));
@@ -1142,15 +1152,8 @@ static void test_pipelined_ahead_refusals(void **state)
 	struct fake *f = fake_new(wd, false);
 
 	world_init(wd, "smtp", NULL, NULL);
-	wd->tx.mail_deferrable = true;
-	world_mail(wd, "a@example.org");
-	wd->tx.data_follows = true;
-	world_rcpt(wd, "b@example.net");
-	assert_int_equal(wd->code, 250);
-	world_data(wd);
+	world_start_with_next(wd, "b@example.net", "a2@example.org", "c@example.net");
 	f->rcpt_code = 550;     /* from now on: the RCPT sent ahead */
-	smtp_tx_set_next(&wd->tx, "a2@example.org", "", (const char *[]){ "c@example.net" }, (const char *[]){ "" }, 1,
-	    true);
 	world_deliver(wd, false);
 	assert_int_equal(wd->code, 250);
 	smtp_tx_reset(&wd->tx, wd->reusable);
@@ -1208,15 +1211,8 @@ static void test_pipelined_ahead_lost_after_dot(void **state)
 	struct fake *f = fake_new(wd, false);
 
 	world_init(wd, "smtp", NULL, NULL);
-	wd->tx.mail_deferrable = true;
-	world_mail(wd, "a@example.org");
-	wd->tx.data_follows = true;
-	world_rcpt(wd, "b@example.net");
-	assert_int_equal(wd->code, 250);
-	world_data(wd);
+	world_start_with_next(wd, "b@example.net", "a2@example.org", "c@example.net");
 	f->drop_on = "MAIL";    /* answers the dot, then drops at the MAIL sent ahead */
-	smtp_tx_set_next(&wd->tx, "a2@example.org", "", (const char *[]){ "c@example.net" }, (const char *[]){ "" }, 1,
-	    true);
 	world_deliver(wd, false);
 	assert_int_equal(wd->code, 250);
 	assert_int_equal(f->messages, 1);
