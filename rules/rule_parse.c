@@ -402,6 +402,22 @@ static int rule_parse_score(const struct rule_line *l, struct rule_def *d, const
 	return 0;
 }
 
+/* The tflags words that mean something here (publish, domains_only, a, ...: nothing). */
+static const struct { const char *word; unsigned flag; } rule_tflag_words[] = {
+	{ "net", RULE_TF_NET },
+	{ "nice", RULE_TF_NICE },
+	{ "multiple", RULE_TF_MULTIPLE },
+	{ "noscore", RULE_TF_NOSCORE },
+	{ "learn", RULE_TF_LEARN },
+	{ "userconf", RULE_TF_USERCONF },
+	{ "nosubject", RULE_TF_NOSUBJECT },
+	{ "noautolearn", RULE_TF_NOAUTOLEARN },
+	{ "autolearn_force", RULE_TF_AL_FORCE },
+	{ "autolearn_header", RULE_TF_AL_HEADER },
+	{ "autolearn_body", RULE_TF_AL_BODY },
+	{ NULL, 0 }
+};
+
 static int rule_parse_tflags(const struct rule_line *l, struct rule_def *d, const char *p)
 {
 	d->tflags = 0;
@@ -409,31 +425,11 @@ static int rule_parse_tflags(const struct rule_line *l, struct rule_def *d, cons
 	while (*p) {
 		const char *e = rule_word_end(p);
 
-		if (rule_word_is(p, e, "net"))
-			d->tflags |= RULE_TF_NET;
-		else if (rule_word_is(p, e, "nice"))
-			d->tflags |= RULE_TF_NICE;
-		else if (rule_word_is(p, e, "multiple"))
-			d->tflags |= RULE_TF_MULTIPLE;
-		else if (rule_word_is(p, e, "noscore") || rule_word_is(p, e, "noscore"))
-			d->tflags |= RULE_TF_NOSCORE;
-		else if (rule_word_is(p, e, "learn"))
-			d->tflags |= RULE_TF_LEARN;
-		else if (rule_word_is(p, e, "userconf"))
-			d->tflags |= RULE_TF_USERCONF;
-		else if (rule_word_is(p, e, "nosubject"))
-			d->tflags |= RULE_TF_NOSUBJECT;
-		else if (rule_word_is(p, e, "noautolearn"))
-			d->tflags |= RULE_TF_NOAUTOLEARN;
-		else if (rule_word_is(p, e, "autolearn_force"))
-			d->tflags |= RULE_TF_AL_FORCE;
-		else if (rule_word_is(p, e, "autolearn_header"))
-			d->tflags |= RULE_TF_AL_HEADER;
-		else if (rule_word_is(p, e, "autolearn_body"))
-			d->tflags |= RULE_TF_AL_BODY;
-		else if (e - p > 8 && strncmp(p, "maxhits=", 8) == 0)
+		for (size_t i = 0; rule_tflag_words[i].word; i++)
+			if (rule_word_is(p, e, rule_tflag_words[i].word))
+				d->tflags |= rule_tflag_words[i].flag;
+		if (e - p > 8 && strncmp(p, "maxhits=", 8) == 0)
 			d->maxhits = atoi(p + 8);
-		/* others (publish, domains_only, a, ...) carry no meaning here */
 		p = rule_skip_ws(e);
 	}
 	return 0;
