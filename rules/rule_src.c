@@ -186,6 +186,9 @@ void rule_src_free(struct rule_src *s)
 		free(s->settings[i].value);
 	}
 	free(s->settings);
+	for (size_t i = 0; i < s->nignore_hdrs; i++)
+		free(s->ignore_hdrs[i]);
+	free(s->ignore_hdrs);
 	free(s);
 }
 
@@ -301,6 +304,33 @@ void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const cha
 			return;
 		}
 }
+const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n)
+{
+	*n = s->nignore_hdrs;
+	return (const char *const *)s->ignore_hdrs;
+}
+
+int rule_add_ignore_header(struct rule_src *s, const char *name, size_t len)
+{
+	char *v = rule_strndup(name, len);
+
+	for (char *p = v; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	for (size_t i = 0; i < s->nignore_hdrs; i++)
+		if (strcmp(s->ignore_hdrs[i], v) == 0) {
+			free(v);
+			return 0;
+		}
+	if (s->nignore_hdrs >= RULE_MAX_IGNORE) {
+		free(v);
+		return -1;
+	}
+	s->ignore_hdrs = rule_grow(s->ignore_hdrs, &s->ignore_hdrs_cap, s->nignore_hdrs + 1,
+	    sizeof(*s->ignore_hdrs));
+	s->ignore_hdrs[s->nignore_hdrs++] = v;
+	return 0;
+}
+
 size_t rule_src_count(const struct rule_src *s) { return s->n; }
 struct rule_def *rule_src_get(struct rule_src *s, size_t i) { return &s->v[i]; }
 
