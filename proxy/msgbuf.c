@@ -69,6 +69,37 @@ msgbuf_reset(struct msgbuf *mb)
     mb->failed = false;
 }
 
+/* See msgbuf.h. */
+void
+msgbuf_clear(struct msgbuf *mb, size_t keep)
+{
+    if (mb == NULL)
+        return;
+    if (mb->fd >= 0 || mb->cap > keep) {
+        msgbuf_reset(mb);
+        return;
+    }
+    mb->len = 0;
+    mb->failed = false;
+}
+
+/* See msgbuf.h. */
+int
+msgbuf_configure(struct msgbuf *mb, size_t threshold, const char *dir)
+{
+    if (dir == NULL)
+        dir = "/tmp";
+    if (strcmp(mb->dir, dir) != 0) {
+        char *d = strdup(dir);
+        if (d == NULL)
+            return -1;
+        free(mb->dir);
+        mb->dir = d;
+    }
+    mb->threshold = threshold;
+    return 0;
+}
+
 /* Releases everything; NULL is a no-op. */
 void
 msgbuf_free(struct msgbuf *mb)

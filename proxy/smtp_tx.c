@@ -20,6 +20,8 @@
 #include <time.h>
 
 #define SMTP_TX_UNAVAILABLE "4.4.1 Service temporarily unavailable, try again later"
+/* A message buffer of at most this many bytes stays allocated for the session's next message. */
+#define SMTP_TX_MSG_KEEP 16384
 
 void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
     void (*drained)(void *arg), void *arg)
@@ -585,7 +587,15 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 
 int smtp_tx_data_open(struct smtp_tx *tx)
 {
-	tx->msg = msgbuf_new((size_t)tx->env->cfg->limits.memory_threshold, tx->env->cfg->limits.spool_dir);
+	size_t threshold = (size_t)tx->env->cfg->limits.memory_threshold;
+	const char *dir = tx->env->cfg->limits.spool_dir;
+
+	if (tx->msg_spare != NULL && msgbuf_configure(tx->msg_spare, threshold, dir) == 0) {
+		tx->msg = tx->msg_spare;	/* the last message's buffer, emptied (smtp_tx_reset) */
+		tx->msg_spare = NULL;
+	} else {
+		tx->msg = msgbuf_new(threshold, dir);
+	}
 	tx->hdr_match = 2;	/* the message starts a line: a first CRLF is an empty header block */
 	tx->hdr_told = false;
 	return tx->msg ? 0 : -1;
@@ -1015,7 +1025,13 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->data_follows = false;
 	free(tx->mail_line);
 	tx->mail_line = NULL;
-	msgbuf_free(tx->msg);
+	if (tx->msg != NULL && tx->msg_spare == NULL) {
+		/* kept, emptied, for the session's next message (a small one keeps its memory) */
+		msgbuf_clear(tx->msg, SMTP_TX_MSG_KEEP);
+		tx->msg_spare = tx->msg;
+	} else {
+		msgbuf_free(tx->msg);
+	}
 	tx->msg = NULL;
 	strbuf_free(&tx->prefix);
 	tx->msg_state = SMTP_TX_MSG_OK;
@@ -1054,6 +1070,8 @@ void smtp_tx_free(struct smtp_tx *tx)
 	smtp_tx_env_free(tx->env);
 	msgbuf_free(tx->msg);
 	tx->msg = NULL;
+	msgbuf_free(tx->msg_spare);
+	tx->msg_spare = NULL;
 	strbuf_free(&tx->prefix);
 	free(tx->mail_line);
 	tx->mail_line = NULL;

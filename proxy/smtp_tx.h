@@ -74,6 +74,7 @@ struct smtp_tx {
 	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt) */
 	/* the message */
 	struct msgbuf *msg;
+	struct msgbuf *msg_spare;         /* the last message's buffer, emptied, for the next */
 	uint64_t msg_size;
 	enum smtp_tx_msg_state msg_state;
 	uint8_t hdr_match;                /* octets of the CRLF CRLF that ends the header block
