@@ -249,7 +249,13 @@ static void relay_timeout_cb(uv_timer_t *t)
 
 static void relay_arm(struct relay *r, uint64_t ms)
 {
-	uv_timer_start(&r->timer, relay_timeout_cb, ms ? ms : 60000, 0);
+	if (ms == 0)
+		ms = 60000;
+	/* Armed already, in this loop turn, for the same time: starting it again would give
+	 * the same due time (several commands or replies in one turn). */
+	if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) == ms)
+		return;
+	uv_timer_start(&r->timer, relay_timeout_cb, ms, 0);
 }
 
 static void relay_handle_closed_cb(uv_handle_t *h)
