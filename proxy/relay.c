@@ -93,6 +93,7 @@ struct relay {
 	const char *prefix, *body;
 	size_t prefix_len, body_len, off;
 	struct dotstuff ds;
+	bool body_wire;               /* the body goes as it is (relay_send_message) */
 	bool bdat;                    /* the message goes as one "BDAT <n> LAST" chunk */
 	struct bdat_crlf crlf;
 	char lead[48];                /* the BDAT line, written with the first content */
@@ -1298,10 +1299,18 @@ static void relay_pump(struct relay *r)
 			}
 			if (n > room)
 				n = room;
-			if (r->bdat)
+			if (r->off == r->prefix_len && r->body_wire && !(r->ds.at_line_start && !r->ds.last_cr))
+				r->body_wire = false;	/* the prefix left a line open: encode */
+			if (r->bdat) {
 				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
-			else
+			} else if (r->body_wire && r->off >= r->prefix_len) {
+				/* already in wire form: no decoding, no re-stuffing */
+				relay_chunk_out(r, src, n);
+				r->ds.at_line_start = src[n - 1] == '\n';
+				r->ds.last_cr = false;
+			} else {
 				dotstuff_encode(&r->ds, src, n, relay_chunk_out, r);
+			}
 			r->off += n;
 			room -= n;
 		}
@@ -1335,12 +1344,13 @@ static void relay_pump(struct relay *r)
 }
 
 void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, const char *body,
-    size_t len, int nrcpt, relay_data_fn cb, void *arg)
+    size_t len, bool body_wire, int nrcpt, relay_data_fn cb, void *arg)
 {
 	r->prefix = prefix;
 	r->prefix_len = prefix_len;
 	r->body = body;
 	r->body_len = len;
+	r->body_wire = body_wire;
 	r->data_cb = cb;
 	r->arg = arg;
 	if (r->texts) {

@@ -659,6 +659,8 @@ static void session_data_end(struct session *s)
 	uv_timer_stop(&s->timer);
 	counter_inc(COUNTER_MESSAGES_RECEIVED);
 	counter_add(COUNTER_BYTES_RECEIVED, (long)smtp_tx_msg_size(&s->tx));
+	/* DATA's content with no line to stuff again is its own wire form (relay_send_message) */
+	s->tx.body_wire = !s->bdat_chunk && !s->dp.restuff;
 	if (s->bdat_chunk) {
 		/* BDAT LAST: the chunks' content checks count as DATA's. */
 		s->bdat_chunk = false;

@@ -943,7 +943,8 @@ static void smtp_tx_send(struct smtp_tx *tx)
 	}
 	relay_take_data_ahead(tx->relay);
 	smtp_tx_send_ahead(tx);
-	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off, (int)tx->env->nrcpts,
+	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off,
+	    tx->body_wire && tx->env->new_body == NULL, (int)tx->env->nrcpts,
 	    smtp_tx_data_reply_cb, tx);
 }
 
@@ -1078,6 +1079,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->msg = NULL;
 	strbuf_free(&tx->prefix);
 	tx->msg_state = SMTP_TX_MSG_OK;
+	tx->body_wire = false;
 	tx->msg_size = 0;
 	tx->hdr_match = 0;
 	tx->hdr_told = false;
