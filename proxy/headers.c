@@ -139,15 +139,17 @@ static void strbuf_append_str(struct strbuf *b, const char *s)
  * and strftime cost more than the rest of the field); the string is what strftime gives. */
 static const char *headers_date(time_t now)
 {
-	static _Thread_local time_t cached_sec = (time_t)-1;
+	static _Thread_local bool cached_ok;
+	static _Thread_local time_t cached_sec;
 	static _Thread_local char cached[64];
 	struct tm tm;
 
-	if (now != cached_sec) {
+	if (!cached_ok || now != cached_sec) {
 		localtime_r(&now, &tm);
 		if (strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
 			cached[0] = '\0';
 		cached_sec = now;
+		cached_ok = true;
 	}
 	return cached;
 }
