@@ -21,6 +21,8 @@ struct msgbuf {
     void *map;              /* current mapping of the spill file, NULL if none */
     size_t maplen;
     bool failed;            /* a file error happened: every later append fails */
+    size_t hdr_len;         /* msgbuf_header_len's answer, valid while hdr_known */
+    bool hdr_known;         /* (until the next append or reset) */
 };
 
 /* Returns a new empty buffer or NULL when out of memory. dir is copied. */
@@ -67,6 +69,7 @@ msgbuf_reset(struct msgbuf *mb)
     mb->cap = 0;
     mb->len = 0;
     mb->failed = false;
+    mb->hdr_known = false;
 }
 
 /* See msgbuf.h. */
@@ -81,6 +84,7 @@ msgbuf_clear(struct msgbuf *mb, size_t keep)
     }
     mb->len = 0;
     mb->failed = false;
+    mb->hdr_known = false;
 }
 
 /* See msgbuf.h. */
@@ -163,6 +167,7 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
         return -1;
     if (len == 0)
         return 0;
+    mb->hdr_known = false;
     if (mb->len + len < mb->len)
         goto fail;
     if (mb->fd < 0 && mb->len + len > mb->threshold) {
@@ -235,6 +240,10 @@ msgbuf_header_len(struct msgbuf *mb)
         return 0;
     if (len >= 2 && d[0] == '\r' && d[1] == '\n')
         return 2;
+    if (mb->hdr_known)
+        return mb->hdr_len;     /* asked more than once per message */
     const char *e = memmem(d, len, "\r\n\r\n", 4);
-    return e != NULL ? (size_t)(e - d) + 4 : len;
+    mb->hdr_len = e != NULL ? (size_t)(e - d) + 4 : len;
+    mb->hdr_known = true;
+    return mb->hdr_len;
 }

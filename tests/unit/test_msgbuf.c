@@ -194,6 +194,16 @@ test_clear_reuse(void **state)
     assert_int_equal(len, sizeof msg - 1);
     assert_memory_equal(d, msg, sizeof msg - 1);
     assert_int_equal(msgbuf_header_len(mb), 8);
+    /* the header length is asked again after appends: never a stale answer */
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_append(mb, "A: b\r\n", 6), 0);
+    assert_int_equal(msgbuf_header_len(mb), 6);   /* no blank line yet: all of it */
+    assert_int_equal(msgbuf_header_len(mb), 6);
+    assert_int_equal(msgbuf_append(mb, "C: d\r\n\r\nx\r\n", 11), 0);
+    assert_int_equal(msgbuf_header_len(mb), 14);
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_append(mb, "E: f\r\n\r\n", 8), 0);
+    assert_int_equal(msgbuf_header_len(mb), 8);
     /* bigger than keep: released, still usable */
     for (int i = 0; i < 10; i++)
         assert_int_equal(msgbuf_append(mb, chunk, sizeof(chunk)), 0);
