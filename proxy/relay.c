@@ -424,7 +424,7 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		strbuf_append(&r->reply, r->line, ll);
 		if (ll > 3 && r->line[3] == '-')
 			continue;
-		int code = atoi(r->line);
+		int code = (r->line[0] - '0') * 100 + (r->line[1] - '0') * 10 + (r->line[2] - '0');
 		/* The buffer is kept for the next reply: only this loop appends to it, after the
 		 * call (callbacks get the text for the call's duration only). */
 		const char *text = r->reply.v;

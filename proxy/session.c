@@ -73,8 +73,12 @@ static void session_reply_append(struct session *s, char *line, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (line[i] == '\r' || line[i] == '\n')
 			line[i] = ' ';
-	if (n >= 4 && line[3] != '-')
-		counter_count_reply(atoi(line));
+	if (n >= 4 && line[3] != '-') {
+		/* the reply code: three digits and a space as a rule (atoi otherwise) */
+		bool d3 = isdigit((unsigned char)line[0]) && isdigit((unsigned char)line[1]) &&
+		    isdigit((unsigned char)line[2]) && !isdigit((unsigned char)line[3]);
+		counter_count_reply(d3 ? (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0') : atoi(line));
+	}
 	line[n++] = '\r';
 	line[n++] = '\n';
 	strbuf_append(&s->out, line, n);
