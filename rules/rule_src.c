@@ -459,10 +459,15 @@ static char *rule_take_marker(const struct rule_src *s, char *re, const char *ki
 	return NULL;
 }
 
+/* The plain expansion of one pattern stops here (the largest of the stock rules is 224 KiB);
+ * past it the rule keeps only its compact form, whose size grows with the tags' sizes. */
+#define RULE_TAGS_PLAIN_MAX (1024 * 1024)
+
 /* ReplaceTags as SA 4.0.1 does it, pass after pass (at most 6) while a replacement brought
  * new tags: take the <pre X>, <post X>, <inter X> markers out; split at <...>; put pre
  * before and post after each tag, inter into each empty piece between tags; replace each
- * known tag by its value. Returns a malloc'd regex. */
+ * known tag by its value. Returns a malloc'd regex, or NULL
+ * past RULE_TAGS_PLAIN_MAX when expanding in full (used NULL). */
 static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bool *used,
     int depth);
 
@@ -595,12 +600,18 @@ static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bo
 					rule_sbuf_put(&out, post->value, strlen(post->value));
 			}
 			p = gt + 1;
+			if (used == NULL && out.n > RULE_TAGS_PLAIN_MAX)
+				break;
 		}
 		free(pre_n);
 		free(post_n);
 		free(inter_n);
 		free(cur);
 		cur = out.p;
+		if (used == NULL && out.n > RULE_TAGS_PLAIN_MAX) {
+			free(cur);             /* a tag within itself grows it k^6 times */
+			return NULL;
+		}
 	}
 	return cur;
 }
@@ -620,7 +631,7 @@ void rule_src_finish(struct rule_src *s)
 			free(d->re_compact);
 			d->re_compact = rule_replace_tags_compact(s, d->re);
 			free(d->re);
-			d->re = r;
+			d->re = r != NULL ? r : rule_strdup(d->re_compact);
 		}
 		if (!d->has_score) {
 			/* SA: 1.0, T_ (testing) rules 0.01, negative for nice rules */

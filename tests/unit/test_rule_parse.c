@@ -165,6 +165,24 @@ static void test_replace_tags(void **state)
 	rule_src_free(s);
 }
 
+/* A tag whose value holds itself eight times grows 8^6 times over six passes (a fuzzer's
+ * find: minutes of copying); past the bound the rule keeps the compact form only. */
+static void test_replace_tags_self(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "replace_tag A x<A><A><A><A><A><A><A><A>0123456789012345678901234567890123456789\n"
+	    "body SELF /<A><A><A><A>/\nreplace_rules SELF\n", &nerr);
+	const struct rule_def *d = get(s, "SELF");
+
+	assert_int_equal(nerr, 0);
+	assert_non_null(d->re_compact);
+	assert_string_equal(d->re, d->re_compact);
+	assert_non_null(strstr(d->re, "(?&_rt0)"));
+	assert_true(strlen(d->re) < 4096);
+	rule_src_free(s);
+}
+
 struct bad_case { const char *label, *text, *where; };
 
 static const struct bad_case bad_cases[] = {
@@ -279,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_default_scores),
 		cmocka_unit_test(test_conditionals),
 		cmocka_unit_test(test_replace_tags),
+		cmocka_unit_test(test_replace_tags_self),
 		cmocka_unit_test(test_bad_lines),
 		cmocka_unit_test(test_regex_syntax),
 		cmocka_unit_test(test_later_overrides),
