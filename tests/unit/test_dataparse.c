@@ -491,6 +491,112 @@ test_restuff_flag(void **state)
     assert_true(clean > 100);   /* the property was exercised */
 }
 
+/* dataparse_scan (SSE2 on x86-64) and dataparse_scan_scalar agree: every octet value at
+ * every position of buffers up to 40 octets over three backgrounds (one just above the
+ * limit, one with the high bit set, plain text), and the first of two. */
+static void
+test_scan_agree(void **state)
+{
+    (void)state;
+    static const unsigned char bg[] = { 'a', DATAPARSE_SCAN_MAX + 1, 0xff };
+    char buf[48];
+    for (size_t b = 0; b < sizeof(bg); b++) {
+        for (size_t n = 0; n <= 40; n++) {
+            memset(buf, bg[b], sizeof(buf));
+            assert_int_equal(dataparse_scan(buf, n), n);
+            assert_int_equal(dataparse_scan_scalar(buf, n), n);
+            for (size_t pos = 0; pos < n; pos++) {
+                for (int v = 0; v < 256; v++) {
+                    memset(buf, bg[b], sizeof(buf));
+                    buf[pos] = (char)v;
+                    size_t want = v <= DATAPARSE_SCAN_MAX ? pos : n;
+                    assert_int_equal(dataparse_scan_scalar(buf, n), want);
+                    assert_int_equal(dataparse_scan(buf, n), want);
+                    if (pos + 1 < n) {
+                        buf[n - 1] = '\0';
+                        size_t want2 = v <= DATAPARSE_SCAN_MAX ? pos : n - 1;
+                        assert_int_equal(dataparse_scan(buf, n), want2);
+                        assert_int_equal(dataparse_scan_scalar(buf, n), want2);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The fast path's two scans give the same parse: every string of up to 6 octets over
+ * {a . CR LF NUL TAB} in the middle of a 40-octet line (so the 16-octet blocks see it),
+ * behind a clean line and before the end, both policies, fed whole and one octet at a
+ * time, with dataparse_scan and with dataparse_scan_scalar. */
+static void
+test_scan_same_parse(void **state)
+{
+    (void)state;
+    static const char alpha[] = { 'a', '.', '\r', '\n', '\0', '\t' };
+    char in[160];
+    bool was = dataparse_force_scalar;
+    for (size_t len = 0; len <= 6; len++) {
+        for (size_t k = 0; k < words(6, len); k++) {
+            size_t n = 0;
+            memset(in, 'x', 40);
+            memcpy(in + 40, "\r\n", 2);
+            n = 42;
+            memset(in + n, 'y', 17);
+            n += 17;
+            word(in + n, alpha, 6, len, k);
+            n += len;
+            memset(in + n, 'z', 17);
+            n += 17;
+            memcpy(in + n, "\r\n.\r\n", 5);
+            n += 5;
+            for (int pol = 0; pol < 2; pol++) {
+                enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+                for (size_t step = 0; step <= 1; step++) {
+                    struct dataparse a, b;
+                    struct sink ca, cb;
+                    int da, db;
+                    dataparse_init(&a, policy);
+                    dataparse_init(&b, policy);
+                    sink_init(&ca);
+                    sink_init(&cb);
+                    dataparse_force_scalar = false;
+                    size_t ua = feed_all(&a, in, n, step, n, &ca, &da);
+                    dataparse_force_scalar = true;
+                    size_t ub = feed_all(&b, in, n, step, n, &cb, &db);
+                    dataparse_force_scalar = was;
+                    assert_int_equal(ua, ub);
+                    assert_int_equal(da, db);
+                    assert_int_equal(ca.len, cb.len);
+                    assert_memory_equal(ca.buf, cb.buf, ca.len);
+                    assert_int_equal(a.bytes, b.bytes);
+                    assert_int_equal(a.max_line, b.max_line);
+                    assert_int_equal(a.bad_line_ending, b.bad_line_ending);
+                    assert_int_equal(a.nuls, b.nuls);
+                    assert_int_equal(a.restuff, b.restuff);
+                    free(ca.buf);
+                    free(cb.buf);
+                }
+            }
+        }
+    }
+}
+
+static int
+scalar_on(void **state)
+{
+    (void)state;
+    dataparse_force_scalar = true;
+    return 0;
+}
+
+static int
+scalar_off(void **state)
+{
+    (void)state;
+    dataparse_force_scalar = false;
+    return 0;
+}
+
 int
 main(void)
 {
@@ -502,6 +608,10 @@ main(void)
         cmocka_unit_test(test_round_trip_exhaustive),
         cmocka_unit_test(test_fast_path_same),
         cmocka_unit_test(test_restuff_flag),
+        cmocka_unit_test(test_scan_agree),
+        cmocka_unit_test(test_scan_same_parse),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* the whole set again with the portable scan (dataparse_force_scalar) */
+    int rc = cmocka_run_group_tests_name("dataparse", tests, NULL, NULL);
+    return rc + cmocka_run_group_tests_name("dataparse_scalar", tests, scalar_on, scalar_off);
 }
