@@ -42,37 +42,38 @@ enum smtp_argmode { ARG_ANY = 0, ARG_NONE, ARG_REQUIRED, ARG_SPECIAL };
 
 struct smtp_verb_def {
     const char *name;
+    size_t len;             /* strlen(name) */
     enum smtp_verb verb;
     enum smtp_argmode mode;
     const char *syntax;     /* reply when the argument rule is broken */
 };
 
 static const struct smtp_verb_def smtp_verbs[] = {
-    { "HELO", SMTP_HELO, ARG_REQUIRED, R_HELO },
-    { "EHLO", SMTP_EHLO, ARG_REQUIRED, R_EHLO },
-    { "MAIL", SMTP_MAIL, ARG_SPECIAL, R_MAIL },
-    { "RCPT", SMTP_RCPT, ARG_SPECIAL, R_RCPT },
-    { "DATA", SMTP_DATA, ARG_NONE, R_DATA },
-    { "RSET", SMTP_RSET, ARG_NONE, R_RSET },
-    { "NOOP", SMTP_NOOP, ARG_ANY, NULL },
-    { "QUIT", SMTP_QUIT, ARG_NONE, R_QUIT },
-    { "VRFY", SMTP_VRFY, ARG_REQUIRED, R_VRFY },
-    { "EXPN", SMTP_EXPN, ARG_REQUIRED, R_EXPN },
-    { "HELP", SMTP_HELP, ARG_ANY, NULL },
-    { "STARTTLS", SMTP_STARTTLS, ARG_NONE, R_STARTTLS },
-    { "AUTH", SMTP_AUTH, ARG_REQUIRED, R_AUTH },
-    { "BDAT", SMTP_BDAT, ARG_SPECIAL, R_BDAT },
-    { "XCLIENT", SMTP_XCLIENT, ARG_REQUIRED, R_XCLIENT },
+    { "HELO", 4, SMTP_HELO, ARG_REQUIRED, R_HELO },
+    { "EHLO", 4, SMTP_EHLO, ARG_REQUIRED, R_EHLO },
+    { "MAIL", 4, SMTP_MAIL, ARG_SPECIAL, R_MAIL },
+    { "RCPT", 4, SMTP_RCPT, ARG_SPECIAL, R_RCPT },
+    { "DATA", 4, SMTP_DATA, ARG_NONE, R_DATA },
+    { "RSET", 4, SMTP_RSET, ARG_NONE, R_RSET },
+    { "NOOP", 4, SMTP_NOOP, ARG_ANY, NULL },
+    { "QUIT", 4, SMTP_QUIT, ARG_NONE, R_QUIT },
+    { "VRFY", 4, SMTP_VRFY, ARG_REQUIRED, R_VRFY },
+    { "EXPN", 4, SMTP_EXPN, ARG_REQUIRED, R_EXPN },
+    { "HELP", 4, SMTP_HELP, ARG_ANY, NULL },
+    { "STARTTLS", 8, SMTP_STARTTLS, ARG_NONE, R_STARTTLS },
+    { "AUTH", 4, SMTP_AUTH, ARG_REQUIRED, R_AUTH },
+    { "BDAT", 4, SMTP_BDAT, ARG_SPECIAL, R_BDAT },
+    { "XCLIENT", 7, SMTP_XCLIENT, ARG_REQUIRED, R_XCLIENT },
     /* A web client or proxy probe talking to the SMTP port. */
-    { "GET", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "POST", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "HEAD", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "PUT", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "CONNECT", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "OPTIONS", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "DELETE", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "TRACE", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
-    { "PATCH", SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "GET", 3, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "POST", 4, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "HEAD", 4, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "PUT", 3, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "CONNECT", 7, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "OPTIONS", 7, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "DELETE", 6, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "TRACE", 5, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
+    { "PATCH", 5, SMTP_HTTP, ARG_SPECIAL, R_HTTP },
 };
 
 /* Returns the upper-case name of v; "UNKNOWN" for anything not in the table. */
@@ -100,6 +101,39 @@ static inline bool
 smtp_is_alnum(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* s[0..n) equals the upper-case ASCII name[0..n) in any case (verbs are letters only). */
+static inline bool
+smtp_upper_eq(const char *s, const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] & 0xdf) != (unsigned char)name[i])
+            return false;
+    return true;
+}
+
+/* Whether s[0..n) holds any octet below 0x20 (TAB and NUL included) or 0x7f: eight octets
+ * at a time (a word has an octet below 0x20 when (w - 0x20..) & ~w & 0x80.. is non-zero,
+ * one equal to 0x7f when w ^ 0x7f.. has a zero octet). A false "true" is impossible; the
+ * caller looks at the octets one by one only when this says true. */
+static bool
+smtp_any_ctl(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, d;
+        memcpy(&w, s + i, 8);
+        d = w ^ (0x7f * ones);
+        if ((((w - 0x20 * ones) & ~w) | ((d - ones) & ~d)) & highs)
+            return true;
+    }
+    for (; i < n; i++)
+        if (smtp_is_ctl((unsigned char)s[i]))
+            return true;
+    return false;
 }
 
 /* The replies for one direction: X.1.7 is the sender's address, X.1.3 the recipient's
@@ -510,7 +544,7 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
         vlen++;
     const struct smtp_verb_def *def = NULL;
     for (size_t i = 0; i < sizeof(smtp_verbs) / sizeof(smtp_verbs[0]); i++) {
-        if (strlen(smtp_verbs[i].name) == vlen && strncasecmp(line, smtp_verbs[i].name, vlen) == 0) {
+        if (smtp_verbs[i].len == vlen && smtp_upper_eq(line, smtp_verbs[i].name, vlen)) {
             def = &smtp_verbs[i];
             cmd->verb = def->verb;
             break;
@@ -520,7 +554,9 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
         err = R_TOO_LONG;
         goto fail;
     }
-    if (memchr(line, '\0', len) != NULL) {
+    /* NULs and other controls: the exact checks below only when the quick one finds any */
+    bool ctl = smtp_any_ctl(line, len);
+    if (ctl && memchr(line, '\0', len) != NULL) {
         err = R_NUL;
         goto fail;
     }
@@ -532,7 +568,7 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
         err = R_HTTP;
         goto fail;
     }
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; ctl && i < len; i++) {
         if (line[i] != '\t' && smtp_is_ctl((unsigned char)line[i])) {
             err = R_CTRL;
             goto fail;

@@ -360,11 +360,60 @@ test_lengths(void **state)
     assert_string_equal(cmd.params[15].key, "K15");
 }
 
+/* Every octet at every position of an argument (lengths around the 8-octet words of the
+ * quick control check): a NUL is R_NUL, another control but TAB is R_CTRL, anything else
+ * parses; and every verb in any case mix is found (the verb compare folds case itself). */
+static void
+test_ctl_every_octet(void **state)
+{
+    (void)state;
+    static struct smtp_cmd cmd;
+    char line[64];
+    for (size_t n = 6; n <= 30; n++) {
+        for (size_t pos = 5; pos < n; pos++) {
+            for (int v = 0; v < 256; v++) {
+                const char *reply = NULL;
+                memcpy(line, "NOOP ", 5);
+                memset(line + 5, 'a', n - 5);
+                line[pos] = (char)v;
+                int rc = smtp_cmd_parse(line, n, &cmd, &reply);
+                if (v == 0) {
+                    assert_int_equal(rc, -1);
+                    assert_string_equal(reply, "500 5.5.2 Syntax error, NUL character in command");
+                } else if ((v < 0x20 && v != '\t') || v == 0x7f) {
+                    assert_int_equal(rc, -1);
+                    assert_string_equal(reply, "501 5.5.2 Syntax error, control character in command");
+                } else {
+                    assert_int_equal(rc, 0);
+                }
+                assert_int_equal(cmd.verb, SMTP_NOOP);
+            }
+        }
+    }
+    static const char *const verbs[] = { "helo x", "Ehlo x", "mAIL FROM:<a@b.c>", "rcpt to:<a@b.c>", "dAtA",
+                                         "rset", "starttls", "xclient A=b", "bdat 1 last" };
+    static const enum smtp_verb want[] = { SMTP_HELO, SMTP_EHLO, SMTP_MAIL, SMTP_RCPT, SMTP_DATA,
+                                           SMTP_RSET, SMTP_STARTTLS, SMTP_XCLIENT, SMTP_BDAT };
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+        const char *reply = NULL;
+        assert_int_equal(smtp_cmd_parse(verbs[i], strlen(verbs[i]), &cmd, &reply), 0);
+        assert_int_equal(cmd.verb, want[i]);
+    }
+    /* octets that fold to a verb's letters only when they are that letter */
+    static const char *const near[] = { "MAI\x0c", "MAI\xcc", "MA\x09L", "M@IL", "QUI\x14" };
+    for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++) {
+        const char *reply = NULL;
+        assert_int_equal(smtp_cmd_parse(near[i], strlen(near[i]), &cmd, &reply), -1);
+        assert_int_equal(cmd.verb, SMTP_UNKNOWN);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_ctl_every_octet),
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_addr_rows),
         cmocka_unit_test(test_lengths),
