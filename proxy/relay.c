@@ -397,14 +397,17 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 	struct relay *r = arg;
 
 	for (size_t i = 0; i < len && r->state != RELAY_CLOSED; i++) {
-		char c = data[i];
-		if (c != '\n') {
-			if (r->linelen < sizeof(r->line) - 1)
-				r->line[r->linelen++] = c;
-			else
-				r->line_overflow = true;
-			continue;
-		}
+		/* the octets up to the next LF join the line (as far as it has room) */
+		const char *nl = memchr(data + i, '\n', len - i);
+		size_t run = (nl != NULL ? (size_t)(nl - data) : len) - i;
+		size_t room = sizeof(r->line) - 1 - r->linelen;
+		if (run > room)
+			r->line_overflow = true;
+		memcpy(r->line + r->linelen, data + i, run < room ? run : room);
+		r->linelen += run < room ? run : room;
+		if (nl == NULL)
+			break;
+		i += run;	/* data[i] is the LF */
 		if (r->linelen && r->line[r->linelen - 1] == '\r')
 			r->linelen--;
 		r->line[r->linelen] = '\0';
