@@ -70,9 +70,10 @@ void session_enter_idle(struct session *s)
  * LF inside are blanked so a reply text never splits, CRLF is added, classes are counted. */
 static void session_reply_append(struct session *s, char *line, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (line[i] == '\r' || line[i] == '\n')
-			line[i] = ' ';
+	for (char *p = memchr(line, '\r', n); p != NULL; p = memchr(p, '\r', n - (size_t)(p - line)))
+		*p = ' ';
+	for (char *p = memchr(line, '\n', n); p != NULL; p = memchr(p, '\n', n - (size_t)(p - line)))
+		*p = ' ';
 	if (n >= 4 && line[3] != '-') {
 		/* the reply code: three digits and a space as a rule (atoi otherwise) */
 		bool d3 = isdigit((unsigned char)line[0]) && isdigit((unsigned char)line[1]) &&
