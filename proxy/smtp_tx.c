@@ -22,6 +22,8 @@
 #define SMTP_TX_UNAVAILABLE "4.4.1 Service temporarily unavailable, try again later"
 /* A message buffer of at most this many bytes stays allocated for the session's next message. */
 #define SMTP_TX_MSG_KEEP 16384
+/* The outgoing header block's buffer (Received + headers) is kept up to this size. */
+#define SMTP_TX_PREFIX_KEEP 4096
 
 void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
     void (*drained)(void *arg), void *arg)
@@ -632,17 +634,35 @@ int smtp_tx_data_open(struct smtp_tx *tx)
 }
 
 /* Follows the CRLF CRLF that ends the header block across appends (content lines always
- * end in CRLF, dataparse.c). */
+ * end in CRLF, dataparse.c) and notes the block's length: the content so far (msg_size,
+ * this chunk included) less what follows the end in this chunk. While nothing matches,
+ * only a CR can start the end: memchr skips to it. */
 static void smtp_tx_scan_headers(struct smtp_tx *tx, const char *data, size_t len)
 {
 	static const char end[4] = { '\r', '\n', '\r', '\n' };
+	size_t i = 0;
 
-	for (size_t i = 0; i < len && tx->hdr_match < 4; i++) {
+	while (i < len && tx->hdr_match < 4) {
+		if (tx->hdr_match == 0) {
+			const char *cr = memchr(data + i, '\r', len - i);
+			if (cr == NULL)
+				return;
+			i = (size_t)(cr - data);
+		}
 		if (data[i] == end[tx->hdr_match])
 			tx->hdr_match++;
 		else
 			tx->hdr_match = data[i] == '\r' ? 1 : 0;
+		i++;
 	}
+	if (tx->hdr_match == 4)
+		tx->hdr_len = (size_t)tx->msg_size - (len - i);
+}
+
+/* The header block's length: as the scan found it, or from the buffer (no end seen). */
+static size_t smtp_tx_header_len(struct smtp_tx *tx)
+{
+	return tx->hdr_match == 4 ? tx->hdr_len : msgbuf_header_len(tx->msg);
 }
 
 bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len)
@@ -650,7 +670,7 @@ bool smtp_tx_headers_take(struct smtp_tx *tx, const char **hdr, size_t *len)
 	if (tx->hdr_told || tx->hdr_match < 4 || tx->msg_state != SMTP_TX_MSG_OK || tx->msg == NULL)
 		return false;
 	tx->hdr_told = true;
-	*len = msgbuf_header_len(tx->msg);
+	*len = smtp_tx_header_len(tx);
 	*hdr = msgbuf_data(tx->msg, &(size_t){ 0 });
 	return *hdr != NULL && *len > 0;
 }
@@ -948,6 +968,18 @@ static void smtp_tx_send(struct smtp_tx *tx)
 	    smtp_tx_data_reply_cb, tx);
 }
 
+/* Empties the header block on the way out; a small one keeps its memory for the next
+ * message (it is built per message). */
+static void smtp_tx_prefix_clear(struct smtp_tx *tx)
+{
+	if (tx->prefix.cap > SMTP_TX_PREFIX_KEEP) {
+		strbuf_free(&tx->prefix);
+	} else if (tx->prefix.v != NULL) {
+		tx->prefix.len = 0;
+		tx->prefix.v[0] = '\0';
+	}
+}
+
 /* Applies the end-of-data verdict's envelope and header changes and builds the outgoing
  * header block. False when the message cannot be read. */
 static bool smtp_tx_prepare(struct smtp_tx *tx)
@@ -955,14 +987,13 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	struct hook_env *env = tx->env;
 	size_t len, hlen;
 	const char *data = msgbuf_data(tx->msg, &len);
-	char with[16];
+	const char *with = env->esmtp ? (env->tls ? "ESMTPS" : "ESMTP") : (env->tls ? "SMTPS" : "SMTP");
 	bool envelope_changed = false;
 
 	if (data == NULL)
 		return false;
-	hlen = msgbuf_header_len(tx->msg);
-	snprintf(with, sizeof(with), "%s%s", env->esmtp ? "ESMTP" : "SMTP", env->tls ? "S" : "");
-	strbuf_free(&tx->prefix);
+	hlen = smtp_tx_header_len(tx);
+	smtp_tx_prefix_clear(tx);
 	headers_build_received(&tx->prefix, env, tx->env->cfg->hostname, with);
 	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
 	tx->body_off = hlen;
@@ -1077,12 +1108,13 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 		msgbuf_free(tx->msg);
 	}
 	tx->msg = NULL;
-	strbuf_free(&tx->prefix);
+	smtp_tx_prefix_clear(tx);
 	tx->msg_state = SMTP_TX_MSG_OK;
 	tx->body_wire = false;
 	tx->msg_size = 0;
 	tx->hdr_match = 0;
 	tx->hdr_told = false;
+	tx->hdr_len = 0;
 	smtp_tx_env_free(env);
 	env->cur_rcpt = NULL;
 	env->msg = NULL;

@@ -84,6 +84,7 @@ struct smtp_tx {
 	uint8_t hdr_match;                /* octets of the CRLF CRLF that ends the header block
 	                                   * seen so far (2 at the start, 4: complete) */
 	bool hdr_told;                    /* smtp_tx_headers_take said so for this message */
+	size_t hdr_len;                   /* the header block's length once hdr_match is 4 */
 	struct strbuf prefix;             /* Received + edited header block */
 	size_t body_off;
 	/* the step in flight */
