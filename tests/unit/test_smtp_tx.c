@@ -980,6 +980,28 @@ static void headers_fed_bytewise(struct world *wd, const char *msg, size_t want)
 	smtp_tx_reset(&wd->tx, false);
 }
 
+/* Feeds msg in two pieces split at `at`: the header block told is want long (0: none),
+ * whichever piece completes it (the length comes from the scan, not from the buffer). */
+static void headers_fed_split(struct world *wd, const char *msg, size_t at, size_t want)
+{
+	const char *hdr;
+	size_t n = strlen(msg), len = 0;
+	bool told;
+
+	smtp_tx_begin(&wd->tx, "a@example.org", "");
+	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
+	smtp_tx_data_append(&wd->tx, msg, at);
+	told = smtp_tx_headers_take(&wd->tx, &hdr, &len);
+	smtp_tx_data_append(&wd->tx, msg + at, n - at);
+	told = smtp_tx_headers_take(&wd->tx, &hdr, &len) || told;
+	assert_int_equal(told, want > 0);
+	if (want > 0) {
+		assert_int_equal(len, want);
+		assert_memory_equal(hdr, msg, len);
+	}
+	smtp_tx_reset(&wd->tx, false);
+}
+
 /* The header block's end is told once per message, as soon as it has arrived, whatever
  * the pieces: not for a message without a blank line, nor one already over the limit. */
 static void test_headers_complete(void **state)
@@ -995,6 +1017,13 @@ static void test_headers_complete(void **state)
 	headers_fed_bytewise(wd, "\r\nno header\r\n", 2);
 	headers_fed_bytewise(wd, "A: b\r\n\r\r\n\r\nx\r\n", 11);
 	headers_fed_bytewise(wd, "Subject: no body\r\nX: y\r\n", 0);
+	static const struct { const char *msg; size_t want; } splits[] = {
+		{ "A: b\r\n\r\r\n\r\nx\r\n", 11 }, { "\r\nno header\r\n", 2 },
+		{ "A: b\r\n c\r\r\n\r\n\r\n\r\nbody\r\n\r\n", 13 }, { "Subject: x\r\n", 0 },
+	};
+	for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++)
+		for (size_t at = 0; at <= strlen(splits[k].msg); at++)
+			headers_fed_split(wd, splits[k].msg, at, splits[k].want);
 	/* in pieces as a client sends them: the end straddles two appends */
 	smtp_tx_begin(&wd->tx, "a@example.org", "");
 	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
