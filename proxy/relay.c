@@ -117,7 +117,34 @@ struct relay_pending { relay_reply_fn cb; void *arg; bool data, ahead; };
 
 /* A command sent ahead: its line (to match the owner's command against), its owner once
  * claimed, its reply once read. */
-struct relay_ahead { char *line; relay_reply_fn cb; void *arg; int code; char *text; };
+/* A command sent ahead: its line and, once in, its reply. The two strings live in buffers
+ * the slot keeps from one message to the next (relay_ahead_keep), freed with the relay. */
+struct relay_ahead {
+	char *line, *text;
+	size_t line_cap, text_cap;
+	bool has_text;
+	relay_reply_fn cb;
+	void *arg;
+	int code;
+};
+
+#define RELAY_AHEAD_MAX 16
+
+/* Copies s into *buf (capacity *cap), growing it when needed. */
+static void relay_ahead_keep(char **buf, size_t *cap, const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	if (n > *cap) {
+		size_t nc = n < 64 ? 64 : n;
+		char *b = realloc(*buf, nc);
+		if (b == NULL)
+			abort();
+		*buf = b;
+		*cap = nc;
+	}
+	memcpy(*buf, s, n);
+}
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
@@ -277,6 +304,10 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 	strbuf_free(&r->reply);
 	strbuf_free(&r->outq);
 	relay_ahead_clear(r);
+	for (size_t i = 0; r->ahead != NULL && i < RELAY_AHEAD_MAX; i++) {
+		free(r->ahead[i].line);
+		free(r->ahead[i].text);
+	}
 	free(r->ahead);
 	free(r->fifo);
 	free(r->codes);
@@ -886,9 +917,8 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			/* A command sent ahead: its reply is kept for its owner (relay_ahead_deliver). */
 			struct relay_ahead *a = &r->ahead[r->ahead_answered++];
 			a->code = code;
-			a->text = strdup(text);
-			if (a->text == NULL)
-				abort();
+			relay_ahead_keep(&a->text, &a->text_cap, text);
+			a->has_text = true;
 		}
 		if (p.data) {
 			r->data_queued = false;
@@ -1064,14 +1094,10 @@ static void relay_outq_line(struct relay *r, const char *line)
 
 /* ---- commands sent ahead ---------------------------------------------------------- */
 
-#define RELAY_AHEAD_MAX 16
-
 static void relay_ahead_clear(struct relay *r)
 {
-	for (size_t i = 0; i < r->ahead_n; i++) {
-		free(r->ahead[i].line);
-		free(r->ahead[i].text);
-	}
+	for (size_t i = 0; i < r->ahead_n; i++)
+		r->ahead[i].has_text = false;
 	r->ahead_n = r->ahead_claimed = r->ahead_answered = r->ahead_done = 0;
 	r->data_ahead = false;
 }
@@ -1083,12 +1109,11 @@ static void relay_ahead_deliver(struct relay *r)
 	while (r->state != RELAY_CLOSED && r->ahead_done < r->ahead_n && r->ahead_done < r->ahead_claimed &&
 	    r->ahead_done < r->ahead_answered) {
 		struct relay_ahead *a = &r->ahead[r->ahead_done++];
-		char *text = a->text;
+		const char *text = a->has_text ? a->text : "";
 
-		a->text = NULL;
+		a->has_text = false;
 		if (a->cb)
-			a->cb(a->arg, a->code, text ? text : "");
-		free(text);
+			a->cb(a->arg, a->code, text);
 	}
 	if (r->state != RELAY_CLOSED && r->ahead_n && r->ahead_done == r->ahead_n)
 		relay_ahead_clear(r);
@@ -1107,9 +1132,11 @@ void relay_queue_ahead(struct relay *r, const char *line)
 	if (r->ahead == NULL && (r->ahead = calloc(RELAY_AHEAD_MAX, sizeof(*r->ahead))) == NULL)
 		abort();
 	struct relay_ahead *a = &r->ahead[r->ahead_n];
-	memset(a, 0, sizeof(*a));
-	if ((a->line = strdup(line)) == NULL)
-		abort();
+	a->cb = NULL;
+	a->arg = NULL;
+	a->code = 0;
+	a->has_text = false;
+	relay_ahead_keep(&a->line, &a->line_cap, line);
 	r->ahead_n++;
 	/* Queued like any command, but the state stays: the message goes out first and the
 	 * lines with its last chunk (relay_pump). */
