@@ -370,11 +370,13 @@ static void chain_step(struct chain *c)
 		call->entry = i;
 		call->timeout_ms = e->mod->timeout_ms ? e->mod->timeout_ms(e->wstate) : 0;
 		c->cur = call;
-		chain_arm(c, call);
 		c->depth++;
 		e->mod->run(e->wstate, (int)i, call);
 		c->depth--;
-		/* If run completed synchronously, hook_call_done cleared c->cur: loop on. */
+		/* If run completed synchronously, hook_call_done cleared c->cur: loop on (and no
+		 * timer was started and stopped for nothing). Otherwise the call's time starts now. */
+		if (c->cur == call && !call->completed)
+			chain_arm(c, call);
 	}
 	c->in_step = false;
 }

@@ -964,6 +964,28 @@ static void test_plugin_timeout_cancel(void **state)
 	assert_int_equal(plugfakes[0].cancels, 1);   /* release does not cancel an orphan again */
 }
 
+/* A module that answers at once has no timer left running; the next one, answering
+ * later, has its own timeout from when it was asked. */
+static void test_sync_no_timer(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = fakes[1].stages = ALL_STAGES;
+	fakes[0].mode = FAKE_SYNC;
+	fakes[0].timeout_ms = 7000;
+	fakes[1].mode = FAKE_ASYNC;
+	fakes[1].timeout_ms = 3000;
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	assert_int_equal(fakes[0].runs, 1);
+	assert_true(uv_is_active((uv_handle_t *)&fx->timer));
+	assert_int_equal(uv_timer_get_due_in(&fx->timer), 3000);
+	hook_call_done(fakes[1].pending, NULL);
+	assert_false(uv_is_active((uv_handle_t *)&fx->timer));
+	assert_int_equal(fx->done.calls, 1);
+	fx_stop(fx);
+}
+
 /* hook_call_progress restarts the timer of the call in progress, and only of that one. */
 static void test_progress(void **state)
 {
@@ -1292,6 +1314,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plugin_timeout_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_no_timer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_verdict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_session_symbols_kept, setup, teardown),
