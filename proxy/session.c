@@ -506,9 +506,57 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 
 #define SESSION_NEXT_MAX_RCPTS 8
 
+/* The commands of a group parsed by the look-ahead, kept so that the command table does
+ * not parse them again (smtp_cmd_parse is pure: the same line gives the same result).
+ * Taken in order only; any other line empties it. Allocated with a session's first
+ * group (SESSION_MEMO_MAX entries: MAIL and the first RCPT), kept with the session. */
+#define SESSION_MEMO_MAX 2
+#define SESSION_MEMO_LINE 256
+struct session_memo {
+	size_t n, next;
+	struct {
+		size_t len;
+		char line[SESSION_MEMO_LINE];
+		struct smtp_cmd cmd;
+	} e[SESSION_MEMO_MAX];
+};
+
+/* Keeps line[0..len)'s parse as entry k of the memo (entries go in order from 0). */
+static void session_memo_put(struct session *s, size_t k, const char *line, size_t len, const struct smtp_cmd *cmd)
+{
+	if (k == 0 && s->memo != NULL)
+		s->memo->n = s->memo->next = 0;
+	if (k >= SESSION_MEMO_MAX || len > SESSION_MEMO_LINE)
+		return;
+	if (s->memo == NULL && (s->memo = calloc(1, sizeof(*s->memo))) == NULL)
+		return;	/* no memo: the commands are parsed again, that is all */
+	if (s->memo->n != k)
+		return;
+	s->memo->e[k].len = len;
+	memcpy(s->memo->e[k].line, line, len);
+	smtp_cmd_copy(&s->memo->e[k].cmd, cmd);
+	s->memo->n = k + 1;
+}
+
+/* The memo's next entry into cmd when it is line[0..len)'s; false (and the memo emptied)
+ * otherwise. */
+static bool session_memo_take(struct session *s, const char *line, size_t len, struct smtp_cmd *cmd)
+{
+	struct session_memo *m = s->memo;
+
+	if (m == NULL || m->next >= m->n)
+		return false;
+	if (m->e[m->next].len != len || memcmp(m->e[m->next].line, line, len) != 0) {
+		m->n = m->next = 0;
+		return false;
+	}
+	smtp_cmd_copy(cmd, &m->e[m->next++].cmd);
+	return true;
+}
+
 /* The next complete command line held at s->in + *off (CRLF-terminated, no other CR or LF,
  * shorter than a command may be), parsed into cmd; false when there is none. */
-static bool session_next_line(const struct session *s, size_t *off, struct smtp_cmd *cmd)
+static bool session_next_line(struct session *s, size_t *off, struct smtp_cmd *cmd, size_t k)
 {
 	const char *p = s->in + *off, *err = NULL;
 	const char *nl = memchr(p, '\n', s->inlen - *off);
@@ -517,7 +565,10 @@ static bool session_next_line(const struct session *s, size_t *off, struct smtp_
 	if (nl == NULL || nl == p || nl[-1] != '\r' || (len = (size_t)(nl - 1 - p)) > 990 || memchr(p, '\r', len))
 		return false;
 	*off += len + 2;
-	return smtp_cmd_parse(p, len, cmd, &err) == 0;
+	if (smtp_cmd_parse(p, len, cmd, &err) != 0)
+		return false;
+	session_memo_put(s, k, p, len, cmd);
+	return true;
 }
 
 /* RFC 2920: a pipelining client's next transaction is often held already when a message
@@ -541,7 +592,7 @@ static void session_next_group(struct session *s)
 	    !chain_settled(&s->chain, HOOK_MAIL) || !chain_settled(&s->chain, HOOK_RCPT) ||
 	    !chain_settled(&s->chain, HOOK_DATA))
 		return;
-	if (!session_next_line(s, &off, &mail) || mail.verb != SMTP_MAIL ||
+	if (!session_next_line(s, &off, &mail, 0) || mail.verb != SMTP_MAIL ||
 	    session_check_mail(s, &mail, reply, sizeof(reply)) != SESSION_CHECK_OK)
 		return;
 	while (n < SESSION_NEXT_MAX_RCPTS) {
@@ -551,7 +602,7 @@ static void session_next_group(struct session *s)
 			data = true;
 			break;
 		}
-		if (!session_next_line(s, &off, &cmd) || cmd.verb != SMTP_RCPT ||
+		if (!session_next_line(s, &off, &cmd, n + 1) || cmd.verb != SMTP_RCPT ||
 		    session_check_rcpt_in(s, &cmd, n, mail.params_raw, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
 			break;	/* the group ends before it */
 		size_t la = strlen(cmd.addr) + 1, lp = strlen(cmd.params_raw) + 1;
@@ -926,7 +977,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	char reply[1024];
 
 	s->ncommands++;
-	if (smtp_cmd_parse(line, len, &cmd, &err) != 0) {
+	if (!session_memo_take(s, line, len, &cmd) && smtp_cmd_parse(line, len, &cmd, &err) != 0) {
 		if (cmd.verb == SMTP_HTTP) {
 			log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
 			hook_env_add_symbol(&s->env, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");

@@ -81,6 +81,7 @@ struct session {
 	int errors;
 	unsigned long ncommands, nmessages;
 	struct linebuf lb;
+	struct session_memo *memo;        /* commands parsed ahead (session_next_group), or NULL */
 	char *in;                         /* held input */
 	size_t inlen, incap;
 	struct strbuf out;                /* replies not yet written */

@@ -187,6 +187,7 @@ static void session_free(struct session *s)
 	smtp_tx_free(&s->tx);
 	strbuf_free(&s->out);
 	linebuf_free(&s->lb);
+	free(s->memo);
 	tlsconn_free(s->tls);
 	free(s->in);
 	counter_add(COUNTER_SESSIONS_ACTIVE, -1);

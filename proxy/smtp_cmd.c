@@ -492,6 +492,46 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
     return err;
 }
 
+/* A string of src (in buf or xbuf) moved to the same place in dst's buffers. */
+static char *
+smtp_cmd_move(char *p, const struct smtp_cmd *src, struct smtp_cmd *dst)
+{
+    if (p == NULL)
+        return NULL;
+    if (p >= src->buf && p < src->buf + sizeof(src->buf))
+        return dst->buf + (p - src->buf);
+    if (p >= src->xbuf && p < src->xbuf + sizeof(src->xbuf))
+        return dst->xbuf + (p - src->xbuf);
+    return p;   /* not in src: a static string */
+}
+
+/* See smtp_cmd.h. */
+void
+smtp_cmd_copy(struct smtp_cmd *dst, const struct smtp_cmd *src)
+{
+    char *arg = src->arg, *addr = src->addr, *raw = src->params_raw;
+    /* buf holds arg (NUL-terminated at its start); xbuf what was split off it (the address
+     * and the parameters, or BDAT's size): neither is longer than arg and its NUL + 1 */
+    size_t used = strlen(src->buf) + 2;
+    const size_t b0 = offsetof(struct smtp_cmd, buf), b1 = b0 + sizeof(src->buf);
+    const size_t x0 = offsetof(struct smtp_cmd, xbuf), x1 = x0 + sizeof(src->xbuf);
+
+    if (used > sizeof(src->buf))
+        used = sizeof(src->buf);
+    memcpy(dst, src, b0);
+    memcpy(dst->buf, src->buf, used);
+    memcpy((char *)dst + b1, (const char *)src + b1, x0 - b1);
+    memcpy(dst->xbuf, src->xbuf, used < sizeof(src->xbuf) ? used : sizeof(src->xbuf));
+    memcpy((char *)dst + x1, (const char *)src + x1, sizeof(*dst) - x1);
+    dst->arg = smtp_cmd_move(arg, src, dst);
+    dst->addr = smtp_cmd_move(addr, src, dst);
+    dst->params_raw = smtp_cmd_move(raw, src, dst);
+    for (size_t i = 0; i < src->nparams; i++) {
+        dst->params[i].key = smtp_cmd_move(src->params[i].key, src, dst);
+        dst->params[i].value = smtp_cmd_move(src->params[i].value, src, dst);
+    }
+}
+
 /* See smtp_cmd.h. */
 const char *
 smtp_cmd_check_utf8(const struct smtp_cmd *cmd, bool smtputf8)

@@ -61,6 +61,9 @@ struct smtp_cmd {
  * HTTP verbs return -1 with verb SMTP_HTTP (the session should close the connection).
  * BDAT <size> [LAST] fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
+/* Copies a parsed command: dst gets src's fields with its strings in dst's own buffers
+ * (what a fresh smtp_cmd_parse of the same line would give). */
+void smtp_cmd_copy(struct smtp_cmd *dst, const struct smtp_cmd *src);
 /* A MAIL or RCPT whose address holds UTF-8 in a transaction without SMTPUTF8 (RFC 6531
  * 3.4): returns "553 5.6.7 ..." for it; NULL when the address is ASCII or smtputf8 is set. */
 const char *smtp_cmd_check_utf8(const struct smtp_cmd *cmd, bool smtputf8);

@@ -1,5 +1,5 @@
 /* fuzz_smtp_cmd.c — any line parses or fails with a reply; parsed fields stay inside the
- * command's storage and within RFC 5321 limits. */
+ * command's storage and within RFC 5321 limits; smtp_cmd_copy gives the parse again. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +46,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (cmd->verb == SMTP_HTTP || cmd->verb == SMTP_UNKNOWN)
             abort();
+        /* a copy is the parse again, in its own storage (the source overwritten) */
+        struct smtp_cmd *cp = malloc(sizeof(*cp)), *again = malloc(sizeof(*again));
+        memset(cp, 0xa5, sizeof(*cp));
+        smtp_cmd_copy(cp, cmd);
+        memset(cmd, 0x5a, sizeof(*cmd));
+        if (smtp_cmd_parse((const char *)data, size, again, &reply) != 0)
+            abort();
+        if (cp->verb != again->verb || !inside(cp, cp->arg) || strcmp(cp->arg, again->arg) != 0 ||
+            strcmp(cp->addr, again->addr) != 0 || strcmp(cp->params_raw, again->params_raw) != 0 ||
+            cp->nparams != again->nparams || cp->size != again->size || cp->body != again->body ||
+            cp->smtputf8 != again->smtputf8 || cp->addr_utf8 != again->addr_utf8 || cp->last != again->last)
+            abort();
+        if ((cp->verb == SMTP_MAIL || cp->verb == SMTP_RCPT) && (!inside(cp, cp->addr) || !inside(cp, cp->params_raw)))
+            abort();
+        for (size_t i = 0; i < cp->nparams; i++) {
+            if (!inside(cp, cp->params[i].key) || strcmp(cp->params[i].key, again->params[i].key) != 0 ||
+                (cp->params[i].value == NULL) != (again->params[i].value == NULL) ||
+                (cp->params[i].value != NULL && (!inside(cp, cp->params[i].value) ||
+                                                 strcmp(cp->params[i].value, again->params[i].value) != 0)))
+                abort();
+        }
+        cmd->verb = again->verb;
+        free(cp);
+        free(again);
     }
     (void)smtp_verb_name(cmd->verb);
     free(cmd);

@@ -408,12 +408,62 @@ test_ctl_every_octet(void **state)
     }
 }
 
+/* A string of c: NULL, or inside c's own buffers. */
+static void assert_own(const struct smtp_cmd *c, const char *p)
+{
+    if (p == NULL)
+        return;
+    assert_true((p >= c->buf && p < c->buf + sizeof(c->buf)) || (p >= c->xbuf && p < c->xbuf + sizeof(c->xbuf)));
+}
+
+/* smtp_cmd_copy gives what a fresh parse gives, in the copy's own buffers: every row that
+ * parses, the source then overwritten, the copy's buffers filled with junk before. */
+static void
+test_copy(void **state)
+{
+    (void)state;
+    static struct smtp_cmd a, b, c;
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+        const struct cmd_row *row = &rows[r];
+        size_t len = row->len ? row->len : strlen(row->line);
+        const char *reply = NULL;
+        if (smtp_cmd_parse(row->line, len, &a, &reply) != 0)
+            continue;
+        memset(&b, 0xa5, sizeof(b));
+        smtp_cmd_copy(&b, &a);
+        memset(&a, 0x5a, sizeof(a));
+        assert_int_equal(smtp_cmd_parse(row->line, len, &c, &reply), 0);
+        assert_int_equal(b.verb, c.verb);
+        assert_string_equal(b.arg, c.arg);
+        assert_string_equal(b.addr, c.addr);
+        assert_string_equal(b.params_raw, c.params_raw);
+        assert_own(&b, b.arg);
+        assert_own(&b, b.addr);
+        assert_own(&b, b.params_raw);
+        assert_int_equal(b.nparams, c.nparams);
+        for (size_t i = 0; i < c.nparams; i++) {
+            assert_own(&b, b.params[i].key);
+            assert_own(&b, b.params[i].value);
+            assert_string_equal(b.params[i].key, c.params[i].key);
+            assert_int_equal(b.params[i].value == NULL, c.params[i].value == NULL);
+            if (c.params[i].value != NULL)
+                assert_string_equal(b.params[i].value, c.params[i].value);
+        }
+        assert_int_equal(b.size, c.size);
+        assert_int_equal(b.body, c.body);
+        assert_int_equal(b.smtputf8, c.smtputf8);
+        assert_int_equal(b.addr_utf8, c.addr_utf8);
+        assert_int_equal(b.last, c.last);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_ctl_every_octet),
+        cmocka_unit_test(test_copy),
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_addr_rows),
         cmocka_unit_test(test_lengths),
