@@ -970,11 +970,14 @@ static void test_sync_no_timer(void **state)
 {
 	struct fx *fx = *state;
 
-	fakes[0].stages = fakes[1].stages = ALL_STAGES;
-	fakes[0].mode = FAKE_SYNC;
-	fakes[0].timeout_ms = 7000;
-	fakes[1].mode = FAKE_ASYNC;
-	fakes[1].timeout_ms = 3000;
+	static const struct { enum fake_mode mode; uint32_t timeout_ms; } cfg[] = {
+		{ FAKE_SYNC, 7000 }, { FAKE_ASYNC, 3000 },
+	};
+	for (size_t i = 0; i < 2; i++) {
+		fakes[i].stages = ALL_STAGES;
+		fakes[i].mode = cfg[i].mode;
+		fakes[i].timeout_ms = cfg[i].timeout_ms;
+	}
 	fx_start(fx);
 	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
 	assert_int_equal(fakes[0].runs, 1);

@@ -409,6 +409,48 @@ test_round_trip_exhaustive(void **state)
     }
 }
 
+/* Two parses of the same input gave the same: consumed, end, content, counters, flags.
+ * Frees both sinks. */
+static void
+assert_same_parse(const struct dataparse *a, const struct dataparse *b, struct sink *ca, struct sink *cb,
+                  size_t ua, size_t ub, int da, int db)
+{
+    assert_int_equal(ua, ub);
+    assert_int_equal(da, db);
+    assert_int_equal(ca->len, cb->len);
+    assert_memory_equal(ca->buf, cb->buf, ca->len);
+    assert_int_equal(a->bytes, b->bytes);
+    assert_int_equal(a->max_line, b->max_line);
+    assert_int_equal(a->bad_line_ending, b->bad_line_ending);
+    assert_int_equal(a->nuls, b->nuls);
+    assert_int_equal(a->restuff, b->restuff);
+    free(ca->buf);
+    free(cb->buf);
+}
+
+/* Parses in[0..n) twice, fed in step-octet pieces (0: whole) with the scan each flag
+ * says (dataparse_force_scalar), and checks the two agree. */
+static void
+parse_twice_same(enum data_bare_lf policy, const char *in, size_t n, size_t step_a, bool scalar_a, size_t step_b,
+                 bool scalar_b)
+{
+    struct dataparse a, b;
+    struct sink ca, cb;
+    int da, db;
+    bool was = dataparse_force_scalar;
+
+    dataparse_init(&a, policy);
+    dataparse_init(&b, policy);
+    sink_init(&ca);
+    sink_init(&cb);
+    dataparse_force_scalar = scalar_a;
+    size_t ua = feed_all(&a, in, n, step_a, n, &ca, &da);
+    dataparse_force_scalar = scalar_b;
+    size_t ub = feed_all(&b, in, n, step_b, n, &cb, &db);
+    dataparse_force_scalar = was;
+    assert_same_parse(&a, &b, &ca, &cb, ua, ub, da, db);
+}
+
 /* Whole runs of lines take a fast path: every string of up to 8 octets over {a . CR LF NUL},
  * behind a clean line so the fast path starts it, fed whole gives exactly what it gives fed
  * one octet at a time (content, consumed, end, counters). */
@@ -421,25 +463,8 @@ test_fast_path_same(void **state)
     for (size_t len = 0; len <= 8; len++) {
         for (size_t k = 0; k < words(5, len); k++) {
             word(in + 4, alpha, 5, len, k);
-            struct dataparse a, b;
-            struct sink ca, cb;
-            int da, db;
-            dataparse_init(&a, DATA_BARE_LF_REJECT);
-            dataparse_init(&b, DATA_BARE_LF_REJECT);
-            sink_init(&ca);
-            sink_init(&cb);
-            size_t ua = feed_all(&a, in, 4 + len, 0, 4 + len, &ca, &da);
-            size_t ub = feed_all(&b, in, 4 + len, 1, 0, &cb, &db);
-            assert_int_equal(ua, ub);
-            assert_int_equal(da, db);
-            assert_int_equal(ca.len, cb.len);
-            assert_memory_equal(ca.buf, cb.buf, ca.len);
-            assert_int_equal(a.bytes, b.bytes);
-            assert_int_equal(a.max_line, b.max_line);
-            assert_int_equal(a.bad_line_ending, b.bad_line_ending);
-            assert_int_equal(a.nuls, b.nuls);
-            free(ca.buf);
-            free(cb.buf);
+            bool scalar = dataparse_force_scalar;
+            parse_twice_same(DATA_BARE_LF_REJECT, in, 4 + len, 0, scalar, 1, scalar);
         }
     }
 }
@@ -534,7 +559,6 @@ test_scan_same_parse(void **state)
     (void)state;
     static const char alpha[] = { 'a', '.', '\r', '\n', '\0', '\t' };
     char in[160];
-    bool was = dataparse_force_scalar;
     for (size_t len = 0; len <= 6; len++) {
         for (size_t k = 0; k < words(6, len); k++) {
             size_t n = 0;
@@ -551,31 +575,8 @@ test_scan_same_parse(void **state)
             n += 5;
             for (int pol = 0; pol < 2; pol++) {
                 enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
-                for (size_t step = 0; step <= 1; step++) {
-                    struct dataparse a, b;
-                    struct sink ca, cb;
-                    int da, db;
-                    dataparse_init(&a, policy);
-                    dataparse_init(&b, policy);
-                    sink_init(&ca);
-                    sink_init(&cb);
-                    dataparse_force_scalar = false;
-                    size_t ua = feed_all(&a, in, n, step, n, &ca, &da);
-                    dataparse_force_scalar = true;
-                    size_t ub = feed_all(&b, in, n, step, n, &cb, &db);
-                    dataparse_force_scalar = was;
-                    assert_int_equal(ua, ub);
-                    assert_int_equal(da, db);
-                    assert_int_equal(ca.len, cb.len);
-                    assert_memory_equal(ca.buf, cb.buf, ca.len);
-                    assert_int_equal(a.bytes, b.bytes);
-                    assert_int_equal(a.max_line, b.max_line);
-                    assert_int_equal(a.bad_line_ending, b.bad_line_ending);
-                    assert_int_equal(a.nuls, b.nuls);
-                    assert_int_equal(a.restuff, b.restuff);
-                    free(ca.buf);
-                    free(cb.buf);
-                }
+                for (size_t step = 0; step <= 1; step++)
+                    parse_twice_same(policy, in, n, step, false, step, true);
             }
         }
     }
