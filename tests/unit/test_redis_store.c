@@ -551,6 +551,17 @@ static void redis_test_begin(uv_loop_t *loop, char *url, size_t urllen, int port
 	snprintf(url, urllen, "redis://127.0.0.1:%d", port);
 }
 
+/* Removes this process's redis_dir only: a glob over /tmp/test_redis_store.* took the
+ * directory of another suite running at the same time (an ASan run beside a normal one), and
+ * its redis-server, restarted after a SIGKILL, could not chdir there ("exited at start"). */
+static void rm_redis_dir(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' 2>/dev/null", redis_dir);
+	(void)system(cmd);
+}
+
 /* Frees rs, runs loop out and closes it, kills the server, removes its files. */
 static void redis_test_end(uv_loop_t *loop, struct redis_store *rs, pid_t pid)
 {
@@ -558,7 +569,7 @@ static void redis_test_end(uv_loop_t *loop, struct redis_store *rs, pid_t pid)
 	uv_run(loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(loop), 0);
 	redis_kill(pid, SIGKILL);
-	(void)system("rm -rf /tmp/test_redis_store.* 2>/dev/null");
+	rm_redis_dir();
 }
 
 struct counted { int pending, ok, failed; };
