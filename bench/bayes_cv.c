@@ -24,6 +24,7 @@
  * prints every token of MSG (to compare with SpamAssassin's tokenizer). */
 #include "bench/slurp.h"
 #include "rules/bayes.h"
+#include "rules/rules.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@
 #include <unistd.h>
 
 #define MIN_STRENGTH 0.346
-#define NSIG 150
+#define NSIG_TOKENS 150
 
 struct msg { int fold; int spam; char *path; struct bayes_tokens tk; };
 
@@ -142,7 +143,15 @@ int main(int argc, char **argv)
 		else
 			return 2;
 	}
-	bayes_ignore_headers_read(&o, &files);
+	if (files.n) {
+		/* the bayes_ignore_header lines, as the rule parser reads them (the daemon's) */
+		struct rule_src *src = rules_src_read((const char *const *)files.v, files.n, stderr);
+		size_t n = 0;
+		const char *const *names = src ? rule_src_ignore_headers(src, &n) : NULL;
+
+		bayes_ignore_headers_set(&o, names, n);
+		rule_src_free(src);
+	}
 	if (tokens_of) {
 		size_t len;
 		char *text = slurp(tokens_of, &len);
@@ -222,8 +231,8 @@ int main(int argc, char **argv)
 					pr[np++] = f;
 			}
 			qsort(pr, np, sizeof(*pr), cmp_strength);
-			if (np > NSIG)
-				np = NSIG;
+			if (np > NSIG_TOKENS)
+				np = NSIG_TOKENS;
 			if (raw) {
 				double ls = log((double)ns / (double)(ns + nn));
 				double lh = log((double)nn / (double)(ns + nn));

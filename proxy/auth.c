@@ -128,6 +128,8 @@ struct auth_session {
 	char authed_user[SASL_MAX_FIELD + 1];  /* after 235: env.auth_user points here */
 	char authed_mech[16];             /* and env.auth_mech here */
 	struct verdict lifted;            /* the connect refusal AUTH lifted (back on reset) */
+	int lifted_code;                  /* and the session outcome it had set (refused_code) */
+	char lifted_reason[sizeof(((struct session *)0)->refused_reason)];
 	bool has_lifted;
 };
 
@@ -300,6 +302,23 @@ static void auth_failed_cb(void *arg, uint64_t ip_failures, uint64_t user_failur
 	auth_done(s);
 }
 
+void auth_session_lift_refusal(struct session *s)
+{
+	struct auth_session *a = s->auth;
+
+	if (a == NULL && (a = s->auth = calloc(1, sizeof(*a))) == NULL)
+		return;
+	a->lifted = s->conn_verdict;
+	a->lifted_code = s->refused_code;
+	snprintf(a->lifted_reason, sizeof(a->lifted_reason), "%s", s->refused_reason);
+	a->has_lifted = true;
+	s->conn_verdict.action = VERDICT_CONTINUE;
+	/* the session's outcome too: the modules hear at close that it was not refused
+	 * (a refusal by a module the lift lets run, session_connect_refusal, is noted anew) */
+	s->refused_code = 0;
+	s->refused_reason[0] = '\0';
+}
+
 /* After a lifted refusal, the connect stage of the modules it had cut off: a refusal of
  * theirs is a connect refusal as any (TEMPFAIL: 421 and close, instead of the 235). */
 static void auth_connect_done_cb(void *arg, const struct verdict *v)
@@ -342,9 +361,7 @@ static void auth_dovecot_cb(void *arg, const struct sasl_dovecot_result *res)
 			 * Postfix's permit_sasl_authenticated before reject_rbl_client. */
 			log_event(LOG_LVL_INFO, s->id, "event=auth_lifts_refusal client=%s user=%s reason=%s", s->env.client_ip,
 			    user, s->conn_verdict.reason[0] ? s->conn_verdict.reason : "filter");
-			a->lifted = s->conn_verdict;
-			a->has_lifted = true;
-			s->conn_verdict.action = VERDICT_CONTINUE;
+			auth_session_lift_refusal(s);
 			/* the modules the refusal cut off (a milter) see the connect now */
 			chain_run_cut(&s->chain, auth_connect_done_cb, s);
 			return;
@@ -489,8 +506,15 @@ void auth_session_reset(struct session *s)
 		return;
 	sasl_dovecot_cancel(a->req);
 	auth_guard_cancel(a->greq);
-	if (a->has_lifted)
+	if (a->has_lifted) {
 		s->conn_verdict = a->lifted;    /* the user is forgotten: so is what AUTH allowed */
+		/* STARTTLS: the refusal stands again (answered at MAIL), and is the session's
+		 * outcome unless lifted anew; at close the outcome stays what the client got */
+		if (s->state != SESSION_CLOSING && s->refused_code == 0) {
+			s->refused_code = a->lifted_code;
+			snprintf(s->refused_reason, sizeof(s->refused_reason), "%s", a->lifted_reason);
+		}
+	}
 	sasl_wipe(a, sizeof(*a));
 }
 

@@ -58,6 +58,10 @@ void auth_cmd_apply(struct session *s, const struct verdict *v);
 /* A line from the client in the auth state (without CRLF; too_long: it did not fit). */
 void auth_session_line(struct session *s, const char *line, size_t len, bool too_long);
 
+/* AUTH succeeded while the connect stage's refusal stands (s->conn_verdict): lifts it, and
+ * the session's outcome with it (s->refused_code: what the modules hear at close), until
+ * auth_session_reset on a session that carries on (STARTTLS) puts both back. */
+void auth_session_lift_refusal(struct session *s);
 /* STARTTLS (RFC 3207 4.2: forget what came before) and session close: an exchange in
  * flight is abandoned (no callback runs after this). */
 void auth_session_reset(struct session *s);

@@ -55,6 +55,7 @@ static int
 dataparse_bare_eol(struct dataparse *p, dataparse_out_fn out, void *arg)
 {
     p->bad_line_ending = true;
+    p->restuff = true;
     p->weak = true;
     p->state = DP_START;
     return dataparse_emit_eol(p, out, arg);
@@ -66,6 +67,7 @@ static void
 dataparse_nul(struct dataparse *p)
 {
     p->nul_seen = true;
+    p->restuff = true;          /* the next octet may be a "." starting the line */
     p->nuls++;
 }
 
@@ -73,6 +75,7 @@ dataparse_nul(struct dataparse *p)
 static int
 dataparse_emit_dotdot(struct dataparse *p, dataparse_out_fn out, void *arg)
 {
+    p->restuff = true;
     return dataparse_emit(p, "..", 2, out, arg);
 }
 
@@ -194,6 +197,7 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
                     return -1;
             } else {
                 /* "..x" -> ".x" */
+                p->restuff = true;
                 if (dataparse_emit(p, ".", 1, out, arg) != 0)
                     return -1;
                 p->state = DP_MID;
@@ -203,6 +207,7 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
             if (c == '\n') {
                 i++;
                 /* "..\r\n" at a strong start is a line holding one "." — legitimate */
+                p->restuff = true;
                 int rc = p->weak ? dataparse_emit_dotdot(p, out, arg)
                                  : dataparse_emit(p, ".", 1, out, arg);
                 if (rc != 0 || dataparse_emit_eol(p, out, arg) != 0)

@@ -20,6 +20,10 @@ struct dataparse {
     bool weak;                  /* private: this line started after a bare CR/LF */
     bool nul_seen;              /* a NUL octet was seen (and dropped) */
     uint64_t nuls;              /* how many */
+    bool restuff;               /* a content line may start with "." (a stuffed or NUL-led
+                                 * line) or a bare CR/LF was seen; false: every content line
+                                 * ends in CRLF and none starts with ".", so the content is
+                                 * its own dot-stuffed form (dotstuff_encode leaves it as is) */
 };
 
 void dataparse_init(struct dataparse *p, enum data_bare_lf policy);

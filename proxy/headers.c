@@ -128,23 +128,70 @@ void headers_append_field(struct strbuf *out, const char *name, const char *valu
 	strbuf_append(out, "\r\n", 2);
 }
 
+#define strbuf_append_lit(b, lit) strbuf_append((b), (lit), sizeof(lit) - 1)
+
+static void strbuf_append_str(struct strbuf *b, const char *s)
+{
+	strbuf_append(b, s, strlen(s));
+}
+
+/* The RFC 5322 date of `now` in local time, formatted once per second per thread (localtime_r
+ * and strftime cost more than the rest of the field); the string is what strftime gives. */
+static const char *headers_date(time_t now)
+{
+	static _Thread_local bool cached_ok;
+	static _Thread_local time_t cached_sec;
+	static _Thread_local char cached[64];
+	struct tm tm;
+
+	if (!cached_ok || now != cached_sec) {
+		localtime_r(&now, &tm);
+		if (strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+			cached[0] = '\0';
+		cached_sec = now;
+		cached_ok = true;
+	}
+	return cached;
+}
+
+void headers_build_received_at(struct strbuf *out, const struct hook_env *env, const char *hostname,
+    const char *with, time_t now)
+{
+	/* Pieces appended as they are, no stdio: the bytes are those of
+	 * "Received: from %s (%s [%s])\r\n\tby %s (mxgate) with %s id %s" and so on. */
+	strbuf_append_lit(out, "Received: from ");
+	strbuf_append_str(out, env->helo[0] ? env->helo : "unknown");
+	strbuf_append_lit(out, " (");
+	strbuf_append_str(out, env->client_name[0] ? env->client_name : "unknown");
+	strbuf_append_lit(out, " [");
+	strbuf_append_str(out, env->client_ip);
+	strbuf_append_lit(out, "])\r\n\tby ");
+	strbuf_append_str(out, hostname);
+	strbuf_append_lit(out, " (mxgate) with ");
+	strbuf_append_str(out, with);
+	strbuf_append_lit(out, " id ");
+	strbuf_append_str(out, env->queue_id);
+	if (env->tls) {
+		strbuf_append_lit(out, "\r\n\t(using ");
+		strbuf_append_str(out, env->tls_version);
+		strbuf_append_lit(out, " with cipher ");
+		strbuf_append_str(out, env->tls_cipher);
+		strbuf_append_lit(out, ")");
+	}
+	if (env->nrcpts == 1) {
+		strbuf_append_lit(out, "\r\n\tfor <");
+		strbuf_append_str(out, env->rcpts[0].addr);
+		strbuf_append_lit(out, ">");
+	}
+	strbuf_append_lit(out, "; ");
+	strbuf_append_str(out, headers_date(now));
+	strbuf_append_lit(out, "\r\n");
+}
+
 void headers_build_received(struct strbuf *out, const struct hook_env *env, const char *hostname,
     const char *with)
 {
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	strbuf_printf(out, "Received: from %s (%s [%s])\r\n\tby %s (mxgate) with %s id %s",
-	    env->helo[0] ? env->helo : "unknown", env->client_name[0] ? env->client_name : "unknown",
-	    env->client_ip, hostname, with, env->queue_id);
-	if (env->tls)
-		strbuf_printf(out, "\r\n\t(using %s with cipher %s)", env->tls_version, env->tls_cipher);
-	if (env->nrcpts == 1)
-		strbuf_printf(out, "\r\n\tfor <%s>", env->rcpts[0].addr);
-	strbuf_printf(out, "; %s\r\n", date);
+	headers_build_received_at(out, env, hostname, with, time(NULL));
 }
 
 /* A field name per RFC 5322 2.2: printable US-ASCII but ':'; never empty. */

@@ -4,6 +4,7 @@
 #define MX_HEADERS_H
 
 #include <stddef.h>
+#include <time.h>
 #include "hook.h"
 
 struct strbuf { char *v; size_t len, cap; };
@@ -15,6 +16,9 @@ void strbuf_free(struct strbuf *b);
  * exactly one) to out, CRLF-terminated and folded. with = "ESMTP", "ESMTPS", "SMTP", ... */
 void headers_build_received(struct strbuf *out, const struct hook_env *env, const char *hostname,
     const char *with);
+/* The same with the time given (tests). */
+void headers_build_received_at(struct strbuf *out, const struct hook_env *env, const char *hostname,
+    const char *with, time_t now);
 
 /* Rewrites the header block hdr[0..len) (including its blank line, if any) with the edits
  * into out. Without edits, out gets hdr unchanged. Returns 0. */

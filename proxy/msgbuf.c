@@ -21,6 +21,8 @@ struct msgbuf {
     void *map;              /* current mapping of the spill file, NULL if none */
     size_t maplen;
     bool failed;            /* a file error happened: every later append fails */
+    size_t hdr_len;         /* msgbuf_header_len's answer, valid while hdr_known */
+    bool hdr_known;         /* (until the next append or reset) */
 };
 
 /* Returns a new empty buffer or NULL when out of memory. dir is copied. */
@@ -67,6 +69,39 @@ msgbuf_reset(struct msgbuf *mb)
     mb->cap = 0;
     mb->len = 0;
     mb->failed = false;
+    mb->hdr_known = false;
+}
+
+/* See msgbuf.h. */
+void
+msgbuf_clear(struct msgbuf *mb, size_t keep)
+{
+    if (mb == NULL)
+        return;
+    if (mb->fd >= 0 || mb->cap > keep) {
+        msgbuf_reset(mb);
+        return;
+    }
+    mb->len = 0;
+    mb->failed = false;
+    mb->hdr_known = false;
+}
+
+/* See msgbuf.h. */
+int
+msgbuf_configure(struct msgbuf *mb, size_t threshold, const char *dir)
+{
+    if (dir == NULL)
+        dir = "/tmp";
+    if (strcmp(mb->dir, dir) != 0) {
+        char *d = strdup(dir);
+        if (d == NULL)
+            return -1;
+        free(mb->dir);
+        mb->dir = d;
+    }
+    mb->threshold = threshold;
+    return 0;
 }
 
 /* Releases everything; NULL is a no-op. */
@@ -132,6 +167,7 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
         return -1;
     if (len == 0)
         return 0;
+    mb->hdr_known = false;
     if (mb->len + len < mb->len)
         goto fail;
     if (mb->fd < 0 && mb->len + len > mb->threshold) {
@@ -204,6 +240,10 @@ msgbuf_header_len(struct msgbuf *mb)
         return 0;
     if (len >= 2 && d[0] == '\r' && d[1] == '\n')
         return 2;
+    if (mb->hdr_known)
+        return mb->hdr_len;     /* asked more than once per message */
     const char *e = memmem(d, len, "\r\n\r\n", 4);
-    return e != NULL ? (size_t)(e - d) + 4 : len;
+    mb->hdr_len = e != NULL ? (size_t)(e - d) + 4 : len;
+    mb->hdr_known = true;
+    return mb->hdr_len;
 }

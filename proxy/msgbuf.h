@@ -23,5 +23,11 @@ const char *msgbuf_data(struct msgbuf *mb, size_t *len);
  * when there is no blank line). */
 size_t msgbuf_header_len(struct msgbuf *mb);
 void msgbuf_reset(struct msgbuf *mb);
+/* Empties the buffer for the next message like msgbuf_reset, but keeps an in-memory
+ * allocation of at most keep bytes (no malloc, realloc and free per message). */
+void msgbuf_clear(struct msgbuf *mb, size_t keep);
+/* Sets the threshold and spill directory (copied) of an empty buffer, as msgbuf_new does.
+ * 0, or -1 when out of memory (the buffer is unchanged). */
+int msgbuf_configure(struct msgbuf *mb, size_t threshold, const char *dir);
 
 #endif

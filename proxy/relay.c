@@ -93,6 +93,7 @@ struct relay {
 	const char *prefix, *body;
 	size_t prefix_len, body_len, off;
 	struct dotstuff ds;
+	bool body_wire;               /* the body goes as it is (relay_send_message) */
 	bool bdat;                    /* the message goes as one "BDAT <n> LAST" chunk */
 	struct bdat_crlf crlf;
 	char lead[48];                /* the BDAT line, written with the first content */
@@ -136,13 +137,21 @@ bool relay_is_lmtp(const struct relay *r) { return r->b->kind == BACKEND_LMTP; }
 
 bool relay_has_ext(const struct relay *r, const char *ext)
 {
-	if (strcasecmp(ext, "SIZE") == 0) return r->caps & CAP_SIZE;
-	if (strcasecmp(ext, "8BITMIME") == 0) return r->caps & CAP_8BITMIME;
-	if (strcasecmp(ext, "SMTPUTF8") == 0) return r->caps & CAP_SMTPUTF8;
-	if (strcasecmp(ext, "PIPELINING") == 0) return r->caps & CAP_PIPELINING;
-	if (strcasecmp(ext, "DSN") == 0) return r->caps & CAP_DSN;
-	if (strcasecmp(ext, "CHUNKING") == 0) return r->caps & CAP_CHUNKING;
-	return false;
+	/* by length first: one strcasecmp per call (asked several times per message) */
+	switch (strlen(ext)) {
+	case 3:
+		return strcasecmp(ext, "DSN") == 0 && (r->caps & CAP_DSN);
+	case 4:
+		return strcasecmp(ext, "SIZE") == 0 && (r->caps & CAP_SIZE);
+	case 8:
+		if (strcasecmp(ext, "8BITMIME") == 0) return r->caps & CAP_8BITMIME;
+		if (strcasecmp(ext, "SMTPUTF8") == 0) return r->caps & CAP_SMTPUTF8;
+		return strcasecmp(ext, "CHUNKING") == 0 && (r->caps & CAP_CHUNKING);
+	case 10:
+		return strcasecmp(ext, "PIPELINING") == 0 && (r->caps & CAP_PIPELINING);
+	default:
+		return false;
+	}
 }
 
 /* ---- writing ----------------------------------------------------------------------- */
@@ -249,7 +258,13 @@ static void relay_timeout_cb(uv_timer_t *t)
 
 static void relay_arm(struct relay *r, uint64_t ms)
 {
-	uv_timer_start(&r->timer, relay_timeout_cb, ms ? ms : 60000, 0);
+	if (ms == 0)
+		ms = 60000;
+	/* Armed already, in this loop turn, for the same time: starting it again would give
+	 * the same due time (several commands or replies in one turn). */
+	if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) == ms)
+		return;
+	uv_timer_start(&r->timer, relay_timeout_cb, ms, 0);
 }
 
 static void relay_handle_closed_cb(uv_handle_t *h)
@@ -409,7 +424,7 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		strbuf_append(&r->reply, r->line, ll);
 		if (ll > 3 && r->line[3] == '-')
 			continue;
-		int code = atoi(r->line);
+		int code = (r->line[0] - '0') * 100 + (r->line[1] - '0') * 10 + (r->line[2] - '0');
 		/* The buffer is kept for the next reply: only this loop appends to it, after the
 		 * call (callbacks get the text for the call's duration only). */
 		const char *text = r->reply.v;
@@ -1284,10 +1299,18 @@ static void relay_pump(struct relay *r)
 			}
 			if (n > room)
 				n = room;
-			if (r->bdat)
+			if (r->off == r->prefix_len && r->body_wire && !(r->ds.at_line_start && !r->ds.last_cr))
+				r->body_wire = false;	/* the prefix left a line open: encode */
+			if (r->bdat) {
 				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
-			else
+			} else if (r->body_wire && r->off >= r->prefix_len) {
+				/* already in wire form: no decoding, no re-stuffing */
+				relay_chunk_out(r, src, n);
+				r->ds.at_line_start = src[n - 1] == '\n';
+				r->ds.last_cr = false;
+			} else {
 				dotstuff_encode(&r->ds, src, n, relay_chunk_out, r);
+			}
 			r->off += n;
 			room -= n;
 		}
@@ -1321,12 +1344,13 @@ static void relay_pump(struct relay *r)
 }
 
 void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, const char *body,
-    size_t len, int nrcpt, relay_data_fn cb, void *arg)
+    size_t len, bool body_wire, int nrcpt, relay_data_fn cb, void *arg)
 {
 	r->prefix = prefix;
 	r->prefix_len = prefix_len;
 	r->body = body;
 	r->body_len = len;
+	r->body_wire = body_wire;
 	r->data_cb = cb;
 	r->arg = arg;
 	if (r->texts) {

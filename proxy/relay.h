@@ -75,9 +75,12 @@ void relay_cancel(struct relay *r);
  * the message content. To a backend that offers CHUNKING as one "BDAT <n> LAST" chunk
  * (RFC 3030: CRLF-normalised, no stuffing, no 354 to wait for); else DATA, the content
  * dot-stuffed, the final dot. Reports the reply (or LMTP's replies for nrcpt recipients).
- * body must stay valid until the callback. */
+ * body must stay valid until the callback. body_wire: body is its own dot-stuffed form
+ * (CRLF lines, none starting with ".": dataparse's restuff false), so DATA sends it as it is
+ * instead of through dotstuff_encode (the prefix is always encoded).
+ * prefix must end at a line end for that (it does: CRLF); otherwise the body is encoded. */
 void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, const char *body,
-    size_t len, int nrcpt, relay_data_fn cb, void *arg);
+    size_t len, bool body_wire, int nrcpt, relay_data_fn cb, void *arg);
 /* Done with it: reusable -> RSET and keep idle (or QUIT if the pool is full); otherwise
  * QUIT/close. No callback. */
 void relay_release(struct relay *r, bool reusable);

@@ -73,8 +73,12 @@ static void session_reply_append(struct session *s, char *line, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (line[i] == '\r' || line[i] == '\n')
 			line[i] = ' ';
-	if (n >= 4 && line[3] != '-')
-		counter_count_reply(atoi(line));
+	if (n >= 4 && line[3] != '-') {
+		/* the reply code: three digits and a space as a rule (atoi otherwise) */
+		bool d3 = isdigit((unsigned char)line[0]) && isdigit((unsigned char)line[1]) &&
+		    isdigit((unsigned char)line[2]) && !isdigit((unsigned char)line[3]);
+		counter_count_reply(d3 ? (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0') : atoi(line));
+	}
 	line[n++] = '\r';
 	line[n++] = '\n';
 	strbuf_append(&s->out, line, n);
@@ -524,10 +528,11 @@ static bool session_next_line(const struct session *s, size_t *off, struct smtp_
  * later, in order; a difference found then costs a fresh backend connection, nothing else. */
 static void session_next_group(struct session *s)
 {
-	struct smtp_cmd cmd;
+	struct smtp_cmd mail, cmd;
 	char reply[1024];
-	char *from = NULL, *params = NULL, *rcpts[SESSION_NEXT_MAX_RCPTS], *rparams[SESSION_NEXT_MAX_RCPTS];
-	size_t off = 0, n = 0;
+	char arena[2048];	/* the recipients' addresses and parameters, NUL-terminated */
+	const char *rcpts[SESSION_NEXT_MAX_RCPTS], *rparams[SESSION_NEXT_MAX_RCPTS];
+	size_t off = 0, n = 0, used = 0;
 	bool data = false;
 
 	if (s->inlen == 0 || linebuf_pending(&s->lb) || s->quit_after_flush || s->tarpit_ms || s->drain ||
@@ -535,12 +540,10 @@ static void session_next_group(struct session *s)
 	    !chain_settled(&s->chain, HOOK_MAIL) || !chain_settled(&s->chain, HOOK_RCPT) ||
 	    !chain_settled(&s->chain, HOOK_DATA))
 		return;
-	if (!session_next_line(s, &off, &cmd) || cmd.verb != SMTP_MAIL ||
-	    session_check_mail(s, &cmd, reply, sizeof(reply)) != SESSION_CHECK_OK)
+	if (!session_next_line(s, &off, &mail) || mail.verb != SMTP_MAIL ||
+	    session_check_mail(s, &mail, reply, sizeof(reply)) != SESSION_CHECK_OK)
 		return;
-	from = strdup(cmd.addr);
-	params = strdup(cmd.params_raw);
-	while (from && params && n < SESSION_NEXT_MAX_RCPTS) {
+	while (n < SESSION_NEXT_MAX_RCPTS) {
 		/* DATA goes too when it is the line right behind the last RCPT, as
 		 * session_apply_rcpt will find it (data_follows). */
 		if (n > 0 && s->inlen - off >= 6 && strncasecmp(s->in + off, "DATA\r\n", 6) == 0) {
@@ -548,23 +551,18 @@ static void session_next_group(struct session *s)
 			break;
 		}
 		if (!session_next_line(s, &off, &cmd) || cmd.verb != SMTP_RCPT ||
-		    session_check_rcpt_in(s, &cmd, n, params, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
+		    session_check_rcpt_in(s, &cmd, n, mail.params_raw, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
 			break;	/* the group ends before it */
-		rcpts[n] = strdup(cmd.addr);
-		rparams[n] = strdup(cmd.params_raw);
+		size_t la = strlen(cmd.addr) + 1, lp = strlen(cmd.params_raw) + 1;
+		if (used + la + lp > sizeof(arena))
+			break;	/* the group ends before it (recipients of this size are rare) */
+		rcpts[n] = memcpy(arena + used, cmd.addr, la);
+		rparams[n] = memcpy(arena + used + la, cmd.params_raw, lp);
+		used += la + lp;
 		n++;
-		if (rcpts[n - 1] == NULL || rparams[n - 1] == NULL)
-			goto out;
 	}
-	if (n > 0 && from && params)
-		smtp_tx_set_next(&s->tx, from, params, (const char *const *)rcpts, (const char *const *)rparams, n, data);
-out:
-	free(from);
-	free(params);
-	for (size_t i = 0; i < n; i++) {
-		free(rcpts[i]);
-		free(rparams[i]);
-	}
+	if (n > 0)
+		smtp_tx_set_next(&s->tx, mail.addr, mail.params_raw, rcpts, rparams, n, data);
 }
 
 static void session_apply_data(struct session *s, const struct verdict *v)
@@ -665,6 +663,8 @@ static void session_data_end(struct session *s)
 	uv_timer_stop(&s->timer);
 	counter_inc(COUNTER_MESSAGES_RECEIVED);
 	counter_add(COUNTER_BYTES_RECEIVED, (long)smtp_tx_msg_size(&s->tx));
+	/* DATA's content with no line to stuff again is its own wire form (relay_send_message) */
+	s->tx.body_wire = !s->bdat_chunk && !s->dp.restuff;
 	if (s->bdat_chunk) {
 		/* BDAT LAST: the chunks' content checks count as DATA's. */
 		s->bdat_chunk = false;

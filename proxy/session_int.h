@@ -62,6 +62,7 @@ struct session {
 	const struct listen_config *lc;
 	uv_tcp_t tcp;
 	uv_timer_t timer;                 /* protocol timeouts, pregreet delay, tarpit */
+	bool timer_tarpit;                /* ... armed by session_arm_tarpit */
 	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
 	int open_handles;
 	char id[20];

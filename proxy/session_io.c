@@ -141,8 +141,15 @@ static void session_timeout_cb(uv_timer_t *t)
 
 void session_arm(struct session *s, uint64_t ms)
 {
+	if (ms == 0)
+		ms = 300000;
+	/* Armed already for the same due time (several reads or commands in one loop turn):
+	 * starting it again would change nothing. */
+	if (!s->timer_tarpit && uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) == ms)
+		return;
 	s->timer.data = s;
-	uv_timer_start(&s->timer, session_timeout_cb, ms ? ms : 300000, 0);
+	s->timer_tarpit = false;
+	uv_timer_start(&s->timer, session_timeout_cb, ms, 0);
 }
 
 /* In DATA the timer fires at whichever comes first: data_timeout since the last read (as
@@ -164,6 +171,7 @@ static void session_tarpit_cb(uv_timer_t *t)
 void session_arm_tarpit(struct session *s, uint32_t ms)
 {
 	s->timer.data = s;
+	s->timer_tarpit = true;
 	uv_timer_start(&s->timer, session_tarpit_cb, ms, 0);
 }
 

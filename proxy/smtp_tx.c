@@ -20,6 +20,8 @@
 #include <time.h>
 
 #define SMTP_TX_UNAVAILABLE "4.4.1 Service temporarily unavailable, try again later"
+/* A message buffer of at most this many bytes stays allocated for the session's next message. */
+#define SMTP_TX_MSG_KEEP 16384
 
 void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
     void (*drained)(void *arg), void *arg)
@@ -162,14 +164,20 @@ static char *smtp_tx_mail_line_for(const struct relay *r, const char *from, cons
 {
 	struct strbuf b = { 0 };
 
-	strbuf_printf(&b, "MAIL FROM:<%s>", from ? from : "");
+	strbuf_append(&b, "MAIL FROM:<", 11);
+	if (from)
+		strbuf_append(&b, from, strlen(from));
+	strbuf_append(&b, ">", 1);
 	if (params && *params) {
 		char *copy = strdup(params), *save = NULL;
 		for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
 			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_has_ext(r, "SIZE")) ||
 			    (strncasecmp(t, "BODY=", 5) == 0 && relay_has_ext(r, "8BITMIME")) ||
 			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(r, "SMTPUTF8")))
-				strbuf_printf(&b, " %s", t);
+			{
+				strbuf_append(&b, " ", 1);
+				strbuf_append(&b, t, strlen(t));
+			}
 		}
 		free(copy);
 	}
@@ -305,10 +313,34 @@ static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char
 static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text);
 static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text);
 
-/* The RCPT command for a recipient (line: 1100 octets). */
+/* Appends s to the string line[0..*n) of capacity cap, cut short as snprintf would (these
+ * lines are built per message: no stdio). */
+static void smtp_tx_cat(char *line, size_t cap, size_t *n, const char *s)
+{
+	size_t l = strlen(s);
+
+	if (*n + 1 >= cap)
+		return;
+	if (l > cap - 1 - *n)
+		l = cap - 1 - *n;
+	memcpy(line + *n, s, l);
+	*n += l;
+	line[*n] = '\0';
+}
+
+/* The RCPT command for a recipient (line: 1100 octets): "RCPT TO:<addr>[ params]". */
 static void smtp_tx_rcpt_line(char *line, size_t cap, const char *addr, const char *params)
 {
-	snprintf(line, cap, "RCPT TO:<%s>%s%s", addr, params && *params ? " " : "", params ? params : "");
+	size_t n = 0;
+
+	line[0] = '\0';
+	smtp_tx_cat(line, cap, &n, "RCPT TO:<");
+	smtp_tx_cat(line, cap, &n, addr);
+	smtp_tx_cat(line, cap, &n, ">");
+	if (params && *params) {
+		smtp_tx_cat(line, cap, &n, " ");
+		smtp_tx_cat(line, cap, &n, params);
+	}
 }
 
 /* The backend's reply to a DATA sent ahead with the last RCPT: a 354 while no recipient
@@ -585,7 +617,15 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 
 int smtp_tx_data_open(struct smtp_tx *tx)
 {
-	tx->msg = msgbuf_new((size_t)tx->env->cfg->limits.memory_threshold, tx->env->cfg->limits.spool_dir);
+	size_t threshold = (size_t)tx->env->cfg->limits.memory_threshold;
+	const char *dir = tx->env->cfg->limits.spool_dir;
+
+	if (tx->msg_spare != NULL && msgbuf_configure(tx->msg_spare, threshold, dir) == 0) {
+		tx->msg = tx->msg_spare;	/* the last message's buffer, emptied (smtp_tx_reset) */
+		tx->msg_spare = NULL;
+	} else {
+		tx->msg = msgbuf_new(threshold, dir);
+	}
 	tx->hdr_match = 2;	/* the message starts a line: a first CRLF is an empty header block */
 	tx->hdr_told = false;
 	return tx->msg ? 0 : -1;
@@ -675,7 +715,10 @@ static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const
 	    env->queue_id, backend_url, backend_qid[0] ? backend_qid : "-",
 	    env->mail_from ? env->mail_from : "", env->nrcpts, (unsigned long long)tx->msg_size,
 	    env->client_ip, env->score);
-	snprintf(text, sizeof(text), "2.0.0 Ok: queued as %s", env->queue_id);
+	size_t n = 0;
+	text[0] = '\0';
+	smtp_tx_cat(text, sizeof(text), &n, "2.0.0 Ok: queued as ");
+	smtp_tx_cat(text, sizeof(text), &n, env->queue_id);
 	smtp_tx_finish(tx, 250, text, NULL, false, true);
 }
 
@@ -797,39 +840,49 @@ static void smtp_tx_send_est_cb(struct smtp_tx *tx, int code, const char *text)
 
 static void smtp_tx_next_free(struct smtp_tx *tx)
 {
-	free(tx->next_from);
-	free(tx->next_params);
-	for (size_t i = 0; i < tx->next_nrcpts; i++) {
-		free(tx->next_rcpts[i]);
-		free(tx->next_rcpt_params[i]);
-	}
-	free(tx->next_rcpts);
-	free(tx->next_rcpt_params);
+	free(tx->next_rcpts);	/* one block: both pointer arrays, then the strings */
 	tx->next_from = tx->next_params = NULL;
 	tx->next_rcpts = tx->next_rcpt_params = NULL;
 	tx->next_nrcpts = 0;
 	tx->next_data = false;
 }
 
+/* Copies s (with its NUL) to *at and returns the copy. */
+static char *smtp_tx_next_put(char **at, const char *s)
+{
+	char *d = *at;
+	size_t len = strlen(s);
+
+	memcpy(d, s, len + 1);
+	*at += len + 1;
+	return d;
+}
+
 void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, const char *const *rcpts,
     const char *const *rcpt_params, size_t nrcpts, bool data)
 {
+	size_t total;
+
 	smtp_tx_next_free(tx);
 	if (nrcpts == 0)
 		return;
-	tx->next_from = strdup(from);
-	tx->next_params = strdup(params);
-	tx->next_rcpts = calloc(nrcpts, sizeof(char *));
-	tx->next_rcpt_params = calloc(nrcpts, sizeof(char *));
-	if (tx->next_from == NULL || tx->next_params == NULL || tx->next_rcpts == NULL || tx->next_rcpt_params == NULL)
+	/* one allocation per group, not two per string */
+	total = 2 * nrcpts * sizeof(char *) + strlen(from) + 1 + strlen(params) + 1;
+	for (size_t i = 0; i < nrcpts; i++)
+		total += strlen(rcpts[i]) + 1 + strlen(rcpt_params[i]) + 1;
+	char **block = malloc(total);
+	if (block == NULL)
 		abort();
-	tx->next_nrcpts = nrcpts;
+	char *at = (char *)(block + 2 * nrcpts);
+	tx->next_rcpts = block;
+	tx->next_rcpt_params = block + nrcpts;
+	tx->next_from = smtp_tx_next_put(&at, from);
+	tx->next_params = smtp_tx_next_put(&at, params);
 	for (size_t i = 0; i < nrcpts; i++) {
-		tx->next_rcpts[i] = strdup(rcpts[i]);
-		tx->next_rcpt_params[i] = strdup(rcpt_params[i]);
-		if (tx->next_rcpts[i] == NULL || tx->next_rcpt_params[i] == NULL)
-			abort();
+		tx->next_rcpts[i] = smtp_tx_next_put(&at, rcpts[i]);
+		tx->next_rcpt_params[i] = smtp_tx_next_put(&at, rcpt_params[i]);
 	}
+	tx->next_nrcpts = nrcpts;
 	tx->next_data = data;
 }
 
@@ -890,7 +943,8 @@ static void smtp_tx_send(struct smtp_tx *tx)
 	}
 	relay_take_data_ahead(tx->relay);
 	smtp_tx_send_ahead(tx);
-	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off, (int)tx->env->nrcpts,
+	relay_send_message(tx->relay, tx->prefix.v, tx->prefix.len, data + off, len - off,
+	    tx->body_wire && tx->env->new_body == NULL, (int)tx->env->nrcpts,
 	    smtp_tx_data_reply_cb, tx);
 }
 
@@ -1015,10 +1069,17 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->data_follows = false;
 	free(tx->mail_line);
 	tx->mail_line = NULL;
-	msgbuf_free(tx->msg);
+	if (tx->msg != NULL && tx->msg_spare == NULL) {
+		/* kept, emptied, for the session's next message (a small one keeps its memory) */
+		msgbuf_clear(tx->msg, SMTP_TX_MSG_KEEP);
+		tx->msg_spare = tx->msg;
+	} else {
+		msgbuf_free(tx->msg);
+	}
 	tx->msg = NULL;
 	strbuf_free(&tx->prefix);
 	tx->msg_state = SMTP_TX_MSG_OK;
+	tx->body_wire = false;
 	tx->msg_size = 0;
 	tx->hdr_match = 0;
 	tx->hdr_told = false;
@@ -1054,6 +1115,8 @@ void smtp_tx_free(struct smtp_tx *tx)
 	smtp_tx_env_free(tx->env);
 	msgbuf_free(tx->msg);
 	tx->msg = NULL;
+	msgbuf_free(tx->msg_spare);
+	tx->msg_spare = NULL;
 	strbuf_free(&tx->prefix);
 	free(tx->mail_line);
 	tx->mail_line = NULL;

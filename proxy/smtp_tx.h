@@ -74,6 +74,11 @@ struct smtp_tx {
 	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt) */
 	/* the message */
 	struct msgbuf *msg;
+	struct msgbuf *msg_spare;         /* the last message's buffer, emptied, for the next */
+	/* set by the owner at the end of data: msg holds the content in its own dot-stuffed
+	 * form (dataparse's restuff false; never for BDAT), so it goes out unencoded unless a
+	 * module replaced the body */
+	bool body_wire;
 	uint64_t msg_size;
 	enum smtp_tx_msg_state msg_state;
 	uint8_t hdr_match;                /* octets of the CRLF CRLF that ends the header block

@@ -3,7 +3,6 @@
 #include "bayes.h"
 
 #include <ctype.h>
-#include <glob.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -21,7 +20,6 @@
 #define BAYES_FW_S         0.030      /* Robinson's s: strength of that prior */
 #define BAYES_MIN_STRENGTH 0.346      /* |p - 0.5| below this: the token is ignored */
 #define BAYES_NSIG         150        /* strongest tokens combined */
-#define BAYES_MAX_IGNORE   4096       /* bayes_ignore_header names kept */
 /* combine: odds (chosen by 5-fold cross-validation inside each training half of the public
  * corpus, docs/classifier.md): the odds of the two tails are tempered by this power ... */
 #define BAYES_ODDS_POWER   0.2
@@ -131,51 +129,17 @@ void bayes_free(struct bayes *b)
 	free(b);
 }
 
-/* One rule file's `bayes_ignore_header NAME` lines into o's list (lower case, once each). */
-static void bayes_ignore_file(struct bayes_token_opts *o, const char *path)
+void bayes_ignore_headers_set(struct bayes_token_opts *o, const char *const *names, size_t n)
 {
-	FILE *f = fopen(path, "r");
-	char line[1024];
-
-	if (f == NULL)
+	bayes_ignore_headers_free(o);
+	if (n == 0)
 		return;
-	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *e;
-		bool dup = false;
-
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (strncmp(p, "bayes_ignore_header", 19) != 0 || (p[19] != ' ' && p[19] != '\t'))
-			continue;
-		p += 19;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		for (e = p; *e && !isspace((unsigned char)*e); e++)
-			*e = (char)tolower((unsigned char)*e);
-		*e = '\0';
-		for (size_t i = 0; i < o->nignore && !dup; i++)
-			dup = strcmp(o->ignore[i], p) == 0;
-		if (*p == '\0' || dup || o->nignore >= BAYES_MAX_IGNORE)
-			continue;
-		o->ignore = realloc(o->ignore, (o->nignore + 1) * sizeof(char *));
-		if (o->ignore == NULL || (o->ignore[o->nignore] = strdup(p)) == NULL)
+	if ((o->ignore = calloc(n, sizeof(char *))) == NULL)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		if ((o->ignore[i] = strdup(names[i])) == NULL)
 			abort();
-		o->nignore++;
-	}
-	fclose(f);
-}
-
-void bayes_ignore_headers_read(struct bayes_token_opts *o, const struct cfg_strlist *files)
-{
-	for (size_t i = 0; files && i < files->n; i++) {
-		glob_t g;
-
-		if (glob(files->v[i], 0, NULL, &g) != 0)
-			continue;
-		for (size_t k = 0; k < g.gl_pathc; k++)
-			bayes_ignore_file(o, g.gl_pathv[k]);
-		globfree(&g);
-	}
+	o->nignore = n;
 }
 
 void bayes_ignore_headers_free(struct bayes_token_opts *o)
@@ -187,9 +151,9 @@ void bayes_ignore_headers_free(struct bayes_token_opts *o)
 	o->nignore = 0;
 }
 
-void bayes_ignore_headers_load(struct bayes *b, const struct cfg_strlist *files)
+void bayes_ignore_headers_load(struct bayes *b, const char *const *names, size_t n)
 {
-	bayes_ignore_headers_read(&b->topts, files);
+	bayes_ignore_headers_set(&b->topts, names, n);
 }
 
 const struct bayes_config *bayes_get_config(const struct bayes *b) { return &b->cfg; }
@@ -582,8 +546,8 @@ static void bayes_gen_forget(struct bayes *b)
 	pthread_mutex_unlock(&bayes_gen_mu);
 }
 
-struct bayes *bayes_acquire(const struct bayes_config *c, const struct cfg_strlist *files,
-    char *err, size_t errlen)
+struct bayes *bayes_acquire(const struct bayes_config *c, const char *const *ignore,
+    size_t nignore, char *err, size_t errlen)
 {
 	struct bayes *b = NULL;
 
@@ -600,7 +564,7 @@ struct bayes *bayes_acquire(const struct bayes_config *c, const struct cfg_strli
 	b = bayes_open(c, err, errlen);
 	if (b == NULL)
 		return NULL;
-	bayes_ignore_headers_load(b, files);    /* before anyone else sees b */
+	bayes_ignore_headers_load(b, ignore, nignore);    /* before anyone else sees b */
 	pthread_mutex_lock(&bayes_gen_mu);
 	for (size_t i = 0; i < sizeof(bayes_gens) / sizeof(bayes_gens[0]); i++)
 		if (bayes_gens[i].b == NULL) {

@@ -138,21 +138,21 @@ int bayes_autolearn_decide(const struct bayes_config *c, const struct bayes_auto
 struct bayes *bayes_current(void);
 void bayes_set_current(struct bayes *b);
 
-/* The classifier for a config generation's section c (files: the rules.files globs, for
- * bayes_ignore_header): opened once per generation and shared by its workers (each acquire
- * takes a reference; release with bayes_free), and made bayes_current(). NULL with err
- * when the store cannot be opened. */
-struct bayes *bayes_acquire(const struct bayes_config *c, const struct cfg_strlist *files,
-    char *err, size_t errlen);
-/* SpamAssassin's bayes_ignore_header: the header fields the rule files (files: the
- * rules.files globs) name on `bayes_ignore_header NAME` lines are not tokenized.
- * bayes_acquire does it for the daemon, `mxgate learn` for itself: learning and
- * classifying must tokenize alike. Before b is shared. */
-void bayes_ignore_headers_load(struct bayes *b, const struct cfg_strlist *files);
-/* The same into tokenizer options o (SA 4.0's stock 72_active.cf names some 330 list,
- * authentication and spam-filter headers; conditionals are not evaluated); free with
+/* The classifier for a config generation's section c (ignore: the nignore header fields its
+ * rule files name on bayes_ignore_header lines, rules_set_ignore_headers; copied): opened
+ * once per generation and shared by its workers (each acquire takes a reference; release
+ * with bayes_free), and made bayes_current(). NULL with err when the store cannot be
+ * opened. */
+struct bayes *bayes_acquire(const struct bayes_config *c, const char *const *ignore,
+    size_t nignore, char *err, size_t errlen);
+/* SpamAssassin's bayes_ignore_header: the header fields names[0..n) (lower case, as the
+ * rule parser keeps them: rule_src_ignore_header) are not tokenized. bayes_acquire does it
+ * for the daemon, `mxgate learn` for itself: learning and classifying must tokenize alike.
+ * Before b is shared. */
+void bayes_ignore_headers_load(struct bayes *b, const char *const *names, size_t n);
+/* The same into tokenizer options o (copies; replaces what o had); free with
  * bayes_ignore_headers_free. */
-void bayes_ignore_headers_read(struct bayes_token_opts *o, const struct cfg_strlist *files);
+void bayes_ignore_headers_set(struct bayes_token_opts *o, const char *const *names, size_t n);
 void bayes_ignore_headers_free(struct bayes_token_opts *o);
 
 const struct bayes_config *bayes_get_config(const struct bayes *b);

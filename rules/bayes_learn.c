@@ -3,6 +3,7 @@
  * (whether or not the daemon has the classifier enabled yet, and while it runs: LMDB and
  * Redis both take a second process). See bayes_learn.h. */
 #include "bayes_learn.h"
+#include "rules.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -243,7 +244,17 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 		fprintf(err, "mxgate: learn: store %s: %s\n", c->store ? c->store : "?", ebuf);
 		return 1;
 	}
-	bayes_ignore_headers_load(r.b, files);     /* tokens as the daemon makes them */
+	{
+		/* tokens as the daemon makes them: the bayes_ignore_header lines of the rule
+		 * files, read by the rule parser (its conditionals, its errors on err) */
+		struct rule_src *src = files && files->n ? rules_src_read((const char *const *)files->v,
+		    files->n, err) : NULL;
+		size_t n = 0;
+		const char *const *names = src ? rule_src_ignore_headers(src, &n) : NULL;
+
+		bayes_ignore_headers_load(r.b, names, n);
+		rule_src_free(src);
+	}
 	for (int i = 2; i < argc; i++)
 		learn_path(&r, argv[i], 0);
 	bayes_learn_summary(ebuf, sizeof(ebuf), r.cls, &r.n);

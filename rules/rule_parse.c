@@ -466,10 +466,25 @@ static int rule_parse_action(const struct rule_line *l, struct rule_def *d, cons
 }
 
 
+/* bayes_ignore_header NAME: the first word is the header field's name, kept as written (the
+ * stock 72_active.cf has "X-OVH-SPAMCAUSE:" and "x-purgate-eavas: clean": names no field
+ * has, harmless, not errors that would fail `mxgate -t` on the stock rules). */
+static void rule_parse_ignore_header(const struct rule_line *l, const char *p)
+{
+	const char *e = rule_word_end(p);
+
+	if (e == p)
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+		    "bayes_ignore_header: missing header name");
+	else if (rule_add_ignore_header(l->s, p, (size_t)(e - p)) < 0)
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+		    "bayes_ignore_header: more than %d names", RULE_MAX_IGNORE);
+}
+
 enum rule_directive {
 	DIR_HEADER = 0, DIR_BODY, DIR_RAWBODY, DIR_FULL, DIR_URI, DIR_MIMEHEADER, DIR_META,
 	DIR_ENVELOPE, DIR_SCORE, DIR_DESCRIBE, DIR_TFLAGS, DIR_ACTION, DIR_REPLACE_RULES,
-	DIR_PRIORITY, DIR_OTHER,
+	DIR_PRIORITY, DIR_BAYES_IGNORE_HEADER, DIR_OTHER,
 };
 
 static const struct { const char *word; enum rule_directive dir; } rule_directives[] = {
@@ -478,6 +493,7 @@ static const struct { const char *word; enum rule_directive dir; } rule_directiv
 	{ "meta", DIR_META }, { "envelope", DIR_ENVELOPE }, { "score", DIR_SCORE },
 	{ "describe", DIR_DESCRIBE }, { "tflags", DIR_TFLAGS }, { "action", DIR_ACTION },
 	{ "replace_rules", DIR_REPLACE_RULES }, { "priority", DIR_PRIORITY },
+	{ "bayes_ignore_header", DIR_BAYES_IGNORE_HEADER },
 	{ NULL, DIR_OTHER }
 };
 
@@ -535,6 +551,10 @@ static void rule_parse_line(struct rule_line *l, char *line)
 			dir = rule_directives[i].dir;
 			break;
 		}
+	if (dir == DIR_BAYES_IGNORE_HEADER) {
+		rule_parse_ignore_header(l, rule_skip_ws(e));
+		return;
+	}
 	if (dir == DIR_OTHER) {
 		/* ReplaceTags configuration */
 		const char *a = rule_skip_ws(e), *ae = rule_word_end(a), *v = rule_skip_ws(ae);

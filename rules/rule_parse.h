@@ -137,6 +137,11 @@ size_t rule_src_ignored(const struct rule_src *s);
 size_t rule_src_nsettings(const struct rule_src *s);
 void rule_src_setting(const struct rule_src *s, size_t i, const char **key, const char **value);
 
+/* The header fields `bayes_ignore_header NAME...` lines name (SpamAssassin's: the classifier
+ * does not tokenize them), from the lines the if/ifplugin blocks leave active: lower case,
+ * once each, in file order: sets *n, returns the array (borrowed until rule_src_free). */
+const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n);
+
 /* Parses "/re/flags" or "m{re}flags" at *p. On success returns 0, sets *re (malloc'd),
  * *flags and advances *p past the flags. -1 with *err on a malformed regex. */
 int rule_parse_regex(const char **p, char **re, unsigned *flags, const char **err);

@@ -186,6 +186,9 @@ void rule_src_free(struct rule_src *s)
 		free(s->settings[i].value);
 	}
 	free(s->settings);
+	for (size_t i = 0; i < s->nignore_hdrs; i++)
+		free(s->ignore_hdrs[i]);
+	free(s->ignore_hdrs);
 	free(s);
 }
 
@@ -301,6 +304,33 @@ void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const cha
 			return;
 		}
 }
+const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n)
+{
+	*n = s->nignore_hdrs;
+	return (const char *const *)s->ignore_hdrs;
+}
+
+int rule_add_ignore_header(struct rule_src *s, const char *name, size_t len)
+{
+	char *v = rule_strndup(name, len);
+
+	for (char *p = v; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	for (size_t i = 0; i < s->nignore_hdrs; i++)
+		if (strcmp(s->ignore_hdrs[i], v) == 0) {
+			free(v);
+			return 0;
+		}
+	if (s->nignore_hdrs >= RULE_MAX_IGNORE) {
+		free(v);
+		return -1;
+	}
+	s->ignore_hdrs = rule_grow(s->ignore_hdrs, &s->ignore_hdrs_cap, s->nignore_hdrs + 1,
+	    sizeof(*s->ignore_hdrs));
+	s->ignore_hdrs[s->nignore_hdrs++] = v;
+	return 0;
+}
+
 size_t rule_src_count(const struct rule_src *s) { return s->n; }
 struct rule_def *rule_src_get(struct rule_src *s, size_t i) { return &s->v[i]; }
 
@@ -429,10 +459,15 @@ static char *rule_take_marker(const struct rule_src *s, char *re, const char *ki
 	return NULL;
 }
 
+/* The plain expansion of one pattern stops here (the largest of the stock rules is 224 KiB);
+ * past it the rule keeps only its compact form, whose size grows with the tags' sizes. */
+#define RULE_TAGS_PLAIN_MAX (1024 * 1024)
+
 /* ReplaceTags as SA 4.0.1 does it, pass after pass (at most 6) while a replacement brought
  * new tags: take the <pre X>, <post X>, <inter X> markers out; split at <...>; put pre
  * before and post after each tag, inter into each empty piece between tags; replace each
- * known tag by its value. Returns a malloc'd regex. */
+ * known tag by its value. Returns a malloc'd regex, or NULL
+ * past RULE_TAGS_PLAIN_MAX when expanding in full (used NULL). */
 static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bool *used,
     int depth);
 
@@ -565,12 +600,18 @@ static char *rule_replace_tags_mode(const struct rule_src *s, const char *re, bo
 					rule_sbuf_put(&out, post->value, strlen(post->value));
 			}
 			p = gt + 1;
+			if (used == NULL && out.n > RULE_TAGS_PLAIN_MAX)
+				break;
 		}
 		free(pre_n);
 		free(post_n);
 		free(inter_n);
 		free(cur);
 		cur = out.p;
+		if (used == NULL && out.n > RULE_TAGS_PLAIN_MAX) {
+			free(cur);             /* a tag within itself grows it k^6 times */
+			return NULL;
+		}
 	}
 	return cur;
 }
@@ -590,7 +631,7 @@ void rule_src_finish(struct rule_src *s)
 			free(d->re_compact);
 			d->re_compact = rule_replace_tags_compact(s, d->re);
 			free(d->re);
-			d->re = r;
+			d->re = r != NULL ? r : rule_strdup(d->re_compact);
 		}
 		if (!d->has_score) {
 			/* SA: 1.0, T_ (testing) rules 0.01, negative for nice rules */

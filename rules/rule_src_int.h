@@ -14,6 +14,7 @@
 #define RULE_MAX_DEPTH  64
 #define RULE_MAX_RULES  200000
 #define RULE_MAX_ERRORS 1000
+#define RULE_MAX_IGNORE 4096   /* bayes_ignore_header names kept */
 
 struct rule_tag { char *name; char *value; int kind; /* 0 tag 1 pre 2 post 3 inter */ };
 
@@ -22,6 +23,7 @@ struct rule_setting { char *key, *value; };
 struct rule_src {
 	struct rule_def *v; size_t n, cap;
 	struct rule_setting *settings; size_t nsettings, settings_cap;
+	char **ignore_hdrs; size_t nignore_hdrs, ignore_hdrs_cap;   /* bayes_ignore_header */
 	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
 	char **errors; size_t nerrors, errors_cap;
 	size_t ignored;
@@ -41,6 +43,8 @@ bool rule_sa_can(const struct rule_src *s, const char *name, size_t len);
 /* Returns the rule named name (creating an empty, undefined one), NULL when full. */
 struct rule_def *rule_get_or_add(struct rule_src *s, const char *name, size_t len);
 void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value);
+/* A bayes_ignore_header name (len bytes): kept lower case, once. -1 when the list is full. */
+int rule_add_ignore_header(struct rule_src *s, const char *name, size_t len);
 void rule_add_tag(struct rule_src *s, int kind, const char *name, size_t nl, const char *value);
 /* SA's `if` expression: 1 true, 0 false, -1 syntax error. */
 int rule_cond_eval(struct rule_src *s, const char *text);

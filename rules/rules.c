@@ -206,9 +206,11 @@ static int rules_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 	    rc->actions.add_header > 0 ? rc->actions.add_header : 5.0;
 	if (rc->bayes.enabled) {
 		char err[256];
+		const char *const *ignore;
+		size_t nignore = rules_set_ignore_headers(w->rs, &ignore);   /* bayes_ignore_header */
 
 		/* a store that cannot be opened leaves the classifier out, logged */
-		w->bayes = bayes_acquire(&rc->bayes, &rc->files, err, sizeof(err));
+		w->bayes = bayes_acquire(&rc->bayes, ignore, nignore, err, sizeof(err));
 		if (w->bayes == NULL)
 			log_event(LOG_LVL_ERROR, NULL, "event=bayes_error worker=%d reason=\"%s\"",
 			    worker, err);

@@ -78,6 +78,15 @@ int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_se
 int rules_set_load_text(const char *name, const char *text, size_t len,
     struct rules_set **out, FILE *err);
 void rules_set_free(struct rules_set *rs);
+/* The header fields the set's rule files name on bayes_ignore_header lines (lower case,
+ * once each): what its classifier must not tokenize. Sets *names (borrowed while rs lives)
+ * and returns their count. */
+size_t rules_set_ignore_headers(const struct rules_set *rs, const char *const **names);
+/* Reads and parses the files the globs name as rules_set_load does (the same if/ifplugin
+ * blocks, FILE:LINE:COL errors written to err, which may be NULL) without compiling: for
+ * the settings alone (`mxgate learn` and its bayes_ignore_header lines). NULL only on
+ * out-of-memory; free with rule_src_free (rule_parse.h). */
+struct rule_src *rules_src_read(const char *const *globs, size_t nglobs, FILE *err);
 void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st);
 /* Writes "rules: N compiled, M skipped (eval X, net Y, regex Z, zero-score W), ..." */
 void rules_print_stats(const struct rules_stats *st, FILE *fp);

@@ -382,6 +382,9 @@ static void rules_set_release(struct rules_set *rs)
 	for (size_t i = 0; i < rs->nmissing; i++)
 		free(rs->missing[i].fn);
 	free(rs->missing);
+	for (size_t i = 0; i < rs->nignore_hdrs; i++)
+		free(rs->ignore_hdrs[i]);
+	free(rs->ignore_hdrs);
 	free(rs);
 }
 
@@ -420,6 +423,18 @@ static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE 
 			rules_build_prefilters(*out);
 		}
 		pthread_attr_destroy(&at);
+	}
+	{
+		/* the classifier's bayes_ignore_header names outlive src: the set keeps a copy */
+		size_t n;
+		const char *const *v = rule_src_ignore_headers(src, &n);
+
+		if (n && ((*out)->ignore_hdrs = calloc(n, sizeof(char *))) == NULL)
+			abort();
+		for (size_t i = 0; i < n; i++)
+			if (((*out)->ignore_hdrs[i] = strdup(v[i])) == NULL)
+				abort();
+		(*out)->nignore_hdrs = n;
 	}
 	ne = rule_src_nerrors(src);
 	for (size_t i = 0; i < ne && err; i++)
@@ -492,15 +507,12 @@ int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_se
 	return rules_set_load_opts(globs, nglobs, out, err, pm, NULL);
 }
 
-int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,
-    FILE *err, enum rules_prefilter_mode pm, const struct rules_opts *o)
+/* Feeds src the files the globs name, each glob's matches in order (a glob that matches no
+ * readable file and a file that cannot be read are errors in src). Returns the files fed. */
+static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, size_t nglobs)
 {
-	struct rule_src *src = rule_src_new();
 	size_t files = 0;
 
-	*out = NULL;
-	if (src == NULL)
-		return -1;
 	for (size_t g = 0; g < nglobs; g++) {
 		glob_t gl;
 		int rc = glob(globs[g], GLOB_ERR, NULL, &gl);   /* glob() sorts its matches */
@@ -526,7 +538,38 @@ int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_se
 		}
 		globfree(&gl);
 	}
+	return files;
+}
+
+int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,
+    FILE *err, enum rules_prefilter_mode pm, const struct rules_opts *o)
+{
+	struct rule_src *src = rule_src_new();
+	size_t files;
+
+	*out = NULL;
+	if (src == NULL)
+		return -1;
+	files = rules_feed_globs(src, globs, nglobs);
 	return rules_finish_load(src, out, err, files, pm, o);
+}
+
+struct rule_src *rules_src_read(const char *const *globs, size_t nglobs, FILE *err)
+{
+	struct rule_src *src = rule_src_new();
+
+	if (src == NULL)
+		return NULL;
+	rules_feed_globs(src, globs, nglobs);
+	for (size_t i = 0; i < rule_src_nerrors(src) && err; i++)
+		fprintf(err, "%s\n", rule_src_error(src, i));
+	return src;
+}
+
+size_t rules_set_ignore_headers(const struct rules_set *rs, const char *const **names)
+{
+	*names = (const char *const *)rs->ignore_hdrs;
+	return rs->nignore_hdrs;
 }
 
 void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st)

@@ -70,6 +70,7 @@ struct rules_set {
 	size_t *evals; size_t nevals;            /* eval rules mxgate runs */
 	struct eval_conf *conf;                  /* what they read */
 	struct rules_missing *missing; size_t nmissing;
+	char **ignore_hdrs; size_t nignore_hdrs;  /* bayes_ignore_header, for the classifier */
 	atomic_int refs;
 };
 

@@ -1,6 +1,6 @@
 /* fuzz_dataparse.c — the DATA decoder: split-independence, the exact end of data, clean
  * CRLF content without NULs, and the stuffing round trip (encode then decode gives the content back and
- * a strict reader sees "." only as the final line). */
+ * a strict reader sees "." only as the final line); content with restuff false encodes to itself. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +107,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             start = i + 2;
         }
     }
+    /* restuff false (same however split): the content is its own wire form, the relay
+     * sends it unencoded (relay_pump), so encoding must give it back unchanged */
+    if (pa.restuff != pb.restuff)
+        abort();
+    if (da && !pa.restuff &&
+        (w.len != a.len + 3 || (a.len && memcmp(w.buf, a.buf, a.len) != 0) ||
+         memcmp(w.buf + a.len, ".\r\n", 3) != 0))
+        abort();
     /* and decodes to the same content */
     size_t u2 = decode(w.buf, w.len, step, DATA_BARE_LF_REJECT, &c2, &d2, &p2);
     if (!d2 || u2 != w.len || p2.bad_line_ending)

@@ -36,8 +36,8 @@ API (everything else is internal):
   free_port() (racy, avoid), wait_port(port, timeout, proc), spawn(argv, name) -> Popen (stopped at
       exit, output in TMP/name.log), stop_proc(p, sig), log_of(name), wait_log_of(name, regex, ...)
   config(servers, listen, hostname, workers, backends, limits, **top) -> dict;  to_yaml(obj) -> str
-      (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a held port; short health
-      check and backend timeouts are set so tests run fast)
+      (listen defaults to one 127.0.0.1:0 listener; port 0 becomes a held port; health checks
+      every second that load cannot trip, a dead backend out in 2 s; short backend timeouts)
   proxied_config(servers, **kw): config() with a PROXY-protocol listener and high connection
       limits, for clients posing as 198.18.x.y (send_mail(proxy_src=...), Client(proxy_src=...))
   Mxgate(cfg, name) .port .ports .metrics_port .pid .log() .tail() .log_size() .wait_log(regex,
@@ -384,7 +384,11 @@ def config(servers, listen=None, hostname='mx.test', workers=2, backends=None, l
     cfg = {'hostname': hostname, 'workers': workers}
     cfg['listen'] = listen if listen is not None else [{'address': '127.0.0.1:0'}]
     b = {'servers': list(servers),
-         'health_check': {'interval': '1s', 'timeout': '1s', 'fall': 1, 'rise': 1},
+         # Probes every second that load cannot trip: a loaded machine answers a probe late,
+         # not never (timeout 10 s, scaled for sanitizers), and one failed probe is not a
+         # fall (2 in a row). A dead backend still goes fast: a refused connect fails a
+         # probe at once, 2 s to down. Tests of the health checks set theirs exactly.
+         'health_check': {'interval': '1s', 'timeout': '%gs' % slack(10), 'fall': 2, 'rise': 1},
          'connect_timeout': '2s', 'reply_timeout': '10s', 'data_timeout': '10s'}
     b.update(backends or {})
     cfg['backends'] = b

@@ -157,8 +157,8 @@ def slowloris():
 def slow_data_open():
     """The slow-DATA client's session up to its 354, before the other slow clients start.
     Its MAIL and RCPT need the backend, a thread of this process: with the 100,000-NOOP
-    flood and the rest sharing it, that backend may not answer within the health check's
-    1 s (backend_down reason=timeout) and RCPT is answered 4xx, as it should be. The session
+    flood and the rest sharing it, that backend may answer late (past a reply timeout)
+    and RCPT is answered 4xx, as it should be. The session
     then never enters DATA, and the trickle below would be a command line ended by
     command_timeout: not what this case is about. Returns (socket, the replies read)."""
     s = raw(PORT)

@@ -340,6 +340,45 @@ static void test_guard_local(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A client refused at connect (postscreen style: 550 at MAIL) that authenticates: the lift
+ * takes the refusal off the session's outcome too, so the modules hear at close that the
+ * session was not refused; STARTTLS (the user forgotten) puts both back; a reset at close
+ * leaves the outcome as the client got it. */
+static void connect_refusal(struct session *s)
+{
+	s->state = SESSION_REJECTED;
+	s->conn_verdict.action = VERDICT_REJECT;
+	snprintf(s->conn_verdict.reason, sizeof s->conn_verdict.reason, "dnsbl");
+	session_note_refusal(s, 550, "dnsbl");
+}
+
+static void test_lift_outcome(void **state)
+{
+	struct session *s = fixture_session(*state, A_SUB | A_HELO | A_TLS);
+
+	connect_refusal(s);
+	assert_int_equal(s->refused_code, 550);
+	auth_session_lift_refusal(s);
+	assert_int_equal(s->conn_verdict.action, VERDICT_CONTINUE);
+	assert_int_equal(s->refused_code, 0);            /* the close hook: not refused */
+	assert_string_equal(s->refused_reason, "");
+
+	/* STARTTLS after the lift: the user is forgotten, the refusal stands again */
+	s->state = SESSION_COMMAND;
+	auth_session_reset(s);
+	assert_int_equal(s->conn_verdict.action, VERDICT_REJECT);
+	assert_int_equal(s->refused_code, 550);
+	assert_string_equal(s->refused_reason, "dnsbl");
+
+	/* lifted again, then the session closes: the outcome stays "not refused" */
+	auth_session_lift_refusal(s);
+	s->state = SESSION_CLOSING;
+	auth_session_reset(s);
+	assert_int_equal(s->refused_code, 0);
+	auth_session_free(s);
+	assert_null(s->auth);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_guard_delay),
 		cmocka_unit_test(test_guard_key),
 		cmocka_unit_test(test_guard_local),
+		cmocka_unit_test(test_lift_outcome),
 	};
 
 	return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);

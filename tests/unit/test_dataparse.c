@@ -444,6 +444,53 @@ test_fast_path_same(void **state)
     }
 }
 
+/* restuff false means the content is its own wire form: every string of up to 8 octets over
+ * {a . CR LF NUL}, alone and behind a clean line, in both policies, fed whole and one octet
+ * at a time (same flag both ways); whenever the flag is false, the encoder gives back the
+ * content unchanged plus ".\r\n" (what the relay sends without encoding, relay_pump). */
+static void
+test_restuff_flag(void **state)
+{
+    (void)state;
+    static const char alpha[] = { 'a', '.', '\r', '\n', '\0' };
+    char in[32] = "xy\r\n";
+    size_t clean = 0;
+    for (int pre = 0; pre <= 4; pre += 4) {
+        for (size_t len = 0; len <= 8; len++) {
+            for (size_t k = 0; k < words(5, len); k++) {
+                word(in + pre, alpha, 5, len, k);
+                for (int pol = 0; pol < 2; pol++) {
+                    enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+                    struct dataparse a, b;
+                    struct sink ca, cb, w;
+                    int da, db;
+                    dataparse_init(&a, policy);
+                    dataparse_init(&b, policy);
+                    sink_init(&ca);
+                    sink_init(&cb);
+                    feed_all(&a, in, (size_t)pre + len, 0, (size_t)pre + len, &ca, &da);
+                    feed_all(&b, in, (size_t)pre + len, 1, 0, &cb, &db);
+                    assert_int_equal(a.restuff, b.restuff);
+                    if (da && !a.restuff) {
+                        clean++;
+                        sink_init(&w);
+                        encode(ca.buf, ca.len, 3, &w);
+                        assert_int_equal(w.len, ca.len + 3);
+                        assert_memory_equal(w.buf, ca.buf, ca.len);
+                        assert_memory_equal(w.buf + ca.len, ".\r\n", 3);
+                        assert_false(a.bad_line_ending);
+                        assert_false(a.nul_seen);
+                        free(w.buf);
+                    }
+                    free(ca.buf);
+                    free(cb.buf);
+                }
+            }
+        }
+    }
+    assert_true(clean > 100);   /* the property was exercised */
+}
+
 int
 main(void)
 {
@@ -454,6 +501,7 @@ main(void)
         cmocka_unit_test(test_encoder),
         cmocka_unit_test(test_round_trip_exhaustive),
         cmocka_unit_test(test_fast_path_same),
+        cmocka_unit_test(test_restuff_flag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

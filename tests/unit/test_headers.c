@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proxy/headers.h"
 #include "proxy/hook.h"
@@ -523,6 +524,76 @@ static void test_received(void **state)
 	strbuf_free(&out);
 }
 
+/* The field as the stdio version built it (snprintf + strftime), to byte-compare with. */
+static void received_old(char *buf, size_t cap, const struct hook_env *env, const char *hostname,
+    const char *with, time_t now)
+{
+	char date[64];
+	struct tm tm;
+	size_t n;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	n = (size_t)snprintf(buf, cap, "Received: from %s (%s [%s])\r\n\tby %s (mxgate) with %s id %s",
+	    env->helo[0] ? env->helo : "unknown", env->client_name[0] ? env->client_name : "unknown",
+	    env->client_ip, hostname, with, env->queue_id);
+	if (env->tls)
+		n += (size_t)snprintf(buf + n, cap - n, "\r\n\t(using %s with cipher %s)", env->tls_version, env->tls_cipher);
+	if (env->nrcpts == 1)
+		n += (size_t)snprintf(buf + n, cap - n, "\r\n\tfor <%s>", env->rcpts[0].addr);
+	snprintf(buf + n, cap - n, "; %s\r\n", date);
+}
+
+/* The stdio-free builder gives the old bytes: each optional part, several times (the date
+ * cached per second, then a new second, then back), in UTC and in a zone with DST. */
+static void test_received_bytes(void **state)
+{
+	static const char *zones[] = { "UTC", "America/New_York", "Asia/Kolkata" };
+	static const time_t times[] = { 1796000000, 1796000000, 1796000001, 1781000000, 1796000000, 0 };
+	struct rcpt one[1] = { { (char *)"user@example.org", (char *)"", 0 } };
+	struct rcpt two[2] = { { (char *)"a@example.org", (char *)"", 0 }, { (char *)"b@example.org", (char *)"", 0 } };
+	char want[2048];
+	const char *old_tz = getenv("TZ");
+	char *saved = old_tz ? strdup(old_tz) : NULL;
+
+	(void)state;
+	for (size_t z = 0; z < sizeof(zones) / sizeof(zones[0]); z++) {
+		setenv("TZ", zones[z], 1);
+		tzset();
+		for (int v = 0; v < 4; v++) {
+			struct hook_env env;
+			env_fill(&env);
+			env.rcpts = v == 1 ? two : one;
+			env.nrcpts = v == 1 ? 2 : v == 3 ? 0 : 1;
+			if (v == 2) {
+				env.helo[0] = env.client_name[0] = '\0';
+				env.tls = true;
+				snprintf(env.tls_version, sizeof(env.tls_version), "TLSv1.3");
+				snprintf(env.tls_cipher, sizeof(env.tls_cipher), "TLS_AES_256_GCM_SHA384");
+			}
+			for (size_t t = 0; t < sizeof(times) / sizeof(times[0]); t++) {
+				struct strbuf out = { 0 };
+				/* a new zone: leave the second cached under the old one behind first */
+				if (t == 0)
+					headers_build_received_at(&out, &env, "mx", "SMTP", 12345 + (time_t)z);
+				out.len = 0;
+				headers_build_received_at(&out, &env, "mx.example.com", v == 2 ? "ESMTPS" : "ESMTP", times[t]);
+				received_old(want, sizeof(want), &env, "mx.example.com", v == 2 ? "ESMTPS" : "ESMTP", times[t]);
+				assert_int_equal(out.len, strlen(want));
+				assert_memory_equal(out.v, want, out.len);
+				strbuf_free(&out);
+			}
+		}
+	}
+	if (saved) {
+		setenv("TZ", saved, 1);
+		free(saved);
+	} else {
+		unsetenv("TZ");
+	}
+	tzset();
+}
+
 /* ------------------------------------------------------------ strbuf */
 
 static void test_strbuf(void **state)
@@ -559,6 +630,7 @@ int main(void)
 		cmocka_unit_test(test_append_field),
 		cmocka_unit_test(test_append_field_folding),
 		cmocka_unit_test(test_received),
+		cmocka_unit_test(test_received_bytes),
 		cmocka_unit_test(test_strbuf),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -170,6 +170,69 @@ test_file_errors(void **state)
     msgbuf_free(mb);
 }
 
+/* msgbuf_clear keeps a small in-memory buffer for the next message (same memory, empty,
+ * failure flag gone), drops a big or spilled one; msgbuf_configure sets threshold and dir. */
+static void
+test_clear_reuse(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mx-msgbuf-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct msgbuf *mb = msgbuf_new(100000, NULL);
+    size_t len;
+    char chunk[3000];
+    memset(chunk, 'q', sizeof(chunk));
+    assert_int_equal(msgbuf_append(mb, chunk, sizeof(chunk)), 0);
+    const char *before = msgbuf_data(mb, &len);
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_len(mb), 0);
+    assert_int_equal(msgbuf_header_len(mb), 0);
+    static const char msg[] = "A: b\r\n\r\nbody\r\n";
+    assert_int_equal(msgbuf_append(mb, msg, sizeof msg - 1), 0);
+    const char *d = msgbuf_data(mb, &len);
+    assert_ptr_equal(d, before);                  /* no new allocation */
+    assert_int_equal(len, sizeof msg - 1);
+    assert_memory_equal(d, msg, sizeof msg - 1);
+    assert_int_equal(msgbuf_header_len(mb), 8);
+    /* the header length is asked again after appends: never a stale answer */
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_append(mb, "A: b\r\n", 6), 0);
+    assert_int_equal(msgbuf_header_len(mb), 6);   /* no blank line yet: all of it */
+    assert_int_equal(msgbuf_header_len(mb), 6);
+    assert_int_equal(msgbuf_append(mb, "C: d\r\n\r\nx\r\n", 11), 0);
+    assert_int_equal(msgbuf_header_len(mb), 14);
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_append(mb, "E: f\r\n\r\n", 8), 0);
+    assert_int_equal(msgbuf_header_len(mb), 8);
+    /* bigger than keep: released, still usable */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(msgbuf_append(mb, chunk, sizeof(chunk)), 0);
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_len(mb), 0);
+    assert_int_equal(msgbuf_append(mb, "x", 1), 0);
+    assert_int_equal(msgbuf_len(mb), 1);
+    /* a new threshold and dir: the next message spills there */
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_configure(mb, 1000, dir), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(msgbuf_append(mb, chunk, sizeof(chunk)), 0);
+    d = msgbuf_data(mb, &len);
+    assert_int_equal(len, 3 * sizeof(chunk));
+    assert_memory_equal(d + 2 * sizeof(chunk), chunk, sizeof(chunk));
+    /* a spilled one is closed by clear, back in memory */
+    msgbuf_clear(mb, 16384);
+    assert_int_equal(msgbuf_len(mb), 0);
+    assert_int_equal(msgbuf_configure(mb, 1000, NULL), 0);
+    assert_int_equal(msgbuf_append(mb, "yz", 2), 0);
+    d = msgbuf_data(mb, &len);
+    assert_int_equal(len, 2);
+    assert_memory_equal(d, "yz", 2);
+    msgbuf_clear(NULL, 0);
+    msgbuf_free(mb);
+    assert_int_equal(count_entries(dir), 0);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -177,6 +240,7 @@ main(void)
         cmocka_unit_test(test_header_len),
         cmocka_unit_test(test_spill),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_clear_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -165,6 +165,24 @@ static void test_replace_tags(void **state)
 	rule_src_free(s);
 }
 
+/* A tag whose value holds itself eight times grows 8^6 times over six passes (a fuzzer's
+ * find: minutes of copying); past the bound the rule keeps the compact form only. */
+static void test_replace_tags_self(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "replace_tag A x<A><A><A><A><A><A><A><A>0123456789012345678901234567890123456789\n"
+	    "body SELF /<A><A><A><A>/\nreplace_rules SELF\n", &nerr);
+	const struct rule_def *d = get(s, "SELF");
+
+	assert_int_equal(nerr, 0);
+	assert_non_null(d->re_compact);
+	assert_string_equal(d->re, d->re_compact);
+	assert_non_null(strstr(d->re, "(?&_rt0)"));
+	assert_true(strlen(d->re) < 4096);
+	rule_src_free(s);
+}
+
 struct bad_case { const char *label, *text, *where; };
 
 static const struct bad_case bad_cases[] = {
@@ -184,6 +202,7 @@ static const struct bad_case bad_cases[] = {
 	{ "bad action", "action A explode\n", "t.cf:1:10:" },
 	{ "bad envelope field", "envelope A size =~ /x/\n", "t.cf:1:12:" },
 	{ "NUL byte", "body A /x\0y/\n", "t.cf:1:1:" },
+	{ "bayes_ignore_header without a name", "bayes_ignore_header  \n", "t.cf:1:20:" },
 };
 
 static void test_bad_lines(void **state)
@@ -238,6 +257,39 @@ static void test_later_overrides(void **state)
 	rule_src_free(s);
 }
 
+/* bayes_ignore_header is a directive like any: its lines in inactive if/ifplugin blocks
+ * do not count, names are kept lower case and once, the first word is the name (the stock
+ * rules' "x-purgate-eavas: clean"), a comment or another directive is no name. */
+static void test_bayes_ignore_header(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "bayes_ignore_header X-Foo\n"
+	    "  bayes_ignore_header\tList-Id  \n"
+	    "# bayes_ignore_header X-Commented\n"
+	    "bayes_ignore_headers X-Other\n"
+	    "bayes_ignore_header x-foo   # again, any case\n"
+	    "BAYES_IGNORE_HEADER X-Upper-Directive\n"
+	    "bayes_ignore_header X-A: clean\n"
+	    "ifplugin Mail::SpamAssassin::Plugin::NotLoaded\nbayes_ignore_header X-Out1\nendif\n"
+	    "if (version >= 9.000000)\nbayes_ignore_header X-Out2\nelse\n"
+	    "bayes_ignore_header X-In-Else\nendif\n"
+	    "ifplugin Mail::SpamAssassin::Plugin::MIMEHeader\nbayes_ignore_header X-In-Plugin\nendif\n"
+	    "header X_FOO X-Foo =~ /a/\n", &nerr);
+	const char *want[] = { "x-foo", "list-id", "x-upper-directive", "x-a:", "x-in-else",
+	    "x-in-plugin" };
+	size_t n;
+	const char *const *v = rule_src_ignore_headers(s, &n);
+
+	(void)state;
+	assert_int_equal(nerr, 0);
+	assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(v[i], want[i]);
+	assert_true(rule_src_find(s, "X_FOO") >= 0);
+	rule_src_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,9 +297,11 @@ int main(void)
 		cmocka_unit_test(test_default_scores),
 		cmocka_unit_test(test_conditionals),
 		cmocka_unit_test(test_replace_tags),
+		cmocka_unit_test(test_replace_tags_self),
 		cmocka_unit_test(test_bad_lines),
 		cmocka_unit_test(test_regex_syntax),
 		cmocka_unit_test(test_later_overrides),
+		cmocka_unit_test(test_bayes_ignore_header),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,6 +26,7 @@
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/msgbuf.h"
 #include "proxy/smtp_tx.h"
 #include "proxy/worker.h"
 #include "uv_wait.h"
@@ -568,6 +569,60 @@ static void assert_relayed_message(const struct fake *f)
 
 #define LOG_TWO_RCPTS "EHLO mx.test\nMAIL FROM:<a@example.org>\nRCPT TO:<b@example.net>\n" \
     "RCPT TO:<c@example.net>\nDATA\n.\n"
+
+/* a@example.org to b@example.net, content as received, marked as its own wire form. */
+static void world_wire_message(struct world *wd, const char *content, size_t len)
+{
+	world_init(wd, "smtp", NULL, NULL);
+	world_mail(wd, "a@example.org");
+	world_rcpt(wd, "b@example.net");
+	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
+	smtp_tx_data_append(&wd->tx, content, len);
+	smtp_tx_data_end(&wd->tx);
+	wd->tx.body_wire = true;
+}
+
+/* The content in its own wire form (body_wire: the session found no line to stuff) goes
+ * out as it is, after the Received field; the backend reads it back unchanged. */
+static void test_body_wire(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+	static const char clean[] = "Subject: w\r\n\r\nline one\r\nline. two\r\n\r\nend\r\n";
+	size_t cl = sizeof clean - 1;
+
+	world_wire_message(wd, clean, cl);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->messages, 1);
+	assert_true(f->msglen > cl);
+	assert_int_equal(strncmp(f->msg, "Received: from client.test", 26), 0);
+	assert_memory_equal(f->msg + f->msglen - cl, clean, cl);
+	world_reset(wd);
+	assert_false(wd->tx.body_wire);	/* per message */
+}
+
+/* A module's new body is encoded whatever body_wire says: its dot lines reach the backend
+ * stuffed (the fake unstuffs them back), never as an end of data. */
+static void test_body_wire_new_body(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+	static const char clean[] = "Subject: w\r\n\r\nline one\r\n";
+	static const char dotted[] = "Subject: w\r\n\r\n.\r\n..two\r\n.three\r\n";
+	size_t dl = sizeof dotted - 1;
+
+	world_wire_message(wd, clean, sizeof clean - 1);
+	wd->env.new_body = msgbuf_new(1 << 20, NULL);
+	assert_non_null(wd->env.new_body);
+	assert_int_equal(msgbuf_append(wd->env.new_body, dotted, dl), 0);
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(f->messages, 1);
+	assert_true(f->msglen > dl);
+	assert_memory_equal(f->msg + f->msglen - dl, dotted, dl);
+	world_reset(wd);
+}
 
 /* ------------------------------------------------------------ tests */
 
@@ -1235,6 +1290,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		WORLD_TEST(test_deliver_smtp),
+		WORLD_TEST(test_body_wire),
+		WORLD_TEST(test_body_wire_new_body),
 		WORLD_TEST(test_no_250_before_backend),
 		WORLD_TEST(test_failover_at_connect),
 		WORLD_TEST(test_failover_rcpt_drop),
