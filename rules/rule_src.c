@@ -440,13 +440,17 @@ static void rule_sbuf_put(struct rule_sbuf *b, const char *s, size_t n)
 static char *rule_take_marker(const struct rule_src *s, char *re, const char *kind)
 {
 	size_t sl = strlen(s->tag_start), el = strlen(s->tag_end), kl = strlen(kind);
+	char *end = re + strlen(re);
 
-	for (char *p = re; (p = strstr(p, s->tag_start)) != NULL; p++) {
+	/* memmem over a known length: strstr in a loop is quadratic where the C library (or a
+	 * sanitizer's interceptor) measures the rest of the string on every call */
+	for (char *p = re; p < end && (p = memmem(p, (size_t)(end - p), s->tag_start, sl)) != NULL;
+	    p++) {
 		char *n = p + sl, *e;
 
-		if (strncmp(n, kind, kl) != 0 || n[kl] != ' ')
+		if ((size_t)(end - n) < kl + 1 || memcmp(n, kind, kl) != 0 || n[kl] != ' ')
 			continue;
-		e = strstr(n + kl + 1, s->tag_end);     /* (.+?) */
+		e = memmem(n + kl + 1, (size_t)(end - n - kl - 1), s->tag_end, el);   /* (.+?) */
 		if (e == NULL || e == n + kl + 1)
 			continue;
 		{
