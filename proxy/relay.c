@@ -4,6 +4,7 @@
 #include "bdat.h"
 #include "config.h"
 #include "dataparse.h"
+#include "growbuf.h"
 #include "headers.h"
 #include "hook.h"
 #include "log.h"
@@ -116,9 +117,8 @@ struct relay {
 struct relay_pending { relay_reply_fn cb; void *arg; bool data, ahead; };
 
 /* A command sent ahead: its line (to match the owner's command against), its owner once
- * claimed, its reply once read. */
-/* A command sent ahead: its line and, once in, its reply. The two strings live in buffers
- * the slot keeps from one message to the next (relay_ahead_keep), freed with the relay. */
+ * claimed, its reply once read. The two strings live in buffers the slot keeps from one
+ * message to the next (relay_ahead_keep), freed with the relay. */
 struct relay_ahead {
 	char *line, *text;
 	size_t line_cap, text_cap;
@@ -135,14 +135,8 @@ static void relay_ahead_keep(char **buf, size_t *cap, const char *s)
 {
 	size_t n = strlen(s) + 1;
 
-	if (n > *cap) {
-		size_t nc = n < 64 ? 64 : n;
-		char *b = realloc(*buf, nc);
-		if (b == NULL)
-			abort();
-		*buf = b;
-		*cap = nc;
-	}
+	if (n > *cap)
+		growbuf_grow(buf, cap, 64, n);
 	memcpy(*buf, s, n);
 }
 

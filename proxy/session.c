@@ -555,7 +555,8 @@ static bool session_memo_take(struct session *s, const char *line, size_t len, s
 }
 
 /* The next complete command line held at s->in + *off (CRLF-terminated, no other CR or LF,
- * shorter than a command may be), parsed into cmd; false when there is none. */
+ * shorter than a command may be), parsed into cmd and kept as the memo's entry k; false
+ * when there is none. */
 static bool session_next_line(struct session *s, size_t *off, struct smtp_cmd *cmd, size_t k)
 {
 	const char *p = s->in + *off, *err = NULL;
