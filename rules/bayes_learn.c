@@ -5,6 +5,7 @@
 #include "bayes_learn.h"
 #include "rules.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -51,8 +52,50 @@ static void learn_one(struct learn_run *r, const char *msg, size_t len, const ch
 	}
 }
 
-/* Splits an mbox at "From " lines (after a blank line or at the start) and undoes the
- * mboxrd quoting of ">From " lines. */
+/* Matches pat at s (up to e): 'S' a non-space, 'd' a digit, 'o' an optional character
+ * (not a line end), anything else itself. Small fixed patterns: bounded recursion. */
+static bool learn_from_pat(const char *s, const char *e, const char *pat)
+{
+	for (; *pat; pat++, s++) {
+		if (*pat == 'o')
+			return (s < e && *s != '\n' && learn_from_pat(s + 1, e, pat + 1)) ||
+			    learn_from_pat(s, e, pat + 1);
+		if (s >= e)
+			return false;
+		if (*pat == 'S' ? isspace((unsigned char)*s) :
+		    *pat == 'd' ? !isdigit((unsigned char)*s) : *s != *pat)
+			return false;
+	}
+	return true;
+}
+
+/* A mbox separator at p (a line start), as SpamAssassin's ArchiveIterator knows one:
+ * /^From \S+  ?(\S\S\S \S\S\S .?\d .?\d:\d\d:\d\d \d{4}|.?\d-\d\d-\d{4}_\d\d:\d\d:\d\d_)/
+ * ("From sender@example.org  Mon Jan  1 00:00:01 2024"): a body line that merely starts
+ * with "From " is not one. */
+static bool learn_from_line(const char *p, const char *e)
+{
+	const char *nl = memchr(p, '\n', (size_t)(e - p));
+
+	if (nl)
+		e = nl;
+	if (e - p < 6 || strncmp(p, "From ", 5) != 0)
+		return false;
+	p += 5;
+	if (p >= e || isspace((unsigned char)*p))
+		return false;
+	while (p < e && !isspace((unsigned char)*p))
+		p++;
+	if (p >= e || *p++ != ' ')
+		return false;
+	if (p < e && *p == ' ')
+		p++;
+	return learn_from_pat(p, e, "SSS SSS od od:dd:dd dddd") ||
+	    learn_from_pat(p, e, "od-dd-dddd_dd:dd:dd_");
+}
+
+/* Splits an mbox at its separator lines (learn_from_line: with or without a blank line
+ * before, as SpamAssassin) and undoes the mboxrd quoting of ">From " lines. */
 static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const char *where)
 {
 	size_t start = 0, i = 0;
@@ -67,8 +110,7 @@ static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const c
 
 		/* the next separator */
 		for (i = start + 1; i + 5 <= len; i++)
-			if (buf[i - 1] == '\n' && strncmp(buf + i, "From ", 5) == 0 &&
-			    (i < 2 || buf[i - 2] == '\n' || (i >= 3 && buf[i - 2] == '\r' && buf[i - 3] == '\n'))) {
+			if (buf[i - 1] == '\n' && learn_from_line(buf + i, buf + len)) {
 				end = i;
 				break;
 			}
@@ -116,19 +158,11 @@ static int learn_read(const char *path, char **buf, size_t *len, uint64_t max)
 	return 0;
 }
 
-/* One file's content: an mbox, or one message. */
+/* One file's content: an mbox (it starts with a "From " line; its messages, its separator
+ * lines stripped), or one message. */
 static void learn_content(struct learn_run *r, const char *buf, size_t len, const char *where)
 {
-	bool mbox = false;
-
-	if (len > 5 && strncmp(buf, "From ", 5) == 0) {
-		/* an mbox holds a second separator; one message with a From line is a file */
-		for (size_t i = 2; i + 6 <= len && !mbox; i++)
-			if (buf[i - 1] == '\n' && strncmp(buf + i, "From ", 5) == 0 &&
-			    (buf[i - 2] == '\n' || (i >= 3 && buf[i - 2] == '\r')))
-				mbox = true;
-	}
-	if (mbox)
+	if (len > 5 && strncmp(buf, "From ", 5) == 0)
 		learn_mbox(r, buf, len, where);
 	else
 		learn_one(r, buf, len, where);
