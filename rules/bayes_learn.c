@@ -207,8 +207,42 @@ static int learn_name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A directory: a maildir (cur/ and new/), else every file in it (sorted), recursively;
- * dot files are skipped. */
+static void learn_path(struct learn_run *r, const char *path, int depth);
+
+/* A maildir (it has cur/ or new/): only those two hold mail — tmp/ holds messages being
+ * written, and beside them are the IMAP server's own files (dovecot-uidlist,
+ * dovecot.index*, courierimapuiddb, maildirfolder, ...). Maildir++ subfolders (.Sent/)
+ * are left to be named. False when path is not a maildir. */
+static bool learn_maildir(struct learn_run *r, const char *path, int depth)
+{
+	static const char *const subs[] = { "cur", "new" };
+	char *p[2] = { NULL, NULL };
+	bool any = false;
+
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+
+		if (asprintf(&p[i], "%s/%s", path, subs[i]) < 0) {
+			p[i] = NULL;
+			continue;
+		}
+		if (stat(p[i], &st) == 0 && S_ISDIR(st.st_mode))
+			any = true;
+		else {
+			free(p[i]);
+			p[i] = NULL;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		if (p[i])
+			learn_path(r, p[i], depth + 1);
+		free(p[i]);
+	}
+	return any;
+}
+
+/* A directory: a maildir (learn_maildir), else every file in it (sorted), recursively;
+ * dot files are skipped. Anything else but a regular file is an error. */
 static void learn_path(struct learn_run *r, const char *path, int depth)
 {
 	struct stat st;
@@ -222,11 +256,19 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 		r->n.errors++;
 		return;
 	}
-	if (!S_ISDIR(st.st_mode)) {
+	if (S_ISREG(st.st_mode)) {
 		learn_file(r, path);
 		return;
 	}
+	if (!S_ISDIR(st.st_mode)) {
+		/* a FIFO, socket or device: opening a FIFO would wait for a writer */
+		fprintf(r->err, "mxgate: learn: %s: not a regular file or directory\n", path);
+		r->n.errors++;
+		return;
+	}
 	if (depth > 8)
+		return;
+	if (learn_maildir(r, path, depth))
 		return;
 	d = opendir(path);
 	if (d == NULL) {
@@ -235,8 +277,8 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.' || strcmp(de->d_name, "tmp") == 0)
-			continue;          /* maildir tmp/ holds messages being written */
+		if (de->d_name[0] == '.')
+			continue;
 		if (n == cap) {
 			char **x = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(char *));
 
