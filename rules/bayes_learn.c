@@ -33,8 +33,14 @@ static void learn_one(struct learn_run *r, const char *msg, size_t len, const ch
 		msg += skip;
 		len -= skip;
 	}
-	if (len == 0)
-		return;
+	{
+		size_t k = 0;       /* blank: nothing to learn, not a message without tokens */
+
+		while (k < len && isspace((unsigned char)msg[k]))
+			k++;
+		if (k == len)
+			return;
+	}
 	if (r->max_size && len > r->max_size) {
 		r->n.skipped++;
 		return;

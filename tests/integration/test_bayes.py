@@ -4,7 +4,7 @@
 LMDB: `mxgate learn spam MAILDIR` and `learn ham MBOX` teach it offline (counts printed,
 learning again is a no-op); below min_spam/min_ham it abstains (no BAYES symbol); POST
 /learn/spam on the metrics listener teaches the running daemon (learned / already / moved,
-404 for other paths); then a spammy message reaches the backend with BAYES_99 in
+404 for other paths, 400 for an empty message); then a spammy message reaches the backend with BAYES_99 in
 X-Spam-Status and a hammy one with BAYES_00 (the BAYES_xx rules of rules/default.rules,
 eval:check_bayes). The control socket: `mxgatectl learn spam|ham FILE` (a message, an mbox,
 --json) teaches the running daemon by the same path as `mxgate learn`.
@@ -122,6 +122,9 @@ for i in range(N - 3, N):
     post(mport, '/learn/spam', msg('spam', i, SPAM_WORDS))
 code, text = post(mport, '/learn/other', b'x')
 mt.check(code == 404, 'other paths: 404 (%s)' % code)
+for empty in (b'', b'\r\n\r\n'):
+    code, text = post(mport, '/learn/spam', empty)
+    mt.check(code == 400, 'an empty message is not learned: 400 (%s %s)' % (code, text))
 
 tests = deliver(mx, be, msg('spam', 1000, SPAM_WORDS))
 mt.check(tests is not None and 'BAYES_99' in tests, 'spam gets BAYES_99: %s' % tests)

@@ -77,6 +77,8 @@ static void test_mbox_split(void **state)
 	/* nothing */
 	n = learn_buf("");
 	assert_int_equal(n.learned + n.already + n.errors, 0);
+	n = learn_buf("\r\n\r\n");
+	assert_int_equal(n.learned + n.already + n.errors, 0);
 }
 
 static char dir[64];
