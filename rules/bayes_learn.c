@@ -341,11 +341,18 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 		learn_path(&r, argv[i], 0);
 	bayes_learn_summary(ebuf, sizeof(ebuf), r.cls, &r.n);
 	fprintf(out, "%s\n", ebuf);
-	if (bayes_totals(r.b, &t) == 0)
-		fprintf(out, "store %s: %llu spam, %llu ham, %llu tokens%s\n", c->store,
-		    (unsigned long long)t.nspam, (unsigned long long)t.nham,
-		    (unsigned long long)t.ntokens, bayes_is_trained(r.b, &t) ? "" :
-		    " (below min_spam/min_ham: the classifier abstains)");
+	if (bayes_totals(r.b, &t) == 0) {
+		char toks[48];
+
+		/* Redis keeps no token count (its keys expire on their own) */
+		if (strncmp(c->store, "redis://", 8) == 0)
+			snprintf(toks, sizeof(toks), "tokens not counted (Redis)");
+		else
+			snprintf(toks, sizeof(toks), "%llu tokens", (unsigned long long)t.ntokens);
+		fprintf(out, "store %s: %llu spam, %llu ham, %s%s\n", c->store,
+		    (unsigned long long)t.nspam, (unsigned long long)t.nham, toks,
+		    bayes_is_trained(r.b, &t) ? "" : " (below min_spam/min_ham: the classifier abstains)");
+	}
 	bayes_free(r.b);
 	return r.n.errors ? 1 : 0;
 }

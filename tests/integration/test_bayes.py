@@ -312,4 +312,16 @@ if r is not None:
     mt.check(r.stdout.split() == ['s', str(N), 'h', str(N)] or
              sorted(r.stdout.split()) == sorted(['s', str(N), 'h', str(N)]),
              'totals in Redis: %s' % r.stdout.split())
+# `mxgate learn` offline into the cluster's store, the daemons running: the mbox's ham were
+# learned by POST already (the seen-db is shared); Redis keeps no token count, and the
+# summary must not claim "0 tokens" for a store that holds them
+rcli = os.path.join(mt.TMP, 'learn-redis.yaml')
+with open(rcli, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                 rules=rules_cfg(rstore))))
+r = mt.run_mxgate('-c', rcli, 'learn', 'ham', mbox)
+mt.check(r.returncode == 0 and 'learned 0 ham (%d already known' % N in r.stdout,
+         'mxgate learn into Redis shares the seen-db: %s %s' % (r.stdout.strip(), r.stderr.strip()))
+mt.check(' 0 tokens' not in r.stdout and '%d spam, %d ham' % (N, N) in r.stdout,
+         'the Redis store summary: %s' % r.stdout.strip())
 mt.finish()
