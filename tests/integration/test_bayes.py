@@ -172,6 +172,9 @@ rc, out, err = ctl('--json', 'learn', 'ham', one)
 mt.check(rc == 0 and json.loads(out) == {'class': 'ham', 'learned': 1, 'already': 0,
                                          'moved': 1, 'too_big': 0, 'errors': 0},
          'learn --json: a spam learned as ham moves (%s)' % out)
+rc, out, err = ctl('learn', 'spam', mt.TMP)
+mt.check(rc != 0 and 'directory' in err.lower(), 'learn spam DIRECTORY: an error, not "learned 0" '
+         '(%s %s %s)' % (rc, out, err))
 rc, out, err = ctl('learn', 'other', one)
 mt.check(rc != 0 and 'usage' in (out + err), 'learn other: usage (%s %s)' % (out, err))
 mt.check(mxc.wait_log(r'event=bayes_learn via=control class=ham learned=%d' % N, timeout=5)
