@@ -209,6 +209,23 @@ tests = deliver(mx2, be2, msg('spam', 2000, SPAM_WORDS))
 mt.check(tests is not None and not any(t.startswith('BAYES_') for t in tests),
          'an untrained classifier abstains: %s' % tests)
 mt.check(mx2.wait_log(r'bayes=untrained', timeout=5) is not None, 'logged bayes=untrained')
+# `mxgate learn` into the store of the running daemon (a second process on the LMDB
+# environment): the daemon classifies with it at once, no restart or reload
+live_cfg = os.path.join(mt.TMP, 'learn-live.yaml')
+with open(live_cfg, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                 rules=rules_cfg('lmdb:' + os.path.join(mt.TMP, 'empty')))))
+for cls, src in (('spam', maildir), ('ham', mbox)):
+    r = mt.run_mxgate('-c', live_cfg, 'learn', cls, src)
+    mt.check(r.returncode == 0, 'learn %s while the daemon runs: %s %s' % (
+        cls, r.stdout.strip(), r.stderr.strip()))
+for i in range(N - 4, N):        # min_spam 20: the maildir holds 20
+    with open(os.path.join(maildir, 'new', 'more%d' % i), 'wb') as f:
+        f.write(msg('spam', i, SPAM_WORDS))
+r = mt.run_mxgate('-c', live_cfg, 'learn', 'spam', maildir)
+tests = deliver(mx2, be2, msg('spam', 2001, SPAM_WORDS))
+mt.check(tests is not None and 'BAYES_99' in tests,
+         'the running daemon classifies with what mxgate learn taught it: %s' % tests)
 mx2.stop()
 
 # ---- autolearn: a confident verdict of the other tests is learned, the classifier's own never;
