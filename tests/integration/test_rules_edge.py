@@ -13,6 +13,8 @@ classifier (LMDB, trained) and a rule file calling an eval function nobody imple
   unterminated multipart), 500 nested multiparts, 10,000 header lines, 10,000 Received
   lines, a 49 MiB message. The daemon still scores an ordinary message afterwards. Where the
   classifier gave a verdict (bayes=P in the log), a BAYES_xx rule hit — over max_size too.
+- A sender's own X-Spam-* headers (a forged "X-Spam-Status: No") are removed, as SpamAssassin
+  removes them: the backend sees mxgate's alone.
 Peers: the recording Backend. Needs /usr/share/spamassassin (skipped without; a failure in
 CI)."""
 import glob
@@ -146,6 +148,22 @@ for name, data in CASES:
                      name, prob.group(1), sorted(hits)))
     if line and b'Subject:' in data.split(b'\r\n\r\n', 1)[0]:
         mt.check('EDGE_FAKE_OR' in hits, '%s: UNKNOWN || TRUE hits (%s)' % (name, sorted(hits)))
+# a sender's own X-Spam-* headers (a forged "No") do not reach the backend beside ours, as
+# SpamAssassin deletes them before adding its own; X-Spam-Prev-* stay
+forged = ('X-Spam-Status: No, score=-9.9 required=5.0 tests=NONE\r\nX-Spam-Score: -9.9\r\n'
+          'X-Spam-Flag: NO\r\nX-Spam-Level: \r\nX-Spam-Prev-Subject: kept\r\n' +
+          H % ('forged', 'forged') + '\r\nbody\r\n').encode()
+n = len(be.messages)
+code, text = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], forged)
+mt.check(code == 250 and mt.wait_for(lambda: len(be.messages) > n, timeout=mt.slack(30)),
+         'forged X-Spam headers: delivered (%s %s)' % (code, text))
+head = re.split(rb'\r?\n\r?\n', be.messages[-1]['data'], 1)[0] if len(be.messages) > n else b''
+names = [h.split(b':', 1)[0].lower() for h in re.split(rb'\r?\n(?![ \t])', head)]
+mt.check(names.count(b'x-spam-status') == 1 and names.count(b'x-spam-score') == 1 and
+         b'x-spam-flag' not in names and b'x-spam-level' not in names and
+         b'score=-9.9' not in head and b'x-spam-prev-subject' in names,
+         'only mxgate\'s X-Spam-* headers reach the backend (%s)' % [
+             x.decode() for x in names if x.startswith(b'x-spam')])
 mt.check(mx.alive(), 'the daemon is still running')
 mt.check(mx.wait_log(r'event=rules .*bayes=\d', timeout=5) is not None,
          'the classifier scored (a bayes= probability in the log)')
