@@ -202,6 +202,41 @@ mt.check(mxc.wait_log(r'event=bayes_learn via=control class=ham learned=%d' % N,
          is not None, 'the control learn is logged')
 mxc.stop()
 
+# a big mbox through the control socket is learned off the main loop: the metrics listener
+# (same loop as the control socket, the health checks, /readyz) keeps answering and shows
+# the learning under way — a learned count strictly between 0 and the mbox's
+NBIG = 3000
+bmport = mt.free_port()
+bsock = os.path.join(mt.TMP, 'control-big.sock')
+mxbig = mt.Mxgate(mt.config([bec.url], rules=rules_cfg('lmdb:' + os.path.join(mt.TMP, 'big')),
+                            control={'socket': bsock},
+                            metrics={'listen': '127.0.0.1:%d' % bmport}), name='mxgate-ctl-big')
+bigmbox = os.path.join(mt.TMP, 'big.mbox')
+with open(bigmbox, 'wb') as f:
+    for i in range(NBIG):
+        f.write(b'From x@example.org  Mon Jan  1 00:00:00 2024\n' + msg(
+            'big', i, SPAM_WORDS + ' ' + ' '.join('w%dx%d' % (i, j) for j in range(150))) + b'\n')
+learner = subprocess.Popen([CTL, '-s', bsock, '-t', str(mt.slack(300)), 'learn', 'spam', bigmbox],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+seen = set()
+
+
+def learned_so_far():
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % bmport,
+                                timeout=mt.slack(60)) as r:
+        m = re.search(r'^mxgate_bayes_learned_spam_total (\d+)', r.read().decode(), re.M)
+    seen.add(int(m.group(1)) if m else -1)
+    return learner.poll() is not None
+
+
+mt.wait_for(learned_so_far, timeout=mt.slack(300))
+out, err = learner.communicate(timeout=mt.slack(60))
+mt.check(learner.returncode == 0 and out.startswith('learned %d spam' % NBIG),
+         'mxgatectl learn of %d messages: %s %s' % (NBIG, out.strip(), err.strip()))
+mt.check(any(0 < v < NBIG for v in seen), 'the metrics listener answered while the control '
+         'socket was learning (learned counts seen: %s)' % sorted(seen)[:8])
+mxbig.stop()
+
 # ---- below min_learned: no symbol
 be2 = mt.Backend()
 mx2, _ = daemon(be2, 'lmdb:' + os.path.join(mt.TMP, 'empty'), 'mxgate-empty')
