@@ -99,29 +99,58 @@ static int bayes_u32_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-uint32_t bayes_db_expire_cutoff(uint32_t *atimes, size_t n, uint64_t keep)
+uint32_t bayes_db_expire_cutoff(uint32_t *atimes, size_t n, uint64_t keep, size_t *ties)
 {
+	size_t go, lo;
+	uint32_t v;
+
+	*ties = 0;
 	if (n <= keep)
 		return 0;
 	qsort(atimes, n, sizeof(uint32_t), bayes_u32_cmp);
-	/* tokens strictly older than the (n-keep)-th oldest go, ties at the cutoff stay —
-	 * unless that would remove nothing (a bulk learn within one second): then they go */
-	return atimes[n - keep] != atimes[0] ? atimes[n - keep] : atimes[n - keep] + 1;
+	/* the n - keep oldest go: those older than the youngest of them (v), and as many of
+	 * the tokens tied at v as that leaves — a bulk learn puts thousands of tokens in one
+	 * second, and all of them going would empty the store */
+	go = n - keep;
+	v = atimes[go - 1];
+	for (lo = go - 1; lo > 0 && atimes[lo - 1] == v; lo--)
+		;
+	if (go == n || atimes[go] != v)
+		return v + 1;              /* every token at v goes */
+	*ties = go - lo;
+	return v;
 }
 
-/* The cutoff for an expiry pass: age first, then the size bound. */
+/* The cutoff for an expiry pass, age first, then the size bound: tokens with an atime below
+ * it go, and *ties of those at it. */
 static uint32_t bayes_expire_limit(uint32_t *atimes, size_t n, uint64_t max_tokens,
-    uint32_t max_age_s, uint32_t now)
+    uint32_t max_age_s, uint32_t now, size_t *ties)
 {
 	uint32_t cut = max_age_s && now > max_age_s ? now - max_age_s : 0;
 
+	*ties = 0;
 	if (max_tokens && n > max_tokens) {
-		uint32_t c = bayes_db_expire_cutoff(atimes, n, max_tokens - max_tokens / 4);
+		size_t t;
+		uint32_t c = bayes_db_expire_cutoff(atimes, n, max_tokens - max_tokens / 4, &t);
 
-		if (c > cut)
+		if (c > cut) {
 			cut = c;
+			*ties = t;
+		}
 	}
 	return cut;
+}
+
+/* Whether a token with atime a goes in an expiry pass (cut, *ties: bayes_expire_limit). */
+static bool bayes_expire_goes(uint32_t a, uint32_t cut, size_t *ties)
+{
+	if (a < cut)
+		return true;
+	if (a == cut && *ties > 0) {
+		(*ties)--;
+		return true;
+	}
+	return false;
 }
 
 /* ---------------------------------------------------------------- memory */
@@ -285,7 +314,7 @@ static int mem_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t
 {
 	struct mem_db *m = h;
 	uint32_t *at, cut;
-	size_t n = 0;
+	size_t n = 0, ties;
 	uint64_t gone = 0;
 	struct mem_table nt = { 0 };
 
@@ -298,14 +327,14 @@ static int mem_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t
 	for (size_t i = 0; i < m->tok.cap; i++)
 		if (m->tok.s[i].key && (m->tok.s[i].c.spam || m->tok.s[i].c.ham))
 			at[n++] = m->tok.s[i].c.atime;
-	cut = bayes_expire_limit(at, n, max_tokens, max_age_s, now);
+	cut = bayes_expire_limit(at, n, max_tokens, max_age_s, now, &ties);
 	free(at);
 	for (size_t i = 0; i < m->tok.cap; i++) {
 		struct mem_slot *s = &m->tok.s[i], *d;
 
 		if (s->key == 0 || (s->c.spam == 0 && s->c.ham == 0))
 			continue;
-		if (s->c.atime < cut) {
+		if (bayes_expire_goes(s->c.atime, cut, &ties)) {
 			gone++;
 			continue;
 		}
@@ -629,8 +658,8 @@ static int lmdb_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
 }
 
 /* Walks the "bt:" records; del: remove those with atime < cut, else collect atimes. */
-static int lmdb_walk_tokens(struct lmdb_tx *tx, uint32_t cut, bool del, uint32_t **at,
-    size_t *n, uint64_t *gone)
+static int lmdb_walk_tokens(struct lmdb_tx *tx, uint32_t cut, size_t ties, bool del,
+    uint32_t **at, size_t *n, uint64_t *gone)
 {
 	MDB_cursor *cur;
 	MDB_val k = { 3, (void *)"bt:" }, v;
@@ -649,7 +678,7 @@ static int lmdb_walk_tokens(struct lmdb_tx *tx, uint32_t cut, bool del, uint32_t
 			continue;
 		memcpy(&c, v.mv_data, sizeof(c));
 		if (del) {
-			if (c.atime < cut) {
+			if (bayes_expire_goes(c.atime, cut, &ties)) {
 				if (mdb_cursor_del(cur, 0) != 0)
 					break;
 				(*gone)++;
@@ -679,17 +708,17 @@ static int lmdb_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_
 	struct lmdb_tx tx;
 	struct bayes_totals t;
 	uint32_t *at = NULL, cut;
-	size_t n = 0;
+	size_t n = 0, ties = 0;
 	uint64_t gone = 0;
 	int r;
 
 	if (lmdb_begin(h, false, &tx) < 0)
 		return -1;
-	r = lmdb_walk_tokens(&tx, 0, false, &at, &n, &gone);
-	cut = r == 0 ? bayes_expire_limit(at, n, max_tokens, max_age_s, now) : 0;
+	r = lmdb_walk_tokens(&tx, 0, 0, false, &at, &n, &gone);
+	cut = r == 0 ? bayes_expire_limit(at, n, max_tokens, max_age_s, now, &ties) : 0;
 	free(at);
 	if (r == 0 && cut > 0)
-		r = lmdb_walk_tokens(&tx, cut, true, NULL, NULL, &gone);
+		r = lmdb_walk_tokens(&tx, cut, ties, true, NULL, NULL, &gone);
 	if (r == 0 && (r = lmdb_totals_get(&tx, &t)) == 0) {
 		t.ntokens = n - gone;
 		r = lmdb_totals_put(&tx, &t);

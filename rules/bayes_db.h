@@ -70,8 +70,9 @@ int bayes_db_touch(struct bayes_db *db, const uint64_t *keys, size_t n, uint32_t
 int bayes_db_expire(struct bayes_db *db, uint64_t max_tokens, uint32_t max_age_s,
     uint32_t now, uint64_t *removed);
 
-/* The atime below which tokens go so that at most keep of the n atimes remain (n > keep);
- * shared by the stores, public for tests. atimes is reordered. */
-uint32_t bayes_db_expire_cutoff(uint32_t *atimes, size_t n, uint64_t keep);
+/* The atime below which tokens go so that keep of the n atimes remain (0 when n <= keep),
+ * and in *ties how many of the tokens at that atime go too (tokens learned in the same
+ * second); shared by the stores, public for tests. atimes is reordered. */
+uint32_t bayes_db_expire_cutoff(uint32_t *atimes, size_t n, uint64_t keep, size_t *ties);
 
 #endif

@@ -1,6 +1,7 @@
 /* bayes_http.c — POST /learn/{spam,ham} on the metrics listener; see bayes_http.h. */
 #include "bayes_http.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,17 @@ static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, cha
 	else {
 		metrics_post_reply(reply, 404, "POST /learn/spam or /learn/ham\n");
 		goto out;
+	}
+	{
+		size_t k = 0;
+
+		while (k < len && isspace((unsigned char)body[k]))
+			k++;
+		if (k == len) {
+			/* nothing to learn: it would count a message with no tokens */
+			metrics_post_reply(reply, 400, "empty message\n");
+			goto out;
+		}
 	}
 	if (len > bayes_get_config(b)->max_learn_size) {
 		metrics_post_reply(reply, 413, "message too big (rules.bayes.max_learn_size)\n");

@@ -1,8 +1,8 @@
 /* bayes_http.h — learning through the running daemon: POST /learn/spam and POST
  * /learn/ham on the metrics listener, the message as the request body (at most
  * rules.bayes.max_learn_size), from the clients rules.bayes.learn_from allows (localhost by
- * default). Answers 200 "learned" | "already" | "moved", 403 (client not allowed), 404
- * (other path), 413 (too big), 503 (no classifier configured), 500 (store error). The
+ * default). Answers 200 "learned" | "already" | "moved", 400 (an empty message), 403
+ * (client not allowed), 404 (other path), 413 (too big), 503 (no classifier configured), 500 (store error). The
  * learning itself runs in libuv's thread pool. (The control socket will take the same
  * command later.) */
 #ifndef MX_BAYES_HTTP_H

@@ -5,6 +5,7 @@
 #include "bayes_learn.h"
 #include "rules.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -32,8 +33,14 @@ static void learn_one(struct learn_run *r, const char *msg, size_t len, const ch
 		msg += skip;
 		len -= skip;
 	}
-	if (len == 0)
-		return;
+	{
+		size_t k = 0;       /* blank: nothing to learn, not a message without tokens */
+
+		while (k < len && isspace((unsigned char)msg[k]))
+			k++;
+		if (k == len)
+			return;
+	}
 	if (r->max_size && len > r->max_size) {
 		r->n.skipped++;
 		return;
@@ -51,8 +58,50 @@ static void learn_one(struct learn_run *r, const char *msg, size_t len, const ch
 	}
 }
 
-/* Splits an mbox at "From " lines (after a blank line or at the start) and undoes the
- * mboxrd quoting of ">From " lines. */
+/* Matches pat at s (up to e): 'S' a non-space, 'd' a digit, 'o' an optional character
+ * (not a line end), anything else itself. Small fixed patterns: bounded recursion. */
+static bool learn_from_pat(const char *s, const char *e, const char *pat)
+{
+	for (; *pat; pat++, s++) {
+		if (*pat == 'o')
+			return (s < e && *s != '\n' && learn_from_pat(s + 1, e, pat + 1)) ||
+			    learn_from_pat(s, e, pat + 1);
+		if (s >= e)
+			return false;
+		if (*pat == 'S' ? isspace((unsigned char)*s) :
+		    *pat == 'd' ? !isdigit((unsigned char)*s) : *s != *pat)
+			return false;
+	}
+	return true;
+}
+
+/* A mbox separator at p (a line start), as SpamAssassin's ArchiveIterator knows one:
+ * /^From \S+  ?(\S\S\S \S\S\S .?\d .?\d:\d\d:\d\d \d{4}|.?\d-\d\d-\d{4}_\d\d:\d\d:\d\d_)/
+ * ("From sender@example.org  Mon Jan  1 00:00:01 2024"): a body line that merely starts
+ * with "From " is not one. */
+static bool learn_from_line(const char *p, const char *e)
+{
+	const char *nl = memchr(p, '\n', (size_t)(e - p));
+
+	if (nl)
+		e = nl;
+	if (e - p < 6 || strncmp(p, "From ", 5) != 0)
+		return false;
+	p += 5;
+	if (p >= e || isspace((unsigned char)*p))
+		return false;
+	while (p < e && !isspace((unsigned char)*p))
+		p++;
+	if (p >= e || *p++ != ' ')
+		return false;
+	if (p < e && *p == ' ')
+		p++;
+	return learn_from_pat(p, e, "SSS SSS od od:dd:dd dddd") ||
+	    learn_from_pat(p, e, "od-dd-dddd_dd:dd:dd_");
+}
+
+/* Splits an mbox at its separator lines (learn_from_line: with or without a blank line
+ * before, as SpamAssassin) and undoes the mboxrd quoting of ">From " lines. */
 static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const char *where)
 {
 	size_t start = 0, i = 0;
@@ -67,8 +116,7 @@ static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const c
 
 		/* the next separator */
 		for (i = start + 1; i + 5 <= len; i++)
-			if (buf[i - 1] == '\n' && strncmp(buf + i, "From ", 5) == 0 &&
-			    (i < 2 || buf[i - 2] == '\n' || (i >= 3 && buf[i - 2] == '\r' && buf[i - 3] == '\n'))) {
+			if (buf[i - 1] == '\n' && learn_from_line(buf + i, buf + len)) {
 				end = i;
 				break;
 			}
@@ -116,19 +164,11 @@ static int learn_read(const char *path, char **buf, size_t *len, uint64_t max)
 	return 0;
 }
 
-/* One file's content: an mbox, or one message. */
+/* One file's content: an mbox (it starts with a "From " line; its messages, its separator
+ * lines stripped), or one message. */
 static void learn_content(struct learn_run *r, const char *buf, size_t len, const char *where)
 {
-	bool mbox = false;
-
-	if (len > 5 && strncmp(buf, "From ", 5) == 0) {
-		/* an mbox holds a second separator; one message with a From line is a file */
-		for (size_t i = 2; i + 6 <= len && !mbox; i++)
-			if (buf[i - 1] == '\n' && strncmp(buf + i, "From ", 5) == 0 &&
-			    (buf[i - 2] == '\n' || (i >= 3 && buf[i - 2] == '\r')))
-				mbox = true;
-	}
-	if (mbox)
+	if (len > 5 && strncmp(buf, "From ", 5) == 0)
 		learn_mbox(r, buf, len, where);
 	else
 		learn_one(r, buf, len, where);
@@ -173,8 +213,42 @@ static int learn_name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A directory: a maildir (cur/ and new/), else every file in it (sorted), recursively;
- * dot files are skipped. */
+static void learn_path(struct learn_run *r, const char *path, int depth);
+
+/* A maildir (it has cur/ or new/): only those two hold mail — tmp/ holds messages being
+ * written, and beside them are the IMAP server's own files (dovecot-uidlist,
+ * dovecot.index*, courierimapuiddb, maildirfolder, ...). Maildir++ subfolders (.Sent/)
+ * are left to be named. False when path is not a maildir. */
+static bool learn_maildir(struct learn_run *r, const char *path, int depth)
+{
+	static const char *const subs[] = { "cur", "new" };
+	char *p[2] = { NULL, NULL };
+	bool any = false;
+
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+
+		if (asprintf(&p[i], "%s/%s", path, subs[i]) < 0) {
+			p[i] = NULL;
+			continue;
+		}
+		if (stat(p[i], &st) == 0 && S_ISDIR(st.st_mode))
+			any = true;
+		else {
+			free(p[i]);
+			p[i] = NULL;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		if (p[i])
+			learn_path(r, p[i], depth + 1);
+		free(p[i]);
+	}
+	return any;
+}
+
+/* A directory: a maildir (learn_maildir), else every file in it (sorted), recursively;
+ * dot files are skipped. Anything else but a regular file is an error. */
 static void learn_path(struct learn_run *r, const char *path, int depth)
 {
 	struct stat st;
@@ -188,11 +262,19 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 		r->n.errors++;
 		return;
 	}
-	if (!S_ISDIR(st.st_mode)) {
+	if (S_ISREG(st.st_mode)) {
 		learn_file(r, path);
 		return;
 	}
+	if (!S_ISDIR(st.st_mode)) {
+		/* a FIFO, socket or device: opening a FIFO would wait for a writer */
+		fprintf(r->err, "mxgate: learn: %s: not a regular file or directory\n", path);
+		r->n.errors++;
+		return;
+	}
 	if (depth > 8)
+		return;
+	if (learn_maildir(r, path, depth))
 		return;
 	d = opendir(path);
 	if (d == NULL) {
@@ -201,8 +283,8 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 		return;
 	}
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.' || strcmp(de->d_name, "tmp") == 0)
-			continue;          /* maildir tmp/ holds messages being written */
+		if (de->d_name[0] == '.')
+			continue;
 		if (n == cap) {
 			char **x = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(char *));
 
@@ -259,11 +341,18 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 		learn_path(&r, argv[i], 0);
 	bayes_learn_summary(ebuf, sizeof(ebuf), r.cls, &r.n);
 	fprintf(out, "%s\n", ebuf);
-	if (bayes_totals(r.b, &t) == 0)
-		fprintf(out, "store %s: %llu spam, %llu ham, %llu tokens%s\n", c->store,
-		    (unsigned long long)t.nspam, (unsigned long long)t.nham,
-		    (unsigned long long)t.ntokens, bayes_is_trained(r.b, &t) ? "" :
-		    " (below min_spam/min_ham: the classifier abstains)");
+	if (bayes_totals(r.b, &t) == 0) {
+		char toks[48];
+
+		/* Redis keeps no token count (its keys expire on their own) */
+		if (strncmp(c->store, "redis://", 8) == 0)
+			snprintf(toks, sizeof(toks), "tokens not counted (Redis)");
+		else
+			snprintf(toks, sizeof(toks), "%llu tokens", (unsigned long long)t.ntokens);
+		fprintf(out, "store %s: %llu spam, %llu ham, %s%s\n", c->store,
+		    (unsigned long long)t.nspam, (unsigned long long)t.nham, toks,
+		    bayes_is_trained(r.b, &t) ? "" : " (below min_spam/min_ham: the classifier abstains)");
+	}
 	bayes_free(r.b);
 	return r.n.errors ? 1 : 0;
 }

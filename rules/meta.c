@@ -380,6 +380,20 @@ static struct meta_iv meta_iv_truth(bool can_true, bool can_false)
 	return meta_iv(can_false ? 0 : 1, can_true ? 1 : 0);
 }
 
+/* The values other than 0 of a range that holds 0: a value is a hit count, a truth value
+ * or arithmetic over them, never this close to 0 but 0, so (0, hi] is [META_IV_TINY, hi]
+ * (and the mirror); a range on both sides of 0 stays as it is. */
+#define META_IV_TINY 1e-9
+
+static struct meta_iv meta_iv_nonzero(struct meta_iv a)
+{
+	if (a.lo >= 0)
+		return meta_iv(a.hi < META_IV_TINY ? a.hi : META_IV_TINY, a.hi);
+	if (a.hi <= 0)
+		return meta_iv(a.lo, a.lo > -META_IV_TINY ? a.lo : -META_IV_TINY);
+	return a;
+}
+
 static struct meta_iv meta_iv_binop(enum meta_op op, struct meta_iv a, struct meta_iv b)
 {
 	const double big = 1e12;
@@ -418,7 +432,8 @@ static struct meta_iv meta_iv_binop(enum meta_op op, struct meta_iv a, struct me
 			return a;
 		if (meta_iv_is_zero(a))
 			return b;
-		return meta_iv_hull(a, b);
+		/* A when A is not 0, else B: `UNKNOWN || TRUE` is true whatever UNKNOWN is */
+		return meta_iv_hull(meta_iv_nonzero(a), b);
 	default:
 		return meta_iv(-big, big);
 	}

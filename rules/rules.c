@@ -258,6 +258,14 @@ static void rules_rescore_symbols(const struct rules_set *rs, struct hook_env *e
 	}
 }
 
+/* The X-Spam-* fields SpamAssassin and other filters write. A message's own copies (a
+ * sender's forged "X-Spam-Status: No") are deleted before ours are added, as SpamAssassin
+ * deletes X-Spam-* but X-Spam-Prev-* (PerMsgStatus::check, rewrite_no_report_safe). */
+static const char *const rules_spam_fields[] = {
+	"X-Spam-Status", "X-Spam-Score", "X-Spam-Symbols", "X-Spam-Flag", "X-Spam-Level",
+	"X-Spam-Report", "X-Spam-Checker-Version", "X-Spam-Checked", "X-Spam-Processed",
+};
+
 static void rules_add_headers(struct hook_env *env, double total, double required)
 {
 	size_t n = env->nsymbols, k = 0;
@@ -289,6 +297,8 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 			if (strcmp(env->symbols[j].name, names[i]) == 0)
 				scores[i] += env->symbols[j].score;
 	}
+	for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]); i++)
+		hook_env_delete_headers(env, rules_spam_fields[i]);
 	actions_format_score(sbuf, sizeof(sbuf), total);
 	hook_env_add_header(env, "X-Spam-Score", sbuf);
 	actions_format_status(buf, cap, total, required, names, k);

@@ -1,13 +1,14 @@
 /* rules_control.c — the rules engine's part of the control socket (proxy/control_verbs.h):
  * messages each scoring rule hit (status views), and `learn spam|ham FILE` (mxgatectl sends
  * the file as the request body) into the running daemon's classifier, by the same path as
- * `mxgate learn` (bayes_learn_buffer: one message or an mbox). */
+ * `mxgate learn` (bayes_learn_buffer: one message or an mbox), in libuv's thread pool. */
 #include "proxy/config.h"
 #include "proxy/control_verbs.h"
 #include "bayes_learn.h"
 #include "log.h"
 #include "rules.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void rule_hits_foreach(const struct mx_config *cfg,
@@ -19,54 +20,107 @@ static void rule_hits_foreach(const struct mx_config *cfg,
 
 const struct control_figures rule_hits_control_figures = { "rule_hits", rule_hits_foreach };
 
-/* Learning runs on the main loop (verbs answer synchronously): bounded by
- * rules.bayes.max_learn_size, a few ms per message. */
-static int learn_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
-    size_t body_len, bool json, struct strbuf *out)
-{
-	struct bayes_learn_counts n = { 0 };
+/* Learning runs in libuv's thread pool (an mbox of thousands of messages takes seconds,
+ * longer on a slow Redis): the main loop keeps running the health checks, the metrics
+ * listener and the other control connections meanwhile. */
+struct learn_job {
+	uv_work_t req;
+	struct control_reply *reply;
+	struct bayes *b;
 	enum bayes_class cls;
+	char *body;
+	size_t len;
+	uint64_t max;
+	bool json;
+	struct bayes_learn_counts n;
+};
+
+static void learn_work_cb(uv_work_t *req)
+{
+	struct learn_job *j = req->data;
+
+	bayes_learn_buffer(j->b, j->cls, j->body, j->len, j->max, "control", NULL, &j->n);
+}
+
+static void learn_after_cb(uv_work_t *req, int status)
+{
+	struct learn_job *j = req->data;
+	struct strbuf *out = control_reply_out(j->reply);
+	const char *cls = j->cls == BAYES_SPAM ? "spam" : "ham";
+	char sum[256];
+
+	if (status != 0)
+		j->n.errors++;                  /* cancelled (the daemon is stopping) */
+	log_event(LOG_LVL_INFO, NULL, "event=bayes_learn via=control class=%s learned=%lu "
+	    "already=%lu moved=%lu too_big=%lu errors=%lu", cls, j->n.learned, j->n.already,
+	    j->n.moved, j->n.skipped, j->n.errors);
+	if (j->json) {
+		strbuf_printf(out, "{\"class\":\"%s\",\"learned\":%lu,\"already\":%lu,\"moved\":%lu,"
+		    "\"too_big\":%lu,\"errors\":%lu}\n", cls, j->n.learned + j->n.moved, j->n.already,
+		    j->n.moved, j->n.skipped, j->n.errors);
+	} else {
+		bayes_learn_summary(sum, sizeof(sum), j->cls, &j->n);
+		strbuf_printf(out, "%s\n", sum);
+	}
+	control_reply_done(j->reply, j->n.errors ? -1 : 0);
+	bayes_free(j->b);
+	free(j->body);
+	free(j);
+}
+
+static void learn_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct control_reply *r)
+{
+	struct strbuf *out = control_reply_out(r);
+	struct learn_job *j;
 	struct bayes *b;
 	uint64_t max;
-	char sum[256];
 
 	b = cfg->rules.bayes.enabled ? bayes_current() : NULL;
 	if (b == NULL) {
 		strbuf_printf(out, "learn: not available: %s\n", cfg->rules.bayes.enabled ?
 		    "the classifier's store is not open (see the log)" :
 		    "no classifier configured (rules.bayes)");
-		return -1;
+		control_reply_done(r, -1);
+		return;
 	}
 	if (argc != 1 || (strcmp(argv[0], "spam") != 0 && strcmp(argv[0], "ham") != 0) ||
 	    body == NULL) {
 		bayes_free(b);
 		strbuf_printf(out, "usage: learn spam|ham FILE (the message or mbox as the body)\n");
-		return -1;
+		control_reply_done(r, -1);
+		return;
 	}
-	cls = strcmp(argv[0], "spam") == 0 ? BAYES_SPAM : BAYES_HAM;
 	max = bayes_get_config(b)->max_learn_size;
 	if (max && body_len > max) {
 		bayes_free(b);
 		strbuf_printf(out, "learn: %zu bytes: over rules.bayes.max_learn_size (%llu)\n",
 		    body_len, (unsigned long long)max);
-		return -1;
+		control_reply_done(r, -1);
+		return;
 	}
-	bayes_learn_buffer(b, cls, body, body_len, max, "control", NULL, &n);
+	j = calloc(1, sizeof(*j));
+	if (j != NULL && (j->body = malloc(body_len + 1)) != NULL) {
+		memcpy(j->body, body, body_len);  /* body is valid only during this call */
+		j->body[body_len] = '\0';
+		j->len = body_len;
+		j->reply = r;
+		j->b = b;
+		j->cls = strcmp(argv[0], "spam") == 0 ? BAYES_SPAM : BAYES_HAM;
+		j->max = max;
+		j->json = json;
+		j->req.data = j;
+		if (uv_queue_work(control_reply_loop(r), &j->req, learn_work_cb, learn_after_cb) == 0)
+			return;
+	}
+	if (j)
+		free(j->body);
+	free(j);
 	bayes_free(b);
-	log_event(LOG_LVL_INFO, NULL, "event=bayes_learn via=control class=%s learned=%lu "
-	    "already=%lu moved=%lu too_big=%lu errors=%lu", argv[0], n.learned, n.already, n.moved,
-	    n.skipped, n.errors);
-	if (json) {
-		strbuf_printf(out, "{\"class\":\"%s\",\"learned\":%lu,\"already\":%lu,\"moved\":%lu,"
-		    "\"too_big\":%lu,\"errors\":%lu}\n", argv[0], n.learned + n.moved, n.already,
-		    n.moved, n.skipped, n.errors);
-	} else {
-		bayes_learn_summary(sum, sizeof(sum), cls, &n);
-		strbuf_printf(out, "%s\n", sum);
-	}
-	return n.errors ? -1 : 0;
+	strbuf_printf(out, "learn: out of memory\n");
+	control_reply_done(r, -1);
 }
 
 const struct control_verb learn_control_verb = {
-	"learn", "learn spam|ham FILE", learn_run
+	.words = "learn", .usage = "learn spam|ham FILE", .start = learn_start
 };

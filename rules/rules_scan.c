@@ -170,9 +170,11 @@ static void rules_set_ranges(const struct rules_set *rs, struct rules_scratch *s
 		const struct rules_rule *x = &rs->r[i];
 		bool unknown = x->unknown;
 
-		if (!body && x->active && (x->kind == RULE_BODY || x->kind == RULE_RAWBODY ||
-		    x->kind == RULE_URI || x->kind == RULE_FULL || x->kind == RULE_MIMEHEADER ||
-		    (x->ev && x->ev->def->needs)))
+		/* an eval ran unless it needs the body's views (check_bayes, a "body" rule by SA's
+		 * syntax, reads only the classifier's verdict); other body rules did not run */
+		if (!body && x->active && (x->ev ? x->ev->def->needs != 0 :
+		    x->kind == RULE_BODY || x->kind == RULE_RAWBODY || x->kind == RULE_URI ||
+		    x->kind == RULE_FULL || x->kind == RULE_MIMEHEADER))
 			unknown = true;
 		sc->hi[i] = unknown ? (x->tflags & RULE_TF_MULTIPLE ? rules_max_hits(x) : 1) :
 		    sc->values[i];

@@ -111,6 +111,13 @@ static char *read_file(const char *path, size_t *len)
 		if (r == 0 || n > CTL_MAX_BODY)
 			break;
 	}
+	if (ferror(f)) {          /* a directory, an I/O error: not an empty message */
+		fprintf(stderr, "mxgatectl: %s: %s\n", path, strerror(errno));
+		if (f != stdin)
+			fclose(f);
+		free(buf);
+		return NULL;
+	}
 	if (f != stdin)
 		fclose(f);
 	if (n > CTL_MAX_BODY) {

@@ -4,7 +4,8 @@
 LMDB: `mxgate learn spam MAILDIR` and `learn ham MBOX` teach it offline (counts printed,
 learning again is a no-op); below min_spam/min_ham it abstains (no BAYES symbol); POST
 /learn/spam on the metrics listener teaches the running daemon (learned / already / moved,
-404 for other paths); then a spammy message reaches the backend with BAYES_99 in
+404 for other paths, 400 for an empty message; 403 outside learn_from, 413 over
+max_learn_size, 503 without a classifier); then a spammy message reaches the backend with BAYES_99 in
 X-Spam-Status and a hammy one with BAYES_00 (the BAYES_xx rules of rules/default.rules,
 eval:check_bayes). The control socket: `mxgatectl learn spam|ham FILE` (a message, an mbox,
 --json) teaches the running daemon by the same path as `mxgate learn`.
@@ -122,6 +123,9 @@ for i in range(N - 3, N):
     post(mport, '/learn/spam', msg('spam', i, SPAM_WORDS))
 code, text = post(mport, '/learn/other', b'x')
 mt.check(code == 404, 'other paths: 404 (%s)' % code)
+for empty in (b'', b'\r\n\r\n'):
+    code, text = post(mport, '/learn/spam', empty)
+    mt.check(code == 400, 'an empty message is not learned: 400 (%s %s)' % (code, text))
 
 tests = deliver(mx, be, msg('spam', 1000, SPAM_WORDS))
 mt.check(tests is not None and 'BAYES_99' in tests, 'spam gets BAYES_99: %s' % tests)
@@ -138,6 +142,26 @@ m = re.search(r'^mxgate_bayes_learned_spam_total (\d+)', text, re.M)
 mt.check(m is not None and int(m.group(1)) >= 4, 'metrics: mxgate_bayes_learned_spam_total %s'
          % (m.group(1) if m else 'missing'))
 mx.stop()
+
+# ---- POST /learn refusals: a client outside learn_from (403), a message over
+# max_learn_size (413), a daemon without a classifier (503); none of them learns
+ref = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'refused'))
+ref['bayes'].update({'learn_from': ['10.0.0.0/8'], 'max_learn_size': '1K'})
+mport4 = mt.free_port()
+mx4 = mt.Mxgate(mt.config([be.url], rules=ref, metrics={'listen': '127.0.0.1:%d' % mport4}),
+                name='mxgate-refused')
+code, text = post(mport4, '/learn/spam', msg('spam', 0, SPAM_WORDS))
+mt.check(code == 403, 'a client outside learn_from: 403 (%s %s)' % (code, text))
+code, text = post(mport4, '/learn/spam', msg('spam', 0, SPAM_WORDS) + b'x' * 4096)
+mt.check(code == 413, 'over max_learn_size: 413 (%s %s)' % (code, text))
+mt.check(mx4.count_log(r'event=bayes_learn ') == 0, 'neither was learned')
+mx4.stop()
+mport5 = mt.free_port()
+mx5 = mt.Mxgate(mt.config([be.url], rules={'files': rules_cfg('x')['files']},
+                          metrics={'listen': '127.0.0.1:%d' % mport5}), name='mxgate-nobayes')
+code, text = post(mport5, '/learn/spam', msg('spam', 0, SPAM_WORDS))
+mt.check(code == 503, 'no classifier configured: 503 (%s %s)' % (code, text))
+mx5.stop()
 
 # ---- the control socket: `mxgatectl learn spam|ham FILE` (a message, or an mbox)
 CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
@@ -169,11 +193,49 @@ rc, out, err = ctl('--json', 'learn', 'ham', one)
 mt.check(rc == 0 and json.loads(out) == {'class': 'ham', 'learned': 1, 'already': 0,
                                          'moved': 1, 'too_big': 0, 'errors': 0},
          'learn --json: a spam learned as ham moves (%s)' % out)
+rc, out, err = ctl('learn', 'spam', mt.TMP)
+mt.check(rc != 0 and 'directory' in err.lower(), 'learn spam DIRECTORY: an error, not "learned 0" '
+         '(%s %s %s)' % (rc, out, err))
 rc, out, err = ctl('learn', 'other', one)
 mt.check(rc != 0 and 'usage' in (out + err), 'learn other: usage (%s %s)' % (out, err))
 mt.check(mxc.wait_log(r'event=bayes_learn via=control class=ham learned=%d' % N, timeout=5)
          is not None, 'the control learn is logged')
 mxc.stop()
+
+# a big mbox through the control socket is learned off the main loop: the metrics listener
+# (same loop as the control socket, the health checks, /readyz) keeps answering and shows
+# the learning under way — a learned count strictly between 0 and the mbox's
+NBIG = 3000
+bmport = mt.free_port()
+bsock = os.path.join(mt.TMP, 'control-big.sock')
+mxbig = mt.Mxgate(mt.config([bec.url], rules=rules_cfg('lmdb:' + os.path.join(mt.TMP, 'big')),
+                            control={'socket': bsock},
+                            metrics={'listen': '127.0.0.1:%d' % bmport}), name='mxgate-ctl-big')
+bigmbox = os.path.join(mt.TMP, 'big.mbox')
+with open(bigmbox, 'wb') as f:
+    for i in range(NBIG):
+        f.write(b'From x@example.org  Mon Jan  1 00:00:00 2024\n' + msg(
+            'big', i, SPAM_WORDS + ' ' + ' '.join('w%dx%d' % (i, j) for j in range(150))) + b'\n')
+learner = subprocess.Popen([CTL, '-s', bsock, '-t', str(mt.slack(300)), 'learn', 'spam', bigmbox],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+seen = set()
+
+
+def learned_so_far():
+    with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % bmport,
+                                timeout=mt.slack(60)) as r:
+        m = re.search(r'^mxgate_bayes_learned_spam_total (\d+)', r.read().decode(), re.M)
+    seen.add(int(m.group(1)) if m else -1)
+    return learner.poll() is not None
+
+
+mt.wait_for(learned_so_far, timeout=mt.slack(300))
+out, err = learner.communicate(timeout=mt.slack(60))
+mt.check(learner.returncode == 0 and out.startswith('learned %d spam' % NBIG),
+         'mxgatectl learn of %d messages: %s %s' % (NBIG, out.strip(), err.strip()))
+mt.check(any(0 < v < NBIG for v in seen), 'the metrics listener answered while the control '
+         'socket was learning (learned counts seen: %s)' % sorted(seen)[:8])
+mxbig.stop()
 
 # ---- below min_learned: no symbol
 be2 = mt.Backend()
@@ -182,6 +244,23 @@ tests = deliver(mx2, be2, msg('spam', 2000, SPAM_WORDS))
 mt.check(tests is not None and not any(t.startswith('BAYES_') for t in tests),
          'an untrained classifier abstains: %s' % tests)
 mt.check(mx2.wait_log(r'bayes=untrained', timeout=5) is not None, 'logged bayes=untrained')
+# `mxgate learn` into the store of the running daemon (a second process on the LMDB
+# environment): the daemon classifies with it at once, no restart or reload
+live_cfg = os.path.join(mt.TMP, 'learn-live.yaml')
+with open(live_cfg, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                 rules=rules_cfg('lmdb:' + os.path.join(mt.TMP, 'empty')))))
+for cls, src in (('spam', maildir), ('ham', mbox)):
+    r = mt.run_mxgate('-c', live_cfg, 'learn', cls, src)
+    mt.check(r.returncode == 0, 'learn %s while the daemon runs: %s %s' % (
+        cls, r.stdout.strip(), r.stderr.strip()))
+for i in range(N - 4, N):        # min_spam 20: the maildir holds 20
+    with open(os.path.join(maildir, 'new', 'more%d' % i), 'wb') as f:
+        f.write(msg('spam', i, SPAM_WORDS))
+r = mt.run_mxgate('-c', live_cfg, 'learn', 'spam', maildir)
+tests = deliver(mx2, be2, msg('spam', 2001, SPAM_WORDS))
+mt.check(tests is not None and 'BAYES_99' in tests,
+         'the running daemon classifies with what mxgate learn taught it: %s' % tests)
 mx2.stop()
 
 # ---- autolearn: a confident verdict of the other tests is learned, the classifier's own never;
@@ -309,4 +388,16 @@ if r is not None:
     mt.check(r.stdout.split() == ['s', str(N), 'h', str(N)] or
              sorted(r.stdout.split()) == sorted(['s', str(N), 'h', str(N)]),
              'totals in Redis: %s' % r.stdout.split())
+# `mxgate learn` offline into the cluster's store, the daemons running: the mbox's ham were
+# learned by POST already (the seen-db is shared); Redis keeps no token count, and the
+# summary must not claim "0 tokens" for a store that holds them
+rcli = os.path.join(mt.TMP, 'learn-redis.yaml')
+with open(rcli, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                 rules=rules_cfg(rstore))))
+r = mt.run_mxgate('-c', rcli, 'learn', 'ham', mbox)
+mt.check(r.returncode == 0 and 'learned 0 ham (%d already known' % N in r.stdout,
+         'mxgate learn into Redis shares the seen-db: %s %s' % (r.stdout.strip(), r.stderr.strip()))
+mt.check(' 0 tokens' not in r.stdout and '%d spam, %d ham' % (N, N) in r.stdout,
+         'the Redis store summary: %s' % r.stdout.strip())
 mt.finish()

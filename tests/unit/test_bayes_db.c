@@ -1,6 +1,6 @@
 /* test_bayes_db.c — the classifier's stores (memory and LMDB; Redis runs in the integration
  * test): learning with the seen-db in one transaction, batched lookups, totals, touch,
- * expiry by age and by the size bound, and an LMDB round trip across close/open. */
+ * expiry by age and by the size bound (a bulk learn's tokens tied in one second too), and an LMDB round trip across close/open. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -95,13 +95,56 @@ static void run_store(const char *spec)
 	check_counts(db, 12, 0, 0);
 	check_counts(db, 11, 0, 1);
 	check_totals(db, 0, 2, 3);
-	/* size bound 2 over 3 tokens: the two oldest (a tie at 2000) go */
+	/* size bound 2 over 3 tokens: one goes, one of the two tied at 2000 */
 	assert_int_equal(bayes_db_expire(db, 2, 0, 2600, &removed), 0);
-	assert_int_equal(removed, 2);
+	assert_int_equal(removed, 1);
 	check_counts(db, 11, 0, 1);      /* atime 2500: the youngest stays */
-	check_counts(db, 13, 0, 0);
-	check_totals(db, 0, 2, 1);
+	check_totals(db, 0, 2, 2);
 	bayes_db_close(db);
+}
+
+/* A bulk learn (`mxgate learn` of a big folder) gives thousands of tokens the same atime:
+ * the size bound must still keep 3/4 of max_tokens, not empty the store. */
+static void run_bulk_expire(const char *spec)
+{
+	char err[256];
+	struct bayes_db *db = bayes_db_open(spec, NULL, err, sizeof(err));
+	uint64_t k[40], removed;
+	uint8_t id[BAYES_ID_LEN];
+	enum bayes_learn_result res;
+
+	assert_non_null(db);
+	for (int i = 0; i < 40; i++)
+		k[i] = 1000 + (uint64_t)i;
+	id_of(7, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, k, 10, 5000, &res), 0);
+	id_of(8, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, k + 10, 30, 6000, &res), 0);
+	/* bound 20, keep 15: the 10 of 5000 and 15 of the 30 tied at 6000 go */
+	assert_int_equal(bayes_db_expire(db, 20, 0, 6000, &removed), 0);
+	assert_int_equal(removed, 25);
+	check_totals(db, 2, 0, 15);
+	check_counts(db, 1000, 0, 0);
+	/* all tied: keep 15 of 30 */
+	for (int i = 0; i < 15; i++)
+		k[i] = 2000 + (uint64_t)i;
+	id_of(9, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, k, 15, 6000, &res), 0);
+	check_totals(db, 2, 1, 30);
+	assert_int_equal(bayes_db_expire(db, 20, 0, 6000, &removed), 0);
+	assert_int_equal(removed, 15);
+	check_totals(db, 2, 1, 15);
+	bayes_db_close(db);
+}
+
+static void test_memory_bulk(void **state)
+{
+	run_bulk_expire("memory");
+}
+
+static void test_lmdb_bulk(void **state)
+{
+	run_bulk_expire(lmdb_spec);
 }
 
 static void test_memory(void **state)
@@ -143,9 +186,14 @@ static void test_cutoff(void **state)
 {
 	uint32_t a[] = { 5, 1, 3, 2, 4 }, b[] = { 7, 7, 7, 1 }, c[] = { 1, 2 };
 
-	assert_int_equal(bayes_db_expire_cutoff(a, 5, 2), 4);   /* keeps 4 and 5 */
-	assert_int_equal(bayes_db_expire_cutoff(b, 4, 2), 7);   /* ties stay: only 1 goes */
-	assert_int_equal(bayes_db_expire_cutoff(c, 2, 5), 0);   /* under the bound */
+	size_t ties;
+
+	assert_int_equal(bayes_db_expire_cutoff(a, 5, 2, &ties), 4);   /* keeps 4 and 5 */
+	assert_int_equal(ties, 0);
+	assert_int_equal(bayes_db_expire_cutoff(b, 4, 2, &ties), 7);   /* 1 and one 7 go */
+	assert_int_equal(ties, 1);
+	assert_int_equal(bayes_db_expire_cutoff(c, 2, 5, &ties), 0);   /* under the bound */
+	assert_int_equal(ties, 0);
 }
 
 static void test_bad_specs(void **state)
@@ -183,6 +231,8 @@ int main(void)
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test_setup_teardown(test_lmdb, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_round_trip, setup, teardown),
+		cmocka_unit_test(test_memory_bulk),
+		cmocka_unit_test_setup_teardown(test_lmdb_bulk, setup, teardown),
 		cmocka_unit_test(test_cutoff),
 		cmocka_unit_test(test_bad_specs),
 	};

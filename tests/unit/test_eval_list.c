@@ -162,6 +162,15 @@ static void test_check_bayes(void **state)
 	assert_string_equal(et_scan(t, msg), ",BAYES_00,");
 	br.prob = 0.6;                        /* max included, min excluded */
 	assert_string_equal(et_scan(t, msg), ",BAYES_50,T_OPEN,");
+	/* a message over max_size: body rules are skipped, but the classifier's verdict was
+	 * computed (it bounds its own work) and its rules, body rules by SA's syntax, read
+	 * nothing else: they hit */
+	br.prob = 0.9995;
+	rules_set_scan(t->rs, t->sc, msg, strlen(msg), NULL, NULL, 8, &res);
+	assert_true(res.body_skipped);
+	assert_int_equal(res.n, 4);
+	assert_true(res.score > 5.49 && res.score < 5.51);
+	rules_result_free(&res);
 	br.scanned = false;                   /* abstained: no BAYES rule, still set 2 */
 	assert_string_equal(et_scan(t, msg), ",");
 	rules_scratch_set_bayes(t->sc, NULL);

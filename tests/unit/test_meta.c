@@ -121,6 +121,55 @@ static void test_deps(void **state)
 	meta_free(e);
 }
 
+/* Over ranges (rules mxgate cannot run are unknown: [0, 1]), a meta fires only when it
+ * would whatever the unknowns are, and then it does fire. B is unknown here. */
+struct range_case { const char *label, *expr; int want; };   /* 1 hits, 0 not, -1 unknown */
+
+static const struct range_case range_cases[] = {
+	{ "unknown alone", "B", -1 },
+	{ "not unknown", "!B", -1 },
+	{ "unknown or true", "B || A", 1 },
+	{ "true or unknown", "A || B", 1 },
+	{ "unknown or false", "B || D", -1 },
+	{ "unknown and false", "B && D", 0 },
+	{ "unknown and true", "B && A", -1 },
+	{ "negated unknown and true", "!B && A", -1 },
+	{ "not (unknown and false)", "!(B && D)", 1 },
+	{ "not (unknown or true)", "!(B || A)", 0 },
+	{ "(unknown or true) and true", "(B || A) && C", 1 },
+	{ "unknown or a count", "B || __E", 1 },
+	{ "(unknown or true) >= 1 is not certain", "(B || A) >= 1", -1 },
+	{ "(unknown or true) > 0", "(B || A) > 0", 1 },
+	{ "sum with unknown", "B + A + C >= 2", 1 },
+	{ "sum needing unknown", "B + A >= 2", -1 },
+};
+
+static void test_eval_range_unknown(void **state)
+{
+	double lo[8], hi[8];
+
+	for (int i = 0; i < 8; i++)
+		lo[i] = hi[i] = values[i];
+	lo[1] = 0;
+	hi[1] = 1;
+	for (size_t i = 0; i < sizeof(range_cases) / sizeof(range_cases[0]); i++) {
+		const struct range_case *c = &range_cases[i];
+		struct meta_expr *e = NULL;
+		const char *err = NULL;
+		int col = 0, got;
+		double l, h;
+
+		if (meta_compile(c->expr, resolve_cb, NULL, &e, &col, &err) != 0)
+			fail_msg("%s: compile failed at %d: %s", c->label, col, err);
+		meta_eval_range(e, lo, hi, &l, &h);
+		got = (l > 0 || h < 0) ? 1 : (l == 0 && h == 0) ? 0 : -1;
+		if (got != c->want)
+			fail_msg("%s: \"%s\" in [%g, %g]: %d, want %d", c->label, c->expr, l, h, got,
+			    c->want);
+		meta_free(e);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +177,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_deep_nesting_bounded),
 		cmocka_unit_test(test_deps),
+		cmocka_unit_test(test_eval_range_unknown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,187 @@
+/* test_bayes_learn.c — `mxgate learn`'s input side (rules/bayes_learn.c) into a memory
+ * store: mbox files split where SpamAssassin's ArchiveIterator splits them (a From_ line
+ * with a date, with or without a blank line before it; a body paragraph starting "From "
+ * is not a separator), CRLF mbox files, a last message without a newline, empty files;
+ * maildirs (only cur/ and new/: a Dovecot or Courier maildir's own files are not mail);
+ * a FIFO among the paths is reported, never read (it would block the command). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rules/bayes.h"
+#include "rules/bayes_learn.h"
+
+static struct bayes *open_memory(void)
+{
+	struct bayes_config c = { .enabled = true, .store = "memory", .min_spam = 1,
+		.min_ham = 1 };
+	char err[128];
+	struct bayes *b = bayes_open(&c, err, sizeof(err));
+
+	assert_non_null(b);
+	return b;
+}
+
+/* Learns buf as spam into a fresh store; the counts. */
+static struct bayes_learn_counts learn_buf(const char *buf)
+{
+	struct bayes *b = open_memory();
+	struct bayes_learn_counts n = { 0 };
+
+	bayes_learn_buffer(b, BAYES_SPAM, buf, strlen(buf), 0, "test", NULL, &n);
+	bayes_free(b);
+	return n;
+}
+
+#define FROM1 "From sender@example.org  Mon Jan  1 00:00:01 2024\n"
+#define FROM2 "From other@example.org Tue Jan  2 10:00:00 2024\n"
+#define MSG(id, body) "From: a@example.org\nSubject: s\nMessage-ID: <" id "@t>\n\n" body
+
+static void test_mbox_split(void **state)
+{
+	struct bayes_learn_counts n;
+
+	/* the plain case: blank line, From_ line */
+	n = learn_buf(FROM1 MSG("a", "one\n\n") FROM2 MSG("b", "two\n"));
+	assert_int_equal(n.learned, 2);
+	/* a paragraph starting "From " (an mbox writer that did not quote it) is body text */
+	n = learn_buf(FROM1 MSG("c", "Hello\n\nFrom the desk of Dr. Smith\nmoney\n\n")
+	    FROM2 MSG("d", "two\n"));
+	assert_int_equal(n.learned, 2);
+	assert_int_equal(n.errors, 0);
+	/* no blank line before the next From_ line: SpamAssassin splits there too */
+	n = learn_buf(FROM1 MSG("e", "five\n") FROM2 MSG("f", "six\n"));
+	assert_int_equal(n.learned, 2);
+	/* the last message without a final newline */
+	n = learn_buf(FROM1 MSG("g", "seven\n\n") FROM2 MSG("h", "eight, no newline"));
+	assert_int_equal(n.learned, 2);
+	/* CRLF line ends */
+	n = learn_buf("From x@example.org  Mon Jan  1 00:00:01 2024\r\nFrom: a@example.org\r\n"
+	    "Message-ID: <i@t>\r\n\r\nnine\r\n\r\nFrom y@example.org  Mon Jan  1 00:00:02 2024\r\n"
+	    "From: a@example.org\r\nMessage-ID: <j@t>\r\n\r\nten");
+	assert_int_equal(n.learned, 2);
+	/* one message with a From_ line, and one without */
+	n = learn_buf(FROM1 MSG("k", "eleven\n"));
+	assert_int_equal(n.learned, 1);
+	n = learn_buf(MSG("l", "twelve\nFrom me to you\n"));
+	assert_int_equal(n.learned, 1);
+	/* nothing */
+	n = learn_buf("");
+	assert_int_equal(n.learned + n.already + n.errors, 0);
+	n = learn_buf("\r\n\r\n");
+	assert_int_equal(n.learned + n.already + n.errors, 0);
+}
+
+static char dir[64];
+
+static void put(const char *rel, const char *text)
+{
+	char p[256];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void sub(const char *rel)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	assert_int_equal(mkdir(p, 0700), 0);
+}
+
+/* Runs `learn spam PATH` (PATH under dir) on a memory store; its exit code, its output. */
+static int learn_main(const char *rel, char *out, size_t outlen, char *err, size_t errlen)
+{
+	struct bayes_config c = { .enabled = true, .store = "memory", .min_spam = 1,
+		.min_ham = 1 };
+	char p[256];
+	char *argv[] = { "learn", "spam", p, NULL };
+	FILE *o = fmemopen(out, outlen, "w"), *e = fmemopen(err, errlen, "w");
+	int rc;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	memset(out, 0, outlen);
+	memset(err, 0, errlen);
+	rc = bayes_learn_main(&c, NULL, 3, argv, o, e);
+	fclose(o);
+	fclose(e);
+	return rc;
+}
+
+static void test_maildir_and_fifo(void **state)
+{
+	char out[1024], err[1024];
+	int rc;
+
+	strcpy(dir, "/tmp/test_bayes_learn.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	/* a Dovecot maildir: two messages, the server's own files beside cur/ new/ tmp/ */
+	sub("md");
+	sub("md/cur");
+	sub("md/new");
+	sub("md/tmp");
+	put("md/cur/1.host:2,S", MSG("m1", "first\n"));
+	put("md/new/2.host", MSG("m2", "second\n"));
+	put("md/tmp/3.host", MSG("m3", "being delivered\n"));
+	put("md/dovecot-uidlist", "3 V1234 N3 G0\n1 :1.host\n");
+	put("md/dovecot.index.log", "binary index\n");
+	put("md/subscriptions", "Sent\nTrash\n");
+	put("md/maildirfolder", "");
+	rc = learn_main("md", out, sizeof(out), err, sizeof(err));
+	assert_int_equal(rc, 0);
+	if (strstr(out, "learned 2 spam (0 already known") == NULL)
+		fail_msg("a maildir: %s / %s", out, err);
+
+	/* a FIFO: reported, not opened (opening it would wait for a writer) */
+	sub("mixed");
+	put("mixed/a.eml", MSG("x1", "one\n"));
+	put("mixed/b.mbox", FROM1 MSG("x2", "two\n\n") FROM2 MSG("x3", "three\n"));
+	{
+		char p[256];
+
+		snprintf(p, sizeof(p), "%s/mixed/pipe", dir);
+		assert_int_equal(mkfifo(p, 0600), 0);
+	}
+	alarm(20);              /* a blocked open fails the test instead of hanging it */
+	rc = learn_main("mixed", out, sizeof(out), err, sizeof(err));
+	alarm(0);
+	if (strstr(out, "learned 3 spam (0 already known") == NULL || strstr(err, "pipe") == NULL)
+		fail_msg("a directory with a FIFO: %s / %s", out, err);
+	assert_int_equal(rc, 1);
+	alarm(20);
+	rc = learn_main("mixed/pipe", out, sizeof(out), err, sizeof(err));
+	alarm(0);
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(err, "not a regular file"));
+
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mbox_split),
+		cmocka_unit_test(test_maildir_and_fifo),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
