@@ -323,6 +323,11 @@ static enum session_check session_check_mail(const struct session *s, const stru
 		return SESSION_CHECK_REFUSED;
 	if (cmd->size > s->cfg->limits.max_message_size)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "552 5.3.4 Message size exceeds fixed limit");
+	/* BINARYMIME is not announced (RFC 3030 3): DATA would then be allowed, the content
+	 * is normalised like any other, and the backends were never asked whether they take it */
+	if (cmd->body == SMTP_BODY_BINARYMIME)
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		    "555 5.5.4 Unsupported option: BODY=BINARYMIME");
 	return session_check_params(cmd, params, reply, cap);
 }
 
