@@ -276,4 +276,22 @@ mt.check(code == 250, 'the session goes on')
 c.close()
 mt.check(mx.wait_log(r'event=auth_error client=127\.0\.0\.7 mech=PLAIN', 3) is not None, 'event=auth_error logged')
 mt.check(mx.alive(), 'mxgate alive')
+
+# ---------------------------------------------------------------- -t: a submission port that can never take mail
+# AUTH is offered only over TLS (unless auth.allow_plaintext), and MAIL before AUTH is 530 on
+# a submission listener: one without TLS refuses every user. Before the fix `-t` said "ok"
+# and the daemon ran such a port.
+for extra, want_rc, what in (
+        ({}, 1, 'submission without TLS and without auth.allow_plaintext is an error'),
+        ({'allow_plaintext': True}, 0, 'with auth.allow_plaintext it is taken'),):
+    bad = mt.config([be.url], listen=[{'address': '127.0.0.1:%d' % mt.free_port(), 'submission': True}],
+                    auth=dict({'dovecot': 'unix:/nonexistent/auth-client'}, **extra))
+    rc, out = mt.config_check(bad, name='plain-submission')
+    mt.check(rc == want_rc and (want_rc == 0 or re.search(r'plain-submission\.yaml:\d+:\d+: listen\[0\]\.submission: ', out)),
+             '-t: %s (rc %d: %s)' % (what, rc, out.strip()[-200:]))
+ok_auth = mt.config([be.url], listen=[{'address': '127.0.0.1:%d' % mt.free_port(), 'auth': True}],
+                    auth={'dovecot': 'unix:/nonexistent/auth-client'})
+rc, out = mt.config_check(ok_auth, name='plain-auth')
+mt.check(rc == 0, '-t: listen[].auth without TLS stays valid (AUTH optional there; MX mail still flows) (rc %d: %s)'
+         % (rc, out.strip()[-200:]))
 mt.finish()
