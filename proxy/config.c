@@ -543,7 +543,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
 	  .doc = "backend URL quarantined messages go to, e.g. maildir:/var/spool/mxgate/quarantine (default: none)" },
 	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
-	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1; empty = every domain (-t warns)" },
+	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH); empty = every domain (-t warns)" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

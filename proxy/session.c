@@ -332,8 +332,10 @@ static enum session_check session_check_mail(const struct session *s, const stru
 }
 
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
- * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c). quiet:
- * a refusal is not logged nor counted (a look ahead, session_next_group). */
+ * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c) unless
+ * the client authenticated (SMTP AUTH: its users send anywhere, as Postfix's
+ * permit_sasl_authenticated before reject_unauth_destination). quiet: a refusal is not
+ * logged nor counted (a look ahead, session_next_group). */
 static enum session_check session_check_rcpt_allowed(const struct session *s, const struct smtp_cmd *cmd,
     const char *mail_params, bool quiet, char *reply, size_t cap)
 {
@@ -342,7 +344,7 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
-	if (s->cfg->accept_set == NULL ||
+	if (s->cfg->accept_set == NULL || s->env.auth_user != NULL ||
 	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied)))
 		return SESSION_CHECK_OK;
 	if (!quiet) {

@@ -232,6 +232,47 @@ mt.check(got is not None and b'{client_addr}=127.0.0.10' in got['data'] and b'{a
          'the milter saw the connect (its {client_addr}) and the user')
 lmx.stop()
 
+# ---------------------------------------------------------------- accept_domains and AUTH
+# accept_domains keeps port 25 from relaying; an authenticated user sends to any domain (as
+# Postfix's permit_sasl_authenticated before reject_unauth_destination). Before the fix the
+# user's outbound mail got "550 5.7.1 relaying denied" from mxgate as soon as accept_domains
+# was set, so submission and accepted domains could not be configured together.
+acfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True},
+                                   {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True}],
+                 tls={'certificate': crt, 'key': key}, auth={'dovecot': dv.sock, 'timeout': '10s'},
+                 accept_domains=['example.test'])
+amx = mt.Mxgate(acfg, name='mx-auth-domains')
+A465, A25 = amx.ports
+c = mt.Client(A25, source='127.0.0.12')
+c.ehlo()
+c.cmd('MAIL FROM:<someone@example.org>')
+code, text = c.cmd('RCPT TO:<friend@elsewhere.test>')
+mt.check(code == 550 and '5.7.1' in text, 'no AUTH: a recipient outside accept_domains is refused (%s)' % text)
+code, text = c.cmd('RCPT TO:<%s>' % RCPT)
+mt.check(code == 250, 'no AUTH: an accepted domain is taken (%s)' % text)
+c.close()
+rc, out = swaks(A465, '--tlsc', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret',
+                '--to', 'friend@elsewhere.test', '--header', 'Subject: outbound-auth', source='127.0.0.12')
+mt.check(rc == 0 and '235 2.7.0' in out and '550 5.7.1' not in out,
+         'swaks --auth on submission: mail to another domain is relayed (rc %d)\n%s' % (rc, out[-500:]))
+got = next((m for m in be.messages if b'Subject: outbound-auth' in m['data']), None)
+mt.check(got is not None and got['rcpts'] == ['friend@elsewhere.test'] and got['xclient'].get('LOGIN') == 'alice',
+         'the backend got it for friend@elsewhere.test with XCLIENT LOGIN=alice (%r)' % ((got and (got['rcpts'], got['xclient'])),))
+c = mt.Client(A25, source='127.0.0.12')
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, 'AUTH on the optional-AUTH listener (%s)' % text)
+c.cmd('MAIL FROM:<%s>' % FROM)
+code, text = c.cmd('RCPT TO:<friend@elsewhere.test>')
+mt.check(code == 250, 'listen[].auth, after AUTH: another domain is taken (%s)' % text)
+# the relay check still applies to what AUTH does not cover: the address syntax
+code, text = c.cmd('RCPT TO:<friend@other.test@elsewhere.test>')
+mt.check(code == 501, 'after AUTH the address syntax still holds (%s)' % text)
+c.close()
+amx.stop()
+
 # ---------------------------------------------------------------- counts shared in Redis
 # Two nodes on one Redis: a failure on one counts on the other.
 rd = mt.redis()
