@@ -19,6 +19,8 @@ users, its auth service on a private unix socket) with swaks --auth and a raw cl
 import base64
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 
@@ -272,6 +274,97 @@ code, text = c.cmd('RCPT TO:<friend@other.test@elsewhere.test>')
 mt.check(code == 501, 'after AUTH the address syntax still holds (%s)' % text)
 c.close()
 amx.stop()
+
+# ---------------------------------------------------------------- 465 behind a PROXY-protocol load balancer
+# HAProxy's `send-proxy-v2` in front of port 465: the PROXY header comes in clear, then the
+# TLS handshake (often in the same segment as the header). Before the fix mxgate answered the
+# header with a plaintext greeting and never started TLS on such a listener.
+pcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True,
+                                    'proxy_protocol': True},
+                                   {'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True,
+                                    'proxy_protocol': True}],
+                 trusted_proxies=['127.0.0.0/8'], tls={'certificate': crt, 'key': key},
+                 auth={'dovecot': dv.sock, 'timeout': '10s'})
+pmx = mt.Mxgate(pcfg, name='mx-auth-proxy')
+P465, P587 = pmx.ports
+for src, together in (('198.18.7.1', False), ('198.18.7.2', True)):
+    raw = socket.create_connection(('127.0.0.1', P465), mt.slack(10))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    if together:
+        # the header and the ClientHello in one write, as a proxy relaying at once sends them
+        bio_in, bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(bio_in, bio_out, server_hostname='mx.test')
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        raw.sendall(mt.proxy_v2(src, P465) + bio_out.read())
+        greeting = None
+        try:
+            while True:
+                data = raw.recv(65536)
+                if not data:
+                    break
+                bio_in.write(data)
+                try:
+                    obj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    out = bio_out.read()
+                    if out:
+                        raw.sendall(out)
+            raw.sendall(bio_out.read())
+            while greeting is None:
+                try:
+                    greeting = obj.read(4096)
+                except ssl.SSLWantReadError:
+                    out = bio_out.read()
+                    if out:
+                        raw.sendall(out)
+                    data = raw.recv(65536)
+                    if not data:
+                        break
+                    bio_in.write(data)
+        except (OSError, ssl.SSLError) as e:
+            greeting = repr(e).encode()
+        mt.check(greeting is not None and greeting.startswith(b'220 '),
+                 '465 behind PROXY v2, header and ClientHello in one write: TLS, then 220 (%r)' % greeting)
+        raw.close()
+        continue
+    raw.sendall(mt.proxy_v2(src, P465))
+    try:
+        tls = ctx.wrap_socket(raw, server_hostname='mx.test')
+        greeting = tls.recv(4096)
+    except (OSError, ssl.SSLError) as e:
+        tls, greeting = None, repr(e).encode()
+    mt.check(greeting.startswith(b'220 '), '465 behind PROXY v2: TLS, then the 220 greeting (%r)' % greeting[:80])
+    if tls is not None:
+        c = mt.Client.__new__(mt.Client)
+        c.sock, c.buf, c.timeout = tls, b'', mt.slack(10)
+        code, text = c.ehlo()
+        mt.check('AUTH PLAIN LOGIN' in text, '465 behind PROXY: AUTH offered at once (%s)' % text.replace('\n', ' '))
+        code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+        mt.check(code == 235, '465 behind PROXY: AUTH (%s)' % text)
+        code, text = mt.send_mail(P465, FROM, [RCPT], mt.message('proxied-465'), client=c)
+        mt.check(code == 250, '465 behind PROXY: delivered (%s)' % text)
+        c.close()
+got = next((m for m in be.messages if b'<proxied-465@' in m['data']), None)
+mt.check(got is not None and got['xclient'].get('ADDR') == '198.18.7.1' and got['xclient'].get('LOGIN') == 'alice',
+         'the backend learns the proxied client and the user (%r)' % (got and got['xclient'],))
+c = mt.Client(P587, proxy_src='198.18.7.3')
+code, text = c.ehlo()
+mt.check(c.greeting[0] == 220 and 'STARTTLS' in text, '587 behind PROXY: plaintext greeting, STARTTLS offered')
+c.close()
+# the header with more than a header's worth of commands behind it in one segment (the
+# check for an over-long header counted those bytes too and closed the connection)
+c = mt.Client(P587, greet=False)
+c.send(mt.proxy_v2('198.18.7.4', P587) + b'EHLO client.test\r\n' + b'NOOP\r\n' * 150)
+codes = [c.reply()[0] for _ in range(152)]
+mt.check(codes == [220, 250] + [250] * 150, 'PROXY header and 1 KB of pipelined commands in one write: all answered (%r)'
+         % sorted(set(map(str, codes))))
+c.close()
+pmx.stop()
 
 # ---------------------------------------------------------------- counts shared in Redis
 # Two nodes on one Redis: a failure on one counts on the other.
