@@ -366,6 +366,45 @@ mt.check(codes == [220, 250] + [250] * 150, 'PROXY header and 1 KB of pipelined 
 c.close()
 pmx.stop()
 
+# ---------------------------------------------------------------- the checks for unauthenticated mail
+# A user submits from home, from a hotel, from a mobile network: SPF of the user's own domain
+# does not list those addresses, DNS lists name them, and a MUA does not retry a greylisting
+# 451. As with Postfix's permit_sasl_authenticated placed first, AUTH passes the user's mail
+# by SPF, the DNS lists (IP and sender domain) and greylisting; the same checks still refuse
+# the same mail without AUTH. Before the fix the user got 550 5.7.23 (SPF), 550 5.7.1 (DNS
+# list) or 451 4.7.1 (greylisted) after a successful AUTH.
+dbl = mt.rbldnsd({'dbl.test': ('dnset', 'example.org :127.0.0.2:listed domain\n'),
+                  'bl.test': ('ip4set', ':127.0.0.2:listed address\n198.18.9.0/24\n')})
+for label, extra in (
+        ('SPF fail', {'spf': {'enabled': True, 'reject_fail': True, 'records': ['example.org TXT v=spf1 -all']}}),
+        ('a DNS list of sender domains', {'dnsbl': {'threshold': 1, 'action': 'reject',
+                                                    'lists': [{'zone': 'dbl.test', 'type': 'domain', 'weight': 1}]}}),
+        ('a DNS list of addresses, with a domain list beside it',
+         {'dnsbl': {'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'bl.test', 'weight': 1},
+                                                                  {'zone': 'dbl.test', 'type': 'domain', 'weight': 0}]}}),
+        ('greylisting', {'greylist': {'enabled': True, 'delay': '1h'}})):
+    fcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True,
+                                        'proxy_protocol': True},
+                                       {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True,
+                                        'proxy_protocol': True}],
+                     trusted_proxies=['127.0.0.0/8'], tls={'certificate': crt, 'key': key},
+                     auth={'dovecot': dv.sock, 'timeout': '10s'},
+                     dns={'resolvers': ['127.0.0.1:%d' % dbl.port], 'timeout': '2s'}, **extra)
+    fmx = mt.Mxgate(fcfg, name='mx-auth-checks-%d' % len(label))
+    F465, F25 = fmx.ports
+    tag = 'checks-' + label.split()[0].lower()
+    code, text = mt.send_mail(F25, 'alice@example.org', ['friend@elsewhere.test'], mt.message(tag + '-anon'),
+                              proxy_src='198.18.9.20')
+    mt.check(code // 100 in (4, 5), '%s: without AUTH the mail is refused (%s %s)' % (label, code, text))
+    c = mt.Client(F465, tls=True, proxy_src='198.18.9.21')
+    c.ehlo()
+    code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+    mt.check(code == 235, '%s: AUTH (%s)' % (label, text))
+    code, text = mt.send_mail(F465, 'alice@example.org', ['friend@elsewhere.test'], mt.message(tag), client=c)
+    mt.check(code == 250, '%s: after AUTH the user\'s mail goes (%s %s)' % (label, code, text))
+    c.close()
+    fmx.stop()
+
 # ---------------------------------------------------------------- counts shared in Redis
 # Two nodes on one Redis: a failure on one counts on the other.
 rd = mt.redis()
