@@ -370,11 +370,13 @@ pmx.stop()
 # A user submits from home, from a hotel, from a mobile network: SPF of the user's own domain
 # does not list those addresses, DNS lists name them, and a MUA does not retry a greylisting
 # 451. As with Postfix's permit_sasl_authenticated placed first, AUTH passes the user's mail
-# by SPF, the DNS lists (IP and sender domain) and greylisting; the same checks still refuse
+# by SPF, the DNS lists (IP and sender domain), greylisting and a DMARC policy (the mail is
+# not signed yet: that happens after mxgate, or in a milter); the same checks still refuse
 # the same mail without AUTH. Before the fix the user got 550 5.7.23 (SPF), 550 5.7.1 (DNS
 # list) or 451 4.7.1 (greylisted) after a successful AUTH.
 dbl = mt.rbldnsd({'dbl.test': ('dnset', 'example.org :127.0.0.2:listed domain\n'),
-                  'bl.test': ('ip4set', ':127.0.0.2:listed address\n198.18.9.0/24\n')})
+                  'bl.test': ('ip4set', ':127.0.0.2:listed address\n198.18.9.0/24\n'),
+                  'example.org': ('generic', '_dmarc TXT "v=DMARC1; p=reject"\n')})
 for label, extra in (
         ('SPF fail', {'spf': {'enabled': True, 'reject_fail': True, 'records': ['example.org TXT v=spf1 -all']}}),
         ('a DNS list of sender domains', {'dnsbl': {'threshold': 1, 'action': 'reject',
@@ -382,7 +384,9 @@ for label, extra in (
         ('a DNS list of addresses, with a domain list beside it',
          {'dnsbl': {'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'bl.test', 'weight': 1},
                                                                   {'zone': 'dbl.test', 'type': 'domain', 'weight': 0}]}}),
-        ('greylisting', {'greylist': {'enabled': True, 'delay': '1h'}})):
+        ('greylisting', {'greylist': {'enabled': True, 'delay': '1h'}}),
+        # the user's mail is signed after mxgate (or by a milter at end of data): unsigned here
+        ('DMARC p=reject', {'dmarc': {'enabled': True, 'action': 'honor'}})):
     fcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True,
                                         'proxy_protocol': True},
                                        {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True,
