@@ -1206,7 +1206,13 @@ void session_pregreet_over(struct session *s)
 
 bool session_connect_refusal(struct session *s, const struct verdict *v)
 {
-	if (v->action == VERDICT_TEMPFAIL) {
+	/* A tempfail judging the client (a DNS list, its reputation) waits for MAIL, like a
+	 * reject, where AUTH can lift it; one shedding load (overload, a connection rate)
+	 * closes at once everywhere. */
+	bool may_wait = auth_may_lift(s) && strcmp(v->reason, "overload") != 0 &&
+	    strcmp(v->reason, "ratelimit") != 0;
+
+	if (v->action == VERDICT_TEMPFAIL && !may_wait) {
 		int code = v->code / 100 == 4 ? v->code : 421;
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
 		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
@@ -1216,14 +1222,17 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		s->quit_after_flush = true;
 		return true;
 	}
-	if (v->action == VERDICT_REJECT) {
+	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
 		/* Postscreen-style: greet, then refuse every MAIL with the reason (the
 		 * client's sender is logged, and clients retry less than after a 554 banner). */
+		bool temp = v->action == VERDICT_TEMPFAIL;
+
 		s->conn_verdict = *v;
-		session_note_refusal(s, v->code / 100 == 5 ? v->code : 550, v->reason[0] ? v->reason : "filter");
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=%s client=%s reply=\"%.200s\"",
-		    v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
-		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, false);
+		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : v->code / 100 == 5 ? v->code : 550,
+		    v->reason[0] ? v->reason : "filter");
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s client=%s reply=\"%.200s\"",
+		    temp ? "tempfail" : "reject", v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
+		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, temp);
 	}
 	return false;
 }

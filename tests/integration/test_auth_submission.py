@@ -234,6 +234,45 @@ mt.check(got is not None and b'{client_addr}=127.0.0.10' in got['data'] and b'{a
          'the milter saw the connect (its {client_addr}) and the user')
 lmx.stop()
 
+# ---------------------------------------------------------------- a listed address, dnsbl.action tempfail
+# The same lift when the list's action is tempfail: on a listener that offers AUTH the 4xx
+# waits for MAIL (as a reject waits), so the user can still authenticate. Before the fix the
+# connection got its 4xx at connect and was closed: the user could never log in from a listed address.
+tcfg = dict(lcfg)
+tcfg['dnsbl'] = {'threshold': 1, 'action': 'tempfail', 'lists': [{'zone': 'pbl.test', 'weight': 1}]}
+tcfg['listen'] = [{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},
+                  {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True},
+                  {'address': '127.0.0.1:0'}]
+tcfg.pop('plugins', None)
+tmx = mt.Mxgate(tcfg, name='mx-auth-listed-tempfail')
+T587, TAUTH, T25 = tmx.ports
+c = mt.Client(T25, source='127.0.0.11')
+mt.check(c.greeting[0] // 100 == 4 and c.is_closed(), 'tempfail list, no AUTH on the port: 4xx at connect, closed (%r)' % (c.greeting,))
+c.close()
+c = mt.Client(TAUTH, source='127.0.0.11')
+mt.check(c.greeting[0] == 220, 'tempfail list, a listener offering AUTH: greeted (%r)' % (c.greeting,))
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code // 100 == 4, '... without AUTH, MAIL gets the 4xx (%s)' % text)
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, '... AUTH (%s)' % text)
+code, text = mt.send_mail(TAUTH, FROM, [RCPT], mt.message('listed-tempfail-auth'), client=c)
+mt.check(code == 250, '... and AUTH lifts it (%s)' % text)
+c.close()
+c = mt.Client(T587, source='127.0.0.10')
+mt.check(c.greeting[0] == 220, 'tempfail list, submission: greeted (%r)' % (c.greeting,))
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, 'tempfail list, submission: AUTH (%s)' % text)
+code, text = mt.send_mail(T587, FROM, [RCPT], mt.message('listed-tempfail-sub'), client=c)
+mt.check(code == 250, 'tempfail list, submission: delivered (%s)' % text)
+c.close()
+tmx.stop()
+
 # ---------------------------------------------------------------- accept_domains and AUTH
 # accept_domains keeps port 25 from relaying; an authenticated user sends to any domain (as
 # Postfix's permit_sasl_authenticated before reject_unauth_destination). Before the fix the
