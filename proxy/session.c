@@ -413,6 +413,20 @@ static void session_start_helo(struct session *s, const struct smtp_cmd *cmd)
 
 static void session_apply_helo(struct session *s, const struct verdict *v)
 {
+	static const struct verdict waits = { .action = VERDICT_CONTINUE };
+
+	/* On a listener offering AUTH a refusal of the HELO name waits for MAIL, where AUTH
+	 * lifts it as it lifts one at connect: a MUA names itself as it can ("laptop", the
+	 * address literal of its NAT). Unless it sheds load: then it closes at once. */
+	if (session_verdict_refuses(v) && auth_may_lift(s) && s->env.auth_user == NULL &&
+	    s->conn_verdict.action == VERDICT_CONTINUE) {
+		if (session_connect_refusal(s, v)) {
+			s->env.helo[0] = '\0';
+			session_flush(s);
+			return;
+		}
+		v = &waits;     /* the EHLO is answered; session_resume enters the refused state */
+	}
 	if (session_verdict_refuses(v)) {
 		session_reply_verdict(s, v, "helo");
 		s->env.helo[0] = '\0';

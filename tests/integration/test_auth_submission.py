@@ -409,8 +409,9 @@ pmx.stop()
 # A user submits from home, from a hotel, from a mobile network: SPF of the user's own domain
 # does not list those addresses, DNS lists name them, and a MUA does not retry a greylisting
 # 451. As with Postfix's permit_sasl_authenticated placed first, AUTH passes the user's mail
-# by SPF, the DNS lists (IP and sender domain), greylisting and a DMARC policy (the mail is
-# not signed yet: that happens after mxgate, or in a milter); the same checks still refuse
+# by SPF, the DNS lists (IP and sender domain), greylisting, a DMARC policy (the mail is
+# not signed yet: that happens after mxgate, or in a milter) and the HELO checks; the same
+# checks still refuse
 # the same mail without AUTH. Before the fix the user got 550 5.7.23 (SPF), 550 5.7.1 (DNS
 # list) or 451 4.7.1 (greylisted) after a successful AUTH.
 dbl = mt.rbldnsd({'dbl.test': ('dnset', 'example.org :127.0.0.2:listed domain\n'),
@@ -425,7 +426,11 @@ for label, extra in (
                                                                   {'zone': 'dbl.test', 'type': 'domain', 'weight': 0}]}}),
         ('greylisting', {'greylist': {'enabled': True, 'delay': '1h'}}),
         # the user's mail is signed after mxgate (or by a milter at end of data): unsigned here
-        ('DMARC p=reject', {'dmarc': {'enabled': True, 'action': 'honor'}})):
+        ('DMARC p=reject', {'dmarc': {'enabled': True, 'action': 'honor'}}),
+        # a MUA behind NAT names itself by its private address (Thunderbird does): on a
+        # listener offering AUTH the HELO refusal waits for MAIL, where AUTH lifts it
+        ('HELO literal mismatch', {'helo_checks': {'enabled': True, 'literal_mismatch': {'action': 'reject'},
+                                                   'fcrdns': {'enabled': False}}})):
     fcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True,
                                         'proxy_protocol': True},
                                        {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True,
@@ -437,10 +442,11 @@ for label, extra in (
     F465, F25 = fmx.ports
     tag = 'checks-' + label.split()[0].lower()
     code, text = mt.send_mail(F25, 'alice@example.org', ['friend@elsewhere.test'], mt.message(tag + '-anon'),
-                              proxy_src='198.18.9.20')
+                              proxy_src='198.18.9.20', ehlo='[192.168.1.10]')
     mt.check(code // 100 in (4, 5), '%s: without AUTH the mail is refused (%s %s)' % (label, code, text))
     c = mt.Client(F465, tls=True, proxy_src='198.18.9.21')
-    c.ehlo()
+    code, text = c.ehlo('[192.168.1.10]')
+    mt.check(code == 250, '%s: EHLO (%s)' % (label, text.split('\n')[0]))
     code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
     mt.check(code == 235, '%s: AUTH (%s)' % (label, text))
     code, text = mt.send_mail(F465, 'alice@example.org', ['friend@elsewhere.test'], mt.message(tag), client=c)
