@@ -763,6 +763,11 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 	} else if (st == HOOK_MAIL) {
 		const char *at = env->mail_from ? strrchr(env->mail_from, '@') : NULL;
 
+		/* an authenticated client (SMTP AUTH): the lists judge unauthenticated mail (its
+		 * address's listing at connect is lifted by AUTH too; see proxy/auth.c) */
+		if (env->auth_user != NULL)
+			goto pass;
+
 		subject = at ? at + 1 : NULL;
 		want_type = DNSBL_TYPE_DOMAIN;
 		n = w->ndomain;

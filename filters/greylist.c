@@ -469,7 +469,9 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	const char *argv[4];
 
 	memcpy(key, GL_PREFIX, plen);
+	/* an authenticated client's mail (SMTP AUTH) is never greylisted: its MUA would not retry */
 	if (hook_call_stage(call) != HOOK_RCPT || env->cur_rcpt == NULL || env->mail_from == NULL ||
+	    env->auth_user != NULL ||
 	    (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) ||
 	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
 	    hook_env_find_symbol(env, "REP_ALLOW"))) ||

@@ -622,7 +622,8 @@ static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, st
 	const struct dmarc_outcome *dm = &o->dm;
 
 	memset(v, 0, sizeof(*v));
-	if (!o->dm_done || cfg->dmarc.action != DMARC_ACTION_HONOR || o->overridden)
+	/* an authenticated client's mail (SMTP AUTH) is the domain's own, signed after mxgate */
+	if (!o->dm_done || cfg->dmarc.action != DMARC_ACTION_HONOR || o->overridden || s->env->auth_user != NULL)
 		return;
 	if (dm->result == DMARC_RESULT_FAIL && dm->disposition == DMARC_POLICY_REJECT)
 		verdict_set(v, VERDICT_REJECT, 550, "dmarc",

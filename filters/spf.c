@@ -479,7 +479,9 @@ static void spf_run(void *wstate, int slot, struct hook_call *call)
 	struct spf_session *s = env->module_ctx[slot];
 	struct spf_work *wk;
 
-	if (hook_call_stage(call) != HOOK_MAIL || env->mail_from == NULL)
+	/* an authenticated client (SMTP AUTH) sends from wherever its user is: SPF judges
+	 * other servers' mail, as Postfix's permit_sasl_authenticated comes before it */
+	if (hook_call_stage(call) != HOOK_MAIL || env->mail_from == NULL || env->auth_user != NULL)
 		goto pass;
 	if (env->mail_from[0] == '\0' && (!w->sc->helo || env->helo[0] == '\0'))
 		goto pass;

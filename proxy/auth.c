@@ -143,6 +143,12 @@ static bool auth_listener_has(const struct session *s)
 	return s->lc->submission || s->lc->auth;
 }
 
+/* See auth.h. */
+bool auth_may_lift(const struct session *s)
+{
+	return s->cfg->auth.dovecot && auth_listener_has(s);
+}
+
 bool auth_is_offered(const struct session *s)
 {
 	return s->cfg->auth.dovecot && auth_listener_has(s) && (s->tls || s->cfg->auth.allow_plaintext) &&

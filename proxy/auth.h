@@ -47,6 +47,9 @@ void auth_worker_free(struct auth_worker *aw);
 bool auth_is_offered(const struct session *s);
 /* MAIL needs AUTH first (a submission listener, not authenticated). */
 bool auth_is_required(const struct session *s);
+/* The listener offers AUTH (submission or auth, with auth.dovecot): a refusal at connect
+ * waits for MAIL there, so that AUTH can lift it (auth_session_lift_refusal). */
+bool auth_may_lift(const struct session *s);
 
 /* The AUTH row of the command table: check (0 = SESSION_CHECK_OK ... as session_check),
  * start (records mechanism and initial response), apply (starts the exchange; the session

@@ -428,6 +428,19 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	return n;
 }
 
+/* An error at listen[i].key (FILE:LINE:COL of the item); returns -1. */
+static int config_listen_error(struct cfg_parse *p, struct fy_node *n, size_t i, const char *key, const char *msg)
+{
+	struct fy_node *item = cfg_seq_item(fy_node_pair_value(cfg_map_pair(n, "listen")), i);
+	size_t old = cfg_path_push_key(p, "listen", 6);
+	int rc;
+
+	cfg_path_push_index(p, i);
+	rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : NULL, key, -1, "%s", msg);
+	cfg_path_pop(p, old);
+	return rc;
+}
+
 static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct mx_config *c = obj;
@@ -468,25 +481,15 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 				rc = cfg_error_key(p, n, "listen", (long)i, "same address as listen[%zu]", k);
 				break;
 			}
-		if ((ls[i].submission || ls[i].auth) && !c->auth.dovecot) {
-			struct fy_node *item = cfg_seq_item(fy_node_pair_value(cfg_map_pair(n, "listen")), i);
-			size_t old = cfg_path_push_key(p, "listen", 6);
-			cfg_path_push_index(p, i);
-			rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : NULL,
-					   ls[i].submission ? "submission" : "auth", -1,
-					   "AUTH needs auth.dovecot (the authentication service)");
-			cfg_path_pop(p, old);
-		}
-		if (ls[i].tls == LISTEN_TLS_NONE)
-			continue;
-		if (!c->tls.certificate || !c->tls.key) {
-			struct fy_node *item = cfg_seq_item(fy_node_pair_value(cfg_map_pair(n, "listen")), i);
-			size_t old = cfg_path_push_key(p, "listen", 6);
-			cfg_path_push_index(p, i);
-			rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : NULL, "tls", -1,
-					   "a TLS listener needs tls.certificate and tls.key");
-			cfg_path_pop(p, old);
-		}
+		if ((ls[i].submission || ls[i].auth) && !c->auth.dovecot)
+			rc = config_listen_error(p, n, i, ls[i].submission ? "submission" : "auth",
+			    "AUTH needs auth.dovecot (the authentication service)");
+		/* AUTH only over TLS and MAIL only after AUTH: such a port would refuse every user */
+		if (ls[i].submission && ls[i].tls == LISTEN_TLS_NONE && c->auth.dovecot && !c->auth.allow_plaintext)
+			rc = config_listen_error(p, n, i, "submission",
+			    "AUTH is offered only over TLS: set tls: starttls or implicit (or auth.allow_plaintext)");
+		if (ls[i].tls != LISTEN_TLS_NONE && (!c->tls.certificate || !c->tls.key))
+			rc = config_listen_error(p, n, i, "tls", "a TLS listener needs tls.certificate and tls.key");
 	}
 	if (c->quarantine) {
 		struct cfg_backend_url u;
@@ -540,7 +543,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
 	  .doc = "backend URL quarantined messages go to, e.g. maildir:/var/spool/mxgate/quarantine (default: none)" },
 	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
-	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1; empty = every domain (-t warns)" },
+	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH); empty = every domain (-t warns)" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -155,13 +156,35 @@ enum domain_syntax domain_check(const char *d, size_t n, bool *utf8)
 
 /* ---- normal form ---------------------------------------------------------------------- */
 
+/* An IPv6 literal "[IPv6:...]" (any case) in its one text form, "[ipv6:" RFC 5952 "]", so
+ * that every spelling of one address compares equal. Returns the length, 0 when d is not
+ * such a literal, -1 when out is too small. */
+static int domain_normalize_ipv6(const char *d, size_t n, char *out, size_t cap)
+{
+	char addr[64], text[INET6_ADDRSTRLEN];
+	struct in6_addr a;
+
+	if (n < 8 || n - 7 >= sizeof(addr) || d[0] != '[' || d[n - 1] != ']' || strncasecmp(d + 1, "ipv6:", 5) != 0)
+		return 0;
+	memcpy(addr, d + 6, n - 7);
+	addr[n - 7] = '\0';
+	if (inet_pton(AF_INET6, addr, &a) != 1 || inet_ntop(AF_INET6, &a, text, sizeof(text)) == NULL)
+		return 0;
+	int k = snprintf(out, cap, "[ipv6:%s]", text);
+	return k > 0 && (size_t)k < cap ? k : -1;
+}
+
 /* See domain.h. */
 int domain_normalize(const char *d, size_t n, char *out, size_t cap)
 {
+	int k;
+
 	if (n > 1 && d[n - 1] == '.')
 		n--;
 	if (n == 0 || n > DOMAIN_MAX || n + 1 > cap || memchr(d, '\0', n) != NULL)
 		return -1;
+	if ((k = domain_normalize_ipv6(d, n, out, cap)) != 0)
+		return k;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)d[i];
 		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);

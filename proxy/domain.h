@@ -36,9 +36,11 @@ enum domain_syntax domain_check(const char *d, size_t n, bool *utf8);
  * points past U+10FFFF). */
 bool domain_utf8_valid(const char *s, size_t n);
 
-/* Writes the normal form of d[0..n) into out (cap octets, NUL-terminated). Returns its
- * length, or -1 when it is empty, longer than DOMAIN_MAX, contains a NUL, or cap is too
- * small. No syntax check beyond that. */
+/* Writes the normal form of d[0..n) into out (cap octets, NUL-terminated): ASCII case
+ * folded, one trailing root dot removed, an IPv6 literal as "[ipv6:" + its RFC 5952 text
+ * + "]" (so "[IPv6:2001:db8:0:0:0:0:0:1]" is "[ipv6:2001:db8::1]"). Returns its length, or
+ * -1 when it is empty, longer than DOMAIN_MAX, contains a NUL, or cap is too small. No
+ * syntax check beyond that. */
 int domain_normalize(const char *d, size_t n, char *out, size_t cap);
 
 /* True when a and b have the same normal form. */

@@ -323,12 +323,19 @@ static enum session_check session_check_mail(const struct session *s, const stru
 		return SESSION_CHECK_REFUSED;
 	if (cmd->size > s->cfg->limits.max_message_size)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "552 5.3.4 Message size exceeds fixed limit");
+	/* BINARYMIME is not announced (RFC 3030 3): DATA would then be allowed, the content
+	 * is normalised like any other, and the backends were never asked whether they take it */
+	if (cmd->body == SMTP_BODY_BINARYMIME)
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		    "555 5.5.4 Unsupported option: BODY=BINARYMIME");
 	return session_check_params(cmd, params, reply, cap);
 }
 
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
- * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c). quiet:
- * a refusal is not logged nor counted (a look ahead, session_next_group). */
+ * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c) unless
+ * the client authenticated (SMTP AUTH: its users send anywhere, as Postfix's
+ * permit_sasl_authenticated before reject_unauth_destination). quiet: a refusal is not
+ * logged nor counted (a look ahead, session_next_group). */
 static enum session_check session_check_rcpt_allowed(const struct session *s, const struct smtp_cmd *cmd,
     const char *mail_params, bool quiet, char *reply, size_t cap)
 {
@@ -337,7 +344,7 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
-	if (s->cfg->accept_set == NULL ||
+	if (s->cfg->accept_set == NULL || s->env.auth_user != NULL ||
 	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied)))
 		return SESSION_CHECK_OK;
 	if (!quiet) {
@@ -406,6 +413,20 @@ static void session_start_helo(struct session *s, const struct smtp_cmd *cmd)
 
 static void session_apply_helo(struct session *s, const struct verdict *v)
 {
+	static const struct verdict waits = { .action = VERDICT_CONTINUE };
+
+	/* On a listener offering AUTH a refusal of the HELO name waits for MAIL, where AUTH
+	 * lifts it as it lifts one at connect: a MUA names itself as it can ("laptop", the
+	 * address literal of its NAT). Unless it sheds load: then it closes at once. */
+	if (session_verdict_refuses(v) && auth_may_lift(s) && s->env.auth_user == NULL &&
+	    s->conn_verdict.action == VERDICT_CONTINUE) {
+		if (session_connect_refusal(s, v)) {
+			s->env.helo[0] = '\0';
+			session_flush(s);
+			return;
+		}
+		v = &waits;     /* the EHLO is answered; session_resume enters the refused state */
+	}
 	if (session_verdict_refuses(v)) {
 		session_reply_verdict(s, v, "helo");
 		s->env.helo[0] = '\0';
@@ -1199,7 +1220,13 @@ void session_pregreet_over(struct session *s)
 
 bool session_connect_refusal(struct session *s, const struct verdict *v)
 {
-	if (v->action == VERDICT_TEMPFAIL) {
+	/* A tempfail judging the client (a DNS list, its reputation) waits for MAIL, like a
+	 * reject, where AUTH can lift it; one shedding load (overload, a connection rate)
+	 * closes at once everywhere. */
+	bool may_wait = auth_may_lift(s) && strcmp(v->reason, "overload") != 0 &&
+	    strcmp(v->reason, "ratelimit") != 0;
+
+	if (v->action == VERDICT_TEMPFAIL && !may_wait) {
 		int code = v->code / 100 == 4 ? v->code : 421;
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
 		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
@@ -1209,14 +1236,17 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		s->quit_after_flush = true;
 		return true;
 	}
-	if (v->action == VERDICT_REJECT) {
+	if (v->action == VERDICT_REJECT || v->action == VERDICT_TEMPFAIL) {
 		/* Postscreen-style: greet, then refuse every MAIL with the reason (the
 		 * client's sender is logged, and clients retry less than after a 554 banner). */
+		bool temp = v->action == VERDICT_TEMPFAIL;
+
 		s->conn_verdict = *v;
-		session_note_refusal(s, v->code / 100 == 5 ? v->code : 550, v->reason[0] ? v->reason : "filter");
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=%s client=%s reply=\"%.200s\"",
-		    v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
-		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, false);
+		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : v->code / 100 == 5 ? v->code : 550,
+		    v->reason[0] ? v->reason : "filter");
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s client=%s reply=\"%.200s\"",
+		    temp ? "tempfail" : "reject", v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
+		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, temp);
 	}
 	return false;
 }

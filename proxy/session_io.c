@@ -393,6 +393,44 @@ int session_start_tls(struct session *s)
 	return s->tls ? 0 : -1;
 }
 
+static void session_feed_tls(struct session *s, const char *data, size_t n);
+
+/* The client's first octets after the PROXY header, if any: implicit TLS (a ClientHello
+ * may have come in the header's segment: it is the TLS connection's first input) or the
+ * greeting. */
+static void session_begin(struct session *s)
+{
+	if (s->lc->tls == LISTEN_TLS_IMPLICIT) {
+		if (s->wg->shared->tls_server == NULL) {
+			session_close(s, "no_tls_context");
+			return;
+		}
+		if (session_start_tls(s) != 0) {
+			session_close(s, "tls_setup_failed");
+			return;
+		}
+		session_enter_state(s, SESSION_TLS);
+		session_arm(s, s->cfg->limits.command_timeout);
+		session_unpause(s);
+		if (s->inlen) {
+			/* on_plain appends to s->in: feed a copy */
+			size_t n = s->inlen;
+			char *early = malloc(n);
+
+			if (early == NULL) {
+				session_close(s, "out_of_memory");
+				return;
+			}
+			memcpy(early, s->in, n);
+			s->inlen = 0;
+			session_feed_tls(s, early, n);
+			free(early);
+		}
+		return;
+	}
+	session_start_connect(s);
+}
+
 /* The PROXY header: the first bytes on a proxy_protocol listener. */
 static void session_on_proxy_bytes(struct session *s, const char *data, size_t len)
 {
@@ -400,13 +438,18 @@ static void session_on_proxy_bytes(struct session *s, const char *data, size_t l
 	size_t used = 0;
 	const char *err = NULL;
 
-	if (session_hold_input(s, data, len) != 0 || s->inlen > SESSION_PROXY_MAX) {
+	if (session_hold_input(s, data, len) != 0) {
 		session_close(s, "proxy_header_too_long");
 		return;
 	}
+	/* what follows the header (a ClientHello, pipelined commands) may come in its segment:
+	 * only a header still incomplete past SESSION_PROXY_MAX is too long */
 	enum proxy_result r = proxyproto_parse((const uint8_t *)s->in, s->inlen, &pi, &used, &err);
-	if (r == PROXY_NEED_MORE)
+	if (r == PROXY_NEED_MORE) {
+		if (s->inlen > SESSION_PROXY_MAX)
+			session_close(s, "proxy_header_too_long");
 		return;
+	}
 	if (r == PROXY_ERROR) {
 		counter_inc(COUNTER_PROXY_REFUSED);
 		log_event(LOG_LVL_WARNING, s->id, "event=proxy_error peer=%s reason=\"%s\"", s->env.client_ip,
@@ -420,7 +463,7 @@ static void session_on_proxy_bytes(struct session *s, const char *data, size_t l
 		memcpy(&s->env.client, &pi.src, sizeof(pi.src));
 		memcpy(&s->env.local, &pi.dst, sizeof(pi.dst));
 	}
-	session_start_connect(s);
+	session_begin(s);
 }
 
 /* The client sends no more: a read error, EOF, or (over TLS) its close_notify. */
@@ -441,6 +484,25 @@ static void session_on_eof(struct session *s, ssize_t n)
 	session_close(s, n == UV_EOF ? "client_closed" : uv_strerror((int)n));
 }
 
+/* Ciphertext from the client into the TLS connection. */
+static void session_feed_tls(struct session *s, const char *data, size_t n)
+{
+	int rc = tlsconn_feed(s->tls, data, n);
+
+	if (rc < 0) {
+		counter_inc(COUNTER_TLS_FAILURES);
+		log_event(LOG_LVL_INFO, s->id, "event=tls_error client=%s reason=\"%s\"", s->env.client_ip,
+		    tlsconn_error(s->tls) ? tlsconn_error(s->tls) : "");
+		s->write_failed = false;
+		session_close(s, "tls_error");
+	} else if (rc == 1) {
+		/* close_notify: the client sends nothing more (it may still read). Like a
+		 * plain EOF; session_close answers with ours after the last replies. */
+		log_event(LOG_LVL_DEBUG, s->id, "event=tls_close_notify client=%s", s->env.client_ip);
+		session_on_eof(s, UV_EOF);
+	}
+}
+
 static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
 	struct session *s = st->data;
@@ -456,19 +518,7 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		return;
 	}
 	if (s->tls) {
-		int rc = tlsconn_feed(s->tls, buf->base, (size_t)n);
-		if (rc < 0) {
-			counter_inc(COUNTER_TLS_FAILURES);
-			log_event(LOG_LVL_INFO, s->id, "event=tls_error client=%s reason=\"%s\"", s->env.client_ip,
-			    tlsconn_error(s->tls) ? tlsconn_error(s->tls) : "");
-			s->write_failed = false;
-			session_close(s, "tls_error");
-		} else if (rc == 1) {
-			/* close_notify: the client sends nothing more (it may still read). Like a
-			 * plain EOF; session_close answers with ours after the last replies. */
-			log_event(LOG_LVL_DEBUG, s->id, "event=tls_close_notify client=%s", s->env.client_ip);
-			session_on_eof(s, UV_EOF);
-		}
+		session_feed_tls(s, buf->base, (size_t)n);
 		return;
 	}
 	session_on_plain(s, buf->base, (size_t)n);
@@ -545,19 +595,5 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 		session_unpause(s);
 		return;
 	}
-	if (lc->tls == LISTEN_TLS_IMPLICIT) {
-		if (s->wg->shared->tls_server == NULL) {
-			session_close(s, "no_tls_context");
-			return;
-		}
-		if (session_start_tls(s) != 0) {
-			session_close(s, "tls_setup_failed");
-			return;
-		}
-		session_enter_state(s, SESSION_TLS);
-		session_arm(s, s->cfg->limits.command_timeout);
-		session_unpause(s);
-		return;
-	}
-	session_start_connect(s);
+	session_begin(s);
 }

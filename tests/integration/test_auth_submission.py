@@ -19,6 +19,8 @@ users, its auth service on a private unix socket) with swaks --auth and a raw cl
 import base64
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 
@@ -232,6 +234,226 @@ mt.check(got is not None and b'{client_addr}=127.0.0.10' in got['data'] and b'{a
          'the milter saw the connect (its {client_addr}) and the user')
 lmx.stop()
 
+# ---------------------------------------------------------------- a listed address, dnsbl.action tempfail
+# The same lift when the list's action is tempfail: on a listener that offers AUTH the 4xx
+# waits for MAIL (as a reject waits), so the user can still authenticate. Before the fix the
+# connection got its 4xx at connect and was closed: the user could never log in from a listed address.
+tcfg = dict(lcfg)
+tcfg['dnsbl'] = {'threshold': 1, 'action': 'tempfail', 'lists': [{'zone': 'pbl.test', 'weight': 1}]}
+tcfg['listen'] = [{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},
+                  {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True},
+                  {'address': '127.0.0.1:0'}]
+tcfg.pop('plugins', None)
+tmx = mt.Mxgate(tcfg, name='mx-auth-listed-tempfail')
+T587, TAUTH, T25 = tmx.ports
+c = mt.Client(T25, source='127.0.0.11')
+mt.check(c.greeting[0] // 100 == 4 and c.is_closed(), 'tempfail list, no AUTH on the port: 4xx at connect, closed (%r)' % (c.greeting,))
+c.close()
+c = mt.Client(TAUTH, source='127.0.0.11')
+mt.check(c.greeting[0] == 220, 'tempfail list, a listener offering AUTH: greeted (%r)' % (c.greeting,))
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code // 100 == 4, '... without AUTH, MAIL gets the 4xx (%s)' % text)
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, '... AUTH (%s)' % text)
+code, text = mt.send_mail(TAUTH, FROM, [RCPT], mt.message('listed-tempfail-auth'), client=c)
+mt.check(code == 250, '... and AUTH lifts it (%s)' % text)
+c.close()
+c = mt.Client(T587, source='127.0.0.10')
+mt.check(c.greeting[0] == 220, 'tempfail list, submission: greeted (%r)' % (c.greeting,))
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, 'tempfail list, submission: AUTH (%s)' % text)
+code, text = mt.send_mail(T587, FROM, [RCPT], mt.message('listed-tempfail-sub'), client=c)
+mt.check(code == 250, 'tempfail list, submission: delivered (%s)' % text)
+c.close()
+tmx.stop()
+
+# ---------------------------------------------------------------- accept_domains and AUTH
+# accept_domains keeps port 25 from relaying; an authenticated user sends to any domain (as
+# Postfix's permit_sasl_authenticated before reject_unauth_destination). Before the fix the
+# user's outbound mail got "550 5.7.1 relaying denied" from mxgate as soon as accept_domains
+# was set, so submission and accepted domains could not be configured together.
+acfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True},
+                                   {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True}],
+                 tls={'certificate': crt, 'key': key}, auth={'dovecot': dv.sock, 'timeout': '10s'},
+                 accept_domains=['example.test'])
+amx = mt.Mxgate(acfg, name='mx-auth-domains')
+A465, A25 = amx.ports
+c = mt.Client(A25, source='127.0.0.12')
+c.ehlo()
+c.cmd('MAIL FROM:<someone@example.org>')
+code, text = c.cmd('RCPT TO:<friend@elsewhere.test>')
+mt.check(code == 550 and '5.7.1' in text, 'no AUTH: a recipient outside accept_domains is refused (%s)' % text)
+code, text = c.cmd('RCPT TO:<%s>' % RCPT)
+mt.check(code == 250, 'no AUTH: an accepted domain is taken (%s)' % text)
+c.close()
+rc, out = swaks(A465, '--tlsc', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'secret',
+                '--to', 'friend@elsewhere.test', '--header', 'Subject: outbound-auth', source='127.0.0.12')
+mt.check(rc == 0 and '235 2.7.0' in out and '550 5.7.1' not in out,
+         'swaks --auth on submission: mail to another domain is relayed (rc %d)\n%s' % (rc, out[-500:]))
+got = next((m for m in be.messages if b'Subject: outbound-auth' in m['data']), None)
+mt.check(got is not None and got['rcpts'] == ['friend@elsewhere.test'] and got['xclient'].get('LOGIN') == 'alice',
+         'the backend got it for friend@elsewhere.test with XCLIENT LOGIN=alice (%r)' % ((got and (got['rcpts'], got['xclient'])),))
+c = mt.Client(A25, source='127.0.0.12')
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+mt.check(code == 235, 'AUTH on the optional-AUTH listener (%s)' % text)
+c.cmd('MAIL FROM:<%s>' % FROM)
+code, text = c.cmd('RCPT TO:<friend@elsewhere.test>')
+mt.check(code == 250, 'listen[].auth, after AUTH: another domain is taken (%s)' % text)
+# the relay check still applies to what AUTH does not cover: the address syntax
+code, text = c.cmd('RCPT TO:<friend@other.test@elsewhere.test>')
+mt.check(code == 501, 'after AUTH the address syntax still holds (%s)' % text)
+c.close()
+amx.stop()
+
+# ---------------------------------------------------------------- 465 behind a PROXY-protocol load balancer
+# HAProxy's `send-proxy-v2` in front of port 465: the PROXY header comes in clear, then the
+# TLS handshake (often in the same segment as the header). Before the fix mxgate answered the
+# header with a plaintext greeting and never started TLS on such a listener.
+pcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True,
+                                    'proxy_protocol': True},
+                                   {'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True,
+                                    'proxy_protocol': True}],
+                 trusted_proxies=['127.0.0.0/8'], tls={'certificate': crt, 'key': key},
+                 auth={'dovecot': dv.sock, 'timeout': '10s'})
+pmx = mt.Mxgate(pcfg, name='mx-auth-proxy')
+P465, P587 = pmx.ports
+for src, together in (('198.18.7.1', False), ('198.18.7.2', True)):
+    raw = socket.create_connection(('127.0.0.1', P465), mt.slack(10))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    if together:
+        # the header and the ClientHello in one write, as a proxy relaying at once sends them
+        bio_in, bio_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(bio_in, bio_out, server_hostname='mx.test')
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        raw.sendall(mt.proxy_v2(src, P465) + bio_out.read())
+        greeting = None
+        try:
+            while True:
+                data = raw.recv(65536)
+                if not data:
+                    break
+                bio_in.write(data)
+                try:
+                    obj.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    out = bio_out.read()
+                    if out:
+                        raw.sendall(out)
+            raw.sendall(bio_out.read())
+            while greeting is None:
+                try:
+                    greeting = obj.read(4096)
+                except ssl.SSLWantReadError:
+                    out = bio_out.read()
+                    if out:
+                        raw.sendall(out)
+                    data = raw.recv(65536)
+                    if not data:
+                        break
+                    bio_in.write(data)
+        except (OSError, ssl.SSLError) as e:
+            greeting = repr(e).encode()
+        mt.check(greeting is not None and greeting.startswith(b'220 '),
+                 '465 behind PROXY v2, header and ClientHello in one write: TLS, then 220 (%r)' % greeting)
+        raw.close()
+        continue
+    raw.sendall(mt.proxy_v2(src, P465))
+    try:
+        tls = ctx.wrap_socket(raw, server_hostname='mx.test')
+        greeting = tls.recv(4096)
+    except (OSError, ssl.SSLError) as e:
+        tls, greeting = None, repr(e).encode()
+    mt.check(greeting.startswith(b'220 '), '465 behind PROXY v2: TLS, then the 220 greeting (%r)' % greeting[:80])
+    if tls is not None:
+        c = mt.Client.__new__(mt.Client)
+        c.sock, c.buf, c.timeout = tls, b'', mt.slack(10)
+        code, text = c.ehlo()
+        mt.check('AUTH PLAIN LOGIN' in text, '465 behind PROXY: AUTH offered at once (%s)' % text.replace('\n', ' '))
+        code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+        mt.check(code == 235, '465 behind PROXY: AUTH (%s)' % text)
+        code, text = mt.send_mail(P465, FROM, [RCPT], mt.message('proxied-465'), client=c)
+        mt.check(code == 250, '465 behind PROXY: delivered (%s)' % text)
+        c.close()
+got = next((m for m in be.messages if b'<proxied-465@' in m['data']), None)
+mt.check(got is not None and got['xclient'].get('ADDR') == '198.18.7.1' and got['xclient'].get('LOGIN') == 'alice',
+         'the backend learns the proxied client and the user (%r)' % (got and got['xclient'],))
+c = mt.Client(P587, proxy_src='198.18.7.3')
+code, text = c.ehlo()
+mt.check(c.greeting[0] == 220 and 'STARTTLS' in text, '587 behind PROXY: plaintext greeting, STARTTLS offered')
+c.close()
+# the header with more than a header's worth of commands behind it in one segment (the
+# check for an over-long header counted those bytes too and closed the connection)
+c = mt.Client(P587, greet=False)
+c.send(mt.proxy_v2('198.18.7.4', P587) + b'EHLO client.test\r\n' + b'NOOP\r\n' * 150)
+codes = [c.reply()[0] for _ in range(152)]
+mt.check(codes == [220, 250] + [250] * 150, 'PROXY header and 1 KB of pipelined commands in one write: all answered (%r)'
+         % sorted(set(map(str, codes))))
+c.close()
+pmx.stop()
+
+# ---------------------------------------------------------------- the checks for unauthenticated mail
+# A user submits from home, from a hotel, from a mobile network: SPF of the user's own domain
+# does not list those addresses, DNS lists name them, and a MUA does not retry a greylisting
+# 451. As with Postfix's permit_sasl_authenticated placed first, AUTH passes the user's mail
+# by SPF, the DNS lists (IP and sender domain), greylisting, a DMARC policy (the mail is
+# not signed yet: that happens after mxgate, or in a milter) and the HELO checks; the same
+# checks still refuse
+# the same mail without AUTH. Before the fix the user got 550 5.7.23 (SPF), 550 5.7.1 (DNS
+# list) or 451 4.7.1 (greylisted) after a successful AUTH.
+dbl = mt.rbldnsd({'dbl.test': ('dnset', 'example.org :127.0.0.2:listed domain\n'),
+                  'bl.test': ('ip4set', ':127.0.0.2:listed address\n198.18.9.0/24\n'),
+                  'example.org': ('generic', '_dmarc TXT "v=DMARC1; p=reject"\n')})
+for label, extra in (
+        ('SPF fail', {'spf': {'enabled': True, 'reject_fail': True, 'records': ['example.org TXT v=spf1 -all']}}),
+        ('a DNS list of sender domains', {'dnsbl': {'threshold': 1, 'action': 'reject',
+                                                    'lists': [{'zone': 'dbl.test', 'type': 'domain', 'weight': 1}]}}),
+        ('a DNS list of addresses, with a domain list beside it',
+         {'dnsbl': {'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'bl.test', 'weight': 1},
+                                                                  {'zone': 'dbl.test', 'type': 'domain', 'weight': 0}]}}),
+        ('greylisting', {'greylist': {'enabled': True, 'delay': '1h'}}),
+        # the user's mail is signed after mxgate (or by a milter at end of data): unsigned here
+        ('DMARC p=reject', {'dmarc': {'enabled': True, 'action': 'honor'}}),
+        # a MUA behind NAT names itself by its private address (Thunderbird does): on a
+        # listener offering AUTH the HELO refusal waits for MAIL, where AUTH lifts it
+        ('HELO literal mismatch', {'helo_checks': {'enabled': True, 'literal_mismatch': {'action': 'reject'},
+                                                   'fcrdns': {'enabled': False}}})):
+    fcfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True,
+                                        'proxy_protocol': True},
+                                       {'address': '127.0.0.1:0', 'tls': 'starttls', 'auth': True,
+                                        'proxy_protocol': True}],
+                     trusted_proxies=['127.0.0.0/8'], tls={'certificate': crt, 'key': key},
+                     auth={'dovecot': dv.sock, 'timeout': '10s'},
+                     dns={'resolvers': ['127.0.0.1:%d' % dbl.port], 'timeout': '2s'}, **extra)
+    fmx = mt.Mxgate(fcfg, name='mx-auth-checks-%d' % len(label))
+    F465, F25 = fmx.ports
+    tag = 'checks-' + label.split()[0].lower()
+    code, text = mt.send_mail(F25, 'alice@example.org', ['friend@elsewhere.test'], mt.message(tag + '-anon'),
+                              proxy_src='198.18.9.20', ehlo='[192.168.1.10]')
+    mt.check(code // 100 in (4, 5), '%s: without AUTH the mail is refused (%s %s)' % (label, code, text))
+    c = mt.Client(F465, tls=True, proxy_src='198.18.9.21')
+    code, text = c.ehlo('[192.168.1.10]')
+    mt.check(code == 250, '%s: EHLO (%s)' % (label, text.split('\n')[0]))
+    code, text = c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+    mt.check(code == 235, '%s: AUTH (%s)' % (label, text))
+    code, text = mt.send_mail(F465, 'alice@example.org', ['friend@elsewhere.test'], mt.message(tag), client=c)
+    mt.check(code == 250, '%s: after AUTH the user\'s mail goes (%s %s)' % (label, code, text))
+    c.close()
+    fmx.stop()
+
 # ---------------------------------------------------------------- counts shared in Redis
 # Two nodes on one Redis: a failure on one counts on the other.
 rd = mt.redis()
@@ -276,4 +498,22 @@ mt.check(code == 250, 'the session goes on')
 c.close()
 mt.check(mx.wait_log(r'event=auth_error client=127\.0\.0\.7 mech=PLAIN', 3) is not None, 'event=auth_error logged')
 mt.check(mx.alive(), 'mxgate alive')
+
+# ---------------------------------------------------------------- -t: a submission port that can never take mail
+# AUTH is offered only over TLS (unless auth.allow_plaintext), and MAIL before AUTH is 530 on
+# a submission listener: one without TLS refuses every user. Before the fix `-t` said "ok"
+# and the daemon ran such a port.
+for extra, want_rc, what in (
+        ({}, 1, 'submission without TLS and without auth.allow_plaintext is an error'),
+        ({'allow_plaintext': True}, 0, 'with auth.allow_plaintext it is taken'),):
+    bad = mt.config([be.url], listen=[{'address': '127.0.0.1:%d' % mt.free_port(), 'submission': True}],
+                    auth=dict({'dovecot': 'unix:/nonexistent/auth-client'}, **extra))
+    rc, out = mt.config_check(bad, name='plain-submission')
+    mt.check(rc == want_rc and (want_rc == 0 or re.search(r'plain-submission\.yaml:\d+:\d+: listen\[0\]\.submission: ', out)),
+             '-t: %s (rc %d: %s)' % (what, rc, out.strip()[-200:]))
+ok_auth = mt.config([be.url], listen=[{'address': '127.0.0.1:%d' % mt.free_port(), 'auth': True}],
+                    auth={'dovecot': 'unix:/nonexistent/auth-client'})
+rc, out = mt.config_check(ok_auth, name='plain-auth')
+mt.check(rc == 0, '-t: listen[].auth without TLS stays valid (AUTH optional there; MX mail still flows) (rc %d: %s)'
+         % (rc, out.strip()[-200:]))
 mt.finish()

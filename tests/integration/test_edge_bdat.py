@@ -146,6 +146,29 @@ code, text = c.cmd('BDAT x LAST')
 mt.check(code == 501, 'BDAT with a bad size: 501 (%s %s)' % (code, text))
 mt.check(c.is_closed(), '... and the session closes')
 c.close()
+# BODY=BINARYMIME is not announced (EHLO has CHUNKING, not BINARYMIME): MAIL refuses it
+# (RFC 5321 4.1.1.11), so no DATA runs in a BINARYMIME transaction and no backend is sent a
+# BODY value it never offered. Before the fix MAIL got 250, DATA 354, and the backend (which
+# offers 8BITMIME only) got "MAIL FROM:<...> BODY=BINARYMIME".
+c = mt.Client(mx.port)
+code, text = c.ehlo()
+mt.check('BINARYMIME' not in text, 'EHLO does not announce BINARYMIME')
+code, text = c.cmd('MAIL FROM:<a@example.org> BODY=BINARYMIME')
+mt.check(code == 555 and '5.5.4' in text, 'MAIL BODY=BINARYMIME: 555 5.5.4 (%s %s)' % (code, text))
+code, text = c.cmd('RCPT TO:<b@example.test>')
+mt.check(code == 503, 'no transaction after the refused MAIL: RCPT 503 (%s %s)' % (code, text))
+# pipelined, with a chunk behind it: the chunk is refused and read, the session stays in step
+body = b'Subject: bin\r\n\r\nab\r\n'
+c.send(b'MAIL FROM:<a@example.org> body=binarymime\r\nRCPT TO:<b@example.test>\r\nBDAT %d LAST\r\n'
+       % len(body) + body)
+codes = [c.reply()[0] for _ in range(3)]
+mt.check(codes == [555, 503, 503], 'pipelined BINARYMIME transaction: 555, 503, 503 (%r)' % codes)
+mt.check(c.cmd('NOOP')[0] == 250, 'in step after the refused BINARYMIME transaction')
+code, text = c.cmd('MAIL FROM:<a@example.org> BODY=8BITMIME')
+mt.check(code == 250, 'BODY=8BITMIME still taken (%s %s)' % (code, text))
+c.close()
+mt.check(not any('BINARYMIME' in x.upper() for x in chunky.commands),
+         'no backend was sent BODY=BINARYMIME (%r)' % [x for x in chunky.commands if 'BINARY' in x.upper()][:2])
 mx.stop()
 
 # ------------------------------------------------------------------ 250 only after the backend's 250

@@ -105,6 +105,9 @@ static void test_normalize(void **state)
 	assert_true(domain_equal("LOCAL.test.", "local.TEST"));
 	assert_false(domain_equal("local.test..", "local.test"));
 	assert_false(domain_equal("xn--bcher-kva.example", "b\xc3\xbc" "cher.example"));
+	assert_int_equal(domain_normalize("[IPv6:2001:DB8:0:0::1]", 22, out, sizeof(out)), 18);
+	assert_string_equal(out, "[ipv6:2001:db8::1]");
+	assert_true(domain_equal("[IPv6:0:0:0:0:0:ffff:c000:201]", "[ipv6:::ffff:192.0.2.1]"));
 	assert_string_equal(domain_of_address("\"a@b\"@c.test"), "c.test");
 	assert_null(domain_of_address("Postmaster"));
 }
@@ -144,6 +147,11 @@ static void test_set(void **state)
 		{ "IPv4 literal", "[192.0.2.1]", true },
 		{ "other literal", "[192.0.2.2]", false },
 		{ "IPv6 literal any case", "[ipv6:2001:db8::1]", true },
+		/* one address, any text form (RFC 5952 is only a recommendation) */
+		{ "IPv6 literal uncompressed", "[IPv6:2001:db8:0:0:0:0:0:1]", true },
+		{ "IPv6 literal leading zeros", "[IPv6:2001:0db8::0001]", true },
+		{ "IPv6 literal dotted tail", "[IPv6:2001:db8::0.0.0.1]", true },
+		{ "IPv6 other address", "[IPv6:2001:db8::2]", false },
 		{ "U-label exact octets", "b\xc3\xbc" "cher.example", true },
 		{ "A-label not converted", "xn--bcher-kva.example", false },
 		{ "empty", "", false },
