@@ -161,7 +161,7 @@ static void smtp_tx_env_free(struct hook_env *env)
 }
 
 /* The MAIL command for r's backend (malloc'ed): from, and of params what we advertised
- * (SIZE, BODY, SMTPUTF8) when the backend has it. */
+ * (SIZE, BODY, SMTPUTF8, DSN's RET and ENVID) when the backend has it. */
 static char *smtp_tx_mail_line_for(const struct relay *r, const char *from, const char *params)
 {
 	struct strbuf b = { 0 };
@@ -175,7 +175,9 @@ static char *smtp_tx_mail_line_for(const struct relay *r, const char *from, cons
 		for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
 			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_has_ext(r, "SIZE")) ||
 			    (strncasecmp(t, "BODY=", 5) == 0 && relay_has_ext(r, "8BITMIME")) ||
-			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(r, "SMTPUTF8")))
+			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(r, "SMTPUTF8")) ||
+			    ((strncasecmp(t, "RET=", 4) == 0 || strncasecmp(t, "ENVID=", 6) == 0) &&
+			     relay_has_ext(r, "DSN")))
 			{
 				strbuf_append(&b, " ", 1);
 				strbuf_append(&b, t, strlen(t));
@@ -330,8 +332,11 @@ static void smtp_tx_cat(char *line, size_t cap, size_t *n, const char *s)
 	line[*n] = '\0';
 }
 
-/* The RCPT command for a recipient (line: 1100 octets): "RCPT TO:<addr>[ params]". */
-static void smtp_tx_rcpt_line(char *line, size_t cap, const char *addr, const char *params)
+/* The RCPT command for a recipient to r's backend (line: 1100 octets): "RCPT TO:<addr>[
+ * params]". The only RCPT parameters taken from clients are DSN's NOTIFY and ORCPT
+ * (session_check_rcpt_in): a backend that does not announce DSN gets none (RFC 3461 4.1: it
+ * would refuse them as unknown, 555). */
+static void smtp_tx_rcpt_line(const struct relay *r, char *line, size_t cap, const char *addr, const char *params)
 {
 	size_t n = 0;
 
@@ -339,7 +344,7 @@ static void smtp_tx_rcpt_line(char *line, size_t cap, const char *addr, const ch
 	smtp_tx_cat(line, cap, &n, "RCPT TO:<");
 	smtp_tx_cat(line, cap, &n, addr);
 	smtp_tx_cat(line, cap, &n, ">");
-	if (params && *params) {
+	if (params && *params && relay_has_ext(r, "DSN")) {
 		smtp_tx_cat(line, cap, &n, " ");
 		smtp_tx_cat(line, cap, &n, params);
 	}
@@ -396,7 +401,7 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 		const char *lines[3] = { tx->mail_line, line, "DATA" };
 		size_t n = 1;
 		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt && relay_has_ext(tx->relay, "PIPELINING")) {
-			smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
 			n = 2;
 			if (tx->data_follows && !relay_has_ext(tx->relay, "CHUNKING"))
 				n = 3;
@@ -415,12 +420,12 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 	relay_queue(tx->relay, tx->mail_line, smtp_tx_est_mail_cb, tx);
 	if (relay_has_ext(tx->relay, "PIPELINING")) {
 		for (size_t i = 0; i < env->nrcpts; i++) {
-			smtp_tx_rcpt_line(line, sizeof(line), env->rcpts[i].addr, env->rcpts[i].params);
+			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), env->rcpts[i].addr, env->rcpts[i].params);
 			relay_queue(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
 		}
 		tx->est_queued = env->nrcpts;
 		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt) {
-			smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
 			relay_queue(tx->relay, line, smtp_tx_rcpt_reply_cb, tx);
 			tx->rcpt_queued = true;
 			smtp_tx_queue_data(tx);
@@ -464,7 +469,7 @@ static void smtp_tx_est_next(struct smtp_tx *tx)
 
 		if (tx->est_rcpt < tx->est_queued)
 			return;		/* sent with MAIL: its reply is on the way */
-		smtp_tx_rcpt_line(line, sizeof(line), rc->addr, rc->params);
+		smtp_tx_rcpt_line(tx->relay, line, sizeof(line), rc->addr, rc->params);
 		relay_command(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
 		return;
 	}
@@ -553,7 +558,7 @@ static void smtp_tx_rcpt_send(struct smtp_tx *tx)
 	}
 	struct relay *r = tx->relay;
 
-	smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+	smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
 	relay_queue(r, line, smtp_tx_rcpt_reply_cb, tx);
 	if (tx->relay != r)
 		return;		/* it failed at once: the reply callback has run */
@@ -587,7 +592,7 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 		char line[1100];
 		const char *lines[2] = { line, "DATA" };
 
-		smtp_tx_rcpt_line(line, sizeof(line), tx->rcpt, tx->rcpt_params);
+		smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
 		if (!relay_ahead_match(tx->relay, lines, tx->data_follows ? 2 : 1))
 			smtp_tx_drop_ahead(tx);	/* a recipient was refused here on the way: a fresh
 						 * connection, replaying the transaction */
@@ -920,7 +925,7 @@ static void smtp_tx_send_ahead(struct smtp_tx *tx)
 	relay_queue_ahead(r, mail);
 	free(mail);
 	for (size_t i = 0; i < tx->next_nrcpts; i++) {
-		smtp_tx_rcpt_line(line, sizeof(line), tx->next_rcpts[i], tx->next_rcpt_params[i]);
+		smtp_tx_rcpt_line(r, line, sizeof(line), tx->next_rcpts[i], tx->next_rcpt_params[i]);
 		relay_queue_ahead(r, line);
 	}
 	if (tx->next_data)

@@ -1068,15 +1068,17 @@ class Backend:
     smtputf8: announce SMTPUTF8 (default True).
     chunking: announce CHUNKING and take BDAT (RFC 3030); messages record 'bdat' (True when
           the message came in BDAT chunks, with the BDAT lines in commands).
+    dsn: announce DSN (RFC 3461); without it MAIL's RET=/ENVID= and RCPT's NOTIFY=/ORCPT= are
+          refused 555 5.5.4, as a server that does not know them answers.
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
                  delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None,
-                 chunking=False):
+                 chunking=False, dsn=False):
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
-        self.starttls, self.smtputf8, self.chunking = starttls, smtputf8, chunking
+        self.starttls, self.smtputf8, self.chunking, self.dsn = starttls, smtputf8, chunking, dsn
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
         self.lmtp_codes = dict(lmtp_codes or {})
         self.expect_proxy = expect_proxy
@@ -1226,6 +1228,8 @@ class Backend:
                 ext = ['PIPELINING', 'SIZE 100000000', '8BITMIME', 'ENHANCEDSTATUSCODES'] + (['SMTPUTF8'] if self.smtputf8 else [])
                 if self.chunking:
                     ext.append('CHUNKING')
+                if self.dsn:
+                    ext.append('DSN')
                 if self.starttls and tls is None:
                     ext.append('STARTTLS')
                 if self.xclient:
@@ -1253,11 +1257,17 @@ class Backend:
                 if self.mode == 'tempfail_mail':
                     w(b'451 4.3.0 try later\r\n')
                     continue
+                if not self.dsn and re.search(r'\s(RET|ENVID)=', arg, re.I):
+                    w(b'555 5.5.4 Unsupported option\r\n')
+                    continue
                 mail = arg.split(':', 1)[1].strip() if ':' in arg else arg
                 rcpts, accepted = [], []
                 w(b'250 2.1.0 Ok\r\n')
             elif verb == 'RCPT':
                 addr = re.sub(r'^TO:\s*<?([^>\s]*)>?.*$', r'\1', arg, flags=re.I)
+                if not self.dsn and re.search(r'\s(NOTIFY|ORCPT)=', arg, re.I):
+                    w(b'555 5.5.4 Unsupported option\r\n')
+                    continue
                 rcpts.append(addr)
                 if addr in self.reject_rcpt:
                     w(b'550 5.1.1 <%s>: no such user\r\n' % addr.encode())
