@@ -49,13 +49,17 @@ bool greylist_decide(struct greylist_entry *e, bool exists, uint64_t now_ms, uin
 	return true;
 }
 
-/* Lowercases s into out (truncating); returns the length written. */
+/* An address in the triplet's form into out (truncating): lower case, without the one
+ * trailing dot a domain may carry (user@example.org. is user@example.org, as everywhere a
+ * domain is compared: domain.c). Returns the length written. */
 static size_t gl_lower(char *out, size_t outlen, const char *s)
 {
 	size_t i;
 
 	for (i = 0; s[i] && i + 1 < outlen; i++)
 		out[i] = (char)tolower((unsigned char)s[i]);
+	if (i > 1 && out[i - 1] == '.' && out[i - 2] != '.' && strchr(out, '@') != NULL)
+		i--;
 	out[i] = '\0';
 	return i;
 }

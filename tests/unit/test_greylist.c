@@ -81,6 +81,8 @@ static void test_triplet(void **state)
 		{ "198.18.7.7", "A@Example.ORG", "B@Example.Test", "198.18.7.0/24|a@example.org|b@example.test" },
 		{ "198.18.7.200", "", "b@x", "198.18.7.0/24|<>|b@x" },
 		{ "2001:db8:1:2::9", "a@b", "c@d", "2001:db8:1:2::/64|a@b|c@d" },
+		/* a domain's one trailing dot is the same domain (RFC 5321 2.3.5 name, absolute form) */
+		{ "198.18.7.7", "a@Example.ORG.", "B@example.test.", "198.18.7.0/24|a@example.org|b@example.test" },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
