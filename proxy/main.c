@@ -44,6 +44,12 @@ static uv_signal_t sig_hup, sig_term, sig_int;
 static int stopping;
 static struct control *control;
 static uv_timer_t watchdog_timer;
+/* The drain after SIGTERM: the metrics listener (probes, /metrics) stays until every worker
+ * has ended; workers already joined are marked here. */
+static uv_timer_t drain_watch;
+static bool *worker_joined;
+static uint64_t drain_started_ms;
+static bool drain_watched;       /* the watch ran: its limit has passed for any worker left */
 
 static void usage(void)
 {
@@ -217,6 +223,34 @@ failed:
 	return 0;
 }
 
+/* How long the workers may take to drain: limits.drain_timeout, and a little more. */
+static uint64_t main_drain_limit_ms(void)
+{
+	return current->cfg->limits.drain_timeout + 5000;
+}
+
+/* Every 100 ms of the drain: joins the workers that have ended; once all have (or the limit
+ * has passed: the join after the loop reports the overrun), closes the metrics listener so
+ * the main loop can end. Until then /healthz says the process lives, /readyz that it is
+ * shutting down. */
+static void main_drain_watch_cb(uv_timer_t *t)
+{
+	int left = 0;
+
+	for (int k = 0; k < nworkers; k++) {
+		if (!worker_joined[k] && pthread_tryjoin_np(workers[k].thread, NULL) == 0)
+			worker_joined[k] = true;
+		left += !worker_joined[k];
+	}
+	if (left > 0 && uv_now(t->loop) - drain_started_ms < main_drain_limit_ms())
+		return;
+	metrics_set_router(NULL);
+	if (metrics)
+		metrics_stop(metrics);
+	metrics = NULL;
+	uv_close((uv_handle_t *)t, NULL);
+}
+
 static void main_signal_cb(uv_signal_t *h, int signum)
 {
 	(void)h;
@@ -235,8 +269,8 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	sdnotify_printf("STOPPING=1\nSTATUS=draining %ld sessions", counter_get(COUNTER_SESSIONS_ACTIVE));
 	control_stop(control);
 	control = NULL;
+	ops_set_stopping();
 	ops_stop();
-	metrics_set_router(NULL);
 	if (!uv_is_closing((uv_handle_t *)&watchdog_timer))
 		uv_close((uv_handle_t *)&watchdog_timer, NULL);
 	for (int i = 0; i < nworkers; i++)
@@ -244,9 +278,18 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	if (health)
 		health_stop(health);
 	health = NULL;
-	if (metrics)
-		metrics_stop(metrics);
-	metrics = NULL;
+	/* The probes answer during the drain: the listener closes when the workers are done. */
+	worker_joined = calloc((size_t)nworkers, sizeof(*worker_joined));
+	if (metrics && worker_joined && uv_timer_init(main_loop, &drain_watch) == 0) {
+		drain_started_ms = uv_now(main_loop);
+		drain_watched = true;
+		uv_timer_start(&drain_watch, main_drain_watch_cb, 100, 100);
+	} else {
+		metrics_set_router(NULL);
+		if (metrics)
+			metrics_stop(metrics);
+		metrics = NULL;
+	}
 	/* The signal handlers stay (a second signal ends the drain) but no longer keep the
 	 * main loop alive. */
 	uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -421,9 +464,12 @@ int main(int argc, char **argv)
 	uv_run(main_loop, UV_RUN_DEFAULT);
 
 	/* Workers drain (bounded by drain_timeout); give them a little more, then go. */
-	uint64_t limit_ms = current->cfg->limits.drain_timeout + 5000;
+	uint64_t limit_ms = drain_watched ? 1000 : main_drain_limit_ms();
 	for (int k = 0; k < nworkers; k++) {
 		struct timespec ts;
+
+		if (worker_joined && worker_joined[k])
+			continue;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += (time_t)(limit_ms / 1000) + 1;
 		if (pthread_timedjoin_np(workers[k].thread, NULL, &ts) != 0) {
@@ -440,6 +486,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nlisten; i++)
 		free(listen_copies[i].address);
 	free(workers);
+	free(worker_joined);
 	free(fds);
 	uv_loop_close(main_loop);
 	log_event(LOG_LVL_INFO, NULL, "event=stopped");
