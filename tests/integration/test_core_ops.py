@@ -91,6 +91,15 @@ syn = write('syntax.yaml', 'listen: [\n  - x: : :\n')
 r = mt.run_mxgate('-t', '-c', syn)
 mt.check(r.returncode == 1 and re.search(r'^%s:\d+:\d+: ' % re.escape(syn), r.stdout + r.stderr, re.M),
          'a YAML syntax error: exit 1 with FILE:LINE:COL (%s)' % (r.stdout + r.stderr).strip()[:120])
+# a rules.files glob that matches nothing is the config's error, at the glob's line
+norules = write('norules.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],
+                                                     rules={'files': [os.path.join(mt.TMP, 'nowhere', '*.rules')]})))
+r = mt.run_mxgate('-t', '-c', norules)
+out = r.stdout + r.stderr
+line = next((i + 1 for i, l in enumerate(open(norules).read().splitlines()) if 'nowhere' in l), 0)
+mt.check(r.returncode == 1 and re.search(r'^%s:%d:\d+: rules\.files(\[0\])?: .*nowhere.*matches no readable file' %
+                                         (re.escape(norules), line), out, re.M),
+         'a rules.files glob matching nothing: FILE:LINE:COL: rules.files[0]: ... (%s)' % out.strip()[:200])
 r = mt.run_mxgate('-t', '-c', os.path.join(mt.TMP, 'missing.yaml'))
 mt.check(r.returncode == 1, 'a missing file: exit 1')
 r = mt.run_mxgate('-c', bad)
