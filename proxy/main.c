@@ -50,6 +50,9 @@ static uv_timer_t drain_watch;
 static bool *worker_joined;
 static uint64_t drain_started_ms;
 static bool drain_watched;       /* the watch ran: its limit has passed for any worker left */
+/* What was made once at start from these keys (listen: listen_copies; workers: nworkers);
+ * a reload that changes them says they wait for the next start. */
+static struct { char *user, *metrics, *csocket, *cmode, *cowner, *cgroup; } boot;
 
 static void usage(void)
 {
@@ -151,9 +154,42 @@ static bool main_same_string(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
 }
 
+/* The keys made once at start that differ between the running config and cfg, comma-
+ * separated into out ("" when none): a reload cannot apply them. */
+static void main_start_only_changes(const struct mx_config *cfg, char *out, size_t cap)
+{
+	const struct listen_config *a = listen_copies, *b = cfg->listen.v;
+	bool listen = (size_t)nlisten != cfg->listen.n;
+	size_t n = 0;
+
+	for (size_t i = 0; !listen && i < cfg->listen.n; i++)
+		listen = !main_same_string(a[i].address, b[i].address) || a[i].tls != b[i].tls ||
+		    a[i].proxy_protocol != b[i].proxy_protocol || a[i].submission != b[i].submission ||
+		    a[i].auth != b[i].auth;
+	const struct { const char *key; bool changed; } keys[] = {
+		{ "listen", listen },
+		{ "workers", config_worker_count(cfg) != nworkers },
+		{ "user", !main_same_string(cfg->user, boot.user) },
+		{ "metrics.listen", !main_same_string(cfg->metrics.listen, boot.metrics) },
+		{ "control", !main_same_string(cfg->control.socket, boot.csocket) ||
+		    !main_same_string(cfg->control.mode, boot.cmode) ||
+		    !main_same_string(cfg->control.owner, boot.cowner) ||
+		    !main_same_string(cfg->control.group, boot.cgroup) },
+	};
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (!keys[i].changed)
+			continue;
+		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=%s reason=\"takes effect at the next start\"",
+		    keys[i].key);
+		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", keys[i].key);
+	}
+}
+
 /* Reloads the config (SIGHUP, the control socket's `reload`). Returns the new generation
  * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
- * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. */
+ * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. On success *errors is
+ * the comma-separated keys that take effect only at the next start, or NULL (ops.h). */
 static unsigned main_reload(char **errors)
 {
 	struct mx_config *cfg = NULL;
@@ -177,11 +213,10 @@ static unsigned main_reload(char **errors)
 		fclose(errfp);
 	free(text);
 	main_apply_logging(cfg);
-	if (!main_same_string(cfg->control.socket, current->cfg->control.socket) ||
-	    !main_same_string(cfg->control.mode, current->cfg->control.mode) ||
-	    !main_same_string(cfg->control.owner, current->cfg->control.owner) ||
-	    !main_same_string(cfg->control.group, current->cfg->control.group))
-		log_event(LOG_LVL_WARNING, NULL, "event=control_unchanged reason=\"control: takes effect at the next start\"");
+	char later[128];
+	main_start_only_changes(cfg, later, sizeof(later));
+	if (errors)
+		*errors = later[0] ? strdup(later) : NULL;
 	if (health)
 		health_stop(health);
 	health = NULL;
@@ -407,6 +442,14 @@ int main(int argc, char **argv)
 	if (nworkers > MAX_WORKERS)
 		nworkers = MAX_WORKERS;
 	nlisten = (int)(cfg->listen.n < WORKER_MAX_LISTENERS ? cfg->listen.n : WORKER_MAX_LISTENERS);
+#define MAIN_DUP(s) ((s) ? strdup(s) : NULL)
+	boot.user = MAIN_DUP(cfg->user);
+	boot.metrics = MAIN_DUP(cfg->metrics.listen);
+	boot.csocket = MAIN_DUP(cfg->control.socket);
+	boot.cmode = MAIN_DUP(cfg->control.mode);
+	boot.cowner = MAIN_DUP(cfg->control.owner);
+	boot.cgroup = MAIN_DUP(cfg->control.group);
+#undef MAIN_DUP
 	const struct listen_config *lv = cfg->listen.v;
 	const struct listen_config *lcs[WORKER_MAX_LISTENERS];
 	int *fds = calloc((size_t)nworkers * (size_t)nlisten + 1, sizeof(int));
@@ -488,6 +531,12 @@ int main(int argc, char **argv)
 	free(workers);
 	free(worker_joined);
 	free(fds);
+	free(boot.user);
+	free(boot.metrics);
+	free(boot.csocket);
+	free(boot.cmode);
+	free(boot.cowner);
+	free(boot.cgroup);
 	uv_loop_close(main_loop);
 	log_event(LOG_LVL_INFO, NULL, "event=stopped");
 	return 0;

@@ -19,7 +19,9 @@ struct ops_host {
 	/* The generation in force (never NULL once the daemon runs). */
 	struct shared_gen *(*current)(void);
 	/* Reloads the config as SIGHUP does. Returns the new generation id, or 0 and sets
-	 * *errors to a malloc'd text (one "FILE:LINE:COL: key: reason" line per error). */
+	 * *errors to a malloc'd text (one "FILE:LINE:COL: key: reason" line per error). On
+	 * success *errors is NULL or the malloc'd comma-separated keys that changed but take
+	 * effect only at the next start ("listen,workers"). */
 	unsigned (*reload)(char **errors);
 };
 
