@@ -100,6 +100,14 @@ line = next((i + 1 for i, l in enumerate(open(norules).read().splitlines()) if '
 mt.check(r.returncode == 1 and re.search(r'^%s:%d:\d+: rules\.files(\[0\])?: .*nowhere.*matches no readable file' %
                                          (re.escape(norules), line), out, re.M),
          'a rules.files glob matching nothing: FILE:LINE:COL: rules.files[0]: ... (%s)' % out.strip()[:200])
+# the classifier runs inside the rules module: enabled without rules.files it never runs
+nobayes = write('nobayes.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],
+                                                     rules={'bayes': {'enabled': True, 'store': 'memory'}})))
+r = mt.run_mxgate('-t', '-c', nobayes)
+out = r.stdout + r.stderr
+mt.check(r.returncode == 0 and re.search(r'^%s: warning: rules\.bayes\.enabled .*rules\.files is empty' %
+                                         re.escape(nobayes), out, re.M),
+         'rules.bayes on without rules.files: a -t warning (the classifier would never run) (%s)' % out.strip()[:200])
 r = mt.run_mxgate('-t', '-c', os.path.join(mt.TMP, 'missing.yaml'))
 mt.check(r.returncode == 1, 'a missing file: exit 1')
 r = mt.run_mxgate('-c', bad)
