@@ -425,6 +425,13 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"accepted and the backends alone decide what is relayed\n", cfg->path);
 		n++;
 	}
+	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "
+				"classifier runs inside the rules module, which is off (`learn` offline "
+				"still works)\n", cfg->path);
+		n++;
+	}
 	return n;
 }
 
