@@ -251,4 +251,25 @@ mt.check(rc == 0 and mx.alive(), 'the daemon still answers after all that')
 mt.check(not mx.malformed_log_lines(), 'every log line is well formed (%r)' % mx.malformed_log_lines()[:3])
 mx.stop()
 mt.check(not os.path.exists(SOCK), 'the socket file is removed at exit')
+
+# ---------------------------------------------------------------- the socket's directory
+# README's "Operating it" names /run/mxgate/control.sock; outside systemd (no
+# RuntimeDirectory=) that directory does not exist: mxgate makes it, as it does a maildir's
+newdir = os.path.join(mt.TMP, 'run-mxgate')
+sock2 = os.path.join(newdir, 'control.sock')
+mx2 = mt.Mxgate(mt.config([a.url], control={'socket': sock2}), name='mx-ctl-newdir', wait=False)
+mt.check(mt.wait_for(lambda: mx2.wait_log(r'event=started', 0) or not mx2.alive(), 15) and mx2.alive(),
+         'a control socket in a directory that does not exist yet: mxgate starts (%s)' % mx2.tail(3).strip()[-200:])
+rc, out, _ = ctl('status', sock=sock2)
+mt.check(rc == 0 and out.startswith('mxgate '), 'and answers there (%s)' % rc)
+mx2.stop()
+# two levels missing: a mistake mxgate -t reports at the key, not a "permission denied" at start
+deep = os.path.join(mt.TMP, 'deep.yaml')
+open(deep, 'w').write('listen: [127.0.0.1:2525]\nbackends: { servers: ["%s"] }\ncontrol: { socket: %s }\n' %
+                      (a.url, os.path.join(mt.TMP, 'no', 'such', 'control.sock')))
+r = mt.run_mxgate('-t', '-c', deep)
+mt.check(r.returncode == 1 and re.search(r'^%s:3:\d+: control\.socket: .*no such directory' % re.escape(deep),
+                                         r.stdout + r.stderr, re.M),
+         'mxgate -t: a socket whose directory and parent are missing is a control.socket error (%s)' %
+         (r.stdout + r.stderr).strip()[:200])
 mt.finish()
