@@ -37,7 +37,11 @@ def unquote(v):
 
 
 be = mt.Backend(name='logfmt')
-cfg = mt.config([be.url], log={'level': 'debug'}, workers=1)
+lm = mt.Backend(name='logfmt-lmtp', lmtp=True)
+md = os.path.join(mt.TMP, 'Maildir')
+cfg = mt.config([be.url], log={'level': 'debug'}, workers=1,
+                backends={'routes': [{'domains': ['lmtp.test'], 'servers': [lm.url]},
+                                     {'domains': ['maildir.test'], 'servers': ['maildir:' + md]}]})
 mx = mt.Mxgate(cfg, name='mx-logfmt')
 
 tricky = '"a b event=x\\"y"@example.test'          # RFC 5321 Quoted-string local part
@@ -45,6 +49,9 @@ code, text = mt.send_mail(mx.port, tricky, ['"c d"@example.test'], mt.message('q
 mt.check(code == 250, 'a quoted local part with blanks, = and " is relayed (%s %s)' % (code, text))
 code, text = mt.send_mail(mx.port, 'plain@example.test', ['rcpt@example.test'], mt.message('plain'))
 mt.check(code == 250, 'a plain message is relayed (%s %s)' % (code, text))
+for dom in ('lmtp.test', 'maildir.test'):
+    code, text = mt.send_mail(mx.port, 'plain@example.test', ['rcpt@' + dom], mt.message(dom))
+    mt.check(code == 250, 'a message to the %s route is delivered (%s %s)' % (dom, code, text))
 mt.check(mx.wait_log(r'event=delivered.*from=<plain@example\.test>', 10) is not None,
          'a plain sender is logged as from=<plain@example.test> (unchanged form)')
 mx.stop()
@@ -65,11 +72,13 @@ for line in mx.log().splitlines():
         delivered.append(d)
 mt.check(not bad, 'every line is "TIMESTAMP LEVEL ID event=... key=value..." with one event key (%d bad%s)' %
          (len(bad), ': ' + bad[0][:200] if bad else ''))
-mt.check(len(delivered) == 2, 'two event=delivered lines (%d)' % len(delivered))
+mt.check(len(delivered) == 4, 'four event=delivered lines (%d)' % len(delivered))
 q = next((d for d in delivered if 'a b' in d.get('from', '')), {})
 mt.check(q.get('from') == '<%s>' % tricky, 'the quoted sender reads back whole from its from= value (%r)' % q.get('from'))
+mt.check(sorted(d.get('backend', '').split(':')[0] for d in delivered) == ['lmtp', 'maildir', 'smtp', 'smtp'],
+         'the deliveries went to smtp, lmtp and maildir backends (%s)' % [d.get('backend') for d in delivered])
 for d in delivered:
-    mt.check(d.get('backend') == be.url and d.get('backend_queue_id', '-') not in ('', '-')
+    mt.check(d.get('backend') in (be.url, lm.url, 'maildir:' + md) and d.get('backend_queue_id', '-') not in ('', '-')
              and d.get('queue_id'),
              'event=delivered names the backend, its queue id and ours (%s %s %s)' %
              (d.get('backend'), d.get('backend_queue_id'), d.get('queue_id')))
