@@ -1074,7 +1074,10 @@ class Backend:
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
                  delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None,
-                 chunking=False):
+                 chunking=False, data_reply=None):
+        # data_reply: the SMTP 250 line after the final dot, '%(qid)s' for the queue id
+        # (another MTA's wording: Exim's '250 OK id=%(qid)s'); default Postfix's
+        self.data_reply = data_reply
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
         self.starttls, self.smtputf8, self.chunking = starttls, smtputf8, chunking
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
@@ -1347,7 +1350,8 @@ class Backend:
                 else:
                     with self.lock:
                         self.messages.append(rec)
-                    w(b'250 2.0.0 Ok: queued as %s\r\n' % qid.encode())
+                    w((self.data_reply % {'qid': qid}).encode() + b'\r\n' if self.data_reply else
+                      b'250 2.0.0 Ok: queued as %s\r\n' % qid.encode())
                 mail, rcpts, accepted = None, [], []
             elif verb == 'RSET':
                 mail, rcpts, accepted, chunks = None, [], [], []

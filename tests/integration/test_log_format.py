@@ -52,6 +52,25 @@ mt.check(code == 250, 'a plain message is relayed (%s %s)' % (code, text))
 for dom in ('lmtp.test', 'maildir.test'):
     code, text = mt.send_mail(mx.port, 'plain@example.test', ['rcpt@' + dom], mt.message(dom))
     mt.check(code == 250, 'a message to the %s route is delivered (%s %s)' % (dom, code, text))
+# the queue id in other MTAs' wording of the 250 after the final dot
+STYLES = [('exim', '250 OK id=%(qid)s'),
+          ('sendmail', '250 2.0.0 %(qid)s Message accepted for delivery'),
+          ('exchange', '250 2.6.0 <m1@ex.example> [InternalId=%(qid)s, Hostname=EX1] Queued mail for delivery'),
+          ('haraka', '250 Message Queued (%(qid)s)'),
+          ('qmail', '250 ok 1700000000 qp %(qid)s'),
+          ('dovecot', '250 2.0.0 <rcpt@x> %(qid)s Saved')]
+styled = {}
+for style, reply in STYLES:
+    b = mt.Backend(name='style-' + style, data_reply=reply)
+    m = mt.Mxgate(mt.config([b.url], workers=1), name='mx-style-' + style)
+    code, _ = mt.send_mail(m.port, 'a@example.test', ['b@example.test'], mt.message(style))
+    got = m.wait_log(r'event=delivered .*backend_queue_id=(\S+)', 10)
+    styled[style] = (code, got.group(1) if got else None)
+    m.stop()
+for style, reply in STYLES:
+    code, qid = styled[style]
+    mt.check(code == 250 and qid not in (None, '-') and re.fullmatch(r'SB\d+', qid or '') is not None,
+             'a %s-style 250 (%r): backend_queue_id is its queue id (%s)' % (style, reply, qid))
 mt.check(mx.wait_log(r'event=delivered.*from=<plain@example\.test>', 10) is not None,
          'a plain sender is logged as from=<plain@example.test> (unchanged form)')
 mx.stop()
