@@ -710,18 +710,41 @@ static void smtp_tx_send(struct smtp_tx *tx);
 
 #define SMTP_TX_QID_MAX 64
 
-/* The backend's queue id in its 250 ("... queued as X") into qid (SMTP_TX_QID_MAX); "" when
- * it names none. */
+/* The backend's queue id in its 250 into qid (SMTP_TX_QID_MAX); "" when it names none. The
+ * MTAs' wordings: the id follows a marker, or precedes a closing phrase. */
 static void smtp_tx_backend_qid(const char *text, char *qid)
 {
-	const char *q = text ? strstr(text, "queued as ") : NULL;
+	static const char *const after[] = {
+		"queued as ",            /* Postfix: "2.0.0 Ok: queued as 4FXyz" */
+		"OK id=",                /* Exim: "OK id=1tIxyz-000abc-De" */
+		"InternalId=",           /* Exchange: "2.6.0 <m@h> [InternalId=123, Hostname=X] Queued ..." */
+		"Queued (",              /* Haraka: "Message Queued (8A1E...)" */
+		" qp ",                  /* qmail: "ok 1700000000 qp 12345" */
+	};
+	static const char *const before[] = {
+		" Message accepted for delivery",   /* Sendmail, OpenSMTPD: "2.0.0 wB3Abc Message ..." */
+		" Saved",                           /* Dovecot LMTP: "2.0.0 <rcpt> Nx8mK0 Saved" */
+	};
+	const char *q = NULL, *e;
 	size_t n = 0;
 
 	qid[0] = '\0';
+	for (size_t i = 0; text && q == NULL && i < sizeof(after) / sizeof(after[0]); i++)
+		if ((q = strstr(text, after[i])) != NULL)
+			q += strlen(after[i]);
+	for (size_t i = 0; text && q == NULL && i < sizeof(before) / sizeof(before[0]); i++) {
+		if ((e = strstr(text, before[i])) == NULL || e == text)
+			continue;
+		for (q = e; q > text && q[-1] != ' '; q--)
+			;
+		/* no id: the word before is the enhanced code or a <address> */
+		if (*q == '<' || (q[0] >= '2' && q[0] <= '5' && q[1] == '.'))
+			q = NULL;
+	}
 	if (q == NULL)
 		return;
-	q += 10;
-	while (q[n] && q[n] != ' ' && q[n] != '\r' && n < SMTP_TX_QID_MAX - 1)
+	while (q[n] && q[n] != ' ' && q[n] != '\r' && q[n] != ',' && q[n] != ')' && q[n] != ']' &&
+	    n < SMTP_TX_QID_MAX - 1)
 		n++;
 	memcpy(qid, q, n);
 	qid[n] = '\0';
