@@ -82,6 +82,14 @@ mt.check(js['generation'] == 1 and js['ready'] is True and js['version'] and js[
          'status --json: generation, readiness, version, uptime')
 mt.check(all(backend(js, u) and backend(js, u)['state'] == 'up' and backend(js, u)['latency_ms'] > 0
              for u in (a.url, b.url)), 'status --json: both backends up with a latency')
+# the options may follow the command too, as with most tools (mxgatectl status --json)
+for argv in (('status', '--json'), ('backends', '-j'), ('status', '--json', '-t', '10')):
+    rc, out, err = ctl(*argv)
+    try:
+        ok = rc == 0 and isinstance(json.loads(out), dict)
+    except ValueError:
+        ok = False
+    mt.check(ok, 'mxgatectl %s: JSON, exit 0 (%s %s)' % (' '.join(argv), rc, err.strip()[:120]))
 rc, out, _ = ctl('backends')
 mt.check(rc == 0 and out.splitlines()[0].split()[:3] == ['BACKEND', 'STATE', 'LATENCY'] and len(out.splitlines()) == 3,
          'backends: a header and one row per backend')
