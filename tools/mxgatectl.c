@@ -2,7 +2,7 @@
  * prints the answer (proxy/control.h lists the commands, proxy/control_proto.h the wire
  * format).
  *
- *   mxgatectl [-c FILE | -s PATH] [--json] [-t SECONDS] COMMAND [ARG...]
+ *   mxgatectl [-c FILE | -s PATH] [--json] [-t SECONDS] COMMAND [ARG...]   (options anywhere)
  *
  * Exit status: 0 the command succeeded, 1 it failed (the daemon's reason on stderr) or the
  * command line is wrong, 2 the daemon cannot be reached (no socket, refused, timeout, a
@@ -171,7 +171,9 @@ int main(int argc, char **argv)
 	double timeout = 30;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "+c:s:jt:h", longopts, NULL)) != -1) {
+	/* Options may come before or after the command (GNU getopt permutes): `mxgatectl status
+	 * --json` as well as `mxgatectl --json status`; "--" ends them. */
+	while ((ch = getopt_long(argc, argv, "c:s:jt:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': cfgpath = optarg; break;
 		case 's': sockpath = optarg; break;
