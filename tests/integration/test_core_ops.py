@@ -91,6 +91,32 @@ syn = write('syntax.yaml', 'listen: [\n  - x: : :\n')
 r = mt.run_mxgate('-t', '-c', syn)
 mt.check(r.returncode == 1 and re.search(r'^%s:\d+:\d+: ' % re.escape(syn), r.stdout + r.stderr, re.M),
          'a YAML syntax error: exit 1 with FILE:LINE:COL (%s)' % (r.stdout + r.stderr).strip()[:120])
+# a module's cross-field checks name their key too (FILE:LINE:COL: section.key: reason at the
+# value), as the table engine's own errors do
+modkeys = write('modkeys.yaml', '''listen: [127.0.0.1:2525]
+backends: { servers: ["smtp://127.0.0.1:2526"] }
+ratelimit:
+  store: "memcached://x"
+reputation:
+  store: "nosuch:x"
+greylist:
+  store: "nosuch:x"
+spf:
+  records: ["ok.example TXT v=spf1 -all", "garbage"]
+dnsbl:
+  lists:
+    - { zone: "bad zone!" }
+plugins:
+  - { name: nosuch }
+rules:
+  bayes: { enabled: true, store: "lmdb:relative" }
+''')
+r = mt.run_mxgate('-t', '-c', modkeys)
+got = {int(m.group(1)): m.group(3) for m in
+       re.finditer(r'^%s:(\d+):(\d+): ([\w.\[\]]+): ' % re.escape(modkeys), r.stdout + r.stderr, re.M)}
+for line, key in ((4, 'ratelimit.store'), (6, 'reputation.store'), (8, 'greylist.store'), (10, 'spf.records[1]'),
+                  (13, 'dnsbl.lists[0].zone'), (15, 'plugins[0].name'), (17, 'rules.bayes.store')):
+    mt.check(got.get(line) == key, 'modkeys.yaml:%d: reported as %s (%s)' % (line, key, got.get(line)))
 # a rules.files glob that matches nothing is the config's error, at the glob's line
 norules = write('norules.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],
                                                      rules={'files': [os.path.join(mt.TMP, 'nowhere', '*.rules')]})))
