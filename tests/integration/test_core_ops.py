@@ -58,6 +58,8 @@ def finish_txn(c, tag):
 # ---------------------------------------------------------------- -V and -t
 r = mt.run_mxgate('-V')
 mt.check(r.returncode == 0 and re.search(r'mxgate \d+\.\d+', r.stdout + r.stderr), 'mxgate -V prints the version (%r)' % (r.stdout + r.stderr)[:60])
+r2 = mt.run_mxgate('--version')
+mt.check(r2.returncode == 0 and r2.stdout == r.stdout, 'mxgate --version is -V (%r)' % (r2.stdout + r2.stderr)[:80])
 good = write('good.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526', 'lmtp://127.0.0.1:2424', 'maildir:/tmp/x'],
                                                 listen=[{'address': '127.0.0.1:2525'}])))
 r = mt.run_mxgate('-t', '-c', good)
