@@ -383,6 +383,9 @@ int main(int argc, char **argv)
 		{ "dump-config-docs", no_argument, NULL, 'D' },
 		{ "dump-config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 }
 	};
 
