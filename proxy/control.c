@@ -74,9 +74,9 @@ static int control_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 	if (cc->socket && (cc->socket[0] == '\0' || strlen(cc->socket) >= sizeof(sun.sun_path)))
 		rc = cfg_error_key(p, n, "socket", -1, "a socket path of 1..%zu bytes", sizeof(sun.sun_path) - 1);
-	else if (cc->socket && control_socket_dir(cc->socket, NULL) != 0)
-		rc = cfg_error_key(p, n, "socket", -1, "%s: no such directory (mxgate makes the socket's own directory, not its parents)",
-		    cc->socket);
+	else if (cc->socket && control_socket_dir(cc->socket, NULL) != 0 && (errno == ENOENT || errno == ENOTDIR))
+		rc = cfg_error_key(p, n, "socket", -1, "%s: no such directory (mxgate makes the socket's own "
+		    "directory, not its parents)", cc->socket);
 	if (control_parse_mode(cc->mode, &m) != 0)
 		rc = cfg_error_key(p, n, "mode", -1, "octal permission bits such as \"0660\", got \"%s\"",
 		    cc->mode ? cc->mode : "");
