@@ -594,6 +594,14 @@ class Mxgate:
         self.stop(signal.SIGKILL, expect_rc=None, settle=0)
 
 
+def mxgatectl():
+    """The mxgatectl built beside mxgate (the test is skipped when it is not built)."""
+    path = os.path.join(os.path.dirname(BIN), 'mxgatectl')
+    if not os.access(path, os.X_OK):
+        skip('mxgatectl not built: ' + path)
+    return path
+
+
 def run_mxgate(*args, timeout=30):
     """Runs the binary once (e.g. -V, -t -c FILE); returns CompletedProcess (text)."""
     return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=slack(timeout))

@@ -25,10 +25,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
 mt.need('smtp-sink')
-if not os.access(CTL, os.X_OK):
-    mt.skip('mxgatectl not built: ' + CTL)
+CTL = mt.mxgatectl()
 
 SOCK = os.path.join(mt.TMP, 'control.sock')
 

@@ -20,12 +20,10 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
 mt.need('smtp-sink', 'setpriv', 'openssl')
 if os.geteuid() != 0:
     mt.skip('runs mxgatectl as another user with setpriv: needs root')
-if not os.access(CTL, os.X_OK):
-    mt.skip('mxgatectl not built: ' + CTL)
+CTL = mt.mxgatectl()
 
 # the operator (nobody) can reach TMP, the config and the socket, not the key
 os.chmod(mt.TMP, 0o755)
