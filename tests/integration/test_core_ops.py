@@ -12,6 +12,7 @@
   at drain_timeout (421) and the process still exits 0. SIGINT drains the same way."""
 import os
 import re
+import subprocess
 import signal
 import socket
 import sys
@@ -119,6 +120,19 @@ got = {int(m.group(1)): m.group(3) for m in
 for line, key in ((4, 'ratelimit.store'), (6, 'reputation.store'), (8, 'greylist.store'), (10, 'spf.records[1]'),
                   (13, 'dnsbl.lists[0].zone'), (15, 'plugins[0].name'), (17, 'rules.bayes.store')):
     mt.check(got.get(line) == key, 'modkeys.yaml:%d: reported as %s (%s)' % (line, key, got.get(line)))
+# a certificate and a key that OpenSSL refuses together: FILE:LINE:COL at tls.key, as every
+# other error (the start and a reload print the same line)
+crt, _ = mt.cert()
+otherkey = os.path.join(mt.TMP, 'other-key.pem')
+subprocess.run(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherkey],
+               capture_output=True, timeout=60)
+mism = write('mismatch.yaml', 'listen: [{ address: 127.0.0.1:2525, tls: starttls }]\n'
+             'backends: { servers: ["smtp://127.0.0.1:2526"] }\n'
+             'tls:\n  certificate: %s\n  key: %s\n' % (crt, otherkey))
+r = mt.run_mxgate('-t', '-c', mism)
+mt.check(r.returncode == 1 and re.search(r'^%s:5:\d+: tls\.key: .*(mismatch|does not match)' % re.escape(mism),
+                                         r.stdout + r.stderr, re.M),
+         'a key that does not match the certificate: FILE:LINE:COL: tls.key: ... (%s)' % (r.stdout + r.stderr).strip()[:200])
 # a rules.files glob that matches nothing is the config's error, at the glob's line
 norules = write('norules.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],
                                                      rules={'files': [os.path.join(mt.TMP, 'nowhere', '*.rules')]})))
