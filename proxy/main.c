@@ -417,18 +417,7 @@ int main(int argc, char **argv)
 	}
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
-		config_warnings(cfg, stderr);
-		if (cfg->tls.certificate && cfg->tls.key) {
-			char tlserr[256];
-			struct tls_ctx *t = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key,
-			    cfg->tls.min_version, cfg->tls.ciphers, tlserr, sizeof(tlserr));
-			if (t == NULL) {
-				fprintf(stderr, "%s: tls: %s\n", config_path, tlserr);
-				rc = 1;
-			} else {
-				tls_ctx_unref(t);
-			}
-		}
+		config_warnings(cfg, stderr);	/* TLS files are tried by the config's own check */
 		config_free(cfg);
 		if (rc != 0)
 			return 1;
