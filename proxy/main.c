@@ -50,8 +50,9 @@ static uv_timer_t drain_watch;
 static bool *worker_joined;
 static uint64_t drain_started_ms;
 static bool drain_watched;       /* the watch ran: its limit has passed for any worker left */
-/* What was made once at start from these keys (listen: listen_copies; workers: nworkers);
- * a reload that changes them says they wait for the next start. */
+/* What was made once at start from these keys (listen: listen_copies; workers: nworkers;
+ * metrics: the address the running metrics listener was started on); a reload that changes
+ * them says they wait for the next start. */
 static struct { char *user, *metrics, *csocket, *cmode, *cowner, *cgroup; } boot;
 
 static void usage(void)
@@ -144,6 +145,8 @@ static void main_start_side_services(void)
 		health_on_first_round(health, main_first_round_cb, NULL);
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
+		free(boot.metrics);
+		boot.metrics = metrics ? strdup(cfg->metrics.listen) : NULL;
 		modules_register_metrics(cfg);	/* the modules' families and POST /learn */
 		metrics_set_router(statuspage_route);
 	}
@@ -170,7 +173,8 @@ static void main_start_only_changes(const struct mx_config *cfg, char *out, size
 		{ "listen", listen },
 		{ "workers", config_worker_count(cfg) != nworkers },
 		{ "user", !main_same_string(cfg->user, boot.user) },
-		{ "metrics.listen", !main_same_string(cfg->metrics.listen, boot.metrics) },
+		/* a listener that runs stays where it is; none running: a reload starts it */
+		{ "metrics.listen", metrics && !main_same_string(cfg->metrics.listen, boot.metrics) },
 		{ "control", !main_same_string(cfg->control.socket, boot.csocket) ||
 		    !main_same_string(cfg->control.mode, boot.cmode) ||
 		    !main_same_string(cfg->control.owner, boot.cowner) ||
@@ -436,7 +440,6 @@ int main(int argc, char **argv)
 	nlisten = (int)(cfg->listen.n < WORKER_MAX_LISTENERS ? cfg->listen.n : WORKER_MAX_LISTENERS);
 #define MAIN_DUP(s) ((s) ? strdup(s) : NULL)
 	boot.user = MAIN_DUP(cfg->user);
-	boot.metrics = MAIN_DUP(cfg->metrics.listen);
 	boot.csocket = MAIN_DUP(cfg->control.socket);
 	boot.cmode = MAIN_DUP(cfg->control.mode);
 	boot.cowner = MAIN_DUP(cfg->control.owner);

@@ -53,4 +53,17 @@ mt.check(j.get('reloaded') is True and set(j.get('next_start', [])) >= {'listen'
 code, _ = mt.send_mail(p1.port, 'a@example.test', ['b@example.test'], mt.message('old-port'))
 mt.check(code == 250, 'the running listener is still the old one (%s)' % code)
 mx.stop()
+
+# metrics.listen added by a reload where none ran: started now, so not named
+sock3 = os.path.join(mt.TMP, 'control3.sock')
+m3 = mt.hold_port()
+mx3 = mt.Mxgate(mt.config([sink.url], workers=1, control={'socket': sock3}), name='mx-metrics-later')
+cfg3 = mt.config([sink.url], workers=1, control={'socket': sock3}, metrics={'listen': '127.0.0.1:%d' % m3.port})
+cfg3['listen'] = [{'address': '127.0.0.1:%d' % mx3.port}]
+mx3._write(cfg3)
+r = subprocess.run([CTL, '-s', sock3, 'reload'], capture_output=True, text=True, timeout=mt.slack(30))
+mt.check(r.returncode == 0 and 'next start' not in r.stdout,
+         'metrics.listen added by a reload (none ran): not named as waiting (%r)' % r.stdout.strip())
+mt.check(mt.wait_port(m3.port, 10), 'and the metrics listener runs after the reload')
+mx3.stop()
 mt.finish()
