@@ -44,7 +44,7 @@ static int dns_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 		const char *s = c->resolvers.v[i];
 
 		if (s == NULL || *s == '\0' || strchr(s, ',') != NULL || strlen(s) > 64)
-			return cfg_error(p, n, "resolver \"%s\": expected ip or ip:port", s ? s : "");
+			return cfg_error_key(p, n, "resolvers", (long)i, "\"%s\": expected ip or ip:port", s ? s : "");
 	}
 	return 0;
 }

@@ -49,13 +49,13 @@ static int dnsbl_list_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 	struct dnsbl_code code;
 
 	if (l->zone == NULL || *l->zone == '\0' || strlen(l->zone) > 200)
-		return cfg_error(p, n, "zone: expected a DNS zone name");
+		return cfg_error_key(p, n, "zone", -1, "expected a DNS zone name");
 	for (const char *z = l->zone; *z; z++)
 		if (!isalnum((unsigned char)*z) && *z != '-' && *z != '.' && *z != '_')
-			return cfg_error(p, n, "zone \"%s\": not a DNS name", l->zone);
+			return cfg_error_key(p, n, "zone", -1, "\"%s\": not a DNS name", l->zone);
 	for (size_t i = 0; i < l->codes.n; i++)
 		if (dnsbl_code_parse(l->codes.v[i], &code) < 0)
-			return cfg_error(p, n, "codes: \"%s\": expected 127.0.0.2, 127.0.0.2-127.0.0.11 "
+			return cfg_error_key(p, n, "codes", (long)i, "\"%s\": expected 127.0.0.2, 127.0.0.2-127.0.0.11 "
 			    "or 0x04/bitmask", l->codes.v[i]);
 	return 0;
 }

@@ -90,7 +90,7 @@ static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	int kind = store_kind_of(c->store);
 
 	if (c->store && kind != STORE_LOCAL && kind != STORE_LMDB && kind != STORE_REDIS)
-		return cfg_error(p, n, "store: expected local, lmdb:/dir or redis://host:port[/db]");
+		return cfg_error_key(p, n, "store", -1, "expected local, lmdb:/dir or redis://host:port[/db]");
 	if (c->retry_window <= c->delay)
 		return cfg_error(p, n, "retry_window must be longer than delay");
 	return 0;

@@ -182,8 +182,9 @@ static void helo_fire(struct hook_env *env, const struct helo_test_config *t, co
 	/* a repeated EHLO (after STARTTLS) must not score the same test twice */
 	if (hook_env_find_symbol(env, sym) == NULL)
 		hook_env_add_symbol(env, sym, t->score, why);
-	log_event(LOG_LVL_INFO, env->session_id, "event=helo_check test=%s client=%s helo=\"%.100s\"",
-	    sym, env->client_ip, env->helo);
+	char hv[160];
+	log_event(LOG_LVL_INFO, env->session_id, "event=helo_check test=%s client=%s helo=%s",
+	    sym, env->client_ip, log_val(hv, sizeof(hv), env->helo));
 	if (v->action != VERDICT_CONTINUE)
 		return;	/* the first refusing test names the reply */
 	if (t->action == HELO_ACTION_REJECT)

@@ -151,7 +151,7 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 	if (c->store && strcmp(c->store, "local") != 0 &&
 	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
-		return cfg_error(p, n, "store: expected local or redis://host:port[/db]");
+		return cfg_error_key(p, n, "store", -1, "expected local or redis://host:port[/db]");
 	return 0;
 }
 

@@ -264,9 +264,9 @@ static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	int kind = store_kind_of(c->store);
 
 	if (c->store && strcmp(c->store, "lmdb:") == 0)
-		return cfg_error(p, n, "store: lmdb: needs a directory");
+		return cfg_error_key(p, n, "store", -1, "lmdb: needs a directory");
 	if (kind != STORE_NONE && kind != STORE_LMDB && kind != STORE_REDIS)
-		return cfg_error(p, n, "store: expected lmdb:/dir or redis://host:port[/db]");
+		return cfg_error_key(p, n, "store", -1, "expected lmdb:/dir or redis://host:port[/db]");
 	if (c->good_threshold <= c->bad_threshold)
 		return cfg_error(p, n, "good_threshold must be above bad_threshold");
 	if (c->domain_good_threshold <= c->domain_bad_threshold)

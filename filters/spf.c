@@ -74,7 +74,7 @@ static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 	for (size_t i = 0; i < c->records.n; i++)
 		if (spf_engine_add_record(e, c->records.v[i]) < 0) {
 			spf_engine_free(e);
-			return cfg_error(p, n, "records: \"%s\": expected \"name TYPE data\"",
+			return cfg_error_key(p, n, "records", (long)i, "\"%s\": expected \"name TYPE data\"",
 			    c->records.v[i]);
 		}
 	spf_engine_free(e);

@@ -285,10 +285,10 @@ static int plugin_config_validate(struct cfg_parse *p, struct fy_node *n, void *
 	int rc;
 
 	if (pc->name == NULL || !*pc->name)
-		return cfg_error(p, n, "name: required");
+		return cfg_error_key(p, n, "name", -1, "required");
 	d = plugin_config_desc(pc);
 	if (d == NULL)
-		return cfg_error(p, n, "name: unknown built-in plugin `%s` (built-ins: clamd, milter, "
+		return cfg_error_key(p, n, "name", -1, "unknown built-in plugin `%s` (built-ins: clamd, milter, "
 		    "spamd, rspamd; give `path:` to load a shared object)", pc->name);
 	if (pc->options.table) {
 		if (pc->action && plugin_fold_key(p, n, pc, "action") < 0)

@@ -108,8 +108,14 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 		return -1;
 	}
 	*v = nv;
-	if (backend_parse_url(url, &nv[*n], err) != 0)
+	if (backend_parse_url(url, &nv[*n], err) != 0) {
+		/* which server: "smtp://mx.example:25: cannot resolve host" (pools are made on the
+		 * main thread; the text lives until the next failure) */
+		static char why[600];
+		snprintf(why, sizeof(why), "%s: %s", url, *err);
+		*err = why;
 		return -1;
+	}
 	nv[*n].url = strdup(url);
 	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
 	nv[*n].weight = weight > 0 ? (int)weight : 1;

@@ -731,7 +731,7 @@ int cfg_table_walk(struct cfg_parse *p, const struct cfg_table *t, struct fy_nod
 				rc = cfg_error(p, k ? k : n, "keys must be plain strings");
 				continue;
 			}
-			if (!cfg_table_find(t, key, len))
+			if (!cfg_table_find(t, key, len) && !(t->flags & CFG_TABLE_OTHER_KEYS))
 				rc = cfg_unknown_key(p, t, k, key, len);
 		}
 	}

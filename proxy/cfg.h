@@ -68,6 +68,9 @@ struct cfg_field {
 /* cfg_table.flags */
 #define CFG_TABLE_VALIDATE_ALWAYS 0x1u  /* run validate even after errors in the fields
                                          * (a hook written to cope: the daemon's top table) */
+#define CFG_TABLE_OTHER_KEYS      0x2u  /* keys the table does not name are ignored, not
+                                         * errors (a tool reading one section of the
+                                         * daemon's file: mxgatectl's control.socket) */
 
 /* Engine rules worth knowing when writing a table:
  *  - an absent key (or `key:` / `~` / null) takes .defval, parsed like a value; REQUIRED

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "domain.h"
 #include "log.h"
+#include "tls.h"
 
 #include <libfyaml.h>
 
@@ -136,6 +137,19 @@ static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		rc = cfg_error_key(p, n, "key", -1, "tls.certificate is set but tls.key is not");
 	if (t->key && !t->certificate)
 		rc = cfg_error_key(p, n, "certificate", -1, "tls.key is set but tls.certificate is not");
+	if (rc == 0 && t->certificate && t->key) {
+		/* What OpenSSL makes of them (not PEM, a key for another certificate, a cipher list
+		 * it does not know), at the key it concerns: -t, the start and a reload alike. */
+		char err[512];
+		struct tls_ctx *ctx = tls_ctx_new_server(t->certificate, t->key, t->min_version, t->ciphers,
+		    err, sizeof(err));
+		if (ctx == NULL)
+			rc = cfg_error_key(p, n, strncmp(err, "ciphers", 7) == 0 ? "ciphers" :
+			    strncmp(err, "min version", 11) == 0 ? "min_version" :
+			    strncmp(err, "certificate", 11) == 0 ? "certificate" : "key", -1, "%s", err);
+		else
+			tls_ctx_unref(ctx);
+	}
 	return rc;
 }
 
@@ -423,6 +437,13 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: accept_domains is empty: every recipient domain is "
 				"accepted and the backends alone decide what is relayed\n", cfg->path);
+		n++;
+	}
+	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "
+				"classifier runs inside the rules module, which is off (`learn` offline "
+				"still works)\n", cfg->path);
 		n++;
 	}
 	return n;

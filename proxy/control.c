@@ -32,6 +32,39 @@ static int control_parse_mode(const char *s, mode_t *out)
 	return 0;
 }
 
+/* The socket's directory: 0 when it exists, or when only it is missing and its parent
+ * exists (made, mode 0755, when made is not NULL: *made is then 1), else -1 with errno. Under
+ * systemd RuntimeDirectory= makes /run/mxgate; run by hand, mxgate makes it. */
+static int control_socket_dir(const char *path, int *made)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (made)
+		*made = 0;
+	if (slash == NULL || slash == path)
+		return 0;            /* the working directory, or / */
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (stat(dir, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : (errno = ENOTDIR, -1);
+	if (errno != ENOENT)
+		return -1;
+	char *up = strrchr(dir, '/');
+	if (up && up != dir) {
+		*up = '\0';
+		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+			return errno = ENOENT, -1;
+		*up = '/';
+	}
+	if (made == NULL)
+		return 0;
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return -1;
+	*made = 1;
+	return 0;
+}
+
 static int control_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct control_config *cc = obj;
@@ -41,6 +74,9 @@ static int control_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 	if (cc->socket && (cc->socket[0] == '\0' || strlen(cc->socket) >= sizeof(sun.sun_path)))
 		rc = cfg_error_key(p, n, "socket", -1, "a socket path of 1..%zu bytes", sizeof(sun.sun_path) - 1);
+	else if (cc->socket && control_socket_dir(cc->socket, NULL) != 0 && (errno == ENOENT || errno == ENOTDIR))
+		rc = cfg_error_key(p, n, "socket", -1, "%s: no such directory (mxgate makes the socket's own "
+		    "directory, not its parents)", cc->socket);
 	if (control_parse_mode(cc->mode, &m) != 0)
 		rc = cfg_error_key(p, n, "mode", -1, "octal permission bits such as \"0660\", got \"%s\"",
 		    cc->mode ? cc->mode : "");
@@ -407,6 +443,14 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 		if (gr)
 			gid = gr->gr_gid;
 	}
+	int made;
+	if (control_socket_dir(cc->socket, &made) != 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=control_error socket=%s reason=\"directory: %s\"", cc->socket,
+		    strerror(errno));
+		return NULL;
+	}
+	if (made)
+		log_event(LOG_LVL_INFO, NULL, "event=control_mkdir socket=%s mode=0755", cc->socket);
 	if (control_clear_stale(cc->socket, &why) != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=control_error socket=%s reason=\"%s\"", cc->socket, why);
 		return NULL;

@@ -116,11 +116,31 @@ static int cmd_reload(const struct ctl_request *req, struct strbuf *out)
 		free(errors);
 		return -1;
 	}
-	free(errors);
-	if (req->json)
-		strbuf_printf(out, "{\"reloaded\":true,\"generation\":%u}\n", gen);
-	else
+	/* errors: the keys that wait for the next start, comma-separated */
+	if (req->json) {
+		struct jsonw j;
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_bool(&j, "reloaded", true);
+		jsonw_int(&j, "generation", gen);
+		if (errors && *errors) {   /* only then: {"reloaded":true,"generation":N} stays as it was */
+			jsonw_arr(&j, "next_start");
+			for (char *k = errors, *e; *k; k = e ? e + 1 : k + strlen(k)) {
+				e = strchr(k, ',');
+				if (e)
+					*e = '\0';
+				jsonw_str(&j, NULL, k);
+			}
+			jsonw_end(&j);
+		}
+		jsonw_end(&j);
+		strbuf_append(out, "\n", 1);
+	} else {
 		strbuf_printf(out, "reloaded: generation %u\n", gen);
+		if (errors && *errors)
+			strbuf_printf(out, "changed but kept until the next start (restart to apply): %s\n", errors);
+	}
+	free(errors);
 	return 0;
 }
 

@@ -60,6 +60,104 @@ void log_enable_syslog(int on)
 
 static const char *const level_names[] = { "debug", "info", "warning", "error" };
 
+/* An octet that may stand in an unquoted value. */
+static int log_plain(unsigned char c)
+{
+	return c > ' ' && c != 0x7f && c != '"' && c != '\\';
+}
+
+/* pre, v[0..len) and post as one value (see log.h). */
+static const char *log_val_parts(char *buf, size_t cap, const char *pre, const char *v, size_t len,
+    const char *post)
+{
+	size_t np = strlen(pre), nq = strlen(post), k = 0;
+	int plain = np + len + nq > 0;
+
+	for (size_t i = 0; i < len && plain; i++)
+		plain = log_plain((unsigned char)v[i]);
+	if (plain && np + len + nq < cap) {
+		memcpy(buf, pre, np);
+		memcpy(buf + np, v, len);
+		memcpy(buf + np + len, post, nq + 1);
+		return buf;
+	}
+	/* quoted: room is kept for an escape (4), "..." (3), the closing quote and NUL */
+	buf[k++] = '"';
+	for (size_t part = 0; part < 3; part++) {
+		const char *s = part == 0 ? pre : part == 1 ? v : post;
+		size_t n = part == 0 ? np : part == 1 ? len : nq;
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)s[i];
+			if (k + 4 + 3 + 2 > cap) {
+				memcpy(buf + k, "...", 3);
+				k += 3;
+				goto done;
+			}
+			if (c == '"' || c == '\\') {
+				buf[k++] = '\\';
+				buf[k++] = (char)c;
+			} else if (c == '\r' || c == '\n' || c == '\t') {
+				buf[k++] = '\\';
+				buf[k++] = c == '\r' ? 'r' : c == '\n' ? 'n' : 't';
+			} else if (c < ' ' || c == 0x7f) {
+				k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
+			} else {
+				buf[k++] = (char)c;
+			}
+		}
+	}
+done:
+	buf[k++] = '"';
+	buf[k] = '\0';
+	return buf;
+}
+
+const char *log_valn(char *buf, size_t cap, const char *v, size_t len)
+{
+	return log_val_parts(buf, cap, "", v ? v : "", v ? len : 0, "");
+}
+
+const char *log_val(char *buf, size_t cap, const char *v)
+{
+	return log_valn(buf, cap, v, v ? strlen(v) : 0);
+}
+
+const char *log_addr(char *buf, size_t cap, const char *addr)
+{
+	return log_val_parts(buf, cap, "<", addr ? addr : "", addr ? strlen(addr) : 0, ">");
+}
+
+/* One line per event: a control octet that reached the text (a value not passed through
+ * log_val) is written as \r, \n, \t or \xHH in place, within the line's room. */
+static void log_escape_controls(char *line, size_t cap)
+{
+	size_t len = strlen(line);
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+		char esc[5];
+		size_t n;
+
+		if (c >= ' ' && c != 0x7f)
+			continue;
+		if (c == '\r' || c == '\n' || c == '\t')
+			n = (size_t)snprintf(esc, sizeof(esc), "\\%c", c == '\r' ? 'r' : c == '\n' ? 'n' : 't');
+		else
+			n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+		if (i + n >= cap) {
+			line[i] = '\0';
+			return;
+		}
+		if (len + n - 1 >= cap)
+			len = cap - n;    /* the tail goes: the line stays one line */
+		memmove(line + i + n, line + i + 1, len - i - 1);
+		memcpy(line + i, esc, n);
+		len += n - 1;
+		line[len] = '\0';
+		i += n - 1;
+	}
+}
+
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 {
 	char line[2048];
@@ -79,6 +177,7 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 	if (n > 0 && (size_t)n < sizeof(line))
 		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
+	log_escape_controls(line, sizeof(line));
 	static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
 	pthread_once(&log_journal_once, log_journal_detect);
 	/* One write per line so lines from worker threads do not interleave. */

@@ -6,6 +6,8 @@
 #ifndef MX_LOG_H
 #define MX_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR };
 
 /* Sets the minimum level printed (default LOG_LVL_INFO). */
@@ -23,6 +25,16 @@ void log_enable_syslog_facility(int on, int facility);
 /* Prints "<id> <formatted>" at lvl. id may be NULL or "" for process events ("-" is printed). */
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Values of key=value pairs that come from outside (addresses, HELO names, user names,
+ * backend replies): v as it is when it is non-empty and has no blank, control octet, '"' or
+ * '\'; else in double quotes with \" \\ \r \n \t and \xHH escapes (UTF-8 stays as it is),
+ * cut to fit cap with "..." before the closing quote. log_addr does the same for the address
+ * in angle brackets: from=<a@b.example>, from="<\"a b\"@b.example>". They return buf;
+ * cap >= 16. */
+const char *log_val(char *buf, size_t cap, const char *v);
+const char *log_valn(char *buf, size_t cap, const char *v, size_t len);
+const char *log_addr(char *buf, size_t cap, const char *addr);
 
 static inline int log_is_debug(void) { return log_get_level() == LOG_LVL_DEBUG; }
 

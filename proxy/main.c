@@ -44,6 +44,16 @@ static uv_signal_t sig_hup, sig_term, sig_int;
 static int stopping;
 static struct control *control;
 static uv_timer_t watchdog_timer;
+/* The drain after SIGTERM: the metrics listener (probes, /metrics) stays until every worker
+ * has ended; workers already joined are marked here. */
+static uv_timer_t drain_watch;
+static bool *worker_joined;
+static uint64_t drain_started_ms;
+static bool drain_watched;       /* the watch ran: its limit has passed for any worker left */
+/* What was made once at start from these keys (listen: listen_copies; workers: nworkers;
+ * metrics: the address the running metrics listener was started on); a reload that changes
+ * them says they wait for the next start. */
+static struct { char *user, *metrics, *csocket, *cmode, *cowner, *cgroup; } boot;
 
 static void usage(void)
 {
@@ -135,6 +145,8 @@ static void main_start_side_services(void)
 		health_on_first_round(health, main_first_round_cb, NULL);
 	if (cfg->metrics.listen && metrics == NULL) {
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
+		free(boot.metrics);
+		boot.metrics = metrics ? strdup(cfg->metrics.listen) : NULL;
 		modules_register_metrics(cfg);	/* the modules' families and POST /learn */
 		metrics_set_router(statuspage_route);
 	}
@@ -145,9 +157,43 @@ static bool main_same_string(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
 }
 
+/* The keys made once at start that differ between the running config and cfg, comma-
+ * separated into out ("" when none): a reload cannot apply them. */
+static void main_start_only_changes(const struct mx_config *cfg, char *out, size_t cap)
+{
+	const struct listen_config *a = listen_copies, *b = cfg->listen.v;
+	bool listen = (size_t)nlisten != cfg->listen.n;
+	size_t n = 0;
+
+	for (size_t i = 0; !listen && i < cfg->listen.n; i++)
+		listen = !main_same_string(a[i].address, b[i].address) || a[i].tls != b[i].tls ||
+		    a[i].proxy_protocol != b[i].proxy_protocol || a[i].submission != b[i].submission ||
+		    a[i].auth != b[i].auth;
+	const struct { const char *key; bool changed; } keys[] = {
+		{ "listen", listen },
+		{ "workers", config_worker_count(cfg) != nworkers },
+		{ "user", !main_same_string(cfg->user, boot.user) },
+		/* a listener that runs stays where it is; none running: a reload starts it */
+		{ "metrics.listen", metrics && !main_same_string(cfg->metrics.listen, boot.metrics) },
+		{ "control", !main_same_string(cfg->control.socket, boot.csocket) ||
+		    !main_same_string(cfg->control.mode, boot.cmode) ||
+		    !main_same_string(cfg->control.owner, boot.cowner) ||
+		    !main_same_string(cfg->control.group, boot.cgroup) },
+	};
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (!keys[i].changed)
+			continue;
+		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=%s reason=\"takes effect at the next start\"",
+		    keys[i].key);
+		n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s%s", n ? "," : "", keys[i].key);
+	}
+}
+
 /* Reloads the config (SIGHUP, the control socket's `reload`). Returns the new generation
  * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
- * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. */
+ * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. On success *errors is
+ * the comma-separated keys that take effect only at the next start, or NULL (ops.h). */
 static unsigned main_reload(char **errors)
 {
 	struct mx_config *cfg = NULL;
@@ -171,11 +217,10 @@ static unsigned main_reload(char **errors)
 		fclose(errfp);
 	free(text);
 	main_apply_logging(cfg);
-	if (!main_same_string(cfg->control.socket, current->cfg->control.socket) ||
-	    !main_same_string(cfg->control.mode, current->cfg->control.mode) ||
-	    !main_same_string(cfg->control.owner, current->cfg->control.owner) ||
-	    !main_same_string(cfg->control.group, current->cfg->control.group))
-		log_event(LOG_LVL_WARNING, NULL, "event=control_unchanged reason=\"control: takes effect at the next start\"");
+	char later[128];
+	main_start_only_changes(cfg, later, sizeof(later));
+	if (errors)
+		*errors = later[0] ? strdup(later) : NULL;
 	if (health)
 		health_stop(health);
 	health = NULL;
@@ -217,6 +262,34 @@ failed:
 	return 0;
 }
 
+/* How long the workers may take to drain: limits.drain_timeout, and a little more. */
+static uint64_t main_drain_limit_ms(void)
+{
+	return current->cfg->limits.drain_timeout + 5000;
+}
+
+/* Every 100 ms of the drain: joins the workers that have ended; once all have (or the limit
+ * has passed: the join after the loop reports the overrun), closes the metrics listener so
+ * the main loop can end. Until then /healthz says the process lives, /readyz that it is
+ * shutting down. */
+static void main_drain_watch_cb(uv_timer_t *t)
+{
+	int left = 0;
+
+	for (int k = 0; k < nworkers; k++) {
+		if (!worker_joined[k] && pthread_tryjoin_np(workers[k].thread, NULL) == 0)
+			worker_joined[k] = true;
+		left += !worker_joined[k];
+	}
+	if (left > 0 && uv_now(t->loop) - drain_started_ms < main_drain_limit_ms())
+		return;
+	metrics_set_router(NULL);
+	if (metrics)
+		metrics_stop(metrics);
+	metrics = NULL;
+	uv_close((uv_handle_t *)t, NULL);
+}
+
 static void main_signal_cb(uv_signal_t *h, int signum)
 {
 	(void)h;
@@ -235,8 +308,8 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	sdnotify_printf("STOPPING=1\nSTATUS=draining %ld sessions", counter_get(COUNTER_SESSIONS_ACTIVE));
 	control_stop(control);
 	control = NULL;
+	ops_set_stopping();
 	ops_stop();
-	metrics_set_router(NULL);
 	if (!uv_is_closing((uv_handle_t *)&watchdog_timer))
 		uv_close((uv_handle_t *)&watchdog_timer, NULL);
 	for (int i = 0; i < nworkers; i++)
@@ -244,9 +317,18 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	if (health)
 		health_stop(health);
 	health = NULL;
-	if (metrics)
-		metrics_stop(metrics);
-	metrics = NULL;
+	/* The probes answer during the drain: the listener closes when the workers are done. */
+	worker_joined = calloc((size_t)nworkers, sizeof(*worker_joined));
+	if (metrics && worker_joined && uv_timer_init(main_loop, &drain_watch) == 0) {
+		drain_started_ms = uv_now(main_loop);
+		drain_watched = true;
+		uv_timer_start(&drain_watch, main_drain_watch_cb, 100, 100);
+	} else {
+		metrics_set_router(NULL);
+		if (metrics)
+			metrics_stop(metrics);
+		metrics = NULL;
+	}
 	/* The signal handlers stay (a second signal ends the drain) but no longer keep the
 	 * main loop alive. */
 	uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -305,6 +387,9 @@ int main(int argc, char **argv)
 		{ "dump-config-docs", no_argument, NULL, 'D' },
 		{ "dump-config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 }
 	};
 
@@ -336,18 +421,7 @@ int main(int argc, char **argv)
 	}
 	if (check_only) {
 		int rc = modules_check_config(cfg, stderr);
-		config_warnings(cfg, stderr);
-		if (cfg->tls.certificate && cfg->tls.key) {
-			char tlserr[256];
-			struct tls_ctx *t = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key,
-			    cfg->tls.min_version, cfg->tls.ciphers, tlserr, sizeof(tlserr));
-			if (t == NULL) {
-				fprintf(stderr, "%s: tls: %s\n", config_path, tlserr);
-				rc = 1;
-			} else {
-				tls_ctx_unref(t);
-			}
-		}
+		config_warnings(cfg, stderr);	/* TLS files are tried by the config's own check */
 		config_free(cfg);
 		if (rc != 0)
 			return 1;
@@ -364,6 +438,13 @@ int main(int argc, char **argv)
 	if (nworkers > MAX_WORKERS)
 		nworkers = MAX_WORKERS;
 	nlisten = (int)(cfg->listen.n < WORKER_MAX_LISTENERS ? cfg->listen.n : WORKER_MAX_LISTENERS);
+#define MAIN_DUP(s) ((s) ? strdup(s) : NULL)
+	boot.user = MAIN_DUP(cfg->user);
+	boot.csocket = MAIN_DUP(cfg->control.socket);
+	boot.cmode = MAIN_DUP(cfg->control.mode);
+	boot.cowner = MAIN_DUP(cfg->control.owner);
+	boot.cgroup = MAIN_DUP(cfg->control.group);
+#undef MAIN_DUP
 	const struct listen_config *lv = cfg->listen.v;
 	const struct listen_config *lcs[WORKER_MAX_LISTENERS];
 	int *fds = calloc((size_t)nworkers * (size_t)nlisten + 1, sizeof(int));
@@ -421,9 +502,12 @@ int main(int argc, char **argv)
 	uv_run(main_loop, UV_RUN_DEFAULT);
 
 	/* Workers drain (bounded by drain_timeout); give them a little more, then go. */
-	uint64_t limit_ms = current->cfg->limits.drain_timeout + 5000;
+	uint64_t limit_ms = drain_watched ? 1000 : main_drain_limit_ms();
 	for (int k = 0; k < nworkers; k++) {
 		struct timespec ts;
+
+		if (worker_joined && worker_joined[k])
+			continue;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += (time_t)(limit_ms / 1000) + 1;
 		if (pthread_timedjoin_np(workers[k].thread, NULL, &ts) != 0) {
@@ -440,7 +524,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nlisten; i++)
 		free(listen_copies[i].address);
 	free(workers);
+	free(worker_joined);
 	free(fds);
+	free(boot.user);
+	free(boot.metrics);
+	free(boot.csocket);
+	free(boot.cmode);
+	free(boot.cowner);
+	free(boot.cgroup);
 	uv_loop_close(main_loop);
 	log_event(LOG_LVL_INFO, NULL, "event=stopped");
 	return 0;

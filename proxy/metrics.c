@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "backend.h"
@@ -667,9 +668,17 @@ int metrics_parse_request_path(const char *buf, size_t len, bool *head_only, cha
 	char *q = strchr(target, '?');
 	if (q)
 		*q = '\0';
+	/* the absolute form (RFC 9112 3.2.2), as sent through a proxy: the path after the
+	 * authority ("" when there is none: a 404) */
+	char *t = target;
+	if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+		t = strchr(t + (t[4] == ':' ? 7 : 8), '/');
+		if (t == NULL)
+			t = target + strlen(target);
+	}
 	if (path && pathsz)
-		snprintf(path, pathsz, "%s", target);
-	return strcmp(target, "/metrics") == 0 ? 200 : 404;
+		snprintf(path, pathsz, "%s", t);
+	return strcmp(t, "/metrics") == 0 ? 200 : 404;
 }
 
 static metrics_route_fn metrics_router;

@@ -19,7 +19,7 @@ static bool ops_tick_running;
 static struct ophist ops_hist;
 static uint64_t ops_start_ms;
 static uv_loop_t *ops_loop;
-static bool ops_listening, ops_checked;
+static bool ops_listening, ops_checked, ops_stopping;
 static char *ops_drains[OPS_MAX_DRAINS];
 static size_t ops_ndrains;
 
@@ -99,11 +99,21 @@ bool ops_is_started(void)
 	return ops_listening && ops_checked;
 }
 
+void ops_set_stopping(void)
+{
+	ops_stopping = true;
+}
+
+bool ops_is_stopping(void)
+{
+	return ops_stopping;
+}
+
 bool ops_is_ready(void)
 {
 	struct shared_gen *g = ops_h.current ? ops_h.current() : NULL;
 
-	if (!ops_is_started() || g == NULL)
+	if (!ops_is_started() || ops_stopping || g == NULL)
 		return false;
 	for (size_t i = 0; ops_pool_backend(g->pool, i); i++) {
 		struct backend *b = ops_pool_backend(g->pool, i);
@@ -111,6 +121,13 @@ bool ops_is_ready(void)
 			return true;
 	}
 	return false;
+}
+
+const char *ops_not_ready_reason(void)
+{
+	if (ops_is_ready())
+		return NULL;
+	return ops_stopping ? "shutting down" : ops_is_started() ? "no backend up" : "starting";
 }
 
 /* ------------------------------------------------------------ backends and drains */

@@ -19,7 +19,9 @@ struct ops_host {
 	/* The generation in force (never NULL once the daemon runs). */
 	struct shared_gen *(*current)(void);
 	/* Reloads the config as SIGHUP does. Returns the new generation id, or 0 and sets
-	 * *errors to a malloc'd text (one "FILE:LINE:COL: key: reason" line per error). */
+	 * *errors to a malloc'd text (one "FILE:LINE:COL: key: reason" line per error). On
+	 * success *errors is NULL or the malloc'd comma-separated keys that changed but take
+	 * effect only at the next start ("listen,workers"). */
 	unsigned (*reload)(char **errors);
 };
 
@@ -43,8 +45,13 @@ void ops_set_listening(void);
 void ops_set_checked(void);
 /* Both of the above. */
 bool ops_is_started(void);
-/* Started and at least one backend of the current pool is up and not drained. */
+/* SIGTERM/SIGINT: the daemon drains its sessions and takes no new ones (never ready again). */
+void ops_set_stopping(void);
+bool ops_is_stopping(void);
+/* Started, not stopping, and at least one backend of the current pool is up and not drained. */
 bool ops_is_ready(void);
+/* Why the daemon is not ready: "starting", "shutting down" or "no backend up"; NULL when ready. */
+const char *ops_not_ready_reason(void);
 
 /* ------------------------------------------------------------ backends and drains */
 

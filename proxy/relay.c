@@ -253,9 +253,11 @@ static void relay_send_line(struct relay *r, const char *line)
 	memcpy(buf, line, n);
 	buf[n++] = '\r';
 	buf[n++] = '\n';
-	if (log_is_debug())
-		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=\"%.*s\"", r->b->url,
-		    (int)(n - 2), buf);
+	if (log_is_debug()) {
+		char lv[1100];
+		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=%s", r->b->url,
+		    log_valn(lv, sizeof(lv), buf, n - 2));
+	}
 	if (relay_write(r, buf, n) != 0) {
 		relay_fail(r, "write failed");
 		return;
@@ -457,8 +459,11 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		 * call (callbacks get the text for the call's duration only). */
 		const char *text = r->reply.v;
 		r->reply.len = 0;
-		if (log_is_debug())
-			log_event(LOG_LVL_DEBUG, NULL, "event=relay_reply backend=%s reply=\"%.200s\"", r->b->url, text);
+		if (log_is_debug()) {
+			char tv[300];
+			log_event(LOG_LVL_DEBUG, NULL, "event=relay_reply backend=%s reply=%s", r->b->url,
+			    log_val(tv, sizeof(tv), text));
+		}
 		relay_on_reply(r, code, text);
 	}
 	return r->state == RELAY_CLOSED ? -1 : 0;
@@ -1079,8 +1084,11 @@ static void relay_outq_line(struct relay *r, const char *line)
 
 	if (n > 1024)
 		n = 1024;
-	if (log_is_debug())
-		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=\"%.*s\"", r->b->url, (int)n, line);
+	if (log_is_debug()) {
+		char lv[1100];
+		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=%s", r->b->url,
+		    log_valn(lv, sizeof(lv), line, n));
+	}
 	strbuf_append(&r->outq, line, n);
 	strbuf_append(&r->outq, "\r\n", 2);
 	r->clean = false;
@@ -1415,9 +1423,11 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 		 * no 354 to wait for, nothing to stuff: a dot inside means nothing. */
 		snprintf(r->lead, sizeof(r->lead), "BDAT %llu LAST\r\n",
 		    (unsigned long long)bdat_crlf_length(prefix, prefix_len, body, len));
-		if (log_is_debug())
-			log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=\"%.*s\"", r->b->url,
-			    (int)strlen(r->lead) - 2, r->lead);
+		if (log_is_debug()) {
+			char lv[1100];
+			log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=%s", r->b->url,
+			    log_valn(lv, sizeof(lv), r->lead, strlen(r->lead) - 2));
+		}
 		bdat_crlf_init(&r->crlf);
 		r->off = 0;
 		r->state = RELAY_DATA_SEND;

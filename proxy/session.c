@@ -348,8 +348,9 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied)))
 		return SESSION_CHECK_OK;
 	if (!quiet) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=<%s> domain=%s client=%s",
-		    cmd->addr, denied, s->env.client_ip);
+		char rv[600], dv[300];
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=%s domain=%s client=%s",
+		    log_addr(rv, sizeof(rv), cmd->addr), log_val(dv, sizeof(dv), denied), s->env.client_ip);
 		counter_inc(COUNTER_RECIPIENTS_REJECTED);
 	}
 	return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "550 5.7.1 relaying denied");
@@ -698,10 +699,12 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 		session_txn_refused(s, v, "data", HOOK_EOM);
 		session_cmd_done(s);
 		return;
-	case VERDICT_DISCARD:
-		log_event(LOG_LVL_INFO, s->id, "event=discard queue_id=%s reason=%s from=<%s> client=%s",
-		    s->env.queue_id, v->reason[0] ? v->reason : "filter", s->env.mail_from ? s->env.mail_from : "",
+	case VERDICT_DISCARD: {
+		char fv[600];
+		log_event(LOG_LVL_INFO, s->id, "event=discard queue_id=%s reason=%s from=%s client=%s",
+		    s->env.queue_id, v->reason[0] ? v->reason : "filter", log_addr(fv, sizeof(fv), s->env.mail_from),
 		    s->env.client_ip);
+	}
 		counter_inc(COUNTER_MESSAGES_DISCARDED);
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->env.queue_id);
 		s->env.flags |= HOOK_FLAG_DISCARDED;

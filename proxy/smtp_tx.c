@@ -245,8 +245,10 @@ static void smtp_tx_est_rcpt_cb(void *arg, int code, const char *text)
 	if (code / 100 != 2) {
 		/* A recipient accepted before is refused on replay: this backend is no good
 		 * for the transaction; another may be. */
-		log_event(LOG_LVL_INFO, tx->env->session_id, "event=replay_refused backend=%s rcpt=<%s> code=%d",
-		    relay_backend(tx->relay) ? relay_backend(tx->relay)->url : "?", tx->env->rcpts[tx->est_rcpt].addr, code);
+		char rv[600];
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=replay_refused backend=%s rcpt=%s code=%d",
+		    relay_backend(tx->relay) ? relay_backend(tx->relay)->url : "?",
+		    log_addr(rv, sizeof(rv), tx->env->rcpts[tx->est_rcpt].addr), code);
 		smtp_tx_est_fail(tx, code ? code : 451, text, true);
 		return;
 	}
@@ -541,8 +543,9 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 		counter_inc(COUNTER_RECIPIENTS_ACCEPTED);
 	} else {
 		counter_inc(COUNTER_RECIPIENTS_REJECTED);
-		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=rcpt reason=backend rcpt=<%s> code=%d client=%s",
-		    tx->rcpt, code, tx->env->client_ip);
+		char rv[600];
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=rcpt reason=backend rcpt=%s code=%d client=%s",
+		    log_addr(rv, sizeof(rv), tx->rcpt), code, tx->env->client_ip);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, "rcpt", "backend", code / 100 == 4);
 	}
 	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2);
@@ -712,18 +715,41 @@ static void smtp_tx_send(struct smtp_tx *tx);
 
 #define SMTP_TX_QID_MAX 64
 
-/* The backend's queue id in its 250 ("... queued as X") into qid (SMTP_TX_QID_MAX); "" when
- * it names none. */
+/* The backend's queue id in its 250 into qid (SMTP_TX_QID_MAX); "" when it names none. The
+ * MTAs' wordings: the id follows a marker, or precedes a closing phrase. */
 static void smtp_tx_backend_qid(const char *text, char *qid)
 {
-	const char *q = text ? strstr(text, "queued as ") : NULL;
+	static const char *const after[] = {
+		"queued as ",            /* Postfix: "2.0.0 Ok: queued as 4FXyz" */
+		"OK id=",                /* Exim: "OK id=1tIxyz-000abc-De" */
+		"InternalId=",           /* Exchange: "2.6.0 <m@h> [InternalId=123, Hostname=X] Queued ..." */
+		"Queued (",              /* Haraka: "Message Queued (8A1E...)" */
+		" qp ",                  /* qmail: "ok 1700000000 qp 12345" */
+	};
+	static const char *const before[] = {
+		" Message accepted for delivery",   /* Sendmail, OpenSMTPD: "2.0.0 wB3Abc Message ..." */
+		" Saved",                           /* Dovecot LMTP: "2.0.0 <rcpt> Nx8mK0 Saved" */
+	};
+	const char *q = NULL, *e;
 	size_t n = 0;
 
 	qid[0] = '\0';
+	for (size_t i = 0; text && q == NULL && i < sizeof(after) / sizeof(after[0]); i++)
+		if ((q = strstr(text, after[i])) != NULL)
+			q += strlen(after[i]);
+	for (size_t i = 0; text && q == NULL && i < sizeof(before) / sizeof(before[0]); i++) {
+		if ((e = strstr(text, before[i])) == NULL || e == text)
+			continue;
+		for (q = e; q > text && q[-1] != ' '; q--)
+			;
+		/* no id: the word before is the enhanced code or a <address> */
+		if (*q == '<' || (q[0] >= '2' && q[0] <= '5' && q[1] == '.'))
+			q = NULL;
+	}
 	if (q == NULL)
 		return;
-	q += 10;
-	while (q[n] && q[n] != ' ' && q[n] != '\r' && n < SMTP_TX_QID_MAX - 1)
+	while (q[n] && q[n] != ' ' && q[n] != '\r' && q[n] != ',' && q[n] != ')' && q[n] != ']' &&
+	    n < SMTP_TX_QID_MAX - 1)
 		n++;
 	memcpy(qid, q, n);
 	qid[n] = '\0';
@@ -733,12 +759,12 @@ static void smtp_tx_backend_qid(const char *text, char *qid)
 static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const char *backend_qid)
 {
 	const struct hook_env *env = tx->env;
-	char text[64];
+	char text[64], fv[600], qv[SMTP_TX_QID_MAX * 4 + 8];
 
 	counter_add(COUNTER_BYTES_DELIVERED, (long)tx->msg_size);
-	log_event(LOG_LVL_INFO, env->session_id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=<%s> rcpts=%zu size=%llu client=%s score=%.1f",
-	    env->queue_id, backend_url, backend_qid[0] ? backend_qid : "-",
-	    env->mail_from ? env->mail_from : "", env->nrcpts, (unsigned long long)tx->msg_size,
+	log_event(LOG_LVL_INFO, env->session_id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=%s rcpts=%zu size=%llu client=%s score=%.1f",
+	    env->queue_id, backend_url, backend_qid[0] ? log_val(qv, sizeof(qv), backend_qid) : "-",
+	    log_addr(fv, sizeof(fv), env->mail_from), env->nrcpts, (unsigned long long)tx->msg_size,
 	    env->client_ip, env->score);
 	size_t n = 0;
 	text[0] = '\0';

@@ -309,6 +309,7 @@ void status_render_json(struct strbuf *out, bool full)
 	jsonw_str(&j, "hostname", g && g->cfg ? g->cfg->hostname : NULL);
 	jsonw_bool(&j, "started", ops_is_started());
 	jsonw_bool(&j, "ready", ops_is_ready());
+	jsonw_bool(&j, "stopping", ops_is_stopping());
 	jsonw_obj(&j, "sessions");
 	jsonw_int(&j, "active", counter_get(COUNTER_SESSIONS_ACTIVE));
 	jsonw_int(&j, "total", counter_get(COUNTER_SESSIONS_TOTAL));
@@ -349,7 +350,8 @@ void status_render_text(struct strbuf *out)
 	status_duration(up, sizeof(up), ops_uptime());
 	strbuf_printf(out, "mxgate %s, up %s, config generation %u (%s)\n", MX_VERSION, up, g ? g->id : 0,
 	    g && g->cfg && g->cfg->path ? g->cfg->path : "-");
-	strbuf_printf(out, "ready: %s\n", ops_is_ready() ? "yes" : ops_is_started() ? "no (no backend up)" : "no (starting)");
+	strbuf_printf(out, "ready: %s%s%s\n", ops_is_ready() ? "yes" : "no (", ops_is_ready() ? "" : ops_not_ready_reason(),
+	    ops_is_ready() ? "" : ")");
 	strbuf_printf(out, "sessions: %ld active, %ld since start\n", counter_get(COUNTER_SESSIONS_ACTIVE),
 	    counter_get(COUNTER_SESSIONS_TOTAL));
 	strbuf_printf(out, "messages: %.1f/s; %ld received, %ld delivered, %ld rejected, %ld tempfailed\n",

@@ -27,9 +27,12 @@ int statuspage_route(const char *path, int *code, const char **ctype, char **bod
 		return statuspage_body(&b, 200, "text/plain; charset=utf-8", code, ctype, body, len);
 	}
 	if (strcmp(path, "/readyz") == 0) {
-		bool ready = ops_is_ready();
-		strbuf_printf(&b, "%s\n", ready ? "ready" : ops_is_started() ? "not ready: no backend up" : "not ready: starting");
-		return statuspage_body(&b, ready ? 200 : 503, "text/plain; charset=utf-8", code, ctype, body, len);
+		const char *why = ops_not_ready_reason();
+		if (why)
+			strbuf_printf(&b, "not ready: %s\n", why);
+		else
+			strbuf_printf(&b, "ready\n");
+		return statuspage_body(&b, why ? 503 : 200, "text/plain; charset=utf-8", code, ctype, body, len);
 	}
 	if (strcmp(path, "/status.json") == 0) {
 		status_render_json(&b, true);

@@ -135,7 +135,7 @@ const char statuspage_html_tail[] =
 	"function render(d) {\n"
 	"  document.getElementById('hostname').textContent = d.hostname || '';\n"
 	"  var rb = document.getElementById('ready');\n"
-	"  rb.textContent = d.ready ? 'ready' : d.started ? 'not ready: no backend up' : 'starting';\n"
+	"  rb.textContent = d.ready ? 'ready' : d.stopping ? 'shutting down' : d.started ? 'not ready: no backend up' : 'starting';\n"
 	"  rb.className = 'badge ' + (d.ready ? 'ok' : 'bad');\n"
 	"  document.getElementById('meta').textContent = 'version ' + d.version + ' \\u00b7 up ' + dur(d.uptime_seconds) +\n"
 	"    ' \\u00b7 config generation ' + d.generation + (d.config ? ' (' + d.config + ')' : '');\n"

@@ -611,9 +611,9 @@ static int bayes_config_validate(struct cfg_parse *p, struct fy_node *n, void *o
 		return 0;
 	if (c->store == NULL || (strncmp(c->store, "lmdb:", 5) != 0 &&
 	    strncmp(c->store, "redis://", 8) != 0 && strcmp(c->store, "memory") != 0))
-		return cfg_error(p, n, "store: must be \"lmdb:/dir\", \"redis://host:port\" or memory");
+		return cfg_error_key(p, n, "store", -1, "must be \"lmdb:/dir\", \"redis://host:port\" or memory");
 	if (strncmp(c->store, "lmdb:", 5) == 0 && c->store[5] != '/')
-		return cfg_error(p, n, "store: lmdb: needs an absolute directory");
+		return cfg_error_key(p, n, "store", -1, "lmdb: needs an absolute directory");
 	if (c->autolearn && c->autolearn_ham >= c->autolearn_spam)
 		return cfg_error(p, n, "autolearn_ham must be below autolearn_spam");
 	return 0;

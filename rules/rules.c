@@ -8,6 +8,7 @@
 #include "log.h"
 #include "msgbuf.h"
 
+#include <glob.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -654,7 +655,27 @@ static const struct cfg_field rules_fields[] = {
 	{ .key = NULL }
 };
 
+/* A glob that matches no file is the config's error, at the glob (the compiler's own report
+ * names only the glob, at 0:0). */
+static int rules_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct rules_config *rc = obj;
+	int ret = 0;
+
+	for (size_t i = 0; i < rc->files.n; i++) {
+		glob_t gl;
+		int r = glob(rc->files.v[i], GLOB_ERR, NULL, &gl);
+
+		if (r != GLOB_NOMATCH)
+			globfree(&gl);
+		if (r != 0)
+			ret = cfg_error_key(p, n, "files", (long)i, "\"%s\" matches no readable file",
+			    rc->files.v[i]);
+	}
+	return ret;
+}
+
 const struct cfg_table rules_config_table = {
-	"rules", sizeof(struct rules_config), rules_fields, NULL
+	"rules", sizeof(struct rules_config), rules_fields, rules_config_validate
 };
 

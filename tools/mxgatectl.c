@@ -2,7 +2,7 @@
  * prints the answer (proxy/control.h lists the commands, proxy/control_proto.h the wire
  * format).
  *
- *   mxgatectl [-c FILE | -s PATH] [--json] [-t SECONDS] COMMAND [ARG...]
+ *   mxgatectl [-c FILE | -s PATH] [--json] [-t SECONDS] COMMAND [ARG...]   (options anywhere)
  *
  * Exit status: 0 the command succeeded, 1 it failed (the daemon's reason on stderr) or the
  * command line is wrong, 2 the daemon cannot be reached (no socket, refused, timeout, a
@@ -21,7 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proxy/config.h"
+#include "proxy/cfg.h"
+#include "proxy/control_config.h"
 #include "proxy/control_proto.h"
 
 #define DEFAULT_SOCKET "/run/mxgate/control.sock"
@@ -129,21 +130,34 @@ static char *read_file(const char *path, size_t *len)
 	return buf ? buf : calloc(1, 1);
 }
 
+/* Only the control section of the daemon's file: the rest (TLS key, rule files, lists) is
+ * the daemon's to read and check, and an operator allowed on the socket may not be allowed
+ * to read those. */
+struct ctl_file { struct control_config control; };
+static const struct cfg_field ctl_file_fields[] = {
+	{ "control", CFG_STRUCT, offsetof(struct ctl_file, control), NULL,
+	  .sub = &control_config_table, .doc = "the control socket" },
+	{ NULL }
+};
+static const struct cfg_table ctl_file_table = {
+	"mxgatectl", sizeof(struct ctl_file), ctl_file_fields, NULL, CFG_TABLE_OTHER_KEYS
+};
+
 /* The socket path from FILE's control section. NULL after printing why. */
 static char *socket_from_config(const char *path)
 {
-	struct mx_config *cfg = NULL;
-	char *s;
+	struct ctl_file f = { 0 };
+	char *s = NULL;
 
-	if (config_load(path, &cfg, stderr) != 0)
-		return NULL;
-	if (cfg->control.socket == NULL) {
+	if (cfg_table_load(path, NULL, 0, &ctl_file_table, &f, stderr) != 0)
+		goto out;
+	if (f.control.socket == NULL) {
 		fprintf(stderr, "mxgatectl: %s: no control.socket configured\n", path);
-		config_free(cfg);
-		return NULL;
+		goto out;
 	}
-	s = strdup(cfg->control.socket);
-	config_free(cfg);
+	s = strdup(f.control.socket);
+out:
+	cfg_table_free(&ctl_file_table, &f);
 	return s;
 }
 
@@ -164,7 +178,9 @@ int main(int argc, char **argv)
 	double timeout = 30;
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "+c:s:jt:h", longopts, NULL)) != -1) {
+	/* Options may come before or after the command (GNU getopt permutes): `mxgatectl status
+	 * --json` as well as `mxgatectl --json status`; "--" ends them. */
+	while ((ch = getopt_long(argc, argv, "c:s:jt:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': cfgpath = optarg; break;
 		case 's': sockpath = optarg; break;

@@ -5,6 +5,11 @@ test_senderauth.py. Runs under /usr/bin/python3 (the module is not in other inte
     dkim_signer.py sign KEY SELECTOR DOMAIN [--alg ed25519-sha256] [--canon relaxed/simple]
                    [--length] [--expire T X] [--headers from,to,subject]
     dkim_signer.py arc KEY SELECTOR DOMAIN SRV_ID [--timestamp N]
+    dkim_signer.py verify RECORDS.json - -       (a downstream verifier: prints dkim=pass|fail
+                                                  and arc=pass|fail|none, keys from the file)
+    dkim_signer.py authres - - -                 (parses each Authentication-Results line on
+                                                  stdin with the authres module: one JSON
+                                                  line per field, or "error: ...")
 
 sign prints the DKIM-Signature field followed by the message; arc prints the new ARC set
 followed by the message (the message must carry an Authentication-Results field of SRV_ID,
@@ -18,7 +23,7 @@ from dkim import CanonicalizationPolicy, HASH_ALGORITHMS
 from dkim.crypto import parse_pem_private_key
 
 ap = argparse.ArgumentParser()
-ap.add_argument('mode', choices=['sign', 'arc'])
+ap.add_argument('mode', choices=['sign', 'arc', 'verify', 'authres'])
 ap.add_argument('key')
 ap.add_argument('selector')
 ap.add_argument('domain')
@@ -32,6 +37,32 @@ ap.add_argument('--timestamp', type=int)
 a = ap.parse_args()
 
 msg = sys.stdin.buffer.read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+if a.mode == 'verify':
+    import json
+    records = json.load(open(a.key))
+
+    def dns(name, timeout=5):
+        n = name.decode() if isinstance(name, bytes) else name
+        return records.get(n.rstrip('.'), '').encode()
+    d = 'pass' if dkim.verify(msg, dnsfunc=dns) else 'fail'
+    cv, _, why = dkim.arc_verify(msg, dnsfunc=dns)
+    print('dkim=%s arc=%s (%s)' % (d, cv.decode() if isinstance(cv, bytes) else cv, why))
+    sys.exit(0)
+if a.mode == 'authres':
+    import json
+    import authres
+    for line in msg.decode('utf-8', 'replace').split('\r\n'):
+        if not line:
+            continue
+        try:
+            h = authres.AuthenticationResultsHeader.parse('Authentication-Results: ' + line)
+            print(json.dumps({'id': str(h.authserv_id),
+                              'results': [[str(r.method), str(r.result),
+                                           sorted('%s.%s=%s' % (p.type, p.name, p.value) for p in r.properties)]
+                                          for r in h.results]}))
+        except Exception as e:  # noqa: BLE001 (any parse failure is the answer)
+            print('error: %s: %s' % (type(e).__name__, e))
+    sys.exit(0)
 key = open(a.key, 'rb').read()
 sel, dom = a.selector.encode(), a.domain.encode()
 headers = [h.encode() for h in a.headers.split(',')]

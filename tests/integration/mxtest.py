@@ -594,6 +594,14 @@ class Mxgate:
         self.stop(signal.SIGKILL, expect_rc=None, settle=0)
 
 
+def mxgatectl():
+    """The mxgatectl built beside mxgate (the test is skipped when it is not built)."""
+    path = os.path.join(os.path.dirname(BIN), 'mxgatectl')
+    if not os.access(path, os.X_OK):
+        skip('mxgatectl not built: ' + path)
+    return path
+
+
 def run_mxgate(*args, timeout=30):
     """Runs the binary once (e.g. -V, -t -c FILE); returns CompletedProcess (text)."""
     return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=slack(timeout))
@@ -1076,7 +1084,10 @@ class Backend:
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
                  delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None,
-                 chunking=False, dsn=False):
+                 chunking=False, dsn=False, data_reply=None):
+        # data_reply: the SMTP 250 line after the final dot, '%(qid)s' for the queue id
+        # (another MTA's wording: Exim's '250 OK id=%(qid)s'); default Postfix's
+        self.data_reply = data_reply
         self.mode, self.lmtp, self.delay, self.xclient = mode, lmtp, delay, xclient
         self.starttls, self.smtputf8, self.chunking, self.dsn = starttls, smtputf8, chunking, dsn
         self.reject_rcpt, self.tempfail_rcpt = set(reject_rcpt), set(tempfail_rcpt)
@@ -1357,7 +1368,8 @@ class Backend:
                 else:
                     with self.lock:
                         self.messages.append(rec)
-                    w(b'250 2.0.0 Ok: queued as %s\r\n' % qid.encode())
+                    w((self.data_reply % {'qid': qid}).encode() + b'\r\n' if self.data_reply else
+                      b'250 2.0.0 Ok: queued as %s\r\n' % qid.encode())
                 mail, rcpts, accepted = None, [], []
             elif verb == 'RSET':
                 mail, rcpts, accepted, chunks = None, [], [], []

@@ -25,10 +25,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
 mt.need('smtp-sink')
-if not os.access(CTL, os.X_OK):
-    mt.skip('mxgatectl not built: ' + CTL)
+CTL = mt.mxgatectl()
 
 SOCK = os.path.join(mt.TMP, 'control.sock')
 
@@ -82,6 +80,14 @@ mt.check(js['generation'] == 1 and js['ready'] is True and js['version'] and js[
          'status --json: generation, readiness, version, uptime')
 mt.check(all(backend(js, u) and backend(js, u)['state'] == 'up' and backend(js, u)['latency_ms'] > 0
              for u in (a.url, b.url)), 'status --json: both backends up with a latency')
+# the options may follow the command too, as with most tools (mxgatectl status --json)
+for argv in (('status', '--json'), ('backends', '-j'), ('status', '--json', '-t', '10')):
+    rc, out, err = ctl(*argv)
+    try:
+        ok = rc == 0 and isinstance(json.loads(out), dict)
+    except ValueError:
+        ok = False
+    mt.check(ok, 'mxgatectl %s: JSON, exit 0 (%s %s)' % (' '.join(argv), rc, err.strip()[:120]))
 rc, out, _ = ctl('backends')
 mt.check(rc == 0 and out.splitlines()[0].split()[:3] == ['BACKEND', 'STATE', 'LATENCY'] and len(out.splitlines()) == 3,
          'backends: a header and one row per backend')
@@ -251,4 +257,25 @@ mt.check(rc == 0 and mx.alive(), 'the daemon still answers after all that')
 mt.check(not mx.malformed_log_lines(), 'every log line is well formed (%r)' % mx.malformed_log_lines()[:3])
 mx.stop()
 mt.check(not os.path.exists(SOCK), 'the socket file is removed at exit')
+
+# ---------------------------------------------------------------- the socket's directory
+# README's "Operating it" names /run/mxgate/control.sock; outside systemd (no
+# RuntimeDirectory=) that directory does not exist: mxgate makes it, as it does a maildir's
+newdir = os.path.join(mt.TMP, 'run-mxgate')
+sock2 = os.path.join(newdir, 'control.sock')
+mx2 = mt.Mxgate(mt.config([a.url], control={'socket': sock2}), name='mx-ctl-newdir', wait=False)
+mt.check(mt.wait_for(lambda: mx2.wait_log(r'event=started', 0) or not mx2.alive(), 15) and mx2.alive(),
+         'a control socket in a directory that does not exist yet: mxgate starts (%s)' % mx2.tail(3).strip()[-200:])
+rc, out, _ = ctl('status', sock=sock2)
+mt.check(rc == 0 and out.startswith('mxgate '), 'and answers there (%s)' % rc)
+mx2.stop()
+# two levels missing: a mistake mxgate -t reports at the key, not a "permission denied" at start
+deep = os.path.join(mt.TMP, 'deep.yaml')
+open(deep, 'w').write('listen: [127.0.0.1:2525]\nbackends: { servers: ["%s"] }\ncontrol: { socket: %s }\n' %
+                      (a.url, os.path.join(mt.TMP, 'no', 'such', 'control.sock')))
+r = mt.run_mxgate('-t', '-c', deep)
+mt.check(r.returncode == 1 and re.search(r'^%s:3:\d+: control\.socket: .*no such directory' % re.escape(deep),
+                                         r.stdout + r.stderr, re.M),
+         'mxgate -t: a socket whose directory and parent are missing is a control.socket error (%s)' %
+         (r.stdout + r.stderr).strip()[:200])
 mt.finish()

@@ -22,10 +22,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-CTL = os.path.join(os.path.dirname(mt.BIN), 'mxgatectl')
 mt.need('smtp-sink', 'redis-server')
-if not os.access(CTL, os.X_OK):
-    mt.skip('mxgatectl not built: ' + CTL)
+CTL = mt.mxgatectl()
 
 
 def ctl(sock, *args):

@@ -12,6 +12,7 @@
   at drain_timeout (421) and the process still exits 0. SIGINT drains the same way."""
 import os
 import re
+import subprocess
 import signal
 import socket
 import sys
@@ -58,6 +59,8 @@ def finish_txn(c, tag):
 # ---------------------------------------------------------------- -V and -t
 r = mt.run_mxgate('-V')
 mt.check(r.returncode == 0 and re.search(r'mxgate \d+\.\d+', r.stdout + r.stderr), 'mxgate -V prints the version (%r)' % (r.stdout + r.stderr)[:60])
+r2 = mt.run_mxgate('--version')
+mt.check(r2.returncode == 0 and r2.stdout == r.stdout, 'mxgate --version is -V (%r)' % (r2.stdout + r2.stderr)[:80])
 good = write('good.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526', 'lmtp://127.0.0.1:2424', 'maildir:/tmp/x'],
                                                 listen=[{'address': '127.0.0.1:2525'}])))
 r = mt.run_mxgate('-t', '-c', good)
@@ -91,6 +94,68 @@ syn = write('syntax.yaml', 'listen: [\n  - x: : :\n')
 r = mt.run_mxgate('-t', '-c', syn)
 mt.check(r.returncode == 1 and re.search(r'^%s:\d+:\d+: ' % re.escape(syn), r.stdout + r.stderr, re.M),
          'a YAML syntax error: exit 1 with FILE:LINE:COL (%s)' % (r.stdout + r.stderr).strip()[:120])
+# a module's cross-field checks name their key too (FILE:LINE:COL: section.key: reason at the
+# value), as the table engine's own errors do
+modkeys = write('modkeys.yaml', '''listen: [127.0.0.1:2525]
+backends: { servers: ["smtp://127.0.0.1:2526"] }
+ratelimit:
+  store: "memcached://x"
+reputation:
+  store: "nosuch:x"
+greylist:
+  store: "nosuch:x"
+spf:
+  records: ["ok.example TXT v=spf1 -all", "garbage"]
+dnsbl:
+  lists:
+    - { zone: "bad zone!" }
+plugins:
+  - { name: nosuch }
+rules:
+  bayes: { enabled: true, store: "lmdb:relative" }
+''')
+r = mt.run_mxgate('-t', '-c', modkeys)
+got = {int(m.group(1)): m.group(3) for m in
+       re.finditer(r'^%s:(\d+):(\d+): ([\w.\[\]]+): ' % re.escape(modkeys), r.stdout + r.stderr, re.M)}
+for line, key in ((4, 'ratelimit.store'), (6, 'reputation.store'), (8, 'greylist.store'), (10, 'spf.records[1]'),
+                  (13, 'dnsbl.lists[0].zone'), (15, 'plugins[0].name'), (17, 'rules.bayes.store')):
+    mt.check(got.get(line) == key, 'modkeys.yaml:%d: reported as %s (%s)' % (line, key, got.get(line)))
+# a certificate and a key that OpenSSL refuses together: FILE:LINE:COL at tls.key, as every
+# other error (the start and a reload print the same line)
+crt, _ = mt.cert()
+otherkey = os.path.join(mt.TMP, 'other-key.pem')
+subprocess.run(['openssl', 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherkey],
+               capture_output=True, timeout=60)
+mism = write('mismatch.yaml', 'listen: [{ address: 127.0.0.1:2525, tls: starttls }]\n'
+             'backends: { servers: ["smtp://127.0.0.1:2526"] }\n'
+             'tls:\n  certificate: %s\n  key: %s\n' % (crt, otherkey))
+r = mt.run_mxgate('-t', '-c', mism)
+mt.check(r.returncode == 1 and re.search(r'^%s:5:\d+: tls\.key: .*(mismatch|does not match)' % re.escape(mism),
+                                         r.stdout + r.stderr, re.M),
+         'a key that does not match the certificate: FILE:LINE:COL: tls.key: ... (%s)' % (r.stdout + r.stderr).strip()[:200])
+# a backend name that does not resolve at start: the daemon stops and says which one
+unres = write('unresolvable.yaml', 'listen: [127.0.0.1:%d]\nbackends: { servers: ["smtp://127.0.0.1:2526", '
+              '"smtp://nosuch.invalid:25"] }\n' % mt.hold_port().port)
+r = mt.run_mxgate('-c', unres)
+mt.check(r.returncode != 0 and re.search(r'event=config_error .*smtp://nosuch\.invalid:25.*cannot resolve', r.stdout + r.stderr),
+         'an unresolvable backend at start: exit %s, the log names it (%s)' % (r.returncode, (r.stdout + r.stderr).strip()[-200:]))
+# a rules.files glob that matches nothing is the config's error, at the glob's line
+norules = write('norules.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],
+                                                     rules={'files': [os.path.join(mt.TMP, 'nowhere', '*.rules')]})))
+r = mt.run_mxgate('-t', '-c', norules)
+out = r.stdout + r.stderr
+line = next((i + 1 for i, l in enumerate(open(norules).read().splitlines()) if 'nowhere' in l), 0)
+mt.check(r.returncode == 1 and re.search(r'^%s:%d:\d+: rules\.files(\[0\])?: .*nowhere.*matches no readable file' %
+                                         (re.escape(norules), line), out, re.M),
+         'a rules.files glob matching nothing: FILE:LINE:COL: rules.files[0]: ... (%s)' % out.strip()[:200])
+# the classifier runs inside the rules module: enabled without rules.files it never runs
+nobayes = write('nobayes.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],
+                                                     rules={'bayes': {'enabled': True, 'store': 'memory'}})))
+r = mt.run_mxgate('-t', '-c', nobayes)
+out = r.stdout + r.stderr
+mt.check(r.returncode == 0 and re.search(r'^%s: warning: rules\.bayes\.enabled .*rules\.files is empty' %
+                                         re.escape(nobayes), out, re.M),
+         'rules.bayes on without rules.files: a -t warning (the classifier would never run) (%s)' % out.strip()[:200])
 r = mt.run_mxgate('-t', '-c', os.path.join(mt.TMP, 'missing.yaml'))
 mt.check(r.returncode == 1, 'a missing file: exit 1')
 r = mt.run_mxgate('-c', bad)

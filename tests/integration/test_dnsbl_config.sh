@@ -54,12 +54,12 @@ Y
 "$BIN" -t -c "$T/bad.yaml" >"$T/bad.out" 2>&1
 rc=$?
 [ $rc = 1 ]; check $? "an invalid config exits 1 (got $rc)"
-for pat in 'bad.yaml:8:[0-9]*: dns: resolver "bad,one"' \
+for pat in 'bad.yaml:8:[0-9]*: dns.resolvers\[1\]: "bad,one"' \
            'bad.yaml:11:[0-9]*: dnsbl.action: ' \
-           'bad.yaml:13:[0-9]*: dnsbl.lists\[0\]: codes: "127.0.0.2-127.0.0.1"' \
-           'bad.yaml:14:[0-9]*: dnsbl.lists\[1\]: zone "bad zone!"' \
+           'bad.yaml:13:[0-9]*: dnsbl.lists\[0\].codes\[0\]: "127.0.0.2-127.0.0.1"' \
+           'bad.yaml:14:[0-9]*: dnsbl.lists\[1\].zone: "bad zone!"' \
            'bad.yaml:15:[0-9]*: dnsbl.lists\[2\].zone: ' \
-           'bad.yaml:17:[0-9]*: spf: records: ' \
+           'bad.yaml:17:[0-9]*: spf.records\[0\]: ' \
            'bad.yaml:19:[0-9]*: helo_checks.syntax.action: '; do
   grep -q "$pat" "$T/bad.out"; check $? "reported: $pat"
 done

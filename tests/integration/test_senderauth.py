@@ -17,7 +17,11 @@ before the final dot (as soon as the header block is in), two signatures one bad
 l= with text appended, Ed25519, ARC chain valid / broken, DMARC p=reject passing by SPF
 alignment only and failing, the subdomain policy (sp=), pct=0, the local override, a
 trusted ARC sealer overriding a DMARC failure, a forged Authentication-Results removed.
+Downstream: every Authentication-Results field written is parsed by the authres module
+(RFC 8601 grammar, results as written), and dkimpy re-verifies the DKIM and ARC of what
+mxgate delivered (its added fields must not break a later verifier).
 """
+import json
 import os
 import re
 import socket
@@ -189,11 +193,16 @@ def authres(msg):
             if line.lower().startswith('authentication-results:')]
 
 
+delivered, all_ars = {}, []   # tag -> message as delivered; every A-R field of ours
+
+
 def case(tag, data, want_code, want_ar=(), sender='bounce@other.example', source='192.0.2.9', what=''):
     code, text, msg = deliver(tag, data, sender, source)
     ok = code == want_code
     ars = authres(msg) if msg else []
     mine = [a for a in ars if a.startswith('mx.test;')]
+    delivered[tag] = msg
+    all_ars.extend(mine)
     if want_code == 250:
         ok = ok and msg is not None and len(mine) == 1
         for pat in want_ar:
@@ -314,6 +323,8 @@ def deliver_list(tag, data, want_code, want_ar, what):
     got = [m for m in be.messages if ('senderauth %s\r\n' % tag).encode() in m['data']]
     msg = got[-1]['data'].decode('latin-1') if got else None
     mine = [a for a in (authres(msg) if msg else []) if a.startswith('mx.test;')]
+    delivered[tag] = msg
+    all_ars.extend(mine)
     ok = code == want_code and (want_code != 250 or (len(mine) == 1 and all(re.search(p, mine[0]) for p in want_ar)))
     mt.check(ok, '%s: %s -> %s %s | %s' % (tag, what, code, text[:60], mine[0] if mine else ''))
 
@@ -366,6 +377,29 @@ code, text, msg = deliver('forged', forged)
 ars = authres(msg) if msg else []
 mt.check(code == 250 and len(ars) == 1 and 'bank.example' not in ars[0] and 'dkim=pass' in ars[0],
          'a forged Authentication-Results claiming mx.test is dropped, ours stays (%s)' % ars)
+
+# --- what mxgate wrote, read by real tools downstream
+# every Authentication-Results field of ours parses with the authres module (RFC 8601
+# grammar), names mx.test, and each method's result word is the one written
+out = run([PY, SIGNER, 'authres', '-', '-', '-'], '\r\n'.join(all_ars).encode()).decode().splitlines()
+parsed = [json.loads(line) if line.startswith('{') else {'error': line} for line in out]
+bad = [(a, p) for a, p in zip(all_ars, parsed) if 'error' in p or p['id'] != 'mx.test' or
+       [m for m, _, _ in p['results']] != re.findall(r'(?:^|; )(spf|dkim|arc|dmarc)=', a) or
+       [r for _, r, _ in p['results']] != re.findall(r'(?:^|; )(?:spf|dkim|arc|dmarc)=(\w+)', a)]
+mt.check(len(parsed) == len(all_ars) >= 15 and not bad,
+         'the authres parser reads all %d Authentication-Results fields as written (%s)' %
+         (len(all_ars), bad[:1]))
+dkp = [p for p in parsed if 'results' in p and any(m == 'dkim' and r == 'pass' for m, r, _ in p['results'])]
+mt.check(dkp and all(any(m == 'dkim' and {'header.d=example.org'} <= set(props) and
+                         any(x.startswith('header.b=') for x in props) for m, _, props in p['results'])
+                     for p in dkp), 'a dkim=pass result carries header.d and header.b properties')
+# a verifier after mxgate (the backend's own, a mailbox's) still verifies what mxgate passed on
+recfile = os.path.join(T, 'records.json')
+open(recfile, 'w').write(json.dumps(records))
+for tag, want in (('pass', 'dkim=pass'), ('simple', 'dkim=pass'), ('ed', 'dkim=pass'), ('arcok', 'arc=pass')):
+    msg = delivered.get(tag)
+    got = run([PY, SIGNER, 'verify', recfile, '-', '-'], msg.encode('latin-1')).decode().strip() if msg else 'not delivered'
+    mt.check(want in got, 'dkimpy downstream: the %s message as mxgate delivered it: %s (%s)' % (tag, want, got))
 
 mx.stop()
 

@@ -264,6 +264,30 @@ static void test_validate_always(void **state)
 	}
 }
 
+/* CFG_TABLE_OTHER_KEYS: keys the table does not name are passed over (a tool reading one
+ * section of the daemon's file); the named ones are still checked. */
+static void test_other_keys(void **state)
+{
+	static const struct cfg_table strict = { "strict", sizeof(struct pair), pair_fields, NULL };
+	static const struct cfg_table other = { "other", sizeof(struct pair), pair_fields, NULL,
+						CFG_TABLE_OTHER_KEYS };
+	const struct { const char *label; const struct cfg_table *t; const char *text; int rc; }
+	rows[] = {
+		{ "unknown key, strict: error", &strict, "a: 3\nzz: [1, {x: y}]\n", -1 },
+		{ "unknown key, other keys: ignored", &other, "a: 3\nzz: [1, {x: y}]\n", 0 },
+		{ "named key still checked", &other, "a: 30\nzz: 1\n", -1 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct pair obj = { 0 };
+		int rc = cfg_table_load("p.yaml", rows[i].text, strlen(rows[i].text), rows[i].t, &obj,
+					NULL);
+		if (rc != rows[i].rc)
+			fail_msg("row \"%s\": rc %d", rows[i].label, rc);
+		cfg_table_free(rows[i].t, &obj);
+	}
+}
+
 /* The reference walk, format-neutral: sections depth first, keys with their type, default
  * and bounds worked out. Recorded as text, one line per call. */
 static void walk_section(void *arg, const char *path, const struct cfg_table *t)
@@ -316,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_engine_errors),
 		cmocka_unit_test(test_too_many_errors),
 		cmocka_unit_test(test_validate_always),
+		cmocka_unit_test(test_other_keys),
 		cmocka_unit_test(test_selfcheck_finds_bugs),
 		cmocka_unit_test(test_docs_walk),
 	};

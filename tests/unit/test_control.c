@@ -20,6 +20,7 @@
 static struct shared_gen gen;
 static unsigned reload_result;
 static const char *reload_errors;
+static const char *reload_later;   /* keys that wait for the next start, on success */
 
 static struct shared_gen *fake_current(void)
 {
@@ -30,6 +31,8 @@ static unsigned fake_reload(char **errors)
 {
 	if (reload_result == 0 && reload_errors)
 		*errors = strdup(reload_errors);
+	if (reload_result != 0 && reload_later)
+		*errors = strdup(reload_later);
 	return reload_result;
 }
 
@@ -195,6 +198,10 @@ static void test_reload(void **state)
 	reload_result = 4;
 	expect("reload", 0, "reloaded: generation 4");
 	expect("reload --json", 0, "{\"reloaded\":true,\"generation\":4}");
+	reload_later = "listen,workers";
+	expect("reload", 0, "kept until the next start (restart to apply): listen,workers");
+	expect("reload --json", 0, "{\"reloaded\":true,\"generation\":4,\"next_start\":[\"listen\",\"workers\"]}");
+	reload_later = NULL;
 }
 
 static void test_readiness(void **state)

@@ -323,6 +323,11 @@ static void test_parse_request(void **state)
 		{ "HTTP/1.1 with headers", "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", 0, 200, false },
 		{ "bare LF line ends", "GET /metrics HTTP/1.0\n\n", 0, 200, false },
 		{ "query ignored", "GET /metrics?name[]=x HTTP/1.0\r\n\r\n", 0, 200, false },
+		/* RFC 9112 3.2.2: a server accepts the absolute form (sent through proxies) */
+		{ "absolute form", "GET http://mx1.example:9125/metrics HTTP/1.1\r\nHost: x\r\n\r\n", 0, 200, false },
+		{ "absolute form, https, query", "GET https://mx1.example/metrics?x HTTP/1.1\r\n\r\n", 0, 200, false },
+		{ "absolute form of another path", "GET http://mx1.example/x HTTP/1.1\r\n\r\n", 0, 404, false },
+		{ "absolute form without a path", "GET http://mx1.example HTTP/1.1\r\n\r\n", 0, 404, false },
 		{ "HEAD", "HEAD /metrics HTTP/1.0\r\n\r\n", 0, 200, true },
 		{ "HEAD of another path", "HEAD /x HTTP/1.0\r\n\r\n", 0, 404, true },
 		{ "other path", "GET /metrics/x HTTP/1.0\r\n\r\n", 0, 404, false },

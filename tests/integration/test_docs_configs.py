@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""The configurations the documentation shows pass `mxgate -t`, as an operator copying them
+would run them (README "In front of real mail servers": "Check it, then run it").
+
+- README.md's full example (and it with the "Operating it" block added), every example in
+  examples/, and the package's default /etc/mxgate/mxgate.yaml;
+- every ```yaml block of README.md and docs/*.md that is an mxgate config (not Prometheus
+  rules), completed with a listen address and a backend when it is a fragment.
+
+Only the files a block names are supplied: a test certificate for /etc/mxgate/cert.pem and
+key.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file,
+the repository's rules for /usr/share/mxgate/rules; relative paths resolve from the
+repository root. A key renamed in the code but not in the docs fails here."""
+import glob
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+SRC = mt.SRC
+crt, key = mt.cert()
+plugin = os.path.join(os.path.dirname(mt.BIN), 'example_plugin.so')
+domains = os.path.join(mt.TMP, 'domains')
+open(domains, 'w').write('example.org\n')
+SUBST = [
+    ('/etc/mxgate/cert.pem', crt), ('/etc/mxgate/key.pem', key),
+    ('/etc/mxgate/domains', domains),
+    ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
+]
+BASE = {'listen': 'listen: [127.0.0.1:2525]\n',
+        'backends': 'backends: { servers: ["smtp://127.0.0.1:2526"] }\n'}
+NOT_MXGATE = {'scrape_configs'}        # Prometheus' own config
+
+
+def prepare(text):
+    for a, b in SUBST:
+        text = text.replace(a, b)
+    return re.sub(r'"/usr/lib/mxgate/plugins/[\w.-]+\.so"', '"%s"' % plugin, text)
+
+
+def check(label, text):
+    path = os.path.join(mt.TMP, re.sub(r'\W+', '_', label) + '.yaml')
+    open(path, 'w').write(text)
+    r = mt.run_mxgate('-t', '-c', path)
+    errs = [line for line in (r.stdout + r.stderr).splitlines() if ': warning: ' not in line and not line.endswith(': ok')]
+    mt.check(r.returncode == 0, '%s passes mxgate -t (%s)' % (label, ' | '.join(errs)[:300]))
+
+
+os.chdir(SRC)
+readme = open(os.path.join(SRC, 'README.md')).read()
+blocks = re.findall(r'```yaml\n(.*?)```', readme, re.S)
+full = [b for b in blocks if re.search(r'^listen:', b, re.M) and re.search(r'^backends:', b, re.M)]
+mt.check(len(full) == 1, 'README.md shows one full configuration (%d)' % len(full))
+if full:
+    check('README full example', prepare(full[0]))
+    ops = [b for b in blocks if re.search(r'^control:', b, re.M)]
+    if ops:
+        check('README full example with "Operating it"', prepare(full[0] + ops[0]))
+for f in sorted(glob.glob(os.path.join(SRC, 'examples', '*.yaml'))) + [os.path.join(SRC, 'debian', 'mxgate.yaml')]:
+    check(os.path.relpath(f, SRC), prepare(open(f).read()))
+
+n = 0
+for f in [os.path.join(SRC, 'README.md')] + sorted(glob.glob(os.path.join(SRC, 'docs', '*.md'))):
+    for i, b in enumerate(re.findall(r'```yaml\n(.*?)```', open(f).read(), re.S)):
+        top = set(re.findall(r'^([A-Za-z_]\w*):', b, re.M))
+        if not top or top & NOT_MXGATE or re.match(r'\s*- ', b):
+            continue
+        text = prepare(b) + ''.join(v for k, v in BASE.items() if k not in top)
+        check('%s yaml block %d' % (os.path.relpath(f, SRC), i + 1), text)
+        n += 1
+mt.check(n >= 15, 'the yaml blocks of the docs were found (%d)' % n)
+mt.finish()

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The probes and /metrics while mxgate drains after SIGTERM (docs/operations.md, "Status
+page and probes"): the process still runs, so /healthz stays 200 ok; it takes no new mail,
+so /readyz is 503 (a load balancer or Kubernetes takes it out of rotation); /metrics and
+/status.json keep answering, so the drain can be watched. Once the last session has ended
+the process exits 0 and the listener is gone.
+
+Before this test the metrics listener closed at the SIGTERM itself: during a drain of up to
+limits.drain_timeout every probe was refused (a liveness probe then reads "dead")."""
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+FROM, RCPT = 'alice@example.test', 'bob@example.test'
+
+
+def get(port, path):
+    try:
+        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=mt.slack(5)) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+be = mt.Backend(name='drain')
+cfg = mt.config([be.url], limits={'drain_timeout': '20s'},
+                metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
+mx = mt.Mxgate(cfg, name='mx-probes-drain')
+mport = mx.metrics_port
+mt.check(mt.wait_for(lambda: get(mport, '/readyz')[0] == 200, 15), '/readyz: 200 before the drain')
+
+# a session in the middle of a transaction keeps the daemon draining
+busy = mt.Client(mx.port)
+busy.ehlo()
+busy.cmd('MAIL FROM:<%s>' % FROM)
+code, _ = busy.cmd('RCPT TO:<%s>' % RCPT)
+mt.check(code == 250, 'a transaction is open (RCPT %s)' % code)
+
+mx.send_signal(signal.SIGTERM)
+mt.check(mx.wait_log(r'event=shutdown signal=15', 5) is not None, 'SIGTERM: event=shutdown logged')
+mt.check(mx.alive(), 'the daemon drains: it waits for the open transaction')
+
+code, text = get(mport, '/healthz')
+mt.check(code == 200 and text.strip() == 'ok', 'during the drain /healthz is 200 ok (%s %r)' % (code, text[:80]))
+code, text = get(mport, '/readyz')
+mt.check(code == 503 and 'shutting down' in text, 'during the drain /readyz is 503 "shutting down" (%s %r)' % (code, text[:80]))
+code, text = get(mport, '/metrics')
+mt.check(code == 200 and 'mxgate_sessions_active 1' in text,
+         'during the drain /metrics answers, one session active (%s)' % code)
+code, text = get(mport, '/status.json')
+try:
+    st = json.loads(text) if code == 200 else {}
+except ValueError:
+    st = {}
+mt.check(st.get('ready') is False and st.get('stopping') is True,
+         'during the drain /status.json says ready false, stopping true (%s %s)' %
+         (code, {k: st.get(k) for k in ('ready', 'stopping')}))
+
+# the transaction finishes, then the process goes
+code, _ = busy.cmd('DATA')
+busy.send(mt.stuff(mt.message('drained')))
+code, text = busy.reply()
+mt.check(code == 250, 'the open transaction is delivered during the drain (%s %s)' % (code, text))
+busy.cmd('QUIT')
+busy.close()
+rc = mx.stop(sig=None, timeout=mt.slack(15), settle=0)
+mt.check(rc == 0, 'the daemon exits 0 after the last session (%s)' % rc)
+code, _ = get(mport, '/healthz')
+mt.check(code is None, 'after the exit the metrics listener is gone (%s)' % code)
+mt.finish()
