@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import socket
 import urllib.error
 import urllib.request
 
@@ -123,6 +124,29 @@ for i in range(N - 3, N):
     post(mport, '/learn/spam', msg('spam', i, SPAM_WORDS))
 code, text = post(mport, '/learn/other', b'x')
 mt.check(code == 404, 'other paths: 404 (%s)' % code)
+
+# curl sends "Expect: 100-continue" with a body over 1 KiB and waits for the interim 100
+# (a second when none comes) before it sends the body
+body = msg('spam', N - 1, SPAM_WORDS)
+with socket.create_connection(('127.0.0.1', mport), timeout=mt.slack(5)) as sk:
+    sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n'
+               b'Expect: 100-continue\r\n\r\n' % len(body))
+    try:
+        interim = sk.recv(100)
+    except socket.timeout:
+        interim = b''
+    mt.check(interim.startswith(b'HTTP/1.1 100 Continue\r\n\r\n'),
+             'Expect: 100-continue: the interim 100 comes before the body (%r)' % interim[:40])
+    sk.sendall(body)
+    resp = b''
+    while True:
+        chunk = sk.recv(4096)
+        if not chunk:
+            break
+        resp += chunk
+    resp = resp[len(b'HTTP/1.1 100 Continue\r\n\r\n'):] if resp.startswith(b'HTTP/1.1 100') else resp
+    mt.check(resp.startswith(b'HTTP/1.0 200') and resp.rstrip().endswith(b'already'),
+             'Expect: 100-continue: then the answer (%r)' % resp[:60])
 for empty in (b'', b'\r\n\r\n'):
     code, text = post(mport, '/learn/spam', empty)
     mt.check(code == 400, 'an empty message is not learned: 400 (%s %s)' % (code, text))
