@@ -374,7 +374,7 @@ struct metrics_conn {
 	bool peer_eof;                /* the client half-closed before the write finished */
 	char *resp;
 	size_t len;
-	char req[METRICS_MAX_REQUEST];
+	char req[METRICS_MAX_REQUEST + 1];  /* + the terminator */
 	/* a POST to a registered handler: the body being collected, then the pending reply */
 	const struct metrics_post_reg *post;
 	char *body;
