@@ -14,15 +14,27 @@ static int flush_reply(struct strbuf *out, bool json, const char *what, const ch
 	return 0;
 }
 
+/* Neither flush takes an argument: `flush dns bl.test` would otherwise empty the whole cache
+ * while the operator meant one entry. */
+static int flush_usage(struct strbuf *out, const char *what)
+{
+	strbuf_printf(out, "usage: flush %s (takes no argument: it empties the whole cache)\n", what);
+	return -1;
+}
+
 static int dns_flush_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
     size_t body_len, bool json, struct strbuf *out)
 {
+	if (argc != 0)
+		return flush_usage(out, "dns");
 	return flush_reply(out, json, "dns", "DNS cache", dns_cache_flush_shared());
 }
 
 static int passcache_flush_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
     size_t body_len, bool json, struct strbuf *out)
 {
+	if (argc != 0)
+		return flush_usage(out, "passcache");
 	return flush_reply(out, json, "passcache", "DNS list pass cache", dnsbl_pass_cache_flush());
 }
 

@@ -169,6 +169,10 @@ mt.check(rc == 0 and json.loads(out) == {'reloaded': True, 'generation': 4}, 'a 
 # ---------------------------------------------------------------- flush, learn
 rc, out, _ = ctl('flush', 'dns')
 mt.check(rc == 0 and 'flushed' in out, 'flush dns')
+rc, _, err = ctl('flush', 'dns', 'bl.test')
+mt.check(rc == 1 and 'usage: flush dns' in err, 'flush dns takes no argument: usage, not a silent flush of everything (%r)' % err.strip())
+rc, _, err = ctl('flush', 'passcache', '192.0.2.1')
+mt.check(rc == 1 and 'usage: flush passcache' in err, 'flush passcache takes no argument (%r)' % err.strip())
 rc, out, _ = ctl('--json', 'flush', 'passcache')
 mt.check(rc == 0 and json.loads(out)['flushed'] == 'passcache', 'flush passcache --json')
 rc, _, err = ctl('flush', 'reputation', '192.0.2.1')
