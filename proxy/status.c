@@ -1,4 +1,5 @@
 /* status.c — text and JSON views of the daemon's state (see status.h). */
+#include <math.h>
 #include "status.h"
 
 #include <stdio.h>
@@ -52,7 +53,9 @@ static void status_backend_json(struct jsonw *j, const struct backend *b, bool r
 	jsonw_str(j, "state", ops_backend_state(b));
 	jsonw_bool(j, "up", atomic_load(&b->up) != 0);
 	jsonw_bool(j, "drained", atomic_load(&b->drained) != 0);
-	jsonw_num(j, "latency_ms", (double)atomic_load(&b->latency_us) / 1000.0);
+	long long us = atomic_load(&b->latency_us);
+	/* Never probed successfully: unknown (null), as the text view's "-", not 0 ms. */
+	jsonw_num(j, "latency_ms", us > 0 ? (double)us / 1000.0 : NAN);
 	jsonw_int(j, "active", atomic_load(&b->active));
 	jsonw_int(j, "delivered", atomic_load(&b->delivered));
 	jsonw_int(j, "failed", atomic_load(&b->failed));

@@ -273,6 +273,30 @@ mt.check(mt.wait_for(lambda: mx2.wait_log(r'event=started', 0) or not mx2.alive(
 rc, out, _ = ctl('status', sock=sock2)
 mt.check(rc == 0 and out.startswith('mxgate '), 'and answers there (%s)' % rc)
 mx2.stop()
+
+# ---------------------------------------------------------------- a backend never seen up
+# Its latency is unknown, not 0 ms: null in JSON (as the text view's "-"), so a dashboard that
+# averages latency_ms is not pulled down by a dead server.
+dead = 'smtp://127.0.0.1:%d' % mt.dead_port()
+sock3 = os.path.join(mt.TMP, 'control3.sock')
+mx3 = mt.Mxgate(mt.config([a.url, dead], control={'socket': sock3}), name='mx-ctl-dead', wait=False)
+
+
+def dead_state():
+    rc, out, _ = ctl('--json', 'status', sock=sock3)
+    b = backend(json.loads(out), dead) if rc == 0 else None
+    return b and b['state']
+
+
+mt.wait_for(lambda: dead_state() == 'down', 20)
+js = json.loads(ctl('--json', 'status', sock=sock3)[1])
+mt.check(backend(js, dead)['state'] == 'down' and backend(js, dead)['latency_ms'] is None,
+         'a backend never seen up: latency_ms null, not 0 (%r)' % backend(js, dead))
+mt.check(backend(js, a.url)['latency_ms'] > 0, '... while the live one has its latency')
+rc, out, _ = ctl('backends', sock=sock3)
+row = next((ln for ln in out.splitlines() if ln.startswith(dead)), '')
+mt.check(row.split()[1:3] == ['down', '-'], 'backends: the dead one shows "-" for its latency (%r)' % row)
+mx3.stop()
 # two levels missing: a mistake mxgate -t reports at the key, not a "permission denied" at start
 deep = os.path.join(mt.TMP, 'deep.yaml')
 open(deep, 'w').write('listen: [127.0.0.1:2525]\nbackends: { servers: ["%s"] }\ncontrol: { socket: %s }\n' %
