@@ -143,10 +143,11 @@ static void main_start_side_services(void)
 	    cfg->backends.health_check.timeout, cfg->hostname);
 	if (!ops_is_started())
 		health_on_first_round(health, main_first_round_cb, NULL);
-	if (cfg->metrics.listen && metrics == NULL) {
+	/* Started at start (main); a reload starts it only when the start had none. */
+	if (cfg->metrics.listen && metrics == NULL)
 		metrics = metrics_start(main_loop, cfg->metrics.listen, main_get_pool);
-		free(boot.metrics);
-		boot.metrics = metrics ? strdup(cfg->metrics.listen) : NULL;
+	if (metrics && boot.metrics == NULL) {
+		boot.metrics = strdup(cfg->metrics.listen);
 		modules_register_metrics(cfg);	/* the modules' families and POST /learn */
 		metrics_set_router(statuspage_route);
 	}
@@ -462,6 +463,15 @@ int main(int argc, char **argv)
 	/* The control socket is made before privileges go, so its owner can be anyone. */
 	if (cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL)
 		return 1;
+	/* Like the listeners (and HAProxy's or nginx's binds): an address that cannot be had stops
+	 * the start, rather than a daemon running without its probes and /metrics. */
+	if (cfg->metrics.listen &&
+	    (metrics = metrics_start(uv_default_loop(), cfg->metrics.listen, main_get_pool)) == NULL) {
+		fprintf(stderr, "mxgate: cannot listen on metrics.listen %s (the log line above says why)\n",
+		    cfg->metrics.listen);
+		control_stop(control);	/* removes its socket file */
+		return 1;
+	}
 	if (main_drop_privileges(cfg->user) != 0)
 		return 1;
 	/* The workers own the sockets from here (uv_tcp_open). */

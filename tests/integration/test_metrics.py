@@ -164,4 +164,19 @@ if 'event=backend_up backend=smtp://127.0.0.1:%d' % sport not in log_tail():
     fail('no event=backend_up log line')
 mt.check(mx.alive(), 'mxgate alive at the end')
 mx.stop()
+
+# ---------------------------------------------------------------- metrics.listen taken
+# As with `listen` (and as HAProxy's and nginx's binds): a metrics address that cannot be bound
+# stops the start, instead of a daemon running without its probes and /metrics.
+busy = socket.socket()
+busy.bind(('127.0.0.1', 0))
+busy.listen(1)
+path = os.path.join(mt.TMP, 'busy-metrics.yaml')
+with open(path, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:%d' % sport], listen=[{'address': '127.0.0.1:%d' % mt.hold_port().port}],
+                                 metrics={'listen': '127.0.0.1:%d' % busy.getsockname()[1]})))
+r = mt.run_mxgate('-c', path, timeout=20)
+mt.check(r.returncode == 1 and 'metrics.listen' in r.stderr,
+         'metrics.listen in use: the start fails (exit 1) naming metrics.listen (rc %s, %r)' % (r.returncode, r.stderr.strip()[-200:]))
+busy.close()
 mt.finish()
