@@ -115,8 +115,10 @@ bool ops_is_ready(void)
 
 	if (!ops_is_started() || ops_stopping || g == NULL)
 		return false;
-	for (size_t i = 0; ops_pool_backend(g->pool, i); i++) {
-		struct backend *b = ops_pool_backend(g->pool, i);
+	/* backends.servers only: they take every domain without a route, so a route's own
+	 * server being up does not make the node fit for mail while they are all down. */
+	for (size_t i = 0; i < g->pool->nservers; i++) {
+		struct backend *b = &g->pool->servers[i];
 		if (atomic_load(&b->up) && !atomic_load(&b->drained))
 			return true;
 	}

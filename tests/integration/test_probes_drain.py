@@ -76,4 +76,22 @@ rc = mx.stop(sig=None, timeout=mt.slack(15), settle=0)
 mt.check(rc == 0, 'the daemon exits 0 after the last session (%s)' % rc)
 code, _ = get(mport, '/healthz')
 mt.check(code is None, 'after the exit the metrics listener is gone (%s)' % code)
+
+# ---------------------------------------------------------------- readiness and routes
+# /readyz says whether the node can take mail: backends.servers take every domain without a
+# route, so a route's own server being up does not make the node ready while they are all down
+# (a load balancer would send it mail it can only answer 4xx).
+dead = 'smtp://127.0.0.1:%d' % mt.dead_port()
+rbe = mt.Backend(name='route')
+cfg = mt.config([dead], backends={'routes': [{'domains': ['route.test'], 'servers': [rbe.url]}]},
+                metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
+mx = mt.Mxgate(cfg, name='mx-probes-route', wait=False)
+mport = mx.metrics_port
+mt.check(mx.wait_log(r'event=backend_down backend=%s' % dead, 20) is not None, 'the dead server is marked down')
+code, text = get(mport, '/readyz')
+mt.check(code == 503 and 'no backend up' in text,
+         'every server of backends.servers down, a route-only server up: /readyz 503 (%s %r)' % (code, text[:80]))
+code, _ = mt.send_mail(mx.port, FROM, ['carol@route.test'], mt.message('routed'))
+mt.check(code == 250, '... while mail for the routed domain still goes to its server (%s)' % code)
+mx.stop()
 mt.finish()
