@@ -110,7 +110,19 @@ struct relay {
 	bool xclient_again;              /* the XCLIENT in flight re-announces a pooled connection */
 	bool clean;                      /* no transaction open (after the final reply or RSET) */
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
+	char sid[24];                    /* the session served, for its log lines ("" when idle) */
 };
+
+/* The id this relay's log lines carry: the session it serves (NULL: none, logged "-"). */
+static const char *relay_log_id(const struct relay *r)
+{
+	return r->sid[0] ? r->sid : NULL;
+}
+
+static void relay_set_sid(struct relay *r, const struct hook_env *env)
+{
+	snprintf(r->sid, sizeof(r->sid), "%s", env && env->session_id ? env->session_id : "");
+}
 
 /* A command whose reply is awaited (cb NULL: cancelled, the reply is read and dropped;
  * ahead: its reply goes to the next entry of the ahead list instead). */
@@ -255,7 +267,7 @@ static void relay_send_line(struct relay *r, const char *line)
 	buf[n++] = '\n';
 	if (log_is_debug()) {
 		char lv[1100];
-		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=%s", r->b->url,
+		log_event(LOG_LVL_DEBUG, relay_log_id(r), "event=relay_send backend=%s line=%s", r->b->url,
 		    log_valn(lv, sizeof(lv), buf, n - 2));
 	}
 	if (relay_write(r, buf, n) != 0) {
@@ -390,7 +402,7 @@ static void relay_fail(struct relay *r, const char *why)
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
-	log_event(LOG_LVL_INFO, NULL, "event=backend_error backend=%s state=%d reason=\"%s\"", r->b->url, st, why);
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"", r->b->url, st, why);
 	relay_close(r);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
@@ -461,7 +473,7 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		r->reply.len = 0;
 		if (log_is_debug()) {
 			char tv[300];
-			log_event(LOG_LVL_DEBUG, NULL, "event=relay_reply backend=%s reply=%s", r->b->url,
+			log_event(LOG_LVL_DEBUG, relay_log_id(r), "event=relay_reply backend=%s reply=%s", r->b->url,
 			    log_val(tv, sizeof(tv), text));
 		}
 		relay_on_reply(r, code, text);
@@ -738,14 +750,14 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			 * other client's identity: drop the connection as stale (the session opens
 			 * another, not counted as an attempt) and reuse only same-client ones. */
 			atomic_store(&r->b->xclient_once, 1);
-			log_event(LOG_LVL_INFO, NULL, "event=xclient_once backend=%s reply=\"%.100s\"", r->b->url, text);
+			log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=\"%.100s\"", r->b->url, text);
 			r->reused_fresh = true;
 			relay_fail(r, "XCLIENT refused on a pooled connection");
 			return;
 		}
 		if (code != 220 && code != 250) {
 			/* The backend refused our identity: it still works, without it. */
-			log_event(LOG_LVL_WARNING, NULL, "event=xclient_refused backend=%s reply=\"%.100s\"", r->b->url, text);
+			log_event(LOG_LVL_WARNING, relay_log_id(r), "event=xclient_refused backend=%s reply=\"%.100s\"", r->b->url, text);
 			snprintf(r->ident, sizeof(r->ident), "%s", r->pending_ident);
 			relay_ready(r);
 			return;
@@ -819,6 +831,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	}
 	if (bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
 		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
+		relay_set_sid(r, env);
 		r->reused_fresh = true;
 		r->open_cb = cb;
 		r->arg = arg;
@@ -844,6 +857,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		return;
 	}
 	counter_inc(COUNTER_BACKEND_CONNECTS);
+	relay_set_sid(r, env);
 	r->w = w;
 	r->gen = g;
 	shared_gen_ref(g);
@@ -1086,7 +1100,7 @@ static void relay_outq_line(struct relay *r, const char *line)
 		n = 1024;
 	if (log_is_debug()) {
 		char lv[1100];
-		log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=%s", r->b->url,
+		log_event(LOG_LVL_DEBUG, relay_log_id(r), "event=relay_send backend=%s line=%s", r->b->url,
 		    log_valn(lv, sizeof(lv), line, n));
 	}
 	strbuf_append(&r->outq, line, n);
@@ -1425,7 +1439,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 		    (unsigned long long)bdat_crlf_length(prefix, prefix_len, body, len));
 		if (log_is_debug()) {
 			char lv[1100];
-			log_event(LOG_LVL_DEBUG, NULL, "event=relay_send backend=%s line=%s", r->b->url,
+			log_event(LOG_LVL_DEBUG, relay_log_id(r), "event=relay_send backend=%s line=%s", r->b->url,
 			    log_valn(lv, sizeof(lv), r->lead, strlen(r->lead) - 2));
 		}
 		bdat_crlf_init(&r->crlf);
@@ -1447,6 +1461,7 @@ void relay_set_owner(struct relay *r, struct relay **owner)
 void relay_release(struct relay *r, bool reusable)
 {
 	r->owner = NULL;
+	r->sid[0] = '\0';
 	if (r->state == RELAY_CLOSED)
 		return;
 	r->open_cb = NULL;

@@ -77,6 +77,7 @@ mx.stop()
 
 bad = []
 delivered = []
+relay_lines, relay_anon = 0, []
 for line in mx.log().splitlines():
     m = HEAD.match(line)
     kv = pairs(m.group(3)) if m else None
@@ -89,8 +90,17 @@ for line in mx.log().splitlines():
     d = dict((k, unquote(v)) for k, v in kv)
     if d.get('event') == 'delivered':
         delivered.append(d)
+    # a backend conversation is read by the session it serves (grep ID); only a pooled
+    # connection's QUIT (and its 221) belongs to no session
+    if (d.get('event') == 'relay_send' and not d.get('line', '').startswith('QUIT')) or \
+            (d.get('event') == 'relay_reply' and not d.get('reply', '').startswith('221')):
+        relay_lines += 1
+        if m.group(2) == '-':
+            relay_anon.append(line)
 mt.check(not bad, 'every line is "TIMESTAMP LEVEL ID event=... key=value..." with one event key (%d bad%s)' %
          (len(bad), ': ' + bad[0][:200] if bad else ''))
+mt.check(relay_lines > 0 and not relay_anon, 'the relay_send / relay_reply lines carry the session id (%d of %d without%s)' %
+         (len(relay_anon), relay_lines, ': ' + relay_anon[0][:160] if relay_anon else ''))
 mt.check(len(delivered) == 4, 'four event=delivered lines (%d)' % len(delivered))
 q = next((d for d in delivered if 'a b' in d.get('from', '')), {})
 mt.check(q.get('from') == '<%s>' % tricky, 'the quoted sender reads back whole from its from= value (%r)' % q.get('from'))
