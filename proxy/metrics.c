@@ -551,11 +551,17 @@ void metrics_post_reply(struct metrics_post_reply *r, int code, const char *text
 	}
 }
 
+static void metrics_continue_rest_cb(uv_write_t *req, int status)
+{
+	(void)status;
+	free(req);
+}
+
 /* "Expect: 100-continue" in a POST head we take (RFC 9110 10.1.1): the interim 100 before
  * the body, or the client (curl, for a body over 1 KiB) waits a second before sending it.
  * Not when the body already follows the head. 25 octets on a socket nothing else was
- * written to yet: uv_try_write; should it not go, the client sends the body after its own
- * wait, as without it. */
+ * written to yet: uv_try_write; should none go, the client sends the body after its own
+ * wait, as without it; should only part go, the rest is queued (ahead of the reply). */
 static void metrics_post_continue(struct metrics_conn *c, size_t end)
 {
 	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -567,8 +573,15 @@ static void metrics_post_continue(struct metrics_conn *c, size_t end)
 	e += 8;
 	while (*e == ' ' || *e == '\t')
 		e++;
-	if (strncasecmp(e, "100-continue", 12) == 0)
-		(void)uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+	if (strncasecmp(e, "100-continue", 12) != 0)
+		return;
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+	if (n > 0 && (size_t)n < buf.len) {
+		uv_write_t *req = malloc(sizeof(*req));
+		uv_buf_t rest = uv_buf_init((char *)cont + n, (unsigned)(buf.len - (size_t)n));
+		if (req && uv_write(req, (uv_stream_t *)&c->tcp, &rest, 1, metrics_continue_rest_cb) != 0)
+			free(req);
+	}
 }
 
 /* A complete POST head for a registered prefix: the handler and the body's length (the
