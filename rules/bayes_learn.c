@@ -353,6 +353,9 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 		    (unsigned long long)t.nspam, (unsigned long long)t.nham, toks,
 		    bayes_is_trained(r.b, &t) ? "" : " (below min_spam/min_ham: the classifier abstains)");
 	}
+	if (!c->enabled)
+		fprintf(err, "mxgate: learn: note: rules.bayes.enabled is not set in this config: the daemon "
+		    "does not use the store %s until it is\n", c->store);
 	bayes_free(r.b);
 	return r.n.errors ? 1 : 0;
 }

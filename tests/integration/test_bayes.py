@@ -105,6 +105,18 @@ mt.check(r.returncode == 0 and 'learned %d ham' % N in r.stdout,
 r = mt.run_mxgate('-c', cli_cfg, 'learn', 'ham', mbox)
 mt.check('learned 0 ham (%d already known' % N in r.stdout, 'learning again is a no-op: %s'
          % r.stdout.strip())
+mt.check('not enabled' not in r.stderr, 'with rules.bayes.enabled no note about it (%r)' % r.stderr.strip())
+# learning first and enabling later works (docs/classifier.md), but an operator who forgot the
+# key is told: the daemon does not read this store until it is set
+off_cfg = os.path.join(mt.TMP, 'learn-off.yaml')
+with open(off_cfg, 'w') as f:
+    rc_off = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'bayes-off'))
+    rc_off['bayes']['enabled'] = False
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}], rules=rc_off)))
+r = mt.run_mxgate('-c', off_cfg, 'learn', 'ham', mbox)
+mt.check(r.returncode == 0 and 'learned %d ham' % N in r.stdout and 'rules.bayes.enabled' in r.stderr,
+         'learning into a store the config has not enabled: learned, with a note naming rules.bayes.enabled (%r)'
+         % r.stderr.strip())
 r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', os.path.join(mt.TMP, 'missing'))
 mt.check(r.returncode == 1 and 'missing' in r.stderr, 'a missing path is an error: %s'
          % r.stderr.strip())
