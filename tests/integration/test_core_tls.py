@@ -7,11 +7,16 @@
   plaintext on that port gets nowhere and does not hurt the daemon.
 - plaintext pipelined after STARTTLS (CVE-2011-0411 class) is discarded: one reply before the
   handshake, nothing of it answered inside TLS.
-- TLS 1.0/1.1 refused; a second STARTTLS inside TLS gets 503."""
+- TLS 1.0/1.1 refused; a second STARTTLS inside TLS gets 503.
+- renewal: new certificate files + SIGHUP: new handshakes (both listener kinds) get the new
+  certificate, a session already inside TLS goes on."""
 import os
 import re
+import shutil
+import signal
 import socket
 import ssl
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -131,6 +136,48 @@ for extra in ('NOOP\r\n', 'MAIL FROM:<injected@example.org>\r\nRCPT TO:<%s>\r\n'
     c.close()
 mt.check(mx.wait_log(r'event=starttls_injection', 3) is not None, 'the injection is logged (event=starttls_injection)')
 mt.check(not any('injected@' in x for x in be.commands), 'the injected MAIL never reached a backend')
+
+# ---------------------------------------------------------------- renewal: new files + SIGHUP
+# docs/operations.md: "To renew a certificate, replace the files and send SIGHUP" (certbot's
+# deploy hook). New handshakes get the new certificate on both kinds of listener; a session
+# already inside TLS goes on.
+def peer_cert(port, starttls):
+    c = mt.Client(port, tls=not starttls)
+    if starttls:
+        c.ehlo()
+        c.starttls()
+    der = c.sock.getpeercert(binary_form=True)
+    c.ehlo()
+    return c, der
+
+
+def der_of(path):
+    return ssl.PEM_cert_to_DER_cert(open(path).read())
+
+
+rcrt, rkey = os.path.join(mt.TMP, 'renew.pem'), os.path.join(mt.TMP, 'renew.key')
+shutil.copy(crt, rcrt)
+shutil.copy(key, rkey)
+cfg2 = dict(cfg, tls={'certificate': rcrt, 'key': rkey})
+mx.reload(cfg2)
+held, der = peer_cert(st_port, True)
+mt.check(der == der_of(crt), 'before the renewal: the first certificate')
+r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '90', '-subj', '/CN=mx.test',
+                    '-keyout', rkey + '.new', '-out', rcrt + '.new'], capture_output=True, timeout=60)
+mt.check(r.returncode == 0, 'a second certificate made')
+os.replace(rkey + '.new', rkey)           # as certbot does: new files in place
+os.replace(rcrt + '.new', rcrt)
+mx.send_signal(signal.SIGHUP)
+mt.check(mx.wait_log(r'event=reloaded generation=3', 10) is not None, 'SIGHUP: reloaded')
+for port, starttls, what in ((st_port, True, 'STARTTLS'), (imp_port, False, 'implicit TLS')):
+    c, der = peer_cert(port, starttls)
+    mt.check(der == der_of(rcrt) and der != der_of(crt), '%s: a new handshake gets the renewed certificate' % what)
+    code, text = mt.send_mail(port, FROM, [RCPT], mt.message('renew-%s' % starttls), client=c)
+    mt.check(code == 250, '... and delivers (%s)' % text)
+    c.close()
+code, text = mt.send_mail(st_port, FROM, [RCPT], mt.message('renew-held'), client=held)
+mt.check(code == 250, 'a session that was inside TLS before the renewal goes on (%s)' % text)
+held.close()
 
 mx.stop()
 mt.finish()
