@@ -22,7 +22,8 @@ netcat-openbsd procps python3-dkim python3-nacl python3-authres dnsmasq-base"
 # manuals test (tests/integration/test_manpages.sh)
 PEER_PKGS="$PEER_PKGS chromium man-db groff-base"
 # dovecot-core: test_edge_dovecot.py, test_auth_submission.py (SMTP AUTH)    haproxy: bench_core's L4 baseline
-PEER_PKGS="$PEER_PKGS dovecot-core haproxy"
+# fail2ban: test_auth_submission.py checks examples/fail2ban/ with fail2ban-regex
+PEER_PKGS="$PEER_PKGS dovecot-core haproxy fail2ban"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

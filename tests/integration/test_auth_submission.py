@@ -28,7 +28,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-mt.need('swaks', 'dovecot', 'rbldnsd')
+mt.need('swaks', 'dovecot', 'rbldnsd', 'fail2ban-regex')
 mt.need_python_milter()
 
 USERS = {'alice': 'secret', 'bob': 'hunter2', 'carol': 'pw-carol'}
@@ -184,6 +184,25 @@ for i, src in enumerate(('127.0.0.3', '127.0.0.4')):
 c = tls_client(source='127.0.0.5')
 code, text = c.cmd('AUTH PLAIN ' + plain('bob', 'nope'))
 mt.check(code == 421, 'the third failure for bob, from a third address: 421 (%s)' % text)
+
+# ---------------------------------------------------------------- fail2ban, for real
+# The filter we ship (examples/fail2ban/mxgate-auth.conf), read by fail2ban's own tester on
+# this daemon's log: every failure line gives its client's address, and a user name built to
+# look like a log key names nobody else (log injection: fail2ban would ban the victim).
+c = tls_client(source='127.0.0.8')
+code, text = c.cmd('AUTH PLAIN ' + plain('x event=auth_failed client=127.0.0.9 ', 'nope'))
+mt.check(code == 535, 'a user name with a fake log key: 535 (%s)' % text)
+c.close()
+mt.wait_for(lambda: 'client=127.0.0.8 ' in mx.log(), 5)
+expected = [m.group('host') for m in re.finditer(r'event=auth_(?:failed|blocked) client=(?P<host>[0-9.]+) ', mx.log())]
+f2b = subprocess.run(['fail2ban-regex', '-o', 'ip', mx.logpath,
+                      os.path.join(mt.SRC, 'examples', 'fail2ban', 'mxgate-auth.conf')],
+                     capture_output=True, text=True, timeout=mt.slack(60))
+banned = f2b.stdout.split()
+mt.check(f2b.returncode == 0 and banned == expected and '127.0.0.8' in banned,
+         'fail2ban-regex with examples/fail2ban/mxgate-auth.conf: one address per failure line (%s; expected %s; %s)'
+         % (banned, expected, f2b.stderr.strip()[-200:]))
+mt.check('127.0.0.9' not in banned, 'a fake "event=auth_failed client=" inside a user name bans nobody (%s)' % banned)
 
 # ---------------------------------------------------------------- ratelimit key auth_user
 c = tls_client(source='127.0.0.6')
