@@ -287,6 +287,9 @@ struct dnsbl_worker {
 	struct dnsbl_list *lists;
 	size_t nlists, nip, ndomain;
 	uint64_t timeout;          /* ms per lookup */
+	uint32_t pass_tag;         /* fingerprint of the lists, threshold and action: part of
+	                              the pass cache key, so a reload that changes them does not
+	                              wave through clients that passed under the old ones */
 };
 
 /* The pass cache: process-wide, client address -> zones that hit (allow lists, weights
@@ -305,9 +308,50 @@ static struct dns_cache *dnsbl_pass_cache(void)
 	return dnsbl_pass;
 }
 
+/* The pass cache key: the client's address and the configuration it passed under. */
+static void dnsbl_pass_key(const struct dnsbl_worker *w, const char *ip, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s#%08x", ip, (unsigned)w->pass_tag);
+}
+
 size_t dnsbl_pass_cache_flush(void)
 {
 	return dns_cache_clear(dnsbl_pass_cache());
+}
+
+static uint32_t dnsbl_fnv(uint32_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+static uint32_t dnsbl_fnv_str(uint32_t h, const char *s)
+{
+	return dnsbl_fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}
+
+/* The same for every worker and every generation of an unchanged dnsbl section. */
+static uint32_t dnsbl_pass_tag(const struct dnsbl_config *dc)
+{
+	uint32_t h = 2166136261u;
+
+	h = dnsbl_fnv(h, &dc->threshold, sizeof(dc->threshold));
+	h = dnsbl_fnv(h, &dc->action, sizeof(dc->action));
+	for (size_t i = 0; i < dc->lists.n; i++) {
+		const struct dnsbl_list_config *l = &((const struct dnsbl_list_config *)dc->lists.v)[i];
+
+		h = dnsbl_fnv_str(h, l->zone);
+		h = dnsbl_fnv(h, &l->type, sizeof(l->type));
+		h = dnsbl_fnv(h, &l->weight, sizeof(l->weight));
+		h = dnsbl_fnv_str(h, l->symbol);
+		for (size_t k = 0; k < l->codes.n; k++)
+			h = dnsbl_fnv_str(h, l->codes.v[k]);
+		h = dnsbl_fnv_str(h, "|");
+	}
+	return h;
 }
 
 static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -352,6 +396,7 @@ static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		}
 	}
 	w->timeout = dc->timeout ? dc->timeout : (cfg->dns.timeout ? cfg->dns.timeout : 2000);
+	w->pass_tag = dnsbl_pass_tag(dc);
 	w->r = dns_resolver_for_loop(loop, cfg);
 	if (w->r == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=dnsbl_error reason=\"no resolver\"");
@@ -670,6 +715,7 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		/* postscreen's pass cache: remember the zones that did hit (allow lists) */
 		struct dns_result pr;
 		char *zones[64];
+		char key[80];
 
 		memset(&pr, 0, sizeof(pr));
 		pr.status = DNS_S_OK;
@@ -678,7 +724,8 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		for (size_t i = 0; i < op->n && pr.n < 64; i++)
 			if (op->lk[i].hit)
 				zones[pr.n++] = w->lists[op->lk[i].list].c->zone;
-		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, env->client_ip, &pr, uv_now(env->loop));
+		dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
+		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, key, &pr, uv_now(env->loop));
 	}
 	dnsbl_op_unlink(op);
 	free(op);
@@ -737,8 +784,13 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 		subject = env->client_ip;
 		want_type = DNSBL_TYPE_IP;
 		n = w->nip;
-		pc = w->dc->pass_ttl >= 1000 ?
-		    dns_cache_get(dnsbl_pass_cache(), DNS_T_A, env->client_ip, uv_now(env->loop)) : NULL;
+		pc = NULL;
+		if (w->dc->pass_ttl >= 1000) {
+			char key[80];
+
+			dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
+			pc = dns_cache_get(dnsbl_pass_cache(), DNS_T_A, key, uv_now(env->loop));
+		}
 		if (pc != NULL) {
 			/* passed before: restore the symbols of the zones that hit, skip the lookups */
 			for (size_t i = 0; i < pc->n; i++)
