@@ -292,8 +292,9 @@ struct dnsbl_worker {
 	                              wave through clients that passed under the old ones */
 };
 
-/* The pass cache: process-wide, client address -> zones that hit (allow lists, weights
- * below the threshold), so their symbols come back on a hit. */
+/* The pass cache: process-wide, client address and section fingerprint -> indexes of the
+ * lists that hit (allow lists, weights below the threshold), so their symbols come back on
+ * a hit. */
 static pthread_once_t dnsbl_pass_once = PTHREAD_ONCE_INIT;
 static struct dns_cache *dnsbl_pass;
 
@@ -714,16 +715,23 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 	} else if (op->stage == HOOK_CONNECT && !errors && w->dc->pass_ttl >= 1000) {
 		/* postscreen's pass cache: remember the zones that did hit (allow lists) */
 		struct dns_result pr;
-		char *zones[64];
+		char *hitv[64];
+		char idx[64][12];
 		char key[80];
 
+		/* the lists by index, not by zone: one zone may be two lists with different
+		 * codes and weights (postscreen's zen=127.0.0.[10..11]*-2 next to zen*3); the
+		 * key's fingerprint keeps the indexes meaningful */
 		memset(&pr, 0, sizeof(pr));
 		pr.status = DNS_S_OK;
 		pr.ttl = (uint32_t)(w->dc->pass_ttl / 1000);
-		pr.v = zones;
+		pr.v = hitv;
 		for (size_t i = 0; i < op->n && pr.n < 64; i++)
-			if (op->lk[i].hit)
-				zones[pr.n++] = w->lists[op->lk[i].list].c->zone;
+			if (op->lk[i].hit) {
+				snprintf(idx[pr.n], sizeof(idx[pr.n]), "%zu", op->lk[i].list);
+				hitv[pr.n] = idx[pr.n];
+				pr.n++;
+			}
 		dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
 		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, key, &pr, uv_now(env->loop));
 	}
@@ -792,15 +800,17 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 			pc = dns_cache_get(dnsbl_pass_cache(), DNS_T_A, key, uv_now(env->loop));
 		}
 		if (pc != NULL) {
-			/* passed before: restore the symbols of the zones that hit, skip the lookups */
-			for (size_t i = 0; i < pc->n; i++)
-				for (size_t k = 0; k < w->nlists; k++)
-					if (w->lists[k].c->type == DNSBL_TYPE_IP &&
-					    strcmp(w->lists[k].c->zone, pc->v[i]) == 0) {
-						hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
-						    w->lists[k].c->zone);
-						s->connect_sum += w->lists[k].c->weight;
-					}
+			/* passed before: restore the symbols of the lists that hit, skip the lookups */
+			for (size_t i = 0; i < pc->n; i++) {
+				char *end;
+				unsigned long k = strtoul(pc->v[i], &end, 10);
+
+				if (*end != '\0' || k >= w->nlists || w->lists[k].c->type != DNSBL_TYPE_IP)
+					continue;
+				hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
+				    w->lists[k].c->zone);
+				s->connect_sum += w->lists[k].c->weight;
+			}
 			if (log_is_debug())
 				log_event(LOG_LVL_DEBUG, env->session_id,
 				    "event=dnsbl_pass_cache client=%s ttl=%u", env->client_ip, pc->ttl);
