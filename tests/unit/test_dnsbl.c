@@ -45,6 +45,18 @@ static void test_code_filters(void **state)
 		{ "cidr", "127.0.1.0/24", "127.0.1.200", true },
 		{ "cidr miss", "127.0.1.0/24", "127.0.2.1", false },
 		{ "spaces before", "  127.0.0.2", "127.0.0.2", true },
+		/* postscreen's reply filters (postscreen_dnsbl_sites zone=FILTER*WEIGHT) */
+		{ "postscreen range", "127.0.0.[2..11]", "127.0.0.11", true },
+		{ "postscreen range low", "127.0.0.[2..11]", "127.0.0.2", true },
+		{ "postscreen range miss", "127.0.0.[2..11]", "127.0.0.12", false },
+		{ "postscreen list", "127.0.0.[17;18]", "127.0.0.18", true },
+		{ "postscreen list miss", "127.0.0.[17;18]", "127.0.0.19", false },
+		{ "postscreen dnswl", "127.0.[2..15].1", "127.0.9.1", true },
+		{ "postscreen dnswl other trust", "127.0.[2..15].1", "127.0.9.2", false },
+		{ "postscreen dnswl other category", "127.0.[2..15].1", "127.0.16.1", false },
+		{ "postscreen mixed", "127.0.0.[2;4..6]", "127.0.0.5", true },
+		{ "postscreen mixed miss", "127.0.0.[2;4..6]", "127.0.0.3", false },
+		{ "postscreen one octet bracketed", "127.0.0.[4]", "127.0.0.4", true },
 	};
 	struct dnsbl_code c;
 
@@ -56,7 +68,10 @@ static void test_code_filters(void **state)
 			fail_msg("%s: %s vs %s", rows[i].label, rows[i].code, rows[i].answer);
 	}
 	static const char *const bad[] = { "", "127.0.0.11-127.0.0.2", "x", "0/bitmask",
-		"127.0.0.2-", "127.0.0.0/33", "zz/bitmask", "127.0.0.256", NULL };
+		"127.0.0.2-", "127.0.0.0/33", "zz/bitmask", "127.0.0.256", "127.0.0.[2..]",
+		"127.0.0.[11..2]", "127.0.0.[256]", "127.0.0.[2", "127.0.0.[]", "127.0.0.[2;]",
+		"127.0.[2..15]", "127.0.0.2.[3]", "127.0.0.[2..3..4]", "127.0.0.[x]", "127.0.0.[2]x",
+		"127.0.0.2]", "127.0..[2]", NULL };
 	for (size_t i = 0; bad[i]; i++)
 		if (dnsbl_code_parse(bad[i], &c) == 0)
 			fail_msg("\"%s\" parsed", bad[i]);
