@@ -35,7 +35,7 @@ static const struct cfg_field dnsbl_list_fields[] = {
 	{ "type", CFG_ENUM, offsetof(struct dnsbl_list_config, type), "ip",
 	  .choices = dnsbl_type_names, .doc = "ip: client address; domain: HELO name and MAIL FROM domain" },
 	{ "codes", CFG_STRLIST, offsetof(struct dnsbl_list_config, codes), NULL,
-	  .doc = "answers that count: \"127.0.0.2\", \"127.0.0.2-127.0.0.11\", \"0x04/bitmask\" (default: any 127.x)" },
+	  .doc = "answers that count: \"127.0.0.2\", \"127.0.0.2-127.0.0.11\", \"127.0.0.[2..11]\" (postscreen), \"0x04/bitmask\" (default: any 127.x)" },
 	{ "reason", CFG_STRING, offsetof(struct dnsbl_list_config, reason), NULL,
 	  .doc = "reply text template with {ip} {zone} {txt} (default: the list's TXT record)" },
 	{ "symbol", CFG_STRING, offsetof(struct dnsbl_list_config, symbol), NULL,
@@ -55,8 +55,8 @@ static int dnsbl_list_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 			return cfg_error_key(p, n, "zone", -1, "\"%s\": not a DNS name", l->zone);
 	for (size_t i = 0; i < l->codes.n; i++)
 		if (dnsbl_code_parse(l->codes.v[i], &code) < 0)
-			return cfg_error_key(p, n, "codes", (long)i, "\"%s\": expected 127.0.0.2, 127.0.0.2-127.0.0.11 "
-			    "or 0x04/bitmask", l->codes.v[i]);
+			return cfg_error_key(p, n, "codes", (long)i, "\"%s\": expected 127.0.0.2, 127.0.0.2-127.0.0.11, "
+			    "127.0.0.[2..11], 127.0.0.[17;18] or 0x04/bitmask", l->codes.v[i]);
 	return 0;
 }
 
@@ -104,6 +104,65 @@ static int dnsbl_parse_v4(const char *s, size_t len, uint32_t *out)
 	return 0;
 }
 
+/* One decimal octet value at *s (1-3 digits, <= 255); advances *s. */
+static int dnsbl_parse_octet_value(const char **s, unsigned *out)
+{
+	unsigned v = 0;
+	int digits = 0;
+
+	while (isdigit((unsigned char)**s) && digits < 4) {
+		v = v * 10 + (unsigned)(**s - '0');
+		(*s)++;
+		digits++;
+	}
+	if (digits == 0 || digits > 3 || v > 255)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* postscreen's reply filter: four octets, each a number or "[" items "]" with items
+ * "n" or "n..m" separated by ";" (Postfix's ip_match). */
+static int dnsbl_parse_octets(const char *s, struct dnsbl_code *out)
+{
+	for (int o = 0; o < 4; o++) {
+		unsigned lo, hi;
+
+		if (o > 0 && *s++ != '.')
+			return -1;
+		if (*s != '[') {
+			if (dnsbl_parse_octet_value(&s, &lo) < 0)
+				return -1;
+			out->set[o][lo / 8] |= (uint8_t)(1u << (lo % 8));
+			continue;
+		}
+		s++;
+		for (;;) {
+			if (dnsbl_parse_octet_value(&s, &lo) < 0)
+				return -1;
+			hi = lo;
+			if (s[0] == '.' && s[1] == '.') {
+				s += 2;
+				if (dnsbl_parse_octet_value(&s, &hi) < 0 || hi < lo)
+					return -1;
+			}
+			for (unsigned v = lo; v <= hi; v++)
+				out->set[o][v / 8] |= (uint8_t)(1u << (v % 8));
+			if (*s == ';') {
+				s++;
+				continue;
+			}
+			if (*s++ != ']')
+				return -1;
+			break;
+		}
+	}
+	if (*s != '\0')
+		return -1;
+	out->octets = true;
+	return 0;
+}
+
 int dnsbl_code_parse(const char *s, struct dnsbl_code *out)
 {
 	const char *slash, *dash;
@@ -114,6 +173,8 @@ int dnsbl_code_parse(const char *s, struct dnsbl_code *out)
 	while (isspace((unsigned char)*s))
 		s++;
 	memset(out, 0, sizeof(*out));
+	if (strchr(s, '[') != NULL)
+		return dnsbl_parse_octets(s, out);
 	slash = strchr(s, '/');
 	if (slash != NULL && strcmp(slash, "/bitmask") == 0) {
 		char *end;
@@ -167,7 +228,17 @@ bool dnsbl_code_match(const struct dnsbl_code *codes, size_t n, uint32_t answer)
 	if (n == 0)
 		return true;
 	for (size_t i = 0; i < n; i++) {
-		if (codes[i].mask != 0) {
+		if (codes[i].octets) {
+			bool all = true;
+
+			for (int o = 0; o < 4 && all; o++) {
+				unsigned v = (answer >> (24 - 8 * o)) & 0xffu;
+
+				all = (codes[i].set[o][v / 8] >> (v % 8)) & 1u;
+			}
+			if (all)
+				return true;
+		} else if (codes[i].mask != 0) {
 			if ((answer & codes[i].mask) != 0)
 				return true;
 		} else if (answer >= codes[i].lo && answer <= codes[i].hi) {
