@@ -2,7 +2,9 @@
 """postscreen_dnsbl_sites as an operator coming from Postfix writes it, against a real
 rbldnsd: reply filters with octet ranges and lists (`=127.0.0.[2..11]`, `=127.0.0.[17;18]`,
 dnswl's `=127.0.[2..15].1`), one zone listed several times with different filters and
-weights, negative weights for allow lists, the threshold reached exactly.
+weights, negative weights for allow lists, the threshold reached exactly; and
+postscreen_dnsbl_whitelist_threshold (`allow_threshold`): a client whose summed weight is at
+or below it skips the remaining connect checks and greylisting.
 
     zen.test=127.0.0.[2..11]*3     dnswl.test=127.0.[2..15].1*-3     mspike.test=127.0.0.[17;18]*-1
     zen.test=127.0.0.[10;11]*1     (policy block list: below the threshold alone)
@@ -57,5 +59,28 @@ r = send('198.18.40.5', 'dnswl-none')
 mt.check(r[0] == 250, 'dnswl trust 0 is outside the filter, nothing listed: %r' % (r,))
 mt.check(mx.wait_log(r'event=dnsbl stage=connect client=198\.18\.40\.2 .*score=3 .*lists='),
          'the log shows the summed weight of 198.18.40.2')
+mx.stop()
+
+# ---------------------------------------------------------------- allow_threshold
+greylist = {'enabled': True, 'store': 'local', 'delay': '1h'}
+cfg = mt.proxied_config([be.url], dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+                        dnsbl={'threshold': 3, 'allow_threshold': -1, 'pass_ttl': '1h', 'lists': lists},
+                        greylist=greylist)
+mx = mt.Mxgate(cfg, 'mx-allow')
+r = send('198.18.40.6', 'unknown-grey')
+mt.check(r[0] == 451 and 'greylisted' in r[1], 'a client with no allow listing is greylisted: %r' % (r,))
+r = send('198.18.40.4', 'dnswl-zen')
+mt.check(r[0] == 451, 'zen 3 + dnswl -3 = 0 is above allow_threshold -1: greylisted: %r' % (r,))
+r = send('198.18.40.2', 'allowed')
+mt.check(r[0] == 550, 'allow_threshold never outweighs a block at the threshold: %r' % (r,))
+lists.append({'zone': 'dnswl.test', 'weight': -2, 'codes': ['127.0.5.0'], 'symbol': 'DNSWL_NONE'})
+mx.reload(cfg)
+mt.check(mx.wait_log(r'event=reload '), 'reloaded with dnswl trust 0 as an allow list')
+r = send('198.18.40.5', 'allow-listed')
+mt.check(r[0] == 250 and be.by_tag('allow-listed'), 'sum -2 <= allow_threshold -1: not greylisted, delivered: %r' % (r,))
+mt.check(mx.wait_log(r'event=dnsbl stage=connect client=198\.18\.40\.5 .*allow'),
+         'the allow-listing is logged')
+r = send('198.18.40.5', 'allow-cached')
+mt.check(r[0] == 250, 'from the pass cache too: %r' % (r,))
 mx.stop()
 mt.finish()
