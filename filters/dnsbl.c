@@ -68,6 +68,9 @@ static const struct cfg_table dnsbl_list_table = {
 static const struct cfg_field dnsbl_config_fields[] = {
 	{ "threshold", CFG_DOUBLE, offsetof(struct dnsbl_config, threshold), "1", -1000, 1000,
 	  .doc = "summed weight at which `action` fires" },
+	{ "allow_threshold", CFG_DOUBLE, offsetof(struct dnsbl_config, allow_threshold), "0", -1000, 0,
+	  .doc = "negative: a client whose IP lists sum to this or less is allow-listed (DNSBL_ALLOW): "
+	  "the other connect checks and greylisting are skipped, as postscreen_dnsbl_whitelist_threshold (0: off)" },
 	{ "action", CFG_ENUM, offsetof(struct dnsbl_config, action), "reject",
 	  .choices = dnsbl_action_names, .doc = "reject (550 5.7.1) | tempfail (450 4.7.1) | score (symbols only)" },
 	{ "lists", CFG_STRUCT_LIST, offsetof(struct dnsbl_config, lists), NULL,
@@ -411,6 +414,7 @@ static uint32_t dnsbl_pass_tag(const struct dnsbl_config *dc)
 	uint32_t h = 2166136261u;
 
 	h = dnsbl_fnv(h, &dc->threshold, sizeof(dc->threshold));
+	h = dnsbl_fnv(h, &dc->allow_threshold, sizeof(dc->allow_threshold));
 	h = dnsbl_fnv(h, &dc->action, sizeof(dc->action));
 	for (size_t i = 0; i < dc->lists.n; i++) {
 		const struct dnsbl_list_config *l = &((const struct dnsbl_list_config *)dc->lists.v)[i];
@@ -701,6 +705,19 @@ static void dnsbl_a_cb(void *arg, const struct dns_result *res)
 	dnsbl_lookup_settle(op);
 }
 
+/* postscreen_dnsbl_whitelist_threshold: an allow-listed client (its connect sum at or below
+ * allow_threshold) skips the other connect checks (VERDICT_ACCEPT) and greylisting, which
+ * looks for the symbol. */
+static bool dnsbl_allow(const struct dnsbl_worker *w, struct hook_env *env, double sum,
+    struct verdict *v)
+{
+	if (w->dc->allow_threshold >= 0 || sum > w->dc->allow_threshold)
+		return false;
+	hook_env_add_symbol(env, DNSBL_ALLOW_SYMBOL, 0, "allow-listed by the DNS lists");
+	verdict_set(v, VERDICT_ACCEPT, 0, "dnsbl", NULL);
+	return true;
+}
+
 static const char *dnsbl_stage_word(enum hook_stage st)
 {
 	return st == HOOK_CONNECT ? "client" : st == HOOK_HELO ? "helo" : "sender";
@@ -761,12 +778,15 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 
 	memset(&v, 0, sizeof(v));
 	v.action = VERDICT_CONTINUE;
+	bool allowed = op->stage == HOOK_CONNECT && dnsbl_allow(w, env, sum, &v);
+
 	if (hl > 0 || log_is_debug())
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=dnsbl stage=%s client=%s subject=%s score=%g threshold=%g lists=%s",
+		    "event=dnsbl stage=%s client=%s subject=%s score=%g threshold=%g lists=%s%s",
 		    op->stage == HOOK_CONNECT ? "connect" : op->stage == HOOK_HELO ? "helo" : "mail",
-		    env->client_ip, op->subject, sum, w->dc->threshold, hl ? hits : "-");
-	if (best != NULL && sum >= w->dc->threshold && w->dc->action != DNSBL_ACTION_SCORE) {
+		    env->client_ip, op->subject, sum, w->dc->threshold, hl ? hits : "-",
+		    allowed ? " allow=yes" : "");
+	if (!allowed && best != NULL && sum >= w->dc->threshold && w->dc->action != DNSBL_ACTION_SCORE) {
 		const struct dnsbl_list *l = &w->lists[best->list];
 		char reason[300] = "";
 
@@ -886,6 +906,13 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 				log_event(LOG_LVL_DEBUG, env->session_id,
 				    "event=dnsbl_pass_cache client=%s ttl=%u", env->client_ip, pc->ttl);
 			dns_result_free(pc);
+			struct verdict v;
+
+			memset(&v, 0, sizeof(v));
+			if (dnsbl_allow(w, env, s->connect_sum, &v)) {
+				hook_call_done(call, &v);
+				return;
+			}
 			goto pass;
 		}
 	} else if (st == HOOK_HELO) {

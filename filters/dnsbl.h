@@ -29,6 +29,7 @@ struct dnsbl_list_config {
 
 struct dnsbl_config {
 	double threshold;
+	double allow_threshold;     /* < 0: a connect sum at or below it allow-lists the client */
 	int action;                 /* enum dnsbl_action */
 	struct cfg_list lists;      /* struct dnsbl_list_config */
 	uint64_t pass_ttl;          /* ms */
@@ -37,6 +38,9 @@ struct dnsbl_config {
 	long error_flag_after;      /* consecutive errors before a list is flagged in the log */
 };
 extern const struct cfg_table dnsbl_config_table;
+
+/* The symbol of a client allow-listed by allow_threshold (greylisting skips it). */
+#define DNSBL_ALLOW_SYMBOL "DNSBL_ALLOW"
 
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
