@@ -257,6 +257,21 @@ static int setup(void **state) { return setup_action(state, DNSBL_ACTION_REJECT,
 static int setup_tempfail(void **state) { return setup_action(state, DNSBL_ACTION_TEMPFAIL, 0); }
 static int setup_pass(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 3600000); }
 
+/* postscreen_dnsbl_whitelist_threshold -1, with the pass cache */
+static int setup_allow(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	uv_loop_init(&f->loop);
+	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	fixture_config(f, DNSBL_ACTION_REJECT, 3600000);
+	f->cfg.dnsbl.allow_threshold = -1;
+	fixture_modules(f);
+	uv_timer_init(&f->loop, &f->timer);
+	*state = f;
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -452,6 +467,39 @@ static void test_pass_cache(void **state)
 	sess_free(&s);
 }
 
+static void test_allow_threshold(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	bool found;
+	int q0;
+
+	/* whitelisted (sum -2 <= -1): allow-listed, the other connect checks are skipped */
+	sess_init(f, &s, "198.18.3.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_ACCEPT);
+	sym(&s.env, DNSBL_ALLOW_SYMBOL, &found);
+	assert_true(found);
+	sess_free(&s);
+	/* the same from the pass cache, without a query */
+	q0 = f->fd.queries;
+	sess_init(f, &s, "198.18.3.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_ACCEPT);
+	assert_int_equal(f->fd.queries, q0);
+	sym(&s.env, DNSBL_ALLOW_SYMBOL, &found);
+	assert_true(found);
+	sess_free(&s);
+	/* an unlisted client (sum 0) is not */
+	sess_init(f, &s, "198.18.2.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
+	sym(&s.env, DNSBL_ALLOW_SYMBOL, &found);
+	assert_false(found);
+	sess_free(&s);
+	/* a listed one is refused as before */
+	sess_init(f, &s, "198.18.1.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_REJECT);
+	sess_free(&s);
+}
+
 static void test_timeout_and_release(void **state)
 {
 	struct fixture *f = *state;
@@ -499,6 +547,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_domain_lists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tempfail_action, setup_tempfail, teardown),
 		cmocka_unit_test_setup_teardown(test_pass_cache, setup_pass, teardown),
+		cmocka_unit_test_setup_teardown(test_allow_threshold, setup_allow, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_and_release, setup, teardown),
 	};
 
