@@ -35,7 +35,7 @@ static const struct cfg_field dnsbl_list_fields[] = {
 	{ "type", CFG_ENUM, offsetof(struct dnsbl_list_config, type), "ip",
 	  .choices = dnsbl_type_names, .doc = "ip: client address; domain: HELO name and MAIL FROM domain" },
 	{ "codes", CFG_STRLIST, offsetof(struct dnsbl_list_config, codes), NULL,
-	  .doc = "answers that count: \"127.0.0.2\", \"127.0.0.2-127.0.0.11\", \"0x04/bitmask\" (default: any 127.x)" },
+	  .doc = "answers that count: \"127.0.0.2\", \"127.0.0.2-127.0.0.11\", \"127.0.0.[2..11]\" (postscreen), \"0x04/bitmask\" (default: any 127.x)" },
 	{ "reason", CFG_STRING, offsetof(struct dnsbl_list_config, reason), NULL,
 	  .doc = "reply text template with {ip} {zone} {txt} (default: the list's TXT record)" },
 	{ "symbol", CFG_STRING, offsetof(struct dnsbl_list_config, symbol), NULL,
@@ -55,8 +55,8 @@ static int dnsbl_list_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 			return cfg_error_key(p, n, "zone", -1, "\"%s\": not a DNS name", l->zone);
 	for (size_t i = 0; i < l->codes.n; i++)
 		if (dnsbl_code_parse(l->codes.v[i], &code) < 0)
-			return cfg_error_key(p, n, "codes", (long)i, "\"%s\": expected 127.0.0.2, 127.0.0.2-127.0.0.11 "
-			    "or 0x04/bitmask", l->codes.v[i]);
+			return cfg_error_key(p, n, "codes", (long)i, "\"%s\": expected 127.0.0.2, 127.0.0.2-127.0.0.11, "
+			    "127.0.0.[2..11], 127.0.0.[17;18] or 0x04/bitmask", l->codes.v[i]);
 	return 0;
 }
 
@@ -68,6 +68,9 @@ static const struct cfg_table dnsbl_list_table = {
 static const struct cfg_field dnsbl_config_fields[] = {
 	{ "threshold", CFG_DOUBLE, offsetof(struct dnsbl_config, threshold), "1", -1000, 1000,
 	  .doc = "summed weight at which `action` fires" },
+	{ "allow_threshold", CFG_DOUBLE, offsetof(struct dnsbl_config, allow_threshold), "0", -1000, 0,
+	  .doc = "negative: a client whose IP lists sum to this or less is allow-listed (DNSBL_ALLOW): "
+	  "the other connect checks and greylisting are skipped, as postscreen_dnsbl_whitelist_threshold (0: off)" },
 	{ "action", CFG_ENUM, offsetof(struct dnsbl_config, action), "reject",
 	  .choices = dnsbl_action_names, .doc = "reject (550 5.7.1) | tempfail (450 4.7.1) | score (symbols only)" },
 	{ "lists", CFG_STRUCT_LIST, offsetof(struct dnsbl_config, lists), NULL,
@@ -104,6 +107,65 @@ static int dnsbl_parse_v4(const char *s, size_t len, uint32_t *out)
 	return 0;
 }
 
+/* One decimal octet value at *s (1-3 digits, <= 255); advances *s. */
+static int dnsbl_parse_octet_value(const char **s, unsigned *out)
+{
+	unsigned v = 0;
+	int digits = 0;
+
+	while (isdigit((unsigned char)**s) && digits < 4) {
+		v = v * 10 + (unsigned)(**s - '0');
+		(*s)++;
+		digits++;
+	}
+	if (digits == 0 || digits > 3 || v > 255)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* postscreen's reply filter: four octets, each a number or "[" items "]" with items
+ * "n" or "n..m" separated by ";" (Postfix's ip_match). */
+static int dnsbl_parse_octets(const char *s, struct dnsbl_code *out)
+{
+	for (int o = 0; o < 4; o++) {
+		unsigned lo, hi;
+
+		if (o > 0 && *s++ != '.')
+			return -1;
+		if (*s != '[') {
+			if (dnsbl_parse_octet_value(&s, &lo) < 0)
+				return -1;
+			out->set[o][lo / 8] |= (uint8_t)(1u << (lo % 8));
+			continue;
+		}
+		s++;
+		for (;;) {
+			if (dnsbl_parse_octet_value(&s, &lo) < 0)
+				return -1;
+			hi = lo;
+			if (s[0] == '.' && s[1] == '.') {
+				s += 2;
+				if (dnsbl_parse_octet_value(&s, &hi) < 0 || hi < lo)
+					return -1;
+			}
+			for (unsigned v = lo; v <= hi; v++)
+				out->set[o][v / 8] |= (uint8_t)(1u << (v % 8));
+			if (*s == ';') {
+				s++;
+				continue;
+			}
+			if (*s++ != ']')
+				return -1;
+			break;
+		}
+	}
+	if (*s != '\0')
+		return -1;
+	out->octets = true;
+	return 0;
+}
+
 int dnsbl_code_parse(const char *s, struct dnsbl_code *out)
 {
 	const char *slash, *dash;
@@ -114,6 +176,8 @@ int dnsbl_code_parse(const char *s, struct dnsbl_code *out)
 	while (isspace((unsigned char)*s))
 		s++;
 	memset(out, 0, sizeof(*out));
+	if (strchr(s, '[') != NULL)
+		return dnsbl_parse_octets(s, out);
 	slash = strchr(s, '/');
 	if (slash != NULL && strcmp(slash, "/bitmask") == 0) {
 		char *end;
@@ -167,7 +231,17 @@ bool dnsbl_code_match(const struct dnsbl_code *codes, size_t n, uint32_t answer)
 	if (n == 0)
 		return true;
 	for (size_t i = 0; i < n; i++) {
-		if (codes[i].mask != 0) {
+		if (codes[i].octets) {
+			bool all = true;
+
+			for (int o = 0; o < 4 && all; o++) {
+				unsigned v = (answer >> (24 - 8 * o)) & 0xffu;
+
+				all = (codes[i].set[o][v / 8] >> (v % 8)) & 1u;
+			}
+			if (all)
+				return true;
+		} else if (codes[i].mask != 0) {
 			if ((answer & codes[i].mask) != 0)
 				return true;
 		} else if (answer >= codes[i].lo && answer <= codes[i].hi) {
@@ -287,10 +361,14 @@ struct dnsbl_worker {
 	struct dnsbl_list *lists;
 	size_t nlists, nip, ndomain;
 	uint64_t timeout;          /* ms per lookup */
+	uint32_t pass_tag;         /* fingerprint of the lists, threshold and action: part of
+	                              the pass cache key, so a reload that changes them does not
+	                              wave through clients that passed under the old ones */
 };
 
-/* The pass cache: process-wide, client address -> zones that hit (allow lists, weights
- * below the threshold), so their symbols come back on a hit. */
+/* The pass cache: process-wide, client address and section fingerprint -> indexes of the
+ * lists that hit (allow lists, weights below the threshold), so their symbols come back on
+ * a hit. */
 static pthread_once_t dnsbl_pass_once = PTHREAD_ONCE_INIT;
 static struct dns_cache *dnsbl_pass;
 
@@ -305,9 +383,51 @@ static struct dns_cache *dnsbl_pass_cache(void)
 	return dnsbl_pass;
 }
 
+/* The pass cache key: the client's address and the configuration it passed under. */
+static void dnsbl_pass_key(const struct dnsbl_worker *w, const char *ip, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s#%08x", ip, (unsigned)w->pass_tag);
+}
+
 size_t dnsbl_pass_cache_flush(void)
 {
 	return dns_cache_clear(dnsbl_pass_cache());
+}
+
+static uint32_t dnsbl_fnv(uint32_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 16777619u;
+	return h;
+}
+
+static uint32_t dnsbl_fnv_str(uint32_t h, const char *s)
+{
+	return dnsbl_fnv(h, s ? s : "", s ? strlen(s) + 1 : 1);
+}
+
+/* The same for every worker and every generation of an unchanged dnsbl section. */
+static uint32_t dnsbl_pass_tag(const struct dnsbl_config *dc)
+{
+	uint32_t h = 2166136261u;
+
+	h = dnsbl_fnv(h, &dc->threshold, sizeof(dc->threshold));
+	h = dnsbl_fnv(h, &dc->allow_threshold, sizeof(dc->allow_threshold));
+	h = dnsbl_fnv(h, &dc->action, sizeof(dc->action));
+	for (size_t i = 0; i < dc->lists.n; i++) {
+		const struct dnsbl_list_config *l = &((const struct dnsbl_list_config *)dc->lists.v)[i];
+
+		h = dnsbl_fnv_str(h, l->zone);
+		h = dnsbl_fnv(h, &l->type, sizeof(l->type));
+		h = dnsbl_fnv(h, &l->weight, sizeof(l->weight));
+		h = dnsbl_fnv_str(h, l->symbol);
+		for (size_t k = 0; k < l->codes.n; k++)
+			h = dnsbl_fnv_str(h, l->codes.v[k]);
+		h = dnsbl_fnv_str(h, "|");
+	}
+	return h;
 }
 
 static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -352,6 +472,7 @@ static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		}
 	}
 	w->timeout = dc->timeout ? dc->timeout : (cfg->dns.timeout ? cfg->dns.timeout : 2000);
+	w->pass_tag = dnsbl_pass_tag(dc);
 	w->r = dns_resolver_for_loop(loop, cfg);
 	if (w->r == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=dnsbl_error reason=\"no resolver\"");
@@ -584,6 +705,19 @@ static void dnsbl_a_cb(void *arg, const struct dns_result *res)
 	dnsbl_lookup_settle(op);
 }
 
+/* postscreen_dnsbl_whitelist_threshold: an allow-listed client (its connect sum at or below
+ * allow_threshold) skips the other connect checks (VERDICT_ACCEPT) and greylisting, which
+ * looks for the symbol. */
+static bool dnsbl_allow(const struct dnsbl_worker *w, struct hook_env *env, double sum,
+    struct verdict *v)
+{
+	if (w->dc->allow_threshold >= 0 || sum > w->dc->allow_threshold)
+		return false;
+	hook_env_add_symbol(env, DNSBL_ALLOW_SYMBOL, 0, "allow-listed by the DNS lists");
+	verdict_set(v, VERDICT_ACCEPT, 0, "dnsbl", NULL);
+	return true;
+}
+
 static const char *dnsbl_stage_word(enum hook_stage st)
 {
 	return st == HOOK_CONNECT ? "client" : st == HOOK_HELO ? "helo" : "sender";
@@ -644,12 +778,15 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 
 	memset(&v, 0, sizeof(v));
 	v.action = VERDICT_CONTINUE;
+	bool allowed = op->stage == HOOK_CONNECT && dnsbl_allow(w, env, sum, &v);
+
 	if (hl > 0 || log_is_debug())
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=dnsbl stage=%s client=%s subject=%s score=%g threshold=%g lists=%s",
+		    "event=dnsbl stage=%s client=%s subject=%s score=%g threshold=%g lists=%s%s",
 		    op->stage == HOOK_CONNECT ? "connect" : op->stage == HOOK_HELO ? "helo" : "mail",
-		    env->client_ip, op->subject, sum, w->dc->threshold, hl ? hits : "-");
-	if (best != NULL && sum >= w->dc->threshold && w->dc->action != DNSBL_ACTION_SCORE) {
+		    env->client_ip, op->subject, sum, w->dc->threshold, hl ? hits : "-",
+		    allowed ? " allow=yes" : "");
+	if (!allowed && best != NULL && sum >= w->dc->threshold && w->dc->action != DNSBL_ACTION_SCORE) {
 		const struct dnsbl_list *l = &w->lists[best->list];
 		char reason[300] = "";
 
@@ -669,16 +806,25 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 	} else if (op->stage == HOOK_CONNECT && !errors && w->dc->pass_ttl >= 1000) {
 		/* postscreen's pass cache: remember the zones that did hit (allow lists) */
 		struct dns_result pr;
-		char *zones[64];
+		char *hitv[64];
+		char idx[64][12];
+		char key[80];
 
+		/* the lists by index, not by zone: one zone may be two lists with different
+		 * codes and weights (postscreen's zen=127.0.0.[10..11]*-2 next to zen*3); the
+		 * key's fingerprint keeps the indexes meaningful */
 		memset(&pr, 0, sizeof(pr));
 		pr.status = DNS_S_OK;
 		pr.ttl = (uint32_t)(w->dc->pass_ttl / 1000);
-		pr.v = zones;
+		pr.v = hitv;
 		for (size_t i = 0; i < op->n && pr.n < 64; i++)
-			if (op->lk[i].hit)
-				zones[pr.n++] = w->lists[op->lk[i].list].c->zone;
-		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, env->client_ip, &pr, uv_now(env->loop));
+			if (op->lk[i].hit) {
+				snprintf(idx[pr.n], sizeof(idx[pr.n]), "%zu", op->lk[i].list);
+				hitv[pr.n] = idx[pr.n];
+				pr.n++;
+			}
+		dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
+		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, key, &pr, uv_now(env->loop));
 	}
 	dnsbl_op_unlink(op);
 	free(op);
@@ -737,22 +883,36 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 		subject = env->client_ip;
 		want_type = DNSBL_TYPE_IP;
 		n = w->nip;
-		pc = w->dc->pass_ttl >= 1000 ?
-		    dns_cache_get(dnsbl_pass_cache(), DNS_T_A, env->client_ip, uv_now(env->loop)) : NULL;
+		pc = NULL;
+		if (w->dc->pass_ttl >= 1000) {
+			char key[80];
+
+			dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
+			pc = dns_cache_get(dnsbl_pass_cache(), DNS_T_A, key, uv_now(env->loop));
+		}
 		if (pc != NULL) {
-			/* passed before: restore the symbols of the zones that hit, skip the lookups */
-			for (size_t i = 0; i < pc->n; i++)
-				for (size_t k = 0; k < w->nlists; k++)
-					if (w->lists[k].c->type == DNSBL_TYPE_IP &&
-					    strcmp(w->lists[k].c->zone, pc->v[i]) == 0) {
-						hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
-						    w->lists[k].c->zone);
-						s->connect_sum += w->lists[k].c->weight;
-					}
+			/* passed before: restore the symbols of the lists that hit, skip the lookups */
+			for (size_t i = 0; i < pc->n; i++) {
+				char *end;
+				unsigned long k = strtoul(pc->v[i], &end, 10);
+
+				if (*end != '\0' || k >= w->nlists || w->lists[k].c->type != DNSBL_TYPE_IP)
+					continue;
+				hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
+				    w->lists[k].c->zone);
+				s->connect_sum += w->lists[k].c->weight;
+			}
 			if (log_is_debug())
 				log_event(LOG_LVL_DEBUG, env->session_id,
 				    "event=dnsbl_pass_cache client=%s ttl=%u", env->client_ip, pc->ttl);
 			dns_result_free(pc);
+			struct verdict v;
+
+			memset(&v, 0, sizeof(v));
+			if (dnsbl_allow(w, env, s->connect_sum, &v)) {
+				hook_call_done(call, &v);
+				return;
+			}
 			goto pass;
 		}
 	} else if (st == HOOK_HELO) {

@@ -29,6 +29,7 @@ struct dnsbl_list_config {
 
 struct dnsbl_config {
 	double threshold;
+	double allow_threshold;     /* < 0: a connect sum at or below it allow-lists the client */
 	int action;                 /* enum dnsbl_action */
 	struct cfg_list lists;      /* struct dnsbl_list_config */
 	uint64_t pass_ttl;          /* ms */
@@ -38,13 +39,23 @@ struct dnsbl_config {
 };
 extern const struct cfg_table dnsbl_config_table;
 
+/* The symbol of a client allow-listed by allow_threshold (greylisting skips it). */
+#define DNSBL_ALLOW_SYMBOL "DNSBL_ALLOW"
+
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
 /* One compiled code filter entry. */
-struct dnsbl_code { uint32_t lo, hi; uint32_t mask; /* mask != 0: bitmask test */ };
+struct dnsbl_code {
+	uint32_t lo, hi;
+	uint32_t mask;             /* != 0: bitmask test */
+	bool octets;               /* postscreen's pattern: each octet in its set */
+	uint8_t set[4][32];        /* the allowed values of each octet, a bit each */
+};
 
-/* Parses one code filter entry: "127.0.0.2", "127.0.0.2-127.0.0.11", "0x04/bitmask" or
- * "4/bitmask" (the last octet ANDed with the mask). Returns 0 or -1. */
+/* Parses one code filter entry: "127.0.0.2", "127.0.0.2-127.0.0.11", "127.0.1.0/24",
+ * "0x04/bitmask" or "4/bitmask" (the last octet ANDed with the mask), or postscreen's
+ * pattern, where an octet may be a set of values and ranges: "127.0.0.[2..11]",
+ * "127.0.0.[17;18]", "127.0.[2..15].[1;3..4]". Returns 0 or -1. */
 int dnsbl_code_parse(const char *s, struct dnsbl_code *out);
 /* Does answer (host order) pass the filter? An empty filter accepts any listing answer. */
 bool dnsbl_code_match(const struct dnsbl_code *codes, size_t n, uint32_t answer);

@@ -12,6 +12,7 @@
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
+#include "dnsbl.h"
 #include "ratelimit.h"
 #include "store/lmdb_store.h"
 #include "store/local_table.h"
@@ -112,7 +113,7 @@ static const struct cfg_field gl_fields[] = {
 	{ "prefix_v6", CFG_INT, offsetof(struct greylist_config, prefix_v6), "64", 0, 128,
 	  .doc = "client network for IPv6" },
 	{ "skip_good", CFG_BOOL, offsetof(struct greylist_config, skip_good), "true",
-	  .doc = "no greylisting for clients with REP_GOOD or REP_ALLOW" },
+	  .doc = "no greylisting for clients with REP_GOOD, REP_ALLOW or DNSBL_ALLOW" },
 	{ "allow", CFG_CIDRLIST, offsetof(struct greylist_config, allow), NULL,
 	  .doc = "clients never greylisted" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
@@ -478,7 +479,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	    env->auth_user != NULL ||
 	    (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) ||
 	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
-	    hook_env_find_symbol(env, "REP_ALLOW"))) ||
+	    hook_env_find_symbol(env, "REP_ALLOW") || hook_env_find_symbol(env, DNSBL_ALLOW_SYMBOL))) ||
 	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt,
 	    key + plen, sizeof(key) - plen) < 0) {
 		hook_call_done(call, NULL);

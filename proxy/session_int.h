@@ -187,6 +187,8 @@ void session_cmd_done(struct session *s);
 void session_start_connect(struct session *s);
 /* The pregreet delay is over (the timer fired). */
 void session_pregreet_over(struct session *s);
+/* The client talked before the greeting (len octets): the pregreet test failed. */
+void session_note_pregreet(struct session *s, size_t len);
 
 /* ---- client I/O (session_io.c) ----------------------------------------------------------- */
 

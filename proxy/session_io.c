@@ -335,6 +335,15 @@ void session_unpause(struct session *s)
 	}
 }
 
+void session_note_pregreet(struct session *s, size_t len)
+{
+	if (s->pregreet_hit)
+		return;
+	s->pregreet_hit = true;
+	counter_inc(COUNTER_PREGREET);
+	log_event(LOG_LVL_INFO, s->id, "event=pregreet client=%s bytes=%zu", s->env.client_ip, len);
+}
+
 /* Plaintext from the client (after TLS). Held when the session cannot take it now. */
 static int session_on_plain(void *arg, const char *data, size_t len)
 {
@@ -344,12 +353,8 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 		return -1;
 	/* Talking before the greeting: while the pregreet delay runs (the timer is the delay
 	 * in these two states). */
-	if ((s->state == SESSION_PREGREET || (s->state == SESSION_CONNECT && uv_is_active((uv_handle_t *)&s->timer))) &&
-	    !s->pregreet_hit) {
-		s->pregreet_hit = true;
-		counter_inc(COUNTER_PREGREET);
-		log_event(LOG_LVL_INFO, s->id, "event=pregreet client=%s bytes=%zu", s->env.client_ip, len);
-	}
+	if (s->state == SESSION_PREGREET || (s->state == SESSION_CONNECT && uv_is_active((uv_handle_t *)&s->timer)))
+		session_note_pregreet(s, len);
 	if (session_hold_input(s, data, len) != 0) {
 		session_reply(s, "421 4.7.0 %s Error: too much pipelined input", s->cfg->hostname);
 		s->quit_after_flush = true;

@@ -45,6 +45,18 @@ static void test_code_filters(void **state)
 		{ "cidr", "127.0.1.0/24", "127.0.1.200", true },
 		{ "cidr miss", "127.0.1.0/24", "127.0.2.1", false },
 		{ "spaces before", "  127.0.0.2", "127.0.0.2", true },
+		/* postscreen's reply filters (postscreen_dnsbl_sites zone=FILTER*WEIGHT) */
+		{ "postscreen range", "127.0.0.[2..11]", "127.0.0.11", true },
+		{ "postscreen range low", "127.0.0.[2..11]", "127.0.0.2", true },
+		{ "postscreen range miss", "127.0.0.[2..11]", "127.0.0.12", false },
+		{ "postscreen list", "127.0.0.[17;18]", "127.0.0.18", true },
+		{ "postscreen list miss", "127.0.0.[17;18]", "127.0.0.19", false },
+		{ "postscreen dnswl", "127.0.[2..15].1", "127.0.9.1", true },
+		{ "postscreen dnswl other trust", "127.0.[2..15].1", "127.0.9.2", false },
+		{ "postscreen dnswl other category", "127.0.[2..15].1", "127.0.16.1", false },
+		{ "postscreen mixed", "127.0.0.[2;4..6]", "127.0.0.5", true },
+		{ "postscreen mixed miss", "127.0.0.[2;4..6]", "127.0.0.3", false },
+		{ "postscreen one octet bracketed", "127.0.0.[4]", "127.0.0.4", true },
 	};
 	struct dnsbl_code c;
 
@@ -56,7 +68,10 @@ static void test_code_filters(void **state)
 			fail_msg("%s: %s vs %s", rows[i].label, rows[i].code, rows[i].answer);
 	}
 	static const char *const bad[] = { "", "127.0.0.11-127.0.0.2", "x", "0/bitmask",
-		"127.0.0.2-", "127.0.0.0/33", "zz/bitmask", "127.0.0.256", NULL };
+		"127.0.0.2-", "127.0.0.0/33", "zz/bitmask", "127.0.0.256", "127.0.0.[2..]",
+		"127.0.0.[11..2]", "127.0.0.[256]", "127.0.0.[2", "127.0.0.[]", "127.0.0.[2;]",
+		"127.0.[2..15]", "127.0.0.2.[3]", "127.0.0.[2..3..4]", "127.0.0.[x]", "127.0.0.[2]x",
+		"127.0.0.2]", "127.0..[2]", NULL };
 	for (size_t i = 0; bad[i]; i++)
 		if (dnsbl_code_parse(bad[i], &c) == 0)
 			fail_msg("\"%s\" parsed", bad[i]);
@@ -241,6 +256,21 @@ static int setup_action(void **state, int action, uint64_t pass_ttl)
 static int setup(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 0); }
 static int setup_tempfail(void **state) { return setup_action(state, DNSBL_ACTION_TEMPFAIL, 0); }
 static int setup_pass(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 3600000); }
+
+/* postscreen_dnsbl_whitelist_threshold -1, with the pass cache */
+static int setup_allow(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	uv_loop_init(&f->loop);
+	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	fixture_config(f, DNSBL_ACTION_REJECT, 3600000);
+	f->cfg.dnsbl.allow_threshold = -1;
+	fixture_modules(f);
+	uv_timer_init(&f->loop, &f->timer);
+	*state = f;
+	return 0;
+}
 
 static int teardown(void **state)
 {
@@ -437,6 +467,39 @@ static void test_pass_cache(void **state)
 	sess_free(&s);
 }
 
+static void test_allow_threshold(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	bool found;
+	int q0;
+
+	/* whitelisted (sum -2 <= -1): allow-listed, the other connect checks are skipped */
+	sess_init(f, &s, "198.18.3.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_ACCEPT);
+	sym(&s.env, DNSBL_ALLOW_SYMBOL, &found);
+	assert_true(found);
+	sess_free(&s);
+	/* the same from the pass cache, without a query */
+	q0 = f->fd.queries;
+	sess_init(f, &s, "198.18.3.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_ACCEPT);
+	assert_int_equal(f->fd.queries, q0);
+	sym(&s.env, DNSBL_ALLOW_SYMBOL, &found);
+	assert_true(found);
+	sess_free(&s);
+	/* an unlisted client (sum 0) is not */
+	sess_init(f, &s, "198.18.2.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
+	sym(&s.env, DNSBL_ALLOW_SYMBOL, &found);
+	assert_false(found);
+	sess_free(&s);
+	/* a listed one is refused as before */
+	sess_init(f, &s, "198.18.1.7");
+	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_REJECT);
+	sess_free(&s);
+}
+
 static void test_timeout_and_release(void **state)
 {
 	struct fixture *f = *state;
@@ -484,6 +547,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_domain_lists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tempfail_action, setup_tempfail, teardown),
 		cmocka_unit_test_setup_teardown(test_pass_cache, setup_pass, teardown),
+		cmocka_unit_test_setup_teardown(test_allow_threshold, setup_allow, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_and_release, setup, teardown),
 	};
 
