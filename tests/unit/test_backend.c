@@ -749,7 +749,7 @@ static void test_many_servers(void **state)
 	pool_done(p, cfg);
 	for (int i = 64; i < 70; i++)
 		t.len += (size_t)snprintf(t.v + t.len, sizeof(t.v) - t.len, "    - \"smtp://127.0.0.1:%d\"\n", 3000 + i);
-	char text[8192];
+	char text[sizeof(t.v) + 64];
 	snprintf(text, sizeof(text), "listen: [\"127.0.0.1:2525\"]\n%s", t.v);
 	cfg = NULL;
 	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &cfg, stderr), 0);
