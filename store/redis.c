@@ -21,7 +21,10 @@
 #define RS_WRITE_STRIKES 3u             /* deadlines a write may miss before it is given up */
 #define RS_LOG_EVERY_MS 60000u
 
-enum rs_state { RS_DOWN = 0, RS_CONNECTING, RS_UP };
+/* CONNECTING: TCP connect in progress; HANDSHAKE: connected, AUTH/SELECT/SCRIPT LOAD and a
+ * PING sent, up once the PING is answered (a frozen server's kernel completes the TCP
+ * handshake from its listen backlog: a connect alone says nothing); UP: answering. */
+enum rs_state { RS_DOWN = 0, RS_CONNECTING, RS_HANDSHAKE, RS_UP };
 
 struct rs_script { const char *src; char sha[41]; };
 
@@ -37,7 +40,7 @@ struct redis_store {
 	bool down_logged;             /* an outage is in progress and was logged */
 	bool closing;
 	uint64_t backoff_ms;
-	uv_timer_t timer;             /* CONNECTING: connect timeout; DOWN: retry */
+	uv_timer_t timer;             /* CONNECTING, HANDSHAKE: their deadline; DOWN: retry */
 	struct rs_script scripts[RS_MAX_SCRIPTS];
 	int nscripts;
 	uint64_t sent, timeouts, failfast;
@@ -389,7 +392,7 @@ int redis_store_add_script(struct redis_store *rs, const char *lua)
 	SHA1((const unsigned char *)lua, strlen(lua), md);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
-	if (rs->state == RS_UP && rs->ac) {
+	if ((rs->state == RS_UP || rs->state == RS_HANDSHAKE) && rs->ac) {
 		const char *argv[3] = { "SCRIPT", "LOAD", lua };
 
 		redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, NULL);
@@ -420,7 +423,16 @@ void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *t
 
 /* ---- connection state ---------------------------------------------------------------- */
 
-/* The store timer: a connect attempt that took too long is dropped; a down store reconnects. */
+/* How long a connect, and then its handshake, may take. */
+static uint64_t rs_connect_deadline_ms(const struct redis_store *rs)
+{
+	return rs->timeout_ms * 5 < 1000 ? 1000 : rs->timeout_ms * 5;
+}
+
+static void rs_fail(struct redis_store *rs, const char *reason);
+
+/* The store timer: a connect attempt or handshake that took too long is dropped; a down
+ * store reconnects. */
 static void rs_retry_cb(uv_timer_t *t)
 {
 	struct redis_store *rs = t->data;
@@ -444,6 +456,10 @@ static void rs_retry_cb(uv_timer_t *t)
 		uv_timer_start(&rs->timer, rs_retry_cb, rs->backoff_ms, 0);
 		rs->backoff_ms = rs->backoff_ms * 2 > RS_BACKOFF_MAX_MS ? RS_BACKOFF_MAX_MS :
 		    rs->backoff_ms * 2;
+		return;
+	}
+	if (rs->state == RS_HANDSHAKE) {
+		rs_fail(rs, "handshake_timeout");   /* connected, but the PING got no answer */
 		return;
 	}
 	if (rs->state == RS_DOWN)
@@ -473,7 +489,36 @@ static void rs_fail(struct redis_store *rs, const char *reason)
 	    rs->backoff_ms * 2;
 }
 
-/* hiredis connect result: up (send AUTH/SELECT/SCRIPT LOAD first) or down with a retry. */
+/* The PING after a connect answered: the store is up (or, on an error reply such as NOAUTH
+ * after a refused AUTH, down with a retry). */
+static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_store *rs = ac->data;
+	redisReply *reply = r;
+
+	(void)privdata;
+	if (rs == NULL || rs->ac != ac || rs->closing || rs->state != RS_HANDSHAKE)
+		return;             /* a connection we dropped: its callbacks get NULL */
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		if (reply)
+			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=\"%.120s\"",
+			    rs->url, rs->worker, rs->name, reply->str ? reply->str : "");
+		rs_fail(rs, "handshake_failed");
+		return;
+	}
+	uv_timer_stop(&rs->timer);
+	rs->state = RS_UP;
+	rs->backoff_ms = RS_BACKOFF_MIN_MS;
+	if (rs->down_logged) {
+		rs->down_logged = false;
+		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d module=%s queued=%zu",
+		    rs->url, rs->worker, rs->name, rs->wq_n);
+	}
+	rs_wq_pump(rs);         /* what waited for the outage to end, after the scripts */
+}
+
+/* hiredis connect result: the handshake (AUTH/SELECT/SCRIPT LOAD, then a PING whose answer
+ * makes the store up) or down with a retry. */
 static void rs_connect_cb(const redisAsyncContext *ac, int status)
 {
 	struct redis_store *rs = ac->data;
@@ -485,9 +530,9 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 		rs_fail(rs, "connect_failed");
 		return;
 	}
+	rs->state = RS_HANDSHAKE;
 	uv_timer_stop(&rs->timer);
-	rs->state = RS_UP;
-	rs->backoff_ms = RS_BACKOFF_MIN_MS;
+	uv_timer_start(&rs->timer, rs_retry_cb, rs_connect_deadline_ms(rs), 0);
 	if (rs->password[0]) {
 		const char *argv[2] = { "AUTH", rs->password };
 
@@ -505,12 +550,7 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 
 		redisAsyncCommandArgv(rs->ac, NULL, NULL, 3, argv, NULL);
 	}
-	if (rs->down_logged) {
-		rs->down_logged = false;
-		log_event(LOG_LVL_WARNING, NULL, "event=redis_up store=%s worker=%d module=%s queued=%zu",
-		    rs->url, rs->worker, rs->name, rs->wq_n);
-	}
-	rs_wq_pump(rs);         /* what waited for the outage to end, after the scripts */
+	redisAsyncCommand(rs->ac, rs_ping_cb, NULL, "PING");
 }
 
 /* hiredis lost the connection (not one we dropped): down, retry later. A closing store's
@@ -534,7 +574,6 @@ static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
 static void rs_connect(struct redis_store *rs)
 {
 	redisAsyncContext *ac;
-	uint64_t cto = rs->timeout_ms * 5 < 1000 ? 1000 : rs->timeout_ms * 5;
 
 	ac = redisAsyncConnect(rs->host, rs->port);
 	if (ac == NULL || ac->err) {
@@ -554,7 +593,7 @@ static void rs_connect(struct redis_store *rs)
 	rs->ac = ac;
 	rs->state = RS_CONNECTING;
 	uv_timer_stop(&rs->timer);
-	uv_timer_start(&rs->timer, rs_retry_cb, cto, 0);
+	uv_timer_start(&rs->timer, rs_retry_cb, rs_connect_deadline_ms(rs), 0);
 }
 
 /* ---- requests ------------------------------------------------------------------------ */
@@ -900,6 +939,7 @@ static int rs_send_read(struct redis_store *rs, const char *src, int argc, const
 	/* Requests queue behind the very first connect (no outage yet) but fail fast during an
 	 * outage, so sessions never wait on a dead server. */
 	if (rs->closing || rs->ac == NULL || !(rs->state == RS_UP ||
+	    (rs->state == RS_HANDSHAKE && !rs->down_logged) ||
 	    (rs->state == RS_CONNECTING && !rs->down_logged && !rs->password[0] && !rs->db))) {
 		rs->failfast++;
 		return -1;

@@ -25,13 +25,17 @@
 #include "store/redis.h"
 #include "store/store_stats.h"
 
-enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW };
+/* Every mode but FAKE_MUTE answers the store's handshake (up to its first PING) as Redis
+ * does; FAKE_HANG then answers nothing more (a server frozen after it was up), FAKE_MUTE nothing
+ * at all (a frozen server whose kernel still completes TCP handshakes). */
+enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW, FAKE_MUTE };
 
 struct fake {
 	int lfd, port;
 	enum fake_mode mode;
 	pthread_t th;
 	int evalsha, eval, script_load;
+	int pinged;                    /* the handshake's PING was answered */
 	long last_words;               /* words of the last command */
 	volatile int stop;
 };
@@ -77,7 +81,15 @@ static void *fake_main(void *arg)
 	in = fdopen(dup(c), "r");
 	out = fdopen(c, "w");
 	while (!f->stop && fake_read_cmd(in, verb, sizeof(verb), &f->last_words)) {
-		if (f->mode == FAKE_HANG)
+		if (f->mode == FAKE_MUTE)
+			continue;
+		if (!f->pinged && strcasecmp(verb, "PING") == 0 && f->mode != FAKE_SLOW) {
+			f->pinged = 1;
+			fputs("+PONG\r\n", out);
+			fflush(out);
+			continue;
+		}
+		if (f->mode == FAKE_HANG && f->pinged)
 			continue;
 		if (f->mode == FAKE_SLOW && strcasecmp(verb, "PING") == 0)
 			usleep(300 * 1000);    /* after the client looked (its deadline: 100 ms) */
@@ -317,6 +329,27 @@ static void test_hang_timeout(void **state)
 	assert_int_equal(g2.calls, 0);
 	assert_false(redis_store_is_up(rs));
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), -1);
+	fake_store_done(&loop, rs, &f);
+}
+
+/* A server that accepts the connection but never answers (frozen: its kernel completes the
+ * TCP handshake from the listen backlog) is not up: the store waits for its PING's answer,
+ * then gives up at the handshake deadline. */
+static void test_handshake_unanswered(void **state)
+{
+	uv_loop_t loop;
+	struct redis_store *rs;
+	struct fake f;
+	char url[64];
+
+	(void)state;
+	fake_start(&f, FAKE_MUTE);
+	uv_loop_init(&loop);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
+	rs = redis_store_new(&loop, url, 100, 0);
+	assert_non_null(rs);
+	spin(&loop, 1500);            /* past the handshake deadline (1 s) */
+	assert_false(redis_store_is_up(rs));
 	fake_store_done(&loop, rs, &f);
 }
 
@@ -773,6 +806,7 @@ int main(void)
 		cmocka_unit_test(test_noscript_fallback),
 		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),
+		cmocka_unit_test(test_handshake_unanswered),
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_queue_real_redis),
 		cmocka_unit_test(test_queue_handover_and_bound),
