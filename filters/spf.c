@@ -241,6 +241,32 @@ const char *spf_check_domain(const struct spf_check *c)
 	return at ? at + 1 : c->sender;
 }
 
+/* libspf2 leaves the result "invalid" when it gives up without a verdict. That is mostly a
+ * record it could not compile (an unknown mechanism, a bad ip4 literal or CIDR length, an
+ * unknown macro letter): a syntax error, permerror per RFC 7208 4.6. Only its own troubles
+ * (memory, an internal error, DNS) stay temperror. */
+static enum spf_result spf_invalid_result(SPF_response_t *resp)
+{
+	int n = SPF_response_messages(resp);
+
+	for (int i = 0; i < n; i++) {
+		SPF_error_t *err = SPF_response_message(resp, i);
+
+		if (!SPF_error_errorp(err))
+			continue;
+		switch (SPF_error_code(err)) {
+		case SPF_E_NO_MEMORY:
+		case SPF_E_INTERNAL_ERROR:
+		case SPF_E_NOT_CONFIG:
+		case SPF_E_DNS_ERROR:
+			return SPF_R_TEMPERROR;
+		default:
+			break;
+		}
+	}
+	return SPF_response_errors(resp) > 0 ? SPF_R_PERMERROR : SPF_R_TEMPERROR;
+}
+
 void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 {
 	SPF_request_t *req;
@@ -286,6 +312,7 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 	case SPF_RESULT_NEUTRAL: c->result = SPF_R_NEUTRAL; break;
 	case SPF_RESULT_NONE: c->result = SPF_R_NONE; break;
 	case SPF_RESULT_PERMERROR: c->result = SPF_R_PERMERROR; break;
+	case SPF_RESULT_INVALID: c->result = spf_invalid_result(resp); break;
 	case SPF_RESULT_TEMPERROR:
 	default: c->result = SPF_R_TEMPERROR; break;
 	}
