@@ -8,6 +8,8 @@
 #include <arpa/nameser.h>
 
 #include "filters/spf.h"
+#include "filters/dns.h"
+#include "filters/spf_dns.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
@@ -45,7 +47,7 @@ static const struct cfg_table spf_scores_table = {
 
 static const struct cfg_field spf_config_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct spf_config, enabled), "false",
-	  .doc = "check SPF at MAIL FROM (libspf2; needs a resolver on port 53)" },
+	  .doc = "check SPF at MAIL FROM (libspf2; asks dns.resolvers, else resolv.conf's servers)" },
 	{ "reject_fail", CFG_BOOL, offsetof(struct spf_config, reject_fail), "false",
 	  .doc = "refuse MAIL FROM with 550 5.7.23 when the result is fail" },
 	{ "tempfail_temperror", CFG_BOOL, offsetof(struct spf_config, tempfail_temperror), "false",
@@ -68,7 +70,7 @@ static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 
 	if (c->records.n == 0)
 		return 0;
-	e = spf_engine_new(NULL, true);
+	e = spf_engine_new(NULL, true, NULL);
 	if (e == NULL)
 		return 0;
 	for (size_t i = 0; i < c->records.n; i++)
@@ -128,7 +130,8 @@ static void spf_log_init(void)
 	SPF_debug_handler = spf_log_quiet_cb;
 }
 
-struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offline)
+struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offline,
+    const struct dns_config *dc)
 {
 	struct spf_engine *e;
 	SPF_dns_server_t *below = NULL;
@@ -139,8 +142,13 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 		return NULL;
 	e->refs = 1;
 	if (!offline) {
-		/* RFC 7208 4.6.4 lookups, cached; the resolver layer is the blocking glibc one */
-		below = SPF_dns_resolv_new(NULL, "resolv", 0);
+		/* RFC 7208 4.6.4 lookups, cached; the resolver layer is blocking: the servers of
+		 * dns.resolvers, or libspf2's own (resolv.conf, port 53) when there are none */
+		if (dc != NULL && dc->resolvers.n > 0)
+			below = spf_dns_layer_new(&dc->resolvers, dc->timeout ? dc->timeout : 2000,
+			    dc->tries ? (int)dc->tries : 2);
+		if (below == NULL)
+			below = SPF_dns_resolv_new(NULL, "resolv", 0);
 		if (below == NULL)
 			goto fail;
 		below = SPF_dns_cache_new(below, "cache", 0, 10);
@@ -367,7 +375,7 @@ static int spf_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 	w->cfg = cfg;
 	w->sc = &cfg->spf;
 	w->loop = loop;
-	w->engine = spf_engine_new(&cfg->spf.records, false);
+	w->engine = spf_engine_new(&cfg->spf.records, false, &cfg->dns);
 	if (w->engine == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=spf_error reason=\"libspf2 init failed\"");
 		free(w);

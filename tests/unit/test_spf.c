@@ -59,7 +59,7 @@ static void test_engine_results(void **state)
 		{ "null sender: HELO identity fails", "192.0.2.9", "helo.example", "", SPF_R_FAIL },
 		{ "IPv6 client against ip4-only policy", "2001:db8::1", "c.test", "a@example.org", SPF_R_FAIL },
 	};
-	struct spf_engine *e = spf_engine_new(&recs, true);
+	struct spf_engine *e = spf_engine_new(&recs, true, NULL);
 
 	(void)state;
 	assert_non_null(e);
@@ -80,7 +80,7 @@ static void test_engine_results(void **state)
 
 static void test_explanation(void **state)
 {
-	struct spf_engine *e = spf_engine_new(&recs, true);
+	struct spf_engine *e = spf_engine_new(&recs, true, NULL);
 	struct spf_check c;
 
 	(void)state;
@@ -101,7 +101,7 @@ static void test_explanation(void **state)
 
 static void test_records_and_names(void **state)
 {
-	struct spf_engine *e = spf_engine_new(NULL, true);
+	struct spf_engine *e = spf_engine_new(NULL, true, NULL);
 	struct spf_check c;
 
 	(void)state;
