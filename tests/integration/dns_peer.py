@@ -8,7 +8,8 @@ answers too large for 512-byte UDP (truncated, then served over TCP).
 
 ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"txt": ["part one", "part two"]}     one TXT record of these character-strings
-    {"a": "198.51.100.1"} / {"aaaa": "2001:db8::1"} / {"mx": "mail.example.org"}
+    {"a": "198.51.100.1"} / {"aaaa": "2001:db8::1"} / {"mx": "mail.example.org"} /
+    {"ptr": "host.example.org"}
     "servfail" | "refused" | "drop"       the whole answer for that name
 Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
@@ -55,10 +56,10 @@ def answer(wire, tcp):
                 continue
             if t == 'txt':
                 text = ' '.join('"%s"' % s.replace('\\', '\\\\').replace('"', '\\"') for s in v)
+            elif t in ('mx', 'ptr', 'cname'):
+                text = ('10 ' if t == 'mx' else '') + v.rstrip('.') + '.'
             else:
-                text = v + ('.' if t == 'mx' else '')
-                if t == 'mx':
-                    text = '10 ' + text
+                text = v
             rds.append(dns.rdata.from_text(dns.rdataclass.IN, qn.rdtype, text))
     if rds:
         rr = dns.rrset.RRset(qn.name, dns.rdataclass.IN, qn.rdtype)

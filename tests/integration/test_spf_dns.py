@@ -5,7 +5,7 @@ DNS server on 127.0.0.1 at a port of its own (dns_peer.py, dnspython), named onc
 
 - pass / fail / softfail through a real DNS answer, with the record split into several
   TXT character-strings (joined without a space, RFC 7208 3.3), an include: and a
-  redirect=, a:/mx: mechanisms and an exists: macro (%{ir}, %{l}, %{d}, RFC 7208 7);
+  redirect=, a:/mx:/ptr mechanisms and an exists: macro (%{ir}, %{l}, %{d}, RFC 7208 7);
 - IPv6 clients against ip6: mechanisms and AAAA records;
 - a record that does not compile (unknown mechanism, bad ip4 literal): permerror;
 - an include: loop and more than 10 DNS-querying terms: permerror (RFC 7208 4.6.4);
@@ -52,6 +52,9 @@ zone = {
     'norec.example': [txt('some other text')],
     'sfail.example': 'servfail',
     'helo.example': [txt('v=spf1 a -all'), {'a': '198.18.1.7'}],
+    'ptr.example': [txt('v=spf1 ptr -all')],
+    '7.1.18.198.in-addr.arpa': [{'ptr': 'host.ptr.example'}],
+    'host.ptr.example': [{'a': '198.18.1.7'}],
 }
 for i in range(11):
     zone['h%d.many.example' % i] = [{'a': '203.0.113.%d' % (i + 1)}]
@@ -111,6 +114,7 @@ rows = [
     ('v6', 'a@v6.example', '2001:db8:1::9', 'spf=pass smtp.mailfrom=v6.example', 'ip6: from an IPv6 client'),
     ('v6aaaa', 'a@v6.example', '2001:db8:2::25', 'spf=pass', 'a: matches an IPv6 client by the AAAA record'),
     ('v6no', 'a@v6.example', '2001:db8:9::1', 'spf=fail', 'an IPv6 client outside'),
+    ('ptr', 'a@ptr.example', '198.18.1.7', 'spf=pass smtp.mailfrom=ptr.example', 'ptr: PTR then A confirms'),
     ('mech', 'a@mech.example', '198.18.1.7', 'spf=permerror smtp.mailfrom=mech.example', 'an unknown mechanism'),
     ('ip4bad', 'a@ip4bad.example', '198.18.1.7', 'spf=permerror', 'ip4:300.1.1.1'),
     ('loop', 'a@loop1.example', '198.18.1.7', 'spf=permerror', 'an include: loop'),
