@@ -13,7 +13,7 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     "servfail" | "refused" | "drop"       the whole answer for that name
 Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
-query to stderr as "query NAME TYPE"."""
+query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP)."""
 import json
 import socket
 import socketserver
@@ -38,7 +38,7 @@ def answer(wire, tcp):
     r.flags |= dns.flags.AA
     qn = q.question[0]
     name = qn.name.to_text().lower().rstrip('.')
-    sys.stderr.write('query %s %s\n' % (name, dns.rdatatype.to_text(qn.rdtype)))
+    sys.stderr.write('query %s %s%s\n' % (name, dns.rdatatype.to_text(qn.rdtype), ' tcp' if tcp else ''))
     sys.stderr.flush()
     entries = zone.get(name)
     if entries in ('servfail', 'refused', 'drop'):
