@@ -116,10 +116,12 @@ zone['_dmarc.vlast.example'] = [{'txt': ['p=reject; v=DMARC1']}]
 zone['_dmarc.vlower.example'] = [{'txt': ['v=dmarc1; p=reject']}]
 zone['_dmarc.pbogus.example'] = [{'txt': ['v=DMARC1; p=bogus']}]
 zone['_dmarc.spdiff.example'] = [{'txt': ['v=DMARC1; p=none; sp=reject']}]
+zone['_dmarc.xn--bcher-kva.example'] = [{'txt': ['v=DMARC1; p=reject']}]
 zone['_dmarc.upper.example'] = [{'txt': ['v=DMARC1; p=reject']}]
 ku = rsa('k', dom='example.co.uk')
 kupper = rsa('k', dom='upper.example')
 kstrict = rsa('k', dom='strict.example')
+kidn = rsa('k', dom='xn--bcher-kva.example')
 
 P = 'Carol <carol@other.example>'
 A0 = 'Alice <alice@example.org>'   # a From domain without DMARC record: DKIM alone is visible
@@ -233,6 +235,11 @@ add('dm_nodomain', msg('dm_nodomain', 'alice'))
 add('dm_twofrom', msg('dm_twofrom', A, extra='From: Other <o@other.example>\r\n'))
 m = msg('dm_nofromhdr', A).replace(b'From: Alice <alice@example.org>\r\n', b'')
 add('dm_nofromhdr', m)
+# an SMTPUTF8 From domain in U-labels: its policy is at the A-label name (RFC 8616 5)
+idn = 'B <b@b\u00fccher.example>'
+add('dm_idn', msg('dm_idn', 'x').replace(b'From: x', ('From: ' + idn).encode()))
+m = msg('dm_idnsig', 'x').replace(b'From: x', ('From: ' + idn).encode())
+add('dm_idnsig', sign(m, kidn, b'k', dom=b'xn--bcher-kva.example'))
 
 # --- ARC: chains of 1..N hops sealed by dkimpy
 for name in ('hop1', 'hop2', 'hop3', 'hop4', 'hop5'):

@@ -25,7 +25,7 @@ duplicate fields (the bottom one is signed), l= (text appended; body shorter tha
 no v=, v=DKIM2, whitespace, revoked; DMARC strict and relaxed alignment, PSL organisational
 domains (co.uk), sp=, p= case, v= not first, p= missing with rua=, several records, SERVFAIL,
 tricky From fields (quoted display names holding an address, comments, encoded words,
-groups, several addresses, several From fields, none); ARC chains of 1, 3 and 5 hops sealed
+groups, several addresses, several From fields, none, a UTF-8 domain in U-labels); ARC chains of 1, 3 and 5 hops sealed
 by dkimpy, an instance gap, a newest seal with cv=fail.
 """
 import json
@@ -114,6 +114,9 @@ want = {
     'dm_nodomain': (250, [r'dmarc=permerror \(no usable From\)']),
     'dm_twofrom': (250, [r'dmarc=permerror \(several From fields\)']),
     'dm_nofromhdr': (250, [r'dmarc=permerror \(no usable From\)']),
+    'dm_idn': (550, []),
+    'dm_idnsig': (250, [r'dkim=pass .*header\.d=xn--bcher-kva\.example',
+                        r'dmarc=pass \(p=reject dis=none\) header\.from=xn--bcher-kva\.example']),
     'arc1': (250, [r'arc=pass \(i=1, sealed by hop1\.example\.net\) header\.oldest-pass=0 smtp\.remote-ip=192\.0\.2\.9']),
     'arc3': (250, [r'arc=pass \(i=3, sealed by hop3\.example\.net\) header\.oldest-pass=0']),
     'arc5': (250, [r'arc=pass \(i=5, sealed by hop5\.example\.net\) header\.oldest-pass=0']),
