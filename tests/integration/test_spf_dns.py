@@ -8,7 +8,8 @@ DNS server on 127.0.0.1 at a port of its own (dns_peer.py, dnspython), named onc
   redirect=, a:/mx:/ptr mechanisms and an exists: macro (%{ir}, %{l}, %{d}, RFC 7208 7);
 - IPv6 clients against ip6: mechanisms and AAAA records;
 - a record that does not compile (unknown mechanism, bad ip4 literal): permerror;
-- an include: loop and more than 10 DNS-querying terms: permerror (RFC 7208 4.6.4);
+- an include: loop, more than 10 DNS-querying terms and more than 2 void lookups:
+  permerror (RFC 7208 4.6.4);
 - two SPF records: permerror; none: no record at all;
 - SERVFAIL from the DNS server: temperror, and 451 4.7.24 with tempfail_temperror;
 - the null sender checked by its HELO name; every result in the one Authentication-Results
@@ -53,6 +54,11 @@ zone = {
     'sfail.example': 'servfail',
     'helo.example': [txt('v=spf1 a -all'), {'a': '198.18.1.7'}],
     'ptr.example': [txt('v=spf1 ptr -all')],
+    # RFC 7208 4.6.4: three terms whose lookups find nothing (NXDOMAIN, NODATA): permerror
+    'void3.example': [txt('v=spf1 a:n1.void3.example mx:n2.void3.example exists:%{l}.void3.example '
+                          'ip4:198.18.1.7 -all')],
+    'void2.example': [txt('v=spf1 a:n1.void3.example a:nodata.void3.example ip4:198.18.1.7 -all')],
+    'nodata.void3.example': [txt('no address here')],
     '7.1.18.198.in-addr.arpa': [{'ptr': 'host.ptr.example'}],
     'host.ptr.example': [{'a': '198.18.1.7'}],
 }
@@ -115,6 +121,9 @@ rows = [
     ('v6aaaa', 'a@v6.example', '2001:db8:2::25', 'spf=pass', 'a: matches an IPv6 client by the AAAA record'),
     ('v6no', 'a@v6.example', '2001:db8:9::1', 'spf=fail', 'an IPv6 client outside'),
     ('ptr', 'a@ptr.example', '198.18.1.7', 'spf=pass smtp.mailfrom=ptr.example', 'ptr: PTR then A confirms'),
+    ('void3', 'a@void3.example', '198.18.1.7', 'spf=permerror smtp.mailfrom=void3.example',
+     'three void lookups before the match'),
+    ('void2', 'a@void2.example', '198.18.1.7', 'spf=pass smtp.mailfrom=void2.example', 'two void lookups are allowed'),
     ('mech', 'a@mech.example', '198.18.1.7', 'spf=permerror smtp.mailfrom=mech.example', 'an unknown mechanism'),
     ('ip4bad', 'a@ip4bad.example', '198.18.1.7', 'spf=permerror', 'ip4:300.1.1.1'),
     ('loop', 'a@loop1.example', '198.18.1.7', 'spf=permerror', 'an include: loop'),
