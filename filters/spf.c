@@ -134,7 +134,7 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
     const struct dns_config *dc)
 {
 	struct spf_engine *e;
-	SPF_dns_server_t *below = NULL;
+	SPF_dns_server_t *below = NULL, *layer;
 
 	pthread_once(&spf_log_once, spf_log_init);
 	e = calloc(1, sizeof(*e));
@@ -154,6 +154,11 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 		below = SPF_dns_cache_new(below, "cache", 0, 10);
 		if (below == NULL)
 			goto fail;
+		/* above the cache, so a cached empty answer counts as a void lookup too */
+		layer = spf_dns_void_layer_new(below);
+		if (layer == NULL)
+			goto fail;
+		below = layer;
 	}
 	e->zone = SPF_dns_zone_new(below, "static", 0);
 	if (e->zone == NULL)
@@ -310,6 +315,7 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 		c->result = SPF_R_NONE;	/* no usable identity */
 		goto done;
 	}
+	spf_dns_void_reset();
 	SPF_request_query_mailfrom(req, &resp);
 	if (resp == NULL)
 		goto done;
@@ -324,6 +330,10 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 	case SPF_RESULT_TEMPERROR:
 	default: c->result = SPF_R_TEMPERROR; break;
 	}
+	/* RFC 7208 4.6.4: more than two lookups that found nothing is permerror (libspf2 does
+	 * not count them). A match before the third stops the evaluation, so it never gets here. */
+	if (spf_dns_void_count() > 2 && c->result != SPF_R_TEMPERROR)
+		c->result = SPF_R_PERMERROR;
 	exp = c->result == SPF_R_FAIL ? SPF_response_get_explanation(resp) : NULL;
 	/* libspf2's built-in default points at the defunct openspf.org: only a domain's own
 	 * exp= text (RFC 7208 6.2) is worth passing on */

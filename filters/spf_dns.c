@@ -199,3 +199,53 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 	layer->hook = h;
 	return layer;
 }
+
+/* ---- void lookups (RFC 7208 4.6.4) ---------------------------------------------------------- */
+
+/* One check runs on one thread from start to end (spf_engine_check), so a thread-local count
+ * is the check's own. */
+static __thread int spf_dns_voids;
+
+void spf_dns_void_reset(void)
+{
+	spf_dns_voids = 0;
+}
+
+int spf_dns_void_count(void)
+{
+	return spf_dns_voids;
+}
+
+/* Passes the lookup down and counts the answers with no record: NXDOMAIN, or NOERROR with
+ * none of the type. Only A, AAAA, MX and PTR: the lookups of a, mx, ptr and exists. TXT is
+ * left out: a missing include/redirect target is permerror in libspf2 already, and the
+ * exp= lookup after a fail must not turn the fail into permerror. */
+static SPF_dns_rr_t *spf_dns_void_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type,
+    int should_cache)
+{
+	SPF_dns_rr_t *rr = SPF_dns_lookup(layer->layer_below, domain, type, should_cache);
+
+	if (rr != NULL && (type == ns_t_a || type == ns_t_aaaa || type == ns_t_mx || type == ns_t_ptr) &&
+	    (rr->herrno == HOST_NOT_FOUND || rr->herrno == NO_DATA ||
+	     (rr->herrno == NETDB_SUCCESS && rr->num_rr == 0)))
+		spf_dns_voids++;
+	return rr;
+}
+
+static void spf_dns_void_destroy(SPF_dns_server_t *layer)
+{
+	free(layer);
+}
+
+SPF_dns_server_t *spf_dns_void_layer_new(SPF_dns_server_t *below)
+{
+	SPF_dns_server_t *layer = calloc(1, sizeof(*layer));
+
+	if (layer == NULL)
+		return NULL;
+	layer->destroy = spf_dns_void_destroy;
+	layer->lookup = spf_dns_void_lookup;
+	layer->layer_below = below;
+	layer->name = "voids";
+	return layer;
+}

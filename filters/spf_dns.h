@@ -22,4 +22,12 @@
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
     int tries);
 
+/* A pass-through layer above below that counts, per thread, the lookups of a, mx, ptr and
+ * exists that found no record ("void lookups", RFC 7208 4.6.4). spf_dns_void_reset() before
+ * a check, spf_dns_void_count() after it: more than 2 is permerror. NULL on no memory (below
+ * is then still the caller's). */
+SPF_dns_server_t *spf_dns_void_layer_new(SPF_dns_server_t *below);
+void spf_dns_void_reset(void);
+int spf_dns_void_count(void);
+
 #endif
