@@ -116,6 +116,11 @@ zone['_dmarc.vlast.example'] = [{'txt': ['p=reject; v=DMARC1']}]
 zone['_dmarc.vlower.example'] = [{'txt': ['v=dmarc1; p=reject']}]
 zone['_dmarc.pbogus.example'] = [{'txt': ['v=DMARC1; p=bogus']}]
 zone['_dmarc.spdiff.example'] = [{'txt': ['v=DMARC1; p=none; sp=reject']}]
+zone['_dmarc.drop.example'] = 'drop'
+# SPF policies for the DMARC SPF-alignment cases (sent from 198.18.1.7 by the test)
+zone['other.example'] = [{'txt': ['v=spf1 ?all']}]
+zone['mail.example.org'] = [{'txt': ['v=spf1 ip4:198.18.0.0/15 -all']}]
+zone['mail.strict.example'] = [{'txt': ['v=spf1 ip4:198.18.0.0/15 -all']}]
 zone['_dmarc.xn--bcher-kva.example'] = [{'txt': ['v=DMARC1; p=reject']}]
 zone['_dmarc.upper.example'] = [{'txt': ['v=DMARC1; p=reject']}]
 ku = rsa('k', dom='example.co.uk')
@@ -235,6 +240,9 @@ add('dm_nodomain', msg('dm_nodomain', 'alice'))
 add('dm_twofrom', msg('dm_twofrom', A, extra='From: Other <o@other.example>\r\n'))
 m = msg('dm_nofromhdr', A).replace(b'From: Alice <alice@example.org>\r\n', b'')
 add('dm_nofromhdr', m)
+add('dm_drop', msg('dm_drop', 'D <d@drop.example>'))
+add('dm_spfrel', msg('dm_spfrel', A), sender='bounce@mail.example.org')            # relaxed SPF alignment
+add('dm_spfstrict', msg('dm_spfstrict', 'S <s@strict.example>'), sender='bounce@mail.strict.example')
 # an SMTPUTF8 From domain in U-labels: its policy is at the A-label name (RFC 8616 5)
 idn = 'B <b@b\u00fccher.example>'
 add('dm_idn', msg('dm_idn', 'x').replace(b'From: x', ('From: ' + idn).encode()))

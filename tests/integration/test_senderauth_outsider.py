@@ -23,7 +23,7 @@ text, leading dots), h= with absent fields (then added), oversigning (then a sec
 duplicate fields (the bottom one is signed), l= (text appended; body shorter than l=),
 1024/2048/4096/512-bit RSA, Ed25519 and dual signing, key records with t=s, t=y, h=, k=,
 no v=, v=DKIM2, whitespace, revoked; DMARC strict and relaxed alignment, PSL organisational
-domains (co.uk), sp=, p= case, v= not first, p= missing with rua=, several records, SERVFAIL,
+domains (co.uk), SPF alignment relaxed and strict (aspf=s), sp=, p= case, v= not first, p= missing with rua=, several records, SERVFAIL, no answer at all,
 tricky From fields (quoted display names holding an address, comments, encoded words,
 groups, several addresses, several From fields, none, a UTF-8 domain in U-labels); ARC chains of 1, 3 and 5 hops sealed
 by dkimpy, an instance gap, a newest seal with cv=fail.
@@ -54,6 +54,7 @@ be = mt.Backend()
 cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
                 trusted_proxies=['127.0.0.1/32'],
                 dns={'resolvers': ['127.0.0.1:%d' % dnsp.port], 'timeout': '2s', 'tries': 1},
+                spf={'enabled': True, 'timeout': '4s'},
                 dkim={'enabled': True, 'timeout': '4s'}, arc={'enabled': True},
                 dmarc={'enabled': True, 'action': 'honor', 'on_temperror': 'tempfail'})
 mx = mt.Mxgate(cfg, name='mx-outsider')
@@ -115,9 +116,13 @@ want = {
     'dm_twofrom': (250, [r'dmarc=permerror \(several From fields\)']),
     'dm_nofromhdr': (250, [r'dmarc=permerror \(no usable From\)']),
     'dm_idn': (550, []),
+    'dm_drop': (451, []),   # the policy lookup is never answered: temperror, on_temperror: tempfail
+    'dm_spfrel': (250, [r'spf=pass smtp\.mailfrom=mail\.example\.org', r'dkim=none',
+                        r'dmarc=pass \(p=reject dis=none\) header\.from=example\.org']),
+    'dm_spfstrict': (550, []),   # aspf=s: mail.strict.example is not strict.example
     'dm_idnsig': (250, [r'dkim=pass .*header\.d=xn--bcher-kva\.example',
                         r'dmarc=pass \(p=reject dis=none\) header\.from=xn--bcher-kva\.example']),
-    'arc1': (250, [r'arc=pass \(i=1, sealed by hop1\.example\.net\) header\.oldest-pass=0 smtp\.remote-ip=192\.0\.2\.9']),
+    'arc1': (250, [r'arc=pass \(i=1, sealed by hop1\.example\.net\) header\.oldest-pass=0 smtp\.remote-ip=198\.18\.1\.7']),
     'arc3': (250, [r'arc=pass \(i=3, sealed by hop3\.example\.net\) header\.oldest-pass=0']),
     'arc5': (250, [r'arc=pass \(i=5, sealed by hop5\.example\.net\) header\.oldest-pass=0']),
     'arcgap': (250, [r'arc=fail \(incomplete ARC sets\)']),
@@ -133,14 +138,14 @@ def ar_of(data):
             if h.lower().startswith('authentication-results:')]
 
 
-def send(tag, data, client='192.0.2.9'):
+def send(tag, data, client='198.18.1.7', sender='bounce@other.example'):
     c = mt.Client(mx.port, greet=False)
     try:
         c.send('PROXY TCP4 %s 127.0.0.1 40000 25\r\n' % client)
         if c.reply()[0] != 220:
             return None, 'no greeting', None
         c.ehlo('client.example')
-        code, text = mt.send_mail(mx.port, 'bounce@other.example', ['bob@example.test'], data, client=c)
+        code, text = mt.send_mail(mx.port, sender, ['bob@example.test'], data, client=c)
     finally:
         c.close()
     got = [m for m in be.messages if ('outsider %s\r\n' % tag).encode() in m['data']]
@@ -152,7 +157,7 @@ mt.check(set(want) == {c['tag'] for c in cases},
          'every case has an expectation (%s)' % sorted(set(want) ^ {c['tag'] for c in cases}))
 for c in cases:
     tag = c['tag']
-    code, text, msg = send(tag, c['msg'].encode('latin-1'))
+    code, text, msg = send(tag, c['msg'].encode('latin-1'), sender=c.get('sender', 'bounce@other.example'))
     wcode, pats = want.get(tag, (250, []))
     mine = [a for a in ar_of(msg) if a.startswith('mx.test;')] if msg else []
     ok = code == wcode
