@@ -11,7 +11,7 @@ DNS server on 127.0.0.1 at a port of its own (dns_peer.py, dnspython), named onc
 - an include: loop, more than 10 DNS-querying terms and more than 2 void lookups:
   permerror (RFC 7208 4.6.4);
 - two SPF records: permerror; none: no record at all;
-- SERVFAIL from the DNS server: temperror, and 451 4.7.24 with tempfail_temperror;
+- SERVFAIL from the DNS server, or no answer at all: temperror, and 451 4.7.24 with tempfail_temperror;
 - the null sender checked by its HELO name; every result in the one Authentication-Results
   field, parsed back by python3-authres.
 """
@@ -52,8 +52,11 @@ zone = {
     'two.example': [txt('v=spf1 -all'), txt('v=spf1 +all')],
     'norec.example': [txt('some other text')],
     'sfail.example': 'servfail',
+    'drop.example': 'drop',
     'helo.example': [txt('v=spf1 a -all'), {'a': '198.18.1.7'}],
     'ptr.example': [txt('v=spf1 ptr -all')],
+    # over 512 octets: the UDP answer is truncated, the lookup is repeated over TCP
+    'big.example': [txt(*['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 41)] + [' ip4:198.18.1.7 -all'])],
     # RFC 7208 4.6.4: three terms whose lookups find nothing (NXDOMAIN, NODATA): permerror
     'void3.example': [txt('v=spf1 a:n1.void3.example mx:n2.void3.example exists:%{l}.void3.example '
                           'ip4:198.18.1.7 -all')],
@@ -120,6 +123,7 @@ rows = [
     ('v6', 'a@v6.example', '2001:db8:1::9', 'spf=pass smtp.mailfrom=v6.example', 'ip6: from an IPv6 client'),
     ('v6aaaa', 'a@v6.example', '2001:db8:2::25', 'spf=pass', 'a: matches an IPv6 client by the AAAA record'),
     ('v6no', 'a@v6.example', '2001:db8:9::1', 'spf=fail', 'an IPv6 client outside'),
+    ('big', 'a@big.example', '198.18.1.7', 'spf=pass smtp.mailfrom=big.example', 'a 700-octet record (TC, then TCP)'),
     ('ptr', 'a@ptr.example', '198.18.1.7', 'spf=pass smtp.mailfrom=ptr.example', 'ptr: PTR then A confirms'),
     ('void3', 'a@void3.example', '198.18.1.7', 'spf=permerror smtp.mailfrom=void3.example',
      'three void lookups before the match'),
@@ -132,6 +136,8 @@ rows = [
     ('none', 'a@norec.example', '198.18.1.7', 'spf=none smtp.mailfrom=norec.example', 'a TXT record that is not SPF'),
     ('nx', 'a@nxdomain.example', '198.18.1.7', 'spf=none', 'no such domain'),
     ('sfail', 'a@sfail.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=sfail.example', 'SERVFAIL'),
+    ('drop', 'a@drop.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=drop.example',
+     'no answer at all: dns.timeout, then temperror'),
     ('helo', '', '198.18.1.7', 'spf=pass smtp.helo=helo.example', 'the null sender: its HELO name'),
 ]
 for tag, sender, client, want, what in rows:
@@ -141,6 +147,8 @@ for tag, sender, client, want, what in rows:
 # the policy was asked of the DNS server named in dns.resolvers
 mt.check(mt.wait_log_of(dns_peer.name, r'query pass\.example TXT', 5, dns_peer),
          'libspf2\'s lookups went to the dns.resolvers server')
+mt.check(mt.wait_log_of(dns_peer.name, r'query big\.example TXT tcp', 5, dns_peer),
+         'a truncated answer was asked again over TCP')
 
 # the results as a downstream reader sees them: python3-authres parses each field
 r = subprocess.run([PY, os.path.join(HERE, 'dkim_signer.py'), 'authres', '-', '-', '-'],
