@@ -15,7 +15,8 @@ OpenDKIM/OpenDMARC/OpenARC would test them, with outside tools as the reference:
   arcverify (dkimpy's command-line tools) re-verify what mxgate delivered, with keys served
   by the same DNS server through a private resolv.conf-free lookup (dnsfunc);
 - forged Authentication-Results fields carrying our authserv-id in every form RFC 8601
-  allows (case, comments, version, folding, no space) are removed; look-alikes stay.
+  allows (case, comments, version, folding, no space, the absolute name with its trailing
+  dot) are removed; look-alikes stay.
 
 Corners: canonicalisation (trailing whitespace, whitespace runs, empty body, blank lines at
 the end, lines over 998 octets, header case, folded fields, a lowercase field name, 8-bit
@@ -220,7 +221,7 @@ forged = ['mx.test; dkim=pass header.d=f1.example', 'MX.TEST; dkim=pass header.d
           'mx.test/1; dkim=pass header.d=f5.example', 'mx.test;dkim=pass header.d=f6.example',
           '\r\n mx.test;\r\n\tdkim=pass header.d=f7.example', 'mx.test (c) ; dkim=pass header.d=f8.example',
           '"mx.test"; dkim=pass header.d=f9.example', 'mx.test; none', 'mx.test(c); dkim=pass header.d=f11.example',
-          'mx.test (x) 1; dkim=pass header.d=f12.example']
+          'mx.test (x) 1; dkim=pass header.d=f12.example', 'mx.test.; dkim=pass header.d=f13.example']
 kept = ['mx.test.evil; dkim=pass header.d=k1.example', 'evil-mx.test; dkim=pass header.d=k2.example',
         'other.example; dkim=pass header.d=k3.example']
 for i, f in enumerate(forged + kept):
