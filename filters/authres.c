@@ -194,6 +194,12 @@ bool authres_is_ours(const char *v, size_t len, const char *id)
 			got[o++] = v[i++];
 		}
 	}
+	/* "mx.example.test." is the same host as "mx.example.test": a reader that drops the
+	 * root dot would trust such a field, so it is ours (forged) as well */
+	if (o > 0 && got[o - 1] == '.')
+		o--;
+	if (idl > 0 && id[idl - 1] == '.')
+		idl--;
 	got[o] = '\0';
 	return o == idl && strncasecmp(got, id, idl) == 0;
 }

@@ -2,6 +2,7 @@
 #include "filters/dmarc.h"
 #include "filters/dkim_tags.h"
 
+#include <idn2.h>
 #include <libpsl.h>
 
 #include <ctype.h>
@@ -213,6 +214,7 @@ static void from_mailbox_end(struct from_scan *s)
 	char dom[256];
 	const char *at;
 	size_t a, b, o = 0;
+	bool utf8 = false;
 
 	addr[n] = '\0';
 	if (n == 0 && !s->has_angle)
@@ -233,13 +235,32 @@ static void from_mailbox_end(struct from_scan *s)
 	for (size_t i = a; i < b && o + 1 < sizeof(dom); i++) {
 		unsigned char c = (unsigned char)addr[i];
 
-		if (!(isalnum(c) || c == '-' || c == '.' || c == '_')) {
-			s->unusable = true;	/* a domain literal, spaces, 8-bit... */
+		if (c >= 0x80) {
+			utf8 = true;	/* U-labels (SMTPUTF8): converted below */
+		} else if (!(isalnum(c) || c == '-' || c == '.' || c == '_')) {
+			s->unusable = true;	/* a domain literal, spaces, ... */
 			goto reset;
 		}
 		dom[o++] = (char)tolower(c);
 	}
 	dom[o] = '\0';
+	/* RFC 8616 5: a From domain in U-labels is the domain of its A-labels, for the policy
+	 * lookup and for alignment with d= (always A-labels). Not valid UTF-8 / IDNA: unusable. */
+	if (utf8) {
+		char *ascii = NULL;
+
+		if (idn2_to_ascii_8z(dom, &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK ||
+		    strlen(ascii) >= sizeof(dom)) {
+			idn2_free(ascii);
+			s->unusable = true;
+			goto reset;
+		}
+		o = 0;
+		for (const char *p = ascii; *p != '\0'; p++)
+			dom[o++] = (char)tolower((unsigned char)*p);
+		dom[o] = '\0';
+		idn2_free(ascii);
+	}
 	if (o == 0 || dom[0] == '.') {
 		s->unusable = true;
 		goto reset;

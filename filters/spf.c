@@ -8,6 +8,8 @@
 #include <arpa/nameser.h>
 
 #include "filters/spf.h"
+#include "filters/dns.h"
+#include "filters/spf_dns.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
@@ -45,7 +47,7 @@ static const struct cfg_table spf_scores_table = {
 
 static const struct cfg_field spf_config_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct spf_config, enabled), "false",
-	  .doc = "check SPF at MAIL FROM (libspf2; needs a resolver on port 53)" },
+	  .doc = "check SPF at MAIL FROM (libspf2; asks dns.resolvers, else resolv.conf's servers)" },
 	{ "reject_fail", CFG_BOOL, offsetof(struct spf_config, reject_fail), "false",
 	  .doc = "refuse MAIL FROM with 550 5.7.23 when the result is fail" },
 	{ "tempfail_temperror", CFG_BOOL, offsetof(struct spf_config, tempfail_temperror), "false",
@@ -68,7 +70,7 @@ static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 
 	if (c->records.n == 0)
 		return 0;
-	e = spf_engine_new(NULL, true);
+	e = spf_engine_new(NULL, true, NULL);
 	if (e == NULL)
 		return 0;
 	for (size_t i = 0; i < c->records.n; i++)
@@ -128,10 +130,11 @@ static void spf_log_init(void)
 	SPF_debug_handler = spf_log_quiet_cb;
 }
 
-struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offline)
+struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offline,
+    const struct dns_config *dc)
 {
 	struct spf_engine *e;
-	SPF_dns_server_t *below = NULL;
+	SPF_dns_server_t *below = NULL, *layer;
 
 	pthread_once(&spf_log_once, spf_log_init);
 	e = calloc(1, sizeof(*e));
@@ -139,13 +142,23 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 		return NULL;
 	e->refs = 1;
 	if (!offline) {
-		/* RFC 7208 4.6.4 lookups, cached; the resolver layer is the blocking glibc one */
-		below = SPF_dns_resolv_new(NULL, "resolv", 0);
+		/* RFC 7208 4.6.4 lookups, cached; the resolver layer is blocking: the servers of
+		 * dns.resolvers, or libspf2's own (resolv.conf, port 53) when there are none */
+		if (dc != NULL && dc->resolvers.n > 0)
+			below = spf_dns_layer_new(&dc->resolvers, dc->timeout ? dc->timeout : 2000,
+			    dc->tries ? (int)dc->tries : 2);
+		if (below == NULL)
+			below = SPF_dns_resolv_new(NULL, "resolv", 0);
 		if (below == NULL)
 			goto fail;
 		below = SPF_dns_cache_new(below, "cache", 0, 10);
 		if (below == NULL)
 			goto fail;
+		/* above the cache, so a cached empty answer counts as a void lookup too */
+		layer = spf_dns_void_layer_new(below);
+		if (layer == NULL)
+			goto fail;
+		below = layer;
 	}
 	e->zone = SPF_dns_zone_new(below, "static", 0);
 	if (e->zone == NULL)
@@ -241,6 +254,32 @@ const char *spf_check_domain(const struct spf_check *c)
 	return at ? at + 1 : c->sender;
 }
 
+/* libspf2 leaves the result "invalid" when it gives up without a verdict. That is mostly a
+ * record it could not compile (an unknown mechanism, a bad ip4 literal or CIDR length, an
+ * unknown macro letter): a syntax error, permerror per RFC 7208 4.6. Only its own troubles
+ * (memory, an internal error, DNS) stay temperror. */
+static enum spf_result spf_invalid_result(SPF_response_t *resp)
+{
+	int n = SPF_response_messages(resp);
+
+	for (int i = 0; i < n; i++) {
+		SPF_error_t *err = SPF_response_message(resp, i);
+
+		if (!SPF_error_errorp(err))
+			continue;
+		switch (SPF_error_code(err)) {
+		case SPF_E_NO_MEMORY:
+		case SPF_E_INTERNAL_ERROR:
+		case SPF_E_NOT_CONFIG:
+		case SPF_E_DNS_ERROR:
+			return SPF_R_TEMPERROR;
+		default:
+			break;
+		}
+	}
+	return SPF_response_errors(resp) > 0 ? SPF_R_PERMERROR : SPF_R_TEMPERROR;
+}
+
 void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 {
 	SPF_request_t *req;
@@ -276,6 +315,7 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 		c->result = SPF_R_NONE;	/* no usable identity */
 		goto done;
 	}
+	spf_dns_void_reset();
 	SPF_request_query_mailfrom(req, &resp);
 	if (resp == NULL)
 		goto done;
@@ -286,9 +326,14 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 	case SPF_RESULT_NEUTRAL: c->result = SPF_R_NEUTRAL; break;
 	case SPF_RESULT_NONE: c->result = SPF_R_NONE; break;
 	case SPF_RESULT_PERMERROR: c->result = SPF_R_PERMERROR; break;
+	case SPF_RESULT_INVALID: c->result = spf_invalid_result(resp); break;
 	case SPF_RESULT_TEMPERROR:
 	default: c->result = SPF_R_TEMPERROR; break;
 	}
+	/* RFC 7208 4.6.4: more than two lookups that found nothing is permerror (libspf2 does
+	 * not count them). A match before the third stops the evaluation, so it never gets here. */
+	if (spf_dns_void_count() > 2 && c->result != SPF_R_TEMPERROR)
+		c->result = SPF_R_PERMERROR;
 	exp = c->result == SPF_R_FAIL ? SPF_response_get_explanation(resp) : NULL;
 	/* libspf2's built-in default points at the defunct openspf.org: only a domain's own
 	 * exp= text (RFC 7208 6.2) is worth passing on */
@@ -340,7 +385,7 @@ static int spf_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 	w->cfg = cfg;
 	w->sc = &cfg->spf;
 	w->loop = loop;
-	w->engine = spf_engine_new(&cfg->spf.records, false);
+	w->engine = spf_engine_new(&cfg->spf.records, false, &cfg->dns);
 	if (w->engine == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=spf_error reason=\"libspf2 init failed\"");
 		free(w);

@@ -1,7 +1,8 @@
 /* spf.h — SPF (RFC 7208) with libspf2 at MAIL FROM.
  *
- * libspf2 resolves with the blocking glibc resolver (port 53 only), so each check runs in
- * the libuv thread pool (uv_queue_work) with a timeout; a late result is discarded. The
+ * libspf2 resolves with a blocking resolver (filters/spf_dns.c: the servers of dns.resolvers,
+ * any port; without them glibc's, resolv.conf on port 53), so each check runs in the libuv
+ * thread pool (uv_queue_work) with a timeout; a late result is discarded. The
  * result becomes a symbol (SPF_PASS, SPF_FAIL, ...) with a configurable score whose
  * description is the domain checked; filters/senderauth.c turns it into the
  * `spf=<result> smtp.mailfrom=<domain>` part of the one Authentication-Results field it adds
@@ -50,9 +51,12 @@ struct spf_check {
 
 struct spf_engine;
 /* Creates an engine: libspf2 over the resolver (SPF_DNS_CACHE) with the static records of
- * cfg (may be NULL) in an in-memory zone above it. With offline set, the zone is the only
- * source: names not in it do not exist (tests). NULL on failure. */
-struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offline);
+ * cfg (may be NULL) in an in-memory zone above it. The resolver asks dc's resolvers (dc may
+ * be NULL: resolv.conf's). With offline set, the zone is the only source: names not in it
+ * do not exist (tests). NULL on failure. */
+struct dns_config;
+struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offline,
+    const struct dns_config *dc);
 void spf_engine_free(struct spf_engine *e);
 /* Adds a record "name TYPE data" (TYPE: TXT, A, AAAA, MX, PTR) to the engine's zone;
  * 0 or -1. Not thread-safe against running checks: call before use. */

@@ -7,7 +7,7 @@ set -eu
 # build: compiler, CMake, the fuzzers' clang + libFuzzer runtime, the libraries
 BUILD_PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 libuv1-dev libssl-dev libc-ares-dev libspf2-dev libmilter-dev libhiredis-dev liblmdb-dev
-libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libpsl-dev publicsuffix"
+libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libpsl-dev libidn2-dev publicsuffix"
 # peers, by the test that starts them (tests/integration/mxtest.py):
 #   postfix: smtp-sink, smtp-source    swaks: SMTP client    openssl: s_client, certificates
 #   rbldnsd: DNSBL                     redis-server: shared ratelimit / greylist / reputation
@@ -15,9 +15,10 @@ libpcre2-dev libvectorscan-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libps
 #   python3, python3-milter: tests/peers/mx_milter.py    opendkim, opendkim-tools, clamav-milter
 #   python3-dkim, python3-nacl, python3-authres (dkimpy: DKIM/Ed25519/ARC signing), dnsmasq-base:
 #   test_senderauth.py and bench_senderauth.sh, test_edge_postfix.py (client PTR records)
+#   python3-dnspython: tests/integration/dns_peer.py (test_spf_dns.py, test_senderauth_outsider.py)
 PEER_PKGS="postfix swaks openssl rbldnsd redis-server clamav-daemon clamdscan
 spamassassin spamd spamc python3 python3-milter opendkim opendkim-tools clamav-milter
-netcat-openbsd procps python3-dkim python3-nacl python3-authres dnsmasq-base"
+netcat-openbsd procps python3-dkim python3-nacl python3-authres python3-dnspython dnsmasq-base"
 # chromium: the status page test (tests/integration/test_statuspage.py); man-db, groff-base: the
 # manuals test (tests/integration/test_manpages.sh)
 PEER_PKGS="$PEER_PKGS chromium man-db groff-base"

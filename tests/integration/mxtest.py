@@ -72,6 +72,7 @@ announces XCLIENT NAME ADDR PORT PROTO HELO LOGIN and records what it gets.
 import atexit
 import base64
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -1023,6 +1024,23 @@ def dnsmasq(records, local=(), args=()):
             s.close()
     if wait_for(up, 10) is not True:
         peer_failed(name, 'dnsmasq on udp %d does not answer (exit status %s)' % (port, p.poll()))
+    p.port, p.name = port, name
+    return p
+
+
+def dns_peer(zone, name='dns_peer'):
+    """tests/integration/dns_peer.py (dnspython under /usr/bin/python3) on 127.0.0.1, UDP and
+    TCP, serving zone {name: [{"txt": [strings]}, {"a": ip}, ...] | "servfail" | "refused" |
+    "drop"}; other names NXDOMAIN. Returns the Popen with .port and .name once it is ready
+    (its log, TMP/name.log, has one "query NAME TYPE" line per query); fails the test if not."""
+    port = free_port()
+    zfile = os.path.join(TMP, name + '.json')
+    with open(zfile, 'w') as f:
+        json.dump(zone, f)
+    p = spawn(['/usr/bin/python3', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'dns_peer.py'),
+               zfile, str(port)], name)
+    if not wait_log_of(name, r'(?m)^ready$', 15, p) or not wait_port(port, 5, p):
+        peer_failed(name, 'dns_peer.py on %d did not start (exit status %s)' % (port, p.poll()))
     p.port, p.name = port, name
     return p
 

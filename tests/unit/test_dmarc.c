@@ -94,6 +94,12 @@ static void test_from_domain(void **state)
 		{ "domain literal", "a@[192.0.2.1]", -1, NULL },
 		{ "trailing dot", "a@example.org.", 0, "example.org" },
 		{ "quoted local part with @", "\"a@b\"@example.org", 0, "example.org" },
+		/* RFC 8616 5: a UTF-8 (SMTPUTF8) From domain is looked up by its A-labels */
+		{ "IDN U-label", "A <a@b\xc3\xbc" "cher.example>", 0, "xn--bcher-kva.example" },
+		{ "IDN U-label, upper case", "a@B\xc3\x9c" "CHER.Example", 0, "xn--bcher-kva.example" },
+		{ "U-label and A-label: one domain", "a@b\xc3\xbc" "cher.example, b@XN--BCHER-KVA.example", 0,
+		  "xn--bcher-kva.example" },
+		{ "not UTF-8", "a@b\xfc" "cher.example", -1, NULL },
 	};
 	char out[256];
 

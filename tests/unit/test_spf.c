@@ -32,6 +32,11 @@ static char *records[] = {
 	"helo.example A 198.18.1.7",
 	"expl.example TXT v=spf1 -all exp=why.expl.example",
 	"why.expl.example TXT %{i}_is_not_permitted",
+	/* records libspf2 cannot compile: RFC 7208 4.6 syntax errors, permerror */
+	"mech.example TXT v=spf1 ip4:192.0.2.9 foo:bar -all",
+	"ip4.example TXT v=spf1 ip4:300.1.1.1 -all",
+	"cidr.example TXT v=spf1 ip4:192.0.2.0/33 -all",
+	"macro.example TXT v=spf1 a:%{z}.macro.example -all",
 };
 static const struct cfg_strlist recs = { records, sizeof(records) / sizeof(records[0]) };
 
@@ -44,13 +49,17 @@ static void test_engine_results(void **state)
 		{ "neutral", "198.18.1.7", "c.test", "a@neutral.example", SPF_R_NEUTRAL },
 		{ "no record: none", "198.18.1.7", "c.test", "a@norecord.example", SPF_R_NONE },
 		{ "syntax error: permerror", "192.0.2.9", "c.test", "a@perm.example", SPF_R_PERMERROR },
+		{ "unknown mechanism: permerror", "192.0.2.9", "c.test", "a@mech.example", SPF_R_PERMERROR },
+		{ "bad ip4 literal: permerror", "192.0.2.9", "c.test", "a@ip4.example", SPF_R_PERMERROR },
+		{ "bad CIDR length: permerror", "192.0.2.9", "c.test", "a@cidr.example", SPF_R_PERMERROR },
+		{ "unknown macro letter: permerror", "192.0.2.9", "c.test", "a@macro.example", SPF_R_PERMERROR },
 		{ "include passes", "198.18.5.5", "c.test", "a@inc.example", SPF_R_PASS },
 		{ "include fails", "192.0.2.9", "c.test", "a@inc.example", SPF_R_FAIL },
 		{ "null sender: HELO identity passes", "198.18.1.7", "helo.example", "", SPF_R_PASS },
 		{ "null sender: HELO identity fails", "192.0.2.9", "helo.example", "", SPF_R_FAIL },
 		{ "IPv6 client against ip4-only policy", "2001:db8::1", "c.test", "a@example.org", SPF_R_FAIL },
 	};
-	struct spf_engine *e = spf_engine_new(&recs, true);
+	struct spf_engine *e = spf_engine_new(&recs, true, NULL);
 
 	(void)state;
 	assert_non_null(e);
@@ -71,7 +80,7 @@ static void test_engine_results(void **state)
 
 static void test_explanation(void **state)
 {
-	struct spf_engine *e = spf_engine_new(&recs, true);
+	struct spf_engine *e = spf_engine_new(&recs, true, NULL);
 	struct spf_check c;
 
 	(void)state;
@@ -92,7 +101,7 @@ static void test_explanation(void **state)
 
 static void test_records_and_names(void **state)
 {
-	struct spf_engine *e = spf_engine_new(NULL, true);
+	struct spf_engine *e = spf_engine_new(NULL, true, NULL);
 	struct spf_check c;
 
 	(void)state;

@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""A small authoritative DNS server with dnspython (Debian's python3-dnspython), for tests
+that need answers dnsmasq cannot give: TXT records split into several character-strings,
+several TXT records at one name, SERVFAIL, REFUSED, a name that is never answered, and
+answers too large for 512-byte UDP (truncated, then served over TCP).
+
+    dns_peer.py ZONE.json PORT
+
+ZONE.json maps a name (no trailing dot, any case) to a list of entries:
+    {"txt": ["part one", "part two"]}     one TXT record of these character-strings
+    {"a": "198.51.100.1"} / {"aaaa": "2001:db8::1"} / {"mx": "mail.example.org"} /
+    {"ptr": "host.example.org"}
+    "servfail" | "refused" | "drop"       the whole answer for that name
+Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
+type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
+query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP)."""
+import json
+import socket
+import socketserver
+import sys
+import threading
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+zone = {k.lower().rstrip('.'): v for k, v in json.load(open(sys.argv[1])).items()}
+port = int(sys.argv[2])
+
+
+def answer(wire, tcp):
+    q = dns.message.from_wire(wire)
+    r = dns.message.make_response(q)
+    r.flags |= dns.flags.AA
+    qn = q.question[0]
+    name = qn.name.to_text().lower().rstrip('.')
+    sys.stderr.write('query %s %s%s\n' % (name, dns.rdatatype.to_text(qn.rdtype), ' tcp' if tcp else ''))
+    sys.stderr.flush()
+    entries = zone.get(name)
+    if entries in ('servfail', 'refused', 'drop'):
+        if entries == 'drop':
+            return None
+        r.set_rcode(dns.rcode.SERVFAIL if entries == 'servfail' else dns.rcode.REFUSED)
+        return r.to_wire()
+    if entries is None:
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        return r.to_wire()
+    rds = []
+    for e in entries:
+        for t, v in e.items():
+            if dns.rdatatype.from_text(t) != qn.rdtype:
+                continue
+            if t == 'txt':
+                text = ' '.join('"%s"' % s.replace('\\', '\\\\').replace('"', '\\"') for s in v)
+            elif t in ('mx', 'ptr', 'cname'):
+                text = ('10 ' if t == 'mx' else '') + v.rstrip('.') + '.'
+            else:
+                text = v
+            rds.append(dns.rdata.from_text(dns.rdataclass.IN, qn.rdtype, text))
+    if rds:
+        rr = dns.rrset.RRset(qn.name, dns.rdataclass.IN, qn.rdtype)
+        rr.update_ttl(60)
+        for rd in rds:
+            rr.add(rd)
+        r.answer.append(rr)
+    out = r.to_wire()
+    limit = 65535 if tcp else (max(512, q.payload) if q.edns >= 0 else 512)
+    if len(out) > limit:
+        r.answer = []
+        r.flags |= dns.flags.TC
+        out = r.to_wire()
+    return out
+
+
+class Udp(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        out = answer(data, False)
+        if out is not None:
+            sock.sendto(out, self.client_address)
+
+
+class Tcp(socketserver.BaseRequestHandler):
+    def handle(self):
+        f = self.request.makefile('rb')
+        while True:
+            n = f.read(2)
+            if len(n) < 2:
+                return
+            out = answer(f.read(int.from_bytes(n, 'big')), True)
+            if out is None:
+                return
+            self.request.sendall(len(out).to_bytes(2, 'big') + out)
+
+
+class UdpServer(socketserver.ThreadingUDPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class TcpServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+u = UdpServer(('127.0.0.1', port), Udp)
+t = TcpServer(('127.0.0.1', port), Tcp)
+threading.Thread(target=t.serve_forever, daemon=True).start()
+print('ready', flush=True)
+u.serve_forever()
