@@ -70,6 +70,7 @@ const char *dns_status_name(enum dns_status s)
 	case DNS_S_SERVFAIL: return "servfail";
 	case DNS_S_TIMEOUT: return "timeout";
 	case DNS_S_ERROR: return "error";
+	case DNS_S_FAILED: return "failed";
 	}
 	return "error";
 }
@@ -645,8 +646,10 @@ static enum dns_status dns_status_from_ares(int status)
 	case ARES_ENODATA: return DNS_S_NODATA;
 	case ARES_ESERVFAIL:
 	case ARES_EREFUSED: return DNS_S_SERVFAIL;
-	case ARES_ETIMEOUT:
-	case ARES_ECONNREFUSED: return DNS_S_TIMEOUT;
+	/* c-ares 1.18 ends a query whose every try got SERVFAIL/REFUSED with ECONNREFUSED, as
+	 * it does one whose server refuses (ICMP port unreachable): failed at once, no timeout */
+	case ARES_ECONNREFUSED: return DNS_S_FAILED;
+	case ARES_ETIMEOUT: return DNS_S_TIMEOUT;
 	default: return DNS_S_ERROR;
 	}
 }

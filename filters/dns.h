@@ -38,8 +38,10 @@ enum dns_status {
 	DNS_S_NXDOMAIN,   /* name does not exist */
 	DNS_S_NODATA,     /* name exists, no record of this type */
 	DNS_S_SERVFAIL,   /* server failure or refused */
-	DNS_S_TIMEOUT,    /* no answer in time (also: server unreachable) */
+	DNS_S_TIMEOUT,    /* no answer in time */
 	DNS_S_ERROR,      /* anything else: bad name, malformed reply, out of memory */
+	DNS_S_FAILED,     /* every try failed at once: the servers unreachable (refused), or
+	                   * (c-ares 1.18 cannot tell) each answered SERVFAIL/REFUSED */
 };
 
 /* A result as delivered to callbacks. Borrowed: valid only during the callback. */

@@ -296,8 +296,10 @@ static void test_resolve_negative(void **state)
 	assert_int_equal(nx.r.status, DNS_S_NXDOMAIN);
 	assert_int_equal(nx.r.ttl, 30);	/* the SOA's MINIMUM */
 	assert_int_equal(nodata.r.status, DNS_S_NODATA);
-	/* c-ares retries a SERVFAIL; it may end as SERVFAIL or at the deadline */
-	assert_true(sf.r.status == DNS_S_SERVFAIL || sf.r.status == DNS_S_TIMEOUT);
+	/* c-ares retries a SERVFAIL and then (1.18) reports it as ECONNREFUSED: failed at
+	 * once, not a timeout (a DKIM comment said "timed out" for it); a newer c-ares may say
+	 * SERVFAIL itself */
+	assert_true(sf.r.status == DNS_S_FAILED || sf.r.status == DNS_S_SERVFAIL);
 	/* NXDOMAIN is cached, SERVFAIL is not */
 	nx.calls = 0;
 	assert_null(dns_query_start(f->r, DNS_T_A, "9.9.18.198.bl.test", 0, got_cb, &nx));
@@ -387,7 +389,8 @@ static void test_unreachable_server(void **state)
 	dns_query_start(r, DNS_T_A, "x.bl.test", 0, got_cb, &g);
 	run_until(&loop, &g.calls, 1, 3000);
 	assert_int_equal(g.calls, 1);
-	assert_int_equal(g.r.status, DNS_S_TIMEOUT);
+	/* refused (ICMP: FAILED, at once) or silence (TIMEOUT, at the deadline) */
+	assert_true(g.r.status == DNS_S_FAILED || g.r.status == DNS_S_TIMEOUT);
 	assert_true((uv_hrtime() - t0) / 1000000 < 1000);
 	dns_resolver_release(r);
 	uv_run(&loop, UV_RUN_DEFAULT);
