@@ -59,9 +59,9 @@ static size_t gl_lower(char *out, size_t outlen, const char *s)
 
 	for (i = 0; s[i] && i + 1 < outlen; i++)
 		out[i] = (char)tolower((unsigned char)s[i]);
+	out[i] = '\0';		/* before strchr reads it */
 	if (i > 1 && out[i - 1] == '.' && out[i - 2] != '.' && strchr(out, '@') != NULL)
-		i--;
-	out[i] = '\0';
+		out[--i] = '\0';
 	return i;
 }
 

@@ -93,6 +93,20 @@ static void test_triplet(void **state)
 		    cases[i].to, out, sizeof(out)), 0);
 		assert_string_equal(out, cases[i].want);
 	}
+	/* a sender of the longest length taken (299 octets), ending in a dot, without an '@':
+	 * the trailing-dot check read the copy before terminating it, past its end (found by
+	 * fuzz_ratelimit under ASan); the dot stays, as it is no domain's */
+	{
+		struct sockaddr_storage ss = addr("198.18.7.7");
+		char from[300], out[1000], want[400];
+
+		memset(from, 'a', sizeof(from));
+		from[298] = '.';
+		from[299] = '\0';
+		assert_int_equal(greylist_triplet((struct sockaddr *)&ss, 24, 64, from, "b@x", out, sizeof(out)), 0);
+		snprintf(want, sizeof(want), "198.18.7.0/24|%s|b@x", from);
+		assert_string_equal(out, want);
+	}
 }
 
 struct chain_result { bool done; struct verdict v; };
