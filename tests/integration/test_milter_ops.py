@@ -37,7 +37,9 @@ def one(tag):
 
 
 def headers_of(d):
-    return d.split(b'\r\n\r\n', 1)[0].split(b'\r\n')
+    """The header fields, unfolded."""
+    hb = d.split(b'\r\n\r\n', 1)[0]
+    return hb.replace(b'\r\n ', b' ').replace(b'\r\n\t', b'\t').split(b'\r\n')
 
 
 def body_of(d):
