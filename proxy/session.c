@@ -167,6 +167,8 @@ static int session_reply_verdict(struct session *s, const struct verdict *v, con
 		code = 451;
 	if (v->action == VERDICT_REJECT && code / 100 != 5)
 		code = 550;
+	if (code == 421)   /* "closing transmission channel" (RFC 5321 4.2.2): a milter's 421 */
+		s->quit_after_flush = true;
 	if (v->reply[0])
 		session_reply_text(s, code, v->reply);
 	else
