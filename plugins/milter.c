@@ -11,6 +11,7 @@
 #include "plugins.h"
 
 #include <libmilter/mfdef.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -449,6 +450,13 @@ static char *milter_strip_brackets(const char *a)
 	return strdup(a);
 }
 
+/* A header index from the wire (32 bits, unsigned) as the host's int: one past INT_MAX
+ * still means "past the end", never a negative index (the top, the first occurrence). */
+static int milter_index(uint32_t index)
+{
+	return index > INT_MAX ? INT_MAX : (int)index;
+}
+
 /* Applies the collected modifications through the host. */
 static int milter_apply_mods(struct milter_sess *ms)
 {
@@ -464,10 +472,10 @@ static int milter_apply_mods(struct milter_sess *ms)
 			h->add_header(c, m->a, m->b);
 			break;
 		case SMFIR_INSHEADER:
-			h->insert_header(c, (int)m->index, m->a, m->b);
+			h->insert_header(c, milter_index(m->index), m->a, m->b);
 			break;
 		case SMFIR_CHGHEADER:
-			h->change_header(c, m->a, (int)m->index, m->b && *m->b ? m->b : NULL);
+			h->change_header(c, m->a, milter_index(m->index), m->b && *m->b ? m->b : NULL);
 			break;
 		case SMFIR_ADDRCPT:
 		case SMFIR_ADDRCPT_PAR:
