@@ -18,12 +18,6 @@ t.need()
 t.need_python_milter()
 
 
-def ops_milter(name):
-    port = t.hold_port().port
-    return t.start_peer(['/usr/bin/python3', os.path.join(t.PEERS, 'mx_milter_ops.py'),
-                         'inet:%d@127.0.0.1' % port, name], 'ops-milter-%s-%d' % (name, port), port)
-
-
 def send(port, tag, ops, body='', rcpts=('b@example.test',), extra=()):
     hdrs = ['X-Ops-%s: %s' % (k, v) for k, v in ops.items()] + list(extra)
     data = t.message(tag, 'body of %s\r\n%s' % (tag, body), headers=hdrs)
@@ -46,7 +40,7 @@ def body_of(d):
     return d.split(b'\r\n\r\n', 1)[1] if b'\r\n\r\n' in d else b''
 
 
-m1, m2 = ops_milter('one'), ops_milter('two')
+m1, m2 = t.milter_ops('one'), t.milter_ops('two')
 be = t.Backend()
 mx = t.Mxgate(t.config([be.url], hostname='mx.example.test', plugins=[
     {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % m1.port, 'on_error': 'tempfail', 'timeout': '10s'},
