@@ -5,7 +5,8 @@ expects them, against real python3-milter filters scripted by the message
 the first changed it, as Postfix's cleanup hands each milter the edited queue file),
 header index edge cases (chgheader past the last occurrence adds, index 0, insheader
 past the end, case-insensitive names), an empty and a large replaced body, recipients
-added with ESMTP arguments, a sender changed with ESMTP arguments, multi-line replies."""
+added with ESMTP arguments (a duplicate sent once), every recipient deleted (550 5.1.0,
+nothing relayed), a sender changed with ESMTP arguments, multi-line replies."""
 import hashlib
 import os
 import subprocess
@@ -116,6 +117,20 @@ t.check(code == 250, 'env: 250 (%s %s)' % (code, text))
 t.check(r['from'] == 'new@example.test', 'sender changed: %r' % r['mail'])
 t.check(sorted(r['rcpt']) == ['added@example.test', 'c@example.test', 'dsn@example.test'],
         'recipients added and deleted: %s' % r['rcpt'])
+
+# A milter that deletes every recipient (and adds none): never DATA without RCPT to the
+# backend and its "503 need RCPT" passed on; the client learns with a 550 5.1.0.
+code, text = send(mx.port, 'norcpt1', {'one': 'delrcpt,<b@example.test> ; noseen'})
+t.check(code == 550 and '5.1.0' in text and not be.find('Message-ID: <norcpt1@'),
+        'every recipient deleted by a milter: 550 5.1.0, nothing sent on (%s %s)' % (code, text))
+t.check(not [a for a in be.attempts if b'<norcpt1@' in a['data']], 'no DATA reached the backend without a recipient')
+# Adding a recipient the message already has (any case) delivers once, as Postfix's
+# cleanup drops duplicate recipients.
+code, text = send(mx.port, 'duprcpt1', {'one': 'addrcpt,<B@example.test> ; addrcpt,<new@example.test> ; '
+                                               'addrcpt,<new@example.test> ; noseen'})
+r = one('duprcpt1')
+t.check(code == 250 and sorted(x.lower() for x in r['rcpt']) == ['b@example.test', 'new@example.test'],
+        'recipients added twice or already present are sent once: %s' % r['rcpt'])
 
 # --- Replies: a multi-line reply code reaches the client, each line with its code.
 c = t.Client(mx.port, timeout=30)
