@@ -4,7 +4,8 @@ expects them, against real python3-milter filters scripted by the message
 (tests/peers/mx_milter_ops.py): two milters in a chain (the second sees the message as
 the first changed it, as Postfix's cleanup hands each milter the edited queue file),
 header index edge cases (chgheader past the last occurrence adds, index 0, insheader
-past the end, case-insensitive names), an empty and a large replaced body, recipients
+past the end, case-insensitive names), an empty and a large replaced body, a body given to a
+headers-only message, recipients
 added with ESMTP arguments (a duplicate sent once), every recipient deleted (550 5.1.0,
 nothing relayed), a sender changed with ESMTP arguments, multi-line replies."""
 import hashlib
@@ -106,6 +107,17 @@ t.check(code == 250 and body_of(d) == b'', 'an empty replacement body is relayed
 code, text = send(mx.port, 'big1', {'one': 'bodybig,3000024 ; noseen'})
 d = one('big1')['data']
 t.check(code == 250 and len(body_of(d)) == 3000024, 'a 3 MB replacement body arrives whole: %s %d' % (code, len(body_of(d))))
+
+# A message of headers only (no blank line, no body) whose body a milter replaces: the new
+# body is a body (after a blank line), at the backend and for the next milter.
+data = (b'From: <sender@example.org>\r\nSubject: headers only\r\nMessage-ID: <hdronly1@mxtest.example>\r\n'
+        b'X-Ops-one: body,body for a headers-only message')
+code, text = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], data, ehlo='client.example.org', timeout=30)
+d = one('hdronly1')['data']
+want_sha = hashlib.sha1(b'body for a headers-only message\r\n').hexdigest()[:12].encode()
+t.check(code == 250 and body_of(d) == b'body for a headers-only message\r\n',
+        'headers-only message, body replaced: the body follows a blank line (%s %r)' % (code, d[-120:]))
+t.check(b'body=' + want_sha in d, 'and the next milter saw it as the body')
 
 # --- Envelope: recipients added with and without ESMTP arguments, one deleted, the sender
 # changed with arguments.
