@@ -533,6 +533,8 @@ static int plugin_view_build(struct plugin_sess *s)
 	if (env->new_body && (body = msgbuf_data(env->new_body, &blen)) == NULL)
 		return -1;
 	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &hb);
+	if (env->new_body)
+		headers_end_block(&hb);
 	s->view = plugin_msgbuf_new(env);
 	if (s->view == NULL || msgbuf_append(s->view, hb.v ? hb.v : "", hb.len) < 0 ||
 	    msgbuf_append(s->view, body, blen) < 0) {

@@ -1027,6 +1027,8 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	smtp_tx_prefix_clear(tx);
 	headers_build_received(&tx->prefix, env, tx->env->cfg->hostname, with);
 	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
+	if (env->new_body)
+		headers_end_block(&tx->prefix);
 	tx->body_off = hlen;
 	/* Envelope changes from filters: apply to the envelope and start a fresh backend
 	 * transaction with it. */
