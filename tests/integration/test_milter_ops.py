@@ -4,10 +4,10 @@ expects them, against real python3-milter filters scripted by the message
 (tests/peers/mx_milter_ops.py): two milters in a chain (the second sees the message as
 the first changed it, as Postfix's cleanup hands each milter the edited queue file),
 header index edge cases (chgheader past the last occurrence adds, index 0, insheader
-past the end, case-insensitive names), an empty and a large replaced body, a body given to a
-headers-only message, recipients
-added with ESMTP arguments (a duplicate sent once), every recipient deleted (550 5.1.0,
-nothing relayed), a sender changed with ESMTP arguments, multi-line replies."""
+past the end, case-insensitive names), an empty and a large replaced body, a body given
+to a headers-only message, recipients added with ESMTP arguments (a duplicate sent once),
+every recipient deleted (550 5.1.0, nothing relayed), a sender changed with ESMTP
+arguments, multi-line replies, a milter's discard after another's changes."""
 import hashlib
 import os
 import subprocess
@@ -143,6 +143,16 @@ code, text = send(mx.port, 'duprcpt1', {'one': 'addrcpt,<B@example.test> ; addrc
 r = one('duprcpt1')
 t.check(code == 250 and sorted(x.lower() for x in r['rcpt']) == ['b@example.test', 'new@example.test'],
         'recipients added twice or already present are sent once: %s' % r['rcpt'])
+
+# The first milter changes the envelope, the second discards / rejects: nothing is
+# delivered, not even to the recipient the first one added.
+for verdict, want in (('discard', 250), ('reject', 550), ('tempfail', 451)):
+    tag = 'late-' + verdict
+    code, text = send(mx.port, tag, {'one': 'addrcpt,<extra@example.test> ; add,X-One,yes ; noseen',
+                                     'two': verdict + ' ; noseen'})
+    t.check(code == want and not [a for a in be.attempts if (b'<%s@' % tag.encode()) in a['data']],
+            'first milter adds a recipient, second says %s: %s to the client, nothing delivered (%s %s)'
+            % (verdict, want, code, text))
 
 # --- Replies: a multi-line reply code reaches the client, each line with its code.
 c = t.Client(mx.port, timeout=30)
