@@ -3,8 +3,9 @@
 (tests/peers/raw_milter.py), judged as Postfix's milter client judges them: a reply code
 whose enhanced status code is of another class and a 2xx reply code are malformed (the
 entry's on_error, Postfix's milter_default_action), 421 ends the session, SMFIR_SKIP stops
-the body, and header indexes past the end (32-bit values) append instead of landing at
-the top."""
+the body, header indexes past the end (32-bit values) append instead of landing at the
+top, a filter hanging up mid-body costs that message only, and a reply nobody asked for
+never answers the next message."""
 import os
 import sys
 
@@ -73,6 +74,31 @@ h = headers_of(one('chg1'))
 subj = [x for x in h if x.startswith(b'Subject:')]
 t.check(code == 250 and subj[:1] == [b'Subject: test chg1'],
         'chgheader index 0x80000000 leaves the first Subject alone: %s' % subj)
+
+# Dying while the body of a 2 MB message streams: on_error for that message, the next
+# message of the same session reconnects and passes.
+c = t.Client(mx.port, timeout=30)
+c.ehlo('client.example.org')
+r1 = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('die1', 'DIE_IN_BODY\r\n', size=2000000),
+                 client=c, timeout=30)
+r2 = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('die2', 'fine\r\n'), client=c, timeout=30)
+c.close()
+t.check(r1[0] == 451 and not be.find('Message-ID: <die1@'), 'milter hangs up mid-body: 451, not delivered (%s)' % (r1,))
+t.check(r2[0] == 250 and len(be.find('Message-ID: <die2@')) == 1, 'next message of the session passes (%s)' % (r2,))
+
+# A reply nobody asked for after the verdict: the message it accepted is delivered; the
+# filter is out of step, so the next message gets a fresh connection, never the stray reply.
+c = t.Client(mx.port, timeout=30)
+c.ehlo('client.example.org')
+r1 = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('xtra1', 'EXTRA_REPLY\r\n'), client=c, timeout=30)
+r2 = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('xtra2', 'INS_HUGE\r\n'), client=c,
+                 timeout=30)
+r3 = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('xtra3', 'fine\r\n'), client=c, timeout=30)
+c.close()
+t.check(r1[0] == 250 and len(be.find('Message-ID: <xtra1@')) == 1, 'accepted before the stray reply: delivered (%s)' % (r1,))
+t.check(r2[0] == 250 and b'X-Huge-Index: bottom' in b''.join(m['data'] for m in be.find('Message-ID: <xtra2@')),
+        'the next message is judged by the filter (its header added), not by the stray accept (%s)' % (r2,))
+t.check(r3[0] == 250 and len(be.find('Message-ID: <xtra3@')) == 1, 'and the one after passes (%s)' % (r3,))
 
 t.check(mx.alive(), 'daemon alive')
 mx.stop()

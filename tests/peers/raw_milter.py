@@ -11,7 +11,9 @@ SMFIR_SKIP once the body seen so far holds SKIPBODY. At end of message the body 
   REPLY_421       SMFIR_REPLYCODE "421 4.7.0 closing"        (Postfix ends the session)
   INS_HUGE        SMFIR_INSHEADER index 0xffffffff "X-Huge-Index: bottom" (past the end)
   CHG_HUGE        SMFIR_CHGHEADER index 0x80000000 "Subject: huge index" (past the last)
+  EXTRA_REPLY     accepts twice (a reply nobody asked for follows the verdict)
   otherwise       adds "X-Raw-Chunks: N" (body chunks received) and accepts.
+A body chunk holding DIE_IN_BODY makes it hang up at once (a filter dying mid-message).
 """
 import socket
 import struct
@@ -51,6 +53,8 @@ def eom_reply(body, chunks):
         return frame(b'y', b'421 4.7.0 closing\0')
     if b'INS_HUGE' in body:
         return frame(b'i', struct.pack('>I', 0xffffffff) + b'X-Huge-Index\0bottom\0') + frame(b'a')
+    if b'EXTRA_REPLY' in body:
+        return frame(b'a') + frame(b'a')
     if b'CHG_HUGE' in body:
         return frame(b'm', struct.pack('>I', 0x80000000) + b'Subject\0huge index\0') + frame(b'a')
     return frame(b'h', b'X-Raw-Chunks\0%d\0' % chunks) + frame(b'a')
@@ -68,6 +72,8 @@ def serve(c):
             elif cmd == b'B':
                 chunks += 1
                 body += data
+                if b'DIE_IN_BODY' in body:
+                    return
                 if b'SKIPBODY' in body and not skipped:
                     skipped = True
                     c.sendall(frame(b's'))
