@@ -100,6 +100,19 @@ t.check(r2[0] == 250 and b'X-Huge-Index: bottom' in b''.join(m['data'] for m in 
         'the next message is judged by the filter (its header added), not by the stray accept (%s)' % (r2,))
 t.check(r3[0] == 250 and len(be.find('Message-ID: <xtra3@')) == 1, 'and the one after passes (%s)' % (r3,))
 
+# A milter that is down when the client connects, on_error tempfail: a greeting refusal
+# can only be 421 (RFC 5321 3.1, 4.2.3: 220, 554 or 421 closing), never 451.
+closed_port = t.hold_port().port
+mdown = t.Mxgate(t.config([be.url], hostname='mx.example.test', plugins=[
+    {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % closed_port, 'on_error': 'tempfail', 'timeout': '3s'}]),
+    name='mx-down')
+c = t.Client(mdown.port, timeout=30, greet=False)
+code, text = c.reply()
+closed = c.is_closed(5)
+c.close()
+t.check(code == 421 and closed, 'milter down at connect, on_error tempfail: 421 greeting and close (%s %s)' % (code, text))
+mdown.stop()
+
 t.check(mx.alive(), 'daemon alive')
 mx.stop()
 t.stop_proc(rm)
