@@ -593,6 +593,11 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 	s->res_action = a;
 	s->res_code = code;
 	snprintf(s->res_reply, sizeof(s->res_reply), "%s", reply ? reply : "");
+	/* The reply goes to the client: CRLF separates lines of a multi-line reply, any other
+	 * CR or LF would split it into lines of its own (a bare LF, "\nRCPT ..."). */
+	for (char *p = s->res_reply; *p; p++)
+		if ((*p == '\r' && p[1] != '\n') || (*p == '\n' && (p == s->res_reply || p[-1] != '\r')))
+			*p = ' ';
 	snprintf(s->res_reason, sizeof(s->res_reason), "%s", reason ? reason : "");
 }
 
