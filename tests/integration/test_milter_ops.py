@@ -10,7 +10,6 @@ every recipient deleted (550 5.1.0, nothing relayed), a sender changed with ESMT
 arguments, multi-line replies, a milter's discard after another's changes."""
 import hashlib
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

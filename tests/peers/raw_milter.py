@@ -20,28 +20,10 @@ import struct
 import sys
 import threading
 
+from bad_peer import frame, read_frame  # the same framing (tests/peers/bad_peer.py)
+
 NR_BEFORE_BODY = 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x80 | 0x40000
 SMFIP_SKIP = 0x400
-
-
-def read_exact(c, n):
-    b = b''
-    while len(b) < n:
-        d = c.recv(n - len(b))
-        if not d:
-            raise EOFError
-        b += d
-    return b
-
-
-def read_frame(c):
-    (n,) = struct.unpack('>I', read_exact(c, 4))
-    d = read_exact(c, n)
-    return d[:1], d[1:]
-
-
-def frame(cmd, data=b''):
-    return struct.pack('>I', len(data) + 1) + cmd + data
 
 
 def eom_reply(body, chunks):
