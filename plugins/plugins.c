@@ -493,8 +493,6 @@ static const char *plugin_action_name(enum mxgate_action a)
 	return (unsigned)a <= MXGATE_ERROR ? names[a] : "?";
 }
 
-/* Reports the entry's verdict for the stage to the chain. Must be the last thing touching s:
- * the chain may run the next stage (and this entry again) before it returns. */
 /* A message buffer with the session config's memory threshold and spool directory. */
 static struct msgbuf *plugin_msgbuf_new(const struct hook_env *env)
 {
@@ -552,6 +550,8 @@ static struct msgbuf *plugin_msg(const struct plugin_sess *s)
 	return s->view ? s->view : s->env->msg;
 }
 
+/* Reports the entry's verdict for the stage to the chain. Must be the last thing touching s:
+ * the chain may run the next stage (and this entry again) before it returns. */
 static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
 {
 	struct hook_call *hc = s->hc;
