@@ -27,7 +27,7 @@ SOURCES = {
               '    .name = "undef", .init = u_init };\n', 'undefined symbol: mxgate_no_such_function'),
     'noinit': ('#include "plugin.h"\nconst struct mxgate_plugin mxgate_plugin = {\n'
                '    .abi_version = MXGATE_PLUGIN_ABI_VERSION, .name = "noinit" };\n', 'lacks name or init'),
-    'notdesc': ('int mxgate_plugin(void) { return 0; }\n', 'ABI version'),
+    'notdesc': ('int mxgate_plugin(void) { return 0; }\n', 'is not a descriptor'),
     'initfail': ('#include <stdio.h>\n#include "plugin.h"\n'
                  'static int f_init(const struct mxgate_host *h, const struct mxgate_plugin_args *a, void **i,\n'
                  '    char *e, size_t el) { snprintf(e, el, "license key missing"); return -1; }\n'
