@@ -13,6 +13,7 @@
 #include "msgbuf.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <libfyaml.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,22 @@ extern const struct mxgate_host plugins_host;
 /* ------------------------------------------------------------------- config */
 
 static const char *const plugin_on_error_names[] = { "tempfail", "accept", "reject", NULL };
+
+/* Whether the exported `mxgate_plugin` can be read as a descriptor: a data object, aligned
+ * for the struct and at least as large as its abi_version field (a function of that name,
+ * or a small variable, must not be read as one). */
+static bool plugins_symbol_is_descriptor(const void *sym)
+{
+	Dl_info info;
+	const ElfW(Sym) *es = NULL;
+
+	if ((uintptr_t)sym % _Alignof(struct mxgate_plugin) != 0)
+		return false;
+	if (dladdr1(sym, &info, (void **)&es, RTLD_DL_SYMENT) == 0 || es == NULL)
+		return true;   /* no symbol table entry to judge by: trust the name */
+	return ELF64_ST_TYPE(es->st_info) == STT_OBJECT &&
+	    es->st_size >= offsetof(struct mxgate_plugin, abi_version) + sizeof(((struct mxgate_plugin *)0)->abi_version);
+}
 
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen)
@@ -42,6 +59,11 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 	d = dlsym(h, "mxgate_plugin");
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: no `mxgate_plugin` descriptor exported", path);
+		goto fail;
+	}
+	if (!plugins_symbol_is_descriptor(d)) {
+		snprintf(err, errlen, "%s: `mxgate_plugin` is not a descriptor (a function, or an object too "
+		    "small for its ABI version)", path);
 		goto fail;
 	}
 	if (d->abi_version != MXGATE_PLUGIN_ABI_VERSION) {
