@@ -11,6 +11,7 @@
 #include "plugins.h"
 
 #include <libmilter/mfdef.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -449,6 +450,13 @@ static char *milter_strip_brackets(const char *a)
 	return strdup(a);
 }
 
+/* A header index from the wire (32 bits, unsigned) as the host's int: one past INT_MAX
+ * still means "past the end", never a negative index (the top, the first occurrence). */
+static int milter_index(uint32_t index)
+{
+	return index > INT_MAX ? INT_MAX : (int)index;
+}
+
 /* Applies the collected modifications through the host. */
 static int milter_apply_mods(struct milter_sess *ms)
 {
@@ -464,10 +472,10 @@ static int milter_apply_mods(struct milter_sess *ms)
 			h->add_header(c, m->a, m->b);
 			break;
 		case SMFIR_INSHEADER:
-			h->insert_header(c, (int)m->index, m->a, m->b);
+			h->insert_header(c, milter_index(m->index), m->a, m->b);
 			break;
 		case SMFIR_CHGHEADER:
-			h->change_header(c, m->a, (int)m->index, m->b && *m->b ? m->b : NULL);
+			h->change_header(c, m->a, milter_index(m->index), m->b && *m->b ? m->b : NULL);
 			break;
 		case SMFIR_ADDRCPT:
 		case SMFIR_ADDRCPT_PAR:
@@ -545,6 +553,33 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
 		ms->mi->host->set_flags(ms->call, MXGATE_FLAG_VIRUS);
 }
 
+/* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out: its lines
+ * joined by CRLF (the session puts the code before each, as Postfix passes a multi-line
+ * smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary when it does
+ * not fit (the first line alone is cut at the size). */
+static void milter_reply_lines(const char *t, char *out, size_t size)
+{
+	size_t o = 0, keep = 0;
+
+	for (; *t; t++) {
+		if (t[0] == '\r' && t[1] == '\n') {
+			keep = o;           /* a complete line ends here */
+			if (t[2] == '\0' || o + 2 >= size)
+				break;
+			out[o++] = '\r';
+			out[o++] = '\n';
+			t++;
+			continue;
+		}
+		if (o + 1 >= size) {
+			o = keep ? keep : o;   /* drop the partial line */
+			break;
+		}
+		out[o++] = (*t == '\r' || *t == '\n') ? ' ' : *t;
+	}
+	out[o] = '\0';
+}
+
 /* Handles a final verdict reply (accept/continue/reject/tempfail/discard/replycode) for
  * the current stage. */
 static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
@@ -590,10 +625,8 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 
 		text[0] = '\0';
 		if (r->cmd == SMFIR_REPLYCODE) {
-			size_t l = strcspn(r->text, "\r\n");
-
 			code = r->code;
-			snprintf(text, sizeof(text), "%.*s", (int)(l < sizeof(text) ? l : sizeof(text) - 1), r->text);
+			milter_reply_lines(r->text, text, sizeof(text));
 			a = code >= 500 ? MXGATE_REJECT : MXGATE_TEMPFAIL;
 		} else
 			a = r->cmd == SMFIR_REJECT ? MXGATE_REJECT : MXGATE_TEMPFAIL;

@@ -326,6 +326,10 @@ int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struc
 		if (s == NULL || strlen(s) < 3 || s[0] < '4' || s[0] > '5' || s[1] < '0' ||
 		    s[1] > '9' || s[2] < '0' || s[2] > '9' || (s[3] != '\0' && s[3] != ' ' && s[3] != '-'))
 			return -1;
+		/* An enhanced status code must be of the reply's class (RFC 3463): "550 4.7.1"
+		 * is malformed, as Postfix's milter client judges it. */
+		if (s[3] != '\0' && s[4] >= '0' && s[4] <= '9' && s[4] != s[0])
+			return -1;
 		r->code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
 		r->text = s[3] ? s + 4 : s + 3;
 		return 0;

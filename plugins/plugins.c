@@ -7,11 +7,13 @@
 #include "plugins.h"
 
 #include "config.h"
+#include "headers.h"
 #include "hook.h"
 #include "log.h"
 #include "msgbuf.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <libfyaml.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +26,22 @@ extern const struct mxgate_host plugins_host;
 /* ------------------------------------------------------------------- config */
 
 static const char *const plugin_on_error_names[] = { "tempfail", "accept", "reject", NULL };
+
+/* Whether the exported `mxgate_plugin` can be read as a descriptor: a data object, aligned
+ * for the struct and at least as large as its abi_version field (a function of that name,
+ * or a small variable, must not be read as one). */
+static bool plugins_symbol_is_descriptor(const void *sym)
+{
+	Dl_info info;
+	const ElfW(Sym) *es = NULL;
+
+	if ((uintptr_t)sym % _Alignof(struct mxgate_plugin) != 0)
+		return false;
+	if (dladdr1(sym, &info, (void **)&es, RTLD_DL_SYMENT) == 0 || es == NULL)
+		return true;   /* no symbol table entry to judge by: trust the name */
+	return ELF64_ST_TYPE(es->st_info) == STT_OBJECT &&
+	    es->st_size >= offsetof(struct mxgate_plugin, abi_version) + sizeof(((struct mxgate_plugin *)0)->abi_version);
+}
 
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen)
@@ -41,6 +59,11 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 	d = dlsym(h, "mxgate_plugin");
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: no `mxgate_plugin` descriptor exported", path);
+		goto fail;
+	}
+	if (!plugins_symbol_is_descriptor(d)) {
+		snprintf(err, errlen, "%s: `mxgate_plugin` is not a descriptor (a function, or an object too "
+		    "small for its ABI version)", path);
 		goto fail;
 	}
 	if (d->abi_version != MXGATE_PLUGIN_ABI_VERSION) {
@@ -381,6 +404,10 @@ struct plugin_sess {
 	int res_code;
 	char res_reply[400], res_reason[48];
 	void *slot;                  /* the plugin's session slot (host->session_slot) */
+	/* HOOK_EOM: the message as the entries before this one left it (their header edits
+	 * and replaced body applied), as Postfix hands each milter the edited queue file;
+	 * NULL when nobody changed it (the plugin reads env->msg). Kept until the next stage. */
+	struct msgbuf *view;
 };
 
 struct mxgate_call {
@@ -488,6 +515,63 @@ static const char *plugin_action_name(enum mxgate_action a)
 	return (unsigned)a <= MXGATE_ERROR ? names[a] : "?";
 }
 
+/* A message buffer with the session config's memory threshold and spool directory. */
+static struct msgbuf *plugin_msgbuf_new(const struct hook_env *env)
+{
+	size_t threshold = 1024 * 1024;
+	const char *dir = NULL;
+
+	if (env->cfg) {
+		if (env->cfg->limits.memory_threshold)
+			threshold = env->cfg->limits.memory_threshold;
+		dir = env->cfg->limits.spool_dir;
+	}
+	return msgbuf_new(threshold, dir);
+}
+
+/* Builds s->view when earlier entries edited the headers or replaced the body. 0, or -1
+ * when the message cannot be read or copied. */
+static int plugin_view_build(struct plugin_sess *s)
+{
+	struct hook_env *env = s->env;
+	struct strbuf hb = { 0 };
+	const char *data, *body;
+	size_t len, hlen, blen;
+	int rc = 0;
+
+	msgbuf_free(s->view);
+	s->view = NULL;
+	if (env->msg == NULL || (env->nhdr_edits == 0 && env->new_body == NULL))
+		return 0;
+	if ((data = msgbuf_data(env->msg, &len)) == NULL)
+		return -1;
+	hlen = msgbuf_header_len(env->msg);
+	if (hlen > len)
+		hlen = len;
+	body = data + hlen;
+	blen = len - hlen;
+	if (env->new_body && (body = msgbuf_data(env->new_body, &blen)) == NULL)
+		return -1;
+	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &hb);
+	if (env->new_body)
+		headers_end_block(&hb);
+	s->view = plugin_msgbuf_new(env);
+	if (s->view == NULL || msgbuf_append(s->view, hb.v ? hb.v : "", hb.len) < 0 ||
+	    msgbuf_append(s->view, body, blen) < 0) {
+		msgbuf_free(s->view);
+		s->view = NULL;
+		rc = -1;
+	}
+	strbuf_free(&hb);
+	return rc;
+}
+
+/* The message this entry is shown at end of data (see plugin_sess.view), or NULL. */
+static struct msgbuf *plugin_msg(const struct plugin_sess *s)
+{
+	return s->view ? s->view : s->env->msg;
+}
+
 /* Reports the entry's verdict for the stage to the chain. Must be the last thing touching s:
  * the chain may run the next stage (and this entry again) before it returns. */
 static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
@@ -531,6 +615,11 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 	s->res_action = a;
 	s->res_code = code;
 	snprintf(s->res_reply, sizeof(s->res_reply), "%s", reply ? reply : "");
+	/* The reply goes to the client: CRLF separates lines of a multi-line reply, any other
+	 * CR or LF would split it into lines of its own (a bare LF, "\nRCPT ..."). */
+	for (char *p = s->res_reply; *p; p++)
+		if ((*p == '\r' && p[1] != '\n') || (*p == '\n' && (p == s->res_reply || p[-1] != '\r')))
+			*p = ' ';
 	snprintf(s->res_reason, sizeof(s->res_reason), "%s", reason ? reason : "");
 }
 
@@ -636,18 +725,23 @@ static enum plugin_kind plugin_next_call(struct plugin_sess *s, const char **chu
 				s->phase = PHASE_END;
 				return KIND_STAGE;
 			}
+			if (plugin_view_build(s) < 0) {
+				s->phase = PHASE_END;
+				plugin_set_result(s, MXGATE_ERROR, 0, NULL, "message unreadable");
+				return KIND_NONE;
+			}
 			continue;
 		case PHASE_HEADERS:
-			if (d->on_header && s->env->msg && (msg = msgbuf_data(s->env->msg, &len)) != NULL) {
-				hlen = msgbuf_header_len(s->env->msg);
+			if (d->on_header && plugin_msg(s) && (msg = msgbuf_data(plugin_msg(s), &len)) != NULL) {
+				hlen = msgbuf_header_len(plugin_msg(s));
 				if (plugin_next_header(s, msg, hlen < len ? hlen : len))
 					return KIND_HEADER;
 			}
 			s->phase = PHASE_BODY;
-			s->off = s->env->msg ? msgbuf_header_len(s->env->msg) : 0;
+			s->off = plugin_msg(s) ? msgbuf_header_len(plugin_msg(s)) : 0;
 			continue;
 		case PHASE_BODY:
-			if (d->on_body && s->env->msg && (msg = msgbuf_data(s->env->msg, &len)) != NULL &&
+			if (d->on_body && plugin_msg(s) && (msg = msgbuf_data(plugin_msg(s), &len)) != NULL &&
 			    s->off < len) {
 				*chunk = msg + s->off;
 				*chunklen = len - s->off > 65536 ? 65536 : len - s->off;
@@ -732,8 +826,11 @@ static void plugin_advance(struct plugin_sess *s)
 		size_t chunklen = 0;
 		enum plugin_kind k = plugin_next_call(s, &chunk, &chunklen);
 
-		if (k == KIND_NONE)
+		if (k == KIND_NONE) {
+			if (s->have_result)
+				continue;   /* the message could not be shown: the error is the verdict */
 			return plugin_finish(s, NULL);
+		}
 		plugin_invoke(s, k, chunk, chunklen);
 		/* A synchronous done() left a result; otherwise wait for it. */
 		if (!s->have_result && s->cur)
@@ -763,6 +860,8 @@ static void plugin_entry_run(void *wstate, int slot, struct hook_call *call)
 	struct plugin_sess *s = plugin_sess_get(wstate, slot, hook_call_env(call));
 
 	plugin_detach_call(s);   /* defensive: nothing should be outstanding */
+	msgbuf_free(s->view);    /* the last message's view: nothing borrows it any more */
+	s->view = NULL;
 	s->stage = hook_call_stage(call);
 	s->hc = call;
 	s->phase = PHASE_START;
@@ -800,6 +899,7 @@ static void plugin_entry_session_free(void *wstate, int slot, struct hook_env *e
 	plugin_run_close(s);
 	free(s->hname);
 	free(s->hvalue);
+	msgbuf_free(s->view);
 	free(s);
 }
 
@@ -911,7 +1011,7 @@ static const char *host_message(struct mxgate_call *c, size_t *len)
 	*len = 0;
 	if (env == NULL || env->msg == NULL || c->s->stage != HOOK_EOM)
 		return NULL;
-	return msgbuf_data(env->msg, len);
+	return msgbuf_data(plugin_msg(c->s), len);
 }
 
 static size_t host_header_len(struct mxgate_call *c)
@@ -920,7 +1020,7 @@ static size_t host_header_len(struct mxgate_call *c)
 
 	if (env == NULL || env->msg == NULL || c->s->stage != HOOK_EOM)
 		return 0;
-	return msgbuf_header_len(env->msg);
+	return msgbuf_header_len(plugin_msg(c->s));
 }
 
 static void **host_session_slot(struct mxgate_call *c)
@@ -1113,17 +1213,10 @@ static int host_replace_body(struct mxgate_call *c, const void *data, size_t len
 {
 	struct hook_env *env = host_env(c);
 	struct msgbuf *mb;
-	size_t threshold = 1024 * 1024;
-	const char *dir = NULL;
 
 	if (env == NULL)
 		return -1;
-	if (env->cfg) {
-		if (env->cfg->limits.memory_threshold)
-			threshold = env->cfg->limits.memory_threshold;
-		dir = env->cfg->limits.spool_dir;
-	}
-	mb = msgbuf_new(threshold, dir);
+	mb = plugin_msgbuf_new(env);
 	if (mb == NULL || msgbuf_append(mb, data, len) < 0) {
 		msgbuf_free(mb);
 		return -1;

@@ -296,6 +296,18 @@ static void hfield_clear(struct hfield *f)
 	f->owned = NULL;
 }
 
+void headers_end_block(struct strbuf *out)
+{
+	size_t n = out->len;
+
+	if ((n >= 3 && memcmp(out->v + n - 3, "\n\r\n", 3) == 0) || (n >= 2 && memcmp(out->v + n - 2, "\n\n", 2) == 0) ||
+	    (n == 2 && memcmp(out->v, "\r\n", 2) == 0))
+		return;
+	if (n > 0 && out->v[n - 1] != '\n')
+		strbuf_append(out, "\r\n", 2);   /* a last header line without its line end */
+	strbuf_append(out, "\r\n", 2);
+}
+
 int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out)
 {
 	struct hlist l = { 0 };

@@ -24,6 +24,10 @@ void headers_build_received_at(struct strbuf *out, const struct hook_env *env, c
  * into out. Without edits, out gets hdr unchanged. Returns 0. */
 int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out);
 
+/* Ends a header block that has no blank line yet (a message of headers only) with one,
+ * so that a body put after it (a filter's replacement) is a body. */
+void headers_end_block(struct strbuf *out);
+
 /* Encodes a header value for a field: folds long values at spaces, strips CR/LF. */
 void headers_append_field(struct strbuf *out, const char *name, const char *value);
 

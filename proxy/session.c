@@ -167,6 +167,8 @@ static int session_reply_verdict(struct session *s, const struct verdict *v, con
 		code = 451;
 	if (v->action == VERDICT_REJECT && code / 100 != 5)
 		code = 550;
+	if (code == 421)   /* "closing transmission channel" (RFC 5321 4.2.2): a milter's 421 */
+		s->quit_after_flush = true;
 	if (v->reply[0])
 		session_reply_text(s, code, v->reply);
 	else
@@ -1230,7 +1232,9 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 	    strcmp(v->reason, "ratelimit") != 0;
 
 	if (v->action == VERDICT_TEMPFAIL && !may_wait) {
-		int code = v->code / 100 == 4 ? v->code : 421;
+		/* In place of the greeting only 421 means "try later" (RFC 5321 3.1, 4.2.3):
+		 * a filter's 450/451 (a milter's on_error, a DNS list) becomes 421. */
+		int code = 421;
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
 		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
 		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s client=%s",

@@ -1027,6 +1027,8 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	smtp_tx_prefix_clear(tx);
 	headers_build_received(&tx->prefix, env, tx->env->cfg->hostname, with);
 	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
+	if (env->new_body)
+		headers_end_block(&tx->prefix);
 	tx->body_off = hlen;
 	/* Envelope changes from filters: apply to the envelope and start a fresh backend
 	 * transaction with it. */
@@ -1043,6 +1045,13 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 		}
 	}
 	for (size_t i = 0; i < env->nadd_rcpts; i++) {
+		bool have = false;
+
+		/* A recipient the envelope has already is sent once (Postfix's cleanup too). */
+		for (size_t j = 0; j < env->nrcpts && !have; j++)
+			have = strcasecmp(env->rcpts[j].addr, env->add_rcpts[i].addr) == 0;
+		if (have)
+			continue;
 		smtp_tx_add_rcpt(tx, strdup(env->add_rcpts[i].addr),
 		    strdup(env->add_rcpts[i].params ? env->add_rcpts[i].params : ""));
 		envelope_changed = true;
@@ -1094,6 +1103,8 @@ void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, vo
 	}
 	if (quarantine)
 		smtp_tx_quarantine(tx);
+	else if (tx->env->nrcpts == 0)   /* filters deleted every recipient: nothing to send */
+		smtp_tx_finish(tx, 550, "5.1.0 No recipients left after content filtering", "no_recipients", false, true);
 	else
 		smtp_tx_send(tx);
 }

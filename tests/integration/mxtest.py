@@ -888,6 +888,15 @@ def milter(stall=10, unix=False):
     return p
 
 
+def milter_ops(name):
+    """tests/peers/mx_milter_ops.py NAME (python3-milter): a milter scripted by the message's
+    X-Ops-NAME header, reporting what it saw in X-Seen-NAME."""
+    need_python_milter()
+    port = hold_port().port
+    return start_peer(['/usr/bin/python3', os.path.join(PEERS, 'mx_milter_ops.py'), 'inet:%d@127.0.0.1' % port, name],
+                      'ops-milter-%s-%d' % (name, port), port)
+
+
 def bad_peer(mode):
     """tests/peers/bad_peer.py MODE: a misbehaving milter or clamd (see its usage)."""
     port = hold_port().port

@@ -620,6 +620,30 @@ static void test_strbuf(void **state)
 	assert_int_equal(b.cap, 0);
 }
 
+/* headers_end_block: a blank line after a header block that has none, never a second. */
+static void test_end_block(void **state)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "A: 1\r\nB: 2\r\n", "A: 1\r\nB: 2\r\n\r\n" },
+		{ "A: 1\r\nB: 2", "A: 1\r\nB: 2\r\n\r\n" },      /* last line without CRLF */
+		{ "A: 1\r\n\r\n", "A: 1\r\n\r\n" },
+		{ "A: 1\n\n", "A: 1\n\n" },
+		{ "\r\n", "\r\n" },                            /* an empty header block */
+		{ "", "\r\n" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct strbuf b = { 0 };
+
+		strbuf_append(&b, cases[i].in, strlen(cases[i].in));
+		headers_end_block(&b);
+		assert_int_equal(b.len, strlen(cases[i].out));
+		assert_memory_equal(b.v, cases[i].out, b.len);
+		strbuf_free(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -632,6 +656,7 @@ int main(void)
 		cmocka_unit_test(test_received),
 		cmocka_unit_test(test_received_bytes),
 		cmocka_unit_test(test_strbuf),
+		cmocka_unit_test(test_end_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -190,6 +190,8 @@ static const struct reply_row reply_rows[] = {
 	{ "replycode 2xx refused", SMFIR_REPLYCODE, "250 ok\0", 7, -1 },
 	{ "replycode no NUL", SMFIR_REPLYCODE, "550 5.7.1", 9, -1 },
 	{ "replycode letters", SMFIR_REPLYCODE, "5x0 no\0", 7, -1 },
+	{ "replycode class mismatch", SMFIR_REPLYCODE, "550 4.7.1 no\0", 13, -1 },
+	{ "replycode no enhanced code", SMFIR_REPLYCODE, "550 go away\0", 12, 0 },
 	{ "addheader", SMFIR_ADDHEADER, "X-A\0b c\0", 8, 0 },
 	{ "addheader no value", SMFIR_ADDHEADER, "X-A\0", 4, -1 },
 	{ "addheader empty name", SMFIR_ADDHEADER, "\0v\0", 3, -1 },
