@@ -820,9 +820,10 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	} else {
 		res.status = dns_status_from_ares(status);
 		if (res.status == DNS_S_NXDOMAIN || res.status == DNS_S_NODATA) {
-			/* RFC 2308: negative answers carry their TTL in the SOA; else a small bound */
+			/* RFC 2308: negative answers carry their TTL in the SOA; one without an SOA
+			 * is not cached (RFC 2308 5: "SHOULD NOT be cached") */
 			if (abuf == NULL || dns_reply_negative_ttl(abuf, (size_t)(alen > 0 ? alen : 0), &ttl) < 0)
-				ttl = 60;
+				ttl = 0;
 			if ((uint64_t)ttl * 1000u > r->negative_ttl_ms)
 				ttl = (uint32_t)(r->negative_ttl_ms / 1000u);
 		}

@@ -4,7 +4,8 @@
  *
  * Records come from a table; names not in it get NXDOMAIN with an SOA (TTL 60, MINIMUM 30)
  * in the authority section. Names starting with "drop." are never answered, names starting
- * with "servfail." get SERVFAIL. Every query received is counted. */
+ * with "servfail." get SERVFAIL, with "nosoa." NXDOMAIN without an SOA. Every query received
+ * is counted. */
 #ifndef FAKE_DNS_H
 #define FAKE_DNS_H
 
@@ -98,6 +99,8 @@ static void fake_dns_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const st
 	o = qend;
 	if (strncmp(name, "servfail.", 9) == 0) {
 		rcode = 2;
+	} else if (strncmp(name, "nosoa.", 6) == 0) {
+		rcode = 3;		/* NXDOMAIN without the SOA RFC 2308 asks for */
 	} else {
 		bool exists = false;
 
@@ -161,7 +164,7 @@ static void fake_dns_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const st
 	out[2] = 0x84 | (q[2] & 0x01);	/* QR, AA, RD copied */
 	out[3] = (unsigned char)(0x80 | rcode);
 	out[6] = 0; out[7] = (unsigned char)nans;
-	out[8] = 0; out[9] = rcode == 3 ? 1 : 0;
+	out[8] = 0; out[9] = rcode == 3 && strncmp(name, "nosoa.", 6) != 0 ? 1 : 0;
 	out[10] = 0; out[11] = 0;
 	ob = uv_buf_init((char *)out, (unsigned)o);
 	if (uv_udp_send(req, u, &ob, 1, from, fake_dns_send_cb) != 0)

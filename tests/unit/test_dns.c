@@ -307,6 +307,18 @@ static void test_resolve_negative(void **state)
 	assert_int_equal(nx.r.status, DNS_S_NXDOMAIN);
 	assert_non_null(dns_query_start(f->r, DNS_T_A, "servfail.bl.test", 0, got_cb, &sf));
 	run_until(&f->loop, &sf.calls, 2, 2000);
+	/* an NXDOMAIN without an SOA is not cached (RFC 2308 5: it SHOULD NOT be) */
+	struct got ns = { 0 };
+	int before = f->fd.queries;
+
+	assert_non_null(dns_query_start(f->r, DNS_T_A, "nosoa.bl.test", 0, got_cb, &ns));
+	run_until(&f->loop, &ns.calls, 1, 2000);
+	assert_int_equal(ns.r.status, DNS_S_NXDOMAIN);
+	assert_int_equal(ns.r.ttl, 0);
+	assert_non_null(dns_query_start(f->r, DNS_T_A, "nosoa.bl.test", 0, got_cb, &ns));
+	run_until(&f->loop, &ns.calls, 2, 2000);
+	assert_int_equal(ns.r.status, DNS_S_NXDOMAIN);
+	assert_int_equal(f->fd.queries - before, 2);
 }
 
 static void test_resolve_timeout(void **state)
