@@ -227,6 +227,7 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 		KV("{rcpt_addr}", milter_get(ms, MXGATE_RCPT));
 		break;
 	case SMFIC_DATA:
+	case SMFIC_EOH:		/* as Postfix's milter_end_of_header_macros */
 	case SMFIC_BODYEOB:
 		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
 		break;

@@ -47,6 +47,9 @@ if got:
     t.check(d.count(b'X-Test-Milter: passed') == 2, 'each milter header reaches the backend exactly once (2 milters): %s'
             % d.count(b'X-Test-Milter:'))
     t.check(b'qid=None' not in d, 'queue id macro i sent')
+    qid = re.search(rb'qid=(\S+)', d)
+    t.check(qid is not None and (b'eoh:i=' + qid.group(1)) in d,
+            'the queue id macro i at end of headers too, as Postfix sends it (%s)' % re.findall(rb'eoh:i=\S+', d))
     for mac in (b'j=mx.example.test', b'{client_addr}=127.0.0.1', b'{mail_addr}=a@example.org',
                 b'{rcpt_addr}=b@example.test', b'{daemon_name}=mxgate', b'_='):
         t.check(mac in d, 'macro %s seen by the filter' % mac.decode())

@@ -68,6 +68,13 @@ class MxTestMilter(Milter.Base):
         return Milter.CONTINUE
 
     @Milter.noreply
+    def eoh(self):
+        # Postfix sends the queue id at end of headers too (milter_end_of_header_macros = i)
+        v = self.getsymval('i')
+        self.macros['eoh:i'] = v if v is not None else 'none'
+        return Milter.CONTINUE
+
+    @Milter.noreply
     def body(self, chunk):
         self.buf += chunk
         return Milter.CONTINUE
