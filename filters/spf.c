@@ -151,9 +151,10 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 			below = SPF_dns_resolv_new(NULL, "resolv", 0);
 		if (below == NULL)
 			goto fail;
-		below = SPF_dns_cache_new(below, "cache", 0, 10);
-		if (below == NULL)
-			goto fail;
+		layer = SPF_dns_cache_new(below, "cache", 0, 10);
+		if (layer == NULL)
+			goto fail;	/* below is freed there */
+		below = layer;
 		/* above the cache, so a cached empty answer counts as a void lookup too */
 		layer = spf_dns_void_layer_new(below);
 		if (layer == NULL)
