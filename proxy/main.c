@@ -360,6 +360,30 @@ static int main_bind(const struct listen_config *lc, int *fd_out)
 	return 0;
 }
 
+/* A start that fails after the listeners were begun: undoes what main made so far (the
+ * first ncopies listen copies, the descriptors' array, the boot strings, the control and
+ * metrics listeners, the config), so a sanitizer build exits clean. */
+static void main_start_undo(struct mx_config *cfg, int ncopies, int *fds)
+{
+	if (control)
+		control_stop(control);	/* removes its socket file */
+	if (metrics)
+		metrics_stop(metrics);
+	control = NULL;
+	metrics = NULL;
+	uv_run(uv_default_loop(), UV_RUN_NOWAIT);	/* their handles' close callbacks */
+	for (int i = 0; i < ncopies; i++)
+		free(listen_copies[i].address);
+	free(fds);
+	free(boot.user);
+	free(boot.csocket);
+	free(boot.cmode);
+	free(boot.cowner);
+	free(boot.cgroup);
+	memset(&boot, 0, sizeof(boot));
+	config_free(cfg);
+}
+
 static int main_drop_privileges(const char *user)
 {
 	struct passwd *pw;
@@ -432,6 +456,17 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	main_apply_logging(cfg);
+	/* Like the listeners (and HAProxy's or nginx's binds): an address that cannot be had stops
+	 * the start, rather than a daemon running without its probes and /metrics. First, before
+	 * anything else is made that the failure would have to undo. */
+	if (cfg->metrics.listen &&
+	    (metrics = metrics_start(uv_default_loop(), cfg->metrics.listen, main_get_pool)) == NULL) {
+		fprintf(stderr, "mxgate: cannot listen on metrics.listen %s (the log line above says why)\n",
+		    cfg->metrics.listen);
+		uv_run(uv_default_loop(), UV_RUN_NOWAIT);	/* the failed listener's close */
+		config_free(cfg);
+		return 1;
+	}
 
 	nworkers = cfg->workers > 0 ? (int)cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (nworkers < 1)
@@ -456,24 +491,17 @@ int main(int argc, char **argv)
 		for (int k = 0; k < nworkers; k++) {
 			if (main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
 				fprintf(stderr, "mxgate: cannot listen on %s: %s\n", lv[i].address, strerror(errno));
+				main_start_undo(cfg, i + 1, fds);
 				return 1;
 			}
 		}
 	}
 	/* The control socket is made before privileges go, so its owner can be anyone. */
-	if (cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL)
-		return 1;
-	/* Like the listeners (and HAProxy's or nginx's binds): an address that cannot be had stops
-	 * the start, rather than a daemon running without its probes and /metrics. */
-	if (cfg->metrics.listen &&
-	    (metrics = metrics_start(uv_default_loop(), cfg->metrics.listen, main_get_pool)) == NULL) {
-		fprintf(stderr, "mxgate: cannot listen on metrics.listen %s (the log line above says why)\n",
-		    cfg->metrics.listen);
-		control_stop(control);	/* removes its socket file */
+	if ((cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL) ||
+	    main_drop_privileges(cfg->user) != 0) {
+		main_start_undo(cfg, nlisten, fds);
 		return 1;
 	}
-	if (main_drop_privileges(cfg->user) != 0)
-		return 1;
 	/* The workers own the sockets from here (uv_tcp_open). */
 
 	current = main_gen_new(cfg, NULL);
