@@ -548,7 +548,10 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 		    log_addr(rv, sizeof(rv), tx->rcpt), code, tx->env->client_ip);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, "rcpt", "backend", code / 100 == 4);
 	}
-	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2);
+	/* 452 is the backend's recipient limit (RFC 5321 4.5.3.1.10) or its storage: the
+	 * client retries those recipients later, as it must; not a client error (Postfix's
+	 * own 452 for too many recipients is not counted either, up to its overshoot limit). */
+	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2 && code != 452);
 }
 
 static void smtp_tx_rcpt_send(struct smtp_tx *tx)
