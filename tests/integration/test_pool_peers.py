@@ -323,5 +323,112 @@ if not ONLY or 'lmtpmixed' in ONLY.split(','):
     mt.check(mx.alive(), 'lmtpmixed: daemon alive')
     mx.stop()
 
+
+# Reset (not FIN) after reading the body, no reply: replayed elsewhere, one copy.
+def dot_rst(c, line, st):
+    rst(c)
+    return None
+
+
+run('dotrst', {'DOT': dot_rst})
+
+
+# A pooled connection the backend resets while idle (after RSET's 250), and one it resets
+# at the next MAIL: every message delivered exactly once, through a fresh connection.
+def rset_then_rst(c, line, st):
+    c.sendall(b'250 2.0.0 Ok\r\n')
+    time.sleep(0.3)
+    rst(c)
+    return None
+
+
+def mail_rst_on_reuse(c, line, st):
+    st['mails'] = st.get('mails', 0) + 1
+    if st['mails'] > 1:
+        rst(c)
+        return None
+    return b'250 2.1.0 Ok\r\n'
+
+
+for name, say in (('stalerst', {'RSET': rset_then_rst}), ('reusedrst', {'MAIL': mail_rst_on_reuse})):
+    if ONLY and name not in ONLY.split(','):
+        continue
+    bad = Scripted(say)
+    mx = mt.Mxgate(cfg([bad.url]), name='mx-' + name)
+    c = mt.Client(mx.port)
+    c.ehlo()
+    for i in range(4):
+        tag = '%s-%d' % (name, i)
+        # pipelined, as Postfix's smtp client sends them
+        c.send('MAIL FROM:<s@example.org>\r\nRCPT TO:<r@example.test>\r\nDATA\r\n'.encode())
+        codes = [c.reply()[0] for _ in range(3)]
+        if codes[2] == 354:
+            c.send(mt.stuff(mt.message(tag)))
+            codes.append(c.reply()[0])
+        copies = sum(1 for _, b in bad.stored if tag in mt.message_ids([b]))
+        mt.check(codes[-1] == 250 and copies == 1,
+                 '%s: message %d 250 and exactly one copy (%s, %d copies)' % (name, i, codes, copies))
+        time.sleep(0.6)
+    c.close()
+    mt.check(bad.conns >= 2, '%s: fresh connections were opened (%d)' % (name, bad.conns))
+    mx.stop()
+    bad.stop()
+
+
+# STARTTLS to a backend whose certificate is expired and names another host: opportunistic
+# TLS (Postfix's "may", there is no verification setting) still encrypts and delivers.
+if not ONLY or 'badcert' in ONLY.split(','):
+    import datetime
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        x509 = None
+        mt.say('badcert: python cryptography missing: case left out')
+    if x509:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'wrong.example.net')])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        crt = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=30)).not_valid_after(now - datetime.timedelta(days=1))
+               .sign(key, hashes.SHA256()))
+        cp, kp = os.path.join(mt.TMP, 'expired.pem'), os.path.join(mt.TMP, 'expired.key')
+        with open(cp, 'wb') as f:
+            f.write(crt.public_bytes(serialization.Encoding.PEM))
+        with open(kp, 'wb') as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        saved = mt._cert
+        mt._cert = (cp, kp)
+        be = mt.Backend(starttls=True)
+        mt._cert = saved
+        mx = mt.Mxgate(cfg([be.url]), name='mx-badcert')
+        r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('badcert'))
+        tls = [m.get('tls') for m in be.messages]
+        mt.check(r.code == 250 and tls and tls[0], 'badcert: expired, wrong-name certificate: 250 over TLS (%s %s, tls=%s)'
+                 % (r.code, r.text[:50], tls))
+        mx.stop()
+        be.stop()
+
+
+# LMTP, a reply per recipient, some 250 and some 452, with a second backend: the replay
+# there must carry only the recipients still owed — a@ already has its copy.
+if not ONLY or 'lmtpreplay' in ONLY.split(','):
+    bad = Scripted({'DOT': lmtp_mixed}, lmtp=True)
+    good = mt.Backend(lmtp=True)
+    mx = mt.Mxgate(cfg([bad.url, good.url]), name='mx-lmtpreplay')
+    r = mt.send_mail(mx.port, 's@example.org', ['a@example.test', 'b@example.test'], mt.message('lmtpreplay'))
+    at_bad = [x for rs, b in bad.stored if b'lmtpreplay' in b for x in rs]
+    at_good = [x for m in good.messages if b'lmtpreplay' in m['data'] for x in m['rcpts']]
+    mt.check(r.code == 250 and sorted(at_bad + at_good) == ['a@example.test', 'b@example.test'],
+             'lmtpreplay: 250 and each recipient exactly one copy (%s %s; first backend %s, replay %s)'
+             % (r.code, r.text[:50], at_bad, at_good))
+    mx.stop()
+    good.stop()
+    bad.stop()
+
 mt.say('took %.1fs' % (time.time() - T0))
 mt.finish()
