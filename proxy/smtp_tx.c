@@ -869,6 +869,19 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		 * them, which is better than losing the others. */
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=lmtp_partial backend=%s delivered=%d tempfailed=%d",
 		    url, ok, temp);
+		/* The replay carries only the recipients still owed (one reply per envelope
+		 * recipient, in order): the others have their copy. */
+		struct hook_env *env = tx->env;
+		size_t i = (size_t)n == env->nrcpts ? env->nrcpts : 0;
+
+		while (i-- > 0) {
+			if (codes[i] / 100 != 2)
+				continue;
+			free(env->rcpts[i].addr);
+			free(env->rcpts[i].params);
+			memmove(&env->rcpts[i], &env->rcpts[i + 1], (env->nrcpts - i - 1) * sizeof(struct rcpt));
+			env->nrcpts--;
+		}
 	}
 	smtp_tx_leave_backend(tx);
 	if (tx->attempts >= tx->env->cfg->backends.max_attempts) {

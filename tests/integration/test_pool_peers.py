@@ -420,10 +420,11 @@ if not ONLY or 'lmtpreplay' in ONLY.split(','):
     bad = Scripted({'DOT': lmtp_mixed}, lmtp=True)
     good = mt.Backend(lmtp=True)
     mx = mt.Mxgate(cfg([bad.url, good.url]), name='mx-lmtpreplay')
-    r = mt.send_mail(mx.port, 's@example.org', ['a@example.test', 'b@example.test'], mt.message('lmtpreplay'))
+    r = mt.send_mail(mx.port, 's@example.org', ['a@example.test', 'b@example.test', 'd@example.test'],
+                     mt.message('lmtpreplay'))
     at_bad = [x for rs, b in bad.stored if b'lmtpreplay' in b for x in rs]
     at_good = [x for m in good.messages if b'lmtpreplay' in m['data'] for x in m['rcpts']]
-    mt.check(r.code == 250 and sorted(at_bad + at_good) == ['a@example.test', 'b@example.test'],
+    mt.check(r.code == 250 and sorted(at_bad + at_good) == ['a@example.test', 'b@example.test', 'd@example.test'],
              'lmtpreplay: 250 and each recipient exactly one copy (%s %s; first backend %s, replay %s)'
              % (r.code, r.text[:50], at_bad, at_good))
     mx.stop()
