@@ -213,6 +213,23 @@ if want('routedown'):
     mx.stop()
     a.stop()
 
+# ---------------------------------------------------------------- smtp-sink dropping at the dot
+# A real peer (Postfix's smtp-sink -q .) that hangs up after the final dot without a reply,
+# next to a good one: every message 250 and acknowledged exactly once, by the good one.
+if want('sinkdrop'):
+    a = mt.Sink(args=['-q', '.'], name='sinkdrop-a')
+    b = mt.Sink(name='sinkdrop-b')
+    mx = mt.Mxgate(cfg([a.url, b.url]), name='mx-sinkdrop')
+    for i in range(6):
+        tag = 'sd-%d' % i
+        r = send(mx.port, tag)
+        n = sum(1 for m in b.messages() if tag in mt.message_ids([m['data']]))
+        mt.check(r.code == 250 and n == 1, 'smtp-sink -q . + smtp-sink: message %d 250, one copy at the good sink (%s, %d)'
+                 % (i, r.code, n))
+    mx.stop()
+    a.stop()
+    b.stop()
+
 
 # ---------------------------------------------------------------- maildir full / read-only
 def mounted(path, opts):

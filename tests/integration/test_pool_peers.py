@@ -431,5 +431,25 @@ if not ONLY or 'lmtpreplay' in ONLY.split(','):
     good.stop()
     bad.stop()
 
+
+# A backend that trickles a reply that never ends (a byte every 0.3 s, lines keep coming):
+# the reply timeout bounds the whole reply, not each byte — else the client waits forever.
+def trickle(first):
+    def f(c, line, st):
+        c.sendall(first)
+        for _ in range(200):
+            c.sendall(b'x')
+            time.sleep(0.3)
+            if _ % 20 == 19:
+                c.sendall(b'\r\n' + first)
+        return None
+    return f
+
+
+run('trickle_greet', {'GREET': trickle(b'220-')}, with_good=False)
+run('trickle_ehlo', {'EHLO': trickle(b'250-')}, with_good=False)
+run('trickle_rcpt', {'RCPT': trickle(b'250-')})
+run('trickle_dot', {'DOT': trickle(b'250-')})
+
 mt.say('took %.1fs' % (time.time() - T0))
 mt.finish()
