@@ -438,6 +438,24 @@ if not ONLY or 'lmtpreplay' in ONLY.split(','):
     bad.stop()
 
 
+# ... and when the next backend refuses the owed recipient for good (550 after the dot), the
+# outcome still counts the ones the first backend took: 250 (some delivered, the rest
+# refused for good: the partial_reject rule), not a 5xx that would bounce a delivered copy.
+if not ONLY or 'lmtpreplay5' in ONLY.split(','):
+    bad = Scripted({'DOT': lmtp_mixed}, lmtp=True)
+    refuse = Scripted({'DOT': lambda c, l, st: ''.join('550 5.2.2 <%s> quota\r\n' % a for a in st['rcpts']).encode()},
+                      lmtp=True)
+    mx = mt.Mxgate(cfg([bad.url, refuse.url]), name='mx-lmtpreplay5')
+    r = mt.send_mail(mx.port, 's@example.org', ['a@example.test', 'b@example.test'], mt.message('lmtpreplay5'))
+    at_bad = [x for rs, b in bad.stored if b'lmtpreplay5' in b for x in rs]
+    mt.check(r.code == 250 and at_bad == ['a@example.test'],
+             'lmtpreplay5: a@ delivered first, b@ refused on replay: 250, not a bounce of a delivered copy (%s %s; %s)'
+             % (r.code, r.text[:50], at_bad))
+    mx.stop()
+    refuse.stop()
+    bad.stop()
+
+
 # A backend that trickles a reply that never ends (a byte every 0.3 s, lines keep coming):
 # the reply timeout bounds the whole reply, not each byte — else the client waits forever.
 def trickle(first):
