@@ -830,7 +830,7 @@ static void smtp_tx_write_maildir(struct smtp_tx *tx, const char *root, const ch
 static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char *const *texts)
 {
 	struct smtp_tx *tx = arg;
-	int ok = 0, perm = 0, temp = 0;
+	int ok = tx->rcpts_done, perm = 0, temp = 0;
 
 	if (tx->closed)
 		return;
@@ -881,6 +881,7 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 			free(env->rcpts[i].params);
 			memmove(&env->rcpts[i], &env->rcpts[i + 1], (env->nrcpts - i - 1) * sizeof(struct rcpt));
 			env->nrcpts--;
+			tx->rcpts_done++;	/* still delivered: the outcome counts them */
 		}
 	}
 	smtp_tx_leave_backend(tx);
@@ -1154,6 +1155,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->route = 0;
 	tx->tried = 0;
 	tx->attempts = 0;
+	tx->rcpts_done = 0;
 	tx->mail_deferrable = false;
 	tx->data_follows = false;
 	free(tx->mail_line);
