@@ -337,6 +337,9 @@ def dot_rst(c, line, st):
 
 
 run('dotrst', {'DOT': dot_rst})
+# 250 to MAIL, then a reset where RCPT's (or DATA's) reply should be: replayed, one copy.
+run('rcptrst', {'RCPT': dot_rst})
+run('datarst', {'DATA': dot_rst})
 
 
 # A pooled connection the backend resets while idle (after RSET's 250), and one it resets
