@@ -548,7 +548,10 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 		    log_addr(rv, sizeof(rv), tx->rcpt), code, tx->env->client_ip);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, "rcpt", "backend", code / 100 == 4);
 	}
-	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2);
+	/* 452 is the backend's recipient limit (RFC 5321 4.5.3.1.10) or its storage: the
+	 * client retries those recipients later, as it must; not a client error (Postfix's
+	 * own 452 for too many recipients is not counted either, up to its overshoot limit). */
+	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2 && code != 452);
 }
 
 static void smtp_tx_rcpt_send(struct smtp_tx *tx)
@@ -827,7 +830,7 @@ static void smtp_tx_write_maildir(struct smtp_tx *tx, const char *root, const ch
 static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char *const *texts)
 {
 	struct smtp_tx *tx = arg;
-	int ok = 0, perm = 0, temp = 0;
+	int ok = tx->rcpts_done, perm = 0, temp = 0;
 
 	if (tx->closed)
 		return;
@@ -866,6 +869,20 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		 * them, which is better than losing the others. */
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=lmtp_partial backend=%s delivered=%d tempfailed=%d",
 		    url, ok, temp);
+		/* The replay carries only the recipients still owed (one reply per envelope
+		 * recipient, in order): the others have their copy. */
+		struct hook_env *env = tx->env;
+		size_t i = (size_t)n == env->nrcpts ? env->nrcpts : 0;
+
+		while (i-- > 0) {
+			if (codes[i] / 100 != 2)
+				continue;
+			free(env->rcpts[i].addr);
+			free(env->rcpts[i].params);
+			memmove(&env->rcpts[i], &env->rcpts[i + 1], (env->nrcpts - i - 1) * sizeof(struct rcpt));
+			env->nrcpts--;
+			tx->rcpts_done++;	/* still delivered: the outcome counts them */
+		}
 	}
 	smtp_tx_leave_backend(tx);
 	if (tx->attempts >= tx->env->cfg->backends.max_attempts) {
@@ -1138,6 +1155,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->route = 0;
 	tx->tried = 0;
 	tx->attempts = 0;
+	tx->rcpts_done = 0;
 	tx->mail_deferrable = false;
 	tx->data_follows = false;
 	free(tx->mail_line);

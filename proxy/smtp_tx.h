@@ -70,6 +70,7 @@ struct smtp_tx {
 	int route;                        /* pool route id of the transaction */
 	uint64_t tried;                   /* backends tried for this message (bit per index) */
 	int attempts;
+	int rcpts_done;                   /* LMTP recipients a failed attempt delivered (left env) */
 	char *mail_line;                  /* the MAIL command for the backend */
 	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt) */
 	/* the message */
