@@ -360,6 +360,18 @@ static int main_bind(const struct listen_config *lc, int *fd_out)
 	return 0;
 }
 
+/* The strings kept from the config the daemon started with. */
+static void main_boot_free(void)
+{
+	free(boot.user);
+	free(boot.metrics);
+	free(boot.csocket);
+	free(boot.cmode);
+	free(boot.cowner);
+	free(boot.cgroup);
+	memset(&boot, 0, sizeof(boot));
+}
+
 /* A start that fails after the listeners were begun: undoes what main made so far (the
  * first ncopies listen copies, the descriptors' array, the boot strings, the control and
  * metrics listeners, the config), so a sanitizer build exits clean. */
@@ -375,12 +387,7 @@ static void main_start_undo(struct mx_config *cfg, int ncopies, int *fds)
 	for (int i = 0; i < ncopies; i++)
 		free(listen_copies[i].address);
 	free(fds);
-	free(boot.user);
-	free(boot.csocket);
-	free(boot.cmode);
-	free(boot.cowner);
-	free(boot.cgroup);
-	memset(&boot, 0, sizeof(boot));
+	main_boot_free();
 	config_free(cfg);
 }
 
@@ -564,12 +571,7 @@ int main(int argc, char **argv)
 	free(workers);
 	free(worker_joined);
 	free(fds);
-	free(boot.user);
-	free(boot.metrics);
-	free(boot.csocket);
-	free(boot.cmode);
-	free(boot.cowner);
-	free(boot.cgroup);
+	main_boot_free();
 	uv_loop_close(main_loop);
 	log_event(LOG_LVL_INFO, NULL, "event=stopped");
 	return 0;
