@@ -11,8 +11,6 @@
 
 #include <spf2/spf_dns_rr.h>
 
-#include "proxy/netaddr.h"
-
 #define SPF_DNS_ANSWER_MAX 65535	/* a TCP answer (after a truncated UDP one) */
 
 struct spf_dns_hook {
