@@ -237,8 +237,10 @@ static void chain_error_verdict(struct chain *c, const struct chain_entry *e, co
 		verdict_set(v, a, 451, "plugin", "4.7.1 Content filter unavailable, please try again later");
 	else if (a == VERDICT_TEMPFAIL)
 		verdict_set(v, a, 451, e->name, "4.7.1 Temporary failure in %s, try again later", e->name);
-	else if (a == VERDICT_REJECT && content)
+	else if (a == VERDICT_REJECT && content && c->stage >= HOOK_DATA)
 		verdict_set(v, a, 550, "plugin", "5.7.1 Message content rejected");
+	else if (a == VERDICT_REJECT && content)     /* no content yet: Postfix's words */
+		verdict_set(v, a, 550, "plugin", "5.7.1 Command rejected");
 	else if (a == VERDICT_REJECT)
 		verdict_set(v, a, 550, e->name, "5.7.1 Rejected by %s", e->name);
 	else

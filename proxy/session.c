@@ -262,6 +262,16 @@ static void session_stage_done_cb(void *arg, const struct verdict *v)
 }
 
 /* Runs c's stage in the busy state (chain_run may complete synchronously). */
+/* A client refused at connect (its MAIL gets the refusal) is not judged again by its HELO
+ * name: the filters would only refuse it a second time (a milter down at connect, with
+ * `on_error: reject`, then again at HELO), and a refused HELO would turn the refusal of
+ * every MAIL into "send HELO first". Where AUTH may lift the refusal the stage runs, so an
+ * authenticated session has been through it. */
+static bool session_stage_moot(const struct session *s, const struct session_cmd *c)
+{
+	return c->stage == HOOK_HELO && s->conn_verdict.action != VERDICT_CONTINUE && !auth_may_lift(s);
+}
+
 static void session_run_stage(struct session *s, const struct session_cmd *c)
 {
 	s->cmd = c;
@@ -1047,7 +1057,8 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		session_txn_reset(s, true);
 	if (c->start)
 		c->start(s, &cmd);
-	if (c->stage != SESSION_NO_STAGE && ((c->flags & CMD_BUSY) || chain_wants(s->chain.mods, c->stage))) {
+	if (c->stage != SESSION_NO_STAGE && !session_stage_moot(s, c) &&
+	    ((c->flags & CMD_BUSY) || chain_wants(s->chain.mods, c->stage))) {
 		s->tarpit_ms = 0;
 		session_run_stage(s, c);
 		return;

@@ -153,6 +153,19 @@ t.check(code == 250 and len(got) == 1 and got[0]['data'].count(b'X-Test-Milter: 
         'milter over a unix socket: %s' % code)
 mm.stop()
 
+# A milter down at connect with on_error reject: the greeting, the EHLO answered (not judged
+# again by the milter that failed at connect), and every MAIL refused with the connect
+# refusal (Postfix's "Command rejected"), never "send HELO first".
+mm = gate([milter('inet:127.0.0.1:%d' % t.dead_port(), 'reject', '2s')], 'mx-down-reject')
+c = t.Client(mm.port)
+ehlo = c.ehlo('client.example.org')
+mails = [c.cmd('MAIL FROM:<a@example.org>') for _ in range(2)]
+c.close()
+t.check(c.greeting[0] == 220 and ehlo[0] == 250, 'milter down, on_error reject: greeting %s, EHLO %s' % (c.greeting[0], ehlo[0]))
+t.check(all(m[0] == 550 and 'Command rejected' in m[1] for m in mails), 'every MAIL gets the connect refusal: %s' % mails)
+t.check(mm.count_log(r'event=plugin_error plugin=milter stage=helo') == 0, 'the failed milter is not asked again at HELO')
+mm.stop()
+
 # The filter going away mid-session.
 t.stop_proc(mi)
 code, text = send(m.port, msg('down1'))

@@ -848,7 +848,7 @@ static void test_adapter_timeouts(void **state)
 		a.pcs[0].timeout = 30;
 		harness_run(&a.h, HOOK_MAIL);
 		assert_int_equal(a.h.v.action, VERDICT_REJECT);
-		assert_string_equal(a.h.v.reply, "5.7.1 Message content rejected");
+		assert_string_equal(a.h.v.reply, "5.7.1 Command rejected");
 		assert_int_equal(scripts[0].cancels, nocancel ? 0 : 1);
 		assert_int_equal(scripts[1].calls[HOOK_MAIL], 0);
 		late = scripts[0].pending;
