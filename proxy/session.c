@@ -1246,6 +1246,11 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		/* In place of the greeting only 421 means "try later" (RFC 5321 3.1, 4.2.3):
 		 * a filter's 450/451 (a milter's on_error, a DNS list) becomes 421. */
 		int code = 421;
+		/* After the teaser the greeting is a 220 reply already, and every line of one
+		 * reply has one code (RFC 5321 4.2.1): it ends as 220, and the 421 follows at
+		 * once as the answer to whatever the client sends first (3.8). */
+		if (s->teaser_sent)
+			session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
 		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
 		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s client=%s",
@@ -1330,6 +1335,7 @@ void session_start_connect(struct session *s)
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
 		 * speaks before the final 220 line talks before the greeting. */
 		session_reply(s, "220-%s ESMTP", s->cfg->hostname);
+		s->teaser_sent = true;
 		session_flush(s);
 		session_arm(s, pg->delay);
 		/* what came in the PROXY header's segment was sent before any greeting too */

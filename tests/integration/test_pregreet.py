@@ -8,6 +8,7 @@ its final `220 ` line waits `pregreet.delay`; a client that talks meanwhile is a
   (HAProxy forwards what the client sent right behind the header): refused alike
 - a bot that speaks half-way through the delay: refused alike
 - action drop: 521 and the connection closed; action score: served, PREGREET scored
+- a tempfail at connect while the teaser is out: the greeting ends as 220, then 421
 """
 import os
 import socket
@@ -89,5 +90,20 @@ r = mt.send_mail(mx.ports[1], 'a@example.org', ['b@example.test'], mt.message('s
 c.close()
 mt.check(r[0] == 250 and be.by_tag('scored'), 'action score: the early talker is served: %r' % (r,))
 mt.check(mx.wait_log(r'event=pregreet client=127\.0\.0\.1'), 'action score: the pregreet is logged')
+mx.stop()
+
+# A tempfail at connect (a milter down, on_error tempfail) while the teaser is out: the
+# greeting is one reply with one code (RFC 5321 4.2.1), so it ends as 220, and the 421
+# answers the client's first command.
+cfg = mt.config([be.url], pregreet={'delay': '1s', 'action': 'reject'},
+                plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mt.dead_port(), 'on_error': 'tempfail'}])
+mx = mt.Mxgate(cfg, 'mx-teaser-421')
+c = mt.Client(mx.port)
+lines = c.greeting[1].split('\n')
+e = c.cmd('EHLO client.example.org')
+mt.check(len(lines) == 2 and all(ln.startswith('220') for ln in lines),
+         'teaser then a tempfail at connect: every greeting line is 220: %r' % (c.greeting,))
+mt.check(e[0] == 421 and c.is_closed(3), 'the 421 answers the first command, then the connection closes: %r' % (e,))
+c.close()
 mx.stop()
 mt.finish()
