@@ -491,6 +491,10 @@ static int milter_apply_mods(struct milter_sess *ms)
 			break;
 		case SMFIR_CHGFROM:
 			addr = milter_strip_brackets(m->a);
+			/* ESMTP arguments of a new sender are not applied (the client's SIZE, BODY,
+			 * RET, ENVID stay): Postfix's cleanup ignores them with a warning too. */
+			if (m->b && *m->b)
+				h->log(c, 2, "event=milter_chgfrom_args_ignored args=\"%.100s\"", m->b);
 			h->set_sender(c, addr);
 			free(addr);
 			break;
