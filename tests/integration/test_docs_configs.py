@@ -9,10 +9,13 @@ would run them (README "In front of real mail servers": "Check it, then run it")
 
 Only the files a block names are supplied: a test certificate for /etc/mxgate/cert.pem and
 key.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file,
-the repository's rules for /usr/share/mxgate/rules; relative paths resolve from the
+the repository's rules for /usr/share/mxgate/rules, and the user running the test for the
+user and group "mxgate" when the package has not created them; relative paths resolve from the
 repository root. A key renamed in the code but not in the docs fails here."""
 import glob
+import grp
 import os
+import pwd
 import re
 import sys
 
@@ -38,6 +41,14 @@ NOT_MXGATE = {'scrape_configs'}        # Prometheus' own config
 def prepare(text):
     for a, b in SUBST:
         text = text.replace(a, b)
+    # the package creates the system user "mxgate"; a machine without the package has none
+    # (`-t` rightly refuses an unknown user): the user running the test stands in for it
+    try:
+        pwd.getpwnam('mxgate')
+    except KeyError:
+        me, mygroup = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+        text = re.sub(r'^(\s*(?:user|owner):\s*)mxgate\b', r'\g<1>' + me, text, flags=re.M)
+        text = re.sub(r'^(\s*group:\s*)mxgate\b', r'\g<1>' + mygroup, text, flags=re.M)
     return re.sub(r'"/usr/lib/mxgate/plugins/[\w.-]+\.so"', '"%s"' % plugin, text)
 
 
