@@ -476,7 +476,11 @@ void auth_session_line(struct session *s, const char *line, size_t len, bool too
 	}
 	memcpy(answer, line, len);
 	answer[len] = '\0';
-	n = sasl_base64_decode(answer, len, buf, sizeof(buf));
+	/* RFC 4954 8: auth-command = ... *(CRLF [base64]): an empty line is an empty response
+	 * (the "=" of an initial response is not used here). It goes to the mechanism, which
+	 * judges it, as Postfix and Dovecot's own submission server pass it on; 501 5.5.2 is
+	 * for a response that cannot be decoded (RFC 4954 4). */
+	n = len == 0 ? 0 : sasl_base64_decode(answer, len, buf, sizeof(buf));
 	sasl_wipe(buf, sizeof(buf));
 	if (n < 0) {
 		sasl_wipe(answer, sizeof(answer));

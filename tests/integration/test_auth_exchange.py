@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""The AUTH exchange's corners (RFC 4954) against a real Dovecot, by hand.
+
+- an empty line answering a 334 is an empty response (RFC 4954 8: `*(CRLF [base64])`): it
+  goes to the mechanism, which judges it (PLAIN and LOGIN refuse it: 535 5.7.8, counted as a
+  failure, logged event=auth_failed), as Postfix (xsasl_dovecot_server_next) and Dovecot's own
+  submission server pass it on. 501 5.5.2 stays for a response that cannot be decoded.
+  Before the fix the empty line got 501 5.5.2 "invalid base64 data" and never reached Dovecot;
+- "=" as the initial response is an empty one (535 for PLAIN; LOGIN asks for the user);
+- AUTH and its response in one write (a pipelining client) authenticate;
+- an over-long response line: 500 5.5.6, the session goes on.
+
+Each case that fails comes from its own address (127.0.0.2x): Dovecot delays an address
+after a failure (its anvil penalty), which would otherwise slow the cases behind it."""
+import base64
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('dovecot')
+
+dv = mt.dovecot({'alice': 'secret'})
+crt, key = mt.cert()
+be = mt.Backend(name='auth-x')
+cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True}],
+                tls={'certificate': crt, 'key': key},
+                auth={'dovecot': dv.sock, 'timeout': '10s', 'max_failures': 20,
+                      'failure_delay': '10ms', 'max_delay': '20ms'})
+mx = mt.Mxgate(cfg, name='mx-auth-x')
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def client(source):
+    c = mt.Client(mx.port, source=source)
+    c.ehlo()
+    mt.check(c.starttls()[0] == 220, 'STARTTLS 220')
+    c.ehlo()
+    return c
+
+
+# ---------------------------------------------------------------- the empty continuation
+c = client('127.0.0.21')
+code, text = c.cmd('AUTH PLAIN')
+mt.check(code == 334, 'AUTH PLAIN without initial response: 334 (%s)' % text)
+code, text = c.cmd('')
+mt.check(code == 535 and '5.7.8' in text, 'PLAIN: an empty line is an empty response, refused by Dovecot: 535 5.7.8 (%s)' % text)
+mt.check(mx.wait_log(r'event=auth_failed client=127\.0\.0\.21 user=- mech=PLAIN ', 3) is not None,
+         'the empty PLAIN response is a counted failure (event=auth_failed)')
+mt.check(c.cmd('NOOP')[0] == 250, 'the session goes on')
+c.close()
+
+c = client('127.0.0.22')
+code, text = c.cmd('AUTH LOGIN ' + b64('alice'))
+mt.check(code == 334, 'LOGIN with the user: 334 Password: (%s)' % text)
+code, text = c.cmd('')
+mt.check(code == 535, 'LOGIN: an empty password line reaches Dovecot: 535 (%s)' % text)
+c.close()
+
+c = client('127.0.0.23')
+code, text = c.cmd('AUTH LOGIN')
+code, text = c.cmd('')
+mt.check(code == 334 or code == 535, 'LOGIN: an empty user name line reaches Dovecot (%s)' % text)
+if code == 334:
+    code, text = c.cmd(b64('secret'))
+    mt.check(code == 535, '... and the empty user does not log in (%s)' % text)
+c.close()
+
+c = client('127.0.0.24')
+code, text = c.cmd('AUTH PLAIN')
+code, text = c.cmd('not base64!')
+mt.check(code == 501 and '5.5.2' in text, 'a response that cannot be decoded is still 501 5.5.2 (%s)' % text)
+code, text = c.cmd('AUTH PLAIN')
+code, text = c.cmd('A' * 1200)
+mt.check(code == 500 and '5.5.6' in text, 'an over-long response line: 500 5.5.6 (%s)' % text)
+mt.check(c.cmd('NOOP')[0] == 250, 'the session goes on after both')
+c.close()
+
+# ---------------------------------------------------------------- "=" and pipelining
+c = client('127.0.0.25')
+code, text = c.cmd('AUTH PLAIN =')
+mt.check(code == 535, 'AUTH PLAIN = (an empty initial response): 535 (%s)' % text)
+c.close()
+
+c = client('127.0.0.1')
+c.send('AUTH PLAIN\r\n' + b64('\0alice\0secret') + '\r\n')
+code, text = c.reply()
+mt.check(code == 334, 'AUTH and its response in one write: 334 first (%s)' % text)
+code, text = c.reply()
+mt.check(code == 235, '... then 235 (%s)' % text)
+code, text = mt.send_mail(mx.port, 'alice@example.org', ['rcpt@example.test'], mt.message('pipeauth'), client=c)
+mt.check(code == 250 and len(be.by_tag('pipeauth')) == 1, 'mail after it (%s)' % text)
+c.close()
+
+mx.stop()
+mt.finish()
