@@ -8,7 +8,8 @@
   Before the fix the empty line got 501 5.5.2 "invalid base64 data" and never reached Dovecot;
 - "=" as the initial response is an empty one (535 for PLAIN; LOGIN asks for the user);
 - AUTH and its response in one write (a pipelining client) authenticate;
-- an over-long response line: 500 5.5.6, the session goes on.
+- an over-long response line: 500 5.5.6, the session goes on;
+- the Received: header of an authenticated TLS session says ESMTPSA (RFC 3848).
 
 Each case that fails comes from its own address (127.0.0.2x): Dovecot delays an address
 after a failure (its anvil penalty), which would otherwise slow the cases behind it."""
@@ -96,6 +97,18 @@ mt.check(code == 235, '... then 235 (%s)' % text)
 code, text = mt.send_mail(mx.port, 'alice@example.org', ['rcpt@example.test'], mt.message('pipeauth'), client=c)
 mt.check(code == 250 and len(be.by_tag('pipeauth')) == 1, 'mail after it (%s)' % text)
 c.close()
+
+# ---------------------------------------------------------------- Received: ESMTPSA (RFC 3848)
+# The backend's filters read the protocol of mxgate's Received: header to tell a user's mail
+# from the world's (SpamAssassin's and rspamd's Received parsers take ESMTPA/ESMTPSA as
+# "authenticated", as Postfix writes it). Before the fix an authenticated session said ESMTPS.
+head = be.by_tag('pipeauth')[0]['data'].split(b'\r\n\r\n')[0]
+mt.check(b'with ESMTPSA id' in head, 'Received: says "with ESMTPSA" after AUTH over TLS (%r)' % head[:200])
+c = client('127.0.0.1')
+code, text = mt.send_mail(mx.port, 'alice@example.org', ['rcpt@example.test'], mt.message('noauth'), client=c)
+c.close()
+got = be.by_tag('noauth')
+mt.check(code == 530 and not got, 'without AUTH the submission port refuses the mail (%s)' % text)
 
 mx.stop()
 mt.finish()
