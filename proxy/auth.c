@@ -25,6 +25,7 @@
 #include "session_int.h"
 #include "worker.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,41 @@ int auth_cmd_check(const struct session *s, const struct smtp_cmd *cmd, char *re
 	if (sasl_parse_auth_arg(cmd->arg, &mech, &initial, &err) != 0) {
 		snprintf(reply, cap, "%s", err);
 		return SESSION_CHECK_ERROR;
+	}
+	return SESSION_CHECK_OK;
+}
+
+/* RFC 3461 4: xtext = *( xchar / hexchar ), xchar = "!".."~" but "+" and "=", hexchar =
+ * "+" HEXDIG HEXDIG. Not empty here (RFC 4954 5: a mailbox or "<>"). */
+static bool auth_is_xtext(const char *v)
+{
+	if (v == NULL || *v == '\0')
+		return false;
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (c == '+') {
+			if (!isxdigit((unsigned char)v[1]) || !isxdigit((unsigned char)v[2]))
+				return false;
+			v += 2;
+		} else if (c < '!' || c > '~' || c == '=') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* See auth.h. */
+int auth_check_mail_param(const struct session *s, const struct smtp_cmd *cmd, bool *offered, char *reply,
+    size_t cap)
+{
+	*offered = s->cfg->auth.dovecot && auth_listener_has(s);
+	if (!*offered)
+		return SESSION_CHECK_OK;
+	for (size_t i = 0; i < cmd->nparams; i++) {
+		if (strcasecmp(cmd->params[i].key, "AUTH") == 0 && !auth_is_xtext(cmd->params[i].value)) {
+			snprintf(reply, cap, "501 5.5.4 Syntax: AUTH=<mailbox> or AUTH=<> (xtext)");
+			return SESSION_CHECK_ERROR;
+		}
 	}
 	return SESSION_CHECK_OK;
 }

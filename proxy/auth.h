@@ -51,6 +51,13 @@ bool auth_is_required(const struct session *s);
  * waits for MAIL there, so that AUTH can lift it (auth_session_lift_refusal). */
 bool auth_may_lift(const struct session *s);
 
+/* MAIL's AUTH= parameter (RFC 4954 5), where the listener offers AUTH: its value must be
+ * xtext (RFC 3461 4), else reply gets 501 5.5.4 and SESSION_CHECK_ERROR is returned. It is
+ * never passed on (the backend learns the user by XCLIENT LOGIN=): the same as AUTH=<>.
+ * *offered says whether the listener takes the parameter at all (else it is unsupported). */
+int auth_check_mail_param(const struct session *s, const struct smtp_cmd *cmd, bool *offered, char *reply,
+    size_t cap);
+
 /* The AUTH row of the command table: check (0 = SESSION_CHECK_OK ... as session_check),
  * start (records mechanism and initial response), apply (starts the exchange; the session
  * is busy until Dovecot answers, in the auth state while a 334 waits for the client). */

@@ -315,6 +315,9 @@ static enum session_check session_check_helo(const struct session *s, const stru
 static enum session_check session_check_mail(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
 {
 	static const char *const params[] = { "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", NULL };
+	/* with AUTH offered, its MAIL parameter too (RFC 4954 5; checked and dropped: auth.c) */
+	static const char *const params_auth[] = { "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH", NULL };
+	bool auth_param;
 
 	if (s->drain)
 		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
@@ -330,7 +333,9 @@ static enum session_check session_check_mail(const struct session *s, const stru
 	if (cmd->body == SMTP_BODY_BINARYMIME)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
 		    "555 5.5.4 Unsupported option: BODY=BINARYMIME");
-	return session_check_params(cmd, params, reply, cap);
+	if (auth_check_mail_param(s, cmd, &auth_param, reply, cap) != SESSION_CHECK_OK)
+		return SESSION_CHECK_ERROR;
+	return session_check_params(cmd, auth_param ? params_auth : params, reply, cap);
 }
 
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction

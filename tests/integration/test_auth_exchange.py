@@ -9,6 +9,7 @@
 - "=" as the initial response is an empty one (535 for PLAIN; LOGIN asks for the user);
 - AUTH and its response in one write (a pipelining client) authenticate;
 - an over-long response line: 500 5.5.6, the session goes on;
+- MAIL's AUTH= parameter (RFC 4954 5) is taken where AUTH is offered, not passed on;
 - the Received: header of an authenticated TLS session says ESMTPSA (RFC 3848).
 
 Each case that fails comes from its own address (127.0.0.2x): Dovecot delays an address
@@ -26,11 +27,13 @@ mt.need('dovecot')
 dv = mt.dovecot({'alice': 'secret'})
 crt, key = mt.cert()
 be = mt.Backend(name='auth-x')
-cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True}],
+cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},
+                                  {'address': '127.0.0.1:0'}],
                 tls={'certificate': crt, 'key': key},
                 auth={'dovecot': dv.sock, 'timeout': '10s', 'max_failures': 20,
                       'failure_delay': '10ms', 'max_delay': '20ms'})
 mx = mt.Mxgate(cfg, name='mx-auth-x')
+PORT25 = mx.ports[1]
 
 
 def b64(s):
@@ -94,8 +97,32 @@ code, text = c.reply()
 mt.check(code == 334, 'AUTH and its response in one write: 334 first (%s)' % text)
 code, text = c.reply()
 mt.check(code == 235, '... then 235 (%s)' % text)
-code, text = mt.send_mail(mx.port, 'alice@example.org', ['rcpt@example.test'], mt.message('pipeauth'), client=c)
-mt.check(code == 250 and len(be.by_tag('pipeauth')) == 1, 'mail after it (%s)' % text)
+
+# ---------------------------------------------------------------- MAIL's AUTH= parameter (RFC 4954 5)
+# An extension announced is an extension whose parameters are taken: sendmail and other MTAs
+# relaying through a smarthost send AUTH=<> or AUTH=<the original submitter> with MAIL. Before
+# the fix mxgate answered 555 5.5.4 "Unsupported option: AUTH" and such a client could not
+# send at all. The value is not passed on (the backend learns the user by XCLIENT LOGIN=), as
+# RFC 4954 5 allows: not passing it is the same as AUTH=<>.
+for param, want in (('AUTH=<>', 250), ('AUTH=alice+40example.org', 250), ('AUTH=<alice@example.org>', 250),
+                    ('AUTH=bad+zz', 501), ('AUTH=', 501)):
+    code, text = c.cmd('MAIL FROM:<alice@example.org> %s' % param)
+    mt.check(code == want, 'after AUTH, MAIL ... %s: %d (%s)' % (param, want, text))
+    c.cmd('RSET')
+mt.check(c.cmd('MAIL FROM:<alice@example.org> AUTH=<>')[0] == 250, 'MAIL with AUTH=<> for a message')
+mt.check(c.cmd('RCPT TO:<rcpt@example.test>')[0] == 250, 'RCPT')
+mt.check(c.cmd('DATA')[0] == 354, 'DATA')
+c.send(mt.stuff(mt.message('pipeauth')))
+code, text = c.reply()
+mt.check(code == 250 and len(be.by_tag('pipeauth')) == 1, 'the message with AUTH=<> is delivered (%s)' % text)
+c.close()
+mt.check(not any('AUTH=' in x for x in be.commands if x.upper().startswith('MAIL')),
+         'the backend got no AUTH= parameter: %s' % [x for x in be.commands if x.upper().startswith('MAIL')][-3:])
+# where AUTH is not offered, its parameter is not taken either (as Postfix without SASL)
+c = mt.Client(PORT25)
+c.ehlo()
+code, text = c.cmd('MAIL FROM:<a@example.org> AUTH=<>')
+mt.check(code == 555, 'on a listener without AUTH, MAIL ... AUTH=<>: 555 (%s)' % text)
 c.close()
 
 # ---------------------------------------------------------------- Received: ESMTPSA (RFC 3848)
