@@ -99,6 +99,7 @@ struct auth_worker *auth_worker_new(const struct mx_config *cfg, uv_loop_t *loop
 	aw->guard = auth_guard_new(loop, &cfg->auth, worker);
 	if (aw->dovecot == NULL || aw->guard == NULL)
 		goto fail;
+	sasl_dovecot_prepare(aw->dovecot);   /* the mechanisms, before the first EHLO */
 	return aw;
 fail:
 	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=auth worker=%d reason=init", worker);
@@ -156,6 +157,31 @@ bool auth_is_offered(const struct session *s)
 	    s->env.auth_user == NULL;
 }
 
+/* See auth.h. */
+const char *auth_mechanisms(const struct session *s)
+{
+	struct auth_worker *aw = s->wg->auth;
+	unsigned m = aw ? sasl_dovecot_mechs(aw->dovecot) : 0;
+	bool plain = m & (1u << SASL_MECH_PLAIN), login = m & (1u << SASL_MECH_LOGIN);
+
+	if (aw)
+		sasl_dovecot_prepare(aw->dovecot);   /* lost since: find out again */
+	if (plain && !login)
+		return "PLAIN";
+	if (login && !plain)
+		return "LOGIN";
+	return "PLAIN LOGIN";
+}
+
+/* True when Dovecot's handshake said it does not offer mech (unknown: it may). */
+static bool auth_mech_refused(const struct session *s, enum sasl_mech mech)
+{
+	struct auth_worker *aw = s->wg->auth;
+	unsigned m = aw ? sasl_dovecot_mechs(aw->dovecot) : 0;
+
+	return (m & ((1u << SASL_MECH_PLAIN) | (1u << SASL_MECH_LOGIN))) != 0 && !(m & (1u << mech));
+}
+
 bool auth_is_required(const struct session *s)
 {
 	return s->lc->submission && s->env.auth_user == NULL;
@@ -201,6 +227,11 @@ int auth_cmd_check(const struct session *s, const struct smtp_cmd *cmd, char *re
 	}
 	if (sasl_parse_auth_arg(cmd->arg, &mech, &initial, &err) != 0) {
 		snprintf(reply, cap, "%s", err);
+		return SESSION_CHECK_ERROR;
+	}
+	if (auth_mech_refused(s, mech)) {
+		/* not in the EHLO list (RFC 4954 4): the client may try another */
+		snprintf(reply, cap, "504 5.5.4 Unrecognized authentication type");
 		return SESSION_CHECK_ERROR;
 	}
 	return SESSION_CHECK_OK;

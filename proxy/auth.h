@@ -45,6 +45,10 @@ void auth_worker_free(struct auth_worker *aw);
 
 /* EHLO offers AUTH now (listener, TLS, not yet authenticated). */
 bool auth_is_offered(const struct session *s);
+/* The mechanisms EHLO announces after "AUTH ": those Dovecot's handshake offered of PLAIN
+ * and LOGIN, as Postfix lists Dovecot's (both while not known yet, or if it offered
+ * neither). Static string. Also opens the connection to Dovecot when there is none. */
+const char *auth_mechanisms(const struct session *s);
 /* MAIL needs AUTH first (a submission listener, not authenticated). */
 bool auth_is_required(const struct session *s);
 /* The listener offers AUTH (submission or auth, with auth.dovecot): a refusal at connect

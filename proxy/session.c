@@ -446,7 +446,7 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 		if (session_tls_offered(s))
 			session_reply_line(s, "250-STARTTLS");
 		if (auth_is_offered(s))
-			session_reply_line(s, "250-AUTH PLAIN LOGIN");
+			session_reply(s, "250-AUTH %s", auth_mechanisms(s));
 		session_reply_line(s, "250-ENHANCEDSTATUSCODES");
 		session_reply_line(s, "250-8BITMIME");
 		session_reply_line(s, "250-CHUNKING");
