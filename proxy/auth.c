@@ -173,6 +173,14 @@ const char *auth_mechanisms(const struct session *s)
 	return "PLAIN LOGIN";
 }
 
+/* See auth.h. */
+size_t auth_line_cap(const struct session *s)
+{
+	size_t cap = (size_t)s->cfg->limits.max_line_length;
+
+	return auth_may_lift(s) && cap < SASL_MAX_B64 + 2 ? SASL_MAX_B64 + 2 : cap;
+}
+
 /* True when Dovecot's handshake said it does not offer mech (unknown: it may). */
 static bool auth_mech_refused(const struct session *s, enum sasl_mech mech)
 {

@@ -49,6 +49,11 @@ bool auth_is_offered(const struct session *s);
  * and LOGIN, as Postfix lists Dovecot's (both while not known yet, or if it offered
  * neither). Static string. Also opens the connection to Dovecot when there is none. */
 const char *auth_mechanisms(const struct session *s);
+/* The line reader's capacity for s (incl. CRLF): limits.max_line_length, or on a listener
+ * offering AUTH at least a response of SASL_MAX_B64 characters (RFC 4954 4: a mechanism's
+ * longest response must fit; PLAIN's is 1024). Command lines are still held to
+ * max_line_length by the session. */
+size_t auth_line_cap(const struct session *s);
 /* MAIL needs AUTH first (a submission listener, not authenticated). */
 bool auth_is_required(const struct session *s);
 /* The listener offers AUTH (submission or auth, with auth.dovecot): a refusal at connect

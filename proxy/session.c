@@ -1121,6 +1121,9 @@ void session_process(struct session *s)
 			auth_session_line(s, "", 0, true);
 			continue;
 		}
+		/* the reader takes longer lines for AUTH responses (auth_line_cap): commands not */
+		if (s->state != SESSION_AUTH && line.len + 2 > (size_t)s->cfg->limits.max_line_length)
+			line.too_long = true;
 		if (line.too_long) {
 			session_reply_line(s, "500 5.5.2 Error: line too long");
 			session_error(s);
@@ -1131,7 +1134,7 @@ void session_process(struct session *s)
 		if (!s->env.esmtp && pos < s->inlen && !hook_env_find_symbol(&s->env, "PIPELINING_UNANNOUNCED"))
 			hook_env_add_symbol(&s->env, "PIPELINING_UNANNOUNCED", 1.0, "pipelined commands without EHLO");
 		/* The line may point into s->in; copy before anything can reallocate it. */
-		char linecopy[1100];
+		char linecopy[2112];    /* a command line, or an AUTH response (SASL_MAX_B64) */
 		size_t ll = line.len < sizeof(linecopy) - 1 ? line.len : sizeof(linecopy) - 1;
 		memcpy(linecopy, line.data, ll);
 		linecopy[ll] = '\0';
