@@ -25,6 +25,7 @@
 #include "session_int.h"
 #include "worker.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,7 @@ struct auth_worker *auth_worker_new(const struct mx_config *cfg, uv_loop_t *loop
 	aw->guard = auth_guard_new(loop, &cfg->auth, worker);
 	if (aw->dovecot == NULL || aw->guard == NULL)
 		goto fail;
+	sasl_dovecot_prepare(aw->dovecot);   /* the mechanisms, before the first EHLO */
 	return aw;
 fail:
 	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=auth worker=%d reason=init", worker);
@@ -155,6 +157,39 @@ bool auth_is_offered(const struct session *s)
 	    s->env.auth_user == NULL;
 }
 
+/* See auth.h. */
+const char *auth_mechanisms(const struct session *s)
+{
+	struct auth_worker *aw = s->wg->auth;
+	unsigned m = aw ? sasl_dovecot_mechs(aw->dovecot) : 0;
+	bool plain = m & (1u << SASL_MECH_PLAIN), login = m & (1u << SASL_MECH_LOGIN);
+
+	if (aw)
+		sasl_dovecot_prepare(aw->dovecot);   /* lost since: find out again */
+	if (plain && !login)
+		return "PLAIN";
+	if (login && !plain)
+		return "LOGIN";
+	return "PLAIN LOGIN";
+}
+
+/* See auth.h. */
+size_t auth_line_cap(const struct session *s)
+{
+	size_t cap = (size_t)s->cfg->limits.max_line_length;
+
+	return auth_may_lift(s) && cap < SASL_MAX_B64 + 2 ? SASL_MAX_B64 + 2 : cap;
+}
+
+/* True when Dovecot's handshake said it does not offer mech (unknown: it may). */
+static bool auth_mech_refused(const struct session *s, enum sasl_mech mech)
+{
+	struct auth_worker *aw = s->wg->auth;
+	unsigned m = aw ? sasl_dovecot_mechs(aw->dovecot) : 0;
+
+	return (m & ((1u << SASL_MECH_PLAIN) | (1u << SASL_MECH_LOGIN))) != 0 && !(m & (1u << mech));
+}
+
 bool auth_is_required(const struct session *s)
 {
 	return s->lc->submission && s->env.auth_user == NULL;
@@ -201,6 +236,46 @@ int auth_cmd_check(const struct session *s, const struct smtp_cmd *cmd, char *re
 	if (sasl_parse_auth_arg(cmd->arg, &mech, &initial, &err) != 0) {
 		snprintf(reply, cap, "%s", err);
 		return SESSION_CHECK_ERROR;
+	}
+	if (auth_mech_refused(s, mech)) {
+		/* not in the EHLO list (RFC 4954 4): the client may try another */
+		snprintf(reply, cap, "504 5.5.4 Unrecognized authentication type");
+		return SESSION_CHECK_ERROR;
+	}
+	return SESSION_CHECK_OK;
+}
+
+/* RFC 3461 4: xtext = *( xchar / hexchar ), xchar = "!".."~" but "+" and "=", hexchar =
+ * "+" HEXDIG HEXDIG. Not empty here (RFC 4954 5: a mailbox or "<>"). */
+static bool auth_is_xtext(const char *v)
+{
+	if (v == NULL || *v == '\0')
+		return false;
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (c == '+') {
+			if (!isxdigit((unsigned char)v[1]) || !isxdigit((unsigned char)v[2]))
+				return false;
+			v += 2;
+		} else if (c < '!' || c > '~' || c == '=') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* See auth.h. */
+int auth_check_mail_param(const struct session *s, const struct smtp_cmd *cmd, bool *offered, char *reply,
+    size_t cap)
+{
+	*offered = s->cfg->auth.dovecot && auth_listener_has(s);
+	if (!*offered)
+		return SESSION_CHECK_OK;
+	for (size_t i = 0; i < cmd->nparams; i++) {
+		if (strcasecmp(cmd->params[i].key, "AUTH") == 0 && !auth_is_xtext(cmd->params[i].value)) {
+			snprintf(reply, cap, "501 5.5.4 Syntax: AUTH=<mailbox> or AUTH=<> (xtext)");
+			return SESSION_CHECK_ERROR;
+		}
 	}
 	return SESSION_CHECK_OK;
 }
@@ -476,7 +551,11 @@ void auth_session_line(struct session *s, const char *line, size_t len, bool too
 	}
 	memcpy(answer, line, len);
 	answer[len] = '\0';
-	n = sasl_base64_decode(answer, len, buf, sizeof(buf));
+	/* RFC 4954 8: auth-command = ... *(CRLF [base64]): an empty line is an empty response
+	 * (the "=" of an initial response is not used here). It goes to the mechanism, which
+	 * judges it, as Postfix and Dovecot's own submission server pass it on; 501 5.5.2 is
+	 * for a response that cannot be decoded (RFC 4954 4). */
+	n = len == 0 ? 0 : sasl_base64_decode(answer, len, buf, sizeof(buf));
 	sasl_wipe(buf, sizeof(buf));
 	if (n < 0) {
 		sasl_wipe(answer, sizeof(answer));

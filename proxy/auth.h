@@ -45,11 +45,27 @@ void auth_worker_free(struct auth_worker *aw);
 
 /* EHLO offers AUTH now (listener, TLS, not yet authenticated). */
 bool auth_is_offered(const struct session *s);
+/* The mechanisms EHLO announces after "AUTH ": those Dovecot's handshake offered of PLAIN
+ * and LOGIN, as Postfix lists Dovecot's (both while not known yet, or if it offered
+ * neither). Static string. Also opens the connection to Dovecot when there is none. */
+const char *auth_mechanisms(const struct session *s);
+/* The line reader's capacity for s (incl. CRLF): limits.max_line_length, or on a listener
+ * offering AUTH at least a response of SASL_MAX_B64 characters (RFC 4954 4: a mechanism's
+ * longest response must fit; PLAIN's is 1024). Command lines are still held to
+ * max_line_length by the session. */
+size_t auth_line_cap(const struct session *s);
 /* MAIL needs AUTH first (a submission listener, not authenticated). */
 bool auth_is_required(const struct session *s);
 /* The listener offers AUTH (submission or auth, with auth.dovecot): a refusal at connect
  * waits for MAIL there, so that AUTH can lift it (auth_session_lift_refusal). */
 bool auth_may_lift(const struct session *s);
+
+/* MAIL's AUTH= parameter (RFC 4954 5), where the listener offers AUTH: its value must be
+ * xtext (RFC 3461 4), else reply gets 501 5.5.4 and SESSION_CHECK_ERROR is returned. It is
+ * never passed on (the backend learns the user by XCLIENT LOGIN=): the same as AUTH=<>.
+ * *offered says whether the listener takes the parameter at all (else it is unsupported). */
+int auth_check_mail_param(const struct session *s, const struct smtp_cmd *cmd, bool *offered, char *reply,
+    size_t cap);
 
 /* The AUTH row of the command table: check (0 = SESSION_CHECK_OK ... as session_check),
  * start (records mechanism and initial response), apply (starts the exchange; the session

@@ -36,6 +36,9 @@ struct backend {
 	                                  * authorizes the announced client, not us, after the
 	                                  * first): pooled connections are reused only for the
 	                                  * client they already announce */
+	atomic_llong tls_fallback_until; /* uv_hrtime() ms: a STARTTLS handshake failed, the
+	                                  * connections opened before then go in clear text
+	                                  * (relay.c, opportunistic TLS) */
 };
 
 struct domain_set;

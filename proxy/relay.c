@@ -368,6 +368,30 @@ static void relay_close(struct relay *r)
 }
 
 /* A failure while a callback is outstanding: report code 0 and close. */
+/* Opportunistic TLS (RFC 7435) whose handshake failed (the backend closed, sent no TLS,
+ * or offers only versions we refuse): as Postfix's smtp client with security level "may",
+ * the message goes in clear text on a new connection instead of waiting for ever. The
+ * backend is not at fault (health probes never try STARTTLS) and this was not an attempt:
+ * the connection counts as stale, and for RELAY_TLS_FALLBACK_MS no connection to the
+ * backend tries STARTTLS again. */
+enum { RELAY_TLS_FALLBACK_MS = 10 * 60 * 1000 };
+
+static void relay_tls_fallback(struct relay *r, const char *why)
+{
+	const char *err = r->tls ? tlsconn_error(r->tls) : "";
+
+	atomic_store(&r->b->tls_fallback_until, (long long)(uv_hrtime() / 1000000) + RELAY_TLS_FALLBACK_MS);
+	log_event(LOG_LVL_WARNING, relay_log_id(r), "event=backend_tls_failed backend=%s reason=\"%.150s\" fallback=plaintext",
+	    r->b->url, err && *err ? err : why);
+	r->reused_fresh = true;
+}
+
+static bool relay_tls_wanted(const struct relay *r)
+{
+	return (r->caps & CAP_STARTTLS) && r->gen->cfg->backends.starttls && r->gen->tls_client &&
+	    (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until);
+}
+
 static void relay_fail(struct relay *r, const char *why)
 {
 	enum relay_state st = r->state;
@@ -394,6 +418,8 @@ static void relay_fail(struct relay *r, const char *why)
 	/* Commands sent ahead with a message's dot and not one answered when the connection
 	 * goes: the backend may end a connection after a message, as it may drop an idle one
 	 * (relay_text_is_stale: the owner retries on a fresh connection, no backend fault). */
+	if (st == RELAY_TLS_HANDSHAKE)
+		relay_tls_fallback(r, why);
 	bool stale = r->reused_fresh || (st == RELAY_COMMAND && r->ahead_n > 0 && r->ahead_answered == 0);
 	if (stale)
 		why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
@@ -713,8 +739,7 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			return;
 		}
 		relay_parse_caps(r, text);
-		if (r->state == RELAY_EHLO && (r->caps & CAP_STARTTLS) && r->gen->cfg->backends.starttls &&
-		    r->gen->tls_client) {
+		if (r->state == RELAY_EHLO && relay_tls_wanted(r)) {
 			r->state = RELAY_STARTTLS;
 			relay_send_line(r, "STARTTLS");
 			return;

@@ -256,6 +256,7 @@ struct sasl_dovecot {
 	size_t nreqs;
 	unsigned next_id;
 	uint64_t retry_at;           /* no connection attempt before this (uv_now ms) */
+	unsigned mechs;              /* the last completed handshake's MECH lines (0: none yet) */
 	bool freeing;
 };
 
@@ -398,6 +399,7 @@ static void sd_on_line(struct sasl_dovecot *d, const char *line, size_t len)
 		return;
 	case SD_EV_READY:
 		d->state = SD_READY;
+		d->mechs = d->parser.mechs;
 		sd_flush(d);
 		return;
 	case SD_EV_ERROR:
@@ -617,6 +619,21 @@ void sasl_dovecot_free(struct sasl_dovecot *d)
 		d->conn = NULL;
 	}
 	uv_close((uv_handle_t *)&d->timer, sd_timer_close_cb);
+}
+
+
+/* See sasl_dovecot.h. */
+void sasl_dovecot_prepare(struct sasl_dovecot *d)
+{
+	if (d == NULL || d->freeing || d->state != SD_DOWN || uv_now(d->loop) < d->retry_at)
+		return;
+	sd_connect(d);              /* a failure is a drop: retry_at is set, nobody waits */
+}
+
+/* See sasl_dovecot.h. */
+unsigned sasl_dovecot_mechs(const struct sasl_dovecot *d)
+{
+	return d ? d->mechs : 0;
 }
 
 /* See sasl_dovecot.h. */

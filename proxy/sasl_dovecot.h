@@ -126,6 +126,12 @@ struct sasl_dovecot_req *sasl_dovecot_auth(struct sasl_dovecot *d, enum sasl_mec
 int sasl_dovecot_continue(struct sasl_dovecot_req *q, const char *response_b64);
 /* Abandons q: cb never runs again; q must not be used. NULL is a no-op. */
 void sasl_dovecot_cancel(struct sasl_dovecot_req *q);
+/* Opens the connection now if there is none (and none failed a moment ago), so that the
+ * mechanisms are known before the first client asks (EHLO). Loop thread only. */
+void sasl_dovecot_prepare(struct sasl_dovecot *d);
+/* The mechanisms the service offered in its last completed handshake: bit (1u << enum
+ * sasl_mech) each; 0 while no handshake has completed yet. Kept across a lost connection. */
+unsigned sasl_dovecot_mechs(const struct sasl_dovecot *d);
 /* Requests in flight (tests). */
 size_t sasl_dovecot_pending(const struct sasl_dovecot *d);
 

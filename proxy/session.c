@@ -325,6 +325,9 @@ static enum session_check session_check_helo(const struct session *s, const stru
 static enum session_check session_check_mail(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
 {
 	static const char *const params[] = { "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", NULL };
+	/* with AUTH offered, its MAIL parameter too (RFC 4954 5; checked and dropped: auth.c) */
+	static const char *const params_auth[] = { "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH", NULL };
+	bool auth_param;
 
 	if (s->drain)
 		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
@@ -340,7 +343,9 @@ static enum session_check session_check_mail(const struct session *s, const stru
 	if (cmd->body == SMTP_BODY_BINARYMIME)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
 		    "555 5.5.4 Unsupported option: BODY=BINARYMIME");
-	return session_check_params(cmd, params, reply, cap);
+	if (auth_check_mail_param(s, cmd, &auth_param, reply, cap) != SESSION_CHECK_OK)
+		return SESSION_CHECK_ERROR;
+	return session_check_params(cmd, auth_param ? params_auth : params, reply, cap);
 }
 
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
@@ -451,7 +456,7 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 		if (session_tls_offered(s))
 			session_reply_line(s, "250-STARTTLS");
 		if (auth_is_offered(s))
-			session_reply_line(s, "250-AUTH PLAIN LOGIN");
+			session_reply(s, "250-AUTH %s", auth_mechanisms(s));
 		session_reply_line(s, "250-ENHANCEDSTATUSCODES");
 		session_reply_line(s, "250-8BITMIME");
 		session_reply_line(s, "250-CHUNKING");
@@ -1127,6 +1132,9 @@ void session_process(struct session *s)
 			auth_session_line(s, "", 0, true);
 			continue;
 		}
+		/* the reader takes longer lines for AUTH responses (auth_line_cap): commands not */
+		if (s->state != SESSION_AUTH && line.len + 2 > (size_t)s->cfg->limits.max_line_length)
+			line.too_long = true;
 		if (line.too_long) {
 			session_reply_line(s, "500 5.5.2 Error: line too long");
 			session_error(s);
@@ -1137,7 +1145,7 @@ void session_process(struct session *s)
 		if (!s->env.esmtp && pos < s->inlen && !hook_env_find_symbol(&s->env, "PIPELINING_UNANNOUNCED"))
 			hook_env_add_symbol(&s->env, "PIPELINING_UNANNOUNCED", 1.0, "pipelined commands without EHLO");
 		/* The line may point into s->in; copy before anything can reallocate it. */
-		char linecopy[1100];
+		char linecopy[2112];    /* a command line, or an AUTH response (SASL_MAX_B64) */
 		size_t ll = line.len < sizeof(linecopy) - 1 ? line.len : sizeof(linecopy) - 1;
 		memcpy(linecopy, line.data, ll);
 		linecopy[ll] = '\0';

@@ -564,7 +564,7 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	s->env.loop = &w->loop;
 	s->env.cfg = s->cfg;
 	s->env.worker = w->index;
-	linebuf_init(&s->lb, (size_t)s->cfg->limits.max_line_length);
+	linebuf_init(&s->lb, auth_line_cap(s));   /* max_line_length, more for AUTH responses */
 	chain_init(&s->chain, &s->wg->mods, &s->env, &s->chain_timer);
 	smtp_tx_init(&s->tx, w, s->wg->shared->pool, &s->env, session_tx_drained_cb, s);
 	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {

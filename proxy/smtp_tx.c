@@ -1035,7 +1035,9 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	struct hook_env *env = tx->env;
 	size_t len, hlen;
 	const char *data = msgbuf_data(tx->msg, &len);
-	const char *with = env->esmtp ? (env->tls ? "ESMTPS" : "ESMTP") : (env->tls ? "SMTPS" : "SMTP");
+	/* RFC 3848: S for STARTTLS/implicit TLS, A for SMTP AUTH (the backend's filters read it) */
+	const char *with = !env->esmtp ? (env->tls ? "SMTPS" : "SMTP") : env->auth_user ?
+	    (env->tls ? "ESMTPSA" : "ESMTPA") : (env->tls ? "ESMTPS" : "ESMTP");
 	bool envelope_changed = false;
 
 	if (data == NULL)

@@ -72,6 +72,19 @@ static const struct row rows[] = {
 	{ "MAIL without AUTH on an auth: true listener", A_AUTH | A_HELO | A_TLS, "MAIL FROM:<a@b.example>",
 	  SESSION_CHECK_OK, "" },
 	{ "MAIL without AUTH on port 25", A_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_OK, "" },
+	/* RFC 4954 5: MAIL's AUTH= where AUTH is offered (xtext), unsupported elsewhere */
+	{ "MAIL AUTH=<> after AUTH", A_SUB | A_HELO | A_TLS | A_DONE, "MAIL FROM:<a@b.example> AUTH=<>",
+	  SESSION_CHECK_OK, "" },
+	{ "MAIL AUTH=xtext mailbox", A_SUB | A_HELO | A_TLS | A_DONE, "MAIL FROM:<a@b.example> AUTH=a+2Bb@b.example",
+	  SESSION_CHECK_OK, "" },
+	{ "MAIL AUTH=<> without AUTH on an auth: true listener", A_AUTH | A_HELO | A_TLS,
+	  "MAIL FROM:<a@b.example> AUTH=<>", SESSION_CHECK_OK, "" },
+	{ "MAIL AUTH= bad hexchar", A_SUB | A_HELO | A_TLS | A_DONE, "MAIL FROM:<a@b.example> AUTH=a+zz",
+	  SESSION_CHECK_ERROR, "501 5.5.4 Syntax: AUTH=<mailbox> or AUTH=<> (xtext)" },
+	{ "MAIL AUTH= truncated hexchar", A_SUB | A_HELO | A_TLS | A_DONE, "MAIL FROM:<a@b.example> AUTH=a+2",
+	  SESSION_CHECK_ERROR, "501 5.5.4 Syntax: AUTH=<mailbox> or AUTH=<> (xtext)" },
+	{ "MAIL AUTH=<> on port 25", A_HELO, "MAIL FROM:<a@b.example> AUTH=<>", SESSION_CHECK_ERROR,
+	  "555 5.5.4 Unsupported option: AUTH" },
 };
 
 struct fixture {
