@@ -198,7 +198,7 @@ static const struct cfg_field limits_fields[] = {
 	{ "nul", CFG_ENUM, offsetof(struct limits_config, nul), "reject",
 	  .choices = nul_choices, .doc = "NUL bytes in DATA: reject the message (554 5.6.0) or strip them; never relayed either way" },
 	{ "max_line_length", CFG_INT, offsetof(struct limits_config, max_line_length), "1000",
-	  512, 65536, .doc = "longest command line incl. CRLF (RFC 5321 4.5.3.1.4: at least 512)" },
+	  512, 1000, .doc = "longest command line incl. CRLF (RFC 5321 4.5.3.1.4: at least 512; 1000, its own limit, is what the command parser takes)" },
 	{ "max_errors", CFG_INT, offsetof(struct limits_config, max_errors), "10", 1, 1000,
 	  .doc = "protocol errors per session before 421 and disconnect" },
 	{ "memory_threshold", CFG_SIZE, offsetof(struct limits_config, memory_threshold), "256K",

@@ -145,7 +145,7 @@ static void test_full_core(void **state)
 		"  data_timeout: 10m\n"
 		"  drain_timeout: 1s\n"
 		"  bare_lf: normalize\n"
-		"  max_line_length: 2048\n"
+		"  max_line_length: 800\n"
 		"  max_errors: 3\n"
 		"  memory_threshold: 1M\n"
 		"  spool_dir: /tmp\n"
@@ -186,7 +186,7 @@ static void test_full_core(void **state)
 	assert_int_equal(c->limits.max_message_size, 10 << 20);
 	assert_int_equal(c->limits.command_timeout, 300000);
 	assert_int_equal(c->limits.bare_lf, BARE_LF_NORMALIZE);
-	assert_int_equal(c->limits.max_line_length, 2048);
+	assert_int_equal(c->limits.max_line_length, 800);
 	assert_int_equal(c->backends.balance, BALANCE_LEAST_CONN);
 	assert_int_equal(c->backends.client_identity, IDENTITY_PROXY_V2);
 	assert_int_equal(c->backends.health_check.timeout, 500);
@@ -297,7 +297,10 @@ static const struct err_row err_rows[] = {
 	  "t.yaml:4:27: limits.max_connections_per_ip: expected an integer, got \"lots\"\n", 1 },
 	{ "out of bounds",
 	  MINIMAL "limits: { max_line_length: 100 }\n",
-	  "t.yaml:3:28: limits.max_line_length: must be between 512 and 65536, got 100\n", 1 },
+	  "t.yaml:3:28: limits.max_line_length: must be between 512 and 1000, got 100\n", 1 },
+	{ "a command line longer than the command parser takes (998 + CRLF): refused, not ignored",
+	  MINIMAL "limits: { max_line_length: 2048 }\n",
+	  "t.yaml:3:28: limits.max_line_length: must be between 512 and 1000, got 2048\n", 1 },
 	{ "duration bounds shown as durations",
 	  MINIMAL "limits: { command_timeout: 0s }\n",
 	  "t.yaml:3:28: limits.command_timeout: must be between 1s and 1d, got 0s\n", 1 },
@@ -642,7 +645,7 @@ static void test_docs(void **state)
 			fail_msg("docs lack key %s", fl->key);
 	}
 	assert_non_null(strstr(buf, "### `backends.servers[]`"));
-	assert_non_null(strstr(buf, "| `max_line_length` | integer | `1000` | 512 .. 65536 |"));
+	assert_non_null(strstr(buf, "| `max_line_length` | integer | `1000` | 512 .. 1000 |"));
 	free(buf);
 }
 
