@@ -81,29 +81,43 @@ static void rules_kind_push(struct rules_set *rs, enum rule_kind k, size_t i)
 	v[rs->nkind[k]++] = i;
 }
 
-/* Topological order of metas (dependencies first); cycles are dropped. */
-static void rules_meta_visit(struct rules_set *rs, size_t i, uint8_t *state)
+/* Topological order of metas (dependencies first); cycles are dropped. Depth-first with
+ * an explicit stack (stk: room for every rule): a chain of metas as long as the rule
+ * limit must not overflow the thread's stack. */
+struct rules_meta_frame { size_t i, next; };
+
+static void rules_meta_visit(struct rules_set *rs, size_t root, uint8_t *state,
+    struct rules_meta_frame *stk)
 {
-	const int *deps;
-	size_t nd;
+	size_t top = 0;
 
-	if (state[i] == 2)
+	if (state[root] != 0)
 		return;
-	if (state[i] == 1) {            /* cycle */
-		rs->r[i].active = false;
-		return;
-	}
-	state[i] = 1;
-	nd = meta_deps(rs->r[i].meta, &deps);
-	for (size_t d = 0; d < nd; d++) {
-		size_t j = (size_t)deps[d];
+	state[root] = 1;
+	stk[top++] = (struct rules_meta_frame){ root, 0 };
+	while (top > 0) {
+		struct rules_meta_frame *f = &stk[top - 1];
+		const int *deps;
+		size_t nd = meta_deps(rs->r[f->i].meta, &deps), j;
 
-		if (rs->r[j].kind == RULE_META && rs->r[j].meta && rs->r[j].active)
-			rules_meta_visit(rs, j, state);
+		if (f->next == nd) {
+			state[f->i] = 2;
+			if (rs->r[f->i].active)
+				rs->meta_order[rs->nmeta++] = f->i;
+			top--;
+			continue;
+		}
+		j = (size_t)deps[f->next++];
+		if (!(rs->r[j].kind == RULE_META && rs->r[j].meta && rs->r[j].active) ||
+		    state[j] == 2)
+			continue;
+		if (state[j] == 1) {            /* cycle */
+			rs->r[j].active = false;
+			continue;
+		}
+		state[j] = 1;
+		stk[top++] = (struct rules_meta_frame){ j, 0 };
 	}
-	state[i] = 2;
-	if (rs->r[i].active)
-		rs->meta_order[rs->nmeta++] = i;
 }
 
 /* Builds the pending prefilters and publishes them. */
@@ -214,6 +228,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 	struct match_scratch *ms = NULL;
 	size_t nsrc;
 	uint8_t *state;
+	struct rules_meta_frame *stk;
 
 	if (rs == NULL)
 		abort();
@@ -320,11 +335,13 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 	}
 	rs->meta_order = calloc(rs->n + 1, sizeof(size_t));
 	state = calloc(rs->n + 1, 1);
-	if (rs->meta_order == NULL || state == NULL)
+	stk = calloc(rs->n + 1, sizeof(*stk));
+	if (rs->meta_order == NULL || state == NULL || stk == NULL)
 		abort();
 	for (size_t i = 0; i < rs->n; i++)
 		if (rs->r[i].kind == RULE_META && rs->r[i].meta && rs->r[i].active)
-			rules_meta_visit(rs, i, state);
+			rules_meta_visit(rs, i, state, stk);
+	free(stk);
 	free(state);
 	rules_count_blocked_metas(rs);
 	/* per-kind lists and prefilters */

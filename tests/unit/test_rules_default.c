@@ -262,6 +262,34 @@ static void test_errors_reported(void **state)
 	rules_set_free(rs);
 }
 
+/* An enormous rule file: a chain of 150,000 metas, each over the next, the last over a body
+ * rule. It loads (its order was computed by recursion, one stack frame per link: the
+ * daemon crashed at start or reload) and the head of the chain hits. */
+static void test_meta_chain(void **state)
+{
+	enum { N = 150000 };
+	size_t cap = (size_t)N * 32 + 64, o = 0;
+	char *text = malloc(cap);
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+
+	assert_non_null(text);
+	o += (size_t)snprintf(text + o, cap - o, "body C_BASE /body text/\nscore C_BASE 0.5\n");
+	for (int i = 0; i < N; i++)
+		o += (size_t)snprintf(text + o, cap - o, "meta __M%d __M%d\n", i, i + 1);
+	o += (size_t)snprintf(text + o, cap - o, "meta __M%d C_BASE\nmeta M_HEAD __M0\n", N);
+	assert_int_equal(rules_set_load_text("chain.cf", text, o, &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, M, strlen(M), NULL, NULL, 0, &res);
+	assert_true(has_hit(&res, "C_BASE"));
+	assert_true(has_hit(&res, "M_HEAD"));
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	free(text);
+}
+
 struct counts { uint64_t a, b; int n; };
 
 static void count_cb(const char *name, uint64_t hits, void *arg)
@@ -307,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_max_size),
 		cmocka_unit_test(test_errors_reported),
 		cmocka_unit_test(test_counters),
+		cmocka_unit_test(test_meta_chain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
