@@ -192,6 +192,12 @@ void rule_src_free(struct rule_src *s)
 	free(s);
 }
 
+void rule_src_set_include(struct rule_src *s, rule_include_fn fn, void *arg)
+{
+	s->include_fn = fn;
+	s->include_arg = arg;
+}
+
 /* Replaces the loaded-plugin list with names (NULL-terminated copy). */
 void rule_src_set_plugins(struct rule_src *s, const char *const *names)
 {

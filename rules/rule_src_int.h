@@ -15,6 +15,7 @@
 #define RULE_MAX_RULES  200000
 #define RULE_MAX_ERRORS 1000
 #define RULE_MAX_IGNORE 4096   /* bayes_ignore_header names kept */
+#define RULE_MAX_INCLUDE 16    /* include nesting */
 
 struct rule_tag { char *name; char *value; int kind; /* 0 tag 1 pre 2 post 3 inter */ };
 
@@ -31,6 +32,7 @@ struct rule_src {
 	struct rule_tag *tags; size_t ntags, tags_cap;
 	char tag_start[8], tag_end[8];
 	bool finished;
+	rule_include_fn include_fn; void *include_arg; int include_depth;
 	/* if-stack of the file being fed */
 	bool cond[RULE_MAX_DEPTH]; int depth;
 };

@@ -8,8 +8,10 @@
 #include <errno.h>
 #include <glob.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define RULES_MAX_FILE   (32u << 20)
 
@@ -524,12 +526,84 @@ int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_se
 	return rules_set_load_opts(globs, nglobs, out, err, pm, NULL);
 }
 
+/* What a load has read: the files (by real path, SpamAssassin reads each once: a file
+ * included again, or included and matched by a later glob, is skipped; this also ends
+ * include loops) and how many. */
+struct rules_feed {
+	char **seen; size_t nseen, cap;
+	size_t files;
+};
+
+/* Reads and feeds one file once. An error names where it was asked for (the glob's file
+ * itself, or the include line). */
+static void rules_feed_file(struct rules_feed *f, struct rule_src *src, const char *path,
+    const char *from, int line, int col)
+{
+	char *real = realpath(path, NULL), *buf;
+	size_t len;
+
+	if (real == NULL) {
+		rule_src_add_error(src, from ? from : path, line, col, "cannot read %s: %s", path,
+		    strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < f->nseen; i++)
+		if (strcmp(f->seen[i], real) == 0) {
+			free(real);
+			return;
+		}
+	if (f->nseen == f->cap) {
+		f->cap = f->cap ? f->cap * 2 : 64;
+		f->seen = realloc(f->seen, f->cap * sizeof(char *));
+		if (f->seen == NULL)
+			abort();
+	}
+	f->seen[f->nseen++] = real;
+	if (rules_read_file(path, &buf, &len) < 0) {
+		rule_src_add_error(src, from ? from : path, line, col, "cannot read %s: %s", path,
+		    strerror(errno));
+		return;
+	}
+	rule_src_feed(src, path, buf, len);
+	free(buf);
+	f->files++;
+}
+
+/* `include PATH` (rule_src_set_include): a file, or a directory's *.cf files sorted, as
+ * SpamAssassin's read_cf does. */
+static void rules_include_cb(struct rule_src *src, const char *path, const char *file,
+    int line, int col, void *arg)
+{
+	struct rules_feed *f = arg;
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		size_t n = strlen(path);
+		char *pat = malloc(n + 6);
+		glob_t gl;
+
+		if (pat == NULL)
+			abort();
+		snprintf(pat, n + 6, "%s/*.cf", path);
+		if (glob(pat, 0, NULL, &gl) == 0) {
+			for (size_t i = 0; i < gl.gl_pathc; i++)
+				rules_feed_file(f, src, gl.gl_pathv[i], file, line, col);
+			globfree(&gl);
+		}
+		free(pat);
+		return;
+	}
+	rules_feed_file(f, src, path, file, line, col);
+}
+
 /* Feeds src the files the globs name, each glob's matches in order (a glob that matches no
- * readable file and a file that cannot be read are errors in src). Returns the files fed. */
+ * readable file and a file that cannot be read are errors in src), with their includes.
+ * Returns the files fed. */
 static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, size_t nglobs)
 {
-	size_t files = 0;
+	struct rules_feed f = { 0 };
 
+	rule_src_set_include(src, rules_include_cb, &f);
 	for (size_t g = 0; g < nglobs; g++) {
 		glob_t gl;
 		int rc = glob(globs[g], GLOB_ERR, NULL, &gl);   /* glob() sorts its matches */
@@ -540,22 +614,15 @@ static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, s
 				globfree(&gl);
 			continue;
 		}
-		for (size_t i = 0; i < gl.gl_pathc; i++) {
-			char *buf;
-			size_t len;
-
-			if (rules_read_file(gl.gl_pathv[i], &buf, &len) < 0) {
-				rule_src_add_error(src, gl.gl_pathv[i], 0, 0, "cannot read: %s",
-				    strerror(errno));
-				continue;
-			}
-			rule_src_feed(src, gl.gl_pathv[i], buf, len);
-			free(buf);
-			files++;
-		}
+		for (size_t i = 0; i < gl.gl_pathc; i++)
+			rules_feed_file(&f, src, gl.gl_pathv[i], NULL, 0, 0);
 		globfree(&gl);
 	}
-	return files;
+	rule_src_set_include(src, NULL, NULL);
+	for (size_t i = 0; i < f.nseen; i++)
+		free(f.seen[i]);
+	free(f.seen);
+	return f.files;
 }
 
 int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,

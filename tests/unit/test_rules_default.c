@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rules/rules.h"
 
@@ -290,6 +291,86 @@ static void test_meta_chain(void **state)
 	free(text);
 }
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* SpamAssassin's `include FILE` (relative to the including file's directory; a directory
+ * includes its *.cf sorted; each file read once, so an include loop ends): the included
+ * rules load at the include's place, so a later score overrides them and they override
+ * earlier ones. It was counted as an ignored directive: the rules never ran. */
+static void test_include(void **state)
+{
+	char dir[] = "/tmp/test_rules_incXXXXXX", sub[600], glob1[600], cmd[700];
+	const char *globs[1] = { glob1 };
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+	struct rules_stats st;
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *err;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_file(dir, "local.cf",
+	    "score INC_A 1.5\n"                   /* overridden by the included file */
+	    "include sub/a.inc\n"
+	    "score INC_B 2.5\n"                   /* overrides the included file */
+	    "include sub\n"                       /* the directory: c.cf, d.cf */
+	    "include local.cf\n"                  /* a loop: read once */
+	    "if (version >= 3.004000)\ninclude sub/e.inc\nendif\n"
+	    "if (version < 3.0)\ninclude sub/never.inc\nendif\n"
+	    "include  missing.inc\n");
+	write_file(sub, "a.inc", "body INC_A /body text/\nscore INC_A 0.5\n"
+	    "body INC_B /body text/\nscore INC_B 0.25\ninclude ../local.cf\n");
+	write_file(sub, "c.cf", "body INC_C /body text/\nscore INC_C 0.125\n");
+	write_file(sub, "d.cf", "meta INC_D INC_C && INC_A\nscore INC_D 0.0625\n");
+	write_file(sub, "e.inc", "header INC_E Subject =~ /menu/\nscore INC_E 4\n");
+	write_file(sub, "never.inc", "body INC_NEVER /body/\n");
+	snprintf(glob1, sizeof(glob1), "%s/*.cf", dir);
+	err = open_memstream(&buf, &blen);
+	assert_int_equal(rules_set_load(globs, 1, &rs, err), 1);
+	fclose(err);
+	assert_non_null(strstr(buf, "local.cf:12:10: cannot read "));
+	assert_non_null(strstr(buf, "missing.inc: No such file or directory"));
+	rules_set_get_stats(rs, &st);
+	assert_int_equal(st.files, 5);        /* local.cf, a.inc, c.cf, d.cf, e.inc: once each */
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, M, strlen(M), NULL, NULL, 0, &res);
+	assert_true(has_hit(&res, "INC_A"));
+	assert_true(has_hit(&res, "INC_B"));
+	assert_true(has_hit(&res, "INC_C"));
+	assert_true(has_hit(&res, "INC_D"));
+	assert_true(has_hit(&res, "INC_E"));
+	assert_false(has_hit(&res, "INC_NEVER"));
+	/* 0.5 (the included score) + 2.5 + 0.125 + 0.0625 + 4 */
+	assert_true(res.score > 7.18 && res.score < 7.19);
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	free(buf);
+	/* text fed without files: include is an error, not silently nothing */
+	buf = NULL;
+	err = open_memstream(&buf, &blen);
+	assert_int_equal(rules_set_load_text("t.cf", "include x.cf\n", 13, &rs, err), 1);
+	fclose(err);
+	assert_non_null(strstr(buf, "t.cf:1:9: include: not available here"));
+	rules_set_free(rs);
+	free(buf);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 struct counts { uint64_t a, b; int n; };
 
 static void count_cb(const char *name, uint64_t hits, void *arg)
@@ -336,6 +417,7 @@ int main(void)
 		cmocka_unit_test(test_errors_reported),
 		cmocka_unit_test(test_counters),
 		cmocka_unit_test(test_meta_chain),
+		cmocka_unit_test(test_include),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
