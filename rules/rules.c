@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---------------------------------------------------------------- generations */
 
@@ -267,6 +268,55 @@ static const char *const rules_spam_fields[] = {
 	"X-Spam-Report", "X-Spam-Checker-Version", "X-Spam-Checked", "X-Spam-Processed",
 };
 
+/* Deletes every X-Spam-* field of the message but X-Spam-Prev-* (SpamAssassin: delete_header
+ * 'X-Spam-.*'): the fixed names above, then the other names the header block carries
+ * (X-Spam-Virus, X-Spam-Bar, X-Spam-Report-..., any a sender makes up), at most
+ * RULES_MAX_SPAM_NAMES distinct ones, each delete being a pass over the fields. */
+#define RULES_MAX_SPAM_NAMES 256
+
+static void rules_delete_spam_fields(struct hook_env *env)
+{
+	const char *hdr;
+	size_t len, hl, ndone = 0;
+	char *done[RULES_MAX_SPAM_NAMES];
+
+	for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]); i++)
+		hook_env_delete_headers(env, rules_spam_fields[i]);
+	if (env->msg == NULL || (hdr = msgbuf_data(env->msg, &len)) == NULL)
+		return;
+	hl = msgbuf_header_len(env->msg);
+	for (size_t o = 0; o < hl && ndone < RULES_MAX_SPAM_NAMES;) {
+		const char *ln = hdr + o, *nl = memchr(ln, '\n', hl - o), *c;
+		size_t n = nl ? (size_t)(nl - ln) : hl - o, k;
+		bool known = false;
+		char *name;
+
+		o += n + 1;
+		if (n < 7 || strncasecmp(ln, "X-Spam-", 7) != 0 ||
+		    (n >= 12 && strncasecmp(ln, "X-Spam-Prev-", 12) == 0) ||
+		    (c = memchr(ln, ':', n)) == NULL)
+			continue;
+		k = (size_t)(c - ln);
+		while (k > 7 && (ln[k - 1] == ' ' || ln[k - 1] == '\t'))
+			k--;
+		for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]) &&
+		    !known; i++)
+			known = strlen(rules_spam_fields[i]) == k &&
+			    strncasecmp(rules_spam_fields[i], ln, k) == 0;
+		for (size_t i = 0; i < ndone && !known; i++)
+			known = strlen(done[i]) == k && strncasecmp(done[i], ln, k) == 0;
+		if (known || k > 200)
+			continue;
+		name = strndup(ln, k);
+		if (name == NULL)
+			abort();
+		hook_env_delete_headers(env, name);
+		done[ndone++] = name;
+	}
+	for (size_t i = 0; i < ndone; i++)
+		free(done[i]);
+}
+
 static void rules_add_headers(struct hook_env *env, double total, double required)
 {
 	size_t n = env->nsymbols, k = 0;
@@ -298,8 +348,7 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 			if (strcmp(env->symbols[j].name, names[i]) == 0)
 				scores[i] += env->symbols[j].score;
 	}
-	for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]); i++)
-		hook_env_delete_headers(env, rules_spam_fields[i]);
+	rules_delete_spam_fields(env);
 	actions_format_score(sbuf, sizeof(sbuf), total);
 	hook_env_add_header(env, "X-Spam-Score", sbuf);
 	actions_format_status(buf, cap, total, required, names, k);

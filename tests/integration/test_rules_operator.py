@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""test_rules_operator — a SpamAssassin operator's first week with the rules engine, through
+the real daemon: Debian's layout (/usr/share/spamassassin/*.cf, then /etc/spamassassin's
+local.cf and 65_debian.cf, copied here with the operator's additions at the end of local.cf).
+
+- local.cf's `include my/extra.cf` (relative to local.cf) loads the operator's rules, and a
+  `score` line after the stock files overrides the stock score (MISSING_DATE 7.0); an edit
+  of the included file is picked up by SIGHUP.
+- A message's own X-Spam-* fields — a forged "X-Spam-Status: No" in any spelling, folded,
+  and names SpamAssassin or rspamd or a sender make up (X-Spam-Virus, X-Spam-Bar,
+  x-spam-whatever) — are all removed before mxgate's are added, as SpamAssassin removes
+  X-Spam-* (it keeps X-Spam-Prev-*, so does mxgate): the backend sees mxgate's verdict alone.
+Peers: the recording Backend. Needs /usr/share/spamassassin (skipped without; a failure
+in CI)."""
+import glob
+import os
+import re
+import shutil
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need()
+STOCK = '/usr/share/spamassassin'
+if not glob.glob(os.path.join(STOCK, '*.cf')):
+    if mt.CI:
+        mt.fail('no SpamAssassin rules in %s' % STOCK)
+    mt.skip('no SpamAssassin rules in %s' % STOCK)
+
+ETC = os.path.join(mt.TMP, 'etc-spamassassin')
+os.makedirs(os.path.join(ETC, 'my'))
+for name in ('local.cf', '65_debian.cf'):
+    src = os.path.join('/etc/spamassassin', name)
+    if os.path.exists(src):
+        shutil.copy(src, os.path.join(ETC, name))
+with open(os.path.join(ETC, 'local.cf'), 'a') as f:
+    f.write('\n# the operator\'s additions\nrequired_score 5.0\ninclude my/extra.cf\n'
+            'score MISSING_DATE 7.0\n')
+EXTRA = os.path.join(ETC, 'my', 'extra.cf')
+with open(EXTRA, 'w') as f:
+    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 3.5\n')
+
+be = mt.Backend()
+rules = {'files': [os.path.join(STOCK, '*.cf'), os.path.join(ETC, '*.cf')],
+         'actions': {'add_header': 5, 'reject': 100}, 'client_relay': False}
+st, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:1'}],
+                                     rules=rules))
+mt.check(st == 0 and ' 0 errors' in out, '-t accepts the layout (%d): %s' % (
+    st, out.strip()[-300:]))
+cfg = mt.config([be.url], rules=rules)
+
+mx = mt.Mxgate(cfg)
+m = mx.wait_log(r'event=rules_loaded files=(\d+)', timeout=30)
+nstock = len(glob.glob(os.path.join(STOCK, '*.cf')))
+mt.check(m is not None and int(m.group(1)) == nstock + len(glob.glob(ETC + '/*.cf')) + 1,
+         'the included file is counted: %s (stock %d)' % (m.group(0) if m else mx.tail(5),
+                                                          nstock))
+
+H = ('From: op@example.org\r\nTo: b@example.test\r\nSubject: %s\r\n'
+     'Message-ID: <%s@op.test>\r\n')
+DATE = 'Date: Thu, 03 Dec 2026 07:00:00 +0000\r\n'
+
+
+def deliver(name, data):
+    """(X-Spam-Symbols {name: score}, header block) of the delivered copy."""
+    n = len(be.messages)
+    code, text = mt.send_mail(mx.port, 'op@example.org', ['b@example.test'], data)
+    ok = code == 250 and mt.wait_for(lambda: len(be.messages) > n, timeout=mt.slack(20))
+    mt.check(ok, '%s: delivered (%s %s)' % (name, code, text))
+    if not ok:
+        return {}, b''
+    head = re.split(rb'\r?\n\r?\n', be.messages[-1]['data'], 1)[0]
+    unfolded = re.sub(rb'\r?\n[ \t]+', b' ', head)
+    sy = re.search(rb'^X-Spam-Symbols: (.*)$', unfolded, re.M)
+    syms = {}
+    for item in (sy.group(1).decode().split(', ') if sy else []):
+        k, v = item.rsplit('=', 1)
+        syms[k.strip()] = float(v)
+    return syms, head
+
+
+syms, _ = deliver('included rule', (H % ('operator-included', 'inc') + DATE +
+                                    '\r\nbody\r\n').encode())
+mt.check(syms.get('OP_INCLUDED') == 3.5,
+         'local.cf\'s include: OP_INCLUDED=3.5 hits (%s)' % syms)
+syms, _ = deliver('no Date', (H % ('no date here', 'nodate') + '\r\nbody\r\n').encode())
+mt.check(syms.get('MISSING_DATE') == 7.0,
+         'local.cf\'s score after the stock files wins: MISSING_DATE=7.0 (%s)' % syms)
+
+# ---- forged X-Spam-* fields, SpamAssassin's and rspamd's names and made-up ones
+forged = ('X-Spam-Status: No, score=-9.9 required=5.0\r\n tests=NONE\r\n'
+          'x-spam-status: no\r\nX-SPAM-FLAG: NO\r\nX-Spam-Score : -9.9\r\n'
+          'X-Spam-Virus: No\r\nX-Spam-Bar: /\r\nX-Spam-Level: \r\n'
+          'X-Spam-Report: clean\r\n\tvery clean\r\nx-spam-whatever-filter: pass\r\n'
+          'X-Spam-Prev-Subject: kept\r\nX-Spamd-Result: kept (not X-Spam-)\r\n' +
+          H % ('forged', 'forged') + DATE + '\r\nbody\r\n').encode()
+_, head = deliver('forged X-Spam-*', forged)
+names = [h.split(b':', 1)[0].strip().lower() for h in re.split(rb'\r?\n(?![ \t])', head)]
+spam = sorted(x.decode() for x in names if x.startswith(b'x-spam-'))
+mt.check(spam == ['x-spam-prev-subject', 'x-spam-score', 'x-spam-status', 'x-spam-symbols'],
+         'only mxgate\'s X-Spam-* (and X-Spam-Prev-*) reach the backend: %s' % spam)
+mt.check(b'-9.9' not in head and b'very clean' not in head and b'X-Spamd-Result' in head,
+         'no forged value or continuation line is left')
+
+# ---- an edit of the included file, then SIGHUP
+with open(EXTRA, 'w') as f:
+    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 1.25\n')
+start = mx.log_size()
+mx.send_signal(signal.SIGHUP)
+mt.check(mx.wait_log(r'event=rules_loaded', timeout=30, start=start) is not None,
+         'reloaded after SIGHUP')
+syms, _ = deliver('included rule after the edit', (H % ('operator-included', 'inc2') + DATE +
+                                                   '\r\nbody\r\n').encode())
+mt.check(syms.get('OP_INCLUDED') == 1.25,
+         'the included file\'s edit is live after SIGHUP: OP_INCLUDED=1.25 (%s)' % syms)
+mx.stop()
+mt.finish()
