@@ -6,6 +6,8 @@ local.cf and 65_debian.cf, copied here with the operator's additions at the end 
 - local.cf's `include my/extra.cf` (relative to local.cf) loads the operator's rules, and a
   `score` line after the stock files overrides the stock score (MISSING_DATE 7.0); an edit
   of the included file is picked up by SIGHUP.
+- local.cf's whitelist_from / blacklist_from drive the stock USER_IN_WELCOMELIST (with its
+  meta USER_IN_WHITELIST, -100) and USER_IN_BLOCKLIST (USER_IN_BLACKLIST 100: here a 550).
 - A message's own X-Spam-* fields — a forged "X-Spam-Status: No" in any spelling, folded,
   and names SpamAssassin or rspamd or a sender make up (X-Spam-Virus, X-Spam-Bar,
   x-spam-whatever) — are all removed before mxgate's are added, as SpamAssassin removes
@@ -37,7 +39,8 @@ for name in ('local.cf', '65_debian.cf'):
         shutil.copy(src, os.path.join(ETC, name))
 with open(os.path.join(ETC, 'local.cf'), 'a') as f:
     f.write('\n# the operator\'s additions\nrequired_score 5.0\ninclude my/extra.cf\n'
-            'score MISSING_DATE 7.0\n')
+            'score MISSING_DATE 7.0\nwhitelist_from *@friend.example\n'
+            'blacklist_from spammer@bad.example\n')
 EXTRA = os.path.join(ETC, 'my', 'extra.cf')
 with open(EXTRA, 'w') as f:
     f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 3.5\n')
@@ -88,6 +91,20 @@ mt.check(syms.get('OP_INCLUDED') == 3.5,
 syms, _ = deliver('no Date', (H % ('no date here', 'nodate') + '\r\nbody\r\n').encode())
 mt.check(syms.get('MISSING_DATE') == 7.0,
          'local.cf\'s score after the stock files wins: MISSING_DATE=7.0 (%s)' % syms)
+
+# SpamAssassin's welcomelist_from / blocklist_from (their old whitelist_/blacklist_ names)
+syms, _ = deliver('whitelist_from', (H.replace('op@example.org', 'pal@friend.example') % (
+    'operator-included', 'wl') + DATE + '\r\nbody\r\n').encode())
+mt.check(syms.get('USER_IN_WHITELIST') == -100 and 'USER_IN_WELCOMELIST' in syms,
+         'whitelist_from in local.cf: USER_IN_WELCOMELIST and its meta USER_IN_WHITELIST=-100, '
+         'as SpamAssassin 4.0 scores them (%s)' % syms)
+n = len(be.messages)
+code, text = mt.send_mail(mx.port, 'spammer@bad.example', ['b@example.test'],
+                          (H.replace('op@example.org', 'spammer@bad.example') % ('hi', 'bl') +
+                           DATE + '\r\nbody\r\n').encode())
+mt.check(code == 550 and len(be.messages) == n,
+         'blacklist_from in local.cf: USER_IN_BLACKLIST (100) reaches actions.reject: %s %s' % (
+             code, text))
 
 # ---- forged X-Spam-* fields, SpamAssassin's and rspamd's names and made-up ones
 forged = ('X-Spam-Status: No, score=-9.9 required=5.0\r\n tests=NONE\r\n'
