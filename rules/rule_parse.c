@@ -530,6 +530,23 @@ static void rule_parse_include(struct rule_line *l, const char *p)
 	free(path);
 }
 
+/* SpamAssassin settings an operator's local.cf uses to act on spam, which mxgate reads
+ * but does not apply: a warning naming what does it here (the stock files set
+ * required_score 5, mxgate's default threshold: no warning for that). */
+static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
+    const char *v)
+{
+	if (rule_word_is(p, e, "rewrite_header"))
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header is not applied: "
+		    "mxgate does not rewrite the message; the backend can file on "
+		    "X-Spam-Status: Yes (rules.actions.add_header)");
+	else if ((rule_word_is(p, e, "required_score") || rule_word_is(p, e, "required_hits")) &&
+	    strtod(v, NULL) != 5.0)
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "%.*s %s is not applied: "
+		    "mxgate's thresholds are rules.actions (add_header, tempfail, reject)",
+		    (int)(e - p), p, v);
+}
+
 /* One logical line, comments removed, trimmed; l->start points at it. */
 static void rule_parse_line(struct rule_line *l, char *line)
 {
@@ -622,6 +639,7 @@ static void rule_parse_line(struct rule_line *l, char *line)
 				rule_add_tag(s, kind, a, (size_t)(ae - a), v);
 			return;
 		}
+		rule_warn_setting(l, p, e, a);
 		rule_keep_setting(s, p, (size_t)(e - p), a);
 		s->ignored++;
 		return;

@@ -134,6 +134,12 @@ long rule_src_find(const struct rule_src *s, const char *name);
 /* Errors as "FILE:LINE:COL: reason" lines, borrowed. */
 size_t rule_src_nerrors(const struct rule_src *s);
 const char *rule_src_error(const struct rule_src *s, size_t i);
+/* Warnings (not errors: the load is clean): SpamAssassin settings an operator expects to
+ * act that mxgate reads but does not apply (rewrite_header; required_score other than 5),
+ * as "FILE:LINE:COL: warning: reason" lines, borrowed. */
+size_t rule_src_nwarnings(const struct rule_src *s);
+const char *rule_src_warning(const struct rule_src *s, size_t i);
+
 /* Adds an error (used by the compiler for regexes / meta expressions). */
 void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -455,6 +455,8 @@ static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE 
 				abort();
 		(*out)->nignore_hdrs = n;
 	}
+	for (size_t i = 0; i < rule_src_nwarnings(src) && err; i++)
+		fprintf(err, "%s\n", rule_src_warning(src, i));
 	ne = rule_src_nerrors(src);
 	for (size_t i = 0; i < ne && err; i++)
 		fprintf(err, "%s\n", rule_src_error(src, i));

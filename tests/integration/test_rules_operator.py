@@ -6,6 +6,8 @@ local.cf and 65_debian.cf, copied here with the operator's additions at the end 
 - local.cf's `include my/extra.cf` (relative to local.cf) loads the operator's rules, and a
   `score` line after the stock files overrides the stock score (MISSING_DATE 7.0); an edit
   of the included file is picked up by SIGHUP.
+- -t warns of local.cf's rewrite_header and required_score 6.0 (read, not applied: mxgate's
+  thresholds are rules.actions), and of nothing in the stock files.
 - local.cf's whitelist_from / blacklist_from drive the stock USER_IN_WELCOMELIST (with its
   meta USER_IN_WHITELIST, -100) and USER_IN_BLOCKLIST (USER_IN_BLACKLIST 100: here a 550).
 - A message's own X-Spam-* fields — a forged "X-Spam-Status: No" in any spelling, folded,
@@ -40,7 +42,8 @@ for name in ('local.cf', '65_debian.cf'):
 with open(os.path.join(ETC, 'local.cf'), 'a') as f:
     f.write('\n# the operator\'s additions\nrequired_score 5.0\ninclude my/extra.cf\n'
             'score MISSING_DATE 7.0\nwhitelist_from *@friend.example\n'
-            'blacklist_from spammer@bad.example\n')
+            'blacklist_from spammer@bad.example\nrewrite_header Subject *****SPAM*****\n'
+            'required_score 6.0\n')
 EXTRA = os.path.join(ETC, 'my', 'extra.cf')
 with open(EXTRA, 'w') as f:
     f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 3.5\n')
@@ -52,6 +55,13 @@ st, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:1'}
                                      rules=rules))
 mt.check(st == 0 and ' 0 errors' in out, '-t accepts the layout (%d): %s' % (
     st, out.strip()[-300:]))
+# what a SpamAssassin local.cf uses to act on spam and mxgate does not apply is a warning at
+# its line (the stock files' own settings are not)
+warns = [l for l in out.splitlines() if ': warning: ' in l and 'accept_domains' not in l]
+mt.check(len(warns) == 2 and all(w.startswith(os.path.join(ETC, 'local.cf') + ':') for w in warns)
+         and 'rewrite_header is not applied' in warns[0] and
+         'required_score 6.0 is not applied' in warns[1],
+         '-t warns of rewrite_header and required_score 6.0 in local.cf, nothing else: %s' % warns)
 cfg = mt.config([be.url], rules=rules)
 
 mx = mt.Mxgate(cfg)

@@ -371,6 +371,28 @@ static void test_include(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* SpamAssassin settings a local.cf uses to act on spam are read but not applied: -t says so
+ * (a warning, not an error), except for the stock default required_score 5. */
+static void test_unapplied_settings_warned(void **state)
+{
+	const char *text = "required_score 8\nrewrite_header Subject *****SPAM*****\n"
+	    "required_score 5.0\nrequired_hits 3\nreport_safe 0\nbody A /ok/\n";
+	struct rules_set *rs = NULL;
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *err = open_memstream(&buf, &blen);
+
+	assert_int_equal(rules_set_load_text("w.cf", text, strlen(text), &rs, err), 0);
+	fclose(err);
+	assert_non_null(strstr(buf, "w.cf:1:1: warning: required_score 8 is not applied"));
+	assert_non_null(strstr(buf, "w.cf:2:1: warning: rewrite_header is not applied"));
+	assert_null(strstr(buf, "w.cf:3:"));
+	assert_non_null(strstr(buf, "w.cf:4:1: warning: required_hits 3 is not applied"));
+	assert_null(strstr(buf, "w.cf:5:"));
+	rules_set_free(rs);
+	free(buf);
+}
+
 struct counts { uint64_t a, b; int n; };
 
 static void count_cb(const char *name, uint64_t hits, void *arg)
@@ -418,6 +440,7 @@ int main(void)
 		cmocka_unit_test(test_counters),
 		cmocka_unit_test(test_meta_chain),
 		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_unapplied_settings_warned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
