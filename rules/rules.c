@@ -82,6 +82,15 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 		    st.skipped[SKIP_NET], st.skipped[SKIP_REGEX], st.skipped[SKIP_ZERO],
 		    st.prefiltered, st.errors);
 		rules_log_missing_evals(rs);
+		{
+			char names[512];
+
+			if (rules_set_quarantine_rules(rs, names, sizeof(names)) &&
+			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
+				log_event(LOG_LVL_WARNING, NULL, "event=rules_quarantine_unavailable "
+				    "rules=%s (action quarantine without a quarantine backend: 451)",
+				    names);
+		}
 		if (free_slot) {
 			free_slot->cfg = cfg;
 			free_slot->rs = rules_set_ref(rs);

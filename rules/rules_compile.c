@@ -722,6 +722,29 @@ void rules_print_missing_evals(const struct rules_set *rs, FILE *fp)
 	free(v);
 }
 
+size_t rules_set_quarantine_rules(const struct rules_set *rs, char *buf, size_t len)
+{
+	size_t n = 0, o = 0;
+
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < rs->n; i++) {
+		int w;
+
+		if (!rs->r[i].active || rs->r[i].action != RULE_ACT_QUARANTINE)
+			continue;
+		if (n < 8 && o < len) {
+			w = snprintf(buf + o, len - o, "%s%s", n ? "," : "", rs->r[i].name);
+			o = w < 0 || (size_t)w >= len - o ? len : o + (size_t)w;
+		} else if (n == 8 && o < len) {
+			w = snprintf(buf + o, len - o, ",...");
+			o = w < 0 || (size_t)w >= len - o ? len : o + (size_t)w;
+		}
+		n++;
+	}
+	return n;
+}
+
 int rules_check_files(const struct mx_config *cfg, FILE *err)
 {
 	const struct rules_config *rc = &cfg->rules;
@@ -744,6 +767,15 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 		rules_set_get_stats(rs, &st);
 		rules_print_stats(&st, err);
 		rules_print_missing_evals(rs, err);
+		{
+			char names[512];
+
+			if (rules_set_quarantine_rules(rs, names, sizeof(names)) &&
+			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
+				fprintf(err, "rules: warning: action quarantine (%s) without a quarantine "
+				    "backend (top-level `quarantine`): those messages get 451 4.3.0\n",
+				    names);
+		}
 		rules_set_free(rs);
 	}
 	return n == 0 ? 0 : -1;

@@ -14,6 +14,8 @@ local.cf and 65_debian.cf, copied here with the operator's additions at the end 
   and names SpamAssassin or rspamd or a sender make up (X-Spam-Virus, X-Spam-Bar,
   x-spam-whatever) — are all removed before mxgate's are added, as SpamAssassin removes
   X-Spam-* (it keeps X-Spam-Prev-*, so does mxgate): the backend sees mxgate's verdict alone.
+- `action RULE quarantine` without a quarantine backend (those messages get 451 4.3.0):
+  -t and the start-up log warn.
 Peers: the recording Backend. Needs /usr/share/spamassassin (skipped without; a failure
 in CI)."""
 import glob
@@ -143,4 +145,28 @@ syms, _ = deliver('included rule after the edit', (H % ('operator-included', 'in
 mt.check(syms.get('OP_INCLUDED') == 1.25,
          'the included file\'s edit is live after SIGHUP: OP_INCLUDED=1.25 (%s)' % syms)
 mx.stop()
+
+# ---- `action RULE quarantine` without a quarantine backend: every such message would get
+# 451 4.3.0 forever; -t and the start-up log say so (nothing when the backend is set)
+QR = os.path.join(mt.TMP, 'quarantine.cf')
+with open(QR, 'w') as f:
+    f.write('header OP_HOLD Subject =~ /hold me/\nscore OP_HOLD 0.1\naction OP_HOLD quarantine\n')
+qrules = {'files': [QR], 'actions': {'add_header': 5}}
+st, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:1'}],
+                                    rules=qrules))
+mt.check(st == 0 and re.search(r'warning: action quarantine \(OP_HOLD\) without a quarantine '
+                               r'backend.*451', out) is not None,
+         '-t warns of action quarantine without a quarantine backend: %s' % out.strip()[-300:])
+cfgq = mt.config([be.url], listen=[{'address': '127.0.0.1:1'}], rules=qrules)
+cfgq['quarantine'] = 'maildir:' + os.path.join(mt.TMP, 'q')
+st, out = mt.config_check(cfgq)
+mt.check(st == 0 and 'action quarantine' not in out,
+         'no warning with a quarantine backend: %s' % out.strip()[-300:])
+mxq = mt.Mxgate(mt.config([be.url], rules=qrules), name='mxgate-q')
+mt.check(mxq.wait_log(r'event=rules_quarantine_unavailable rules=OP_HOLD', timeout=30)
+         is not None, 'the start-up log warns too')
+code, text = mt.send_mail(mxq.port, 'op@example.org', ['b@example.test'],
+                          (H % ('hold me', 'hold') + DATE + '\r\nbody\r\n').encode())
+mt.check(code == 451, 'and such a message is tempfailed, as documented (%s %s)' % (code, text))
+mxq.stop()
 mt.finish()
