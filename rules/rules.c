@@ -85,7 +85,8 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 		{
 			char names[512];
 
-			if (rules_set_quarantine_rules(rs, names, sizeof(names)) &&
+			if (rc->mode == RULES_MODE_ENFORCE &&
+			    rules_set_quarantine_rules(rs, names, sizeof(names)) &&
 			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
 				log_event(LOG_LVL_WARNING, NULL, "event=rules_quarantine_unavailable "
 				    "rules=%s (action quarantine without a quarantine backend: 451)",

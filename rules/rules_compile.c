@@ -770,7 +770,8 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 		{
 			char names[512];
 
-			if (rules_set_quarantine_rules(rs, names, sizeof(names)) &&
+			if (rc->mode == RULES_MODE_ENFORCE &&
+			    rules_set_quarantine_rules(rs, names, sizeof(names)) &&
 			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
 				fprintf(err, "rules: warning: action quarantine (%s) without a quarantine "
 				    "backend (top-level `quarantine`): those messages get 451 4.3.0\n",

@@ -162,6 +162,10 @@ cfgq['quarantine'] = 'maildir:' + os.path.join(mt.TMP, 'q')
 st, out = mt.config_check(cfgq)
 mt.check(st == 0 and 'action quarantine' not in out,
          'no warning with a quarantine backend: %s' % out.strip()[-300:])
+st, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:1'}],
+                                    rules=dict(qrules, mode='log')))
+mt.check(st == 0 and 'action quarantine' not in out,
+         'nor in mode: log (the action is a dry run there): %s' % out.strip()[-300:])
 mxq = mt.Mxgate(mt.config([be.url], rules=qrules), name='mxgate-q')
 mt.check(mxq.wait_log(r'event=rules_quarantine_unavailable rules=OP_HOLD', timeout=30)
          is not None, 'the start-up log warns too')
