@@ -10,6 +10,7 @@
 
 #include <glob.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,6 +48,30 @@ static void rules_log_missing_evals(const struct rules_set *rs)
 	    "(function:rules+metas blocked)", n, buf);
 }
 
+/* What -t prints of the rule files (errors, skipped regexes, settings not applied), one
+ * log line each at start and reload, at most RULES_LOG_PROBLEMS of them. */
+#define RULES_LOG_PROBLEMS 20
+
+static void rules_log_problems(const char *text)
+{
+	size_t n = 0;
+
+	for (const char *p = text; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		char v[600];
+
+		if (len && n++ < RULES_LOG_PROBLEMS)
+			log_event(strstr(p, ": warning: ") && strstr(p, ": warning: ") < p + len ?
+			    LOG_LVL_INFO : LOG_LVL_WARNING, NULL, "event=rules_problem detail=%s",
+			    log_valn(v, sizeof(v), p, len));
+		p += len + (nl ? 1 : 0);
+	}
+	if (n > RULES_LOG_PROBLEMS)
+		log_event(LOG_LVL_WARNING, NULL, "event=rules_problem more=%zu (mxgate -t lists all)",
+		    n - RULES_LOG_PROBLEMS);
+}
+
 static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 {
 	struct rules_set *rs = NULL;
@@ -69,9 +94,17 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 
 		struct rules_opts o;
 
+		char *probs = NULL;
+		size_t probs_len = 0;
+		FILE *perr = open_memstream(&probs, &probs_len);
+
 		rules_opts_from_config(cfg, &o);
-		nerr = rules_set_load_opts((const char *const *)rc->files.v, rc->files.n, &rs, NULL,
+		nerr = rules_set_load_opts((const char *const *)rc->files.v, rc->files.n, &rs, perr,
 		    RULES_PREFILTER_ASYNC, &o);
+		if (perr)
+			fclose(perr);
+		rules_log_problems(probs);
+		free(probs);
 		if (rs == NULL)
 			goto out;
 		rules_set_get_stats(rs, &st);

@@ -7,7 +7,8 @@ local.cf and 65_debian.cf, copied here with the operator's additions at the end 
   `score` line after the stock files overrides the stock score (MISSING_DATE 7.0); an edit
   of the included file is picked up by SIGHUP.
 - -t warns of local.cf's rewrite_header and required_score 6.0 (read, not applied: mxgate's
-  thresholds are rules.actions), and of nothing in the stock files.
+  thresholds are rules.actions), and of nothing in the stock files; the daemon logs the
+  same (event=rules_problem), and an error in a file edited before a SIGHUP by its line.
 - local.cf's whitelist_from / blacklist_from drive the stock USER_IN_WELCOMELIST (with its
   meta USER_IN_WHITELIST, -100) and USER_IN_BLOCKLIST (USER_IN_BLACKLIST 100: here a 550).
 - A message's own X-Spam-* fields — a forged "X-Spam-Status: No" in any spelling, folded,
@@ -68,6 +69,10 @@ cfg = mt.config([be.url], rules=rules)
 
 mx = mt.Mxgate(cfg)
 m = mx.wait_log(r'event=rules_loaded files=(\d+)', timeout=30)
+mt.check(mx.count_log(r'info .*event=rules_problem detail=.*local\.cf:\d+:1: warning: '
+                      r'(rewrite_header|required_score 6\.0) is not applied') == 2,
+         'the start-up log has -t\'s two warnings: %s' % [
+             l for l in mx.log().splitlines() if 'rules_problem' in l])
 nstock = len(glob.glob(os.path.join(STOCK, '*.cf')))
 mt.check(m is not None and int(m.group(1)) == nstock + len(glob.glob(ETC + '/*.cf')) + 1,
          'the included file is counted: %s (stock %d)' % (m.group(0) if m else mx.tail(5),
@@ -135,11 +140,16 @@ mt.check(b'-9.9' not in head and b'very clean' not in head and b'X-Spamd-Result'
 
 # ---- an edit of the included file, then SIGHUP
 with open(EXTRA, 'w') as f:
-    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 1.25\n')
+    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 1.25\n'
+            'body OP_BROKEN /unterminated\n')
 start = mx.log_size()
 mx.send_signal(signal.SIGHUP)
-mt.check(mx.wait_log(r'event=rules_loaded', timeout=30, start=start) is not None,
-         'reloaded after SIGHUP')
+mt.check(mx.wait_log(r'event=rules_loaded .*errors=1', timeout=30, start=start) is not None,
+         'reloaded after SIGHUP, one error')
+mt.check(mx.wait_log(r'warning .*event=rules_problem detail="?%s:3:\d+: OP_BROKEN: ' %
+                     re.escape(EXTRA), timeout=5, start=start) is not None,
+         'the log names the broken line, as -t does: %s' % [
+             l for l in mx.log()[start:].splitlines() if 'rules_problem' in l])
 syms, _ = deliver('included rule after the edit', (H % ('operator-included', 'inc2') + DATE +
                                                    '\r\nbody\r\n').encode())
 mt.check(syms.get('OP_INCLUDED') == 1.25,
