@@ -497,6 +497,56 @@ static const struct { const char *word; enum rule_directive dir; } rule_directiv
 	{ NULL, DIR_OTHER }
 };
 
+/* include FILE (SpamAssassin's Conf::Parser): relative to the including file's directory. */
+static void rule_parse_include(struct rule_line *l, const char *p)
+{
+	struct rule_src *s = l->s;
+	const char *slash = strrchr(l->file, '/');
+	size_t dl = p[0] == '/' || slash == NULL ? 0 : (size_t)(slash - l->file) + 1;
+	char *path;
+
+	if (*p == '\0') {
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, p), "include: missing file name");
+		return;
+	}
+	if (s->include_fn == NULL) {
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, p),
+		    "include: not available here (only in rule files)");
+		return;
+	}
+	if (s->include_depth >= RULE_MAX_INCLUDE) {
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, p),
+		    "include: nested more than %d deep", RULE_MAX_INCLUDE);
+		return;
+	}
+	path = malloc(dl + strlen(p) + 1);
+	if (path == NULL)
+		abort();
+	memcpy(path, l->file, dl);
+	strcpy(path + dl, p);
+	s->include_depth++;
+	s->include_fn(s, path, l->file, l->lineno, rule_col(l, p), s->include_arg);
+	s->include_depth--;
+	free(path);
+}
+
+/* SpamAssassin settings an operator's local.cf uses to act on spam, which mxgate reads
+ * but does not apply: a warning naming what does it here (the stock files set
+ * required_score 5, mxgate's default threshold: no warning for that). */
+static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
+    const char *v)
+{
+	if (rule_word_is(p, e, "rewrite_header"))
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header is not applied: "
+		    "mxgate does not rewrite the message; the backend can file on "
+		    "X-Spam-Status: Yes (rules.actions.add_header)");
+	else if ((rule_word_is(p, e, "required_score") || rule_word_is(p, e, "required_hits")) &&
+	    strtod(v, NULL) != 5.0)
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "%.*s %s is not applied: "
+		    "mxgate's thresholds are rules.actions (add_header, tempfail, reject)",
+		    (int)(e - p), p, v);
+}
+
 /* One logical line, comments removed, trimmed; l->start points at it. */
 static void rule_parse_line(struct rule_line *l, char *line)
 {
@@ -545,6 +595,10 @@ static void rule_parse_line(struct rule_line *l, char *line)
 	}
 	if (!rule_active(s))
 		return;
+	if (rule_word_is(p, e, "include")) {
+		rule_parse_include(l, rule_skip_ws(e));
+		return;
+	}
 
 	for (size_t i = 0; rule_directives[i].word; i++)
 		if (rule_word_is(p, e, rule_directives[i].word)) {
@@ -585,6 +639,7 @@ static void rule_parse_line(struct rule_line *l, char *line)
 				rule_add_tag(s, kind, a, (size_t)(ae - a), v);
 			return;
 		}
+		rule_warn_setting(l, p, e, a);
 		rule_keep_setting(s, p, (size_t)(e - p), a);
 		s->ignored++;
 		return;

@@ -112,6 +112,15 @@ void rule_src_set_plugins(struct rule_src *s, const char *const *names);
  * number of errors found in this text (0 = clean); each is kept, see rule_src_errors(). */
 int rule_src_feed(struct rule_src *s, const char *file, const char *text, size_t len);
 
+/* SpamAssassin's `include FILE`: the parser resolves FILE against the including file's
+ * directory (an absolute path stays) and calls fn(s, path, file, line, col, arg) at that
+ * point of the feed; fn reads the file (or a directory's *.cf) and feeds it, or reports
+ * why not with rule_src_add_error. The parser stays free of I/O: without fn (the default)
+ * an include line is an error. Includes nest at most 16 deep. */
+typedef void (*rule_include_fn)(struct rule_src *s, const char *path, const char *file,
+    int line, int col, void *arg);
+void rule_src_set_include(struct rule_src *s, rule_include_fn fn, void *arg);
+
 /* Resolves scores, replace_tags and meta references after the last feed. Call once. */
 void rule_src_finish(struct rule_src *s);
 
@@ -125,6 +134,12 @@ long rule_src_find(const struct rule_src *s, const char *name);
 /* Errors as "FILE:LINE:COL: reason" lines, borrowed. */
 size_t rule_src_nerrors(const struct rule_src *s);
 const char *rule_src_error(const struct rule_src *s, size_t i);
+/* Warnings (not errors: the load is clean): SpamAssassin settings an operator expects to
+ * act that mxgate reads but does not apply (rewrite_header; required_score other than 5),
+ * as "FILE:LINE:COL: warning: reason" lines, borrowed. */
+size_t rule_src_nwarnings(const struct rule_src *s);
+const char *rule_src_warning(const struct rule_src *s, size_t i);
+
 /* Adds an error (used by the compiler for regexes / meta expressions). */
 void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -173,6 +173,9 @@ void rule_src_free(struct rule_src *s)
 	for (size_t i = 0; i < s->nerrors; i++)
 		free(s->errors[i]);
 	free(s->errors);
+	for (size_t i = 0; i < s->nwarnings; i++)
+		free(s->warnings[i]);
+	free(s->warnings);
 	for (size_t i = 0; i < s->nplugins; i++)
 		free(s->plugins[i]);
 	free(s->plugins);
@@ -190,6 +193,12 @@ void rule_src_free(struct rule_src *s)
 		free(s->ignore_hdrs[i]);
 	free(s->ignore_hdrs);
 	free(s);
+}
+
+void rule_src_set_include(struct rule_src *s, rule_include_fn fn, void *arg)
+{
+	s->include_fn = fn;
+	s->include_arg = arg;
 }
 
 /* Replaces the loaded-plugin list with names (NULL-terminated copy). */
@@ -259,6 +268,30 @@ void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
 	s->errors = rule_grow(s->errors, &s->errors_cap, s->nerrors + 1, sizeof(char *));
 	s->errors[s->nerrors++] = e;
 }
+
+void rule_src_add_warning(struct rule_src *s, const char *file, int line, int col,
+    const char *fmt, ...)
+{
+	char msg[512], *e;
+	va_list ap;
+	int n;
+
+	if (s->nwarnings >= RULE_MAX_ERRORS)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = snprintf(NULL, 0, "%s:%d:%d: warning: %s", file ? file : "-", line, col, msg);
+	e = malloc((size_t)n + 1);
+	if (e == NULL)
+		abort();
+	snprintf(e, (size_t)n + 1, "%s:%d:%d: warning: %s", file ? file : "-", line, col, msg);
+	s->warnings = rule_grow(s->warnings, &s->warnings_cap, s->nwarnings + 1, sizeof(char *));
+	s->warnings[s->nwarnings++] = e;
+}
+
+size_t rule_src_nwarnings(const struct rule_src *s) { return s->nwarnings; }
+const char *rule_src_warning(const struct rule_src *s, size_t i) { return s->warnings[i]; }
 
 size_t rule_src_nerrors(const struct rule_src *s)
 {

@@ -15,6 +15,7 @@
 #define RULE_MAX_RULES  200000
 #define RULE_MAX_ERRORS 1000
 #define RULE_MAX_IGNORE 4096   /* bayes_ignore_header names kept */
+#define RULE_MAX_INCLUDE 16    /* include nesting */
 
 struct rule_tag { char *name; char *value; int kind; /* 0 tag 1 pre 2 post 3 inter */ };
 
@@ -26,11 +27,13 @@ struct rule_src {
 	char **ignore_hdrs; size_t nignore_hdrs, ignore_hdrs_cap;   /* bayes_ignore_header */
 	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
 	char **errors; size_t nerrors, errors_cap;
+	char **warnings; size_t nwarnings, warnings_cap;   /* "FILE:LINE:COL: warning: ..." */
 	size_t ignored;
 	char **plugins; size_t nplugins;
 	struct rule_tag *tags; size_t ntags, tags_cap;
 	char tag_start[8], tag_end[8];
 	bool finished;
+	rule_include_fn include_fn; void *include_arg; int include_depth;
 	/* if-stack of the file being fed */
 	bool cond[RULE_MAX_DEPTH]; int depth;
 };
@@ -43,6 +46,8 @@ bool rule_sa_can(const struct rule_src *s, const char *name, size_t len);
 /* Returns the rule named name (creating an empty, undefined one), NULL when full. */
 struct rule_def *rule_get_or_add(struct rule_src *s, const char *name, size_t len);
 void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value);
+void rule_src_add_warning(struct rule_src *s, const char *file, int line, int col,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* A bayes_ignore_header name (len bytes): kept lower case, once. -1 when the list is full. */
 int rule_add_ignore_header(struct rule_src *s, const char *name, size_t len);
 void rule_add_tag(struct rule_src *s, int kind, const char *name, size_t nl, const char *value);

@@ -10,8 +10,10 @@
 
 #include <glob.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---------------------------------------------------------------- generations */
 
@@ -46,6 +48,30 @@ static void rules_log_missing_evals(const struct rules_set *rs)
 	    "(function:rules+metas blocked)", n, buf);
 }
 
+/* What -t prints of the rule files (errors, skipped regexes, settings not applied), one
+ * log line each at start and reload, at most RULES_LOG_PROBLEMS of them. */
+#define RULES_LOG_PROBLEMS 20
+
+static void rules_log_problems(const char *text)
+{
+	size_t n = 0;
+
+	for (const char *p = text; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		char v[600];
+
+		if (len && n++ < RULES_LOG_PROBLEMS)
+			log_event(strstr(p, ": warning: ") && strstr(p, ": warning: ") < p + len ?
+			    LOG_LVL_INFO : LOG_LVL_WARNING, NULL, "event=rules_problem detail=%s",
+			    log_valn(v, sizeof(v), p, len));
+		p += len + (nl ? 1 : 0);
+	}
+	if (n > RULES_LOG_PROBLEMS)
+		log_event(LOG_LVL_WARNING, NULL, "event=rules_problem more=%zu (mxgate -t lists all)",
+		    n - RULES_LOG_PROBLEMS);
+}
+
 static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 {
 	struct rules_set *rs = NULL;
@@ -68,9 +94,17 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 
 		struct rules_opts o;
 
+		char *probs = NULL;
+		size_t probs_len = 0;
+		FILE *perr = open_memstream(&probs, &probs_len);
+
 		rules_opts_from_config(cfg, &o);
-		nerr = rules_set_load_opts((const char *const *)rc->files.v, rc->files.n, &rs, NULL,
+		nerr = rules_set_load_opts((const char *const *)rc->files.v, rc->files.n, &rs, perr,
 		    RULES_PREFILTER_ASYNC, &o);
+		if (perr)
+			fclose(perr);
+		rules_log_problems(probs);
+		free(probs);
 		if (rs == NULL)
 			goto out;
 		rules_set_get_stats(rs, &st);
@@ -81,6 +115,16 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 		    st.skipped[SKIP_NET], st.skipped[SKIP_REGEX], st.skipped[SKIP_ZERO],
 		    st.prefiltered, st.errors);
 		rules_log_missing_evals(rs);
+		{
+			char names[512];
+
+			if (rc->mode == RULES_MODE_ENFORCE &&
+			    rules_set_quarantine_rules(rs, names, sizeof(names)) &&
+			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
+				log_event(LOG_LVL_WARNING, NULL, "event=rules_quarantine_unavailable "
+				    "rules=%s (action quarantine without a quarantine backend: 451)",
+				    names);
+		}
 		if (free_slot) {
 			free_slot->cfg = cfg;
 			free_slot->rs = rules_set_ref(rs);
@@ -267,6 +311,55 @@ static const char *const rules_spam_fields[] = {
 	"X-Spam-Report", "X-Spam-Checker-Version", "X-Spam-Checked", "X-Spam-Processed",
 };
 
+/* Deletes every X-Spam-* field of the message but X-Spam-Prev-* (SpamAssassin: delete_header
+ * 'X-Spam-.*'): the fixed names above, then the other names the header block carries
+ * (X-Spam-Virus, X-Spam-Bar, X-Spam-Report-..., any a sender makes up), at most
+ * RULES_MAX_SPAM_NAMES distinct ones, each delete being a pass over the fields. */
+#define RULES_MAX_SPAM_NAMES 256
+
+static void rules_delete_spam_fields(struct hook_env *env)
+{
+	const char *hdr;
+	size_t len, hl, ndone = 0;
+	char *done[RULES_MAX_SPAM_NAMES];
+
+	for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]); i++)
+		hook_env_delete_headers(env, rules_spam_fields[i]);
+	if (env->msg == NULL || (hdr = msgbuf_data(env->msg, &len)) == NULL)
+		return;
+	hl = msgbuf_header_len(env->msg);
+	for (size_t o = 0; o < hl && ndone < RULES_MAX_SPAM_NAMES;) {
+		const char *ln = hdr + o, *nl = memchr(ln, '\n', hl - o), *c;
+		size_t n = nl ? (size_t)(nl - ln) : hl - o, k;
+		bool known = false;
+		char *name;
+
+		o += n + 1;
+		if (n < 7 || strncasecmp(ln, "X-Spam-", 7) != 0 ||
+		    (n >= 12 && strncasecmp(ln, "X-Spam-Prev-", 12) == 0) ||
+		    (c = memchr(ln, ':', n)) == NULL)
+			continue;
+		k = (size_t)(c - ln);
+		while (k > 7 && (ln[k - 1] == ' ' || ln[k - 1] == '\t'))
+			k--;
+		for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]) &&
+		    !known; i++)
+			known = strlen(rules_spam_fields[i]) == k &&
+			    strncasecmp(rules_spam_fields[i], ln, k) == 0;
+		for (size_t i = 0; i < ndone && !known; i++)
+			known = strlen(done[i]) == k && strncasecmp(done[i], ln, k) == 0;
+		if (known || k > 200)
+			continue;
+		name = strndup(ln, k);
+		if (name == NULL)
+			abort();
+		hook_env_delete_headers(env, name);
+		done[ndone++] = name;
+	}
+	for (size_t i = 0; i < ndone; i++)
+		free(done[i]);
+}
+
 static void rules_add_headers(struct hook_env *env, double total, double required)
 {
 	size_t n = env->nsymbols, k = 0;
@@ -298,8 +391,7 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 			if (strcmp(env->symbols[j].name, names[i]) == 0)
 				scores[i] += env->symbols[j].score;
 	}
-	for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]); i++)
-		hook_env_delete_headers(env, rules_spam_fields[i]);
+	rules_delete_spam_fields(env);
 	actions_format_score(sbuf, sizeof(sbuf), total);
 	hook_env_add_header(env, "X-Spam-Score", sbuf);
 	actions_format_status(buf, cap, total, required, names, k);

@@ -97,6 +97,9 @@ size_t rules_set_missing_evals(const struct rules_set *rs, size_t i, const char 
     size_t *rules, size_t *metas);
 /* Writes "rules: evals not implemented (N): fn (rules R, metas M), ..." when there are. */
 void rules_print_missing_evals(const struct rules_set *rs, FILE *fp);
+/* The rules whose `action` is quarantine: their count, and the first names comma-separated
+ * in buf (",..." past 8). -t and the start-up log warn when no quarantine backend is set. */
+size_t rules_set_quarantine_rules(const struct rules_set *rs, char *buf, size_t len);
 
 /* The config check `mxgate -t` calls: loads cfg->rules.files, prints errors as
  * FILE:LINE:COL: reason and a summary line to err. Returns 0 (no errors) or -1. */

@@ -8,8 +8,10 @@
 #include <errno.h>
 #include <glob.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define RULES_MAX_FILE   (32u << 20)
 
@@ -81,29 +83,43 @@ static void rules_kind_push(struct rules_set *rs, enum rule_kind k, size_t i)
 	v[rs->nkind[k]++] = i;
 }
 
-/* Topological order of metas (dependencies first); cycles are dropped. */
-static void rules_meta_visit(struct rules_set *rs, size_t i, uint8_t *state)
+/* Topological order of metas (dependencies first); cycles are dropped. Depth-first with
+ * an explicit stack (stk: room for every rule): a chain of metas as long as the rule
+ * limit must not overflow the thread's stack. */
+struct rules_meta_frame { size_t i, next; };
+
+static void rules_meta_visit(struct rules_set *rs, size_t root, uint8_t *state,
+    struct rules_meta_frame *stk)
 {
-	const int *deps;
-	size_t nd;
+	size_t top = 0;
 
-	if (state[i] == 2)
+	if (state[root] != 0)
 		return;
-	if (state[i] == 1) {            /* cycle */
-		rs->r[i].active = false;
-		return;
-	}
-	state[i] = 1;
-	nd = meta_deps(rs->r[i].meta, &deps);
-	for (size_t d = 0; d < nd; d++) {
-		size_t j = (size_t)deps[d];
+	state[root] = 1;
+	stk[top++] = (struct rules_meta_frame){ root, 0 };
+	while (top > 0) {
+		struct rules_meta_frame *f = &stk[top - 1];
+		const int *deps;
+		size_t nd = meta_deps(rs->r[f->i].meta, &deps), j;
 
-		if (rs->r[j].kind == RULE_META && rs->r[j].meta && rs->r[j].active)
-			rules_meta_visit(rs, j, state);
+		if (f->next == nd) {
+			state[f->i] = 2;
+			if (rs->r[f->i].active)
+				rs->meta_order[rs->nmeta++] = f->i;
+			top--;
+			continue;
+		}
+		j = (size_t)deps[f->next++];
+		if (!(rs->r[j].kind == RULE_META && rs->r[j].meta && rs->r[j].active) ||
+		    state[j] == 2)
+			continue;
+		if (state[j] == 1) {            /* cycle */
+			rs->r[j].active = false;
+			continue;
+		}
+		state[j] = 1;
+		stk[top++] = (struct rules_meta_frame){ j, 0 };
 	}
-	state[i] = 2;
-	if (rs->r[i].active)
-		rs->meta_order[rs->nmeta++] = i;
 }
 
 /* Builds the pending prefilters and publishes them. */
@@ -214,6 +230,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 	struct match_scratch *ms = NULL;
 	size_t nsrc;
 	uint8_t *state;
+	struct rules_meta_frame *stk;
 
 	if (rs == NULL)
 		abort();
@@ -320,11 +337,13 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 	}
 	rs->meta_order = calloc(rs->n + 1, sizeof(size_t));
 	state = calloc(rs->n + 1, 1);
-	if (rs->meta_order == NULL || state == NULL)
+	stk = calloc(rs->n + 1, sizeof(*stk));
+	if (rs->meta_order == NULL || state == NULL || stk == NULL)
 		abort();
 	for (size_t i = 0; i < rs->n; i++)
 		if (rs->r[i].kind == RULE_META && rs->r[i].meta && rs->r[i].active)
-			rules_meta_visit(rs, i, state);
+			rules_meta_visit(rs, i, state, stk);
+	free(stk);
 	free(state);
 	rules_count_blocked_metas(rs);
 	/* per-kind lists and prefilters */
@@ -436,6 +455,8 @@ static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE 
 				abort();
 		(*out)->nignore_hdrs = n;
 	}
+	for (size_t i = 0; i < rule_src_nwarnings(src) && err; i++)
+		fprintf(err, "%s\n", rule_src_warning(src, i));
 	ne = rule_src_nerrors(src);
 	for (size_t i = 0; i < ne && err; i++)
 		fprintf(err, "%s\n", rule_src_error(src, i));
@@ -507,12 +528,84 @@ int rules_set_load_mode(const char *const *globs, size_t nglobs, struct rules_se
 	return rules_set_load_opts(globs, nglobs, out, err, pm, NULL);
 }
 
+/* What a load has read: the files (by real path, SpamAssassin reads each once: a file
+ * included again, or included and matched by a later glob, is skipped; this also ends
+ * include loops) and how many. */
+struct rules_feed {
+	char **seen; size_t nseen, cap;
+	size_t files;
+};
+
+/* Reads and feeds one file once. An error names where it was asked for (the glob's file
+ * itself, or the include line). */
+static void rules_feed_file(struct rules_feed *f, struct rule_src *src, const char *path,
+    const char *from, int line, int col)
+{
+	char *real = realpath(path, NULL), *buf;
+	size_t len;
+
+	if (real == NULL) {
+		rule_src_add_error(src, from ? from : path, line, col, "cannot read %s: %s", path,
+		    strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < f->nseen; i++)
+		if (strcmp(f->seen[i], real) == 0) {
+			free(real);
+			return;
+		}
+	if (f->nseen == f->cap) {
+		f->cap = f->cap ? f->cap * 2 : 64;
+		f->seen = realloc(f->seen, f->cap * sizeof(char *));
+		if (f->seen == NULL)
+			abort();
+	}
+	f->seen[f->nseen++] = real;
+	if (rules_read_file(path, &buf, &len) < 0) {
+		rule_src_add_error(src, from ? from : path, line, col, "cannot read %s: %s", path,
+		    strerror(errno));
+		return;
+	}
+	rule_src_feed(src, path, buf, len);
+	free(buf);
+	f->files++;
+}
+
+/* `include PATH` (rule_src_set_include): a file, or a directory's *.cf files sorted, as
+ * SpamAssassin's read_cf does. */
+static void rules_include_cb(struct rule_src *src, const char *path, const char *file,
+    int line, int col, void *arg)
+{
+	struct rules_feed *f = arg;
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		size_t n = strlen(path);
+		char *pat = malloc(n + 6);
+		glob_t gl;
+
+		if (pat == NULL)
+			abort();
+		snprintf(pat, n + 6, "%s/*.cf", path);
+		if (glob(pat, 0, NULL, &gl) == 0) {
+			for (size_t i = 0; i < gl.gl_pathc; i++)
+				rules_feed_file(f, src, gl.gl_pathv[i], file, line, col);
+			globfree(&gl);
+		}
+		free(pat);
+		return;
+	}
+	rules_feed_file(f, src, path, file, line, col);
+}
+
 /* Feeds src the files the globs name, each glob's matches in order (a glob that matches no
- * readable file and a file that cannot be read are errors in src). Returns the files fed. */
+ * readable file and a file that cannot be read are errors in src), with their includes.
+ * Returns the files fed. */
 static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, size_t nglobs)
 {
-	size_t files = 0;
+	struct rules_feed f = { 0 };
 
+	rule_src_set_include(src, rules_include_cb, &f);
 	for (size_t g = 0; g < nglobs; g++) {
 		glob_t gl;
 		int rc = glob(globs[g], GLOB_ERR, NULL, &gl);   /* glob() sorts its matches */
@@ -523,22 +616,15 @@ static size_t rules_feed_globs(struct rule_src *src, const char *const *globs, s
 				globfree(&gl);
 			continue;
 		}
-		for (size_t i = 0; i < gl.gl_pathc; i++) {
-			char *buf;
-			size_t len;
-
-			if (rules_read_file(gl.gl_pathv[i], &buf, &len) < 0) {
-				rule_src_add_error(src, gl.gl_pathv[i], 0, 0, "cannot read: %s",
-				    strerror(errno));
-				continue;
-			}
-			rule_src_feed(src, gl.gl_pathv[i], buf, len);
-			free(buf);
-			files++;
-		}
+		for (size_t i = 0; i < gl.gl_pathc; i++)
+			rules_feed_file(&f, src, gl.gl_pathv[i], NULL, 0, 0);
 		globfree(&gl);
 	}
-	return files;
+	rule_src_set_include(src, NULL, NULL);
+	for (size_t i = 0; i < f.nseen; i++)
+		free(f.seen[i]);
+	free(f.seen);
+	return f.files;
 }
 
 int rules_set_load_opts(const char *const *globs, size_t nglobs, struct rules_set **out,
@@ -636,6 +722,29 @@ void rules_print_missing_evals(const struct rules_set *rs, FILE *fp)
 	free(v);
 }
 
+size_t rules_set_quarantine_rules(const struct rules_set *rs, char *buf, size_t len)
+{
+	size_t n = 0, o = 0;
+
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < rs->n; i++) {
+		int w;
+
+		if (!rs->r[i].active || rs->r[i].action != RULE_ACT_QUARANTINE)
+			continue;
+		if (n < 8 && o < len) {
+			w = snprintf(buf + o, len - o, "%s%s", n ? "," : "", rs->r[i].name);
+			o = w < 0 || (size_t)w >= len - o ? len : o + (size_t)w;
+		} else if (n == 8 && o < len) {
+			w = snprintf(buf + o, len - o, ",...");
+			o = w < 0 || (size_t)w >= len - o ? len : o + (size_t)w;
+		}
+		n++;
+	}
+	return n;
+}
+
 int rules_check_files(const struct mx_config *cfg, FILE *err)
 {
 	const struct rules_config *rc = &cfg->rules;
@@ -658,6 +767,16 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 		rules_set_get_stats(rs, &st);
 		rules_print_stats(&st, err);
 		rules_print_missing_evals(rs, err);
+		{
+			char names[512];
+
+			if (rc->mode == RULES_MODE_ENFORCE &&
+			    rules_set_quarantine_rules(rs, names, sizeof(names)) &&
+			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
+				fprintf(err, "rules: warning: action quarantine (%s) without a quarantine "
+				    "backend (top-level `quarantine`): those messages get 451 4.3.0\n",
+				    names);
+		}
 		rules_set_free(rs);
 	}
 	return n == 0 ? 0 : -1;

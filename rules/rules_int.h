@@ -105,6 +105,7 @@ struct rules_scratch {
 	struct rules_buf tmp, allhdr;
 	bool allhdr_done;
 	double *hi;                     /* upper bounds of values (unknown rules) */
+	uint8_t *skipped;               /* per rule: not run, the time budget was spent */
 	struct eval_msg *em;            /* per-message eval state */
 	struct eval_ctx ctx;            /* what evals and header views get */
 };

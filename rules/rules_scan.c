@@ -93,7 +93,9 @@ static void rules_scan_lines(const struct rules_set *rs, struct rules_scratch *s
 	for (size_t j = 0; j < nk; j++) {
 		size_t i = rs->kind_idx[k][j];
 
-		if (sc->cand[j] && !rules_over_budget(sc))
+		if (sc->cand[j] && rules_over_budget(sc))
+			sc->skipped[i] = 1;
+		else if (sc->cand[j])
 			sc->values[i] = rules_match_lines(&rs->r[i], l, sc->ms);
 	}
 }
@@ -108,6 +110,10 @@ static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scra
 		const char *p = sc->allhdr.p, *end = p + sc->allhdr.n;
 		bool hit = false;
 
+		if (rules_over_budget(sc)) {
+			sc->skipped[i] = 1;
+			continue;
+		}
 		while (p && p < end && !hit) {
 			const char *val = NULL;
 
@@ -168,7 +174,7 @@ static void rules_set_ranges(const struct rules_set *rs, struct rules_scratch *s
 {
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct rules_rule *x = &rs->r[i];
-		bool unknown = x->unknown;
+		bool unknown = x->unknown || sc->skipped[i];   /* SA would have run it */
 
 		/* an eval ran unless it needs the body's views (check_bayes, a "body" rule by SA's
 		 * syntax, reads only the classifier's verdict); other body rules did not run */
@@ -210,6 +216,7 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 
 	memset(res, 0, sizeof(*res));
 	memset(sc->values, 0, rs->n * sizeof(double));
+	memset(sc->skipped, 0, rs->n);
 	rules_budget_start(sc);
 	eval_msg_reset(sc->em);
 	sc->ctx = (struct eval_ctx){ .msg = msg, .len = len, .envl = envl, .sc = sc,
@@ -229,8 +236,10 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 			sc->values[i] = set;
 			continue;
 		}
-		if (rules_over_budget(sc))
-			break;
+		if (rules_over_budget(sc)) {
+			sc->skipped[i] = 1;
+			continue;
+		}
 		if (!set && x->unset_known) {
 			sc->values[i] = x->unset_hit;   /* computed once when the set was built */
 			continue;
@@ -262,8 +271,13 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 		for (size_t j = 0; j < rs->nkind[RULE_FULL]; j++) {
 			size_t i = rs->kind_idx[RULE_FULL][j];
 			const struct rules_rule *x = &rs->r[i];
-			int r = match_re_exec(x->re, msg, len, sc->ms, rules_max_hits(x));
+			int r;
 
+			if (rules_over_budget(sc)) {
+				sc->skipped[i] = 1;
+				continue;
+			}
+			r = match_re_exec(x->re, msg, len, sc->ms, rules_max_hits(x));
 			sc->values[i] = r > 0 ? r : 0;
 		}
 	} else {
@@ -280,8 +294,10 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 				continue;
 			if (!body && ev->def->needs)
 				continue;             /* left unknown below */
-			if (rules_over_budget(sc))
-				break;
+			if (rules_over_budget(sc)) {
+				sc->skipped[i] = 1;
+				continue;
+			}
 			sc->ctx.rule_kind = rs->r[i].kind;
 			sc->values[i] = ev->def->fn(&sc->ctx, ev);
 			if (pass == 0 && body && sc->em->fm_mutated && !mutated) {

@@ -84,11 +84,13 @@ struct rules_scratch *rules_scratch_new(const struct rules_set *rs)
 	}
 	sc->values = calloc(rs->n + 1, sizeof(double));
 	sc->hi = calloc(rs->n + 1, sizeof(double));
+	sc->skipped = calloc(rs->n + 1, 1);
 	sc->nvalues = rs->n;
 	sc->cand = calloc(maxk, 1);
 	sc->ncand = maxk;
 	sc->em = eval_msg_new();
-	if (sc->values == NULL || sc->hi == NULL || sc->cand == NULL || sc->em == NULL)
+	if (sc->values == NULL || sc->hi == NULL || sc->skipped == NULL || sc->cand == NULL ||
+	    sc->em == NULL)
 		goto fail;
 	return sc;
 fail:
@@ -113,6 +115,7 @@ void rules_scratch_free(struct rules_scratch *sc)
 	match_scratch_free(sc->ms);
 	free(sc->values);
 	free(sc->hi);
+	free(sc->skipped);
 	free(sc->cand);
 	eval_msg_free(sc->em);
 	rules_scratch_clear_headers(sc);

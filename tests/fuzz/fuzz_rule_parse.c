@@ -13,6 +13,17 @@ static int fuzz_resolve_cb(const char *name, size_t len, void *arg)
 	return (int)(len % 16);
 }
 
+/* `include`: a fixed text in place of a file (no I/O), which includes again, so the
+ * nesting bound is reached too. */
+static void fuzz_include_cb(struct rule_src *s, const char *path, const char *file, int line,
+    int col, void *arg)
+{
+	static const char inc[] = "body INC_X /x/\ninclude again.cf\nif (version > 3)\n";
+
+	(void)path; (void)file; (void)line; (void)col; (void)arg;
+	rule_src_feed(s, "inc.cf", inc, sizeof(inc) - 1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rule_src *s = rule_src_new();
@@ -20,6 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (s == NULL)
 		return 0;
+	if (size && data[0] & 1)
+		rule_src_set_include(s, fuzz_include_cb, NULL);
 	rule_src_feed(s, "fuzz.cf", (const char *)data, size);
 	rule_src_finish(s);
 	for (size_t i = 0; i < rule_src_count(s); i++) {

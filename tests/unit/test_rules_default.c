@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rules/rules.h"
 
@@ -262,6 +263,180 @@ static void test_errors_reported(void **state)
 	rules_set_free(rs);
 }
 
+/* An enormous rule file: a chain of 150,000 metas, each over the next, the last over a body
+ * rule. It loads (its order was computed by recursion, one stack frame per link: the
+ * daemon crashed at start or reload) and the head of the chain hits. */
+static void test_meta_chain(void **state)
+{
+	enum { N = 150000 };
+	size_t cap = (size_t)N * 32 + 64, o = 0;
+	char *text = malloc(cap);
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+
+	assert_non_null(text);
+	o += (size_t)snprintf(text + o, cap - o, "body C_BASE /body text/\nscore C_BASE 0.5\n");
+	for (int i = 0; i < N; i++)
+		o += (size_t)snprintf(text + o, cap - o, "meta __M%d __M%d\n", i, i + 1);
+	o += (size_t)snprintf(text + o, cap - o, "meta __M%d C_BASE\nmeta M_HEAD __M0\n", N);
+	assert_int_equal(rules_set_load_text("chain.cf", text, o, &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, M, strlen(M), NULL, NULL, 0, &res);
+	assert_true(has_hit(&res, "C_BASE"));
+	assert_true(has_hit(&res, "M_HEAD"));
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	free(text);
+}
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* SpamAssassin's `include FILE` (relative to the including file's directory; a directory
+ * includes its *.cf sorted; each file read once, so an include loop ends): the included
+ * rules load at the include's place, so a later score overrides them and they override
+ * earlier ones. It was counted as an ignored directive: the rules never ran. */
+static void test_include(void **state)
+{
+	char dir[] = "/tmp/test_rules_incXXXXXX", sub[600], glob1[600], cmd[700];
+	const char *globs[1] = { glob1 };
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+	struct rules_stats st;
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *err;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/sub", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	write_file(dir, "local.cf",
+	    "score INC_A 1.5\n"                   /* overridden by the included file */
+	    "include sub/a.inc\n"
+	    "score INC_B 2.5\n"                   /* overrides the included file */
+	    "include sub\n"                       /* the directory: c.cf, d.cf */
+	    "include local.cf\n"                  /* a loop: read once */
+	    "if (version >= 3.004000)\ninclude sub/e.inc\nendif\n"
+	    "if (version < 3.0)\ninclude sub/never.inc\nendif\n"
+	    "include  missing.inc\n");
+	write_file(sub, "a.inc", "body INC_A /body text/\nscore INC_A 0.5\n"
+	    "body INC_B /body text/\nscore INC_B 0.25\ninclude ../local.cf\n");
+	write_file(sub, "c.cf", "body INC_C /body text/\nscore INC_C 0.125\n");
+	write_file(sub, "d.cf", "meta INC_D INC_C && INC_A\nscore INC_D 0.0625\n");
+	write_file(sub, "e.inc", "header INC_E Subject =~ /menu/\nscore INC_E 4\n");
+	write_file(sub, "never.inc", "body INC_NEVER /body/\n");
+	snprintf(glob1, sizeof(glob1), "%s/*.cf", dir);
+	err = open_memstream(&buf, &blen);
+	assert_int_equal(rules_set_load(globs, 1, &rs, err), 1);
+	fclose(err);
+	assert_non_null(strstr(buf, "local.cf:12:10: cannot read "));
+	assert_non_null(strstr(buf, "missing.inc: No such file or directory"));
+	rules_set_get_stats(rs, &st);
+	assert_int_equal(st.files, 5);        /* local.cf, a.inc, c.cf, d.cf, e.inc: once each */
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, M, strlen(M), NULL, NULL, 0, &res);
+	assert_true(has_hit(&res, "INC_A"));
+	assert_true(has_hit(&res, "INC_B"));
+	assert_true(has_hit(&res, "INC_C"));
+	assert_true(has_hit(&res, "INC_D"));
+	assert_true(has_hit(&res, "INC_E"));
+	assert_false(has_hit(&res, "INC_NEVER"));
+	/* 0.5 (the included score) + 2.5 + 0.125 + 0.0625 + 4 */
+	assert_true(res.score > 7.18 && res.score < 7.19);
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	free(buf);
+	/* text fed without files: include is an error, not silently nothing */
+	buf = NULL;
+	err = open_memstream(&buf, &blen);
+	assert_int_equal(rules_set_load_text("t.cf", "include x.cf\n", 13, &rs, err), 1);
+	fclose(err);
+	assert_non_null(strstr(buf, "t.cf:1:9: include: not available here"));
+	rules_set_free(rs);
+	free(buf);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* SpamAssassin settings a local.cf uses to act on spam are read but not applied: -t says so
+ * (a warning, not an error), except for the stock default required_score 5. */
+static void test_unapplied_settings_warned(void **state)
+{
+	const char *text = "required_score 8\nrewrite_header Subject *****SPAM*****\n"
+	    "required_score 5.0\nrequired_hits 3\nreport_safe 0\nbody A /ok/\n";
+	struct rules_set *rs = NULL;
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *err = open_memstream(&buf, &blen);
+
+	assert_int_equal(rules_set_load_text("w.cf", text, strlen(text), &rs, err), 0);
+	fclose(err);
+	assert_non_null(strstr(buf, "w.cf:1:1: warning: required_score 8 is not applied"));
+	assert_non_null(strstr(buf, "w.cf:2:1: warning: rewrite_header is not applied"));
+	assert_null(strstr(buf, "w.cf:3:"));
+	assert_non_null(strstr(buf, "w.cf:4:1: warning: required_hits 3 is not applied"));
+	assert_null(strstr(buf, "w.cf:5:"));
+	rules_set_free(rs);
+	free(buf);
+}
+
+/* The per-message time budget covers `full` rules too: 3,000 full rules with no literal to
+ * start from over a 1.5 MB message took 27 s of one core here (the budget is 5 s; the loop
+ * over full rules never looked at it). The scan now stops, says over_budget, and the rules
+ * it did not run are unknown: a meta negating one does not fire (SA would have run it). */
+static void test_budget_full_rules(void **state)
+{
+	static const char *const words[] = { "alpha", "beta", "gamma", "delta", "eps", "zeta" };
+	enum { NRULES = 3000, NLINES = 25000 };
+	size_t cap = (size_t)NRULES * 64 + 256, o = 0, mcap = (size_t)NLINES * 80 + 64, mo = 0;
+	char *text = malloc(cap), *msg = malloc(mcap);
+	unsigned seed = 1;
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+
+	assert_non_null(text);
+	assert_non_null(msg);
+	o += (size_t)snprintf(text + o, cap - o, "header __ALWAYS Subject =~ /full/\n"
+	    "meta M_NOT_LAST !F_LAST && __ALWAYS\nscore M_NOT_LAST 1\n");
+	for (int i = 0; i < NRULES; i++)
+		o += (size_t)snprintf(text + o, cap - o, "full F%d /\\b\\w{3,}\\s\\w+\\d{3}q%d/\n",
+		    i, i);
+	o += (size_t)snprintf(text + o, cap - o, "full F_LAST /\\b\\w{3,}\\s\\w+\\d{3}qlast/\n");
+	mo += (size_t)snprintf(msg, mcap, "Subject: full\r\nFrom: a@example.org\r\n\r\n");
+	for (int l = 0; l < NLINES; l++) {
+		for (int w = 0; w < 12; w++) {
+			seed = seed * 1103515245u + 12345u;
+			mo += (size_t)snprintf(msg + mo, mcap - mo, "%s%s", w ? " " : "",
+			    words[(seed >> 16) % 6]);
+		}
+		mo += (size_t)snprintf(msg + mo, mcap - mo, "\r\n");
+	}
+	assert_int_equal(rules_set_load_text("budget.cf", text, o, &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, msg, mo, NULL, NULL, 0, &res);
+	assert_true(res.over_budget);
+	assert_false(has_hit(&res, "M_NOT_LAST"));
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+	free(text);
+	free(msg);
+}
+
 struct counts { uint64_t a, b; int n; };
 
 static void count_cb(const char *name, uint64_t hits, void *arg)
@@ -307,6 +482,10 @@ int main(void)
 		cmocka_unit_test(test_max_size),
 		cmocka_unit_test(test_errors_reported),
 		cmocka_unit_test(test_counters),
+		cmocka_unit_test(test_meta_chain),
+		cmocka_unit_test(test_include),
+		cmocka_unit_test(test_unapplied_settings_warned),
+		cmocka_unit_test(test_budget_full_rules),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
