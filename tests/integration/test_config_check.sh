@@ -75,6 +75,46 @@ expect "YAML syntax error" 1 "$T/syntax.yaml" "$T/syntax.yaml:2:1: YAML syntax:"
 
 expect "missing file" 1 "$T/missing.yaml" "$T/missing.yaml: cannot read"
 
+# A second YAML document ("---" again, as when two files are concatenated or a snippet is
+# pasted below the first) was read no further: its keys were silently ignored.
+cat > "$T/twodocs.yaml" <<'YAML'
+listen: [127.0.0.1:2525]
+backends: { servers: [smtp://127.0.0.1:2526] }
+---
+limits: { max_recipients: 5 }
+YAML
+expect "a second YAML document" 1 "$T/twodocs.yaml" \
+	"$T/twodocs.yaml:3:1: a second YAML document: mxgate reads one mapping per file, put these keys in the first"
+printf -- '---\nlisten: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\n...\n' > "$T/onedoc.yaml"
+expect "one document with its markers" 0 "$T/onedoc.yaml"
+
+# Merge keys: of an alias (documented) works; of a mapping written in place (which
+# libfyaml does not merge) and an alias that names no anchor (a typo) are errors at their
+# place with a hint (were: "FILE:1:1: cannot resolve anchors/aliases").
+cat > "$T/merge.yaml" <<'YAML'
+listen: [127.0.0.1:2525]
+backends:
+  servers:
+    - &s { address: smtp://127.0.0.1:2526, weight: 3 }
+    - { <<: *s, address: smtp://127.0.0.1:2527 }
+limits: &l { max_recipients: 5 }
+YAML
+expect "merge key of an alias" 0 "$T/merge.yaml"
+printf 'limits:\n  <<: { max_recipients: 5 }\n' >> "$T/merge.yaml"
+sed -i 's/^limits: &l .*$//' "$T/merge.yaml"
+expect "merge key of a mapping in place" 1 "$T/merge.yaml" \
+	"$T/merge.yaml:8:7: YAML: invalid merge key value (an alias *NAME needs an anchor &NAME earlier in the file; a merge key takes aliases only"
+cat > "$T/badalias.yaml" <<'YAML'
+listen: [127.0.0.1:2525]
+backends:
+  servers:
+    - &s { address: smtp://127.0.0.1:2526 }
+    - { <<: *nope, address: smtp://127.0.0.1:2527 }
+YAML
+expect "an alias without its anchor" 1 "$T/badalias.yaml" "$T/badalias.yaml:5:14: YAML: invalid merge key value"
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nlimits: *nope\n' > "$T/badalias2.yaml"
+expect "an alias without its anchor, not merged" 1 "$T/badalias2.yaml" "$T/badalias2.yaml:3:10: YAML: invalid alias"
+
 "$BIN" --dump-config-docs > "$T/config.md" 2>&1
 if grep -q '^| `max_connections_per_ip` | integer | `50` |' "$T/config.md"; then
 	echo "ok   --dump-config-docs"
