@@ -314,6 +314,9 @@ static const struct cfg_field log_fields[] = {
 	  .doc = "also log to syslog (facility mail)" },
 	{ "facility", CFG_ENUM, offsetof(struct log_config, facility), "mail", .choices = log_facility_names,
 	  .doc = "syslog facility: mail, daemon or local0..local7" },
+	{ "file", CFG_STRING, offsetof(struct log_config, file),
+	  .doc = "append the lines to this file instead of standard error (made 0640, owned by `user`); "
+		 "SIGUSR1 reopens it after logrotate moved it; opened at start, a change waits for a restart" },
 	{ NULL }
 };
 static const struct cfg_table log_table = { "log", sizeof(struct log_config), log_fields, NULL };
