@@ -40,7 +40,7 @@ static uv_loop_t *main_loop;
 static const char *config_path;
 static struct listen_config listen_copies[WORKER_MAX_LISTENERS];
 static int nlisten;
-static uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;
+static uv_signal_t sig_hup, sig_term, sig_int, sig_usr1, sig_usr2;
 static int stopping;
 static struct control *control;
 static uv_timer_t watchdog_timer;
@@ -325,6 +325,13 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 		main_reopen_log();
 		return;
 	}
+	if (signum == SIGUSR2) {
+		/* HAProxy's reload signal: an operator used to it must not end mail service
+		 * (SIGUSR2's default action) with no drain */
+		log_event(LOG_LVL_WARNING, NULL, "event=signal_ignored signal=USR2 reason=\"reload is SIGHUP "
+		    "or mxgatectl reload\"");
+		return;
+	}
 	if (stopping++) {
 		/* A second signal during the drain: the operator wants out now. */
 		log_event(LOG_LVL_WARNING, NULL, "event=exit reason=second_signal signal=%d", signum);
@@ -363,6 +370,7 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	uv_unref((uv_handle_t *)&sig_term);
 	uv_unref((uv_handle_t *)&sig_int);
 	uv_unref((uv_handle_t *)&sig_usr1);
+	uv_unref((uv_handle_t *)&sig_usr2);
 }
 
 /* One listening socket per worker and address, SO_REUSEPORT so the kernel spreads
@@ -588,6 +596,8 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_int, main_signal_cb, SIGINT);
 	uv_signal_init(main_loop, &sig_usr1);
 	uv_signal_start(&sig_usr1, main_signal_cb, SIGUSR1);
+	uv_signal_init(main_loop, &sig_usr2);
+	uv_signal_start(&sig_usr2, main_signal_cb, SIGUSR2);
 	static const struct ops_host host = { .current = main_current, .reload = main_reload };
 	ops_start(main_loop, &host);
 	ops_set_listening();

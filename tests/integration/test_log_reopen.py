@@ -43,8 +43,13 @@ mx0.send_signal(signal.SIGUSR1)
 mt.check(mx0.wait_log(r'event=log_reopen .*reason="no log.file', mt.slack(5)) is not None,
          'SIGUSR1 without log.file: logged, nothing to reopen (%s)' % mx0.tail(3))
 mt.check(mx0.alive(), 'SIGUSR1 does not kill the daemon')
+# SIGUSR2 is HAProxy's reload: an operator used to it must not stop the mail with no drain
+mx0.send_signal(signal.SIGUSR2)
+mt.check(mx0.wait_log(r'warning - event=signal_ignored signal=USR2 reason="reload is SIGHUP', mt.slack(5)) is not None,
+         'SIGUSR2: ignored with a warning that names the reload signal (%s)' % mx0.tail(2))
+mt.check(mx0.alive(), 'SIGUSR2 does not kill the daemon')
 code, _ = mt.send_mail(mx0.port, 'a@example.org', ['b@example.test'], mt.message('nofile'))
-mt.check(code == 250, 'it still delivers after SIGUSR1 (%s)' % code)
+mt.check(code == 250, 'it still delivers after SIGUSR1 and SIGUSR2 (%s)' % code)
 mx0.stop()
 
 # 2. log.file, then a rotation: rename + SIGUSR1
