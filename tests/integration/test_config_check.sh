@@ -75,6 +75,19 @@ expect "YAML syntax error" 1 "$T/syntax.yaml" "$T/syntax.yaml:2:1: YAML syntax:"
 
 expect "missing file" 1 "$T/missing.yaml" "$T/missing.yaml: cannot read"
 
+# The same server twice: its series came out twice with one label set in /metrics (a
+# scrape Prometheus reports as duplicate samples) and drain/enable matched both; weight
+# is the way to give it more. The metrics listener on a port of listen: -t said ok and the
+# start failed with "Address already in use".
+printf 'listen: [127.0.0.1:2525]\nbackends:\n  servers:\n    - smtp://127.0.0.1:2526\n    - smtp://127.0.0.1:2527\n    - SMTP://127.0.0.1:2526\n' > "$T/dupserver.yaml"
+expect "the same server twice" 1 "$T/dupserver.yaml" \
+	"$T/dupserver.yaml:6:7: backends.servers[2]: the same server as backends.servers[0] (give it a weight instead)"
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526], routes: [{ domains: [a.test], servers: [smtp://127.0.0.1:2526] }] }\n' > "$T/routeshare.yaml"
+expect "a route may name a default server" 0 "$T/routeshare.yaml"
+printf 'listen: [127.0.0.1:2525, "127.0.0.1:2587"]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nmetrics: { listen: "127.0.0.1:2587" }\n' > "$T/metricsport.yaml"
+expect "metrics.listen on a listen address" 1 "$T/metricsport.yaml" \
+	"$T/metricsport.yaml:3:20: metrics.listen: the same address as listen[1]"
+
 # A second YAML document ("---" again, as when two files are concatenated or a snippet is
 # pasted below the first) was read no further: its keys were silently ignored.
 cat > "$T/twodocs.yaml" <<'YAML'
