@@ -321,7 +321,29 @@ static const struct cfg_field log_fields[] = {
 		 "SIGUSR1 reopens it after logrotate moved it; opened at start, a change waits for a restart" },
 	{ NULL }
 };
-static const struct cfg_table log_table = { "log", sizeof(struct log_config), log_fields, NULL };
+/* log.file's directory must be there: the file is made at start (-t would say ok, then
+ * the start die on ENOENT). Whether it can be written is for the start to find out (as
+ * root before dropping privileges). */
+static int log_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct log_config *l = obj;
+	char dir[4096];
+	struct stat st;
+	const char *slash;
+
+	if (!l->file)
+		return 0;
+	if (!l->file[0])
+		return cfg_error_key(p, n, "file", -1, "must not be empty");
+	slash = strrchr(l->file, '/');
+	if (slash == NULL)
+		return 0;                                 /* the working directory */
+	snprintf(dir, sizeof(dir), "%.*s", slash == l->file ? 1 : (int)(slash - l->file), l->file);
+	if (stat(dir, &st) != 0 && (errno == ENOENT || errno == ENOTDIR))
+		return cfg_error_key(p, n, "file", -1, "directory %s: %s", dir, strerror(errno));
+	return 0;
+}
+static const struct cfg_table log_table = { "log", sizeof(struct log_config), log_fields, log_validate };
 
 static int metrics_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {

@@ -88,6 +88,13 @@ printf 'listen: [127.0.0.1:2525, "127.0.0.1:2587"]\nbackends: { servers: [smtp:/
 expect "metrics.listen on a listen address" 1 "$T/metricsport.yaml" \
 	"$T/metricsport.yaml:3:20: metrics.listen: the same address as listen[1]"
 
+# log.file in a directory that does not exist: -t says so (was: ok, then the start died)
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nlog: { file: /nonexistent-dir/mxgate.log }\n' > "$T/logdir.yaml"
+expect "log.file in a missing directory" 1 "$T/logdir.yaml" \
+	"$T/logdir.yaml:3:14: log.file: directory /nonexistent-dir: No such file or directory"
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nlog: { file: %s/mxgate.log }\n' "$T" > "$T/logok.yaml"
+expect "log.file in a directory that exists" 0 "$T/logok.yaml"
+
 # A second YAML document ("---" again, as when two files are concatenated or a snippet is
 # pasted below the first) was read no further: its keys were silently ignored.
 cat > "$T/twodocs.yaml" <<'YAML'
