@@ -318,6 +318,11 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 {
 	(void)h;
 	if (signum == SIGHUP) {
+		if (stopping) {
+			/* the drain goes on under the generation in force */
+			log_event(LOG_LVL_WARNING, NULL, "event=reload_ignored reason=stopping");
+			return;
+		}
 		main_reload(NULL);
 		return;
 	}
@@ -364,9 +369,10 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 			metrics_stop(metrics);
 		metrics = NULL;
 	}
-	/* The signal handlers stay (a second signal ends the drain) but no longer keep the
-	 * main loop alive. */
-	uv_close((uv_handle_t *)&sig_hup, NULL);
+	/* The signal handlers stay (a second signal ends the drain; SIGHUP is refused, not left
+	 * to its default action, which would end the process mid-drain) but no longer keep
+	 * the main loop alive. */
+	uv_unref((uv_handle_t *)&sig_hup);
 	uv_unref((uv_handle_t *)&sig_term);
 	uv_unref((uv_handle_t *)&sig_int);
 	uv_unref((uv_handle_t *)&sig_usr1);
