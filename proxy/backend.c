@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <ctype.h>
 #include <math.h>
 #include <netdb.h>
@@ -99,6 +100,35 @@ int backend_parse_url(const char *url, struct backend *b, const char **err)
 	return -1;
 }
 
+/* The process-wide records of struct backend_counts, one per URL (compared as configured,
+ * like the metrics label). They are never freed: a retired generation's pool may still
+ * count into them, and there is one per URL ever configured. */
+struct backend_counts_rec {
+	struct backend_counts c;
+	struct backend_counts_rec *next;
+	char url[];
+};
+static struct backend_counts_rec *backend_counts_list;
+static pthread_mutex_t backend_counts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct backend_counts *backend_counts_for(const char *url)
+{
+	struct backend_counts_rec *r;
+	size_t len = strlen(url);
+
+	pthread_mutex_lock(&backend_counts_lock);
+	for (r = backend_counts_list; r; r = r->next)
+		if (strcmp(r->url, url) == 0)
+			break;
+	if (r == NULL && (r = calloc(1, sizeof(*r) + len + 1)) != NULL) {
+		memcpy(r->url, url, len + 1);
+		r->next = backend_counts_list;
+		backend_counts_list = r;
+	}
+	pthread_mutex_unlock(&backend_counts_lock);
+	return r ? &r->c : NULL;
+}
+
 static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, const char **err)
 {
 	struct backend *nv = realloc(*v, (*n + 1) * sizeof(**v));
@@ -117,6 +147,7 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 		return -1;
 	}
 	nv[*n].url = strdup(url);
+	nv[*n].counts = backend_counts_for(url);
 	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
 	nv[*n].weight = weight > 0 ? (int)weight : 1;
 	nv[*n].index = (int)*n;	/* extras are renumbered after all servers are known */
@@ -372,7 +403,8 @@ void backend_report_failure(struct pool *p, struct backend *b, const char *why)
 {
 	int f = atomic_fetch_add(&b->fails, 1) + 1;
 
-	atomic_fetch_add(&b->failed, 1);
+	if (b->counts)
+		atomic_fetch_add(&b->counts->failed, 1);
 	atomic_store(&b->oks, 0);
 	if (f >= p->fall && atomic_exchange(&b->up, 0) == 1)
 		log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"%s\" fails=%d",
@@ -383,5 +415,16 @@ void backend_report_success(struct pool *p, struct backend *b)
 {
 	(void)p;
 	atomic_store(&b->fails, 0);
-	atomic_fetch_add(&b->delivered, 1);
+	if (b->counts)
+		atomic_fetch_add(&b->counts->delivered, 1);
+}
+
+long long backend_delivered(const struct backend *b)
+{
+	return b->counts ? atomic_load(&b->counts->delivered) : 0;
+}
+
+long long backend_failed(const struct backend *b)
+{
+	return b->counts ? atomic_load(&b->counts->failed) : 0;
 }

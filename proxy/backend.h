@@ -13,6 +13,14 @@
 struct mx_config;
 struct hook_env;
 
+/* Messages a backend accepted and delivery attempts that failed, since the start. One
+ * record per URL for the whole process, shared by every pool that names the URL: a reload
+ * builds a new pool but keeps counting (mxgate_backend_delivered_total is a counter), and
+ * a transaction that finishes on the old generation's pool counts in the same record. */
+struct backend_counts {
+	atomic_llong delivered, failed;
+};
+
 enum backend_kind { BACKEND_SMTP = 0, BACKEND_LMTP, BACKEND_MAILDIR };
 
 struct backend {
@@ -29,7 +37,7 @@ struct backend {
 	atomic_int fails;                /* consecutive failures (passive + active checks) */
 	atomic_int oks;                  /* consecutive successful checks while down */
 	atomic_llong latency_us;         /* last health-check latency */
-	atomic_llong delivered, failed;  /* messages */
+	struct backend_counts *counts;   /* by URL, process-wide (NULL: not from a pool) */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */
 	atomic_int xclient_once;         /* refused a second XCLIENT on one connection (Postfix
@@ -85,5 +93,8 @@ int pool_route_for(const struct pool *p, const char *rcpt_domain);
  * rotation until health checks see it `rise` times healthy. */
 void backend_report_failure(struct pool *p, struct backend *b, const char *why);
 void backend_report_success(struct pool *p, struct backend *b);
+/* The counts since the start of the backend's URL (0 for one not made by a pool). */
+long long backend_delivered(const struct backend *b);
+long long backend_failed(const struct backend *b);
 
 #endif

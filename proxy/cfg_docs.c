@@ -174,7 +174,7 @@ void config_write_docs(void *out_fp)
 		"- **listen address**: `127.0.0.1:2525`, `\"[::1]:25\"`, `:25` or `*:25` (every IPv4 "
 		"address), `\"[::]:25\"` (every IPv6 address), `localhost:25`; numeric only, no DNS. "
 		"Quote bracketed IPv6 addresses: unquoted, `[` starts a YAML list.\n"
-		"- Anchors, aliases and merge keys (`<<: *base`) work.\n\n"
+		"- Anchors, aliases and merge keys of aliases (`<<: *base`, `<<: [*a, *b]`) work; an anchor comes before its aliases. One YAML document per file: a second `---` is an error.\n\n"
 		"## Keys\n");
 	cfg_docs_walk(&config_table, &cfg_md_visitor, out);
 }

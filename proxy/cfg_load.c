@@ -49,6 +49,35 @@ static int cfg_expanded_size(struct fy_node *n, long *budget, int depth)
 	return 0;
 }
 
+/* The position (1-based) of a second YAML document in text ("---" after a first one):
+ * libfyaml builds the first document only and would leave the rest unread, so keys an
+ * operator pasted below a "---" (or a file concatenated to another) would be ignored.
+ * Returns 1 with *line, *col set, 0 when there is one document (or the text does not
+ * parse, which the document build reports). */
+static int cfg_second_document(const char *text, size_t len, int *line, int *col)
+{
+	struct fy_parse_cfg pc = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2 };
+	struct fy_parser *fyp = fy_parser_create(&pc);
+	struct fy_event *e;
+	int docs = 0, found = 0;
+
+	if (fyp == NULL || fy_parser_set_string(fyp, len ? text : "", len) != 0) {
+		fy_parser_destroy(fyp);
+		return 0;
+	}
+	while (!found && (e = fy_parser_parse(fyp)) != NULL) {
+		if (e->type == FYET_DOCUMENT_START && ++docs == 2) {
+			const struct fy_mark *m = fy_event_start_mark(e);
+			*line = m && m->line >= 0 ? m->line + 1 : 1;
+			*col = m && m->column >= 0 ? m->column + 1 : 1;
+			found = 1;
+		}
+		fy_parser_event_free(fyp, e);
+	}
+	fy_parser_destroy(fyp);
+	return found;
+}
+
 /* Reads a whole file (bounded); malloc'd NUL-terminated text, or NULL with errno. */
 static char *cfg_read_file(const char *path, size_t *len)
 {
@@ -210,10 +239,13 @@ static int cfg_probe_yaml(const char *text, size_t len, const char **why)
 		struct fy_document *doc = fy_document_build_from_string(&pc, len ? text : "", len);
 		long budget = CFG_MAX_EXPANDED;
 
+		int l2, c2;
+
 		if (doc && fy_document_root(doc) &&
 		    cfg_expanded_size(fy_document_root(doc), &budget, 0) == 0)
 			(void)fy_document_resolve(doc);
 		fy_document_destroy(doc);
+		(void)cfg_second_document(text, len, &l2, &c2);
 		_exit(0);
 	}
 	for (int waited_ms = 0;; waited_ms += 10) {
@@ -324,9 +356,40 @@ int cfg_table_load(const char *name, const char *text, size_t len, const struct 
 		goto out;
 	}
 	if (doc && fy_document_resolve(doc) < 0) {
-		cfg_error(&p, root, "cannot resolve anchors/aliases");
+		/* libfyaml says where (an alias without its anchor, a merge key of something
+		 * other than aliases) in its collected errors */
+		void *it = NULL;
+		struct fy_diag_error *e;
+		bool any = false;
+		char line[800];
+
+		while ((e = fy_diag_errors_iterate(diag, &it))) {
+			if (e->type < FYET_ERROR)
+				continue;
+			snprintf(line, sizeof(line), "%s:%d:%d: YAML: %s (%s)", p.file, e->line, e->column,
+			    e->msg ? e->msg : "error",
+			    "an alias *NAME needs an anchor &NAME earlier in the file; a merge key takes "
+			    "aliases only: <<: *NAME or <<: [*A, *B]");
+			cfg_error_add(&p, e->line, e->column, line);
+			any = true;
+		}
+		if (!any)
+			cfg_error(&p, root, "cannot resolve anchors/aliases");
 		cfg_parse_finish(&p, err);
 		goto out;
+	}
+	{
+		int l2, c2;
+
+		if (cfg_second_document(text, len, &l2, &c2)) {
+			char line[600];
+
+			snprintf(line, sizeof(line), "%s:%d:%d: a second YAML document: mxgate reads one "
+			    "mapping per file, put these keys in the first", p.file, l2, c2);
+			cfg_error_add(&p, l2, c2, line);
+			cfg_parse_finish(&p, err);
+			goto out;
+		}
 	}
 	root = doc ? fy_document_root(doc) : NULL;
 	if (cfg_node_is_null(root))

@@ -157,7 +157,7 @@ void config_write_man(void *out_fp)
 	    ".B \"[::]:25\"\n"
 	    "(every IPv6 address); numeric only.\n"
 	    ".PP\n"
-	    "Anchors, aliases and merge keys work.\n"
+	    "Anchors, aliases and merge keys of aliases work; an anchor comes before its aliases.\nOne YAML document per file: a second \\-\\-\\- is an error.\n"
 	    ".SH KEYS\n"
 	    "Each key with its type, default and bounds, section by section; a section of a list\n"
 	    "is written\n"

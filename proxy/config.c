@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -314,9 +316,34 @@ static const struct cfg_field log_fields[] = {
 	  .doc = "also log to syslog (facility mail)" },
 	{ "facility", CFG_ENUM, offsetof(struct log_config, facility), "mail", .choices = log_facility_names,
 	  .doc = "syslog facility: mail, daemon or local0..local7" },
+	{ "file", CFG_STRING, offsetof(struct log_config, file),
+	  .doc = "append the lines to this file instead of standard error (made 0640, owned by `user`); "
+		 "SIGUSR1 reopens it after logrotate moved it; opened at start, a change waits for a restart" },
 	{ NULL }
 };
-static const struct cfg_table log_table = { "log", sizeof(struct log_config), log_fields, NULL };
+/* log.file's directory must be there: the file is made at start (-t would say ok, then
+ * the start die on ENOENT). Whether it can be written is for the start to find out (as
+ * root before dropping privileges). */
+static int log_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct log_config *l = obj;
+	char dir[4096];
+	struct stat st;
+	const char *slash;
+
+	if (!l->file)
+		return 0;
+	if (!l->file[0])
+		return cfg_error_key(p, n, "file", -1, "must not be empty");
+	slash = strrchr(l->file, '/');
+	if (slash == NULL)
+		return 0;                                 /* the working directory */
+	snprintf(dir, sizeof(dir), "%.*s", slash == l->file ? 1 : (int)(slash - l->file), l->file);
+	if (stat(dir, &st) != 0 && (errno == ENOENT || errno == ENOTDIR))
+		return cfg_error_key(p, n, "file", -1, "directory %s: %s", dir, strerror(errno));
+	return 0;
+}
+static const struct cfg_table log_table = { "log", sizeof(struct log_config), log_fields, log_validate };
 
 static int metrics_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
@@ -462,6 +489,83 @@ static int config_listen_error(struct cfg_parse *p, struct fy_node *n, size_t i,
 	return rc;
 }
 
+/* Whether two backend URLs name one server: the same kind, host (any case), port, path. */
+static bool config_same_server(const char *a, const char *b)
+{
+	static struct cfg_backend_url ua, ub;     /* 4 KiB each: config loads on one thread */
+	const char *err;
+
+	if (!a || !b || cfg_parse_backend_url(a, &ua, &err) < 0 || cfg_parse_backend_url(b, &ub, &err) < 0)
+		return false;
+	return ua.kind == ub.kind && strcasecmp(ua.host, ub.host) == 0 && ua.port == ub.port &&
+	    strcmp(ua.path, ub.path) == 0;
+}
+
+/* The same server twice in backends.servers: its per-backend series came out twice with
+ * one label set (a scrape Prometheus reports as duplicate samples), drain/enable matched
+ * both, and weight already says how much traffic a server takes. */
+static int config_check_servers(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
+{
+	const struct backend_server_config *sv = c->backends.servers.v;
+	struct fy_node *bn = fy_node_pair_value(cfg_map_pair(n, "backends"));
+	struct fy_node *sn = bn && fy_node_is_mapping(bn) ? fy_node_pair_value(cfg_map_pair(bn, "servers")) : NULL;
+	int rc = 0;
+
+	for (size_t i = 0; i < c->backends.servers.n; i++)
+		for (size_t k = 0; k < i; k++) {
+			if (!config_same_server(sv[i].address, sv[k].address))
+				continue;
+			size_t old = cfg_path_push_key(p, "backends", 8);
+			cfg_path_push_key(p, "servers", 7);
+			cfg_path_push_index(p, i);
+			rc = cfg_error(p, sn && fy_node_is_sequence(sn) ? cfg_seq_item(sn, i) : bn,
+			    "the same server as backends.servers[%zu] (give it a weight instead)", k);
+			cfg_path_pop(p, old);
+			break;
+		}
+	return rc;
+}
+
+/* metrics.listen on the port of a listener (the same address, or either one every
+ * address of the family): the start would fail with "Address already in use". */
+static int config_check_metrics_port(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
+{
+	struct sockaddr_storage ms;
+	socklen_t mlen;
+	const char *err;
+	const struct listen_config *ls = c->listen.v;
+
+	if (!c->metrics.listen || cfg_parse_listen_address(c->metrics.listen, &ms, &mlen, &err) < 0)
+		return 0;
+	for (size_t i = 0; i < c->listen.n; i++) {
+		const struct sockaddr_storage *ss = &ls[i].sa;
+		bool clash = false;
+
+		if (!ls[i].salen || ss->ss_family != ms.ss_family)
+			continue;
+		if (ms.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const void *)&ms, *b = (const void *)ss;
+			clash = a->sin_port == b->sin_port &&
+			    (a->sin_addr.s_addr == b->sin_addr.s_addr || a->sin_addr.s_addr == htonl(INADDR_ANY) ||
+			     b->sin_addr.s_addr == htonl(INADDR_ANY));
+		} else if (ms.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const void *)&ms, *b = (const void *)ss;
+			clash = a->sin6_port == b->sin6_port &&
+			    (IN6_ARE_ADDR_EQUAL(&a->sin6_addr, &b->sin6_addr) ||
+			     IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&b->sin6_addr));
+		}
+		if (clash) {
+			struct fy_node *mn = fy_node_pair_value(cfg_map_pair(n, "metrics"));
+			size_t old = cfg_path_push_key(p, "metrics", 7);
+			int rc = cfg_error_key(p, mn && fy_node_is_mapping(mn) ? mn : NULL, "listen", -1,
+			    "the same address as listen[%zu]", i);
+			cfg_path_pop(p, old);
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct mx_config *c = obj;
@@ -512,6 +616,10 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		if (ls[i].tls != LISTEN_TLS_NONE && (!c->tls.certificate || !c->tls.key))
 			rc = config_listen_error(p, n, i, "tls", "a TLS listener needs tls.certificate and tls.key");
 	}
+	if (config_check_servers(p, n, c) < 0)
+		rc = -1;
+	if (config_check_metrics_port(p, n, c) < 0)
+		rc = -1;
 	if (c->quarantine) {
 		struct cfg_backend_url u;
 		const char *err;

@@ -72,7 +72,8 @@ struct backends_config {
 	bool starttls;              /* use STARTTLS when the backend offers it */
 };
 
-struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */ };
+struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */
+	char *file; /* NULL: standard error */ };
 
 /* The module registry: each module's config struct (filters/, plugins/, rules/). */
 #include "modules.h"

@@ -2,7 +2,10 @@
  * and optionally syslog. */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,63 @@ static void log_journal_detect(void)
 	if (js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
 	    (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino)
 		log_to_journal = 1;
+}
+
+static char *log_path;
+
+/* Opens path for appending, in place of fd 2 (see log.h). */
+static int log_file_take(const char *path, long uid, long gid)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	int saved;
+
+	if (fd < 0)
+		return -1;
+	if (uid >= 0 && fchown(fd, (uid_t)uid, (gid_t)gid) != 0)
+		goto fail;
+	fflush(stderr);
+	if (fd != STDERR_FILENO && dup2(fd, STDERR_FILENO) < 0)   /* dup2 clears FD_CLOEXEC */
+		goto fail;
+	if (fd != STDERR_FILENO)
+		close(fd);
+	return 0;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+int log_open_file(const char *path, long uid, long gid)
+{
+	char *copy = strdup(path);
+
+	if (copy == NULL)
+		return -1;
+	if (log_file_take(path, uid, gid) != 0) {
+		int saved = errno;
+		free(copy);
+		errno = saved;
+		return -1;
+	}
+	/* standard error is no longer the journal's stream: no "<6>" prefixes in the file */
+	pthread_once(&log_journal_once, log_journal_detect);
+	log_to_journal = 0;
+	free(log_path);
+	log_path = copy;
+	return 0;
+}
+
+int log_reopen_file(void)
+{
+	if (log_path == NULL)
+		return 1;
+	return log_file_take(log_path, -1, -1);
+}
+
+const char *log_file_path(void)
+{
+	return log_path;
 }
 
 void log_set_level(enum log_level lvl) { log_level = lvl; }

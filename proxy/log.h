@@ -22,6 +22,18 @@ void log_enable_syslog(int on);
 /* The same with a facility (enum log_facility); a change reopens the connection. */
 void log_enable_syslog_facility(int on, int facility);
 
+/* log.file: the lines go to path (appended; made with mode 0640 when missing) instead of
+ * standard error. The file takes the place of fd 2, so whatever else writes to standard
+ * error (a sanitizer, libuv's diagnostics) lands there too. uid/gid >= 0: the file is given
+ * to them (the `user:` mxgate drops to, who must be able to reopen it). Returns 0, or -1
+ * with errno (nothing changed). Call once at start, before the threads. */
+int log_open_file(const char *path, long uid, long gid);
+/* Reopens the file of log_open_file at its path (logrotate moved it away): 0 done, 1 no
+ * log file is set, -1 with errno (the old file stays in use). Main thread only. */
+int log_reopen_file(void);
+/* The path of log_open_file, or NULL. */
+const char *log_file_path(void);
+
 /* Prints "<id> <formatted>" at lvl. id may be NULL or "" for process events ("-" is printed). */
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

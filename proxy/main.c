@@ -40,7 +40,7 @@ static uv_loop_t *main_loop;
 static const char *config_path;
 static struct listen_config listen_copies[WORKER_MAX_LISTENERS];
 static int nlisten;
-static uv_signal_t sig_hup, sig_term, sig_int;
+static uv_signal_t sig_hup, sig_term, sig_int, sig_usr1, sig_usr2;
 static int stopping;
 static struct control *control;
 static uv_timer_t watchdog_timer;
@@ -53,7 +53,7 @@ static bool drain_watched;       /* the watch ran: its limit has passed for any 
 /* What was made once at start from these keys (listen: listen_copies; workers: nworkers;
  * metrics: the address the running metrics listener was started on); a reload that changes
  * them says they wait for the next start. */
-static struct { char *user, *metrics, *csocket, *cmode, *cowner, *cgroup; } boot;
+static struct { char *user, *metrics, *csocket, *cmode, *cowner, *cgroup, *logfile; } boot;
 
 static void usage(void)
 {
@@ -174,6 +174,7 @@ static void main_start_only_changes(const struct mx_config *cfg, char *out, size
 		{ "listen", listen },
 		{ "workers", config_worker_count(cfg) != nworkers },
 		{ "user", !main_same_string(cfg->user, boot.user) },
+		{ "log.file", !main_same_string(cfg->log.file, boot.logfile) },
 		/* a listener that runs stays where it is; none running: a reload starts it */
 		{ "metrics.listen", metrics && !main_same_string(cfg->metrics.listen, boot.metrics) },
 		{ "control", !main_same_string(cfg->control.socket, boot.csocket) ||
@@ -291,11 +292,49 @@ static void main_drain_watch_cb(uv_timer_t *t)
 	uv_close((uv_handle_t *)t, NULL);
 }
 
+/* SIGUSR1: logrotate moved log.file away; the lines go to a file at the path again. A
+ * failure keeps the old file (its line says why there). Never ends the process: SIGUSR1's
+ * default action would, with no drain (nginx's reopen signal, sent by copied logrotate
+ * stanzas). */
+static void main_reopen_log(void)
+{
+	int rc = log_reopen_file();
+	char path[600];
+
+	if (rc == 1) {
+		log_event(LOG_LVL_INFO, NULL, "event=log_reopen reason=\"no log.file: nothing to reopen "
+		    "(standard error stays)\"");
+		return;
+	}
+	log_val(path, sizeof(path), log_file_path());
+	if (rc < 0)
+		log_event(LOG_LVL_ERROR, NULL, "event=log_reopen_failed file=%s reason=\"%s\" keeping=old",
+		    path, strerror(errno));
+	else
+		log_event(LOG_LVL_INFO, NULL, "event=log_reopened file=%s", path);
+}
+
 static void main_signal_cb(uv_signal_t *h, int signum)
 {
 	(void)h;
 	if (signum == SIGHUP) {
+		if (stopping) {
+			/* the drain goes on under the generation in force */
+			log_event(LOG_LVL_WARNING, NULL, "event=reload_ignored reason=stopping");
+			return;
+		}
 		main_reload(NULL);
+		return;
+	}
+	if (signum == SIGUSR1) {
+		main_reopen_log();
+		return;
+	}
+	if (signum == SIGUSR2) {
+		/* HAProxy's reload signal: an operator used to it must not end mail service
+		 * (SIGUSR2's default action) with no drain */
+		log_event(LOG_LVL_WARNING, NULL, "event=signal_ignored signal=USR2 reason=\"reload is SIGHUP "
+		    "or mxgatectl reload\"");
 		return;
 	}
 	if (stopping++) {
@@ -330,11 +369,14 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 			metrics_stop(metrics);
 		metrics = NULL;
 	}
-	/* The signal handlers stay (a second signal ends the drain) but no longer keep the
-	 * main loop alive. */
-	uv_close((uv_handle_t *)&sig_hup, NULL);
+	/* The signal handlers stay (a second signal ends the drain; SIGHUP is refused, not left
+	 * to its default action, which would end the process mid-drain) but no longer keep
+	 * the main loop alive. */
+	uv_unref((uv_handle_t *)&sig_hup);
 	uv_unref((uv_handle_t *)&sig_term);
 	uv_unref((uv_handle_t *)&sig_int);
+	uv_unref((uv_handle_t *)&sig_usr1);
+	uv_unref((uv_handle_t *)&sig_usr2);
 }
 
 /* One listening socket per worker and address, SO_REUSEPORT so the kernel spreads
@@ -369,6 +411,7 @@ static void main_boot_free(void)
 	free(boot.cmode);
 	free(boot.cowner);
 	free(boot.cgroup);
+	free(boot.logfile);
 	memset(&boot, 0, sizeof(boot));
 }
 
@@ -408,6 +451,28 @@ static int main_drop_privileges(const char *user)
 		return -1;
 	}
 	log_event(LOG_LVL_INFO, NULL, "event=privileges user=%s uid=%d", user, (int)pw->pw_uid);
+	return 0;
+}
+
+/* log.file, opened before privileges go (its directory may be root's) and given to the
+ * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
+static int main_open_log(const struct mx_config *cfg)
+{
+	long uid = -1, gid = -1;
+
+	if (cfg->user && *cfg->user && geteuid() == 0) {
+		struct passwd *pw = getpwnam(cfg->user);
+		if (pw == NULL) {
+			fprintf(stderr, "mxgate: user %s: no such user\n", cfg->user);
+			return -1;
+		}
+		uid = (long)pw->pw_uid;
+		gid = (long)pw->pw_gid;
+	}
+	if (log_open_file(cfg->log.file, uid, gid) != 0) {
+		fprintf(stderr, "mxgate: cannot open log.file %s: %s\n", cfg->log.file, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -463,6 +528,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	main_apply_logging(cfg);
+	if (cfg->log.file && main_open_log(cfg) != 0) {
+		config_free(cfg);
+		return 1;
+	}
 	/* Like the listeners (and HAProxy's or nginx's binds): an address that cannot be had stops
 	 * the start, rather than a daemon running without its probes and /metrics. First, before
 	 * anything else is made that the failure would have to undo. */
@@ -487,6 +556,7 @@ int main(int argc, char **argv)
 	boot.cmode = MAIN_DUP(cfg->control.mode);
 	boot.cowner = MAIN_DUP(cfg->control.owner);
 	boot.cgroup = MAIN_DUP(cfg->control.group);
+	boot.logfile = MAIN_DUP(cfg->log.file);
 #undef MAIN_DUP
 	const struct listen_config *lv = cfg->listen.v;
 	const struct listen_config *lcs[WORKER_MAX_LISTENERS];
@@ -530,6 +600,10 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_hup, main_signal_cb, SIGHUP);
 	uv_signal_start(&sig_term, main_signal_cb, SIGTERM);
 	uv_signal_start(&sig_int, main_signal_cb, SIGINT);
+	uv_signal_init(main_loop, &sig_usr1);
+	uv_signal_start(&sig_usr1, main_signal_cb, SIGUSR1);
+	uv_signal_init(main_loop, &sig_usr2);
+	uv_signal_start(&sig_usr2, main_signal_cb, SIGUSR2);
 	static const struct ops_host host = { .current = main_current, .reload = main_reload };
 	ops_start(main_loop, &host);
 	ops_set_listening();

@@ -296,8 +296,8 @@ static double backend_series_value(struct backend *b, enum backend_series s)
 	case SERIES_LATENCY: return (double)atomic_load(&b->latency_us) / 1e6;
 	case SERIES_ACTIVE: return atomic_load(&b->active);
 	case SERIES_FAILS: return atomic_load(&b->fails);
-	case SERIES_DELIVERED: return (double)atomic_load(&b->delivered);
-	case SERIES_FAILED: return (double)atomic_load(&b->failed);
+	case SERIES_DELIVERED: return (double)backend_delivered(b);
+	case SERIES_FAILED: return (double)backend_failed(b);
 	default: return 0;
 	}
 }

@@ -855,15 +855,17 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 	}
 	if (temp == 0 && perm > 0) {
 		/* The backend refused the message for good: its verdict goes to the client. */
-		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=data reason=backend backend=%s code=%d reply=\"%.200s\"",
-		    url, codes[0], texts[0] ? texts[0] : "");
+		char rv[256];   /* the backend's text: quoted and escaped as any value from outside */
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=data reason=backend backend=%s code=%d reply=%s",
+		    url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""));
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, "data", "backend", false);
 		smtp_tx_finish(tx, codes[0], texts[0], "backend", false, true);
 		return;
 	}
 	/* A temporary failure or a lost connection before the final 250: replay elsewhere. */
-	log_event(LOG_LVL_INFO, tx->env->session_id, "event=backend_tempfail backend=%s code=%d reply=\"%.200s\" attempt=%d",
-	    url, codes[0], texts[0] ? texts[0] : "", tx->attempts);
+	char rv[256];
+	log_event(LOG_LVL_INFO, tx->env->session_id, "event=backend_tempfail backend=%s code=%d reply=%s attempt=%d",
+	    url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""), tx->attempts);
 	if (ok > 0) {
 		/* LMTP: some recipients already have it; the client's retry may duplicate for
 		 * them, which is better than losing the others. */

@@ -57,8 +57,8 @@ static void status_backend_json(struct jsonw *j, const struct backend *b, bool r
 	/* Never probed successfully: unknown (null), as the text view's "-", not 0 ms. */
 	jsonw_num(j, "latency_ms", us > 0 ? (double)us / 1000.0 : NAN);
 	jsonw_int(j, "active", atomic_load(&b->active));
-	jsonw_int(j, "delivered", atomic_load(&b->delivered));
-	jsonw_int(j, "failed", atomic_load(&b->failed));
+	jsonw_int(j, "delivered", backend_delivered(b));
+	jsonw_int(j, "failed", backend_failed(b));
 	jsonw_int(j, "consecutive_failures", atomic_load(&b->fails));
 	jsonw_int(j, "weight", b->weight);
 	jsonw_bool(j, "route_only", route_only);
@@ -103,8 +103,8 @@ static void status_backends_text(struct strbuf *out)
 		long long us = atomic_load(&b->latency_us);
 		snprintf(lat, sizeof(lat), us > 0 ? "%.1f ms" : "-", (double)us / 1000.0);
 		strbuf_printf(out, "%-40s %-9s %10s %6d %10lld %8lld %6d%s\n", b->url, ops_backend_state(b), lat,
-		    atomic_load(&b->active), (long long)atomic_load(&b->delivered),
-		    (long long)atomic_load(&b->failed), b->weight, i >= g->pool->nservers ? "  (route only)" : "");
+		    atomic_load(&b->active), backend_delivered(b),
+		    backend_failed(b), b->weight, i >= g->pool->nservers ? "  (route only)" : "");
 	}
 	for (size_t i = 0; (url = ops_drained_url(i)) != NULL; i++)
 		if (!g || status_drain_unconfigured(g->pool, url))

@@ -25,6 +25,8 @@ PEER_PKGS="$PEER_PKGS chromium man-db groff-base"
 # dovecot-core: test_edge_dovecot.py, test_auth_submission.py (SMTP AUTH)    haproxy: bench_core's L4 baseline
 # fail2ban: test_auth_submission.py checks examples/fail2ban/ with fail2ban-regex
 PEER_PKGS="$PEER_PKGS dovecot-core haproxy fail2ban"
+# python3-prometheus-client: the reference parser of the metrics exposition (test_ops_*.py)
+PEER_PKGS="$PEER_PKGS python3-prometheus-client"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -75,6 +75,66 @@ expect "YAML syntax error" 1 "$T/syntax.yaml" "$T/syntax.yaml:2:1: YAML syntax:"
 
 expect "missing file" 1 "$T/missing.yaml" "$T/missing.yaml: cannot read"
 
+# The same server twice: its series came out twice with one label set in /metrics (a
+# scrape Prometheus reports as duplicate samples) and drain/enable matched both; weight
+# is the way to give it more. The metrics listener on a port of listen: -t said ok and the
+# start failed with "Address already in use".
+printf 'listen: [127.0.0.1:2525]\nbackends:\n  servers:\n    - smtp://127.0.0.1:2526\n    - smtp://127.0.0.1:2527\n    - SMTP://127.0.0.1:2526\n' > "$T/dupserver.yaml"
+expect "the same server twice" 1 "$T/dupserver.yaml" \
+	"$T/dupserver.yaml:6:7: backends.servers[2]: the same server as backends.servers[0] (give it a weight instead)"
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526], routes: [{ domains: [a.test], servers: [smtp://127.0.0.1:2526] }] }\n' > "$T/routeshare.yaml"
+expect "a route may name a default server" 0 "$T/routeshare.yaml"
+printf 'listen: [127.0.0.1:2525, "127.0.0.1:2587"]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nmetrics: { listen: "127.0.0.1:2587" }\n' > "$T/metricsport.yaml"
+expect "metrics.listen on a listen address" 1 "$T/metricsport.yaml" \
+	"$T/metricsport.yaml:3:20: metrics.listen: the same address as listen[1]"
+
+# log.file in a directory that does not exist: -t says so (was: ok, then the start died)
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nlog: { file: /nonexistent-dir/mxgate.log }\n' > "$T/logdir.yaml"
+expect "log.file in a missing directory" 1 "$T/logdir.yaml" \
+	"$T/logdir.yaml:3:14: log.file: directory /nonexistent-dir: No such file or directory"
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nlog: { file: %s/mxgate.log }\n' "$T" > "$T/logok.yaml"
+expect "log.file in a directory that exists" 0 "$T/logok.yaml"
+
+# A second YAML document ("---" again, as when two files are concatenated or a snippet is
+# pasted below the first) was read no further: its keys were silently ignored.
+cat > "$T/twodocs.yaml" <<'YAML'
+listen: [127.0.0.1:2525]
+backends: { servers: [smtp://127.0.0.1:2526] }
+---
+limits: { max_recipients: 5 }
+YAML
+expect "a second YAML document" 1 "$T/twodocs.yaml" \
+	"$T/twodocs.yaml:3:1: a second YAML document: mxgate reads one mapping per file, put these keys in the first"
+printf -- '---\nlisten: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\n...\n' > "$T/onedoc.yaml"
+expect "one document with its markers" 0 "$T/onedoc.yaml"
+
+# Merge keys: of an alias (documented) works; of a mapping written in place (which
+# libfyaml does not merge) and an alias that names no anchor (a typo) are errors at their
+# place with a hint (were: "FILE:1:1: cannot resolve anchors/aliases").
+cat > "$T/merge.yaml" <<'YAML'
+listen: [127.0.0.1:2525]
+backends:
+  servers:
+    - &s { address: smtp://127.0.0.1:2526, weight: 3 }
+    - { <<: *s, address: smtp://127.0.0.1:2527 }
+limits: &l { max_recipients: 5 }
+YAML
+expect "merge key of an alias" 0 "$T/merge.yaml"
+printf 'limits:\n  <<: { max_recipients: 5 }\n' >> "$T/merge.yaml"
+sed -i 's/^limits: &l .*$//' "$T/merge.yaml"
+expect "merge key of a mapping in place" 1 "$T/merge.yaml" \
+	"$T/merge.yaml:8:7: YAML: invalid merge key value (an alias *NAME needs an anchor &NAME earlier in the file; a merge key takes aliases only"
+cat > "$T/badalias.yaml" <<'YAML'
+listen: [127.0.0.1:2525]
+backends:
+  servers:
+    - &s { address: smtp://127.0.0.1:2526 }
+    - { <<: *nope, address: smtp://127.0.0.1:2527 }
+YAML
+expect "an alias without its anchor" 1 "$T/badalias.yaml" "$T/badalias.yaml:5:14: YAML: invalid merge key value"
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nlimits: *nope\n' > "$T/badalias2.yaml"
+expect "an alias without its anchor, not merged" 1 "$T/badalias2.yaml" "$T/badalias2.yaml:3:10: YAML: invalid alias"
+
 "$BIN" --dump-config-docs > "$T/config.md" 2>&1
 if grep -q '^| `max_connections_per_ip` | integer | `50` |' "$T/config.md"; then
 	echo "ok   --dump-config-docs"

@@ -38,10 +38,19 @@ def unquote(v):
 
 be = mt.Backend(name='logfmt')
 lm = mt.Backend(name='logfmt-lmtp', lmtp=True)
+# A backend's reply after the dot is text from outside too: quotes, '=' and a backslash
+# in a 5xx or 4xx must stay inside reply="..." (the refusal and the tempfail lines).
+REJ = '554 5.7.1 refused: "spam" event=delivered backend_queue_id=x \\ end'
+TMP = '451 4.3.0 busy "later" event=delivered'
+rej = mt.Backend(name='logfmt-reject', data_reply=REJ)
+tmpf = mt.Backend(name='logfmt-tempfail', data_reply=TMP)
 md = os.path.join(mt.TMP, 'Maildir')
 cfg = mt.config([be.url], log={'level': 'debug'}, workers=1,
-                backends={'routes': [{'domains': ['lmtp.test'], 'servers': [lm.url]},
-                                     {'domains': ['maildir.test'], 'servers': ['maildir:' + md]}]})
+                backends={'max_attempts': 1,
+                          'routes': [{'domains': ['lmtp.test'], 'servers': [lm.url]},
+                                     {'domains': ['maildir.test'], 'servers': ['maildir:' + md]},
+                                     {'domains': ['reject.test'], 'servers': [rej.url]},
+                                     {'domains': ['tempfail.test'], 'servers': [tmpf.url]}]})
 mx = mt.Mxgate(cfg, name='mx-logfmt')
 
 tricky = '"a b event=x\\"y"@example.test'          # RFC 5321 Quoted-string local part
@@ -52,6 +61,10 @@ mt.check(code == 250, 'a plain message is relayed (%s %s)' % (code, text))
 for dom in ('lmtp.test', 'maildir.test'):
     code, text = mt.send_mail(mx.port, 'plain@example.test', ['rcpt@' + dom], mt.message(dom))
     mt.check(code == 250, 'a message to the %s route is delivered (%s %s)' % (dom, code, text))
+code, _ = mt.send_mail(mx.port, 'plain@example.test', ['rcpt@reject.test'], mt.message('rej'))
+mt.check(code == 554, "a backend's 554 after the dot reaches the client (%s)" % code)
+code, _ = mt.send_mail(mx.port, 'plain@example.test', ['rcpt@tempfail.test'], mt.message('tmpf'))
+mt.check(code == 451, "a backend's 451 after the dot reaches the client as 451 (%s)" % code)
 # the queue id in other MTAs' wording of the 250 after the final dot
 STYLES = [('exim', '250 OK id=%(qid)s'),
           ('sendmail', '250 2.0.0 %(qid)s Message accepted for delivery'),
@@ -76,6 +89,7 @@ mt.check(mx.wait_log(r'event=delivered.*from=<plain@example\.test>', 10) is not 
 mx.stop()
 
 bad = []
+events = []
 delivered = []
 relay_lines, relay_anon = 0, []
 for line in mx.log().splitlines():
@@ -88,6 +102,7 @@ for line in mx.log().splitlines():
     if keys.count('event') != 1:
         bad.append(line)
     d = dict((k, unquote(v)) for k, v in kv)
+    events.append(d)
     if d.get('event') == 'delivered':
         delivered.append(d)
     # a backend conversation is read by the session it serves (grep ID); only a pooled
@@ -101,6 +116,11 @@ mt.check(not bad, 'every line is "TIMESTAMP LEVEL ID event=... key=value..." wit
          (len(bad), ': ' + bad[0][:200] if bad else ''))
 mt.check(relay_lines > 0 and not relay_anon, 'the relay_send / relay_reply lines carry the session id (%d of %d without%s)' %
          (len(relay_anon), relay_lines, ': ' + relay_anon[0][:160] if relay_anon else ''))
+replies = dict((d.get('event'), d.get('reply')) for d in events if d.get('event') in ('reject', 'backend_tempfail')
+               and d.get('backend') in (rej.url, tmpf.url))
+mt.check(replies.get('reject') == REJ, "the backend's 554 reads back whole from reply= (%r)" % replies.get('reject'))
+mt.check(replies.get('backend_tempfail') == TMP,
+         "the backend's 451 reads back whole from reply= (%r)" % replies.get('backend_tempfail'))
 mt.check(len(delivered) == 4, 'four event=delivered lines (%d)' % len(delivered))
 q = next((d for d in delivered if 'a b' in d.get('from', '')), {})
 mt.check(q.get('from') == '<%s>' % tricky, 'the quoted sender reads back whole from its from= value (%r)' % q.get('from'))

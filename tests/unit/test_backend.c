@@ -692,6 +692,8 @@ static void test_report_failure(void **state)
 	struct mx_config *cfg;
 	struct pool *p = pool_from("backends:\n  health_check: { fall: 3 }\n  servers:\n" THREE, &cfg);
 	struct backend *b = &p->servers[1];
+	/* the counts are the URL's since the start of the process: other tests count too */
+	long long d0 = backend_delivered(b), f0 = backend_failed(b);
 
 	(void)state;
 	backend_report_failure(p, b, "connect refused");
@@ -701,14 +703,25 @@ static void test_report_failure(void **state)
 	/* a success resets the run */
 	backend_report_success(p, b);
 	assert_int_equal(atomic_load(&b->fails), 0);
-	assert_int_equal(atomic_load(&b->delivered), 1);
+	assert_int_equal(backend_delivered(b), d0 + 1);
 	backend_report_failure(p, b, "timeout");
 	backend_report_failure(p, b, "timeout");
 	assert_int_equal(atomic_load(&b->up), 1);
 	backend_report_failure(p, b, "timeout");
 	assert_int_equal(atomic_load(&b->up), 0);
-	assert_int_equal(atomic_load(&b->failed), 5);
+	assert_int_equal(backend_failed(b), f0 + 5);
 	assert_int_equal(atomic_load(&b->oks), 0);
+	{
+		/* a reload's new pool naming the same URL keeps counting from there */
+		struct mx_config *cfg2;
+		struct pool *p2 = pool_from("backends:\n  servers:\n" THREE, &cfg2);
+		struct backend *b2 = &p2->servers[1];
+		assert_int_equal(backend_delivered(b2), d0 + 1);
+		assert_int_equal(backend_failed(b2), f0 + 5);
+		backend_report_success(p2, b2);
+		assert_int_equal(backend_delivered(b), d0 + 2);
+		pool_done(p2, cfg2);
+	}
 	/* out of the rotation */
 	for (int i = 0; i < 20; i++)
 		assert_ptr_not_equal(pool_pick_backend(p, NULL, NULL, 0), b);

@@ -149,21 +149,25 @@ static struct backend g_backends[2];
 static struct backend g_extra[1];
 
 static struct pool *get_pool(void) { return &g_pool; }
+static struct backend_counts g_counts[2];
 
 static void pool_setup(void)
 {
 	memset(&g_pool, 0, sizeof g_pool);
 	memset(g_backends, 0, sizeof g_backends);
 	memset(g_extra, 0, sizeof g_extra);
+	memset(g_counts, 0, sizeof g_counts);
 	g_backends[0].url = "smtp://127.0.0.1:2526";
 	atomic_init(&g_backends[0].up, 1);
 	atomic_init(&g_backends[0].latency_us, 1500);
-	atomic_init(&g_backends[0].delivered, 7);
+	g_backends[0].counts = &g_counts[0];
+	atomic_init(&g_counts[0].delivered, 7);
 	atomic_init(&g_backends[0].active, 2);
 	g_backends[1].url = "maildir:/var/spool/\"odd\"\\dir";
 	atomic_init(&g_backends[1].up, 0);
 	atomic_init(&g_backends[1].fails, 3);
-	atomic_init(&g_backends[1].failed, 4);
+	g_backends[1].counts = &g_counts[1];
+	atomic_init(&g_counts[1].failed, 4);
 	g_extra[0].url = "lmtp://127.0.0.1:2424";
 	atomic_init(&g_extra[0].up, 1);
 	g_pool.servers = g_backends;

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Signals that arrive while the daemon drains after SIGTERM. Config management or a
+logrotate postrotate may send SIGHUP (or SIGUSR1/SIGUSR2) at any time, also while a stop
+is under way; none of them may end the drain: a session in a transaction still finishes
+its message, and the process exits 0 with its event=stopped line. (SIGTERM/SIGINT a
+second time do end it at once: documented.)
+
+Before: the SIGHUP handler was closed at the shutdown, so libuv put back SIGHUP's default
+action and a SIGHUP during the drain killed the daemon on the spot (no exit line, the
+message in flight cut off, systemd would have recorded a failure by signal)."""
+import os
+import signal
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+be = mt.Backend(name='drain-signals')
+
+
+def drain_with_signals(name, metrics):
+    """SIGTERM with a transaction open, then SIGHUP, SIGUSR1, SIGUSR2. With metrics.listen
+    the main loop runs for the whole drain (the probes answer) and logs each signal;
+    without, it only has to survive them."""
+    cfg = mt.config([be.url], limits={'drain_timeout': '20s'})
+    if metrics:
+        cfg['metrics'] = {'listen': '127.0.0.1:%d' % mt.hold_port().port}
+    mx = mt.Mxgate(cfg, name=name)
+    c = mt.Client(mx.port)
+    c.ehlo()
+    mt.check(c.cmd('MAIL FROM:<a@example.org>')[0] == 250 and c.cmd('RCPT TO:<b@example.test>')[0] == 250,
+             '%s: a transaction is open' % name)
+    mx.send_signal(signal.SIGTERM)
+    mt.check(mx.wait_log(r'event=shutdown signal=15', mt.slack(5)) is not None, '%s: SIGTERM starts the drain' % name)
+    for sig, sname in ((signal.SIGHUP, 'HUP'), (signal.SIGUSR1, 'USR1'), (signal.SIGUSR2, 'USR2')):
+        start = mx.log_size()
+        mx.send_signal(sig)
+        if metrics:
+            mt.check(mx.wait_log(r'event=(reload_ignored|log_reopen|signal_ignored)\b', mt.slack(5), start) is not None,
+                     '%s: SIG%s during the drain is handled and logged (%s)' % (name, sname, mx.tail(2)))
+        mt.check(mx.alive(), '%s: SIG%s during the drain does not end the daemon' % (name, sname))
+    if metrics:
+        mt.check(mx.wait_log(r'warning - event=reload_ignored reason=stopping', 0) is not None,
+                 '%s: SIGHUP during the drain: event=reload_ignored reason=stopping' % name)
+    mt.check(c.cmd('DATA')[0] == 354, '%s: the open transaction goes on: DATA' % name)
+    c.send(mt.stuff(mt.message(name)))
+    code, text = c.reply()
+    mt.check(code == 250, '%s: its message is delivered (%s %s)' % (name, code, text))
+    c.close()
+    mt.check(len(be.by_tag(name)) == 1, '%s: the backend has it once (%d)' % (name, len(be.by_tag(name))))
+    mx.stop(sig=None, timeout=mt.slack(25))
+    mt.check('event=stopped' in mx.log(), '%s: the drain ends with event=stopped' % name)
+
+
+drain_with_signals('mx-drain-probes', metrics=True)
+drain_with_signals('mx-drain-plain', metrics=False)
+mt.finish()
