@@ -690,8 +690,10 @@ static void rl_redis_reply_cb(void *arg, const redisReply *reply)
 		rl_check_decide(ck, allowed, "redis");
 	} else if (reply && reply->type == REDIS_REPLY_ERROR) {
 		/* A script error: this check is decided locally. */
+		char rv[160];
+
 		log_event(LOG_LVL_WARNING, hook_call_env(op->call)->session_id,
-		    "event=redis_error module=ratelimit reply=\"%.120s\"", reply->str);
+		    "event=redis_error module=ratelimit reply=%s", log_val(rv, sizeof(rv), reply->str));
 		rl_check_local(ck);
 	} else {
 		/* Unreachable or timed out: decided locally, kept for Redis. */

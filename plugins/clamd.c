@@ -1,6 +1,7 @@
 /* clamd.c — virus scanning through clamd's zINSTREAM, as a built-in plugin. */
 #include "clamd.h"
 #include "config.h"
+#include "log.h"
 #include "plugins.h"
 #include "scanner.h"
 
@@ -121,7 +122,9 @@ static void clamd_verdict(struct clamd_scan *sc)
 		return clamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 	if (rc < 0) {
 		sc->reply[strcspn(sc->reply, "\r\n")] = '\0';
-		h->log(sc->call, 2, "event=clamd_error reply=\"%.200s\"", sc->reply);
+		char rv[240];
+
+		h->log(sc->call, 2, "event=clamd_error reply=%s", log_val(rv, sizeof(rv), sc->reply));
 		return clamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "clamd-error");
 	}
 	h->add_symbol(sc->call, "CLAM_VIRUS", 0, name);

@@ -6,6 +6,7 @@
  * owns the timer: each reply (and SMFIR_PROGRESS) restarts it through host->progress. */
 #include "milter.h"
 #include "config.h"
+#include "log.h"
 #include "milter_proto.h"
 #include "pconn.h"
 #include "plugins.h"
@@ -493,8 +494,11 @@ static int milter_apply_mods(struct milter_sess *ms)
 			addr = milter_strip_brackets(m->a);
 			/* ESMTP arguments of a new sender are not applied (the client's SIZE, BODY,
 			 * RET, ENVID stay): Postfix's cleanup ignores them with a warning too. */
-			if (m->b && *m->b)
-				h->log(c, 2, "event=milter_chgfrom_args_ignored args=\"%.100s\"", m->b);
+			if (m->b && *m->b) {
+				char av[140];
+
+				h->log(c, 2, "event=milter_chgfrom_args_ignored args=%s", log_val(av, sizeof(av), m->b));
+			}
 			h->set_sender(c, addr);
 			free(addr);
 			break;

@@ -133,7 +133,9 @@ struct mxgate_host {
 	void (*set_quarantine_reason)(struct mxgate_call *c, const char *reason);
 	/* The peer is alive and working: restart this call's timeout. */
 	void (*progress)(struct mxgate_call *c);
-	/* level: 0 debug, 1 info, 2 warning, 3 error. Logged as "<session> plugin=<name> ...". */
+	/* level: 0 debug, 1 info, 2 warning, 3 error. fmt "event=NAME k=v..." is logged as
+	 * "<session> event=NAME plugin=<name> k=v..."; a text without event= first as
+	 * "event=plugin_log plugin=<name> text". Quote values from outside (log form). */
 	void (*log)(struct mxgate_call *c, int level, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));
 

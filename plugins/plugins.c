@@ -1252,7 +1252,16 @@ static void host_log(struct mxgate_call *c, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	log_event(lvl, s ? s->env->session_id : NULL, "plugin=%s %s", s ? s->pe->pc->name : "-", buf);
+	/* the log form puts event= first: "event=NAME plugin=P rest", as every other line */
+	if (strncmp(buf, "event=", 6) == 0) {
+		size_t n = strcspn(buf, " ");
+
+		log_event(lvl, s ? s->env->session_id : NULL, "%.*s plugin=%s%s", (int)n, buf,
+		    s ? s->pe->pc->name : "-", buf + n);
+	} else {
+		log_event(lvl, s ? s->env->session_id : NULL, "event=plugin_log plugin=%s %s",
+		    s ? s->pe->pc->name : "-", buf);
+	}
 }
 
 static void host_done(struct mxgate_call *c, enum mxgate_action action, int code,

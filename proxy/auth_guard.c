@@ -149,7 +149,12 @@ static void auth_guard_redis_cb(void *arg, const redisReply *reply)
 	if (!ok) {
 		/* unreachable, slow or a script error: the local table decides this one */
 		if (reply && reply->type == REDIS_REPLY_ERROR)
-			log_event(LOG_LVL_WARNING, NULL, "event=redis_error module=auth reply=\"%.120s\"", reply->str);
+		{
+			char rv[160];
+
+			log_event(LOG_LVL_WARNING, NULL, "event=redis_error module=auth reply=%s",
+			    log_val(rv, sizeof(rv), reply->str));
+		}
 		n[0] = auth_guard_local_count(q->g, q->ipkey, q->cost);
 		n[1] = auth_guard_local_count(q->g, q->userkey, q->cost);
 	}

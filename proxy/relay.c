@@ -775,14 +775,20 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			 * other client's identity: drop the connection as stale (the session opens
 			 * another, not counted as an attempt) and reuse only same-client ones. */
 			atomic_store(&r->b->xclient_once, 1);
-			log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=\"%.100s\"", r->b->url, text);
+			char rv[160];
+
+			log_event(LOG_LVL_INFO, relay_log_id(r), "event=xclient_once backend=%s reply=%s", r->b->url,
+			    log_val(rv, sizeof(rv), text));
 			r->reused_fresh = true;
 			relay_fail(r, "XCLIENT refused on a pooled connection");
 			return;
 		}
 		if (code != 220 && code != 250) {
 			/* The backend refused our identity: it still works, without it. */
-			log_event(LOG_LVL_WARNING, relay_log_id(r), "event=xclient_refused backend=%s reply=\"%.100s\"", r->b->url, text);
+			char rv[160];
+
+			log_event(LOG_LVL_WARNING, relay_log_id(r), "event=xclient_refused backend=%s reply=%s", r->b->url,
+			    log_val(rv, sizeof(rv), text));
 			snprintf(r->ident, sizeof(r->ident), "%s", r->pending_ident);
 			relay_ready(r);
 			return;

@@ -160,6 +160,7 @@ void session_error(struct session *s)
 static int session_reply_verdict(struct session *s, const struct verdict *v, const char *stage)
 {
 	int code = v->code;
+	char rv[300];
 
 	if (code == 0)
 		code = v->action == VERDICT_TEMPFAIL ? 451 : 550;
@@ -173,9 +174,9 @@ static int session_reply_verdict(struct session *s, const struct verdict *v, con
 		session_reply_text(s, code, v->reply);
 	else
 		session_reply(s, "%d %s", code, code / 100 == 4 ? "4.7.1 Try again later" : "5.7.1 Rejected");
-	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s client=%s code=%d reply=\"%.200s\"",
+	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s client=%s code=%d reply=%s",
 	    v->action == VERDICT_TEMPFAIL ? "tempfail" : "reject", stage, v->reason[0] ? v->reason : "filter",
-	    s->env.client_ip, code, v->reply);
+	    s->env.client_ip, code, log_val(rv, sizeof(rv), v->reply));
 	opstats_note_refusal(s->w->index, s->env.client_ip, stage, v->reason, code / 100 == 4);
 	return code;
 }
@@ -1275,8 +1276,11 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		s->conn_verdict = *v;
 		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : v->code / 100 == 5 ? v->code : 550,
 		    v->reason[0] ? v->reason : "filter");
-		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s client=%s reply=\"%.200s\"",
-		    temp ? "tempfail" : "reject", v->reason[0] ? v->reason : "filter", s->env.client_ip, v->reply);
+		char rv[300];
+
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s client=%s reply=%s",
+		    temp ? "tempfail" : "reject", v->reason[0] ? v->reason : "filter", s->env.client_ip,
+		    log_val(rv, sizeof(rv), v->reply));
 		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, temp);
 	}
 	return false;

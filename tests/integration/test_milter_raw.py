@@ -45,6 +45,11 @@ code, text = send('ok1', 'REPLY_250\r\n')
 t.check(code == 451 and not be.find('Message-ID: <ok1@'),
         'a 250 reply code from a milter is malformed: on_error tempfail, not delivered (%s %s)' % (code, text))
 
+code, text = send('q1', 'REPLY_QUOTE\r\n')
+t.check(code == 550 and 'refused "spam"' in text, 'a reply text with quotes reaches the client (%s %s)' % (code, text))
+t.check(mx.count_log(r'event=reject stage=\S+ .*reply="5\.7\.1 refused \\"spam\\" event=delivered x=y"') == 1 and
+        not mx.malformed_log_lines(), 'and stays inside reply="..." in the log, escaped: %s' % mx.malformed_log_lines()[:2])
+
 c = t.Client(mx.port, timeout=30)
 c.ehlo('client.example.org')
 c.cmd('MAIL FROM:<a@example.org>')

@@ -9,6 +9,7 @@ SMFIR_SKIP once the body seen so far holds SKIPBODY. At end of message the body 
   REPLY_MISMATCH  SMFIR_REPLYCODE "550 4.7.1 class mismatch" (enhanced code of another class)
   REPLY_250       SMFIR_REPLYCODE "250 2.0.0 fine"           (not a refusal)
   REPLY_421       SMFIR_REPLYCODE "421 4.7.0 closing"        (Postfix ends the session)
+  REPLY_QUOTE     SMFIR_REPLYCODE with '"' and key=value text (the log line must keep it inside reply=)
   INS_HUGE        SMFIR_INSHEADER index 0xffffffff "X-Huge-Index: bottom" (past the end)
   CHG_HUGE        SMFIR_CHGHEADER index 0x80000000 "Subject: huge index" (past the last)
   EXTRA_REPLY     accepts twice (a reply nobody asked for follows the verdict)
@@ -31,6 +32,8 @@ def eom_reply(body, chunks):
         return frame(b'y', b'550 4.7.1 class mismatch\0')
     if b'REPLY_250' in body:
         return frame(b'y', b'250 2.0.0 fine\0')
+    if b'REPLY_QUOTE' in body:
+        return frame(b'y', b'550 5.7.1 refused "spam" event=delivered x=y\0')
     if b'REPLY_421' in body:
         return frame(b'y', b'421 4.7.0 closing\0')
     if b'INS_HUGE' in body:
