@@ -130,8 +130,10 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 			free_slot->rs = rules_set_ref(rs);
 			free_slot->users = 1;
 		}
-		if (rules_current)
+		if (rules_current) {
+			rules_set_carry_hits(rs, rules_current);
 			rules_set_free(rules_current);
+		}
 		rules_current = rules_set_ref(rs);
 	}
 out:

@@ -173,5 +173,9 @@ typedef void (*rules_counter_cb)(const char *name, uint64_t hits, void *arg);
 void rules_foreach_counter(rules_counter_cb cb, void *arg);
 /* The same for one set. */
 void rules_set_foreach_counter(const struct rules_set *rs, rules_counter_cb cb, void *arg);
+/* A reload's new set starts each rule's hit count where the set before left the rule of the
+ * same name (Prometheus counters never go back); hits the old set takes afterwards, from
+ * messages scored by it while they finish, are not carried. */
+void rules_set_carry_hits(struct rules_set *to, const struct rules_set *from);
 
 #endif

@@ -783,6 +783,47 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 }
 
 
+static const struct rules_set *rules_carry_from;
+
+static int rules_carry_cmp(const void *a, const void *b)
+{
+	return strcmp(rules_carry_from->r[*(const size_t *)a].name, rules_carry_from->r[*(const size_t *)b].name);
+}
+
+void rules_set_carry_hits(struct rules_set *to, const struct rules_set *from)
+{
+	size_t *ix, n = 0;
+
+	if (to == NULL || from == NULL || from->n == 0 || (ix = malloc(from->n * sizeof(*ix))) == NULL)
+		return;
+	for (size_t i = 0; i < from->n; i++)
+		if (atomic_load_explicit(&from->r[i].hits, memory_order_relaxed) > 0)
+			ix[n++] = i;
+	/* under the caller's lock: the comparison's set is a file-scope pointer */
+	rules_carry_from = from;
+	qsort(ix, n, sizeof(*ix), rules_carry_cmp);
+	for (size_t i = 0; i < to->n; i++) {
+		size_t lo = 0, hi = n;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			int c = strcmp(to->r[i].name, from->r[ix[mid]].name);
+
+			if (c == 0) {
+				atomic_fetch_add_explicit(&to->r[i].hits,
+				    atomic_load_explicit(&from->r[ix[mid]].hits, memory_order_relaxed), memory_order_relaxed);
+				break;
+			}
+			if (c < 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+	}
+	rules_carry_from = NULL;
+	free(ix);
+}
+
 void rules_set_foreach_counter(const struct rules_set *rs, rules_counter_cb cb, void *arg)
 {
 	for (size_t i = 0; i < rs->n; i++)

@@ -66,7 +66,11 @@ def no_counter_went_back(before, after, what):
 sink = mt.Sink()
 mport = mt.hold_port()
 sock = os.path.join(mt.TMP, 'control.sock')
-cfg = mt.config([sink.url], metrics={'listen': '127.0.0.1:%d' % mport.port}, control={'socket': sock})
+rules = os.path.join(mt.TMP, 'counted.cf')
+with open(rules, 'w') as f:      # a rule every message hits: mxgate_rule_hits_total{rule="MXT_MSGID"}
+    f.write('header MXT_MSGID exists:Message-ID\nscore MXT_MSGID 0.1\n')
+cfg = mt.config([sink.url], metrics={'listen': '127.0.0.1:%d' % mport.port}, control={'socket': sock},
+                rules={'files': [rules]})
 mx = mt.Mxgate(cfg, name='mx-counters')
 mp = mport.port
 
@@ -87,10 +91,12 @@ start = mx.log_size()
 mx.reload(cfg)
 mt.check(mx.wait_log(r'event=reloaded generation=2', mt.slack(10), start) is not None, 'SIGHUP: generation 2')
 b = samples(mp)
+mt.check(a.get(('mxgate_rule_hits_total', (('rule', 'MXT_MSGID'),)), (0,))[0] == 3,
+         'mxgate_rule_hits_total{rule="MXT_MSGID"} is 3 before the reload')
 no_counter_went_back(a, b, 'SIGHUP')
 mt.check(delivered(mp, sink.url) == 3, 'after SIGHUP the backend still counts 3 (%s)' % delivered(mp, sink.url))
 
-mt.check(c.cmd('DATA')[0] == 354, 'DATA on the open transaction')
+mt.check(c.cmd('DATA')[0] == 354, 'DATA on the open transaction')   # (scored by the new rule set)
 c.send(mt.stuff(mt.message('across')))
 code, text = c.reply()
 mt.check(code == 250, 'the transaction open across the reload is delivered (%s %s)' % (code, text))
