@@ -53,6 +53,8 @@ enum {
 #define RELAY_MAX_LMTP 1000
 #define RELAY_STALE_TEXT "stale pooled connection"
 
+#define RELAY_XCLIENT_MAX 3200
+
 struct relay {
 	struct relay *next_idle;
 	struct worker *w;
@@ -66,8 +68,11 @@ struct relay {
 	bool in_session, failed, counted_active;
 	unsigned caps;
 	char xclient_attrs[256];      /* attributes the backend accepts, space separated */
-	char ident[400];              /* the XCLIENT identity last announced */
-	char pending_ident[400];
+	/* the XCLIENT identity last announced, and the one to announce: NAME, REVERSE_NAME, HELO
+	 * and LOGIN of up to 255 octets each, xtext-encoded (up to 3 characters an octet),
+	 * never cut (a LOGIN cut short would name another user) */
+	char ident[RELAY_XCLIENT_MAX];
+	char pending_ident[RELAY_XCLIENT_MAX];
 	char helo[256];
 	/* reply assembly */
 	char line[1024];
@@ -257,7 +262,7 @@ static void relay_arm(struct relay *r, uint64_t ms);
 
 static void relay_send_line(struct relay *r, const char *line)
 {
-	char buf[1100];
+	char buf[RELAY_XCLIENT_MAX + 2];   /* the longest line: XCLIENT; commands are <= 1000 */
 	size_t n = strlen(line);
 
 	if (n > sizeof(buf) - 3)
@@ -266,7 +271,7 @@ static void relay_send_line(struct relay *r, const char *line)
 	buf[n++] = '\r';
 	buf[n++] = '\n';
 	if (log_is_debug()) {
-		char lv[1100];
+		char lv[1200];
 		log_event(LOG_LVL_DEBUG, relay_log_id(r), "event=relay_send backend=%s line=%s", r->b->url,
 		    log_valn(lv, sizeof(lv), buf, n - 2));
 	}
@@ -642,7 +647,7 @@ static const char *relay_xclient_name(const char *name, int status)
 /* Builds the XCLIENT line for env into r->pending_ident. */
 static void relay_build_xclient(struct relay *r, const struct hook_env *env)
 {
-	char v[300];
+	char v[3 * 255 + 8];       /* relay_xtext keeps room for one more escape and the NUL */
 	size_t o = 0;
 	char *out = r->pending_ident;
 	size_t cap = sizeof(r->pending_ident);

@@ -176,6 +176,17 @@ if got:
                  'the delivered line is key=value throughout: ' + full)
 c.cmd('QUIT')
 c.close()
+
+# A HELO name of 255 octets that xtext triples (each '+' is "+2B"): XCLIENT carries it whole.
+# It was cut to about 300 characters (and the line to 1,100): a LOGIN cut so would name
+# another user.
+helo = '+' * 255
+code, _ = mt.send_mail(mx.port, FROM, ['someone@example.test'], mt.message('longhelo'), ehlo=helo)
+got = [m for m in dflt.messages if b'Message-ID: <longhelo@' in m['data']]
+want = helo.replace('+', '+2B')
+mt.check(code == 250 and len(got) == 1 and got[0]['xclient'].get('HELO') == want,
+         'a 255-octet HELO reaches the backend whole in XCLIENT (%d of %d characters)' % (
+             len(got[0]['xclient'].get('HELO', '')) if got else 0, len(want)))
 mx.stop()
 
 # XCLIENT to smtp-sink (announces only NAME HELO) and client_identity: none
