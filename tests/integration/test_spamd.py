@@ -18,7 +18,7 @@ def send(port, data):
 
 
 def scores():
-    return [float(x) for x in re.findall(r'event=spamd_result score=([-0-9.]+)', m.log())]
+    return [float(x) for x in re.findall(r'event=spamd_result plugin=\S+ score=([-0-9.]+)', m.log())]
 
 
 sp = mt.spamd()

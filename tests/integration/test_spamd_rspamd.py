@@ -36,7 +36,7 @@ mt.check(h.get('ip') == ['127.0.0.1'] and h.get('from') == ['a@example.org']
          and h.get('rcpt') == ['b@example.test', 'c@example.test']
          and h.get('helo') == ['client.example.org'] and 'queue-id' in h, 'envelope sent as headers: %s' % h)
 mt.check(reqs and reqs[0]['size'] > 100, 'message sent')
-scores = re.findall(r'event=rspamd_result score=([-0-9.]+)', m.log())
+scores = re.findall(r'event=rspamd_result plugin=\S+ score=([-0-9.]+)', m.log())
 mt.check(scores == ['1.20'], 'score came back: %s' % scores)
 
 code, text = send(m.port, mt.message('r2', mt.GTUBE + '\r\n'))
