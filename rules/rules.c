@@ -9,6 +9,7 @@
 #include "msgbuf.h"
 
 #include <glob.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -398,6 +399,20 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	hook_env_add_header(env, "X-Spam-Score", sbuf);
 	actions_format_status(buf, cap, total, required, names, k);
 	hook_env_add_header(env, "X-Spam-Status", buf);
+	/* SpamAssassin's other two default fields (10_default_prefs.cf: add_header spam Flag
+	 * _YESNOCAPS_, add_header all Level _STARS(*)_): what sieve and procmail rules carried
+	 * over from SpamAssassin test. The flag follows X-Spam-Status's Yes; a star per whole
+	 * point, at most 50. */
+	if (round(total * 1000) / 1000 >= required)
+		hook_env_add_header(env, "X-Spam-Flag", "YES");
+	{
+		char stars[51];
+		int n = total >= 50 ? 50 : total > 0 ? (int)total : 0;
+
+		memset(stars, '*', (size_t)n);
+		stars[n] = '\0';
+		hook_env_add_header(env, "X-Spam-Level", stars);
+	}
 	if (k) {
 		actions_format_symbols(buf, cap, snames, scores, k);
 		hook_env_add_header(env, "X-Spam-Symbols", buf);
@@ -735,7 +750,7 @@ static const struct cfg_field rules_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rules_config, max_size), "2M",
 	  .doc = "bigger messages get header and envelope rules only" },
 	{ "headers", CFG_BOOL, offsetof(struct rules_config, headers), "true",
-	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols to delivered mail" },
+	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols, X-Spam-Level (and X-Spam-Flag: YES on spam) to delivered mail" },
 	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
 	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
 	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),

@@ -69,6 +69,7 @@ mt.check(m is not None and int(m.group(2)) > 1000,
          'stock rules loaded: %s' % (m.group(0) if m else mx.tail(5)))
 
 ours = {}
+fields = {}     # name -> (X-Spam-Flag, X-Spam-Level) as mxgate wrote them
 for path in MSGS:
     name = os.path.basename(path)
     data = open(path, 'rb').read()
@@ -96,6 +97,11 @@ for path in MSGS:
              '%s: X-Spam-Score %s matches the status score %.1f' % (name, score, st[1]))
     mt.check(sorted(st[2]) == st[2], '%s: tests sorted as SA does' % name)
     mt.check(set(st[2]) == set(logged), '%s: header tests equal the logged ones' % name)
+    flag, level = header(got, 'X-Spam-Flag'), header(got, 'X-Spam-Level')
+    mt.check(flag == ('YES' if st[0] else None) and level == '*' * max(0, min(50, int(st[1]))),
+             '%s: X-Spam-Flag %r and X-Spam-Level %r as SpamAssassin writes them for %s, %.1f' % (
+                 name, flag, level, 'Yes' if st[0] else 'No', st[1]))
+    fields[name] = (flag, level)
     ours[name] = st
 
 # ---- the same messages through spamd
@@ -115,6 +121,11 @@ if spamd_port:
             mt.check(False, '%s: spamd gave no X-Spam-Status' % name)
             continue
         mine = ours[name]
+        if name in fields:   # spamd writes both fields the same way for its own verdict and score
+            mt.check(header(r.stdout, 'X-Spam-Flag') == ('YES' if sa[0] else None) and
+                     header(r.stdout, 'X-Spam-Level') == '*' * max(0, min(50, int(sa[1]))),
+                     '%s: spamd\'s X-Spam-Flag %r / X-Spam-Level %r follow the same rule as ours' % (
+                         name, header(r.stdout, 'X-Spam-Flag'), header(r.stdout, 'X-Spam-Level')))
         common = sorted(set(mine[2]) & set(sa[2]))
         extra = sorted(set(mine[2]) - set(sa[2]))
         mt.say('%-22s mxgate %s %6.1f | spamd %s %6.1f | common %d: %s | spamd only: %s' % (
