@@ -357,9 +357,11 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	if (health)
 		health_stop(health);
 	health = NULL;
-	/* The probes answer during the drain: the listener closes when the workers are done. */
+	/* The probes answer during the drain: the listener closes when the workers are done.
+	 * The watch runs without a metrics listener too: it keeps the main loop (and with it
+	 * the signal handlers: a second SIGTERM ends the drain at once) until then. */
 	worker_joined = calloc((size_t)nworkers, sizeof(*worker_joined));
-	if (metrics && worker_joined && uv_timer_init(main_loop, &drain_watch) == 0) {
+	if (worker_joined && uv_timer_init(main_loop, &drain_watch) == 0) {
 		drain_started_ms = uv_now(main_loop);
 		drain_watched = true;
 		uv_timer_start(&drain_watch, main_drain_watch_cb, 100, 100);
