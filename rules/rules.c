@@ -543,6 +543,11 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE))
 		rules_add_headers(env, total, w->th.required);
+	else if (!rc->headers)
+		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
+		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it
+		 * (SpamAssassin removes X-Spam-* whatever it adds) */
+		rules_delete_spam_fields(env);
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
 		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);
@@ -750,7 +755,7 @@ static const struct cfg_field rules_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rules_config, max_size), "2M",
 	  .doc = "bigger messages get header and envelope rules only" },
 	{ "headers", CFG_BOOL, offsetof(struct rules_config, headers), "true",
-	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols, X-Spam-Level (and X-Spam-Flag: YES on spam) to delivered mail" },
+	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols, X-Spam-Level (and X-Spam-Flag: YES on spam) to delivered mail; the message's own X-Spam-* are removed either way" },
 	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
 	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
 	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),

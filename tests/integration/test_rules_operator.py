@@ -138,6 +138,18 @@ mt.check(spam == ['x-spam-level', 'x-spam-prev-subject', 'x-spam-score', 'x-spam
 mt.check(b'-9.9' not in head and b'very clean' not in head and b'X-Spamd-Result' in head,
          'no forged value or continuation line is left')
 
+# the same with rules.headers: false: no verdict of ours, and none of the sender's either
+mxh = mt.Mxgate(mt.config([be.url], rules=dict(rules, headers=False)), name='mxgate-noheaders')
+n = len(be.messages)
+code, text = mt.send_mail(mxh.port, 'op@example.org', ['b@example.test'], forged)
+mt.check(code == 250 and mt.wait_for(lambda: len(be.messages) > n, timeout=mt.slack(20)),
+         'headers: false: delivered (%s %s)' % (code, text))
+head = re.split(rb'\r?\n\r?\n', be.messages[-1]['data'], 1)[0] if len(be.messages) > n else b''
+names = [h.split(b':', 1)[0].strip().lower() for h in re.split(rb'\r?\n(?![ \t])', head)]
+spam = sorted(x.decode() for x in names if x.startswith(b'x-spam-'))
+mt.check(spam == ['x-spam-prev-subject'], 'headers: false: no X-Spam-* reaches the backend, forged or ours: %s' % spam)
+mxh.stop()
+
 # ---- an edit of the included file, then SIGHUP
 with open(EXTRA, 'w') as f:
     f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 1.25\n'
