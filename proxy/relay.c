@@ -100,7 +100,9 @@ struct relay {
 	char lead[48];                /* the BDAT line, written with the first content */
 	int nrcpt, nreplies;
 	int *codes;
-	char **texts;
+	char **texts;                 /* nrcpt of them; reply_cap allocated (kept per message) */
+	int reply_cap;
+	char text0[256];              /* the first reply's text when it fits (no strdup per message) */
 	char *chunk;
 	size_t chunk_len;
 	/* TLS to the backend */
@@ -168,23 +170,21 @@ static const struct backends_config *relay_cfg(const struct relay *r)
 struct backend *relay_backend(const struct relay *r) { return r->b; }
 bool relay_is_lmtp(const struct relay *r) { return r->b->kind == BACKEND_LMTP; }
 
-bool relay_has_ext(const struct relay *r, const char *ext)
+bool relay_offers(const struct relay *r, enum relay_ext ext)
 {
-	/* by length first: one strcasecmp per call (asked several times per message) */
-	switch (strlen(ext)) {
-	case 3:
-		return strcasecmp(ext, "DSN") == 0 && (r->caps & CAP_DSN);
-	case 4:
-		return strcasecmp(ext, "SIZE") == 0 && (r->caps & CAP_SIZE);
-	case 8:
-		if (strcasecmp(ext, "8BITMIME") == 0) return r->caps & CAP_8BITMIME;
-		if (strcasecmp(ext, "SMTPUTF8") == 0) return r->caps & CAP_SMTPUTF8;
-		return strcasecmp(ext, "CHUNKING") == 0 && (r->caps & CAP_CHUNKING);
-	case 10:
-		return strcasecmp(ext, "PIPELINING") == 0 && (r->caps & CAP_PIPELINING);
-	default:
-		return false;
-	}
+	return (r->caps & (unsigned)ext) != 0;
+}
+
+_Static_assert((unsigned)RELAY_EXT_PIPELINING == CAP_PIPELINING && (unsigned)RELAY_EXT_SIZE == CAP_SIZE &&
+    (unsigned)RELAY_EXT_8BITMIME == CAP_8BITMIME && (unsigned)RELAY_EXT_SMTPUTF8 == CAP_SMTPUTF8 &&
+    (unsigned)RELAY_EXT_DSN == CAP_DSN && (unsigned)RELAY_EXT_CHUNKING == CAP_CHUNKING,
+    "relay_ext bits are the caps bits");
+
+/* line is "DATA" in any case (commands sent ahead are compared with it per message). */
+static inline bool relay_line_is_data(const char *line)
+{
+	return (line[0] | 0x20) == 'd' && (line[1] | 0x20) == 'a' && (line[2] | 0x20) == 't' &&
+	    (line[3] | 0x20) == 'a' && line[4] == '\0';
 }
 
 /* ---- writing ----------------------------------------------------------------------- */
@@ -302,6 +302,16 @@ static void relay_arm(struct relay *r, uint64_t ms)
 	uv_timer_start(&r->timer, relay_timeout_cb, ms, 0);
 }
 
+/* The final replies' texts: freed, but for text0 which stays for the next message. */
+static void relay_texts_clear(struct relay *r)
+{
+	for (int i = 0; r->texts != NULL && i < r->reply_cap; i++) {
+		if (r->texts[i] != r->text0)
+			free(r->texts[i]);
+		r->texts[i] = NULL;
+	}
+}
+
 static void relay_handle_closed_cb(uv_handle_t *h)
 {
 	struct relay *r = h->data;
@@ -318,12 +328,9 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 	}
 	free(r->ahead);
 	free(r->fifo);
+	relay_texts_clear(r);
 	free(r->codes);
-	if (r->texts) {
-		for (int i = 0; i < r->nrcpt; i++)
-			free(r->texts[i]);
-		free(r->texts);
-	}
+	free(r->texts);
 	shared_gen_unref(r->gen);
 	free(r);
 }
@@ -991,7 +998,13 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		return;
 	case RELAY_DATA_FINAL: {
 		r->codes[r->nreplies] = code;
-		r->texts[r->nreplies] = strdup(text);
+		size_t tl = strlen(text);
+		if (r->nreplies == 0 && tl < sizeof(r->text0)) {
+			memcpy(r->text0, text, tl + 1);
+			r->texts[0] = r->text0;
+		} else {
+			r->texts[r->nreplies] = strdup(text);
+		}
 		r->nreplies++;
 		if (r->nreplies < r->nrcpt) {
 			relay_arm(r, relay_cfg(r)->data_timeout);
@@ -1018,12 +1031,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			backend_report_failure(r->gen->pool, r->b, "tempfail after data");
 		if (cb)
 			cb(r->arg, r->nrcpt, r->codes, (const char *const *)r->texts);
-		if (r->texts) {
-			for (int i = 0; i < r->nrcpt; i++) {
-				free(r->texts[i]);
-				r->texts[i] = NULL;
-			}
-		}
+		relay_texts_clear(r);
 		return;
 	}
 	case RELAY_RSET:
@@ -1156,7 +1164,7 @@ void relay_queue_ahead(struct relay *r, const char *line)
 	r->ahead_n++;
 	/* Queued like any command, but the state stays: the message goes out first and the
 	 * lines with its last chunk (relay_pump). */
-	bool data = strcasecmp(line, "DATA") == 0;
+	bool data = relay_line_is_data(line);
 	relay_fifo_push(r, (struct relay_pending){ NULL, NULL, data, true });
 	relay_outq_line(r, line);
 	if (data) {
@@ -1186,13 +1194,13 @@ static void relay_ahead_claim(struct relay *r, relay_reply_fn cb, void *arg)
 
 	a->cb = cb;
 	a->arg = arg;
-	if (strcasecmp(a->line, "DATA") == 0)
+	if (relay_line_is_data(a->line))
 		r->data_ahead = false;
 }
 
 void relay_take_data_ahead(struct relay *r)
 {
-	if (relay_ahead_next(r) && strcasecmp(relay_ahead_next(r), "DATA") == 0) {
+	if (relay_ahead_next(r) && relay_line_is_data(relay_ahead_next(r))) {
 		relay_ahead_claim(r, NULL, NULL);
 		relay_ahead_deliver(r);	/* done with the list when its reply is in */
 	}
@@ -1235,7 +1243,7 @@ void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
 {
 	const char *next = relay_ahead_next(r);
 
-	if (next && strcasecmp(next, "DATA") == 0) {
+	if (next && relay_line_is_data(next)) {
 		relay_ahead_claim(r, cb, arg);
 		return;
 	}
@@ -1399,19 +1407,26 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	r->body_wire = body_wire;
 	r->data_cb = cb;
 	r->arg = arg;
-	if (r->texts) {
-		for (int i = 0; i < r->nrcpt; i++)
-			free(r->texts[i]);
-		free(r->texts);
-	}
-	free(r->codes);
+	relay_texts_clear(r);
 	r->nrcpt = r->b->kind == BACKEND_LMTP ? (nrcpt > 0 ? (nrcpt > RELAY_MAX_LMTP ? RELAY_MAX_LMTP : nrcpt) : 1) : 1;
 	r->nreplies = 0;
-	r->codes = calloc((size_t)r->nrcpt, sizeof(int));
-	r->texts = calloc((size_t)r->nrcpt, sizeof(char *));
-	if (r->codes == NULL || r->texts == NULL) {
-		relay_fail(r, "out of memory");
-		return;
+	if (r->nrcpt > r->reply_cap) {
+		/* kept from one message to the next: allocated again only for more recipients */
+		free(r->codes);
+		free(r->texts);
+		r->codes = calloc((size_t)r->nrcpt, sizeof(int));
+		r->texts = calloc((size_t)r->nrcpt, sizeof(char *));
+		r->reply_cap = r->codes && r->texts ? r->nrcpt : 0;
+		if (r->reply_cap == 0) {
+			free(r->codes);
+			free(r->texts);
+			r->codes = NULL;
+			r->texts = NULL;
+			relay_fail(r, "out of memory");
+			return;
+		}
+	} else {
+		memset(r->codes, 0, (size_t)r->nrcpt * sizeof(int));
 	}
 	r->clean = false;
 	r->bdat = false;
