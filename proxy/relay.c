@@ -199,6 +199,7 @@ static void relay_write_cb(uv_write_t *req, int status)
 }
 
 static void relay_pump(struct relay *r);
+static void relay_arm(struct relay *r, uint64_t ms);
 
 static void relay_write_data_cb(uv_write_t *req, int status)
 {
@@ -211,6 +212,9 @@ static void relay_write_data_cb(uv_write_t *req, int status)
 		relay_fail(r, uv_strerror(status));
 		return;
 	}
+	/* The backend took what was queued: progress, data_timeout again from now (a large
+	 * message to a slow reader is not cut at a fixed time after its DATA). */
+	relay_arm(r, relay_cfg(r)->data_timeout);
 	relay_pump(r);
 }
 
@@ -253,8 +257,6 @@ static int relay_write(struct relay *r, const char *data, size_t len)
 		return tlsconn_write(r->tls, data, len);
 	return relay_write_raw(r, data, len, false);
 }
-
-static void relay_arm(struct relay *r, uint64_t ms);
 
 static void relay_send_line(struct relay *r, const char *line)
 {
@@ -1012,6 +1014,8 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		r->state = RELAY_DATA_SEND;
 		dotstuff_init(&r->ds);
 		r->off = 0;
+		/* the message's time from now on (it was the DATA command's reply_timeout) */
+		relay_arm(r, relay_cfg(r)->data_timeout);
 		relay_pump(r);
 		return;
 	case RELAY_DATA_SEND:

@@ -360,6 +360,30 @@ if not ONLY or 'dotlate' in ONLY.split(','):
     mt.check(secs <= mt.slack(3 + 3), 'dotnever: answered in %.1fs (bound %.0fs)' % (secs, mt.slack(6)))
     mt.check(mx.alive(), 'dotnever: daemon alive')
     mx.stop()
+# A backend that starts reading the message 3 s after its 354 (reply_timeout is 2 s,
+# data_timeout 20 s): the socket fills and the relay's writes queue (relay_pump, also for
+# the body's last piece, which it writes from the message buffer itself when the socket
+# takes it at once). Every size must arrive byte for byte behind mxgate's Received field: the
+# time for sending the message is data_timeout since the backend last took some of it
+# (it was the DATA command's reply_timeout for the whole transfer: the 15 MB message, too
+# big for the socket buffers, got 451 after 2 s).
+if not ONLY or 'slowread' in ONLY.split(','):
+    def slow_read(srv, p, arg):
+        p.send('354 go ahead\r\n')
+        time.sleep(3)
+        return True
+    bad = scripted('slowread', {'data': slow_read})
+    mx = mt.Mxgate(cfg([bad.url], backends={'data_timeout': '20s'}), name='mx-slowread')
+    for size in (20000, 200000, 3000000, 15000000):
+        tag = 'slowread%d' % size
+        data = mt.message(tag, size=size)
+        code, text, secs = timed_mail(mx.port, tag, size=size)
+        got = [b for _, b in bad.messages if b'<%s@' % tag.encode() in b]
+        mt.check(code == 250 and len(got) == 1 and got[0].endswith(data) and got[0].startswith(b'Received: '),
+                 'slow reader, %d octets: delivered byte-exact behind the Received field (%s %s)'
+                 % (size, code, text[:60]))
+    mt.check(mx.alive(), 'slowread: daemon alive')
+    mx.stop()
 # LMTP: one reply for three recipients, then the connection closes.
 case('lmtpshort', {'dot': send_then(b'250 2.0.0 <r1@example.test> Ok\r\n', False)}, 4, lmtp=True,
      rcpts=('r1@example.test', 'r2@example.test', 'r3@example.test'))
