@@ -245,6 +245,45 @@ static int relay_write_raw(struct relay *r, const char *data, size_t len, bool p
 	return 0;
 }
 
+/* The same for bufs[0..nb) in one writev (relay_pump: the message's body from where it
+ * is, between the encoded header block and the dot). What the kernel does not take now is
+ * copied into one request. */
+static int relay_write_rawv(struct relay *r, const uv_buf_t *bufs, unsigned nb)
+{
+	struct relay_wreq *w;
+	size_t total = 0, sent = 0, at = 0;
+	uv_buf_t buf;
+
+	if (r->state == RELAY_CLOSED)
+		return -1;
+	for (unsigned i = 0; i < nb; i++)
+		total += bufs[i].len;
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0) {
+		int n = uv_try_write((uv_stream_t *)&r->tcp, bufs, nb);
+		if (n < 0 && n != UV_EAGAIN)
+			return -1;
+		sent = n > 0 ? (size_t)n : 0;
+		if (sent == total)
+			return 0;
+	}
+	w = malloc(sizeof(*w) + total - sent);
+	if (w == NULL)
+		return -1;
+	for (unsigned i = 0; i < nb; i++) {
+		size_t l = bufs[i].len, skip = sent > l ? l : sent;
+		memcpy(w->data + at, bufs[i].base + skip, l - skip);
+		at += l - skip;
+		sent -= skip;
+	}
+	buf = uv_buf_init(w->data, (unsigned)at);
+	w->req.data = NULL;
+	if (uv_write(&w->req, (uv_stream_t *)&r->tcp, &buf, 1, relay_write_cb) != 0) {
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
 static int relay_tls_cipher_cb(void *arg, const char *data, size_t len)
 {
 	struct relay *r = arg;
@@ -1348,6 +1387,9 @@ static void relay_pump(struct relay *r)
 	size_t total = r->prefix_len + r->body_len;
 
 	while (r->state == RELAY_DATA_SEND) {
+		/* the body's last piece in wire form, written from where it is (no TLS) */
+		const char *wire = NULL;
+		size_t wire_len = 0, split = 0;
 		if (uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) > 256 * 1024) {
 			/* Resume from the write callback of the last queued chunk. */
 			struct relay_wreq *w = malloc(sizeof(*w));
@@ -1384,8 +1426,15 @@ static void relay_pump(struct relay *r)
 			if (r->bdat) {
 				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
 			} else if (r->body_wire && r->off >= r->prefix_len) {
-				/* already in wire form: no decoding, no re-stuffing */
-				relay_chunk_out(r, src, n);
+				/* already in wire form: no decoding, no re-stuffing; the rest of
+				 * the body goes from the message buffer itself (writev) */
+				if (r->tls == NULL && r->off + n == total) {
+					wire = src;
+					wire_len = n;
+					split = r->chunk_len;
+				} else {
+					relay_chunk_out(r, src, n);
+				}
 				r->ds.at_line_start = src[n - 1] == '\n';
 				r->ds.last_cr = false;
 			} else {
@@ -1404,7 +1453,14 @@ static void relay_pump(struct relay *r)
 			relay_chunk_out(r, r->outq.v, r->outq.len);
 			r->outq.len = 0;
 		}
-		if (r->chunk_len && relay_write(r, chunk, r->chunk_len) != 0) {
+		if (wire != NULL) {
+			uv_buf_t b[3] = { uv_buf_init(chunk, (unsigned)split), uv_buf_init((char *)wire, (unsigned)wire_len),
+			    uv_buf_init(chunk + split, (unsigned)(r->chunk_len - split)) };
+			if (relay_write_rawv(r, b, 3) != 0) {
+				relay_fail(r, "write failed");
+				return;
+			}
+		} else if (r->chunk_len && relay_write(r, chunk, r->chunk_len) != 0) {
 			relay_fail(r, "write failed");
 			return;
 		}
