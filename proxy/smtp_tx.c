@@ -160,16 +160,16 @@ static void smtp_tx_env_free(struct hook_env *env)
 	env->nrcpts = 0;
 }
 
-/* The MAIL command for r's backend (malloc'ed): from, and of params what we advertised
- * (SIZE, BODY, SMTPUTF8, DSN's RET and ENVID) when the backend has it. */
-static char *smtp_tx_mail_line_for(const struct relay *r, const char *from, const char *params)
+/* The MAIL command for r's backend, built in b (emptied first; its memory is kept from one
+ * message to the next): from, and of params what we advertised (SIZE, BODY, SMTPUTF8,
+ * DSN's RET and ENVID) when the backend has it. Returns b->v. */
+static char *smtp_tx_mail_line_for(struct strbuf *b, const struct relay *r, const char *from, const char *params)
 {
-	struct strbuf b = { 0 };
-
-	strbuf_append(&b, "MAIL FROM:<", 11);
+	b->len = 0;
+	strbuf_append(b, "MAIL FROM:<", 11);
 	if (from)
-		strbuf_append(&b, from, strlen(from));
-	strbuf_append(&b, ">", 1);
+		strbuf_append(b, from, strlen(from));
+	strbuf_append(b, ">", 1);
 	if (params && *params) {
 		char *copy = strdup(params), *save = NULL;
 		for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
@@ -179,13 +179,13 @@ static char *smtp_tx_mail_line_for(const struct relay *r, const char *from, cons
 			    ((strncasecmp(t, "RET=", 4) == 0 || strncasecmp(t, "ENVID=", 6) == 0) &&
 			     relay_offers(r, RELAY_EXT_DSN)))
 			{
-				strbuf_append(&b, " ", 1);
-				strbuf_append(&b, t, strlen(t));
+				strbuf_append(b, " ", 1);
+				strbuf_append(b, t, strlen(t));
 			}
 		}
 		free(copy);
 	}
-	return b.v;
+	return b->v;
 }
 
 /* Builds the MAIL command for the backend from the envelope and what it supports. */
@@ -193,9 +193,8 @@ static void smtp_tx_build_mail_line(struct smtp_tx *tx)
 {
 	const struct hook_env *env = tx->env;
 
-	free(tx->mail_line);
-	tx->mail_line = smtp_tx_mail_line_for(tx->relay, env->new_mail_from ? env->new_mail_from : env->mail_from,
-	    env->mail_params);
+	tx->mail_line = smtp_tx_mail_line_for(&tx->mail_buf, tx->relay,
+	    env->new_mail_from ? env->new_mail_from : env->mail_from, env->mail_params);
 }
 
 /* ---- establishing: pick, open, MAIL, replay the accepted RCPTs, with failover --------- */
@@ -970,9 +969,7 @@ static void smtp_tx_send_ahead(struct smtp_tx *tx)
 	if (tx->next_nrcpts == 0 || tx->pool->nroutes > 0 || !relay_can_ahead(r) ||
 	    (strcasestr(tx->next_params, "SMTPUTF8") && !relay_offers(r, RELAY_EXT_SMTPUTF8)))
 		goto out;
-	char *mail = smtp_tx_mail_line_for(r, tx->next_from, tx->next_params);
-	relay_queue_ahead(r, mail);
-	free(mail);
+	relay_queue_ahead(r, smtp_tx_mail_line_for(&tx->ahead_buf, r, tx->next_from, tx->next_params));
 	for (size_t i = 0; i < tx->next_nrcpts; i++) {
 		smtp_tx_rcpt_line(r, line, sizeof(line), tx->next_rcpts[i], tx->next_rcpt_params[i]);
 		relay_queue_ahead(r, line);
@@ -1164,8 +1161,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->rcpts_done = 0;
 	tx->mail_deferrable = false;
 	tx->data_follows = false;
-	free(tx->mail_line);
-	tx->mail_line = NULL;
+	tx->mail_line = NULL;	/* its buffer (mail_buf) is kept for the next message */
 	if (tx->msg != NULL && tx->msg_spare == NULL) {
 		/* kept, emptied, for the session's next message (a small one keeps its memory) */
 		msgbuf_clear(tx->msg, SMTP_TX_MSG_KEEP);
@@ -1216,7 +1212,8 @@ void smtp_tx_free(struct smtp_tx *tx)
 	msgbuf_free(tx->msg_spare);
 	tx->msg_spare = NULL;
 	strbuf_free(&tx->prefix);
-	free(tx->mail_line);
+	strbuf_free(&tx->mail_buf);
+	strbuf_free(&tx->ahead_buf);
 	tx->mail_line = NULL;
 	free(tx->rcpt);
 	free(tx->rcpt_params);
