@@ -911,9 +911,17 @@ static void smtp_tx_send_est_cb(struct smtp_tx *tx, int code, const char *text)
 	smtp_tx_deliver_tempfail(tx, text);
 }
 
+#define SMTP_TX_NEXT_KEEP 4096      /* a group's block up to this size is kept for the next */
+
 static void smtp_tx_next_free(struct smtp_tx *tx)
 {
-	free(tx->next_rcpts);	/* one block: both pointer arrays, then the strings */
+	/* one block: both pointer arrays, then the strings; a small one stays for the next
+	 * group (one per pipelined message) */
+	if (tx->next_cap > SMTP_TX_NEXT_KEEP) {
+		free(tx->next_block);
+		tx->next_block = NULL;
+		tx->next_cap = 0;
+	}
 	tx->next_from = tx->next_params = NULL;
 	tx->next_rcpts = tx->next_rcpt_params = NULL;
 	tx->next_nrcpts = 0;
@@ -943,9 +951,14 @@ void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, 
 	total = 2 * nrcpts * sizeof(char *) + strlen(from) + 1 + strlen(params) + 1;
 	for (size_t i = 0; i < nrcpts; i++)
 		total += strlen(rcpts[i]) + 1 + strlen(rcpt_params[i]) + 1;
-	char **block = malloc(total);
-	if (block == NULL)
-		abort();
+	if (total > tx->next_cap) {
+		free(tx->next_block);
+		tx->next_block = malloc(total);
+		if (tx->next_block == NULL)
+			abort();
+		tx->next_cap = total;
+	}
+	char **block = tx->next_block;
 	char *at = (char *)(block + 2 * nrcpts);
 	tx->next_rcpts = block;
 	tx->next_rcpt_params = block + nrcpts;
@@ -1206,6 +1219,9 @@ int smtp_tx_pending(const struct smtp_tx *tx)
 void smtp_tx_free(struct smtp_tx *tx)
 {
 	smtp_tx_next_free(tx);
+	free(tx->next_block);
+	tx->next_block = NULL;
+	tx->next_cap = 0;
 	smtp_tx_env_free(tx->env);
 	msgbuf_free(tx->msg);
 	tx->msg = NULL;

@@ -111,6 +111,8 @@ struct smtp_tx {
 	char *next_from, *next_params;
 	char **next_rcpts, **next_rcpt_params;
 	size_t next_nrcpts;
+	void *next_block;                 /* their storage, kept between messages when small */
+	size_t next_cap;
 	bool next_data;
 	bool ahead_sent;                  /* this message's relay took the next group */
 	struct relay *next_relay;         /* ... kept for the next transaction (smtp_tx_begin) */
