@@ -147,6 +147,42 @@ static void chain_free_calls(struct hook_call **list)
 	}
 }
 
+#define CHAIN_SPARE_MAX 8
+
+/* The completed calls of list go to c's spares (the rest is freed): a call is never used
+ * by its module after it completed (hook_call_done), so it may serve the next step. */
+static void chain_recycle_calls(struct chain *c, struct hook_call **list)
+{
+	while (*list) {
+		struct hook_call *n = (*list)->next;
+
+		if (c->nspare < CHAIN_SPARE_MAX) {
+			(*list)->next = c->spare;
+			c->spare = *list;
+			c->nspare++;
+		} else {
+			free(*list);
+		}
+		*list = n;
+	}
+}
+
+static struct hook_call *chain_call_new(struct chain *c)
+{
+	struct hook_call *call = c->spare;
+
+	if (call != NULL) {
+		c->spare = call->next;
+		c->nspare--;
+		memset(call, 0, sizeof(*call));
+		return call;
+	}
+	call = calloc(1, sizeof(*call));
+	if (call == NULL)
+		abort();
+	return call;
+}
+
 static void chain_step(struct chain *c);
 
 static void chain_drop_pending(struct chain *c)
@@ -363,9 +399,7 @@ static void chain_step(struct chain *c)
 			continue;	/* never saw the connect: nothing to ask it about */
 		if (c->accepted && (e->mod->flags & HOOK_MODULE_SCORER) == 0)
 			continue;
-		struct hook_call *call = calloc(1, sizeof(*call));
-		if (call == NULL)
-			abort();
+		struct hook_call *call = chain_call_new(c);
 		call->chain = c;
 		call->env = c->env;
 		call->stage = c->stage;
@@ -389,7 +423,7 @@ static void chain_begin(struct chain *c, enum hook_stage st, size_t from, chain_
 	/* Calls completed in earlier stages go now, unless a module callback is still on the
 	 * stack (the next stage started from a done callback): they wait for a later stage. */
 	if (c->depth == 0)
-		chain_free_calls(&c->spent);
+		chain_recycle_calls(c, &c->spent);
 	c->stage = st;
 	c->next = from;
 	c->done = done;
@@ -537,6 +571,8 @@ void chain_release(struct chain *c)
 	}
 	chain_free_calls(&c->orphans);
 	chain_free_calls(&c->spent);
+	chain_free_calls(&c->spare);
+	c->nspare = 0;
 	chain_drop_pending(c);
 	free(c->env->module_ctx);
 	c->env->module_ctx = NULL;

@@ -43,6 +43,9 @@ struct chain {
 	struct hook_call *cur;    /* the call in progress (NULL when none) */
 	struct hook_call *orphans;/* calls abandoned after a timeout, still owned */
 	struct hook_call *spent;  /* completed calls, freed when the next stage starts */
+	struct hook_call *spare;  /* freed calls kept for the next steps (up to CHAIN_SPARE_MAX):
+	                           * no calloc/free per module step and message */
+	size_t nspare;
 	uv_timer_t *timer;        /* borrowed from the session */
 	unsigned depth;           /* module callbacks on the stack (spent calls stay while > 0) */
 	bool running, in_step;

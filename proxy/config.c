@@ -296,7 +296,7 @@ static const struct cfg_field backends_fields[] = {
 	{ "reply_timeout", CFG_DURATION, offsetof(struct backends_config, reply_timeout), "60s",
 	  100, S(3600), .doc = "wait for each backend reply" },
 	{ "data_timeout", CFG_DURATION, offsetof(struct backends_config, data_timeout), "300s",
-	  100, S(86400), .doc = "wait for the reply after the final dot" },
+	  100, S(86400), .doc = "wait for the reply after the final dot; while the message is sent, for the backend to take the next part of it" },
 	{ "max_attempts", CFG_INT, offsetof(struct backends_config, max_attempts), "3", 1, 100,
 	  .doc = "servers tried for one message before the client gets 4xx" },
 	{ "pool_size", CFG_INT, offsetof(struct backends_config, pool_size), "8", 0, 1000,

@@ -66,6 +66,58 @@ dataparse_scan_sse2(const char *s, size_t n)
 #define DATAPARSE_SCAN_FAST dataparse_scan_scalar
 #endif
 
+#if defined(__SSE2__)
+/* Octets <= DATAPARSE_SCAN_MAX in one 16-octet piece, as bits. */
+static inline unsigned
+dataparse_ctl16(__m128i x, __m128i lim)
+{
+    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, lim), x));
+}
+
+/* The fast path across lines: from in[k], a line start that is not ".", CR, LF or NUL, the
+ * end of the longest run of whole lines that the per-line loop of dataparse_feed would take
+ * as they stand (each line ends in CRLF and holds no other CR, LF or NUL; the next one starts
+ * with neither ".", LF nor NUL; an empty line is one). 64 octets a turn: the octets <= 13
+ * as bits, then a look at each such octet only (a CRLF ends a line, TAB and the other
+ * controls but NUL are content); no line is scanned twice. Stops at the first octet the per-line loop would not
+ * take, and within 64 octets of len (the per-line loop does the rest). *longest: raised to
+ * the longest line taken (octets without CRLF). */
+static size_t
+dataparse_lines_sse2(const char *in, size_t k, size_t len, size_t *longest)
+{
+    const __m128i lim = _mm_set1_epi8(DATAPARSE_SCAN_MAX);
+    size_t start = k, best = *longest;
+
+    for (size_t b = k; b + 64 <= len; b += 64) {
+        const __m128i *v = (const __m128i *)(const void *)(in + b);
+        __m128i x0 = _mm_loadu_si128(v), x1 = _mm_loadu_si128(v + 1);
+        __m128i x2 = _mm_loadu_si128(v + 2), x3 = _mm_loadu_si128(v + 3);
+        uint64_t m = (uint64_t)dataparse_ctl16(x0, lim) | (uint64_t)dataparse_ctl16(x1, lim) << 16 |
+                     (uint64_t)dataparse_ctl16(x2, lim) << 32 | (uint64_t)dataparse_ctl16(x3, lim) << 48;
+        if (start > b)
+            m &= ~(uint64_t)1;      /* the LF of a CRLF that straddled the blocks */
+        while (m != 0) {
+            size_t p = b + (size_t)__builtin_ctzll(m);
+            m &= m - 1;
+            char c = in[p];
+            if (c != '\r' && c != '\n' && c != '\0')
+                continue;           /* TAB and the other controls are content */
+            if (c != '\r' || p + 1 >= len || in[p + 1] != '\n')
+                goto out;           /* NUL, bare LF, bare CR or a CR at the end */
+            m &= m - 1;             /* its LF (0 when the LF is in the next block) */
+            if (p - start > best)
+                best = p - start;
+            start = p + 2;
+            if (start < len && (in[start] == '.' || in[start] == '\n' || in[start] == '\0'))
+                goto out;           /* the next line is not one for the fast path */
+        }
+    }
+out:
+    *longest = best;
+    return start;
+}
+#endif
+
 /* See dataparse.h. */
 size_t
 dataparse_scan(const char *s, size_t n)
@@ -156,6 +208,10 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
              * scan per line for its first control octet (dataparse_scan). Anything else
              * goes the slow way below. */
             size_t k = i, longest = 0;
+#if defined(__SSE2__)
+            if (!scalar)    /* whole lines across blocks first; the loop below takes the rest */
+                k = dataparse_lines_sse2(in, i, len, &longest);
+#endif
             while (k < len && in[k] != '.' && in[k] != '\r' && in[k] != '\n' && in[k] != '\0') {
                 size_t j = k;
                 for (;;) {      /* the line's first CR, LF or NUL (a TAB is content) */

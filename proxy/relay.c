@@ -62,6 +62,7 @@ struct relay {
 	struct backend *b;
 	uv_tcp_t tcp;
 	uv_timer_t timer;
+	uint64_t due;                 /* loop time the current step runs out; 0: none (relay_arm) */
 	uv_connect_t conn_req;
 	int open_handles;
 	enum relay_state state;
@@ -105,7 +106,9 @@ struct relay {
 	char lead[48];                /* the BDAT line, written with the first content */
 	int nrcpt, nreplies;
 	int *codes;
-	char **texts;
+	char **texts;                 /* nrcpt of them; reply_cap allocated (kept per message) */
+	int reply_cap;
+	char text0[256];              /* the first reply's text when it fits (no strdup per message) */
 	char *chunk;
 	size_t chunk_len;
 	/* TLS to the backend */
@@ -173,23 +176,21 @@ static const struct backends_config *relay_cfg(const struct relay *r)
 struct backend *relay_backend(const struct relay *r) { return r->b; }
 bool relay_is_lmtp(const struct relay *r) { return r->b->kind == BACKEND_LMTP; }
 
-bool relay_has_ext(const struct relay *r, const char *ext)
+bool relay_offers(const struct relay *r, enum relay_ext ext)
 {
-	/* by length first: one strcasecmp per call (asked several times per message) */
-	switch (strlen(ext)) {
-	case 3:
-		return strcasecmp(ext, "DSN") == 0 && (r->caps & CAP_DSN);
-	case 4:
-		return strcasecmp(ext, "SIZE") == 0 && (r->caps & CAP_SIZE);
-	case 8:
-		if (strcasecmp(ext, "8BITMIME") == 0) return r->caps & CAP_8BITMIME;
-		if (strcasecmp(ext, "SMTPUTF8") == 0) return r->caps & CAP_SMTPUTF8;
-		return strcasecmp(ext, "CHUNKING") == 0 && (r->caps & CAP_CHUNKING);
-	case 10:
-		return strcasecmp(ext, "PIPELINING") == 0 && (r->caps & CAP_PIPELINING);
-	default:
-		return false;
-	}
+	return (r->caps & (unsigned)ext) != 0;
+}
+
+_Static_assert((unsigned)RELAY_EXT_PIPELINING == CAP_PIPELINING && (unsigned)RELAY_EXT_SIZE == CAP_SIZE &&
+    (unsigned)RELAY_EXT_8BITMIME == CAP_8BITMIME && (unsigned)RELAY_EXT_SMTPUTF8 == CAP_SMTPUTF8 &&
+    (unsigned)RELAY_EXT_DSN == CAP_DSN && (unsigned)RELAY_EXT_CHUNKING == CAP_CHUNKING,
+    "relay_ext bits are the caps bits");
+
+/* line is "DATA" in any case (commands sent ahead are compared with it per message). */
+static inline bool relay_line_is_data(const char *line)
+{
+	return (line[0] | 0x20) == 'd' && (line[1] | 0x20) == 'a' && (line[2] | 0x20) == 't' &&
+	    (line[3] | 0x20) == 'a' && line[4] == '\0';
 }
 
 /* ---- writing ----------------------------------------------------------------------- */
@@ -203,6 +204,7 @@ static void relay_write_cb(uv_write_t *req, int status)
 }
 
 static void relay_pump(struct relay *r);
+static void relay_arm(struct relay *r, uint64_t ms);
 
 static void relay_write_data_cb(uv_write_t *req, int status)
 {
@@ -215,6 +217,9 @@ static void relay_write_data_cb(uv_write_t *req, int status)
 		relay_fail(r, uv_strerror(status));
 		return;
 	}
+	/* The backend took what was queued: progress, data_timeout again from now (a large
+	 * message to a slow reader is not cut at a fixed time after its DATA). */
+	relay_arm(r, relay_cfg(r)->data_timeout);
 	relay_pump(r);
 }
 
@@ -245,6 +250,45 @@ static int relay_write_raw(struct relay *r, const char *data, size_t len, bool p
 	return 0;
 }
 
+/* The same for bufs[0..nb) in one writev (relay_pump: the message's body from where it
+ * is, between the encoded header block and the dot). What the kernel does not take now is
+ * copied into one request. */
+static int relay_write_rawv(struct relay *r, const uv_buf_t *bufs, unsigned nb)
+{
+	struct relay_wreq *w;
+	size_t total = 0, sent = 0, at = 0;
+	uv_buf_t buf;
+
+	if (r->state == RELAY_CLOSED)
+		return -1;
+	for (unsigned i = 0; i < nb; i++)
+		total += bufs[i].len;
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0) {
+		int n = uv_try_write((uv_stream_t *)&r->tcp, bufs, nb);
+		if (n < 0 && n != UV_EAGAIN)
+			return -1;
+		sent = n > 0 ? (size_t)n : 0;
+		if (sent == total)
+			return 0;
+	}
+	w = malloc(sizeof(*w) + total - sent);
+	if (w == NULL)
+		return -1;
+	for (unsigned i = 0; i < nb; i++) {
+		size_t l = bufs[i].len, skip = sent > l ? l : sent;
+		memcpy(w->data + at, bufs[i].base + skip, l - skip);
+		at += l - skip;
+		sent -= skip;
+	}
+	buf = uv_buf_init(w->data, (unsigned)at);
+	w->req.data = NULL;
+	if (uv_write(&w->req, (uv_stream_t *)&r->tcp, &buf, 1, relay_write_cb) != 0) {
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
 static int relay_tls_cipher_cb(void *arg, const char *data, size_t len)
 {
 	struct relay *r = arg;
@@ -257,8 +301,6 @@ static int relay_write(struct relay *r, const char *data, size_t len)
 		return tlsconn_write(r->tls, data, len);
 	return relay_write_raw(r, data, len, false);
 }
-
-static void relay_arm(struct relay *r, uint64_t ms);
 
 static void relay_send_line(struct relay *r, const char *line)
 {
@@ -287,7 +329,16 @@ static void relay_send_line(struct relay *r, const char *line)
 static void relay_timeout_cb(uv_timer_t *t)
 {
 	struct relay *r = t->data;
+	uint64_t now = uv_now(t->loop);
 
+	if (r->due == 0)
+		return;		/* disarmed since: the step was answered in time */
+	if (now < r->due) {
+		/* armed again later since it was started: wait for the rest */
+		uv_timer_start(&r->timer, relay_timeout_cb, r->due - now, 0);
+		return;
+	}
+	r->due = 0;
 	if (r->state == RELAY_IDLE) {
 		/* Idle too long: say goodbye. */
 		relay_close(r);
@@ -296,15 +347,37 @@ static void relay_timeout_cb(uv_timer_t *t)
 	relay_fail(r, "timeout");
 }
 
+/* The current step (a reply awaited, the message being sent, the idle time) runs out in ms
+ * (0: 60 s). The deadline is r->due; the libuv timer is restarted only when it would fire
+ * after it. A timer due earlier is left running and starts itself again for the rest when
+ * it fires (relay_timeout_cb): a step answered in time then costs no timer restart (they
+ * were about five heap operations per pipelined message). */
 static void relay_arm(struct relay *r, uint64_t ms)
 {
+	uv_loop_t *loop = r->timer.loop;
+
 	if (ms == 0)
 		ms = 60000;
-	/* Armed already, in this loop turn, for the same time: starting it again would give
-	 * the same due time (several commands or replies in one turn). */
-	if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) == ms)
+	r->due = uv_now(loop) + ms;
+	if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) <= ms)
 		return;
 	uv_timer_start(&r->timer, relay_timeout_cb, ms, 0);
+}
+
+/* No step waits any more: the timer, if it is running, fires to no effect (relay_arm). */
+static inline void relay_disarm(struct relay *r)
+{
+	r->due = 0;
+}
+
+/* The final replies' texts: freed, but for text0 which stays for the next message. */
+static void relay_texts_clear(struct relay *r)
+{
+	for (int i = 0; r->texts != NULL && i < r->reply_cap; i++) {
+		if (r->texts[i] != r->text0)
+			free(r->texts[i]);
+		r->texts[i] = NULL;
+	}
 }
 
 static void relay_handle_closed_cb(uv_handle_t *h)
@@ -323,12 +396,9 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 	}
 	free(r->ahead);
 	free(r->fifo);
+	relay_texts_clear(r);
 	free(r->codes);
-	if (r->texts) {
-		for (int i = 0; i < r->nrcpt; i++)
-			free(r->texts[i]);
-		free(r->texts);
-	}
+	free(r->texts);
 	shared_gen_unref(r->gen);
 	free(r);
 }
@@ -696,7 +766,7 @@ static void relay_ready(struct relay *r)
 	r->clean = true;
 	r->open_cb = NULL;
 	r->open_env = NULL;
-	uv_timer_stop(&r->timer);
+	relay_disarm(r);
 	if (cb)
 		cb(r->arg, r, 250, "ready");
 }
@@ -958,7 +1028,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		r->fifo_head = (r->fifo_head + 1) % r->fifo_cap;
 		if (--r->fifo_len == 0) {
 			r->state = RELAY_READY;
-			uv_timer_stop(&r->timer);
+			relay_disarm(r);
 		} else {
 			relay_arm(r, relay_cfg(r)->reply_timeout);
 		}
@@ -1009,7 +1079,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			relay_data_fn cb = r->data_cb;
 			r->data_cb = NULL;
 			r->state = RELAY_READY;
-			uv_timer_stop(&r->timer);
+			relay_disarm(r);
 			if (code >= 400 && code < 500)
 				backend_report_failure(r->gen->pool, r->b, "DATA refused");
 			if (cb)
@@ -1019,6 +1089,8 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		r->state = RELAY_DATA_SEND;
 		dotstuff_init(&r->ds);
 		r->off = 0;
+		/* the message's time from now on (it was the DATA command's reply_timeout) */
+		relay_arm(r, relay_cfg(r)->data_timeout);
 		relay_pump(r);
 		return;
 	case RELAY_DATA_SEND:
@@ -1027,7 +1099,13 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		return;
 	case RELAY_DATA_FINAL: {
 		r->codes[r->nreplies] = code;
-		r->texts[r->nreplies] = strdup(text);
+		size_t tl = strlen(text);
+		if (r->nreplies == 0 && tl < sizeof(r->text0)) {
+			memcpy(r->text0, text, tl + 1);
+			r->texts[0] = r->text0;
+		} else {
+			r->texts[r->nreplies] = strdup(text);
+		}
 		r->nreplies++;
 		if (r->nreplies < r->nrcpt) {
 			relay_arm(r, relay_cfg(r)->data_timeout);
@@ -1043,7 +1121,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			r->state = RELAY_READY;
 			/* RFC 5321 4.1.1.4: the reply to the dot ends the transaction */
 			r->clean = r->ahead_n == 0;
-			uv_timer_stop(&r->timer);
+			relay_disarm(r);
 		}
 		bool any_ok = false;
 		for (int i = 0; i < r->nrcpt; i++)
@@ -1054,16 +1132,11 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			backend_report_failure(r->gen->pool, r->b, "tempfail after data");
 		if (cb)
 			cb(r->arg, r->nrcpt, r->codes, (const char *const *)r->texts);
-		if (r->texts) {
-			for (int i = 0; i < r->nrcpt; i++) {
-				free(r->texts[i]);
-				r->texts[i] = NULL;
-			}
-		}
+		relay_texts_clear(r);
 		return;
 	}
 	case RELAY_RSET:
-		uv_timer_stop(&r->timer);
+		relay_disarm(r);
 		if (code != 250) {
 			r->state = RELAY_QUIT;
 			relay_send_line(r, "QUIT");
@@ -1096,7 +1169,7 @@ static void relay_park(struct relay *r)
 	r->next_idle = r->w->idle;
 	r->w->idle = r;
 	r->w->nidle++;
-	uv_timer_start(&r->timer, relay_timeout_cb, RELAY_IDLE_MS, 0);
+	relay_arm(r, RELAY_IDLE_MS);
 }
 
 static int relay_max_idle(const struct relay *r)
@@ -1192,7 +1265,7 @@ void relay_queue_ahead(struct relay *r, const char *line)
 	r->ahead_n++;
 	/* Queued like any command, but the state stays: the message goes out first and the
 	 * lines with its last chunk (relay_pump). */
-	bool data = strcasecmp(line, "DATA") == 0;
+	bool data = relay_line_is_data(line);
 	relay_fifo_push(r, (struct relay_pending){ NULL, NULL, data, true });
 	relay_outq_line(r, line);
 	if (data) {
@@ -1222,13 +1295,13 @@ static void relay_ahead_claim(struct relay *r, relay_reply_fn cb, void *arg)
 
 	a->cb = cb;
 	a->arg = arg;
-	if (strcasecmp(a->line, "DATA") == 0)
+	if (relay_line_is_data(a->line))
 		r->data_ahead = false;
 }
 
 void relay_take_data_ahead(struct relay *r)
 {
-	if (relay_ahead_next(r) && strcasecmp(relay_ahead_next(r), "DATA") == 0) {
+	if (relay_ahead_next(r) && relay_line_is_data(relay_ahead_next(r))) {
 		relay_ahead_claim(r, NULL, NULL);
 		relay_ahead_deliver(r);	/* done with the list when its reply is in */
 	}
@@ -1271,7 +1344,7 @@ void relay_queue_data(struct relay *r, relay_reply_fn cb, void *arg)
 {
 	const char *next = relay_ahead_next(r);
 
-	if (next && strcasecmp(next, "DATA") == 0) {
+	if (next && relay_line_is_data(next)) {
 		relay_ahead_claim(r, cb, arg);
 		return;
 	}
@@ -1350,6 +1423,9 @@ static void relay_pump(struct relay *r)
 	size_t total = r->prefix_len + r->body_len;
 
 	while (r->state == RELAY_DATA_SEND) {
+		/* the body's last piece in wire form, written from where it is (no TLS) */
+		const char *wire = NULL;
+		size_t wire_len = 0, split = 0;
 		if (uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) > 256 * 1024) {
 			/* Resume from the write callback of the last queued chunk. */
 			struct relay_wreq *w = malloc(sizeof(*w));
@@ -1386,8 +1462,15 @@ static void relay_pump(struct relay *r)
 			if (r->bdat) {
 				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
 			} else if (r->body_wire && r->off >= r->prefix_len) {
-				/* already in wire form: no decoding, no re-stuffing */
-				relay_chunk_out(r, src, n);
+				/* already in wire form: no decoding, no re-stuffing; the rest of
+				 * the body goes from the message buffer itself (writev) */
+				if (r->tls == NULL && r->off + n == total) {
+					wire = src;
+					wire_len = n;
+					split = r->chunk_len;
+				} else {
+					relay_chunk_out(r, src, n);
+				}
 				r->ds.at_line_start = src[n - 1] == '\n';
 				r->ds.last_cr = false;
 			} else {
@@ -1406,7 +1489,14 @@ static void relay_pump(struct relay *r)
 			relay_chunk_out(r, r->outq.v, r->outq.len);
 			r->outq.len = 0;
 		}
-		if (r->chunk_len && relay_write(r, chunk, r->chunk_len) != 0) {
+		if (wire != NULL) {
+			uv_buf_t b[3] = { uv_buf_init(chunk, (unsigned)split), uv_buf_init((char *)wire, (unsigned)wire_len),
+			    uv_buf_init(chunk + split, (unsigned)(r->chunk_len - split)) };
+			if (relay_write_rawv(r, b, 3) != 0) {
+				relay_fail(r, "write failed");
+				return;
+			}
+		} else if (r->chunk_len && relay_write(r, chunk, r->chunk_len) != 0) {
 			relay_fail(r, "write failed");
 			return;
 		}
@@ -1435,19 +1525,26 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 	r->body_wire = body_wire;
 	r->data_cb = cb;
 	r->arg = arg;
-	if (r->texts) {
-		for (int i = 0; i < r->nrcpt; i++)
-			free(r->texts[i]);
-		free(r->texts);
-	}
-	free(r->codes);
+	relay_texts_clear(r);
 	r->nrcpt = r->b->kind == BACKEND_LMTP ? (nrcpt > 0 ? (nrcpt > RELAY_MAX_LMTP ? RELAY_MAX_LMTP : nrcpt) : 1) : 1;
 	r->nreplies = 0;
-	r->codes = calloc((size_t)r->nrcpt, sizeof(int));
-	r->texts = calloc((size_t)r->nrcpt, sizeof(char *));
-	if (r->codes == NULL || r->texts == NULL) {
-		relay_fail(r, "out of memory");
-		return;
+	if (r->nrcpt > r->reply_cap) {
+		/* kept from one message to the next: allocated again only for more recipients */
+		free(r->codes);
+		free(r->texts);
+		r->codes = calloc((size_t)r->nrcpt, sizeof(int));
+		r->texts = calloc((size_t)r->nrcpt, sizeof(char *));
+		r->reply_cap = r->codes && r->texts ? r->nrcpt : 0;
+		if (r->reply_cap == 0) {
+			free(r->codes);
+			free(r->texts);
+			r->codes = NULL;
+			r->texts = NULL;
+			relay_fail(r, "out of memory");
+			return;
+		}
+	} else {
+		memset(r->codes, 0, (size_t)r->nrcpt * sizeof(int));
 	}
 	r->clean = false;
 	r->bdat = false;
@@ -1521,7 +1618,7 @@ void relay_release(struct relay *r, bool reusable)
 	    r->gen->cfg->backends.pool_size > 0) {
 		if (r->clean) {
 			/* The last transaction ended with its final reply: no RSET needed. */
-			uv_timer_stop(&r->timer);
+			relay_disarm(r);
 			relay_park(r);
 			return;
 		}

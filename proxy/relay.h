@@ -94,8 +94,13 @@ bool relay_text_is_stale(const char *text);
 void relay_abort(struct relay *r);
 
 struct backend *relay_backend(const struct relay *r);
-bool relay_has_ext(const struct relay *r, const char *ext);  /* EHLO keyword: SIZE, 8BITMIME, SMTPUTF8,
-                                                            * PIPELINING, DSN, CHUNKING */
+/* EHLO keywords the backend announced, as bits (asked several times per message: a test
+ * of a bit, no string compare). */
+enum relay_ext {
+	RELAY_EXT_PIPELINING = 1u << 0, RELAY_EXT_SIZE = 1u << 1, RELAY_EXT_8BITMIME = 1u << 2,
+	RELAY_EXT_SMTPUTF8 = 1u << 3, RELAY_EXT_DSN = 1u << 7, RELAY_EXT_CHUNKING = 1u << 8,
+};
+bool relay_offers(const struct relay *r, enum relay_ext ext);
 bool relay_is_lmtp(const struct relay *r);
 
 /* Worker shutdown: QUIT every idle connection. */

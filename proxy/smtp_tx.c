@@ -160,32 +160,32 @@ static void smtp_tx_env_free(struct hook_env *env)
 	env->nrcpts = 0;
 }
 
-/* The MAIL command for r's backend (malloc'ed): from, and of params what we advertised
- * (SIZE, BODY, SMTPUTF8, DSN's RET and ENVID) when the backend has it. */
-static char *smtp_tx_mail_line_for(const struct relay *r, const char *from, const char *params)
+/* The MAIL command for r's backend, built in b (emptied first; its memory is kept from one
+ * message to the next): from, and of params what we advertised (SIZE, BODY, SMTPUTF8,
+ * DSN's RET and ENVID) when the backend has it. Returns b->v. */
+static char *smtp_tx_mail_line_for(struct strbuf *b, const struct relay *r, const char *from, const char *params)
 {
-	struct strbuf b = { 0 };
-
-	strbuf_append(&b, "MAIL FROM:<", 11);
+	b->len = 0;
+	strbuf_append(b, "MAIL FROM:<", 11);
 	if (from)
-		strbuf_append(&b, from, strlen(from));
-	strbuf_append(&b, ">", 1);
+		strbuf_append(b, from, strlen(from));
+	strbuf_append(b, ">", 1);
 	if (params && *params) {
 		char *copy = strdup(params), *save = NULL;
 		for (char *t = strtok_r(copy, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_has_ext(r, "SIZE")) ||
-			    (strncasecmp(t, "BODY=", 5) == 0 && relay_has_ext(r, "8BITMIME")) ||
-			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_has_ext(r, "SMTPUTF8")) ||
+			if ((strncasecmp(t, "SIZE=", 5) == 0 && relay_offers(r, RELAY_EXT_SIZE)) ||
+			    (strncasecmp(t, "BODY=", 5) == 0 && relay_offers(r, RELAY_EXT_8BITMIME)) ||
+			    (strcasecmp(t, "SMTPUTF8") == 0 && relay_offers(r, RELAY_EXT_SMTPUTF8)) ||
 			    ((strncasecmp(t, "RET=", 4) == 0 || strncasecmp(t, "ENVID=", 6) == 0) &&
-			     relay_has_ext(r, "DSN")))
+			     relay_offers(r, RELAY_EXT_DSN)))
 			{
-				strbuf_append(&b, " ", 1);
-				strbuf_append(&b, t, strlen(t));
+				strbuf_append(b, " ", 1);
+				strbuf_append(b, t, strlen(t));
 			}
 		}
 		free(copy);
 	}
-	return b.v;
+	return b->v;
 }
 
 /* Builds the MAIL command for the backend from the envelope and what it supports. */
@@ -193,9 +193,8 @@ static void smtp_tx_build_mail_line(struct smtp_tx *tx)
 {
 	const struct hook_env *env = tx->env;
 
-	free(tx->mail_line);
-	tx->mail_line = smtp_tx_mail_line_for(tx->relay, env->new_mail_from ? env->new_mail_from : env->mail_from,
-	    env->mail_params);
+	tx->mail_line = smtp_tx_mail_line_for(&tx->mail_buf, tx->relay,
+	    env->new_mail_from ? env->new_mail_from : env->mail_from, env->mail_params);
 }
 
 /* ---- establishing: pick, open, MAIL, replay the accepted RCPTs, with failover --------- */
@@ -306,7 +305,7 @@ static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char
 	relay_set_owner(r, &tx->relay);
 	tx->mail_sent = tx->rcpt_queued = false;
 	tx->est_rcpt = tx->est_queued = 0;
-	if (env->mail_params && strcasestr(env->mail_params, "SMTPUTF8") && !relay_has_ext(r, "SMTPUTF8")) {
+	if (env->mail_params && strcasestr(env->mail_params, "SMTPUTF8") && !relay_offers(r, RELAY_EXT_SMTPUTF8)) {
 		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
 		relay_release(r, true);
 		tx->relay = NULL;
@@ -346,7 +345,7 @@ static void smtp_tx_rcpt_line(const struct relay *r, char *line, size_t cap, con
 	smtp_tx_cat(line, cap, &n, "RCPT TO:<");
 	smtp_tx_cat(line, cap, &n, addr);
 	smtp_tx_cat(line, cap, &n, ">");
-	if (params && *params && relay_has_ext(r, "DSN")) {
+	if (params && *params && relay_offers(r, RELAY_EXT_DSN)) {
 		smtp_tx_cat(line, cap, &n, " ");
 		smtp_tx_cat(line, cap, &n, params);
 	}
@@ -371,7 +370,7 @@ static void smtp_tx_early_data_cb(void *arg, int code, const char *text)
  * anyway (BDAT). */
 static void smtp_tx_queue_data(struct smtp_tx *tx)
 {
-	if (tx->data_follows && relay_has_ext(tx->relay, "PIPELINING") && !relay_has_ext(tx->relay, "CHUNKING"))
+	if (tx->data_follows && relay_offers(tx->relay, RELAY_EXT_PIPELINING) && !relay_offers(tx->relay, RELAY_EXT_CHUNKING))
 		relay_queue_data(tx->relay, smtp_tx_early_data_cb, tx);
 }
 
@@ -402,10 +401,10 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 		/* The commands sent ahead with the last message's dot must be this group's. */
 		const char *lines[3] = { tx->mail_line, line, "DATA" };
 		size_t n = 1;
-		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt && relay_has_ext(tx->relay, "PIPELINING")) {
+		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt && relay_offers(tx->relay, RELAY_EXT_PIPELINING)) {
 			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
 			n = 2;
-			if (tx->data_follows && !relay_has_ext(tx->relay, "CHUNKING"))
+			if (tx->data_follows && !relay_offers(tx->relay, RELAY_EXT_CHUNKING))
 				n = 3;
 		}
 		if (env->nrcpts || !relay_ahead_match(tx->relay, lines, n)) {
@@ -420,7 +419,7 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 	}
 	tx->mail_sent = true;
 	relay_queue(tx->relay, tx->mail_line, smtp_tx_est_mail_cb, tx);
-	if (relay_has_ext(tx->relay, "PIPELINING")) {
+	if (relay_offers(tx->relay, RELAY_EXT_PIPELINING)) {
 		for (size_t i = 0; i < env->nrcpts; i++) {
 			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), env->rcpts[i].addr, env->rcpts[i].params);
 			relay_queue(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
@@ -758,17 +757,26 @@ static void smtp_tx_backend_qid(const char *text, char *qid)
 	qid[n] = '\0';
 }
 
-/* The backend took the message (backend_qid: its queue id, "" when unknown). */
-static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const char *backend_qid)
+/* The backend took the message (its queue id: qid, or else the one in its reply text; ""
+ * when neither has one). The "delivered" line is built only when it is logged (it is per message: the
+ * queue id search and the escaped sender cost more than the rest of the reply). */
+static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const char *reply,
+    const char *qid)
 {
 	const struct hook_env *env = tx->env;
-	char text[64], fv[600], qv[SMTP_TX_QID_MAX * 4 + 8];
+	char text[64], fv[600], qv[SMTP_TX_QID_MAX * 4 + 8], backend_qid[SMTP_TX_QID_MAX];
 
 	counter_add(COUNTER_BYTES_DELIVERED, (long)tx->msg_size);
-	log_event(LOG_LVL_INFO, env->session_id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=%s rcpts=%zu size=%llu client=%s score=%.1f",
-	    env->queue_id, backend_url, backend_qid[0] ? log_val(qv, sizeof(qv), backend_qid) : "-",
-	    log_addr(fv, sizeof(fv), env->mail_from), env->nrcpts, (unsigned long long)tx->msg_size,
-	    env->client_ip, env->score);
+	if (log_get_level() <= LOG_LVL_INFO) {
+		if (qid)
+			snprintf(backend_qid, sizeof(backend_qid), "%s", qid);
+		else
+			smtp_tx_backend_qid(reply, backend_qid);
+		log_event(LOG_LVL_INFO, env->session_id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=%s rcpts=%zu size=%llu client=%s score=%.1f",
+		    env->queue_id, backend_url, backend_qid[0] ? log_val(qv, sizeof(qv), backend_qid) : "-",
+		    log_addr(fv, sizeof(fv), env->mail_from), env->nrcpts, (unsigned long long)tx->msg_size,
+		    env->client_ip, env->score);
+	}
 	size_t n = 0;
 	text[0] = '\0';
 	smtp_tx_cat(text, sizeof(text), &n, "2.0.0 Ok: queued as ");
@@ -811,7 +819,7 @@ static void smtp_tx_maildir_cb(void *arg, int status, const char *qid, const cha
 	if (tx->backend)
 		backend_report_success(tx->pool, tx->backend);
 	snprintf(q, sizeof(q), "%s", qid ? qid : "");
-	smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "maildir", q);
+	smtp_tx_delivered(tx, tx->backend ? tx->backend->url : "maildir", NULL, q);
 }
 
 /* Writes the message into the maildir at root (a backend's, or the quarantine). */
@@ -844,13 +852,10 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 	}
 	const char *url = tx->backend ? tx->backend->url : "?";
 	if (temp == 0 && ok > 0) {
-		char qid[SMTP_TX_QID_MAX];
-
-		smtp_tx_backend_qid(texts[0], qid);
 		if (perm)
 			log_event(LOG_LVL_WARNING, tx->env->session_id, "event=partial_reject backend=%s rejected=%d accepted=%d",
 			    url, perm, ok);
-		smtp_tx_delivered(tx, url, qid);
+		smtp_tx_delivered(tx, url, texts[0], NULL);
 		return;
 	}
 	if (temp == 0 && perm > 0) {
@@ -908,9 +913,17 @@ static void smtp_tx_send_est_cb(struct smtp_tx *tx, int code, const char *text)
 	smtp_tx_deliver_tempfail(tx, text);
 }
 
+#define SMTP_TX_NEXT_KEEP 4096      /* a group's block up to this size is kept for the next */
+
 static void smtp_tx_next_free(struct smtp_tx *tx)
 {
-	free(tx->next_rcpts);	/* one block: both pointer arrays, then the strings */
+	/* one block: both pointer arrays, then the strings; a small one stays for the next
+	 * group (one per pipelined message) */
+	if (tx->next_cap > SMTP_TX_NEXT_KEEP) {
+		free(tx->next_block);
+		tx->next_block = NULL;
+		tx->next_cap = 0;
+	}
 	tx->next_from = tx->next_params = NULL;
 	tx->next_rcpts = tx->next_rcpt_params = NULL;
 	tx->next_nrcpts = 0;
@@ -940,9 +953,14 @@ void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, 
 	total = 2 * nrcpts * sizeof(char *) + strlen(from) + 1 + strlen(params) + 1;
 	for (size_t i = 0; i < nrcpts; i++)
 		total += strlen(rcpts[i]) + 1 + strlen(rcpt_params[i]) + 1;
-	char **block = malloc(total);
-	if (block == NULL)
-		abort();
+	if (total > tx->next_cap) {
+		free(tx->next_block);
+		tx->next_block = malloc(total);
+		if (tx->next_block == NULL)
+			abort();
+		tx->next_cap = total;
+	}
+	char **block = tx->next_block;
 	char *at = (char *)(block + 2 * nrcpts);
 	tx->next_rcpts = block;
 	tx->next_rcpt_params = block + nrcpts;
@@ -964,11 +982,9 @@ static void smtp_tx_send_ahead(struct smtp_tx *tx)
 	char line[1100];
 
 	if (tx->next_nrcpts == 0 || tx->pool->nroutes > 0 || !relay_can_ahead(r) ||
-	    (strcasestr(tx->next_params, "SMTPUTF8") && !relay_has_ext(r, "SMTPUTF8")))
+	    (strcasestr(tx->next_params, "SMTPUTF8") && !relay_offers(r, RELAY_EXT_SMTPUTF8)))
 		goto out;
-	char *mail = smtp_tx_mail_line_for(r, tx->next_from, tx->next_params);
-	relay_queue_ahead(r, mail);
-	free(mail);
+	relay_queue_ahead(r, smtp_tx_mail_line_for(&tx->ahead_buf, r, tx->next_from, tx->next_params));
 	for (size_t i = 0; i < tx->next_nrcpts; i++) {
 		smtp_tx_rcpt_line(r, line, sizeof(line), tx->next_rcpts[i], tx->next_rcpt_params[i]);
 		relay_queue_ahead(r, line);
@@ -1162,8 +1178,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->rcpts_done = 0;
 	tx->mail_deferrable = false;
 	tx->data_follows = false;
-	free(tx->mail_line);
-	tx->mail_line = NULL;
+	tx->mail_line = NULL;	/* its buffer (mail_buf) is kept for the next message */
 	if (tx->msg != NULL && tx->msg_spare == NULL) {
 		/* kept, emptied, for the session's next message (a small one keeps its memory) */
 		msgbuf_clear(tx->msg, SMTP_TX_MSG_KEEP);
@@ -1208,13 +1223,17 @@ int smtp_tx_pending(const struct smtp_tx *tx)
 void smtp_tx_free(struct smtp_tx *tx)
 {
 	smtp_tx_next_free(tx);
+	free(tx->next_block);
+	tx->next_block = NULL;
+	tx->next_cap = 0;
 	smtp_tx_env_free(tx->env);
 	msgbuf_free(tx->msg);
 	tx->msg = NULL;
 	msgbuf_free(tx->msg_spare);
 	tx->msg_spare = NULL;
 	strbuf_free(&tx->prefix);
-	free(tx->mail_line);
+	strbuf_free(&tx->mail_buf);
+	strbuf_free(&tx->ahead_buf);
 	tx->mail_line = NULL;
 	free(tx->rcpt);
 	free(tx->rcpt_params);

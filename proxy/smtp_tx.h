@@ -71,7 +71,8 @@ struct smtp_tx {
 	uint64_t tried;                   /* backends tried for this message (bit per index) */
 	int attempts;
 	int rcpts_done;                   /* LMTP recipients a failed attempt delivered (left env) */
-	char *mail_line;                  /* the MAIL command for the backend */
+	char *mail_line;                  /* the MAIL command for the backend (in mail_buf) */
+	struct strbuf mail_buf, ahead_buf;  /* the MAIL lines' storage, kept between messages */
 	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt) */
 	/* the message */
 	struct msgbuf *msg;
@@ -110,6 +111,8 @@ struct smtp_tx {
 	char *next_from, *next_params;
 	char **next_rcpts, **next_rcpt_params;
 	size_t next_nrcpts;
+	void *next_block;                 /* their storage, kept between messages when small */
+	size_t next_cap;
 	bool next_data;
 	bool ahead_sent;                  /* this message's relay took the next group */
 	struct relay *next_relay;         /* ... kept for the next transaction (smtp_tx_begin) */

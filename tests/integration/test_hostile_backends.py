@@ -334,6 +334,56 @@ case('mail421', {'mail': send_then(b'421 4.3.2 shutting down\r\n', False)}, 4)
 # Accepts DATA, then stalls past data_timeout (after reading the body / without reading it).
 case('datastall', {'dot': hang}, 4)
 case('datanoread', {'data': send_then(b'354 go\r\n', False, 30)}, 4)
+# The relay's deadline moves later while its timer runs: reply_timeout (1 s) for MAIL, RCPT
+# and DATA, then data_timeout (5 s) from the message on. relay_arm leaves the earlier timer
+# running and it starts again for the rest when it fires: a final reply 2 s after the dot
+# must still be taken (a timer that failed the step at the first firing would give 4xx), and
+# a backend that never answers must still time out (4xx within the bound).
+if not ONLY or 'dotlate' in ONLY.split(','):
+    def dot_late(srv, p, arg):
+        time.sleep(2)
+        return None
+    bad = scripted('dotlate', {'dot': dot_late})
+    mx = mt.Mxgate(cfg([bad.url], backends={'reply_timeout': '1s', 'data_timeout': '5s', 'max_attempts': 1}),
+                   name='mx-dotlate')
+    code, text, secs = timed_mail(mx.port, 'dotlate')
+    mt.check(code == 250, 'final reply 2 s after the dot, data_timeout 5 s, reply_timeout 1 s: 250 (got %s %s)'
+             % (code, text[:70]))
+    mt.check('dotlate' in tags_of(bad), 'dotlate: the 250 is at the backend')
+    mx.stop()
+    bad = scripted('dotnever', {'dot': hang})
+    mx = mt.Mxgate(cfg([bad.url], backends={'reply_timeout': '1s', 'data_timeout': '3s', 'max_attempts': 1}),
+                   name='mx-dotnever')
+    code, text, secs = timed_mail(mx.port, 'dotnever')
+    mt.check(code is not None and code // 100 == 4, 'no final reply, data_timeout 3 s: 4xx (got %s %s)'
+             % (code, text[:70]))
+    mt.check(secs <= mt.slack(3 + 3), 'dotnever: answered in %.1fs (bound %.0fs)' % (secs, mt.slack(6)))
+    mt.check(mx.alive(), 'dotnever: daemon alive')
+    mx.stop()
+# A backend that starts reading the message 3 s after its 354 (reply_timeout is 2 s,
+# data_timeout 20 s): the socket fills and the relay's writes queue (relay_pump, also for
+# the body's last piece, which it writes from the message buffer itself when the socket
+# takes it at once). Every size must arrive byte for byte behind mxgate's Received field: the
+# time for sending the message is data_timeout since the backend last took some of it
+# (it was the DATA command's reply_timeout for the whole transfer: the 15 MB message, too
+# big for the socket buffers, got 451 after 2 s).
+if not ONLY or 'slowread' in ONLY.split(','):
+    def slow_read(srv, p, arg):
+        p.send('354 go ahead\r\n')
+        time.sleep(3)
+        return True
+    bad = scripted('slowread', {'data': slow_read})
+    mx = mt.Mxgate(cfg([bad.url], backends={'data_timeout': '20s'}), name='mx-slowread')
+    for size in (20000, 200000, 3000000, 15000000):
+        tag = 'slowread%d' % size
+        data = mt.message(tag, size=size)
+        code, text, secs = timed_mail(mx.port, tag, size=size)
+        got = [b for _, b in bad.messages if b'<%s@' % tag.encode() in b]
+        mt.check(code == 250 and len(got) == 1 and got[0].endswith(data) and got[0].startswith(b'Received: '),
+                 'slow reader, %d octets: delivered byte-exact behind the Received field (%s %s)'
+                 % (size, code, text[:60]))
+    mt.check(mx.alive(), 'slowread: daemon alive')
+    mx.stop()
 # LMTP: one reply for three recipients, then the connection closes.
 case('lmtpshort', {'dot': send_then(b'250 2.0.0 <r1@example.test> Ok\r\n', False)}, 4, lmtp=True,
      rcpts=('r1@example.test', 'r2@example.test', 'r3@example.test'))

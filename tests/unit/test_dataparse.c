@@ -582,6 +582,98 @@ test_scan_same_parse(void **state)
     }
 }
 
+/* A run of short CRLF lines (lengths 0 to 9, some with a TAB), n octets, then the end. */
+static size_t
+short_lines(char *in, size_t n)
+{
+    size_t k = 0;
+    for (size_t line = 0; k + 2 < n; line++) {
+        size_t l = line % 10;
+        for (size_t i = 0; i < l && k + 2 < n; i++)
+            in[k++] = (line + i) % 7 == 3 ? '\t' : (char)('a' + (line + i) % 26);
+        in[k++] = '\r';
+        in[k++] = '\n';
+    }
+    memcpy(in + k, ".\r\n", 3);
+    return k + 3;
+}
+
+/* The fast path across lines (64-octet blocks, several lines per block: dataparse_feed
+ * without dataparse_force_scalar) gives the parse of the per-line one: every string of up
+ * to 3 octets over {a . CR LF NUL TAB} written over a run of short lines at every offset
+ * in it (at line starts, inside lines, over a CRLF, across the 64-octet blocks), both
+ * policies, fed whole, and against the per-line scan fed one octet at a time at every
+ * fifth offset. */
+static void
+test_lines_same_parse(void **state)
+{
+    (void)state;
+    static const char alpha[] = { 'a', '.', '\r', '\n', '\0', '\t' };
+    char in[256];
+    for (size_t len = 1; len <= 3; len++) {
+        for (size_t k = 0; k < words(6, len); k++) {
+            for (size_t at = 0; at + len <= 150; at++) {
+                size_t n = short_lines(in, 200);
+                word(in + at, alpha, 6, len, k);
+                for (int pol = 0; pol < 2; pol++) {
+                    enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+                    parse_twice_same(policy, in, n, 0, false, 0, true);
+                    if (at % 5 == 0)
+                        parse_twice_same(policy, in, n, 0, false, 1, true);
+                }
+            }
+        }
+    }
+}
+
+/* The same, over 4,000 pseudo-random buffers of 64 to 600 octets, mostly lines of text
+ * with now and then a ".", a bare CR or LF, a NUL, a TAB or an empty line, fed whole and
+ * split at a pseudo-random point, against the per-line scan fed whole. */
+static void
+test_lines_random(void **state)
+{
+    (void)state;
+    static const char odd[] = { '.', '\r', '\n', '\0', '\t' };
+    char in[640];
+    uint32_t x = 12345;
+    for (int round = 0; round < 4000; round++) {
+        x = x * 1103515245u + 12345u;
+        size_t n = 64 + (x >> 8) % 537, k = 0;
+        while (k < n) {
+            x = x * 1103515245u + 12345u;
+            uint32_t r = (x >> 8) % 100;
+            if (r < 12 && k + 2 <= n) {
+                in[k++] = '\r';
+                in[k++] = '\n';
+            } else if (r < 15) {
+                in[k++] = odd[(x >> 20) % sizeof(odd)];
+            } else {
+                in[k++] = (char)('a' + (x >> 20) % 26);
+            }
+        }
+        x = x * 1103515245u + 12345u;
+        size_t split = (x >> 8) % (n + 1);
+        for (int pol = 0; pol < 2; pol++) {
+            enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+            parse_twice_same(policy, in, n, 0, false, 0, true);
+            struct dataparse a, b;
+            struct sink ca, cb;
+            int da, db;
+            dataparse_init(&a, policy);
+            dataparse_init(&b, policy);
+            sink_init(&ca);
+            sink_init(&cb);
+            bool was = dataparse_force_scalar;
+            dataparse_force_scalar = false;
+            size_t ua = feed_all(&a, in, n, 0, split, &ca, &da);
+            dataparse_force_scalar = true;
+            size_t ub = feed_all(&b, in, n, 0, n, &cb, &db);
+            dataparse_force_scalar = was;
+            assert_same_parse(&a, &b, &ca, &cb, ua, ub, da, db);
+        }
+    }
+}
+
 static int
 scalar_on(void **state)
 {
@@ -611,6 +703,8 @@ main(void)
         cmocka_unit_test(test_restuff_flag),
         cmocka_unit_test(test_scan_agree),
         cmocka_unit_test(test_scan_same_parse),
+        cmocka_unit_test(test_lines_same_parse),
+        cmocka_unit_test(test_lines_random),
     };
     /* the whole set again with the portable scan (dataparse_force_scalar) */
     int rc = cmocka_run_group_tests_name("dataparse", tests, NULL, NULL);

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""bench_core_cost.py — the yardsticks that do not move with the machine's load, for the
+PIPELINING client of bench_core (20 connections, ~4 KiB messages, MAIL+RCPT+DATA in one
+write, the content with the next group), in front of one smtp-sink.
+
+  python3 bench/bench_core_cost.py instr BINARY [BINARY...]
+      user-space instructions per pipelined message of each mxgate (valgrind callgrind on
+      the daemon, all threads: counters zeroed after 300 warm-up messages, then 2,000
+      messages; total Ir / 2,000). Keeps the profile in bench-callgrind.<i>.out in the
+      current directory for callgrind_annotate.
+  python3 bench/bench_core_cost.py kernel ROUNDS BINARY [BINARY...]
+      per message, each mxgate and HAProxy L4 taking turns (20,000 messages a round):
+      system calls (strace -c -f over one extra round of 2,000; by name), sleeps (voluntary
+      context switches of all threads, /proc/PID/task/*/status), involuntary switches, user
+      and system microseconds (/proc/PID/task/*/stat).
+
+Figures only, no assertions."""
+import glob, os, re, shutil, statistics, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_core as bc  # noqa: E402
+
+WARM, MSGS, KMSGS = 300, 2000, 20000
+
+
+def wrapper(binary, out):
+    path = os.path.join(bc.TMP, 'cg-%d.sh' % len(os.listdir(bc.TMP)))
+    with open(path, 'w') as f:
+        f.write('#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s '
+                '--dump-instr=no %s "$@"\n' % (out, os.path.abspath(binary)))
+    os.chmod(path, 0o755)
+    return path
+
+
+def total_ir(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith('totals:') or line.startswith('summary:'):
+                return int(line.split()[1])
+    raise RuntimeError('%s: no totals' % path)
+
+
+def instr(bins):
+    sink = bc.start_sink()
+    for i, b in enumerate(bins):
+        out = os.path.join(bc.TMP, 'cg%d.out' % i)
+        bc.BIN = wrapper(b, out)
+        mx = bc.start_mxgate(sink.port, 'cg%d' % i)
+        bc.pipelined(mx.port, WARM)
+        subprocess.run(['callgrind_control', '-z', str(mx.pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+        bc.pipelined(mx.port, MSGS)
+        subprocess.run(['callgrind_control', '-d', str(mx.pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+        dumps = sorted(glob.glob(out + '.*'), key=os.path.getmtime)
+        ir = total_ir(dumps[-1])
+        keep = 'bench-callgrind.%d.out' % i
+        shutil.copy(dumps[-1], keep)
+        print('%s  %d instructions/msg  (%d Ir over %d pipelined messages; profile %s)'
+              % (b, round(ir / MSGS), ir, MSGS, keep), flush=True)
+        bc.stop(mx)
+
+
+def task_sum(pid, fname, fields):
+    tot = [0] * len(fields)
+    for d in glob.glob('/proc/%d/task/*' % pid):
+        try:
+            with open(os.path.join(d, fname)) as f:
+                txt = f.read()
+        except OSError:
+            continue
+        if fname == 'stat':
+            v = txt[txt.rindex(')') + 2:].split()
+            for i, k in enumerate(fields):   # utime, stime: fields 14, 15 (index 11, 12 here)
+                tot[i] += int(v[k])
+        else:
+            for i, k in enumerate(fields):
+                m = re.search(r'^%s:\s+(\d+)' % k, txt, re.M)
+                tot[i] += int(m.group(1)) if m else 0
+    return tot
+
+
+def snap(pid):
+    ut, st = task_sum(pid, 'stat', [11, 12])
+    vol, inv = task_sum(pid, 'status', ['voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches'])
+    return ut, st, vol, inv
+
+
+def strace_count(pid, port):
+    out = os.path.join(bc.TMP, 'strace-%d.txt' % pid)
+    st = subprocess.Popen(['strace', '-c', '-f', '-p', str(pid), '-o', out],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    bc.pipelined(port, MSGS)
+    st.send_signal(2)
+    st.wait(30)
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            v = line.split()
+            if len(v) >= 5 and v[-1] not in ('syscall', 'total') and v[3].isdigit():
+                calls[v[-1]] = int(v[3])
+    return calls
+
+
+def kernel(rounds, bins):
+    tick = os.sysconf('SC_CLK_TCK')
+    sink = bc.start_sink()
+    targets = []
+    for i, b in enumerate(bins):
+        bc.BIN = b
+        targets.append(('mx%d' % i, bc.start_mxgate(sink.port, 'mxgate%d' % i)))
+    targets.append(('hp', bc.start_haproxy(sink.port)))
+    rows = {n: [] for n, _ in targets}
+    print('load before %s' % open('/proc/loadavg').read().strip())
+    for n, p in targets:
+        bc.pipelined(p.port, WARM)
+    for r in range(rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for n, p in order:
+            a = snap(p.pid)
+            rate = bc.pipelined(p.port, KMSGS)
+            b = snap(p.pid)
+            d = [(y - x) for x, y in zip(a, b)]
+            rows[n].append((rate, d[0] * 1e6 / tick / KMSGS, d[1] * 1e6 / tick / KMSGS,
+                            d[2] / KMSGS, d[3] / KMSGS))
+        print('round %d: %s' % (r, '  '.join(
+            '%s %.0f msg/s user %.1f sys %.1f us sleeps %.2f invol %.2f' % ((n,) + rows[n][-1])
+            for n, _ in targets)), flush=True)
+    for n, p in targets:
+        med = [statistics.median(x[i] for x in rows[n]) for i in range(5)]
+        print('%-4s median: %.0f msg/s  user %.1f us  sys %.1f us  sleeps %.2f  invol %.2f per msg'
+              % ((n,) + tuple(med)))
+    if shutil.which('strace'):
+        for n, p in targets:
+            c = strace_count(p.pid, p.port)
+            tot = sum(c.values())
+            top = sorted(c.items(), key=lambda kv: -kv[1])[:6]
+            print('%-4s syscalls/msg %.2f: %s' % (n, tot / MSGS, '  '.join(
+                '%s %.2f' % (k, v / MSGS) for k, v in top)))
+    print('load after %s' % open('/proc/loadavg').read().strip())
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__)
+        return 2
+    try:
+        if sys.argv[1] == 'instr':
+            instr(sys.argv[2:])
+        elif sys.argv[1] == 'kernel':
+            kernel(int(sys.argv[2]), sys.argv[3:])
+        else:
+            print(__doc__)
+            return 2
+    finally:
+        bc.cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
