@@ -116,6 +116,9 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 		    st.skipped[SKIP_NET], st.skipped[SKIP_REGEX], st.skipped[SKIP_ZERO],
 		    st.prefiltered, st.errors);
 		rules_log_missing_evals(rs);
+		if (rs->nmeta_loops)
+			log_event(LOG_LVL_WARNING, NULL, "event=rules_meta_loop rules=%zu first=%s "
+			    "reason=\"meta rules in a dependency loop never run\"", rs->nmeta_loops, rs->meta_loop);
 		{
 			char names[512];
 

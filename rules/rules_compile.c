@@ -115,6 +115,8 @@ static void rules_meta_visit(struct rules_set *rs, size_t root, uint8_t *state,
 			continue;
 		if (state[j] == 1) {            /* cycle */
 			rs->r[j].active = false;
+			if (rs->nmeta_loops++ == 0)
+				rs->meta_loop = rs->r[j].name;
 			continue;
 		}
 		state[j] = 1;
@@ -767,6 +769,10 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 		rules_set_get_stats(rs, &st);
 		rules_print_stats(&st, err);
 		rules_print_missing_evals(rs, err);
+		if (rs->nmeta_loops)
+			/* as SpamAssassin's lint: such a meta never hits */
+			fprintf(err, "rules: warning: %zu meta rule%s in a dependency loop, never run (%s)\n",
+			    rs->nmeta_loops, rs->nmeta_loops == 1 ? "" : "s", rs->meta_loop);
 		{
 			char names[512];
 

@@ -60,6 +60,7 @@ struct rules_set {
 	unsigned eval_needs;                 /* EVAL_NEED_* of every eval rule, or'ed */
 	bool uses_bayes;                     /* a check_bayes rule runs: classify first */
 	size_t *meta_order; size_t nmeta;
+	size_t nmeta_loops; const char *meta_loop;  /* metas dropped for a dependency loop; one */
 	/* body, rawbody, uri prefilters: published once built (maybe by a background thread,
 	 * as vectorscan needs seconds for the stock SA rules); NULL = PCRE2 only for now */
 	_Atomic(struct match_multi *) pre[RULE_NKINDS];

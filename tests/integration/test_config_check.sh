@@ -135,6 +135,11 @@ expect "an alias without its anchor" 1 "$T/badalias.yaml" "$T/badalias.yaml:5:14
 printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nlimits: *nope\n' > "$T/badalias2.yaml"
 expect "an alias without its anchor, not merged" 1 "$T/badalias2.yaml" "$T/badalias2.yaml:3:10: YAML: invalid alias"
 
+# metas in a dependency loop never run: said, as SpamAssassin's lint says it (was silent)
+printf 'meta I1 I2\nmeta I2 I1\nbody B1 /x/\n' > "$T/loop.cf"
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nrules: { files: ["%s"] }\n' "$T/loop.cf" > "$T/loop.yaml"
+expect "a meta dependency loop is a warning" 0 "$T/loop.yaml" "rules: warning: 1 meta rule in a dependency loop, never run (I1)"
+
 "$BIN" --dump-config-docs > "$T/config.md" 2>&1
 if grep -q '^| `max_connections_per_ip` | integer | `50` |' "$T/config.md"; then
 	echo "ok   --dump-config-docs"
