@@ -38,6 +38,12 @@ const struct cfg_table clamd_options_table = {
 	.fields = clamd_option_fields,
 };
 
+bool clamd_options_quarantine(const struct plugin_options *o)
+{
+	return o->table == &clamd_options_table && o->typed != NULL &&
+	    ((const struct clamd_options *)o->typed)->action == CLAMD_QUARANTINE;
+}
+
 struct clamd_inst {
 	const struct mxgate_host *host;
 	struct pconn_addr addr;

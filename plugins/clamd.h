@@ -16,8 +16,14 @@
 
 #include "plugin.h"
 
+#include <stdbool.h>
+
 /* Parses a clamd reply line ("stream: OK", "stream: Eicar FOUND", "... ERROR").
  * Returns 0 clean, 1 found (virus name copied to name), -1 error / unparseable. */
 int clamd_reply_parse(const char *reply, size_t len, char *name, size_t namelen);
+
+struct plugin_options;
+/* True when a clamd entry's options (typed by clamd_options_table) say action quarantine. */
+bool clamd_options_quarantine(const struct plugin_options *o);
 
 #endif

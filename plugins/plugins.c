@@ -6,6 +6,7 @@
  * handles (freed after cancel, or when a plugin without cancel answers late). */
 #include "plugins.h"
 
+#include "clamd.h"
 #include "config.h"
 #include "headers.h"
 #include "hook.h"
@@ -429,6 +430,19 @@ static unsigned plugin_desc_stages(const struct mxgate_plugin *d)
 	if (d->on_header || d->on_body || d->on_eom) s |= 1u << HOOK_EOM;
 	if (d->on_close) s |= 1u << HOOK_CLOSE;
 	return s;
+}
+
+int plugins_check_config(const struct mx_config *cfg, FILE *err)
+{
+	for (size_t i = 0; i < cfg->plugins.n; i++) {
+		const struct plugin_config *pc = (const struct plugin_config *)cfg->plugins.v + i;
+
+		if (clamd_options_quarantine(&pc->options) && (cfg->quarantine == NULL || !cfg->quarantine[0]))
+			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
+			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
+			    "retried for days\n", cfg->path, i);
+	}
+	return 0;
 }
 
 static size_t plugin_entries_count(const struct mx_config *cfg)

@@ -26,6 +26,7 @@
 #define MX_PLUGINS_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "plugin.h"
@@ -71,6 +72,11 @@ struct plugin_builtin {
 extern const struct plugin_builtin clamd_builtin, milter_builtin, spamd_builtin, rspamd_builtin;
 extern const struct cfg_table clamd_options_table, milter_options_table, spamd_options_table,
     rspamd_options_table;
+
+struct mx_config;
+/* `mxgate -t` (modules.def): warnings about the entries that only show with the whole
+ * config (a clamd `action: quarantine` without a top-level `quarantine`). 0. */
+int plugins_check_config(const struct mx_config *cfg, FILE *err);
 
 /* Looks a built-in up by name; NULL if none. */
 const struct plugin_builtin *plugins_find_builtin(const char *name);

@@ -140,6 +140,10 @@ printf 'meta I1 I2\nmeta I2 I1\nbody B1 /x/\n' > "$T/loop.cf"
 printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nrules: { files: ["%s"] }\n' "$T/loop.cf" > "$T/loop.yaml"
 expect "a meta dependency loop is a warning" 0 "$T/loop.yaml" "rules: warning: 1 meta rule in a dependency loop, never run (I1)"
 
+# clamd's action quarantine with nowhere to quarantine: every virus tempfails (was silent)
+printf 'listen: [127.0.0.1:2525]\nbackends: { servers: [smtp://127.0.0.1:2526] }\nplugins:\n  - { name: clamd, address: "127.0.0.1:3310", action: quarantine }\n' > "$T/cq.yaml"
+expect "clamd quarantine without a quarantine backend is a warning" 0 "$T/cq.yaml" "warning: plugins[0] (clamd): action quarantine without a quarantine backend"
+
 "$BIN" --dump-config-docs > "$T/config.md" 2>&1
 if grep -q '^| `max_connections_per_ip` | integer | `50` |' "$T/config.md"; then
 	echo "ok   --dump-config-docs"
