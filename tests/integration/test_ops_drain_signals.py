@@ -19,19 +19,26 @@ import mxtest as mt  # noqa: E402
 be = mt.Backend(name='drain-signals')
 
 
-def drain_with_signals(name, metrics):
-    """SIGTERM with a transaction open, then SIGHUP, SIGUSR1, SIGUSR2: the main loop runs
-    for the whole drain (with metrics.listen the probes answer too) and logs each signal."""
+def draining(name, metrics, data):
+    """A daemon (with or without metrics.listen) draining after SIGTERM while a client has
+    a transaction open (and in DATA when data): (mxgate, client)."""
     cfg = mt.config([be.url], limits={'drain_timeout': '20s'})
     if metrics:
         cfg['metrics'] = {'listen': '127.0.0.1:%d' % mt.hold_port().port}
     mx = mt.Mxgate(cfg, name=name)
     c = mt.Client(mx.port)
     c.ehlo()
-    mt.check(c.cmd('MAIL FROM:<a@example.org>')[0] == 250 and c.cmd('RCPT TO:<b@example.test>')[0] == 250,
-             '%s: a transaction is open' % name)
+    mt.check(c.cmd('MAIL FROM:<a@example.org>')[0] == 250 and c.cmd('RCPT TO:<b@example.test>')[0] == 250 and
+             (not data or c.cmd('DATA')[0] == 354), '%s: a transaction is open' % name)
     mx.send_signal(signal.SIGTERM)
     mt.check(mx.wait_log(r'event=shutdown signal=15', mt.slack(5)) is not None, '%s: SIGTERM starts the drain' % name)
+    return mx, c
+
+
+def drain_with_signals(name, metrics):
+    """SIGTERM with a transaction open, then SIGHUP, SIGUSR1, SIGUSR2: the main loop runs
+    for the whole drain (with metrics.listen the probes answer too) and logs each signal."""
+    mx, c = draining(name, metrics, False)
     for sig, sname in ((signal.SIGHUP, 'HUP'), (signal.SIGUSR1, 'USR1'), (signal.SIGUSR2, 'USR2')):
         start = mx.log_size()
         mx.send_signal(sig)
@@ -54,16 +61,7 @@ def second_term(name, metrics):
     """mxgate(8): "A second signal during the drain exits at once". Without metrics.listen
     the main loop used to end at the first SIGTERM, so the second was never seen and the
     drain ran on to its end (drain_timeout)."""
-    cfg = mt.config([be.url], limits={'drain_timeout': '20s'})
-    if metrics:
-        cfg['metrics'] = {'listen': '127.0.0.1:%d' % mt.hold_port().port}
-    mx = mt.Mxgate(cfg, name=name)
-    c = mt.Client(mx.port)
-    c.ehlo()
-    mt.check(c.cmd('MAIL FROM:<a@example.org>')[0] == 250 and c.cmd('RCPT TO:<b@example.test>')[0] == 250 and
-             c.cmd('DATA')[0] == 354, '%s: a message is being sent' % name)
-    mx.send_signal(signal.SIGTERM)
-    mt.check(mx.wait_log(r'event=shutdown signal=15', mt.slack(5)) is not None, '%s: SIGTERM starts the drain' % name)
+    mx, c = draining(name, metrics, True)
     mt.check(mx.alive(), '%s: the drain waits for the message' % name)
     mx.send_signal(signal.SIGTERM)
     mt.check(mt.wait_for(lambda: not mx.alive(), mt.slack(5)),
