@@ -74,6 +74,7 @@ import base64
 import ctypes
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -171,6 +172,64 @@ def need(*tools):
     for t in tools:
         if ('/' in t and not os.access(t, os.X_OK)) or ('/' not in t and tool(t) is None):
             skip(t + ' not installed')
+
+
+POSTFIX_MASTER = '/usr/lib/postfix/sbin/master'
+POSTFIX_SERVICES = (
+    ('cleanup', 'unix', 'n', '0', 'cleanup'), ('qmgr', 'unix', 'n', '1', 'qmgr'),
+    ('rewrite', 'unix', '-', '-', 'trivial-rewrite'), ('bounce', 'unix', '-', '0', 'bounce'),
+    ('defer', 'unix', '-', '0', 'bounce'), ('trace', 'unix', '-', '0', 'bounce'),
+    ('verify', 'unix', '-', '1', 'verify'), ('proxymap', 'unix', '-', '-', 'proxymap'),
+    ('error', 'unix', '-', '-', 'error'), ('retry', 'unix', '-', '-', 'error'),
+    ('discard', 'unix', '-', '-', 'discard'), ('anvil', 'unix', '-', '1', 'anvil'),
+    ('scache', 'unix', '-', '1', 'scache'), ('tlsmgr', 'unix', '-', '1', 'tlsmgr'),
+    ('smtp', 'unix', '-', '-', 'smtp'), ('relay', 'unix', '-', '-', 'smtp'),
+    ('postlog', 'unix-dgram', 'n', '1', 'postlogd'))
+
+
+def need_postfix():
+    """Postfix's master and its user, for postfix_instance (a skip, or under CI a failure)."""
+    if not os.access(POSTFIX_MASTER, os.X_OK):
+        skip('postfix master not found at ' + POSTFIX_MASTER)
+    try:
+        pwd.getpwnam('postfix')
+    except KeyError:
+        skip('no postfix user')
+
+
+def postfix_instance(name, port, main, hostname=None):
+    """A private Postfix instance in TMP/name: smtpd on 127.0.0.1:port, the main.cf lines
+    `main` after the instance's own (queue and data directories, loopback only, mail logged
+    to its log, TMP/name.log); master in the foreground (-d), stopped at exit."""
+    pf = os.path.join(TMP, name)
+    for d in ('conf', 'queue', 'data'):
+        os.makedirs(os.path.join(pf, d), exist_ok=True)
+    with open(os.path.join(pf, 'conf', 'main.cf'), 'w') as f:
+        f.write('''compatibility_level = 3.6
+queue_directory = {pf}/queue
+data_directory = {pf}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = {host}
+mydestination =
+maillog_file = /dev/stdout
+smtputf8_enable = no
+biff = no
+'''.format(pf=pf, host=hostname or name + '.test') + main)
+    with open(os.path.join(pf, 'conf', 'master.cf'), 'w') as f:
+        f.write('127.0.0.1:%d inet n - n - - smtpd\n' % port)
+        for svc, typ, priv, proc, cmd in POSTFIX_SERVICES:
+            f.write('%s %s %s - n - %s %s\n' % (svc, typ, priv, proc, cmd))
+    # `postfix check` creates the queue directories with their owners
+    chk = subprocess.run(['postfix', '-c', os.path.join(pf, 'conf'), 'check'], capture_output=True, text=True)
+    if chk.returncode != 0:
+        fail('postfix check (%s): %s' % (name, chk.stdout + chk.stderr))
+    os.chown(os.path.join(pf, 'data'), pwd.getpwnam('postfix').pw_uid, -1)
+    spawn([POSTFIX_MASTER, '-c', os.path.join(pf, 'conf'), '-d'], name)
+    if not wait_port(port, 15):
+        fail('postfix %s did not listen on %d:\n%s' % (name, port, log_of(name)[-2000:]))
 
 
 def need_python_milter():

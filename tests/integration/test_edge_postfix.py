@@ -11,7 +11,6 @@ would be directly (550, permanent), and a DNS failure is a 4xx ([TEMPUNAVAIL]). 
 over the backend connection pool are each announced as themselves (Postfix refuses a second
 XCLIENT on one connection: mxgate must not carry on under the previous client's name)."""
 import os
-import pwd
 import re
 import subprocess
 import sys
@@ -20,13 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 mt.need('swaks', 'dnsmasq', 'postfix')
-MASTER = '/usr/lib/postfix/sbin/master'
-if not os.access(MASTER, os.X_OK):
-    mt.skip('postfix master not found at ' + MASTER)
-try:
-    pwd.getpwnam('postfix')
-except KeyError:
-    mt.skip('no postfix user')
+mt.need_postfix()
 
 # ---------------------------------------------------------------- DNS: dnsmasq
 dns_port = mt.free_port()
@@ -62,53 +55,17 @@ if not mt.wait_for(dns_up, 10):
     mt.fail('dnsmasq did not answer on port %d' % dns_port)
 
 # ---------------------------------------------------------------- the backend: Postfix
-pf = os.path.join(mt.TMP, 'postfix')
 pf_port = mt.free_port()
-for d in ('conf', 'queue', 'data'):
-    os.makedirs(os.path.join(pf, d), exist_ok=True)
-with open(os.path.join(pf, 'conf', 'main.cf'), 'w') as f:
-    f.write('''compatibility_level = 3.6
-queue_directory = {pf}/queue
-data_directory = {pf}/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = backend.test
-mydestination =
-relay_domains = local.test
+mt.postfix_instance('postfix', pf_port, '''relay_domains = local.test
 default_transport = discard
 relay_transport = discard
 smtpd_authorized_xclient_hosts = 127.0.0.0/8
 smtpd_client_restrictions = reject_unknown_client_hostname
 unknown_client_reject_code = 550
 smtpd_recipient_restrictions = permit_auth_destination, reject
-maillog_file = /dev/stdout
-smtputf8_enable = no
-biff = no
-'''.format(pf=pf))
-with open(os.path.join(pf, 'conf', 'master.cf'), 'w') as f:
-    f.write('127.0.0.1:%d inet n - n - - smtpd\n' % pf_port)
-    for svc, typ, priv, proc, cmd in (
-            ('cleanup', 'unix', 'n', '0', 'cleanup'), ('qmgr', 'unix', 'n', '1', 'qmgr'),
-            ('rewrite', 'unix', '-', '-', 'trivial-rewrite'), ('bounce', 'unix', '-', '0', 'bounce'),
-            ('defer', 'unix', '-', '0', 'bounce'), ('trace', 'unix', '-', '0', 'bounce'),
-            ('verify', 'unix', '-', '1', 'verify'), ('proxymap', 'unix', '-', '-', 'proxymap'),
-            ('error', 'unix', '-', '-', 'error'), ('retry', 'unix', '-', '-', 'error'),
-            ('discard', 'unix', '-', '-', 'discard'), ('anvil', 'unix', '-', '1', 'anvil'),
-            ('scache', 'unix', '-', '1', 'scache'), ('postlog', 'unix-dgram', 'n', '1', 'postlogd')):
-        f.write('%s %s %s - n - %s %s\n' % (svc, typ, priv, proc, cmd))
-# `postfix check` creates the queue directories with their owners
-chk = subprocess.run(['postfix', '-c', os.path.join(pf, 'conf'), 'check'], capture_output=True, text=True)
-if chk.returncode != 0:
-    mt.fail('postfix check: %s' % (chk.stdout + chk.stderr))
-os.chown(os.path.join(pf, 'data'), pwd.getpwnam('postfix').pw_uid, -1)
-# master in the foreground (-d), stopped by its PID at exit
-mt.spawn([MASTER, '-c', os.path.join(pf, 'conf'), '-d'], 'postfix')
-if not mt.wait_port(pf_port, 15):
-    mt.fail('postfix did not listen on %d:\n%s' % (pf_port, open(os.path.join(mt.TMP, 'postfix.log')).read()[-2000:]))
+''', hostname='backend.test')
 
-# ---------------------------------------------------------------- mxgate in front
+
 def mx_config(resolver_port, servers=None, **extra):
     return mt.config(servers or ['smtp://127.0.0.1:%d' % pf_port],
                      listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],

@@ -15,9 +15,7 @@
 - the same message without AUTH (port 25 listener) is refused there (relay access denied),
   so the LOGIN= is what made the difference (LOGIN=[UNAVAILABLE] is taken)."""
 import os
-import pwd
 import re
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -25,62 +23,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 mt.need('swaks', 'postfix', 'dovecot')
-MASTER = '/usr/lib/postfix/sbin/master'
-if not os.access(MASTER, os.X_OK):
-    mt.skip('postfix master not found at ' + MASTER)
-try:
-    pwd.getpwnam('postfix')
-except KeyError:
-    mt.skip('no postfix user')
+mt.need_postfix()
 
 crt, key = mt.cert()
 dv = mt.dovecot({'alice': 'secret'})
-SERVICES = (('cleanup', 'unix', 'n', '0', 'cleanup'), ('qmgr', 'unix', 'n', '1', 'qmgr'),
-            ('rewrite', 'unix', '-', '-', 'trivial-rewrite'), ('bounce', 'unix', '-', '0', 'bounce'),
-            ('defer', 'unix', '-', '0', 'bounce'), ('trace', 'unix', '-', '0', 'bounce'),
-            ('verify', 'unix', '-', '1', 'verify'), ('proxymap', 'unix', '-', '-', 'proxymap'),
-            ('error', 'unix', '-', '-', 'error'), ('retry', 'unix', '-', '-', 'error'),
-            ('discard', 'unix', '-', '-', 'discard'), ('anvil', 'unix', '-', '1', 'anvil'),
-            ('scache', 'unix', '-', '1', 'scache'), ('tlsmgr', 'unix', '-', '1', 'tlsmgr'),
-            ('smtp', 'unix', '-', '-', 'smtp'), ('relay', 'unix', '-', '-', 'smtp'),
-            ('postlog', 'unix-dgram', 'n', '1', 'postlogd'))
-
-
-def postfix(name, port, main):
-    """A private Postfix instance: smtpd on 127.0.0.1:port, main.cf lines `main`."""
-    pf = os.path.join(mt.TMP, name)
-    for d in ('conf', 'queue', 'data'):
-        os.makedirs(os.path.join(pf, d), exist_ok=True)
-    with open(os.path.join(pf, 'conf', 'main.cf'), 'w') as f:
-        f.write('''compatibility_level = 3.6
-queue_directory = {pf}/queue
-data_directory = {pf}/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = {name}.test
-mydestination =
-maillog_file = /dev/stdout
-smtputf8_enable = no
-biff = no
-'''.format(pf=pf, name=name) + main)
-    with open(os.path.join(pf, 'conf', 'master.cf'), 'w') as f:
-        f.write('127.0.0.1:%d inet n - n - - smtpd\n' % port)
-        for svc, typ, priv, proc, cmd in SERVICES:
-            f.write('%s %s %s - n - %s %s\n' % (svc, typ, priv, proc, cmd))
-    chk = subprocess.run(['postfix', '-c', os.path.join(pf, 'conf'), 'check'], capture_output=True, text=True)
-    if chk.returncode != 0:
-        mt.fail('postfix check (%s): %s' % (name, chk.stdout + chk.stderr))
-    os.chown(os.path.join(pf, 'data'), pwd.getpwnam('postfix').pw_uid, -1)
-    mt.spawn([MASTER, '-c', os.path.join(pf, 'conf'), '-d'], name)
-    if not mt.wait_port(port, 15):
-        mt.fail('postfix %s did not listen on %d:\n%s' % (name, port, mt.log_of(name)[-2000:]))
-
-
 # ---------------------------------------------------------------- the backend
 be_port = mt.free_port()
-postfix('backend', be_port, '''relay_domains = local.test
+mt.postfix_instance('backend', be_port, '''relay_domains = local.test
 default_transport = discard
 relay_transport = discard
 smtpd_authorized_xclient_hosts = 127.0.0.0/8
@@ -105,7 +54,7 @@ SUB, MX = mx.ports
 
 # ---------------------------------------------------------------- the office's Postfix, a smarthost client
 office_port = mt.free_port()
-postfix('office', office_port, '''mynetworks = 127.0.0.0/8
+mt.postfix_instance('office', office_port, '''mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:{sub}
 smtp_tls_security_level = encrypt
 smtp_tls_loglevel = 1
