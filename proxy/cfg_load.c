@@ -186,6 +186,38 @@ bad_utf8:
 
 /* True when line `lineno` (1-based) of text holds an unquoted "[v6]:port", which YAML reads
  * as the start of a flow list: worth a hint next to libfyaml's message. */
+static bool cfg_line_has_bare_ipv6(const char *text, size_t len, int lineno);
+
+/* libfyaml's collected errors as FILE:LINE:COL lines, with a hint for the usual cause: a
+ * bare bracketed IPv6 address (parsing), an alias or merge key (resolving). False when
+ * libfyaml collected none. */
+static bool cfg_diag_errors(struct cfg_parse *p, struct fy_diag *diag, const char *text, size_t len,
+    bool resolving)
+{
+	void *it = NULL;
+	struct fy_diag_error *e;
+	bool any = false;
+	char line[800];
+
+	while ((e = fy_diag_errors_iterate(diag, &it))) {
+		if (e->type < FYET_ERROR)
+			continue;
+		if (resolving)
+			snprintf(line, sizeof(line), "%s:%d:%d: YAML: %s (%s)", p->file, e->line, e->column,
+			    e->msg ? e->msg : "error",
+			    "an alias *NAME needs an anchor &NAME earlier in the file; a merge key takes "
+			    "aliases only: <<: *NAME or <<: [*A, *B]");
+		else
+			snprintf(line, sizeof(line), "%s:%d:%d: YAML syntax: %s%s", p->file, e->line,
+			    e->column, e->msg ? e->msg : "error",
+			    cfg_line_has_bare_ipv6(text, len, e->line)
+				? " (quote bracketed IPv6 addresses: \"[::1]:25\")" : "");
+		cfg_error_add(p, e->line, e->column, line);
+		any = true;
+	}
+	return any;
+}
+
 static bool cfg_line_has_bare_ipv6(const char *text, size_t len, int lineno)
 {
 	const char *s = text, *end = text + len;
@@ -322,20 +354,9 @@ int cfg_table_load(const char *name, const char *text, size_t len, const struct 
 	struct fy_parse_cfg pc = { .flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2, .diag = diag };
 	doc = fy_document_build_from_string(&pc, len ? text : "", len);
 	if (!doc || fy_diag_got_error(diag)) {
-		void *it = NULL;
-		struct fy_diag_error *e;
-		bool any = false;
+		bool any = cfg_diag_errors(&p, diag, text, len, false);
 		char line[800];
-		while ((e = fy_diag_errors_iterate(diag, &it))) {
-			if (e->type < FYET_ERROR)
-				continue;
-			snprintf(line, sizeof(line), "%s:%d:%d: YAML syntax: %s%s", p.file, e->line,
-				 e->column, e->msg ? e->msg : "error",
-				 cfg_line_has_bare_ipv6(text, len, e->line)
-					 ? " (quote bracketed IPv6 addresses: \"[::1]:25\")" : "");
-			cfg_error_add(&p, e->line, e->column, line);
-			any = true;
-		}
+
 		if (!any && doc) {
 			snprintf(line, sizeof(line), "%s:1:1: YAML syntax error", p.file);
 			cfg_error_add(&p, 1, 1, line);
@@ -358,22 +379,7 @@ int cfg_table_load(const char *name, const char *text, size_t len, const struct 
 	if (doc && fy_document_resolve(doc) < 0) {
 		/* libfyaml says where (an alias without its anchor, a merge key of something
 		 * other than aliases) in its collected errors */
-		void *it = NULL;
-		struct fy_diag_error *e;
-		bool any = false;
-		char line[800];
-
-		while ((e = fy_diag_errors_iterate(diag, &it))) {
-			if (e->type < FYET_ERROR)
-				continue;
-			snprintf(line, sizeof(line), "%s:%d:%d: YAML: %s (%s)", p.file, e->line, e->column,
-			    e->msg ? e->msg : "error",
-			    "an alias *NAME needs an anchor &NAME earlier in the file; a merge key takes "
-			    "aliases only: <<: *NAME or <<: [*A, *B]");
-			cfg_error_add(&p, e->line, e->column, line);
-			any = true;
-		}
-		if (!any)
+		if (!cfg_diag_errors(&p, diag, text, len, true))
 			cfg_error(&p, root, "cannot resolve anchors/aliases");
 		cfg_parse_finish(&p, err);
 		goto out;
