@@ -2,6 +2,7 @@
 #include "auth_guard.h"
 #include "auth_config.h"
 #include "log.h"
+#include "netaddr.h"
 #include "store/local_table.h"
 #include "store/redis.h"
 
@@ -162,11 +163,31 @@ static void auth_guard_redis_cb(void *arg, const redisReply *reply)
 	free(q);
 }
 
+/* What an address's failures are counted under: an IPv4 address itself, an IPv6 address's
+ * /64 ("2001:db8:1:2::/64"): a site gets a /64 at least, and an attacker holding one would
+ * otherwise have 2^64 fresh addresses (the rate limiter's network keys do the same). */
+static const char *auth_guard_ip_unit(const char *ip, char *out, size_t cap)
+{
+	struct netaddr a;
+	size_t n;
+
+	if (ip == NULL)
+		return "";
+	if (strchr(ip, ':') == NULL || netaddr_from_string(ip, &a) != 0 || a.family != AF_INET6)
+		return ip;
+	netaddr_mask(&a, 64);
+	if (netaddr_to_string(&a, out, cap) != 0 || (n = strlen(out)) + 4 > cap)
+		return ip;
+	memcpy(out + n, "/64", 4);
+	return out;
+}
+
 struct auth_guard_req *auth_guard_count(struct auth_guard *g, const char *ip, const char *user,
     unsigned cost, auth_guard_cb cb, void *arg)
 {
 	struct auth_guard_req *q = calloc(1, sizeof(*q));
 	uint64_t nip, nuser;
+	char unit[INET6_ADDRSTRLEN + 4];
 
 	if (q == NULL) {
 		cb(arg, 0, 0);
@@ -176,7 +197,8 @@ struct auth_guard_req *auth_guard_count(struct auth_guard *g, const char *ip, co
 	q->cb = cb;
 	q->arg = arg;
 	q->cost = cost;
-	if (auth_guard_key("ip", ip ? ip : "", q->ipkey, sizeof(q->ipkey)) < 0 || !ip || !ip[0])
+	if (auth_guard_key("ip", auth_guard_ip_unit(ip, unit, sizeof(unit)), q->ipkey,
+	    sizeof(q->ipkey)) < 0 || !ip || !ip[0])
 		q->ipkey[0] = '\0';
 	if (!user || !user[0] || auth_guard_key("user", user, q->userkey, sizeof(q->userkey)) < 0)
 		q->userkey[0] = '\0';

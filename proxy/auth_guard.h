@@ -1,5 +1,5 @@
 /* auth_guard.h — the brute-force guard of SMTP AUTH: failed attempts counted per client
- * address and per user name, in the process-wide local table (store/local_table.h) or in
+ * address (IPv6: per /64) and per user name, in the process-wide local table (store/local_table.h) or in
  * Redis shared by every node (store/redis.h, one atomic script per update), as the rate
  * limiter keeps its counts. A count lives auth.failure_window from its last failure.
  *
@@ -39,7 +39,8 @@ void auth_guard_cancel(struct auth_guard_req *q);
  * failure, at most max_delay. 0 for n == 0. */
 uint64_t auth_guard_delay_ms(const struct auth_config *cfg, uint64_t n);
 
-/* The store keys for ip / user (exposed for tests): "mxgate:authfail:ip:IP",
+/* The store keys for ip / user (exposed for tests): "mxgate:authfail:ip:IP" (auth_guard_count
+ * passes an IPv6 address as its /64, "2001:db8:1:2::/64"),
  * "mxgate:authfail:user:NAME" (lowercased). Returns -1 when it does not fit. */
 int auth_guard_key(const char *kind, const char *value, char *out, size_t cap);
 

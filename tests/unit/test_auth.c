@@ -348,6 +348,14 @@ static void test_guard_local(void **state)
 	assert_int_equal(n.ip, 1);
 	assert_int_equal(n.user, 0);     /* no user named: no user count */
 	assert_int_equal(n.calls, 4);
+	/* IPv6: one count per /64, as the rate limiter's network keys: an attacker holding a
+	 * /64 does not get 2^64 fresh addresses */
+	assert_null(auth_guard_count(g, "2001:db8:1:2::a", NULL, 1, counts_cb, &n));
+	assert_int_equal(n.ip, 1);
+	assert_null(auth_guard_count(g, "2001:db8:1:2:ffff::9", NULL, 1, counts_cb, &n));
+	assert_int_equal(n.ip, 2);
+	assert_null(auth_guard_count(g, "2001:db8:1:3::a", NULL, 1, counts_cb, &n));
+	assert_int_equal(n.ip, 1);       /* the next /64 */
 	auth_guard_free(g);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
