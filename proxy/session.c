@@ -1341,6 +1341,8 @@ void session_start_connect(struct session *s)
 	s->env.overloaded = conncount_total() > s->cfg->limits.max_connections * 9 / 10;
 	log_event(LOG_LVL_INFO, s->id, "event=connect client=%s port=%d tls=%s", s->env.client_ip,
 	    s->env.client_port, s->tls ? "implicit" : "no");
+	if (s->env.tls)
+		session_log_tls(s);
 	opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
 	if (pg->delay > 0) {

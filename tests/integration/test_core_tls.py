@@ -91,6 +91,12 @@ r = mt.swaks(imp_port, '--tlsc', '--from', FROM, '--to', RCPT, '--header', 'Mess
 mt.check(r.returncode == 0 and len(delivered('tlsc')) == 1, 'implicit TLS: swaks --tlsc delivers (rc=%d)' % r.returncode)
 c = mt.Client(imp_port, tls=True)
 mt.check(c.greeting[0] == 220, 'implicit TLS: greeting inside TLS (%s)' % (c.greeting,))
+# a session's first line is its event=connect (who, which port), then its event=tls
+m = mx.wait_log(r'\S+ info (\w+) event=connect client=\S+ port=\d+ tls=implicit', 3)
+sid = m.group(1) if m else None
+sess = [l for l in mx.log().splitlines() if sid and l.split(' ')[2:3] == [sid]]
+mt.check(len(sess) >= 2 and 'event=connect ' in sess[0] and 'event=tls ' in sess[1],
+         'implicit TLS: event=connect is the session\'s first line, event=tls the next (%s)' % sess[:2])
 code, text = c.ehlo()
 mt.check(code == 250 and 'STARTTLS' not in text, 'implicit TLS: EHLO does not offer STARTTLS')
 code, text = mt.send_mail(imp_port, FROM, [RCPT], mt.message('imp'), client=c)
