@@ -79,6 +79,8 @@ static size_t actions_fold_list(char *buf, size_t len, size_t o, size_t col,
 		int w;
 
 		if (i > 0 && col + il > 78) {
+			while (o > 0 && buf[o - 1] == ' ')
+				o--;	/* no white space at the end of a folded line */
 			w = snprintf(buf + o, len - o, "\n\t");
 			if (w < 0 || (size_t)w >= len - o)
 				break;
