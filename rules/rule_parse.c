@@ -564,7 +564,13 @@ static void rule_parse_line(struct rule_line *l, char *line)
 			rule_src_add_error(s, l->file, l->lineno, 1, "if nested too deep");
 			return;
 		}
-		if (rule_word_is(p, e, "ifplugin")) {
+		if (*rule_skip_ws(e) == '\0') {
+			/* an error, as in SpamAssassin; the block is taken as false so that its
+			 * endif still closes it */
+			rule_src_add_error(s, l->file, l->lineno, 1, "missing '%.*s' condition",
+			    (int)(e - p), p);
+			v = 0;
+		} else if (rule_word_is(p, e, "ifplugin")) {
 			const char *a = rule_skip_ws(e), *ae = rule_word_end(a);
 
 			v = rule_has_plugin(s, a, (size_t)(ae - a));
@@ -579,6 +585,9 @@ static void rule_parse_line(struct rule_line *l, char *line)
 		s->cond[s->depth++] = v;
 		return;
 	}
+	if ((rule_word_is(p, e, "else") || rule_word_is(p, e, "endif")) && *rule_skip_ws(e) != '\0')
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, rule_skip_ws(e)),
+		    "'%.*s' must be standalone", (int)(e - p), p);
 	if (rule_word_is(p, e, "else")) {
 		if (s->depth == 0)
 			rule_src_add_error(s, l->file, l->lineno, 1, "else without if");

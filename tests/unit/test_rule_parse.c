@@ -198,6 +198,11 @@ static const struct bad_case bad_cases[] = {
 	{ "missing definition", "body A\n", "t.cf:1:7:" },
 	{ "endif without if", "endif\n", "t.cf:1:1:" },
 	{ "missing endif", "ifplugin X\nbody A /x/\n", "t.cf:2:1:" },
+	/* SpamAssassin's Conf/Parser.pm: "missing 'ifplugin' condition", "must be standalone" */
+	{ "ifplugin without a plugin", "ifplugin\nbody A /x/\nendif\n", "t.cf:1:1:" },
+	{ "if without a condition", "body A /x/\nif  \nendif\n", "t.cf:2:1:" },
+	{ "else with text", "ifplugin X\nelse foo\nendif\n", "t.cf:2:6:" },
+	{ "endif with text", "ifplugin X\nendif X\n", "t.cf:2:7:" },
 	{ "bad if", "if (version >=\nendif\n", "t.cf:1:4:" },
 	{ "bad action", "action A explode\n", "t.cf:1:10:" },
 	{ "bad envelope field", "envelope A size =~ /x/\n", "t.cf:1:12:" },
