@@ -303,6 +303,10 @@ static const struct cfg_field backends_fields[] = {
 	  .doc = "idle connections kept per server per worker (0 = none)" },
 	{ "starttls", CFG_BOOL, offsetof(struct backends_config, starttls), "true",
 	  .doc = "use STARTTLS when a backend offers it" },
+	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
+	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
+		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
+		"the sender exactly (0 = no limit)" },
 	{ NULL }
 };
 static const struct cfg_table backends_table = {

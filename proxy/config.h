@@ -69,6 +69,7 @@ struct backends_config {
 	uint64_t data_timeout;      /* ms, for the reply after the final dot */
 	long max_attempts;          /* backends tried per message before 4xx */
 	long pool_size;             /* idle connections kept per backend per worker */
+	long lmtp_recipient_limit;  /* recipients per transaction to an LMTP server (0 = any) */
 	bool starttls;              /* use STARTTLS when the backend offers it */
 };
 
