@@ -120,6 +120,9 @@ static const struct cfg_field listen_fields[] = {
 	  .doc = "a submission port (587, or 465 with tls: implicit): AUTH offered after TLS and required before MAIL (530 5.7.0); needs auth.dovecot" },
 	{ "auth", CFG_BOOL, offsetof(struct listen_config, auth), "false",
 	  .doc = "offer AUTH after TLS without requiring it (never offered on a listener without submission or auth)" },
+	{ "require_tls", CFG_BOOL, offsetof(struct listen_config, require_tls), "false",
+	  .doc = "with tls: starttls, MAIL only after STARTTLS (530 5.7.0 before; Postfix's encrypt level). "
+		"Not for a public MX: RFC 3207 4 says such a server must not require TLS" },
 	{ NULL }
 };
 static const struct cfg_table listen_table = {
@@ -617,6 +620,10 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		if (ls[i].submission && ls[i].tls == LISTEN_TLS_NONE && c->auth.dovecot && !c->auth.allow_plaintext)
 			rc = config_listen_error(p, n, i, "submission",
 			    "AUTH is offered only over TLS: set tls: starttls or implicit (or auth.allow_plaintext)");
+		if (ls[i].require_tls && ls[i].tls != LISTEN_TLS_STARTTLS)
+			rc = config_listen_error(p, n, i, "require_tls", ls[i].tls == LISTEN_TLS_NONE ?
+			    "needs tls: starttls (the listener offers no TLS)" :
+			    "applies to tls: starttls only (an implicit TLS listener is always inside TLS)");
 		if (ls[i].tls != LISTEN_TLS_NONE && (!c->tls.certificate || !c->tls.key))
 			rc = config_listen_error(p, n, i, "tls", "a TLS listener needs tls.certificate and tls.key");
 	}

@@ -27,6 +27,7 @@ struct listen_config {
 	bool proxy_protocol;
 	bool submission;            /* AUTH offered (after TLS) and required before MAIL */
 	bool auth;                  /* AUTH offered (after TLS), not required */
+	bool require_tls;           /* MAIL only inside TLS (Postfix's encrypt level) */
 	struct sockaddr_storage sa; /* resolved by validate */
 	socklen_t salen;
 };

@@ -333,6 +333,8 @@ static enum session_check session_check_mail(const struct session *s, const stru
 	if (s->drain)
 		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
 		    s->cfg->hostname);
+	if (s->lc->require_tls && !s->tls)
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Must issue a STARTTLS command first");
 	if (auth_is_required(s))
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Authentication required");
 	if (s->state == SESSION_REJECTED)

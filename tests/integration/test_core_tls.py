@@ -186,4 +186,23 @@ mt.check(code == 250, 'a session that was inside TLS before the renewal goes on 
 held.close()
 
 mx.stop()
+
+# ---------------------------------------------------------------- require_tls (Postfix's encrypt level)
+mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'require_tls': True}],
+                         tls={'certificate': crt, 'key': key}), name='mx-reqtls')
+c = mt.Client(mx.port)
+code, text = c.ehlo()
+mt.check(code == 250 and 'STARTTLS' in text, 'require_tls: EHLO offers STARTTLS')
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code == 530 and '5.7.0' in text and 'STARTTLS' in text,
+         'require_tls: MAIL before STARTTLS gets 530 5.7.0 (%s)' % text)
+code, _ = c.starttls()
+c.ehlo()
+code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('reqtls'), client=c)
+mt.check(code == 250 and len(delivered('reqtls')) == 1, 'require_tls: after STARTTLS the message goes (%s)' % text)
+c.close()
+mx.stop()
+for lst, what in (([{'address': '127.0.0.1:0', 'require_tls': True}], 'tls: none'),):
+    rc, out = mt.config_check(mt.config([be.url], listen=lst, tls={'certificate': crt, 'key': key}), name='reqtls-bad')
+    mt.check(rc != 0 and 'require_tls' in out, '-t: require_tls with %s is an error (%s)' % (what, out.strip()))
 mt.finish()
