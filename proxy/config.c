@@ -142,14 +142,26 @@ static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		rc = cfg_error_key(p, n, "key", -1, "tls.certificate is set but tls.key is not");
 	if (t->key && !t->certificate)
 		rc = cfg_error_key(p, n, "certificate", -1, "tls.key is set but tls.certificate is not");
+	if (t->second_certificate && access(t->second_certificate, R_OK) != 0)
+		rc = cfg_error_key(p, n, "second_certificate", -1, "cannot read %s: %s", t->second_certificate,
+				   strerror(errno));
+	if (t->second_key && access(t->second_key, R_OK) != 0)
+		rc = cfg_error_key(p, n, "second_key", -1, "cannot read %s: %s", t->second_key, strerror(errno));
+	if (!t->second_certificate != !t->second_key)
+		rc = cfg_error_key(p, n, t->second_key ? "second_key" : "second_certificate", -1,
+				   "tls.second_certificate and tls.second_key go together");
+	if (t->second_certificate && !t->certificate)
+		rc = cfg_error_key(p, n, "second_certificate", -1, "a second certificate needs tls.certificate");
 	if (rc == 0 && t->certificate && t->key) {
 		/* What OpenSSL makes of them (not PEM, a key for another certificate, a cipher list
 		 * it does not know), at the key it concerns: -t, the start and a reload alike. */
 		char err[512];
-		struct tls_ctx *ctx = tls_ctx_new_server(t->certificate, t->key, t->min_version, t->ciphers,
-		    err, sizeof(err));
+		struct tls_ctx *ctx = tls_ctx_new_server(t->certificate, t->key, t->second_certificate,
+		    t->second_key, t->min_version, t->ciphers, err, sizeof(err));
 		if (ctx == NULL)
 			rc = cfg_error_key(p, n, strncmp(err, "ciphers", 7) == 0 ? "ciphers" :
+			    strncmp(err, "second certificate", 18) == 0 ? "second_certificate" :
+			    strncmp(err, "second key", 10) == 0 ? "second_key" :
 			    strncmp(err, "min version", 11) == 0 ? "min_version" :
 			    strncmp(err, "certificate", 11) == 0 ? "certificate" : "key", -1, "%s", err);
 		else
@@ -162,6 +174,11 @@ static const struct cfg_field tls_fields[] = {
 	{ "certificate", CFG_STRING, offsetof(struct tls_config, certificate),
 	  .doc = "PEM certificate chain for STARTTLS/implicit TLS listeners" },
 	{ "key", CFG_STRING, offsetof(struct tls_config, key), .doc = "PEM private key" },
+	{ "second_certificate", CFG_STRING, offsetof(struct tls_config, second_certificate),
+	  .doc = "optional: a second PEM certificate chain with a key of another type (ECDSA beside RSA, "
+		 "as Postfix's smtpd_tls_eccert_file); each client gets the one its signature algorithms allow" },
+	{ "second_key", CFG_STRING, offsetof(struct tls_config, second_key),
+	  .doc = "the second certificate's PEM private key" },
 	{ "ciphers", CFG_STRING, offsetof(struct tls_config, ciphers),
 	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)" },
 	{ "min_version", CFG_ENUM, offsetof(struct tls_config, min_version), "1.2",

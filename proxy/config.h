@@ -32,7 +32,8 @@ struct listen_config {
 	socklen_t salen;
 };
 
-struct tls_config { char *certificate; char *key; char *ciphers; int min_version; /* 0=1.2 1=1.3 */ };
+struct tls_config { char *certificate; char *key; char *second_certificate; char *second_key; char *ciphers;
+	int min_version; /* 0=1.2 1=1.3 */ };
 
 enum bare_lf_policy { BARE_LF_REJECT = 0, BARE_LF_NORMALIZE };
 enum nul_policy { NUL_REJECT = 0, NUL_STRIP };

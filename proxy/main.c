@@ -97,8 +97,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 		goto fail;
 	}
 	if (cfg->tls.certificate && cfg->tls.key) {
-		g->tls_server = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key, cfg->tls.min_version,
-		    cfg->tls.ciphers, tlserr, sizeof(tlserr));
+		g->tls_server = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key, cfg->tls.second_certificate,
+		    cfg->tls.second_key, cfg->tls.min_version, cfg->tls.ciphers, tlserr, sizeof(tlserr));
 		if (g->tls_server == NULL) {
 			log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"tls: %s\"", tlserr);
 			if (errfp)

@@ -167,8 +167,32 @@ static struct tls_ctx *tls_ctx_wrap(SSL_CTX *c, char *err, size_t errlen)
 }
 
 /* See tls.h. */
-struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, int min_tls13,
-    const char *ciphers, char *err, size_t errlen)
+/* Loads one certificate chain and its key into c; what: "" or "second " for err. */
+static int tls_ctx_load_pair(SSL_CTX *c, const char *cert, const char *key, const char *what,
+    char *err, size_t errlen)
+{
+	char w[300];
+
+	if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
+		snprintf(w, sizeof w, "%scertificate %s", what, cert);
+		tls_format_error(err, errlen, w);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
+		snprintf(w, sizeof w, "%skey %s", what, key);
+		tls_format_error(err, errlen, w);
+		return -1;
+	}
+	if (SSL_CTX_check_private_key(c) != 1) {
+		snprintf(w, sizeof w, "%skey does not match %scertificate", what, what);
+		tls_format_error(err, errlen, w);
+		return -1;
+	}
+	return 0;
+}
+
+struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, const char *cert2,
+    const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen)
 {
 	static const unsigned char sid_ctx[] = "mxgate";
 	SSL_CTX *c = NULL;
@@ -196,21 +220,20 @@ struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, int min_tl
 		tls_format_error(err, errlen, "ciphers");
 		goto fail;
 	}
-	if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
-		char what[300];
-		snprintf(what, sizeof what, "certificate %s", cert);
-		tls_format_error(err, errlen, what);
+	if (tls_ctx_load_pair(c, cert, key, "", err, errlen) != 0)
 		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
-		char what[300];
-		snprintf(what, sizeof what, "key %s", key);
-		tls_format_error(err, errlen, what);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(c) != 1) {
-		tls_format_error(err, errlen, "key does not match certificate");
-		goto fail;
+	if (cert2 && *cert2 && key2 && *key2) {
+		/* OpenSSL keeps one certificate per key type: a second of the same type would
+		 * replace the first */
+		int t1 = EVP_PKEY_get_base_id(SSL_CTX_get0_privatekey(c));
+
+		if (tls_ctx_load_pair(c, cert2, key2, "second ", err, errlen) != 0)
+			goto fail;
+		if (EVP_PKEY_get_base_id(SSL_CTX_get0_privatekey(c)) == t1) {
+			snprintf(err, errlen, "second certificate %s: its key is of the same type as the "
+			    "first's (the second pair is for another key type, such as ECDSA beside RSA)", cert2);
+			goto fail;
+		}
 	}
 	/* Resumption: a server-side session cache (needs an id context) plus one stateless
 	 * ticket per TLS 1.3 handshake rather than the default two. */

@@ -187,6 +187,36 @@ held.close()
 
 mx.stop()
 
+# ---------------------------------------------------------------- a second (ECDSA) certificate
+ecrt, ekey = os.path.join(mt.TMP, 'ec.pem'), os.path.join(mt.TMP, 'ec.key')
+r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+                    '-days', '2', '-subj', '/CN=mx.test', '-keyout', ekey, '-out', ecrt], capture_output=True, timeout=60)
+mt.check(r.returncode == 0, 'an ECDSA certificate made')
+os.chmod(ekey, 0o644)
+mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'}],
+                         tls={'certificate': crt, 'key': key, 'second_certificate': ecrt, 'second_key': ekey}),
+               name='mx-dualcert')
+for sigalgs, want, what in (('ECDSA+SHA256', ecrt, 'ECDSA'), ('RSA-PSS+SHA256:RSA+SHA256', crt, 'RSA')):
+    for ver in ('-tls1_2', '-tls1_3'):
+        r = mt.s_client(mx.port, 'QUIT\n', extra=(ver, '-sigalgs', sigalgs, '-showcerts'))
+        m = re.search(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----', r.stdout, re.S)
+        got = ssl.PEM_cert_to_DER_cert(m.group(0)) if m else None
+        mt.check(got == der_of(want), 'second certificate: a client taking only %s (%s) gets the %s certificate'
+                 % (sigalgs, ver, what))
+c = mt.Client(mx.port)
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('dualcert'), client=c)
+mt.check(code == 250 and len(delivered('dualcert')) == 1, 'second certificate: a message over STARTTLS (%s)' % text)
+c.close()
+mx.stop()
+rc, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:25', 'tls': 'starttls'}],
+                                    tls={'certificate': crt, 'key': key, 'second_certificate': crt, 'second_key': key}),
+                          name='dual-same')
+mt.check(rc != 0 and 'second_certificate' in out and 'same type' in out,
+         '-t: a second certificate with a key of the same type is an error (%s)' % out.strip())
+
 # ---------------------------------------------------------------- require_tls (Postfix's encrypt level)
 mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'require_tls': True}],
                          tls={'certificate': crt, 'key': key}), name='mx-reqtls')
