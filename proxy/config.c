@@ -322,7 +322,12 @@ static const struct cfg_field backends_fields[] = {
 	{ "pool_size", CFG_INT, offsetof(struct backends_config, pool_size), "8", 0, 1000,
 	  .doc = "idle connections kept per server per worker (0 = none)" },
 	{ "starttls", CFG_BOOL, offsetof(struct backends_config, starttls), "true",
-	  .doc = "use STARTTLS when a backend offers it" },
+	  .doc = "use STARTTLS when a backend offers it; a handshake that fails sends the message in clear "
+		 "(and no STARTTLS to that server for 10 minutes), as Postfix's level may" },
+	{ "require_tls", CFG_BOOL, offsetof(struct backends_config, require_tls), "false",
+	  .doc = "send to smtp:// and lmtp:// servers only over STARTTLS (Postfix's level encrypt; the "
+		 "certificate is not verified): a server that does not offer it or whose handshake fails "
+		 "gets nothing, the attempt fails (next server, then 4xx to the client)" },
 	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "

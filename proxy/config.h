@@ -73,6 +73,7 @@ struct backends_config {
 	long pool_size;             /* idle connections kept per backend per worker */
 	long lmtp_recipient_limit;  /* recipients per transaction to an LMTP server (0 = any) */
 	bool starttls;              /* use STARTTLS when the backend offers it */
+	bool require_tls;           /* never in clear: no STARTTLS or a failed one is a failure */
 };
 
 struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */
