@@ -69,7 +69,10 @@ void verdict_set(struct verdict *v, enum verdict_action a, int code, const char 
     const char *reply_fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* A symbol (named signal with a score) — what the rules engine sums. */
-struct hook_symbol { char name[64]; double score; char *desc; /* may be NULL */ };
+/* A symbol's name: at most HOOK_SYMBOL_NAME_MAX characters (SpamAssassin's limit for rule
+ * names); a longer one is cut there. */
+#define HOOK_SYMBOL_NAME_MAX 100
+struct hook_symbol { char name[HOOK_SYMBOL_NAME_MAX + 1]; double score; char *desc; /* may be NULL */ };
 
 /* Header edits, applied in order when the message is sent on. */
 enum hdr_edit_op { HDR_ADD = 0 /* append at end of header */, HDR_INSERT /* at index */,

@@ -132,7 +132,7 @@ size_t actions_format_status(char *buf, size_t len, double score, double require
 size_t actions_format_symbols(char *buf, size_t len, const char *const *names,
     const double *scores, size_t n)
 {
-	char items[64][96];
+	char items[64][HOOK_SYMBOL_NAME_MAX + 32];
 	const char *ptrs[64];
 	size_t o = 0;
 

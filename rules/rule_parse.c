@@ -5,6 +5,7 @@
  * override earlier ones, `if`/`ifplugin` blocks nest, unknown directives are ignored (they
  * configure SA features we do not emulate). */
 #include "rule_src_int.h"
+#include "hook.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -662,8 +663,10 @@ static void rule_parse_line(struct rule_line *l, char *line)
 		rule_src_add_error(s, l->file, l->lineno, rule_col(l, name), "bad rule name");
 		return;
 	}
-	if (name_end - name > 63) {
-		rule_src_add_error(s, l->file, l->lineno, rule_col(l, name), "rule name too long");
+	if (name_end - name > HOOK_SYMBOL_NAME_MAX) {
+		/* SpamAssassin's hard limit (Conf/Parser.pm), the longest symbol name */
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, name),
+		    "rule name too long (more than %d characters)", HOOK_SYMBOL_NAME_MAX);
 		return;
 	}
 	if (dir == DIR_REPLACE_RULES) {

@@ -32,6 +32,7 @@ if not glob.glob(os.path.join(STOCK, '*.cf')):
         mt.fail('no SpamAssassin rules in %s' % STOCK)
     mt.skip('no SpamAssassin rules in %s' % STOCK)
 
+LONG = 'EDGE_LONG_' + 'N' * 90
 fake = os.path.join(mt.TMP, 'fake.cf')
 with open(fake, 'w') as f:
     f.write('body EDGE_FAKE eval:check_made_up_thing(\'x\')\nscore EDGE_FAKE 2.0\n'
@@ -39,7 +40,9 @@ with open(fake, 'w') as f:
             'header __EDGE_HAS_SUBJ exists:Subject\n'
             'meta EDGE_NOT_FAKE !EDGE_FAKE && __EDGE_HAS_SUBJ\nscore EDGE_NOT_FAKE 3.0\n'
             'meta EDGE_FAKE_OR EDGE_FAKE || __EDGE_HAS_SUBJ\nscore EDGE_FAKE_OR 0.5\n'
-            'meta EDGE_NOT_NOT !EDGE_NOT_FAKE\nscore EDGE_NOT_NOT 0.5\n')
+            'meta EDGE_NOT_NOT !EDGE_NOT_FAKE\nscore EDGE_NOT_NOT 0.5\n'
+            # a rule name of 100 characters, SpamAssassin's limit, hits under its whole name
+            'header %s exists:Subject\nscore %s 0.01\n' % (LONG, LONG))
 
 # ---- the classifier: trained offline (enough to be on: score set 2, BAYES_xx)
 store = 'lmdb:' + os.path.join(mt.TMP, 'bayes')
@@ -148,6 +151,9 @@ for name, data in CASES:
                      name, prob.group(1), sorted(hits)))
     if line and b'Subject:' in data.split(b'\r\n\r\n', 1)[0]:
         mt.check('EDGE_FAKE_OR' in hits, '%s: UNKNOWN || TRUE hits (%s)' % (name, sorted(hits)))
+    if name == 'ordinary, afterwards':
+        mt.check(LONG in hits and st is not None and LONG.encode() in head,
+                 'a 100-character rule name hits, whole in the log and in X-Spam-Status (%s)' % sorted(hits))
 # a sender's own X-Spam-* headers (a forged "No") do not reach the backend beside ours, as
 # SpamAssassin deletes them before adding its own; X-Spam-Prev-* stay
 forged = ('X-Spam-Status: No, score=-9.9 required=5.0 tests=NONE\r\nX-Spam-Score: -9.9\r\n'
