@@ -129,29 +129,69 @@ static const struct cfg_table listen_table = {
 	"listen", sizeof(struct listen_config), listen_fields, listen_validate
 };
 
+/* Files of a certificate pair (tls, tls.sni[]): readable, and the second pair whole. */
+static int tls_check_files(struct cfg_parse *p, struct fy_node *n, const char *cert, const char *key,
+    const char *cert2, const char *key2)
+{
+	int rc = 0;
+
+	if (cert && access(cert, R_OK) != 0)
+		rc = cfg_error_key(p, n, "certificate", -1, "cannot read %s: %s", cert, strerror(errno));
+	if (key && access(key, R_OK) != 0)
+		rc = cfg_error_key(p, n, "key", -1, "cannot read %s: %s", key, strerror(errno));
+	if (cert2 && access(cert2, R_OK) != 0)
+		rc = cfg_error_key(p, n, "second_certificate", -1, "cannot read %s: %s", cert2, strerror(errno));
+	if (key2 && access(key2, R_OK) != 0)
+		rc = cfg_error_key(p, n, "second_key", -1, "cannot read %s: %s", key2, strerror(errno));
+	if (!cert2 != !key2)
+		rc = cfg_error_key(p, n, key2 ? "second_key" : "second_certificate", -1,
+				   "second_certificate and second_key go together");
+	return rc;
+}
+
+/* Which key an OpenSSL error of tls_ctx_new_server/tls_ctx_add_sni concerns. */
+static const char *tls_error_key(const char *err)
+{
+	return strncmp(err, "ciphers", 7) == 0 ? "ciphers" :
+	    strncmp(err, "min version", 11) == 0 ? "min_version" :
+	    strncmp(err, "second certificate", 18) == 0 ? "second_certificate" :
+	    strncmp(err, "second key", 10) == 0 ? "second_key" :
+	    strncmp(err, "certificate", 11) == 0 ? "certificate" : "key";
+}
+
+static int tls_sni_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct tls_sni_config *s = obj;
+
+	return tls_check_files(p, n, s->certificate, s->key, s->second_certificate, s->second_key);
+}
+
+static const struct cfg_field tls_sni_fields[] = {
+	{ "certificate", CFG_STRING, offsetof(struct tls_sni_config, certificate), .flags = CFG_REQUIRED,
+	  .doc = "PEM certificate chain; a client whose SNI matches one of its names (subjectAltName DNS, wildcards too) gets it" },
+	{ "key", CFG_STRING, offsetof(struct tls_sni_config, key), .flags = CFG_REQUIRED, .doc = "its PEM private key" },
+	{ "second_certificate", CFG_STRING, offsetof(struct tls_sni_config, second_certificate),
+	  .doc = "optional: one with a key of another type, for the same names" },
+	{ "second_key", CFG_STRING, offsetof(struct tls_sni_config, second_key), .doc = "its PEM private key" },
+	{ NULL }
+};
+static const struct cfg_table tls_sni_table = {
+	"tls.sni[]", sizeof(struct tls_sni_config), tls_sni_fields, tls_sni_validate
+};
+
 static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct tls_config *t = obj;
-	int rc = 0;
-	if (t->certificate && access(t->certificate, R_OK) != 0)
-		rc = cfg_error_key(p, n, "certificate", -1, "cannot read %s: %s", t->certificate,
-				   strerror(errno));
-	if (t->key && access(t->key, R_OK) != 0)
-		rc = cfg_error_key(p, n, "key", -1, "cannot read %s: %s", t->key, strerror(errno));
+	int rc = tls_check_files(p, n, t->certificate, t->key, t->second_certificate, t->second_key);
+
 	if (t->certificate && !t->key)
 		rc = cfg_error_key(p, n, "key", -1, "tls.certificate is set but tls.key is not");
 	if (t->key && !t->certificate)
 		rc = cfg_error_key(p, n, "certificate", -1, "tls.key is set but tls.certificate is not");
-	if (t->second_certificate && access(t->second_certificate, R_OK) != 0)
-		rc = cfg_error_key(p, n, "second_certificate", -1, "cannot read %s: %s", t->second_certificate,
-				   strerror(errno));
-	if (t->second_key && access(t->second_key, R_OK) != 0)
-		rc = cfg_error_key(p, n, "second_key", -1, "cannot read %s: %s", t->second_key, strerror(errno));
-	if (!t->second_certificate != !t->second_key)
-		rc = cfg_error_key(p, n, t->second_key ? "second_key" : "second_certificate", -1,
-				   "tls.second_certificate and tls.second_key go together");
 	if (t->second_certificate && !t->certificate)
 		rc = cfg_error_key(p, n, "second_certificate", -1, "a second certificate needs tls.certificate");
+	if (t->sni.n > 0 && !t->certificate)
+		rc = cfg_error_key(p, n, "sni", -1, "SNI certificates need tls.certificate (for clients matching none)");
 	if (rc == 0 && t->certificate && t->key) {
 		/* What OpenSSL makes of them (not PEM, a key for another certificate, a cipher list
 		 * it does not know), at the key it concerns: -t, the start and a reload alike. */
@@ -159,13 +199,22 @@ static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		struct tls_ctx *ctx = tls_ctx_new_server(t->certificate, t->key, t->second_certificate,
 		    t->second_key, t->min_version, t->ciphers, err, sizeof(err));
 		if (ctx == NULL)
-			rc = cfg_error_key(p, n, strncmp(err, "ciphers", 7) == 0 ? "ciphers" :
-			    strncmp(err, "second certificate", 18) == 0 ? "second_certificate" :
-			    strncmp(err, "second key", 10) == 0 ? "second_key" :
-			    strncmp(err, "min version", 11) == 0 ? "min_version" :
-			    strncmp(err, "certificate", 11) == 0 ? "certificate" : "key", -1, "%s", err);
-		else
-			tls_ctx_unref(ctx);
+			rc = cfg_error_key(p, n, tls_error_key(err), -1, "%s", err);
+		for (size_t i = 0; ctx && i < t->sni.n; i++) {
+			const struct tls_sni_config *e = &((const struct tls_sni_config *)t->sni.v)[i];
+
+			if (tls_ctx_add_sni(ctx, e->certificate, e->key, e->second_certificate, e->second_key,
+			    t->min_version, t->ciphers, err, sizeof(err)) != 0) {
+				struct fy_node *item = cfg_seq_item(fy_node_pair_value(cfg_map_pair(n, "sni")), i);
+				size_t old = cfg_path_push_key(p, "sni", 3);
+
+				cfg_path_push_index(p, i);
+				rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : NULL,
+				    tls_error_key(err), -1, "%s", err);
+				cfg_path_pop(p, old);
+			}
+		}
+		tls_ctx_unref(ctx);
 	}
 	return rc;
 }
@@ -179,6 +228,9 @@ static const struct cfg_field tls_fields[] = {
 		 "as Postfix's smtpd_tls_eccert_file); each client gets the one its signature algorithms allow" },
 	{ "second_key", CFG_STRING, offsetof(struct tls_config, second_key),
 	  .doc = "the second certificate's PEM private key" },
+	{ "sni", CFG_STRUCT_LIST, offsetof(struct tls_config, sni), .sub = &tls_sni_table,
+	  .doc = "optional: more certificates, each sent to clients whose SNI matches its names "
+		 "(HAProxy's crt list, Postfix's tls_server_sni_maps); others get tls.certificate" },
 	{ "ciphers", CFG_STRING, offsetof(struct tls_config, ciphers),
 	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)" },
 	{ "min_version", CFG_ENUM, offsetof(struct tls_config, min_version), "1.2",

@@ -32,8 +32,10 @@ struct listen_config {
 	socklen_t salen;
 };
 
+struct tls_sni_config { char *certificate; char *key; char *second_certificate; char *second_key; };
 struct tls_config { char *certificate; char *key; char *second_certificate; char *second_key; char *ciphers;
-	int min_version; /* 0=1.2 1=1.3 */ };
+	int min_version; /* 0=1.2 1=1.3 */
+	struct cfg_list sni; /* struct tls_sni_config: certificates chosen by the client's SNI */ };
 
 enum bare_lf_policy { BARE_LF_REJECT = 0, BARE_LF_NORMALIZE };
 enum nul_policy { NUL_REJECT = 0, NUL_STRIP };

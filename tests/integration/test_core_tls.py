@@ -217,6 +217,48 @@ rc, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:25'
 mt.check(rc != 0 and 'second_certificate' in out and 'same type' in out,
          '-t: a second certificate with a key of the same type is an error (%s)' % out.strip())
 
+# ---------------------------------------------------------------- certificates chosen by SNI
+ocrt, okey = os.path.join(mt.TMP, 'other.pem'), os.path.join(mt.TMP, 'other.key')
+r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=mx.other.example',
+                    '-addext', 'subjectAltName=DNS:mx.other.example,DNS:*.wild.example',
+                    '-keyout', okey, '-out', ocrt], capture_output=True, timeout=60)
+mt.check(r.returncode == 0, 'a certificate for mx.other.example and *.wild.example made')
+os.chmod(okey, 0o644)
+mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'},
+                                           {'address': '127.0.0.1:0', 'tls': 'implicit'}],
+                         tls={'certificate': crt, 'key': key, 'second_certificate': ecrt, 'second_key': ekey,
+                              'sni': [{'certificate': ocrt, 'key': okey}]}),
+               name='mx-sni')
+
+
+def served(port, starttls, servername):
+    extra = ('-servername', servername) if servername else ('-noservername',)
+    argv = ['openssl', 's_client', '-connect', '127.0.0.1:%d' % port, '-crlf', '-ign_eof', '-showcerts',
+            '-sigalgs', 'RSA-PSS+SHA256:RSA+SHA256'] + list(extra) + (['-starttls', 'smtp'] if starttls else [])
+    out = subprocess.run(argv, input='QUIT\n', capture_output=True, text=True, timeout=mt.slack(30)).stdout
+    m = re.search(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----', out, re.S)
+    return ssl.PEM_cert_to_DER_cert(m.group(0)) if m else None
+
+
+for port, starttls in ((mx.ports[0], True), (mx.ports[1], False)):
+    for name, want, what in (('mx.other.example', ocrt, 'its certificate'), ('a.wild.example', ocrt, 'the wildcard\'s'),
+                             ('MX.OTHER.EXAMPLE', ocrt, 'its certificate (any case)'),
+                             ('mx.test', crt, 'the default'), ('unknown.example', crt, 'the default'),
+                             (None, crt, 'the default')):
+        mt.check(served(port, starttls, name) == der_of(want), 'SNI %s (%s): %s' % (
+            name or '(none)', 'STARTTLS' if starttls else 'implicit', what))
+c = mt.Client(mx.ports[1], tls=True)
+c.ehlo()
+code, text = mt.send_mail(mx.ports[1], FROM, [RCPT], mt.message('sni'), client=c)
+mt.check(code == 250 and len(delivered('sni')) == 1, 'SNI: a message through (%s)' % text)
+c.close()
+mx.stop()
+rc, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:25', 'tls': 'starttls'}],
+                                    tls={'certificate': crt, 'key': key, 'sni': [{'certificate': ocrt, 'key': key}]}),
+                          name='sni-bad')
+mt.check(rc != 0 and re.search(r'sni-bad\.yaml:\d+:\d+: tls\.sni\[0\]\.key: .*mismatch', out),
+         '-t: an SNI certificate with the wrong key: FILE:LINE:COL at tls.sni[0] (%s)' % out.strip())
+
 # ---------------------------------------------------------------- require_tls (Postfix's encrypt level)
 mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'require_tls': True}],
                          tls={'certificate': crt, 'key': key}), name='mx-reqtls')
