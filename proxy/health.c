@@ -15,6 +15,7 @@
 #include "backend.h"
 #include "log.h"
 #include "maildir.h"
+#include "proxyproto.h"
 
 enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PROBE_QUIT };
 
@@ -36,7 +37,9 @@ struct health_probe {
 	uint64_t t0;                  /* uv_hrtime at check start */
 	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
 	uv_connect_t conn;
-	uv_write_t wr_ehlo, wr_quit;
+	uv_write_t wr_proxy, wr_ehlo, wr_quit;
+	uint8_t proxy_hdr[16];        /* PROXY v2 LOCAL, sent first when proxy_hdr_len > 0 */
+	size_t proxy_hdr_len;
 	char ehlo[300];
 	uv_timer_t timer;             /* the check's deadline */
 	char line[1024];              /* partial reply line */
@@ -272,6 +275,18 @@ static void probe_connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	p->stage = PROBE_GREETING;
+	if (p->proxy_hdr_len > 0) {
+		/* A backend taking PROXY headers from mxgate (client_identity: proxy_v2, Postfix's
+		 * smtpd_upstream_proxy_protocol) waits for one before its greeting: LOCAL says
+		 * there is no client to announce (HAProxy's check-send-proxy does the same). */
+		uv_buf_t hb = uv_buf_init((char *)p->proxy_hdr, (unsigned)p->proxy_hdr_len);
+		p->wr_proxy.data = p;
+		int w = uv_write(&p->wr_proxy, (uv_stream_t *)&p->s, &hb, 1, probe_write_cb);
+		if (w != 0) {
+			probe_fail_stage(p, uv_err_name(w));
+			return;
+		}
+	}
 	int r = uv_read_start((uv_stream_t *)&p->s, probe_alloc_cb, probe_read_cb);
 	if (r != 0)
 		probe_fail_stage(p, uv_err_name(r));
@@ -423,6 +438,8 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 			p->kind = BACKEND_SMTP;   /* unusable entry: checks will fail to connect */
 		snprintf(p->ehlo, sizeof p->ehlo, "%s %.250s\r\n", b->kind == BACKEND_LMTP ? "LHLO" : "EHLO",
 		    h->hostname);
+		if (pool->proxy_v2 && p->kind != BACKEND_MAILDIR)
+			p->proxy_hdr_len = proxyproto_build_v2_local(p->proxy_hdr, sizeof p->proxy_hdr);
 		h->nprobes = i + 1;
 	}
 	if (uv_timer_init(loop, &h->tick) != 0)
