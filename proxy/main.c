@@ -509,6 +509,7 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	config_resolve_hosts(true);
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
 	if (optind < argc && strcmp(argv[optind], "learn") == 0) {
