@@ -112,7 +112,7 @@ static int listen_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field listen_fields[] = {
 	{ "address", CFG_STRING, offsetof(struct listen_config, address), .flags = CFG_REQUIRED,
-	  .doc = "address:port to listen on: 127.0.0.1:2525, [::1]:25, :25 (all IPv4), [::]:25 (all IPv6)" },
+	  .doc = "address:port to listen on: 127.0.0.1:2525, \"[::1]:25\", :25 (all IPv4), \"[::]:25\" (all IPv6); quote [...] and *" },
 	{ "tls", CFG_ENUM, offsetof(struct listen_config, tls), "none", .choices = listen_tls_choices,
 	  .doc = "none, starttls (offer STARTTLS) or implicit (TLS from the first byte, port 465)" },
 	{ "proxy_protocol", CFG_BOOL, offsetof(struct listen_config, proxy_protocol), "false",
