@@ -66,7 +66,7 @@ struct pool {
 	struct backend **sched; size_t nsched;           /* default set's smooth weighted order */
 	int balance;                                     /* enum balance_mode */
 	int fall, rise;
-	bool proxy_v2;                                   /* backends.client_identity: proxy_v2 */
+	int client_identity;                             /* backends.client_identity (config.h) */
 	atomic_uint rr;                                  /* round-robin cursor */
 };
 

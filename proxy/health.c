@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/un.h>
 
 #include "backend.h"
+#include "config.h"
 #include "log.h"
 #include "maildir.h"
 #include "proxyproto.h"
@@ -33,6 +35,9 @@ struct health_probe {
 	bool stream_open;             /* stream initialised and not yet closed */
 	bool work_queued;
 	bool seen;                    /* has had a first result */
+	bool want_xclient;            /* client_identity: xclient, an smtp:// backend */
+	bool saw_xclient;             /* this check's EHLO reply announced XCLIENT */
+	bool warned_xclient;          /* backend_no_xclient logged (again once it offers it) */
 	enum probe_stage stage;
 	uint64_t t0;                  /* uv_hrtime at check start */
 	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
@@ -204,6 +209,17 @@ static void probe_on_reply(struct health_probe *p, int code)
 	case PROBE_EHLO:
 		if (code != 250)
 			break;
+		if (p->want_xclient && !p->saw_xclient && !p->warned_xclient && !p->h->stopping) {
+			/* Without XCLIENT the backend judges and logs mxgate's address as every
+			 * client (Postfix: permit_mynetworks then relays anything mxgate passes). */
+			log_event(LOG_LVL_WARNING, NULL, "event=backend_no_xclient backend=%s "
+			    "reason=\"client_identity is xclient but the backend offers no XCLIENT to "
+			    "mxgate: it sees mxgate's address as the client (Postfix: "
+			    "smtpd_authorized_xclient_hosts)\"", p->b->url);
+			p->warned_xclient = true;
+		} else if (p->saw_xclient) {
+			p->warned_xclient = false;
+		}
 		probe_record(p, true, NULL);
 		p->stage = PROBE_QUIT;
 		if (probe_send(p, &p->wr_quit, "QUIT\r\n") != 0)
@@ -253,6 +269,9 @@ static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		}
 		int code = (p->line[0] - '0') * 100 + (p->line[1] - '0') * 10 + (p->line[2] - '0');
 		bool last = n == 3 || p->line[3] == ' ';
+		if (p->stage == PROBE_EHLO && code == 250 && n >= 11 && strncasecmp(p->line + 4, "XCLIENT", 7) == 0 &&
+		    (n == 11 || p->line[11] == ' '))
+			p->saw_xclient = true;
 		memmove(p->line, p->line + consumed, p->llen - consumed);
 		p->llen -= consumed;
 		if (last) {
@@ -325,6 +344,7 @@ static void probe_start(struct health_probe *p)
 		return;
 	p->busy = true;
 	p->reported = false;
+	p->saw_xclient = false;
 	p->llen = 0;
 	p->t0 = uv_hrtime();
 	if (p->kind == BACKEND_MAILDIR) {
@@ -438,8 +458,9 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 			p->kind = BACKEND_SMTP;   /* unusable entry: checks will fail to connect */
 		snprintf(p->ehlo, sizeof p->ehlo, "%s %.250s\r\n", b->kind == BACKEND_LMTP ? "LHLO" : "EHLO",
 		    h->hostname);
-		if (pool->proxy_v2 && p->kind != BACKEND_MAILDIR)
+		if (pool->client_identity == IDENTITY_PROXY_V2 && p->kind != BACKEND_MAILDIR)
 			p->proxy_hdr_len = proxyproto_build_v2_local(p->proxy_hdr, sizeof p->proxy_hdr);
+		p->want_xclient = pool->client_identity == IDENTITY_XCLIENT && p->kind == BACKEND_SMTP;
 		h->nprobes = i + 1;
 	}
 	if (uv_timer_init(loop, &h->tick) != 0)
