@@ -50,6 +50,11 @@ while read -r form; do
 	[ -z "$missing" ] && echo "ok   mxgate(8) documents: $form" ||
 		{ echo "FAIL mxgate(8) lacks$missing of: $form"; fails=$((fails + 1)); }
 done <"$tmp/usage.txt"
+# The keys a reload cannot change (proxy/main.c's table) are the ones mxgatectl(8) names.
+code=$(sed -n '/keys\[\] = {/,/};/p' "$SRC/proxy/main.c" | sed -n 's/^[[:space:]]*{ "\([a-z._]*\)",.*/\1/p' | sort | tr '\n' ' ')
+page=$(tr '\n' ' ' <"$SRC/man/mxgatectl.8" | sed -n 's/.*Keys made once at start (\([^)]*\)).*/\1/p' | tr -d ' ' | tr ',' '\n' | sort | tr '\n' ' ')
+[ -n "$code" ] && [ "$code" = "$page" ] && echo "ok   mxgatectl(8) names the start-only keys: $code" ||
+	{ echo "FAIL mxgatectl(8) names the start-only keys [$page], the code has [$code]"; fails=$((fails + 1)); }
 # Every key of the tables is in the manual (spot checks across sections).
 for key in max_connections_per_ip health_check socket pass_ttl add_header; do
 	grep -q "^\.B $key\$" "$SRC/man/mxgate.yaml.5" && echo "ok   mxgate.yaml.5 describes $key" ||
