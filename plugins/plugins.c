@@ -441,6 +441,16 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
 			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
 			    "retried for days\n", cfg->path, i);
+		if (pc->max_size && pc->options.table) {
+			/* plugin_fold_key lets it through for a built-in without the option (milter) */
+			const struct cfg_field *f = pc->options.table->fields;
+			while (f->key && strcmp(f->key, "max_size") != 0)
+				f++;
+			if (f->key == NULL)
+				fprintf(err, "%s: warning: plugins[%zu] (%s): max_size has no effect: "
+				    "it is sent every message whole (no size limit of its own)\n",
+				    cfg->path, i, pc->name);
+		}
 	}
 	return 0;
 }
