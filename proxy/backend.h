@@ -37,6 +37,7 @@ struct backend {
 	atomic_int fails;                /* consecutive failures (passive + active checks) */
 	atomic_int oks;                  /* consecutive successful checks while down */
 	atomic_llong latency_us;         /* last health-check latency */
+	atomic_int checked;              /* 1 = has had a health-check result (this process) */
 	struct backend_counts *counts;   /* by URL, process-wide (NULL: not from a pool) */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */

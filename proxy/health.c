@@ -111,7 +111,11 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 	if (p->reported || h->stopping)
 		return;
 	p->reported = true;
-	health_note_first(h, p);
+	/* The first result for a backend (not a reload's first round: health_copy_state
+	 * carries `checked`) decides at once, as HAProxy's default init-state: a backend that
+	 * refuses its first probe is down now, not after `fall` of them, so the start does not
+	 * announce it as up (event=ready backends_up, READY=1, /readyz). */
+	bool first = atomic_exchange(&b->checked, 1) == 0;
 	if (ok) {
 		long long us = (long long)((uv_hrtime() - p->t0) / 1000);
 		atomic_store(&b->latency_us, us);
@@ -135,13 +139,15 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 	} else {
 		atomic_store(&b->oks, 0);
 		int f = atomic_fetch_add(&b->fails, 1) + 1;
-		if (f >= h->fall && atomic_exchange(&b->up, 0) == 1)
+		if ((f >= h->fall || first) && atomic_exchange(&b->up, 0) == 1)
 			log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"health check: %s\" fails=%d",
 			    b->url, reason, f);
 		else if (log_is_debug())
 			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=fail reason=\"%s\" fails=%d",
 			    b->url, reason, f);
 	}
+	/* last: the first round's callback (readiness) sees this result applied */
+	health_note_first(h, p);
 }
 
 static void probe_stream_closed_cb(uv_handle_t *handle)
@@ -505,6 +511,7 @@ void health_copy_state(const struct pool *from, struct pool *to)
 			atomic_store(&nb->fails, atomic_load(&ob->fails));
 			atomic_store(&nb->oks, atomic_load(&ob->oks));
 			atomic_store(&nb->latency_us, atomic_load(&ob->latency_us));
+			atomic_store(&nb->checked, atomic_load(&ob->checked));
 			break;
 		}
 	}
