@@ -33,4 +33,15 @@ rc, out = check('milter', '  - { name: milter, address: "inet:127.0.0.1:8891" }\
                 '  - { name: spamd, address: "127.0.0.1:783", max_size: 1M }\n')
 mt.check(rc == 0 and 'max_size' not in out,
          'a milter without max_size, a spamd with it: no warning (%s)' % out.strip()[:300])
+
+# docs/plugins.md, `address`: HOST is an IP address or localhost, never looked up in the DNS.
+# A name is refused at -t by that reason (was: "bad address (want HOST:PORT, ...)" for a
+# HOST:PORT that had the right form).
+for addr in ('inet:milter.example.org:8891', 'spamd.example.org:783', 'inet:8891@milter.example.org'):
+    rc, out = check('named', '  - { name: milter, address: "%s" }\n' % addr)
+    mt.check(rc == 1 and 'not looked up' in out and addr.split('@')[-1].split(':')[-2 if '@' not in addr else -1] in out,
+             'address %s: -t says a host name is not looked up (rc=%d: %s)' % (addr, rc, out.strip()[:300]))
+for addr in ('inet:127.0.0.1:8891', 'localhost:8891', '[::1]:8891', 'inet:8891@127.0.0.1', 'unix:/run/m.sock'):
+    rc, out = check('numeric', '  - { name: milter, address: "%s" }\n' % addr)
+    mt.check(rc == 0, 'address %s passes -t (%s)' % (addr, out.strip()[:200]))
 mt.finish()
