@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <pwd.h>
@@ -111,7 +112,7 @@ static int listen_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field listen_fields[] = {
 	{ "address", CFG_STRING, offsetof(struct listen_config, address), .flags = CFG_REQUIRED,
-	  .doc = "address:port to listen on: 127.0.0.1:2525, [::1]:25, :25 (all IPv4), [::]:25 (all IPv6)" },
+	  .doc = "address:port to listen on: 127.0.0.1:2525, \"[::1]:25\", :25 (all IPv4), \"[::]:25\" (all IPv6); quote [...] and *" },
 	{ "tls", CFG_ENUM, offsetof(struct listen_config, tls), "none", .choices = listen_tls_choices,
 	  .doc = "none, starttls (offer STARTTLS) or implicit (TLS from the first byte, port 465)" },
 	{ "proxy_protocol", CFG_BOOL, offsetof(struct listen_config, proxy_protocol), "false",
@@ -300,12 +301,41 @@ static const struct cfg_table health_table = {
 	"backends.health_check", sizeof(struct health_check_config), health_fields, NULL
 };
 
+/* See config.h. Off by default: the unit tests and the config fuzzer load configs without
+ * asking the system resolver. */
+static bool config_resolving;
+
+void config_resolve_hosts(bool on)
+{
+	config_resolving = on;
+}
+
+/* cfg_parse_backend_url, and with config_resolve_hosts on, the host name of an smtp:// or
+ * lmtp:// URL resolved as the pool will resolve it at start and on a reload
+ * (backend.c), so `-t` refuses what the start would. 0, or -1 with *err (static). */
+static int config_check_backend_url(const char *url, struct cfg_backend_url *u, const char **err)
+{
+	if (cfg_parse_backend_url(url, u, err) < 0)
+		return -1;
+	if (!config_resolving || (u->kind != CFG_BACKEND_SMTP && u->kind != CFG_BACKEND_LMTP))
+		return 0;
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(u->host, NULL, &hints, &res) != 0 || res == NULL) {
+		*err = "cannot resolve host";
+		return -1;
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
 static int server_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct backend_server_config *s = obj;
 	struct cfg_backend_url u;
 	const char *err;
-	if (s->address && cfg_parse_backend_url(s->address, &u, &err) < 0) {
+	if (s->address && config_check_backend_url(s->address, &u, &err) < 0) {
 		if (n && fy_node_is_scalar(n))
 			return cfg_error(p, n, "%s: \"%s\"", err, s->address);
 		return cfg_error_key(p, n, "address", -1, "%s: \"%s\"", err, s->address);
@@ -331,7 +361,7 @@ static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	const char *err;
 	int rc = 0;
 	for (size_t i = 0; i < r->servers.n; i++)
-		if (cfg_parse_backend_url(r->servers.v[i], &u, &err) < 0)
+		if (config_check_backend_url(r->servers.v[i], &u, &err) < 0)
 			rc = cfg_error_key(p, n, "servers", (long)i, "%s: \"%s\"", err, r->servers.v[i]);
 	for (size_t i = 0; i < r->domains.n; i++) {
 		const char *why = domain_pattern_check(r->domains.v[i]);
@@ -708,7 +738,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	if (c->quarantine) {
 		struct cfg_backend_url u;
 		const char *err;
-		if (cfg_parse_backend_url(c->quarantine, &u, &err) < 0)
+		if (config_check_backend_url(c->quarantine, &u, &err) < 0)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
 	}
 	if (accept_domains_build(p, n, c) < 0)

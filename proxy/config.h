@@ -121,6 +121,10 @@ int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);
+/* With on, config_load checks that the host name of every smtp:// and lmtp:// backend URL
+ * (servers, routes, quarantine) resolves, as the pool needs at start and on a reload: the
+ * daemon (-t, the start, SIGHUP) turns it on; tests and fuzzers leave it off. */
+void config_resolve_hosts(bool on);
 /* config_load from memory: name is used for cfg->path and error lines. */
 int config_load_string(const char *name, const char *text, size_t len, struct mx_config **out,
 		       void *err_fp /* FILE * */);

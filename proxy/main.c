@@ -518,6 +518,14 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	/* The only word after the options is the learn command: anything else (a typo such
+	 * as "lern") is a bad command line, not a reason to start the daemon. */
+	if (optind < argc && strcmp(argv[optind], "learn") != 0) {
+		fprintf(stderr, "mxgate: unexpected argument \"%s\"\n", argv[optind]);
+		usage();
+		return 2;
+	}
+	config_resolve_hosts(true);
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
 	if (optind < argc && strcmp(argv[optind], "learn") == 0) {
