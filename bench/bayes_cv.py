@@ -142,7 +142,7 @@ def main():
             rows = [(i % a.folds, c, p) for c in ('spam', 'ham') for i, p in enumerate(train[c])]
             labelled = [(grp[p], p) for c in ('spam', 'ham') for p in train[c]]
         if a.grid:
-            raw = run_tool(a.tool, ['-r'], rows, tmp)
+            raw = run_tool(a.tool, ['-r'] + a.tool_args.split(), rows, tmp)
             for power in (0.1, 0.15, 0.2, 0.3, 0.5, 1.0):
                 for nats in (40, 80, 160, 320, 640, 0):
                     probs = {p: odds(v[0], v[1], power, nats) if v else -1 for p, v in raw.items()}
