@@ -152,6 +152,19 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	if (c->store && strcmp(c->store, "local") != 0 &&
 	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
 		return cfg_error_key(p, n, "store", -1, "expected local or redis://host:port[/db]");
+	/* Two concurrency rules on one key would count each session twice in one counter. */
+	for (size_t i = 0; i < c->rules.n; i++) {
+		const struct ratelimit_rule_config *a = (const struct ratelimit_rule_config *)c->rules.v + i;
+
+		for (size_t j = 0; j < i && a->count == RATELIMIT_COUNT_CONCURRENCY; j++) {
+			const struct ratelimit_rule_config *b = (const struct ratelimit_rule_config *)c->rules.v + j;
+
+			if (b->count == a->count && b->key == a->key && (a->key != RATELIMIT_KEY_IP_PREFIX ||
+			    (a->prefix_v4 == b->prefix_v4 && a->prefix_v6 == b->prefix_v6)))
+				return cfg_error_key(p, n, "rules", (long)i, "a second concurrency limit on "
+				    "key %s (rule %zu has one): a session would count twice", rl_key_names[a->key], j);
+		}
+	}
 	return 0;
 }
 
@@ -529,12 +542,18 @@ static enum verdict_action rl_on_error(void *wstate)
 
 /* ---- checks ---------------------------------------------------------------------------- */
 
-/* Store key: the rule's identity (so a reload with the same rule keeps its state) + value. */
+/* Store key: the rule's identity (so a reload with the same rule keeps its state) + value.
+ * A rate's state is only meaningful under its own limit (a changed limit starts over); a
+ * concurrency count is the sessions open now, whatever the limit: its key has no limit, so
+ * sessions opened under an older limit (a reload, another node) count against a new one. */
 static void rl_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
     size_t outlen)
 {
-	snprintf(out, outlen, "mxgate:rl:%s:%s:%s:%s", rl_count_names[r->count],
-	    rl_key_names[r->key], r->limit.text, value);
+	if (r->count == RATELIMIT_COUNT_CONCURRENCY)
+		snprintf(out, outlen, "mxgate:rl:concurrency:%s:%s", rl_key_names[r->key], value);
+	else
+		snprintf(out, outlen, "mxgate:rl:%s:%s:%s:%s", rl_count_names[r->count],
+		    rl_key_names[r->key], r->limit.text, value);
 }
 
 /* Records a decision about one check; over the limit it may raise the op's verdict. */
