@@ -2,6 +2,7 @@
 #include "greylist.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "store/store.h"
 
 #define GL_KEY_MAX 700
+#define GL_LOCAL_MAX 100000    /* triplets in the local table (store: local, or Redis down) */
 
 /* ---- pure pieces ------------------------------------------------------------------------ */
 
@@ -281,6 +283,16 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 	return pass ? 1 : 0;
 }
 
+/* The local triplets: a process-wide table of their own (not local_table_shared(), where
+ * they crowded out the rate limits' buckets), made once. */
+static struct local_table *gl_table;
+static pthread_once_t gl_table_once = PTHREAD_ONCE_INIT;
+
+static void gl_table_init(void)
+{
+	gl_table = local_table_new(GL_LOCAL_MAX);
+}
+
 static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
 	const struct greylist_config *c = &cfg->greylist;
@@ -293,7 +305,8 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
-	w->local = local_table_shared(100000);
+	pthread_once(&gl_table_once, gl_table_init);
+	w->local = gl_table;
 	if (w->local == NULL)
 		goto fail;
 	if (store_kind_of(c->store) == STORE_REDIS) {

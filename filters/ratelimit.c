@@ -198,7 +198,7 @@ static const struct cfg_field rl_fields[] = {
 	{ "timeout", CFG_DURATION, offsetof(struct ratelimit_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline per check; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct ratelimit_config, max_keys), "100000", 16, 100000000,
-	  .doc = "keys held by the local table (idle keys expire, the idlest is evicted)" },
+	  .doc = "keys held by the rate limits' local table (idle keys expire, the idlest is evicted); made at start: a change waits for a restart" },
 	{ "concurrency_ttl", CFG_DURATION, offsetof(struct ratelimit_config, concurrency_ttl), "1h",
 	  1000, 86400000, .doc = "lifetime of a Redis concurrency slot a crashed node never released" },
 	{ "on_error", CFG_ENUM, offsetof(struct ratelimit_config, on_error), "accept",
@@ -414,6 +414,31 @@ struct rl_op {
 	struct rl_check *checks;
 };
 
+/* The rate limits' own process-wide table, shared by every worker and generation, made
+ * with the first generation's max_keys. Not local_table_shared(): the greylist's triplets
+ * (waiting hours for a retry) would evict the limits' buckets, and the first module to ask
+ * would set its size. */
+static struct local_table *rl_table;
+static size_t rl_table_max;
+static pthread_mutex_t rl_table_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static struct local_table *rl_table_get(size_t max_keys, int worker)
+{
+	struct local_table *t;
+
+	pthread_mutex_lock(&rl_table_mu);
+	if (rl_table == NULL) {
+		rl_table = local_table_new(max_keys);
+		rl_table_max = max_keys;
+	} else if (max_keys != rl_table_max && worker == 0) {
+		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=ratelimit.max_keys "
+		    "reason=\"takes effect at the next start\" running=%zu", rl_table_max);
+	}
+	t = rl_table;
+	pthread_mutex_unlock(&rl_table_mu);
+	return t;
+}
+
 static char rl_node_id[24];
 static pthread_once_t rl_node_once = PTHREAD_ONCE_INIT;
 
@@ -469,7 +494,7 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	w->loop = loop;
 	w->worker = worker;
 	w->rule_ok = calloc(w->nrules, sizeof(*w->rule_ok));
-	w->local = local_table_shared((size_t)c->max_keys);
+	w->local = rl_table_get((size_t)c->max_keys, worker);
 	if (w->rule_ok == NULL || w->local == NULL)
 		goto fail;
 	pthread_once(&rl_node_once, rl_node_init);
