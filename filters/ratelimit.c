@@ -707,6 +707,10 @@ static void rl_op_finish(struct rl_op *op)
 	struct verdict v = op->v;
 	bool have = op->rank > 0;
 
+	/* A HELO is counted once per session, when it is admitted (or only delayed): a refused
+	 * one consumed nothing, and the next HELO of the session is checked again. */
+	if (op->stage == HOOK_HELO && op->rank < 2)
+		s->helo_counted = true;
 	for (pp = &s->ops; *pp; pp = &(*pp)->next)
 		if (*pp == op) {
 			*pp = op->next;
@@ -895,8 +899,6 @@ static void rl_run(void *wstate, int slot, struct hook_call *call)
 			continue;
 		rl_op_add(op, i, value, r->count == RATELIMIT_COUNT_BYTES ? cost : 1);
 	}
-	if (st == HOOK_HELO)
-		s->helo_counted = true;
 	op->next = s->ops;
 	s->ops = op;
 	op->dispatching = true;
