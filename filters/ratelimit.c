@@ -200,7 +200,7 @@ static const struct cfg_field rl_fields[] = {
 	{ "max_keys", CFG_INT, offsetof(struct ratelimit_config, max_keys), "100000", 16, 100000000,
 	  .doc = "keys held by the rate limits' local table (idle keys expire, the idlest is evicted); made at start: a change waits for a restart" },
 	{ "concurrency_ttl", CFG_DURATION, offsetof(struct ratelimit_config, concurrency_ttl), "1h",
-	  1000, 86400000, .doc = "lifetime of a Redis concurrency slot a crashed node never released" },
+	  1000, 86400000, .doc = "lifetime of a Redis concurrency slot a crashed node never released (a live session's slot is renewed every third of it)" },
 	{ "on_error", CFG_ENUM, offsetof(struct ratelimit_config, on_error), "accept",
 	  .choices = rl_on_error_names, .doc = "verdict if a check overruns the module timeout" },
 	{ "rules", CFG_STRUCT_LIST, offsetof(struct ratelimit_config, rules), NULL,
@@ -358,6 +358,18 @@ const char ratelimit_lua_acquire[] =
 	"redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))\n"
 	"return {1, n + 1}\n";
 
+/* Renews a live session's slot (KEYS[1]; ARGV member, ttl_ms) on the server's clock: a slot
+ * lives as long as its session, concurrency_ttl only bounds the slots of a node that died.
+ * A slot already expired (an outage longer than the ttl) is added back: the session is
+ * open. */
+static const char rl_lua_renew[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])\n"
+	"redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))\n"
+	"return 1\n";
+
 /* ---- module state ---------------------------------------------------------------------- */
 
 #define RL_KEY_MAX 640
@@ -371,8 +383,10 @@ struct rl_worker {
 	int worker;
 	struct local_table *local;
 	struct redis_store *rs;        /* NULL for store: local */
-	int lua_gcra, lua_acquire, lua_charge;
+	int lua_gcra, lua_acquire, lua_charge, lua_renew;
 	unsigned stages;
+	uv_timer_t *renew_timer;       /* renews the Redis slots of live sessions */
+	struct rl_session *renew_list; /* sessions holding Redis slots */
 };
 
 struct rl_held {                   /* a concurrency slot to give back */
@@ -388,6 +402,8 @@ struct rl_session {
 	struct rl_held *held;
 	size_t nheld;
 	bool helo_counted;
+	bool renewed;                  /* linked in w->renew_list */
+	struct rl_session *rnext, *rprev;
 	char member[96];               /* this session in Redis concurrency sets */
 };
 
@@ -477,6 +493,53 @@ static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 	return 0;
 }
 
+/* Every third of concurrency_ttl: the Redis slots of this worker's live sessions get a
+ * new lifetime (through the write queue, only while the store is up: an outage's renewals
+ * would be stale, and the first one after it adds the slot back). */
+static void rl_renew_cb(uv_timer_t *t)
+{
+	struct rl_worker *w = t->data;
+	char ttl[24];
+
+	if (!redis_store_is_up(w->rs))
+		return;
+	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)w->cfg->concurrency_ttl);
+	for (struct rl_session *s = w->renew_list; s; s = s->rnext)
+		for (size_t i = 0; i < s->nheld; i++) {
+			const char *argv[3] = { s->held[i].key, s->member, ttl };
+
+			if (s->held[i].in_redis)
+				redis_store_write(w->rs, w->lua_renew, 1, 2, argv, NULL, NULL, NULL);
+		}
+}
+
+static void rl_renew_closed_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* The renewal timer, when a concurrency rule uses Redis; it does not keep the loop alive. */
+static int rl_renew_start(struct rl_worker *w)
+{
+	uint64_t every = w->cfg->concurrency_ttl / 3;
+	bool any = false;
+
+	for (size_t i = 0; i < w->nrules; i++)
+		any |= w->rule_ok[i] && w->rules[i].count == RATELIMIT_COUNT_CONCURRENCY;
+	if (!any)
+		return 0;
+	w->renew_timer = malloc(sizeof(*w->renew_timer));
+	if (w->renew_timer == NULL || uv_timer_init(w->loop, w->renew_timer) != 0) {
+		free(w->renew_timer);
+		w->renew_timer = NULL;
+		return -1;
+	}
+	w->renew_timer->data = w;
+	uv_timer_start(w->renew_timer, rl_renew_cb, every ? every : 1, every ? every : 1);
+	uv_unref((uv_handle_t *)w->renew_timer);
+	return 0;
+}
+
 static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
 	const struct ratelimit_config *c = &cfg->ratelimit;
@@ -518,11 +581,15 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->lua_gcra = redis_store_add_script(w->rs, ratelimit_lua_gcra);
 		w->lua_acquire = redis_store_add_script(w->rs, ratelimit_lua_acquire);
 		w->lua_charge = redis_store_add_script(w->rs, rl_lua_charge);
+		w->lua_renew = redis_store_add_script(w->rs, rl_lua_renew);
+		if (rl_renew_start(w) < 0)
+			goto fail;
 	}
 	*wstate = w;
 	return 0;
 fail:
 	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=ratelimit worker=%d reason=init", worker);
+	redis_store_free(w->rs);
 	free(w->rule_ok);
 	free(w);
 	return -1;
@@ -534,6 +601,10 @@ static void rl_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
+	if (w->renew_timer) {
+		uv_timer_stop(w->renew_timer);
+		uv_close((uv_handle_t *)w->renew_timer, rl_renew_closed_cb);
+	}
 	redis_store_free(w->rs);
 	free(w->rule_ok);
 	free(w);
@@ -640,6 +711,14 @@ static void rl_session_hold(struct rl_session *s, const char *key, bool in_redis
 	snprintf(h[s->nheld].key, sizeof(h[s->nheld].key), "%s", key);
 	h[s->nheld].in_redis = in_redis;
 	s->nheld++;
+	if (in_redis && !s->renewed && s->w->renew_timer) {
+		s->rprev = NULL;
+		s->rnext = s->w->renew_list;
+		if (s->rnext)
+			s->rnext->rprev = s;
+		s->w->renew_list = s;
+		s->renewed = true;
+	}
 }
 
 /* Decides a check in the local table, synchronously. Returns whether it was allowed. */
@@ -846,6 +925,15 @@ static void rl_release_held(struct rl_session *s)
 	free(s->held);
 	s->held = NULL;
 	s->nheld = 0;
+	if (s->renewed) {
+		if (s->rprev)
+			s->rprev->rnext = s->rnext;
+		else
+			w->renew_list = s->rnext;
+		if (s->rnext)
+			s->rnext->rprev = s->rprev;
+		s->renewed = false;
+	}
 }
 
 static void rl_run(void *wstate, int slot, struct hook_call *call)
