@@ -205,6 +205,8 @@ static const struct cfg_field rl_fields[] = {
 	  .choices = rl_on_error_names, .doc = "verdict if a check overruns the module timeout" },
 	{ "rules", CFG_STRUCT_LIST, offsetof(struct ratelimit_config, rules), NULL,
 	  .sub = &rl_rule_table, .doc = "the limits: { key, count, limit, action, prefix_v4, prefix_v6, delay }" },
+	{ "allow", CFG_CIDRLIST, offsetof(struct ratelimit_config, allow), NULL,
+	  .doc = "clients no rule counts nor refuses (as Postfix exempts $mynetworks from anvil's limits)" },
 	{ .key = NULL }
 };
 
@@ -959,6 +961,10 @@ static void rl_run(void *wstate, int slot, struct hook_call *call)
 	if (st == HOOK_CLOSE) {
 		rl_release_held(s);
 		hook_call_done(call, NULL);
+		return;
+	}
+	if (w->cfg->allow.n && cfg_cidrlist_match(&w->cfg->allow, (const struct sockaddr *)&env->client)) {
+		hook_call_done(call, NULL);   /* never counted: nothing held, nothing to give back */
 		return;
 	}
 	op = calloc(1, sizeof(*op));
