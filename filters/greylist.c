@@ -2,6 +2,7 @@
 #include "greylist.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "store/store.h"
 
 #define GL_KEY_MAX 700
+#define GL_LOCAL_MAX 100000    /* triplets in the local table (store: local, or Redis down) */
 
 /* ---- pure pieces ------------------------------------------------------------------------ */
 
@@ -65,6 +67,78 @@ static size_t gl_lower(char *out, size_t outlen, const char *s)
 	return i;
 }
 
+/* Skips "<prefix><field>=" at the start of local (lowercase), returning what follows, or
+ * local when it does not start so or nothing follows. */
+static const char *gl_skip_tagged(const char *local, const char *prefix, int fields)
+{
+	size_t n = strlen(prefix);
+	const char *p;
+
+	if (strncmp(local, prefix, n) != 0)
+		return local;
+	p = local + n;
+	for (int i = 0; i < fields; i++) {
+		p = strchr(p, '=');
+		if (p == NULL || p[1] == '\0')
+			return local;
+		p++;
+	}
+	return p;
+}
+
+static bool gl_word_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_';
+}
+
+/* The sender as the triplet keeps it (lowercased, in place, snd holding at least as much as
+ * it has): the parts of a local part that change from message to message or from day to
+ * day for one sender, as postgrey drops them, so a sender that passed once passes again:
+ * a BATV tag ("prvs=TAG=user", "msprvs1=TAG=user" -> "user"), the hash and time of an SRS0
+ * address ("srs0=HASH=TT=domain=user" -> "srs0=domain=user"), an extension ("list+bnc123"
+ * -> "list": VERP, Google Groups) and each number standing alone ("bounce-1234-5" ->
+ * "bounce-#-#"; "user123" stays). */
+static void gl_sender_form(char *snd)
+{
+	char *at = strrchr(snd, '@');
+	char local[300], out[300];
+	const char *l;
+	size_t n = 0;
+
+	if (at == NULL || at == snd)
+		return;
+	memcpy(local, snd, (size_t)(at - snd));
+	local[at - snd] = '\0';
+	l = gl_skip_tagged(local, "prvs=", 1);
+	if (l == local)
+		l = gl_skip_tagged(local, "msprvs1=", 1);
+	if (l == local && strncmp(local, "srs0=", 5) == 0 && gl_skip_tagged(local, "srs0=", 2) != local) {
+		memcpy(out, "srs0=", 5);
+		n = 5;
+		l = gl_skip_tagged(local, "srs0=", 2);
+	}
+	for (size_t i = 0; l[i] && l[i] != '+' && n + 1 < sizeof(out); i++) {
+		if (isdigit((unsigned char)l[i]) && (i == 0 || !gl_word_char(l[i - 1]))) {
+			size_t j = i;
+
+			while (isdigit((unsigned char)l[j]))
+				j++;
+			if (!gl_word_char(l[j]) || l[j] == '\0') {
+				out[n++] = '#';
+				i = j - 1;
+				continue;
+			}
+		}
+		out[n++] = l[i];
+	}
+	if (n == 0)
+		return;             /* "+x@dom": keep it whole */
+	out[n] = '\0';
+	/* out is no longer than local: the domain moves left, never past the end */
+	memmove(snd + n, at, strlen(at) + 1);
+	memcpy(snd, out, n);
+}
+
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen)
 {
@@ -76,6 +150,7 @@ int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
 	if (strlen(sender) >= sizeof(snd) || strlen(rcpt) >= sizeof(rc))
 		return -1;
 	gl_lower(snd, sizeof(snd), sender[0] ? sender : "<>");
+	gl_sender_form(snd);
 	gl_lower(rc, sizeof(rc), rcpt);
 	if ((size_t)snprintf(out, outlen, "%s|%s|%s", net, snd, rc) >= outlen)
 		return -1;
@@ -281,6 +356,16 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 	return pass ? 1 : 0;
 }
 
+/* The local triplets: a process-wide table of their own (not local_table_shared(), where
+ * they crowded out the rate limits' buckets), made once. */
+static struct local_table *gl_table;
+static pthread_once_t gl_table_once = PTHREAD_ONCE_INIT;
+
+static void gl_table_init(void)
+{
+	gl_table = local_table_new(GL_LOCAL_MAX);
+}
+
 static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
 	const struct greylist_config *c = &cfg->greylist;
@@ -293,7 +378,8 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
-	w->local = local_table_shared(100000);
+	pthread_once(&gl_table_once, gl_table_init);
+	w->local = gl_table;
 	if (w->local == NULL)
 		goto fail;
 	if (store_kind_of(c->store) == STORE_REDIS) {

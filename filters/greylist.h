@@ -45,7 +45,9 @@ struct greylist_entry { uint64_t first_ms; bool passed; };
 bool greylist_decide(struct greylist_entry *e, bool exists, uint64_t now_ms, uint64_t delay_ms,
     uint64_t window_ms, uint64_t expire_ms, uint64_t *wait_s, uint64_t *keep_ms);
 
-/* The triplet key: "<network>|<sender lowercased or <>>|<recipient lowercased>". 0 or -1. */
+/* The triplet key: "<network>|<sender lowercased or <>>|<recipient lowercased>", the
+ * sender without what changes per message or day (BATV tag, SRS0 hash and time, +extension,
+ * numbers standing alone: postgrey's normal form). 0 or -1. */
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen);
 

@@ -152,6 +152,19 @@ static int rl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	if (c->store && strcmp(c->store, "local") != 0 &&
 	    redis_store_parse_url(c->store, host, sizeof(host), &port, &db, pw, sizeof(pw)) < 0)
 		return cfg_error_key(p, n, "store", -1, "expected local or redis://host:port[/db]");
+	/* Two concurrency rules on one key would count each session twice in one counter. */
+	for (size_t i = 0; i < c->rules.n; i++) {
+		const struct ratelimit_rule_config *a = (const struct ratelimit_rule_config *)c->rules.v + i;
+
+		for (size_t j = 0; j < i && a->count == RATELIMIT_COUNT_CONCURRENCY; j++) {
+			const struct ratelimit_rule_config *b = (const struct ratelimit_rule_config *)c->rules.v + j;
+
+			if (b->count == a->count && b->key == a->key && (a->key != RATELIMIT_KEY_IP_PREFIX ||
+			    (a->prefix_v4 == b->prefix_v4 && a->prefix_v6 == b->prefix_v6)))
+				return cfg_error_key(p, n, "rules", (long)i, "a second concurrency limit on "
+				    "key %s (rule %zu has one): a session would count twice", rl_key_names[a->key], j);
+		}
+	}
 	return 0;
 }
 
@@ -185,13 +198,15 @@ static const struct cfg_field rl_fields[] = {
 	{ "timeout", CFG_DURATION, offsetof(struct ratelimit_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline per check; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct ratelimit_config, max_keys), "100000", 16, 100000000,
-	  .doc = "keys held by the local table (idle keys expire, the idlest is evicted)" },
+	  .doc = "keys held by the rate limits' local table (idle keys expire, the idlest is evicted); made at start: a change waits for a restart" },
 	{ "concurrency_ttl", CFG_DURATION, offsetof(struct ratelimit_config, concurrency_ttl), "1h",
-	  1000, 86400000, .doc = "lifetime of a Redis concurrency slot a crashed node never released" },
+	  1000, 86400000, .doc = "lifetime of a Redis concurrency slot a crashed node never released (a live session's slot is renewed every third of it)" },
 	{ "on_error", CFG_ENUM, offsetof(struct ratelimit_config, on_error), "accept",
 	  .choices = rl_on_error_names, .doc = "verdict if a check overruns the module timeout" },
 	{ "rules", CFG_STRUCT_LIST, offsetof(struct ratelimit_config, rules), NULL,
 	  .sub = &rl_rule_table, .doc = "the limits: { key, count, limit, action, prefix_v4, prefix_v6, delay }" },
+	{ "allow", CFG_CIDRLIST, offsetof(struct ratelimit_config, allow), NULL,
+	  .doc = "clients no rule counts nor refuses (as Postfix exempts $mynetworks from anvil's limits)" },
 	{ .key = NULL }
 };
 
@@ -345,6 +360,18 @@ const char ratelimit_lua_acquire[] =
 	"redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))\n"
 	"return {1, n + 1}\n";
 
+/* Renews a live session's slot (KEYS[1]; ARGV member, ttl_ms) on the server's clock: a slot
+ * lives as long as its session, concurrency_ttl only bounds the slots of a node that died.
+ * A slot already expired (an outage longer than the ttl) is added back: the session is
+ * open. */
+static const char rl_lua_renew[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])\n"
+	"redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))\n"
+	"return 1\n";
+
 /* ---- module state ---------------------------------------------------------------------- */
 
 #define RL_KEY_MAX 640
@@ -358,8 +385,10 @@ struct rl_worker {
 	int worker;
 	struct local_table *local;
 	struct redis_store *rs;        /* NULL for store: local */
-	int lua_gcra, lua_acquire, lua_charge;
+	int lua_gcra, lua_acquire, lua_charge, lua_renew;
 	unsigned stages;
+	uv_timer_t *renew_timer;       /* renews the Redis slots of live sessions */
+	struct rl_session *renew_list; /* sessions holding Redis slots */
 };
 
 struct rl_held {                   /* a concurrency slot to give back */
@@ -375,6 +404,8 @@ struct rl_session {
 	struct rl_held *held;
 	size_t nheld;
 	bool helo_counted;
+	bool renewed;                  /* linked in w->renew_list */
+	struct rl_session *rnext, *rprev;
 	char member[96];               /* this session in Redis concurrency sets */
 };
 
@@ -400,6 +431,31 @@ struct rl_op {
 	size_t nchecks;
 	struct rl_check *checks;
 };
+
+/* The rate limits' own process-wide table, shared by every worker and generation, made
+ * with the first generation's max_keys. Not local_table_shared(): the greylist's triplets
+ * (waiting hours for a retry) would evict the limits' buckets, and the first module to ask
+ * would set its size. */
+static struct local_table *rl_table;
+static size_t rl_table_max;
+static pthread_mutex_t rl_table_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static struct local_table *rl_table_get(size_t max_keys, int worker)
+{
+	struct local_table *t;
+
+	pthread_mutex_lock(&rl_table_mu);
+	if (rl_table == NULL) {
+		rl_table = local_table_new(max_keys);
+		rl_table_max = max_keys;
+	} else if (max_keys != rl_table_max && worker == 0) {
+		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=ratelimit.max_keys "
+		    "reason=\"takes effect at the next start\" running=%zu", rl_table_max);
+	}
+	t = rl_table;
+	pthread_mutex_unlock(&rl_table_mu);
+	return t;
+}
 
 static char rl_node_id[24];
 static pthread_once_t rl_node_once = PTHREAD_ONCE_INIT;
@@ -439,6 +495,53 @@ static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 	return 0;
 }
 
+/* Every third of concurrency_ttl: the Redis slots of this worker's live sessions get a
+ * new lifetime (through the write queue, only while the store is up: an outage's renewals
+ * would be stale, and the first one after it adds the slot back). */
+static void rl_renew_cb(uv_timer_t *t)
+{
+	struct rl_worker *w = t->data;
+	char ttl[24];
+
+	if (!redis_store_is_up(w->rs))
+		return;
+	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)w->cfg->concurrency_ttl);
+	for (struct rl_session *s = w->renew_list; s; s = s->rnext)
+		for (size_t i = 0; i < s->nheld; i++) {
+			const char *argv[3] = { s->held[i].key, s->member, ttl };
+
+			if (s->held[i].in_redis)
+				redis_store_write(w->rs, w->lua_renew, 1, 2, argv, NULL, NULL, NULL);
+		}
+}
+
+static void rl_renew_closed_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* The renewal timer, when a concurrency rule uses Redis; it does not keep the loop alive. */
+static int rl_renew_start(struct rl_worker *w)
+{
+	uint64_t every = w->cfg->concurrency_ttl / 3;
+	bool any = false;
+
+	for (size_t i = 0; i < w->nrules; i++)
+		any |= w->rule_ok[i] && w->rules[i].count == RATELIMIT_COUNT_CONCURRENCY;
+	if (!any)
+		return 0;
+	w->renew_timer = malloc(sizeof(*w->renew_timer));
+	if (w->renew_timer == NULL || uv_timer_init(w->loop, w->renew_timer) != 0) {
+		free(w->renew_timer);
+		w->renew_timer = NULL;
+		return -1;
+	}
+	w->renew_timer->data = w;
+	uv_timer_start(w->renew_timer, rl_renew_cb, every ? every : 1, every ? every : 1);
+	uv_unref((uv_handle_t *)w->renew_timer);
+	return 0;
+}
+
 static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
 	const struct ratelimit_config *c = &cfg->ratelimit;
@@ -456,7 +559,7 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	w->loop = loop;
 	w->worker = worker;
 	w->rule_ok = calloc(w->nrules, sizeof(*w->rule_ok));
-	w->local = local_table_shared((size_t)c->max_keys);
+	w->local = rl_table_get((size_t)c->max_keys, worker);
 	if (w->rule_ok == NULL || w->local == NULL)
 		goto fail;
 	pthread_once(&rl_node_once, rl_node_init);
@@ -480,11 +583,15 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->lua_gcra = redis_store_add_script(w->rs, ratelimit_lua_gcra);
 		w->lua_acquire = redis_store_add_script(w->rs, ratelimit_lua_acquire);
 		w->lua_charge = redis_store_add_script(w->rs, rl_lua_charge);
+		w->lua_renew = redis_store_add_script(w->rs, rl_lua_renew);
+		if (rl_renew_start(w) < 0)
+			goto fail;
 	}
 	*wstate = w;
 	return 0;
 fail:
 	log_event(LOG_LVL_ERROR, NULL, "event=module_error module=ratelimit worker=%d reason=init", worker);
+	redis_store_free(w->rs);
 	free(w->rule_ok);
 	free(w);
 	return -1;
@@ -496,6 +603,10 @@ static void rl_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
+	if (w->renew_timer) {
+		uv_timer_stop(w->renew_timer);
+		uv_close((uv_handle_t *)w->renew_timer, rl_renew_closed_cb);
+	}
 	redis_store_free(w->rs);
 	free(w->rule_ok);
 	free(w);
@@ -529,12 +640,18 @@ static enum verdict_action rl_on_error(void *wstate)
 
 /* ---- checks ---------------------------------------------------------------------------- */
 
-/* Store key: the rule's identity (so a reload with the same rule keeps its state) + value. */
+/* Store key: the rule's identity (so a reload with the same rule keeps its state) + value.
+ * A rate's state is only meaningful under its own limit (a changed limit starts over); a
+ * concurrency count is the sessions open now, whatever the limit: its key has no limit, so
+ * sessions opened under an older limit (a reload, another node) count against a new one. */
 static void rl_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
     size_t outlen)
 {
-	snprintf(out, outlen, "mxgate:rl:%s:%s:%s:%s", rl_count_names[r->count],
-	    rl_key_names[r->key], r->limit.text, value);
+	if (r->count == RATELIMIT_COUNT_CONCURRENCY)
+		snprintf(out, outlen, "mxgate:rl:concurrency:%s:%s", rl_key_names[r->key], value);
+	else
+		snprintf(out, outlen, "mxgate:rl:%s:%s:%s:%s", rl_count_names[r->count],
+		    rl_key_names[r->key], r->limit.text, value);
 }
 
 /* Records a decision about one check; over the limit it may raise the op's verdict. */
@@ -596,6 +713,14 @@ static void rl_session_hold(struct rl_session *s, const char *key, bool in_redis
 	snprintf(h[s->nheld].key, sizeof(h[s->nheld].key), "%s", key);
 	h[s->nheld].in_redis = in_redis;
 	s->nheld++;
+	if (in_redis && !s->renewed && s->w->renew_timer) {
+		s->rprev = NULL;
+		s->rnext = s->w->renew_list;
+		if (s->rnext)
+			s->rnext->rprev = s;
+		s->w->renew_list = s;
+		s->renewed = true;
+	}
 }
 
 /* Decides a check in the local table, synchronously. Returns whether it was allowed. */
@@ -663,6 +788,10 @@ static void rl_op_finish(struct rl_op *op)
 	struct verdict v = op->v;
 	bool have = op->rank > 0;
 
+	/* A HELO is counted once per session, when it is admitted (or only delayed): a refused
+	 * one consumed nothing, and the next HELO of the session is checked again. */
+	if (op->stage == HOOK_HELO && op->rank < 2)
+		s->helo_counted = true;
 	for (pp = &s->ops; *pp; pp = &(*pp)->next)
 		if (*pp == op) {
 			*pp = op->next;
@@ -798,6 +927,15 @@ static void rl_release_held(struct rl_session *s)
 	free(s->held);
 	s->held = NULL;
 	s->nheld = 0;
+	if (s->renewed) {
+		if (s->rprev)
+			s->rprev->rnext = s->rnext;
+		else
+			w->renew_list = s->rnext;
+		if (s->rnext)
+			s->rnext->rprev = s->rprev;
+		s->renewed = false;
+	}
 }
 
 static void rl_run(void *wstate, int slot, struct hook_call *call)
@@ -823,6 +961,10 @@ static void rl_run(void *wstate, int slot, struct hook_call *call)
 	if (st == HOOK_CLOSE) {
 		rl_release_held(s);
 		hook_call_done(call, NULL);
+		return;
+	}
+	if (w->cfg->allow.n && cfg_cidrlist_match(&w->cfg->allow, (const struct sockaddr *)&env->client)) {
+		hook_call_done(call, NULL);   /* never counted: nothing held, nothing to give back */
 		return;
 	}
 	op = calloc(1, sizeof(*op));
@@ -851,8 +993,6 @@ static void rl_run(void *wstate, int slot, struct hook_call *call)
 			continue;
 		rl_op_add(op, i, value, r->count == RATELIMIT_COUNT_BYTES ? cost : 1);
 	}
-	if (st == HOOK_HELO)
-		s->helo_counted = true;
 	op->next = s->ops;
 	s->ops = op;
 	op->dispatching = true;

@@ -63,6 +63,7 @@ struct ratelimit_config {
 	uint64_t concurrency_ttl;   /* ms a Redis concurrency slot lives without release */
 	int on_error;               /* enum ratelimit_on_error, if the chain times us out */
 	struct cfg_list rules;      /* struct ratelimit_rule_config */
+	struct cfg_cidrlist allow;  /* clients no rule counts nor refuses */
 };
 extern const struct cfg_table ratelimit_config_table;
 extern const struct hook_module ratelimit_module;

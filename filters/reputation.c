@@ -1048,6 +1048,22 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 	}
 }
 
+/* A temporary failure of our own at end of data: no backend took the message or one
+ * answered 4xx, a content filter was unavailable, the spool or the quarantine store
+ * failed. It says nothing of the client (a backend outage must not turn its clients bad). */
+static bool rep_own_failure(const struct hook_outcome *o)
+{
+	static const char *const own[] = { "no_backend", "backend", "plugin", "spool", "quarantine",
+		"unreadable" };
+
+	if (o->code / 100 != 4 || o->reason == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (strcmp(o->reason, own[i]) == 0)
+			return true;
+	return false;
+}
+
 /* The outcome notifier: what a message that reached the end of data did. Refusals at MAIL,
  * RCPT or DATA judge the envelope rather than the client, and a filter's discard says
  * nothing either way: neither counts (as before the notifier). The authenticated domain
@@ -1064,7 +1080,8 @@ static void rep_outcome(void *wstate, int slot, struct hook_env *env, const stru
 	bool counted = false, lifted = false;
 
 	(void)slot;
-	if (o->session || o->stage != HOOK_EOM || o->code == 0 || (o->flags & HOOK_FLAG_DISCARDED))
+	if (o->session || o->stage != HOOK_EOM || o->code == 0 || (o->flags & HOOK_FLAG_DISCARDED) ||
+	    rep_own_failure(o))
 		return;
 	if (o->flags & HOOK_FLAG_VIRUS)
 		r = REPUTATION_VIRUS;

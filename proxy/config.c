@@ -772,7 +772,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "listen", CFG_STRUCT_LIST, offsetof(struct mx_config, listen), .sub = &listen_table,
 	  .flags = CFG_REQUIRED, .doc = "listeners; a plain string item is its address" },
 	{ "trusted_proxies", CFG_CIDRLIST, offsetof(struct mx_config, trusted_proxies),
-	  "[127.0.0.0/8, \"::1\"]", .doc = "peers allowed to send PROXY headers and XCLIENT" },
+	  "[127.0.0.0/8, \"::1\"]", .doc = "peers allowed to send PROXY headers (on listeners with proxy_protocol); a client's XCLIENT is refused (550 5.7.0)" },
 	{ "tls", CFG_STRUCT, offsetof(struct mx_config, tls), .sub = &tls_table,
 	  .doc = "certificate for STARTTLS/implicit TLS listeners" },
 	{ "limits", CFG_STRUCT, offsetof(struct mx_config, limits), .sub = &limits_table,

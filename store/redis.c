@@ -32,6 +32,7 @@ struct redis_store {
 	uv_loop_t *loop;
 	char url[300];                /* for logs, without the password */
 	char host[256];
+	char user[128];               /* a Redis 6 ACL user (redis://USER:PASSWORD@...), or "" */
 	char password[128];
 	int port, db, worker;
 	uint64_t timeout_ms;
@@ -128,7 +129,7 @@ static struct redis_store *rs_registry_sibling(const struct redis_store *rs)
 	for (struct redis_store *o = rs_reg; o; o = o->reg_next) {
 		if (o == rs || o->closing || o->loop != rs->loop || o->port != rs->port ||
 		    o->db != rs->db || strcmp(o->host, rs->host) != 0 ||
-		    strcmp(o->password, rs->password) != 0)
+		    strcmp(o->user, rs->user) != 0 || strcmp(o->password, rs->password) != 0)
 			continue;
 		if (best == NULL || strcmp(o->name, rs->name) == 0)
 			best = o;
@@ -298,6 +299,16 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 		log_event(LOG_LVL_ERROR, NULL, "event=redis_error store=%s reason=bad_url", url);
 		free(rs);
 		return NULL;
+	}
+	/* The user before the password's ':' (redis_store_parse_url keeps the password only):
+	 * AUTH then names it, else the password would go to the default user. */
+	{
+		const char *p = url + 8, *at = strchr(p, '@'), *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+
+		if (colon && colon > p && (size_t)(colon - p) < sizeof(rs->user)) {
+			memcpy(rs->user, p, (size_t)(colon - p));
+			rs->user[colon - p] = '\0';
+		}
 	}
 	snprintf(rs->url, sizeof(rs->url), "redis://%s:%d/%d", rs->host, rs->port, rs->db);
 	rs->loop = loop;
@@ -534,9 +545,9 @@ static void rs_connect_cb(const redisAsyncContext *ac, int status)
 	uv_timer_stop(&rs->timer);
 	uv_timer_start(&rs->timer, rs_retry_cb, rs_connect_deadline_ms(rs), 0);
 	if (rs->password[0]) {
-		const char *argv[2] = { "AUTH", rs->password };
+		const char *argv[3] = { "AUTH", rs->user[0] ? rs->user : rs->password, rs->password };
 
-		redisAsyncCommandArgv(rs->ac, NULL, NULL, 2, argv, NULL);
+		redisAsyncCommandArgv(rs->ac, NULL, NULL, rs->user[0] ? 3 : 2, argv, NULL);
 	}
 	if (rs->db) {
 		char db[16];

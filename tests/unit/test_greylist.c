@@ -83,6 +83,19 @@ static void test_triplet(void **state)
 		{ "2001:db8:1:2::9", "a@b", "c@d", "2001:db8:1:2::/64|a@b|c@d" },
 		/* a domain's one trailing dot is the same domain (RFC 5321 2.3.5 name, absolute form) */
 		{ "198.18.7.7", "a@Example.ORG.", "B@example.test.", "198.18.7.0/24|a@example.org|b@example.test" },
+		/* what changes per message or per day for one sender goes, as postgrey drops it */
+		{ "198.18.7.7", "prvs=1234abcdef=News@Example.ORG", "b@x", "198.18.7.0/24|news@example.org|b@x" },
+		{ "198.18.7.7", "msprvs1=19888aXbYcd=bounces-123@ex.org", "b@x", "198.18.7.0/24|bounces-#@ex.org|b@x" },
+		{ "198.18.7.7", "SRS0=HhHh=TT=orig.example=alice@fwd.example", "b@x", "198.18.7.0/24|srs0=orig.example=alice@fwd.example|b@x" },
+		{ "198.18.7.7", "list+bncBDK4HJ7XQ@googlegroups.com", "b@x", "198.18.7.0/24|list@googlegroups.com|b@x" },
+		{ "198.18.7.7", "bounce-1234-5@lists.example", "b@x", "198.18.7.0/24|bounce-#-#@lists.example|b@x" },
+		{ "198.18.7.7", "12345@qq.example", "b@x", "198.18.7.0/24|#@qq.example|b@x" },
+		/* what does not change stays */
+		{ "198.18.7.7", "user123@example.org", "b@x", "198.18.7.0/24|user123@example.org|b@x" },
+		{ "198.18.7.7", "a1-2b@example.org", "b@x", "198.18.7.0/24|a1-2b@example.org|b@x" },
+		{ "198.18.7.7", "prvs=@x.org", "b@x", "198.18.7.0/24|prvs=@x.org|b@x" },
+		{ "198.18.7.7", "+x@dom.example", "b@x", "198.18.7.0/24|+x@dom.example|b@x" },
+		{ "198.18.7.7", "nodomain", "b@x", "198.18.7.0/24|nodomain|b@x" },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
