@@ -803,6 +803,12 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 			    "5.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
 			    dnsbl_stage_word(op->stage), op->subject, l->c->zone,
 			    reason[0] ? "; " : "", reason);
+		{
+			char zv[100];
+
+			snprintf(v.log_extra, sizeof(v.log_extra), "list=%s",
+			    log_val(zv, sizeof(zv), l->c->zone));
+		}
 	} else if (op->stage == HOOK_CONNECT && !errors && w->dc->pass_ttl >= 1000) {
 		/* postscreen's pass cache: remember the zones that did hit (allow lists) */
 		struct dns_result pr;

@@ -61,6 +61,8 @@ struct verdict {
 	int code;             /* 0 = the default for the action (451 / 550 / 554 ...) */
 	char reply[400];      /* "5.7.1 listed in bl.test" — enhanced code + text; "" = default */
 	char reason[48];      /* short log word: "dnsbl", "ratelimit", "virus", ... */
+	char log_extra[128];  /* "" or key=value pairs (log form, values escaped) the session
+	                       * adds to its event=reject/tempfail line: "list=bl.test" */
 	uint32_t delay_ms;    /* tarpit: hold the reply this long before sending it */
 };
 

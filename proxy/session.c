@@ -157,7 +157,9 @@ void session_error(struct session *s)
 }
 
 /* Replies with a filter's refusal and logs it; returns the code sent. */
-static int session_reply_verdict(struct session *s, const struct verdict *v, const char *stage)
+/* Replies with v's refusal and logs it; counted (opstats) unless it repeats a refusal decided
+ * and counted before (a connect-stage refusal given again at each MAIL). */
+static int session_reply_verdict_as(struct session *s, const struct verdict *v, const char *stage, bool count)
 {
 	int code = v->code;
 	char rv[300];
@@ -174,11 +176,17 @@ static int session_reply_verdict(struct session *s, const struct verdict *v, con
 		session_reply_text(s, code, v->reply);
 	else
 		session_reply(s, "%d %s", code, code / 100 == 4 ? "4.7.1 Try again later" : "5.7.1 Rejected");
-	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s client=%s code=%d reply=%s",
+	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s%s%s client=%s code=%d reply=%s",
 	    v->action == VERDICT_TEMPFAIL ? "tempfail" : "reject", stage, v->reason[0] ? v->reason : "filter",
-	    s->env.client_ip, code, log_val(rv, sizeof(rv), v->reply));
-	opstats_note_refusal(s->w->index, s->env.client_ip, stage, v->reason, code / 100 == 4);
+	    v->log_extra[0] ? " " : "", v->log_extra, s->env.client_ip, code, log_val(rv, sizeof(rv), v->reply));
+	if (count)
+		opstats_note_refusal(s->w->index, s->env.client_ip, stage, v->reason, code / 100 == 4);
 	return code;
+}
+
+static int session_reply_verdict(struct session *s, const struct verdict *v, const char *stage)
+{
+	return session_reply_verdict_as(s, v, stage, true);
 }
 
 static bool session_verdict_refuses(const struct verdict *v)
@@ -1057,7 +1065,8 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		s->quit_after_flush = true;
 		return;
 	case SESSION_CHECK_REFUSED:
-		session_reply_verdict(s, &s->conn_verdict, "connect");
+		/* the refusal decided (logged, counted) at connect, given at MAIL */
+		session_reply_verdict_as(s, &s->conn_verdict, "mail", false);
 		session_error(s);
 		return;
 	}
@@ -1264,8 +1273,8 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 			session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
 		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
-		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s client=%s",
-		    v->reason[0] ? v->reason : "filter", s->env.client_ip);
+		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s%s%s client=%s",
+		    v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "", v->log_extra, s->env.client_ip);
 		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, true);
 		s->quit_after_flush = true;
 		return true;
@@ -1280,9 +1289,9 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		    v->reason[0] ? v->reason : "filter");
 		char rv[300];
 
-		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s client=%s reply=%s",
-		    temp ? "tempfail" : "reject", v->reason[0] ? v->reason : "filter", s->env.client_ip,
-		    log_val(rv, sizeof(rv), v->reply));
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s reply=%s",
+		    temp ? "tempfail" : "reject", v->reason[0] ? v->reason : "filter",
+		    v->log_extra[0] ? " " : "", v->log_extra, s->env.client_ip, log_val(rv, sizeof(rv), v->reply));
 		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, temp);
 	}
 	return false;

@@ -7,7 +7,9 @@ contacts no milter for a rejected client), so EHLO is not answered with the milt
 on_error (451 4.7.1 Content filter unavailable). An unlisted client still goes through
 the milter."""
 import os
+import re
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
@@ -22,7 +24,8 @@ cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': T
                 dnsbl={'threshold': 3, 'action': 'reject',
                        'lists': [{'zone': 'bl.test', 'weight': 3}]},
                 plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % mil.port,
-                          'on_error': 'tempfail', 'timeout': '10s'}])
+                          'on_error': 'tempfail', 'timeout': '10s'}],
+                metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
 mx = mt.Mxgate(cfg)
 
 # A listed client: refused at MAIL, not at EHLO.
@@ -34,11 +37,21 @@ mt.check(code == 250, 'listed: EHLO is answered 250, not the milter\'s on_error 
 code, text = c.cmd('MAIL FROM:<a@example.org>')
 mt.check(code is not None and code // 100 == 5 and 'bl.test' in text,
          'listed: MAIL carries the connect refusal (%s %s)' % (code, text))
+code2, _ = c.cmd('MAIL FROM:<b@example.org>')
+mt.check(code2 == code, 'listed: a second MAIL gets it too (%s)' % code2)
 c.cmd('QUIT')
 c.close()
 mt.check(mx.wait_log(r'event=disconnect client=198\.18\.1\.7', start=start) is not None, 'listed: session ended')
 log = mx.log()[start:]
-mt.check('event=reject stage=connect reason=dnsbl' in log, 'listed: the refusal is logged')
+# the contract's form (INTERFACE.md: reason=dnsbl list=bl.test); the decision logged and
+# counted once, at connect; each MAIL that is refused for it logs stage=mail
+mt.check(len(re.findall(r'event=reject stage=connect reason=dnsbl list=bl\.test client=198\.18\.1\.7 ', log)) == 1,
+         'listed: the refusal is logged once at connect, naming the list (%s)' % re.findall(r'.*event=reject.*', log))
+mt.check(len(re.findall(r'event=reject stage=mail reason=dnsbl list=bl\.test client=198\.18\.1\.7 code=5\d\d ', log)) == 2,
+         'listed: each refused MAIL logs stage=mail with the list')
+with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mx.metrics_port, timeout=5) as r:
+    m = re.search(r'^mxgate_refusals_total (\S+)$', r.read().decode(), re.M)
+mt.check(m is not None and float(m.group(1)) == 1, 'listed: one refusal counted for the session (%s)' % (m and m.group(1)))
 mt.check('Content filter unavailable' not in log and 'milter' not in log.replace('name=milter', ''),
          'listed: the milter was not contacted, no milter error logged')
 
