@@ -452,6 +452,7 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	    from, rcpt, (unsigned long long)wait_s, store);
 	verdict_set(&v, VERDICT_TEMPFAIL, 451, "greylist",
 	    "4.7.1 greylisted, please try again in %llu seconds", (unsigned long long)wait_s);
+	v.not_an_error = true;    /* every new sender gets it: not a client error */
 	hook_call_done(call, &v);
 }
 

@@ -63,6 +63,8 @@ struct verdict {
 	char reason[48];      /* short log word: "dnsbl", "ratelimit", "virus", ... */
 	char log_extra[128];  /* "" or key=value pairs (log form, values escaped) the session
 	                       * adds to its event=reject/tempfail line: "list=bl.test" */
+	bool not_an_error;    /* a deferral every well-behaved client gets (greylisting): not
+	                       * one of the client's errors (limits.max_errors) */
 	uint32_t delay_ms;    /* tarpit: hold the reply this long before sending it */
 };
 

@@ -540,7 +540,8 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_reply_verdict(s, v, "rcpt");
-		session_error(s);
+		if (!v->not_an_error)
+			session_error(s);
 		smtp_tx_drop_rcpt(&s->tx);
 		session_cmd_done(s);
 		return;
