@@ -163,6 +163,7 @@ static struct eval_mime *mime_get(struct eval_ctx *c)
 		const char *cte = mime_lc(c, samsg_header(p, "Content-Transfer-Encoding"));
 		const char *cd = mime_lc(c, samsg_header(p, "Content-Disposition"));
 		const char *charset = cs ? mime_lc(c, cs) : "";
+		bool cs_defined = cs != NULL;      /* charset="" is defined (and empty) */
 
 		free(t);
 		free(b);
@@ -206,7 +207,8 @@ static struct eval_mime *mime_get(struct eval_ctx *c)
 					}
 				}
 			}
-			if (strcmp(ctype, "text/plain") == 0 && (!charset[0] || strcmp(charset, "us-ascii") == 0)) {
+			if (strcmp(ctype, "text/plain") == 0 && (!cs_defined ||
+			    strcmp(charset, "us-ascii") == 0)) {
 				for (size_t k2 = 0; k2 < len; k2++) {
 					unsigned char ch = (unsigned char)s[k2];
 

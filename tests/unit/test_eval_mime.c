@@ -96,6 +96,18 @@ static const struct et_case cases[] = {
 	{ "8-bit text in a part that says us-ascii",
 	  HDR "Content-Type: text/plain; charset=us-ascii\n\nCaf\xe9 au lait\n",
 	  "PP_MIME_FAKE_ASCII_TEXT", NULL },
+	/* MIMEEval checks a text/plain part whose charset is undefined or "us-ascii": an empty
+	 * charset="" (or charset=) is defined, and not us-ascii */
+	{ "8-bit text with no charset parameter",
+	  HDR "Content-Type: text/plain\n\nCaf\xe9 au lait\n",
+	  "PP_MIME_FAKE_ASCII_TEXT", NULL },
+	{ "8-bit text with an empty charset=\"\"",
+	  HDR "Content-Type: text/plain; charset=\"\"\nContent-Transfer-Encoding: 8bit\n\n"
+	  "Caf\xe9 au lait\n",
+	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
+	{ "8-bit text with an empty charset=",
+	  HDR "Content-Type: text/plain; charset=\n\nCaf\xe9 au lait\n",
+	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
 	{ "8-bit text declared as latin-1",
 	  HDR "Content-Type: text/plain; charset=iso-8859-1\n\nCaf\xe9 au lait\n",
 	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
