@@ -872,7 +872,12 @@ void samsg_parse(struct samsg *m, const char *msg, size_t len)
 			samsg_parse_multipart(m, &q, &j);
 			free(j.lines);
 		} else {
-			/* a leaf: its lines as they are */
+			/* a leaf: its lines as they are. _parse_normal: a multipart type with no
+			 * boundary is malformed, read as text/plain */
+			if (!p->ct_missing && strncmp(p->type, "multipart/", 10) == 0 && !j.boundary) {
+				free(p->type);
+				p->type = samsg_strndup("text/plain", 10);
+			}
 			p->raw = j.lines;
 			p->nraw = j.n;
 			if (strncmp(p->type, "message/", 8) == 0 && strcmp(p->type, "message/partial") &&

@@ -31,7 +31,8 @@ static const char rules[] =
     "body BLANK_LINES_80_90 eval:check_blank_line_ratio('80','90','4')\n"
     "body __TVD_SPACE_RATIO eval:tvd_vertical_words('0','10')\n"
     "body MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')\n"
-    "body TVD_STOCK1 eval:check_stock_info('2')\n";
+    "body TVD_STOCK1 eval:check_stock_info('2')\n"
+    "body BODY_TEXT_SEEN /Blah blah blah/\n";
 
 #define HDR "From: a@example.org\nTo: b@example.net\nSubject: hello\n" \
 	"Date: Mon, 2 Sep 2002 10:00:00 +0000\nMessage-ID: <1@example.org>\nMIME-Version: 1.0\n"
@@ -108,6 +109,15 @@ static const struct et_case cases[] = {
 	{ "8-bit text with an empty charset=",
 	  HDR "Content-Type: text/plain; charset=\n\nCaf\xe9 au lait\n",
 	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
+	/* Message::_parse_normal: a multipart type without a boundary is malformed and read as
+	 * text/plain, its whole body the text (boundary*= of RFC 2231 is no boundary to SA) */
+	{ "multipart/alternative without a boundary",
+	  HDR "Content-Type: multipart/alternative;\n\nBlah blah blah\n",
+	  "BODY_TEXT_SEEN,__KAM_BODY_LENGTH_LT_128", NULL },
+	{ "multipart/signed with an RFC 2231 boundary*=",
+	  HDR "Content-Type: multipart/signed; boundary*=\"us-ascii''b1\"\n\n--b1\n"
+	  "Content-Type: text/plain\n\nBlah blah blah\n--b1--\n",
+	  "BODY_TEXT_SEEN", NULL },
 	{ "8-bit text declared as latin-1",
 	  HDR "Content-Type: text/plain; charset=iso-8859-1\n\nCaf\xe9 au lait\n",
 	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
