@@ -558,17 +558,17 @@ EVAL_FN(eval_tvd_vertical_words)
 
 EVAL_FN(eval_check_body_length)
 {
+	const struct samsg *m = eval_samsg(c);
 	size_t off = 0;
 
-	/* SA: the length of the body as received */
-	for (size_t i = 0; i + 1 < c->len; i++) {
-		if (c->msg[i] == '\n' && (c->msg[i + 1] == '\n' ||
-		    (c->msg[i + 1] == '\r' && i + 2 < c->len && c->msg[i + 2] == '\n'))) {
-			off = i + (c->msg[i + 1] == '\n' ? 2 : 3);
-			break;
-		}
+	/* SA: pristine_body_length, the bytes as received after the lines Message->new took
+	 * for the header block (all of them: an empty body, 0 bytes) */
+	for (size_t k = 0; k < m->head_lines && off < c->len; k++) {
+		const char *nl = memchr(c->msg + off, '\n', c->len - off);
+
+		off = nl ? (size_t)(nl - c->msg) + 1 : c->len;
 	}
-	return off && (double)(c->len - off) <= call->num[call->nargs - 1];
+	return (double)(c->len - off) <= call->num[call->nargs - 1];
 }
 
 /* Counts words (whitespace-separated, with a \w character) of text into a small map. */

@@ -459,6 +459,8 @@ static struct samsg_line *samsg_read_message(struct samsg *m, int part, const ch
 		hend = i + 1;
 	}
 	(void)hb;
+	if (top)
+		m->head_lines = i;
 	/* body lines; a run of more than 20 blank lines keeps its first and last 19 (a run
 	 * at the very start of the body: its first two and last 19), as SA's splice does */
 	body = samsg_xrealloc(NULL, (n - (i < n ? i : n) + 2) * sizeof(*body));
