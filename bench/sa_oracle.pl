@@ -9,6 +9,11 @@
 #
 # One JSON object a line: {"path", "sha1", "score", "tests", "hits": {RULE: value},
 #   "relays": {"trusted", "untrusted", "internal", "external"}, "envfrom"}.
+#
+# One process checks the whole list, as spamd's child does: SA 4.0.1's capture-template
+# rules (%{GB_TO_ADDR} in __GB_CUSTOM_HTM_URI0..2 and others) keep the tag values of the
+# first message they ran for (Check.pm matches with /o), so their hits depend on the order
+# of the list; mxgate leaves them unknown (docs/rules.md).
 use strict;
 use warnings;
 use Digest::SHA qw(sha1_hex);

@@ -804,6 +804,7 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 		abort();
 	c->client_relay = o ? o->client_relay : true;
 	c->hostname = rules_xstrdup(o && o->hostname ? o->hostname : "localhost");
+	c->dkim_uris = true;                        /* parse_dkim_uris default */
 	if (o && o->trusted && o->trusted->n) {
 		eval_cidrs_copy(&c->rcvd.trusted, o->trusted);
 		c->rcvd.trusted_set = true;
@@ -882,6 +883,12 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 		} else if (strcmp(k, "envelope_sender_header") == 0) {
 			free(c->envelope_sender_header);
 			c->envelope_sender_header = rules_xstrdup(v);
+		} else if (strcmp(k, "parse_dkim_uris") == 0) {
+			/* SA's CONF_TYPE_BOOL: yes/1 or no/0, anything else an error (kept) */
+			if (strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0)
+				c->dkim_uris = true;
+			else if (strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0)
+				c->dkim_uris = false;
 		} else if (strcmp(k, "ok_locales") == 0) {
 			c->ok_locales_all = strstr(v, "all") != NULL;
 		} else if (strstr(k, "list_uri_host") && strncmp(k, "enlist", 6) != 0 &&

@@ -39,6 +39,7 @@ struct eval_conf {
 	char *envelope_sender_header;               /* NULL: SA's heuristics */
 	struct eval_list *lists; size_t nlists;     /* welcomelist_from, enlist_addrlist ... */
 	bool ok_locales_all;
+	bool dkim_uris;                             /* parse_dkim_uris (default 1) */
 };
 
 struct rule_src;

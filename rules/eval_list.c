@@ -276,6 +276,32 @@ const struct uri_details *eval_uri_details(struct eval_ctx *c)
 		for (size_t i = 0; i < hu->n; i++)
 			uri_details_html(c->conf->uri, c->ms, d, hu->v[i]);
 	}
+	/* _process_dkim_uri_list (parse_dkim_uris, on by default): "domainkeys:D" for each
+	 * /\bd\s*=\s*([^;]+)/g of each DomainKey-Signature, then DKIM-Signature field, white
+	 * space removed */
+	for (int k = 0; k < 2 && c->conf->dkim_uris; k++) {
+		static struct eval_rx rx_d = { "\\bd\\s*=\\s*([^;]+)", 0, NULL };
+		const char *v[64];
+		size_t n = eval_get_all(c, k ? "DKIM-Signature" : "DomainKey-Signature", v, 64);
+
+		for (size_t i = 0; i < n; i++) {
+			size_t len = strlen(v[i]), at = 0, ov[4];
+
+			while (at < len && match_re_groups(eval_rx_get(&rx_d), v[i], len, at, c->ms, ov,
+			    2) > 0) {
+				struct rules_buf b = { 0 };
+
+				rules_buf_put(&b, "domainkeys:", 11);
+				for (size_t j = ov[2]; j < ov[3]; j++)
+					if (!strchr(" \t\n\r\f\v", v[i][j]))
+						rules_buf_put(&b, v[i] + j, 1);
+				rules_buf_put(&b, "", 1);
+				uri_details_dkim(c->conf->uri, d, b.p);
+				free(b.p);
+				at = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+			}
+		}
+	}
 	return d;
 }
 

@@ -163,6 +163,7 @@ static struct eval_mime *mime_get(struct eval_ctx *c)
 		const char *cte = mime_lc(c, samsg_header(p, "Content-Transfer-Encoding"));
 		const char *cd = mime_lc(c, samsg_header(p, "Content-Disposition"));
 		const char *charset = cs ? mime_lc(c, cs) : "";
+		bool cs_defined = cs != NULL;      /* charset="" is defined (and empty) */
 
 		free(t);
 		free(b);
@@ -206,7 +207,8 @@ static struct eval_mime *mime_get(struct eval_ctx *c)
 					}
 				}
 			}
-			if (strcmp(ctype, "text/plain") == 0 && (!charset[0] || strcmp(charset, "us-ascii") == 0)) {
+			if (strcmp(ctype, "text/plain") == 0 && (!cs_defined ||
+			    strcmp(charset, "us-ascii") == 0)) {
 				for (size_t k2 = 0; k2 < len; k2++) {
 					unsigned char ch = (unsigned char)s[k2];
 
@@ -556,17 +558,17 @@ EVAL_FN(eval_tvd_vertical_words)
 
 EVAL_FN(eval_check_body_length)
 {
+	const struct samsg *m = eval_samsg(c);
 	size_t off = 0;
 
-	/* SA: the length of the body as received */
-	for (size_t i = 0; i + 1 < c->len; i++) {
-		if (c->msg[i] == '\n' && (c->msg[i + 1] == '\n' ||
-		    (c->msg[i + 1] == '\r' && i + 2 < c->len && c->msg[i + 2] == '\n'))) {
-			off = i + (c->msg[i + 1] == '\n' ? 2 : 3);
-			break;
-		}
+	/* SA: pristine_body_length, the bytes as received after the lines Message->new took
+	 * for the header block (all of them: an empty body, 0 bytes) */
+	for (size_t k = 0; k < m->head_lines && off < c->len; k++) {
+		const char *nl = memchr(c->msg + off, '\n', c->len - off);
+
+		off = nl ? (size_t)(nl - c->msg) + 1 : c->len;
 	}
-	return off && (double)(c->len - off) <= call->num[call->nargs - 1];
+	return (double)(c->len - off) <= call->num[call->nargs - 1];
 }
 
 /* Counts words (whitespace-separated, with a \w character) of text into a small map. */

@@ -954,9 +954,9 @@ static void html_run(struct html_state *h, const char *s, size_t n)
 			i = text_start = e;
 			continue;
 		}
-		if (j >= n || (!end && !isalpha((unsigned char)s[j]))) {
-			/* "<" not starting a tag is text, but HTML::Parser starts a new text event
-			 * there */
+		if (j >= n || (!end && !isalpha((unsigned char)s[j]) && s[j] != '_' && s[j] != ':')) {
+			/* "<" not starting a tag (a letter, '_' or ':' does) is text, but
+			 * HTML::Parser starts a new text event there */
 			html_emit_text(h, s + text_start, i - text_start);
 			text_start = i;
 			i++;

@@ -91,6 +91,46 @@ int match_re_exec(const struct match_re *r, const char *s, size_t len,
 	return n;
 }
 
+int match_re_exec_named(const struct match_re *r, const char *s, size_t len,
+    struct match_scratch *sc, int max, match_named_cb cb, void *arg)
+{
+	PCRE2_SIZE off = 0;
+	PCRE2_SPTR table = NULL;
+	uint32_t count = 0, esize = 0;
+	int n = 0;
+
+	if (pcre2_pattern_info(r->code, PCRE2_INFO_NAMECOUNT, &count) != 0 ||
+	    pcre2_pattern_info(r->code, PCRE2_INFO_NAMEENTRYSIZE, &esize) != 0 ||
+	    pcre2_pattern_info(r->code, PCRE2_INFO_NAMETABLE, &table) != 0)
+		count = 0;
+	if (max < 1)
+		max = 1;
+	while (n < max && off <= len) {
+		int rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, off, 0, sc->md, sc->mctx);
+		PCRE2_SIZE *ov;
+		uint32_t np;
+
+		if (rc == PCRE2_ERROR_NOMATCH)
+			break;
+		if (rc < 0)
+			return n ? n : -1;
+		n++;
+		ov = pcre2_get_ovector_pointer(sc->md);
+		np = pcre2_get_ovector_count(sc->md);
+		/* each entry: the group number (2 bytes, big-endian), then the name */
+		for (uint32_t k = 0; k < count; k++) {
+			PCRE2_SPTR e = table + (size_t)k * esize;
+			uint32_t g = ((uint32_t)e[0] << 8) | e[1];
+
+			if (g < np && (rc == 0 || g < (uint32_t)rc) && ov[2 * g] != PCRE2_UNSET &&
+			    ov[2 * g + 1] > ov[2 * g])
+				cb((const char *)e + 2, s + ov[2 * g], ov[2 * g + 1] - ov[2 * g], arg);
+		}
+		off = ov[1] > ov[0] ? ov[1] : ov[1] + 1;
+	}
+	return n;
+}
+
 int match_re_groups(const struct match_re *r, const char *s, size_t len, size_t start,
     struct match_scratch *sc, size_t *ov, int nov)
 {

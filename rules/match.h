@@ -32,6 +32,13 @@ void match_re_free(struct match_re *r);
 int match_re_exec(const struct match_re *r, const char *s, size_t len,
     struct match_scratch *sc, int max);
 
+/* match_re_exec that also reports, after each match, every named group the match set to a
+ * non-empty string: cb(name, value, vlen, arg) (Perl's %- after a match, as SA's capture
+ * rules read it). Same return values. */
+typedef void (*match_named_cb)(const char *name, const char *v, size_t vlen, void *arg);
+int match_re_exec_named(const struct match_re *r, const char *s, size_t len,
+    struct match_scratch *sc, int max, match_named_cb cb, void *arg);
+
 /* Searches s[0..len) from offset start for one match and reports its groups: ov[2k],
  * ov[2k+1] = start and end of group k (k < nov; SIZE_MAX when the group is unset).
  * Returns 1 (match), 0 (none) or -1 (match limit hit). */

@@ -225,9 +225,115 @@ static void rules_compile_eval(struct rules_set *rs, struct rule_src *src, struc
 	x->active = true;
 }
 
+/* ---------------------------------------------------------------- capture rules */
+
+static bool rules_tag_alnum(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* Length of a tag name at s ([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*), 0 when there is none. */
+static size_t rules_tag_name_len(const char *s)
+{
+	size_t n = 1;
+
+	if (!(s[0] >= 'A' && s[0] <= 'Z'))
+		return 0;
+	for (;;) {
+		if (rules_tag_alnum(s[n]))
+			n++;
+		else if (s[n] == '_' && rules_tag_alnum(s[n + 1]))
+			n += 2;
+		else
+			return n;
+	}
+}
+
+/* Conf::Parser::parse_captures on a pattern: the NAME of the last %{NAME} or
+ * %{NAME(args)} not after a backslash (SA's loop keeps $1 of one s///g: only that one is a
+ * template, the others stay literal text), malloc'd; NULL when there is none. */
+static char *rules_template_tag(const char *re)
+{
+	const char *last = NULL;
+	size_t lastn = 0, i = 0, n = strlen(re);
+	char *tag;
+
+	while (i < n) {
+		size_t k, e;
+
+		if (re[i] != '%' || re[i + 1] != '{' || (i > 0 && re[i - 1] == '\\') ||
+		    (k = rules_tag_name_len(re + i + 2)) == 0) {
+			i++;
+			continue;
+		}
+		e = i + 2 + k;
+		if (re[e] == '(') {
+			size_t j = e + 1;
+
+			while (re[j] && re[j] != ')' && re[j] != '}')
+				j++;
+			if (re[j] == ')')
+				e = j + 1;
+		}
+		if (re[e] != '}') {
+			i++;
+			continue;
+		}
+		last = re + i + 2;
+		lastn = e - (i + 2);
+		i = e + 1;
+	}
+	if (last == NULL)
+		return NULL;
+	tag = malloc(lastn + 1);
+	if (tag == NULL)
+		abort();
+	memcpy(tag, last, lastn);
+	tag[lastn] = '\0';
+	return tag;
+}
+
+/* The names of re's named groups that SA takes as tags (set_captures' check), appended to
+ * names (a "\0"-separated list); whether re is a capture rule (/\(\?P?[<'][A-Z]/). */
+static bool rules_capture_names(const char *re, struct rules_buf *names)
+{
+	bool capture = false;
+
+	for (const char *p = strstr(re, "(?"); p; p = strstr(p + 1, "(?")) {
+		const char *q = p + 2;
+		size_t k;
+
+		if (*q == 'P')
+			q++;
+		if (*q != '<' && *q != '\'')
+			continue;
+		if (!(q[1] >= 'A' && q[1] <= 'Z'))
+			continue;
+		capture = true;
+		k = rules_tag_name_len(q + 1);
+		if (q[1 + k] == (*q == '<' ? '>' : '\'')) {
+			rules_buf_put(names, q + 1, k);
+			rules_buf_put(names, "", 1);
+		}
+	}
+	return capture;
+}
+
+/* Whether name (a template's tag, "(args)" dropped as get_tag_raw does) is in names. */
+static bool rules_tag_captured(const struct rules_buf *names, const char *tag)
+{
+	size_t tl = strcspn(tag, "(");
+
+	for (size_t o = 0; names->p && o < names->n; o += strlen(names->p + o) + 1)
+		if (strlen(names->p + o) == tl && strncmp(names->p + o, tag, tl) == 0)
+			return true;
+	return false;
+}
+
 static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
     const struct rules_opts *opts)
 {
+	struct rules_buf capnames = { 0 };
 	struct rules_set *rs = calloc(1, sizeof(*rs));
 	struct match_scratch *ms = NULL;
 	size_t nsrc;
@@ -306,7 +412,11 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 			continue;
 		}
 		x->active = true;
-		if (x->kind == RULE_HEADER && x->re && x->sel != HDR_SEL_EXISTS) {
+		if (d->re && x->kind != RULE_ENVELOPE) {
+			x->capture = rules_capture_names(d->re, &capnames);
+			x->tmpl_tag = rules_template_tag(d->re);
+		}
+		if (x->kind == RULE_HEADER && x->re && x->sel != HDR_SEL_EXISTS && !x->capture) {
 			/* the value for an unset header is the same for every message */
 			const char *v = x->if_unset ? x->if_unset : "";
 			int r;
@@ -319,6 +429,22 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 		}
 	}
 	match_scratch_free(ms);
+	/* a template over a tag no rule captures (one of SA's own tags, a plugin's): SA runs
+	 * it, mxgate cannot */
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rules_rule *x = &rs->r[i];
+		struct rule_def *d = i < nsrc ? rule_src_get(src, i) : NULL;
+
+		if (!x->tmpl_tag || !x->active || rules_tag_captured(&capnames, x->tmpl_tag))
+			continue;
+		if (err && d)
+			fprintf(err, "%s:%d:%d: warning: %s: skipped, tag %%{%s} is not one a rule "
+			    "captures\n", d->file, d->line, d->col, x->name, x->tmpl_tag);
+		x->active = false;
+		x->unknown = true;
+		rs->st.skipped[SKIP_REGEX]++;
+	}
+	free(capnames.p);
 	/* metas (may append symbol entries, so index, never hold pointers) */
 	for (size_t i = 0; i < nsrc; i++) {
 		struct rule_def *d = rule_src_get(src, i);
@@ -357,8 +483,14 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 		if (!x->active || x->kind == RULE_SYMBOL)
 			continue;
 		rs->st.compiled++;
-		if (x->kind != RULE_META && x->ev == NULL)
+		if (x->tmpl_tag) {
+			rs->tmpl = realloc(rs->tmpl, (rs->ntmpl + 1) * sizeof(size_t));
+			if (rs->tmpl == NULL)
+				abort();
+			rs->tmpl[rs->ntmpl++] = i;
+		} else if (x->kind != RULE_META && x->ev == NULL) {
 			rules_kind_push(rs, x->kind, i);
+		}
 	}
 	for (int k = 0; k < RULE_NKINDS; k++) {
 		if (k != RULE_BODY && k != RULE_RAWBODY && k != RULE_URI)
@@ -386,6 +518,7 @@ static void rules_set_release(struct rules_set *rs)
 		struct rules_rule *x = &rs->r[i];
 
 		free(x->name); free(x->desc); free(x->hdr); free(x->hdr_req); free(x->if_unset);
+		free(x->tmpl_tag);
 		match_re_free(x->re);
 		meta_free(x->meta);
 		eval_call_free(x->ev);
@@ -398,6 +531,7 @@ static void rules_set_release(struct rules_set *rs)
 		match_multi_free(rs->pending[k]);
 	}
 	free(rs->meta_order);
+	free(rs->tmpl);
 	free(rs->evals);
 	eval_conf_free(rs->conf);
 	for (size_t i = 0; i < rs->nmissing; i++)

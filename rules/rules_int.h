@@ -35,6 +35,10 @@ struct rules_rule {
 	struct match_re *re;
 	bool unset_known, unset_hit;  /* header rules: the result when the header is unset */
 	bool negate;
+	/* SA 4's capture rules: a named group (?<NAME>...) of a match sets the tag NAME; a
+	 * template rule (%{NAME} in its regex) runs with the tag's values in its place */
+	bool capture;
+	char *tmpl_tag;              /* template: the tag SA replaces (the last %{NAME}) */
 	char *hdr;
 	char *hdr_req;                       /* with its selectors: what get() is asked */
 	enum rule_hdr_sel sel;
@@ -59,6 +63,7 @@ struct rules_set {
 	size_t *kind_idx[RULE_NKINDS]; size_t nkind[RULE_NKINDS];
 	unsigned eval_needs;                 /* EVAL_NEED_* of every eval rule, or'ed */
 	bool uses_bayes;                     /* a check_bayes rule runs: classify first */
+	size_t *tmpl; size_t ntmpl;          /* template rules, decided after the regexes */
 	size_t *meta_order; size_t nmeta;
 	size_t nmeta_loops; const char *meta_loop;  /* metas dropped for a dependency loop; one */
 	/* body, rawbody, uri prefilters: published once built (maybe by a background thread,
@@ -107,6 +112,10 @@ struct rules_scratch {
 	bool allhdr_done;
 	double *hi;                     /* upper bounds of values (unknown rules) */
 	uint8_t *skipped;               /* per rule: not run, the time budget was spent */
+	struct rules_tag { char *name; struct rules_buf v; size_t n; } *tags;
+	size_t ntags, tagcap;           /* captured tags of this message: values '\0'-ended */
+	struct rules_buf capbuf;        /* the running rule's captures: name\0value\0 ... */
+	size_t ncap;
 	struct eval_msg *em;            /* per-message eval state */
 	struct eval_ctx ctx;            /* what evals and header views get */
 };

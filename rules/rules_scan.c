@@ -47,8 +47,110 @@ static int rules_max_hits(const struct rules_rule *x)
 	return 1;
 }
 
-static int rules_match_lines(const struct rules_rule *x, const struct rules_lines *l,
-    struct match_scratch *ms)
+/* ---------------------------------------------------------------- capture rules */
+
+/* set_captures' check on a group name: [A-Z][A-Z0-9]*(?:_[A-Z0-9]+)* */
+static bool rules_tag_name_ok(const char *s)
+{
+	if (!(*s >= 'A' && *s <= 'Z'))
+		return false;
+	for (s++; *s; s++) {
+		bool an = (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9');
+
+		if (!an && !(*s == '_' && s[1] && s[1] != '_'))
+			return false;
+	}
+	return s[-1] != '_';
+}
+
+/* capture_plugin_code: a match's named groups, kept until the rule has run */
+static void rules_capture_cb(const char *name, const char *v, size_t vlen, void *arg)
+{
+	struct rules_scratch *sc = arg;
+
+	if (!rules_tag_name_ok(name) || memchr(v, '\0', vlen))
+		return;
+	rules_buf_put(&sc->capbuf, name, strlen(name) + 1);
+	rules_buf_put(&sc->capbuf, v, vlen);
+	rules_buf_put(&sc->capbuf, "", 1);
+	sc->ncap++;
+}
+
+static struct rules_tag *rules_tag_find(struct rules_scratch *sc, const char *name, size_t nl,
+    bool add)
+{
+	for (size_t i = 0; i < sc->ntags; i++)
+		if (strlen(sc->tags[i].name) == nl && strncmp(sc->tags[i].name, name, nl) == 0)
+			return &sc->tags[i];
+	if (!add)
+		return NULL;
+	if (sc->ntags == sc->tagcap) {
+		size_t nc = sc->tagcap ? sc->tagcap * 2 : 8;
+
+		sc->tags = realloc(sc->tags, nc * sizeof(*sc->tags));
+		if (sc->tags == NULL)
+			abort();
+		memset(sc->tags + sc->tagcap, 0, (nc - sc->tagcap) * sizeof(*sc->tags));
+		sc->tagcap = nc;
+	}
+	free(sc->tags[sc->ntags].name);
+	sc->tags[sc->ntags].name = malloc(nl + 1);
+	if (sc->tags[sc->ntags].name == NULL)
+		abort();
+	memcpy(sc->tags[sc->ntags].name, name, nl);
+	sc->tags[sc->ntags].name[nl] = '\0';
+	sc->tags[sc->ntags].v.n = 0;
+	sc->tags[sc->ntags].n = 0;
+	return &sc->tags[sc->ntags++];
+}
+
+/* ran_rule_plugin_code, set_captures: each name the rule captured now has the rule's
+ * distinct values, in order (a later rule capturing the same name replaces them). */
+static void rules_capture_commit(struct rules_scratch *sc)
+{
+	const char *p = sc->capbuf.p, *end = p + sc->capbuf.n;
+
+	for (const char *q = p; q < end;) {
+		const char *name = q, *val = name + strlen(name) + 1;
+		struct rules_tag *t = rules_tag_find(sc, name, strlen(name), true);
+		bool first = true;
+
+		q = val + strlen(val) + 1;
+		/* the first entry of this name in capbuf starts the tag afresh */
+		for (const char *r = p; r < name; r += strlen(r) + 1, r += strlen(r) + 1)
+			if (strcmp(r, name) == 0)
+				first = false;
+		if (first) {
+			t->v.n = 0;
+			t->n = 0;
+		}
+		{
+			bool dup = false;
+
+			for (size_t o = 0; o < t->v.n && !dup; o += strlen(t->v.p + o) + 1)
+				dup = strcmp(t->v.p + o, val) == 0;
+			if (!dup) {
+				rules_buf_put(&t->v, val, strlen(val) + 1);
+				t->n++;
+			}
+		}
+	}
+	sc->capbuf.n = 0;
+	sc->ncap = 0;
+}
+
+/* One regex run of rule x (re: x's, or a template's instance) over s[0..len): the match
+ * count, with the captures of a capture rule kept. */
+static int rules_re_run(struct rules_scratch *sc, const struct rules_rule *x,
+    const struct match_re *re, const char *s, size_t len, int max)
+{
+	if (!x->capture)
+		return match_re_exec(re, s, len, sc->ms, max);
+	return match_re_exec_named(re, s, len, sc->ms, max, rules_capture_cb, sc);
+}
+
+static int rules_match_lines(struct rules_scratch *sc, const struct rules_rule *x,
+    const struct match_re *re, const struct rules_lines *l)
 {
 	int max = rules_max_hits(x), n = 0;
 
@@ -60,10 +162,12 @@ static int rules_match_lines(const struct rules_rule *x, const struct rules_line
 		int r;
 
 		rules_line_at(l, i, &s, &len);
-		r = match_re_exec(x->re, s, len, ms, max - n);
+		r = rules_re_run(sc, x, re, s, len, max - n);
 		if (r > 0)
 			n += r;
 	}
+	if (sc->ncap)
+		rules_capture_commit(sc);
 	return n;
 }
 
@@ -96,24 +200,19 @@ static void rules_scan_lines(const struct rules_set *rs, struct rules_scratch *s
 		if (sc->cand[j] && rules_over_budget(sc))
 			sc->skipped[i] = 1;
 		else if (sc->cand[j])
-			sc->values[i] = rules_match_lines(&rs->r[i], l, sc->ms);
+			sc->values[i] = rules_match_lines(sc, &rs->r[i], rs->r[i].re, l);
 	}
 }
 
 /* MIMEHeader's eval: each part's last field so named (get_header, or raw_header for :raw),
  * a part without one tested as if_unset or the empty string; the first match decides. */
-static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scratch *sc)
+static bool rules_mimeheader_one(struct rules_scratch *sc, const struct rules_rule *x,
+    const struct match_re *re)
 {
-	for (size_t j = 0; j < rs->nkind[RULE_MIMEHEADER]; j++) {
-		size_t i = rs->kind_idx[RULE_MIMEHEADER][j];
-		const struct rules_rule *x = &rs->r[i];
-		const char *p = sc->allhdr.p, *end = p + sc->allhdr.n;
-		bool hit = false;
+	const char *p = sc->allhdr.p, *end = p + sc->allhdr.n;
+	bool hit = false;
 
-		if (rules_over_budget(sc)) {
-			sc->skipped[i] = 1;
-			continue;
-		}
+	{
 		while (p && p < end && !hit) {
 			const char *val = NULL;
 
@@ -133,10 +232,55 @@ static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scra
 			}
 			if (val == NULL)
 				val = x->if_unset ? x->if_unset : "";
-			hit = (match_re_exec(x->re, val, strlen(val), sc->ms, 1) > 0) != x->negate;
+			hit = (rules_re_run(sc, x, re, val, strlen(val), 1) > 0) != x->negate;
 		}
-		sc->values[i] = hit;
 	}
+	if (sc->ncap)
+		rules_capture_commit(sc);
+	return hit;
+}
+
+static void rules_scan_mimeheaders(const struct rules_set *rs, struct rules_scratch *sc)
+{
+	for (size_t j = 0; j < rs->nkind[RULE_MIMEHEADER]; j++) {
+		size_t i = rs->kind_idx[RULE_MIMEHEADER][j];
+
+		if (rules_over_budget(sc)) {
+			sc->skipped[i] = 1;
+			continue;
+		}
+		sc->values[i] = rules_mimeheader_one(sc, &rs->r[i], rs->r[i].re);
+	}
+}
+
+/* A header rule's value (the header's value, if-unset text, or "" when unset). */
+static double rules_header_one(struct rules_scratch *sc, const struct rules_rule *x,
+    const struct match_re *re)
+{
+	const char *v;
+	size_t vl;
+	bool set = rules_header_value(sc, x->hdr_req, &v, &vl);
+	double r;
+
+	if (!set && x->unset_known)
+		return x->unset_hit;   /* computed once when the set was built */
+	if (!set) {
+		v = x->if_unset ? x->if_unset : "";
+		vl = strlen(v);
+	}
+	r = (rules_re_run(sc, x, re, v, vl, 1) > 0) != x->negate;
+	if (sc->ncap)
+		rules_capture_commit(sc);
+	return r;
+}
+
+/* Whether the tag a template rule names (get_tag_raw: "(args)" dropped) has a value. */
+static bool rules_template_tag_set(struct rules_scratch *sc, const struct rules_rule *x)
+{
+	const struct rules_tag *t = rules_tag_find(sc, x->tmpl_tag, strcspn(x->tmpl_tag, "("),
+	    false);
+
+	return t != NULL && t->n > 0;
 }
 
 static bool rules_env_match(const struct rules_rule *x, struct rules_scratch *sc,
@@ -218,6 +362,9 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	memset(sc->values, 0, rs->n * sizeof(double));
 	memset(sc->skipped, 0, rs->n);
 	rules_budget_start(sc);
+	sc->ntags = 0;
+	sc->capbuf.n = 0;
+	sc->ncap = 0;
 	eval_msg_reset(sc->em);
 	sc->ctx = (struct eval_ctx){ .msg = msg, .len = len, .envl = envl, .sc = sc,
 		.conf = rs->conf, .m = sc->em, .ms = sc->ms, .now = time(NULL), .bayes = sc->bayes };
@@ -227,33 +374,19 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 	for (size_t j = 0; j < rs->nkind[RULE_HEADER]; j++) {
 		size_t i = rs->kind_idx[RULE_HEADER][j];
 		const struct rules_rule *x = &rs->r[i];
-		const char *v;
-		size_t vl;
-		bool set = rules_header_value(sc, x->sel == HDR_SEL_EXISTS ? x->hdr : x->hdr_req, &v,
-		    &vl);
 
 		if (x->sel == HDR_SEL_EXISTS) {
-			sc->values[i] = set;
+			const char *v;
+			size_t vl;
+
+			sc->values[i] = rules_header_value(sc, x->hdr, &v, &vl);
 			continue;
 		}
 		if (rules_over_budget(sc)) {
 			sc->skipped[i] = 1;
 			continue;
 		}
-		if (!set && x->unset_known) {
-			sc->values[i] = x->unset_hit;   /* computed once when the set was built */
-			continue;
-		}
-		if (!set) {
-			if (x->if_unset) {
-				v = x->if_unset;
-				vl = strlen(v);
-			} else {
-				v = "";
-				vl = 0;
-			}
-		}
-		sc->values[i] = (match_re_exec(x->re, v, vl, sc->ms, 1) > 0) != x->negate;
+		sc->values[i] = rules_header_one(sc, x, x->re);
 	}
 	/* envelope rules */
 	for (size_t j = 0; j < rs->nkind[RULE_ENVELOPE]; j++) {
@@ -277,11 +410,26 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 				sc->skipped[i] = 1;
 				continue;
 			}
-			r = match_re_exec(x->re, msg, len, sc->ms, rules_max_hits(x));
+			r = rules_re_run(sc, x, x->re, msg, len, rules_max_hits(x));
+			if (sc->ncap)
+				rules_capture_commit(sc);
 			sc->values[i] = r > 0 ? r : 0;
 		}
 	} else {
 		res->body_skipped = true;
+	}
+	/* template rules (%{TAG} in the regex), once every capture rule ran (SA runs those
+	 * first, at priority -10000). SA 4.0.1 puts the tag's values in the pattern and matches
+	 * with /o (Check.pm): Perl compiles it once per process, so spamd's child matches every
+	 * message with the values of the first one it ran the rule for (__GB_CUSTOM_HTM_URI0
+	 * looks for that message's To address in all later ones). What SA hits depends on
+	 * what its process scanned before: unknown (a meta over it fires only when it would
+	 * either way). With the tag unset SA does not run the rule: 0. */
+	for (size_t j = 0; j < rs->ntmpl; j++) {
+		size_t i = rs->tmpl[j];
+
+		if (body || rs->r[i].kind == RULE_HEADER)
+			sc->skipped[i] = rules_template_tag_set(sc, &rs->r[i]);
 	}
 	/* evals: functions over the views built above; header evals first, as SA runs them
 	 * before the body rules and body evals of their priority */
@@ -308,7 +456,8 @@ int rules_set_scan(const struct rules_set *rs, struct rules_scratch *sc, const c
 					size_t b = rs->kind_idx[RULE_BODY][k];
 
 					if (rs->r[b].priority >= rs->r[i].priority)
-						sc->values[b] = rules_match_lines(&rs->r[b], &sc->body, sc->ms);
+						sc->values[b] = rules_match_lines(sc, &rs->r[b], rs->r[b].re,
+						    &sc->body);
 				}
 			}
 		}

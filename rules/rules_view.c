@@ -125,6 +125,12 @@ void rules_scratch_free(struct rules_scratch *sc)
 	rules_lines_free(&sc->uris);
 	free(sc->tmp.p);
 	free(sc->allhdr.p);
+	for (size_t i = 0; i < sc->tagcap; i++) {
+		free(sc->tags[i].name);
+		free(sc->tags[i].v.p);
+	}
+	free(sc->tags);
+	free(sc->capbuf.p);
 	free(sc);
 }
 

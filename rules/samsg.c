@@ -459,6 +459,8 @@ static struct samsg_line *samsg_read_message(struct samsg *m, int part, const ch
 		hend = i + 1;
 	}
 	(void)hb;
+	if (top)
+		m->head_lines = i;
 	/* body lines; a run of more than 20 blank lines keeps its first and last 19 (a run
 	 * at the very start of the body: its first two and last 19), as SA's splice does */
 	body = samsg_xrealloc(NULL, (n - (i < n ? i : n) + 2) * sizeof(*body));
@@ -872,7 +874,12 @@ void samsg_parse(struct samsg *m, const char *msg, size_t len)
 			samsg_parse_multipart(m, &q, &j);
 			free(j.lines);
 		} else {
-			/* a leaf: its lines as they are */
+			/* a leaf: its lines as they are. _parse_normal: a multipart type with no
+			 * boundary is malformed, read as text/plain */
+			if (!p->ct_missing && strncmp(p->type, "multipart/", 10) == 0 && !j.boundary) {
+				free(p->type);
+				p->type = samsg_strndup("text/plain", 10);
+			}
 			p->raw = j.lines;
 			p->nraw = j.n;
 			if (strncmp(p->type, "message/", 8) == 0 && strcmp(p->type, "message/partial") &&

@@ -40,6 +40,9 @@ struct samsg {
 	bool missing_head_body_separator, missing_mime_head_body_separator;
 	bool missing_mime_headers, mime_epilogue_exists, truncated_header;
 	bool mimepart_limit_exceeded, mime_missing_boundary;
+	size_t head_lines;              /* lines of the message before its body (the mbox line,
+	                                 * the header block and its blank line): SA's
+	                                 * pristine_body begins after as many lines of the input */
 	/* storage */
 	char **bufs; size_t nbufs;
 	struct { char *b; int state; } *bstate; size_t nbstate;

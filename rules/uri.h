@@ -63,6 +63,10 @@ void uri_details_text(const struct uri_conf *uc, struct match_scratch *ms,
 /* add_uri_detail_list(uri, {html}, 'html', 0) for a URI HTML parsing found (uri_html). */
 void uri_details_html(const struct uri_conf *uc, struct match_scratch *ms,
     struct uri_details *d, const char *uri);
+/* add_uri_detail_list("domainkeys:D", {domainkeys, nocanon, noclean}, .., 1) for the d= of
+ * a DKIM signature: the URI as it is, kept only with a valid host, which the host lists
+ * see; no uri rule sees it (not in cleaned, not in all). */
+void uri_details_dkim(const struct uri_conf *uc, struct uri_details *d, const char *uri);
 void uri_details_free(struct uri_details *d);
 
 /* Util::uri_list_canonicalize of one URI: appends the variants to out. */

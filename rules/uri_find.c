@@ -78,6 +78,21 @@ void uri_details_html(const struct uri_conf *uc, struct match_scratch *ms,
 	uri_detail_add(uc, ms, d, uri, true, false);
 }
 
+void uri_details_dkim(const struct uri_conf *uc, struct uri_details *d, const char *uri)
+{
+	char host[256], *cut = NULL;
+	struct uri_detail *u;
+
+	if (strlen(uri) > URI_MAX_LENGTH) {        /* MAX_URI_LENGTH, for the host only */
+		d->truncated = true;
+		cut = uri_strndup(uri, URI_MAX_LENGTH);
+	}
+	if (uri_to_host(uc, cut ? cut : uri, host, sizeof(host)) &&
+	    (u = uri_detail_slot(d, uri)) != NULL)
+		uri_list_add(&u->hosts, host);
+	free(cut);
+}
+
 /* s/^(?:skype|e?-?mail)?:+//i */
 static const char *uri_strip_mail_prefix(const char *s)
 {

@@ -38,6 +38,8 @@ static const char rules[] =
     "body __HTML_LENGTH_1024_1536 eval:html_range('length', '1024', '1536')\n"
     "body VISIBLE_TEXT /secret offer/\n"
     "body VISIBLE_DRUG /Viagra and Cialis, cheap today/\n"
+    "body TAG_TEXT_LEFT /<[:_]x/\n"
+    "body TAG_DROPPED /hello world again/\n"
     "rawbody RAW_TAG /<font color/\n";
 
 #define HTML_HDR(subj) "From: a@example.org\nTo: b@example.net\nSubject: " subj "\n" \
@@ -55,6 +57,14 @@ static const struct et_case cases[] = {
 	  "__HTML_LENGTH_0000_1024",
 	  "HTML_TAG_BALANCE_BODY,HTML_TAG_BALANCE_HEAD,HTML_FONT_LOW_CONTRAST,HTML_EXTRA_CLOSE,"
 	  "__HTML_TITLE_SUBJ_DIFF,HTML_IMAGE_ONLY_04,HTML_BADTAG_90_100" },
+	/* HTML::Parser starts a tag at '<' and a letter, '_' or ':' (XML's name start); other
+	 * characters leave the '<' text */
+	{ "tags named :x and _x are tags, dropped from the text",
+	  HTML("<html><body><p>hello <:x a=1>world <_x>again</p></body></html>"),
+	  "TAG_DROPPED", "TAG_TEXT_LEFT" },
+	{ "<1x> and <.x> are text",
+	  HTML("<html><body><p>hello <1x>world <.x>again</p></body></html>"),
+	  NULL, "TAG_DROPPED" },
 	{ "two <body> tags",
 	  HTML("<html><body><body>" PARA "</body></html>"),
 	  "HTML_TAG_BALANCE_BODY", "HTML_TAG_BALANCE_HEAD" },

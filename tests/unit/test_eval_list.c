@@ -97,6 +97,24 @@ static const struct et_case cases[] = {
 	{ "a GIF and a PNG of 400x500",
 	  IMAGES(GIF_PART PNG_PART), "__GIF_ATTACH_1,__PNG_ATTACH_1,__PNG_AREA_180K",
 	  "__ONE_IMG,__GIF_AREA_180K" },
+	/* _process_dkim_uri_list (parse_dkim_uris, default 1): each d= of a DKIM-Signature or
+	 * DomainKey-Signature field is a URI host ("domainkeys:D") the host lists see, though
+	 * no uri rule does */
+	{ "a DKIM signing domain with a listed TLD, no link in the body",
+	  "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=mail.shop.top;\n"
+	  "\ts=s1; h=from:to; bh=abc=; b=xyz\n"
+	  HDRS("a@example.org", "b@example.net", "hi") "\nhello\n",
+	  "PDS_OTHER_BAD_TLD", "URI_HOST_IN_BLOCKLIST" },
+	{ "the second of two signatures, d= last and folded; a DomainKey-Signature",
+	  "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x; b=y\n"
+	  "DKIM-Signature: v=1; a=rsa-sha256; s=s2; h=from; bh=x; b=y; d=\n\tbad.example.com\n"
+	  "DomainKey-Signature: a=rsa-sha1; d=promo.click; s=k; b=z\n"
+	  HDRS("a@example.org", "b@example.net", "hi") "\nhello\n",
+	  "URI_HOST_IN_BLOCKLIST,PDS_OTHER_BAD_TLD", NULL },
+	{ "a signing domain with an invalid TLD is no host",
+	  "DKIM-Signature: v=1; a=rsa-sha256; d=bad.example; s=s1; h=from; bh=x; b=y\n"
+	  HDRS("a@example.org", "b@example.net", "hi") "\nhello\n",
+	  NULL, "URI_HOST_IN_BLOCKLIST,PDS_OTHER_BAD_TLD" },
 	{ "a DKIM signature is never valid without DNS",
 	  "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=x; b=y\n"
 	  HDRS("a@example.org", "b@example.net", "hi") "\nhello\n",
@@ -107,6 +125,26 @@ static void test_list_evals(void **state)
 {
 	(void)state;
 	et_run_cases(rules, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* parse_dkim_uris 0 turns the signing domains off as URI hosts, as in SA */
+static void test_parse_dkim_uris_off(void **state)
+{
+	struct et *t = et_load("body PDS_OTHER_BAD_TLD eval:check_uri_host_listed('SUSP_URI_NTLD')\n"
+	    "enlist_uri_host (SUSP_URI_NTLD) top\nutil_rb_tld com top\nparse_dkim_uris 0\n");
+	static const char msg[] = "DKIM-Signature: v=1; a=rsa-sha256; d=shop.top; s=s1; b=x\n"
+	    HDRS("a@example.org", "b@example.net", "hi") "\nhello\n";
+
+	(void)state;
+	et_scan(t, msg);
+	assert_false(et_hit(t, "PDS_OTHER_BAD_TLD"));
+	et_free(t);
+	t = et_load("body PDS_OTHER_BAD_TLD eval:check_uri_host_listed('SUSP_URI_NTLD')\n"
+	    "enlist_uri_host (SUSP_URI_NTLD) top\nutil_rb_tld com top\nparse_dkim_uris 0\n"
+	    "parse_dkim_uris yes\n");
+	et_scan(t, msg);
+	assert_true(et_hit(t, "PDS_OTHER_BAD_TLD"));
+	et_free(t);
 }
 
 static void test_eval_table(void **state)
@@ -203,6 +241,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_evals),
+		cmocka_unit_test(test_parse_dkim_uris_off),
 		cmocka_unit_test(test_eval_table),
 		cmocka_unit_test(test_check_bayes),
 		cmocka_unit_test(test_stock_evals_implemented),

@@ -28,10 +28,12 @@ static const char rules[] =
     "body MISSING_MIME_HB_SEP eval:check_msg_parse_flags('missing_mime_head_body_separator')\n"
     "header MISSING_HB_SEP eval:check_msg_parse_flags('missing_head_body_separator')\n"
     "body __KAM_BODY_LENGTH_LT_128 eval:check_body_length('128')\n"
+    "body __KAM_BODY_LENGTH_LT_256 eval:check_body_length('256')\n"
     "body BLANK_LINES_80_90 eval:check_blank_line_ratio('80','90','4')\n"
     "body __TVD_SPACE_RATIO eval:tvd_vertical_words('0','10')\n"
     "body MPART_ALT_DIFF eval:multipart_alternative_difference('99', '100')\n"
-    "body TVD_STOCK1 eval:check_stock_info('2')\n";
+    "body TVD_STOCK1 eval:check_stock_info('2')\n"
+    "body BODY_TEXT_SEEN /Blah blah blah/\n";
 
 #define HDR "From: a@example.org\nTo: b@example.net\nSubject: hello\n" \
 	"Date: Mon, 2 Sep 2002 10:00:00 +0000\nMessage-ID: <1@example.org>\nMIME-Version: 1.0\n"
@@ -96,6 +98,42 @@ static const struct et_case cases[] = {
 	{ "8-bit text in a part that says us-ascii",
 	  HDR "Content-Type: text/plain; charset=us-ascii\n\nCaf\xe9 au lait\n",
 	  "PP_MIME_FAKE_ASCII_TEXT", NULL },
+	/* MIMEEval checks a text/plain part whose charset is undefined or "us-ascii": an empty
+	 * charset="" (or charset=) is defined, and not us-ascii */
+	{ "8-bit text with no charset parameter",
+	  HDR "Content-Type: text/plain\n\nCaf\xe9 au lait\n",
+	  "PP_MIME_FAKE_ASCII_TEXT", NULL },
+	{ "8-bit text with an empty charset=\"\"",
+	  HDR "Content-Type: text/plain; charset=\"\"\nContent-Transfer-Encoding: 8bit\n\n"
+	  "Caf\xe9 au lait\n",
+	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
+	{ "8-bit text with an empty charset=",
+	  HDR "Content-Type: text/plain; charset=\n\nCaf\xe9 au lait\n",
+	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
+	/* Message::_parse_normal: a multipart type without a boundary is malformed and read as
+	 * text/plain, its whole body the text (boundary*= of RFC 2231 is no boundary to SA) */
+	{ "multipart/alternative without a boundary",
+	  HDR "Content-Type: multipart/alternative;\n\nBlah blah blah\n",
+	  "BODY_TEXT_SEEN,__KAM_BODY_LENGTH_LT_128", NULL },
+	{ "multipart/signed with an RFC 2231 boundary*=",
+	  HDR "Content-Type: multipart/signed; boundary*=\"us-ascii''b1\"\n\n--b1\n"
+	  "Content-Type: text/plain\n\nBlah blah blah\n--b1--\n",
+	  "BODY_TEXT_SEEN", NULL },
+	/* check_body_length: pristine_body_length, the bytes after the header block as
+	 * Message->new ends it: a blank line, a "--" line (the body's first), the fourth line
+	 * that is no header field (the body's first), or the end of the message (0 bytes) */
+	{ "headers only, no blank line: an empty body",
+	  "From: a@example.org\nTo: b@example.net\nSubject: hello\n",
+	  "__KAM_BODY_LENGTH_LT_128", NULL },
+	{ "a line that is no header field and no blank line before it: still headers",
+	  "From: a@example.org\nTo: b@example.net\nSubject: hello\n"
+	  "this line is no header, and no blank line came before it\n",
+	  "__KAM_BODY_LENGTH_LT_128", NULL },
+	{ "a \"--\" line ends the headers and begins the body",
+	  "From: a@example.org\nTo: b@example.net\nSubject: hello\n--b1\n"
+	  "this is a line of text that makes the body longer than 128 bytes\n"
+	  "this is a line of text that makes the body longer than 128 bytes\n",
+	  "__KAM_BODY_LENGTH_LT_256", "__KAM_BODY_LENGTH_LT_128" },
 	{ "8-bit text declared as latin-1",
 	  HDR "Content-Type: text/plain; charset=iso-8859-1\n\nCaf\xe9 au lait\n",
 	  NULL, "PP_MIME_FAKE_ASCII_TEXT" },
