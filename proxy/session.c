@@ -122,8 +122,16 @@ static void session_reply_text(struct session *s, int code, const char *text)
 	if (code < 100 || code > 999)
 		code = code < 100 ? 451 : 554;    /* never: codes are the backend's or ours */
 	while (*p) {
-		const char *e = strstr(p, "\r\n");
-		size_t n = e ? (size_t)(e - p) : strlen(p);
+		/* as a rule the line holds no CR or LF but its CRLF: then it goes to s->out as it
+		 * is (nothing to blank); otherwise through session_reply_append */
+		size_t n = strcspn(p, "\r\n");
+		const char *e = p[n] == '\0' ? NULL : p + n;
+		bool clean = e == NULL || (e[0] == '\r' && e[1] == '\n');
+
+		if (!clean) {
+			e = strstr(p, "\r\n");
+			n = e ? (size_t)(e - p) : strlen(p);
+		}
 		/* Drop a leading "NNN " or "NNN-" the backend already put there. */
 		if (n >= 4 && isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) &&
 		    isdigit((unsigned char)p[2]) && (p[3] == ' ' || p[3] == '-')) {
@@ -136,8 +144,16 @@ static void session_reply_text(struct session *s, int code, const char *text)
 		line[1] = (char)('0' + code / 10 % 10);
 		line[2] = (char)('0' + code % 10);
 		line[3] = e ? '-' : ' ';
-		memcpy(line + 4, p, n);
-		session_reply_append(s, line, n + 4);
+		if (clean) {
+			if (!e)
+				counter_count_reply(code);
+			strbuf_append(&s->out, line, 4);
+			strbuf_append(&s->out, p, n);
+			strbuf_append(&s->out, "\r\n", 2);
+		} else {
+			memcpy(line + 4, p, n);
+			session_reply_append(s, line, n + 4);
+		}
 		if (!e)
 			break;
 		p = e + 2;
