@@ -374,7 +374,7 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
     const char *mail_params, bool quiet, char *reply, size_t cap)
 {
 	char denied[256];
-	const char *err = smtp_cmd_check_utf8(cmd, strcasestr(mail_params, "SMTPUTF8") != NULL);
+	const char *err = smtp_cmd_check_utf8(cmd, mail_params[0] != '\0' && strcasestr(mail_params, "SMTPUTF8") != NULL);
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
