@@ -364,7 +364,8 @@ static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char
 	relay_set_owner(r, &tx->relay);
 	tx->mail_sent = tx->rcpt_queued = false;
 	tx->est_rcpt = tx->est_queued = 0;
-	if (env->mail_params && strcasestr(env->mail_params, "SMTPUTF8") && !relay_offers(r, RELAY_EXT_SMTPUTF8)) {
+	if (!relay_offers(r, RELAY_EXT_SMTPUTF8) && env->mail_params && env->mail_params[0] &&
+	    strcasestr(env->mail_params, "SMTPUTF8")) {
 		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
 		relay_release(r, true);
 		tx->relay = NULL;
@@ -1036,7 +1037,7 @@ static void smtp_tx_send_ahead(struct smtp_tx *tx)
 	char line[1100];
 
 	if (tx->next_nrcpts == 0 || tx->pool->nroutes > 0 || !relay_can_ahead(r) ||
-	    (strcasestr(tx->next_params, "SMTPUTF8") && !relay_offers(r, RELAY_EXT_SMTPUTF8)))
+	    (!relay_offers(r, RELAY_EXT_SMTPUTF8) && tx->next_params[0] && strcasestr(tx->next_params, "SMTPUTF8")))
 		goto out;
 	relay_queue_ahead(r, smtp_tx_mail_line_for(&tx->ahead_buf, r, tx->next_from, tx->next_params));
 	for (size_t i = 0; i < tx->next_nrcpts; i++) {
