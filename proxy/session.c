@@ -1098,6 +1098,32 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 
 /* ---- input ------------------------------------------------------------------------- */
 
+/* See session_int.h. */
+size_t session_data_input(struct session *s, const char *in, size_t n, int *done)
+{
+	ssize_t used = s->bdat_chunk ? bdat_feed(&s->bdat, in, n, smtp_tx_data_append, &s->tx, done) :
+	    dataparse_feed(&s->dp, in, n, smtp_tx_data_append, &s->tx, done);
+	const char *hdr;
+	size_t hlen;
+
+	if (used < 0)
+		used = (ssize_t)n;
+	/* The header block is complete: modules start their lookups while the body arrives
+	 * (the same read may have ended the message too). */
+	if (smtp_tx_headers_take(&s->tx, &hdr, &hlen))
+		chain_headers(&s->chain, hdr, hlen);
+	return (size_t)used;
+}
+
+/* See session_int.h. */
+void session_data_input_end(struct session *s)
+{
+	if (s->bdat_chunk)
+		session_bdat_chunk_end(s);
+	else
+		session_data_end(s);
+}
+
 void session_process(struct session *s)
 {
 	size_t pos = 0;
@@ -1110,28 +1136,15 @@ void session_process(struct session *s)
 		}
 		if (s->state == SESSION_DATA) {
 			int done = 0;
-			ssize_t used = s->bdat_chunk ?
-			    bdat_feed(&s->bdat, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done) :
-			    dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done);
-			const char *hdr;
-			size_t hlen;
-			if (used < 0)
-				used = (ssize_t)(s->inlen - pos);
-			pos += (size_t)used;
-			/* The header block is complete: modules start their lookups while the body
-			 * arrives (the same read may have ended the message too). */
-			if (smtp_tx_headers_take(&s->tx, &hdr, &hlen))
-				chain_headers(&s->chain, hdr, hlen);
+
+			pos += session_data_input(s, s->in + pos, s->inlen - pos, &done);
 			if (done) {
 				/* End-of-data processing may resume the session (and reach this loop
 				 * again) synchronously: hand it a compacted buffer. */
 				memmove(s->in, s->in + pos, s->inlen - pos);
 				s->inlen -= pos;
 				pos = 0;
-				if (s->bdat_chunk)
-					session_bdat_chunk_end(s);
-				else
-					session_data_end(s);
+				session_data_input_end(s);
 				continue;
 			}
 			break;
