@@ -445,16 +445,22 @@ dotstuff_encode(struct dotstuff *d, const char *in, size_t len, dataparse_out_fn
     while (i < len) {
         if (!d->last_cr && d->at_line_start && in[i] != '.') {
             /* Fast path: a run of whole, well-formed CRLF lines none of which starts with
-             * "." goes out in one piece (memchr instead of a byte loop). */
+             * "." goes out in one piece: one scan per line for its first octet <= 13
+             * (dataparse_scan; TAB and the other controls are content) instead of a byte
+             * loop. A lone CR or LF goes the slow way below. */
+            bool scalar = dataparse_force_scalar;
             size_t k = i;
             while (k < len && in[k] != '.') {
-                const char *nl = memchr(in + k, '\n', len - k);
-                if (nl == NULL)
+                size_t j = k;
+                for (;;) {      /* the line's first CR or LF */
+                    j += scalar ? dataparse_scan_scalar(in + j, len - j) : DATAPARSE_SCAN_FAST(in + j, len - j);
+                    if (j >= len || in[j] == '\r' || in[j] == '\n')
+                        break;
+                    j++;
+                }
+                if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n')
                     break;
-                size_t n = (size_t)(nl - in);
-                if (n == k || in[n - 1] != '\r' || memchr(in + k, '\r', n - k) != in + n - 1)
-                    break;
-                k = n + 1;
+                k = j + 2;
             }
             if (k > i) {
                 if (out(arg, in + i, k - i) != 0)
