@@ -2,23 +2,31 @@
 """bayes_cv.py — cross-validation of the classifier inside a split's training half (what
 docs/classifier.md's choices rest on), and the same figures on the test half for the report.
 
-    bench/bayes_cv.py BAYES_CV [--split time|interleaved|both] [--folds 5] [--test]
-        [--tool-args '-c chi'] [--misses FILE] [--grid]
+    bench/bayes_cv.py BAYES_CV [--split time|interleaved|both] [--folds 5] [--seed N] [--test]
+        [--tool-args '-c chi'] [--misses FILE] [--grid | --sel-grid] [--hits auto|spamd|mxgate]
 
 BAYES_CV is bench/bayes_cv.c built against libmxcore.a (bench/bayes_cv.sh builds it). The
 training half of each split (bench_classifier's splits) is cut into FOLDS folds (every
-FOLDS-th message of each class); each fold is scored by a classifier that learned the
+FOLDS-th message of each class; --seed N: by a hash of the file name and N instead, another
+partition of the same messages — a figure that moves between partitions by as much as
+between two variants is noise); each fold is scored by a classifier that learned the
 others. --test scores the test half after learning the whole training half instead (for
 the report only: choices are made on the cross-validation). Prints, per split:
   1 - AUC (%), the classifier's buckets (spam in BAYES_99, ham in it, spam in BAYES_00),
-  and rules + classifier: spamd's own rule hits on each message (bench_detection's cache;
-  mxgate's hits are the same) scored with SpamAssassin's set-2 scores plus the BAYES_xx
-  the classifier's probability falls in — spam caught % and ham misfiled % at 5.
+  and rules + classifier: the stock rules' hits on each message scored with SpamAssassin's
+  set-2 scores plus the BAYES_xx the classifier's probability falls in — spam caught % and
+  ham misfiled % at 5. The rule hits (--hits): spamd's (bench_detection's cache, hours to
+  fill) or mxgate's own (bayes_cv -H, the stock rules in set 2, about 30 s, cached in
+  CACHE/mxgate-hits/); auto: spamd's when its cache is there. Since the evals were merged
+  both give the same figures (docs/classifier.md).
+--tool-args: options of bayes_cv (its header: the variants measured).
 --misses FILE writes, for the scored messages that rules + classifier get wrong, one line
 each: group, path, total, probability and the rule hits. --grid: the figures for each
-power and nats of the odds combining over a grid (0 nats: no pull towards 0.5).
+power and nats of the odds combining over a grid (0 nats: no pull towards 0.5). --sel-grid:
+for each strength cut (0.2 .. 0.45) and count of strongest tokens (75 .. 500).
 """
 import argparse
+import glob
 import math
 import hashlib
 import os
@@ -74,23 +82,75 @@ def odds(lsq, lhq, power, nats):
     return 0.5 * u + (1.0 - u) * p
 
 
-def run_tool(tool, args, rows, tmp):
-    """rows [(fold, cls, path)] -> {path: prob} (with -r: {path: (lsq, lhq) or None})."""
+def fold_of(i, path, folds, seed):
+    """The fold of the i-th training message of its class (seed 0: i % folds)."""
+    if not seed:
+        return i % folds
+    h = hashlib.sha1(('%d %s' % (seed, os.path.basename(path))).encode()).digest()
+    return int.from_bytes(h[:4], 'big') % folds
+
+
+def run_tool(tool, args, rows, tmp, sel=False):
+    """rows [(fold, cls, path)] -> {path: prob} (with -r: {path: (lsq, lhq) or None}; with
+    sel (several -s cuts or -n counts): {(cut, count): {path: ...}})."""
     lst = os.path.join(tmp, 'list')
     with open(lst, 'w') as f:
         for fold, cls, p in rows:
             f.write('%d %s %s\n' % (fold, cls, p))
     # the stock rules' bayes_ignore_header lines, as the daemon with them (bench_classifier)
-    out = subprocess.run([tool, '-i', '/usr/share/spamassassin/*.cf'] + args + [lst],
+    out = subprocess.run([tool, '-i', STOCK + '/*.cf'] + args + [lst],
                          capture_output=True, text=True, check=True).stdout
     res = {}
     for line in out.splitlines():
-        if '-r' in args:
-            p, a, b = line.rsplit(' ', 2)
-            res[p] = None if a == 'none' else (float(a), float(b))
+        key = None
+        if sel:
+            parts = line.rsplit(' ', 4 if '-r' in args else 3)
+            p, key, vals = parts[0], (float(parts[1]), int(parts[2])), parts[3:]
         else:
-            p, v = line.rsplit(' ', 1)
-            res[p] = float(v)
+            parts = line.rsplit(' ', 2 if '-r' in args else 1)
+            p, vals = parts[0], parts[1:]
+        if '-r' in args:
+            v = None if vals[0] == 'none' else (float(vals[0]), float(vals[1]))
+        else:
+            v = float(vals[0])
+        res.setdefault(key, {})[p] = v
+    return res if sel else res.get(None, {})
+
+
+STOCK = '/usr/share/spamassassin'
+
+
+def mxgate_hits(tool, cache, groups, tmp):
+    """{sha1: [tests]}: mxgate's own rule hits (the stock rules, score set 2, no BAYES_xx) on
+    every corpus message, cached in CACHE/mxgate-hits/<fingerprint of the rule files and the
+    build>.json. Stands in for spamd's cache (which takes hours to fill): since the evals
+    were merged mxgate's hits give spamd's projected figure (docs/classifier.md)."""
+    import json
+    fp = hashlib.sha1()
+    for path in sorted(glob.glob(STOCK + '/*.cf')):
+        fp.update(open(path, 'rb').read())
+    fp.update(open(tool, 'rb').read())
+    d = os.path.join(cache, 'mxgate-hits')
+    out = os.path.join(d, fp.hexdigest()[:16] + '.json')
+    if os.path.exists(out):
+        return json.load(open(out))
+    paths = [p for g in bc.GROUPS for p in groups[g]]
+    lst = os.path.join(tmp, 'hits-list')
+    with open(lst, 'w') as f:
+        for p in paths:
+            f.write('0 spam %s\n' % p)
+    bc.say('bayes_cv: scoring %d messages with mxgate\'s rules for the rule hits (once)' %
+           len(paths))
+    r = subprocess.run([tool, '-H', STOCK + '/*.cf', lst], capture_output=True, text=True,
+                       errors='replace', check=True).stdout
+    res = {}
+    for line in r.splitlines():
+        p, t = line.rsplit(' ', 1)
+        res[hashlib.sha1(open(p, 'rb').read()).hexdigest()] = [] if t == '-' else t.split(',')
+    os.makedirs(d, exist_ok=True)
+    with open(out + '.tmp', 'w') as f:
+        json.dump(res, f)
+    os.replace(out + '.tmp', out)
     return res
 
 
@@ -124,12 +184,26 @@ def main():
     ap.add_argument('--misses', default='')
     ap.add_argument('--grid', action='store_true',
                     help="the odds combining's power and nats over a grid (bayes.c: 0.2, 160)")
+    ap.add_argument('--sel-grid', action='store_true',
+                    help='the token selection over a grid: the strength cut (0.2 .. 0.45) '
+                    'and the count of strongest tokens (75 .. 500) (bayes.c: 0.346, 150)')
+    ap.add_argument('--seed', type=int, default=0,
+                    help='0: every FOLDS-th message of each class a fold; N: folds by a hash '
+                    'of the path and N (another partition, to see the noise of a figure)')
+    ap.add_argument('--hits', default='auto', choices=['auto', 'spamd', 'mxgate'],
+                    help="rule hits for rules + classifier: spamd's cache (bench_detection) "
+                    "or mxgate's own (cached); auto: spamd's when there")
     a = ap.parse_args()
     cache = bc.cache_dir()
     groups = bc.messages_prepare(cache)
-    hits = bc.spamd_hits(cache)
-    scores, nice = bc.sa_set2_scores()
     tmp = tempfile.mkdtemp(prefix='bayes-cv-')
+    hits = bc.spamd_hits(cache) if a.hits != 'mxgate' else None
+    if hits is None and a.hits != 'spamd':
+        hits = mxgate_hits(a.tool, cache, groups, tmp)
+        bc.say('bayes_cv: rule hits: mxgate\'s (stock rules, set 2)')
+    elif hits is not None:
+        bc.say('bayes_cv: rule hits: spamd\'s cache')
+    scores, nice = bc.sa_set2_scores()
     miss_out = open(a.misses, 'w') if a.misses else None
     for name in (['time', 'interleaved'] if a.split == 'both' else [a.split]):
         train, test = bc.split_make(groups, name, 0)
@@ -139,10 +213,11 @@ def main():
             rows += [(0, 'spam' if g.startswith('spam') else 'ham', p) for g, p in test]
             labelled = test
         else:
-            rows = [(i % a.folds, c, p) for c in ('spam', 'ham') for i, p in enumerate(train[c])]
+            rows = [(fold_of(i, p, a.folds, a.seed), c, p) for c in ('spam', 'ham')
+                    for i, p in enumerate(train[c])]
             labelled = [(grp[p], p) for c in ('spam', 'ham') for p in train[c]]
         if a.grid:
-            raw = run_tool(a.tool, ['-r'], rows, tmp)
+            raw = run_tool(a.tool, ['-r'] + a.tool_args.split(), rows, tmp)
             for power in (0.1, 0.15, 0.2, 0.3, 0.5, 1.0):
                 for nats in (40, 80, 160, 320, 640, 0):
                     probs = {p: odds(v[0], v[1], power, nats) if v else -1 for p, v in raw.items()}
@@ -150,6 +225,20 @@ def main():
                     print('%s %-11s power %.2f nats %4d: 1-AUC %.3f%%; BAYES_99 %.1f%% of spam, '
                           '%d ham; spam in BAYES_00 %d; rules + classifier %.1f%% / %.2f%%' % (
                               'test' if a.test else 'CV  ', name, power, nats, f['auc'], f['s99'],
+                              f['h99'], f['s00'], f['caught'], f['misfiled']), flush=True)
+            continue
+        if a.sel_grid:
+            cuts = (0.2, 0.25, 0.3, 0.346, 0.4, 0.45)
+            counts = (75, 100, 150, 200, 300, 500)
+            res = run_tool(a.tool, a.tool_args.split() + [
+                '-s', ','.join(str(c) for c in cuts), '-n', ','.join(str(n) for n in counts)],
+                rows, tmp, sel=True)
+            for c in cuts:
+                for n in counts:
+                    f = evaluate(res[(c, n)], labelled, hits, scores, nice)
+                    print('%s %-11s cut %.3f count %3d: 1-AUC %.3f%%; BAYES_99 %.1f%% of spam, '
+                          '%d ham; spam in BAYES_00 %d; rules + classifier %.1f%% / %.2f%%' % (
+                              'test' if a.test else 'CV  ', name, c, n, f['auc'], f['s99'],
                               f['h99'], f['s00'], f['caught'], f['misfiled']), flush=True)
             continue
         probs = run_tool(a.tool, a.tool_args.split(), rows, tmp)

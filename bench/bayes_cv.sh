@@ -1,10 +1,13 @@
 #!/bin/bash
 # bayes_cv.sh — cross-validation of the classifier inside each split's training half (and,
 # with --test, the test half for the report): builds bench/bayes_cv.c against libmxcore.a
-# and runs bench/bayes_cv.py. About 15 s a split. See docs/classifier.md.
+# and runs bench/bayes_cv.py. About 15 s a split (the first run: 30 s more for mxgate's rule
+# hits when spamd's cache is absent). See docs/classifier.md.
 #
-#   bench/bayes_cv.sh [--split time|interleaved|both] [--folds 5] [--test]
-#       [--tool-args '-c chi' | '-p'] [--misses FILE]     (MX_BUILD_DIR: where libmxcore.a is)
+#   bench/bayes_cv.sh [--split time|interleaved|both] [--folds 5] [--seed N] [--test]
+#       [--tool-args '-c chi' | '-p' | '-M 1' ...] [--misses FILE] [--grid | --sel-grid]
+#       [--hits auto|spamd|mxgate]                   (MX_BUILD_DIR: where libmxcore.a is)
+# --help: bench/bayes_cv.py's options; the tool's (--tool-args): bench/bayes_cv.c's header.
 set -euo pipefail
 SRC=${MX_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILD=${MX_BUILD_DIR:-$SRC/build}

@@ -29,9 +29,13 @@ struct pconn_wreq {
 	size_t len;
 };
 
-/* Fills sa from host text and port; 0 or -1. */
-static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct pconn_addr *out)
+/* Fills sa from host text and port; 0 or -1 (*why set when the reason is more precise than
+ * the caller's). Host names other than localhost are not looked up (the address is used on
+ * the workers' loops, where a blocking lookup has no place). */
+static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct pconn_addr *out,
+    const char **why)
 {
+	static _Thread_local char reason[160];
 	char h[64];
 	char *end;
 	long p = strtol(port, &end, 10);
@@ -46,6 +50,11 @@ static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct
 		return 0;
 	if (uv_ip6_addr(h, (int)p, (struct sockaddr_in6 *)&out->sa) == 0)
 		return 0;
+	if (strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == hlen) {
+		snprintf(reason, sizeof(reason), "host \"%s\": give an IP address or localhost (host names "
+		    "are not looked up)", h);
+		*why = reason;
+	}
 	return -1;
 }
 
@@ -82,19 +91,19 @@ int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why)
 			return -1;
 		memcpy(port, s, (size_t)(at - s));
 		port[at - s] = '\0';
-		return pconn_addr_ip(at + 1, strlen(at + 1), port, out);
+		return pconn_addr_ip(at + 1, strlen(at + 1), port, out, why);
 	}
 	if (s[0] == '[') {
 		const char *rb = strchr(s, ']');
 
 		if (rb == NULL || rb[1] != ':')
 			return -1;
-		return pconn_addr_ip(s + 1, (size_t)(rb - s - 1), rb + 2, out);
+		return pconn_addr_ip(s + 1, (size_t)(rb - s - 1), rb + 2, out, why);
 	}
 	colon = strrchr(s, ':');
 	if (colon == NULL)
 		return -1;
-	return pconn_addr_ip(s, (size_t)(colon - s), colon + 1, out);
+	return pconn_addr_ip(s, (size_t)(colon - s), colon + 1, out, why);
 }
 
 static void pconn_free_cb(uv_handle_t *h)

@@ -350,7 +350,7 @@ static const struct cfg_field plugin_config_fields[] = {
 	{ "path", CFG_CUSTOM, offsetof(struct plugin_config, so), .custom = plugin_path_parse,
 	  .free_custom = plugin_path_free, .doc = "shared object to dlopen (absolute path)" },
 	{ "address", CFG_STRING, offsetof(struct plugin_config, address),
-	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path" },
+	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path; HOST is an IP address or localhost (names are not looked up)" },
 	{ "on_error", CFG_ENUM, offsetof(struct plugin_config, on_error), "tempfail",
 	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does" },
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,
@@ -441,6 +441,16 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
 			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
 			    "retried for days\n", cfg->path, i);
+		if (pc->max_size && pc->options.table) {
+			/* plugin_fold_key lets it through for a built-in without the option (milter) */
+			const struct cfg_field *f = pc->options.table->fields;
+			while (f->key && strcmp(f->key, "max_size") != 0)
+				f++;
+			if (f->key == NULL)
+				fprintf(err, "%s: warning: plugins[%zu] (%s): max_size has no effect: "
+				    "it is sent every message whole (no size limit of its own)\n",
+				    cfg->path, i, pc->name);
+		}
 	}
 	return 0;
 }

@@ -37,6 +37,7 @@ struct backend {
 	atomic_int fails;                /* consecutive failures (passive + active checks) */
 	atomic_int oks;                  /* consecutive successful checks while down */
 	atomic_llong latency_us;         /* last health-check latency */
+	atomic_int checked;              /* 1 = has had a health-check result (this process) */
 	struct backend_counts *counts;   /* by URL, process-wide (NULL: not from a pool) */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */
@@ -66,6 +67,7 @@ struct pool {
 	struct backend **sched; size_t nsched;           /* default set's smooth weighted order */
 	int balance;                                     /* enum balance_mode */
 	int fall, rise;
+	int client_identity;                             /* backends.client_identity (config.h) */
 	atomic_uint rr;                                  /* round-robin cursor */
 };
 

@@ -170,10 +170,12 @@ void config_write_docs(void *out_fp)
 		"[\"smtp://127.0.0.1:2526\"]`).\n"
 		"- **backend URL**: `smtp://host[:port]` (default port 25), `lmtp://host[:port]` (24), "
 		"`lmtp:unix:/path`, `maildir:/path` (a relative path is relative to mxgate's working "
-		"directory). IPv6 hosts in brackets: `smtp://[::1]:2526`.\n"
-		"- **listen address**: `127.0.0.1:2525`, `\"[::1]:25\"`, `:25` or `*:25` (every IPv4 "
+		"directory). IPv6 hosts in brackets: `smtp://[::1]:2526`. A host name is resolved when the "
+		"file is loaded (`-t`, the start, a reload): one that does not resolve is an error.\n"
+		"- **listen address**: `127.0.0.1:2525`, `\"[::1]:25\"`, `:25` or `\"*:25\"` (every IPv4 "
 		"address), `\"[::]:25\"` (every IPv6 address), `localhost:25`; numeric only, no DNS. "
-		"Quote bracketed IPv6 addresses: unquoted, `[` starts a YAML list.\n"
+		"Quote bracketed IPv6 addresses and `*:25`: unquoted, `[` starts a YAML list and `*` an "
+		"alias.\n"
 		"- Anchors, aliases and merge keys of aliases (`<<: *base`, `<<: [*a, *b]`) work; an anchor comes before its aliases. One YAML document per file: a second `---` is an error.\n\n"
 		"## Keys\n");
 	cfg_docs_walk(&config_table, &cfg_md_visitor, out);

@@ -148,6 +148,8 @@ void config_write_man(void *out_fp)
 	    "or\n"
 	    ".BI maildir: path\\fR;\\fP\n"
 	    "IPv6 hosts in brackets.\n"
+	    "A host name is resolved when the file is loaded (\\-t, the start, a reload):\n"
+	    "one that does not resolve is an error.\n"
 	    ".TP\n.B listen address\n"
 	    ".BR 127.0.0.1:2525 ,\n"
 	    ".B \"[::1]:25\"\n"

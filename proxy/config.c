@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <pwd.h>
@@ -111,7 +112,7 @@ static int listen_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 
 static const struct cfg_field listen_fields[] = {
 	{ "address", CFG_STRING, offsetof(struct listen_config, address), .flags = CFG_REQUIRED,
-	  .doc = "address:port to listen on: 127.0.0.1:2525, [::1]:25, :25 (all IPv4), [::]:25 (all IPv6)" },
+	  .doc = "address:port to listen on: 127.0.0.1:2525, \"[::1]:25\", :25 (all IPv4), \"[::]:25\" (all IPv6); quote [...] and *" },
 	{ "tls", CFG_ENUM, offsetof(struct listen_config, tls), "none", .choices = listen_tls_choices,
 	  .doc = "none, starttls (offer STARTTLS) or implicit (TLS from the first byte, port 465)" },
 	{ "proxy_protocol", CFG_BOOL, offsetof(struct listen_config, proxy_protocol), "false",
@@ -120,37 +121,101 @@ static const struct cfg_field listen_fields[] = {
 	  .doc = "a submission port (587, or 465 with tls: implicit): AUTH offered after TLS and required before MAIL (530 5.7.0); needs auth.dovecot" },
 	{ "auth", CFG_BOOL, offsetof(struct listen_config, auth), "false",
 	  .doc = "offer AUTH after TLS without requiring it (never offered on a listener without submission or auth)" },
+	{ "require_tls", CFG_BOOL, offsetof(struct listen_config, require_tls), "false",
+	  .doc = "with tls: starttls, MAIL only after STARTTLS (530 5.7.0 before; Postfix's encrypt level). "
+		"Not for a public MX: RFC 3207 4 says such a server must not require TLS" },
 	{ NULL }
 };
 static const struct cfg_table listen_table = {
 	"listen", sizeof(struct listen_config), listen_fields, listen_validate
 };
 
+/* Files of a certificate pair (tls, tls.sni[]): readable, and the second pair whole. */
+static int tls_check_files(struct cfg_parse *p, struct fy_node *n, const char *cert, const char *key,
+    const char *cert2, const char *key2)
+{
+	int rc = 0;
+
+	if (cert && access(cert, R_OK) != 0)
+		rc = cfg_error_key(p, n, "certificate", -1, "cannot read %s: %s", cert, strerror(errno));
+	if (key && access(key, R_OK) != 0)
+		rc = cfg_error_key(p, n, "key", -1, "cannot read %s: %s", key, strerror(errno));
+	if (cert2 && access(cert2, R_OK) != 0)
+		rc = cfg_error_key(p, n, "second_certificate", -1, "cannot read %s: %s", cert2, strerror(errno));
+	if (key2 && access(key2, R_OK) != 0)
+		rc = cfg_error_key(p, n, "second_key", -1, "cannot read %s: %s", key2, strerror(errno));
+	if (!cert2 != !key2)
+		rc = cfg_error_key(p, n, key2 ? "second_key" : "second_certificate", -1,
+				   "second_certificate and second_key go together");
+	return rc;
+}
+
+/* Which key an OpenSSL error of tls_ctx_new_server/tls_ctx_add_sni concerns. */
+static const char *tls_error_key(const char *err)
+{
+	return strncmp(err, "ciphers", 7) == 0 ? "ciphers" :
+	    strncmp(err, "min version", 11) == 0 ? "min_version" :
+	    strncmp(err, "second certificate", 18) == 0 ? "second_certificate" :
+	    strncmp(err, "second key", 10) == 0 ? "second_key" :
+	    strncmp(err, "certificate", 11) == 0 ? "certificate" : "key";
+}
+
+static int tls_sni_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct tls_sni_config *s = obj;
+
+	return tls_check_files(p, n, s->certificate, s->key, s->second_certificate, s->second_key);
+}
+
+static const struct cfg_field tls_sni_fields[] = {
+	{ "certificate", CFG_STRING, offsetof(struct tls_sni_config, certificate), .flags = CFG_REQUIRED,
+	  .doc = "PEM certificate chain; a client whose SNI matches one of its names (subjectAltName DNS, wildcards too) gets it" },
+	{ "key", CFG_STRING, offsetof(struct tls_sni_config, key), .flags = CFG_REQUIRED, .doc = "its PEM private key" },
+	{ "second_certificate", CFG_STRING, offsetof(struct tls_sni_config, second_certificate),
+	  .doc = "optional: one with a key of another type, for the same names" },
+	{ "second_key", CFG_STRING, offsetof(struct tls_sni_config, second_key), .doc = "its PEM private key" },
+	{ NULL }
+};
+static const struct cfg_table tls_sni_table = {
+	"tls.sni[]", sizeof(struct tls_sni_config), tls_sni_fields, tls_sni_validate
+};
+
 static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct tls_config *t = obj;
-	int rc = 0;
-	if (t->certificate && access(t->certificate, R_OK) != 0)
-		rc = cfg_error_key(p, n, "certificate", -1, "cannot read %s: %s", t->certificate,
-				   strerror(errno));
-	if (t->key && access(t->key, R_OK) != 0)
-		rc = cfg_error_key(p, n, "key", -1, "cannot read %s: %s", t->key, strerror(errno));
+	int rc = tls_check_files(p, n, t->certificate, t->key, t->second_certificate, t->second_key);
+
 	if (t->certificate && !t->key)
 		rc = cfg_error_key(p, n, "key", -1, "tls.certificate is set but tls.key is not");
 	if (t->key && !t->certificate)
 		rc = cfg_error_key(p, n, "certificate", -1, "tls.key is set but tls.certificate is not");
+	if (t->second_certificate && !t->certificate)
+		rc = cfg_error_key(p, n, "second_certificate", -1, "a second certificate needs tls.certificate");
+	if (t->sni.n > 0 && !t->certificate)
+		rc = cfg_error_key(p, n, "sni", -1, "SNI certificates need tls.certificate (for clients matching none)");
 	if (rc == 0 && t->certificate && t->key) {
 		/* What OpenSSL makes of them (not PEM, a key for another certificate, a cipher list
 		 * it does not know), at the key it concerns: -t, the start and a reload alike. */
 		char err[512];
-		struct tls_ctx *ctx = tls_ctx_new_server(t->certificate, t->key, t->min_version, t->ciphers,
-		    err, sizeof(err));
+		struct tls_ctx *ctx = tls_ctx_new_server(t->certificate, t->key, t->second_certificate,
+		    t->second_key, t->min_version, t->ciphers, err, sizeof(err));
 		if (ctx == NULL)
-			rc = cfg_error_key(p, n, strncmp(err, "ciphers", 7) == 0 ? "ciphers" :
-			    strncmp(err, "min version", 11) == 0 ? "min_version" :
-			    strncmp(err, "certificate", 11) == 0 ? "certificate" : "key", -1, "%s", err);
-		else
-			tls_ctx_unref(ctx);
+			rc = cfg_error_key(p, n, tls_error_key(err), -1, "%s", err);
+		for (size_t i = 0; ctx && i < t->sni.n; i++) {
+			const struct tls_sni_config *e = &((const struct tls_sni_config *)t->sni.v)[i];
+
+			if (tls_ctx_add_sni(ctx, e->certificate, e->key, e->second_certificate, e->second_key,
+			    t->min_version, t->ciphers, err, sizeof(err)) != 0) {
+				struct fy_node *item = cfg_seq_item(fy_node_pair_value(cfg_map_pair(n, "sni")), i);
+				size_t old = cfg_path_push_key(p, "sni", 3);
+
+				cfg_path_push_index(p, i);
+				rc = cfg_error_key(p, item && fy_node_is_mapping(item) ? item : NULL,
+				    tls_error_key(err), -1, "%s", err);
+				cfg_path_pop(p, old);
+			}
+		}
+		tls_ctx_unref(ctx);
 	}
 	return rc;
 }
@@ -159,6 +224,14 @@ static const struct cfg_field tls_fields[] = {
 	{ "certificate", CFG_STRING, offsetof(struct tls_config, certificate),
 	  .doc = "PEM certificate chain for STARTTLS/implicit TLS listeners" },
 	{ "key", CFG_STRING, offsetof(struct tls_config, key), .doc = "PEM private key" },
+	{ "second_certificate", CFG_STRING, offsetof(struct tls_config, second_certificate),
+	  .doc = "optional: a second PEM certificate chain with a key of another type (ECDSA beside RSA, "
+		 "as Postfix's smtpd_tls_eccert_file); each client gets the one its signature algorithms allow" },
+	{ "second_key", CFG_STRING, offsetof(struct tls_config, second_key),
+	  .doc = "the second certificate's PEM private key" },
+	{ "sni", CFG_STRUCT_LIST, offsetof(struct tls_config, sni), .sub = &tls_sni_table,
+	  .doc = "optional: more certificates, each sent to clients whose SNI matches its names "
+		 "(HAProxy's crt list, Postfix's tls_server_sni_maps); others get tls.certificate" },
 	{ "ciphers", CFG_STRING, offsetof(struct tls_config, ciphers),
 	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)" },
 	{ "min_version", CFG_ENUM, offsetof(struct tls_config, min_version), "1.2",
@@ -228,12 +301,41 @@ static const struct cfg_table health_table = {
 	"backends.health_check", sizeof(struct health_check_config), health_fields, NULL
 };
 
+/* See config.h. Off by default: the unit tests and the config fuzzer load configs without
+ * asking the system resolver. */
+static bool config_resolving;
+
+void config_resolve_hosts(bool on)
+{
+	config_resolving = on;
+}
+
+/* cfg_parse_backend_url, and with config_resolve_hosts on, the host name of an smtp:// or
+ * lmtp:// URL resolved as the pool will resolve it at start and on a reload
+ * (backend.c), so `-t` refuses what the start would. 0, or -1 with *err (static). */
+static int config_check_backend_url(const char *url, struct cfg_backend_url *u, const char **err)
+{
+	if (cfg_parse_backend_url(url, u, err) < 0)
+		return -1;
+	if (!config_resolving || (u->kind != CFG_BACKEND_SMTP && u->kind != CFG_BACKEND_LMTP))
+		return 0;
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(u->host, NULL, &hints, &res) != 0 || res == NULL) {
+		*err = "cannot resolve host";
+		return -1;
+	}
+	freeaddrinfo(res);
+	return 0;
+}
+
 static int server_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct backend_server_config *s = obj;
 	struct cfg_backend_url u;
 	const char *err;
-	if (s->address && cfg_parse_backend_url(s->address, &u, &err) < 0) {
+	if (s->address && config_check_backend_url(s->address, &u, &err) < 0) {
 		if (n && fy_node_is_scalar(n))
 			return cfg_error(p, n, "%s: \"%s\"", err, s->address);
 		return cfg_error_key(p, n, "address", -1, "%s: \"%s\"", err, s->address);
@@ -259,7 +361,7 @@ static int route_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	const char *err;
 	int rc = 0;
 	for (size_t i = 0; i < r->servers.n; i++)
-		if (cfg_parse_backend_url(r->servers.v[i], &u, &err) < 0)
+		if (config_check_backend_url(r->servers.v[i], &u, &err) < 0)
 			rc = cfg_error_key(p, n, "servers", (long)i, "%s: \"%s\"", err, r->servers.v[i]);
 	for (size_t i = 0; i < r->domains.n; i++) {
 		const char *why = domain_pattern_check(r->domains.v[i]);
@@ -302,7 +404,16 @@ static const struct cfg_field backends_fields[] = {
 	{ "pool_size", CFG_INT, offsetof(struct backends_config, pool_size), "8", 0, 1000,
 	  .doc = "idle connections kept per server per worker (0 = none)" },
 	{ "starttls", CFG_BOOL, offsetof(struct backends_config, starttls), "true",
-	  .doc = "use STARTTLS when a backend offers it" },
+	  .doc = "use STARTTLS when a backend offers it; a handshake that fails sends the message in clear "
+		 "(and no STARTTLS to that server for 10 minutes), as Postfix's level may" },
+	{ "require_tls", CFG_BOOL, offsetof(struct backends_config, require_tls), "false",
+	  .doc = "send to smtp:// and lmtp:// servers only over STARTTLS (Postfix's level encrypt; the "
+		 "certificate is not verified): a server that does not offer it or whose handshake fails "
+		 "gets nothing, the attempt fails (next server, then 4xx to the client)" },
+	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
+	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
+		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
+		"the sender exactly (0 = no limit)" },
 	{ NULL }
 };
 static const struct cfg_table backends_table = {
@@ -613,6 +724,10 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		if (ls[i].submission && ls[i].tls == LISTEN_TLS_NONE && c->auth.dovecot && !c->auth.allow_plaintext)
 			rc = config_listen_error(p, n, i, "submission",
 			    "AUTH is offered only over TLS: set tls: starttls or implicit (or auth.allow_plaintext)");
+		if (ls[i].require_tls && ls[i].tls != LISTEN_TLS_STARTTLS)
+			rc = config_listen_error(p, n, i, "require_tls", ls[i].tls == LISTEN_TLS_NONE ?
+			    "needs tls: starttls (the listener offers no TLS)" :
+			    "applies to tls: starttls only (an implicit TLS listener is always inside TLS)");
 		if (ls[i].tls != LISTEN_TLS_NONE && (!c->tls.certificate || !c->tls.key))
 			rc = config_listen_error(p, n, i, "tls", "a TLS listener needs tls.certificate and tls.key");
 	}
@@ -623,7 +738,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	if (c->quarantine) {
 		struct cfg_backend_url u;
 		const char *err;
-		if (cfg_parse_backend_url(c->quarantine, &u, &err) < 0)
+		if (config_check_backend_url(c->quarantine, &u, &err) < 0)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
 	}
 	if (accept_domains_build(p, n, c) < 0)

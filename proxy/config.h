@@ -27,11 +27,15 @@ struct listen_config {
 	bool proxy_protocol;
 	bool submission;            /* AUTH offered (after TLS) and required before MAIL */
 	bool auth;                  /* AUTH offered (after TLS), not required */
+	bool require_tls;           /* MAIL only inside TLS (Postfix's encrypt level) */
 	struct sockaddr_storage sa; /* resolved by validate */
 	socklen_t salen;
 };
 
-struct tls_config { char *certificate; char *key; char *ciphers; int min_version; /* 0=1.2 1=1.3 */ };
+struct tls_sni_config { char *certificate; char *key; char *second_certificate; char *second_key; };
+struct tls_config { char *certificate; char *key; char *second_certificate; char *second_key; char *ciphers;
+	int min_version; /* 0=1.2 1=1.3 */
+	struct cfg_list sni; /* struct tls_sni_config: certificates chosen by the client's SNI */ };
 
 enum bare_lf_policy { BARE_LF_REJECT = 0, BARE_LF_NORMALIZE };
 enum nul_policy { NUL_REJECT = 0, NUL_STRIP };
@@ -69,7 +73,9 @@ struct backends_config {
 	uint64_t data_timeout;      /* ms, for the reply after the final dot */
 	long max_attempts;          /* backends tried per message before 4xx */
 	long pool_size;             /* idle connections kept per backend per worker */
+	long lmtp_recipient_limit;  /* recipients per transaction to an LMTP server (0 = any) */
 	bool starttls;              /* use STARTTLS when the backend offers it */
+	bool require_tls;           /* never in clear: no STARTTLS or a failed one is a failure */
 };
 
 struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */
@@ -115,6 +121,10 @@ int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);
+/* With on, config_load checks that the host name of every smtp:// and lmtp:// backend URL
+ * (servers, routes, quarantine) resolves, as the pool needs at start and on a reload: the
+ * daemon (-t, the start, SIGHUP) turns it on; tests and fuzzers leave it off. */
+void config_resolve_hosts(bool on);
 /* config_load from memory: name is used for cfg->path and error lines. */
 int config_load_string(const char *name, const char *text, size_t len, struct mx_config **out,
 		       void *err_fp /* FILE * */);

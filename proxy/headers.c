@@ -285,6 +285,15 @@ static bool hfield_is(const struct hfield *f, const char *name)
 	return fl == nl && strncasecmp(f->text, name, nl) == 0;
 }
 
+/* The field's name starts with prefix (any case). */
+static bool hfield_has_prefix(const struct hfield *f, const char *prefix)
+{
+	const char *colon = memchr(f->text, ':', f->len);
+	size_t pl = strlen(prefix);
+
+	return colon != NULL && (size_t)(colon - f->text) >= pl && strncasecmp(f->text, prefix, pl) == 0;
+}
+
 static void hfield_clear(struct hfield *f)
 {
 	free(f->owned);
@@ -366,6 +375,12 @@ int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, s
 		case HDR_DELETE_ALL:
 			for (size_t i = 0; i < l.n; i++)
 				if (!l.v[i].deleted && hfield_is(&l.v[i], x->name))
+					l.v[i].deleted = true;
+			break;
+		case HDR_DELETE_PREFIX:
+			for (size_t i = 0; i < l.n; i++)
+				if (!l.v[i].deleted && hfield_has_prefix(&l.v[i], x->name) &&
+				    !(x->value && hfield_has_prefix(&l.v[i], x->value)))
 					l.v[i].deleted = true;
 			break;
 		}

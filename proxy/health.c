@@ -9,12 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/un.h>
 
 #include "backend.h"
+#include "config.h"
 #include "log.h"
 #include "maildir.h"
+#include "proxyproto.h"
 
 enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PROBE_QUIT };
 
@@ -32,11 +35,16 @@ struct health_probe {
 	bool stream_open;             /* stream initialised and not yet closed */
 	bool work_queued;
 	bool seen;                    /* has had a first result */
+	bool want_xclient;            /* client_identity: xclient, an smtp:// backend */
+	bool saw_xclient;             /* this check's EHLO reply announced XCLIENT */
+	bool warned_xclient;          /* backend_no_xclient logged (again once it offers it) */
 	enum probe_stage stage;
 	uint64_t t0;                  /* uv_hrtime at check start */
 	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
 	uv_connect_t conn;
-	uv_write_t wr_ehlo, wr_quit;
+	uv_write_t wr_proxy, wr_ehlo, wr_quit;
+	uint8_t proxy_hdr[16];        /* PROXY v2 LOCAL, sent first when proxy_hdr_len > 0 */
+	size_t proxy_hdr_len;
 	char ehlo[300];
 	uv_timer_t timer;             /* the check's deadline */
 	char line[1024];              /* partial reply line */
@@ -103,7 +111,11 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 	if (p->reported || h->stopping)
 		return;
 	p->reported = true;
-	health_note_first(h, p);
+	/* The first result for a backend (not a reload's first round: health_copy_state
+	 * carries `checked`) decides at once, as HAProxy's default init-state: a backend that
+	 * refuses its first probe is down now, not after `fall` of them, so the start does not
+	 * announce it as up (event=ready backends_up, READY=1, /readyz). */
+	bool first = atomic_exchange(&b->checked, 1) == 0;
 	if (ok) {
 		long long us = (long long)((uv_hrtime() - p->t0) / 1000);
 		atomic_store(&b->latency_us, us);
@@ -127,13 +139,15 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 	} else {
 		atomic_store(&b->oks, 0);
 		int f = atomic_fetch_add(&b->fails, 1) + 1;
-		if (f >= h->fall && atomic_exchange(&b->up, 0) == 1)
+		if ((f >= h->fall || first) && atomic_exchange(&b->up, 0) == 1)
 			log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"health check: %s\" fails=%d",
 			    b->url, reason, f);
 		else if (log_is_debug())
 			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=fail reason=\"%s\" fails=%d",
 			    b->url, reason, f);
 	}
+	/* last: the first round's callback (readiness) sees this result applied */
+	health_note_first(h, p);
 }
 
 static void probe_stream_closed_cb(uv_handle_t *handle)
@@ -201,6 +215,17 @@ static void probe_on_reply(struct health_probe *p, int code)
 	case PROBE_EHLO:
 		if (code != 250)
 			break;
+		if (p->want_xclient && !p->saw_xclient && !p->warned_xclient && !p->h->stopping) {
+			/* Without XCLIENT the backend judges and logs mxgate's address as every
+			 * client (Postfix: permit_mynetworks then relays anything mxgate passes). */
+			log_event(LOG_LVL_WARNING, NULL, "event=backend_no_xclient backend=%s "
+			    "reason=\"client_identity is xclient but the backend offers no XCLIENT to "
+			    "mxgate: it sees mxgate's address as the client (Postfix: "
+			    "smtpd_authorized_xclient_hosts)\"", p->b->url);
+			p->warned_xclient = true;
+		} else if (p->saw_xclient) {
+			p->warned_xclient = false;
+		}
 		probe_record(p, true, NULL);
 		p->stage = PROBE_QUIT;
 		if (probe_send(p, &p->wr_quit, "QUIT\r\n") != 0)
@@ -250,6 +275,9 @@ static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		}
 		int code = (p->line[0] - '0') * 100 + (p->line[1] - '0') * 10 + (p->line[2] - '0');
 		bool last = n == 3 || p->line[3] == ' ';
+		if (p->stage == PROBE_EHLO && code == 250 && n >= 11 && strncasecmp(p->line + 4, "XCLIENT", 7) == 0 &&
+		    (n == 11 || p->line[11] == ' '))
+			p->saw_xclient = true;
 		memmove(p->line, p->line + consumed, p->llen - consumed);
 		p->llen -= consumed;
 		if (last) {
@@ -272,6 +300,18 @@ static void probe_connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	p->stage = PROBE_GREETING;
+	if (p->proxy_hdr_len > 0) {
+		/* A backend taking PROXY headers from mxgate (client_identity: proxy_v2, Postfix's
+		 * smtpd_upstream_proxy_protocol) waits for one before its greeting: LOCAL says
+		 * there is no client to announce (HAProxy's check-send-proxy does the same). */
+		uv_buf_t hb = uv_buf_init((char *)p->proxy_hdr, (unsigned)p->proxy_hdr_len);
+		p->wr_proxy.data = p;
+		int w = uv_write(&p->wr_proxy, (uv_stream_t *)&p->s, &hb, 1, probe_write_cb);
+		if (w != 0) {
+			probe_fail_stage(p, uv_err_name(w));
+			return;
+		}
+	}
 	int r = uv_read_start((uv_stream_t *)&p->s, probe_alloc_cb, probe_read_cb);
 	if (r != 0)
 		probe_fail_stage(p, uv_err_name(r));
@@ -310,6 +350,7 @@ static void probe_start(struct health_probe *p)
 		return;
 	p->busy = true;
 	p->reported = false;
+	p->saw_xclient = false;
 	p->llen = 0;
 	p->t0 = uv_hrtime();
 	if (p->kind == BACKEND_MAILDIR) {
@@ -423,6 +464,9 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 			p->kind = BACKEND_SMTP;   /* unusable entry: checks will fail to connect */
 		snprintf(p->ehlo, sizeof p->ehlo, "%s %.250s\r\n", b->kind == BACKEND_LMTP ? "LHLO" : "EHLO",
 		    h->hostname);
+		if (pool->client_identity == IDENTITY_PROXY_V2 && p->kind != BACKEND_MAILDIR)
+			p->proxy_hdr_len = proxyproto_build_v2_local(p->proxy_hdr, sizeof p->proxy_hdr);
+		p->want_xclient = pool->client_identity == IDENTITY_XCLIENT && p->kind == BACKEND_SMTP;
 		h->nprobes = i + 1;
 	}
 	if (uv_timer_init(loop, &h->tick) != 0)
@@ -467,6 +511,7 @@ void health_copy_state(const struct pool *from, struct pool *to)
 			atomic_store(&nb->fails, atomic_load(&ob->fails));
 			atomic_store(&nb->oks, atomic_load(&ob->oks));
 			atomic_store(&nb->latency_us, atomic_load(&ob->latency_us));
+			atomic_store(&nb->checked, atomic_load(&ob->checked));
 			break;
 		}
 	}

@@ -113,6 +113,11 @@ void hook_env_delete_headers(struct hook_env *env, const char *name)
 	hook_env_push_edit(env, HDR_DELETE_ALL, name, NULL, 0);
 }
 
+void hook_env_delete_headers_prefix(struct hook_env *env, const char *prefix, const char *except)
+{
+	hook_env_push_edit(env, HDR_DELETE_PREFIX, prefix, except, 0);
+}
+
 void hook_env_set_sender(struct hook_env *env, const char *addr)
 {
 	free(env->new_mail_from);

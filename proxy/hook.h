@@ -69,12 +69,16 @@ void verdict_set(struct verdict *v, enum verdict_action a, int code, const char 
     const char *reply_fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* A symbol (named signal with a score) — what the rules engine sums. */
-struct hook_symbol { char name[64]; double score; char *desc; /* may be NULL */ };
+/* A symbol's name: at most HOOK_SYMBOL_NAME_MAX characters (SpamAssassin's limit for rule
+ * names); a longer one is cut there. */
+#define HOOK_SYMBOL_NAME_MAX 100
+struct hook_symbol { char name[HOOK_SYMBOL_NAME_MAX + 1]; double score; char *desc; /* may be NULL */ };
 
 /* Header edits, applied in order when the message is sent on. */
 enum hdr_edit_op { HDR_ADD = 0 /* append at end of header */, HDR_INSERT /* at index */,
 	HDR_CHANGE /* replace n-th occurrence (1-based) value; NULL value deletes */,
-	HDR_DELETE_ALL /* every header with this name */ };
+	HDR_DELETE_ALL /* every header with this name */,
+	HDR_DELETE_PREFIX /* every header whose name starts with name but not with value (NULL: none) */ };
 struct hdr_edit { enum hdr_edit_op op; char *name; char *value; int index; };
 
 /* What is known of a client name (Postfix's peer status codes, as XCLIENT sends them):
@@ -166,6 +170,9 @@ void hook_env_add_header(struct hook_env *env, const char *name, const char *val
 void hook_env_insert_header(struct hook_env *env, int index, const char *name, const char *value);
 void hook_env_change_header(struct hook_env *env, const char *name, int index, const char *value);
 void hook_env_delete_headers(struct hook_env *env, const char *name);
+/* Deletes every field whose name starts with prefix (any case), but those starting with
+ * except (NULL: none): "X-Spam-" but "X-Spam-Prev-", in one pass over the fields. */
+void hook_env_delete_headers_prefix(struct hook_env *env, const char *prefix, const char *except);
 void hook_env_set_sender(struct hook_env *env, const char *addr);
 void hook_env_add_rcpt(struct hook_env *env, const char *addr, const char *params);
 void hook_env_del_rcpt(struct hook_env *env, const char *addr);

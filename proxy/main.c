@@ -97,8 +97,17 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 		goto fail;
 	}
 	if (cfg->tls.certificate && cfg->tls.key) {
-		g->tls_server = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key, cfg->tls.min_version,
-		    cfg->tls.ciphers, tlserr, sizeof(tlserr));
+		g->tls_server = tls_ctx_new_server(cfg->tls.certificate, cfg->tls.key, cfg->tls.second_certificate,
+		    cfg->tls.second_key, cfg->tls.min_version, cfg->tls.ciphers, tlserr, sizeof(tlserr));
+		for (size_t i = 0; g->tls_server && i < cfg->tls.sni.n; i++) {
+			const struct tls_sni_config *e = &((const struct tls_sni_config *)cfg->tls.sni.v)[i];
+
+			if (tls_ctx_add_sni(g->tls_server, e->certificate, e->key, e->second_certificate,
+			    e->second_key, cfg->tls.min_version, cfg->tls.ciphers, tlserr, sizeof(tlserr)) != 0) {
+				tls_ctx_unref(g->tls_server);
+				g->tls_server = NULL;
+			}
+		}
 		if (g->tls_server == NULL) {
 			log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"tls: %s\"", tlserr);
 			if (errfp)
@@ -509,6 +518,14 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	/* The only word after the options is the learn command: anything else (a typo such
+	 * as "lern") is a bad command line, not a reason to start the daemon. */
+	if (optind < argc && strcmp(argv[optind], "learn") != 0) {
+		fprintf(stderr, "mxgate: unexpected argument \"%s\"\n", argv[optind]);
+		usage();
+		return 2;
+	}
+	config_resolve_hosts(true);
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
 	if (optind < argc && strcmp(argv[optind], "learn") == 0) {

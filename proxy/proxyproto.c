@@ -305,3 +305,16 @@ proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint
     }
     return PP2_HDR + alen;
 }
+
+size_t
+proxyproto_build_v2_local(uint8_t *out, size_t cap)
+{
+    if (cap < PP2_HDR)
+        return 0;
+    memcpy(out, pp2_sig, sizeof(pp2_sig));
+    out[12] = 0x20;                     /* version 2, command LOCAL */
+    out[13] = 0x00;                     /* AF_UNSPEC, UNSPEC */
+    out[14] = 0;
+    out[15] = 0;
+    return PP2_HDR;
+}

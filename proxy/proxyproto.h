@@ -26,5 +26,8 @@ enum proxy_result proxyproto_parse(const uint8_t *buf, size_t len, struct proxy_
  * AF_INET6). Returns its length or 0 if cap is too small / families differ. */
 size_t proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst,
                            uint8_t *out, size_t cap);
+/* Builds a v2 LOCAL header (no address: the receiver keeps the connection's own, as for
+ * HAProxy's health checks). Returns its length (16) or 0 if cap is too small. */
+size_t proxyproto_build_v2_local(uint8_t *out, size_t cap);
 
 #endif

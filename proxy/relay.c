@@ -463,8 +463,10 @@ static void relay_tls_fallback(struct relay *r, const char *why)
 
 static bool relay_tls_wanted(const struct relay *r)
 {
-	return (r->caps & CAP_STARTTLS) && r->gen->cfg->backends.starttls && r->gen->tls_client &&
-	    (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until);
+	const struct backends_config *bc = &r->gen->cfg->backends;
+
+	return (r->caps & CAP_STARTTLS) && (bc->starttls || bc->require_tls) && r->gen->tls_client &&
+	    (bc->require_tls || (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until));
 }
 
 static void relay_fail(struct relay *r, const char *why)
@@ -493,7 +495,7 @@ static void relay_fail(struct relay *r, const char *why)
 	/* Commands sent ahead with a message's dot and not one answered when the connection
 	 * goes: the backend may end a connection after a message, as it may drop an idle one
 	 * (relay_text_is_stale: the owner retries on a fresh connection, no backend fault). */
-	if (st == RELAY_TLS_HANDSHAKE)
+	if (st == RELAY_TLS_HANDSHAKE && !r->gen->cfg->backends.require_tls)
 		relay_tls_fallback(r, why);
 	bool stale = r->reused_fresh || (st == RELAY_COMMAND && r->ahead_n > 0 && r->ahead_answered == 0);
 	if (stale)
@@ -819,6 +821,10 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			relay_send_line(r, "STARTTLS");
 			return;
 		}
+		if (r->state == RELAY_EHLO && r->gen->cfg->backends.require_tls) {
+			relay_fail(r, "STARTTLS not offered (backends.require_tls)");
+			return;
+		}
 		if (r->state == RELAY_EHLO_XCLIENT) {
 			relay_ready(r);
 			return;
@@ -826,6 +832,10 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 		relay_after_ehlo(r);
 		return;
 	case RELAY_STARTTLS:
+		if (code != 220 && r->gen->cfg->backends.require_tls) {
+			relay_fail(r, "STARTTLS refused (backends.require_tls)");
+			return;
+		}
 		if (code != 220) {
 			/* Opportunistic: carry on in clear text. */
 			relay_after_ehlo(r);

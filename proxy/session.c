@@ -349,6 +349,8 @@ static enum session_check session_check_mail(const struct session *s, const stru
 	if (s->drain)
 		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
 		    s->cfg->hostname);
+	if (s->lc->require_tls && !s->tls)
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Must issue a STARTTLS command first");
 	if (auth_is_required(s))
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Authentication required");
 	if (s->state == SESSION_REJECTED)
@@ -1370,6 +1372,8 @@ void session_start_connect(struct session *s)
 	s->env.overloaded = conncount_total() > s->cfg->limits.max_connections * 9 / 10;
 	log_event(LOG_LVL_INFO, s->id, "event=connect client=%s port=%d tls=%s", s->env.client_ip,
 	    s->env.client_port, s->tls ? "implicit" : "no");
+	if (s->env.tls)
+		session_log_tls(s);
 	opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
 	if (pg->delay > 0) {

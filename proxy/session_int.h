@@ -203,6 +203,8 @@ void session_note_pregreet(struct session *s, size_t len);
 void session_flush(struct session *s);
 /* Starts TLS on the connection (implicit, or after STARTTLS); -1 when it cannot be set up. */
 int session_start_tls(struct session *s);
+/* The event=tls line (version, cipher) of an established handshake. */
+void session_log_tls(struct session *s);
 void session_pause(struct session *s);
 void session_unpause(struct session *s);
 /* The protocol timer: ms (0: 300 s) from now. */

@@ -388,6 +388,11 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 	return 0;
 }
 
+void session_log_tls(struct session *s)
+{
+	log_event(LOG_LVL_INFO, s->id, "event=tls version=%s cipher=%s", s->env.tls_version, s->env.tls_cipher);
+}
+
 static void session_tls_established_cb(void *arg)
 {
 	struct session *s = arg;
@@ -396,12 +401,12 @@ static void session_tls_established_cb(void *arg)
 	snprintf(s->env.tls_version, sizeof(s->env.tls_version), "%s", tlsconn_version(s->tls));
 	snprintf(s->env.tls_cipher, sizeof(s->env.tls_cipher), "%s", tlsconn_cipher(s->tls));
 	counter_inc(COUNTER_TLS_SESSIONS);
-	log_event(LOG_LVL_INFO, s->id, "event=tls version=%s cipher=%s", s->env.tls_version, s->env.tls_cipher);
 	if (s->state == SESSION_TLS) {
-		/* Implicit TLS: the session starts now. */
+		/* Implicit TLS: the session starts now (its event=connect line, then event=tls). */
 		session_start_connect(s);
 		return;
 	}
+	session_log_tls(s);
 	session_enter_idle(s);
 	session_arm(s, s->cfg->limits.command_timeout);
 }

@@ -641,6 +641,15 @@ static void smtp_tx_rcpt_est_cb(struct smtp_tx *tx, int code, const char *text)
 	smtp_tx_finish_unestablished(tx, "rcpt", code, text);
 }
 
+/* The transaction has backends.lmtp_recipient_limit recipients and goes to an LMTP server. */
+static bool smtp_tx_lmtp_full(const struct smtp_tx *tx)
+{
+	long lim = tx->env->cfg->backends.lmtp_recipient_limit;
+
+	return lim > 0 && tx->env->nrcpts >= (size_t)lim && tx->backend != NULL &&
+	    tx->backend->kind == BACKEND_LMTP;
+}
+
 void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 {
 	tx->done = cb;
@@ -649,6 +658,12 @@ void smtp_tx_rcpt(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 		/* The connection taken over from the last message (smtp_tx_begin), MAIL deferred:
 		 * MAIL and this RCPT now, matched against what went ahead. */
 		smtp_tx_establish(tx, smtp_tx_rcpt_est_cb);
+		return;
+	}
+	if (smtp_tx_lmtp_full(tx)) {
+		/* An LMTP server answers each recipient after the dot, the client gets one reply:
+		 * one recipient (or a few) per transaction keeps a refusal there exact. */
+		smtp_tx_rcpt_done(tx, 452, "4.5.3 Too many recipients for this transaction", false);
 		return;
 	}
 	if (tx->relay && relay_ahead_next(tx->relay)) {
@@ -1036,7 +1051,10 @@ static void smtp_tx_send_ahead(struct smtp_tx *tx)
 	struct relay *r = tx->relay;
 	char line[1100];
 
+	long lmtp_lim = tx->env->cfg->backends.lmtp_recipient_limit;
+
 	if (tx->next_nrcpts == 0 || tx->pool->nroutes > 0 || !relay_can_ahead(r) ||
+	    (lmtp_lim > 0 && tx->next_nrcpts > (size_t)lmtp_lim && relay_is_lmtp(r)) ||
 	    (!relay_offers(r, RELAY_EXT_SMTPUTF8) && tx->next_params[0] && strcasestr(tx->next_params, "SMTPUTF8")))
 		goto out;
 	relay_queue_ahead(r, smtp_tx_mail_line_for(&tx->ahead_buf, r, tx->next_from, tx->next_params));

@@ -19,10 +19,13 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 struct tls_ctx {
 	SSL_CTX *ssl_ctx;
 	atomic_int refs;
+	SSL_CTX **sni;               /* server: contexts of the certificates chosen by SNI */
+	size_t nsni;
 };
 
 struct tlsconn {
@@ -167,8 +170,33 @@ static struct tls_ctx *tls_ctx_wrap(SSL_CTX *c, char *err, size_t errlen)
 }
 
 /* See tls.h. */
-struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, int min_tls13,
-    const char *ciphers, char *err, size_t errlen)
+/* Loads one certificate chain and its key into c; what: "" or "second " for err. */
+static int tls_ctx_load_pair(SSL_CTX *c, const char *cert, const char *key, const char *what,
+    char *err, size_t errlen)
+{
+	char w[300];
+
+	if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
+		snprintf(w, sizeof w, "%scertificate %s", what, cert);
+		tls_format_error(err, errlen, w);
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
+		snprintf(w, sizeof w, "%skey %s", what, key);
+		tls_format_error(err, errlen, w);
+		return -1;
+	}
+	if (SSL_CTX_check_private_key(c) != 1) {
+		snprintf(w, sizeof w, "%skey does not match %scertificate", what, what);
+		tls_format_error(err, errlen, w);
+		return -1;
+	}
+	return 0;
+}
+
+/* A server SSL_CTX with cert/key (and cert2/key2); NULL with err. */
+static SSL_CTX *tls_server_ssl_ctx(const char *cert, const char *key, const char *cert2,
+    const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen)
 {
 	static const unsigned char sid_ctx[] = "mxgate";
 	SSL_CTX *c = NULL;
@@ -196,31 +224,81 @@ struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, int min_tl
 		tls_format_error(err, errlen, "ciphers");
 		goto fail;
 	}
-	if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
-		char what[300];
-		snprintf(what, sizeof what, "certificate %s", cert);
-		tls_format_error(err, errlen, what);
+	if (tls_ctx_load_pair(c, cert, key, "", err, errlen) != 0)
 		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
-		char what[300];
-		snprintf(what, sizeof what, "key %s", key);
-		tls_format_error(err, errlen, what);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(c) != 1) {
-		tls_format_error(err, errlen, "key does not match certificate");
-		goto fail;
+	if (cert2 && *cert2 && key2 && *key2) {
+		/* OpenSSL keeps one certificate per key type: a second of the same type would
+		 * replace the first */
+		int t1 = EVP_PKEY_get_base_id(SSL_CTX_get0_privatekey(c));
+
+		if (tls_ctx_load_pair(c, cert2, key2, "second ", err, errlen) != 0)
+			goto fail;
+		if (EVP_PKEY_get_base_id(SSL_CTX_get0_privatekey(c)) == t1) {
+			snprintf(err, errlen, "second certificate %s: its key is of the same type as the "
+			    "first's (the second pair is for another key type, such as ECDSA beside RSA)", cert2);
+			goto fail;
+		}
 	}
 	/* Resumption: a server-side session cache (needs an id context) plus one stateless
 	 * ticket per TLS 1.3 handshake rather than the default two. */
 	SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
 	SSL_CTX_set_num_tickets(c, 1);
-	return tls_ctx_wrap(c, err, errlen);
+	return c;
 fail:
 	SSL_CTX_free(c);
 	return NULL;
+}
+
+struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, const char *cert2,
+    const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen)
+{
+	SSL_CTX *c = tls_server_ssl_ctx(cert, key, cert2, key2, min_tls13, ciphers, err, errlen);
+
+	return c ? tls_ctx_wrap(c, err, errlen) : NULL;
+}
+
+/* The client's SNI picks the first added certificate whose names (subjectAltName DNS
+ * entries, wildcards included; the CN without them) match it; else the default stays. */
+static int tls_sni_cb(SSL *ssl, int *alert, void *arg)
+{
+	const struct tls_ctx *t = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	(void)alert;
+	if (name == NULL || *name == '\0')
+		return SSL_TLSEXT_ERR_OK;
+	for (size_t i = 0; i < t->nsni; i++) {
+		X509 *x = SSL_CTX_get0_certificate(t->sni[i]);
+
+		if (x && X509_check_host(x, name, strlen(name), 0, NULL) == 1) {
+			SSL_set_SSL_CTX(ssl, t->sni[i]);
+			break;
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* See tls.h. */
+int tls_ctx_add_sni(struct tls_ctx *t, const char *cert, const char *key, const char *cert2,
+    const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen)
+{
+	SSL_CTX *c = tls_server_ssl_ctx(cert, key, cert2, key2, min_tls13, ciphers, err, errlen);
+	SSL_CTX **v;
+
+	if (c == NULL)
+		return -1;
+	v = realloc(t->sni, (t->nsni + 1) * sizeof(*v));
+	if (v == NULL) {
+		SSL_CTX_free(c);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	t->sni = v;
+	t->sni[t->nsni++] = c;
+	SSL_CTX_set_tlsext_servername_callback(t->ssl_ctx, tls_sni_cb);
+	SSL_CTX_set_tlsext_servername_arg(t->ssl_ctx, t);
+	return 0;
 }
 
 /* See tls.h. */
@@ -256,6 +334,9 @@ void tls_ctx_unref(struct tls_ctx *c)
 	if (!c)
 		return;
 	if (atomic_fetch_sub(&c->refs, 1) == 1) {
+		for (size_t i = 0; i < c->nsni; i++)
+			SSL_CTX_free(c->sni[i]);
+		free(c->sni);
 		SSL_CTX_free(c->ssl_ctx);
 		free(c);
 	}

@@ -15,9 +15,18 @@ struct tls_ctx;
 /* Server context from PEM files (cert may hold the chain). TLS 1.2+ (1.3+ if min_tls13);
  * ciphers: an OpenSSL cipher list for TLS 1.2 (NULL = OpenSSL's default). Renegotiation
  * and compression off, server-side session cache on. Returns a context holding one
- * reference, or NULL with the reason (including OpenSSL's) in err. */
-struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, int min_tls13,
-    const char *ciphers, char *err, size_t errlen);
+ * reference, or NULL with the reason (including OpenSSL's) in err. cert2/key2 (NULL: none):
+ * a second pair of another key type (ECDSA beside RSA): OpenSSL sends the one the client's
+ * signature algorithms allow; err then starts "second certificate"/"second key" when it is
+ * the second pair that failed. */
+struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, const char *cert2,
+    const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen);
+/* Adds to server context t a certificate (and an optional second of another key type) that
+ * a client's SNI chooses when it matches the certificate's names (X509_check_host: the
+ * subjectAltName DNS entries, wildcards included); the first match wins, no match or no SNI
+ * keeps t's own. Same settings as t. Before t is shared; -1 with err. */
+int tls_ctx_add_sni(struct tls_ctx *t, const char *cert, const char *key, const char *cert2,
+    const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen);
 /* Client context for STARTTLS to backends: opportunistic, TLS 1.2+, no verification. */
 struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen);
 void tls_ctx_ref(struct tls_ctx *c);

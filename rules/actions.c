@@ -79,6 +79,8 @@ static size_t actions_fold_list(char *buf, size_t len, size_t o, size_t col,
 		int w;
 
 		if (i > 0 && col + il > 78) {
+			while (o > 0 && buf[o - 1] == ' ')
+				o--;	/* no white space at the end of a folded line */
 			w = snprintf(buf + o, len - o, "\n\t");
 			if (w < 0 || (size_t)w >= len - o)
 				break;
@@ -130,7 +132,7 @@ size_t actions_format_status(char *buf, size_t len, double score, double require
 size_t actions_format_symbols(char *buf, size_t len, const char *const *names,
     const double *scores, size_t n)
 {
-	char items[64][96];
+	char items[64][HOOK_SYMBOL_NAME_MAX + 32];
 	const char *ptrs[64];
 	size_t o = 0;
 

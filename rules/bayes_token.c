@@ -43,7 +43,14 @@ struct tok_ctx {
 	size_t emitted;
 	size_t budget;                 /* tokens left in the current region */
 	bool pairs;
+	int window;                   /* OSB window: pairs with up to window - 1 words back */
+	int footer;                   /* bayes_token_opts.footer */
+	int meta;
+	bool in_footer;               /* past a list footer separator in this text part */
+	bool list_mail;               /* the message came through a list (List-Id ...) */
 	struct strbuf prev;           /* previous body word (lower case) for pairs */
+	char hist[4][64];             /* the last window - 1 body words (lower case), newest first */
+	size_t histn;
 	struct strbuf tmp, line, word;
 };
 
@@ -151,6 +158,26 @@ static void tok_emit_pair(struct tok_ctx *t, const char *s, size_t n)
 		n = sizeof(lc) - 1;
 	for (size_t i = 0; i < n; i++)
 		lc[i] = (char)tolower((unsigned char)s[i]);
+	lc[n] = '\0';
+	if (t->window > 2) {
+		/* rspamd's OSB: the word with each of the window - 1 before it, the distance in
+		 * the token ("P2:a b": one word skipped) */
+		char pre[8];
+
+		for (size_t d = 0; d < t->histn; d++) {
+			t->word.len = 0;
+			tok_put(&t->word, t->hist[d], strlen(t->hist[d]));
+			tok_putc(&t->word, ' ');
+			tok_put(&t->word, lc, n);
+			snprintf(pre, sizeof(pre), d ? "P%zu:" : "P:", d + 1);
+			tok_emit(t, pre, t->word.v, t->word.len);
+		}
+		if (t->histn < (size_t)t->window - 1 && t->histn < 4)
+			t->histn++;
+		memmove(t->hist[1], t->hist[0], sizeof(t->hist[0]) * (t->histn - 1));
+		memcpy(t->hist[0], lc, n + 1);
+		return;
+	}
 	if (t->prev.len) {
 		t->word.len = 0;
 		tok_put(&t->word, t->prev.v, t->prev.len);
@@ -801,6 +828,11 @@ static size_t tok_collect_headers(struct tok_ctx *t, const struct bayes_token_op
 		nl = colon - ls;
 		while (nl && (name[nl - 1] == ' ' || name[nl - 1] == '\t'))
 			nl--;
+		if ((nl == 7 && strncasecmp(name, "List-Id", 7) == 0) ||
+		    (nl == 16 && strncasecmp(name, "List-Unsubscribe", 16) == 0) ||
+		    (nl == 12 && strncasecmp(name, "Mailing-List", 12) == 0) ||
+		    (nl == 17 && strncasecmp(name, "X-Mailman-Version", 17) == 0))
+			t->list_mail = true;
 		if (tok_user_ignored(o, name, nl))   /* Received too, as in SA */
 			continue;
 		/* the value, unfolded */
@@ -970,16 +1002,215 @@ static bool tok_looks_html(const char *s, size_t n)
 	return false;
 }
 
-static void tok_text_lines(struct tok_ctx *t, const char *s, size_t n)
+/* A list footer separator: a line of 20 or more '_' or '=' (Mailman's), "-- " (the
+ * signature separator, which lists' footers follow) or a line that says how to
+ * unsubscribe. */
+static bool tok_footer_line(const char *s, size_t n)
 {
-	for (size_t i = 0; i < n && t->budget;) {
+	size_t k = 0;
+
+	while (n && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n == 2 && s[0] == '-' && s[1] == '-')
+		return true;
+	while (k < n && (s[k] == '_' || s[k] == '='))
+		k++;
+	if (k >= 20 && k == n)
+		return true;
+	for (size_t i = 0; i + 11 <= n; i++)
+		if ((s[i] == 'u' || s[i] == 'U') && strncasecmp(s + i, "unsubscribe", 11) == 0)
+			return true;
+	return false;
+}
+
+/* Tokenizes text (a part's or the Subject's) line by line as body text; footers: a list
+ * footer separator may start there (not in the Subject). */
+static void tok_text_lines(struct tok_ctx *t, const char *s, size_t n, bool footers)
+{
+	size_t nlines = 0, line = 0;
+	int mode = t->footer & BAYES_FOOTER_MODE;
+	bool may = mode && (!(t->footer & BAYES_FOOTER_LISTS) || t->list_mail);
+
+	t->in_footer = false;
+	if (may && (t->footer & BAYES_FOOTER_LAST20))
+		for (size_t i = 0; i < n; i++)
+			nlines += s[i] == '\n';
+	for (size_t i = 0; i < n && t->budget; line++) {
 		const char *nl = memchr(s + i, '\n', n - i);
 		size_t e = nl ? (size_t)(nl - s) : n;
 
-		tok_line(t, s + i, e - i, "", 1);
+		if (may && footers && !t->in_footer && (!(t->footer & BAYES_FOOTER_LAST20) ||
+		    line + 20 >= nlines) && tok_footer_line(s + i, e - i))
+			t->in_footer = true;
+		if (!t->in_footer)
+			tok_line(t, s + i, e - i, "", 1);
+		else if (mode == BAYES_FOOTER_PREFIX)
+			tok_line(t, s + i, e - i, "F:", 1);
 		t->prev.len = 0;          /* pairs do not cross lines */
+		t->histn = 0;
 		i = e + 1;
 	}
+}
+
+/* ---------------------------------------------------------------- meta tokens */
+
+/* The bucket of v among ascending bounds (index of the first bound >= v; n past them). */
+static size_t tok_bucket(size_t v, const size_t *bounds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v <= bounds[i])
+			return i;
+	return n;
+}
+
+static void tok_emit_meta(struct tok_ctx *t, const char *fmt, size_t v)
+{
+	char b[64];
+	int n = snprintf(b, sizeof(b), fmt, v);
+
+	tok_emit(t, "M:", b, (size_t)n);
+}
+
+/* A Date value's shape: "ok" (RFC 5322 with a numeric zone), "zonename" (a named zone),
+ * "nozone", "2digit" (a two-digit year) or "odd". */
+static const char *tok_date_shape(const char *v, size_t n)
+{
+	char buf[128], wd[8], mon[8], zone[16];
+	unsigned d, y, hh, mm;
+	int used = 0;
+	const char *p = buf;
+
+	if (n >= sizeof(buf))
+		n = sizeof(buf) - 1;
+	memcpy(buf, v, n);
+	buf[n] = '\0';
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (isalpha((unsigned char)*p) && sscanf(p, "%7[A-Za-z],%n", wd, &used) == 1 && used > 0)
+		p += used;
+	zone[0] = '\0';
+	if (sscanf(p, "%u %7s %u %u:%u%n", &d, mon, &y, &hh, &mm, &used) != 5 ||
+	    !tok_is_month(mon, strlen(mon)))
+		return "odd";
+	p += used;
+	if (*p == ':')
+		while (*++p && isdigit((unsigned char)*p))
+			;
+	sscanf(p, " %15s", zone);
+	if (y < 100)
+		return "2digit";
+	if (zone[0] == '\0')
+		return "nozone";
+	if ((zone[0] == '+' || zone[0] == '-') && strlen(zone) == 5)
+		return "ok";
+	return "zonename";
+}
+
+/* Structural evidence that does not drift with vocabulary (rspamd's meta tokens): the
+ * size, the header count and the order of a few structural fields, missing MIME-Version,
+ * mailer, Date or Message-ID and the Date's shape, the MIME structure (top type, leaf
+ * parts, images, attachments), the URL count and HTML's text share. */
+static void tok_meta(struct tok_ctx *t, const char *msg, size_t len, const struct mime_result *mr,
+    bool parsed, size_t nurls, size_t html_len, size_t html_text)
+{
+	static const size_t sizes[] = { 100, 200, 500, 1000, 2000, 4000, 10000, 20000, 30000,
+		100000, 200000, 400000, 800000, 1000000, 2000000, 8000000 };
+	static const size_t hdrs[] = { 4, 9, 14, 19, 29, 49 };
+	static const size_t urls[] = { 0, 1, 3, 7, 15 };
+	static const size_t few[] = { 0, 1, 2 };
+	char order[16], ct[48] = "none", date[16] = "none";
+	size_t no = 0, nh = 0, i = 0, nimg = 0, napp = 0, natt = 0;
+	bool mailer = false, mimever = false, msgid = false;
+
+	tok_emit_meta(t, "size%zu", tok_bucket(len, sizes, sizeof(sizes) / sizeof(sizes[0])));
+	while (i < len && nh < TOK_MAX_HDRS) {
+		const char *e = memchr(msg + i, '\n', len - i);
+		size_t le = e ? (size_t)(e - msg) : len, colon;
+		static const struct { const char *n; char c; } st[] = { { "From", 'F' }, { "To", 'T' },
+			{ "Subject", 'S' }, { "Date", 'D' }, { "Message-ID", 'I' },
+			{ "MIME-Version", 'V' }, { "Received", 'R' }, { "Content-Type", 'C' } };
+
+		if (le == i || (le == i + 1 && msg[i] == '\r'))
+			break;
+		if (msg[i] == ' ' || msg[i] == '\t') {
+			i = le + 1;
+			continue;
+		}
+		for (colon = i; colon < le && msg[colon] != ':'; colon++)
+			;
+		if (colon < le) {
+			size_t nl = colon - i;
+
+			nh++;
+			for (size_t k = 0; k < sizeof(st) / sizeof(st[0]); k++)
+				if (strlen(st[k].n) == nl && strncasecmp(msg + i, st[k].n, nl) == 0 &&
+				    memchr(order, st[k].c, no) == NULL && no + 1 < sizeof(order))
+					order[no++] = st[k].c;
+			if ((nl == 8 && strncasecmp(msg + i, "X-Mailer", 8) == 0) ||
+			    (nl == 10 && strncasecmp(msg + i, "User-Agent", 10) == 0))
+				mailer = true;
+			if (nl == 12 && strncasecmp(msg + i, "MIME-Version", 12) == 0)
+				mimever = true;
+			if (nl == 10 && strncasecmp(msg + i, "Message-ID", 10) == 0)
+				msgid = true;
+			if (nl == 4 && strncasecmp(msg + i, "Date", 4) == 0)
+				snprintf(date, sizeof(date), "%s", tok_date_shape(msg + colon + 1, le - colon - 1));
+			if (nl == 12 && strncasecmp(msg + i, "Content-Type", 12) == 0) {
+				size_t s = colon + 1, k = 0;
+
+				while (s < le && isspace((unsigned char)msg[s]))
+					s++;
+				while (s < le && k + 1 < sizeof(ct) && msg[s] != ';' &&
+				    !isspace((unsigned char)msg[s]))
+					ct[k++] = (char)tolower((unsigned char)msg[s++]);
+				ct[k] = '\0';
+			}
+		}
+		i = le + 1;
+	}
+	order[no] = '\0';
+	if (!(t->meta & BAYES_META_NO_HDRS))
+		tok_emit_meta(t, "hdrs%zu", tok_bucket(nh, hdrs, sizeof(hdrs) / sizeof(hdrs[0])));
+	if (!(t->meta & BAYES_META_NO_ORDER))
+		tok_emit(t, "M:order:", order, no);
+	if (!mailer)
+		tok_emit(t, "M:", "nomailer", 8);
+	if (!mimever)
+		tok_emit(t, "M:", "nomimeversion", 13);
+	if (!msgid)
+		tok_emit(t, "M:", "nomessageid", 11);
+	tok_emit(t, "M:date:", date, strlen(date));
+	tok_emit(t, "M:ct:", ct, strlen(ct));
+	if (parsed) {
+		size_t ntext = 0, nhtml = 0;
+
+		for (size_t p = 0; p < mr->nparts; p++)
+			*(mr->parts[p].html ? &nhtml : &ntext) += 1;
+		for (size_t h = 0; h < mr->nhdrs && h < 256; h++) {
+			const char *v = mr->hdrs[h].value;
+
+			while (isspace((unsigned char)*v))
+				v++;
+			if (strcasecmp(mr->hdrs[h].name, "Content-Type") == 0) {
+				if (strncasecmp(v, "image/", 6) == 0)
+					nimg++;
+				else if (strncasecmp(v, "application/", 12) == 0)
+					napp++;
+			} else if (strcasecmp(mr->hdrs[h].name, "Content-Disposition") == 0 &&
+			    strncasecmp(v, "attachment", 10) == 0) {
+				natt++;
+			}
+		}
+		tok_emit_meta(t, "leaves%zu", mr->nleaves < 5 ? mr->nleaves : 5);
+		tok_emit_meta(t, "text%zu", tok_bucket(ntext, few, 3));
+		tok_emit_meta(t, "html%zu", tok_bucket(nhtml, few, 3));
+		tok_emit_meta(t, "img%zu", tok_bucket(nimg, few, 3));
+		tok_emit_meta(t, "app%zu", tok_bucket(napp, few, 3));
+		tok_emit_meta(t, "att%zu", tok_bucket(natt, few, 3));
+	}
+	tok_emit_meta(t, "urls%zu", tok_bucket(nurls, urls, sizeof(urls) / sizeof(urls[0])));
+	if (html_len && !(t->meta & BAYES_META_NO_HTMLTEXT))
+		tok_emit_meta(t, "htmltext%zu", html_text * 10 / html_len);
 }
 
 size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_opts *o,
@@ -991,9 +1222,13 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 	struct mime_limits lim = { 0 };
 	struct uri_list ul = { .max = 1000 };
 	struct match_scratch *ms = match_scratch_new();
-	size_t body_off;
+	size_t body_off, html_len = 0, html_text = 0;
+	bool parsed = false;
 
 	t.pairs = o && o->pairs;
+	t.window = o ? o->window : 0;
+	t.footer = o ? o->footer : 0;
+	t.meta = o ? o->meta : 0;
 	lim.max_text = o && o->max_text ? o->max_text : TOK_MAX_TEXT;
 	/* an mbox separator is not part of the message */
 	if (len > 5 && strncmp(msg, "From ", 5) == 0) {
@@ -1035,7 +1270,7 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 					break;
 				}
 				dec = mime_decode_header(s.v);
-				tok_text_lines(&t, dec, strlen(dec));
+				tok_text_lines(&t, dec, strlen(dec), false);
 				free(dec);
 				free(s.v);
 				break;
@@ -1051,11 +1286,13 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 				size_t rl;
 				char *r = mime_html_to_text(mt->text, mt->len, &rl, tok_uri_cb, &ul);
 
-				tok_text_lines(&t, r, rl);
+				html_len += mt->len;
+				html_text += rl;
+				tok_text_lines(&t, r, rl, true);
 				tok_text_uris(&ul, ms, r, rl);
 				free(r);
 			} else {
-				tok_text_lines(&t, mt->text, mt->len);
+				tok_text_lines(&t, mt->text, mt->len, true);
 				tok_text_uris(&ul, ms, mt->text, mt->len);
 			}
 		}
@@ -1103,8 +1340,13 @@ size_t bayes_tokenize_cb(const char *msg, size_t len, const struct bayes_token_o
 				}
 			}
 		}
-		mime_result_free(&mr);
+		parsed = true;
 	}
+	t.budget = TOK_MAX_HEADER;
+	if (t.meta & BAYES_META_ON)
+		tok_meta(&t, msg, len, &mr, parsed, ul.n, html_len, html_text);
+	if (parsed)
+		mime_result_free(&mr);
 	t.budget = TOK_MAX_URI;
 	for (size_t u = 0; u < ul.n; u++)
 		tok_line(&t, ul.v[u], strlen(ul.v[u]), "", 2);

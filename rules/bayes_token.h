@@ -15,10 +15,39 @@
 
 struct bayes_token_opts {
 	bool pairs;              /* add "P:a b" tokens for adjacent body words */
+	/* Measured by cross-validation (bench/bayes_cv, docs/classifier.md "Tried and not
+	 * adopted") and not adopted: no config key sets these; 0 is the daemon's tokenizer. */
+	int window;              /* with pairs: rspamd's OSB window (3..5 words: "P:a b" for
+	                          * adjacent words, "P2:".."P4:" with 1..3 words between) */
+	int meta;                /* BAYES_META_*: structural "M:" tokens */
+	int footer;              /* BAYES_FOOTER_*: body text after a list footer separator */
 	char **ignore; size_t nignore;  /* header fields not tokenized (SA's
 	                                 * bayes_ignore_header), lower case */
 	size_t max_text;         /* body text bytes examined (0 = 512 KiB) */
 	size_t max_tokens;       /* unique tokens kept (0 = 20000) */
+};
+
+/* bayes_token_opts.meta: rspamd-style meta tokens (size, header count and order, missing
+ * MIME-Version / mailer / Message-ID, the Date's shape, the top Content-Type, leaf, text,
+ * HTML, image, application and attachment part counts, URL count, HTML's text share);
+ * the other bits leave one group out. */
+enum {
+	BAYES_META_ON = 1,
+	BAYES_META_NO_ORDER = 2,     /* no "M:order:" (the order of From, To, Subject ...) */
+	BAYES_META_NO_HTMLTEXT = 4,  /* no "M:htmltext<tenths>" */
+	BAYES_META_NO_HDRS = 8,      /* no "M:hdrs<bucket>" (the header count) */
+};
+
+/* bayes_token_opts.footer: what becomes of body lines after a footer separator (a line
+ * of 20 or more '_' or '=', "-- ", or one that says "unsubscribe") in a text part. */
+enum {
+	BAYES_FOOTER_KEEP = 0,       /* body text like the rest */
+	BAYES_FOOTER_DROP = 1,       /* left out */
+	BAYES_FOOTER_PREFIX = 2,     /* tokens with an "F:" prefix */
+	BAYES_FOOTER_MODE = 3,       /* the bits above */
+	BAYES_FOOTER_LAST20 = 4,     /* only a separator among the part's last 20 lines */
+	BAYES_FOOTER_LISTS = 8,      /* only in mail with List-Id, List-Unsubscribe,
+	                              * Mailing-List or X-Mailman-Version */
 };
 
 /* A message's tokens: sorted, unique hashes. */

@@ -5,6 +5,7 @@
  * override earlier ones, `if`/`ifplugin` blocks nest, unknown directives are ignored (they
  * configure SA features we do not emulate). */
 #include "rule_src_int.h"
+#include "hook.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -564,7 +565,13 @@ static void rule_parse_line(struct rule_line *l, char *line)
 			rule_src_add_error(s, l->file, l->lineno, 1, "if nested too deep");
 			return;
 		}
-		if (rule_word_is(p, e, "ifplugin")) {
+		if (*rule_skip_ws(e) == '\0') {
+			/* an error, as in SpamAssassin; the block is taken as false so that its
+			 * endif still closes it */
+			rule_src_add_error(s, l->file, l->lineno, 1, "missing '%.*s' condition",
+			    (int)(e - p), p);
+			v = 0;
+		} else if (rule_word_is(p, e, "ifplugin")) {
 			const char *a = rule_skip_ws(e), *ae = rule_word_end(a);
 
 			v = rule_has_plugin(s, a, (size_t)(ae - a));
@@ -579,6 +586,9 @@ static void rule_parse_line(struct rule_line *l, char *line)
 		s->cond[s->depth++] = v;
 		return;
 	}
+	if ((rule_word_is(p, e, "else") || rule_word_is(p, e, "endif")) && *rule_skip_ws(e) != '\0')
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, rule_skip_ws(e)),
+		    "'%.*s' must be standalone", (int)(e - p), p);
 	if (rule_word_is(p, e, "else")) {
 		if (s->depth == 0)
 			rule_src_add_error(s, l->file, l->lineno, 1, "else without if");
@@ -653,8 +663,10 @@ static void rule_parse_line(struct rule_line *l, char *line)
 		rule_src_add_error(s, l->file, l->lineno, rule_col(l, name), "bad rule name");
 		return;
 	}
-	if (name_end - name > 63) {
-		rule_src_add_error(s, l->file, l->lineno, rule_col(l, name), "rule name too long");
+	if (name_end - name > HOOK_SYMBOL_NAME_MAX) {
+		/* SpamAssassin's hard limit (Conf/Parser.pm), the longest symbol name */
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, name),
+		    "rule name too long (more than %d characters)", HOOK_SYMBOL_NAME_MAX);
 		return;
 	}
 	if (dir == DIR_REPLACE_RULES) {

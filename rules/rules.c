@@ -309,61 +309,12 @@ static void rules_rescore_symbols(const struct rules_set *rs, struct hook_env *e
 	}
 }
 
-/* The X-Spam-* fields SpamAssassin and other filters write. A message's own copies (a
- * sender's forged "X-Spam-Status: No") are deleted before ours are added, as SpamAssassin
- * deletes X-Spam-* but X-Spam-Prev-* (PerMsgStatus::check, rewrite_no_report_safe). */
-static const char *const rules_spam_fields[] = {
-	"X-Spam-Status", "X-Spam-Score", "X-Spam-Symbols", "X-Spam-Flag", "X-Spam-Level",
-	"X-Spam-Report", "X-Spam-Checker-Version", "X-Spam-Checked", "X-Spam-Processed",
-};
-
 /* Deletes every X-Spam-* field of the message but X-Spam-Prev-* (SpamAssassin: delete_header
- * 'X-Spam-.*'): the fixed names above, then the other names the header block carries
- * (X-Spam-Virus, X-Spam-Bar, X-Spam-Report-..., any a sender makes up), at most
- * RULES_MAX_SPAM_NAMES distinct ones, each delete being a pass over the fields. */
-#define RULES_MAX_SPAM_NAMES 256
-
+ * 'X-Spam-.*' in PerMsgStatus::check, rewrite_no_report_safe), a sender's forged "X-Spam-Status:
+ * No" and any name it makes up alike, in one pass over the fields. */
 static void rules_delete_spam_fields(struct hook_env *env)
 {
-	const char *hdr;
-	size_t len, hl, ndone = 0;
-	char *done[RULES_MAX_SPAM_NAMES];
-
-	for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]); i++)
-		hook_env_delete_headers(env, rules_spam_fields[i]);
-	if (env->msg == NULL || (hdr = msgbuf_data(env->msg, &len)) == NULL)
-		return;
-	hl = msgbuf_header_len(env->msg);
-	for (size_t o = 0; o < hl && ndone < RULES_MAX_SPAM_NAMES;) {
-		const char *ln = hdr + o, *nl = memchr(ln, '\n', hl - o), *c;
-		size_t n = nl ? (size_t)(nl - ln) : hl - o, k;
-		bool known = false;
-		char *name;
-
-		o += n + 1;
-		if (n < 7 || strncasecmp(ln, "X-Spam-", 7) != 0 ||
-		    (n >= 12 && strncasecmp(ln, "X-Spam-Prev-", 12) == 0) ||
-		    (c = memchr(ln, ':', n)) == NULL)
-			continue;
-		k = (size_t)(c - ln);
-		while (k > 7 && (ln[k - 1] == ' ' || ln[k - 1] == '\t'))
-			k--;
-		for (size_t i = 0; i < sizeof(rules_spam_fields) / sizeof(rules_spam_fields[0]) &&
-		    !known; i++)
-			known = strlen(rules_spam_fields[i]) == k &&
-			    strncasecmp(rules_spam_fields[i], ln, k) == 0;
-		for (size_t i = 0; i < ndone && !known; i++)
-			known = strlen(done[i]) == k && strncasecmp(done[i], ln, k) == 0;
-		if (known || k > 200)
-			continue;
-		name = strndup(ln, k);
-		if (name == NULL)
-			abort();
-		hook_env_delete_headers(env, name);
-		done[ndone++] = name;
-	}
-	for (size_t i = 0; i < ndone; i++)
-		free(done[i]);
+	hook_env_delete_headers_prefix(env, "X-Spam-", "X-Spam-Prev-");
 }
 
 static void rules_add_headers(struct hook_env *env, double total, double required)

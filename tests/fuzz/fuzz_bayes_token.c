@@ -19,7 +19,9 @@ static void fuzz_cb(const char *tok, size_t len, void *arg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct bayes_token_opts o = { .pairs = size & 1 };
+	/* the variants bench/bayes_cv measures too: the OSB window, meta tokens, footers */
+	struct bayes_token_opts o = { .pairs = size & 1, .window = size & 2 ? 5 : 0,
+		.meta = size & 4 ? BAYES_META_ON : 0, .footer = (int)(size >> 3) & 15 };
 	size_t n = 0;
 
 	/* the first 512 bytes: work per byte is what costs here (the bounds on big input are

@@ -91,7 +91,7 @@ static size_t fz_read_edits(const uint8_t *d, size_t size, struct fz_edits *x)
 		struct hdr_edit *e = &x->e[x->n];
 		size_t nl, vl;
 
-		e->op = (enum hdr_edit_op)(d[p++] % 4);
+		e->op = (enum hdr_edit_op)(d[p++] % 5);
 		e->index = (int8_t)d[p++];
 		nl = d[p++] % 32;
 		if (p + nl > size)
@@ -124,7 +124,8 @@ static size_t fz_read_edits(const uint8_t *d, size_t size, struct fz_edits *x)
 				e->value = x->values[x->n];
 			}
 		}
-		if (e->op != HDR_CHANGE && e->value == NULL && e->op != HDR_DELETE_ALL)
+		if (e->op != HDR_CHANGE && e->value == NULL && e->op != HDR_DELETE_ALL &&
+		    e->op != HDR_DELETE_PREFIX)
 			e->value = x->values[x->n];   /* add/insert always carry a value ("") */
 		x->n++;
 	}
@@ -182,7 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				continue;
 			bool later_removal = false;
 			for (size_t j = i + 1; j < x.n; j++)
-				if (x.e[j].op == HDR_DELETE_ALL || x.e[j].op == HDR_CHANGE)
+				if (x.e[j].op == HDR_DELETE_ALL || x.e[j].op == HDR_CHANGE ||
+				    x.e[j].op == HDR_DELETE_PREFIX)
 					later_removal = true;
 			if (later_removal)
 				continue;

@@ -53,7 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fclose(f);
 	X509_free(x);
 	EVP_PKEY_free(pk);
-	server_ctx = tls_ctx_new_server(cert, key, 0, NULL, err, sizeof err);
+	server_ctx = tls_ctx_new_server(cert, key, NULL, NULL, 0, NULL, err, sizeof err);
 	client_ctx = tls_ctx_new_client(err, sizeof err);
 	unlink(cert);
 	unlink(key);

@@ -133,11 +133,13 @@ r = mt.run_mxgate('-t', '-c', mism)
 mt.check(r.returncode == 1 and re.search(r'^%s:5:\d+: tls\.key: .*(mismatch|does not match)' % re.escape(mism),
                                          r.stdout + r.stderr, re.M),
          'a key that does not match the certificate: FILE:LINE:COL: tls.key: ... (%s)' % (r.stdout + r.stderr).strip()[:200])
-# a backend name that does not resolve at start: the daemon stops and says which one
+# a backend name that does not resolve at start: the daemon stops and says which one, at
+# its place in the file (as -t does: test_docs_backend_names)
 unres = write('unresolvable.yaml', 'listen: [127.0.0.1:%d]\nbackends: { servers: ["smtp://127.0.0.1:2526", '
               '"smtp://nosuch.invalid:25"] }\n' % mt.hold_port().port)
 r = mt.run_mxgate('-c', unres)
-mt.check(r.returncode != 0 and re.search(r'event=config_error .*smtp://nosuch\.invalid:25.*cannot resolve', r.stdout + r.stderr),
+mt.check(r.returncode != 0 and re.search(re.escape(unres) + r':2:\d+: backends\.servers\[1\]: cannot resolve host: '
+                                         r'"smtp://nosuch\.invalid:25"', r.stdout + r.stderr),
          'an unresolvable backend at start: exit %s, the log names it (%s)' % (r.returncode, (r.stdout + r.stderr).strip()[-200:]))
 # a rules.files glob that matches nothing is the config's error, at the glob's line
 norules = write('norules.yaml', mt.to_yaml(mt.config(['smtp://127.0.0.1:2526'], listen=[{'address': '127.0.0.1:2525'}],

@@ -225,6 +225,29 @@ mt.check(code is not None and 500 <= code < 600, "LMTP: the only recipient's per
 code, text = mt.send_mail(mx.port, FROM, ['a@example.test', 'later@example.test'], mt.message('llater'))
 mt.check(code is not None and 400 <= code < 500, 'LMTP: a recipient tempfailed at end of data, no other server -> 4xx (%s)' % text)
 mx.stop()
+# backends.lmtp_recipient_limit: 1: one recipient per transaction, so that a refusal after the
+# dot (a mailbox over quota) reaches the sender for that recipient alone instead of a 250 for
+# all; the client gets 452 4.5.3 for the second and sends it in a new transaction (RFC 5321
+# 4.5.3.1.10), also when it pipelines the whole group.
+mx = mt.Mxgate(mt.config([lm.url], workers=1, backends={'lmtp_recipient_limit': 1}), name='mx-lmtp1')
+nbefore = len(lm.messages)
+c = mt.Client(mx.port)
+c.ehlo()
+c.send(b'MAIL FROM:<%s>\r\nRCPT TO:<a@example.test>\r\nRCPT TO:<full@example.test>\r\nDATA\r\n' % FROM.encode())
+replies = [c.reply() for _ in range(4)]
+mt.check([r[0] for r in replies] == [250, 250, 452, 354] and '4.5.3' in replies[2][1],
+         'lmtp_recipient_limit 1: a pipelined second RCPT gets 452 4.5.3, DATA 354 (%s)' % replies)
+c.send(mt.message('lone') + b'.\r\n')
+code, text = c.reply()
+mt.check(code == 250, 'lmtp_recipient_limit 1: the message to the first recipient is delivered (%s)' % text)
+code, text = mt.send_mail(mx.port, FROM, ['full@example.test'], mt.message('lone2'), client=c)
+mt.check(code is not None and 500 <= code < 600,
+         'lmtp_recipient_limit 1: the over-quota recipient sent alone gets its own 5xx (%s)' % text)
+c.close()
+got = lm.messages[nbefore:]
+mt.check(len(got) == 1 and got[0]['accepted_rcpts'] == ['a@example.test'],
+         'lmtp_recipient_limit 1: the backend took one message, for one recipient (%s)' % [m['accepted_rcpts'] for m in got])
+mx.stop()
 mx = mt.Mxgate(mt.config([lm.url, spare.url], workers=1), name='mx-lmtp2')
 for i in range(2):   # whichever server round robin starts with
     mt.send_mail(mx.port, FROM, ['a@example.test', 'later@example.test'], mt.message('lre%d' % i))

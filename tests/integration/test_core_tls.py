@@ -91,6 +91,12 @@ r = mt.swaks(imp_port, '--tlsc', '--from', FROM, '--to', RCPT, '--header', 'Mess
 mt.check(r.returncode == 0 and len(delivered('tlsc')) == 1, 'implicit TLS: swaks --tlsc delivers (rc=%d)' % r.returncode)
 c = mt.Client(imp_port, tls=True)
 mt.check(c.greeting[0] == 220, 'implicit TLS: greeting inside TLS (%s)' % (c.greeting,))
+# a session's first line is its event=connect (who, which port), then its event=tls
+m = mx.wait_log(r'\S+ info (\w+) event=connect client=\S+ port=\d+ tls=implicit', 3)
+sid = m.group(1) if m else None
+sess = [l for l in mx.log().splitlines() if sid and l.split(' ')[2:3] == [sid]]
+mt.check(len(sess) >= 2 and 'event=connect ' in sess[0] and 'event=tls ' in sess[1],
+         'implicit TLS: event=connect is the session\'s first line, event=tls the next (%s)' % sess[:2])
 code, text = c.ehlo()
 mt.check(code == 250 and 'STARTTLS' not in text, 'implicit TLS: EHLO does not offer STARTTLS')
 code, text = mt.send_mail(imp_port, FROM, [RCPT], mt.message('imp'), client=c)
@@ -180,4 +186,95 @@ mt.check(code == 250, 'a session that was inside TLS before the renewal goes on 
 held.close()
 
 mx.stop()
+
+# ---------------------------------------------------------------- a second (ECDSA) certificate
+ecrt, ekey = os.path.join(mt.TMP, 'ec.pem'), os.path.join(mt.TMP, 'ec.key')
+r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+                    '-days', '2', '-subj', '/CN=mx.test', '-keyout', ekey, '-out', ecrt], capture_output=True, timeout=60)
+mt.check(r.returncode == 0, 'an ECDSA certificate made')
+os.chmod(ekey, 0o644)
+mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'}],
+                         tls={'certificate': crt, 'key': key, 'second_certificate': ecrt, 'second_key': ekey}),
+               name='mx-dualcert')
+for sigalgs, want, what in (('ECDSA+SHA256', ecrt, 'ECDSA'), ('RSA-PSS+SHA256:RSA+SHA256', crt, 'RSA')):
+    for ver in ('-tls1_2', '-tls1_3'):
+        r = mt.s_client(mx.port, 'QUIT\n', extra=(ver, '-sigalgs', sigalgs, '-showcerts'))
+        m = re.search(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----', r.stdout, re.S)
+        got = ssl.PEM_cert_to_DER_cert(m.group(0)) if m else None
+        mt.check(got == der_of(want), 'second certificate: a client taking only %s (%s) gets the %s certificate'
+                 % (sigalgs, ver, what))
+c = mt.Client(mx.port)
+c.ehlo()
+c.starttls()
+c.ehlo()
+code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('dualcert'), client=c)
+mt.check(code == 250 and len(delivered('dualcert')) == 1, 'second certificate: a message over STARTTLS (%s)' % text)
+c.close()
+mx.stop()
+rc, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:25', 'tls': 'starttls'}],
+                                    tls={'certificate': crt, 'key': key, 'second_certificate': crt, 'second_key': key}),
+                          name='dual-same')
+mt.check(rc != 0 and 'second_certificate' in out and 'same type' in out,
+         '-t: a second certificate with a key of the same type is an error (%s)' % out.strip())
+
+# ---------------------------------------------------------------- certificates chosen by SNI
+ocrt, okey = os.path.join(mt.TMP, 'other.pem'), os.path.join(mt.TMP, 'other.key')
+r = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=mx.other.example',
+                    '-addext', 'subjectAltName=DNS:mx.other.example,DNS:*.wild.example',
+                    '-keyout', okey, '-out', ocrt], capture_output=True, timeout=60)
+mt.check(r.returncode == 0, 'a certificate for mx.other.example and *.wild.example made')
+os.chmod(okey, 0o644)
+mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'},
+                                           {'address': '127.0.0.1:0', 'tls': 'implicit'}],
+                         tls={'certificate': crt, 'key': key, 'second_certificate': ecrt, 'second_key': ekey,
+                              'sni': [{'certificate': ocrt, 'key': okey}]}),
+               name='mx-sni')
+
+
+def served(port, starttls, servername):
+    extra = ('-servername', servername) if servername else ('-noservername',)
+    argv = ['openssl', 's_client', '-connect', '127.0.0.1:%d' % port, '-crlf', '-ign_eof', '-showcerts',
+            '-sigalgs', 'RSA-PSS+SHA256:RSA+SHA256'] + list(extra) + (['-starttls', 'smtp'] if starttls else [])
+    out = subprocess.run(argv, input='QUIT\n', capture_output=True, text=True, timeout=mt.slack(30)).stdout
+    m = re.search(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----', out, re.S)
+    return ssl.PEM_cert_to_DER_cert(m.group(0)) if m else None
+
+
+for port, starttls in ((mx.ports[0], True), (mx.ports[1], False)):
+    for name, want, what in (('mx.other.example', ocrt, 'its certificate'), ('a.wild.example', ocrt, 'the wildcard\'s'),
+                             ('MX.OTHER.EXAMPLE', ocrt, 'its certificate (any case)'),
+                             ('mx.test', crt, 'the default'), ('unknown.example', crt, 'the default'),
+                             (None, crt, 'the default')):
+        mt.check(served(port, starttls, name) == der_of(want), 'SNI %s (%s): %s' % (
+            name or '(none)', 'STARTTLS' if starttls else 'implicit', what))
+c = mt.Client(mx.ports[1], tls=True)
+c.ehlo()
+code, text = mt.send_mail(mx.ports[1], FROM, [RCPT], mt.message('sni'), client=c)
+mt.check(code == 250 and len(delivered('sni')) == 1, 'SNI: a message through (%s)' % text)
+c.close()
+mx.stop()
+rc, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:25', 'tls': 'starttls'}],
+                                    tls={'certificate': crt, 'key': key, 'sni': [{'certificate': ocrt, 'key': key}]}),
+                          name='sni-bad')
+mt.check(rc != 0 and re.search(r'sni-bad\.yaml:\d+:\d+: tls\.sni\[0\]\.key: .*mismatch', out),
+         '-t: an SNI certificate with the wrong key: FILE:LINE:COL at tls.sni[0] (%s)' % out.strip())
+
+# ---------------------------------------------------------------- require_tls (Postfix's encrypt level)
+mx = mt.Mxgate(mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'require_tls': True}],
+                         tls={'certificate': crt, 'key': key}), name='mx-reqtls')
+c = mt.Client(mx.port)
+code, text = c.ehlo()
+mt.check(code == 250 and 'STARTTLS' in text, 'require_tls: EHLO offers STARTTLS')
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code == 530 and '5.7.0' in text and 'STARTTLS' in text,
+         'require_tls: MAIL before STARTTLS gets 530 5.7.0 (%s)' % text)
+code, _ = c.starttls()
+c.ehlo()
+code, text = mt.send_mail(mx.port, FROM, [RCPT], mt.message('reqtls'), client=c)
+mt.check(code == 250 and len(delivered('reqtls')) == 1, 'require_tls: after STARTTLS the message goes (%s)' % text)
+c.close()
+mx.stop()
+for lst, what in (([{'address': '127.0.0.1:0', 'require_tls': True}], 'tls: none'),):
+    rc, out = mt.config_check(mt.config([be.url], listen=lst, tls={'certificate': crt, 'key': key}), name='reqtls-bad')
+    mt.check(rc != 0 and 'require_tls' in out, '-t: require_tls with %s is an error (%s)' % (what, out.strip()))
 mt.finish()

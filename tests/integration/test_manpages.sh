@@ -34,6 +34,27 @@ for page in mxgate.8 mxgatectl.8 mxgate.yaml.5; do
 	if [ $? -eq 0 ] && [ -z "$out" ] && [ -s "$tmp/page.txt" ]; then echo "ok   man --warnings -l: $page clean"; else
 		echo "FAIL man --warnings -l: $page: $out"; fails=$((fails + 1)); fi
 done
+# Every form of the command line `mxgate -h` shows is in mxgate(8): its words (learn,
+# --dump-config-man ...) appear in the page as rendered.
+MANWIDTH=200 man -l "$SRC/man/mxgate.8" 2>/dev/null | tr -s ' ' >"$tmp/mxgate8.txt"
+"$BIN" -h 2>&1 | sed -n 's/^ *\(usage: \)\{0,1\}\(mxgate [^ ].*[^ ]\)   .*/\2/p' | sed 's/  .*//' >"$tmp/usage.txt"
+[ -s "$tmp/usage.txt" ] || { echo "FAIL mxgate -h shows no usage lines"; fails=$((fails + 1)); }
+while read -r form; do
+	missing=""
+	for w in $form; do
+		case $w in FILE|PATH...|mxgate) continue ;; esac
+		for alt in $(echo "$w" | tr '|' ' '); do
+			grep -qF -- "$alt" "$tmp/mxgate8.txt" || missing="$missing $alt"
+		done
+	done
+	[ -z "$missing" ] && echo "ok   mxgate(8) documents: $form" ||
+		{ echo "FAIL mxgate(8) lacks$missing of: $form"; fails=$((fails + 1)); }
+done <"$tmp/usage.txt"
+# The keys a reload cannot change (proxy/main.c's table) are the ones mxgatectl(8) names.
+code=$(sed -n '/keys\[\] = {/,/};/p' "$SRC/proxy/main.c" | sed -n 's/^[[:space:]]*{ "\([a-z._]*\)",.*/\1/p' | sort | tr '\n' ' ')
+page=$(tr '\n' ' ' <"$SRC/man/mxgatectl.8" | sed -n 's/.*Keys made once at start (\([^)]*\)).*/\1/p' | tr -d ' ' | tr ',' '\n' | sort | tr '\n' ' ')
+[ -n "$code" ] && [ "$code" = "$page" ] && echo "ok   mxgatectl(8) names the start-only keys: $code" ||
+	{ echo "FAIL mxgatectl(8) names the start-only keys [$page], the code has [$code]"; fails=$((fails + 1)); }
 # Every key of the tables is in the manual (spot checks across sections).
 for key in max_connections_per_ip health_check socket pass_ttl add_header; do
 	grep -q "^\.B $key\$" "$SRC/man/mxgate.yaml.5" && echo "ok   mxgate.yaml.5 describes $key" ||

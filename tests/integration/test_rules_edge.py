@@ -32,6 +32,7 @@ if not glob.glob(os.path.join(STOCK, '*.cf')):
         mt.fail('no SpamAssassin rules in %s' % STOCK)
     mt.skip('no SpamAssassin rules in %s' % STOCK)
 
+LONG = 'EDGE_LONG_' + 'N' * 90
 fake = os.path.join(mt.TMP, 'fake.cf')
 with open(fake, 'w') as f:
     f.write('body EDGE_FAKE eval:check_made_up_thing(\'x\')\nscore EDGE_FAKE 2.0\n'
@@ -39,7 +40,9 @@ with open(fake, 'w') as f:
             'header __EDGE_HAS_SUBJ exists:Subject\n'
             'meta EDGE_NOT_FAKE !EDGE_FAKE && __EDGE_HAS_SUBJ\nscore EDGE_NOT_FAKE 3.0\n'
             'meta EDGE_FAKE_OR EDGE_FAKE || __EDGE_HAS_SUBJ\nscore EDGE_FAKE_OR 0.5\n'
-            'meta EDGE_NOT_NOT !EDGE_NOT_FAKE\nscore EDGE_NOT_NOT 0.5\n')
+            'meta EDGE_NOT_NOT !EDGE_NOT_FAKE\nscore EDGE_NOT_NOT 0.5\n'
+            # a rule name of 100 characters, SpamAssassin's limit, hits under its whole name
+            'header %s exists:Subject\nscore %s 0.01\n' % (LONG, LONG))
 
 # ---- the classifier: trained offline (enough to be on: score set 2, BAYES_xx)
 store = 'lmdb:' + os.path.join(mt.TMP, 'bayes')
@@ -148,10 +151,16 @@ for name, data in CASES:
                      name, prob.group(1), sorted(hits)))
     if line and b'Subject:' in data.split(b'\r\n\r\n', 1)[0]:
         mt.check('EDGE_FAKE_OR' in hits, '%s: UNKNOWN || TRUE hits (%s)' % (name, sorted(hits)))
+    if name == 'ordinary, afterwards':
+        mt.check(LONG in hits and st is not None and LONG.encode() in head,
+                 'a 100-character rule name hits, whole in the log and in X-Spam-Status (%s)' % sorted(hits))
 # a sender's own X-Spam-* headers (a forged "No") do not reach the backend beside ours, as
 # SpamAssassin deletes them before adding its own; X-Spam-Prev-* stay
+# (300 made-up names too, and one of 250 characters: none may slip through a bound)
 forged = ('X-Spam-Status: No, score=-9.9 required=5.0 tests=NONE\r\nX-Spam-Score: -9.9\r\n'
           'X-Spam-Flag: NO\r\nX-Spam-Level: \r\nX-Spam-Prev-Subject: kept\r\n' +
+          ''.join('X-Spam-Made-Up-%d: No\r\n' % i for i in range(300)) +
+          'X-Spam-' + 'L' * 243 + ': No\r\n' +
           H % ('forged', 'forged') + '\r\nbody\r\n').encode()
 n = len(be.messages)
 code, text = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], forged)
@@ -161,7 +170,8 @@ head = re.split(rb'\r?\n\r?\n', be.messages[-1]['data'], 1)[0] if len(be.message
 names = [h.split(b':', 1)[0].lower() for h in re.split(rb'\r?\n(?![ \t])', head)]
 mt.check(names.count(b'x-spam-status') == 1 and names.count(b'x-spam-score') == 1 and
          b'x-spam-flag' not in names and names.count(b'x-spam-level') == 1 and
-         b'score=-9.9' not in head and b'x-spam-prev-subject' in names,
+         b'score=-9.9' not in head and b'x-spam-prev-subject' in names and
+         not any(x.startswith(b'x-spam-made-up') or x.startswith(b'x-spam-lll') for x in names),
          'only mxgate\'s X-Spam-* headers reach the backend (%s)' % [
              x.decode() for x in names if x.startswith(b'x-spam')])
 mt.check(mx.alive(), 'the daemon is still running')

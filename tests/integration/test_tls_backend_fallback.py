@@ -33,7 +33,7 @@ crt, key = mt.cert()
 class BrokenTLS:
     """An ESMTP backend offering STARTTLS that breaks it in `mode`: 'close' (220, then
     closes), 'garbage' (220, then plaintext), 'tls11' (220, then a TLS server capped at
-    TLS 1.1), '454' (refuses STARTTLS). Records (tls, data) per message and the STARTTLS
+    TLS 1.1), '454' (refuses STARTTLS), 'plain' (does not offer it). Records (tls, data) per message and the STARTTLS
     commands it got."""
 
     def __init__(self, mode):
@@ -74,7 +74,8 @@ class BrokenTLS:
                 return
             verb = line.split(b' ', 1)[0].strip().upper()
             if verb == b'EHLO':
-                w(b'250-broken.test\r\n' + (b'' if tls else b'250-STARTTLS\r\n') + b'250 PIPELINING\r\n')
+                w(b'250-broken.test\r\n' + (b'' if tls or self.mode == 'plain' else b'250-STARTTLS\r\n') +
+                  b'250 PIPELINING\r\n')
             elif verb == b'STARTTLS':
                 with self.lock:
                     self.starttls += 1
@@ -140,5 +141,28 @@ for mode in ('close', 'garbage', 'tls11', '454'):
     got = good.by_tag('good-' + mode)
     mt.check(r[0] == 250 and len(got) == 1 and got[0]['tls'] in ('TLSv1.2', 'TLSv1.3'),
              'backend STARTTLS %s: a working backend still gets TLS (%s)' % (mode, got and got[0]['tls']))
+    mx.stop()
+
+# backends.require_tls (Postfix's smtp_tls_security_level = encrypt): never in clear. Each
+# broken backend, and one that offers no STARTTLS, gets no message; the client gets 4xx
+# (it retries) and a working TLS backend still takes the mail.
+for mode in ('close', 'garbage', 'tls11', '454', 'plain'):
+    be = BrokenTLS(mode)
+    good = mt.Backend(starttls=True, xclient=False, name='rgood-' + mode)
+    mx = mt.Mxgate(mt.config([be.url], workers=1, backends={'client_identity': 'none', 'pool_size': 0, 'require_tls': True,
+                                                         'max_attempts': 1,
+                                                         'routes': [{'domains': ['good.test'], 'servers': [good.url]}]}),
+                   name='mx-req-' + mode)
+    for i in (1, 2):
+        tag = 'req-%s-%d' % (mode, i)
+        r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message(tag))
+        got = [m for m in be.messages if ('<%s@' % tag).encode() in m[1]]
+        mt.check(r[0] is not None and 400 <= r[0] < 500 and not got,
+                 'require_tls, backend STARTTLS %s, message %d: 4xx, nothing sent in clear (%s, %d copies)'
+                 % (mode, i, r, len(got)))
+    r = mt.send_mail(mx.port, 'a@example.org', ['b@good.test'], mt.message('rgood-' + mode))
+    got = good.by_tag('rgood-' + mode)
+    mt.check(r[0] == 250 and len(got) == 1 and got[0]['tls'] in ('TLSv1.2', 'TLSv1.3'),
+             'require_tls: a working TLS backend gets the message over TLS (%s)' % (got and got[0]['tls']))
     mx.stop()
 mt.finish()

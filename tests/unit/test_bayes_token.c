@@ -1,6 +1,6 @@
 /* test_bayes_token.c — the classifier's tokenizer: labelled rows of one line -> tokens
  * (SpamAssassin's _tokenize_line rules), header tokens of a whole message, bayes_ignore_header,
- * and bounds. */
+ * bounds, and the variants bench/bayes_cv measured (OSB window, meta tokens, list footers). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -143,6 +143,159 @@ static void test_pairs(void **state)
 	assert_true(has(&k, "P:rolex watches"));
 }
 
+/* rspamd's OSB window: each word with the window - 1 before it, the distance in the
+ * prefix; pairs do not cross lines; the default (window 0) is adjacent pairs only. */
+static void test_osb_window(void **state)
+{
+	struct toks k = { .n = 0 };
+	struct bayes_token_opts o = { .pairs = true, .window = 3 };
+	const char *m = "Subject: x\n\ncheap rolex watches today\nnext line\n";
+
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(m, strlen(m), &o, collect_cb, &k);
+	assert_true(has(&k, "P:cheap rolex"));
+	assert_true(has(&k, "P:rolex watches"));
+	assert_true(has(&k, "P2:cheap watches"));
+	assert_true(has(&k, "P2:rolex today"));
+	assert_false(has(&k, "P3:cheap today"));      /* window 3: at most one word between */
+	assert_true(has(&k, "P:next line"));
+	assert_false(has(&k, "P2:today line"));       /* not across lines */
+	o.window = 0;
+	k.n = 0;
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(m, strlen(m), &o, collect_cb, &k);
+	assert_true(has(&k, "P:cheap rolex"));
+	assert_false(has(&k, "P2:cheap watches"));
+}
+
+/* Meta tokens: rows of (message, a token it must give, one it must not). */
+struct meta_case { const char *label, *msg, *want, *unwanted; };
+
+static const struct meta_case meta_cases[] = {
+	{ "header order of the structural fields",
+	  "Received: x\nFrom: a@b.example\nTo: c@d.example\nSubject: s\n"
+	  "Date: Mon, 10 Jun 2002 14:18:05 +0100\nMessage-ID: <1@b>\n\nbody text\n",
+	  "M:order:RFTSDI", "M:nomessageid" },
+	{ "missing MIME-Version, mailer and Message-ID",
+	  "From: a@b.example\nSubject: s\n\nbody\n", "M:nomimeversion", "M:nomimeversion?" },
+	{ "no Message-ID", "From: a@b.example\n\nbody\n", "M:nomessageid", "M:order:FI" },
+	{ "a mailer", "X-Mailer: Foo 1\nFrom: a@b.example\n\nbody\n", "M:hdrs0",
+	  "M:nomailer" },
+	{ "Date with a numeric zone", "Date: Mon, 10 Jun 2002 14:18:05 +0100\n\nx\n",
+	  "M:date:ok", "M:date:none" },
+	{ "Date without a zone", "Date: 10 Jun 2002 14:18:05\n\nx\n", "M:date:nozone",
+	  "M:date:ok" },
+	{ "Date with a named zone", "Date: Mon, 10 Jun 2002 14:18 EST\n\nx\n",
+	  "M:date:zonename", "M:date:ok" },
+	{ "Date with a two-digit year", "Date: Mon, 10 Jun 02 14:18:05 +0100\n\nx\n",
+	  "M:date:2digit", "M:date:ok" },
+	{ "Date not a date", "Date: yesterday\n\nx\n", "M:date:odd", "M:date:ok" },
+	{ "no Date", "From: a@b.example\n\nx\n", "M:date:none", "M:date:odd" },
+	{ "size bucket (rspamd's bounds)", "Subject: s\n\nx\n", "M:size0", "M:size1" },
+	{ "top Content-Type and parts",
+	  "Content-Type: multipart/mixed; boundary=\"b\"\nMIME-Version: 1.0\n\n--b\n"
+	  "Content-Type: text/html\n\n<p>Hi <a href=\"http://x.example/\">there</a></p>\n--b\n"
+	  "Content-Type: image/gif\nContent-Disposition: attachment; filename=a.gif\n"
+	  "Content-Transfer-Encoding: base64\n\nR0lGODlh\n--b--\n",
+	  "M:ct:multipart/mixed", "M:ct:none" },
+	{ "an image part", NULL, "M:img1", "M:img0" },
+	{ "an attachment", NULL, "M:att1", "M:att0" },
+	{ "an HTML part, no text part", NULL, "M:html1", "M:text1" },
+	{ "one URL", NULL, "M:urls1", "M:urls0" },
+	{ "HTML's text share: about a fifth of the part", NULL, "M:htmltext2", "M:htmltext9" },
+};
+
+static void test_meta_rows(void **state)
+{
+	const char *m = NULL;
+
+	for (size_t i = 0; i < sizeof(meta_cases) / sizeof(meta_cases[0]); i++) {
+		const struct meta_case *c = &meta_cases[i];
+		struct bayes_token_opts o = { .meta = BAYES_META_ON };
+		struct toks k = { .n = 0 }, off = { .n = 0 };
+
+		if (c->msg)
+			m = c->msg;             /* NULL: the row before's message */
+		k.buf[0] = off.buf[0] = '\0';
+		bayes_tokenize_cb(m, strlen(m), &o, collect_cb, &k);
+		if (!has(&k, c->want))
+			fail_msg("%s: no %s in: %s", c->label, c->want, k.buf);
+		if (has(&k, c->unwanted))
+			fail_msg("%s: unexpected %s in: %s", c->label, c->unwanted, k.buf);
+		bayes_tokenize_cb(m, strlen(m), NULL, collect_cb, &off);
+		if (strstr(off.buf, "M:") != NULL && strstr(off.buf, "MIME:") == NULL)
+			fail_msg("%s: meta tokens without opts.meta: %s", c->label, off.buf);
+		o.meta = BAYES_META_ON | BAYES_META_NO_ORDER;
+		k.n = 0;
+		k.buf[0] = '\0';
+		bayes_tokenize_cb(m, strlen(m), &o, collect_cb, &k);
+		if (strstr(k.buf, "M:order:") != NULL)
+			fail_msg("%s: M:order: with BAYES_META_NO_ORDER", c->label);
+	}
+}
+
+/* List footers: after a separator the body's lines are left out or prefixed "F:"; the
+ * Subject never starts a footer; LISTS: only in mail with list headers. */
+static void test_footer(void **state)
+{
+	static const char list[] = "List-Id: <l.example.org>\nSubject: unsubscribe me\n\n"
+	    "real words here\n_______________________________________________\n"
+	    "Mailinglist footer words\n";
+	static const char plain[] = "Subject: hi\n\nreal words here\n-- \nsignature words\n";
+	struct bayes_token_opts o = { .footer = BAYES_FOOTER_DROP };
+	struct toks k = { .n = 0 };
+
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(list, strlen(list), &o, collect_cb, &k);
+	assert_true(has(&k, "real"));
+	assert_true(has(&k, "unsubscribe"));          /* the Subject */
+	assert_false(has(&k, "footer"));
+	assert_false(has(&k, "F:footer"));
+	o.footer = BAYES_FOOTER_PREFIX;
+	k.n = 0;
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(list, strlen(list), &o, collect_cb, &k);
+	assert_true(has(&k, "F:footer"));
+	assert_false(has(&k, "footer"));
+	assert_false(has(&k, "F:real"));
+	o.footer = BAYES_FOOTER_DROP;
+	k.n = 0;
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(plain, strlen(plain), &o, collect_cb, &k);
+	assert_false(has(&k, "signature"));           /* "-- " is a separator */
+	o.footer = BAYES_FOOTER_DROP | BAYES_FOOTER_LISTS;
+	k.n = 0;
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(plain, strlen(plain), &o, collect_cb, &k);
+	assert_true(has(&k, "signature"));            /* not list mail */
+	k.n = 0;
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(list, strlen(list), &o, collect_cb, &k);
+	assert_false(has(&k, "footer"));
+}
+
+static void test_footer_last_lines(void **state)
+{
+	/* LAST20: a separator with more than 20 lines after it starts no footer */
+	char m[2048];
+	size_t n = (size_t)snprintf(m, sizeof(m), "Subject: s\n\nbefore\n-- \nearly\n");
+	struct bayes_token_opts o = { .footer = BAYES_FOOTER_DROP | BAYES_FOOTER_LAST20 };
+	struct toks k = { .n = 0 };
+
+	for (int i = 0; i < 25; i++)
+		n += (size_t)snprintf(m + n, sizeof(m) - n, "line%02d text\n", i);
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(m, n, &o, collect_cb, &k);
+	assert_true(has(&k, "early"));
+	assert_true(has(&k, "line24"));
+	n += (size_t)snprintf(m + n, sizeof(m) - n, "-- \nlate\n");
+	k.n = 0;
+	k.buf[0] = '\0';
+	bayes_tokenize_cb(m, n, &o, collect_cb, &k);
+	assert_true(has(&k, "line24"));
+	assert_false(has(&k, "late"));
+}
+
 static void test_hashes_sorted_unique(void **state)
 {
 	struct bayes_tokens t;
@@ -217,6 +370,10 @@ int main(void)
 		cmocka_unit_test(test_line_rows),
 		cmocka_unit_test(test_message_tokens),
 		cmocka_unit_test(test_pairs),
+		cmocka_unit_test(test_osb_window),
+		cmocka_unit_test(test_meta_rows),
+		cmocka_unit_test(test_footer),
+		cmocka_unit_test(test_footer_last_lines),
 		cmocka_unit_test(test_hashes_sorted_unique),
 		cmocka_unit_test(test_ignore_headers),
 		cmocka_unit_test(test_bounded),

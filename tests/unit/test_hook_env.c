@@ -30,7 +30,7 @@ static double symbol_sum(const struct hook_env *env)
 static void test_symbols(void **state)
 {
 	struct hook_env env;
-	char name[80], desc[32];
+	char name[200], desc[32];
 
 	(void)state;
 	memset(&env, 0, sizeof(env));

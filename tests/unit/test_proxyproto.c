@@ -172,6 +172,16 @@ test_build_roundtrip(void **state)
 
     /* families differ */
     assert_int_equal(proxyproto_build_v2((struct sockaddr *)&s4, (struct sockaddr *)&d6, out, sizeof(out)), 0);
+
+    /* LOCAL (the health probes' header): parsed back as local, nothing after it eaten */
+    n = proxyproto_build_v2_local(out, sizeof(out));
+    assert_int_equal(n, 16);
+    memcpy(out + n, "220 x\r\n", 7);
+    assert_int_equal(proxyproto_parse(out, n + 7, &info, &consumed, &err), PROXY_DONE);
+    assert_int_equal(consumed, 16);
+    assert_int_equal(info.version, 2);
+    assert_true(info.local);
+    assert_int_equal(proxyproto_build_v2_local(out, 15), 0);
 }
 
 /* A v2 header at the 536-octet bound with TLVs is fine, beyond is an error. */

@@ -122,6 +122,23 @@ static void test_default_scores(void **state)
 	rule_src_free(s);
 }
 
+/* Rule names up to 100 characters, SpamAssassin's limit (63 before: a site's long local
+ * rule names made the whole file an error). */
+static void test_long_names(void **state)
+{
+	int nerr;
+	char name[101], text[256];
+	struct rule_src *s;
+
+	memset(name, 'L', 100);
+	name[100] = '\0';
+	snprintf(text, sizeof(text), "body %s /x/\nscore %s 2.5\n", name, name);
+	s = parse(text, &nerr);
+	assert_int_equal(nerr, 0);
+	assert_true(get(s, name)->score == 2.5);
+	rule_src_free(s);
+}
+
 static void test_conditionals(void **state)
 {
 	int nerr;
@@ -198,6 +215,14 @@ static const struct bad_case bad_cases[] = {
 	{ "missing definition", "body A\n", "t.cf:1:7:" },
 	{ "endif without if", "endif\n", "t.cf:1:1:" },
 	{ "missing endif", "ifplugin X\nbody A /x/\n", "t.cf:2:1:" },
+	/* SpamAssassin's Conf/Parser.pm: "missing 'ifplugin' condition", "must be standalone" */
+	{ "rule name over 100 characters",
+	  "body A2345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901 /x/\n",
+	  "t.cf:1:6:" },
+	{ "ifplugin without a plugin", "ifplugin\nbody A /x/\nendif\n", "t.cf:1:1:" },
+	{ "if without a condition", "body A /x/\nif  \nendif\n", "t.cf:2:1:" },
+	{ "else with text", "ifplugin X\nelse foo\nendif\n", "t.cf:2:6:" },
+	{ "endif with text", "ifplugin X\nendif X\n", "t.cf:2:7:" },
 	{ "bad if", "if (version >=\nendif\n", "t.cf:1:4:" },
 	{ "bad action", "action A explode\n", "t.cf:1:10:" },
 	{ "bad envelope field", "envelope A size =~ /x/\n", "t.cf:1:12:" },
@@ -295,6 +320,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_directives),
 		cmocka_unit_test(test_default_scores),
+		cmocka_unit_test(test_long_names),
 		cmocka_unit_test(test_conditionals),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_replace_tags_self),

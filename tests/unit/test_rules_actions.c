@@ -105,6 +105,33 @@ static void test_symbols(void **state)
 	assert_string_equal(buf, "A=2.500, B=-1.000");
 }
 
+/* Folded lines of X-Spam-Symbols end in the comma, with no space before the fold (a
+ * line's trailing white space is what RFC 5322 3.2.2 says not to write), and stay within
+ * 78 columns, for a list of more than 64 names too. */
+static void test_symbols_folding(void **state)
+{
+	const char *names[100];
+	double scores[100];
+	char nm[100][24], buf[8192], *line, *save = NULL;
+	size_t n = 0;
+
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		snprintf(nm[i], sizeof(nm[i]), "SOME_RULE_%d", i);
+		names[i] = nm[i];
+		scores[i] = i * 0.5;
+	}
+	actions_format_symbols(buf, sizeof(buf), names, scores, 100);
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
+		size_t l = strlen(line);
+
+		assert_true(l > 0 && line[l - 1] != ' ' && line[l - 1] != '\t');
+		assert_true(l + (n ? 7 : 16) <= 78);
+		assert_true(n == 0 || line[0] == '\t');
+	}
+	assert_true(n > 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -113,6 +140,7 @@ int main(void)
 		cmocka_unit_test(test_status_form),
 		cmocka_unit_test(test_status_folding),
 		cmocka_unit_test(test_symbols),
+		cmocka_unit_test(test_symbols_folding),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -123,7 +123,7 @@ static void pair_init(struct pair *p, int min_tls13)
 {
 	char err[256] = "";
 	memset(p, 0, sizeof *p);
-	p->sctx = tls_ctx_new_server(g_cert, g_key, min_tls13, NULL, err, sizeof err);
+	p->sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, min_tls13, NULL, err, sizeof err);
 	assert_non_null(p->sctx);
 	p->cctx = tls_ctx_new_client(err, sizeof err);
 	assert_non_null(p->cctx);
@@ -353,16 +353,21 @@ static void test_sni(void **state)
 static void test_bad_files(void **state)
 {
 	char err[256] = "";
-	assert_null(tls_ctx_new_server("/nonexistent/cert.pem", g_key, 0, NULL, err, sizeof err));
+	assert_null(tls_ctx_new_server("/nonexistent/cert.pem", g_key, NULL, NULL, 0, NULL, err, sizeof err));
 	assert_non_null(strstr(err, "/nonexistent/cert.pem"));
-	assert_null(tls_ctx_new_server(g_cert, "/nonexistent/key.pem", 0, NULL, err, sizeof err));
+	assert_null(tls_ctx_new_server(g_cert, "/nonexistent/key.pem", NULL, NULL, 0, NULL, err, sizeof err));
 	assert_non_null(strstr(err, "key"));
 	/* The certificate file is not a key. */
-	assert_null(tls_ctx_new_server(g_cert, g_cert, 0, NULL, err, sizeof err));
-	assert_null(tls_ctx_new_server(g_cert, g_key, 0, "NO-SUCH-CIPHER", err, sizeof err));
+	assert_null(tls_ctx_new_server(g_cert, g_cert, NULL, NULL, 0, NULL, err, sizeof err));
+	assert_null(tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, "NO-SUCH-CIPHER", err, sizeof err));
 	assert_non_null(strstr(err, "ciphers"));
-	assert_null(tls_ctx_new_server(NULL, NULL, 0, NULL, err, sizeof err));
-	struct tls_ctx *c = tls_ctx_new_server(g_cert, g_key, 0, "ECDHE+AESGCM", err, sizeof err);
+	assert_null(tls_ctx_new_server(NULL, NULL, NULL, NULL, 0, NULL, err, sizeof err));
+	/* a second pair of the same key type would replace the first: refused */
+	assert_null(tls_ctx_new_server(g_cert, g_key, g_cert, g_key, 0, NULL, err, sizeof err));
+	assert_non_null(strstr(err, "second certificate"));
+	assert_null(tls_ctx_new_server(g_cert, g_key, "/nonexistent/ec.pem", g_key, 0, NULL, err, sizeof err));
+	assert_true(strncmp(err, "second certificate", 18) == 0);
+	struct tls_ctx *c = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, "ECDHE+AESGCM", err, sizeof err);
 	assert_non_null(c);
 	tls_ctx_ref(c);
 	tls_ctx_unref(c);
