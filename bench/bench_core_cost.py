@@ -8,6 +8,10 @@ write, the content with the next group), in front of one smtp-sink.
       the daemon, all threads: counters zeroed after 300 warm-up messages, then 2,000
       messages; total Ir / 2,000). Keeps the profile in bench-callgrind.<i>.out in the
       current directory for callgrind_annotate.
+  python3 bench/bench_core_cost.py self PROFILE [N]
+      the N (30) functions with the most instructions of their own per message in a profile
+      kept by instr (callgrind_annotate 3.19 puts every function's own cost on worker_run
+      for these profiles; this reads the file itself).
   python3 bench/bench_core_cost.py kernel ROUNDS BINARY [BINARY...]
       per message, each mxgate and HAProxy L4 taking turns (20,000 messages a round):
       system calls (strace -c -f over one extra round of 2,000; by name), sleeps (voluntary
@@ -141,6 +145,39 @@ def kernel(rounds, bins):
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
+def self_cost(path, top):
+    """Own instructions per function (callgrind's compressed names, cost lines of positions
+    'line'; the line after calls= is the call's inclusive cost, not the caller's own)."""
+    names, own, fn, in_call = {}, {}, None, False
+
+    def name(v):
+        m = re.match(r'\((\d+)\)(?: (.*))?', v)
+        if not m:
+            return v
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), '?')
+    with open(path) as f:
+        for line in f:
+            if line.startswith('fn='):
+                fn = name(line[3:].strip())
+            elif line.startswith('cfn='):
+                name(line[4:].strip())
+            elif line.startswith('calls='):
+                in_call = True
+            elif line[:1].isdigit() or line[:1] in '+-*':
+                if in_call:
+                    in_call = False
+                    continue
+                v = line.split()
+                if len(v) > 1:
+                    own[fn] = own.get(fn, 0) + int(v[1])
+    total = sum(own.values())
+    print('%s: %d instructions/msg' % (path, round(total / MSGS)))
+    for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print('%7d  %5.1f %%  %s' % (round(c / MSGS), 100.0 * c / total, f))
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -150,6 +187,8 @@ def main():
             instr(sys.argv[2:])
         elif sys.argv[1] == 'kernel':
             kernel(int(sys.argv[2]), sys.argv[3:])
+        elif sys.argv[1] == 'self':
+            self_cost(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 30)
         else:
             print(__doc__)
             return 2

@@ -80,10 +80,10 @@ print('empty dlopen plugin: %.1f%% of no-plugin throughput, %+.1f us per message
 # The same overhead in process, without the network noise: the hook chain at end of data.
 LIB=$BUILD/libmxcore.a
 if [ -f "$LIB" ] && [ -f "$BUILD/empty_plugin.so" ]; then
-  PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libpsl"  # = CMakeLists.txt DEPS
+  PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libpsl libidn2"  # = CMakeLists.txt DEPS
   pkg-config --exists libhs && PKGS="$PKGS libhs"
   if cc -O2 -std=c11 -D_GNU_SOURCE -I"$ROOT" -I"$ROOT/proxy" -o "$OUT/bench_plugins" "$ROOT/bench/bench_plugins.c" \
-      "$LIB" $(pkg-config --cflags --libs $PKGS) -lspf2 -ldl -lm -lpthread 2>"$OUT/cc.log"; then
+      "$LIB" $(pkg-config --cflags --libs $PKGS) -lspf2 -lresolv -ldl -lm -lpthread 2>"$OUT/cc.log"; then
     for c in none empty; do
       { echo "hostname: mx.example.test"; echo "listen: [ { address: \"127.0.0.1:1\" } ]";
         echo "backends: { servers: [ { address: \"smtp://127.0.0.1:2\" } ] }"; } >"$OUT/chain-$c.yaml"

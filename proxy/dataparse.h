@@ -57,8 +57,11 @@ ssize_t dataparse_feed(struct dataparse *p, const char *in, size_t len, datapars
 #define DATAPARSE_SCAN_MAX 13
 size_t dataparse_scan(const char *s, size_t n);
 size_t dataparse_scan_scalar(const char *s, size_t n);
-/* Tests and fuzzing: true makes dataparse_feed use dataparse_scan_scalar. */
+/* Tests and fuzzing: true makes dataparse_feed use dataparse_scan_scalar (and no block
+ * path); dataparse_force_sse2 makes its block path use SSE2 where the CPU has AVX2 (the
+ * two make the same bit masks; each path is run over the same inputs and compared). */
 extern bool dataparse_force_scalar;
+extern bool dataparse_force_sse2;
 
 /* The encoder for the relay: content (CRLF lines) -> wire form with dot-stuffing. Stateful
  * across calls (a line may span chunks). A CR or LF in the content that is not part of a

@@ -11,11 +11,6 @@
 #include <strings.h>
 #include <time.h>
 
-void strbuf_append(struct strbuf *b, const char *s, size_t n)
-{
-	growbuf_append(&b->v, &b->len, &b->cap, 256, s, n);
-}
-
 void strbuf_printf(struct strbuf *b, const char *fmt, ...)
 {
 	char tmp[1024];

@@ -5,10 +5,16 @@
 
 #include <stddef.h>
 #include <time.h>
+#include "growbuf.h"
 #include "hook.h"
 
 struct strbuf { char *v; size_t len, cap; };
-void strbuf_append(struct strbuf *b, const char *s, size_t n);
+/* Appends s[0..n); b->v stays NUL-terminated (growbuf_append: doubling from 256 octets,
+ * abort when memory runs out). Inline: a few dozen per message, most with a constant n. */
+static inline void strbuf_append(struct strbuf *b, const char *s, size_t n)
+{
+	growbuf_append(&b->v, &b->len, &b->cap, 256, s, n);
+}
 void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_free(struct strbuf *b);
 

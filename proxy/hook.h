@@ -89,7 +89,13 @@ struct hdr_edit { enum hdr_edit_op op; char *name; char *value; int index; };
  * not looked up (yet), found, temporarily unavailable (DNS trouble), unavailable. */
 enum hook_name_status { HOOK_NAME_UNKNOWN = 0, HOOK_NAME_OK, HOOK_NAME_TEMP, HOOK_NAME_PERM };
 
-struct rcpt { char *addr; char *params; int status; /* last backend reply code */ };
+struct rcpt {
+	char *addr;
+	char *params;
+	int status;     /* last backend reply code */
+	size_t cap;     /* env->rcpts: smtp_tx's; addr and params are one block of cap octets
+	                 * (read them, never free or keep them) */
+};
 
 /* What modules learn about a transaction and tell the ones that learn from outcomes
  * (reputation). Set with env->flags |= ...; reset with the transaction. */

@@ -122,8 +122,16 @@ static void session_reply_text(struct session *s, int code, const char *text)
 	if (code < 100 || code > 999)
 		code = code < 100 ? 451 : 554;    /* never: codes are the backend's or ours */
 	while (*p) {
-		const char *e = strstr(p, "\r\n");
-		size_t n = e ? (size_t)(e - p) : strlen(p);
+		/* as a rule the line holds no CR or LF but its CRLF: then it goes to s->out as it
+		 * is (nothing to blank); otherwise through session_reply_append */
+		size_t n = strcspn(p, "\r\n");
+		const char *e = p[n] == '\0' ? NULL : p + n;
+		bool clean = e == NULL || (e[0] == '\r' && e[1] == '\n');
+
+		if (!clean) {
+			e = strstr(p, "\r\n");
+			n = e ? (size_t)(e - p) : strlen(p);
+		}
 		/* Drop a leading "NNN " or "NNN-" the backend already put there. */
 		if (n >= 4 && isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) &&
 		    isdigit((unsigned char)p[2]) && (p[3] == ' ' || p[3] == '-')) {
@@ -136,8 +144,16 @@ static void session_reply_text(struct session *s, int code, const char *text)
 		line[1] = (char)('0' + code / 10 % 10);
 		line[2] = (char)('0' + code % 10);
 		line[3] = e ? '-' : ' ';
-		memcpy(line + 4, p, n);
-		session_reply_append(s, line, n + 4);
+		if (clean) {
+			if (!e)
+				counter_count_reply(code);
+			strbuf_append(&s->out, line, 4);
+			strbuf_append(&s->out, p, n);
+			strbuf_append(&s->out, "\r\n", 2);
+		} else {
+			memcpy(line + 4, p, n);
+			session_reply_append(s, line, n + 4);
+		}
 		if (!e)
 			break;
 		p = e + 2;
@@ -368,7 +384,7 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
     const char *mail_params, bool quiet, char *reply, size_t cap)
 {
 	char denied[256];
-	const char *err = smtp_cmd_check_utf8(cmd, strcasestr(mail_params, "SMTPUTF8") != NULL);
+	const char *err = smtp_cmd_check_utf8(cmd, mail_params[0] != '\0' && strcasestr(mail_params, "SMTPUTF8") != NULL);
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
@@ -1094,6 +1110,32 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 
 /* ---- input ------------------------------------------------------------------------- */
 
+/* See session_int.h. */
+size_t session_data_input(struct session *s, const char *in, size_t n, int *done)
+{
+	ssize_t used = s->bdat_chunk ? bdat_feed(&s->bdat, in, n, smtp_tx_data_append, &s->tx, done) :
+	    dataparse_feed(&s->dp, in, n, smtp_tx_data_append, &s->tx, done);
+	const char *hdr;
+	size_t hlen;
+
+	if (used < 0)
+		used = (ssize_t)n;
+	/* The header block is complete: modules start their lookups while the body arrives
+	 * (the same read may have ended the message too). */
+	if (smtp_tx_headers_take(&s->tx, &hdr, &hlen))
+		chain_headers(&s->chain, hdr, hlen);
+	return (size_t)used;
+}
+
+/* See session_int.h. */
+void session_data_input_end(struct session *s)
+{
+	if (s->bdat_chunk)
+		session_bdat_chunk_end(s);
+	else
+		session_data_end(s);
+}
+
 void session_process(struct session *s)
 {
 	size_t pos = 0;
@@ -1106,28 +1148,15 @@ void session_process(struct session *s)
 		}
 		if (s->state == SESSION_DATA) {
 			int done = 0;
-			ssize_t used = s->bdat_chunk ?
-			    bdat_feed(&s->bdat, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done) :
-			    dataparse_feed(&s->dp, s->in + pos, s->inlen - pos, smtp_tx_data_append, &s->tx, &done);
-			const char *hdr;
-			size_t hlen;
-			if (used < 0)
-				used = (ssize_t)(s->inlen - pos);
-			pos += (size_t)used;
-			/* The header block is complete: modules start their lookups while the body
-			 * arrives (the same read may have ended the message too). */
-			if (smtp_tx_headers_take(&s->tx, &hdr, &hlen))
-				chain_headers(&s->chain, hdr, hlen);
+
+			pos += session_data_input(s, s->in + pos, s->inlen - pos, &done);
 			if (done) {
 				/* End-of-data processing may resume the session (and reach this loop
 				 * again) synchronously: hand it a compacted buffer. */
 				memmove(s->in, s->in + pos, s->inlen - pos);
 				s->inlen -= pos;
 				pos = 0;
-				if (s->bdat_chunk)
-					session_bdat_chunk_end(s);
-				else
-					session_data_end(s);
+				session_data_input_end(s);
 				continue;
 			}
 			break;

@@ -170,6 +170,12 @@ void session_reply(struct session *s, const char *fmt, ...) __attribute__((forma
 /* Works through held input until it runs out or a command goes async; then flushes and
  * arms the timers for what comes next. */
 void session_process(struct session *s);
+/* SESSION_DATA: feeds in[0..n) to the data parser (or BDAT's chunk framing), the message
+ * into the transaction; starts the modules' header lookups once the header block is
+ * complete. Returns the octets taken; *done = 1 when the message (or chunk) ended there,
+ * then the caller holds what follows in s->in and calls session_data_input_end. */
+size_t session_data_input(struct session *s, const char *in, size_t n, int *done);
+void session_data_input_end(struct session *s);
 /* A client error: counted; past limits.max_errors 421 and the session ends. */
 void session_error(struct session *s);
 /* Remembers the refusal the client got at connect (the first one), for the session outcome. */

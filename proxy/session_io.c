@@ -355,6 +355,26 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 	 * in these two states). */
 	if (s->state == SESSION_PREGREET || (s->state == SESSION_CONNECT && uv_is_active((uv_handle_t *)&s->timer)))
 		session_note_pregreet(s, len);
+	if (s->state == SESSION_DATA && s->inlen == 0 && !s->quit_after_flush) {
+		/* Message content with nothing held before it (the rule while a message comes
+		 * in): the parser takes it from the read buffer, only what follows its end (the
+		 * next commands) is held; then on as session_process would go. */
+		int done = 0;
+		size_t used = session_data_input(s, data, len, &done);
+
+		data += used;
+		len -= used;
+		if (len > 0 && session_hold_input(s, data, len) != 0) {
+			session_reply(s, "421 4.7.0 %s Error: too much pipelined input", s->cfg->hostname);
+			s->quit_after_flush = true;
+			session_flush(s);
+			return -1;
+		}
+		if (done)
+			session_data_input_end(s);
+		session_process(s);
+		return 0;
+	}
 	if (session_hold_input(s, data, len) != 0) {
 		session_reply(s, "421 4.7.0 %s Error: too much pipelined input", s->cfg->hostname);
 		s->quit_after_flush = true;

@@ -518,7 +518,13 @@ smtp_cmd_copy(struct smtp_cmd *dst, const struct smtp_cmd *src)
 
     if (used > sizeof(src->buf))
         used = sizeof(src->buf);
-    memcpy(dst, src, b0);
+    /* the fields before buf, of params only the nparams in use (dst's others stay as they
+     * were: nothing reads past nparams) */
+    const size_t p0 = offsetof(struct smtp_cmd, params), p1 = offsetof(struct smtp_cmd, nparams);
+    size_t np = src->nparams < SMTP_MAX_PARAMS ? src->nparams : SMTP_MAX_PARAMS;
+    memcpy(dst, src, p0);
+    memcpy(dst->params, src->params, np * sizeof(src->params[0]));
+    memcpy((char *)dst + p1, (const char *)src + p1, b0 - p1);
     memcpy(dst->buf, src->buf, used);
     memcpy((char *)dst + b1, (const char *)src + b1, x0 - b1);
     memcpy(dst->xbuf, src->xbuf, used < sizeof(src->xbuf) ? used : sizeof(src->xbuf));

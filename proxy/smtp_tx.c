@@ -24,6 +24,8 @@
 #define SMTP_TX_MSG_KEEP 16384
 /* The outgoing header block's buffer (Received + headers) is kept up to this size. */
 #define SMTP_TX_PREFIX_KEEP 4096
+/* Recipient slots (with their blocks) kept from one transaction to the next. */
+#define SMTP_TX_RCPTS_KEEP 4
 
 void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
     void (*drained)(void *arg), void *arg)
@@ -97,10 +99,32 @@ static void smtp_tx_make_queue_id(struct smtp_tx *tx)
 	q[12] = '\0';
 }
 
+/* Writes a and b into the block *blk of *cap octets (grown as needed; its owner keeps it for
+ * the next use) as "a\0b\0"; returns where b starts. Neither may point into *blk. */
+static char *smtp_tx_put2(char **blk, size_t *cap, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), need = la + lb + 2;
+
+	if (need > *cap) {
+		size_t n = need < 64 ? 64 : need;
+		char *p = realloc(*blk, n);
+
+		if (p == NULL)
+			abort();
+		*blk = p;
+		*cap = n;
+	}
+	memcpy(*blk, a, la + 1);
+	memcpy(*blk + la + 1, b, lb + 1);
+	return *blk + la + 1;
+}
+
 void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params)
 {
-	tx->env->mail_from = strdup(from);
-	tx->env->mail_params = strdup(params);
+	/* "params\0from\0" in the block the transaction keeps: a new sender (smtp_tx_prepare)
+	 * then rewrites only the tail */
+	tx->env->mail_from = smtp_tx_put2(&tx->from_blk, &tx->from_cap, params, from);
+	tx->env->mail_params = tx->from_blk;
 	smtp_tx_make_queue_id(tx);
 	if (tx->next_relay && tx->relay == NULL) {
 		/* The previous message's connection has this transaction's commands on the way
@@ -112,52 +136,87 @@ void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params)
 	}
 }
 
-/* Appends a recipient to the envelope (takes addr and params). */
-static void smtp_tx_add_rcpt(struct smtp_tx *tx, char *addr, char *params)
+/* Appends a recipient to the envelope (copied). env->rcpts has tx->rcpts_cap slots; each
+ * holds one block "addr\0params\0" (addr is the block, params points into it, cap its size)
+ * that stays with the slot past nrcpts for the next recipient (smtp_tx_env_clear). */
+static void smtp_tx_add_rcpt(struct smtp_tx *tx, const char *addr, const char *params)
 {
 	struct hook_env *env = tx->env;
-	struct rcpt *n = realloc(env->rcpts, (env->nrcpts + 1) * sizeof(*n));
+	struct rcpt *r;
 
-	if (n == NULL)
-		abort();
-	env->rcpts = n;
-	n[env->nrcpts].addr = addr;
-	n[env->nrcpts].params = params;
-	n[env->nrcpts].status = 250;
+	if (env->nrcpts == tx->rcpts_cap) {
+		size_t ncap = tx->rcpts_cap ? 2 * tx->rcpts_cap : SMTP_TX_RCPTS_KEEP;
+		struct rcpt *n = realloc(env->rcpts, ncap * sizeof(*n));
+
+		if (n == NULL)
+			abort();
+		memset(n + tx->rcpts_cap, 0, (ncap - tx->rcpts_cap) * sizeof(*n));
+		env->rcpts = n;
+		tx->rcpts_cap = ncap;
+	}
+	r = &env->rcpts[env->nrcpts];
+	r->params = smtp_tx_put2(&r->addr, &r->cap, addr, params);
+	r->status = 250;
 	env->nrcpts++;
+}
+
+/* Takes recipient i out of the envelope; its slot (and block) moves past the last one. */
+static void smtp_tx_remove_rcpt(struct hook_env *env, size_t i)
+{
+	struct rcpt gone = env->rcpts[i];
+
+	memmove(&env->rcpts[i], &env->rcpts[i + 1], (env->nrcpts - i - 1) * sizeof(struct rcpt));
+	env->nrcpts--;
+	env->rcpts[env->nrcpts] = gone;
 }
 
 void smtp_tx_set_rcpt(struct smtp_tx *tx, const char *addr, const char *params)
 {
-	free(tx->rcpt);
-	free(tx->rcpt_params);
-	tx->rcpt = strdup(addr);
-	tx->rcpt_params = strdup(params);
+	/* in the candidate's block, kept by the transaction */
+	tx->rcpt_params = smtp_tx_put2(&tx->rcpt_blk, &tx->rcpt_cap, addr, params);
+	tx->rcpt = tx->rcpt_blk;
 	tx->env->cur_rcpt = tx->rcpt;
 	tx->env->cur_rcpt_params = tx->rcpt_params;
 }
 
 void smtp_tx_drop_rcpt(struct smtp_tx *tx)
 {
-	free(tx->rcpt);
-	free(tx->rcpt_params);
-	tx->rcpt = tx->rcpt_params = NULL;
+	tx->rcpt = tx->rcpt_params = NULL;	/* the block is kept for the next one */
 	tx->env->cur_rcpt = tx->env->cur_rcpt_params = NULL;
 }
 
-static void smtp_tx_env_free(struct hook_env *env)
+/* Empties the envelope. keep: the sender's block and the first SMTP_TX_RCPTS_KEEP
+ * recipient slots stay for the next transaction; otherwise everything is freed. */
+static void smtp_tx_env_clear(struct smtp_tx *tx, bool keep)
 {
-	free(env->mail_from);
+	struct hook_env *env = tx->env;
+	size_t n = keep ? SMTP_TX_RCPTS_KEEP : 0;
+
 	env->mail_from = NULL;
-	free(env->mail_params);
 	env->mail_params = NULL;
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		free(env->rcpts[i].addr);
-		free(env->rcpts[i].params);
-	}
-	free(env->rcpts);
-	env->rcpts = NULL;
 	env->nrcpts = 0;
+	if (tx->rcpts_cap > n) {
+		for (size_t i = n; i < tx->rcpts_cap; i++)
+			free(env->rcpts[i].addr);
+		if (n == 0) {
+			free(env->rcpts);
+			env->rcpts = NULL;
+		} else {
+			struct rcpt *r = realloc(env->rcpts, n * sizeof(*r));
+
+			if (r != NULL)
+				env->rcpts = r;
+		}
+		tx->rcpts_cap = n;
+	}
+	if (!keep) {
+		free(tx->from_blk);
+		tx->from_blk = NULL;
+		tx->from_cap = 0;
+		free(tx->rcpt_blk);
+		tx->rcpt_blk = NULL;
+		tx->rcpt_cap = 0;
+	}
 }
 
 /* The MAIL command for r's backend, built in b (emptied first; its memory is kept from one
@@ -305,7 +364,8 @@ static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char
 	relay_set_owner(r, &tx->relay);
 	tx->mail_sent = tx->rcpt_queued = false;
 	tx->est_rcpt = tx->est_queued = 0;
-	if (env->mail_params && strcasestr(env->mail_params, "SMTPUTF8") && !relay_offers(r, RELAY_EXT_SMTPUTF8)) {
+	if (!relay_offers(r, RELAY_EXT_SMTPUTF8) && env->mail_params && env->mail_params[0] &&
+	    strcasestr(env->mail_params, "SMTPUTF8")) {
 		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
 		relay_release(r, true);
 		tx->relay = NULL;
@@ -514,10 +574,8 @@ void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
  * forgotten; then the step ends. */
 static void smtp_tx_rcpt_done(struct smtp_tx *tx, int code, const char *text, bool client_error)
 {
-	if (code / 100 == 2) {
+	if (code / 100 == 2)
 		smtp_tx_add_rcpt(tx, tx->rcpt, tx->rcpt_params);
-		tx->rcpt = tx->rcpt_params = NULL;
-	}
 	smtp_tx_drop_rcpt(tx);
 	smtp_tx_finish(tx, code, text, NULL, client_error, true);
 }
@@ -899,10 +957,7 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		while (i-- > 0) {
 			if (codes[i] / 100 != 2)
 				continue;
-			free(env->rcpts[i].addr);
-			free(env->rcpts[i].params);
-			memmove(&env->rcpts[i], &env->rcpts[i + 1], (env->nrcpts - i - 1) * sizeof(struct rcpt));
-			env->nrcpts--;
+			smtp_tx_remove_rcpt(env, i);
 			tx->rcpts_done++;	/* still delivered: the outcome counts them */
 		}
 	}
@@ -1000,7 +1055,7 @@ static void smtp_tx_send_ahead(struct smtp_tx *tx)
 
 	if (tx->next_nrcpts == 0 || tx->pool->nroutes > 0 || !relay_can_ahead(r) ||
 	    (lmtp_lim > 0 && tx->next_nrcpts > (size_t)lmtp_lim && relay_is_lmtp(r)) ||
-	    (strcasestr(tx->next_params, "SMTPUTF8") && !relay_offers(r, RELAY_EXT_SMTPUTF8)))
+	    (!relay_offers(r, RELAY_EXT_SMTPUTF8) && tx->next_params[0] && strcasestr(tx->next_params, "SMTPUTF8")))
 		goto out;
 	relay_queue_ahead(r, smtp_tx_mail_line_for(&tx->ahead_buf, r, tx->next_from, tx->next_params));
 	for (size_t i = 0; i < tx->next_nrcpts; i++) {
@@ -1090,10 +1145,7 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	for (size_t i = 0; i < env->ndel_rcpts; i++) {
 		for (size_t j = 0; j < env->nrcpts; j++) {
 			if (strcasecmp(env->rcpts[j].addr, env->del_rcpts[i]) == 0) {
-				free(env->rcpts[j].addr);
-				free(env->rcpts[j].params);
-				memmove(&env->rcpts[j], &env->rcpts[j + 1], (env->nrcpts - j - 1) * sizeof(struct rcpt));
-				env->nrcpts--;
+				smtp_tx_remove_rcpt(env, j);
 				envelope_changed = true;
 				break;
 			}
@@ -1107,13 +1159,25 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 			have = strcasecmp(env->rcpts[j].addr, env->add_rcpts[i].addr) == 0;
 		if (have)
 			continue;
-		smtp_tx_add_rcpt(tx, strdup(env->add_rcpts[i].addr),
-		    strdup(env->add_rcpts[i].params ? env->add_rcpts[i].params : ""));
+		smtp_tx_add_rcpt(tx, env->add_rcpts[i].addr,
+		    env->add_rcpts[i].params ? env->add_rcpts[i].params : "");
 		envelope_changed = true;
 	}
 	if (env->new_mail_from) {
-		free(env->mail_from);
-		env->mail_from = strdup(env->new_mail_from);
+		/* the block holds "params\0from\0": the new sender replaces the tail */
+		size_t lp = strlen(env->mail_params), lf = strlen(env->new_mail_from);
+
+		if (lp + lf + 2 > tx->from_cap) {
+			char *p = realloc(tx->from_blk, lp + lf + 2);
+
+			if (p == NULL)
+				abort();
+			tx->from_blk = p;
+			tx->from_cap = lp + lf + 2;
+		}
+		memcpy(tx->from_blk + lp + 1, env->new_mail_from, lf + 1);
+		env->mail_params = tx->from_blk;
+		env->mail_from = tx->from_blk + lp + 1;
 		envelope_changed = true;
 	}
 	if (envelope_changed && tx->relay) {
@@ -1212,7 +1276,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->hdr_match = 0;
 	tx->hdr_told = false;
 	tx->hdr_len = 0;
-	smtp_tx_env_free(env);
+	smtp_tx_env_clear(tx, true);
 	env->cur_rcpt = NULL;
 	env->msg = NULL;
 	env->queue_id[0] = '\0';
@@ -1244,7 +1308,7 @@ void smtp_tx_free(struct smtp_tx *tx)
 	free(tx->next_block);
 	tx->next_block = NULL;
 	tx->next_cap = 0;
-	smtp_tx_env_free(tx->env);
+	smtp_tx_env_clear(tx, false);
 	msgbuf_free(tx->msg);
 	tx->msg = NULL;
 	msgbuf_free(tx->msg_spare);
@@ -1253,7 +1317,5 @@ void smtp_tx_free(struct smtp_tx *tx)
 	strbuf_free(&tx->mail_buf);
 	strbuf_free(&tx->ahead_buf);
 	tx->mail_line = NULL;
-	free(tx->rcpt);
-	free(tx->rcpt_params);
 	tx->rcpt = tx->rcpt_params = NULL;
 }

@@ -73,7 +73,12 @@ struct smtp_tx {
 	int rcpts_done;                   /* LMTP recipients a failed attempt delivered (left env) */
 	char *mail_line;                  /* the MAIL command for the backend (in mail_buf) */
 	struct strbuf mail_buf, ahead_buf;  /* the MAIL lines' storage, kept between messages */
-	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt) */
+	char *rcpt, *rcpt_params;         /* the recipient in flight (env->cur_rcpt), in rcpt_blk */
+	/* the envelope's storage, kept between messages (smtp_tx_env_clear): env->mail_params
+	 * and env->mail_from as "params\0from\0"; the candidate recipient "addr\0params\0";
+	 * env->rcpts' slots (each with its own block, struct rcpt's cap) */
+	char *from_blk, *rcpt_blk;
+	size_t from_cap, rcpt_cap, rcpts_cap;
 	/* the message */
 	struct msgbuf *msg;
 	struct msgbuf *msg_spare;         /* the last message's buffer, emptied, for the next */

@@ -330,6 +330,51 @@ if not ONLY or 'lmtpmixed' in ONLY.split(','):
     mx.stop()
 
 
+# A refusal whose text holds a lone CR or LF (and one of several lines): the client gets
+# every line with the backend's code, each ended by the one CRLF, the stray octets blanked
+# (a reply text never splits into a line of its own).
+def raw_exchange(port, tag):
+    c = socket.create_connection(('127.0.0.1', port), timeout=TO + 10)
+    buf = b''
+
+    def reply():
+        nonlocal buf
+        while True:
+            lines = buf.split(b'\r\n')
+            for i, ln in enumerate(lines[:-1]):
+                if len(ln) >= 4 and ln[3:4] == b' ':
+                    out = b'\r\n'.join(lines[:i + 1]) + b'\r\n'
+                    buf = b'\r\n'.join(lines[i + 1:])
+                    return out
+            d = c.recv(65536)
+            if not d:
+                return buf
+            buf += d
+    reply()
+    for cmd in (b'EHLO client.test', b'MAIL FROM:<s@example.org>', b'RCPT TO:<r@example.test>', b'DATA'):
+        c.sendall(cmd + b'\r\n')
+        reply()
+    c.sendall(mt.message(tag) + b'.\r\n')
+    got = reply()
+    c.close()
+    return got
+
+
+if not ONLY or 'replytext' in ONLY.split(','):
+    for tag, say, want in (
+            ('replytext1', b'550 5.7.1 no\rsuch user\r\n', b'550 5.7.1 no such user\r\n'),
+            ('replytext2', b'550-5.7.1 first\r\n550 5.7.1 sec\rond\r\n',
+             b'550-5.7.1 first\r\n550 5.7.1 sec ond\r\n'),
+            ('replytext3', b'550-5.7.1 first\r\n550 5.7.1 second\r\n',
+             b'550-5.7.1 first\r\n550 5.7.1 second\r\n')):
+        bad = Scripted({'DOT': say})
+        mx = mt.Mxgate(cfg([bad.url]), name='mx-' + tag)
+        got = raw_exchange(mx.port, tag)
+        mt.check(got == want, '%s: the client gets %r (got %r)' % (tag, want, got))
+        mx.stop()
+        bad.stop()
+
+
 # Reset (not FIN) after reading the body, no reply: replayed elsewhere, one copy.
 def dot_rst(c, line, st):
     rst(c)

@@ -690,6 +690,22 @@ scalar_off(void **state)
     return 0;
 }
 
+static int
+sse2_on(void **state)
+{
+    (void)state;
+    dataparse_force_sse2 = true;
+    return 0;
+}
+
+static int
+sse2_off(void **state)
+{
+    (void)state;
+    dataparse_force_sse2 = false;
+    return 0;
+}
+
 int
 main(void)
 {
@@ -706,7 +722,10 @@ main(void)
         cmocka_unit_test(test_lines_same_parse),
         cmocka_unit_test(test_lines_random),
     };
-    /* the whole set again with the portable scan (dataparse_force_scalar) */
+    /* the whole set with the block path the CPU allows (AVX2 on most x86-64), again with
+     * SSE2's (dataparse_force_sse2), again with the portable scan (dataparse_force_scalar);
+     * the tests that compare paths compare each with the portable one */
     int rc = cmocka_run_group_tests_name("dataparse", tests, NULL, NULL);
+    rc += cmocka_run_group_tests_name("dataparse_sse2", tests, sse2_on, sse2_off);
     return rc + cmocka_run_group_tests_name("dataparse_scalar", tests, scalar_on, scalar_off);
 }

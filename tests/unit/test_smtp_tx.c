@@ -915,6 +915,67 @@ static void test_envelope_changes(void **state)
 	world_reset(wd);
 }
 
+/* The envelope's storage is kept from one transaction to the next (the sender's block, the
+ * candidate's, the first recipient slots): longer and shorter addresses after each other,
+ * more recipients than the slots kept, a removal in the middle (its slot moves past the
+ * last), an addition and a new sender, a refused candidate; every field reads as sent. */
+static void test_envelope_storage_kept(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+	char want[1024];
+	static const char *const rc[] = { "r1@example.net", "a-much-longer-recipient-2@example.net",
+	    "r3@example.net", "r4@example.net", "recipient-five@example.net", "r6@example.net" };
+
+	world_init(wd, "smtp", NULL, NULL);
+	for (int round = 0; round < 3; round++) {
+		const char *from = round == 1 ? "s@x.org" : "a-long-sender-address@example.org";
+		size_t n = round == 1 ? 2 : 6;
+
+		world_mail(wd, from);
+		assert_string_equal(wd->env.mail_from, from);
+		assert_string_equal(wd->env.mail_params, "");
+		for (size_t i = 0; i < n; i++)
+			world_rcpt(wd, rc[round == 1 ? 5 - i : i]);
+		/* a candidate judged and dropped leaves the envelope as it was */
+		smtp_tx_set_rcpt(&wd->tx, "dropped@example.net", "NOTIFY=NEVER");
+		assert_string_equal(wd->env.cur_rcpt, "dropped@example.net");
+		assert_string_equal(wd->env.cur_rcpt_params, "NOTIFY=NEVER");
+		smtp_tx_drop_rcpt(&wd->tx);
+		assert_null(wd->env.cur_rcpt);
+		assert_int_equal(wd->env.nrcpts, n);
+		for (size_t i = 0; i < n; i++) {
+			assert_string_equal(wd->env.rcpts[i].addr, rc[round == 1 ? 5 - i : i]);
+			assert_string_equal(wd->env.rcpts[i].params, "");
+		}
+		world_data(wd);
+		if (round != 1) {
+			hook_env_del_rcpt(&wd->env, "R3@example.net");
+			hook_env_add_rcpt(&wd->env, "added@example.net", "ORCPT=rfc822;x@y");
+			hook_env_set_sender(&wd->env, round == 0 ? "b@example.org" : "a-longer-new-sender-than-before@example.org");
+		}
+		world_deliver(wd, false);
+		assert_int_equal(wd->code, 250);
+		if (round != 1) {
+			assert_int_equal(wd->env.nrcpts, 6);
+			assert_string_equal(wd->env.rcpts[2].addr, "r4@example.net");
+			assert_string_equal(wd->env.rcpts[5].addr, "added@example.net");
+			assert_string_equal(wd->env.rcpts[5].params, "ORCPT=rfc822;x@y");
+			assert_string_equal(wd->env.mail_params, "");
+			snprintf(want, sizeof want, "MAIL FROM:<%s>\nRCPT TO:<r1@example.net>\n"
+			    "RCPT TO:<a-much-longer-recipient-2@example.net>\nRCPT TO:<r4@example.net>\n"
+			    "RCPT TO:<recipient-five@example.net>\nRCPT TO:<r6@example.net>\n"
+			    "RCPT TO:<added@example.net>\nDATA\n.\n", wd->env.mail_from);
+			assert_non_null(strstr(f->log, want));
+		} else {
+			assert_non_null(strstr(f->log, "MAIL FROM:<s@x.org>\nRCPT TO:<r6@example.net>\n"
+			    "RCPT TO:<recipient-five@example.net>\nDATA\n.\n"));
+		}
+		world_reset(wd);
+		assert_null(wd->env.mail_params);
+	}
+}
+
 /* The owner goes away while a relay is being opened: no step callback afterwards, and
  * drained once the open has ended. */
 static void test_close_while_opening(void **state)
@@ -1329,6 +1390,7 @@ int main(void)
 		WORLD_TEST(test_no_backend_at_mail),
 		WORLD_TEST(test_backend_refusals),
 		WORLD_TEST(test_lmtp_partials),
+		WORLD_TEST(test_envelope_storage_kept),
 		WORLD_TEST(test_maildir_and_quarantine),
 		WORLD_TEST(test_envelope_changes),
 		WORLD_TEST(test_close_while_opening),
