@@ -4,6 +4,7 @@
 #define MX_EVAL_TESTLIB_H
 
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -129,5 +130,47 @@ static inline void et_run_cases_named(const char *name, const char *rules,
 }
 
 #define et_run_cases(rules, cases, n) et_run_cases_named(__func__, rules, cases, n)
+
+/* The source tree (MX_SOURCE_DIR, set by ctest), for the data files of corpus tests. */
+static inline const char *et_srcdir(void)
+{
+	const char *d = getenv("MX_SOURCE_DIR");
+
+	return d ? d : ".";
+}
+
+/* A whole file, NUL-terminated (len without it); NULL when it cannot be read. */
+static inline char *et_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+		buf = malloc((size_t)n + 1);
+		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+			free(buf);
+			buf = NULL;
+		} else if (buf) {
+			buf[n] = '\0';
+			*len = (size_t)n;
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+/* name is an item of list, a ",A,B," string. */
+static inline bool et_in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
+		if (p > list && p[-1] == ',' && p[n] == ',')
+			return true;
+	return false;
+}
 
 #endif

@@ -10,35 +10,6 @@
 
 #define CORPUS_MIN_EXACT 35      /* of 35 messages: hits and score identical to spamd's */
 
-static const char *srcdir(void)
-{
-	const char *d = getenv("MX_SOURCE_DIR");
-
-	return d ? d : ".";
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-		buf = malloc((size_t)n + 1);
-		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		} else if (buf) {
-			buf[n] = '\0';
-			*len = (size_t)n;
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
 struct hits { char list[8192]; };
 
 static void collect(const char *name, double value, void *arg)
@@ -49,16 +20,6 @@ static void collect(const char *name, double value, void *arg)
 	if (strncmp(name, "__", 2) == 0 || value != value)
 		return;
 	snprintf(h->list + n, sizeof(h->list) - n, "%s,", name);
-}
-
-static bool in_list(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
-		if (p > list && p[-1] == ',' && p[n] == ',')
-			return true;
-	return false;
 }
 
 static void test_corpus_sample(void **state)
@@ -78,7 +39,7 @@ static void test_corpus_sample(void **state)
 	assert_non_null(rs);
 	sc = rules_scratch_new(rs);
 	assert_non_null(sc);
-	snprintf(path, sizeof(path), "%s/tests/data/corpus/spamd-hits.tsv", srcdir());
+	snprintf(path, sizeof(path), "%s/tests/data/corpus/spamd-hits.tsv", et_srcdir());
 	tsv = fopen(path, "r");
 	assert_non_null(tsv);
 	while (fgets(line, sizeof(line), tsv)) {
@@ -97,8 +58,8 @@ static void test_corpus_sample(void **state)
 		tests = strtok_r(NULL, "\t", &save);
 		assert_non_null(score);
 		snprintf(want, sizeof(want), ",%s,", tests ? tests : "");
-		snprintf(path, sizeof(path), "%s/tests/data/corpus/%s", srcdir(), name);
-		msg = slurp(path, &len);
+		snprintf(path, sizeof(path), "%s/tests/data/corpus/%s", et_srcdir(), name);
+		msg = et_slurp(path, &len);
 		assert_non_null(msg);
 		rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
 		rules_scratch_foreach_hit(rs, sc, collect, &got);
@@ -107,7 +68,7 @@ static void test_corpus_sample(void **state)
 		for (char *p = got.list + 1, *e; *p; p = e + 1) {
 			e = strchr(p, ',');
 			*e = '\0';
-			if (!in_list(want, p)) {
+			if (!et_in_list(want, p)) {
 				print_message("%s: %s hit, spamd did not\n", name, p);
 				extra++;
 				same = false;
@@ -118,7 +79,7 @@ static void test_corpus_sample(void **state)
 		for (char *p = want + 1, *e; *p; p = e + 1) {
 			e = strchr(p, ',');
 			*e = '\0';
-			if (*p && !in_list(got.list, p)) {
+			if (*p && !et_in_list(got.list, p)) {
 				print_message("%s: spamd hit %s, mxgate did not\n", name, p);
 				same = false;
 			}

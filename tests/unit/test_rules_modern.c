@@ -10,50 +10,11 @@
 
 #include <unistd.h>
 
-static const char *srcdir(void)
-{
-	const char *d = getenv("MX_SOURCE_DIR");
-
-	return d ? d : ".";
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-		buf = malloc((size_t)n + 1);
-		if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-			free(buf);
-			buf = NULL;
-		} else if (buf) {
-			buf[n] = '\0';
-			*len = (size_t)n;
-		}
-	}
-	fclose(f);
-	return buf;
-}
-
 /* The rules mxgate may leave unknown: the stock template rules over %{GB_TO_ADDR} and
  * the meta over them. */
 static const char *const may_be_unknown =
     ",GB_CUSTOM_HTM_URI,T_GB_STORAGE_GOOGLE_EMAIL,T_GB_YOUTUBE_EMAIL,__GB_CUSTOM_HTM_URI0,"
     "__GB_CUSTOM_HTM_URI1,__GB_CUSTOM_HTM_URI2,__GB_DRUPAL_URI,";
-
-static bool in_list(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
-		if (p > list && p[-1] == ',' && p[n] == ',')
-			return true;
-	return false;
-}
 
 struct seen { char known[16384], unknown[4096]; };
 
@@ -89,7 +50,7 @@ static void test_modern_sample(void **state)
 	assert_non_null(rs);
 	sc = rules_scratch_new(rs);
 	assert_non_null(sc);
-	snprintf(path, sizeof(path), "%s/tests/data/modern/sa-hits.tsv", srcdir());
+	snprintf(path, sizeof(path), "%s/tests/data/modern/sa-hits.tsv", et_srcdir());
 	tsv = fopen(path, "r");
 	assert_non_null(tsv);
 	while (fgets(line, sizeof(line), tsv)) {
@@ -108,8 +69,8 @@ static void test_modern_sample(void **state)
 		tests = strtok_r(NULL, "\t", &save);
 		assert_non_null(score);
 		snprintf(want, sizeof(want), ",%s,", tests ? tests : "");
-		snprintf(path, sizeof(path), "%s/tests/data/modern/msg/%s", srcdir(), name);
-		msg = slurp(path, &len);
+		snprintf(path, sizeof(path), "%s/tests/data/modern/msg/%s", et_srcdir(), name);
+		msg = et_slurp(path, &len);
 		assert_non_null(msg);
 		strcpy(got.known, ",");
 		strcpy(got.unknown, ",");
@@ -120,7 +81,7 @@ static void test_modern_sample(void **state)
 		for (char *p = got.known + 1, *e; *p; p = e + 1) {
 			e = strchr(p, ',');
 			*e = '\0';
-			if (!in_list(want, p)) {
+			if (!et_in_list(want, p)) {
 				print_message("%s: %s hit, SpamAssassin did not\n", name, p);
 				bad++;
 			}
@@ -129,7 +90,7 @@ static void test_modern_sample(void **state)
 		for (char *p = got.unknown + 1, *e; *p; p = e + 1) {
 			e = strchr(p, ',');
 			*e = '\0';
-			if (!in_list(may_be_unknown, p)) {
+			if (!et_in_list(may_be_unknown, p)) {
 				print_message("%s: %s unknown to mxgate\n", name, p);
 				bad++;
 			}
@@ -138,7 +99,7 @@ static void test_modern_sample(void **state)
 		for (char *p = want + 1, *e; *p; p = e + 1) {
 			e = strchr(p, ',');
 			*e = '\0';
-			if (*p && !in_list(got.known, p) && !in_list(got.unknown, p)) {
+			if (*p && !et_in_list(got.known, p) && !et_in_list(got.unknown, p)) {
 				print_message("%s: SpamAssassin hit %s, mxgate did not\n", name, p);
 				bad++;
 			}
