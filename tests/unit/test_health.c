@@ -152,7 +152,8 @@ static void responder_start_unix(struct responder *r, const char *path)
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	memset(r, 0, sizeof *r);
 	pthread_mutex_init(&r->lock, NULL);
-	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+	assert_true(strlen(path) < sizeof sun.sun_path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
 	unlink(path);
 	r->fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_int_equal(bind(r->fd, (struct sockaddr *)&sun, sizeof sun), 0);
