@@ -430,7 +430,7 @@ static void chain_begin(struct chain *c, enum hook_stage st, size_t from, chain_
 	c->arg = arg;
 	c->running = true;
 	c->accepted = false;
-	memset(&c->result, 0, sizeof(c->result));
+	verdict_clear(&c->result);	/* a few stores (a memset was 600 octets, each stage) */
 }
 
 void chain_run_cut(struct chain *c, chain_done_fn done, void *arg)

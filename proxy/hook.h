@@ -68,6 +68,20 @@ struct verdict {
 	uint32_t delay_ms;    /* tarpit: hold the reply this long before sending it */
 };
 
+/* Makes v "continue" with every string empty: each field set, the strings' bytes after
+ * their NUL left as they were (nothing reads past a NUL; verdict_set clears them all). */
+static inline void
+verdict_clear(struct verdict *v)
+{
+	v->action = VERDICT_CONTINUE;
+	v->code = 0;
+	v->reply[0] = '\0';
+	v->reason[0] = '\0';
+	v->log_extra[0] = '\0';
+	v->not_an_error = false;
+	v->delay_ms = 0;
+}
+
 /* Helpers to fill a verdict; reply may be NULL. */
 void verdict_set(struct verdict *v, enum verdict_action a, int code, const char *reason,
     const char *reply_fmt, ...) __attribute__((format(printf, 5, 6)));
