@@ -576,7 +576,10 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 /* The commands of a group parsed by the look-ahead, kept so that the command table does
  * not parse them again (smtp_cmd_parse is pure: the same line gives the same result).
  * Taken in order only; any other line empties it. Allocated with a session's first
- * group (SESSION_MEMO_MAX entries: MAIL and the first RCPT), kept with the session. */
+ * group (SESSION_MEMO_MAX entries: MAIL and the first RCPT), kept with the session. The
+ * look-ahead parses into the entries themselves and the command table reads them where
+ * they are: an entry stays as it is until the next group's look-ahead (session_next_group,
+ * at the end of a message), which is after the command that took it has been started. */
 #define SESSION_MEMO_MAX 2
 #define SESSION_MEMO_LINE 256
 struct session_memo {
@@ -588,55 +591,66 @@ struct session_memo {
 	} e[SESSION_MEMO_MAX];
 };
 
-/* Keeps line[0..len)'s parse as entry k of the memo (entries go in order from 0). */
-static void session_memo_put(struct session *s, size_t k, const char *line, size_t len, const struct smtp_cmd *cmd)
+/* Where the look-ahead parses line k of a group (entries go in order from 0; k == 0 starts
+ * a new group): the memo's entry k, or NULL when it cannot be kept (then: the caller's
+ * own storage, and the command is parsed again when its turn comes). */
+static struct smtp_cmd *session_memo_slot(struct session *s, size_t k, size_t len)
 {
 	if (k == 0 && s->memo != NULL)
 		s->memo->n = s->memo->next = 0;
 	if (k >= SESSION_MEMO_MAX || len > SESSION_MEMO_LINE)
-		return;
-	if (s->memo == NULL && (s->memo = calloc(1, sizeof(*s->memo))) == NULL)
-		return;	/* no memo: the commands are parsed again, that is all */
-	if (s->memo->n != k)
-		return;
+		return NULL;
+	if (s->memo == NULL) {
+		if ((s->memo = malloc(sizeof(*s->memo))) == NULL)
+			return NULL;	/* no memo: the commands are parsed again, that is all */
+		s->memo->n = s->memo->next = 0;
+	}
+	return s->memo->n == k ? &s->memo->e[k].cmd : NULL;
+}
+
+/* Entry k (its cmd parsed from line[0..len) by the caller) is kept. */
+static void session_memo_keep(struct session *s, size_t k, const char *line, size_t len)
+{
 	s->memo->e[k].len = len;
 	memcpy(s->memo->e[k].line, line, len);
-	smtp_cmd_copy(&s->memo->e[k].cmd, cmd);
 	s->memo->n = k + 1;
 }
 
-/* The memo's next entry into cmd when it is line[0..len)'s; false (and the memo emptied)
- * otherwise. */
-static bool session_memo_take(struct session *s, const char *line, size_t len, struct smtp_cmd *cmd)
+/* The memo's next entry when it is line[0..len)'s (valid until the next group's
+ * look-ahead, see struct session_memo); NULL (and the memo emptied) otherwise. */
+static const struct smtp_cmd *session_memo_take(struct session *s, const char *line, size_t len)
 {
 	struct session_memo *m = s->memo;
 
 	if (m == NULL || m->next >= m->n)
-		return false;
+		return NULL;
 	if (m->e[m->next].len != len || memcmp(m->e[m->next].line, line, len) != 0) {
 		m->n = m->next = 0;
-		return false;
+		return NULL;
 	}
-	smtp_cmd_copy(cmd, &m->e[m->next++].cmd);
-	return true;
+	return &m->e[m->next++].cmd;
 }
 
 /* The next complete command line held at s->in + *off (CRLF-terminated, no other CR or LF,
- * shorter than a command may be), parsed into cmd and kept as the memo's entry k; false
- * when there is none. */
-static bool session_next_line(struct session *s, size_t *off, struct smtp_cmd *cmd, size_t k)
+ * shorter than a command may be), parsed and kept as the memo's entry k when it can be
+ * (else into *scratch); its parse, or NULL when there is none. */
+static const struct smtp_cmd *session_next_line(struct session *s, size_t *off, struct smtp_cmd *scratch, size_t k)
 {
 	const char *p = s->in + *off, *err = NULL;
 	const char *nl = memchr(p, '\n', s->inlen - *off);
+	struct smtp_cmd *cmd;
 	size_t len;
 
 	if (nl == NULL || nl == p || nl[-1] != '\r' || (len = (size_t)(nl - 1 - p)) > 990 || memchr(p, '\r', len))
-		return false;
+		return NULL;
 	*off += len + 2;
-	if (smtp_cmd_parse(p, len, cmd, &err) != 0)
-		return false;
-	session_memo_put(s, k, p, len, cmd);
-	return true;
+	cmd = session_memo_slot(s, k, len);
+	if (smtp_cmd_parse(p, len, cmd ? cmd : scratch, &err) != 0)
+		return NULL;
+	if (cmd == NULL)
+		return scratch;
+	session_memo_keep(s, k, p, len);
+	return cmd;
 }
 
 /* RFC 2920: a pipelining client's next transaction is often held already when a message
@@ -648,7 +662,8 @@ static bool session_next_line(struct session *s, size_t *off, struct smtp_cmd *c
  * later, in order; a difference found then costs a fresh backend connection, nothing else. */
 static void session_next_group(struct session *s)
 {
-	struct smtp_cmd mail, cmd;
+	struct smtp_cmd scratch_mail, scratch;
+	const struct smtp_cmd *mail, *cmd;
 	char reply[1024];
 	char arena[2048];	/* the recipients' addresses and parameters, NUL-terminated */
 	const char *rcpts[SESSION_NEXT_MAX_RCPTS], *rparams[SESSION_NEXT_MAX_RCPTS];
@@ -660,8 +675,8 @@ static void session_next_group(struct session *s)
 	    !chain_settled(&s->chain, HOOK_MAIL) || !chain_settled(&s->chain, HOOK_RCPT) ||
 	    !chain_settled(&s->chain, HOOK_DATA))
 		return;
-	if (!session_next_line(s, &off, &mail, 0) || mail.verb != SMTP_MAIL ||
-	    session_check_mail(s, &mail, reply, sizeof(reply)) != SESSION_CHECK_OK)
+	if ((mail = session_next_line(s, &off, &scratch_mail, 0)) == NULL || mail->verb != SMTP_MAIL ||
+	    session_check_mail(s, mail, reply, sizeof(reply)) != SESSION_CHECK_OK)
 		return;
 	while (n < SESSION_NEXT_MAX_RCPTS) {
 		/* DATA goes too when it is the line right behind the last RCPT, as
@@ -670,19 +685,19 @@ static void session_next_group(struct session *s)
 			data = true;
 			break;
 		}
-		if (!session_next_line(s, &off, &cmd, n + 1) || cmd.verb != SMTP_RCPT ||
-		    session_check_rcpt_in(s, &cmd, n, mail.params_raw, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
+		if ((cmd = session_next_line(s, &off, &scratch, n + 1)) == NULL || cmd->verb != SMTP_RCPT ||
+		    session_check_rcpt_in(s, cmd, n, mail->params_raw, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
 			break;	/* the group ends before it */
-		size_t la = strlen(cmd.addr) + 1, lp = strlen(cmd.params_raw) + 1;
+		size_t la = strlen(cmd->addr) + 1, lp = strlen(cmd->params_raw) + 1;
 		if (used + la + lp > sizeof(arena))
 			break;	/* the group ends before it (recipients of this size are rare) */
-		rcpts[n] = memcpy(arena + used, cmd.addr, la);
-		rparams[n] = memcpy(arena + used + la, cmd.params_raw, lp);
+		rcpts[n] = memcpy(arena + used, cmd->addr, la);
+		rparams[n] = memcpy(arena + used + la, cmd->params_raw, lp);
 		used += la + lp;
 		n++;
 	}
 	if (n > 0)
-		smtp_tx_set_next(&s->tx, mail.addr, mail.params_raw, rcpts, rparams, n, data);
+		smtp_tx_set_next(&s->tx, mail->addr, mail->params_raw, rcpts, rparams, n, data);
 }
 
 static void session_apply_data(struct session *s, const struct verdict *v)
@@ -1042,32 +1057,37 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 {
 	static const struct verdict go_on = { .action = VERDICT_CONTINUE };
 	const struct session_cmd *c;
-	struct smtp_cmd cmd;
+	struct smtp_cmd parsed;
+	/* the look-ahead's parse where it is, valid up to c->start (session_memo_take) */
+	const struct smtp_cmd *cmd = session_memo_take(s, line, len);
 	const char *err = NULL;
 	char reply[1024];
 
 	s->ncommands++;
-	if (!session_memo_take(s, line, len, &cmd) && smtp_cmd_parse(line, len, &cmd, &err) != 0) {
-		if (cmd.verb == SMTP_HTTP) {
-			log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
-			hook_env_add_symbol(&s->env, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");
-			session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
-			s->quit_after_flush = true;
+	if (cmd == NULL) {
+		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
+			if (parsed.verb == SMTP_HTTP) {
+				log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
+				hook_env_add_symbol(&s->env, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");
+				session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
+				s->quit_after_flush = true;
+				return;
+			}
+			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
+			if (parsed.verb == SMTP_BDAT) {
+				/* Without a size the chunk's end is unknown: what follows could be read as
+				 * commands. End the session instead. */
+				session_reply(s, "421 4.5.0 %s Error: BDAT syntax, closing", s->cfg->hostname);
+				s->quit_after_flush = true;
+				return;
+			}
+			session_error(s);
 			return;
 		}
-		session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
-		if (cmd.verb == SMTP_BDAT) {
-			/* Without a size the chunk's end is unknown: what follows could be read as
-			 * commands. End the session instead. */
-			session_reply(s, "421 4.5.0 %s Error: BDAT syntax, closing", s->cfg->hostname);
-			s->quit_after_flush = true;
-			return;
-		}
-		session_error(s);
-		return;
+		cmd = &parsed;
 	}
-	c = session_cmd_find(cmd.verb);
-	switch (session_cmd_check_row(s, c, &cmd, reply, sizeof(reply))) {
+	c = session_cmd_find(cmd->verb);
+	switch (session_cmd_check_row(s, c, cmd, reply, sizeof(reply))) {
 	case SESSION_CHECK_OK:
 		break;
 	case SESSION_CHECK_REPLY:
@@ -1090,7 +1110,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	if (c->flags & CMD_RESETS_TXN)
 		session_txn_reset(s, true);
 	if (c->start)
-		c->start(s, &cmd);
+		c->start(s, cmd);
 	if (c->stage != SESSION_NO_STAGE && !session_stage_moot(s, c) &&
 	    ((c->flags & CMD_BUSY) || chain_wants(s->chain.mods, c->stage))) {
 		s->tarpit_ms = 0;
