@@ -77,39 +77,41 @@ dataparse_ctl16(__m128i x, __m128i lim)
 
 /* The fast path across lines: from in[k], a line start that is not ".", CR, LF or NUL, the
  * end of the longest run of whole lines that the per-line loop of dataparse_feed would take
- * as they stand (each line ends in CRLF and holds no other CR, LF or NUL; the next one starts
- * with neither ".", LF nor NUL; an empty line is one). 64 octets a turn: the octets <= 13
- * as bits (MASK64(p), one per octet of in[p..p+64)), then a look at each such octet only (a
- * CRLF ends a line, TAB and the other controls but NUL are content); no line is scanned
- * twice. Stops at the first octet the per-line loop would not take, and within 64 octets of
- * len (the per-line loop does the rest). *longest: raised to the longest line taken (octets
- * without CRLF). The body of dataparse_lines_sse2 and dataparse_lines_avx2, which differ
- * only in how the bits are made. */
+ * as they stand (each line ends in CRLF and holds no other CR, LF or NUL; the next one does
+ * not start with "."; an empty line is one). 64 octets a turn: the octets <= 13 as bits
+ * (MASK64(p), one per octet of in[p..p+64)), then a look at each such octet only: a CR
+ * followed by LF ends a line (both bits go; a LF that is the next block's first octet is
+ * known by its place, right before `start`), TAB and the other controls but NUL are
+ * content, anything else stops the run where its line starts. A line that starts with LF
+ * or NUL stops at that octet's bit, so only "." needs a look at each line start. No line
+ * is scanned twice. The blocks end 2 octets short of len (the CR's LF and the next line's
+ * first octet are always in[] to read); the per-line loop does the rest. The body of
+ * dataparse_lines_sse2 and dataparse_lines_avx2, which differ only in how the bits are
+ * made. */
 #define DATAPARSE_LINES_BODY(MASK64)                                                            \
-    size_t start = k, best = *longest;                                                          \
+    size_t start = k;                                                                           \
                                                                                                 \
-    for (size_t b = k; b + 64 <= len; b += 64) {                                                \
+    for (size_t b = k; b + 66 <= len; b += 64) {                                                \
         uint64_t m = MASK64(in + b);                                                            \
-        if (start > b)                                                                          \
-            m &= ~(uint64_t)1;      /* the LF of a CRLF that straddled the blocks */            \
         while (m != 0) {                                                                        \
-            size_t p = b + (size_t)__builtin_ctzll(m);                                          \
+            size_t p = b + (unsigned)__builtin_ctzll(m);                                        \
             m &= m - 1;                                                                         \
-            char c = in[p];                                                                     \
-            if (c != '\r' && c != '\n' && c != '\0')                                            \
+            if (in[p] != '\r') {                                                                \
+                if (p + 1 == start)                                                             \
+                    continue;       /* the LF of a CRLF that straddled the blocks */            \
+                if (in[p] == '\n' || in[p] == '\0')                                             \
+                    goto out;       /* bare LF, NUL */                                          \
                 continue;           /* TAB and the other controls are content */                \
-            if (c != '\r' || p + 1 >= len || in[p + 1] != '\n')                                 \
-                goto out;           /* NUL, bare LF, bare CR or a CR at the end */              \
+            }                                                                                   \
+            if (in[p + 1] != '\n')                                                              \
+                goto out;           /* bare CR */                                               \
             m &= m - 1;             /* its LF (0 when the LF is in the next block) */           \
-            if (p - start > best)                                                               \
-                best = p - start;                                                               \
             start = p + 2;                                                                      \
-            if (start < len && (in[start] == '.' || in[start] == '\n' || in[start] == '\0'))    \
+            if (in[start] == '.')                                                               \
                 goto out;           /* the next line is not one for the fast path */            \
         }                                                                                       \
     }                                                                                           \
 out:                                                                                            \
-    *longest = best;                                                                            \
     return start
 
 /* The octets <= 13 of s[0..64) as bits, 16 at a time. */
@@ -125,7 +127,7 @@ dataparse_ctl64_sse2(const char *s)
 }
 
 static size_t
-dataparse_lines_sse2(const char *in, size_t k, size_t len, size_t *longest)
+dataparse_lines_sse2(const char *in, size_t k, size_t len)
 {
     DATAPARSE_LINES_BODY(dataparse_ctl64_sse2);
 }
@@ -134,8 +136,9 @@ dataparse_lines_sse2(const char *in, size_t k, size_t len, size_t *longest)
 #include <immintrin.h>
 #define DATAPARSE_HAVE_AVX2 1
 /* The same bits 32 at a time (AVX2: most x86-64 since 2013; used only where the CPU says
- * it has it, dataparse_lines). */
-__attribute__((target("avx2"))) static inline uint64_t
+ * it has it and BMI1 too, dataparse_lines: every CPU with AVX2 has BMI1, whose tzcnt and
+ * blsr the per-line steps use). */
+__attribute__((target("avx2,bmi"))) static inline uint64_t
 dataparse_ctl64_avx2(const char *s)
 {
     const __m256i lim = _mm256_set1_epi8(DATAPARSE_SCAN_MAX);
@@ -146,8 +149,8 @@ dataparse_ctl64_avx2(const char *s)
     return (uint64_t)m0 | (uint64_t)m1 << 32;
 }
 
-__attribute__((target("avx2"))) static size_t
-dataparse_lines_avx2(const char *in, size_t k, size_t len, size_t *longest)
+__attribute__((target("avx2,bmi"))) static size_t
+dataparse_lines_avx2(const char *in, size_t k, size_t len)
 {
     DATAPARSE_LINES_BODY(dataparse_ctl64_avx2);
 }
@@ -156,16 +159,16 @@ dataparse_lines_avx2(const char *in, size_t k, size_t len, size_t *longest)
 /* The block path of dataparse_feed: AVX2 where the CPU has it (and dataparse_force_sse2 is
  * not set), SSE2 otherwise; the two give the same bits. */
 static inline size_t
-dataparse_lines(const char *in, size_t k, size_t len, size_t *longest)
+dataparse_lines(const char *in, size_t k, size_t len)
 {
 #if defined(DATAPARSE_HAVE_AVX2)
     static int avx2 = -1;
     if (avx2 < 0)
-        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+        avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") ? 1 : 0;
     if (avx2 && !dataparse_force_sse2)
-        return dataparse_lines_avx2(in, k, len, longest);
+        return dataparse_lines_avx2(in, k, len);
 #endif
-    return dataparse_lines_sse2(in, k, len, longest);
+    return dataparse_lines_sse2(in, k, len);
 }
 #endif
 
@@ -192,7 +195,6 @@ dataparse_emit(struct dataparse *p, const char *data, size_t n, dataparse_out_fn
     if (n == 0)
         return 0;
     p->bytes += n;
-    p->cur_line += n;
     return out(arg, data, n);
 }
 
@@ -200,9 +202,6 @@ dataparse_emit(struct dataparse *p, const char *data, size_t n, dataparse_out_fn
 static int
 dataparse_emit_eol(struct dataparse *p, dataparse_out_fn out, void *arg)
 {
-    if (p->cur_line > p->max_line)
-        p->max_line = p->cur_line;
-    p->cur_line = 0;
     p->bytes += 2;
     return out(arg, "\r\n", 2);
 }
@@ -258,10 +257,10 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
              * none starting with "." or CR, is content as it stands: one out() call, one
              * scan per line for its first control octet (dataparse_scan). Anything else
              * goes the slow way below. */
-            size_t k = i, longest = 0;
+            size_t k = i;
 #if defined(__SSE2__)
             if (!scalar)    /* whole lines across blocks first; the loop below takes the rest */
-                k = dataparse_lines(in, i, len, &longest);
+                k = dataparse_lines(in, i, len);
 #endif
             while (k < len && in[k] != '.' && in[k] != '\r' && in[k] != '\n' && in[k] != '\0') {
                 size_t j = k;
@@ -273,13 +272,9 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
                 }
                 if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n')
                     break;
-                if (j - k > longest)
-                    longest = j - k;
                 k = j + 2;
             }
             if (k > i) {
-                if (longest > p->max_line)
-                    p->max_line = longest;
                 p->bytes += k - i;
                 p->weak = false;
                 if (out(arg, in + i, k - i) != 0)
@@ -338,8 +333,6 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
                     /* <CRLF>.<CRLF>: the one true end */
                     p->state = DP_DONE;
                     *done = 1;
-                    if (p->cur_line > p->max_line)
-                        p->max_line = p->cur_line;
                     return (ssize_t)i;
                 }
                 /* a weak ".\r\n" (after a bare CR/LF) is content, never an end */

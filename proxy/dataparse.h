@@ -15,8 +15,6 @@ struct dataparse {
     enum data_bare_lf policy;
     bool bad_line_ending;       /* a bare LF or bare CR was seen */
     uint64_t bytes;             /* content bytes passed to out */
-    uint64_t max_line;          /* longest content line seen (octets without CRLF) */
-    uint64_t cur_line;          /* private */
     bool weak;                  /* private: this line started after a bare CR/LF */
     bool nul_seen;              /* a NUL octet was seen (and dropped) */
     uint64_t nuls;              /* how many */

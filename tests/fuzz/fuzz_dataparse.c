@@ -65,7 +65,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t ua = decode(in, len, len ? len : 1, pol, &a, &da, &pa);
     size_t ub = decode(in, len, step, pol, &b, &db, &pb);
     if (ua != ub || da != db || a.len != b.len || (a.len && memcmp(a.buf, b.buf, a.len)) ||
-        pa.bad_line_ending != pb.bad_line_ending || pa.bytes != a.len || pa.max_line != pb.max_line ||
+        pa.bad_line_ending != pb.bad_line_ending || pa.bytes != a.len ||
         pa.nuls != pb.nuls)
         abort();
     /* the portable scan gives the same parse */
@@ -73,7 +73,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t us = decode(in, len, len ? len : 1, pol, &sc, &ds_, &ps);
     dataparse_force_scalar = false;
     if (us != ua || ds_ != da || sc.len != a.len || (a.len && memcmp(a.buf, sc.buf, a.len)) ||
-        ps.bad_line_ending != pa.bad_line_ending || ps.max_line != pa.max_line || ps.nuls != pa.nuls ||
+        ps.bad_line_ending != pa.bad_line_ending || ps.nuls != pa.nuls ||
         ps.restuff != pa.restuff || ps.bytes != pa.bytes)
         abort();
     free(sc.buf);
@@ -85,7 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t u5 = decode(in, len, len ? len : 1, pol, &s2, &d5, &p5);
     dataparse_force_sse2 = false;
     if (u5 != ua || d5 != da || s2.len != a.len || (a.len && memcmp(a.buf, s2.buf, a.len)) ||
-        p5.bad_line_ending != pa.bad_line_ending || p5.max_line != pa.max_line || p5.nuls != pa.nuls ||
+        p5.bad_line_ending != pa.bad_line_ending || p5.nuls != pa.nuls ||
         p5.restuff != pa.restuff || p5.bytes != pa.bytes)
         abort();
     free(s2.buf);

@@ -196,7 +196,6 @@ test_counters_and_errors(void **state)
     sink_init(&s);
     assert_int_equal(dataparse_feed(&p, in, strlen(in), sink_cb, &s, &done), (ssize_t)strlen(in));
     assert_int_equal(done, 1);
-    assert_int_equal(p.max_line, 8);
     assert_int_equal(p.bytes, strlen(in) - 3);
     /* after the end, further input is not consumed */
     assert_int_equal(dataparse_feed(&p, "x", 1, sink_cb, &s, &done), 0);
@@ -420,7 +419,6 @@ assert_same_parse(const struct dataparse *a, const struct dataparse *b, struct s
     assert_int_equal(ca->len, cb->len);
     assert_memory_equal(ca->buf, cb->buf, ca->len);
     assert_int_equal(a->bytes, b->bytes);
-    assert_int_equal(a->max_line, b->max_line);
     assert_int_equal(a->bad_line_ending, b->bad_line_ending);
     assert_int_equal(a->nuls, b->nuls);
     assert_int_equal(a->restuff, b->restuff);
