@@ -48,6 +48,11 @@ struct smtp_verb_def {
     const char *syntax;     /* reply when the argument rule is broken */
 };
 
+/* A four-octet verb as one word: octet i in bits 8i..8i+7, as smtp_word4 reads a line. */
+#define SMTP_W4(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+
+bool smtp_cmd_force_slow;
+
 static const struct smtp_verb_def smtp_verbs[] = {
     { "HELO", 4, SMTP_HELO, ARG_REQUIRED, R_HELO },
     { "EHLO", 4, SMTP_EHLO, ARG_REQUIRED, R_EHLO },
@@ -101,6 +106,32 @@ static inline bool
 smtp_is_alnum(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* s[0..4) as one word, each octet with bit 5 cleared (the ASCII case fold of a letter;
+ * compared with a word of upper-case letters it is smtp_upper_eq). */
+static inline uint32_t
+smtp_word4(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    return SMTP_W4(u[0], u[1], u[2], u[3]) & 0xdfdfdfdfu;
+}
+
+/* The four-letter verbs a transaction is made of, by word (smtp_word4); NULL for others
+ * (then the table). */
+static const struct smtp_verb_def *
+smtp_verb_quick(const char *line)
+{
+    static const struct { uint32_t w; size_t i; } quick[] = {
+        { SMTP_W4('M', 'A', 'I', 'L'), 2 }, { SMTP_W4('R', 'C', 'P', 'T'), 3 },
+        { SMTP_W4('D', 'A', 'T', 'A'), 4 }, { SMTP_W4('Q', 'U', 'I', 'T'), 7 },
+    };
+    uint32_t w = smtp_word4(line);
+
+    for (size_t i = 0; i < sizeof(quick) / sizeof(quick[0]); i++)
+        if (quick[i].w == w)
+            return &smtp_verbs[quick[i].i];
+    return NULL;
 }
 
 /* s[0..n) equals the upper-case ASCII name[0..n) in any case (verbs are letters only). */
@@ -181,11 +212,21 @@ smtp_check_domain(const char *d, size_t n, const struct smtp_addr_replies *r, bo
 }
 
 /* Finds the '>' closing a path that starts at s[0] == '<', honouring quoted strings and
- * quoted-pairs. Returns its index, or -1 for unbalanced or control characters. */
+ * quoted-pairs. Returns its index, or -1 for unbalanced or control characters. ctl: whether
+ * the line holds any control octet (smtp_any_ctl); without one, and without a '"' or '<'
+ * before the first '>', that '>' is the end (what the octet loop below finds then): three
+ * memchr instead of a loop over the octets. */
 static long
-smtp_find_path_end(const char *s, size_t n)
+smtp_find_path_end(const char *s, size_t n, bool ctl)
 {
     bool quoted = false;
+
+    if (!ctl && !smtp_cmd_force_slow && n > 1) {
+        const char *gt = memchr(s + 1, '>', n - 1);
+        if (gt != NULL && memchr(s + 1, '"', (size_t)(gt - s - 1)) == NULL &&
+            memchr(s + 1, '<', (size_t)(gt - s - 1)) == NULL)
+            return (long)(gt - s);
+    }
     for (size_t i = 1; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (smtp_is_ctl(c))
@@ -423,7 +464,7 @@ smtp_parse_params(struct smtp_cmd *cmd, char *p)
 /* MAIL FROM:<path> [params] / RCPT TO:<path> [params]; arg is cmd->arg. Returns NULL or the
  * error reply. */
 static const char *
-smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
+smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail, bool ctl)
 {
     const char *syntax = is_mail ? R_MAIL : R_RCPT;
     const struct smtp_addr_replies *r = is_mail ? &smtp_sender_replies : &smtp_rcpt_replies;
@@ -441,7 +482,7 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail)
     if (*s != '<')
         return syntax;
     size_t rest = alen - (size_t)(s - a);
-    long end = smtp_find_path_end(s, rest);
+    long end = smtp_find_path_end(s, rest, ctl);
     if (end < 0) {
         /* distinguish a missing '>' from bad characters inside */
         return memchr(s, '>', rest) == NULL ? syntax : bad;
@@ -589,7 +630,9 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
     while (vlen < len && line[vlen] != ' ')
         vlen++;
     const struct smtp_verb_def *def = NULL;
-    for (size_t i = 0; i < sizeof(smtp_verbs) / sizeof(smtp_verbs[0]); i++) {
+    if (vlen == 4 && !smtp_cmd_force_slow && (def = smtp_verb_quick(line)) != NULL)
+        cmd->verb = def->verb;
+    for (size_t i = 0; def == NULL && i < sizeof(smtp_verbs) / sizeof(smtp_verbs[0]); i++) {
         if (smtp_verbs[i].len == vlen && smtp_upper_eq(line, smtp_verbs[i].name, vlen)) {
             def = &smtp_verbs[i];
             cmd->verb = def->verb;
@@ -647,7 +690,7 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
         break;
     case ARG_SPECIAL:
         if (def->verb == SMTP_MAIL || def->verb == SMTP_RCPT)
-            err = smtp_parse_path_cmd(cmd, def->verb == SMTP_MAIL);
+            err = smtp_parse_path_cmd(cmd, def->verb == SMTP_MAIL, ctl);
         else if (def->verb == SMTP_BDAT)
             err = has_arg ? smtp_parse_bdat(cmd) : R_BDAT;
         break;

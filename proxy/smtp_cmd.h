@@ -61,6 +61,9 @@ struct smtp_cmd {
  * HTTP verbs return -1 with verb SMTP_HTTP (the session should close the connection).
  * BDAT <size> [LAST] fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
+/* Tests and fuzzing: true makes smtp_cmd_parse take its octet-by-octet forms only (no
+ * quick ones); both give the same parse (test_smtp_cmd, fuzz_smtp_cmd compare them). */
+extern bool smtp_cmd_force_slow;
 /* Copies a parsed command: dst gets src's fields with its strings in dst's own buffers
  * (what a fresh smtp_cmd_parse of the same line would give). */
 void smtp_cmd_copy(struct smtp_cmd *dst, const struct smtp_cmd *src);

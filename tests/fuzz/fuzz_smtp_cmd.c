@@ -1,5 +1,6 @@
 /* fuzz_smtp_cmd.c — any line parses or fails with a reply; parsed fields stay inside the
- * command's storage and within RFC 5321 limits; smtp_cmd_copy gives the parse again. */
+ * command's storage and within RFC 5321 limits; smtp_cmd_copy gives the parse again; the
+ * quick forms and the octet loops (smtp_cmd_force_slow) give the same parse. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,20 @@ inside(const struct smtp_cmd *c, const char *p)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct smtp_cmd *cmd = malloc(sizeof(*cmd));
-    const char *reply = NULL;
+    struct smtp_cmd *cmd = malloc(sizeof(*cmd)), *slow = malloc(sizeof(*slow));
+    const char *reply = NULL, *slow_reply = NULL;
     int rc = smtp_cmd_parse((const char *)data, size, cmd, &reply);
+    /* the octet loops alone (no quick forms) give the same parse */
+    smtp_cmd_force_slow = true;
+    int slow_rc = smtp_cmd_parse((const char *)data, size, slow, &slow_reply);
+    smtp_cmd_force_slow = false;
+    if (slow_rc != rc || slow->verb != cmd->verb || (rc != 0 && slow_reply != reply) ||
+        (rc == 0 && (strcmp(slow->arg, cmd->arg) != 0 || strcmp(slow->addr, cmd->addr) != 0 ||
+                     strcmp(slow->params_raw, cmd->params_raw) != 0 || slow->nparams != cmd->nparams ||
+                     slow->size != cmd->size || slow->body != cmd->body || slow->smtputf8 != cmd->smtputf8 ||
+                     slow->addr_utf8 != cmd->addr_utf8 || slow->last != cmd->last)))
+        abort();
+    free(slow);
     if (rc != 0) {
         if (rc != -1 || reply == NULL || reply[0] < '4' || reply[0] > '5' || strlen(reply) < 10)
             abort();

@@ -1,6 +1,7 @@
 /* test_smtp_cmd.c — command line parsing: one labelled row per case. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -457,6 +458,96 @@ test_copy(void **state)
     }
 }
 
+/* line parses the same with the quick forms and without them (smtp_cmd_force_slow): the
+ * return, the reply, the verb and every field. */
+static void
+parse_both_same(const char *line, size_t len)
+{
+    static struct smtp_cmd a, b;
+    const char *ra = NULL, *rb = NULL;
+    bool was = smtp_cmd_force_slow;
+
+    smtp_cmd_force_slow = false;
+    int ca = smtp_cmd_parse(line, len, &a, &ra);
+    smtp_cmd_force_slow = true;
+    int cb = smtp_cmd_parse(line, len, &b, &rb);
+    smtp_cmd_force_slow = was;
+    if (ca != cb || a.verb != b.verb || (ca != 0 && ra != rb))
+        fail_msg("'%.*s': quick %d %s '%s', slow %d %s '%s'", (int)len, line, ca, smtp_verb_name(a.verb),
+                 ca ? ra : "", cb, smtp_verb_name(b.verb), cb ? rb : "");
+    if (ca != 0)
+        return;
+    assert_string_equal(a.arg, b.arg);
+    assert_string_equal(a.addr, b.addr);
+    assert_string_equal(a.params_raw, b.params_raw);
+    assert_int_equal(a.nparams, b.nparams);
+    assert_int_equal(a.size, b.size);
+    assert_int_equal(a.addr_utf8, b.addr_utf8);
+}
+
+/* The quick forms against the octet loops: every row; every four-octet verb over letters
+ * of both cases, their neighbours under the case fold ('@', '`', 0xcd...) and a space; every
+ * path of up to 4 octets over the octets the path scan treats apart ('<', '>', '"', '\\',
+ * TAB, '@', a letter), inside MAIL and RCPT, with and without parameters. */
+static void
+test_quick_same(void **state)
+{
+    (void)state;
+    for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+        parse_both_same(rows[r].line, rows[r].len ? rows[r].len : strlen(rows[r].line));
+
+    static const char vo[] = { 'M', 'm', 'A', 'a', 'I', 'L', 'l', 'R', 'C', 'P', 'T', 't', 'D', 'Q', 'U', 'q',
+                               '@', '`', (char)0xcd, (char)0xc1, ' ', '\0' };
+    char line[64];
+    for (size_t i = 0; i < sizeof(vo) * sizeof(vo) * sizeof(vo) * sizeof(vo); i++) {
+        size_t k = i;
+        for (int j = 0; j < 4; j++) {
+            line[j] = vo[k % sizeof(vo)];
+            k /= sizeof(vo);
+        }
+        memcpy(line + 4, " FROM:<a@b.c>", 13);
+        parse_both_same(line, 17);
+        parse_both_same(line, 4);
+    }
+    static const char po[] = { '<', '>', '"', '\\', '\t', '@', 'a' };
+    static const char *const pre[] = { "MAIL FROM:<", "RCPT TO:<", "MAIL FROM:<x@y.z" };
+    static const char *const post[] = { "", ">", "@b.c>", "@b.c> SIZE=10", "\"@b.c> X=<y>" };
+    for (size_t n = 0; n <= 4; n++) {
+        size_t count = 1;
+        for (size_t j = 0; j < n; j++)
+            count *= sizeof(po);
+        for (size_t i = 0; i < count; i++) {
+            char mid[8];
+            size_t k = i;
+            for (size_t j = 0; j < n; j++) {
+                mid[j] = po[k % sizeof(po)];
+                k /= sizeof(po);
+            }
+            for (size_t a = 0; a < 3; a++)
+                for (size_t b = 0; b < 5; b++) {
+                    int len = snprintf(line, sizeof(line), "%s%.*s%s", pre[a], (int)n, mid, post[b]);
+                    parse_both_same(line, (size_t)len);
+                }
+        }
+    }
+}
+
+static int
+slow_on(void **state)
+{
+    (void)state;
+    smtp_cmd_force_slow = true;
+    return 0;
+}
+
+static int
+slow_off(void **state)
+{
+    (void)state;
+    smtp_cmd_force_slow = false;
+    return 0;
+}
+
 int
 main(void)
 {
@@ -467,6 +558,9 @@ main(void)
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_addr_rows),
         cmocka_unit_test(test_lengths),
+        cmocka_unit_test(test_quick_same),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* the whole set with the quick forms, then again with the octet loops only */
+    int rc = cmocka_run_group_tests_name("smtp_cmd", tests, NULL, NULL);
+    return rc + cmocka_run_group_tests_name("smtp_cmd_slow", tests, slow_on, slow_off);
 }
