@@ -1133,13 +1133,20 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 
 	if (data == NULL)
 		return false;
-	hlen = smtp_tx_header_len(tx);
 	smtp_tx_prefix_clear(tx);
 	headers_build_received(&tx->prefix, env, tx->env->cfg->hostname, with);
-	headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
-	if (env->new_body)
-		headers_end_block(&tx->prefix);
-	tx->body_off = hlen;
+	if (env->nhdr_edits == 0 && env->new_body == NULL) {
+		/* The header block as it came: it goes with the body from the message buffer
+		 * (the same octets as a copy behind the Received field; no copy, and in wire form
+		 * when the content is, body_wire). */
+		tx->body_off = 0;
+	} else {
+		hlen = smtp_tx_header_len(tx);
+		headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
+		if (env->new_body)
+			headers_end_block(&tx->prefix);
+		tx->body_off = hlen;
+	}
 	/* Envelope changes from filters: apply to the envelope and start a fresh backend
 	 * transaction with it. */
 	for (size_t i = 0; i < env->ndel_rcpts; i++) {

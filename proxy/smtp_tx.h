@@ -92,8 +92,11 @@ struct smtp_tx {
 	                                   * seen so far (2 at the start, 4: complete) */
 	bool hdr_told;                    /* smtp_tx_headers_take said so for this message */
 	size_t hdr_len;                   /* the header block's length once hdr_match is 4 */
-	struct strbuf prefix;             /* Received + edited header block */
-	size_t body_off;
+	struct strbuf prefix;             /* Received + the header block when edited (or ended
+	                                   * for a new body) */
+	size_t body_off;                  /* where in the message what follows prefix starts: 0
+	                                   * (the header block as it came), or the header
+	                                   * block's length */
 	/* the step in flight */
 	smtp_tx_done_fn done;
 	void *done_arg;

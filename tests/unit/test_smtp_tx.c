@@ -602,6 +602,44 @@ static void test_body_wire(void **state)
 	assert_false(wd->tx.body_wire);	/* per message */
 }
 
+/* With no header edit the header block goes out from the message buffer with the body
+ * (body_off 0), in wire form or encoded; with one, the edited block follows the Received
+ * field and the body starts after the client's block (body_off its length). The backend
+ * gets Received, the header block (edited or not), the body, each line as sent. */
+static void header_block_case(struct world *wd, const char *msg, bool wire, bool edit, const char *want)
+{
+	struct fake *f = fake_new(wd, false);
+	size_t wl = strlen(want), hl = (size_t)(strstr(msg, "\r\n\r\n") - msg) + 4;
+
+	world_wire_message(wd, msg, strlen(msg));
+	wd->tx.body_wire = wire;
+	if (edit)
+		hook_env_add_header(&wd->env, "X-Mx", "yes");
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	assert_int_equal(wd->tx.body_off, edit ? hl : 0);
+	assert_int_equal(f->messages, 1);
+	assert_true(f->msglen > wl);
+	assert_int_equal(strncmp(f->msg, "Received: from client.test", 26), 0);
+	assert_memory_equal(f->msg + f->msglen - wl, want, wl);
+	/* one Received field, then the block */
+	assert_ptr_equal(strstr(f->msg, "\r\nSubject: w\r\n"), f->msg + f->msglen - wl - 2);
+	world_reset(wd);
+}
+
+static void test_header_block_as_it_came(void **state)
+{
+	/* not wire form: the ".dot" line goes stuffed, the fake unstuffs it */
+	header_block_case(*state, "Subject: w\r\nX-A: 1\r\n\r\n.dot\r\nline\r\n", false, false,
+	    "Subject: w\r\nX-A: 1\r\n\r\n.dot\r\nline\r\n");
+}
+
+static void test_header_block_edited_wire(void **state)
+{
+	header_block_case(*state, "Subject: w\r\nX-A: 1\r\n\r\nline\r\n", true, true,
+	    "Subject: w\r\nX-A: 1\r\nX-Mx: yes\r\n\r\nline\r\n");
+}
+
 /* A module's new body is encoded whatever body_wire says: its dot lines reach the backend
  * stuffed (the fake unstuffs them back), never as an end of data. */
 static void test_body_wire_new_body(void **state)
@@ -1382,6 +1420,8 @@ int main(void)
 		WORLD_TEST(test_deliver_smtp),
 		WORLD_TEST(test_body_wire),
 		WORLD_TEST(test_body_wire_new_body),
+		WORLD_TEST(test_header_block_as_it_came),
+		WORLD_TEST(test_header_block_edited_wire),
 		WORLD_TEST(test_no_250_before_backend),
 		WORLD_TEST(test_failover_at_connect),
 		WORLD_TEST(test_failover_rcpt_drop),
