@@ -84,17 +84,23 @@ static const char *smtp_tx_domain_of(const char *addr)
 	return at ? at + 1 : NULL;
 }
 
+/* Twelve characters of a 31-letter alphabet (no vowels but digits): x's base-31 digits from
+ * the lowest, two at a time (one 64-bit division by 961 per pair, the pair's digits by
+ * 32-bit arithmetic: r / 31 == (r * 2115) >> 16 for every r < 961); when x runs out, rand()
+ * fills the rest. Unique per worker, second and message count. */
 static void smtp_tx_make_queue_id(struct smtp_tx *tx)
 {
 	static const char alphabet[] = "0123456789BCDFGHJKLMNPQRSTVWXYZ";
 	uint64_t x = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)tx->w->index << 60) ^ (++tx->w->session_seq * 2654435761ULL);
 	char *q = tx->env->queue_id;
 
-	for (int i = 0; i < 12; i++) {
-		q[i] = alphabet[x % 31];
-		x /= 31;
-		if (x == 0)
-			x = (uint64_t)rand() + 7;
+	for (int i = 0; i < 12; i += 2) {
+		uint64_t next = x / 961;
+		uint32_t r = (uint32_t)(x - next * 961), hi = (r * 2115) >> 16;
+
+		q[i] = alphabet[r - hi * 31];
+		q[i + 1] = alphabet[hi];
+		x = next != 0 ? next : (uint64_t)rand() + 7;
 	}
 	q[12] = '\0';
 }

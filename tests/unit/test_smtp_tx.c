@@ -677,6 +677,7 @@ static void test_deliver_smtp(void **state)
 	assert_string_equal(wd->text, "2.1.0 Ok");
 	assert_string_equal(wd->env.mail_from, "a@example.org");
 	assert_int_equal(strlen(wd->env.queue_id), 12);
+	assert_int_equal(strspn(wd->env.queue_id, "0123456789BCDFGHJKLMNPQRSTVWXYZ"), 12);
 	world_rcpt(wd, "b@example.net");
 	assert_int_equal(wd->code, 250);
 	assert_string_equal(wd->text, "250 2.1.5 Ok");    /* the backend's reply, as it is */
