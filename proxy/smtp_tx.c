@@ -406,12 +406,22 @@ static void smtp_tx_cat(char *line, size_t cap, size_t *n, const char *s)
 static void smtp_tx_rcpt_line(const struct relay *r, char *line, size_t cap, const char *addr, const char *params)
 {
 	size_t n = 0;
+	bool dsn = params && *params && relay_offers(r, RELAY_EXT_DSN);
+	size_t la = strlen(addr);
 
+	if (!dsn && la + 11 < cap) {
+		/* as a rule: all of it fits, three copies of known lengths (what the smtp_tx_cat
+		 * below would give) */
+		memcpy(line, "RCPT TO:<", 9);
+		memcpy(line + 9, addr, la);
+		memcpy(line + 9 + la, ">", 2);
+		return;
+	}
 	line[0] = '\0';
 	smtp_tx_cat(line, cap, &n, "RCPT TO:<");
 	smtp_tx_cat(line, cap, &n, addr);
 	smtp_tx_cat(line, cap, &n, ">");
-	if (params && *params && relay_offers(r, RELAY_EXT_DSN)) {
+	if (dsn) {
 		smtp_tx_cat(line, cap, &n, " ");
 		smtp_tx_cat(line, cap, &n, params);
 	}
@@ -1020,13 +1030,15 @@ static char *smtp_tx_next_put(char **at, const char *s)
 void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, const char *const *rcpts,
     const char *const *rcpt_params, size_t nrcpts, bool data)
 {
-	size_t total;
+	size_t total, lf, lp;
 
 	smtp_tx_next_free(tx);
 	if (nrcpts == 0)
 		return;
 	/* one allocation per group, not two per string */
-	total = 2 * nrcpts * sizeof(char *) + strlen(from) + 1 + strlen(params) + 1;
+	lf = strlen(from);
+	lp = strlen(params);
+	total = 2 * nrcpts * sizeof(char *) + lf + 1 + lp + 1;
 	for (size_t i = 0; i < nrcpts; i++)
 		total += strlen(rcpts[i]) + 1 + strlen(rcpt_params[i]) + 1;
 	if (total > tx->next_cap) {
@@ -1040,8 +1052,9 @@ void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, 
 	char *at = (char *)(block + 2 * nrcpts);
 	tx->next_rcpts = block;
 	tx->next_rcpt_params = block + nrcpts;
-	tx->next_from = smtp_tx_next_put(&at, from);
-	tx->next_params = smtp_tx_next_put(&at, params);
+	tx->next_from = memcpy(at, from, lf + 1);
+	tx->next_params = memcpy(at + lf + 1, params, lp + 1);
+	at += lf + 1 + lp + 1;
 	for (size_t i = 0; i < nrcpts; i++) {
 		tx->next_rcpts[i] = smtp_tx_next_put(&at, rcpts[i]);
 		tx->next_rcpt_params[i] = smtp_tx_next_put(&at, rcpt_params[i]);
