@@ -555,8 +555,9 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		r->line[r->linelen] = '\0';
 		size_t ll = r->linelen;
 		r->linelen = 0;
-		if (ll < 3 || !isdigit((unsigned char)r->line[0]) || !isdigit((unsigned char)r->line[1]) ||
-		    !isdigit((unsigned char)r->line[2]) || (ll > 3 && r->line[3] != ' ' && r->line[3] != '-')) {
+		/* three ASCII digits ((unsigned)(c - '0') < 10: isdigit without the locale) */
+		if (ll < 3 || (unsigned)(r->line[0] - '0') > 9 || (unsigned)(r->line[1] - '0') > 9 ||
+		    (unsigned)(r->line[2] - '0') > 9 || (ll > 3 && r->line[3] != ' ' && r->line[3] != '-')) {
 			relay_fail(r, "malformed reply");
 			return -1;
 		}
@@ -564,15 +565,19 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 			relay_fail(r, "reply too long");
 			return -1;
 		}
-		if (r->reply.len)
-			strbuf_append(&r->reply, "\r\n", 2);
-		strbuf_append(&r->reply, r->line, ll);
-		if (ll > 3 && r->line[3] == '-')
-			continue;
+		bool more = ll > 3 && r->line[3] == '-';
+		const char *text = r->line;	/* a one-line reply: the line itself */
+		if (r->reply.len || more) {
+			if (r->reply.len)
+				strbuf_append(&r->reply, "\r\n", 2);
+			strbuf_append(&r->reply, r->line, ll);
+			if (more)
+				continue;
+			text = r->reply.v;
+		}
 		int code = (r->line[0] - '0') * 100 + (r->line[1] - '0') * 10 + (r->line[2] - '0');
-		/* The buffer is kept for the next reply: only this loop appends to it, after the
+		/* The buffers are kept for the next reply: only this loop writes them, after the
 		 * call (callbacks get the text for the call's duration only). */
-		const char *text = r->reply.v;
 		r->reply.len = 0;
 		if (log_is_debug()) {
 			char tv[300];
