@@ -89,30 +89,32 @@ dataparse_ctl16(__m128i x, __m128i lim)
  * dataparse_lines_sse2 and dataparse_lines_avx2, which differ only in how the bits are
  * made. */
 #define DATAPARSE_LINES_BODY(MASK64)                                                            \
-    size_t start = k;                                                                           \
+    const char *start = in + k;     /* where the run ends so far: a line start */             \
                                                                                                 \
-    for (size_t b = k; b + 66 <= len; b += 64) {                                                \
-        uint64_t m = MASK64(in + b);                                                            \
+    if (len < 66)                                                                               \
+        return k;                                                                               \
+    for (const char *bp = start, *last = in + len - 66; bp <= last; bp += 64) {                 \
+        uint64_t m = MASK64(bp);                                                                \
         while (m != 0) {                                                                        \
-            size_t p = b + (unsigned)__builtin_ctzll(m);                                        \
+            const char *p = bp + (unsigned)__builtin_ctzll(m);                                  \
             m &= m - 1;                                                                         \
-            if (in[p] != '\r') {                                                                \
+            if (*p != '\r') {                                                                   \
                 if (p + 1 == start)                                                             \
                     continue;       /* the LF of a CRLF that straddled the blocks */            \
-                if (in[p] == '\n' || in[p] == '\0')                                             \
+                if (*p == '\n' || *p == '\0')                                                   \
                     goto out;       /* bare LF, NUL */                                          \
                 continue;           /* TAB and the other controls are content */                \
             }                                                                                   \
-            if (in[p + 1] != '\n')                                                              \
+            if (p[1] != '\n')                                                                   \
                 goto out;           /* bare CR */                                               \
             m &= m - 1;             /* its LF (0 when the LF is in the next block) */           \
             start = p + 2;                                                                      \
-            if (in[start] == '.')                                                               \
+            if (*start == '.')                                                                  \
                 goto out;           /* the next line is not one for the fast path */            \
         }                                                                                       \
     }                                                                                           \
 out:                                                                                            \
-    return start
+    return (size_t)(start - in)
 
 /* The octets <= 13 of s[0..64) as bits, 16 at a time. */
 static inline uint64_t
