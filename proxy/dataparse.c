@@ -440,11 +440,18 @@ dotstuff_encode(struct dotstuff *d, const char *in, size_t len, dataparse_out_fn
     while (i < len) {
         if (!d->last_cr && d->at_line_start && in[i] != '.') {
             /* Fast path: a run of whole, well-formed CRLF lines none of which starts with
-             * "." goes out in one piece: one scan per line for its first octet <= 13
-             * (dataparse_scan; TAB and the other controls are content) instead of a byte
-             * loop. A lone CR or LF goes the slow way below. */
+             * "." goes out in one piece: the block path over 64 octets a turn, then one
+             * scan per line for its first octet <= 13 (dataparse_scan; TAB and the other
+             * controls are content) instead of a byte loop. A lone CR or LF goes the slow
+             * way below. */
             bool scalar = dataparse_force_scalar;
             size_t k = i;
+#if defined(__SSE2__)
+            /* whole lines across blocks first (the decoder's block path: its lines are a
+             * subset of these, it stops at a NUL too); the loop below takes the rest */
+            if (!scalar)
+                k = dataparse_lines(in, i, len);
+#endif
             while (k < len && in[k] != '.') {
                 size_t j = k;
                 for (;;) {      /* the line's first CR or LF */

@@ -115,6 +115,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
 
+    /* the encoder over the raw input (bare CR/LF, NULs, dots): its block path and its
+     * per-line scan (dataparse_force_scalar) give the same octets */
+    {
+        struct sink e1 = { 0 }, e2 = { 0 };
+        struct dotstuff d1, d2;
+        dotstuff_init(&d1);
+        dotstuff_init(&d2);
+        if (dotstuff_encode(&d1, in, len, sink_cb, &e1) != 0)
+            abort();
+        dataparse_force_scalar = true;
+        if (dotstuff_encode(&d2, in, len, sink_cb, &e2) != 0)
+            abort();
+        dataparse_force_scalar = false;
+        if (dotstuff_finish(&d1, sink_cb, &e1) != 0 || dotstuff_finish(&d2, sink_cb, &e2) != 0 ||
+            e1.len != e2.len || (e1.len && memcmp(e1.buf, e2.buf, e1.len) != 0))
+            abort();
+        free(e1.buf);
+        free(e2.buf);
+    }
     /* re-stuff: a strict reader sees "." only as the last line */
     struct dotstuff ds;
     dotstuff_init(&ds);
