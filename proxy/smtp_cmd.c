@@ -144,6 +144,20 @@ smtp_upper_eq(const char *s, const char *name, size_t n)
     return true;
 }
 
+/* s[0..n) equals name[0..n) (upper-case letters and ':') in any case: strncasecmp for a
+ * name of letters and non-letters whose case fold is themselves (the fold of a letter,
+ * c & 0xdf, is used only where name has a letter). */
+static inline bool
+smtp_upper_eq_any(const char *s, const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i], w = (unsigned char)name[i];
+        if (w >= 'A' && w <= 'Z' ? (c & 0xdf) != w : c != w)
+            return false;
+    }
+    return true;
+}
+
 /* Whether s[0..n) holds any octet below 0x20 (TAB and NUL included) or 0x7f: eight octets
  * at a time (a word has an octet below 0x20 when (w - 0x20..) & ~w & 0x80.. is non-zero,
  * one equal to 0x7f when w ^ 0x7f.. has a zero octet). A false "true" is impossible; the
@@ -474,7 +488,7 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail, bool ctl)
     const char *a = cmd->arg;
     size_t alen = strlen(a);
 
-    if (alen < plen || strncasecmp(a, prefix, plen) != 0)
+    if (alen < plen || !smtp_upper_eq_any(a, prefix, plen))
         return syntax;
     const char *s = a + plen;
     while (*s == ' ')           /* "FROM: <addr>", as Postfix accepts */
