@@ -537,6 +537,12 @@ static void session_apply_mail(struct session *s, const struct verdict *v)
 
 /* ---- RCPT -------------------------------------------------------------------------- */
 
+/* p[0..4) is "DATA" in any case (strncasecmp's answer for these letters, without a call). */
+static inline bool session_is_data(const char *p)
+{
+	return (p[0] | 0x20) == 'd' && (p[1] | 0x20) == 'a' && (p[2] | 0x20) == 't' && (p[3] | 0x20) == 'a';
+}
+
 static void session_start_rcpt(struct session *s, const struct smtp_cmd *cmd)
 {
 	smtp_tx_set_rcpt(&s->tx, cmd->addr, cmd->params_raw);
@@ -564,8 +570,7 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 	}
 	/* The client sent DATA right behind (pipelining): the backend may get it with this
 	 * RCPT (smtp_tx.h). */
-	s->tx.data_follows = s->inlen >= 5 && strncasecmp(s->in, "DATA", 4) == 0 &&
-	    (s->in[4] == '\r' || s->in[4] == '\n');
+	s->tx.data_follows = s->inlen >= 5 && session_is_data(s->in) && (s->in[4] == '\r' || s->in[4] == '\n');
 	smtp_tx_rcpt(&s->tx, session_rcpt_tx_cb, s);
 }
 
@@ -681,7 +686,8 @@ static void session_next_group(struct session *s)
 	while (n < SESSION_NEXT_MAX_RCPTS) {
 		/* DATA goes too when it is the line right behind the last RCPT, as
 		 * session_apply_rcpt will find it (data_follows). */
-		if (n > 0 && s->inlen - off >= 6 && strncasecmp(s->in + off, "DATA\r\n", 6) == 0) {
+		if (n > 0 && s->inlen - off >= 6 && session_is_data(s->in + off) && s->in[off + 4] == '\r' &&
+		    s->in[off + 5] == '\n') {
 			data = true;
 			break;
 		}
