@@ -175,6 +175,13 @@ smtp_any_ctl(const char *s, size_t n)
         if ((((w - 0x20 * ones) & ~w) | ((d - ones) & ~d)) & highs)
             return true;
     }
+    if (i < n && n >= 8) {
+        /* the tail as the last eight octets (some looked at twice: no matter) */
+        uint64_t w, d;
+        memcpy(&w, s + n - 8, 8);
+        d = w ^ (0x7f * ones);
+        return ((((w - 0x20 * ones) & ~w) | ((d - ones) & ~d)) & highs) != 0;
+    }
     for (; i < n; i++)
         if (smtp_is_ctl((unsigned char)s[i]))
             return true;
