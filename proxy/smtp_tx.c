@@ -471,6 +471,7 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 {
 	const struct hook_env *env = tx->env;
 	char line[1100];
+	bool rcpt_built = false;	/* line holds tx->rcpt's RCPT already */
 
 	smtp_tx_build_mail_line(tx);
 	if (relay_ahead_next(tx->relay)) {
@@ -479,6 +480,7 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 		size_t n = 1;
 		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt && relay_offers(tx->relay, RELAY_EXT_PIPELINING)) {
 			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
+			rcpt_built = true;
 			n = 2;
 			if (tx->data_follows && !relay_offers(tx->relay, RELAY_EXT_CHUNKING))
 				n = 3;
@@ -499,10 +501,12 @@ static void smtp_tx_est_send_mail(struct smtp_tx *tx)
 		for (size_t i = 0; i < env->nrcpts; i++) {
 			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), env->rcpts[i].addr, env->rcpts[i].params);
 			relay_queue(tx->relay, line, smtp_tx_est_rcpt_cb, tx);
+			rcpt_built = false;
 		}
 		tx->est_queued = env->nrcpts;
 		if (tx->est_done == smtp_tx_rcpt_est_cb && tx->rcpt) {
-			smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
+			if (!rcpt_built)
+				smtp_tx_rcpt_line(tx->relay, line, sizeof(line), tx->rcpt, tx->rcpt_params);
 			relay_queue(tx->relay, line, smtp_tx_rcpt_reply_cb, tx);
 			tx->rcpt_queued = true;
 			smtp_tx_queue_data(tx);
