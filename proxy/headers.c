@@ -123,64 +123,105 @@ void headers_append_field(struct strbuf *out, const char *name, const char *valu
 	strbuf_append(out, "\r\n", 2);
 }
 
-#define strbuf_append_lit(b, lit) strbuf_append((b), (lit), sizeof(lit) - 1)
-
-static void strbuf_append_str(struct strbuf *b, const char *s)
-{
-	strbuf_append(b, s, strlen(s));
-}
-
 /* The RFC 5322 date of `now` in local time, formatted once per second per thread (localtime_r
- * and strftime cost more than the rest of the field); the string is what strftime gives. */
-static const char *headers_date(time_t now)
+ * and strftime cost more than the rest of the field); the string is what strftime gives,
+ * *len its length. */
+static const char *headers_date(time_t now, size_t *len)
 {
 	static _Thread_local bool cached_ok;
 	static _Thread_local time_t cached_sec;
 	static _Thread_local char cached[64];
+	static _Thread_local size_t cached_len;
 	struct tm tm;
 
 	if (!cached_ok || now != cached_sec) {
 		localtime_r(&now, &tm);
-		if (strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+		cached_len = strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S %z", &tm);
+		if (cached_len == 0)
 			cached[0] = '\0';
 		cached_sec = now;
 		cached_ok = true;
 	}
+	*len = cached_len;
 	return cached;
 }
+
+/* Copies s[0..n) to o; returns the octet after it (a constant n: a few stores). */
+static inline char *headers_put(char *o, const char *s, size_t n)
+{
+	memcpy(o, s, n);
+	return o + n;
+}
+
+#define HEADERS_PUT_LIT(o, lit) headers_put((o), (lit), sizeof(lit) - 1)
+
+/* The Received field's constant parts, each as HEADERS_PUT_LIT writes it; their lengths
+ * together (RECEIVED_FIXED) bound what the field adds to its variable parts. */
+#define R_FROM "Received: from "
+#define R_NAME " ("
+#define R_IP " ["
+#define R_BY "])\r\n\tby "
+#define R_WITH " (mxgate) with "
+#define R_ID " id "
+#define R_TLS "\r\n\t(using "
+#define R_CIPHER " with cipher "
+#define R_TLS_END ")"
+#define R_FOR "\r\n\tfor <"
+#define R_FOR_END ">"
+#define R_DATE "; "
+#define R_END "\r\n"
+#define RECEIVED_FIXED (sizeof(R_FROM R_NAME R_IP R_BY R_WITH R_ID R_TLS R_CIPHER R_TLS_END R_FOR R_FOR_END \
+    R_DATE R_END) - 1)
 
 void headers_build_received_at(struct strbuf *out, const struct hook_env *env, const char *hostname,
     const char *with, time_t now)
 {
-	/* Pieces appended as they are, no stdio: the bytes are those of
+	/* No stdio, and the room for the whole field made once: the bytes are those of
 	 * "Received: from %s (%s [%s])\r\n\tby %s (mxgate) with %s id %s" and so on. */
-	strbuf_append_lit(out, "Received: from ");
-	strbuf_append_str(out, env->helo[0] ? env->helo : "unknown");
-	strbuf_append_lit(out, " (");
-	strbuf_append_str(out, env->client_name[0] ? env->client_name : "unknown");
-	strbuf_append_lit(out, " [");
-	strbuf_append_str(out, env->client_ip);
-	strbuf_append_lit(out, "])\r\n\tby ");
-	strbuf_append_str(out, hostname);
-	strbuf_append_lit(out, " (mxgate) with ");
-	strbuf_append_str(out, with);
-	strbuf_append_lit(out, " id ");
-	strbuf_append_str(out, env->queue_id);
+	const char *helo = env->helo[0] ? env->helo : "unknown";
+	const char *name = env->client_name[0] ? env->client_name : "unknown";
+	const char *rcpt = env->nrcpts == 1 ? env->rcpts[0].addr : NULL;
+	size_t ld, lh = strlen(helo), ln = strlen(name), li = strlen(env->client_ip), lo = strlen(hostname);
+	size_t lw = strlen(with), lq = strlen(env->queue_id), lr = rcpt ? strlen(rcpt) : 0, lv = 0, lc = 0;
+	const char *date = headers_date(now, &ld);
+
 	if (env->tls) {
-		strbuf_append_lit(out, "\r\n\t(using ");
-		strbuf_append_str(out, env->tls_version);
-		strbuf_append_lit(out, " with cipher ");
-		strbuf_append_str(out, env->tls_cipher);
-		strbuf_append_lit(out, ")");
+		lv = strlen(env->tls_version);
+		lc = strlen(env->tls_cipher);
 	}
-	if (env->nrcpts == 1) {
-		strbuf_append_lit(out, "\r\n\tfor <");
-		strbuf_append_str(out, env->rcpts[0].addr);
-		strbuf_append_lit(out, ">");
+	size_t need = out->len + lh + ln + li + lo + lw + lq + lr + lv + lc + ld + RECEIVED_FIXED + 1;
+	if (need > out->cap)
+		growbuf_grow(&out->v, &out->cap, 256, need);
+	char *o = out->v + out->len;
+	o = HEADERS_PUT_LIT(o, R_FROM);
+	o = headers_put(o, helo, lh);
+	o = HEADERS_PUT_LIT(o, R_NAME);
+	o = headers_put(o, name, ln);
+	o = HEADERS_PUT_LIT(o, R_IP);
+	o = headers_put(o, env->client_ip, li);
+	o = HEADERS_PUT_LIT(o, R_BY);
+	o = headers_put(o, hostname, lo);
+	o = HEADERS_PUT_LIT(o, R_WITH);
+	o = headers_put(o, with, lw);
+	o = HEADERS_PUT_LIT(o, R_ID);
+	o = headers_put(o, env->queue_id, lq);
+	if (env->tls) {
+		o = HEADERS_PUT_LIT(o, R_TLS);
+		o = headers_put(o, env->tls_version, lv);
+		o = HEADERS_PUT_LIT(o, R_CIPHER);
+		o = headers_put(o, env->tls_cipher, lc);
+		o = HEADERS_PUT_LIT(o, R_TLS_END);
 	}
-	strbuf_append_lit(out, "; ");
-	strbuf_append_str(out, headers_date(now));
-	strbuf_append_lit(out, "\r\n");
+	if (rcpt) {
+		o = HEADERS_PUT_LIT(o, R_FOR);
+		o = headers_put(o, rcpt, lr);
+		o = HEADERS_PUT_LIT(o, R_FOR_END);
+	}
+	o = HEADERS_PUT_LIT(o, R_DATE);
+	o = headers_put(o, date, ld);
+	o = HEADERS_PUT_LIT(o, R_END);
+	*o = '\0';
+	out->len = (size_t)(o - out->v);
 }
 
 void headers_build_received(struct strbuf *out, const struct hook_env *env, const char *hostname,
