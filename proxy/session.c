@@ -147,9 +147,14 @@ static void session_reply_text(struct session *s, int code, const char *text)
 		if (clean) {
 			if (!e)
 				counter_count_reply(code);
-			strbuf_append(&s->out, line, 4);
-			strbuf_append(&s->out, p, n);
-			strbuf_append(&s->out, "\r\n", 2);
+			/* "NNN " text CRLF in one append's room (the code and CRLF as stores) */
+			if (s->out.len + n + 7 > s->out.cap)
+				growbuf_grow(&s->out.v, &s->out.cap, 256, s->out.len + n + 7);
+			char *o = s->out.v + s->out.len;
+			memcpy(o, line, 4);
+			memcpy(o + 4, p, n);
+			memcpy(o + 4 + n, "\r\n", 3);
+			s->out.len += n + 6;
 		} else {
 			memcpy(line + 4, p, n);
 			session_reply_append(s, line, n + 4);
