@@ -63,6 +63,7 @@ struct relay {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uint64_t due;                 /* loop time the current step runs out; 0: none (relay_arm) */
+	uint64_t timer_at;          /* when the libuv timer fires (loop time), 0: not running */
 	uv_connect_t conn_req;
 	int open_handles;
 	enum relay_state state;
@@ -331,11 +332,13 @@ static void relay_timeout_cb(uv_timer_t *t)
 	struct relay *r = t->data;
 	uint64_t now = uv_now(t->loop);
 
+	r->timer_at = 0;	/* fired: no longer running */
 	if (r->due == 0)
 		return;		/* disarmed since: the step was answered in time */
 	if (now < r->due) {
 		/* armed again later since it was started: wait for the rest */
 		uv_timer_start(&r->timer, relay_timeout_cb, r->due - now, 0);
+		r->timer_at = r->due;
 		return;
 	}
 	r->due = 0;
@@ -359,9 +362,10 @@ static void relay_arm(struct relay *r, uint64_t ms)
 	if (ms == 0)
 		ms = 60000;
 	r->due = uv_now(loop) + ms;
-	if (uv_is_active((uv_handle_t *)&r->timer) && uv_timer_get_due_in(&r->timer) <= ms)
-		return;
+	if (r->timer_at != 0 && r->timer_at <= r->due)
+		return;		/* running, due no later (uv_is_active, uv_timer_get_due_in: as known) */
 	uv_timer_start(&r->timer, relay_timeout_cb, ms, 0);
+	r->timer_at = r->due;
 }
 
 /* No step waits any more: the timer, if it is running, fires to no effect (relay_arm). */
@@ -438,6 +442,7 @@ static void relay_close(struct relay *r)
 	r->data_cb = NULL;
 	r->fifo_len = 0;
 	uv_timer_stop(&r->timer);
+	r->timer_at = 0;
 	uv_close((uv_handle_t *)&r->timer, relay_handle_closed_cb);
 	uv_close((uv_handle_t *)&r->tcp, relay_handle_closed_cb);
 }
