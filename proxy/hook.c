@@ -150,28 +150,39 @@ void hook_env_replace_body(struct hook_env *env, struct msgbuf *body)
 /* Releases the per-transaction outputs (header edits, envelope changes, body, txn symbols). */
 void hook_env_reset_txn(struct hook_env *env)
 {
-	for (size_t i = 0; i < env->nhdr_edits; i++) {
-		free(env->hdr_edits[i].name);
-		free(env->hdr_edits[i].value);
+	/* As a rule no module asked for any change: nothing to free (no call per field) */
+	if (env->hdr_edits != NULL) {
+		for (size_t i = 0; i < env->nhdr_edits; i++) {
+			free(env->hdr_edits[i].name);
+			free(env->hdr_edits[i].value);
+		}
+		free(env->hdr_edits);
+		env->hdr_edits = NULL;
 	}
-	free(env->hdr_edits);
-	env->hdr_edits = NULL;
 	env->nhdr_edits = 0;
-	msgbuf_free(env->new_body);
-	env->new_body = NULL;
-	free(env->new_mail_from);
-	env->new_mail_from = NULL;
-	for (size_t i = 0; i < env->nadd_rcpts; i++) {
-		free(env->add_rcpts[i].addr);
-		free(env->add_rcpts[i].params);
+	if (env->new_body != NULL) {
+		msgbuf_free(env->new_body);
+		env->new_body = NULL;
 	}
-	free(env->add_rcpts);
-	env->add_rcpts = NULL;
+	if (env->new_mail_from != NULL) {
+		free(env->new_mail_from);
+		env->new_mail_from = NULL;
+	}
+	if (env->add_rcpts != NULL) {
+		for (size_t i = 0; i < env->nadd_rcpts; i++) {
+			free(env->add_rcpts[i].addr);
+			free(env->add_rcpts[i].params);
+		}
+		free(env->add_rcpts);
+		env->add_rcpts = NULL;
+	}
 	env->nadd_rcpts = 0;
-	for (size_t i = 0; i < env->ndel_rcpts; i++)
-		free(env->del_rcpts[i]);
-	free(env->del_rcpts);
-	env->del_rcpts = NULL;
+	if (env->del_rcpts != NULL) {
+		for (size_t i = 0; i < env->ndel_rcpts; i++)
+			free(env->del_rcpts[i]);
+		free(env->del_rcpts);
+		env->del_rcpts = NULL;
+	}
 	env->ndel_rcpts = 0;
 	env->quarantine_reason[0] = '\0';
 	env->flags = 0;
