@@ -12,6 +12,13 @@ write, the content with the next group), in front of one smtp-sink.
       the N (30) functions with the most instructions of their own per message in a profile
       kept by instr (callgrind_annotate 3.19 puts every function's own cost on worker_run
       for these profiles; this reads the file itself).
+  python3 bench/bench_core_cost.py calls PROFILE [N [REGEX]]
+      the N (40) heaviest caller -> callee edges per message (the callee's inclusive
+      instructions on that edge), of those with a caller or callee matching REGEX: who
+      calls memcpy or strlen (REGEX 'memcpy|strlen'), what a relay step costs ('^relay_').
+  python3 bench/bench_core_cost.py lines PROFILE FILE [MIN]
+      own instructions per message of each source line of FILE (a path suffix, e.g.
+      proxy/relay.c) with at least MIN (5), next to the line's text.
   python3 bench/bench_core_cost.py kernel ROUNDS BINARY [BINARY...]
       per message, each mxgate and HAProxy L4 taking turns (20,000 messages a round):
       system calls (strace -c -f over one extra round of 2,000; by name), sleeps (voluntary
@@ -178,6 +185,83 @@ def self_cost(path, top):
         print('%7d  %5.1f %%  %s' % (round(c / MSGS), 100.0 * c / total, f))
 
 
+def parse_profile(path):
+    """(edges, lines, files) of a kept profile: edges[(caller, callee)] inclusive Ir of the
+    calls, lines[(file, line)] own Ir; callgrind's compressed names and relative positions
+    ('+N', '-N', '*') resolved."""
+    names, edges, lines = {}, {}, {}
+    fn = cfn = fl = fi = None
+    line, in_call = 0, False
+
+    def name(kind, v):
+        m = re.match(r'\((\d+)\)(?: (.*))?', v)
+        if not m:
+            return v
+        if m.group(2):
+            names[(kind, m.group(1))] = m.group(2)
+        return names.get((kind, m.group(1)), '?')
+    with open(path) as f:
+        for raw in f:
+            s = raw.rstrip('\n')
+            if s.startswith('fn='):
+                fn, fi = name('fn', s[3:]), fl
+            elif s.startswith('cfn='):
+                cfn = name('fn', s[4:])
+            elif s.startswith('fl='):
+                fl = fi = name('fl', s[3:])
+            elif s.startswith(('fi=', 'fe=')):
+                fi = name('fl', s[3:])
+            elif s.startswith(('cfi=', 'cfl=')):
+                name('fl', s[4:])
+            elif s.startswith(('ob=', 'cob=')):
+                continue
+            elif s.startswith('calls='):
+                in_call = True
+            elif s and (s[0].isdigit() or s[0] in '+-*'):
+                v = s.split()
+                t = v[0]
+                if t[0] == '+':
+                    line += int(t[1:])
+                elif t[0] == '-':
+                    line -= int(t[1:])
+                elif t[0] != '*':
+                    line = int(t)
+                if len(v) < 2:
+                    in_call = False
+                    continue
+                if in_call:
+                    in_call = False
+                    edges[(fn, cfn)] = edges.get((fn, cfn), 0) + int(v[1])
+                else:
+                    lines[(fi, line)] = lines.get((fi, line), 0) + int(v[1])
+    return edges, lines
+
+
+def calls(path, top, pattern):
+    edges, _ = parse_profile(path)
+    pick = [(k, c) for k, c in edges.items()
+            if not pattern or re.search(pattern, k[0] or '') or re.search(pattern, k[1] or '')]
+    for (a, b), c in sorted(pick, key=lambda kv: -kv[1])[:top]:
+        print('%7d  %s -> %s' % (round(c / MSGS), a, b))
+
+
+def lines_of(path, suffix, least):
+    _, lines = parse_profile(path)
+    mine = {ln: c for (f, ln), c in lines.items() if f and f.endswith(suffix)}
+    files = {f for (f, _) in lines if f and f.endswith(suffix)}
+    text = []
+    if files:
+        try:
+            with open(sorted(files)[0]) as f:
+                text = f.read().split('\n')
+        except OSError:
+            pass
+    print('%s: %d instructions/msg of its own' % (suffix, round(sum(mine.values()) / MSGS)))
+    for ln in sorted(mine):
+        if mine[ln] / MSGS >= least:
+            print('%7d %5d  %s' % (round(mine[ln] / MSGS), ln, text[ln - 1][:100] if 0 < ln <= len(text) else ''))
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -187,6 +271,11 @@ def main():
             instr(sys.argv[2:])
         elif sys.argv[1] == 'kernel':
             kernel(int(sys.argv[2]), sys.argv[3:])
+        elif sys.argv[1] == 'calls':
+            calls(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 40,
+                  sys.argv[4] if len(sys.argv) > 4 else None)
+        elif sys.argv[1] == 'lines' and len(sys.argv) > 3:
+            lines_of(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 5)
         elif sys.argv[1] == 'self':
             self_cost(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 30)
         else:
