@@ -699,6 +699,13 @@ static void session_next_group(struct session *s)
 		if ((cmd = session_next_line(s, &off, &scratch, n + 1)) == NULL || cmd->verb != SMTP_RCPT ||
 		    session_check_rcpt_in(s, cmd, n, mail->params_raw, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
 			break;	/* the group ends before it */
+		if (cmd != &scratch) {
+			/* the memo's entry: it stays until the next look-ahead */
+			rcpts[n] = cmd->addr;
+			rparams[n] = cmd->params_raw;
+			n++;
+			continue;
+		}
 		size_t la = strlen(cmd->addr) + 1, lp = strlen(cmd->params_raw) + 1;
 		if (used + la + lp > sizeof(arena))
 			break;	/* the group ends before it (recipients of this size are rare) */
