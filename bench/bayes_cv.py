@@ -4,7 +4,7 @@ docs/classifier.md's choices rest on), and the same figures on the test half for
 
     bench/bayes_cv.py BAYES_CV [--split time|interleaved|both] [--folds 5] [--seed N] [--test]
         [--tool-args '-c chi'] [--misses FILE] [--grid | --sel-grid] [--hits auto|spamd|mxgate]
-        [--dump FILE]
+        [--dump FILE] [--stream N]
 
 BAYES_CV is bench/bayes_cv.c built against libmxcore.a (bench/bayes_cv.sh builds it). The
 training half of each split (bench_classifier's splits) is cut into FOLDS folds (every
@@ -197,6 +197,11 @@ def main():
                     help='write FILE (JSON lines): per message of the training half (CV p) '
                     'and, with --test, of the test half: split, half, fold, group, path, p, '
                     'rule hits (what bayes_cv_learn.py fits rule weights on)')
+    ap.add_argument('--stream', type=int, default=0,
+                    help='with --test: the test half in arrival order, in batches of N, each '
+                    'scored by a classifier that learned the training half and the batches '
+                    'before it (a site that learns every message; the fold in --dump: the '
+                    'batch)')
     ap.add_argument('--hits', default='auto', choices=['auto', 'spamd', 'mxgate'],
                     help="rule hits for rules + classifier: spamd's cache (bench_detection) "
                     "or mxgate's own (cached); auto: spamd's when there")
@@ -216,7 +221,15 @@ def main():
     for name in (['time', 'interleaved'] if a.split == 'both' else [a.split]):
         train, test = bc.split_make(groups, name, 0)
         grp = {p: g for g in bc.GROUPS for p in groups[g]}
-        if a.test:
+        if a.test and a.stream:
+            # the test half in arrival order, in batches of STREAM: batch k scored by what
+            # the training half and batches 0..k-1 taught (bayes_cv -P)
+            test = sorted(test, key=lambda gp: (bc.arrival_key(gp[1]), gp[1]))
+            rows = [(-1, c, p) for c in ('spam', 'ham') for p in train[c]]
+            rows += [(i // a.stream, 'spam' if g.startswith('spam') else 'ham', p)
+                     for i, (g, p) in enumerate(test)]
+            labelled = test
+        elif a.test:
             rows = [(-1, c, p) for c in ('spam', 'ham') for p in train[c]]
             rows += [(0, 'spam' if g.startswith('spam') else 'ham', p) for g, p in test]
             labelled = test
@@ -249,7 +262,8 @@ def main():
                               'test' if a.test else 'CV  ', name, c, n, f['auc'], f['s99'],
                               f['h99'], f['s00'], f['caught'], f['misfiled']), flush=True)
             continue
-        probs = run_tool(a.tool, a.tool_args.split(), rows, tmp)
+        probs = run_tool(a.tool, a.tool_args.split() + (['-P'] if a.test and a.stream else []),
+                         rows, tmp)
         f = evaluate(probs, labelled, hits, scores, nice)
         print('%s %-11s 1-AUC %.3f%%; BAYES_99: %.1f%% of spam, %d ham; spam in BAYES_00 %d; '
               'rules + classifier: %.1f%% / %.2f%%' % (

@@ -7,6 +7,7 @@ split's training half, the test half shown for the chosen setting only.
     bench/bayes_cv.sh --dump CV.jsonl [--seed N]        # the training half, CV p per message
     bench/bayes_cv.sh --test --dump TEST.jsonl          # the test half, p of the whole half
     bench/bayes_cv_learn.py CV.jsonl[,CV2.jsonl,...] TEST.jsonl [--ham-rate 0.3]
+        [--split time|interleaved|both] [--models NAME,...] [--stream FILE [--window W]]
 
 Features (general, never tokens of the corpus): R = the stock rules' points (SpamAssassin's
 set-2 scores, no BAYES_xx), L = logit(p) of the classifier (p clipped to [1e-6, 1 - 1e-6];
@@ -26,6 +27,11 @@ Each model is fitted on 4 of the 5 folds of the training half (their CV p) and s
 fifth; over the pooled out-of-fold scores the threshold is the lowest that misfiles at most
 HAM_RATE % of the training ham ("@0.3") or no more ham than stock@5 does there ("@stock").
 The test half is scored by the model fitted on the whole training half at that threshold.
+--stream FILE (bayes_cv.sh --test --stream N --dump FILE: the test half in arrival order,
+in batches, each batch's p from a classifier that learned the training half and the batches
+before it) scores that stream prequentially instead: before each batch the model is refitted
+on the training half and the earlier batches (--window W: the last W messages only), its
+threshold chosen by 5-fold CV over those; RL, RL+corr and S+corr only (--models).
 "rank": the test half's spam caught at as many test ham as stock@5 misfiles there (a
 threshold chosen on the test half: the ranking only, for information).
 """
@@ -215,8 +221,8 @@ def threshold(scored, max_ham):
 def rates(scored, t):
     spam = [z for y, z in scored if y]
     ham = [z for y, z in scored if not y]
-    return (100.0 * sum(1 for z in spam if z >= t) / len(spam),
-            100.0 * sum(1 for z in ham if z >= t) / len(ham),
+    return (100.0 * sum(1 for z in spam if z >= t) / max(1, len(spam)),
+            100.0 * sum(1 for z in ham if z >= t) / max(1, len(ham)),
             sum(1 for z in spam if z < t), sum(1 for z in ham if z >= t))
 
 
@@ -230,6 +236,34 @@ def cv_scores(model_fn, rows):
     return out
 
 
+def stream_run(mk, train, stream, ham_rate, window):
+    """Prequential: the stream (rows with fold = batch, arrival order) scored batch by batch
+    by the model fitted on the training half and the batches before (the last WINDOW of them
+    when set, the training half counted as older), its threshold chosen on the fitted rows'
+    5-fold out-of-fold scores. Returns {rule: [(y, z, t)]}."""
+    out = {'@%.1f' % ham_rate: [], '@stock': []}
+    if window:
+        train = sorted(train, key=lambda r: (bc.arrival_key(r['path']), r['path']))
+    for k in sorted({r['fold'] for r in stream}):
+        fit = train + [r for r in stream if r['fold'] < k]
+        if window:
+            fit = fit[-window:]
+        for i, r in enumerate(fit):
+            r['cvf'] = i % 5
+        oof = []
+        for f in range(5):
+            m = mk().fit([r for r in fit if r['cvf'] != f])
+            oof += [(r['y'], m.score(r)) for r in fit if r['cvf'] == f]
+        nham = sum(1 for r in fit if not r['y'])
+        stock_ham = rates([(r['y'], r['stock']) for r in fit], 5.0)[3]
+        m = mk().fit(fit)
+        for lab, mh in (('@%.1f' % ham_rate, int(ham_rate / 100.0 * nham)),
+                        ('@stock', stock_ham)):
+            t = threshold(oof, mh)
+            out[lab] += [(r['y'], m.score(r), t) for r in stream if r['fold'] == k]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('cv', help='bayes_cv.sh --dump of the training half (several: comma)')
@@ -237,8 +271,32 @@ def main():
     ap.add_argument('--ham-rate', type=float, default=0.3)
     ap.add_argument('--split', default='both', choices=['time', 'interleaved', 'both'])
     ap.add_argument('--models', default='all', help='comma list of model names to run')
+    ap.add_argument('--stream', default='',
+                    help='bayes_cv.sh --test --stream N --dump FILE: score that stream '
+                    'prequentially (each batch by weights fitted on the training half and the '
+                    'batches before it) instead of the test half')
+    ap.add_argument('--window', type=int, default=0,
+                    help='with --stream: fit on the last N messages only')
     a = ap.parse_args()
     scores, nice = bc.sa_set2_scores()
+    if a.stream:
+        grid = {'RL': lambda: Model('RL'),
+                'RL+corr M=30 l=10': lambda: Model('RL+corr', 30, 10.0),
+                'S+corr M=30 l=10': lambda: Model('S+corr', 30, 10.0)}
+        want = list(grid) if a.models == 'all' else [n for n in a.models.split(',') if n in grid]
+        for name in (['time', 'interleaved'] if a.split == 'both' else [a.split]):
+            stream = prepare([r for r in load(a.stream) if r['split'] == name], scores, nice)
+            train = prepare([r for r in load(a.cv.split(',')[0]) if r['split'] == name],
+                            scores, nice)
+            c, m, _, _ = rates([(r['y'], r['stock']) for r in stream], 5.0)
+            print('%s stream: stock@5 %.1f / %.2f %%' % (name, c, m), flush=True)
+            for mn in want:
+                res = stream_run(grid[mn], train, stream, a.ham_rate, a.window)
+                print('%s stream: %-18s %s' % (name, mn, ' | '.join(
+                    '%s %.1f / %.2f' % (lab, rates([(y, z - t) for y, z, t in v], 0.0)[0],
+                                        rates([(y, z - t) for y, z, t in v], 0.0)[1])
+                    for lab, v in res.items())), flush=True)
+        return 0
     test_all = prepare(load(a.test), scores, nice)
     grid = [lambda: Stock(), lambda: Model('RL'), lambda: Model('RB')]
     for M in (10, 30):
