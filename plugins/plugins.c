@@ -14,6 +14,10 @@
 #include "msgbuf.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <link.h>
 #include <libfyaml.h>
 #include <stdarg.h>
@@ -44,19 +48,127 @@ static bool plugins_symbol_is_descriptor(const void *sym)
 	    es->st_size >= offsetof(struct mxgate_plugin, abi_version) + sizeof(((struct mxgate_plugin *)0)->abi_version);
 }
 
+/* dlopen() hands back the object already loaded under the same name, so a plugin rebuilt
+ * at its path (a new file renamed over the old one) and loaded again at SIGHUP, while the
+ * running generation still holds the old object, would silently stay the old code. A new
+ * file is loaded through /proc/self/fd/N of a descriptor opened on the path: a name no
+ * loaded object has. The loader keeps that name for the object (and adds every other name
+ * it was opened by), so the descriptor stays open while the object is loaded, and a file
+ * already loaded (same device and inode) is opened again by the name it was first loaded
+ * by, adding none: the registry below. */
+struct plugins_so_ref { void *handle; int fd; dev_t dev; ino_t ino; unsigned refs; };
+static struct plugins_so_ref *plugins_so_refs;
+static size_t plugins_so_nrefs;
+static pthread_mutex_t plugins_so_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct plugins_so_ref *plugins_so_ref_find(void *handle, const struct stat *st)
+{
+	for (size_t i = 0; i < plugins_so_nrefs; i++)
+		if (handle ? plugins_so_refs[i].handle == handle :
+		    plugins_so_refs[i].dev == st->st_dev && plugins_so_refs[i].ino == st->st_ino)
+			return &plugins_so_refs[i];
+	return NULL;
+}
+
+/* dlerror()'s text with the /proc/self/fd alias put back as the path the operator wrote. */
+static void plugins_dlerror(char *err, size_t errlen, const char *prefix, const char *alias, const char *path)
+{
+	const char *e = dlerror();
+	const char *at;
+	size_t al = strlen(alias);
+
+	if (e == NULL)
+		e = "unknown error";
+	if (*alias && (at = strstr(e, alias)) != NULL && (at[al] < '0' || at[al] > '9'))
+		snprintf(err, errlen, "%s%.*s%s%s", prefix, (int)(at - e), e, path, at + al);
+	else
+		snprintf(err, errlen, "%s%s", prefix, e);
+}
+
+/* Releases one load of handle (dlclose), and the registry's descriptor with the last one. */
+static void plugins_unload_so(void *handle)
+{
+	struct plugins_so_ref *r;
+	char alias[64];
+	void *still;
+
+	if (handle == NULL)
+		return;
+	pthread_mutex_lock(&plugins_so_lock);
+	dlclose(handle);
+	r = plugins_so_ref_find(handle, NULL);
+	if (r && --r->refs == 0) {
+		/* Gone, unless the loader keeps it (an object marked NODELETE): then its name
+		 * must stay unique, and the descriptor open. */
+		snprintf(alias, sizeof(alias), "/proc/self/fd/%d", r->fd);
+		still = dlopen(alias, RTLD_NOW | RTLD_NOLOAD);
+		if (still)
+			dlclose(still);
+		if (still != handle) {
+			close(r->fd);
+			*r = plugins_so_refs[--plugins_so_nrefs];
+		}
+	}
+	pthread_mutex_unlock(&plugins_so_lock);
+}
+
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen)
 {
 	void *h;
 	const struct mxgate_plugin *d;
+	char alias[64] = "";
+	int fd;
+	struct stat st;
+	struct plugins_so_ref *r = NULL;
 
 	*handle = NULL;
 	*desc = NULL;
-	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	pthread_mutex_lock(&plugins_so_lock);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0 && (r = plugins_so_ref_find(NULL, &st)) != NULL) {
+		/* Loaded already: by the name it has. */
+		close(fd);
+		fd = -1;
+		snprintf(alias, sizeof(alias), "/proc/self/fd/%d", r->fd);
+	} else if (fd >= 0) {
+		snprintf(alias, sizeof(alias), "/proc/self/fd/%d", fd);
+		if (access(alias, F_OK) != 0) {   /* no /proc: the path itself */
+			close(fd);
+			fd = -1;
+			alias[0] = '\0';
+		}
+	}
+	h = dlopen(*alias ? alias : path, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL) {
-		snprintf(err, errlen, "cannot load plugin: %s", dlerror());
+		plugins_dlerror(err, errlen, "cannot load plugin: ", alias, path);
+		if (fd >= 0)
+			close(fd);
+		pthread_mutex_unlock(&plugins_so_lock);
 		return -1;
 	}
+	if (r == NULL)
+		r = plugins_so_ref_find(h, NULL);
+	if (r)
+		r->refs++;
+	else if (fd >= 0) {
+		struct plugins_so_ref *nr = realloc(plugins_so_refs, (plugins_so_nrefs + 1) * sizeof(*nr));
+
+		if (nr == NULL) {
+			snprintf(err, errlen, "%s: out of memory", path);
+			dlclose(h);
+			close(fd);
+			pthread_mutex_unlock(&plugins_so_lock);
+			return -1;
+		}
+		plugins_so_refs = nr;
+		nr[plugins_so_nrefs++] = (struct plugins_so_ref){ .handle = h, .fd = fd, .dev = st.st_dev,
+		    .ino = st.st_ino, .refs = 1 };
+		fd = -1;
+	}
+	/* fd still open: the object was loaded before under another name, which the loader
+	 * has now given this alias too; the descriptor must stay open with it (not closed). */
+	pthread_mutex_unlock(&plugins_so_lock);
 	d = dlsym(h, "mxgate_plugin");
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: no `mxgate_plugin` descriptor exported", path);
@@ -81,7 +193,7 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 	*desc = d;
 	return 0;
 fail:
-	dlclose(h);
+	plugins_unload_so(h);
 	return -1;
 }
 
@@ -107,8 +219,7 @@ static void plugin_path_free(void *dst)
 {
 	struct plugin_so *so = dst;
 
-	if (so->handle)
-		dlclose(so->handle);
+	plugins_unload_so(so->handle);
 	free(so->path);
 	memset(so, 0, sizeof(*so));
 }
