@@ -326,8 +326,10 @@ static void milter_send_stage(struct milter_sess *ms, char cmd)
 	ms->wait = W_STAGE;
 }
 
-/* Next header of the message at ms->off: name and value (leading space dropped, inner
- * CRLF as LF like sendmail and Postfix pass them). false at the end of the headers. */
+/* Next header of the message at ms->off: name and value (inner CRLF as LF like sendmail
+ * and Postfix pass them). The value is everything after the colon for a filter that took
+ * SMFIP_HDR_LEADSPC; for others one space after the colon is eaten (not a tab, not a
+ * second space), as Sendmail and Postfix do. false at the end of the headers. */
 static bool milter_next_header(struct milter_sess *ms, char **name, char **value)
 {
 	const char *m = ms->msg;
@@ -351,7 +353,7 @@ static bool milter_next_header(struct milter_sess *ms, char **name, char **value
 		return milter_next_header(ms, name, value);
 	*name = strndup(m + start, colon - start);
 	v = colon + 1;
-	if (v < i && (m[v] == ' ' || m[v] == '\t'))
+	if (v < i && m[v] == ' ' && !(ms->fprot & SMFIP_HDR_LEADSPC))
 		v++;
 	val = malloc(i - v + 1);
 	if (*name == NULL || val == NULL)
@@ -555,7 +557,7 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
 
 		if ((m->cmd == SMFIR_ADDHEADER || m->cmd == SMFIR_INSHEADER || m->cmd == SMFIR_CHGHEADER) &&
 		    m->a && strcasecmp(m->a, "X-Virus-Status") == 0 && m->b &&
-		    strncasecmp(m->b, "Infected", 8) == 0)
+		    strncasecmp(m->b + strspn(m->b, " \t"), "Infected", 8) == 0)
 			virus = true;
 	}
 	if (virus && ms->call)
