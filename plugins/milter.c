@@ -624,6 +624,11 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 		}
 		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
 	case SMFIR_DISCARD:
+		/* There is no message to discard yet: Postfix's milter client calls it an error
+		 * ("DISCARD action is not allowed for connect or helo") and applies
+		 * milter_default_action; so does on_error here. */
+		if (ms->stage_cmd == SMFIC_CONNECT || ms->stage_cmd == SMFIC_HELO)
+			return milter_fail(ms, "discard at connect or helo (not allowed)");
 		if (eom)
 			milter_txn_end(ms);
 		else
