@@ -564,8 +564,8 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
 		ms->mi->host->set_flags(ms->call, MXGATE_FLAG_VIRUS);
 }
 
-/* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out: its lines
- * joined by CRLF (the session puts the code before each, as Postfix passes a multi-line
+/* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out, '%%' as
+ * '%': its lines joined by CRLF (the session puts the code before each, as Postfix passes a multi-line
  * smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary when it does
  * not fit (the first line alone is cut at the size). */
 static void milter_reply_lines(const char *t, char *out, size_t size)
@@ -573,6 +573,10 @@ static void milter_reply_lines(const char *t, char *out, size_t size)
 	size_t o = 0, keep = 0;
 
 	for (; *t; t++) {
+		/* libmilter has '%' written '%%' (Sendmail formats the text): one '%' for the
+		 * client, and a single one dropped, as Postfix's milter client does. */
+		if (t[0] == '%' && *++t == '\0')
+			break;
 		if (t[0] == '\r' && t[1] == '\n') {
 			keep = o;           /* a complete line ends here */
 			if (t[2] == '\0' || o + 2 >= size)

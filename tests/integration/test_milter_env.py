@@ -3,6 +3,8 @@
 (tests/peers/mx_milter_env.py, scripted by the HELO name, the sender and the recipients),
 compared with what Postfix with the same milter answers (milter8.c, MILTER_README):
   MAIL reject / tempfail / setreply / setmlreply: the client's MAIL is refused with it;
+  a '%%' in a setreply text is one '%' for the client (libmilter asks for '%%' because
+    Sendmail formats the text; Postfix undoes it the same way);
   MAIL or RCPT discard: 250 at end of data and delivered nowhere (reason=milter-discard);
   MAIL or RCPT accept: the message goes on without that filter (no end-of-message edits,
     later recipients not shown to it);
@@ -68,6 +70,11 @@ t.check(out['MAIL'] == (550, '550 5.7.9 refused by env milter'), 'MAIL setreply 
 out, got = dialog(m, H, 'ml-s@example.org', [B], 'mailml')
 t.check(out['MAIL'][0] == 450 and '450-4.7.8 first line' in out['MAIL'][1] and '450 4.7.8 second line' in out['MAIL'][1],
         'MAIL setmlreply: both lines with their codes: %s' % (out['MAIL'],))
+out, got = dialog(m, H, 'pct-s@example.org', [B], 'mailpct')
+t.check(out['MAIL'] == (550, '550 5.7.9 100% sure'), 'setreply with %%%%: one %% to the client: %s' % (out['MAIL'],))
+out, got = dialog(m, H, A, ['pctml-r@example.test', B], 'rcptpct')
+t.check(out['RCPT pctml-r@example.test'] == (550, '550-5.7.9 line 100%\n550 5.7.9 and 50%'),
+        'setmlreply with %%%%: one %% on each line: %s' % (out['RCPT pctml-r@example.test'],))
 n0 = m.count_log(r'reason=milter-discard')
 out, got = dialog(m, H, 'discard-s@example.org', [B], 'maildisc')
 t.check(out.get('EOD', (0,))[0] == 250 and not got and m.count_log(r'reason=milter-discard') > n0,

@@ -9,6 +9,9 @@ The local part of the HELO name, the sender or a recipient picks the answer at t
   discard-*   SMFIS_DISCARD            accept-*    SMFIS_ACCEPT
   code-*      smfi_setreply("550", "5.7.9", "refused by env milter") + REJECT
   ml-*        smfi_setmlreply("450", "4.7.8", "first line", "second line") + TEMPFAIL
+  pct-*       smfi_setreply("550", "5.7.9", "100%% sure") + REJECT (libmilter's docs: a
+              '%' in the text is written '%%'; it refuses a single one)
+  pctml-*     smfi_setmlreply("550", "5.7.9", "line 100%%", "and 50%%") + REJECT
   atdata-*    (a recipient) REJECT at DATA      eomrej-* (a recipient) REJECT at end of message
 anything else continues; at end of message it adds "X-Env-Rcpts: <the recipients it saw>"
 and accepts. Each callback appends "STAGE ARG" to LOGFILE (one line), so a test can read
@@ -47,6 +50,12 @@ class EnvMilter(Milter.Base):
             return Milter.ACCEPT
         if w.startswith('code-'):
             self.setreply('550', '5.7.9', 'refused by env milter')
+            return Milter.REJECT
+        if w.startswith('pct-'):
+            self.setreply('550', '5.7.9', '100%% sure')
+            return Milter.REJECT
+        if w.startswith('pctml-'):
+            self.setreply('550', '5.7.9', 'line 100%%', 'and 50%%')
             return Milter.REJECT
         if w.startswith('ml-'):
             self.setreply('450', '4.7.8', 'first line', 'second line')
