@@ -525,6 +525,11 @@ struct plugin_sess {
 struct mxgate_call {
 	struct plugin_sess *s;       /* NULL once detached (timed out, session gone) */
 	bool in_cancel, done_in_cancel, is_close;
+	/* done() came inside the hook: the handle stays (inert, s NULL) until the hook
+	 * returns, so a second done() or a host call after it is ignored, not a use of freed
+	 * memory; owner names the plugin in the log line. */
+	bool completed;
+	struct plugin_sess *owner;
 	char client_port[8], local_ip[64], local_port[8];   /* formatted items, one buffer each */
 };
 
@@ -932,6 +937,8 @@ static void plugin_invoke(struct plugin_sess *s, enum plugin_kind kind, const ch
 		}
 	}
 	s->dispatching = false;
+	if (c->completed)
+		free(c);   /* answered inside the hook (else pending: s->cur, or detached) */
 }
 
 /* Runs the plugin's calls of the stage until one is pending or the stage is decided. */
@@ -1406,6 +1413,11 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 
 	if (c == NULL || c->is_close)
 		return;
+	if (c->completed) {   /* a second done() in the hook that gave the first */
+		log_event(LOG_LVL_WARNING, c->owner->env->session_id,
+		    "event=plugin_bad_output plugin=%s what=done_twice", c->owner->pe->pc->name);
+		return;
+	}
 	s = c->s;
 	if (s == NULL) {   /* detached: the verdict came too late */
 		if (c->in_cancel)
@@ -1417,7 +1429,12 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 	if (s->cur != c)
 		return;   /* cancelled, or not the live call: ignore */
 	s->cur = NULL;
-	free(c);
+	if (s->dispatching) {
+		c->completed = true;
+		c->owner = s;
+		c->s = NULL;
+	} else
+		free(c);
 	if ((unsigned)action > MXGATE_ERROR)
 		action = MXGATE_ERROR;
 	plugin_set_result(s, action, code, reply, reason);
