@@ -764,6 +764,29 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 }
 
 /* The plugin's answer as the chain's verdict (the one-to-one map in plugins.h). */
+/* The action decides the class of a refusal: a code of another class (250 with reject)
+ * becomes the default one, and an enhanced status code opening a line of the reply
+ * (RFC 3463: its class must be the reply's) gets the class digit, so a plugin's
+ * "5.7.1 ..." with tempfail goes out as 451 4.7.1, never as "451 5.7.1". */
+static int plugin_reply_class(char *reply, int code, int cls, int dflt)
+{
+	if (code / 100 != cls)
+		code = dflt;
+	for (char *p = reply; *p; ) {
+		size_t a = strspn(p + 2, "0123456789"), b = a ? strspn(p + 3 + a, "0123456789") : 0;
+
+		/* class "." 1-3 digits "." 1-3 digits, then a space or the end */
+		if (p[0] >= '0' && p[0] <= '9' && p[1] == '.' && a >= 1 && a <= 3 && p[2 + a] == '.' &&
+		    b >= 1 && b <= 3 && (p[3 + a + b] == ' ' || p[3 + a + b] == '\0' || p[3 + a + b] == '\r'))
+			p[0] = (char)('0' + cls);
+		p = strstr(p, "\r\n");
+		if (p == NULL)
+			break;
+		p += 2;
+	}
+	return code;
+}
+
 static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 {
 	const char *name = s->pe->pc->name;
@@ -777,11 +800,11 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 		verdict_set(v, VERDICT_ACCEPT, 0, reason, NULL);
 		break;
 	case MXGATE_TEMPFAIL:
-		verdict_set(v, VERDICT_TEMPFAIL, s->res_code ? s->res_code : 451, reason, "%s",
+		verdict_set(v, VERDICT_TEMPFAIL, plugin_reply_class(s->res_reply, s->res_code, 4, 451), reason, "%s",
 		    s->res_reply[0] ? s->res_reply : "4.7.1 Try again later");
 		break;
 	case MXGATE_REJECT:
-		verdict_set(v, VERDICT_REJECT, s->res_code ? s->res_code : 550, reason, "%s",
+		verdict_set(v, VERDICT_REJECT, plugin_reply_class(s->res_reply, s->res_code, 5, 550), reason, "%s",
 		    s->res_reply[0] ? s->res_reply : "5.7.1 Message rejected");
 		break;
 	case MXGATE_DISCARD:

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A shared-object plugin that breaks the contract the way a first plugin does, against the
 running daemon: done() twice in one hook (a forgotten `return` after `host->done(...)`, as
-in the docs' example), host calls after its done(), a verdict out of range. The process
-survives each (a second done() used to free the call twice: SIGSEGV at end of data), the
-first verdict stands and the misuse is logged."""
+in the docs' example), host calls after its done(), a verdict out of range, and a reply whose
+enhanced status code is of another class than the SMTP code. The process survives each
+(a second done() used to free the call twice: SIGSEGV at end of data), the first verdict
+stands, the misuse is logged, and the client's reply is consistent RFC 3463 (`451 4.x.x`,
+`550 5.x.x`)."""
 import os
 import shutil
 import subprocess
@@ -106,6 +108,14 @@ code, text = send('ok', 'm-ok')
 got = be.find('body of m-ok')
 t.check(code == 250 and len(got) == 1 and b'X-Misuse: checked' in got[0]['data'], 'the next message as usual: %s' % code)
 
+for local, want in (('tf5', '451 4.7.1 tempfail text of class 5'), ('rej4', '550 5.7.1 reject text of class 4'),
+                    ('code450rej', '550 5.7.1 code 450 with a 5.x.x')):
+    rep = rcpt_reply(local)
+    t.check(rep == (int(want[:3]), want), '%s: the enhanced code of the reply\'s class: %s' % (local, rep))
+rep = rcpt_reply('notenh')
+t.check(rep == (451, '451 1.5 million reasons'), 'a text that only looks like a code is left alone: %s' % (rep,))
+rep = rcpt_reply('code250')
+t.check(rep == (550, '550 5.0.0 not a refusal'), 'code 250 with reject: 550 5.0.0: %s' % (rep,))
 rep = rcpt_reply('badaction')
 t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
 t.check(m.alive(), 'the process lives through all of it')
