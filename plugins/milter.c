@@ -484,7 +484,16 @@ static int milter_apply_mods(struct milter_sess *ms)
 		case SMFIR_ADDRCPT:
 		case SMFIR_ADDRCPT_PAR:
 			addr = milter_strip_brackets(m->a);
-			h->add_rcpt(c, addr, m->b);
+			/* ESMTP arguments of an added recipient are not passed on either (a backend
+			 * refusing one it does not know, 555, would tempfail the whole message every
+			 * time): Postfix's cleanup ignores them with a warning too. */
+			if (m->b && *m->b) {
+				char av[140];
+
+				h->log(c, 2, "event=milter_addrcpt_args_ignored rcpt=%s args=%s", addr,
+				    log_val(av, sizeof(av), m->b));
+			}
+			h->add_rcpt(c, addr, NULL);
 			free(addr);
 			break;
 		case SMFIR_DELRCPT:

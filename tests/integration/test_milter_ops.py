@@ -131,6 +131,10 @@ t.check('BODY=8BITMIME' not in r['mail'] and
         'its ESMTP arguments ignored with a warning, as Postfix\'s cleanup does: %r' % r['mail'])
 t.check(sorted(r['rcpt']) == ['added@example.test', 'c@example.test', 'dsn@example.test'],
         'recipients added and deleted: %s' % r['rcpt'])
+t.check(mx.count_log(r"warning \S+ event=milter_addrcpt_args_ignored plugin=milter rcpt=dsn@example.test "
+                     r"args=NOTIFY=NEVER") == 1,
+        'an added recipient\'s ESMTP arguments ignored with a warning, as Postfix\'s cleanup does (a '
+        'backend refusing one it does not know, 555 5.5.4, tempfailed the whole message at every retry)')
 
 # A milter that deletes every recipient (and adds none): never DATA without RCPT to the
 # backend and its "503 need RCPT" passed on; the client learns with a 550 5.1.0.
