@@ -173,6 +173,15 @@ static const char *milter_get(struct milter_sess *ms, enum mxgate_item it)
 	return s ? s : "";
 }
 
+/* The domain of an address ({mail_host}, {rcpt_host}: Postfix sends the next hop the
+ * address resolves to, which for mail passing through is its domain); NULL when none. */
+static const char *milter_addr_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at && at[1] ? at + 1 : NULL;
+}
+
 /* Appends the macros for a stage command. */
 static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 {
@@ -216,6 +225,8 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
 		KV("{mail_mailer}", "smtp");
 		KV("{mail_addr}", from);
+		if (milter_addr_domain(from))
+			KV("{mail_host}", milter_addr_domain(from));
 		if (*auth) {
 			KV("{auth_authen}", auth);
 			KV("{auth_type}", milter_get(ms, MXGATE_AUTH_TYPE));
@@ -226,6 +237,8 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
 		KV("{rcpt_mailer}", "smtp");
 		KV("{rcpt_addr}", milter_get(ms, MXGATE_RCPT));
+		if (milter_addr_domain(milter_get(ms, MXGATE_RCPT)))
+			KV("{rcpt_host}", milter_addr_domain(milter_get(ms, MXGATE_RCPT)));
 		break;
 	case SMFIC_DATA:
 	case SMFIC_EOH:		/* as Postfix's milter_end_of_header_macros */

@@ -120,6 +120,21 @@ t.check(out['EHLO'][0] == 451 and not got, 'HELO discard is an error: on_error t
         % (out['EHLO'], len(got)))
 t.check(m.count_log(r'event=milter_error .*error="discard at connect or helo') >= 1 and
         m.count_log(r'event=plugin_error .*on_error=tempfail') > n0, 'and it is logged as the filter\'s error')
+
+# Postfix's default milter_mail_macros and milter_rcpt_macros include {mail_host} and
+# {rcpt_host} (the domain the address resolves to; none for the null sender).
+notes = open(log).read()
+t.check('mail <a@example.org> mail_host=example.org' in notes and
+        'rcpt <b@example.test> rcpt_host=example.test' in notes,
+        'MAIL and RCPT carry {mail_host} and {rcpt_host}: %s' % [ln for ln in notes.splitlines()
+                                                                if ln.startswith(('mail <a@', 'rcpt <b@'))][:2])
+c = t.Client(m.port, timeout=15)
+c.ehlo(H)
+c.cmd('MAIL FROM:<>')
+c.cmd('QUIT')
+c.close()
+t.check(t.wait_for(lambda: 'mail <> mail_host=None' in open(log).read(), 10),
+        'and the null sender no {mail_host}')
 m.stop()
 
 # on_error accept (milter_default_action = accept): the mail goes through without the filter.

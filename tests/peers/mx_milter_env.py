@@ -15,7 +15,8 @@ The local part of the HELO name, the sender or a recipient picks the answer at t
   atdata-*    (a recipient) REJECT at DATA      eomrej-* (a recipient) REJECT at end of message
 anything else continues; at end of message it adds "X-Env-Rcpts: <the recipients it saw>"
 and accepts. Each callback appends "STAGE ARG" to LOGFILE (one line), so a test can read
-which stages the filter was shown.
+which stages the filter was shown; MAIL and RCPT add "mail_host=" / "rcpt_host=" with the
+macro's value (None when not sent).
 """
 import sys
 
@@ -71,12 +72,12 @@ class EnvMilter(Milter.Base):
         return self.verdict(name.split('.')[0])
 
     def envfrom(self, mailfrom, *params):
-        note('mail', mailfrom)
+        note('mail', mailfrom, 'mail_host=%s' % self.getsymval('{mail_host}'))
         self.rcpts = []
         return self.verdict(local(mailfrom))
 
     def envrcpt(self, rcpt, *params):
-        note('rcpt', rcpt)
+        note('rcpt', rcpt, 'rcpt_host=%s' % self.getsymval('{rcpt_host}'))
         v = self.verdict(local(rcpt))
         if v == Milter.CONTINUE:
             self.rcpts.append(local(rcpt))
