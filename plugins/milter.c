@@ -670,8 +670,12 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 			code = r->code;
 			milter_reply_lines(r->text, text, sizeof(text));
 			a = code >= 500 ? MXGATE_REJECT : MXGATE_TEMPFAIL;
-		} else
+		} else {
+			/* Postfix's milter client's words for a verdict without text, at every stage */
 			a = r->cmd == SMFIR_REJECT ? MXGATE_REJECT : MXGATE_TEMPFAIL;
+			snprintf(text, sizeof(text), "%s", a == MXGATE_REJECT ? "5.7.1 Command rejected" :
+			    "4.7.1 Service unavailable - try again later");
+		}
 		milter_note_virus(ms, text);
 		if (eom)
 			milter_txn_end(ms);

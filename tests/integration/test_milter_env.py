@@ -11,6 +11,8 @@ compared with what Postfix with the same milter answers (milter8.c, MILTER_READM
   RCPT reject / tempfail / multi-line: that recipient only, the message reaches the others
     and the filter's end of message sees only those;
   DATA reject: the DATA command is refused;
+  a reject or tempfail without text reads as Postfix's ("550 5.7.1 Command rejected",
+    "451 4.7.1 Service unavailable - try again later"), at every stage;
   HELO reject / tempfail: the HELO is refused;
   HELO discard: there is no message yet; Postfix calls it an error ("DISCARD action is not
     allowed for connect or helo") and applies milter_default_action, here on_error (it was
@@ -62,9 +64,11 @@ m = gate('tempfail', 'mxgate')
 H, A, B = 'client.example.org', 'a@example.org', 'b@example.test'
 
 out, got = dialog(m, H, 'reject-s@example.org', [B], 'mailrej')
-t.check(out['MAIL'][0] == 550 and not got, 'MAIL reject: 550 to MAIL, nothing relayed: %s' % (out['MAIL'],))
+t.check(out['MAIL'] == (550, '550 5.7.1 Command rejected') and not got,
+        'MAIL reject: 550 to MAIL in Postfix\'s words, nothing relayed: %s' % (out['MAIL'],))
 out, got = dialog(m, H, 'tempfail-s@example.org', [B], 'mailtmp')
-t.check(out['MAIL'][0] == 451 and not got, 'MAIL tempfail: 451 to MAIL: %s' % (out['MAIL'],))
+t.check(out['MAIL'] == (451, '451 4.7.1 Service unavailable - try again later') and not got,
+        'MAIL tempfail: 451 to MAIL in Postfix\'s words: %s' % (out['MAIL'],))
 out, got = dialog(m, H, 'code-s@example.org', [B], 'mailcode')
 t.check(out['MAIL'] == (550, '550 5.7.9 refused by env milter'), 'MAIL setreply reaches the client: %s' % (out['MAIL'],))
 out, got = dialog(m, H, 'ml-s@example.org', [B], 'mailml')
@@ -105,7 +109,10 @@ t.check(out.get('EOD', (0,))[0] == 250 and len(got) == 1 and len(got[0]['rcpts']
         'RCPT accept: the message relayed to all three without the filter at end of message: %s'
         % (got[0]['rcpts'] if got else None,))
 out, got = dialog(m, H, A, ['atdata-r@example.test', B], 'datarej')
-t.check(out['DATA'][0] == 550 and not got, 'DATA reject: 550 to DATA: %s' % (out['DATA'],))
+t.check(out['DATA'] == (550, '550 5.7.1 Command rejected') and not got, 'DATA reject: 550 to DATA: %s' % (out['DATA'],))
+out, got = dialog(m, H, A, ['eomrej-r@example.test'], 'eomrej')
+t.check(out.get('EOD') == (550, '550 5.7.1 Command rejected') and not got,
+        'end-of-message reject: 550 to the final dot, as Postfix words it: %s' % (out.get('EOD'),))
 
 out, got = dialog(m, 'reject-h.example.org', A, [B], 'helorej')
 t.check(out['EHLO'][0] == 550 and not got, 'HELO reject: 550 to EHLO: %s' % (out['EHLO'],))
