@@ -86,6 +86,7 @@ struct milter_sess {
 	size_t nmods;
 	struct milter_buf newbody;
 	bool has_newbody;
+	bool body_too_big;              /* the replaced body passed limits.max_message_size */
 	char *quarantine;
 };
 
@@ -102,6 +103,7 @@ static void milter_mods_clear(struct milter_sess *ms)
 	ms->nmods = 0;
 	milter_buf_free(&ms->newbody);
 	ms->has_newbody = false;
+	ms->body_too_big = false;
 	free(ms->quarantine);
 	ms->quarantine = NULL;
 }
@@ -467,6 +469,14 @@ static char *milter_strip_brackets(const char *a)
 	return strdup(a);
 }
 
+/* The largest message the host takes (limits.max_message_size); no bound from an older host. */
+static uint64_t milter_max_size(struct milter_sess *ms)
+{
+	const char *v = ms->call ? ms->mi->host->get(ms->call, MXGATE_MAX_SIZE) : NULL;
+
+	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX;
+}
+
 /* A header index from the wire (32 bits, unsigned) as the host's int: one past INT_MAX
  * still means "past the end", never a negative index (the top, the first occurrence). */
 static int milter_index(uint32_t index)
@@ -639,6 +649,14 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 
 			if (ms->wait == W_EOB)
 				milter_note_virus(ms, NULL);
+			if (ms->wait == W_EOB && ms->body_too_big) {
+				/* As Postfix's cleanup refuses a queue file past message_size_limit. */
+				ms->mi->host->log(ms->call, 2, "event=milter_body_too_big max=%llu",
+				    (unsigned long long)milter_max_size(ms));
+				milter_txn_end(ms);
+				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big",
+				    "milter-body-too-big");
+			}
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
 				milter_txn_end(ms);
 				return milter_finish(ms, MXGATE_ERROR, 0, NULL, "body replacement failed");
@@ -758,6 +776,14 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			return false;
 		}
 		ms->has_newbody = true;
+		if (ms->body_too_big)
+			return true;   /* refused already: read and drop the rest */
+		if (ms->hlen + ms->newbody.len + r.len > milter_max_size(ms)) {
+			/* Not kept (a filter could send any amount): refused at the verdict. */
+			ms->body_too_big = true;
+			milter_buf_free(&ms->newbody);
+			return true;
+		}
 		if (milter_buf_append(&ms->newbody, r.data, r.len) < 0) {
 			milter_fail(ms, "out of memory");
 			return false;

@@ -530,7 +530,7 @@ struct mxgate_call {
 	 * memory; owner names the plugin in the log line. */
 	bool completed;
 	struct plugin_sess *owner;
-	char client_port[8], local_ip[64], local_port[8];   /* formatted items, one buffer each */
+	char client_port[8], local_ip[64], local_port[8], max_size[24];   /* formatted items, one buffer each */
 };
 
 /* Which hook stages a descriptor needs (CLOSE whenever it keeps session state). */
@@ -1151,6 +1151,11 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_AUTH_USER: return env->auth_user ? env->auth_user : "";
 	case MXGATE_AUTH_TYPE: return env->auth_mech ? env->auth_mech : "";
 	case MXGATE_CLIENT_PTR: return env->client_ptr;
+	case MXGATE_MAX_SIZE:
+		if (env->cfg == NULL)
+			return NULL;
+		snprintf(c->max_size, sizeof(c->max_size), "%llu", (unsigned long long)env->cfg->limits.max_message_size);
+		return c->max_size;
 	default: return NULL;
 	}
 }
@@ -1381,6 +1386,12 @@ static int host_replace_body(struct mxgate_call *c, const void *data, size_t len
 
 	if (env == NULL)
 		return -1;
+	if (env->cfg && env->msg && c->s->stage == HOOK_EOM &&
+	    msgbuf_header_len(plugin_msg(c->s)) + len > env->cfg->limits.max_message_size) {
+		log_event(LOG_LVL_WARNING, env->session_id, "event=plugin_bad_output plugin=%s what=body_too_big "
+		    "size=%zu max=%llu", c->s->pe->pc->name, len, (unsigned long long)env->cfg->limits.max_message_size);
+		return -1;
+	}
 	mb = plugin_msgbuf_new(env);
 	if (mb == NULL || msgbuf_append(mb, data, len) < 0) {
 		msgbuf_free(mb);

@@ -5,7 +5,7 @@ in the docs' example), host calls after its done(), a verdict out of range, and 
 enhanced status code is of another class than the SMTP code. The process survives each
 (a second done() used to free the call twice: SIGSEGV at end of data), the first verdict
 stands, the misuse is logged, and the client's reply is consistent RFC 3463 (`451 4.x.x`,
-`550 5.x.x`)."""
+`550 5.x.x`). A body replaced past limits.max_message_size is refused."""
 import os
 import shutil
 import subprocess
@@ -57,6 +57,13 @@ static void m_eom(void *i, struct mxgate_call *c)
 		host->done(c, MXGATE_REJECT, 0, NULL, NULL);
 		return;
 	}
+	if (is(r, "eombig")) {
+		static char big[2000000];
+		const char *max = host->get(c, MXGATE_MAX_SIZE);
+		memset(big, 'b', sizeof(big));
+		host->add_header(c, "X-Replace", host->replace_body(c, big, sizeof(big)) < 0 ? "refused" : "done");
+		host->add_header(c, "X-Max", max ? max : "none");
+	}
 	host->add_header(c, "X-Misuse", "checked");
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
 }
@@ -75,8 +82,10 @@ r = subprocess.run([cc, '-shared', '-fPIC', '-I', os.path.join(t.SRC, 'plugins')
 t.check(r.returncode == 0, 'built misuse.so: %s' % r.stderr.strip())
 
 be = t.Backend()
-m = t.Mxgate(t.config([be.url], hostname='mx.example.test', plugins=[
-    {'name': 'misuse', 'path': so, 'on_error': 'tempfail', 'timeout': '10s'}]))
+cfg = t.config([be.url], hostname='mx.example.test', plugins=[
+    {'name': 'misuse', 'path': so, 'on_error': 'tempfail', 'timeout': '10s'}])
+cfg.setdefault('limits', {})['max_message_size'] = '1M'
+m = t.Mxgate(cfg)
 
 
 def rcpt_reply(local):
@@ -116,6 +125,12 @@ rep = rcpt_reply('notenh')
 t.check(rep == (451, '451 1.5 million reasons'), 'a text that only looks like a code is left alone: %s' % (rep,))
 rep = rcpt_reply('code250')
 t.check(rep == (550, '550 5.0.0 not a refusal'), 'code 250 with reject: 550 5.0.0: %s' % (rep,))
+code, text = send('eombig', 'm-eombig')
+got = be.find('body of m-eombig')
+t.check(code == 250 and len(got) == 1 and b'X-Replace: refused' in got[0]['data'] and
+        b'X-Max: 1048576' in got[0]['data'] and len(got[0]['data']) < 10000,
+        'replace_body past limits.max_message_size (1M) is refused (-1), the body kept; MXGATE_MAX_SIZE says 1048576')
+t.check(m.count_log(r'event=plugin_bad_output plugin=misuse what=body_too_big') == 1, 'and logged')
 rep = rcpt_reply('badaction')
 t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
 t.check(m.alive(), 'the process lives through all of it')
