@@ -144,6 +144,25 @@ t.check(t.wait_for(lambda: 'mail <> mail_host=None' in open(log).read(), 10),
         'and the null sender no {mail_host}')
 m.stop()
 
+# A filter slower than the entry's timeout at RCPT: that recipient gets on_error, the filter
+# answers on_error for the rest of the transaction, and the next one reconnects to it.
+ms = t.Mxgate(t.config([be.url], hostname='mx.example.test', plugins=[
+    {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % port, 'on_error': 'tempfail', 'timeout': '1s'}]),
+    name='mx-stall')
+c = t.Client(ms.port, timeout=15)
+c.ehlo(H)
+c.cmd('MAIL FROM:<a@example.org>')
+r1 = c.cmd('RCPT TO:<stall-r@example.test>')
+r2 = c.cmd('RCPT TO:<b@example.test>')
+c.cmd('RSET')
+t.check(r1[0] == 451 and r2[0] == 451 and ms.count_log(r'event=plugin_error plugin=milter stage=rcpt error=timeout') == 1,
+        'a filter past its timeout at RCPT: 451, and 451 for the rest of the transaction: %s %s' % (r1, r2))
+code, text = t.send_mail(ms.port, A, [B], t.message('stall-next'), client=c)
+c.close()
+t.check(code == 250 and len(be.find('Message-ID: <stall-next@')) == 1 and ms.count_log(r'event=milter_reconnect') == 1,
+        'the next transaction reconnects to the filter and is relayed: %s %s' % (code, text))
+ms.stop()
+
 # on_error accept (milter_default_action = accept): the mail goes through without the filter.
 ma = gate('accept', 'mx-accept')
 out, got = dialog(ma, 'discard-h.example.org', A, [B], 'helodisc-acc')

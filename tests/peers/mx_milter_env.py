@@ -12,6 +12,7 @@ The local part of the HELO name, the sender or a recipient picks the answer at t
   pct-*       smfi_setreply("550", "5.7.9", "100%% sure") + REJECT (libmilter's docs: a
               '%' in the text is written '%%'; it refuses a single one)
   pctml-*     smfi_setmlreply("550", "5.7.9", "line 100%%", "and 50%%") + REJECT
+  stall-*     sleeps 4 s, then continues (a filter slower than the entry's timeout)
   atdata-*    (a recipient) REJECT at DATA      eomrej-* (a recipient) REJECT at end of message
 anything else continues; at end of message it adds "X-Env-Rcpts: <the recipients it saw>"
 and accepts. Each callback appends "STAGE ARG" to LOGFILE (one line), so a test can read
@@ -19,6 +20,7 @@ which stages the filter was shown; MAIL and RCPT add "mail_host=" / "rcpt_host="
 macro's value (None when not sent).
 """
 import sys
+import time
 
 import Milter
 
@@ -52,6 +54,9 @@ class EnvMilter(Milter.Base):
         if w.startswith('code-'):
             self.setreply('550', '5.7.9', 'refused by env milter')
             return Milter.REJECT
+        if w.startswith('stall-'):
+            time.sleep(4)
+            return Milter.CONTINUE
         if w.startswith('pct-'):
             self.setreply('550', '5.7.9', '100%% sure')
             return Milter.REJECT
