@@ -72,6 +72,9 @@ enum mxgate_item {
 	MXGATE_AUTH_TYPE,     /* the SMTP AUTH mechanism ("PLAIN", "LOGIN"), "" when not authenticated */
 	MXGATE_MAX_SIZE,      /* limits.max_message_size in bytes, decimal: no message grows past it
 	                       * (replace_body refuses it); NULL from a host older than this item */
+	MXGATE_RECEIVED,      /* end of data: the Received field mxgate puts on top of the message it
+	                       * relays (CRLF-terminated, folded), which host->message() lacks; a
+	                       * scanner that reads relays from Received (SpamAssassin) needs it */
 	MXGATE_NITEMS
 };
 

@@ -520,6 +520,7 @@ struct plugin_sess {
 	 * and replaced body applied), as Postfix hands each milter the edited queue file;
 	 * NULL when nobody changed it (the plugin reads env->msg). Kept until the next stage. */
 	struct msgbuf *view;
+	struct strbuf received;      /* MXGATE_RECEIVED, built per call that asks */
 };
 
 struct mxgate_call {
@@ -1065,6 +1066,7 @@ static void plugin_entry_session_free(void *wstate, int slot, struct hook_env *e
 	free(s->hname);
 	free(s->hvalue);
 	msgbuf_free(s->view);
+	strbuf_free(&s->received);
 	free(s);
 }
 
@@ -1151,6 +1153,17 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_AUTH_USER: return env->auth_user ? env->auth_user : "";
 	case MXGATE_AUTH_TYPE: return env->auth_mech ? env->auth_mech : "";
 	case MXGATE_CLIENT_PTR: return env->client_ptr;
+	case MXGATE_RECEIVED: {
+		/* As smtp_tx.c builds it (RFC 3848 with-protocol) */
+		const char *with = !env->esmtp ? (env->tls ? "SMTPS" : "SMTP") : env->auth_user ?
+		    (env->tls ? "ESMTPSA" : "ESMTPA") : (env->tls ? "ESMTPS" : "ESMTP");
+
+		if (c->s->stage != HOOK_EOM || env->cfg == NULL)
+			return NULL;
+		c->s->received.len = 0;
+		headers_build_received(&c->s->received, env, env->cfg->hostname, with);
+		return c->s->received.v;
+	}
 	case MXGATE_MAX_SIZE:
 		if (env->cfg == NULL)
 			return NULL;
