@@ -597,9 +597,9 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
 }
 
 /* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out, '%%' as
- * '%': its lines joined by CRLF (the session puts the code before each, as Postfix passes a multi-line
- * smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary when it does
- * not fit (the first line alone is cut at the size). */
+ * '%': its lines joined by CRLF (the session puts the code before each, as Postfix passes
+ * a multi-line smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary
+ * when it does not fit (the first line alone is cut at the size). */
 static void milter_reply_lines(const char *t, char *out, size_t size)
 {
 	size_t o = 0, keep = 0;
