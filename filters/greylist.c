@@ -21,7 +21,6 @@
 #include "store/store.h"
 
 #define GL_KEY_MAX 700
-#define GL_LOCAL_MAX 100000    /* triplets in the local table (store: local, or Redis down) */
 
 /* ---- pure pieces ------------------------------------------------------------------------ */
 
@@ -193,6 +192,8 @@ static const struct cfg_field gl_fields[] = {
 	  .doc = "clients never greylisted" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline; then the local table decides" },
+	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
+	  .doc = "bound of the local triplet table (store: local, and the fallback while Redis is down); when full the triplet closest to expiring is evicted (logged, counted); takes effect at the next start" },
 	{ .key = NULL }
 };
 
@@ -357,13 +358,29 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 }
 
 /* The local triplets: a process-wide table of their own (not local_table_shared(), where
- * they crowded out the rate limits' buckets), made once. */
+ * they crowded out the rate limits' buckets), made once with the first generation's
+ * max_keys (a reload that changes it is logged as waiting for the next start). */
 static struct local_table *gl_table;
-static pthread_once_t gl_table_once = PTHREAD_ONCE_INIT;
+static size_t gl_table_max;
+static pthread_mutex_t gl_table_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void gl_table_init(void)
+static struct local_table *gl_table_get(size_t max_keys, int worker)
 {
-	gl_table = local_table_new(GL_LOCAL_MAX);
+	struct local_table *t;
+
+	pthread_mutex_lock(&gl_table_mu);
+	if (gl_table == NULL) {
+		gl_table = local_table_new(max_keys);
+		gl_table_max = max_keys;
+		if (gl_table)
+			local_table_set_name(gl_table, "greylist");
+	} else if (max_keys != gl_table_max && worker == 0) {
+		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=greylist.max_keys "
+		    "reason=\"takes effect at the next start\" running=%zu", gl_table_max);
+	}
+	t = gl_table;
+	pthread_mutex_unlock(&gl_table_mu);
+	return t;
 }
 
 static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -378,8 +395,7 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
-	pthread_once(&gl_table_once, gl_table_init);
-	w->local = gl_table;
+	w->local = gl_table_get((size_t)c->max_keys, worker);
 	if (w->local == NULL)
 		goto fail;
 	if (store_kind_of(c->store) == STORE_REDIS) {

@@ -30,6 +30,7 @@ struct greylist_config {
 	bool skip_good;             /* skip clients with REP_GOOD / REP_ALLOW */
 	struct cfg_cidrlist allow;
 	uint64_t timeout;           /* ms per Redis check */
+	long max_keys;              /* bound of the local triplet table */
 };
 extern const struct cfg_table greylist_config_table;
 extern const struct hook_module greylist_module;

@@ -448,6 +448,8 @@ static struct local_table *rl_table_get(size_t max_keys, int worker)
 	if (rl_table == NULL) {
 		rl_table = local_table_new(max_keys);
 		rl_table_max = max_keys;
+		if (rl_table)
+			local_table_set_name(rl_table, "ratelimit");
 	} else if (max_keys != rl_table_max && worker == 0) {
 		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=ratelimit.max_keys "
 		    "reason=\"takes effect at the next start\" running=%zu", rl_table_max);

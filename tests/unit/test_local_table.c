@@ -118,6 +118,8 @@ static void test_bounded(void **state)
 	}
 	assert_true(local_table_size(t) <= 160);
 	assert_true(local_table_size(t) >= 100);
+	/* every key that went to make room is counted (the live ones: none expired) */
+	assert_int_equal(local_table_evicted(t), 10001 - local_table_size(t));
 	pin.pins = 1;
 	assert_int_equal(local_table_update(t, "pinned", 2 * S, false, set_fn, &pin), 7);
 	assert_int_equal(pin.seen.val, 99);
