@@ -325,6 +325,18 @@ static bool gl_expired(const void *key, size_t klen, const void *val, size_t vle
 	return greylist_record_expired(val, vlen, now_ms);
 }
 
+/* The eviction rank when the map is near full: the expiry (the first attempt waiting the
+ * longest, the passed triplet unused the longest go first, as in the local table). */
+static uint64_t gl_rank(const void *key, size_t klen, const void *val, size_t vlen,
+    const void *ctx)
+{
+	uint64_t exp = 0;
+
+	if (vlen >= sizeof(exp))
+		memcpy(&exp, val, sizeof(exp));
+	return exp;
+}
+
 struct gl_session {
 	struct gl_worker *w;
 	struct hook_call *call;
@@ -408,7 +420,8 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
 		static const char *const prefixes[] = { "gl:", NULL };
 		struct lmdb_writer_config wc = {
-			.sweep_prefixes = prefixes, .expired = gl_expired, .name = "greylist",
+			.sweep_prefixes = prefixes, .expired = gl_expired, .rank = gl_rank,
+			.name = "greylist",
 		};
 
 		w->st = lmdb_store_open(store_lmdb_dir(c->store), 0);

@@ -226,6 +226,19 @@ static bool rep_expired(const void *key, size_t klen, const void *val, size_t vl
 	return sum < 0.05;
 }
 
+/* The eviction rank when the map is near full: the last update (the stalest goes first, as
+ * Haraka's karma lets a TTL forget); a record of another shape goes before any. */
+static uint64_t rep_rank(const void *key, size_t klen, const void *val, size_t vlen,
+    const void *ctx)
+{
+	struct reputation_counts c;
+
+	if (vlen != sizeof(c))
+		return 0;
+	memcpy(&c, val, sizeof(c));
+	return c.t_ms;
+}
+
 /* One value of rep_read_counts's snapshot: zeroes when absent or of another shape. */
 static void rep_read_value_cb(void *arg, size_t i, const void *val, size_t len)
 {
@@ -423,7 +436,7 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		uint64_t half_life = c->half_life;
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .merge = rep_merge, .expired = rep_expired,
-			.ctx = &half_life, .ctx_len = sizeof(half_life),
+			.rank = rep_rank, .ctx = &half_life, .ctx_len = sizeof(half_life),
 			.flush_interval = c->flush_interval, .max_queued = 200000, .name = "reputation",
 		};
 
