@@ -255,7 +255,9 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 
 	switch (r->key) {
 	case RATELIMIT_KEY_IP:
-		if (netaddr_sockaddr_string(sa, out, outlen) >= 0)
+		/* an IPv6 client is its network (limits.client_ipv6_prefix) */
+		if (netaddr_client_string(sa, env->cfg ? (int)env->cfg->limits.client_ipv6_prefix : 128,
+		    out, outlen) >= 0)
 			return 0;
 		if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6 && env->client_ip[0])
 			return rl_copy_lower(env->client_ip, out, outlen);
