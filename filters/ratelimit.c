@@ -499,16 +499,12 @@ static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 	return 0;
 }
 
-/* Every third of concurrency_ttl: the Redis slots of this worker's live sessions get a
- * new lifetime (through the write queue, only while the store is up: an outage's renewals
- * would be stale, and the first one after it adds the slot back). */
-static void rl_renew_cb(uv_timer_t *t)
+/* Renews (or puts back) the Redis slots of this worker's live sessions, through the write
+ * queue. */
+static void rl_renew_all(struct rl_worker *w)
 {
-	struct rl_worker *w = t->data;
 	char ttl[24];
 
-	if (!redis_store_is_up(w->rs))
-		return;
 	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)w->cfg->concurrency_ttl);
 	for (struct rl_session *s = w->renew_list; s; s = s->rnext)
 		for (size_t i = 0; i < s->nheld; i++) {
@@ -517,6 +513,29 @@ static void rl_renew_cb(uv_timer_t *t)
 			if (s->held[i].in_redis)
 				redis_store_write(w->rs, w->lua_renew, 1, 2, argv, NULL, NULL, NULL);
 		}
+}
+
+/* Every third of concurrency_ttl: the Redis slots of this worker's live sessions get a
+ * new lifetime (only while the store is up: an outage's renewals would be stale; the
+ * connection coming back puts them back, rl_store_up_cb). */
+static void rl_renew_cb(uv_timer_t *t)
+{
+	struct rl_worker *w = t->data;
+
+	if (redis_store_is_up(w->rs))
+		rl_renew_all(w);
+}
+
+/* The connection is up (again): a Redis restarted empty, or one that expired the slots
+ * during a long outage, holds none of the live sessions' slots. They are put back now rather
+ * than at their next renewal (up to a third of concurrency_ttl away, while up to the limit
+ * more sessions would get in on every node). Idempotent (ZADD of the same member). */
+static void rl_store_up_cb(void *arg)
+{
+	struct rl_worker *w = arg;
+
+	if (w->renew_list)
+		rl_renew_all(w);
 }
 
 static void rl_renew_closed_cb(uv_handle_t *h)
@@ -588,6 +607,7 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->lua_acquire = redis_store_add_script(w->rs, ratelimit_lua_acquire);
 		w->lua_charge = redis_store_add_script(w->rs, rl_lua_charge);
 		w->lua_renew = redis_store_add_script(w->rs, rl_lua_renew);
+		redis_store_set_up_cb(w->rs, rl_store_up_cb, w);
 		if (rl_renew_start(w) < 0)
 			goto fail;
 	}

@@ -58,6 +58,8 @@ struct redis_store {
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
+	redis_store_up_cb up_cb;      /* told at every connection that comes up */
+	void *up_arg;
 };
 
 struct redis_req {
@@ -325,6 +327,12 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	return rs;
 }
 
+void redis_store_set_up_cb(struct redis_store *rs, redis_store_up_cb cb, void *arg)
+{
+	rs->up_cb = cb;
+	rs->up_arg = arg;
+}
+
 void redis_store_set_name(struct redis_store *rs, const char *name)
 {
 	snprintf(rs->name, sizeof(rs->name), "%s", name);
@@ -526,6 +534,8 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 		    rs->url, rs->worker, rs->name, rs->wq_n);
 	}
 	rs_wq_pump(rs);         /* what waited for the outage to end, after the scripts */
+	if (rs->up_cb)
+		rs->up_cb(rs->up_arg);  /* its writes queue behind what waited */
 }
 
 /* hiredis connect result: the handshake (AUTH/SELECT/SCRIPT LOAD, then a PING whose answer

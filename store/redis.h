@@ -93,6 +93,12 @@ int redis_store_write(struct redis_store *rs, int script, int nkeys, int nargs,
  * with the same ARGV); a plain command (script -1) with key among any of its words goes
  * whole. Not counted as dropped. Returns how many writes named key. On the loop's thread. */
 size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t klen);
+/* Called on the loop thread each time a connection comes up (the first one and every one after
+ * an outage: a Redis restarted empty is one), once the scripts are loaded and the writes that
+ * waited are sent: the place to put back state the server may have lost (the concurrency
+ * slots of live sessions). cb may queue requests and writes; it must not free rs. NULL: none. */
+typedef void (*redis_store_up_cb)(void *arg);
+void redis_store_set_up_cb(struct redis_store *rs, redis_store_up_cb cb, void *arg);
 /* The user of the store for logs and the metric label ("reputation"); "redis" by default. */
 void redis_store_set_name(struct redis_store *rs, const char *name);
 /* The bound of the write queue in writes (10000 by default; for tests). */
