@@ -508,13 +508,21 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
 }
 
-/* The LMDB key of a triplet: "gl:<triplet>", or "gl:#<SHA-256 of it>" when that is longer
- * than LMDB takes (long addresses: a too-long key would fail its whole batch). 0 or -1. */
-static int gl_lmdb_key(const struct gl_worker *w, const char *triplet, char *out, size_t outlen)
+struct local_table *greylist_local_table(void)
+{
+	struct local_table *t;
+
+	pthread_mutex_lock(&gl_table_mu);
+	t = gl_table;
+	pthread_mutex_unlock(&gl_table_mu);
+	return t;
+}
+
+int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t outlen)
 {
 	size_t n = strlen(triplet);
 
-	if (3 + n <= lmdb_store_max_key(w->st)) {
+	if (3 + n <= max_key) {
 		if (3 + n + 1 > outlen)
 			return -1;
 		memcpy(out, "gl:", 3);
@@ -543,7 +551,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	bool exists, pass;
 	int rc;
 
-	if (gl_lmdb_key(w, triplet, key, sizeof(key)) < 0 ||
+	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
 	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
 		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
 		return;
@@ -574,7 +582,7 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	gl_check_local(s->w, call, s->key);
 }
 
-#define GL_PREFIX "mxgate:gl:"         /* local table and Redis keys */
+#define GL_PREFIX GREYLIST_KEY_PREFIX  /* local table and Redis keys */
 
 static void gl_run(void *wstate, int slot, struct hook_call *call)
 {

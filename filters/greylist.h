@@ -70,4 +70,15 @@ struct redisReply;
  * as 0), or -1 for anything else (an error, another shape: the local table decides). */
 int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_s);
 
+/* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
+
+#define GREYLIST_KEY_PREFIX "mxgate:gl:"   /* + triplet: local table and Redis keys */
+struct local_table;
+/* The local triplet table (NULL before a worker made it): expires_ns and val's first attempt
+ * (ms, bit 63 = passed) on uv_hrtime()'s clock. */
+struct local_table *greylist_local_table(void);
+/* The LMDB key of a triplet: "gl:<triplet>", or "gl:#<SHA-256 of it>" when that is longer
+ * than max_key (long addresses: a too-long key would fail its whole batch). 0 or -1. */
+int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t outlen);
+
 #endif

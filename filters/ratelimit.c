@@ -494,6 +494,16 @@ static struct local_table *rl_table_get(size_t max_keys, int worker)
 	return t;
 }
 
+struct local_table *ratelimit_local_table(void)
+{
+	struct local_table *t;
+
+	pthread_mutex_lock(&rl_table_mu);
+	t = rl_table;
+	pthread_mutex_unlock(&rl_table_mu);
+	return t;
+}
+
 static char rl_node_id[24];
 static pthread_once_t rl_node_once = PTHREAD_ONCE_INIT;
 
@@ -702,7 +712,7 @@ static enum verdict_action rl_on_error(void *wstate)
  * A rate's state is only meaningful under its own limit (a changed limit starts over); a
  * concurrency count is the sessions open now, whatever the limit: its key has no limit, so
  * sessions opened under an older limit (a reload, another node) count against a new one. */
-static void rl_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
+void ratelimit_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
     size_t outlen)
 {
 	if (r->count == RATELIMIT_COUNT_CONCURRENCY)
@@ -1043,7 +1053,7 @@ static struct rl_check *rl_op_add(struct rl_op *op, size_t rule, const char *val
 	ck->rule = rule;
 	ck->cost = cost ? cost : 1;
 	snprintf(ck->value, sizeof(ck->value), "%s", value);
-	rl_store_key(&op->s->w->rules[rule], value, ck->key, sizeof(ck->key));
+	ratelimit_store_key(&op->s->w->rules[rule], value, ck->key, sizeof(ck->key));
 	return ck;
 }
 

@@ -109,6 +109,12 @@ void redis_store_write_stats(const struct redis_store *rs, size_t *queued, uint6
 /* The caller loses interest: cb will not be called. req becomes invalid. */
 void redis_req_cancel(struct redis_req *req);
 
+/* A blocking connection for a control verb on the main loop (not a worker's store): connect,
+ * AUTH (user and password as the URL gives them) and SELECT, every step and every later
+ * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. */
+redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, char *err,
+    size_t errlen);
+
 /* Requests sent / timed out / failed fast since start (for tests and benchmarks). */
 void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *timeouts,
     uint64_t *failfast);
