@@ -4,6 +4,7 @@
  *
  *   ratelimit show KEY VALUE      every rule of KEY: what VALUE used, what is left, when full
  *   ratelimit reset KEY VALUE     VALUE's buckets of every rule of KEY go (a full bucket)
+ *   greylist list [N]             up to N triplets (100 by default) with their state
  *   greylist show IP SENDER RCPT  the triplet: unknown, waiting (since, passes in) or passed
  *   greylist pass IP SENDER RCPT  the triplet passes from now on (as after a retry)
  *   greylist delete IP SENDER RCPT  the triplet is forgotten (the next attempt is a first)
@@ -492,6 +493,201 @@ out:
 	return ret;
 }
 
+/* ---- greylist list ------------------------------------------------------------------------ */
+
+#define LC_LIST_DEFAULT 100
+#define LC_LIST_MAX 10000
+#define LC_SCAN_CALLS 200               /* Redis SCAN calls at most per list */
+
+struct lc_list {
+	struct strbuf *out;
+	struct jsonw j;
+	bool json;
+	size_t n, max;
+	bool truncated;
+	uint64_t delay_ms, now_ms, now_ns;
+};
+
+static void lc_list_add(struct lc_list *l, const char *triplet, const struct lc_triplet *t)
+{
+	const char *state = t->passed ? "passed" : "waiting";
+
+	if (l->json) {
+		jsonw_obj(&l->j, NULL);
+		jsonw_str(&l->j, "triplet", triplet);
+		jsonw_str(&l->j, "state", state);
+		jsonw_int(&l->j, "first_seen_ms_ago", (long long)t->age_ms);
+		jsonw_int(&l->j, "expires_in_ms", (long long)t->expires_ms);
+		jsonw_end(&l->j);
+	} else {
+		strbuf_printf(l->out, "%s %s first_seen=%llus expires=%llus\n", triplet, state,
+		    (unsigned long long)(t->age_ms / 1000), (unsigned long long)(t->expires_ms / 1000));
+	}
+	l->n++;
+}
+
+/* false once max entries are listed (the walk stops; truncated). */
+static bool lc_list_room(struct lc_list *l)
+{
+	if (l->n < l->max)
+		return true;
+	l->truncated = true;
+	return false;
+}
+
+static bool lc_list_local_fn(const char *key, const struct local_rec *rec, void *arg)
+{
+	struct lc_list *l = arg;
+	uint64_t first = rec->val & ~(1ull << 63), now_ms = l->now_ns / 1000000;
+	struct lc_triplet t = { true, (rec->val >> 63) != 0, now_ms > first ? now_ms - first : 0,
+		rec->expires_ns > l->now_ns ? (rec->expires_ns - l->now_ns) / 1000000 : 0 };
+
+	if (!lc_list_room(l))
+		return false;
+	lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
+	return true;
+}
+
+static bool lc_list_lmdb_fn(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct lc_list *l = arg;
+	struct greylist_entry e;
+	struct lc_triplet t = { true };
+	char triplet[LC_KEY_MAX];
+	uint64_t exp;
+
+	if (!greylist_record_decode(val, vlen, l->now_ms, &e))
+		return true;                /* expired, not swept yet */
+	if (!lc_list_room(l))
+		return false;
+	memcpy(&exp, val, sizeof(exp));
+	t.passed = e.passed;
+	t.age_ms = l->now_ms > e.first_ms ? l->now_ms - e.first_ms : 0;
+	t.expires_ms = exp > l->now_ms ? exp - l->now_ms : 0;
+	klen -= 3;                          /* "gl:" */
+	if (klen >= sizeof(triplet))
+		klen = sizeof(triplet) - 1;
+	memcpy(triplet, (const char *)key + 3, klen);
+	triplet[klen] = '\0';
+	lc_list_add(l, triplet, &t);
+	return true;
+}
+
+/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL. 0 or -1. */
+static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, char *err, size_t errlen)
+{
+	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
+	char cursor[32] = "0";
+	int ret = -1;
+
+	if (rc == NULL)
+		return -1;
+	for (int calls = 0; calls < LC_SCAN_CALLS; calls++) {
+		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, GREYLIST_KEY_PREFIX);
+
+		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING) {
+			if (r)
+				freeReplyObject(r);
+			goto fail;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		for (size_t i = 0; i < r->element[1]->elements; i++) {
+			const char *key = r->element[1]->element[i]->str;
+			redisReply *v, *ttl;
+			struct lc_triplet t = { true };
+
+			if (!lc_list_room(l))
+				break;
+			v = redisCommand(rc, "HMGET %s first pass", key);
+			ttl = redisCommand(rc, "PTTL %s", key);
+			if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
+			    v->element[0]->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER) {
+				double first = atof(v->element[0]->str);
+
+				t.passed = v->element[1]->type == REDIS_REPLY_STRING;
+				t.age_ms = (double)l->now_ms > first ? (uint64_t)((double)l->now_ms - first) : 0;
+				t.expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
+				lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
+			}
+			if (v)
+				freeReplyObject(v);
+			if (ttl)
+				freeReplyObject(ttl);
+		}
+		freeReplyObject(r);
+		if (l->truncated || strcmp(cursor, "0") == 0)
+			break;
+		if (calls + 1 == LC_SCAN_CALLS)
+			l->truncated = true;
+	}
+	ret = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "redis: %s", rc->err ? rc->errstr : "error reply");
+out:
+	redisFree(rc);
+	return ret;
+}
+
+/* greylist list [N]: up to N triplets (100 by default) of the store, in its order. */
+static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, bool json,
+    struct strbuf *out)
+{
+	const struct greylist_config *c = &cfg->greylist;
+	struct lc_list l = { .out = out, .json = json, .max = LC_LIST_DEFAULT, .delay_ms = c->delay };
+	int kind = store_kind_of(c->store);
+	const char *store = kind == STORE_LMDB ? "lmdb" : kind == STORE_REDIS ? "redis" : "local";
+	char err[200] = "";
+	char *e;
+
+	if (argc == 2) {
+		long v = strtol(argv[1], &e, 10);
+
+		if (*e || v < 1 || v > LC_LIST_MAX) {
+			strbuf_printf(out, "usage: greylist list [N] (1..%d, default %d)\n", LC_LIST_MAX,
+			    LC_LIST_DEFAULT);
+			return -1;
+		}
+		l.max = (size_t)v;
+	}
+	l.now_ms = lc_wall_ms();
+	l.now_ns = uv_hrtime();
+	if (json) {
+		jsonw_init(&l.j, out);
+		jsonw_obj(&l.j, NULL);
+		jsonw_str(&l.j, "store", store);
+		jsonw_arr(&l.j, "triplets");
+	}
+	if (kind == STORE_LMDB) {
+		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+
+		if (st == NULL || lmdb_store_foreach(st, "gl:", lc_list_lmdb_fn, &l) < 0)
+			snprintf(err, sizeof(err), "cannot read %s", c->store);
+		lmdb_store_close(st);
+	} else if (kind == STORE_REDIS) {
+		lc_list_redis(c, &l, err, sizeof(err));
+	} else if (greylist_local_table()) {
+		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_local_fn, &l);
+	}
+	if (err[0]) {
+		lc_out_reset(out);
+		strbuf_printf(out, "greylist list: %s\n", err);
+		return -1;
+	}
+	if (json) {
+		jsonw_end(&l.j);
+		jsonw_int(&l.j, "count", (long long)l.n);
+		jsonw_bool(&l.j, "truncated", l.truncated);
+		jsonw_end(&l.j);
+		strbuf_append(out, "\n", 1);
+	} else {
+		strbuf_printf(out, "%zu triplet%s (%s)%s\n", l.n, l.n == 1 ? "" : "s", store,
+		    l.truncated ? ", more not listed" : "");
+	}
+	return 0;
+}
+
 static int greylist_verb_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
     size_t body_len, bool json, struct strbuf *out)
 {
@@ -507,8 +703,11 @@ static int greylist_verb_run(const struct mx_config *cfg, int argc, char **argv,
 	for (int i = 0; i < 3; i++)
 		if (argc >= 1 && strcmp(argv[0], ops[i]) == 0)
 			op = i;
+	if (body == NULL && c->enabled && argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0)
+		return lc_greylist_list(cfg, argc, argv, json, out);
 	if (argc != 4 || body != NULL || op < 0) {
-		strbuf_printf(out, "usage: greylist show|pass|delete IP SENDER RCPT (SENDER <> for the null sender)\n");
+		strbuf_printf(out, "usage: greylist list [N] | greylist show|pass|delete IP SENDER RCPT "
+		    "(SENDER <> for the null sender)\n");
 		return -1;
 	}
 	if (!c->enabled) {
@@ -583,5 +782,6 @@ fail:
 }
 
 const struct control_verb greylist_control_verb = {
-	.words = "greylist", .usage = "greylist show|pass|delete IP SENDER RCPT", .run = greylist_verb_run,
+	.words = "greylist", .usage = "greylist list [N] | greylist show|pass|delete IP SENDER RCPT",
+	.run = greylist_verb_run,
 };

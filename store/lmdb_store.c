@@ -218,6 +218,30 @@ int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *va
 	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
 }
 
+int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_each_fn fn, void *arg)
+{
+	size_t plen = strlen(prefix);
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = { plen, (void *)prefix }, v;
+	int rc;
+
+	if (plen == 0 || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0 ||
+		    !fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
+			break;
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
 int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size_t n,
     lmdb_store_value_fn fn, void *arg)
 {

@@ -63,6 +63,12 @@ int lmdb_store_usage(struct lmdb_store *st, uint64_t *records, uint64_t *bytes_u
 int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *val, size_t cap,
     size_t *len);
 
+/* Calls fn for each record whose key starts with prefix, in key order, in one read snapshot,
+ * until fn returns false; key and val are borrowed, valid during the call. 0 or -1. */
+typedef bool (*lmdb_store_each_fn)(void *arg, const void *key, size_t klen, const void *val,
+    size_t vlen);
+int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_each_fn fn, void *arg);
+
 struct lmdb_key { const void *data; size_t len; };
 
 /* Called once per key of lmdb_store_get_many, in order: val is NULL (len 0) when the key is

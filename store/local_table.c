@@ -303,6 +303,23 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 	return rc;
 }
 
+void local_table_foreach(struct local_table *t, uint64_t now_ns, local_table_each_fn fn, void *arg)
+{
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		struct lt_shard *sh = &t->shards[i];
+		bool go = true;
+
+		pthread_mutex_lock(&sh->mu);
+		for (size_t b = 0; go && b < sh->nbuckets; b++)
+			for (struct lt_entry *e = sh->buckets[b]; go && e; e = e->next)
+				if (!lt_rec_is_idle(&e->rec, now_ns))
+					go = fn(e->key, &e->rec, arg);
+		pthread_mutex_unlock(&sh->mu);
+		if (!go)
+			return;
+	}
+}
+
 size_t local_table_expire(struct local_table *t, uint64_t now_ns)
 {
 	size_t n = 0;

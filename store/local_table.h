@@ -50,6 +50,11 @@ typedef int (*local_table_fn)(struct local_rec *rec, bool exists, uint64_t now_n
 int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, bool create,
     local_table_fn fn, void *arg);
 
+/* Calls fn for each live record at now_ns, a shard at a time under its lock (fn must not call
+ * into the table), until fn returns false. The key and record are valid during the call. */
+typedef bool (*local_table_each_fn)(const char *key, const struct local_rec *rec, void *arg);
+void local_table_foreach(struct local_table *t, uint64_t now_ns, local_table_each_fn fn, void *arg);
+
 /* Drops every idle record at now_ns; returns how many were dropped. */
 size_t local_table_expire(struct local_table *t, uint64_t now_ns);
 /* Number of keys held. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """mxgatectl verbs for rate-limit buckets and greylist triplets (an operator could see and
 clear neither: postgrey has postgreyreport, spamd spamdb, Haraka's karma its Redis keys):
-`ratelimit show|reset KEY VALUE` and `greylist show|pass|delete IP SENDER RCPT`, text and
+`ratelimit show|reset KEY VALUE`, `greylist list [N]` and `greylist show|pass|delete IP SENDER
+RCPT`, text and
 --json, with the local store, LMDB (greylist) and Redis. A client at its message limit is
 shown with 0 left; after `ratelimit reset` it sends again. A greylisted triplet is shown
 waiting; `greylist pass` lets its retry through at once; `greylist delete` makes the next
@@ -49,6 +50,14 @@ def run(name, rl_store, gl_store):
     rc, out, err = got or ctl(sock, 'greylist', 'show', SRC, 'a@example.org', 'b@example.test')
     mt.check(rc == 0 and '198.18.88.0/24|a@example.org|b@example.test: waiting' in out and 'passes in' in out,
              '%s: greylist show: waiting: %r %r' % (name, out, err))
+    rc, out, err = ctl(sock, 'greylist', 'list')
+    mt.check(rc == 0 and '198.18.88.0/24|a@example.org|b@example.test waiting first_seen=' in out
+             and '1 triplet (%s)' % gl_store.split(':')[0] in out, '%s: greylist list: %r %r' % (name, out, err))
+    rc, out, err = ctl(sock, '--json', 'greylist', 'list', '5')
+    j = json.loads(out) if rc == 0 else {}
+    mt.check(rc == 0 and j.get('count') == 1 and j.get('truncated') is False and
+             j['triplets'][0]['triplet'] == '198.18.88.0/24|a@example.org|b@example.test',
+             '%s: greylist list --json: %r %r' % (name, out, err))
     rc, out, err = ctl(sock, '--json', 'greylist', 'pass', SRC, '<a@example.org>', '<b@example.test>')
     j = json.loads(out) if rc == 0 else {}
     mt.check(rc == 0 and j.get('state') == 'waiting' and j.get('done') == 'pass' and j.get('store') == gl_store.split(':')[0],
@@ -88,7 +97,8 @@ def run(name, rl_store, gl_store):
                        (('ratelimit', 'show', 'ip', 'nope'), 'not an IP address'),
                        (('ratelimit', 'flush', 'ip', SRC), 'usage: ratelimit show|reset'),
                        (('greylist', 'show', 'nope', 'a@b', 'c@d'), 'not an IP address'),
-                       (('greylist', 'show', SRC), 'usage: greylist show|pass|delete')):
+                       (('greylist', 'list', '0'), 'usage: greylist list [N]'),
+                       (('greylist', 'show', SRC), 'usage: greylist list [N] | greylist show|pass|delete')):
         rc, out, err = ctl(sock, *args)
         mt.check(rc == 1 and want in err + out, '%s: %s: refused (%s): %r' % (name, ' '.join(args), want, err + out))
     mx.stop()
