@@ -173,7 +173,8 @@ uint64_t local_table_evicted(struct local_table *t)
  * held: the log is a write to stderr, nothing that calls back here). */
 static void lt_note_evict(struct local_table *t)
 {
-	uint64_t total = atomic_fetch_add(&t->evicted, 1) + 1, last, now;
+	uint64_t total = atomic_fetch_add(&t->evicted, 1) + 1, now;
+	unsigned long long last;
 	struct timespec ts;
 
 	store_stats_add_evicted(t->stats, 1);
