@@ -881,8 +881,8 @@ static void rl_refund(struct rl_worker *w, size_t rule, const char *key, uint64_
 }
 
 /* The last admitted RCPT is decided: accepted when env holds more recipients than when it
- * was judged; otherwise (a later filter refused it, or the transaction was reset) its
- * charges are given back. */
+ * was judged (the transaction's end, RSET included, is seen before its recipients go);
+ * otherwise a later filter refused it and its charges are given back. */
 static void rl_settle_rcpt(struct rl_session *s, const struct hook_env *env)
 {
 	if (s->nrcpt_ch == 0)

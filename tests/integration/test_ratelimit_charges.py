@@ -54,6 +54,15 @@ def run(store):
     got += rcpts('198.18.85.1', 'y@example.org', ['r@example.test', 's@example.test'])
     mt.check([g[0] for g in got] == [250, 250, 250, 451], '%s: accepted RCPTs count (3/1h per ip): %s'
              % (store, [g[0] for g in got]))
+    # delivered messages: their recipients count too (the charge is settled at the end of the
+    # transaction when no later command of it runs the rate limits)
+    codes = []
+    for i in range(2):
+        r = mt.send_mail(mx.port, 'z%d@example.org' % i, ['m%d@example.test' % i, 'n%d@example.test' % i],
+                         mt.message('%s-z%d' % (store[:5], i)), ehlo='mail.example.org', proxy_src='198.18.84.200')
+        codes.append((r[0], r.rcpt_codes))
+    mt.check(codes == [(250, [250, 250]), (250, [250, 451])],
+             '%s: a delivered message\'s 2 recipients count: the next message gets 1 of 3: %s' % (store, codes))
     mx.stop()
 
 
