@@ -806,7 +806,8 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 		break;
 	case MXGATE_REJECT:
 		verdict_set(v, VERDICT_REJECT, plugin_reply_class(s->res_reply, s->res_code, 5, 550), reason, "%s",
-		    s->res_reply[0] ? s->res_reply : "5.7.1 Message rejected");
+		    s->res_reply[0] ? s->res_reply : s->stage == HOOK_EOM ? "5.7.1 Message rejected" :
+		    "5.7.1 Command rejected");
 		break;
 	case MXGATE_DISCARD:
 		verdict_set(v, VERDICT_DISCARD, s->res_code, reason, "%s", s->res_reply);
