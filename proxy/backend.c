@@ -429,3 +429,8 @@ long long backend_failed(const struct backend *b)
 {
 	return b->counts ? atomic_load(&b->counts->failed) : 0;
 }
+
+void backend_active_add(struct backend *b, int delta)
+{
+	atomic_fetch_add(&b->active, delta);
+}

@@ -98,5 +98,7 @@ void backend_report_success(struct pool *p, struct backend *b);
 /* The counts since the start of the backend's URL (0 for one not made by a pool). */
 long long backend_delivered(const struct backend *b);
 long long backend_failed(const struct backend *b);
+/* A connection to b taken (+1) or given back (-1): the one place that counts b->active. */
+void backend_active_add(struct backend *b, int delta);
 
 #endif

@@ -425,7 +425,7 @@ static void relay_close(struct relay *r)
 	if (r->state == RELAY_IDLE)
 		relay_unlink_idle(r);
 	if (r->counted_active) {
-		atomic_fetch_sub(&r->b->active, 1);
+		backend_active_add(r->b, -1);
 		r->counted_active = false;
 	}
 	/* The owner must not use us after this (the memory goes in the close callback). */
@@ -953,7 +953,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		r->arg = arg;
 		r->in_session = true;
 		r->counted_active = true;
-		atomic_fetch_add(&b->active, 1);
+		backend_active_add(b, 1);
 		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
 		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps & CAP_XCLIENT)) {
 			relay_build_xclient(r, env);
@@ -989,7 +989,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	r->open_handles = 2;
 	r->state = RELAY_CONNECTING;
 	r->counted_active = true;
-	atomic_fetch_add(&b->active, 1);
+	backend_active_add(b, 1);
 	uv_tcp_nodelay(&r->tcp, 1);
 	r->conn_req.data = r;
 	int rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&b->sa, relay_connect_cb);
@@ -1615,7 +1615,7 @@ void relay_release(struct relay *r, bool reusable)
 	relay_ahead_clear(r);
 	r->in_session = false;
 	if (r->counted_active) {
-		atomic_fetch_sub(&r->b->active, 1);
+		backend_active_add(r->b, -1);
 		r->counted_active = false;
 	}
 	if (r->state != RELAY_READY || r->data_open) {
