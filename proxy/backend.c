@@ -335,7 +335,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	for (int pass = 0; pass < 2 && n == 0; pass++) {
 		for (size_t i = 0; i < total; i++) {
 			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
-			if ((tried & (1ULL << b->index)) || atomic_load(&b->drained))
+			if ((tried & (1ULL << b->index)) || backend_is_drained(b))
 				continue;
 			if (pass == 0 && !atomic_load(&b->up))
 				continue;
@@ -433,4 +433,25 @@ long long backend_failed(const struct backend *b)
 void backend_active_add(struct backend *b, int delta)
 {
 	atomic_fetch_add(&b->active, delta);
+	if (b->counts)
+		atomic_fetch_add(&b->counts->active, delta);
+}
+
+int backend_active_all(const struct backend *b)
+{
+	return b->counts ? atomic_load(&b->counts->active) : atomic_load(&b->active);
+}
+
+bool backend_is_drained(const struct backend *b)
+{
+	return atomic_load(&b->drained) || (b->counts && atomic_load(&b->counts->drained));
+}
+
+void backend_drain_url(const char *url, int on)
+{
+	pthread_mutex_lock(&backend_counts_lock);
+	for (struct backend_counts_rec *r = backend_counts_list; r; r = r->next)
+		if (strcasecmp(r->url, url) == 0)
+			atomic_store(&r->c.drained, on);
+	pthread_mutex_unlock(&backend_counts_lock);
 }

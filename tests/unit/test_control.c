@@ -150,9 +150,9 @@ static void test_drain_enable(void **state)
 	expect("drain 127.0.0.1:2526", 0, "smtp://127.0.0.1:2526: drained");
 	assert_int_equal(atomic_load(&a->drained), 1);
 	assert_string_equal(ops_backend_state(a), "drained");
-	atomic_store(&a->active, 2);
+	backend_active_add(a, 2);	/* connections in use, of any generation */
 	assert_string_equal(ops_backend_state(a), "draining");
-	atomic_store(&a->active, 0);
+	backend_active_add(a, -2);
 	expect("drain SMTP://127.0.0.1:2526", 0, "already drained");
 	/* the pool never picks it, whatever the rotation */
 	for (int i = 0; i < 20; i++) {
