@@ -73,6 +73,8 @@ struct pool {
 	int balance;                                     /* enum balance_mode */
 	int fall, rise;
 	int client_identity;                             /* backends.client_identity (config.h) */
+	bool require_tls;                                /* backends.require_tls: the probes want
+	                                                  * STARTTLS offered, as delivery does */
 	atomic_uint rr;                                  /* round-robin cursor */
 };
 

@@ -409,7 +409,8 @@ static const struct cfg_field backends_fields[] = {
 	{ "require_tls", CFG_BOOL, offsetof(struct backends_config, require_tls), "false",
 	  .doc = "send to smtp:// and lmtp:// servers only over STARTTLS (Postfix's level encrypt; the "
 		 "certificate is not verified): a server that does not offer it or whose handshake fails "
-		 "gets nothing, the attempt fails (next server, then 4xx to the client)" },
+		 "gets nothing, the attempt fails (next server, then 4xx to the client); a health probe "
+		 "fails when STARTTLS is not offered" },
 	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
