@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 enum relay_state {
 	RELAY_CONNECTING = 0,
@@ -60,7 +61,10 @@ struct relay {
 	struct worker *w;
 	struct shared_gen *gen;       /* ref held: pool, config */
 	struct backend *b;
-	uv_tcp_t tcp;
+	union {                       /* the connection, used as a uv_stream_t everywhere */
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;       /* lmtp:unix:/path */
+	};
 	uv_timer_t timer;
 	uint64_t due;                 /* loop time the current step runs out; 0: none (relay_arm) */
 	uv_connect_t conn_req;
@@ -982,17 +986,29 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	r->arg = arg;
 	r->in_session = true;
 	snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
-	uv_tcp_init(&w->loop, &r->tcp);
+	bool unix_sock = b->sa.ss_family == AF_UNIX;
+	if (unix_sock)
+		uv_pipe_init(&w->loop, &r->pipe, 0);
+	else
+		uv_tcp_init(&w->loop, &r->tcp);
 	uv_timer_init(&w->loop, &r->timer);
-	r->tcp.data = r;
+	r->tcp.data = r;	/* the handle's data, whichever member */
 	r->timer.data = r;
 	r->open_handles = 2;
 	r->state = RELAY_CONNECTING;
 	r->counted_active = true;
 	backend_active_add(b, 1);
-	uv_tcp_nodelay(&r->tcp, 1);
 	r->conn_req.data = r;
-	int rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&b->sa, relay_connect_cb);
+	int rc = 0;
+	if (unix_sock) {
+		/* uv_tcp_connect refuses an AF_UNIX address (EINVAL): a pipe handle; a failure to
+		 * connect comes through relay_connect_cb */
+		uv_pipe_connect(&r->conn_req, &r->pipe, ((const struct sockaddr_un *)&b->sa)->sun_path,
+		    relay_connect_cb);
+	} else {
+		uv_tcp_nodelay(&r->tcp, 1);
+		rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&b->sa, relay_connect_cb);
+	}
 	if (rc != 0) {
 		relay_fail(r, uv_strerror(rc));
 		return;
