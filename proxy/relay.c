@@ -902,7 +902,9 @@ static void relay_connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	r->state = RELAY_GREETING;
-	relay_arm(r, relay_cfg(r)->reply_timeout);
+	/* The greeting is still within connect_timeout (armed by relay_open): a backend that
+	 * accepts and never greets (every smtpd busy) is given up on as one that never
+	 * accepts, not after reply_timeout. */
 	uv_read_start((uv_stream_t *)&r->tcp, relay_alloc_cb, relay_read_cb);
 }
 

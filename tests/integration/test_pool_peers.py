@@ -336,6 +336,24 @@ if not ONLY or 'rcpt4xxnoerror' in ONLY.split(','):
     be.stop()
 
 
+# A backend that accepts the connection and never greets (Postfix with every smtpd busy: the
+# kernel's backlog accepts, no process answers): backends.connect_timeout covers "TCP
+# connect (and greeting)" (docs/config.md), not reply_timeout. Before, the greeting waited
+# reply_timeout (default 60 s) per attempt: 3 minutes per client with the defaults.
+if not ONLY or 'greettimeout' in ONLY.split(','):
+    stall = mt.Backend(mode='stall')
+    mx = mt.Mxgate(cfg([stall.url], backends={'connect_timeout': '1s', 'reply_timeout': '30s', 'max_attempts': 1}),
+                   name='mx-greettimeout')
+    t = time.time()
+    r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('greettimeout'), timeout=60)
+    secs = time.time() - t
+    mt.check(r.code is not None and r.code // 100 == 4, 'greettimeout: a backend that never greets: 4xx (%s %s)'
+             % (r.code, r.text[:60]))
+    mt.check(secs < mt.slack(10), 'greettimeout: answered within connect_timeout, not reply_timeout 30s (%.1fs)' % secs)
+    mx.stop()
+    stall.stop()
+
+
 # LMTP: a reply per recipient, mixed. The client's one reply to the dot cannot say "some";
 # whatever mxgate answers, it must not be 250 while a recipient got only a 4xx (a loss).
 def lmtp_mixed(c, line, st):
