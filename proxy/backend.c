@@ -350,18 +350,33 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 
 	switch (p->balance) {
 	case BALANCE_LEAST_CONN: {
-		/* Equal loads rotate: the scan starts at a moving position. */
+		/* The lowest load, connections / weight (compared as a1 * w2 < a2 * w1). */
 		unsigned start = atomic_fetch_add(rr, 1);
 		struct backend *best = cand[start % n];
-		double bestl = (double)atomic_load(&best->active) / best->weight;
+		long besta = atomic_load(&best->active);
+		uint64_t lowest = 0;
 		for (size_t k = 0; k < n; k++) {
 			struct backend *b = cand[(start + k) % n];
-			double l = (double)atomic_load(&b->active) / b->weight;
-			if (l < bestl) {
+			long a = atomic_load(&b->active);
+			if (a * best->weight < besta * b->weight) {
 				best = b;
-				bestl = l;
+				besta = a;
 			}
 		}
+		/* Ties (at light load every server is idle at each pick: all of them) go by the
+		 * set's smooth weighted schedule, so the weights still set the shares there, as
+		 * round_robin's; equal weights rotate. */
+		struct backend **sched = route ? p->routes[route - 1].sched : p->sched;
+		size_t nsched = route ? p->routes[route - 1].nsched : p->nsched;
+		for (size_t k = 0; k < n; k++)
+			if (atomic_load(&cand[k]->active) * best->weight == besta * cand[k]->weight)
+				lowest |= 1ULL << cand[k]->index;
+		if (sched && (lowest & (lowest - 1)) != 0)
+			for (size_t k = 0; k < nsched; k++) {
+				struct backend *b = sched[(start + k) % nsched];
+				if (lowest & (1ULL << b->index))
+					return b;
+			}
 		return best;
 	}
 	case BALANCE_SOURCE_HASH: {

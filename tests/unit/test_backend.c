@@ -415,6 +415,20 @@ static void test_least_conn_weighted(void **state)
 		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->active, 1);
 	assert_int_equal(atomic_load(&p->servers[0].active), 8);
 	assert_int_equal(atomic_load(&p->servers[1].active), 32);
+	/* light load (each connection ended before the next pick): only ties, which follow
+	 * the weights, 1:4 */
+	atomic_store(&p->servers[0].active, 0);
+	atomic_store(&p->servers[1].active, 0);
+	int hits[2];
+	count_picks(p, NULL, NULL, 0, 40, hits, 2);
+	assert_int_equal(hits[0], 8);
+	assert_int_equal(hits[1], 32);
+	/* a tie at a load above zero too: 1/1 and 4/4 */
+	atomic_store(&p->servers[0].active, 1);
+	atomic_store(&p->servers[1].active, 4);
+	count_picks(p, NULL, NULL, 0, 40, hits, 2);
+	assert_int_equal(hits[0], 8);
+	assert_int_equal(hits[1], 32);
 	pool_done(p, cfg);
 }
 
