@@ -290,7 +290,7 @@ static const struct cfg_field health_fields[] = {
 	{ "interval", CFG_DURATION, offsetof(struct health_check_config, interval), "5s",
 	  100, S(3600), .doc = "time between probes of each backend" },
 	{ "timeout", CFG_DURATION, offsetof(struct health_check_config, timeout), "3s",
-	  100, S(3600), .doc = "a probe without a 220 greeting within this fails" },
+	  100, S(3600), .doc = "the whole probe: connect, 220 greeting and the EHLO (LHLO) reply within this, or it fails" },
 	{ "fall", CFG_INT, offsetof(struct health_check_config, fall), "2", 1, 100,
 	  .doc = "failed probes in a row before a backend is marked down" },
 	{ "rise", CFG_INT, offsetof(struct health_check_config, rise), "2", 1, 100,

@@ -10,7 +10,10 @@ the probes call up must be one a message can go to.
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
+import socket
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -75,5 +78,55 @@ if want('requiretls'):
     mx.stop()
     plain.stop()
     tls.stop()
+
+# ---------------------------------------------------------------- health_check.timeout
+# The probe's timeout bounds the whole probe (connect, 220, the EHLO reply), not only the
+# greeting: a server that greets at once and answers EHLO after 2 s fails a 1 s probe.
+def slow_ehlo_server():
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(('127.0.0.1', 0))
+    ls.listen(16)
+
+    def serve(c):
+        with c:
+            try:
+                c.sendall(b'220 slow ESMTP\r\n')
+                f = c.makefile('rb')
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    if line[:4].upper() in (b'EHLO', b'LHLO'):
+                        time.sleep(2)
+                        c.sendall(b'250-slow\r\n250 PIPELINING\r\n')
+                    elif line[:4].upper() == b'QUIT':
+                        c.sendall(b'221 bye\r\n')
+                        return
+                    else:
+                        c.sendall(b'250 ok\r\n')
+            except OSError:
+                pass
+
+    def loop():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return ls, ls.getsockname()[1]
+
+
+if want('probetimeout'):
+    ls, port = slow_ehlo_server()
+    url = 'smtp://127.0.0.1:%d' % port
+    mx = mt.Mxgate(mt.config([url], workers=1, backends={'health_check': {'interval': '5s', 'timeout': '1s'}}),
+                   name='mx-probetimeout')
+    mt.check(mx.wait_log(r'event=backend_down backend=%s reason="health check: timeout during ehlo"' % url, 10) is not None,
+             'probetimeout: greeting at once, EHLO reply after 2 s: a 1 s probe fails (timeout during ehlo)')
+    mx.stop()
+    ls.close()
 
 mt.finish()
