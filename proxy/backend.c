@@ -460,7 +460,9 @@ int backend_active_all(const struct backend *b)
 
 bool backend_is_drained(const struct backend *b)
 {
-	return atomic_load(&b->drained) || (b->counts && atomic_load(&b->counts->drained));
+	/* by URL when the pool made a record: a drain or an enable since this pool was built
+	 * holds in it too */
+	return b->counts ? atomic_load(&b->counts->drained) != 0 : atomic_load(&b->drained) != 0;
 }
 
 void backend_drain_url(const char *url, int on)

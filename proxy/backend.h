@@ -111,7 +111,9 @@ void backend_active_add(struct backend *b, int delta);
 /* Connections in use to b's server from every generation (b->active for a backend not made
  * by a pool). */
 int backend_active_all(const struct backend *b);
-/* Drained by the operator: b->drained, or its URL drained by backend_drain_url. */
+/* Drained by the operator: its URL's record (backend_drain_url; ops_apply_drains), so a
+ * drain or an enable made after this pool was built holds in it; b->drained for a backend
+ * not made by a pool. */
 bool backend_is_drained(const struct backend *b);
 /* Sets the drain flag of every record whose URL is url (any case), so that the pools of
  * older generations, which sessions begun before a reload still pick from, honour it. */

@@ -230,8 +230,12 @@ void ops_apply_drains(struct pool *p)
 {
 	struct backend *b;
 
-	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
-		atomic_store(&b->drained, ops_is_drained(b->url) ? 1 : 0);
+	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++) {
+		int on = ops_is_drained(b->url) ? 1 : 0;
+		atomic_store(&b->drained, on);
+		if (b->counts)
+			atomic_store(&b->counts->drained, on);	/* read by every generation's pool */
+	}
 }
 
 const char *ops_drained_url(size_t i)
