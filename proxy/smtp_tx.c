@@ -54,14 +54,19 @@ static void smtp_tx_finish(struct smtp_tx *tx, int code, const char *text, const
 /* Establishing failed at MAIL or RCPT: the backend's own reply, or 451 when none answered. */
 static void smtp_tx_finish_unestablished(struct smtp_tx *tx, const char *stage, int code, const char *text)
 {
+	/* At RCPT (routes: the backend is chosen there) an outage or the backend's 4xx is met
+	 * once per recipient: not the client's errors, or a long recipient list would be cut
+	 * off with 421 (limits.max_errors). A MAIL repeated into an outage still counts. */
+	bool client_error = strcmp(stage, "rcpt") != 0 || code / 100 == 5;
+
 	if (code == 0) {
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=%s reason=no_backend detail=\"%s\"",
 		    stage, text);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, stage, "no_backend", true);
-		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", true, false);
+		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", client_error, false);
 		return;
 	}
-	smtp_tx_finish(tx, code, text, "backend", true, false);
+	smtp_tx_finish(tx, code, text, "backend", client_error, false);
 }
 
 /* One pending piece of work (an open, a maildir write) ended. True when the owner is gone:
@@ -605,10 +610,12 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 		    log_addr(rv, sizeof(rv), tx->rcpt), code, tx->env->client_ip);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, "rcpt", "backend", code / 100 == 4);
 	}
-	/* 452 is the backend's recipient limit (RFC 5321 4.5.3.1.10) or its storage: the
-	 * client retries those recipients later, as it must; not a client error (Postfix's
-	 * own 452 for too many recipients is not counted either, up to its overshoot limit). */
-	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2 && code != 452);
+	/* A 4xx is the backend's state, not the client's error: 452 its recipient limit (RFC
+	 * 5321 4.5.3.1.10) or its storage, 450/451 its greylisting or a passing trouble; the
+	 * client retries those recipients later, as it must, and counting them would cut a
+	 * long recipient list off with 421 (as mxgate's own greylisting is not counted). A
+	 * 5xx (unknown users: a harvest) counts against limits.max_errors. */
+	smtp_tx_rcpt_done(tx, code, text, code / 100 == 5);
 }
 
 static void smtp_tx_rcpt_send(struct smtp_tx *tx)
