@@ -16,7 +16,8 @@ from the same records mxgate's own verifier got from dnsmasq.
   dkimpy sees the chain end there (cv=fail);
 - a chain that already ended with cv=fail: no set added (logged as skipped);
 - a 4 MiB message (sealed in the thread pool over a body held on disk), and a message the
-  milter sends to the quarantine: both sealed, dkimpy: pass.
+  milter sends to the quarantine: both sealed, dkimpy: pass;
+- a client hanging up after the final dot of a 10 MiB message: the next one is sealed.
 """
 import json
 import os
@@ -201,6 +202,25 @@ mt.check(len(held) == 1 and held[0].startswith(b'ARC-Seal: i=1;'), 'quarantine: 
 if held:
     v = dkimpy(held[0])
     mt.check('arc=pass' in v, 'quarantine: dkimpy verifies it (%s)' % v)
+
+# 8. the client hangs up right after the final dot of a 10 MiB message: the seal made in the
+# thread pool and the session's end meet (the session reads the close once the message is
+# dealt with, so the seal completes first here; the pending count keeps the session for the
+# work either way), nothing is reported under ASan, and the next message is sealed as usual
+huge = ''.join('line %07d of a huge message body, the client hangs up after its final dot ..\r\n' % i
+               for i in range(130000))
+pos = len(mx.log())
+c = mt.Client(mx.port)
+c.ehlo('client.test')
+mt.check(c.cmd('MAIL FROM:<alice@example.org>')[0] == 250 and c.cmd('RCPT TO:<bob@example.test>')[0] == 250
+         and c.cmd('DATA')[0] == 354, 'hangup: the transaction is open')
+c.send(mt.stuff(signed('hangup').replace(b'this is case hangup.', huge.encode() + b'this is case hangup.')))
+c.close()
+mt.check(mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=1 cv=none', timeout=60, start=pos),
+         'hangup: the seal was made')
+m = deliver('afterhangup', signed('afterhangup'))
+mt.check(m.startswith(b'ARC-Seal: i=1;') and dkimpy(m).startswith('dkim=pass arc=pass'),
+         'hangup: the next message is sealed and verifies')
 
 mx.stop()
 mt.finish()
