@@ -1219,6 +1219,52 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine + 8, "quarantine write could not start");
 }
 
+static void smtp_tx_deliver_prepared(struct smtp_tx *tx, bool quarantine)
+{
+	if (quarantine)
+		smtp_tx_quarantine(tx);
+	else if (tx->env->nrcpts == 0)   /* filters deleted every recipient: nothing to send */
+		smtp_tx_finish(tx, 550, "5.1.0 No recipients left after content filtering", "no_recipients", false, true);
+	else
+		smtp_tx_send(tx);
+}
+
+/* ARC sealing (filters/arc_seal.c) ran in the thread pool; the owner waited for it (pending). */
+static void smtp_tx_sealed_cb(void *arg)
+{
+	struct smtp_tx *tx = arg;
+
+	if (!smtp_tx_pending_done(tx))
+		smtp_tx_deliver_prepared(tx, false);
+}
+
+static void smtp_tx_sealed_quarantine_cb(void *arg)
+{
+	struct smtp_tx *tx = arg;
+
+	if (!smtp_tx_pending_done(tx))
+		smtp_tx_deliver_prepared(tx, true);
+}
+
+/* Starts sealing the outgoing message (arc.seal): true when it went to the thread pool and
+ * the delivery goes on in its callback. */
+static bool smtp_tx_seal(struct smtp_tx *tx, bool quarantine)
+{
+	struct hook_env *env = tx->env;
+	size_t len = 0;
+	const char *b = msgbuf_data(env->new_body ? env->new_body : tx->msg, &len);
+	size_t off = env->new_body ? 0 : tx->body_off;
+
+	if (b == NULL || off > len)
+		return false;
+	tx->pending++;
+	if (arc_seal_start(&tx->w->loop, env, &tx->prefix, b + off, len - off,
+	    quarantine ? smtp_tx_sealed_quarantine_cb : smtp_tx_sealed_cb, tx) == 0)
+		return true;
+	tx->pending--;
+	return false;
+}
+
 void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg)
 {
 	tx->done = cb;
@@ -1227,12 +1273,9 @@ void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, vo
 		smtp_tx_finish(tx, 451, "4.3.0 Error: message unreadable, try again later", "unreadable", false, false);
 		return;
 	}
-	if (quarantine)
-		smtp_tx_quarantine(tx);
-	else if (tx->env->nrcpts == 0)   /* filters deleted every recipient: nothing to send */
-		smtp_tx_finish(tx, 550, "5.1.0 No recipients left after content filtering", "no_recipients", false, true);
-	else
-		smtp_tx_send(tx);
+	if (tx->env->cfg->arc.seal.enabled && (quarantine || tx->env->nrcpts > 0) && smtp_tx_seal(tx, quarantine))
+		return;
+	smtp_tx_deliver_prepared(tx, quarantine);
 }
 
 /* ---- life --------------------------------------------------------------------------- */
