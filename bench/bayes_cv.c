@@ -2,7 +2,7 @@
  * memory, for cross-validation (bench/bayes_cv.py drives it; docs/classifier.md).
  *
  *   bayes_cv [-c odds|chi] [-p] [-r] [-s CUT,...] [-n COUNT,...] [-w N [-O]] [-M BITS]
- *       [-F BITS] [-W 1] [-i GLOB]... LIST
+ *       [-F BITS] [-W 1] [-P] [-i GLOB]... LIST
  *
  * LIST: one message a line, "FOLD CLASS PATH" (CLASS spam|ham; FOLD -1: always learned,
  * never scored; FOLD k >= 0: scored by a classifier that learned every line of another
@@ -14,7 +14,9 @@
  * bayes_combine_odds or _chi). Prints "PATH PROB" per scored line (PROB -1: no
  * significant token); with -r "PATH LSQ LHQ" instead: the logs of the two chi-square tails
  * bayes_combine_odds compares (for trying other constants of the combining without
- * scoring again).
+ * scoring again). -P (prequential: a stream in batches): fold k is scored by a classifier
+ * that learned the lines of fold -1 and of the folds before k only — what a site that
+ * learns every message it receives knows when batch k arrives.
  *
  * Variants measured and not adopted (docs/classifier.md, "Tried and not adopted"):
  *   -s CUT,... -n COUNT,...  the token selection: the strength cut and the count of
@@ -264,13 +266,13 @@ int main(int argc, char **argv)
 	double cuts[MAX_SEL] = { MIN_STRENGTH };
 	size_t counts[MAX_SEL] = { NSIG_TOKENS }, ncuts = 1, ncounts = 1;
 	const char *rules_glob = NULL;
-	int salad = 0, rspamd_w = 0;
+	int salad = 0, rspamd_w = 0, prequential = 0;
 	struct msg *m = NULL;
 	size_t nm = 0, cap = 0;
 	char line[8192];
 	FILE *in;
 
-	while ((opt = getopt(argc, argv, "c:pd:rt:i:s:n:H:M:w:F:W:O")) != -1) {
+	while ((opt = getopt(argc, argv, "c:pd:rt:i:s:n:H:M:w:F:W:OP")) != -1) {
 		if (opt == 's' || opt == 'n') {
 			char *q = optarg, *e;
 			size_t k = 0;
@@ -286,6 +288,8 @@ int main(int argc, char **argv)
 			*(opt == 's' ? &ncuts : &ncounts) = k;
 		} else if (opt == 'O') {
 			rspamd_w = 1;
+		} else if (opt == 'P') {
+			prequential = 1;
 		} else if (opt == 'W') {
 			salad = atoi(optarg);
 		} else if (opt == 'M') {
@@ -333,7 +337,7 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc || (in = fopen(argv[optind], "r")) == NULL) {
 		fprintf(stderr, "usage: bayes_cv [-c odds|chi] [-p] [-r] [-s CUT,..] [-n COUNT,..] "
-		    "[-w N [-O]] [-M BITS] [-F BITS] [-W 1] [-i GLOB]... LIST | -d MSG LIST | "
+		    "[-w N [-O]] [-M BITS] [-F BITS] [-W 1] [-P] [-i GLOB]... LIST | -d MSG LIST | "
 		    "-t MSG | -H RULEGLOB LIST\n");
 		return 2;
 	}
@@ -389,7 +393,7 @@ int main(int argc, char **argv)
 		uint32_t ws_s[SALAD_BUCKETS] = { 0 }, ws_n[SALAD_BUCKETS] = { 0 };
 
 		for (size_t i = 0; i < nm; i++)
-			if (m[i].fold != k)
+			if (prequential ? m[i].fold < k : m[i].fold != k)
 				learn(&t, &m[i], &ns, &nn);
 		/* -W: word salad, the share of a message's tokens the rest of the store has seen at
 		 * most once, as one more token (learned leave-one-out from the training lines) */

@@ -4,6 +4,7 @@ docs/classifier.md's choices rest on), and the same figures on the test half for
 
     bench/bayes_cv.py BAYES_CV [--split time|interleaved|both] [--folds 5] [--seed N] [--test]
         [--tool-args '-c chi'] [--misses FILE] [--grid | --sel-grid] [--hits auto|spamd|mxgate]
+        [--dump FILE] [--stream N]
 
 BAYES_CV is bench/bayes_cv.c built against libmxcore.a (bench/bayes_cv.sh builds it). The
 training half of each split (bench_classifier's splits) is cut into FOLDS folds (every
@@ -24,6 +25,8 @@ the report only: choices are made on the cross-validation). Prints, per split:
 each: group, path, total, probability and the rule hits. --grid: the figures for each
 power and nats of the odds combining over a grid (0 nats: no pull towards 0.5). --sel-grid:
 for each strength cut (0.2 .. 0.45) and count of strongest tokens (75 .. 500).
+--dump FILE writes one JSON line per scored message (split, half, fold, group, path, p, rule
+hits): what bench/bayes_cv_learn.py fits learned rule weights on.
 """
 import argparse
 import glob
@@ -190,6 +193,15 @@ def main():
     ap.add_argument('--seed', type=int, default=0,
                     help='0: every FOLDS-th message of each class a fold; N: folds by a hash '
                     'of the path and N (another partition, to see the noise of a figure)')
+    ap.add_argument('--dump', default='',
+                    help='write FILE (JSON lines): per message of the training half (CV p) '
+                    'and, with --test, of the test half: split, half, fold, group, path, p, '
+                    'rule hits (what bayes_cv_learn.py fits rule weights on)')
+    ap.add_argument('--stream', type=int, default=0,
+                    help='with --test: the test half in arrival order, in batches of N, each '
+                    'scored by a classifier that learned the training half and the batches '
+                    'before it (a site that learns every message; the fold in --dump: the '
+                    'batch)')
     ap.add_argument('--hits', default='auto', choices=['auto', 'spamd', 'mxgate'],
                     help="rule hits for rules + classifier: spamd's cache (bench_detection) "
                     "or mxgate's own (cached); auto: spamd's when there")
@@ -205,10 +217,19 @@ def main():
         bc.say('bayes_cv: rule hits: spamd\'s cache')
     scores, nice = bc.sa_set2_scores()
     miss_out = open(a.misses, 'w') if a.misses else None
+    dump_out = open(a.dump, 'w') if a.dump else None
     for name in (['time', 'interleaved'] if a.split == 'both' else [a.split]):
         train, test = bc.split_make(groups, name, 0)
         grp = {p: g for g in bc.GROUPS for p in groups[g]}
-        if a.test:
+        if a.test and a.stream:
+            # the test half in arrival order, in batches of STREAM: batch k scored by what
+            # the training half and batches 0..k-1 taught (bayes_cv -P)
+            test = sorted(test, key=lambda gp: (bc.arrival_key(gp[1]), gp[1]))
+            rows = [(-1, c, p) for c in ('spam', 'ham') for p in train[c]]
+            rows += [(i // a.stream, 'spam' if g.startswith('spam') else 'ham', p)
+                     for i, (g, p) in enumerate(test)]
+            labelled = test
+        elif a.test:
             rows = [(-1, c, p) for c in ('spam', 'ham') for p in train[c]]
             rows += [(0, 'spam' if g.startswith('spam') else 'ham', p) for g, p in test]
             labelled = test
@@ -241,12 +262,21 @@ def main():
                               'test' if a.test else 'CV  ', name, c, n, f['auc'], f['s99'],
                               f['h99'], f['s00'], f['caught'], f['misfiled']), flush=True)
             continue
-        probs = run_tool(a.tool, a.tool_args.split(), rows, tmp)
+        probs = run_tool(a.tool, a.tool_args.split() + (['-P'] if a.test and a.stream else []),
+                         rows, tmp)
         f = evaluate(probs, labelled, hits, scores, nice)
         print('%s %-11s 1-AUC %.3f%%; BAYES_99: %.1f%% of spam, %d ham; spam in BAYES_00 %d; '
               'rules + classifier: %.1f%% / %.2f%%' % (
                   'test' if a.test else 'CV  ', name, f['auc'], f['s99'], f['h99'], f['s00'],
                   f['caught'], f['misfiled']), flush=True)
+        if dump_out:
+            import json
+            fold = {p: k for k, _, p in rows}
+            for g, p in labelled:
+                h = hits.get(hashlib.sha1(open(p, 'rb').read()).hexdigest())
+                dump_out.write(json.dumps({
+                    'split': name, 'half': 'test' if a.test else 'train', 'fold': fold[p],
+                    'group': g, 'path': p, 'p': probs.get(p, -1), 'hits': h}) + '\n')
         if miss_out:
             for g, p in labelled:
                 t = f['tot'].get(p)
@@ -257,6 +287,8 @@ def main():
                                                           ','.join(sorted(h))))
     if miss_out:
         miss_out.close()
+    if dump_out:
+        dump_out.close()
 
 
 if __name__ == '__main__':

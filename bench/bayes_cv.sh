@@ -6,7 +6,8 @@
 #
 #   bench/bayes_cv.sh [--split time|interleaved|both] [--folds 5] [--seed N] [--test]
 #       [--tool-args '-c chi' | '-p' | '-M 1' ...] [--misses FILE] [--grid | --sel-grid]
-#       [--hits auto|spamd|mxgate]                   (MX_BUILD_DIR: where libmxcore.a is)
+#       [--hits auto|spamd|mxgate] [--dump FILE]     (MX_BUILD_DIR: where libmxcore.a is)
+# --dump FILE: per message p and rule hits, for bench/bayes_cv_learn.py (learned weights).
 # --help: bench/bayes_cv.py's options; the tool's (--tool-args): bench/bayes_cv.c's header.
 set -euo pipefail
 SRC=${MX_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}

@@ -14,6 +14,18 @@ uint64_t gcra_increment(const struct gcra_limit *l, uint64_t cost)
 	return x > UINT64_MAX ? UINT64_MAX : (uint64_t)x;
 }
 
+uint64_t gcra_refund(const struct gcra_limit *l, uint64_t tat, uint64_t now, uint64_t cost)
+{
+	uint64_t inc;
+
+	if (l == NULL || l->count == 0 || l->period_ns == 0 || tat <= now)
+		return tat;
+	if (cost > l->count)
+		cost = l->count;
+	inc = gcra_increment(l, cost);
+	return tat - now > inc ? tat - inc : now;
+}
+
 int gcra_check(const struct gcra_limit *l, uint64_t tat, uint64_t now, uint64_t cost,
     struct gcra_result *out)
 {

@@ -33,6 +33,11 @@ uint64_t gcra_increment(const struct gcra_limit *l, uint64_t cost);
 int gcra_check(const struct gcra_limit *l, uint64_t tat, uint64_t now, uint64_t cost,
     struct gcra_result *out);
 
+/* Gives back a charge of cost (capped at the limit, as gcra_check caps it) that an admitted
+ * cell made: the TAT moves back by its increment, never before now (which would lend a
+ * burst). Returns the new TAT; <= now means the key carries nothing any more. */
+uint64_t gcra_refund(const struct gcra_limit *l, uint64_t tat, uint64_t now, uint64_t cost);
+
 /* True when a stored TAT carries no information any more at `now` (bucket full again). */
 static inline bool gcra_is_idle(uint64_t tat, uint64_t now) { return tat <= now; }
 

@@ -21,7 +21,6 @@
 #include "store/store.h"
 
 #define GL_KEY_MAX 700
-#define GL_LOCAL_MAX 100000    /* triplets in the local table (store: local, or Redis down) */
 
 /* ---- pure pieces ------------------------------------------------------------------------ */
 
@@ -193,6 +192,8 @@ static const struct cfg_field gl_fields[] = {
 	  .doc = "clients never greylisted" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline; then the local table decides" },
+	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
+	  .doc = "bound of the local triplet table (store: local, and the fallback while Redis is down); when full the triplet closest to expiring is evicted (logged, counted); takes effect at the next start" },
 	{ .key = NULL }
 };
 
@@ -324,6 +325,18 @@ static bool gl_expired(const void *key, size_t klen, const void *val, size_t vle
 	return greylist_record_expired(val, vlen, now_ms);
 }
 
+/* The eviction rank when the map is near full: the expiry (the first attempt waiting the
+ * longest, the passed triplet unused the longest go first, as in the local table). */
+static uint64_t gl_rank(const void *key, size_t klen, const void *val, size_t vlen,
+    const void *ctx)
+{
+	uint64_t exp = 0;
+
+	if (vlen >= sizeof(exp))
+		memcpy(&exp, val, sizeof(exp));
+	return exp;
+}
+
 struct gl_session {
 	struct gl_worker *w;
 	struct hook_call *call;
@@ -357,13 +370,29 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 }
 
 /* The local triplets: a process-wide table of their own (not local_table_shared(), where
- * they crowded out the rate limits' buckets), made once. */
+ * they crowded out the rate limits' buckets), made once with the first generation's
+ * max_keys (a reload that changes it is logged as waiting for the next start). */
 static struct local_table *gl_table;
-static pthread_once_t gl_table_once = PTHREAD_ONCE_INIT;
+static size_t gl_table_max;
+static pthread_mutex_t gl_table_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void gl_table_init(void)
+static struct local_table *gl_table_get(size_t max_keys, int worker)
 {
-	gl_table = local_table_new(GL_LOCAL_MAX);
+	struct local_table *t;
+
+	pthread_mutex_lock(&gl_table_mu);
+	if (gl_table == NULL) {
+		gl_table = local_table_new(max_keys);
+		gl_table_max = max_keys;
+		if (gl_table)
+			local_table_set_name(gl_table, "greylist");
+	} else if (max_keys != gl_table_max && worker == 0) {
+		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=greylist.max_keys "
+		    "reason=\"takes effect at the next start\" running=%zu", gl_table_max);
+	}
+	t = gl_table;
+	pthread_mutex_unlock(&gl_table_mu);
+	return t;
 }
 
 static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -378,8 +407,7 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
-	pthread_once(&gl_table_once, gl_table_init);
-	w->local = gl_table;
+	w->local = gl_table_get((size_t)c->max_keys, worker);
 	if (w->local == NULL)
 		goto fail;
 	if (store_kind_of(c->store) == STORE_REDIS) {
@@ -392,7 +420,8 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
 		static const char *const prefixes[] = { "gl:", NULL };
 		struct lmdb_writer_config wc = {
-			.sweep_prefixes = prefixes, .expired = gl_expired, .name = "greylist",
+			.sweep_prefixes = prefixes, .expired = gl_expired, .rank = gl_rank,
+			.name = "greylist",
 		};
 
 		w->st = lmdb_store_open(store_lmdb_dir(c->store), 0);
@@ -479,13 +508,21 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
 }
 
-/* The LMDB key of a triplet: "gl:<triplet>", or "gl:#<SHA-256 of it>" when that is longer
- * than LMDB takes (long addresses: a too-long key would fail its whole batch). 0 or -1. */
-static int gl_lmdb_key(const struct gl_worker *w, const char *triplet, char *out, size_t outlen)
+struct local_table *greylist_local_table(void)
+{
+	struct local_table *t;
+
+	pthread_mutex_lock(&gl_table_mu);
+	t = gl_table;
+	pthread_mutex_unlock(&gl_table_mu);
+	return t;
+}
+
+int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t outlen)
 {
 	size_t n = strlen(triplet);
 
-	if (3 + n <= lmdb_store_max_key(w->st)) {
+	if (3 + n <= max_key) {
 		if (3 + n + 1 > outlen)
 			return -1;
 		memcpy(out, "gl:", 3);
@@ -514,7 +551,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	bool exists, pass;
 	int rc;
 
-	if (gl_lmdb_key(w, triplet, key, sizeof(key)) < 0 ||
+	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
 	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
 		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
 		return;
@@ -545,7 +582,7 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	gl_check_local(s->w, call, s->key);
 }
 
-#define GL_PREFIX "mxgate:gl:"         /* local table and Redis keys */
+#define GL_PREFIX GREYLIST_KEY_PREFIX  /* local table and Redis keys */
 
 static void gl_run(void *wstate, int slot, struct hook_call *call)
 {

@@ -30,6 +30,7 @@ struct greylist_config {
 	bool skip_good;             /* skip clients with REP_GOOD / REP_ALLOW */
 	struct cfg_cidrlist allow;
 	uint64_t timeout;           /* ms per Redis check */
+	long max_keys;              /* bound of the local triplet table */
 };
 extern const struct cfg_table greylist_config_table;
 extern const struct hook_module greylist_module;
@@ -68,5 +69,16 @@ struct redisReply;
 /* The check script's reply {passed, wait_s}: 0 with *pass and *wait_s (negative waits read
  * as 0), or -1 for anything else (an error, another shape: the local table decides). */
 int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_s);
+
+/* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
+
+#define GREYLIST_KEY_PREFIX "mxgate:gl:"   /* + triplet: local table and Redis keys */
+struct local_table;
+/* The local triplet table (NULL before a worker made it): expires_ns and val's first attempt
+ * (ms, bit 63 = passed) on uv_hrtime()'s clock. */
+struct local_table *greylist_local_table(void);
+/* The LMDB key of a triplet: "gl:<triplet>", or "gl:#<SHA-256 of it>" when that is longer
+ * than max_key (long addresses: a too-long key would fail its whole batch). 0 or -1. */
+int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t outlen);
 
 #endif

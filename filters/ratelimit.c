@@ -255,7 +255,9 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 
 	switch (r->key) {
 	case RATELIMIT_KEY_IP:
-		if (netaddr_sockaddr_string(sa, out, outlen) >= 0)
+		/* an IPv6 client is its network (limits.client_ipv6_prefix) */
+		if (netaddr_client_string(sa, env->cfg ? (int)env->cfg->limits.client_ipv6_prefix : 128,
+		    out, outlen) >= 0)
 			return 0;
 		if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6 && env->client_ip[0])
 			return rl_copy_lower(env->client_ip, out, outlen);
@@ -372,6 +374,26 @@ static const char rl_lua_renew[] =
 	"redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))\n"
 	"return 1\n";
 
+/* Gives back a charge the GCRA script made (the command was refused after all): KEYS[1];
+ * ARGV period_ms, count, cost. The TAT moves back by the charge, never before now. Through
+ * the write queue, after the charge itself. Returns 1, or 0 (the key had expired). */
+static const char rl_lua_refund[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local period = tonumber(ARGV[1]) * 1000\n"
+	"local limit = tonumber(ARGV[2])\n"
+	"local cost = tonumber(ARGV[3])\n"
+	"if cost > limit then cost = limit end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+	"local tat = tonumber(redis.call('GET', KEYS[1]))\n"
+	"if not tat then return 0 end\n"
+	"local new = tat - cost * period / limit\n"
+	"if new <= now then redis.call('DEL', KEYS[1]) return 1 end\n"
+	"local ttl = math.ceil((new - now) / 1000)\n"
+	"if ttl < 1 then ttl = 1 end\n"
+	"redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', ttl)\n"
+	"return 1\n";
+
 /* ---- module state ---------------------------------------------------------------------- */
 
 #define RL_KEY_MAX 640
@@ -385,10 +407,17 @@ struct rl_worker {
 	int worker;
 	struct local_table *local;
 	struct redis_store *rs;        /* NULL for store: local */
-	int lua_gcra, lua_acquire, lua_charge, lua_renew;
+	int lua_gcra, lua_acquire, lua_charge, lua_renew, lua_refund;
 	unsigned stages;
 	uv_timer_t *renew_timer;       /* renews the Redis slots of live sessions */
 	struct rl_session *renew_list; /* sessions holding Redis slots */
+};
+
+struct rl_charge {                 /* a rate charge that may have to be given back */
+	size_t rule;
+	uint64_t cost;
+	bool local, redis;             /* made in the local table / in Redis (or queued for it) */
+	char key[RL_KEY_MAX];
 };
 
 struct rl_held {                   /* a concurrency slot to give back */
@@ -404,6 +433,11 @@ struct rl_session {
 	struct rl_held *held;
 	size_t nheld;
 	bool helo_counted;
+	/* The charges of the last admitted RCPT, until the session has accepted it or not (a
+	 * later filter, greylisting, may refuse it): given back when it was not. */
+	struct rl_charge *rcpt_ch;
+	size_t nrcpt_ch;
+	size_t rcpt_before;            /* env->nrcpts when that RCPT was judged */
 	bool renewed;                  /* linked in w->renew_list */
 	struct rl_session *rnext, *rprev;
 	char member[96];               /* this session in Redis concurrency sets */
@@ -417,6 +451,7 @@ struct rl_check {
 	uint64_t cost;
 	struct redis_req *req;
 	bool done;
+	bool charged_local, charged_redis;   /* an admitted rate charge: where it was made */
 };
 
 struct rl_op {
@@ -448,10 +483,22 @@ static struct local_table *rl_table_get(size_t max_keys, int worker)
 	if (rl_table == NULL) {
 		rl_table = local_table_new(max_keys);
 		rl_table_max = max_keys;
+		if (rl_table)
+			local_table_set_name(rl_table, "ratelimit");
 	} else if (max_keys != rl_table_max && worker == 0) {
 		log_event(LOG_LVL_WARNING, NULL, "event=config_unchanged key=ratelimit.max_keys "
 		    "reason=\"takes effect at the next start\" running=%zu", rl_table_max);
 	}
+	t = rl_table;
+	pthread_mutex_unlock(&rl_table_mu);
+	return t;
+}
+
+struct local_table *ratelimit_local_table(void)
+{
+	struct local_table *t;
+
+	pthread_mutex_lock(&rl_table_mu);
 	t = rl_table;
 	pthread_mutex_unlock(&rl_table_mu);
 	return t;
@@ -495,16 +542,12 @@ static unsigned rl_rule_stages(const struct ratelimit_rule_config *r)
 	return 0;
 }
 
-/* Every third of concurrency_ttl: the Redis slots of this worker's live sessions get a
- * new lifetime (through the write queue, only while the store is up: an outage's renewals
- * would be stale, and the first one after it adds the slot back). */
-static void rl_renew_cb(uv_timer_t *t)
+/* Renews (or puts back) the Redis slots of this worker's live sessions, through the write
+ * queue. */
+static void rl_renew_all(struct rl_worker *w)
 {
-	struct rl_worker *w = t->data;
 	char ttl[24];
 
-	if (!redis_store_is_up(w->rs))
-		return;
 	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)w->cfg->concurrency_ttl);
 	for (struct rl_session *s = w->renew_list; s; s = s->rnext)
 		for (size_t i = 0; i < s->nheld; i++) {
@@ -513,6 +556,29 @@ static void rl_renew_cb(uv_timer_t *t)
 			if (s->held[i].in_redis)
 				redis_store_write(w->rs, w->lua_renew, 1, 2, argv, NULL, NULL, NULL);
 		}
+}
+
+/* Every third of concurrency_ttl: the Redis slots of this worker's live sessions get a
+ * new lifetime (only while the store is up: an outage's renewals would be stale; the
+ * connection coming back puts them back, rl_store_up_cb). */
+static void rl_renew_cb(uv_timer_t *t)
+{
+	struct rl_worker *w = t->data;
+
+	if (redis_store_is_up(w->rs))
+		rl_renew_all(w);
+}
+
+/* The connection is up (again): a Redis restarted empty, or one that expired the slots
+ * during a long outage, holds none of the live sessions' slots. They are put back now rather
+ * than at their next renewal (up to a third of concurrency_ttl away, while up to the limit
+ * more sessions would get in on every node). Idempotent (ZADD of the same member). */
+static void rl_store_up_cb(void *arg)
+{
+	struct rl_worker *w = arg;
+
+	if (w->renew_list)
+		rl_renew_all(w);
 }
 
 static void rl_renew_closed_cb(uv_handle_t *h)
@@ -583,7 +649,9 @@ static int rl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->lua_gcra = redis_store_add_script(w->rs, ratelimit_lua_gcra);
 		w->lua_acquire = redis_store_add_script(w->rs, ratelimit_lua_acquire);
 		w->lua_charge = redis_store_add_script(w->rs, rl_lua_charge);
+		w->lua_refund = redis_store_add_script(w->rs, rl_lua_refund);
 		w->lua_renew = redis_store_add_script(w->rs, rl_lua_renew);
+		redis_store_set_up_cb(w->rs, rl_store_up_cb, w);
 		if (rl_renew_start(w) < 0)
 			goto fail;
 	}
@@ -644,7 +712,7 @@ static enum verdict_action rl_on_error(void *wstate)
  * A rate's state is only meaningful under its own limit (a changed limit starts over); a
  * concurrency count is the sessions open now, whatever the limit: its key has no limit, so
  * sessions opened under an older limit (a reload, another node) count against a new one. */
-static void rl_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
+void ratelimit_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
     size_t outlen)
 {
 	if (r->count == RATELIMIT_COUNT_CONCURRENCY)
@@ -666,8 +734,15 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 	char value[200];
 
 	ck->done = true;
-	if (allowed)
+	if (allowed) {
+		if (r->count != RATELIMIT_COUNT_CONCURRENCY) {
+			if (strcmp(store, "redis") == 0)
+				ck->charged_redis = true;
+			else
+				ck->charged_local = true;
+		}
 		return;
+	}
 	ratelimit_safe_copy(ck->value, value, sizeof(value));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=ratelimit key=%s value=%s count=%s limit=%s action=%s store=%s client=%s",
@@ -775,7 +850,94 @@ static void rl_check_fallback(struct rl_check *ck, bool was_sent)
 	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)tv.tv_sec * 1000000ull +
 	    (unsigned long long)tv.tv_usec);
 	/* a full queue is counted and logged by the store */
-	redis_store_write(w->rs, w->lua_charge, 1, 4, argv, NULL, NULL, NULL);
+	if (redis_store_write(w->rs, w->lua_charge, 1, 4, argv, NULL, NULL, NULL) == 0)
+		ck->charged_redis = true;
+}
+
+/* Gives back one rate charge: in the local table and/or Redis (through the write queue,
+ * behind the charge if that is still queued). */
+static void rl_refund(struct rl_worker *w, size_t rule, const char *key, uint64_t cost,
+    bool local, bool redis)
+{
+	const struct ratelimit_rule_config *r;
+	struct gcra_limit l;
+	char a1[32], a2[32], a3[32];
+	const char *argv[4] = { key, a1, a2, a3 };
+
+	if (rule >= w->nrules)
+		return;
+	r = &w->rules[rule];
+	if (local) {
+		l.count = r->limit.count;
+		l.period_ns = r->limit.period_ms * 1000000ull;
+		ratelimit_local_refund(w->local, key, &l, cost, rl_now_ns());
+	}
+	if (redis && w->rs) {
+		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)r->limit.period_ms);
+		snprintf(a2, sizeof(a2), "%llu", (unsigned long long)r->limit.count);
+		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)cost);
+		redis_store_write(w->rs, w->lua_refund, 1, 3, argv, NULL, NULL, NULL);
+	}
+}
+
+/* The last admitted RCPT is decided: accepted when env holds more recipients than when it
+ * was judged (the transaction's end, RSET included, is seen before its recipients go);
+ * otherwise a later filter refused it and its charges are given back. */
+static void rl_settle_rcpt(struct rl_session *s, const struct hook_env *env)
+{
+	if (s->nrcpt_ch == 0)
+		return;
+	if (env->nrcpts <= s->rcpt_before)
+		for (size_t i = 0; i < s->nrcpt_ch; i++)
+			rl_refund(s->w, s->rcpt_ch[i].rule, s->rcpt_ch[i].key, s->rcpt_ch[i].cost,
+			    s->rcpt_ch[i].local, s->rcpt_ch[i].redis);
+	free(s->rcpt_ch);
+	s->rcpt_ch = NULL;
+	s->nrcpt_ch = 0;
+}
+
+/* After a stage run: a refusal (tempfail, reject) gives back what its other rules were
+ * charged ("a refused attempt consumes nothing"); an admitted RCPT keeps its charges aside
+ * until the session has accepted it (rl_settle_rcpt). */
+static void rl_op_settle(struct rl_op *op)
+{
+	struct rl_session *s = op->s;
+	size_t n = 0;
+
+	for (size_t i = 0; i < op->nchecks; i++)
+		n += op->checks[i].charged_local || op->checks[i].charged_redis;
+	if (n == 0)
+		return;
+	if (op->rank >= 2) {
+		for (size_t i = 0; i < op->nchecks; i++) {
+			struct rl_check *ck = &op->checks[i];
+
+			if (ck->charged_local || ck->charged_redis)
+				rl_refund(s->w, ck->rule, ck->key, ck->cost, ck->charged_local,
+				    ck->charged_redis);
+		}
+		return;
+	}
+	if (op->stage != HOOK_RCPT)
+		return;
+	rl_settle_rcpt(s, hook_call_env(op->call));
+	s->rcpt_ch = calloc(n, sizeof(*s->rcpt_ch));
+	if (s->rcpt_ch == NULL)
+		return;             /* kept: counted as accepted */
+	for (size_t i = 0; i < op->nchecks; i++) {
+		struct rl_check *ck = &op->checks[i];
+		struct rl_charge *c;
+
+		if (!ck->charged_local && !ck->charged_redis)
+			continue;
+		c = &s->rcpt_ch[s->nrcpt_ch++];
+		c->rule = ck->rule;
+		c->cost = ck->cost;
+		c->local = ck->charged_local;
+		c->redis = ck->charged_redis;
+		memcpy(c->key, ck->key, sizeof(c->key));
+	}
+	s->rcpt_before = hook_call_env(op->call)->nrcpts;
 }
 
 /* All checks of a stage run are decided: unlink and free the op, then complete the call
@@ -792,6 +954,7 @@ static void rl_op_finish(struct rl_op *op)
 	 * one consumed nothing, and the next HELO of the session is checked again. */
 	if (op->stage == HOOK_HELO && op->rank < 2)
 		s->helo_counted = true;
+	rl_op_settle(op);
 	for (pp = &s->ops; *pp; pp = &(*pp)->next)
 		if (*pp == op) {
 			*pp = op->next;
@@ -890,7 +1053,7 @@ static struct rl_check *rl_op_add(struct rl_op *op, size_t rule, const char *val
 	ck->rule = rule;
 	ck->cost = cost ? cost : 1;
 	snprintf(ck->value, sizeof(ck->value), "%s", value);
-	rl_store_key(&op->s->w->rules[rule], value, ck->key, sizeof(ck->key));
+	ratelimit_store_key(&op->s->w->rules[rule], value, ck->key, sizeof(ck->key));
 	return ck;
 }
 
@@ -958,6 +1121,7 @@ static void rl_run(void *wstate, int slot, struct hook_call *call)
 		snprintf(s->member, sizeof(s->member), "%s:%s", rl_node_id, env->session_id);
 		env->module_ctx[slot] = s;
 	}
+	rl_settle_rcpt(s, env);     /* a new stage: the last RCPT was accepted or not */
 	if (st == HOOK_CLOSE) {
 		rl_release_held(s);
 		hook_call_done(call, NULL);
@@ -1021,8 +1185,20 @@ static void rl_session_free(void *wstate, int slot, struct hook_env *env)
 		free(op);
 	}
 	rl_release_held(s);
+	free(s->rcpt_ch);
 	free(s);
 	env->module_ctx[slot] = NULL;
+}
+
+/* A transaction (or the session) ended: its last RCPT is decided. */
+static void rl_outcome(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o)
+{
+	struct rl_session *s = env->module_ctx[slot];
+
+	(void)wstate;
+	(void)o;
+	if (s)
+		rl_settle_rcpt(s, env);
 }
 
 const struct hook_module ratelimit_module = {
@@ -1034,4 +1210,5 @@ const struct hook_module ratelimit_module = {
 	.session_free = rl_session_free,
 	.timeout_ms = rl_timeout_ms,
 	.on_error = rl_on_error,
+	.outcome = rl_outcome,
 };

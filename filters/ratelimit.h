@@ -94,4 +94,14 @@ const char *ratelimit_action_name(int action);
 extern const char ratelimit_lua_gcra[];
 extern const char ratelimit_lua_acquire[];
 
+/* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
+
+struct local_table;
+/* The store key of rule r for value: "mxgate:rl:<count>:<key>:<limit>:<value>", or
+ * "mxgate:rl:concurrency:<key>:<value>" (the local table and Redis use the same keys). */
+void ratelimit_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
+    size_t outlen);
+/* The rate limits' process-wide local table (NULL before a worker made it). Its times are
+ * uv_hrtime() ns: a GCRA record's expires_ns is its TAT, a concurrency record's val its count. */
+struct local_table *ratelimit_local_table(void);
 #endif

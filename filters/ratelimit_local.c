@@ -20,6 +20,25 @@ static int rl_gcra_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void 
 	return rc;
 }
 
+static int rl_refund_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	struct rl_gcra_arg *a = arg;
+
+	if (exists)
+		rec->expires_ns = gcra_refund(a->l, rec->expires_ns, now_ns, a->cost);
+	return 0;       /* a TAT at or before now leaves the record idle: dropped */
+}
+
+void ratelimit_local_refund(struct local_table *t, const char *key, const struct gcra_limit *l,
+    uint64_t cost, uint64_t now_ns)
+{
+	struct rl_gcra_arg a = { l, cost, NULL };
+
+	if (l == NULL || l->count == 0 || l->period_ns == 0)
+		return;
+	local_table_update(t, key, now_ns, false, rl_refund_fn, &a);
+}
+
 int ratelimit_local_gcra(struct local_table *t, const char *key, const struct gcra_limit *l,
     uint64_t cost, uint64_t now_ns, struct gcra_result *out)
 {

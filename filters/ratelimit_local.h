@@ -17,6 +17,11 @@
 int ratelimit_local_gcra(struct local_table *t, const char *key, const struct gcra_limit *l,
     uint64_t cost, uint64_t now_ns, struct gcra_result *out);
 
+/* Gives back a charge of cost that ratelimit_local_gcra admitted for key (gcra_refund): the
+ * command it was for was refused after all. No-op for an unknown or idle key. */
+void ratelimit_local_refund(struct local_table *t, const char *key, const struct gcra_limit *l,
+    uint64_t cost, uint64_t now_ns);
+
 /* Concurrency: increments key's counter when below max and returns 1; returns 0 (nothing
  * changed) when the counter is already at max; -1 on allocation failure. */
 int ratelimit_local_acquire(struct local_table *t, const char *key, uint64_t max,

@@ -71,12 +71,12 @@ double reputation_score(const struct reputation_counts *ip, const struct reputat
 	return s > 1 ? 1 : s < -1 ? -1 : s;
 }
 
-int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, char *ipkey,
-    size_t iplen, char *netkey, size_t netlen)
+int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, long client_v6,
+    char *ipkey, size_t iplen, char *netkey, size_t netlen)
 {
-	char ip[NETADDR_STRLEN], net[NETADDR_PREFIX_STRLEN];
+	char ip[NETADDR_PREFIX_STRLEN], net[NETADDR_PREFIX_STRLEN];
 
-	if (netaddr_sockaddr_string(sa, ip, sizeof(ip)) < 0 ||
+	if (netaddr_client_string(sa, (int)client_v6, ip, sizeof(ip)) < 0 ||
 	    netaddr_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
 		return -1;
 	if ((size_t)snprintf(ipkey, iplen, "ip:%s", ip) >= iplen ||
@@ -224,6 +224,19 @@ static bool rep_expired(const void *key, size_t klen, const void *val, size_t vl
 	for (int i = 0; i < REPUTATION_NOUTCOMES; i++)
 		sum += c.c[i];
 	return sum < 0.05;
+}
+
+/* The eviction rank when the map is near full: the last update (the stalest goes first, as
+ * Haraka's karma lets a TTL forget); a record of another shape goes before any. */
+static uint64_t rep_rank(const void *key, size_t klen, const void *val, size_t vlen,
+    const void *ctx)
+{
+	struct reputation_counts c;
+
+	if (vlen != sizeof(c))
+		return 0;
+	memcpy(&c, val, sizeof(c));
+	return c.t_ms;
 }
 
 /* One value of rep_read_counts's snapshot: zeroes when absent or of another shape. */
@@ -423,7 +436,7 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		uint64_t half_life = c->half_life;
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .merge = rep_merge, .expired = rep_expired,
-			.ctx = &half_life, .ctx_len = sizeof(half_life),
+			.rank = rep_rank, .ctx = &half_life, .ctx_len = sizeof(half_life),
 			.flush_interval = c->flush_interval, .max_queued = 200000, .name = "reputation",
 		};
 
@@ -722,6 +735,12 @@ size_t reputation_forget_post(struct reputation_forget *f)
 
 /* ---- connect-time decision -------------------------------------------------------------- */
 
+/* The length of an IPv6 client's network in its record (limits.client_ipv6_prefix). */
+static long rep_client_v6(const struct hook_env *env)
+{
+	return env->cfg ? env->cfg->limits.client_ipv6_prefix : 64;
+}
+
 /* Fills v for action against ip (why: "poor reputation", "deny list entry"). */
 static void rep_apply_action(struct verdict *v, int action, uint64_t delay, const char *why,
     const char *ip)
@@ -973,8 +992,8 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 		rep_done_unknown(w, call, &v);
 		return;
 	}
-	if (reputation_keys(sa, c->prefix_v4, c->prefix_v6, ipkey, sizeof(ipkey), netkey,
-	    sizeof(netkey)) < 0) {
+	if (reputation_keys(sa, c->prefix_v4, c->prefix_v6, rep_client_v6(env), ipkey,
+	    sizeof(ipkey), netkey, sizeof(netkey)) < 0) {
 		rep_done_unknown(w, call, NULL);
 		return;
 	}
@@ -1017,7 +1036,7 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 	size_t nkeys = 0;
 
 	if (ip && reputation_keys((const struct sockaddr *)&env->client, w->cfg->prefix_v4,
-	    w->cfg->prefix_v6, ipkey, sizeof(ipkey), netkey, sizeof(netkey)) == 0) {
+	    w->cfg->prefix_v6, rep_client_v6(env), ipkey, sizeof(ipkey), netkey, sizeof(netkey)) == 0) {
 		keys[nkeys++] = ipkey;
 		keys[nkeys++] = netkey;
 	}

@@ -109,9 +109,11 @@ void reputation_add(struct reputation_counts *rc, enum reputation_outcome o, uin
 double reputation_score(const struct reputation_counts *ip, const struct reputation_counts *net,
     double prefix_weight, double prior);
 
-/* Store keys: "ip:198.18.7.7" and "net:198.18.7.0/24" (v4-mapped IPv6 as IPv4). 0 or -1. */
-int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, char *ipkey,
-    size_t iplen, char *netkey, size_t netlen);
+/* Store keys: "ip:198.18.7.7" and "net:198.18.7.0/24" (v4-mapped IPv6 as IPv4); an IPv6
+ * client's own record is its network of client_v6 (limits.client_ipv6_prefix),
+ * "ip:2001:db8:1:2::/64", or its address with 128. 0 or -1. */
+int reputation_keys(const struct sockaddr *sa, long prefix_v4, long prefix_v6, long client_v6,
+    char *ipkey, size_t iplen, char *netkey, size_t netlen);
 
 /* The store key of an authenticated domain: "authdom:" + the domain lowercased, without a
  * trailing dot. 0, or -1 when domain is empty or the key does not fit. */

@@ -162,7 +162,7 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 	}
 	fl = calloc(1, sizeof(*fl));
 	if (fl == NULL || reputation_keys((struct sockaddr *)&ss, c->prefix_v4, c->prefix_v6,
-	    fl->f.keys[0], sizeof(fl->f.keys[0]), fl->f.keys[1], sizeof(fl->f.keys[1])) < 0 ||
+	    cfg->limits.client_ipv6_prefix, fl->f.keys[0], sizeof(fl->f.keys[0]), fl->f.keys[1], sizeof(fl->f.keys[1])) < 0 ||
 	    uv_async_init(control_reply_loop(r), &fl->async, rep_flush_answer_cb) != 0) {
 		free(fl);
 		strbuf_printf(out, "flush reputation: out of memory\n");

@@ -101,10 +101,24 @@ static const struct cfg_field arc_fields[] = {
 	  .doc = "ARC sets looked at; a longer chain fails" },
 	{ "scores", CFG_STRUCT, offsetof(struct arc_config, scores), NULL, .sub = &arc_scores_table,
 	  .doc = "symbol scores" },
+	{ "seal", CFG_STRUCT, offsetof(struct arc_config, seal), NULL, .sub = &arc_seal_config_table,
+	  .doc = "ARC sealing of the messages passed on (RFC 8617 5.1), for a trusted-sealer setup in front of Microsoft 365 / Google Workspace" },
 	{ .key = NULL }
 };
+
+static int arc_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct arc_config *c = obj;
+
+	/* the seal records the chain's result and mxgate's Authentication-Results */
+	if (c->seal.enabled && !c->enabled)
+		return cfg_error_key(p, n, "enabled", -1, "must be true when arc.seal is enabled");
+	return 0;
+}
+
 const struct cfg_table arc_config_table = {
 	.name = "arc", .size = sizeof(struct arc_config), .fields = arc_fields,
+	.validate = arc_config_validate,
 };
 
 static const struct cfg_field dmarc_scores_fields[] = {

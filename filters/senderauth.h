@@ -16,6 +16,7 @@
 #ifndef MX_SENDERAUTH_H
 #define MX_SENDERAUTH_H
 
+#include "filters/arc_seal.h"
 #include "proxy/cfg.h"
 
 #include <stdbool.h>
@@ -46,6 +47,7 @@ struct arc_config {
 	bool enabled;
 	long max_instances;
 	struct arc_scores_config scores;
+	struct arc_seal_config seal;   /* sealing (filters/arc_seal.c) */
 };
 extern const struct cfg_table arc_config_table;
 

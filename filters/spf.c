@@ -45,6 +45,23 @@ static const struct cfg_table spf_scores_table = {
 	.name = "spf.scores", .size = sizeof(struct spf_scores_config), .fields = spf_scores_fields,
 };
 
+/* SpamAssassin's SPF_HELO_* scores are near zero (50_scores.cf: SOFTFAIL 0.7-0.9, the rest
+ * 0.001): a HELO name is often not the sender's domain. These follow that, with fail kept. */
+static const struct cfg_field spf_helo_scores_fields[] = {
+	{ "pass", CFG_DOUBLE, offsetof(struct spf_scores_config, pass), "0", -1000, 1000, .doc = "SPF_HELO_PASS" },
+	{ "fail", CFG_DOUBLE, offsetof(struct spf_scores_config, fail), "1", -1000, 1000, .doc = "SPF_HELO_FAIL" },
+	{ "softfail", CFG_DOUBLE, offsetof(struct spf_scores_config, softfail), "0.7", -1000, 1000, .doc = "SPF_HELO_SOFTFAIL" },
+	{ "neutral", CFG_DOUBLE, offsetof(struct spf_scores_config, neutral), "0", -1000, 1000, .doc = "SPF_HELO_NEUTRAL" },
+	{ "none", CFG_DOUBLE, offsetof(struct spf_scores_config, none), "0", -1000, 1000, .doc = "SPF_HELO_NONE" },
+	{ "temperror", CFG_DOUBLE, offsetof(struct spf_scores_config, temperror), "0", -1000, 1000, .doc = "SPF_HELO_TEMPERROR" },
+	{ "permerror", CFG_DOUBLE, offsetof(struct spf_scores_config, permerror), "0", -1000, 1000, .doc = "SPF_HELO_PERMERROR" },
+	{ .key = NULL }
+};
+
+static const struct cfg_table spf_helo_scores_table = {
+	.name = "spf.helo_scores", .size = sizeof(struct spf_scores_config), .fields = spf_helo_scores_fields,
+};
+
 static const struct cfg_field spf_config_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct spf_config, enabled), "false",
 	  .doc = "check SPF at MAIL FROM (libspf2; asks dns.resolvers, else resolv.conf's servers)" },
@@ -54,10 +71,16 @@ static const struct cfg_field spf_config_fields[] = {
 	  .doc = "answer 451 4.7.24 when the result is temperror (default: score only)" },
 	{ "helo", CFG_BOOL, offsetof(struct spf_config, helo), "true",
 	  .doc = "check the HELO identity for the null sender <>" },
+	{ "helo_always", CFG_BOOL, offsetof(struct spf_config, helo_always), "false",
+	  .doc = "also check the HELO identity when MAIL FROM is not <> (symbols SPF_HELO_<RESULT>, once per HELO name), as policyd-spf and SpamAssassin do" },
+	{ "reject_helo_fail", CFG_BOOL, offsetof(struct spf_config, reject_helo_fail), "false",
+	  .doc = "refuse MAIL FROM with 550 5.7.23 when the HELO identity's result is fail (policyd-spf's HELO_reject), whatever MAIL FROM's" },
 	{ "timeout", CFG_DURATION, offsetof(struct spf_config, timeout), "5s", 100, 120000,
 	  .doc = "time limit for one check; then the result is temperror" },
 	{ "scores", CFG_STRUCT, offsetof(struct spf_config, scores), NULL, .sub = &spf_scores_table,
 	  .doc = "symbol scores per result" },
+	{ "helo_scores", CFG_STRUCT, offsetof(struct spf_config, helo_scores), NULL, .sub = &spf_helo_scores_table,
+	  .doc = "symbol scores per result of the HELO identity (helo_always)" },
 	{ "records", CFG_STRLIST, offsetof(struct spf_config, records), NULL,
 	  .doc = "static records answered before DNS: \"example.org TXT v=spf1 -all\"" },
 	{ .key = NULL }
@@ -281,39 +304,45 @@ static enum spf_result spf_invalid_result(SPF_response_t *resp)
 	return SPF_response_errors(resp) > 0 ? SPF_R_PERMERROR : SPF_R_TEMPERROR;
 }
 
-void spf_engine_check(struct spf_engine *e, struct spf_check *c)
+/* RFC 7208 4.3: a HELO name that is an address literal or a single label is no domain to
+ * check ("none", without a lookup). */
+static bool spf_helo_is_domain(const char *helo)
+{
+	return helo[0] != '\0' && helo[0] != '[' && strchr(helo, '.') != NULL &&
+	    strspn(helo, ".") != strlen(helo);
+}
+
+/* One identity: sender, or the HELO name when sender is "". Blocks on DNS. */
+static enum spf_result spf_engine_query(struct spf_engine *e, const struct netaddr *na,
+    const char *helo, const char *sender, char *expl, size_t explsz)
 {
 	SPF_request_t *req;
 	SPF_response_t *resp = NULL;
+	enum spf_result r = SPF_R_TEMPERROR;
 	const char *exp;
 	struct in_addr a4;
 	struct in6_addr a6;
-	struct netaddr na;
 
-	c->result = SPF_R_TEMPERROR;
-	c->explanation[0] = '\0';
+	if (expl != NULL)
+		expl[0] = '\0';
+	/* "" makes libspf2 check postmaster@<helo> (RFC 7208 2.4) */
+	if (sender[0] == '\0' && !spf_helo_is_domain(helo))
+		return SPF_R_NONE;
 	req = SPF_request_new(e->srv);
 	if (req == NULL)
-		return;
+		return SPF_R_TEMPERROR;
 	/* a v4-mapped client is checked as IPv4 (ip4 mechanisms, A records) */
-	if (netaddr_from_string(c->ip, &na) < 0)
-		goto done;
-	if (na.family == AF_INET) {
-		memcpy(&a4, na.b, 4);
+	if (na->family == AF_INET) {
+		memcpy(&a4, na->b, 4);
 		SPF_request_set_ipv4(req, a4);
 	} else {
-		memcpy(&a6, na.b, 16);
+		memcpy(&a6, na->b, 16);
 		SPF_request_set_ipv6(req, a6);
 	}
-	if (c->helo[0] != '\0')
-		SPF_request_set_helo_dom(req, c->helo);
-	/* "" makes libspf2 check postmaster@<helo> (RFC 7208 2.4) */
-	if (c->sender[0] == '\0' && c->helo[0] == '\0') {
-		c->result = SPF_R_NONE;
-		goto done;
-	}
-	if (SPF_request_set_env_from(req, c->sender) != 0) {
-		c->result = SPF_R_NONE;	/* no usable identity */
+	if (helo[0] != '\0')
+		SPF_request_set_helo_dom(req, helo);
+	if (SPF_request_set_env_from(req, sender) != 0) {
+		r = SPF_R_NONE;	/* no usable identity */
 		goto done;
 	}
 	spf_dns_void_reset();
@@ -321,28 +350,47 @@ void spf_engine_check(struct spf_engine *e, struct spf_check *c)
 	if (resp == NULL)
 		goto done;
 	switch (SPF_response_result(resp)) {
-	case SPF_RESULT_PASS: c->result = SPF_R_PASS; break;
-	case SPF_RESULT_FAIL: c->result = SPF_R_FAIL; break;
-	case SPF_RESULT_SOFTFAIL: c->result = SPF_R_SOFTFAIL; break;
-	case SPF_RESULT_NEUTRAL: c->result = SPF_R_NEUTRAL; break;
-	case SPF_RESULT_NONE: c->result = SPF_R_NONE; break;
-	case SPF_RESULT_PERMERROR: c->result = SPF_R_PERMERROR; break;
-	case SPF_RESULT_INVALID: c->result = spf_invalid_result(resp); break;
+	case SPF_RESULT_PASS: r = SPF_R_PASS; break;
+	case SPF_RESULT_FAIL: r = SPF_R_FAIL; break;
+	case SPF_RESULT_SOFTFAIL: r = SPF_R_SOFTFAIL; break;
+	case SPF_RESULT_NEUTRAL: r = SPF_R_NEUTRAL; break;
+	case SPF_RESULT_NONE: r = SPF_R_NONE; break;
+	case SPF_RESULT_PERMERROR: r = SPF_R_PERMERROR; break;
+	case SPF_RESULT_INVALID: r = spf_invalid_result(resp); break;
 	case SPF_RESULT_TEMPERROR:
-	default: c->result = SPF_R_TEMPERROR; break;
+	default: r = SPF_R_TEMPERROR; break;
 	}
 	/* RFC 7208 4.6.4: more than two lookups that found nothing is permerror (libspf2 does
 	 * not count them). A match before the third stops the evaluation, so it never gets here. */
-	if (spf_dns_void_count() > 2 && c->result != SPF_R_TEMPERROR)
-		c->result = SPF_R_PERMERROR;
-	exp = c->result == SPF_R_FAIL ? SPF_response_get_explanation(resp) : NULL;
+	if (spf_dns_void_count() > 2 && r != SPF_R_TEMPERROR)
+		r = SPF_R_PERMERROR;
+	exp = r == SPF_R_FAIL && expl != NULL ? SPF_response_get_explanation(resp) : NULL;
 	/* libspf2's built-in default points at the defunct openspf.org: only a domain's own
 	 * exp= text (RFC 7208 6.2) is worth passing on */
 	if (exp != NULL && strstr(exp, "openspf.org") == NULL)
-		snprintf(c->explanation, sizeof(c->explanation), "%s", exp);
+		snprintf(expl, explsz, "%s", exp);
 done:
 	SPF_response_free(resp);
 	SPF_request_free(req);
+	return r;
+}
+
+void spf_engine_check(struct spf_engine *e, struct spf_check *c)
+{
+	struct netaddr na;
+
+	c->result = SPF_R_TEMPERROR;
+	if (c->check_helo)
+		c->helo_result = SPF_R_TEMPERROR;
+	c->explanation[0] = '\0';
+	if (netaddr_from_string(c->ip, &na) < 0)
+		return;
+	if (c->check_helo && c->sender[0] != '\0')
+		c->helo_result = spf_engine_query(e, &na, c->helo, "", NULL, 0);
+	c->result = spf_engine_query(e, &na, c->helo, c->sender, c->explanation,
+	    sizeof(c->explanation));
+	if (c->sender[0] == '\0')
+		c->helo_result = c->result;
 }
 
 /* ---- the hook module ---------------------------------------------------------------- */
@@ -352,6 +400,7 @@ struct spf_worker {
 	const struct spf_config *sc;
 	struct spf_engine *engine;
 	uv_loop_t *loop;
+	struct spf_worker_stats stats;
 };
 
 struct spf_session;
@@ -371,6 +420,10 @@ struct spf_session {
 	struct spf_check in;         /* the inputs of the check in flight (the work's copy is the thread's) */
 	uv_timer_t timer;
 	bool timer_ready;
+	/* the HELO identity's result, kept for the session while the HELO name is the same */
+	bool helo_known;
+	enum spf_result helo_result;
+	char helo_name[256];
 };
 
 static int spf_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
@@ -409,6 +462,15 @@ static void spf_worker_free(void *wstate)
 	free(w);
 }
 
+void spf_worker_get_stats(void *wstate, struct spf_worker_stats *st)
+{
+	struct spf_worker *w = wstate;
+
+	memset(st, 0, sizeof(*st));
+	if (w != NULL)
+		*st = w->stats;
+}
+
 static unsigned spf_stages(void *wstate)
 {
 	return wstate ? 1u << HOOK_MAIL : 0;
@@ -440,6 +502,15 @@ static double spf_score(const struct spf_scores_config *s, enum spf_result r)
 	return 0;
 }
 
+static void spf_symbol_name(char *sym, size_t n, const char *prefix, enum spf_result r)
+{
+	size_t i = strlen(prefix);
+
+	snprintf(sym, n, "%s%s", prefix, spf_result_name(r));
+	for (; sym[i]; i++)
+		sym[i] = (char)toupper((unsigned char)sym[i]);
+}
+
 /* Result -> symbol (for scoring and for senderauth's Authentication-Results), verdict;
  * completes the session's call. */
 static void spf_session_complete(struct spf_session *s, const struct spf_check *c)
@@ -449,22 +520,42 @@ static void spf_session_complete(struct spf_session *s, const struct spf_check *
 	const struct spf_config *sc = s->w->sc;
 	const char *res = spf_result_name(c->result);
 	const char *dom = spf_check_domain(c);
+	bool helo_fail = false;
 	char sym[32];
 	struct verdict v;
-	size_t i;
 
 	s->call = NULL;
 	memset(&v, 0, sizeof(v));
-	snprintf(sym, sizeof(sym), "SPF_%s", res);
-	for (i = 4; sym[i]; i++)
-		sym[i] = (char)toupper((unsigned char)sym[i]);
+	/* the HELO identity beside a sender (helo_always): its own symbol, kept for the session
+	 * unless the check did not finish */
+	if ((c->check_helo || c->helo_given) && c->sender[0] != '\0') {
+		if (c->check_helo && c->helo_result != SPF_R_TEMPERROR) {
+			s->helo_known = true;
+			s->helo_result = c->helo_result;
+			snprintf(s->helo_name, sizeof(s->helo_name), "%s", c->helo);
+		}
+		spf_symbol_name(sym, sizeof(sym), "SPF_HELO_", c->helo_result);
+		hook_env_add_symbol(env, sym, spf_score(&sc->helo_scores, c->helo_result), c->helo);
+		if (c->check_helo)
+			log_event(LOG_LVL_INFO, env->session_id,
+			    "event=spf_helo result=%s helo=%s client=%s",
+			    spf_result_name(c->helo_result), c->helo, c->ip);
+		helo_fail = c->helo_result == SPF_R_FAIL;
+	} else if (c->sender[0] == '\0') {
+		helo_fail = c->result == SPF_R_FAIL;
+	}
+	spf_symbol_name(sym, sizeof(sym), "SPF_", c->result);
 	hook_env_add_symbol(env, sym, spf_score(&sc->scores, c->result), dom);
 	/* The symbol hands the result over (description = the domain checked; the identity is
 	 * the HELO when MAIL FROM is <>): filters/senderauth.c writes the one
 	 * Authentication-Results field with every method at end of data. */
 	log_event(LOG_LVL_INFO, env->session_id, "event=spf result=%s domain=%s client=%s",
 	    res, dom, c->ip);
-	if (c->result == SPF_R_FAIL && sc->reject_fail) {
+	if (helo_fail && sc->reject_helo_fail) {
+		/* policyd-spf's HELO_reject: the HELO name's own policy refuses this client */
+		verdict_set(&v, VERDICT_REJECT, 550, "spf",
+		    "5.7.23 SPF validation failed: HELO %.200s does not permit [%s]", c->helo, c->ip);
+	} else if (c->result == SPF_R_FAIL && sc->reject_fail) {
 		/* RFC 7372 3.2: 5.7.23 SPF validation failed */
 		verdict_set(&v, VERDICT_REJECT, 550, "spf",
 		    "5.7.23 SPF validation failed: %.200s does not permit [%s]%s%.150s", dom, c->ip,
@@ -493,7 +584,7 @@ static void spf_after_work_cb(uv_work_t *req, int status)
 		s->work = NULL;
 		uv_timer_stop(&s->timer);
 		if (status == UV_ECANCELED)
-			wk->chk.result = SPF_R_TEMPERROR;
+			wk->chk.result = wk->chk.helo_result = SPF_R_TEMPERROR;
 		spf_session_complete(s, &wk->chk);
 	}
 	spf_engine_free(wk->engine);
@@ -509,6 +600,8 @@ static void spf_timeout_cb(uv_timer_t *t)
 		return;
 	c = s->in;
 	c.result = SPF_R_TEMPERROR;
+	if (c.check_helo)
+		c.helo_result = SPF_R_TEMPERROR;
 	c.explanation[0] = '\0';
 	s->work->owner = NULL;	/* the late result is freed, never applied */
 	uv_cancel((uv_req_t *)&s->work->req);
@@ -568,6 +661,17 @@ static void spf_run(void *wstate, int slot, struct hook_call *call)
 	netaddr_sockaddr_string((const struct sockaddr *)&env->client, wk->chk.ip, sizeof(wk->chk.ip));
 	snprintf(wk->chk.helo, sizeof(wk->chk.helo), "%s", env->helo);
 	snprintf(wk->chk.sender, sizeof(wk->chk.sender), "%s", env->mail_from);
+	if (w->sc->helo_always && env->mail_from[0] != '\0') {
+		if (s->helo_known && strcmp(s->helo_name, env->helo) == 0) {
+			/* known for this session: the symbol without a second check */
+			wk->chk.helo_result = s->helo_result;
+			wk->chk.helo_given = true;
+		} else {
+			wk->chk.check_helo = true;
+			w->stats.helo_checks++;
+		}
+	}
+	w->stats.checks++;
 	s->in = wk->chk;
 	if (uv_queue_work(env->loop, &wk->req, spf_work_cb, spf_after_work_cb) != 0) {
 		spf_engine_free(wk->engine);

@@ -26,8 +26,11 @@ struct spf_config {
 	bool reject_fail;
 	bool tempfail_temperror;         /* 451 4.7.24 on temperror (default: score only) */
 	bool helo;                       /* check the HELO identity when MAIL FROM is <> */
+	bool helo_always;                /* also check the HELO identity beside MAIL FROM */
+	bool reject_helo_fail;           /* 550 5.7.23 when the HELO identity fails */
 	uint64_t timeout;                /* ms */
 	struct spf_scores_config scores;
+	struct spf_scores_config helo_scores;   /* SPF_HELO_<RESULT> */
 	struct cfg_strlist records;      /* static "name TYPE data" records answered before DNS
 	                                    (tests, overrides): "example.org TXT v=spf1 -all" */
 };
@@ -45,7 +48,10 @@ struct spf_check {
 	char ip[46];
 	char helo[256];
 	char sender[512];        /* "" = null sender: the HELO identity is checked */
+	bool check_helo;         /* also check the HELO identity into helo_result */
+	bool helo_given;         /* helo_result is known already (the session's), not checked */
 	enum spf_result result;
+	enum spf_result helo_result;
 	char explanation[256];   /* fail: the domain's explanation, may be "" */
 };
 
@@ -69,5 +75,12 @@ const char *spf_check_domain(const struct spf_check *c);
 
 struct hook_module;
 extern const struct hook_module spf_module;
+
+/* What a worker of the module did (tests, metrics). */
+struct spf_worker_stats {
+	unsigned long checks;        /* checks started in the pool */
+	unsigned long helo_checks;   /* of them, with the HELO identity beside MAIL FROM */
+};
+void spf_worker_get_stats(void *wstate, struct spf_worker_stats *st);
 
 #endif

@@ -86,6 +86,7 @@ struct milter_sess {
 	size_t nmods;
 	struct milter_buf newbody;
 	bool has_newbody;
+	bool body_too_big;              /* the replaced body passed limits.max_message_size */
 	char *quarantine;
 };
 
@@ -102,6 +103,7 @@ static void milter_mods_clear(struct milter_sess *ms)
 	ms->nmods = 0;
 	milter_buf_free(&ms->newbody);
 	ms->has_newbody = false;
+	ms->body_too_big = false;
 	free(ms->quarantine);
 	ms->quarantine = NULL;
 }
@@ -173,6 +175,15 @@ static const char *milter_get(struct milter_sess *ms, enum mxgate_item it)
 	return s ? s : "";
 }
 
+/* The domain of an address ({mail_host}, {rcpt_host}: Postfix sends the next hop the
+ * address resolves to, which for mail passing through is its domain); NULL when none. */
+static const char *milter_addr_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at && at[1] ? at + 1 : NULL;
+}
+
 /* Appends the macros for a stage command. */
 static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 {
@@ -216,6 +227,8 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
 		KV("{mail_mailer}", "smtp");
 		KV("{mail_addr}", from);
+		if (milter_addr_domain(from))
+			KV("{mail_host}", milter_addr_domain(from));
 		if (*auth) {
 			KV("{auth_authen}", auth);
 			KV("{auth_type}", milter_get(ms, MXGATE_AUTH_TYPE));
@@ -226,6 +239,8 @@ static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
 		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
 		KV("{rcpt_mailer}", "smtp");
 		KV("{rcpt_addr}", milter_get(ms, MXGATE_RCPT));
+		if (milter_addr_domain(milter_get(ms, MXGATE_RCPT)))
+			KV("{rcpt_host}", milter_addr_domain(milter_get(ms, MXGATE_RCPT)));
 		break;
 	case SMFIC_DATA:
 	case SMFIC_EOH:		/* as Postfix's milter_end_of_header_macros */
@@ -326,8 +341,10 @@ static void milter_send_stage(struct milter_sess *ms, char cmd)
 	ms->wait = W_STAGE;
 }
 
-/* Next header of the message at ms->off: name and value (leading space dropped, inner
- * CRLF as LF like sendmail and Postfix pass them). false at the end of the headers. */
+/* Next header of the message at ms->off: name and value (inner CRLF as LF like sendmail
+ * and Postfix pass them). The value is everything after the colon for a filter that took
+ * SMFIP_HDR_LEADSPC; for others one space after the colon is eaten (not a tab, not a
+ * second space), as Sendmail and Postfix do. false at the end of the headers. */
 static bool milter_next_header(struct milter_sess *ms, char **name, char **value)
 {
 	const char *m = ms->msg;
@@ -351,7 +368,7 @@ static bool milter_next_header(struct milter_sess *ms, char **name, char **value
 		return milter_next_header(ms, name, value);
 	*name = strndup(m + start, colon - start);
 	v = colon + 1;
-	if (v < i && (m[v] == ' ' || m[v] == '\t'))
+	if (v < i && m[v] == ' ' && !(ms->fprot & SMFIP_HDR_LEADSPC))
 		v++;
 	val = malloc(i - v + 1);
 	if (*name == NULL || val == NULL)
@@ -452,6 +469,14 @@ static char *milter_strip_brackets(const char *a)
 	return strdup(a);
 }
 
+/* The largest message the host takes (limits.max_message_size); no bound from an older host. */
+static uint64_t milter_max_size(struct milter_sess *ms)
+{
+	const char *v = ms->call ? ms->mi->host->get(ms->call, MXGATE_MAX_SIZE) : NULL;
+
+	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX;
+}
+
 /* A header index from the wire (32 bits, unsigned) as the host's int: one past INT_MAX
  * still means "past the end", never a negative index (the top, the first occurrence). */
 static int milter_index(uint32_t index)
@@ -482,7 +507,16 @@ static int milter_apply_mods(struct milter_sess *ms)
 		case SMFIR_ADDRCPT:
 		case SMFIR_ADDRCPT_PAR:
 			addr = milter_strip_brackets(m->a);
-			h->add_rcpt(c, addr, m->b);
+			/* ESMTP arguments of an added recipient are not passed on either (a backend
+			 * refusing one it does not know, 555, would tempfail the whole message every
+			 * time): Postfix's cleanup ignores them with a warning too. */
+			if (m->b && *m->b) {
+				char av[140];
+
+				h->log(c, 2, "event=milter_addrcpt_args_ignored rcpt=%s args=%s", addr,
+				    log_val(av, sizeof(av), m->b));
+			}
+			h->add_rcpt(c, addr, NULL);
 			free(addr);
 			break;
 		case SMFIR_DELRCPT:
@@ -555,22 +589,26 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
 
 		if ((m->cmd == SMFIR_ADDHEADER || m->cmd == SMFIR_INSHEADER || m->cmd == SMFIR_CHGHEADER) &&
 		    m->a && strcasecmp(m->a, "X-Virus-Status") == 0 && m->b &&
-		    strncasecmp(m->b, "Infected", 8) == 0)
+		    strncasecmp(m->b + strspn(m->b, " \t"), "Infected", 8) == 0)
 			virus = true;
 	}
 	if (virus && ms->call)
 		ms->mi->host->set_flags(ms->call, MXGATE_FLAG_VIRUS);
 }
 
-/* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out: its lines
- * joined by CRLF (the session puts the code before each, as Postfix passes a multi-line
- * smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary when it does
- * not fit (the first line alone is cut at the size). */
+/* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out, '%%' as
+ * '%': its lines joined by CRLF (the session puts the code before each, as Postfix passes
+ * a multi-line smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary
+ * when it does not fit (the first line alone is cut at the size). */
 static void milter_reply_lines(const char *t, char *out, size_t size)
 {
 	size_t o = 0, keep = 0;
 
 	for (; *t; t++) {
+		/* libmilter has '%' written '%%' (Sendmail formats the text): one '%' for the
+		 * client, and a single one dropped, as Postfix's milter client does. */
+		if (t[0] == '%' && *++t == '\0')
+			break;
 		if (t[0] == '\r' && t[1] == '\n') {
 			keep = o;           /* a complete line ends here */
 			if (t[2] == '\0' || o + 2 >= size)
@@ -611,6 +649,14 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 
 			if (ms->wait == W_EOB)
 				milter_note_virus(ms, NULL);
+			if (ms->wait == W_EOB && ms->body_too_big) {
+				/* As Postfix's cleanup refuses a queue file past message_size_limit. */
+				ms->mi->host->log(ms->call, 2, "event=milter_body_too_big max=%llu",
+				    (unsigned long long)milter_max_size(ms));
+				milter_txn_end(ms);
+				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big",
+				    "milter-body-too-big");
+			}
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
 				milter_txn_end(ms);
 				return milter_finish(ms, MXGATE_ERROR, 0, NULL, "body replacement failed");
@@ -622,6 +668,11 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 		}
 		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
 	case SMFIR_DISCARD:
+		/* There is no message to discard yet: Postfix's milter client calls it an error
+		 * ("DISCARD action is not allowed for connect or helo") and applies
+		 * milter_default_action; so does on_error here. */
+		if (ms->stage_cmd == SMFIC_CONNECT || ms->stage_cmd == SMFIC_HELO)
+			return milter_fail(ms, "discard at connect or helo (not allowed)");
 		if (eom)
 			milter_txn_end(ms);
 		else
@@ -637,8 +688,12 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 			code = r->code;
 			milter_reply_lines(r->text, text, sizeof(text));
 			a = code >= 500 ? MXGATE_REJECT : MXGATE_TEMPFAIL;
-		} else
+		} else {
+			/* Postfix's milter client's words for a verdict without text, at every stage */
 			a = r->cmd == SMFIR_REJECT ? MXGATE_REJECT : MXGATE_TEMPFAIL;
+			snprintf(text, sizeof(text), "%s", a == MXGATE_REJECT ? "5.7.1 Command rejected" :
+			    "4.7.1 Service unavailable - try again later");
+		}
 		milter_note_virus(ms, text);
 		if (eom)
 			milter_txn_end(ms);
@@ -721,6 +776,14 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			return false;
 		}
 		ms->has_newbody = true;
+		if (ms->body_too_big)
+			return true;   /* refused already: read and drop the rest */
+		if (ms->hlen + ms->newbody.len + r.len > milter_max_size(ms)) {
+			/* Not kept (a filter could send any amount): refused at the verdict. */
+			ms->body_too_big = true;
+			milter_buf_free(&ms->newbody);
+			return true;
+		}
 		if (milter_buf_append(&ms->newbody, r.data, r.len) < 0) {
 			milter_fail(ms, "out of memory");
 			return false;

@@ -372,9 +372,10 @@ int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struc
 
 uint32_t milter_proto_offer(void)
 {
-	/* Everything we can skip or run without replies; not RCPT_REJ (we never send rejected
-	 * recipients) nor HDR_LEADSPC (values go without the leading space). */
-	return SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOBODY |
+	/* Everything we can skip or run without replies, and HDR_LEADSPC (header values with
+	 * their leading white space, as written); not RCPT_REJ (we never send rejected
+	 * recipients). */
+	return SMFIP_HDR_LEADSPC | SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOMAIL | SMFIP_NORCPT | SMFIP_NOBODY |
 	    SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NR_HDR | SMFIP_NOUNKNOWN | SMFIP_NODATA |
 	    SMFIP_SKIP | SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
 	    SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_EOH | SMFIP_NR_BODY;

@@ -70,6 +70,11 @@ enum mxgate_item {
 	MXGATE_AUTH_USER,     /* "" when not authenticated */
 	MXGATE_CLIENT_PTR,    /* the PTR name, not forward-confirmed; "" when none */
 	MXGATE_AUTH_TYPE,     /* the SMTP AUTH mechanism ("PLAIN", "LOGIN"), "" when not authenticated */
+	MXGATE_MAX_SIZE,      /* limits.max_message_size in bytes, decimal: no message grows past it
+	                       * (replace_body refuses it); NULL from a host older than this item */
+	MXGATE_RECEIVED,      /* end of data: the Received field mxgate puts on top of the message it
+	                       * relays (CRLF-terminated, folded), which host->message() lacks; a
+	                       * scanner that reads relays from Received (SpamAssassin) needs it */
 	MXGATE_NITEMS
 };
 
@@ -127,7 +132,8 @@ struct mxgate_host {
 	void (*set_sender)(struct mxgate_call *c, const char *addr);
 	void (*add_rcpt)(struct mxgate_call *c, const char *addr, const char *params);
 	void (*del_rcpt)(struct mxgate_call *c, const char *addr);
-	/* Replaces the message body (everything after the header block). 0 or -1. */
+	/* Replaces the message body (everything after the header block). 0, or -1 (no memory,
+	 * or the message would be larger than limits.max_message_size: the body is unchanged). */
 	int (*replace_body)(struct mxgate_call *c, const void *data, size_t len);
 	/* Sets the quarantine reason (the verdict itself is MXGATE_QUARANTINE). */
 	void (*set_quarantine_reason)(struct mxgate_call *c, const char *reason);

@@ -14,6 +14,10 @@
 #include "msgbuf.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <link.h>
 #include <libfyaml.h>
 #include <stdarg.h>
@@ -44,19 +48,127 @@ static bool plugins_symbol_is_descriptor(const void *sym)
 	    es->st_size >= offsetof(struct mxgate_plugin, abi_version) + sizeof(((struct mxgate_plugin *)0)->abi_version);
 }
 
+/* dlopen() hands back the object already loaded under the same name, so a plugin rebuilt
+ * at its path (a new file renamed over the old one) and loaded again at SIGHUP, while the
+ * running generation still holds the old object, would silently stay the old code. A new
+ * file is loaded through /proc/self/fd/N of a descriptor opened on the path: a name no
+ * loaded object has. The loader keeps that name for the object (and adds every other name
+ * it was opened by), so the descriptor stays open while the object is loaded, and a file
+ * already loaded (same device and inode) is opened again by the name it was first loaded
+ * by, adding none: the registry below. */
+struct plugins_so_ref { void *handle; int fd; dev_t dev; ino_t ino; unsigned refs; };
+static struct plugins_so_ref *plugins_so_refs;
+static size_t plugins_so_nrefs;
+static pthread_mutex_t plugins_so_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct plugins_so_ref *plugins_so_ref_find(void *handle, const struct stat *st)
+{
+	for (size_t i = 0; i < plugins_so_nrefs; i++)
+		if (handle ? plugins_so_refs[i].handle == handle :
+		    plugins_so_refs[i].dev == st->st_dev && plugins_so_refs[i].ino == st->st_ino)
+			return &plugins_so_refs[i];
+	return NULL;
+}
+
+/* dlerror()'s text with the /proc/self/fd alias put back as the path the operator wrote. */
+static void plugins_dlerror(char *err, size_t errlen, const char *prefix, const char *alias, const char *path)
+{
+	const char *e = dlerror();
+	const char *at;
+	size_t al = strlen(alias);
+
+	if (e == NULL)
+		e = "unknown error";
+	if (*alias && (at = strstr(e, alias)) != NULL && (at[al] < '0' || at[al] > '9'))
+		snprintf(err, errlen, "%s%.*s%s%s", prefix, (int)(at - e), e, path, at + al);
+	else
+		snprintf(err, errlen, "%s%s", prefix, e);
+}
+
+/* Releases one load of handle (dlclose), and the registry's descriptor with the last one. */
+static void plugins_unload_so(void *handle)
+{
+	struct plugins_so_ref *r;
+	char alias[64];
+	void *still;
+
+	if (handle == NULL)
+		return;
+	pthread_mutex_lock(&plugins_so_lock);
+	dlclose(handle);
+	r = plugins_so_ref_find(handle, NULL);
+	if (r && --r->refs == 0) {
+		/* Gone, unless the loader keeps it (an object marked NODELETE): then its name
+		 * must stay unique, and the descriptor open. */
+		snprintf(alias, sizeof(alias), "/proc/self/fd/%d", r->fd);
+		still = dlopen(alias, RTLD_NOW | RTLD_NOLOAD);
+		if (still)
+			dlclose(still);
+		if (still != handle) {
+			close(r->fd);
+			*r = plugins_so_refs[--plugins_so_nrefs];
+		}
+	}
+	pthread_mutex_unlock(&plugins_so_lock);
+}
+
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen)
 {
 	void *h;
 	const struct mxgate_plugin *d;
+	char alias[64] = "";
+	int fd;
+	struct stat st;
+	struct plugins_so_ref *r = NULL;
 
 	*handle = NULL;
 	*desc = NULL;
-	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	pthread_mutex_lock(&plugins_so_lock);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0 && (r = plugins_so_ref_find(NULL, &st)) != NULL) {
+		/* Loaded already: by the name it has. */
+		close(fd);
+		fd = -1;
+		snprintf(alias, sizeof(alias), "/proc/self/fd/%d", r->fd);
+	} else if (fd >= 0) {
+		snprintf(alias, sizeof(alias), "/proc/self/fd/%d", fd);
+		if (access(alias, F_OK) != 0) {   /* no /proc: the path itself */
+			close(fd);
+			fd = -1;
+			alias[0] = '\0';
+		}
+	}
+	h = dlopen(*alias ? alias : path, RTLD_NOW | RTLD_LOCAL);
 	if (h == NULL) {
-		snprintf(err, errlen, "cannot load plugin: %s", dlerror());
+		plugins_dlerror(err, errlen, "cannot load plugin: ", alias, path);
+		if (fd >= 0)
+			close(fd);
+		pthread_mutex_unlock(&plugins_so_lock);
 		return -1;
 	}
+	if (r == NULL)
+		r = plugins_so_ref_find(h, NULL);
+	if (r)
+		r->refs++;
+	else if (fd >= 0) {
+		struct plugins_so_ref *nr = realloc(plugins_so_refs, (plugins_so_nrefs + 1) * sizeof(*nr));
+
+		if (nr == NULL) {
+			snprintf(err, errlen, "%s: out of memory", path);
+			dlclose(h);
+			close(fd);
+			pthread_mutex_unlock(&plugins_so_lock);
+			return -1;
+		}
+		plugins_so_refs = nr;
+		nr[plugins_so_nrefs++] = (struct plugins_so_ref){ .handle = h, .fd = fd, .dev = st.st_dev,
+		    .ino = st.st_ino, .refs = 1 };
+		fd = -1;
+	}
+	/* fd still open: the object was loaded before under another name, which the loader
+	 * has now given this alias too; the descriptor must stay open with it (not closed). */
+	pthread_mutex_unlock(&plugins_so_lock);
 	d = dlsym(h, "mxgate_plugin");
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: no `mxgate_plugin` descriptor exported", path);
@@ -81,7 +193,7 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 	*desc = d;
 	return 0;
 fail:
-	dlclose(h);
+	plugins_unload_so(h);
 	return -1;
 }
 
@@ -107,8 +219,7 @@ static void plugin_path_free(void *dst)
 {
 	struct plugin_so *so = dst;
 
-	if (so->handle)
-		dlclose(so->handle);
+	plugins_unload_so(so->handle);
 	free(so->path);
 	memset(so, 0, sizeof(*so));
 }
@@ -409,12 +520,18 @@ struct plugin_sess {
 	 * and replaced body applied), as Postfix hands each milter the edited queue file;
 	 * NULL when nobody changed it (the plugin reads env->msg). Kept until the next stage. */
 	struct msgbuf *view;
+	struct strbuf received;      /* MXGATE_RECEIVED, built per call that asks */
 };
 
 struct mxgate_call {
 	struct plugin_sess *s;       /* NULL once detached (timed out, session gone) */
 	bool in_cancel, done_in_cancel, is_close;
-	char client_port[8], local_ip[64], local_port[8];   /* formatted items, one buffer each */
+	/* done() came inside the hook: the handle stays (inert, s NULL) until the hook
+	 * returns, so a second done() or a host call after it is ignored, not a use of freed
+	 * memory; owner names the plugin in the log line. */
+	bool completed;
+	struct plugin_sess *owner;
+	char client_port[8], local_ip[64], local_port[8], max_size[24];   /* formatted items, one buffer each */
 };
 
 /* Which hook stages a descriptor needs (CLOSE whenever it keeps session state). */
@@ -648,6 +765,29 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 }
 
 /* The plugin's answer as the chain's verdict (the one-to-one map in plugins.h). */
+/* The action decides the class of a refusal: a code of another class (250 with reject)
+ * becomes the default one, and an enhanced status code opening a line of the reply
+ * (RFC 3463: its class must be the reply's) gets the class digit, so a plugin's
+ * "5.7.1 ..." with tempfail goes out as 451 4.7.1, never as "451 5.7.1". */
+static int plugin_reply_class(char *reply, int code, int cls, int dflt)
+{
+	if (code / 100 != cls)
+		code = dflt;
+	for (char *p = reply; *p; ) {
+		size_t a = strspn(p + 2, "0123456789"), b = a ? strspn(p + 3 + a, "0123456789") : 0;
+
+		/* class "." 1-3 digits "." 1-3 digits, then a space or the end */
+		if (p[0] >= '0' && p[0] <= '9' && p[1] == '.' && a >= 1 && a <= 3 && p[2 + a] == '.' &&
+		    b >= 1 && b <= 3 && (p[3 + a + b] == ' ' || p[3 + a + b] == '\0' || p[3 + a + b] == '\r'))
+			p[0] = (char)('0' + cls);
+		p = strstr(p, "\r\n");
+		if (p == NULL)
+			break;
+		p += 2;
+	}
+	return code;
+}
+
 static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 {
 	const char *name = s->pe->pc->name;
@@ -661,12 +801,13 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 		verdict_set(v, VERDICT_ACCEPT, 0, reason, NULL);
 		break;
 	case MXGATE_TEMPFAIL:
-		verdict_set(v, VERDICT_TEMPFAIL, s->res_code ? s->res_code : 451, reason, "%s",
+		verdict_set(v, VERDICT_TEMPFAIL, plugin_reply_class(s->res_reply, s->res_code, 4, 451), reason, "%s",
 		    s->res_reply[0] ? s->res_reply : "4.7.1 Try again later");
 		break;
 	case MXGATE_REJECT:
-		verdict_set(v, VERDICT_REJECT, s->res_code ? s->res_code : 550, reason, "%s",
-		    s->res_reply[0] ? s->res_reply : "5.7.1 Message rejected");
+		verdict_set(v, VERDICT_REJECT, plugin_reply_class(s->res_reply, s->res_code, 5, 550), reason, "%s",
+		    s->res_reply[0] ? s->res_reply : s->stage == HOOK_EOM ? "5.7.1 Message rejected" :
+		    "5.7.1 Command rejected");
 		break;
 	case MXGATE_DISCARD:
 		verdict_set(v, VERDICT_DISCARD, s->res_code, reason, "%s", s->res_reply);
@@ -821,6 +962,8 @@ static void plugin_invoke(struct plugin_sess *s, enum plugin_kind kind, const ch
 		}
 	}
 	s->dispatching = false;
+	if (c->completed)
+		free(c);   /* answered inside the hook (else pending: s->cur, or detached) */
 }
 
 /* Runs the plugin's calls of the stage until one is pending or the stage is decided. */
@@ -924,6 +1067,7 @@ static void plugin_entry_session_free(void *wstate, int slot, struct hook_env *e
 	free(s->hname);
 	free(s->hvalue);
 	msgbuf_free(s->view);
+	strbuf_free(&s->received);
 	free(s);
 }
 
@@ -1010,6 +1154,22 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_AUTH_USER: return env->auth_user ? env->auth_user : "";
 	case MXGATE_AUTH_TYPE: return env->auth_mech ? env->auth_mech : "";
 	case MXGATE_CLIENT_PTR: return env->client_ptr;
+	case MXGATE_RECEIVED: {
+		/* As smtp_tx.c builds it (RFC 3848 with-protocol) */
+		const char *with = !env->esmtp ? (env->tls ? "SMTPS" : "SMTP") : env->auth_user ?
+		    (env->tls ? "ESMTPSA" : "ESMTPA") : (env->tls ? "ESMTPS" : "ESMTP");
+
+		if (c->s->stage != HOOK_EOM || env->cfg == NULL)
+			return NULL;
+		c->s->received.len = 0;
+		headers_build_received(&c->s->received, env, env->cfg->hostname, with);
+		return c->s->received.v;
+	}
+	case MXGATE_MAX_SIZE:
+		if (env->cfg == NULL)
+			return NULL;
+		snprintf(c->max_size, sizeof(c->max_size), "%llu", (unsigned long long)env->cfg->limits.max_message_size);
+		return c->max_size;
 	default: return NULL;
 	}
 }
@@ -1240,6 +1400,12 @@ static int host_replace_body(struct mxgate_call *c, const void *data, size_t len
 
 	if (env == NULL)
 		return -1;
+	if (env->cfg && env->msg && c->s->stage == HOOK_EOM &&
+	    msgbuf_header_len(plugin_msg(c->s)) + len > env->cfg->limits.max_message_size) {
+		log_event(LOG_LVL_WARNING, env->session_id, "event=plugin_bad_output plugin=%s what=body_too_big "
+		    "size=%zu max=%llu", c->s->pe->pc->name, len, (unsigned long long)env->cfg->limits.max_message_size);
+		return -1;
+	}
 	mb = plugin_msgbuf_new(env);
 	if (mb == NULL || msgbuf_append(mb, data, len) < 0) {
 		msgbuf_free(mb);
@@ -1295,6 +1461,11 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 
 	if (c == NULL || c->is_close)
 		return;
+	if (c->completed) {   /* a second done() in the hook that gave the first */
+		log_event(LOG_LVL_WARNING, c->owner->env->session_id,
+		    "event=plugin_bad_output plugin=%s what=done_twice", c->owner->pe->pc->name);
+		return;
+	}
 	s = c->s;
 	if (s == NULL) {   /* detached: the verdict came too late */
 		if (c->in_cancel)
@@ -1306,7 +1477,12 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 	if (s->cur != c)
 		return;   /* cancelled, or not the live call: ignore */
 	s->cur = NULL;
-	free(c);
+	if (s->dispatching) {
+		c->completed = true;
+		c->owner = s;
+		c->s = NULL;
+	} else
+		free(c);
 	if ((unsigned)action > MXGATE_ERROR)
 		action = MXGATE_ERROR;
 	plugin_set_result(s, action, code, reply, reason);

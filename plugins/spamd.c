@@ -45,6 +45,8 @@ struct spamd_scan {
 	struct scanner *scan;
 	const char *msg;
 	size_t len;
+	char *received;              /* our Received field, sent before msg (NULL once queued) */
+	size_t rlen_hdr;
 	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
 	bool overflow;
@@ -117,6 +119,7 @@ static void spamd_scan_free(struct spamd_scan *sc)
 	if (sc == NULL)
 		return;
 	scanner_free(sc->scan);
+	free(sc->received);
 	free(sc);
 }
 
@@ -178,9 +181,16 @@ static int spamd_send(struct scanner *scan, void *arg)
 	int n;
 
 	n = snprintf(hdr, sizeof(hdr), "SYMBOLS SPAMC/1.5\r\nContent-length: %zu\r\n%s%s%s\r\n",
-	    sc->len, sc->si->user[0] ? "User: " : "", sc->si->user, sc->si->user[0] ? "\r\n" : "");
+	    sc->rlen_hdr + sc->len, sc->si->user[0] ? "User: " : "", sc->si->user, sc->si->user[0] ? "\r\n" : "");
+	char *rcvd = sc->received;
+
+	sc->received = NULL;   /* the write owns it from here (freed by it on failure too) */
 	h = strndup(hdr, (size_t)n);
-	if (h == NULL || scanner_write(scan, h, (size_t)n, h) < 0 ||
+	if (h == NULL || scanner_write(scan, h, (size_t)n, h) < 0) {
+		free(rcvd);
+		return -1;
+	}
+	if ((rcvd && scanner_write(scan, rcvd, sc->rlen_hdr, rcvd) < 0) ||
 	    scanner_write(scan, sc->msg, sc->len, NULL) < 0)
 		return -1;
 	return 0;
@@ -273,6 +283,14 @@ static void spamd_on_eom(void *instance, struct mxgate_call *c)
 	sc->call = c;
 	sc->msg = msg;
 	sc->len = len;
+	/* Our Received on top, as spamd behind Postfix sees the queued message (amavisd) or
+	 * spamass-milter's synthesized one: SpamAssassin reads the client from it. */
+	{
+		const char *rcvd = h->get(c, MXGATE_RECEIVED);
+
+		if (rcvd && *rcvd && (sc->received = strdup(rcvd)) != NULL)
+			sc->rlen_hdr = strlen(rcvd);
+	}
 	sc->scan = scanner_start(h->loop(c), &si->addr, &spamd_codec, SPAMD_REPLY_MAX, 0, sc);
 	if (sc->scan == NULL) {
 		free(sc);

@@ -96,7 +96,7 @@ struct auth_worker *auth_worker_new(const struct mx_config *cfg, uv_loop_t *loop
 		goto fail;
 	aw->cfg = &cfg->auth;
 	aw->dovecot = sasl_dovecot_new(loop, cfg->auth.dovecot, cfg->auth.timeout);
-	aw->guard = auth_guard_new(loop, &cfg->auth, worker);
+	aw->guard = auth_guard_new(loop, &cfg->auth, (int)cfg->limits.client_ipv6_prefix, worker);
 	if (aw->dovecot == NULL || aw->guard == NULL)
 		goto fail;
 	sasl_dovecot_prepare(aw->dovecot);   /* the mechanisms, before the first EHLO */

@@ -28,6 +28,7 @@ const char auth_guard_lua[] =
 
 struct auth_guard {
 	const struct auth_config *cfg;
+	int prefix_v6;               /* limits.client_ipv6_prefix */
 	struct local_table *local;
 	struct redis_store *rs;      /* NULL for store: local */
 	int lua;
@@ -69,13 +70,15 @@ uint64_t auth_guard_delay_ms(const struct auth_config *cfg, uint64_t n)
 	return d < cfg->max_delay ? d : cfg->max_delay;
 }
 
-struct auth_guard *auth_guard_new(uv_loop_t *loop, const struct auth_config *cfg, int worker)
+struct auth_guard *auth_guard_new(uv_loop_t *loop, const struct auth_config *cfg, int prefix_v6,
+    int worker)
 {
 	struct auth_guard *g = calloc(1, sizeof(*g));
 
 	if (g == NULL)
 		return NULL;
 	g->cfg = cfg;
+	g->prefix_v6 = prefix_v6;
 	g->local = local_table_shared(0);
 	if (g->local == NULL) {
 		free(g);
@@ -163,23 +166,26 @@ static void auth_guard_redis_cb(void *arg, const redisReply *reply)
 	free(q);
 }
 
-/* What an address's failures are counted under: an IPv4 address itself, an IPv6 address's
- * /64 ("2001:db8:1:2::/64"): a site gets a /64 at least, and an attacker holding one would
- * otherwise have 2^64 fresh addresses (the rate limiter's network keys do the same). */
-static const char *auth_guard_ip_unit(const char *ip, char *out, size_t cap)
+/* What an address's failures are counted under: the client as every other client key
+ * (limits.client_ipv6_prefix): an IPv4 address itself, an IPv6 address's network
+ * ("2001:db8:1:2::/64" by default): a site gets a /64 at least, and an attacker holding one
+ * would otherwise have 2^64 fresh addresses. */
+static const char *auth_guard_ip_unit(const char *ip, int prefix_v6, char *out, size_t cap)
 {
 	struct netaddr a;
-	size_t n;
+	char addr[INET6_ADDRSTRLEN];
+	int n;
 
 	if (ip == NULL)
 		return "";
-	if (strchr(ip, ':') == NULL || netaddr_from_string(ip, &a) != 0 || a.family != AF_INET6)
+	if (strchr(ip, ':') == NULL || netaddr_from_string(ip, &a) != 0 || a.family != AF_INET6 ||
+	    prefix_v6 <= 0 || prefix_v6 >= 128)
 		return ip;
-	netaddr_mask(&a, 64);
-	if (netaddr_to_string(&a, out, cap) != 0 || (n = strlen(out)) + 4 > cap)
+	netaddr_mask(&a, prefix_v6);
+	if (netaddr_to_string(&a, addr, sizeof(addr)) != 0)
 		return ip;
-	memcpy(out + n, "/64", 4);
-	return out;
+	n = snprintf(out, cap, "%s/%d", addr, prefix_v6);
+	return n > 0 && (size_t)n < cap ? out : ip;
 }
 
 struct auth_guard_req *auth_guard_count(struct auth_guard *g, const char *ip, const char *user,
@@ -197,7 +203,7 @@ struct auth_guard_req *auth_guard_count(struct auth_guard *g, const char *ip, co
 	q->cb = cb;
 	q->arg = arg;
 	q->cost = cost;
-	if (auth_guard_key("ip", auth_guard_ip_unit(ip, unit, sizeof(unit)), q->ipkey,
+	if (auth_guard_key("ip", auth_guard_ip_unit(ip, g->prefix_v6, unit, sizeof(unit)), q->ipkey,
 	    sizeof(q->ipkey)) < 0 || !ip || !ip[0])
 		q->ipkey[0] = '\0';
 	if (!user || !user[0] || auth_guard_key("user", user, q->userkey, sizeof(q->userkey)) < 0)

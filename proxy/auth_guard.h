@@ -19,8 +19,11 @@ struct auth_guard;
 struct auth_guard_req;
 
 /* A guard on loop for cfg (borrowed, must outlive it): local table, plus a Redis store when
- * cfg->store is a redis:// URL. worker: for log lines. NULL when out of memory. */
-struct auth_guard *auth_guard_new(uv_loop_t *loop, const struct auth_config *cfg, int worker);
+ * cfg->store is a redis:// URL. prefix_v6: limits.client_ipv6_prefix, the network an IPv6
+ * client's failures count under (128: its address). worker: for log lines. NULL when out of
+ * memory. */
+struct auth_guard *auth_guard_new(uv_loop_t *loop, const struct auth_config *cfg, int prefix_v6,
+    int worker);
 /* Outstanding requests must be cancelled first. NULL is a no-op. */
 void auth_guard_free(struct auth_guard *g);
 

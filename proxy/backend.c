@@ -213,6 +213,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->fall = bc->health_check.fall > 0 ? (int)bc->health_check.fall : 2;
 	p->rise = bc->health_check.rise > 0 ? (int)bc->health_check.rise : 2;
 	p->client_identity = (int)bc->client_identity;
+	p->require_tls = bc->require_tls;
 	for (size_t i = 0; i < bc->servers.n; i++)
 		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, err) != 0)
 			goto fail;
@@ -335,7 +336,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	for (int pass = 0; pass < 2 && n == 0; pass++) {
 		for (size_t i = 0; i < total; i++) {
 			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
-			if ((tried & (1ULL << b->index)) || atomic_load(&b->drained))
+			if ((tried & (1ULL << b->index)) || backend_is_drained(b))
 				continue;
 			if (pass == 0 && !atomic_load(&b->up))
 				continue;
@@ -349,18 +350,33 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 
 	switch (p->balance) {
 	case BALANCE_LEAST_CONN: {
-		/* Equal loads rotate: the scan starts at a moving position. */
+		/* The lowest load, connections / weight (compared as a1 * w2 < a2 * w1). */
 		unsigned start = atomic_fetch_add(rr, 1);
 		struct backend *best = cand[start % n];
-		double bestl = (double)atomic_load(&best->active) / best->weight;
+		long besta = atomic_load(&best->active);
+		uint64_t lowest = 0;
 		for (size_t k = 0; k < n; k++) {
 			struct backend *b = cand[(start + k) % n];
-			double l = (double)atomic_load(&b->active) / b->weight;
-			if (l < bestl) {
+			long a = atomic_load(&b->active);
+			if (a * best->weight < besta * b->weight) {
 				best = b;
-				bestl = l;
+				besta = a;
 			}
 		}
+		/* Ties (at light load every server is idle at each pick: all of them) go by the
+		 * set's smooth weighted schedule, so the weights still set the shares there, as
+		 * round_robin's; equal weights rotate. */
+		struct backend **sched = route ? p->routes[route - 1].sched : p->sched;
+		size_t nsched = route ? p->routes[route - 1].nsched : p->nsched;
+		for (size_t k = 0; k < n; k++)
+			if (atomic_load(&cand[k]->active) * best->weight == besta * cand[k]->weight)
+				lowest |= 1ULL << cand[k]->index;
+		if (sched && (lowest & (lowest - 1)) != 0)
+			for (size_t k = 0; k < nsched; k++) {
+				struct backend *b = sched[(start + k) % nsched];
+				if (lowest & (1ULL << b->index))
+					return b;
+			}
 		return best;
 	}
 	case BALANCE_SOURCE_HASH: {
@@ -428,4 +444,32 @@ long long backend_delivered(const struct backend *b)
 long long backend_failed(const struct backend *b)
 {
 	return b->counts ? atomic_load(&b->counts->failed) : 0;
+}
+
+void backend_active_add(struct backend *b, int delta)
+{
+	atomic_fetch_add(&b->active, delta);
+	if (b->counts)
+		atomic_fetch_add(&b->counts->active, delta);
+}
+
+int backend_active_all(const struct backend *b)
+{
+	return b->counts ? atomic_load(&b->counts->active) : atomic_load(&b->active);
+}
+
+bool backend_is_drained(const struct backend *b)
+{
+	/* by URL when the pool made a record: a drain or an enable since this pool was built
+	 * holds in it too */
+	return b->counts ? atomic_load(&b->counts->drained) != 0 : atomic_load(&b->drained) != 0;
+}
+
+void backend_drain_url(const char *url, int on)
+{
+	pthread_mutex_lock(&backend_counts_lock);
+	for (struct backend_counts_rec *r = backend_counts_list; r; r = r->next)
+		if (strcasecmp(r->url, url) == 0)
+			atomic_store(&r->c.drained, on);
+	pthread_mutex_unlock(&backend_counts_lock);
 }

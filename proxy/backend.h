@@ -19,6 +19,11 @@ struct hook_env;
  * a transaction that finishes on the old generation's pool counts in the same record. */
 struct backend_counts {
 	atomic_llong delivered, failed;
+	/* Also by URL, so that every generation's pool sees them: the connections in use to the
+	 * server from sessions of any generation (a session begun before a reload keeps its
+	 * pool), and the operator's drain (mxgatectl drain: no new transaction from any of
+	 * them). */
+	atomic_int active, drained;
 };
 
 enum backend_kind { BACKEND_SMTP = 0, BACKEND_LMTP, BACKEND_MAILDIR };
@@ -68,6 +73,8 @@ struct pool {
 	int balance;                                     /* enum balance_mode */
 	int fall, rise;
 	int client_identity;                             /* backends.client_identity (config.h) */
+	bool require_tls;                                /* backends.require_tls: the probes want
+	                                                  * STARTTLS offered, as delivery does */
 	atomic_uint rr;                                  /* round-robin cursor */
 };
 
@@ -98,5 +105,18 @@ void backend_report_success(struct pool *p, struct backend *b);
 /* The counts since the start of the backend's URL (0 for one not made by a pool). */
 long long backend_delivered(const struct backend *b);
 long long backend_failed(const struct backend *b);
+/* A connection to b taken (+1) or given back (-1): counts b->active (this pool's, for
+ * least_conn) and the URL's (every generation's). */
+void backend_active_add(struct backend *b, int delta);
+/* Connections in use to b's server from every generation (b->active for a backend not made
+ * by a pool). */
+int backend_active_all(const struct backend *b);
+/* Drained by the operator: its URL's record (backend_drain_url; ops_apply_drains), so a
+ * drain or an enable made after this pool was built holds in it; b->drained for a backend
+ * not made by a pool. */
+bool backend_is_drained(const struct backend *b);
+/* Sets the drain flag of every record whose URL is url (any case), so that the pools of
+ * older generations, which sessions begun before a reload still pick from, honour it. */
+void backend_drain_url(const char *url, int on);
 
 #endif

@@ -255,7 +255,9 @@ static const struct cfg_field limits_fields[] = {
 	{ "max_connections", CFG_INT, offsetof(struct limits_config, max_connections), "20000",
 	  1, 10000000, .doc = "concurrent client connections, all workers together" },
 	{ "max_connections_per_ip", CFG_INT, offsetof(struct limits_config, max_connections_per_ip),
-	  "50", 1, 10000000, .doc = "concurrent connections from one client address" },
+	  "50", 1, 10000000, .doc = "concurrent connections from one client (an IPv6 client: its client_ipv6_prefix network)" },
+	{ "client_ipv6_prefix", CFG_INT, offsetof(struct limits_config, client_ipv6_prefix), "64",
+	  32, 128, .doc = "an IPv6 client is its network of this length wherever a client is a key: max_connections_per_ip, ratelimit key ip, reputation's client record (128: each address)" },
 	{ "max_message_size", CFG_SIZE, offsetof(struct limits_config, max_message_size), "50M",
 	  1024, (double)(1ull << 40), .doc = "largest message accepted (announced in EHLO SIZE)" },
 	{ "max_recipients", CFG_INT, offsetof(struct limits_config, max_recipients), "100",
@@ -290,7 +292,7 @@ static const struct cfg_field health_fields[] = {
 	{ "interval", CFG_DURATION, offsetof(struct health_check_config, interval), "5s",
 	  100, S(3600), .doc = "time between probes of each backend" },
 	{ "timeout", CFG_DURATION, offsetof(struct health_check_config, timeout), "3s",
-	  100, S(3600), .doc = "a probe without a 220 greeting within this fails" },
+	  100, S(3600), .doc = "the whole probe: connect, 220 greeting and the EHLO (LHLO) reply within this, or it fails" },
 	{ "fall", CFG_INT, offsetof(struct health_check_config, fall), "2", 1, 100,
 	  .doc = "failed probes in a row before a backend is marked down" },
 	{ "rise", CFG_INT, offsetof(struct health_check_config, rise), "2", 1, 100,
@@ -384,7 +386,9 @@ static const struct cfg_table route_table = {
 
 static const struct cfg_field backends_fields[] = {
 	{ "balance", CFG_ENUM, offsetof(struct backends_config, balance), "round_robin",
-	  .choices = balance_choices, .doc = "how a server is picked: round_robin, least_conn or source_hash (client address)" },
+	  .choices = balance_choices, .doc = "how a server is picked: round_robin (smooth weighted), least_conn (fewest connections "
+	  "in use per unit of weight; ties, as at light load, follow the weights as round_robin does) "
+	  "or source_hash (client address, weighted rendezvous)" },
 	{ "client_identity", CFG_ENUM, offsetof(struct backends_config, client_identity), "xclient",
 	  .choices = identity_choices, .doc = "how the client's address reaches the backend: none, xclient or proxy_v2" },
 	{ "health_check", CFG_STRUCT, offsetof(struct backends_config, health_check), .sub = &health_table,
@@ -409,7 +413,8 @@ static const struct cfg_field backends_fields[] = {
 	{ "require_tls", CFG_BOOL, offsetof(struct backends_config, require_tls), "false",
 	  .doc = "send to smtp:// and lmtp:// servers only over STARTTLS (Postfix's level encrypt; the "
 		 "certificate is not verified): a server that does not offer it or whose handshake fails "
-		 "gets nothing, the attempt fails (next server, then 4xx to the client)" },
+		 "gets nothing, the attempt fails (next server, then 4xx to the client); a health probe "
+		 "fails when STARTTLS is not offered" },
 	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "

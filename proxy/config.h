@@ -42,6 +42,7 @@ enum nul_policy { NUL_REJECT = 0, NUL_STRIP };
 struct limits_config {
 	long max_connections;
 	long max_connections_per_ip;
+	long client_ipv6_prefix;    /* an IPv6 client is this network wherever a client is a key */
 	uint64_t max_message_size;
 	long max_recipients;
 	uint64_t command_timeout;   /* ms */

@@ -15,15 +15,12 @@ static struct cc_slot cc_table[CONNCOUNT_SLOTS];
 static pthread_mutex_t cc_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_long cc_total;
 
-/* The key: one per client whatever the socket (IPv4 and v4-mapped alike); all zero for a
- * family without an address. */
-static void cc_key(const struct sockaddr *sa, uint8_t key[16])
+/* The key: one per client whatever the socket (IPv4 and v4-mapped alike), an IPv6 client's
+ * network of prefix_v6 (limits.client_ipv6_prefix); all zero for a family without an
+ * address. */
+static void cc_key(const struct sockaddr *sa, long prefix_v6, uint8_t key[16])
 {
-	struct netaddr a;
-
-	memset(key, 0, 16);
-	if (netaddr_from_sockaddr(sa, &a) == 0)
-		netaddr_key16(&a, key);
+	netaddr_client_key16(sa, (int)prefix_v6, key);
 }
 
 static uint32_t cc_hash(const uint8_t key[16])
@@ -55,12 +52,12 @@ static struct cc_slot *cc_find(const uint8_t key[16], bool create)
 	return NULL;
 }
 
-enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip)
+enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip, long prefix_v6)
 {
 	uint8_t key[16];
 	enum conncount_result r;
 
-	cc_key(sa, key);
+	cc_key(sa, prefix_v6, key);
 	pthread_mutex_lock(&cc_lock);
 	struct cc_slot *s = cc_find(key, true);
 	if (s == NULL) {
@@ -75,11 +72,11 @@ enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip)
 	return r;
 }
 
-void conncount_release(const struct sockaddr *sa)
+void conncount_release(const struct sockaddr *sa, long prefix_v6)
 {
 	uint8_t key[16];
 
-	cc_key(sa, key);
+	cc_key(sa, prefix_v6, key);
 	pthread_mutex_lock(&cc_lock);
 	struct cc_slot *s = cc_find(key, false);
 	if (s && s->count)

@@ -7,11 +7,12 @@
 #include <sys/socket.h>
 
 enum conncount_result { CONNCOUNT_REFUSED = 0, CONNCOUNT_COUNTED, CONNCOUNT_UNCOUNTED };
-/* Counts one more connection from sa unless that would exceed per_ip (0 = unlimited).
- * COUNTED: conncount_release() must follow. UNCOUNTED: admitted but the table was too
- * crowded to count it; do not release. REFUSED: over the limit. */
-enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip);
-void conncount_release(const struct sockaddr *sa);
+/* Counts one more connection from sa (an IPv6 client: its network of prefix_v6,
+ * limits.client_ipv6_prefix) unless that would exceed per_ip (0 = unlimited).
+ * COUNTED: conncount_release() with the same prefix_v6 must follow. UNCOUNTED: admitted but
+ * the table was too crowded to count it; do not release. REFUSED: over the limit. */
+enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip, long prefix_v6);
+void conncount_release(const struct sockaddr *sa, long prefix_v6);
 /* Total sessions: increments and returns the new total. */
 long conncount_total_add(long delta);
 long conncount_total(void);

@@ -80,7 +80,7 @@ static int cmd_drain_enable(const struct ctl_request *req, struct strbuf *out)
 	}
 	if (drain)
 		snprintf(text, sizeof(text), "%s: %s%s", url, changed ? "drained" : "already drained",
-		    b && atomic_load(&b->active) > 0 ? " (open transactions finish)" : "");
+		    b && backend_active_all(b) > 0 ? " (open transactions finish)" : "");
 	else
 		snprintf(text, sizeof(text), "%s: %s", url, changed ? "enabled" : "was not drained");
 	control_say(out, req->json, drain ? "drained" : "enabled", url, text);

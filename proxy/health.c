@@ -38,6 +38,8 @@ struct health_probe {
 	bool want_xclient;            /* client_identity: xclient, an smtp:// backend */
 	bool saw_xclient;             /* this check's EHLO reply announced XCLIENT */
 	bool warned_xclient;          /* backend_no_xclient logged (again once it offers it) */
+	bool want_starttls;           /* backends.require_tls: delivery fails without STARTTLS */
+	bool saw_starttls;            /* this check's EHLO reply announced STARTTLS */
 	enum probe_stage stage;
 	uint64_t t0;                  /* uv_hrtime at check start */
 	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
@@ -215,6 +217,11 @@ static void probe_on_reply(struct health_probe *p, int code)
 	case PROBE_EHLO:
 		if (code != 250)
 			break;
+		if (p->want_starttls && !p->saw_starttls) {
+			/* relay.c refuses to deliver to it in clear: up would be a lie (/readyz) */
+			probe_fail_stage(p, "STARTTLS not offered (backends.require_tls)");
+			return;
+		}
 		if (p->want_xclient && !p->saw_xclient && !p->warned_xclient && !p->h->stopping) {
 			/* Without XCLIENT the backend judges and logs mxgate's address as every
 			 * client (Postfix: permit_mynetworks then relays anything mxgate passes). */
@@ -278,6 +285,9 @@ static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (p->stage == PROBE_EHLO && code == 250 && n >= 11 && strncasecmp(p->line + 4, "XCLIENT", 7) == 0 &&
 		    (n == 11 || p->line[11] == ' '))
 			p->saw_xclient = true;
+		if (p->stage == PROBE_EHLO && code == 250 && n >= 12 && strncasecmp(p->line + 4, "STARTTLS", 8) == 0 &&
+		    (n == 12 || p->line[12] == ' '))
+			p->saw_starttls = true;
 		memmove(p->line, p->line + consumed, p->llen - consumed);
 		p->llen -= consumed;
 		if (last) {
@@ -351,6 +361,7 @@ static void probe_start(struct health_probe *p)
 	p->busy = true;
 	p->reported = false;
 	p->saw_xclient = false;
+	p->saw_starttls = false;
 	p->llen = 0;
 	p->t0 = uv_hrtime();
 	if (p->kind == BACKEND_MAILDIR) {
@@ -467,6 +478,7 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 		if (pool->client_identity == IDENTITY_PROXY_V2 && p->kind != BACKEND_MAILDIR)
 			p->proxy_hdr_len = proxyproto_build_v2_local(p->proxy_hdr, sizeof p->proxy_hdr);
 		p->want_xclient = pool->client_identity == IDENTITY_XCLIENT && p->kind == BACKEND_SMTP;
+		p->want_starttls = pool->require_tls && p->kind != BACKEND_MAILDIR;
 		h->nprobes = i + 1;
 	}
 	if (uv_timer_init(loop, &h->tick) != 0)

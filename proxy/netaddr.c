@@ -204,6 +204,33 @@ int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen)
 	return a.family;
 }
 
+int netaddr_client_string(const struct sockaddr *sa, int prefix_v6, char *out, size_t outlen)
+{
+	struct netaddr a;
+
+	if (outlen)
+		out[0] = '\0';
+	if (netaddr_from_sockaddr(sa, &a) < 0)
+		return -1;
+	if (a.family == AF_INET6 && prefix_v6 < 128)
+		return netaddr_prefix_string(sa, 32, prefix_v6, out, outlen) < 0 ? -1 : AF_INET6;
+	if (netaddr_to_string(&a, out, outlen) < 0)
+		return -1;
+	return a.family;
+}
+
+void netaddr_client_key16(const struct sockaddr *sa, int prefix_v6, uint8_t out[16])
+{
+	struct netaddr a;
+
+	memset(out, 0, 16);
+	if (netaddr_from_sockaddr(sa, &a) < 0)
+		return;
+	if (a.family == AF_INET6 && prefix_v6 < 128)
+		netaddr_mask(&a, prefix_v6 < 0 ? 0 : prefix_v6);
+	netaddr_key16(&a, out);
+}
+
 int netaddr_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6, char *out,
     size_t outlen)
 {

@@ -51,5 +51,13 @@ int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen)
  * of its family (clamped). 0, or -1 (another family, buffer too small). */
 int netaddr_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6, char *out,
     size_t outlen);
+/* The client as a key (limits.client_ipv6_prefix): an IPv4 client (or v4-mapped) is its
+ * address, "198.18.7.7"; an IPv6 one its network for prefix_v6, "2001:db8:1:2::/64", or its
+ * address when prefix_v6 is 128. Returns the family, or -1 with out "" (another family,
+ * buffer too small). */
+int netaddr_client_string(const struct sockaddr *sa, int prefix_v6, char *out, size_t outlen);
+/* The same as 16 bytes (netaddr_key16 of the address, masked to prefix_v6 for IPv6); all
+ * zero for another family. */
+void netaddr_client_key16(const struct sockaddr *sa, int prefix_v6, uint8_t out[16]);
 
 #endif

@@ -166,8 +166,8 @@ struct backend *ops_find_backend(const struct pool *p, const char *name, const c
 
 const char *ops_backend_state(const struct backend *b)
 {
-	if (atomic_load(&b->drained))
-		return atomic_load(&b->active) > 0 ? "draining" : "drained";
+	if (backend_is_drained(b))
+		return backend_active_all(b) > 0 ? "draining" : "drained";
 	return atomic_load(&b->up) ? "up" : "down";
 }
 
@@ -193,6 +193,7 @@ static void ops_flag(const char *url, int on)
 	for (size_t i = 0; g && (b = ops_pool_backend(g->pool, i)) != NULL; i++)
 		if (b->url && strcasecmp(b->url, url) == 0)
 			atomic_store(&b->drained, on);
+	backend_drain_url(url, on);	/* older generations' pools too */
 }
 
 int ops_drain(const char *url)
@@ -229,8 +230,12 @@ void ops_apply_drains(struct pool *p)
 {
 	struct backend *b;
 
-	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
-		atomic_store(&b->drained, ops_is_drained(b->url) ? 1 : 0);
+	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++) {
+		int on = ops_is_drained(b->url) ? 1 : 0;
+		atomic_store(&b->drained, on);
+		if (b->counts)
+			atomic_store(&b->counts->drained, on);	/* read by every generation's pool */
+	}
 }
 
 const char *ops_drained_url(size_t i)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 enum relay_state {
 	RELAY_CONNECTING = 0,
@@ -60,7 +61,10 @@ struct relay {
 	struct worker *w;
 	struct shared_gen *gen;       /* ref held: pool, config */
 	struct backend *b;
-	uv_tcp_t tcp;
+	union {                       /* the connection, used as a uv_stream_t everywhere */
+		uv_tcp_t tcp;
+		uv_pipe_t pipe;       /* lmtp:unix:/path */
+	};
 	uv_timer_t timer;
 	uint64_t due;                 /* loop time the current step runs out; 0: none (relay_arm) */
 	uint64_t timer_at;          /* when the libuv timer fires (loop time), 0: not running */
@@ -429,7 +433,7 @@ static void relay_close(struct relay *r)
 	if (r->state == RELAY_IDLE)
 		relay_unlink_idle(r);
 	if (r->counted_active) {
-		atomic_fetch_sub(&r->b->active, 1);
+		backend_active_add(r->b, -1);
 		r->counted_active = false;
 	}
 	/* The owner must not use us after this (the memory goes in the close callback). */
@@ -908,7 +912,9 @@ static void relay_connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	r->state = RELAY_GREETING;
-	relay_arm(r, relay_cfg(r)->reply_timeout);
+	/* The greeting is still within connect_timeout (armed by relay_open): a backend that
+	 * accepts and never greets (every smtpd busy) is given up on as one that never
+	 * accepts, not after reply_timeout. */
 	uv_read_start((uv_stream_t *)&r->tcp, relay_alloc_cb, relay_read_cb);
 }
 
@@ -963,7 +969,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		r->arg = arg;
 		r->in_session = true;
 		r->counted_active = true;
-		atomic_fetch_add(&b->active, 1);
+		backend_active_add(b, 1);
 		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
 		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps & CAP_XCLIENT)) {
 			relay_build_xclient(r, env);
@@ -992,17 +998,29 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	r->arg = arg;
 	r->in_session = true;
 	snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
-	uv_tcp_init(&w->loop, &r->tcp);
+	bool unix_sock = b->sa.ss_family == AF_UNIX;
+	if (unix_sock)
+		uv_pipe_init(&w->loop, &r->pipe, 0);
+	else
+		uv_tcp_init(&w->loop, &r->tcp);
 	uv_timer_init(&w->loop, &r->timer);
-	r->tcp.data = r;
+	r->tcp.data = r;	/* the handle's data, whichever member */
 	r->timer.data = r;
 	r->open_handles = 2;
 	r->state = RELAY_CONNECTING;
 	r->counted_active = true;
-	atomic_fetch_add(&b->active, 1);
-	uv_tcp_nodelay(&r->tcp, 1);
+	backend_active_add(b, 1);
 	r->conn_req.data = r;
-	int rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&b->sa, relay_connect_cb);
+	int rc = 0;
+	if (unix_sock) {
+		/* uv_tcp_connect refuses an AF_UNIX address (EINVAL): a pipe handle; a failure to
+		 * connect comes through relay_connect_cb */
+		uv_pipe_connect(&r->conn_req, &r->pipe, ((const struct sockaddr_un *)&b->sa)->sun_path,
+		    relay_connect_cb);
+	} else {
+		uv_tcp_nodelay(&r->tcp, 1);
+		rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&b->sa, relay_connect_cb);
+	}
 	if (rc != 0) {
 		relay_fail(r, uv_strerror(rc));
 		return;
@@ -1625,7 +1643,7 @@ void relay_release(struct relay *r, bool reusable)
 	relay_ahead_clear(r);
 	r->in_session = false;
 	if (r->counted_active) {
-		atomic_fetch_sub(&r->b->active, 1);
+		backend_active_add(r->b, -1);
 		r->counted_active = false;
 	}
 	if (r->state != RELAY_READY || r->data_open) {

@@ -1406,7 +1406,7 @@ void session_start_connect(struct session *s)
 	 * the TLS handshake's timeout ends here). */
 	uv_timer_stop(&s->timer);
 	enum conncount_result cc = conncount_acquire((const struct sockaddr *)&s->env.client,
-	    s->cfg->limits.max_connections_per_ip);
+	    s->cfg->limits.max_connections_per_ip, s->cfg->limits.client_ipv6_prefix);
 	if (cc == CONNCOUNT_REFUSED) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections_per_ip client=%s",
 		    s->env.client_ip);

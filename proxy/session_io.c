@@ -278,7 +278,8 @@ void session_close(struct session *s, const char *reason)
 		 * max_connections and max_connections_per_ip now. A client that saw the close
 		 * and connects again is counted without this one. */
 		if (s->counted_ip)
-			conncount_release((const struct sockaddr *)&s->env.client);
+			conncount_release((const struct sockaddr *)&s->env.client,
+			    s->cfg->limits.client_ipv6_prefix);   /* the session's generation: as acquired */
 		s->counted_ip = false;
 		conncount_total_add(-1);
 		uv_close((uv_handle_t *)&s->chain_timer, session_chain_timer_closed_cb);

@@ -54,14 +54,19 @@ static void smtp_tx_finish(struct smtp_tx *tx, int code, const char *text, const
 /* Establishing failed at MAIL or RCPT: the backend's own reply, or 451 when none answered. */
 static void smtp_tx_finish_unestablished(struct smtp_tx *tx, const char *stage, int code, const char *text)
 {
+	/* At RCPT (routes: the backend is chosen there) an outage or the backend's 4xx is met
+	 * once per recipient: not the client's errors, or a long recipient list would be cut
+	 * off with 421 (limits.max_errors). A MAIL repeated into an outage still counts. */
+	bool client_error = strcmp(stage, "rcpt") != 0 || code / 100 == 5;
+
 	if (code == 0) {
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=%s reason=no_backend detail=\"%s\"",
 		    stage, text);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, stage, "no_backend", true);
-		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", true, false);
+		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", client_error, false);
 		return;
 	}
-	smtp_tx_finish(tx, code, text, "backend", true, false);
+	smtp_tx_finish(tx, code, text, "backend", client_error, false);
 }
 
 /* One pending piece of work (an open, a maildir write) ended. True when the owner is gone:
@@ -625,10 +630,12 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 		    log_addr(rv, sizeof(rv), tx->rcpt), code, tx->env->client_ip);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, "rcpt", "backend", code / 100 == 4);
 	}
-	/* 452 is the backend's recipient limit (RFC 5321 4.5.3.1.10) or its storage: the
-	 * client retries those recipients later, as it must; not a client error (Postfix's
-	 * own 452 for too many recipients is not counted either, up to its overshoot limit). */
-	smtp_tx_rcpt_done(tx, code, text, code / 100 != 2 && code != 452);
+	/* A 4xx is the backend's state, not the client's error: 452 its recipient limit (RFC
+	 * 5321 4.5.3.1.10) or its storage, 450/451 its greylisting or a passing trouble; the
+	 * client retries those recipients later, as it must, and counting them would cut a
+	 * long recipient list off with 421 (as mxgate's own greylisting is not counted). A
+	 * 5xx (unknown users: a harvest) counts against limits.max_errors. */
+	smtp_tx_rcpt_done(tx, code, text, code / 100 == 5);
 }
 
 static void smtp_tx_rcpt_send(struct smtp_tx *tx)
@@ -1242,6 +1249,52 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine + 8, "quarantine write could not start");
 }
 
+static void smtp_tx_deliver_prepared(struct smtp_tx *tx, bool quarantine)
+{
+	if (quarantine)
+		smtp_tx_quarantine(tx);
+	else if (tx->env->nrcpts == 0)   /* filters deleted every recipient: nothing to send */
+		smtp_tx_finish(tx, 550, "5.1.0 No recipients left after content filtering", "no_recipients", false, true);
+	else
+		smtp_tx_send(tx);
+}
+
+/* ARC sealing (filters/arc_seal.c) ran in the thread pool; the owner waited for it (pending). */
+static void smtp_tx_sealed_cb(void *arg)
+{
+	struct smtp_tx *tx = arg;
+
+	if (!smtp_tx_pending_done(tx))
+		smtp_tx_deliver_prepared(tx, false);
+}
+
+static void smtp_tx_sealed_quarantine_cb(void *arg)
+{
+	struct smtp_tx *tx = arg;
+
+	if (!smtp_tx_pending_done(tx))
+		smtp_tx_deliver_prepared(tx, true);
+}
+
+/* Starts sealing the outgoing message (arc.seal): true when it went to the thread pool and
+ * the delivery goes on in its callback. */
+static bool smtp_tx_seal(struct smtp_tx *tx, bool quarantine)
+{
+	struct hook_env *env = tx->env;
+	size_t len = 0;
+	const char *b = msgbuf_data(env->new_body ? env->new_body : tx->msg, &len);
+	size_t off = env->new_body ? 0 : tx->body_off;
+
+	if (b == NULL || off > len)
+		return false;
+	tx->pending++;
+	if (arc_seal_start(&tx->w->loop, env, &tx->prefix, b + off, len - off,
+	    quarantine ? smtp_tx_sealed_quarantine_cb : smtp_tx_sealed_cb, tx) == 0)
+		return true;
+	tx->pending--;
+	return false;
+}
+
 void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg)
 {
 	tx->done = cb;
@@ -1250,12 +1303,9 @@ void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, vo
 		smtp_tx_finish(tx, 451, "4.3.0 Error: message unreadable, try again later", "unreadable", false, false);
 		return;
 	}
-	if (quarantine)
-		smtp_tx_quarantine(tx);
-	else if (tx->env->nrcpts == 0)   /* filters deleted every recipient: nothing to send */
-		smtp_tx_finish(tx, 550, "5.1.0 No recipients left after content filtering", "no_recipients", false, true);
-	else
-		smtp_tx_send(tx);
+	if (tx->env->cfg->arc.seal.enabled && (quarantine || tx->env->nrcpts > 0) && smtp_tx_seal(tx, quarantine))
+		return;
+	smtp_tx_deliver_prepared(tx, quarantine);
 }
 
 /* ---- life --------------------------------------------------------------------------- */

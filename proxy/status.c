@@ -52,11 +52,11 @@ static void status_backend_json(struct jsonw *j, const struct backend *b, bool r
 	jsonw_str(j, "kind", status_kind(b));
 	jsonw_str(j, "state", ops_backend_state(b));
 	jsonw_bool(j, "up", atomic_load(&b->up) != 0);
-	jsonw_bool(j, "drained", atomic_load(&b->drained) != 0);
+	jsonw_bool(j, "drained", backend_is_drained(b));
 	long long us = atomic_load(&b->latency_us);
 	/* Never probed successfully: unknown (null), as the text view's "-", not 0 ms. */
 	jsonw_num(j, "latency_ms", us > 0 ? (double)us / 1000.0 : NAN);
-	jsonw_int(j, "active", atomic_load(&b->active));
+	jsonw_int(j, "active", backend_active_all(b));
 	jsonw_int(j, "delivered", backend_delivered(b));
 	jsonw_int(j, "failed", backend_failed(b));
 	jsonw_int(j, "consecutive_failures", atomic_load(&b->fails));
@@ -103,7 +103,7 @@ static void status_backends_text(struct strbuf *out)
 		long long us = atomic_load(&b->latency_us);
 		snprintf(lat, sizeof(lat), us > 0 ? "%.1f ms" : "-", (double)us / 1000.0);
 		strbuf_printf(out, "%-40s %-9s %10s %6d %10lld %8lld %6d%s\n", b->url, ops_backend_state(b), lat,
-		    atomic_load(&b->active), backend_delivered(b),
+		    backend_active_all(b), backend_delivered(b),
 		    backend_failed(b), b->weight, i >= g->pool->nservers ? "  (route only)" : "");
 	}
 	for (size_t i = 0; (url = ops_drained_url(i)) != NULL; i++)

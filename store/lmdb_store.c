@@ -39,6 +39,10 @@ struct lmdb_store {
 	 * writer lock is the lock. */
 	struct ls_sweep sweeps[LS_MAX_SWEEPS];
 	int nsweeps;
+	/* Records the map held when it was last found full or near full (0: never): writers
+	 * with a rank keep the count below it (atomic: read before a write transaction). */
+	uint64_t evict_at;
+	uint64_t last_evict_log_ms;     /* evictions are logged once a minute */
 };
 
 static pthread_mutex_t ls_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -214,6 +218,30 @@ int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *va
 	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
 }
 
+int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_each_fn fn, void *arg)
+{
+	size_t plen = strlen(prefix);
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = { plen, (void *)prefix }, v;
+	int rc;
+
+	if (plen == 0 || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
+		mdb_txn_abort(txn);
+		return -1;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0 ||
+		    !fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
+			break;
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
+}
+
 int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size_t n,
     lmdb_store_value_fn fn, void *arg)
 {
@@ -291,6 +319,9 @@ struct lmdb_writer {
 	int nprefixes;
 	lmdb_merge_fn merge;
 	lmdb_expired_fn expired;
+	lmdb_rank_fn rank;
+	uint64_t grown;                  /* records this writer added since its last eviction
+	                                  * (pool thread; one batch at a time) */
 	uint64_t sweep_interval, flush_interval;
 	size_t max_queued;
 	void *ctx;
@@ -416,17 +447,256 @@ static void lw_sweep(struct lmdb_writer *w, MDB_txn *txn, uint64_t now_ms)
 	}
 }
 
-/* Applies q in one write transaction (any thread). 0, or -1 (logged; nothing applied). */
-static int lw_apply(struct lmdb_writer *w, const struct lw_queue *q)
+/* ---- eviction (a map near full) ----------------------------------------------------------
+ * LMDB copies every page it changes, so a delete needs free pages too: the stalest records are
+ * deleted in small transactions (each changes at most about 1/64 of the map's pages), whose
+ * commits give the old pages back to the free list for the next one. */
+
+#define LS_EVICT_BUCKETS 1024
+
+/* Pages of the map in use (the tree and the free list's own pages) and the map's pages, in
+ * txn. 0 or -1. */
+static int ls_pages(struct lmdb_store *st, MDB_txn *txn, uint64_t *used, uint64_t *total,
+    uint64_t *entries)
+{
+	MDB_stat ms, fs;
+	MDB_envinfo mi;
+
+	if (mdb_stat(txn, st->dbi, &ms) != 0 || mdb_stat(txn, 0 /* FREE_DBI */, &fs) != 0 ||
+	    mdb_env_info(st->env, &mi) != 0 || ms.ms_psize == 0)
+		return -1;
+	*used = ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages + fs.ms_branch_pages +
+	    fs.ms_leaf_pages + fs.ms_overflow_pages + 2;
+	*total = mi.me_mapsize / ms.ms_psize;
+	*entries = ms.ms_entries;
+	return 0;
+}
+
+struct ls_scan {
+	uint64_t n, min, max;
+	uint64_t hist[LS_EVICT_BUCKETS];
+};
+
+static size_t ls_bucket(const struct ls_scan *sc, uint64_t rank)
+{
+	if (sc->max <= sc->min || rank <= sc->min)
+		return 0;
+	return (size_t)((double)(rank - sc->min) / ((double)(sc->max - sc->min) + 1.0) *
+	    LS_EVICT_BUCKETS);
+}
+
+/* One pass over the writer's records in txn: with hist false their count and rank range,
+ * else the histogram of ranks. 0 or -1. */
+static int ls_scan_ranks(struct lmdb_writer *w, MDB_txn *txn, struct ls_scan *sc, bool hist)
+{
+	for (int i = 0; i < w->nprefixes; i++) {
+		const char *prefix = w->prefixes[i];
+		size_t plen = strlen(prefix);
+		MDB_cursor *cur;
+		MDB_val k = { plen, (void *)prefix }, v;
+		int rc;
+
+		if (mdb_cursor_open(txn, w->st->dbi, &cur) != 0)
+			return -1;
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			uint64_t r;
+
+			if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+				break;
+			r = w->rank(k.mv_data, k.mv_size, v.mv_data, v.mv_size, w->ctx);
+			if (hist) {
+				sc->hist[ls_bucket(sc, r)]++;
+				continue;
+			}
+			if (sc->n == 0 || r < sc->min)
+				sc->min = r;
+			if (sc->n == 0 || r > sc->max)
+				sc->max = r;
+			sc->n++;
+		}
+		mdb_cursor_close(cur);
+	}
+	return 0;
+}
+
+/* Deletes up to want of the writer's records ranked below bucket cut (all of them) or in it
+ * (as many as still wanted), in transactions of at most chunk deletions; *txnp is the open
+ * write transaction (committed and replaced along the way; NULL after a failure). Returns
+ * how many were deleted, *pending of them in *txnp (not committed yet); *rcp the LMDB
+ * error, 0 when none. */
+static uint64_t ls_evict_delete(struct lmdb_writer *w, MDB_txn **txnp, const struct ls_scan *sc,
+    size_t cut, uint64_t in_cut, uint64_t chunk, uint64_t *pending, int *rcp)
 {
 	struct lmdb_store *st = w->st;
-	uint64_t now = ls_wall_ms();
+	uint64_t deleted = 0, in_txn = 0;
+	unsigned char resume[512];
+	int rc = 0;
+
+	for (int i = 0; i < w->nprefixes && *txnp; i++) {
+		const char *prefix = w->prefixes[i];
+		size_t plen = strlen(prefix), rlen = plen;
+		MDB_cursor *cur;
+		MDB_val k, v;
+
+		memcpy(resume, prefix, plen);
+	again:
+		if ((rc = mdb_cursor_open(*txnp, st->dbi, &cur)) != 0)
+			break;
+		k.mv_size = rlen;
+		k.mv_data = resume;
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			size_t b;
+
+			if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+				break;
+			b = ls_bucket(sc, w->rank(k.mv_data, k.mv_size, v.mv_data, v.mv_size, w->ctx));
+			if (b > cut || (b == cut && in_cut == 0))
+				continue;
+			if (in_txn == chunk) {
+				/* commit what is deleted; go on from this key in a new transaction */
+				rlen = k.mv_size <= sizeof(resume) ? k.mv_size : sizeof(resume);
+				memcpy(resume, k.mv_data, rlen);
+				mdb_cursor_close(cur);
+				in_txn = 0;
+				if ((rc = mdb_txn_commit(*txnp)) != 0) {
+					*txnp = NULL;
+					*rcp = rc;
+					*pending = 0;
+					return deleted - chunk;     /* that chunk is not gone */
+				}
+				if ((rc = mdb_txn_begin(st->env, NULL, 0, txnp)) != 0) {
+					*txnp = NULL;
+					*rcp = rc;
+					*pending = 0;
+					return deleted;
+				}
+				goto again;
+			}
+			if ((rc = mdb_cursor_del(cur, 0)) != 0)
+				break;
+			if (b == cut)
+				in_cut--;
+			deleted++;
+			in_txn++;
+		}
+		mdb_cursor_close(cur);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			break;
+		rc = 0;
+	}
+	*rcp = rc == MDB_NOTFOUND ? 0 : rc;
+	*pending = in_txn;
+	return deleted;
+}
+
+/* Evicts (HIGH - LOW) / HIGH of the writer's records, the stalest, when the map is at least
+ * LMDB_STORE_EVICT_HIGH % in use or holds as many records as when it was last found full
+ * (or always, with forced: a batch met MDB_MAP_FULL). Runs in transactions of its own,
+ * before the batch's. Returns how many were evicted, or -1 (an LMDB error: logged). Pool
+ * thread, like lw_apply. */
+static long lw_evict(struct lmdb_writer *w, bool forced)
+{
+	struct lmdb_store *st = w->st;
+	uint64_t used, total, entries, want, deleted, pending = 0, chunk, acc = 0, in_cut = 0;
+	uint64_t at = __atomic_load_n(&st->evict_at, __ATOMIC_RELAXED);
+	bool by_pages;
+	struct ls_scan *sc;
+	MDB_txn *txn;
+	size_t cut;
+	int rc;
+
+	if (w->rank == NULL || w->nprefixes == 0)
+		return 0;
+	/* the check, in a read transaction: most batches stop here */
+	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+		goto fail;
+	rc = ls_pages(st, txn, &used, &total, &entries);
+	mdb_txn_abort(txn);
+	if (rc < 0 || entries == 0)
+		return 0;
+	by_pages = used * 100 >= total * LMDB_STORE_EVICT_HIGH;
+	/* a writer that added nothing since its last eviction is not the one filling the map:
+	 * it leaves the room to be made by the one that is */
+	if (!forced && (w->grown == 0 || (!by_pages && (at == 0 || entries < at))))
+		return 0;
+	/* Deleting records frees room inside pages rather than pages, so once the map was
+	 * found full the record count it held is the mark, not the pages in use. */
+	if ((forced || by_pages) && (at == 0 || entries < at))
+		__atomic_store_n(&st->evict_at, entries, __ATOMIC_RELAXED);
+	if ((sc = calloc(1, sizeof(*sc))) == NULL)
+		return 0;
+	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) {
+		free(sc);
+		goto fail;
+	}
+	if (ls_scan_ranks(w, txn, sc, false) < 0 || sc->n == 0 ||
+	    ls_scan_ranks(w, txn, sc, true) < 0) {
+		mdb_txn_abort(txn);
+		free(sc);
+		return 0;
+	}
+	/* (HIGH - LOW) / HIGH of our records: the stalest (at least one when a batch failed) */
+	want = sc->n * (LMDB_STORE_EVICT_HIGH - LMDB_STORE_EVICT_LOW) / LMDB_STORE_EVICT_HIGH;
+	if (want == 0 && forced)
+		want = 1;
+	w->grown = 0;
+	if (want == 0) {
+		mdb_txn_abort(txn);
+		free(sc);
+		return 0;
+	}
+	for (cut = 0; cut < LS_EVICT_BUCKETS - 1 && acc + sc->hist[cut] < want; cut++)
+		acc += sc->hist[cut];
+	in_cut = want - acc;
+	chunk = total / 64 > 1 ? total / 64 : 1;
+	deleted = ls_evict_delete(w, &txn, sc, cut, in_cut, chunk, &pending, &rc);
+	if (txn != NULL) {
+		if (rc == 0)
+			rc = mdb_txn_commit(txn);
+		else
+			mdb_txn_abort(txn);
+		if (rc != 0)
+			deleted -= pending;
+	}
+	if (deleted) {
+		uint64_t now = ls_wall_ms(), last = __atomic_load_n(&st->last_evict_log_ms,
+		    __ATOMIC_RELAXED);
+
+		w->stats.evicted += deleted;
+		store_stats_add_evicted(w->sstats, deleted);
+		if ((last == 0 || now - last >= LS_LOG_EVERY_MS) &&
+		    __atomic_compare_exchange_n(&st->last_evict_log_ms, &last, now, false,
+		    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+				log_event(LOG_LVL_WARNING, NULL, "event=lmdb_evict store=lmdb:%s module=%s "
+			    "evicted=%llu total=%llu remaining=%llu records=%llu used_pct=%llu reason=%s "
+			    "hint=raise_map_size", st->path, w->name, (unsigned long long)deleted,
+			    (unsigned long long)w->stats.evicted, (unsigned long long)(sc->n - deleted),
+			    (unsigned long long)(entries - deleted), (unsigned long long)(used * 100 / total),
+			    forced ? "map_full" : by_pages ? "high_water" : "record_mark");
+	}
+	free(sc);
+	if (rc == 0 || deleted > 0)
+		return (long)deleted;      /* some room made: the batch tries again */
+fail:
+	ls_log_error(st, w->name, rc);
+	return -1;
+}
+
+/* Applies ops [lo, hi) of q in one write transaction, then the sweep when asked. 0 or the
+ * LMDB error (nothing applied). */
+static int lw_apply_txn(struct lmdb_writer *w, const struct lw_queue *q, size_t lo, size_t hi,
+    uint64_t now, bool sweep)
+{
+	struct lmdb_store *st = w->st;
+	uint64_t grown = 0;
 	MDB_txn *txn;
 	int rc;
 
 	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
-		goto fail;
-	for (size_t i = 0; i < q->n; i++) {
+		return rc;
+	for (size_t i = lo; i < hi; i++) {
 		const struct lw_op *op = &q->ops[i];
 		MDB_val k = { op->klen, q->data + op->off };
 		MDB_val v = { op->vlen, q->data + op->off + op->klen };
@@ -448,6 +718,7 @@ static int lw_apply(struct lmdb_writer *w, const struct lw_queue *q)
 			if (n == 0) {
 				rc = mdb_del(txn, st->dbi, &k, NULL);
 			} else {
+				grown += rc == MDB_NOTFOUND;
 				v.mv_size = (size_t)n > sizeof(out) ? sizeof(out) : (size_t)n;
 				v.mv_data = out;
 				rc = mdb_put(txn, st->dbi, &k, &v, 0);
@@ -455,20 +726,72 @@ static int lw_apply(struct lmdb_writer *w, const struct lw_queue *q)
 		} else if (op->kind == LW_DEL) {
 			rc = mdb_del(txn, st->dbi, &k, NULL);
 		} else {
-			rc = mdb_put(txn, st->dbi, &k, &v, 0);
+			/* a new record or a new value: NOOVERWRITE tells which, then overwrite */
+			rc = mdb_put(txn, st->dbi, &k, &v, w->rank ? MDB_NOOVERWRITE : 0);
+			if (rc == MDB_KEYEXIST)
+				rc = mdb_put(txn, st->dbi, &k, &v, 0);
+			else
+				grown += rc == 0 && w->rank;
 		}
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			goto fail_txn;
 	}
-	if (w->expired && w->nprefixes)
+	if (sweep && w->expired && w->nprefixes)
 		lw_sweep(w, txn, now);
-	if ((rc = mdb_txn_commit(txn)) != 0)
-		goto fail;
-	return 0;
+	if ((rc = mdb_txn_commit(txn)) == 0)
+		w->grown += grown;
+	return rc;
 fail_txn:
 	mdb_txn_abort(txn);
-fail:
-	ls_log_error(st, w->name, rc);
+	return rc;
+}
+
+/* Applies ops [lo, hi): one transaction; after a MDB_MAP_FULL (a writer with a rank) the
+ * stalest records go and it tries again, and a part that still does not fit with nothing
+ * of ours left to evict (one batch larger than the room there is) is applied in two halves,
+ * each making room from what the one before it wrote. 0 or the LMDB error (then the ops of
+ * the failing part and after it were not applied). */
+static int lw_apply_range(struct lmdb_writer *w, const struct lw_queue *q, size_t lo, size_t hi,
+    uint64_t now, bool sweep)
+{
+	int rc = MDB_MAP_FULL;
+
+	for (int tries = 0; tries < 4; tries++) {
+		long evicted;
+
+		if ((rc = lw_apply_txn(w, q, lo, hi, now, sweep)) == 0)
+			return 0;
+		if (rc != MDB_MAP_FULL || w->rank == NULL)
+			return rc;
+		if (tries > 0 && hi - lo >= 2)
+			break;                  /* made room once and still too big: halves */
+		if ((evicted = lw_evict(w, true)) < 0)
+			return rc;
+		if (evicted == 0 && hi - lo < 2)
+			return rc;
+		if (evicted == 0)
+			break;
+	}
+	if (rc != MDB_MAP_FULL || hi - lo < 2)
+		return rc;
+	size_t mid = lo + (hi - lo) / 2;
+
+	if ((rc = lw_apply_range(w, q, lo, mid, now, false)) != 0)
+		return rc;
+	return lw_apply_range(w, q, mid, hi, now, sweep);
+}
+
+/* Applies q (any thread): in one write transaction, unless a full map makes it split (see
+ * lw_apply_range). 0, or -1 (logged; not applied, or only in part). A writer with a rank
+ * first makes room in a map near full. */
+static int lw_apply(struct lmdb_writer *w, const struct lw_queue *q)
+{
+	int rc;
+
+	lw_evict(w, false);
+	if ((rc = lw_apply_range(w, q, 0, q->n, ls_wall_ms(), true)) == 0)
+		return 0;
+	ls_log_error(w->st, w->name, rc);
 	return -1;
 }
 
@@ -518,6 +841,7 @@ struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
 	w->sstats = store_stats_get("lmdb", w->name);
 	w->merge = cfg->merge;
 	w->expired = cfg->expired;
+	w->rank = cfg->rank;
 	w->sweep_interval = cfg->sweep_interval ? cfg->sweep_interval : LS_DEFAULT_SWEEP_MS;
 	w->flush_interval = cfg->flush_interval ? cfg->flush_interval : LS_DEFAULT_FLUSH_MS;
 	w->max_queued = cfg->max_queued ? cfg->max_queued : LS_DEFAULT_MAX_QUEUED;

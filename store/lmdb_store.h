@@ -8,6 +8,19 @@
  * database. A writer names its prefixes and may give a sweep rule: about once an hour (per
  * prefix and environment) one of its batches also drops the records the rule calls expired.
  *
+ * A full map: a writer with a rank function keeps learning. It evicts (HIGH - LOW) / HIGH of
+ * its own records, those with the lowest rank (the stalest), in small transactions of their
+ * own before its batch, when it has added records since its last eviction and either the
+ * pages in use reach LMDB_STORE_EVICT_HIGH % of the map or the map holds as many records as
+ * when it was last found full (deleting frees room inside pages, not pages: the record
+ * count is the mark once known). A batch that still meets MDB_MAP_FULL makes room and tries
+ * again, and one larger than the room there is is applied in halves. Each eviction is
+ * counted (mxgate_store_evictions_total{store="lmdb:NAME"}) and logged at most once a minute
+ * per environment (event=lmdb_evict store=lmdb:DIR module=NAME evicted=N total=N remaining=N
+ * records=N used_pct=P reason=map_full|high_water|record_mark). Only its own records: another
+ * user of the directory evicts its own when it adds. A writer without a rank fails its
+ * batches with a full map as before (event=lmdb_error, the updates counted as dropped).
+ *
  * Durability: the map is written back by the OS (MDB_NOSYNC): a process restart loses
  * nothing that was committed, a power loss at most the last seconds. What is still queued
  * in a writer when the daemon dies is lost; lmdb_writer_free() applies it first. */
@@ -20,6 +33,8 @@
 #include <uv.h>
 
 #define LMDB_STORE_VALUE_MAX 4096   /* the largest value a merge may produce */
+#define LMDB_STORE_EVICT_HIGH 90    /* % of the map's pages in use that starts an eviction */
+#define LMDB_STORE_EVICT_LOW 75     /* an eviction drops (HIGH - LOW) / HIGH of the records */
 
 struct lmdb_store;
 struct lmdb_writer;
@@ -47,6 +62,12 @@ int lmdb_store_usage(struct lmdb_store *st, uint64_t *records, uint64_t *bytes_u
  * Returns 1 (found), 0 (absent) or -1 (error). */
 int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *val, size_t cap,
     size_t *len);
+
+/* Calls fn for each record whose key starts with prefix, in key order, in one read snapshot,
+ * until fn returns false; key and val are borrowed, valid during the call. 0 or -1. */
+typedef bool (*lmdb_store_each_fn)(void *arg, const void *key, size_t klen, const void *val,
+    size_t vlen);
+int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_each_fn fn, void *arg);
 
 struct lmdb_key { const void *data; size_t len; };
 
@@ -76,11 +97,17 @@ typedef long (*lmdb_merge_fn)(const void *cur, size_t curlen, const void *operan
 typedef bool (*lmdb_expired_fn)(const void *key, size_t klen, const void *val, size_t vlen,
     uint64_t now_ms, const void *ctx);
 
+/* An eviction rank: records with the lowest rank go first when the map is near full (the
+ * wall-clock ms of the record's last update, its expiry ...). Same thread rules as a merge. */
+typedef uint64_t (*lmdb_rank_fn)(const void *key, size_t klen, const void *val, size_t vlen,
+    const void *ctx);
+
 struct lmdb_writer_config {
 	const char *const *sweep_prefixes; /* NULL-terminated (at most 4, each < 32 bytes): the
 	                                    * key prefixes this writer owns and sweeps */
 	lmdb_merge_fn merge;        /* for lmdb_writer_merge; NULL = merges are refused */
 	lmdb_expired_fn expired;    /* sweep rule for those prefixes; NULL = no sweep */
+	lmdb_rank_fn rank;          /* eviction order for those prefixes; NULL = never evicted */
 	uint64_t sweep_interval;    /* ms between sweeps of a prefix in this environment; 0 = 1 h */
 	const void *ctx;            /* copied (ctx_len bytes) into the writer: it may outlive */
 	size_t ctx_len;             /*   the caller's config (a batch still in the pool) */
@@ -137,6 +164,7 @@ struct lmdb_writer_stats {
 	uint64_t queued;            /* updates accepted */
 	uint64_t dropped;           /* refused because the queue was full */
 	uint64_t batches, failed;   /* batches applied / failed */
+	uint64_t evicted;           /* records this writer evicted (a map near full) */
 };
 void lmdb_writer_stats(const struct lmdb_writer *w, struct lmdb_writer_stats *out);
 

@@ -2,12 +2,19 @@
 #include "local_table.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "proxy/log.h"
+#include "store_stats.h"
 
 #define LT_SHARDS 16u
 #define LT_SWEEP_NS (5ull * 1000000000ull)   /* sweep a shard for idle keys at most every 5 s */
 #define LT_EVICT_SCAN 8u                     /* entries examined to pick an eviction victim */
+#define LT_LOG_EVERY_NS (60ull * 1000000000ull) /* evictions are logged once a minute */
 
 struct lt_entry {
 	struct lt_entry *next;
@@ -27,6 +34,11 @@ struct lt_shard {                  /* one cache line apart: no false sharing bet
 
 struct local_table {
 	struct lt_shard shards[LT_SHARDS];
+	size_t max_keys;
+	char name[32];                 /* for the log line; "" = evictions are not logged */
+	struct store_stats *stats;     /* mxgate_store_evictions_total{store="local:NAME"} */
+	atomic_ullong evicted;
+	atomic_ullong last_log_ns;     /* CLOCK_MONOTONIC */
 };
 
 /* FNV-1a 64: keys are short; distribution is good enough and it needs no seed handling. */
@@ -51,6 +63,7 @@ struct local_table *local_table_new(size_t max_keys)
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return NULL;
+	t->max_keys = max_keys;
 	per = (max_keys + LT_SHARDS - 1) / LT_SHARDS;
 	for (nb = 16; nb < per && nb < (1u << 20); nb <<= 1)
 		;
@@ -145,6 +158,40 @@ static size_t lt_shard_sweep(struct lt_shard *sh, uint64_t now)
 	return dropped;
 }
 
+void local_table_set_name(struct local_table *t, const char *name)
+{
+	snprintf(t->name, sizeof(t->name), "%s", name ? name : "");
+	t->stats = name ? store_stats_get("local", name) : NULL;
+}
+
+uint64_t local_table_evicted(struct local_table *t)
+{
+	return atomic_load(&t->evicted);
+}
+
+/* Counts one eviction; a named table logs them at most once a minute (a shard lock may be
+ * held: the log is a write to stderr, nothing that calls back here). */
+static void lt_note_evict(struct local_table *t)
+{
+	uint64_t total = atomic_fetch_add(&t->evicted, 1) + 1, now;
+	unsigned long long last;
+	struct timespec ts;
+
+	store_stats_add_evicted(t->stats, 1);
+	if (t->name[0] == '\0')
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	last = atomic_load(&t->last_log_ns);
+	if (last != 0 && now - last < LT_LOG_EVERY_NS)
+		return;
+	if (!atomic_compare_exchange_strong(&t->last_log_ns, &last, now))
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=local_table_full table=%s max_keys=%zu evicted=%llu "
+	    "reason=\"evicting the records closest to expiring\"", t->name, t->max_keys,
+	    (unsigned long long)total);
+}
+
 /* Evicts the entry with the earliest expiry among the next few entries from the cursor,
  * preferring entries without pins (lock held, shard full of live keys). */
 static void lt_shard_evict(struct lt_shard *sh)
@@ -186,8 +233,8 @@ static struct lt_entry **lt_shard_find(struct lt_shard *sh, const char *key, uin
 }
 
 /* Adds a zeroed entry for key (lock held); NULL when out of memory. */
-static struct lt_entry *lt_shard_add(struct lt_shard *sh, const char *key, uint64_t h,
-    uint64_t now)
+static struct lt_entry *lt_shard_add(struct local_table *t, struct lt_shard *sh,
+    const char *key, uint64_t h, uint64_t now)
 {
 	struct lt_entry *e;
 	size_t len, b = (size_t)(h >> 8) & (sh->nbuckets - 1);
@@ -195,8 +242,14 @@ static struct lt_entry *lt_shard_add(struct lt_shard *sh, const char *key, uint6
 	/* Sweeps are O(shard) so at most one per LT_SWEEP_NS; in between a full shard evicts. */
 	if (now >= sh->next_sweep)
 		lt_shard_sweep(sh, now);
-	while (sh->n >= sh->max)
+	while (sh->n >= sh->max) {
+		size_t before = sh->n;
+
 		lt_shard_evict(sh);
+		if (sh->n == before)
+			break;
+		lt_note_evict(t);
+	}
 	len = strlen(key);
 	e = calloc(1, sizeof(*e) + len + 1);
 	if (e == NULL)
@@ -228,7 +281,7 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 		return -1;
 	}
 	if (e == NULL) {
-		e = lt_shard_add(sh, key, h, now_ns);
+		e = lt_shard_add(t, sh, key, h, now_ns);
 		if (e == NULL) {
 			pthread_mutex_unlock(&sh->mu);
 			return -1;
@@ -249,6 +302,23 @@ int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, 
 	}
 	pthread_mutex_unlock(&sh->mu);
 	return rc;
+}
+
+void local_table_foreach(struct local_table *t, uint64_t now_ns, local_table_each_fn fn, void *arg)
+{
+	for (size_t i = 0; i < LT_SHARDS; i++) {
+		struct lt_shard *sh = &t->shards[i];
+		bool go = true;
+
+		pthread_mutex_lock(&sh->mu);
+		for (size_t b = 0; go && b < sh->nbuckets; b++)
+			for (struct lt_entry *e = sh->buckets[b]; go && e; e = e->next)
+				if (!lt_rec_is_idle(&e->rec, now_ns))
+					go = fn(e->key, &e->rec, arg);
+		pthread_mutex_unlock(&sh->mu);
+		if (!go)
+			return;
+	}
 }
 
 size_t local_table_expire(struct local_table *t, uint64_t now_ns)

@@ -26,6 +26,14 @@ struct local_rec {
 struct local_table *local_table_new(size_t max_keys);
 void local_table_free(struct local_table *t);   /* NULL is a no-op */
 
+/* Names the table for its evictions (call once, before it is shared): each one is counted in
+ * mxgate_store_evictions_total{store="local:NAME"} and logged at most once a minute,
+ * `event=local_table_full table=NAME max_keys=N evicted=TOTAL` (warning). Unnamed tables
+ * only count them (local_table_evicted). */
+void local_table_set_name(struct local_table *t, const char *name);
+/* Live records evicted to make room since the table was made. */
+uint64_t local_table_evicted(struct local_table *t);
+
 /* The process-wide table, created on first use with max_keys (later calls ignore the
  * argument; 0 = 100000). Never freed; NULL only when out of memory. Thread-safe. */
 struct local_table *local_table_shared(size_t max_keys);
@@ -41,6 +49,11 @@ typedef int (*local_table_fn)(struct local_rec *rec, bool exists, uint64_t now_n
  * when fn was not called (absent without create, or out of memory). Thread-safe. */
 int local_table_update(struct local_table *t, const char *key, uint64_t now_ns, bool create,
     local_table_fn fn, void *arg);
+
+/* Calls fn for each live record at now_ns, a shard at a time under its lock (fn must not call
+ * into the table), until fn returns false. The key and record are valid during the call. */
+typedef bool (*local_table_each_fn)(const char *key, const struct local_rec *rec, void *arg);
+void local_table_foreach(struct local_table *t, uint64_t now_ns, local_table_each_fn fn, void *arg);
 
 /* Drops every idle record at now_ns; returns how many were dropped. */
 size_t local_table_expire(struct local_table *t, uint64_t now_ns);

@@ -58,6 +58,8 @@ struct redis_store {
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
+	redis_store_up_cb up_cb;      /* told at every connection that comes up */
+	void *up_arg;
 };
 
 struct redis_req {
@@ -325,6 +327,63 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	return rs;
 }
 
+redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, char *err,
+    size_t errlen)
+{
+	char host[256], user[128] = "", password[128];
+	int port, db;
+	struct timeval tv = { (time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000 * 1000) };
+	redisContext *c;
+	redisReply *rep = NULL;
+	const char *p, *at, *colon;
+
+	if (redis_store_parse_url(url, host, sizeof(host), &port, &db, password, sizeof(password)) < 0) {
+		snprintf(err, errlen, "bad URL");
+		return NULL;
+	}
+	p = url + 8;
+	at = strchr(p, '@');
+	colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+	if (colon && colon > p && (size_t)(colon - p) < sizeof(user)) {
+		memcpy(user, p, (size_t)(colon - p));
+		user[colon - p] = '\0';
+	}
+	c = redisConnectWithTimeout(host, port, tv);
+	if (c == NULL || c->err) {
+		snprintf(err, errlen, "redis %s:%d: %s", host, port, c ? c->errstr : "out of memory");
+		redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, tv);
+	if (password[0]) {
+		const char *argv[3] = { "AUTH", user[0] ? user : password, password };
+
+		rep = redisCommandArgv(c, user[0] ? 3 : 2, argv, NULL);
+		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+			goto fail;
+		freeReplyObject(rep);
+	}
+	if (db) {
+		rep = redisCommand(c, "SELECT %d", db);
+		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
+			goto fail;
+		freeReplyObject(rep);
+	}
+	return c;
+fail:
+	snprintf(err, errlen, "redis %s:%d: %s", host, port, rep && rep->str ? rep->str : c->errstr);
+	if (rep)
+		freeReplyObject(rep);
+	redisFree(c);
+	return NULL;
+}
+
+void redis_store_set_up_cb(struct redis_store *rs, redis_store_up_cb cb, void *arg)
+{
+	rs->up_cb = cb;
+	rs->up_arg = arg;
+}
+
 void redis_store_set_name(struct redis_store *rs, const char *name)
 {
 	snprintf(rs->name, sizeof(rs->name), "%s", name);
@@ -526,6 +585,8 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 		    rs->url, rs->worker, rs->name, rs->wq_n);
 	}
 	rs_wq_pump(rs);         /* what waited for the outage to end, after the scripts */
+	if (rs->up_cb)
+		rs->up_cb(rs->up_arg);  /* its writes queue behind what waited */
 }
 
 /* hiredis connect result: the handshake (AUTH/SELECT/SCRIPT LOAD, then a PING whose answer

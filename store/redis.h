@@ -93,6 +93,12 @@ int redis_store_write(struct redis_store *rs, int script, int nkeys, int nargs,
  * with the same ARGV); a plain command (script -1) with key among any of its words goes
  * whole. Not counted as dropped. Returns how many writes named key. On the loop's thread. */
 size_t redis_store_write_forget(struct redis_store *rs, const char *key, size_t klen);
+/* Called on the loop thread each time a connection comes up (the first one and every one after
+ * an outage: a Redis restarted empty is one), once the scripts are loaded and the writes that
+ * waited are sent: the place to put back state the server may have lost (the concurrency
+ * slots of live sessions). cb may queue requests and writes; it must not free rs. NULL: none. */
+typedef void (*redis_store_up_cb)(void *arg);
+void redis_store_set_up_cb(struct redis_store *rs, redis_store_up_cb cb, void *arg);
 /* The user of the store for logs and the metric label ("reputation"); "redis" by default. */
 void redis_store_set_name(struct redis_store *rs, const char *name);
 /* The bound of the write queue in writes (10000 by default; for tests). */
@@ -102,6 +108,12 @@ void redis_store_write_stats(const struct redis_store *rs, size_t *queued, uint6
     uint64_t *dropped);
 /* The caller loses interest: cb will not be called. req becomes invalid. */
 void redis_req_cancel(struct redis_req *req);
+
+/* A blocking connection for a control verb on the main loop (not a worker's store): connect,
+ * AUTH (user and password as the URL gives them) and SELECT, every step and every later
+ * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. */
+redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, char *err,
+    size_t errlen);
 
 /* Requests sent / timed out / failed fast since start (for tests and benchmarks). */
 void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *timeouts,

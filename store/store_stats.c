@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@ struct store_stats {
 	char label[64];                /* "redis:reputation" */
 	atomic_ullong dropped;
 	atomic_long queued;
+	atomic_ullong evicted;
 };
 
 static struct store_stats ss_slots[SS_SLOTS];
@@ -21,14 +23,19 @@ static atomic_int ss_n;                /* slots in use; published after a slot i
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
 
-/* The collector of both families: one sample per slot; arg non-NULL: the queued gauge. */
+enum { SS_DROPPED = 0, SS_QUEUED, SS_EVICTED };
+
+/* The collector of the families: one sample per slot; arg: which one (SS_*, as a pointer). */
 static void ss_collect(void *arg, struct metrics_out *out)
 {
 	int n = atomic_load(&ss_n);
+	intptr_t which = (intptr_t)arg;
 
 	for (int i = 0; i < n; i++)
-		metrics_out_sample(out, "store", ss_slots[i].label, arg ?
-		    (double)atomic_load(&ss_slots[i].queued) : (double)atomic_load(&ss_slots[i].dropped));
+		metrics_out_sample(out, "store", ss_slots[i].label,
+		    which == SS_QUEUED ? (double)atomic_load(&ss_slots[i].queued) :
+		    which == SS_EVICTED ? (double)atomic_load(&ss_slots[i].evicted) :
+		    (double)atomic_load(&ss_slots[i].dropped));
 }
 
 static void ss_register(void)
@@ -38,7 +45,10 @@ static void ss_register(void)
 	    "counter", ss_collect, NULL);
 	metrics_register_family("store_writes_queued",
 	    "state updates waiting for their store (an outage, a backlog being sent)", "gauge",
-	    ss_collect, (void *)1);
+	    ss_collect, (void *)(intptr_t)SS_QUEUED);
+	metrics_register_family("store_evictions_total",
+	    "records a bounded store removed before their time to make room (a full local table, an LMDB map near its size)",
+	    "counter", ss_collect, (void *)(intptr_t)SS_EVICTED);
 }
 
 struct store_stats *store_stats_get(const char *kind, const char *name)
@@ -71,6 +81,12 @@ void store_stats_add_dropped(struct store_stats *s, uint64_t n)
 		atomic_fetch_add(&s->dropped, n);
 }
 
+void store_stats_add_evicted(struct store_stats *s, uint64_t n)
+{
+	if (s)
+		atomic_fetch_add(&s->evicted, n);
+}
+
 void store_stats_add_queued(struct store_stats *s, long delta)
 {
 	if (s)
@@ -85,4 +101,9 @@ uint64_t store_stats_dropped(const struct store_stats *s)
 long store_stats_queued(const struct store_stats *s)
 {
 	return s ? atomic_load(&((struct store_stats *)s)->queued) : 0;
+}
+
+uint64_t store_stats_evicted(const struct store_stats *s)
+{
+	return s ? atomic_load(&((struct store_stats *)s)->evicted) : 0;
 }

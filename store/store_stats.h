@@ -1,9 +1,12 @@
 /* store_stats.h — what the stores' write queues lost or hold, per user of a store, for the
  * metrics endpoint: `mxgate_store_writes_dropped_total{store="redis:reputation"}` (writes
  * given up: a full queue, retries exhausted, a shutdown during an outage, an LMDB batch that
- * failed) and `mxgate_store_writes_queued{store=...}` (writes waiting for the store now).
- * The label is "<kind>:<name>" (kind "redis" or "lmdb", name the module). The two families
- * are registered with the metrics endpoint when the first slot is made. Thread-safe. */
+ * failed), `mxgate_store_writes_queued{store=...}` (writes waiting for the store now) and
+ * `mxgate_store_evictions_total{store=...}` (records a bounded store removed before their
+ * time to make room: a full local table, an LMDB map near its size).
+ * The label is "<kind>:<name>" (kind "redis", "lmdb" or "local", name the module). The
+ * families are registered with the metrics endpoint when the first slot is made.
+ * Thread-safe. */
 #ifndef MX_STORE_STATS_H
 #define MX_STORE_STATS_H
 
@@ -17,10 +20,13 @@ struct store_stats;
 struct store_stats *store_stats_get(const char *kind, const char *name);
 /* n more writes dropped. */
 void store_stats_add_dropped(struct store_stats *s, uint64_t n);
+/* n more records evicted. */
+void store_stats_add_evicted(struct store_stats *s, uint64_t n);
 /* The queued gauge moves by delta. */
 void store_stats_add_queued(struct store_stats *s, long delta);
 /* Totals of one slot (0 for NULL), for tests and log lines. */
 uint64_t store_stats_dropped(const struct store_stats *s);
 long store_stats_queued(const struct store_stats *s);
+uint64_t store_stats_evicted(const struct store_stats *s);
 
 #endif

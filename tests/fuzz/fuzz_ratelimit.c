@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		char k1[80], k2[80];
 
-		reputation_keys((struct sockaddr *)&env.client, 24, 64, k1, sizeof(k1), k2, sizeof(k2));
+		reputation_keys((struct sockaddr *)&env.client, 24, 64, 64, k1, sizeof(k1), k2, sizeof(k2));
 	}
 	if (size >= 40) {
 		struct gcra_limit l;

@@ -1609,7 +1609,14 @@ def stuff(data):
 
 
 def proxy_v2(src, dst_port, sport=40000, dst='127.0.0.1'):
-    """A PROXY protocol v2 header: TCP over IPv4 from src:sport to dst:dst_port."""
+    """A PROXY protocol v2 header: TCP over IPv4 from src:sport to dst:dst_port, or over IPv6
+    when src is an IPv6 address (dst then ::1 unless given as IPv6)."""
+    if ':' in src:
+        if ':' not in dst:
+            dst = '::1'
+        body = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                + struct.pack('!HH', sport, dst_port))
+        return b'\r\n\r\n\x00\r\nQUIT\n' + bytes([0x21, 0x21]) + struct.pack('!H', len(body)) + body
     body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!HH', sport, dst_port)
     return b'\r\n\r\n\x00\r\nQUIT\n' + bytes([0x21, 0x11]) + struct.pack('!H', len(body)) + body
 

@@ -8,7 +8,7 @@ would run them (README "In front of real mail servers": "Check it, then run it")
   rules), completed with a listen address and a backend when it is a fragment.
 
 Only the files a block names are supplied: a test certificate for /etc/mxgate/cert.pem and
-key.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file,
+key.pem, an RSA key for the ARC sealing key /etc/mxgate/arc2026.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file,
 the repository's rules for /usr/share/mxgate/rules, and the user running the test for the
 user and group "mxgate" when the package has not created them; relative paths resolve from the
 repository root. A key renamed in the code but not in the docs fails here."""
@@ -28,9 +28,10 @@ crt, key = mt.cert()
 plugin = os.path.join(os.path.dirname(mt.BIN), 'example_plugin.so')
 domains = os.path.join(mt.TMP, 'domains')
 open(domains, 'w').write('example.org\n')
+arc_key, _ = mt.dkim_rsa_key('arc2026')   # docs/senderauth.md's ARC sealing key
 SUBST = [
     ('/etc/mxgate/cert.pem', crt), ('/etc/mxgate/key.pem', key),
-    ('/etc/mxgate/domains', domains),
+    ('/etc/mxgate/domains', domains), ('/etc/mxgate/arc2026.pem', arc_key),
     ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
 ]
 BASE = {'listen': 'listen: [127.0.0.1:2525]\n',

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Which address the limits key on: the client's from the PROXY v2 header (IPv4 and IPv6),
 not the balancer's. `key: ip` is the whole address (an IPv4-mapped IPv6 address is its IPv4
-one: one bucket), `key: ip_prefix` the /24 or /64; limits.max_connections_per_ip counts the
+one: one bucket; an IPv6 one with limits.client_ipv6_prefix 128, as here: its /64 by default,
+see test_limits_ipv6_prefix.py), `key: ip_prefix` the /24 or /64; limits.max_connections_per_ip counts the
 PROXY header's address too. A trusted peer's XCLIENT is refused (550 5.7.0): mxgate takes
 the client's address from PROXY headers only, so XCLIENT cannot move a client into another
 bucket (docs/config.md's trusted_proxies used to say it could send XCLIENT)."""
@@ -18,7 +19,8 @@ be = mt.Backend()
 rl = {'store': 'local', 'rules': [
     {'key': 'ip', 'count': 'connections', 'limit': '2/1h'},
     {'key': 'ip_prefix', 'count': 'connections', 'limit': '3/1h', 'prefix_v4': 24, 'prefix_v6': 64}]}
-n = mt.Mxgate(mt.proxied_config([be.url], ratelimit=rl, limits={'max_connections_per_ip': 1}), 'node')
+n = mt.Mxgate(mt.proxied_config([be.url], ratelimit=rl, limits={'max_connections_per_ip': 1,
+                                                                                  'client_ipv6_prefix': 128}), 'node')
 
 
 def proxy_v2(src, dst_port, sport=40000):
@@ -54,7 +56,8 @@ def greet_all(srcs):
 codes = greet_all(('198.18.66.1', '::ffff:198.18.66.1', '198.18.66.1'))
 mt.check(codes == [220, 220, 421], 'key ip: 198.18.66.1 and ::ffff:198.18.66.1 share one bucket (2/1h): %s' % codes)
 codes = greet_all(('198.18.66.2', '198.18.66.3', '198.18.67.1'))
-mt.check(codes == [421, 421, 220], 'key ip_prefix: the /24 had its 3 (3/1h); the next /24 is its own: %s' % codes)
+# the refused third connection of 198.18.66.1 gave its ip_prefix charge back: the /24 has 1 left
+mt.check(codes == [220, 421, 220], 'key ip_prefix: the /24 had its 3 (3/1h); the next /24 is its own: %s' % codes)
 
 codes = greet_all(('2001:db8:66:1::1', '2001:db8:66:1::2', '2001:db8:66:1::3', '2001:db8:66:1::4', '2001:db8:66:2::1'))
 mt.check(codes == [220, 220, 220, 421, 220], 'IPv6: ip_prefix per /64 (3 in 2001:db8:66:1::/64, then another /64): %s' % codes)

@@ -131,6 +131,10 @@ t.check('BODY=8BITMIME' not in r['mail'] and
         'its ESMTP arguments ignored with a warning, as Postfix\'s cleanup does: %r' % r['mail'])
 t.check(sorted(r['rcpt']) == ['added@example.test', 'c@example.test', 'dsn@example.test'],
         'recipients added and deleted: %s' % r['rcpt'])
+t.check(mx.count_log(r"warning \S+ event=milter_addrcpt_args_ignored plugin=milter rcpt=dsn@example.test "
+                     r"args=NOTIFY=NEVER") == 1,
+        'an added recipient\'s ESMTP arguments ignored with a warning, as Postfix\'s cleanup does (a '
+        'backend refusing one it does not know, 555 5.5.4, tempfailed the whole message at every retry)')
 
 # A milter that deletes every recipient (and adds none): never DATA without RCPT to the
 # backend and its "503 need RCPT" passed on; the client learns with a 550 5.1.0.
@@ -171,6 +175,21 @@ t.check(code == 550 and lines[0].startswith('550-5.7.1 first line') and lines[-1
 t.check(not be.find('Message-ID: <ml1@'), 'multi-line reject: not delivered')
 
 mx.stop()
+
+# A body replaced by one that makes the message larger than limits.max_message_size:
+# Postfix's cleanup refuses it (552 5.3.4 message file too big) rather than queue it, and
+# mxgate must neither relay it nor buffer whatever a filter sends.
+cfg = t.config([be.url], hostname='mx.example.test', plugins=[
+    {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % m1.port, 'on_error': 'tempfail', 'timeout': '30s'}])
+cfg.setdefault('limits', {})['max_message_size'] = '1M'
+msmall = t.Mxgate(cfg, name='mx-1m')
+code, text = send(msmall.port, 'grow1', {'one': 'bodybig,3000000 ; noseen'})
+t.check(code == 552 and '5.3.4' in text and not be.find('Message-ID: <grow1@'),
+        'a body replaced past max_message_size (1M): 552 5.3.4, nothing relayed: %s %s' % (code, text))
+t.check(msmall.count_log(r'event=milter_body_too_big') == 1, 'and logged')
+code, text = send(msmall.port, 'grow2', {'one': 'bodybig,900000 ; noseen'})
+t.check(code == 250 and len(be.find('Message-ID: <grow2@')) == 1, 'one that stays under it is relayed: %s' % code)
+msmall.stop()
 t.stop_proc(m1)
 t.stop_proc(m2)
 t.finish()

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The balancer as an operator coming from HAProxy checks it: weights under round_robin,
+"""The balancer as an operator coming from HAProxy checks it: weights under round_robin and
+(one message at a time) least_conn,
 source_hash stickiness, least_conn around a held connection, max_attempts, a backend
 drained or lost mid-session, every backend down (the client's reply and /readyz), a route's
 servers down while the default ones are up, and a maildir backend on a full or read-only
@@ -78,6 +79,22 @@ if want('weights'):
     mt.check(codes == [250] * 40, 'weights: 40 of 40 delivered (%s)' % sorted(set(map(str, codes))))
     na, nb = len(a.messages), len(b.messages)
     mt.check((na, nb) == (30, 10), 'weights 3:1 round_robin: 30/10 over 40 messages (got %d/%d)' % (na, nb))
+    mx.stop()
+    a.stop()
+    b.stop()
+
+# ---------------------------------------------------------------- weights (least_conn, light load)
+# One message at a time: every server idle at each pick, so least_conn has only ties, and
+# weight ("share of messages relative to the other servers") must still set the shares.
+# Before, ties rotated evenly: weights 3:1 gave 20/20.
+if want('lcweights'):
+    a, b = mt.Backend(name='A'), mt.Backend(name='B')
+    mx = mt.Mxgate(cfg([{'address': a.url, 'weight': 3}, {'address': b.url, 'weight': 1}],
+                       backends={'balance': 'least_conn'}), name='mx-lcweights')
+    codes = [send(mx.port, 'lw%d' % i).code for i in range(40)]
+    na, nb = len(a.messages), len(b.messages)
+    mt.check(codes == [250] * 40 and (na, nb) == (30, 10),
+             'weights 3:1 least_conn, one message at a time: 30/10 over 40 messages (got %d/%d)' % (na, nb))
     mx.stop()
     a.stop()
     b.stop()

@@ -306,6 +306,54 @@ if not ONLY or 'rcpt452' in ONLY.split(','):
     mx.stop()
 
 
+# A backend's 450 to every RCPT (its greylisting: postgrey, Postfix's own policy service) and
+# an outage at RCPT time (routes: the backend is chosen at the first RCPT) are not the
+# client's errors: 20 recipients get their 4xx each, none is cut off by limits.max_errors
+# (421 "too many errors" after the 10th, once: the rest never met the backend's greylisting,
+# so the retry needs another round, as with mxgate's own greylisting). A 550 from the
+# backend (unknown users: a directory harvest) still counts.
+if not ONLY or 'rcpt4xxnoerror' in ONLY.split(','):
+    rc = ['g%d@example.test' % i for i in range(20)]
+    be = mt.Backend(tempfail_rcpt=set(rc))
+    mx = mt.Mxgate(cfg([be.url]), name='mx-rcpt450')
+    r = mt.send_mail(mx.port, 's@example.org', rc, mt.message('rcpt450'))
+    mt.check(r.rcpt_codes == [450] * 20, "rcpt4xxnoerror: the backend's 450 to 20 recipients reaches each of them, "
+             "no 421 too many errors (%s)" % r.rcpt_codes)
+    mx.stop()
+    be.stop()
+    d = 'smtp://127.0.0.1:%d' % mt.dead_port()
+    mx = mt.Mxgate(cfg([d], backends={'routes': [{'domains': ['elsewhere.test'], 'servers': [d]}]}), name='mx-rcptdown')
+    r = mt.send_mail(mx.port, 's@example.org', rc, mt.message('rcptdown'))
+    mt.check(len(r.rcpt_codes) == 20 and all(c == 451 for c in r.rcpt_codes),
+             'rcpt4xxnoerror: no backend at RCPT time: 451 for each of 20 recipients, no 421 (%s)' % r.rcpt_codes)
+    mx.stop()
+    be = mt.Backend(reject_rcpt=set(rc))
+    mx = mt.Mxgate(cfg([be.url]), name='mx-rcpt550')
+    r = mt.send_mail(mx.port, 's@example.org', rc, mt.message('rcpt550'))
+    mt.check(r.rcpt_codes[:10] == [550] * 10 and 421 in r.rcpt_codes,
+             "rcpt4xxnoerror: the backend's 550 still counts against limits.max_errors (%s)" % r.rcpt_codes)
+    mx.stop()
+    be.stop()
+
+
+# A backend that accepts the connection and never greets (Postfix with every smtpd busy: the
+# kernel's backlog accepts, no process answers): backends.connect_timeout covers "TCP
+# connect (and greeting)" (docs/config.md), not reply_timeout. Before, the greeting waited
+# reply_timeout (default 60 s) per attempt: 3 minutes per client with the defaults.
+if not ONLY or 'greettimeout' in ONLY.split(','):
+    stall = mt.Backend(mode='stall')
+    mx = mt.Mxgate(cfg([stall.url], backends={'connect_timeout': '1s', 'reply_timeout': '30s', 'max_attempts': 1}),
+                   name='mx-greettimeout')
+    t = time.time()
+    r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('greettimeout'), timeout=60)
+    secs = time.time() - t
+    mt.check(r.code is not None and r.code // 100 == 4, 'greettimeout: a backend that never greets: 4xx (%s %s)'
+             % (r.code, r.text[:60]))
+    mt.check(secs < mt.slack(10), 'greettimeout: answered within connect_timeout, not reply_timeout 30s (%.1fs)' % secs)
+    mx.stop()
+    stall.stop()
+
+
 # LMTP: a reply per recipient, mixed. The client's one reply to the dot cannot say "some";
 # whatever mxgate answers, it must not be 250 while a recipient got only a 4xx (a loss).
 def lmtp_mixed(c, line, st):

@@ -8,6 +8,8 @@ realistic with PROXY v2 sources:
 - softfail: delivered, the header says softfail
 - null sender: the HELO identity is checked (smtp.helo=)
 - helo_checks on the same daemon: a HELO claiming to be us is refused when configured so
+- helo_always + reject_helo_fail (policyd-spf's HELO_reject): the HELO name's own policy
+  refuses a client even when its MAIL FROM passes; a HELO whose policy passes is delivered
 """
 import os
 import sys
@@ -68,6 +70,24 @@ msg, out = via('198.18.1.8', 'claimsus', 'a@example.org', helo='mx.test')
 r = refusal(out)
 mt.check(msg is None and r.startswith('5'), 'a HELO claiming to be us is refused (%s)' % r[:80])
 mt.check(mx.wait_log(r'event=helo_check test=HELO_CLAIMS_US'), 'and logged')
+
+mx.stop()
+
+cfg['spf'] = dict(cfg['spf'], helo_always=True, reject_helo_fail=True)
+mx = mt.Mxgate(cfg, name='mx-spf-helo')
+
+msg, out = via('198.18.1.7', 'helopass', 'a@example.org', helo='helo.example')
+mt.check(msg is not None and 'spf=pass smtp.mailfrom=example.org' in msg,
+         'helo_always: a HELO that passes is delivered, the field says MAIL FROM\'s result')
+mt.check(mx.wait_log(r'event=spf_helo result=pass helo=helo\.example'), 'the HELO result is logged')
+
+msg, out = via('198.18.9.9', 'helofail', 'a@example.org', helo='helo.example')
+r = refusal(out)
+mt.check(msg is None and r.startswith('550') and '5.7.23' in r and 'HELO helo.example' in r,
+         'reject_helo_fail: MAIL FROM passes, the HELO fails: 550 5.7.23 (%s)' % r[:100])
+
+msg, out = via('198.18.9.9', 'helolit', 'a@example.org', helo='[198.18.9.9]')
+mt.check(msg is not None, 'an address-literal HELO is no identity to check: delivered')
 
 mx.stop()
 mt.finish()

@@ -13,6 +13,8 @@ SMFIR_SKIP once the body seen so far holds SKIPBODY. At end of message the body 
   INS_HUGE        SMFIR_INSHEADER index 0xffffffff "X-Huge-Index: bottom" (past the end)
   CHG_HUGE        SMFIR_CHGHEADER index 0x80000000 "Subject: huge index" (past the last)
   EXTRA_REPLY     accepts twice (a reply nobody asked for follows the verdict)
+  SHOW_HEADERS    adds "X-Raw-Seen: NAME=VALUE|..." for the headers named X-Show*, each
+                  space, tab and LF of the value as [20], [09], [0a] (what the filter got)
   otherwise       adds "X-Raw-Chunks: N" (body chunks received) and accepts.
 A body chunk holding DIE_IN_BODY makes it hang up at once (a filter dying mid-message).
 """
@@ -27,7 +29,11 @@ NR_BEFORE_BODY = 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x80 | 
 SMFIP_SKIP = 0x400
 
 
-def eom_reply(body, chunks):
+def eom_reply(body, chunks, headers=()):
+    if b'SHOW_HEADERS' in body:
+        seen = b'|'.join(n + b'=' + v.replace(b' ', b'[20]').replace(b'\t', b'[09]').replace(b'\n', b'[0a]')
+                         for n, v in headers if n.lower().startswith(b'x-show'))
+        return frame(b'h', b'X-Raw-Seen\0' + seen + b'\0') + frame(b'a')
     if b'REPLY_MISMATCH' in body:
         return frame(b'y', b'550 4.7.1 class mismatch\0')
     if b'REPLY_250' in body:
@@ -46,14 +52,17 @@ def eom_reply(body, chunks):
 
 
 def serve(c):
-    body, chunks, skipped = b'', 0, False
+    body, chunks, skipped, headers = b'', 0, False, []
     try:
         while True:
             cmd, data = read_frame(c)
             if cmd == b'O':
                 c.sendall(frame(b'O', struct.pack('>III', 6, 0x1ff, NR_BEFORE_BODY | SMFIP_SKIP)))
             elif cmd == b'M':
-                body, chunks, skipped = b'', 0, False
+                body, chunks, skipped, headers = b'', 0, False, []
+            elif cmd == b'L':
+                name, value = data.split(b'\0')[:2]
+                headers.append((name, value))
             elif cmd == b'B':
                 chunks += 1
                 body += data
@@ -66,7 +75,7 @@ def serve(c):
                     c.sendall(frame(b'c'))
             elif cmd == b'E':
                 body += data
-                c.sendall(eom_reply(body, chunks))
+                c.sendall(eom_reply(body, chunks, headers))
             elif cmd == b'Q':
                 return
     except (EOFError, OSError):

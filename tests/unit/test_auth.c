@@ -333,7 +333,7 @@ static void test_guard_local(void **state)
 
 	(void)state;
 	uv_loop_init(&loop);
-	g = auth_guard_new(&loop, &c, 0);
+	g = auth_guard_new(&loop, &c, 64, 0);
 	assert_non_null(g);
 	assert_null(auth_guard_count(g, "192.0.2.77", NULL, 0, counts_cb, &n));
 	assert_int_equal(n.calls, 1);
@@ -356,6 +356,18 @@ static void test_guard_local(void **state)
 	assert_int_equal(n.ip, 2);
 	assert_null(auth_guard_count(g, "2001:db8:1:3::a", NULL, 1, counts_cb, &n));
 	assert_int_equal(n.ip, 1);       /* the next /64 */
+	auth_guard_free(g);
+	/* limits.client_ipv6_prefix decides the network, as for every other client key: /48
+	 * groups the two /64s above, 128 counts each address */
+	g = auth_guard_new(&loop, &c, 48, 0);
+	assert_null(auth_guard_count(g, "2001:db8:7:2::a", NULL, 1, counts_cb, &n));
+	assert_null(auth_guard_count(g, "2001:db8:7:3::a", NULL, 1, counts_cb, &n));
+	assert_int_equal(n.ip, 2);
+	auth_guard_free(g);
+	g = auth_guard_new(&loop, &c, 128, 0);
+	assert_null(auth_guard_count(g, "2001:db8:8:2::a", NULL, 1, counts_cb, &n));
+	assert_null(auth_guard_count(g, "2001:db8:8:2::b", NULL, 1, counts_cb, &n));
+	assert_int_equal(n.ip, 1);
 	auth_guard_free(g);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);

@@ -415,6 +415,20 @@ static void test_least_conn_weighted(void **state)
 		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->active, 1);
 	assert_int_equal(atomic_load(&p->servers[0].active), 8);
 	assert_int_equal(atomic_load(&p->servers[1].active), 32);
+	/* light load (each connection ended before the next pick): only ties, which follow
+	 * the weights, 1:4 */
+	atomic_store(&p->servers[0].active, 0);
+	atomic_store(&p->servers[1].active, 0);
+	int hits[2];
+	count_picks(p, NULL, NULL, 0, 40, hits, 2);
+	assert_int_equal(hits[0], 8);
+	assert_int_equal(hits[1], 32);
+	/* a tie at a load above zero too: 1/1 and 4/4 */
+	atomic_store(&p->servers[0].active, 1);
+	atomic_store(&p->servers[1].active, 4);
+	count_picks(p, NULL, NULL, 0, 40, hits, 2);
+	assert_int_equal(hits[0], 8);
+	assert_int_equal(hits[1], 32);
 	pool_done(p, cfg);
 }
 
@@ -687,6 +701,35 @@ static void test_all_down_fallback(void **state)
 	pool_done(p, cfg);
 }
 
+/* Two generations' pools of the same servers (a reload while sessions of the old one run):
+ * a drain by URL holds in both, and the connections in use are counted by URL for both. */
+static void test_drain_every_generation(void **state)
+{
+	struct mx_config *c1, *c2;
+	struct pool *old = pool_from("backends:\n  servers:\n    - \"smtp://127.0.0.1:2601\"\n    - \"smtp://127.0.0.1:2602\"\n", &c1);
+	struct pool *cur = pool_from("backends:\n  servers:\n    - \"smtp://127.0.0.1:2601\"\n    - \"smtp://127.0.0.1:2602\"\n", &c2);
+
+	(void)state;
+	backend_drain_url("SMTP://127.0.0.1:2601", 1);
+	assert_true(backend_is_drained(&old->servers[0]));
+	assert_true(backend_is_drained(&cur->servers[0]));
+	assert_false(backend_is_drained(&old->servers[1]));
+	for (int i = 0; i < 10; i++) {
+		assert_ptr_equal(pool_pick_backend(old, NULL, NULL, 0), &old->servers[1]);
+		assert_ptr_equal(pool_pick_backend(cur, NULL, NULL, 0), &cur->servers[1]);
+	}
+	/* a connection of the old generation's session is in use: both pools' views count it */
+	backend_active_add(&old->servers[0], 1);
+	assert_int_equal(backend_active_all(&cur->servers[0]), 1);
+	assert_int_equal(atomic_load(&cur->servers[0].active), 0);	/* least_conn: this pool's */
+	backend_active_add(&old->servers[0], -1);
+	assert_int_equal(backend_active_all(&cur->servers[0]), 0);
+	backend_drain_url("smtp://127.0.0.1:2601", 0);
+	assert_false(backend_is_drained(&old->servers[0]));
+	pool_done(old, c1);
+	pool_done(cur, c2);
+}
+
 static void test_report_failure(void **state)
 {
 	struct mx_config *cfg;
@@ -791,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_round_robin_per_set),
 		cmocka_unit_test(test_tried_by_index_in_routes),
 		cmocka_unit_test(test_all_down_fallback),
+		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
 		cmocka_unit_test(test_many_servers),
 	};

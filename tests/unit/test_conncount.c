@@ -42,13 +42,13 @@ static const struct sockaddr *sa_of(struct sockaddr_storage *ss, const char *ip,
 static bool acq(const char *ip, long per_ip)
 {
 	struct sockaddr_storage ss;
-	return conncount_acquire(sa_of(&ss, ip, 40000), per_ip);
+	return conncount_acquire(sa_of(&ss, ip, 40000), per_ip, 128);
 }
 
 static void rel(const char *ip)
 {
 	struct sockaddr_storage ss;
-	conncount_release(sa_of(&ss, ip, 40001));
+	conncount_release(sa_of(&ss, ip, 40001), 128);
 }
 
 /* Asserts the client holds no count: with limit 1 one acquire passes, the next is refused. */
@@ -148,9 +148,9 @@ static void test_ports_ignored(void **state)
 	struct sockaddr_storage a, b;
 
 	(void)state;
-	assert_true(conncount_acquire(sa_of(&a, "192.0.2.50", 1111), 1));
-	assert_false(conncount_acquire(sa_of(&b, "192.0.2.50", 2222), 1));
-	conncount_release(sa_of(&b, "192.0.2.50", 3333));
+	assert_true(conncount_acquire(sa_of(&a, "192.0.2.50", 1111), 1, 128));
+	assert_false(conncount_acquire(sa_of(&b, "192.0.2.50", 2222), 1, 128));
+	conncount_release(sa_of(&b, "192.0.2.50", 3333), 128);
 	assert_empty("192.0.2.50");
 }
 
@@ -162,8 +162,8 @@ static void test_unix_peer(void **state)
 	(void)state;
 	memset(&un, 0, sizeof(un));
 	un.sun_family = AF_UNIX;
-	assert_true(conncount_acquire((struct sockaddr *)&un, 0));
-	conncount_release((struct sockaddr *)&un);
+	assert_true(conncount_acquire((struct sockaddr *)&un, 0, 128));
+	conncount_release((struct sockaddr *)&un, 128);
 }
 
 /* ------------------------------------------------------------ many clients */
@@ -291,10 +291,10 @@ static void test_crowded_release_mismatch(void **state)
 	find_colliding(ips, 65);
 	for (int i = 0; i < 64; i++)
 		assert_true(acq(ips[i], 1));
-	enum conncount_result a = conncount_acquire(sa_of(&ss, ips[64], 40000), 1);
+	enum conncount_result a = conncount_acquire(sa_of(&ss, ips[64], 40000), 1, 128);
 	assert_int_equal(a, CONNCOUNT_UNCOUNTED);   /* connection A: admitted, not counted */
 	rel(ips[0]);                                /* room frees */
-	enum conncount_result b = conncount_acquire(sa_of(&ss, ips[64], 40000), 1);
+	enum conncount_result b = conncount_acquire(sa_of(&ss, ips[64], 40000), 1, 128);
 	assert_int_equal(b, CONNCOUNT_COUNTED);     /* connection B: counted */
 	if (a == CONNCOUNT_COUNTED)                 /* A closes: releases only what it counted */
 		rel(ips[64]);
@@ -317,8 +317,8 @@ static void *hammer(void *arg)
 	const struct sockaddr *sa = sa_of(&ss, ip, 1);
 
 	for (int i = 0; i < 20000; i++) {
-		if (conncount_acquire(sa, 0))
-			conncount_release(sa);
+		if (conncount_acquire(sa, 0, 128))
+			conncount_release(sa, 128);
 		conncount_total_add(1);
 		conncount_total_add(-1);
 	}
@@ -353,10 +353,39 @@ static void test_total(void **state)
 	assert_int_equal(conncount_total_add(0), base);
 }
 
+/* limits.client_ipv6_prefix: with 64 the addresses of one /64 are one client (their
+ * count is shared), another /64 is another; IPv4 is per address whatever the prefix; a
+ * release with the same prefix gives the slot back. */
+static void test_ipv6_prefix(void **state)
+{
+	struct sockaddr_storage a, b, c, d, e;
+
+	(void)state;
+	assert_int_equal(conncount_acquire(sa_of(&a, "2001:db8:5:1::1", 1), 2, 64), CONNCOUNT_COUNTED);
+	assert_int_equal(conncount_acquire(sa_of(&b, "2001:db8:5:1:ffff::2", 2), 2, 64), CONNCOUNT_COUNTED);
+	assert_int_equal(conncount_acquire(sa_of(&c, "2001:db8:5:1::3", 3), 2, 64), CONNCOUNT_REFUSED);
+	assert_int_equal(conncount_acquire(sa_of(&d, "2001:db8:5:2::1", 4), 2, 64), CONNCOUNT_COUNTED);
+	/* per address (128): the third address of the /64 is a client of its own */
+	assert_int_equal(conncount_acquire(sa_of(&c, "2001:db8:5:1::3", 3), 2, 128), CONNCOUNT_COUNTED);
+	conncount_release(sa_of(&c, "2001:db8:5:1::3", 3), 128);
+	/* IPv4 is never grouped */
+	assert_int_equal(conncount_acquire(sa_of(&e, "192.0.2.77", 5), 1, 64), CONNCOUNT_COUNTED);
+	assert_int_equal(conncount_acquire(sa_of(&e, "192.0.2.78", 5), 1, 64), CONNCOUNT_COUNTED);
+	conncount_release(sa_of(&e, "192.0.2.77", 5), 64);
+	conncount_release(sa_of(&e, "192.0.2.78", 5), 64);
+	conncount_release(sa_of(&a, "2001:db8:5:1::1", 1), 64);
+	assert_int_equal(conncount_acquire(sa_of(&c, "2001:db8:5:1::3", 3), 2, 64), CONNCOUNT_COUNTED);
+	conncount_release(sa_of(&b, "2001:db8:5:1:ffff::2", 2), 64);
+	conncount_release(sa_of(&c, "2001:db8:5:1::3", 3), 64);
+	conncount_release(sa_of(&d, "2001:db8:5:2::1", 4), 64);
+	assert_empty("2001:db8:5:1::9");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rows),
+		cmocka_unit_test(test_ipv6_prefix),
 		cmocka_unit_test(test_ports_ignored),
 		cmocka_unit_test(test_unix_peer),
 		cmocka_unit_test(test_many_distinct),

@@ -150,9 +150,9 @@ static void test_drain_enable(void **state)
 	expect("drain 127.0.0.1:2526", 0, "smtp://127.0.0.1:2526: drained");
 	assert_int_equal(atomic_load(&a->drained), 1);
 	assert_string_equal(ops_backend_state(a), "drained");
-	atomic_store(&a->active, 2);
+	backend_active_add(a, 2);	/* connections in use, of any generation */
 	assert_string_equal(ops_backend_state(a), "draining");
-	atomic_store(&a->active, 0);
+	backend_active_add(a, -2);
 	expect("drain SMTP://127.0.0.1:2526", 0, "already drained");
 	/* the pool never picks it, whatever the rotation */
 	for (int i = 0; i < 20; i++) {
@@ -164,7 +164,7 @@ static void test_drain_enable(void **state)
 	ops_apply_drains(np);
 	assert_int_equal(atomic_load(&np->servers[1].drained), 1);
 	assert_int_equal(atomic_load(&np->servers[0].drained), 0);
-	pool_free(np);
+	assert_true(backend_is_drained(&np->servers[1]));
 	/* every backend drained: nothing is picked (the client gets a 4xx) */
 	expect("drain smtp://127.0.0.1:2527", 0, "drained");
 	expect("drain lmtp://127.0.0.1:2424", 0, "drained");
@@ -176,6 +176,14 @@ static void test_drain_enable(void **state)
 	expect("enable smtp://127.0.0.1:2526", 0, "enabled");
 	expect("enable lmtp://127.0.0.1:2424", 0, "enabled");
 	assert_null(ops_drained_url(0));
+	/* the enable holds in a pool made while it was drained (sessions of that generation
+	 * still pick from it) */
+	assert_false(backend_is_drained(&np->servers[1]));
+	int seen = 0;
+	for (int i = 0; i < 4; i++)
+		seen += pool_pick_backend(np, NULL, NULL, 0) == &np->servers[1];
+	assert_int_equal(seen, 2);
+	pool_free(np);
 }
 
 static void test_ambiguous_host(void **state)

@@ -163,6 +163,7 @@ static void pool_setup(void)
 	g_backends[0].counts = &g_counts[0];
 	atomic_init(&g_counts[0].delivered, 7);
 	atomic_init(&g_backends[0].active, 2);
+	atomic_init(&g_counts[0].active, 2);	/* the gauge: by URL, every generation's */
 	g_backends[1].url = "maildir:/var/spool/\"odd\"\\dir";
 	atomic_init(&g_backends[1].up, 0);
 	atomic_init(&g_backends[1].fails, 3);

@@ -77,6 +77,35 @@ static void test_gcra_invalid(void **state)
 	assert_int_equal(gcra_check(&noperiod, 0, 0, 1, &r), -1);
 }
 
+static void test_gcra_refund(void **state)
+{
+	/* 3/60s: two charges, one given back: two more fit, not three; a refund never moves the
+	 * TAT before now (no extra burst), and an idle key stays idle. */
+	struct gcra_limit l = { 3, 60 * S };
+	struct gcra_result r;
+	uint64_t now = 1000 * S, tat = 0;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(gcra_check(&l, tat, now, 1, &r), 0);
+		assert_true(r.allowed);
+		tat = r.new_tat;
+	}
+	tat = gcra_refund(&l, tat, now, 1);
+	assert_int_equal(tat, now + 20 * S);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(gcra_check(&l, tat, now, 1, &r), 0);
+		assert_true(r.allowed);
+		tat = r.new_tat;
+	}
+	assert_int_equal(gcra_check(&l, tat, now, 1, &r), 0);
+	assert_false(r.allowed);
+	assert_int_equal(gcra_refund(&l, now + 5 * S, now, 1), now);
+	assert_int_equal(gcra_refund(&l, now - S, now, 1), now - S);
+	/* a cost over the limit was charged as the limit: given back as the limit */
+	assert_int_equal(gcra_refund(&l, now + 60 * S, now, 10), now);
+}
+
 static void test_gcra_remaining(void **state)
 {
 	struct gcra_limit l = { 10, 60 * S };
@@ -110,6 +139,7 @@ int main(void)
 		cmocka_unit_test(test_gcra_table),
 		cmocka_unit_test(test_gcra_invalid),
 		cmocka_unit_test(test_gcra_remaining),
+		cmocka_unit_test(test_gcra_refund),
 		cmocka_unit_test(test_gcra_huge_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

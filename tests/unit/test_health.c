@@ -442,6 +442,27 @@ static void test_stop_in_flight(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* backends.require_tls: a server whose EHLO reply offers no STARTTLS gets no message
+ * (relay.c), so its probe fails too and it stays down. */
+static void test_require_tls(void **state)
+{
+	struct responder r;
+	uv_loop_t loop;
+	responder_start(&r);
+	struct pool *p = pool_by_hand(1, 1, 1);
+	p->require_tls = true;
+	backend_init_tcp(&p->servers[0], BACKEND_SMTP, r.port, 0);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	struct health *h = health_start(&loop, p, 30, 500, "mx.test");
+	assert_non_null(h);
+	assert_true(run_until(&loop, is_down, &p->servers[0], 3000));
+	assert_true(run_until(&loop, responder_seen_2, &r, 3000));
+	assert_int_equal(atomic_load(&p->servers[0].up), 0);
+	stop_and_drain(&loop, h);
+	responder_stop(&r);
+	pool_by_hand_free(p);
+}
+
 static void test_copy_state(void **state)
 {
 	struct pool *a = pool_by_hand(2, 2, 2), *b = pool_by_hand(1, 2, 2);
@@ -478,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_lmtp_unix),
 		cmocka_unit_test(test_maildir),
 		cmocka_unit_test(test_stop_in_flight),
+		cmocka_unit_test(test_require_tls),
 		cmocka_unit_test(test_copy_state),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

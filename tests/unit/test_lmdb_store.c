@@ -251,6 +251,101 @@ static void test_sweep(void **state)
 	dir_remove(&d);
 }
 
+/* The rank of a test record: its first 8 bytes (a sequence number: the stalest first). */
+static uint64_t seq_rank(const void *key, size_t klen, const void *val, size_t vlen,
+    const void *ctx)
+{
+	uint64_t r = 0;
+
+	(void)key;
+	(void)klen;
+	(void)ctx;
+	if (vlen >= sizeof(r))
+		memcpy(&r, val, sizeof(r));
+	return r;
+}
+
+static void status_cb(void *arg, int status)
+{
+	*(int *)arg = status;
+}
+
+static void test_map_full_evicts(void **state)
+{
+	/* 20,000 records of ~150 bytes (3 MB) through a writer with a rank, into a 1 MiB map,
+	 * in batches of 250 whose keys are spread over the key space: no batch fails, the
+	 * stalest records are the ones that went, the newest are all there. Before, the map
+	 * filled after ~5,000 and every later batch failed (MDB_MAP_FULL), for good. A writer
+	 * without a rank still fails its batches in a full map. */
+	static const char *const prefixes[] = { "e:", NULL };
+	struct lmdb_writer_config ec = { .sweep_prefixes = prefixes, .rank = seq_rank,
+		.name = "evictor" };
+	struct lmdb_writer_config pc = { .name = "plain" };
+	struct lmdb_writer_stats ws;
+	struct lmdb_store *st;
+	struct lmdb_writer *ew, *pw;
+	struct dir d;
+	unsigned char val[140], buf[160];
+	char key[32];
+	uint64_t records, used, map;
+	int status, failed = 0, old_left = 0;
+	size_t len;
+	const uint64_t N = 20000;
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	ew = lmdb_writer_new(st, NULL, &ec);
+	assert_non_null(ew);
+	memset(val, 'v', sizeof(val));
+	for (uint64_t i = 0; i < N; i++) {
+		/* key order unrelated to age: a multiplicative scramble of i */
+		snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((i * 2654435761u) & 0xffffffffu));
+		memcpy(val, &i, sizeof(i));
+		assert_int_equal(lmdb_writer_put(ew, key, strlen(key), val, sizeof(val)), 0);
+		if (i % 250 == 249) {
+			status = 1;
+			assert_int_equal(lmdb_writer_flush(ew, status_cb, &status), 0);
+			if (status != 0)
+				failed++;
+		}
+	}
+	lmdb_writer_stats(ew, &ws);
+	assert_int_equal(failed, 0);
+	assert_int_equal(ws.failed, 0);
+	assert_true(ws.evicted > 0);
+	assert_int_equal(lmdb_store_usage(st, &records, &used, &map), 0);
+	assert_true(records + ws.evicted == N);
+	/* the last batch is all there; the first thousand are gone (a few may survive in the
+	 * bucket the cut fell in) */
+	for (uint64_t i = N - 250; i < N; i++) {
+		snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((i * 2654435761u) & 0xffffffffu));
+		assert_int_equal(lmdb_store_get(st, key, strlen(key), buf, sizeof(buf), &len), 1);
+	}
+	for (uint64_t i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((i * 2654435761u) & 0xffffffffu));
+		old_left += lmdb_store_get(st, key, strlen(key), buf, sizeof(buf), &len);
+	}
+	assert_int_equal(old_left, 0);
+	/* a writer without a rank: its batches fail once the map is full, as before */
+	pw = lmdb_writer_new(st, NULL, &pc);
+	failed = 0;
+	for (uint64_t i = 0; i < N && failed == 0; i++) {
+		snprintf(key, sizeof(key), "p:%08llx", (unsigned long long)i);
+		assert_int_equal(lmdb_writer_put(pw, key, strlen(key), val, sizeof(val)), 0);
+		if (i % 250 == 249) {
+			status = 1;
+			lmdb_writer_flush(pw, status_cb, &status);
+			failed += status != 0;
+		}
+	}
+	assert_int_equal(failed, 1);
+	lmdb_writer_free(pw);
+	lmdb_writer_free(ew);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
 static void test_bad_config(void **state)
 {
 	static const char *const too_many[] = { "a", "b", "c", "d", "e", NULL };
@@ -452,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_merge_refused_without_fn),
 		cmocka_unit_test(test_get_many),
 		cmocka_unit_test(test_sweep),
+		cmocka_unit_test(test_map_full_evicts),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_loop_writer),
 		cmocka_unit_test(test_free_keeps_order),

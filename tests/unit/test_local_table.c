@@ -100,6 +100,36 @@ static void test_expire(void **state)
 	local_table_free(t);
 }
 
+static bool count_fn(const char *key, const struct local_rec *rec, void *arg)
+{
+	size_t *n = arg;
+
+	(void)key;
+	(void)rec;
+	return ++*n < 3;     /* stop after three */
+}
+
+static void test_foreach(void **state)
+{
+	/* live records only, and the walk stops when fn says so */
+	struct local_table *t = local_table_new(100);
+	struct set_arg live = { 10 * S, 0, 1 }, gone = { 2 * S, 0, 2 };
+	size_t n = 0;
+
+	(void)state;
+	local_table_update(t, "a", S, true, set_fn, &live);
+	local_table_update(t, "b", S, true, set_fn, &live);
+	local_table_update(t, "c", S, true, set_fn, &gone);
+	local_table_foreach(t, 5 * S, count_fn, &n);
+	assert_int_equal(n, 2);
+	local_table_update(t, "d", S, true, set_fn, &live);
+	local_table_update(t, "e", S, true, set_fn, &live);
+	n = 0;
+	local_table_foreach(t, 5 * S, count_fn, &n);
+	assert_int_equal(n, 3);
+	local_table_free(t);
+}
+
 static void test_bounded(void **state)
 {
 	/* 10000 live keys into a 160-key table: it never grows past its bound; a pinned key
@@ -118,6 +148,8 @@ static void test_bounded(void **state)
 	}
 	assert_true(local_table_size(t) <= 160);
 	assert_true(local_table_size(t) >= 100);
+	/* every key that went to make room is counted (the live ones: none expired) */
+	assert_int_equal(local_table_evicted(t), 10001 - local_table_size(t));
 	pin.pins = 1;
 	assert_int_equal(local_table_update(t, "pinned", 2 * S, false, set_fn, &pin), 7);
 	assert_int_equal(pin.seen.val, 99);
@@ -175,6 +207,7 @@ int main(void)
 		cmocka_unit_test(test_pins),
 		cmocka_unit_test(test_expire),
 		cmocka_unit_test(test_bounded),
+		cmocka_unit_test(test_foreach),
 		cmocka_unit_test(test_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

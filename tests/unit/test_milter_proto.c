@@ -251,9 +251,10 @@ static void test_negotiation_masks(void **state)
 	assert_true(offer & SMFIP_NR_BODY);
 	assert_true(offer & SMFIP_NOBODY);
 	assert_true(offer & SMFIP_SKIP);
-	/* ... but never send rejected recipients nor keep the header's leading space */
+	/* ... and keep a header's leading white space for a filter that asks (as Postfix
+	 * does: opendkim signs the field as written), but never send rejected recipients */
 	assert_false(offer & SMFIP_RCPT_REJ);
-	assert_false(offer & SMFIP_HDR_LEADSPC);
+	assert_true(offer & SMFIP_HDR_LEADSPC);
 	assert_true((offer & ~SMFI_CURR_PROT) == 0);
 	assert_int_equal(milter_actions_offer() & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY |
 	    SMFIF_ADDRCPT | SMFIF_DELRCPT | SMFIF_CHGFROM | SMFIF_QUARANTINE),

@@ -773,6 +773,23 @@ static void test_adapter_verdicts(void **state)
 	}
 }
 
+/* A refusal before end of data without a reply of the plugin's own names no message: a
+ * refused recipient reads "5.7.1 Command rejected", as Postfix words a milter's bare reject. */
+static void test_adapter_reject_rcpt_default(void **state)
+{
+	struct adapter a;
+
+	memset(scripts, 0, sizeof(scripts));
+	scripts[0].at[HOOK_RCPT] = MXGATE_REJECT;
+	adapter_setup(&a, 1, NULL, false);
+	harness_run(&a.h, HOOK_MAIL);
+	harness_run(&a.h, HOOK_RCPT);
+	assert_int_equal(a.h.v.action, VERDICT_REJECT);
+	assert_int_equal(a.h.v.code, 550);
+	assert_string_equal(a.h.v.reply, "5.7.1 Command rejected");
+	adapter_teardown(&a);
+}
+
 /* A milter-style discard at RCPT: that stage ends as an accept, and end of data answers
  * with the discard without calling any plugin. */
 static void test_adapter_discard_before_eom(void **state)
@@ -953,6 +970,7 @@ int main(void)
 		cmocka_unit_test(test_option_strings),
 		cmocka_unit_test(test_option_docs),
 		cmocka_unit_test(test_adapter_verdicts),
+		cmocka_unit_test(test_adapter_reject_rcpt_default),
 		cmocka_unit_test(test_adapter_discard_before_eom),
 		cmocka_unit_test(test_adapter_flags),
 		cmocka_unit_test(test_adapter_reserved_symbol),

@@ -113,19 +113,21 @@ static void test_score(void **state)
 
 static void test_keys(void **state)
 {
-	static const struct { const char *ip; long p4, p6; const char *k1, *k2; } cases[] = {
-		{ "198.18.7.7", 24, 64, "ip:198.18.7.7", "net:198.18.7.0/24" },
-		{ "::ffff:198.18.7.7", 24, 64, "ip:198.18.7.7", "net:198.18.7.0/24" },
-		{ "2001:db8:1:2:3:4:5:6", 24, 64, "ip:2001:db8:1:2:3:4:5:6", "net:2001:db8:1:2::/64" },
-		{ "198.18.200.9", 16, 64, "ip:198.18.200.9", "net:198.18.0.0/16" },
+	static const struct { const char *ip; long p4, p6, c6; const char *k1, *k2; } cases[] = {
+		{ "198.18.7.7", 24, 64, 64, "ip:198.18.7.7", "net:198.18.7.0/24" },
+		{ "::ffff:198.18.7.7", 24, 64, 64, "ip:198.18.7.7", "net:198.18.7.0/24" },
+		/* an IPv6 client is its /64 (limits.client_ipv6_prefix), or its address with 128 */
+		{ "2001:db8:1:2:3:4:5:6", 24, 48, 64, "ip:2001:db8:1:2::/64", "net:2001:db8:1::/48" },
+		{ "2001:db8:1:2:3:4:5:6", 24, 64, 128, "ip:2001:db8:1:2:3:4:5:6", "net:2001:db8:1:2::/64" },
+		{ "198.18.200.9", 16, 64, 64, "ip:198.18.200.9", "net:198.18.0.0/16" },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct sockaddr_storage ss = addr(cases[i].ip);
 		char k1[80], k2[80];
 
-		assert_int_equal(reputation_keys((struct sockaddr *)&ss, cases[i].p4, cases[i].p6, k1,
-		    sizeof(k1), k2, sizeof(k2)), 0);
+		assert_int_equal(reputation_keys((struct sockaddr *)&ss, cases[i].p4, cases[i].p6,
+		    cases[i].c6, k1, sizeof(k1), k2, sizeof(k2)), 0);
 		assert_string_equal(k1, cases[i].k1);
 		assert_string_equal(k2, cases[i].k2);
 	}

@@ -58,6 +58,9 @@ static void test_engine_results(void **state)
 		{ "null sender: HELO identity passes", "198.18.1.7", "helo.example", "", SPF_R_PASS },
 		{ "null sender: HELO identity fails", "192.0.2.9", "helo.example", "", SPF_R_FAIL },
 		{ "IPv6 client against ip4-only policy", "2001:db8::1", "c.test", "a@example.org", SPF_R_FAIL },
+		/* RFC 7208 4.3: a HELO that is not a multi-label domain name is none, no lookup */
+		{ "null sender, HELO an address literal", "192.0.2.9", "[192.0.2.9]", "", SPF_R_NONE },
+		{ "null sender, HELO one label", "192.0.2.9", "localhost", "", SPF_R_NONE },
 	};
 	struct spf_engine *e = spf_engine_new(&recs, true, NULL);
 
@@ -301,6 +304,97 @@ static void test_module_null_sender(void **state)
 	sess_free(&s);
 }
 
+/* helo_always: the HELO identity is checked beside MAIL FROM (SPF_HELO_<RESULT>, as
+ * SpamAssassin's SPF plugin and policyd-spf do), once per session and HELO name; its fail is
+ * refused with reject_helo_fail (policyd-spf's HELO_reject); the Authentication-Results field
+ * keeps the MAIL FROM result alone. */
+static void test_module_helo_always(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	const struct hook_symbol *sym;
+	struct verdict v;
+
+	f->cfg.spf.helo_always = true;
+	f->cfg.spf.helo_scores.fail = 2;
+	f->cfg.spf.helo_scores.pass = -0.25;
+	sess_init(f, &s, "198.18.1.7", "helo.example");
+	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
+	sym = hook_env_find_symbol(&s.env, "SPF_HELO_PASS");
+	assert_non_null(sym);
+	assert_true(sym->score == -0.25);
+	assert_string_equal(sym->desc, "helo.example");
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_PASS"));
+	run_eom(f, &s);
+	assert_string_equal(header_value(&s.env, "Authentication-Results"),
+	    "mx.example.test; spf=pass smtp.mailfrom=example.org");
+	sess_free(&s);
+
+	/* the HELO fails, MAIL FROM passes: scored, not refused without reject_helo_fail */
+	f->cfg.spf.records = recs;
+	sess_init(f, &s, "198.18.9.9", "helo.example");
+	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_HELO_FAIL"));
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_PASS"));
+	assert_true(s.env.score == 2 - 0.5);
+	sess_free(&s);
+
+	f->cfg.spf.reject_helo_fail = true;
+	sess_init(f, &s, "198.18.9.9", "helo.example");
+	v = run_mail(f, &s, "a@example.org");
+	assert_int_equal(v.action, VERDICT_REJECT);
+	assert_int_equal(v.code, 550);
+	assert_non_null(strstr(v.reply, "5.7.23 "));
+	assert_non_null(strstr(v.reply, "helo.example"));
+	sess_free(&s);
+
+	/* a HELO that is no domain name: none, not checked */
+	sess_init(f, &s, "198.18.9.9", "[198.18.9.9]");
+	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_HELO_NONE"));
+	sess_free(&s);
+
+	/* the null sender: the HELO identity is the check; one symbol, refused as a HELO fail */
+	sess_init(f, &s, "198.18.9.9", "helo.example");
+	v = run_mail(f, &s, "");
+	assert_int_equal(v.action, VERDICT_REJECT);
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_FAIL"));
+	assert_null(hook_env_find_symbol(&s.env, "SPF_HELO_FAIL"));
+	sess_free(&s);
+	f->cfg.spf.reject_helo_fail = false;
+	f->cfg.spf.helo_always = false;
+}
+
+/* The HELO result is kept for the session: a second transaction gets the symbol again
+ * without a second check (the cached result survives a record change). */
+static void test_module_helo_cached(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct spf_worker_stats st;
+
+	f->cfg.spf.helo_always = true;
+	sess_init(f, &s, "198.18.1.7", "helo.example");
+	spf_worker_get_stats(f->entries[0].wstate, &st);
+	unsigned long before = st.helo_checks;
+	assert_int_equal(run_mail(f, &s, "a@example.org").action, VERDICT_CONTINUE);
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_HELO_PASS"));
+	hook_env_free_outputs(&s.env);
+	assert_int_equal(run_mail(f, &s, "b@example.org").action, VERDICT_CONTINUE);
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_HELO_PASS"));
+	spf_worker_get_stats(f->entries[0].wstate, &st);
+	assert_int_equal(st.helo_checks - before, 1);
+	/* a new HELO is checked again */
+	snprintf(s.env.helo, sizeof(s.env.helo), "%s", "c.test");
+	hook_env_free_outputs(&s.env);
+	assert_int_equal(run_mail(f, &s, "b@example.org").action, VERDICT_CONTINUE);
+	assert_non_null(hook_env_find_symbol(&s.env, "SPF_HELO_NONE"));
+	spf_worker_get_stats(f->entries[0].wstate, &st);
+	assert_int_equal(st.helo_checks - before, 2);
+	sess_free(&s);
+	f->cfg.spf.helo_always = false;
+}
+
 static void test_module_session_gone(void **state)
 {
 	struct fixture *f = *state;
@@ -352,6 +446,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_module_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_fail_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_null_sender, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_module_helo_always, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_module_helo_cached, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_session_gone, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_timeout, setup, teardown),
 	};

@@ -1,0 +1,787 @@
+/* limits_control.c — the control socket's verbs for rate-limit buckets and greylist triplets
+ * (proxy/control_verbs.h), as postgrey's postgreyreport, spamd's spamdb and Haraka karma's
+ * Redis keys let an operator see and clear them:
+ *
+ *   ratelimit show KEY VALUE      every rule of KEY: what VALUE used, what is left, when full
+ *   ratelimit reset KEY VALUE     VALUE's buckets of every rule of KEY go (a full bucket)
+ *   greylist list [N]             up to N triplets (100 by default) with their state
+ *   greylist show IP SENDER RCPT  the triplet: unknown, waiting (since, passes in) or passed
+ *   greylist pass IP SENDER RCPT  the triplet passes from now on (as after a retry)
+ *   greylist delete IP SENDER RCPT  the triplet is forgotten (the next attempt is a first)
+ *
+ * KEY is a rule key (ip, ip_prefix, helo, sender, sender_domain, recipient, auth_domain,
+ * auth_user); VALUE is normalised as a session's is (an IP: an IPv6 client is its
+ * limits.client_ipv6_prefix network, ip_prefix each rule's network; the rest lowercased).
+ * The triplet is made as greylisting makes it (network, sender form, recipient; "<>" is the
+ * null sender). The store is the configured one: the process's local tables (read and
+ * changed in place, thread-safe), the LMDB directory (read inline, changed in one write
+ * transaction here: a worker's batch of the last half second may still write the triplet
+ * again), or Redis (one blocking connection per request, every step bounded by the module's
+ * timeout). Concurrency counts are sessions open now: shown, never reset. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <uv.h>
+#include <hiredis/hiredis.h>
+
+#include "proxy/config.h"
+#include "proxy/control_verbs.h"
+#include "proxy/headers.h"
+#include "proxy/jsonw.h"
+#include "proxy/log.h"
+#include "proxy/netaddr.h"
+#include "greylist.h"
+#include "ratelimit.h"
+#include "store/lmdb_store.h"
+#include "store/local_table.h"
+#include "store/redis.h"
+#include "store/store.h"
+
+#define LC_KEY_MAX 700
+
+/* ---- shared pieces ------------------------------------------------------------------------ */
+
+/* Drops what was written to out (an error replaces a half-written JSON answer). */
+static void lc_out_reset(struct strbuf *out)
+{
+	out->len = 0;
+	if (out->v)
+		out->v[0] = '\0';
+}
+
+/* An IP (v4, v6, v4-mapped) into ss. 0 or -1. */
+static int lc_parse_ip(const char *s, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+/* s lowercased into out, without one trailing dot (domain.c's normal form). 0 or -1. */
+static int lc_lower(const char *s, char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < outlen; i++)
+		out[i] = (char)tolower((unsigned char)s[i]);
+	if (s[i])
+		return -1;
+	if (i > 1 && out[i - 1] == '.')
+		i--;
+	out[i] = '\0';
+	return 0;
+}
+
+/* "<a@b>" -> "a@b" in place; "<>" -> "" (the null sender). */
+static const char *lc_unbracket(char *s)
+{
+	size_t n = strlen(s);
+
+	if (n >= 2 && s[0] == '<' && s[n - 1] == '>') {
+		s[n - 1] = '\0';
+		return s + 1;
+	}
+	return s;
+}
+
+static uint64_t lc_wall_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* ---- local table access ------------------------------------------------------------------ */
+
+struct lc_rec { struct local_rec rec; bool reset; };
+
+static int lc_rec_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	struct lc_rec *a = arg;
+
+	a->rec = *rec;
+	if (a->reset)
+		memset(rec, 0, sizeof(*rec));      /* idle: dropped */
+	return 1;
+}
+
+/* Reads (and with reset, clears) key's live record: 1 found, 0 absent. */
+static int lc_local(struct local_table *t, const char *key, bool reset, struct local_rec *out)
+{
+	struct lc_rec a = { { 0, 0, 0 }, reset };
+
+	if (t == NULL || local_table_update(t, key, uv_hrtime(), false, lc_rec_fn, &a) != 1)
+		return 0;
+	*out = a.rec;
+	return 1;
+}
+
+/* ---- ratelimit show / reset -------------------------------------------------------------- */
+
+static int lc_rl_key_of(const char *name)
+{
+	for (int k = 0; k < 16; k++)
+		if (strcmp(ratelimit_key_name(k), "?") == 0)
+			return -1;
+		else if (strcmp(ratelimit_key_name(k), name) == 0)
+			return k;
+	return -1;
+}
+
+/* The value a session would key rule r on: 0 or -1 (not an IP where one is needed). */
+static int lc_rl_value(const struct mx_config *cfg, const struct ratelimit_rule_config *r,
+    const char *arg, char *out, size_t outlen)
+{
+	struct sockaddr_storage ss;
+
+	if (r->key == RATELIMIT_KEY_IP || r->key == RATELIMIT_KEY_IP_PREFIX) {
+		if (lc_parse_ip(arg, &ss) < 0)
+			return -1;
+		if (r->key == RATELIMIT_KEY_IP)
+			return netaddr_client_string((struct sockaddr *)&ss, (int)cfg->limits.client_ipv6_prefix,
+			    out, outlen) < 0 ? -1 : 0;
+		return netaddr_prefix_string((struct sockaddr *)&ss, (int)r->prefix_v4, (int)r->prefix_v6,
+		    out, outlen);
+	}
+	return lc_lower(arg, out, outlen);
+}
+
+struct lc_bucket {
+	bool found;
+	uint64_t used, left, full_ms;   /* GCRA: cells in use, left now, ms until full again */
+	uint64_t current;               /* concurrency: sessions open */
+};
+
+/* GCRA state from a TAT (any unit, with now and period in the same unit). */
+static void lc_gcra_state(const struct ratelimit_rule_config *r, double tat, double now,
+    double period, double unit_ms, struct lc_bucket *b)
+{
+	double emission = period / (double)r->limit.count, ahead = tat - now;
+	uint64_t used;
+
+	if (ahead <= 0)
+		return;
+	b->found = true;
+	used = (uint64_t)((ahead + emission - 1e-9) / emission);
+	if (used > r->limit.count)
+		used = r->limit.count;
+	b->used = used;
+	b->left = r->limit.count - used;
+	b->full_ms = (uint64_t)(ahead * unit_ms + 0.5);
+}
+
+/* One rule's bucket in Redis: GET/ZCOUNT with the server's TIME; reset: DEL. 0 or -1. */
+static int lc_rl_redis(redisContext *c, const struct ratelimit_rule_config *r, const char *key,
+    bool reset, struct lc_bucket *b, int *deleted)
+{
+	redisReply *t = redisCommand(c, "TIME"), *v = NULL;
+	double now_us;
+	int rc = -1;
+
+	if (t == NULL || t->type != REDIS_REPLY_ARRAY || t->elements != 2)
+		goto out;
+	now_us = atof(t->element[0]->str) * 1e6 + atof(t->element[1]->str);
+	if (r->count == RATELIMIT_COUNT_CONCURRENCY) {
+		v = redisCommand(c, "ZCOUNT %s %.0f +inf", key, now_us / 1000);
+		if (v == NULL || v->type != REDIS_REPLY_INTEGER)
+			goto out;
+		b->found = v->integer > 0;
+		b->current = (uint64_t)v->integer;
+		rc = 0;
+		goto out;
+	}
+	v = redisCommand(c, reset ? "DEL %s" : "GET %s", key);
+	if (v == NULL || v->type == REDIS_REPLY_ERROR)
+		goto out;
+	if (reset)
+		*deleted += v->type == REDIS_REPLY_INTEGER && v->integer > 0;
+	else if (v->type == REDIS_REPLY_STRING)
+		lc_gcra_state(r, atof(v->str), now_us, (double)r->limit.period_ms * 1000, 0.001, b);
+	rc = 0;
+out:
+	if (t)
+		freeReplyObject(t);
+	if (v)
+		freeReplyObject(v);
+	return rc;
+}
+
+static int ratelimit_verb_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct strbuf *out)
+{
+	const struct ratelimit_config *c = &cfg->ratelimit;
+	const struct ratelimit_rule_config *rules = c->rules.v;
+	bool reset, redis = store_kind_of(c->store) == STORE_REDIS;
+	redisContext *rc = NULL;
+	struct jsonw j;
+	char err[200], value[520], key[LC_KEY_MAX];
+	int k, n = 0, deleted = 0;
+
+	if (argc != 3 || body != NULL || (strcmp(argv[0], "show") != 0 && strcmp(argv[0], "reset") != 0)) {
+		strbuf_printf(out, "usage: ratelimit show|reset KEY VALUE (KEY: ip, ip_prefix, helo, sender, "
+		    "sender_domain, recipient, auth_domain, auth_user)\n");
+		return -1;
+	}
+	reset = argv[0][0] == 'r';
+	if ((k = lc_rl_key_of(argv[1])) < 0) {
+		strbuf_printf(out, "ratelimit: \"%.40s\" is not a rule key\n", argv[1]);
+		return -1;
+	}
+	for (size_t i = 0; i < c->rules.n; i++)
+		n += rules[i].key == k;
+	if (n == 0) {
+		strbuf_printf(out, "ratelimit: no rule counts by %s\n", argv[1]);
+		return -1;
+	}
+	if (redis && (rc = redis_store_connect_sync(c->store, c->timeout, err, sizeof(err))) == NULL) {
+		strbuf_printf(out, "ratelimit %s: %s\n", argv[0], err);
+		return -1;
+	}
+	if (json) {
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_str(&j, "key", argv[1]);
+		jsonw_str(&j, "store", redis ? "redis" : "local");
+		jsonw_arr(&j, "rules");
+	}
+	for (size_t i = 0; i < c->rules.n; i++) {
+		const struct ratelimit_rule_config *r = &rules[i];
+		struct lc_bucket b = { 0 };
+		struct local_rec rec;
+		bool conc = r->count == RATELIMIT_COUNT_CONCURRENCY;
+
+		if (r->key != k)
+			continue;
+		if (lc_rl_value(cfg, r, argv[2], value, sizeof(value)) < 0) {
+			if (json)
+				lc_out_reset(out);
+			strbuf_printf(out, "ratelimit: \"%.64s\" is not an IP address\n", argv[2]);
+			redisFree(rc);
+			return -1;
+		}
+		ratelimit_store_key(r, value, key, sizeof(key));
+		/* the local table: the store itself, or what it decided while Redis was down */
+		if (lc_local(ratelimit_local_table(), key, reset && !conc, &rec)) {
+			if (conc) {
+				b.found = rec.val > 0;
+				b.current = rec.val;
+			} else {
+				deleted += reset && !redis;
+				if (!redis)
+					lc_gcra_state(r, (double)rec.expires_ns, (double)uv_hrtime(),
+					    (double)r->limit.period_ms * 1e6, 1e-6, &b);
+			}
+		}
+		if (rc && lc_rl_redis(rc, r, key, reset && !conc, &b, &deleted) < 0) {
+			if (json)
+				lc_out_reset(out);
+			strbuf_printf(out, "ratelimit %s: redis: %s\n", argv[0], rc->err ? rc->errstr : "error reply");
+			redisFree(rc);
+			return -1;
+		}
+		if (json) {
+			jsonw_obj(&j, NULL);
+			jsonw_str(&j, "value", value);
+			jsonw_str(&j, "count", ratelimit_count_name(r->count));
+			jsonw_str(&j, "limit", r->limit.text);
+			if (conc) {
+				jsonw_int(&j, "current", (long long)b.current);
+			} else if (!reset) {
+				jsonw_int(&j, "used", (long long)b.used);
+				jsonw_int(&j, "left", (long long)(b.found ? b.left : r->limit.count));
+				jsonw_int(&j, "full_in_ms", (long long)b.full_ms);
+			}
+			jsonw_end(&j);
+		} else if (conc) {
+			strbuf_printf(out, "%s %s concurrency %s: %llu session(s) open%s\n", argv[1], value,
+			    r->limit.text, (unsigned long long)b.current, reset ? " (a count of open sessions: not reset)" : "");
+		} else if (reset) {
+			strbuf_printf(out, "%s %s %s %s: reset\n", argv[1], value, ratelimit_count_name(r->count),
+			    r->limit.text);
+		} else if (!b.found) {
+			strbuf_printf(out, "%s %s %s %s: unused (%llu left)\n", argv[1], value,
+			    ratelimit_count_name(r->count), r->limit.text, (unsigned long long)r->limit.count);
+		} else {
+			strbuf_printf(out, "%s %s %s %s: %llu used, %llu left, full again in %llus\n", argv[1],
+			    value, ratelimit_count_name(r->count), r->limit.text, (unsigned long long)b.used,
+			    (unsigned long long)b.left, (unsigned long long)((b.full_ms + 999) / 1000));
+		}
+	}
+	redisFree(rc);
+	if (json) {
+		jsonw_end(&j);
+		if (reset)
+			jsonw_int(&j, "reset", deleted);
+		jsonw_end(&j);
+		strbuf_append(out, "\n", 1);
+	}
+	if (reset)
+		log_event(LOG_LVL_INFO, NULL, "event=ratelimit_reset key=%s value=%s buckets=%d store=%s",
+		    argv[1], value, deleted, redis ? "redis" : "local");
+	return 0;
+}
+
+const struct control_verb ratelimit_control_verb = {
+	.words = "ratelimit", .usage = "ratelimit show|reset KEY VALUE", .run = ratelimit_verb_run,
+};
+
+/* ---- greylist show / pass / delete ------------------------------------------------------- */
+
+enum { GL_SHOW = 0, GL_PASS, GL_DELETE };
+
+struct lc_triplet {
+	bool found, passed;
+	uint64_t age_ms, expires_ms;    /* since the first attempt / until forgotten */
+};
+
+/* The local table: read, pass (passed, kept for expire) or delete. */
+struct lc_gl_arg { int op; uint64_t expire_ms; struct lc_triplet *t; };
+
+static int lc_gl_local_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	struct lc_gl_arg *a = arg;
+	uint64_t first = rec->val & ~(1ull << 63);
+
+	a->t->found = exists;
+	if (exists) {
+		a->t->passed = (rec->val >> 63) != 0;
+		a->t->age_ms = now_ns / 1000000 > first ? now_ns / 1000000 - first : 0;
+		a->t->expires_ms = (rec->expires_ns - now_ns) / 1000000;
+	}
+	if (a->op == GL_DELETE) {
+		memset(rec, 0, sizeof(*rec));
+	} else if (a->op == GL_PASS) {
+		rec->val = (exists ? first : now_ns / 1000000) | (1ull << 63);
+		rec->expires_ns = now_ns + a->expire_ms * 1000000;
+	}
+	return 1;
+}
+
+static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int op,
+    struct lc_triplet *t, char *err, size_t errlen)
+{
+	struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+	unsigned char val[GREYLIST_RECORD_LEN];
+	struct greylist_entry e;
+	char key[LC_KEY_MAX];
+	uint64_t now = lc_wall_ms();
+	size_t len = 0;
+	int rc = -1;
+
+	if (st == NULL) {
+		snprintf(err, errlen, "cannot open %s", c->store);
+		return -1;
+	}
+	if (greylist_lmdb_key(lmdb_store_max_key(st), triplet, key, sizeof(key)) < 0 ||
+	    lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len) < 0) {
+		snprintf(err, errlen, "read failed");
+		goto out;
+	}
+	if (len == sizeof(val) && greylist_record_decode(val, len, now, &e)) {
+		uint64_t exp;
+
+		memcpy(&exp, val, sizeof(exp));
+		t->found = true;
+		t->passed = e.passed;
+		t->age_ms = now > e.first_ms ? now - e.first_ms : 0;
+		t->expires_ms = exp > now ? exp - now : 0;
+	}
+	if (op != GL_SHOW) {
+		struct lmdb_writer_config wc = { .name = "greylist" };
+		struct lmdb_writer *w = lmdb_writer_new(st, NULL, &wc);
+		int status = -1;
+
+		if (w == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		if (op == GL_DELETE) {
+			lmdb_writer_del(w, key, strlen(key));
+		} else {
+			struct greylist_entry ne = { t->found ? now - t->age_ms : now, true };
+
+			greylist_record_encode(&ne, now + c->expire, val);
+			lmdb_writer_put(w, key, strlen(key), val, sizeof(val));
+		}
+		struct lmdb_writer_stats ws;
+
+		status = lmdb_writer_flush(w, NULL, NULL) < 0 ? -1 : 0;
+		lmdb_writer_stats(w, &ws);
+		if (ws.failed)
+			status = -1;
+		lmdb_writer_free(w);
+		if (status < 0) {
+			snprintf(err, errlen, "write failed (see the log)");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	lmdb_store_close(st);
+	return rc;
+}
+
+static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
+    struct lc_triplet *t, char *err, size_t errlen)
+{
+	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
+	redisReply *v = NULL, *ttl = NULL, *tm = NULL;
+	int ret = -1;
+
+	if (rc == NULL)
+		return -1;
+	v = redisCommand(rc, "HMGET %s first pass", key);
+	ttl = redisCommand(rc, "PTTL %s", key);
+	tm = redisCommand(rc, "TIME");
+	if (v == NULL || v->type != REDIS_REPLY_ARRAY || v->elements != 2 || ttl == NULL ||
+	    ttl->type != REDIS_REPLY_INTEGER || tm == NULL || tm->type != REDIS_REPLY_ARRAY ||
+	    tm->elements != 2)
+		goto fail;
+	if (v->element[0]->type == REDIS_REPLY_STRING) {
+		double now = atof(tm->element[0]->str) * 1000 + atof(tm->element[1]->str) / 1000;
+		double first = atof(v->element[0]->str);
+
+		t->found = true;
+		t->passed = v->element[1]->type == REDIS_REPLY_STRING;
+		t->age_ms = now > first ? (uint64_t)(now - first) : 0;
+		t->expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
+	}
+	freeReplyObject(v);
+	v = NULL;
+	if (op == GL_DELETE) {
+		v = redisCommand(rc, "DEL %s", key);
+	} else if (op == GL_PASS) {
+		char first[32];
+
+		snprintf(first, sizeof(first), "%.0f", atof(tm->element[0]->str) * 1000 +
+		    atof(tm->element[1]->str) / 1000 - (double)t->age_ms);
+		v = redisCommand(rc, "HSET %s first %s pass 1", key, first);
+		if (v && v->type != REDIS_REPLY_ERROR) {
+			freeReplyObject(v);
+			v = redisCommand(rc, "PEXPIRE %s %llu", key, (unsigned long long)c->expire);
+		}
+	}
+	if (op != GL_SHOW && (v == NULL || v->type == REDIS_REPLY_ERROR))
+		goto fail;
+	ret = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "redis: %s", rc->err ? rc->errstr : "error reply");
+out:
+	if (v)
+		freeReplyObject(v);
+	if (ttl)
+		freeReplyObject(ttl);
+	if (tm)
+		freeReplyObject(tm);
+	redisFree(rc);
+	return ret;
+}
+
+/* ---- greylist list ------------------------------------------------------------------------ */
+
+#define LC_LIST_DEFAULT 100
+#define LC_LIST_MAX 10000
+#define LC_SCAN_CALLS 200               /* Redis SCAN calls at most per list */
+
+struct lc_list {
+	struct strbuf *out;
+	struct jsonw j;
+	bool json;
+	size_t n, max;
+	bool truncated;
+	uint64_t delay_ms, now_ms, now_ns;
+};
+
+static void lc_list_add(struct lc_list *l, const char *triplet, const struct lc_triplet *t)
+{
+	const char *state = t->passed ? "passed" : "waiting";
+
+	if (l->json) {
+		jsonw_obj(&l->j, NULL);
+		jsonw_str(&l->j, "triplet", triplet);
+		jsonw_str(&l->j, "state", state);
+		jsonw_int(&l->j, "first_seen_ms_ago", (long long)t->age_ms);
+		jsonw_int(&l->j, "expires_in_ms", (long long)t->expires_ms);
+		jsonw_end(&l->j);
+	} else {
+		strbuf_printf(l->out, "%s %s first_seen=%llus expires=%llus\n", triplet, state,
+		    (unsigned long long)(t->age_ms / 1000), (unsigned long long)(t->expires_ms / 1000));
+	}
+	l->n++;
+}
+
+/* false once max entries are listed (the walk stops; truncated). */
+static bool lc_list_room(struct lc_list *l)
+{
+	if (l->n < l->max)
+		return true;
+	l->truncated = true;
+	return false;
+}
+
+static bool lc_list_local_fn(const char *key, const struct local_rec *rec, void *arg)
+{
+	struct lc_list *l = arg;
+	uint64_t first = rec->val & ~(1ull << 63), now_ms = l->now_ns / 1000000;
+	struct lc_triplet t = { true, (rec->val >> 63) != 0, now_ms > first ? now_ms - first : 0,
+		rec->expires_ns > l->now_ns ? (rec->expires_ns - l->now_ns) / 1000000 : 0 };
+
+	if (!lc_list_room(l))
+		return false;
+	lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
+	return true;
+}
+
+static bool lc_list_lmdb_fn(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct lc_list *l = arg;
+	struct greylist_entry e;
+	struct lc_triplet t = { true };
+	char triplet[LC_KEY_MAX];
+	uint64_t exp;
+
+	if (!greylist_record_decode(val, vlen, l->now_ms, &e))
+		return true;                /* expired, not swept yet */
+	if (!lc_list_room(l))
+		return false;
+	memcpy(&exp, val, sizeof(exp));
+	t.passed = e.passed;
+	t.age_ms = l->now_ms > e.first_ms ? l->now_ms - e.first_ms : 0;
+	t.expires_ms = exp > l->now_ms ? exp - l->now_ms : 0;
+	klen -= 3;                          /* "gl:" */
+	if (klen >= sizeof(triplet))
+		klen = sizeof(triplet) - 1;
+	memcpy(triplet, (const char *)key + 3, klen);
+	triplet[klen] = '\0';
+	lc_list_add(l, triplet, &t);
+	return true;
+}
+
+/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL. 0 or -1. */
+static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, char *err, size_t errlen)
+{
+	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
+	char cursor[32] = "0";
+	int ret = -1;
+
+	if (rc == NULL)
+		return -1;
+	for (int calls = 0; calls < LC_SCAN_CALLS; calls++) {
+		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, GREYLIST_KEY_PREFIX);
+
+		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		    r->element[0]->type != REDIS_REPLY_STRING) {
+			if (r)
+				freeReplyObject(r);
+			goto fail;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+		for (size_t i = 0; i < r->element[1]->elements; i++) {
+			const char *key = r->element[1]->element[i]->str;
+			redisReply *v, *ttl;
+			struct lc_triplet t = { true };
+
+			if (!lc_list_room(l))
+				break;
+			v = redisCommand(rc, "HMGET %s first pass", key);
+			ttl = redisCommand(rc, "PTTL %s", key);
+			if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
+			    v->element[0]->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER) {
+				double first = atof(v->element[0]->str);
+
+				t.passed = v->element[1]->type == REDIS_REPLY_STRING;
+				t.age_ms = (double)l->now_ms > first ? (uint64_t)((double)l->now_ms - first) : 0;
+				t.expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
+				lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
+			}
+			if (v)
+				freeReplyObject(v);
+			if (ttl)
+				freeReplyObject(ttl);
+		}
+		freeReplyObject(r);
+		if (l->truncated || strcmp(cursor, "0") == 0)
+			break;
+		if (calls + 1 == LC_SCAN_CALLS)
+			l->truncated = true;
+	}
+	ret = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "redis: %s", rc->err ? rc->errstr : "error reply");
+out:
+	redisFree(rc);
+	return ret;
+}
+
+/* greylist list [N]: up to N triplets (100 by default) of the store, in its order. */
+static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, bool json,
+    struct strbuf *out)
+{
+	const struct greylist_config *c = &cfg->greylist;
+	struct lc_list l = { .out = out, .json = json, .max = LC_LIST_DEFAULT, .delay_ms = c->delay };
+	int kind = store_kind_of(c->store);
+	const char *store = kind == STORE_LMDB ? "lmdb" : kind == STORE_REDIS ? "redis" : "local";
+	char err[200] = "";
+	char *e;
+
+	if (argc == 2) {
+		long v = strtol(argv[1], &e, 10);
+
+		if (*e || v < 1 || v > LC_LIST_MAX) {
+			strbuf_printf(out, "usage: greylist list [N] (1..%d, default %d)\n", LC_LIST_MAX,
+			    LC_LIST_DEFAULT);
+			return -1;
+		}
+		l.max = (size_t)v;
+	}
+	l.now_ms = lc_wall_ms();
+	l.now_ns = uv_hrtime();
+	if (json) {
+		jsonw_init(&l.j, out);
+		jsonw_obj(&l.j, NULL);
+		jsonw_str(&l.j, "store", store);
+		jsonw_arr(&l.j, "triplets");
+	}
+	if (kind == STORE_LMDB) {
+		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+
+		if (st == NULL || lmdb_store_foreach(st, "gl:", lc_list_lmdb_fn, &l) < 0)
+			snprintf(err, sizeof(err), "cannot read %s", c->store);
+		lmdb_store_close(st);
+	} else if (kind == STORE_REDIS) {
+		lc_list_redis(c, &l, err, sizeof(err));
+	} else if (greylist_local_table()) {
+		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_local_fn, &l);
+	}
+	if (err[0]) {
+		lc_out_reset(out);
+		strbuf_printf(out, "greylist list: %s\n", err);
+		return -1;
+	}
+	if (json) {
+		jsonw_end(&l.j);
+		jsonw_int(&l.j, "count", (long long)l.n);
+		jsonw_bool(&l.j, "truncated", l.truncated);
+		jsonw_end(&l.j);
+		strbuf_append(out, "\n", 1);
+	} else {
+		strbuf_printf(out, "%zu triplet%s (%s)%s\n", l.n, l.n == 1 ? "" : "s", store,
+		    l.truncated ? ", more not listed" : "");
+	}
+	return 0;
+}
+
+static int greylist_verb_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct strbuf *out)
+{
+	static const char *const ops[] = { "show", "pass", "delete" };
+	const struct greylist_config *c = &cfg->greylist;
+	struct sockaddr_storage ss;
+	struct lc_triplet t = { 0 };
+	char key[LC_KEY_MAX], err[200] = "", snd[300];
+	const size_t plen = sizeof(GREYLIST_KEY_PREFIX) - 1;
+	const char *triplet = key + plen, *store;
+	int op = -1, kind = store_kind_of(c->store);
+
+	for (int i = 0; i < 3; i++)
+		if (argc >= 1 && strcmp(argv[0], ops[i]) == 0)
+			op = i;
+	if (body == NULL && c->enabled && argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0)
+		return lc_greylist_list(cfg, argc, argv, json, out);
+	if (argc != 4 || body != NULL || op < 0) {
+		strbuf_printf(out, "usage: greylist list [N] | greylist show|pass|delete IP SENDER RCPT "
+		    "(SENDER <> for the null sender)\n");
+		return -1;
+	}
+	if (!c->enabled) {
+		strbuf_printf(out, "greylist: not enabled\n");
+		return -1;
+	}
+	if (lc_parse_ip(argv[1], &ss) < 0) {
+		strbuf_printf(out, "greylist: \"%.64s\" is not an IP address\n", argv[1]);
+		return -1;
+	}
+	snprintf(snd, sizeof(snd), "%s", argv[2]);
+	memcpy(key, GREYLIST_KEY_PREFIX, plen);
+	if (greylist_triplet((struct sockaddr *)&ss, c->prefix_v4, c->prefix_v6, lc_unbracket(snd),
+	    lc_unbracket(argv[3]), key + plen, sizeof(key) - plen) < 0) {
+		strbuf_printf(out, "greylist: sender or recipient too long\n");
+		return -1;
+	}
+	if (kind == STORE_LMDB) {
+		store = "lmdb";
+		if (lc_gl_lmdb(c, triplet, op, &t, err, sizeof(err)) < 0)
+			goto fail;
+	} else if (kind == STORE_REDIS) {
+		store = "redis";
+		if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0)
+			goto fail;
+	} else {
+		struct lc_gl_arg a = { op, c->expire, &t };
+		struct local_table *tb = greylist_local_table();
+
+		store = "local";
+		if (tb)
+			local_table_update(tb, key, uv_hrtime(), op == GL_PASS, lc_gl_local_fn, &a);
+	}
+	if (op != GL_SHOW)
+		log_event(LOG_LVL_INFO, NULL, "event=greylist_%s triplet=\"%s\" was=%s store=%s", ops[op],
+		    triplet, !t.found ? "unknown" : t.passed ? "passed" : "waiting", store);
+	if (json) {
+		struct jsonw j;
+
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_str(&j, "triplet", triplet);
+		jsonw_str(&j, "store", store);
+		jsonw_str(&j, "state", !t.found ? "unknown" : t.passed ? "passed" : "waiting");
+		if (t.found) {
+			jsonw_int(&j, "first_seen_ms_ago", (long long)t.age_ms);
+			jsonw_int(&j, "expires_in_ms", (long long)t.expires_ms);
+			if (!t.passed)
+				jsonw_int(&j, "passes_in_ms", (long long)(t.age_ms < c->delay ? c->delay - t.age_ms : 0));
+		}
+		if (op != GL_SHOW)
+			jsonw_str(&j, "done", ops[op]);
+		jsonw_end(&j);
+		strbuf_append(out, "\n", 1);
+		return 0;
+	}
+	if (!t.found)
+		strbuf_printf(out, "%s: unknown", triplet);
+	else if (t.passed)
+		strbuf_printf(out, "%s: passed (first seen %llus ago, forgotten in %llus unless used)", triplet,
+		    (unsigned long long)(t.age_ms / 1000), (unsigned long long)(t.expires_ms / 1000));
+	else
+		strbuf_printf(out, "%s: waiting (first seen %llus ago, a retry passes in %llus, forgotten in %llus)",
+		    triplet, (unsigned long long)(t.age_ms / 1000),
+		    (unsigned long long)(t.age_ms < c->delay ? (c->delay - t.age_ms + 999) / 1000 : 0),
+		    (unsigned long long)(t.expires_ms / 1000));
+	strbuf_printf(out, "%s\n", op == GL_PASS ? "; now passed" : op == GL_DELETE ? "; deleted" : "");
+	return 0;
+fail:
+	strbuf_printf(out, "greylist %s: %s\n", ops[op], err);
+	return -1;
+}
+
+const struct control_verb greylist_control_verb = {
+	.words = "greylist", .usage = "greylist list [N] | greylist show|pass|delete IP SENDER RCPT",
+	.run = greylist_verb_run,
+};

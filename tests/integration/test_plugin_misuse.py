@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""A shared-object plugin that breaks the contract the way a first plugin does, against the
+running daemon: done() twice in one hook (a forgotten `return` after `host->done(...)`, as
+in the docs' example), host calls after its done(), a verdict out of range, and a reply whose
+enhanced status code is of another class than the SMTP code. The process survives each
+(a second done() used to free the call twice: SIGSEGV at end of data), the first verdict
+stands, the misuse is logged, and the client's reply is consistent RFC 3463 (`451 4.x.x`,
+`550 5.x.x`). A body replaced past limits.max_message_size is refused."""
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as t  # noqa: E402
+
+t.need()
+cc = shutil.which('cc') or shutil.which('gcc')
+if cc is None:
+    t.skip('no C compiler to build the plugin')
+
+SRC = r'''#include <string.h>
+#include "plugin.h"
+static const struct mxgate_host *host;
+static int m_init(const struct mxgate_host *h, const struct mxgate_plugin_args *a, void **i,
+    char *e, size_t el) { host = h; *i = 0; return 0; }
+static int is(const char *r, const char *w) { return r && strncmp(r, w, strlen(w)) == 0; }
+static void m_rcpt(void *i, struct mxgate_call *c)
+{
+	const char *r = host->get(c, MXGATE_RCPT);
+	if (is(r, "twice")) {
+		host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+		host->done(c, MXGATE_REJECT, 550, "5.7.1 second done", "misuse");
+		return;
+	}
+	if (is(r, "tf5"))
+		return host->done(c, MXGATE_TEMPFAIL, 0, "5.7.1 tempfail text of class 5", "misuse");
+	if (is(r, "rej4"))
+		return host->done(c, MXGATE_REJECT, 0, "4.7.1 reject text of class 4", "misuse");
+	if (is(r, "code450rej"))
+		return host->done(c, MXGATE_REJECT, 450, "5.7.1 code 450 with a 5.x.x", "misuse");
+	if (is(r, "notenh"))
+		return host->done(c, MXGATE_TEMPFAIL, 0, "1.5 million reasons", "misuse");
+	if (is(r, "code250"))
+		return host->done(c, MXGATE_REJECT, 250, "2.0.0 not a refusal", "misuse");
+	if (is(r, "badaction"))
+		return host->done(c, (enum mxgate_action)99, 0, NULL, "misuse");
+	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+static void m_eom(void *i, struct mxgate_call *c)
+{
+	const char *r = host->rcpt_at(c, 0);
+	if (is(r, "eomtwice")) {
+		host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+		host->add_header(c, "X-After-Done", "yes");
+		host->add_symbol(c, "AFTER_DONE", 1.0, NULL);
+		host->done(c, MXGATE_REJECT, 0, NULL, NULL);
+		return;
+	}
+	if (is(r, "eombig")) {
+		static char big[2000000];
+		const char *max = host->get(c, MXGATE_MAX_SIZE);
+		memset(big, 'b', sizeof(big));
+		host->add_header(c, "X-Replace", host->replace_body(c, big, sizeof(big)) < 0 ? "refused" : "done");
+		host->add_header(c, "X-Max", max ? max : "none");
+	}
+	host->add_header(c, "X-Misuse", "checked");
+	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VERSION,
+    .name = "misuse", .init = m_init, .on_rcpt = m_rcpt, .on_eom = m_eom };
+'''
+
+d = os.path.join(t.TMP, 'misuse')
+os.makedirs(d)
+with open(os.path.join(d, 'misuse.c'), 'w') as f:
+    f.write(SRC)
+uv = subprocess.run(['pkg-config', '--cflags', 'libuv'], capture_output=True, text=True).stdout.split()
+so = os.path.join(d, 'misuse.so')
+r = subprocess.run([cc, '-shared', '-fPIC', '-I', os.path.join(t.SRC, 'plugins')] + uv +
+                   [os.path.join(d, 'misuse.c'), '-o', so], capture_output=True, text=True)
+t.check(r.returncode == 0, 'built misuse.so: %s' % r.stderr.strip())
+
+be = t.Backend()
+cfg = t.config([be.url], hostname='mx.example.test', plugins=[
+    {'name': 'misuse', 'path': so, 'on_error': 'tempfail', 'timeout': '10s'}])
+cfg.setdefault('limits', {})['max_message_size'] = '1M'
+m = t.Mxgate(cfg)
+
+
+def rcpt_reply(local):
+    c = t.Client(m.port, timeout=15)
+    c.ehlo('client.example.org')
+    c.cmd('MAIL FROM:<a@example.org>')
+    rep = c.cmd('RCPT TO:<%s@example.test>' % local)
+    c.cmd('QUIT')
+    c.close()
+    return rep
+
+
+def send(local, tag):
+    return t.send_mail(m.port, 'a@example.org', ['%s@example.test' % local], t.message(tag, 'body of %s\r\n' % tag),
+                       timeout=30)
+
+
+code, text = send('twice', 'm-twice')
+got = be.find('body of m-twice')
+t.check(m.alive() and code == 250 and len(got) == 1, 'done() twice at RCPT: the first (continue) stands: %s %s' % (code, text))
+t.check(m.count_log(r'event=plugin_bad_output plugin=misuse what=done_twice') >= 1, 'and the second is logged')
+
+code, text = send('eomtwice', 'm-eomtwice')
+got = be.find('body of m-eomtwice')
+t.check(m.alive(), 'done() twice at end of data, with host calls between: the process lives')
+t.check(code == 250 and len(got) == 1 and b'X-After-Done' not in got[0]['data'],
+        'the first verdict (continue) stands, the calls after it do nothing: %s %s' % (code, text))
+code, text = send('ok', 'm-ok')
+got = be.find('body of m-ok')
+t.check(code == 250 and len(got) == 1 and b'X-Misuse: checked' in got[0]['data'], 'the next message as usual: %s' % code)
+
+for local, want in (('tf5', '451 4.7.1 tempfail text of class 5'), ('rej4', '550 5.7.1 reject text of class 4'),
+                    ('code450rej', '550 5.7.1 code 450 with a 5.x.x')):
+    rep = rcpt_reply(local)
+    t.check(rep == (int(want[:3]), want), '%s: the enhanced code of the reply\'s class: %s' % (local, rep))
+rep = rcpt_reply('notenh')
+t.check(rep == (451, '451 1.5 million reasons'), 'a text that only looks like a code is left alone: %s' % (rep,))
+rep = rcpt_reply('code250')
+t.check(rep == (550, '550 5.0.0 not a refusal'), 'code 250 with reject: 550 5.0.0: %s' % (rep,))
+code, text = send('eombig', 'm-eombig')
+got = be.find('body of m-eombig')
+t.check(code == 250 and len(got) == 1 and b'X-Replace: refused' in got[0]['data'] and
+        b'X-Max: 1048576' in got[0]['data'] and len(got[0]['data']) < 10000,
+        'replace_body past limits.max_message_size (1M) is refused (-1), the body kept; MXGATE_MAX_SIZE says 1048576')
+t.check(m.count_log(r'event=plugin_bad_output plugin=misuse what=body_too_big') == 1, 'and logged')
+rep = rcpt_reply('badaction')
+t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
+t.check(m.alive(), 'the process lives through all of it')
+m.stop()
+t.finish()

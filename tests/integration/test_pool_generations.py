@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""The backend pool across a reload, as an operator coming from HAProxy's runtime API checks
+it: `mxgatectl drain` must hold for every session, including the ones that began before a
+SIGHUP (they run under the old configuration generation and its own pool), and
+`mxgatectl backends` must not say "drained" (the signal to start maintenance) while a
+transaction of such a session is still open on the server.
+
+Before the fix a drain flagged only the current generation's pool: a client session that
+began before a reload kept sending each new message to the drained server, and the server's
+state read "drained", ACTIVE 0, while that session had a transaction open on it.
+MX_POOL_ONLY=name,name runs only those cases.
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+ONLY = os.environ.get('MX_POOL_ONLY')
+
+
+def want(name):
+    return not ONLY or name in ONLY.split(',')
+
+
+def tags(b):
+    return [t for m in b.messages for t in mt.message_ids([m['data']])]
+
+
+mt.need()
+CTL = mt.mxgatectl()
+SOCK = os.path.join(mt.TMP, 'gen-control.sock')
+
+
+def cfg(servers):
+    return mt.config(servers, workers=1, control={'socket': SOCK},
+                     backends={'health_check': {'interval': '1h', 'timeout': '1s', 'fall': 100, 'rise': 1}})
+
+
+def ctl(*args):
+    p = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def backend_row(url):
+    rc, out, _ = ctl('--json', 'backends')
+    try:
+        rows = json.loads(out)
+    except ValueError:
+        return {}
+    rows = rows.get('backends', rows) if isinstance(rows, dict) else rows
+    return next((r for r in rows if r.get('url') == url or r.get('backend') == url), {})
+
+
+def reload(mx, c):
+    mark = mx.log_size()
+    mx.reload(c)
+    mt.check(mx.wait_log(r'event=reloaded', 10, start=mark) is not None, 'SIGHUP: event=reloaded')
+
+
+class Session:
+    """One client connection sending message after message (as Postfix's smtp client does
+    with connection reuse)."""
+
+    def __init__(self, port):
+        self.c = mt.Client(port)
+        self.c.ehlo()
+
+    def open(self):
+        code, _ = self.c.cmd('MAIL FROM:<s@example.org>')
+        code2, _ = self.c.cmd('RCPT TO:<r@example.test>')
+        return code, code2
+
+    def finish(self, tag):
+        code, _ = self.c.cmd('DATA')
+        if code != 354:
+            return code
+        self.c.send(mt.stuff(mt.message(tag)))
+        return self.c.reply()[0]
+
+    def send(self, tag):
+        self.open()
+        return self.finish(tag)
+
+
+# ---------------------------------------------------------------- drain holds for old sessions
+if want('drainold'):
+    a, b = mt.Backend(name='A'), mt.Backend(name='B')
+    mx = mt.Mxgate(cfg([a.url, b.url]), name='mx-drainold')
+    s = Session(mx.port)
+    mt.check(s.send('g1-0') == 250, 'drainold: a first message before the reload')
+    reload(mx, cfg([a.url, b.url]))
+    rc, out, err = ctl('drain', a.url)
+    mt.check(rc == 0, 'drainold: mxgatectl drain %s (%s%s)' % (a.url, out, err))
+    codes = [s.send('g1-%d' % i) for i in range(1, 7)]
+    at_a = [t for t in tags(a) if t.startswith('g1-') and t != 'g1-0']
+    mt.check(codes == [250] * 6 and not at_a,
+             'drainold: a session begun before the reload sends nothing to the drained server '
+             '(%s; at the drained one: %s)' % (codes, at_a))
+    mt.check(len([t for t in tags(b) if t.startswith('g1-')]) >= 6, 'drainold: ... the other server takes them')
+    # new sessions too (the current generation)
+    r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('g1-new'))
+    mt.check(r.code == 250 and 'g1-new' in tags(b), 'drainold: a new session goes to the other server (%s)' % r.code)
+    rc, out, err = ctl('enable', a.url)
+    codes = [s.send('g1-back-%d' % i) for i in range(4)]
+    back = [t for t in tags(a) if t.startswith('g1-back')]
+    mt.check(codes == [250] * 4 and len(back) == 2,
+             'drainold: enabled again, the old session uses it again (%s; %d of 4 there)' % (codes, len(back)))
+    s.c.cmd('QUIT')
+    s.c.close()
+    mx.stop()
+    a.stop()
+    b.stop()
+
+# ---------------------------------------------------------------- "draining" until the last one ends
+if want('drainingold'):
+    a = mt.Backend(name='A')
+    b = mt.Backend(name='B')
+    mx = mt.Mxgate(cfg([a.url]), name='mx-drainingold')
+    s = Session(mx.port)
+    codes = s.open()
+    mt.check(codes == (250, 250), 'drainingold: a transaction is open on A (%s)' % (codes,))
+    reload(mx, cfg([a.url, b.url]))
+    rc, out, err = ctl('drain', a.url)
+    mt.check(rc == 0 and 'open transactions finish' in out,
+             'drainingold: drain says the open transaction finishes (%s%s)' % (out, err))
+    row = backend_row(a.url)
+    mt.check(row.get('state') == 'draining' and row.get('active') == 1,
+             'drainingold: while a transaction of a session begun before the reload is open on A, '
+             'mxgatectl backends says draining, active 1 (%s)' % row)
+    mt.check(s.finish('old-open') == 250 and 'old-open' in tags(a), 'drainingold: the open transaction is delivered on A')
+    s.c.cmd('QUIT')
+    s.c.close()
+    ok = mt.wait_for(lambda: backend_row(a.url).get('state') == 'drained', timeout=10)
+    mt.check(ok, 'drainingold: then drained, active 0 (%s)' % backend_row(a.url))
+    mx.stop()
+    a.stop()
+    b.stop()
+
+mt.finish()

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Health probes judged against what delivery needs, as an operator coming from HAProxy
+(`option smtpchk`, `check inter/rise/fall`) reads /readyz and `mxgatectl backends`: a server
+the probes call up must be one a message can go to.
+
+- backends.require_tls with a server that offers no STARTTLS: every delivery fails there
+  ("STARTTLS not offered"), so the probe must fail too. Before the fix the probe (connect,
+  220, EHLO 250) passed: traffic took the server down, the next `rise` probes brought it back
+  up, over and over, and /readyz said ready while no message could be delivered.
+MX_POOL_ONLY=name,name runs only those cases.
+"""
+import os
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+ONLY = os.environ.get('MX_POOL_ONLY')
+
+
+def want(name):
+    return not ONLY or name in ONLY.split(',')
+
+
+def http(port, path):
+    try:
+        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=mt.slack(5)) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+mt.need()
+
+# ---------------------------------------------------------------- require_tls, no STARTTLS
+if want('requiretls'):
+    plain = mt.Backend(name='plain')            # no STARTTLS in its EHLO reply
+    tls = mt.Backend(name='tls', starttls=True)
+    cfg = mt.config([plain.url], workers=1, metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
+                    backends={'require_tls': True,
+                              'health_check': {'interval': '200ms', 'timeout': '1s', 'fall': 1, 'rise': 1}})
+    mx = mt.Mxgate(cfg, name='mx-requiretls')
+    mp = mx.metrics_port
+    mt.check(mx.wait_log(r'event=ready ', 10) is not None, 'requiretls: started')
+    # several probe rounds: each one is a connection to the server
+    base = plain.connections
+    mt.check(mt.wait_for(lambda: plain.connections >= base + 5, timeout=mt.slack(10)),
+             'requiretls: the probes run (%d connections)' % plain.connections)
+    st = http(mp, '/readyz')
+    mt.check(st[0] == 503, 'requiretls: a server offering no STARTTLS is not ready under require_tls (%s %r)' % st)
+    down = mx.wait_log(r'event=backend_down backend=%s reason="health check: STARTTLS not offered[^"]*"' % plain.url, 1)
+    mt.check(down is not None, 'requiretls: logged down by the probe, reason STARTTLS not offered')
+    r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('rt-plain'))
+    mt.check(r.code is not None and r.code // 100 == 4 and not plain.messages,
+             'requiretls: its mail gets 4xx, nothing in clear (%s %s)' % (r.code, r.text[:60]))
+    base = plain.connections
+    mt.wait_for(lambda: plain.connections >= base + 4, timeout=mt.slack(10))
+    mt.check(mx.count_log(r'event=backend_up backend=%s' % plain.url) == 0,
+             'requiretls: never brought back up by a probe (no event=backend_up)')
+    mt.check(http(mp, '/readyz')[0] == 503, 'requiretls: still not ready after the delivery and more probes')
+    # a server that offers STARTTLS is up, and takes the mail over TLS
+    mark = mx.log_size()
+    mx.reload(dict(cfg, backends=dict(cfg['backends'], servers=[tls.url])))
+    mt.check(mx.wait_log(r'event=reloaded', 10, start=mark) is not None, 'requiretls: reloaded with a TLS server')
+    mt.check(mt.wait_for(lambda: http(mp, '/readyz')[0] == 200, timeout=mt.slack(10)),
+             'requiretls: a server offering STARTTLS is ready (%s %r)' % http(mp, '/readyz'))
+    r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('rt-tls'))
+    mt.check(r.code == 250 and tls.messages and tls.messages[0].get('tls'),
+             'requiretls: delivered over TLS (%s %s)' % (r.code, r.text[:60]))
+    mx.stop()
+    plain.stop()
+    tls.stop()
+
+# ---------------------------------------------------------------- health_check.timeout
+# The probe's timeout bounds the whole probe (connect, 220, the EHLO reply), not only the
+# greeting: a server that greets at once and answers EHLO after 2 s fails a 1 s probe.
+def slow_ehlo_server():
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(('127.0.0.1', 0))
+    ls.listen(16)
+
+    def serve(c):
+        with c:
+            try:
+                c.sendall(b'220 slow ESMTP\r\n')
+                f = c.makefile('rb')
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    if line[:4].upper() in (b'EHLO', b'LHLO'):
+                        time.sleep(2)
+                        c.sendall(b'250-slow\r\n250 PIPELINING\r\n')
+                    elif line[:4].upper() == b'QUIT':
+                        c.sendall(b'221 bye\r\n')
+                        return
+                    else:
+                        c.sendall(b'250 ok\r\n')
+            except OSError:
+                pass
+
+    def loop():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return ls, ls.getsockname()[1]
+
+
+if want('probetimeout'):
+    ls, port = slow_ehlo_server()
+    url = 'smtp://127.0.0.1:%d' % port
+    mx = mt.Mxgate(mt.config([url], workers=1, backends={'health_check': {'interval': '5s', 'timeout': '1s'}}),
+                   name='mx-probetimeout')
+    mt.check(mx.wait_log(r'event=backend_down backend=%s reason="health check: timeout during ehlo"' % url, 10) is not None,
+             'probetimeout: greeting at once, EHLO reply after 2 s: a 1 s probe fails (timeout during ehlo)')
+    mx.stop()
+    ls.close()
+
+mt.finish()
