@@ -53,24 +53,6 @@ static void lc_out_reset(struct strbuf *out)
 		out->v[0] = '\0';
 }
 
-/* An IP (v4, v6, v4-mapped) into ss. 0 or -1. */
-static int lc_parse_ip(const char *s, struct sockaddr_storage *ss)
-{
-	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, s, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		return 0;
-	}
-	return -1;
-}
-
 /* s lowercased into out, without one trailing dot (domain.c's normal form). 0 or -1. */
 static int lc_lower(const char *s, char *out, size_t outlen)
 {
@@ -150,7 +132,7 @@ static int lc_rl_value(const struct mx_config *cfg, const struct ratelimit_rule_
 	struct sockaddr_storage ss;
 
 	if (r->key == RATELIMIT_KEY_IP || r->key == RATELIMIT_KEY_IP_PREFIX) {
-		if (lc_parse_ip(arg, &ss) < 0)
+		if (netaddr_sockaddr_from_string(arg, &ss) < 0)
 			return -1;
 		if (r->key == RATELIMIT_KEY_IP)
 			return netaddr_client_string((struct sockaddr *)&ss, (int)cfg->limits.client_ipv6_prefix,
@@ -714,7 +696,7 @@ static int greylist_verb_run(const struct mx_config *cfg, int argc, char **argv,
 		strbuf_printf(out, "greylist: not enabled\n");
 		return -1;
 	}
-	if (lc_parse_ip(argv[1], &ss) < 0) {
+	if (netaddr_sockaddr_from_string(argv[1], &ss) < 0) {
 		strbuf_printf(out, "greylist: \"%.64s\" is not an IP address\n", argv[1]);
 		return -1;
 	}

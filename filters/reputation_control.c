@@ -24,6 +24,7 @@
 #include "proxy/control_verbs.h"
 #include "proxy/jsonw.h"
 #include "proxy/log.h"
+#include "proxy/netaddr.h"
 #include "store/lmdb_store.h"
 #include "store/store.h"
 
@@ -104,25 +105,6 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	uv_close((uv_handle_t *)&fl->async, rep_flush_closed_cb);
 }
 
-/* The client's address from the text: IPv4 or IPv6 (an IPv4-mapped IPv6 address is its
- * IPv4 one for the store, as for a session). 0 or -1. */
-static int rep_flush_parse_ip(const char *s, struct sockaddr_storage *ss)
-{
-	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, s, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		return 0;
-	}
-	return -1;
-}
-
 /* LMDB: which of the keys the map holds now (read inline; the environment is the one the
  * workers have open). */
 static void rep_flush_lmdb_held(const struct reputation_config *c, struct rep_flush *fl)
@@ -150,7 +132,7 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 		control_reply_done(r, -1);
 		return;
 	}
-	if (rep_flush_parse_ip(argv[0], &ss) < 0) {
+	if (netaddr_sockaddr_from_string(argv[0], &ss) < 0) {
 		strbuf_printf(out, "flush reputation: \"%.64s\" is not an IP address\n", argv[0]);
 		control_reply_done(r, -1);
 		return;

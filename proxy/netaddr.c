@@ -193,6 +193,23 @@ int netaddr_parse_cidr(const char *s, struct netaddr *net, int *prefix)
 	return 0;
 }
 
+int netaddr_sockaddr_from_string(const char *s, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
 int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen)
 {
 	struct netaddr a;

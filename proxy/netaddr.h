@@ -44,6 +44,9 @@ int netaddr_parse_cidr(const char *s, struct netaddr *net, int *prefix);
 
 /* ---- straight from a sockaddr (what the filters hold) ------------------------------------ */
 
+/* An address in text (IPv4 or IPv6; no port) into ss, as a session's client would be held.
+ * 0 or -1. */
+int netaddr_sockaddr_from_string(const char *s, struct sockaddr_storage *ss);
 /* The text of sa's canonical address; returns its family (AF_INET / AF_INET6), or -1 with
  * out set to "" (another family, buffer too small). */
 int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen);
