@@ -305,6 +305,22 @@ static void seal_append_b64(struct strbuf *out, const char *b64)
 	strbuf_append(out, "\r\n", 2);
 }
 
+/* Ends h's SHA-256, signs it and appends the folded b= value to out. 0, -1 (SHA-256
+ * failed) or -2 (signing failed). */
+static int seal_sign_append(struct seal_hash *h, void *pkey, struct strbuf *out)
+{
+	unsigned char digest[32];
+	unsigned int dl = sizeof(digest);
+	char b64[DKIM_MAX_SIG_BYTES * 4 / 3 + 8];
+
+	if (EVP_DigestFinal_ex(h->md, digest, &dl) != 1)
+		return -1;
+	if (seal_sign(pkey, digest, b64, sizeof(b64)) != 0)
+		return -2;
+	seal_append_b64(out, b64);
+	return 0;
+}
+
 /* The field i of m taken by the AMS h= list: each name takes the last not yet used
  * instance, bottom up (RFC 6376 5.4.2), as the verifier will. */
 static void seal_select(const struct dkim_msg *m, char *const *names, size_t nnames,
@@ -409,9 +425,10 @@ void arc_seal_build(const struct arc_seal_params *p, const char *ar, size_t ar_l
 	unsigned n, inst;
 	bool *used = NULL;
 	size_t *sel = NULL, nsel = 0, v0;
-	unsigned char bh[32], digest[32];
+	unsigned char bh[32];
 	unsigned int dl;
-	char bh64[48], b64[DKIM_MAX_SIG_BYTES * 4 / 3 + 8];
+	int rc;
+	char bh64[48];
 
 	memset(res, 0, sizeof(*res));
 	res->cv = "none";
@@ -518,14 +535,8 @@ void arc_seal_build(const struct arc_seal_params *p, const char *ar, size_t ar_l
 	}
 	if (seal_hash_field(&h, ams.v, ams.len, false) != 0)
 		goto sha_fail;
-	dl = sizeof(digest);
-	if (EVP_DigestFinal_ex(h.md, digest, &dl) != 1)
-		goto sha_fail;
-	if (seal_sign(p->pkey, digest, b64, sizeof(b64)) != 0) {
-		seal_result(res, ARC_SEAL_ERROR, "RSA signing failed");
-		goto done;
-	}
-	seal_append_b64(&ams, b64);
+	if ((rc = seal_sign_append(&h, p->pkey, &ams)) != 0)
+		goto sign_fail;
 
 	/* ARC-Seal over the sets 1..N (not after a failed chain: this set only), then this set */
 	strbuf_printf(&as, "ARC-Seal: i=%u; a=rsa-sha256; t=%lld; cv=%s;\r\n\td=%s; s=%s;\r\n\tb=",
@@ -548,19 +559,18 @@ void arc_seal_build(const struct arc_seal_params *p, const char *ar, size_t ar_l
 	    seal_hash_field(&h, ams.v, ams.len - 2, true) != 0 ||
 	    seal_hash_field(&h, as.v, as.len, false) != 0)
 		goto sha_fail;
-	dl = sizeof(digest);
-	if (EVP_DigestFinal_ex(h.md, digest, &dl) != 1)
-		goto sha_fail;
-	if (seal_sign(p->pkey, digest, b64, sizeof(b64)) != 0) {
-		seal_result(res, ARC_SEAL_ERROR, "RSA signing failed");
-		goto done;
-	}
-	seal_append_b64(&as, b64);
+	if ((rc = seal_sign_append(&h, p->pkey, &as)) != 0)
+		goto sign_fail;
 	strbuf_append(out, as.v, as.len);
 	strbuf_append(out, ams.v, ams.len);
 	strbuf_append(out, aar.v, aar.len);
 	seal_result(res, ARC_SEAL_SEALED, NULL);
 	goto done;
+sign_fail:
+	if (rc == -2) {
+		seal_result(res, ARC_SEAL_ERROR, "RSA signing failed");
+		goto done;
+	}
 sha_fail:
 	seal_result(res, ARC_SEAL_ERROR, "sha256");
 done:
