@@ -671,7 +671,6 @@ static void spf_run(void *wstate, int slot, struct hook_call *call)
 			w->stats.helo_checks++;
 		}
 	}
-	w->stats.checks++;
 	s->in = wk->chk;
 	if (uv_queue_work(env->loop, &wk->req, spf_work_cb, spf_after_work_cb) != 0) {
 		spf_engine_free(wk->engine);

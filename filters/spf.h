@@ -76,10 +76,9 @@ const char *spf_check_domain(const struct spf_check *c);
 struct hook_module;
 extern const struct hook_module spf_module;
 
-/* What a worker of the module did (tests, metrics). */
+/* What a worker of the module did (tests). */
 struct spf_worker_stats {
-	unsigned long checks;        /* checks started in the pool */
-	unsigned long helo_checks;   /* of them, with the HELO identity beside MAIL FROM */
+	unsigned long helo_checks;   /* checks of the HELO identity beside MAIL FROM */
 };
 void spf_worker_get_stats(void *wstate, struct spf_worker_stats *st);
 
