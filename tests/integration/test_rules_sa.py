@@ -64,7 +64,7 @@ be = mt.Backend()
 rules = {'files': [STOCK + '/*.cf'], 'actions': {'add_header': 5, 'reject': 15},
          'client_relay': False}
 mx = mt.Mxgate(mt.config([be.url], rules=rules))
-m = mx.wait_log(r'event=rules_loaded files=(\d+) compiled=(\d+) skipped=(\d+)', timeout=30)
+m = mx.wait_log(r'event=rules_loaded files=(\d+) compiled=(\d+) skipped=(\d+)', timeout=60)
 mt.check(m is not None and int(m.group(2)) > 1000,
          'stock rules loaded: %s' % (m.group(0) if m else mx.tail(5)))
 
@@ -167,7 +167,7 @@ with open(os.path.join(rdir, 'zz-local.rules'), 'w') as f:
 rules['mode'] = 'enforce'
 start = len(mx.log())
 mx.reload(mt.config([be2.url], rules=rules))
-loaded = mx.wait_log(r'event=rules_loaded files=2 ', timeout=20, start=start)
+loaded = mx.wait_log(r'event=rules_loaded files=2 ', timeout=60, start=start)  # polled; ASan under load is slow
 mt.check(loaded is not None, 'reload: the new rule file is loaded')
 if loaded:
     msg = b'From: a@example.org\r\nTo: b@example.test\r\nSubject: x\r\nDate: Wed, 25 Nov 2026 ' \
