@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- config ------------------------------------------------------------------------- */
 
@@ -243,6 +244,120 @@ int dns_reply_negative_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
 		return 0;
 	}
 	return -1;
+}
+
+/* Expands the possibly compressed name at *off into out ("a.b.c", no trailing dot), moving
+ * *off past it. *clean is cleared when a label holds an octet that has no place in a host
+ * name's text (a control, a space, DEL, non-ASCII, '.' or '\\' inside a label): such a name
+ * must reach no header, XCLIENT line or log. 0, or -1 when malformed or longer than outlen. */
+static int dns_reply_expand_name(const unsigned char *b, size_t len, size_t *off, char *out,
+    size_t outlen, bool *clean)
+{
+	size_t o = *off, used = 0;
+	bool jumped = false;
+
+	*clean = true;
+	for (int hops = 0; hops < 128; hops++) {
+		if (o >= len)
+			return -1;
+		if ((b[o] & 0xc0) == 0xc0) {
+			if (o + 2 > len)
+				return -1;
+			if (!jumped)
+				*off = o + 2;
+			jumped = true;
+			o = ((size_t)(b[o] & 0x3f) << 8) | b[o + 1];
+			continue;
+		}
+		if ((b[o] & 0xc0) != 0)
+			return -1;
+		if (b[o] == 0) {
+			if (!jumped)
+				*off = o + 1;
+			if (used >= outlen)
+				return -1;
+			out[used] = '\0';
+			return 0;
+		}
+		size_t n = b[o];
+
+		if (o + 1 + n > len || used + n + 1 >= outlen)
+			return -1;
+		if (used > 0)
+			out[used++] = '.';
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = b[o + 1 + i];
+
+			if (c <= 0x20 || c >= 0x7f || c == '.' || c == '\\')
+				*clean = false;
+			out[used++] = (char)c;
+		}
+		o += 1 + n;
+	}
+	return -1;
+}
+
+int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped)
+{
+	char owners[8][DNS_NAME_TEXT_MAX], name[DNS_NAME_TEXT_MAX];
+	size_t nowners = 0, off = 12;
+	unsigned qd, an;
+	bool clean;
+
+	if (skipped != NULL)
+		*skipped = 0;
+	if (buf == NULL || len < 12 || res == NULL)
+		return -1;
+	qd = (unsigned)buf[4] << 8 | buf[5];
+	an = (unsigned)buf[6] << 8 | buf[7];
+	if (qd != 1)
+		return -1;
+	if (dns_reply_expand_name(buf, len, &off, owners[0], sizeof(owners[0]), &clean) < 0 ||
+	    off + 4 > len)
+		return -1;
+	nowners = 1;
+	off += 4;
+	for (unsigned i = 0; i < an; i++) {
+		unsigned type, klass, rdlen;
+		size_t rd;
+		bool ours = false;
+
+		if (dns_reply_expand_name(buf, len, &off, name, sizeof(name), &clean) < 0 || off + 10 > len)
+			return -1;
+		type = (unsigned)buf[off] << 8 | buf[off + 1];
+		klass = (unsigned)buf[off + 2] << 8 | buf[off + 3];
+		rdlen = (unsigned)buf[off + 8] << 8 | buf[off + 9];
+		off += 10;
+		rd = off;
+		if (off + rdlen > len)
+			return -1;
+		off += rdlen;
+		for (size_t k = 0; k < nowners; k++)
+			ours |= strcasecmp(name, owners[k]) == 0;
+		if (!ours || klass != 1 || (type != 5 /* CNAME */ && type != 12 /* PTR */))
+			continue;	/* another name's record (a wrong qname) or another type */
+		if (dns_reply_expand_name(buf, rd + rdlen, &rd, name, sizeof(name), &clean) < 0 ||
+		    rd != off)
+			return -1;
+		if (type == 5) {
+			if (nowners < sizeof(owners) / sizeof(owners[0]))
+				memcpy(owners[nowners++], name, sizeof(name));
+			continue;
+		}
+		if (!clean || name[0] == '\0') {
+			if (skipped != NULL)
+				(*skipped)++;
+			continue;
+		}
+		bool dup = false;
+
+		for (size_t k = 0; k < res->n; k++)
+			dup |= strcasecmp(res->v[k], name) == 0;
+		if (!dup && res->n < max && dns_result_push(res, name) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* ---- the cache ---------------------------------------------------------------------- */
@@ -727,27 +842,18 @@ txt_fail:
 		return DNS_S_ERROR;
 	}
 	case DNS_T_PTR: {
-		struct hostent *he = NULL;
-		unsigned char dummy[16] = { 0 };
+		size_t skipped = 0;
 
-		rc = ares_parse_ptr_reply(abuf, alen, dummy, 4, AF_INET, &he);
-		if (rc != ARES_SUCCESS)
-			return dns_status_from_ares(rc);
-		if (he->h_name && dns_result_push(res, he->h_name) < 0)
-			goto ptr_fail;
-		for (char **a = he->h_aliases; a && *a; a++) {
-			bool dup = false;
-
-			for (size_t i = 0; i < res->n; i++)
-				dup |= strcasecmp(res->v[i], *a) == 0;
-			if (!dup && res->n < 16 && dns_result_push(res, *a) < 0)
-				goto ptr_fail;
-		}
-		ares_free_hostent(he);
+		/* our own reader, not ares_parse_ptr_reply: c-ares 1.18 refuses the whole answer
+		 * (EBADRESP, a temporary failure) when one name holds a character a host name
+		 * cannot, so a hostile PTR made the client's name "try again" and hid a good
+		 * name next to it; a malformed name is no name (Postfix: "unknown", 5xx) */
+		if (dns_reply_ptr_names(abuf, alen > 0 ? (size_t)alen : 0, res, 16, &skipped) < 0)
+			return DNS_S_ERROR;
+		if (skipped > 0)
+			log_event(LOG_LVL_INFO, NULL, "event=dns_malformed_name type=ptr skipped=%zu kept=%zu",
+			    skipped, res->n);
 		break;
-ptr_fail:
-		ares_free_hostent(he);
-		return DNS_S_ERROR;
 	}
 	default:
 		return DNS_S_ERROR;

@@ -129,6 +129,19 @@ int dns_reply_negative_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
  * Bounded; does no I/O; safe on any input. */
 int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
 
+/* Longest name text dns_reply_ptr_names keeps, NUL included (RFC 1035: 255 octets on the
+ * wire, at most 253 characters as text). */
+#define DNS_NAME_TEXT_MAX 256
+
+/* The PTR names of a raw reply to one question: records of class IN owned by the question's
+ * name or by a CNAME target reached from it (others are ignored: a wrong qname), at most max
+ * distinct names (case-insensitive), appended to res->v. A name holding an octet that no host
+ * name has (a control, a space, DEL, non-ASCII, a '.' or '\\' inside a label) is skipped and
+ * counted in *skipped (may be NULL). 0, or -1 when the reply is malformed (res may hold
+ * names then). Bounded; does no I/O; safe on any input. */
+int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped);
+
 /* Textual name of a status ("ok", "nxdomain", "servfail", ...). */
 const char *dns_status_name(enum dns_status s);
 

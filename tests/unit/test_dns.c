@@ -153,6 +153,46 @@ static void test_negative_ttl(void **state)
 	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), -1);
 }
 
+/* PTR answers read by our own scanner: malformed names skipped, good ones kept, other
+ * owners ignored, CNAME followed, every truncation fails cleanly. */
+static void test_ptr_names(void **state)
+{
+	/* question 1.2.test PTR; answers: "a b.x" (a space), "ok.x", a PTR of "other"
+	 * (a wrong owner), CNAME -> c.test, then a PTR of c.test "c.x" */
+	static const unsigned char r[] = {
+		0x12, 0x34, 0x81, 0x80, 0, 1, 0, 5, 0, 0, 0, 0,
+		1, '1', 1, '2', 4, 't', 'e', 's', 't', 0, 0, 12, 0, 1,		/* 12..31 */
+		0xc0, 12, 0, 12, 0, 1, 0, 0, 0, 60, 0, 7, 3, 'a', ' ', 'b', 1, 'x', 0,
+		0xc0, 12, 0, 12, 0, 1, 0, 0, 0, 60, 0, 6, 2, 'o', 'k', 1, 'x', 0,
+		5, 'o', 't', 'h', 'e', 'r', 0, 0, 12, 0, 1, 0, 0, 0, 60, 0, 5, 3, 'b', 'a', 'd', 0,
+		0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 'c', 0xc0, 16,
+		1, 'c', 0xc0, 16, 0, 12, 0, 1, 0, 0, 0, 60, 0, 5, 1, 'c', 1, 'x', 0,
+	};
+	struct dns_result res;
+	size_t skipped = 0;
+
+	(void)state;
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(dns_reply_ptr_names(r, sizeof(r), &res, 16, &skipped), 0);
+	assert_int_equal(skipped, 1);
+	assert_int_equal(res.n, 2);
+	assert_string_equal(res.v[0], "ok.x");
+	assert_string_equal(res.v[1], "c.x");
+	for (size_t i = 0; i < res.n; i++)
+		free(res.v[i]);
+	free(res.v);
+	for (size_t len = 0; len < sizeof(r); len++) {
+		memset(&res, 0, sizeof(res));
+		(void)dns_reply_ptr_names(r, len, &res, 16, NULL);
+		for (size_t i = 0; i < res.n; i++)
+			free(res.v[i]);
+		free(res.v);
+	}
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(dns_reply_ptr_names(r, 11, &res, 16, NULL), -1);
+	assert_int_equal(res.n, 0);
+}
+
 /* ---- resolver against the fake server ----------------------------------------------- */
 
 static const struct fake_rr zone[] = {
@@ -431,6 +471,7 @@ int main(void)
 		cmocka_unit_test(test_cache_ttl),
 		cmocka_unit_test(test_cache_bound),
 		cmocka_unit_test(test_negative_ttl),
+		cmocka_unit_test(test_ptr_names),
 		cmocka_unit_test_setup_teardown(test_resolve_a_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_negative, setup, teardown),

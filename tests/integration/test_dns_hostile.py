@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""A hostile or broken DNS against the parts of mxgate that resolve, as an attacker who
+controls the answers for the client's address and the sender's domain (or an operator whose
+resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspython) on
+127.0.0.1, named in `dns.resolvers`; a scripted backend records what is delivered.
+
+- rdns (XCLIENT NAME / REVERSE_NAME, the Received: field): PTR names holding a space, CR LF,
+  '<', '[', non-ASCII octets are no names (Postfix: "unknown", a permanent status), never a
+  "try again"; a good PTR name next to a malformed one is still found and confirmed; a
+  255-octet name, twenty PTR names, a PTR whose A record does not confirm, a CNAME loop,
+  a wrong owner name, the wrong type, SERVFAIL / REFUSED / no answer / a TCP server that
+  stalls after a truncated answer: each ends within dns.timeout with the status Postfix
+  would give; nothing hostile reaches the backend;
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+PY = '/usr/bin/python3'
+SIGNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'dkim_signer.py')
+if subprocess.run([PY, '-c', 'import dns.message, dkim'], capture_output=True).returncode != 0:
+    mt.skip('python3-dnspython / python3-dkim not installed')
+mt.need('openssl')
+
+L63 = 'a' * 63
+LONG = '.'.join([L63, L63, L63, 'b' * 61])          # 253 characters, 255 octets on the wire
+key_path, key_rec = mt.dkim_rsa_key('hostile', 2048)
+# RFC 6376 3.6.1: n= is a note for humans; the record is then > 1024 octets
+key_rec = key_rec.replace('k=rsa; ', 'k=rsa; n=' + 'x' * 700 + '; ')
+key_parts = [key_rec[i:i + 255] for i in range(0, len(key_rec), 255)]
+
+zone = {
+    # rdns: 198.18.2.N
+    '1.2.18.198.in-addr.arpa': [{'ptr': 'sp\\032ace.example'}],
+    '2.2.18.198.in-addr.arpa': [{'ptr': 'crlf\\013\\010x.example'}],
+    '3.2.18.198.in-addr.arpa': [{'ptr': '\\<x\\>.example'}],
+    '4.2.18.198.in-addr.arpa': [{'ptr': '\\[x\\].example'}],
+    '5.2.18.198.in-addr.arpa': [{'ptr': LONG}],
+    LONG: [{'a': '198.18.2.5'}],
+    '6.2.18.198.in-addr.arpa': [{'ptr': 'h\\195\\169.example'}],
+    '7.2.18.198.in-addr.arpa': [{'ptr': 'n%d.many.example' % i} for i in range(20)],
+    '8.2.18.198.in-addr.arpa': [{'ptr': 'liar.example'}],
+    'liar.example': [{'a': '192.0.2.1'}],
+    '9.2.18.198.in-addr.arpa': 'servfail',
+    '10.2.18.198.in-addr.arpa': 'drop',
+    '11.2.18.198.in-addr.arpa': 'tcp_stall',
+    '12.2.18.198.in-addr.arpa': 'refused',
+    '13.2.18.198.in-addr.arpa': [{'cname': 'loop.13.example'}],
+    'loop.13.example': [{'cname': '13.2.18.198.in-addr.arpa'}],
+    '14.2.18.198.in-addr.arpa': [{'ptr': 'good.example'}, {'owner': 'other.example'}],
+    '15.2.18.198.in-addr.arpa': [{'!a': '198.18.2.15'}],
+    '16.2.18.198.in-addr.arpa': [{'ptr': 'sp\\032ace.example'}, {'ptr': 'good.example'}],
+    'good.example': [{'a': '198.18.2.16'}],
+    # SPF
+    'ok.example': [{'txt': ['v=spf1 ip4:198.18.1.7 -all']}],
+    'stall.example': 'tcp_stall',
+    'huge.example': 'tcp_huge',
+    'macro.example': [{'txt': ['v=spf1 exists:%{l}.%{d} ip4:198.18.1.7 -all']}],
+    # DKIM
+    'big._domainkey.example.org': [{'txt': key_parts}],
+}
+peer = mt.dns_peer(zone)
+be = mt.Backend(xclient=True)
+
+
+def daemon(name, **kw):
+    cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
+                    trusted_proxies=['127.0.0.1/32'],
+                    dns={'resolvers': ['127.0.0.1:%d' % peer.port], 'timeout': '2s', 'tries': 1})
+    cfg['backends']['client_identity'] = 'xclient'
+    cfg['rdns'] = {'lookup': 'always'}
+    cfg.update(kw)
+    return mt.Mxgate(cfg, name=name)
+
+
+def send(mx, tag, client, sender='a@example.test', data=None):
+    """One message from client (PROXY v1): (code, text, seconds, delivered message or None)."""
+    t0 = time.monotonic()
+    c = mt.Client(mx.port, greet=False)
+    try:
+        c.send('PROXY TCP4 %s 127.0.0.1 40000 25\r\n' % client)
+        if c.reply()[0] != 220:
+            return None, 'no greeting', 0, None
+        c.ehlo('client.example')
+        body = data or ('From: x@example.test\r\nTo: b@example.test\r\nSubject: hostile %s\r\n\r\nbody\r\n' % tag).encode()
+        code, text = mt.send_mail(mx.port, sender, ['b@example.test'], body, client=c)
+    finally:
+        c.close()
+    got = [m for m in be.messages if ('Subject: hostile %s\r\n' % tag).encode() in m['data']]
+    return code, text, time.monotonic() - t0, got[-1] if got else None
+
+
+def received(m):
+    head = m['data'].split(b'\r\n\r\n', 1)[0]
+    return head.split(b'\r\nFrom:', 1)[0]
+
+
+# ---------------------------------------------------------------- rdns
+mx = daemon('mx-hostile-rdns')
+rows = [
+    (1, '[UNAVAILABLE]', 'a PTR name with a space'),
+    (2, '[UNAVAILABLE]', 'a PTR name with CR LF'),
+    (3, '[UNAVAILABLE]', 'a PTR name with < >'),
+    (4, '[UNAVAILABLE]', 'a PTR name with [ ]'),
+    (5, LONG, 'a 253-character PTR name, confirmed'),
+    (6, '[UNAVAILABLE]', 'a PTR name with non-ASCII octets'),
+    (7, '[UNAVAILABLE]', 'twenty PTR names, none confirmed'),
+    (8, '[UNAVAILABLE]', 'a PTR whose A record does not confirm'),
+    (9, '[TEMPUNAVAIL]', 'SERVFAIL'),
+    (10, '[TEMPUNAVAIL]', 'no answer at all (dns.timeout)'),
+    (11, '[TEMPUNAVAIL]', 'truncated, then a TCP server that never answers'),
+    (12, '[TEMPUNAVAIL]', 'REFUSED'),
+    (13, '[UNAVAILABLE]', 'a CNAME loop'),
+    (14, '[UNAVAILABLE]', 'a PTR under another owner name'),
+    (15, '[UNAVAILABLE]', 'an A record answered to a PTR query'),
+    (16, 'good.example', 'a malformed PTR name next to a good, confirmed one'),
+]
+for n, want, what in rows:
+    ip = '198.18.2.%d' % n
+    code, text, secs, m = send(mx, 'rdns%d' % n, ip)
+    name = m['xclient'].get('NAME') if m else None
+    rec = received(m) if m else b''
+    mt.check(code == 250 and name == want,
+             'rdns %s: XCLIENT NAME=%s (got %s %s, %.1fs)' % (what, want, code, name, secs))
+    bad = [c for c in (b' ace', b'crlf\r', b'\r\nx.', b'<x>', b'[x]', b'\xc3\xa9', b'\\') if c in rec]
+    mt.check(not bad, 'rdns %s: nothing hostile in the Received: field (%r)' % (what, bad))
+mt.check(mx.wait_log(r'event=dns_malformed_name type=ptr skipped=1 kept=1', 5),
+         'the log says a malformed PTR name was skipped')
+mx.stop()
+
+mt.finish()
