@@ -812,14 +812,16 @@ static enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abu
 	}
 	case DNS_T_TXT: {
 		struct ares_txt_ext *list = NULL, *e;
-		char buf[1024];
-		size_t used = 0;
+		char *buf = NULL;
+		size_t used = 0, cap = 0;
 		bool have = false;
 
 		rc = ares_parse_txt_reply_ext(abuf, alen, &list);
 		if (rc != ARES_SUCCESS)
 			return dns_status_from_ares(rc);
-		/* RFC 7208 3.3: a record's character-strings are concatenated */
+		/* RFC 7208 3.3: a record's character-strings are concatenated, whatever the
+		 * record's length (a DKIM key of 8192 bits is ~1400 octets of base64); the reply
+		 * itself (at most 64 KiB) bounds it */
 		for (e = list; e != NULL; e = e->next) {
 			if (e->record_start && have) {
 				if (dns_result_push(res, buf) < 0)
@@ -827,17 +829,26 @@ static enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abu
 				used = 0;
 			}
 			have = true;
-			if (used + e->length < sizeof(buf)) {
-				memcpy(buf + used, e->txt, e->length);
-				used += e->length;
+			if (used + e->length + 1 > cap) {
+				size_t ncap = (used + e->length + 1) * 2;
+				char *nb = realloc(buf, ncap);
+
+				if (nb == NULL)
+					goto txt_fail;
+				buf = nb;
+				cap = ncap;
 			}
+			memcpy(buf + used, e->txt, e->length);
+			used += e->length;
 			buf[used] = '\0';
 		}
 		if (have && dns_result_push(res, buf) < 0)
 			goto txt_fail;
+		free(buf);
 		ares_free_data(list);
 		break;
 txt_fail:
+		free(buf);
 		ares_free_data(list);
 		return DNS_S_ERROR;
 	}

@@ -11,6 +11,8 @@ resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspytho
   a wrong owner name, the wrong type, SERVFAIL / REFUSED / no answer / a TCP server that
   stalls after a truncated answer: each ends within dns.timeout with the status Postfix
   would give; nothing hostile reaches the backend;
+- DKIM: a key record over 1024 octets (a 2048-bit key with an n= note, in 255-octet
+  strings) is read whole.
 """
 import os
 import subprocess
@@ -95,6 +97,15 @@ def send(mx, tag, client, sender='a@example.test', data=None):
     return code, text, time.monotonic() - t0, got[-1] if got else None
 
 
+def ar_of(m):
+    """Our Authentication-Results field of a delivered message, unfolded ('' if none)."""
+    head = m['data'].split(b'\r\n\r\n', 1)[0].replace(b'\r\n\t', b' ').replace(b'\r\n ', b' ')
+    for line in head.split(b'\r\n'):
+        if line.startswith(b'Authentication-Results: mx.test;'):
+            return line.decode('latin-1')
+    return ''
+
+
 def received(m):
     head = m['data'].split(b'\r\n\r\n', 1)[0]
     return head.split(b'\r\nFrom:', 1)[0]
@@ -133,4 +144,15 @@ mt.check(mx.wait_log(r'event=dns_malformed_name type=ptr skipped=1 kept=1', 5),
          'the log says a malformed PTR name was skipped')
 mx.stop()
 
+# ---------------------------------------------------------------- DKIM
+mx = daemon('mx-hostile-dkim', dkim={'enabled': True, 'timeout': '5s'})
+msg = ('From: a@example.org\r\nTo: b@example.test\r\nSubject: hostile dkimbig\r\n'
+       'Date: Thu, 03 Dec 2026 10:00:00 +0000\r\nMessage-ID: <big@example.org>\r\n\r\nbody\r\n').encode()
+r = subprocess.run([PY, SIGNER, 'sign', key_path, 'big', 'example.org'], input=msg, capture_output=True, timeout=60)
+mt.check(r.returncode == 0, 'dkimpy signs (%s)' % r.stderr.decode(errors='replace')[:200])
+code, text, secs, m = send(mx, 'dkimbig', '198.18.1.7', 'a@example.org', data=r.stdout)
+ar = ar_of(m) if m else ''
+mt.check(code == 250 and 'dkim=pass' in ar,
+         'DKIM: a %d-octet key record in %d strings is read whole (%s)' % (len(key_rec), len(key_parts), ar or text))
+mx.stop()
 mt.finish()
