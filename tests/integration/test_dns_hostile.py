@@ -11,6 +11,9 @@ resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspytho
   a wrong owner name, the wrong type, SERVFAIL / REFUSED / no answer / a TCP server that
   stalls after a truncated answer: each ends within dns.timeout with the status Postfix
   would give; nothing hostile reaches the backend;
+- SPF: a truncated answer whose TCP server accepts and never answers (or announces 65535
+  octets and sends 12): temperror within dns.timeout, the pool thread comes back (glibc's
+  res_nquery waited for ever there, and mxgate could not stop);
 - DKIM: a key record over 1024 octets (a 2048-bit key with an n= note, in 255-octet
   strings) is read whole.
 """
@@ -142,6 +145,35 @@ for n, want, what in rows:
     mt.check(not bad, 'rdns %s: nothing hostile in the Received: field (%r)' % (what, bad))
 mt.check(mx.wait_log(r'event=dns_malformed_name type=ptr skipped=1 kept=1', 5),
          'the log says a malformed PTR name was skipped')
+mx.stop()
+
+# ---------------------------------------------------------------- SPF
+mx = daemon('mx-hostile-spf', spf={'enabled': True, 'timeout': '5s'})
+
+
+code, text, secs, m = send(mx, 'spfok', '198.18.1.7', 'a@ok.example')
+mt.check(m is not None and 'spf=pass' in ar_of(m), 'SPF pass through dns_peer (%s)' % (ar_of(m) if m else text))
+# more stalled TCP answers than the libuv pool has threads (4): each must come back
+res = []
+
+
+def stalled(i, dom):
+    res.append(send(mx, 'stall%d' % i, '198.18.1.7', 'a@%s' % dom))
+
+
+ths = [threading.Thread(target=stalled, args=(i, 'stall.example' if i % 2 else 'huge.example')) for i in range(8)]
+for t in ths:
+    t.start()
+for t in ths:
+    t.join()
+for code, text, secs, m in res:
+    mt.check(code == 250 and m is not None and 'spf=temperror' in ar_of(m),
+             'SPF: truncated, then a TCP server that stalls: temperror (%s %s, %.1fs)' % (code, ar_of(m) if m else text, secs))
+# the pool is free again: a plain check answers at once, not after spf.timeout
+code, text, secs, m = send(mx, 'spfok2', '198.18.1.7', 'a@ok.example')
+mt.check(m is not None and 'spf=pass' in ar_of(m),
+         'SPF after the stalls: the pool threads are back, pass (%s, %.1fs)' % (ar_of(m) if m else text, secs))
+# stops at once: no thread is left blocked in a TCP read
 mx.stop()
 
 # ---------------------------------------------------------------- DKIM
