@@ -52,6 +52,28 @@ void spf_dns_check_deadline(uint64_t ms_from_now)
  * answers (or announces 65535 octets and sends ten) held a pool thread for ever, and with
  * it mxgate's shutdown. */
 
+/* A name that cannot be asked (RFC 1035 2.3.4: labels of 1..63 octets, 255 on the wire):
+ * no such name can exist, which is what the check hears (RFC 7208 4.3, 7.3). */
+static bool spf_dns_name_ok(const char *name)
+{
+	size_t n = strlen(name), label = 0;
+
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (name[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (++label > 63) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Waits until fd is ready for events or end (ms); 1 ready, 0 time is up, -1 error. */
 static int spf_dns_wait(int fd, short events, uint64_t end)
 {
@@ -179,7 +201,8 @@ out:
 }
 
 /* Asks the servers for (name, type) until an answer or the lookup's end. Returns the answer's
- * length with *rcode; -1 with *herr TRY_AGAIN when none came. */
+ * length with *rcode; -1 with *herr TRY_AGAIN when none came, or HOST_NOT_FOUND when the
+ * name cannot be asked. */
 static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type type,
     unsigned char *ans, int anslen, int *rcode, int *herr)
 {
@@ -193,14 +216,20 @@ static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type
 	*herr = TRY_AGAIN;
 	if (spf_dns_check_end != 0 && spf_dns_check_end < end)
 		end = spf_dns_check_end;
+	if (!spf_dns_name_ok(name)) {
+		*herr = HOST_NOT_FOUND;
+		return -1;
+	}
 	memset(&st, 0, sizeof(st));
 	if (res_ninit(&st) != 0)
 		return -1;
 	st.options &= ~(unsigned long)(RES_DNSRCH | RES_DEFNAMES);
 	qlen = res_nmkquery(&st, ns_o_query, name, ns_c_in, type, NULL, 0, NULL, q, sizeof(q));
 	res_nclose(&st);
-	if (qlen < 12)
+	if (qlen < 12) {
+		*herr = HOST_NOT_FOUND;
 		return -1;
+	}
 	if (getrandom(&id, sizeof(id), 0) == sizeof(id)) {
 		q[0] = (unsigned char)(id >> 8);
 		q[1] = (unsigned char)id;
@@ -307,8 +336,8 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
 		len = -1;
 	}
 	if (len < 0) {
-		/* NXDOMAIN is an answer; anything else (SERVFAIL, no reply in time) a temporary
-		 * error */
+		/* NXDOMAIN (or a name that cannot exist) is an answer; anything else (SERVFAIL,
+		 * no reply in time) a temporary error */
 		spfrr = SPF_dns_rr_new_init(layer, domain, type, 0, herr);
 		goto done;
 	}

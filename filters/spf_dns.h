@@ -6,7 +6,8 @@
  * then TCP when the answer is truncated, every wait bounded by the lookup's time (not glibc's
  * res_nquery, whose TCP fallback waits for ever on a server that does not answer). Blocking,
  * as libspf2 expects; SPF checks run in the libuv thread pool. Each call is self-contained
- * and thread-safe. */
+ * and thread-safe. A name that cannot be asked (a label over 63 octets, over 253 characters:
+ * a macro expansion, say) is answered as NXDOMAIN without a query. */
 #ifndef MX_SPF_DNS_H
 #define MX_SPF_DNS_H
 

@@ -13,7 +13,8 @@ resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspytho
   would give; nothing hostile reaches the backend;
 - SPF: a truncated answer whose TCP server accepts and never answers (or announces 65535
   octets and sends 12): temperror within dns.timeout, the pool thread comes back (glibc's
-  res_nquery waited for ever there, and mxgate could not stop);
+  res_nquery waited for ever there, and mxgate could not stop); a macro expanding to a
+  label over 63 octets is a name that cannot exist (RFC 7208 7.3, 4.3), not a temperror;
 - DKIM: a key record over 1024 octets (a 2048-bit key with an n= note, in 255-octet
   strings) is read whole.
 """
@@ -173,6 +174,9 @@ for code, text, secs, m in res:
 code, text, secs, m = send(mx, 'spfok2', '198.18.1.7', 'a@ok.example')
 mt.check(m is not None and 'spf=pass' in ar_of(m),
          'SPF after the stalls: the pool threads are back, pass (%s, %.1fs)' % (ar_of(m) if m else text, secs))
+code, text, secs, m = send(mx, 'macro', '198.18.1.7', 'a' * 64 + '@macro.example')
+mt.check(m is not None and 'spf=pass' in ar_of(m),
+         'SPF: %%{l} expanding to a 64-octet label is no name, the next term matches (%s)' % (ar_of(m) if m else text))
 # stops at once: no thread is left blocked in a TCP read
 mx.stop()
 
