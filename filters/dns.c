@@ -649,10 +649,22 @@ struct dns_query {
 	void (*cb)(void *arg, const struct dns_result *res);  /* NULL once delivered/cancelled */
 	void *arg;
 	uint64_t deadline;                  /* ms (uv_now of the loop) */
+	uint64_t started;                   /* ms (uv_now of the loop) */
 	struct dns_query *prev, *next;      /* the resolver's deadline-ordered list */
 	bool linked;
+	/* Coalescing: a query for a (type, name) already asked and not answered yet does not
+	 * ask again; it follows that one (its leader) and gets the same answer. A follower's
+	 * memory is ours (freed when it is delivered or cancelled), a leader's c-ares'. */
+	bool follower;
+	bool inflight;                      /* a leader whose c-ares query is running */
+	struct dns_query *leader;           /* a follower: whom it follows (NULL while delivered) */
+	struct dns_query *fhead;            /* a leader: its followers */
+	struct dns_query *fprev, *fnext;    /* in the leader's list of followers */
+	struct dns_query *hnext;            /* in the resolver's table of running leaders */
 	char name[];
 };
+
+#define DNS_INFLIGHT_BUCKETS 256
 
 struct dns_resolver {
 	uv_loop_t *loop;
@@ -662,7 +674,9 @@ struct dns_resolver {
 	uv_timer_t timer;
 	struct dns_sock *socks;
 	struct dns_query *qhead, *qtail;    /* waiting for an answer, by deadline */
+	struct dns_query *inflight[DNS_INFLIGHT_BUCKETS]; /* leaders whose query runs */
 	size_t npending;
+	size_t coalesced;                   /* queries that followed another (tests) */
 	uint64_t timeout_ms;
 	struct dns_cache *cache;            /* NULL: no caching */
 	uint64_t negative_ttl_ms, max_ttl_ms;
@@ -751,6 +765,92 @@ static void dns_query_deliver(struct dns_query *q, const struct dns_result *res)
 	q->cb = NULL;
 	if (cb != NULL)
 		cb(q->arg, res);
+}
+
+/* ---- coalescing --------------------------------------------------------------------- */
+
+static size_t dns_inflight_bucket(enum dns_type t, const char *name)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)t;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ (uint64_t)tolower(*p)) * 1099511628211ull;
+	return (size_t)(h % DNS_INFLIGHT_BUCKETS);
+}
+
+static void dns_inflight_add(struct dns_query *q)
+{
+	struct dns_resolver *r = q->r;
+	size_t b = dns_inflight_bucket(q->type, q->name);
+
+	q->hnext = r->inflight[b];
+	r->inflight[b] = q;
+	q->inflight = true;
+}
+
+static void dns_inflight_remove(struct dns_query *q)
+{
+	struct dns_query **pp;
+
+	if (!q->inflight)
+		return;
+	for (pp = &q->r->inflight[dns_inflight_bucket(q->type, q->name)]; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == q) {
+			*pp = q->hnext;
+			break;
+		}
+	q->hnext = NULL;
+	q->inflight = false;
+}
+
+/* A running query for (t, name) asked recently enough that a follower joining it still
+ * gets most of its own time: asked at most half the resolver's timeout ago. */
+static struct dns_query *dns_inflight_find(struct dns_resolver *r, enum dns_type t,
+    const char *name, uint64_t now)
+{
+	for (struct dns_query *q = r->inflight[dns_inflight_bucket(t, name)]; q != NULL; q = q->hnext)
+		if (q->type == t && strcasecmp(q->name, name) == 0 && now - q->started <= r->timeout_ms / 2)
+			return q;
+	return NULL;
+}
+
+static void dns_follower_detach(struct dns_query *f)
+{
+	struct dns_query *l = f->leader;
+
+	if (l == NULL)
+		return;
+	if (f->fprev)
+		f->fprev->fnext = f->fnext;
+	else
+		l->fhead = f->fnext;
+	if (f->fnext)
+		f->fnext->fprev = f->fprev;
+	f->fprev = f->fnext = NULL;
+	f->leader = NULL;
+}
+
+/* Hands res to every follower of leader l (res NULL: the resolver is going away, nobody
+ * hears), and frees them. A callback may cancel a follower not delivered yet: it then only
+ * loses its callback (leader == NULL marks "being delivered") and is freed here. */
+static void dns_followers_deliver(struct dns_query *l, const struct dns_result *res)
+{
+	struct dns_query *list = l->fhead;
+
+	l->fhead = NULL;
+	for (struct dns_query *f = list; f != NULL; f = f->fnext)
+		f->leader = NULL;
+	while (list != NULL) {
+		struct dns_query *f = list;
+
+		list = f->fnext;
+		f->fnext = f->fprev = NULL;
+		if (res != NULL)
+			dns_query_deliver(f, res);
+		else
+			dns_query_unlink(f);
+		free(f);
+	}
 }
 
 static enum dns_status dns_status_from_ares(int status)
@@ -918,7 +1018,10 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	(void)timeouts;
 	if (q == r->starting)
 		r->starting_done = true;
-	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || q->cb == NULL) {
+	dns_inflight_remove(q);
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED ||
+	    (q->cb == NULL && q->fhead == NULL)) {
+		dns_followers_deliver(q, NULL);
 		dns_query_unlink(q);
 		free(q);
 		return;
@@ -952,6 +1055,7 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	    res.status == DNS_S_NODATA))
 		dns_cache_put(r->cache, q->type, q->name, &res, dns_now_ms());
 	dns_query_deliver(q, &res);
+	dns_followers_deliver(q, &res);
 	for (size_t i = 0; i < res.n; i++)
 		free(res.v[i]);
 	free(res.v);
@@ -988,7 +1092,11 @@ static void dns_resolver_expire(struct dns_resolver *r)
 		memset(&res, 0, sizeof(res));
 		res.status = DNS_S_TIMEOUT;
 		res.type = q->type;
-		dns_query_deliver(q, &res);	/* q stays allocated until c-ares lets go */
+		dns_query_deliver(q, &res);	/* a leader stays allocated until c-ares lets go */
+		if (q->follower) {
+			dns_follower_detach(q);
+			free(q);
+		}
 	}
 }
 
@@ -1286,8 +1394,19 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 	q->cb = cb;
 	q->arg = arg;
 	uv_update_time(r->loop);
-	q->deadline = uv_now(r->loop) + (timeout_ms ? timeout_ms : r->timeout_ms);
+	q->started = uv_now(r->loop);
+	q->deadline = q->started + (timeout_ms ? timeout_ms : r->timeout_ms);
 	dns_query_link(q);
+	if ((q->leader = dns_inflight_find(r, t, name, q->started)) != NULL) {
+		/* the same question is on its way: wait for its answer, within our own time */
+		q->follower = true;
+		q->fnext = q->leader->fhead;
+		if (q->fnext)
+			q->fnext->fprev = q;
+		q->leader->fhead = q;
+		r->coalesced++;
+		return q;
+	}
 	r->starting = q;
 	r->starting_done = false;
 	r->busy++;
@@ -1295,6 +1414,8 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 	r->starting = NULL;
 	/* ares_query may have answered synchronously (then q is gone) */
 	sync = r->starting_done;
+	if (!sync)
+		dns_inflight_add(q);
 	dns_resolver_unbusy(r);
 	return sync ? NULL : q;
 }
@@ -1303,7 +1424,18 @@ void dns_query_cancel(struct dns_query *q)
 {
 	if (q == NULL)
 		return;
-	/* c-ares keeps the memory until it calls back; it then sees cb == NULL and frees. */
+	/* c-ares keeps a leader's memory until it calls back; it then sees cb == NULL and
+	 * frees (its followers still get the answer). A follower is ours: gone at once, unless
+	 * it is among those being delivered right now (then that loop frees it). */
 	q->cb = NULL;
 	dns_query_unlink(q);
+	if (q->follower && q->leader != NULL) {
+		dns_follower_detach(q);
+		free(q);
+	}
+}
+
+size_t dns_resolver_coalesced(const struct dns_resolver *r)
+{
+	return r ? r->coalesced : 0;
 }

@@ -8,7 +8,10 @@
  *     ...  dns_query_cancel(q);            // when the session goes away: my_cb never runs
  *     dns_resolver_release(r);             // in worker_free
  *
- * Everything runs on the loop thread; no call blocks it. */
+ * Everything runs on the loop thread; no call blocks it. Queries for a (type, name) already
+ * asked on that resolver and not answered yet (asked less than half the timeout ago) are not
+ * sent again: they wait for that answer, each within its own time limit, so a thousand
+ * sessions waiting on one slow name cost one query. */
 #ifndef MX_DNS_H
 #define MX_DNS_H
 
@@ -84,6 +87,9 @@ void dns_query_cancel(struct dns_query *q);
 void dns_resolver_set_cache(struct dns_resolver *r, struct dns_cache *c);
 /* Number of queries in flight on r (tests). */
 size_t dns_resolver_pending(const struct dns_resolver *r);
+/* Number of queries that joined one already asked for the same (type, name) instead of
+ * asking again (tests, figures). */
+size_t dns_resolver_coalesced(const struct dns_resolver *r);
 
 /* ---- names -------------------------------------------------------------------------- */
 

@@ -10,7 +10,9 @@ resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspytho
   255-octet name, twenty PTR names, a PTR whose A record does not confirm, a CNAME loop,
   a wrong owner name, the wrong type, SERVFAIL / REFUSED / no answer / a TCP server that
   stalls after a truncated answer: each ends within dns.timeout with the status Postfix
-  would give; nothing hostile reaches the backend;
+  would give; nothing hostile reaches the backend; 300 sessions from one client whose PTR
+  answer takes a second cost one query per worker, not one per session (queries in flight
+  for the same name are coalesced), and each session gets the name;
 - SPF: a truncated answer whose TCP server accepts and never answers (or announces 65535
   octets and sends 12): temperror within dns.timeout, the pool thread comes back (glibc's
   res_nquery waited for ever there, and mxgate could not stop); a macro expanding to a
@@ -19,6 +21,7 @@ resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspytho
   strings) is read whole.
 """
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -61,6 +64,8 @@ zone = {
     '14.2.18.198.in-addr.arpa': [{'ptr': 'good.example'}, {'owner': 'other.example'}],
     '15.2.18.198.in-addr.arpa': [{'!a': '198.18.2.15'}],
     '16.2.18.198.in-addr.arpa': [{'ptr': 'sp\\032ace.example'}, {'ptr': 'good.example'}],
+    '17.2.18.198.in-addr.arpa': [{'delay': 1}, {'ptr': 'slow.example'}],
+    'slow.example': [{'a': '198.18.2.17'}],
     'good.example': [{'a': '198.18.2.16'}],
     # SPF
     'ok.example': [{'txt': ['v=spf1 ip4:198.18.1.7 -all']}],
@@ -146,6 +151,23 @@ for n, want, what in rows:
     mt.check(not bad, 'rdns %s: nothing hostile in the Received: field (%r)' % (what, bad))
 mt.check(mx.wait_log(r'event=dns_malformed_name type=ptr skipped=1 kept=1', 5),
          'the log says a malformed PTR name was skipped')
+mx.stop()
+
+# a crowd waiting on one slow name: the PTR is asked once per worker (two), not per session
+mx = daemon('mx-hostile-crowd', limits={'max_connections_per_ip': 1000})
+socks = []
+for i in range(300):
+    s = socket.create_connection(('127.0.0.1', mx.port), timeout=mt.slack(10))
+    s.sendall(b'PROXY TCP4 198.18.2.17 127.0.0.1 40000 25\r\n')
+    socks.append(s)
+greeted = sum(1 for s in socks if s.recv(100).startswith(b'220'))
+for s in socks:
+    s.close()
+code, text, secs, m = send(mx, 'crowd', '198.18.2.17')
+asked = open(os.path.join(mt.TMP, peer.name + '.log')).read().count('query 17.2.18.198.in-addr.arpa PTR')
+mt.check(greeted == 300 and m is not None and m['xclient'].get('NAME') == 'slow.example',
+         'a crowd on a slow PTR: all greeted, the name found (%d, %s)' % (greeted, m['xclient'] if m else text))
+mt.check(1 <= asked <= 4, '301 sessions waiting on one slow PTR: %d queries sent (one per worker)' % asked)
 mx.stop()
 
 # ---------------------------------------------------------------- SPF

@@ -404,6 +404,48 @@ static void test_cancel(void **state)
 	dns_query_cancel(NULL);
 }
 
+/* The same question asked while it is on its way is not sent again: the followers get the
+ * leader's answer, cancelling the leader or a follower leaves the others theirs, a follower's
+ * own shorter time limit still holds, and releasing the resolver frees them unheard. */
+static void test_coalesce(void **state)
+{
+	struct fixture *f = *state;
+	struct got a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 }, e = { 0 };
+	struct dns_query *qa, *qb, *qc;
+	int before = f->fd.queries;
+
+	qa = dns_query_start(f->r, DNS_T_A, "host.test", 0, got_cb, &a);
+	qb = dns_query_start(f->r, DNS_T_A, "HOST.test", 0, got_cb, &b);
+	qc = dns_query_start(f->r, DNS_T_A, "host.test", 0, got_cb, &c);
+	assert_non_null(qa);
+	assert_non_null(qb);
+	assert_non_null(qc);
+	assert_int_equal(dns_resolver_coalesced(f->r), 2);
+	assert_int_equal(dns_resolver_pending(f->r), 3);
+	dns_query_cancel(qa);      /* the leader goes: the followers still get the answer */
+	dns_query_cancel(qb);
+	run_until(&f->loop, &c.calls, 1, 2000);
+	assert_int_equal(a.calls, 0);
+	assert_int_equal(b.calls, 0);
+	assert_int_equal(c.calls, 1);
+	assert_int_equal(c.r.status, DNS_S_OK);
+	assert_string_equal(c.first, "198.18.1.7");
+	assert_int_equal(f->fd.queries - before, 1);
+	assert_int_equal(dns_resolver_pending(f->r), 0);
+	/* a follower with a shorter limit of its own times out at it, the leader later */
+	dns_query_start(f->r, DNS_T_A, "drop.same.test", 0, got_cb, &d);
+	dns_query_start(f->r, DNS_T_A, "drop.same.test", 100, got_cb, &e);
+	run_until(&f->loop, &e.calls, 1, 2000);
+	assert_int_equal(e.r.status, DNS_S_TIMEOUT);
+	assert_int_equal(d.calls, 0);
+	run_until(&f->loop, &d.calls, 1, 2000);
+	assert_int_equal(d.r.status, DNS_S_TIMEOUT);
+	/* pending followers when the last reference goes (teardown): freed, never called */
+	dns_query_start(f->r, DNS_T_A, "drop.gone.test", 0, got_cb, &e);
+	dns_query_start(f->r, DNS_T_A, "drop.gone.test", 0, got_cb, &e);
+	assert_int_equal(dns_resolver_coalesced(f->r), 4);
+}
+
 static void test_release_with_pending(void **state)
 {
 	uv_loop_t loop;
@@ -477,6 +519,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resolve_negative, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_coalesce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test(test_release_with_pending),
 		cmocka_unit_test(test_unreachable_server),
