@@ -125,7 +125,7 @@ enum dkim_result dkim_key_parse(const char *txt, size_t len, const struct dkim_l
 	struct dkim_tags tags;
 	const struct dkim_tag *t;
 	struct key_list_scan scan;
-	unsigned char der[2048];
+	unsigned char der[4096];	/* a 16384-bit RSA key (max_key_bits) is 2086 octets */
 	const unsigned char *dp;
 	long dlen;
 	EVP_PKEY *pk = NULL;
