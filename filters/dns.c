@@ -1357,6 +1357,28 @@ void dns_resolver_release(struct dns_resolver *r)
 
 /* ---- queries ------------------------------------------------------------------------ */
 
+/* RFC 1035 2.3.4: at most 253 characters as text, labels of 1..63 octets (a trailing dot
+ * allowed). */
+static bool dns_name_askable(const char *name, size_t n)
+{
+	size_t label = 0;
+
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (name[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (++label > 63) {
+			return false;
+		}
+	}
+	return true;
+}
+
 static const int dns_ares_type[DNS_T_COUNT] = {
 	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12,
 };
@@ -1372,8 +1394,16 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 	memset(&res, 0, sizeof(res));
 	res.type = t;
 	nlen = name ? strlen(name) : 0;
-	if (r == NULL || r->dying || (unsigned)t >= DNS_T_COUNT || nlen == 0 || nlen > 253) {
+	if (r == NULL || r->dying || (unsigned)t >= DNS_T_COUNT || nlen == 0) {
 		res.status = DNS_S_ERROR;
+		cb(arg, &res);
+		return NULL;
+	}
+	if (!dns_name_askable(name, nlen)) {
+		/* no such name can exist: that is the answer (not "try again": a DKIM key name
+		 * with a 64-octet selector label made DMARC temperror, and p=reject let a forgery
+		 * through); not cached */
+		res.status = DNS_S_NXDOMAIN;
 		cb(arg, &res);
 		return NULL;
 	}

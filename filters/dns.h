@@ -77,7 +77,10 @@ void dns_resolver_release(struct dns_resolver *r);
 /* Starts a query for name (without trailing dot) of type t. timeout_ms 0 = the resolver's.
  * cb runs exactly once on the loop thread unless the query is cancelled first; it may run
  * before this function returns (cache hit, immediate error) — then NULL is returned.
- * Otherwise the returned handle stays valid until cb has started or dns_query_cancel(). */
+ * Otherwise the returned handle stays valid until cb has started or dns_query_cancel().
+ * A name that cannot exist (over 253 characters, an empty label or one over 63 octets) is
+ * answered DNS_S_NXDOMAIN at once, without a query; an empty name or no resolver is
+ * DNS_S_ERROR. */
 struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const char *name,
     uint64_t timeout_ms, void (*cb)(void *arg, const struct dns_result *res), void *arg);
 /* Cancels q: its callback will never run. q must not be used afterwards. NULL is a no-op. */

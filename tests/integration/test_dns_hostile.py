@@ -18,7 +18,10 @@ resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspytho
   res_nquery waited for ever there, and mxgate could not stop); a macro expanding to a
   label over 63 octets is a name that cannot exist (RFC 7208 7.3, 4.3), not a temperror;
 - DKIM: a key record over 1024 octets (a 2048-bit key with an n= note, in 255-octet
-  strings) is read whole.
+  strings) is read whole;
+- DMARC: a forged signature of the From domain whose key name cannot be asked (a selector
+  label of 64 octets) has no key (permerror, RFC 6376 6.1.2): p=reject refuses the
+  message; it was a temperror, which let the forgery through.
 """
 import os
 import socket
@@ -74,6 +77,8 @@ zone = {
     'macro.example': [{'txt': ['v=spf1 exists:%{l}.%{d} ip4:198.18.1.7 -all']}],
     # DKIM
     'big._domainkey.example.org': [{'txt': key_parts}],
+    # DMARC
+    '_dmarc.victim.example': [{'txt': ['v=DMARC1; p=reject']}],
 }
 peer = mt.dns_peer(zone)
 be = mt.Backend(xclient=True)
@@ -212,5 +217,18 @@ code, text, secs, m = send(mx, 'dkimbig', '198.18.1.7', 'a@example.org', data=r.
 ar = ar_of(m) if m else ''
 mt.check(code == 250 and 'dkim=pass' in ar,
          'DKIM: a %d-octet key record in %d strings is read whole (%s)' % (len(key_rec), len(key_parts), ar or text))
+mx.stop()
+
+# ---------------------------------------------------------------- DMARC
+mx = daemon('mx-hostile-dmarc', dmarc={'enabled': True})
+for tag, sel in (('nokey', 'nokey'), ('label64', 'a' * 64)):
+    forged = ('DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=victim.example; s=%s;\r\n'
+              ' h=from:to:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n'
+              'From: ceo@victim.example\r\nTo: b@example.test\r\nSubject: hostile dmarc%s\r\n\r\nbody\r\n'
+              % (sel, tag)).encode()
+    code, text, secs, m = send(mx, 'dmarc' + tag, '198.18.1.7', 'a@example.test', data=forged)
+    mt.check(code == 550 and m is None,
+             'DMARC p=reject: a forged signature with a key name that cannot be asked (%s) is refused (%s %s)'
+             % (tag, code, text[:100]))
 mx.stop()
 mt.finish()

@@ -500,9 +500,18 @@ static void test_bad_input(void **state)
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	assert_null(dns_query_start(f->r, DNS_T_A, "", 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_ERROR);
+	/* names that cannot exist are answered NXDOMAIN at once, nothing asked */
 	assert_null(dns_query_start(f->r, DNS_T_A, longname, 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_NXDOMAIN);
+	longname[64] = '\0';
+	assert_null(dns_query_start(f->r, DNS_T_TXT, longname, 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_NXDOMAIN);
+	assert_null(dns_query_start(f->r, DNS_T_A, "a..test", 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_NXDOMAIN);
+	assert_int_equal(f->fd.queries, 0);
 	assert_null(dns_query_start(NULL, DNS_T_A, "x.test", 0, got_cb, &g));
-	assert_int_equal(g.calls, 3);
+	assert_int_equal(g.calls, 5);
 	assert_int_equal(g.r.status, DNS_S_ERROR);
 }
 
