@@ -20,8 +20,8 @@ resolver misbehaves) would drive it. The answers come from dns_peer.py (dnspytho
 - DKIM: a key record over 1024 octets (a 2048-bit key with an n= note, in 255-octet
   strings) is read whole;
 - DMARC: a forged signature of the From domain whose key name cannot be asked (a selector
-  label of 64 octets) has no key (permerror, RFC 6376 6.1.2): p=reject refuses the
-  message; it was a temperror, which let the forgery through.
+  label of 64 octets, a name over 253 characters) has no key (permerror, RFC 6376 6.1.2):
+  p=reject refuses the message; it was a temperror, which let the forgery through.
 """
 import os
 import socket
@@ -221,7 +221,7 @@ mx.stop()
 
 # ---------------------------------------------------------------- DMARC
 mx = daemon('mx-hostile-dmarc', dmarc={'enabled': True})
-for tag, sel in (('nokey', 'nokey'), ('label64', 'a' * 64)):
+for tag, sel in (('nokey', 'nokey'), ('label64', 'a' * 64), ('name254', '.'.join(['s' * 60] * 4))):
     forged = ('DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=victim.example; s=%s;\r\n'
               ' h=from:to:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n'
               'From: ceo@victim.example\r\nTo: b@example.test\r\nSubject: hostile dmarc%s\r\n\r\nbody\r\n'
