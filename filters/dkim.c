@@ -125,7 +125,7 @@ enum dkim_result dkim_key_parse(const char *txt, size_t len, const struct dkim_l
 	struct dkim_tags tags;
 	const struct dkim_tag *t;
 	struct key_list_scan scan;
-	unsigned char der[2048];
+	unsigned char der[4096];	/* a 16384-bit RSA key (max_key_bits) is 2086 octets */
 	const unsigned char *dp;
 	long dlen;
 	EVP_PKEY *pk = NULL;
@@ -808,8 +808,16 @@ static enum dkim_result sig_precheck(struct dkim_msg *m, struct dkim_sig *sig,
 		return sig->result;
 	if (m->truncated)
 		return sig_set(sig, DKIM_RESULT_PERMERROR, "too many header fields");
-	if (key == NULL)
+	if (key == NULL) {
+		char name[300];
+
+		/* s._domainkey.d over 253 characters: no such key can exist (RFC 6376 6.1.2:
+		 * PERMFAIL, no key). A temperror there made DMARC temperror, and p=reject let a
+		 * forged signature through. */
+		if (dkim_sig_key_name(sig, name, sizeof(name)) != 0)
+			return sig_set(sig, DKIM_RESULT_PERMERROR, "no key (name too long)");
 		return sig_set(sig, DKIM_RESULT_TEMPERROR, "no key answer");
+	}
 	if (key->result != DKIM_RESULT_PASS)
 		return sig_set(sig, key->result, key->reason);
 	if ((sig->alg == DKIM_ALG_ED25519_SHA256) != (key->type == DKIM_KEY_ED25519))

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- config ------------------------------------------------------------------------- */
 
@@ -243,6 +244,120 @@ int dns_reply_negative_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
 		return 0;
 	}
 	return -1;
+}
+
+/* Expands the possibly compressed name at *off into out ("a.b.c", no trailing dot), moving
+ * *off past it. *clean is cleared when a label holds an octet that has no place in a host
+ * name's text (a control, a space, DEL, non-ASCII, '.' or '\\' inside a label): such a name
+ * must reach no header, XCLIENT line or log. 0, or -1 when malformed or longer than outlen. */
+static int dns_reply_expand_name(const unsigned char *b, size_t len, size_t *off, char *out,
+    size_t outlen, bool *clean)
+{
+	size_t o = *off, used = 0;
+	bool jumped = false;
+
+	*clean = true;
+	for (int hops = 0; hops < 128; hops++) {
+		if (o >= len)
+			return -1;
+		if ((b[o] & 0xc0) == 0xc0) {
+			if (o + 2 > len)
+				return -1;
+			if (!jumped)
+				*off = o + 2;
+			jumped = true;
+			o = ((size_t)(b[o] & 0x3f) << 8) | b[o + 1];
+			continue;
+		}
+		if ((b[o] & 0xc0) != 0)
+			return -1;
+		if (b[o] == 0) {
+			if (!jumped)
+				*off = o + 1;
+			if (used >= outlen)
+				return -1;
+			out[used] = '\0';
+			return 0;
+		}
+		size_t n = b[o];
+
+		if (o + 1 + n > len || used + n + 1 >= outlen)
+			return -1;
+		if (used > 0)
+			out[used++] = '.';
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = b[o + 1 + i];
+
+			if (c <= 0x20 || c >= 0x7f || c == '.' || c == '\\')
+				*clean = false;
+			out[used++] = (char)c;
+		}
+		o += 1 + n;
+	}
+	return -1;
+}
+
+int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped)
+{
+	char owners[8][DNS_NAME_TEXT_MAX], name[DNS_NAME_TEXT_MAX];
+	size_t nowners = 0, off = 12;
+	unsigned qd, an;
+	bool clean;
+
+	if (skipped != NULL)
+		*skipped = 0;
+	if (buf == NULL || len < 12 || res == NULL)
+		return -1;
+	qd = (unsigned)buf[4] << 8 | buf[5];
+	an = (unsigned)buf[6] << 8 | buf[7];
+	if (qd != 1)
+		return -1;
+	if (dns_reply_expand_name(buf, len, &off, owners[0], sizeof(owners[0]), &clean) < 0 ||
+	    off + 4 > len)
+		return -1;
+	nowners = 1;
+	off += 4;
+	for (unsigned i = 0; i < an; i++) {
+		unsigned type, klass, rdlen;
+		size_t rd;
+		bool ours = false;
+
+		if (dns_reply_expand_name(buf, len, &off, name, sizeof(name), &clean) < 0 || off + 10 > len)
+			return -1;
+		type = (unsigned)buf[off] << 8 | buf[off + 1];
+		klass = (unsigned)buf[off + 2] << 8 | buf[off + 3];
+		rdlen = (unsigned)buf[off + 8] << 8 | buf[off + 9];
+		off += 10;
+		rd = off;
+		if (off + rdlen > len)
+			return -1;
+		off += rdlen;
+		for (size_t k = 0; k < nowners; k++)
+			ours |= strcasecmp(name, owners[k]) == 0;
+		if (!ours || klass != 1 || (type != 5 /* CNAME */ && type != 12 /* PTR */))
+			continue;	/* another name's record (a wrong qname) or another type */
+		if (dns_reply_expand_name(buf, rd + rdlen, &rd, name, sizeof(name), &clean) < 0 ||
+		    rd != off)
+			return -1;
+		if (type == 5) {
+			if (nowners < sizeof(owners) / sizeof(owners[0]))
+				memcpy(owners[nowners++], name, sizeof(name));
+			continue;
+		}
+		if (!clean || name[0] == '\0') {
+			if (skipped != NULL)
+				(*skipped)++;
+			continue;
+		}
+		bool dup = false;
+
+		for (size_t k = 0; k < res->n; k++)
+			dup |= strcasecmp(res->v[k], name) == 0;
+		if (!dup && res->n < max && dns_result_push(res, name) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* ---- the cache ---------------------------------------------------------------------- */
@@ -534,10 +649,22 @@ struct dns_query {
 	void (*cb)(void *arg, const struct dns_result *res);  /* NULL once delivered/cancelled */
 	void *arg;
 	uint64_t deadline;                  /* ms (uv_now of the loop) */
+	uint64_t started;                   /* ms (uv_now of the loop) */
 	struct dns_query *prev, *next;      /* the resolver's deadline-ordered list */
 	bool linked;
+	/* Coalescing: a query for a (type, name) already asked and not answered yet does not
+	 * ask again; it follows that one (its leader) and gets the same answer. A follower's
+	 * memory is ours (freed when it is delivered or cancelled), a leader's c-ares'. */
+	bool follower;
+	bool inflight;                      /* a leader whose c-ares query is running */
+	struct dns_query *leader;           /* a follower: whom it follows (NULL while delivered) */
+	struct dns_query *fhead;            /* a leader: its followers */
+	struct dns_query *fprev, *fnext;    /* in the leader's list of followers */
+	struct dns_query *hnext;            /* in the resolver's table of running leaders */
 	char name[];
 };
+
+#define DNS_INFLIGHT_BUCKETS 256
 
 struct dns_resolver {
 	uv_loop_t *loop;
@@ -547,7 +674,9 @@ struct dns_resolver {
 	uv_timer_t timer;
 	struct dns_sock *socks;
 	struct dns_query *qhead, *qtail;    /* waiting for an answer, by deadline */
+	struct dns_query *inflight[DNS_INFLIGHT_BUCKETS]; /* leaders whose query runs */
 	size_t npending;
+	size_t coalesced;                   /* queries that followed another (tests) */
 	uint64_t timeout_ms;
 	struct dns_cache *cache;            /* NULL: no caching */
 	uint64_t negative_ttl_ms, max_ttl_ms;
@@ -638,6 +767,92 @@ static void dns_query_deliver(struct dns_query *q, const struct dns_result *res)
 		cb(q->arg, res);
 }
 
+/* ---- coalescing --------------------------------------------------------------------- */
+
+static size_t dns_inflight_bucket(enum dns_type t, const char *name)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)t;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ (uint64_t)tolower(*p)) * 1099511628211ull;
+	return (size_t)(h % DNS_INFLIGHT_BUCKETS);
+}
+
+static void dns_inflight_add(struct dns_query *q)
+{
+	struct dns_resolver *r = q->r;
+	size_t b = dns_inflight_bucket(q->type, q->name);
+
+	q->hnext = r->inflight[b];
+	r->inflight[b] = q;
+	q->inflight = true;
+}
+
+static void dns_inflight_remove(struct dns_query *q)
+{
+	struct dns_query **pp;
+
+	if (!q->inflight)
+		return;
+	for (pp = &q->r->inflight[dns_inflight_bucket(q->type, q->name)]; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == q) {
+			*pp = q->hnext;
+			break;
+		}
+	q->hnext = NULL;
+	q->inflight = false;
+}
+
+/* A running query for (t, name) asked recently enough that a follower joining it still
+ * gets most of its own time: asked at most half the resolver's timeout ago. */
+static struct dns_query *dns_inflight_find(struct dns_resolver *r, enum dns_type t,
+    const char *name, uint64_t now)
+{
+	for (struct dns_query *q = r->inflight[dns_inflight_bucket(t, name)]; q != NULL; q = q->hnext)
+		if (q->type == t && strcasecmp(q->name, name) == 0 && now - q->started <= r->timeout_ms / 2)
+			return q;
+	return NULL;
+}
+
+static void dns_follower_detach(struct dns_query *f)
+{
+	struct dns_query *l = f->leader;
+
+	if (l == NULL)
+		return;
+	if (f->fprev)
+		f->fprev->fnext = f->fnext;
+	else
+		l->fhead = f->fnext;
+	if (f->fnext)
+		f->fnext->fprev = f->fprev;
+	f->fprev = f->fnext = NULL;
+	f->leader = NULL;
+}
+
+/* Hands res to every follower of leader l (res NULL: the resolver is going away, nobody
+ * hears), and frees them. A callback may cancel a follower not delivered yet: it then only
+ * loses its callback (leader == NULL marks "being delivered") and is freed here. */
+static void dns_followers_deliver(struct dns_query *l, const struct dns_result *res)
+{
+	struct dns_query *list = l->fhead;
+
+	l->fhead = NULL;
+	for (struct dns_query *f = list; f != NULL; f = f->fnext)
+		f->leader = NULL;
+	while (list != NULL) {
+		struct dns_query *f = list;
+
+		list = f->fnext;
+		f->fnext = f->fprev = NULL;
+		if (res != NULL)
+			dns_query_deliver(f, res);
+		else
+			dns_query_unlink(f);
+		free(f);
+	}
+}
+
 static enum dns_status dns_status_from_ares(int status)
 {
 	switch (status) {
@@ -697,14 +912,16 @@ static enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abu
 	}
 	case DNS_T_TXT: {
 		struct ares_txt_ext *list = NULL, *e;
-		char buf[1024];
-		size_t used = 0;
+		char *buf = NULL;
+		size_t used = 0, cap = 0;
 		bool have = false;
 
 		rc = ares_parse_txt_reply_ext(abuf, alen, &list);
 		if (rc != ARES_SUCCESS)
 			return dns_status_from_ares(rc);
-		/* RFC 7208 3.3: a record's character-strings are concatenated */
+		/* RFC 7208 3.3: a record's character-strings are concatenated, whatever the
+		 * record's length (a DKIM key of 8192 bits is ~1400 octets of base64); the reply
+		 * itself (at most 64 KiB) bounds it */
 		for (e = list; e != NULL; e = e->next) {
 			if (e->record_start && have) {
 				if (dns_result_push(res, buf) < 0)
@@ -712,42 +929,42 @@ static enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abu
 				used = 0;
 			}
 			have = true;
-			if (used + e->length < sizeof(buf)) {
-				memcpy(buf + used, e->txt, e->length);
-				used += e->length;
+			if (used + e->length + 1 > cap) {
+				size_t ncap = (used + e->length + 1) * 2;
+				char *nb = realloc(buf, ncap);
+
+				if (nb == NULL)
+					goto txt_fail;
+				buf = nb;
+				cap = ncap;
 			}
+			memcpy(buf + used, e->txt, e->length);
+			used += e->length;
 			buf[used] = '\0';
 		}
 		if (have && dns_result_push(res, buf) < 0)
 			goto txt_fail;
+		free(buf);
 		ares_free_data(list);
 		break;
 txt_fail:
+		free(buf);
 		ares_free_data(list);
 		return DNS_S_ERROR;
 	}
 	case DNS_T_PTR: {
-		struct hostent *he = NULL;
-		unsigned char dummy[16] = { 0 };
+		size_t skipped = 0;
 
-		rc = ares_parse_ptr_reply(abuf, alen, dummy, 4, AF_INET, &he);
-		if (rc != ARES_SUCCESS)
-			return dns_status_from_ares(rc);
-		if (he->h_name && dns_result_push(res, he->h_name) < 0)
-			goto ptr_fail;
-		for (char **a = he->h_aliases; a && *a; a++) {
-			bool dup = false;
-
-			for (size_t i = 0; i < res->n; i++)
-				dup |= strcasecmp(res->v[i], *a) == 0;
-			if (!dup && res->n < 16 && dns_result_push(res, *a) < 0)
-				goto ptr_fail;
-		}
-		ares_free_hostent(he);
+		/* our own reader, not ares_parse_ptr_reply: c-ares 1.18 refuses the whole answer
+		 * (EBADRESP, a temporary failure) when one name holds a character a host name
+		 * cannot, so a hostile PTR made the client's name "try again" and hid a good
+		 * name next to it; a malformed name is no name (Postfix: "unknown", 5xx) */
+		if (dns_reply_ptr_names(abuf, alen > 0 ? (size_t)alen : 0, res, 16, &skipped) < 0)
+			return DNS_S_ERROR;
+		if (skipped > 0)
+			log_event(LOG_LVL_INFO, NULL, "event=dns_malformed_name type=ptr skipped=%zu kept=%zu",
+			    skipped, res->n);
 		break;
-ptr_fail:
-		ares_free_hostent(he);
-		return DNS_S_ERROR;
 	}
 	default:
 		return DNS_S_ERROR;
@@ -801,7 +1018,10 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	(void)timeouts;
 	if (q == r->starting)
 		r->starting_done = true;
-	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED || q->cb == NULL) {
+	dns_inflight_remove(q);
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED ||
+	    (q->cb == NULL && q->fhead == NULL)) {
+		dns_followers_deliver(q, NULL);
 		dns_query_unlink(q);
 		free(q);
 		return;
@@ -835,6 +1055,7 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	    res.status == DNS_S_NODATA))
 		dns_cache_put(r->cache, q->type, q->name, &res, dns_now_ms());
 	dns_query_deliver(q, &res);
+	dns_followers_deliver(q, &res);
 	for (size_t i = 0; i < res.n; i++)
 		free(res.v[i]);
 	free(res.v);
@@ -871,7 +1092,11 @@ static void dns_resolver_expire(struct dns_resolver *r)
 		memset(&res, 0, sizeof(res));
 		res.status = DNS_S_TIMEOUT;
 		res.type = q->type;
-		dns_query_deliver(q, &res);	/* q stays allocated until c-ares lets go */
+		dns_query_deliver(q, &res);	/* a leader stays allocated until c-ares lets go */
+		if (q->follower) {
+			dns_follower_detach(q);
+			free(q);
+		}
 	}
 }
 
@@ -1132,6 +1357,28 @@ void dns_resolver_release(struct dns_resolver *r)
 
 /* ---- queries ------------------------------------------------------------------------ */
 
+/* RFC 1035 2.3.4: at most 253 characters as text, labels of 1..63 octets (a trailing dot
+ * allowed). */
+static bool dns_name_askable(const char *name, size_t n)
+{
+	size_t label = 0;
+
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (name[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (++label > 63) {
+			return false;
+		}
+	}
+	return true;
+}
+
 static const int dns_ares_type[DNS_T_COUNT] = {
 	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12,
 };
@@ -1147,8 +1394,16 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 	memset(&res, 0, sizeof(res));
 	res.type = t;
 	nlen = name ? strlen(name) : 0;
-	if (r == NULL || r->dying || (unsigned)t >= DNS_T_COUNT || nlen == 0 || nlen > 253) {
+	if (r == NULL || r->dying || (unsigned)t >= DNS_T_COUNT || nlen == 0) {
 		res.status = DNS_S_ERROR;
+		cb(arg, &res);
+		return NULL;
+	}
+	if (!dns_name_askable(name, nlen)) {
+		/* no such name can exist: that is the answer (not "try again": a DKIM key name
+		 * with a 64-octet selector label made DMARC temperror, and p=reject let a forgery
+		 * through); not cached */
+		res.status = DNS_S_NXDOMAIN;
 		cb(arg, &res);
 		return NULL;
 	}
@@ -1169,8 +1424,19 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 	q->cb = cb;
 	q->arg = arg;
 	uv_update_time(r->loop);
-	q->deadline = uv_now(r->loop) + (timeout_ms ? timeout_ms : r->timeout_ms);
+	q->started = uv_now(r->loop);
+	q->deadline = q->started + (timeout_ms ? timeout_ms : r->timeout_ms);
 	dns_query_link(q);
+	if ((q->leader = dns_inflight_find(r, t, name, q->started)) != NULL) {
+		/* the same question is on its way: wait for its answer, within our own time */
+		q->follower = true;
+		q->fnext = q->leader->fhead;
+		if (q->fnext)
+			q->fnext->fprev = q;
+		q->leader->fhead = q;
+		r->coalesced++;
+		return q;
+	}
 	r->starting = q;
 	r->starting_done = false;
 	r->busy++;
@@ -1178,6 +1444,8 @@ struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const
 	r->starting = NULL;
 	/* ares_query may have answered synchronously (then q is gone) */
 	sync = r->starting_done;
+	if (!sync)
+		dns_inflight_add(q);
 	dns_resolver_unbusy(r);
 	return sync ? NULL : q;
 }
@@ -1186,7 +1454,18 @@ void dns_query_cancel(struct dns_query *q)
 {
 	if (q == NULL)
 		return;
-	/* c-ares keeps the memory until it calls back; it then sees cb == NULL and frees. */
+	/* c-ares keeps a leader's memory until it calls back; it then sees cb == NULL and
+	 * frees (its followers still get the answer). A follower is ours: gone at once, unless
+	 * it is among those being delivered right now (then that loop frees it). */
 	q->cb = NULL;
 	dns_query_unlink(q);
+	if (q->follower && q->leader != NULL) {
+		dns_follower_detach(q);
+		free(q);
+	}
+}
+
+size_t dns_resolver_coalesced(const struct dns_resolver *r)
+{
+	return r ? r->coalesced : 0;
 }

@@ -8,7 +8,10 @@
  *     ...  dns_query_cancel(q);            // when the session goes away: my_cb never runs
  *     dns_resolver_release(r);             // in worker_free
  *
- * Everything runs on the loop thread; no call blocks it. */
+ * Everything runs on the loop thread; no call blocks it. Queries for a (type, name) already
+ * asked on that resolver and not answered yet (asked less than half the timeout ago) are not
+ * sent again: they wait for that answer, each within its own time limit, so a thousand
+ * sessions waiting on one slow name cost one query. */
 #ifndef MX_DNS_H
 #define MX_DNS_H
 
@@ -74,7 +77,10 @@ void dns_resolver_release(struct dns_resolver *r);
 /* Starts a query for name (without trailing dot) of type t. timeout_ms 0 = the resolver's.
  * cb runs exactly once on the loop thread unless the query is cancelled first; it may run
  * before this function returns (cache hit, immediate error) — then NULL is returned.
- * Otherwise the returned handle stays valid until cb has started or dns_query_cancel(). */
+ * Otherwise the returned handle stays valid until cb has started or dns_query_cancel().
+ * A name that cannot exist (over 253 characters, an empty label or one over 63 octets) is
+ * answered DNS_S_NXDOMAIN at once, without a query; an empty name or no resolver is
+ * DNS_S_ERROR. */
 struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const char *name,
     uint64_t timeout_ms, void (*cb)(void *arg, const struct dns_result *res), void *arg);
 /* Cancels q: its callback will never run. q must not be used afterwards. NULL is a no-op. */
@@ -84,6 +90,9 @@ void dns_query_cancel(struct dns_query *q);
 void dns_resolver_set_cache(struct dns_resolver *r, struct dns_cache *c);
 /* Number of queries in flight on r (tests). */
 size_t dns_resolver_pending(const struct dns_resolver *r);
+/* Number of queries that joined one already asked for the same (type, name) instead of
+ * asking again (tests, figures). */
+size_t dns_resolver_coalesced(const struct dns_resolver *r);
 
 /* ---- names -------------------------------------------------------------------------- */
 
@@ -128,6 +137,19 @@ int dns_reply_negative_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
 /* Smallest TTL in the answer section of a raw reply: 0 and *ttl, or -1 (none / malformed).
  * Bounded; does no I/O; safe on any input. */
 int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
+
+/* Longest name text dns_reply_ptr_names keeps, NUL included (RFC 1035: 255 octets on the
+ * wire, at most 253 characters as text). */
+#define DNS_NAME_TEXT_MAX 256
+
+/* The PTR names of a raw reply to one question: records of class IN owned by the question's
+ * name or by a CNAME target reached from it (others are ignored: a wrong qname), at most max
+ * distinct names (case-insensitive), appended to res->v. A name holding an octet that no host
+ * name has (a control, a space, DEL, non-ASCII, a '.' or '\\' inside a label) is skipped and
+ * counted in *skipped (may be NULL). 0, or -1 when the reply is malformed (res may hold
+ * names then). Bounded; does no I/O; safe on any input. */
+int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped);
 
 /* Textual name of a status ("ok", "nxdomain", "servfail", ...). */
 const char *dns_status_name(enum dns_status s);

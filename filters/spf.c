@@ -166,10 +166,10 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 	e->refs = 1;
 	if (!offline) {
 		/* RFC 7208 4.6.4 lookups, cached; the resolver layer is blocking: the servers of
-		 * dns.resolvers, or libspf2's own (resolv.conf, port 53) when there are none */
-		if (dc != NULL && dc->resolvers.n > 0)
-			below = spf_dns_layer_new(&dc->resolvers, dc->timeout ? dc->timeout : 2000,
-			    dc->tries ? (int)dc->tries : 2);
+		 * dns.resolvers, else resolv.conf's IPv4 ones, each wait bounded (spf_dns.c);
+		 * libspf2's own (glibc) only when none of those is usable */
+		below = spf_dns_layer_new(dc != NULL ? &dc->resolvers : NULL,
+		    dc && dc->timeout ? dc->timeout : 2000, dc && dc->tries ? (int)dc->tries : 2);
 		if (below == NULL)
 			below = SPF_dns_resolv_new(NULL, "resolv", 0);
 		if (below == NULL)
@@ -409,6 +409,7 @@ struct spf_work {
 	uv_work_t req;
 	struct spf_engine *engine;   /* a reference */
 	struct spf_session *owner;   /* NULL once abandoned (timeout, session gone) */
+	uint64_t timeout_ms;         /* spf.timeout: the thread stops asking after it */
 	struct spf_check chk;
 };
 
@@ -572,7 +573,9 @@ static void spf_work_cb(uv_work_t *req)
 {
 	struct spf_work *wk = req->data;
 
+	spf_dns_check_deadline(wk->timeout_ms);
 	spf_engine_check(wk->engine, &wk->chk);
+	spf_dns_check_deadline(0);
 }
 
 static void spf_after_work_cb(uv_work_t *req, int status)
@@ -658,6 +661,7 @@ static void spf_run(void *wstate, int slot, struct hook_call *call)
 	wk->engine = w->engine;
 	w->engine->refs++;
 	wk->owner = s;
+	wk->timeout_ms = w->sc->timeout ? w->sc->timeout : 5000;
 	netaddr_sockaddr_string((const struct sockaddr *)&env->client, wk->chk.ip, sizeof(wk->chk.ip));
 	snprintf(wk->chk.helo, sizeof(wk->chk.helo), "%s", env->helo);
 	snprintf(wk->chk.sender, sizeof(wk->chk.sender), "%s", env->mail_from);

@@ -3,11 +3,19 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <spf2/spf_dns_rr.h>
 
@@ -16,9 +24,241 @@
 struct spf_dns_hook {
 	struct sockaddr_in ns[MAXNS];
 	int nns;
-	int retrans;                     /* seconds per try, as glibc counts */
-	int retry;
+	uint64_t timeout_ms;             /* one lookup, all tries and servers */
+	int tries;
 };
+
+/* The end of the check running on this thread (ms, CLOCK_MONOTONIC; 0: none): a lookup
+ * started after it fails at once, one running is cut there. */
+static __thread uint64_t spf_dns_check_end;
+
+static uint64_t spf_dns_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void spf_dns_check_deadline(uint64_t ms_from_now)
+{
+	spf_dns_check_end = ms_from_now ? spf_dns_now_ms() + ms_from_now : 0;
+}
+
+/* ---- the transport: UDP, then TCP after a truncated answer, every wait bounded ---------- */
+
+/* Why not glibc's res_nquery: after a truncated UDP answer it asks again over TCP and
+ * blocks in connect() and read() without any timeout, so a server that accepts and never
+ * answers (or announces 65535 octets and sends ten) held a pool thread for ever, and with
+ * it mxgate's shutdown. */
+
+/* A name that cannot be asked (RFC 1035 2.3.4: labels of 1..63 octets, 255 on the wire):
+ * no such name can exist, which is what the check hears (RFC 7208 4.3, 7.3). */
+static bool spf_dns_name_ok(const char *name)
+{
+	size_t n = strlen(name), label = 0;
+
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (name[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (++label > 63) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Waits until fd is ready for events or end (ms); 1 ready, 0 time is up, -1 error. */
+static int spf_dns_wait(int fd, short events, uint64_t end)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = events };
+		uint64_t now = spf_dns_now_ms();
+		int rc;
+
+		if (now >= end)
+			return 0;
+		rc = poll(&pfd, 1, (int)(end - now > 60000 ? 60000 : end - now));
+		if (rc > 0)
+			return pfd.revents & (events | POLLHUP | POLLERR) ? 1 : -1;
+		if (rc < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* Whether ans (len) answers query q (qlen): same id, QR set, the same question. */
+static bool spf_dns_matches(const unsigned char *q, int qlen, const unsigned char *ans, int len)
+{
+	if (len < qlen || len < 12)
+		return false;
+	if (ans[0] != q[0] || ans[1] != q[1] || (ans[2] & 0x80) == 0)
+		return false;
+	/* the question section: a byte compare ignoring case (no compression in it) */
+	return ans[4] == 0 && ans[5] == 1 && strncasecmp((const char *)ans + 12, (const char *)q + 12,
+	    (size_t)(qlen - 12)) == 0;
+}
+
+/* One UDP exchange with server ns until end: the answer's length, 0 no answer, -1 error. */
+static int spf_dns_udp(const struct sockaddr_in *ns, const unsigned char *q, int qlen,
+    unsigned char *ans, int anslen, uint64_t end)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1;
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)ns, sizeof(*ns)) != 0 || send(fd, q, (size_t)qlen, 0) != qlen)
+		goto out;
+	for (;;) {
+		int w = spf_dns_wait(fd, POLLIN, end);
+
+		if (w <= 0) {
+			n = w;
+			goto out;
+		}
+		n = (int)recv(fd, ans, (size_t)anslen, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0)
+			goto out;	/* ICMP unreachable: refused */
+		if (spf_dns_matches(q, qlen, ans, n))
+			goto out;
+		/* a stray datagram (another id): keep waiting */
+	}
+out:
+	close(fd);
+	return n;
+}
+
+/* Reads exactly len octets from fd until end; 0 or -1. */
+static int spf_dns_read_full(int fd, unsigned char *buf, size_t len, uint64_t end)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n;
+
+		if (spf_dns_wait(fd, POLLIN, end) <= 0)
+			return -1;
+		n = recv(fd, buf + got, len - got, 0);
+		if (n == 0)
+			return -1;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* One TCP exchange (RFC 1035 4.2.2, RFC 7766) until end: the answer's length or -1. */
+static int spf_dns_tcp(const struct sockaddr_in *ns, const unsigned char *q, int qlen,
+    unsigned char *ans, int anslen, uint64_t end)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1, err = 0;
+	unsigned char lenbuf[2], out[2 + NS_PACKETSZ * 2];
+	socklen_t elen = sizeof(err);
+	size_t sent = 0;
+
+	if (fd < 0 || qlen > (int)sizeof(out) - 2)
+		goto out;
+	if (connect(fd, (const struct sockaddr *)ns, sizeof(*ns)) != 0 && errno != EINPROGRESS)
+		goto out;
+	if (spf_dns_wait(fd, POLLOUT, end) <= 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
+		goto out;
+	out[0] = (unsigned char)(qlen >> 8);
+	out[1] = (unsigned char)qlen;
+	memcpy(out + 2, q, (size_t)qlen);
+	while (sent < (size_t)qlen + 2) {
+		ssize_t k;
+
+		if (spf_dns_wait(fd, POLLOUT, end) <= 0)
+			goto out;
+		k = send(fd, out + sent, (size_t)qlen + 2 - sent, MSG_NOSIGNAL);
+		if (k < 0 && errno != EAGAIN && errno != EINTR)
+			goto out;
+		if (k > 0)
+			sent += (size_t)k;
+	}
+	if (spf_dns_read_full(fd, lenbuf, 2, end) != 0)
+		goto out;
+	n = lenbuf[0] << 8 | lenbuf[1];
+	if (n > anslen || spf_dns_read_full(fd, ans, (size_t)n, end) != 0 ||
+	    !spf_dns_matches(q, qlen, ans, n))
+		n = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+/* Asks the servers for (name, type) until an answer or the lookup's end. Returns the answer's
+ * length with *rcode; -1 with *herr TRY_AGAIN when none came, or HOST_NOT_FOUND when the
+ * name cannot be asked. */
+static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type type,
+    unsigned char *ans, int anslen, int *rcode, int *herr)
+{
+	struct __res_state st;
+	unsigned char q[NS_PACKETSZ];
+	uint64_t start = spf_dns_now_ms(), end = start + h->timeout_ms;
+	uint64_t per_try = h->timeout_ms / (uint64_t)(h->tries * h->nns);
+	int qlen;
+	uint16_t id;
+
+	*herr = TRY_AGAIN;
+	if (spf_dns_check_end != 0 && spf_dns_check_end < end)
+		end = spf_dns_check_end;
+	if (!spf_dns_name_ok(name)) {
+		*herr = HOST_NOT_FOUND;
+		return -1;
+	}
+	memset(&st, 0, sizeof(st));
+	if (res_ninit(&st) != 0)
+		return -1;
+	st.options &= ~(unsigned long)(RES_DNSRCH | RES_DEFNAMES);
+	qlen = res_nmkquery(&st, ns_o_query, name, ns_c_in, type, NULL, 0, NULL, q, sizeof(q));
+	res_nclose(&st);
+	if (qlen < 12) {
+		*herr = HOST_NOT_FOUND;
+		return -1;
+	}
+	if (getrandom(&id, sizeof(id), 0) == sizeof(id)) {
+		q[0] = (unsigned char)(id >> 8);
+		q[1] = (unsigned char)id;
+	}
+	if (per_try < 50)
+		per_try = 50;
+	for (int t = 0; t < h->tries; t++) {
+		for (int i = 0; i < h->nns; i++) {
+			uint64_t now = spf_dns_now_ms(), try_end = now + per_try;
+			int n;
+
+			if (now >= end)
+				return -1;
+			if (try_end > end || (t == h->tries - 1 && i == h->nns - 1))
+				try_end = end;
+			n = spf_dns_udp(&h->ns[i], q, qlen, ans, anslen, try_end);
+			if (n > 0 && (ans[2] & 0x02) != 0)	/* TC: the whole answer over TCP */
+				n = spf_dns_tcp(&h->ns[i], q, qlen, ans, anslen, end);
+			if (n < 12)
+				continue;
+			*rcode = ans[3] & 0x0f;
+			if (*rcode == ns_r_servfail || *rcode == ns_r_refused || *rcode == ns_r_notimpl ||
+			    *rcode == ns_r_formerr)
+				continue;	/* the next server may know better */
+			return n;
+		}
+	}
+	return -1;
+}
 
 /* Copies one answer RR's data into slot idx of spfrr; 0 when stored, 1 when skipped. */
 static int spf_dns_store(SPF_dns_rr_t *spfrr, int idx, const ns_msg *msg, const ns_rr *rr)
@@ -78,34 +318,29 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
     int should_cache)
 {
 	const struct spf_dns_hook *h = layer->hook;
-	struct __res_state st;
 	unsigned char *ans;
 	SPF_dns_rr_t *spfrr;
 	ns_msg msg;
-	int len, herr = TRY_AGAIN, n = 0;
+	int len = -1, herr = TRY_AGAIN, n = 0, rcode = 0;
 	uint32_t ttl = 0;
 
 	(void)should_cache;
-	memset(&st, 0, sizeof(st));
-	if (res_ninit(&st) != 0)
-		return SPF_dns_rr_new_init(layer, domain, type, 0, TRY_AGAIN);
-	/* our servers instead of resolv.conf's; the name is absolute: no search list */
-	for (int i = 0; i < h->nns; i++)
-		st.nsaddr_list[i] = h->ns[i];
-	st.nscount = h->nns;
-	st.options &= ~(unsigned long)(RES_DNSRCH | RES_DEFNAMES);
-	st.retrans = h->retrans;
-	st.retry = h->retry;
 	ans = malloc(SPF_DNS_ANSWER_MAX);
-	len = ans != NULL ? res_nquery(&st, domain, ns_c_in, type, ans, SPF_DNS_ANSWER_MAX) : -1;
+	if (ans != NULL)
+		len = spf_dns_query(h, domain, type, ans, SPF_DNS_ANSWER_MAX, &rcode, &herr);
+	if (len >= 0 && rcode == ns_r_nxdomain) {
+		herr = HOST_NOT_FOUND;
+		len = -1;
+	} else if (len >= 0 && rcode != ns_r_noerror) {
+		herr = TRY_AGAIN;
+		len = -1;
+	}
 	if (len < 0) {
-		/* NXDOMAIN and NODATA are answers; anything else (SERVFAIL, no reply) a temporary error */
-		herr = st.res_h_errno == HOST_NOT_FOUND || st.res_h_errno == NO_DATA ? st.res_h_errno : TRY_AGAIN;
+		/* NXDOMAIN (or a name that cannot exist) is an answer; anything else (SERVFAIL,
+		 * no reply in time) a temporary error */
 		spfrr = SPF_dns_rr_new_init(layer, domain, type, 0, herr);
 		goto done;
 	}
-	if (len > SPF_DNS_ANSWER_MAX)
-		len = SPF_DNS_ANSWER_MAX;
 	if (ns_initparse(ans, len, &msg) < 0) {
 		spfrr = SPF_dns_rr_new_init(layer, domain, type, 0, TRY_AGAIN);
 		goto done;
@@ -130,7 +365,6 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
 		spfrr->herrno = NO_DATA;
 done:
 	free(ans);
-	res_nclose(&st);
 	return spfrr;
 }
 
@@ -175,17 +409,26 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 		h->ns[h->nns].sin_addr = a;
 		h->nns++;
 	}
+	if (h->nns == 0 && (resolvers == NULL || resolvers->n == 0)) {
+		/* no dns.resolvers: resolv.conf's IPv4 servers, through the same bounded transport */
+		struct __res_state st;
+
+		memset(&st, 0, sizeof(st));
+		if (res_ninit(&st) == 0) {
+			for (int i = 0; i < st.nscount && i < MAXNS; i++)
+				if (st.nsaddr_list[i].sin_family == AF_INET)
+					h->ns[h->nns++] = st.nsaddr_list[i];
+			res_nclose(&st);
+		}
+	}
 	if (h->nns == 0) {
 		free(h);
 		return NULL;
 	}
 	if (tries < 1)
 		tries = 1;
-	/* glibc counts whole seconds per try: at least one */
-	h->retry = tries;
-	h->retrans = (int)(timeout_ms / 1000 / (uint64_t)tries);
-	if (h->retrans < 1)
-		h->retrans = 1;
+	h->tries = tries;
+	h->timeout_ms = timeout_ms ? timeout_ms : 2000;
 	layer = calloc(1, sizeof(*layer));
 	if (layer == NULL) {
 		free(h);

@@ -2,9 +2,12 @@
  *
  * libspf2's own layer ("resolv") asks the nameservers of /etc/resolv.conf on port 53, so an
  * operator's `dns.resolvers: ["127.0.0.1:5353"]` reached DKIM, DMARC and the DNS lists but not
- * SPF. This layer sends each lookup to the configured servers (IPv4, any port) through glibc's
- * res_nquery on a private resolver state: blocking, as libspf2 expects; SPF checks run in the
- * libuv thread pool. Each call is self-contained and thread-safe. */
+ * SPF. This layer sends each lookup to the configured servers (IPv4, any port) itself: UDP,
+ * then TCP when the answer is truncated, every wait bounded by the lookup's time (not glibc's
+ * res_nquery, whose TCP fallback waits for ever on a server that does not answer). Blocking,
+ * as libspf2 expects; SPF checks run in the libuv thread pool. Each call is self-contained
+ * and thread-safe. A name that cannot be asked (a label over 63 octets, over 253 characters:
+ * a macro expansion, say) is answered as NXDOMAIN without a query. */
 #ifndef MX_SPF_DNS_H
 #define MX_SPF_DNS_H
 
@@ -16,11 +19,17 @@
 #include "proxy/cfg.h"
 
 /* A layer asking the servers in resolvers ("ip" or "ip:port", IPv4; at most 3 are used, as
- * glibc allows) with timeout_ms per try and tries attempts. Returns NULL when no server in
- * the list is usable (an IPv6 one, say): the caller then keeps libspf2's resolv layer. The
+ * glibc allows), or resolv.conf's IPv4 servers when resolvers is NULL or empty, with
+ * timeout_ms per lookup (all tries and servers) and tries rounds. Returns NULL when no
+ * server is usable (an IPv6 one, say): the caller then keeps libspf2's resolv layer. The
  * layer is freed by SPF_dns_free (its destroy callback), with the server that owns it. */
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
     int tries);
+
+/* Bounds every lookup of the check about to run on this thread: none goes on more than
+ * ms_from_now from now (the check's own time limit, after which nobody waits for it); 0
+ * lifts the bound. */
+void spf_dns_check_deadline(uint64_t ms_from_now);
 
 /* A pass-through layer above below that counts, per thread, the lookups of a, mx, ptr and
  * exists that found no record ("void lookups", RFC 7208 4.6.4). spf_dns_void_reset() before

@@ -10,18 +10,30 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"txt": ["part one", "part two"]}     one TXT record of these character-strings
     {"a": "198.51.100.1"} / {"aaaa": "2001:db8::1"} / {"mx": "mail.example.org"} /
     {"ptr": "host.example.org"}
+    {"cname": "other.example"}           a CNAME answered to any type, not followed (a chain
+                                         or a loop is the client's to follow)
+    {"!a": "198.51.100.1"} (any "!TYPE")  a record of TYPE answered whatever type was asked
+                                         (the wrong type)
+    {"owner": "other.example"}           the answer's records carry this owner name instead
+                                         of the name asked (a wrong qname)
+    {"delay": 1.5}                       seconds to wait before answering (a slow name)
     "servfail" | "refused" | "drop"       the whole answer for that name
+    "tcp_stall" | "tcp_huge"             UDP: an empty truncated (TC) answer; TCP: the query
+                                         is read and never answered / a length of 65535
+                                         followed by a few octets, then silence
 Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
 query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP)."""
 import json
 import socket
+import time
 import socketserver
 import sys
 import threading
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdata
 import dns.rdataclass
@@ -41,6 +53,11 @@ def answer(wire, tcp):
     sys.stderr.write('query %s %s%s\n' % (name, dns.rdatatype.to_text(qn.rdtype), ' tcp' if tcp else ''))
     sys.stderr.flush()
     entries = zone.get(name)
+    if entries in ('tcp_stall', 'tcp_huge'):
+        if tcp:
+            return entries
+        r.flags |= dns.flags.TC
+        return r.to_wire()
     if entries in ('servfail', 'refused', 'drop'):
         if entries == 'drop':
             return None
@@ -50,9 +67,25 @@ def answer(wire, tcp):
         r.set_rcode(dns.rcode.NXDOMAIN)
         return r.to_wire()
     rds = []
+    owner = qn.name
+    for e in entries:
+        if 'delay' in e:
+            time.sleep(float(e['delay']))
+        if 'owner' in e:
+            owner = dns.name.from_text(e['owner'])
+        if 'cname' in e and qn.rdtype != dns.rdatatype.CNAME:
+            rr = dns.rrset.from_text(owner, 60, 'IN', 'CNAME', e['cname'].rstrip('.') + '.')
+            r.answer.append(rr)
+            return r.to_wire()
     for e in entries:
         for t, v in e.items():
-            if dns.rdatatype.from_text(t) != qn.rdtype:
+            if t in ('delay', 'owner'):
+                continue
+            rdtype = qn.rdtype
+            if t.startswith('!'):
+                t = t[1:]
+                rdtype = dns.rdatatype.from_text(t)
+            elif dns.rdatatype.from_text(t) != qn.rdtype:
                 continue
             if t == 'txt':
                 text = ' '.join('"%s"' % s.replace('\\', '\\\\').replace('"', '\\"') for s in v)
@@ -60,12 +93,13 @@ def answer(wire, tcp):
                 text = ('10 ' if t == 'mx' else '') + v.rstrip('.') + '.'
             else:
                 text = v
-            rds.append(dns.rdata.from_text(dns.rdataclass.IN, qn.rdtype, text))
-    if rds:
-        rr = dns.rrset.RRset(qn.name, dns.rdataclass.IN, qn.rdtype)
+            rds.append(dns.rdata.from_text(dns.rdataclass.IN, rdtype, text))
+    for rdtype in sorted(set(rd.rdtype for rd in rds)):
+        rr = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype)
         rr.update_ttl(60)
         for rd in rds:
-            rr.add(rd)
+            if rd.rdtype == rdtype:
+                rr.add(rd)
         r.answer.append(rr)
     out = r.to_wire()
     limit = 65535 if tcp else (max(512, q.payload) if q.edns >= 0 else 512)
@@ -93,6 +127,12 @@ class Tcp(socketserver.BaseRequestHandler):
                 return
             out = answer(f.read(int.from_bytes(n, 'big')), True)
             if out is None:
+                return
+            if out == 'tcp_huge':
+                self.request.sendall(b'\xff\xff' + b'\0' * 12)
+            if out in ('tcp_stall', 'tcp_huge'):
+                while self.request.recv(4096):
+                    pass
                 return
             self.request.sendall(len(out).to_bytes(2, 'big') + out)
 

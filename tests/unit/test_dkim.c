@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "filters/dkim.h"
 #include "dkim_fixture.h"
 
@@ -288,6 +290,42 @@ static void test_key_records(void **state)
 	}
 }
 
+/* An RSA key of 16384 bits (max_key_bits allows it): its SubjectPublicKeyInfo is 2086
+ * octets, more than the 2048 the parser decoded into, so it read "not base64". The modulus
+ * need not be a real one to be parsed: 2^16383 + an odd tail. */
+static void test_key_16384(void **state)
+{
+	static const unsigned char pre[] = {
+		0x30, 0x82, 0x08, 0x22, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
+		0x01, 0x01, 0x01, 0x05, 0x00, 0x03, 0x82, 0x08, 0x0f, 0x00, 0x30, 0x82, 0x08, 0x0a,
+		0x02, 0x82, 0x08, 0x01, 0x00,
+	};
+	static const unsigned char post[] = { 0x02, 0x03, 0x01, 0x00, 0x01 };
+	unsigned char der[sizeof(pre) + 2048 + sizeof(post)];
+	char txt[32 + 4 * (sizeof(der) + 2) / 3];
+	struct dkim_limits lim;
+	struct dkim_key k;
+	int n;
+
+	(void)state;
+	memset(der, 0, sizeof(der));
+	memcpy(der, pre, sizeof(pre));
+	der[sizeof(pre)] = 0x80;
+	der[sizeof(pre) + 2047] = 0x11;
+	memcpy(der + sizeof(pre) + 2048, post, sizeof(post));
+	n = snprintf(txt, sizeof(txt), "v=DKIM1; k=rsa; p=");
+	EVP_EncodeBlock((unsigned char *)txt + n, der, (int)sizeof(der));
+	dkim_limits_default(&lim);
+	lim.max_rsa_bits = 16384;
+	assert_int_equal(dkim_key_parse(txt, strlen(txt), &lim, &k), DKIM_RESULT_PASS);
+	assert_int_equal(k.bits, 16384);
+	dkim_key_clear(&k);
+	lim.max_rsa_bits = 8192;
+	assert_int_equal(dkim_key_parse(txt, strlen(txt), &lim, &k), DKIM_RESULT_PERMERROR);
+	assert_string_equal(k.reason, "key too large");
+	dkim_key_clear(&k);
+}
+
 static void test_misc(void **state)
 {
 	struct dkim_sig s;
@@ -332,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_key_records),
+		cmocka_unit_test(test_key_16384),
 		cmocka_unit_test(test_misc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

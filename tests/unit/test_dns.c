@@ -153,6 +153,46 @@ static void test_negative_ttl(void **state)
 	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), -1);
 }
 
+/* PTR answers read by our own scanner: malformed names skipped, good ones kept, other
+ * owners ignored, CNAME followed, every truncation fails cleanly. */
+static void test_ptr_names(void **state)
+{
+	/* question 1.2.test PTR; answers: "a b.x" (a space), "ok.x", a PTR of "other"
+	 * (a wrong owner), CNAME -> c.test, then a PTR of c.test "c.x" */
+	static const unsigned char r[] = {
+		0x12, 0x34, 0x81, 0x80, 0, 1, 0, 5, 0, 0, 0, 0,
+		1, '1', 1, '2', 4, 't', 'e', 's', 't', 0, 0, 12, 0, 1,		/* 12..31 */
+		0xc0, 12, 0, 12, 0, 1, 0, 0, 0, 60, 0, 7, 3, 'a', ' ', 'b', 1, 'x', 0,
+		0xc0, 12, 0, 12, 0, 1, 0, 0, 0, 60, 0, 6, 2, 'o', 'k', 1, 'x', 0,
+		5, 'o', 't', 'h', 'e', 'r', 0, 0, 12, 0, 1, 0, 0, 0, 60, 0, 5, 3, 'b', 'a', 'd', 0,
+		0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 'c', 0xc0, 16,
+		1, 'c', 0xc0, 16, 0, 12, 0, 1, 0, 0, 0, 60, 0, 5, 1, 'c', 1, 'x', 0,
+	};
+	struct dns_result res;
+	size_t skipped = 0;
+
+	(void)state;
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(dns_reply_ptr_names(r, sizeof(r), &res, 16, &skipped), 0);
+	assert_int_equal(skipped, 1);
+	assert_int_equal(res.n, 2);
+	assert_string_equal(res.v[0], "ok.x");
+	assert_string_equal(res.v[1], "c.x");
+	for (size_t i = 0; i < res.n; i++)
+		free(res.v[i]);
+	free(res.v);
+	for (size_t len = 0; len < sizeof(r); len++) {
+		memset(&res, 0, sizeof(res));
+		(void)dns_reply_ptr_names(r, len, &res, 16, NULL);
+		for (size_t i = 0; i < res.n; i++)
+			free(res.v[i]);
+		free(res.v);
+	}
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(dns_reply_ptr_names(r, 11, &res, 16, NULL), -1);
+	assert_int_equal(res.n, 0);
+}
+
 /* ---- resolver against the fake server ----------------------------------------------- */
 
 static const struct fake_rr zone[] = {
@@ -364,6 +404,48 @@ static void test_cancel(void **state)
 	dns_query_cancel(NULL);
 }
 
+/* The same question asked while it is on its way is not sent again: the followers get the
+ * leader's answer, cancelling the leader or a follower leaves the others theirs, a follower's
+ * own shorter time limit still holds, and releasing the resolver frees them unheard. */
+static void test_coalesce(void **state)
+{
+	struct fixture *f = *state;
+	struct got a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 }, e = { 0 };
+	struct dns_query *qa, *qb, *qc;
+	int before = f->fd.queries;
+
+	qa = dns_query_start(f->r, DNS_T_A, "host.test", 0, got_cb, &a);
+	qb = dns_query_start(f->r, DNS_T_A, "HOST.test", 0, got_cb, &b);
+	qc = dns_query_start(f->r, DNS_T_A, "host.test", 0, got_cb, &c);
+	assert_non_null(qa);
+	assert_non_null(qb);
+	assert_non_null(qc);
+	assert_int_equal(dns_resolver_coalesced(f->r), 2);
+	assert_int_equal(dns_resolver_pending(f->r), 3);
+	dns_query_cancel(qa);      /* the leader goes: the followers still get the answer */
+	dns_query_cancel(qb);
+	run_until(&f->loop, &c.calls, 1, 2000);
+	assert_int_equal(a.calls, 0);
+	assert_int_equal(b.calls, 0);
+	assert_int_equal(c.calls, 1);
+	assert_int_equal(c.r.status, DNS_S_OK);
+	assert_string_equal(c.first, "198.18.1.7");
+	assert_int_equal(f->fd.queries - before, 1);
+	assert_int_equal(dns_resolver_pending(f->r), 0);
+	/* a follower with a shorter limit of its own times out at it, the leader later */
+	dns_query_start(f->r, DNS_T_A, "drop.same.test", 0, got_cb, &d);
+	dns_query_start(f->r, DNS_T_A, "drop.same.test", 100, got_cb, &e);
+	run_until(&f->loop, &e.calls, 1, 2000);
+	assert_int_equal(e.r.status, DNS_S_TIMEOUT);
+	assert_int_equal(d.calls, 0);
+	run_until(&f->loop, &d.calls, 1, 2000);
+	assert_int_equal(d.r.status, DNS_S_TIMEOUT);
+	/* pending followers when the last reference goes (teardown): freed, never called */
+	dns_query_start(f->r, DNS_T_A, "drop.gone.test", 0, got_cb, &e);
+	dns_query_start(f->r, DNS_T_A, "drop.gone.test", 0, got_cb, &e);
+	assert_int_equal(dns_resolver_coalesced(f->r), 4);
+}
+
 static void test_release_with_pending(void **state)
 {
 	uv_loop_t loop;
@@ -418,9 +500,18 @@ static void test_bad_input(void **state)
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	assert_null(dns_query_start(f->r, DNS_T_A, "", 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_ERROR);
+	/* names that cannot exist are answered NXDOMAIN at once, nothing asked */
 	assert_null(dns_query_start(f->r, DNS_T_A, longname, 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_NXDOMAIN);
+	longname[64] = '\0';
+	assert_null(dns_query_start(f->r, DNS_T_TXT, longname, 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_NXDOMAIN);
+	assert_null(dns_query_start(f->r, DNS_T_A, "a..test", 0, got_cb, &g));
+	assert_int_equal(g.r.status, DNS_S_NXDOMAIN);
+	assert_int_equal(f->fd.queries, 0);
 	assert_null(dns_query_start(NULL, DNS_T_A, "x.test", 0, got_cb, &g));
-	assert_int_equal(g.calls, 3);
+	assert_int_equal(g.calls, 5);
 	assert_int_equal(g.r.status, DNS_S_ERROR);
 }
 
@@ -431,11 +522,13 @@ int main(void)
 		cmocka_unit_test(test_cache_ttl),
 		cmocka_unit_test(test_cache_bound),
 		cmocka_unit_test(test_negative_ttl),
+		cmocka_unit_test(test_ptr_names),
 		cmocka_unit_test_setup_teardown(test_resolve_a_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_negative, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_coalesce, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test(test_release_with_pending),
 		cmocka_unit_test(test_unreachable_server),

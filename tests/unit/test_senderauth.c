@@ -360,7 +360,9 @@ static void test_early_lookups_of_another_message(void **state)
 	snprintf(s.env.queue_id, sizeof(s.env.queue_id), "Q2");
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
 	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed");
-	assert_true(f->fd.queries >= 4);	/* asked again for Q2's */
+	/* asked again for Q2's key; its DMARC query may join Q1's, still on its way (dns.c
+	 * sends one query per name in flight) */
+	assert_true(f->fd.queries >= 3);
 	sess_free(&s);
 }
 
