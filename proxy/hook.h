@@ -107,6 +107,8 @@ struct rcpt {
 	char *addr;
 	char *params;
 	int status;     /* last backend reply code */
+	bool added;     /* env->rcpts: added by a filter at end of data (smfi_addrcpt), not by
+	                 * the client: a backend's 5xx drops it alone (smtp_tx.c) */
 	size_t cap;     /* env->rcpts: smtp_tx's; addr and params are one block of cap octets
 	                 * (read them, never free or keep them) */
 };
