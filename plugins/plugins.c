@@ -1264,12 +1264,30 @@ static char *host_header_value_clean(const char *v)
 	return out;
 }
 
+/* An envelope address from a plugin (without its angle brackets): at most 512 octets, no
+ * space, control character, '<' or '>', except inside a local part written as an RFC
+ * 5321 4.1.2 Quoted-string ("A B"@example.org: qtextSMTP is %d32-33 / %d35-91 / %d93-126,
+ * a backslash quotes one of %d32-126), which must then be followed by '@' and a domain.
+ * Taken as written (Postfix's cleanup takes such a recipient from smfi_addrcpt too). */
 static bool host_addr_ok(const char *a, bool allow_empty)
 {
+	const unsigned char *p = (const unsigned char *)a;
+
 	if (a == NULL || (!*a && !allow_empty) || strlen(a) > 512)
 		return false;
-	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
-		if (*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+	if (*p == '"') {
+		for (p++; *p != '"'; p++) {
+			if (*p == '\\')
+				p++;
+			if (*p < 0x20 || *p > 0x7e)
+				return false;	/* the end, or a character no quoting allows */
+		}
+		if (p[1] != '@' || p[2] == '\0')
+			return false;
+		p++;
+	}
+	for (; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>' || *p == '"')
 			return false;
 	return true;
 }

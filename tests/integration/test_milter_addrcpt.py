@@ -97,5 +97,31 @@ t.check(code == 250 and len(got) == 1 and sorted(got[0]['rcpt']) == ['archive@ex
         % (code, text, [g['rcpt'] for g in got]))
 mx.stop()
 
+# --- Quoted local parts (RFC 5321 4.1.2 Quoted-string), as Postfix's cleanup takes them
+# from smfi_addrcpt: relayed exactly as given (before: dropped with event=plugin_bad_output).
+qb = t.Backend()
+mx = t.Mxgate(t.config([qb.url], hostname='mx.example.test', plugins=[dict(milter)]), name='mx-quoted')
+code, text = send(mx.port, 'q1', 'addrcpt,<"A B"@example.test> ; addrcpt,"x\\"y"@example.test ; noseen')
+rcpt_lines = [c for c in qb.commands if c.upper().startswith('RCPT')]
+t.check(code == 250 and len(delivered(qb, 'q1')) == 1, 'quoted added recipients: 250, delivered (%s %s)' % (code, text))
+t.check('RCPT TO:<"A B"@example.test>' in rcpt_lines and 'RCPT TO:<"x\\"y"@example.test>' in rcpt_lines,
+        'each sent to the backend as given, quotes and backslash kept: %s' % rcpt_lines)
+t.check(mx.count_log(r'event=plugin_bad_output') == 0, 'no bad-output warning for them')
+# A client's quoted recipient deleted by the milter.
+code, text = send(mx.port, 'q2', 'delrcpt,<"c d"@example.test> ; noseen', rcpts=('b@example.test', '"c d"@example.test'))
+got = delivered(qb, 'q2')
+t.check(code == 250 and len(got) == 1 and got[0]['rcpt'] == ['b@example.test'],
+        'a quoted recipient deleted by smfi_delrcpt: %s %s %s' % (code, text, [g['rcpt'] for g in got]))
+# Still refused: an unterminated quote, a control character inside the quotes, a quoted
+# local part without a domain.
+n0 = mx.count_log(r'warning \S+ event=plugin_bad_output plugin=milter what=recipient')
+code, text = send(mx.port, 'q3', 'addrcpt,<"open@example.test> ; addrcpt,<"a\tb"@example.test> ; addrcpt,<"ab"> ; noseen')
+got = delivered(qb, 'q3')
+t.check(code == 250 and len(got) == 1 and got[0]['rcpt'] == ['b@example.test'],
+        'malformed quoted recipients are not added: %s' % [g['rcpt'] for g in got])
+t.check(mx.wait_log(r'(?s)(event=plugin_bad_output plugin=milter what=recipient.*){%d}' % (n0 + 3)) is not None,
+        'each with a warning (%d)' % mx.count_log(r'event=plugin_bad_output plugin=milter what=recipient'))
+mx.stop()
+
 t.stop_proc(m1)
 t.finish()
