@@ -499,7 +499,11 @@ static int milter_apply_mods(struct milter_sess *ms)
 			h->add_header(c, m->a, m->b);
 			break;
 		case SMFIR_INSHEADER:
-			h->insert_header(c, milter_index(m->index), m->a, m->b);
+			/* Sendmail's index, as Postfix's milter client and cleanup take it: it counts
+			 * the header block as delivered, our own Received (never shown to the milter)
+			 * included: 0 goes above that Received (a DKIM-Signature from Debian's opendkim
+			 * heads the message), 1 just below it. */
+			h->insert_header_delivered(c, milter_index(m->index), m->a, m->b);
 			break;
 		case SMFIR_CHGHEADER:
 			h->change_header(c, m->a, milter_index(m->index), m->b && *m->b ? m->b : NULL);

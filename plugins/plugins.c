@@ -1353,6 +1353,20 @@ static void host_insert_header(struct mxgate_call *c, int index, const char *nam
 	free(v);
 }
 
+static void host_insert_header_delivered(struct mxgate_call *c, int index, const char *name, const char *value)
+{
+	struct hook_env *env = host_env(c);
+	char *v;
+
+	if (env == NULL || value == NULL)
+		return;
+	if (!host_header_name_ok(name))
+		return host_reject_output(c, "header_name");
+	v = host_header_value_clean(value);
+	hook_env_insert_header_delivered(env, index < 0 ? 0 : index, name, v);
+	free(v);
+}
+
 static void host_change_header(struct mxgate_call *c, const char *name, int index, const char *value)
 {
 	struct hook_env *env = host_env(c);
@@ -1534,6 +1548,7 @@ const struct mxgate_host plugins_host = {
 	.add_symbol = host_add_symbol,
 	.add_header = host_add_header,
 	.insert_header = host_insert_header,
+	.insert_header_delivered = host_insert_header_delivered,
 	.change_header = host_change_header,
 	.delete_header = host_delete_header,
 	.set_sender = host_set_sender,

@@ -1211,7 +1211,8 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 		tx->body_off = 0;
 	} else {
 		hlen = smtp_tx_header_len(tx);
-		headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
+		/* fields a milter inserted at its index 0 go above our Received (at 0) */
+		headers_apply_edits_at(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix, 0);
 		if (env->new_body)
 			headers_end_block(&tx->prefix);
 		tx->body_off = hlen;
