@@ -75,6 +75,8 @@ enum mxgate_item {
 	MXGATE_RECEIVED,      /* end of data: the Received field mxgate puts on top of the message it
 	                       * relays (CRLF-terminated, folded), which host->message() lacks; a
 	                       * scanner that reads relays from Received (SpamAssassin) needs it */
+	MXGATE_TLS_CIPHER_BITS, /* the TLS cipher's secret bits, decimal; "" without TLS; NULL from an
+	                       * older host */
 	MXGATE_NITEMS
 };
 

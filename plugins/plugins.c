@@ -531,7 +531,7 @@ struct mxgate_call {
 	 * memory; owner names the plugin in the log line. */
 	bool completed;
 	struct plugin_sess *owner;
-	char client_port[8], local_ip[64], local_port[8], max_size[24];   /* formatted items, one buffer each */
+	char client_port[8], local_ip[64], local_port[8], max_size[24], cipher_bits[12];   /* formatted items, one buffer each */
 };
 
 /* Which hook stages a descriptor needs (CLOSE whenever it keeps session state). */
@@ -1151,6 +1151,11 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_QUEUE_ID: return env->queue_id[0] ? env->queue_id : NULL;
 	case MXGATE_TLS_VERSION: return env->tls ? env->tls_version : "";
 	case MXGATE_TLS_CIPHER: return env->tls ? env->tls_cipher : "";
+	case MXGATE_TLS_CIPHER_BITS:
+		if (!env->tls || env->tls_cipher_bits <= 0)
+			return "";
+		snprintf(c->cipher_bits, sizeof(c->cipher_bits), "%d", env->tls_cipher_bits);
+		return c->cipher_bits;
 	case MXGATE_AUTH_USER: return env->auth_user ? env->auth_user : "";
 	case MXGATE_AUTH_TYPE: return env->auth_mech ? env->auth_mech : "";
 	case MXGATE_CLIENT_PTR: return env->client_ptr;

@@ -148,6 +148,7 @@ struct hook_env {
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];
+	int tls_cipher_bits;                  /* the cipher's secret bits (0 without TLS) */
 	const char *auth_user;                /* SMTP AUTH: the user as the service knows it, and */
 	const char *auth_mech;                /* its mechanism ("PLAIN"); both NULL when not
 	                                         authenticated. Owned by the session's AUTH state
