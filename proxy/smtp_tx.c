@@ -1015,6 +1015,17 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		struct hook_env *env = tx->env;
 		size_t i = (size_t)n == env->nrcpts ? env->nrcpts : 0;
 
+		for (size_t k = 0; k < i; k++) {
+			/* each one still owed by name, a filter's (added) told apart: the client's
+			 * retry, should it come to that, repeats the message for the others */
+			char av[600];
+
+			if (codes[k] / 100 == 4 || codes[k] == 0)
+				log_event(LOG_LVL_WARNING, env->session_id, "event=lmtp_rcpt_tempfail backend=%s rcpt=%s code=%d added=%s queue_id=%s",
+				    url, log_addr(av, sizeof(av), env->rcpts[k].addr), codes[k],
+				    env->rcpts[k].added ? "yes" : "no", env->queue_id);
+		}
+
 		while (i-- > 0) {
 			if (codes[i] / 100 != 2)
 				continue;

@@ -97,6 +97,18 @@ t.check(code == 250 and len(got) == 1 and sorted(got[0]['rcpt']) == ['archive@ex
         % (code, text, [g['rcpt'] for g in got]))
 mx.stop()
 
+# --- LMTP: the added recipient tempfailed after the final dot while the client's recipient
+# took the message. Nothing is lost: the client reads 451 (no other backend for the one still
+# owed) and its retry brings the message again (the milter adds the recipient again); the
+# log names the recipient still owed and that a filter added it.
+lm2 = t.Backend(lmtp=True, lmtp_codes={'archive@example.test': 451})
+mx = t.Mxgate(t.config([lm2.url], hostname='mx.example.test', plugins=[dict(milter)]), name='mx-lmtp2')
+code, text = send(mx.port, 'lmtp2', 'addrcpt,<archive@example.test> ; noseen')
+t.check(code == 451, 'LMTP: an added recipient tempfailed after the dot: 451 to the client (%s %s)' % (code, text))
+t.check(mx.wait_log(r'warning \S+ event=lmtp_rcpt_tempfail backend=\S+ rcpt=<archive@example.test> code=451 added=yes')
+        is not None, 'the recipient still owed is named, marked as added by a filter')
+mx.stop()
+
 # --- Quoted local parts (RFC 5321 4.1.2 Quoted-string), as Postfix's cleanup takes them
 # from smfi_addrcpt: relayed exactly as given (before: dropped with event=plugin_bad_output).
 qb = t.Backend()
