@@ -310,9 +310,9 @@ static void smtp_tx_est_stale(struct smtp_tx *tx)
 /* A recipient a filter added at end of data (env->rcpts[est_rcpt], added) is refused on
  * the way to DATA. Postfix's queue bounces such a recipient to the sender after a 5xx and
  * retries it after a 4xx; without a queue: a 5xx drops it alone with a warning naming it
- * and the rest go on (true: the caller goes on with the next recipient). A 4xx (or no
- * reply) is false: the message tempfails as for the client's recipients, so nothing is
- * lost (the client retries, the filter adds it again); a warning names it too. */
+ * and the rest go on (true: the caller goes on with the next recipient). A 4xx is false:
+ * the message tempfails as for the client's recipients, so nothing is lost (the client
+ * retries, the filter adds it again); a warning names it too. */
 static bool smtp_tx_est_added_refused(struct smtp_tx *tx, int code, const char *text)
 {
 	struct hook_env *env = tx->env;
@@ -341,7 +341,8 @@ static void smtp_tx_est_rcpt_cb(void *arg, int code, const char *text)
 
 	if (tx->closed)
 		return;
-	if (code / 100 != 2 && tx->env->rcpts[tx->est_rcpt].added && smtp_tx_est_added_refused(tx, code, text)) {
+	/* (code 0: no reply, the connection failed: the backend's fault, as for any recipient) */
+	if (code / 100 != 2 && code != 0 && tx->env->rcpts[tx->est_rcpt].added && smtp_tx_est_added_refused(tx, code, text)) {
 		smtp_tx_est_next(tx);
 		return;
 	}
