@@ -59,6 +59,10 @@ enum milter_eom_phase { EP_HEADERS = 0, EP_EOH, EP_BODY, EP_EOB, EP_SENT };
 
 struct milter_mod { char cmd; uint32_t index; char *a, *b; };
 
+/* A filter's own macro list for a stage (SMFIR_SETSYMLIST): names (NULL-terminated) point
+ * into block; names NULL = the defaults. */
+struct milter_symlist { char *block; const char **names; };
+
 /* Replaying the session's connect (and helo) on a fresh connection before a MAIL, after
  * the filter failed earlier in the session. */
 enum milter_replay { RP_NONE = 0, RP_CONNECT, RP_HELO };
@@ -88,7 +92,10 @@ struct milter_sess {
 	bool has_newbody;
 	bool body_too_big;              /* the replaced body passed limits.max_message_size */
 	char *quarantine;
+	struct milter_symlist symlist[7];   /* per macro stage (enum milter_mstage) */
 };
+
+static void milter_symlists_free(struct milter_sess *ms);
 
 /* ------------------------------------------------------------------- helpers */
 
@@ -116,6 +123,7 @@ static void milter_sess_free(struct milter_sess *ms)
 	milter_parser_free(&ms->parser);
 	milter_buf_free(&ms->out);
 	milter_mods_clear(ms);
+	milter_symlists_free(ms);
 	free(ms);
 }
 
@@ -184,76 +192,220 @@ static const char *milter_addr_domain(const char *addr)
 	return at && at[1] ? at + 1 : NULL;
 }
 
-/* Appends the macros for a stage command. */
-static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
+/* The macro stages of a filter's SMFIR_SETSYMLIST lists (libmilter's SMFIM_*). */
+enum milter_mstage { MM_CONNECT = 0, MM_HELO, MM_ENVFROM, MM_ENVRCPT, MM_DATA, MM_EOM, MM_EOH, MM_N };
+
+/* The macros sent at each stage unless the filter asked for its own list: Postfix's
+ * defaults (milter_connect_macros, milter_helo_macros, milter_mail_macros,
+ * milter_rcpt_macros, milter_data_macros, milter_end_of_header_macros,
+ * milter_end_of_data_macros), and at connect the client's address, port and names too. */
+static const char *const milter_default_macros[MM_N][12] = {
+	[MM_CONNECT] = { "j", "{daemon_name}", "{daemon_addr}", "v", "_", "{client_addr}", "{client_port}",
+	    "{client_name}", "{client_ptr}", NULL },
+	[MM_HELO] = { "{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}", NULL },
+	[MM_ENVFROM] = { "i", "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}", "{mail_host}",
+	    "{mail_mailer}", NULL },
+	[MM_ENVRCPT] = { "i", "{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}", NULL },
+	[MM_DATA] = { "i", NULL }, [MM_EOM] = { "i", NULL }, [MM_EOH] = { "i", NULL },
+};
+
+/* Formatted macro values, one buffer each (valid while the stage's frame is built). */
+struct milter_macro_bufs { char under[600], author[520]; };
+
+/* RFC 4954 5: the AUTH= parameter of MAIL in xtext ("+XX" for a byte) decoded into out
+ * (cap octets); NULL when there is none, it is "<>" or it is malformed. */
+static const char *milter_auth_author(const char *params, char *out, size_t cap)
+{
+	const char *p = params;
+	size_t o = 0;
+
+	while (p && *p) {
+		p += strspn(p, " ");
+		if (strncasecmp(p, "AUTH=", 5) == 0)
+			break;
+		p += strcspn(p, " ");
+	}
+	if (p == NULL || *p == '\0')
+		return NULL;
+	for (p += 5; *p && *p != ' '; p++) {
+		unsigned v;
+
+		if (o + 1 >= cap)
+			return NULL;
+		if (*p == '+') {
+			if (sscanf(p + 1, "%2x", &v) != 1 || !p[1] || !p[2] || v < 0x21 || v > 0x7e)
+				return NULL;
+			out[o++] = (char)v;
+			p += 2;
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+	return o > 0 && strcmp(out, "<>") != 0 ? out : NULL;
+}
+
+/* The value of the macro name (as a filter asks for it: "{mail_addr}", "mail_addr" or a
+ * letter) now; NULL when it is unknown or has no value at this point (it is not sent, as
+ * Postfix leaves out what is undefined). */
+static const char *milter_macro_value(struct milter_sess *ms, const char *name, struct milter_macro_bufs *b)
 {
 	const struct mxgate_host *h = ms->mi->host;
-	const char *kv[20];
-	size_t n = 0;
-	char under[600], port[16];
-	int rc;
+	char n[40];
+	size_t l = strlen(name);
+	const char *v;
 
-#define KV(k, v) do { kv[2 * n] = (k); kv[2 * n + 1] = (v); n++; } while (0)
+	if (l >= 2 && name[0] == '{' && name[l - 1] == '}') {
+		name++;
+		l -= 2;
+	}
+	if (l == 0 || l >= sizeof(n))
+		return NULL;
+	memcpy(n, name, l);
+	n[l] = '\0';
+	if (strcmp(n, "j") == 0)
+		return milter_get(ms, MXGATE_HOSTNAME);
+	if (strcmp(n, "daemon_name") == 0)
+		return ms->mi->daemon_name;
+	if (strcmp(n, "daemon_addr") == 0)
+		return h->get(ms->call, MXGATE_LOCAL_IP);
+	if (strcmp(n, "daemon_port") == 0)
+		return h->get(ms->call, MXGATE_LOCAL_PORT);
+	if (strcmp(n, "v") == 0)
+		return "mxgate";
+	if (strcmp(n, "_") == 0) {
+		const char *name_ok = milter_get(ms, MXGATE_CLIENT_NAME), *ptr = milter_get(ms, MXGATE_CLIENT_PTR);
+
+		/* As Postfix: the PTR name and address, flagged when not confirmed. */
+		snprintf(b->under, sizeof(b->under), "%s [%s]%s", *ptr ? ptr : "unknown", milter_get(ms, MXGATE_CLIENT_IP),
+		    strcmp(ptr, name_ok) != 0 ? " (may be forged)" : "");
+		return b->under;
+	}
+	if (strcmp(n, "client_addr") == 0)
+		return milter_get(ms, MXGATE_CLIENT_IP);
+	if (strcmp(n, "client_port") == 0)
+		return milter_get(ms, MXGATE_CLIENT_PORT);
+	if (strcmp(n, "client_name") == 0)	/* the confirmed name */
+		return *(v = milter_get(ms, MXGATE_CLIENT_NAME)) ? v : "unknown";
+	if (strcmp(n, "client_ptr") == 0)	/* the PTR name */
+		return *(v = milter_get(ms, MXGATE_CLIENT_PTR)) ? v : "unknown";
+	if (strcmp(n, "tls_version") == 0 || strcmp(n, "cipher") == 0 || strcmp(n, "cipher_bits") == 0) {
+		if (!*milter_get(ms, MXGATE_TLS_VERSION))
+			return NULL;
+		v = milter_get(ms, n[0] == 't' ? MXGATE_TLS_VERSION : n[6] ? MXGATE_TLS_CIPHER_BITS : MXGATE_TLS_CIPHER);
+		return *v ? v : NULL;
+	}
+	/* {cert_subject}, {cert_issuer}: mxgate asks clients for no certificate (Postfix sends
+	 * them only with smtpd_tls_ask_ccert): never defined. */
+	if (strcmp(n, "i") == 0)
+		return h->get(ms->call, MXGATE_QUEUE_ID);
+	if (strcmp(n, "auth_authen") == 0 || strcmp(n, "auth_type") == 0 || strcmp(n, "auth_author") == 0) {
+		if (!*milter_get(ms, MXGATE_AUTH_USER))
+			return NULL;
+		if (n[5] == 't')
+			return milter_get(ms, MXGATE_AUTH_TYPE);
+		if (strcmp(n, "auth_authen") == 0)
+			return milter_get(ms, MXGATE_AUTH_USER);
+		return milter_auth_author(milter_get(ms, MXGATE_MAIL_PARAMS), b->author, sizeof(b->author));
+	}
+	if (strcmp(n, "mail_mailer") == 0 || strcmp(n, "mail_addr") == 0 || strcmp(n, "mail_host") == 0) {
+		if ((v = h->get(ms->call, MXGATE_MAIL_FROM)) == NULL)
+			return NULL;	/* before MAIL */
+		return n[5] == 'm' ? "smtp" : n[5] == 'a' ? v : milter_addr_domain(v);
+	}
+	if (strcmp(n, "rcpt_mailer") == 0 || strcmp(n, "rcpt_addr") == 0 || strcmp(n, "rcpt_host") == 0) {
+		if ((v = h->get(ms->call, MXGATE_RCPT)) == NULL)
+			return NULL;	/* not at RCPT */
+		return n[5] == 'm' ? "smtp" : n[5] == 'a' ? v : milter_addr_domain(v);
+	}
+	return NULL;
+}
+
+/* The macro stage of a command, or -1 (none). */
+static int milter_mstage(char cmd)
+{
 	switch (cmd) {
-	case SMFIC_CONNECT: {
-		const char *name = milter_get(ms, MXGATE_CLIENT_NAME), *ip = milter_get(ms, MXGATE_CLIENT_IP);
-		const char *ptr = milter_get(ms, MXGATE_CLIENT_PTR);
-
-		/* As Postfix: `_` is the PTR name and address, flagged when not confirmed;
-		 * {client_name} the confirmed name, {client_ptr} the PTR name ("unknown": none). */
-		snprintf(under, sizeof(under), "%s [%s]%s", *ptr ? ptr : "unknown", ip,
-		    strcmp(ptr, name) != 0 ? " (may be forged)" : "");
-		snprintf(port, sizeof(port), "%s", milter_get(ms, MXGATE_CLIENT_PORT));
-		KV("j", milter_get(ms, MXGATE_HOSTNAME));
-		KV("{daemon_name}", ms->mi->daemon_name);
-		KV("v", "mxgate");
-		KV("_", under);
-		KV("{client_addr}", ip);
-		KV("{client_port}", port);
-		KV("{client_name}", *name ? name : "unknown");
-		KV("{client_ptr}", *ptr ? ptr : "unknown");
-		KV("{daemon_addr}", h->get(ms->call, MXGATE_LOCAL_IP));
-		break;
+	case SMFIC_CONNECT: return MM_CONNECT;
+	case SMFIC_HELO: return MM_HELO;
+	case SMFIC_MAIL: return MM_ENVFROM;
+	case SMFIC_RCPT: return MM_ENVRCPT;
+	case SMFIC_DATA: return MM_DATA;
+	case SMFIC_EOH: return MM_EOH;
+	case SMFIC_BODYEOB: return MM_EOM;
+	default: return -1;
 	}
-	case SMFIC_HELO:
-		if (*milter_get(ms, MXGATE_TLS_VERSION)) {
-			KV("{tls_version}", milter_get(ms, MXGATE_TLS_VERSION));
-			KV("{cipher}", milter_get(ms, MXGATE_TLS_CIPHER));
-		}
-		break;
-	case SMFIC_MAIL: {
-		const char *from = milter_get(ms, MXGATE_MAIL_FROM), *auth = milter_get(ms, MXGATE_AUTH_USER);
+}
 
-		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
-		KV("{mail_mailer}", "smtp");
-		KV("{mail_addr}", from);
-		if (milter_addr_domain(from))
-			KV("{mail_host}", milter_addr_domain(from));
-		if (*auth) {
-			KV("{auth_authen}", auth);
-			KV("{auth_type}", milter_get(ms, MXGATE_AUTH_TYPE));
-		}
-		break;
-	}
-	case SMFIC_RCPT:
-		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
-		KV("{rcpt_mailer}", "smtp");
-		KV("{rcpt_addr}", milter_get(ms, MXGATE_RCPT));
-		if (milter_addr_domain(milter_get(ms, MXGATE_RCPT)))
-			KV("{rcpt_host}", milter_addr_domain(milter_get(ms, MXGATE_RCPT)));
-		break;
-	case SMFIC_DATA:
-	case SMFIC_EOH:		/* as Postfix's milter_end_of_header_macros */
-	case SMFIC_BODYEOB:
-		KV("i", h->get(ms->call, MXGATE_QUEUE_ID));
-		break;
-	default:
+#define MILTER_MACROS_MAX 32	/* per stage; more names in a filter's list are ignored */
+
+/* Appends the macros for a stage command: the filter's own list for that stage when it
+ * sent one (SMFIR_SETSYMLIST in its option negotiation), else the defaults; a macro
+ * without a value now is left out. */
+static int milter_put_stage_macros(struct milter_sess *ms, char cmd)
+{
+	const char *kv[2 * MILTER_MACROS_MAX];
+	const char *const *names;
+	struct milter_macro_bufs b;
+	int st = milter_mstage(cmd);
+	size_t n = 0;
+
+	if (st < 0)
 		return 0;
+	names = ms->symlist[st].names ? ms->symlist[st].names : milter_default_macros[st];
+	for (size_t i = 0; names[i] && n < MILTER_MACROS_MAX; i++) {
+		const char *v = milter_macro_value(ms, names[i], &b);
+
+		if (v == NULL)
+			continue;
+		kv[2 * n] = names[i];
+		kv[2 * n + 1] = v;
+		n++;
 	}
-#undef KV
 	if (n == 0)
 		return 0;
-	rc = milter_put_macros(&ms->out, cmd, kv, n);
+	return milter_put_macros(&ms->out, cmd, kv, n);
+}
+
+/* Frees the filter's macro lists (the defaults apply again). */
+static void milter_symlists_free(struct milter_sess *ms)
+{
+	for (int i = 0; i < MM_N; i++) {
+		free(ms->symlist[i].block);
+		free(ms->symlist[i].names);
+		ms->symlist[i].block = NULL;
+		ms->symlist[i].names = NULL;
+	}
+}
+
+/* Takes the macro lists of the filter's OPTNEG reply (data, len): for each stage listed,
+ * the names it wants instead of the defaults (an empty list: none), at most
+ * MILTER_MACROS_MAX. 0, or -1 when the lists are malformed (or no memory). A stage we do
+ * not know is ignored. */
+static int milter_symlists_take(struct milter_sess *ms, const unsigned char *data, size_t len)
+{
+	size_t off = 0;
+	uint32_t stage;
+	const char *list;
+	int rc;
+
+	milter_symlists_free(ms);
+	while ((rc = milter_symlist_next(data, len, &off, &stage, &list)) == 1) {
+		struct milter_symlist *sl;
+		size_t k = 0;
+		char *save = NULL;
+
+		if (stage >= MM_N)
+			continue;
+		sl = &ms->symlist[stage];
+		free(sl->block);
+		free(sl->names);
+		sl->block = strdup(list);
+		sl->names = calloc(MILTER_MACROS_MAX + 1, sizeof(*sl->names));
+		if (sl->block == NULL || sl->names == NULL)
+			return -1;
+		for (char *t = strtok_r(sl->block, " ", &save); t && k < MILTER_MACROS_MAX; t = strtok_r(NULL, " ", &save))
+			sl->names[k++] = t;
+	}
 	return rc;
 }
 
@@ -499,7 +651,11 @@ static int milter_apply_mods(struct milter_sess *ms)
 			h->add_header(c, m->a, m->b);
 			break;
 		case SMFIR_INSHEADER:
-			h->insert_header(c, milter_index(m->index), m->a, m->b);
+			/* Sendmail's index, as Postfix's milter client and cleanup take it: it counts
+			 * the header block as delivered, our own Received (never shown to the milter)
+			 * included: 0 goes above that Received (a DKIM-Signature from Debian's opendkim
+			 * heads the message), 1 just below it. */
+			h->insert_header_delivered(c, milter_index(m->index), m->a, m->b);
 			break;
 		case SMFIR_CHGHEADER:
 			h->change_header(c, m->a, milter_index(m->index), m->b && *m->b ? m->b : NULL);
@@ -728,6 +884,10 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		ms->fprot = r.version >= 6 ? (r.protocol & milter_proto_offer()) :
 		    (r.protocol & (SMFI_V2_PROT));
 		ms->facts = r.actions;
+		if (r.version >= 6 && milter_symlists_take(ms, r.data, r.len) < 0) {
+			milter_fail(ms, "malformed macro list");
+			return false;
+		}
 		ms->state = MS_READY;
 		ms->wait = W_NONE;
 		milter_send_stage(ms, SMFIC_CONNECT);

@@ -300,6 +300,22 @@ static const char *milter_take_str(const unsigned char *p, size_t len, size_t *o
 	return s;
 }
 
+int milter_symlist_next(const unsigned char *data, size_t len, size_t *off, uint32_t *stage, const char **names)
+{
+	size_t o = *off;
+
+	if (o >= len)
+		return 0;
+	if (len - o < 4)
+		return -1;
+	*stage = milter_get_u32(data + o);
+	o += 4;
+	if ((*names = milter_take_str(data, len, &o)) == NULL)
+		return -1;
+	*off = o;
+	return 1;
+}
+
 int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struct milter_reply *r)
 {
 	size_t off = 0;
@@ -308,12 +324,14 @@ int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struc
 	r->cmd = cmd;
 	switch (cmd) {
 	case SMFIC_OPTNEG:
-		/* v2+: version, actions, protocol; v6 may append macro lists (ignored). */
+		/* v2+: version, actions, protocol; v6 may append macro lists (milter_symlist_next). */
 		if (len < 12)
 			return -1;
 		r->version = milter_get_u32(payload);
 		r->actions = milter_get_u32(payload + 4);
 		r->protocol = milter_get_u32(payload + 8);
+		r->data = payload + 12;
+		r->len = len - 12;
 		return 0;
 	case SMFIR_ACCEPT: case SMFIR_CONTINUE: case SMFIR_DISCARD: case SMFIR_REJECT:
 	case SMFIR_TEMPFAIL: case SMFIR_PROGRESS: case SMFIR_SKIP: case SMFIR_CONN_FAIL:

@@ -75,8 +75,16 @@ struct milter_reply {
 	const char *value;        /* header value (CHGHEADER: "" = delete); ESMTP args */
 	int code;                 /* REPLYCODE: 4xx/5xx */
 	const char *text;         /* REPLYCODE: the rest after "NNN " */
-	const unsigned char *data; size_t len;   /* REPLBODY chunk */
+	const unsigned char *data; size_t len;   /* REPLBODY chunk; OPTNEG: the macro lists
+	                                          * after the three words (v6, SMFIR_SETSYMLIST) */
 };
+
+/* The filter's macro lists of an OPTNEG reply (r->data, r->len), one at a time: each is a
+ * 32-bit stage (SMFIM_CONNECT 0, HELO 1, ENVFROM 2, ENVRCPT 3, DATA 4, EOM 5, EOH 6) and a
+ * NUL-terminated list of macro names separated by spaces. Returns 1 with *stage and *names
+ * (borrowed from the payload) and *off past it, 0 at the end, -1 when malformed (a cut
+ * entry, no NUL). Start with *off = 0. */
+int milter_symlist_next(const unsigned char *data, size_t len, size_t *off, uint32_t *stage, const char **names);
 
 /* Validates and splits a reply frame. 0 or -1 (unknown command, missing NUL, bad code). */
 int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struct milter_reply *r);

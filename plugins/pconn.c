@@ -75,6 +75,12 @@ int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why)
 			*why = "unix socket path empty or too long";
 			return -1;
 		}
+		if (*path != '/') {
+			/* Postfix takes it from its queue directory; mxgate's working directory is
+			 * whatever started it (systemd: /), so it would name another file. */
+			*why = "unix socket path must be absolute (a relative one would depend on the working directory)";
+			return -1;
+		}
 		out->is_unix = true;
 		snprintf(out->path, sizeof(out->path), "%s", path);
 		return 0;

@@ -75,6 +75,8 @@ enum mxgate_item {
 	MXGATE_RECEIVED,      /* end of data: the Received field mxgate puts on top of the message it
 	                       * relays (CRLF-terminated, folded), which host->message() lacks; a
 	                       * scanner that reads relays from Received (SpamAssassin) needs it */
+	MXGATE_TLS_CIPHER_BITS, /* the TLS cipher's secret bits, decimal; "" without TLS; NULL from an
+	                       * older host */
 	MXGATE_NITEMS
 };
 
@@ -155,6 +157,11 @@ struct mxgate_host {
 	 * (offsetof(struct mxgate_host, set_flags) + sizeof(void *) <= host->size) before use. */
 	/* Marks the transaction (enum mxgate_flag, or'ed in; unknown bits are ignored). */
 	void (*set_flags)(struct mxgate_call *c, unsigned flags);
+	/* Added after set_flags (check host->size the same way). Inserts a header at index in
+	 * the header block as delivered, mxgate's own Received counted (Sendmail's and Postfix's
+	 * sense of a milter's smfi_insheader): 0 above that Received, 1 just below it, n after
+	 * n - 1 of the headers shown. */
+	void (*insert_header_delivered)(struct mxgate_call *c, int index, const char *name, const char *value);
 };
 
 /* The descriptor a plugin exports as `mxgate_plugin`. Any hook may be NULL (= the plugin

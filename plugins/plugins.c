@@ -461,7 +461,7 @@ static const struct cfg_field plugin_config_fields[] = {
 	{ "path", CFG_CUSTOM, offsetof(struct plugin_config, so), .custom = plugin_path_parse,
 	  .free_custom = plugin_path_free, .doc = "shared object to dlopen (absolute path)" },
 	{ "address", CFG_STRING, offsetof(struct plugin_config, address),
-	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path; HOST is an IP address or localhost (names are not looked up)" },
+	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path (absolute); HOST is an IP address or localhost (names are not looked up)" },
 	{ "on_error", CFG_ENUM, offsetof(struct plugin_config, on_error), "tempfail",
 	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does" },
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,
@@ -531,7 +531,7 @@ struct mxgate_call {
 	 * memory; owner names the plugin in the log line. */
 	bool completed;
 	struct plugin_sess *owner;
-	char client_port[8], local_ip[64], local_port[8], max_size[24];   /* formatted items, one buffer each */
+	char client_port[8], local_ip[64], local_port[8], max_size[24], cipher_bits[12];   /* formatted items, one buffer each */
 };
 
 /* Which hook stages a descriptor needs (CLOSE whenever it keeps session state). */
@@ -1151,6 +1151,11 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	case MXGATE_QUEUE_ID: return env->queue_id[0] ? env->queue_id : NULL;
 	case MXGATE_TLS_VERSION: return env->tls ? env->tls_version : "";
 	case MXGATE_TLS_CIPHER: return env->tls ? env->tls_cipher : "";
+	case MXGATE_TLS_CIPHER_BITS:
+		if (!env->tls || env->tls_cipher_bits <= 0)
+			return "";
+		snprintf(c->cipher_bits, sizeof(c->cipher_bits), "%d", env->tls_cipher_bits);
+		return c->cipher_bits;
 	case MXGATE_AUTH_USER: return env->auth_user ? env->auth_user : "";
 	case MXGATE_AUTH_TYPE: return env->auth_mech ? env->auth_mech : "";
 	case MXGATE_CLIENT_PTR: return env->client_ptr;
@@ -1264,12 +1269,30 @@ static char *host_header_value_clean(const char *v)
 	return out;
 }
 
+/* An envelope address from a plugin (without its angle brackets): at most 512 octets, no
+ * space, control character, '<' or '>', except inside a local part written as an RFC
+ * 5321 4.1.2 Quoted-string ("A B"@example.org: qtextSMTP is %d32-33 / %d35-91 / %d93-126,
+ * a backslash quotes one of %d32-126), which must then be followed by '@' and a domain.
+ * Taken as written (Postfix's cleanup takes such a recipient from smfi_addrcpt too). */
 static bool host_addr_ok(const char *a, bool allow_empty)
 {
+	const unsigned char *p = (const unsigned char *)a;
+
 	if (a == NULL || (!*a && !allow_empty) || strlen(a) > 512)
 		return false;
-	for (const unsigned char *p = (const unsigned char *)a; *p; p++)
-		if (*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+	if (*p == '"') {
+		for (p++; *p != '"'; p++) {
+			if (*p == '\\')
+				p++;
+			if (*p < 0x20 || *p > 0x7e)
+				return false;	/* the end, or a character no quoting allows */
+		}
+		if (p[1] != '@' || p[2] == '\0')
+			return false;
+		p++;
+	}
+	for (; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f || *p == '<' || *p == '>' || *p == '"')
 			return false;
 	return true;
 }
@@ -1332,6 +1355,20 @@ static void host_insert_header(struct mxgate_call *c, int index, const char *nam
 		return host_reject_output(c, "header_name");
 	v = host_header_value_clean(value);
 	hook_env_insert_header(env, index < 0 ? 0 : index, name, v);
+	free(v);
+}
+
+static void host_insert_header_delivered(struct mxgate_call *c, int index, const char *name, const char *value)
+{
+	struct hook_env *env = host_env(c);
+	char *v;
+
+	if (env == NULL || value == NULL)
+		return;
+	if (!host_header_name_ok(name))
+		return host_reject_output(c, "header_name");
+	v = host_header_value_clean(value);
+	hook_env_insert_header_delivered(env, index < 0 ? 0 : index, name, v);
 	free(v);
 }
 
@@ -1516,6 +1553,7 @@ const struct mxgate_host plugins_host = {
 	.add_symbol = host_add_symbol,
 	.add_header = host_add_header,
 	.insert_header = host_insert_header,
+	.insert_header_delivered = host_insert_header_delivered,
 	.change_header = host_change_header,
 	.delete_header = host_delete_header,
 	.set_sender = host_set_sender,

@@ -2,6 +2,7 @@
  * reader for the fields we use (no JSON library among the dependencies). */
 #include "rspamd.h"
 #include "config.h"
+#include "growbuf.h"
 #include "plugins.h"
 #include "scanner.h"
 
@@ -455,16 +456,24 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 }
 
-/* Appends "Name: value\r\n" when value is non-empty and single-line. */
-static void rspamd_hdr(char *buf, size_t cap, size_t *n, const char *name, const char *value)
-{
-	int w;
+/* The request's head, growing (it holds one Rcpt line per recipient: no bound but the
+ * transaction's, limits.max_recipients). */
+struct rspamd_req { char *v; size_t len, cap; };
 
-	if (value == NULL || !*value || strpbrk(value, "\r\n") || *n >= cap)
+static void rspamd_put(struct rspamd_req *r, const char *s)
+{
+	growbuf_append(&r->v, &r->len, &r->cap, 1024, s, strlen(s));
+}
+
+/* Appends "Name: value\r\n" when value is non-empty and single-line. */
+static void rspamd_hdr(struct rspamd_req *r, const char *name, const char *value)
+{
+	if (value == NULL || !*value || strpbrk(value, "\r\n"))
 		return;
-	w = snprintf(buf + *n, cap - *n, "%s: %s\r\n", name, value);
-	if (w > 0 && (size_t)w < cap - *n)
-		*n += (size_t)w;
+	rspamd_put(r, name);
+	rspamd_put(r, ": ");
+	rspamd_put(r, value);
+	rspamd_put(r, "\r\n");
 }
 
 /* Connected: the /checkv2 request with the envelope as headers, then the message. 0 or -1
@@ -474,37 +483,30 @@ static int rspamd_send(struct scanner *scan, void *arg)
 	struct rspamd_scan *sc = arg;
 	const struct mxgate_host *h = sc->ri->host;
 	struct mxgate_call *c = sc->call;
-	size_t cap = 8192, n = 0;
-	char *req = malloc(cap), lenbuf[32];
-	int w;
+	struct rspamd_req r = { 0 };
+	const char *from = h->get(c, MXGATE_MAIL_FROM);
+	char lenbuf[32];
 
-	if (req == NULL) {
-		sc->send_error = "out of memory";
-		return -1;
-	}
-	w = snprintf(req, cap, "POST /checkv2 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", sc->ri->hostport);
-	n = (size_t)w;
+	rspamd_put(&r, "POST /checkv2 HTTP/1.1\r\nHost: ");
+	rspamd_put(&r, sc->ri->hostport);
+	rspamd_put(&r, "\r\nConnection: close\r\n");
 	snprintf(lenbuf, sizeof(lenbuf), "%zu", sc->len);
-	rspamd_hdr(req, cap, &n, "Content-Length", lenbuf);
-	rspamd_hdr(req, cap, &n, "Password", sc->ri->password);
-	rspamd_hdr(req, cap, &n, "IP", h->get(c, MXGATE_CLIENT_IP));
-	rspamd_hdr(req, cap, &n, "Helo", h->get(c, MXGATE_HELO));
-	rspamd_hdr(req, cap, &n, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
-	rspamd_hdr(req, cap, &n, "From", h->get(c, MXGATE_MAIL_FROM));
-	rspamd_hdr(req, cap, &n, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
-	rspamd_hdr(req, cap, &n, "User", h->get(c, MXGATE_AUTH_USER));
-	rspamd_hdr(req, cap, &n, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
-	for (size_t i = 0; i < h->rcpt_count(c) && i < 100; i++)
-		rspamd_hdr(req, cap, &n, "Rcpt", h->rcpt_at(c, i));
-	if (n + 2 >= cap) {
-		free(req);
-		sc->send_error = "rspamd-request";
-		return -1;
-	}
-	memcpy(req + n, "\r\n", 2);
-	n += 2;
+	rspamd_hdr(&r, "Content-Length", lenbuf);
+	rspamd_hdr(&r, "Password", sc->ri->password);
+	rspamd_hdr(&r, "IP", h->get(c, MXGATE_CLIENT_IP));
+	rspamd_hdr(&r, "Helo", h->get(c, MXGATE_HELO));
+	rspamd_hdr(&r, "Hostname", h->get(c, MXGATE_CLIENT_NAME));
+	/* The null sender as rspamd's own milter gateway passes it on ("<>": rspamd's empty
+	 * envelope sender, a bounce); without a From rspamd would take the message's From:. */
+	rspamd_hdr(&r, "From", from && !*from ? "<>" : from);
+	rspamd_hdr(&r, "Queue-Id", h->get(c, MXGATE_QUEUE_ID));
+	rspamd_hdr(&r, "User", h->get(c, MXGATE_AUTH_USER));
+	rspamd_hdr(&r, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
+	for (size_t i = 0; i < h->rcpt_count(c); i++)
+		rspamd_hdr(&r, "Rcpt", h->rcpt_at(c, i));
+	rspamd_put(&r, "\r\n");
 	sc->send_error = "rspamd-write";
-	if (scanner_write(scan, req, n, req) < 0 || scanner_write(scan, sc->msg, sc->len, NULL) < 0)
+	if (scanner_write(scan, r.v, r.len, r.v) < 0 || scanner_write(scan, sc->msg, sc->len, NULL) < 0)
 		return -1;
 	return 0;
 }

@@ -248,6 +248,7 @@ struct hfield {
 	size_t len;
 	char *owned;           /* non-NULL when text is ours */
 	bool deleted;
+	bool top;              /* above our Received (HDR_INSERT_DELIVERED); these lead the list */
 };
 
 struct hlist { struct hfield *v; size_t n, cap; };
@@ -355,8 +356,28 @@ void headers_end_block(struct strbuf *out)
 
 int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out)
 {
+	return headers_apply_edits_at(hdr, len, e, n, out, out->len);
+}
+
+/* The list position before which a field goes to be the want-th (0-based) of the fields
+ * present (deleted ones are not counted), from position from on. */
+static size_t hlist_position(const struct hlist *l, size_t from, size_t want)
+{
+	size_t at = from, seen = 0;
+
+	while (at < l->n && seen < want) {
+		if (!l->v[at].deleted)
+			seen++;
+		at++;
+	}
+	return at;
+}
+
+int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
+    size_t top_at)
+{
 	struct hlist l = { 0 };
-	size_t sep;
+	size_t sep, ntop = 0, toplen = 0;	/* fields above our Received: l.v[0..ntop) */
 
 	if (n == 0) {
 		strbuf_append(out, hdr, len);
@@ -372,15 +393,28 @@ int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, s
 		case HDR_ADD:
 			hlist_insert(&l, l.n, hfield_make(x->name, x->value));
 			break;
-		case HDR_INSERT: {
-			/* index counts the fields present now (deleted ones are not counted). */
-			size_t at = 0, seen = 0, want = x->index < 0 ? 0 : (size_t)x->index;
-			while (at < l.n && seen < want) {
-				if (!l.v[at].deleted)
-					seen++;
-				at++;
+		case HDR_INSERT:
+			/* index counts the fields present now (deleted ones are not counted), below
+			 * our Received */
+			hlist_insert(&l, hlist_position(&l, ntop, x->index < 0 ? 0 : (size_t)x->index),
+			    hfield_make(x->name, x->value));
+			break;
+		case HDR_INSERT_DELIVERED: {
+			/* index counts the block as delivered: the fields above our Received, the
+			 * Received, the rest (Postfix's cleanup inserts relative to the message as
+			 * delivered). At most as many as are above it: the new one goes there too. */
+			size_t want = x->index < 0 ? 0 : (size_t)x->index, above = 0;
+			struct hfield f = hfield_make(x->name, x->value);
+
+			for (size_t i = 0; i < ntop; i++)
+				above += !l.v[i].deleted;
+			if (want <= above) {
+				f.top = true;
+				hlist_insert(&l, hlist_position(&l, 0, want), f);
+				ntop++;
+			} else {
+				hlist_insert(&l, hlist_position(&l, ntop, want - above - 1), f);
 			}
-			hlist_insert(&l, at, hfield_make(x->name, x->value));
 			break;
 		}
 		case HDR_CHANGE: {
@@ -403,6 +437,7 @@ int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, s
 					memcpy(nm, l.v[i].text, nl);
 					nm[nl] = '\0';
 					struct hfield f = hfield_make(headers_name_ok(nm) ? nm : x->name, x->value);
+					f.top = l.v[i].top;
 					hfield_clear(&l.v[i]);
 					l.v[i] = f;
 				}
@@ -429,9 +464,30 @@ int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, s
 	for (size_t i = 0; i < l.n; i++) {
 		if (!l.v[i].deleted)
 			strbuf_append(out, l.v[i].text, l.v[i].len);
-		hfield_clear(&l.v[i]);
+		if (!l.v[i].deleted && i < ntop)
+			toplen += l.v[i].len;
 	}
 	strbuf_append(out, hdr + sep, len - sep);
+	if (toplen > 0) {
+		/* The top fields were written first of this call's fields, at start: moved to
+		 * top_at, above what lies between (our Received). */
+		size_t start = out->len - (len - sep);
+		char *tmp;
+
+		for (size_t i = 0; i < l.n; i++)
+			if (!l.v[i].deleted)
+				start -= l.v[i].len;
+		if (top_at < start) {
+			if ((tmp = malloc(toplen)) == NULL)
+				abort();
+			memcpy(tmp, out->v + start, toplen);
+			memmove(out->v + top_at + toplen, out->v + top_at, start - top_at);
+			memcpy(out->v + top_at, tmp, toplen);
+			free(tmp);
+		}
+	}
+	for (size_t i = 0; i < l.n; i++)
+		hfield_clear(&l.v[i]);
 	free(l.v);
 	return 0;
 }

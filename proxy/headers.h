@@ -29,6 +29,12 @@ void headers_build_received_at(struct strbuf *out, const struct hook_env *env, c
 /* Rewrites the header block hdr[0..len) (including its blank line, if any) with the edits
  * into out. Without edits, out gets hdr unchanged. Returns 0. */
 int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out);
+/* The same, with the fields that HDR_INSERT_DELIVERED put above mxgate's own Received put
+ * into out at offset top_at (where that Received starts; top_at <= out->len) instead of
+ * before the others. headers_apply_edits is this with top_at = out->len (a message without
+ * our Received: every field in order). */
+int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out,
+    size_t top_at);
 
 /* Ends a header block that has no blank line yet (a message of headers only) with one,
  * so that a body put after it (a filter's replacement) is a body. */

@@ -103,6 +103,11 @@ void hook_env_insert_header(struct hook_env *env, int index, const char *name, c
 	hook_env_push_edit(env, HDR_INSERT, name, value, index);
 }
 
+void hook_env_insert_header_delivered(struct hook_env *env, int index, const char *name, const char *value)
+{
+	hook_env_push_edit(env, HDR_INSERT_DELIVERED, name, value, index);
+}
+
 void hook_env_change_header(struct hook_env *env, const char *name, int index, const char *value)
 {
 	hook_env_push_edit(env, HDR_CHANGE, name, value, index);

@@ -96,7 +96,10 @@ struct hook_symbol { char name[HOOK_SYMBOL_NAME_MAX + 1]; double score; char *de
 enum hdr_edit_op { HDR_ADD = 0 /* append at end of header */, HDR_INSERT /* at index */,
 	HDR_CHANGE /* replace n-th occurrence (1-based) value; NULL value deletes */,
 	HDR_DELETE_ALL /* every header with this name */,
-	HDR_DELETE_PREFIX /* every header whose name starts with name but not with value (NULL: none) */ };
+	HDR_DELETE_PREFIX /* every header whose name starts with name but not with value (NULL: none) */,
+	HDR_INSERT_DELIVERED /* at index in the header block as delivered, mxgate's Received counted
+	                      * (a milter's smfi_insheader, Sendmail's and Postfix's sense): 0 above
+	                      * that Received, 1 just below it (headers_apply_edits_at) */ };
 struct hdr_edit { enum hdr_edit_op op; char *name; char *value; int index; };
 
 /* What is known of a client name (Postfix's peer status codes, as XCLIENT sends them):
@@ -107,6 +110,8 @@ struct rcpt {
 	char *addr;
 	char *params;
 	int status;     /* last backend reply code */
+	bool added;     /* env->rcpts: added by a filter at end of data (smfi_addrcpt), not by
+	                 * the client: a backend's 5xx drops it alone (smtp_tx.c) */
 	size_t cap;     /* env->rcpts: smtp_tx's; addr and params are one block of cap octets
 	                 * (read them, never free or keep them) */
 };
@@ -143,6 +148,7 @@ struct hook_env {
 	char helo[256];
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];
+	int tls_cipher_bits;                  /* the cipher's secret bits (0 without TLS) */
 	const char *auth_user;                /* SMTP AUTH: the user as the service knows it, and */
 	const char *auth_mech;                /* its mechanism ("PLAIN"); both NULL when not
 	                                         authenticated. Owned by the session's AUTH state
@@ -186,6 +192,8 @@ void hook_env_add_symbol(struct hook_env *env, const char *name, double score, c
 const struct hook_symbol *hook_env_find_symbol(const struct hook_env *env, const char *name);
 void hook_env_add_header(struct hook_env *env, const char *name, const char *value);
 void hook_env_insert_header(struct hook_env *env, int index, const char *name, const char *value);
+/* HDR_INSERT_DELIVERED: index counts the header block as delivered, mxgate's Received included. */
+void hook_env_insert_header_delivered(struct hook_env *env, int index, const char *name, const char *value);
 void hook_env_change_header(struct hook_env *env, const char *name, int index, const char *value);
 void hook_env_delete_headers(struct hook_env *env, const char *name);
 /* Deletes every field whose name starts with prefix (any case), but those starting with

@@ -401,6 +401,7 @@ static void session_tls_established_cb(void *arg)
 	s->env.tls = true;
 	snprintf(s->env.tls_version, sizeof(s->env.tls_version), "%s", tlsconn_version(s->tls));
 	snprintf(s->env.tls_cipher, sizeof(s->env.tls_cipher), "%s", tlsconn_cipher(s->tls));
+	s->env.tls_cipher_bits = tlsconn_cipher_bits(s->tls);
 	counter_inc(COUNTER_TLS_SESSIONS);
 	if (s->state == SESSION_TLS) {
 		/* Implicit TLS: the session starts now (its event=connect line, then event=tls). */

@@ -147,10 +147,11 @@ void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params)
 	}
 }
 
-/* Appends a recipient to the envelope (copied). env->rcpts has tx->rcpts_cap slots; each
+/* Appends a recipient to the envelope (copied); added: by a filter at end of data, not by
+ * the client (see smtp_tx_est_added_refused). env->rcpts has tx->rcpts_cap slots; each
  * holds one block "addr\0params\0" (addr is the block, params points into it, cap its size)
  * that stays with the slot past nrcpts for the next recipient (smtp_tx_env_clear). */
-static void smtp_tx_add_rcpt(struct smtp_tx *tx, const char *addr, const char *params)
+static void smtp_tx_add_rcpt(struct smtp_tx *tx, const char *addr, const char *params, bool added)
 {
 	struct hook_env *env = tx->env;
 	struct rcpt *r;
@@ -168,6 +169,7 @@ static void smtp_tx_add_rcpt(struct smtp_tx *tx, const char *addr, const char *p
 	r = &env->rcpts[env->nrcpts];
 	r->params = smtp_tx_put2(&r->addr, &r->cap, addr, params);
 	r->status = 250;
+	r->added = added;
 	env->nrcpts++;
 }
 
@@ -305,12 +307,45 @@ static void smtp_tx_est_stale(struct smtp_tx *tx)
 	smtp_tx_est_next(tx);
 }
 
+/* A recipient a filter added at end of data (env->rcpts[est_rcpt], added) is refused on
+ * the way to DATA. Postfix's queue bounces such a recipient to the sender after a 5xx and
+ * retries it after a 4xx; without a queue: a 5xx drops it alone with a warning naming it
+ * and the rest go on (true: the caller goes on with the next recipient). A 4xx is false:
+ * the message tempfails as for the client's recipients, so nothing is lost (the client
+ * retries, the filter adds it again); a warning names it too. */
+static bool smtp_tx_est_added_refused(struct smtp_tx *tx, int code, const char *text)
+{
+	struct hook_env *env = tx->env;
+	const struct backend *b = relay_backend(tx->relay);
+	char rv[600], tv[256];
+
+	log_addr(rv, sizeof(rv), env->rcpts[tx->est_rcpt].addr);
+	log_val(tv, sizeof(tv), text ? text : "");
+	if (code / 100 != 5) {
+		log_event(LOG_LVL_WARNING, env->session_id, "event=added_rcpt_tempfail backend=%s rcpt=%s code=%d reply=%s queue_id=%s",
+		    b ? b->url : "?", rv, code, tv, env->queue_id);
+		return false;
+	}
+	log_event(LOG_LVL_WARNING, env->session_id, "event=added_rcpt_refused backend=%s rcpt=%s code=%d reply=%s queue_id=%s action=dropped",
+	    b ? b->url : "?", rv, code, tv, env->queue_id);
+	smtp_tx_remove_rcpt(env, tx->est_rcpt);
+	/* a reply still on the way (sent with MAIL) is now the next recipient's */
+	if (tx->est_rcpt < tx->est_queued)
+		tx->est_queued--;
+	return true;
+}
+
 static void smtp_tx_est_rcpt_cb(void *arg, int code, const char *text)
 {
 	struct smtp_tx *tx = arg;
 
 	if (tx->closed)
 		return;
+	/* (code 0: no reply, the connection failed: the backend's fault, as for any recipient) */
+	if (code / 100 != 2 && code != 0 && tx->env->rcpts[tx->est_rcpt].added && smtp_tx_est_added_refused(tx, code, text)) {
+		smtp_tx_est_next(tx);
+		return;
+	}
 	if (code / 100 != 2) {
 		/* A recipient accepted before is refused on replay: this backend is no good
 		 * for the transaction; another may be. */
@@ -600,7 +635,7 @@ void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 static void smtp_tx_rcpt_done(struct smtp_tx *tx, int code, const char *text, bool client_error)
 {
 	if (code / 100 == 2)
-		smtp_tx_add_rcpt(tx, tx->rcpt, tx->rcpt_params);
+		smtp_tx_add_rcpt(tx, tx->rcpt, tx->rcpt_params, false);
 	smtp_tx_drop_rcpt(tx);
 	smtp_tx_finish(tx, code, text, NULL, client_error, true);
 }
@@ -981,6 +1016,17 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		struct hook_env *env = tx->env;
 		size_t i = (size_t)n == env->nrcpts ? env->nrcpts : 0;
 
+		for (size_t k = 0; k < i; k++) {
+			/* each one still owed by name, a filter's (added) told apart: the client's
+			 * retry, should it come to that, repeats the message for the others */
+			char av[600];
+
+			if (codes[k] / 100 == 4 || codes[k] == 0)
+				log_event(LOG_LVL_WARNING, env->session_id, "event=lmtp_rcpt_tempfail backend=%s rcpt=%s code=%d added=%s queue_id=%s",
+				    url, log_addr(av, sizeof(av), env->rcpts[k].addr), codes[k],
+				    env->rcpts[k].added ? "yes" : "no", env->queue_id);
+		}
+
 		while (i-- > 0) {
 			if (codes[i] / 100 != 2)
 				continue;
@@ -999,6 +1045,11 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 
 static void smtp_tx_send_est_cb(struct smtp_tx *tx, int code, const char *text)
 {
+	if (code / 100 == 2 && tx->env->nrcpts == 0) {
+		/* the only recipients left were added by filters and refused (est_added_refused) */
+		smtp_tx_finish(tx, 550, "5.1.0 No recipients left after content filtering", "no_recipients", false, false);
+		return;
+	}
 	if (code / 100 == 2) {
 		smtp_tx_send(tx);
 		return;
@@ -1172,7 +1223,8 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 		tx->body_off = 0;
 	} else {
 		hlen = smtp_tx_header_len(tx);
-		headers_apply_edits(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix);
+		/* fields a milter inserted at its index 0 go above our Received (at 0) */
+		headers_apply_edits_at(data, hlen, env->hdr_edits, env->nhdr_edits, &tx->prefix, 0);
 		if (env->new_body)
 			headers_end_block(&tx->prefix);
 		tx->body_off = hlen;
@@ -1197,7 +1249,7 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 		if (have)
 			continue;
 		smtp_tx_add_rcpt(tx, env->add_rcpts[i].addr,
-		    env->add_rcpts[i].params ? env->add_rcpts[i].params : "");
+		    env->add_rcpts[i].params ? env->add_rcpts[i].params : "", true);
 		envelope_changed = true;
 	}
 	if (env->new_mail_from) {

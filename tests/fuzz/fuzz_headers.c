@@ -91,7 +91,7 @@ static size_t fz_read_edits(const uint8_t *d, size_t size, struct fz_edits *x)
 		struct hdr_edit *e = &x->e[x->n];
 		size_t nl, vl;
 
-		e->op = (enum hdr_edit_op)(d[p++] % 5);
+		e->op = (enum hdr_edit_op)(d[p++] % 6);
 		e->index = (int8_t)d[p++];
 		nl = d[p++] % 32;
 		if (p + nl > size)
@@ -146,6 +146,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(hdr, data + used, len);
 	headers_apply_edits(hdr, len, x.e, x.n, &out);
 	const char *o = out.v ? out.v : "";
+	{
+		/* behind a Received (the fields a milter put above it moved there): the same
+		 * octets plus the Received, which ends the top fields or starts the block */
+		struct strbuf at = { 0 };
+
+		strbuf_append(&at, "Received: r\r\n", 13);
+		headers_apply_edits_at(hdr, len, x.e, x.n, &at, 0);
+		if (at.len != out.len + 13 || (memcmp(at.v, "Received: r\r\n", 13) != 0 &&
+		    memmem(at.v, at.len, "\nReceived: r\r\n", 14) == NULL))
+			abort();
+		strbuf_free(&at);
+	}
 
 	if (x.n == 0) {
 		if (out.len != len || memcmp(o, hdr, len) != 0)

@@ -1,6 +1,6 @@
 /* fuzz_milter_reply.c — the milter reply decoder: arbitrary bytes from a filter, fed to the
  * resumable frame parser in pieces whose sizes come from the input, every frame checked by
- * milter_reply_parse and milter_optneg_check. Nothing may crash, leak or read out of bounds. */
+ * milter_reply_parse and milter_optneg_check (an OPTNEG's macro lists walked). Nothing may crash, leak or read out of bounds. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -44,8 +44,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						(void)strlen(r.value);
 					if (r.text)
 						(void)strlen(r.text);
-					if (r.cmd == 'O')
+					if (r.cmd == 'O') {
+						size_t so = 0;
+						uint32_t st;
+						const char *names;
+
 						(void)milter_optneg_check(&r, &why);
+						while (milter_symlist_next(r.data, r.len, &so, &st, &names) == 1)
+							(void)strlen(names);
+					}
 				}
 			}
 		}

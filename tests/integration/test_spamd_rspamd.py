@@ -45,6 +45,30 @@ code, text = send(m.port, mt.message('r3', 'SOFTME\r\n'))
 mt.check(code == 451 and not be.by_tag('r3'), 'rspamd soft reject applied: %s %s' % (code, text))
 code, text = send(m.port, mt.message('r4', 'GARBAGEME\r\n'))
 mt.check(code == 451 and 'Content filter unavailable' in text, 'invalid JSON -> on_error tempfail: %s %s' % (code, text))
+# More than 100 recipients, with long addresses (over the 8 KiB the request's head had): all
+# of them reach rspamd (its rules count them, and rcpt-based settings need each one). Before:
+# the first 100 only, and past 8 KiB of head the rest of the headers silently dropped.
+big = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', limits={'max_recipients': 300},
+                          plugins=[{'name': 'rspamd', 'address': '127.0.0.1:%d' % rs.port, 'on_error': 'tempfail',
+                                    'timeout': '10s'}]), name='mx-many')
+many = ['r%03d-%s@example.test' % (i, 'x' * 55) for i in range(150)]
+n0 = len(requests())
+code, text = send(big.port, mt.message('r6'), rcpts=many)
+reqs = requests()[n0:]
+h = reqs[0]['headers'] if reqs else {}
+mt.check(code == 250 and h.get('rcpt') == many,
+         '150 recipients (12 KiB of Rcpt headers): every one sent to rspamd (%s, %d sent)' % (code, len(h.get('rcpt', []))))
+mt.check(h.get('mta-name') == ['mx.example.test'], 'and the headers after them too: %s' % h.get('mta-name'))
+# The null sender: rspamd's own milter gateway sends "From: <>" (rspamd reads it as the
+# empty envelope sender: a bounce, SPF on the HELO). Before: no From at all, and rspamd
+# took the sender from the message's From: field.
+n0 = len(requests())
+code, text = mt.send_mail(big.port, '', ['b@example.test'], mt.message('r7'), ehlo='client.example.org', timeout=30)
+reqs = requests()[n0:]
+h = reqs[0]['headers'] if reqs else {}
+mt.check(code == 250 and h.get('from') == ['<>'], 'the null sender goes as From: <> (%s %s)' % (code, h.get('from')))
+big.stop()
+
 mt.stop_proc(rs)
 code, text = send(m.port, mt.message('r5'))
 mt.check(code == 451 and not be.by_tag('r5'), 'rspamd down -> on_error tempfail: %s' % code)

@@ -251,6 +251,47 @@ static void test_apply_edits_appends(void **state)
 	assert_null(out.v);
 }
 
+/* HDR_INSERT_DELIVERED (a milter's insheader) counts the block as delivered, our Received
+ * included: 0 above it, 1 just below it; fields above it go to top_at, the others after. */
+static void test_apply_edits_delivered(void **state)
+{
+	static const struct {
+		const char *label;
+		struct hdr_edit e[4];
+		size_t n;
+		const char *want;
+	} rows[] = {
+		{ "0 goes above the Received", { E(HDR_INSERT_DELIVERED, "X", "0", 0) }, 1,
+		  "X: 0\r\nReceived: r\r\nA: 1\r\nB: 2\r\n\r\n" },
+		{ "1 just below it, 2 after one header", { E(HDR_INSERT_DELIVERED, "X", "1", 1),
+		  E(HDR_INSERT_DELIVERED, "Y", "2", 3) }, 2,
+		  "Received: r\r\nX: 1\r\nA: 1\r\nY: 2\r\nB: 2\r\n\r\n" },
+		{ "a second 0 above the first; 1 between them", { E(HDR_INSERT_DELIVERED, "X", "a", 0),
+		  E(HDR_INSERT_DELIVERED, "Y", "b", 0), E(HDR_INSERT_DELIVERED, "Z", "c", 1) }, 3,
+		  "Y: b\r\nZ: c\r\nX: a\r\nReceived: r\r\nA: 1\r\nB: 2\r\n\r\n" },
+		{ "a top field deleted is not counted; an insert below the Received stays there",
+		  { E(HDR_INSERT_DELIVERED, "X", "a", 0), E(HDR_CHANGE, "X", NULL, 1),
+		  E(HDR_INSERT_DELIVERED, "Y", "b", 1), E(HDR_INSERT, "W", "w", 0) }, 4,
+		  "Received: r\r\nW: w\r\nY: b\r\nA: 1\r\nB: 2\r\n\r\n" },
+		{ "a top field changed stays on top; past the end appends",
+		  { E(HDR_INSERT_DELIVERED, "X", "a", 0), E(HDR_CHANGE, "X", "new", 1),
+		  E(HDR_INSERT_DELIVERED, "Y", "b", 99) }, 3,
+		  "X: new\r\nReceived: r\r\nA: 1\r\nB: 2\r\nY: b\r\n\r\n" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct strbuf out = { 0 };
+
+		strbuf_append(&out, "Received: r\r\n", 13);
+		assert_int_equal(headers_apply_edits_at("A: 1\r\nB: 2\r\n\r\n", 14, rows[i].e, rows[i].n, &out, 0), 0);
+		if (strcmp(out.v, rows[i].want) != 0)
+			fail_msg("row \"%s\": want %s got %s", rows[i].label, vis(rows[i].want, strlen(rows[i].want)),
+			    vis(out.v, out.len));
+		strbuf_free(&out);
+	}
+}
+
 /* The block is given by length, not by NUL: bytes past len are never read or copied, and
  * NUL bytes inside are copied through. */
 static void test_apply_edits_length_bounded(void **state)
@@ -657,6 +698,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_apply_edits),
 		cmocka_unit_test(test_apply_edits_appends),
+		cmocka_unit_test(test_apply_edits_delivered),
 		cmocka_unit_test(test_apply_edits_length_bounded),
 		cmocka_unit_test(test_apply_edits_many),
 		cmocka_unit_test(test_append_field),

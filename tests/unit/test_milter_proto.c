@@ -240,6 +240,41 @@ static void test_reply_fields(void **state)
 	assert_int_equal(r.protocol, SMFIP_NR_CONN | SMFIP_NR_HELO);
 }
 
+/* The macro lists after OPTNEG's three words: stage + NUL-terminated names, in turn. */
+static void test_symlists(void **state)
+{
+	const unsigned char two[] = "\0\0\0\0{client_addr}\0\0\0\0\2i {client_ptr}\0";
+	const unsigned char cut_stage[] = "\0\0\0";
+	const unsigned char no_nul[] = "\0\0\0\3{rcpt_addr}";
+	struct milter_reply r;
+	size_t off = 0;
+	uint32_t stage = 99;
+	const char *names = NULL;
+
+	(void)state;
+	assert_int_equal(milter_symlist_next(two, sizeof(two) - 1, &off, &stage, &names), 1);
+	assert_int_equal(stage, 0);
+	assert_string_equal(names, "{client_addr}");
+	assert_int_equal(milter_symlist_next(two, sizeof(two) - 1, &off, &stage, &names), 1);
+	assert_int_equal(stage, 2);
+	assert_string_equal(names, "i {client_ptr}");
+	assert_int_equal(milter_symlist_next(two, sizeof(two) - 1, &off, &stage, &names), 0);
+	off = 0;
+	assert_int_equal(milter_symlist_next(cut_stage, 3, &off, &stage, &names), -1);
+	off = 0;
+	assert_int_equal(milter_symlist_next(no_nul, sizeof(no_nul) - 1, &off, &stage, &names), -1);
+	off = 0;
+	assert_int_equal(milter_symlist_next(two, 0, &off, &stage, &names), 0);
+	/* the OPTNEG reply hands the bytes after its three words over */
+	assert_int_equal(milter_reply_parse(SMFIC_OPTNEG, (const unsigned char *)"\0\0\0\6\0\0\1\0\0\0\0\0\0\0\0\4i\0",
+	    18, &r), 0);
+	assert_int_equal(r.len, 6);
+	off = 0;
+	assert_int_equal(milter_symlist_next(r.data, r.len, &off, &stage, &names), 1);
+	assert_int_equal(stage, 4);
+	assert_string_equal(names, "i");
+}
+
 static void test_negotiation_masks(void **state)
 {
 	uint32_t offer = milter_proto_offer();
@@ -279,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_reply_table),
 		cmocka_unit_test(test_reply_fields),
 		cmocka_unit_test(test_negotiation_masks),
+		cmocka_unit_test(test_symlists),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

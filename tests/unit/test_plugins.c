@@ -196,6 +196,9 @@ static const struct addr_row addr_rows[] = {
 	{ "port too big", "127.0.0.1:70000", -1, false, 0 },
 	{ "hostname", "clamd.example:3310", -1, false, 0 },
 	{ "empty unix", "unix:", -1, false, 0 },
+	{ "relative local (Postfix: from its queue directory)", "local:relative.sock", -1, false, 0 },
+	{ "relative unix", "unix:run/milter.sock", -1, false, 0 },
+	{ "dot-relative unix", "unix:./milter.sock", -1, false, 0 },
 	{ "empty", "", -1, false, 0 },
 };
 
