@@ -122,6 +122,7 @@ static struct backend_counts *backend_counts_for(const char *url)
 			break;
 	if (r == NULL && (r = calloc(1, sizeof(*r) + len + 1)) != NULL) {
 		memcpy(r->url, url, len + 1);
+		atomic_store(&r->c.health.up, 1);	/* in rotation until the probes say otherwise */
 		r->next = backend_counts_list;
 		backend_counts_list = r;
 	}
@@ -151,7 +152,7 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
 	nv[*n].weight = weight > 0 ? (int)weight : 1;
 	nv[*n].index = (int)*n;	/* extras are renumbered after all servers are known */
-	atomic_store(&nv[*n].up, 1);
+	atomic_store(&nv[*n].own.up, 1);
 	(*n)++;
 	return 0;
 }
@@ -338,7 +339,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
 			if ((tried & (1ULL << b->index)) || backend_is_drained(b))
 				continue;
-			if (pass == 0 && !atomic_load(&b->up))
+			if (pass == 0 && !backend_is_up(b))
 				continue;
 			cand[n++] = b;
 		}
@@ -418,12 +419,15 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 
 void backend_report_failure(struct pool *p, struct backend *b, const char *why)
 {
-	int f = atomic_fetch_add(&b->fails, 1) + 1;
+	struct backend_health *h = backend_health(b);
+	int f = atomic_fetch_add(&h->fails, 1) + 1;
 
 	if (b->counts)
 		atomic_fetch_add(&b->counts->failed, 1);
-	atomic_store(&b->oks, 0);
-	if (f >= p->fall && atomic_exchange(&b->up, 0) == 1)
+	atomic_store(&h->oks, 0);
+	/* the URL's state: a session of an older generation that sees the server fail takes
+	 * it out of every generation's rotation, and only the first to see it logs it */
+	if (f >= p->fall && atomic_exchange(&h->up, 0) == 1)
 		log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"%s\" fails=%d",
 		    b->url, why ? why : "", f);
 }
@@ -431,7 +435,7 @@ void backend_report_failure(struct pool *p, struct backend *b, const char *why)
 void backend_report_success(struct pool *p, struct backend *b)
 {
 	(void)p;
-	atomic_store(&b->fails, 0);
+	atomic_store(&backend_health(b)->fails, 0);
 	if (b->counts)
 		atomic_fetch_add(&b->counts->delivered, 1);
 }

@@ -13,6 +13,15 @@
 struct mx_config;
 struct hook_env;
 
+/* A server's health as the probes (health.c) and passive failure tracking see it. */
+struct backend_health {
+	atomic_int up;                   /* 1 = in rotation */
+	atomic_int fails;                /* consecutive failures (passive + active checks) */
+	atomic_int oks;                  /* consecutive successful checks while down */
+	atomic_llong latency_us;         /* last health-check latency */
+	atomic_int checked;              /* 1 = has had a health-check result (this process) */
+};
+
 /* Messages a backend accepted and delivery attempts that failed, since the start. One
  * record per URL for the whole process, shared by every pool that names the URL: a reload
  * builds a new pool but keeps counting (mxgate_backend_delivered_total is a counter), and
@@ -24,6 +33,10 @@ struct backend_counts {
 	 * pool), and the operator's drain (mxgatectl drain: no new transaction from any of
 	 * them). */
 	atomic_int active, drained;
+	/* Up or down, by URL too: the probes run on the current generation's pool, and a
+	 * session begun before a reload picks from its own; both read and write this one state,
+	 * so every generation sees one truth and a transition is logged once. */
+	struct backend_health health;
 };
 
 enum backend_kind { BACKEND_SMTP = 0, BACKEND_LMTP, BACKEND_MAILDIR };
@@ -37,12 +50,11 @@ struct backend {
 	char host[256];                  /* for logs */
 	int weight;
 	int index;                       /* unique in the pool: servers first, then route-only servers */
-	atomic_int up;                   /* 1 = in rotation */
-	atomic_int active;               /* connections in use (least_conn) */
-	atomic_int fails;                /* consecutive failures (passive + active checks) */
-	atomic_int oks;                  /* consecutive successful checks while down */
-	atomic_llong latency_us;         /* last health-check latency */
-	atomic_int checked;              /* 1 = has had a health-check result (this process) */
+	/* The state below is by URL (counts) for a backend made by a pool; these copies serve
+	 * one that is not (the quarantine's, smtp_tx.c). Read them through backend_health(),
+	 * backend_active_all() and backend_is_drained(). */
+	struct backend_health own;
+	atomic_int active;               /* connections in use */
 	struct backend_counts *counts;   /* by URL, process-wide (NULL: not from a pool) */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */
@@ -96,6 +108,17 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 /* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). The
  * domain is compared in domain.c's normal form (case, one trailing dot). */
 int pool_route_for(const struct pool *p, const char *rcpt_domain);
+
+/* b's health: its URL's record for a backend made by a pool (every generation's pool and
+ * the probes share it), b->own otherwise. */
+static inline struct backend_health *backend_health(const struct backend *b)
+{
+	return b->counts ? &b->counts->health : (struct backend_health *)&b->own;
+}
+static inline bool backend_is_up(const struct backend *b)
+{
+	return atomic_load(&backend_health(b)->up) != 0;
+}
 
 /* Passive failure tracking: a delivery step failed (connect error, timeout, drop, 4xx where
  * a 2xx was due) or succeeded. After `fall` consecutive failures the backend leaves the

@@ -236,9 +236,8 @@ static unsigned main_reload(char **errors)
 		health_stop(health);
 	health = NULL;
 	struct shared_gen *old = current;
-	/* Backends keep their known state across a reload (a dead one stays out), and drained
-	 * ones stay drained until `mxgatectl enable`. */
-	health_copy_state(old->pool, g->pool);
+	/* Backends keep their known state across a reload (a dead one stays out: the state is
+	 * the URL's, backend.h), and drained ones stay drained until `mxgatectl enable`. */
 	ops_apply_drains(g->pool);
 	current = g;
 	for (int i = 0; i < nworkers; i++)

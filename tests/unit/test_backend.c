@@ -43,6 +43,14 @@ static struct pool *pool_from(const char *backends, struct mx_config **cfgp)
 
 static void pool_done(struct pool *p, struct mx_config *cfg)
 {
+	/* The health state is the URL's, for the whole process (backend.h): the next test's
+	 * pool naming the same URL starts from a healthy server, as a fresh process would. */
+	for (size_t i = 0; i < p->nservers + p->nextra; i++) {
+		struct backend_health *h = backend_health(i < p->nservers ? &p->servers[i] : &p->extra[i - p->nservers]);
+		atomic_store(&h->up, 1);
+		atomic_store(&h->fails, 0);
+		atomic_store(&h->oks, 0);
+	}
 	pool_free(p);
 	config_free(cfg);
 }
@@ -195,7 +203,7 @@ static void test_pool_new(void **state)
 	assert_int_equal(p->balance, BALANCE_ROUND_ROBIN);
 	for (size_t i = 0; i < 3; i++) {
 		assert_int_equal(p->servers[i].index, (int)i);
-		assert_int_equal(atomic_load(&p->servers[i].up), 1);
+		assert_int_equal(atomic_load(&backend_health(&p->servers[i])->up), 1);
 		assert_int_equal(atomic_load(&p->servers[i].active), 0);
 	}
 	assert_int_equal(p->servers[0].weight, 5);
@@ -216,7 +224,7 @@ static void test_pool_new(void **state)
 	assert_ptr_equal(p->routes[0].servers[0], &p->extra[0]);
 	assert_ptr_equal(p->routes[0].servers[1], &p->servers[0]);
 	assert_ptr_equal(p->routes[1].servers[0], &p->extra[0]);
-	assert_int_equal(atomic_load(&p->extra[0].up), 1);
+	assert_int_equal(atomic_load(&backend_health(&p->extra[0])->up), 1);
 	pool_done(p, cfg);
 }
 
@@ -296,13 +304,13 @@ static void test_round_robin(void **state)
 	assert_int_equal(hits[1], 100);
 	assert_int_equal(hits[2], 100);
 	/* a down server leaves the rotation; the others share evenly */
-	atomic_store(&p->servers[1].up, 0);
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
 	count_picks(p, NULL, NULL, 0, 300, hits, 3);
 	assert_int_equal(hits[1], 0);
 	assert_int_equal(hits[0], 150);
 	assert_int_equal(hits[2], 150);
 	/* tried: never the tried ones */
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	count_picks(p, NULL, NULL, 1u << 0, 100, hits, 3);
 	assert_int_equal(hits[0], 0);
 	assert_int_equal(hits[1], 50);
@@ -331,7 +339,7 @@ static void test_weighted_round_robin(void **state)
 	assert_int_equal(hits[1], 300);
 	assert_int_equal(hits[2], 600);
 	/* the heavy one down: 1:3 between the others */
-	atomic_store(&p->servers[2].up, 0);
+	atomic_store(&backend_health(&p->servers[2])->up, 0);
 	count_picks(p, NULL, NULL, 0, 400, hits, 3);
 	assert_int_equal(hits[0], 100);
 	assert_int_equal(hits[1], 300);
@@ -380,10 +388,10 @@ static void test_least_conn(void **state)
 	count_picks(p, NULL, NULL, 1u << 1, 10, hits, 3);
 	assert_int_equal(hits[2], 10);
 	/* the least loaded one down */
-	atomic_store(&p->servers[1].up, 0);
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
 	count_picks(p, NULL, NULL, 0, 10, hits, 3);
 	assert_int_equal(hits[2], 10);
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	/* simulated sessions: each pick opens a connection; the loads stay level */
 	atomic_store(&p->servers[0].active, 0);
 	atomic_store(&p->servers[1].active, 0);
@@ -478,7 +486,7 @@ static void test_source_hash(void **state)
 		if (hits[k] < N / 3 - N / 15 || hits[k] > N / 3 + N / 15)
 			fail_msg("source_hash spread %d/%d/%d over %d clients", hits[0], hits[1], hits[2], N);
 	/* rendezvous: backend 1 leaving moves only its own clients */
-	atomic_store(&p->servers[1].up, 0);
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
 	for (int i = 0; i < N; i++) {
 		ip_of(i, ip, sizeof(ip));
 		int w = which(p, pool_pick_backend(p, NULL, ip, 0));
@@ -487,7 +495,7 @@ static void test_source_hash(void **state)
 			fail_msg("client %s moved from %d to %d when backend 1 left", ip, first[i], w);
 	}
 	/* ... and comes back to it when it returns */
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	for (int i = 0; i < N; i++) {
 		ip_of(i, ip, sizeof(ip));
 		assert_int_equal(which(p, pool_pick_backend(p, NULL, ip, 0)), first[i]);
@@ -593,8 +601,8 @@ static void test_routes(void **state)
 	assert_null(pool_pick_backend(p, "other.test", NULL, 1ULL << ro->servers[0]->index));
 	/* a route whose servers are all down falls back to its own servers, never the
 	 * default set */
-	atomic_store(&p->extra[0].up, 0);
-	atomic_store(&p->extra[1].up, 0);
+	atomic_store(&backend_health(&p->extra[0])->up, 0);
+	atomic_store(&backend_health(&p->extra[1])->up, 0);
 	count_picks(p, "example.org", NULL, 0, 10, hits, 110);
 	assert_int_equal(hits[100] + hits[101], 10);
 	assert_true(hits[100] > 0 && hits[101] > 0);
@@ -684,7 +692,7 @@ static void test_all_down_fallback(void **state)
 
 	(void)state;
 	for (int i = 0; i < 3; i++)
-		atomic_store(&p->servers[i].up, 0);
+		atomic_store(&backend_health(&p->servers[i])->up, 0);
 	/* all down: offered in turn anyway */
 	count_picks(p, NULL, NULL, 0, 30, hits, 3);
 	assert_int_equal(hits[0], 10);
@@ -695,8 +703,8 @@ static void test_all_down_fallback(void **state)
 	assert_int_equal(hits[1], 0);
 	assert_null(pool_pick_backend(p, NULL, NULL, 7));
 	/* one down and untried, the up ones tried: the down one is offered */
-	atomic_store(&p->servers[0].up, 1);
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[0])->up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 3), &p->servers[2]);
 	pool_done(p, cfg);
 }
@@ -741,19 +749,19 @@ static void test_report_failure(void **state)
 	(void)state;
 	backend_report_failure(p, b, "connect refused");
 	backend_report_failure(p, b, NULL);
-	assert_int_equal(atomic_load(&b->up), 1);
-	assert_int_equal(atomic_load(&b->fails), 2);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 1);
+	assert_int_equal(atomic_load(&backend_health(b)->fails), 2);
 	/* a success resets the run */
 	backend_report_success(p, b);
-	assert_int_equal(atomic_load(&b->fails), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->fails), 0);
 	assert_int_equal(backend_delivered(b), d0 + 1);
 	backend_report_failure(p, b, "timeout");
 	backend_report_failure(p, b, "timeout");
-	assert_int_equal(atomic_load(&b->up), 1);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 1);
 	backend_report_failure(p, b, "timeout");
-	assert_int_equal(atomic_load(&b->up), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 0);
 	assert_int_equal(backend_failed(b), f0 + 5);
-	assert_int_equal(atomic_load(&b->oks), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->oks), 0);
 	{
 		/* a reload's new pool naming the same URL keeps counting from there */
 		struct mx_config *cfg2;
@@ -761,23 +769,26 @@ static void test_report_failure(void **state)
 		struct backend *b2 = &p2->servers[1];
 		assert_int_equal(backend_delivered(b2), d0 + 1);
 		assert_int_equal(backend_failed(b2), f0 + 5);
+		/* ... and sees it down: the state is the URL's, every generation's */
+		assert_false(backend_is_up(b2));
 		backend_report_success(p2, b2);
 		assert_int_equal(backend_delivered(b), d0 + 2);
-		pool_done(p2, cfg2);
+		pool_free(p2);	/* not pool_done: p's state is this one, still wanted */
+		config_free(cfg2);
 	}
 	/* out of the rotation */
 	for (int i = 0; i < 20; i++)
 		assert_ptr_not_equal(pool_pick_backend(p, NULL, NULL, 0), b);
 	/* more failures while down: stays down, no second "down" event needed */
 	backend_report_failure(p, b, "timeout");
-	assert_int_equal(atomic_load(&b->up), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 0);
 	/* a passive success does not bring it back (rise is the health checker's job) */
 	backend_report_success(p, b);
-	assert_int_equal(atomic_load(&b->up), 0);
-	assert_int_equal(atomic_load(&b->fails), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->fails), 0);
 	/* the others are untouched */
-	assert_int_equal(atomic_load(&p->servers[0].fails), 0);
-	assert_int_equal(atomic_load(&p->servers[0].up), 1);
+	assert_int_equal(atomic_load(&backend_health(&p->servers[0])->fails), 0);
+	assert_int_equal(atomic_load(&backend_health(&p->servers[0])->up), 1);
 	pool_done(p, cfg);
 }
 
