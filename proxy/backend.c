@@ -351,14 +351,16 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 
 	switch (p->balance) {
 	case BALANCE_LEAST_CONN: {
-		/* The lowest load, connections / weight (compared as a1 * w2 < a2 * w1). */
+		/* The lowest load, connections / weight (compared as a1 * w2 < a2 * w1). The
+		 * connections are the URL's, from sessions of every generation: a session begun
+		 * before a reload still holds its own. */
 		unsigned start = atomic_fetch_add(rr, 1);
 		struct backend *best = cand[start % n];
-		long besta = atomic_load(&best->active);
+		long besta = backend_active_all(best);
 		uint64_t lowest = 0;
 		for (size_t k = 0; k < n; k++) {
 			struct backend *b = cand[(start + k) % n];
-			long a = atomic_load(&b->active);
+			long a = backend_active_all(b);
 			if (a * best->weight < besta * b->weight) {
 				best = b;
 				besta = a;
@@ -370,7 +372,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		struct backend **sched = route ? p->routes[route - 1].sched : p->sched;
 		size_t nsched = route ? p->routes[route - 1].nsched : p->nsched;
 		for (size_t k = 0; k < n; k++)
-			if (atomic_load(&cand[k]->active) * best->weight == besta * cand[k]->weight)
+			if ((long)backend_active_all(cand[k]) * best->weight == besta * cand[k]->weight)
 				lowest |= 1ULL << cand[k]->index;
 		if (sched && (lowest & (lowest - 1)) != 0)
 			for (size_t k = 0; k < nsched; k++) {
@@ -452,9 +454,7 @@ long long backend_failed(const struct backend *b)
 
 void backend_active_add(struct backend *b, int delta)
 {
-	atomic_fetch_add(&b->active, delta);
-	if (b->counts)
-		atomic_fetch_add(&b->counts->active, delta);
+	atomic_fetch_add(b->counts ? &b->counts->active : &b->active, delta);
 }
 
 int backend_active_all(const struct backend *b)

@@ -54,7 +54,7 @@ struct backend {
 	 * one that is not (the quarantine's, smtp_tx.c). Read them through backend_health(),
 	 * backend_active_all() and backend_is_drained(). */
 	struct backend_health own;
-	atomic_int active;               /* connections in use */
+	atomic_int active;               /* connections in use (not from a pool) */
 	struct backend_counts *counts;   /* by URL, process-wide (NULL: not from a pool) */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */
@@ -128,8 +128,8 @@ void backend_report_success(struct pool *p, struct backend *b);
 /* The counts since the start of the backend's URL (0 for one not made by a pool). */
 long long backend_delivered(const struct backend *b);
 long long backend_failed(const struct backend *b);
-/* A connection to b taken (+1) or given back (-1): counts b->active (this pool's, for
- * least_conn) and the URL's (every generation's). */
+/* A connection to b taken (+1) or given back (-1): counts the URL's (every generation's,
+ * which least_conn compares), b->active for a backend not made by a pool. */
 void backend_active_add(struct backend *b, int delta);
 /* Connections in use to b's server from every generation (b->active for a backend not made
  * by a pool). */

@@ -387,7 +387,7 @@ static const struct cfg_table route_table = {
 static const struct cfg_field backends_fields[] = {
 	{ "balance", CFG_ENUM, offsetof(struct backends_config, balance), "round_robin",
 	  .choices = balance_choices, .doc = "how a server is picked: round_robin (smooth weighted), least_conn (fewest connections "
-	  "in use per unit of weight; ties, as at light load, follow the weights as round_robin does) "
+	  "in use per unit of weight, those of sessions begun before a reload included; ties, as at light load, follow the weights as round_robin does) "
 	  "or source_hash (client address, weighted rendezvous)" },
 	{ "client_identity", CFG_ENUM, offsetof(struct backends_config, client_identity), "xclient",
 	  .choices = identity_choices, .doc = "how the client's address reaches the backend: none, xclient or proxy_v2" },

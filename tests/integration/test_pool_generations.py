@@ -190,4 +190,34 @@ if want('healthold'):
     a2.stop()
     b.stop()
 
+# ---------------------------------------------------------------- least_conn counts every generation
+if want('leastconnold'):
+    # A transaction of a session begun before a reload holds a connection to one server;
+    # the new generation's least_conn must count it. Before the fix it counted only its own
+    # pool's connections: both servers looked idle and the next transaction went to the
+    # busy one (the schedule's first).
+    a, b = mt.Backend(name='A'), mt.Backend(name='B')
+    lc = lambda: mt.config([a.url, b.url], workers=1, control={'socket': SOCK},
+                           backends={'balance': 'least_conn',
+                                     'health_check': {'interval': '1h', 'timeout': '1s', 'fall': 100, 'rise': 1}})
+    mx = mt.Mxgate(lc(), name='mx-leastconnold')
+    s1 = Session(mx.port)
+    mt.check(s1.open() == (250, 250), 'leastconnold: a transaction open before the reload')
+    busy = [u for u in (a.url, b.url) if backend_row(u).get('active') == 1]
+    mt.check(len(busy) == 1, 'leastconnold: it holds one server (%s)' % busy)
+    reload(mx, lc())
+    s2 = Session(mx.port)
+    mt.check(s2.open() == (250, 250), 'leastconnold: a transaction of a new session')
+    act = {u: backend_row(u).get('active') for u in (a.url, b.url)}
+    mt.check(act == {a.url: 1, b.url: 1},
+             'leastconnold: least_conn sends it to the idle server, counting the old session\'s '
+             'connection (active %s)' % act)
+    mt.check(s1.finish('lc-1') == 250 and s2.finish('lc-2') == 250, 'leastconnold: both delivered')
+    for s in (s1, s2):
+        s.c.cmd('QUIT')
+        s.c.close()
+    mx.stop()
+    a.stop()
+    b.stop()
+
 mt.finish()

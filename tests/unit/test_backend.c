@@ -43,13 +43,17 @@ static struct pool *pool_from(const char *backends, struct mx_config **cfgp)
 
 static void pool_done(struct pool *p, struct mx_config *cfg)
 {
-	/* The health state is the URL's, for the whole process (backend.h): the next test's
-	 * pool naming the same URL starts from a healthy server, as a fresh process would. */
+	/* The health state and the connections in use are the URL's, for the whole process
+	 * (backend.h): the next test's pool naming the same URL starts from a healthy, idle
+	 * server, as a fresh process would. */
 	for (size_t i = 0; i < p->nservers + p->nextra; i++) {
-		struct backend_health *h = backend_health(i < p->nservers ? &p->servers[i] : &p->extra[i - p->nservers]);
+		struct backend *b = i < p->nservers ? &p->servers[i] : &p->extra[i - p->nservers];
+		struct backend_health *h = backend_health(b);
 		atomic_store(&h->up, 1);
 		atomic_store(&h->fails, 0);
 		atomic_store(&h->oks, 0);
+		if (b->counts)
+			atomic_store(&b->counts->active, 0);
 	}
 	pool_free(p);
 	config_free(cfg);
@@ -204,7 +208,7 @@ static void test_pool_new(void **state)
 	for (size_t i = 0; i < 3; i++) {
 		assert_int_equal(p->servers[i].index, (int)i);
 		assert_int_equal(atomic_load(&backend_health(&p->servers[i])->up), 1);
-		assert_int_equal(atomic_load(&p->servers[i].active), 0);
+		assert_int_equal(backend_active_all(&p->servers[i]), 0);
 	}
 	assert_int_equal(p->servers[0].weight, 5);
 	assert_int_equal(p->servers[1].weight, 1);
@@ -379,9 +383,9 @@ static void test_least_conn(void **state)
 
 	(void)state;
 	assert_int_equal(p->balance, BALANCE_LEAST_CONN);
-	atomic_store(&p->servers[0].active, 5);
-	atomic_store(&p->servers[1].active, 1);
-	atomic_store(&p->servers[2].active, 3);
+	atomic_store(&p->servers[0].counts->active, 5);
+	atomic_store(&p->servers[1].counts->active, 1);
+	atomic_store(&p->servers[2].counts->active, 3);
 	count_picks(p, NULL, NULL, 0, 10, hits, 3);
 	assert_int_equal(hits[1], 10);
 	/* the least loaded one tried: next least */
@@ -393,14 +397,14 @@ static void test_least_conn(void **state)
 	assert_int_equal(hits[2], 10);
 	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	/* simulated sessions: each pick opens a connection; the loads stay level */
-	atomic_store(&p->servers[0].active, 0);
-	atomic_store(&p->servers[1].active, 0);
-	atomic_store(&p->servers[2].active, 0);
+	atomic_store(&p->servers[0].counts->active, 0);
+	atomic_store(&p->servers[1].counts->active, 0);
+	atomic_store(&p->servers[2].counts->active, 0);
 	for (int i = 0; i < 30; i++)
-		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->active, 1);
-	assert_int_equal(atomic_load(&p->servers[0].active), 10);
-	assert_int_equal(atomic_load(&p->servers[1].active), 10);
-	assert_int_equal(atomic_load(&p->servers[2].active), 10);
+		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->counts->active, 1);
+	assert_int_equal(atomic_load(&p->servers[0].counts->active), 10);
+	assert_int_equal(atomic_load(&p->servers[1].counts->active), 10);
+	assert_int_equal(atomic_load(&p->servers[2].counts->active), 10);
 	pool_done(p, cfg);
 }
 
@@ -413,27 +417,27 @@ static void test_least_conn_weighted(void **state)
 
 	(void)state;
 	/* 2/1 > 5/4: the heavier one although it has more connections */
-	atomic_store(&p->servers[0].active, 2);
-	atomic_store(&p->servers[1].active, 5);
+	atomic_store(&p->servers[0].counts->active, 2);
+	atomic_store(&p->servers[1].counts->active, 5);
 	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 0), &p->servers[1]);
 	/* level by load: 40 sessions end 8:32 */
-	atomic_store(&p->servers[0].active, 0);
-	atomic_store(&p->servers[1].active, 0);
+	atomic_store(&p->servers[0].counts->active, 0);
+	atomic_store(&p->servers[1].counts->active, 0);
 	for (int i = 0; i < 40; i++)
-		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->active, 1);
-	assert_int_equal(atomic_load(&p->servers[0].active), 8);
-	assert_int_equal(atomic_load(&p->servers[1].active), 32);
+		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->counts->active, 1);
+	assert_int_equal(atomic_load(&p->servers[0].counts->active), 8);
+	assert_int_equal(atomic_load(&p->servers[1].counts->active), 32);
 	/* light load (each connection ended before the next pick): only ties, which follow
 	 * the weights, 1:4 */
-	atomic_store(&p->servers[0].active, 0);
-	atomic_store(&p->servers[1].active, 0);
+	atomic_store(&p->servers[0].counts->active, 0);
+	atomic_store(&p->servers[1].counts->active, 0);
 	int hits[2];
 	count_picks(p, NULL, NULL, 0, 40, hits, 2);
 	assert_int_equal(hits[0], 8);
 	assert_int_equal(hits[1], 32);
 	/* a tie at a load above zero too: 1/1 and 4/4 */
-	atomic_store(&p->servers[0].active, 1);
-	atomic_store(&p->servers[1].active, 4);
+	atomic_store(&p->servers[0].counts->active, 1);
+	atomic_store(&p->servers[1].counts->active, 4);
 	count_picks(p, NULL, NULL, 0, 40, hits, 2);
 	assert_int_equal(hits[0], 8);
 	assert_int_equal(hits[1], 32);
@@ -729,7 +733,12 @@ static void test_drain_every_generation(void **state)
 	/* a connection of the old generation's session is in use: both pools' views count it */
 	backend_active_add(&old->servers[0], 1);
 	assert_int_equal(backend_active_all(&cur->servers[0]), 1);
-	assert_int_equal(atomic_load(&cur->servers[0].active), 0);	/* least_conn: this pool's */
+	/* and least_conn in the new generation's pool counts it: the other server is picked */
+	cur->balance = BALANCE_LEAST_CONN;
+	backend_drain_url("smtp://127.0.0.1:2601", 0);
+	for (int i = 0; i < 10; i++)
+		assert_ptr_equal(pool_pick_backend(cur, NULL, NULL, 0), &cur->servers[1]);
+	backend_drain_url("smtp://127.0.0.1:2601", 1);
 	backend_active_add(&old->servers[0], -1);
 	assert_int_equal(backend_active_all(&cur->servers[0]), 0);
 	backend_drain_url("smtp://127.0.0.1:2601", 0);
