@@ -442,6 +442,13 @@ void backend_report_success(struct pool *p, struct backend *b)
 		atomic_fetch_add(&b->counts->delivered, 1);
 }
 
+void backend_report_deferral(struct backend *b)
+{
+	atomic_store(&backend_health(b)->fails, 0);
+	if (b->counts)
+		atomic_fetch_add(&b->counts->failed, 1);
+}
+
 long long backend_delivered(const struct backend *b)
 {
 	return b->counts ? atomic_load(&b->counts->delivered) : 0;

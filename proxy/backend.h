@@ -120,11 +120,20 @@ static inline bool backend_is_up(const struct backend *b)
 	return atomic_load(&backend_health(b)->up) != 0;
 }
 
-/* Passive failure tracking: a delivery step failed (connect error, timeout, drop, 4xx where
- * a 2xx was due) or succeeded. After `fall` consecutive failures the backend leaves the
- * rotation until health checks see it `rise` times healthy. */
+/* Passive failure tracking: trouble with the session (connect error, timeout, drop, a
+ * greeting or EHLO refused, a TLS handshake that failed, 421 to DATA or after the dot)
+ * or a message accepted. After `fall` consecutive failures the backend leaves the rotation until health
+ * checks see it `rise` times healthy. A 4xx to MAIL, DATA or after the dot is the
+ * message's (a filter's tempfail for one sender's content, a full mailbox): the server
+ * answered, so it is a deferral (backend_report_deferral), not a failure, as Postfix's
+ * smtp client tells smtp_mesg_fail (no throttle) from smtp_site_fail and
+ * smtp_stream_except (the destination is throttled). */
 void backend_report_failure(struct pool *p, struct backend *b, const char *why);
 void backend_report_success(struct pool *p, struct backend *b);
+/* A message deferred by b (4xx to DATA or after the dot): counts a failed delivery
+ * attempt (backend_failed) and ends b's run of consecutive failures, as an answer from a
+ * live server; never takes b out of the rotation. */
+void backend_report_deferral(struct backend *b);
 /* The counts since the start of the backend's URL (0 for one not made by a pool). */
 long long backend_delivered(const struct backend *b);
 long long backend_failed(const struct backend *b);

@@ -294,7 +294,9 @@ static const struct cfg_field health_fields[] = {
 	{ "timeout", CFG_DURATION, offsetof(struct health_check_config, timeout), "3s",
 	  100, S(3600), .doc = "the whole probe: connect, 220 greeting and the EHLO (LHLO) reply within this, or it fails" },
 	{ "fall", CFG_INT, offsetof(struct health_check_config, fall), "2", 1, 100,
-	  .doc = "failed probes in a row before a backend is marked down" },
+	  .doc = "failures in a row before a backend is marked down: probes, and deliveries that met "
+		 "trouble with the session (no connection, timeout, lost connection, 421); a 4xx to DATA "
+		 "or after the dot is the message's and does not count" },
 	{ "rise", CFG_INT, offsetof(struct health_check_config, rise), "2", 1, 100,
 	  .doc = "good probes in a row before a down backend is used again" },
 	{ NULL }

@@ -1118,8 +1118,12 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			r->data_cb = NULL;
 			r->state = RELAY_READY;
 			relay_disarm(r);
-			if (code >= 400 && code < 500)
-				backend_report_failure(r->gen->pool, r->b, "DATA refused");
+			/* 4xx to DATA is about this message (Postfix: smtp_mesg_fail, no throttle);
+			 * 421 closes the session: trouble with the server (backend.h) */
+			if (code == 421)
+				backend_report_failure(r->gen->pool, r->b, "421 to DATA");
+			else if (code >= 400 && code < 500)
+				backend_report_deferral(r->b);
 			if (cb)
 				cb(r->arg, 1, &code, &text);
 			return;
@@ -1161,13 +1165,17 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			r->clean = r->ahead_n == 0;
 			relay_disarm(r);
 		}
-		bool any_ok = false;
-		for (int i = 0; i < r->nrcpt; i++)
+		bool any_ok = false, closing = false;
+		for (int i = 0; i < r->nrcpt; i++) {
 			any_ok |= r->codes[i] / 100 == 2;
-		if (any_ok)
+			closing |= r->codes[i] == 421;
+		}
+		if (closing)
+			backend_report_failure(r->gen->pool, r->b, "421 after data");
+		else if (any_ok)
 			backend_report_success(r->gen->pool, r->b);
 		else if (code / 100 == 4)
-			backend_report_failure(r->gen->pool, r->b, "tempfail after data");
+			backend_report_deferral(r->b);	/* the message's, not the server's (backend.h) */
 		if (cb)
 			cb(r->arg, r->nrcpt, r->codes, (const char *const *)r->texts);
 		relay_texts_clear(r);

@@ -785,6 +785,19 @@ static void test_report_failure(void **state)
 		pool_free(p2);	/* not pool_done: p's state is this one, still wanted */
 		config_free(cfg2);
 	}
+	/* a deferred message (4xx to DATA or after the dot) counts as a failed attempt, ends
+	 * the run of failures and never takes a server out */
+	{
+		struct backend *c = &p->servers[2];
+		long long fc = backend_failed(c);
+		backend_report_failure(p, c, "timeout");
+		backend_report_failure(p, c, "timeout");
+		for (int i = 0; i < 10; i++)
+			backend_report_deferral(c);
+		assert_true(backend_is_up(c));
+		assert_int_equal(atomic_load(&backend_health(c)->fails), 0);
+		assert_int_equal(backend_failed(c), fc + 12);
+	}
 	/* out of the rotation */
 	for (int i = 0; i < 20; i++)
 		assert_ptr_not_equal(pool_pick_backend(p, NULL, NULL, 0), b);
