@@ -130,7 +130,8 @@ static struct backend_counts *backend_counts_for(const char *url)
 	return r ? &r->c : NULL;
 }
 
-static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, const char **err)
+static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, bool backup,
+    const char **err)
 {
 	struct backend *nv = realloc(*v, (*n + 1) * sizeof(**v));
 
@@ -151,6 +152,7 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 	nv[*n].counts = backend_counts_for(url);
 	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
 	nv[*n].weight = weight > 0 ? (int)weight : 1;
+	nv[*n].backup = backup;
 	nv[*n].index = (int)*n;	/* extras are renumbered after all servers are known */
 	atomic_store(&nv[*n].own.up, 1);
 	(*n)++;
@@ -172,14 +174,20 @@ static struct backend *pool_find_url(struct pool *p, const char *url)
 
 /* Smooth weighted round robin (as nginx does it), computed once: each backend appears
  * weight times, spread out (weights 5:5 alternate, 3:1 gives a a b a ...). Sets whose
- * weights sum past POOL_MAX_SCHED get no schedule (the picker then hands out blocks). */
-static void pool_build_schedule(struct backend *const *set, size_t n, struct backend ***out, size_t *nout)
+ * weights sum past POOL_MAX_SCHED get no schedule (the picker then hands out blocks).
+ * Backup servers are left out: the schedule is for the set's non-backup servers. */
+static void pool_build_schedule(struct backend *const *all, size_t nall, struct backend ***out, size_t *nout)
 {
 	long sum = 0, cur[64] = { 0 };
+	struct backend *set[64];
+	size_t n = 0;
 
 	*out = NULL;
 	*nout = 0;
-	if (n == 0 || n > 64)
+	for (size_t i = 0; i < nall && i < 64; i++)
+		if (!all[i]->backup)
+			set[n++] = all[i];
+	if (n == 0 || nall > 64)
 		return;
 	for (size_t i = 0; i < n; i++)
 		sum += set[i]->weight;
@@ -216,13 +224,13 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->client_identity = (int)bc->client_identity;
 	p->require_tls = bc->require_tls;
 	for (size_t i = 0; i < bc->servers.n; i++)
-		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, err) != 0)
+		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup, err) != 0)
 			goto fail;
 	/* Route servers first go to `extra`; pointers into arrays are taken after all adds. */
 	for (size_t r = 0; r < bc->routes.n; r++)
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			if (pool_find_url(p, rv[r].servers.v[j]) == NULL &&
-			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, err) != 0)
+			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, err) != 0)
 				goto fail;
 	/* One index space over the whole pool: the `tried` mask of a message names backends. */
 	for (size_t k = 0; k < p->nextra; k++)
@@ -333,17 +341,24 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	total = route ? p->routes[route - 1].nservers : p->nservers;
 	if (total > 64)
 		total = 64;
-	/* Healthy and untried first; if none is healthy, untried ones regardless of state. */
-	for (int pass = 0; pass < 2 && n == 0; pass++) {
+	/* Untried and not drained: the non-backup servers that are up (pass 0), else the
+	 * backup ones that are up (1); if none is up, the non-backup ones (2), then the backup
+	 * ones (3), regardless of state. */
+	size_t nprim = 0;
+	int pass;
+	for (pass = 0; pass < 4 && n == 0; pass++) {
 		for (size_t i = 0; i < total; i++) {
 			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
+			if (pass == 0 && !b->backup)
+				nprim++;
 			if ((tried & (1ULL << b->index)) || backend_is_drained(b))
 				continue;
-			if (pass == 0 && !backend_is_up(b))
+			if (b->backup != (pass == 1 || pass == 3) || (pass < 2 && !backend_is_up(b)))
 				continue;
 			cand[n++] = b;
 		}
 	}
+	pass--;	/* the pass that found them */
 	if (n == 0)
 		return NULL;
 	if (n == 1)
@@ -399,10 +414,10 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		return best;
 	}
 	default: {
-		/* Every backend of the set available: walk the smooth schedule. */
+		/* Every non-backup server of the set available: walk the smooth schedule. */
 		struct backend **sched = route ? p->routes[route - 1].sched : p->sched;
 		size_t nsched = route ? p->routes[route - 1].nsched : p->nsched;
-		if (n == total && sched)
+		if (pass == 0 && n == nprim && sched)
 			return sched[atomic_fetch_add(rr, 1) % nsched];
 		/* Some are down or tried: weighted blocks over the candidates left. */
 		unsigned sum = 0;

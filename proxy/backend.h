@@ -49,6 +49,7 @@ struct backend {
 	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
 	char host[256];                  /* for logs */
 	int weight;
+	bool backup;                     /* backends.servers[].backup: only when no other can */
 	int index;                       /* unique in the pool: servers first, then route-only servers */
 	/* The state below is by URL (counts) for a backend made by a pool; these copies serve
 	 * one that is not (the quarantine's, smtp_tx.c). Read them through backend_health(),
@@ -74,14 +75,16 @@ struct backend_route {
 	                                   * matches subdomains; case and one trailing dot ignored */
 	struct backend **servers; size_t nservers;
 	atomic_uint rr;                   /* this set's round-robin cursor */
-	struct backend **sched; size_t nsched; /* smooth weighted order, NULL if too long */
+	struct backend **sched; size_t nsched; /* smooth weighted order of the non-backup
+	                                        * servers, NULL if too long */
 };
 
 struct pool {
 	struct backend *servers; size_t nservers;        /* the default set */
 	struct backend *extra; size_t nextra;            /* servers only named in routes */
 	struct backend_route *routes; size_t nroutes;
-	struct backend **sched; size_t nsched;           /* default set's smooth weighted order */
+	struct backend **sched; size_t nsched;           /* default set's smooth weighted order
+	                                                  * (its non-backup servers) */
 	int balance;                                     /* enum balance_mode */
 	int fall, rise;
 	int client_identity;                             /* backends.client_identity (config.h) */
@@ -99,10 +102,12 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err);
 void pool_free(struct pool *p);
 
 /* Picks a healthy backend for a transaction. rcpt_domain selects a route (NULL = default
- * set). tried: backends already tried for this message are skipped (bit b->index). client_ip feeds source_hash. Returns NULL when none is left.
- * When every backend of the set is marked down, still offers them in turn (a pool that is
- * entirely "down" is more likely wrong about itself than the backends all being dead).
- * Drained backends are never picked. */
+ * set). tried: backends already tried for this message are skipped (bit b->index).
+ * client_ip feeds source_hash. Returns NULL when none is left. In order: the set's
+ * non-backup servers that are up; then its backup servers that are up (every other one
+ * down, drained or tried for this message); when none is up, the non-backup ones, then the
+ * backup ones, regardless of state (a pool that is entirely "down" is more likely wrong
+ * about itself than the backends all being dead). Drained backends are never picked. */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried);
 /* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). The

@@ -352,6 +352,10 @@ static const struct cfg_field server_fields[] = {
 	  .doc = "smtp://host:port, lmtp://host:port, lmtp:unix:/path or maildir:/path" },
 	{ "weight", CFG_INT, offsetof(struct backend_server_config, weight), "1", 1, 1000,
 	  .doc = "share of messages relative to the other servers" },
+	{ "backup", CFG_BOOL, offsetof(struct backend_server_config, backup), "false",
+	  .doc = "a backup server (HAProxy's backup, Postfix's smtp_fallback_relay): it gets a message only "
+		 "when no other server of its set can take it, every one down or drained, or for that "
+		 "message already tried; the others up again take the mail back" },
 	{ NULL }
 };
 static const struct cfg_table server_table = {

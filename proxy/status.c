@@ -62,6 +62,7 @@ static void status_backend_json(struct jsonw *j, const struct backend *b, bool r
 	jsonw_int(j, "consecutive_failures", atomic_load(&backend_health(b)->fails));
 	jsonw_int(j, "weight", b->weight);
 	jsonw_bool(j, "route_only", route_only);
+	jsonw_bool(j, "backup", b->backup);
 	jsonw_end(j);
 }
 
@@ -104,7 +105,7 @@ static void status_backends_text(struct strbuf *out)
 		snprintf(lat, sizeof(lat), us > 0 ? "%.1f ms" : "-", (double)us / 1000.0);
 		strbuf_printf(out, "%-40s %-9s %10s %6d %10lld %8lld %6d%s\n", b->url, ops_backend_state(b), lat,
 		    backend_active_all(b), backend_delivered(b),
-		    backend_failed(b), b->weight, i >= g->pool->nservers ? "  (route only)" : "");
+		    backend_failed(b), b->weight, i >= g->pool->nservers ? "  (route only)" : b->backup ? "  (backup)" : "");
 	}
 	for (size_t i = 0; (url = ops_drained_url(i)) != NULL; i++)
 		if (!g || status_drain_unconfigured(g->pool, url))

@@ -713,6 +713,53 @@ static void test_all_down_fallback(void **state)
 	pool_done(p, cfg);
 }
 
+/* backends.servers[].backup: only when no non-backup server of the set can take the
+ * message (down, drained or tried), for every balance mode. */
+static void test_backup_servers(void **state)
+{
+	static const char *const modes[] = { "round_robin", "least_conn", "source_hash" };
+	int hits[3];
+
+	(void)state;
+	for (size_t m = 0; m < 3; m++) {
+		char text[512];
+		struct mx_config *cfg;
+		snprintf(text, sizeof(text), "backends:\n  balance: %s\n  servers:\n"
+		    "    - \"smtp://127.0.0.1:2611\"\n    - \"smtp://127.0.0.1:2612\"\n"
+		    "    - { address: \"smtp://127.0.0.1:2613\", backup: true }\n", modes[m]);
+		struct pool *p = pool_from(text, &cfg);
+		print_message("balance: %s\n", modes[m]);
+		assert_true(p->servers[2].backup);
+		assert_false(p->servers[0].backup);
+		count_picks(p, NULL, "192.0.2.1", 0, 20, hits, 3);
+		assert_int_equal(hits[2], 0);
+		if (m == 0)
+			assert_int_equal(hits[0], 10);
+		/* one down: the other, not the backup */
+		atomic_store(&backend_health(&p->servers[0])->up, 0);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[1], 10);
+		/* the other tried for this message: the backup */
+		assert_ptr_equal(pool_pick_backend(p, NULL, "192.0.2.1", 1u << 1), &p->servers[2]);
+		/* the other drained: the backup */
+		backend_drain_url("smtp://127.0.0.1:2612", 1);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[2], 10);
+		backend_drain_url("smtp://127.0.0.1:2612", 0);
+		/* both down: the backup */
+		atomic_store(&backend_health(&p->servers[1])->up, 0);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[2], 10);
+		/* everything down: the non-backup ones in turn, then the backup */
+		atomic_store(&backend_health(&p->servers[2])->up, 0);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[2], 0);
+		assert_ptr_equal(pool_pick_backend(p, NULL, "192.0.2.1", 3), &p->servers[2]);
+		assert_null(pool_pick_backend(p, NULL, "192.0.2.1", 7));
+		pool_done(p, cfg);
+	}
+}
+
 /* Two generations' pools of the same servers (a reload while sessions of the old one run):
  * a drain by URL holds in both, and the connections in use are counted by URL for both. */
 static void test_drain_every_generation(void **state)
@@ -867,6 +914,7 @@ int main(void)
 		cmocka_unit_test(test_round_robin_per_set),
 		cmocka_unit_test(test_tried_by_index_in_routes),
 		cmocka_unit_test(test_all_down_fallback),
+		cmocka_unit_test(test_backup_servers),
 		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
 		cmocka_unit_test(test_many_servers),
