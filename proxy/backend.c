@@ -131,7 +131,7 @@ static struct backend_counts *backend_counts_for(const char *url)
 }
 
 static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, bool backup,
-    const char **err)
+    long max_conns, const char **err)
 {
 	struct backend *nv = realloc(*v, (*n + 1) * sizeof(**v));
 
@@ -153,6 +153,7 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
 	nv[*n].weight = weight > 0 ? (int)weight : 1;
 	nv[*n].backup = backup;
+	nv[*n].max_conns = (int)max_conns;
 	nv[*n].index = (int)*n;	/* extras are renumbered after all servers are known */
 	atomic_store(&nv[*n].own.up, 1);
 	(*n)++;
@@ -224,13 +225,14 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->client_identity = (int)bc->client_identity;
 	p->require_tls = bc->require_tls;
 	for (size_t i = 0; i < bc->servers.n; i++)
-		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup, err) != 0)
+		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup,
+		    sv[i].max_connections, err) != 0)
 			goto fail;
 	/* Route servers first go to `extra`; pointers into arrays are taken after all adds. */
 	for (size_t r = 0; r < bc->routes.n; r++)
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			if (pool_find_url(p, rv[r].servers.v[j]) == NULL &&
-			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, err) != 0)
+			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, 0, err) != 0)
 				goto fail;
 	/* One index space over the whole pool: the `tried` mask of a message names backends. */
 	for (size_t k = 0; k < p->nextra; k++)
@@ -344,7 +346,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	/* Untried and not drained: the non-backup servers that are up (pass 0), else the
 	 * backup ones that are up (1); if none is up, the non-backup ones (2), then the backup
 	 * ones (3), regardless of state. */
-	size_t nprim = 0;
+	size_t nprim = 0, nfull = 0;
 	int pass;
 	for (pass = 0; pass < 4 && n == 0; pass++) {
 		for (size_t i = 0; i < total; i++) {
@@ -353,14 +355,22 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 				nprim++;
 			if ((tried & (1ULL << b->index)) || backend_is_drained(b))
 				continue;
+			if (backend_is_full(b)) {
+				nfull += pass == 0;
+				continue;
+			}
 			if (b->backup != (pass == 1 || pass == 3) || (pass < 2 && !backend_is_up(b)))
 				continue;
 			cand[n++] = b;
 		}
 	}
 	pass--;	/* the pass that found them */
-	if (n == 0)
+	if (n == 0) {
+		if (nfull > 0)
+			log_event(LOG_LVL_WARNING, NULL, "event=backends_full route=%d full=%zu reason=\"every server "
+			    "left is at its max_connections\"", route, nfull);
 		return NULL;
+	}
 	if (n == 1)
 		return cand[0];
 

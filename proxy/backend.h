@@ -50,6 +50,7 @@ struct backend {
 	char host[256];                  /* for logs */
 	int weight;
 	bool backup;                     /* backends.servers[].backup: only when no other can */
+	int max_conns;                   /* backends.servers[].max_connections (0: no limit) */
 	int index;                       /* unique in the pool: servers first, then route-only servers */
 	/* The state below is by URL (counts) for a backend made by a pool; these copies serve
 	 * one that is not (the quarantine's, smtp_tx.c). Read them through backend_health(),
@@ -107,7 +108,8 @@ void pool_free(struct pool *p);
  * non-backup servers that are up; then its backup servers that are up (every other one
  * down, drained or tried for this message); when none is up, the non-backup ones, then the
  * backup ones, regardless of state (a pool that is entirely "down" is more likely wrong
- * about itself than the backends all being dead). Drained backends are never picked. */
+ * about itself than the backends all being dead). Drained backends are never picked, nor
+ * full ones (backend_is_full); when only full ones are left it logs event=backends_full. */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried);
 /* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). The
@@ -123,6 +125,14 @@ static inline struct backend_health *backend_health(const struct backend *b)
 static inline bool backend_is_up(const struct backend *b)
 {
 	return atomic_load(&backend_health(b)->up) != 0;
+}
+
+/* At its max_connections: connections in use from every worker and generation. */
+static inline bool backend_is_full(const struct backend *b)
+{
+	if (b->max_conns <= 0)
+		return false;
+	return (b->counts ? atomic_load(&b->counts->active) : atomic_load(&b->active)) >= b->max_conns;
 }
 
 /* Passive failure tracking: trouble with the session (connect error, timeout, drop, a

@@ -356,6 +356,11 @@ static const struct cfg_field server_fields[] = {
 	  .doc = "a backup server (HAProxy's backup, Postfix's smtp_fallback_relay): it gets a message only "
 		 "when no other server of its set can take it, every one down or drained, or for that "
 		 "message already tried; the others up again take the mail back" },
+	{ "max_connections", CFG_INT, offsetof(struct backend_server_config, max_connections), "0", 0, 100000,
+	  .doc = "connections in use to this server at most, from every worker (HAProxy's maxconn; 0 = no "
+		 "limit): a transaction that would pass it goes to another server; with every server full "
+		 "the client gets `451 4.4.1` at once, logged as event=backends_full. Checked when a server "
+		 "is picked: workers picking at the same moment may pass it by one each" },
 	{ NULL }
 };
 static const struct cfg_table server_table = {

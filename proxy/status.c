@@ -63,6 +63,7 @@ static void status_backend_json(struct jsonw *j, const struct backend *b, bool r
 	jsonw_int(j, "weight", b->weight);
 	jsonw_bool(j, "route_only", route_only);
 	jsonw_bool(j, "backup", b->backup);
+	jsonw_int(j, "max_connections", b->max_conns);
 	jsonw_end(j);
 }
 

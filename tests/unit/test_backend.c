@@ -760,6 +760,39 @@ static void test_backup_servers(void **state)
 	}
 }
 
+/* backends.servers[].max_connections: a full server is skipped in every pass (the others,
+ * then the backup, never past the limit even when everything is down). */
+static void test_max_connections(void **state)
+{
+	struct mx_config *cfg;
+	struct pool *p = pool_from("backends:\n  servers:\n"
+	    "    - { address: \"smtp://127.0.0.1:2621\", max_connections: 2 }\n"
+	    "    - \"smtp://127.0.0.1:2622\"\n"
+	    "    - { address: \"smtp://127.0.0.1:2623\", backup: true, max_connections: 1 }\n", &cfg);
+	int hits[3];
+
+	(void)state;
+	assert_int_equal(p->servers[0].max_conns, 2);
+	assert_int_equal(p->servers[1].max_conns, 0);
+	backend_active_add(&p->servers[0], 2);
+	assert_true(backend_is_full(&p->servers[0]));
+	count_picks(p, NULL, NULL, 0, 10, hits, 3);
+	assert_int_equal(hits[1], 10);
+	/* the unlimited one down: the backup, not the full one */
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
+	count_picks(p, NULL, NULL, 0, 10, hits, 3);
+	assert_int_equal(hits[2], 10);
+	/* the backup full too: the down one (all-down pass), never the full ones */
+	backend_active_add(&p->servers[2], 1);
+	count_picks(p, NULL, NULL, 0, 10, hits, 3);
+	assert_int_equal(hits[1], 10);
+	assert_null(pool_pick_backend(p, NULL, NULL, 1u << 1));
+	backend_active_add(&p->servers[0], -1);
+	assert_false(backend_is_full(&p->servers[0]));
+	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 1u << 1), &p->servers[0]);
+	pool_done(p, cfg);
+}
+
 /* Two generations' pools of the same servers (a reload while sessions of the old one run):
  * a drain by URL holds in both, and the connections in use are counted by URL for both. */
 static void test_drain_every_generation(void **state)
@@ -915,6 +948,7 @@ int main(void)
 		cmocka_unit_test(test_tried_by_index_in_routes),
 		cmocka_unit_test(test_all_down_fallback),
 		cmocka_unit_test(test_backup_servers),
+		cmocka_unit_test(test_max_connections),
 		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
 		cmocka_unit_test(test_many_servers),
