@@ -224,10 +224,28 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->rise = bc->health_check.rise > 0 ? (int)bc->health_check.rise : 2;
 	p->client_identity = (int)bc->client_identity;
 	p->require_tls = bc->require_tls;
-	for (size_t i = 0; i < bc->servers.n; i++)
+	for (size_t i = 0; i < bc->servers.n; i++) {
 		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup,
 		    sv[i].max_connections, err) != 0)
 			goto fail;
+		if (sv[i].connect_timeout || sv[i].reply_timeout || sv[i].data_timeout) {
+			/* a shallow copy: the strings and lists stay the config's (freed with it,
+			 * after the pool) */
+			struct backends_config *t = malloc(sizeof(*t));
+			if (t == NULL) {
+				*err = "out of memory";
+				goto fail;
+			}
+			*t = *bc;
+			if (sv[i].connect_timeout)
+				t->connect_timeout = sv[i].connect_timeout;
+			if (sv[i].reply_timeout)
+				t->reply_timeout = sv[i].reply_timeout;
+			if (sv[i].data_timeout)
+				t->data_timeout = sv[i].data_timeout;
+			p->servers[p->nservers - 1].tcfg = t;
+		}
+	}
 	/* Route servers first go to `extra`; pointers into arrays are taken after all adds. */
 	for (size_t r = 0; r < bc->routes.n; r++)
 		for (size_t j = 0; j < rv[r].servers.n; j++)
@@ -287,6 +305,7 @@ void pool_free(struct pool *p)
 	for (size_t i = 0; i < p->nservers; i++) {
 		free(p->servers[i].url);
 		free(p->servers[i].path);
+		free(p->servers[i].tcfg);
 	}
 	for (size_t i = 0; i < p->nextra; i++) {
 		free(p->extra[i].url);

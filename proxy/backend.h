@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 struct mx_config;
+struct backends_config;
 struct hook_env;
 
 /* A server's health as the probes (health.c) and passive failure tracking see it. */
@@ -51,6 +52,8 @@ struct backend {
 	int weight;
 	bool backup;                     /* backends.servers[].backup: only when no other can */
 	int max_conns;                   /* backends.servers[].max_connections (0: no limit) */
+	struct backends_config *tcfg;    /* backends.* with this server's own timeouts, NULL
+	                                  * when it has none (backend_config) */
 	int index;                       /* unique in the pool: servers first, then route-only servers */
 	/* The state below is by URL (counts) for a backend made by a pool; these copies serve
 	 * one that is not (the quarantine's, smtp_tx.c). Read them through backend_health(),
@@ -125,6 +128,14 @@ static inline struct backend_health *backend_health(const struct backend *b)
 static inline bool backend_is_up(const struct backend *b)
 {
 	return atomic_load(&backend_health(b)->up) != 0;
+}
+
+/* The backends.* settings for a connection to b: the generation's (cfg), or the copy of
+ * them with b's own connect_timeout, reply_timeout or data_timeout. */
+static inline const struct backends_config *backend_config(const struct backend *b,
+    const struct backends_config *cfg)
+{
+	return b->tcfg ? b->tcfg : cfg;
 }
 
 /* At its max_connections: connections in use from every worker and generation. */

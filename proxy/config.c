@@ -344,6 +344,14 @@ static int server_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			return cfg_error(p, n, "%s: \"%s\"", err, s->address);
 		return cfg_error_key(p, n, "address", -1, "%s: \"%s\"", err, s->address);
 	}
+	/* 0 is "the backends.* one"; any other value has the same floor as those */
+	const struct { const char *key; uint64_t v; } t[] = {
+		{ "connect_timeout", s->connect_timeout }, { "reply_timeout", s->reply_timeout },
+		{ "data_timeout", s->data_timeout },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (t[i].v > 0 && t[i].v < 100)
+			return cfg_error_key(p, n, t[i].key, -1, "at least 100ms (or 0: backends.%s)", t[i].key);
 	return 0;
 }
 
@@ -361,6 +369,13 @@ static const struct cfg_field server_fields[] = {
 		 "limit): a transaction that would pass it goes to another server; with every server full "
 		 "the client gets `451 4.4.1` at once, logged as event=backends_full. Checked when a server "
 		 "is picked: workers picking at the same moment may pass it by one each" },
+	{ "connect_timeout", CFG_DURATION, offsetof(struct backend_server_config, connect_timeout), "0",
+	  0, S(3600), .doc = "backends.connect_timeout for this server only (0: that one)" },
+	{ "reply_timeout", CFG_DURATION, offsetof(struct backend_server_config, reply_timeout), "0",
+	  0, S(3600), .doc = "backends.reply_timeout for this server only (0: that one)" },
+	{ "data_timeout", CFG_DURATION, offsetof(struct backend_server_config, data_timeout), "0",
+	  0, S(86400), .doc = "backends.data_timeout for this server only (0: that one), e.g. a slow "
+		 "LMTP store or a remote site" },
 	{ NULL }
 };
 static const struct cfg_table server_table = {

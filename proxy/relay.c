@@ -175,7 +175,7 @@ static void relay_ahead_deliver(struct relay *r);
 
 static const struct backends_config *relay_cfg(const struct relay *r)
 {
-	return &r->gen->cfg->backends;
+	return backend_config(r->b, &r->gen->cfg->backends);	/* the server's own timeouts */
 }
 
 struct backend *relay_backend(const struct relay *r) { return r->b; }
@@ -1025,7 +1025,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		relay_fail(r, uv_strerror(rc));
 		return;
 	}
-	relay_arm(r, bc->connect_timeout);
+	relay_arm(r, relay_cfg(r)->connect_timeout);
 	r->open_env = env;
 	if (bc->client_identity == IDENTITY_PROXY_V2) {
 		/* The header goes first on the wire, queued before anything else. */

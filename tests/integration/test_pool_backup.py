@@ -125,8 +125,8 @@ if want('backup'):
         s.stop()
 
 if want('check'):
-    rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:25', {'address': 'smtp://127.0.0.1:26', 'backup': 'maybe'}]),
-                              name='backup-bad')
-    mt.check(rc == 1 and 'backup' in out, 'check: backup takes true or false (%d %s)' % (rc, out.strip()))
+    rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:25', {'address': 'smtp://127.0.0.1:26', 'backup': 'maybe'}],
+                                        listen=[{'address': '127.0.0.1:2525'}]), name='backup-bad')
+    mt.check(rc == 1 and 'servers[1].backup' in out, 'check: backup takes true or false (%d %s)' % (rc, out.strip()))
 
 mt.finish()

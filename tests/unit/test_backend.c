@@ -793,6 +793,25 @@ static void test_max_connections(void **state)
 	pool_done(p, cfg);
 }
 
+/* backends.servers[]'s own timeouts: a copy of backends.* with them, for that server only. */
+static void test_server_timeouts(void **state)
+{
+	struct mx_config *cfg;
+	struct pool *p = pool_from("backends:\n  reply_timeout: 20s\n  data_timeout: 40s\n  servers:\n"
+	    "    - { address: \"smtp://127.0.0.1:2631\", data_timeout: 900s }\n"
+	    "    - \"smtp://127.0.0.1:2632\"\n", &cfg);
+	const struct backends_config *bc = &cfg->backends;
+
+	(void)state;
+	assert_non_null(p->servers[0].tcfg);
+	assert_null(p->servers[1].tcfg);
+	assert_int_equal(backend_config(&p->servers[0], bc)->data_timeout, 900000);
+	assert_int_equal(backend_config(&p->servers[0], bc)->reply_timeout, 20000);
+	assert_int_equal(backend_config(&p->servers[0], bc)->pool_size, bc->pool_size);
+	assert_ptr_equal(backend_config(&p->servers[1], bc), bc);
+	pool_done(p, cfg);
+}
+
 /* Two generations' pools of the same servers (a reload while sessions of the old one run):
  * a drain by URL holds in both, and the connections in use are counted by URL for both. */
 static void test_drain_every_generation(void **state)
@@ -949,6 +968,7 @@ int main(void)
 		cmocka_unit_test(test_all_down_fallback),
 		cmocka_unit_test(test_backup_servers),
 		cmocka_unit_test(test_max_connections),
+		cmocka_unit_test(test_server_timeouts),
 		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
 		cmocka_unit_test(test_many_servers),
