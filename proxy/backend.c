@@ -253,8 +253,12 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, 0, err) != 0)
 				goto fail;
 	/* One index space over the whole pool: the `tried` mask of a message names backends. */
-	for (size_t k = 0; k < p->nextra; k++)
+	for (size_t k = 0; k < p->nextra; k++) {
 		p->extra[k].index = (int)(p->nservers + k);
+		p->extra[k].pool = p;
+	}
+	for (size_t k = 0; k < p->nservers; k++)
+		p->servers[k].pool = p;
 	if (p->nservers + p->nextra > 64) {
 		*err = "at most 64 backends in all (servers and route servers)";
 		goto fail;

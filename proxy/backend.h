@@ -13,6 +13,8 @@
 struct mx_config;
 struct backends_config;
 struct hook_env;
+struct pool;
+struct shared_gen;
 
 /* A server's health as the probes (health.c) and passive failure tracking see it. */
 struct backend_health {
@@ -54,6 +56,7 @@ struct backend {
 	int max_conns;                   /* backends.servers[].max_connections (0: no limit) */
 	struct backends_config *tcfg;    /* backends.* with this server's own timeouts, NULL
 	                                  * when it has none (backend_config) */
+	struct pool *pool;               /* the pool it belongs to (NULL: not from a pool) */
 	int index;                       /* unique in the pool: servers first, then route-only servers */
 	/* The state below is by URL (counts) for a backend made by a pool; these copies serve
 	 * one that is not (the quarantine's, smtp_tx.c). Read them through backend_health(),
@@ -95,6 +98,11 @@ struct pool {
 	bool require_tls;                                /* backends.require_tls: the probes want
 	                                                  * STARTTLS offered, as delivery does */
 	atomic_uint rr;                                  /* round-robin cursor */
+	struct shared_gen *gen;                          /* the generation owning the pool
+	                                                  * (worker.h; set by its maker): a
+	                                                  * connection to one of its backends
+	                                                  * holds it, so the backend outlives
+	                                                  * the connection */
 };
 
 /* Parses one backend URL ("smtp://host:port", "lmtp://host:port", "lmtp:unix:/path",

@@ -90,6 +90,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 	g->cfg = cfg;
 	g->id = ++next_id;
 	g->pool = pool_new(cfg, &err);
+	if (g->pool != NULL)
+		g->pool->gen = g;	/* relay.c: a connection holds its backend's generation */
 	if (g->pool == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends: %s\"", err ? err : "?");
 		if (errfp)

@@ -953,7 +953,9 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 
 void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg)
 {
-	struct shared_gen *g = w->gen->shared;
+	/* The generation b belongs to (a session begun before a reload picks from its own
+	 * pool): the connection holds it, so b outlives the connection parked idle. */
+	struct shared_gen *g = b->pool && b->pool->gen ? b->pool->gen : w->gen->shared;
 	const struct backends_config *bc = &g->cfg->backends;
 	struct relay *r;
 
