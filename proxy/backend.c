@@ -122,6 +122,7 @@ static struct backend_counts *backend_counts_for(const char *url)
 			break;
 	if (r == NULL && (r = calloc(1, sizeof(*r) + len + 1)) != NULL) {
 		memcpy(r->url, url, len + 1);
+		atomic_store(&r->c.health.up, 1);	/* in rotation until the probes say otherwise */
 		r->next = backend_counts_list;
 		backend_counts_list = r;
 	}
@@ -129,7 +130,8 @@ static struct backend_counts *backend_counts_for(const char *url)
 	return r ? &r->c : NULL;
 }
 
-static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, const char **err)
+static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, bool backup,
+    long max_conns, const char **err)
 {
 	struct backend *nv = realloc(*v, (*n + 1) * sizeof(**v));
 
@@ -150,8 +152,10 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 	nv[*n].counts = backend_counts_for(url);
 	nv[*n].path = nv[*n].kind == BACKEND_MAILDIR ? strdup(url + 8) : NULL;
 	nv[*n].weight = weight > 0 ? (int)weight : 1;
+	nv[*n].backup = backup;
+	nv[*n].max_conns = (int)max_conns;
 	nv[*n].index = (int)*n;	/* extras are renumbered after all servers are known */
-	atomic_store(&nv[*n].up, 1);
+	atomic_store(&nv[*n].own.up, 1);
 	(*n)++;
 	return 0;
 }
@@ -171,14 +175,20 @@ static struct backend *pool_find_url(struct pool *p, const char *url)
 
 /* Smooth weighted round robin (as nginx does it), computed once: each backend appears
  * weight times, spread out (weights 5:5 alternate, 3:1 gives a a b a ...). Sets whose
- * weights sum past POOL_MAX_SCHED get no schedule (the picker then hands out blocks). */
-static void pool_build_schedule(struct backend *const *set, size_t n, struct backend ***out, size_t *nout)
+ * weights sum past POOL_MAX_SCHED get no schedule (the picker then hands out blocks).
+ * Backup servers are left out: the schedule is for the set's non-backup servers. */
+static void pool_build_schedule(struct backend *const *all, size_t nall, struct backend ***out, size_t *nout)
 {
 	long sum = 0, cur[64] = { 0 };
+	struct backend *set[64];
+	size_t n = 0;
 
 	*out = NULL;
 	*nout = 0;
-	if (n == 0 || n > 64)
+	for (size_t i = 0; i < nall && i < 64; i++)
+		if (!all[i]->backup)
+			set[n++] = all[i];
+	if (n == 0 || nall > 64)
 		return;
 	for (size_t i = 0; i < n; i++)
 		sum += set[i]->weight;
@@ -214,18 +224,41 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->rise = bc->health_check.rise > 0 ? (int)bc->health_check.rise : 2;
 	p->client_identity = (int)bc->client_identity;
 	p->require_tls = bc->require_tls;
-	for (size_t i = 0; i < bc->servers.n; i++)
-		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, err) != 0)
+	for (size_t i = 0; i < bc->servers.n; i++) {
+		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup,
+		    sv[i].max_connections, err) != 0)
 			goto fail;
+		if (sv[i].connect_timeout || sv[i].reply_timeout || sv[i].data_timeout) {
+			/* a shallow copy: the strings and lists stay the config's (freed with it,
+			 * after the pool) */
+			struct backends_config *t = malloc(sizeof(*t));
+			if (t == NULL) {
+				*err = "out of memory";
+				goto fail;
+			}
+			*t = *bc;
+			if (sv[i].connect_timeout)
+				t->connect_timeout = sv[i].connect_timeout;
+			if (sv[i].reply_timeout)
+				t->reply_timeout = sv[i].reply_timeout;
+			if (sv[i].data_timeout)
+				t->data_timeout = sv[i].data_timeout;
+			p->servers[p->nservers - 1].tcfg = t;
+		}
+	}
 	/* Route servers first go to `extra`; pointers into arrays are taken after all adds. */
 	for (size_t r = 0; r < bc->routes.n; r++)
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			if (pool_find_url(p, rv[r].servers.v[j]) == NULL &&
-			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, err) != 0)
+			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, 0, err) != 0)
 				goto fail;
 	/* One index space over the whole pool: the `tried` mask of a message names backends. */
-	for (size_t k = 0; k < p->nextra; k++)
+	for (size_t k = 0; k < p->nextra; k++) {
 		p->extra[k].index = (int)(p->nservers + k);
+		p->extra[k].pool = p;
+	}
+	for (size_t k = 0; k < p->nservers; k++)
+		p->servers[k].pool = p;
 	if (p->nservers + p->nextra > 64) {
 		*err = "at most 64 backends in all (servers and route servers)";
 		goto fail;
@@ -276,6 +309,7 @@ void pool_free(struct pool *p)
 	for (size_t i = 0; i < p->nservers; i++) {
 		free(p->servers[i].url);
 		free(p->servers[i].path);
+		free(p->servers[i].tcfg);
 	}
 	for (size_t i = 0; i < p->nextra; i++) {
 		free(p->extra[i].url);
@@ -332,32 +366,49 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 	total = route ? p->routes[route - 1].nservers : p->nservers;
 	if (total > 64)
 		total = 64;
-	/* Healthy and untried first; if none is healthy, untried ones regardless of state. */
-	for (int pass = 0; pass < 2 && n == 0; pass++) {
+	/* Untried and not drained: the non-backup servers that are up (pass 0), else the
+	 * backup ones that are up (1); if none is up, the non-backup ones (2), then the backup
+	 * ones (3), regardless of state. */
+	size_t nprim = 0, nfull = 0;
+	int pass;
+	for (pass = 0; pass < 4 && n == 0; pass++) {
 		for (size_t i = 0; i < total; i++) {
 			struct backend *b = route ? p->routes[route - 1].servers[i] : &p->servers[i];
+			if (pass == 0 && !b->backup)
+				nprim++;
 			if ((tried & (1ULL << b->index)) || backend_is_drained(b))
 				continue;
-			if (pass == 0 && !atomic_load(&b->up))
+			if (backend_is_full(b)) {
+				nfull += pass == 0;
+				continue;
+			}
+			if (b->backup != (pass == 1 || pass == 3) || (pass < 2 && !backend_is_up(b)))
 				continue;
 			cand[n++] = b;
 		}
 	}
-	if (n == 0)
+	pass--;	/* the pass that found them */
+	if (n == 0) {
+		if (nfull > 0)
+			log_event(LOG_LVL_WARNING, NULL, "event=backends_full route=%d full=%zu reason=\"every server "
+			    "left is at its max_connections\"", route, nfull);
 		return NULL;
+	}
 	if (n == 1)
 		return cand[0];
 
 	switch (p->balance) {
 	case BALANCE_LEAST_CONN: {
-		/* The lowest load, connections / weight (compared as a1 * w2 < a2 * w1). */
+		/* The lowest load, connections / weight (compared as a1 * w2 < a2 * w1). The
+		 * connections are the URL's, from sessions of every generation: a session begun
+		 * before a reload still holds its own. */
 		unsigned start = atomic_fetch_add(rr, 1);
 		struct backend *best = cand[start % n];
-		long besta = atomic_load(&best->active);
+		long besta = backend_active_all(best);
 		uint64_t lowest = 0;
 		for (size_t k = 0; k < n; k++) {
 			struct backend *b = cand[(start + k) % n];
-			long a = atomic_load(&b->active);
+			long a = backend_active_all(b);
 			if (a * best->weight < besta * b->weight) {
 				best = b;
 				besta = a;
@@ -369,7 +420,7 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		struct backend **sched = route ? p->routes[route - 1].sched : p->sched;
 		size_t nsched = route ? p->routes[route - 1].nsched : p->nsched;
 		for (size_t k = 0; k < n; k++)
-			if (atomic_load(&cand[k]->active) * best->weight == besta * cand[k]->weight)
+			if ((long)backend_active_all(cand[k]) * best->weight == besta * cand[k]->weight)
 				lowest |= 1ULL << cand[k]->index;
 		if (sched && (lowest & (lowest - 1)) != 0)
 			for (size_t k = 0; k < nsched; k++) {
@@ -396,10 +447,10 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		return best;
 	}
 	default: {
-		/* Every backend of the set available: walk the smooth schedule. */
+		/* Every non-backup server of the set available: walk the smooth schedule. */
 		struct backend **sched = route ? p->routes[route - 1].sched : p->sched;
 		size_t nsched = route ? p->routes[route - 1].nsched : p->nsched;
-		if (n == total && sched)
+		if (pass == 0 && n == nprim && sched)
 			return sched[atomic_fetch_add(rr, 1) % nsched];
 		/* Some are down or tried: weighted blocks over the candidates left. */
 		unsigned sum = 0;
@@ -418,12 +469,15 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 
 void backend_report_failure(struct pool *p, struct backend *b, const char *why)
 {
-	int f = atomic_fetch_add(&b->fails, 1) + 1;
+	struct backend_health *h = backend_health(b);
+	int f = atomic_fetch_add(&h->fails, 1) + 1;
 
 	if (b->counts)
 		atomic_fetch_add(&b->counts->failed, 1);
-	atomic_store(&b->oks, 0);
-	if (f >= p->fall && atomic_exchange(&b->up, 0) == 1)
+	atomic_store(&h->oks, 0);
+	/* the URL's state: a session of an older generation that sees the server fail takes
+	 * it out of every generation's rotation, and only the first to see it logs it */
+	if (f >= p->fall && atomic_exchange(&h->up, 0) == 1)
 		log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"%s\" fails=%d",
 		    b->url, why ? why : "", f);
 }
@@ -431,9 +485,16 @@ void backend_report_failure(struct pool *p, struct backend *b, const char *why)
 void backend_report_success(struct pool *p, struct backend *b)
 {
 	(void)p;
-	atomic_store(&b->fails, 0);
+	atomic_store(&backend_health(b)->fails, 0);
 	if (b->counts)
 		atomic_fetch_add(&b->counts->delivered, 1);
+}
+
+void backend_report_deferral(struct backend *b)
+{
+	atomic_store(&backend_health(b)->fails, 0);
+	if (b->counts)
+		atomic_fetch_add(&b->counts->failed, 1);
 }
 
 long long backend_delivered(const struct backend *b)
@@ -448,9 +509,7 @@ long long backend_failed(const struct backend *b)
 
 void backend_active_add(struct backend *b, int delta)
 {
-	atomic_fetch_add(&b->active, delta);
-	if (b->counts)
-		atomic_fetch_add(&b->counts->active, delta);
+	atomic_fetch_add(b->counts ? &b->counts->active : &b->active, delta);
 }
 
 int backend_active_all(const struct backend *b)

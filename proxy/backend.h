@@ -11,7 +11,19 @@
 #include <sys/socket.h>
 
 struct mx_config;
+struct backends_config;
 struct hook_env;
+struct pool;
+struct shared_gen;
+
+/* A server's health as the probes (health.c) and passive failure tracking see it. */
+struct backend_health {
+	atomic_int up;                   /* 1 = in rotation */
+	atomic_int fails;                /* consecutive failures (passive + active checks) */
+	atomic_int oks;                  /* consecutive successful checks while down */
+	atomic_llong latency_us;         /* last health-check latency */
+	atomic_int checked;              /* 1 = has had a health-check result (this process) */
+};
 
 /* Messages a backend accepted and delivery attempts that failed, since the start. One
  * record per URL for the whole process, shared by every pool that names the URL: a reload
@@ -24,6 +36,10 @@ struct backend_counts {
 	 * pool), and the operator's drain (mxgatectl drain: no new transaction from any of
 	 * them). */
 	atomic_int active, drained;
+	/* Up or down, by URL too: the probes run on the current generation's pool, and a
+	 * session begun before a reload picks from its own; both read and write this one state,
+	 * so every generation sees one truth and a transition is logged once. */
+	struct backend_health health;
 };
 
 enum backend_kind { BACKEND_SMTP = 0, BACKEND_LMTP, BACKEND_MAILDIR };
@@ -36,13 +52,17 @@ struct backend {
 	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
 	char host[256];                  /* for logs */
 	int weight;
+	bool backup;                     /* backends.servers[].backup: only when no other can */
+	int max_conns;                   /* backends.servers[].max_connections (0: no limit) */
+	struct backends_config *tcfg;    /* backends.* with this server's own timeouts, NULL
+	                                  * when it has none (backend_config) */
+	struct pool *pool;               /* the pool it belongs to (NULL: not from a pool) */
 	int index;                       /* unique in the pool: servers first, then route-only servers */
-	atomic_int up;                   /* 1 = in rotation */
-	atomic_int active;               /* connections in use (least_conn) */
-	atomic_int fails;                /* consecutive failures (passive + active checks) */
-	atomic_int oks;                  /* consecutive successful checks while down */
-	atomic_llong latency_us;         /* last health-check latency */
-	atomic_int checked;              /* 1 = has had a health-check result (this process) */
+	/* The state below is by URL (counts) for a backend made by a pool; these copies serve
+	 * one that is not (the quarantine's, smtp_tx.c). Read them through backend_health(),
+	 * backend_active_all() and backend_is_drained(). */
+	struct backend_health own;
+	atomic_int active;               /* connections in use (not from a pool) */
 	struct backend_counts *counts;   /* by URL, process-wide (NULL: not from a pool) */
 	atomic_int drained;              /* 1 = operator drain (ops.h): never picked for a new
 	                                  * transaction, running ones finish */
@@ -62,20 +82,27 @@ struct backend_route {
 	                                   * matches subdomains; case and one trailing dot ignored */
 	struct backend **servers; size_t nservers;
 	atomic_uint rr;                   /* this set's round-robin cursor */
-	struct backend **sched; size_t nsched; /* smooth weighted order, NULL if too long */
+	struct backend **sched; size_t nsched; /* smooth weighted order of the non-backup
+	                                        * servers, NULL if too long */
 };
 
 struct pool {
 	struct backend *servers; size_t nservers;        /* the default set */
 	struct backend *extra; size_t nextra;            /* servers only named in routes */
 	struct backend_route *routes; size_t nroutes;
-	struct backend **sched; size_t nsched;           /* default set's smooth weighted order */
+	struct backend **sched; size_t nsched;           /* default set's smooth weighted order
+	                                                  * (its non-backup servers) */
 	int balance;                                     /* enum balance_mode */
 	int fall, rise;
 	int client_identity;                             /* backends.client_identity (config.h) */
 	bool require_tls;                                /* backends.require_tls: the probes want
 	                                                  * STARTTLS offered, as delivery does */
 	atomic_uint rr;                                  /* round-robin cursor */
+	struct shared_gen *gen;                          /* the generation owning the pool
+	                                                  * (worker.h; set by its maker): a
+	                                                  * connection to one of its backends
+	                                                  * holds it, so the backend outlives
+	                                                  * the connection */
 };
 
 /* Parses one backend URL ("smtp://host:port", "lmtp://host:port", "lmtp:unix:/path",
@@ -87,26 +114,65 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err);
 void pool_free(struct pool *p);
 
 /* Picks a healthy backend for a transaction. rcpt_domain selects a route (NULL = default
- * set). tried: backends already tried for this message are skipped (bit b->index). client_ip feeds source_hash. Returns NULL when none is left.
- * When every backend of the set is marked down, still offers them in turn (a pool that is
- * entirely "down" is more likely wrong about itself than the backends all being dead).
- * Drained backends are never picked. */
+ * set). tried: backends already tried for this message are skipped (bit b->index).
+ * client_ip feeds source_hash. Returns NULL when none is left. In order: the set's
+ * non-backup servers that are up; then its backup servers that are up (every other one
+ * down, drained or tried for this message); when none is up, the non-backup ones, then the
+ * backup ones, regardless of state (a pool that is entirely "down" is more likely wrong
+ * about itself than the backends all being dead). Drained backends are never picked, nor
+ * full ones (backend_is_full); when only full ones are left it logs event=backends_full. */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried);
 /* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). The
  * domain is compared in domain.c's normal form (case, one trailing dot). */
 int pool_route_for(const struct pool *p, const char *rcpt_domain);
 
-/* Passive failure tracking: a delivery step failed (connect error, timeout, drop, 4xx where
- * a 2xx was due) or succeeded. After `fall` consecutive failures the backend leaves the
- * rotation until health checks see it `rise` times healthy. */
+/* b's health: its URL's record for a backend made by a pool (every generation's pool and
+ * the probes share it), b->own otherwise. */
+static inline struct backend_health *backend_health(const struct backend *b)
+{
+	return b->counts ? &b->counts->health : (struct backend_health *)&b->own;
+}
+static inline bool backend_is_up(const struct backend *b)
+{
+	return atomic_load(&backend_health(b)->up) != 0;
+}
+
+/* The backends.* settings for a connection to b: the generation's (cfg), or the copy of
+ * them with b's own connect_timeout, reply_timeout or data_timeout. */
+static inline const struct backends_config *backend_config(const struct backend *b,
+    const struct backends_config *cfg)
+{
+	return b->tcfg ? b->tcfg : cfg;
+}
+
+/* At its max_connections: connections in use from every worker and generation. */
+static inline bool backend_is_full(const struct backend *b)
+{
+	if (b->max_conns <= 0)
+		return false;
+	return (b->counts ? atomic_load(&b->counts->active) : atomic_load(&b->active)) >= b->max_conns;
+}
+
+/* Passive failure tracking: trouble with the session (connect error, timeout, drop, a
+ * greeting or EHLO refused, a TLS handshake that failed, 421 to DATA or after the dot)
+ * or a message accepted. After `fall` consecutive failures the backend leaves the rotation until health
+ * checks see it `rise` times healthy. A 4xx to MAIL, DATA or after the dot is the
+ * message's (a filter's tempfail for one sender's content, a full mailbox): the server
+ * answered, so it is a deferral (backend_report_deferral), not a failure, as Postfix's
+ * smtp client tells smtp_mesg_fail (no throttle) from smtp_site_fail and
+ * smtp_stream_except (the destination is throttled). */
 void backend_report_failure(struct pool *p, struct backend *b, const char *why);
 void backend_report_success(struct pool *p, struct backend *b);
+/* A message deferred by b (4xx to DATA or after the dot): counts a failed delivery
+ * attempt (backend_failed) and ends b's run of consecutive failures, as an answer from a
+ * live server; never takes b out of the rotation. */
+void backend_report_deferral(struct backend *b);
 /* The counts since the start of the backend's URL (0 for one not made by a pool). */
 long long backend_delivered(const struct backend *b);
 long long backend_failed(const struct backend *b);
-/* A connection to b taken (+1) or given back (-1): counts b->active (this pool's, for
- * least_conn) and the URL's (every generation's). */
+/* A connection to b taken (+1) or given back (-1): counts the URL's (every generation's,
+ * which least_conn compares), b->active for a backend not made by a pool. */
 void backend_active_add(struct backend *b, int delta);
 /* Connections in use to b's server from every generation (b->active for a backend not made
  * by a pool). */

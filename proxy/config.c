@@ -294,7 +294,9 @@ static const struct cfg_field health_fields[] = {
 	{ "timeout", CFG_DURATION, offsetof(struct health_check_config, timeout), "3s",
 	  100, S(3600), .doc = "the whole probe: connect, 220 greeting and the EHLO (LHLO) reply within this, or it fails" },
 	{ "fall", CFG_INT, offsetof(struct health_check_config, fall), "2", 1, 100,
-	  .doc = "failed probes in a row before a backend is marked down" },
+	  .doc = "failures in a row before a backend is marked down: probes, and deliveries that met "
+		 "trouble with the session (no connection, timeout, lost connection, 421); a 4xx to DATA "
+		 "or after the dot is the message's and does not count" },
 	{ "rise", CFG_INT, offsetof(struct health_check_config, rise), "2", 1, 100,
 	  .doc = "good probes in a row before a down backend is used again" },
 	{ NULL }
@@ -342,6 +344,14 @@ static int server_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			return cfg_error(p, n, "%s: \"%s\"", err, s->address);
 		return cfg_error_key(p, n, "address", -1, "%s: \"%s\"", err, s->address);
 	}
+	/* 0 is "the backends.* one"; any other value has the same floor as those */
+	const struct { const char *key; uint64_t v; } t[] = {
+		{ "connect_timeout", s->connect_timeout }, { "reply_timeout", s->reply_timeout },
+		{ "data_timeout", s->data_timeout },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (t[i].v > 0 && t[i].v < 100)
+			return cfg_error_key(p, n, t[i].key, -1, "at least 100ms (or 0: backends.%s)", t[i].key);
 	return 0;
 }
 
@@ -350,6 +360,22 @@ static const struct cfg_field server_fields[] = {
 	  .doc = "smtp://host:port, lmtp://host:port, lmtp:unix:/path or maildir:/path" },
 	{ "weight", CFG_INT, offsetof(struct backend_server_config, weight), "1", 1, 1000,
 	  .doc = "share of messages relative to the other servers" },
+	{ "backup", CFG_BOOL, offsetof(struct backend_server_config, backup), "false",
+	  .doc = "a backup server (HAProxy's backup, Postfix's smtp_fallback_relay): it gets a message only "
+		 "when no other server of its set can take it, every one down or drained, or for that "
+		 "message already tried; the others up again take the mail back" },
+	{ "max_connections", CFG_INT, offsetof(struct backend_server_config, max_connections), "0", 0, 100000,
+	  .doc = "connections in use to this server at most, from every worker (HAProxy's maxconn; 0 = no "
+		 "limit): a transaction that would pass it goes to another server; with every server full "
+		 "the client gets `451 4.4.1` at once, logged as event=backends_full. Checked when a server "
+		 "is picked: workers picking at the same moment may pass it by one each" },
+	{ "connect_timeout", CFG_DURATION, offsetof(struct backend_server_config, connect_timeout), "0",
+	  0, S(3600), .doc = "backends.connect_timeout for this server only (0: that one)" },
+	{ "reply_timeout", CFG_DURATION, offsetof(struct backend_server_config, reply_timeout), "0",
+	  0, S(3600), .doc = "backends.reply_timeout for this server only (0: that one)" },
+	{ "data_timeout", CFG_DURATION, offsetof(struct backend_server_config, data_timeout), "0",
+	  0, S(86400), .doc = "backends.data_timeout for this server only (0: that one), e.g. a slow "
+		 "LMTP store or a remote site" },
 	{ NULL }
 };
 static const struct cfg_table server_table = {
@@ -387,7 +413,7 @@ static const struct cfg_table route_table = {
 static const struct cfg_field backends_fields[] = {
 	{ "balance", CFG_ENUM, offsetof(struct backends_config, balance), "round_robin",
 	  .choices = balance_choices, .doc = "how a server is picked: round_robin (smooth weighted), least_conn (fewest connections "
-	  "in use per unit of weight; ties, as at light load, follow the weights as round_robin does) "
+	  "in use per unit of weight, those of sessions begun before a reload included; ties, as at light load, follow the weights as round_robin does) "
 	  "or source_hash (client address, weighted rendezvous)" },
 	{ "client_identity", CFG_ENUM, offsetof(struct backends_config, client_identity), "xclient",
 	  .choices = identity_choices, .doc = "how the client's address reaches the backend: none, xclient or proxy_v2" },

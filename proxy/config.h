@@ -60,7 +60,10 @@ struct limits_config {
 enum balance_mode { BALANCE_ROUND_ROBIN = 0, BALANCE_LEAST_CONN, BALANCE_SOURCE_HASH };
 enum client_identity { IDENTITY_NONE = 0, IDENTITY_XCLIENT, IDENTITY_PROXY_V2 };
 
-struct backend_server_config { char *address; long weight; };
+struct backend_server_config {
+	char *address; long weight; bool backup; long max_connections;
+	uint64_t connect_timeout, reply_timeout, data_timeout;	/* ms; 0: the backends.* ones */
+};
 struct backend_route_config { struct cfg_strlist domains; struct cfg_strlist servers; };
 struct health_check_config { uint64_t interval; uint64_t timeout; long fall; long rise; };
 struct backends_config {

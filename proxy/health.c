@@ -113,35 +113,37 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 	if (p->reported || h->stopping)
 		return;
 	p->reported = true;
-	/* The first result for a backend (not a reload's first round: health_copy_state
-	 * carries `checked`) decides at once, as HAProxy's default init-state: a backend that
+	/* the URL's record: every generation's pool reads this one state (backend.h) */
+	struct backend_health *bh = backend_health(b);
+	/* The first result for a backend (not a reload's first round: `checked` is the URL's,
+	 * as the rest of the state) decides at once, as HAProxy's default init-state: a backend that
 	 * refuses its first probe is down now, not after `fall` of them, so the start does not
 	 * announce it as up (event=ready backends_up, READY=1, /readyz). */
-	bool first = atomic_exchange(&b->checked, 1) == 0;
+	bool first = atomic_exchange(&bh->checked, 1) == 0;
 	if (ok) {
 		long long us = (long long)((uv_hrtime() - p->t0) / 1000);
-		atomic_store(&b->latency_us, us);
-		if (atomic_load(&b->up)) {
-			atomic_store(&b->fails, 0);
-			atomic_store(&b->oks, 0);
+		atomic_store(&bh->latency_us, us);
+		if (atomic_load(&bh->up)) {
+			atomic_store(&bh->fails, 0);
+			atomic_store(&bh->oks, 0);
 		} else {
-			int oks = atomic_fetch_add(&b->oks, 1) + 1;
+			int oks = atomic_fetch_add(&bh->oks, 1) + 1;
 			if (oks >= h->rise) {
 				int expect = 0;
-				if (atomic_compare_exchange_strong(&b->up, &expect, 1))
+				if (atomic_compare_exchange_strong(&bh->up, &expect, 1))
 					log_event(LOG_LVL_INFO, NULL, "event=backend_up backend=%s latency_us=%lld",
 					    b->url, us);
-				atomic_store(&b->fails, 0);
-				atomic_store(&b->oks, 0);
+				atomic_store(&bh->fails, 0);
+				atomic_store(&bh->oks, 0);
 			}
 		}
 		if (log_is_debug())
 			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=ok latency_us=%lld",
 			    b->url, us);
 	} else {
-		atomic_store(&b->oks, 0);
-		int f = atomic_fetch_add(&b->fails, 1) + 1;
-		if ((f >= h->fall || first) && atomic_exchange(&b->up, 0) == 1)
+		atomic_store(&bh->oks, 0);
+		int f = atomic_fetch_add(&bh->fails, 1) + 1;
+		if ((f >= h->fall || first) && atomic_exchange(&bh->up, 0) == 1)
 			log_event(LOG_LVL_WARNING, NULL, "event=backend_down backend=%s reason=\"health check: %s\" fails=%d",
 			    b->url, reason, f);
 		else if (log_is_debug())
@@ -500,33 +502,6 @@ fail:
 	free(h->hostname);
 	free(h);
 	return NULL;
-}
-
-/* The i-th backend of a pool, counting servers then extra. */
-static struct backend *health_pool_backend(const struct pool *p, size_t i)
-{
-	return i < p->nservers ? &p->servers[i] : &p->extra[i - p->nservers];
-}
-
-/* See health.h. */
-void health_copy_state(const struct pool *from, struct pool *to)
-{
-	if (!from || !to)
-		return;
-	for (size_t i = 0; i < to->nservers + to->nextra; i++) {
-		struct backend *nb = health_pool_backend(to, i);
-		for (size_t k = 0; nb->url && k < from->nservers + from->nextra; k++) {
-			struct backend *ob = health_pool_backend(from, k);
-			if (!ob->url || strcmp(ob->url, nb->url) != 0)
-				continue;
-			atomic_store(&nb->up, atomic_load(&ob->up));
-			atomic_store(&nb->fails, atomic_load(&ob->fails));
-			atomic_store(&nb->oks, atomic_load(&ob->oks));
-			atomic_store(&nb->latency_us, atomic_load(&ob->latency_us));
-			atomic_store(&nb->checked, atomic_load(&ob->checked));
-			break;
-		}
-	}
 }
 
 static void probe_timer_closed_cb(uv_handle_t *handle)

@@ -3,7 +3,9 @@
  * Runs on one loop (the main thread's). Each check of an SMTP/LMTP backend connects, reads
  * the 220 greeting, sends EHLO (LHLO for LMTP) and expects 250, then QUITs, all within the
  * timeout; a maildir backend is checked for writability in the thread pool. Results update
- * the backend's atomics (up, fails, oks, latency_us), which workers read lock-free. */
+ * the backend's health (backend_health(): for a backend made by a pool its URL's record,
+ * which every generation's pool reads, so a reload carries the state over by itself and
+ * one checker, the current generation's, probes each URL). Workers read it lock-free. */
 #ifndef MX_HEALTH_H
 #define MX_HEALTH_H
 
@@ -15,9 +17,9 @@ struct health;
 
 /* Starts checking every backend of pool (pool->servers and pool->extra) on loop every
  * interval_ms, the first round right away. A check has timeout_ms in all. Records
- * latency_us (time to the EHLO reply); a failure increments b->fails and after pool->fall
- * of them sets b->up = 0 (logs `event=backend_down backend=<url> reason="..."`); while
- * down, pool->rise consecutive successes set b->up = 1, fails = 0 (logs
+ * latency_us (time to the EHLO reply); a failure increments fails and after pool->fall
+ * of them sets up = 0 (logs `event=backend_down backend=<url> reason="..."`); while
+ * down, pool->rise consecutive successes set up = 1, fails = 0 (logs
  * `event=backend_up`). hostname (NULL/"" = the system's) is copied. pool must outlive the checker until
  * health_stop. Returns NULL on allocation or libuv failure. */
 struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
@@ -26,11 +28,6 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
  * fail): the daemon is ready to say so only then. With no backends, on the next check
  * tick. Replaces an earlier registration; NULL h ignored. */
 void health_on_first_round(struct health *h, void (*cb)(void *arg), void *arg);
-/* Carries health state across a reload: for every backend of `to` whose URL also appears
- * in `from` (servers or extra), copies up, fails, oks and latency_us, so a backend known
- * to be down stays out of rotation and a reload logs no spurious backend_down/up. Call it
- * after building the new pool and before health_start on it. Either may be NULL. */
-void health_copy_state(const struct pool *from, struct pool *to);
 /* Stops: the pool is not touched after this returns; handles close asynchronously and
  * the memory is freed in their close callbacks (run the loop to let them finish). NULL ok. */
 void health_stop(struct health *h);

@@ -90,6 +90,8 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 	g->cfg = cfg;
 	g->id = ++next_id;
 	g->pool = pool_new(cfg, &err);
+	if (g->pool != NULL)
+		g->pool->gen = g;	/* relay.c: a connection holds its backend's generation */
 	if (g->pool == NULL) {
 		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends: %s\"", err ? err : "?");
 		if (errfp)
@@ -236,9 +238,8 @@ static unsigned main_reload(char **errors)
 		health_stop(health);
 	health = NULL;
 	struct shared_gen *old = current;
-	/* Backends keep their known state across a reload (a dead one stays out), and drained
-	 * ones stay drained until `mxgatectl enable`. */
-	health_copy_state(old->pool, g->pool);
+	/* Backends keep their known state across a reload (a dead one stays out: the state is
+	 * the URL's, backend.h), and drained ones stay drained until `mxgatectl enable`. */
 	ops_apply_drains(g->pool);
 	current = g;
 	for (int i = 0; i < nworkers; i++)

@@ -292,10 +292,10 @@ static double metrics_now(void)
 static double backend_series_value(struct backend *b, enum backend_series s)
 {
 	switch (s) {
-	case SERIES_UP: return atomic_load(&b->up) ? 1 : 0;
-	case SERIES_LATENCY: return (double)atomic_load(&b->latency_us) / 1e6;
+	case SERIES_UP: return backend_is_up(b) ? 1 : 0;
+	case SERIES_LATENCY: return (double)atomic_load(&backend_health(b)->latency_us) / 1e6;
 	case SERIES_ACTIVE: return backend_active_all(b);
-	case SERIES_FAILS: return atomic_load(&b->fails);
+	case SERIES_FAILS: return atomic_load(&backend_health(b)->fails);
 	case SERIES_DELIVERED: return (double)backend_delivered(b);
 	case SERIES_FAILED: return (double)backend_failed(b);
 	default: return 0;

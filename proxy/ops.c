@@ -119,7 +119,7 @@ bool ops_is_ready(void)
 	 * server being up does not make the node fit for mail while they are all down. */
 	for (size_t i = 0; i < g->pool->nservers; i++) {
 		struct backend *b = &g->pool->servers[i];
-		if (atomic_load(&b->up) && !atomic_load(&b->drained))
+		if (backend_is_up(b) && !backend_is_drained(b))
 			return true;
 	}
 	return false;
@@ -168,7 +168,7 @@ const char *ops_backend_state(const struct backend *b)
 {
 	if (backend_is_drained(b))
 		return backend_active_all(b) > 0 ? "draining" : "drained";
-	return atomic_load(&b->up) ? "up" : "down";
+	return backend_is_up(b) ? "up" : "down";
 }
 
 static long ops_drain_index(const char *url)

@@ -175,7 +175,7 @@ static void relay_ahead_deliver(struct relay *r);
 
 static const struct backends_config *relay_cfg(const struct relay *r)
 {
-	return &r->gen->cfg->backends;
+	return backend_config(r->b, &r->gen->cfg->backends);	/* the server's own timeouts */
 }
 
 struct backend *relay_backend(const struct relay *r) { return r->b; }
@@ -953,7 +953,9 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 
 void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg)
 {
-	struct shared_gen *g = w->gen->shared;
+	/* The generation b belongs to (a session begun before a reload picks from its own
+	 * pool): the connection holds it, so b outlives the connection parked idle. */
+	struct shared_gen *g = b->pool && b->pool->gen ? b->pool->gen : w->gen->shared;
 	const struct backends_config *bc = &g->cfg->backends;
 	struct relay *r;
 
@@ -1025,7 +1027,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		relay_fail(r, uv_strerror(rc));
 		return;
 	}
-	relay_arm(r, bc->connect_timeout);
+	relay_arm(r, relay_cfg(r)->connect_timeout);
 	r->open_env = env;
 	if (bc->client_identity == IDENTITY_PROXY_V2) {
 		/* The header goes first on the wire, queued before anything else. */
@@ -1118,8 +1120,12 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			r->data_cb = NULL;
 			r->state = RELAY_READY;
 			relay_disarm(r);
-			if (code >= 400 && code < 500)
-				backend_report_failure(r->gen->pool, r->b, "DATA refused");
+			/* 4xx to DATA is about this message (Postfix: smtp_mesg_fail, no throttle);
+			 * 421 closes the session: trouble with the server (backend.h) */
+			if (code == 421)
+				backend_report_failure(r->gen->pool, r->b, "421 to DATA");
+			else if (code >= 400 && code < 500)
+				backend_report_deferral(r->b);
 			if (cb)
 				cb(r->arg, 1, &code, &text);
 			return;
@@ -1161,13 +1167,17 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			r->clean = r->ahead_n == 0;
 			relay_disarm(r);
 		}
-		bool any_ok = false;
-		for (int i = 0; i < r->nrcpt; i++)
+		bool any_ok = false, closing = false;
+		for (int i = 0; i < r->nrcpt; i++) {
 			any_ok |= r->codes[i] / 100 == 2;
-		if (any_ok)
+			closing |= r->codes[i] == 421;
+		}
+		if (closing)
+			backend_report_failure(r->gen->pool, r->b, "421 after data");
+		else if (any_ok)
 			backend_report_success(r->gen->pool, r->b);
 		else if (code / 100 == 4)
-			backend_report_failure(r->gen->pool, r->b, "tempfail after data");
+			backend_report_deferral(r->b);	/* the message's, not the server's (backend.h) */
 		if (cb)
 			cb(r->arg, r->nrcpt, r->codes, (const char *const *)r->texts);
 		relay_texts_clear(r);

@@ -51,17 +51,19 @@ static void status_backend_json(struct jsonw *j, const struct backend *b, bool r
 	jsonw_str(j, "host", b->host);
 	jsonw_str(j, "kind", status_kind(b));
 	jsonw_str(j, "state", ops_backend_state(b));
-	jsonw_bool(j, "up", atomic_load(&b->up) != 0);
+	jsonw_bool(j, "up", backend_is_up(b));
 	jsonw_bool(j, "drained", backend_is_drained(b));
-	long long us = atomic_load(&b->latency_us);
+	long long us = atomic_load(&backend_health(b)->latency_us);
 	/* Never probed successfully: unknown (null), as the text view's "-", not 0 ms. */
 	jsonw_num(j, "latency_ms", us > 0 ? (double)us / 1000.0 : NAN);
 	jsonw_int(j, "active", backend_active_all(b));
 	jsonw_int(j, "delivered", backend_delivered(b));
 	jsonw_int(j, "failed", backend_failed(b));
-	jsonw_int(j, "consecutive_failures", atomic_load(&b->fails));
+	jsonw_int(j, "consecutive_failures", atomic_load(&backend_health(b)->fails));
 	jsonw_int(j, "weight", b->weight);
 	jsonw_bool(j, "route_only", route_only);
+	jsonw_bool(j, "backup", b->backup);
+	jsonw_int(j, "max_connections", b->max_conns);
 	jsonw_end(j);
 }
 
@@ -100,11 +102,11 @@ static void status_backends_text(struct strbuf *out)
 	    "DELIVERED", "FAILED", "WEIGHT");
 	for (size_t i = 0; g && (b = ops_pool_backend(g->pool, i)) != NULL; i++) {
 		char lat[32];
-		long long us = atomic_load(&b->latency_us);
+		long long us = atomic_load(&backend_health(b)->latency_us);
 		snprintf(lat, sizeof(lat), us > 0 ? "%.1f ms" : "-", (double)us / 1000.0);
 		strbuf_printf(out, "%-40s %-9s %10s %6d %10lld %8lld %6d%s\n", b->url, ops_backend_state(b), lat,
 		    backend_active_all(b), backend_delivered(b),
-		    backend_failed(b), b->weight, i >= g->pool->nservers ? "  (route only)" : "");
+		    backend_failed(b), b->weight, i >= g->pool->nservers ? "  (route only)" : b->backup ? "  (backup)" : "");
 	}
 	for (size_t i = 0; (url = ops_drained_url(i)) != NULL; i++)
 		if (!g || status_drain_unconfigured(g->pool, url))

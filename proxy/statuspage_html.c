@@ -147,7 +147,7 @@ const char statuspage_html_tail[] =
 	"  document.getElementById('tempfailed').textContent = fmt(sum(h.tempfailed));\n"
 	"  plot(h);\n"
 	"  fill('backends', d.backends, function (b) {\n"
-	"    return [el('td', b.url), el('td', b.state, 'state ' + b.state), el('td', b.latency_ms > 0 ? b.latency_ms.toFixed(1) + ' ms' : '-', 'n'),\n"
+	"    return [el('td', b.backup ? b.url + ' (backup)' : b.url), el('td', b.state, 'state ' + b.state), el('td', b.latency_ms > 0 ? b.latency_ms.toFixed(1) + ' ms' : '-', 'n'),\n"
 	"      el('td', String(b.active), 'n'), el('td', fmt(b.delivered), 'n'), el('td', fmt(b.failed), 'n'), el('td', String(b.weight), 'n')]; });\n"
 	"  fill('top-clients', d.top_refused_clients, function (r) { return [el('td', r.client), el('td', fmt(r.count), 'n')]; });\n"
 	"  fill('top-reasons', d.top_refusal_reasons, function (r) { return [el('td', r.reason), el('td', fmt(r.count), 'n')]; });\n"

@@ -43,6 +43,18 @@ static struct pool *pool_from(const char *backends, struct mx_config **cfgp)
 
 static void pool_done(struct pool *p, struct mx_config *cfg)
 {
+	/* The health state and the connections in use are the URL's, for the whole process
+	 * (backend.h): the next test's pool naming the same URL starts from a healthy, idle
+	 * server, as a fresh process would. */
+	for (size_t i = 0; i < p->nservers + p->nextra; i++) {
+		struct backend *b = i < p->nservers ? &p->servers[i] : &p->extra[i - p->nservers];
+		struct backend_health *h = backend_health(b);
+		atomic_store(&h->up, 1);
+		atomic_store(&h->fails, 0);
+		atomic_store(&h->oks, 0);
+		if (b->counts)
+			atomic_store(&b->counts->active, 0);
+	}
 	pool_free(p);
 	config_free(cfg);
 }
@@ -195,8 +207,8 @@ static void test_pool_new(void **state)
 	assert_int_equal(p->balance, BALANCE_ROUND_ROBIN);
 	for (size_t i = 0; i < 3; i++) {
 		assert_int_equal(p->servers[i].index, (int)i);
-		assert_int_equal(atomic_load(&p->servers[i].up), 1);
-		assert_int_equal(atomic_load(&p->servers[i].active), 0);
+		assert_int_equal(atomic_load(&backend_health(&p->servers[i])->up), 1);
+		assert_int_equal(backend_active_all(&p->servers[i]), 0);
 	}
 	assert_int_equal(p->servers[0].weight, 5);
 	assert_int_equal(p->servers[1].weight, 1);
@@ -216,7 +228,7 @@ static void test_pool_new(void **state)
 	assert_ptr_equal(p->routes[0].servers[0], &p->extra[0]);
 	assert_ptr_equal(p->routes[0].servers[1], &p->servers[0]);
 	assert_ptr_equal(p->routes[1].servers[0], &p->extra[0]);
-	assert_int_equal(atomic_load(&p->extra[0].up), 1);
+	assert_int_equal(atomic_load(&backend_health(&p->extra[0])->up), 1);
 	pool_done(p, cfg);
 }
 
@@ -296,13 +308,13 @@ static void test_round_robin(void **state)
 	assert_int_equal(hits[1], 100);
 	assert_int_equal(hits[2], 100);
 	/* a down server leaves the rotation; the others share evenly */
-	atomic_store(&p->servers[1].up, 0);
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
 	count_picks(p, NULL, NULL, 0, 300, hits, 3);
 	assert_int_equal(hits[1], 0);
 	assert_int_equal(hits[0], 150);
 	assert_int_equal(hits[2], 150);
 	/* tried: never the tried ones */
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	count_picks(p, NULL, NULL, 1u << 0, 100, hits, 3);
 	assert_int_equal(hits[0], 0);
 	assert_int_equal(hits[1], 50);
@@ -331,7 +343,7 @@ static void test_weighted_round_robin(void **state)
 	assert_int_equal(hits[1], 300);
 	assert_int_equal(hits[2], 600);
 	/* the heavy one down: 1:3 between the others */
-	atomic_store(&p->servers[2].up, 0);
+	atomic_store(&backend_health(&p->servers[2])->up, 0);
 	count_picks(p, NULL, NULL, 0, 400, hits, 3);
 	assert_int_equal(hits[0], 100);
 	assert_int_equal(hits[1], 300);
@@ -371,28 +383,28 @@ static void test_least_conn(void **state)
 
 	(void)state;
 	assert_int_equal(p->balance, BALANCE_LEAST_CONN);
-	atomic_store(&p->servers[0].active, 5);
-	atomic_store(&p->servers[1].active, 1);
-	atomic_store(&p->servers[2].active, 3);
+	atomic_store(&p->servers[0].counts->active, 5);
+	atomic_store(&p->servers[1].counts->active, 1);
+	atomic_store(&p->servers[2].counts->active, 3);
 	count_picks(p, NULL, NULL, 0, 10, hits, 3);
 	assert_int_equal(hits[1], 10);
 	/* the least loaded one tried: next least */
 	count_picks(p, NULL, NULL, 1u << 1, 10, hits, 3);
 	assert_int_equal(hits[2], 10);
 	/* the least loaded one down */
-	atomic_store(&p->servers[1].up, 0);
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
 	count_picks(p, NULL, NULL, 0, 10, hits, 3);
 	assert_int_equal(hits[2], 10);
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	/* simulated sessions: each pick opens a connection; the loads stay level */
-	atomic_store(&p->servers[0].active, 0);
-	atomic_store(&p->servers[1].active, 0);
-	atomic_store(&p->servers[2].active, 0);
+	atomic_store(&p->servers[0].counts->active, 0);
+	atomic_store(&p->servers[1].counts->active, 0);
+	atomic_store(&p->servers[2].counts->active, 0);
 	for (int i = 0; i < 30; i++)
-		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->active, 1);
-	assert_int_equal(atomic_load(&p->servers[0].active), 10);
-	assert_int_equal(atomic_load(&p->servers[1].active), 10);
-	assert_int_equal(atomic_load(&p->servers[2].active), 10);
+		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->counts->active, 1);
+	assert_int_equal(atomic_load(&p->servers[0].counts->active), 10);
+	assert_int_equal(atomic_load(&p->servers[1].counts->active), 10);
+	assert_int_equal(atomic_load(&p->servers[2].counts->active), 10);
 	pool_done(p, cfg);
 }
 
@@ -405,27 +417,27 @@ static void test_least_conn_weighted(void **state)
 
 	(void)state;
 	/* 2/1 > 5/4: the heavier one although it has more connections */
-	atomic_store(&p->servers[0].active, 2);
-	atomic_store(&p->servers[1].active, 5);
+	atomic_store(&p->servers[0].counts->active, 2);
+	atomic_store(&p->servers[1].counts->active, 5);
 	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 0), &p->servers[1]);
 	/* level by load: 40 sessions end 8:32 */
-	atomic_store(&p->servers[0].active, 0);
-	atomic_store(&p->servers[1].active, 0);
+	atomic_store(&p->servers[0].counts->active, 0);
+	atomic_store(&p->servers[1].counts->active, 0);
 	for (int i = 0; i < 40; i++)
-		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->active, 1);
-	assert_int_equal(atomic_load(&p->servers[0].active), 8);
-	assert_int_equal(atomic_load(&p->servers[1].active), 32);
+		atomic_fetch_add(&pool_pick_backend(p, NULL, NULL, 0)->counts->active, 1);
+	assert_int_equal(atomic_load(&p->servers[0].counts->active), 8);
+	assert_int_equal(atomic_load(&p->servers[1].counts->active), 32);
 	/* light load (each connection ended before the next pick): only ties, which follow
 	 * the weights, 1:4 */
-	atomic_store(&p->servers[0].active, 0);
-	atomic_store(&p->servers[1].active, 0);
+	atomic_store(&p->servers[0].counts->active, 0);
+	atomic_store(&p->servers[1].counts->active, 0);
 	int hits[2];
 	count_picks(p, NULL, NULL, 0, 40, hits, 2);
 	assert_int_equal(hits[0], 8);
 	assert_int_equal(hits[1], 32);
 	/* a tie at a load above zero too: 1/1 and 4/4 */
-	atomic_store(&p->servers[0].active, 1);
-	atomic_store(&p->servers[1].active, 4);
+	atomic_store(&p->servers[0].counts->active, 1);
+	atomic_store(&p->servers[1].counts->active, 4);
 	count_picks(p, NULL, NULL, 0, 40, hits, 2);
 	assert_int_equal(hits[0], 8);
 	assert_int_equal(hits[1], 32);
@@ -478,7 +490,7 @@ static void test_source_hash(void **state)
 		if (hits[k] < N / 3 - N / 15 || hits[k] > N / 3 + N / 15)
 			fail_msg("source_hash spread %d/%d/%d over %d clients", hits[0], hits[1], hits[2], N);
 	/* rendezvous: backend 1 leaving moves only its own clients */
-	atomic_store(&p->servers[1].up, 0);
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
 	for (int i = 0; i < N; i++) {
 		ip_of(i, ip, sizeof(ip));
 		int w = which(p, pool_pick_backend(p, NULL, ip, 0));
@@ -487,7 +499,7 @@ static void test_source_hash(void **state)
 			fail_msg("client %s moved from %d to %d when backend 1 left", ip, first[i], w);
 	}
 	/* ... and comes back to it when it returns */
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	for (int i = 0; i < N; i++) {
 		ip_of(i, ip, sizeof(ip));
 		assert_int_equal(which(p, pool_pick_backend(p, NULL, ip, 0)), first[i]);
@@ -593,8 +605,8 @@ static void test_routes(void **state)
 	assert_null(pool_pick_backend(p, "other.test", NULL, 1ULL << ro->servers[0]->index));
 	/* a route whose servers are all down falls back to its own servers, never the
 	 * default set */
-	atomic_store(&p->extra[0].up, 0);
-	atomic_store(&p->extra[1].up, 0);
+	atomic_store(&backend_health(&p->extra[0])->up, 0);
+	atomic_store(&backend_health(&p->extra[1])->up, 0);
 	count_picks(p, "example.org", NULL, 0, 10, hits, 110);
 	assert_int_equal(hits[100] + hits[101], 10);
 	assert_true(hits[100] > 0 && hits[101] > 0);
@@ -684,7 +696,7 @@ static void test_all_down_fallback(void **state)
 
 	(void)state;
 	for (int i = 0; i < 3; i++)
-		atomic_store(&p->servers[i].up, 0);
+		atomic_store(&backend_health(&p->servers[i])->up, 0);
 	/* all down: offered in turn anyway */
 	count_picks(p, NULL, NULL, 0, 30, hits, 3);
 	assert_int_equal(hits[0], 10);
@@ -695,9 +707,108 @@ static void test_all_down_fallback(void **state)
 	assert_int_equal(hits[1], 0);
 	assert_null(pool_pick_backend(p, NULL, NULL, 7));
 	/* one down and untried, the up ones tried: the down one is offered */
-	atomic_store(&p->servers[0].up, 1);
-	atomic_store(&p->servers[1].up, 1);
+	atomic_store(&backend_health(&p->servers[0])->up, 1);
+	atomic_store(&backend_health(&p->servers[1])->up, 1);
 	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 3), &p->servers[2]);
+	pool_done(p, cfg);
+}
+
+/* backends.servers[].backup: only when no non-backup server of the set can take the
+ * message (down, drained or tried), for every balance mode. */
+static void test_backup_servers(void **state)
+{
+	static const char *const modes[] = { "round_robin", "least_conn", "source_hash" };
+	int hits[3];
+
+	(void)state;
+	for (size_t m = 0; m < 3; m++) {
+		char text[512];
+		struct mx_config *cfg;
+		snprintf(text, sizeof(text), "backends:\n  balance: %s\n  servers:\n"
+		    "    - \"smtp://127.0.0.1:2611\"\n    - \"smtp://127.0.0.1:2612\"\n"
+		    "    - { address: \"smtp://127.0.0.1:2613\", backup: true }\n", modes[m]);
+		struct pool *p = pool_from(text, &cfg);
+		print_message("balance: %s\n", modes[m]);
+		assert_true(p->servers[2].backup);
+		assert_false(p->servers[0].backup);
+		count_picks(p, NULL, "192.0.2.1", 0, 20, hits, 3);
+		assert_int_equal(hits[2], 0);
+		if (m == 0)
+			assert_int_equal(hits[0], 10);
+		/* one down: the other, not the backup */
+		atomic_store(&backend_health(&p->servers[0])->up, 0);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[1], 10);
+		/* the other tried for this message: the backup */
+		assert_ptr_equal(pool_pick_backend(p, NULL, "192.0.2.1", 1u << 1), &p->servers[2]);
+		/* the other drained: the backup */
+		backend_drain_url("smtp://127.0.0.1:2612", 1);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[2], 10);
+		backend_drain_url("smtp://127.0.0.1:2612", 0);
+		/* both down: the backup */
+		atomic_store(&backend_health(&p->servers[1])->up, 0);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[2], 10);
+		/* everything down: the non-backup ones in turn, then the backup */
+		atomic_store(&backend_health(&p->servers[2])->up, 0);
+		count_picks(p, NULL, "192.0.2.1", 0, 10, hits, 3);
+		assert_int_equal(hits[2], 0);
+		assert_ptr_equal(pool_pick_backend(p, NULL, "192.0.2.1", 3), &p->servers[2]);
+		assert_null(pool_pick_backend(p, NULL, "192.0.2.1", 7));
+		pool_done(p, cfg);
+	}
+}
+
+/* backends.servers[].max_connections: a full server is skipped in every pass (the others,
+ * then the backup, never past the limit even when everything is down). */
+static void test_max_connections(void **state)
+{
+	struct mx_config *cfg;
+	struct pool *p = pool_from("backends:\n  servers:\n"
+	    "    - { address: \"smtp://127.0.0.1:2621\", max_connections: 2 }\n"
+	    "    - \"smtp://127.0.0.1:2622\"\n"
+	    "    - { address: \"smtp://127.0.0.1:2623\", backup: true, max_connections: 1 }\n", &cfg);
+	int hits[3];
+
+	(void)state;
+	assert_int_equal(p->servers[0].max_conns, 2);
+	assert_int_equal(p->servers[1].max_conns, 0);
+	backend_active_add(&p->servers[0], 2);
+	assert_true(backend_is_full(&p->servers[0]));
+	count_picks(p, NULL, NULL, 0, 10, hits, 3);
+	assert_int_equal(hits[1], 10);
+	/* the unlimited one down: the backup, not the full one */
+	atomic_store(&backend_health(&p->servers[1])->up, 0);
+	count_picks(p, NULL, NULL, 0, 10, hits, 3);
+	assert_int_equal(hits[2], 10);
+	/* the backup full too: the down one (all-down pass), never the full ones */
+	backend_active_add(&p->servers[2], 1);
+	count_picks(p, NULL, NULL, 0, 10, hits, 3);
+	assert_int_equal(hits[1], 10);
+	assert_null(pool_pick_backend(p, NULL, NULL, 1u << 1));
+	backend_active_add(&p->servers[0], -1);
+	assert_false(backend_is_full(&p->servers[0]));
+	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 1u << 1), &p->servers[0]);
+	pool_done(p, cfg);
+}
+
+/* backends.servers[]'s own timeouts: a copy of backends.* with them, for that server only. */
+static void test_server_timeouts(void **state)
+{
+	struct mx_config *cfg;
+	struct pool *p = pool_from("backends:\n  reply_timeout: 20s\n  data_timeout: 40s\n  servers:\n"
+	    "    - { address: \"smtp://127.0.0.1:2631\", data_timeout: 900s }\n"
+	    "    - \"smtp://127.0.0.1:2632\"\n", &cfg);
+	const struct backends_config *bc = &cfg->backends;
+
+	(void)state;
+	assert_non_null(p->servers[0].tcfg);
+	assert_null(p->servers[1].tcfg);
+	assert_int_equal(backend_config(&p->servers[0], bc)->data_timeout, 900000);
+	assert_int_equal(backend_config(&p->servers[0], bc)->reply_timeout, 20000);
+	assert_int_equal(backend_config(&p->servers[0], bc)->pool_size, bc->pool_size);
+	assert_ptr_equal(backend_config(&p->servers[1], bc), bc);
 	pool_done(p, cfg);
 }
 
@@ -721,7 +832,12 @@ static void test_drain_every_generation(void **state)
 	/* a connection of the old generation's session is in use: both pools' views count it */
 	backend_active_add(&old->servers[0], 1);
 	assert_int_equal(backend_active_all(&cur->servers[0]), 1);
-	assert_int_equal(atomic_load(&cur->servers[0].active), 0);	/* least_conn: this pool's */
+	/* and least_conn in the new generation's pool counts it: the other server is picked */
+	cur->balance = BALANCE_LEAST_CONN;
+	backend_drain_url("smtp://127.0.0.1:2601", 0);
+	for (int i = 0; i < 10; i++)
+		assert_ptr_equal(pool_pick_backend(cur, NULL, NULL, 0), &cur->servers[1]);
+	backend_drain_url("smtp://127.0.0.1:2601", 1);
 	backend_active_add(&old->servers[0], -1);
 	assert_int_equal(backend_active_all(&cur->servers[0]), 0);
 	backend_drain_url("smtp://127.0.0.1:2601", 0);
@@ -741,19 +857,19 @@ static void test_report_failure(void **state)
 	(void)state;
 	backend_report_failure(p, b, "connect refused");
 	backend_report_failure(p, b, NULL);
-	assert_int_equal(atomic_load(&b->up), 1);
-	assert_int_equal(atomic_load(&b->fails), 2);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 1);
+	assert_int_equal(atomic_load(&backend_health(b)->fails), 2);
 	/* a success resets the run */
 	backend_report_success(p, b);
-	assert_int_equal(atomic_load(&b->fails), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->fails), 0);
 	assert_int_equal(backend_delivered(b), d0 + 1);
 	backend_report_failure(p, b, "timeout");
 	backend_report_failure(p, b, "timeout");
-	assert_int_equal(atomic_load(&b->up), 1);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 1);
 	backend_report_failure(p, b, "timeout");
-	assert_int_equal(atomic_load(&b->up), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 0);
 	assert_int_equal(backend_failed(b), f0 + 5);
-	assert_int_equal(atomic_load(&b->oks), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->oks), 0);
 	{
 		/* a reload's new pool naming the same URL keeps counting from there */
 		struct mx_config *cfg2;
@@ -761,23 +877,39 @@ static void test_report_failure(void **state)
 		struct backend *b2 = &p2->servers[1];
 		assert_int_equal(backend_delivered(b2), d0 + 1);
 		assert_int_equal(backend_failed(b2), f0 + 5);
+		/* ... and sees it down: the state is the URL's, every generation's */
+		assert_false(backend_is_up(b2));
 		backend_report_success(p2, b2);
 		assert_int_equal(backend_delivered(b), d0 + 2);
-		pool_done(p2, cfg2);
+		pool_free(p2);	/* not pool_done: p's state is this one, still wanted */
+		config_free(cfg2);
+	}
+	/* a deferred message (4xx to DATA or after the dot) counts as a failed attempt, ends
+	 * the run of failures and never takes a server out */
+	{
+		struct backend *c = &p->servers[2];
+		long long fc = backend_failed(c);
+		backend_report_failure(p, c, "timeout");
+		backend_report_failure(p, c, "timeout");
+		for (int i = 0; i < 10; i++)
+			backend_report_deferral(c);
+		assert_true(backend_is_up(c));
+		assert_int_equal(atomic_load(&backend_health(c)->fails), 0);
+		assert_int_equal(backend_failed(c), fc + 12);
 	}
 	/* out of the rotation */
 	for (int i = 0; i < 20; i++)
 		assert_ptr_not_equal(pool_pick_backend(p, NULL, NULL, 0), b);
 	/* more failures while down: stays down, no second "down" event needed */
 	backend_report_failure(p, b, "timeout");
-	assert_int_equal(atomic_load(&b->up), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 0);
 	/* a passive success does not bring it back (rise is the health checker's job) */
 	backend_report_success(p, b);
-	assert_int_equal(atomic_load(&b->up), 0);
-	assert_int_equal(atomic_load(&b->fails), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->fails), 0);
 	/* the others are untouched */
-	assert_int_equal(atomic_load(&p->servers[0].fails), 0);
-	assert_int_equal(atomic_load(&p->servers[0].up), 1);
+	assert_int_equal(atomic_load(&backend_health(&p->servers[0])->fails), 0);
+	assert_int_equal(atomic_load(&backend_health(&p->servers[0])->up), 1);
 	pool_done(p, cfg);
 }
 
@@ -834,6 +966,9 @@ int main(void)
 		cmocka_unit_test(test_round_robin_per_set),
 		cmocka_unit_test(test_tried_by_index_in_routes),
 		cmocka_unit_test(test_all_down_fallback),
+		cmocka_unit_test(test_backup_servers),
+		cmocka_unit_test(test_max_connections),
+		cmocka_unit_test(test_server_timeouts),
 		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
 		cmocka_unit_test(test_many_servers),

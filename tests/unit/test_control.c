@@ -221,9 +221,9 @@ static void test_readiness(void **state)
 	assert_true(ops_is_started());
 	assert_true(ops_is_ready());
 	for (size_t i = 0; ops_pool_backend(gen.pool, i); i++)
-		atomic_store(&ops_pool_backend(gen.pool, i)->up, 0);
+		atomic_store(&backend_health(ops_pool_backend(gen.pool, i))->up, 0);
 	assert_false(ops_is_ready());
-	atomic_store(&gen.pool->servers[2].up, 1);
+	atomic_store(&backend_health(&gen.pool->servers[2])->up, 1);
 	assert_true(ops_is_ready());
 }
 

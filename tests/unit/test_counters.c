@@ -158,19 +158,19 @@ static void pool_setup(void)
 	memset(g_extra, 0, sizeof g_extra);
 	memset(g_counts, 0, sizeof g_counts);
 	g_backends[0].url = "smtp://127.0.0.1:2526";
-	atomic_init(&g_backends[0].up, 1);
-	atomic_init(&g_backends[0].latency_us, 1500);
+	atomic_init(&g_counts[0].health.up, 1);
+	atomic_init(&g_counts[0].health.latency_us, 1500);
 	g_backends[0].counts = &g_counts[0];
 	atomic_init(&g_counts[0].delivered, 7);
 	atomic_init(&g_backends[0].active, 2);
 	atomic_init(&g_counts[0].active, 2);	/* the gauge: by URL, every generation's */
 	g_backends[1].url = "maildir:/var/spool/\"odd\"\\dir";
-	atomic_init(&g_backends[1].up, 0);
-	atomic_init(&g_backends[1].fails, 3);
+	atomic_init(&g_counts[1].health.up, 0);
+	atomic_init(&g_counts[1].health.fails, 3);
 	g_backends[1].counts = &g_counts[1];
 	atomic_init(&g_counts[1].failed, 4);
 	g_extra[0].url = "lmtp://127.0.0.1:2424";
-	atomic_init(&g_extra[0].up, 1);
+	atomic_init(&g_extra[0].own.up, 1);
 	g_pool.servers = g_backends;
 	g_pool.nservers = 2;
 	g_pool.extra = g_extra;

@@ -196,7 +196,7 @@ static void backend_init_tcp(struct backend *b, enum backend_kind kind, int port
 	snprintf(b->host, sizeof b->host, "127.0.0.1:%d", port);
 	b->weight = 1;
 	b->index = index;
-	atomic_init(&b->up, 1);
+	atomic_init(&b->own.up, 1);
 }
 
 static void backend_init_maildir(struct backend *b, const char *path, int index)
@@ -209,7 +209,7 @@ static void backend_init_maildir(struct backend *b, const char *path, int index)
 	b->path = strdup(path);
 	b->index = index;
 	b->weight = 1;
-	atomic_init(&b->up, 1);
+	atomic_init(&b->own.up, 1);
 }
 
 /* lmtp:unix:/path as backend_parse_url leaves it: the socket in sa, no path. */
@@ -226,7 +226,7 @@ static void backend_init_unix(struct backend *b, const char *path, int index)
 	b->salen = sizeof *sun;
 	b->index = index;
 	b->weight = 1;
-	atomic_init(&b->up, 1);
+	atomic_init(&b->own.up, 1);
 }
 
 static struct pool *pool_by_hand(size_t n, int fall, int rise)
@@ -256,11 +256,11 @@ static void pool_by_hand_free(struct pool *p)
 
 /* ------------------------------------------------------------ running the loop */
 
-static bool is_down(void *b) { return atomic_load(&((struct backend *)b)->up) == 0; }
-static bool is_up(void *b) { return atomic_load(&((struct backend *)b)->up) == 1; }
-static bool has_failed(void *b) { return atomic_load(&((struct backend *)b)->fails) >= 1; }
-static bool has_ok_while_down(void *b) { return atomic_load(&((struct backend *)b)->oks) >= 1; }
-static bool has_latency(void *b) { return atomic_load(&((struct backend *)b)->latency_us) > 0; }
+static bool is_down(void *b) { return atomic_load(&backend_health((struct backend *)b)->up) == 0; }
+static bool is_up(void *b) { return atomic_load(&backend_health((struct backend *)b)->up) == 1; }
+static bool has_failed(void *b) { return atomic_load(&backend_health((struct backend *)b)->fails) >= 1; }
+static bool has_ok_while_down(void *b) { return atomic_load(&backend_health((struct backend *)b)->oks) >= 1; }
+static bool has_latency(void *b) { return atomic_load(&backend_health((struct backend *)b)->latency_us) > 0; }
 static bool responder_seen_2(void *r) { return atomic_load(&((struct responder *)r)->sessions) >= 2; }
 
 /* Drives the loop until health_stop's handles are closed. */
@@ -288,8 +288,8 @@ static void test_fall_and_rise(void **state)
 
 	assert_true(run_until(&loop, responder_seen_2, &r, 3000));
 	assert_true(run_until(&loop, has_latency, b, 3000));
-	assert_int_equal(atomic_load(&b->up), 1);
-	assert_int_equal(atomic_load(&b->fails), 0);
+	assert_int_equal(atomic_load(&backend_health(b)->up), 1);
+	assert_int_equal(atomic_load(&backend_health(b)->fails), 0);
 	pthread_mutex_lock(&r.lock);
 	assert_string_equal(r.last_hello, "EHLO mx.test\r\n");
 	pthread_mutex_unlock(&r.lock);
@@ -304,18 +304,18 @@ static void test_fall_and_rise(void **state)
 		atomic_store(&r.mode, bad[i].mode);
 		assert_true(run_until(&loop, has_failed, b, 3000));
 		/* One failure is not enough with fall = 2. */
-		if (atomic_load(&b->fails) == 1)
-			assert_int_equal(atomic_load(&b->up), 1);
+		if (atomic_load(&backend_health(b)->fails) == 1)
+			assert_int_equal(atomic_load(&backend_health(b)->up), 1);
 		assert_true(run_until(&loop, is_down, b, 3000));
-		assert_true(atomic_load(&b->fails) >= 2);
+		assert_true(atomic_load(&backend_health(b)->fails) >= 2);
 
 		atomic_store(&r.mode, MODE_OK);
 		assert_true(run_until(&loop, has_ok_while_down, b, 3000));
 		/* One success is not enough with rise = 2. */
-		if (atomic_load(&b->oks) == 1)
-			assert_int_equal(atomic_load(&b->up), 0);
+		if (atomic_load(&backend_health(b)->oks) == 1)
+			assert_int_equal(atomic_load(&backend_health(b)->up), 0);
 		assert_true(run_until(&loop, is_up, b, 3000));
-		assert_int_equal(atomic_load(&b->fails), 0);
+		assert_int_equal(atomic_load(&backend_health(b)->fails), 0);
 	}
 	stop_and_drain(&loop, h);
 	responder_stop(&r);
@@ -343,7 +343,7 @@ static void test_closed_stall_lmtp(void **state)
 	assert_true(run_until(&loop, is_down, &p->servers[0], 3000));
 	assert_true(run_until(&loop, is_down, &p->servers[1], 3000));
 	assert_true(run_until(&loop, has_latency, &p->extra[0], 3000));
-	assert_int_equal(atomic_load(&p->extra[0].up), 1);
+	assert_int_equal(atomic_load(&backend_health(&p->extra[0])->up), 1);
 	pthread_mutex_lock(&ok.lock);
 	assert_string_equal(ok.last_hello, "LHLO mx.test\r\n");
 	pthread_mutex_unlock(&ok.lock);
@@ -370,7 +370,7 @@ static void test_lmtp_unix(void **state)
 	assert_non_null(h);
 	assert_true(run_until(&loop, has_latency, &p->servers[0], 3000));
 	assert_true(run_until(&loop, is_down, &p->servers[1], 3000));
-	assert_int_equal(atomic_load(&p->servers[0].up), 1);
+	assert_int_equal(atomic_load(&backend_health(&p->servers[0])->up), 1);
 	pthread_mutex_lock(&r.lock);
 	assert_string_equal(r.last_hello, "LHLO mx.test\r\n");
 	pthread_mutex_unlock(&r.lock);
@@ -402,7 +402,7 @@ static void test_maildir(void **state)
 	assert_non_null(h);
 	assert_true(run_until(&loop, is_down, &p->servers[1], 3000));
 	assert_true(run_until(&loop, has_latency, &p->servers[0], 3000));
-	assert_int_equal(atomic_load(&p->servers[0].up), 1);
+	assert_int_equal(atomic_load(&backend_health(&p->servers[0])->up), 1);
 	/* The bad one comes back once the obstacle is gone. */
 	unlink(file);
 	assert_true(run_until(&loop, is_up, &p->servers[1], 3000));
@@ -457,35 +457,43 @@ static void test_require_tls(void **state)
 	assert_non_null(h);
 	assert_true(run_until(&loop, is_down, &p->servers[0], 3000));
 	assert_true(run_until(&loop, responder_seen_2, &r, 3000));
-	assert_int_equal(atomic_load(&p->servers[0].up), 0);
+	assert_int_equal(atomic_load(&backend_health(&p->servers[0])->up), 0);
 	stop_and_drain(&loop, h);
 	responder_stop(&r);
 	pool_by_hand_free(p);
 }
 
-static void test_copy_state(void **state)
+/* The probes of the current generation's pool write the URL's record, which an older
+ * generation's pool (a session begun before a reload) reads: it sees the server go down and
+ * come back, and the transitions are the record's, logged once. */
+static void test_state_by_url(void **state)
 {
-	struct pool *a = pool_by_hand(2, 2, 2), *b = pool_by_hand(1, 2, 2);
-	backend_init_tcp(&a->servers[0], BACKEND_SMTP, 2526, 0);
-	backend_init_tcp(&a->servers[1], BACKEND_SMTP, 2527, 1);
-	atomic_store(&a->servers[1].up, 0);
-	atomic_store(&a->servers[1].fails, 5);
-	atomic_store(&a->servers[1].latency_us, 77);
-	/* In the new pool the down backend is route-only (extra); a new one is unknown. */
-	backend_init_tcp(&b->servers[0], BACKEND_SMTP, 2530, 0);
-	b->extra = calloc(1, sizeof *b->extra);
-	b->nextra = 1;
-	backend_init_tcp(&b->extra[0], BACKEND_SMTP, 2527, 0);
-	health_copy_state(a, b);
-	assert_int_equal(atomic_load(&b->extra[0].up), 0);
-	assert_int_equal(atomic_load(&b->extra[0].fails), 5);
-	assert_int_equal(atomic_load(&b->extra[0].latency_us), 77);
-	assert_int_equal(atomic_load(&b->servers[0].up), 1);
-	assert_int_equal(atomic_load(&b->servers[0].fails), 0);
-	health_copy_state(NULL, b);
-	health_copy_state(a, NULL);
-	pool_by_hand_free(a);
-	pool_by_hand_free(b);
+	struct responder r;
+	uv_loop_t loop;
+	struct backend_counts *rec = calloc(1, sizeof *rec);
+	responder_start(&r);
+	struct pool *old = pool_by_hand(1, 1, 1), *cur = pool_by_hand(1, 1, 1);
+	backend_init_tcp(&old->servers[0], BACKEND_SMTP, r.port, 0);
+	backend_init_tcp(&cur->servers[0], BACKEND_SMTP, r.port, 0);
+	atomic_init(&rec->health.up, 1);
+	old->servers[0].counts = cur->servers[0].counts = rec;
+	assert_int_equal(uv_loop_init(&loop), 0);
+	struct health *h = health_start(&loop, cur, 40, 500, "mx.test");
+	assert_non_null(h);
+	assert_true(run_until(&loop, has_latency, &old->servers[0], 3000));
+	atomic_store(&r.mode, MODE_REJECT_GREETING);
+	assert_true(run_until(&loop, is_down, &old->servers[0], 3000));
+	assert_false(backend_is_up(&cur->servers[0]));
+	atomic_store(&r.mode, MODE_OK);
+	assert_true(run_until(&loop, is_up, &old->servers[0], 3000));
+	/* the pool's own copies are not the state */
+	assert_int_equal(atomic_load(&old->servers[0].own.up), 1);
+	assert_int_equal(atomic_load(&old->servers[0].own.fails), 0);
+	stop_and_drain(&loop, h);
+	responder_stop(&r);
+	pool_by_hand_free(old);
+	pool_by_hand_free(cur);
+	free(rec);
 }
 
 int main(void)
@@ -500,7 +508,7 @@ int main(void)
 		cmocka_unit_test(test_maildir),
 		cmocka_unit_test(test_stop_in_flight),
 		cmocka_unit_test(test_require_tls),
-		cmocka_unit_test(test_copy_state),
+		cmocka_unit_test(test_state_by_url),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
