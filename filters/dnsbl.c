@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -567,6 +568,13 @@ struct dnsbl_op {
 
 static void dnsbl_op_finish(struct dnsbl_op *op);
 
+/* A sum of weights as the operator adds them: to a millionth (weights are decimals, and
+ * 0.3 + 0.3 + 0.3 is 0.8999999999999999 in binary, which would miss a threshold of 0.9). */
+static double dnsbl_sum_round(double sum)
+{
+	return round(sum * 1e6) / 1e6;
+}
+
 /* Loopback, RFC 1918, link-local and ULA clients (a v4-mapped one as IPv4): never listed. */
 static bool dnsbl_client_is_private(const struct sockaddr_storage *ss)
 {
@@ -775,6 +783,7 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		sum += s->connect_sum + s->helo_sum;
 	else
 		sum = s->connect_sum + s->helo_sum;
+	sum = dnsbl_sum_round(sum);
 
 	memset(&v, 0, sizeof(v));
 	v.action = VERDICT_CONTINUE;
@@ -915,6 +924,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 			struct verdict v;
 
 			memset(&v, 0, sizeof(v));
+			s->connect_sum = dnsbl_sum_round(s->connect_sum);
 			if (dnsbl_allow(w, env, s->connect_sum, &v)) {
 				hook_call_done(call, &v);
 				return;
