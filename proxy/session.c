@@ -1367,14 +1367,23 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 
 static void session_apply_connect(struct session *s, const struct verdict *v)
 {
-	/* A delay asked for at connect holds nothing: the greeting waits for pregreet only. */
+	/* A delay asked for at connect (a tarpit: reputation's delay action, a rate limit's)
+	 * holds the greeting, together with what is left of the pregreet delay. */
+	uint64_t hold = s->tarpit_ms;
+
 	s->tarpit_ms = 0;
 	if (session_connect_refusal(s, v)) {
 		session_flush(s);
 		return;
 	}
+	if (uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) > hold)
+		hold = 0;       /* the pregreet delay still runs longer */
+	if (hold) {
+		log_event(LOG_LVL_DEBUG, s->id, "event=tarpit ms=%llu stage=connect", (unsigned long long)hold);
+		session_arm(s, hold);
+	}
 	if (uv_is_active((uv_handle_t *)&s->timer)) {
-		/* The pregreet delay still runs: its end greets. */
+		/* The pregreet delay or the tarpit still runs: its end greets. */
 		session_enter_state(s, SESSION_PREGREET);
 		return;
 	}

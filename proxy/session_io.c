@@ -353,9 +353,9 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 	if (s->state == SESSION_CLOSING)
 		return -1;
 	/* Talking before the greeting: anything after the teaser and before the final 220 line
-	 * (the pregreet state, and the connect state once the teaser is out: the delay may
-	 * have ended while the connect stage's lookups still hold the greeting). */
-	if (s->state == SESSION_PREGREET || (s->state == SESSION_CONNECT && s->teaser_sent))
+	 * (the delay may have ended while the connect stage's lookups or a tarpit still hold
+	 * the greeting). Without the test (no teaser) a client is only held. */
+	if ((s->state == SESSION_PREGREET || s->state == SESSION_CONNECT) && s->teaser_sent)
 		session_note_pregreet(s, len);
 	if (s->state == SESSION_DATA && s->inlen == 0 && !s->quit_after_flush) {
 		/* Message content with nothing held before it (the rule while a message comes
