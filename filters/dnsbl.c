@@ -562,6 +562,8 @@ struct dnsbl_op {
 	char subject[256];         /* the address or domain looked up */
 	int outstanding;           /* lookups not yet answered */
 	bool starting;             /* still inside dnsbl_run: don't finish early */
+	uint64_t started;          /* loop time the lookups went out: the TXT queries get
+	                            * what is left of the timeout, not one of their own */
 	size_t n;
 	struct dnsbl_lookup lk[];
 };
@@ -705,9 +707,12 @@ static void dnsbl_a_cb(void *arg, const struct dns_result *res)
 		if (op->stage == HOOK_CONNECT)
 			k = dns_name_reverse((const struct sockaddr *)&op->s->env->client, l->c->zone,
 			    name, sizeof(name));
-		if (k >= 0 && (size_t)k < sizeof(name)) {
+		uint64_t spent = uv_now(op->s->env->loop) - op->started;
+
+		/* a late A answer leaves its TXT only the rest of the timeout (none: no reason) */
+		if (k >= 0 && (size_t)k < sizeof(name) && spent + 10 < w->timeout) {
 			op->outstanding++;
-			lk->txt_q = dns_query_start(w->r, DNS_T_TXT, name, w->timeout, dnsbl_txt_cb, lk);
+			lk->txt_q = dns_query_start(w->r, DNS_T_TXT, name, w->timeout - spent, dnsbl_txt_cb, lk);
 		}
 	}
 	dnsbl_lookup_settle(op);
@@ -973,6 +978,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 	op->next = s->ops;
 	s->ops = op;
 	op->starting = true;
+	op->started = uv_now(env->loop);
 	for (size_t k = 0; k < w->nlists; k++) {
 		char name[300];
 		struct dnsbl_lookup *lk;
