@@ -1462,6 +1462,10 @@ void session_drain_all(struct worker *w, int force)
 			continue;
 		if (force || ((session_takes_commands(s) || s->state == SESSION_PROXY || s->state == SESSION_CONNECT ||
 		    s->state == SESSION_PREGREET) && s->env.mail_from == NULL)) {
+			/* After the pregreet teaser the greeting is a 220 reply already: it ends as one,
+			 * and the 421 follows as a reply of its own (RFC 5321 4.2.1, 3.8). */
+			if ((s->state == SESSION_CONNECT || s->state == SESSION_PREGREET) && s->teaser_sent)
+				session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 			if (s->state != SESSION_PROXY)
 				session_reply(s, "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
 			s->quit_after_flush = true;
