@@ -1442,7 +1442,7 @@ void session_start_connect(struct session *s)
 		session_arm(s, pg->delay);
 		/* what came in the PROXY header's segment was sent before any greeting too */
 		if (s->inlen > 0)
-			session_note_pregreet(s, s->inlen);
+			session_note_pregreet(s, s->in, s->inlen);
 	}
 	session_unpause(s);
 	s->cmd = &session_connect_step;

@@ -40,7 +40,9 @@ m = c.cmd('MAIL FROM:<bot@example.org>')
 c.close()
 mt.check(m[0] == 550 and '5.5.1' in m[1],
          'EHLO after the delay but before the final 220 line: MAIL refused 550 5.5.1: %r' % (m,))
-mt.check(mx.wait_log(r'event=pregreet client=198\.18\.72\.1 '), 'and logged as event=pregreet')
+m = mx.wait_log(r'event=pregreet client=198\.18\.72\.1 port=40000 bytes=18 after_ms=(\d+) data="EHLO bot\.example\\r\\n"')
+mt.check(m and int(m.group(1)) >= 1000,
+         'logged as event=pregreet with postscreen\'s details (port, bytes, after, what was sent): %s' % (m and m.group(0)))
 
 # A client that waits for the whole greeting is served.
 c = mt.Client(mx.port, proxy_src='198.18.72.2')
