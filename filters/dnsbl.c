@@ -77,7 +77,9 @@ static const struct cfg_field dnsbl_config_fields[] = {
 	{ "lists", CFG_STRUCT_LIST, offsetof(struct dnsbl_config, lists), NULL,
 	  .sub = &dnsbl_list_table, .doc = "the lists: { zone, weight, type, codes, reason }" },
 	{ "pass_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_ttl), "1h", 0, 604800000,
-	  .doc = "a client that passed is not queried again for this long (0: no pass cache)" },
+	  .doc = "a client that passed is not queried again for at most this long, or the smallest TTL of the lists' answers if shorter (0: no pass cache), as postscreen_dnsbl_max_ttl" },
+	{ "pass_min_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_min_ttl), "60s", 1000, 604800000,
+	  .doc = "the least time a pass is remembered, however short the answers' TTLs, as postscreen_dnsbl_min_ttl" },
 	{ "timeout", CFG_DURATION, offsetof(struct dnsbl_config, timeout), "0", 0, 60000,
 	  .doc = "time limit per lookup (0: dns.timeout)" },
 	{ "skip_private", CFG_BOOL, offsetof(struct dnsbl_config, skip_private), "false",
@@ -562,6 +564,7 @@ struct dnsbl_op {
 	char subject[256];         /* the address or domain looked up */
 	int outstanding;           /* lookups not yet answered */
 	bool starting;             /* still inside dnsbl_run: don't finish early */
+	uint32_t min_ttl;          /* the smallest TTL of the lists' answers (s; 0: none) */
 	uint64_t started;          /* loop time the lookups went out: the TXT queries get
 	                            * what is left of the timeout, not one of their own */
 	size_t n;
@@ -659,6 +662,11 @@ static void dnsbl_a_cb(void *arg, const struct dns_result *res)
 	char name[300];
 
 	lk->q = NULL;
+	/* postscreen's pass TTL: the smallest TTL of the answers (a negative one's from its
+	 * SOA; none without an SOA), so a pass lasts no longer than the lists vouch for it */
+	if ((res->status == DNS_S_OK || res->status == DNS_S_NXDOMAIN || res->status == DNS_S_NODATA) &&
+	    res->ttl > 0 && (op->min_ttl == 0 || res->ttl < op->min_ttl))
+		op->min_ttl = res->ttl;
 	switch (res->status) {
 	case DNS_S_OK: {
 		const char *bad = NULL;
@@ -836,6 +844,11 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		memset(&pr, 0, sizeof(pr));
 		pr.status = DNS_S_OK;
 		pr.ttl = (uint32_t)(w->dc->pass_ttl / 1000);
+		if (op->min_ttl > 0 && op->min_ttl < pr.ttl) {
+			uint32_t floor_s = (uint32_t)(w->dc->pass_min_ttl / 1000);
+
+			pr.ttl = op->min_ttl > floor_s ? op->min_ttl : floor_s < pr.ttl ? floor_s : pr.ttl;
+		}
 		pr.v = hitv;
 		for (size_t i = 0; i < op->n && pr.n < 64; i++)
 			if (op->lk[i].hit) {

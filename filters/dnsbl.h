@@ -32,7 +32,8 @@ struct dnsbl_config {
 	double allow_threshold;     /* < 0: a connect sum at or below it allow-lists the client */
 	int action;                 /* enum dnsbl_action */
 	struct cfg_list lists;      /* struct dnsbl_list_config */
-	uint64_t pass_ttl;          /* ms */
+	uint64_t pass_ttl;          /* ms: the most a pass is remembered */
+	uint64_t pass_min_ttl;      /* ms: the least, however short the answers' TTLs */
 	uint64_t timeout;           /* ms; 0 = dns.timeout */
 	bool skip_private;          /* no lookups for loopback/private clients */
 	long error_flag_after;      /* consecutive errors before a list is flagged in the log */
