@@ -234,6 +234,17 @@ void session_refuse_early(struct session *s, const char *reason)
 
 /* ---- commands in flight ------------------------------------------------------------ */
 
+/* A symbol about the client's behaviour that the session itself adds (outside a filter
+ * stage). Outside a transaction it belongs to the session, as a connect or HELO stage's
+ * symbols do (chain.c): the transaction resets (the HELO/EHLO itself, MAIL, RSET, after a
+ * message) keep it, so the rules engine sees it for every message. */
+static void session_add_symbol(struct session *s, const char *name, double score, const char *desc)
+{
+	hook_env_add_symbol(&s->env, name, score, desc);
+	if (s->env.mail_from == NULL)
+		s->env.txn_symbols_start = s->env.nsymbols;
+}
+
 /* Ends the transaction (an outcome not reported yet is reported as abandoned: RSET, HELO,
  * STARTTLS, a new MAIL) and releases it. */
 static void session_txn_reset(struct session *s, bool relay_reusable)
@@ -972,7 +983,7 @@ static void session_apply_starttls(struct session *s, const struct verdict *v)
 	if (s->inlen || linebuf_pending(&s->lb)) {
 		log_event(LOG_LVL_WARNING, s->id, "event=starttls_injection client=%s bytes=%zu", s->env.client_ip,
 		    s->inlen + linebuf_pending(&s->lb));
-		hook_env_add_symbol(&s->env, "STARTTLS_PIPELINED", 3.0, "plaintext pipelined after STARTTLS");
+		session_add_symbol(s, "STARTTLS_PIPELINED", 3.0, "plaintext pipelined after STARTTLS");
 		s->inlen = 0;
 		linebuf_clear(&s->lb);
 	}
@@ -1086,7 +1097,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
 			if (parsed.verb == SMTP_HTTP) {
 				log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
-				hook_env_add_symbol(&s->env, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");
+				session_add_symbol(s, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");
 				session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
 				s->quit_after_flush = true;
 				return;
@@ -1221,9 +1232,9 @@ void session_process(struct session *s)
 			continue;
 		}
 		if (line.bare_lf && !hook_env_find_symbol(&s->env, "BARE_LF_COMMAND"))
-			hook_env_add_symbol(&s->env, "BARE_LF_COMMAND", 1.0, "command line ended by a bare LF");
+			session_add_symbol(s, "BARE_LF_COMMAND", 1.0, "command line ended by a bare LF");
 		if (!s->env.esmtp && pos < s->inlen && !hook_env_find_symbol(&s->env, "PIPELINING_UNANNOUNCED"))
-			hook_env_add_symbol(&s->env, "PIPELINING_UNANNOUNCED", 1.0, "pipelined commands without EHLO");
+			session_add_symbol(s, "PIPELINING_UNANNOUNCED", 1.0, "pipelined commands without EHLO");
 		/* The line may point into s->in; copy before anything can reallocate it. */
 		char linecopy[2112];    /* a command line, or an AUTH response (SASL_MAX_B64) */
 		size_t ll = line.len < sizeof(linecopy) - 1 ? line.len : sizeof(linecopy) - 1;
@@ -1293,7 +1304,7 @@ static void session_greet(struct session *s)
 		const struct pregreet_config *pg = &s->cfg->pregreet;
 		bool refused = s->conn_verdict.action != VERDICT_CONTINUE;
 
-		hook_env_add_symbol(&s->env, "PREGREET", pg->score, "talked before the greeting");
+		session_add_symbol(s, "PREGREET", pg->score, "talked before the greeting");
 		if (pg->action == PREGREET_REJECT && !refused) {
 			verdict_set(&s->conn_verdict, VERDICT_REJECT, 550, "pregreet",
 			    "5.5.1 Protocol error: talking before the greeting");
