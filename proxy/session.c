@@ -1387,6 +1387,16 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 		session_flush(s);
 		return;
 	}
+	if (v->action == VERDICT_ACCEPT && s->teaser_sent && s->state == SESSION_CONNECT) {
+		/* Allow-listed at connect (reputation.allow, the DNS lists' allow_threshold): the
+		 * pregreet test ends, as postscreen's access list and dnsbl whitelist threshold
+		 * let a client skip it; what it said early is not held against it. */
+		uv_timer_stop(&s->timer);
+		if (s->pregreet_hit)
+			log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=allow_listed client=%s",
+			    s->env.client_ip);
+		s->pregreet_hit = false;
+	}
 	if (uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) > hold)
 		hold = 0;       /* the pregreet delay still runs longer */
 	if (hold) {
