@@ -40,7 +40,9 @@ static const struct cfg_field dnsbl_list_fields[] = {
 	{ "reason", CFG_STRING, offsetof(struct dnsbl_list_config, reason), NULL,
 	  .doc = "reply text template with {ip} {zone} {txt} (default: the list's TXT record)" },
 	{ "symbol", CFG_STRING, offsetof(struct dnsbl_list_config, symbol), NULL,
-	  .doc = "symbol name for the rules engine (default DNSBL_<ZONE>)" },
+	  .doc = "symbol name for the rules engine (default DNSBL_<ZONE>, of reply_name when set)" },
+	{ "reply_name", CFG_STRING, offsetof(struct dnsbl_list_config, reply_name), NULL,
+	  .doc = "the list's name in the client's reply, {zone} and the symbol (default: zone): keeps a key in the zone (Spamhaus DQS) from the clients, as postscreen_dnsbl_reply_map" },
 	{ .key = NULL }
 };
 
@@ -51,6 +53,14 @@ static int dnsbl_list_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 
 	if (l->zone == NULL || *l->zone == '\0' || strlen(l->zone) > 200)
 		return cfg_error_key(p, n, "zone", -1, "expected a DNS zone name");
+	if (l->reply_name != NULL) {
+		if (*l->reply_name == '\0' || strlen(l->reply_name) > 200)
+			return cfg_error_key(p, n, "reply_name", -1, "expected a name");
+		for (const char *z = l->reply_name; *z; z++)
+			if ((unsigned char)*z <= ' ' || *z == 0x7f || *z == ';' || *z == '"')
+				return cfg_error_key(p, n, "reply_name", -1, "\"%s\": a name without blanks, ';' or '\"'",
+				    l->reply_name);
+	}
 	for (const char *z = l->zone; *z; z++)
 		if (!isalnum((unsigned char)*z) && *z != '-' && *z != '.' && *z != '_')
 			return cfg_error_key(p, n, "zone", -1, "\"%s\": not a DNS name", l->zone);
@@ -351,6 +361,7 @@ static struct dnsbl_stats *dnsbl_stats_for(const char *zone)
 
 struct dnsbl_list {
 	const struct dnsbl_list_config *c;
+	const char *shown;         /* the name clients and mail see: reply_name or the zone */
 	struct dnsbl_code *codes;
 	size_t ncodes;
 	char symbol[64];
@@ -426,6 +437,7 @@ static uint32_t dnsbl_pass_tag(const struct dnsbl_config *dc)
 		h = dnsbl_fnv(h, &l->type, sizeof(l->type));
 		h = dnsbl_fnv(h, &l->weight, sizeof(l->weight));
 		h = dnsbl_fnv_str(h, l->symbol);
+		h = dnsbl_fnv_str(h, l->reply_name);
 		for (size_t k = 0; k < l->codes.n; k++)
 			h = dnsbl_fnv_str(h, l->codes.v[k]);
 		h = dnsbl_fnv_str(h, "|");
@@ -461,10 +473,11 @@ static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 			w->ndomain++;
 		else
 			w->nip++;
+		l->shown = l->c->reply_name ? l->c->reply_name : l->c->zone;
 		if (l->c->symbol != NULL && *l->c->symbol != '\0')
 			snprintf(l->symbol, sizeof(l->symbol), "%s", l->c->symbol);
 		else
-			dnsbl_symbol_name(l->c->zone, l->symbol, sizeof(l->symbol));
+			dnsbl_symbol_name(l->shown, l->symbol, sizeof(l->symbol));
 		if (l->c->codes.n > 0) {
 			l->codes = calloc(l->c->codes.n, sizeof(*l->codes));
 			if (l->codes == NULL)
@@ -779,7 +792,7 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		sum += l->c->weight;
 		/* a repeated EHLO (after STARTTLS) must not score the same listing twice */
 		if (op->stage != HOOK_HELO || hook_env_find_symbol(env, l->symbol) == NULL)
-			hook_env_add_symbol(env, l->symbol, l->c->weight, l->c->zone);
+			hook_env_add_symbol(env, l->symbol, l->c->weight, l->shown);
 		if (l->c->weight > top) {
 			top = l->c->weight;
 			best = lk;
@@ -813,17 +826,17 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		char reason[300] = "";
 
 		if (l->c->reason != NULL || best->txt[0] != '\0')
-			dnsbl_reason_format(l->c->reason, env->client_ip, l->c->zone, best->txt,
+			dnsbl_reason_format(l->c->reason, env->client_ip, l->shown, best->txt,
 			    reason, sizeof(reason));
 		if (w->dc->action == DNSBL_ACTION_TEMPFAIL)
 			verdict_set(&v, VERDICT_TEMPFAIL, 450, "dnsbl",
 			    "4.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
-			    dnsbl_stage_word(op->stage), op->subject, l->c->zone,
+			    dnsbl_stage_word(op->stage), op->subject, l->shown,
 			    reason[0] ? "; " : "", reason);
 		else
 			verdict_set(&v, VERDICT_REJECT, 550, "dnsbl",
 			    "5.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
-			    dnsbl_stage_word(op->stage), op->subject, l->c->zone,
+			    dnsbl_stage_word(op->stage), op->subject, l->shown,
 			    reason[0] ? "; " : "", reason);
 		{
 			char zv[100];
@@ -932,7 +945,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 				if (*end != '\0' || k >= w->nlists || w->lists[k].c->type != DNSBL_TYPE_IP)
 					continue;
 				hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
-				    w->lists[k].c->zone);
+				    w->lists[k].shown);
 				s->connect_sum += w->lists[k].c->weight;
 			}
 			if (log_is_debug())

@@ -24,7 +24,9 @@ struct dnsbl_list_config {
 	int type;                   /* enum dnsbl_list_type */
 	struct cfg_strlist codes;   /* "127.0.0.2-127.0.0.11", "127.0.0.4", "0x04/bitmask"; empty = any 127/8 */
 	char *reason;               /* reply template: {ip} {zone} {txt}; NULL = the TXT record */
-	char *symbol;               /* symbol name; NULL = DNSBL_<ZONE> */
+	char *symbol;               /* symbol name; NULL = DNSBL_<ZONE> (of reply_name when set) */
+	char *reply_name;           /* the list's name for the client and the mail (reply, {zone},
+	                             * the symbol): hides a key in the zone; NULL = zone */
 };
 
 struct dnsbl_config {
