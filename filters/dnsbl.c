@@ -578,6 +578,7 @@ struct dnsbl_op {
 	int outstanding;           /* lookups not yet answered */
 	bool starting;             /* still inside dnsbl_run: don't finish early */
 	uint32_t min_ttl;          /* the smallest TTL of the lists' answers (s; 0: none) */
+	size_t nsym0;              /* the session's symbols before this stage's lookups */
 	uint64_t started;          /* loop time the lookups went out: the TXT queries get
 	                            * what is left of the timeout, not one of their own */
 	size_t n;
@@ -768,6 +769,15 @@ static void dnsbl_op_unlink(struct dnsbl_op *op)
 		}
 }
 
+/* Was name among the first n symbols of env (those before this stage's lookups)? */
+static bool dnsbl_had_symbol(const struct hook_env *env, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n && i < env->nsymbols; i++)
+		if (strcmp(env->symbols[i].name, name) == 0)
+			return true;
+	return false;
+}
+
 /* All lookups are in: sum, symbols, verdict, pass cache. Frees op. */
 static void dnsbl_op_finish(struct dnsbl_op *op)
 {
@@ -790,8 +800,9 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		if (!lk->hit)
 			continue;
 		sum += l->c->weight;
-		/* a repeated EHLO (after STARTTLS) must not score the same listing twice */
-		if (op->stage != HOOK_HELO || hook_env_find_symbol(env, l->symbol) == NULL)
+		/* a repeated EHLO (after STARTTLS) must not score the same listing twice; two
+		 * lists of one zone (and so one symbol) both score at the first */
+		if (op->stage != HOOK_HELO || !dnsbl_had_symbol(env, op->nsym0, l->symbol))
 			hook_env_add_symbol(env, l->symbol, l->c->weight, l->shown);
 		if (l->c->weight > top) {
 			top = l->c->weight;
@@ -1005,6 +1016,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 	s->ops = op;
 	op->starting = true;
 	op->started = uv_now(env->loop);
+	op->nsym0 = env->nsymbols;
 	for (size_t k = 0; k < w->nlists; k++) {
 		char name[300];
 		struct dnsbl_lookup *lk;
