@@ -1454,9 +1454,10 @@ void session_start_connect(struct session *s)
 		session_log_tls(s);
 	opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
-	if (pg->delay > 0) {
+	if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
-		 * speaks before the final 220 line talks before the greeting. */
+		 * speaks before the final 220 line talks before the greeting. Not on a submission
+		 * listener: the site's own users (postscreen sits on port 25 only). */
 		session_reply(s, "220-%s ESMTP", s->cfg->hostname);
 		s->teaser_sent = true;
 		session_flush(s);
