@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -39,7 +40,9 @@ static const struct cfg_field dnsbl_list_fields[] = {
 	{ "reason", CFG_STRING, offsetof(struct dnsbl_list_config, reason), NULL,
 	  .doc = "reply text template with {ip} {zone} {txt} (default: the list's TXT record)" },
 	{ "symbol", CFG_STRING, offsetof(struct dnsbl_list_config, symbol), NULL,
-	  .doc = "symbol name for the rules engine (default DNSBL_<ZONE>)" },
+	  .doc = "symbol name for the rules engine (default DNSBL_<ZONE>, of reply_name when set)" },
+	{ "reply_name", CFG_STRING, offsetof(struct dnsbl_list_config, reply_name), NULL,
+	  .doc = "the list's name in the client's reply, {zone} and the symbol (default: zone): keeps a key in the zone (Spamhaus DQS) from the clients, as postscreen_dnsbl_reply_map" },
 	{ .key = NULL }
 };
 
@@ -50,6 +53,14 @@ static int dnsbl_list_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 
 	if (l->zone == NULL || *l->zone == '\0' || strlen(l->zone) > 200)
 		return cfg_error_key(p, n, "zone", -1, "expected a DNS zone name");
+	if (l->reply_name != NULL) {
+		if (*l->reply_name == '\0' || strlen(l->reply_name) > 200)
+			return cfg_error_key(p, n, "reply_name", -1, "expected a name");
+		for (const char *z = l->reply_name; *z; z++)
+			if ((unsigned char)*z <= ' ' || *z == 0x7f || *z == ';' || *z == '"')
+				return cfg_error_key(p, n, "reply_name", -1, "\"%s\": a name without blanks, ';' or '\"'",
+				    l->reply_name);
+	}
 	for (const char *z = l->zone; *z; z++)
 		if (!isalnum((unsigned char)*z) && *z != '-' && *z != '.' && *z != '_')
 			return cfg_error_key(p, n, "zone", -1, "\"%s\": not a DNS name", l->zone);
@@ -76,7 +87,9 @@ static const struct cfg_field dnsbl_config_fields[] = {
 	{ "lists", CFG_STRUCT_LIST, offsetof(struct dnsbl_config, lists), NULL,
 	  .sub = &dnsbl_list_table, .doc = "the lists: { zone, weight, type, codes, reason }" },
 	{ "pass_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_ttl), "1h", 0, 604800000,
-	  .doc = "a client that passed is not queried again for this long (0: no pass cache)" },
+	  .doc = "a client that passed is not queried again for at most this long, or the smallest TTL of the lists' answers if shorter (0: no pass cache), as postscreen_dnsbl_max_ttl" },
+	{ "pass_min_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_min_ttl), "60s", 1000, 604800000,
+	  .doc = "the least time a pass is remembered, however short the answers' TTLs, as postscreen_dnsbl_min_ttl" },
 	{ "timeout", CFG_DURATION, offsetof(struct dnsbl_config, timeout), "0", 0, 60000,
 	  .doc = "time limit per lookup (0: dns.timeout)" },
 	{ "skip_private", CFG_BOOL, offsetof(struct dnsbl_config, skip_private), "false",
@@ -348,6 +361,7 @@ static struct dnsbl_stats *dnsbl_stats_for(const char *zone)
 
 struct dnsbl_list {
 	const struct dnsbl_list_config *c;
+	const char *shown;         /* the name clients and mail see: reply_name or the zone */
 	struct dnsbl_code *codes;
 	size_t ncodes;
 	char symbol[64];
@@ -423,6 +437,7 @@ static uint32_t dnsbl_pass_tag(const struct dnsbl_config *dc)
 		h = dnsbl_fnv(h, &l->type, sizeof(l->type));
 		h = dnsbl_fnv(h, &l->weight, sizeof(l->weight));
 		h = dnsbl_fnv_str(h, l->symbol);
+		h = dnsbl_fnv_str(h, l->reply_name);
 		for (size_t k = 0; k < l->codes.n; k++)
 			h = dnsbl_fnv_str(h, l->codes.v[k]);
 		h = dnsbl_fnv_str(h, "|");
@@ -458,10 +473,11 @@ static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 			w->ndomain++;
 		else
 			w->nip++;
+		l->shown = l->c->reply_name ? l->c->reply_name : l->c->zone;
 		if (l->c->symbol != NULL && *l->c->symbol != '\0')
 			snprintf(l->symbol, sizeof(l->symbol), "%s", l->c->symbol);
 		else
-			dnsbl_symbol_name(l->c->zone, l->symbol, sizeof(l->symbol));
+			dnsbl_symbol_name(l->shown, l->symbol, sizeof(l->symbol));
 		if (l->c->codes.n > 0) {
 			l->codes = calloc(l->c->codes.n, sizeof(*l->codes));
 			if (l->codes == NULL)
@@ -561,11 +577,22 @@ struct dnsbl_op {
 	char subject[256];         /* the address or domain looked up */
 	int outstanding;           /* lookups not yet answered */
 	bool starting;             /* still inside dnsbl_run: don't finish early */
+	uint32_t min_ttl;          /* the smallest TTL of the lists' answers (s; 0: none) */
+	size_t nsym0;              /* the session's symbols before this stage's lookups */
+	uint64_t started;          /* loop time the lookups went out: the TXT queries get
+	                            * what is left of the timeout, not one of their own */
 	size_t n;
 	struct dnsbl_lookup lk[];
 };
 
 static void dnsbl_op_finish(struct dnsbl_op *op);
+
+/* A sum of weights as the operator adds them: to a millionth (weights are decimals, and
+ * 0.3 + 0.3 + 0.3 is 0.8999999999999999 in binary, which would miss a threshold of 0.9). */
+static double dnsbl_sum_round(double sum)
+{
+	return round(sum * 1e6) / 1e6;
+}
 
 /* Loopback, RFC 1918, link-local and ULA clients (a v4-mapped one as IPv4): never listed. */
 static bool dnsbl_client_is_private(const struct sockaddr_storage *ss)
@@ -649,6 +676,11 @@ static void dnsbl_a_cb(void *arg, const struct dns_result *res)
 	char name[300];
 
 	lk->q = NULL;
+	/* postscreen's pass TTL: the smallest TTL of the answers (a negative one's from its
+	 * SOA; none without an SOA), so a pass lasts no longer than the lists vouch for it */
+	if ((res->status == DNS_S_OK || res->status == DNS_S_NXDOMAIN || res->status == DNS_S_NODATA) &&
+	    res->ttl > 0 && (op->min_ttl == 0 || res->ttl < op->min_ttl))
+		op->min_ttl = res->ttl;
 	switch (res->status) {
 	case DNS_S_OK: {
 		const char *bad = NULL;
@@ -697,9 +729,12 @@ static void dnsbl_a_cb(void *arg, const struct dns_result *res)
 		if (op->stage == HOOK_CONNECT)
 			k = dns_name_reverse((const struct sockaddr *)&op->s->env->client, l->c->zone,
 			    name, sizeof(name));
-		if (k >= 0 && (size_t)k < sizeof(name)) {
+		uint64_t spent = uv_now(op->s->env->loop) - op->started;
+
+		/* a late A answer leaves its TXT only the rest of the timeout (none: no reason) */
+		if (k >= 0 && (size_t)k < sizeof(name) && spent + 10 < w->timeout) {
 			op->outstanding++;
-			lk->txt_q = dns_query_start(w->r, DNS_T_TXT, name, w->timeout, dnsbl_txt_cb, lk);
+			lk->txt_q = dns_query_start(w->r, DNS_T_TXT, name, w->timeout - spent, dnsbl_txt_cb, lk);
 		}
 	}
 	dnsbl_lookup_settle(op);
@@ -734,6 +769,15 @@ static void dnsbl_op_unlink(struct dnsbl_op *op)
 		}
 }
 
+/* Was name among the first n symbols of env (those before this stage's lookups)? */
+static bool dnsbl_had_symbol(const struct hook_env *env, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n && i < env->nsymbols; i++)
+		if (strcmp(env->symbols[i].name, name) == 0)
+			return true;
+	return false;
+}
+
 /* All lookups are in: sum, symbols, verdict, pass cache. Frees op. */
 static void dnsbl_op_finish(struct dnsbl_op *op)
 {
@@ -756,9 +800,10 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		if (!lk->hit)
 			continue;
 		sum += l->c->weight;
-		/* a repeated EHLO (after STARTTLS) must not score the same listing twice */
-		if (op->stage != HOOK_HELO || hook_env_find_symbol(env, l->symbol) == NULL)
-			hook_env_add_symbol(env, l->symbol, l->c->weight, l->c->zone);
+		/* a repeated EHLO (after STARTTLS) must not score the same listing twice; two
+		 * lists of one zone (and so one symbol) both score at the first */
+		if (op->stage != HOOK_HELO || !dnsbl_had_symbol(env, op->nsym0, l->symbol))
+			hook_env_add_symbol(env, l->symbol, l->c->weight, l->shown);
 		if (l->c->weight > top) {
 			top = l->c->weight;
 			best = lk;
@@ -775,6 +820,7 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		sum += s->connect_sum + s->helo_sum;
 	else
 		sum = s->connect_sum + s->helo_sum;
+	sum = dnsbl_sum_round(sum);
 
 	memset(&v, 0, sizeof(v));
 	v.action = VERDICT_CONTINUE;
@@ -791,17 +837,17 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		char reason[300] = "";
 
 		if (l->c->reason != NULL || best->txt[0] != '\0')
-			dnsbl_reason_format(l->c->reason, env->client_ip, l->c->zone, best->txt,
+			dnsbl_reason_format(l->c->reason, env->client_ip, l->shown, best->txt,
 			    reason, sizeof(reason));
 		if (w->dc->action == DNSBL_ACTION_TEMPFAIL)
 			verdict_set(&v, VERDICT_TEMPFAIL, 450, "dnsbl",
 			    "4.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
-			    dnsbl_stage_word(op->stage), op->subject, l->c->zone,
+			    dnsbl_stage_word(op->stage), op->subject, l->shown,
 			    reason[0] ? "; " : "", reason);
 		else
 			verdict_set(&v, VERDICT_REJECT, 550, "dnsbl",
 			    "5.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
-			    dnsbl_stage_word(op->stage), op->subject, l->c->zone,
+			    dnsbl_stage_word(op->stage), op->subject, l->shown,
 			    reason[0] ? "; " : "", reason);
 		{
 			char zv[100];
@@ -822,6 +868,11 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		memset(&pr, 0, sizeof(pr));
 		pr.status = DNS_S_OK;
 		pr.ttl = (uint32_t)(w->dc->pass_ttl / 1000);
+		if (op->min_ttl > 0 && op->min_ttl < pr.ttl) {
+			uint32_t floor_s = (uint32_t)(w->dc->pass_min_ttl / 1000);
+
+			pr.ttl = op->min_ttl > floor_s ? op->min_ttl : floor_s < pr.ttl ? floor_s : pr.ttl;
+		}
 		pr.v = hitv;
 		for (size_t i = 0; i < op->n && pr.n < 64; i++)
 			if (op->lk[i].hit) {
@@ -905,7 +956,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 				if (*end != '\0' || k >= w->nlists || w->lists[k].c->type != DNSBL_TYPE_IP)
 					continue;
 				hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
-				    w->lists[k].c->zone);
+				    w->lists[k].shown);
 				s->connect_sum += w->lists[k].c->weight;
 			}
 			if (log_is_debug())
@@ -915,6 +966,7 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 			struct verdict v;
 
 			memset(&v, 0, sizeof(v));
+			s->connect_sum = dnsbl_sum_round(s->connect_sum);
 			if (dnsbl_allow(w, env, s->connect_sum, &v)) {
 				hook_call_done(call, &v);
 				return;
@@ -963,6 +1015,8 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 	op->next = s->ops;
 	s->ops = op;
 	op->starting = true;
+	op->started = uv_now(env->loop);
+	op->nsym0 = env->nsymbols;
 	for (size_t k = 0; k < w->nlists; k++) {
 		char name[300];
 		struct dnsbl_lookup *lk;

@@ -24,7 +24,9 @@ struct dnsbl_list_config {
 	int type;                   /* enum dnsbl_list_type */
 	struct cfg_strlist codes;   /* "127.0.0.2-127.0.0.11", "127.0.0.4", "0x04/bitmask"; empty = any 127/8 */
 	char *reason;               /* reply template: {ip} {zone} {txt}; NULL = the TXT record */
-	char *symbol;               /* symbol name; NULL = DNSBL_<ZONE> */
+	char *symbol;               /* symbol name; NULL = DNSBL_<ZONE> (of reply_name when set) */
+	char *reply_name;           /* the list's name for the client and the mail (reply, {zone},
+	                             * the symbol): hides a key in the zone; NULL = zone */
 };
 
 struct dnsbl_config {
@@ -32,7 +34,8 @@ struct dnsbl_config {
 	double allow_threshold;     /* < 0: a connect sum at or below it allow-lists the client */
 	int action;                 /* enum dnsbl_action */
 	struct cfg_list lists;      /* struct dnsbl_list_config */
-	uint64_t pass_ttl;          /* ms */
+	uint64_t pass_ttl;          /* ms: the most a pass is remembered */
+	uint64_t pass_min_ttl;      /* ms: the least, however short the answers' TTLs */
 	uint64_t timeout;           /* ms; 0 = dns.timeout */
 	bool skip_private;          /* no lookups for loopback/private clients */
 	long error_flag_after;      /* consecutive errors before a list is flagged in the log */

@@ -85,6 +85,54 @@ static const char *gl_skip_tagged(const char *local, const char *prefix, int fie
 	return p;
 }
 
+/* An SRS address's local part (lowercase) without its hashes and time, which change from
+ * day to day for one original sender: "srs0=HASH=TT=domain=user" -> "srs0=domain=user",
+ * "srs1=HASH=fwd.example==HASH=TT=domain=user" -> "srs1=fwd.example=domain=user". The
+ * separator after SRS0/SRS1 may be '=', '+' or '-' (libsrs2, Mail::SRS, postsrsd), as may
+ * the one SRS1 keeps of the original SRS0. The form's prefix goes to out (*n its length);
+ * returns what follows it, or local when it is no SRS address. */
+static const char *gl_srs_form(const char *local, char *out, size_t *n)
+{
+	const char *p, *host = NULL;
+	size_t hlen = 0;
+	bool srs1;
+
+	if (strncmp(local, "srs0", 4) != 0 && strncmp(local, "srs1", 4) != 0)
+		return local;
+	srs1 = local[3] == '1';
+	if (local[4] != '=' && local[4] != '+' && local[4] != '-')
+		return local;
+	p = strchr(local + 5, '=');             /* past the hash */
+	if (p == NULL)
+		return local;
+	p++;
+	if (srs1) {
+		host = p;
+		p = strchr(p, '=');
+		if (p == NULL || p == host)
+			return local;
+		hlen = (size_t)(p - host);
+		p++;
+		if (*p == '=' || *p == '+' || *p == '-')
+			p++;            /* the original SRS0's separator */
+		p = strchr(p, '=');  /* past the SRS0 hash */
+		if (p == NULL)
+			return local;
+		p++;
+	}
+	p = strchr(p, '=');     /* past the time stamp */
+	if (p == NULL || p[1] == '\0' || hlen > 200)
+		return local;
+	memcpy(out, srs1 ? "srs1=" : "srs0=", 5);
+	*n = 5;
+	if (srs1) {
+		memcpy(out + 5, host, hlen);
+		out[5 + hlen] = '=';
+		*n += hlen + 1;
+	}
+	return p + 1;
+}
+
 static bool gl_word_char(char c)
 {
 	return isalnum((unsigned char)c) || c == '_';
@@ -93,8 +141,8 @@ static bool gl_word_char(char c)
 /* The sender as the triplet keeps it (lowercased, in place, snd holding at least as much as
  * it has): the parts of a local part that change from message to message or from day to
  * day for one sender, as postgrey drops them, so a sender that passed once passes again:
- * a BATV tag ("prvs=TAG=user", "msprvs1=TAG=user" -> "user"), the hash and time of an SRS0
- * address ("srs0=HASH=TT=domain=user" -> "srs0=domain=user"), an extension ("list+bnc123"
+ * a BATV tag ("prvs=TAG=user", "msprvs1=TAG=user", "btv1==TAG==user" -> "user"), the hashes
+ * and time of an SRS address (gl_srs_form), an extension ("list+bnc123"
  * -> "list": VERP, Google Groups) and each number standing alone ("bounce-1234-5" ->
  * "bounce-#-#"; "user123" stays). */
 static void gl_sender_form(char *snd)
@@ -111,11 +159,15 @@ static void gl_sender_form(char *snd)
 	l = gl_skip_tagged(local, "prvs=", 1);
 	if (l == local)
 		l = gl_skip_tagged(local, "msprvs1=", 1);
-	if (l == local && strncmp(local, "srs0=", 5) == 0 && gl_skip_tagged(local, "srs0=", 2) != local) {
-		memcpy(out, "srs0=", 5);
-		n = 5;
-		l = gl_skip_tagged(local, "srs0=", 2);
+	if (l == local && strncmp(local, "btv1==", 6) == 0) {
+		/* Barracuda's BATV: btv1==TAG==user */
+		const char *e = strstr(local + 6, "==");
+
+		if (e != NULL && e[2] != '\0')
+			l = e + 2;
 	}
+	if (l == local)
+		l = gl_srs_form(local, out, &n);
 	for (size_t i = 0; l[i] && l[i] != '+' && n + 1 < sizeof(out); i++) {
 		if (isdigit((unsigned char)l[i]) && (i == 0 || !gl_word_char(l[i - 1]))) {
 			size_t j = i;

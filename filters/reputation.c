@@ -115,7 +115,7 @@ static bool rep_is_ip_list_symbol(const struct mx_config *cfg, const char *name)
 		if (lists[i].symbol != NULL && lists[i].symbol[0] != '\0')
 			snprintf(sym, sizeof(sym), "%s", lists[i].symbol);
 		else
-			dnsbl_symbol_name(lists[i].zone, sym, sizeof(sym));
+			dnsbl_symbol_name(lists[i].reply_name ? lists[i].reply_name : lists[i].zone, sym, sizeof(sym));
 		if (strcmp(sym, name) == 0)
 			return true;
 	}

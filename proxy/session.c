@@ -234,6 +234,17 @@ void session_refuse_early(struct session *s, const char *reason)
 
 /* ---- commands in flight ------------------------------------------------------------ */
 
+/* A symbol about the client's behaviour that the session itself adds (outside a filter
+ * stage). Outside a transaction it belongs to the session, as a connect or HELO stage's
+ * symbols do (chain.c): the transaction resets (the HELO/EHLO itself, MAIL, RSET, after a
+ * message) keep it, so the rules engine sees it for every message. */
+static void session_add_symbol(struct session *s, const char *name, double score, const char *desc)
+{
+	hook_env_add_symbol(&s->env, name, score, desc);
+	if (s->env.mail_from == NULL)
+		s->env.txn_symbols_start = s->env.nsymbols;
+}
+
 /* Ends the transaction (an outcome not reported yet is reported as abandoned: RSET, HELO,
  * STARTTLS, a new MAIL) and releases it. */
 static void session_txn_reset(struct session *s, bool relay_reusable)
@@ -972,7 +983,7 @@ static void session_apply_starttls(struct session *s, const struct verdict *v)
 	if (s->inlen || linebuf_pending(&s->lb)) {
 		log_event(LOG_LVL_WARNING, s->id, "event=starttls_injection client=%s bytes=%zu", s->env.client_ip,
 		    s->inlen + linebuf_pending(&s->lb));
-		hook_env_add_symbol(&s->env, "STARTTLS_PIPELINED", 3.0, "plaintext pipelined after STARTTLS");
+		session_add_symbol(s, "STARTTLS_PIPELINED", 3.0, "plaintext pipelined after STARTTLS");
 		s->inlen = 0;
 		linebuf_clear(&s->lb);
 	}
@@ -1086,7 +1097,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
 			if (parsed.verb == SMTP_HTTP) {
 				log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
-				hook_env_add_symbol(&s->env, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");
+				session_add_symbol(s, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");
 				session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
 				s->quit_after_flush = true;
 				return;
@@ -1221,9 +1232,9 @@ void session_process(struct session *s)
 			continue;
 		}
 		if (line.bare_lf && !hook_env_find_symbol(&s->env, "BARE_LF_COMMAND"))
-			hook_env_add_symbol(&s->env, "BARE_LF_COMMAND", 1.0, "command line ended by a bare LF");
+			session_add_symbol(s, "BARE_LF_COMMAND", 1.0, "command line ended by a bare LF");
 		if (!s->env.esmtp && pos < s->inlen && !hook_env_find_symbol(&s->env, "PIPELINING_UNANNOUNCED"))
-			hook_env_add_symbol(&s->env, "PIPELINING_UNANNOUNCED", 1.0, "pipelined commands without EHLO");
+			session_add_symbol(s, "PIPELINING_UNANNOUNCED", 1.0, "pipelined commands without EHLO");
 		/* The line may point into s->in; copy before anything can reallocate it. */
 		char linecopy[2112];    /* a command line, or an AUTH response (SASL_MAX_B64) */
 		size_t ll = line.len < sizeof(linecopy) - 1 ? line.len : sizeof(linecopy) - 1;
@@ -1293,7 +1304,7 @@ static void session_greet(struct session *s)
 		const struct pregreet_config *pg = &s->cfg->pregreet;
 		bool refused = s->conn_verdict.action != VERDICT_CONTINUE;
 
-		hook_env_add_symbol(&s->env, "PREGREET", pg->score, "talked before the greeting");
+		session_add_symbol(s, "PREGREET", pg->score, "talked before the greeting");
 		if (pg->action == PREGREET_REJECT && !refused) {
 			verdict_set(&s->conn_verdict, VERDICT_REJECT, 550, "pregreet",
 			    "5.5.1 Protocol error: talking before the greeting");
@@ -1367,14 +1378,33 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 
 static void session_apply_connect(struct session *s, const struct verdict *v)
 {
-	/* A delay asked for at connect holds nothing: the greeting waits for pregreet only. */
+	/* A delay asked for at connect (a tarpit: reputation's delay action, a rate limit's)
+	 * holds the greeting, together with what is left of the pregreet delay. */
+	uint64_t hold = s->tarpit_ms;
+
 	s->tarpit_ms = 0;
 	if (session_connect_refusal(s, v)) {
 		session_flush(s);
 		return;
 	}
+	if (v->action == VERDICT_ACCEPT && s->teaser_sent && s->state == SESSION_CONNECT) {
+		/* Allow-listed at connect (reputation.allow, the DNS lists' allow_threshold): the
+		 * pregreet test ends, as postscreen's access list and dnsbl whitelist threshold
+		 * let a client skip it; what it said early is not held against it. */
+		uv_timer_stop(&s->timer);
+		if (s->pregreet_hit)
+			log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=allow_listed client=%s",
+			    s->env.client_ip);
+		s->pregreet_hit = false;
+	}
+	if (uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) > hold)
+		hold = 0;       /* the pregreet delay still runs longer */
+	if (hold) {
+		log_event(LOG_LVL_DEBUG, s->id, "event=tarpit ms=%llu stage=connect", (unsigned long long)hold);
+		session_arm(s, hold);
+	}
 	if (uv_is_active((uv_handle_t *)&s->timer)) {
-		/* The pregreet delay still runs: its end greets. */
+		/* The pregreet delay or the tarpit still runs: its end greets. */
 		session_enter_state(s, SESSION_PREGREET);
 		return;
 	}
@@ -1424,16 +1454,17 @@ void session_start_connect(struct session *s)
 		session_log_tls(s);
 	opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
-	if (pg->delay > 0) {
+	if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
-		 * speaks before the final 220 line talks before the greeting. */
+		 * speaks before the final 220 line talks before the greeting. Not on a submission
+		 * listener: the site's own users (postscreen sits on port 25 only). */
 		session_reply(s, "220-%s ESMTP", s->cfg->hostname);
 		s->teaser_sent = true;
 		session_flush(s);
 		session_arm(s, pg->delay);
 		/* what came in the PROXY header's segment was sent before any greeting too */
 		if (s->inlen > 0)
-			session_note_pregreet(s, s->inlen);
+			session_note_pregreet(s, s->in, s->inlen);
 	}
 	session_unpause(s);
 	s->cmd = &session_connect_step;
@@ -1453,6 +1484,10 @@ void session_drain_all(struct worker *w, int force)
 			continue;
 		if (force || ((session_takes_commands(s) || s->state == SESSION_PROXY || s->state == SESSION_CONNECT ||
 		    s->state == SESSION_PREGREET) && s->env.mail_from == NULL)) {
+			/* After the pregreet teaser the greeting is a 220 reply already: it ends as one,
+			 * and the 421 follows as a reply of its own (RFC 5321 4.2.1, 3.8). */
+			if ((s->state == SESSION_CONNECT || s->state == SESSION_PREGREET) && s->teaser_sent)
+				session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 			if (s->state != SESSION_PROXY)
 				session_reply(s, "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
 			s->quit_after_flush = true;

@@ -195,7 +195,7 @@ void session_start_connect(struct session *s);
 /* The pregreet delay is over (the timer fired). */
 void session_pregreet_over(struct session *s);
 /* The client talked before the greeting (len octets): the pregreet test failed. */
-void session_note_pregreet(struct session *s, size_t len);
+void session_note_pregreet(struct session *s, const char *data, size_t len);
 
 /* ---- client I/O (session_io.c) ----------------------------------------------------------- */
 

@@ -336,13 +336,20 @@ void session_unpause(struct session *s)
 	}
 }
 
-void session_note_pregreet(struct session *s, size_t len)
+/* postscreen's "PREGREET 11 after 0.1 from [addr]:port: EHLO bot.example": how long after
+ * the connection the client talked, and the start of what it sent (escaped). */
+void session_note_pregreet(struct session *s, const char *data, size_t len)
 {
+	char dv[200];
+
 	if (s->pregreet_hit)
 		return;
 	s->pregreet_hit = true;
 	counter_inc(COUNTER_PREGREET);
-	log_event(LOG_LVL_INFO, s->id, "event=pregreet client=%s bytes=%zu", s->env.client_ip, len);
+	log_event(LOG_LVL_INFO, s->id, "event=pregreet client=%s port=%d bytes=%zu after_ms=%llu data=%s",
+	    s->env.client_ip, s->env.client_port, len,
+	    (unsigned long long)(uv_now(&s->w->loop) - s->started_ms),
+	    log_valn(dv, sizeof(dv), data, len < 100 ? len : 100));
 }
 
 /* Plaintext from the client (after TLS). Held when the session cannot take it now. */
@@ -352,10 +359,11 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 
 	if (s->state == SESSION_CLOSING)
 		return -1;
-	/* Talking before the greeting: while the pregreet delay runs (the timer is the delay
-	 * in these two states). */
-	if (s->state == SESSION_PREGREET || (s->state == SESSION_CONNECT && uv_is_active((uv_handle_t *)&s->timer)))
-		session_note_pregreet(s, len);
+	/* Talking before the greeting: anything after the teaser and before the final 220 line
+	 * (the delay may have ended while the connect stage's lookups or a tarpit still hold
+	 * the greeting). Without the test (no teaser) a client is only held. */
+	if ((s->state == SESSION_PREGREET || s->state == SESSION_CONNECT) && s->teaser_sent)
+		session_note_pregreet(s, data, len);
 	if (s->state == SESSION_DATA && s->inlen == 0 && !s->quit_after_flush) {
 		/* Message content with nothing held before it (the rule while a message comes
 		 * in): the parser takes it from the read buffer, only what follows its end (the

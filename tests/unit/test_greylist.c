@@ -87,6 +87,18 @@ static void test_triplet(void **state)
 		{ "198.18.7.7", "prvs=1234abcdef=News@Example.ORG", "b@x", "198.18.7.0/24|news@example.org|b@x" },
 		{ "198.18.7.7", "msprvs1=19888aXbYcd=bounces-123@ex.org", "b@x", "198.18.7.0/24|bounces-#@ex.org|b@x" },
 		{ "198.18.7.7", "SRS0=HhHh=TT=orig.example=alice@fwd.example", "b@x", "198.18.7.0/24|srs0=orig.example=alice@fwd.example|b@x" },
+		/* SRS with '+' or '-' after SRS0 (libsrs2, postsrsd): before, '+' was taken for an
+		 * extension and every SRS0+ sender of a forwarder was one ("srs0@fwd") */
+		{ "198.18.7.7", "SRS0+HhHh=TT=orig.example=alice@fwd.example", "b@x", "198.18.7.0/24|srs0=orig.example=alice@fwd.example|b@x" },
+		{ "198.18.7.7", "SRS0-HhHh=TT=orig.example=alice@fwd.example", "b@x", "198.18.7.0/24|srs0=orig.example=alice@fwd.example|b@x" },
+		/* SRS1 (forwarded twice): both hashes and the time go, the first forwarder stays */
+		{ "198.18.7.7", "SRS1=XxXx=fwd1.example==HhHh=TT=orig.example=alice@fwd2.example", "b@x", "198.18.7.0/24|srs1=fwd1.example=orig.example=alice@fwd2.example|b@x" },
+		{ "198.18.7.7", "SRS1+XxXx=fwd1.example=+HhHh=TT=orig.example=alice@fwd2.example", "b@x", "198.18.7.0/24|srs1=fwd1.example=orig.example=alice@fwd2.example|b@x" },
+		{ "198.18.7.7", "srs1=XxXx=fwd1.example", "b@x", "198.18.7.0/24|srs1=xxxx=fwd1.example|b@x" },
+		{ "198.18.7.7", "srs0=a=b@x.org", "b@x", "198.18.7.0/24|srs0=a=b@x.org|b@x" },
+		/* Barracuda's BATV */
+		{ "198.18.7.7", "btv1==1234abcdef==Alice@example.org", "b@x", "198.18.7.0/24|alice@example.org|b@x" },
+		{ "198.18.7.7", "btv1==1234abcdef==@example.org", "b@x", "198.18.7.0/24|btv1==1234abcdef==@example.org|b@x" },
 		{ "198.18.7.7", "list+bncBDK4HJ7XQ@googlegroups.com", "b@x", "198.18.7.0/24|list@googlegroups.com|b@x" },
 		{ "198.18.7.7", "bounce-1234-5@lists.example", "b@x", "198.18.7.0/24|bounce-#-#@lists.example|b@x" },
 		{ "198.18.7.7", "12345@qq.example", "b@x", "198.18.7.0/24|#@qq.example|b@x" },

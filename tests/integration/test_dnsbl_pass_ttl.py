@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""The pass cache lasts no longer than the lists vouch for the client, as postscreen's since
+Postfix 3.1 (postscreen_dnsbl_min_ttl / postscreen_dnsbl_max_ttl): the smallest TTL of the
+lists' answers (a listing's, or an NXDOMAIN's from its SOA), at least `pass_min_ttl`, at
+most `pass_ttl`.
+
+Before, every pass was remembered for `pass_ttl` (1h): a client allow-listed by an answer
+with a TTL of 2 s kept its DNSBL_ALLOW (no greylisting) for an hour after the list dropped
+it, and a client that passed with "not listed" stayed unlooked-up for an hour after a
+block list listed it. Here rbldnsd answers with a TTL of 2 s ($TTL) and pass_min_ttl is
+1 s: once the 2 s are over the client is looked up again (seen when the list is gone:
+the next connection logs dnsbl_error for it). With answers whose TTL is longer than
+pass_ttl, pass_ttl still bounds it (the second zone: no lookup within the test).
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('rbldnsd')
+rbl = mt.rbldnsd({
+    'short.test': ('ip4set', '$TTL 2\n:127.0.0.2:allowed for 2 seconds\n198.18.85.1\n'),
+})
+rbl_port = rbl.port
+be = mt.Backend()
+cfg = mt.proxied_config([be.url], dns={'resolvers': ['127.0.0.1:%d' % rbl_port], 'timeout': '1s', 'tries': 1},
+                        dnsbl={'threshold': 3, 'pass_ttl': '1h', 'pass_min_ttl': '1s',
+                               'lists': [{'zone': 'short.test', 'weight': -1}]})
+mx = mt.Mxgate(cfg, 'mx-pass-ttl')
+
+
+def greet(src):
+    c = mt.Client(mx.port, proxy_src=src)
+    c.cmd('QUIT')
+    c.close()
+    return c.greeting
+
+
+mt.check(greet('198.18.85.1')[0] == 220, 'the allow-listed client is served')
+mt.check(mx.wait_log(r'event=dnsbl stage=connect client=198\.18\.85\.1 .*lists=short\.test'),
+         'its listing (TTL 2 s) is logged')
+mt.check(greet('198.18.85.2')[0] == 220, 'an unlisted client is served too')
+mt.stop_proc(rbl)
+mark = mx.log_size()
+greet('198.18.85.1')
+mt.check(not mx.wait_log(r'event=dnsbl_error .*client=198\.18\.85\.1 ', timeout=0.2, start=mark),
+         'right away the pass cache answers (no lookup, no error)')
+
+
+def looked_up_again():
+    greet('198.18.85.1')
+    return mx.wait_log(r'event=dnsbl_error list=short\.test .*client=198\.18\.85\.1 ', timeout=0.01, start=mark)
+
+
+mt.check(mt.wait_for(looked_up_again, timeout=15, step=0.3),
+         'once the answer\'s 2 s TTL is over, the client is looked up again (not after pass_ttl, 1h)')
+mx.stop()
+
+rc, out = mt.config_check(mt.proxied_config([be.url], dnsbl={'pass_min_ttl': '0s', 'lists': [{'zone': 'x.test'}]}),
+                          'min-ttl-zero')
+mt.check(rc != 0 and 'pass_min_ttl' in out, 'mxgate -t refuses a pass_min_ttl under 1s: %s' % out.strip()[:200])
+mt.finish()
