@@ -6,7 +6,9 @@ docs say otherwise (docs/smtp-edge.md).
 - HELO/EHLO: without an argument 501 5.5.4; repeated, or after MAIL, they reset the
   transaction (RFC 5321 4.1.4: RCPT then 503), and the backend hears each new name (XCLIENT
   HELO= and the Received: header of the next message); MAIL before any HELO: 503 5.5.1
-  (mxgate's smtpd_helo_required: yes);
+  (mxgate's smtpd_helo_required: yes); a HELO name's spaces, <>()\\";@ and control
+  characters are "?" in the Received: field, as Postfix writes it (a name such as
+  "x (mail.trusted.example [192.0.2.1])" forged a relay for downstream Received parsers);
 - keywords in any case (mail from:, Rcpt To:, bdat 4 last), a space after the colon, extra
   spaces between parameters, trailing white space;
 - RCPT TO:<Postmaster> without a domain is taken (RFC 5321 4.5.1) and passed as sent;
@@ -27,6 +29,7 @@ docs say otherwise (docs/smtp-edge.md).
   cut off, 421 4.7.0), as Postfix counts each 5xx toward smtpd_hard_error_limit.
 Peers: two scripted backends (one refusing a set of recipients)."""
 import os
+import re
 import socket
 import sys
 
@@ -85,6 +88,26 @@ for name in ('one.test', 'two.test'):
              'the backend hears the new name: XCLIENT HELO=%s and the Received: header (%r)'
              % (name, got and (got[0]['xclient'], got[0]['data'][:40])))
 c.close()
+
+# A HELO name made to look like a relay in the Received: field: Postfix's smtpd writes the
+# name with space, <, >, (, ), backslash, ", ;, @ and control characters as "?" there
+# (smtpd.c, NEUTER_CHARACTERS), so that a Received parser downstream (SpamAssassin, rspamd)
+# never takes the client's words for the relay's name and address; the backend still hears
+# the name as sent (XCLIENT HELO=, xtext).
+for tag, name, shown in (
+        ('helo-fake-relay', 'x (mail.trusted.example [192.0.2.1])', 'x??mail.trusted.example?[192.0.2.1]?'),
+        ('helo-specials', 'a<b>c"d\\e;f@g\th', 'a?b?c?d?e?f?g?h')):
+    c = client(ehlo=None)
+    mt.check(c.cmd('HELO ' + name)[0] == 250, '%s: HELO 250' % tag)
+    mt.check(codes(c, ['MAIL FROM:<a@example.org>', 'RCPT TO:<r@example.test>']) == [250, 250], '%s: MAIL, RCPT' % tag)
+    code, text = deliver(c, tag)
+    got = tagged(tag)
+    mt.check(code == 250 and len(got) == 1 and
+             got[0]['data'].startswith(b'Received: from %s (localhost [127.0.0.1])\r\n' % shown.encode()),
+             '%s: Received: from %s (%r)' % (tag, shown, got and got[0]['data'][:90]))
+    helo = got and re.sub(r'\+([0-9A-F]{2})', lambda m: chr(int(m.group(1), 16)), got[0]['xclient'].get('HELO', ''))
+    mt.check(helo == name, '%s: XCLIENT HELO= as sent, xtext (%r)' % (tag, helo))
+    c.close()
 
 # ---------------------------------------------------------------- case, spaces, Postmaster, <>
 c = client()
