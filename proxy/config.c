@@ -116,7 +116,7 @@ static const struct cfg_field listen_fields[] = {
 	{ "tls", CFG_ENUM, offsetof(struct listen_config, tls), "none", .choices = listen_tls_choices,
 	  .doc = "none, starttls (offer STARTTLS) or implicit (TLS from the first byte, port 465)" },
 	{ "proxy_protocol", CFG_BOOL, offsetof(struct listen_config, proxy_protocol), "false",
-	  .doc = "expect a PROXY v1/v2 header, accepted only from trusted_proxies" },
+	  .doc = "expect a PROXY v1/v2 header, accepted only from trusted_proxies: a peer not listed, a header missing or malformed, or none within 10 s (Postfix's smtpd_upstream_proxy_timeout is 5 s) closes the connection without a reply" },
 	{ "submission", CFG_BOOL, offsetof(struct listen_config, submission), "false",
 	  .doc = "a submission port (587, or 465 with tls: implicit): AUTH offered after TLS and required before MAIL (530 5.7.0); needs auth.dovecot" },
 	{ "auth", CFG_BOOL, offsetof(struct listen_config, auth), "false",

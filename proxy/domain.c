@@ -3,6 +3,7 @@
 #include "domain.h"
 
 #include <arpa/inet.h>
+#include <idn2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +175,27 @@ static int domain_normalize_ipv6(const char *d, size_t n, char *out, size_t cap)
 	return k > 0 && (size_t)k < cap ? k : -1;
 }
 
+/* A name holding U-labels (out, n octets, ASCII already folded) as its A-labels, UTS #46
+ * non-transitional mapping (Unicode case folded, NFC), as Postfix looks names up
+ * (midna_domain_to_ascii): "B\xc3\x9cCHER.example" and "xn--bcher-kva.example" are then the
+ * same name. A name libidn2 does not take (not valid IDNA) stays as it is, compared octet
+ * by octet. Returns the length of out. */
+static int domain_normalize_idn(char *out, size_t n, size_t cap)
+{
+	char *ascii = NULL;
+	int rc = idn2_to_ascii_8z(out, &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
+	size_t k = rc == IDN2_OK && ascii != NULL ? strlen(ascii) : 0;
+
+	if (k > 0 && k <= DOMAIN_MAX && k < cap) {
+		for (size_t i = 0; i < k; i++)
+			out[i] = (char)(ascii[i] >= 'A' && ascii[i] <= 'Z' ? ascii[i] + 32 : ascii[i]);
+		out[k] = '\0';
+		n = k;
+	}
+	idn2_free(ascii);
+	return (int)n;
+}
+
 /* See domain.h. */
 int domain_normalize(const char *d, size_t n, char *out, size_t cap)
 {
@@ -185,12 +207,14 @@ int domain_normalize(const char *d, size_t n, char *out, size_t cap)
 		return -1;
 	if ((k = domain_normalize_ipv6(d, n, out, cap)) != 0)
 		return k;
+	bool eight = false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)d[i];
 		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+		eight |= c >= 0x80;
 	}
 	out[n] = '\0';
-	return (int)n;
+	return eight ? domain_normalize_idn(out, n, cap) : (int)n;
 }
 
 /* See domain.h. */

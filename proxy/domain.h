@@ -3,9 +3,10 @@
  * (backends.routes[].domains) and accept_domains share.
  *
  * Normal form: ASCII letters lower-cased, one trailing root dot removed ("Example.ORG." ->
- * "example.org"). Non-ASCII octets (UTF-8 U-labels) are kept as they are and compared
- * octet by octet: no IDNA conversion, so "bücher.example" and "xn--bcher-kva.example" are
- * different names to the matcher.
+ * "example.org"), U-labels as their A-labels (libidn2, UTS #46 non-transitional mapping:
+ * "BÜCHER.example", "bücher.example" and "xn--bcher-kva.example" are one name, as Postfix
+ * compares them); a non-ASCII name that is not valid IDNA is kept as it is and compared
+ * octet by octet.
  *
  * Patterns: "example.org" (that name only), "*.example.org" (every name below it, at any
  * depth, not example.org itself), "[192.0.2.1]" / "[IPv6:2001:db8::1]" (that address
@@ -37,7 +38,7 @@ enum domain_syntax domain_check(const char *d, size_t n, bool *utf8);
 bool domain_utf8_valid(const char *s, size_t n);
 
 /* Writes the normal form of d[0..n) into out (cap octets, NUL-terminated): ASCII case
- * folded, one trailing root dot removed, an IPv6 literal as "[ipv6:" + its RFC 5952 text
+ * folded, one trailing root dot removed, U-labels as A-labels, an IPv6 literal as "[ipv6:" + its RFC 5952 text
  * + "]" (so "[IPv6:2001:db8:0:0:0:0:0:1]" is "[ipv6:2001:db8::1]"). Returns its length, or
  * -1 when it is empty, longer than DOMAIN_MAX, contains a NUL, or cap is too small. No
  * syntax check beyond that. */

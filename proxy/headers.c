@@ -155,6 +155,19 @@ static inline char *headers_put(char *o, const char *s, size_t n)
 
 #define HEADERS_PUT_LIT(o, lit) headers_put((o), (lit), sizeof(lit) - 1)
 
+/* The client's HELO name as the Received field shows it, written at o (n octets): space,
+ * <>()\";@ and control characters become '?', as Postfix's smtpd writes it (smtpd.c,
+ * NEUTER_CHARACTERS), so that a name such as "x (mail.example [192.0.2.1])" cannot pose
+ * as the relay to a Received parser downstream. Returns the octet after it. */
+static char *headers_put_helo(char *o, const char *helo, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)helo[i];
+		o[i] = c <= ' ' || c == 0x7f || strchr("<>()\\\";@", c) != NULL ? '?' : (char)c;
+	}
+	return o + n;
+}
+
 /* The Received field's constant parts, each as HEADERS_PUT_LIT writes it; their lengths
  * together (RECEIVED_FIXED) bound what the field adds to its variable parts. */
 #define R_FROM "Received: from "
@@ -194,7 +207,7 @@ void headers_build_received_at(struct strbuf *out, const struct hook_env *env, c
 		growbuf_grow(&out->v, &out->cap, 256, need);
 	char *o = out->v + out->len;
 	o = HEADERS_PUT_LIT(o, R_FROM);
-	o = headers_put(o, helo, lh);
+	o = headers_put_helo(o, helo, lh);
 	o = HEADERS_PUT_LIT(o, R_NAME);
 	o = headers_put(o, name, ln);
 	o = HEADERS_PUT_LIT(o, R_IP);

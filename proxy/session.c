@@ -16,6 +16,7 @@
 #include "conncount.h"
 #include "counters.h"
 #include "domain.h"
+#include "dsnparam.h"
 #include "log.h"
 #include "opstats.h"
 #include "worker.h"
@@ -369,6 +370,7 @@ static enum session_check session_check_mail(const struct session *s, const stru
 	/* with AUTH offered, its MAIL parameter too (RFC 4954 5; checked and dropped: auth.c) */
 	static const char *const params_auth[] = { "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", "AUTH", NULL };
 	bool auth_param;
+	const char *err;
 
 	if (s->drain)
 		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
@@ -388,7 +390,11 @@ static enum session_check session_check_mail(const struct session *s, const stru
 		    "555 5.5.4 Unsupported option: BODY=BINARYMIME");
 	if (auth_check_mail_param(s, cmd, &auth_param, reply, cap) != SESSION_CHECK_OK)
 		return SESSION_CHECK_ERROR;
-	return session_check_params(cmd, auth_param ? params_auth : params, reply, cap);
+	if (session_check_params(cmd, auth_param ? params_auth : params, reply, cap) != SESSION_CHECK_OK)
+		return SESSION_CHECK_ERROR;
+	if ((err = dsnparam_check_mail(cmd)) != NULL)
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+	return SESSION_CHECK_OK;
 }
 
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
@@ -422,11 +428,14 @@ static enum session_check session_check_rcpt_in(const struct session *s, const s
 {
 	static const char *const params[] = { "NOTIFY", "ORCPT", NULL };
 	enum session_check r;
+	const char *err;
 
 	if ((long)nrcpts >= s->cfg->limits.max_recipients)
 		return session_check_reply(reply, cap, SESSION_CHECK_REPLY, "452 4.5.3 Error: too many recipients");
 	if ((r = session_check_params(cmd, params, reply, cap)) != SESSION_CHECK_OK)
 		return r;
+	if ((err = dsnparam_check_rcpt(cmd)) != NULL)
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
 	if (cmd->addr[0] == '\0')
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "501 5.1.3 Bad recipient address syntax");
 	return session_check_rcpt_allowed(s, cmd, mail_params, quiet, reply, cap);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """SMTP edge, against the running daemon: accept_domains with the open-relay battery (nmap
 smtp-open-relay forms and the rest), routes in the domain normal form (the trailing-dot
-bypass), the file re-read on SIGHUP, the -t warning, address syntax (RFC 5321 4.1.2 /
+bypass; an internationalised domain as its U-label or A-label, any case, is one domain), the file re-read on SIGHUP, the -t warning, address syntax (RFC 5321 4.1.2 /
 4.5.3.1, RFC 6531) and NUL bytes in DATA (limits.nul reject / strip, never relayed).
 Peers: two scripted backends (default set and a route)."""
 import os
@@ -207,4 +207,39 @@ mt.check(not any('evil@' in cmd for cmd in route_be.commands), 'nul: strip: the 
 mt.check(mx2.wait_log(r'event=nul_stripped nuls=1', 3) is not None, 'nul: strip: logged')
 mt.check(not mx2.malformed_log_lines(), 'log lines keep the contract form (%r)' % mx2.malformed_log_lines()[:2])
 mx2.stop()
+
+# ---------------------------------------------------------------- internationalised domains
+# A domain reaches an MX as its U-label (a sender with SMTPUTF8) or as its A-label (one
+# without, RFC 6531 3.2 lets any domain go as A-labels): both are the same domain, as Postfix
+# compares them (its table lookups take the A-label, UTS #46 mapping: case folded, NFC).
+# Before the fix the operator's spelling only matched: the other one got 550 5.7.1 relaying
+# denied, a permanent refusal of mail for a hosted domain.
+idn_cfg = cfg(accept_domains=['b\u00fccher.test', 'xn--exmple-cua.test', '*.\u00f6l.test'])
+idn_cfg['backends']['routes'] = [{'domains': ['xn--bcher-kva.test'], 'servers': [route_be.url]}]
+mx3 = mt.Mxgate(idn_cfg, name='mx-idn')
+c = mt.Client(mx3.port)
+c.ehlo()
+# the route's domain first, in its own transaction (recipients of one route go together)
+mt.check(c.cmd('MAIL FROM:<idn@example.org> SMTPUTF8')[0] == 250, 'idn: MAIL SMTPUTF8 250')
+for rcpt in ('a@b\u00fccher.test', 'a@xn--bcher-kva.test', 'a@B\u00dcCHER.TEST'):
+    code, text = c.cmd('RCPT TO:<%s>' % rcpt)
+    mt.check(code == 250, 'idn: RCPT TO:<%s>: 250 (%s)' % (rcpt, text))
+mt.check(c.cmd('DATA')[0] == 354, 'idn: DATA 354')
+before = len(route_be.messages)
+c.send(mt.stuff(mt.message('idn-route')))
+code, text = c.reply()
+mt.check(code == 250, 'idn: delivered (%s)' % text)
+got = route_be.messages[before:]
+mt.check(len(got) == 1 and got[0]['rcpts'] == ['a@b\u00fccher.test', 'a@xn--bcher-kva.test', 'a@B\u00dcCHER.TEST'],
+         'idn: the route named by its A-label takes every spelling, each passed as sent (%r)'
+         % (got and got[0]['rcpts']))
+mt.check(c.cmd('MAIL FROM:<idn@example.org> SMTPUTF8')[0] == 250, 'idn: MAIL SMTPUTF8 250')
+for rcpt, want in (('a@ex\u00e4mple.test', 250), ('a@XN--EXMPLE-CUA.test', 250), ('a@EX\u00c4MPLE.test', 250),
+                   ('a@x.\u00f6l.test', 250), ('a@x.xn--l-0ga.test', 250), ('a@\u00f6l.test', 550),
+                   ('a@b\u00fccher2.test', 550), ('a@xn--bcher-kva2.test', 550)):
+    code, text = c.cmd('RCPT TO:<%s>' % rcpt)
+    mt.check(code == want, 'idn: RCPT TO:<%s>: %d (%s)' % (rcpt, want, text))
+c.cmd('RSET')
+c.close()
+mx3.stop()
 mt.finish()

@@ -448,6 +448,27 @@ s.sendall(b'EHLO plain.test\r\nMAIL FROM:<a@example.org>\r\n')
 got = recv_all(s, 3.0)
 s.close()
 mt.check(b'250' not in got, 'plain SMTP on a PROXY listener: not served (got %r)' % got[:40])
+# A PROXY listener's peer that sends nothing, or half a header, and waits: closed without a
+# reply once the documented 10 s are over (listen[].proxy_protocol), never held for ever.
+for part in (b'', b'PROXY TCP4 198.18.0.9 127.0.0.1 4'):
+    s = socket.create_connection(('127.0.0.1', PPORT), 10)
+    s.sendall(part)
+    s.settimeout(mt.slack(20))
+    got, shut = b'', False
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                shut = True
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    except OSError:
+        shut = True
+    s.close()
+    mt.check(shut and not got, 'a PROXY listener, %r and silence: closed within the header timeout, no reply'
+             % part[:20])
 mt.check(mx.alive() and still_serves(mx, 'after-proxy'), 'still serving after PROXY abuse')
 
 # ----------------------------------------------------------------------------- the slow ones
