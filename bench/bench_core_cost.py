@@ -4,7 +4,8 @@ PIPELINING client of bench_core (20 connections, ~4 KiB messages, MAIL+RCPT+DATA
 write, the content with the next group), in front of one smtp-sink.
 
   python3 bench/bench_core_cost.py instr BINARY [BINARY...]
-      user-space instructions per pipelined message of each mxgate (valgrind callgrind on
+      user-space instructions per pipelined message of each mxgate (BINARY 'haproxy': HAProxy
+      L4 as bench_core starts it) (valgrind callgrind on
       the daemon, all threads: counters zeroed after 300 warm-up messages, then 2,000
       messages; total Ir / 2,000). Keeps the profile in bench-callgrind.<i>.out in the
       current directory for callgrind_annotate.
@@ -71,11 +72,20 @@ def total_ir(path):
 
 
 def instr(bins):
+    wait = bc.wait_port
+    bc.wait_port = lambda port, timeout=120: wait(port, timeout)   # valgrind starts slowly
     sink = bc.start_sink()
     for i, b in enumerate(bins):
         out = os.path.join(bc.TMP, 'cg%d.out' % i)
-        bc.BIN = wrapper(b, out)
-        mx = bc.start_mxgate(sink.port, 'cg%d' % i)
+        if b == 'haproxy':
+            # HAProxy L4 under the same yardstick: the relay's part without SMTP
+            real, w = shutil.which, wrapper(shutil.which('haproxy'), out)
+            bc.shutil.which = lambda n: w if n == 'haproxy' else real(n)
+            mx = bc.start_haproxy(sink.port, 'cghp%d' % i)
+            bc.shutil.which = real
+        else:
+            bc.BIN = wrapper(b, out)
+            mx = bc.start_mxgate(sink.port, 'cg%d' % i)
         bc.pipelined(mx.port, WARM)
         subprocess.run(['callgrind_control', '-z', str(mx.pid)], check=True,
                        stdout=subprocess.DEVNULL)
