@@ -4,12 +4,14 @@ PIPELINING client of bench_core (20 connections, ~4 KiB messages, MAIL+RCPT+DATA
 write, the content with the next group), in front of one smtp-sink.
 
   python3 bench/bench_core_cost.py instr BINARY [BINARY...]
-      user-space instructions per pipelined message of each mxgate (valgrind callgrind on
+      user-space instructions per pipelined message of each mxgate (BINARY 'haproxy': HAProxy
+      L4 as bench_core starts it) (valgrind callgrind on
       the daemon, all threads: counters zeroed after 300 warm-up messages, then 2,000
       messages; total Ir / 2,000). Keeps the profile in bench-callgrind.<i>.out in the
       current directory for callgrind_annotate.
-  python3 bench/bench_core_cost.py self PROFILE [N]
-      the N (30) functions with the most instructions of their own per message in a profile
+  python3 bench/bench_core_cost.py self PROFILE [N [EVENT]]
+      the N (30) functions with the most EVENT (Ir; with BENCH_CG_SIM also D1mr, D1mw, Bcm,
+      Bim, ...) of their own per message, or by default with the most instructions of their own per message in a profile
       kept by instr (callgrind_annotate 3.19 puts every function's own cost on worker_run
       for these profiles; this reads the file itself).
   python3 bench/bench_core_cost.py calls PROFILE [N [REGEX]]
@@ -19,11 +21,19 @@ write, the content with the next group), in front of one smtp-sink.
   python3 bench/bench_core_cost.py lines PROFILE FILE [MIN]
       own instructions per message of each source line of FILE (a path suffix, e.g.
       proxy/relay.c) with at least MIN (5), next to the line's text.
+  python3 bench/bench_core_cost.py count PROFILE REGEX [N]
+      calls per message of each function matching REGEX ('^(malloc|free|calloc|realloc)$',
+      '^uv_timer'), with its N (5) most frequent callers.
+  BENCH_CG_SIM=1 python3 bench/bench_core_cost.py instr ...
+      with callgrind's cache and branch simulation (--cache-sim=yes --branch-sim=yes): the
+      per-message D1/LL misses and mispredicted branches next to the instructions (a model
+      of the cache, not this VM's, which has no hardware counters for perf stat).
   python3 bench/bench_core_cost.py kernel ROUNDS BINARY [BINARY...]
       per message, each mxgate and HAProxy L4 taking turns (20,000 messages a round):
       system calls (strace -c -f over one extra round of 2,000; by name), sleeps (voluntary
       context switches of all threads, /proc/PID/task/*/status), involuntary switches, user
-      and system microseconds (/proc/PID/task/*/stat).
+      and system microseconds (/proc/PID/task/*/stat; clock ticks: at 20,000 messages a tick
+      is 0.5 us a message, BENCH_KMSGS=100000 makes it 0.1 us).
 
 Figures only, no assertions."""
 import glob, os, re, shutil, statistics, subprocess, sys, time
@@ -31,32 +41,53 @@ import glob, os, re, shutil, statistics, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_core as bc  # noqa: E402
 
-WARM, MSGS, KMSGS = 300, 2000, 20000
+WARM, MSGS = 300, 2000
+KMSGS = int(os.environ.get('BENCH_KMSGS', '20000'))   # a kernel round's messages
 
 
 def wrapper(binary, out):
     path = os.path.join(bc.TMP, 'cg-%d.sh' % len(os.listdir(bc.TMP)))
     with open(path, 'w') as f:
         f.write('#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s '
-                '--dump-instr=no %s "$@"\n' % (out, os.path.abspath(binary)))
+                '--dump-instr=no %s%s "$@"\n'
+                % (out, '--cache-sim=yes --branch-sim=yes ' if os.environ.get('BENCH_CG_SIM') else '',
+                   os.path.abspath(binary)))
     os.chmod(path, 0o755)
     return path
 
 
-def total_ir(path):
+def totals(path):
+    """{event: total} of a profile (Ir alone, or with BENCH_CG_SIM the simulated cache
+    and branch events too: D1mr, DLmr, Bcm, Bim, ...)."""
+    events = ['Ir']
     with open(path) as f:
         for line in f:
+            if line.startswith('events:'):
+                events = line.split()[1:]
             if line.startswith('totals:') or line.startswith('summary:'):
-                return int(line.split()[1])
+                return dict(zip(events, (int(x) for x in line.split()[1:])))
     raise RuntimeError('%s: no totals' % path)
 
 
+def total_ir(path):
+    return totals(path)['Ir']
+
+
 def instr(bins):
+    wait = bc.wait_port
+    bc.wait_port = lambda port, timeout=120: wait(port, timeout)   # valgrind starts slowly
     sink = bc.start_sink()
     for i, b in enumerate(bins):
         out = os.path.join(bc.TMP, 'cg%d.out' % i)
-        bc.BIN = wrapper(b, out)
-        mx = bc.start_mxgate(sink.port, 'cg%d' % i)
+        if b == 'haproxy':
+            # HAProxy L4 under the same yardstick: the relay's part without SMTP
+            real, w = shutil.which, wrapper(shutil.which('haproxy'), out)
+            bc.shutil.which = lambda n: w if n == 'haproxy' else real(n)
+            mx = bc.start_haproxy(sink.port, 'cghp%d' % i)
+            bc.shutil.which = real
+        else:
+            bc.BIN = wrapper(b, out)
+            mx = bc.start_mxgate(sink.port, 'cg%d' % i)
         bc.pipelined(mx.port, WARM)
         subprocess.run(['callgrind_control', '-z', str(mx.pid)], check=True,
                        stdout=subprocess.DEVNULL)
@@ -69,6 +100,10 @@ def instr(bins):
         shutil.copy(dumps[-1], keep)
         print('%s  %d instructions/msg  (%d Ir over %d pipelined messages; profile %s)'
               % (b, round(ir / MSGS), ir, MSGS, keep), flush=True)
+        ev = totals(dumps[-1])
+        if len(ev) > 1:
+            print('    per msg: ' + '  '.join('%s %.1f' % (k, v / MSGS) for k, v in ev.items()),
+                  flush=True)
         bc.stop(mx)
 
 
@@ -140,8 +175,13 @@ def kernel(rounds, bins):
             for n, _ in targets)), flush=True)
     for n, p in targets:
         med = [statistics.median(x[i] for x in rows[n]) for i in range(5)]
-        print('%-4s median: %.0f msg/s  user %.1f us  sys %.1f us  sleeps %.2f  invol %.2f per msg'
+        print('%-4s median: %.0f msg/s  user %.2f us  sys %.2f us  sleeps %.2f  invol %.2f per msg'
               % ((n,) + tuple(med)))
+    for i in range(1, len(bins)):
+        d = [b[1] - a[1] for a, b in zip(rows['mx0'], rows['mx%d' % i])]
+        print('mx%d - mx0 user, paired by round: median %+.2f us/msg, lower in %d, higher in %d, '
+              'same in %d of %d' % (i, statistics.median(d), sum(x < 0 for x in d),
+                                     sum(x > 0 for x in d), sum(x == 0 for x in d), len(d)))
     if shutil.which('strace'):
         for n, p in targets:
             c = strace_count(p.pid, p.port)
@@ -152,10 +192,11 @@ def kernel(rounds, bins):
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
-def self_cost(path, top):
+def self_cost(path, top, event='Ir'):
     """Own instructions per function (callgrind's compressed names, cost lines of positions
     'line'; the line after calls= is the call's inclusive cost, not the caller's own)."""
     names, own, fn, in_call = {}, {}, None, False
+    col = 1
 
     def name(v):
         m = re.match(r'\((\d+)\)(?: (.*))?', v)
@@ -166,7 +207,9 @@ def self_cost(path, top):
         return names.get(m.group(1), '?')
     with open(path) as f:
         for line in f:
-            if line.startswith('fn='):
+            if line.startswith('events:'):
+                col = line.split()[1:].index(event) + 1
+            elif line.startswith('fn='):
                 fn = name(line[3:].strip())
             elif line.startswith('cfn='):
                 name(line[4:].strip())
@@ -177,19 +220,19 @@ def self_cost(path, top):
                     in_call = False
                     continue
                 v = line.split()
-                if len(v) > 1:
-                    own[fn] = own.get(fn, 0) + int(v[1])
-    total = sum(own.values())
-    print('%s: %d instructions/msg' % (path, round(total / MSGS)))
+                if len(v) > col:
+                    own[fn] = own.get(fn, 0) + int(v[col])
+    total = sum(own.values()) or 1
+    print('%s: %.1f %s/msg' % (path, total / MSGS, event))
     for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        print('%7d  %5.1f %%  %s' % (round(c / MSGS), 100.0 * c / total, f))
+        print('%7.1f  %5.1f %%  %s' % (c / MSGS, 100.0 * c / total, f))
 
 
 def parse_profile(path):
     """(edges, lines, files) of a kept profile: edges[(caller, callee)] inclusive Ir of the
     calls, lines[(file, line)] own Ir; callgrind's compressed names and relative positions
     ('+N', '-N', '*') resolved."""
-    names, edges, lines = {}, {}, {}
+    names, edges, lines, counts = {}, {}, {}, {}
     fn = cfn = fl = fi = None
     line, in_call = 0, False
 
@@ -217,6 +260,7 @@ def parse_profile(path):
                 continue
             elif s.startswith('calls='):
                 in_call = True
+                counts[(fn, cfn)] = counts.get((fn, cfn), 0) + int(s[6:].split()[0])
             elif s and (s[0].isdigit() or s[0] in '+-*'):
                 v = s.split()
                 t = v[0]
@@ -234,7 +278,22 @@ def parse_profile(path):
                     edges[(fn, cfn)] = edges.get((fn, cfn), 0) + int(v[1])
                 else:
                     lines[(fi, line)] = lines.get((fi, line), 0) + int(v[1])
+    parse_profile.counts = counts
     return edges, lines
+
+
+def count(path, pattern, top):
+    """Calls per message of each function matching pattern (malloc|free|uv_timer), with
+    its heaviest callers."""
+    parse_profile(path)
+    per = {}
+    for (a, b), n in parse_profile.counts.items():
+        if b and re.search(pattern, b):
+            per.setdefault(b, []).append((n, a))
+    for b, v in sorted(per.items(), key=lambda kv: -sum(n for n, _ in kv[1])):
+        print('%8.2f  %s' % (sum(n for n, _ in v) / MSGS, b))
+        for n, a in sorted(v, reverse=True)[:top]:
+            print('%8.2f      <- %s' % (n / MSGS, a))
 
 
 def calls(path, top, pattern):
@@ -276,8 +335,11 @@ def main():
                   sys.argv[4] if len(sys.argv) > 4 else None)
         elif sys.argv[1] == 'lines' and len(sys.argv) > 3:
             lines_of(sys.argv[2], sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 5)
+        elif sys.argv[1] == 'count' and len(sys.argv) > 3:
+            count(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 5)
         elif sys.argv[1] == 'self':
-            self_cost(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 30)
+            self_cost(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 30,
+                      sys.argv[4] if len(sys.argv) > 4 else 'Ir')
         else:
             print(__doc__)
             return 2

@@ -107,8 +107,8 @@ static enum domain_syntax domain_check_literal(const char *d, size_t n)
 	return DOMAIN_LITERAL_UNSUPPORTED;
 }
 
-/* See domain.h. */
-enum domain_syntax domain_check(const char *d, size_t n, bool *utf8)
+/* See domain.h: the general path, every form the syntax allows. */
+enum domain_syntax domain_check_general(const char *d, size_t n, bool *utf8)
 {
 	size_t label = 0;
 	bool eight = false;
@@ -153,6 +153,56 @@ enum domain_syntax domain_check(const char *d, size_t n, bool *utf8)
 	if (utf8 != NULL)
 		*utf8 = eight;
 	return DOMAIN_OK;
+}
+
+/* Octets of an ASCII label (letter, digit, '-', '_') and the dot between labels: 1. */
+static const unsigned char domain_fast_octet[256] = {
+	['-'] = 1, ['.'] = 1, ['_'] = 1,
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+	['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+	['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+	['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+	['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+	['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+	['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+	['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* The usual name only: ASCII labels of 1..63 octets from the table above, no hyphen at
+ * either end of a label, no trailing dot, 1..255 octets. True when d[0..n) is one, i.e.
+ * when domain_check_general would return DOMAIN_OK with *utf8 false; false says nothing
+ * (the general path decides). One table load per octet, one test per label. */
+static bool domain_check_fast(const char *d, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)d, *end = p + n, *label = p;
+	unsigned ok = 1;
+
+	if (n == 0 || n > DOMAIN_MAX)
+		return false;
+	for (; p < end; p++) {
+		ok &= domain_fast_octet[*p];
+		if (*p == '.') {
+			if (p == label || p - label > DOMAIN_MAX_LABEL || *label == '-' || p[-1] == '-')
+				return false;
+			label = p + 1;
+		}
+	}
+	if (p == label || p - label > DOMAIN_MAX_LABEL || *label == '-' || p[-1] == '-')
+		return false;           /* also a trailing dot: the general path drops it */
+	return ok != 0;
+}
+
+/* See domain.h. */
+enum domain_syntax domain_check(const char *d, size_t n, bool *utf8)
+{
+	if (domain_check_fast(d, n)) {
+		if (utf8 != NULL)
+			*utf8 = false;
+		return DOMAIN_OK;
+	}
+	return domain_check_general(d, n, utf8);
 }
 
 /* ---- normal form ---------------------------------------------------------------------- */

@@ -33,6 +33,10 @@ enum domain_syntax {
  * NULL) is set when an octet >= 0x80 was seen; the octets must then be well-formed UTF-8. */
 enum domain_syntax domain_check(const char *d, size_t n, bool *utf8);
 
+/* domain_check without its fast path for the usual ASCII name (same results; for the
+ * tests that compare the two). */
+enum domain_syntax domain_check_general(const char *d, size_t n, bool *utf8);
+
 /* True when s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code
  * points past U+10FFFF). */
 bool domain_utf8_valid(const char *s, size_t n);

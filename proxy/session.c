@@ -318,7 +318,7 @@ static void session_run_stage(struct session *s, const struct session_cmd *c)
 {
 	s->cmd = c;
 	session_enter_state(s, SESSION_BUSY);
-	uv_timer_stop(&s->timer);
+	session_disarm(s);
 	chain_run(&s->chain, c->stage, session_stage_done_cb, s);
 }
 
@@ -835,7 +835,7 @@ static const struct session_cmd session_eom_step = {
 static void session_data_end(struct session *s)
 {
 	session_enter_state(s, SESSION_BUSY);
-	uv_timer_stop(&s->timer);
+	session_disarm(s);
 	counter_inc(COUNTER_MESSAGES_RECEIVED);
 	counter_add(COUNTER_BYTES_RECEIVED, (long)smtp_tx_msg_size(&s->tx));
 	/* DATA's content with no line to stuff again is its own wire form (relay_send_message) */
@@ -1291,7 +1291,7 @@ void session_process(struct session *s)
 		}
 		/* The timeout runs from the start of a line: a client trickling one byte at a time
 		 * does not reset it (slowloris). */
-		if (linebuf_pending(&s->lb) == 0 || !uv_is_active((uv_handle_t *)&s->timer))
+		if (linebuf_pending(&s->lb) == 0 || !session_timer_running(s))
 			session_arm(s, s->cfg->limits.command_timeout);
 		if (s->out_blocked)
 			session_pause(s);

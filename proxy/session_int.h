@@ -63,6 +63,8 @@ struct session {
 	uv_tcp_t tcp;
 	uv_timer_t timer;                 /* protocol timeouts, pregreet delay, tarpit */
 	bool timer_tarpit;                /* ... armed by session_arm_tarpit */
+	uint64_t timer_due;               /* loop time the protocol timeout is due (0: none) */
+	uint64_t timer_fire;              /* loop time the uv timer was started for */
 	uv_timer_t chain_timer;           /* module timeouts (the chain's) */
 	int open_handles;
 	char id[20];
@@ -207,8 +209,15 @@ int session_start_tls(struct session *s);
 void session_log_tls(struct session *s);
 void session_pause(struct session *s);
 void session_unpause(struct session *s);
-/* The protocol timer: ms (0: 300 s) from now. */
+/* The protocol timer: ms (0: 300 s) from now. A later due time than the running timer's
+ * is only noted (no timer stop and start per command or message): the timer fires at its
+ * first due time and starts again for the rest. */
 void session_arm(struct session *s, uint64_t ms);
+/* No protocol timeout until the next session_arm (a stage runs): the uv timer may still
+ * run, its callback then does nothing. */
+void session_disarm(struct session *s);
+/* True when a protocol timeout (or the tarpit) runs. */
+bool session_timer_running(const struct session *s);
 /* The DATA phase's timer: data_timeout since the last read or the DATA deadline. */
 void session_arm_data(struct session *s);
 /* The tarpit: session_resume() after ms. */

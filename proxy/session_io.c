@@ -108,7 +108,17 @@ void session_flush(struct session *s)
 static void session_timeout_cb(uv_timer_t *t)
 {
 	struct session *s = t->data;
+	uint64_t now = uv_now(&s->w->loop);
 
+	if (s->timer_due == 0)
+		return;                 /* disarmed while the timer ran (session_disarm) */
+	if (now < s->timer_due) {
+		/* moved later since it was started (session_arm): run on for the rest */
+		s->timer_fire = s->timer_due;
+		uv_timer_start(&s->timer, session_timeout_cb, s->timer_due - now, 0);
+		return;
+	}
+	s->timer_due = 0;
 	switch (s->state) {
 	case SESSION_CONNECT:
 		/* The pregreet delay ended while the connect stage still runs: it greets. */
@@ -143,13 +153,27 @@ void session_arm(struct session *s, uint64_t ms)
 {
 	if (ms == 0)
 		ms = 300000;
-	/* Armed already for the same due time (several reads or commands in one loop turn):
-	 * starting it again would change nothing. */
-	if (!s->timer_tarpit && uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) == ms)
+	uint64_t due = uv_now(&s->w->loop) + ms;
+
+	/* The running timer fires at or before the new due time: note it, the callback
+	 * starts the timer again for the rest (no heap removal and insertion per command). */
+	s->timer_due = due;
+	if (!s->timer_tarpit && s->timer_fire <= due && uv_is_active((uv_handle_t *)&s->timer))
 		return;
 	s->timer.data = s;
 	s->timer_tarpit = false;
+	s->timer_fire = due;
 	uv_timer_start(&s->timer, session_timeout_cb, ms, 0);
+}
+
+void session_disarm(struct session *s)
+{
+	s->timer_due = 0;
+}
+
+bool session_timer_running(const struct session *s)
+{
+	return uv_is_active((const uv_handle_t *)&s->timer) && (s->timer_tarpit || s->timer_due != 0);
 }
 
 /* In DATA the timer fires at whichever comes first: data_timeout since the last read (as

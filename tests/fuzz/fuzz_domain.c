@@ -1,7 +1,8 @@
 /* fuzz_domain.c — the domain matcher behind routes and accept_domains: lines before an
  * empty line are patterns, the rest addresses. Checks: an accepted exact pattern matches
  * itself in any case and with a root dot, a wildcard matches a name below it and not its
- * apex, matching ignores case, and the relay check never accepts an address whose domain
+ * apex, matching ignores case, domain_check's fast path agrees with its general path
+ * on every prefix of every line, and the relay check never accepts an address whose domain
  * does not match. */
 #include <ctype.h>
 #include <stdint.h>
@@ -22,6 +23,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (char *line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         size_t n = strlen(line);
+        /* the syntax check's fast path and its general path agree on every prefix */
+        for (size_t k = 0; k <= n && k <= DOMAIN_MAX + 2; k++) {
+            bool u1 = true, u2 = false;
+            enum domain_syntax a = domain_check(line, k, &u1);
+            if (a != domain_check_general(line, k, &u2) || (a == DOMAIN_OK && u1 != u2))
+                abort();
+        }
         if (n == 1 && line[0] == '-') {
             patterns = false;
             continue;

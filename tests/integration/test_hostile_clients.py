@@ -194,6 +194,28 @@ def slow_data(s):
     s.close()
 
 
+def steady_commands():
+    """A NOOP a second for twice the command timeout: each comes well within it, so the
+    session stays (the timer started at the first command fires at its first due time and
+    runs on for the rest); then silence: the timeout's 421 4.4.2 and the close."""
+    s = raw(PORT)
+    t = time.time()
+    codes = []
+    while time.time() - t < 2 * CMD_TIMEOUT + 1:
+        try:
+            s.sendall(b'NOOP\r\n')
+            s.settimeout(CMD_TIMEOUT + 30)
+            codes.append(s.recv(4096)[:3])
+        except OSError:
+            codes.append(b'err')
+            break
+        time.sleep(1.0)     # the client's pace, well inside command_timeout
+    t = time.time()
+    tail = recv_all(s, wait=mt.slack(CMD_TIMEOUT + 10))
+    results['steady_commands'] = (codes, tail, time.time() - t)
+    s.close()
+
+
 def noop_flood():
     """100,000 pipelined NOOPs from a client that never reads a reply."""
     r0 = rss_kib(mx.pid)
@@ -248,7 +270,8 @@ def unread_replies():
 slow_sock, slow_replies = slow_data_open()
 in_data = re.search(rb'(^|\n)354 ', slow_replies) is not None
 mt.check(in_data, 'DATA at 1 byte/s: the session reached DATA (%r)' % slow_replies[-120:])
-threads = [threading.Thread(target=f, daemon=True) for f in (slowloris, noop_flood, unread_replies)]
+threads = [threading.Thread(target=f, daemon=True) for f in (slowloris, noop_flood, unread_replies,
+                                                             steady_commands)]
 if in_data:
     threads.append(threading.Thread(target=slow_data, args=(slow_sock,), daemon=True))
 for th in threads:
@@ -483,6 +506,11 @@ ok, secs = results.get('slow_data', (None, 0))
 mt.check(ok is not None and ok and secs <= mt.slack(DATA_DEADLINE + 3),
          'DATA at 1 byte/s: cut off by the %ds data_deadline (%.1fs)' % (DATA_DEADLINE, secs))
 mt.check(mx.count_log(r'event=timeout state=data') >= 1, 'the DATA deadline is logged as a timeout')
+codes, tail, secs = results.get('steady_commands', ([], b'', 0))
+mt.check(len(codes) >= 2 * CMD_TIMEOUT and all(c == b'250' for c in codes),
+         'a NOOP a second for twice command_timeout: every one answered 250 (%r)' % codes)
+mt.check(tail.startswith(b'421 4.4.2'),
+         'then silent: 421 4.4.2 after command_timeout and the close (%r after %.1fs)' % (tail[:40], secs))
 r = results.get('noop_flood')
 mt.check(r is not None, 'NOOP flood finished')
 if r:

@@ -76,6 +76,10 @@ static void test_syntax(void **state)
 			fail_msg("%s: got %d want %d", r->label, got, r->want);
 		if (got == DOMAIN_OK && utf8 != r->utf8)
 			fail_msg("%s: utf8 %d", r->label, utf8);
+		utf8 = !r->utf8;
+		got = domain_check_general(r->d, strlen(r->d), &utf8);
+		if (got != r->want || (got == DOMAIN_OK && utf8 != r->utf8))
+			fail_msg("%s: general path got %d (utf8 %d)", r->label, got, utf8);
 	}
 	/* 255 octets pass, 256 do not */
 	char d[300];
@@ -87,6 +91,71 @@ static void test_syntax(void **state)
 	/* with its root dot a 255-octet name is 256 octets long and still fine */
 	d[255] = '.';
 	assert_int_equal(domain_check(d, 256, NULL), DOMAIN_OK);
+}
+
+/* domain_check (fast path for the usual ASCII name, else the general path) and
+ * domain_check_general agree on the result and on *utf8. */
+static void check_same(const char *d, size_t n)
+{
+	bool u1 = true, u2 = false;
+	enum domain_syntax a = domain_check(d, n, &u1), b = domain_check_general(d, n, &u2);
+
+	if (a != b || (a == DOMAIN_OK && u1 != u2))
+		fail_msg("\"%.*s\" (%zu): fast %d/%d general %d/%d", (int)n, d, n, a, u1, b, u2);
+}
+
+static void test_fast_path_same(void **state)
+{
+	(void)state;
+	static const char alpha[] = { 'a', 'Z', '9', '-', '_', '.', '[', ']', ' ', '\xc3', '\xa9' };
+	const size_t na = sizeof(alpha);
+	char buf[600];
+
+	/* every string of up to 6 octets over alpha, alone and inside a longer name */
+	for (size_t len = 0; len <= 6; len++) {
+		size_t total = 1;
+		for (size_t i = 0; i < len; i++)
+			total *= na;
+		for (size_t k = 0; k < total; k++) {
+			size_t v = k;
+			for (size_t i = 0; i < len; i++, v /= na)
+				buf[3 + i] = alpha[v % na];
+			memcpy(buf, "ab.", 3);
+			memcpy(buf + 3 + len, ".cd", 3);
+			check_same(buf + 3, len);
+			check_same(buf, len + 3);
+			check_same(buf + 3, len + 3);
+			check_same(buf, len + 6);
+		}
+	}
+	/* label lengths 62..64 at each place, hyphens at a label's ends, whole names of
+	 * 254..256 octets with and without a root dot */
+	for (size_t lab = 61; lab <= 65; lab++)
+		for (int where = 0; where < 3; where++)
+			for (int hy = 0; hy < 3; hy++) {
+				size_t n = 0;
+				for (int l = 0; l < 3; l++) {
+					size_t m = l == where ? lab : 3;
+					memset(buf + n, 'x', m);
+					if (l == where && hy == 1)
+						buf[n] = '-';
+					if (l == where && hy == 2)
+						buf[n + m - 1] = '-';
+					n += m;
+					buf[n++] = '.';
+				}
+				check_same(buf, n - 1);
+				check_same(buf, n);
+			}
+	for (size_t n = 250; n <= 258; n++)
+		for (size_t dot = 1; dot < 64; dot += 7) {
+			memset(buf, 'q', n);
+			for (size_t i = dot; i + 1 < n; i += dot + 1)
+				buf[i] = '.';
+			check_same(buf, n);
+			buf[n - 1] = '.';
+			check_same(buf, n);
+		}
 }
 
 static void test_normalize(void **state)
@@ -486,6 +555,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_syntax),
+		cmocka_unit_test(test_fast_path_same),
 		cmocka_unit_test(test_normalize),
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_set_grows),
