@@ -1357,9 +1357,8 @@ void dns_resolver_release(struct dns_resolver *r)
 
 /* ---- queries ------------------------------------------------------------------------ */
 
-/* RFC 1035 2.3.4: at most 253 characters as text, labels of 1..63 octets (a trailing dot
- * allowed). */
-static bool dns_name_askable(const char *name, size_t n)
+/* See dns.h. */
+bool dns_name_askable(const char *name, size_t n)
 {
 	size_t label = 0;
 

@@ -96,6 +96,10 @@ size_t dns_resolver_coalesced(const struct dns_resolver *r);
 
 /* ---- names -------------------------------------------------------------------------- */
 
+/* True when name[0..n) can be asked at all (RFC 1035 2.3.4: at most 253 characters as
+ * text, labels of 1..63 octets, a trailing dot allowed); no other name can exist. */
+bool dns_name_askable(const char *name, size_t n);
+
 /* Writes the reversed form of sa's address followed by "." zone (zone NULL or "" gives the
  * in-addr.arpa / ip6.arpa name): 198.18.1.7 -> "7.1.18.198.bl.test", IPv6 -> 32 nibbles.
  * A v4-mapped IPv6 address is treated as IPv4. Returns 0, or -1 when out is too small or

@@ -1,5 +1,6 @@
 /* spf_dns.c — libspf2 lookups sent to the servers of `dns.resolvers` (see spf_dns.h). */
 #include "filters/spf_dns.h"
+#include "filters/dns.h"
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
@@ -51,28 +52,6 @@ void spf_dns_check_deadline(uint64_t ms_from_now)
  * blocks in connect() and read() without any timeout, so a server that accepts and never
  * answers (or announces 65535 octets and sends ten) held a pool thread for ever, and with
  * it mxgate's shutdown. */
-
-/* A name that cannot be asked (RFC 1035 2.3.4: labels of 1..63 octets, 255 on the wire):
- * no such name can exist, which is what the check hears (RFC 7208 4.3, 7.3). */
-static bool spf_dns_name_ok(const char *name)
-{
-	size_t n = strlen(name), label = 0;
-
-	if (n > 0 && name[n - 1] == '.')
-		n--;
-	if (n == 0 || n > 253)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (name[i] == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-		} else if (++label > 63) {
-			return false;
-		}
-	}
-	return true;
-}
 
 /* Waits until fd is ready for events or end (ms); 1 ready, 0 time is up, -1 error. */
 static int spf_dns_wait(int fd, short events, uint64_t end)
@@ -216,7 +195,8 @@ static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type
 	*herr = TRY_AGAIN;
 	if (spf_dns_check_end != 0 && spf_dns_check_end < end)
 		end = spf_dns_check_end;
-	if (!spf_dns_name_ok(name)) {
+	/* a name that cannot be asked cannot exist: what the check hears (RFC 7208 4.3, 7.3) */
+	if (!dns_name_askable(name, strlen(name))) {
 		*herr = HOST_NOT_FOUND;
 		return -1;
 	}
