@@ -1330,7 +1330,13 @@ static void host_add_symbol(struct mxgate_call *c, const char *name, double scor
 		hook_env_add_symbol(env, name, score, desc);
 }
 
-static void host_add_header(struct mxgate_call *c, const char *name, const char *value)
+/* How a header a plugin writes is placed. */
+enum host_header_place { HOST_HEADER_ADD, HOST_HEADER_INSERT, HOST_HEADER_INSERT_DELIVERED };
+
+/* The one path of the three header-writing calls: the name checked, the value cleaned, then
+ * placed. A bad name is the plugin's output error; no env or no value does nothing. */
+static void host_header_put(struct mxgate_call *c, enum host_header_place place, int index,
+			    const char *name, const char *value)
 {
 	struct hook_env *env = host_env(c);
 	char *v;
@@ -1340,36 +1346,28 @@ static void host_add_header(struct mxgate_call *c, const char *name, const char 
 	if (!host_header_name_ok(name))
 		return host_reject_output(c, "header_name");
 	v = host_header_value_clean(value);
-	hook_env_add_header(env, name, v);
+	if (place == HOST_HEADER_ADD)
+		hook_env_add_header(env, name, v);
+	else if (place == HOST_HEADER_INSERT)
+		hook_env_insert_header(env, index < 0 ? 0 : index, name, v);
+	else
+		hook_env_insert_header_delivered(env, index < 0 ? 0 : index, name, v);
 	free(v);
+}
+
+static void host_add_header(struct mxgate_call *c, const char *name, const char *value)
+{
+	host_header_put(c, HOST_HEADER_ADD, 0, name, value);
 }
 
 static void host_insert_header(struct mxgate_call *c, int index, const char *name, const char *value)
 {
-	struct hook_env *env = host_env(c);
-	char *v;
-
-	if (env == NULL || value == NULL)
-		return;
-	if (!host_header_name_ok(name))
-		return host_reject_output(c, "header_name");
-	v = host_header_value_clean(value);
-	hook_env_insert_header(env, index < 0 ? 0 : index, name, v);
-	free(v);
+	host_header_put(c, HOST_HEADER_INSERT, index, name, value);
 }
 
 static void host_insert_header_delivered(struct mxgate_call *c, int index, const char *name, const char *value)
 {
-	struct hook_env *env = host_env(c);
-	char *v;
-
-	if (env == NULL || value == NULL)
-		return;
-	if (!host_header_name_ok(name))
-		return host_reject_output(c, "header_name");
-	v = host_header_value_clean(value);
-	hook_env_insert_header_delivered(env, index < 0 ? 0 : index, name, v);
-	free(v);
+	host_header_put(c, HOST_HEADER_INSERT_DELIVERED, index, name, value);
 }
 
 static void host_change_header(struct mxgate_call *c, const char *name, int index, const char *value)
