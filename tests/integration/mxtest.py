@@ -662,6 +662,24 @@ def mxgatectl():
     return path
 
 
+def case_wanted(name):
+    """True unless MX_POOL_ONLY=name,name (run only those cases of a test) leaves name out."""
+    only = os.environ.get('MX_POOL_ONLY')
+    return not only or name in only.split(',')
+
+
+def backends_rows(ctl, sock):
+    """`mxgatectl backends --json` over the control socket sock: {url: row}, {} when the
+    daemon does not answer with JSON."""
+    p = subprocess.run([ctl, '-s', sock, '--json', 'backends'], capture_output=True, text=True, timeout=30)
+    try:
+        r = json.loads(p.stdout)
+    except ValueError:
+        return {}
+    r = r.get('backends', r) if isinstance(r, dict) else r
+    return {x.get('url'): x for x in r}
+
+
 def run_mxgate(*args, timeout=30):
     """Runs the binary once (e.g. -V, -t -c FILE); returns CompletedProcess (text)."""
     return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=slack(timeout))

@@ -19,9 +19,7 @@ tempfail) took a healthy server out, and with it every other sender's mail.
   trouble with the session: it counts, `fall` of them take the server down.
 MX_POOL_ONLY=name,name runs only those cases.
 """
-import json
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -30,11 +28,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-ONLY = os.environ.get('MX_POOL_ONLY')
-
-
-def want(name):
-    return not ONLY or name in ONLY.split(',')
+want = mt.case_wanted
 
 
 mt.need('smtp-sink')
@@ -50,13 +44,7 @@ def cfg(servers, **kw):
 
 
 def rows():
-    p = subprocess.run([CTL, '-s', SOCK, '--json', 'backends'], capture_output=True, text=True, timeout=30)
-    try:
-        r = json.loads(p.stdout)
-    except ValueError:
-        return {}
-    r = r.get('backends', r) if isinstance(r, dict) else r
-    return {x.get('url'): x for x in r}
+    return mt.backends_rows(CTL, SOCK)
 
 
 def http(port, path):
