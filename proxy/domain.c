@@ -407,7 +407,8 @@ static const char *domain_pattern_parse(const char *pattern, bool *wild, char *n
 		return "only IPv4 and IPv6 address literals are supported, without wildcards";
 	if (syn == DOMAIN_TOO_LONG)
 		return "longer than 255 octets or a label longer than 63";
-	if (syn != DOMAIN_OK || domain_normalize(p, n, norm, cap) < 0)
+	/* (a name whose A-label form is the root alone, "\xe3\x80\x82", is no domain: as ".") */
+	if (syn != DOMAIN_OK || domain_normalize(p, n, norm, cap) < 0 || strcmp(norm, ".") == 0)
 		return strchr(pattern, '*') ? "a wildcard is \"*.\" followed by a domain" :
 		    "not a domain name or address literal";
 	return NULL;

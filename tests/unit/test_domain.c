@@ -245,7 +245,8 @@ static void test_set(void **state)
 	assert_false(domain_set_match(NULL, "local.test"));
 
 	static const char *const bad[] = { "*", "*.", "**.example", "a.*.example", "*example.org",
-		"*.[192.0.2.1]", "[x400:y]", "exa mple.org", "", "user@example.org", "-a.example" };
+		"*.[192.0.2.1]", "[x400:y]", "exa mple.org", "", "user@example.org", "-a.example",
+		".", "*..", "\xe3\x80\x82", "*.\xe3\x80\x82" /* the root, its dot spelt as U+3002 */ };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err = NULL;
 		if (domain_set_add(s, bad[i], &err) == 0 || err == NULL)
