@@ -869,8 +869,8 @@ static enum dns_status dns_status_from_ares(int status)
 	}
 }
 
-/* Fills res from a successful reply; returns the status to report. */
-static enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abuf, int alen,
+/* See dns.h. */
+enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abuf, int alen,
     struct dns_result *res, uint32_t *min_ttl)
 {
 	char txt[INET6_ADDRSTRLEN];

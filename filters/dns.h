@@ -155,6 +155,14 @@ int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
 int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
     size_t max, size_t *skipped);
 
+/* Fills res (zeroed by the caller, freed with its v) from a reply to a query of type t
+ * whose rcode was NOERROR: A/AAAA as text, TXT records each as one string (its
+ * character-strings joined), PTR names (dns_reply_ptr_names); *min_ttl the smallest answer
+ * TTL of A/AAAA (0xffffffff otherwise). DNS_S_OK, DNS_S_NODATA, or an error for a malformed
+ * reply. Does no I/O; safe on any input (fuzz_dns_answer). */
+enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abuf, int alen,
+    struct dns_result *res, uint32_t *min_ttl);
+
 /* Textual name of a status ("ok", "nxdomain", "servfail", ...). */
 const char *dns_status_name(enum dns_status s);
 

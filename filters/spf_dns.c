@@ -300,9 +300,7 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
 	const struct spf_dns_hook *h = layer->hook;
 	unsigned char *ans;
 	SPF_dns_rr_t *spfrr;
-	ns_msg msg;
-	int len = -1, herr = TRY_AGAIN, n = 0, rcode = 0;
-	uint32_t ttl = 0;
+	int len = -1, herr = TRY_AGAIN, rcode = 0;
 
 	(void)should_cache;
 	ans = malloc(SPF_DNS_ANSWER_MAX);
@@ -319,15 +317,27 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
 		/* NXDOMAIN (or a name that cannot exist) is an answer; anything else (SERVFAIL,
 		 * no reply in time) a temporary error */
 		spfrr = SPF_dns_rr_new_init(layer, domain, type, 0, herr);
-		goto done;
+	} else {
+		spfrr = spf_dns_reply_read(layer, domain, type, ans, len);
 	}
-	if (ns_initparse(ans, len, &msg) < 0) {
-		spfrr = SPF_dns_rr_new_init(layer, domain, type, 0, TRY_AGAIN);
-		goto done;
-	}
+	free(ans);
+	return spfrr;
+}
+
+/* See spf_dns.h. */
+SPF_dns_rr_t *spf_dns_reply_read(SPF_dns_server_t *layer, const char *domain, ns_type type,
+    const unsigned char *ans, int len)
+{
+	SPF_dns_rr_t *spfrr;
+	ns_msg msg;
+	int n = 0;
+	uint32_t ttl = 0;
+
+	if (ns_initparse(ans, len, &msg) < 0)
+		return SPF_dns_rr_new_init(layer, domain, type, 0, TRY_AGAIN);
 	spfrr = SPF_dns_rr_new_init(layer, domain, type, 0, NETDB_SUCCESS);
 	if (spfrr == NULL)
-		goto done;
+		return NULL;
 	for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
 		ns_rr rr;
 
@@ -343,8 +353,6 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *layer, const char *domain,
 	spfrr->ttl = ttl;
 	if (n == 0)
 		spfrr->herrno = NO_DATA;
-done:
-	free(ans);
 	return spfrr;
 }
 

@@ -31,6 +31,14 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
  * lifts the bound. */
 void spf_dns_check_deadline(uint64_t ms_from_now);
 
+/* The records of type in ans (len octets), the reply to a query for domain whose rcode was
+ * NOERROR, as libspf2 takes them (owned by layer, which may be a bare struct): the records of
+ * that type in the answer section (a CNAME chain before them skipped), TXT character-strings
+ * joined, a malformed record skipped; NO_DATA when none, TRY_AGAIN when the message does not
+ * parse. NULL on no memory. Does no I/O; safe on any input (fuzz_dns_answer). */
+SPF_dns_rr_t *spf_dns_reply_read(SPF_dns_server_t *layer, const char *domain, ns_type type,
+    const unsigned char *ans, int len);
+
 /* A pass-through layer above below that counts, per thread, the lookups of a, mx, ptr and
  * exists that found no record ("void lookups", RFC 7208 4.6.4). spf_dns_void_reset() before
  * a check, spf_dns_void_count() after it: more than 2 is permerror. NULL on no memory (below

@@ -229,13 +229,17 @@ static int domain_normalize_ipv6(const char *d, size_t n, char *out, size_t cap)
  * non-transitional mapping (Unicode case folded, NFC), as Postfix looks names up
  * (midna_domain_to_ascii): "B\xc3\x9cCHER.example" and "xn--bcher-kva.example" are then the
  * same name. A name libidn2 does not take (not valid IDNA) stays as it is, compared octet
- * by octet. Returns the length of out. */
-static int domain_normalize_idn(char *out, size_t n, size_t cap)
+ * by octet. A root dot spelt as one UTS #46 maps to '.' ("\xe3\x80\x82", U+3002) goes as
+ * "." does, unless one went already (rooted: "x.." stays apart from "x"). Returns the length
+ * of out. */
+static int domain_normalize_idn(char *out, size_t n, size_t cap, bool rooted)
 {
 	char *ascii = NULL;
 	int rc = idn2_to_ascii_8z(out, &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
 	size_t k = rc == IDN2_OK && ascii != NULL ? strlen(ascii) : 0;
 
+	if (!rooted && k > 1 && ascii[k - 1] == '.')
+		k--;
 	if (k > 0 && k <= DOMAIN_MAX && k < cap) {
 		for (size_t i = 0; i < k; i++)
 			out[i] = (char)(ascii[i] >= 'A' && ascii[i] <= 'Z' ? ascii[i] + 32 : ascii[i]);
@@ -250,8 +254,9 @@ static int domain_normalize_idn(char *out, size_t n, size_t cap)
 int domain_normalize(const char *d, size_t n, char *out, size_t cap)
 {
 	int k;
+	bool rooted = n > 1 && d[n - 1] == '.';
 
-	if (n > 1 && d[n - 1] == '.')
+	if (rooted)
 		n--;
 	if (n == 0 || n > DOMAIN_MAX || n + 1 > cap || memchr(d, '\0', n) != NULL)
 		return -1;
@@ -264,7 +269,7 @@ int domain_normalize(const char *d, size_t n, char *out, size_t cap)
 		eight |= c >= 0x80;
 	}
 	out[n] = '\0';
-	return eight ? domain_normalize_idn(out, n, cap) : (int)n;
+	return eight ? domain_normalize_idn(out, n, cap, rooted) : (int)n;
 }
 
 /* See domain.h. */
@@ -402,7 +407,8 @@ static const char *domain_pattern_parse(const char *pattern, bool *wild, char *n
 		return "only IPv4 and IPv6 address literals are supported, without wildcards";
 	if (syn == DOMAIN_TOO_LONG)
 		return "longer than 255 octets or a label longer than 63";
-	if (syn != DOMAIN_OK || domain_normalize(p, n, norm, cap) < 0)
+	/* (a name whose A-label form is the root alone, "\xe3\x80\x82", is no domain: as ".") */
+	if (syn != DOMAIN_OK || domain_normalize(p, n, norm, cap) < 0 || strcmp(norm, ".") == 0)
 		return strchr(pattern, '*') ? "a wildcard is \"*.\" followed by a domain" :
 		    "not a domain name or address literal";
 	return NULL;

@@ -10,6 +10,10 @@
  *   - no bare CR and no bare LF that the input did not have (counts never grow);
  *   - an added field starts at the beginning of a line;
  *   - the output stays within a bound of input + encoded edits.
+ * The block's first line (up to 255 octets, to a NUL or LF) is also a client's HELO name in
+ * mxgate's Received field (headers_build_received_at): the field holds it in place, octet for
+ * octet, with space, <>()\";@ and control characters as '?' (a HELO cannot forge the relay's
+ * name and address for a Received parser), and it adds no line of its own.
  * Two known bugs (see tests/unit/test_headers.c) are kept out of the way unless
  * MX_KNOWN_BUGS is set: CR/LF in edit names are dropped before the call, and the
  * "added field starts a line" check is skipped for a block whose last line is
@@ -21,6 +25,7 @@
 #include <strings.h>
 
 #include "headers.h"
+#include "hook.h"
 
 static bool fz_known_bugs;
 
@@ -132,6 +137,41 @@ static size_t fz_read_edits(const uint8_t *d, size_t size, struct fz_edits *x)
 	return p;
 }
 
+/* The HELO name in the Received field, sanitised as Postfix's smtpd writes it. */
+static void fz_received_helo(const char *hdr, size_t len)
+{
+	static struct hook_env env;
+	struct strbuf out = { 0 };
+	size_t n = 0, crlf = 0;
+
+	while (n < len && n < sizeof(env.helo) - 1 && hdr[n] != '\0' && hdr[n] != '\n')
+		n++;
+	memcpy(env.helo, hdr, n);
+	env.helo[n] = '\0';
+	strcpy(env.client_ip, "192.0.2.1");
+	strcpy(env.queue_id, "4XyZ1");
+	headers_build_received_at(&out, &env, "mx.example", "ESMTP", 0);
+	const char *h = n > 0 ? env.helo : "unknown";
+	size_t lh = n > 0 ? n : 7;
+	static const char after[] = " (unknown [192.0.2.1])\r\n\tby mx.example (mxgate) with ESMTP id 4XyZ1; ";
+	if (out.len < 15 + lh + sizeof(after) || memcmp(out.v, "Received: from ", 15) != 0 ||
+	    memcmp(out.v + 15 + lh, after, sizeof(after) - 1) != 0)
+		abort();
+	for (size_t i = 0; i < lh; i++) {
+		unsigned char c = (unsigned char)out.v[15 + i];
+		if (c <= ' ' || c == 0x7f || strchr("<>()\\\";@", c) != NULL)
+			abort();
+		if (c != '?' && c != (unsigned char)h[i])
+			abort();
+	}
+	for (size_t i = 0; i < out.len; i++)
+		if (out.v[i] == '\r' || out.v[i] == '\n')
+			crlf++;
+	if (crlf != 4 || out.v[out.len - 2] != '\r' || out.v[out.len - 1] != '\n' || strlen(out.v) != out.len)
+		abort();
+	strbuf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_edits x;
@@ -144,6 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (hdr == NULL)
 		return 0;
 	memcpy(hdr, data + used, len);
+	fz_received_helo(hdr, len);
 	headers_apply_edits(hdr, len, x.e, x.n, &out);
 	const char *o = out.v ? out.v : "";
 	{

@@ -180,6 +180,11 @@ static void test_normalize(void **state)
 	assert_true(domain_equal("LOCAL.test.", "local.TEST"));
 	assert_false(domain_equal("local.test..", "local.test"));
 	assert_true(domain_equal("xn--bcher-kva.example", "b\xc3\xbc" "cher.example"));
+	/* a root dot spelt as U+3002, which UTS #46 maps to '.', goes as "." does, once */
+	assert_true(domain_equal("b\xc3\xbc" "cher.example\xe3\x80\x82", "xn--bcher-kva.example"));
+	assert_true(domain_equal("b\xc3\xbc" "cher.example\xe3\x80\x82", "b\xc3\xbc" "cher.example."));
+	assert_false(domain_equal("b\xc3\xbc" "cher.example.\xe3\x80\x82", "b\xc3\xbc" "cher.example"));
+	assert_false(domain_equal("b\xc3\xbc" "cher.example\xe3\x80\x82.", "b\xc3\xbc" "cher.example"));
 	assert_int_equal(domain_normalize("[IPv6:2001:DB8:0:0::1]", 22, out, sizeof(out)), 18);
 	assert_string_equal(out, "[ipv6:2001:db8::1]");
 	assert_true(domain_equal("[IPv6:0:0:0:0:0:ffff:c000:201]", "[ipv6:::ffff:192.0.2.1]"));
@@ -240,7 +245,8 @@ static void test_set(void **state)
 	assert_false(domain_set_match(NULL, "local.test"));
 
 	static const char *const bad[] = { "*", "*.", "**.example", "a.*.example", "*example.org",
-		"*.[192.0.2.1]", "[x400:y]", "exa mple.org", "", "user@example.org", "-a.example" };
+		"*.[192.0.2.1]", "[x400:y]", "exa mple.org", "", "user@example.org", "-a.example",
+		".", "*..", "\xe3\x80\x82", "*.\xe3\x80\x82" /* the root, its dot spelt as U+3002 */ };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err = NULL;
 		if (domain_set_add(s, bad[i], &err) == 0 || err == NULL)
