@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -443,6 +444,8 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 
 /* ---- void lookups (RFC 7208 4.6.4) ---------------------------------------------------------- */
 
+static void spf_dns_size_note_clear(void);
+
 /* One check runs on one thread from start to end (spf_engine_check), so a thread-local count
  * is the check's own. */
 static __thread int spf_dns_voids;
@@ -450,6 +453,7 @@ static __thread int spf_dns_voids;
 void spf_dns_void_reset(void)
 {
 	spf_dns_voids = 0;
+	spf_dns_size_note_clear();
 }
 
 int spf_dns_void_count(void)
@@ -489,4 +493,128 @@ SPF_dns_server_t *spf_dns_void_layer_new(SPF_dns_server_t *below)
 	layer->layer_below = below;
 	layer->name = "voids";
 	return layer;
+}
+
+/* ---- records libspf2 cuts short (SPF_MAX_MECH_LEN) ------------------------------------------ */
+
+int spf_dns_size_terms(const char *txt, bool *redirect)
+{
+	const char *p = txt;
+	int n = 0;
+
+	*redirect = false;
+	if (strncasecmp(p, "v=spf1", 6) != 0 || (p[6] != '\0' && p[6] != ' '))
+		return -1;
+	p += 6;
+	for (;;) {
+		const char *name;
+		size_t len;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return n;
+		if (*p == '+' || *p == '-' || *p == '~' || *p == '?')
+			p++;
+		name = p;
+		while (isalnum((unsigned char)*p) || *p == '_' || *p == '-')
+			p++;
+		len = (size_t)(p - name);
+		/* as SPF_record_compile: a name followed by ':', '/', ' ' or the end is a
+		 * mechanism, redirect= is one too; other modifiers are kept apart */
+		if (*p == ':' || *p == '/' || *p == ' ' || *p == '\0') {
+			n++;
+		} else if (*p == '=' && len == 8 && strncasecmp(name, "redirect", 8) == 0) {
+			n++;
+			*redirect = true;
+		}
+		p += strcspn(p, " ");
+	}
+}
+
+static __thread struct {
+	bool cut, redirect;
+	char name[256];
+} spf_dns_size_note;
+
+static void spf_dns_size_note_clear(void)
+{
+	spf_dns_size_note.cut = false;
+	spf_dns_size_note.redirect = false;
+	spf_dns_size_note.name[0] = '\0';
+}
+
+bool spf_dns_size_cut(char *name, size_t namesz, bool *redirect)
+{
+	if (spf_dns_size_note.cut) {
+		snprintf(name, namesz, "%s", spf_dns_size_note.name);
+		*redirect = spf_dns_size_note.redirect;
+	}
+	return spf_dns_size_note.cut;
+}
+
+/* Whether libspf2 keeps every mechanism of txt: it compiles without an error (a record with
+ * errors is permerror anyway) into as many mechanisms as the text has. */
+static bool spf_dns_size_check(SPF_server_t *srv, const char *txt, bool *redirect)
+{
+	SPF_response_t *resp;
+	SPF_record_t *rec = NULL;
+	int terms = spf_dns_size_terms(txt, redirect);
+	bool cut = false;
+
+	if (terms < 0 || srv == NULL)
+		return false;
+	resp = SPF_response_new(NULL);
+	if (resp == NULL)
+		return false;
+	if (SPF_record_compile(srv, resp, &rec, txt) == SPF_E_SUCCESS && rec != NULL &&
+	    SPF_response_errors(resp) == 0 && rec->num_mech < terms)
+		cut = true;
+	SPF_record_free(rec);
+	SPF_response_free(resp);
+	return cut;
+}
+
+static SPF_dns_rr_t *spf_dns_size_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type,
+    int should_cache)
+{
+	SPF_dns_rr_t *rr = SPF_dns_lookup(layer->layer_below, domain, type, should_cache);
+
+	if (rr == NULL || type != ns_t_txt || rr->herrno != NETDB_SUCCESS)
+		return rr;
+	for (int i = 0; i < rr->num_rr; i++) {
+		bool redirect;
+
+		if (rr->rr[i] == NULL || !spf_dns_size_check(layer->hook, rr->rr[i]->txt, &redirect))
+			continue;
+		if (!spf_dns_size_note.cut)
+			snprintf(spf_dns_size_note.name, sizeof(spf_dns_size_note.name), "%s", domain);
+		spf_dns_size_note.cut = true;
+		spf_dns_size_note.redirect |= redirect;
+	}
+	return rr;
+}
+
+static void spf_dns_size_destroy(SPF_dns_server_t *layer)
+{
+	free(layer);
+}
+
+SPF_dns_server_t *spf_dns_size_layer_new(SPF_dns_server_t *below)
+{
+	SPF_dns_server_t *layer = calloc(1, sizeof(*layer));
+
+	if (layer == NULL)
+		return NULL;
+	layer->destroy = spf_dns_size_destroy;
+	layer->lookup = spf_dns_size_lookup;
+	layer->layer_below = below;
+	layer->name = "size";
+	return layer;
+}
+
+void spf_dns_size_layer_server(SPF_dns_server_t *layer, SPF_server_t *srv)
+{
+	if (layer != NULL)
+		layer->hook = srv;
 }

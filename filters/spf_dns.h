@@ -12,6 +12,7 @@
 #define MX_SPF_DNS_H
 
 #include <netinet/in.h>	/* before spf2/spf.h, which does not include it */
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <spf2/spf.h>
@@ -38,5 +39,21 @@ void spf_dns_check_deadline(uint64_t ms_from_now);
 SPF_dns_server_t *spf_dns_void_layer_new(SPF_dns_server_t *below);
 void spf_dns_void_reset(void);
 int spf_dns_void_count(void);
+
+/* libspf2 compiles a record's mechanisms into 511 octets (SPF_MAX_MECH_LEN) and drops every
+ * mechanism past that without an error: about 63 ip4 terms or 25 ip6 terms, after which the
+ * record ends early (no -all: neutral). spf_dns_size_terms() counts a record's mechanisms as
+ * libspf2's compiler sees them (terms split at spaces, redirect= counted as a mechanism as
+ * libspf2 does); -1 when txt is not an SPF record. *redirect tells whether it has redirect=. */
+int spf_dns_size_terms(const char *txt, bool *redirect);
+
+/* A pass-through layer above below (the top one, over the static records) that compiles
+ * every SPF record it passes up with srv (set by spf_dns_size_layer_server) and notes, per
+ * thread, the first one libspf2 cut short. spf_dns_void_reset() clears the note as well;
+ * spf_dns_size_cut() after the check: true with the record's name (and whether a cut record
+ * had redirect=) when one was seen. */
+SPF_dns_server_t *spf_dns_size_layer_new(SPF_dns_server_t *below);
+void spf_dns_size_layer_server(SPF_dns_server_t *layer, SPF_server_t *srv);
+bool spf_dns_size_cut(char *name, size_t namesz, bool *redirect);
 
 #endif
