@@ -421,14 +421,12 @@ void dmarc_evaluate(const struct dmarc_input *in, struct dmarc_outcome *out)
 		out->disposition = DMARC_POLICY_NONE;
 		return;
 	}
-	if (in->aligned_temperror) {
-		/* a DNS hiccup at the signer must not turn into a policy rejection */
-		out->result = DMARC_RESULT_TEMPERROR;
-		out->reason = "aligned identifier had a temporary error";
-		return;
-	}
-	out->result = DMARC_RESULT_FAIL;
-	out->reason = "no aligned identifier";
+	/* a DNS hiccup at the signer is not a failure: temperror, with the disposition a
+	 * failure would get, so that the caller can defer (RFC 7489 6.6.2) where the policy
+	 * would refuse, instead of letting it through */
+	out->result = in->aligned_temperror ? DMARC_RESULT_TEMPERROR : DMARC_RESULT_FAIL;
+	out->reason = in->aligned_temperror ? "aligned identifier had a temporary error" :
+	    "no aligned identifier";
 	out->disposition = out->policy;
 	/* 6.6.4: outside the pct sample, one step milder */
 	if (out->rec.pct < 100 && in->roll >= out->rec.pct &&

@@ -74,7 +74,8 @@ struct dmarc_input {
 struct dmarc_outcome {
 	enum dmarc_result result;
 	enum dmarc_policy policy;      /* the policy that applies (p, or sp for a subdomain) */
-	enum dmarc_policy disposition; /* what to do after pct: NONE on pass */
+	enum dmarc_policy disposition; /* what to do after pct: NONE on pass; on a temperror
+	                                  from an aligned check, what a failure would get */
 	bool sampled_out;              /* pct moved the disposition one step down */
 	bool no_record;                /* result NONE because no DMARC record exists */
 	bool dkim_aligned, spf_aligned;

@@ -34,7 +34,7 @@
 
 static const char *const sa_on_error_names[] = { "accept", "tempfail", "reject", NULL };
 static const char *const sa_dmarc_action_names[] = { "honor", "log", NULL };
-static const char *const sa_temperror_names[] = { "accept", "tempfail", NULL };
+static const char *const sa_temperror_names[] = { "accept", "tempfail", "policy", NULL };
 
 static const struct cfg_field dkim_scores_fields[] = {
 	{ "signed", CFG_DOUBLE, offsetof(struct dkim_scores_config, is_signed), "0.1", -1000, 1000, .doc = "DKIM_SIGNED: the message has a DKIM signature" },
@@ -138,8 +138,8 @@ static const struct cfg_field dmarc_fields[] = {
 	  .doc = "evaluate DMARC (RFC 7489; implies DKIM verification); no reports are sent" },
 	{ "action", CFG_ENUM, offsetof(struct dmarc_config, action), "honor", .choices = sa_dmarc_action_names,
 	  .doc = "honor: p=reject -> 550 5.7.1, p=quarantine -> the quarantine (or the score); log: only log and score" },
-	{ "on_temperror", CFG_ENUM, offsetof(struct dmarc_config, on_temperror), "accept",
-	  .choices = sa_temperror_names, .doc = "with action honor, a DNS failure on the policy: accept or 451 4.4.3" },
+	{ "on_temperror", CFG_ENUM, offsetof(struct dmarc_config, on_temperror), "policy",
+	  .choices = sa_temperror_names, .doc = "with action honor, DMARC temperror (the policy lookup failed, or an aligned DKIM/SPF check had a temporary error and nothing aligned passed): policy = 451 4.4.3 when the policy that would apply is reject or quarantine (after pct), else accept; tempfail = always 451 4.4.3; accept = never" },
 	{ "override_domains", CFG_STRLIST, offsetof(struct dmarc_config, override_domains), NULL,
 	  .doc = "local override: From domains (and subdomains) whose DMARC policy is not enforced" },
 	{ "trusted_arc_sealers", CFG_STRLIST, offsetof(struct dmarc_config, trusted_arc_sealers), NULL,
@@ -595,7 +595,7 @@ static void sa_judge_dmarc(struct sa_session *s, struct sa_outcome *o, struct au
 	in.roll = (int)arc4random_uniform(100);
 	dmarc_evaluate(&in, dm);
 	o->dm_done = true;
-	if (dm->result == DMARC_RESULT_FAIL) {
+	if (dm->result == DMARC_RESULT_FAIL || dm->result == DMARC_RESULT_TEMPERROR) {
 		if (sa_domain_listed(&cfg->dmarc.override_domains, s->from_domain))
 			o->override_why = "local override";
 		else if (s->arc.result == ARC_RESULT_PASS &&
@@ -647,9 +647,18 @@ static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, st
 		verdict_set(v, VERDICT_QUARANTINE, 0, "dmarc", "DMARC policy quarantine for %.200s",
 		    s->from_domain);
 	else if (dm->result == DMARC_RESULT_TEMPERROR &&
-	    cfg->dmarc.on_temperror == DMARC_TEMPERROR_TEMPFAIL)
-		verdict_set(v, VERDICT_TEMPFAIL, 451, "dmarc",
-		    "4.4.3 DMARC policy lookup for %.200s failed, try again later", s->from_domain);
+	    (cfg->dmarc.on_temperror == DMARC_TEMPERROR_TEMPFAIL ||
+	     (cfg->dmarc.on_temperror == DMARC_TEMPERROR_POLICY &&
+	      (dm->disposition == DMARC_POLICY_REJECT || dm->disposition == DMARC_POLICY_QUARANTINE))))
+	{
+		if (dm->policy == DMARC_POLICY_UNSET)
+			verdict_set(v, VERDICT_TEMPFAIL, 451, "dmarc",
+			    "4.4.3 DMARC policy lookup for %.200s failed, try again later", s->from_domain);
+		else
+			verdict_set(v, VERDICT_TEMPFAIL, 451, "dmarc",
+			    "4.4.3 DMARC check for %.200s could not be completed, try again later",
+			    s->from_domain);
+	}
 }
 
 /* Everything is in (or the time is up): results, field, symbols, verdict; completes the call. */

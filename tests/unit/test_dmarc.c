@@ -214,6 +214,9 @@ static void test_evaluate_details(void **state)
 	in.aligned_temperror = true;
 	dmarc_evaluate(&in, &out);
 	assert_int_equal(out.result, DMARC_RESULT_TEMPERROR);
+	/* with the disposition a failure would get: the caller defers where it would refuse */
+	assert_int_equal(out.policy, DMARC_POLICY_REJECT);
+	assert_int_equal(out.disposition, DMARC_POLICY_REJECT);
 	in.from_domain = "";
 	dmarc_evaluate(&in, &out);
 	assert_int_equal(out.result, DMARC_RESULT_PERMERROR);
