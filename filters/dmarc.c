@@ -195,6 +195,9 @@ struct from_scan {
 	int ndomains;
 	char first[256];
 	bool differ, unusable;
+	char (*list)[256];  /* dmarc_from_domains: every distinct domain, *nlist of max */
+	size_t *nlist, max;
+	bool toomany;
 };
 
 static void from_put(char *buf, size_t *n, size_t cap, char c, bool *overflow)
@@ -269,18 +272,27 @@ static void from_mailbox_end(struct from_scan *s)
 		snprintf(s->first, sizeof(s->first), "%s", dom);
 	else if (strcmp(s->first, dom) != 0)
 		s->differ = true;
+	if (s->list != NULL) {
+		size_t i;
+
+		for (i = 0; i < *s->nlist && strcmp(s->list[i], dom) != 0; i++)
+			;
+		if (i == *s->nlist && *s->nlist < s->max)
+			snprintf(s->list[(*s->nlist)++], sizeof(s->list[0]), "%s", dom);
+		else if (i == *s->nlist)
+			s->toomany = true;
+	}
 reset:
 	s->np = s->na = 0;
 	s->has_angle = s->overflow = false;
 }
 
-int dmarc_from_domain(const char *v, size_t len, char *out, size_t cap)
+static void from_scan_run(const char *v, size_t len, struct from_scan *sp)
 {
-	struct from_scan s;
+	struct from_scan s = *sp;
 	int comment = 0;
 	bool quoted = false, in_angle = false;
 
-	memset(&s, 0, sizeof(s));
 	for (size_t i = 0; i < len; i++) {
 		char c = v[i];
 
@@ -337,12 +349,33 @@ int dmarc_from_domain(const char *v, size_t len, char *out, size_t cap)
 			from_put(s.plain, &s.np, sizeof(s.plain), c, &s.overflow);
 	}
 	from_mailbox_end(&s);
+	*sp = s;
+}
+
+int dmarc_from_domain(const char *v, size_t len, char *out, size_t cap)
+{
+	struct from_scan s;
+
+	memset(&s, 0, sizeof(s));
+	from_scan_run(v, len, &s);
 	if (s.differ)
 		return -2;
 	if (s.unusable || s.ndomains == 0 || strlen(s.first) >= cap)
 		return -1;
 	snprintf(out, cap, "%s", s.first);
 	return 0;
+}
+
+int dmarc_from_domains(const char *v, size_t len, char (*doms)[256], size_t max, size_t *n)
+{
+	struct from_scan s;
+
+	memset(&s, 0, sizeof(s));
+	s.list = doms;
+	s.nlist = n;
+	s.max = max;
+	from_scan_run(v, len, &s);
+	return s.toomany ? -1 : 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------------- */

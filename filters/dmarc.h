@@ -43,6 +43,12 @@ bool dmarc_aligned(const char *a, const char *b, bool strict);
  * there is no usable address; -2 when it names several addresses in different domains. */
 int dmarc_from_domain(const char *value, size_t len, char *out, size_t cap);
 
+/* Every distinct usable domain of a From: field value (lowercased, A-labels), appended to
+ * doms[*n..max) and counted in *n; mailboxes without a usable domain are skipped. For RFC
+ * 7489 6.6.1's several authors: each domain is checked. 0, or -1 when there were more than
+ * max distinct domains (doms holds the first max). */
+int dmarc_from_domains(const char *value, size_t len, char (*doms)[256], size_t max, size_t *n);
+
 enum dmarc_result { DMARC_RESULT_NONE = 0, DMARC_RESULT_PASS, DMARC_RESULT_FAIL,
 	DMARC_RESULT_TEMPERROR, DMARC_RESULT_PERMERROR };
 const char *dmarc_result_name(enum dmarc_result r);

@@ -222,10 +222,37 @@ static void test_evaluate_details(void **state)
 	assert_int_equal(out.result, DMARC_RESULT_PERMERROR);
 }
 
+/* RFC 7489 6.6.1: every distinct usable domain of a From field, for a check of each */
+static void test_from_domains(void **state)
+{
+	char doms[3][256];
+	size_t n = 0;
+	const char *v;
+
+	(void)state;
+	v = "Boss <boss@Rej.Example>, \"x@fake.example\" <eve@other.example>, undisclosed, b@rej.example";
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(doms[0], "rej.example");
+	assert_string_equal(doms[1], "other.example");
+	v = "c@third.example, d@other.example";	/* a second field: appended, deduplicated */
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(doms[2], "third.example");
+	v = "e@fourth.example";
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), -1);
+	assert_int_equal(n, 3);
+	n = 0;
+	v = "undisclosed-recipients:;";
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), 0);
+	assert_int_equal(n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_record_parse),
+		cmocka_unit_test(test_from_domains),
 		cmocka_unit_test(test_org_domain),
 		cmocka_unit_test(test_from_domain),
 		cmocka_unit_test(test_evaluate),
