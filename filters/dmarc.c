@@ -102,6 +102,7 @@ int dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r)
 		r->p = DMARC_POLICY_NONE;	/* 6.6.3: a bad p= with a rua= is p=none */
 	}
 	r->sp = dmarc_policy_word(dmarc_tag(&tags, "sp"));
+	r->np = dmarc_policy_word(dmarc_tag(&tags, "np"));
 	t = dmarc_tag(&tags, "pct");
 	if (t != NULL && dkim_tag_uint(t, 3, &u) == 0 && u <= 100)
 		r->pct = (int)u;
@@ -437,7 +438,11 @@ void dmarc_evaluate(const struct dmarc_input *in, struct dmarc_outcome *out)
 	}
 	snprintf(out->policy_domain, sizeof(out->policy_domain), "%s",
 	    at_org ? in->org_domain : in->from_domain);
-	out->policy = at_org && out->rec.sp != DMARC_POLICY_UNSET ? out->rec.sp : out->rec.p;
+	/* RFC 9091 4: np= for a From domain that does not exist, else sp=, else p= */
+	if (at_org && in->from_nonexistent && out->rec.np != DMARC_POLICY_UNSET)
+		out->policy = out->rec.np;
+	else
+		out->policy = at_org && out->rec.sp != DMARC_POLICY_UNSET ? out->rec.sp : out->rec.p;
 	/* 3.1: identifier alignment */
 	for (size_t i = 0; i < in->ndkim_pass && !out->dkim_aligned; i++)
 		if (dmarc_aligned(in->dkim_pass[i], in->from_domain, out->rec.adkim_strict)) {

@@ -16,6 +16,7 @@ const char *dmarc_policy_name(enum dmarc_policy p);
 
 struct dmarc_record {
 	enum dmarc_policy p, sp;       /* sp UNSET: p applies to subdomains */
+	enum dmarc_policy np;          /* RFC 9091: non-existent subdomains; UNSET: sp, then p */
 	bool adkim_strict, aspf_strict;
 	int pct;                       /* 0..100 */
 };
@@ -75,6 +76,9 @@ struct dmarc_input {
 	bool aligned_temperror;        /* an aligned DKIM signature or SPF check ended in a
 	                                  temporary error: no pass becomes temperror, not fail */
 	int roll;                      /* 0..99, uniform: the pct sample (6.6.4) */
+	bool from_nonexistent;         /* the From domain is known not to exist (NXDOMAIN):
+	                                  np= applies when the record is the organisational
+	                                  domain's (RFC 9091) */
 };
 
 struct dmarc_outcome {

@@ -183,7 +183,9 @@ struct sa_worker {
 	size_t keys_next;          /* round-robin replacement */
 };
 
-enum sa_lookup_kind { SA_LK_KEY = 0, SA_LK_DMARC_FROM, SA_LK_DMARC_ORG };
+/* SA_LK_EXISTS: the From domain's A record, asked when it is a subdomain: NXDOMAIN makes
+ * the organisational domain's np= apply (RFC 9091) */
+enum sa_lookup_kind { SA_LK_KEY = 0, SA_LK_DMARC_FROM, SA_LK_DMARC_ORG, SA_LK_EXISTS };
 
 struct sa_session;
 
@@ -194,7 +196,7 @@ struct sa_lookup {
 	bool started, done;
 	char name[256];
 	struct dkim_key key;        /* SA_LK_KEY */
-	enum dmarc_dns dstatus;     /* SA_LK_DMARC_* */
+	enum dmarc_dns dstatus;     /* SA_LK_DMARC_*; SA_LK_EXISTS: NONE = NXDOMAIN */
 	char **txt;
 	size_t ntxt;
 };
@@ -597,7 +599,7 @@ static int sa_dmarc_rank(const struct dmarc_outcome *d)
 
 /* DMARC for one From domain dom (its organisational domain org) into out. */
 static void sa_dmarc_one(const struct sa_session *s, const struct sa_outcome *o, const char *dom,
-    const char *org, bool aligned_temperror, struct dmarc_outcome *out)
+    const char *org, bool aligned_temperror, bool nonexistent, struct dmarc_outcome *out)
 {
 	struct dmarc_input in;
 
@@ -610,6 +612,7 @@ static void sa_dmarc_one(const struct sa_session *s, const struct sa_outcome *o,
 	in.ndkim_pass = o->ndkim_pass;
 	in.spf_domain = o->spf.pass ? o->spf.domain : NULL;
 	in.aligned_temperror = aligned_temperror;
+	in.from_nonexistent = nonexistent;
 	in.roll = (int)arc4random_uniform(100);
 	dmarc_evaluate(&in, out);
 }
@@ -641,7 +644,10 @@ static void sa_judge_dmarc(struct sa_session *s, struct sa_outcome *o, struct au
 
 	memset(dm, 0, sizeof(*dm));
 	if (s->from_status == 0) {
-		sa_dmarc_one(s, o, s->from_domain, s->org_domain, o->aligned_temperror, dm);
+		const struct sa_lookup *ex = sa_find_lookup(s, SA_LK_EXISTS, s->from_domain);
+
+		sa_dmarc_one(s, o, s->from_domain, s->org_domain, o->aligned_temperror,
+		    ex != NULL && ex->done && ex->dstatus == DMARC_DNS_NONE, dm);
 	} else if (s->from_toomany) {
 		dm->result = DMARC_RESULT_PERMERROR;
 		dm->reason = "From names too many domains";
@@ -656,7 +662,8 @@ static void sa_judge_dmarc(struct sa_session *s, struct sa_outcome *o, struct au
 
 			if (dmarc_org_domain(s->from_doms[i], org, sizeof(org)) != 0)
 				snprintf(org, sizeof(org), "%s", s->from_doms[i]);
-			sa_dmarc_one(s, o, s->from_doms[i], org, sa_temperror_aligned(s, o, s->from_doms[i]), &one);
+			sa_dmarc_one(s, o, s->from_doms[i], org, sa_temperror_aligned(s, o, s->from_doms[i]),
+			    false, &one);
 			if (i == 0 || sa_dmarc_rank(&one) > sa_dmarc_rank(dm)) {
 				*dm = one;
 				best = i;
@@ -873,6 +880,10 @@ static void sa_dns_cb(void *arg, const struct dns_result *res)
 			dkim_key_set_error(&l->key, DKIM_RESULT_TEMPERROR,
 			    res->status == DNS_S_TIMEOUT ? "key lookup timed out" : "key lookup failed");
 		}
+	} else if (l->kind == SA_LK_EXISTS) {
+		/* only NXDOMAIN: NODATA (an MX or TXT only name), a failure or no answer may
+		 * well be a name that exists */
+		l->dstatus = res->status == DNS_S_NXDOMAIN ? DMARC_DNS_NONE : DMARC_DNS_RECORDS;
 	} else {
 		if (res->status == DNS_S_OK) {
 			l->dstatus = DMARC_DNS_RECORDS;
@@ -1080,6 +1091,9 @@ static int sa_prepare(struct sa_session *s, const char *hdr, size_t hl)
 			snprintf(qn, sizeof(qn), "_dmarc.%s", s->org_domain);
 			if (sa_add_lookup(s, SA_LK_DMARC_ORG, qn) != 0)
 				return -1;
+			/* whether the From domain exists at all, for an np= there (RFC 9091) */
+			if (sa_add_lookup(s, SA_LK_EXISTS, s->from_domain) != 0)
+				return -1;
 		}
 	} else if (w->dmarc && !s->from_toomany) {
 		/* several authors: each domain's record, and its organisational domain's */
@@ -1125,7 +1139,8 @@ static void sa_start_lookups(struct sa_session *s)
 		l->s = s;
 		l->started = true;
 		s->pending++;
-		l->q = dns_query_start(s->w->dns, DNS_T_TXT, l->name, 0, sa_dns_cb, l);
+		l->q = dns_query_start(s->w->dns, l->kind == SA_LK_EXISTS ? DNS_T_A : DNS_T_TXT, l->name,
+		    0, sa_dns_cb, l);
 	}
 	s->starting = false;
 }
