@@ -23,7 +23,8 @@
 #define SPF_DNS_ANSWER_MAX 65535	/* a TCP answer (after a truncated UDP one) */
 
 struct spf_dns_hook {
-	struct sockaddr_in ns[MAXNS];
+	struct sockaddr_storage ns[MAXNS];   /* IPv4 or IPv6 */
+	socklen_t nslen[MAXNS];
 	int nns;
 	uint64_t timeout_ms;             /* one lookup, all tries and servers */
 	int tries;
@@ -106,14 +107,14 @@ static bool spf_dns_matches(const unsigned char *q, int qlen, const unsigned cha
 }
 
 /* One UDP exchange with server ns until end: the answer's length, 0 no answer, -1 error. */
-static int spf_dns_udp(const struct sockaddr_in *ns, const unsigned char *q, int qlen,
+static int spf_dns_udp(const struct sockaddr *ns, socklen_t nslen, const unsigned char *q, int qlen,
     unsigned char *ans, int anslen, uint64_t end)
 {
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1;
+	int fd = socket(ns->sa_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1;
 
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (const struct sockaddr *)ns, sizeof(*ns)) != 0 || send(fd, q, (size_t)qlen, 0) != qlen)
+	if (connect(fd, ns, nslen) != 0 || send(fd, q, (size_t)qlen, 0) != qlen)
 		goto out;
 	for (;;) {
 		int w = spf_dns_wait(fd, POLLIN, end);
@@ -160,17 +161,17 @@ static int spf_dns_read_full(int fd, unsigned char *buf, size_t len, uint64_t en
 }
 
 /* One TCP exchange (RFC 1035 4.2.2, RFC 7766) until end: the answer's length or -1. */
-static int spf_dns_tcp(const struct sockaddr_in *ns, const unsigned char *q, int qlen,
+static int spf_dns_tcp(const struct sockaddr *ns, socklen_t nslen, const unsigned char *q, int qlen,
     unsigned char *ans, int anslen, uint64_t end)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1, err = 0;
+	int fd = socket(ns->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1, err = 0;
 	unsigned char lenbuf[2], out[2 + NS_PACKETSZ * 2];
 	socklen_t elen = sizeof(err);
 	size_t sent = 0;
 
 	if (fd < 0 || qlen > (int)sizeof(out) - 2)
 		goto out;
-	if (connect(fd, (const struct sockaddr *)ns, sizeof(*ns)) != 0 && errno != EINPROGRESS)
+	if (connect(fd, ns, nslen) != 0 && errno != EINPROGRESS)
 		goto out;
 	if (spf_dns_wait(fd, POLLOUT, end) <= 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
@@ -246,9 +247,11 @@ static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type
 				return -1;
 			if (try_end > end || (t == h->tries - 1 && i == h->nns - 1))
 				try_end = end;
-			n = spf_dns_udp(&h->ns[i], q, qlen, ans, anslen, try_end);
+			n = spf_dns_udp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, ans, anslen,
+			    try_end);
 			if (n > 0 && (ans[2] & 0x02) != 0)	/* TC: the whole answer over TCP */
-				n = spf_dns_tcp(&h->ns[i], q, qlen, ans, anslen, end);
+				n = spf_dns_tcp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, ans,
+				    anslen, end);
 			if (n < 12)
 				continue;
 			*rcode = ans[3] & 0x0f;
@@ -377,6 +380,56 @@ static void spf_dns_destroy(SPF_dns_server_t *layer)
 	free(layer);
 }
 
+int spf_dns_parse_server(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	const char *host = s, *port_s = NULL;
+	size_t hl;
+	unsigned long port = 53;
+
+	if (s == NULL)
+		return -1;
+	if (s[0] == '[') {			/* "[v6]" or "[v6]:port" */
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+			return -1;
+		host = s + 1;
+		hl = (size_t)(close - host);
+		port_s = close[1] == ':' ? close + 2 : NULL;
+	} else if (strchr(s, ':') != NULL && strchr(s, ':') == strrchr(s, ':')) {	/* "v4:port" */
+		hl = (size_t)(strchr(s, ':') - s);
+		port_s = strchr(s, ':') + 1;
+	} else {				/* "v4" or a bare "v6" */
+		hl = strlen(s);
+	}
+	if (hl == 0 || hl >= sizeof(ip))
+		return -1;
+	memcpy(ip, host, hl);
+	ip[hl] = '\0';
+	if (port_s != NULL) {
+		char *end;
+
+		port = strtoul(port_s, &end, 10);
+		if (*port_s == '\0' || *end != '\0' || port == 0 || port > 65535)
+			return -1;
+	}
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in6);
+		return 0;
+	}
+	return -1;
+}
+
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
     int tries)
 {
@@ -386,30 +439,9 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return NULL;
-	for (size_t i = 0; resolvers != NULL && i < resolvers->n && h->nns < MAXNS; i++) {
-		const char *s = resolvers->v[i], *colon = strrchr(s, ':');
-		char ip[INET_ADDRSTRLEN];
-		unsigned long port = 53;
-		struct in_addr a;
-
-		/* "ip" or "ip:port"; IPv6 ("[::1]:53", "::1") is left to resolv.conf */
-		if (s[0] == '[' || (colon != NULL && strchr(s, ':') != colon))
-			continue;
-		if (colon != NULL) {
-			char *end;
-
-			port = strtoul(colon + 1, &end, 10);
-			if (*end != '\0' || port == 0 || port > 65535)
-				continue;
-		}
-		if (snprintf(ip, sizeof(ip), "%.*s", (int)(colon ? colon - s : (long)strlen(s)), s) >=
-		        (int)sizeof(ip) || inet_pton(AF_INET, ip, &a) != 1)
-			continue;
-		h->ns[h->nns].sin_family = AF_INET;
-		h->ns[h->nns].sin_port = htons((uint16_t)port);
-		h->ns[h->nns].sin_addr = a;
-		h->nns++;
-	}
+	for (size_t i = 0; resolvers != NULL && i < resolvers->n && h->nns < MAXNS; i++)
+		if (spf_dns_parse_server(resolvers->v[i], &h->ns[h->nns], &h->nslen[h->nns]) == 0)
+			h->nns++;
 	if (h->nns == 0 && (resolvers == NULL || resolvers->n == 0)) {
 		/* no dns.resolvers: resolv.conf's IPv4 servers, through the same bounded transport */
 		struct __res_state st;
@@ -417,8 +449,10 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 		memset(&st, 0, sizeof(st));
 		if (res_ninit(&st) == 0) {
 			for (int i = 0; i < st.nscount && i < MAXNS; i++)
-				if (st.nsaddr_list[i].sin_family == AF_INET)
-					h->ns[h->nns++] = st.nsaddr_list[i];
+				if (st.nsaddr_list[i].sin_family == AF_INET) {
+					memcpy(&h->ns[h->nns], &st.nsaddr_list[i], sizeof(st.nsaddr_list[i]));
+					h->nslen[h->nns++] = sizeof(struct sockaddr_in);
+				}
 			res_nclose(&st);
 		}
 	}

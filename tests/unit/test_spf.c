@@ -172,6 +172,35 @@ static void test_record_cut_short(void **state)
 	assert_int_equal(spf_dns_size_terms("v=spf1", &redirect), 0);
 }
 
+/* dns.resolvers as dns.c takes them, IPv6 included (the SPF transport asked IPv4 only) */
+static void test_resolver_forms(void **state)
+{
+	static const struct { const char *s; int rc, family, port; } rows[] = {
+		{ "127.0.0.1", 0, AF_INET, 53 }, { "127.0.0.1:5353", 0, AF_INET, 5353 },
+		{ "[::1]:5353", 0, AF_INET6, 5353 }, { "[::1]", 0, AF_INET6, 53 },
+		{ "2001:db8::53", 0, AF_INET6, 53 }, { "[::1]:0", -1, 0, 0 }, { "[::1]x", -1, 0, 0 },
+		{ "127.0.0.1:", -1, 0, 0 }, { "host.example", -1, 0, 0 }, { "[127.0.0.1", -1, 0, 0 },
+		{ "1.2.3.4:99999", -1, 0, 0 }, { "", -1, 0, 0 },
+	};
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int rc = spf_dns_parse_server(rows[i].s, &ss, &len);
+
+		if (rc != rows[i].rc)
+			fail_msg("%s: rc %d", rows[i].s, rc);
+		if (rc != 0)
+			continue;
+		assert_int_equal(ss.ss_family, rows[i].family);
+		assert_int_equal(ntohs(rows[i].family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port :
+		    ((struct sockaddr_in6 *)&ss)->sin6_port), rows[i].port);
+		assert_int_equal(len, rows[i].family == AF_INET ? sizeof(struct sockaddr_in) :
+		    sizeof(struct sockaddr_in6));
+	}
+}
+
 /* ---- the module --------------------------------------------------------------------- */
 
 struct fixture {
@@ -492,6 +521,7 @@ int main(void)
 		cmocka_unit_test(test_explanation),
 		cmocka_unit_test(test_records_and_names),
 		cmocka_unit_test(test_record_cut_short),
+		cmocka_unit_test(test_resolver_forms),
 		cmocka_unit_test_setup_teardown(test_module_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_fail_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_null_sender, setup, teardown),
