@@ -86,6 +86,8 @@ static const struct cfg_field spf_config_fields[] = {
 	{ .key = NULL }
 };
 
+static SPF_server_t *spf_engine_server(struct spf_engine *e);
+
 static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	const struct spf_config *c = obj;
@@ -96,12 +98,30 @@ static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 	e = spf_engine_new(NULL, true, NULL);
 	if (e == NULL)
 		return 0;
-	for (size_t i = 0; i < c->records.n; i++)
-		if (spf_engine_add_record(e, c->records.v[i]) < 0) {
+	for (size_t i = 0; i < c->records.n; i++) {
+		const char *r = c->records.v[i];
+		int kept, terms;
+		bool redirect;
+
+		if (spf_engine_add_record(e, r) < 0) {
 			spf_engine_free(e);
-			return cfg_error_key(p, n, "records", (long)i, "\"%s\": expected \"name TYPE data\"",
-			    c->records.v[i]);
+			return cfg_error_key(p, n, "records", (long)i, "\"%s\": expected \"name TYPE data\"", r);
 		}
+		/* "name TXT data": a record libspf2 would cut short is refused now, not permerror
+		 * (or a wrong neutral) for every message later */
+		r += strspn(r, " \t");
+		r += strcspn(r, " \t");
+		r += strspn(r, " \t");
+		if (strncasecmp(r, "TXT", 3) != 0 || (r[3] != ' ' && r[3] != '\t'))
+			continue;
+		r += 3 + strspn(r + 3, " \t");
+		kept = spf_dns_size_kept(spf_engine_server(e), r, &terms, &redirect);
+		if (kept >= 0 && kept < terms) {
+			spf_engine_free(e);
+			return cfg_error_key(p, n, "records", (long)i, "libspf2 keeps %d of its %d mechanisms "
+			    "(511 compiled octets, about 63 ip4 terms): split it with include:", kept, terms);
+		}
+	}
 	spf_engine_free(e);
 	return 0;
 }
@@ -119,6 +139,11 @@ struct spf_engine {
 	SPF_dns_server_t *top;     /* the size check above them, the layer srv asks */
 	int refs;                  /* loop thread only */
 };
+
+static SPF_server_t *spf_engine_server(struct spf_engine *e)
+{
+	return e->srv;
+}
 
 const char *spf_result_name(enum spf_result r)
 {

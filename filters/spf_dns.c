@@ -587,26 +587,33 @@ bool spf_dns_size_cut(char *name, size_t namesz, bool *redirect)
 	return spf_dns_size_note.cut;
 }
 
-/* Whether libspf2 keeps every mechanism of txt: it compiles without an error (a record with
- * errors is permerror anyway) into as many mechanisms as the text has. */
-static bool spf_dns_size_check(SPF_server_t *srv, const char *txt, bool *redirect)
+int spf_dns_size_kept(SPF_server_t *srv, const char *txt, int *terms, bool *redirect)
 {
 	SPF_response_t *resp;
 	SPF_record_t *rec = NULL;
-	int terms = spf_dns_size_terms(txt, redirect);
-	bool cut = false;
+	int kept = -1;
 
-	if (terms < 0 || srv == NULL)
-		return false;
+	*terms = spf_dns_size_terms(txt, redirect);
+	if (*terms < 0 || srv == NULL)
+		return -1;
 	resp = SPF_response_new(NULL);
 	if (resp == NULL)
-		return false;
+		return -1;
 	if (SPF_record_compile(srv, resp, &rec, txt) == SPF_E_SUCCESS && rec != NULL &&
-	    SPF_response_errors(resp) == 0 && rec->num_mech < terms)
-		cut = true;
+	    SPF_response_errors(resp) == 0)
+		kept = rec->num_mech;
 	SPF_record_free(rec);
 	SPF_response_free(resp);
-	return cut;
+	return kept;
+}
+
+/* Whether libspf2 drops mechanisms of txt: it compiles without an error (a record with
+ * errors is permerror anyway) into fewer mechanisms than the text has. */
+static bool spf_dns_size_check(SPF_server_t *srv, const char *txt, bool *redirect)
+{
+	int terms, kept = spf_dns_size_kept(srv, txt, &terms, redirect);
+
+	return kept >= 0 && kept < terms;
 }
 
 static SPF_dns_rr_t *spf_dns_size_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type,

@@ -59,6 +59,9 @@ int spf_dns_size_terms(const char *txt, bool *redirect);
  * spf_dns_size_cut() after the check: true with the record's name (and whether a cut record
  * had redirect=) when one was seen. */
 SPF_dns_server_t *spf_dns_size_layer_new(SPF_dns_server_t *below);
+/* The mechanisms libspf2 keeps of SPF record txt compiled with srv (*terms: the text's);
+ * -1 when it is no SPF record or does not compile without errors. */
+int spf_dns_size_kept(SPF_server_t *srv, const char *txt, int *terms, bool *redirect);
 void spf_dns_size_layer_server(SPF_dns_server_t *layer, SPF_server_t *srv);
 bool spf_dns_size_cut(char *name, size_t namesz, bool *redirect);
 
