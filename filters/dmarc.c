@@ -102,6 +102,7 @@ int dmarc_record_parse(const char *txt, size_t len, struct dmarc_record *r)
 		r->p = DMARC_POLICY_NONE;	/* 6.6.3: a bad p= with a rua= is p=none */
 	}
 	r->sp = dmarc_policy_word(dmarc_tag(&tags, "sp"));
+	r->np = dmarc_policy_word(dmarc_tag(&tags, "np"));
 	t = dmarc_tag(&tags, "pct");
 	if (t != NULL && dkim_tag_uint(t, 3, &u) == 0 && u <= 100)
 		r->pct = (int)u;
@@ -195,6 +196,9 @@ struct from_scan {
 	int ndomains;
 	char first[256];
 	bool differ, unusable;
+	char (*list)[256];  /* dmarc_from_domains: every distinct domain, *nlist of max */
+	size_t *nlist, max;
+	bool toomany;
 };
 
 static void from_put(char *buf, size_t *n, size_t cap, char c, bool *overflow)
@@ -269,18 +273,27 @@ static void from_mailbox_end(struct from_scan *s)
 		snprintf(s->first, sizeof(s->first), "%s", dom);
 	else if (strcmp(s->first, dom) != 0)
 		s->differ = true;
+	if (s->list != NULL) {
+		size_t i;
+
+		for (i = 0; i < *s->nlist && strcmp(s->list[i], dom) != 0; i++)
+			;
+		if (i == *s->nlist && *s->nlist < s->max)
+			snprintf(s->list[(*s->nlist)++], sizeof(s->list[0]), "%s", dom);
+		else if (i == *s->nlist)
+			s->toomany = true;
+	}
 reset:
 	s->np = s->na = 0;
 	s->has_angle = s->overflow = false;
 }
 
-int dmarc_from_domain(const char *v, size_t len, char *out, size_t cap)
+static void from_scan_run(const char *v, size_t len, struct from_scan *sp)
 {
-	struct from_scan s;
+	struct from_scan s = *sp;
 	int comment = 0;
 	bool quoted = false, in_angle = false;
 
-	memset(&s, 0, sizeof(s));
 	for (size_t i = 0; i < len; i++) {
 		char c = v[i];
 
@@ -337,12 +350,33 @@ int dmarc_from_domain(const char *v, size_t len, char *out, size_t cap)
 			from_put(s.plain, &s.np, sizeof(s.plain), c, &s.overflow);
 	}
 	from_mailbox_end(&s);
+	*sp = s;
+}
+
+int dmarc_from_domain(const char *v, size_t len, char *out, size_t cap)
+{
+	struct from_scan s;
+
+	memset(&s, 0, sizeof(s));
+	from_scan_run(v, len, &s);
 	if (s.differ)
 		return -2;
 	if (s.unusable || s.ndomains == 0 || strlen(s.first) >= cap)
 		return -1;
 	snprintf(out, cap, "%s", s.first);
 	return 0;
+}
+
+int dmarc_from_domains(const char *v, size_t len, char (*doms)[256], size_t max, size_t *n)
+{
+	struct from_scan s;
+
+	memset(&s, 0, sizeof(s));
+	s.list = doms;
+	s.nlist = n;
+	s.max = max;
+	from_scan_run(v, len, &s);
+	return s.toomany ? -1 : 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------------- */
@@ -404,7 +438,11 @@ void dmarc_evaluate(const struct dmarc_input *in, struct dmarc_outcome *out)
 	}
 	snprintf(out->policy_domain, sizeof(out->policy_domain), "%s",
 	    at_org ? in->org_domain : in->from_domain);
-	out->policy = at_org && out->rec.sp != DMARC_POLICY_UNSET ? out->rec.sp : out->rec.p;
+	/* RFC 9091 4: np= for a From domain that does not exist, else sp=, else p= */
+	if (at_org && in->from_nonexistent && out->rec.np != DMARC_POLICY_UNSET)
+		out->policy = out->rec.np;
+	else
+		out->policy = at_org && out->rec.sp != DMARC_POLICY_UNSET ? out->rec.sp : out->rec.p;
 	/* 3.1: identifier alignment */
 	for (size_t i = 0; i < in->ndkim_pass && !out->dkim_aligned; i++)
 		if (dmarc_aligned(in->dkim_pass[i], in->from_domain, out->rec.adkim_strict)) {
@@ -421,14 +459,12 @@ void dmarc_evaluate(const struct dmarc_input *in, struct dmarc_outcome *out)
 		out->disposition = DMARC_POLICY_NONE;
 		return;
 	}
-	if (in->aligned_temperror) {
-		/* a DNS hiccup at the signer must not turn into a policy rejection */
-		out->result = DMARC_RESULT_TEMPERROR;
-		out->reason = "aligned identifier had a temporary error";
-		return;
-	}
-	out->result = DMARC_RESULT_FAIL;
-	out->reason = "no aligned identifier";
+	/* a DNS hiccup at the signer is not a failure: temperror, with the disposition a
+	 * failure would get, so that the caller can defer (RFC 7489 6.6.2) where the policy
+	 * would refuse, instead of letting it through */
+	out->result = in->aligned_temperror ? DMARC_RESULT_TEMPERROR : DMARC_RESULT_FAIL;
+	out->reason = in->aligned_temperror ? "aligned identifier had a temporary error" :
+	    "no aligned identifier";
 	out->disposition = out->policy;
 	/* 6.6.4: outside the pct sample, one step milder */
 	if (out->rec.pct < 100 && in->roll >= out->rec.pct &&

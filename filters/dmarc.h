@@ -16,6 +16,7 @@ const char *dmarc_policy_name(enum dmarc_policy p);
 
 struct dmarc_record {
 	enum dmarc_policy p, sp;       /* sp UNSET: p applies to subdomains */
+	enum dmarc_policy np;          /* RFC 9091: non-existent subdomains; UNSET: sp, then p */
 	bool adkim_strict, aspf_strict;
 	int pct;                       /* 0..100 */
 };
@@ -43,6 +44,12 @@ bool dmarc_aligned(const char *a, const char *b, bool strict);
  * there is no usable address; -2 when it names several addresses in different domains. */
 int dmarc_from_domain(const char *value, size_t len, char *out, size_t cap);
 
+/* Every distinct usable domain of a From: field value (lowercased, A-labels), appended to
+ * doms[*n..max) and counted in *n; mailboxes without a usable domain are skipped. For RFC
+ * 7489 6.6.1's several authors: each domain is checked. 0, or -1 when there were more than
+ * max distinct domains (doms holds the first max). */
+int dmarc_from_domains(const char *value, size_t len, char (*doms)[256], size_t max, size_t *n);
+
 enum dmarc_result { DMARC_RESULT_NONE = 0, DMARC_RESULT_PASS, DMARC_RESULT_FAIL,
 	DMARC_RESULT_TEMPERROR, DMARC_RESULT_PERMERROR };
 const char *dmarc_result_name(enum dmarc_result r);
@@ -69,12 +76,16 @@ struct dmarc_input {
 	bool aligned_temperror;        /* an aligned DKIM signature or SPF check ended in a
 	                                  temporary error: no pass becomes temperror, not fail */
 	int roll;                      /* 0..99, uniform: the pct sample (6.6.4) */
+	bool from_nonexistent;         /* the From domain is known not to exist (NXDOMAIN):
+	                                  np= applies when the record is the organisational
+	                                  domain's (RFC 9091) */
 };
 
 struct dmarc_outcome {
 	enum dmarc_result result;
 	enum dmarc_policy policy;      /* the policy that applies (p, or sp for a subdomain) */
-	enum dmarc_policy disposition; /* what to do after pct: NONE on pass */
+	enum dmarc_policy disposition; /* what to do after pct: NONE on pass; on a temperror
+	                                  from an aligned check, what a failure would get */
 	bool sampled_out;              /* pct moved the disposition one step down */
 	bool no_record;                /* result NONE because no DMARC record exists */
 	bool dkim_aligned, spf_aligned;

@@ -28,13 +28,14 @@
 #include <time.h>
 
 #define SA_AUTH_SYMBOL "AUTH_DOMAIN"
-#define SA_SLICE (256u * 1024u)   /* body bytes hashed per loop iteration */
+#define SA_SLICE (256u * 1024u)
+#define SA_MAX_FROM_DOMAINS 8     /* From domains checked (RFC 7489 6.6.1); more: refused */   /* body bytes hashed per loop iteration */
 
 /* ---- config ------------------------------------------------------------------------------ */
 
 static const char *const sa_on_error_names[] = { "accept", "tempfail", "reject", NULL };
 static const char *const sa_dmarc_action_names[] = { "honor", "log", NULL };
-static const char *const sa_temperror_names[] = { "accept", "tempfail", NULL };
+static const char *const sa_temperror_names[] = { "accept", "tempfail", "policy", NULL };
 
 static const struct cfg_field dkim_scores_fields[] = {
 	{ "signed", CFG_DOUBLE, offsetof(struct dkim_scores_config, is_signed), "0.1", -1000, 1000, .doc = "DKIM_SIGNED: the message has a DKIM signature" },
@@ -138,8 +139,8 @@ static const struct cfg_field dmarc_fields[] = {
 	  .doc = "evaluate DMARC (RFC 7489; implies DKIM verification); no reports are sent" },
 	{ "action", CFG_ENUM, offsetof(struct dmarc_config, action), "honor", .choices = sa_dmarc_action_names,
 	  .doc = "honor: p=reject -> 550 5.7.1, p=quarantine -> the quarantine (or the score); log: only log and score" },
-	{ "on_temperror", CFG_ENUM, offsetof(struct dmarc_config, on_temperror), "accept",
-	  .choices = sa_temperror_names, .doc = "with action honor, a DNS failure on the policy: accept or 451 4.4.3" },
+	{ "on_temperror", CFG_ENUM, offsetof(struct dmarc_config, on_temperror), "policy",
+	  .choices = sa_temperror_names, .doc = "with action honor, DMARC temperror (the policy lookup failed, or an aligned DKIM/SPF check had a temporary error and nothing aligned passed): policy = 451 4.4.3 when the policy that would apply is reject or quarantine (after pct), else accept; tempfail = always 451 4.4.3; accept = never" },
 	{ "override_domains", CFG_STRLIST, offsetof(struct dmarc_config, override_domains), NULL,
 	  .doc = "local override: From domains (and subdomains) whose DMARC policy is not enforced" },
 	{ "trusted_arc_sealers", CFG_STRLIST, offsetof(struct dmarc_config, trusted_arc_sealers), NULL,
@@ -182,7 +183,9 @@ struct sa_worker {
 	size_t keys_next;          /* round-robin replacement */
 };
 
-enum sa_lookup_kind { SA_LK_KEY = 0, SA_LK_DMARC_FROM, SA_LK_DMARC_ORG };
+/* SA_LK_EXISTS: the From domain's A record, asked when it is a subdomain: NXDOMAIN makes
+ * the organisational domain's np= apply (RFC 9091) */
+enum sa_lookup_kind { SA_LK_KEY = 0, SA_LK_DMARC_FROM, SA_LK_DMARC_ORG, SA_LK_EXISTS };
 
 struct sa_session;
 
@@ -193,7 +196,7 @@ struct sa_lookup {
 	bool started, done;
 	char name[256];
 	struct dkim_key key;        /* SA_LK_KEY */
-	enum dmarc_dns dstatus;     /* SA_LK_DMARC_* */
+	enum dmarc_dns dstatus;     /* SA_LK_DMARC_*; SA_LK_EXISTS: NONE = NXDOMAIN */
 	char **txt;
 	size_t ntxt;
 };
@@ -212,6 +215,12 @@ struct sa_session {
 	char from_domain[256];
 	int from_status;            /* 0 ok, -1 none / unusable, -2 several addresses, -3 several From */
 	char org_domain[256];
+	/* RFC 7489 6.6.1: the From domains when there is not exactly one (several addresses in
+	 * different domains, several From fields, a mailbox without a domain beside others):
+	 * each is checked and the strictest result applies */
+	char from_doms[SA_MAX_FROM_DOMAINS][256];
+	size_t nfrom_doms;
+	bool from_toomany;          /* more than SA_MAX_FROM_DOMAINS distinct domains */
 	char msg_qid[24];           /* the message whose header block m holds (its queue id) */
 	uv_timer_t timer;
 	uv_idle_t idle;
@@ -355,6 +364,8 @@ static void sa_message_clear(struct sa_session *s)
 	s->body_off = 0;
 	s->from_domain[0] = s->org_domain[0] = s->msg_qid[0] = '\0';
 	s->from_status = -1;
+	s->nfrom_doms = 0;
+	s->from_toomany = false;
 	if (s->handles_ok) {
 		uv_timer_stop(&s->timer);
 		uv_idle_stop(&s->idle);
@@ -572,30 +583,101 @@ static void sa_dmarc_answer(const struct sa_session *s, enum sa_lookup_kind k, c
 	}
 }
 
+/* How strict an outcome is, to pick among several From domains (RFC 7489 6.6.1: the strictest
+ * policy among those that fail): a failure by its disposition, then a temperror by the one
+ * it would get, then pass, none, permerror. */
+static int sa_dmarc_rank(const struct dmarc_outcome *d)
+{
+	switch (d->result) {
+	case DMARC_RESULT_FAIL: return 40 + (int)d->disposition;
+	case DMARC_RESULT_TEMPERROR: return 30 + (int)d->disposition;
+	case DMARC_RESULT_PASS: return 20;
+	case DMARC_RESULT_NONE: return 10;
+	default: return 0;
+	}
+}
+
+/* DMARC for one From domain dom (its organisational domain org) into out. */
+static void sa_dmarc_one(const struct sa_session *s, const struct sa_outcome *o, const char *dom,
+    const char *org, bool aligned_temperror, bool nonexistent, struct dmarc_outcome *out)
+{
+	struct dmarc_input in;
+
+	memset(&in, 0, sizeof(in));
+	in.from_domain = dom;
+	in.org_domain = org;
+	sa_dmarc_answer(s, SA_LK_DMARC_FROM, dom, &in.at_from);
+	sa_dmarc_answer(s, SA_LK_DMARC_ORG, org, &in.at_org);
+	in.dkim_pass = o->dkim_pass;
+	in.ndkim_pass = o->ndkim_pass;
+	in.spf_domain = o->spf.pass ? o->spf.domain : NULL;
+	in.aligned_temperror = aligned_temperror;
+	in.from_nonexistent = nonexistent;
+	in.roll = (int)arc4random_uniform(100);
+	dmarc_evaluate(&in, out);
+}
+
+/* Whether a DKIM signature or the SPF check aligned (relaxed) with dom ended in temperror. */
+static bool sa_temperror_aligned(const struct sa_session *s, const struct sa_outcome *o, const char *dom)
+{
+	if (o->spf.result != NULL && strcmp(o->spf.result, "temperror") == 0 &&
+	    dmarc_aligned(o->spf.domain, dom, false))
+		return true;
+	for (size_t i = 0; s->m != NULL && s->w->dkim && i < dkim_msg_nsigs(s->m); i++) {
+		const struct dkim_sig *sig = dkim_msg_sig(s->m, i);
+
+		if (sig->kind == DKIM_SIG_DKIM && sig->result == DKIM_RESULT_TEMPERROR &&
+		    dmarc_aligned(sig->d, dom, false))
+			return true;
+	}
+	return false;
+}
+
 /* Applies DMARC (RFC 7489) with the overrides into o, the field and the symbols. */
 static void sa_judge_dmarc(struct sa_session *s, struct sa_outcome *o, struct authres_builder *ar)
 {
 	const struct mx_config *cfg = s->w->cfg;
 	struct hook_env *env = s->env;
 	struct dmarc_outcome *dm = &o->dm;
-	struct dmarc_input in;
-	char polc[160];
+	const char *several = NULL;
+	char polc[200];
 
-	memset(&in, 0, sizeof(in));
+	memset(dm, 0, sizeof(*dm));
 	if (s->from_status == 0) {
-		in.from_domain = s->from_domain;
-		in.org_domain = s->org_domain;
-		sa_dmarc_answer(s, SA_LK_DMARC_FROM, s->from_domain, &in.at_from);
-		sa_dmarc_answer(s, SA_LK_DMARC_ORG, s->org_domain, &in.at_org);
+		const struct sa_lookup *ex = sa_find_lookup(s, SA_LK_EXISTS, s->from_domain);
+
+		sa_dmarc_one(s, o, s->from_domain, s->org_domain, o->aligned_temperror,
+		    ex != NULL && ex->done && ex->dstatus == DMARC_DNS_NONE, dm);
+	} else if (s->from_toomany) {
+		dm->result = DMARC_RESULT_PERMERROR;
+		dm->reason = "From names too many domains";
+	} else if (s->nfrom_doms > 0) {
+		/* RFC 7489 6.6.1: every author domain is checked, the strictest result applies;
+		 * from_domain becomes the domain that decided (the field, the reply, the log) */
+		size_t best = 0;
+
+		for (size_t i = 0; i < s->nfrom_doms; i++) {
+			struct dmarc_outcome one;
+			char org[256];
+
+			if (dmarc_org_domain(s->from_doms[i], org, sizeof(org)) != 0)
+				snprintf(org, sizeof(org), "%s", s->from_doms[i]);
+			sa_dmarc_one(s, o, s->from_doms[i], org, sa_temperror_aligned(s, o, s->from_doms[i]),
+			    false, &one);
+			if (i == 0 || sa_dmarc_rank(&one) > sa_dmarc_rank(dm)) {
+				*dm = one;
+				best = i;
+			}
+		}
+		snprintf(s->from_domain, sizeof(s->from_domain), "%s", s->from_doms[best]);
+		several = s->from_status == -3 ? "several From fields" :
+		    s->from_status == -2 ? "From names several domains" : "a From mailbox without a domain";
+	} else {
+		dm->result = DMARC_RESULT_PERMERROR;
+		dm->reason = "no usable From";
 	}
-	in.dkim_pass = o->dkim_pass;
-	in.ndkim_pass = o->ndkim_pass;
-	in.spf_domain = o->spf.pass ? o->spf.domain : NULL;
-	in.aligned_temperror = o->aligned_temperror;
-	in.roll = (int)arc4random_uniform(100);
-	dmarc_evaluate(&in, dm);
 	o->dm_done = true;
-	if (dm->result == DMARC_RESULT_FAIL) {
+	if (dm->result == DMARC_RESULT_FAIL || dm->result == DMARC_RESULT_TEMPERROR) {
 		if (sa_domain_listed(&cfg->dmarc.override_domains, s->from_domain))
 			o->override_why = "local override";
 		else if (s->arc.result == ARC_RESULT_PASS &&
@@ -604,17 +686,15 @@ static void sa_judge_dmarc(struct sa_session *s, struct sa_outcome *o, struct au
 		o->overridden = o->override_why != NULL;
 	}
 	if (dm->result == DMARC_RESULT_PASS || dm->result == DMARC_RESULT_FAIL)
-		snprintf(polc, sizeof(polc), "p=%s dis=%s%s%s%s", dmarc_policy_name(dm->policy),
+		snprintf(polc, sizeof(polc), "p=%s dis=%s%s%s%s%s%s", dmarc_policy_name(dm->policy),
 		    o->overridden ? "none" : dmarc_policy_name(dm->disposition),
 		    dm->sampled_out ? " pct" : "", o->overridden ? "; " : "",
-		    o->overridden ? o->override_why : "");
-	else if (s->from_status != 0)
-		snprintf(polc, sizeof(polc), "%s", s->from_status == -3 ? "several From fields" :
-		    s->from_status == -2 ? "From names several domains" : "no usable From");
+		    o->overridden ? o->override_why : "", several ? "; " : "", several ? several : "");
 	else
-		snprintf(polc, sizeof(polc), "%s", dm->reason ? dm->reason : "");
+		snprintf(polc, sizeof(polc), "%s%s%s", dm->reason ? dm->reason : "", several ? "; " : "",
+		    several ? several : "");
 	authres_method(ar, "dmarc", dmarc_result_name(dm->result), polc);
-	if (s->from_status == 0)
+	if (s->from_domain[0] != '\0')
 		authres_prop(ar, "header.from", s->from_domain);
 	/* SpamAssassin's DMARC plugin names: the published policy of a failing message */
 	if (dm->result == DMARC_RESULT_PASS)
@@ -642,14 +722,26 @@ static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, st
 	if (dm->result == DMARC_RESULT_FAIL && dm->disposition == DMARC_POLICY_REJECT)
 		verdict_set(v, VERDICT_REJECT, 550, "dmarc",
 		    "5.7.1 Email rejected per DMARC policy for %.200s", s->from_domain);
+	else if (s->from_toomany)
+		verdict_set(v, VERDICT_REJECT, 550, "dmarc",
+		    "5.7.1 Email rejected: From names more than %d domains", SA_MAX_FROM_DOMAINS);
 	else if (dm->result == DMARC_RESULT_FAIL && dm->disposition == DMARC_POLICY_QUARANTINE &&
 	    cfg->quarantine != NULL)
 		verdict_set(v, VERDICT_QUARANTINE, 0, "dmarc", "DMARC policy quarantine for %.200s",
 		    s->from_domain);
 	else if (dm->result == DMARC_RESULT_TEMPERROR &&
-	    cfg->dmarc.on_temperror == DMARC_TEMPERROR_TEMPFAIL)
-		verdict_set(v, VERDICT_TEMPFAIL, 451, "dmarc",
-		    "4.4.3 DMARC policy lookup for %.200s failed, try again later", s->from_domain);
+	    (cfg->dmarc.on_temperror == DMARC_TEMPERROR_TEMPFAIL ||
+	     (cfg->dmarc.on_temperror == DMARC_TEMPERROR_POLICY &&
+	      (dm->disposition == DMARC_POLICY_REJECT || dm->disposition == DMARC_POLICY_QUARANTINE))))
+	{
+		if (dm->policy == DMARC_POLICY_UNSET)
+			verdict_set(v, VERDICT_TEMPFAIL, 451, "dmarc",
+			    "4.4.3 DMARC policy lookup for %.200s failed, try again later", s->from_domain);
+		else
+			verdict_set(v, VERDICT_TEMPFAIL, 451, "dmarc",
+			    "4.4.3 DMARC check for %.200s could not be completed, try again later",
+			    s->from_domain);
+	}
 }
 
 /* Everything is in (or the time is up): results, field, symbols, verdict; completes the call. */
@@ -707,7 +799,7 @@ static void sa_judge(struct sa_session *s)
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=senderauth queue_id=%s from_domain=%s spf=%s dkim=%s arc=%s dmarc=%s policy=%s "
 	    "disposition=%s%s auth_domain=%s action=%s",
-	    env->queue_id, s->from_status == 0 ? s->from_domain : "-",
+	    env->queue_id, s->from_domain[0] ? s->from_domain : "-",
 	    o->spf.result ? o->spf.result : "-", w->dkim ? (o->logdkim[0] ? o->logdkim : "none") : "-",
 	    w->arc ? arc_result_name(s->arc.result) : "-",
 	    o->dm_done ? dmarc_result_name(o->dm.result) : "-",
@@ -788,6 +880,10 @@ static void sa_dns_cb(void *arg, const struct dns_result *res)
 			dkim_key_set_error(&l->key, DKIM_RESULT_TEMPERROR,
 			    res->status == DNS_S_TIMEOUT ? "key lookup timed out" : "key lookup failed");
 		}
+	} else if (l->kind == SA_LK_EXISTS) {
+		/* only NXDOMAIN: NODATA (an MX or TXT only name), a failure or no answer may
+		 * well be a name that exists */
+		l->dstatus = res->status == DNS_S_NXDOMAIN ? DMARC_DNS_NONE : DMARC_DNS_RECORDS;
 	} else {
 		if (res->status == DNS_S_OK) {
 			l->dstatus = DMARC_DNS_RECORDS;
@@ -949,6 +1045,8 @@ static int sa_prepare(struct sa_session *s, const char *hdr, size_t hl)
 		if (!dkim_msg_field_is(s->m, i, "From"))
 			continue;
 		dkim_msg_field(s->m, i, &name, &nl, &value, &vl);
+		if (dmarc_from_domains(value, vl, s->from_doms, SA_MAX_FROM_DOMAINS, &s->nfrom_doms) != 0)
+			s->from_toomany = true;
 		if (nfrom++ == 0)
 			s->from_status = dmarc_from_domain(value, vl, s->from_domain, sizeof(s->from_domain));
 		else
@@ -993,6 +1091,24 @@ static int sa_prepare(struct sa_session *s, const char *hdr, size_t hl)
 			snprintf(qn, sizeof(qn), "_dmarc.%s", s->org_domain);
 			if (sa_add_lookup(s, SA_LK_DMARC_ORG, qn) != 0)
 				return -1;
+			/* whether the From domain exists at all, for an np= there (RFC 9091) */
+			if (sa_add_lookup(s, SA_LK_EXISTS, s->from_domain) != 0)
+				return -1;
+		}
+	} else if (w->dmarc && !s->from_toomany) {
+		/* several authors: each domain's record, and its organisational domain's */
+		for (size_t i = 0; i < s->nfrom_doms; i++) {
+			char qn[300], org[256];
+
+			snprintf(qn, sizeof(qn), "_dmarc.%s", s->from_doms[i]);
+			if (sa_add_lookup(s, SA_LK_DMARC_FROM, qn) != 0)
+				return -1;
+			if (dmarc_org_domain(s->from_doms[i], org, sizeof(org)) == 0 &&
+			    strcmp(org, s->from_doms[i]) != 0) {
+				snprintf(qn, sizeof(qn), "_dmarc.%s", org);
+				if (sa_add_lookup(s, SA_LK_DMARC_ORG, qn) != 0)
+					return -1;
+			}
 		}
 	}
 	return 0;
@@ -1023,7 +1139,8 @@ static void sa_start_lookups(struct sa_session *s)
 		l->s = s;
 		l->started = true;
 		s->pending++;
-		l->q = dns_query_start(s->w->dns, DNS_T_TXT, l->name, 0, sa_dns_cb, l);
+		l->q = dns_query_start(s->w->dns, l->kind == SA_LK_EXISTS ? DNS_T_A : DNS_T_TXT, l->name,
+		    0, sa_dns_cb, l);
 	}
 	s->starting = false;
 }

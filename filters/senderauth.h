@@ -52,7 +52,8 @@ struct arc_config {
 extern const struct cfg_table arc_config_table;
 
 enum dmarc_action { DMARC_ACTION_HONOR = 0, DMARC_ACTION_LOG };
-enum dmarc_on_temperror { DMARC_TEMPERROR_ACCEPT = 0, DMARC_TEMPERROR_TEMPFAIL };
+enum dmarc_on_temperror { DMARC_TEMPERROR_ACCEPT = 0, DMARC_TEMPERROR_TEMPFAIL,
+	DMARC_TEMPERROR_POLICY };
 struct dmarc_scores_config { double pass, reject, quarantine, none, missing; };
 struct dmarc_config {
 	bool enabled;

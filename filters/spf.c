@@ -86,6 +86,8 @@ static const struct cfg_field spf_config_fields[] = {
 	{ .key = NULL }
 };
 
+static SPF_server_t *spf_engine_server(struct spf_engine *e);
+
 static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	const struct spf_config *c = obj;
@@ -96,12 +98,30 @@ static int spf_config_validate(struct cfg_parse *p, struct fy_node *n, void *obj
 	e = spf_engine_new(NULL, true, NULL);
 	if (e == NULL)
 		return 0;
-	for (size_t i = 0; i < c->records.n; i++)
-		if (spf_engine_add_record(e, c->records.v[i]) < 0) {
+	for (size_t i = 0; i < c->records.n; i++) {
+		const char *r = c->records.v[i];
+		int kept, terms;
+		bool redirect;
+
+		if (spf_engine_add_record(e, r) < 0) {
 			spf_engine_free(e);
-			return cfg_error_key(p, n, "records", (long)i, "\"%s\": expected \"name TYPE data\"",
-			    c->records.v[i]);
+			return cfg_error_key(p, n, "records", (long)i, "\"%s\": expected \"name TYPE data\"", r);
 		}
+		/* "name TXT data": a record libspf2 would cut short is refused now, not permerror
+		 * (or a wrong neutral) for every message later */
+		r += strspn(r, " \t");
+		r += strcspn(r, " \t");
+		r += strspn(r, " \t");
+		if (strncasecmp(r, "TXT", 3) != 0 || (r[3] != ' ' && r[3] != '\t'))
+			continue;
+		r += 3 + strspn(r + 3, " \t");
+		kept = spf_dns_size_kept(spf_engine_server(e), r, &terms, &redirect);
+		if (kept >= 0 && kept < terms) {
+			spf_engine_free(e);
+			return cfg_error_key(p, n, "records", (long)i, "libspf2 keeps %d of its %d mechanisms "
+			    "(511 compiled octets, about 63 ip4 terms): split it with include:", kept, terms);
+		}
+	}
 	spf_engine_free(e);
 	return 0;
 }
@@ -116,8 +136,14 @@ const struct cfg_table spf_config_table = {
 struct spf_engine {
 	SPF_server_t *srv;
 	SPF_dns_server_t *zone;    /* our static records (owned by srv) */
+	SPF_dns_server_t *top;     /* the size check above them, the layer srv asks */
 	int refs;                  /* loop thread only */
 };
+
+static SPF_server_t *spf_engine_server(struct spf_engine *e)
+{
+	return e->srv;
+}
 
 const char *spf_result_name(enum spf_result r)
 {
@@ -187,16 +213,23 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 	e->zone = SPF_dns_zone_new(below, "static", 0);
 	if (e->zone == NULL)
 		goto fail;
-	e->srv = SPF_server_new_dns(e->zone, 0);
+	/* on top, so the static records are checked too: a record libspf2 cuts short */
+	e->top = spf_dns_size_layer_new(e->zone);
+	if (e->top == NULL)
+		goto fail;
+	e->srv = SPF_server_new_dns(e->top, 0);
 	if (e->srv == NULL)
 		goto fail;
+	spf_dns_size_layer_server(e->top, e->srv);
 	for (size_t i = 0; records != NULL && i < records->n; i++)
 		if (spf_engine_add_record(e, records->v[i]) < 0)
 			log_event(LOG_LVL_WARNING, NULL, "event=spf_error record=\"%s\" reason=unparsable",
 			    records->v[i]);
 	return e;
 fail:
-	if (e->zone != NULL)
+	if (e->top != NULL)
+		SPF_dns_free(e->top);
+	else if (e->zone != NULL)
 		SPF_dns_free(e->zone);
 	else if (below != NULL)
 		SPF_dns_free(below);
@@ -209,8 +242,8 @@ void spf_engine_free(struct spf_engine *e)
 	if (e == NULL || --e->refs > 0)
 		return;
 	SPF_server_free(e->srv);	/* a server made by SPF_server_new_dns leaves the layers */
-	if (e->zone != NULL)
-		SPF_dns_free(e->zone);	/* frees the layers below it too */
+	if (e->top != NULL)
+		SPF_dns_free(e->top);	/* frees the layers below it too */
 	free(e);
 }
 
@@ -304,6 +337,14 @@ static enum spf_result spf_invalid_result(SPF_response_t *resp)
 	return SPF_response_errors(resp) > 0 ? SPF_R_PERMERROR : SPF_R_TEMPERROR;
 }
 
+/* The domain checked for sender (its domain, or helo for the null sender). */
+static const char *spf_check_identity(const char *sender, const char *helo)
+{
+	const char *at = strrchr(sender, '@');
+
+	return sender[0] == '\0' ? helo : at ? at + 1 : sender;
+}
+
 /* RFC 7208 4.3: a HELO name that is an address literal or a single label is no domain to
  * check ("none", without a lookup). */
 static bool spf_helo_is_domain(const char *helo)
@@ -364,6 +405,26 @@ static enum spf_result spf_engine_query(struct spf_engine *e, const struct netad
 	 * not count them). A match before the third stops the evaluation, so it never gets here. */
 	if (spf_dns_void_count() > 2 && r != SPF_R_TEMPERROR)
 		r = SPF_R_PERMERROR;
+	/* A record libspf2 cut short (more mechanisms than fit its 511 octets) was evaluated
+	 * without its tail: falling off the end gave neutral (or the redirect=) where the whole
+	 * record may say pass or -all. A pass from a mechanism before the cut is the whole
+	 * record's too (first match wins); any other result is permerror, the processing limit
+	 * of RFC 7208 4.6.4, never a verdict the record does not give. */
+	{
+		char big[256];
+		bool redirect = false;
+
+		if (spf_dns_size_cut(big, sizeof(big), &redirect)) {
+			bool keep = r == SPF_R_PASS && !redirect;
+
+			log_event(LOG_LVL_WARNING, NULL,
+			    "event=spf_record_too_large domain=%s record_of=%s result=%s action=%s",
+			    spf_check_identity(sender, helo), big, spf_result_name(r),
+			    keep ? "kept" : "permerror");
+			if (!keep && r != SPF_R_TEMPERROR)
+				r = SPF_R_PERMERROR;
+		}
+	}
 	exp = r == SPF_R_FAIL && expl != NULL ? SPF_response_get_explanation(resp) : NULL;
 	/* libspf2's built-in default points at the defunct openspf.org: only a domain's own
 	 * exp= text (RFC 7208 6.2) is worth passing on */

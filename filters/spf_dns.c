@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -23,7 +24,8 @@
 #define SPF_DNS_ANSWER_MAX 65535	/* a TCP answer (after a truncated UDP one) */
 
 struct spf_dns_hook {
-	struct sockaddr_in ns[MAXNS];
+	struct sockaddr_storage ns[MAXNS];   /* IPv4 or IPv6 */
+	socklen_t nslen[MAXNS];
 	int nns;
 	uint64_t timeout_ms;             /* one lookup, all tries and servers */
 	int tries;
@@ -84,14 +86,14 @@ static bool spf_dns_matches(const unsigned char *q, int qlen, const unsigned cha
 }
 
 /* One UDP exchange with server ns until end: the answer's length, 0 no answer, -1 error. */
-static int spf_dns_udp(const struct sockaddr_in *ns, const unsigned char *q, int qlen,
+static int spf_dns_udp(const struct sockaddr *ns, socklen_t nslen, const unsigned char *q, int qlen,
     unsigned char *ans, int anslen, uint64_t end)
 {
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1;
+	int fd = socket(ns->sa_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1;
 
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (const struct sockaddr *)ns, sizeof(*ns)) != 0 || send(fd, q, (size_t)qlen, 0) != qlen)
+	if (connect(fd, ns, nslen) != 0 || send(fd, q, (size_t)qlen, 0) != qlen)
 		goto out;
 	for (;;) {
 		int w = spf_dns_wait(fd, POLLIN, end);
@@ -138,17 +140,17 @@ static int spf_dns_read_full(int fd, unsigned char *buf, size_t len, uint64_t en
 }
 
 /* One TCP exchange (RFC 1035 4.2.2, RFC 7766) until end: the answer's length or -1. */
-static int spf_dns_tcp(const struct sockaddr_in *ns, const unsigned char *q, int qlen,
+static int spf_dns_tcp(const struct sockaddr *ns, socklen_t nslen, const unsigned char *q, int qlen,
     unsigned char *ans, int anslen, uint64_t end)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1, err = 0;
+	int fd = socket(ns->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1, err = 0;
 	unsigned char lenbuf[2], out[2 + NS_PACKETSZ * 2];
 	socklen_t elen = sizeof(err);
 	size_t sent = 0;
 
 	if (fd < 0 || qlen > (int)sizeof(out) - 2)
 		goto out;
-	if (connect(fd, (const struct sockaddr *)ns, sizeof(*ns)) != 0 && errno != EINPROGRESS)
+	if (connect(fd, ns, nslen) != 0 && errno != EINPROGRESS)
 		goto out;
 	if (spf_dns_wait(fd, POLLOUT, end) <= 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err != 0)
@@ -225,9 +227,11 @@ static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type
 				return -1;
 			if (try_end > end || (t == h->tries - 1 && i == h->nns - 1))
 				try_end = end;
-			n = spf_dns_udp(&h->ns[i], q, qlen, ans, anslen, try_end);
+			n = spf_dns_udp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, ans, anslen,
+			    try_end);
 			if (n > 0 && (ans[2] & 0x02) != 0)	/* TC: the whole answer over TCP */
-				n = spf_dns_tcp(&h->ns[i], q, qlen, ans, anslen, end);
+				n = spf_dns_tcp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, ans,
+				    anslen, end);
 			if (n < 12)
 				continue;
 			*rcode = ans[3] & 0x0f;
@@ -364,6 +368,56 @@ static void spf_dns_destroy(SPF_dns_server_t *layer)
 	free(layer);
 }
 
+int spf_dns_parse_server(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	const char *host = s, *port_s = NULL;
+	size_t hl;
+	unsigned long port = 53;
+
+	if (s == NULL)
+		return -1;
+	if (s[0] == '[') {			/* "[v6]" or "[v6]:port" */
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+			return -1;
+		host = s + 1;
+		hl = (size_t)(close - host);
+		port_s = close[1] == ':' ? close + 2 : NULL;
+	} else if (strchr(s, ':') != NULL && strchr(s, ':') == strrchr(s, ':')) {	/* "v4:port" */
+		hl = (size_t)(strchr(s, ':') - s);
+		port_s = strchr(s, ':') + 1;
+	} else {				/* "v4" or a bare "v6" */
+		hl = strlen(s);
+	}
+	if (hl == 0 || hl >= sizeof(ip))
+		return -1;
+	memcpy(ip, host, hl);
+	ip[hl] = '\0';
+	if (port_s != NULL) {
+		char *end;
+
+		port = strtoul(port_s, &end, 10);
+		if (*port_s == '\0' || *end != '\0' || port == 0 || port > 65535)
+			return -1;
+	}
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in6);
+		return 0;
+	}
+	return -1;
+}
+
 SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_t timeout_ms,
     int tries)
 {
@@ -373,30 +427,9 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return NULL;
-	for (size_t i = 0; resolvers != NULL && i < resolvers->n && h->nns < MAXNS; i++) {
-		const char *s = resolvers->v[i], *colon = strrchr(s, ':');
-		char ip[INET_ADDRSTRLEN];
-		unsigned long port = 53;
-		struct in_addr a;
-
-		/* "ip" or "ip:port"; IPv6 ("[::1]:53", "::1") is left to resolv.conf */
-		if (s[0] == '[' || (colon != NULL && strchr(s, ':') != colon))
-			continue;
-		if (colon != NULL) {
-			char *end;
-
-			port = strtoul(colon + 1, &end, 10);
-			if (*end != '\0' || port == 0 || port > 65535)
-				continue;
-		}
-		if (snprintf(ip, sizeof(ip), "%.*s", (int)(colon ? colon - s : (long)strlen(s)), s) >=
-		        (int)sizeof(ip) || inet_pton(AF_INET, ip, &a) != 1)
-			continue;
-		h->ns[h->nns].sin_family = AF_INET;
-		h->ns[h->nns].sin_port = htons((uint16_t)port);
-		h->ns[h->nns].sin_addr = a;
-		h->nns++;
-	}
+	for (size_t i = 0; resolvers != NULL && i < resolvers->n && h->nns < MAXNS; i++)
+		if (spf_dns_parse_server(resolvers->v[i], &h->ns[h->nns], &h->nslen[h->nns]) == 0)
+			h->nns++;
 	if (h->nns == 0 && (resolvers == NULL || resolvers->n == 0)) {
 		/* no dns.resolvers: resolv.conf's IPv4 servers, through the same bounded transport */
 		struct __res_state st;
@@ -404,8 +437,10 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 		memset(&st, 0, sizeof(st));
 		if (res_ninit(&st) == 0) {
 			for (int i = 0; i < st.nscount && i < MAXNS; i++)
-				if (st.nsaddr_list[i].sin_family == AF_INET)
-					h->ns[h->nns++] = st.nsaddr_list[i];
+				if (st.nsaddr_list[i].sin_family == AF_INET) {
+					memcpy(&h->ns[h->nns], &st.nsaddr_list[i], sizeof(st.nsaddr_list[i]));
+					h->nslen[h->nns++] = sizeof(struct sockaddr_in);
+				}
 			res_nclose(&st);
 		}
 	}
@@ -431,6 +466,8 @@ SPF_dns_server_t *spf_dns_layer_new(const struct cfg_strlist *resolvers, uint64_
 
 /* ---- void lookups (RFC 7208 4.6.4) ---------------------------------------------------------- */
 
+static void spf_dns_size_note_clear(void);
+
 /* One check runs on one thread from start to end (spf_engine_check), so a thread-local count
  * is the check's own. */
 static __thread int spf_dns_voids;
@@ -438,6 +475,7 @@ static __thread int spf_dns_voids;
 void spf_dns_void_reset(void)
 {
 	spf_dns_voids = 0;
+	spf_dns_size_note_clear();
 }
 
 int spf_dns_void_count(void)
@@ -477,4 +515,135 @@ SPF_dns_server_t *spf_dns_void_layer_new(SPF_dns_server_t *below)
 	layer->layer_below = below;
 	layer->name = "voids";
 	return layer;
+}
+
+/* ---- records libspf2 cuts short (SPF_MAX_MECH_LEN) ------------------------------------------ */
+
+int spf_dns_size_terms(const char *txt, bool *redirect)
+{
+	const char *p = txt;
+	int n = 0;
+
+	*redirect = false;
+	if (strncasecmp(p, "v=spf1", 6) != 0 || (p[6] != '\0' && p[6] != ' '))
+		return -1;
+	p += 6;
+	for (;;) {
+		const char *name;
+		size_t len;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			return n;
+		if (*p == '+' || *p == '-' || *p == '~' || *p == '?')
+			p++;
+		name = p;
+		while (isalnum((unsigned char)*p) || *p == '_' || *p == '-')
+			p++;
+		len = (size_t)(p - name);
+		/* as SPF_record_compile: a name followed by ':', '/', ' ' or the end is a
+		 * mechanism, redirect= is one too; other modifiers are kept apart */
+		if (*p == ':' || *p == '/' || *p == ' ' || *p == '\0') {
+			n++;
+		} else if (*p == '=' && len == 8 && strncasecmp(name, "redirect", 8) == 0) {
+			n++;
+			*redirect = true;
+		}
+		p += strcspn(p, " ");
+	}
+}
+
+static __thread struct {
+	bool cut, redirect;
+	char name[256];
+} spf_dns_size_note;
+
+static void spf_dns_size_note_clear(void)
+{
+	spf_dns_size_note.cut = false;
+	spf_dns_size_note.redirect = false;
+	spf_dns_size_note.name[0] = '\0';
+}
+
+bool spf_dns_size_cut(char *name, size_t namesz, bool *redirect)
+{
+	if (spf_dns_size_note.cut) {
+		snprintf(name, namesz, "%s", spf_dns_size_note.name);
+		*redirect = spf_dns_size_note.redirect;
+	}
+	return spf_dns_size_note.cut;
+}
+
+int spf_dns_size_kept(SPF_server_t *srv, const char *txt, int *terms, bool *redirect)
+{
+	SPF_response_t *resp;
+	SPF_record_t *rec = NULL;
+	int kept = -1;
+
+	*terms = spf_dns_size_terms(txt, redirect);
+	if (*terms < 0 || srv == NULL)
+		return -1;
+	resp = SPF_response_new(NULL);
+	if (resp == NULL)
+		return -1;
+	if (SPF_record_compile(srv, resp, &rec, txt) == SPF_E_SUCCESS && rec != NULL &&
+	    SPF_response_errors(resp) == 0)
+		kept = rec->num_mech;
+	SPF_record_free(rec);
+	SPF_response_free(resp);
+	return kept;
+}
+
+/* Whether libspf2 drops mechanisms of txt: it compiles without an error (a record with
+ * errors is permerror anyway) into fewer mechanisms than the text has. */
+static bool spf_dns_size_check(SPF_server_t *srv, const char *txt, bool *redirect)
+{
+	int terms, kept = spf_dns_size_kept(srv, txt, &terms, redirect);
+
+	return kept >= 0 && kept < terms;
+}
+
+static SPF_dns_rr_t *spf_dns_size_lookup(SPF_dns_server_t *layer, const char *domain, ns_type type,
+    int should_cache)
+{
+	SPF_dns_rr_t *rr = SPF_dns_lookup(layer->layer_below, domain, type, should_cache);
+
+	if (rr == NULL || type != ns_t_txt || rr->herrno != NETDB_SUCCESS)
+		return rr;
+	for (int i = 0; i < rr->num_rr; i++) {
+		bool redirect;
+
+		if (rr->rr[i] == NULL || !spf_dns_size_check(layer->hook, rr->rr[i]->txt, &redirect))
+			continue;
+		if (!spf_dns_size_note.cut)
+			snprintf(spf_dns_size_note.name, sizeof(spf_dns_size_note.name), "%s", domain);
+		spf_dns_size_note.cut = true;
+		spf_dns_size_note.redirect |= redirect;
+	}
+	return rr;
+}
+
+static void spf_dns_size_destroy(SPF_dns_server_t *layer)
+{
+	free(layer);
+}
+
+SPF_dns_server_t *spf_dns_size_layer_new(SPF_dns_server_t *below)
+{
+	SPF_dns_server_t *layer = calloc(1, sizeof(*layer));
+
+	if (layer == NULL)
+		return NULL;
+	layer->destroy = spf_dns_size_destroy;
+	layer->lookup = spf_dns_size_lookup;
+	layer->layer_below = below;
+	layer->name = "size";
+	return layer;
+}
+
+void spf_dns_size_layer_server(SPF_dns_server_t *layer, SPF_server_t *srv)
+{
+	if (layer != NULL)
+		layer->hook = srv;
 }

@@ -41,6 +41,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (dmarc_record_parse(rec, strlen(rec), &r) == DMARC_REC_OK && (r.pct < 0 || r.pct > 100))
 		abort();
+	{
+		/* every domain of the field (RFC 7489 6.6.1): bounded, distinct, never empty */
+		char doms[4][256];
+		size_t nd = 0;
+
+		if (dmarc_from_domains(from, strlen(from), doms, 4, &nd) != 0 && nd != 4)
+			abort();
+		for (size_t i = 0; i < nd; i++) {
+			if (doms[i][0] == '\0')
+				abort();
+			for (size_t j = 0; j < i; j++)
+				if (strcmp(doms[i], doms[j]) == 0)
+					abort();
+		}
+		/* a single domain from dmarc_from_domain is the first of them */
+		if (dmarc_from_domain(from, strlen(from), fd, sizeof(fd)) == 0 && (nd == 0 || strcmp(fd, doms[0]) != 0))
+			abort();
+	}
 	if (dmarc_from_domain(from, strlen(from), fd, sizeof(fd)) == 0) {
 		if (fd[0] == '\0')
 			abort();

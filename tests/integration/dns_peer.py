@@ -4,7 +4,7 @@ that need answers dnsmasq cannot give: TXT records split into several character-
 several TXT records at one name, SERVFAIL, REFUSED, a name that is never answered, and
 answers too large for 512-byte UDP (truncated, then served over TCP).
 
-    dns_peer.py ZONE.json PORT
+    dns_peer.py ZONE.json PORT [ADDR]       (ADDR: 127.0.0.1 by default, ::1 for IPv6)
 
 ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"txt": ["part one", "part two"]}     one TXT record of these character-strings
@@ -42,6 +42,7 @@ import dns.rrset
 
 zone = {k.lower().rstrip('.'): v for k, v in json.load(open(sys.argv[1])).items()}
 port = int(sys.argv[2])
+addr = sys.argv[3] if len(sys.argv) > 3 else '127.0.0.1'   # '::1': an IPv6 server
 
 
 def answer(wire, tcp):
@@ -137,18 +138,23 @@ class Tcp(socketserver.BaseRequestHandler):
             self.request.sendall(len(out).to_bytes(2, 'big') + out)
 
 
+FAMILY = socket.AF_INET6 if ':' in addr else socket.AF_INET
+
+
 class UdpServer(socketserver.ThreadingUDPServer):
     allow_reuse_address = True
     daemon_threads = True
+    address_family = FAMILY
 
 
 class TcpServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    address_family = FAMILY
 
 
-u = UdpServer(('127.0.0.1', port), Udp)
-t = TcpServer(('127.0.0.1', port), Tcp)
+u = UdpServer((addr, port), Udp)
+t = TcpServer((addr, port), Tcp)
 threading.Thread(target=t.serve_forever, daemon=True).start()
 print('ready', flush=True)
 u.serve_forever()

@@ -90,4 +90,13 @@ msg, out = via('198.18.9.9', 'helolit', 'a@example.org', helo='[198.18.9.9]')
 mt.check(msg is not None, 'an address-literal HELO is no identity to check: delivered')
 
 mx.stop()
+
+# a static record longer than libspf2 keeps (70 ip4 terms): refused at mxgate -t, with the
+# counts; at run time it would be permerror for every client not matched before the cut
+long_rec = 'long.example TXT v=spf1 ' + ' '.join('ip4:203.0.113.%d' % i for i in range(1, 71)) + ' -all'
+bad = mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:2525'}],
+                spf={'enabled': True, 'records': ['ok.example TXT v=spf1 -all', long_rec]})
+rc, out = mt.config_check(bad, name='spf-long')
+mt.check(rc != 0 and 'spf.records[1]' in out and 'libspf2 keeps 64 of its 71 mechanisms' in out,
+         'mxgate -t refuses a static record libspf2 would cut short (%s %s)' % (rc, out.strip()[-200:]))
 mt.finish()

@@ -57,6 +57,12 @@ zone = {
     'ptr.example': [txt('v=spf1 ptr -all')],
     # over 512 octets: the UDP answer is truncated, the lookup is repeated over TCP
     'big.example': [txt(*['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 41)] + [' ip4:198.18.1.7 -all'])],
+    # libspf2 keeps 511 octets of compiled mechanisms (about 63 ip4 terms) and drops the rest
+    # without an error: 70 ip4 terms, then the client's and -all
+    'long.example': [txt(*['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 71)] + [' ip4:198.18.1.7 -all'])],
+    'longinc.example': [txt('v=spf1 include:long.example -all')],
+    # 200 bytes of ip6 terms (20 compiled octets each): cut after 25
+    'long6.example': [txt(*['v=spf1'] + [' ip6:2001:db8:%x::/48' % i for i in range(1, 31)] + [' -all'])],
     # RFC 7208 4.6.4: three terms whose lookups find nothing (NXDOMAIN, NODATA): permerror
     'void3.example': [txt('v=spf1 a:n1.void3.example mx:n2.void3.example exists:%{l}.void3.example '
                           'ip4:198.18.1.7 -all')],
@@ -138,6 +144,16 @@ rows = [
     ('sfail', 'a@sfail.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=sfail.example', 'SERVFAIL'),
     ('drop', 'a@drop.example', '198.18.1.7', 'spf=temperror smtp.mailfrom=drop.example',
      'no answer at all: dns.timeout, then temperror'),
+    ('long', 'a@long.example', '198.18.1.7', 'spf=permerror smtp.mailfrom=long.example',
+     'the client listed after 70 ip4 terms: not neutral from a cut record'),
+    ('longfail', 'a@long.example', '192.0.2.9', 'spf=permerror smtp.mailfrom=long.example',
+     'a client not listed: not neutral (the -all was cut)'),
+    ('longearly', 'a@long.example', '203.0.113.5', 'spf=pass smtp.mailfrom=long.example',
+     'the client matched before the cut: pass'),
+    ('longinc', 'a@longinc.example', '192.0.2.9', 'spf=permerror smtp.mailfrom=longinc.example',
+     'an include: of a cut record'),
+    ('long6', 'a@long6.example', '2001:db8:99::1', 'spf=permerror smtp.mailfrom=long6.example',
+     '30 ip6 terms and -all'),
     ('helo', '', '198.18.1.7', 'spf=pass smtp.helo=helo.example', 'the null sender: its HELO name'),
 ]
 for tag, sender, client, want, what in rows:
@@ -149,6 +165,11 @@ mt.check(mt.wait_log_of(dns_peer.name, r'query pass\.example TXT', 5, dns_peer),
          'libspf2\'s lookups went to the dns.resolvers server')
 mt.check(mt.wait_log_of(dns_peer.name, r'query big\.example TXT tcp', 5, dns_peer),
          'a truncated answer was asked again over TCP')
+mt.check(mx.wait_log(r'event=spf_record_too_large domain=long\.example record_of=long\.example '
+                     r'result=neutral action=permerror', 5),
+         'the cut record is logged with the result libspf2 gave')
+mt.check(mx.wait_log(r'event=spf_record_too_large domain=longinc\.example record_of=long\.example', 5),
+         'the cut record reached by include: is named')
 
 # the results as a downstream reader sees them: python3-authres parses each field
 r = subprocess.run([PY, os.path.join(HERE, 'dkim_signer.py'), 'authres', '-', '-', '-'],

@@ -214,15 +214,77 @@ static void test_evaluate_details(void **state)
 	in.aligned_temperror = true;
 	dmarc_evaluate(&in, &out);
 	assert_int_equal(out.result, DMARC_RESULT_TEMPERROR);
+	/* with the disposition a failure would get: the caller defers where it would refuse */
+	assert_int_equal(out.policy, DMARC_POLICY_REJECT);
+	assert_int_equal(out.disposition, DMARC_POLICY_REJECT);
 	in.from_domain = "";
 	dmarc_evaluate(&in, &out);
 	assert_int_equal(out.result, DMARC_RESULT_PERMERROR);
+}
+
+/* RFC 9091: np= for a From domain that does not exist, found at the organisational domain */
+static void test_np(void **state)
+{
+	static const char *org[] = { "v=DMARC1; p=reject; sp=none; np=quarantine" };
+	struct dmarc_record r;
+	struct dmarc_input in;
+	struct dmarc_outcome out;
+
+	(void)state;
+	assert_int_equal(dmarc_record_parse(org[0], strlen(org[0]), &r), DMARC_REC_OK);
+	assert_int_equal(r.np, DMARC_POLICY_QUARANTINE);
+	memset(&in, 0, sizeof(in));
+	in.from_domain = "ghost.example.org";
+	in.org_domain = "example.org";
+	in.at_from.status = DMARC_DNS_NONE;
+	in.at_org.status = DMARC_DNS_RECORDS;
+	in.at_org.txt = org;
+	in.at_org.n = 1;
+	dmarc_evaluate(&in, &out);
+	assert_int_equal(out.policy, DMARC_POLICY_NONE);	/* exists (or not known not to): sp= */
+	in.from_nonexistent = true;
+	dmarc_evaluate(&in, &out);
+	assert_int_equal(out.result, DMARC_RESULT_FAIL);
+	assert_int_equal(out.policy, DMARC_POLICY_QUARANTINE);
+	assert_int_equal(out.disposition, DMARC_POLICY_QUARANTINE);
+	/* the From domain's own record: np= is not for it */
+	in.at_from = in.at_org;
+	dmarc_evaluate(&in, &out);
+	assert_int_equal(out.policy, DMARC_POLICY_REJECT);
+}
+
+/* RFC 7489 6.6.1: every distinct usable domain of a From field, for a check of each */
+static void test_from_domains(void **state)
+{
+	char doms[3][256];
+	size_t n = 0;
+	const char *v;
+
+	(void)state;
+	v = "Boss <boss@Rej.Example>, \"x@fake.example\" <eve@other.example>, undisclosed, b@rej.example";
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(doms[0], "rej.example");
+	assert_string_equal(doms[1], "other.example");
+	v = "c@third.example, d@other.example";	/* a second field: appended, deduplicated */
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(doms[2], "third.example");
+	v = "e@fourth.example";
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), -1);
+	assert_int_equal(n, 3);
+	n = 0;
+	v = "undisclosed-recipients:;";
+	assert_int_equal(dmarc_from_domains(v, strlen(v), doms, 3, &n), 0);
+	assert_int_equal(n, 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_record_parse),
+		cmocka_unit_test(test_from_domains),
+		cmocka_unit_test(test_np),
 		cmocka_unit_test(test_org_domain),
 		cmocka_unit_test(test_from_domain),
 		cmocka_unit_test(test_evaluate),

@@ -3,7 +3,7 @@
  * Authentication-Results field, SpamAssassin's symbols and AUTH_DOMAIN (and ratelimit's
  * auth_domain key reading it); a tampered body refused per DMARC p=reject, or only scored
  * with action log; a key lookup that never answers (temperror, DMARC temperror: no
- * rejection on a DNS hiccup); forged Authentication-Results removed; several From fields;
+ * rejection on a DNS hiccup); forged Authentication-Results removed; several From fields (each domain checked);
  * the session going away with lookups in flight (nothing fires, nothing leaks); the
  * lookups started when the header block arrives (before end of data) and taken over at
  * HOOK_EOM, or dropped when they were another message's. */
@@ -279,9 +279,11 @@ static void test_several_from(void **state)
 	struct sess s;
 
 	sess_init(f, &s, "ed25519.eml", "To: bob@example.net", "From: mallory@evil.example\r\nTo: bob@example.net");
-	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
+	/* RFC 7489 6.6.1: each From domain is checked; example.org's p=reject fails (it was
+	 * permerror and delivered: a bypass of the policy) */
+	assert_int_equal(run_eom(f, &s).action, VERDICT_REJECT);
 	expect_in(authres(&s.env), "dkim=fail");	/* the added From is signed (h= from) */
-	expect_in(authres(&s.env), "dmarc=permerror (several From fields)");
+	expect_in(authres(&s.env), "dmarc=fail (p=reject dis=reject; several From fields) header.from=example.org");
 	assert_null(senderauth_auth_domain(&s.env));
 	sess_free(&s);
 }

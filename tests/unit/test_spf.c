@@ -17,6 +17,7 @@
 
 #include "filters/senderauth.h"
 #include "filters/spf.h"
+#include "filters/spf_dns.h"
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
@@ -122,6 +123,82 @@ static void test_records_and_names(void **state)
 	assert_string_equal(spf_check_domain(&c), "h.test");
 	snprintf(c.sender, sizeof(c.sender), "x@y.test");
 	assert_string_equal(spf_check_domain(&c), "y.test");
+}
+
+/* libspf2 drops the mechanisms past 511 compiled octets without an error: a static record
+ * of 70 ip4 terms is checked the same way as one from DNS (the size layer is on top). */
+static enum spf_result check_one(struct spf_engine *e, const char *ip, const char *sender)
+{
+	struct spf_check c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.ip, sizeof(c.ip), "%s", ip);
+	snprintf(c.helo, sizeof(c.helo), "c.test");
+	snprintf(c.sender, sizeof(c.sender), "%s", sender);
+	spf_engine_check(e, &c);
+	return c.result;
+}
+
+static void test_record_cut_short(void **state)
+{
+	struct spf_engine *e = spf_engine_new(NULL, true, NULL);
+	char rec[2048] = "long.test TXT v=spf1";
+	bool redirect;
+
+	(void)state;
+	for (int i = 1; i <= 70; i++)
+		snprintf(rec + strlen(rec), sizeof(rec) - strlen(rec), " ip4:203.0.113.%d", i);
+	snprintf(rec + strlen(rec), sizeof(rec) - strlen(rec), " ip4:198.18.1.7 -all");
+	assert_int_equal(spf_engine_add_record(e, rec), 0);
+	assert_int_equal(spf_engine_add_record(e, "red.test TXT v=spf1 ip4:203.0.113.9 redirect=long.test"), 0);
+	assert_int_equal(spf_engine_add_record(e, "fine.test TXT v=spf1 ip4:203.0.113.1 ip4:198.18.1.7 -all"), 0);
+	assert_int_equal(check_one(e, "198.18.1.7", "a@long.test"), SPF_R_PERMERROR);	/* was neutral */
+	assert_int_equal(check_one(e, "192.0.2.9", "a@long.test"), SPF_R_PERMERROR);	/* was neutral */
+	assert_int_equal(check_one(e, "203.0.113.5", "a@long.test"), SPF_R_PASS);	/* before the cut */
+	assert_int_equal(check_one(e, "203.0.113.9", "a@red.test"), SPF_R_PASS);
+	assert_int_equal(check_one(e, "192.0.2.9", "a@red.test"), SPF_R_PERMERROR);
+	/* the note is the check's own: the next one is not tainted */
+	assert_int_equal(check_one(e, "192.0.2.9", "a@fine.test"), SPF_R_FAIL);
+	spf_engine_free(e);
+
+	/* the term count as libspf2's compiler sees it */
+	assert_int_equal(spf_dns_size_terms("v=spf1 -all", &redirect), 1);
+	assert_int_equal(spf_dns_size_terms("V=SPF1  a  mx/24 exp=x.%{d} foo=bar ~all ", &redirect), 3);
+	assert_false(redirect);
+	assert_int_equal(spf_dns_size_terms("v=spf1 ip4:192.0.2.1 redirect=x.test", &redirect), 2);
+	assert_true(redirect);
+	assert_int_equal(spf_dns_size_terms("v=spf10 -all", &redirect), -1);
+	assert_int_equal(spf_dns_size_terms("some text", &redirect), -1);
+	assert_int_equal(spf_dns_size_terms("v=spf1", &redirect), 0);
+}
+
+/* dns.resolvers as dns.c takes them, IPv6 included (the SPF transport asked IPv4 only) */
+static void test_resolver_forms(void **state)
+{
+	static const struct { const char *s; int rc, family, port; } rows[] = {
+		{ "127.0.0.1", 0, AF_INET, 53 }, { "127.0.0.1:5353", 0, AF_INET, 5353 },
+		{ "[::1]:5353", 0, AF_INET6, 5353 }, { "[::1]", 0, AF_INET6, 53 },
+		{ "2001:db8::53", 0, AF_INET6, 53 }, { "[::1]:0", -1, 0, 0 }, { "[::1]x", -1, 0, 0 },
+		{ "127.0.0.1:", -1, 0, 0 }, { "host.example", -1, 0, 0 }, { "[127.0.0.1", -1, 0, 0 },
+		{ "1.2.3.4:99999", -1, 0, 0 }, { "", -1, 0, 0 },
+	};
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int rc = spf_dns_parse_server(rows[i].s, &ss, &len);
+
+		if (rc != rows[i].rc)
+			fail_msg("%s: rc %d", rows[i].s, rc);
+		if (rc != 0)
+			continue;
+		assert_int_equal(ss.ss_family, rows[i].family);
+		assert_int_equal(ntohs(rows[i].family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port :
+		    ((struct sockaddr_in6 *)&ss)->sin6_port), rows[i].port);
+		assert_int_equal(len, rows[i].family == AF_INET ? sizeof(struct sockaddr_in) :
+		    sizeof(struct sockaddr_in6));
+	}
 }
 
 /* ---- the module --------------------------------------------------------------------- */
@@ -443,6 +520,8 @@ int main(void)
 		cmocka_unit_test(test_engine_results),
 		cmocka_unit_test(test_explanation),
 		cmocka_unit_test(test_records_and_names),
+		cmocka_unit_test(test_record_cut_short),
+		cmocka_unit_test(test_resolver_forms),
 		cmocka_unit_test_setup_teardown(test_module_pass, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_fail_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_module_null_sender, setup, teardown),
