@@ -2,6 +2,7 @@
 #include "backend.h"
 #include "config.h"
 #include "domain.h"
+#include "hostres.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -15,13 +16,20 @@
 #include <strings.h>
 #include <sys/un.h>
 
-/* Parses "host[:port]" / "[v6][:port]" into sa (defport when no port is given). Numeric
- * addresses, or names resolved once at load time (config load runs off the loops). */
-static int backend_parse_hostport(const char *s, struct backend *b, const char *defport, const char **err)
+_Static_assert(BACKEND_MAX_ADDRS == HOSTRES_MAX_ADDRS, "backend.h and hostres.h keep as many addresses");
+
+/* Parses "host[:port]" / "[v6][:port]" into sa (defport when no port is given). A numeric
+ * address as it is; a name from names (the set the config load resolved, hostres.h: once
+ * per name per load, within dns.timeout), or, without a set, resolved here the same way
+ * (c-ares, /etc/resolv.conf, 2 s): never the system's getaddrinfo, which waits for ever on
+ * a DNS server that does not answer. The name's further addresses go to b->addrs. */
+static int backend_parse_hostport(const char *s, struct backend *b, const char *defport,
+    const struct hostres_set *names, const char **err)
 {
 	char host[256];
 	const char *port = defport;
-	struct addrinfo hints, *res = NULL;
+	const struct hostres_entry *ent;
+	struct hostres_set *own = NULL;
 
 	if (*s == '[') {
 		const char *e = strchr(s, ']');
@@ -49,30 +57,54 @@ static int backend_parse_hostport(const char *s, struct backend *b, const char *
 		*err = "bad port";
 		return -1;
 	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
-		*err = "cannot resolve host";
+	ent = hostres_set_find(names, host);
+	if (ent == NULL) {
+		if ((own = hostres_set_new()) == NULL || hostres_set_add(own, host) != 0) {
+			hostres_set_free(own);
+			*err = "out of memory";
+			return -1;
+		}
+		hostres_set_resolve(own, NULL, 2000, 2);
+		ent = hostres_set_find(own, host);
+	}
+	if (ent == NULL || ent->err != NULL || ent->n == 0) {
+		*err = ent && ent->err ? ent->err : "cannot resolve host";
+		hostres_set_free(own);
 		return -1;
 	}
-	memcpy(&b->sa, res->ai_addr, res->ai_addrlen);
-	b->salen = res->ai_addrlen;
-	freeaddrinfo(res);
+	b->naddrs = ent->n;
+	for (size_t i = 0; i < ent->n; i++) {
+		b->addrs[i] = ent->sa[i];
+		b->addrlens[i] = ent->salen[i];
+		if (b->addrs[i].ss_family == AF_INET)
+			((struct sockaddr_in *)&b->addrs[i])->sin_port = htons((uint16_t)atoi(port));
+		else
+			((struct sockaddr_in6 *)&b->addrs[i])->sin6_port = htons((uint16_t)atoi(port));
+	}
+	hostres_set_free(own);
+	memcpy(&b->sa, &b->addrs[0], sizeof(b->sa));
+	b->salen = b->addrlens[0];
 	snprintf(b->host, sizeof(b->host), "%s", s);
 	return 0;
 }
 
 int backend_parse_url(const char *url, struct backend *b, const char **err)
 {
+	return backend_parse_url_in(url, b, NULL, err);
+}
+
+int backend_parse_url_in(const char *url, struct backend *b, const struct hostres_set *names,
+    const char **err)
+{
 	memset(b, 0, sizeof(*b));
 	b->weight = 1;
 	if (strncasecmp(url, "smtp://", 7) == 0) {
 		b->kind = BACKEND_SMTP;
-		return backend_parse_hostport(url + 7, b, "25", err);
+		return backend_parse_hostport(url + 7, b, "25", names, err);
 	}
 	if (strncasecmp(url, "lmtp://", 7) == 0) {
 		b->kind = BACKEND_LMTP;
-		return backend_parse_hostport(url + 7, b, "24", err);
+		return backend_parse_hostport(url + 7, b, "24", names, err);
 	}
 	if (strncasecmp(url, "lmtp:unix:", 10) == 0) {
 		struct sockaddr_un *sun = (struct sockaddr_un *)&b->sa;
@@ -131,7 +163,7 @@ static struct backend_counts *backend_counts_for(const char *url)
 }
 
 static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, bool backup,
-    long max_conns, const char **err)
+    long max_conns, const struct hostres_set *names, const char **err)
 {
 	struct backend *nv = realloc(*v, (*n + 1) * sizeof(**v));
 
@@ -140,7 +172,7 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 		return -1;
 	}
 	*v = nv;
-	if (backend_parse_url(url, &nv[*n], err) != 0) {
+	if (backend_parse_url_in(url, &nv[*n], names, err) != 0) {
 		/* which server: "smtp://mx.example:25: cannot resolve host" (pools are made on the
 		 * main thread; the text lives until the next failure) */
 		static char why[600];
@@ -226,7 +258,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->require_tls = bc->require_tls;
 	for (size_t i = 0; i < bc->servers.n; i++) {
 		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup,
-		    sv[i].max_connections, err) != 0)
+		    sv[i].max_connections, cfg->resolved, err) != 0)
 			goto fail;
 		if (sv[i].connect_timeout || sv[i].reply_timeout || sv[i].data_timeout) {
 			/* a shallow copy: the strings and lists stay the config's (freed with it,
@@ -250,7 +282,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	for (size_t r = 0; r < bc->routes.n; r++)
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			if (pool_find_url(p, rv[r].servers.v[j]) == NULL &&
-			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, 0, err) != 0)
+			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, 0, cfg->resolved, err) != 0)
 				goto fail;
 	/* One index space over the whole pool: the `tried` mask of a message names backends. */
 	for (size_t k = 0; k < p->nextra; k++) {

@@ -15,6 +15,10 @@ struct backends_config;
 struct hook_env;
 struct pool;
 struct shared_gen;
+struct hostres_set;
+
+/* Addresses kept of a backend's host name (= HOSTRES_MAX_ADDRS, hostres.h). */
+#define BACKEND_MAX_ADDRS 8
 
 /* A server's health as the probes (health.c) and passive failure tracking see it. */
 struct backend_health {
@@ -47,8 +51,14 @@ enum backend_kind { BACKEND_SMTP = 0, BACKEND_LMTP, BACKEND_MAILDIR };
 struct backend {
 	char *url;                       /* as configured */
 	enum backend_kind kind;
-	struct sockaddr_storage sa;      /* SMTP/LMTP over TCP */
+	struct sockaddr_storage sa;      /* SMTP/LMTP over TCP: the first of addrs (or the unix
+	                                  * socket) */
 	socklen_t salen;
+	/* Every address of the host name (a numeric one: itself), in the resolver's order, port
+	 * set: a connection that cannot be made to one is tried to the next (relay.c). */
+	struct sockaddr_storage addrs[BACKEND_MAX_ADDRS];
+	socklen_t addrlens[BACKEND_MAX_ADDRS];
+	size_t naddrs;
 	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
 	char host[256];                  /* for logs */
 	int weight;
@@ -108,6 +118,10 @@ struct pool {
 /* Parses one backend URL ("smtp://host:port", "lmtp://host:port", "lmtp:unix:/path",
  * "maildir:/path") into b. Returns 0 or -1 with *err set to a static reason. */
 int backend_parse_url(const char *url, struct backend *b, const char **err);
+/* The same, host names taken from names (the set config_load resolved: cfg->resolved) when
+ * they are in it; one that is not is resolved on the spot (c-ares, bounded). */
+int backend_parse_url_in(const char *url, struct backend *b, const struct hostres_set *names,
+    const char **err);
 
 /* Builds the pool from cfg->backends. Returns NULL with *err on failure. */
 struct pool *pool_new(const struct mx_config *cfg, const char **err);

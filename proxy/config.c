@@ -3,6 +3,7 @@
  * section (modules.def); config_load/config_free. The engine is cfg.c. */
 #include "config.h"
 #include "domain.h"
+#include "hostres.h"
 #include "log.h"
 #include "tls.h"
 
@@ -70,6 +71,7 @@ void config_free(struct mx_config *cfg)
 		return;
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
+	hostres_set_free(cfg->resolved);
 	free(cfg->path);
 	free(cfg);
 }
@@ -314,24 +316,110 @@ void config_resolve_hosts(bool on)
 	config_resolving = on;
 }
 
-/* cfg_parse_backend_url, and with config_resolve_hosts on, the host name of an smtp:// or
- * lmtp:// URL resolved as the pool will resolve it at start and on a reload
- * (backend.c), so `-t` refuses what the start would. 0, or -1 with *err (static). */
+/* cfg_parse_backend_url. The host names are resolved after the whole file is read
+ * (config_resolve_backends: dns.resolvers and dns.timeout are known then). 0, or -1 with
+ * *err (static). */
 static int config_check_backend_url(const char *url, struct cfg_backend_url *u, const char **err)
 {
-	if (cfg_parse_backend_url(url, u, err) < 0)
-		return -1;
-	if (!config_resolving || (u->kind != CFG_BACKEND_SMTP && u->kind != CFG_BACKEND_LMTP))
+	return cfg_parse_backend_url(url, u, err);
+}
+
+/* The host name of url for the set (smtp:// and lmtp:// with a name or an address), or NULL. */
+static const char *config_url_host(const char *url, struct cfg_backend_url *u)
+{
+	const char *err;
+
+	if (url == NULL || cfg_parse_backend_url(url, u, &err) < 0 ||
+	    (u->kind != CFG_BACKEND_SMTP && u->kind != CFG_BACKEND_LMTP))
+		return NULL;
+	return u->host;
+}
+
+/* An unresolved URL's error, at its place: key (with index i, or -1) of section. */
+static int config_resolve_error(struct cfg_parse *p, struct fy_node *section, const char *key, long i,
+    const struct hostres_set *set, const char *url)
+{
+	struct cfg_backend_url u;
+	const char *host = config_url_host(url, &u);
+	const struct hostres_entry *e = host ? hostres_set_find(set, host) : NULL;
+
+	if (e == NULL || e->err == NULL)
 		return 0;
-	struct addrinfo hints, *res = NULL;
-	memset(&hints, 0, sizeof hints);
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(u->host, NULL, &hints, &res) != 0 || res == NULL) {
-		*err = "cannot resolve host";
-		return -1;
+	return cfg_error_key(p, section, key, i, "%s: \"%s\"", e->err, url);
+}
+
+/* With config_resolve_hosts on: every backend host name (servers, routes, quarantine)
+ * resolved once, all at once, through dns.resolvers within dns.timeout (hostres.h), kept in
+ * c->resolved for the pool (backend.c), so `-t`, the start and a reload refuse a name that
+ * does not resolve in time, and never wait longer (a DNS server that does not answer made
+ * getaddrinfo wait for ever, `-t` and a reload with it). */
+static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struct mx_config *c)
+{
+	const struct backends_config *bc = &c->backends;
+	const struct backend_server_config *sv = bc->servers.v;
+	const struct backend_route_config *rv = bc->routes.v;
+	struct cfg_backend_url u;
+	const char *h;
+	int rc = 0;
+
+	if (!config_resolving)
+		return 0;
+	if ((c->resolved = hostres_set_new()) == NULL)
+		return cfg_error(p, n, "out of memory");
+	for (size_t i = 0; i < bc->servers.n; i++)
+		if ((h = config_url_host(sv[i].address, &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
+			return cfg_error(p, n, "out of memory");
+	for (size_t r = 0; r < bc->routes.n; r++)
+		for (size_t j = 0; j < rv[r].servers.n; j++)
+			if ((h = config_url_host(rv[r].servers.v[j], &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
+				return cfg_error(p, n, "out of memory");
+	if ((h = config_url_host(c->quarantine, &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
+		return cfg_error(p, n, "out of memory");
+
+	char servers[1024] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < c->dns.resolvers.n; i++) {
+		int k = snprintf(servers + used, sizeof(servers) - used, "%s%s", i ? "," : "", c->dns.resolvers.v[i]);
+		if (k < 0 || (size_t)k >= sizeof(servers) - used)
+			break;
+		used += (size_t)k;
 	}
-	freeaddrinfo(res);
-	return 0;
+	hostres_set_resolve(c->resolved, servers, c->dns.timeout ? c->dns.timeout : 2000,
+	    c->dns.tries ? (int)c->dns.tries : 2);
+
+	struct fy_node *bn = fy_node_pair_value(cfg_map_pair(n, "backends"));
+	struct fy_node *sn = bn && fy_node_is_mapping(bn) ? fy_node_pair_value(cfg_map_pair(bn, "servers")) : NULL;
+	struct fy_node *rn = bn && fy_node_is_mapping(bn) ? fy_node_pair_value(cfg_map_pair(bn, "routes")) : NULL;
+	for (size_t i = 0; i < bc->servers.n; i++) {
+		struct fy_node *item = sn && fy_node_is_sequence(sn) ? cfg_seq_item(sn, i) : sn;
+		size_t old = cfg_path_push_key(p, "backends", 8);
+		cfg_path_push_key(p, "servers", 7);
+		cfg_path_push_index(p, i);
+		if (item && fy_node_is_mapping(item)) {
+			if (config_resolve_error(p, item, "address", -1, c->resolved, sv[i].address) < 0)
+				rc = -1;
+		} else {
+			struct cfg_backend_url u2;
+			const char *host = config_url_host(sv[i].address, &u2);
+			const struct hostres_entry *e = host ? hostres_set_find(c->resolved, host) : NULL;
+			if (e && e->err)
+				rc = cfg_error(p, item ? item : n, "%s: \"%s\"", e->err, sv[i].address);
+		}
+		cfg_path_pop(p, old);
+	}
+	for (size_t r = 0; r < bc->routes.n; r++) {
+		struct fy_node *item = rn && fy_node_is_sequence(rn) ? cfg_seq_item(rn, r) : rn;
+		size_t old = cfg_path_push_key(p, "backends", 8);
+		cfg_path_push_key(p, "routes", 6);
+		cfg_path_push_index(p, r);
+		for (size_t j = 0; j < rv[r].servers.n; j++)
+			if (config_resolve_error(p, item ? item : n, "servers", (long)j, c->resolved, rv[r].servers.v[j]) < 0)
+				rc = -1;
+		cfg_path_pop(p, old);
+	}
+	if (c->quarantine && config_resolve_error(p, n, "quarantine", -1, c->resolved, c->quarantine) < 0)
+		rc = -1;
+	return rc;
 }
 
 static int server_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
@@ -773,6 +861,8 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
 	}
 	if (accept_domains_build(p, n, c) < 0)
+		rc = -1;
+	if (config_resolve_backends(p, n, c) < 0)
 		rc = -1;
 	return rc;
 }

@@ -17,6 +17,7 @@
 #include "cfg.h"
 
 struct domain_set;
+struct hostres_set;
 
 /* ---------------------------------------------------------------- the daemon's config */
 
@@ -104,6 +105,8 @@ struct mx_config {
 	char *quarantine;           /* backend URL for quarantined messages (e.g. maildir:/var/spool/mxgate/quarantine) */
 	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
 	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
+	struct hostres_set *resolved;  /* the backend host names, resolved once by the load
+	                                * (config_resolve_hosts on; hostres.h), NULL otherwise */
 	/* every module's section, in the order of modules.def: dns, dnsbl, ratelimit, ... */
 #define MX_SECTION(type, name) type name;
 #define MX_LIST(type, name) struct cfg_list name;   /* items: type */
