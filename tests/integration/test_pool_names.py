@@ -9,7 +9,11 @@ dnspython) named in `dns.resolvers`:
   the query and says nothing) makes `mxgate -t` fail within dns.timeout with a
   FILE:LINE:COL line naming the server, the start fail the same way, and a SIGHUP reload
   keep the running pool (event=reload_failed, the reason logged) while mail flows. The
-  system's getaddrinfo waited there for ever: -t, the start and the reload hung.
+  system's getaddrinfo waited there for ever: -t, the start and the reload hung;
+- a name with several addresses: a delivery that cannot connect to one tries the next (as
+  Postfix's smtp client tries each address of a destination; HAProxy's `server` used one),
+  and so does a health probe, so the server is up while one address takes connections;
+  only when every address fails is it one failure of the server (the next server, `fall`).
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
@@ -39,6 +43,8 @@ dns = mt.dns_peer({
     'mx2.pool.test': [{'a': '127.0.0.1'}],
     'stall.pool.test': 'tcp_stall',
     'drop.pool.test': 'drop',
+    'two.pool.test': [{'a': '127.0.0.2'}, {'a': '127.0.0.1'}, {'in_order': True}],
+    'dead.pool.test': [{'a': '127.0.0.2'}, {'a': '127.0.0.3'}, {'in_order': True}],
 }, name='dns-names')
 
 
@@ -132,5 +138,39 @@ if want('startfail'):
     mt.check(re.search(r'mx-names-fail\.yaml:\d+:\d+: backends\.servers\[0\]: cannot resolve host', mx.log()) is not None,
              'startfail: the reason on standard error\n%s' % mx.tail())
     mx.stop(sig=None, expect_rc=None)
+
+if want('next'):
+    b = mt.Backend(name='N2')          # listens on 127.0.0.1 only: 127.0.0.2 refuses
+    mx = mt.Mxgate(mt.config(['smtp://two.pool.test:%d' % b.port], workers=1, dns=dns_section(),
+                             backends={'health_check': {'interval': '300ms', 'timeout': '2s', 'fall': 1, 'rise': 1}}),
+                   name='mx-names-next')
+    mt.check(mx.wait_log(r'event=ready generation=1 backends_up=yes', 10) is not None,
+             'next: the probe found the address that answers: ready\n%s' % mx.tail())
+    codes = [send(mx, 'next%d' % i) for i in range(3)]
+    mt.check(codes == [250] * 3, 'next: every message delivered through the second address (%s)' % codes)
+    mt.check(len([m for m in b.messages if b'next' in m['data']]) == 3, 'next: the backend has the 3 messages')
+    mt.check(mx.count_log(r'event=backend_address_failed backend=smtp://two\.pool\.test:\d+ address=127\.0\.0\.2 '
+                          r'reason="[^"]*" next=127\.0\.0\.1') >= 1,
+             'next: the address that failed is logged with the next one\n%s' % mx.tail())
+    mt.check(mx.count_log(r'event=backend_down') == 0 and mx.count_log(r'event=backend_error') == 0,
+             'next: no backend_down, no backend_error: the server works\n%s' % mx.tail())
+    mx.stop()
+
+    # every address refuses: the server is down (its probe tried both), and a delivery (a
+    # pool whose every server is down still tries them) tries both, then fails once: 4xx
+    mx = mt.Mxgate(mt.config(['smtp://dead.pool.test:%d' % b.port], workers=1, dns=dns_section(),
+                             backends={'health_check': {'interval': '60s', 'timeout': '2s', 'fall': 5, 'rise': 1}}),
+                   name='mx-names-dead')
+    mt.check(mx.wait_log(r'event=backend_down backend=smtp://dead\.pool\.test:\d+ reason="health check: '
+                         r'ECONNREFUSED during connect"', 10) is not None, 'dead: down after its probe\n%s' % mx.tail())
+    start = mx.log_size()
+    codes = [send(mx, 'dead%d' % i) for i in range(2)]
+    mt.check(all(c is not None and 400 <= c < 500 for c in codes), 'dead: 4xx to the client (%s)' % codes)
+    tried = mx.count_log(r'event=backend_address_failed backend=smtp://dead\.pool\.test:\d+ address=127\.0\.0\.2 '
+                         r'reason="connection refused" next=127\.0\.0\.3', start)
+    errs = mx.count_log(r'event=backend_error backend=smtp://dead\.pool\.test', start)
+    mt.check(tried == 2 and errs == 2, 'dead: each message tried both addresses, then one backend_error '
+             '(%d address failures, %d errors)\n%s' % (tried, errs, mx.tail()))
+    mx.stop()
 
 mt.finish()
