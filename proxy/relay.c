@@ -632,7 +632,7 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	if (r->tls) {
 		int rc = tlsconn_feed(r->tls, buf->base, (size_t)n);
 		if (rc < 0) {
-			relay_fail(r, "TLS error");
+			relay_fail(r, tlsconn_error(r->tls)[0] ? tlsconn_error(r->tls) : "TLS error");
 		} else if (rc == 1 && r->state != RELAY_CLOSED) {
 			/* The backend's close_notify: it sends nothing more. Answer it, then as on EOF. */
 			tlsconn_shutdown(r->tls);
@@ -862,6 +862,11 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			return;
 		}
 		r->tls = tlsconn_new(r->gen->tls_client, false, r->b->host, &relay_tls_ops, r);
+		if (r->tls != NULL && r->gen->cfg->backends.tls_verify &&
+		    tlsconn_set_verify_name(r->tls, r->b->verify_name ? r->b->verify_name : r->b->host) != 0) {
+			relay_fail(r, "TLS: no name to verify the certificate against (backends.tls_verify)");
+			return;
+		}
 		if (r->tls == NULL || tlsconn_start(r->tls) != 0) {
 			relay_fail(r, "TLS setup failed");
 			return;
