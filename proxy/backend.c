@@ -277,6 +277,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 				t->data_timeout = sv[i].data_timeout;
 			p->servers[p->nservers - 1].tcfg = t;
 		}
+		p->servers[p->nservers - 1].verify_name = sv[i].tls_verify_name;
 	}
 	/* Route servers first go to `extra`; pointers into arrays are taken after all adds. */
 	for (size_t r = 0; r < bc->routes.n; r++)

@@ -60,7 +60,10 @@ struct backend {
 	socklen_t addrlens[BACKEND_MAX_ADDRS];
 	size_t naddrs;
 	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
-	char host[256];                  /* for logs */
+	char host[256];                  /* for logs; with backends.tls_verify the name its
+	                                  * certificate must carry unless verify_name is set */
+	const char *verify_name;         /* backends.servers[].tls_verify_name (the config's
+	                                  * string, which outlives the pool), or NULL */
 	int weight;
 	bool backup;                     /* backends.servers[].backup: only when no other can */
 	int max_conns;                   /* backends.servers[].max_connections (0: no limit) */

@@ -464,6 +464,9 @@ static const struct cfg_field server_fields[] = {
 	{ "data_timeout", CFG_DURATION, offsetof(struct backend_server_config, data_timeout), "0",
 	  0, S(86400), .doc = "backends.data_timeout for this server only (0: that one), e.g. a slow "
 		 "LMTP store or a remote site" },
+	{ "tls_verify_name", CFG_STRING, offsetof(struct backend_server_config, tls_verify_name),
+	  .doc = "with backends.tls_verify: the name this server's certificate must carry (HAProxy's "
+		 "verifyhost; default: the host of its address, a name or an IP address)" },
 	{ NULL }
 };
 static const struct cfg_table server_table = {
@@ -529,14 +532,56 @@ static const struct cfg_field backends_fields[] = {
 		 "certificate is not verified): a server that does not offer it or whose handshake fails "
 		 "gets nothing, the attempt fails (next server, then 4xx to the client); a health probe "
 		 "fails when STARTTLS is not offered" },
+	{ "tls_verify", CFG_BOOL, offsetof(struct backends_config, tls_verify), "false",
+	  .doc = "verify the certificate of smtp:// and lmtp:// servers (Postfix's level verify, "
+		 "HAProxy's verify required): its chain must lead to a CA of tls_ca_file and it must name "
+		 "the server (tls_verify_name, default the host of its address). Implies require_tls: a "
+		 "certificate refused is a failed attempt (event=backend_error, next server, then 4xx "
+		 "to the client), never clear text" },
+	{ "tls_ca_file", CFG_STRING, offsetof(struct backends_config, tls_ca_file),
+	  .doc = "PEM file of the CAs trusted for tls_verify (Postfix's smtp_tls_CAfile, HAProxy's "
+		 "ca-file; default: the system's CAs)" },
 	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
 		"the sender exactly (0 = no limit)" },
 	{ NULL }
 };
+/* tls_verify: the CA file loads (-t, the start and a reload alike), and it implies
+ * require_tls; the keys that only mean something with it are refused without it. */
+static int backends_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	struct backends_config *bc = obj;
+	int rc = 0;
+
+	if (bc->tls_ca_file && !bc->tls_verify)
+		rc = cfg_error_key(p, n, "tls_ca_file", -1, "has no effect without backends.tls_verify: true");
+	for (size_t i = 0; i < bc->servers.n; i++) {
+		const struct backend_server_config *sv = &((const struct backend_server_config *)bc->servers.v)[i];
+		if (sv->tls_verify_name && !bc->tls_verify) {
+			struct fy_node *sn = fy_node_pair_value(cfg_map_pair(n, "servers"));
+			size_t old = cfg_path_push_key(p, "servers", 7);
+			cfg_path_push_index(p, i);
+			struct fy_node *item = sn && fy_node_is_sequence(sn) ? cfg_seq_item(sn, i) : sn;
+			rc = item && fy_node_is_mapping(item) ?
+			    cfg_error_key(p, item, "tls_verify_name", -1, "has no effect without backends.tls_verify: true") :
+			    cfg_error(p, item ? item : n, "tls_verify_name has no effect without backends.tls_verify: true");
+			cfg_path_pop(p, old);
+		}
+	}
+	if (bc->tls_verify) {
+		char err[512];
+		struct tls_ctx *ctx = tls_ctx_new_client_verify(bc->tls_ca_file, err, sizeof(err));
+		if (ctx == NULL)
+			rc = cfg_error_key(p, n, bc->tls_ca_file ? "tls_ca_file" : "tls_verify", -1, "%s", err);
+		tls_ctx_unref(ctx);
+		bc->require_tls = true;
+	}
+	return rc;
+}
+
 static const struct cfg_table backends_table = {
-	"backends", sizeof(struct backends_config), backends_fields, NULL
+	"backends", sizeof(struct backends_config), backends_fields, backends_validate
 };
 
 static const struct cfg_field log_fields[] = {

@@ -1158,7 +1158,8 @@ class Backend:
     xclient: announce 'XCLIENT NAME ADDR PORT PROTO HELO LOGIN' and record attributes.
     expect_proxy: every connection must start with a PROXY v1/v2 header (parsed, recorded in
           proxy_headers; a connection without one is dropped).
-    starttls: announce STARTTLS (certificate from cert()); messages record 'tls' (version or None).
+    starttls: announce STARTTLS (certificate from cert(), or starttls=(certfile, keyfile));
+          messages record 'tls' (version or None).
     smtputf8: announce SMTPUTF8 (default True).
     chunking: announce CHUNKING and take BDAT (RFC 3030); messages record 'bdat' (True when
           the message came in BDAT chunks, with the BDAT lines in commands).
@@ -1337,7 +1338,7 @@ class Backend:
             elif verb == 'STARTTLS' and self.starttls and tls is None:
                 w(b'220 2.0.0 Ready to start TLS\r\n')
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(*cert())
+                ctx.load_cert_chain(*(self.starttls if isinstance(self.starttls, tuple) else cert()))
                 c = ctx.wrap_socket(c, server_side=True)
                 f = c.makefile('rb')
                 w = c.sendall
