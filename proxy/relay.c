@@ -1102,6 +1102,8 @@ bool relay_text_is_stale(const char *text)
 
 static void relay_on_reply(struct relay *r, int code, const char *text)
 {
+	bool fresh = r->reused_fresh;	/* a pooled connection's first reply since its reuse */
+
 	r->reused_fresh = false;
 	switch (r->state) {
 	case RELAY_GREETING:
@@ -1155,7 +1157,11 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		}
 		if (code == 421) {
 			/* The backend is closing on us: report, then close (the commands queued
-			 * behind get no callback). */
+			 * behind get no callback). Trouble with the server, as 421 to DATA
+			 * (backend.h); not on a pooled connection's first reply, which may be
+			 * the idle timeout of a live server (relay_fail's stale). */
+			if (!fresh)
+				backend_report_failure(r->gen->pool, r->b, "421 to a command");
 			if (p.ahead)
 				relay_ahead_deliver(r);
 			else if (p.cb)
