@@ -172,7 +172,8 @@ static inline bool backend_is_full(const struct backend *b)
 }
 
 /* Passive failure tracking: trouble with the session (connect error, timeout, drop, a
- * greeting or EHLO refused, a TLS handshake that failed, 421 to DATA or after the dot)
+ * greeting or EHLO refused, a TLS handshake that failed, 421 to a command (MAIL, RCPT,
+ * DATA) or after the dot)
  * or a message accepted. After `fall` consecutive failures the backend leaves the rotation until health
  * checks see it `rise` times healthy. A 4xx to MAIL, DATA or after the dot is the
  * message's (a filter's tempfail for one sender's content, a full mailbox): the server
