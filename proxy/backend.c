@@ -132,8 +132,9 @@ int backend_parse_url_in(const char *url, struct backend *b, const struct hostre
 	return -1;
 }
 
-/* The process-wide records of struct backend_counts, one per URL (compared as configured,
- * like the metrics label). They are never freed: a retired generation's pool may still
+/* The process-wide records of struct backend_counts, one per server URL (backend_url_equal:
+ * the scheme and host without case, a path with it; the metrics label is the spelling of
+ * the URL's first configuration). They are never freed: a retired generation's pool may still
  * count into them, and there is one per URL ever configured. */
 struct backend_counts_rec {
 	struct backend_counts c;
@@ -143,6 +144,24 @@ struct backend_counts_rec {
 static struct backend_counts_rec *backend_counts_list;
 static pthread_mutex_t backend_counts_lock = PTHREAD_MUTEX_INITIALIZER;
 
+bool backend_url_equal(const char *a, const char *b)
+{
+	static const char *const schemes[] = { "smtp://", "lmtp://", "lmtp:unix:", "maildir:" };
+
+	if (a == NULL || b == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		size_t n = strlen(schemes[i]);
+		if (strncasecmp(a, schemes[i], n) != 0)
+			continue;
+		if (strncasecmp(b, schemes[i], n) != 0)
+			return false;
+		/* host[:port] has no case; a path has */
+		return i < 2 ? strcasecmp(a + n, b + n) == 0 : strcmp(a + n, b + n) == 0;
+	}
+	return strcmp(a, b) == 0;
+}
+
 static struct backend_counts *backend_counts_for(const char *url)
 {
 	struct backend_counts_rec *r;
@@ -150,7 +169,7 @@ static struct backend_counts *backend_counts_for(const char *url)
 
 	pthread_mutex_lock(&backend_counts_lock);
 	for (r = backend_counts_list; r; r = r->next)
-		if (strcmp(r->url, url) == 0)
+		if (backend_url_equal(r->url, url))
 			break;
 	if (r == NULL && (r = calloc(1, sizeof(*r) + len + 1)) != NULL) {
 		memcpy(r->url, url, len + 1);
@@ -195,10 +214,10 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 static struct backend *pool_find_url(struct pool *p, const char *url)
 {
 	for (size_t i = 0; i < p->nservers; i++)
-		if (strcasecmp(p->servers[i].url, url) == 0)
+		if (backend_url_equal(p->servers[i].url, url))
 			return &p->servers[i];
 	for (size_t i = 0; i < p->nextra; i++)
-		if (strcasecmp(p->extra[i].url, url) == 0)
+		if (backend_url_equal(p->extra[i].url, url))
 			return &p->extra[i];
 	return NULL;
 }
@@ -561,7 +580,7 @@ void backend_drain_url(const char *url, int on)
 {
 	pthread_mutex_lock(&backend_counts_lock);
 	for (struct backend_counts_rec *r = backend_counts_list; r; r = r->next)
-		if (strcasecmp(r->url, url) == 0)
+		if (backend_url_equal(r->url, url))
 			atomic_store(&r->c.drained, on);
 	pthread_mutex_unlock(&backend_counts_lock);
 }

@@ -199,8 +199,13 @@ int backend_active_all(const struct backend *b);
  * drain or an enable made after this pool was built holds in it; b->drained for a backend
  * not made by a pool. */
 bool backend_is_drained(const struct backend *b);
-/* Sets the drain flag of every record whose URL is url (any case), so that the pools of
+/* Sets the drain flag of every record whose URL is url (backend_url_equal), so that the pools of
  * older generations, which sessions begun before a reload still pick from, honour it. */
 void backend_drain_url(const char *url, int on);
+/* Whether two backend URLs name the same server: the scheme and an smtp:// or lmtp:// host
+ * (and port) compared without case (RFC 3986 3.1, 3.2.2), a path (lmtp:unix:, maildir:)
+ * with case, as the config check counts servers. The records by URL, drains and the
+ * control socket's look-ups all compare this way. */
+bool backend_url_equal(const char *a, const char *b);
 
 #endif
