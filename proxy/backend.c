@@ -407,7 +407,59 @@ static uint64_t pool_hash(const char *s, int salt)
 	return h;
 }
 
+/* The place a pick on this thread (a worker's loop) took at a server with max_connections:
+ * its URL record's `active`, counted at the pick, so that a worker picking at the same
+ * moment sees the server full; the connection the pick leads to (relay_open, on this thread,
+ * right after) takes it over in backend_active_add instead of counting again. The records
+ * are never freed, so the pointer stays valid. NULL: none held. */
+static _Thread_local atomic_int *backend_reserved;
+
+/* A place held and not taken over (the pick led to no connection): given back. */
+static void backend_release_reserved(void)
+{
+	atomic_int *a = backend_reserved;
+
+	backend_reserved = NULL;
+	if (a == NULL)
+		return;
+	int v = atomic_load(a);
+	while (v > 0 && !atomic_compare_exchange_weak(a, &v, v - 1))
+		;
+}
+
+/* Takes one of b's max_connections places unless they are all in use. */
+static bool backend_reserve(struct backend *b)
+{
+	atomic_int *a = &b->counts->active;
+	int v = atomic_load(a);
+
+	do {
+		if (v >= b->max_conns)
+			return false;
+	} while (!atomic_compare_exchange_weak(a, &v, v + 1));
+	backend_reserved = a;
+	return true;
+}
+
+static struct backend *pool_pick_candidate(struct pool *p, const char *rcpt_domain, const char *client_ip,
+    uint64_t tried);
+
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
+    uint64_t tried)
+{
+	backend_release_reserved();
+	for (int k = 0; k < 64; k++) {
+		struct backend *b = pool_pick_candidate(p, rcpt_domain, client_ip, tried);
+		if (b == NULL || b->max_conns <= 0 || b->counts == NULL || b->kind == BACKEND_MAILDIR ||
+		    backend_reserve(b))
+			return b;
+		/* another worker took its last place since the check: as full, the next one */
+		tried |= 1ULL << b->index;
+	}
+	return NULL;
+}
+
+static struct backend *pool_pick_candidate(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried)
 {
 	struct backend *cand[64];
@@ -561,7 +613,15 @@ long long backend_failed(const struct backend *b)
 
 void backend_active_add(struct backend *b, int delta)
 {
-	atomic_fetch_add(b->counts ? &b->counts->active : &b->active, delta);
+	atomic_int *a = b->counts ? &b->counts->active : &b->active;
+
+	if (delta > 0 && a == backend_reserved) {
+		/* the connection of this thread's pick: the place was counted at the pick */
+		backend_reserved = NULL;
+		delta--;
+	}
+	if (delta != 0)
+		atomic_fetch_add(a, delta);
 }
 
 int backend_active_all(const struct backend *b)

@@ -137,7 +137,11 @@ void pool_free(struct pool *p);
  * down, drained or tried for this message); when none is up, the non-backup ones, then the
  * backup ones, regardless of state (a pool that is entirely "down" is more likely wrong
  * about itself than the backends all being dead). Drained backends are never picked, nor
- * full ones (backend_is_full); when only full ones are left it logs event=backends_full. */
+ * full ones (backend_is_full); when only full ones are left it logs event=backends_full.
+ * A server with max_connections is counted in use from the pick (atomically: two workers
+ * never take its last place both); the connection this thread opens to it next
+ * (backend_active_add) takes that place over, and a pick not followed by one gives it back
+ * at the thread's next pick. */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried);
 /* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). The

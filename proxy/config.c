@@ -455,8 +455,8 @@ static const struct cfg_field server_fields[] = {
 	{ "max_connections", CFG_INT, offsetof(struct backend_server_config, max_connections), "0", 0, 100000,
 	  .doc = "connections in use to this server at most, from every worker (HAProxy's maxconn; 0 = no "
 		 "limit): a transaction that would pass it goes to another server; with every server full "
-		 "the client gets `451 4.4.1` at once, logged as event=backends_full. Checked when a server "
-		 "is picked: workers picking at the same moment may pass it by one each" },
+		 "the client gets `451 4.4.1` at once, logged as event=backends_full. A pick takes its place "
+		 "at once: workers picking at the same moment never pass it" },
 	{ "connect_timeout", CFG_DURATION, offsetof(struct backend_server_config, connect_timeout), "0",
 	  0, S(3600), .doc = "backends.connect_timeout for this server only (0: that one)" },
 	{ "reply_timeout", CFG_DURATION, offsetof(struct backend_server_config, reply_timeout), "0",
