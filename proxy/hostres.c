@@ -199,9 +199,11 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 		}
 		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
 			short ev = 0;
-			if (ARES_GETSOCK_READABLE(bits, i))
+			/* c-ares's ARES_GETSOCK_WRITABLE shifts a signed 1 by up to 31 (UB): the
+			 * same bits, unsigned */
+			if ((unsigned)bits & (1u << i))
 				ev |= POLLIN;
-			if (ARES_GETSOCK_WRITABLE(bits, i))
+			if ((unsigned)bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
 				ev |= POLLOUT;
 			if (ev == 0)
 				continue;
