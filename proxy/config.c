@@ -4,6 +4,7 @@
 #include "config.h"
 #include "domain.h"
 #include "hostres.h"
+#include "plugins/pconn.h"
 #include "log.h"
 #include "tls.h"
 
@@ -375,6 +376,13 @@ static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struc
 				return cfg_error(p, n, "out of memory");
 	if ((h = config_url_host(c->quarantine, &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
 		return cfg_error(p, n, "out of memory");
+	/* the filter peers' (plugins[].address) too: their instances on the workers must not
+	 * look a name up (plugins/pconn.c) */
+	const struct plugin_config *pcs = c->plugins.v;
+	char ph[256];
+	for (size_t i = 0; i < c->plugins.n; i++)
+		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) == 1 && hostres_set_add(c->resolved, ph) < 0)
+			return cfg_error(p, n, "out of memory");
 
 	char servers[1024] = "";
 	size_t used = 0;
@@ -419,6 +427,22 @@ static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struc
 	}
 	if (c->quarantine && config_resolve_error(p, n, "quarantine", -1, c->resolved, c->quarantine) < 0)
 		rc = -1;
+	struct fy_node *pn = fy_node_pair_value(cfg_map_pair(n, "plugins"));
+	for (size_t i = 0; i < c->plugins.n; i++) {
+		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) != 1)
+			continue;
+		const struct hostres_entry *e = hostres_set_find(c->resolved, ph);
+		if (e && e->err == NULL && e->n > 0) {
+			pconn_names_publish(ph, (const struct sockaddr *)&e->sa[0], e->salen[0]);
+			continue;
+		}
+		struct fy_node *item = pn && fy_node_is_sequence(pn) ? cfg_seq_item(pn, i) : pn;
+		size_t old = cfg_path_push_key(p, "plugins", 7);
+		cfg_path_push_index(p, i);
+		rc = cfg_error_key(p, item ? item : n, "address", -1, "%s: \"%s\"",
+		    e && e->err ? e->err : "cannot resolve host", pcs[i].address);
+		cfg_path_pop(p, old);
+	}
 	return rc;
 }
 

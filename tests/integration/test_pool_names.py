@@ -13,7 +13,9 @@ dnspython) named in `dns.resolvers`:
 - a name with several addresses: a delivery that cannot connect to one tries the next (as
   Postfix's smtp client tries each address of a destination; HAProxy's `server` used one),
   and so does a health probe, so the server is up while one address takes connections;
-  only when every address fails is it one failure of the server (the next server, `fall`).
+  only when every address fails is it one failure of the server (the next server, `fall`);
+- a filter peer's address (plugins[].address: milter, clamd, spamd, rspamd) takes a host
+  name the same way, resolved at the load (it took IP addresses and localhost only).
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
@@ -45,6 +47,7 @@ dns = mt.dns_peer({
     'drop.pool.test': 'drop',
     'two.pool.test': [{'a': '127.0.0.2'}, {'a': '127.0.0.1'}, {'in_order': True}],
     'dead.pool.test': [{'a': '127.0.0.2'}, {'a': '127.0.0.3'}, {'in_order': True}],
+    'milter.pool.test': [{'a': '127.0.0.1'}],
 }, name='dns-names')
 
 
@@ -171,6 +174,26 @@ if want('next'):
     errs = mx.count_log(r'event=backend_error backend=smtp://dead\.pool\.test', start)
     mt.check(tried == 2 and errs == 2, 'dead: each message tried both addresses, then one backend_error '
              '(%d address failures, %d errors)\n%s' % (tried, errs, mx.tail()))
+    mx.stop()
+
+if want('plugin'):
+    mi = mt.milter(stall=10)
+    b = mt.Backend(name='N4')
+    plug = {'name': 'milter', 'address': 'inet:milter.pool.test:%d' % mi.port, 'on_error': 'tempfail',
+            'timeout': '5s'}
+    code, out = mt.config_check(mt.config([b.url], listen=[{'address': '127.0.0.1:2525'}], dns=dns_section(),
+                                          plugins=[plug]), name='names-plugin')
+    mt.check(code == 0, 'plugin: -t takes a milter named by its host name (rc %s):\n%s' % (code, out))
+    bad = dict(plug, address='inet:nosuch.pool.test:%d' % mi.port)
+    code, out = mt.config_check(mt.config([b.url], listen=[{'address': '127.0.0.1:2525'}], dns=dns_section(),
+                                          plugins=[bad]), name='names-plugin-bad')
+    mt.check(code == 1 and re.search(r'names-plugin-bad\.yaml:\d+:\d+: plugins\[0\]\.address: cannot resolve host: '
+                                     r'no such name', out), 'plugin: a name that does not resolve, at its place:\n%s' % out)
+    mx = mt.Mxgate(mt.config([b.url], workers=2, dns=dns_section(), plugins=[plug]), name='mx-names-plugin')
+    codes = [send(mx, 'plug%d' % i) for i in range(2)]
+    got = [m for m in b.messages if b'plug' in m['data']]
+    mt.check(codes == [250, 250] and len(got) == 2 and all(b'X-Test-Milter: passed' in m['data'] for m in got),
+             'plugin: the milter found by its name filtered both messages (%s)\n%s' % (codes, mx.tail()))
     mx.stop()
 
 mt.finish()
