@@ -161,8 +161,9 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 	if (opt.timeout < 50)
 		opt.timeout = 50;
 	opt.tries = tries;
-	opt.flags = ARES_FLAG_NOSEARCH;
-	if (ares_init_options(&ch, &opt, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS) != ARES_SUCCESS) {
+	/* resolv.conf's search list and ndots apply, as they did with getaddrinfo: a short
+	 * name ("mx1") an operator relied on still resolves */
+	if (ares_init_options(&ch, &opt, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) != ARES_SUCCESS) {
 		hostres_fail_pending(s, "cannot resolve host: resolver failed to start (/etc/resolv.conf?)");
 		return;
 	}
