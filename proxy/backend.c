@@ -454,6 +454,8 @@ struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const
 		    backend_reserve(b))
 			return b;
 		/* another worker took its last place since the check: as full, the next one */
+		if (b->index >= 64)
+			return NULL;	/* past the `tried` mask (pool_pick_candidate sees 64 at most) */
 		tried |= 1ULL << b->index;
 	}
 	return NULL;
