@@ -2,9 +2,11 @@
 #include "pconn.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct pconn {
 	uv_shutdown_t sreq;
@@ -29,9 +31,55 @@ struct pconn_wreq {
 	size_t len;
 };
 
+/* The peers' host names as the last config load resolved them (config.c, through
+ * dns.resolvers within dns.timeout, as the backends' names): the workers' plugin instances
+ * read them here and never look a name up on their loops. */
+struct pconn_name { char name[256]; struct sockaddr_storage sa; };
+static pthread_mutex_t pconn_names_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pconn_name *pconn_names;
+static size_t pconn_nnames;
+/* Set around a config check's plugin init (plugins.c): a name is taken as it is, the load
+ * resolves it afterwards (config.c), when dns.* is known. */
+static _Thread_local bool pconn_checking;
+
+void pconn_names_checking(bool on)
+{
+	pconn_checking = on;
+}
+
+void pconn_names_publish(const char *name, const struct sockaddr *sa, socklen_t len)
+{
+	pthread_mutex_lock(&pconn_names_lock);
+	size_t i;
+	for (i = 0; i < pconn_nnames; i++)
+		if (strcasecmp(pconn_names[i].name, name) == 0)
+			break;
+	if (i == pconn_nnames) {
+		struct pconn_name *v = realloc(pconn_names, (pconn_nnames + 1) * sizeof(*v));
+		if (v == NULL || strlen(name) >= sizeof(v->name)) {
+			if (v != NULL)
+				pconn_names = v;
+			pthread_mutex_unlock(&pconn_names_lock);
+			return;
+		}
+		pconn_names = v;
+		snprintf(v[i].name, sizeof(v[i].name), "%s", name);
+		pconn_nnames++;
+	}
+	memset(&pconn_names[i].sa, 0, sizeof(pconn_names[i].sa));
+	memcpy(&pconn_names[i].sa, sa, len <= sizeof(pconn_names[i].sa) ? len : sizeof(pconn_names[i].sa));
+	pthread_mutex_unlock(&pconn_names_lock);
+}
+
+static bool pconn_name_chars(const char *h, size_t hlen)
+{
+	return strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == hlen &&
+	    strspn(h, "0123456789.") != hlen;
+}
+
 /* Fills sa from host text and port; 0 or -1 (*why set when the reason is more precise than
- * the caller's). Host names other than localhost are not looked up (the address is used on
- * the workers' loops, where a blocking lookup has no place). */
+ * the caller's). A host name other than localhost is the one the config load resolved
+ * (pconn_names_publish): never looked up here, on a worker's loop. */
 static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct pconn_addr *out,
     const char **why)
 {
@@ -50,12 +98,55 @@ static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct
 		return 0;
 	if (uv_ip6_addr(h, (int)p, (struct sockaddr_in6 *)&out->sa) == 0)
 		return 0;
-	if (strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") == hlen) {
-		snprintf(reason, sizeof(reason), "host \"%s\": give an IP address or localhost (host names "
-		    "are not looked up)", h);
+	if (pconn_name_chars(h, hlen)) {
+		if (pconn_checking)
+			return 0;	/* the load resolves it next (config.c) */
+		bool found = false;
+		pthread_mutex_lock(&pconn_names_lock);
+		for (size_t i = 0; i < pconn_nnames && !found; i++)
+			if (strcasecmp(pconn_names[i].name, h) == 0) {
+				out->sa = pconn_names[i].sa;
+				found = true;
+			}
+		pthread_mutex_unlock(&pconn_names_lock);
+		if (found) {
+			if (out->sa.ss_family == AF_INET)
+				((struct sockaddr_in *)&out->sa)->sin_port = htons((uint16_t)p);
+			else
+				((struct sockaddr_in6 *)&out->sa)->sin6_port = htons((uint16_t)p);
+			return 0;
+		}
+		snprintf(reason, sizeof(reason), "host \"%s\" was not resolved when the configuration "
+		    "was loaded", h);
 		*why = reason;
 	}
 	return -1;
+}
+
+int pconn_addr_host(const char *s, char *host, size_t hostlen)
+{
+	const char *h = NULL, *e = NULL;
+
+	if (s == NULL || strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0 || s[0] == '/')
+		return 0;
+	if (strncmp(s, "inet6:", 6) == 0)
+		s += 6;
+	else if (strncmp(s, "inet:", 5) == 0)
+		s += 5;
+	if (strchr(s, '@')) {
+		h = strchr(s, '@') + 1;
+		e = h + strlen(h);
+	} else if (s[0] == '[') {
+		return 0;	/* a bracketed IPv6 address */
+	} else if (strrchr(s, ':')) {
+		h = s;
+		e = strrchr(s, ':');
+	}
+	if (h == NULL || e <= h || (size_t)(e - h) >= hostlen || !pconn_name_chars(h, (size_t)(e - h)))
+		return 0;
+	memcpy(host, h, (size_t)(e - h));
+	host[e - h] = '\0';
+	return strcmp(host, "localhost") != 0;
 }
 
 int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why)

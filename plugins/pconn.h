@@ -19,8 +19,17 @@ struct pconn_addr {
 	struct sockaddr_storage sa;
 };
 
-/* Parses s; 0 or -1 with *why. */
+/* Parses s; 0 or -1 with *why. A host name (other than localhost) is taken from the names
+ * the config load resolved (pconn_names_publish); one it did not is an error. */
 int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why);
+/* The host name of address s that needs a look-up (not an IP address, localhost or a unix
+ * socket) into host: 1, else 0. */
+int pconn_addr_host(const char *s, char *host, size_t hostlen);
+/* The config load's answer for name (its first address; the port is the address's own). */
+void pconn_names_publish(const char *name, const struct sockaddr *sa, socklen_t len);
+/* On (this thread) while a config check creates plugin instances: a host name passes as it
+ * is; the load resolves it afterwards. */
+void pconn_names_checking(bool on);
 
 enum pconn_event {
 	PCONN_CONNECTED = 0,

@@ -5,6 +5,7 @@
  * of HOOK_EOM (restarting the call's timeout after each), and owns the plugin's call
  * handles (freed after cancel, or when a plugin without cancel answers late). */
 #include "plugins.h"
+#include "pconn.h"
 
 #include "clamd.h"
 #include "config.h"
@@ -431,7 +432,9 @@ static int plugin_config_validate(struct cfg_parse *p, struct fy_node *n, void *
 		if (pc->max_size && plugin_fold_key(p, n, pc, "max_size") < 0)
 			return -1;
 	}
+	pconn_names_checking(true);	/* a peer's host name: resolved by the load next (config.c) */
 	rc = plugin_instance_new(pc, NULL, 0, &inst, &opts, sizebuf, sizeof(sizebuf), err, sizeof(err));
+	pconn_names_checking(false);
 	if (rc == 0 && d->fini)
 		d->fini(inst);
 	free(opts);
@@ -461,7 +464,7 @@ static const struct cfg_field plugin_config_fields[] = {
 	{ "path", CFG_CUSTOM, offsetof(struct plugin_config, so), .custom = plugin_path_parse,
 	  .free_custom = plugin_path_free, .doc = "shared object to dlopen (absolute path)" },
 	{ "address", CFG_STRING, offsetof(struct plugin_config, address),
-	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path (absolute); HOST is an IP address or localhost (names are not looked up)" },
+	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path (absolute); HOST is an IP address, localhost or a host name resolved when the file is loaded, as a backend's (dns.resolvers, within dns.timeout; its first address)" },
 	{ "on_error", CFG_ENUM, offsetof(struct plugin_config, on_error), "tempfail",
 	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does" },
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,

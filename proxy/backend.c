@@ -2,6 +2,7 @@
 #include "backend.h"
 #include "config.h"
 #include "domain.h"
+#include "hostres.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -15,13 +16,20 @@
 #include <strings.h>
 #include <sys/un.h>
 
-/* Parses "host[:port]" / "[v6][:port]" into sa (defport when no port is given). Numeric
- * addresses, or names resolved once at load time (config load runs off the loops). */
-static int backend_parse_hostport(const char *s, struct backend *b, const char *defport, const char **err)
+_Static_assert(BACKEND_MAX_ADDRS == HOSTRES_MAX_ADDRS, "backend.h and hostres.h keep as many addresses");
+
+/* Parses "host[:port]" / "[v6][:port]" into sa (defport when no port is given). A numeric
+ * address as it is; a name from names (the set the config load resolved, hostres.h: once
+ * per name per load, within dns.timeout), or, without a set, resolved here the same way
+ * (c-ares, /etc/resolv.conf, 2 s): never the system's getaddrinfo, which waits for ever on
+ * a DNS server that does not answer. The name's further addresses go to b->addrs. */
+static int backend_parse_hostport(const char *s, struct backend *b, const char *defport,
+    const struct hostres_set *names, const char **err)
 {
 	char host[256];
 	const char *port = defport;
-	struct addrinfo hints, *res = NULL;
+	const struct hostres_entry *ent;
+	struct hostres_set *own = NULL;
 
 	if (*s == '[') {
 		const char *e = strchr(s, ']');
@@ -49,30 +57,54 @@ static int backend_parse_hostport(const char *s, struct backend *b, const char *
 		*err = "bad port";
 		return -1;
 	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL) {
-		*err = "cannot resolve host";
+	ent = hostres_set_find(names, host);
+	if (ent == NULL) {
+		if ((own = hostres_set_new()) == NULL || hostres_set_add(own, host) != 0) {
+			hostres_set_free(own);
+			*err = "out of memory";
+			return -1;
+		}
+		hostres_set_resolve(own, NULL, 2000, 2);
+		ent = hostres_set_find(own, host);
+	}
+	if (ent == NULL || ent->err != NULL || ent->n == 0) {
+		*err = ent && ent->err ? ent->err : "cannot resolve host";
+		hostres_set_free(own);
 		return -1;
 	}
-	memcpy(&b->sa, res->ai_addr, res->ai_addrlen);
-	b->salen = res->ai_addrlen;
-	freeaddrinfo(res);
+	b->naddrs = ent->n;
+	for (size_t i = 0; i < ent->n; i++) {
+		b->addrs[i] = ent->sa[i];
+		b->addrlens[i] = ent->salen[i];
+		if (b->addrs[i].ss_family == AF_INET)
+			((struct sockaddr_in *)&b->addrs[i])->sin_port = htons((uint16_t)atoi(port));
+		else
+			((struct sockaddr_in6 *)&b->addrs[i])->sin6_port = htons((uint16_t)atoi(port));
+	}
+	hostres_set_free(own);
+	memcpy(&b->sa, &b->addrs[0], sizeof(b->sa));
+	b->salen = b->addrlens[0];
 	snprintf(b->host, sizeof(b->host), "%s", s);
 	return 0;
 }
 
 int backend_parse_url(const char *url, struct backend *b, const char **err)
 {
+	return backend_parse_url_in(url, b, NULL, err);
+}
+
+int backend_parse_url_in(const char *url, struct backend *b, const struct hostres_set *names,
+    const char **err)
+{
 	memset(b, 0, sizeof(*b));
 	b->weight = 1;
 	if (strncasecmp(url, "smtp://", 7) == 0) {
 		b->kind = BACKEND_SMTP;
-		return backend_parse_hostport(url + 7, b, "25", err);
+		return backend_parse_hostport(url + 7, b, "25", names, err);
 	}
 	if (strncasecmp(url, "lmtp://", 7) == 0) {
 		b->kind = BACKEND_LMTP;
-		return backend_parse_hostport(url + 7, b, "24", err);
+		return backend_parse_hostport(url + 7, b, "24", names, err);
 	}
 	if (strncasecmp(url, "lmtp:unix:", 10) == 0) {
 		struct sockaddr_un *sun = (struct sockaddr_un *)&b->sa;
@@ -100,8 +132,9 @@ int backend_parse_url(const char *url, struct backend *b, const char **err)
 	return -1;
 }
 
-/* The process-wide records of struct backend_counts, one per URL (compared as configured,
- * like the metrics label). They are never freed: a retired generation's pool may still
+/* The process-wide records of struct backend_counts, one per server URL (backend_url_equal:
+ * the scheme and host without case, a path with it; the metrics label is the spelling of
+ * the URL's first configuration). They are never freed: a retired generation's pool may still
  * count into them, and there is one per URL ever configured. */
 struct backend_counts_rec {
 	struct backend_counts c;
@@ -111,6 +144,24 @@ struct backend_counts_rec {
 static struct backend_counts_rec *backend_counts_list;
 static pthread_mutex_t backend_counts_lock = PTHREAD_MUTEX_INITIALIZER;
 
+bool backend_url_equal(const char *a, const char *b)
+{
+	static const char *const schemes[] = { "smtp://", "lmtp://", "lmtp:unix:", "maildir:" };
+
+	if (a == NULL || b == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		size_t n = strlen(schemes[i]);
+		if (strncasecmp(a, schemes[i], n) != 0)
+			continue;
+		if (strncasecmp(b, schemes[i], n) != 0)
+			return false;
+		/* host[:port] has no case; a path has */
+		return i < 2 ? strcasecmp(a + n, b + n) == 0 : strcmp(a + n, b + n) == 0;
+	}
+	return strcmp(a, b) == 0;
+}
+
 static struct backend_counts *backend_counts_for(const char *url)
 {
 	struct backend_counts_rec *r;
@@ -118,7 +169,7 @@ static struct backend_counts *backend_counts_for(const char *url)
 
 	pthread_mutex_lock(&backend_counts_lock);
 	for (r = backend_counts_list; r; r = r->next)
-		if (strcmp(r->url, url) == 0)
+		if (backend_url_equal(r->url, url))
 			break;
 	if (r == NULL && (r = calloc(1, sizeof(*r) + len + 1)) != NULL) {
 		memcpy(r->url, url, len + 1);
@@ -131,7 +182,7 @@ static struct backend_counts *backend_counts_for(const char *url)
 }
 
 static int pool_add_server(struct backend **v, size_t *n, const char *url, long weight, bool backup,
-    long max_conns, const char **err)
+    long max_conns, const struct hostres_set *names, const char **err)
 {
 	struct backend *nv = realloc(*v, (*n + 1) * sizeof(**v));
 
@@ -140,7 +191,7 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 		return -1;
 	}
 	*v = nv;
-	if (backend_parse_url(url, &nv[*n], err) != 0) {
+	if (backend_parse_url_in(url, &nv[*n], names, err) != 0) {
 		/* which server: "smtp://mx.example:25: cannot resolve host" (pools are made on the
 		 * main thread; the text lives until the next failure) */
 		static char why[600];
@@ -163,10 +214,10 @@ static int pool_add_server(struct backend **v, size_t *n, const char *url, long 
 static struct backend *pool_find_url(struct pool *p, const char *url)
 {
 	for (size_t i = 0; i < p->nservers; i++)
-		if (strcasecmp(p->servers[i].url, url) == 0)
+		if (backend_url_equal(p->servers[i].url, url))
 			return &p->servers[i];
 	for (size_t i = 0; i < p->nextra; i++)
-		if (strcasecmp(p->extra[i].url, url) == 0)
+		if (backend_url_equal(p->extra[i].url, url))
 			return &p->extra[i];
 	return NULL;
 }
@@ -226,7 +277,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 	p->require_tls = bc->require_tls;
 	for (size_t i = 0; i < bc->servers.n; i++) {
 		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup,
-		    sv[i].max_connections, err) != 0)
+		    sv[i].max_connections, cfg->resolved, err) != 0)
 			goto fail;
 		if (sv[i].connect_timeout || sv[i].reply_timeout || sv[i].data_timeout) {
 			/* a shallow copy: the strings and lists stay the config's (freed with it,
@@ -245,12 +296,13 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 				t->data_timeout = sv[i].data_timeout;
 			p->servers[p->nservers - 1].tcfg = t;
 		}
+		p->servers[p->nservers - 1].verify_name = sv[i].tls_verify_name;
 	}
 	/* Route servers first go to `extra`; pointers into arrays are taken after all adds. */
 	for (size_t r = 0; r < bc->routes.n; r++)
 		for (size_t j = 0; j < rv[r].servers.n; j++)
 			if (pool_find_url(p, rv[r].servers.v[j]) == NULL &&
-			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, 0, err) != 0)
+			    pool_add_server(&p->extra, &p->nextra, rv[r].servers.v[j], 1, false, 0, cfg->resolved, err) != 0)
 				goto fail;
 	/* One index space over the whole pool: the `tried` mask of a message names backends. */
 	for (size_t k = 0; k < p->nextra; k++) {
@@ -355,7 +407,61 @@ static uint64_t pool_hash(const char *s, int salt)
 	return h;
 }
 
+/* The place a pick on this thread (a worker's loop) took at a server with max_connections:
+ * its URL record's `active`, counted at the pick, so that a worker picking at the same
+ * moment sees the server full; the connection the pick leads to (relay_open, on this thread,
+ * right after) takes it over in backend_active_add instead of counting again. The records
+ * are never freed, so the pointer stays valid. NULL: none held. */
+static _Thread_local atomic_int *backend_reserved;
+
+/* A place held and not taken over (the pick led to no connection): given back. */
+static void backend_release_reserved(void)
+{
+	atomic_int *a = backend_reserved;
+
+	backend_reserved = NULL;
+	if (a == NULL)
+		return;
+	int v = atomic_load(a);
+	while (v > 0 && !atomic_compare_exchange_weak(a, &v, v - 1))
+		;
+}
+
+/* Takes one of b's max_connections places unless they are all in use. */
+static bool backend_reserve(struct backend *b)
+{
+	atomic_int *a = &b->counts->active;
+	int v = atomic_load(a);
+
+	do {
+		if (v >= b->max_conns)
+			return false;
+	} while (!atomic_compare_exchange_weak(a, &v, v + 1));
+	backend_reserved = a;
+	return true;
+}
+
+static struct backend *pool_pick_candidate(struct pool *p, const char *rcpt_domain, const char *client_ip,
+    uint64_t tried);
+
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
+    uint64_t tried)
+{
+	backend_release_reserved();
+	for (int k = 0; k < 64; k++) {
+		struct backend *b = pool_pick_candidate(p, rcpt_domain, client_ip, tried);
+		if (b == NULL || b->max_conns <= 0 || b->counts == NULL || b->kind == BACKEND_MAILDIR ||
+		    backend_reserve(b))
+			return b;
+		/* another worker took its last place since the check: as full, the next one */
+		if (b->index >= 64)
+			return NULL;	/* past the `tried` mask (pool_pick_candidate sees 64 at most) */
+		tried |= 1ULL << b->index;
+	}
+	return NULL;
+}
+
+static struct backend *pool_pick_candidate(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried)
 {
 	struct backend *cand[64];
@@ -509,7 +615,15 @@ long long backend_failed(const struct backend *b)
 
 void backend_active_add(struct backend *b, int delta)
 {
-	atomic_fetch_add(b->counts ? &b->counts->active : &b->active, delta);
+	atomic_int *a = b->counts ? &b->counts->active : &b->active;
+
+	if (delta > 0 && a == backend_reserved) {
+		/* the connection of this thread's pick: the place was counted at the pick */
+		backend_reserved = NULL;
+		delta--;
+	}
+	if (delta != 0)
+		atomic_fetch_add(a, delta);
 }
 
 int backend_active_all(const struct backend *b)
@@ -528,7 +642,7 @@ void backend_drain_url(const char *url, int on)
 {
 	pthread_mutex_lock(&backend_counts_lock);
 	for (struct backend_counts_rec *r = backend_counts_list; r; r = r->next)
-		if (strcasecmp(r->url, url) == 0)
+		if (backend_url_equal(r->url, url))
 			atomic_store(&r->c.drained, on);
 	pthread_mutex_unlock(&backend_counts_lock);
 }

@@ -15,6 +15,10 @@ struct backends_config;
 struct hook_env;
 struct pool;
 struct shared_gen;
+struct hostres_set;
+
+/* Addresses kept of a backend's host name (= HOSTRES_MAX_ADDRS, hostres.h). */
+#define BACKEND_MAX_ADDRS 8
 
 /* A server's health as the probes (health.c) and passive failure tracking see it. */
 struct backend_health {
@@ -47,10 +51,19 @@ enum backend_kind { BACKEND_SMTP = 0, BACKEND_LMTP, BACKEND_MAILDIR };
 struct backend {
 	char *url;                       /* as configured */
 	enum backend_kind kind;
-	struct sockaddr_storage sa;      /* SMTP/LMTP over TCP */
+	struct sockaddr_storage sa;      /* SMTP/LMTP over TCP: the first of addrs (or the unix
+	                                  * socket) */
 	socklen_t salen;
+	/* Every address of the host name (a numeric one: itself), in the resolver's order, port
+	 * set: a connection that cannot be made to one is tried to the next (relay.c). */
+	struct sockaddr_storage addrs[BACKEND_MAX_ADDRS];
+	socklen_t addrlens[BACKEND_MAX_ADDRS];
+	size_t naddrs;
 	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
-	char host[256];                  /* for logs */
+	char host[256];                  /* for logs; with backends.tls_verify the name its
+	                                  * certificate must carry unless verify_name is set */
+	const char *verify_name;         /* backends.servers[].tls_verify_name (the config's
+	                                  * string, which outlives the pool), or NULL */
 	int weight;
 	bool backup;                     /* backends.servers[].backup: only when no other can */
 	int max_conns;                   /* backends.servers[].max_connections (0: no limit) */
@@ -108,6 +121,10 @@ struct pool {
 /* Parses one backend URL ("smtp://host:port", "lmtp://host:port", "lmtp:unix:/path",
  * "maildir:/path") into b. Returns 0 or -1 with *err set to a static reason. */
 int backend_parse_url(const char *url, struct backend *b, const char **err);
+/* The same, host names taken from names (the set config_load resolved: cfg->resolved) when
+ * they are in it; one that is not is resolved on the spot (c-ares, bounded). */
+int backend_parse_url_in(const char *url, struct backend *b, const struct hostres_set *names,
+    const char **err);
 
 /* Builds the pool from cfg->backends. Returns NULL with *err on failure. */
 struct pool *pool_new(const struct mx_config *cfg, const char **err);
@@ -120,7 +137,11 @@ void pool_free(struct pool *p);
  * down, drained or tried for this message); when none is up, the non-backup ones, then the
  * backup ones, regardless of state (a pool that is entirely "down" is more likely wrong
  * about itself than the backends all being dead). Drained backends are never picked, nor
- * full ones (backend_is_full); when only full ones are left it logs event=backends_full. */
+ * full ones (backend_is_full); when only full ones are left it logs event=backends_full.
+ * A server with max_connections is counted in use from the pick (atomically: two workers
+ * never take its last place both); the connection this thread opens to it next
+ * (backend_active_add) takes that place over, and a pick not followed by one gives it back
+ * at the thread's next pick. */
 struct backend *pool_pick_backend(struct pool *p, const char *rcpt_domain, const char *client_ip,
     uint64_t tried);
 /* Which set a domain routes to: returns a stable id (0 = default set, i+1 = route i). The
@@ -155,7 +176,8 @@ static inline bool backend_is_full(const struct backend *b)
 }
 
 /* Passive failure tracking: trouble with the session (connect error, timeout, drop, a
- * greeting or EHLO refused, a TLS handshake that failed, 421 to DATA or after the dot)
+ * greeting or EHLO refused, a TLS handshake that failed, 421 to a command (MAIL, RCPT,
+ * DATA) or after the dot)
  * or a message accepted. After `fall` consecutive failures the backend leaves the rotation until health
  * checks see it `rise` times healthy. A 4xx to MAIL, DATA or after the dot is the
  * message's (a filter's tempfail for one sender's content, a full mailbox): the server
@@ -181,8 +203,13 @@ int backend_active_all(const struct backend *b);
  * drain or an enable made after this pool was built holds in it; b->drained for a backend
  * not made by a pool. */
 bool backend_is_drained(const struct backend *b);
-/* Sets the drain flag of every record whose URL is url (any case), so that the pools of
+/* Sets the drain flag of every record whose URL is url (backend_url_equal), so that the pools of
  * older generations, which sessions begun before a reload still pick from, honour it. */
 void backend_drain_url(const char *url, int on);
+/* Whether two backend URLs name the same server: the scheme and an smtp:// or lmtp:// host
+ * (and port) compared without case (RFC 3986 3.1, 3.2.2), a path (lmtp:unix:, maildir:)
+ * with case, as the config check counts servers. The records by URL, drains and the
+ * control socket's look-ups all compare this way. */
+bool backend_url_equal(const char *a, const char *b);
 
 #endif

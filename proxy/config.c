@@ -3,6 +3,8 @@
  * section (modules.def); config_load/config_free. The engine is cfg.c. */
 #include "config.h"
 #include "domain.h"
+#include "hostres.h"
+#include "plugins/pconn.h"
 #include "log.h"
 #include "tls.h"
 
@@ -70,6 +72,7 @@ void config_free(struct mx_config *cfg)
 		return;
 	cfg_table_free(&config_table, cfg);
 	domain_set_free(cfg->accept_set);
+	hostres_set_free(cfg->resolved);
 	free(cfg->path);
 	free(cfg);
 }
@@ -314,24 +317,133 @@ void config_resolve_hosts(bool on)
 	config_resolving = on;
 }
 
-/* cfg_parse_backend_url, and with config_resolve_hosts on, the host name of an smtp:// or
- * lmtp:// URL resolved as the pool will resolve it at start and on a reload
- * (backend.c), so `-t` refuses what the start would. 0, or -1 with *err (static). */
+/* cfg_parse_backend_url. The host names are resolved after the whole file is read
+ * (config_resolve_backends: dns.resolvers and dns.timeout are known then). 0, or -1 with
+ * *err (static). */
 static int config_check_backend_url(const char *url, struct cfg_backend_url *u, const char **err)
 {
-	if (cfg_parse_backend_url(url, u, err) < 0)
-		return -1;
-	if (!config_resolving || (u->kind != CFG_BACKEND_SMTP && u->kind != CFG_BACKEND_LMTP))
+	return cfg_parse_backend_url(url, u, err);
+}
+
+/* The host name of url for the set (smtp:// and lmtp:// with a name or an address), or NULL. */
+static const char *config_url_host(const char *url, struct cfg_backend_url *u)
+{
+	const char *err;
+
+	if (url == NULL || cfg_parse_backend_url(url, u, &err) < 0 ||
+	    (u->kind != CFG_BACKEND_SMTP && u->kind != CFG_BACKEND_LMTP))
+		return NULL;
+	return u->host;
+}
+
+/* An unresolved URL's error, at its place: key (with index i, or -1) of section. */
+static int config_resolve_error(struct cfg_parse *p, struct fy_node *section, const char *key, long i,
+    const struct hostres_set *set, const char *url)
+{
+	struct cfg_backend_url u;
+	const char *host = config_url_host(url, &u);
+	const struct hostres_entry *e = host ? hostres_set_find(set, host) : NULL;
+
+	if (e == NULL || e->err == NULL)
 		return 0;
-	struct addrinfo hints, *res = NULL;
-	memset(&hints, 0, sizeof hints);
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(u->host, NULL, &hints, &res) != 0 || res == NULL) {
-		*err = "cannot resolve host";
-		return -1;
+	return cfg_error_key(p, section, key, i, "%s: \"%s\"", e->err, url);
+}
+
+/* With config_resolve_hosts on: every backend host name (servers, routes, quarantine)
+ * resolved once, all at once, through dns.resolvers within dns.timeout (hostres.h), kept in
+ * c->resolved for the pool (backend.c), so `-t`, the start and a reload refuse a name that
+ * does not resolve in time, and never wait longer (a DNS server that does not answer made
+ * getaddrinfo wait for ever, `-t` and a reload with it). */
+static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struct mx_config *c)
+{
+	const struct backends_config *bc = &c->backends;
+	const struct backend_server_config *sv = bc->servers.v;
+	const struct backend_route_config *rv = bc->routes.v;
+	struct cfg_backend_url u;
+	const char *h;
+	int rc = 0;
+
+	if (!config_resolving)
+		return 0;
+	if ((c->resolved = hostres_set_new()) == NULL)
+		return cfg_error(p, n, "out of memory");
+	for (size_t i = 0; i < bc->servers.n; i++)
+		if ((h = config_url_host(sv[i].address, &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
+			return cfg_error(p, n, "out of memory");
+	for (size_t r = 0; r < bc->routes.n; r++)
+		for (size_t j = 0; j < rv[r].servers.n; j++)
+			if ((h = config_url_host(rv[r].servers.v[j], &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
+				return cfg_error(p, n, "out of memory");
+	if ((h = config_url_host(c->quarantine, &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
+		return cfg_error(p, n, "out of memory");
+	/* the filter peers' (plugins[].address) too: their instances on the workers must not
+	 * look a name up (plugins/pconn.c) */
+	const struct plugin_config *pcs = c->plugins.v;
+	char ph[256];
+	for (size_t i = 0; i < c->plugins.n; i++)
+		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) == 1 && hostres_set_add(c->resolved, ph) < 0)
+			return cfg_error(p, n, "out of memory");
+
+	char servers[1024] = "";
+	size_t used = 0;
+	for (size_t i = 0; i < c->dns.resolvers.n; i++) {
+		int k = snprintf(servers + used, sizeof(servers) - used, "%s%s", i ? "," : "", c->dns.resolvers.v[i]);
+		if (k < 0 || (size_t)k >= sizeof(servers) - used)
+			break;
+		used += (size_t)k;
 	}
-	freeaddrinfo(res);
-	return 0;
+	hostres_set_resolve(c->resolved, servers, c->dns.timeout ? c->dns.timeout : 2000,
+	    c->dns.tries ? (int)c->dns.tries : 2);
+
+	struct fy_node *bn = fy_node_pair_value(cfg_map_pair(n, "backends"));
+	struct fy_node *sn = bn && fy_node_is_mapping(bn) ? fy_node_pair_value(cfg_map_pair(bn, "servers")) : NULL;
+	struct fy_node *rn = bn && fy_node_is_mapping(bn) ? fy_node_pair_value(cfg_map_pair(bn, "routes")) : NULL;
+	for (size_t i = 0; i < bc->servers.n; i++) {
+		struct fy_node *item = sn && fy_node_is_sequence(sn) ? cfg_seq_item(sn, i) : sn;
+		size_t old = cfg_path_push_key(p, "backends", 8);
+		cfg_path_push_key(p, "servers", 7);
+		cfg_path_push_index(p, i);
+		if (item && fy_node_is_mapping(item)) {
+			if (config_resolve_error(p, item, "address", -1, c->resolved, sv[i].address) < 0)
+				rc = -1;
+		} else {
+			struct cfg_backend_url u2;
+			const char *host = config_url_host(sv[i].address, &u2);
+			const struct hostres_entry *e = host ? hostres_set_find(c->resolved, host) : NULL;
+			if (e && e->err)
+				rc = cfg_error(p, item ? item : n, "%s: \"%s\"", e->err, sv[i].address);
+		}
+		cfg_path_pop(p, old);
+	}
+	for (size_t r = 0; r < bc->routes.n; r++) {
+		struct fy_node *item = rn && fy_node_is_sequence(rn) ? cfg_seq_item(rn, r) : rn;
+		size_t old = cfg_path_push_key(p, "backends", 8);
+		cfg_path_push_key(p, "routes", 6);
+		cfg_path_push_index(p, r);
+		for (size_t j = 0; j < rv[r].servers.n; j++)
+			if (config_resolve_error(p, item ? item : n, "servers", (long)j, c->resolved, rv[r].servers.v[j]) < 0)
+				rc = -1;
+		cfg_path_pop(p, old);
+	}
+	if (c->quarantine && config_resolve_error(p, n, "quarantine", -1, c->resolved, c->quarantine) < 0)
+		rc = -1;
+	struct fy_node *pn = fy_node_pair_value(cfg_map_pair(n, "plugins"));
+	for (size_t i = 0; i < c->plugins.n; i++) {
+		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) != 1)
+			continue;
+		const struct hostres_entry *e = hostres_set_find(c->resolved, ph);
+		if (e && e->err == NULL && e->n > 0) {
+			pconn_names_publish(ph, (const struct sockaddr *)&e->sa[0], e->salen[0]);
+			continue;
+		}
+		struct fy_node *item = pn && fy_node_is_sequence(pn) ? cfg_seq_item(pn, i) : pn;
+		size_t old = cfg_path_push_key(p, "plugins", 7);
+		cfg_path_push_index(p, i);
+		rc = cfg_error_key(p, item ? item : n, "address", -1, "%s: \"%s\"",
+		    e && e->err ? e->err : "cannot resolve host", pcs[i].address);
+		cfg_path_pop(p, old);
+	}
+	return rc;
 }
 
 static int server_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
@@ -367,8 +479,8 @@ static const struct cfg_field server_fields[] = {
 	{ "max_connections", CFG_INT, offsetof(struct backend_server_config, max_connections), "0", 0, 100000,
 	  .doc = "connections in use to this server at most, from every worker (HAProxy's maxconn; 0 = no "
 		 "limit): a transaction that would pass it goes to another server; with every server full "
-		 "the client gets `451 4.4.1` at once, logged as event=backends_full. Checked when a server "
-		 "is picked: workers picking at the same moment may pass it by one each" },
+		 "the client gets `451 4.4.1` at once, logged as event=backends_full. A pick takes its place "
+		 "at once: workers picking at the same moment never pass it" },
 	{ "connect_timeout", CFG_DURATION, offsetof(struct backend_server_config, connect_timeout), "0",
 	  0, S(3600), .doc = "backends.connect_timeout for this server only (0: that one)" },
 	{ "reply_timeout", CFG_DURATION, offsetof(struct backend_server_config, reply_timeout), "0",
@@ -376,6 +488,9 @@ static const struct cfg_field server_fields[] = {
 	{ "data_timeout", CFG_DURATION, offsetof(struct backend_server_config, data_timeout), "0",
 	  0, S(86400), .doc = "backends.data_timeout for this server only (0: that one), e.g. a slow "
 		 "LMTP store or a remote site" },
+	{ "tls_verify_name", CFG_STRING, offsetof(struct backend_server_config, tls_verify_name),
+	  .doc = "with backends.tls_verify: the name this server's certificate must carry (HAProxy's "
+		 "verifyhost; default: the host of its address, a name or an IP address)" },
 	{ NULL }
 };
 static const struct cfg_table server_table = {
@@ -441,14 +556,56 @@ static const struct cfg_field backends_fields[] = {
 		 "certificate is not verified): a server that does not offer it or whose handshake fails "
 		 "gets nothing, the attempt fails (next server, then 4xx to the client); a health probe "
 		 "fails when STARTTLS is not offered" },
+	{ "tls_verify", CFG_BOOL, offsetof(struct backends_config, tls_verify), "false",
+	  .doc = "verify the certificate of smtp:// and lmtp:// servers (Postfix's level verify, "
+		 "HAProxy's verify required): its chain must lead to a CA of tls_ca_file and it must name "
+		 "the server (tls_verify_name, default the host of its address). Implies require_tls: a "
+		 "certificate refused is a failed attempt (event=backend_error, next server, then 4xx "
+		 "to the client), never clear text" },
+	{ "tls_ca_file", CFG_STRING, offsetof(struct backends_config, tls_ca_file),
+	  .doc = "PEM file of the CAs trusted for tls_verify (Postfix's smtp_tls_CAfile, HAProxy's "
+		 "ca-file; default: the system's CAs)" },
 	{ "lmtp_recipient_limit", CFG_INT, offsetof(struct backends_config, lmtp_recipient_limit), "0",
 	  0, 1000, .doc = "recipients per transaction to an LMTP server; past it the client gets `452 4.5.3` "
 		"and sends the rest in a new transaction. 1: an LMTP refusal after the dot then reaches "
 		"the sender exactly (0 = no limit)" },
 	{ NULL }
 };
+/* tls_verify: the CA file loads (-t, the start and a reload alike), and it implies
+ * require_tls; the keys that only mean something with it are refused without it. */
+static int backends_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	struct backends_config *bc = obj;
+	int rc = 0;
+
+	if (bc->tls_ca_file && !bc->tls_verify)
+		rc = cfg_error_key(p, n, "tls_ca_file", -1, "has no effect without backends.tls_verify: true");
+	for (size_t i = 0; i < bc->servers.n; i++) {
+		const struct backend_server_config *sv = &((const struct backend_server_config *)bc->servers.v)[i];
+		if (sv->tls_verify_name && !bc->tls_verify) {
+			struct fy_node *sn = fy_node_pair_value(cfg_map_pair(n, "servers"));
+			size_t old = cfg_path_push_key(p, "servers", 7);
+			cfg_path_push_index(p, i);
+			struct fy_node *item = sn && fy_node_is_sequence(sn) ? cfg_seq_item(sn, i) : sn;
+			rc = item && fy_node_is_mapping(item) ?
+			    cfg_error_key(p, item, "tls_verify_name", -1, "has no effect without backends.tls_verify: true") :
+			    cfg_error(p, item ? item : n, "tls_verify_name has no effect without backends.tls_verify: true");
+			cfg_path_pop(p, old);
+		}
+	}
+	if (bc->tls_verify) {
+		char err[512];
+		struct tls_ctx *ctx = tls_ctx_new_client_verify(bc->tls_ca_file, err, sizeof(err));
+		if (ctx == NULL)
+			rc = cfg_error_key(p, n, bc->tls_ca_file ? "tls_ca_file" : "tls_verify", -1, "%s", err);
+		tls_ctx_unref(ctx);
+		bc->require_tls = true;
+	}
+	return rc;
+}
+
 static const struct cfg_table backends_table = {
-	"backends", sizeof(struct backends_config), backends_fields, NULL
+	"backends", sizeof(struct backends_config), backends_fields, backends_validate
 };
 
 static const struct cfg_field log_fields[] = {
@@ -773,6 +930,8 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			rc = cfg_error_key(p, n, "quarantine", -1, "%s: \"%s\"", err, c->quarantine);
 	}
 	if (accept_domains_build(p, n, c) < 0)
+		rc = -1;
+	if (config_resolve_backends(p, n, c) < 0)
 		rc = -1;
 	return rc;
 }

@@ -17,6 +17,7 @@
 #include "cfg.h"
 
 struct domain_set;
+struct hostres_set;
 
 /* ---------------------------------------------------------------- the daemon's config */
 
@@ -63,6 +64,8 @@ enum client_identity { IDENTITY_NONE = 0, IDENTITY_XCLIENT, IDENTITY_PROXY_V2 };
 struct backend_server_config {
 	char *address; long weight; bool backup; long max_connections;
 	uint64_t connect_timeout, reply_timeout, data_timeout;	/* ms; 0: the backends.* ones */
+	char *tls_verify_name;      /* backends.tls_verify: the name its certificate must carry
+	                             * (NULL: the URL's host) */
 };
 struct backend_route_config { struct cfg_strlist domains; struct cfg_strlist servers; };
 struct health_check_config { uint64_t interval; uint64_t timeout; long fall; long rise; };
@@ -80,6 +83,8 @@ struct backends_config {
 	long lmtp_recipient_limit;  /* recipients per transaction to an LMTP server (0 = any) */
 	bool starttls;              /* use STARTTLS when the backend offers it */
 	bool require_tls;           /* never in clear: no STARTTLS or a failed one is a failure */
+	bool tls_verify;            /* verify the certificate (chain and name); sets require_tls */
+	char *tls_ca_file;          /* PEM CAs for tls_verify (NULL: the system's) */
 };
 
 struct log_config { int level; /* enum log_level */ bool syslog; int facility; /* enum log_facility */
@@ -104,6 +109,8 @@ struct mx_config {
 	char *quarantine;           /* backend URL for quarantined messages (e.g. maildir:/var/spool/mxgate/quarantine) */
 	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
 	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
+	struct hostres_set *resolved;  /* the backend host names, resolved once by the load
+	                                * (config_resolve_hosts on; hostres.h), NULL otherwise */
 	/* every module's section, in the order of modules.def: dns, dnsbl, ratelimit, ... */
 #define MX_SECTION(type, name) type name;
 #define MX_LIST(type, name) struct cfg_list name;   /* items: type */

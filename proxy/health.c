@@ -29,6 +29,14 @@ struct health_probe {
 	enum backend_kind kind;
 	struct sockaddr_storage sa;   /* copies: the checks never read the pool's strings */
 	socklen_t salen;
+	/* the host name's addresses (backend.h): a probe goes to addrs[addr_i], the one that
+	 * last answered; one it cannot connect to moves the next probe to the next address, as
+	 * deliveries try each in turn (relay.c) */
+	struct sockaddr_storage addrs[BACKEND_MAX_ADDRS];
+	size_t naddrs, addr_i;
+	size_t addr_tries;            /* addresses this check could not connect to */
+	bool addr_next;               /* closing to try the next address in this check */
+	bool addr_tries_keep;         /* probe_start goes on with this check (addr_tries kept) */
 	char *path;                   /* maildir root or LMTP unix socket */
 	bool busy;                    /* a check is running */
 	bool reported;                /* this check's result is recorded */
@@ -154,6 +162,8 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 	health_note_first(h, p);
 }
 
+static void probe_start(struct health_probe *p);
+
 static void probe_stream_closed_cb(uv_handle_t *handle)
 {
 	struct health_probe *p = handle->data;
@@ -162,6 +172,13 @@ static void probe_stream_closed_cb(uv_handle_t *handle)
 	p->busy = false;
 	p->stage = PROBE_IDLE;
 	h->pending--;
+	if (p->addr_next && !h->stopping) {
+		p->addr_next = false;
+		p->addr_tries_keep = true;
+		probe_start(p);
+		return;
+	}
+	p->addr_next = false;
 	health_maybe_free(h);
 }
 
@@ -178,6 +195,17 @@ static void probe_fail_stage(struct health_probe *p, const char *what)
 {
 	char reason[128];
 	snprintf(reason, sizeof reason, "%s during %s", what, probe_stage_names[p->stage]);
+	if (p->stage == PROBE_CONNECT && p->addr_tries + 1 < p->naddrs && !p->reported &&
+	    p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
+		/* this address does not take connections: the next one, in the same check, which
+		 * fails only when every address did */
+		p->addr_tries++;
+		p->addr_i = (p->addr_i + 1) % p->naddrs;
+		p->addr_next = true;
+		uv_timer_stop(&p->timer);
+		uv_close((uv_handle_t *)&p->s, probe_stream_closed_cb);
+		return;
+	}
 	/* After EHLO's 250 the check has succeeded; QUIT trouble does not count. */
 	probe_finish(p, p->stage == PROBE_QUIT, reason);
 }
@@ -360,6 +388,9 @@ static void probe_start(struct health_probe *p)
 
 	if (p->busy)
 		return;
+	if (!p->addr_tries_keep)
+		p->addr_tries = 0;
+	p->addr_tries_keep = false;
 	p->busy = true;
 	p->reported = false;
 	p->saw_xclient = false;
@@ -394,7 +425,8 @@ static void probe_start(struct health_probe *p)
 			p->stream_open = true;
 			h->pending++;
 			uv_tcp_nodelay(&p->s.tcp, 1);
-			r = uv_tcp_connect(&p->conn, &p->s.tcp, (const struct sockaddr *)&p->sa, probe_connect_cb);
+			r = uv_tcp_connect(&p->conn, &p->s.tcp, (const struct sockaddr *)(p->naddrs ?
+			    &p->addrs[p->addr_i] : &p->sa), probe_connect_cb);
 		}
 	}
 	if (r != 0) {
@@ -464,6 +496,8 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 		p->kind = b->kind;
 		p->sa = b->sa;
 		p->salen = b->salen;
+		p->naddrs = b->naddrs;
+		memcpy(p->addrs, b->addrs, sizeof(p->addrs));
 		if (b->path && !(p->path = strdup(b->path)))
 			goto fail;
 		if (!p->path && b->salen && b->sa.ss_family == AF_UNIX) {

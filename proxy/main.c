@@ -117,7 +117,16 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 			goto fail;
 		}
 	}
-	g->tls_client = tls_ctx_new_client(tlserr, sizeof(tlserr));
+	g->tls_client = cfg->backends.tls_verify ?
+	    tls_ctx_new_client_verify(cfg->backends.tls_ca_file, tlserr, sizeof(tlserr)) :
+	    tls_ctx_new_client(tlserr, sizeof(tlserr));
+	if (g->tls_client == NULL && cfg->backends.tls_verify) {
+		/* never clear text instead of the verified TLS asked for */
+		log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"backends.tls_verify: %s\"", tlserr);
+		if (errfp)
+			fprintf(errfp, "%s: backends.tls_verify: %s\n", cfg->path ? cfg->path : "config", tlserr);
+		goto fail;
+	}
 	return g;
 fail:
 	g->cfg = NULL;

@@ -151,7 +151,7 @@ struct backend *ops_find_backend(const struct pool *p, const char *name, const c
 	int nhost = 0;
 
 	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
-		if (b->url && strcasecmp(b->url, name) == 0)
+		if (b->url && backend_url_equal(b->url, name))
 			return b;
 	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
 		if (strcasecmp(b->host, name) == 0) {
@@ -174,7 +174,7 @@ const char *ops_backend_state(const struct backend *b)
 static long ops_drain_index(const char *url)
 {
 	for (size_t i = 0; i < ops_ndrains; i++)
-		if (strcasecmp(ops_drains[i], url) == 0)
+		if (backend_url_equal(ops_drains[i], url))
 			return (long)i;
 	return -1;
 }
@@ -191,7 +191,7 @@ static void ops_flag(const char *url, int on)
 	struct backend *b;
 
 	for (size_t i = 0; g && (b = ops_pool_backend(g->pool, i)) != NULL; i++)
-		if (b->url && strcasecmp(b->url, url) == 0)
+		if (b->url && backend_url_equal(b->url, url))
 			atomic_store(&b->drained, on);
 	backend_drain_url(url, on);	/* older generations' pools too */
 }

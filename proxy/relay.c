@@ -69,6 +69,7 @@ struct relay {
 	uint64_t due;                 /* loop time the current step runs out; 0: none (relay_arm) */
 	uint64_t timer_at;          /* when the libuv timer fires (loop time), 0: not running */
 	uv_connect_t conn_req;
+	size_t addr_i;                /* which of b->addrs the connection is to */
 	int open_handles;
 	enum relay_state state;
 	bool in_session, failed, counted_active;
@@ -167,6 +168,7 @@ static void relay_ahead_keep(char **buf, size_t *cap, const char *s)
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
+static void relay_next_address(struct relay *r, const char *why);
 static void relay_close(struct relay *r);
 static int relay_max_idle(const struct relay *r);
 static void relay_park(struct relay *r);
@@ -504,6 +506,10 @@ static void relay_fail(struct relay *r, const char *why)
 	/* Commands sent ahead with a message's dot and not one answered when the connection
 	 * goes: the backend may end a connection after a message, as it may drop an idle one
 	 * (relay_text_is_stale: the owner retries on a fresh connection, no backend fault). */
+	if (st == RELAY_CONNECTING && r->addr_i + 1 < r->b->naddrs && ocb) {
+		relay_next_address(r, why);
+		return;
+	}
 	if (st == RELAY_TLS_HANDSHAKE && !r->gen->cfg->backends.require_tls)
 		relay_tls_fallback(r, why);
 	bool stale = r->reused_fresh || (st == RELAY_COMMAND && r->ahead_n > 0 && r->ahead_answered == 0);
@@ -626,7 +632,7 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	if (r->tls) {
 		int rc = tlsconn_feed(r->tls, buf->base, (size_t)n);
 		if (rc < 0) {
-			relay_fail(r, "TLS error");
+			relay_fail(r, tlsconn_error(r->tls)[0] ? tlsconn_error(r->tls) : "TLS error");
 		} else if (rc == 1 && r->state != RELAY_CLOSED) {
 			/* The backend's close_notify: it sends nothing more. Answer it, then as on EOF. */
 			tlsconn_shutdown(r->tls);
@@ -856,6 +862,11 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			return;
 		}
 		r->tls = tlsconn_new(r->gen->tls_client, false, r->b->host, &relay_tls_ops, r);
+		if (r->tls != NULL && r->gen->cfg->backends.tls_verify &&
+		    tlsconn_set_verify_name(r->tls, r->b->verify_name ? r->b->verify_name : r->b->host) != 0) {
+			relay_fail(r, "TLS: no name to verify the certificate against (backends.tls_verify)");
+			return;
+		}
 		if (r->tls == NULL || tlsconn_start(r->tls) != 0) {
 			relay_fail(r, "TLS setup failed");
 			return;
@@ -951,6 +962,40 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 	return NULL;
 }
 
+static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
+    const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai);
+
+/* The connection to one address of b's host name could not be made (refused, unreachable,
+ * no answer within connect_timeout): the next address is tried, as Postfix's smtp client
+ * tries each address of a destination. Not a failure of the server yet: that is when the
+ * last address fails (relay_fail). */
+static void relay_next_address(struct relay *r, const char *why)
+{
+	struct worker *w = r->w;
+	struct backend *b = r->b;
+	struct shared_gen *g = r->gen;
+	const struct hook_env *env = r->open_env;
+	relay_open_fn ocb = r->open_cb;
+	void *arg = r->arg;
+	size_t next = r->addr_i + 1;
+	char a1[INET6_ADDRSTRLEN + 8], a2[INET6_ADDRSTRLEN + 8];
+
+	struct netaddr na;
+	if (netaddr_from_sockaddr((const struct sockaddr *)&b->addrs[r->addr_i], &na) != 0 ||
+	    netaddr_to_string(&na, a1, sizeof(a1)) != 0)
+		snprintf(a1, sizeof(a1), "?");
+	if (netaddr_from_sockaddr((const struct sockaddr *)&b->addrs[next], &na) != 0 ||
+	    netaddr_to_string(&na, a2, sizeof(a2)) != 0)
+		snprintf(a2, sizeof(a2), "?");
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_address_failed backend=%s address=%s reason=\"%s\" next=%s",
+	    b->url, a1, why, a2);
+	shared_gen_ref(g);	/* relay_close drops r's */
+	r->open_cb = NULL;
+	relay_close(r);
+	relay_open_at(w, b, g, env, ocb, arg, next);
+	shared_gen_unref(g);
+}
+
 void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg)
 {
 	/* The generation b belongs to (a session begun before a reload picks from its own
@@ -985,7 +1030,16 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		relay_ready(r);
 		return;
 	}
-	r = calloc(1, sizeof(*r));
+	relay_open_at(w, b, g, env, cb, arg, 0);
+}
+
+/* A new connection to b's address ai (the first: 0). */
+static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
+    const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai)
+{
+	const struct backends_config *bc = &g->cfg->backends;
+	struct relay *r = calloc(1, sizeof(*r));
+
 	if (r == NULL) {
 		cb(arg, NULL, 0, "out of memory");
 		return;
@@ -1021,7 +1075,9 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		    relay_connect_cb);
 	} else {
 		uv_tcp_nodelay(&r->tcp, 1);
-		rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)&b->sa, relay_connect_cb);
+		r->addr_i = ai < b->naddrs ? ai : 0;
+		rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)(b->naddrs ?
+		    &b->addrs[r->addr_i] : &b->sa), relay_connect_cb);
 	}
 	if (rc != 0) {
 		relay_fail(r, uv_strerror(rc));
@@ -1046,6 +1102,8 @@ bool relay_text_is_stale(const char *text)
 
 static void relay_on_reply(struct relay *r, int code, const char *text)
 {
+	bool fresh = r->reused_fresh;	/* a pooled connection's first reply since its reuse */
+
 	r->reused_fresh = false;
 	switch (r->state) {
 	case RELAY_GREETING:
@@ -1099,7 +1157,11 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		}
 		if (code == 421) {
 			/* The backend is closing on us: report, then close (the commands queued
-			 * behind get no callback). */
+			 * behind get no callback). Trouble with the server, as 421 to DATA
+			 * (backend.h); not on a pooled connection's first reply, which may be
+			 * the idle timeout of a live server (relay_fail's stale). */
+			if (!fresh)
+				backend_report_failure(r->gen->pool, r->b, "421 to a command");
 			if (p.ahead)
 				relay_ahead_deliver(r);
 			else if (p.cb)

@@ -1283,7 +1283,7 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	struct backend qb;
 	const char *err = NULL;
 
-	if (tx->env->cfg->quarantine == NULL || backend_parse_url(tx->env->cfg->quarantine, &qb, &err) != 0 ||
+	if (tx->env->cfg->quarantine == NULL || backend_parse_url_in(tx->env->cfg->quarantine, &qb, tx->env->cfg->resolved, &err) != 0 ||
 	    qb.kind != BACKEND_MAILDIR) {
 		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=quarantine_unavailable queue_id=%s", tx->env->queue_id);
 		smtp_tx_finish(tx, 451, "4.3.0 Message held for review could not be stored, try again later", "quarantine",

@@ -72,7 +72,7 @@ static bool status_drain_unconfigured(const struct pool *p, const char *url)
 {
 	const char *err;
 	struct backend *b = ops_find_backend(p, url, &err);
-	return b == NULL || strcasecmp(b->url, url) != 0;
+	return b == NULL || !backend_url_equal(b->url, url);
 }
 
 static void status_backends_json(struct jsonw *j)

@@ -323,6 +323,74 @@ struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen)
 	return tls_ctx_wrap(c, err, errlen);
 }
 
+struct tls_ctx *tls_ctx_new_client_verify(const char *cafile, char *err, size_t errlen)
+{
+	SSL_CTX *c;
+
+	ERR_clear_error();
+	c = SSL_CTX_new(TLS_client_method());
+	if (!c) {
+		tls_format_error(err, errlen, "SSL_CTX_new");
+		return NULL;
+	}
+	tls_ctx_set_common(c);
+	/* Postfix's levels verify/secure, HAProxy's `verify required`: the handshake fails
+	 * unless the chain leads to a trusted CA; the name is checked per connection
+	 * (tlsconn_set_verify_name). */
+	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+	if (!SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION)) {
+		tls_format_error(err, errlen, "min version");
+		SSL_CTX_free(c);
+		return NULL;
+	}
+	if (cafile && *cafile) {
+		if (SSL_CTX_load_verify_locations(c, cafile, NULL) != 1) {
+			char what[300];
+			snprintf(what, sizeof what, "cannot load CA file %.250s", cafile);
+			tls_format_error(err, errlen, what);
+			SSL_CTX_free(c);
+			return NULL;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(c) != 1) {
+		tls_format_error(err, errlen, "cannot load the system's CA certificates");
+		SSL_CTX_free(c);
+		return NULL;
+	}
+	return tls_ctx_wrap(c, err, errlen);
+}
+
+int tlsconn_set_verify_name(struct tlsconn *t, const char *name)
+{
+	char host[256];
+	size_t n;
+
+	if (!t || !name || !*name)
+		return -1;
+	/* "[v6]" and "host:port" as the URL has them: the bare name or address */
+	if (name[0] == '[') {
+		const char *e = strchr(name, ']');
+		n = e ? (size_t)(e - name - 1) : 0;
+		if (n == 0 || n >= sizeof host)
+			return -1;
+		memcpy(host, name + 1, n);
+	} else {
+		const char *c = strchr(name, ':');
+		n = c && !strchr(c + 1, ':') ? (size_t)(c - name) : strlen(name);
+		if (n == 0 || n >= sizeof host)
+			return -1;
+		memcpy(host, name, n);
+	}
+	host[n] = '\0';
+	X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+	/* an address literal is matched against the certificate's IP entries, a name
+	 * against its DNS names (wildcards in the left-most label only) */
+	if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) == 1)
+		return 0;
+	ERR_clear_error();
+	X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	return SSL_set1_host(t->ssl, host) == 1 ? 0 : -1;
+}
+
 void tls_ctx_ref(struct tls_ctx *c)
 {
 	if (c)
@@ -424,7 +492,14 @@ void tlsconn_free(struct tlsconn *t)
 /* Marks t failed with reason what (+ OpenSSL's). Always returns -1. */
 static int tlsconn_fail(struct tlsconn *t, const char *what)
 {
-	if (!t->failed)
+	long vr = !t->server && t->ssl ? SSL_get_verify_result(t->ssl) : X509_V_OK;
+
+	if (!t->failed && vr != X509_V_OK) {
+		/* the certificate was refused (tls_ctx_new_client_verify): say why */
+		snprintf(t->err, sizeof t->err, "%s: certificate verify failed: %s", what,
+		    X509_verify_cert_error_string(vr));
+		ERR_clear_error();
+	} else if (!t->failed)
 		tls_format_error(t->err, sizeof t->err, what);
 	else
 		ERR_clear_error();

@@ -29,6 +29,10 @@ int tls_ctx_add_sni(struct tls_ctx *t, const char *cert, const char *key, const 
     const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen);
 /* Client context for STARTTLS to backends: opportunistic, TLS 1.2+, no verification. */
 struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen);
+/* Client context that verifies the backend's certificate (backends.tls_verify): the chain
+ * must lead to a CA of cafile (PEM; NULL or "": the system's), TLS 1.2+. NULL with err when
+ * the CA file cannot be loaded. */
+struct tls_ctx *tls_ctx_new_client_verify(const char *cafile, char *err, size_t errlen);
 void tls_ctx_ref(struct tls_ctx *c);
 /* Drops one reference; frees on the last. NULL is a no-op. */
 void tls_ctx_unref(struct tls_ctx *c);
@@ -51,6 +55,10 @@ struct tlsconn_ops {
 struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
     const struct tlsconn_ops *ops, void *arg);
 void tlsconn_free(struct tlsconn *t);  /* NULL ok */
+/* Client side, before tlsconn_start, on a context that verifies: the certificate must name
+ * name (a host name: a DNS subjectAltName, or the CN without one; an address literal,
+ * bracketed or not: an IP subjectAltName; ":port" is dropped). 0 or -1. */
+int tlsconn_set_verify_name(struct tlsconn *t, const char *name);
 /* Client side: emits the ClientHello via on_cipher. 0 or -1. */
 int tlsconn_start(struct tlsconn *t);
 /* Ciphertext from the network: drives the handshake, calls on_plain for data and

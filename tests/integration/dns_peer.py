@@ -17,6 +17,8 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"owner": "other.example"}           the answer's records carry this owner name instead
                                          of the name asked (a wrong qname)
     {"delay": 1.5}                       seconds to wait before answering (a slow name)
+    {"in_order": true}                   the records in the order listed (dnspython shuffles
+                                         them otherwise, as a round-robin DNS does)
     "servfail" | "refused" | "drop"       the whole answer for that name
     "tcp_stall" | "tcp_huge"             UDP: an empty truncated (TC) answer; TCP: the query
                                          is read and never answered / a length of 65535
@@ -80,7 +82,7 @@ def answer(wire, tcp):
             return r.to_wire()
     for e in entries:
         for t, v in e.items():
-            if t in ('delay', 'owner'):
+            if t in ('delay', 'owner', 'in_order'):
                 continue
             rdtype = qn.rdtype
             if t.startswith('!'):
@@ -102,7 +104,7 @@ def answer(wire, tcp):
             if rd.rdtype == rdtype:
                 rr.add(rd)
         r.answer.append(rr)
-    out = r.to_wire()
+    out = r.to_wire(want_shuffle=not any(e.get('in_order') for e in entries))
     limit = 65535 if tcp else (max(512, q.payload) if q.edns >= 0 else 512)
     if len(out) > limit:
         r.answer = []

@@ -1164,6 +1164,7 @@ class Backend:
 
     mode: 'ok' | 'drop_after_data' (close without a reply after the final dot) |
           'tempfail_data' (451 after the dot) | 'reject_data' (554) | 'tempfail_mail' (451 at MAIL) |
+          'closing_mail' (421 at MAIL, then close) |
           'drop_at_connect' (close before the greeting) | 'tempfail_connect' (421 greeting) |
           'garbage' (binary noise instead of a greeting) | 'stall' (never greets) |
           'huge_reply' (a 200 KB greeting line and 20000 continuation lines, then normal) |
@@ -1176,7 +1177,8 @@ class Backend:
     xclient: announce 'XCLIENT NAME ADDR PORT PROTO HELO LOGIN' and record attributes.
     expect_proxy: every connection must start with a PROXY v1/v2 header (parsed, recorded in
           proxy_headers; a connection without one is dropped).
-    starttls: announce STARTTLS (certificate from cert()); messages record 'tls' (version or None).
+    starttls: announce STARTTLS (certificate from cert(), or starttls=(certfile, keyfile));
+          messages record 'tls' (version or None).
     smtputf8: announce SMTPUTF8 (default True).
     chunking: announce CHUNKING and take BDAT (RFC 3030); messages record 'bdat' (True when
           the message came in BDAT chunks, with the BDAT lines in commands).
@@ -1355,7 +1357,7 @@ class Backend:
             elif verb == 'STARTTLS' and self.starttls and tls is None:
                 w(b'220 2.0.0 Ready to start TLS\r\n')
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(*cert())
+                ctx.load_cert_chain(*(self.starttls if isinstance(self.starttls, tuple) else cert()))
                 c = ctx.wrap_socket(c, server_side=True)
                 f = c.makefile('rb')
                 w = c.sendall
@@ -1372,6 +1374,10 @@ class Backend:
                 if self.mode == 'tempfail_mail':
                     w(b'451 4.3.0 try later\r\n')
                     continue
+                if self.mode == 'closing_mail':
+                    w(b'421 4.3.2 Service shutting down, closing transmission channel\r\n')
+                    c.shutdown(socket.SHUT_RDWR)
+                    return
                 if not self.dsn and re.search(r'\s(RET|ENVID)=', arg, re.I):
                     w(b'555 5.5.4 Unsupported option\r\n')
                     continue

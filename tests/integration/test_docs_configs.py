@@ -32,6 +32,7 @@ arc_key, _ = mt.dkim_rsa_key('arc2026')   # docs/senderauth.md's ARC sealing key
 SUBST = [
     ('/etc/mxgate/cert.pem', crt), ('/etc/mxgate/key.pem', key),
     ('/etc/mxgate/domains', domains), ('/etc/mxgate/arc2026.pem', arc_key),
+    ('/etc/mxgate/internal-ca.pem', crt),     # docs/operations.md's backends.tls_ca_file
     ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
 ]
 BASE = {'listen': 'listen: [127.0.0.1:2525]\n',

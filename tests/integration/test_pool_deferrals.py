@@ -17,6 +17,10 @@ tempfail) took a healthy server out, and with it every other sender's mail.
   down, /readyz stays 200, the next sender's mail is spread over both again.
 - closing: 421 after the dot (the server is closing the connection, RFC 5321 4.2.3) is
   trouble with the session: it counts, `fall` of them take the server down.
+- closingmail: 421 to MAIL (a Postfix whose smtpd is stopping, or out of process slots:
+  "421 4.3.2 Service shutting down") is the same trouble with the session: it counts too
+  (it did not: such a server stayed in the rotation for ever, every message's first try
+  lost on it).
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
@@ -130,6 +134,21 @@ if want('closing'):
     mt.check(down is not None and '421' in down.group(1),
              'closing: 421 after the dot counts: the server goes down (%s)' % (down.group(1) if down else None))
     mt.check(rows().get(a.url, {}).get('state') == 'down', 'closing: mxgatectl backends says down')
+    mx.stop()
+    a.stop()
+    b.stop()
+
+if want('closingmail'):
+    a = mt.Backend(name='closingmail', mode='closing_mail')
+    b = mt.Backend(name='other2')
+    mx = mt.Mxgate(cfg([a.url, b.url]), name='mx-closingmail')
+    mt.check(mx.wait_log(r'event=ready ', 10) is not None, 'closingmail: started')
+    codes = [send(mx, 'cm-%d' % i) for i in range(6)]
+    mt.check(codes == [250] * 6, 'closingmail: delivered through the other server (%s)' % codes)
+    down = mx.wait_log(r'event=backend_down backend=%s reason="([^"]*)"' % a.url, 5)
+    mt.check(down is not None and '421' in down.group(1),
+             'closingmail: 421 to MAIL counts: the server goes down (%s)\n%s' % (down.group(1) if down else None, mx.tail()))
+    mt.check(rows().get(a.url, {}).get('state') == 'down', 'closingmail: mxgatectl backends says down')
     mx.stop()
     a.stop()
     b.stop()

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <pthread.h>
 
 #include "proxy/backend.h"
 #include "proxy/config.h"
@@ -793,6 +794,54 @@ static void test_max_connections(void **state)
 	pool_done(p, cfg);
 }
 
+/* Two workers picking at the same moment, before either opened its connection: the first
+ * pick takes the server's last place (a reservation its connection then takes over, in
+ * backend_active_add), so the second sees it full. Without the reservation both got it and
+ * max_connections was passed by one per worker. */
+struct pick_arg { struct pool *p; struct backend *got; };
+
+static void *pick_thread(void *arg)
+{
+	struct pick_arg *a = arg;
+
+	a->got = pool_pick_backend(a->p, NULL, NULL, 0);
+	return NULL;
+}
+
+static void test_max_connections_two_workers(void **state)
+{
+	struct mx_config *cfg;
+	struct pool *p = pool_from("backends:\n  servers:\n"
+	    "    - { address: \"smtp://127.0.0.1:2641\", max_connections: 1 }\n"
+	    "    - { address: \"smtp://127.0.0.1:2642\", backup: true }\n", &cfg);
+	struct pick_arg a1 = { p, NULL }, a2 = { p, NULL };
+	pthread_t t;
+
+	(void)state;
+	/* worker 1 picks (and has not opened yet), then worker 2 picks */
+	assert_int_equal(pthread_create(&t, NULL, pick_thread, &a1), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(pthread_create(&t, NULL, pick_thread, &a2), 0);
+	pthread_join(t, NULL);
+	assert_ptr_equal(a1.got, &p->servers[0]);
+	assert_ptr_equal(a2.got, &p->servers[1]);
+	assert_int_equal(backend_active_all(&p->servers[0]), 1);
+	/* this thread: a pick of the limited server, then its connection counted: one, not two */
+	atomic_store(&p->servers[0].counts->active, 0);
+	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 0), &p->servers[0]);
+	backend_active_add(&p->servers[0], 1);
+	assert_int_equal(backend_active_all(&p->servers[0]), 1);
+	backend_active_add(&p->servers[0], -1);
+	assert_int_equal(backend_active_all(&p->servers[0]), 0);
+	/* a pick never followed by a connection (none opened): the next pick gives its place
+	 * back */
+	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 0), &p->servers[0]);
+	assert_int_equal(backend_active_all(&p->servers[0]), 1);
+	assert_ptr_equal(pool_pick_backend(p, NULL, NULL, 0), &p->servers[0]);
+	assert_int_equal(backend_active_all(&p->servers[0]), 1);
+	pool_done(p, cfg);
+}
+
 /* backends.servers[]'s own timeouts: a copy of backends.* with them, for that server only. */
 static void test_server_timeouts(void **state)
 {
@@ -968,6 +1017,7 @@ int main(void)
 		cmocka_unit_test(test_all_down_fallback),
 		cmocka_unit_test(test_backup_servers),
 		cmocka_unit_test(test_max_connections),
+		cmocka_unit_test(test_max_connections_two_workers),
 		cmocka_unit_test(test_server_timeouts),
 		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
