@@ -524,6 +524,8 @@ static bool lc_list_local_fn(const char *key, const struct local_rec *rec, void 
 	struct lc_triplet t = { true, (rec->val >> 63) != 0, now_ms > first ? now_ms - first : 0,
 		rec->expires_ns > l->now_ns ? (rec->expires_ns - l->now_ns) / 1000000 : 0 };
 
+	if (strncmp(key, GREYLIST_KEY_PREFIX, sizeof(GREYLIST_KEY_PREFIX) - 1) != 0)
+		return true;                /* a client network's passes (auto_allow_clients) */
 	if (!lc_list_room(l))
 		return false;
 	lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
