@@ -12,6 +12,7 @@
 #ifndef MX_GREYLIST_H
 #define MX_GREYLIST_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,5 +98,24 @@ struct local_table *greylist_local_table(void);
 /* The LMDB key of a triplet: "gl:<triplet>", or "gl:#<SHA-256 of it>" when that is longer
  * than max_key (long addresses: a too-long key would fail its whole batch). 0 or -1. */
 int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t outlen);
+
+/* A control verb's write of one LMDB triplet (a put of val, or a delete with vlen 0), done
+ * through every worker's writer after what it has queued (so a worker's update in flight
+ * cannot land over it, and its next read sees it). */
+struct greylist_write {
+	char key[720];
+	unsigned char val[GREYLIST_RECORD_LEN];
+	size_t vlen;
+	/* Called once every worker's batch with the write is applied (or failed): on the thread
+	 * of the last worker's loop. */
+	void (*done)(struct greylist_write *gw);
+	/* results, valid in done */
+	atomic_int failed;          /* workers whose write or batch failed */
+	size_t workers;             /* workers the write went to */
+	atomic_int parts;           /* internal */
+};
+/* Hands gw to every worker holding the LMDB store (gw must stay valid until done); returns
+ * how many. 0: no worker holds it, done will not be called (the caller writes itself). */
+size_t greylist_write_post(struct greylist_write *gw);
 
 #endif
