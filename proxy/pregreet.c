@@ -1,6 +1,10 @@
-/* pregreet.c — the `pregreet:` config table. */
+/* pregreet.c — the `pregreet:` config table and the pass cache, see pregreet.h. */
 #include "config.h"
 #include "pregreet.h"
+
+#include <pthread.h>
+
+#include "store/local_table.h"
 
 static const char *const pregreet_actions[] = { "score", "reject", "tempfail", "drop", NULL };
 
@@ -11,9 +15,59 @@ static const struct cfg_field pregreet_fields[] = {
 	  .doc = "score | reject (550 at MAIL) | tempfail (450 at MAIL) | drop (521 and disconnect)" },
 	{ "score", CFG_DOUBLE, offsetof(struct pregreet_config, score), "5", -100, 100,
 	  .doc = "score of the PREGREET symbol handed to the rules engine" },
+	{ "pass_ttl", CFG_DURATION, offsetof(struct pregreet_config, pass_ttl), "1d", 0, 30.0 * 86400000,
+	  .doc = "a client that waited for the greeting without talking is greeted at once (no teaser, no wait) for this long (postscreen_greet_ttl; this process, at most 100000 addresses); 0 = test every connection" },
 	{ .key = NULL }
 };
 
 const struct cfg_table pregreet_config_table = {
 	.name = "pregreet", .size = sizeof(struct pregreet_config), .fields = pregreet_fields,
 };
+
+/* ---- the pass cache ---------------------------------------------------------------------- */
+
+static struct local_table *pg_table;
+static pthread_once_t pg_once = PTHREAD_ONCE_INIT;
+
+static void pg_table_make(void)
+{
+	pg_table = local_table_new(PREGREET_PASS_MAX);
+	if (pg_table)
+		local_table_set_name(pg_table, "pregreet");
+}
+
+static struct local_table *pg_pass_table(void)
+{
+	pthread_once(&pg_once, pg_table_make);
+	return pg_table;        /* NULL when out of memory: no cache */
+}
+
+static int pg_known_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	(void)rec;
+	(void)now_ns;
+	(void)arg;
+	return exists;
+}
+
+static int pg_note_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	(void)exists;
+	rec->expires_ns = now_ns + *(const uint64_t *)arg * 1000000;
+	return 1;
+}
+
+bool pregreet_pass_known(const char *ip, uint64_t now_ns)
+{
+	struct local_table *t = pg_pass_table();
+
+	return t != NULL && local_table_update(t, ip, now_ns, false, pg_known_cb, NULL) == 1;
+}
+
+void pregreet_pass_note(const char *ip, uint64_t ttl_ms, uint64_t now_ns)
+{
+	struct local_table *t = ttl_ms ? pg_pass_table() : NULL;
+
+	if (t != NULL)
+		local_table_update(t, ip, now_ns, true, pg_note_cb, &ttl_ms);
+}

@@ -1331,6 +1331,9 @@ static void session_greet(struct session *s)
 		}
 		/* The early bytes were a command the client sent blind: discard them so the
 		 * session continues in step with what the client reads next. */
+	} else if (s->teaser_sent && s->pregreet_waited) {
+		/* kept quiet for the whole delay: passed (postscreen_greet_ttl) */
+		pregreet_pass_note(s->env.client_ip, s->cfg->pregreet.pass_ttl, uv_hrtime());
 	}
 	session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 	session_enter_idle(s);
@@ -1339,6 +1342,7 @@ static void session_greet(struct session *s)
 
 void session_pregreet_over(struct session *s)
 {
+	s->pregreet_waited = true;
 	session_greet(s);
 }
 
@@ -1463,7 +1467,11 @@ void session_start_connect(struct session *s)
 		session_log_tls(s);
 	opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
-	if (pg->delay > 0 && !s->lc->submission) {
+	if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 &&
+	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
+		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
+		    s->env.client_ip);
+	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
 		 * speaks before the final 220 line talks before the greeting. Not on a submission
 		 * listener: the site's own users (postscreen sits on port 25 only). */
