@@ -7,6 +7,7 @@
 #include "store/local_table.h"
 
 static const char *const pregreet_actions[] = { "score", "reject", "tempfail", "drop", NULL };
+static const char *const protocol_actions[] = { "score", "enforce", "drop", "ignore", NULL };
 
 static const struct cfg_field pregreet_fields[] = {
 	{ "delay", CFG_DURATION, offsetof(struct pregreet_config, delay), "0s", 0, 60000,
@@ -17,6 +18,12 @@ static const struct cfg_field pregreet_fields[] = {
 	  .doc = "score of the PREGREET symbol handed to the rules engine" },
 	{ "pass_ttl", CFG_DURATION, offsetof(struct pregreet_config, pass_ttl), "1d", 0, 30.0 * 86400000,
 	  .doc = "a client that waited for the greeting without talking is greeted at once (no teaser, no wait) for this long (postscreen_greet_ttl; this process, at most 100000 addresses); 0 = test every connection" },
+	{ "pipelining_action", CFG_ENUM, offsetof(struct pregreet_config, pipelining_action), "score", .choices = protocol_actions,
+	  .doc = "commands pipelined without EHLO (postscreen_pipelining_action): score (PIPELINING_UNANNOUNCED) | enforce (and 550 5.5.1 at every MAIL) | drop (521 and disconnect) | ignore (logged only); every listener" },
+	{ "bare_newline_action", CFG_ENUM, offsetof(struct pregreet_config, bare_newline_action), "score", .choices = protocol_actions,
+	  .doc = "a command line ended by a bare LF (postscreen_bare_newline_action): score (BARE_LF_COMMAND) | enforce | drop | ignore" },
+	{ "non_smtp_command_action", CFG_ENUM, offsetof(struct pregreet_config, non_smtp_command_action), "drop", .choices = protocol_actions,
+	  .doc = "an HTTP or proxy command (postscreen_non_smtp_command_action): drop (421 and disconnect, NON_SMTP_COMMAND) | enforce (and 550 5.5.1 at every MAIL; the session goes on) | score | ignore (the command is answered 500 and the session goes on)" },
 	{ .key = NULL }
 };
 

@@ -10,11 +10,21 @@
 
 enum pregreet_action { PREGREET_SCORE = 0, PREGREET_REJECT, PREGREET_TEMPFAIL, PREGREET_DROP };
 
+/* What an after-220 protocol test's failure does (postscreen's *_action): score (the symbol
+ * only), enforce (the symbol, and every MAIL of the session is refused 550 5.5.1), drop
+ * (521 5.5.1 and the connection closes; a non-SMTP command: 421 as always) or ignore
+ * (logged only). */
+enum protocol_action { PROTOCOL_SCORE = 0, PROTOCOL_ENFORCE, PROTOCOL_DROP, PROTOCOL_IGNORE };
+
 struct pregreet_config {
 	uint64_t delay;   /* ms the final greeting line waits; 0 = test off */
 	int action;       /* enum pregreet_action */
 	double score;     /* symbol PREGREET's score */
 	uint64_t pass_ttl; /* ms a client that passed is not tested again; 0 = no pass cache */
+	/* after the greeting (enum protocol_action) */
+	int pipelining_action;       /* commands pipelined without EHLO */
+	int bare_newline_action;     /* a command line ended by a bare LF */
+	int non_smtp_command_action; /* an HTTP or proxy command */
 };
 
 struct cfg_table;
