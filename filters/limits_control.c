@@ -490,6 +490,7 @@ out:
 #define LC_LIST_DEFAULT 100
 #define LC_LIST_MAX 10000
 #define LC_SCAN_CALLS 200               /* Redis SCAN calls at most per list */
+#define LC_LIST_BUDGET_MS 1000          /* Redis work per list at most (the main loop waits) */
 
 struct lc_list {
 	struct strbuf *out;
@@ -567,10 +568,13 @@ static bool lc_list_lmdb_fn(void *arg, const void *key, size_t klen, const void 
 	return true;
 }
 
-/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL. 0 or -1. */
+/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL, for at most
+ * LC_LIST_BUDGET_MS after the connection (each step within the timeout too): the main loop
+ * waits meanwhile; past the budget the list ends, truncated. 0 or -1. */
 static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, char *err, size_t errlen)
 {
 	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
+	uint64_t deadline = uv_hrtime() + (uint64_t)LC_LIST_BUDGET_MS * 1000000;
 	char cursor[32] = "0";
 	int ret = -1;
 
@@ -593,6 +597,10 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 
 			if (!lc_list_room(l))
 				break;
+			if (uv_hrtime() > deadline) {
+				l->truncated = true;    /* the time budget is spent */
+				break;
+			}
 			v = redisCommand(rc, "HMGET %s first pass", key);
 			ttl = redisCommand(rc, "PTTL %s", key);
 			if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
@@ -612,8 +620,10 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 		freeReplyObject(r);
 		if (l->truncated || strcmp(cursor, "0") == 0)
 			break;
-		if (calls + 1 == LC_SCAN_CALLS)
+		if (calls + 1 == LC_SCAN_CALLS || uv_hrtime() > deadline)
 			l->truncated = true;
+		if (l->truncated)
+			break;
 	}
 	ret = 0;
 	goto out;
