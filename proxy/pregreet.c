@@ -3,6 +3,7 @@
 #include "pregreet.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "store/local_table.h"
 
@@ -33,8 +34,11 @@ const struct cfg_table pregreet_config_table = {
 
 /* ---- the pass cache ---------------------------------------------------------------------- */
 
+/* Records: expiry, val = when the pass was noted; passes noted before pg_flushed_ns are
+ * forgotten (a flush without walking the shards). */
 static struct local_table *pg_table;
 static pthread_once_t pg_once = PTHREAD_ONCE_INIT;
+static atomic_ullong pg_flushed_ns;
 
 static void pg_table_make(void)
 {
@@ -51,17 +55,40 @@ static struct local_table *pg_pass_table(void)
 
 static int pg_known_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
 {
-	(void)rec;
 	(void)now_ns;
 	(void)arg;
-	return exists;
+	return exists && rec->val >= atomic_load(&pg_flushed_ns);
 }
 
 static int pg_note_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
 {
 	(void)exists;
 	rec->expires_ns = now_ns + *(const uint64_t *)arg * 1000000;
+	rec->val = now_ns;
 	return 1;
+}
+
+struct pg_count { uint64_t before; size_t n; };
+
+static bool pg_count_fn(const char *key, const struct local_rec *rec, void *arg)
+{
+	struct pg_count *c = arg;
+
+	(void)key;
+	c->n += rec->val >= atomic_load(&pg_flushed_ns) && rec->val < c->before;
+	return true;
+}
+
+size_t pregreet_pass_flush(uint64_t now_ns)
+{
+	struct pg_count c = { now_ns, 0 };
+	struct local_table *t = pg_pass_table();
+
+	if (t == NULL)
+		return 0;
+	local_table_foreach(t, now_ns, pg_count_fn, &c);
+	atomic_store(&pg_flushed_ns, now_ns);
+	return c.n;
 }
 
 bool pregreet_pass_known(const char *ip, uint64_t now_ns)

@@ -38,5 +38,8 @@ extern const struct cfg_table pregreet_config_table;
 bool pregreet_pass_known(const char *ip, uint64_t now_ns);
 /* ip passed the test at now_ns: remembered for ttl_ms (0: not at all). */
 void pregreet_pass_note(const char *ip, uint64_t ttl_ms, uint64_t now_ns);
+/* Forgets every pass noted before now_ns (the control socket's `flush passcache`); returns
+ * how many live ones that was. */
+size_t pregreet_pass_flush(uint64_t now_ns);
 
 #endif

@@ -5,23 +5,27 @@ and its next connections get the greeting at once, without the teaser and the wa
 every connection of a client that passed a hundred times still waited pregreet.delay.
 
 A client that talked early (action score here) is not remembered: its next connection is
-tested again. Another client is tested. With pass_ttl 0 nothing is remembered. A reload
-that sets pass_ttl 0 stops using the cache at once."""
+tested again. Another client is tested. `mxgatectl flush passcache` empties it (with the DNS
+lists' pass cache). A reload that sets pass_ttl 0 stops using the cache at once."""
+import json
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 mt.need()
+CTL = mt.mxgatectl()
 be = mt.Backend()
+SOCK = os.path.join(mt.TMP, 'ctl.sock')
 
 
 def cfg(pass_ttl):
     pg = {'delay': '1s', 'action': 'score'}
     if pass_ttl is not None:
         pg['pass_ttl'] = pass_ttl
-    return mt.proxied_config([be.url], pregreet=pg)
+    return mt.proxied_config([be.url], pregreet=pg, control={'socket': SOCK})
 
 
 def patient(src, tag):
@@ -67,6 +71,19 @@ while True:
 c.close()
 t = first_line('198.18.61.1')
 mt.check(t is not None and t.startswith('220-'), 'a client that talked early is tested again: %r' % t)
+
+# `flush passcache` empties it too (and says how many it held)
+r = subprocess.run([CTL, '-s', SOCK, '--json', 'flush', 'passcache'], capture_output=True, text=True,
+                   timeout=mt.slack(30))
+j = json.loads(r.stdout) if r.returncode == 0 else {}
+mt.check(j.get('flushed') == 'passcache' and j.get('pregreet_entries') == 1,
+         'flush passcache: the pregreet pass cache held 1 client: %r %r' % (r.stdout, r.stderr))
+t = first_line('198.18.60.1')
+mt.check(t is not None and t.startswith('220-'), 'after the flush the client is tested again: %r' % t)
+first, r = patient('198.18.60.1', 'p2')
+mt.check(r[0] == 250, 'and passes again: %r' % (r,))
+t = first_line('198.18.60.1')
+mt.check(t is not None and t.startswith('220 '), 'and is remembered again: %r' % t)
 
 start = mx.log_size()
 mx.reload(cfg('0s'))
