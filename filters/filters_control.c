@@ -1,7 +1,11 @@
 /* filters_control.c — the control socket verbs and status figures of filters/
- * (proxy/control_verbs.h): flush dns, flush passcache, errors per DNS list. */
+ * (proxy/control_verbs.h): flush dns, flush passcache (the DNS lists' and the pregreet
+ * test's pass caches), errors per DNS list. */
+#include <uv.h>
+
 #include "proxy/config.h"
 #include "proxy/control_verbs.h"
+#include "proxy/pregreet.h"
 #include "dns.h"
 #include "dnsbl.h"
 
@@ -33,9 +37,17 @@ static int dns_flush_run(const struct mx_config *cfg, int argc, char **argv, con
 static int passcache_flush_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
     size_t body_len, bool json, struct strbuf *out)
 {
+	size_t n, pg;
+
 	if (argc != 0)
 		return flush_usage(out, "passcache");
-	return flush_reply(out, json, "passcache", "DNS list pass cache", dnsbl_pass_cache_flush());
+	n = dnsbl_pass_cache_flush();
+	pg = pregreet_pass_flush(uv_hrtime());
+	if (json)
+		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu}\n", n, pg);
+	else
+		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries\n", n, pg);
+	return 0;
 }
 
 const struct control_verb dns_flush_control_verb = {

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,6 +247,10 @@ static const struct cfg_field gl_fields[] = {
 	  .doc = "Redis answer deadline; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
 	  .doc = "bound of the local triplet table (store: local, and the fallback while Redis is down); when full the triplet closest to expiring is evicted (logged, counted); takes effect at the next start" },
+	{ "auto_allow_clients", CFG_INT, offsetof(struct greylist_config, auto_allow_clients), "0", 0, 1000000,
+	  .doc = "a client network (prefix_v4/prefix_v6) that passed greylisting this many times (triplets whose retry passed) is not greylisted any more (postgrey's --auto-whitelist-clients); 0 = off" },
+	{ "auto_allow_expire", CFG_DURATION, offsetof(struct greylist_config, auto_allow_expire), "36d", 1000, 365.0 * 86400000,
+	  .doc = "an auto-allowed client network stays so this long after its last mail (renewed on use); its count of passes is kept as long" },
 	{ .key = NULL }
 };
 
@@ -256,13 +261,20 @@ const struct cfg_table greylist_config_table = {
 
 /* ---- Redis ------------------------------------------------------------------------------- */
 
-/* KEYS[1]; ARGV delay_ms, window_ms, expire_ms. Returns {passed, wait_s}. Same logic as
- * greylist_decide, on the server's clock. */
+/* KEYS[1] the triplet, KEYS[2] its client network's passes; ARGV delay_ms, window_ms,
+ * expire_ms, auto_allow_clients, auto_allow_expire_ms. Returns {passed, wait_s} or, about
+ * the client network, {1, 0, 1} (this pass made it allowed) and {1, 0, 2} (passed as
+ * allowed). Same logic as greylist_decide, on the server's clock. */
 static const char gl_lua[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local delay, window, expire = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"local awl = tonumber(ARGV[4])\n"
+	"if awl > 0 then\n"
+	"  local c = tonumber(redis.call('GET', KEYS[2]))\n"
+	"  if c and c >= awl then redis.call('PEXPIRE', KEYS[2], ARGV[5]) return {1, 0, 2} end\n"
+	"end\n"
 	"local v = redis.call('HMGET', KEYS[1], 'first', 'pass')\n"
 	"if v[2] then redis.call('PEXPIRE', KEYS[1], expire) return {1, 0} end\n"
 	"local first = tonumber(v[1])\n"
@@ -274,6 +286,11 @@ static const char gl_lua[] =
 	"if now - first < delay then return {0, math.ceil((delay - (now - first)) / 1000)} end\n"
 	"redis.call('HSET', KEYS[1], 'pass', '1')\n"
 	"redis.call('PEXPIRE', KEYS[1], expire)\n"
+	"if awl > 0 then\n"
+	"  local c = redis.call('INCR', KEYS[2])\n"
+	"  redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
+	"  if c == awl then return {1, 0, 1} end\n"
+	"end\n"
 	"return {1, 0}\n";
 
 /* What the local table decided while Redis gave no answer, merged in when it is back (the
@@ -344,8 +361,9 @@ bool greylist_record_expired(const void *val, size_t len, uint64_t now_ms)
 
 int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_s)
 {
-	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || (r->elements != 2 && r->elements != 3) ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
+	    (r->elements == 3 && r->element[2]->type != REDIS_REPLY_INTEGER))
 		return -1;
 	*pass = r->element[0]->integer != 0;
 	*wait_s = r->element[1]->integer > 0 ? (uint64_t)r->element[1]->integer : 0;
@@ -359,7 +377,19 @@ struct gl_worker {
 	int lua, lua_merge;
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
+	char awl_logged[64];           /* LMDB: the client network last logged auto-allowed */
+	/* LMDB: on the live list, with a mailbox for the control verbs' writes (gl_live_mu) */
+	uv_loop_t *loop;
+	uv_async_t mailbox;
+	bool live;
+	struct gl_worker *live_next;
+	struct gl_write_part *inbox;
 };
+
+static void gl_live_add(struct gl_worker *w);
+static bool gl_live_remove(struct gl_worker *w);
+static void gl_mailbox_drain(struct gl_worker *w);
+static void gl_mailbox_closed_cb(uv_handle_t *h);
 
 /* Wall clock in ms (LMDB records outlive the process). */
 static uint64_t gl_wall_ms(void)
@@ -389,11 +419,99 @@ static uint64_t gl_rank(const void *key, size_t klen, const void *val, size_t vl
 	return exp;
 }
 
+/* ---- auto-allowed client networks (auto_allow_clients) ---------------------------------
+ * A client network's passes (triplets whose retry passed) are counted under its own key
+ * (local and Redis GREYLIST_AWL_PREFIX + network, LMDB "gla:" + network), kept for
+ * auto_allow_expire after its last mail; at auto_allow_clients its RCPTs are not greylisted.
+ * The LMDB record is a triplet's layout with first_ms = the count and passed = GL_AWL_MARK
+ * (GL_AWL_LOGGED once a worker logged the network allowed), expiry first (the sweep and the
+ * eviction rank read it); counts are merged in the batch, so two workers counting at once
+ * lose nothing — and a worker sees them once the batch is applied, so with LMDB the network
+ * is logged allowed at its first RCPT let through (by each worker that sees it first). */
+#define GL_AWL_MARK 2
+#define GL_AWL_LOGGED 3
+#define GL_AWL_LMDB "gla:"
+
+struct gl_awl_op { uint64_t expires_ms, add, logged; };
+
+bool greylist_awl_decode(const void *val, size_t len, uint64_t now_ms, uint64_t *count,
+    bool *logged)
+{
+	struct gl_rec rec;
+
+	*count = 0;
+	*logged = false;
+	if (val == NULL || len != sizeof(rec))
+		return false;
+	memcpy(&rec, val, sizeof(rec));
+	if (rec.expires_ms <= now_ms || (rec.passed != GL_AWL_MARK && rec.passed != GL_AWL_LOGGED))
+		return false;
+	*count = rec.first_ms;
+	*logged = rec.passed == GL_AWL_LOGGED;
+	return true;
+}
+
+long greylist_awl_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	struct gl_rec rec = { 0, 0, GL_AWL_MARK };
+	struct gl_awl_op op;
+	uint64_t count = 0;
+	bool logged;
+
+	(void)ctx;
+	if (oplen != sizeof(op) || cap < sizeof(rec))
+		return -1;
+	memcpy(&op, operand, sizeof(op));
+	if (!greylist_awl_decode(cur, curlen, now_ms, &count, &logged) && op.add == 0)
+		return -1;              /* a renewal of nothing live: leave it */
+	rec.expires_ms = op.expires_ms;
+	rec.first_ms = count + op.add;
+	rec.passed = logged || op.logged ? GL_AWL_LOGGED : GL_AWL_MARK;
+	memcpy(out, &rec, sizeof(rec));
+	return (long)sizeof(rec);
+}
+
+/* The client network of sa as the triplet has it; 0 or -1. */
+static int gl_net(const struct greylist_config *c, const struct sockaddr *sa, char *out, size_t outlen)
+{
+	return netaddr_prefix_string(sa, (int)c->prefix_v4, (int)c->prefix_v6, out, outlen);
+}
+
+static void gl_awl_log(struct hook_call *call, const char *net, uint64_t passes, const char *store)
+{
+	struct hook_env *env = hook_call_env(call);
+
+	log_event(LOG_LVL_INFO, env->session_id,
+	    "event=greylist_auto_allow client=%s net=%s passes=%llu store=%s", env->client_ip, net,
+	    (unsigned long long)passes, store);
+}
+
+struct gl_awl_arg { uint64_t expire_ms, need, add, count; };
+
+/* Local records: val = the count, expiry on the table's clock. add 0: a check (renews an
+ * allowed network), 1: a pass counted. Returns 1 when the network is allowed. */
+static int gl_awl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	struct gl_awl_arg *a = arg;
+
+	if (!exists)
+		rec->val = 0;
+	a->count = rec->val;
+	if (a->add == 0 && rec->val < a->need)
+		return 0;
+	rec->val += a->add;
+	rec->expires_ns = now_ns + a->expire_ms * 1000000;
+	a->count = rec->val;
+	return rec->val >= a->need;
+}
+
 struct gl_session {
 	struct gl_worker *w;
 	struct hook_call *call;
 	struct redis_req *req;
 	char key[GL_KEY_MAX];
+	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + NETADDR_PREFIX_STRLEN];
 };
 
 struct gl_local_arg {
@@ -401,6 +519,7 @@ struct gl_local_arg {
 	uint64_t wait_s;
 	uint64_t first_ms;             /* the record after the decision (monotonic ms) */
 	bool passed;
+	bool retried;                  /* this attempt was a retry that passed */
 };
 
 /* Local records: expiry in monotonic ns (the table's clock), val = first attempt (ms on
@@ -409,6 +528,7 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 {
 	struct gl_local_arg *a = arg;
 	struct greylist_entry e = { rec->val & ~(1ull << 63), (rec->val >> 63) != 0 };
+	bool was_passed = exists && e.passed;
 	uint64_t keep_ms;
 	bool pass;
 
@@ -418,6 +538,7 @@ static int gl_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void
 	rec->expires_ns = now_ns + keep_ms * 1000000;
 	a->first_ms = e.first_ms;
 	a->passed = e.passed;
+	a->retried = pass && !was_passed;
 	return pass ? 1 : 0;
 }
 
@@ -470,15 +591,17 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		w->lua = redis_store_add_script(w->rs, gl_lua);
 		w->lua_merge = redis_store_add_script(w->rs, gl_lua_merge);
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
-		static const char *const prefixes[] = { "gl:", NULL };
+		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, NULL };
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .expired = gl_expired, .rank = gl_rank,
-			.name = "greylist",
+			.merge = greylist_awl_merge, .name = "greylist",
 		};
 
 		w->st = lmdb_store_open(store_lmdb_dir(c->store), 0);
 		if (w->st == NULL || (w->wr = lmdb_writer_new(w->st, loop, &wc)) == NULL)
 			goto fail;
+		w->loop = loop;
+		gl_live_add(w);
 	}
 	*wstate = w;
 	return 0;
@@ -494,12 +617,163 @@ static void gl_worker_free(void *wstate)
 {
 	struct gl_worker *w = wstate;
 
+	bool live;
+
 	if (w == NULL)
 		return;
+	/* off the live list first; the verbs' writes still in the mailbox go into the writer's
+	 * last batch */
+	live = gl_live_remove(w);
+	if (live)
+		gl_mailbox_drain(w);
 	redis_store_free(w->rs);
 	lmdb_writer_free(w->wr);       /* the last triplets are written now */
 	lmdb_store_close(w->st);
-	free(w);
+	if (live)
+		uv_close((uv_handle_t *)&w->mailbox, gl_mailbox_closed_cb);
+	else
+		free(w);
+}
+
+/* ---- the control verbs' LMDB writes (greylist_write_post) --------------------------------
+ * Every worker with an LMDB writer is on the live list, with a mailbox on its loop: a verb's
+ * write is handed to each and queued in its writer after what the worker has queued, then
+ * the batch is pushed to the pool; the verb completes when every batch is applied. So a
+ * worker's update in flight lands before the verb's, never over it, and the worker's next
+ * read (its queue first) sees the verb's. */
+
+struct gl_write_part {
+	struct greylist_write *gw;
+	struct gl_write_part *next;
+};
+
+static pthread_mutex_t gl_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gl_worker *gl_live_list;
+
+static void gl_write_part_end(struct greylist_write *gw)
+{
+	if (atomic_fetch_sub(&gw->parts, 1) == 1)
+		gw->done(gw);
+}
+
+static void gl_write_lmdb_cb(void *arg, int status)
+{
+	struct greylist_write *gw = arg;
+
+	if (status != 0)
+		atomic_fetch_add(&gw->failed, 1);
+	gl_write_part_end(gw);
+}
+
+/* Does gw's part on w's loop. */
+static void gl_write_run(struct gl_worker *w, struct greylist_write *gw)
+{
+	int rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
+	    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
+
+	if (rc < 0)
+		atomic_fetch_add(&gw->failed, 1);
+	rc = lmdb_writer_flush(w->wr, gl_write_lmdb_cb, gw);
+	if (rc == 0)
+		return;
+	if (rc < 0)
+		atomic_fetch_add(&gw->failed, 1);
+	gl_write_part_end(gw);
+}
+
+/* Takes w's inbox (under the lock) and runs each write, oldest first. */
+static void gl_mailbox_drain(struct gl_worker *w)
+{
+	struct gl_write_part *p, *rev = NULL;
+
+	pthread_mutex_lock(&gl_live_mu);
+	p = w->inbox;
+	w->inbox = NULL;
+	pthread_mutex_unlock(&gl_live_mu);
+	while (p) {                     /* the inbox is newest first */
+		struct gl_write_part *next = p->next;
+
+		p->next = rev;
+		rev = p;
+		p = next;
+	}
+	while (rev) {
+		struct gl_write_part *next = rev->next;
+
+		gl_write_run(w, rev->gw);
+		free(rev);
+		rev = next;
+	}
+}
+
+static void gl_mailbox_cb(uv_async_t *a)
+{
+	gl_mailbox_drain(a->data);
+}
+
+static void gl_mailbox_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Puts w on the live list with its mailbox (on w's loop, or before it runs). */
+static void gl_live_add(struct gl_worker *w)
+{
+	if (uv_async_init(w->loop, &w->mailbox, gl_mailbox_cb) != 0)
+		return;                 /* the verbs write beside this worker (greylist_write_post) */
+	w->mailbox.data = w;
+	uv_unref((uv_handle_t *)&w->mailbox);   /* a mailbox alone keeps no loop running */
+	pthread_mutex_lock(&gl_live_mu);
+	w->live = true;
+	w->live_next = gl_live_list;
+	gl_live_list = w;
+	pthread_mutex_unlock(&gl_live_mu);
+}
+
+/* Takes w off the live list; true when it was on it (its mailbox is to be closed). */
+static bool gl_live_remove(struct gl_worker *w)
+{
+	if (!w->live)
+		return false;
+	pthread_mutex_lock(&gl_live_mu);
+	for (struct gl_worker **pp = &gl_live_list; *pp; pp = &(*pp)->live_next)
+		if (*pp == w) {
+			*pp = w->live_next;
+			break;
+		}
+	pthread_mutex_unlock(&gl_live_mu);
+	return true;
+}
+
+size_t greylist_write_post(struct greylist_write *gw)
+{
+	size_t n = 0;
+
+	atomic_init(&gw->failed, 0);
+	atomic_init(&gw->parts, 1);     /* held while posting */
+	pthread_mutex_lock(&gl_live_mu);
+	for (struct gl_worker *w = gl_live_list; w; w = w->live_next) {
+		struct gl_write_part *p = malloc(sizeof(*p));
+
+		if (p == NULL) {
+			atomic_fetch_add(&gw->failed, 1);
+			continue;
+		}
+		p->gw = gw;
+		p->next = w->inbox;
+		w->inbox = p;
+		atomic_fetch_add(&gw->parts, 1);
+		uv_async_send(&w->mailbox);
+		n++;
+	}
+	pthread_mutex_unlock(&gl_live_mu);
+	gw->workers = n;
+	if (n == 0) {
+		atomic_store(&gw->parts, 0);
+		return 0;               /* done is not called: the caller writes itself */
+	}
+	gl_write_part_end(gw);
+	return n;
 }
 
 static unsigned gl_stages(void *wstate)
@@ -539,11 +813,30 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 
 /* Decides in the process-wide table (monotonic clock). With Redis configured (it gave no
  * answer), the decision is also queued for Redis (gl_lua_merge), so it outlives the outage. */
-static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key)
+static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key,
+    const char *net)
 {
-	struct gl_local_arg a = { w->cfg, 0, 0, false };
+	const struct greylist_config *c = w->cfg;
+	struct gl_local_arg a = { c, 0, 0, false, false };
+	struct gl_awl_arg aa = { c->auto_allow_expire, (uint64_t)c->auto_allow_clients, 0, 0 };
+	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + NETADDR_PREFIX_STRLEN];
 	uint64_t now_ns = uv_hrtime();
-	int rc = local_table_update(w->local, key, now_ns, true, gl_local_cb, &a);
+	int rc;
+
+	if (c->auto_allow_clients > 0) {
+		snprintf(awl_key, sizeof(awl_key), "%s%s", GREYLIST_AWL_PREFIX, net);
+		if (local_table_update(w->local, awl_key, now_ns, false, gl_awl_local_cb, &aa) == 1) {
+			gl_finish(call, true, 0, "local");
+			return;
+		}
+	}
+	rc = local_table_update(w->local, key, now_ns, true, gl_local_cb, &a);
+	if (rc == 1 && a.retried && c->auto_allow_clients > 0) {
+		aa.add = 1;
+		if (local_table_update(w->local, awl_key, now_ns, true, gl_awl_local_cb, &aa) == 1 &&
+		    aa.count == aa.need)
+			gl_awl_log(call, net, aa.count, "local");
+	}
 
 	if (rc >= 0 && w->rs) {
 		uint64_t age_ms = now_ns / 1000000 - a.first_ms;
@@ -593,26 +886,51 @@ int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t out
 }
 
 /* Decides from this worker's queued writes or the map (inline read), queues the new state. */
-static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *triplet)
+static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *triplet,
+    const char *net)
 {
+	const struct greylist_config *c = w->cfg;
 	unsigned char rec[GREYLIST_RECORD_LEN];
 	struct greylist_entry e;
-	uint64_t now = gl_wall_ms(), wait_s, keep_ms;
-	char key[GL_KEY_MAX];
+	uint64_t now = gl_wall_ms(), wait_s, keep_ms, count = 0;
+	char key[GL_KEY_MAX], awl_key[sizeof(GL_AWL_LMDB) + NETADDR_PREFIX_STRLEN];
+	struct gl_awl_op op = { now + c->auto_allow_expire, 0, 0 };
 	size_t len = 0;
-	bool exists, pass;
+	bool exists, pass, was_passed, logged;
 	int rc;
 
+	if (c->auto_allow_clients > 0) {
+		snprintf(awl_key, sizeof(awl_key), "%s%s", GL_AWL_LMDB, net);
+		if (lmdb_writer_get(w->wr, awl_key, strlen(awl_key), rec, sizeof(rec), &len) == 1 &&
+		    greylist_awl_decode(rec, len, now, &count, &logged) &&
+		    count >= (uint64_t)c->auto_allow_clients) {
+			/* not logged yet: once (the record says so after the batch; until then the
+			 * network this worker logged last) */
+			if (!logged && strcmp(w->awl_logged, awl_key) != 0) {
+				gl_awl_log(call, net, count, "lmdb");
+				snprintf(w->awl_logged, sizeof(w->awl_logged), "%s", awl_key);
+			}
+			op.logged = 1;
+			lmdb_writer_merge(w->wr, awl_key, strlen(awl_key), &op, sizeof(op));  /* renewed */
+			gl_finish(call, true, 0, "lmdb");
+			return;
+		}
+	}
 	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
 	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
 		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
 		return;
 	}
 	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
+	was_passed = exists && e.passed;
 	pass = greylist_decide(&e, exists, now, w->cfg->delay, w->cfg->retry_window, w->cfg->expire,
 	    &wait_s, &keep_ms);
 	greylist_record_encode(&e, now + keep_ms, rec);
 	lmdb_writer_put(w->wr, key, strlen(key), rec, sizeof(rec));
+	if (pass && !was_passed && c->auto_allow_clients > 0) {
+		op.add = 1;             /* counted in the batch */
+		lmdb_writer_merge(w->wr, awl_key, strlen(awl_key), &op, sizeof(op));
+	}
 	gl_finish(call, pass, wait_s, "lmdb");
 }
 
@@ -628,10 +946,13 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	s->req = NULL;
 	s->call = NULL;
 	if (greylist_parse_reply(reply, &pass, &wait_s) == 0) {
+		if (reply->elements == 3 && reply->element[2]->integer == 1)
+			gl_awl_log(call, s->awl_key + sizeof(GREYLIST_AWL_PREFIX) - 1,
+			    (uint64_t)s->w->cfg->auto_allow_clients, "redis");
 		gl_finish(call, pass, wait_s, "redis");
 		return;
 	}
-	gl_check_local(s->w, call, s->key);
+	gl_check_local(s->w, call, s->key, s->awl_key + sizeof(GREYLIST_AWL_PREFIX) - 1);
 }
 
 #define GL_PREFIX GREYLIST_KEY_PREFIX  /* local table and Redis keys */
@@ -646,8 +967,9 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	struct gl_session *s;
 	char key[GL_KEY_MAX];           /* GL_PREFIX + triplet */
 	const char *triplet = key + plen;
-	char a1[24], a2[24], a3[24];
-	const char *argv[4];
+	char net[NETADDR_PREFIX_STRLEN];
+	char a1[24], a2[24], a3[24], a4[24], a5[24];
+	const char *argv[7];
 
 	memcpy(key, GL_PREFIX, plen);
 	/* an authenticated client's mail (SMTP AUTH) is never greylisted: its MUA would not retry */
@@ -657,16 +979,16 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
 	    hook_env_find_symbol(env, "REP_ALLOW") || hook_env_find_symbol(env, DNSBL_ALLOW_SYMBOL))) ||
 	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt,
-	    key + plen, sizeof(key) - plen) < 0) {
+	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0) {
 		hook_call_done(call, NULL);
 		return;
 	}
 	if (w->wr) {
-		gl_check_lmdb(w, call, triplet);
+		gl_check_lmdb(w, call, triplet, net);
 		return;
 	}
 	if (w->rs == NULL) {
-		gl_check_local(w, call, key);
+		gl_check_local(w, call, key, net);
 		return;
 	}
 	s = env->module_ctx[slot];
@@ -680,18 +1002,24 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 		env->module_ctx[slot] = s;
 	}
 	memcpy(s->key, key, strlen(key) + 1);   /* same size as key */
+	snprintf(s->awl_key, sizeof(s->awl_key), "%s%s", GREYLIST_AWL_PREFIX, net);
 	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)c->delay);
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)c->retry_window);
 	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)c->expire);
+	snprintf(a4, sizeof(a4), "%ld", c->auto_allow_clients);
+	snprintf(a5, sizeof(a5), "%llu", (unsigned long long)c->auto_allow_expire);
 	argv[0] = s->key;
-	argv[1] = a1;
-	argv[2] = a2;
-	argv[3] = a3;
+	argv[1] = s->awl_key;
+	argv[2] = a1;
+	argv[3] = a2;
+	argv[4] = a3;
+	argv[5] = a4;
+	argv[6] = a5;
 	s->call = call;
-	if (redis_store_eval(w->rs, w->lua, 1, 3, argv, NULL, gl_redis_cb, s, &s->req) == 0)
+	if (redis_store_eval(w->rs, w->lua, 2, 5, argv, NULL, gl_redis_cb, s, &s->req) == 0)
 		return;
 	s->call = NULL;
-	gl_check_local(w, call, s->key);
+	gl_check_local(w, call, s->key, net);
 }
 
 static void gl_session_free(void *wstate, int slot, struct hook_env *env)

@@ -2,7 +2,8 @@
  * (client network, sender, recipient) is refused with 451 4.7.1; a retry after `delay` and
  * within `retry_window` passes, and the triplet then passes at once for `expire` (renewed
  * by every use). Clients on `allow`, and clients the reputation filter marked good
- * (symbols REP_GOOD / REP_ALLOW), are not greylisted.
+ * (symbols REP_GOOD / REP_ALLOW), are not greylisted; with auto_allow_clients N, neither is
+ * a client network that passed greylisting N times (postgrey's --auto-whitelist-clients).
  *
  * Stores: local (this process, shared by the workers), lmdb:/dir (this host, survives
  * restarts; reads inline, writes batched in the thread pool; the directory may be the
@@ -11,6 +12,7 @@
 #ifndef MX_GREYLIST_H
 #define MX_GREYLIST_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +33,8 @@ struct greylist_config {
 	struct cfg_cidrlist allow;
 	uint64_t timeout;           /* ms per Redis check */
 	long max_keys;              /* bound of the local triplet table */
+	long auto_allow_clients;    /* passes after which a client network is not greylisted; 0 = off */
+	uint64_t auto_allow_expire; /* ms it stays so after its last mail */
 };
 extern const struct cfg_table greylist_config_table;
 extern const struct hook_module greylist_module;
@@ -64,15 +68,29 @@ bool greylist_record_decode(const void *val, size_t len, uint64_t now_ms,
 void greylist_record_encode(const struct greylist_entry *e, uint64_t expires_ms, void *out);
 /* The LMDB sweep rule: true when the record may go at now_ms (expired, or not a record). */
 bool greylist_record_expired(const void *val, size_t len, uint64_t now_ms);
+/* A client network's passes (auto_allow_clients, LMDB key "gla:" + network): true with
+ * *count (and *logged: a worker logged it allowed) when val holds a live count at now_ms. */
+bool greylist_awl_decode(const void *val, size_t len, uint64_t now_ms, uint64_t *count,
+    bool *logged);
+/* The batch's merge of an operand {expires_ms, add, logged} (uint64_t each) into such a
+ * record (lmdb_merge_fn): the count plus add, kept until expires_ms, marked logged when the
+ * operand or the record says so; add 0 renews a live count and leaves an absent or expired
+ * one absent (-1). */
+long greylist_awl_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx);
 
 struct redisReply;
-/* The check script's reply {passed, wait_s}: 0 with *pass and *wait_s (negative waits read
- * as 0), or -1 for anything else (an error, another shape: the local table decides). */
+/* The check script's reply {passed, wait_s} or {passed, wait_s, allow} (allow: 1 when this
+ * pass made the client network allowed, 2 when it passed as allowed): 0 with *pass and
+ * *wait_s (negative waits read as 0), or -1 for anything else (an error, another shape: the
+ * local table decides). */
 int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_s);
 
 /* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
 
 #define GREYLIST_KEY_PREFIX "mxgate:gl:"   /* + triplet: local table and Redis keys */
+#define GREYLIST_AWL_PREFIX "mxgate:gla:"  /* + client network: its passes (auto_allow_clients);
+                                            * LMDB "gla:" + network */
 struct local_table;
 /* The local triplet table (NULL before a worker made it): expires_ns and val's first attempt
  * (ms, bit 63 = passed) on uv_hrtime()'s clock. */
@@ -80,5 +98,24 @@ struct local_table *greylist_local_table(void);
 /* The LMDB key of a triplet: "gl:<triplet>", or "gl:#<SHA-256 of it>" when that is longer
  * than max_key (long addresses: a too-long key would fail its whole batch). 0 or -1. */
 int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t outlen);
+
+/* A control verb's write of one LMDB triplet (a put of val, or a delete with vlen 0), done
+ * through every worker's writer after what it has queued (so a worker's update in flight
+ * cannot land over it, and its next read sees it). */
+struct greylist_write {
+	char key[720];
+	unsigned char val[GREYLIST_RECORD_LEN];
+	size_t vlen;
+	/* Called once every worker's batch with the write is applied (or failed): on the thread
+	 * of the last worker's loop. */
+	void (*done)(struct greylist_write *gw);
+	/* results, valid in done */
+	atomic_int failed;          /* workers whose write or batch failed */
+	size_t workers;             /* workers the write went to */
+	atomic_int parts;           /* internal */
+};
+/* Hands gw to every worker holding the LMDB store (gw must stay valid until done); returns
+ * how many. 0: no worker holds it, done will not be called (the caller writes itself). */
+size_t greylist_write_post(struct greylist_write *gw);
 
 #endif

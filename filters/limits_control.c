@@ -14,9 +14,9 @@
  * limits.client_ipv6_prefix network, ip_prefix each rule's network; the rest lowercased).
  * The triplet is made as greylisting makes it (network, sender form, recipient; "<>" is the
  * null sender). The store is the configured one: the process's local tables (read and
- * changed in place, thread-safe), the LMDB directory (read inline, changed in one write
- * transaction here: a worker's batch of the last half second may still write the triplet
- * again), or Redis (one blocking connection per request, every step bounded by the module's
+ * changed in place, thread-safe), the LMDB directory (read inline; a pass or delete goes
+ * through every worker's writer after what it queued, answered when the batches are applied:
+ * greylist_write_post), or Redis (one blocking connection per request, every step bounded by the module's
  * timeout). Concurrency counts are sessions open now: shown, never reset. */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -354,13 +354,15 @@ static int lc_gl_local_fn(struct local_rec *rec, bool exists, uint64_t now_ns, v
 	return 1;
 }
 
+/* LMDB: reads the triplet into t; for pass and delete, the write (key, and the record or
+ * vlen 0) into gw, done by the workers (greylist_write_post) or lc_gl_lmdb_write. */
 static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int op,
-    struct lc_triplet *t, char *err, size_t errlen)
+    struct lc_triplet *t, struct greylist_write *gw, char *err, size_t errlen)
 {
 	struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
 	unsigned char val[GREYLIST_RECORD_LEN];
 	struct greylist_entry e;
-	char key[LC_KEY_MAX];
+	char *key = gw->key;
 	uint64_t now = lc_wall_ms();
 	size_t len = 0;
 	int rc = -1;
@@ -369,7 +371,7 @@ static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int 
 		snprintf(err, errlen, "cannot open %s", c->store);
 		return -1;
 	}
-	if (greylist_lmdb_key(lmdb_store_max_key(st), triplet, key, sizeof(key)) < 0 ||
+	if (greylist_lmdb_key(lmdb_store_max_key(st), triplet, key, sizeof(gw->key)) < 0 ||
 	    lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len) < 0) {
 		snprintf(err, errlen, "read failed");
 		goto out;
@@ -383,39 +385,47 @@ static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int 
 		t->age_ms = now > e.first_ms ? now - e.first_ms : 0;
 		t->expires_ms = exp > now ? exp - now : 0;
 	}
-	if (op != GL_SHOW) {
-		struct lmdb_writer_config wc = { .name = "greylist" };
-		struct lmdb_writer *w = lmdb_writer_new(st, NULL, &wc);
-		int status = -1;
+	gw->vlen = 0;
+	if (op == GL_PASS) {
+		struct greylist_entry ne = { t->found ? now - t->age_ms : now, true };
 
-		if (w == NULL) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
-		}
-		if (op == GL_DELETE) {
-			lmdb_writer_del(w, key, strlen(key));
-		} else {
-			struct greylist_entry ne = { t->found ? now - t->age_ms : now, true };
-
-			greylist_record_encode(&ne, now + c->expire, val);
-			lmdb_writer_put(w, key, strlen(key), val, sizeof(val));
-		}
-		struct lmdb_writer_stats ws;
-
-		status = lmdb_writer_flush(w, NULL, NULL) < 0 ? -1 : 0;
-		lmdb_writer_stats(w, &ws);
-		if (ws.failed)
-			status = -1;
-		lmdb_writer_free(w);
-		if (status < 0) {
-			snprintf(err, errlen, "write failed (see the log)");
-			goto out;
-		}
+		greylist_record_encode(&ne, now + c->expire, gw->val);
+		gw->vlen = sizeof(gw->val);
 	}
 	rc = 0;
 out:
 	lmdb_store_close(st);
 	return rc;
+}
+
+/* gw's write here and now (no worker holds the store). */
+static int lc_gl_lmdb_write(const struct greylist_config *c, const struct greylist_write *gw,
+    char *err, size_t errlen)
+{
+	struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+	struct lmdb_writer_config wc = { .name = "greylist" };
+	struct lmdb_writer *w = st ? lmdb_writer_new(st, NULL, &wc) : NULL;
+	struct lmdb_writer_stats ws;
+	int status;
+
+	if (w == NULL) {
+		lmdb_store_close(st);
+		snprintf(err, errlen, st ? "out of memory" : "cannot open %s", c->store);
+		return -1;
+	}
+	if (gw->vlen)
+		lmdb_writer_put(w, gw->key, strlen(gw->key), gw->val, gw->vlen);
+	else
+		lmdb_writer_del(w, gw->key, strlen(gw->key));
+	status = lmdb_writer_flush(w, NULL, NULL) < 0 ? -1 : 0;
+	lmdb_writer_stats(w, &ws);
+	if (ws.failed)
+		status = -1;
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	if (status < 0)
+		snprintf(err, errlen, "write failed (see the log)");
+	return status;
 }
 
 static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
@@ -480,6 +490,7 @@ out:
 #define LC_LIST_DEFAULT 100
 #define LC_LIST_MAX 10000
 #define LC_SCAN_CALLS 200               /* Redis SCAN calls at most per list */
+#define LC_LIST_BUDGET_MS 1000          /* Redis work per list at most (the main loop waits) */
 
 struct lc_list {
 	struct strbuf *out;
@@ -524,6 +535,8 @@ static bool lc_list_local_fn(const char *key, const struct local_rec *rec, void 
 	struct lc_triplet t = { true, (rec->val >> 63) != 0, now_ms > first ? now_ms - first : 0,
 		rec->expires_ns > l->now_ns ? (rec->expires_ns - l->now_ns) / 1000000 : 0 };
 
+	if (strncmp(key, GREYLIST_KEY_PREFIX, sizeof(GREYLIST_KEY_PREFIX) - 1) != 0)
+		return true;                /* a client network's passes (auto_allow_clients) */
 	if (!lc_list_room(l))
 		return false;
 	lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
@@ -555,10 +568,13 @@ static bool lc_list_lmdb_fn(void *arg, const void *key, size_t klen, const void 
 	return true;
 }
 
-/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL. 0 or -1. */
+/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL, for at most
+ * LC_LIST_BUDGET_MS after the connection (each step within the timeout too): the main loop
+ * waits meanwhile; past the budget the list ends, truncated. 0 or -1. */
 static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, char *err, size_t errlen)
 {
 	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
+	uint64_t deadline = uv_hrtime() + (uint64_t)LC_LIST_BUDGET_MS * 1000000;
 	char cursor[32] = "0";
 	int ret = -1;
 
@@ -581,6 +597,10 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 
 			if (!lc_list_room(l))
 				break;
+			if (uv_hrtime() > deadline) {
+				l->truncated = true;    /* the time budget is spent */
+				break;
+			}
 			v = redisCommand(rc, "HMGET %s first pass", key);
 			ttl = redisCommand(rc, "PTTL %s", key);
 			if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
@@ -600,8 +620,10 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 		freeReplyObject(r);
 		if (l->truncated || strcmp(cursor, "0") == 0)
 			break;
-		if (calls + 1 == LC_SCAN_CALLS)
+		if (calls + 1 == LC_SCAN_CALLS || uv_hrtime() > deadline)
 			l->truncated = true;
+		if (l->truncated)
+			break;
 	}
 	ret = 0;
 	goto out;
@@ -670,11 +692,137 @@ static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, 
 	return 0;
 }
 
-static int greylist_verb_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
-    size_t body_len, bool json, struct strbuf *out)
+static const char *const lc_gl_ops[] = { "show", "pass", "delete" };
+
+/* The answer about triplet t (as it was before op), and the log line of a pass or delete. */
+static void lc_gl_reply(struct strbuf *out, bool json, int op, const char *triplet, const char *store,
+    const struct lc_triplet *t, uint64_t delay)
 {
-	static const char *const ops[] = { "show", "pass", "delete" };
+	const char *const *ops = lc_gl_ops;
+
+	if (op != GL_SHOW)
+		log_event(LOG_LVL_INFO, NULL, "event=greylist_%s triplet=\"%s\" was=%s store=%s", ops[op],
+		    triplet, !t->found ? "unknown" : t->passed ? "passed" : "waiting", store);
+	if (json) {
+		struct jsonw j;
+
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_str(&j, "triplet", triplet);
+		jsonw_str(&j, "store", store);
+		jsonw_str(&j, "state", !t->found ? "unknown" : t->passed ? "passed" : "waiting");
+		if (t->found) {
+			jsonw_int(&j, "first_seen_ms_ago", (long long)t->age_ms);
+			jsonw_int(&j, "expires_in_ms", (long long)t->expires_ms);
+			if (!t->passed)
+				jsonw_int(&j, "passes_in_ms", (long long)(t->age_ms < delay ? delay - t->age_ms : 0));
+		}
+		if (op != GL_SHOW)
+			jsonw_str(&j, "done", ops[op]);
+		jsonw_end(&j);
+		strbuf_append(out, "\n", 1);
+		return;
+	}
+	if (!t->found)
+		strbuf_printf(out, "%s: unknown", triplet);
+	else if (t->passed)
+		strbuf_printf(out, "%s: passed (first seen %llus ago, forgotten in %llus unless used)", triplet,
+		    (unsigned long long)(t->age_ms / 1000), (unsigned long long)(t->expires_ms / 1000));
+	else
+		strbuf_printf(out, "%s: waiting (first seen %llus ago, a retry passes in %llus, forgotten in %llus)",
+		    triplet, (unsigned long long)(t->age_ms / 1000),
+		    (unsigned long long)(t->age_ms < delay ? (delay - t->age_ms + 999) / 1000 : 0),
+		    (unsigned long long)(t->expires_ms / 1000));
+	strbuf_printf(out, "%s\n", op == GL_PASS ? "; now passed" : op == GL_DELETE ? "; deleted" : "");
+}
+
+/* An LMDB pass or delete on its way through the workers' writers. */
+struct lc_gl_pending {
+	struct greylist_write gw;       /* first member: done gets &gw */
+	uv_async_t async;               /* on the main loop: every worker has done its part */
+	struct control_reply *reply;
+	bool json;
+	int op;
+	struct lc_triplet t;
+	uint64_t delay;
+	char triplet[LC_KEY_MAX];
+};
+
+/* Any thread (the last worker's loop): hands the answer to the main loop. */
+static void lc_gl_pending_done(struct greylist_write *gw)
+{
+	struct lc_gl_pending *p = (struct lc_gl_pending *)gw;
+
+	uv_async_send(&p->async);
+}
+
+static void lc_gl_pending_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Main loop: every worker's batch with the write is applied (or failed); the reply. */
+static void lc_gl_pending_answer_cb(uv_async_t *a)
+{
+	struct lc_gl_pending *p = a->data;
+	struct strbuf *out = control_reply_out(p->reply);
+	int failed = atomic_load(&p->gw.failed);
+
+	if (failed > 0) {
+		strbuf_printf(out, "greylist %s: write failed in %d of %zu workers (see the log)\n",
+		    lc_gl_ops[p->op], failed, p->gw.workers);
+		control_reply_done(p->reply, -1);
+	} else {
+		lc_gl_reply(out, p->json, p->op, p->triplet, "lmdb", &p->t, p->delay);
+		control_reply_done(p->reply, 0);
+	}
+	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+}
+
+/* LMDB pass/delete: through every worker's writer, answered when their batches are applied
+ * (greylist_write_post); without a worker holding the store, written here. 1: answered
+ * later; 0: t is filled, answer now; -1: err says why. */
+static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triplet, int op, bool json,
+    struct lc_triplet *t, struct control_reply *r, char *err, size_t errlen)
+{
+	struct lc_gl_pending *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (lc_gl_lmdb(c, triplet, op, t, &p->gw, err, errlen) < 0) {
+		free(p);
+		return -1;
+	}
+	p->reply = r;
+	p->json = json;
+	p->op = op;
+	p->t = *t;
+	p->delay = c->delay;
+	snprintf(p->triplet, sizeof(p->triplet), "%s", triplet);
+	p->gw.done = lc_gl_pending_done;
+	if (uv_async_init(control_reply_loop(r), &p->async, lc_gl_pending_answer_cb) != 0) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->async.data = p;
+	if (greylist_write_post(&p->gw) > 0)
+		return 1;
+	/* no worker holds the store (none started yet): written here */
+	int rc = lc_gl_lmdb_write(c, &p->gw, err, errlen);
+
+	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+	return rc;
+}
+
+static void greylist_verb_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct control_reply *r)
+{
+	const char *const *ops = lc_gl_ops;
 	const struct greylist_config *c = &cfg->greylist;
+	struct strbuf *out = control_reply_out(r);
 	struct sockaddr_storage ss;
 	struct lc_triplet t = { 0 };
 	char key[LC_KEY_MAX], err[200] = "", snd[300];
@@ -685,32 +833,49 @@ static int greylist_verb_run(const struct mx_config *cfg, int argc, char **argv,
 	for (int i = 0; i < 3; i++)
 		if (argc >= 1 && strcmp(argv[0], ops[i]) == 0)
 			op = i;
-	if (body == NULL && c->enabled && argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0)
-		return lc_greylist_list(cfg, argc, argv, json, out);
+	if (body == NULL && c->enabled && argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0) {
+		control_reply_done(r, lc_greylist_list(cfg, argc, argv, json, out));
+		return;
+	}
 	if (argc != 4 || body != NULL || op < 0) {
 		strbuf_printf(out, "usage: greylist list [N] | greylist show|pass|delete IP SENDER RCPT "
 		    "(SENDER <> for the null sender)\n");
-		return -1;
+		control_reply_done(r, -1);
+		return;
 	}
 	if (!c->enabled) {
 		strbuf_printf(out, "greylist: not enabled\n");
-		return -1;
+		control_reply_done(r, -1);
+		return;
 	}
 	if (netaddr_sockaddr_from_string(argv[1], &ss) < 0) {
 		strbuf_printf(out, "greylist: \"%.64s\" is not an IP address\n", argv[1]);
-		return -1;
+		control_reply_done(r, -1);
+		return;
 	}
 	snprintf(snd, sizeof(snd), "%s", argv[2]);
 	memcpy(key, GREYLIST_KEY_PREFIX, plen);
 	if (greylist_triplet((struct sockaddr *)&ss, c->prefix_v4, c->prefix_v6, lc_unbracket(snd),
 	    lc_unbracket(argv[3]), key + plen, sizeof(key) - plen) < 0) {
 		strbuf_printf(out, "greylist: sender or recipient too long\n");
-		return -1;
+		control_reply_done(r, -1);
+		return;
 	}
 	if (kind == STORE_LMDB) {
 		store = "lmdb";
-		if (lc_gl_lmdb(c, triplet, op, &t, err, sizeof(err)) < 0)
-			goto fail;
+		if (op == GL_SHOW) {
+			struct greylist_write gw;
+
+			if (lc_gl_lmdb(c, triplet, op, &t, &gw, err, sizeof(err)) < 0)
+				goto fail;
+		} else {
+			int rc = lc_gl_lmdb_change(c, triplet, op, json, &t, r, err, sizeof(err));
+
+			if (rc == 1)
+				return;         /* answered when the workers' batches are applied */
+			if (rc < 0)
+				goto fail;
+		}
 	} else if (kind == STORE_REDIS) {
 		store = "redis";
 		if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0)
@@ -723,47 +888,15 @@ static int greylist_verb_run(const struct mx_config *cfg, int argc, char **argv,
 		if (tb)
 			local_table_update(tb, key, uv_hrtime(), op == GL_PASS, lc_gl_local_fn, &a);
 	}
-	if (op != GL_SHOW)
-		log_event(LOG_LVL_INFO, NULL, "event=greylist_%s triplet=\"%s\" was=%s store=%s", ops[op],
-		    triplet, !t.found ? "unknown" : t.passed ? "passed" : "waiting", store);
-	if (json) {
-		struct jsonw j;
-
-		jsonw_init(&j, out);
-		jsonw_obj(&j, NULL);
-		jsonw_str(&j, "triplet", triplet);
-		jsonw_str(&j, "store", store);
-		jsonw_str(&j, "state", !t.found ? "unknown" : t.passed ? "passed" : "waiting");
-		if (t.found) {
-			jsonw_int(&j, "first_seen_ms_ago", (long long)t.age_ms);
-			jsonw_int(&j, "expires_in_ms", (long long)t.expires_ms);
-			if (!t.passed)
-				jsonw_int(&j, "passes_in_ms", (long long)(t.age_ms < c->delay ? c->delay - t.age_ms : 0));
-		}
-		if (op != GL_SHOW)
-			jsonw_str(&j, "done", ops[op]);
-		jsonw_end(&j);
-		strbuf_append(out, "\n", 1);
-		return 0;
-	}
-	if (!t.found)
-		strbuf_printf(out, "%s: unknown", triplet);
-	else if (t.passed)
-		strbuf_printf(out, "%s: passed (first seen %llus ago, forgotten in %llus unless used)", triplet,
-		    (unsigned long long)(t.age_ms / 1000), (unsigned long long)(t.expires_ms / 1000));
-	else
-		strbuf_printf(out, "%s: waiting (first seen %llus ago, a retry passes in %llus, forgotten in %llus)",
-		    triplet, (unsigned long long)(t.age_ms / 1000),
-		    (unsigned long long)(t.age_ms < c->delay ? (c->delay - t.age_ms + 999) / 1000 : 0),
-		    (unsigned long long)(t.expires_ms / 1000));
-	strbuf_printf(out, "%s\n", op == GL_PASS ? "; now passed" : op == GL_DELETE ? "; deleted" : "");
-	return 0;
+	lc_gl_reply(out, json, op, triplet, store, &t, c->delay);
+	control_reply_done(r, 0);
+	return;
 fail:
 	strbuf_printf(out, "greylist %s: %s\n", ops[op], err);
-	return -1;
+	control_reply_done(r, -1);
 }
 
 const struct control_verb greylist_control_verb = {
 	.words = "greylist", .usage = "greylist list [N] | greylist show|pass|delete IP SENDER RCPT",
-	.run = greylist_verb_run,
+	.start = greylist_verb_start,
 };

@@ -4,6 +4,7 @@
 #define MX_CONNCOUNT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 enum conncount_result { CONNCOUNT_REFUSED = 0, CONNCOUNT_COUNTED, CONNCOUNT_UNCOUNTED };
@@ -13,6 +14,13 @@ enum conncount_result { CONNCOUNT_REFUSED = 0, CONNCOUNT_COUNTED, CONNCOUNT_UNCO
  * the table was too crowded to count it; do not release. REFUSED: over the limit. */
 enum conncount_result conncount_acquire(const struct sockaddr *sa, long per_ip, long prefix_v6);
 void conncount_release(const struct sockaddr *sa, long prefix_v6);
+/* Admissions left uncounted since start (each also logged, at most once a minute:
+ * event=conncount_crowded). */
+unsigned long conncount_uncounted(void);
+/* For tests: the home slot of sa's key, and a fixed hash secret in place of the random one
+ * drawn at first use (home slots are not computable from outside otherwise). */
+uint32_t conncount_home(const struct sockaddr *sa, long prefix_v6);
+void conncount_set_key(uint64_t k0, uint64_t k1);
 /* Total sessions: increments and returns the new total. */
 long conncount_total_add(long delta);
 long conncount_total(void);

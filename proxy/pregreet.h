@@ -1,19 +1,45 @@
 /* pregreet.h — the pregreet test's configuration (the test itself lives in the session:
- * it watches the socket before the greeting). */
+ * it watches the socket before the greeting), and its pass cache (postscreen_greet_ttl): a
+ * client that waited for the greeting without talking is not tested again for pass_ttl. */
 #ifndef MX_PREGREET_H
 #define MX_PREGREET_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum pregreet_action { PREGREET_SCORE = 0, PREGREET_REJECT, PREGREET_TEMPFAIL, PREGREET_DROP };
+
+/* What an after-220 protocol test's failure does (postscreen's *_action): score (the symbol
+ * only), enforce (the symbol, and every MAIL of the session is refused 550 5.5.1), drop
+ * (521 5.5.1 and the connection closes; a non-SMTP command: 421 as always) or ignore
+ * (logged only). */
+enum protocol_action { PROTOCOL_SCORE = 0, PROTOCOL_ENFORCE, PROTOCOL_DROP, PROTOCOL_IGNORE };
 
 struct pregreet_config {
 	uint64_t delay;   /* ms the final greeting line waits; 0 = test off */
 	int action;       /* enum pregreet_action */
 	double score;     /* symbol PREGREET's score */
+	uint64_t pass_ttl; /* ms a client that passed is not tested again; 0 = no pass cache */
+	/* after the greeting (enum protocol_action) */
+	int pipelining_action;       /* commands pipelined without EHLO */
+	int bare_newline_action;     /* a command line ended by a bare LF */
+	int non_smtp_command_action; /* an HTTP or proxy command */
 };
 
 struct cfg_table;
 extern const struct cfg_table pregreet_config_table;
+
+/* The pass cache: process-wide (every worker), at most PREGREET_PASS_MAX client addresses
+ * (a full cache evicts the one closest to expiring), on the monotonic clock (ns). ip is the
+ * client's address as logged. Thread-safe. */
+#define PREGREET_PASS_MAX 100000
+/* True when ip passed the test within its pass_ttl at now_ns. */
+bool pregreet_pass_known(const char *ip, uint64_t now_ns);
+/* ip passed the test at now_ns: remembered for ttl_ms (0: not at all). */
+void pregreet_pass_note(const char *ip, uint64_t ttl_ms, uint64_t now_ns);
+/* Forgets every pass noted before now_ns (the control socket's `flush passcache`); returns
+ * how many live ones that was. */
+size_t pregreet_pass_flush(uint64_t now_ns);
 
 #endif

@@ -63,6 +63,10 @@ void session_enter_idle(struct session *s)
 	session_enter_state(s, s->conn_verdict.action != VERDICT_CONTINUE ? SESSION_REJECTED : SESSION_COMMAND);
 }
 
+/* after-220 protocol tests (session_protocol_fail) */
+enum { PT_PIPELINING, PT_BARE_NEWLINE, PT_NON_SMTP };
+static bool session_protocol_fail(struct session *s, int test);
+
 /* ---- replies ----------------------------------------------------------------------- */
 
 #define SESSION_REPLY_MAX 1097     /* octets of one reply line, CRLF aside */
@@ -1104,13 +1108,16 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	s->ncommands++;
 	if (cmd == NULL) {
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
-			if (parsed.verb == SMTP_HTTP) {
+			if (parsed.verb == SMTP_HTTP &&
+			    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
 				log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
-				session_add_symbol(s, "NON_SMTP_COMMAND", 5.0, "HTTP or proxy command sent to SMTP");
+				session_protocol_fail(s, PT_NON_SMTP);
 				session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
 				s->quit_after_flush = true;
 				return;
 			}
+			if (parsed.verb == SMTP_HTTP)
+				session_protocol_fail(s, PT_NON_SMTP);  /* then answered as a bad command */
 			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 			if (parsed.verb == SMTP_BDAT) {
 				/* Without a size the chunk's end is unknown: what follows could be read as
@@ -1194,6 +1201,46 @@ void session_data_input_end(struct session *s)
 		session_data_end(s);
 }
 
+/* ---- after-220 protocol tests (postscreen's deep tests) ------------------------------ */
+
+/* Test `test` failed: its action (pregreet.*_action), once per session. True when the
+ * session ends (drop: 521 and close). */
+static bool session_protocol_fail(struct session *s, int test)
+{
+	static const char *const names[] = { "pipelining", "bare_newline", "non_smtp_command" };
+	static const char *const syms[] = { "PIPELINING_UNANNOUNCED", "BARE_LF_COMMAND", "NON_SMTP_COMMAND" };
+	static const double scores[] = { 1.0, 1.0, 5.0 };
+	static const char *const descs[] = { "pipelined commands without EHLO", "command line ended by a bare LF",
+		"HTTP or proxy command sent to SMTP" };
+	static const char *const acts[] = { "score", "enforce", "drop", "ignore" };
+	const struct pregreet_config *pg = &s->cfg->pregreet;
+	int action = test == PT_PIPELINING ? pg->pipelining_action :
+	    test == PT_BARE_NEWLINE ? pg->bare_newline_action : pg->non_smtp_command_action;
+
+	if (s->protocol_failed & (1u << test))
+		return false;
+	s->protocol_failed |= 1u << test;
+	if (action < PROTOCOL_SCORE || action > PROTOCOL_IGNORE)
+		action = PROTOCOL_SCORE;
+	log_event(LOG_LVL_INFO, s->id, "event=protocol_test test=%s client=%s action=%s", names[test],
+	    s->env.client_ip, acts[action]);
+	if (action == PROTOCOL_IGNORE)
+		return false;
+	session_add_symbol(s, syms[test], scores[test], descs[test]);
+	if (action == PROTOCOL_ENFORCE && s->conn_verdict.action == VERDICT_CONTINUE) {
+		verdict_set(&s->conn_verdict, VERDICT_REJECT, 550, names[test], "5.5.1 Protocol error");
+		session_note_refusal(s, 550, names[test]);
+		if (s->state == SESSION_COMMAND)
+			session_enter_state(s, SESSION_REJECTED);
+	} else if (action == PROTOCOL_DROP && test != PT_NON_SMTP) {
+		session_note_refusal(s, 521, names[test]);
+		session_reply(s, "521 5.5.1 %s Protocol error", s->cfg->hostname);
+		s->quit_after_flush = true;
+		return true;
+	}
+	return false;
+}
+
 void session_process(struct session *s)
 {
 	size_t pos = 0;
@@ -1240,10 +1287,9 @@ void session_process(struct session *s)
 			session_error(s);
 			continue;
 		}
-		if (line.bare_lf && !hook_env_find_symbol(&s->env, "BARE_LF_COMMAND"))
-			session_add_symbol(s, "BARE_LF_COMMAND", 1.0, "command line ended by a bare LF");
-		if (!s->env.esmtp && pos < s->inlen && !hook_env_find_symbol(&s->env, "PIPELINING_UNANNOUNCED"))
-			session_add_symbol(s, "PIPELINING_UNANNOUNCED", 1.0, "pipelined commands without EHLO");
+		if ((line.bare_lf && session_protocol_fail(s, PT_BARE_NEWLINE)) ||
+		    (!s->env.esmtp && pos < s->inlen && session_protocol_fail(s, PT_PIPELINING)))
+			break;          /* drop: 521, closing */
 		/* The line may point into s->in; copy before anything can reallocate it. */
 		char linecopy[2112];    /* a command line, or an AUTH response (SASL_MAX_B64) */
 		size_t ll = line.len < sizeof(linecopy) - 1 ? line.len : sizeof(linecopy) - 1;
@@ -1331,6 +1377,9 @@ static void session_greet(struct session *s)
 		}
 		/* The early bytes were a command the client sent blind: discard them so the
 		 * session continues in step with what the client reads next. */
+	} else if (s->teaser_sent && s->pregreet_waited) {
+		/* kept quiet for the whole delay: passed (postscreen_greet_ttl) */
+		pregreet_pass_note(s->env.client_ip, s->cfg->pregreet.pass_ttl, uv_hrtime());
 	}
 	session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 	session_enter_idle(s);
@@ -1339,6 +1388,7 @@ static void session_greet(struct session *s)
 
 void session_pregreet_over(struct session *s)
 {
+	s->pregreet_waited = true;
 	session_greet(s);
 }
 
@@ -1463,7 +1513,11 @@ void session_start_connect(struct session *s)
 		session_log_tls(s);
 	opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
-	if (pg->delay > 0 && !s->lc->submission) {
+	if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 &&
+	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
+		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
+		    s->env.client_ip);
+	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
 		 * speaks before the final 220 line talks before the greeting. Not on a submission
 		 * listener: the site's own users (postscreen sits on port 25 only). */

@@ -73,6 +73,8 @@ struct session {
 	bool reading;                     /* uv_read_start is in force */
 	bool counted_ip;                  /* holds a slot of max_connections_per_ip */
 	bool pregreet_hit;                /* the client talked before the greeting */
+	bool pregreet_waited;             /* the pregreet delay ran out (a pass, if it kept quiet) */
+	unsigned protocol_failed;         /* after-220 tests failed, 1 << enum session_protocol_test */
 	bool teaser_sent;                 /* the greeting's "220-" first line is out */
 	bool quit_after_flush;            /* close once the replies queued now are written */
 	bool eof;                         /* the client closed (or half-closed) its side */

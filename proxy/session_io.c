@@ -122,6 +122,8 @@ static void session_timeout_cb(uv_timer_t *t)
 	switch (s->state) {
 	case SESSION_CONNECT:
 		/* The pregreet delay ended while the connect stage still runs: it greets. */
+		s->pregreet_waited = true;
+		return;
 	case SESSION_BUSY:
 		return;
 	case SESSION_PREGREET:

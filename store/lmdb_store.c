@@ -726,8 +726,11 @@ static int lw_apply_txn(struct lmdb_writer *w, const struct lw_queue *q, size_t 
 		} else if (op->kind == LW_DEL) {
 			rc = mdb_del(txn, st->dbi, &k, NULL);
 		} else {
-			/* a new record or a new value: NOOVERWRITE tells which, then overwrite */
-			rc = mdb_put(txn, st->dbi, &k, &v, w->rank ? MDB_NOOVERWRITE : 0);
+			/* a new record or a new value: NOOVERWRITE tells which, then overwrite (its
+			 * MDB_KEYEXIST points the data at the existing item: put from a copy) */
+			MDB_val nv = v;
+
+			rc = mdb_put(txn, st->dbi, &k, &nv, w->rank ? MDB_NOOVERWRITE : 0);
 			if (rc == MDB_KEYEXIST)
 				rc = mdb_put(txn, st->dbi, &k, &v, 0);
 			else

@@ -217,9 +217,18 @@ static void test_many_distinct(void **state)
 
 /* ------------------------------------------------------------ a crowded probe window */
 
-/* The table's hash (FNV-1a over the 16-byte key, v4 as ::ffff:a.b.c.d), to find IPv4
- * addresses that share a home slot. White-box: keep in step with conncount.c. */
+/* A client's home slot, through the table's own (keyed) hash. */
 static uint32_t home_slot(uint32_t v4)
+{
+	struct sockaddr_storage ss;
+	char ip[20];
+
+	snprintf(ip, sizeof(ip), "%u.%u.%u.%u", v4 >> 24, (v4 >> 16) & 255, (v4 >> 8) & 255, v4 & 255);
+	return conncount_home(sa_of(&ss, ip, 1), 128);
+}
+
+/* The unkeyed FNV-1a home slot the table used before (what anyone could compute). */
+static uint32_t fnv_home(uint32_t v4)
 {
 	uint8_t key[16] = { 0 };
 	uint32_t h = 2166136261u;
@@ -250,11 +259,40 @@ static void find_colliding(char ips[][20], int n)
 		fail_msg("found only %d colliding addresses", k);
 }
 
+/* The home slot is keyed: 64 addresses that share an unkeyed FNV home (what a client could
+ * compute to crowd its own window) spread over the table; another key, other homes. */
+static void test_keyed_home(void **state)
+{
+	uint32_t base = 0xac100000u, target = fnv_home(base), same = 0, n = 0;
+	uint32_t homes[64];
+
+	(void)state;
+	for (uint32_t a = base + 1; n < 64; a++)
+		if (fnv_home(a) == target)
+			homes[n++] = a;
+	for (uint32_t i = 0; i < n; i++)
+		same += home_slot(homes[i]) == home_slot(base);
+	assert_true(same < 4);
+	uint32_t with_a[64], moved = 0;
+
+	conncount_set_key(1, 2);
+	for (uint32_t i = 0; i < 64; i++)
+		with_a[i] = home_slot(base + i);
+	assert_int_equal(home_slot(base), with_a[0]);   /* stable under one key */
+	conncount_set_key(3, 4);
+	for (uint32_t i = 0; i < 64; i++)
+		moved += home_slot(base + i) != with_a[i];
+	assert_true(moved > 56);
+	conncount_set_key(1, 2);
+}
+
 /* 64 clients fill the probe window of a 65th: conncount fails open for it (documented:
- * "table crowded: do not refuse for our own bookkeeping"), and recovers when room frees. */
+ * "table crowded: do not refuse for our own bookkeeping"), counts that, and recovers when
+ * room frees. */
 static void test_crowded_window(void **state)
 {
 	static char ips[66][20];
+	unsigned long before = conncount_uncounted();
 
 	(void)state;
 	find_colliding(ips, 66);
@@ -266,6 +304,7 @@ static void test_crowded_window(void **state)
 	/* the 65th is admitted without being counted: its limit is not enforced */
 	assert_true(acq(ips[64], 1));
 	assert_true(acq(ips[64], 1));
+	assert_int_equal(conncount_uncounted(), before + 2);    /* counted as such */
 	rel(ips[64]);
 	rel(ips[64]);
 	/* room again: the 65th is counted and limited */
@@ -389,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_ports_ignored),
 		cmocka_unit_test(test_unix_peer),
 		cmocka_unit_test(test_many_distinct),
+		cmocka_unit_test(test_keyed_home),
 		cmocka_unit_test(test_crowded_window),
 		cmocka_unit_test(test_crowded_release_mismatch),
 		cmocka_unit_test(test_threads),

@@ -295,8 +295,59 @@ static void test_records(void **state)
 	assert_int_equal(wait_s, 0);
 	assert_int_equal(greylist_parse_reply(&arr_bad, &pass, &wait_s), -1);
 	assert_int_equal(greylist_parse_reply(&arr_one, &pass, &wait_s), -1);
+	/* {passed, wait, allow} (auto_allow_clients) is one; a third element not a number is not */
+	redisReply *three[3] = { &i1, &iw, &i1 }, *three_bad[3] = { &i1, &iw, &st };
+	redisReply arr3 = { .type = REDIS_REPLY_ARRAY, .elements = 3, .element = three };
+	redisReply arr3_bad = { .type = REDIS_REPLY_ARRAY, .elements = 3, .element = three_bad };
+
+	assert_int_equal(greylist_parse_reply(&arr3, &pass, &wait_s), 0);
+	assert_true(pass);
+	assert_int_equal(greylist_parse_reply(&arr3_bad, &pass, &wait_s), -1);
 	assert_int_equal(greylist_parse_reply(&st, &pass, &wait_s), -1);
 	assert_int_equal(greylist_parse_reply(NULL, &pass, &wait_s), -1);
+}
+
+/* A client network's passes (auto_allow_clients) as the LMDB batch merges them. */
+static void test_awl_records(void **state)
+{
+	unsigned char a[GREYLIST_RECORD_LEN], b[GREYLIST_RECORD_LEN];
+	uint64_t op[3] = { 5000, 1, 0 }, count = 9;
+	bool logged = true;
+	long n;
+
+	(void)state;
+	/* a first pass makes a count of 1; a second, 2; a renewal keeps it, marked logged */
+	n = greylist_awl_merge(NULL, 0, op, sizeof(op), a, sizeof(a), 1000, NULL);
+	assert_int_equal(n, GREYLIST_RECORD_LEN);
+	assert_true(greylist_awl_decode(a, sizeof(a), 1000, &count, &logged));
+	assert_int_equal(count, 1);
+	assert_false(logged);
+	assert_int_equal(greylist_awl_merge(a, sizeof(a), op, sizeof(op), b, sizeof(b), 1000, NULL), n);
+	assert_true(greylist_awl_decode(b, sizeof(b), 1000, &count, &logged));
+	assert_int_equal(count, 2);
+	op[0] = 9000;
+	op[1] = 0;
+	op[2] = 1;
+	assert_int_equal(greylist_awl_merge(b, sizeof(b), op, sizeof(op), a, sizeof(a), 4000, NULL), n);
+	assert_true(greylist_awl_decode(a, sizeof(a), 8999, &count, &logged));
+	assert_int_equal(count, 2);
+	assert_true(logged);
+	/* expired: gone, and a renewal does not bring it back; a new pass starts at 1 */
+	assert_false(greylist_awl_decode(a, sizeof(a), 9000, &count, &logged));
+	assert_int_equal(greylist_awl_merge(a, sizeof(a), op, sizeof(op), b, sizeof(b), 9000, NULL), -1);
+	op[0] = 20000;
+	op[1] = 1;
+	op[2] = 0;
+	assert_int_equal(greylist_awl_merge(a, sizeof(a), op, sizeof(op), b, sizeof(b), 9000, NULL), n);
+	assert_true(greylist_awl_decode(b, sizeof(b), 9000, &count, &logged));
+	assert_int_equal(count, 1);
+	assert_false(logged);
+	/* a triplet's record is not a count; a short operand is refused */
+	struct greylist_entry e = { 5000, true };
+
+	greylist_record_encode(&e, 10000, a);
+	assert_false(greylist_awl_decode(a, sizeof(a), 0, &count, &logged));
+	assert_int_equal(greylist_awl_merge(NULL, 0, op, 8, b, sizeof(b), 0, NULL), -1);
 }
 
 int main(void)
@@ -305,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_decide),
 		cmocka_unit_test(test_triplet),
 		cmocka_unit_test(test_records),
+		cmocka_unit_test(test_awl_records),
 		cmocka_unit_test(test_module_local),
 		cmocka_unit_test(test_module_lmdb),
 	};

@@ -346,6 +346,40 @@ static void test_map_full_evicts(void **state)
 	dir_remove(&d);
 }
 
+static void test_rank_overwrite(void **state)
+{
+	/* A writer with a rank (greylist, AUTH guard ...) overwriting a record: the new value
+	 * lands, in a later batch and twice in one. Before, its put tried MDB_NOOVERWRITE first
+	 * (to count new records), and LMDB answers MDB_KEYEXIST with the data pointed at the
+	 * existing item: the second put wrote the old value back, so a record once written
+	 * never changed (a greylisted triplet whose retry passed stayed waiting in the map). */
+	static const char *const prefixes[] = { "r:", NULL };
+	struct lmdb_writer_config rc = { .sweep_prefixes = prefixes, .rank = seq_rank, .name = "ranked" };
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	struct dir d;
+	char buf[64];
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 1 << 20);
+	w = lmdb_writer_new(st, NULL, &rc);
+	assert_non_null(w);
+	assert_int_equal(lmdb_writer_put(w, "r:k", 3, "00000001-one", 12), 0);
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+	assert_string_equal(get_str(st, "r:k", buf, sizeof(buf)), "00000001-one");
+	assert_int_equal(lmdb_writer_put(w, "r:k", 3, "00000002-two", 12), 0);
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+	assert_string_equal(get_str(st, "r:k", buf, sizeof(buf)), "00000002-two");
+	assert_int_equal(lmdb_writer_put(w, "r:j", 3, "00000003-a", 10), 0);
+	assert_int_equal(lmdb_writer_put(w, "r:j", 3, "00000004-b", 10), 0);
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+	assert_string_equal(get_str(st, "r:j", buf, sizeof(buf)), "00000004-b");
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
 static void test_bad_config(void **state)
 {
 	static const char *const too_many[] = { "a", "b", "c", "d", "e", NULL };
@@ -548,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_get_many),
 		cmocka_unit_test(test_sweep),
 		cmocka_unit_test(test_map_full_evicts),
+		cmocka_unit_test(test_rank_overwrite),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_loop_writer),
 		cmocka_unit_test(test_free_keeps_order),
