@@ -7,13 +7,14 @@ smtpd_tls_req_ccert and smtpd_tls_CAfile: `tls.client_certificate: ask|require` 
   "verified", one with a self-signed certificate "unverified", one without "none"; every one
   delivers. The Received field says so in the words of Postfix's smtpd_tls_received_header,
   the event=tls line names the subject and issuer CNs and the SHA-256 fingerprint (as
-  `openssl x509 -fingerprint -sha256` prints it).
+  `openssl x509 -fingerprint -sha256` prints it), a milter gets {cert_subject} and
+  {cert_issuer} for a verified certificate only (as Postfix), {cert_fingerprint} when it asks.
   A resumed TLS session keeps its first handshake's certificate and verdict.
 - require: a handshake without a certificate that verifies fails (openssl s_client, swaks,
   Python's ssl); with one the message goes; the daemon is unharmed.
 - -t: require without client_ca_file, require beside a STARTTLS listener without
   require_tls, a CA file that is not PEM or cannot be read: errors at their key.
-Peers: openssl (certificates, s_client), swaks, Python's ssl."""
+Peers: openssl (certificates, s_client), swaks, Python's ssl, python3-milter."""
 import os
 import re
 import socket
@@ -26,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 mt.need('swaks', 'openssl')
+mt.need_python_milter()
 
 D = os.path.join(mt.TMP, 'ccert')
 os.makedirs(D, exist_ok=True)
@@ -58,6 +60,26 @@ mt.check(re.fullmatch(r'([0-9A-F]{2}:){31}[0-9A-F]{2}', FP) is not None, 'the cl
 
 crt, key = mt.cert()
 be = mt.Backend(name='ccert')
+
+
+def macro_milter(mode=''):
+    port = mt.hold_port().port
+    log = path('macros%s.txt' % mode)
+    p = mt.start_peer(['/usr/bin/python3', os.path.join(mt.PEERS, 'mx_milter_macros.py'),
+                       'inet:%d@127.0.0.1' % port, log] + ([mode] if mode else []), 'macro-milter' + mode, port)
+    p.log = log
+    return p
+
+
+def helo_macros(m=None):
+    """The macros the milter saw at HELO in the last session: {name: value}."""
+    try:
+        lines = [ln for ln in open((m or milter).log).read().splitlines() if ln.startswith('helo ')]
+    except OSError:
+        return {}
+    if not lines:
+        return {}
+    return dict(re.findall(r'(\S+?)=(.*?)(?= \S+=|$)', lines[-1][5:]))
 
 
 class CertClient(mt.Client):
@@ -106,9 +128,12 @@ def received_of(tag):
 GOOD, ROGUE = (path('client.pem'), path('client.key')), (path('rogue.pem'), path('rogue.key'))
 
 # ------------------------------------------------------------------ ask
+milter = macro_milter()
 cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'},
                                   {'address': '127.0.0.1:0', 'tls': 'implicit'}],
-                tls={'certificate': crt, 'key': key, 'client_certificate': 'ask', 'client_ca_file': path('ca.pem')})
+                tls={'certificate': crt, 'key': key, 'client_certificate': 'ask', 'client_ca_file': path('ca.pem')},
+                plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % milter.port, 'on_error': 'tempfail',
+                          'timeout': '10s'}])
 mx = mt.Mxgate(cfg, name='mx-ask')
 st_port, imp_port = mx.ports
 
@@ -127,6 +152,9 @@ line = mx.wait_log(r'event=tls version=\S+ cipher=\S+ client_cert=verified cert_
                    r'cert_issuer="mxtest-ca" cert_fingerprint=(\S+)', 5)
 mt.check(line is not None and line.group(1) == FP,
          'ask: event=tls names the verified certificate and its SHA-256 fingerprint (%s)' % (line and line.group(0)))
+hm = helo_macros()
+mt.check(hm.get('{cert_subject}') == 'client.example.org' and hm.get('{cert_issuer}') == 'mxtest-ca',
+         'ask: the milter gets {cert_subject} and {cert_issuer} at HELO (%s)' % hm)
 
 (code, text), c = deliver(st_port, 'unverified', ROGUE)
 c.close()
@@ -137,6 +165,9 @@ mt.check('(Client CN "client.example.org", Issuer "client.example.org" (not veri
 mt.check(mx.wait_log(r'event=tls .*client_cert=unverified cert_subject="client\.example\.org" '
                      r'cert_issuer="client\.example\.org" cert_fingerprint=\S+ verify_error="[^"]+"', 5) is not None,
          'ask: event=tls says unverified, with OpenSSL\'s reason')
+hm = helo_macros()
+mt.check('{cert_subject}' not in hm and '{cert_issuer}' not in hm and hm.get('{tls_version}'),
+         'ask: no {cert_subject} / {cert_issuer} for a certificate that did not verify, as Postfix (%s)' % hm)
 
 (code, text), c = deliver(imp_port, 'nocert', None, implicit=True)
 c.close()
@@ -164,6 +195,20 @@ mt.check(code == 250 and code2 == 250 and reused, 'ask: a TLS session resumed (%
 mt.check('(verified OK)' in received_of('resume2'),
          'ask: the resumed session keeps the verified certificate (%r)' % received_of('resume2'))
 mx.stop()
+mt.stop_proc(milter)
+
+# {cert_fingerprint}: no default macro; a filter that asks for it at HELO gets it
+fpm = macro_milter('certfp')
+cfg['plugins'][0]['address'] = 'inet:127.0.0.1:%d' % fpm.port
+mx = mt.Mxgate(cfg, name='mx-ask-fp')
+(code, text), c = deliver(mx.ports[0], 'fpmacro', ROGUE)
+c.close()
+hm = helo_macros(fpm)
+rogue_fp = openssl('x509', '-in', ROGUE[0], '-noout', '-fingerprint', '-sha256').strip().split('=', 1)[1]
+mt.check(code == 250 and hm.get('{cert_fingerprint}') == rogue_fp and '{cert_subject}' not in hm,
+         'a filter asking for {cert_fingerprint} gets it for an unverified certificate too (%s)' % hm)
+mx.stop()
+mt.stop_proc(fpm)
 
 # without client_certificate: no request, nothing said (as before)
 cfg_none = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'}],
