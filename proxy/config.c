@@ -625,6 +625,19 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"accepted and the backends alone decide what is relayed\n", cfg->path);
 		n++;
 	}
+	/* tls settings taken but without effect */
+	if (cfg->tls.ciphers && cfg->tls.min_version == 1) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: tls.ciphers is the cipher list of TLS 1.2, which "
+				"min_version 1.3 does not offer: it has no effect\n", cfg->path);
+		n++;
+	}
+	if (cfg->tls.client_ca_file && cfg->tls.client_certificate == TLS_CCERT_NONE) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: tls.client_ca_file is set but no certificate is asked "
+				"for (tls.client_certificate: none)\n", cfg->path);
+		n++;
+	}
 	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "

@@ -164,4 +164,18 @@ mt.check(v in (None, '(NONE)'), 'min_version 1.3: a TLS 1.2 client fails (%s)' %
 v, ciph = negotiated(imp_port, '-tls1_3')
 mt.check(v == 'TLSv1.3', 'min_version 1.3: a TLS 1.3 client connects (%s)' % v)
 mx.stop()
+
+# ------------------------------------------------------------------ -t: settings accepted but without effect
+# tls.ciphers is the TLS 1.2 list: with min_version 1.3 it does nothing; client_ca_file does
+# nothing while client_certificate is none. Both were taken in silence.
+base = {'certificate': crt, 'key': key}
+for what, extra, want in (('ciphers with min_version 1.3', {'ciphers': 'ECDHE+AESGCM', 'min_version': '1.3'},
+                           r'warning: tls\.ciphers .*TLS 1\.2'),
+                          ('client_ca_file without client_certificate', {'client_ca_file': crt},
+                           r'warning: tls\.client_ca_file .*client_certificate')):
+    t = dict(base)
+    t.update(extra)
+    rc, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:2465', 'tls': 'implicit'}], tls=t),
+                              'warn-' + what.split()[0])
+    mt.check(rc == 0 and re.search(want, out) is not None, '-t: %s is a warning (%s)' % (what, out.strip()))
 mt.finish()
