@@ -10,6 +10,7 @@ smtpd_tls_req_ccert and smtpd_tls_CAfile: `tls.client_certificate: ask|require` 
   `openssl x509 -fingerprint -sha256` prints it), a milter gets {cert_subject} and
   {cert_issuer} for a verified certificate only (as Postfix), {cert_fingerprint} when it asks.
   A resumed TLS session keeps its first handshake's certificate and verdict.
+- reload: a new client_ca_file and SIGHUP; new handshakes verify against it.
 - require: a handshake without a certificate that verifies fails (openssl s_client, swaks,
   Python's ssl); with one the message goes; the daemon is unharmed.
 - -t: require without client_ca_file, require beside a STARTTLS listener without
@@ -17,7 +18,8 @@ smtpd_tls_req_ccert and smtpd_tls_CAfile: `tls.client_certificate: ask|require` 
 Peers: openssl (certificates, s_client), swaks, Python's ssl, python3-milter."""
 import os
 import re
-import socket
+import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -209,6 +211,27 @@ mt.check(code == 250 and hm.get('{cert_fingerprint}') == rogue_fp and '{cert_sub
          'a filter asking for {cert_fingerprint} gets it for an unverified certificate too (%s)' % hm)
 mx.stop()
 mt.stop_proc(fpm)
+
+# a new CA file and SIGHUP: new handshakes verify against it (the old CA's certificate no longer)
+shutil.copy(path('ca.pem'), path('ca-live.pem'))
+cfg_live = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit'}],
+                     tls={'certificate': crt, 'key': key, 'client_certificate': 'ask', 'client_ca_file': path('ca-live.pem')})
+mx = mt.Mxgate(cfg_live, name='mx-ask-reload')
+(code, text), c = deliver(mx.port, 'before-reload', GOOD, implicit=True)
+c.close()
+mt.check(code == 250 and '(verified OK)' in received_of('before-reload'), 'reload: before, the CA\'s certificate verifies')
+shutil.copy(ROGUE[0], path('ca-live.pem'))     # now only the self-signed one is a CA
+mx.send_signal(signal.SIGHUP)
+mt.check(mx.wait_log(r'event=reloaded generation=2', 10) is not None, 'reload: SIGHUP reloaded')
+(code, text), c = deliver(mx.port, 'after-reload', GOOD, implicit=True)
+c.close()
+mt.check(code == 250 and '(not verified)' in received_of('after-reload'),
+         'reload: after, the old CA\'s certificate does not verify (%r)' % received_of('after-reload'))
+(code, text), c = deliver(mx.port, 'after-reload-rogue', ROGUE, implicit=True)
+c.close()
+mt.check(code == 250 and '(verified OK)' in received_of('after-reload-rogue'),
+         'reload: the certificate of the new CA file verifies')
+mx.stop()
 
 # without client_certificate: no request, nothing said (as before)
 cfg_none = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'}],

@@ -18,6 +18,7 @@
 Peers: openssl s_client, Python's ssl."""
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -125,7 +126,7 @@ for ver in ('-tls1_2', '-tls1_3'):
 r1 = mt.s_client(imp_port, 'QUIT\n', starttls=False, extra=('-tls1_2', '-no_ticket', '-sess_out', sess % 'cache'))
 r2 = mt.s_client(imp_port, 'QUIT\n', starttls=False, extra=('-tls1_2', '-no_ticket', '-sess_in', sess % 'cache'))
 mt.check(re.search(r'^Reused, TLSv1\.2', r2.stdout, re.M), 'TLS 1.2 without tickets: the session cache resumes')
-mx.send_signal(__import__('signal').SIGHUP)
+mx.send_signal(signal.SIGHUP)
 mt.check(mx.wait_log(r'event=reloaded generation=2', 10) is not None, 'SIGHUP: reloaded')
 r3 = mt.s_client(imp_port, 'QUIT\n', starttls=False, extra=('-tls1_3', '-sess_in', sess % '-tls1_3'))
 mt.check(re.search(r'^New, TLSv1\.3', r3.stdout, re.M), 'after a reload a ticket of the old generation is a new handshake')
