@@ -10,7 +10,8 @@ smtpd_tls_req_ccert and smtpd_tls_CAfile: `tls.client_certificate: ask|require` 
   `openssl x509 -fingerprint -sha256` prints it), a milter gets {cert_subject} and
   {cert_issuer} for a verified certificate only (as Postfix), {cert_fingerprint} when it asks.
   A resumed TLS session keeps its first handshake's certificate and verdict.
-- reload: a new client_ca_file and SIGHUP; new handshakes verify against it.
+- reload: a new client_ca_file and SIGHUP; new handshakes verify against it; a broken one
+  fails the reload and the old CAs stay.
 - require: a handshake without a certificate that verifies fails (openssl s_client, swaks,
   Python's ssl); with one the message goes; the daemon is unharmed.
 - -t: require without client_ca_file, require beside a STARTTLS listener without
@@ -231,6 +232,13 @@ mt.check(code == 250 and '(not verified)' in received_of('after-reload'),
 c.close()
 mt.check(code == 250 and '(verified OK)' in received_of('after-reload-rogue'),
          'reload: the certificate of the new CA file verifies')
+with open(path('ca-live.pem'), 'w') as f:
+    f.write('broken\n')
+mx.send_signal(signal.SIGHUP)
+mt.check(mx.wait_log(r'event=reload_failed .*keeping=old', 10) is not None, 'reload: a CA file that is not PEM fails the reload')
+(code, text), c = deliver(mx.port, 'after-bad-reload', ROGUE, implicit=True)
+c.close()
+mt.check(code == 250 and '(verified OK)' in received_of('after-bad-reload'), 'reload: ... and the old CAs stay in force')
 mx.stop()
 
 # without client_certificate: no request, nothing said (as before)

@@ -153,6 +153,14 @@ for i in range(len(HELLO) - 1):
 mt.check(closed and mx.wait_log(r'event=timeout state=tls', 5, start=n0) is not None,
          'a ClientHello trickled an octet at a time times out (limits.command_timeout for the whole handshake)')
 s.close()
+# STARTTLS, then silence: the handshake is bounded the same way
+c = mt.Client(st_port)
+c.ehlo()
+n0 = mx.log_size()
+code, text = c.cmd('STARTTLS')
+mt.check(code == 220 and c.is_closed(10) and mx.wait_log(r'event=timeout state=starttls', 5, start=n0) is not None,
+         'STARTTLS and then no ClientHello: closed after limits.command_timeout')
+c.close()
 
 # ------------------------------------------------------------------ min_version 1.3
 mx.stop()
