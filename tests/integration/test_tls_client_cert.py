@@ -14,6 +14,9 @@ smtpd_tls_req_ccert and smtpd_tls_CAfile: `tls.client_certificate: ask|require` 
   fails the reload and the old CAs stay.
 - require: a handshake without a certificate that verifies fails (openssl s_client, swaks,
   Python's ssl); with one the message goes; the daemon is unharmed.
+- reputation.allow_client_certificates: a client presenting a listed certificate (by its
+  SHA-256 fingerprint) is allow-listed, as Postfix's permit_tls_clientcerts: not greylisted,
+  over STARTTLS and implicit TLS; other clients are.
 - -t: require without client_ca_file, require beside a STARTTLS listener without
   require_tls, a CA file that is not PEM or cannot be read: errors at their key.
 Peers: openssl (certificates, s_client), swaks, Python's ssl, python3-milter."""
@@ -289,6 +292,32 @@ r = mt.swaks(imp_port, '--tlsc', '--from', 'sender@example.org', '--to', 'rcpt@e
 mt.check(r.returncode != 0 and not be.by_tag('swaksnocert'), 'require: swaks --tlsc without a certificate does not deliver')
 mt.check(mx.alive(), 'require: the daemon is unharmed')
 mx.stop()
+
+# ------------------------------------------------------------------ allow-listed by fingerprint
+# reputation.allow_client_certificates (Postfix's permit_tls_clientcerts with
+# relay_clientcerts): a client presenting a listed certificate — verified or not, its key
+# proves it holds it — counts as allow-listed (REP_ALLOW): greylisting skips it.
+ROGUE_FP = openssl('x509', '-in', ROGUE[0], '-noout', '-fingerprint', '-sha256').strip().split('=', 1)[1]
+cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'},
+                                  {'address': '127.0.0.1:0', 'tls': 'implicit'}],
+                tls={'certificate': crt, 'key': key, 'client_certificate': 'ask'},
+                greylist={'enabled': True, 'delay': '1h'},
+                reputation={'allow_client_certificates': [ROGUE_FP.lower()]})
+mx = mt.Mxgate(cfg, name='mx-fpallow')
+st_port, imp_port = mx.ports
+for what, port, cert, implicit, want in (('STARTTLS, listed certificate', st_port, ROGUE, False, 250),
+                                         ('STARTTLS, another certificate', st_port, GOOD, False, 451),
+                                         ('STARTTLS, no certificate', st_port, None, False, 451),
+                                         ('implicit TLS, listed certificate', imp_port, ROGUE, True, 250)):
+    (code, text), c = deliver(port, 'fp-' + what.replace(' ', '').replace(',', '-'), cert, implicit=implicit)
+    c.close()
+    mt.check(code == want, 'allow_client_certificates: %s: %s (%s %s)' % (what, want, code, text))
+mt.check(mx.count_log(r'event=reputation client=127\.0\.0\.1 class=allow reason=client_certificate') == 2,
+         'allow_client_certificates: logged event=reputation class=allow reason=client_certificate twice')
+mx.stop()
+rc, out = mt.config_check(mt.config([be.url], reputation={'allow_client_certificates': ['AB:CD']}), 'fp-bad')
+mt.check(rc != 0 and re.search(r'reputation\.allow_client_certificates\[0\]: .*SHA-256', out),
+         '-t: a fingerprint that is not SHA-256 (%s)' % out.strip())
 
 # ------------------------------------------------------------------ -t
 def tls_cfg(listen=None, **tls):
