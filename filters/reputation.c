@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include "filters/dnsbl.h"
@@ -17,6 +18,7 @@
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
+#include "proxy/tls.h"
 #include "store/lmdb_store.h"
 #include "store/redis.h"
 #include "store/store.h"
@@ -271,6 +273,15 @@ static int rep_read_counts(struct lmdb_store *st, const char *const *keys, size_
 static const char *const rep_action_names[] = { "tempfail", "reject", "delay", "score", NULL };
 
 /* The section: a known store form and thresholds in order. */
+/* "AB:CD:..." : 32 hex pairs joined by colons (any case), as event=tls logs it. */
+static bool rep_fingerprint_ok(const char *f)
+{
+	for (int i = 0; i < 32; i++, f += 3)
+		if (!isxdigit((unsigned char)f[0]) || !isxdigit((unsigned char)f[1]) || f[2] != (i < 31 ? ':' : '\0'))
+			return false;
+	return true;
+}
+
 static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct reputation_config *c = obj;
@@ -280,6 +291,11 @@ static int rep_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		return cfg_error_key(p, n, "store", -1, "lmdb: needs a directory");
 	if (kind != STORE_NONE && kind != STORE_LMDB && kind != STORE_REDIS)
 		return cfg_error_key(p, n, "store", -1, "expected lmdb:/dir or redis://host:port[/db]");
+	for (size_t i = 0; i < c->allow_client_certificates.n; i++)
+		if (!rep_fingerprint_ok(c->allow_client_certificates.v[i]))
+			return cfg_error_key(p, n, "allow_client_certificates", (long)i,
+			    "\"%s\": expected a SHA-256 fingerprint, 32 hex pairs joined by ':'",
+			    c->allow_client_certificates.v[i]);
 	if (c->good_threshold <= c->bad_threshold)
 		return cfg_error(p, n, "good_threshold must be above bad_threshold");
 	if (c->domain_good_threshold <= c->domain_bad_threshold)
@@ -318,6 +334,10 @@ static const struct cfg_field rep_fields[] = {
 	  .doc = "IPv6 network prefix length" },
 	{ "allow", CFG_CIDRLIST, offsetof(struct reputation_config, allow), NULL,
 	  .doc = "CIDRs always accepted at connect (rest of the connect checks skipped)" },
+	{ "allow_client_certificates", CFG_STRLIST, offsetof(struct reputation_config, allow_client_certificates), NULL,
+	  .doc = "SHA-256 fingerprints (\"AB:CD:...\", as event=tls logs them) of TLS client certificates "
+		 "(tls.client_certificate: ask) whose clients are allow-listed as by allow (REP_ALLOW: implicit TLS at "
+		 "connect, STARTTLS from the EHLO inside TLS on; Postfix's permit_tls_clientcerts)" },
 	{ "deny", CFG_CIDRLIST, offsetof(struct reputation_config, deny), NULL,
 	  .doc = "CIDRs refused at connect (deny_action)" },
 	{ "map_size", CFG_SIZE, offsetof(struct reputation_config, map_size), "256M", 1 << 20, 1099511627776.0,
@@ -423,7 +443,8 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 	struct rep_worker *w;
 
 	*wstate = NULL;
-	if ((c->store == NULL || c->store[0] == '\0') && c->allow.n == 0 && c->deny.n == 0)
+	if ((c->store == NULL || c->store[0] == '\0') && c->allow.n == 0 && c->deny.n == 0 &&
+	    c->allow_client_certificates.n == 0)
 		return 0;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
@@ -501,7 +522,8 @@ static unsigned rep_stages(void *wstate)
 	if (w == NULL)
 		return 0;
 	/* the authenticated domain is known at end of data (senderauth runs first there) */
-	return 1u << HOOK_CONNECT | (w->domains ? 1u << HOOK_EOM : 0);
+	return 1u << HOOK_CONNECT | (w->domains ? 1u << HOOK_EOM : 0) |
+	    (w->cfg->allow_client_certificates.n ? 1u << HOOK_HELO : 0);
 }
 
 static uint64_t rep_timeout_ms(void *wstate)
@@ -959,6 +981,19 @@ static void rep_run_eom(struct rep_worker *w, int slot, struct hook_call *call)
 		hook_call_done(call, NULL);
 }
 
+/* The client presented a certificate (verified or not: its key proved it holds it) whose
+ * fingerprint is on allow_client_certificates. */
+static bool rep_cert_allowed(const struct reputation_config *c, const struct hook_env *env)
+{
+	if (c->allow_client_certificates.n == 0 || !env->tls || env->tls_cert < TLSCONN_CERT_UNVERIFIED ||
+	    env->tls_cert_fingerprint == NULL)
+		return false;
+	for (size_t i = 0; i < c->allow_client_certificates.n; i++)
+		if (strcasecmp(c->allow_client_certificates.v[i], env->tls_cert_fingerprint) == 0)
+			return true;
+	return false;
+}
+
 static void rep_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct rep_worker *w = wstate;
@@ -974,8 +1009,28 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 		rep_run_eom(w, slot, call);
 		return;
 	}
+	if (hook_call_stage(call) == HOOK_HELO) {
+		/* after STARTTLS the certificate is known from the EHLO inside TLS on: the
+		 * stages after it (greylisting) see the client as allow-listed */
+		if (rep_cert_allowed(c, env) && !hook_env_find_symbol(env, "REP_ALLOW")) {
+			hook_env_add_symbol(env, "REP_ALLOW", c->good_score, "allow-listed client certificate");
+			log_event(LOG_LVL_INFO, env->session_id, "event=reputation client=%s class=allow "
+			    "reason=client_certificate", env->client_ip);
+		}
+		hook_call_done(call, NULL);
+		return;
+	}
 	if (hook_call_stage(call) != HOOK_CONNECT) {
 		hook_call_done(call, NULL);
+		return;
+	}
+	if (rep_cert_allowed(c, env)) {
+		/* implicit TLS: the handshake came before the connect stage */
+		hook_env_add_symbol(env, "REP_ALLOW", c->good_score, "allow-listed client certificate");
+		log_event(LOG_LVL_INFO, env->session_id, "event=reputation client=%s class=allow "
+		    "reason=client_certificate", env->client_ip);
+		verdict_set(&v, VERDICT_ACCEPT, 0, "reputation", NULL);
+		hook_call_done(call, &v);
 		return;
 	}
 	if (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) {

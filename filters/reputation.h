@@ -76,6 +76,8 @@ struct reputation_config {
 	double prefix_weight;       /* how much the network's history counts next to the IP's */
 	long prefix_v4, prefix_v6;
 	struct cfg_cidrlist allow, deny;
+	struct cfg_strlist allow_client_certificates; /* SHA-256 fingerprints "AB:CD:...": a TLS
+	                                               client presenting one is allow-listed */
 	uint64_t map_size;          /* LMDB map size */
 	uint64_t flush_interval;    /* ms between batched LMDB writes */
 	uint64_t timeout;           /* ms per Redis lookup */

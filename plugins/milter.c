@@ -295,8 +295,15 @@ static const char *milter_macro_value(struct milter_sess *ms, const char *name, 
 		v = milter_get(ms, n[0] == 't' ? MXGATE_TLS_VERSION : n[6] ? MXGATE_TLS_CIPHER_BITS : MXGATE_TLS_CIPHER);
 		return *v ? v : NULL;
 	}
-	/* {cert_subject}, {cert_issuer}: mxgate asks clients for no certificate (Postfix sends
-	 * them only with smtpd_tls_ask_ccert): never defined. */
+	/* {cert_subject}, {cert_issuer}: the CNs of a client certificate that verified
+	 * (tls.client_certificate ask or require), as Postfix sends them only for a trusted one;
+	 * {cert_fingerprint} (asked for by a filter's list; no Postfix macro): the SHA-256 of
+	 * any certificate sent. Undefined otherwise. */
+	if (strcmp(n, "cert_subject") == 0 || strcmp(n, "cert_issuer") == 0 || strcmp(n, "cert_fingerprint") == 0) {
+		v = h->get(ms->call, n[5] == 's' ? MXGATE_TLS_CERT_SUBJECT : n[5] == 'i' ? MXGATE_TLS_CERT_ISSUER :
+		    MXGATE_TLS_CERT_FINGERPRINT);
+		return v && *v ? v : NULL;
+	}
 	if (strcmp(n, "i") == 0)
 		return h->get(ms->call, MXGATE_QUEUE_ID);
 	if (strcmp(n, "auth_authen") == 0 || strcmp(n, "auth_type") == 0 || strcmp(n, "auth_author") == 0) {

@@ -77,6 +77,11 @@ enum mxgate_item {
 	                       * scanner that reads relays from Received (SpamAssassin) needs it */
 	MXGATE_TLS_CIPHER_BITS, /* the TLS cipher's secret bits, decimal; "" without TLS; NULL from an
 	                       * older host */
+	MXGATE_TLS_CERT_SUBJECT, /* the client certificate's subject CN, when it verified against
+	                       * tls.client_ca_file; "" otherwise; NULL from an older host */
+	MXGATE_TLS_CERT_ISSUER, /* its issuer's CN, likewise */
+	MXGATE_TLS_CERT_FINGERPRINT, /* the SHA-256 fingerprint ("AB:CD:...") of a client certificate
+	                       * that was sent, verified or not; "" when none; NULL from an older host */
 	MXGATE_NITEMS
 };
 

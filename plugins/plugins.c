@@ -13,6 +13,7 @@
 #include "hook.h"
 #include "log.h"
 #include "msgbuf.h"
+#include "tls.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -1159,6 +1160,12 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 			return "";
 		snprintf(c->cipher_bits, sizeof(c->cipher_bits), "%d", env->tls_cipher_bits);
 		return c->cipher_bits;
+	case MXGATE_TLS_CERT_SUBJECT:
+		return env->tls && env->tls_cert == TLSCONN_CERT_VERIFIED ? env->tls_cert_subject : "";
+	case MXGATE_TLS_CERT_ISSUER:
+		return env->tls && env->tls_cert == TLSCONN_CERT_VERIFIED ? env->tls_cert_issuer : "";
+	case MXGATE_TLS_CERT_FINGERPRINT:
+		return env->tls && env->tls_cert >= TLSCONN_CERT_UNVERIFIED ? env->tls_cert_fingerprint : "";
 	case MXGATE_AUTH_USER: return env->auth_user ? env->auth_user : "";
 	case MXGATE_AUTH_TYPE: return env->auth_mech ? env->auth_mech : "";
 	case MXGATE_CLIENT_PTR: return env->client_ptr;

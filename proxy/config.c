@@ -91,6 +91,7 @@ int config_worker_count(const struct mx_config *cfg)
 
 static const char *const listen_tls_choices[] = { "none", "starttls", "implicit", NULL };
 static const char *const tls_version_choices[] = { "1.2", "1.3", NULL };
+static const char *const tls_ccert_choices[] = { "none", "ask", "require", NULL };	/* enum tls_ccert */
 static const char *const bare_lf_choices[] = { "reject", "normalize", NULL };
 static const char *const nul_choices[] = { "reject", "strip", NULL };
 static const char *const balance_choices[] = { "round_robin", "least_conn", "source_hash", NULL };
@@ -157,6 +158,7 @@ static int tls_check_files(struct cfg_parse *p, struct fy_node *n, const char *c
 static const char *tls_error_key(const char *err)
 {
 	return strncmp(err, "ciphers", 7) == 0 ? "ciphers" :
+	    strncmp(err, "client_ca_file", 14) == 0 ? "client_ca_file" :
 	    strncmp(err, "min version", 11) == 0 ? "min_version" :
 	    strncmp(err, "second certificate", 18) == 0 ? "second_certificate" :
 	    strncmp(err, "second key", 10) == 0 ? "second_key" :
@@ -194,6 +196,11 @@ static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		rc = cfg_error_key(p, n, "certificate", -1, "tls.key is set but tls.certificate is not");
 	if (t->second_certificate && !t->certificate)
 		rc = cfg_error_key(p, n, "second_certificate", -1, "a second certificate needs tls.certificate");
+	if (t->client_ca_file && access(t->client_ca_file, R_OK) != 0)
+		rc = cfg_error_key(p, n, "client_ca_file", -1, "cannot read %s: %s", t->client_ca_file, strerror(errno));
+	if (t->client_certificate == TLS_CCERT_REQUIRE && !t->client_ca_file)
+		rc = cfg_error_key(p, n, "client_ca_file", -1,
+		    "client_certificate: require needs the CAs the certificates are to verify against");
 	if (t->sni.n > 0 && !t->certificate)
 		rc = cfg_error_key(p, n, "sni", -1, "SNI certificates need tls.certificate (for clients matching none)");
 	if (rc == 0 && t->certificate && t->key) {
@@ -218,6 +225,8 @@ static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 				cfg_path_pop(p, old);
 			}
 		}
+		if (ctx && tls_ctx_set_client_verify(ctx, t->client_certificate, t->client_ca_file, err, sizeof(err)) != 0)
+			rc = cfg_error_key(p, n, "client_ca_file", -1, "%s", err);
 		tls_ctx_unref(ctx);
 	}
 	return rc;
@@ -239,6 +248,14 @@ static const struct cfg_field tls_fields[] = {
 	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)" },
 	{ "min_version", CFG_ENUM, offsetof(struct tls_config, min_version), "1.2",
 	  .choices = tls_version_choices, .doc = "lowest TLS version offered: 1.2 or 1.3" },
+	{ "client_certificate", CFG_ENUM, offsetof(struct tls_config, client_certificate), "none",
+	  .choices = tls_ccert_choices,
+	  .doc = "ask TLS clients for a certificate: none; ask (any client goes on; a certificate that verifies "
+		 "against client_ca_file is \"verified\", as Postfix's smtpd_tls_ask_ccert); require (the handshake fails "
+		 "without one that verifies, as smtpd_tls_req_ccert; a STARTTLS listener then needs require_tls)" },
+	{ "client_ca_file", CFG_STRING, offsetof(struct tls_config, client_ca_file),
+	  .doc = "PEM file of the CAs client certificates verify against (Postfix's smtpd_tls_CAfile); their "
+		 "names go in the certificate request" },
 	{ NULL }
 };
 static const struct cfg_table tls_table = {
@@ -765,6 +782,19 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"accepted and the backends alone decide what is relayed\n", cfg->path);
 		n++;
 	}
+	/* tls settings taken but without effect */
+	if (cfg->tls.ciphers && cfg->tls.min_version == 1) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: tls.ciphers is the cipher list of TLS 1.2, which "
+				"min_version 1.3 does not offer: it has no effect\n", cfg->path);
+		n++;
+	}
+	if (cfg->tls.client_ca_file && cfg->tls.client_certificate == TLS_CCERT_NONE) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: tls.client_ca_file is set but no certificate is asked "
+				"for (tls.client_certificate: none)\n", cfg->path);
+		n++;
+	}
 	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "
@@ -916,6 +946,12 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 			rc = config_listen_error(p, n, i, "require_tls", ls[i].tls == LISTEN_TLS_NONE ?
 			    "needs tls: starttls (the listener offers no TLS)" :
 			    "applies to tls: starttls only (an implicit TLS listener is always inside TLS)");
+		/* a client refused at the handshake would retry in plaintext (Postfix's
+		 * smtpd_tls_req_ccert likewise needs the encrypt level) */
+		if (c->tls.client_certificate == TLS_CCERT_REQUIRE && ls[i].tls == LISTEN_TLS_STARTTLS &&
+		    !ls[i].require_tls)
+			rc = config_listen_error(p, n, i, "require_tls",
+			    "tls.client_certificate: require needs require_tls on a STARTTLS listener");
 		if (ls[i].tls != LISTEN_TLS_NONE && (!c->tls.certificate || !c->tls.key))
 			rc = config_listen_error(p, n, i, "tls", "a TLS listener needs tls.certificate and tls.key");
 	}

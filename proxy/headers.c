@@ -1,6 +1,7 @@
 /* headers.c — Received: and header edits. */
 #include "headers.h"
 #include "growbuf.h"
+#include "tls.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -179,12 +180,19 @@ static char *headers_put_helo(char *o, const char *helo, size_t n)
 #define R_TLS "\r\n\t(using "
 #define R_CIPHER " with cipher "
 #define R_TLS_END ")"
+/* the client's certificate when one was asked for, in the words of Postfix's
+ * smtpd_tls_received_header */
+#define R_CC "\r\n\t(Client CN \""
+#define R_CC_ISS "\", Issuer \""
+#define R_CC_OK "\" (verified OK))"
+#define R_CC_NOT "\" (not verified))"
+#define R_CC_NONE "\r\n\t(Client did not present a certificate)"
 #define R_FOR "\r\n\tfor <"
 #define R_FOR_END ">"
 #define R_DATE "; "
 #define R_END "\r\n"
 #define RECEIVED_FIXED (sizeof(R_FROM R_NAME R_IP R_BY R_WITH R_ID R_TLS R_CIPHER R_TLS_END R_FOR R_FOR_END \
-    R_DATE R_END) - 1)
+    R_DATE R_END R_CC R_CC_ISS R_CC_NOT R_CC_NONE) - 1)
 
 void headers_build_received_at(struct strbuf *out, const struct hook_env *env, const char *hostname,
     const char *with, time_t now)
@@ -196,13 +204,19 @@ void headers_build_received_at(struct strbuf *out, const struct hook_env *env, c
 	const char *rcpt = env->nrcpts == 1 ? env->rcpts[0].addr : NULL;
 	size_t ld, lh = strlen(helo), ln = strlen(name), li = strlen(env->client_ip), lo = strlen(hostname);
 	size_t lw = strlen(with), lq = strlen(env->queue_id), lr = rcpt ? strlen(rcpt) : 0, lv = 0, lc = 0;
+	size_t lcs = 0, lci = 0;
+	bool cert = env->tls && env->tls_cert >= TLSCONN_CERT_UNVERIFIED;
 	const char *date = headers_date(now, &ld);
 
 	if (env->tls) {
 		lv = strlen(env->tls_version);
 		lc = strlen(env->tls_cipher);
 	}
-	size_t need = out->len + lh + ln + li + lo + lw + lq + lr + lv + lc + ld + RECEIVED_FIXED + 1;
+	if (cert) {
+		lcs = strlen(env->tls_cert_subject);
+		lci = strlen(env->tls_cert_issuer);
+	}
+	size_t need = out->len + lh + ln + li + lo + lw + lq + lr + lv + lc + lcs + lci + ld + RECEIVED_FIXED + 1;
 	if (need > out->cap)
 		growbuf_grow(&out->v, &out->cap, 256, need);
 	char *o = out->v + out->len;
@@ -224,6 +238,19 @@ void headers_build_received_at(struct strbuf *out, const struct hook_env *env, c
 		o = HEADERS_PUT_LIT(o, R_CIPHER);
 		o = headers_put(o, env->tls_cipher, lc);
 		o = HEADERS_PUT_LIT(o, R_TLS_END);
+		if (cert) {
+			/* the names are printable ASCII without '"', '(' or ')' (tls.h) */
+			o = HEADERS_PUT_LIT(o, R_CC);
+			o = headers_put(o, env->tls_cert_subject, lcs);
+			o = HEADERS_PUT_LIT(o, R_CC_ISS);
+			o = headers_put(o, env->tls_cert_issuer, lci);
+			if (env->tls_cert == TLSCONN_CERT_VERIFIED)
+				o = HEADERS_PUT_LIT(o, R_CC_OK);
+			else
+				o = HEADERS_PUT_LIT(o, R_CC_NOT);
+		} else if (env->tls_cert == TLSCONN_CERT_NONE) {
+			o = HEADERS_PUT_LIT(o, R_CC_NONE);
+		}
 	}
 	if (rcpt) {
 		o = HEADERS_PUT_LIT(o, R_FOR);

@@ -149,6 +149,11 @@ struct hook_env {
 	bool esmtp, tls;
 	char tls_version[16], tls_cipher[64];
 	int tls_cipher_bits;                  /* the cipher's secret bits (0 without TLS) */
+	int tls_cert;                         /* the client's certificate: enum tlsconn_peer_cert
+	                                         (tls.h; 0: none asked for) */
+	const char *tls_cert_subject;         /* from tls_cert >= TLSCONN_CERT_UNVERIFIED on: its */
+	const char *tls_cert_issuer;          /* subject's and issuer's CN and SHA-256 fingerprint */
+	const char *tls_cert_fingerprint;     /* (tls.h), owned by the session's TLS connection */
 	const char *auth_user;                /* SMTP AUTH: the user as the service knows it, and */
 	const char *auth_mech;                /* its mechanism ("PLAIN"); both NULL when not
 	                                         authenticated. Owned by the session's AUTH state

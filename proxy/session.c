@@ -532,9 +532,10 @@ static void session_start_mail(struct session *s, const struct smtp_cmd *cmd)
 
 	smtp_tx_begin(&s->tx, cmd->addr, cmd->params_raw);
 	chain_txn_begin(&s->chain);
-	/* A refused chunk up to twice the size limit is still read and thrown away (the
-	 * session stays in step); a larger one ends the session. */
-	bdat_init(&s->bdat, max, max <= UINT64_MAX / 2 ? max * 2 : max, false);
+	/* A refused chunk of any size is read and thrown away, as Postfix does (the session
+	 * stays in step): discarding holds no memory, and limits.data_timeout between reads
+	 * and limits.data_deadline for the chunk bound the time it takes. */
+	bdat_init(&s->bdat, max, UINT64_MAX, false);
 }
 
 static void session_mail_tx_cb(void *arg, const struct smtp_tx_result *r)
@@ -970,6 +971,9 @@ static void session_apply_bdat(struct session *s, const struct verdict *v)
 		    (unsigned long long)s->bdat_chunk_size, s->env.client_ip);
 		session_reply_line(s, refusal);
 		session_error(s);
+		/* the chunk is read under the data timers: its own deadline (none may be set
+		 * yet: a refusal before any chunk was taken) */
+		s->data_deadline_at = uv_now(&s->w->loop) + s->cfg->limits.data_deadline;
 		if (s->bdat_verdict == BDAT_TOO_BIG_CLOSE) {
 			/* too large to read just to throw away: the stream cannot be kept */
 			s->quit_after_flush = true;

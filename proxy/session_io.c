@@ -425,7 +425,20 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 
 void session_log_tls(struct session *s)
 {
-	log_event(LOG_LVL_INFO, s->id, "event=tls version=%s cipher=%s", s->env.tls_version, s->env.tls_cipher);
+	static const char *const cert_words[] = { "", "none", "unverified", "verified" };
+
+	if (s->env.tls_cert == TLSCONN_CERT_NOT_ASKED)
+		log_event(LOG_LVL_INFO, s->id, "event=tls version=%s cipher=%s", s->env.tls_version, s->env.tls_cipher);
+	else if (s->env.tls_cert == TLSCONN_CERT_NONE)
+		log_event(LOG_LVL_INFO, s->id, "event=tls version=%s cipher=%s client_cert=none", s->env.tls_version,
+		    s->env.tls_cipher);
+	else
+		log_event(LOG_LVL_INFO, s->id, "event=tls version=%s cipher=%s client_cert=%s cert_subject=\"%s\" "
+		    "cert_issuer=\"%s\" cert_fingerprint=%s%s%s%s", s->env.tls_version, s->env.tls_cipher,
+		    cert_words[s->env.tls_cert & 3], s->env.tls_cert_subject, s->env.tls_cert_issuer,
+		    s->env.tls_cert_fingerprint, s->env.tls_cert == TLSCONN_CERT_UNVERIFIED ? " verify_error=\"" : "",
+		    s->env.tls_cert == TLSCONN_CERT_UNVERIFIED ? tlsconn_peer_verify_error(s->tls) : "",
+		    s->env.tls_cert == TLSCONN_CERT_UNVERIFIED ? "\"" : "");
 }
 
 static void session_tls_established_cb(void *arg)
@@ -436,6 +449,10 @@ static void session_tls_established_cb(void *arg)
 	snprintf(s->env.tls_version, sizeof(s->env.tls_version), "%s", tlsconn_version(s->tls));
 	snprintf(s->env.tls_cipher, sizeof(s->env.tls_cipher), "%s", tlsconn_cipher(s->tls));
 	s->env.tls_cipher_bits = tlsconn_cipher_bits(s->tls);
+	s->env.tls_cert = tlsconn_peer_cert(s->tls);
+	s->env.tls_cert_subject = tlsconn_peer_subject(s->tls);
+	s->env.tls_cert_issuer = tlsconn_peer_issuer(s->tls);
+	s->env.tls_cert_fingerprint = tlsconn_peer_fingerprint(s->tls);
 	counter_inc(COUNTER_TLS_SESSIONS);
 	if (s->state == SESSION_TLS) {
 		/* Implicit TLS: the session starts now (its event=connect line, then event=tls). */

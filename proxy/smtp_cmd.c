@@ -18,6 +18,7 @@ static const char R_TOO_LONG[] = "500 5.5.2 Line too long";
 static const char R_NUL[] = "500 5.5.2 Syntax error, NUL character in command";
 static const char R_CTRL[] = "501 5.5.2 Syntax error, control character in command";
 static const char R_HTTP[] = "500 5.5.2 Syntax error, this is an SMTP server, not HTTP";
+static const char R_TLS_HELLO[] = "500 5.5.2 Syntax error, TLS handshake without STARTTLS";
 static const char R_HELO[] = "501 5.5.4 Syntax: HELO hostname";
 static const char R_EHLO[] = "501 5.5.4 Syntax: EHLO hostname";
 static const char R_MAIL[] = "501 5.5.4 Syntax: MAIL FROM:<address>";
@@ -662,6 +663,14 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
     }
     if (len > SMTP_CMD_MAX_LINE) {
         err = R_TOO_LONG;
+        goto fail;
+    }
+    /* A TLS record (handshake 0x16, version 0x03 0x0N) where a command belongs: a client
+     * speaking TLS first on a plaintext port; a non-SMTP client like an HTTP one (Postfix's
+     * smtpd_forbidden_commands default disconnects any line not starting with a letter). */
+    if (len >= 2 && (unsigned char)line[0] == 0x16 && line[1] == 0x03) {
+        cmd->verb = SMTP_HTTP;
+        err = R_TLS_HELLO;
         goto fail;
     }
     /* NULs and other controls: the exact checks below only when the quick one finds any */

@@ -11,7 +11,7 @@ enum smtp_verb {
     SMTP_UNKNOWN = 0, SMTP_HELO, SMTP_EHLO, SMTP_MAIL, SMTP_RCPT, SMTP_DATA,
     SMTP_RSET, SMTP_NOOP, SMTP_QUIT, SMTP_VRFY, SMTP_EXPN, SMTP_HELP, SMTP_STARTTLS,
     SMTP_AUTH, SMTP_BDAT, SMTP_XCLIENT,
-    SMTP_HTTP /* GET/POST/HEAD/PUT/CONNECT/OPTIONS...: a non-SMTP client */
+    SMTP_HTTP /* GET/POST/HEAD/PUT/CONNECT/OPTIONS..., a TLS ClientHello: a non-SMTP client */
 };
 
 enum smtp_body { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
@@ -58,7 +58,8 @@ struct smtp_cmd {
  * only for MAIL. Params: keyword[=value] separated by spaces, max SMTP_MAX_PARAMS, SIZE
  * digits, BODY=7BIT|8BITMIME|BINARYMIME, SMTPUTF8 without value; unknown keywords are kept.
  * Lines containing NUL are syntax errors, so are other control characters (TAB aside).
- * HTTP verbs return -1 with verb SMTP_HTTP (the session should close the connection).
+ * HTTP verbs, and a line that starts as a TLS record (a ClientHello without STARTTLS),
+ * return -1 with verb SMTP_HTTP (the session should close the connection).
  * BDAT <size> [LAST] fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
 /* Tests and fuzzing: true makes smtp_cmd_parse take its octet-by-octet forms only (no

@@ -26,6 +26,16 @@ struct tls_ctx {
 	atomic_int refs;
 	SSL_CTX **sni;               /* server: contexts of the certificates chosen by SNI */
 	size_t nsni;
+	int ccert;                   /* enum tls_ccert: client certificates asked for */
+};
+
+/* A server connection's client certificate, made once the handshake is done, only when a
+ * certificate was asked for (a connection that asks for none carries none of this). */
+struct tlsconn_peer {
+	int state;                   /* enum tlsconn_peer_cert */
+	char subject[128], issuer[128];
+	char fingerprint[96];        /* SHA-256, "AB:CD:..." */
+	char verify_error[120];
 };
 
 struct tlsconn {
@@ -47,6 +57,8 @@ struct tlsconn {
 	size_t rest_len;
 	char *wbuf;                  /* ciphertext OpenSSL wrote, not yet given to on_cipher */
 	size_t wlen, wcap;
+	int verify_err;              /* the first X509_V_ERR_* of the client certificate (ask) */
+	struct tlsconn_peer *peer;   /* server side, a certificate asked for: after the handshake */
 	char err[200];
 };
 
@@ -301,6 +313,72 @@ int tls_ctx_add_sni(struct tls_ctx *t, const char *cert, const char *key, const 
 	return 0;
 }
 
+/* TLS_CCERT_ASK: a certificate that does not verify is noted (its first error), never
+ * fatal; the connection's peer state says "unverified". */
+static int tls_verify_ask_cb(int ok, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tlsconn *t = ssl ? SSL_get_app_data(ssl) : NULL;
+
+	if (!ok && t && t->verify_err == 0)
+		t->verify_err = X509_STORE_CTX_get_error(xs);
+	return 1;
+}
+
+/* Client certificates on one SSL_CTX (see tls_ctx_set_client_verify). */
+static int tls_ssl_ctx_client_verify(SSL_CTX *c, int mode, const char *cafile, char *err, size_t errlen)
+{
+	/* the mode is part of the session id context: a session resumed under another mode
+	 * (a reload that turns "ask" into "require") is refused */
+	static const unsigned char sid_ask[] = "mxgate/ask", sid_req[] = "mxgate/require";
+
+	if (cafile && *cafile) {
+		STACK_OF(X509_NAME) *names;
+
+		if (SSL_CTX_load_verify_locations(c, cafile, NULL) != 1) {
+			char w[300];
+
+			snprintf(w, sizeof w, "client_ca_file %s", cafile);
+			tls_format_error(err, errlen, w);
+			return -1;
+		}
+		/* the CA names in the CertificateRequest: a client with several certificates
+		 * sends the one they issued */
+		names = SSL_load_client_CA_file(cafile);
+		if (names)
+			SSL_CTX_set_client_CA_list(c, names);
+		ERR_clear_error();
+	}
+	if (mode == TLS_CCERT_REQUIRE) {
+		SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		SSL_CTX_set_session_id_context(c, sid_req, sizeof sid_req - 1);
+	} else {
+		SSL_CTX_set_verify(c, SSL_VERIFY_PEER, tls_verify_ask_cb);
+		SSL_CTX_set_session_id_context(c, sid_ask, sizeof sid_ask - 1);
+	}
+	return 0;
+}
+
+/* See tls.h. */
+int tls_ctx_set_client_verify(struct tls_ctx *t, int mode, const char *cafile, char *err, size_t errlen)
+{
+	ERR_clear_error();
+	if (mode == TLS_CCERT_NONE)
+		return 0;
+	if (mode == TLS_CCERT_REQUIRE && (cafile == NULL || *cafile == '\0')) {
+		snprintf(err, errlen, "client_ca_file: required to require client certificates");
+		return -1;
+	}
+	if (tls_ssl_ctx_client_verify(t->ssl_ctx, mode, cafile, err, errlen) != 0)
+		return -1;
+	/* after SNI picked another context OpenSSL verifies with that one's store */
+	for (size_t i = 0; i < t->nsni; i++)
+		if (tls_ssl_ctx_client_verify(t->sni[i], mode, cafile, err, errlen) != 0)
+			return -1;
+	t->ccert = mode;
+	return 0;
+}
+
 /* See tls.h. */
 struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen)
 {
@@ -459,6 +537,7 @@ struct tlsconn *tlsconn_new(struct tls_ctx *ctx, bool server, const char *sni,
 		goto fail;
 	BIO_set_data(bio, t);
 	SSL_set_bio(t->ssl, bio, bio);   /* one reference, now owned by ssl */
+	SSL_set_app_data(t->ssl, t);     /* tls_verify_ask_cb */
 	if (server) {
 		SSL_set_accept_state(t->ssl);
 	} else {
@@ -486,6 +565,7 @@ void tlsconn_free(struct tlsconn *t)
 	free(t->pend);
 	free(t->rest);
 	free(t->wbuf);
+	free(t->peer);
 	free(t);
 }
 
@@ -601,6 +681,61 @@ static int tlsconn_flush_plain(struct tlsconn *t)
 	return r;
 }
 
+/* One name's common name into out: printable ASCII, '?' for anything else and for the
+ * characters that would end a log value or a Received comment; "" when there is none. */
+static void tls_name_cn(const X509_NAME *name, char *out, size_t outlen)
+{
+	int i = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
+	unsigned char *u = NULL;
+	int n;
+	size_t o = 0;
+
+	out[0] = '\0';
+	if (i < 0)
+		return;
+	n = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+	for (int k = 0; k < n && o + 1 < outlen; k++) {
+		unsigned char c = u[k];
+
+		out[o++] = c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '(' || c == ')' ? '?' : (char)c;
+	}
+	out[o] = '\0';
+	OPENSSL_free(u);
+}
+
+/* After a server handshake that asked for a certificate: what came (see tls.h). */
+static void tlsconn_note_peer(struct tlsconn *t)
+{
+	struct tlsconn_peer *p = calloc(1, sizeof *p);
+	X509 *x = SSL_get0_peer_certificate(t->ssl);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	long vr;
+
+	if (p == NULL)
+		return;   /* out of memory: the connection reads as "none sent" */
+	t->peer = p;
+	if (x == NULL) {
+		p->state = TLSCONN_CERT_NONE;
+		return;
+	}
+	tls_name_cn(X509_get_subject_name(x), p->subject, sizeof p->subject);
+	tls_name_cn(X509_get_issuer_name(x), p->issuer, sizeof p->issuer);
+	if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1)
+		for (unsigned int i = 0; i < mdlen && i * 3 + 3 <= sizeof p->fingerprint; i++)
+			snprintf(p->fingerprint + i * 3, 4, i + 1 < mdlen ? "%02X:" : "%02X", md[i]);
+	/* a resumed session keeps its first handshake's result (no callback ran) */
+	vr = SSL_get_verify_result(t->ssl);
+	if (t->verify_err == 0 && vr == X509_V_OK) {
+		p->state = TLSCONN_CERT_VERIFIED;
+		return;
+	}
+	p->state = TLSCONN_CERT_UNVERIFIED;
+	snprintf(p->verify_error, sizeof p->verify_error, "%s",
+	    X509_verify_cert_error_string(t->verify_err ? t->verify_err : vr));
+	ERR_clear_error();
+}
+
 /* Advances the handshake and then reads application data until OpenSSL needs more input,
  * on_plain asks to stop, or the peer closed. Returns 0, 1 (close_notify) or -1. */
 static int tlsconn_drive(struct tlsconn *t)
@@ -621,6 +756,8 @@ static int tlsconn_drive(struct tlsconn *t)
 			return -1;
 		}
 		t->established = true;
+		if (t->server && t->ctx->ccert != TLS_CCERT_NONE)
+			tlsconn_note_peer(t);
 		/* Data written before the handshake goes out first, then the caller hears. */
 		if (tlsconn_flush_cipher(t) < 0 || tlsconn_flush_plain(t) < 0)
 			return -1;
@@ -806,6 +943,31 @@ const char *tlsconn_sni(const struct tlsconn *t)
 	if (!t || !t->established || !(n = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name)))
 		return "";
 	return n;
+}
+
+int tlsconn_peer_cert(const struct tlsconn *t)
+{
+	return t && t->peer ? t->peer->state : TLSCONN_CERT_NOT_ASKED;
+}
+
+const char *tlsconn_peer_subject(const struct tlsconn *t)
+{
+	return t && t->peer ? t->peer->subject : "";
+}
+
+const char *tlsconn_peer_issuer(const struct tlsconn *t)
+{
+	return t && t->peer ? t->peer->issuer : "";
+}
+
+const char *tlsconn_peer_fingerprint(const struct tlsconn *t)
+{
+	return t && t->peer ? t->peer->fingerprint : "";
+}
+
+const char *tlsconn_peer_verify_error(const struct tlsconn *t)
+{
+	return t && t->peer ? t->peer->verify_error : "";
 }
 
 const char *tlsconn_error(const struct tlsconn *t)

@@ -27,6 +27,14 @@ struct tls_ctx *tls_ctx_new_server(const char *cert, const char *key, const char
  * keeps t's own. Same settings as t. Before t is shared; -1 with err. */
 int tls_ctx_add_sni(struct tls_ctx *t, const char *cert, const char *key, const char *cert2,
     const char *key2, int min_tls13, const char *ciphers, char *err, size_t errlen);
+/* Client certificates on server context t and its SNI contexts (Postfix's smtpd_tls_ask_ccert
+ * / smtpd_tls_req_ccert / smtpd_tls_CAfile): mode TLS_CCERT_NONE asks for none; ASK asks,
+ * verifies what comes against cafile (may be NULL: nothing verifies) and lets the handshake
+ * finish either way; REQUIRE fails the handshake without a certificate that verifies against
+ * cafile (required then). The CA names of cafile are sent in the request. Call after the
+ * SNI contexts were added and before t is shared; -1 with err. */
+enum tls_ccert { TLS_CCERT_NONE = 0, TLS_CCERT_ASK, TLS_CCERT_REQUIRE };
+int tls_ctx_set_client_verify(struct tls_ctx *t, int mode, const char *cafile, char *err, size_t errlen);
 /* Client context for STARTTLS to backends: opportunistic, TLS 1.2+, no verification. */
 struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen);
 /* Client context that verifies the backend's certificate (backends.tls_verify): the chain
@@ -80,6 +88,23 @@ int tlsconn_cipher_bits(const struct tlsconn *t);
 /* The server name (SNI) the client asked for, "" if none or before the handshake. On a
  * client connection: the name that was sent. Valid as long as t. */
 const char *tlsconn_sni(const struct tlsconn *t);
+/* The client's certificate on a server connection, after the handshake (a resumed session
+ * keeps the first handshake's): the state, and for a certificate that came its subject's and
+ * issuer's common names (printable ASCII; '?' for anything else, '"', '\\', '(' and ')'
+ * included, so they fit a log value or a Received comment; "" when there is no CN), its
+ * SHA-256 fingerprint ("AB:CD:...", 95 characters, as Postfix's smtpd_tls_fingerprint_digest
+ * = sha256 prints it) and, when it did not verify, OpenSSL's reason. Strings live as long as t. */
+enum tlsconn_peer_cert {
+	TLSCONN_CERT_NOT_ASKED = 0,   /* no certificate was asked for (or no TLS yet) */
+	TLSCONN_CERT_NONE,            /* asked for, none was sent */
+	TLSCONN_CERT_UNVERIFIED,      /* sent, did not verify against the CA file */
+	TLSCONN_CERT_VERIFIED,        /* sent and verified */
+};
+int tlsconn_peer_cert(const struct tlsconn *t);
+const char *tlsconn_peer_subject(const struct tlsconn *t);
+const char *tlsconn_peer_issuer(const struct tlsconn *t);
+const char *tlsconn_peer_fingerprint(const struct tlsconn *t);
+const char *tlsconn_peer_verify_error(const struct tlsconn *t);
 /* Last fatal error ("" if none). Valid as long as t. */
 const char *tlsconn_error(const struct tlsconn *t);
 

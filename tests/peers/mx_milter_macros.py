@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """A milter that reports the macros it is sent (python3-milter; run it with /usr/bin/python3).
 
-usage: /usr/bin/python3 mx_milter_macros.py inet:PORT@127.0.0.1 LOGFILE [symlist]
+usage: /usr/bin/python3 mx_milter_macros.py inet:PORT@127.0.0.1 LOGFILE [symlist|certfp]
 
 At each stage it appends "STAGE name=value ..." to LOGFILE for every macro of NAMES that
 smfi_getsymval returns (libmilter keeps the macros of the stages before too). With
 `symlist` it asks for its own lists in the option negotiation (SMFIR_SETSYMLIST, protocol
 6): at connect {client_addr} only, at MAIL i and {client_ptr} (a connect macro, asked at
-MAIL), at RCPT {rcpt_addr}, at end of message nothing but {mail_host}.
+MAIL), at RCPT {rcpt_addr}, at end of message nothing but {mail_host}. With `certfp`: at
+HELO {cert_subject} and {cert_fingerprint} (no default macro: sent when asked for).
 """
 import sys
 
@@ -16,6 +17,7 @@ import Milter
 LOG = '/dev/null'
 NAMES = ('j', '_', 'v', '{daemon_name}', '{daemon_addr}', '{client_addr}', '{client_port}', '{client_name}',
          '{client_ptr}', '{tls_version}', '{cipher}', '{cipher_bits}', '{cert_subject}', '{cert_issuer}',
+         '{cert_fingerprint}',
          'i', '{auth_type}', '{auth_authen}', '{auth_author}', '{mail_addr}', '{mail_host}', '{mail_mailer}',
          '{rcpt_addr}', '{rcpt_host}', '{rcpt_mailer}')
 
@@ -67,11 +69,16 @@ class Symlist(Reporter):
         return Milter.CONTINUE
 
 
+class CertFp(Symlist):
+    LISTS = ((Milter.M_HELO, '{cert_subject} {cert_fingerprint}'),)
+
+
 def main():
     global LOG
     sock, LOG = sys.argv[1], sys.argv[2]
-    sym = len(sys.argv) > 3 and sys.argv[3] == 'symlist'
-    Milter.factory = Symlist if sym else Reporter
+    mode = sys.argv[3] if len(sys.argv) > 3 else ''
+    sym = mode in ('symlist', 'certfp')
+    Milter.factory = CertFp if mode == 'certfp' else Symlist if sym else Reporter
     Milter.set_flags(Milter.SETSYMLIST if sym else 0)
     print('macro milter on %s' % sock, flush=True)
     Milter.runmilter('macromilter', sock, 60)

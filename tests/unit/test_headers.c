@@ -19,6 +19,7 @@
 
 #include "proxy/headers.h"
 #include "proxy/hook.h"
+#include "proxy/tls.h"
 
 static bool known_bugs(void)
 {
@@ -553,6 +554,35 @@ static void test_received(void **state)
 	assert_non_null(strstr(out.v, "from unknown (unknown [192.0.2.7])"));
 	assert_non_null(strstr(out.v, "with ESMTPS id"));
 	assert_non_null(strstr(out.v, "(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)"));
+	assert_null(strstr(out.v, "Client"));	/* no certificate asked for: nothing said */
+	strbuf_free(&out);
+
+	/* a client certificate asked for (tls.client_certificate), as Postfix's
+	 * smtpd_tls_received_header words it: verified, not verified, none sent */
+	env.tls_cert = TLSCONN_CERT_VERIFIED;
+	env.tls_cert_subject = "client.example.net";
+	env.tls_cert_issuer = "Example CA";
+	env.tls_cert_fingerprint = "AB:CD";
+	headers_build_received(&out, &env, "mx.example.com", "ESMTPS");
+	check_received_shape(out.v);
+	assert_non_null(strstr(out.v, "TLS_AES_256_GCM_SHA384)\r\n\t(Client CN \"client.example.net\", "
+	    "Issuer \"Example CA\" (verified OK)); "));
+	strbuf_free(&out);
+	env.tls_cert = TLSCONN_CERT_UNVERIFIED;
+	env.tls_cert_issuer = "";
+	headers_build_received(&out, &env, "mx.example.com", "ESMTPS");
+	check_received_shape(out.v);
+	assert_non_null(strstr(out.v, "(Client CN \"client.example.net\", Issuer \"\" (not verified))"));
+	strbuf_free(&out);
+	env.tls_cert = TLSCONN_CERT_NONE;
+	headers_build_received(&out, &env, "mx.example.com", "ESMTPS");
+	check_received_shape(out.v);
+	assert_non_null(strstr(out.v, "\r\n\t(Client did not present a certificate); "));
+	strbuf_free(&out);
+	env.tls = false;	/* never without TLS */
+	env.tls_cert = TLSCONN_CERT_VERIFIED;
+	headers_build_received(&out, &env, "mx.example.com", "ESMTP");
+	assert_null(strstr(out.v, "Client"));
 	strbuf_free(&out);
 
 	/* IPv6 client */

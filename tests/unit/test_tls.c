@@ -350,6 +350,69 @@ static void test_sni(void **state)
 	}
 }
 
+/* Client certificates: none asked for, asked for and none sent (the backend client side has
+ * none), required and none sent, and the settings refused. The certificate-bearing cases
+ * run against real clients in tests/integration/test_tls_client_cert.py. */
+static void test_client_verify(void **state)
+{
+	char err[256] = "";
+	struct pair p;
+
+	(void)state;
+	/* not asked: nothing known */
+	pair_init(&p, 0);
+	tlsconn_start(p.c.c);
+	pump(&p, 0);
+	assert_true(tlsconn_is_established(p.s.c));
+	assert_int_equal(tlsconn_peer_cert(p.s.c), TLSCONN_CERT_NOT_ASKED);
+	assert_string_equal(tlsconn_peer_subject(p.s.c), "");
+	assert_string_equal(tlsconn_peer_fingerprint(p.s.c), "");
+	pair_free(&p);
+
+	/* ask (the CA file is our own self-signed certificate): the client sends none */
+	memset(&p, 0, sizeof p);
+	p.sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
+	assert_non_null(p.sctx);
+	assert_int_equal(tls_ctx_set_client_verify(p.sctx, TLS_CCERT_ASK, g_cert, err, sizeof err), 0);
+	p.cctx = tls_ctx_new_client(err, sizeof err);
+	p.s.c = tlsconn_new(p.sctx, true, NULL, &ops, &p.s);
+	p.c.c = tlsconn_new(p.cctx, false, "mx.test", &ops, &p.c);
+	tls_ctx_unref(p.sctx);
+	tls_ctx_unref(p.cctx);
+	tlsconn_start(p.c.c);
+	pump(&p, 0);
+	assert_true(tlsconn_is_established(p.s.c));
+	assert_int_equal(tlsconn_peer_cert(p.s.c), TLSCONN_CERT_NONE);
+	assert_string_equal(tlsconn_peer_issuer(p.s.c), "");
+	assert_string_equal(tlsconn_peer_verify_error(p.s.c), "");
+	pair_free(&p);
+
+	/* require: the handshake fails without a certificate */
+	memset(&p, 0, sizeof p);
+	p.sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
+	assert_int_equal(tls_ctx_set_client_verify(p.sctx, TLS_CCERT_REQUIRE, g_cert, err, sizeof err), 0);
+	p.cctx = tls_ctx_new_client(err, sizeof err);
+	p.s.c = tlsconn_new(p.sctx, true, NULL, &ops, &p.s);
+	p.c.c = tlsconn_new(p.cctx, false, "mx.test", &ops, &p.c);
+	tls_ctx_unref(p.sctx);
+	tls_ctx_unref(p.cctx);
+	tlsconn_start(p.c.c);
+	assert_int_equal(pump(&p, 0), -1);
+	assert_false(tlsconn_is_established(p.s.c));
+	assert_non_null(strstr(tlsconn_error(p.s.c), "certificate"));
+	pair_free(&p);
+
+	/* refused settings */
+	struct tls_ctx *c = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
+	assert_int_equal(tls_ctx_set_client_verify(c, TLS_CCERT_REQUIRE, NULL, err, sizeof err), -1);
+	assert_true(strncmp(err, "client_ca_file", 14) == 0);
+	assert_int_equal(tls_ctx_set_client_verify(c, TLS_CCERT_ASK, "/nonexistent/ca.pem", err, sizeof err), -1);
+	assert_true(strncmp(err, "client_ca_file /nonexistent/ca.pem", 34) == 0);
+	assert_int_equal(tls_ctx_set_client_verify(c, TLS_CCERT_NONE, "/nonexistent/ca.pem", err, sizeof err), 0);
+	assert_int_equal(tls_ctx_set_client_verify(c, TLS_CCERT_ASK, NULL, err, sizeof err), 0);
+	tls_ctx_unref(c);
+}
+
 static void test_bad_files(void **state)
 {
 	char err[256] = "";
@@ -389,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_to_client),
 		cmocka_unit_test(test_cipher_refused),
 		cmocka_unit_test(test_sni),
+		cmocka_unit_test(test_client_verify),
 		cmocka_unit_test(test_bad_files),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
