@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,9 +162,17 @@ static inline char *headers_put(char *o, const char *s, size_t n)
  * as the relay to a Received parser downstream. Returns the octet after it. */
 static char *headers_put_helo(char *o, const char *helo, size_t n)
 {
+	/* the octets that become '?', one bit each (octets 0x80 and up stay): 0x00-0x20,
+	 * '"' 0x22, '(' 0x28, ')' 0x29, ';' 0x3b, '<' 0x3c, '>' 0x3e; '@' 0x40, '\\' 0x5c,
+	 * DEL 0x7f. One test an octet, not a strchr call. */
+	static const uint64_t neuter[2] = {
+		0x00000001ffffffffULL | 1ULL << 0x22 | 1ULL << 0x28 | 1ULL << 0x29 | 1ULL << 0x3b |
+		    1ULL << 0x3c | 1ULL << 0x3e,
+		1ULL << (0x40 - 64) | 1ULL << (0x5c - 64) | 1ULL << (0x7f - 64),
+	};
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)helo[i];
-		o[i] = c <= ' ' || c == 0x7f || strchr("<>()\\\";@", c) != NULL ? '?' : (char)c;
+		o[i] = c < 0x80 && (neuter[c >> 6] >> (c & 63) & 1) ? '?' : (char)c;
 	}
 	return o + n;
 }
