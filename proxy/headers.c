@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,24 +155,25 @@ static inline char *headers_put(char *o, const char *s, size_t n)
 
 #define HEADERS_PUT_LIT(o, lit) headers_put((o), (lit), sizeof(lit) - 1)
 
+/* What headers_put_helo writes for each octet: '?' for 0x00-0x20, '"', '(', ')', ';',
+ * '<', '>', '@', '\\' and DEL; the octet itself otherwise (0x80 and up too). */
+#define HELO_OUT(c) ((c) <= 0x20 || (c) == 0x7f || (c) == '"' || (c) == '(' || (c) == ')' || (c) == ';' || \
+    (c) == '<' || (c) == '>' || (c) == '@' || (c) == '\\' ? '?' : (c))
+#define HELO_OUT4(c) HELO_OUT(c), HELO_OUT((c) + 1), HELO_OUT((c) + 2), HELO_OUT((c) + 3)
+#define HELO_OUT16(c) HELO_OUT4(c), HELO_OUT4((c) + 4), HELO_OUT4((c) + 8), HELO_OUT4((c) + 12)
+#define HELO_OUT64(c) HELO_OUT16(c), HELO_OUT16((c) + 16), HELO_OUT16((c) + 32), HELO_OUT16((c) + 48)
+static const unsigned char headers_helo_out[256] = {
+	HELO_OUT64(0), HELO_OUT64(64), HELO_OUT64(128), HELO_OUT64(192),
+};
+
 /* The client's HELO name as the Received field shows it, written at o (n octets): space,
  * <>()\";@ and control characters become '?', as Postfix's smtpd writes it (smtpd.c,
  * NEUTER_CHARACTERS), so that a name such as "x (mail.example [192.0.2.1])" cannot pose
  * as the relay to a Received parser downstream. Returns the octet after it. */
 static char *headers_put_helo(char *o, const char *helo, size_t n)
 {
-	/* the octets that become '?', one bit each (octets 0x80 and up stay): 0x00-0x20,
-	 * '"' 0x22, '(' 0x28, ')' 0x29, ';' 0x3b, '<' 0x3c, '>' 0x3e; '@' 0x40, '\\' 0x5c,
-	 * DEL 0x7f. One test an octet, not a strchr call. */
-	static const uint64_t neuter[2] = {
-		0x00000001ffffffffULL | 1ULL << 0x22 | 1ULL << 0x28 | 1ULL << 0x29 | 1ULL << 0x3b |
-		    1ULL << 0x3c | 1ULL << 0x3e,
-		1ULL << (0x40 - 64) | 1ULL << (0x5c - 64) | 1ULL << (0x7f - 64),
-	};
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)helo[i];
-		o[i] = c < 0x80 && (neuter[c >> 6] >> (c & 63) & 1) ? '?' : (char)c;
-	}
+	for (size_t i = 0; i < n; i++)
+		o[i] = (char)headers_helo_out[(unsigned char)helo[i]];	/* one load an octet */
 	return o + n;
 }
 
