@@ -496,8 +496,12 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail, bool ctl)
     const char *a = cmd->arg;
     size_t alen = strlen(a);
 
-    if (alen < plen || !smtp_upper_eq_any(a, prefix, plen))
+    if (alen < plen)
         return syntax;
+    if (smtp_cmd_force_slow ? !smtp_upper_eq_any(a, prefix, plen)
+        : is_mail ? smtp_word4(a) != SMTP_W4('F', 'R', 'O', 'M') || a[4] != ':'
+                  : ((unsigned char)a[0] & 0xdf) != 'T' || ((unsigned char)a[1] & 0xdf) != 'O' || a[2] != ':')
+        return syntax;      /* the quick form: "FROM" as one case-folded word */
     const char *s = a + plen;
     while (*s == ' ')           /* "FROM: <addr>", as Postfix accepts */
         s++;

@@ -793,6 +793,17 @@ static void smtp_tx_scan_headers(struct smtp_tx *tx, const char *data, size_t le
 			if (cr == NULL)
 				return;
 			i = (size_t)(cr - data);
+			if (len - i >= 4) {
+				/* the whole end or not, in one compare (a header line's CRLF: on
+				 * to the next CR) */
+				if (memcmp(data + i, end, 4) == 0) {
+					tx->hdr_match = 4;
+					i += 4;
+					break;
+				}
+				i++;
+				continue;
+			}
 		}
 		if (data[i] == end[tx->hdr_match])
 			tx->hdr_match++;

@@ -673,6 +673,27 @@ static void test_received_bytes(void **state)
 	tzset();
 }
 
+/* The HELO name in the Received field, every octet between two letters: space, <>()\";@
+ * and the controls (DEL too) become '?', as the strchr form wrote them; every other
+ * octet (0x80 and up too) stays. */
+static void test_received_helo_every_octet(void **state)
+{
+	(void)state;
+	for (int c = 1; c < 256; c++) {
+		struct hook_env env;
+		struct strbuf out = { 0 };
+		env_fill(&env);
+		snprintf(env.helo, sizeof(env.helo), "a%cb", c);
+		headers_build_received_at(&out, &env, "mx.example.com", "ESMTP", 1796000000);
+		bool neuter = c <= ' ' || c == 0x7f || strchr("<>()\\\";@", c) != NULL;
+		char want[16];
+		snprintf(want, sizeof(want), "from a%cb (", neuter ? '?' : c);
+		if (memcmp(out.v + strlen("Received: "), want, strlen(want)) != 0)
+			fail_msg("octet 0x%02x: %.20s", c, out.v);
+		strbuf_free(&out);
+	}
+}
+
 /* ------------------------------------------------------------ strbuf */
 
 static void test_strbuf(void **state)
@@ -735,6 +756,7 @@ int main(void)
 		cmocka_unit_test(test_append_field_folding),
 		cmocka_unit_test(test_received),
 		cmocka_unit_test(test_received_bytes),
+		cmocka_unit_test(test_received_helo_every_octet),
 		cmocka_unit_test(test_strbuf),
 		cmocka_unit_test(test_end_block),
 	};

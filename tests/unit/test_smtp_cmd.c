@@ -512,6 +512,18 @@ test_quick_same(void **state)
         parse_both_same(line, 17);
         parse_both_same(line, 4);
     }
+    /* every octet at every place of "FROM:" and "TO:" (and of the space before them) */
+    static const char *const pfx[] = { "MAIL FROM:<a@b.c>", "RCPT TO:<a@b.c>", "MAIL FROM:", "RCPT TO:" };
+    for (size_t p = 0; p < sizeof(pfx) / sizeof(pfx[0]); p++) {
+        size_t len = strlen(pfx[p]);
+        for (size_t at = 4; at < (pfx[p][0] == 'M' ? 10u : 8u); at++)
+            for (int c = 0; c < 256; c++) {
+                memcpy(line, pfx[p], len);
+                line[at] = (char)c;
+                parse_both_same(line, len);
+                parse_both_same(line, at + 1);
+            }
+    }
     static const char po[] = { '<', '>', '"', '\\', '\t', '@', 'a' };
     static const char *const pre[] = { "MAIL FROM:<", "RCPT TO:<", "MAIL FROM:<x@y.z" };
     static const char *const post[] = { "", ">", "@b.c>", "@b.c> SIZE=10", "\"@b.c> X=<y>" };

@@ -1124,6 +1124,24 @@ static void test_headers_complete(void **state)
 	for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++)
 		for (size_t at = 0; at <= strlen(splits[k].msg); at++)
 			headers_fed_split(wd, splits[k].msg, at, splits[k].want);
+	/* every string of up to 7 octets over CR, LF and 'a', whole and split at every
+	 * place, against the first CRLF CRLF after an assumed CRLF at the start */
+	char m[8], ref[16];
+	for (int n = 0; n <= 7; n++) {
+		int count = 1;
+		for (int k = 0; k < n; k++)
+			count *= 3;
+		for (int v = 0; v < count; v++) {
+			for (int k = 0, x = v; k < n; k++, x /= 3)
+				m[k] = "\r\na"[x % 3];
+			m[n] = '\0';
+			snprintf(ref, sizeof ref, "\r\n%s", m);
+			const char *e = strstr(ref, "\r\n\r\n");
+			size_t want = e ? (size_t)(e - ref) + 2 : 0;
+			for (size_t at = 0; at <= (size_t)n; at++)
+				headers_fed_split(wd, m, at, want);
+		}
+	}
 	/* in pieces as a client sends them: the end straddles two appends */
 	smtp_tx_begin(&wd->tx, "a@example.org", "");
 	assert_int_equal(smtp_tx_data_open(&wd->tx), 0);
