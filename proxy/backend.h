@@ -109,7 +109,10 @@ struct pool {
 	int fall, rise;
 	int client_identity;                             /* backends.client_identity (config.h) */
 	bool require_tls;                                /* backends.require_tls: the probes want
-	                                                  * STARTTLS offered, as delivery does */
+	                                                  * STARTTLS offered, as delivery does,
+	                                                  * and a TLS handshake (health.c) */
+	bool tls_verify;                                 /* backends.tls_verify: the probes'
+	                                                  * handshake verifies the certificate */
 	atomic_uint rr;                                  /* round-robin cursor */
 	struct shared_gen *gen;                          /* the generation owning the pool
 	                                                  * (worker.h; set by its maker): a

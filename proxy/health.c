@@ -18,10 +18,13 @@
 #include "log.h"
 #include "maildir.h"
 #include "proxyproto.h"
+#include "tls.h"
 
-enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PROBE_QUIT };
+enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PROBE_STARTTLS, PROBE_TLS,
+	PROBE_QUIT };
 
-static const char *const probe_stage_names[] = { "idle", "connect", "greeting", "ehlo", "quit" };
+static const char *const probe_stage_names[] = { "idle", "connect", "greeting", "ehlo", "starttls", "tls",
+	"quit" };
 
 struct health_probe {
 	struct health *h;
@@ -48,11 +51,18 @@ struct health_probe {
 	bool warned_xclient;          /* backend_no_xclient logged (again once it offers it) */
 	bool want_starttls;           /* backends.require_tls: delivery fails without STARTTLS */
 	bool saw_starttls;            /* this check's EHLO reply announced STARTTLS */
+	/* backends.require_tls (tls_verify implies it): delivery fails without a TLS handshake
+	 * (with tls_verify: one whose certificate verifies), so the check does STARTTLS and the
+	 * handshake too, as HAProxy's check-ssl, with the client context deliveries use */
+	struct tlsconn *tls;          /* this check's TLS, from the 220 to STARTTLS */
+	char *sni;                    /* the backend's host (SNI, as relay.c sends) */
+	char *verify_name;            /* NULL: no verification (the context does not verify) */
+	char cbuf[4096];              /* ciphertext read */
 	enum probe_stage stage;
 	uint64_t t0;                  /* uv_hrtime at check start */
 	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
 	uv_connect_t conn;
-	uv_write_t wr_proxy, wr_ehlo, wr_quit;
+	uv_write_t wr_proxy, wr_ehlo, wr_starttls, wr_quit;
 	uint8_t proxy_hdr[16];        /* PROXY v2 LOCAL, sent first when proxy_hdr_len > 0 */
 	size_t proxy_hdr_len;
 	char ehlo[300];
@@ -69,6 +79,7 @@ struct health {
 	struct pool *pool;
 	uint64_t interval_ms, timeout_ms;
 	char *hostname;
+	struct tls_ctx *tls_client;   /* a reference, or NULL: no TLS in the checks */
 	int fall, rise;
 	uv_timer_t tick;
 	struct health_probe *probes;
@@ -98,10 +109,15 @@ static void health_maybe_free(struct health *h)
 {
 	if (!h->stopping || h->pending > 0)
 		return;
-	for (size_t i = 0; i < h->nprobes; i++)
+	for (size_t i = 0; i < h->nprobes; i++) {
 		free(h->probes[i].path);
+		free(h->probes[i].sni);
+		free(h->probes[i].verify_name);
+		tlsconn_free(h->probes[i].tls);
+	}
 	free(h->probes);
 	free(h->hostname);
+	tls_ctx_unref(h->tls_client);
 	free(h);
 }
 
@@ -171,6 +187,8 @@ static void probe_stream_closed_cb(uv_handle_t *handle)
 	p->stream_open = false;
 	p->busy = false;
 	p->stage = PROBE_IDLE;
+	tlsconn_free(p->tls);
+	p->tls = NULL;
 	h->pending--;
 	if (p->addr_next && !h->stopping) {
 		p->addr_next = false;
@@ -193,7 +211,7 @@ static void probe_finish(struct health_probe *p, bool ok, const char *reason)
 
 static void probe_fail_stage(struct health_probe *p, const char *what)
 {
-	char reason[128];
+	char reason[256];
 	snprintf(reason, sizeof reason, "%s during %s", what, probe_stage_names[p->stage]);
 	if (p->stage == PROBE_CONNECT && p->addr_tries + 1 < p->naddrs && !p->reported &&
 	    p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
@@ -225,11 +243,108 @@ static void probe_write_cb(uv_write_t *req, int status)
 	}
 }
 
+/* A ciphertext write: its own copy of the bytes, freed when written (or cancelled). */
+struct probe_cwrite {
+	uv_write_t req;
+	struct health_probe *p;
+	char data[];
+};
+
+static void probe_cwrite_cb(uv_write_t *req, int status)
+{
+	struct probe_cwrite *cw = req->data;
+	struct health_probe *p = cw->p;
+	free(cw);
+	if (status < 0 && status != UV_ECANCELED && p->stream_open) {
+		char what[64];
+		snprintf(what, sizeof what, "write %s", uv_err_name(status));
+		probe_fail_stage(p, what);
+	}
+}
+
+static int probe_tls_cipher_cb(void *arg, const char *data, size_t len)
+{
+	struct health_probe *p = arg;
+	if (!p->stream_open || uv_is_closing((uv_handle_t *)&p->s))
+		return -1;
+	struct probe_cwrite *cw = malloc(sizeof *cw + len);
+	if (!cw)
+		return -1;
+	cw->p = p;
+	cw->req.data = cw;
+	memcpy(cw->data, data, len);
+	uv_buf_t buf = uv_buf_init(cw->data, (unsigned)len);
+	if (uv_write(&cw->req, (uv_stream_t *)&p->s, &buf, 1, probe_cwrite_cb) != 0) {
+		free(cw);
+		return -1;
+	}
+	return 0;
+}
+
 static int probe_send(struct health_probe *p, uv_write_t *req, const char *text)
 {
+	if (p->tls)
+		return tlsconn_write(p->tls, text, strlen(text));
 	uv_buf_t buf = uv_buf_init((char *)text, (unsigned)strlen(text));
 	req->data = p;
 	return uv_write(req, (uv_stream_t *)&p->s, &buf, 1, probe_write_cb);
+}
+
+static void probe_after_ehlo(struct health_probe *p);
+
+/* The handshake is done (the certificate verified, when the context verifies). */
+static void probe_tls_established_cb(void *arg)
+{
+	probe_after_ehlo(arg);
+}
+
+static int probe_tls_plain_cb(void *arg, const char *data, size_t len);
+
+static const struct tlsconn_ops probe_tls_ops = {
+	.on_plain = probe_tls_plain_cb,
+	.on_cipher = probe_tls_cipher_cb,
+	.on_established = probe_tls_established_cb,
+};
+
+/* The 220 to STARTTLS: the handshake, within the check's timeout. */
+static void probe_start_tls(struct health_probe *p)
+{
+	p->stage = PROBE_TLS;
+	p->llen = 0;   /* anything sent in clear after the 220 is not read (RFC 3207 5) */
+	p->tls = tlsconn_new(p->h->tls_client, false, p->sni, &probe_tls_ops, p);
+	if (p->tls == NULL) {
+		probe_fail_stage(p, "TLS setup failed");
+		return;
+	}
+	if (p->verify_name && tlsconn_set_verify_name(p->tls, p->verify_name) != 0) {
+		probe_fail_stage(p, "TLS: no name to verify the certificate against (backends.tls_verify)");
+		return;
+	}
+	if (tlsconn_start(p->tls) != 0) {
+		char what[200];
+		snprintf(what, sizeof what, "TLS %.180s", tlsconn_error(p->tls));
+		probe_fail_stage(p, what);
+	}
+}
+
+/* EHLO answered 250 (and TLS is up when wanted): XCLIENT's warning, success, QUIT. */
+static void probe_after_ehlo(struct health_probe *p)
+{
+	if (p->want_xclient && !p->saw_xclient && !p->warned_xclient && !p->h->stopping) {
+		/* Without XCLIENT the backend judges and logs mxgate's address as every
+		 * client (Postfix: permit_mynetworks then relays anything mxgate passes). */
+		log_event(LOG_LVL_WARNING, NULL, "event=backend_no_xclient backend=%s "
+		    "reason=\"client_identity is xclient but the backend offers no XCLIENT to "
+		    "mxgate: it sees mxgate's address as the client (Postfix: "
+		    "smtpd_authorized_xclient_hosts)\"", p->b->url);
+		p->warned_xclient = true;
+	} else if (p->saw_xclient) {
+		p->warned_xclient = false;
+	}
+	probe_record(p, true, NULL);
+	p->stage = PROBE_QUIT;
+	if (probe_send(p, &p->wr_quit, "QUIT\r\n") != 0)
+		probe_finish(p, true, NULL);
 }
 
 /* A complete reply (its last line) arrived with code. */
@@ -252,21 +367,22 @@ static void probe_on_reply(struct health_probe *p, int code)
 			probe_fail_stage(p, "STARTTLS not offered (backends.require_tls)");
 			return;
 		}
-		if (p->want_xclient && !p->saw_xclient && !p->warned_xclient && !p->h->stopping) {
-			/* Without XCLIENT the backend judges and logs mxgate's address as every
-			 * client (Postfix: permit_mynetworks then relays anything mxgate passes). */
-			log_event(LOG_LVL_WARNING, NULL, "event=backend_no_xclient backend=%s "
-			    "reason=\"client_identity is xclient but the backend offers no XCLIENT to "
-			    "mxgate: it sees mxgate's address as the client (Postfix: "
-			    "smtpd_authorized_xclient_hosts)\"", p->b->url);
-			p->warned_xclient = true;
-		} else if (p->saw_xclient) {
-			p->warned_xclient = false;
+		if (p->want_starttls && p->h->tls_client) {
+			p->stage = PROBE_STARTTLS;
+			if (probe_send(p, &p->wr_starttls, "STARTTLS\r\n") != 0)
+				probe_fail_stage(p, "write");
+			return;
 		}
-		probe_record(p, true, NULL);
-		p->stage = PROBE_QUIT;
-		if (probe_send(p, &p->wr_quit, "QUIT\r\n") != 0)
-			probe_finish(p, true, NULL);
+		probe_after_ehlo(p);
+		return;
+	case PROBE_STARTTLS:
+		if (code != 220) {
+			/* relay.c: "STARTTLS refused (backends.require_tls)" */
+			snprintf(what, sizeof what, "STARTTLS refused (reply %d, backends.require_tls)", code);
+			probe_fail_stage(p, what);
+			return;
+		}
+		probe_start_tls(p);
 		return;
 	case PROBE_QUIT:
 		probe_finish(p, true, NULL);
@@ -281,7 +397,32 @@ static void probe_on_reply(struct health_probe *p, int code)
 static void probe_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
 	struct health_probe *p = handle->data;
-	*buf = uv_buf_init(p->line + p->llen, (unsigned)(sizeof p->line - p->llen));
+	(void)suggested;
+	if (p->tls)
+		*buf = uv_buf_init(p->cbuf, (unsigned)sizeof p->cbuf);
+	else
+		*buf = uv_buf_init(p->line + p->llen, (unsigned)(sizeof p->line - p->llen));
+}
+
+static void probe_lines(struct health_probe *p);
+
+/* Decrypted bytes: to the reply lines (as far as they fit; a longer line fails). */
+static int probe_tls_plain_cb(void *arg, const char *data, size_t len)
+{
+	struct health_probe *p = arg;
+	while (len > 0) {
+		if (!p->stream_open || uv_is_closing((uv_handle_t *)&p->s))
+			return -1;
+		size_t n = sizeof p->line - p->llen;
+		if (n > len)
+			n = len;
+		memcpy(p->line + p->llen, data, n);
+		p->llen += n;
+		data += n;
+		len -= n;
+		probe_lines(p);
+	}
+	return 0;
 }
 
 /* Splits the buffered bytes into reply lines (RFC 5321 4.2.1: "xyz-" continues, "xyz " or
@@ -296,7 +437,26 @@ static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		probe_fail_stage(p, what);
 		return;
 	}
+	if (p->tls) {
+		if (nread == 0)
+			return;
+		int fr = tlsconn_feed(p->tls, buf->base, (size_t)nread);
+		if (fr < 0 && p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
+			char what[200];
+			snprintf(what, sizeof what, "TLS %.180s", tlsconn_error(p->tls));
+			probe_fail_stage(p, what);
+		} else if (fr == 1 && p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
+			probe_fail_stage(p, "connection closed");
+		}
+		return;
+	}
 	p->llen += (size_t)nread;
+	probe_lines(p);
+}
+
+/* Splits p->line into reply lines and acts on each complete reply. */
+static void probe_lines(struct health_probe *p)
+{
 	for (;;) {
 		char *nl = memchr(p->line, '\n', p->llen);
 		if (!nl)
@@ -460,7 +620,7 @@ void health_on_first_round(struct health *h, void (*cb)(void *arg), void *arg)
 
 /* See health.h. */
 struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
-    uint64_t timeout_ms, const char *hostname)
+    uint64_t timeout_ms, const char *hostname, struct tls_ctx *tls_client)
 {
 	struct health *h;
 	size_t n;
@@ -476,6 +636,10 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 	h->timeout_ms = timeout_ms ? timeout_ms : 3000;
 	h->fall = pool->fall > 0 ? pool->fall : 1;
 	h->rise = pool->rise > 0 ? pool->rise : 1;
+	if (pool->require_tls && tls_client) {
+		tls_ctx_ref(tls_client);
+		h->tls_client = tls_client;
+	}
 	char sysname[256] = "localhost";
 	if (!hostname || !*hostname) {
 		if (gethostname(sysname, sizeof sysname) != 0 || !sysname[0])
@@ -515,6 +679,12 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 			p->proxy_hdr_len = proxyproto_build_v2_local(p->proxy_hdr, sizeof p->proxy_hdr);
 		p->want_xclient = pool->client_identity == IDENTITY_XCLIENT && p->kind == BACKEND_SMTP;
 		p->want_starttls = pool->require_tls && p->kind != BACKEND_MAILDIR;
+		if (p->want_starttls && h->tls_client) {
+			if (!(p->sni = strdup(b->host)))
+				goto fail;
+			if (pool->tls_verify && !(p->verify_name = strdup(b->verify_name ? b->verify_name : b->host)))
+				goto fail;
+		}
 		h->nprobes = i + 1;
 	}
 	if (uv_timer_init(loop, &h->tick) != 0)
@@ -530,10 +700,14 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 	uv_timer_start(&h->tick, health_tick_cb, 0, h->interval_ms);
 	return h;
 fail:
-	for (size_t i = 0; i < h->nprobes; i++)
+	for (size_t i = 0; i < n && h->probes; i++) {
 		free(h->probes[i].path);
+		free(h->probes[i].sni);
+		free(h->probes[i].verify_name);
+	}
 	free(h->probes);
 	free(h->hostname);
+	tls_ctx_unref(h->tls_client);
 	free(h);
 	return NULL;
 }

@@ -14,6 +14,7 @@
 
 struct pool;
 struct health;
+struct tls_ctx;
 
 /* Starts checking every backend of pool (pool->servers and pool->extra) on loop every
  * interval_ms, the first round right away. A check has timeout_ms in all. Records
@@ -21,9 +22,14 @@ struct health;
  * of them sets up = 0 (logs `event=backend_down backend=<url> reason="..."`); while
  * down, pool->rise consecutive successes set up = 1, fails = 0 (logs
  * `event=backend_up`). hostname (NULL/"" = the system's) is copied. pool must outlive the checker until
- * health_stop. Returns NULL on allocation or libuv failure. */
+ * health_stop. With pool->require_tls (implied by tls_verify) an smtp:// or lmtp:// check also
+ * sends STARTTLS, wants 220 and completes the TLS handshake with tls_client (the context
+ * deliveries use, a reference is taken; with pool->tls_verify the certificate must name the
+ * server's tls_verify_name or host), as a delivery must: a server whose certificate is
+ * refused fails its checks ("health check: TLS handshake: certificate verify failed: ...
+ * during tls"); tls_client NULL: no TLS in the checks. Returns NULL on allocation or libuv failure. */
 struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interval_ms,
-    uint64_t timeout_ms, const char *hostname);
+    uint64_t timeout_ms, const char *hostname, struct tls_ctx *tls_client);
 /* Calls cb(arg) once on the loop when every backend has its first check result (pass or
  * fail): the daemon is ready to say so only then. With no backends, on the next check
  * tick. Replaces an earlier registration; NULL h ignored. */

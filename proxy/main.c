@@ -165,7 +165,7 @@ static void main_start_side_services(void)
 	const struct mx_config *cfg = current->cfg;
 
 	health = health_start(main_loop, current->pool, cfg->backends.health_check.interval,
-	    cfg->backends.health_check.timeout, cfg->hostname);
+	    cfg->backends.health_check.timeout, cfg->hostname, current->tls_client);
 	if (!ops_is_started())
 		health_on_first_round(health, main_first_round_cb, NULL);
 	/* Started at start (main); a reload starts it only when the start had none. */

@@ -457,7 +457,7 @@ static void relay_close(struct relay *r)
 /* Opportunistic TLS (RFC 7435) whose handshake failed (the backend closed, sent no TLS,
  * or offers only versions we refuse): as Postfix's smtp client with security level "may",
  * the message goes in clear text on a new connection instead of waiting for ever. The
- * backend is not at fault (health probes never try STARTTLS) and this was not an attempt:
+ * backend is not at fault (health probes try STARTTLS only under require_tls) and this was not an attempt:
  * the connection counts as stale, and for RELAY_TLS_FALLBACK_MS no connection to the
  * backend tries STARTTLS again. */
 enum { RELAY_TLS_FALLBACK_MS = 10 * 60 * 1000 };

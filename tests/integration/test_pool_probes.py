@@ -11,6 +11,7 @@ MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -124,5 +125,57 @@ if want('probetimeout'):
              'probetimeout: greeting at once, EHLO reply after 2 s: a 1 s probe fails (timeout during ehlo)')
     mx.stop()
     ls.close()
+
+# ---------------------------------------------------------------- tls_verify, a refused certificate
+# A server whose certificate fails verification gets no message (relay.c refuses it), so the
+# probe must not call it up: before the fix the probes never spoke STARTTLS, every delivery
+# took the server down (fall) and the next `rise` probes brought it back, over and over, while
+# /readyz said ready. HAProxy's check-ssl judges the handshake; the probe now does STARTTLS and
+# verifies the certificate as a delivery does.
+if want('verify'):
+    mt.need('openssl')
+    crt = mt.cert()[0]                               # the backends' self-signed mx.test certificate
+    good = mt.Backend(name='vgood', starttls=True, xclient=False)
+    bad = mt.Backend(name='vbad', starttls=True, xclient=False)
+    sock = os.path.join(mt.TMP, 'verify-control.sock')
+    cfg = mt.config([{'address': bad.url, 'tls_verify_name': 'mx9.test'}], workers=1, control={'socket': sock},
+                    metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
+                    backends={'client_identity': 'none', 'tls_verify': True, 'tls_ca_file': crt,
+                              'health_check': {'interval': '200ms', 'timeout': '2s', 'fall': 1, 'rise': 1}})
+    mx = mt.Mxgate(cfg, name='mx-verify')
+    mp = mx.metrics_port
+    mt.check(mx.wait_log(r'event=ready ', 10) is not None, 'verify: started')
+    down = mx.wait_log(r'event=backend_down backend=%s reason="health check: TLS [^"]*certificate verify '
+                       r'failed: [Hh]ostname mismatch[^"]*"' % bad.url, 10)
+    mt.check(down is not None, 'verify: the probe takes a server with a refused certificate down, saying why\n%s'
+             % mx.tail())
+    st = http(mp, '/readyz')
+    mt.check(st[0] == 503, 'verify: not ready with only a server whose certificate is refused (%s %r)' % st)
+    r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('vf-bad'))
+    mt.check(r.code is not None and r.code // 100 == 4 and not bad.messages,
+             'verify: its mail gets 4xx, nothing delivered (%s %s)' % (r.code, r.text[:60]))
+    base = bad.connections
+    mt.check(mt.wait_for(lambda: bad.connections >= base + 4, timeout=mt.slack(10)),
+             'verify: the probes go on (%d connections)' % bad.connections)
+    mt.check(mx.count_log(r'event=backend_up backend=%s' % bad.url) == 0,
+             'verify: never brought back up by a probe (no event=backend_up)\n%s' % mx.tail())
+    mt.check(http(mp, '/readyz')[0] == 503, 'verify: still not ready after the delivery and more probes')
+    out = subprocess.run([mt.mxgatectl(), '-s', sock, 'backends'], capture_output=True, text=True,
+                         timeout=30).stdout
+    mt.check(bad.url in out and 'down' in out, 'verify: mxgatectl backends says down:\n%s' % out)
+    # the same certificate, verified against its right name: up, ready, delivered over TLS
+    mark = mx.log_size()
+    mx.reload(dict(cfg, backends=dict(cfg['backends'], servers=[{'address': good.url, 'tls_verify_name': 'mx.test'}])))
+    mt.check(mx.wait_log(r'event=reloaded', 10, start=mark) is not None, 'verify: reloaded with a good name')
+    mt.check(mt.wait_for(lambda: http(mp, '/readyz')[0] == 200, timeout=mt.slack(10)),
+             'verify: a server whose certificate verifies is ready (%s %r)' % http(mp, '/readyz'))
+    r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('vf-good'))
+    mt.check(r.code == 250 and good.messages and good.messages[0].get('tls'),
+             'verify: delivered over verified TLS (%s %s)' % (r.code, r.text[:60]))
+    mt.check(mx.count_log(r'event=backend_down backend=%s' % good.url) == 0,
+             'verify: the good server was never taken down by a probe\n%s' % mx.tail())
+    mx.stop()
+    good.stop()
+    bad.stop()
 
 mt.finish()

@@ -283,7 +283,7 @@ static void test_fall_and_rise(void **state)
 	struct backend *b = &p->servers[0];
 	backend_init_tcp(b, BACKEND_SMTP, r.port, 0);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	struct health *h = health_start(&loop, p, 40, 500, "mx.test");
+	struct health *h = health_start(&loop, p, 40, 500, "mx.test", NULL);
 	assert_non_null(h);
 
 	assert_true(run_until(&loop, responder_seen_2, &r, 3000));
@@ -338,7 +338,7 @@ static void test_closed_stall_lmtp(void **state)
 	p->nextra = 1;
 	backend_init_tcp(&p->extra[0], BACKEND_LMTP, ok.port, 0);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	struct health *h = health_start(&loop, p, 50, 150, "mx.test");
+	struct health *h = health_start(&loop, p, 50, 150, "mx.test", NULL);
 	assert_non_null(h);
 	assert_true(run_until(&loop, is_down, &p->servers[0], 3000));
 	assert_true(run_until(&loop, is_down, &p->servers[1], 3000));
@@ -366,7 +366,7 @@ static void test_lmtp_unix(void **state)
 	backend_init_unix(&p->servers[0], sock, 0);
 	backend_init_unix(&p->servers[1], missing, 1);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	struct health *h = health_start(&loop, p, 50, 500, "mx.test");
+	struct health *h = health_start(&loop, p, 50, 500, "mx.test", NULL);
 	assert_non_null(h);
 	assert_true(run_until(&loop, has_latency, &p->servers[0], 3000));
 	assert_true(run_until(&loop, is_down, &p->servers[1], 3000));
@@ -398,7 +398,7 @@ static void test_maildir(void **state)
 	backend_init_maildir(&p->servers[0], good, 0);
 	backend_init_maildir(&p->servers[1], bad, 1);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	struct health *h = health_start(&loop, p, 30, 1000, "mx.test");
+	struct health *h = health_start(&loop, p, 30, 1000, "mx.test", NULL);
 	assert_non_null(h);
 	assert_true(run_until(&loop, is_down, &p->servers[1], 3000));
 	assert_true(run_until(&loop, has_latency, &p->servers[0], 3000));
@@ -427,7 +427,7 @@ static void test_stop_in_flight(void **state)
 	backend_init_tcp(&p->servers[1], BACKEND_SMTP, closed_port(), 1);
 	backend_init_maildir(&p->servers[2], root, 2);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	struct health *h = health_start(&loop, p, 1000, 1000, NULL);
+	struct health *h = health_start(&loop, p, 1000, 1000, NULL, NULL);
 	assert_non_null(h);
 	uv_run(&loop, UV_RUN_NOWAIT);   /* first round started: connects and work queued */
 	health_stop(h);
@@ -453,7 +453,7 @@ static void test_require_tls(void **state)
 	p->require_tls = true;
 	backend_init_tcp(&p->servers[0], BACKEND_SMTP, r.port, 0);
 	assert_int_equal(uv_loop_init(&loop), 0);
-	struct health *h = health_start(&loop, p, 30, 500, "mx.test");
+	struct health *h = health_start(&loop, p, 30, 500, "mx.test", NULL);
 	assert_non_null(h);
 	assert_true(run_until(&loop, is_down, &p->servers[0], 3000));
 	assert_true(run_until(&loop, responder_seen_2, &r, 3000));
@@ -478,7 +478,7 @@ static void test_state_by_url(void **state)
 	atomic_init(&rec->health.up, 1);
 	old->servers[0].counts = cur->servers[0].counts = rec;
 	assert_int_equal(uv_loop_init(&loop), 0);
-	struct health *h = health_start(&loop, cur, 40, 500, "mx.test");
+	struct health *h = health_start(&loop, cur, 40, 500, "mx.test", NULL);
 	assert_non_null(h);
 	assert_true(run_until(&loop, has_latency, &old->servers[0], 3000));
 	atomic_store(&r.mode, MODE_REJECT_GREETING);
