@@ -88,6 +88,37 @@ static int backend_parse_hostport(const char *s, struct backend *b, const char *
 	return 0;
 }
 
+/* See backend.h. */
+size_t backend_addr_first(struct backend *b, long long now_ms)
+{
+	size_t n = b->naddrs, pref;
+
+	if (n == 0)
+		return 0;
+	pref = (size_t)atomic_load(&b->addr_pref);
+	if (pref >= n)
+		pref = 0;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (pref + k) % n;
+		if (atomic_load(&b->addr_retry_at[i]) <= now_ms)
+			return i;
+	}
+	return pref;
+}
+
+/* See backend.h. */
+void backend_addr_result(struct backend *b, size_t i, bool ok, long long now_ms)
+{
+	if (i >= b->naddrs || i >= BACKEND_MAX_ADDRS)
+		return;
+	if (ok) {
+		atomic_store(&b->addr_retry_at[i], 0);
+		atomic_store(&b->addr_pref, (int)i);
+	} else {
+		atomic_store(&b->addr_retry_at[i], now_ms + BACKEND_ADDR_RETRY_MS);
+	}
+}
+
 int backend_parse_url(const char *url, struct backend *b, const char **err)
 {
 	return backend_parse_url_in(url, b, NULL, err);

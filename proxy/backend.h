@@ -59,6 +59,13 @@ struct backend {
 	struct sockaddr_storage addrs[BACKEND_MAX_ADDRS];
 	socklen_t addrlens[BACKEND_MAX_ADDRS];
 	size_t naddrs;
+	/* Which address a new connection begins at (backend_addr_first): the one that last took
+	 * a connection, and one that could not be connected to is passed over for
+	 * BACKEND_ADDR_RETRY_MS (uv_hrtime() ms until then), so a dead first address does not
+	 * cost connect_timeout on every connection. Deliveries (every worker) and probes share
+	 * them. */
+	atomic_int addr_pref;
+	atomic_llong addr_retry_at[BACKEND_MAX_ADDRS];
 	char *path;                      /* MAILDIR: the maildir root; LMTP over unix: socket path */
 	char host[256];                  /* for logs; with backends.tls_verify the name its
 	                                  * certificate must carry unless verify_name is set */
@@ -128,6 +135,17 @@ int backend_parse_url(const char *url, struct backend *b, const char **err);
  * they are in it; one that is not is resolved on the spot (c-ares, bounded). */
 int backend_parse_url_in(const char *url, struct backend *b, const struct hostres_set *names,
     const char **err);
+
+/* How long an address that could not be connected to is passed over (backend_addr_first). */
+#define BACKEND_ADDR_RETRY_MS 60000
+/* The address of b a new connection begins at: the one that last took a connection unless
+ * it failed within BACKEND_ADDR_RETRY_MS, else the next one in the resolver's order that has
+ * not; when every one has, the last that worked. now_ms: uv_hrtime() / 1e6. 0 when b has
+ * no addresses. */
+size_t backend_addr_first(struct backend *b, long long now_ms);
+/* A connection to b->addrs[i] was made (ok) or could not be (refused, unreachable, no
+ * answer within connect_timeout). */
+void backend_addr_result(struct backend *b, size_t i, bool ok, long long now_ms);
 
 /* Builds the pool from cfg->backends. Returns NULL with *err on failure. */
 struct pool *pool_new(const struct mx_config *cfg, const char **err);

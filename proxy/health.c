@@ -213,6 +213,8 @@ static void probe_fail_stage(struct health_probe *p, const char *what)
 {
 	char reason[256];
 	snprintf(reason, sizeof reason, "%s during %s", what, probe_stage_names[p->stage]);
+	if (p->stage == PROBE_CONNECT && p->naddrs > 0 && p->b && !p->h->stopping)
+		backend_addr_result(p->b, p->addr_i, false, (long long)(uv_hrtime() / 1000000));
 	if (p->stage == PROBE_CONNECT && p->addr_tries + 1 < p->naddrs && !p->reported &&
 	    p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
 		/* this address does not take connections: the next one, in the same check, which
@@ -499,6 +501,9 @@ static void probe_connect_cb(uv_connect_t *req, int status)
 		probe_fail_stage(p, uv_err_name(status));
 		return;
 	}
+	/* deliveries begin at the address that answered (backend.h) */
+	if (p->naddrs > 0 && p->b && !p->h->stopping)
+		backend_addr_result(p->b, p->addr_i, true, (long long)(uv_hrtime() / 1000000));
 	p->stage = PROBE_GREETING;
 	if (p->proxy_hdr_len > 0) {
 		/* A backend taking PROXY headers from mxgate (client_identity: proxy_v2, Postfix's
@@ -548,8 +553,12 @@ static void probe_start(struct health_probe *p)
 
 	if (p->busy)
 		return;
-	if (!p->addr_tries_keep)
+	if (!p->addr_tries_keep) {
 		p->addr_tries = 0;
+		/* where deliveries begin: the address that last worked, one that failed passed over */
+		if (p->naddrs > 0 && p->b)
+			p->addr_i = backend_addr_first(p->b, (long long)(uv_hrtime() / 1000000)) % p->naddrs;
+	}
 	p->addr_tries_keep = false;
 	p->busy = true;
 	p->reported = false;

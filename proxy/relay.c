@@ -70,6 +70,7 @@ struct relay {
 	uint64_t timer_at;          /* when the libuv timer fires (loop time), 0: not running */
 	uv_connect_t conn_req;
 	size_t addr_i;                /* which of b->addrs the connection is to */
+	size_t addr_tries;            /* addresses this open tried before addr_i */
 	int open_handles;
 	enum relay_state state;
 	bool in_session, failed, counted_active;
@@ -506,7 +507,9 @@ static void relay_fail(struct relay *r, const char *why)
 	/* Commands sent ahead with a message's dot and not one answered when the connection
 	 * goes: the backend may end a connection after a message, as it may drop an idle one
 	 * (relay_text_is_stale: the owner retries on a fresh connection, no backend fault). */
-	if (st == RELAY_CONNECTING && r->addr_i + 1 < r->b->naddrs && ocb) {
+	if (st == RELAY_CONNECTING && r->b->naddrs > 0)
+		backend_addr_result(r->b, r->addr_i, false, (long long)(uv_hrtime() / 1000000));
+	if (st == RELAY_CONNECTING && r->addr_tries + 1 < r->b->naddrs && ocb) {
 		relay_next_address(r, why);
 		return;
 	}
@@ -922,6 +925,8 @@ static void relay_connect_cb(uv_connect_t *req, int status)
 		relay_fail(r, uv_strerror(status));
 		return;
 	}
+	if (r->b->naddrs > 0)
+		backend_addr_result(r->b, r->addr_i, true, (long long)(uv_hrtime() / 1000000));
 	r->state = RELAY_GREETING;
 	/* The greeting is still within connect_timeout (armed by relay_open): a backend that
 	 * accepts and never greets (every smtpd busy) is given up on as one that never
@@ -963,7 +968,7 @@ static struct relay *relay_take_idle(struct worker *w, struct backend *b, struct
 }
 
 static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
-    const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai);
+    const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai, size_t tries);
 
 /* The connection to one address of b's host name could not be made (refused, unreachable,
  * no answer within connect_timeout): the next address is tried, as Postfix's smtp client
@@ -977,7 +982,7 @@ static void relay_next_address(struct relay *r, const char *why)
 	const struct hook_env *env = r->open_env;
 	relay_open_fn ocb = r->open_cb;
 	void *arg = r->arg;
-	size_t next = r->addr_i + 1;
+	size_t next = (r->addr_i + 1) % b->naddrs, tries = r->addr_tries + 1;
 	char a1[INET6_ADDRSTRLEN + 8], a2[INET6_ADDRSTRLEN + 8];
 
 	struct netaddr na;
@@ -992,7 +997,7 @@ static void relay_next_address(struct relay *r, const char *why)
 	shared_gen_ref(g);	/* relay_close drops r's */
 	r->open_cb = NULL;
 	relay_close(r);
-	relay_open_at(w, b, g, env, ocb, arg, next);
+	relay_open_at(w, b, g, env, ocb, arg, next, tries);
 	shared_gen_unref(g);
 }
 
@@ -1030,12 +1035,13 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		relay_ready(r);
 		return;
 	}
-	relay_open_at(w, b, g, env, cb, arg, 0);
+	/* the address that last worked, passing over one that just failed (backend.h) */
+	relay_open_at(w, b, g, env, cb, arg, backend_addr_first(b, (long long)(uv_hrtime() / 1000000)), 0);
 }
 
-/* A new connection to b's address ai (the first: 0). */
+/* A new connection to b's address ai, tries addresses already tried for this open. */
 static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
-    const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai)
+    const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai, size_t tries)
 {
 	const struct backends_config *bc = &g->cfg->backends;
 	struct relay *r = calloc(1, sizeof(*r));
@@ -1076,6 +1082,7 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 	} else {
 		uv_tcp_nodelay(&r->tcp, 1);
 		r->addr_i = ai < b->naddrs ? ai : 0;
+		r->addr_tries = tries;
 		rc = uv_tcp_connect(&r->conn_req, &r->tcp, (const struct sockaddr *)(b->naddrs ?
 		    &b->addrs[r->addr_i] : &b->sa), relay_connect_cb);
 	}

@@ -995,6 +995,33 @@ static void test_many_servers(void **state)
 	config_free(cfg);
 }
 
+/* backend_addr_first: the address that last worked; a failed one passed over for
+ * BACKEND_ADDR_RETRY_MS; all failed: the last that worked. */
+static void test_addr_first(void **state)
+{
+	(void)state;
+	struct backend b;
+	memset(&b, 0, sizeof b);
+	assert_int_equal(backend_addr_first(&b, 1000), 0);   /* no addresses */
+	b.naddrs = 3;
+	assert_int_equal(backend_addr_first(&b, 1000), 0);
+	backend_addr_result(&b, 0, false, 1000);             /* the first drops SYNs */
+	assert_int_equal(backend_addr_first(&b, 1001), 1);
+	backend_addr_result(&b, 1, true, 1001);
+	assert_int_equal(backend_addr_first(&b, 1002), 1);
+	/* the window over: still the one that works */
+	assert_int_equal(backend_addr_first(&b, 1000 + BACKEND_ADDR_RETRY_MS + 1), 1);
+	backend_addr_result(&b, 1, false, 2000);             /* it fails too: the next */
+	assert_int_equal(backend_addr_first(&b, 2001), 2);
+	backend_addr_result(&b, 2, false, 2001);
+	backend_addr_result(&b, 0, false, 2001);
+	assert_int_equal(backend_addr_first(&b, 2002), 1);   /* all failed: the last that worked */
+	assert_int_equal(backend_addr_first(&b, 2000 + BACKEND_ADDR_RETRY_MS), 1);
+	assert_int_equal(backend_addr_first(&b, 2001 + BACKEND_ADDR_RETRY_MS - 1), 1);
+	backend_addr_result(&b, 7, true, 3000);              /* out of range: ignored */
+	assert_int_equal(atomic_load(&b.addr_pref), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1022,6 +1049,7 @@ int main(void)
 		cmocka_unit_test(test_drain_every_generation),
 		cmocka_unit_test(test_report_failure),
 		cmocka_unit_test(test_many_servers),
+		cmocka_unit_test(test_addr_first),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
