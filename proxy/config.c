@@ -328,10 +328,16 @@ static const struct cfg_table health_table = {
 /* See config.h. Off by default: the unit tests and the config fuzzer load configs without
  * asking the system resolver. */
 static bool config_resolving;
+static const struct hostres_set *config_seed;
 
 void config_resolve_hosts(bool on)
 {
 	config_resolving = on;
+}
+
+void config_resolve_seed(const struct hostres_set *seed)
+{
+	config_seed = seed;
 }
 
 /* cfg_parse_backend_url. The host names are resolved after the whole file is read
@@ -366,6 +372,51 @@ static int config_resolve_error(struct cfg_parse *p, struct fy_node *section, co
 	return cfg_error_key(p, section, key, i, "%s: \"%s\"", e->err, url);
 }
 
+/* See config.h. */
+struct hostres_set *config_host_names(const struct mx_config *c, char *servers, size_t cap)
+{
+	const struct backends_config *bc = &c->backends;
+	const struct backend_server_config *sv = bc->servers.v;
+	const struct backend_route_config *rv = bc->routes.v;
+	struct cfg_backend_url u;
+	const char *h;
+	struct hostres_set *s = hostres_set_new();
+
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < bc->servers.n; i++)
+		if ((h = config_url_host(sv[i].address, &u)) != NULL && hostres_set_add(s, h) < 0)
+			goto fail;
+	for (size_t r = 0; r < bc->routes.n; r++)
+		for (size_t j = 0; j < rv[r].servers.n; j++)
+			if ((h = config_url_host(rv[r].servers.v[j], &u)) != NULL && hostres_set_add(s, h) < 0)
+				goto fail;
+	if ((h = config_url_host(c->quarantine, &u)) != NULL && hostres_set_add(s, h) < 0)
+		goto fail;
+	/* the filter peers' (plugins[].address) too: their instances on the workers must not
+	 * look a name up (plugins/pconn.c) */
+	const struct plugin_config *pcs = c->plugins.v;
+	char ph[256];
+	for (size_t i = 0; i < c->plugins.n; i++)
+		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) == 1 && hostres_set_add(s, ph) < 0)
+			goto fail;
+	size_t used = 0;
+	if (cap > 0)
+		servers[0] = '\0';
+	for (size_t i = 0; i < c->dns.resolvers.n && cap > 0; i++) {
+		int k = snprintf(servers + used, cap - used, "%s%s", i ? "," : "", c->dns.resolvers.v[i]);
+		if (k < 0 || (size_t)k >= cap - used) {
+			servers[used] = '\0';
+			break;
+		}
+		used += (size_t)k;
+	}
+	return s;
+fail:
+	hostres_set_free(s);
+	return NULL;
+}
+
 /* With config_resolve_hosts on: every backend host name (servers, routes, quarantine)
  * resolved once, all at once, through dns.resolvers within dns.timeout (hostres.h), kept in
  * c->resolved for the pool (backend.c), so `-t`, the start and a reload refuse a name that
@@ -376,39 +427,17 @@ static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struc
 	const struct backends_config *bc = &c->backends;
 	const struct backend_server_config *sv = bc->servers.v;
 	const struct backend_route_config *rv = bc->routes.v;
-	struct cfg_backend_url u;
-	const char *h;
 	int rc = 0;
+
+	const struct plugin_config *pcs = c->plugins.v;
+	char ph[256];
+	char servers[1024];
 
 	if (!config_resolving)
 		return 0;
-	if ((c->resolved = hostres_set_new()) == NULL)
+	if ((c->resolved = config_host_names(c, servers, sizeof(servers))) == NULL)
 		return cfg_error(p, n, "out of memory");
-	for (size_t i = 0; i < bc->servers.n; i++)
-		if ((h = config_url_host(sv[i].address, &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
-			return cfg_error(p, n, "out of memory");
-	for (size_t r = 0; r < bc->routes.n; r++)
-		for (size_t j = 0; j < rv[r].servers.n; j++)
-			if ((h = config_url_host(rv[r].servers.v[j], &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
-				return cfg_error(p, n, "out of memory");
-	if ((h = config_url_host(c->quarantine, &u)) != NULL && hostres_set_add(c->resolved, h) < 0)
-		return cfg_error(p, n, "out of memory");
-	/* the filter peers' (plugins[].address) too: their instances on the workers must not
-	 * look a name up (plugins/pconn.c) */
-	const struct plugin_config *pcs = c->plugins.v;
-	char ph[256];
-	for (size_t i = 0; i < c->plugins.n; i++)
-		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) == 1 && hostres_set_add(c->resolved, ph) < 0)
-			return cfg_error(p, n, "out of memory");
-
-	char servers[1024] = "";
-	size_t used = 0;
-	for (size_t i = 0; i < c->dns.resolvers.n; i++) {
-		int k = snprintf(servers + used, sizeof(servers) - used, "%s%s", i ? "," : "", c->dns.resolvers.v[i]);
-		if (k < 0 || (size_t)k >= sizeof(servers) - used)
-			break;
-		used += (size_t)k;
-	}
+	hostres_set_adopt(c->resolved, config_seed);
 	hostres_set_resolve(c->resolved, servers, c->dns.timeout ? c->dns.timeout : 2000,
 	    c->dns.tries ? (int)c->dns.tries : 2);
 

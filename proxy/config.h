@@ -138,6 +138,13 @@ int config_worker_count(const struct mx_config *cfg);
  * (servers, routes, quarantine) resolves, as the pool needs at start and on a reload: the
  * daemon (-t, the start, SIGHUP) turns it on; tests and fuzzers leave it off. */
 void config_resolve_hosts(bool on);
+/* Names already resolved (or given up on) that config_load takes instead of asking again
+ * (hostres_set_adopt); NULL: none. The set must outlive the loads made while it is set. */
+void config_resolve_seed(const struct hostres_set *seed);
+/* The host names config_load would resolve for cfg (backends.servers, routes, quarantine,
+ * plugins[].address), none resolved except numeric ones, and the DNS servers to ask
+ * ("ip:port,..."; "" for /etc/resolv.conf) into servers. NULL when out of memory. */
+struct hostres_set *config_host_names(const struct mx_config *c, char *servers, size_t cap);
 /* config_load from memory: name is used for cfg->path and error lines. */
 int config_load_string(const char *name, const char *text, size_t len, struct mx_config **out,
 		       void *err_fp /* FILE * */);

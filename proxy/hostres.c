@@ -236,6 +236,22 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 	hostres_fail_pending(s, "cannot resolve host: no answer from the DNS in time (dns.timeout)");
 }
 
+/* See hostres.h. */
+void hostres_set_adopt(struct hostres_set *s, const struct hostres_set *src)
+{
+	for (size_t i = 0; s != NULL && src != NULL && i < s->n; i++) {
+		struct hostres_entry *e = &s->v[i];
+		const struct hostres_entry *f = hostres_set_find(src, e->name);
+		if (e->done || f == NULL || !f->done)
+			continue;
+		e->err = f->err;
+		e->n = f->n;
+		memcpy(e->sa, f->sa, sizeof(e->sa));
+		memcpy(e->salen, f->salen, sizeof(e->salen));
+		e->done = 1;
+	}
+}
+
 void hostres_set_free(struct hostres_set *s)
 {
 	if (s == NULL)

@@ -49,6 +49,10 @@ int hostres_set_add(struct hostres_set *s, const char *name);
 void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t timeout_ms, int tries);
 /* The entry for name (any case), or NULL when it was never added. */
 const struct hostres_entry *hostres_set_find(const struct hostres_set *s, const char *name);
+/* Takes the results (addresses or error) of src's resolved names into the same names of s
+ * not resolved yet, so that hostres_set_resolve asks only for the others: a reload resolves
+ * its names off the main loop first (main.c), then loads the file with them. NULL src ok. */
+void hostres_set_adopt(struct hostres_set *s, const struct hostres_set *src);
 void hostres_set_free(struct hostres_set *s);
 
 #endif

@@ -6,6 +6,7 @@
 #include "control.h"
 #include "counters.h"
 #include "health.h"
+#include "hostres.h"
 #include "log.h"
 #include "metrics.h"
 #include "modules.h"
@@ -217,20 +218,25 @@ static void main_start_only_changes(const struct mx_config *cfg, char *out, size
 	}
 }
 
-/* Reloads the config (SIGHUP, the control socket's `reload`). Returns the new generation
+/* Loads the config file and puts it in force (the second half of a reload). resolve: the
+ * backend names are resolved (off: an invalid file's errors only, no DNS); seed: names
+ * already resolved, not asked again (config_resolve_seed). Returns the new generation
  * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
  * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. On success *errors is
  * the comma-separated keys that take effect only at the next start, or NULL (ops.h). */
-static unsigned main_reload(char **errors)
+static unsigned main_reload_apply(char **errors, bool resolve, const struct hostres_set *seed)
 {
 	struct mx_config *cfg = NULL;
 	char *text = NULL;
 	size_t textlen = 0;
 	FILE *errfp = open_memstream(&text, &textlen);
 
-	sdnotify_reloading();
-	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
-	if (config_load(config_path, &cfg, errfp ? errfp : stderr) != 0) {
+	config_resolve_seed(seed);
+	config_resolve_hosts(resolve);
+	int rc = config_load(config_path, &cfg, errfp ? errfp : stderr);
+	config_resolve_hosts(true);
+	config_resolve_seed(NULL);
+	if (rc != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s reason=invalid_config keeping=old", config_path);
 		goto failed;
 	}
@@ -286,6 +292,105 @@ failed:
 		free(text);
 	sdnotify_printf("READY=1\nSTATUS=reload failed: config generation %u stays", current->id);
 	return 0;
+}
+
+/* The control socket's `reload`: at once, on the main loop (its reply says how it went). */
+static unsigned main_reload(char **errors)
+{
+	sdnotify_reloading();
+	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
+	return main_reload_apply(errors, true, NULL);
+}
+
+/* A SIGHUP reload's backend names, resolved in the thread pool (hostres_set_resolve blocks
+ * up to dns.timeout): meanwhile the main loop serves the status page, /metrics, the control
+ * socket and the probes, and the running generation the mail. */
+struct main_resolve {
+	uv_work_t work;
+	struct hostres_set *names;
+	char servers[1024];
+	uint64_t timeout_ms;
+	int tries;
+};
+static struct main_resolve *reload_resolving;   /* a SIGHUP reload waiting for its names */
+static bool reload_again;                       /* a SIGHUP came meanwhile */
+
+static void main_reload_begin(void);
+
+static void main_reload_resolve_cb(uv_work_t *w)
+{
+	struct main_resolve *m = w->data;
+
+	hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
+}
+
+static void main_reload_resolved_cb(uv_work_t *w, int status)
+{
+	struct main_resolve *m = w->data;
+
+	reload_resolving = NULL;
+	/* the file is read again, its names taken from the set: a name it did not have then
+	 * (the file changed meanwhile) is resolved there, bounded by dns.timeout */
+	if (!stopping)
+		main_reload_apply(NULL, true, status == 0 ? m->names : NULL);
+	hostres_set_free(m->names);
+	free(m);
+	if (reload_again && !stopping) {
+		reload_again = false;
+		main_reload_begin();
+	}
+}
+
+/* SIGHUP: reads the file for its backend names (no DNS), resolves them off the main loop,
+ * then loads the file with them and puts it in force (main_reload_apply); a file that is
+ * invalid, or names that do not resolve, keep the running generation, as before. */
+static void main_reload_begin(void)
+{
+	struct mx_config *cfg = NULL;
+	char *text = NULL;
+	size_t textlen = 0;
+
+	if (reload_resolving) {
+		reload_again = true;
+		log_event(LOG_LVL_INFO, NULL, "event=reload_queued reason=\"a reload is resolving backend names\"");
+		return;
+	}
+	sdnotify_reloading();
+	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
+	FILE *sink = open_memstream(&text, &textlen);   /* main_reload_apply reports the errors */
+	config_resolve_hosts(false);
+	int rc = sink ? config_load(config_path, &cfg, sink) : -1;
+	config_resolve_hosts(true);
+	if (sink)
+		fclose(sink);
+	free(text);
+	if (rc != 0) {
+		main_reload_apply(NULL, false, NULL);
+		return;
+	}
+	struct main_resolve *m = calloc(1, sizeof(*m));
+	if (m)
+		m->names = config_host_names(cfg, m->servers, sizeof(m->servers));
+	if (m) {
+		m->timeout_ms = cfg->dns.timeout ? cfg->dns.timeout : 2000;
+		m->tries = cfg->dns.tries ? (int)cfg->dns.tries : 2;
+	}
+	config_free(cfg);
+	bool pending = false;
+	for (size_t i = 0; m && m->names && i < m->names->n; i++)
+		pending |= !m->names->v[i].done;
+	if (pending) {
+		m->work.data = m;
+		if (uv_queue_work(main_loop, &m->work, main_reload_resolve_cb, main_reload_resolved_cb) == 0) {
+			reload_resolving = m;
+			return;
+		}
+	}
+	/* nothing to ask (addresses only), or no thread for it: at once */
+	main_reload_apply(NULL, true, m ? m->names : NULL);
+	if (m)
+		hostres_set_free(m->names);
+	free(m);
 }
 
 /* How long the workers may take to drain: limits.drain_timeout, and a little more. */
@@ -347,7 +452,7 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 			log_event(LOG_LVL_WARNING, NULL, "event=reload_ignored reason=stopping");
 			return;
 		}
-		main_reload(NULL);
+		main_reload_begin();
 		return;
 	}
 	if (signum == SIGUSR1) {
