@@ -15,7 +15,12 @@ struct pconn {
 	pconn_event_cb cb;
 	void *arg;
 	bool closing, connected;
+	bool switching;               /* the handle closes to connect to the next address */
+	bool dead;                    /* no handle open (a new one could not be made) */
 	size_t queued;
+	uv_loop_t *loop;
+	struct sockaddr_storage addrs[PCONN_MAX_ADDRS];
+	size_t naddrs, addr_i;
 };
 
 /* One read buffer per loop thread, not per connection: data is handed on during the read
@@ -34,7 +39,7 @@ struct pconn_wreq {
 /* The peers' host names as the last config load resolved them (config.c, through
  * dns.resolvers within dns.timeout, as the backends' names): the workers' plugin instances
  * read them here and never look a name up on their loops. */
-struct pconn_name { char name[256]; struct sockaddr_storage sa; };
+struct pconn_name { char name[256]; struct sockaddr_storage sa[PCONN_MAX_ADDRS]; size_t n; };
 static pthread_mutex_t pconn_names_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pconn_name *pconn_names;
 static size_t pconn_nnames;
@@ -49,6 +54,19 @@ void pconn_names_checking(bool on)
 
 void pconn_names_publish(const char *name, const struct sockaddr *sa, socklen_t len)
 {
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, sa, len <= sizeof(ss) ? len : sizeof(ss));
+	pconn_names_publish_all(name, &ss, 1);
+}
+
+void pconn_names_publish_all(const char *name, const struct sockaddr_storage *sa, size_t n)
+{
+	if (n == 0)
+		return;
+	if (n > PCONN_MAX_ADDRS)
+		n = PCONN_MAX_ADDRS;
 	pthread_mutex_lock(&pconn_names_lock);
 	size_t i;
 	for (i = 0; i < pconn_nnames; i++)
@@ -66,8 +84,9 @@ void pconn_names_publish(const char *name, const struct sockaddr *sa, socklen_t 
 		snprintf(v[i].name, sizeof(v[i].name), "%s", name);
 		pconn_nnames++;
 	}
-	memset(&pconn_names[i].sa, 0, sizeof(pconn_names[i].sa));
-	memcpy(&pconn_names[i].sa, sa, len <= sizeof(pconn_names[i].sa) ? len : sizeof(pconn_names[i].sa));
+	memset(pconn_names[i].sa, 0, sizeof(pconn_names[i].sa));
+	memcpy(pconn_names[i].sa, sa, n * sizeof(*sa));
+	pconn_names[i].n = n;
 	pthread_mutex_unlock(&pconn_names_lock);
 }
 
@@ -105,15 +124,20 @@ static int pconn_addr_ip(const char *host, size_t hlen, const char *port, struct
 		pthread_mutex_lock(&pconn_names_lock);
 		for (size_t i = 0; i < pconn_nnames && !found; i++)
 			if (strcasecmp(pconn_names[i].name, h) == 0) {
-				out->sa = pconn_names[i].sa;
+				out->sa = pconn_names[i].sa[0];
+				out->nmore = pconn_names[i].n - 1;
+				memcpy(out->more, pconn_names[i].sa + 1, out->nmore * sizeof(out->more[0]));
 				found = true;
 			}
 		pthread_mutex_unlock(&pconn_names_lock);
 		if (found) {
-			if (out->sa.ss_family == AF_INET)
-				((struct sockaddr_in *)&out->sa)->sin_port = htons((uint16_t)p);
-			else
-				((struct sockaddr_in6 *)&out->sa)->sin6_port = htons((uint16_t)p);
+			for (size_t k = 0; k <= out->nmore; k++) {
+				struct sockaddr_storage *a = k == 0 ? &out->sa : &out->more[k - 1];
+				if (a->ss_family == AF_INET)
+					((struct sockaddr_in *)a)->sin_port = htons((uint16_t)p);
+				else
+					((struct sockaddr_in6 *)a)->sin6_port = htons((uint16_t)p);
+			}
 			return 0;
 		}
 		snprintf(reason, sizeof(reason), "host \"%s\" was not resolved when the configuration "
@@ -236,12 +260,51 @@ static void pconn_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	}
 }
 
+static void pconn_connect_cb(uv_connect_t *req, int status);
+
+/* The handle to the address that failed is closed: the same memory, a new handle, the
+ * next address (unless pconn_close came meanwhile: then it is freed). The owner writes only
+ * after PCONN_CONNECTED, so nothing was queued on the old handle. */
+static void pconn_switched_cb(uv_handle_t *h)
+{
+	struct pconn *c = h->data;
+	int rc;
+
+	c->switching = false;
+	if (c->closing) {
+		free(c);
+		return;
+	}
+	c->addr_i++;
+	rc = uv_tcp_init(c->loop, &c->u.tcp);
+	if (rc < 0) {
+		/* no handle open: pconn_close/pconn_finish then free at once */
+		c->dead = true;
+		pconn_emit(c, PCONN_ERROR, NULL, 0, rc);
+		return;
+	}
+	c->u.h.data = c;
+	uv_tcp_nodelay(&c->u.tcp, 1);
+	rc = uv_tcp_connect(&c->creq, &c->u.tcp, (const struct sockaddr *)&c->addrs[c->addr_i], pconn_connect_cb);
+	if (rc < 0 && c->addr_i + 1 < c->naddrs) {
+		c->switching = true;
+		uv_close(&c->u.h, pconn_switched_cb);
+	} else if (rc < 0) {
+		pconn_emit(c, PCONN_ERROR, NULL, 0, rc);
+	}
+}
+
 static void pconn_connect_cb(uv_connect_t *req, int status)
 {
 	struct pconn *c = req->data;
 
 	if (c->closing)
 		return;
+	if (status < 0 && status != UV_ECANCELED && c->addr_i + 1 < c->naddrs) {
+		c->switching = true;
+		uv_close(&c->u.h, pconn_switched_cb);
+		return;
+	}
 	if (status < 0) {
 		pconn_emit(c, PCONN_ERROR, NULL, 0, status);
 		return;
@@ -272,6 +335,11 @@ struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_ev
 		uv_pipe_connect(&c->creq, &c->u.pipe, addr->path, pconn_connect_cb);
 		return c;
 	}
+	c->loop = loop;
+	c->addrs[0] = addr->sa;
+	c->naddrs = 1;
+	for (size_t i = 0; i < addr->nmore && c->naddrs < PCONN_MAX_ADDRS; i++)
+		c->addrs[c->naddrs++] = addr->more[i];
 	if (uv_tcp_init(loop, &c->u.tcp) < 0)
 		goto fail;
 	c->u.h.data = c;
@@ -306,7 +374,7 @@ int pconn_write(struct pconn *c, const void *data, size_t len, void *owned)
 	struct pconn_wreq *w;
 	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
 
-	if (c->closing || len > UINT32_MAX)
+	if (c->closing || c->switching || c->dead || len > UINT32_MAX)
 		goto fail;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL)
@@ -336,6 +404,12 @@ void pconn_close(struct pconn *c)
 	if (c == NULL || c->closing)
 		return;
 	c->closing = true;
+	if (c->switching)
+		return;   /* pconn_switched_cb frees it */
+	if (c->dead) {
+		free(c);
+		return;
+	}
 	/* Pending writes complete with UV_ECANCELED before the close callback; they free their
 	 * own requests; pconn_free_cb runs last. */
 	uv_close(&c->u.h, pconn_free_cb);
@@ -353,6 +427,12 @@ void pconn_finish(struct pconn *c)
 	if (c == NULL || c->closing)
 		return;
 	c->closing = true;
+	if (c->switching)
+		return;   /* pconn_switched_cb frees it */
+	if (c->dead) {
+		free(c);
+		return;
+	}
 	c->sreq.data = c;
 	if (!c->connected || uv_shutdown(&c->sreq, &c->u.s, pconn_shutdown_cb) < 0)
 		uv_close(&c->u.h, pconn_free_cb);

@@ -13,10 +13,17 @@
 
 /* A parsed peer address: "127.0.0.1:3310", "[::1]:783", "inet:127.0.0.1:8891",
  * "inet:8891@127.0.0.1" (sendmail form), "inet6:...", "unix:/path", "local:/path", "/path". */
+/* Addresses kept of a peer's host name (= HOSTRES_MAX_ADDRS, proxy/hostres.h). */
+#define PCONN_MAX_ADDRS 8
+
 struct pconn_addr {
 	bool is_unix;
 	char path[108];
-	struct sockaddr_storage sa;
+	struct sockaddr_storage sa;   /* the first address */
+	/* the host name's other addresses, in the resolver's order, port set: a connection that
+	 * cannot be made to one goes to the next (pconn_new), as a backend's (relay.c) */
+	struct sockaddr_storage more[PCONN_MAX_ADDRS - 1];
+	size_t nmore;
 };
 
 /* Parses s; 0 or -1 with *why. A host name (other than localhost) is taken from the names
@@ -27,6 +34,8 @@ int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why);
 int pconn_addr_host(const char *s, char *host, size_t hostlen);
 /* The config load's answer for name (its first address; the port is the address's own). */
 void pconn_names_publish(const char *name, const struct sockaddr *sa, socklen_t len);
+/* The same with every address of the name (n up to PCONN_MAX_ADDRS, the rest ignored). */
+void pconn_names_publish_all(const char *name, const struct sockaddr_storage *sa, size_t n);
 /* On (this thread) while a config check creates plugin instances: a host name passes as it
  * is; the load resolves it afterwards. */
 void pconn_names_checking(bool on);
@@ -42,7 +51,9 @@ struct pconn;
 typedef void (*pconn_event_cb)(struct pconn *c, enum pconn_event ev, const char *data,
     size_t len, int err, void *arg);
 
-/* Starts connecting; returns NULL on immediate failure (bad loop state / memory). */
+/* Starts connecting; returns NULL on immediate failure (bad loop state / memory). A
+ * connection that cannot be made to addr->sa (refused, unreachable) goes to addr->more[0],
+ * and so on; PCONN_ERROR when the last one fails. The caller's own timeout bounds them all. */
 struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_event_cb cb,
     void *arg);
 /* Queues bytes. When owned is non-NULL it is free()d after the write completes (data may

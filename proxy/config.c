@@ -479,7 +479,7 @@ static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struc
 			continue;
 		const struct hostres_entry *e = hostres_set_find(c->resolved, ph);
 		if (e && e->err == NULL && e->n > 0) {
-			pconn_names_publish(ph, (const struct sockaddr *)&e->sa[0], e->salen[0]);
+			pconn_names_publish_all(ph, e->sa, e->n);
 			continue;
 		}
 		struct fy_node *item = pn && fy_node_is_sequence(pn) ? cfg_seq_item(pn, i) : pn;

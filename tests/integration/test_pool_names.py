@@ -49,6 +49,7 @@ dns = mt.dns_peer({
     'dead.pool.test': [{'a': '127.0.0.2'}, {'a': '127.0.0.3'}, {'in_order': True}],
     'hole.pool.test': [{'a': '127.0.0.4'}, {'a': '127.0.0.1'}, {'in_order': True}],
     'milter.pool.test': [{'a': '127.0.0.1'}],
+    'milter2.pool.test': [{'a': '127.0.0.2'}, {'a': '127.0.0.1'}, {'in_order': True}],
 }, name='dns-names')
 
 
@@ -248,5 +249,22 @@ if want('blackhole'):
     for c in fill:
         c.close()
     hole.close()
+
+# A filter peer named by a host name with several addresses: a connection that cannot be made
+# to one goes to the next, as a backend's (plugins/pconn.c). Before the fix only the first
+# address was used: the milter, listening on 127.0.0.1 only, was never reached through
+# 127.0.0.2 (refused) and every message got on_error's tempfail.
+if want('plugnext'):
+    mi = mt.milter(stall=10)
+    b = mt.Backend(name='N6')
+    plug = {'name': 'milter', 'address': 'inet:milter2.pool.test:%d' % mi.port, 'on_error': 'tempfail',
+            'timeout': '5s'}
+    mx = mt.Mxgate(mt.config([b.url], workers=2, dns=dns_section(), plugins=[plug]), name='mx-names-plugnext')
+    codes = [send(mx, 'plugnext%d' % i) for i in range(2)]
+    got = [m for m in b.messages if b'plugnext' in m['data']]
+    mt.check(codes == [250, 250] and len(got) == 2 and all(b'X-Test-Milter: passed' in m['data'] for m in got),
+             'plugnext: the milter reached through its second address filtered both messages (%s)\n%s'
+             % (codes, mx.tail()))
+    mx.stop()
 
 mt.finish()
