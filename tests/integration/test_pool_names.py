@@ -205,7 +205,9 @@ if want('plugin'):
 # A first address that drops SYNs (a dead host, a firewall): each connection to it costs
 # connect_timeout. Before the fix every message paid it again (each connection began at the
 # first address); now a server remembers the address that last worked and a failed one is
-# skipped for a while (backend.h: BACKEND_ADDR_RETRY_MS), so only the first message pays.
+# skipped for a while (backend.h: BACKEND_ADDR_RETRY_MS), deliveries and probes sharing it:
+# the start's probe pays once (it finds the second address), the messages not at all (at
+# most the first one, should it come before that probe's answer).
 # The blackhole: a listener on 127.0.0.4 with backlog 0 whose queue the test fills and never
 # accepts; Linux drops the SYNs that find the accept queue full (no RST, no answer).
 if want('blackhole'):
