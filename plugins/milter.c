@@ -91,6 +91,8 @@ struct milter_sess {
 	struct milter_buf newbody;
 	bool has_newbody;
 	bool body_too_big;              /* the replaced body passed limits.max_message_size */
+	size_t hdr_added;               /* bytes the filter's header edits would add */
+	bool headers_too_big;           /* ... and they passed limits.max_message_size */
 	char *quarantine;
 	struct milter_symlist symlist[7];   /* per macro stage (enum milter_mstage) */
 };
@@ -111,6 +113,8 @@ static void milter_mods_clear(struct milter_sess *ms)
 	milter_buf_free(&ms->newbody);
 	ms->has_newbody = false;
 	ms->body_too_big = false;
+	ms->hdr_added = 0;
+	ms->headers_too_big = false;
 	free(ms->quarantine);
 	ms->quarantine = NULL;
 }
@@ -636,6 +640,32 @@ static uint64_t milter_max_size(struct milter_sess *ms)
 	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX;
 }
 
+/* The size of the message as the filter's edits so far leave it (headers as shown, the
+ * bytes its header edits add, the replaced or the original body). */
+static uint64_t milter_grown_size(const struct milter_sess *ms)
+{
+	return (uint64_t)ms->hlen + ms->hdr_added + (ms->has_newbody ? ms->newbody.len : ms->mlen - ms->hlen);
+}
+
+/* Forgets the header edits collected (they would pass the size limit). */
+static void milter_mods_drop_headers(struct milter_sess *ms)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < ms->nmods; i++) {
+		struct milter_mod *m = &ms->mods[i];
+
+		if (m->cmd == SMFIR_ADDHEADER || m->cmd == SMFIR_INSHEADER || m->cmd == SMFIR_CHGHEADER) {
+			free(m->a);
+			free(m->b);
+		} else {
+			ms->mods[k++] = *m;
+		}
+	}
+	ms->nmods = k;
+	ms->hdr_added = 0;
+}
+
 /* A header index from the wire (32 bits, unsigned) as the host's int: one past INT_MAX
  * still means "past the end", never a negative index (the top, the first occurrence). */
 static int milter_index(uint32_t index)
@@ -812,13 +842,14 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 
 			if (ms->wait == W_EOB)
 				milter_note_virus(ms, NULL);
-			if (ms->wait == W_EOB && ms->body_too_big) {
+			if (ms->wait == W_EOB && (ms->body_too_big || ms->headers_too_big)) {
+				const char *why = ms->body_too_big ? "milter-body-too-big" : "milter-headers-too-big";
+
 				/* As Postfix's cleanup refuses a queue file past message_size_limit. */
-				ms->mi->host->log(ms->call, 2, "event=milter_body_too_big max=%llu",
-				    (unsigned long long)milter_max_size(ms));
+				ms->mi->host->log(ms->call, 2, "event=milter_%s_too_big max=%llu",
+				    ms->body_too_big ? "body" : "headers", (unsigned long long)milter_max_size(ms));
 				milter_txn_end(ms);
-				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big",
-				    "milter-body-too-big");
+				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big", why);
 			}
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
 				milter_txn_end(ms);
@@ -932,6 +963,21 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_fail(ms, "modification before end of message");
 			return false;
 		}
+		if (r.cmd == SMFIR_ADDHEADER || r.cmd == SMFIR_INSHEADER || r.cmd == SMFIR_CHGHEADER) {
+			/* Header edits grow the message too: past limits.max_message_size they are not
+			 * kept (a filter could send any amount) and the message is refused at the
+			 * verdict, as for a replaced body. */
+			size_t add = (r.name ? strlen(r.name) : 0) + (r.value ? strlen(r.value) : 0) + 4;
+
+			if (ms->headers_too_big)
+				return true;
+			if (milter_grown_size(ms) + add > milter_max_size(ms)) {
+				ms->headers_too_big = true;
+				milter_mods_drop_headers(ms);
+				return true;
+			}
+			ms->hdr_added += add;
+		}
 		if (milter_add_mod(ms, &r) < 0) {
 			milter_fail(ms, "out of memory");
 			return false;
@@ -945,7 +991,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		ms->has_newbody = true;
 		if (ms->body_too_big)
 			return true;   /* refused already: read and drop the rest */
-		if (ms->hlen + ms->newbody.len + r.len > milter_max_size(ms)) {
+		if (ms->hlen + ms->hdr_added + ms->newbody.len + r.len > milter_max_size(ms)) {
 			/* Not kept (a filter could send any amount): refused at the verdict. */
 			ms->body_too_big = true;
 			milter_buf_free(&ms->newbody);

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""A hostile or broken milter (tests/peers/hostile_milter.py) at end of message, judged as
+Postfix's milter client and cleanup judge it: a thousand added headers are relayed, added
+headers that would make the message larger than limits.max_message_size refuse it with
+552 5.3.4 as a replaced body does (never relayed past the limit, never held in memory
+without bound), SMFIR_QUARANTINE without a quarantine backend tempfails, SMFIR_CHGFROM
+with ESMTP arguments changes the sender without them."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as t  # noqa: E402
+
+t.need()
+
+port = t.hold_port().port
+hm = t.start_peer([sys.executable, os.path.join(t.PEERS, 'hostile_milter.py'), str(port)], 'hostile-milter-%d' % port,
+                  port)
+be = t.Backend()
+mx = t.Mxgate(t.config([be.url], hostname='mx.example.test', limits={'max_message_size': '2M'}, plugins=[
+    {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % port, 'on_error': 'tempfail', 'timeout': '10s'}]))
+
+
+def send(tag, body, size=0):
+    return t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message(tag, body, size=size),
+                       ehlo='client.example.org', timeout=30)
+
+
+def headers_of(d):
+    return d.split(b'\r\n\r\n', 1)[0].split(b'\r\n')
+
+
+code, text = send('many1', 'HDR_MANY\r\n')
+got = be.find('Message-ID: <many1@')
+h = headers_of(got[0]['data']) if got else []
+t.check(code == 250 and len(got) == 1 and len([x for x in h if x.startswith(b'X-Many-')]) == 1000,
+        'a milter adding 1000 headers: relayed once with all of them (%s %s, %d)' %
+        (code, text, len([x for x in h if x.startswith(b'X-Many-')])))
+
+code, text = send('flood1', 'HDR_FLOOD\r\n')
+t.check(code == 552 and '5.3.4 Error: message file too big' in text and not be.find('Message-ID: <flood1@'),
+        'added headers past limits.max_message_size (2M): 552 5.3.4, not relayed (%s %s)' % (code, text))
+t.check(mx.count_log(r'event=milter_headers_too_big') == 1, 'logged as added headers too big')
+
+code, text = send('after1', 'fine\r\n')
+t.check(code == 250 and len(be.find('Message-ID: <after1@')) == 1, 'the next message passes (%s %s)' % (code, text))
+
+t.check(mx.alive(), 'daemon alive')
+mx.stop()
+t.stop_proc(hm)
+t.finish()
