@@ -40,10 +40,28 @@ t.check(code == 250 and len(got) == 1 and len([x for x in h if x.startswith(b'X-
 code, text = send('flood1', 'HDR_FLOOD\r\n')
 t.check(code == 552 and '5.3.4 Error: message file too big' in text and not be.find('Message-ID: <flood1@'),
         'added headers past limits.max_message_size (2M): 552 5.3.4, not relayed (%s %s)' % (code, text))
-t.check(mx.count_log(r'event=milter_headers_too_big') == 1, 'logged as added headers too big')
+t.check(mx.count_log(r'event=milter_headers_too_big') == 1 and
+        mx.count_log(r'event=reject stage=data reason=milter-headers-too-big') == 1, 'logged as added headers too big')
 
 code, text = send('after1', 'fine\r\n')
 t.check(code == 250 and len(be.find('Message-ID: <after1@')) == 1, 'the next message passes (%s %s)' % (code, text))
+
+code, text = send('q1', 'QUARANTINE\r\n')
+t.check(code == 451 and '4.3.0' in text and not be.find('Message-ID: <q1@'),
+        'SMFIR_QUARANTINE without a quarantine backend: 451 4.3.0, not relayed (%s %s)' % (code, text))
+
+code, text = send('r1', 'RCPT_MANY\r\n')
+got = be.find('Message-ID: <r1@')
+t.check(code == 250 and len(got) == 1 and len(set(got[0]['rcpts'])) == 5001,
+        'a milter adding 5000 recipients: relayed once to all of them (%s %s %s)' %
+        (code, text, [len(m['rcpts']) for m in got]))
+
+code, text = send('cf1', 'CHGFROM_ARGS\r\n')
+got = be.find('Message-ID: <cf1@')
+t.check(code == 250 and len(got) == 1 and got[0]['from'] == 'new@example.net' and 'SIZE=1' not in got[0]['mail'] and
+        mx.count_log(r'event=milter_chgfrom_args_ignored .*SIZE=1 BODY=8BITMIME') == 1,
+        'SMFIR_CHGFROM with ESMTP arguments: the new sender without them, logged (%s %s %s)' %
+        (code, text, [m.get('mail') for m in got]))
 
 t.check(mx.alive(), 'daemon alive')
 mx.stop()

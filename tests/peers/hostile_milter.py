@@ -9,6 +9,7 @@ send). At end of message the body decides:
   HDR_MANY       adds 1000 headers "X-Many-N: N" and accepts
   HDR_FLOOD      adds headers of 60000 bytes each until 4 MB were sent, then accepts
   QUARANTINE     SMFIR_QUARANTINE "held by raw" and accepts
+  RCPT_MANY      adds 5000 recipients <mN@example.test> and accepts
   CHGFROM_ARGS   SMFIR_CHGFROM "<new@example.net>" "SIZE=1 BODY=8BITMIME" and accepts
   otherwise      accepts.
 Every connection is logged to stderr with the protocol steps it was sent.
@@ -29,6 +30,8 @@ def eom_reply(body):
     if b'HDR_FLOOD' in body:
         v = b'x' * 60000
         return b''.join(frame(b'h', b'X-Flood-%d\0%s\0' % (i, v)) for i in range(70)) + frame(b'a')
+    if b'RCPT_MANY' in body:
+        return b''.join(frame(b'+', b'<m%d@example.test>\0' % i) for i in range(int(__import__("os").environ.get("HM_RCPTS", "5000")))) + frame(b"a")
     if b'QUARANTINE' in body:
         return frame(b'q', b'held by raw\0') + frame(b'a')
     if b'CHGFROM_ARGS' in body:
