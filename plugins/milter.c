@@ -12,6 +12,7 @@
 #include "plugins.h"
 
 #include <libmilter/mfdef.h>
+#include <ctype.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -790,9 +791,12 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
 }
 
 /* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out, '%%' as
- * '%': its lines joined by CRLF (the session puts the code before each, as Postfix passes
- * a multi-line smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary
- * when it does not fit (the first line alone is cut at the size). */
+ * '%': its lines joined by CRLF without their own "NNN " or "NNN-" (the session puts the
+ * reply's code before each, as Postfix passes a multi-line smfi_setmlreply on, and an
+ * enhanced code opening a line then gets the reply's class: a later "450 4.7.1" line of a
+ * 550 reply goes out as "550 5.7.1", as the first line of another class would be
+ * malformed), a bare CR or LF as a space, cut at a line boundary when it does not fit
+ * (the first line alone is cut at the size). */
 static void milter_reply_lines(const char *t, char *out, size_t size)
 {
 	size_t o = 0, keep = 0;
@@ -809,6 +813,9 @@ static void milter_reply_lines(const char *t, char *out, size_t size)
 			out[o++] = '\r';
 			out[o++] = '\n';
 			t++;
+			if (t[1] >= '1' && t[1] <= '5' && isdigit((unsigned char)t[2]) && isdigit((unsigned char)t[3]) &&
+			    (t[4] == ' ' || t[4] == '-'))
+				t += 4;	/* the line's own code */
 			continue;
 		}
 		if (o + 1 >= size) {

@@ -63,6 +63,20 @@ t.check(code == 250 and len(got) == 1 and got[0]['from'] == 'new@example.net' an
         'SMFIR_CHGFROM with ESMTP arguments: the new sender without them, logged (%s %s %s)' %
         (code, text, [m.get('mail') for m in got]))
 
+# A multi-line SMFIR_REPLYCODE whose later line carries a code and enhanced code of the
+# other class: one reply, every line 550 and 5.x.x (RFC 5321 4.2.1, RFC 3463), as the
+# first line alone would be judged (a "550 4.7.1" there is malformed).
+c = t.Client(mx.port, timeout=30)
+c.ehlo('client.example.org')
+c.cmd('MAIL FROM:<a@example.org>')
+c.cmd('RCPT TO:<b@example.test>')
+c.cmd('DATA')
+c.send(t.message('mix1', 'REPLY_MIX\r\n') + b'\r\n.\r\n')
+code, text = c.reply()
+c.close()
+t.check(code == 550 and text.split('\n') == ['550-5.7.1 first', '550 5.7.1 second'],
+        'a later line of another class: 550 5.7.1 on every line (%s %r)' % (code, text))
+
 t.check(mx.alive(), 'daemon alive')
 mx.stop()
 t.stop_proc(hm)

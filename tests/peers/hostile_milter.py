@@ -9,6 +9,8 @@ send). At end of message the body decides:
   HDR_MANY       adds 1000 headers "X-Many-N: N" and accepts
   HDR_FLOOD      adds headers of 60000 bytes each until 4 MB were sent, then accepts
   QUARANTINE     SMFIR_QUARANTINE "held by raw" and accepts
+  REPLY_MIX      SMFIR_REPLYCODE "550-5.7.1 first\r\n450 4.7.1 second" (a later line of
+                 another code and class)
   RCPT_MANY      adds 5000 recipients <mN@example.test> and accepts
   CHGFROM_ARGS   SMFIR_CHGFROM "<new@example.net>" "SIZE=1 BODY=8BITMIME" and accepts
   otherwise      accepts.
@@ -32,6 +34,8 @@ def eom_reply(body):
         return b''.join(frame(b'h', b'X-Flood-%d\0%s\0' % (i, v)) for i in range(70)) + frame(b'a')
     if b'RCPT_MANY' in body:
         return b''.join(frame(b'+', b'<m%d@example.test>\0' % i) for i in range(int(__import__("os").environ.get("HM_RCPTS", "5000")))) + frame(b"a")
+    if b'REPLY_MIX' in body:
+        return frame(b'y', b'550-5.7.1 first\r\n450 4.7.1 second\0')
     if b'QUARANTINE' in body:
         return frame(b'q', b'held by raw\0') + frame(b'a')
     if b'CHGFROM_ARGS' in body:
