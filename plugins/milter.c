@@ -92,6 +92,8 @@ struct milter_sess {
 	struct milter_buf newbody;
 	bool has_newbody;
 	bool body_too_big;              /* the replaced body passed limits.max_message_size */
+	size_t rcpts_added;             /* recipients the filter added (SMFIR_ADDRCPT*) */
+	bool rcpts_too_many;            /* ... past limits.max_recipients */
 	size_t hdr_added;               /* bytes the filter's header edits would add */
 	bool headers_too_big;           /* ... and they passed limits.max_message_size */
 	char *quarantine;
@@ -116,6 +118,8 @@ static void milter_mods_clear(struct milter_sess *ms)
 	ms->body_too_big = false;
 	ms->hdr_added = 0;
 	ms->headers_too_big = false;
+	ms->rcpts_added = 0;
+	ms->rcpts_too_many = false;
 	free(ms->quarantine);
 	ms->quarantine = NULL;
 }
@@ -641,6 +645,14 @@ static uint64_t milter_max_size(struct milter_sess *ms)
 	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX;
 }
 
+/* The most recipients a filter may add (limits.max_recipients); no bound from an older host. */
+static uint64_t milter_max_rcpts(struct milter_sess *ms)
+{
+	const char *v = ms->call ? ms->mi->host->get(ms->call, MXGATE_MAX_RCPTS) : NULL;
+
+	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX;
+}
+
 /* The size of the message as the filter's edits so far leave it (headers as shown, the
  * bytes its header edits add, the replaced or the original body). */
 static uint64_t milter_grown_size(const struct milter_sess *ms)
@@ -858,6 +870,14 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 				milter_txn_end(ms);
 				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big", why);
 			}
+			if (ms->wait == W_EOB && ms->rcpts_too_many) {
+				/* Refused for good: the same filter adds as many at every retry. */
+				ms->mi->host->log(ms->call, 2, "event=milter_too_many_rcpts max=%llu",
+				    (unsigned long long)milter_max_rcpts(ms));
+				milter_txn_end(ms);
+				return milter_finish(ms, MXGATE_REJECT, 550, "5.5.3 Too many recipients",
+				    "milter-too-many-rcpts");
+			}
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
 				milter_txn_end(ms);
 				return milter_finish(ms, MXGATE_ERROR, 0, NULL, "body replacement failed");
@@ -984,6 +1004,17 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 				return true;
 			}
 			ms->hdr_added += add;
+		}
+		if (r.cmd == SMFIR_ADDRCPT || r.cmd == SMFIR_ADDRCPT_PAR) {
+			/* Added recipients are bounded as the client's are (limits.max_recipients):
+			 * past it the message is refused at the verdict and the rest not kept (a
+			 * filter could add any number, each one a RCPT to the backend). */
+			if (ms->rcpts_too_many)
+				return true;
+			if (++ms->rcpts_added > milter_max_rcpts(ms)) {
+				ms->rcpts_too_many = true;
+				return true;
+			}
 		}
 		if (milter_add_mod(ms, &r) < 0) {
 			milter_fail(ms, "out of memory");

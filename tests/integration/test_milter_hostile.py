@@ -3,7 +3,7 @@
 Postfix's milter client and cleanup judge it: a thousand added headers are relayed, added
 headers that would make the message larger than limits.max_message_size refuse it with
 552 5.3.4 as a replaced body does (never relayed past the limit, never held in memory
-without bound), SMFIR_QUARANTINE without a quarantine backend tempfails, SMFIR_CHGFROM
+without bound), added recipients past limits.max_recipients refuse it with 550 5.5.3, SMFIR_QUARANTINE without a quarantine backend tempfails, SMFIR_CHGFROM
 with ESMTP arguments changes the sender without them."""
 import os
 import sys
@@ -17,7 +17,7 @@ port = t.hold_port().port
 hm = t.start_peer([sys.executable, os.path.join(t.PEERS, 'hostile_milter.py'), str(port)], 'hostile-milter-%d' % port,
                   port)
 be = t.Backend()
-mx = t.Mxgate(t.config([be.url], hostname='mx.example.test', limits={'max_message_size': '2M'}, plugins=[
+mx = t.Mxgate(t.config([be.url], hostname='mx.example.test', limits={'max_message_size': '2M', 'max_recipients': 200}, plugins=[
     {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % port, 'on_error': 'tempfail', 'timeout': '10s'}]))
 
 
@@ -50,11 +50,18 @@ code, text = send('q1', 'QUARANTINE\r\n')
 t.check(code == 451 and '4.3.0' in text and not be.find('Message-ID: <q1@'),
         'SMFIR_QUARANTINE without a quarantine backend: 451 4.3.0, not relayed (%s %s)' % (code, text))
 
-code, text = send('r1', 'RCPT_MANY\r\n')
+# Added recipients count against limits.max_recipients (here 200) as the client's do: a
+# filter adding 150 is relayed to all of them; one adding 5000 (40000 used to hold the
+# worker's loop for seconds, every session of it stalled) refuses the message for good.
+code, text = send('r1', 'RCPT_MANY 150\r\n')
 got = be.find('Message-ID: <r1@')
-t.check(code == 250 and len(got) == 1 and len(set(got[0]['rcpts'])) == 5001,
-        'a milter adding 5000 recipients: relayed once to all of them (%s %s %s)' %
+t.check(code == 250 and len(got) == 1 and len(set(got[0]['rcpts'])) == 151,
+        'a milter adding 150 recipients: relayed once to all of them (%s %s %s)' %
         (code, text, [len(m['rcpts']) for m in got]))
+code, text = send('r2', 'RCPT_MANY 5000\r\n')
+t.check(code == 550 and '5.5.3' in text and not be.find('Message-ID: <r2@'),
+        'a milter adding 5000 recipients (limits.max_recipients 200): 550 5.5.3, not relayed (%s %s)' % (code, text))
+t.check(mx.count_log(r'event=milter_too_many_rcpts .*max=200') == 1, 'logged as too many recipients added')
 
 code, text = send('cf1', 'CHGFROM_ARGS\r\n')
 got = be.find('Message-ID: <cf1@')

@@ -11,7 +11,7 @@ send). At end of message the body decides:
   QUARANTINE     SMFIR_QUARANTINE "held by raw" and accepts
   REPLY_MIX      SMFIR_REPLYCODE "550-5.7.1 first\r\n450 4.7.1 second" (a later line of
                  another code and class)
-  RCPT_MANY      adds 5000 recipients <mN@example.test> and accepts
+  RCPT_MANY N    adds N recipients <mN@example.test> and accepts
   CHGFROM_ARGS   SMFIR_CHGFROM "<new@example.net>" "SIZE=1 BODY=8BITMIME" and accepts
   otherwise      accepts.
 Every connection is logged to stderr with the protocol steps it was sent.
@@ -33,9 +33,18 @@ def eom_reply(body):
         v = b'x' * 60000
         return b''.join(frame(b'h', b'X-Flood-%d\0%s\0' % (i, v)) for i in range(70)) + frame(b'a')
     if b'RCPT_MANY' in body:
-        return b''.join(frame(b'+', b'<m%d@example.test>\0' % i) for i in range(int(__import__("os").environ.get("HM_RCPTS", "5000")))) + frame(b"a")
+        n = int(body.split(b'RCPT_MANY ', 1)[1].split()[0])
+        return b''.join(frame(b'+', b'<m%d@example.test>\0' % i) for i in range(n)) + frame(b'a')
     if b'REPLY_MIX' in body:
         return frame(b'y', b'550-5.7.1 first\r\n450 4.7.1 second\0')
+    if b'BODY_LF' in body:
+        return frame(b'b', b'line one\nline two\n.\nlast\n') + frame(b'a')
+    if b'BODY_NOEOL' in body:
+        return frame(b'b', b'no end of line') + frame(b'a')
+    if b'BODY_DOT' in body:
+        return frame(b'b', b'line\r\n.\r\nRSET\r\n..two dots\r\n') + frame(b'a')
+    if b'BODY_CR' in body:
+        return frame(b'b', b'bare\rcr\r\n') + frame(b'a')
     if b'QUARANTINE' in body:
         return frame(b'q', b'held by raw\0') + frame(b'a')
     if b'CHGFROM_ARGS' in body:
