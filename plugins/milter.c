@@ -93,6 +93,7 @@ struct milter_sess {
 	bool has_newbody;
 	bool body_too_big;              /* the replaced body passed limits.max_message_size */
 	size_t rcpts_added;             /* recipients the filter added (SMFIR_ADDRCPT*) */
+	size_t rcpts_deleted;           /* ... and deleted (SMFIR_DELRCPT) */
 	bool rcpts_too_many;            /* ... past limits.max_recipients */
 	size_t hdr_added;               /* bytes the filter's header edits would add */
 	bool headers_too_big;           /* ... and they passed limits.max_message_size */
@@ -119,6 +120,7 @@ static void milter_mods_clear(struct milter_sess *ms)
 	ms->hdr_added = 0;
 	ms->headers_too_big = false;
 	ms->rcpts_added = 0;
+	ms->rcpts_deleted = 0;
 	ms->rcpts_too_many = false;
 	free(ms->quarantine);
 	ms->quarantine = NULL;
@@ -650,7 +652,7 @@ static uint64_t milter_max_rcpts(struct milter_sess *ms)
 {
 	const char *v = ms->call ? ms->mi->host->get(ms->call, MXGATE_MAX_RCPTS) : NULL;
 
-	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX;
+	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX / 2;
 }
 
 /* The size of the message as the filter's edits so far leave it (headers as shown, the
@@ -1004,6 +1006,12 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 				return true;
 			}
 			ms->hdr_added += add;
+		}
+		if (r.cmd == SMFIR_DELRCPT && ++ms->rcpts_deleted > 2 * milter_max_rcpts(ms)) {
+			/* More than the client's and the filter's own recipients together can be:
+			 * a broken filter, not one more list to hold until the verdict. */
+			milter_fail(ms, "too many recipient deletions");
+			return false;
 		}
 		if (r.cmd == SMFIR_ADDRCPT || r.cmd == SMFIR_ADDRCPT_PAR) {
 			/* Added recipients are bounded as the client's are (limits.max_recipients):

@@ -63,6 +63,18 @@ t.check(code == 550 and '5.5.3' in text and not be.find('Message-ID: <r2@'),
         'a milter adding 5000 recipients (limits.max_recipients 200): 550 5.5.3, not relayed (%s %s)' % (code, text))
 t.check(mx.count_log(r'event=milter_too_many_rcpts .*max=200') == 1, 'logged as too many recipients added')
 
+# Deleted recipients are bounded too (a filter deleting more than an envelope can hold
+# is broken, and each one was kept until the verdict): 300 deletions of absent ones pass,
+# 100000 are the filter's error (on_error tempfail), never held in memory.
+code, text = send('d1', 'DEL_MANY 300\r\n')
+got = be.find('Message-ID: <d1@')
+t.check(code == 250 and len(got) == 1 and got[0]['rcpts'] == ['kept@example.test'],
+        'a milter deleting 300 absent recipients and the real one: relayed to the one it added (%s %s %s)' %
+        (code, text, [m['rcpts'] for m in got]))
+code, text = send('d2', 'DEL_MANY 100000\r\n')
+t.check(code == 451 and not be.find('Message-ID: <d2@'),
+        'a milter deleting 100000 recipients: on_error tempfail, not relayed (%s %s)' % (code, text))
+
 code, text = send('cf1', 'CHGFROM_ARGS\r\n')
 got = be.find('Message-ID: <cf1@')
 t.check(code == 250 and len(got) == 1 and got[0]['from'] == 'new@example.net' and 'SIZE=1' not in got[0]['mail'] and

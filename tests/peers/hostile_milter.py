@@ -12,6 +12,8 @@ send). At end of message the body decides:
   REPLY_MIX      SMFIR_REPLYCODE "550-5.7.1 first\r\n450 4.7.1 second" (a later line of
                  another code and class)
   RCPT_MANY N    adds N recipients <mN@example.test> and accepts
+  DEL_MANY N     deletes N recipients <dN@example.test> that are not there, then
+                 <b@example.test>, adds <kept@example.test> and accepts
   CHGFROM_ARGS   SMFIR_CHGFROM "<new@example.net>" "SIZE=1 BODY=8BITMIME" and accepts
   otherwise      accepts.
 Every connection is logged to stderr with the protocol steps it was sent.
@@ -45,6 +47,10 @@ def eom_reply(body):
         return frame(b'b', b'line\r\n.\r\nRSET\r\n..two dots\r\n') + frame(b'a')
     if b'BODY_CR' in body:
         return frame(b'b', b'bare\rcr\r\n') + frame(b'a')
+    if b'DEL_MANY' in body:
+        n = int(body.split(b'DEL_MANY ', 1)[1].split()[0])
+        return b''.join(frame(b'-', b'<d%d@example.test>\0' % i) for i in range(n)) + \
+            frame(b'-', b'<b@example.test>\0') + frame(b'+', b'<kept@example.test>\0') + frame(b'a')
     if b'QUARANTINE' in body:
         return frame(b'q', b'held by raw\0') + frame(b'a')
     if b'CHGFROM_ARGS' in body:
