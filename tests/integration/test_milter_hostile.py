@@ -96,6 +96,20 @@ c.close()
 t.check(code == 550 and text.split('\n') == ['550-5.7.1 first', '550 5.7.1 second'],
         'a later line of another class: 550 5.7.1 on every line (%s %r)' % (code, text))
 
+# SMFIR_SHUTDOWN / SMFIR_CONN_FAIL: 421 and the session ends, as behind Postfix.
+for tag, word in (('sd1', 'SHUTDOWN'), ('cfail1', 'CONNFAIL')):
+    c = t.Client(mx.port, timeout=30)
+    c.ehlo('client.example.org')
+    c.cmd('MAIL FROM:<a@example.org>')
+    c.cmd('RCPT TO:<b@example.test>')
+    c.cmd('DATA')
+    c.send(t.message(tag, word + '\r\n') + b'\r\n.\r\n')
+    code, text = c.reply()
+    closed = c.is_closed(5)
+    c.close()
+    t.check(code == 421 and closed and not be.find('Message-ID: <%s@' % tag),
+            '%s: 421 and the session closes, not relayed (%s %s, closed %s)' % (word, code, text, closed))
+
 t.check(mx.alive(), 'daemon alive')
 mx.stop()
 t.stop_proc(hm)

@@ -8,6 +8,7 @@ Negotiates version 6 with every action and no replies wanted before end of messa
 send). At end of message the body decides:
   HDR_MANY       adds 1000 headers "X-Many-N: N" and accepts
   HDR_FLOOD      adds headers of 60000 bytes each until 4 MB were sent, then accepts
+  SHUTDOWN       SMFIR_SHUTDOWN          CONNFAIL  SMFIR_CONN_FAIL
   QUARANTINE     SMFIR_QUARANTINE "held by raw" and accepts
   REPLY_MIX      SMFIR_REPLYCODE "550-5.7.1 first\r\n450 4.7.1 second" (a later line of
                  another code and class)
@@ -51,6 +52,10 @@ def eom_reply(body):
         n = int(body.split(b'DEL_MANY ', 1)[1].split()[0])
         return b''.join(frame(b'-', b'<d%d@example.test>\0' % i) for i in range(n)) + \
             frame(b'-', b'<b@example.test>\0') + frame(b'+', b'<kept@example.test>\0') + frame(b'a')
+    if b'SHUTDOWN' in body:
+        return frame(b'4')
+    if b'CONNFAIL' in body:
+        return frame(b'f')
     if b'QUARANTINE' in body:
         return frame(b'q', b'held by raw\0') + frame(b'a')
     if b'CHGFROM_ARGS' in body:
