@@ -758,7 +758,30 @@ static int milter_apply_mods(struct milter_sess *ms)
 
 static int milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
 {
-	struct milter_mod *nm = realloc(ms->mods, (ms->nmods + 1) * sizeof(*ms->mods));
+	struct milter_mod *nm;
+
+	if (r->cmd == SMFIR_CHGFROM) {
+		/* Only the last new sender counts: one kept, however many the filter sends. */
+		for (size_t i = 0; i < ms->nmods; i++) {
+			char *a, *b;
+
+			if (ms->mods[i].cmd != SMFIR_CHGFROM)
+				continue;
+			a = r->name ? strdup(r->name) : NULL;
+			b = r->value ? strdup(r->value) : NULL;
+			if ((r->name && a == NULL) || (r->value && b == NULL)) {
+				free(a);
+				free(b);
+				return -1;
+			}
+			free(ms->mods[i].a);
+			free(ms->mods[i].b);
+			ms->mods[i].a = a;
+			ms->mods[i].b = b;
+			return 0;
+		}
+	}
+	nm = realloc(ms->mods, (ms->nmods + 1) * sizeof(*ms->mods));
 
 	if (nm == NULL)
 		return -1;

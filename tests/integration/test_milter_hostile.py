@@ -96,6 +96,15 @@ c.close()
 t.check(code == 550 and text.split('\n') == ['550-5.7.1 first', '550 5.7.1 second'],
         'a later line of another class: 550 5.7.1 on every line (%s %r)' % (code, text))
 
+# A sender changed 1001 times: the last one counts, and only it is kept (each one used to be
+# held until the verdict and logged).
+code, text = send('cf2', 'CHGFROM_MANY\r\n')
+got = be.find('Message-ID: <cf2@')
+t.check(code == 250 and len(got) == 1 and got[0]['from'] == 'last@example.net' and
+        mx.count_log(r'event=milter_chgfrom_args_ignored') == 2,
+        'SMFIR_CHGFROM 1001 times: the last sender, one warning for the message (%s %s %s, %d)' %
+        (code, text, [m.get('from') for m in got], mx.count_log(r'event=milter_chgfrom_args_ignored')))
+
 # SMFIR_SHUTDOWN / SMFIR_CONN_FAIL: 421 and the session ends, as behind Postfix.
 for tag, word in (('sd1', 'SHUTDOWN'), ('cfail1', 'CONNFAIL')):
     c = t.Client(mx.port, timeout=30)

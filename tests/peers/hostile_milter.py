@@ -9,6 +9,7 @@ send). At end of message the body decides:
   HDR_MANY       adds 1000 headers "X-Many-N: N" and accepts
   HDR_FLOOD      adds headers of 60000 bytes each until 4 MB were sent, then accepts
   SHUTDOWN       SMFIR_SHUTDOWN          CONNFAIL  SMFIR_CONN_FAIL
+  CHGFROM_MANY   1001 SMFIR_CHGFROM with ESMTP arguments, the last <last@example.net>
   QUARANTINE     SMFIR_QUARANTINE "held by raw" and accepts
   REPLY_MIX      SMFIR_REPLYCODE "550-5.7.1 first\r\n450 4.7.1 second" (a later line of
                  another code and class)
@@ -52,12 +53,19 @@ def eom_reply(body):
         n = int(body.split(b'DEL_MANY ', 1)[1].split()[0])
         return b''.join(frame(b'-', b'<d%d@example.test>\0' % i) for i in range(n)) + \
             frame(b'-', b'<b@example.test>\0') + frame(b'+', b'<kept@example.test>\0') + frame(b'a')
+    if b'HDR_INJECT' in body:
+        return frame(b'h', b'X-Inject\0v\r\nBcc: evil@example.net\r\n\r\nnew body\0') + \
+            frame(b'h', b'X-Lf\0a\nb\rc\0') + frame(b'h', b'Bad Name\0x\0') + \
+            frame(b'm', b'\0\0\0\x01Subject\0s\r\n\r\ninjected\0') + frame(b'a')
     if b'SHUTDOWN' in body:
         return frame(b'4')
     if b'CONNFAIL' in body:
         return frame(b'f')
     if b'QUARANTINE' in body:
         return frame(b'q', b'held by raw\0') + frame(b'a')
+    if b'CHGFROM_MANY' in body:
+        return b''.join(frame(b'e', b'<s%d@example.net>\0SIZE=%d\0' % (i, i)) for i in range(1000)) + \
+            frame(b'e', b'<last@example.net>\0SIZE=1\0') + frame(b'a')
     if b'CHGFROM_ARGS' in body:
         return frame(b'e', b'<new@example.net>\0SIZE=1 BODY=8BITMIME\0') + frame(b'a')
     return frame(b'a')
