@@ -105,6 +105,17 @@ t.check(code == 250 and len(got) == 1 and got[0]['from'] == 'last@example.net' a
         'SMFIR_CHGFROM 1001 times: the last sender, one warning for the message (%s %s %s, %d)' %
         (code, text, [m.get('from') for m in got], mx.count_log(r'event=milter_chgfrom_args_ignored')))
 
+# Header values that try to open a header or the body: one header line each, the bad name
+# refused (what Postfix's cleanup would not take either).
+code, text = send('inj1', 'HDR_INJECT\r\n')
+got = be.find('Message-ID: <inj1@')
+h = headers_of(got[0]['data']) if got else []
+body = got[0]['data'].split(b'\r\n\r\n', 1)[1] if got else b''
+t.check(code == 250 and not [x for x in h if x.startswith((b'Bcc:', b'Bad Name', b'injected', b'new body'))] and
+        b'X-Inject: v Bcc: evil@example.net new body' in h and body == b'HDR_INJECT\r\n' and
+        mx.count_log(r'event=plugin_bad_output plugin=milter what=header_name') == 1,
+        'injected CRLFs stay inside their header, a bad name is refused (%s %s %r)' % (code, text, h[-4:]))
+
 # SMFIR_SHUTDOWN / SMFIR_CONN_FAIL: 421 and the session ends, as behind Postfix.
 for tag, word in (('sd1', 'SHUTDOWN'), ('cfail1', 'CONNFAIL')):
     c = t.Client(mx.port, timeout=30)

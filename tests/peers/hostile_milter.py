@@ -8,6 +8,8 @@ Negotiates version 6 with every action and no replies wanted before end of messa
 send). At end of message the body decides:
   HDR_MANY       adds 1000 headers "X-Many-N: N" and accepts
   HDR_FLOOD      adds headers of 60000 bytes each until 4 MB were sent, then accepts
+  HDR_INJECT     header values with CRLF CRLF, bare LF and CR, a name with a space, a
+                 changed Subject with CRLF CRLF (what must not open a new header or the body)
   SHUTDOWN       SMFIR_SHUTDOWN          CONNFAIL  SMFIR_CONN_FAIL
   CHGFROM_MANY   1001 SMFIR_CHGFROM with ESMTP arguments, the last <last@example.net>
   QUARANTINE     SMFIR_QUARANTINE "held by raw" and accepts
