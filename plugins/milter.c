@@ -12,6 +12,7 @@
 #include "plugins.h"
 
 #include <libmilter/mfdef.h>
+#include <ctype.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -91,6 +92,11 @@ struct milter_sess {
 	struct milter_buf newbody;
 	bool has_newbody;
 	bool body_too_big;              /* the replaced body passed limits.max_message_size */
+	size_t rcpts_added;             /* recipients the filter added (SMFIR_ADDRCPT*) */
+	size_t rcpts_deleted;           /* ... and deleted (SMFIR_DELRCPT) */
+	bool rcpts_too_many;            /* ... past limits.max_recipients */
+	size_t hdr_added;               /* bytes the filter's header edits would add */
+	bool headers_too_big;           /* ... and they passed limits.max_message_size */
 	char *quarantine;
 	struct milter_symlist symlist[7];   /* per macro stage (enum milter_mstage) */
 };
@@ -111,6 +117,11 @@ static void milter_mods_clear(struct milter_sess *ms)
 	milter_buf_free(&ms->newbody);
 	ms->has_newbody = false;
 	ms->body_too_big = false;
+	ms->hdr_added = 0;
+	ms->headers_too_big = false;
+	ms->rcpts_added = 0;
+	ms->rcpts_deleted = 0;
+	ms->rcpts_too_many = false;
 	free(ms->quarantine);
 	ms->quarantine = NULL;
 }
@@ -636,6 +647,40 @@ static uint64_t milter_max_size(struct milter_sess *ms)
 	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX;
 }
 
+/* The most recipients a filter may add (limits.max_recipients); no bound from an older host. */
+static uint64_t milter_max_rcpts(struct milter_sess *ms)
+{
+	const char *v = ms->call ? ms->mi->host->get(ms->call, MXGATE_MAX_RCPTS) : NULL;
+
+	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX / 2;
+}
+
+/* The size of the message as the filter's edits so far leave it (headers as shown, the
+ * bytes its header edits add, the replaced or the original body). */
+static uint64_t milter_grown_size(const struct milter_sess *ms)
+{
+	return (uint64_t)ms->hlen + ms->hdr_added + (ms->has_newbody ? ms->newbody.len : ms->mlen - ms->hlen);
+}
+
+/* Forgets the header edits collected (they would pass the size limit). */
+static void milter_mods_drop_headers(struct milter_sess *ms)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < ms->nmods; i++) {
+		struct milter_mod *m = &ms->mods[i];
+
+		if (m->cmd == SMFIR_ADDHEADER || m->cmd == SMFIR_INSHEADER || m->cmd == SMFIR_CHGHEADER) {
+			free(m->a);
+			free(m->b);
+		} else {
+			ms->mods[k++] = *m;
+		}
+	}
+	ms->nmods = k;
+	ms->hdr_added = 0;
+}
+
 /* A header index from the wire (32 bits, unsigned) as the host's int: one past INT_MAX
  * still means "past the end", never a negative index (the top, the first occurrence). */
 static int milter_index(uint32_t index)
@@ -713,7 +758,30 @@ static int milter_apply_mods(struct milter_sess *ms)
 
 static int milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
 {
-	struct milter_mod *nm = realloc(ms->mods, (ms->nmods + 1) * sizeof(*ms->mods));
+	struct milter_mod *nm;
+
+	if (r->cmd == SMFIR_CHGFROM) {
+		/* Only the last new sender counts: one kept, however many the filter sends. */
+		for (size_t i = 0; i < ms->nmods; i++) {
+			char *a, *b;
+
+			if (ms->mods[i].cmd != SMFIR_CHGFROM)
+				continue;
+			a = r->name ? strdup(r->name) : NULL;
+			b = r->value ? strdup(r->value) : NULL;
+			if ((r->name && a == NULL) || (r->value && b == NULL)) {
+				free(a);
+				free(b);
+				return -1;
+			}
+			free(ms->mods[i].a);
+			free(ms->mods[i].b);
+			ms->mods[i].a = a;
+			ms->mods[i].b = b;
+			return 0;
+		}
+	}
+	nm = realloc(ms->mods, (ms->nmods + 1) * sizeof(*ms->mods));
 
 	if (nm == NULL)
 		return -1;
@@ -760,9 +828,12 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
 }
 
 /* The text of an SMFIR_REPLYCODE (after the first "NNN " or "NNN-") into out, '%%' as
- * '%': its lines joined by CRLF (the session puts the code before each, as Postfix passes
- * a multi-line smfi_setmlreply on), a bare CR or LF as a space, cut at a line boundary
- * when it does not fit (the first line alone is cut at the size). */
+ * '%': its lines joined by CRLF without their own "NNN " or "NNN-" (the session puts the
+ * reply's code before each, as Postfix passes a multi-line smfi_setmlreply on, and an
+ * enhanced code opening a line then gets the reply's class: a later "450 4.7.1" line of a
+ * 550 reply goes out as "550 5.7.1", as the first line of another class would be
+ * malformed), a bare CR or LF as a space, cut at a line boundary when it does not fit
+ * (the first line alone is cut at the size). */
 static void milter_reply_lines(const char *t, char *out, size_t size)
 {
 	size_t o = 0, keep = 0;
@@ -779,6 +850,9 @@ static void milter_reply_lines(const char *t, char *out, size_t size)
 			out[o++] = '\r';
 			out[o++] = '\n';
 			t++;
+			if (t[1] >= '1' && t[1] <= '5' && isdigit((unsigned char)t[2]) && isdigit((unsigned char)t[3]) &&
+			    (t[4] == ' ' || t[4] == '-'))
+				t += 4;	/* the line's own code */
 			continue;
 		}
 		if (o + 1 >= size) {
@@ -812,13 +886,22 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 
 			if (ms->wait == W_EOB)
 				milter_note_virus(ms, NULL);
-			if (ms->wait == W_EOB && ms->body_too_big) {
+			if (ms->wait == W_EOB && (ms->body_too_big || ms->headers_too_big)) {
+				const char *why = ms->body_too_big ? "milter-body-too-big" : "milter-headers-too-big";
+
 				/* As Postfix's cleanup refuses a queue file past message_size_limit. */
-				ms->mi->host->log(ms->call, 2, "event=milter_body_too_big max=%llu",
-				    (unsigned long long)milter_max_size(ms));
+				ms->mi->host->log(ms->call, 2, "event=milter_%s_too_big max=%llu",
+				    ms->body_too_big ? "body" : "headers", (unsigned long long)milter_max_size(ms));
 				milter_txn_end(ms);
-				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big",
-				    "milter-body-too-big");
+				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big", why);
+			}
+			if (ms->wait == W_EOB && ms->rcpts_too_many) {
+				/* Refused for good: the same filter adds as many at every retry. */
+				ms->mi->host->log(ms->call, 2, "event=milter_too_many_rcpts max=%llu",
+				    (unsigned long long)milter_max_rcpts(ms));
+				milter_txn_end(ms);
+				return milter_finish(ms, MXGATE_REJECT, 550, "5.5.3 Too many recipients",
+				    "milter-too-many-rcpts");
 			}
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
 				milter_txn_end(ms);
@@ -932,6 +1015,38 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_fail(ms, "modification before end of message");
 			return false;
 		}
+		if (r.cmd == SMFIR_ADDHEADER || r.cmd == SMFIR_INSHEADER || r.cmd == SMFIR_CHGHEADER) {
+			/* Header edits grow the message too: past limits.max_message_size they are not
+			 * kept (a filter could send any amount) and the message is refused at the
+			 * verdict, as for a replaced body. */
+			size_t add = (r.name ? strlen(r.name) : 0) + (r.value ? strlen(r.value) : 0) + 4;
+
+			if (ms->headers_too_big)
+				return true;
+			if (milter_grown_size(ms) + add > milter_max_size(ms)) {
+				ms->headers_too_big = true;
+				milter_mods_drop_headers(ms);
+				return true;
+			}
+			ms->hdr_added += add;
+		}
+		if (r.cmd == SMFIR_DELRCPT && ++ms->rcpts_deleted > 2 * milter_max_rcpts(ms)) {
+			/* More than the client's and the filter's own recipients together can be:
+			 * a broken filter, not one more list to hold until the verdict. */
+			milter_fail(ms, "too many recipient deletions");
+			return false;
+		}
+		if (r.cmd == SMFIR_ADDRCPT || r.cmd == SMFIR_ADDRCPT_PAR) {
+			/* Added recipients are bounded as the client's are (limits.max_recipients):
+			 * past it the message is refused at the verdict and the rest not kept (a
+			 * filter could add any number, each one a RCPT to the backend). */
+			if (ms->rcpts_too_many)
+				return true;
+			if (++ms->rcpts_added > milter_max_rcpts(ms)) {
+				ms->rcpts_too_many = true;
+				return true;
+			}
+		}
 		if (milter_add_mod(ms, &r) < 0) {
 			milter_fail(ms, "out of memory");
 			return false;
@@ -945,7 +1060,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		ms->has_newbody = true;
 		if (ms->body_too_big)
 			return true;   /* refused already: read and drop the rest */
-		if (ms->hlen + ms->newbody.len + r.len > milter_max_size(ms)) {
+		if (ms->hlen + ms->hdr_added + ms->newbody.len + r.len > milter_max_size(ms)) {
 			/* Not kept (a filter could send any amount): refused at the verdict. */
 			ms->body_too_big = true;
 			milter_buf_free(&ms->newbody);

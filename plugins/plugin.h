@@ -82,6 +82,8 @@ enum mxgate_item {
 	MXGATE_TLS_CERT_ISSUER, /* its issuer's CN, likewise */
 	MXGATE_TLS_CERT_FINGERPRINT, /* the SHA-256 fingerprint ("AB:CD:...") of a client certificate
 	                       * that was sent, verified or not; "" when none; NULL from an older host */
+	MXGATE_MAX_RCPTS,     /* limits.max_recipients, decimal: a transaction's recipients, and the
+	                       * most a filter may add; NULL from an older host */
 	MXGATE_NITEMS
 };
 

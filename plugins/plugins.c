@@ -535,7 +535,7 @@ struct mxgate_call {
 	 * memory; owner names the plugin in the log line. */
 	bool completed;
 	struct plugin_sess *owner;
-	char client_port[8], local_ip[64], local_port[8], max_size[24], cipher_bits[12];   /* formatted items, one buffer each */
+	char client_port[8], local_ip[64], local_port[8], max_size[24], cipher_bits[12], max_rcpts[24];   /* formatted items, one buffer each */
 };
 
 /* Which hook stages a descriptor needs (CLOSE whenever it keeps session state). */
@@ -1185,6 +1185,11 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 			return NULL;
 		snprintf(c->max_size, sizeof(c->max_size), "%llu", (unsigned long long)env->cfg->limits.max_message_size);
 		return c->max_size;
+	case MXGATE_MAX_RCPTS:
+		if (env->cfg == NULL)
+			return NULL;
+		snprintf(c->max_rcpts, sizeof(c->max_rcpts), "%ld", env->cfg->limits.max_recipients);
+		return c->max_rcpts;
 	default: return NULL;
 	}
 }
