@@ -896,11 +896,13 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big", why);
 			}
 			if (ms->wait == W_EOB && ms->rcpts_too_many) {
-				/* Refused for good: the same filter adds as many at every retry. */
+				/* A 4xx, not a 5xx: the excess is the filter's or the limit's doing, not
+				 * the sender's; the message waits in the sender's queue while the
+				 * operator raises limits.max_recipients or fixes the filter. */
 				ms->mi->host->log(ms->call, 2, "event=milter_too_many_rcpts max=%llu",
 				    (unsigned long long)milter_max_rcpts(ms));
 				milter_txn_end(ms);
-				return milter_finish(ms, MXGATE_REJECT, 550, "5.5.3 Too many recipients",
+				return milter_finish(ms, MXGATE_TEMPFAIL, 451, "4.5.3 Too many recipients added by a filter",
 				    "milter-too-many-rcpts");
 			}
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
