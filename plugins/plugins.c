@@ -1360,6 +1360,16 @@ static void host_header_put(struct mxgate_call *c, enum host_header_place place,
 		return;
 	if (!host_header_name_ok(name))
 		return host_reject_output(c, "header_name");
+	/* The message with every header added stays within limits.max_message_size, as a
+	 * replaced body does: past it a header is dropped (logged once per message) rather
+	 * than kept in memory and relayed. */
+	if (env->cfg && (env->msg ? msgbuf_len(env->msg) : 0) + env->hdr_edit_bytes + strlen(name) +
+	    strlen(value) + 4 > env->cfg->limits.max_message_size) {
+		if (!env->hdr_edit_refused)
+			host_reject_output(c, "header_too_big");
+		env->hdr_edit_refused = true;
+		return;
+	}
 	v = host_header_value_clean(value);
 	if (place == HOST_HEADER_ADD)
 		hook_env_add_header(env, name, v);

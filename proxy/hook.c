@@ -91,6 +91,7 @@ static void hook_env_push_edit(struct hook_env *env, enum hdr_edit_op op, const 
 	e->name = hook_strdup(name);
 	e->value = hook_strdup(value);
 	e->index = index;
+	env->hdr_edit_bytes += (name ? strlen(name) : 0) + (value ? strlen(value) : 0) + 4;
 }
 
 void hook_env_add_header(struct hook_env *env, const char *name, const char *value)
@@ -165,6 +166,8 @@ void hook_env_reset_txn(struct hook_env *env)
 		env->hdr_edits = NULL;
 	}
 	env->nhdr_edits = 0;
+	env->hdr_edit_bytes = 0;
+	env->hdr_edit_refused = false;
 	if (env->new_body != NULL) {
 		msgbuf_free(env->new_body);
 		env->new_body = NULL;

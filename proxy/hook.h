@@ -174,6 +174,8 @@ struct hook_env {
 	size_t nsymbols, txn_symbols_start;   /* symbols from txn_symbols_start on belong to the txn */
 	double score;                         /* sum of symbol scores */
 	struct hdr_edit *hdr_edits;  size_t nhdr_edits;
+	size_t hdr_edit_bytes;                /* octets the edits' names and values hold (a bound) */
+	bool hdr_edit_refused;                /* a plugin's header was refused by that bound */
 	struct msgbuf *new_body;              /* replaced body (owned), or NULL */
 	char *new_mail_from;                  /* changed sender (owned), or NULL */
 	struct rcpt *add_rcpts; size_t nadd_rcpts;  /* recipients added by filters */

@@ -5,7 +5,7 @@ in the docs' example), host calls after its done(), a verdict out of range, and 
 enhanced status code is of another class than the SMTP code. The process survives each
 (a second done() used to free the call twice: SIGSEGV at end of data), the first verdict
 stands, the misuse is logged, and the client's reply is consistent RFC 3463 (`451 4.x.x`,
-`550 5.x.x`). A body replaced past limits.max_message_size is refused."""
+`550 5.x.x`). A body replaced or headers added past limits.max_message_size are refused."""
 import os
 import shutil
 import subprocess
@@ -63,6 +63,12 @@ static void m_eom(void *i, struct mxgate_call *c)
 		memset(big, 'b', sizeof(big));
 		host->add_header(c, "X-Replace", host->replace_body(c, big, sizeof(big)) < 0 ? "refused" : "done");
 		host->add_header(c, "X-Max", max ? max : "none");
+	}
+	if (is(r, "eomhdr")) {
+		static char val[1000];
+		memset(val, 'h', sizeof(val) - 1);
+		for (int k = 0; k < 3000; k++)
+			host->add_header(c, "X-Many", val);
 	}
 	host->add_header(c, "X-Misuse", "checked");
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
@@ -131,6 +137,16 @@ t.check(code == 250 and len(got) == 1 and b'X-Replace: refused' in got[0]['data'
         b'X-Max: 1048576' in got[0]['data'] and len(got[0]['data']) < 10000,
         'replace_body past limits.max_message_size (1M) is refused (-1), the body kept; MXGATE_MAX_SIZE says 1048576')
 t.check(m.count_log(r'event=plugin_bad_output plugin=misuse what=body_too_big') == 1, 'and logged')
+# Added headers are bounded the same way: 3,000 headers of 1,000 octets (3 MB) used to be
+# kept and relayed past the 1M limit; those past it are dropped and logged once per message.
+code, text = send('eomhdr', 'm-eomhdr')
+got = be.find('body of m-eomhdr')
+t.check(code == 250 and len(got) == 1 and len(got[0]['data']) <= 1048576 + 1024 and  # + our Received
+        0 < got[0]['data'].count(b'X-Many: hhh') < 3000,
+        'headers added past limits.max_message_size are dropped, the message within it: %s %s %s' %
+        (code, text, len(got[0]['data']) if got else None))
+t.check(m.count_log(r'event=plugin_bad_output plugin=misuse what=header_too_big') == 1,
+        'and logged once for the message')
 rep = rcpt_reply('badaction')
 t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
 t.check(m.alive(), 'the process lives through all of it')
