@@ -1098,6 +1098,16 @@ enum session_check session_cmd_check(const struct session *s, const struct smtp_
 	return session_cmd_check_row(s, session_cmd_find(cmd->verb), cmd, reply, cap);
 }
 
+/* A non-SMTP command (an HTTP verb, a TLS record) under non_smtp_command_action drop: 421
+ * and the connection closes once it is out. */
+static void session_non_smtp_drop(struct session *s)
+{
+	log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
+	session_protocol_fail(s, PT_NON_SMTP);
+	session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
+	s->quit_after_flush = true;
+}
+
 /* One command line: parse, the row's check, then its stage and apply. */
 static void session_cmd_line(struct session *s, const char *line, size_t len)
 {
@@ -1114,10 +1124,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
 			if (parsed.verb == SMTP_HTTP &&
 			    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
-				log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
-				session_protocol_fail(s, PT_NON_SMTP);
-				session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
-				s->quit_after_flush = true;
+				session_non_smtp_drop(s);
 				return;
 			}
 			if (parsed.verb == SMTP_HTTP)
@@ -1272,6 +1279,16 @@ void session_process(struct session *s)
 		}
 		if (!session_takes_commands(s))
 			break;
+		/* A TLS record where a command line starts (a ClientHello without STARTTLS) holds
+		 * no line end to wait for, as a rule: dropped as its first octets arrive. */
+		if (s->state != SESSION_AUTH && linebuf_pending(&s->lb) == 0 &&
+		    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP &&
+		    smtp_cmd_tls_record(s->in + pos, s->inlen - pos) == 1) {
+			s->ncommands++;
+			session_non_smtp_drop(s);
+			pos = s->inlen;
+			break;
+		}
 		struct linebuf_line line;
 		size_t used = 0;
 		if (!linebuf_feed(&s->lb, s->in + pos, s->inlen - pos, &used, &line)) {
