@@ -227,6 +227,8 @@ static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		}
 		if (ctx && tls_ctx_set_client_verify(ctx, t->client_certificate, t->client_ca_file, err, sizeof(err)) != 0)
 			rc = cfg_error_key(p, n, "client_ca_file", -1, "%s", err);
+		if (ctx && tls_ctx_set_ciphersuites(ctx, t->ciphersuites, err, sizeof(err)) != 0)
+			rc = cfg_error_key(p, n, "ciphersuites", -1, "%s", err);
 		tls_ctx_unref(ctx);
 	}
 	return rc;
@@ -245,7 +247,11 @@ static const struct cfg_field tls_fields[] = {
 	  .doc = "optional: more certificates, each sent to clients whose SNI matches its names "
 		 "(HAProxy's crt list, Postfix's tls_server_sni_maps); others get tls.certificate" },
 	{ "ciphers", CFG_STRING, offsetof(struct tls_config, ciphers),
-	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)" },
+	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's); TLS 1.3 suites are tls.ciphersuites" },
+	{ "ciphersuites", CFG_STRING, offsetof(struct tls_config, ciphersuites),
+	  .doc = "TLS 1.3 cipher suites, ':'-separated in the server's order of preference, e.g. "
+		 "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256 (OpenSSL's SSL_CTX_set_ciphersuites; "
+		 "default: OpenSSL's); a name OpenSSL does not offer is refused" },
 	{ "min_version", CFG_ENUM, offsetof(struct tls_config, min_version), "1.2",
 	  .choices = tls_version_choices, .doc = "lowest TLS version offered: 1.2 or 1.3" },
 	{ "client_certificate", CFG_ENUM, offsetof(struct tls_config, client_certificate), "none",
@@ -786,7 +792,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	if (cfg->tls.ciphers && cfg->tls.min_version == 1) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: tls.ciphers is the cipher list of TLS 1.2, which "
-				"min_version 1.3 does not offer: it has no effect\n", cfg->path);
+				"min_version 1.3 does not offer: it has no effect (TLS 1.3's are tls.ciphersuites)\n", cfg->path);
 		n++;
 	}
 	if (cfg->tls.client_ca_file && cfg->tls.client_certificate == TLS_CCERT_NONE) {

@@ -36,6 +36,7 @@ struct listen_config {
 struct tls_sni_config { char *certificate; char *key; char *second_certificate; char *second_key; };
 struct tls_config { char *certificate; char *key; char *second_certificate; char *second_key; char *ciphers;
 	int min_version; /* 0=1.2 1=1.3 */
+	char *ciphersuites;     /* TLS 1.3 suites (SSL_CTX_set_ciphersuites); NULL = OpenSSL's */
 	int client_certificate; /* enum tls_ccert: none, ask, require */
 	char *client_ca_file;   /* PEM CAs that client certificates verify against */
 	struct cfg_list sni; /* struct tls_sni_config: certificates chosen by the client's SNI */ };
