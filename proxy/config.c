@@ -303,7 +303,7 @@ static const struct cfg_field limits_fields[] = {
 	{ "max_line_length", CFG_INT, offsetof(struct limits_config, max_line_length), "1000",
 	  512, 1000, .doc = "longest command line incl. CRLF (RFC 5321 4.5.3.1.4: at least 512; 1000, its own limit, is what the command parser takes)" },
 	{ "max_errors", CFG_INT, offsetof(struct limits_config, max_errors), "10", 1, 1000,
-	  .doc = "protocol errors per session before 421 and disconnect" },
+	  .doc = "client errors (bad commands, refused recipients and senders) before 421 and disconnect; a delivered message starts the count over (Postfix's smtpd_hard_error_limit, \"errors without delivering mail\")" },
 	{ "memory_threshold", CFG_SIZE, offsetof(struct limits_config, memory_threshold), "256K",
 	  0, (double)(1ull << 30), .doc = "message bytes held in memory before spilling to spool_dir" },
 	{ "spool_dir", CFG_STRING, offsetof(struct limits_config, spool_dir), "/tmp",

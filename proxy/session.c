@@ -786,8 +786,12 @@ static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	if (r->code / 100 == 2)
+	if (r->code / 100 == 2) {
 		s->nmessages++;
+		/* A client that delivers mail is forgiven its errors so far (Postfix's
+		 * smtpd_hard_error_limit counts errors "without delivering mail"). */
+		s->errors = 0;
+	}
 	session_message_done(s, r->code, r->text, r->reason, r->reusable);
 }
 
