@@ -791,6 +791,7 @@ static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 		/* A client that delivers mail is forgiven its errors so far (Postfix's
 		 * smtpd_hard_error_limit counts errors "without delivering mail"). */
 		s->errors = 0;
+		s->junk = 0;
 	}
 	session_message_done(s, r->code, r->text, r->reason, r->reusable);
 }
@@ -1039,10 +1040,10 @@ static const struct session_cmd session_cmds[] = {
 	  .start = session_start_rcpt, .stage = HOOK_RCPT, .apply = session_apply_rcpt },
 	{ .verb = SMTP_DATA, .flags = CMD_HELP | CMD_NEEDS_MAIL | CMD_NEEDS_RCPT | CMD_BUSY, .check = session_check_data,
 	  .stage = HOOK_DATA, .apply = session_apply_data },
-	{ .verb = SMTP_RSET, .flags = CMD_HELP | CMD_RESETS_TXN, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
-	{ .verb = SMTP_NOOP, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
+	{ .verb = SMTP_RSET, .flags = CMD_HELP | CMD_RESETS_TXN | CMD_JUNK, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
+	{ .verb = SMTP_NOOP, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
 	{ .verb = SMTP_QUIT, .flags = CMD_HELP | CMD_QUIT, .stage = SESSION_NO_STAGE, .reply = "221 2.0.0 Bye" },
-	{ .verb = SMTP_VRFY, .flags = CMD_HELP, .stage = SESSION_NO_STAGE,
+	{ .verb = SMTP_VRFY, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE,
 	  .reply = "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery" },
 	{ .verb = SMTP_HELP, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .apply = session_apply_help },
 	{ .verb = SMTP_STARTTLS, .flags = CMD_HELP | CMD_TLS_OFFER, .check = session_check_starttls,
@@ -1186,6 +1187,10 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	session_reply_line(s, c->reply);
 	if (c->flags & CMD_QUIT)
 		s->quit_after_flush = true;
+	/* smtpd_junk_command_limit: past it a NOOP (RSET, VRFY) is still answered, and is an
+	 * error: a client cannot hold the session with them for ever */
+	if ((c->flags & CMD_JUNK) && ++s->junk > s->cfg->limits.max_junk_commands)
+		session_error(s);
 }
 
 /* ---- input ------------------------------------------------------------------------- */

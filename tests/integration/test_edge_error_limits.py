@@ -7,6 +7,10 @@
   sending many messages down one connection, each with a few unknown recipients (the
   backend's 550s count as errors), was cut off with 421 in its eleventh unknown recipient
   however much mail it had delivered. Now a delivered message starts the count over.
+- smtpd_junk_command_limit (100): NOOP, RSET and VRFY past it still get their answer and
+  each counts as an error. mxgate had no such limit: a client sending NOOPs (each resets
+  limits.command_timeout) held its session, and a connection slot, for ever. Now
+  limits.max_junk_commands (100); a delivered message starts that count over too.
 Peers: a scripted backend refusing a set of recipients."""
 import os
 import sys
@@ -68,6 +72,47 @@ if got[-1][-1] == 250:
     mt.check(codes == [250, 550, 550, 550, 421] and c.is_closed(5),
              'three errors with no delivery between them: 421 and closed (%r)' % codes)
 c.close()
+
+# ------------------------------------------------------------------ junk commands
+mx.stop()
+mx = mt.Mxgate(mt.config([be.url], limits={'max_errors': 3, 'max_junk_commands': 5},
+                         accept_domains=['example.test']), name='mx-junk')
+
+
+def flood(c, verbs, n):
+    """Up to n junk commands pipelined; the replies' codes up to a 421 or the close."""
+    c.send(''.join('%s\r\n' % verbs[i % len(verbs)] for i in range(n)))
+    codes = []
+    while len(codes) < n:
+        code, text = c.reply()
+        if code is None:
+            break
+        codes.append(code)
+        if code == 421:
+            break
+    return codes
+
+
+c = client()
+got = flood(c, ['NOOP', 'RSET', 'VRFY postmaster'], 20)
+mt.check(got == [250, 250, 252, 250, 250, 252, 250, 250, 421] and c.is_closed(5),
+         'NOOP/RSET/VRFY: five taken, then each is answered and is an error; the third error: 421 (%r)' % got)
+c.close()
+n0 = mx.log_size()
+c = client()
+got = flood(c, ['NOOP'], 1000)
+mt.check(got[-1] == 421 and len(got) == 9 and c.is_closed(5), 'a NOOP flood is cut off (%d replies, last %r)' % (len(got), got[-1:]))
+mt.check(mx.wait_log(r'event=disconnect reason=too_many_errors client=127\.0\.0\.1', 5, start=n0) is not None,
+         '... logged as too_many_errors')
+c.close()
+# a delivered message starts the junk count over
+n0 = mx.log_size()
+c = client()
+got = flood(c, ['NOOP'], 5) + message(c, 'junk-reset', ()) + flood(c, ['NOOP'], 5)
+c.close()
+mt.check(got == [250] * 5 + [250, 250, 354, 250] + [250] * 5 and
+         mx.wait_log(r'event=disconnect client=\S+ commands=\d+ messages=1 errors=0 ', 5, start=n0) is not None,
+         'five NOOPs, a message, five NOOPs: no error (%r)' % got)
 
 mt.check(not mx.malformed_log_lines(), 'log lines keep the contract form')
 mx.stop()
