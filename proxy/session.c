@@ -254,6 +254,7 @@ static void session_add_symbol(struct session *s, const char *name, double score
  * STARTTLS, a new MAIL) and releases it. */
 static void session_txn_reset(struct session *s, bool relay_reusable)
 {
+	s->rcpt_overshoot = 0;
 	chain_txn_abandon(&s->chain);
 	smtp_tx_reset(&s->tx, relay_reusable);
 }
@@ -1153,6 +1154,11 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		break;
 	case SESSION_CHECK_REPLY:
 		session_reply_line(s, reply);
+		/* smtpd_recipient_overshoot_limit: past it each 452 for too many recipients is
+		 * an error too */
+		if (cmd->verb == SMTP_RCPT && (long)s->env.nrcpts >= s->cfg->limits.max_recipients &&
+		    ++s->rcpt_overshoot > s->cfg->limits.max_recipient_overshoot)
+			session_error(s);
 		return;
 	case SESSION_CHECK_ERROR:
 		session_reply_line(s, reply);

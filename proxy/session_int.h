@@ -85,6 +85,7 @@ struct session {
 	char refused_reason[48];          /* for the session outcome */
 	int errors;
 	long junk;                        /* NOOP/RSET/VRFY since the last delivered message */
+	long rcpt_overshoot;              /* RCPTs past max_recipients in this transaction */
 	unsigned long ncommands, nmessages;
 	struct linebuf lb;
 	struct session_memo *memo;        /* commands parsed ahead (session_next_group), or NULL */

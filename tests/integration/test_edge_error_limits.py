@@ -11,6 +11,10 @@
   each counts as an error. mxgate had no such limit: a client sending NOOPs (each resets
   limits.command_timeout) held its session, and a connection slot, for ever. Now
   limits.max_junk_commands (100); a delivered message starts that count over too.
+- smtpd_recipient_overshoot_limit (1000): RCPT TO past smtpd_recipient_limit gets 452 and,
+  past the overshoot, each counts as an error. mxgate answered 452 for ever: a client could
+  hold its session with endless recipients. Now limits.max_recipient_overshoot (1000), per
+  transaction; the recipients taken are relayed as before.
 Peers: a scripted backend refusing a set of recipients."""
 import os
 import sys
@@ -113,6 +117,39 @@ c.close()
 mt.check(got == [250] * 5 + [250, 250, 354, 250] + [250] * 5 and
          mx.wait_log(r'event=disconnect client=\S+ commands=\d+ messages=1 errors=0 ', 5, start=n0) is not None,
          'five NOOPs, a message, five NOOPs: no error (%r)' % got)
+
+# ------------------------------------------------------------------ recipients past the limit
+mx.stop()
+mx = mt.Mxgate(mt.config([be.url], limits={'max_errors': 3, 'max_recipients': 3, 'max_recipient_overshoot': 2},
+                         accept_domains=['example.test']), name='mx-overshoot')
+for how in ('one at a time', 'pipelined'):
+    c = client()
+    mt.check(c.cmd('MAIL FROM:<a@example.org>')[0] == 250, '%s: MAIL' % how)
+    rcpts = ['RCPT TO:<r%d@example.test>' % i for i in range(20)]
+    if how == 'pipelined':
+        c.send(''.join(r + '\r\n' for r in rcpts))
+        got = []
+        while len(got) < 20:
+            code, text = c.reply()
+            if code is None:
+                break
+            got.append(code)
+            if code == 421:
+                break
+    else:
+        got = [c.cmd(r)[0] for r in rcpts[:8]]
+        got.append(c.reply()[0])        # what follows the eighth reply, unasked
+    mt.check(got == [250] * 3 + [452] * 5 + [421] and c.is_closed(5),
+             '%s: three taken, two 452 over, then each 452 is an error: 421 at the third (%r)' % (how, got))
+    c.close()
+# a new transaction starts the overshoot over; the recipients taken are relayed
+c = client()
+got = message(c, 'overshoot-1', ()) + [c.cmd('MAIL FROM:<a@example.org>')[0]] + \
+    [c.cmd('RCPT TO:<s%d@example.test>' % i)[0] for i in range(5)] + [c.cmd('RSET')[0]] + \
+    [c.cmd('MAIL FROM:<a@example.org>')[0]] + [c.cmd('RCPT TO:<t%d@example.test>' % i)[0] for i in range(5)]
+mt.check(got == [250, 250, 354, 250] + [250] + [250] * 3 + [452] * 2 + [250] + [250] + [250] * 3 + [452] * 2,
+         'two overshooting transactions, each within its overshoot: no error (%r)' % got)
+c.close()
 
 mt.check(not mx.malformed_log_lines(), 'log lines keep the contract form')
 mx.stop()
