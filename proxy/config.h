@@ -57,7 +57,7 @@ struct limits_config {
 	int nul;                    /* enum nul_policy: NUL octets in DATA (never relayed) */
 	long max_line_length;       /* command line incl. CRLF, >= 512 (RFC 5321 4.5.3.1.4) */
 	long max_errors;            /* errors per session before 421 and disconnect */
-	long max_junk_commands;     /* NOOP/RSET/VRFY before each counts as an error */
+	long max_junk_commands;     /* NOOP/RSET/VRFY/HELP before each is an error */
 	long max_recipient_overshoot; /* RCPTs past max_recipients before each is an error */
 	uint64_t memory_threshold;  /* message bytes held in memory before spilling to a file */
 	char *spool_dir;            /* where spilled messages go */

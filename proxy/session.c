@@ -1046,7 +1046,7 @@ static const struct session_cmd session_cmds[] = {
 	{ .verb = SMTP_QUIT, .flags = CMD_HELP | CMD_QUIT, .stage = SESSION_NO_STAGE, .reply = "221 2.0.0 Bye" },
 	{ .verb = SMTP_VRFY, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE,
 	  .reply = "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery" },
-	{ .verb = SMTP_HELP, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .apply = session_apply_help },
+	{ .verb = SMTP_HELP, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE, .apply = session_apply_help },
 	{ .verb = SMTP_STARTTLS, .flags = CMD_HELP | CMD_TLS_OFFER, .check = session_check_starttls,
 	  .stage = SESSION_NO_STAGE, .apply = session_apply_starttls },
 	{ .verb = SMTP_EXPN, .stage = SESSION_NO_STAGE, .reply = "502 5.5.1 Error: command not implemented" },
@@ -1188,13 +1188,13 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	s->cmd = c;
 	if (c->apply) {
 		c->apply(s, &go_on);
-		return;
+	} else {
+		session_reply_line(s, c->reply);
+		if (c->flags & CMD_QUIT)
+			s->quit_after_flush = true;
 	}
-	session_reply_line(s, c->reply);
-	if (c->flags & CMD_QUIT)
-		s->quit_after_flush = true;
-	/* smtpd_junk_command_limit: past it a NOOP (RSET, VRFY) is still answered, and is an
-	 * error: a client cannot hold the session with them for ever */
+	/* smtpd_junk_command_limit: past it a NOOP (RSET, VRFY, HELP) is still answered, and
+	 * is an error: a client cannot hold the session with them for ever */
 	if ((c->flags & CMD_JUNK) && ++s->junk > s->cfg->limits.max_junk_commands)
 		session_error(s);
 }

@@ -84,7 +84,7 @@ struct session {
 	int refused_code;                 /* the refusal the client got at connect (0 none), */
 	char refused_reason[48];          /* for the session outcome */
 	int errors;
-	long junk;                        /* NOOP/RSET/VRFY since the last delivered message */
+	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
 	long rcpt_overshoot;              /* RCPTs past max_recipients in this transaction */
 	unsigned long ncommands, nmessages;
 	struct linebuf lb;

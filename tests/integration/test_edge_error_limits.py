@@ -8,7 +8,8 @@
   backend's 550s count as errors), was cut off with 421 in its eleventh unknown recipient
   however much mail it had delivered. Now a delivered message starts the count over.
 - smtpd_junk_command_limit (100): NOOP, RSET and VRFY past it still get their answer and
-  each counts as an error. mxgate had no such limit: a client sending NOOPs (each resets
+  each counts as an error (HELP is Postfix's unknown command, an error at once; here it
+  is answered, so it is junk). mxgate had no such limit: a client sending NOOPs (each resets
   limits.command_timeout) held its session, and a connection slot, for ever. Now
   limits.max_junk_commands (100); a delivered message starts that count over too.
 - smtpd_recipient_overshoot_limit (1000): RCPT TO past smtpd_recipient_limit gets 452 and,
@@ -103,6 +104,10 @@ mt.check(got == [250, 250, 252, 250, 250, 252, 250, 250, 421] and c.is_closed(5)
          'NOOP/RSET/VRFY: five taken, then each is answered and is an error; the third error: 421 (%r)' % got)
 c.close()
 n0 = mx.log_size()
+c = client()
+got = flood(c, ['HELP'], 100)
+mt.check(got == [214] * 8 + [421] and c.is_closed(5), 'HELP counts as junk too (%r)' % got)
+c.close()
 c = client()
 got = flood(c, ['NOOP'], 1000)
 mt.check(got[-1] == 421 and len(got) == 9 and c.is_closed(5), 'a NOOP flood is cut off (%d replies, last %r)' % (len(got), got[-1:]))
