@@ -227,6 +227,8 @@ static int tls_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		}
 		if (ctx && tls_ctx_set_client_verify(ctx, t->client_certificate, t->client_ca_file, err, sizeof(err)) != 0)
 			rc = cfg_error_key(p, n, "client_ca_file", -1, "%s", err);
+		if (ctx && tls_ctx_set_ciphersuites(ctx, t->ciphersuites, err, sizeof(err)) != 0)
+			rc = cfg_error_key(p, n, "ciphersuites", -1, "%s", err);
 		tls_ctx_unref(ctx);
 	}
 	return rc;
@@ -245,7 +247,11 @@ static const struct cfg_field tls_fields[] = {
 	  .doc = "optional: more certificates, each sent to clients whose SNI matches its names "
 		 "(HAProxy's crt list, Postfix's tls_server_sni_maps); others get tls.certificate" },
 	{ "ciphers", CFG_STRING, offsetof(struct tls_config, ciphers),
-	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)" },
+	  .doc = "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's); TLS 1.3 suites are tls.ciphersuites" },
+	{ "ciphersuites", CFG_STRING, offsetof(struct tls_config, ciphersuites),
+	  .doc = "TLS 1.3 cipher suites, ':'-separated in the server's order of preference, e.g. "
+		 "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256 (OpenSSL's SSL_CTX_set_ciphersuites; "
+		 "default: OpenSSL's); a name OpenSSL does not offer is refused" },
 	{ "min_version", CFG_ENUM, offsetof(struct tls_config, min_version), "1.2",
 	  .choices = tls_version_choices, .doc = "lowest TLS version offered: 1.2 or 1.3" },
 	{ "client_certificate", CFG_ENUM, offsetof(struct tls_config, client_certificate), "none",
@@ -297,7 +303,11 @@ static const struct cfg_field limits_fields[] = {
 	{ "max_line_length", CFG_INT, offsetof(struct limits_config, max_line_length), "1000",
 	  512, 1000, .doc = "longest command line incl. CRLF (RFC 5321 4.5.3.1.4: at least 512; 1000, its own limit, is what the command parser takes)" },
 	{ "max_errors", CFG_INT, offsetof(struct limits_config, max_errors), "10", 1, 1000,
-	  .doc = "protocol errors per session before 421 and disconnect" },
+	  .doc = "client errors (bad commands, refused recipients and senders) before 421 and disconnect; a delivered message starts the count over (Postfix's smtpd_hard_error_limit, \"errors without delivering mail\")" },
+	{ "max_junk_commands", CFG_INT, offsetof(struct limits_config, max_junk_commands), "100", 0, 100000,
+	  .doc = "NOOP, RSET, VRFY and HELP commands a client may send (Postfix's smtpd_junk_command_limit, where HELP is an unknown command and an error at once); each one more is answered and counts as an error toward max_errors, so a flood of them cannot hold a session for ever; a delivered message starts the count over" },
+	{ "max_recipient_overshoot", CFG_INT, offsetof(struct limits_config, max_recipient_overshoot), "1000", 0, 1000000,
+	  .doc = "RCPT TO past max_recipients in one transaction, each answered 452 4.5.3, before each one more also counts as an error toward max_errors (Postfix's smtpd_recipient_overshoot_limit), so endless recipients cannot hold a session" },
 	{ "memory_threshold", CFG_SIZE, offsetof(struct limits_config, memory_threshold), "256K",
 	  0, (double)(1ull << 30), .doc = "message bytes held in memory before spilling to spool_dir" },
 	{ "spool_dir", CFG_STRING, offsetof(struct limits_config, spool_dir), "/tmp",
@@ -815,7 +825,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 	if (cfg->tls.ciphers && cfg->tls.min_version == 1) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: tls.ciphers is the cipher list of TLS 1.2, which "
-				"min_version 1.3 does not offer: it has no effect\n", cfg->path);
+				"min_version 1.3 does not offer: it has no effect (TLS 1.3's are tls.ciphersuites)\n", cfg->path);
 		n++;
 	}
 	if (cfg->tls.client_ca_file && cfg->tls.client_certificate == TLS_CCERT_NONE) {

@@ -36,6 +36,7 @@ struct listen_config {
 struct tls_sni_config { char *certificate; char *key; char *second_certificate; char *second_key; };
 struct tls_config { char *certificate; char *key; char *second_certificate; char *second_key; char *ciphers;
 	int min_version; /* 0=1.2 1=1.3 */
+	char *ciphersuites;     /* TLS 1.3 suites (SSL_CTX_set_ciphersuites); NULL = OpenSSL's */
 	int client_certificate; /* enum tls_ccert: none, ask, require */
 	char *client_ca_file;   /* PEM CAs that client certificates verify against */
 	struct cfg_list sni; /* struct tls_sni_config: certificates chosen by the client's SNI */ };
@@ -56,6 +57,8 @@ struct limits_config {
 	int nul;                    /* enum nul_policy: NUL octets in DATA (never relayed) */
 	long max_line_length;       /* command line incl. CRLF, >= 512 (RFC 5321 4.5.3.1.4) */
 	long max_errors;            /* errors per session before 421 and disconnect */
+	long max_junk_commands;     /* NOOP/RSET/VRFY/HELP before each is an error */
+	long max_recipient_overshoot; /* RCPTs past max_recipients before each is an error */
 	uint64_t memory_threshold;  /* message bytes held in memory before spilling to a file */
 	char *spool_dir;            /* where spilled messages go */
 };

@@ -116,6 +116,11 @@ static struct shared_gen *main_gen_new(struct mx_config *cfg, FILE *errfp)
 			tls_ctx_unref(g->tls_server);
 			g->tls_server = NULL;
 		}
+		if (g->tls_server && tls_ctx_set_ciphersuites(g->tls_server, cfg->tls.ciphersuites, tlserr,
+		    sizeof(tlserr)) != 0) {
+			tls_ctx_unref(g->tls_server);
+			g->tls_server = NULL;
+		}
 		if (g->tls_server == NULL) {
 			log_event(LOG_LVL_ERROR, NULL, "event=config_error reason=\"tls: %s\"", tlserr);
 			if (errfp)

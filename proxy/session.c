@@ -254,6 +254,7 @@ static void session_add_symbol(struct session *s, const char *name, double score
  * STARTTLS, a new MAIL) and releases it. */
 static void session_txn_reset(struct session *s, bool relay_reusable)
 {
+	s->rcpt_overshoot = 0;
 	chain_txn_abandon(&s->chain);
 	smtp_tx_reset(&s->tx, relay_reusable);
 }
@@ -786,8 +787,13 @@ static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	if (r->code / 100 == 2)
+	if (r->code / 100 == 2) {
 		s->nmessages++;
+		/* A client that delivers mail is forgiven its errors so far (Postfix's
+		 * smtpd_hard_error_limit counts errors "without delivering mail"). */
+		s->errors = 0;
+		s->junk = 0;
+	}
 	session_message_done(s, r->code, r->text, r->reason, r->reusable);
 }
 
@@ -1035,12 +1041,12 @@ static const struct session_cmd session_cmds[] = {
 	  .start = session_start_rcpt, .stage = HOOK_RCPT, .apply = session_apply_rcpt },
 	{ .verb = SMTP_DATA, .flags = CMD_HELP | CMD_NEEDS_MAIL | CMD_NEEDS_RCPT | CMD_BUSY, .check = session_check_data,
 	  .stage = HOOK_DATA, .apply = session_apply_data },
-	{ .verb = SMTP_RSET, .flags = CMD_HELP | CMD_RESETS_TXN, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
-	{ .verb = SMTP_NOOP, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
+	{ .verb = SMTP_RSET, .flags = CMD_HELP | CMD_RESETS_TXN | CMD_JUNK, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
+	{ .verb = SMTP_NOOP, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
 	{ .verb = SMTP_QUIT, .flags = CMD_HELP | CMD_QUIT, .stage = SESSION_NO_STAGE, .reply = "221 2.0.0 Bye" },
-	{ .verb = SMTP_VRFY, .flags = CMD_HELP, .stage = SESSION_NO_STAGE,
+	{ .verb = SMTP_VRFY, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE,
 	  .reply = "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery" },
-	{ .verb = SMTP_HELP, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .apply = session_apply_help },
+	{ .verb = SMTP_HELP, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE, .apply = session_apply_help },
 	{ .verb = SMTP_STARTTLS, .flags = CMD_HELP | CMD_TLS_OFFER, .check = session_check_starttls,
 	  .stage = SESSION_NO_STAGE, .apply = session_apply_starttls },
 	{ .verb = SMTP_EXPN, .stage = SESSION_NO_STAGE, .reply = "502 5.5.1 Error: command not implemented" },
@@ -1098,6 +1104,16 @@ enum session_check session_cmd_check(const struct session *s, const struct smtp_
 	return session_cmd_check_row(s, session_cmd_find(cmd->verb), cmd, reply, cap);
 }
 
+/* A non-SMTP command (an HTTP verb, a TLS record) under non_smtp_command_action drop: 421
+ * and the connection closes once it is out. */
+static void session_non_smtp_drop(struct session *s)
+{
+	log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
+	session_protocol_fail(s, PT_NON_SMTP);
+	session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
+	s->quit_after_flush = true;
+}
+
 /* One command line: parse, the row's check, then its stage and apply. */
 static void session_cmd_line(struct session *s, const char *line, size_t len)
 {
@@ -1114,10 +1130,7 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
 			if (parsed.verb == SMTP_HTTP &&
 			    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
-				log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
-				session_protocol_fail(s, PT_NON_SMTP);
-				session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
-				s->quit_after_flush = true;
+				session_non_smtp_drop(s);
 				return;
 			}
 			if (parsed.verb == SMTP_HTTP)
@@ -1141,6 +1154,11 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		break;
 	case SESSION_CHECK_REPLY:
 		session_reply_line(s, reply);
+		/* smtpd_recipient_overshoot_limit: past it each 452 for too many recipients is
+		 * an error too */
+		if (cmd->verb == SMTP_RCPT && (long)s->env.nrcpts >= s->cfg->limits.max_recipients &&
+		    ++s->rcpt_overshoot > s->cfg->limits.max_recipient_overshoot)
+			session_error(s);
 		return;
 	case SESSION_CHECK_ERROR:
 		session_reply_line(s, reply);
@@ -1170,11 +1188,15 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	s->cmd = c;
 	if (c->apply) {
 		c->apply(s, &go_on);
-		return;
+	} else {
+		session_reply_line(s, c->reply);
+		if (c->flags & CMD_QUIT)
+			s->quit_after_flush = true;
 	}
-	session_reply_line(s, c->reply);
-	if (c->flags & CMD_QUIT)
-		s->quit_after_flush = true;
+	/* smtpd_junk_command_limit: past it a NOOP (RSET, VRFY, HELP) is still answered, and
+	 * is an error: a client cannot hold the session with them for ever */
+	if ((c->flags & CMD_JUNK) && ++s->junk > s->cfg->limits.max_junk_commands)
+		session_error(s);
 }
 
 /* ---- input ------------------------------------------------------------------------- */
@@ -1272,6 +1294,16 @@ void session_process(struct session *s)
 		}
 		if (!session_takes_commands(s))
 			break;
+		/* A TLS record where a command line starts (a ClientHello without STARTTLS) holds
+		 * no line end to wait for, as a rule: dropped as its first octets arrive. */
+		if (s->state != SESSION_AUTH && linebuf_pending(&s->lb) == 0 &&
+		    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP &&
+		    smtp_cmd_tls_record(s->in + pos, s->inlen - pos) == 1) {
+			s->ncommands++;
+			session_non_smtp_drop(s);
+			pos = s->inlen;
+			break;
+		}
 		struct linebuf_line line;
 		size_t used = 0;
 		if (!linebuf_feed(&s->lb, s->in + pos, s->inlen - pos, &used, &line)) {

@@ -84,6 +84,8 @@ struct session {
 	int refused_code;                 /* the refusal the client got at connect (0 none), */
 	char refused_reason[48];          /* for the session outcome */
 	int errors;
+	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
+	long rcpt_overshoot;              /* RCPTs past max_recipients in this transaction */
 	unsigned long ncommands, nmessages;
 	struct linebuf lb;
 	struct session_memo *memo;        /* commands parsed ahead (session_next_group), or NULL */
@@ -130,6 +132,7 @@ enum session_cmd_flag {
 	CMD_QUIT = 1u << 6,         /* the session closes after the reply */
 	CMD_HELP = 1u << 7,         /* named in the HELP reply */
 	CMD_TLS_OFFER = 1u << 8,    /* ... only when STARTTLS is offered */
+	CMD_JUNK = 1u << 9,         /* counted toward limits.max_junk_commands */
 };
 
 #define SESSION_NO_STAGE HOOK_NSTAGES

@@ -12,6 +12,7 @@
 #include "counters.h"
 #include "log.h"
 #include "proxyproto.h"
+#include "smtp_cmd.h"
 #include "stream.h"
 #include "tls.h"
 #include "worker.h"
@@ -378,6 +379,20 @@ void session_note_pregreet(struct session *s, const char *data, size_t len)
 	    log_valn(dv, sizeof(dv), data, len < 100 ? len : 100));
 }
 
+/* A TLS ClientHello before the greeting: nothing it says will be SMTP. The pregreet delay
+ * (or a connect tarpit) ends, so the greeting goes out now or as the connect stage ends,
+ * and the held record is dropped right after it (session_process). */
+static void session_hello_early(struct session *s)
+{
+	s->pregreet_waited = true;
+	if (s->state == SESSION_PREGREET) {
+		session_pregreet_over(s);
+		return;
+	}
+	uv_timer_stop(&s->timer);       /* CONNECT: its end greets at once */
+	s->timer_due = 0;
+}
+
 /* Plaintext from the client (after TLS). Held when the session cannot take it now. */
 static int session_on_plain(void *arg, const char *data, size_t len)
 {
@@ -418,6 +433,9 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 	}
 	if (session_takes_commands(s) || s->state == SESSION_DATA)
 		session_process(s);
+	else if ((s->state == SESSION_PREGREET || s->state == SESSION_CONNECT) &&
+	    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP && smtp_cmd_tls_record(s->in, s->inlen) == 1)
+		session_hello_early(s);
 	else if (s->inlen > SESSION_PAUSE_HELD)
 		session_pause(s);	/* busy: let TCP push back */
 	return 0;

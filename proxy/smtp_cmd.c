@@ -637,6 +637,19 @@ smtp_parse_bdat(struct smtp_cmd *cmd)
 
 /* See smtp_cmd.h. */
 int
+smtp_cmd_tls_record(const char *data, size_t len)
+{
+    static const unsigned char head[] = { 0x16, 0x03 };
+
+    for (size_t i = 0; i < len && i < 3; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (i < 2 ? c != head[i] : c > 0x04)
+            return 0;
+    }
+    return len >= 3 ? 1 : -1;
+}
+
+int
 smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply)
 {
     const char *err = NULL;

@@ -62,6 +62,10 @@ struct smtp_cmd {
  * return -1 with verb SMTP_HTTP (the session should close the connection).
  * BDAT <size> [LAST] fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
+/* The first octets of a command line, as they arrive: 1 when they are a TLS handshake
+ * record's header (0x16 0x03 0x00..0x04: a ClientHello without STARTTLS, which usually holds
+ * no line end to wait for), 0 when they are not, -1 when too few to tell yet. */
+int smtp_cmd_tls_record(const char *data, size_t len);
 /* Tests and fuzzing: true makes smtp_cmd_parse take its octet-by-octet forms only (no
  * quick ones); both give the same parse (test_smtp_cmd, fuzz_smtp_cmd compare them). */
 extern bool smtp_cmd_force_slow;

@@ -379,6 +379,54 @@ int tls_ctx_set_client_verify(struct tls_ctx *t, int mode, const char *cafile, c
 	return 0;
 }
 
+/* TLS 1.3 suites on one SSL_CTX, every name checked (see tls_ctx_set_ciphersuites). */
+static int tls_ssl_ctx_ciphersuites(SSL_CTX *c, const char *suites, char *err, size_t errlen)
+{
+	STACK_OF(SSL_CIPHER) *sk;
+	const char *p = suites;
+
+	if (!SSL_CTX_set_ciphersuites(c, suites)) {
+		tls_format_error(err, errlen, "ciphersuites");
+		return -1;
+	}
+	sk = SSL_CTX_get_ciphers(c);
+	while (*p) {
+		size_t n = strcspn(p, ":");
+		bool known = false;
+
+		for (int i = 0; n > 0 && !known && i < sk_SSL_CIPHER_num(sk); i++) {
+			const char *name = SSL_CIPHER_standard_name(sk_SSL_CIPHER_value(sk, i));
+
+			known = name && strlen(name) == n && memcmp(name, p, n) == 0 &&
+			    strcmp(SSL_CIPHER_get_version(sk_SSL_CIPHER_value(sk, i)), "TLSv1.3") == 0;
+		}
+		if (n > 0 && !known) {
+			snprintf(err, errlen, "ciphersuites: %.*s is not a TLS 1.3 cipher suite OpenSSL offers "
+			    "(TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256, ...)",
+			    (int)(n < 100 ? n : 100), p);
+			return -1;
+		}
+		p += n;
+		if (*p == ':')
+			p++;
+	}
+	return 0;
+}
+
+/* See tls.h. */
+int tls_ctx_set_ciphersuites(struct tls_ctx *t, const char *suites, char *err, size_t errlen)
+{
+	ERR_clear_error();
+	if (suites == NULL || *suites == '\0')
+		return 0;
+	if (tls_ssl_ctx_ciphersuites(t->ssl_ctx, suites, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < t->nsni; i++)
+		if (tls_ssl_ctx_ciphersuites(t->sni[i], suites, err, errlen) != 0)
+			return -1;
+	return 0;
+}
+
 /* See tls.h. */
 struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen)
 {

@@ -35,6 +35,12 @@ int tls_ctx_add_sni(struct tls_ctx *t, const char *cert, const char *key, const 
  * SNI contexts were added and before t is shared; -1 with err. */
 enum tls_ccert { TLS_CCERT_NONE = 0, TLS_CCERT_ASK, TLS_CCERT_REQUIRE };
 int tls_ctx_set_client_verify(struct tls_ctx *t, int mode, const char *cafile, char *err, size_t errlen);
+/* TLS 1.3 cipher suites on server context t and its SNI contexts (OpenSSL's
+ * SSL_CTX_set_ciphersuites: names such as TLS_AES_128_GCM_SHA256, ':'-separated, in the
+ * server's order of preference); NULL or "" keeps OpenSSL's default. Stricter than OpenSSL,
+ * which skips a name it does not know while one other is known: every name must be one.
+ * Before t is shared; -1 with err (starting "ciphersuites"). */
+int tls_ctx_set_ciphersuites(struct tls_ctx *t, const char *suites, char *err, size_t errlen);
 /* Client context for STARTTLS to backends: opportunistic, TLS 1.2+, no verification. */
 struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen);
 /* Client context that verifies the backend's certificate (backends.tls_verify): the chain

@@ -1,6 +1,7 @@
 /* fuzz_smtp_cmd.c — any line parses or fails with a reply; parsed fields stay inside the
  * command's storage and within RFC 5321 limits; smtp_cmd_copy gives the parse again; the
- * quick forms and the octet loops (smtp_cmd_force_slow) give the same parse. */
+ * quick forms and the octet loops (smtp_cmd_force_slow) give the same parse; a TLS record
+ * header told by smtp_cmd_tls_record parses as SMTP_HTTP. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                      slow->addr_utf8 != cmd->addr_utf8 || slow->last != cmd->last)))
         abort();
     free(slow);
+    /* a TLS record header told early (as it arrives) is what the whole line parses as
+     * (a line over 998 octets is "too long" first) */
+    if (smtp_cmd_tls_record((const char *)data, size) == 1 && size <= 998 &&
+        (rc != -1 || cmd->verb != SMTP_HTTP))
+        abort();
     if (rc != 0) {
         if (rc != -1 || reply == NULL || reply[0] < '4' || reply[0] > '5' || strlen(reply) < 10)
             abort();

@@ -319,6 +319,25 @@ test_params(void **state)
     assert_string_equal(smtp_verb_name(SMTP_HTTP), "HTTP");
 }
 
+/* A TLS record header where a command starts, told from its first octets (no line end). */
+static void
+test_tls_record(void **state)
+{
+    (void)state;
+    assert_int_equal(smtp_cmd_tls_record("\x16\x03\x01\x00\x31", 5), 1);
+    assert_int_equal(smtp_cmd_tls_record("\x16\x03\x03", 3), 1);
+    assert_int_equal(smtp_cmd_tls_record("\x16\x03\x00", 3), 1);     /* SSL 3.0 */
+    assert_int_equal(smtp_cmd_tls_record("\x16\x03\x04", 3), 1);
+    assert_int_equal(smtp_cmd_tls_record("\x16\x03\x05", 3), 0);
+    assert_int_equal(smtp_cmd_tls_record("\x16\x03", 2), -1);        /* wait for more */
+    assert_int_equal(smtp_cmd_tls_record("\x16", 1), -1);
+    assert_int_equal(smtp_cmd_tls_record("", 0), -1);
+    assert_int_equal(smtp_cmd_tls_record("\x16\x02\x01", 3), 0);
+    assert_int_equal(smtp_cmd_tls_record("\x17\x03\x03", 3), 0);    /* application data */
+    assert_int_equal(smtp_cmd_tls_record("EHLO x", 6), 0);
+    assert_int_equal(smtp_cmd_tls_record("E", 1), 0);
+}
+
 /* RFC 5321 4.5.3.1: path, domain, line length limits. */
 static void
 test_lengths(void **state)
@@ -570,6 +589,7 @@ main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_ctl_every_octet),
         cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_tls_record),
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_addr_rows),
         cmocka_unit_test(test_lengths),

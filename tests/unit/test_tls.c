@@ -439,6 +439,45 @@ static void test_bad_files(void **state)
 	tlsconn_free(NULL);
 }
 
+/* tls.ciphersuites: the TLS 1.3 suite negotiated is the one set; a name OpenSSL does not
+ * offer is refused, even beside a known one (OpenSSL alone would skip it). */
+static void test_ciphersuites(void **state)
+{
+	char err[256] = "";
+	struct pair p;
+
+	(void)state;
+	memset(&p, 0, sizeof p);
+	p.sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 1, NULL, err, sizeof err);
+	assert_non_null(p.sctx);
+	assert_int_equal(tls_ctx_set_ciphersuites(p.sctx, "TLS_CHACHA20_POLY1305_SHA256", err, sizeof err), 0);
+	p.cctx = tls_ctx_new_client(err, sizeof err);
+	assert_non_null(p.cctx);
+	p.s.c = tlsconn_new(p.sctx, true, NULL, &ops, &p.s);
+	p.c.c = tlsconn_new(p.cctx, false, "mx.test", &ops, &p.c);
+	tls_ctx_unref(p.sctx);
+	tls_ctx_unref(p.cctx);
+	assert_int_equal(tlsconn_start(p.c.c), 0);
+	assert_int_equal(pump(&p, 0), 0);
+	assert_int_equal(p.s.established, 1);
+	assert_string_equal(tlsconn_cipher(p.s.c), "TLS_CHACHA20_POLY1305_SHA256");
+	pair_free(&p);
+
+	struct tls_ctx *c = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
+	assert_non_null(c);
+	assert_int_equal(tls_ctx_set_ciphersuites(c, NULL, err, sizeof err), 0);
+	assert_int_equal(tls_ctx_set_ciphersuites(c, "", err, sizeof err), 0);
+	assert_int_equal(tls_ctx_set_ciphersuites(c, "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256", err, sizeof err), 0);
+	assert_int_equal(tls_ctx_set_ciphersuites(c, "NO_SUCH_SUITE", err, sizeof err), -1);
+	assert_true(strncmp(err, "ciphersuites", 12) == 0);
+	assert_int_equal(tls_ctx_set_ciphersuites(c, "TLS_AES_128_GCM_SHA256:TLS_AES_128_GCM_SHA512", err, sizeof err), -1);
+	assert_non_null(strstr(err, "TLS_AES_128_GCM_SHA512 is not"));
+	/* a TLS 1.2 cipher is not a TLS 1.3 suite */
+	assert_int_equal(tls_ctx_set_ciphersuites(c, "ECDHE-RSA-AES128-GCM-SHA256", err, sizeof err), -1);
+	assert_int_equal(tls_ctx_set_ciphersuites(c, "tls_aes_128_gcm_sha256", err, sizeof err), -1);
+	tls_ctx_unref(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +493,7 @@ int main(void)
 		cmocka_unit_test(test_sni),
 		cmocka_unit_test(test_client_verify),
 		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_ciphersuites),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
