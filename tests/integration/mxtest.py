@@ -1582,8 +1582,8 @@ class Client:
                 if not chunk:
                     return True
                 self.buf += chunk
-        except (socket.timeout, ssl.SSLWantReadError):
-            return False
+        except (socket.timeout, ssl.SSLWantReadError, BlockingIOError):
+            return False  # BlockingIOError: wait=0 makes the socket non-blocking, nothing to read
         except (ConnectionResetError, OSError):
             return True
         finally:
