@@ -8,7 +8,10 @@
 #include "samsg.h"
 #include "uri.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,22 +110,100 @@ EVAL_FN(eval_check_from_in_blocklist)
 	return list_from_in(c, "blocklist_from", "blacklist_from", NULL);
 }
 
+static int list_from_rcvd(struct eval_ctx *c, const char *key, const char *key2);
+
+/* welcomelist_from, then welcomelist_from_rcvd (SA's _check_from_in_welcomelist) */
 EVAL_FN(eval_check_from_in_welcomelist)
 {
 	(void)call;
-	return list_from_in(c, "welcomelist_from", "whitelist_from", NULL);
+	return list_from_in(c, "welcomelist_from", "whitelist_from", NULL) ||
+	    list_from_rcvd(c, "welcomelist_from_rcvd", "whitelist_from_rcvd") > 0;
 }
 
-/* def_welcomelist_from_rcvd ADDR DOMAIN: the sender matches and a trusted relay (or the
- * last untrusted one) has an rDNS in DOMAIN */
+/* Does a relay match a _from_rcvd entry's second word? "[IP]", "[IP/len]", "[a.b]" (a
+ * classful prefix) or "[IPv6...]" against its address, else a name the relay's rDNS is or
+ * ends in ("(?:^|\.)DOMAIN$"), as SA's _check_welcomelist_rcvd. */
+static bool list_relay_matches(const struct rcvd_relay *rl, const char *dom)
+{
+	size_t dl = strlen(dom);
+
+	if (dom[0] == '[') {
+		const char *close = strchr(dom, ']');
+		char wl[96];
+		size_t n;
+		struct cfg_cidr cc;
+		struct sockaddr_storage ss;
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		bool dotted_only = true;
+		int dots = 0;
+
+		if (close == NULL || rl->ip[0] == '\0')
+			return false;
+		n = (size_t)(close - dom - 1);
+		if (close[1] != '\0' && (close[1] != '/' || strspn(close + 2, "0123456789") !=
+		    strlen(close + 2) || close[2] == '\0' || strlen(close + 2) > 3))
+			return false;
+		if (n + strlen(close + 1) >= sizeof(wl))
+			return false;
+		memcpy(wl, dom + 1, n);
+		strcpy(wl + n, close + 1);
+		for (const char *p = wl; *p; p++) {
+			if (*p == '.')
+				dots++;
+			else if (!isdigit((unsigned char)*p))
+				dotted_only = false;
+		}
+		if (dotted_only && dots == 3)
+			return strcmp(wl, rl->ip) == 0;           /* an IPv4 address: exactly */
+		if (dotted_only) {                          /* a classful subnet: "a.b" */
+			size_t wn = strlen(wl);
+
+			while (wn && wl[wn - 1] == '.')
+				wn--;
+			return wn && strncmp(wl, rl->ip, wn) == 0 && rl->ip[wn] == '.';
+		}
+		if (cfg_parse_cidr(wl, &cc) != 0)
+			return false;
+		memset(&ss, 0, sizeof(ss));
+		if (inet_pton(AF_INET, rl->ip, &s4->sin_addr) == 1)
+			s4->sin_family = AF_INET;
+		else if (inet_pton(AF_INET6, rl->ip, &s6->sin6_addr) == 1)
+			s6->sin6_family = AF_INET6;
+		else
+			return false;
+		return cfg_cidr_match(&cc, (struct sockaddr *)&ss);
+	} else {
+		size_t rl_len = strlen(rl->rdns);
+
+		return rl_len >= dl && strcasecmp(rl->rdns + rl_len - dl, dom) == 0 &&
+		    (rl_len == dl || rl->rdns[rl_len - dl - 1] == '.');
+	}
+}
+
+/* (def_)welcomelist_from_rcvd ADDR DOMAIN: the sender matches and so does the first
+ * untrusted relay, or with no untrusted relay any trusted one (SA bug 4425: never a trusted
+ * relay when an untrusted one brought the message). 1 a match, -1 the address alone (SA's
+ * possible forgery), 0 neither. */
 static int list_from_rcvd(struct eval_ctx *c, const char *key, const char *key2)
 {
 	const struct eval_conf *conf = c->conf;
 	const char *v[64];
 	size_t n = eval_all_from_addrs(c, v, 64);
 	const struct rcvd_info *ri = eval_relays(c);
+	const struct rcvd_relay *const *relays;
+	size_t nrelays;
 	int found = 0;
 
+	if (ri->nuntrusted) {
+		relays = (const struct rcvd_relay *const *)ri->untrusted;
+		nrelays = 1;
+	} else {
+		relays = (const struct rcvd_relay *const *)ri->trusted;
+		nrelays = ri->ntrusted;
+	}
+	if (nrelays == 0)
+		return 0;
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < conf->nlists; k++) {
 			const struct eval_list *l = &conf->lists[k];
@@ -130,21 +211,12 @@ static int list_from_rcvd(struct eval_ctx *c, const char *key, const char *key2)
 			if (strcmp(l->key, key) != 0 && (!key2 || strcmp(l->key, key2) != 0))
 				continue;
 			for (size_t e = 0; e + 1 < l->n; e += 2) {
-				const char *dom = l->v[e + 1];
-				size_t dl = strlen(dom);
-
 				if (!list_glob(l->v[e], v[i]))
 					continue;
 				found = -1;
-				for (size_t r = 0; r < ri->ntrusted + (ri->nuntrusted ? 1 : 0); r++) {
-					const struct rcvd_relay *rl = r < ri->ntrusted ? ri->trusted[r] :
-					    ri->untrusted[0];
-					size_t rl_len = strlen(rl->rdns);
-
-					if (rl_len >= dl && strcasecmp(rl->rdns + rl_len - dl, dom) == 0 &&
-					    (rl_len == dl || rl->rdns[rl_len - dl - 1] == '.'))
+				for (size_t r = 0; r < nrelays; r++)
+					if (list_relay_matches(relays[r], l->v[e + 1]))
 						return 1;
-				}
 			}
 		}
 	return found;

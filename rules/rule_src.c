@@ -321,7 +321,9 @@ static const char *const rule_kept_settings[] = {
 	"welcomelist_bounce_relays", "whitelist_bounce_relays", "welcomelist_from_rcvd",
 	"whitelist_from_rcvd", "def_welcomelist_from_rcvd", "def_whitelist_from_rcvd",
 	"blocklist_uri_host", "blacklist_uri_host", "welcomelist_uri_host", "whitelist_uri_host",
-	"redirector_pattern", "parse_dkim_uris", NULL
+	"redirector_pattern", "parse_dkim_uris", "unwelcomelist_from", "unwhitelist_from",
+	"unblocklist_from", "unblacklist_from", "unwelcomelist_from_rcvd", "unwhitelist_from_rcvd",
+	NULL
 };
 
 void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)
