@@ -649,6 +649,12 @@ static void rule_parse_line(struct rule_line *l, char *line)
 				rule_add_tag(s, kind, a, (size_t)(ae - a), v);
 			return;
 		}
+		if (rule_word_is(p, e, "enable_compat")) {
+			if (*rule_skip_ws(ae) != '\0' || rule_enable_compat(s, a, (size_t)(ae - a)) < 0)
+				rule_src_add_error(s, l->file, l->lineno, rule_col(l, a),
+				    "enable_compat: one name of letters, digits and _ expected");
+			return;
+		}
 		rule_warn_setting(l, p, e, a);
 		rule_keep_setting(s, p, (size_t)(e - p), a);
 		s->ignored++;

@@ -152,6 +152,10 @@ struct rule_src *rule_src_new(void)
 	strcpy(s->tag_start, "<");
 	strcpy(s->tag_end, ">");
 	rule_src_set_plugins(s, rule_default_plugins);
+	/* Debian's /etc/spamassassin/init.pre, which spamd reads and a rules.files glob of
+	 * *.cf does not: its `enable_compat welcomelist_blocklist` makes the stock
+	 * 60_welcomelist.cf score USER_IN_WELCOMELIST -100 with no USER_IN_WHITELIST meta */
+	rule_enable_compat(s, "welcomelist_blocklist", 21);
 	return s;
 }
 
@@ -179,6 +183,9 @@ void rule_src_free(struct rule_src *s)
 	for (size_t i = 0; i < s->nplugins; i++)
 		free(s->plugins[i]);
 	free(s->plugins);
+	for (size_t i = 0; i < s->ncompat; i++)
+		free(s->compat[i]);
+	free(s->compat);
 	for (size_t i = 0; i < s->ntags; i++) {
 		free(s->tags[i].name);
 		free(s->tags[i].value);
@@ -227,7 +234,28 @@ bool rule_has_plugin(const struct rule_src *s, const char *name, size_t len)
 	return false;
 }
 
-/* can(Module::method): a method SA 4.0.1 has, of Conf or of a loaded plugin. */
+int rule_enable_compat(struct rule_src *s, const char *name, size_t len)
+{
+	char **v;
+
+	if (len == 0 || len > 128)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)name[i]) && name[i] != '_')
+			return -1;
+	for (size_t i = 0; i < s->ncompat; i++)
+		if (strlen(s->compat[i]) == len && memcmp(s->compat[i], name, len) == 0)
+			return 0;
+	v = realloc(s->compat, (s->ncompat + 1) * sizeof(*v));
+	if (v == NULL)
+		abort();
+	s->compat = v;
+	s->compat[s->ncompat++] = rule_strndup(name, len);
+	return 0;
+}
+
+/* can(Module::method): a method SA 4.0.1 has, of Conf or of a loaded plugin; or
+ * Conf::compat_X after `enable_compat X`. */
 bool rule_sa_can(const struct rule_src *s, const char *name, size_t len)
 {
 	const char *sep = NULL;
@@ -237,6 +265,13 @@ bool rule_sa_can(const struct rule_src *s, const char *name, size_t len)
 			sep = name + i;
 	if (sep == NULL)
 		return false;
+	if (sep - name == 24 && strncmp(name, "Mail::SpamAssassin::Conf::compat_", 33) == 0) {
+		for (size_t i = 0; i < s->ncompat; i++)
+			if (strlen(s->compat[i]) == len - 33 &&
+			    memcmp(s->compat[i], name + 33, len - 33) == 0)
+				return true;
+		return false;
+	}
 	if (!(sep - name == 24 && strncmp(name, "Mail::SpamAssassin::Conf", 24) == 0) &&
 	    !rule_has_plugin(s, name, (size_t)(sep - name)))
 		return false;

@@ -30,6 +30,7 @@ struct rule_src {
 	char **warnings; size_t nwarnings, warnings_cap;   /* "FILE:LINE:COL: warning: ..." */
 	size_t ignored;
 	char **plugins; size_t nplugins;
+	char **compat; size_t ncompat;        /* enable_compat flags: can(Conf::compat_X) */
 	struct rule_tag *tags; size_t ntags, tags_cap;
 	char tag_start[8], tag_end[8];
 	bool finished;
@@ -43,6 +44,8 @@ char *rule_strdup(const char *s);
 void *rule_grow(void *v, size_t *cap, size_t need, size_t size);
 bool rule_has_plugin(const struct rule_src *s, const char *name, size_t len);
 bool rule_sa_can(const struct rule_src *s, const char *name, size_t len);
+/* enable_compat NAME: 0, or -1 when NAME is not SA's [A-Za-z0-9_]{1,128} */
+int rule_enable_compat(struct rule_src *s, const char *name, size_t len);
 /* Returns the rule named name (creating an empty, undefined one), NULL when full. */
 struct rule_def *rule_get_or_add(struct rule_src *s, const char *name, size_t len);
 void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value);

@@ -168,6 +168,32 @@ static void test_conditionals(void **state)
 	rule_src_free(s);
 }
 
+/* SA's enable_compat X makes can(Mail::SpamAssassin::Conf::compat_X) true from that line on;
+ * Debian's init.pre (read by spamd, not by a *.cf glob) enables welcomelist_blocklist, so the
+ * stock 60_welcomelist*.cf define no USER_IN_WHITELIST-style metas, as with spamd */
+static void test_enable_compat(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "if can(Mail::SpamAssassin::Conf::compat_welcomelist_blocklist)\nbody IN1 /a/\nendif\n"
+	    "if !can(Mail::SpamAssassin::Conf::compat_welcomelist_blocklist)\nbody OUT1 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Conf::compat_site_flag)\nbody OUT2 /a/\nendif\n"
+	    "enable_compat site_flag\n"
+	    "if can(Mail::SpamAssassin::Conf::compat_site_flag)\nbody IN2 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Conf::compat_site)\nbody OUT3 /a/\nendif\n"
+	    "enable_compat bad-name\n", &nerr);
+
+	(void)state;
+	assert_int_equal(nerr, 1);
+	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:17:15: enable_compat"));
+	assert_true(rule_src_find(s, "IN1") >= 0);
+	assert_true(rule_src_find(s, "IN2") >= 0);
+	assert_true(rule_src_find(s, "OUT1") < 0);
+	assert_true(rule_src_find(s, "OUT2") < 0);
+	assert_true(rule_src_find(s, "OUT3") < 0);
+	rule_src_free(s);
+}
+
 static void test_replace_tags(void **state)
 {
 	int nerr;
@@ -322,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_default_scores),
 		cmocka_unit_test(test_long_names),
 		cmocka_unit_test(test_conditionals),
+		cmocka_unit_test(test_enable_compat),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_replace_tags_self),
 		cmocka_unit_test(test_bad_lines),
