@@ -541,6 +541,10 @@ static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header is not applied: "
 		    "mxgate does not rewrite the message; the backend can file on "
 		    "X-Spam-Status: Yes (rules.actions.add_header)");
+	else if (rule_word_is(p, e, "uri_detail"))
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "uri_detail %.*s: not "
+		    "implemented, the rule never runs (SpamAssassin's URIDetail plugin)",
+		    (int)(rule_word_end(v) - v), v);
 	else if ((rule_word_is(p, e, "required_score") || rule_word_is(p, e, "required_hits")) &&
 	    strtod(v, NULL) != 5.0)
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "%.*s %s is not applied: "
@@ -656,7 +660,8 @@ static void rule_parse_line(struct rule_line *l, char *line)
 			return;
 		}
 		rule_warn_setting(l, p, e, a);
-		rule_keep_setting(s, p, (size_t)(e - p), a);
+		if (!rule_keep_setting(s, p, (size_t)(e - p), a))
+			rule_note_ignored(s, p, (size_t)(e - p));
 		s->ignored++;
 		return;
 	}

@@ -186,6 +186,9 @@ void rule_src_free(struct rule_src *s)
 	for (size_t i = 0; i < s->ncompat; i++)
 		free(s->compat[i]);
 	free(s->compat);
+	for (size_t i = 0; i < s->nign; i++)
+		free(s->ign[i].name);
+	free(s->ign);
 	for (size_t i = 0; i < s->ntags; i++) {
 		free(s->tags[i].name);
 		free(s->tags[i].value);
@@ -361,7 +364,7 @@ static const char *const rule_kept_settings[] = {
 	NULL
 };
 
-void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)
+bool rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)
 {
 	for (size_t i = 0; rule_kept_settings[i]; i++)
 		if (strlen(rule_kept_settings[i]) == kl &&
@@ -371,8 +374,59 @@ void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const cha
 			s->settings[s->nsettings].key = rule_strdup(rule_kept_settings[i]);
 			s->settings[s->nsettings].value = rule_strdup(value);
 			s->nsettings++;
+			return true;
+		}
+	return false;
+}
+
+void rule_note_ignored(struct rule_src *s, const char *key, size_t kl)
+{
+	for (size_t i = 0; i < s->nign; i++)
+		if (strlen(s->ign[i].name) == kl && memcmp(s->ign[i].name, key, kl) == 0) {
+			s->ign[i].n++;
 			return;
 		}
+	if (s->nign >= 256)          /* made-up names: counted in `ignored`, not listed */
+		return;
+	s->ign = realloc(s->ign, (s->nign + 1) * sizeof(*s->ign));
+	if (s->ign == NULL)
+		abort();
+	s->ign[s->nign].name = rule_strndup(key, kl);
+	s->ign[s->nign++].n = 1;
+}
+
+static int rule_ignored_cmp(const void *a, const void *b)
+{
+	const struct rule_ignored *x = a, *y = b;
+
+	if (x->n != y->n)
+		return x->n > y->n ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+char *rule_src_ignored_list(const struct rule_src *s)
+{
+	struct rule_ignored *v;
+	size_t len = 1, o = 0;
+	char *out;
+
+	if (s->nign == 0)
+		return NULL;
+	v = malloc(s->nign * sizeof(*v));
+	if (v == NULL)
+		abort();
+	memcpy(v, s->ign, s->nign * sizeof(*v));
+	qsort(v, s->nign, sizeof(*v), rule_ignored_cmp);
+	for (size_t i = 0; i < s->nign; i++)
+		len += strlen(v[i].name) + 24;
+	out = malloc(len);
+	if (out == NULL)
+		abort();
+	out[0] = '\0';
+	for (size_t i = 0; i < s->nign; i++)
+		o += (size_t)snprintf(out + o, len - o, "%s%s %zu", i ? ", " : "", v[i].name, v[i].n);
+	free(v);
+	return out;
 }
 const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n)
 {

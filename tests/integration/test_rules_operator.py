@@ -17,6 +17,7 @@ local.cf and 65_debian.cf, copied here with the operator's additions at the end 
   and names SpamAssassin or rspamd or a sender make up (X-Spam-Virus, X-Spam-Bar,
   x-spam-whatever) — are all removed before mxgate's are added, as SpamAssassin removes
   X-Spam-* (it keeps X-Spam-Prev-*, so does mxgate): the backend sees mxgate's verdict alone.
+- -t lists the directives it reads and does not apply, by name and count.
 - `action RULE quarantine` without a quarantine backend (those messages get 451 4.3.0):
   -t and the start-up log warn.
 Peers: the recording Backend. Needs /usr/share/spamassassin (skipped without; a failure
@@ -67,6 +68,12 @@ mt.check(len(warns) == 2 and all(w.startswith(os.path.join(ETC, 'local.cf') + ':
          and 'rewrite_header is not applied' in warns[0] and
          'required_score 6.0 is not applied' in warns[1],
          '-t warns of rewrite_header and required_score 6.0 in local.cf, nothing else: %s' % warns)
+# what mxgate reads and does not apply is listed by name (the stock files' lang, reuse ...
+# and local.cf's rewrite_header), the settings it applies (whitelist_from ...) are not
+na = [l for l in out.splitlines() if l.startswith('rules: directives not applied')]
+mt.check(len(na) == 1 and 'lang ' in na[0] and 'rewrite_header 1' in na[0] and
+         'whitelist_from' not in na[0] and 'blacklist_from' not in na[0],
+         '-t lists the directives not applied: %s' % na)
 cfg = mt.config([be.url], rules=rules)
 
 mx = mt.Mxgate(cfg)

@@ -194,6 +194,32 @@ static void test_enable_compat(void **state)
 	rule_src_free(s);
 }
 
+/* Directives mxgate reads and does not apply are listed by name and count (what -t prints),
+ * the settings the evals read are not; uri_detail, a local rule SpamAssassin runs, is a
+ * warning at its line */
+static void test_ignored_directives(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x\n"
+	    "report_safe 0\nwhitelist_from a@b.example\ntrusted_networks 10.0.0.0/8\n"
+	    "uri_detail LOC_UD raw =~ /x/\nscore LOC_UD 1\n", &nerr);
+	char *list = rule_src_ignored_list(s);
+
+	(void)state;
+	assert_int_equal(nerr, 0);
+	assert_non_null(list);
+	assert_string_equal(list, "lang 2, add_header 1, report_safe 1, uri_detail 1");
+	assert_int_equal(rule_src_nwarnings(s), 1);
+	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:7:1: warning: uri_detail LOC_UD: "
+	    "not implemented"));
+	free(list);
+	rule_src_free(s);
+	s = parse("body A /a/\nwhitelist_from a@b.example\n", &nerr);
+	assert_null(rule_src_ignored_list(s));
+	rule_src_free(s);
+}
+
 static void test_replace_tags(void **state)
 {
 	int nerr;
@@ -349,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_long_names),
 		cmocka_unit_test(test_conditionals),
 		cmocka_unit_test(test_enable_compat),
+		cmocka_unit_test(test_ignored_directives),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_replace_tags_self),
 		cmocka_unit_test(test_bad_lines),
