@@ -52,7 +52,9 @@ with open(os.path.join(ETC, 'local.cf'), 'a') as f:
             'required_score 6.0\n')
 EXTRA = os.path.join(ETC, 'my', 'extra.cf')
 with open(EXTRA, 'w') as f:
-    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 3.5\n')
+    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 3.5\n'
+            'body OP_MULTI /\\bwin\\b/i\ntflags OP_MULTI multiple maxhits=3\n'
+            'score OP_MULTI 0.2\n')
 
 be = mt.Backend()
 rules = {'files': [os.path.join(STOCK, '*.cf'), os.path.join(ETC, '*.cf')],
@@ -114,6 +116,15 @@ syms, _ = deliver('included rule', (H % ('operator-included', 'inc') + DATE +
                                     '\r\nbody\r\n').encode())
 mt.check(syms.get('OP_INCLUDED') == 3.5,
          'local.cf\'s include: OP_INCLUDED=3.5 hits (%s)' % syms)
+# tflags multiple maxhits=3: scored per hit, and named once per hit in X-Spam-Status as
+# spamd writes it ("tests=...,OP_MULTI,OP_MULTI,OP_MULTI,...")
+syms, head = deliver('multiple', (H % ('win', 'multi') + DATE +
+                                  '\r\nwin win\r\nwin and win\r\n').encode())
+status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(rb'\r?\n[ \t]+', b'', head), re.M)
+tests = status.group(1).decode().split('tests=')[1].split(' ')[0].split(',') if status else []
+mt.check(abs(syms.get('OP_MULTI', 0) - 0.6) < 1e-9 and tests.count('OP_MULTI') == 3,
+         'tflags multiple maxhits=3: OP_MULTI=0.600 and named 3 times in tests= (%s; %s)' % (
+             syms, status.group(0) if status else head))
 syms, _ = deliver('no Date', (H % ('no date here', 'nodate') + '\r\nbody\r\n').encode())
 mt.check(syms.get('MISSING_DATE') == 7.0,
          'local.cf\'s score after the stock files wins: MISSING_DATE=7.0 (%s)' % syms)
