@@ -659,6 +659,13 @@ static void rule_parse_line(struct rule_line *l, char *line)
 				    "enable_compat: one name of letters, digits and _ expected");
 			return;
 		}
+		if (!rule_sa_directive_known(p, (size_t)(e - p))) {
+			/* SpamAssassin's lint: "failed to parse line" (a typo such as
+			 * whitelist_form would otherwise be a list silently never applied) */
+			rule_src_add_error(s, l->file, l->lineno, 1, "unknown directive '%.*s'",
+			    (int)(e - p), p);
+			return;
+		}
 		rule_warn_setting(l, p, e, a);
 		if (!rule_keep_setting(s, p, (size_t)(e - p), a))
 			rule_note_ignored(s, p, (size_t)(e - p));

@@ -45,6 +45,8 @@ char *rule_strdup(const char *s);
 void *rule_grow(void *v, size_t *cap, size_t need, size_t size);
 bool rule_has_plugin(const struct rule_src *s, const char *name, size_t len);
 bool rule_sa_can(const struct rule_src *s, const char *name, size_t len);
+/* Is the word one of SpamAssassin 4.0.1's directives (any case, - for _)? */
+bool rule_sa_directive_known(const char *w, size_t n);
 /* enable_compat NAME: 0, or -1 when NAME is not SA's [A-Za-z0-9_]{1,128} */
 int rule_enable_compat(struct rule_src *s, const char *name, size_t len);
 /* Returns the rule named name (creating an empty, undefined one), NULL when full. */

@@ -220,6 +220,28 @@ static void test_ignored_directives(void **state)
 	rule_src_free(s);
 }
 
+/* A first word SpamAssassin does not know is an error at its line, as SA's lint says "failed
+ * to parse line"; SA's own directives, its plugins' dynamic ones (bayes_stopword_xx,
+ * hashbl_acl_NAME, freemail_domains) and any case are not */
+static void test_unknown_directive(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "bodyy TYPO /x/\nwhitelist_form a@b.example\nreport_safe 0\n"
+	    "bayes_stopword_en (?:the|and)\nhashbl_acl_freemail gmail.com\n"
+	    "FREEMAIL_DOMAINS x.example\nRequired_Score 5\nbayes_stopword_english x\n"
+	    "ifplugin Mail::SpamAssassin::Plugin::NotLoaded\nnot_a_directive x\nendif\n", &nerr);
+
+	(void)state;
+	assert_int_equal(nerr, 3);
+	assert_string_equal(rule_src_error(s, 0), "t.cf:1:1: unknown directive 'bodyy'");
+	assert_string_equal(rule_src_error(s, 1), "t.cf:2:1: unknown directive 'whitelist_form'");
+	assert_string_equal(rule_src_error(s, 2),
+	    "t.cf:8:1: unknown directive 'bayes_stopword_english'");
+	assert_true(rule_src_find(s, "TYPO") < 0);
+	rule_src_free(s);
+}
+
 static void test_replace_tags(void **state)
 {
 	int nerr;
@@ -359,7 +381,9 @@ static void test_bayes_ignore_header(void **state)
 	const char *const *v = rule_src_ignore_headers(s, &n);
 
 	(void)state;
-	assert_int_equal(nerr, 0);
+	/* bayes_ignore_headers is no SpamAssassin directive: an error at its line, as in SA */
+	assert_int_equal(nerr, 1);
+	assert_string_equal(rule_src_error(s, 0), "t.cf:4:1: unknown directive 'bayes_ignore_headers'");
 	assert_int_equal(n, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(v[i], want[i]);
@@ -376,6 +400,7 @@ int main(void)
 		cmocka_unit_test(test_conditionals),
 		cmocka_unit_test(test_enable_compat),
 		cmocka_unit_test(test_ignored_directives),
+		cmocka_unit_test(test_unknown_directive),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_replace_tags_self),
 		cmocka_unit_test(test_bad_lines),
