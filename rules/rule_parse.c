@@ -193,29 +193,38 @@ static int rule_parse_eval(const struct rule_line *l, struct rule_def *d, const 
 	return 0;
 }
 
-/* "[if-unset: X]" after a header regex. */
+/* " [if-unset: X]" after a header regex, as SpamAssassin's s/\s+\[if-unset:\s+(.+)\]$//
+ * reads it: white space before it and after the colon, a value of at least one character
+ * (kept as written, trailing blanks too), the ']' last on the line; anything else after the
+ * regex makes SA's regex invalid and drops the rule: an error here too. */
 static int rule_parse_if_unset(const struct rule_line *l, struct rule_def *d, const char *p)
 {
-	const char *e;
+	const char *q = rule_skip_ws(p), *v, *e;
 
-	p = rule_skip_ws(p);
-	if (*p == '\0')
+	if (*q == '\0')
 		return 0;
-	if (strncmp(p, "[if-unset:", 10) != 0) {
-		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+	if (q == p || strncmp(q, "[if-unset:", 10) != 0) {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, q),
 		    "%s: unexpected text after regex", d->name);
 		return -1;
 	}
-	e = strrchr(p, ']');
-	if (e == NULL) {
-		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+	v = q + 10;
+	e = v + strlen(v);
+	if (e == v || e[-1] != ']') {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, q),
 		    "%s: unterminated [if-unset:", d->name);
 		return -1;
 	}
-	p = rule_skip_ws(p + 10);
-	while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	d->if_unset = rule_strndup(p, (size_t)(e > p ? e - p : 0));
+	e--;
+	if (e - v < 2 || (*v != ' ' && *v != '\t')) {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, q),
+		    "%s: [if-unset: needs a space and a value before ']'", d->name);
+		return -1;
+	}
+	v = rule_skip_ws(v);
+	if (v >= e)
+		v = e - 1;                 /* all blanks: \s+ leaves .+ the last one */
+	d->if_unset = rule_strndup(v, (size_t)(e - v));
 	return 0;
 }
 

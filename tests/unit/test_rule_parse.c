@@ -242,6 +242,32 @@ static void test_unknown_directive(void **state)
 	rule_src_free(s);
 }
 
+/* [if-unset: X] as SpamAssassin reads it (s/\s+\[if-unset:\s+(.+)\]$//): a value of one
+ * character or more after a space, kept as written; an empty one, none after the colon, the
+ * tag glued to the regex or text after the ']' leave SA's regex invalid (lint error, the rule
+ * dropped): errors here, where mxgate used to run the rule with an empty value */
+static void test_if_unset_forms(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "header U_EMPTY X-None =~ /^$/ [if-unset: ]\n"
+	    "header U_NOSPACE X-None =~ /^x$/ [if-unset:x]\n"
+	    "header U_GLUED X-None =~ /^x$/[if-unset: x]\n"
+	    "header U_AFTER X-None =~ /^x$/ [if-unset: x] more\n"
+	    "header U_OK X-None =~ /^x $/ [if-unset:  x ]\n"
+	    "header U_BLANK X-None =~ /^ $/ [if-unset:   ]\n", &nerr);
+
+	(void)state;
+	assert_int_equal(nerr, 4);
+	assert_true(rule_src_find(s, "U_EMPTY") < 0 || !get(s, "U_EMPTY")->defined);
+	assert_true(rule_src_find(s, "U_NOSPACE") < 0 || !get(s, "U_NOSPACE")->defined);
+	assert_true(rule_src_find(s, "U_GLUED") < 0 || !get(s, "U_GLUED")->defined);
+	assert_true(rule_src_find(s, "U_AFTER") < 0 || !get(s, "U_AFTER")->defined);
+	assert_string_equal(get(s, "U_OK")->if_unset, "x ");
+	assert_string_equal(get(s, "U_BLANK")->if_unset, " ");
+	rule_src_free(s);
+}
+
 static void test_replace_tags(void **state)
 {
 	int nerr;
@@ -401,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_enable_compat),
 		cmocka_unit_test(test_ignored_directives),
 		cmocka_unit_test(test_unknown_directive),
+		cmocka_unit_test(test_if_unset_forms),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_replace_tags_self),
 		cmocka_unit_test(test_bad_lines),
