@@ -500,11 +500,21 @@ static const char *const rule_kept_settings[] = {
 	NULL
 };
 
+/* SA's key matching: any case, '-' for '_' (Conf::Parser: lc $key; tr/-/_/) */
+static bool rule_key_is(const char *name, const char *key, size_t kl)
+{
+	if (strlen(name) != kl)
+		return false;
+	for (size_t i = 0; i < kl; i++)
+		if (name[i] != (key[i] == '-' ? '_' : tolower((unsigned char)key[i])))
+			return false;
+	return true;
+}
+
 bool rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value)
 {
 	for (size_t i = 0; rule_kept_settings[i]; i++)
-		if (strlen(rule_kept_settings[i]) == kl &&
-		    strncasecmp(rule_kept_settings[i], key, kl) == 0) {
+		if (rule_key_is(rule_kept_settings[i], key, kl)) {
 			s->settings = rule_grow(s->settings, &s->settings_cap, s->nsettings + 1,
 			    sizeof(*s->settings));
 			s->settings[s->nsettings].key = rule_strdup(rule_kept_settings[i]);

@@ -157,7 +157,8 @@ static const char rcvd_rules[] =
     "blocklist_from *@unblocked.example\n"
     "unblocklist_from *@unblocked.example\n"
     "whitelist_from_rcvd unrcvd@good.example good.example\n"
-    "unwhitelist_from_rcvd unrcvd@good.example\n";
+    "unwhitelist_from_rcvd unrcvd@good.example\n"
+    "Whitelist-From dash@good.example\n";
 
 static const struct et_case rcvd_cases[] = {
 	{ "whitelist_from_rcvd: the sender and the relay's rDNS",
@@ -181,6 +182,8 @@ static const struct et_case rcvd_cases[] = {
 	{ "unblocklist_from", RCVD_MSG(RCVD_EXT, "x@unblocked.example"), NULL, "USER_IN_BLOCKLIST" },
 	{ "unwhitelist_from_rcvd", RCVD_MSG(RCVD_EXT, "unrcvd@good.example"),
 	  NULL, "USER_IN_WELCOMELIST" },
+	{ "Whitelist-From: SA reads a setting's name in any case, '-' for '_'",
+	  RCVD_MSG(RCVD_EXT, "dash@good.example"), "USER_IN_WELCOMELIST", NULL },
 };
 
 static void test_from_rcvd_lists(void **state)
