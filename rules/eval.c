@@ -116,6 +116,8 @@ static const struct eval_def eval_table[] = {
 	EV("check_to_in_welcomelist", eval_check_to_in_welcomelist, 0, 0, 0),
 	EV("check_to_in_whitelist", eval_check_to_in_welcomelist, 0, 0, 0),
 	EV("check_unresolved_template", eval_check_unresolved_template, 0, 0, 0),
+	{ "check_uri_detail", eval_check_uri_detail, 1, 1, EVAL_NEED_URI,
+	    eval_prepare_uri_detail, eval_release_uri_detail },
 	EV("check_uri_host_in_blacklist", eval_check_uri_host_in_blocklist, 0, 0, EVAL_NEED_URI),
 	EV("check_uri_host_in_blocklist", eval_check_uri_host_in_blocklist, 0, 0, EVAL_NEED_URI),
 	EV("check_uri_host_in_welcomelist", eval_check_uri_host_in_welcomelist, 0, 0, EVAL_NEED_URI),

@@ -5,6 +5,7 @@
 #include "eval_int.h"
 
 #include "html.h"
+#include "rule_parse.h"
 #include "samsg.h"
 #include "uri.h"
 
@@ -461,6 +462,141 @@ EVAL_FN(eval_check_uri_host_in_welcomelist)
 {
 	(void)call;
 	return list_uri_listed(c, "WELCOME");
+}
+
+/* ---------------------------------------------------------------- URIDetail */
+
+/* uri_detail NAME KEY op /re/ ...: the definition (rule_parse.c checked it) compiled. */
+enum { UD_RAW, UD_CLEANED, UD_DOMAIN, UD_HOST };
+struct uri_detail_crit { int key; bool neg; struct match_re *re; };
+struct uri_detail_rule { size_t n; struct uri_detail_crit v[16]; };
+
+void eval_release_uri_detail(struct eval_call *call)
+{
+	struct uri_detail_rule *r = call->data;
+
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		match_re_free(r->v[i].re);
+	free(r);
+	call->data = NULL;
+}
+
+int eval_prepare_uri_detail(struct eval_call *call, const char **err)
+{
+	struct uri_detail_rule *r = calloc(1, sizeof(*r));
+	const char *q = call->arg[0];
+	char ebuf[160];
+
+	if (r == NULL)
+		abort();
+	call->data = r;
+	for (;;) {
+		const char *k, *rerr = NULL;
+		size_t kl;
+		char *re = NULL;
+		unsigned fl = 0;
+		struct uri_detail_crit *cr;
+
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (*q == '\0')
+			break;
+		if (r->n == sizeof(r->v) / sizeof(r->v[0])) {
+			*err = "uri_detail: more than 16 criteria";
+			return -1;
+		}
+		cr = &r->v[r->n];
+		k = q;
+		while (isalnum((unsigned char)*q) || *q == '_')
+			q++;
+		kl = (size_t)(q - k);
+		cr->key = kl == 3 && strncasecmp(k, "raw", 3) == 0 ? UD_RAW :
+		    kl == 7 && strncasecmp(k, "cleaned", 7) == 0 ? UD_CLEANED :
+		    kl == 6 && strncasecmp(k, "domain", 6) == 0 ? UD_DOMAIN :
+		    kl == 4 && strncasecmp(k, "host", 4) == 0 ? UD_HOST : -1;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (cr->key < 0 || !((q[0] == '=' || q[0] == '!') && q[1] == '~')) {
+			*err = "uri_detail: expected raw|cleaned|domain|host =~ /regex/";
+			return -1;
+		}
+		cr->neg = q[0] == '!';
+		q += 2;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (rule_parse_regex(&q, &re, &fl, &rerr) < 0) {
+			*err = "uri_detail: bad regex";
+			return -1;
+		}
+		if (match_re_compile(re, fl, &cr->re, ebuf, sizeof(ebuf)) < 0) {
+			free(re);
+			*err = "uri_detail: regex PCRE2 cannot compile";
+			return -1;
+		}
+		free(re);
+		r->n++;
+	}
+	if (r->n == 0) {
+		*err = "uri_detail: no criteria";
+		return -1;
+	}
+	return 0;
+}
+
+static bool ud_test(struct eval_ctx *c, const struct uri_detail_crit *cr, const char *s)
+{
+	bool m = match_re_exec(cr->re, s, strlen(s), c->ms, 1) > 0;
+
+	return cr->neg ? !m : m;
+}
+
+/* URIDetail's check_uri_detail: a URI of get_uri_detail_list for which every criterion
+ * holds: raw its text as found, cleaned / host / domain any of its canonical variants, their
+ * host names, their registered domains (a URI without any fails that criterion, =~ or !~). */
+EVAL_FN(eval_check_uri_detail)
+{
+	const struct uri_detail_rule *r = call->data;
+	const struct uri_details *d = eval_uri_details(c);
+
+	for (size_t i = 0; i < d->n; i++) {
+		const struct uri_detail *u = &d->v[i];
+		bool all = true;
+
+		for (size_t k = 0; k < r->n && all; k++) {
+			const struct uri_detail_crit *cr = &r->v[k];
+			bool any = false;
+
+			switch (cr->key) {
+			case UD_RAW:
+				any = ud_test(c, cr, u->raw);
+				break;
+			case UD_CLEANED:
+				for (size_t j = 0; j < u->cleaned.n && !any; j++)
+					any = ud_test(c, cr, u->cleaned.v[j]);
+				break;
+			case UD_HOST:
+				for (size_t j = 0; j < u->hosts.n && !any; j++)
+					any = ud_test(c, cr, u->hosts.v[j]);
+				break;
+			default:                /* uri_to_domain: an IP address is its own */
+				for (size_t j = 0; j < u->hosts.n && !any; j++) {
+					const char *h = u->hosts.v[j];
+					unsigned char ip[16];
+
+					any = ud_test(c, cr, inet_pton(AF_INET, h, ip) == 1 ||
+					    inet_pton(AF_INET6, h, ip) == 1 ? h :
+					    eval_registered_domain(c, h));
+				}
+				break;
+			}
+			all = any;
+		}
+		if (all)
+			return 1;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- URIs in HTML */

@@ -9,7 +9,7 @@ The local.cf holds what an administrator carries over: a 4-score `score` overrid
 ... exists:`, `[if-unset: ...]`, `/i` `/m` `/s` and `(?i)`, `rawbody`, `full`, `uri`, an
 escaped `\\#`, metas with arithmetic and `!`, `priority`, `tflags multiple maxhits=`, `nice`,
 `noautolearn learn`, `if (version >= ...)` and `ifplugin` blocks, `include`, `replace_tag` /
-`replace_rules`, `lang`, `report_safe`, `add_header`, `trusted_networks`, and the sender
+`replace_rules`, `uri_detail` (raw, cleaned, host, domain; =~ and !~), `lang`, `report_safe`, `add_header`, `trusted_networks`, and the sender
 lists: `whitelist_from`, `blocklist_from`, `whitelist_from_rcvd` (by rDNS and by [CIDR]),
 `def_whitelist_from_rcvd` (matched against a trusted relay only when no untrusted relay
 brought the message), `unwhitelist_from`, `whitelist-from` spelled with dashes.
@@ -106,6 +106,23 @@ def_whitelist_from_rcvd *@corp.example corp.example
 whitelist_from *@gone.example
 unwhitelist_from *@gone.example
 whitelist-from dash@good.example
+util_rb_tld bad example
+uri_detail LOC_UD_RAW raw =~ /example\.bad/
+score LOC_UD_RAW 0.05
+uri_detail LOC_UD_HOST host =~ /^www\.example\.bad$/ raw !~ /nomatch/
+score LOC_UD_HOST 0.06
+uri_detail LOC_UD_DOMAIN domain =~ /^example\.bad$/i
+score LOC_UD_DOMAIN 0.07
+uri_detail LOC_UD_CLEANED cleaned =~ m!^http://www\.example\.bad/x$!
+score LOC_UD_CLEANED 0.08
+uri_detail LOC_UD_BOTH raw =~ /example\.bad/ host =~ /^198\./
+score LOC_UD_BOTH 0.09
+uri_detail LOC_UD_IP domain =~ /^198\.51\.100\.9$/
+score LOC_UD_IP 0.031
+uri_detail LOC_UD_NEG raw !~ /example\.bad/
+score LOC_UD_NEG 0.032
+uri_detail LOC_UD_MAILTO raw =~ /^mailto:/ domain =~ /^shop\.example$/
+score LOC_UD_MAILTO 0.033
 include extra/more.cf
 '''
 with open(os.path.join(SITE, 'local.cf'), 'w') as f:
@@ -134,6 +151,8 @@ MSGS = {
                  'first line\r\nsecond line\r\n\r\nBuy VIAGRA now, start here and\r\n'
                  'finish there. win win win win win\r\nprice #1\r\nhttp://www.example.bad/x\r\n'
                  'versioned cheap tablets\r\n', extra='X-Loc-Flag: yes\r\n'),
+    'links': msg(EXT, 'a@x.example', 'links', 'see http://198.51.100.9/login and '
+                 'write to sales@shop.example or www.example.bad/y\r\n'),
     'html': msg(EXT, 'friend@good.example', 'included hello',
                 '<html><body><b>bold</b> text unsubscribe win win '
                 '<a href="http://example.bad/">x</a></body></html>\r\n', ctype='text/html'),

@@ -203,16 +203,24 @@ static void test_ignored_directives(void **state)
 	struct rule_src *s = parse(
 	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x\n"
 	    "report_safe 0\nwhitelist_from a@b.example\ntrusted_networks 10.0.0.0/8\n"
-	    "uri_detail LOC_UD raw =~ /x/\nscore LOC_UD 1\n", &nerr);
+	    "uri_detail LOC_UD type =~ /^a$/ raw =~ /x/\nscore LOC_UD 1\n"
+	    "uri_detail LOC_UD2 raw =~ /it's\\/x/ host !~ /y/\n"
+	    "uri_detail LOC_UD3 cleaned =~ m{x}\n", &nerr);
 	char *list = rule_src_ignored_list(s);
 
 	(void)state;
-	assert_int_equal(nerr, 0);
+	/* uri_detail over raw/cleaned/host/domain is the eval check_uri_detail; with SA's type
+	 * or text keys it is a warning (never runs); m{...} SpamAssassin does not read: error */
+	assert_int_equal(nerr, 1);
+	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:10:31: uri_detail LOC_UD3: bracket"));
 	assert_non_null(list);
 	assert_string_equal(list, "lang 2, add_header 1, report_safe 1, uri_detail 1");
 	assert_int_equal(rule_src_nwarnings(s), 1);
 	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:7:1: warning: uri_detail LOC_UD: "
-	    "not implemented"));
+	    "keys type and text are not implemented"));
+	assert_string_equal(get(s, "LOC_UD2")->eval_fn, "check_uri_detail");
+	assert_string_equal(get(s, "LOC_UD2")->eval_args, "'raw =~ /it\\'s\\\\/x/ host !~ /y/'");
+	assert_int_equal(get(s, "LOC_UD2")->kind, RULE_BODY);
 	free(list);
 	rule_src_free(s);
 	s = parse("body A /a/\nwhitelist_from a@b.example\n", &nerr);
