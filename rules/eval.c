@@ -116,6 +116,8 @@ static const struct eval_def eval_table[] = {
 	EV("check_to_in_welcomelist", eval_check_to_in_welcomelist, 0, 0, 0),
 	EV("check_to_in_whitelist", eval_check_to_in_welcomelist, 0, 0, 0),
 	EV("check_unresolved_template", eval_check_unresolved_template, 0, 0, 0),
+	{ "check_uri_detail", eval_check_uri_detail, 1, 1, EVAL_NEED_URI,
+	    eval_prepare_uri_detail, eval_release_uri_detail },
 	EV("check_uri_host_in_blacklist", eval_check_uri_host_in_blocklist, 0, 0, EVAL_NEED_URI),
 	EV("check_uri_host_in_blocklist", eval_check_uri_host_in_blocklist, 0, 0, EVAL_NEED_URI),
 	EV("check_uri_host_in_welcomelist", eval_check_uri_host_in_welcomelist, 0, 0, EVAL_NEED_URI),
@@ -791,6 +793,43 @@ static void eval_list_add(struct eval_conf *c, const char *key, const char *v)
 	}
 }
 
+/* SA's unwelcomelist_from ADDR... (remove_addrlist_value): each ADDR, as written, leaves
+ * the lists named k1/k2 (one list under two names); pairs: the _from_rcvd lists, where an
+ * entry is ADDR DOMAIN and every DOMAIN of ADDR goes. */
+static void eval_list_remove(struct eval_conf *c, const char *k1, const char *k2,
+    const char *words, bool pairs)
+{
+	while (*words) {
+		size_t n;
+
+		while (*words == ' ' || *words == '\t')
+			words++;
+		n = strcspn(words, " \t");
+		if (n == 0)
+			break;
+		for (size_t i = 0; i < c->nlists; i++) {
+			struct eval_list *l = &c->lists[i];
+			size_t step = pairs ? 2 : 1, out = 0;
+
+			if (strcmp(l->key, k1) != 0 && strcmp(l->key, k2) != 0)
+				continue;
+			for (size_t e = 0; e + step <= l->n; e += step) {
+				if (strlen(l->v[e]) == n && strncasecmp(l->v[e], words, n) == 0) {
+					for (size_t j = 0; j < step; j++)
+						free(l->v[e + j]);
+					continue;
+				}
+				for (size_t j = 0; j < step; j++)
+					l->v[out++] = l->v[e + j];
+			}
+			for (size_t e = l->n - l->n % step; e < l->n; e++)
+				l->v[out++] = l->v[e];           /* an odd last word stays */
+			l->n = out;
+		}
+		words += n;
+	}
+}
+
 struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_opts *o)
 {
 	struct eval_conf *c = calloc(1, sizeof(*c));
@@ -889,6 +928,15 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 				c->dkim_uris = true;
 			else if (strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0)
 				c->dkim_uris = false;
+		} else if (strcmp(k, "unwelcomelist_from") == 0 || strcmp(k, "unwhitelist_from") == 0) {
+			eval_list_remove(c, "welcomelist_from", "whitelist_from", v, false);
+		} else if (strcmp(k, "unblocklist_from") == 0 || strcmp(k, "unblacklist_from") == 0) {
+			eval_list_remove(c, "blocklist_from", "blacklist_from", v, false);
+		} else if (strcmp(k, "unwelcomelist_from_rcvd") == 0 ||
+		    strcmp(k, "unwhitelist_from_rcvd") == 0) {
+			eval_list_remove(c, "welcomelist_from_rcvd", "whitelist_from_rcvd", v, true);
+			eval_list_remove(c, "def_welcomelist_from_rcvd", "def_whitelist_from_rcvd", v,
+			    true);
 		} else if (strcmp(k, "ok_locales") == 0) {
 			c->ok_locales_all = strstr(v, "all") != NULL;
 		} else if (strstr(k, "list_uri_host") && strncmp(k, "enlist", 6) != 0 &&

@@ -118,6 +118,9 @@ double eval_parse_date(struct eval_ctx *c, const char *s);
 
 /* FreeMail: is this (lower-case) address at a free mail provider? */
 bool eval_is_freemail(struct eval_ctx *c, const char *email);
+/* URIDetail's uri_detail definition, compiled (eval_list.c) */
+int eval_prepare_uri_detail(struct eval_call *call, const char **err);
+void eval_release_uri_detail(struct eval_call *call);
 /* prepare/release for evals whose last argument is an optional regex */
 int eval_prepare_regex_arg(struct eval_call *call, const char **err);
 void eval_release_regex_arg(struct eval_call *call);
@@ -177,6 +180,7 @@ EVAL_FN(eval_check_subject_in_blocklist);
 EVAL_FN(eval_have_any_bounce_relays);
 EVAL_FN(eval_check_welcomelist_bounce_relays);
 EVAL_FN(eval_check_uri_host_listed);
+EVAL_FN(eval_check_uri_detail);
 EVAL_FN(eval_check_uri_host_in_blocklist);
 EVAL_FN(eval_check_uri_host_in_welcomelist);
 EVAL_FN(eval_check_uri_truncated);

@@ -5,10 +5,14 @@
 #include "eval_int.h"
 
 #include "html.h"
+#include "rule_parse.h"
 #include "samsg.h"
 #include "uri.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,22 +111,100 @@ EVAL_FN(eval_check_from_in_blocklist)
 	return list_from_in(c, "blocklist_from", "blacklist_from", NULL);
 }
 
+static int list_from_rcvd(struct eval_ctx *c, const char *key, const char *key2);
+
+/* welcomelist_from, then welcomelist_from_rcvd (SA's _check_from_in_welcomelist) */
 EVAL_FN(eval_check_from_in_welcomelist)
 {
 	(void)call;
-	return list_from_in(c, "welcomelist_from", "whitelist_from", NULL);
+	return list_from_in(c, "welcomelist_from", "whitelist_from", NULL) ||
+	    list_from_rcvd(c, "welcomelist_from_rcvd", "whitelist_from_rcvd") > 0;
 }
 
-/* def_welcomelist_from_rcvd ADDR DOMAIN: the sender matches and a trusted relay (or the
- * last untrusted one) has an rDNS in DOMAIN */
+/* Does a relay match a _from_rcvd entry's second word? "[IP]", "[IP/len]", "[a.b]" (a
+ * classful prefix) or "[IPv6...]" against its address, else a name the relay's rDNS is or
+ * ends in ("(?:^|\.)DOMAIN$"), as SA's _check_welcomelist_rcvd. */
+static bool list_relay_matches(const struct rcvd_relay *rl, const char *dom)
+{
+	size_t dl = strlen(dom);
+
+	if (dom[0] == '[') {
+		const char *close = strchr(dom, ']');
+		char wl[96];
+		size_t n;
+		struct cfg_cidr cc;
+		struct sockaddr_storage ss;
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		bool dotted_only = true;
+		int dots = 0;
+
+		if (close == NULL || rl->ip[0] == '\0')
+			return false;
+		n = (size_t)(close - dom - 1);
+		if (close[1] != '\0' && (close[1] != '/' || strspn(close + 2, "0123456789") !=
+		    strlen(close + 2) || close[2] == '\0' || strlen(close + 2) > 3))
+			return false;
+		if (n + strlen(close + 1) >= sizeof(wl))
+			return false;
+		memcpy(wl, dom + 1, n);
+		strcpy(wl + n, close + 1);
+		for (const char *p = wl; *p; p++) {
+			if (*p == '.')
+				dots++;
+			else if (!isdigit((unsigned char)*p))
+				dotted_only = false;
+		}
+		if (dotted_only && dots == 3)
+			return strcmp(wl, rl->ip) == 0;           /* an IPv4 address: exactly */
+		if (dotted_only) {                          /* a classful subnet: "a.b" */
+			size_t wn = strlen(wl);
+
+			while (wn && wl[wn - 1] == '.')
+				wn--;
+			return wn && strncmp(wl, rl->ip, wn) == 0 && rl->ip[wn] == '.';
+		}
+		if (cfg_parse_cidr(wl, &cc) != 0)
+			return false;
+		memset(&ss, 0, sizeof(ss));
+		if (inet_pton(AF_INET, rl->ip, &s4->sin_addr) == 1)
+			s4->sin_family = AF_INET;
+		else if (inet_pton(AF_INET6, rl->ip, &s6->sin6_addr) == 1)
+			s6->sin6_family = AF_INET6;
+		else
+			return false;
+		return cfg_cidr_match(&cc, (struct sockaddr *)&ss);
+	} else {
+		size_t rl_len = strlen(rl->rdns);
+
+		return rl_len >= dl && strcasecmp(rl->rdns + rl_len - dl, dom) == 0 &&
+		    (rl_len == dl || rl->rdns[rl_len - dl - 1] == '.');
+	}
+}
+
+/* (def_)welcomelist_from_rcvd ADDR DOMAIN: the sender matches and so does the first
+ * untrusted relay, or with no untrusted relay any trusted one (SA bug 4425: never a trusted
+ * relay when an untrusted one brought the message). 1 a match, -1 the address alone (SA's
+ * possible forgery), 0 neither. */
 static int list_from_rcvd(struct eval_ctx *c, const char *key, const char *key2)
 {
 	const struct eval_conf *conf = c->conf;
 	const char *v[64];
 	size_t n = eval_all_from_addrs(c, v, 64);
 	const struct rcvd_info *ri = eval_relays(c);
+	const struct rcvd_relay *const *relays;
+	size_t nrelays;
 	int found = 0;
 
+	if (ri->nuntrusted) {
+		relays = (const struct rcvd_relay *const *)ri->untrusted;
+		nrelays = 1;
+	} else {
+		relays = (const struct rcvd_relay *const *)ri->trusted;
+		nrelays = ri->ntrusted;
+	}
+	if (nrelays == 0)
+		return 0;
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < conf->nlists; k++) {
 			const struct eval_list *l = &conf->lists[k];
@@ -130,21 +212,12 @@ static int list_from_rcvd(struct eval_ctx *c, const char *key, const char *key2)
 			if (strcmp(l->key, key) != 0 && (!key2 || strcmp(l->key, key2) != 0))
 				continue;
 			for (size_t e = 0; e + 1 < l->n; e += 2) {
-				const char *dom = l->v[e + 1];
-				size_t dl = strlen(dom);
-
 				if (!list_glob(l->v[e], v[i]))
 					continue;
 				found = -1;
-				for (size_t r = 0; r < ri->ntrusted + (ri->nuntrusted ? 1 : 0); r++) {
-					const struct rcvd_relay *rl = r < ri->ntrusted ? ri->trusted[r] :
-					    ri->untrusted[0];
-					size_t rl_len = strlen(rl->rdns);
-
-					if (rl_len >= dl && strcasecmp(rl->rdns + rl_len - dl, dom) == 0 &&
-					    (rl_len == dl || rl->rdns[rl_len - dl - 1] == '.'))
+				for (size_t r = 0; r < nrelays; r++)
+					if (list_relay_matches(relays[r], l->v[e + 1]))
 						return 1;
-				}
 			}
 		}
 	return found;
@@ -389,6 +462,141 @@ EVAL_FN(eval_check_uri_host_in_welcomelist)
 {
 	(void)call;
 	return list_uri_listed(c, "WELCOME");
+}
+
+/* ---------------------------------------------------------------- URIDetail */
+
+/* uri_detail NAME KEY op /re/ ...: the definition (rule_parse.c checked it) compiled. */
+enum { UD_RAW, UD_CLEANED, UD_DOMAIN, UD_HOST };
+struct uri_detail_crit { int key; bool neg; struct match_re *re; };
+struct uri_detail_rule { size_t n; struct uri_detail_crit v[16]; };
+
+void eval_release_uri_detail(struct eval_call *call)
+{
+	struct uri_detail_rule *r = call->data;
+
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		match_re_free(r->v[i].re);
+	free(r);
+	call->data = NULL;
+}
+
+int eval_prepare_uri_detail(struct eval_call *call, const char **err)
+{
+	struct uri_detail_rule *r = calloc(1, sizeof(*r));
+	const char *q = call->arg[0];
+	char ebuf[160];
+
+	if (r == NULL)
+		abort();
+	call->data = r;
+	for (;;) {
+		const char *k, *rerr = NULL;
+		size_t kl;
+		char *re = NULL;
+		unsigned fl = 0;
+		struct uri_detail_crit *cr;
+
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (*q == '\0')
+			break;
+		if (r->n == sizeof(r->v) / sizeof(r->v[0])) {
+			*err = "uri_detail: more than 16 criteria";
+			return -1;
+		}
+		cr = &r->v[r->n];
+		k = q;
+		while (isalnum((unsigned char)*q) || *q == '_')
+			q++;
+		kl = (size_t)(q - k);
+		cr->key = kl == 3 && strncasecmp(k, "raw", 3) == 0 ? UD_RAW :
+		    kl == 7 && strncasecmp(k, "cleaned", 7) == 0 ? UD_CLEANED :
+		    kl == 6 && strncasecmp(k, "domain", 6) == 0 ? UD_DOMAIN :
+		    kl == 4 && strncasecmp(k, "host", 4) == 0 ? UD_HOST : -1;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (cr->key < 0 || !((q[0] == '=' || q[0] == '!') && q[1] == '~')) {
+			*err = "uri_detail: expected raw|cleaned|domain|host =~ /regex/";
+			return -1;
+		}
+		cr->neg = q[0] == '!';
+		q += 2;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (rule_parse_regex(&q, &re, &fl, &rerr) < 0) {
+			*err = "uri_detail: bad regex";
+			return -1;
+		}
+		if (match_re_compile(re, fl, &cr->re, ebuf, sizeof(ebuf)) < 0) {
+			free(re);
+			*err = "uri_detail: regex PCRE2 cannot compile";
+			return -1;
+		}
+		free(re);
+		r->n++;
+	}
+	if (r->n == 0) {
+		*err = "uri_detail: no criteria";
+		return -1;
+	}
+	return 0;
+}
+
+static bool ud_test(struct eval_ctx *c, const struct uri_detail_crit *cr, const char *s)
+{
+	bool m = match_re_exec(cr->re, s, strlen(s), c->ms, 1) > 0;
+
+	return cr->neg ? !m : m;
+}
+
+/* URIDetail's check_uri_detail: a URI of get_uri_detail_list for which every criterion
+ * holds: raw its text as found, cleaned / host / domain any of its canonical variants, their
+ * host names, their registered domains (a URI without any fails that criterion, =~ or !~). */
+EVAL_FN(eval_check_uri_detail)
+{
+	const struct uri_detail_rule *r = call->data;
+	const struct uri_details *d = eval_uri_details(c);
+
+	for (size_t i = 0; i < d->n; i++) {
+		const struct uri_detail *u = &d->v[i];
+		bool all = true;
+
+		for (size_t k = 0; k < r->n && all; k++) {
+			const struct uri_detail_crit *cr = &r->v[k];
+			bool any = false;
+
+			switch (cr->key) {
+			case UD_RAW:
+				any = ud_test(c, cr, u->raw);
+				break;
+			case UD_CLEANED:
+				for (size_t j = 0; j < u->cleaned.n && !any; j++)
+					any = ud_test(c, cr, u->cleaned.v[j]);
+				break;
+			case UD_HOST:
+				for (size_t j = 0; j < u->hosts.n && !any; j++)
+					any = ud_test(c, cr, u->hosts.v[j]);
+				break;
+			default:                /* uri_to_domain: an IP address is its own */
+				for (size_t j = 0; j < u->hosts.n && !any; j++) {
+					const char *h = u->hosts.v[j];
+					unsigned char ip[16];
+
+					any = ud_test(c, cr, inet_pton(AF_INET, h, ip) == 1 ||
+					    inet_pton(AF_INET6, h, ip) == 1 ? h :
+					    eval_registered_domain(c, h));
+				}
+				break;
+			}
+			all = any;
+		}
+		if (all)
+			return 1;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- URIs in HTML */

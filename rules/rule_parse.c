@@ -193,29 +193,38 @@ static int rule_parse_eval(const struct rule_line *l, struct rule_def *d, const 
 	return 0;
 }
 
-/* "[if-unset: X]" after a header regex. */
+/* " [if-unset: X]" after a header regex, as SpamAssassin's s/\s+\[if-unset:\s+(.+)\]$//
+ * reads it: white space before it and after the colon, a value of at least one character
+ * (kept as written, trailing blanks too), the ']' last on the line; anything else after the
+ * regex makes SA's regex invalid and drops the rule: an error here too. */
 static int rule_parse_if_unset(const struct rule_line *l, struct rule_def *d, const char *p)
 {
-	const char *e;
+	const char *q = rule_skip_ws(p), *v, *e;
 
-	p = rule_skip_ws(p);
-	if (*p == '\0')
+	if (*q == '\0')
 		return 0;
-	if (strncmp(p, "[if-unset:", 10) != 0) {
-		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+	if (q == p || strncmp(q, "[if-unset:", 10) != 0) {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, q),
 		    "%s: unexpected text after regex", d->name);
 		return -1;
 	}
-	e = strrchr(p, ']');
-	if (e == NULL) {
-		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, p),
+	v = q + 10;
+	e = v + strlen(v);
+	if (e == v || e[-1] != ']') {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, q),
 		    "%s: unterminated [if-unset:", d->name);
 		return -1;
 	}
-	p = rule_skip_ws(p + 10);
-	while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	d->if_unset = rule_strndup(p, (size_t)(e > p ? e - p : 0));
+	e--;
+	if (e - v < 2 || (*v != ' ' && *v != '\t')) {
+		rule_src_add_error(l->s, l->file, l->lineno, rule_col(l, q),
+		    "%s: [if-unset: needs a space and a value before ']'", d->name);
+		return -1;
+	}
+	v = rule_skip_ws(v);
+	if (v >= e)
+		v = e - 1;                 /* all blanks: \s+ leaves .+ the last one */
+	d->if_unset = rule_strndup(v, (size_t)(e - v));
 	return 0;
 }
 
@@ -531,6 +540,97 @@ static void rule_parse_include(struct rule_line *l, const char *p)
 	free(path);
 }
 
+/* uri_detail NAME KEY =~ /re/ ... (SpamAssassin's URIDetail): a body eval,
+ * check_uri_detail over the definition (rules/eval_list.c), true when one URI meets every
+ * criterion. Keys raw, cleaned, domain and host; type and text (SA's link types and anchor
+ * texts) are not implemented: a warning at the line, the rule never runs. 1 when the line
+ * was taken as a rule. */
+static int rule_parse_uri_detail(struct rule_line *l, const char *p)
+{
+	struct rule_src *s = l->s;
+	const char *name = p, *ne = rule_word_end(p), *def = rule_skip_ws(ne), *q = def;
+	bool unsupported = false;
+	int n = 0;
+	struct rule_def *d;
+	char *args, *o;
+
+	while (*(q = rule_skip_ws(q))) {
+		const char *k = q, *ke, *err = NULL, *at;
+		char *re = NULL;
+		unsigned fl = 0;
+
+		while (isalnum((unsigned char)*q) || *q == '_')
+			q++;
+		ke = q;
+		q = rule_skip_ws(q);
+		if (ke == k || !((q[0] == '=' || q[0] == '!') && q[1] == '~')) {
+			rule_src_add_error(s, l->file, l->lineno, rule_col(l, k),
+			    "uri_detail %.*s: expected KEY =~ /regex/", (int)(ne - name), name);
+			return -1;
+		}
+		at = q = rule_skip_ws(q + 2);
+		if (q[0] == 'm' && (q[1] == '{' || q[1] == '(' || q[1] == '[' || q[1] == '<')) {
+			/* URIDetail reads /re/ or m<c>re<c> with one delimiter twice: SA drops
+			 * the rule ("failed to add invalid rule") */
+			rule_src_add_error(s, l->file, l->lineno, rule_col(l, at), "uri_detail %.*s: "
+			    "bracket delimiters are not read by SpamAssassin here, write /re/",
+			    (int)(ne - name), name);
+			return -1;
+		}
+		if (rule_parse_regex(&q, &re, &fl, &err) < 0) {
+			rule_src_add_error(s, l->file, l->lineno, rule_col(l, at), "uri_detail %.*s: %s",
+			    (int)(ne - name), name, err);
+			return -1;
+		}
+		free(re);
+		if (rule_word_is(k, ke, "type") || rule_word_is(k, ke, "text")) {
+			unsupported = true;
+		} else if (!rule_word_is(k, ke, "raw") && !rule_word_is(k, ke, "cleaned") &&
+		    !rule_word_is(k, ke, "domain") && !rule_word_is(k, ke, "host")) {
+			rule_src_add_error(s, l->file, l->lineno, rule_col(l, k),
+			    "uri_detail %.*s: unknown key %.*s", (int)(ne - name), name,
+			    (int)(ke - k), k);
+			return -1;
+		}
+		n++;
+	}
+	if (ne == name || n == 0) {
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, def),
+		    "uri_detail: a name and KEY =~ /regex/ criteria expected");
+		return -1;
+	}
+	if (unsupported) {
+		rule_src_add_warning(s, l->file, l->lineno, 1, "uri_detail %.*s: keys type and "
+		    "text are not implemented, the rule never runs (SpamAssassin's URIDetail plugin)",
+		    (int)(ne - name), name);
+		return 0;
+	}
+	d = rule_get_or_add(s, name, (size_t)(ne - name));
+	if (d == NULL) {
+		rule_src_add_error(s, l->file, l->lineno, 1, "too many rules");
+		return -1;
+	}
+	rule_reset_body(d);
+	rule_set_where(d, l, def);
+	d->kind = RULE_BODY;
+	d->eval_fn = rule_strdup("check_uri_detail");
+	/* one single-quoted argument: \ and \' escaped (eval.c's argument reader) */
+	args = malloc(2 * strlen(def) + 3);
+	if (args == NULL)
+		abort();
+	o = args;
+	*o++ = '\'';
+	for (const char *c = def; *c; c++) {
+		if (*c == '\\' || *c == '\'')
+			*o++ = '\\';
+		*o++ = *c;
+	}
+	*o++ = '\'';
+	*o = '\0';
+	d->eval_args = args;
+	return 1;
+}
+
 /* SpamAssassin settings an operator's local.cf uses to act on spam, which mxgate reads
  * but does not apply: a warning naming what does it here (the stock files set
  * required_score 5, mxgate's default threshold: no warning for that). */
@@ -649,8 +749,29 @@ static void rule_parse_line(struct rule_line *l, char *line)
 				rule_add_tag(s, kind, a, (size_t)(ae - a), v);
 			return;
 		}
+		if (rule_word_is(p, e, "uri_detail")) {
+			if (rule_parse_uri_detail(l, a) == 0) {
+				rule_note_ignored(s, p, (size_t)(e - p));
+				s->ignored++;
+			}
+			return;
+		}
+		if (rule_word_is(p, e, "enable_compat")) {
+			if (*rule_skip_ws(ae) != '\0' || rule_enable_compat(s, a, (size_t)(ae - a)) < 0)
+				rule_src_add_error(s, l->file, l->lineno, rule_col(l, a),
+				    "enable_compat: one name of letters, digits and _ expected");
+			return;
+		}
+		if (!rule_sa_directive_known(p, (size_t)(e - p))) {
+			/* SpamAssassin's lint: "failed to parse line" (a typo such as
+			 * whitelist_form would otherwise be a list silently never applied) */
+			rule_src_add_error(s, l->file, l->lineno, 1, "unknown directive '%.*s'",
+			    (int)(e - p), p);
+			return;
+		}
 		rule_warn_setting(l, p, e, a);
-		rule_keep_setting(s, p, (size_t)(e - p), a);
+		if (!rule_keep_setting(s, p, (size_t)(e - p), a))
+			rule_note_ignored(s, p, (size_t)(e - p));
 		s->ignored++;
 		return;
 	}

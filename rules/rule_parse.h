@@ -146,6 +146,9 @@ void rule_src_add_error(struct rule_src *s, const char *file, int line, int col,
 
 /* Counts: directives ignored (not rules), lines skipped by if/ifplugin. */
 size_t rule_src_ignored(const struct rule_src *s);
+/* The directives read and not applied (SA features mxgate does not run): "NAME N, ..." by
+ * count then name, malloc'd; NULL when there are none. */
+char *rule_src_ignored_list(const struct rule_src *s);
 
 /* Settings lines the evals read (freemail_domains, trusted_networks, util_rb_2tld, ...), in
  * file order: key (the directive) and value (the rest of the line). Borrowed. */

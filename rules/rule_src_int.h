@@ -29,7 +29,9 @@ struct rule_src {
 	char **errors; size_t nerrors, errors_cap;
 	char **warnings; size_t nwarnings, warnings_cap;   /* "FILE:LINE:COL: warning: ..." */
 	size_t ignored;
+	struct rule_ignored { char *name; size_t n; } *ign; size_t nign;   /* not applied, by name */
 	char **plugins; size_t nplugins;
+	char **compat; size_t ncompat;        /* enable_compat flags: can(Conf::compat_X) */
 	struct rule_tag *tags; size_t ntags, tags_cap;
 	char tag_start[8], tag_end[8];
 	bool finished;
@@ -43,9 +45,16 @@ char *rule_strdup(const char *s);
 void *rule_grow(void *v, size_t *cap, size_t need, size_t size);
 bool rule_has_plugin(const struct rule_src *s, const char *name, size_t len);
 bool rule_sa_can(const struct rule_src *s, const char *name, size_t len);
+/* Is the word one of SpamAssassin 4.0.1's directives (any case, - for _)? */
+bool rule_sa_directive_known(const char *w, size_t n);
+/* enable_compat NAME: 0, or -1 when NAME is not SA's [A-Za-z0-9_]{1,128} */
+int rule_enable_compat(struct rule_src *s, const char *name, size_t len);
 /* Returns the rule named name (creating an empty, undefined one), NULL when full. */
 struct rule_def *rule_get_or_add(struct rule_src *s, const char *name, size_t len);
-void rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value);
+/* Keeps a setting the evals read; false when key is none of those. */
+bool rule_keep_setting(struct rule_src *s, const char *key, size_t kl, const char *value);
+/* Counts a directive mxgate reads and does not apply (for -t's list). */
+void rule_note_ignored(struct rule_src *s, const char *key, size_t kl);
 void rule_src_add_warning(struct rule_src *s, const char *file, int line, int col,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* A bayes_ignore_header name (len bytes): kept lower case, once. -1 when the list is full. */

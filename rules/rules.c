@@ -317,10 +317,21 @@ static void rules_delete_spam_fields(struct hook_env *env)
 	hook_env_delete_headers_prefix(env, "X-Spam-", "X-Spam-Prev-");
 }
 
-static void rules_add_headers(struct hook_env *env, double total, double required)
+/* The hit count of a rule of res (tflags multiple), 1 for anything else. */
+static int rules_hit_count(const struct rules_result *res, const char *name)
 {
-	size_t n = env->nsymbols, k = 0;
+	for (size_t i = 0; res && i < res->n; i++)
+		if (strcmp(res->v[i].name, name) == 0)
+			return res->v[i].count > 1 ? res->v[i].count : 1;
+	return 1;
+}
+
+static void rules_add_headers(struct hook_env *env, double total, double required,
+    const struct rules_result *res)
+{
+	size_t n = env->nsymbols, k = 0, nt = 0;
 	const char **names = calloc(n + 1, sizeof(char *));
+	const char **tests;
 	const char **snames = calloc(n + 1, sizeof(char *));
 	double *scores = calloc(n + 1, sizeof(double));
 	char sbuf[32];
@@ -341,6 +352,23 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 				names[o++] = names[i];
 		k = o;
 	}
+	/* tests=: a tflags multiple rule once per hit, as SpamAssassin's _TESTS_ lists it
+	 * (get_names_of_tests_hit) */
+	for (size_t i = 0; i < k; i++)
+		nt += (size_t)rules_hit_count(res, names[i]);
+	tests = calloc(nt + 1, sizeof(char *));
+	if (tests == NULL)
+		abort();
+	nt = 0;
+	for (size_t i = 0; i < k; i++)
+		for (int c = rules_hit_count(res, names[i]); c > 0; c--)
+			tests[nt++] = names[i];
+	if (64 * (nt + 4) + 256 > cap) {
+		cap = 64 * (nt + 4) + 256;
+		buf = realloc(buf, cap);
+		if (buf == NULL)
+			abort();
+	}
 	for (size_t i = 0; i < k; i++) {
 		snames[i] = names[i];
 		scores[i] = 0;
@@ -351,7 +379,7 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	rules_delete_spam_fields(env);
 	actions_format_score(sbuf, sizeof(sbuf), total);
 	hook_env_add_header(env, "X-Spam-Score", sbuf);
-	actions_format_status(buf, cap, total, required, names, k);
+	actions_format_status(buf, cap, total, required, tests, nt);
 	hook_env_add_header(env, "X-Spam-Status", buf);
 	/* SpamAssassin's other two default fields (10_default_prefs.cf: add_header spam Flag
 	 * _YESNOCAPS_, add_header all Level _STARS(*)_): what sieve and procmail rules carried
@@ -372,6 +400,7 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 		hook_env_add_header(env, "X-Spam-Symbols", buf);
 	}
 	free(names);
+	free(tests);
 	free(snames);
 	free(scores);
 	free(buf);
@@ -496,7 +525,7 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	}
 	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE))
-		rules_add_headers(env, total, w->th.required);
+		rules_add_headers(env, total, w->th.required, res);
 	else if (!rc->headers)
 		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
 		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it

@@ -508,6 +508,7 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 	for (int s = 1; s < SKIP_NREASONS; s++)
 		rs->st.skipped_total += rs->st.skipped[s];
 	rs->st.ignored = rule_src_ignored(src);
+	rs->ignored_list = rule_src_ignored_list(src);
 	rs->src = NULL;
 	return rs;
 }
@@ -537,6 +538,7 @@ static void rules_set_release(struct rules_set *rs)
 	for (size_t i = 0; i < rs->nmissing; i++)
 		free(rs->missing[i].fn);
 	free(rs->missing);
+	free(rs->ignored_list);
 	for (size_t i = 0; i < rs->nignore_hdrs; i++)
 		free(rs->ignore_hdrs[i]);
 	free(rs->ignore_hdrs);
@@ -903,6 +905,9 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 		rules_set_get_stats(rs, &st);
 		rules_print_stats(&st, err);
 		rules_print_missing_evals(rs, err);
+		if (rs->ignored_list)
+			fprintf(err, "rules: directives not applied (SpamAssassin features mxgate does "
+			    "not run, docs/rules.md): %s\n", rs->ignored_list);
 		if (rs->nmeta_loops)
 			/* as SpamAssassin's lint: such a meta never hits */
 			fprintf(err, "rules: warning: %zu meta rule%s in a dependency loop, never run (%s)\n",

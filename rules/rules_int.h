@@ -76,6 +76,7 @@ struct rules_set {
 	size_t *evals; size_t nevals;            /* eval rules mxgate runs */
 	struct eval_conf *conf;                  /* what they read */
 	struct rules_missing *missing; size_t nmissing;
+	char *ignored_list;                  /* rule_src_ignored_list, for -t */
 	char **ignore_hdrs; size_t nignore_hdrs;  /* bayes_ignore_header, for the classifier */
 	atomic_int refs;
 };

@@ -9,12 +9,15 @@ local.cf and 65_debian.cf, copied here with the operator's additions at the end 
 - -t warns of local.cf's rewrite_header and required_score 6.0 (read, not applied: mxgate's
   thresholds are rules.actions), and of nothing in the stock files; the daemon logs the
   same (event=rules_problem), and an error in a file edited before a SIGHUP by its line.
-- local.cf's whitelist_from / blacklist_from drive the stock USER_IN_WELCOMELIST (with its
-  meta USER_IN_WHITELIST, -100) and USER_IN_BLOCKLIST (USER_IN_BLACKLIST 100: here a 550).
+- local.cf's whitelist_from / blacklist_from drive the stock USER_IN_WELCOMELIST (-100) and
+  USER_IN_BLOCKLIST (100: here a 550), and nothing else: with Debian's init.pre
+  (`enable_compat welcomelist_blocklist`) spamd defines no USER_IN_WHITELIST /
+  USER_IN_BLACKLIST metas.
 - A message's own X-Spam-* fields — a forged "X-Spam-Status: No" in any spelling, folded,
   and names SpamAssassin or rspamd or a sender make up (X-Spam-Virus, X-Spam-Bar,
   x-spam-whatever) — are all removed before mxgate's are added, as SpamAssassin removes
   X-Spam-* (it keeps X-Spam-Prev-*, so does mxgate): the backend sees mxgate's verdict alone.
+- -t lists the directives it reads and does not apply, by name and count.
 - `action RULE quarantine` without a quarantine backend (those messages get 451 4.3.0):
   -t and the start-up log warn.
 Peers: the recording Backend. Needs /usr/share/spamassassin (skipped without; a failure
@@ -49,11 +52,13 @@ with open(os.path.join(ETC, 'local.cf'), 'a') as f:
             'required_score 6.0\n')
 EXTRA = os.path.join(ETC, 'my', 'extra.cf')
 with open(EXTRA, 'w') as f:
-    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 3.5\n')
+    f.write('header OP_INCLUDED Subject =~ /\\boperator-included\\b/\nscore OP_INCLUDED 3.5\n'
+            'body OP_MULTI /\\bwin\\b/i\ntflags OP_MULTI multiple maxhits=3\n'
+            'score OP_MULTI 0.2\n')
 
 be = mt.Backend()
 rules = {'files': [os.path.join(STOCK, '*.cf'), os.path.join(ETC, '*.cf')],
-         'actions': {'add_header': 5, 'reject': 100}, 'client_relay': False}
+         'actions': {'add_header': 5, 'reject': 90}, 'client_relay': False}
 st, out = mt.config_check(mt.config([be.url], listen=[{'address': '127.0.0.1:1'}],
                                      rules=rules))
 mt.check(st == 0 and ' 0 errors' in out, '-t accepts the layout (%d): %s' % (
@@ -65,6 +70,12 @@ mt.check(len(warns) == 2 and all(w.startswith(os.path.join(ETC, 'local.cf') + ':
          and 'rewrite_header is not applied' in warns[0] and
          'required_score 6.0 is not applied' in warns[1],
          '-t warns of rewrite_header and required_score 6.0 in local.cf, nothing else: %s' % warns)
+# what mxgate reads and does not apply is listed by name (the stock files' lang, reuse ...
+# and local.cf's rewrite_header), the settings it applies (whitelist_from ...) are not
+na = [l for l in out.splitlines() if l.startswith('rules: directives not applied')]
+mt.check(len(na) == 1 and 'lang ' in na[0] and 'rewrite_header 1' in na[0] and
+         'whitelist_from' not in na[0] and 'blacklist_from' not in na[0],
+         '-t lists the directives not applied: %s' % na)
 cfg = mt.config([be.url], rules=rules)
 
 mx = mt.Mxgate(cfg)
@@ -105,6 +116,15 @@ syms, _ = deliver('included rule', (H % ('operator-included', 'inc') + DATE +
                                     '\r\nbody\r\n').encode())
 mt.check(syms.get('OP_INCLUDED') == 3.5,
          'local.cf\'s include: OP_INCLUDED=3.5 hits (%s)' % syms)
+# tflags multiple maxhits=3: scored per hit, and named once per hit in X-Spam-Status as
+# spamd writes it ("tests=...,OP_MULTI,OP_MULTI,OP_MULTI,...")
+syms, head = deliver('multiple', (H % ('win', 'multi') + DATE +
+                                  '\r\nwin win\r\nwin and win\r\n').encode())
+status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(rb'\r?\n[ \t]+', b'', head), re.M)
+tests = status.group(1).decode().split('tests=')[1].split(' ')[0].split(',') if status else []
+mt.check(abs(syms.get('OP_MULTI', 0) - 0.6) < 1e-9 and tests.count('OP_MULTI') == 3,
+         'tflags multiple maxhits=3: OP_MULTI=0.600 and named 3 times in tests= (%s; %s)' % (
+             syms, status.group(0) if status else head))
 syms, _ = deliver('no Date', (H % ('no date here', 'nodate') + '\r\nbody\r\n').encode())
 mt.check(syms.get('MISSING_DATE') == 7.0,
          'local.cf\'s score after the stock files wins: MISSING_DATE=7.0 (%s)' % syms)
@@ -112,15 +132,15 @@ mt.check(syms.get('MISSING_DATE') == 7.0,
 # SpamAssassin's welcomelist_from / blocklist_from (their old whitelist_/blacklist_ names)
 syms, _ = deliver('whitelist_from', (H.replace('op@example.org', 'pal@friend.example') % (
     'operator-included', 'wl') + DATE + '\r\nbody\r\n').encode())
-mt.check(syms.get('USER_IN_WHITELIST') == -100 and 'USER_IN_WELCOMELIST' in syms,
-         'whitelist_from in local.cf: USER_IN_WELCOMELIST and its meta USER_IN_WHITELIST=-100, '
-         'as SpamAssassin 4.0 scores them (%s)' % syms)
+mt.check(syms.get('USER_IN_WELCOMELIST') == -100 and 'USER_IN_WHITELIST' not in syms,
+         'whitelist_from in local.cf: USER_IN_WELCOMELIST=-100 and no USER_IN_WHITELIST, '
+         'as spamd with Debian\'s init.pre scores it (%s)' % syms)
 n = len(be.messages)
 code, text = mt.send_mail(mx.port, 'spammer@bad.example', ['b@example.test'],
                           (H.replace('op@example.org', 'spammer@bad.example') % ('hi', 'bl') +
                            DATE + '\r\nbody\r\n').encode())
 mt.check(code == 550 and len(be.messages) == n,
-         'blacklist_from in local.cf: USER_IN_BLACKLIST (100) reaches actions.reject: %s %s' % (
+         'blacklist_from in local.cf: USER_IN_BLOCKLIST (100) reaches actions.reject: %s %s' % (
              code, text))
 
 # ---- forged X-Spam-* fields, SpamAssassin's and rspamd's names and made-up ones

@@ -127,6 +127,71 @@ static void test_list_evals(void **state)
 	et_run_cases(rules, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+/* welcomelist_from_rcvd (whitelist_from_rcvd) and def_welcomelist_from_rcvd: the sender and
+ * the first untrusted relay (rDNS name, [IP], [IP/len], classful [a.b]), or any trusted relay
+ * when no untrusted one brought the message; unwelcomelist_from, unblocklist_from and
+ * unwelcomelist_from_rcvd take entries back out. Each case as spamassassin 4.0.1 scores it
+ * with the same lines in local.cf. */
+#define RCVD_EXT "Received: from mail.good.example (mail.good.example [198.51.100.7])\n" \
+	"\tby mx.local.example (Postfix) with ESMTP id ABC; Thu, 03 Dec 2026 07:00:00 +0000\n"
+#define RCVD_INT "Received: from mx.corp.example (mx.corp.example [10.1.2.3])\n" \
+	"\tby final.corp.example (Postfix) with ESMTP id D1; Thu, 03 Dec 2026 07:00:01 +0000\n"
+#define RCVD_FORGED RCVD_INT "Received: from spam.bad.example (spam.bad.example " \
+	"[203.0.113.5])\n\tby mx.corp.example (Postfix) with ESMTP id D0; " \
+	"Thu, 03 Dec 2026 07:00:00 +0000\n"
+#define RCVD_MSG(rcvd, from) rcvd HDRS(from, "b@example.test", "hello there") "\nhello\n"
+
+static const char rcvd_rules[] =
+    "header USER_IN_WELCOMELIST eval:check_from_in_welcomelist()\n"
+    "header USER_IN_DEF_WELCOMELIST eval:check_from_in_default_welcomelist()\n"
+    "header USER_IN_BLOCKLIST eval:check_from_in_blocklist()\n"
+    "trusted_networks 10.1.0.0/16\n"
+    "whitelist_from_rcvd rcvd@good.example good.example\n"
+    "welcomelist_from_rcvd ip@good.example [198.51.100.0/24]\n"
+    "welcomelist_from_rcvd ip4@good.example [198.51.100.7]\n"
+    "welcomelist_from_rcvd cls@good.example [198.51]\n"
+    "welcomelist_from_rcvd other@good.example [198.51.101.0/24]\n"
+    "def_whitelist_from_rcvd *@corp.example corp.example\n"
+    "whitelist_from *@gone.example\n"
+    "unwhitelist_from *@gone.example\n"
+    "blocklist_from *@unblocked.example\n"
+    "unblocklist_from *@unblocked.example\n"
+    "whitelist_from_rcvd unrcvd@good.example good.example\n"
+    "unwhitelist_from_rcvd unrcvd@good.example\n"
+    "Whitelist-From dash@good.example\n";
+
+static const struct et_case rcvd_cases[] = {
+	{ "whitelist_from_rcvd: the sender and the relay's rDNS",
+	  RCVD_MSG(RCVD_EXT, "rcvd@good.example"), "USER_IN_WELCOMELIST", "USER_IN_DEF_WELCOMELIST" },
+	{ "welcomelist_from_rcvd by [CIDR]", RCVD_MSG(RCVD_EXT, "ip@good.example"),
+	  "USER_IN_WELCOMELIST", NULL },
+	{ "welcomelist_from_rcvd by [IP]", RCVD_MSG(RCVD_EXT, "ip4@good.example"),
+	  "USER_IN_WELCOMELIST", NULL },
+	{ "welcomelist_from_rcvd by a classful [a.b]", RCVD_MSG(RCVD_EXT, "cls@good.example"),
+	  "USER_IN_WELCOMELIST", NULL },
+	{ "welcomelist_from_rcvd: another network", RCVD_MSG(RCVD_EXT, "other@good.example"),
+	  NULL, "USER_IN_WELCOMELIST" },
+	{ "whitelist_from_rcvd: the right sender through another relay",
+	  RCVD_MSG(RCVD_FORGED, "rcvd@good.example"), NULL, "USER_IN_WELCOMELIST" },
+	{ "def_whitelist_from_rcvd: a trusted relay matches when no untrusted one is there",
+	  RCVD_MSG(RCVD_INT, "boss@corp.example"), "USER_IN_DEF_WELCOMELIST", NULL },
+	{ "def_whitelist_from_rcvd: not a trusted relay when an untrusted one brought it "
+	  "(SA bug 4425)", RCVD_MSG(RCVD_FORGED, "boss@corp.example"),
+	  NULL, "USER_IN_DEF_WELCOMELIST,USER_IN_WELCOMELIST" },
+	{ "unwhitelist_from", RCVD_MSG(RCVD_EXT, "x@gone.example"), NULL, "USER_IN_WELCOMELIST" },
+	{ "unblocklist_from", RCVD_MSG(RCVD_EXT, "x@unblocked.example"), NULL, "USER_IN_BLOCKLIST" },
+	{ "unwhitelist_from_rcvd", RCVD_MSG(RCVD_EXT, "unrcvd@good.example"),
+	  NULL, "USER_IN_WELCOMELIST" },
+	{ "Whitelist-From: SA reads a setting's name in any case, '-' for '_'",
+	  RCVD_MSG(RCVD_EXT, "dash@good.example"), "USER_IN_WELCOMELIST", NULL },
+};
+
+static void test_from_rcvd_lists(void **state)
+{
+	(void)state;
+	et_run_cases(rcvd_rules, rcvd_cases, sizeof(rcvd_cases) / sizeof(rcvd_cases[0]));
+}
+
 /* parse_dkim_uris 0 turns the signing domains off as URI hosts, as in SA */
 static void test_parse_dkim_uris_off(void **state)
 {
@@ -242,6 +307,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_evals),
 		cmocka_unit_test(test_parse_dkim_uris_off),
+		cmocka_unit_test(test_from_rcvd_lists),
 		cmocka_unit_test(test_eval_table),
 		cmocka_unit_test(test_check_bayes),
 		cmocka_unit_test(test_stock_evals_implemented),

@@ -168,6 +168,114 @@ static void test_conditionals(void **state)
 	rule_src_free(s);
 }
 
+/* SA's enable_compat X makes can(Mail::SpamAssassin::Conf::compat_X) true from that line on;
+ * Debian's init.pre (read by spamd, not by a *.cf glob) enables welcomelist_blocklist, so the
+ * stock 60_welcomelist*.cf define no USER_IN_WHITELIST-style metas, as with spamd */
+static void test_enable_compat(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "if can(Mail::SpamAssassin::Conf::compat_welcomelist_blocklist)\nbody IN1 /a/\nendif\n"
+	    "if !can(Mail::SpamAssassin::Conf::compat_welcomelist_blocklist)\nbody OUT1 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Conf::compat_site_flag)\nbody OUT2 /a/\nendif\n"
+	    "enable_compat site_flag\n"
+	    "if can(Mail::SpamAssassin::Conf::compat_site_flag)\nbody IN2 /a/\nendif\n"
+	    "if can(Mail::SpamAssassin::Conf::compat_site)\nbody OUT3 /a/\nendif\n"
+	    "enable_compat bad-name\n", &nerr);
+
+	(void)state;
+	assert_int_equal(nerr, 1);
+	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:17:15: enable_compat"));
+	assert_true(rule_src_find(s, "IN1") >= 0);
+	assert_true(rule_src_find(s, "IN2") >= 0);
+	assert_true(rule_src_find(s, "OUT1") < 0);
+	assert_true(rule_src_find(s, "OUT2") < 0);
+	assert_true(rule_src_find(s, "OUT3") < 0);
+	rule_src_free(s);
+}
+
+/* Directives mxgate reads and does not apply are listed by name and count (what -t prints),
+ * the settings the evals read are not; uri_detail, a local rule SpamAssassin runs, is a
+ * warning at its line */
+static void test_ignored_directives(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x\n"
+	    "report_safe 0\nwhitelist_from a@b.example\ntrusted_networks 10.0.0.0/8\n"
+	    "uri_detail LOC_UD type =~ /^a$/ raw =~ /x/\nscore LOC_UD 1\n"
+	    "uri_detail LOC_UD2 raw =~ /it's\\/x/ host !~ /y/\n"
+	    "uri_detail LOC_UD3 cleaned =~ m{x}\n", &nerr);
+	char *list = rule_src_ignored_list(s);
+
+	(void)state;
+	/* uri_detail over raw/cleaned/host/domain is the eval check_uri_detail; with SA's type
+	 * or text keys it is a warning (never runs); m{...} SpamAssassin does not read: error */
+	assert_int_equal(nerr, 1);
+	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:10:31: uri_detail LOC_UD3: bracket"));
+	assert_non_null(list);
+	assert_string_equal(list, "lang 2, add_header 1, report_safe 1, uri_detail 1");
+	assert_int_equal(rule_src_nwarnings(s), 1);
+	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:7:1: warning: uri_detail LOC_UD: "
+	    "keys type and text are not implemented"));
+	assert_string_equal(get(s, "LOC_UD2")->eval_fn, "check_uri_detail");
+	assert_string_equal(get(s, "LOC_UD2")->eval_args, "'raw =~ /it\\'s\\\\/x/ host !~ /y/'");
+	assert_int_equal(get(s, "LOC_UD2")->kind, RULE_BODY);
+	free(list);
+	rule_src_free(s);
+	s = parse("body A /a/\nwhitelist_from a@b.example\n", &nerr);
+	assert_null(rule_src_ignored_list(s));
+	rule_src_free(s);
+}
+
+/* A first word SpamAssassin does not know is an error at its line, as SA's lint says "failed
+ * to parse line"; SA's own directives, its plugins' dynamic ones (bayes_stopword_xx,
+ * hashbl_acl_NAME, freemail_domains) and any case are not */
+static void test_unknown_directive(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "bodyy TYPO /x/\nwhitelist_form a@b.example\nreport_safe 0\n"
+	    "bayes_stopword_en (?:the|and)\nhashbl_acl_freemail gmail.com\n"
+	    "FREEMAIL_DOMAINS x.example\nRequired_Score 5\nbayes_stopword_english x\n"
+	    "ifplugin Mail::SpamAssassin::Plugin::NotLoaded\nnot_a_directive x\nendif\n", &nerr);
+
+	(void)state;
+	assert_int_equal(nerr, 3);
+	assert_string_equal(rule_src_error(s, 0), "t.cf:1:1: unknown directive 'bodyy'");
+	assert_string_equal(rule_src_error(s, 1), "t.cf:2:1: unknown directive 'whitelist_form'");
+	assert_string_equal(rule_src_error(s, 2),
+	    "t.cf:8:1: unknown directive 'bayes_stopword_english'");
+	assert_true(rule_src_find(s, "TYPO") < 0);
+	rule_src_free(s);
+}
+
+/* [if-unset: X] as SpamAssassin reads it (s/\s+\[if-unset:\s+(.+)\]$//): a value of one
+ * character or more after a space, kept as written; an empty one, none after the colon, the
+ * tag glued to the regex or text after the ']' leave SA's regex invalid (lint error, the rule
+ * dropped): errors here, where mxgate used to run the rule with an empty value */
+static void test_if_unset_forms(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "header U_EMPTY X-None =~ /^$/ [if-unset: ]\n"
+	    "header U_NOSPACE X-None =~ /^x$/ [if-unset:x]\n"
+	    "header U_GLUED X-None =~ /^x$/[if-unset: x]\n"
+	    "header U_AFTER X-None =~ /^x$/ [if-unset: x] more\n"
+	    "header U_OK X-None =~ /^x $/ [if-unset:  x ]\n"
+	    "header U_BLANK X-None =~ /^ $/ [if-unset:   ]\n", &nerr);
+
+	(void)state;
+	assert_int_equal(nerr, 4);
+	assert_true(rule_src_find(s, "U_EMPTY") < 0 || !get(s, "U_EMPTY")->defined);
+	assert_true(rule_src_find(s, "U_NOSPACE") < 0 || !get(s, "U_NOSPACE")->defined);
+	assert_true(rule_src_find(s, "U_GLUED") < 0 || !get(s, "U_GLUED")->defined);
+	assert_true(rule_src_find(s, "U_AFTER") < 0 || !get(s, "U_AFTER")->defined);
+	assert_string_equal(get(s, "U_OK")->if_unset, "x ");
+	assert_string_equal(get(s, "U_BLANK")->if_unset, " ");
+	rule_src_free(s);
+}
+
 static void test_replace_tags(void **state)
 {
 	int nerr;
@@ -307,7 +415,9 @@ static void test_bayes_ignore_header(void **state)
 	const char *const *v = rule_src_ignore_headers(s, &n);
 
 	(void)state;
-	assert_int_equal(nerr, 0);
+	/* bayes_ignore_headers is no SpamAssassin directive: an error at its line, as in SA */
+	assert_int_equal(nerr, 1);
+	assert_string_equal(rule_src_error(s, 0), "t.cf:4:1: unknown directive 'bayes_ignore_headers'");
 	assert_int_equal(n, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(v[i], want[i]);
@@ -322,6 +432,10 @@ int main(void)
 		cmocka_unit_test(test_default_scores),
 		cmocka_unit_test(test_long_names),
 		cmocka_unit_test(test_conditionals),
+		cmocka_unit_test(test_enable_compat),
+		cmocka_unit_test(test_ignored_directives),
+		cmocka_unit_test(test_unknown_directive),
+		cmocka_unit_test(test_if_unset_forms),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_replace_tags_self),
 		cmocka_unit_test(test_bad_lines),
