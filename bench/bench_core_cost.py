@@ -34,6 +34,13 @@ write, the content with the next group), in front of one smtp-sink.
       context switches of all threads, /proc/PID/task/*/status), involuntary switches, user
       and system microseconds (/proc/PID/task/*/stat; clock ticks: at 20,000 messages a tick
       is 0.5 us a message, BENCH_KMSGS=100000 makes it 0.1 us).
+  python3 bench/bench_core_cost.py sys ROUNDS BINARY [BINARY...]
+      per message, each mxgate and HAProxy L4 taking turns (KMSGS messages a round): every
+      system call by name, context switches, migrations, and the wake-ups the daemon's
+      threads cause (sched:sched_wakeup raised in their context, the client's, the sink's
+      and each other's), counted by the kernel's tracepoints (`perf stat -p PID`), so the
+      daemon runs at full speed (strace -c stops it at every call and changes how much each
+      wake-up finds to do). Per thread with BENCH_PER_THREAD=1. Needs perf and tracefs.
 
 Figures only, no assertions."""
 import glob, os, re, shutil, statistics, subprocess, sys, time
@@ -192,6 +199,77 @@ def kernel(rounds, bins):
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
+SYS_EVENTS = ['syscalls:sys_enter_*', 'context-switches', 'cpu-migrations', 'sched:sched_wakeup']
+
+
+def machine():
+    """The whole machine's TCP segments sent (/proc/net/snmp; the loopback carries the
+    client's, the proxy's and the sink's, and whatever else runs: a floor, not exact)."""
+    with open('/proc/net/snmp') as f:
+        tcp = [l.split() for l in f if l.startswith('Tcp:')]
+    return {'~tcp-segments': int(tcp[1][tcp[0].index('OutSegs')])}
+
+
+def perf_count(pid, port, msgs):
+    """{event: count} over one pipelined run of msgs messages against port (perf stat -p pid;
+    with BENCH_PER_THREAD the keys are 'thread-tid event')."""
+    out = os.path.join(bc.TMP, 'perfstat-%d.txt' % pid)
+    per = bool(os.environ.get('BENCH_PER_THREAD'))
+    cmd = ['perf', 'stat', '-x', ',', '-p', str(pid), '-o', out] + (['--per-thread'] if per else [])
+    for e in SYS_EVENTS:
+        cmd += ['-e', e]
+    st = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)        # attaching ~350 tracepoints takes a moment; idle loops make no calls
+    m0 = machine()
+    got = {'msg/s': bc.pipelined(port, msgs) * msgs}
+    m1 = machine()
+    st.send_signal(2)
+    st.wait(30)
+    for k in m0:
+        got[k] = m1[k] - m0[k]
+    with open(out) as f:
+        for line in f:
+            v = line.strip().split(',')
+            if per:
+                if len(v) < 4 or not v[1].isdigit():
+                    continue
+                key, n = v[0] + ' ' + v[3], int(v[1])
+            else:
+                if len(v) < 3 or not v[0].isdigit():
+                    continue
+                key, n = v[2], int(v[0])
+            if n:
+                got[key.replace('syscalls:sys_enter_', '')] = n
+    return got
+
+
+def sys_count(rounds, bins):
+    sink = bc.start_sink()
+    targets = []
+    for i, b in enumerate(bins):
+        bc.BIN = b
+        targets.append(('mx%d' % i, bc.start_mxgate(sink.port, 'mxgate%d' % i)))
+    targets.append(('hp', bc.start_haproxy(sink.port)))
+    rows = {n: [] for n, _ in targets}
+    print('load before %s' % open('/proc/loadavg').read().strip())
+    for n, p in targets:
+        print('%-4s threads: %d' % (n, len(os.listdir('/proc/%d/task' % p.pid))))
+        bc.pipelined(p.port, WARM)
+    for r in range(rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for n, p in order:
+            rows[n].append(perf_count(p.pid, p.port, KMSGS))
+    for n, p in targets:
+        keys = sorted(set(k for row in rows[n] for k in row),
+                      key=lambda k: -statistics.median(row.get(k, 0) for row in rows[n]))
+        med = [(k, statistics.median(row.get(k, 0) for row in rows[n]) / KMSGS) for k in keys]
+        calls = sum(v for k, v in med if not re.search(r'[-:/~]', k.split(' ')[-1]))
+        print('%-4s per msg (median of %d rounds of %d): syscalls %.2f  msg/s %.0f' % (
+            n, rounds, KMSGS, calls, dict(med)['msg/s']))
+        print('       ' + '  '.join('%s %.3f' % kv for kv in med if kv[1] >= 0.001 and kv[0] != 'msg/s'))
+    print('load after %s' % open('/proc/loadavg').read().strip())
+
+
 def self_cost(path, top, event='Ir'):
     """Own instructions per function (callgrind's compressed names, cost lines of positions
     'line'; the line after calls= is the call's inclusive cost, not the caller's own)."""
@@ -330,6 +408,8 @@ def main():
             instr(sys.argv[2:])
         elif sys.argv[1] == 'kernel':
             kernel(int(sys.argv[2]), sys.argv[3:])
+        elif sys.argv[1] == 'sys':
+            sys_count(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'calls':
             calls(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 40,
                   sys.argv[4] if len(sys.argv) > 4 else None)

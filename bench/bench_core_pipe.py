@@ -6,13 +6,38 @@ connections, ~4 KiB messages, MAIL+RCPT+DATA in one write, the content with the 
 
   python3 bench/bench_core_pipe.py ROUNDS BINARY [BINARY...]
 
-Prints per round the msg/s of each, then per binary the median msg/s, the median of the
-per-round ratios to HAProxy and the CPU microseconds per message (mxgate's and HAProxy's own;
-CPU moves far less with the machine's load than msg/s). Figures only, no assertions."""
-import os, statistics, sys
+Prints per round the msg/s of each with, in brackets, the share of the daemon's CPU time its
+busiest thread took that round (about 50 % with two threads when the connections were split
+evenly and neither thread was starved by other processes: HAProxy hands each accepted
+connection to its less loaded thread, 10/10; mxgate's workers take what the kernel's
+SO_REUSEPORT hash gives each, 13/7 or 16/4 of the 20 connections in many rounds) and the
+share of the round's time after which its first connection was done (near 100 %: all ended
+together; 35 %: the connections of one thread were done early and the round's end waited for
+the other's), then per binary the median msg/s, the median of the per-round ratios to HAProxy and
+the CPU microseconds per message (mxgate's and HAProxy's own; CPU moves far less with the
+machine's load than msg/s). Figures only, no assertions."""
+import glob, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_core as bc  # noqa: E402
+
+
+def thread_cpu(pid):
+    """{tid: CPU ns so far} of pid's threads (per-task schedstat)."""
+    got = {}
+    for f in glob.glob('/proc/%d/task/*/schedstat' % pid):
+        try:
+            with open(f) as fh:
+                got[f.split('/')[4]] = int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return got
+
+
+def busiest(a, b):
+    """The busiest thread's share (%) of the CPU time between the snapshots a and b."""
+    d = [b[t] - a.get(t, 0) for t in b]
+    return 100.0 * max(d) / sum(d) if sum(d) else 0.0
 
 
 def main():
@@ -31,20 +56,28 @@ def main():
         targets.append(('hp', hp))
         rate = {n: [] for n, _ in targets}
         cpu = {n: [] for n, _ in targets}
+        split = {n: [] for n, _ in targets}
+        tail = {n: [] for n, _ in targets}
         print('load before %s' % open('/proc/loadavg').read().strip())
         for r in range(rounds):
             order = targets[r % len(targets):] + targets[:r % len(targets)]
             for n, p in order:
-                c0 = bc.cpu_ns(p.pid)
-                rate[n].append(bc.pipelined(p.port, msgs))
+                c0, t0 = bc.cpu_ns(p.pid), thread_cpu(p.pid)
+                rate[n].append(bc.pipelined(p.port, msgs, tail[n]))
                 cpu[n].append((bc.cpu_ns(p.pid) - c0) / 1000.0 / msgs)
-            print('round %d: %s' % (r, '  '.join('%s %.0f' % (n, rate[n][-1]) for n, _ in targets)), flush=True)
+                split[n].append(busiest(t0, thread_cpu(p.pid)))
+            print('round %d: %s' % (r, '  '.join('%s %.0f (%.0f%%, %.0f%%)' % (n, rate[n][-1], split[n][-1],
+                                                                                100 * tail[n][-1])
+                                                  for n, _ in targets)), flush=True)
         for i, b in enumerate(bins):
             n = 'mx%d' % i
             ratio = statistics.median(a / h for a, h in zip(rate[n], rate['hp']))
             print('%s  median %6.0f msg/s  haproxy %6.0f  ratio (median of per-round) %.2f  CPU us/msg %.1f '
-                  '(haproxy %.1f)' % (b, statistics.median(rate[n]), statistics.median(rate['hp']), ratio,
-                                      statistics.median(cpu[n]), statistics.median(cpu['hp'])))
+                  '(haproxy %.1f)  busiest thread %.0f%% (haproxy %.0f%%)  first done %.0f%% (haproxy %.0f%%)'
+                  % (b, statistics.median(rate[n]), statistics.median(rate['hp']), ratio,
+                     statistics.median(cpu[n]), statistics.median(cpu['hp']),
+                     statistics.median(split[n]), statistics.median(split['hp']),
+                     100 * statistics.median(tail[n]), 100 * statistics.median(tail['hp'])))
         print('load after %s' % open('/proc/loadavg').read().strip())
     finally:
         bc.cleanup()
