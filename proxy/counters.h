@@ -86,4 +86,22 @@ bool counter_is_gauge(enum counter c);
 /* Sets every counter to 0 (tests). */
 void counter_reset_all(void);
 
+/* Connections turned away before a session served them, by reason: the labelled counter
+ * mxgate_connections_refused_total{reason="..."} (every reason exposed from the start), in
+ * /status.json's connections_refused and in `mxgatectl status`. Any thread. */
+enum conn_refusal {
+	CONN_REFUSED_MAX_CONNECTIONS = 0,   /* limits.max_connections, all workers together */
+	CONN_REFUSED_MAX_CONNECTIONS_PER_IP,/* limits.max_connections_per_ip */
+	CONN_REFUSED_DRAINING,              /* accepted while the worker stops (SIGTERM) */
+	CONN_REFUSED_ACCEPT_ERROR,          /* accept(2) failed: out of fds (EMFILE/ENFILE), ... */
+	CONN_REFUSED__COUNT
+};
+#define COUNTER_CONN_REFUSED_NAME "connections_refused_total"
+void counter_conn_refused(enum conn_refusal r);
+long counter_conn_refused_get(enum conn_refusal r);
+/* The reason's label value ("max_connections_per_ip"); "" out of range. */
+const char *counter_conn_refused_reason(enum conn_refusal r);
+/* Their sum. */
+long counter_conn_refused_total(void);
+
 #endif

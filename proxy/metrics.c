@@ -196,7 +196,8 @@ static bool metrics_ends_with(const char *s, const char *suffix)
  * exposition invalid). */
 static bool metrics_name_builtin(const char *name)
 {
-	if (strcmp(name, "build_info") == 0 || strcmp(name, "start_time_seconds") == 0)
+	if (strcmp(name, "build_info") == 0 || strcmp(name, "start_time_seconds") == 0 ||
+	    strcmp(name, COUNTER_CONN_REFUSED_NAME) == 0)
 		return true;
 	for (int c = 0; c < COUNTER__COUNT; c++)
 		if (strcmp(name, counter_name((enum counter)c)) == 0)
@@ -333,6 +334,11 @@ char *metrics_render(struct pool *pool, size_t *len)
 		sb_header(&sb, name, counter_help((enum counter)c), counter_is_gauge((enum counter)c) ? "gauge" : "counter");
 		sb_sample(&sb, name, NULL, NULL, (double)counter_get((enum counter)c));
 	}
+	sb_header(&sb, COUNTER_CONN_REFUSED_NAME,
+	    "Client connections turned away before a session served them, by reason.", "counter");
+	for (int r = 0; r < CONN_REFUSED__COUNT; r++)
+		sb_sample(&sb, COUNTER_CONN_REFUSED_NAME, "reason", counter_conn_refused_reason((enum conn_refusal)r),
+		    (double)counter_conn_refused_get((enum conn_refusal)r));
 	if (pool)
 		metrics_render_pool(&sb, pool);
 

@@ -1504,6 +1504,7 @@ void session_start_connect(struct session *s)
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections_per_ip client=%s",
 		    s->env.client_ip);
 		session_reply(s, "421 4.7.0 %s Error: too many connections from %s", s->cfg->hostname, s->env.client_ip);
+		counter_conn_refused(CONN_REFUSED_MAX_CONNECTIONS_PER_IP);
 		session_refuse_early(s, "max_connections_per_ip");
 		return;
 	}
