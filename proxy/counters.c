@@ -122,6 +122,7 @@ static const char *const counter_conn_refused_reasons[CONN_REFUSED__COUNT] = {
 	[CONN_REFUSED_MAX_CONNECTIONS_PER_IP] = "max_connections_per_ip",
 	[CONN_REFUSED_DRAINING] = "draining",
 	[CONN_REFUSED_ACCEPT_ERROR] = "accept_error",
+	[CONN_REFUSED_FD_LIMIT] = "fd_limit",
 };
 
 void counter_conn_refused(enum conn_refusal r)

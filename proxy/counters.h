@@ -93,7 +93,8 @@ enum conn_refusal {
 	CONN_REFUSED_MAX_CONNECTIONS = 0,   /* limits.max_connections, all workers together */
 	CONN_REFUSED_MAX_CONNECTIONS_PER_IP,/* limits.max_connections_per_ip */
 	CONN_REFUSED_DRAINING,              /* accepted while the worker stops (SIGTERM) */
-	CONN_REFUSED_ACCEPT_ERROR,          /* accept(2) failed: out of fds (EMFILE/ENFILE), ... */
+	CONN_REFUSED_ACCEPT_ERROR,          /* accept(2) failed as libuv reports it */
+	CONN_REFUSED_FD_LIMIT,              /* past the sessions RLIMIT_NOFILE holds (conncount_fd_cap) */
 	CONN_REFUSED__COUNT
 };
 #define COUNTER_CONN_REFUSED_NAME "connections_refused_total"

@@ -4,6 +4,7 @@
 #include "cfg_man.h"
 #include "config.h"
 #include "control.h"
+#include "conncount.h"
 #include "counters.h"
 #include "health.h"
 #include "log.h"
@@ -24,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -482,6 +485,55 @@ static int main_drop_privileges(const char *user)
 
 /* log.file, opened before privileges go (its directory may be root's) and given to the
  * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
+/* Descriptors a session may hold (the client's, a backend's) and those kept aside for the
+ * rest (metrics and control connections, health probes, DNS, spool files, filters). */
+#define MAIN_FDS_PER_SESSION 2
+#define MAIN_FDS_RESERVE 64
+
+static long main_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	long n = 0;
+
+	if (d == NULL)
+		return MAIN_FDS_RESERVE;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : n;	/* ".", ".." and the DIR's own */
+}
+
+/* The soft RLIMIT_NOFILE goes up to the hard one (as HAProxy raises its own to what maxconn
+ * needs); when that still cannot hold limits.max_connections sessions, say so and cap the
+ * sessions at what fits: past it a client gets 421 (reason fd_limit) instead of libuv
+ * accepting and closing it unheard once the descriptors run out. */
+static void main_fd_budget(const struct mx_config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = { rl.rlim_max, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	long open = main_open_fds();
+	long cap = ((long)rl.rlim_cur - open - MAIN_FDS_RESERVE) / MAIN_FDS_PER_SESSION;
+	if (cap < 1)
+		cap = 1;
+	conncount_set_fd_cap(cap);	/* whatever max_connections a reload sets */
+	if (cap >= cfg->limits.max_connections)
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=fd_limit nofile=%lu open=%ld sessions=%ld max_connections=%ld "
+	    "reason=\"the file limit holds %ld sessions (2 descriptors each): more get 421; raise LimitNOFILE= "
+	    "(ulimit -n) to %ld for max_connections\"", (unsigned long)rl.rlim_cur, open, cap,
+	    cfg->limits.max_connections, cap, (long)cfg->limits.max_connections * MAIN_FDS_PER_SESSION +
+	    open + MAIN_FDS_RESERVE);
+}
+
 static int main_open_log(const struct mx_config *cfg)
 {
 	long uid = -1, gid = -1;
@@ -626,6 +678,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	main_fd_budget(cfg);
 	for (int k = 0; k < nworkers; k++)
 		uv_thread_create(&workers[k].thread, worker_run, &workers[k]);
 	uv_signal_init(main_loop, &sig_hup);

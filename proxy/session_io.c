@@ -677,6 +677,16 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 		session_refuse_early(s, "max_connections");
 		return;
 	}
+	long fd_cap = conncount_fd_cap();
+	if (fd_cap > 0 && conncount_total() > fd_cap) {
+		/* Past what the file descriptor limit holds (event=fd_limit at start): a 421 now
+		 * rather than libuv closing the next clients unheard once the descriptors run out. */
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=fd_limit client=%s", s->env.client_ip);
+		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
+		counter_conn_refused(CONN_REFUSED_FD_LIMIT);
+		session_refuse_early(s, "fd_limit");
+		return;
+	}
 	if (lc->proxy_protocol) {
 		if (!cfg_cidrlist_match(&s->cfg->trusted_proxies, (const struct sockaddr *)&s->env.client)) {
 			counter_inc(COUNTER_PROXY_REFUSED);
