@@ -795,6 +795,8 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 {
 	if (s->env.flags & HOOK_FLAG_VIRUS)
 		counter_inc(COUNTER_VIRUSES_FOUND);
+	if (s->env.flags & HOOK_FLAG_SPAM)
+		counter_inc(COUNTER_SPAM_FOUND);
 	switch (v->action) {
 	case VERDICT_REJECT:
 	case VERDICT_TEMPFAIL:
