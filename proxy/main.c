@@ -431,6 +431,34 @@ static int main_bind(const struct listen_config *lc, int *fd_out)
 	return 0;
 }
 
+/* Whether another process listens on lc's address already: a bind without SO_REUSEPORT
+ * (SO_REUSEADDR only, so a socket merely bound or in TIME_WAIT does not count) fails with
+ * EADDRINUSE then. The workers' sockets share the address through SO_REUSEPORT, which
+ * would otherwise let a second mxgate of the same user bind beside the first and take a
+ * share of its connections. -1 with errno set when the address is taken. */
+static int main_bind_probe(const struct listen_config *lc)
+{
+	int one = 1, rc = 0;
+	int fd = socket(lc->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	uint16_t port = lc->sa.ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)&lc->sa)->sin6_port :
+	    ((const struct sockaddr_in *)&lc->sa)->sin_port;
+
+	if (fd < 0 || port == 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;	/* the binds below say what is wrong */
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (lc->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&lc->sa, lc->salen) != 0 && errno == EADDRINUSE)
+		rc = -1;
+	close(fd);
+	if (rc)
+		errno = EADDRINUSE;
+	return rc;
+}
+
 /* The strings kept from the config the daemon started with. */
 static void main_boot_free(void)
 {
@@ -652,7 +680,7 @@ int main(int argc, char **argv)
 		listen_copies[i].address = strdup(lv[i].address);
 		lcs[i] = &listen_copies[i];
 		for (int k = 0; k < nworkers; k++) {
-			if (main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
+			if ((k == 0 && main_bind_probe(&lv[i]) != 0) || main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
 				fprintf(stderr, "mxgate: cannot listen on %s: %s\n", lv[i].address, strerror(errno));
 				main_start_undo(cfg, i + 1, fds);
 				return 1;
