@@ -86,7 +86,10 @@ def limits_case():
         s.close()
     mt.check(mt.wait_for(lambda: (refused(mport) or {}).get('max_connections_per_ip') == 3, mt.slack(5)),
              'three refusals counted as max_connections_per_ip: %r' % refused(mport))
-    # the listener-wide limit: a third connection from another address (127.0.0.2)
+    # the listener-wide limit: a third connection from another address (127.0.0.2), once
+    # the refused sessions are gone (until closed they count towards max_connections)
+    mt.check(mt.wait_for(lambda: re.search(r'^mxgate_sessions_active 2$', scrape(mport), re.M), mt.slack(10)),
+             'the refused sessions are closed: 2 open')
     s = socket.socket()
     s.settimeout(mt.slack(5))
     s.bind(('127.0.0.2', 0))
