@@ -15,7 +15,7 @@ static const struct counter_desc counter_table[COUNTER__COUNT] = {
 	[COUNTER_SESSIONS_TOTAL] = { "sessions_total", "Client connections accepted.", false },
 	[COUNTER_SESSIONS_ACTIVE] = { "sessions_active", "Client sessions open now.", true },
 	[COUNTER_SESSIONS_REJECTED_LIMIT] = { "sessions_rejected_limit_total",
-	    "Client connections refused by connection or rate limits.", false },
+	    "Client connections refused with 421 before any check: max_connections, max_connections_per_ip, the file limit, the drain (reasons: connections_refused_total).", false },
 	[COUNTER_SESSIONS_TIMEOUT] = { "sessions_timeout_total",
 	    "Client sessions closed on a command or data timeout.", false },
 	[COUNTER_PROXY_REFUSED] = { "proxy_refused_total",

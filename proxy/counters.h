@@ -16,7 +16,7 @@ enum counter {
 	/* client sessions */
 	COUNTER_SESSIONS_TOTAL = 0,       /* connections accepted */
 	COUNTER_SESSIONS_ACTIVE,          /* gauge: sessions open now */
-	COUNTER_SESSIONS_REJECTED_LIMIT,  /* refused: max_connections / per-IP / rate limits */
+	COUNTER_SESSIONS_REJECTED_LIMIT,  /* refused before any check: max_connections, per-IP, fd limit, drain */
 	COUNTER_SESSIONS_TIMEOUT,         /* closed on command/data timeout */
 	COUNTER_PROXY_REFUSED,            /* PROXY header missing/invalid/untrusted */
 	COUNTER_TLS_SESSIONS,             /* client TLS handshakes completed */
