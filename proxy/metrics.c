@@ -140,11 +140,14 @@ static void sb_sample(struct sbuf *sb, const char *name, const char *label, cons
 /* ------------------------------------------------------------ registry */
 
 enum backend_series {
-	SERIES_UP = 0, SERIES_LATENCY, SERIES_ACTIVE, SERIES_FAILS, SERIES_DELIVERED, SERIES_FAILED, SERIES__COUNT
+	SERIES_UP = 0, SERIES_DRAINED, SERIES_LATENCY, SERIES_ACTIVE, SERIES_FAILS, SERIES_DELIVERED, SERIES_FAILED,
+	SERIES__COUNT
 };
 
 static const struct { const char *name, *help, *type; } backend_series[SERIES__COUNT] = {
-	[SERIES_UP] = { "backend_up", "1 if the backend is in rotation, 0 if marked down.", "gauge" },
+	[SERIES_UP] = { "backend_up", "1 if the backend is healthy (probes and deliveries), 0 if marked down.", "gauge" },
+	[SERIES_DRAINED] = { "backend_drained",
+	    "1 while the backend is drained (mxgatectl drain: no new transaction goes to it).", "gauge" },
 	[SERIES_LATENCY] = { "backend_latency_seconds",
 	    "Duration of the last successful health check (connect to EHLO reply).", "gauge" },
 	[SERIES_ACTIVE] = { "backend_active_connections", "Connections to the backend in use.", "gauge" },
@@ -294,6 +297,7 @@ static double backend_series_value(struct backend *b, enum backend_series s)
 {
 	switch (s) {
 	case SERIES_UP: return backend_is_up(b) ? 1 : 0;
+	case SERIES_DRAINED: return backend_is_drained(b) ? 1 : 0;
 	case SERIES_LATENCY: return (double)atomic_load(&backend_health(b)->latency_us) / 1e6;
 	case SERIES_ACTIVE: return backend_active_all(b);
 	case SERIES_FAILS: return atomic_load(&backend_health(b)->fails);
