@@ -620,6 +620,18 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	/* The daemon: SIGHUP, SIGUSR1 and SIGUSR2 are held from here until their handlers are
+	 * in place (after the workers start), then delivered. Their default action would end a
+	 * daemon still starting (loading rules, resolving backends) with no word: logrotate's
+	 * `kill -USR1`, a `kill -HUP` landing in that window. Threads started meanwhile keep
+	 * them blocked, so they reach the main thread. */
+	sigset_t held;
+	sigemptyset(&held);
+	sigaddset(&held, SIGHUP);
+	sigaddset(&held, SIGUSR1);
+	sigaddset(&held, SIGUSR2);
+	if (!check_only && optind >= argc)
+		pthread_sigmask(SIG_BLOCK, &held, NULL);
 	config_resolve_hosts(true);
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
@@ -719,6 +731,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_usr1, main_signal_cb, SIGUSR1);
 	uv_signal_init(main_loop, &sig_usr2);
 	uv_signal_start(&sig_usr2, main_signal_cb, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &held, NULL);	/* what came during the start is handled now */
 	static const struct ops_host host = { .current = main_current, .reload = main_reload };
 	ops_start(main_loop, &host);
 	ops_set_listening();
