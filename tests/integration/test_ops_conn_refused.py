@@ -84,6 +84,9 @@ def limits_case():
         line = first_line(s)
         mt.check(line.startswith(b'421'), 'a third connection from 127.0.0.1 gets 421: %r' % line)
         s.close()
+        # until it is closed the refused session counts towards max_connections (3)
+        mt.check(mt.wait_for(lambda: re.search(r'^mxgate_sessions_active 2$', scrape(mport), re.M), mt.slack(10)),
+                 'the refused session is closed: 2 open')
     mt.check(mt.wait_for(lambda: (refused(mport) or {}).get('max_connections_per_ip') == 3, mt.slack(5)),
              'three refusals counted as max_connections_per_ip: %r' % refused(mport))
     # the listener-wide limit: a third connection from another address (127.0.0.2), once
