@@ -18,7 +18,7 @@ import mxtest as mt  # noqa: E402
 
 mt.need()
 be = mt.Backend()
-cfg = mt.proxied_config([be.url], limits={'max_connections_per_ip': 1},
+cfg = mt.proxied_config([be.url],
                         ratelimit={'store': 'local', 'rules': [
                             {'key': 'ip', 'count': 'connections', 'limit': '1/1h', 'action': 'tempfail'}]},
                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
