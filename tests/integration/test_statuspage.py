@@ -46,7 +46,7 @@ def chromium(*args):
 
 a, b = mt.Sink(name='sinkA'), mt.Sink(name='sinkB')
 dead_dns = mt.hold_port(udp=True).port   # bound, never answers: every DNS list lookup fails
-cfg = mt.config([a.url, b.url], limits={'max_message_size': '4K', 'max_connections_per_ip': 2},
+cfg = mt.config([a.url, b.url], limits={'max_message_size': '4K', 'max_connections_per_ip': 3},
                 metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                 dns={'resolvers': ['127.0.0.1:%d' % dead_dns], 'timeout': '500ms', 'tries': 1},
                 dnsbl={'lists': [{'zone': 'bl.test'}], 'skip_private': False},
@@ -71,17 +71,17 @@ for src in ('127.0.0.5', '127.0.0.5', '127.0.0.6'):
     code, _ = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('big', size=8000), source=src)
     mt.check(code == 552, 'an over-size message from %s refused (%s)' % (src, code))
 
-# a client turned away before a session (its third connection while it holds two)
+# a client turned away before a session (its fourth connection while it holds three)
 import socket  # noqa: E402
 held = []
-for i in range(3):
+for i in range(4):
     c = socket.socket()
     c.settimeout(mt.slack(10))
     c.bind(('127.0.0.7', 0))
     c.connect(('127.0.0.1', mx.port))
     line = c.recv(512)
     held.append(c)
-mt.check(line.startswith(b'421'), 'a third connection from 127.0.0.7 refused (%r)' % line)
+mt.check(line.startswith(b'421'), 'a fourth connection from 127.0.0.7 refused (%r)' % line)
 for c in held:
     c.close()
 
