@@ -799,6 +799,7 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		errors |= lk->error;
 		if (!lk->hit)
 			continue;
+		counter_inc(COUNTER_DNSBL_HITS);	/* mxgate_dnsbl_hits_total */
 		sum += l->c->weight;
 		/* a repeated EHLO (after STARTTLS) must not score the same listing twice; two
 		 * lists of one zone (and so one symbol) both score at the first */

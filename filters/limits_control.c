@@ -833,11 +833,12 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 	for (int i = 0; i < 3; i++)
 		if (argc >= 1 && strcmp(argv[0], ops[i]) == 0)
 			op = i;
-	if (body == NULL && c->enabled && argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0) {
+	bool list = body == NULL && argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0;
+	if (list && c->enabled) {
 		control_reply_done(r, lc_greylist_list(cfg, argc, argv, json, out));
 		return;
 	}
-	if (argc != 4 || body != NULL || op < 0) {
+	if (!list && (argc != 4 || body != NULL || op < 0)) {
 		strbuf_printf(out, "usage: greylist list [N] | greylist show|pass|delete IP SENDER RCPT "
 		    "(SENDER <> for the null sender)\n");
 		control_reply_done(r, -1);

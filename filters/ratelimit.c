@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "proxy/config.h"
+#include "proxy/counters.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
 #include "proxy/msgbuf.h"
@@ -744,6 +745,7 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 		return;
 	}
 	ratelimit_safe_copy(ck->value, value, sizeof(value));
+	counter_inc(COUNTER_RATELIMIT_HITS);	/* mxgate_ratelimit_hits_total */
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=ratelimit key=%s value=%s count=%s limit=%s action=%s store=%s client=%s",
 	    rl_key_names[r->key], value, rl_count_names[r->count], r->limit.text,

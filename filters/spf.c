@@ -10,6 +10,7 @@
 #include "filters/spf.h"
 #include "filters/dns.h"
 #include "filters/spf_dns.h"
+#include "proxy/counters.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
@@ -613,6 +614,8 @@ static void spf_session_complete(struct spf_session *s, const struct spf_check *
 	 * Authentication-Results field with every method at end of data. */
 	log_event(LOG_LVL_INFO, env->session_id, "event=spf result=%s domain=%s client=%s",
 	    res, dom, c->ip);
+	if (c->result == SPF_R_FAIL || c->result == SPF_R_SOFTFAIL)
+		counter_inc(COUNTER_SPF_FAIL);	/* mxgate_spf_fail_total */
 	if (helo_fail && sc->reject_helo_fail) {
 		/* policyd-spf's HELO_reject: the HELO name's own policy refuses this client */
 		verdict_set(&v, VERDICT_REJECT, 550, "spf",

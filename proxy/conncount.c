@@ -190,3 +190,7 @@ void conncount_release(const struct sockaddr *sa, long prefix_v6)
 
 long conncount_total_add(long delta) { return atomic_fetch_add(&cc_total, delta) + delta; }
 long conncount_total(void) { return atomic_load(&cc_total); }
+
+static atomic_long cc_fd_cap;
+void conncount_set_fd_cap(long cap) { atomic_store(&cc_fd_cap, cap > 0 ? cap : 0); }
+long conncount_fd_cap(void) { return atomic_load(&cc_fd_cap); }

@@ -24,5 +24,9 @@ void conncount_set_key(uint64_t k0, uint64_t k1);
 /* Total sessions: increments and returns the new total. */
 long conncount_total_add(long delta);
 long conncount_total(void);
+/* The sessions the process's file descriptors hold (main.c works it out at start from
+ * RLIMIT_NOFILE); 0 = no cap beyond limits.max_connections. */
+void conncount_set_fd_cap(long cap);
+long conncount_fd_cap(void);
 
 #endif

@@ -2,6 +2,7 @@
 #include "counters.h"
 
 atomic_long counter_values[COUNTER__COUNT];
+static atomic_long counter_conn_refused_values[CONN_REFUSED__COUNT];
 
 struct counter_desc {
 	const char *name;
@@ -14,7 +15,7 @@ static const struct counter_desc counter_table[COUNTER__COUNT] = {
 	[COUNTER_SESSIONS_TOTAL] = { "sessions_total", "Client connections accepted.", false },
 	[COUNTER_SESSIONS_ACTIVE] = { "sessions_active", "Client sessions open now.", true },
 	[COUNTER_SESSIONS_REJECTED_LIMIT] = { "sessions_rejected_limit_total",
-	    "Client connections refused by connection or rate limits.", false },
+	    "Client connections refused with 421 before any check: max_connections, max_connections_per_ip, the file limit, the drain (reasons: connections_refused_total).", false },
 	[COUNTER_SESSIONS_TIMEOUT] = { "sessions_timeout_total",
 	    "Client sessions closed on a command or data timeout.", false },
 	[COUNTER_PROXY_REFUSED] = { "proxy_refused_total",
@@ -110,4 +111,41 @@ void counter_reset_all(void)
 {
 	for (int i = 0; i < COUNTER__COUNT; i++)
 		atomic_store_explicit(&counter_values[i], 0, memory_order_relaxed);
+	for (int i = 0; i < CONN_REFUSED__COUNT; i++)
+		atomic_store_explicit(&counter_conn_refused_values[i], 0, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------ connections refused */
+
+static const char *const counter_conn_refused_reasons[CONN_REFUSED__COUNT] = {
+	[CONN_REFUSED_MAX_CONNECTIONS] = "max_connections",
+	[CONN_REFUSED_MAX_CONNECTIONS_PER_IP] = "max_connections_per_ip",
+	[CONN_REFUSED_DRAINING] = "draining",
+	[CONN_REFUSED_ACCEPT_ERROR] = "accept_error",
+	[CONN_REFUSED_FD_LIMIT] = "fd_limit",
+};
+
+void counter_conn_refused(enum conn_refusal r)
+{
+	if ((unsigned)r < CONN_REFUSED__COUNT)
+		atomic_fetch_add_explicit(&counter_conn_refused_values[r], 1, memory_order_relaxed);
+}
+
+long counter_conn_refused_get(enum conn_refusal r)
+{
+	return (unsigned)r < CONN_REFUSED__COUNT ?
+	    atomic_load_explicit(&counter_conn_refused_values[r], memory_order_relaxed) : 0;
+}
+
+const char *counter_conn_refused_reason(enum conn_refusal r)
+{
+	return (unsigned)r < CONN_REFUSED__COUNT ? counter_conn_refused_reasons[r] : "";
+}
+
+long counter_conn_refused_total(void)
+{
+	long n = 0;
+	for (int i = 0; i < CONN_REFUSED__COUNT; i++)
+		n += counter_conn_refused_get((enum conn_refusal)i);
+	return n;
 }

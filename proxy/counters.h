@@ -16,7 +16,7 @@ enum counter {
 	/* client sessions */
 	COUNTER_SESSIONS_TOTAL = 0,       /* connections accepted */
 	COUNTER_SESSIONS_ACTIVE,          /* gauge: sessions open now */
-	COUNTER_SESSIONS_REJECTED_LIMIT,  /* refused: max_connections / per-IP / rate limits */
+	COUNTER_SESSIONS_REJECTED_LIMIT,  /* refused before any check: max_connections, per-IP, fd limit, drain */
 	COUNTER_SESSIONS_TIMEOUT,         /* closed on command/data timeout */
 	COUNTER_PROXY_REFUSED,            /* PROXY header missing/invalid/untrusted */
 	COUNTER_TLS_SESSIONS,             /* client TLS handshakes completed */
@@ -85,5 +85,24 @@ const char *counter_help(enum counter c);
 bool counter_is_gauge(enum counter c);
 /* Sets every counter to 0 (tests). */
 void counter_reset_all(void);
+
+/* Connections turned away before a session served them, by reason: the labelled counter
+ * mxgate_connections_refused_total{reason="..."} (every reason exposed from the start), in
+ * /status.json's connections_refused and in `mxgatectl status`. Any thread. */
+enum conn_refusal {
+	CONN_REFUSED_MAX_CONNECTIONS = 0,   /* limits.max_connections, all workers together */
+	CONN_REFUSED_MAX_CONNECTIONS_PER_IP,/* limits.max_connections_per_ip */
+	CONN_REFUSED_DRAINING,              /* accepted while the worker stops (SIGTERM) */
+	CONN_REFUSED_ACCEPT_ERROR,          /* accept(2) failed as libuv reports it */
+	CONN_REFUSED_FD_LIMIT,              /* past the sessions RLIMIT_NOFILE holds (conncount_fd_cap) */
+	CONN_REFUSED__COUNT
+};
+#define COUNTER_CONN_REFUSED_NAME "connections_refused_total"
+void counter_conn_refused(enum conn_refusal r);
+long counter_conn_refused_get(enum conn_refusal r);
+/* The reason's label value ("max_connections_per_ip"); "" out of range. */
+const char *counter_conn_refused_reason(enum conn_refusal r);
+/* Their sum. */
+long counter_conn_refused_total(void);
 
 #endif

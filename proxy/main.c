@@ -4,6 +4,7 @@
 #include "cfg_man.h"
 #include "config.h"
 #include "control.h"
+#include "conncount.h"
 #include "counters.h"
 #include "health.h"
 #include "hostres.h"
@@ -25,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -538,6 +541,34 @@ static int main_bind(const struct listen_config *lc, int *fd_out)
 	return 0;
 }
 
+/* Whether another process listens on lc's address already: a bind without SO_REUSEPORT
+ * (SO_REUSEADDR only, so a socket merely bound or in TIME_WAIT does not count) fails with
+ * EADDRINUSE then. The workers' sockets share the address through SO_REUSEPORT, which
+ * would otherwise let a second mxgate of the same user bind beside the first and take a
+ * share of its connections. -1 with errno set when the address is taken. */
+static int main_bind_probe(const struct listen_config *lc)
+{
+	int one = 1, rc = 0;
+	int fd = socket(lc->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	uint16_t port = lc->sa.ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)&lc->sa)->sin6_port :
+	    ((const struct sockaddr_in *)&lc->sa)->sin_port;
+
+	if (fd < 0 || port == 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;	/* the binds below say what is wrong */
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (lc->sa.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&lc->sa, lc->salen) != 0 && errno == EADDRINUSE)
+		rc = -1;
+	close(fd);
+	if (rc)
+		errno = EADDRINUSE;
+	return rc;
+}
+
 /* The strings kept from the config the daemon started with. */
 static void main_boot_free(void)
 {
@@ -592,6 +623,55 @@ static int main_drop_privileges(const char *user)
 
 /* log.file, opened before privileges go (its directory may be root's) and given to the
  * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
+/* Descriptors a session may hold (the client's, a backend's) and those kept aside for the
+ * rest (metrics and control connections, health probes, DNS, spool files, filters). */
+#define MAIN_FDS_PER_SESSION 2
+#define MAIN_FDS_RESERVE 64
+
+static long main_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	long n = 0;
+
+	if (d == NULL)
+		return MAIN_FDS_RESERVE;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : n;	/* ".", ".." and the DIR's own */
+}
+
+/* The soft RLIMIT_NOFILE goes up to the hard one (as HAProxy raises its own to what maxconn
+ * needs); when that still cannot hold limits.max_connections sessions, say so and cap the
+ * sessions at what fits: past it a client gets 421 (reason fd_limit) instead of libuv
+ * accepting and closing it unheard once the descriptors run out. */
+static void main_fd_budget(const struct mx_config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = { rl.rlim_max, rl.rlim_max };
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	long open = main_open_fds();
+	long cap = ((long)rl.rlim_cur - open - MAIN_FDS_RESERVE) / MAIN_FDS_PER_SESSION;
+	if (cap < 1)
+		cap = 1;
+	conncount_set_fd_cap(cap);	/* whatever max_connections a reload sets */
+	if (cap >= cfg->limits.max_connections)
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=fd_limit nofile=%lu open=%ld sessions=%ld max_connections=%ld "
+	    "reason=\"the file limit holds %ld sessions (2 descriptors each): more get 421; raise LimitNOFILE= "
+	    "(ulimit -n) to %ld for max_connections\"", (unsigned long)rl.rlim_cur, open, cap,
+	    cfg->limits.max_connections, cap, (long)cfg->limits.max_connections * MAIN_FDS_PER_SESSION +
+	    open + MAIN_FDS_RESERVE);
+}
+
 static int main_open_log(const struct mx_config *cfg)
 {
 	long uid = -1, gid = -1;
@@ -650,6 +730,18 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	/* The daemon: SIGHUP, SIGUSR1 and SIGUSR2 are held from here until their handlers are
+	 * in place (after the workers start), then delivered. Their default action would end a
+	 * daemon still starting (loading rules, resolving backends) with no word: logrotate's
+	 * `kill -USR1`, a `kill -HUP` landing in that window. Threads started meanwhile keep
+	 * them blocked, so they reach the main thread. */
+	sigset_t held;
+	sigemptyset(&held);
+	sigaddset(&held, SIGHUP);
+	sigaddset(&held, SIGUSR1);
+	sigaddset(&held, SIGUSR2);
+	if (!check_only && optind >= argc)
+		pthread_sigmask(SIG_BLOCK, &held, NULL);
 	config_resolve_hosts(true);
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
@@ -710,7 +802,7 @@ int main(int argc, char **argv)
 		listen_copies[i].address = strdup(lv[i].address);
 		lcs[i] = &listen_copies[i];
 		for (int k = 0; k < nworkers; k++) {
-			if (main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
+			if ((k == 0 && main_bind_probe(&lv[i]) != 0) || main_bind(&lv[i], &fds[k * nlisten + i]) != 0) {
 				fprintf(stderr, "mxgate: cannot listen on %s: %s\n", lv[i].address, strerror(errno));
 				main_start_undo(cfg, i + 1, fds);
 				return 1;
@@ -736,6 +828,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	main_fd_budget(cfg);
 	for (int k = 0; k < nworkers; k++)
 		uv_thread_create(&workers[k].thread, worker_run, &workers[k]);
 	uv_signal_init(main_loop, &sig_hup);
@@ -748,6 +841,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_usr1, main_signal_cb, SIGUSR1);
 	uv_signal_init(main_loop, &sig_usr2);
 	uv_signal_start(&sig_usr2, main_signal_cb, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &held, NULL);	/* what came during the start is handled now */
 	static const struct ops_host host = { .current = main_current, .reload = main_reload };
 	ops_start(main_loop, &host);
 	ops_set_listening();

@@ -140,11 +140,14 @@ static void sb_sample(struct sbuf *sb, const char *name, const char *label, cons
 /* ------------------------------------------------------------ registry */
 
 enum backend_series {
-	SERIES_UP = 0, SERIES_LATENCY, SERIES_ACTIVE, SERIES_FAILS, SERIES_DELIVERED, SERIES_FAILED, SERIES__COUNT
+	SERIES_UP = 0, SERIES_DRAINED, SERIES_LATENCY, SERIES_ACTIVE, SERIES_FAILS, SERIES_DELIVERED, SERIES_FAILED,
+	SERIES__COUNT
 };
 
 static const struct { const char *name, *help, *type; } backend_series[SERIES__COUNT] = {
-	[SERIES_UP] = { "backend_up", "1 if the backend is in rotation, 0 if marked down.", "gauge" },
+	[SERIES_UP] = { "backend_up", "1 if the backend is healthy (probes and deliveries), 0 if marked down.", "gauge" },
+	[SERIES_DRAINED] = { "backend_drained",
+	    "1 while the backend is drained (mxgatectl drain: no new transaction goes to it).", "gauge" },
 	[SERIES_LATENCY] = { "backend_latency_seconds",
 	    "Duration of the last successful health check (connect to EHLO reply).", "gauge" },
 	[SERIES_ACTIVE] = { "backend_active_connections", "Connections to the backend in use.", "gauge" },
@@ -196,7 +199,8 @@ static bool metrics_ends_with(const char *s, const char *suffix)
  * exposition invalid). */
 static bool metrics_name_builtin(const char *name)
 {
-	if (strcmp(name, "build_info") == 0 || strcmp(name, "start_time_seconds") == 0)
+	if (strcmp(name, "build_info") == 0 || strcmp(name, "start_time_seconds") == 0 ||
+	    strcmp(name, COUNTER_CONN_REFUSED_NAME) == 0)
 		return true;
 	for (int c = 0; c < COUNTER__COUNT; c++)
 		if (strcmp(name, counter_name((enum counter)c)) == 0)
@@ -293,6 +297,7 @@ static double backend_series_value(struct backend *b, enum backend_series s)
 {
 	switch (s) {
 	case SERIES_UP: return backend_is_up(b) ? 1 : 0;
+	case SERIES_DRAINED: return backend_is_drained(b) ? 1 : 0;
 	case SERIES_LATENCY: return (double)atomic_load(&backend_health(b)->latency_us) / 1e6;
 	case SERIES_ACTIVE: return backend_active_all(b);
 	case SERIES_FAILS: return atomic_load(&backend_health(b)->fails);
@@ -333,6 +338,11 @@ char *metrics_render(struct pool *pool, size_t *len)
 		sb_header(&sb, name, counter_help((enum counter)c), counter_is_gauge((enum counter)c) ? "gauge" : "counter");
 		sb_sample(&sb, name, NULL, NULL, (double)counter_get((enum counter)c));
 	}
+	sb_header(&sb, COUNTER_CONN_REFUSED_NAME,
+	    "Client connections turned away before a session served them, by reason.", "counter");
+	for (int r = 0; r < CONN_REFUSED__COUNT; r++)
+		sb_sample(&sb, COUNTER_CONN_REFUSED_NAME, "reason", counter_conn_refused_reason((enum conn_refusal)r),
+		    (double)counter_conn_refused_get((enum conn_refusal)r));
 	if (pool)
 		metrics_render_pool(&sb, pool);
 

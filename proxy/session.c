@@ -369,6 +369,21 @@ static enum session_check session_check_helo(const struct session *s, const stru
 	return SESSION_CHECK_OK;
 }
 
+/* The listener's require_tls as the session's configuration generation has it: a reload
+ * applies it to the sessions begun after it (a policy, not part of the socket; Postfix's
+ * smtpd_tls_security_level = encrypt takes effect at `postfix reload`). The listener is the
+ * one of the same address and TLS mode; s->lc (made at start) otherwise. */
+static bool session_require_tls(const struct session *s)
+{
+	for (size_t i = 0; i < s->cfg->listen.n; i++) {
+		const struct listen_config *l = &((const struct listen_config *)s->cfg->listen.v)[i];
+
+		if (l->address && s->lc->address && strcmp(l->address, s->lc->address) == 0 && l->tls == s->lc->tls)
+			return l->require_tls;
+	}
+	return s->lc->require_tls;
+}
+
 static enum session_check session_check_mail(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
 {
 	static const char *const params[] = { "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", NULL };
@@ -380,7 +395,7 @@ static enum session_check session_check_mail(const struct session *s, const stru
 	if (s->drain)
 		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
 		    s->cfg->hostname);
-	if (s->lc->require_tls && !s->tls)
+	if (session_require_tls(s) && !s->tls)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Must issue a STARTTLS command first");
 	if (auth_is_required(s))
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Authentication required");
@@ -801,6 +816,8 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 {
 	if (s->env.flags & HOOK_FLAG_VIRUS)
 		counter_inc(COUNTER_VIRUSES_FOUND);
+	if (s->env.flags & HOOK_FLAG_SPAM)
+		counter_inc(COUNTER_SPAM_FOUND);
 	switch (v->action) {
 	case VERDICT_REJECT:
 	case VERDICT_TEMPFAIL:
@@ -1536,6 +1553,7 @@ void session_start_connect(struct session *s)
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections_per_ip client=%s",
 		    s->env.client_ip);
 		session_reply(s, "421 4.7.0 %s Error: too many connections from %s", s->cfg->hostname, s->env.client_ip);
+		counter_conn_refused(CONN_REFUSED_MAX_CONNECTIONS_PER_IP);
 		session_refuse_early(s, "max_connections_per_ip");
 		return;
 	}

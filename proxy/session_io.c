@@ -663,7 +663,9 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	linebuf_init(&s->lb, auth_line_cap(s));   /* max_line_length, more for AUTH responses */
 	chain_init(&s->chain, &s->wg->mods, &s->env, &s->chain_timer);
 	smtp_tx_init(&s->tx, w, s->wg->shared->pool, &s->env, session_tx_drained_cb, s);
-	if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
+	int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
+	if (rc != 0) {
+		worker_note_accept_error(w, lc, rc);
 		session_close(s, "accept_failed");
 		return;
 	}
@@ -678,10 +680,29 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	else if (s->env.client.ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&s->env.client)->sin6_addr, s->env.client_ip, sizeof(s->env.client_ip));
 
-	if (conncount_total() > s->cfg->limits.max_connections || atomic_load(&w->stop)) {
+	if (atomic_load(&w->stop)) {
+		/* accepted in the moment between SIGTERM and the listeners' close */
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=draining client=%s", s->env.client_ip);
+		session_reply(s, "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
+		counter_conn_refused(CONN_REFUSED_DRAINING);
+		session_refuse_early(s, "draining");
+		return;
+	}
+	if (conncount_total() > s->cfg->limits.max_connections) {
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections client=%s", s->env.client_ip);
 		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
+		counter_conn_refused(CONN_REFUSED_MAX_CONNECTIONS);
 		session_refuse_early(s, "max_connections");
+		return;
+	}
+	long fd_cap = conncount_fd_cap();
+	if (fd_cap > 0 && conncount_total() > fd_cap) {
+		/* Past what the file descriptor limit holds (event=fd_limit at start): a 421 now
+		 * rather than libuv closing the next clients unheard once the descriptors run out. */
+		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=fd_limit client=%s", s->env.client_ip);
+		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
+		counter_conn_refused(CONN_REFUSED_FD_LIMIT);
+		session_refuse_early(s, "fd_limit");
 		return;
 	}
 	if (lc->proxy_protocol) {

@@ -331,6 +331,11 @@ void status_render_json(struct strbuf *out, bool full)
 	jsonw_int(&j, "tempfailed", counter_get(COUNTER_TEMPFAILS));
 	jsonw_int(&j, "dnsbl_errors", counter_get(COUNTER_DNSBL_ERRORS));
 	jsonw_end(&j);
+	jsonw_obj(&j, "connections_refused");
+	for (int r = 0; r < CONN_REFUSED__COUNT; r++)
+		jsonw_int(&j, counter_conn_refused_reason((enum conn_refusal)r),
+		    counter_conn_refused_get((enum conn_refusal)r));
+	jsonw_end(&j);
 	status_backends_json(&j);
 	if (full)
 		status_full_json(&j);
@@ -365,6 +370,11 @@ void status_render_text(struct strbuf *out)
 	    counter_get(COUNTER_MESSAGES_TEMPFAILED));
 	strbuf_printf(out, "refusals: %ld rejected, %ld tempfailed (connections, senders, recipients, messages)\n",
 	    counter_get(COUNTER_REFUSALS), counter_get(COUNTER_TEMPFAILS));
+	strbuf_printf(out, "connections refused: %ld (", counter_conn_refused_total());
+	for (int r = 0; r < CONN_REFUSED__COUNT; r++)
+		strbuf_printf(out, "%s%s %ld", r ? ", " : "", counter_conn_refused_reason((enum conn_refusal)r),
+		    counter_conn_refused_get((enum conn_refusal)r));
+	strbuf_printf(out, ")\n");
 	strbuf_printf(out, "backends:\n");
 	status_backends_text(out);
 }

@@ -22,7 +22,7 @@ int statuspage_route(const char *path, int *code, const char **ctype, char **bod
 {
 	struct strbuf b = { 0 };
 
-	if (strcmp(path, "/healthz") == 0) {
+	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {	/* /livez: Kubernetes' name */
 		strbuf_printf(&b, "ok\n");
 		return statuspage_body(&b, 200, "text/plain; charset=utf-8", code, ctype, body, len);
 	}

@@ -3,6 +3,7 @@
 #include "auth.h"
 #include "backend.h"
 #include "config.h"
+#include "counters.h"
 #include "log.h"
 #include "relay.h"
 #include "session.h"
@@ -94,12 +95,28 @@ static void worker_maybe_finish(struct worker *w)
 		uv_close((uv_handle_t *)&w->drain_timer, worker_close_cb);
 }
 
+void worker_note_accept_error(struct worker *w, const struct listen_config *lc, int err)
+{
+	uint64_t now = uv_now(&w->loop);
+
+	counter_conn_refused(CONN_REFUSED_ACCEPT_ERROR);
+	w->accept_err_unlogged++;
+	if (w->accept_err_logged_ms != 0 && now - w->accept_err_logged_ms < 1000)
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=accept_error listener=%s reason=\"%s\" errors=%lu worker=%d",
+	    lc && lc->address ? lc->address : "?", uv_strerror(err), w->accept_err_unlogged, w->index);
+	w->accept_err_logged_ms = now ? now : 1;
+	w->accept_err_unlogged = 0;
+}
+
 static void worker_connection_cb(uv_stream_t *server, int status)
 {
 	struct worker *w = server->loop->data;
 
-	if (status < 0)
+	if (status < 0) {
+		worker_note_accept_error(w, server->data, status);
 		return;
+	}
 	session_accept(w, server, server->data);
 }
 

@@ -63,11 +63,17 @@ struct worker {
 	char readbuf[65536];          /* shared by every read on this loop */
 	bool readbuf_busy;
 	uint64_t session_seq;
+	uint64_t accept_err_logged_ms;  /* the last event=accept_error (at most one a second) */
+	unsigned long accept_err_unlogged;  /* failures since */
 };
 
 void worker_gen_session_release(struct worker_gen *wg);
 
 struct listen_config;
+/* accept(2) on a listener of w failed with the libuv error err (UV_EMFILE: out of file
+ * descriptors; libuv has closed the client): counted as a connection refused (accept_error)
+ * and logged as event=accept_error, at most once a second per worker. Worker's thread. */
+void worker_note_accept_error(struct worker *w, const struct listen_config *lc, int err);
 /* Main thread side. */
 int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fds,
     const struct listen_config *const *lcs, int n);

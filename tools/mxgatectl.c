@@ -45,6 +45,9 @@ static void usage(FILE *f)
 	    "  flush dns|passcache|reputation IP\n"
 	    "  top clients|reasons|rules [N]\n"
 	    "  learn spam|ham FILE             teach the classifier (FILE '-' = standard input)\n"
+	    "  ratelimit show|reset KEY VALUE  a client's (sender's ...) rate-limit buckets; reset empties them\n"
+	    "  greylist list [N]               greylist triplets with their state\n"
+	    "  greylist show|pass|delete IP SENDER RCPT\n"
 	    "  help                            the daemon's list of commands\n");
 }
 

@@ -6,6 +6,8 @@ rules), dumps the DOM and takes a screenshot (saved as MX_BUILD_DIR/statuspage.p
 - the DOM has the backends table with both backends up, the sessions figure, the per-minute
   plot (one SVG polyline per series), top refused clients and reasons, top rule hits and
   the DNS list errors; the page names no external asset (no http(s):// src or href);
+- a connection refused before any session (max_connections_per_ip) shows on the page with
+  its reason (/status.json's connections_refused);
 - /status.json is valid JSON with the same figures; /healthz is 200; /readyz is 200 while a
   backend is up and not drained, 503 once none is, 200 again when one comes back."""
 import json
@@ -44,7 +46,7 @@ def chromium(*args):
 
 a, b = mt.Sink(name='sinkA'), mt.Sink(name='sinkB')
 dead_dns = mt.hold_port(udp=True).port   # bound, never answers: every DNS list lookup fails
-cfg = mt.config([a.url, b.url], limits={'max_message_size': '4K'},
+cfg = mt.config([a.url, b.url], limits={'max_message_size': '4K', 'max_connections_per_ip': 3},
                 metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                 dns={'resolvers': ['127.0.0.1:%d' % dead_dns], 'timeout': '500ms', 'tries': 1},
                 dnsbl={'lists': [{'zone': 'bl.test'}], 'skip_private': False},
@@ -68,6 +70,20 @@ mt.check(code == 250, 'a message without Date accepted (%s)' % code)
 for src in ('127.0.0.5', '127.0.0.5', '127.0.0.6'):
     code, _ = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('big', size=8000), source=src)
     mt.check(code == 552, 'an over-size message from %s refused (%s)' % (src, code))
+
+# a client turned away before a session (its fourth connection while it holds three)
+import socket  # noqa: E402
+held = []
+for i in range(4):
+    c = socket.socket()
+    c.settimeout(mt.slack(10))
+    c.bind(('127.0.0.7', 0))
+    c.connect(('127.0.0.1', mx.port))
+    line = c.recv(512)
+    held.append(c)
+mt.check(line.startswith(b'421'), 'a fourth connection from 127.0.0.7 refused (%r)' % line)
+for c in held:
+    c.close()
 
 code, ctype, text = get(mport, '/status.json')
 mt.check(code == 200 and ctype.startswith('application/json'), '/status.json: 200 application/json')
@@ -93,6 +109,8 @@ rows = re.findall(r'<tr><td>([^<]*)</td><td class="state (\w+)">', body.group(0)
 mt.check(sorted(rows) == sorted([(a.url, 'up'), (b.url, 'up')]), 'the backends table: both backends up (%r)' % rows)
 mt.check(re.search(r'id="sessions">\d+<', dom), 'the sessions figure is filled in')
 mt.check(re.search(r'id="accepted">([7-9]|\d\d+)<', dom), 'the accepted-in-the-last-hour figure counts the messages')
+mt.check(re.search(r'id="connrefused">1<', dom) and re.search(r'id="connrefused-why">max_connections_per_ip 1<', dom),
+         'connections turned away before a session: the figure and its reason')
 polys = re.findall(r'<polyline points="([^"]+)"[^>]*class="series-(\w+)"', dom)
 mt.check(sorted(p[1] for p in polys) == ['accepted', 'dnsbl_errors', 'refused', 'tempfailed'] and
          all(len(p[0].split()) == 60 for p in polys), 'the plot: four series of 60 points (%r)' % [p[1] for p in polys])
