@@ -13,11 +13,14 @@
 #include "relay.h"
 #include "worker.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SMTP_TX_UNAVAILABLE "4.4.1 Service temporarily unavailable, try again later"
 /* A message buffer of at most this many bytes stays allocated for the session's next message. */
@@ -93,11 +96,13 @@ static const char *smtp_tx_domain_of(const char *addr)
  * the lowest, two at a time (one 64-bit division by 961 per pair, the pair's digits by
  * 32-bit arithmetic: r / 31 == (r * 2115) >> 16 for every r < 961); when x runs out, rand()
  * fills the rest. Unique per worker, second and message count. */
-static void smtp_tx_make_queue_id(struct smtp_tx *tx)
+void smtp_tx_queue_id(char q[13], uint64_t now, unsigned worker, uint64_t seq, uint64_t salt)
 {
 	static const char alphabet[] = "0123456789BCDFGHJKLMNPQRSTVWXYZ";
-	uint64_t x = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)tx->w->index << 60) ^ (++tx->w->session_seq * 2654435761ULL);
-	char *q = tx->env->queue_id;
+	/* The salt in the low 59 bits only: x stays below 961^6 there, so the six digit pairs
+	 * below encode it without loss (worker's bits above are the one exception, as before) */
+	uint64_t x = ((now << 20) ^ (seq * 2654435761ULL) ^ (salt & ((1ULL << 59) - 1))) ^
+	    ((uint64_t)worker << 60);
 
 	for (int i = 0; i < 12; i += 2) {
 		uint64_t next = x / 961;
@@ -108,6 +113,29 @@ static void smtp_tx_make_queue_id(struct smtp_tx *tx)
 		x = next != 0 ? next : (uint64_t)rand() + 7;
 	}
 	q[12] = '\0';
+}
+
+/* This process's queue-id salt: random, drawn once (any thread; a lost race draws twice and
+ * one value wins for good). */
+static uint64_t smtp_tx_queue_salt(void)
+{
+	static _Atomic uint64_t salt;
+	uint64_t v = atomic_load_explicit(&salt, memory_order_relaxed), r = 0, zero = 0;
+
+	if (v != 0)
+		return v;
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
+	r |= 1;	/* never 0: 0 means not drawn yet */
+	if (!atomic_compare_exchange_strong(&salt, &zero, r))
+		return zero;
+	return r;
+}
+
+static void smtp_tx_make_queue_id(struct smtp_tx *tx)
+{
+	smtp_tx_queue_id(tx->env->queue_id, (uint64_t)time(NULL), (unsigned)tx->w->index,
+	    ++tx->w->session_seq, smtp_tx_queue_salt());
 }
 
 /* Writes a and b into the block *blk of *cap octets (grown as needed; its owner keeps it for

@@ -135,6 +135,11 @@ struct smtp_tx {
 void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struct hook_env *env,
     void (*drained)(void *arg), void *arg);
 
+/* A queue id (12 characters of Postfix's alphabet and a NUL into q) for message seq of worker
+ * at time now, distinct per process by salt (random per process: two daemons, or one
+ * restarted within the second, give other ids). Pure; smtp_tx_begin calls it. */
+void smtp_tx_queue_id(char q[13], uint64_t now, unsigned worker, uint64_t seq, uint64_t salt);
+
 /* MAIL accepted for filtering: the sender (copied), its parameters and a new queue id; the
  * connection the last message kept for it (smtp_tx_set_next) becomes the transaction's. */
 void smtp_tx_begin(struct smtp_tx *tx, const char *from, const char *params);

@@ -1431,11 +1431,34 @@ static void test_pipelined_ahead_lost_after_dot(void **state)
 	world_reset(wd);
 }
 
+/* Queue ids: the same second, worker and sequence number in two processes (two daemons, or
+ * a restart within the second) gave the same id, which made their logs ambiguous; a process's
+ * random salt tells them apart. Within one process ids stay distinct. */
+static void test_queue_id_distinct(void **state)
+{
+	char a[13], b[13], prev[13] = "";
+	(void)state;
+	smtp_tx_queue_id(a, 1796380000, 0, 1, 0x1234567890abcdefULL);
+	smtp_tx_queue_id(b, 1796380000, 0, 1, 0x0fedcba098765432ULL);
+	assert_int_equal(strlen(a), 12);
+	assert_string_not_equal(a, b);
+	for (unsigned w = 0; w < 2; w++) {
+		for (uint64_t seq = 1; seq <= 1000; seq++) {
+			smtp_tx_queue_id(a, 1796380000, w, seq, 0x1234567890abcdefULL);
+			assert_string_not_equal(a, prev);
+			for (const char *c = a; *c; c++)
+				assert_non_null(strchr("0123456789BCDFGHJKLMNPQRSTVWXYZ", *c));
+			memcpy(prev, a, sizeof(prev));
+		}
+	}
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_queue_id_distinct),
 		WORLD_TEST(test_deliver_smtp),
 		WORLD_TEST(test_body_wire),
 		WORLD_TEST(test_body_wire_new_body),
