@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "conncount.h"
 #include "counters.h"
 #include "log.h"
 
@@ -343,6 +344,9 @@ char *metrics_render(struct pool *pool, size_t *len)
 	for (int r = 0; r < CONN_REFUSED__COUNT; r++)
 		sb_sample(&sb, COUNTER_CONN_REFUSED_NAME, "reason", counter_conn_refused_reason((enum conn_refusal)r),
 		    (double)counter_conn_refused_get((enum conn_refusal)r));
+	sb_header(&sb, "connections_uncounted_total", "Clients admitted without a per-IP count: their "
+	    "slot window was full (max_connections_per_ip not applied to them; event=conncount_crowded).", "counter");
+	sb_sample(&sb, "connections_uncounted_total", NULL, NULL, (double)conncount_uncounted());
 	if (pool)
 		metrics_render_pool(&sb, pool);
 

@@ -76,6 +76,12 @@ def limits_case():
     if r is None:
         return
     mt.check(all(r.get(k) == 0 for k in REASONS), 'every reason is there from the start, at 0: %r' % r)
+    # the other side of max_connections_per_ip: clients let in without a per-IP count (their
+    # slot window full; logged event=conncount_crowded) were only in the log
+    text = scrape(mport)
+    mt.check('# TYPE mxgate_connections_uncounted_total counter' in text and
+             re.search(r'^mxgate_connections_uncounted_total 0$', text, re.M) is not None,
+             'clients admitted without a per-IP count: mxgate_connections_uncounted_total, at 0')
     held = [connect(mx.port), connect(mx.port)]
     for s in held:
         mt.check(first_line(s).startswith(b'220'), 'the first two connections get their greeting')
