@@ -427,6 +427,24 @@ static int milter_symlists_take(struct milter_sess *ms, const unsigned char *dat
 	return rc;
 }
 
+/* See milter.h (fuzz_milter_symlists). */
+int milter_symlists_take_fuzz(const unsigned char *data, size_t len,
+    void (*each)(int stage, const char *name, void *arg), void *arg)
+{
+	struct milter_sess *ms = calloc(1, sizeof(*ms));
+	int rc;
+
+	if (ms == NULL)
+		return -1;
+	rc = milter_symlists_take(ms, data, len);
+	for (int i = 0; i < MM_N; i++)
+		for (size_t k = 0; ms->symlist[i].names && ms->symlist[i].names[k]; k++)
+			each(i, ms->symlist[i].names[k], arg);
+	milter_symlists_free(ms);
+	free(ms);
+	return rc;
+}
+
 /* The SMFIP_NO* bit for a stage command, and its SMFIP_NR_* bit (0 = always replies). */
 static uint32_t milter_no_bit(char cmd)
 {

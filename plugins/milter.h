@@ -17,6 +17,14 @@
 #ifndef MX_MILTER_H
 #define MX_MILTER_H
 
+#include <stddef.h>
+
 #include "plugin.h"
+
+/* For tests/fuzz/fuzz_milter_symlists.c only: the macro lists of an OPTNEG reply's data
+ * taken as a session takes them (milter_symlists_take), each name kept passed to
+ * each(stage, name, arg); then freed. 0, or -1 when the lists are malformed. */
+int milter_symlists_take_fuzz(const unsigned char *data, size_t len,
+    void (*each)(int stage, const char *name, void *arg), void *arg);
 
 #endif

@@ -1322,6 +1322,16 @@ static bool host_params_ok(const char *a)
 	return strlen(a) < 1000;
 }
 
+/* See plugins.h (fuzz_plugin_output). */
+void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean)
+{
+	ok[0] = host_addr_ok(s, false);
+	ok[1] = host_addr_ok(s, true);
+	ok[2] = host_params_ok(s);
+	ok[3] = host_header_name_ok(s);
+	*clean = host_header_value_clean(s);
+}
+
 static void host_reject_output(struct mxgate_call *c, const char *what)
 {
 	struct plugin_sess *s = c ? c->s : NULL;

@@ -25,6 +25,7 @@
 #ifndef MX_PLUGINS_H
 #define MX_PLUGINS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -83,5 +84,11 @@ const struct plugin_builtin *plugins_find_builtin(const char *name);
 /* Loads path and checks its descriptor. 0, or -1 with a reason in err. */
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen);
+
+/* For tests/fuzz/fuzz_plugin_output.c only: the checks a plugin's (or milter's) edits pass
+ * before they reach the message and the backend, on s: ok[0] an envelope address (recipient),
+ * ok[1] the same with empty allowed (sender), ok[2] ESMTP parameters, ok[3] a header name;
+ * *clean the header value as it is written (free it). */
+void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean);
 
 #endif

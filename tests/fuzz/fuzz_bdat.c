@@ -1,5 +1,8 @@
 /* fuzz_bdat.c — the CHUNKING framing driven like a session would: the input is a client
- * stream of command lines (parsed by smtp_cmd_parse) and chunk octets. Checks: the same
+ * stream of command lines (parsed by smtp_cmd_parse) and chunk octets; MAIL, RCPT and RSET
+ * lines between chunks change the envelope bdat_begin is told of (a stream starts as after
+ * MAIL and one RCPT), MAIL and RSET start over, and chunks after a LAST are driven too
+ * (refused). Checks, for the transaction the stream ends in: the same
  * result however the stream is split, consumption within what was offered, content free of
  * NULs and bare line endings (BINARYMIME aside), never more content than accepted chunk
  * octets allow, the relay's re-stuffed DATA form ending only at its terminator, and its
@@ -37,8 +40,11 @@ static void play(const char *in, size_t len, size_t step, bool binary, uint64_t 
     size_t pos = 0;
 
     bdat_init(&b, max, 2 * max, binary);
+    bool have_mail = true;
+    size_t nrcpts = 1;
+
     memset(r, 0, sizeof(*r));
-    while (pos < len && !r->complete) {
+    while (pos < len) {
         const char *nl = memchr(in + pos, '\n', len - pos);
         if (nl == NULL)
             break;
@@ -48,9 +54,24 @@ static void play(const char *in, size_t len, size_t step, bool binary, uint64_t 
         const char *reply;
         int rc = smtp_cmd_parse(in + pos, ll, cmd, &reply);
         pos = (size_t)(nl - in) + 1;
-        if (rc != 0 || cmd->verb != SMTP_BDAT)
+        if (rc != 0)
             continue;
-        enum bdat_verdict v = bdat_begin(&b, cmd->size, cmd->last, true, 1);
+        /* between chunks, as session.c: MAIL starts a transaction (bdat_init), RCPT adds a
+         * recipient, RSET ends it (no MAIL: every chunk refused, read and thrown away) */
+        if (cmd->verb == SMTP_MAIL || cmd->verb == SMTP_RSET) {
+            bdat_init(&b, max, 2 * max, binary);
+            have_mail = cmd->verb == SMTP_MAIL;
+            nrcpts = 0;
+            r->content.len = 0;
+            r->accepted = 0;
+            r->complete = false;
+            continue;
+        }
+        if (cmd->verb == SMTP_RCPT && have_mail)
+            nrcpts++;
+        if (cmd->verb != SMTP_BDAT)
+            continue;
+        enum bdat_verdict v = bdat_begin(&b, cmd->size, cmd->last, have_mail, nrcpts);
         if (r->nv < 64)
             r->verdicts[r->nv++] = v;
         if (v == BDAT_TOO_BIG_CLOSE)
