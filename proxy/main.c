@@ -829,6 +829,7 @@ int main(int argc, char **argv)
 		}
 	}
 	main_fd_budget(cfg);
+	worker_set_peers(workers, nworkers);
 	for (int k = 0; k < nworkers; k++)
 		uv_thread_create(&workers[k].thread, worker_run, &workers[k]);
 	uv_signal_init(main_loop, &sig_hup);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SESSION_MAX_PENDING_INPUT (256 * 1024)  /* pipelined bytes held while busy */
 #define SESSION_PAUSE_HELD (16 * 1024)          /* held while busy: stop reading (TCP pushes back) */
@@ -225,6 +226,7 @@ static void session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	s->w->sessions--;
+	atomic_fetch_sub(&s->w->load, 1);
 	free(s);
 	worker_gen_session_release(wg);
 }
@@ -627,13 +629,14 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* ---- accepting ----------------------------------------------------------------------- */
 
-void session_accept(struct worker *w, uv_stream_t *server, const struct listen_config *lc)
+/* A session of w for a connection from listener lc, before it has its socket. NULL when out
+ * of memory. w->load already counts it (the caller did). */
+static struct session *session_new(struct worker *w, const struct listen_config *lc)
 {
 	struct session *s = calloc(1, sizeof(*s));
-	int len;
 
 	if (s == NULL)
-		return;
+		return NULL;
 	s->w = w;
 	s->wg = w->gen;
 	s->wg->sessions++;
@@ -663,12 +666,16 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 	linebuf_init(&s->lb, auth_line_cap(s));   /* max_line_length, more for AUTH responses */
 	chain_init(&s->chain, &s->wg->mods, &s->env, &s->chain_timer);
 	smtp_tx_init(&s->tx, w, s->wg->shared->pool, &s->env, session_tx_drained_cb, s);
-	int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
-	if (rc != 0) {
-		worker_note_accept_error(w, lc, rc);
-		session_close(s, "accept_failed");
-		return;
-	}
+	return s;
+}
+
+/* Everything after the socket is the session's: addresses, limits, PROXY, greeting. */
+static void session_start(struct session *s)
+{
+	struct worker *w = s->w;
+	const struct listen_config *lc = s->lc;
+	int len;
+
 	uv_tcp_nodelay(&s->tcp, 1);
 	len = sizeof(s->env.client);
 	uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&s->env.client, &len);
@@ -718,4 +725,40 @@ void session_accept(struct worker *w, uv_stream_t *server, const struct listen_c
 		return;
 	}
 	session_begin(s);
+}
+
+void session_accept(struct worker *w, uv_stream_t *server, const struct listen_config *lc)
+{
+	struct session *s;
+
+	atomic_fetch_add(&w->load, 1);
+	s = session_new(w, lc);
+	if (s == NULL) {
+		atomic_fetch_sub(&w->load, 1);
+		return;
+	}
+	int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
+	if (rc != 0) {
+		worker_note_accept_error(w, lc, rc);
+		session_close(s, "accept_failed");
+		return;
+	}
+	session_start(s);
+}
+
+void session_accept_fd(struct worker *w, int fd, const struct listen_config *lc)
+{
+	struct session *s = session_new(w, lc);
+
+	if (s == NULL) {
+		close(fd);
+		atomic_fetch_sub(&w->load, 1);
+		return;
+	}
+	if (uv_tcp_open(&s->tcp, fd) != 0) {
+		close(fd);
+		session_close(s, "accept_failed");
+		return;
+	}
+	session_start(s);
 }

@@ -9,8 +9,18 @@
 #include "session.h"
 #include "tls.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* A connection accepted by one worker for another: its descriptor and listener. */
+struct worker_handoff {
+	struct worker_handoff *next;
+	int fd;
+	const struct listen_config *lc;
+};
 
 void shared_gen_ref(struct shared_gen *g)
 {
@@ -109,15 +119,140 @@ void worker_note_accept_error(struct worker *w, const struct listen_config *lc, 
 	w->accept_err_unlogged = 0;
 }
 
+/* The worker to hand a new connection to: the least loaded one that is not stopping, when
+ * keeping it would leave w more than one above it; else NULL (w keeps it). */
+static struct worker *worker_pick_target(struct worker *w)
+{
+	int mine = atomic_load(&w->load), least = mine;
+	struct worker *best = NULL;
+
+	for (int i = 0; i < w->npeers; i++) {
+		struct worker *p = &w->peers[i];
+		int l;
+
+		if (p == w || atomic_load(&p->stop))
+			continue;
+		l = atomic_load(&p->load);
+		if (l < least) {
+			least = l;
+			best = p;
+		}
+	}
+	return best != NULL && mine + 1 - least > 1 ? best : NULL;
+}
+
+static void worker_free_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Accepts server's pending connection as a bare descriptor (a libuv handle owns the one
+ * accept gives; a duplicate outlives it). -1 on failure (the connection is closed), -2
+ * when out of memory (nothing accepted). */
+static int worker_accept_fd(struct worker *w, uv_stream_t *server)
+{
+	uv_tcp_t *tmp = malloc(sizeof(*tmp));
+	uv_os_fd_t ofd;
+	int fd = -1, rc;
+
+	if (tmp == NULL)
+		return -2;
+	uv_tcp_init(&w->loop, tmp);
+	rc = uv_accept(server, (uv_stream_t *)tmp);
+	if (rc == 0 && (rc = uv_fileno((uv_handle_t *)tmp, &ofd)) == 0) {
+		fd = fcntl(ofd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			rc = uv_translate_sys_error(errno);
+	}
+	if (rc != 0)
+		worker_note_accept_error(w, server->data, rc);
+	uv_close((uv_handle_t *)tmp, worker_free_cb);
+	return fd;
+}
+
+/* Queues fd for t and wakes it; false when t no longer takes hand-offs (draining). */
+static bool worker_handoff_push(struct worker *t, int fd, const struct listen_config *lc)
+{
+	struct worker_handoff *h = malloc(sizeof(*h));
+	bool ok;
+
+	if (h == NULL)
+		return false;
+	h->next = NULL;
+	h->fd = fd;
+	h->lc = lc;
+	uv_mutex_lock(&t->handoff_lock);
+	ok = t->handoff_open;
+	if (ok) {
+		if (t->handoff_tail)
+			t->handoff_tail->next = h;
+		else
+			t->handoff_head = h;
+		t->handoff_tail = h;
+		atomic_fetch_add(&t->load, 1);
+		/* Under the lock: t closes its wakeup only after it shut the queue. */
+		uv_async_send(&t->wakeup);
+	}
+	uv_mutex_unlock(&t->handoff_lock);
+	if (!ok)
+		free(h);
+	return ok;
+}
+
+/* Takes what was handed to w; shut: no more after this. */
+static struct worker_handoff *worker_handoff_take(struct worker *w, bool shut)
+{
+	struct worker_handoff *h;
+
+	uv_mutex_lock(&w->handoff_lock);
+	h = w->handoff_head;
+	w->handoff_head = w->handoff_tail = NULL;
+	if (shut)
+		w->handoff_open = false;
+	uv_mutex_unlock(&w->handoff_lock);
+	return h;
+}
+
+/* Runs the sessions of connections handed to w, in order (a draining w refuses them 421
+ * the way its own accept would). */
+static void worker_handoff_run(struct worker *w, struct worker_handoff *h)
+{
+	while (h != NULL) {
+		struct worker_handoff *next = h->next;
+
+		session_accept_fd(w, h->fd, h->lc);
+		free(h);
+		h = next;
+	}
+}
+
 static void worker_connection_cb(uv_stream_t *server, int status)
 {
 	struct worker *w = server->loop->data;
+	const struct listen_config *lc = server->data;
+	struct worker *t;
+	int fd;
 
 	if (status < 0) {
 		worker_note_accept_error(w, server->data, status);
 		return;
 	}
-	session_accept(w, server, server->data);
+	t = worker_pick_target(w);
+	if (t == NULL) {
+		session_accept(w, server, lc);
+		return;
+	}
+	fd = worker_accept_fd(w, server);
+	if (fd == -2) {
+		session_accept(w, server, lc);	/* out of memory: no handle to accept into */
+		return;
+	}
+	if (fd < 0)
+		return;
+	if (!worker_handoff_push(t, fd, lc)) {
+		atomic_fetch_add(&w->load, 1);
+		session_accept_fd(w, fd, lc);
+	}
 }
 
 static void worker_drain_timer_cb(uv_timer_t *t)
@@ -146,6 +281,8 @@ static void worker_wakeup_cb(uv_async_t *a)
 			}
 		}
 	}
+	/* After the generation: a handed-off session starts under the current one. */
+	worker_handoff_run(w, worker_handoff_take(w, false));
 	if (atomic_load(&w->stop) && w->listening)
 		worker_begin_drain(w);
 }
@@ -158,7 +295,10 @@ static void worker_begin_drain(struct worker *w)
 	w->listening = false;
 	for (int i = 0; i < w->nlisteners; i++)
 		uv_close((uv_handle_t *)&w->listeners[i], worker_close_cb);
+	/* No more hand-offs; those already queued are refused (421) like a drained accept. */
+	struct worker_handoff *queued = worker_handoff_take(w, true);
 	session_drain_all(w, 0);
+	worker_handoff_run(w, queued);
 	relay_close_idle(w);
 	uint64_t ms = w->gen ? w->gen->shared->cfg->limits.drain_timeout : 30000;
 	if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
@@ -172,6 +312,13 @@ void worker_run(void *arg)
 	struct worker *w = arg;
 
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	/* Nothing can be queued after the drain shut the queue; closed here all the same. */
+	for (struct worker_handoff *h = worker_handoff_take(w, true), *next; h != NULL; h = next) {
+		next = h->next;
+		close(h->fd);
+		atomic_fetch_sub(&w->load, 1);
+		free(h);
+	}
 	/* Anything still open (module handles) is closed here. */
 	if (w->gen) {
 		worker_gen_free(w->gen);
@@ -187,6 +334,9 @@ int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fd
 {
 	memset(w, 0, sizeof(*w));
 	w->index = index;
+	if (uv_mutex_init(&w->handoff_lock) != 0)
+		return -1;
+	w->handoff_open = true;
 	if (uv_loop_init(&w->loop) != 0)
 		return -1;
 	w->loop.data = w;
@@ -207,6 +357,14 @@ int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fd
 	}
 	w->listening = true;
 	return 0;
+}
+
+void worker_set_peers(struct worker *all, int n)
+{
+	for (int i = 0; i < n; i++) {
+		all[i].peers = all;
+		all[i].npeers = n;
+	}
 }
 
 void worker_post_gen(struct worker *w, struct shared_gen *g)

@@ -1,6 +1,11 @@
 /* worker.h — event-loop threads. Each worker owns a libuv loop, accepts on its own
  * SO_REUSEPORT listening sockets, runs its sessions and keeps idle backend connections.
  *
+ * Balance: the kernel's hash splits a few long-lived connections unevenly, so a worker that
+ * accepts while it carries more than the least loaded worker hands the accepted descriptor
+ * to that one (its hand-off queue, then its wakeup); the receiver runs the session. A
+ * draining worker's queue is shut: the sender then keeps the connection.
+ *
  * Config generations: the main thread loads a config into a `struct shared_gen` (config,
  * backend pool, TLS context; refcounted across workers). Each worker builds its own
  * `struct worker_gen` on its loop (module states); sessions hold the worker_gen they were
@@ -42,6 +47,8 @@ struct worker_gen {
 	bool retired;                 /* a newer one is current */
 };
 
+struct worker_handoff;
+
 #define WORKER_MAX_LISTENERS 16
 struct worker {
 	int index;
@@ -65,6 +72,13 @@ struct worker {
 	uint64_t session_seq;
 	uint64_t accept_err_logged_ms;  /* the last event=accept_error (at most one a second) */
 	unsigned long accept_err_unlogged;  /* failures since */
+	/* Read by the other workers: sessions plus connections queued to this one. */
+	atomic_int load;
+	struct worker *peers;         /* every worker (an array of npeers), this one included */
+	int npeers;
+	uv_mutex_t handoff_lock;      /* guards the three below */
+	struct worker_handoff *handoff_head, *handoff_tail;
+	bool handoff_open;            /* false once draining: no more hand-offs */
 };
 
 void worker_gen_session_release(struct worker_gen *wg);
@@ -78,6 +92,8 @@ void worker_note_accept_error(struct worker *w, const struct listen_config *lc, 
 int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fds,
     const struct listen_config *const *lcs, int n);
 void worker_run(void *arg);
+/* Lets the n workers of all hand connections to one another (before their threads start). */
+void worker_set_peers(struct worker *all, int n);
 /* Hands a new generation to w (takes its own reference). */
 void worker_post_gen(struct worker *w, struct shared_gen *g);
 /* Stop accepting, drain, end the loop. */
