@@ -9,8 +9,10 @@ connections, ~4 KiB messages, MAIL+RCPT+DATA in one write, the content with the 
 Prints per round the msg/s of each with, in brackets, the share of the daemon's CPU time its
 busiest thread took that round (about 50 % with two threads when the connections were split
 evenly and neither thread was starved by other processes: HAProxy hands each accepted
-connection to its less loaded thread, 10/10; mxgate's workers take what the kernel's
-SO_REUSEPORT hash gives each, 13/7 or 16/4 of the 20 connections in many rounds) and the
+connection to its less loaded thread, 10/10; so does mxgate since session 14 (a worker hands
+a connection to the least loaded one when keeping it would leave it more than one above;
+before, each took what the kernel's SO_REUSEPORT hash gave it, 13/7 or 16/4 of the 20
+connections in many rounds; docs/architecture.md) and the
 share of the round's time after which its first connection was done (near 100 %: all ended
 together; 35 %: the connections of one thread were done early and the round's end waited for
 the other's), then per binary the median msg/s, the median of the per-round ratios to HAProxy and
