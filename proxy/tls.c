@@ -427,8 +427,8 @@ int tls_ctx_set_ciphersuites(struct tls_ctx *t, const char *suites, char *err, s
 	return 0;
 }
 
-/* See tls.h. */
-struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen)
+/* A client context, TLS 1.2 and up, with the given verify mode; NULL with err set. */
+static SSL_CTX *tls_client_ssl_ctx(int verify, char *err, size_t errlen)
 {
 	SSL_CTX *c;
 
@@ -439,36 +439,33 @@ struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen)
 		return NULL;
 	}
 	tls_ctx_set_common(c);
-	/* Opportunistic STARTTLS (RFC 3207 / RFC 7435): encrypt, do not authenticate. */
-	SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_verify(c, verify, NULL);
 	if (!SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION)) {
 		tls_format_error(err, errlen, "min version");
 		SSL_CTX_free(c);
 		return NULL;
 	}
-	return tls_ctx_wrap(c, err, errlen);
+	return c;
+}
+
+/* See tls.h. */
+struct tls_ctx *tls_ctx_new_client(char *err, size_t errlen)
+{
+	/* Opportunistic STARTTLS (RFC 3207 / RFC 7435): encrypt, do not authenticate. */
+	SSL_CTX *c = tls_client_ssl_ctx(SSL_VERIFY_NONE, err, errlen);
+
+	return c ? tls_ctx_wrap(c, err, errlen) : NULL;
 }
 
 struct tls_ctx *tls_ctx_new_client_verify(const char *cafile, char *err, size_t errlen)
 {
-	SSL_CTX *c;
-
-	ERR_clear_error();
-	c = SSL_CTX_new(TLS_client_method());
-	if (!c) {
-		tls_format_error(err, errlen, "SSL_CTX_new");
-		return NULL;
-	}
-	tls_ctx_set_common(c);
 	/* Postfix's levels verify/secure, HAProxy's `verify required`: the handshake fails
 	 * unless the chain leads to a trusted CA; the name is checked per connection
 	 * (tlsconn_set_verify_name). */
-	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
-	if (!SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION)) {
-		tls_format_error(err, errlen, "min version");
-		SSL_CTX_free(c);
+	SSL_CTX *c = tls_client_ssl_ctx(SSL_VERIFY_PEER, err, errlen);
+
+	if (c == NULL)
 		return NULL;
-	}
 	if (cafile && *cafile) {
 		if (SSL_CTX_load_verify_locations(c, cafile, NULL) != 1) {
 			char what[300];
