@@ -86,8 +86,19 @@ unit=/lib/systemd/system/mxgate.service
 execstart=$(sed -n 's/^ExecStart=//p' "$unit")
 user=$(sed -n 's/^User=//p' "$unit")
 caps=$(sed -n 's/^AmbientCapabilities=//p' "$unit" | tr 'A-Z' 'a-z' | sed 's/cap_//g')
-echo "starting as $user with +$caps: $execstart"
-(cd /var/lib/mxgate && exec setpriv --reuid="$user" --regid="$user" --init-groups \
+nofile=$(sed -n 's/^LimitNOFILE=//p' "$unit")
+# The unit's file limit too (below it mxgate rightly warns, event=fd_limit, that
+# max_connections cannot be held). A container without CAP_SYS_RESOURCE may not raise its
+# hard limit to it: then that one warning is expected, said so, and not held against the log.
+hard=$(ulimit -Hn)
+fdwarn_ok=""
+if [ -n "$nofile" ] && [ "$hard" != unlimited ] && [ "$hard" -lt "$nofile" ]; then
+	echo "note: this machine's hard file limit ($hard) is below the unit's LimitNOFILE ($nofile): event=fd_limit expected"
+	nofile=""
+	fdwarn_ok=1
+fi
+echo "starting as $user with +$caps, LimitNOFILE=${nofile:-as is}: $execstart"
+(cd /var/lib/mxgate && { [ -z "$nofile" ] || ulimit -n "$nofile"; } && exec setpriv --reuid="$user" --regid="$user" --init-groups \
 	--inh-caps=+"$caps" --ambient-caps=+"$caps" $execstart) >"$TMP/mxgate.log" 2>&1 &
 mxpid=$!
 pids+=($mxpid)
@@ -120,7 +131,12 @@ kill -TERM $mxpid
 rc=0
 wait $mxpid || rc=$?
 check "SIGTERM: exits 0 (got $rc)" test $rc -eq 0
-check "no error or warning in the daemon's log" sh -c "! grep -E ' (error|warning) ' '$TMP/mxgate.log'"
+if [ -n "$fdwarn_ok" ]; then
+	check "no error or warning in the daemon's log (but the expected event=fd_limit)" sh -c \
+		"! grep -E ' (error|warning) ' '$TMP/mxgate.log' | grep -v ' event=fd_limit '"
+else
+	check "no error or warning in the daemon's log" sh -c "! grep -E ' (error|warning) ' '$TMP/mxgate.log'"
+fi
 check "the control socket is gone" test ! -e /run/mxgate/control.sock
 
 # ---------------------------------------------------------------- purge
