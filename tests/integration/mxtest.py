@@ -55,6 +55,7 @@ API (everything else is internal):
       bad_peer(mode) -> .port (tests/peers/bad_peer.py);  fake_rspamd() -> .port .requests;
       opendkim(domain, selector) -> .port .pubkey;  clamav_milter(clamd_port) -> .port;
       rbldnsd(zones) -> .port (UDP)
+  tls_client_hello() -> a ClientHello's bytes (made in memory)
   Client(port, tls, source, greet, proxy_src) .greeting .reply() .cmd(line) .send(bytes)
          .starttls() .ehlo() .pending(wait) .is_closed(wait) .close()
   send_mail(port, mail_from, rcpts, data, ehlo, client, source, proxy_src, timeout) -> Result
@@ -1494,6 +1495,21 @@ class Backend:
 
 
 # ----------------------------------------------------------------------------- raw client
+
+def tls_client_hello(server_hostname='mx.test'):
+    """The first flight of a Python TLS client (a ClientHello), as bytes: what a client
+    speaking implicit TLS sends first (made in memory, no socket)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=server_hostname)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
 
 class Client:
     """A raw SMTP client over one TCP (optionally implicit-TLS) connection."""

@@ -20,7 +20,6 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 
@@ -41,21 +40,7 @@ mx = mt.Mxgate(cfg, name='mx-tlsedge')
 st_port, imp_port = mx.ports
 
 
-def client_hello():
-    """The first flight of a Python TLS client (a ClientHello), as bytes."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname='mx.test')
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
-
-
-HELLO = client_hello()
+HELLO = mt.tls_client_hello()
 mt.check(len(HELLO) > 100 and HELLO[0] == 0x16, 'a ClientHello made (%d octets)' % len(HELLO))
 
 # ------------------------------------------------------------------ TLS first on a plaintext port

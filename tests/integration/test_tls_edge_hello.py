@@ -11,7 +11,6 @@ command starts ends the session at once: the greeting (ended, if the pregreet te
 Peers: Python's ssl (MemoryBIO: the hello's octets), openssl s_client -connect (no -starttls)."""
 import os
 import re
-import ssl
 import subprocess
 import sys
 
@@ -29,25 +28,11 @@ mx = mt.Mxgate(cfg, name='mx-hello')
 QUICK = mt.slack(5)     # the timeout is 60 s, the pregreet delay 60 s
 
 
-def python_hello():
-    """The first flight of a Python TLS client (a ClientHello), as bytes."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname='mx.test')
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
-
-
 # An older client's ClientHello: TLS 1.2 in a TLS 1.0 record, three RSA suites, no extensions.
 body = b'\x03\x03' + b'\x11' * 32 + b'\x00' + b'\x00\x06\x00\x2f\x00\x35\x00\x3c' + b'\x01\x00'
 OLD_HELLO = b'\x16\x03\x01' + (len(body) + 4).to_bytes(2, 'big') + b'\x01' + len(body).to_bytes(3, 'big') + body
 mt.check(b'\n' not in OLD_HELLO, 'the old-style ClientHello holds no LF')
-PY_HELLO = python_hello()
+PY_HELLO = mt.tls_client_hello()
 mt.check(PY_HELLO[:2] == b'\x16\x03' and b'\n' in PY_HELLO, 'a Python ClientHello made (%d octets)' % len(PY_HELLO))
 PY_FIRST = PY_HELLO[:PY_HELLO.index(b'\n')]     # its first segment, up to its first LF
 
