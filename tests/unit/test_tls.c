@@ -119,11 +119,12 @@ struct pair {
 	struct side s, c;
 };
 
-static void pair_init(struct pair *p, int min_tls13)
+/* A pair whose server side is sctx (taken over: set it up first). */
+static void pair_connect(struct pair *p, struct tls_ctx *sctx)
 {
 	char err[256] = "";
 	memset(p, 0, sizeof *p);
-	p->sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, min_tls13, NULL, err, sizeof err);
+	p->sctx = sctx;
 	assert_non_null(p->sctx);
 	p->cctx = tls_ctx_new_client(err, sizeof err);
 	assert_non_null(p->cctx);
@@ -134,6 +135,24 @@ static void pair_init(struct pair *p, int min_tls13)
 	/* The connections hold their own references. */
 	tls_ctx_unref(p->sctx);
 	tls_ctx_unref(p->cctx);
+}
+
+static void pair_init(struct pair *p, int min_tls13)
+{
+	char err[256] = "";
+	pair_connect(p, tls_ctx_new_server(g_cert, g_key, NULL, NULL, min_tls13, NULL, err, sizeof err));
+}
+
+/* A pair whose server asks for client certificates in mode ccert (TLS_CCERT_*), with our
+ * own self-signed certificate as the CA file. */
+static void pair_init_ccert(struct pair *p, enum tls_ccert ccert)
+{
+	char err[256] = "";
+	struct tls_ctx *sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
+
+	assert_non_null(sctx);
+	assert_int_equal(tls_ctx_set_client_verify(sctx, ccert, g_cert, err, sizeof err), 0);
+	pair_connect(p, sctx);
 }
 
 static void pair_free(struct pair *p)
@@ -370,15 +389,7 @@ static void test_client_verify(void **state)
 	pair_free(&p);
 
 	/* ask (the CA file is our own self-signed certificate): the client sends none */
-	memset(&p, 0, sizeof p);
-	p.sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
-	assert_non_null(p.sctx);
-	assert_int_equal(tls_ctx_set_client_verify(p.sctx, TLS_CCERT_ASK, g_cert, err, sizeof err), 0);
-	p.cctx = tls_ctx_new_client(err, sizeof err);
-	p.s.c = tlsconn_new(p.sctx, true, NULL, &ops, &p.s);
-	p.c.c = tlsconn_new(p.cctx, false, "mx.test", &ops, &p.c);
-	tls_ctx_unref(p.sctx);
-	tls_ctx_unref(p.cctx);
+	pair_init_ccert(&p, TLS_CCERT_ASK);
 	tlsconn_start(p.c.c);
 	pump(&p, 0);
 	assert_true(tlsconn_is_established(p.s.c));
@@ -388,14 +399,7 @@ static void test_client_verify(void **state)
 	pair_free(&p);
 
 	/* require: the handshake fails without a certificate */
-	memset(&p, 0, sizeof p);
-	p.sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
-	assert_int_equal(tls_ctx_set_client_verify(p.sctx, TLS_CCERT_REQUIRE, g_cert, err, sizeof err), 0);
-	p.cctx = tls_ctx_new_client(err, sizeof err);
-	p.s.c = tlsconn_new(p.sctx, true, NULL, &ops, &p.s);
-	p.c.c = tlsconn_new(p.cctx, false, "mx.test", &ops, &p.c);
-	tls_ctx_unref(p.sctx);
-	tls_ctx_unref(p.cctx);
+	pair_init_ccert(&p, TLS_CCERT_REQUIRE);
 	tlsconn_start(p.c.c);
 	assert_int_equal(pump(&p, 0), -1);
 	assert_false(tlsconn_is_established(p.s.c));
@@ -447,16 +451,10 @@ static void test_ciphersuites(void **state)
 	struct pair p;
 
 	(void)state;
-	memset(&p, 0, sizeof p);
-	p.sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 1, NULL, err, sizeof err);
-	assert_non_null(p.sctx);
-	assert_int_equal(tls_ctx_set_ciphersuites(p.sctx, "TLS_CHACHA20_POLY1305_SHA256", err, sizeof err), 0);
-	p.cctx = tls_ctx_new_client(err, sizeof err);
-	assert_non_null(p.cctx);
-	p.s.c = tlsconn_new(p.sctx, true, NULL, &ops, &p.s);
-	p.c.c = tlsconn_new(p.cctx, false, "mx.test", &ops, &p.c);
-	tls_ctx_unref(p.sctx);
-	tls_ctx_unref(p.cctx);
+	struct tls_ctx *sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 1, NULL, err, sizeof err);
+	assert_non_null(sctx);
+	assert_int_equal(tls_ctx_set_ciphersuites(sctx, "TLS_CHACHA20_POLY1305_SHA256", err, sizeof err), 0);
+	pair_connect(&p, sctx);
 	assert_int_equal(tlsconn_start(p.c.c), 0);
 	assert_int_equal(pump(&p, 0), 0);
 	assert_int_equal(p.s.established, 1);
