@@ -156,14 +156,20 @@ def strace_count(pid, port):
     return calls
 
 
-def kernel(rounds, bins):
-    tick = os.sysconf('SC_CLK_TCK')
+def start_targets(bins):
+    """One sink; an mxgate per binary ('mx0', 'mx1', ...) and HAProxy L4 ('hp') in front of it."""
     sink = bc.start_sink()
     targets = []
     for i, b in enumerate(bins):
         bc.BIN = b
         targets.append(('mx%d' % i, bc.start_mxgate(sink.port, 'mxgate%d' % i)))
     targets.append(('hp', bc.start_haproxy(sink.port)))
+    return targets
+
+
+def kernel(rounds, bins):
+    tick = os.sysconf('SC_CLK_TCK')
+    targets = start_targets(bins)
     rows = {n: [] for n, _ in targets}
     print('load before %s' % open('/proc/loadavg').read().strip())
     for n, p in targets:
@@ -244,12 +250,7 @@ def perf_count(pid, port, msgs):
 
 
 def sys_count(rounds, bins):
-    sink = bc.start_sink()
-    targets = []
-    for i, b in enumerate(bins):
-        bc.BIN = b
-        targets.append(('mx%d' % i, bc.start_mxgate(sink.port, 'mxgate%d' % i)))
-    targets.append(('hp', bc.start_haproxy(sink.port)))
+    targets = start_targets(bins)
     rows = {n: [] for n, _ in targets}
     print('load before %s' % open('/proc/loadavg').read().strip())
     for n, p in targets:
