@@ -798,17 +798,23 @@ static void session_message_done(struct session *s, int code, const char *text, 
 	session_cmd_done(s);
 }
 
+/* A message the client got 250 for (delivered, or discarded by a filter: to the client the
+ * same): counted, and the client is forgiven its errors and junk commands so far (Postfix's
+ * smtpd_hard_error_limit counts errors "without delivering mail", and its cleanup reports a
+ * discarded message as received). */
+static void session_message_accepted(struct session *s)
+{
+	s->nmessages++;
+	s->errors = 0;
+	s->junk = 0;
+}
+
 static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	if (r->code / 100 == 2) {
-		s->nmessages++;
-		/* A client that delivers mail is forgiven its errors so far (Postfix's
-		 * smtpd_hard_error_limit counts errors "without delivering mail"). */
-		s->errors = 0;
-		s->junk = 0;
-	}
+	if (r->code / 100 == 2)
+		session_message_accepted(s);
 	session_message_done(s, r->code, r->text, r->reason, r->reusable);
 }
 
@@ -832,6 +838,7 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 		    s->env.client_ip);
 	}
 		counter_inc(COUNTER_MESSAGES_DISCARDED);
+		session_message_accepted(s);
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->env.queue_id);
 		s->env.flags |= HOOK_FLAG_DISCARDED;
 		chain_txn_end(&s->chain, 250, HOOK_EOM, v->reason[0] ? v->reason : "filter");
