@@ -1074,9 +1074,9 @@ static const struct session_cmd session_cmds[] = {
 	{ .verb = SMTP_STARTTLS, .flags = CMD_HELP | CMD_TLS_OFFER, .check = session_check_starttls,
 	  .stage = SESSION_NO_STAGE, .apply = session_apply_starttls },
 	{ .verb = SMTP_EXPN, .stage = SESSION_NO_STAGE, .reply = "502 5.5.1 Error: command not implemented" },
-	{ .verb = SMTP_AUTH, .flags = CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
+	{ .verb = SMTP_AUTH, .flags = CMD_HELP | CMD_AUTH_OFFER | CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
 	  .stage = SESSION_NO_STAGE, .apply = auth_cmd_apply },
-	{ .verb = SMTP_BDAT, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
+	{ .verb = SMTP_BDAT, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
 	{ .verb = SMTP_XCLIENT, .stage = SESSION_NO_STAGE, .refuse = "550 5.7.0 Error: insufficient authorization" },
 };
 
@@ -1092,6 +1092,9 @@ const struct session_cmd *session_cmd_find(enum smtp_verb verb)
 	return &session_cmd_unknown;
 }
 
+/* HELP names the verbs the session takes now, as EHLO announces their extensions on this
+ * listener: STARTTLS while it is offered, AUTH while EHLO offers it (never on a listener
+ * without submission or auth), BDAT always (CHUNKING). */
 static void session_apply_help(struct session *s, const struct verdict *v)
 {
 	char line[256];
@@ -1099,7 +1102,8 @@ static void session_apply_help(struct session *s, const struct verdict *v)
 
 	for (size_t i = 0; i < sizeof(session_cmds) / sizeof(session_cmds[0]) && n < sizeof(line); i++) {
 		const struct session_cmd *c = &session_cmds[i];
-		if ((c->flags & CMD_HELP) && (!(c->flags & CMD_TLS_OFFER) || session_tls_offered(s)))
+		if ((c->flags & CMD_HELP) && (!(c->flags & CMD_TLS_OFFER) || session_tls_offered(s)) &&
+		    (!(c->flags & CMD_AUTH_OFFER) || auth_is_offered(s)))
 			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", smtp_verb_name(c->verb));
 	}
 	session_reply_line(s, line);
