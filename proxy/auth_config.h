@@ -28,4 +28,12 @@ struct auth_config {
 struct cfg_table;
 extern const struct cfg_table auth_config_table;
 
+/* `mxgate -t`'s warnings about auth (config_warnings): a unix: socket in auth.dovecot that
+ * `user` (the account mxgate drops to before it opens the socket) could not open — a
+ * directory on the way it may not search, or a socket it may not write. Prints each to
+ * err_fp (a FILE *; NULL: count only) as "PATH: warning: ..."; returns how many. A path
+ * that does not exist yet (Dovecot not started) or an unknown user says nothing. */
+struct mx_config;
+int auth_config_warnings(const struct mx_config *cfg, void *err_fp);
+
 #endif

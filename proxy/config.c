@@ -834,6 +834,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"for (tls.client_certificate: none)\n", cfg->path);
 		n++;
 	}
+	n += auth_config_warnings(cfg, err_fp);
 	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "

@@ -46,11 +46,34 @@ void strbuf_free(struct strbuf *b)
 
 static bool headers_name_ok(const char *name);
 
-/* True when v contains a line break followed by white space (an RFC 5322 fold). */
+/* The length of the line break at v (CRLF, LF or a bare CR), 0 if none. */
+static size_t headers_break_len(const char *v)
+{
+	if (v[0] == '\r')
+		return v[1] == '\n' ? 2 : 1;
+	return v[0] == '\n' ? 1 : 0;
+}
+
+/* True when the line break at v is an RFC 5322 fold as mxgate may emit one: white space,
+ * then a visible character on that same continuation line. A break onto a line of white
+ * space alone (obs-FWS, which RFC 5322 3.2.2 says must not be generated, and which some
+ * readers take for the blank line ending the header block), or onto nothing, is no fold. */
+static bool headers_is_fold(const char *v)
+{
+	const char *c = v + headers_break_len(v);
+
+	if (c == v || (*c != ' ' && *c != '\t'))
+		return false;
+	while (*c == ' ' || *c == '\t')
+		c++;
+	return *c != '\0' && *c != '\r' && *c != '\n';
+}
+
+/* True when v holds a fold its author made (a milter's DKIM-Signature, say). */
 static bool headers_has_fold(const char *v)
 {
 	for (const char *c = v; *c; c++)
-		if (*c == '\n' && (c[1] == ' ' || c[1] == '\t'))
+		if ((*c == '\r' || *c == '\n') && headers_is_fold(c))
 			return true;
 	return false;
 }
@@ -68,23 +91,26 @@ void headers_append_field(struct strbuf *out, const char *name, const char *valu
 	}
 	if (strpbrk(p, "\r\n") && headers_has_fold(p)) {
 		/* A value folded by its author (a milter's DKIM-Signature, say) keeps its exact
-		 * folds, or signatures over it break; a line break not followed by white space
-		 * (which would end the field) becomes a space. */
+		 * folds, or signatures over it break (DKIM's simple header canonicalization, the
+		 * default of OpenDKIM). Any other line break becomes a space: one not followed by
+		 * white space would start a field of its own, and one onto a line of white space
+		 * alone could end the header block for some readers. So no CR or LF of the value
+		 * ever starts a line, or folds onto anything but visible text. */
 		strbuf_append(out, name, strlen(name));
 		strbuf_append(out, ": ", 2);
 		size_t end = strlen(p);
 		while (end > 0 && (p[end - 1] == '\r' || p[end - 1] == '\n' || p[end - 1] == ' ' || p[end - 1] == '\t'))
 			end--;
 		for (size_t i = 0; i < end; i++) {
-			if (p[i] == '\r' || p[i] == '\n') {
-				size_t j = i;
-				if (p[j] == '\r' && j + 1 < end && p[j + 1] == '\n')
-					j++;
-				if (j + 1 < end && (p[j + 1] == ' ' || p[j + 1] == '\t'))
+			size_t bl = headers_break_len(p + i);
+			if (bl > 0) {
+				/* the visible character a fold needs lies before end: end trims only
+				 * line breaks and white space */
+				if (headers_is_fold(p + i))
 					strbuf_append(out, "\r\n", 2);
 				else
 					strbuf_append(out, " ", 1);
-				i = j;
+				i += bl - 1;
 				continue;
 			}
 			strbuf_append(out, p + i, 1);

@@ -798,17 +798,23 @@ static void session_message_done(struct session *s, int code, const char *text, 
 	session_cmd_done(s);
 }
 
+/* A message the client got 250 for (delivered, or discarded by a filter: to the client the
+ * same): counted, and the client is forgiven its errors and junk commands so far (Postfix's
+ * smtpd_hard_error_limit counts errors "without delivering mail", and its cleanup reports a
+ * discarded message as received). */
+static void session_message_accepted(struct session *s)
+{
+	s->nmessages++;
+	s->errors = 0;
+	s->junk = 0;
+}
+
 static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	if (r->code / 100 == 2) {
-		s->nmessages++;
-		/* A client that delivers mail is forgiven its errors so far (Postfix's
-		 * smtpd_hard_error_limit counts errors "without delivering mail"). */
-		s->errors = 0;
-		s->junk = 0;
-	}
+	if (r->code / 100 == 2)
+		session_message_accepted(s);
 	session_message_done(s, r->code, r->text, r->reason, r->reusable);
 }
 
@@ -832,6 +838,7 @@ static void session_apply_eom(struct session *s, const struct verdict *v)
 		    s->env.client_ip);
 	}
 		counter_inc(COUNTER_MESSAGES_DISCARDED);
+		session_message_accepted(s);
 		session_reply(s, "250 2.0.0 Ok: queued as %s", s->env.queue_id);
 		s->env.flags |= HOOK_FLAG_DISCARDED;
 		chain_txn_end(&s->chain, 250, HOOK_EOM, v->reason[0] ? v->reason : "filter");
@@ -1067,9 +1074,9 @@ static const struct session_cmd session_cmds[] = {
 	{ .verb = SMTP_STARTTLS, .flags = CMD_HELP | CMD_TLS_OFFER, .check = session_check_starttls,
 	  .stage = SESSION_NO_STAGE, .apply = session_apply_starttls },
 	{ .verb = SMTP_EXPN, .stage = SESSION_NO_STAGE, .reply = "502 5.5.1 Error: command not implemented" },
-	{ .verb = SMTP_AUTH, .flags = CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
+	{ .verb = SMTP_AUTH, .flags = CMD_HELP | CMD_AUTH_OFFER | CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
 	  .stage = SESSION_NO_STAGE, .apply = auth_cmd_apply },
-	{ .verb = SMTP_BDAT, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
+	{ .verb = SMTP_BDAT, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
 	{ .verb = SMTP_XCLIENT, .stage = SESSION_NO_STAGE, .refuse = "550 5.7.0 Error: insufficient authorization" },
 };
 
@@ -1085,6 +1092,9 @@ const struct session_cmd *session_cmd_find(enum smtp_verb verb)
 	return &session_cmd_unknown;
 }
 
+/* HELP names the verbs the session takes now, as EHLO announces their extensions on this
+ * listener: STARTTLS while it is offered, AUTH while EHLO offers it (never on a listener
+ * without submission or auth), BDAT always (CHUNKING). */
 static void session_apply_help(struct session *s, const struct verdict *v)
 {
 	char line[256];
@@ -1092,7 +1102,8 @@ static void session_apply_help(struct session *s, const struct verdict *v)
 
 	for (size_t i = 0; i < sizeof(session_cmds) / sizeof(session_cmds[0]) && n < sizeof(line); i++) {
 		const struct session_cmd *c = &session_cmds[i];
-		if ((c->flags & CMD_HELP) && (!(c->flags & CMD_TLS_OFFER) || session_tls_offered(s)))
+		if ((c->flags & CMD_HELP) && (!(c->flags & CMD_TLS_OFFER) || session_tls_offered(s)) &&
+		    (!(c->flags & CMD_AUTH_OFFER) || auth_is_offered(s)))
 			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", smtp_verb_name(c->verb));
 	}
 	session_reply_line(s, line);

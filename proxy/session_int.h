@@ -133,6 +133,7 @@ enum session_cmd_flag {
 	CMD_HELP = 1u << 7,         /* named in the HELP reply */
 	CMD_TLS_OFFER = 1u << 8,    /* ... only when STARTTLS is offered */
 	CMD_JUNK = 1u << 9,         /* counted toward limits.max_junk_commands */
+	CMD_AUTH_OFFER = 1u << 10,  /* named in the HELP reply only when EHLO offers AUTH */
 };
 
 #define SESSION_NO_STAGE HOOK_NSTAGES

@@ -9,6 +9,8 @@
  *     the input's bytes from that blank line on; when it ends with LF, so does the output;
  *   - no bare CR and no bare LF that the input did not have (counts never grow);
  *   - an added field starts at the beginning of a line;
+ *   - a field encoded from a value (headers_append_field) continues only onto lines that
+ *     start with white space and hold a visible character;
  *   - the output stays within a bound of input + encoded edits.
  * The block's first line (up to 255 octets, to a NUL or LF) is also a client's HELO name in
  * mxgate's Received field (headers_build_received_at): the field holds it in place, octet for
@@ -172,6 +174,42 @@ static void fz_received_helo(const char *hdr, size_t len)
 	strbuf_free(&out);
 }
 
+/* One field as headers_append_field encodes a (peer's) value: "name: " first, CRLF line ends
+ * only, and every further line a fold onto visible text — never a line of white space alone
+ * (RFC 5322 3.2.2), never one that starts a field of its own. */
+static void fz_field(const char *name, const char *value)
+{
+	struct strbuf f = { 0 };
+	size_t nl = strlen(name);
+
+	headers_append_field(&f, name, value);
+	if (!is_field_name(name)) {
+		if (f.len != 0)
+			abort();
+		strbuf_free(&f);
+		return;
+	}
+	if (f.len < nl + 4 || memcmp(f.v, name, nl) != 0 || memcmp(f.v + nl, ": ", 2) != 0 ||
+	    memcmp(f.v + f.len - 2, "\r\n", 2) != 0 || strlen(f.v) != f.len)
+		abort();
+	for (size_t i = 0; i + 2 < f.len; i++) {
+		if (f.v[i] == '\r' && f.v[i + 1] != '\n')
+			abort();
+		if (f.v[i] == '\n' && f.v[i - 1] != '\r')
+			abort();
+		if (f.v[i] != '\n')
+			continue;
+		size_t k = i + 1;
+		if (f.v[k] != ' ' && f.v[k] != '\t')
+			abort();    /* a line that would start a field */
+		while (f.v[k] == ' ' || f.v[k] == '\t')
+			k++;
+		if (f.v[k] == '\r' || f.v[k] == '\n')
+			abort();    /* a line of white space alone */
+	}
+	strbuf_free(&f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_edits x;
@@ -185,6 +223,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(hdr, data + used, len);
 	fz_received_helo(hdr, len);
+	for (size_t i = 0; i < x.n; i++)
+		if (x.e[i].value)
+			fz_field(x.e[i].name, x.e[i].value);
 	headers_apply_edits(hdr, len, x.e, x.n, &out);
 	const char *o = out.v ? out.v : "";
 	{

@@ -37,9 +37,9 @@ def client():
     return c
 
 
-def message(c, tag, unknown):
-    """One transaction: `unknown` refused recipients, one good one, the message; the codes
-    up to the first 421 (the session closed)."""
+def message(c, tag, unknown, body='Hello.\r\n'):
+    """One transaction: `unknown` refused recipients, one good one, the message (body); the
+    codes up to the first 421 (the session closed)."""
     lines = ['MAIL FROM:<a@example.org>'] + ['RCPT TO:<nobody%d@example.test>' % u for u in unknown] + \
         ['RCPT TO:<good@example.test>', 'DATA']
     codes = []
@@ -49,7 +49,7 @@ def message(c, tag, unknown):
             if codes[-1] == 421:
                 return codes
         if codes[-1] == 354:
-            c.send(mt.stuff(mt.message(tag)))
+            c.send(mt.stuff(mt.message(tag, body=body)))
             codes.append(c.reply()[0])
     except OSError:
         codes.append('closed')
@@ -78,11 +78,6 @@ if got[-1][-1] == 250:
              'three errors with no delivery between them: 421 and closed (%r)' % codes)
 c.close()
 
-# ------------------------------------------------------------------ junk commands
-mx.stop()
-mx = mt.Mxgate(mt.config([be.url], limits={'max_errors': 3, 'max_junk_commands': 5},
-                         accept_domains=['example.test']), name='mx-junk')
-
 
 def flood(c, verbs, n):
     """Up to n junk commands pipelined; the replies' codes up to a 421 or the close."""
@@ -96,6 +91,39 @@ def flood(c, verbs, n):
         if code == 421:
             break
     return codes
+
+
+# ------------------------------------------------------------------ a discarded message forgives too
+# A discard (a rule's discard action, a milter's SMFIR_DISCARD) answers the client 250: for
+# the client the message was accepted, and Postfix, whose cleanup reports a discarded message
+# as received, forgives the errors so far as for any other. mxgate kept counting them, so a
+# client whose messages a rule discards was cut off with 421 as if it had delivered nothing.
+mx.stop()
+rules_file = os.path.join(mt.TMP, 'discard.rules')
+with open(rules_file, 'w') as f:
+    f.write('body     MX_TEST_DISCARD  /discard-this-message/\n'
+            'score    MX_TEST_DISCARD  0.1\n'
+            'action   MX_TEST_DISCARD  discard\n')
+mx = mt.Mxgate(mt.config([be.url], limits={'max_errors': 3, 'max_junk_commands': 5},
+                         accept_domains=['example.test'], rules={'files': [rules_file]}),
+               name='mx-discard')
+n0 = mx.log_size()
+c = client()
+got = [message(c, 'discard-%d' % i, (2 * i, 2 * i + 1), body='discard-this-message\r\n') for i in range(3)]
+got.append(flood(c, ['NOOP'], 5) if got[-1][-1] == 250 else [])
+c.close()
+mt.check(got == [[250, 550, 550, 250, 354, 250]] * 3 + [[250] * 5],
+         'two unknown recipients per discarded message, three messages, max_errors 3: every one 250, '
+         'then five NOOPs (%r)' % got)
+mt.check(mx.wait_log(r'event=discard ', 5, start=n0) is not None and not be.find('discard-this-message'),
+         '... each one discarded, not delivered')
+mt.check(mx.wait_log(r'event=disconnect client=\S+ commands=\d+ messages=3 errors=0 ', 5, start=n0) is not None,
+         '... and the session counts three messages and no error at its end')
+
+# ------------------------------------------------------------------ junk commands
+mx.stop()
+mx = mt.Mxgate(mt.config([be.url], limits={'max_errors': 3, 'max_junk_commands': 5},
+                         accept_domains=['example.test']), name='mx-junk')
 
 
 c = client()

@@ -9,6 +9,7 @@ At end of message it reports what it saw, then runs the operations the message a
 is added (as the last modification) unless the ops say `noseen`.
 The header `X-Ops-NAME:` holds the operations, separated by " ; ", fields by ",":
   add,NAME,VALUE         smfi_addheader            ins,IDX,NAME,VALUE  smfi_insheader
+  addesc,NAME,VALUE      smfi_addheader with \r, \n and \t in VALUE as CR, LF and TAB
   chg,NAME,IDX,VALUE     smfi_chgheader (VALUE "" deletes)
   body,TEXT              smfi_replacebody(TEXT + CRLF)
   bodyempty              smfi_replacebody(b'') once: an empty body
@@ -62,6 +63,8 @@ class OpsMilter(Milter.Base):
             k = f[0]
             if k == 'add':
                 self.addheader(f[1], f[2])
+            elif k == 'addesc':
+                self.addheader(f[1], f[2].replace('\\r', '\r').replace('\\n', '\n').replace('\\t', '\t'))
             elif k == 'ins':
                 self.addheader(f[2], f[3], int(f[1]))
             elif k == 'chg':

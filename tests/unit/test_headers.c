@@ -357,6 +357,16 @@ static const struct field_row field_rows[] = {
 	{ "runs of blanks collapse to one space", "X-A", "a   b\t\tc", "X-A: a b c\r\n", NULL },
 	{ "trailing blanks dropped", "X-A", "a  \t", "X-A: a\r\n", NULL },
 	{ "an author's fold (CRLF + WSP) is kept exactly (DKIM signs it)", "X-A", "a\r\n\tb", "X-A: a\r\n\tb\r\n", NULL },
+	/* RFC 5322 3.2.2: a line of white space alone is obsolete syntax, never to be generated,
+	 * and readers differ on it (some end the header block there): a peer's line break
+	 * folds only when its continuation line holds a visible character */
+	{ "a fold onto a line of blanks alone is no fold", "X-A", "a\n \n b", "X-A: a  \r\n b\r\n", NULL },
+	{ "a fold onto a line of tabs alone, then Bcc, is no fold", "X-A", "a\r\n\t\r\n\tBcc: x@y",
+	  "X-A: a \t\r\n\tBcc: x@y\r\n", NULL },
+	{ "blank lines only: no fold at all (folded at 78 by mxgate)", "X-A", "a\r\n \r\n\t\r\nb",
+	  "X-A: a b\r\n", NULL },
+	{ "a bare CR before a blank folds only onto a visible character", "X-A", "a\r \rb\r\n\tc",
+	  "X-A: a   b\r\n\tc\r\n", NULL },
 	{ "CRLF without WSP is removed (no header injection)", "X-A", "a\r\nBcc: x@y",
 	  "X-A: aBcc: x@y\r\n", NULL },
 	{ "bare LF is removed", "X-A", "a\nb", "X-A: ab\r\n", NULL },

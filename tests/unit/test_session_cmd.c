@@ -314,7 +314,7 @@ static void test_answers(void **state)
 	    "250-SMTPUTF8\r\n250 DSN\r\n");
 	assert_string_equal(answer_now(s, "HELO client.example"), "250 mx.test\r\n");
 	assert_string_equal(answer_now(s, "HELP"),
-	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n");
+	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP BDAT\r\n");
 	assert_string_equal(answer_now(s, "NOOP"), "250 2.0.0 Ok\r\n");
 	assert_string_equal(answer_now(s, "VRFY user"),
 	    "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n");
@@ -327,9 +327,45 @@ static void test_answers(void **state)
 	    "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1048576\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n"
 	    "250-8BITMIME\r\n250-CHUNKING\r\n250-SMTPUTF8\r\n250 DSN\r\n");
 	assert_string_equal(answer_now(s, "HELP"),
-	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS\r\n");
+	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS BDAT\r\n");
 	s = fixture_session(fx, SESSION_COMMAND, S_STARTTLS | S_TLS_ON);
 	assert_null(strstr(answer_now(s, "EHLO client.example"), "STARTTLS"));
+}
+
+/* HELP names what EHLO announces on that listener, no more: BDAT always (CHUNKING), AUTH
+ * where EHLO offers it (a submission listener, after TLS, not yet authenticated). */
+static void test_help_follows_ehlo(void **state)
+{
+	struct fixture *fx = *state;
+	static char dovecot[] = "unix:/nonexistent/auth-client";
+	static char alice[] = "alice";
+	struct session *s;
+	char *saved = fx->cfg->auth.dovecot;
+
+	fx->cfg->auth.dovecot = dovecot;
+	/* port 25: no AUTH, whatever TLS */
+	s = fixture_session(fx, SESSION_COMMAND, S_STARTTLS | S_TLS_ON);
+	assert_null(strstr(answer_now(s, "EHLO client.example"), "AUTH"));
+	assert_string_equal(answer_now(s, "HELP"),
+	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP BDAT\r\n");
+	/* submission before STARTTLS: EHLO offers STARTTLS, not AUTH; so does HELP */
+	s = fixture_session(fx, SESSION_COMMAND, S_STARTTLS);
+	fx->lc.submission = true;
+	assert_null(strstr(answer_now(s, "EHLO client.example"), "AUTH"));
+	assert_string_equal(answer_now(s, "HELP"),
+	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS BDAT\r\n");
+	/* submission after STARTTLS: AUTH in both */
+	s = fixture_session(fx, SESSION_COMMAND, S_STARTTLS | S_TLS_ON);
+	fx->lc.submission = true;
+	assert_non_null(strstr(answer_now(s, "EHLO client.example"), "250-AUTH PLAIN LOGIN\r\n"));
+	assert_string_equal(answer_now(s, "HELP"),
+	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP AUTH BDAT\r\n");
+	/* authenticated: EHLO no longer lists AUTH (a second one is 503), nor does HELP */
+	s->env.auth_user = alice;
+	assert_null(strstr(answer_now(s, "EHLO client.example"), "AUTH"));
+	assert_null(strstr(answer_now(s, "HELP"), "AUTH"));
+	s->env.auth_user = NULL;
+	fx->cfg->auth.dovecot = saved;
 }
 
 /* A refusal at HELO: the verdict's reply, the name forgotten, a client error. */
@@ -366,6 +402,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_check_arguments, fixture_setup, fixture_teardown),
 		cmocka_unit_test(test_table_shape),
 		cmocka_unit_test_setup_teardown(test_answers, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_help_follows_ehlo, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_helo_refused, fixture_setup, fixture_teardown),
 		cmocka_unit_test(test_state_names),
 	};
