@@ -19,6 +19,7 @@
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 #include "proxy/tls.h"
+#include "store/mailbox.h"
 #include "store/lmdb_store.h"
 #include "store/redis.h"
 #include "store/store.h"
@@ -421,11 +422,8 @@ struct rep_worker {
 	struct redis_store *rs;         /* redis store */
 	int lua_get, lua_add;
 	bool domains;                   /* auth_domain, with a store to keep it in */
-	/* with a store: on the live list, and a mailbox for forget requests (rep_live_mu) */
-	uv_async_t mailbox;
-	bool live;
-	struct rep_worker *live_next;
-	struct rep_forget_part *inbox;
+	/* with a store: on rep_board, with a mailbox for forget requests */
+	struct mailbox mb;
 };
 
 struct rep_session {
@@ -435,7 +433,8 @@ struct rep_session {
 	char domain[256];               /* HOOK_EOM: the authenticated domain looked up */
 };
 
-static void rep_live_add(struct rep_worker *w);
+static struct mailbox_board rep_board = MAILBOX_BOARD_INIT("reputation");
+static void rep_forget_run(void *owner, void *msg);
 
 static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
@@ -473,8 +472,9 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
 	w->domains = c->auth_domain && (w->st != NULL || w->rs != NULL);
+	/* on failure forget requests will not reach this worker */
 	if (w->st != NULL || w->rs != NULL)
-		rep_live_add(w);
+		mailbox_open(&w->mb, &rep_board, loop, rep_forget_run, w);
 	*wstate = w;
 	return 0;
 fail:
@@ -484,10 +484,12 @@ fail:
 	return -1;
 }
 
-static bool rep_live_remove(struct rep_worker *w);
-static void rep_mailbox_drain(struct rep_worker *w);
 static void rep_forget_inbox_queued(struct rep_worker *w);
-static void rep_mailbox_closed_cb(uv_handle_t *h);
+
+static void rep_worker_closed(void *owner)
+{
+	free(owner);
+}
 
 static void rep_worker_free(void *wstate)
 {
@@ -496,21 +498,21 @@ static void rep_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
-	/* Off the live list first; forget requests still in the mailbox are then done here:
+	/* Off the board first; forget requests still in the mailbox are then done here:
 	 * LMDB deletes go into the writer's last batch, a Redis DEL is left to the live
 	 * generation's connection (this one is going). */
-	live = rep_live_remove(w);
+	live = mailbox_leave(&w->mb);
 	if (live)
 		rep_forget_inbox_queued(w);  /* before its queue goes to the live generation */
 	redis_store_free(w->rs);
 	w->rs = NULL;
 	if (live)
-		rep_mailbox_drain(w);
+		mailbox_drain(&w->mb);
 	/* The last updates are written now (the writer copied what it needs of the config). */
 	lmdb_writer_free(w->wr);
 	lmdb_store_close(w->st);
 	if (live)
-		uv_close((uv_handle_t *)&w->mailbox, rep_mailbox_closed_cb);
+		mailbox_close(&w->mb, rep_worker_closed);
 	else
 		free(w);
 }
@@ -534,17 +536,9 @@ static uint64_t rep_timeout_ms(void *wstate)
 }
 
 /* ---- forgetting a client (reputation_forget_post) -----------------------------------------
- * Every worker state with a store is on the live list, with a mailbox on its loop: a forget
+ * Every worker state with a store is on rep_board, with a mailbox on its loop: a forget
  * request is handed to each and done there, after what that worker has queued (an LMDB
  * writer applies in order; a Redis connection answers in order). */
-
-struct rep_forget_part {
-	struct reputation_forget *f;
-	struct rep_forget_part *next;
-};
-
-static pthread_mutex_t rep_live_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct rep_worker *rep_live_list;
 
 /* One worker's part is over (any thread: its loop's); the last one completes f. */
 static void rep_forget_part_end(struct reputation_forget *f)
@@ -604,8 +598,11 @@ static void rep_forget_redis_queued(struct rep_worker *w, const struct reputatio
 /* Does f's part on w's loop: LMDB deletes queued after w's earlier updates, then the batch
  * pushed to the pool; or one Redis DEL per key on w's connection, once the store's queued
  * updates of the key are forgotten (redis_store_write_forget). */
-static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
+static void rep_forget_run(void *owner, void *msg)
 {
+	struct rep_worker *w = owner;
+	struct reputation_forget *f = msg;
+
 	if (w->wr != NULL) {
 		for (size_t i = 0; i < f->nkeys; i++)
 			if (lmdb_writer_del(w->wr, f->keys[i], strlen(f->keys[i])) < 0)
@@ -654,102 +651,26 @@ static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 
 /* A store going with forget requests still in the inbox: its queued updates of their keys
  * are dropped before the queue is handed over (the live generation's DEL may come first). */
+static void rep_forget_queued_one(void *arg, void *msg)
+{
+	rep_forget_redis_queued(arg, msg);
+}
+
 static void rep_forget_inbox_queued(struct rep_worker *w)
 {
-	pthread_mutex_lock(&rep_live_mu);
-	for (struct rep_forget_part *p = w->inbox; p; p = p->next)
-		rep_forget_redis_queued(w, p->f);
-	pthread_mutex_unlock(&rep_live_mu);
-}
-
-/* Takes w's inbox (under the lock) and runs each request, oldest first. */
-static void rep_mailbox_drain(struct rep_worker *w)
-{
-	struct rep_forget_part *p, *rev = NULL;
-
-	pthread_mutex_lock(&rep_live_mu);
-	p = w->inbox;
-	w->inbox = NULL;
-	pthread_mutex_unlock(&rep_live_mu);
-	while (p) {                     /* the inbox is newest first */
-		struct rep_forget_part *next = p->next;
-		p->next = rev;
-		rev = p;
-		p = next;
-	}
-	while (rev) {
-		struct rep_forget_part *next = rev->next;
-		rep_forget_run(w, rev->f);
-		free(rev);
-		rev = next;
-	}
-}
-
-static void rep_mailbox_cb(uv_async_t *a)
-{
-	rep_mailbox_drain(a->data);
-}
-
-static void rep_mailbox_closed_cb(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-/* Puts w on the live list with its mailbox (on w's loop: this runs on that loop's thread,
- * or before it runs). */
-static void rep_live_add(struct rep_worker *w)
-{
-	if (uv_async_init(w->loop, &w->mailbox, rep_mailbox_cb) != 0)
-		return;                 /* forget requests will not reach this worker */
-	w->mailbox.data = w;
-	uv_unref((uv_handle_t *)&w->mailbox);   /* a mailbox alone keeps no loop running */
-	pthread_mutex_lock(&rep_live_mu);
-	w->live = true;
-	w->live_next = rep_live_list;
-	rep_live_list = w;
-	pthread_mutex_unlock(&rep_live_mu);
-}
-
-/* Takes w off the live list: no request reaches it afterwards. True when w was live: its
- * inbox is to be drained and its mailbox closed. */
-static bool rep_live_remove(struct rep_worker *w)
-{
-	if (!w->live)
-		return false;
-	pthread_mutex_lock(&rep_live_mu);
-	for (struct rep_worker **pp = &rep_live_list; *pp; pp = &(*pp)->live_next)
-		if (*pp == w) {
-			*pp = w->live_next;
-			break;
-		}
-	pthread_mutex_unlock(&rep_live_mu);
-	return true;
+	mailbox_foreach_queued(&w->mb, rep_forget_queued_one, w);
 }
 
 size_t reputation_forget_post(struct reputation_forget *f)
 {
-	size_t n = 0;
+	size_t n, full;
 
 	for (size_t i = 0; i < REPUTATION_FORGET_KEYS; i++)
 		atomic_init(&f->removed[i], 0);
 	atomic_init(&f->failed, 0);
 	atomic_init(&f->parts, 1);      /* held while posting */
-	pthread_mutex_lock(&rep_live_mu);
-	for (struct rep_worker *w = rep_live_list; w; w = w->live_next) {
-		struct rep_forget_part *p = malloc(sizeof(*p));
-
-		if (p == NULL) {
-			atomic_fetch_add(&f->failed, 1);
-			continue;
-		}
-		p->f = f;
-		p->next = w->inbox;
-		w->inbox = p;
-		atomic_fetch_add(&f->parts, 1);
-		uv_async_send(&w->mailbox);
-		n++;
-	}
-	pthread_mutex_unlock(&rep_live_mu);
+	n = mailbox_post_all(&rep_board, f, &f->parts, &full);
+	atomic_fetch_add(&f->failed, (int)full);
 	f->workers = n;
 	rep_forget_part_end(f);
 	return n;
