@@ -379,7 +379,7 @@ struct gl_worker {
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
 	char awl_logged[64];           /* LMDB: the client network last logged auto-allowed */
-	/* LMDB: on gl_board, with a mailbox for the control verbs' writes */
+	/* LMDB or Redis: on gl_board, with a mailbox for the control verbs' writes */
 	uv_loop_t *loop;
 	struct mailbox mb;
 };
@@ -587,6 +587,9 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		redis_store_set_name(w->rs, "greylist");
 		w->lua = redis_store_add_script(w->rs, gl_lua);
 		w->lua_merge = redis_store_add_script(w->rs, gl_lua_merge);
+		w->loop = loop;
+		/* on failure a verb's Redis change does not wait for this worker's queue */
+		mailbox_open(&w->mb, &gl_board, loop, gl_write_run, w);
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
 		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, NULL };
 		struct lmdb_writer_config wc = {
@@ -660,12 +663,22 @@ static void gl_write_lmdb_cb(void *arg, int status)
 	gl_write_part_end(gw);
 }
 
-/* Does gw's part on w's loop (the mailbox's run). */
+/* Does gw's part on w's loop (the mailbox's run): an LMDB write after what w queued, or the
+ * Redis writes of the key w queued forgotten. A request for the other kind of store (a
+ * reload between the two) is no part of w's. */
 static void gl_write_run(void *owner, void *msg)
 {
 	struct gl_worker *w = owner;
 	struct greylist_write *gw = msg;
-	int rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
+	int rc;
+
+	if (gw->redis || w->wr == NULL) {
+		if (gw->redis && w->rs != NULL)
+			redis_store_write_forget(w->rs, gw->key, strlen(gw->key));
+		gl_write_part_end(gw);
+		return;
+	}
+	rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
 	    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
 
 	if (rc < 0)

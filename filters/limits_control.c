@@ -736,7 +736,8 @@ static void lc_gl_reply(struct strbuf *out, bool json, int op, const char *tripl
 	strbuf_printf(out, "%s\n", op == GL_PASS ? "; now passed" : op == GL_DELETE ? "; deleted" : "");
 }
 
-/* An LMDB pass or delete on its way through the workers' writers. */
+/* An LMDB pass or delete on its way through the workers' writers; or a Redis one waiting
+ * for the workers to forget their queued writes of the key (then done here: gc, store). */
 struct lc_gl_pending {
 	struct greylist_write gw;       /* first member: done gets &gw */
 	uv_async_t async;               /* on the main loop: every worker has done its part */
@@ -746,7 +747,12 @@ struct lc_gl_pending {
 	struct lc_triplet t;
 	uint64_t delay;
 	char triplet[LC_KEY_MAX];
+	struct greylist_config gc;      /* Redis: store, timeout, expire (the config may go) */
+	char store[512];
 };
+
+static void lc_gl_redis_finish(const struct greylist_config *c, const char *key, const char *triplet,
+    int op, bool json, struct control_reply *r);
 
 /* Any thread (the last worker's loop): hands the answer to the main loop. */
 static void lc_gl_pending_done(struct greylist_write *gw)
@@ -769,9 +775,12 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 	int failed = atomic_load(&p->gw.failed);
 
 	if (failed > 0) {
-		strbuf_printf(out, "greylist %s: write failed in %d of %zu workers (see the log)\n",
-		    lc_gl_ops[p->op], failed, p->gw.workers);
+		strbuf_printf(out, "greylist %s: %s failed in %d of %zu workers (see the log)\n",
+		    lc_gl_ops[p->op], p->gw.redis ? "dropping the queued writes" : "write", failed,
+		    p->gw.workers);
 		control_reply_done(p->reply, -1);
+	} else if (p->gw.redis) {
+		lc_gl_redis_finish(&p->gc, p->gw.key, p->triplet, p->op, p->json, p->reply);
 	} else {
 		lc_gl_reply(out, p->json, p->op, p->triplet, "lmdb", &p->t, p->delay);
 		control_reply_done(p->reply, 0);
@@ -815,6 +824,68 @@ static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triple
 
 	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
 	return rc;
+}
+
+/* Redis pass/delete: the local table (the fallback during an outage) changed as Redis is,
+ * then Redis, on a connection of the verb's own; answered. */
+static void lc_gl_redis_finish(const struct greylist_config *c, const char *key, const char *triplet,
+    int op, bool json, struct control_reply *r)
+{
+	struct strbuf *out = control_reply_out(r);
+	struct local_table *tb = greylist_local_table();
+	struct lc_triplet t = { 0 }, lt = { 0 };
+	struct lc_gl_arg a = { op, c->expire, &lt };
+	char err[200] = "";
+
+	if (tb)
+		local_table_update(tb, key, uv_hrtime(), op == GL_PASS, lc_gl_local_fn, &a);
+	if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0) {
+		strbuf_printf(out, "greylist %s: %s (the local table and the workers' queued writes "
+		    "of the triplet were changed; run it again once Redis answers)\n", lc_gl_ops[op], err);
+		control_reply_done(r, -1);
+		return;
+	}
+	lc_gl_reply(out, json, op, triplet, "redis", &t, c->delay);
+	control_reply_done(r, 0);
+}
+
+/* Redis pass/delete: first every worker forgets its writes of the key not applied yet
+ * (queued through an outage, they would be merged back after the verb's change when its
+ * connection returns), through the module's mailbox; then lc_gl_redis_finish on the main
+ * loop. 1: answered later; 0: no worker holds a Redis store, done here. -1: err. A write
+ * a worker had already sent is applied by Redis before the verb's, or in the rare case
+ * that both arrive in one of Redis's reads, in either order. */
+static int lc_gl_redis_change(const struct greylist_config *c, const char *key, const char *triplet,
+    int op, bool json, struct control_reply *r, char *err, size_t errlen)
+{
+	struct lc_gl_pending *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->reply = r;
+	p->json = json;
+	p->op = op;
+	p->delay = c->delay;
+	p->gc = *c;
+	snprintf(p->store, sizeof(p->store), "%s", c->store);
+	p->gc.store = p->store;
+	snprintf(p->triplet, sizeof(p->triplet), "%s", triplet);
+	snprintf(p->gw.key, sizeof(p->gw.key), "%s", key);
+	p->gw.redis = true;
+	p->gw.done = lc_gl_pending_done;
+	if (uv_async_init(control_reply_loop(r), &p->async, lc_gl_pending_answer_cb) != 0) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->async.data = p;
+	if (greylist_write_post(&p->gw) > 0)
+		return 1;
+	lc_gl_redis_finish(c, key, triplet, op, json, r);
+	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+	return 0;
 }
 
 static void greylist_verb_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
@@ -879,6 +950,11 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 		}
 	} else if (kind == STORE_REDIS) {
 		store = "redis";
+		if (op != GL_SHOW) {
+			if (lc_gl_redis_change(c, key, triplet, op, json, r, err, sizeof(err)) < 0)
+				goto fail;
+			return;         /* answered by lc_gl_redis_finish */
+		}
 		if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0)
 			goto fail;
 	} else {
