@@ -298,12 +298,19 @@ static const char gl_lua[] =
  * write queue): KEYS[1]; ARGV first_ms (wall clock), passed (0/1), window_ms, expire_ms. A
  * pass is kept; otherwise the earlier first attempt wins, so a sender that retried on time
  * is not greylisted again because its first attempt fell into an outage. Idempotent: a
- * second delivery of the same merge changes nothing. */
+ * second delivery of the same merge changes nothing. A triplet deleted by the control verb
+ * leaves GREYLIST_DELETED_PREFIX + triplet holding the time of the delete (Redis's clock):
+ * a merge of a first attempt made before it is dropped, so what any node decided during an
+ * outage cannot bring a deleted triplet back (the key is derived here, not passed in KEYS,
+ * so that redis_store_write_forget cuts the write whole). */
 static const char gl_lua_merge[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local first, window, expire = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local del = tonumber(redis.call('GET', '" GREYLIST_DELETED_PREFIX "' .. "
+	"string.sub(KEYS[1], string.len('" GREYLIST_KEY_PREFIX "') + 1)))\n"
+	"if del and first <= del then return 0 end\n"
 	"local v = redis.call('HMGET', KEYS[1], 'first', 'pass')\n"
 	"if v[2] then return 0 end\n"
 	"if ARGV[2] == '1' then\n"

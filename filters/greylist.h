@@ -89,6 +89,9 @@ int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_
 /* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
 
 #define GREYLIST_KEY_PREFIX "mxgate:gl:"   /* + triplet: local table and Redis keys */
+/* + triplet: Redis, the time (ms, Redis's clock) the control verb deleted the triplet; a
+ * merge of an earlier attempt queued through an outage is dropped (kept for greylist.expire) */
+#define GREYLIST_DELETED_PREFIX "mxgate:gldel:"
 #define GREYLIST_AWL_PREFIX "mxgate:gla:"  /* + client network: its passes (auto_allow_clients);
                                             * LMDB "gla:" + network */
 struct local_table;

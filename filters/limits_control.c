@@ -456,7 +456,18 @@ static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
 	freeReplyObject(v);
 	v = NULL;
 	if (op == GL_DELETE) {
-		v = redisCommand(rc, "DEL %s", key);
+		/* the time of the delete first: a node's merge of an earlier attempt, queued through
+		 * an outage, is dropped by the merge script, also one run between these two */
+		char tomb[LC_KEY_MAX + sizeof(GREYLIST_DELETED_PREFIX)];
+
+		snprintf(tomb, sizeof(tomb), "%s%s", GREYLIST_DELETED_PREFIX,
+		    key + sizeof(GREYLIST_KEY_PREFIX) - 1);
+		v = redisCommand(rc, "SET %s %.0f PX %llu", tomb, atof(tm->element[0]->str) * 1000 +
+		    atof(tm->element[1]->str) / 1000, (unsigned long long)c->expire);
+		if (v && v->type != REDIS_REPLY_ERROR) {
+			freeReplyObject(v);
+			v = redisCommand(rc, "DEL %s", key);
+		}
 	} else if (op == GL_PASS) {
 		char first[32];
 
