@@ -380,15 +380,24 @@ static const char rep_lua_get[] =
 	"end\n"
 	"return out\n";
 
-/* KEYS ip, net[, domain]; ARGV outcome field, half_life_ms, ttl_ms. Decays on the server's
- * clock. */
+/* KEYS ip, net[, domain]; ARGV outcome field, half_life_ms, ttl_ms, the outcome's time (ms,
+ * the node's wall clock). Decays on the server's clock. A key flushed by the control verb
+ * (REP_REDIS_FLUSHED + the key: the time of the flush) does not take an outcome from
+ * before the flush: one a node queued through an outage, sent after the flush, would bring
+ * the forgotten history back (the key is derived here, not passed in KEYS, so that
+ * redis_store_write_forget cuts a key out of the write cleanly). */
+#define REP_REDIS_FLUSHED "mxgate:repdel:"
 static const char rep_lua_add[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local hl = tonumber(ARGV[2])\n"
+	"local at = tonumber(ARGV[4])\n"
 	"local f = {'a','r','t','s','v'}\n"
 	"for k = 1, #KEYS do\n"
+	"  local del = at and tonumber(redis.call('GET', '" REP_REDIS_FLUSHED "' .. "
+	"string.sub(KEYS[k], string.len('" REP_REDIS_PREFIX "') + 1)))\n"
+	"  if not (del and at <= del) then\n"
 	"  local v = redis.call('HMGET', KEYS[k], 'a','r','t','s','v','ts')\n"
 	"  local ts = tonumber(v[6]) or now\n"
 	"  local d = 1\n"
@@ -404,6 +413,7 @@ static const char rep_lua_add[] =
 	"  out[#out + 1] = string.format('%.0f', now)\n"
 	"  redis.call('HSET', KEYS[k], unpack(out))\n"
 	"  redis.call('PEXPIRE', KEYS[k], ARGV[3])\n"
+	"  end\n"
 	"end\n"
 	"return 1\n";
 
@@ -628,7 +638,16 @@ static void rep_forget_run(void *owner, void *msg)
 			const char *argv[2] = { "DEL", rk };
 			struct rep_forget_del *d = malloc(sizeof(*d));
 
+			char tomb[REP_DOM_KEY_MAX + sizeof(REP_REDIS_FLUSHED)], now[32], px[32];
+			const char *sargv[5] = { "SET", tomb, now, "PX", px };
+
 			snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
+			/* the time of the flush first, on the same connection: an outcome from before
+			 * it that another node queued through an outage is not added back */
+			snprintf(tomb, sizeof(tomb), REP_REDIS_FLUSHED "%s", f->keys[i]);
+			snprintf(now, sizeof(now), "%llu", (unsigned long long)rep_wall_ms());
+			snprintf(px, sizeof(px), "%llu", (unsigned long long)w->cfg->half_life * 8);
+			redis_store_command(w->rs, 5, sargv, NULL, NULL, NULL, NULL);
 			if (d != NULL) {
 				*d = (struct rep_forget_del){ .f = f, .key = i, .left = left };
 				if (redis_store_command(w->rs, 2, argv, NULL, rep_forget_redis_cb, d, NULL) == 0) {
@@ -1025,8 +1044,8 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 		for (size_t i = 0; i < nkeys; i++)
 			lmdb_writer_merge(w->wr, keys[i], strlen(keys[i]), &op, 1);
 	} else if (w->rs && nkeys > 0) {
-		char hl[32], ttl[32], rk[3][REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
-		const char *argv[6];
+		char hl[32], ttl[32], at[32], rk[3][REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
+		const char *argv[7];
 
 		for (size_t i = 0; i < nkeys; i++) {
 			snprintf(rk[i], sizeof(rk[i]), REP_REDIS_PREFIX "%s", keys[i]);
@@ -1037,9 +1056,11 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 		argv[nkeys] = rep_fields_short[o];
 		argv[nkeys + 1] = hl;
 		argv[nkeys + 2] = ttl;
+		snprintf(at, sizeof(at), "%llu", (unsigned long long)rep_wall_ms());
+		argv[nkeys + 3] = at;
 		/* The store's write queue keeps it through an outage (a full queue: counted in
 		 * mxgate_store_writes_dropped_total and logged by the store). */
-		redis_store_write(w->rs, w->lua_add, (int)nkeys, 3, argv, NULL, NULL, NULL);
+		redis_store_write(w->rs, w->lua_add, (int)nkeys, 4, argv, NULL, NULL, NULL);
 	}
 }
 
