@@ -187,6 +187,15 @@ static int lc_rl_redis(redisContext *c, const struct ratelimit_rule_config *r, c
 		rc = 0;
 		goto out;
 	}
+	if (reset) {
+		/* the time of the reset first: a charge from before it that a node queued through
+		 * an outage is dropped by the charge script, also one run between these two */
+		v = redisCommand(c, "SET %s%s %.0f PX %llu", RATELIMIT_RESET_PREFIX,
+		    key + sizeof("mxgate:") - 1, now_us, (unsigned long long)r->limit.period_ms);
+		if (v == NULL || v->type == REDIS_REPLY_ERROR)
+			goto out;
+		freeReplyObject(v);
+	}
 	v = redisCommand(c, reset ? "DEL %s" : "GET %s", key);
 	if (v == NULL || v->type == REDIS_REPLY_ERROR)
 		goto out;

@@ -9,11 +9,8 @@ kept as long as a record) and the add script does not take an outcome from befor
 
 Node A talks to redis-server directly; node B through a TCP forwarder (a thread here)."""
 import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,63 +24,7 @@ SRC = '198.18.99.1'
 IPKEY = 'mxgate:rep:ip:' + SRC
 
 
-class Forwarder:
-    """127.0.0.1:port -> Redis; cut() closes every connection and refuses new ones."""
-
-    def __init__(self):
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(('127.0.0.1', 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.open, self.conns = True, []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            if not self.open:
-                c.close()
-                continue
-            try:
-                u = socket.create_connection(('127.0.0.1', PORT), 5)
-            except OSError:
-                c.close()
-                continue
-            self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                b.sendall(d)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self):
-        self.open = False
-        for s in self.conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.conns = []
-
-
-fwd = Forwarder()
+fwd = mt.TcpForwarder(PORT)
 be = mt.Backend(mode='reject_data')
 sock = os.path.join(mt.TMP, 'ctl.sock')
 REP = {'half_life': '1h', 'timeout': '500ms'}
