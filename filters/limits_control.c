@@ -808,6 +808,31 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
 }
 
+/* Fills in p's answer and hands p->gw to the workers (greylist_write_post). 1: posted, the
+ * answer comes from lc_gl_pending_answer_cb; 0: no worker holds the store, p's handle is
+ * closing and p stays valid until the main loop runs on (the caller does the change itself
+ * now); -1: err says why, p is freed. */
+static int lc_gl_pending_post(struct lc_gl_pending *p, const struct greylist_config *c,
+    const char *triplet, int op, bool json, struct control_reply *r, char *err, size_t errlen)
+{
+	p->reply = r;
+	p->json = json;
+	p->op = op;
+	p->delay = c->delay;
+	snprintf(p->triplet, sizeof(p->triplet), "%s", triplet);
+	p->gw.done = lc_gl_pending_done;
+	if (uv_async_init(control_reply_loop(r), &p->async, lc_gl_pending_answer_cb) != 0) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->async.data = p;
+	if (greylist_write_post(&p->gw) > 0)
+		return 1;
+	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+	return 0;
+}
+
 /* LMDB pass/delete: through every worker's writer, answered when their batches are applied
  * (greylist_write_post); without a worker holding the store, written here. 1: answered
  * later; 0: t is filled, answer now; -1: err says why. */
@@ -824,26 +849,13 @@ static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triple
 		free(p);
 		return -1;
 	}
-	p->reply = r;
-	p->json = json;
-	p->op = op;
 	p->t = *t;
-	p->delay = c->delay;
-	snprintf(p->triplet, sizeof(p->triplet), "%s", triplet);
-	p->gw.done = lc_gl_pending_done;
-	if (uv_async_init(control_reply_loop(r), &p->async, lc_gl_pending_answer_cb) != 0) {
-		free(p);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	p->async.data = p;
-	if (greylist_write_post(&p->gw) > 0)
-		return 1;
-	/* no worker holds the store (none started yet): written here */
-	int rc = lc_gl_lmdb_write(c, &p->gw, err, errlen);
+	int rc = lc_gl_pending_post(p, c, triplet, op, json, r, err, errlen);
 
-	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
-	return rc;
+	if (rc != 0)
+		return rc;
+	/* no worker holds the store (none started yet): written here */
+	return lc_gl_lmdb_write(c, &p->gw, err, errlen);
 }
 
 /* Redis pass/delete: the local table (the fallback during an outage) changed as Redis is,
@@ -884,28 +896,16 @@ static int lc_gl_redis_change(const struct greylist_config *c, const char *key, 
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	p->reply = r;
-	p->json = json;
-	p->op = op;
-	p->delay = c->delay;
 	p->gc = *c;
 	snprintf(p->store, sizeof(p->store), "%s", c->store);
 	p->gc.store = p->store;
-	snprintf(p->triplet, sizeof(p->triplet), "%s", triplet);
 	snprintf(p->gw.key, sizeof(p->gw.key), "%s", key);
 	p->gw.redis = true;
-	p->gw.done = lc_gl_pending_done;
-	if (uv_async_init(control_reply_loop(r), &p->async, lc_gl_pending_answer_cb) != 0) {
-		free(p);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	p->async.data = p;
-	if (greylist_write_post(&p->gw) > 0)
-		return 1;
-	lc_gl_redis_finish(c, key, triplet, op, json, r);
-	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
-	return 0;
+	int rc = lc_gl_pending_post(p, c, triplet, op, json, r, err, errlen);
+
+	if (rc == 0)
+		lc_gl_redis_finish(c, key, triplet, op, json, r);
+	return rc;
 }
 
 static void greylist_verb_start(const struct mx_config *cfg, int argc, char **argv, const char *body,

@@ -663,6 +663,25 @@ def mxgatectl():
     return path
 
 
+def ctl(sock, *args, timeout=30):
+    """mxgatectl -s sock ARGS...: (exit status, stdout, stderr)."""
+    r = subprocess.run([mxgatectl(), '-s', sock] + list(args), capture_output=True, text=True,
+                       timeout=slack(timeout))
+    return r.returncode, r.stdout, r.stderr
+
+
+def rcpt_code(port, proxy_src, mail_from, rcpt, ehlo='mail.example.org'):
+    """One session from proxy_src (PROXY header): EHLO, MAIL, one RCPT, QUIT; the RCPT's code
+    (greylisting and the RCPT checks without sending a message)."""
+    c = Client(port, proxy_src=proxy_src)
+    c.ehlo(ehlo)
+    c.cmd('MAIL FROM:<%s>' % mail_from)
+    code = c.cmd('RCPT TO:<%s>' % rcpt)[0]
+    c.cmd('QUIT')
+    c.close()
+    return code
+
+
 def case_wanted(name):
     """True unless MX_POOL_ONLY=name,name (run only those cases of a test) leaves name out."""
     only = os.environ.get('MX_POOL_ONLY')

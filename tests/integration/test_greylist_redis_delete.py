@@ -13,7 +13,6 @@ Redis is kept down long enough (about 4 s) that the worker's next reconnect is s
 after Redis is back: the delete lands in that gap."""
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -21,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 mt.need('redis-server')
-CTL = mt.mxgatectl()
+mt.mxgatectl()                  # skipped when not built
 red = mt.redis()
 PORT = red.port
 be = mt.Backend()
@@ -34,21 +33,6 @@ mx = mt.Mxgate(mt.proxied_config(
 KEY = 'mxgate:gl:198.18.68.0/24|a@example.org|d@example.test'
 
 
-def ctl(*args):
-    r = subprocess.run([CTL, '-s', sock] + list(args), capture_output=True, text=True, timeout=mt.slack(30))
-    return r.returncode, r.stdout, r.stderr
-
-
-def rcpt(rcpt):
-    c = mt.Client(mx.port, proxy_src=SRC)
-    c.ehlo('mail.example.org')
-    c.cmd('MAIL FROM:<a@example.org>')
-    code = c.cmd('RCPT TO:<%s>' % rcpt)[0]
-    c.cmd('QUIT')
-    c.close()
-    return code
-
-
 def in_redis(key):
     try:
         return mt.redis_cmd(PORT, 'EXISTS', key) == 1
@@ -56,18 +40,18 @@ def in_redis(key):
         return None
 
 
-mt.check(rcpt('up@example.test') == 451, 'greylisted with Redis up')
+mt.check(mt.rcpt_code(mx.port, SRC, 'a@example.org', 'up@example.test') == 451, 'greylisted with Redis up')
 mt.check(mx.wait_log(r'event=greylist .*rcpt=<up@example.test> .*store=redis', timeout=10),
          'decided in Redis: the worker is connected')
 start = mx.log_size()
 mt.stop_proc(red, signal.SIGKILL)
-mt.check(rcpt('d@example.test') == 451, 'greylisted by the local table while Redis is down')
+mt.check(mt.rcpt_code(mx.port, SRC, 'a@example.org', 'd@example.test') == 451, 'greylisted by the local table while Redis is down')
 mt.check(mx.wait_log(r'event=redis_down', start=start, timeout=10), 'the outage is seen')
 time.sleep(4)                   # the worker's reconnects back off: 1 s, 2 s, 4 s ...
 red = mt.redis(PORT)            # back, empty
 mt.check(mx.count_log(r'event=redis_up .*module=greylist', start) == 0,
          'the worker has not reconnected yet (the delete must land before it does)')
-rc, out, err = ctl('greylist', 'delete', SRC, 'a@example.org', 'd@example.test')
+rc, out, err = mt.ctl(sock, 'greylist', 'delete', SRC, 'a@example.org', 'd@example.test')
 mt.check(rc == 0 and 'deleted' in out, 'greylist delete: %r %r' % (out, err))
 mt.check(mx.count_log(r'event=redis_up .*module=greylist', start) == 0,
          'the delete came before the worker\'s reconnect (else this run proves nothing)')
@@ -75,14 +59,14 @@ mt.check(mt.wait_for(lambda: mx.count_log(r'event=redis_up .*module=greylist', s
                      timeout=mt.slack(40)), 'the worker reconnected')
 time.sleep(0.5)                 # what it had queued is sent right after the connect
 mt.check(not in_redis(KEY), 'the deleted triplet is not recreated by the write queued during the outage')
-rc, out, err = ctl('greylist', 'show', SRC, 'a@example.org', 'd@example.test')
+rc, out, err = mt.ctl(sock, 'greylist', 'show', SRC, 'a@example.org', 'd@example.test')
 mt.check(': unknown' in out, 'greylist show after the reconnect: %r %r' % (out, err))
 
 # the local table (the fallback of the next outage) forgot it too: down again, the next
 # attempt is a first one there, and its record is the one merged when Redis is back
 start = mx.log_size()
 mt.stop_proc(red, signal.SIGKILL)
-mt.check(rcpt('d@example.test') == 451, 'greylisted again during a second outage')
+mt.check(mt.rcpt_code(mx.port, SRC, 'a@example.org', 'd@example.test') == 451, 'greylisted again during a second outage')
 mt.check(mx.wait_log(r'event=greylist .*rcpt=<d@example.test> wait=3600 store=local', start=start, timeout=10),
          'a first attempt in the local table (wait 3600 s, not less: the deleted entry is gone)')
 red = mt.redis(PORT)

@@ -11,7 +11,6 @@ Redis is kept down about 4 s so that node B's next reconnect comes seconds after
 back: the delete on node A lands in that gap."""
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -19,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 mt.need('redis-server')
-CTL = mt.mxgatectl()
+mt.mxgatectl()                  # skipped when not built
 red = mt.redis()
 PORT = red.port
 be = mt.Backend()
@@ -32,30 +31,15 @@ B = mt.Mxgate(mt.proxied_config([be.url], workers=1, greylist=GL), 'B')
 KEY = 'mxgate:gl:198.18.69.0/24|a@example.org|d@example.test'
 
 
-def ctl(*args):
-    r = subprocess.run([CTL, '-s', sock] + list(args), capture_output=True, text=True, timeout=mt.slack(30))
-    return r.returncode, r.stdout, r.stderr
-
-
-def rcpt(node, rcpt):
-    c = mt.Client(node.port, proxy_src=SRC)
-    c.ehlo('mail.example.org')
-    c.cmd('MAIL FROM:<a@example.org>')
-    code = c.cmd('RCPT TO:<%s>' % rcpt)[0]
-    c.cmd('QUIT')
-    c.close()
-    return code
-
-
-mt.check(rcpt(B, 'up@example.test') == 451, 'node B greylists with Redis up')
+mt.check(mt.rcpt_code(B.port, SRC, 'a@example.org', 'up@example.test') == 451, 'node B greylists with Redis up')
 mt.check(B.wait_log(r'event=greylist .*rcpt=<up@example.test> .*store=redis', timeout=10), 'B decided in Redis')
 start = B.log_size()
 mt.stop_proc(red, signal.SIGKILL)
-mt.check(rcpt(B, 'd@example.test') == 451, 'node B greylists from its local table while Redis is down')
+mt.check(mt.rcpt_code(B.port, SRC, 'a@example.org', 'd@example.test') == 451, 'node B greylists from its local table while Redis is down')
 mt.check(B.wait_log(r'event=redis_down .*module=greylist', start=start, timeout=10), 'B saw the outage')
 time.sleep(4)                   # B's reconnects back off: 1 s, 2 s, 4 s ...
 red = mt.redis(PORT)            # back, empty
-rc, out, err = ctl('greylist', 'delete', SRC, 'a@example.org', 'd@example.test')
+rc, out, err = mt.ctl(sock, 'greylist', 'delete', SRC, 'a@example.org', 'd@example.test')
 mt.check(rc == 0 and 'deleted' in out, 'greylist delete on node A: %r %r' % (out, err))
 mt.check(B.count_log(r'event=redis_up .*module=greylist', start) == 0,
          'the delete came before node B reconnected (else this run proves nothing)')
@@ -64,10 +48,10 @@ mt.check(mt.wait_for(lambda: B.count_log(r'event=redis_up .*module=greylist queu
 time.sleep(0.5)                 # what it had queued is sent right after the connect
 mt.check(mt.redis_cmd(PORT, 'EXISTS', KEY) == 0,
          'node B\'s write queued during the outage does not bring the deleted triplet back')
-rc, out, err = ctl('greylist', 'show', SRC, 'a@example.org', 'd@example.test')
+rc, out, err = mt.ctl(sock, 'greylist', 'show', SRC, 'a@example.org', 'd@example.test')
 mt.check(': unknown' in out, 'greylist show: %r %r' % (out, err))
 # an attempt after the delete is a first attempt, as usual
-mt.check(rcpt(B, 'd@example.test') == 451, 'the next attempt is greylisted')
+mt.check(mt.rcpt_code(B.port, SRC, 'a@example.org', 'd@example.test') == 451, 'the next attempt is greylisted')
 mt.check(B.wait_log(r'event=greylist .*rcpt=<d@example.test> wait=3600 store=redis', timeout=10),
          'as a first attempt (wait 3600 s) in Redis')
 mt.check(mt.redis_cmd(PORT, 'EXISTS', KEY) == 1, 'and the triplet is in Redis again')
