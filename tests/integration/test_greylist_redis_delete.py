@@ -9,7 +9,7 @@ table, which decides during the next outage, kept it too. Now the verb first has
 worker drop its queued writes of the key (through the module's mailbox, in order with what
 the worker queued) and deletes the local entry, then deletes in Redis.
 
-Redis is kept down long enough (about 4 s) that the worker's next reconnect is seconds
+Redis is kept down long enough (about 8 s) that the worker's next reconnect is 7 s
 after Redis is back: the delete lands in that gap."""
 import os
 import signal
@@ -47,7 +47,7 @@ start = mx.log_size()
 mt.stop_proc(red, signal.SIGKILL)
 mt.check(mt.rcpt_code(mx.port, SRC, 'a@example.org', 'd@example.test') == 451, 'greylisted by the local table while Redis is down')
 mt.check(mx.wait_log(r'event=redis_down', start=start, timeout=10), 'the outage is seen')
-time.sleep(4)                   # the worker's reconnects back off: 1 s, 2 s, 4 s ...
+time.sleep(8)                   # reconnects at 1, 3, 7, 15 s: the next is 7 s away
 red = mt.redis(PORT)            # back, empty
 mt.check(mx.count_log(r'event=redis_up .*module=greylist', start) == 0,
          'the worker has not reconnected yet (the delete must land before it does)')
