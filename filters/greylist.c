@@ -18,6 +18,7 @@
 #include "ratelimit.h"
 #include "store/lmdb_store.h"
 #include "store/local_table.h"
+#include "store/mailbox.h"
 #include "store/redis.h"
 #include "store/store.h"
 
@@ -297,12 +298,19 @@ static const char gl_lua[] =
  * write queue): KEYS[1]; ARGV first_ms (wall clock), passed (0/1), window_ms, expire_ms. A
  * pass is kept; otherwise the earlier first attempt wins, so a sender that retried on time
  * is not greylisted again because its first attempt fell into an outage. Idempotent: a
- * second delivery of the same merge changes nothing. */
+ * second delivery of the same merge changes nothing. A triplet deleted by the control verb
+ * leaves GREYLIST_DELETED_PREFIX + triplet holding the time of the delete (Redis's clock):
+ * a merge of a first attempt made before it is dropped, so what any node decided during an
+ * outage cannot bring a deleted triplet back (the key is derived here, not passed in KEYS,
+ * so that redis_store_write_forget cuts the write whole). */
 static const char gl_lua_merge[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local first, window, expire = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local del = tonumber(redis.call('GET', '" GREYLIST_DELETED_PREFIX "' .. "
+	"string.sub(KEYS[1], string.len('" GREYLIST_KEY_PREFIX "') + 1)))\n"
+	"if del and first <= del then return 0 end\n"
 	"local v = redis.call('HMGET', KEYS[1], 'first', 'pass')\n"
 	"if v[2] then return 0 end\n"
 	"if ARGV[2] == '1' then\n"
@@ -378,18 +386,14 @@ struct gl_worker {
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
 	char awl_logged[64];           /* LMDB: the client network last logged auto-allowed */
-	/* LMDB: on the live list, with a mailbox for the control verbs' writes (gl_live_mu) */
+	/* LMDB or Redis: on gl_board, with a mailbox for the control verbs' writes */
 	uv_loop_t *loop;
-	uv_async_t mailbox;
-	bool live;
-	struct gl_worker *live_next;
-	struct gl_write_part *inbox;
+	struct mailbox mb;
 };
 
-static void gl_live_add(struct gl_worker *w);
-static bool gl_live_remove(struct gl_worker *w);
-static void gl_mailbox_drain(struct gl_worker *w);
-static void gl_mailbox_closed_cb(uv_handle_t *h);
+static struct mailbox_board gl_board = MAILBOX_BOARD_INIT("greylist");
+static void gl_write_run(void *owner, void *msg);
+static void gl_worker_closed(void *owner);
 
 /* Wall clock in ms (LMDB records outlive the process). */
 static uint64_t gl_wall_ms(void)
@@ -590,6 +594,9 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		redis_store_set_name(w->rs, "greylist");
 		w->lua = redis_store_add_script(w->rs, gl_lua);
 		w->lua_merge = redis_store_add_script(w->rs, gl_lua_merge);
+		w->loop = loop;
+		/* on failure a verb's Redis change does not wait for this worker's queue */
+		mailbox_open(&w->mb, &gl_board, loop, gl_write_run, w);
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
 		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, NULL };
 		struct lmdb_writer_config wc = {
@@ -601,7 +608,8 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		if (w->st == NULL || (w->wr = lmdb_writer_new(w->st, loop, &wc)) == NULL)
 			goto fail;
 		w->loop = loop;
-		gl_live_add(w);
+		/* on failure the verbs write beside this worker (greylist_write_post) */
+		mailbox_open(&w->mb, &gl_board, loop, gl_write_run, w);
 	}
 	*wstate = w;
 	return 0;
@@ -621,34 +629,31 @@ static void gl_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
-	/* off the live list first; the verbs' writes still in the mailbox go into the writer's
+	/* off the board first; the verbs' writes still in the mailbox go into the writer's
 	 * last batch */
-	live = gl_live_remove(w);
+	live = mailbox_leave(&w->mb);
 	if (live)
-		gl_mailbox_drain(w);
+		mailbox_drain(&w->mb);
 	redis_store_free(w->rs);
 	lmdb_writer_free(w->wr);       /* the last triplets are written now */
 	lmdb_store_close(w->st);
 	if (live)
-		uv_close((uv_handle_t *)&w->mailbox, gl_mailbox_closed_cb);
+		mailbox_close(&w->mb, gl_worker_closed);
 	else
 		free(w);
 }
 
+static void gl_worker_closed(void *owner)
+{
+	free(owner);
+}
+
 /* ---- the control verbs' LMDB writes (greylist_write_post) --------------------------------
- * Every worker with an LMDB writer is on the live list, with a mailbox on its loop: a verb's
+ * Every worker with an LMDB writer is on gl_board, with a mailbox on its loop: a verb's
  * write is handed to each and queued in its writer after what the worker has queued, then
  * the batch is pushed to the pool; the verb completes when every batch is applied. So a
  * worker's update in flight lands before the verb's, never over it, and the worker's next
  * read (its queue first) sees the verb's. */
-
-struct gl_write_part {
-	struct greylist_write *gw;
-	struct gl_write_part *next;
-};
-
-static pthread_mutex_t gl_live_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct gl_worker *gl_live_list;
 
 static void gl_write_part_end(struct greylist_write *gw)
 {
@@ -665,10 +670,22 @@ static void gl_write_lmdb_cb(void *arg, int status)
 	gl_write_part_end(gw);
 }
 
-/* Does gw's part on w's loop. */
-static void gl_write_run(struct gl_worker *w, struct greylist_write *gw)
+/* Does gw's part on w's loop (the mailbox's run): an LMDB write after what w queued, or the
+ * Redis writes of the key w queued forgotten. A request for the other kind of store (a
+ * reload between the two) is no part of w's. */
+static void gl_write_run(void *owner, void *msg)
 {
-	int rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
+	struct gl_worker *w = owner;
+	struct greylist_write *gw = msg;
+	int rc;
+
+	if (gw->redis || w->wr == NULL) {
+		if (gw->redis && w->rs != NULL)
+			redis_store_write_forget(w->rs, gw->key, strlen(gw->key));
+		gl_write_part_end(gw);
+		return;
+	}
+	rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
 	    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
 
 	if (rc < 0)
@@ -681,99 +698,21 @@ static void gl_write_run(struct gl_worker *w, struct greylist_write *gw)
 	gl_write_part_end(gw);
 }
 
-/* Takes w's inbox (under the lock) and runs each write, oldest first. */
-static void gl_mailbox_drain(struct gl_worker *w)
-{
-	struct gl_write_part *p, *rev = NULL;
-
-	pthread_mutex_lock(&gl_live_mu);
-	p = w->inbox;
-	w->inbox = NULL;
-	pthread_mutex_unlock(&gl_live_mu);
-	while (p) {                     /* the inbox is newest first */
-		struct gl_write_part *next = p->next;
-
-		p->next = rev;
-		rev = p;
-		p = next;
-	}
-	while (rev) {
-		struct gl_write_part *next = rev->next;
-
-		gl_write_run(w, rev->gw);
-		free(rev);
-		rev = next;
-	}
-}
-
-static void gl_mailbox_cb(uv_async_t *a)
-{
-	gl_mailbox_drain(a->data);
-}
-
-static void gl_mailbox_closed_cb(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-/* Puts w on the live list with its mailbox (on w's loop, or before it runs). */
-static void gl_live_add(struct gl_worker *w)
-{
-	if (uv_async_init(w->loop, &w->mailbox, gl_mailbox_cb) != 0)
-		return;                 /* the verbs write beside this worker (greylist_write_post) */
-	w->mailbox.data = w;
-	uv_unref((uv_handle_t *)&w->mailbox);   /* a mailbox alone keeps no loop running */
-	pthread_mutex_lock(&gl_live_mu);
-	w->live = true;
-	w->live_next = gl_live_list;
-	gl_live_list = w;
-	pthread_mutex_unlock(&gl_live_mu);
-}
-
-/* Takes w off the live list; true when it was on it (its mailbox is to be closed). */
-static bool gl_live_remove(struct gl_worker *w)
-{
-	if (!w->live)
-		return false;
-	pthread_mutex_lock(&gl_live_mu);
-	for (struct gl_worker **pp = &gl_live_list; *pp; pp = &(*pp)->live_next)
-		if (*pp == w) {
-			*pp = w->live_next;
-			break;
-		}
-	pthread_mutex_unlock(&gl_live_mu);
-	return true;
-}
-
 size_t greylist_write_post(struct greylist_write *gw)
 {
-	size_t n = 0;
+	size_t n, full;
 
 	atomic_init(&gw->failed, 0);
 	atomic_init(&gw->parts, 1);     /* held while posting */
-	pthread_mutex_lock(&gl_live_mu);
-	for (struct gl_worker *w = gl_live_list; w; w = w->live_next) {
-		struct gl_write_part *p = malloc(sizeof(*p));
-
-		if (p == NULL) {
-			atomic_fetch_add(&gw->failed, 1);
-			continue;
-		}
-		p->gw = gw;
-		p->next = w->inbox;
-		w->inbox = p;
-		atomic_fetch_add(&gw->parts, 1);
-		uv_async_send(&w->mailbox);
-		n++;
-	}
-	pthread_mutex_unlock(&gl_live_mu);
-	gw->workers = n;
-	if (n == 0) {
+	n = mailbox_post_all(&gl_board, gw, &gw->parts, &full);
+	atomic_fetch_add(&gw->failed, (int)full);
+	gw->workers = n + full;
+	if (n == 0 && full == 0) {
 		atomic_store(&gw->parts, 0);
 		return 0;               /* done is not called: the caller writes itself */
 	}
 	gl_write_part_end(gw);
-	return n;
+	return gw->workers;
 }
 
 static unsigned gl_stages(void *wstate)

@@ -89,6 +89,9 @@ int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_
 /* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
 
 #define GREYLIST_KEY_PREFIX "mxgate:gl:"   /* + triplet: local table and Redis keys */
+/* + triplet: Redis, the time (ms, Redis's clock) the control verb deleted the triplet; a
+ * merge of an earlier attempt queued through an outage is dropped (kept for greylist.expire) */
+#define GREYLIST_DELETED_PREFIX "mxgate:gldel:"
 #define GREYLIST_AWL_PREFIX "mxgate:gla:"  /* + client network: its passes (auto_allow_clients);
                                             * LMDB "gla:" + network */
 struct local_table;
@@ -101,21 +104,26 @@ int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t out
 
 /* A control verb's write of one LMDB triplet (a put of val, or a delete with vlen 0), done
  * through every worker's writer after what it has queued (so a worker's update in flight
- * cannot land over it, and its next read sees it). */
+ * cannot land over it, and its next read sees it). With redis set, key is the triplet's
+ * Redis key and each worker with a Redis store forgets its writes of it not applied yet
+ * (queued through an outage: redis_store_write_forget), so the verb's own change, made
+ * after done, is not undone by them when the connection is back. */
 struct greylist_write {
 	char key[720];
 	unsigned char val[GREYLIST_RECORD_LEN];
 	size_t vlen;
-	/* Called once every worker's batch with the write is applied (or failed): on the thread
-	 * of the last worker's loop. */
+	bool redis;
+	/* Called once every worker's part is done (an LMDB batch applied or failed, a Redis
+	 * queue's writes of key forgotten): on the thread of the last worker's loop. */
 	void (*done)(struct greylist_write *gw);
 	/* results, valid in done */
 	atomic_int failed;          /* workers whose write or batch failed */
 	size_t workers;             /* workers the write went to */
 	atomic_int parts;           /* internal */
 };
-/* Hands gw to every worker holding the LMDB store (gw must stay valid until done); returns
- * how many. 0: no worker holds it, done will not be called (the caller writes itself). */
+/* Hands gw to every worker holding the store (LMDB, or Redis when gw->redis; gw must stay
+ * valid until done); returns how many. 0: no worker holds it, done will not be called (the
+ * caller writes itself). */
 size_t greylist_write_post(struct greylist_write *gw);
 
 #endif

@@ -187,6 +187,15 @@ static int lc_rl_redis(redisContext *c, const struct ratelimit_rule_config *r, c
 		rc = 0;
 		goto out;
 	}
+	if (reset) {
+		/* the time of the reset first: a charge from before it that a node queued through
+		 * an outage is dropped by the charge script, also one run between these two */
+		v = redisCommand(c, "SET %s%s %.0f PX %llu", RATELIMIT_RESET_PREFIX,
+		    key + sizeof("mxgate:") - 1, now_us, (unsigned long long)r->limit.period_ms);
+		if (v == NULL || v->type == REDIS_REPLY_ERROR)
+			goto out;
+		freeReplyObject(v);
+	}
 	v = redisCommand(c, reset ? "DEL %s" : "GET %s", key);
 	if (v == NULL || v->type == REDIS_REPLY_ERROR)
 		goto out;
@@ -456,7 +465,18 @@ static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
 	freeReplyObject(v);
 	v = NULL;
 	if (op == GL_DELETE) {
-		v = redisCommand(rc, "DEL %s", key);
+		/* the time of the delete first: a node's merge of an earlier attempt, queued through
+		 * an outage, is dropped by the merge script, also one run between these two */
+		char tomb[LC_KEY_MAX + sizeof(GREYLIST_DELETED_PREFIX)];
+
+		snprintf(tomb, sizeof(tomb), "%s%s", GREYLIST_DELETED_PREFIX,
+		    key + sizeof(GREYLIST_KEY_PREFIX) - 1);
+		v = redisCommand(rc, "SET %s %.0f PX %llu", tomb, atof(tm->element[0]->str) * 1000 +
+		    atof(tm->element[1]->str) / 1000, (unsigned long long)c->expire);
+		if (v && v->type != REDIS_REPLY_ERROR) {
+			freeReplyObject(v);
+			v = redisCommand(rc, "DEL %s", key);
+		}
 	} else if (op == GL_PASS) {
 		char first[32];
 
@@ -736,7 +756,8 @@ static void lc_gl_reply(struct strbuf *out, bool json, int op, const char *tripl
 	strbuf_printf(out, "%s\n", op == GL_PASS ? "; now passed" : op == GL_DELETE ? "; deleted" : "");
 }
 
-/* An LMDB pass or delete on its way through the workers' writers. */
+/* An LMDB pass or delete on its way through the workers' writers; or a Redis one waiting
+ * for the workers to forget their queued writes of the key (then done here: gc, store). */
 struct lc_gl_pending {
 	struct greylist_write gw;       /* first member: done gets &gw */
 	uv_async_t async;               /* on the main loop: every worker has done its part */
@@ -746,7 +767,12 @@ struct lc_gl_pending {
 	struct lc_triplet t;
 	uint64_t delay;
 	char triplet[LC_KEY_MAX];
+	struct greylist_config gc;      /* Redis: store, timeout, expire (the config may go) */
+	char store[512];
 };
+
+static void lc_gl_redis_finish(const struct greylist_config *c, const char *key, const char *triplet,
+    int op, bool json, struct control_reply *r);
 
 /* Any thread (the last worker's loop): hands the answer to the main loop. */
 static void lc_gl_pending_done(struct greylist_write *gw)
@@ -769,14 +795,42 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 	int failed = atomic_load(&p->gw.failed);
 
 	if (failed > 0) {
-		strbuf_printf(out, "greylist %s: write failed in %d of %zu workers (see the log)\n",
-		    lc_gl_ops[p->op], failed, p->gw.workers);
+		strbuf_printf(out, "greylist %s: %s failed in %d of %zu workers (see the log)\n",
+		    lc_gl_ops[p->op], p->gw.redis ? "dropping the queued writes" : "write", failed,
+		    p->gw.workers);
 		control_reply_done(p->reply, -1);
+	} else if (p->gw.redis) {
+		lc_gl_redis_finish(&p->gc, p->gw.key, p->triplet, p->op, p->json, p->reply);
 	} else {
 		lc_gl_reply(out, p->json, p->op, p->triplet, "lmdb", &p->t, p->delay);
 		control_reply_done(p->reply, 0);
 	}
 	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+}
+
+/* Fills in p's answer and hands p->gw to the workers (greylist_write_post). 1: posted, the
+ * answer comes from lc_gl_pending_answer_cb; 0: no worker holds the store, p's handle is
+ * closing and p stays valid until the main loop runs on (the caller does the change itself
+ * now); -1: err says why, p is freed. */
+static int lc_gl_pending_post(struct lc_gl_pending *p, const struct greylist_config *c,
+    const char *triplet, int op, bool json, struct control_reply *r, char *err, size_t errlen)
+{
+	p->reply = r;
+	p->json = json;
+	p->op = op;
+	p->delay = c->delay;
+	snprintf(p->triplet, sizeof(p->triplet), "%s", triplet);
+	p->gw.done = lc_gl_pending_done;
+	if (uv_async_init(control_reply_loop(r), &p->async, lc_gl_pending_answer_cb) != 0) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->async.data = p;
+	if (greylist_write_post(&p->gw) > 0)
+		return 1;
+	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+	return 0;
 }
 
 /* LMDB pass/delete: through every worker's writer, answered when their batches are applied
@@ -795,25 +849,62 @@ static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triple
 		free(p);
 		return -1;
 	}
-	p->reply = r;
-	p->json = json;
-	p->op = op;
 	p->t = *t;
-	p->delay = c->delay;
-	snprintf(p->triplet, sizeof(p->triplet), "%s", triplet);
-	p->gw.done = lc_gl_pending_done;
-	if (uv_async_init(control_reply_loop(r), &p->async, lc_gl_pending_answer_cb) != 0) {
-		free(p);
+	int rc = lc_gl_pending_post(p, c, triplet, op, json, r, err, errlen);
+
+	if (rc != 0)
+		return rc;
+	/* no worker holds the store (none started yet): written here */
+	return lc_gl_lmdb_write(c, &p->gw, err, errlen);
+}
+
+/* Redis pass/delete: the local table (the fallback during an outage) changed as Redis is,
+ * then Redis, on a connection of the verb's own; answered. */
+static void lc_gl_redis_finish(const struct greylist_config *c, const char *key, const char *triplet,
+    int op, bool json, struct control_reply *r)
+{
+	struct strbuf *out = control_reply_out(r);
+	struct local_table *tb = greylist_local_table();
+	struct lc_triplet t = { 0 }, lt = { 0 };
+	struct lc_gl_arg a = { op, c->expire, &lt };
+	char err[200] = "";
+
+	if (tb)
+		local_table_update(tb, key, uv_hrtime(), op == GL_PASS, lc_gl_local_fn, &a);
+	if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0) {
+		strbuf_printf(out, "greylist %s: %s (the local table and the workers' queued writes "
+		    "of the triplet were changed; run it again once Redis answers)\n", lc_gl_ops[op], err);
+		control_reply_done(r, -1);
+		return;
+	}
+	lc_gl_reply(out, json, op, triplet, "redis", &t, c->delay);
+	control_reply_done(r, 0);
+}
+
+/* Redis pass/delete: first every worker forgets its writes of the key not applied yet
+ * (queued through an outage, they would be merged back after the verb's change when its
+ * connection returns), through the module's mailbox; then lc_gl_redis_finish on the main
+ * loop. 1: answered later; 0: no worker holds a Redis store, done here. -1: err. A write
+ * a worker had already sent is applied by Redis before the verb's, or in the rare case
+ * that both arrive in one of Redis's reads, in either order. */
+static int lc_gl_redis_change(const struct greylist_config *c, const char *key, const char *triplet,
+    int op, bool json, struct control_reply *r, char *err, size_t errlen)
+{
+	struct lc_gl_pending *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	p->async.data = p;
-	if (greylist_write_post(&p->gw) > 0)
-		return 1;
-	/* no worker holds the store (none started yet): written here */
-	int rc = lc_gl_lmdb_write(c, &p->gw, err, errlen);
+	p->gc = *c;
+	snprintf(p->store, sizeof(p->store), "%s", c->store);
+	p->gc.store = p->store;
+	snprintf(p->gw.key, sizeof(p->gw.key), "%s", key);
+	p->gw.redis = true;
+	int rc = lc_gl_pending_post(p, c, triplet, op, json, r, err, errlen);
 
-	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+	if (rc == 0)
+		lc_gl_redis_finish(c, key, triplet, op, json, r);
 	return rc;
 }
 
@@ -879,6 +970,11 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 		}
 	} else if (kind == STORE_REDIS) {
 		store = "redis";
+		if (op != GL_SHOW) {
+			if (lc_gl_redis_change(c, key, triplet, op, json, r, err, sizeof(err)) < 0)
+				goto fail;
+			return;         /* answered by lc_gl_redis_finish */
+		}
 		if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0)
 			goto fail;
 	} else {

@@ -329,14 +329,20 @@ const char ratelimit_lua_gcra[] =
  * at_us (the wall clock of the local decision). The TAT moves as if the charge had been made
  * at at_us, capped at one period ahead (a whole burst used up): a late charge never blocks a
  * sender longer than the limit itself would. A charge whose eval timed out may have been
- * applied already; counting it twice is the cheaper error. Returns 1 (charged) or 0 (it had
- * expired). */
+ * applied already; counting it twice is the cheaper error. A bucket reset by the control
+ * verb (RATELIMIT_RESET_PREFIX + the key after "mxgate:": the time of the reset, µs) takes
+ * no charge made before the reset: one a node held through an outage would otherwise fill
+ * the bucket the operator just emptied. Returns 1 (charged) or 0 (it had expired, or came
+ * before a reset). */
 static const char rl_lua_charge[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local period = tonumber(ARGV[1]) * 1000\n"
 	"local limit = tonumber(ARGV[2])\n"
 	"local cost = tonumber(ARGV[3])\n"
 	"local at = tonumber(ARGV[4])\n"
+	"local reset = tonumber(redis.call('GET', '" RATELIMIT_RESET_PREFIX "' .. "
+	"string.sub(KEYS[1], string.len('mxgate:') + 1)))\n"
+	"if reset and at <= reset then return 0 end\n"
 	"if cost > limit then cost = limit end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"

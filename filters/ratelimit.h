@@ -97,6 +97,9 @@ extern const char ratelimit_lua_acquire[];
 /* ---- for the control verbs (filters/limits_control.c) ------------------------------ */
 
 struct local_table;
+/* + the store key after "mxgate:" (rl:...): Redis, the time (µs, Redis's clock) the control
+ * verb reset that bucket; a charge made before it and queued through an outage is dropped */
+#define RATELIMIT_RESET_PREFIX "mxgate:rlreset:"
 /* The store key of rule r for value: "mxgate:rl:<count>:<key>:<limit>:<value>", or
  * "mxgate:rl:concurrency:<key>:<value>" (the local table and Redis use the same keys). */
 void ratelimit_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,

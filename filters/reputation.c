@@ -19,6 +19,7 @@
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
 #include "proxy/tls.h"
+#include "store/mailbox.h"
 #include "store/lmdb_store.h"
 #include "store/redis.h"
 #include "store/store.h"
@@ -379,15 +380,24 @@ static const char rep_lua_get[] =
 	"end\n"
 	"return out\n";
 
-/* KEYS ip, net[, domain]; ARGV outcome field, half_life_ms, ttl_ms. Decays on the server's
- * clock. */
+/* KEYS ip, net[, domain]; ARGV outcome field, half_life_ms, ttl_ms, the outcome's time (ms,
+ * the node's wall clock). Decays on the server's clock. A key flushed by the control verb
+ * (REP_REDIS_FLUSHED + the key: the time of the flush) does not take an outcome from
+ * before the flush: one a node queued through an outage, sent after the flush, would bring
+ * the forgotten history back (the key is derived here, not passed in KEYS, so that
+ * redis_store_write_forget cuts a key out of the write cleanly). */
+#define REP_REDIS_FLUSHED "mxgate:repdel:"
 static const char rep_lua_add[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local hl = tonumber(ARGV[2])\n"
+	"local at = tonumber(ARGV[4])\n"
 	"local f = {'a','r','t','s','v'}\n"
 	"for k = 1, #KEYS do\n"
+	"  local del = at and tonumber(redis.call('GET', '" REP_REDIS_FLUSHED "' .. "
+	"string.sub(KEYS[k], string.len('" REP_REDIS_PREFIX "') + 1)))\n"
+	"  if not (del and at <= del) then\n"
 	"  local v = redis.call('HMGET', KEYS[k], 'a','r','t','s','v','ts')\n"
 	"  local ts = tonumber(v[6]) or now\n"
 	"  local d = 1\n"
@@ -403,6 +413,7 @@ static const char rep_lua_add[] =
 	"  out[#out + 1] = string.format('%.0f', now)\n"
 	"  redis.call('HSET', KEYS[k], unpack(out))\n"
 	"  redis.call('PEXPIRE', KEYS[k], ARGV[3])\n"
+	"  end\n"
 	"end\n"
 	"return 1\n";
 
@@ -421,11 +432,8 @@ struct rep_worker {
 	struct redis_store *rs;         /* redis store */
 	int lua_get, lua_add;
 	bool domains;                   /* auth_domain, with a store to keep it in */
-	/* with a store: on the live list, and a mailbox for forget requests (rep_live_mu) */
-	uv_async_t mailbox;
-	bool live;
-	struct rep_worker *live_next;
-	struct rep_forget_part *inbox;
+	/* with a store: on rep_board, with a mailbox for forget requests */
+	struct mailbox mb;
 };
 
 struct rep_session {
@@ -435,7 +443,8 @@ struct rep_session {
 	char domain[256];               /* HOOK_EOM: the authenticated domain looked up */
 };
 
-static void rep_live_add(struct rep_worker *w);
+static struct mailbox_board rep_board = MAILBOX_BOARD_INIT("reputation");
+static void rep_forget_run(void *owner, void *msg);
 
 static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int worker, void **wstate)
 {
@@ -473,8 +482,9 @@ static int rep_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int wor
 		w->lua_add = redis_store_add_script(w->rs, rep_lua_add);
 	}
 	w->domains = c->auth_domain && (w->st != NULL || w->rs != NULL);
+	/* on failure forget requests will not reach this worker */
 	if (w->st != NULL || w->rs != NULL)
-		rep_live_add(w);
+		mailbox_open(&w->mb, &rep_board, loop, rep_forget_run, w);
 	*wstate = w;
 	return 0;
 fail:
@@ -484,10 +494,12 @@ fail:
 	return -1;
 }
 
-static bool rep_live_remove(struct rep_worker *w);
-static void rep_mailbox_drain(struct rep_worker *w);
 static void rep_forget_inbox_queued(struct rep_worker *w);
-static void rep_mailbox_closed_cb(uv_handle_t *h);
+
+static void rep_worker_closed(void *owner)
+{
+	free(owner);
+}
 
 static void rep_worker_free(void *wstate)
 {
@@ -496,21 +508,21 @@ static void rep_worker_free(void *wstate)
 
 	if (w == NULL)
 		return;
-	/* Off the live list first; forget requests still in the mailbox are then done here:
+	/* Off the board first; forget requests still in the mailbox are then done here:
 	 * LMDB deletes go into the writer's last batch, a Redis DEL is left to the live
 	 * generation's connection (this one is going). */
-	live = rep_live_remove(w);
+	live = mailbox_leave(&w->mb);
 	if (live)
 		rep_forget_inbox_queued(w);  /* before its queue goes to the live generation */
 	redis_store_free(w->rs);
 	w->rs = NULL;
 	if (live)
-		rep_mailbox_drain(w);
+		mailbox_drain(&w->mb);
 	/* The last updates are written now (the writer copied what it needs of the config). */
 	lmdb_writer_free(w->wr);
 	lmdb_store_close(w->st);
 	if (live)
-		uv_close((uv_handle_t *)&w->mailbox, rep_mailbox_closed_cb);
+		mailbox_close(&w->mb, rep_worker_closed);
 	else
 		free(w);
 }
@@ -534,17 +546,9 @@ static uint64_t rep_timeout_ms(void *wstate)
 }
 
 /* ---- forgetting a client (reputation_forget_post) -----------------------------------------
- * Every worker state with a store is on the live list, with a mailbox on its loop: a forget
+ * Every worker state with a store is on rep_board, with a mailbox on its loop: a forget
  * request is handed to each and done there, after what that worker has queued (an LMDB
  * writer applies in order; a Redis connection answers in order). */
-
-struct rep_forget_part {
-	struct reputation_forget *f;
-	struct rep_forget_part *next;
-};
-
-static pthread_mutex_t rep_live_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct rep_worker *rep_live_list;
 
 /* One worker's part is over (any thread: its loop's); the last one completes f. */
 static void rep_forget_part_end(struct reputation_forget *f)
@@ -604,8 +608,11 @@ static void rep_forget_redis_queued(struct rep_worker *w, const struct reputatio
 /* Does f's part on w's loop: LMDB deletes queued after w's earlier updates, then the batch
  * pushed to the pool; or one Redis DEL per key on w's connection, once the store's queued
  * updates of the key are forgotten (redis_store_write_forget). */
-static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
+static void rep_forget_run(void *owner, void *msg)
 {
+	struct rep_worker *w = owner;
+	struct reputation_forget *f = msg;
+
 	if (w->wr != NULL) {
 		for (size_t i = 0; i < f->nkeys; i++)
 			if (lmdb_writer_del(w->wr, f->keys[i], strlen(f->keys[i])) < 0)
@@ -631,7 +638,16 @@ static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 			const char *argv[2] = { "DEL", rk };
 			struct rep_forget_del *d = malloc(sizeof(*d));
 
+			char tomb[REP_DOM_KEY_MAX + sizeof(REP_REDIS_FLUSHED)], now[32], px[32];
+			const char *sargv[5] = { "SET", tomb, now, "PX", px };
+
 			snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
+			/* the time of the flush first, on the same connection: an outcome from before
+			 * it that another node queued through an outage is not added back */
+			snprintf(tomb, sizeof(tomb), REP_REDIS_FLUSHED "%s", f->keys[i]);
+			snprintf(now, sizeof(now), "%llu", (unsigned long long)rep_wall_ms());
+			snprintf(px, sizeof(px), "%llu", (unsigned long long)w->cfg->half_life * 8);
+			redis_store_command(w->rs, 5, sargv, NULL, NULL, NULL, NULL);
 			if (d != NULL) {
 				*d = (struct rep_forget_del){ .f = f, .key = i, .left = left };
 				if (redis_store_command(w->rs, 2, argv, NULL, rep_forget_redis_cb, d, NULL) == 0) {
@@ -654,102 +670,26 @@ static void rep_forget_run(struct rep_worker *w, struct reputation_forget *f)
 
 /* A store going with forget requests still in the inbox: its queued updates of their keys
  * are dropped before the queue is handed over (the live generation's DEL may come first). */
+static void rep_forget_queued_one(void *arg, void *msg)
+{
+	rep_forget_redis_queued(arg, msg);
+}
+
 static void rep_forget_inbox_queued(struct rep_worker *w)
 {
-	pthread_mutex_lock(&rep_live_mu);
-	for (struct rep_forget_part *p = w->inbox; p; p = p->next)
-		rep_forget_redis_queued(w, p->f);
-	pthread_mutex_unlock(&rep_live_mu);
-}
-
-/* Takes w's inbox (under the lock) and runs each request, oldest first. */
-static void rep_mailbox_drain(struct rep_worker *w)
-{
-	struct rep_forget_part *p, *rev = NULL;
-
-	pthread_mutex_lock(&rep_live_mu);
-	p = w->inbox;
-	w->inbox = NULL;
-	pthread_mutex_unlock(&rep_live_mu);
-	while (p) {                     /* the inbox is newest first */
-		struct rep_forget_part *next = p->next;
-		p->next = rev;
-		rev = p;
-		p = next;
-	}
-	while (rev) {
-		struct rep_forget_part *next = rev->next;
-		rep_forget_run(w, rev->f);
-		free(rev);
-		rev = next;
-	}
-}
-
-static void rep_mailbox_cb(uv_async_t *a)
-{
-	rep_mailbox_drain(a->data);
-}
-
-static void rep_mailbox_closed_cb(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-/* Puts w on the live list with its mailbox (on w's loop: this runs on that loop's thread,
- * or before it runs). */
-static void rep_live_add(struct rep_worker *w)
-{
-	if (uv_async_init(w->loop, &w->mailbox, rep_mailbox_cb) != 0)
-		return;                 /* forget requests will not reach this worker */
-	w->mailbox.data = w;
-	uv_unref((uv_handle_t *)&w->mailbox);   /* a mailbox alone keeps no loop running */
-	pthread_mutex_lock(&rep_live_mu);
-	w->live = true;
-	w->live_next = rep_live_list;
-	rep_live_list = w;
-	pthread_mutex_unlock(&rep_live_mu);
-}
-
-/* Takes w off the live list: no request reaches it afterwards. True when w was live: its
- * inbox is to be drained and its mailbox closed. */
-static bool rep_live_remove(struct rep_worker *w)
-{
-	if (!w->live)
-		return false;
-	pthread_mutex_lock(&rep_live_mu);
-	for (struct rep_worker **pp = &rep_live_list; *pp; pp = &(*pp)->live_next)
-		if (*pp == w) {
-			*pp = w->live_next;
-			break;
-		}
-	pthread_mutex_unlock(&rep_live_mu);
-	return true;
+	mailbox_foreach_queued(&w->mb, rep_forget_queued_one, w);
 }
 
 size_t reputation_forget_post(struct reputation_forget *f)
 {
-	size_t n = 0;
+	size_t n, full;
 
 	for (size_t i = 0; i < REPUTATION_FORGET_KEYS; i++)
 		atomic_init(&f->removed[i], 0);
 	atomic_init(&f->failed, 0);
 	atomic_init(&f->parts, 1);      /* held while posting */
-	pthread_mutex_lock(&rep_live_mu);
-	for (struct rep_worker *w = rep_live_list; w; w = w->live_next) {
-		struct rep_forget_part *p = malloc(sizeof(*p));
-
-		if (p == NULL) {
-			atomic_fetch_add(&f->failed, 1);
-			continue;
-		}
-		p->f = f;
-		p->next = w->inbox;
-		w->inbox = p;
-		atomic_fetch_add(&f->parts, 1);
-		uv_async_send(&w->mailbox);
-		n++;
-	}
-	pthread_mutex_unlock(&rep_live_mu);
+	n = mailbox_post_all(&rep_board, f, &f->parts, &full);
+	atomic_fetch_add(&f->failed, (int)full);
 	f->workers = n;
 	rep_forget_part_end(f);
 	return n;
@@ -1104,8 +1044,8 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 		for (size_t i = 0; i < nkeys; i++)
 			lmdb_writer_merge(w->wr, keys[i], strlen(keys[i]), &op, 1);
 	} else if (w->rs && nkeys > 0) {
-		char hl[32], ttl[32], rk[3][REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
-		const char *argv[6];
+		char hl[32], ttl[32], at[32], rk[3][REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)];
+		const char *argv[7];
 
 		for (size_t i = 0; i < nkeys; i++) {
 			snprintf(rk[i], sizeof(rk[i]), REP_REDIS_PREFIX "%s", keys[i]);
@@ -1116,9 +1056,11 @@ static void rep_record(struct rep_worker *w, const struct hook_env *env, enum re
 		argv[nkeys] = rep_fields_short[o];
 		argv[nkeys + 1] = hl;
 		argv[nkeys + 2] = ttl;
+		snprintf(at, sizeof(at), "%llu", (unsigned long long)rep_wall_ms());
+		argv[nkeys + 3] = at;
 		/* The store's write queue keeps it through an outage (a full queue: counted in
 		 * mxgate_store_writes_dropped_total and logged by the store). */
-		redis_store_write(w->rs, w->lua_add, (int)nkeys, 3, argv, NULL, NULL, NULL);
+		redis_store_write(w->rs, w->lua_add, (int)nkeys, 4, argv, NULL, NULL, NULL);
 	}
 }
 

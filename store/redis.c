@@ -518,8 +518,8 @@ static void rs_retry_cb(uv_timer_t *t)
 		if (!rs->down_logged) {
 			rs->down_logged = true;
 			log_event(LOG_LVL_WARNING, NULL,
-			    "event=redis_down store=%s worker=%d reason=connect_timeout", rs->url,
-			    rs->worker);
+			    "event=redis_down store=%s worker=%d module=%s reason=connect_timeout",
+			    rs->url, rs->worker, rs->name);
 		}
 		if (ac)
 			redisAsyncFree(ac);
@@ -548,8 +548,8 @@ static void rs_fail(struct redis_store *rs, const char *reason)
 	rs->state = RS_DOWN;
 	if (!rs->down_logged) {
 		rs->down_logged = true;
-		log_event(LOG_LVL_WARNING, NULL, "event=redis_down store=%s worker=%d reason=%s",
-		    rs->url, rs->worker, reason);
+		log_event(LOG_LVL_WARNING, NULL, "event=redis_down store=%s worker=%d module=%s reason=%s",
+		    rs->url, rs->worker, rs->name, reason);
 	}
 	if (ac)
 		redisAsyncFree(ac);   /* deferred by hiredis when inside its callback */

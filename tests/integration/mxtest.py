@@ -663,6 +663,25 @@ def mxgatectl():
     return path
 
 
+def ctl(sock, *args, timeout=30):
+    """mxgatectl -s sock ARGS...: (exit status, stdout, stderr)."""
+    r = subprocess.run([mxgatectl(), '-s', sock] + list(args), capture_output=True, text=True,
+                       timeout=slack(timeout))
+    return r.returncode, r.stdout, r.stderr
+
+
+def rcpt_code(port, proxy_src, mail_from, rcpt, ehlo='mail.example.org'):
+    """One session from proxy_src (PROXY header): EHLO, MAIL, one RCPT, QUIT; the RCPT's code
+    (greylisting and the RCPT checks without sending a message)."""
+    c = Client(port, proxy_src=proxy_src)
+    c.ehlo(ehlo)
+    c.cmd('MAIL FROM:<%s>' % mail_from)
+    code = c.cmd('RCPT TO:<%s>' % rcpt)[0]
+    c.cmd('QUIT')
+    c.close()
+    return code
+
+
 def case_wanted(name):
     """True unless MX_POOL_ONLY=name,name (run only those cases of a test) leaves name out."""
     only = os.environ.get('MX_POOL_ONLY')
@@ -875,6 +894,65 @@ service auth {{
     proc.sock, proc.inet, proc.port = 'unix:' + sock, 'inet:127.0.0.1:%d' % port, port
     proc.log = lambda: log_of(name)
     return proc
+
+
+class TcpForwarder:
+    """A TCP forwarder on 127.0.0.1:<free port> to 127.0.0.1:target (threads): a daemon's path
+    to a real peer that a test can cut — cut() closes every connection and refuses new ones
+    (a network partition of one node); set .open = True to let connections through again."""
+
+    def __init__(self, target):
+        self.target = target
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(('127.0.0.1', 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.open, self.conns = True, []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if not self.open:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(('127.0.0.1', self.target), 5)
+            except OSError:
+                c.close()
+                continue
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.open = False
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.conns = []
 
 
 def redis_cmd(port, *args, timeout=5):

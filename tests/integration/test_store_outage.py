@@ -51,8 +51,6 @@ def every_store(event, start):
     timer: one back says nothing of the others (the next retry of one that tried just
     before Redis was back may be seconds later)."""
     seen = re.findall(r'event=%s store=\S+ worker=(\d+)(?: module=(\w+))?' % event, mx.log()[start:])
-    if event == 'redis_down':   # logged without the module: count the connections
-        return len(seen) >= WORKERS * len(MODULES)
     return {(int(w), m) for w, m in seen} >= {(w, m) for w in range(WORKERS) for m in MODULES}
 
 
