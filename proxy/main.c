@@ -302,14 +302,6 @@ failed:
 	return 0;
 }
 
-/* The control socket's `reload`: at once, on the main loop (its reply says how it went). */
-static unsigned main_reload(char **errors)
-{
-	sdnotify_reloading();
-	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
-	return main_reload_apply(errors, true, NULL);
-}
-
 /* A SIGHUP reload's backend names, resolved in the thread pool (hostres_set_resolve blocks
  * up to dns.timeout): meanwhile the main loop serves the status page, /metrics, the control
  * socket and the probes, and the running generation the mail. */
@@ -320,8 +312,41 @@ struct main_resolve {
 	uint64_t timeout_ms;
 	int tries;
 };
-static struct main_resolve *reload_resolving;   /* a SIGHUP reload waiting for its names */
-static bool reload_again;                       /* a SIGHUP came meanwhile */
+static struct main_resolve *reload_resolving;   /* a reload waiting for its names */
+static bool reload_again;                       /* a reload was asked for meanwhile */
+
+/* Who waits for a reload's result (`mxgatectl reload`): those of the reload under way, and
+ * those that asked while it resolved (answered by the reload queued after it). */
+struct main_reload_waiter {
+	void (*done)(void *arg, unsigned gen, char *errors);
+	void *arg;
+	struct main_reload_waiter *next;
+};
+static struct main_reload_waiter *reload_waiters, *reload_waiters_next;
+
+/* Answers the waiters of the reload that just ended (errors: its text, or NULL). */
+static void main_reload_answer(unsigned gen, const char *errors)
+{
+	struct main_reload_waiter *w = reload_waiters;
+
+	reload_waiters = NULL;        /* an answer may ask for the next reload */
+	while (w) {
+		struct main_reload_waiter *next = w->next;
+		w->done(w->arg, gen, errors ? strdup(errors) : NULL);
+		free(w);
+		w = next;
+	}
+}
+
+/* main_reload_apply, its result to the waiters. */
+static void main_reload_finish(bool resolve, const struct hostres_set *seed)
+{
+	char *errors = NULL;
+	unsigned gen = main_reload_apply(&errors, resolve, seed);
+
+	main_reload_answer(gen, errors);
+	free(errors);
+}
 
 static void main_reload_begin(void);
 
@@ -338,20 +363,30 @@ static void main_reload_resolved_cb(uv_work_t *w, int status)
 
 	reload_resolving = NULL;
 	/* the file is read again, its names taken from the set: a name it did not have then
-	 * (the file changed meanwhile) is resolved there, bounded by dns.timeout */
+	 * (the file changed meanwhile) is resolved there, bounded by dns.timeout. Stopping:
+	 * the reload was abandoned (main_reload_abandon), its waiters answered. */
 	if (!stopping)
-		main_reload_apply(NULL, true, status == 0 ? m->names : NULL);
+		main_reload_finish(true, status == 0 ? m->names : NULL);
 	hostres_set_free(m->names);
 	free(m);
 	if (reload_again && !stopping) {
 		reload_again = false;
-		main_reload_begin();
+		/* those who asked meanwhile wait for the queued reload; one that an answer above
+		 * started already (a pipelined `reload`) read the file after them: theirs too */
+		struct main_reload_waiter **tail = &reload_waiters;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = reload_waiters_next;
+		reload_waiters_next = NULL;
+		if (reload_resolving == NULL)
+			main_reload_begin();
 	}
 }
 
-/* SIGHUP: reads the file for its backend names (no DNS), resolves them off the main loop,
- * then loads the file with them and puts it in force (main_reload_apply); a file that is
- * invalid, or names that do not resolve, keep the running generation, as before. */
+/* SIGHUP and `mxgatectl reload`: reads the file for its backend names (no DNS), resolves
+ * them off the main loop, then loads the file with them and puts it in force
+ * (main_reload_apply); a file that is invalid, or names that do not resolve, keep the
+ * running generation, as before. */
 static void main_reload_begin(void)
 {
 	struct mx_config *cfg = NULL;
@@ -373,7 +408,7 @@ static void main_reload_begin(void)
 		fclose(sink);
 	free(text);
 	if (rc != 0) {
-		main_reload_apply(NULL, false, NULL);
+		main_reload_finish(false, NULL);
 		return;
 	}
 	struct main_resolve *m = calloc(1, sizeof(*m));
@@ -395,10 +430,54 @@ static void main_reload_begin(void)
 		}
 	}
 	/* nothing to ask (addresses only), or no thread for it: at once */
-	main_reload_apply(NULL, true, m ? m->names : NULL);
+	main_reload_finish(true, m ? m->names : NULL);
 	if (m)
 		hostres_set_free(m->names);
 	free(m);
+}
+
+/* The control socket's `reload` (ops_host.reload): as SIGHUP, done called with the result. */
+static void main_reload(void (*done)(void *arg, unsigned gen, char *errors), void *arg)
+{
+	struct main_reload_waiter *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || stopping) {
+		free(w);
+		done(arg, 0, strdup(stopping ? "mxgate is shutting down: no reload\n" : "out of memory\n"));
+		return;
+	}
+	w->done = done;
+	w->arg = arg;
+	if (reload_resolving) {
+		w->next = reload_waiters_next;
+		reload_waiters_next = w;
+	} else {
+		w->next = reload_waiters;
+		reload_waiters = w;
+	}
+	main_reload_begin();
+}
+
+/* SIGTERM: a reload under way is not waited for (its names could take dns.timeout): the
+ * resolution gives up at once (hostres_set_cancel; main_reload_resolved_cb then only frees
+ * it), the waiters are told, a queued reload is forgotten. */
+static void main_reload_abandon(void)
+{
+	if (reload_resolving) {
+		hostres_set_cancel(reload_resolving->names);
+		log_event(LOG_LVL_INFO, NULL, "event=reload_abandoned reason=stopping");
+	}
+	reload_again = false;
+	struct main_reload_waiter *w = reload_waiters_next;
+	reload_waiters_next = NULL;
+	if (w) {
+		struct main_reload_waiter **tail = &w;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = reload_waiters;
+		reload_waiters = w;
+	}
+	main_reload_answer(0, "mxgate is shutting down: the reload was abandoned\n");
 }
 
 /* How long the workers may take to drain: limits.drain_timeout, and a little more. */
@@ -483,6 +562,7 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	log_event(LOG_LVL_INFO, NULL, "event=shutdown signal=%d drain_timeout_ms=%llu", signum,
 	    (unsigned long long)current->cfg->limits.drain_timeout);
 	sdnotify_printf("STOPPING=1\nSTATUS=draining %ld sessions", counter_get(COUNTER_SESSIONS_ACTIVE));
+	main_reload_abandon();
 	control_stop(control);
 	control = NULL;
 	ops_set_stopping();

@@ -18,11 +18,14 @@ struct backend;
 struct ops_host {
 	/* The generation in force (never NULL once the daemon runs). */
 	struct shared_gen *(*current)(void);
-	/* Reloads the config as SIGHUP does. Returns the new generation id, or 0 and sets
-	 * *errors to a malloc'd text (one "FILE:LINE:COL: key: reason" line per error). On
-	 * success *errors is NULL or the malloc'd comma-separated keys that changed but take
-	 * effect only at the next start ("listen,workers"). */
-	unsigned (*reload)(char **errors);
+	/* Reloads the config as SIGHUP does (the backend names resolved off the main loop; a
+	 * reload under way first: this one is queued after it) and calls done(arg, gen, errors)
+	 * once, on the main loop's thread, when it is over: at once from inside this call or
+	 * later. gen: the new generation id, or 0 with errors the malloc'd text of one
+	 * "FILE:LINE:COL: key: reason" line per error (or why there was no reload: shutting
+	 * down). On success errors is NULL or the malloc'd comma-separated keys that changed
+	 * but take effect only at the next start ("listen,workers"). done frees errors. */
+	void (*reload)(void (*done)(void *arg, unsigned gen, char *errors), void *arg);
 };
 
 /* Starts the ops state on loop: keeps host (copied), starts the one-second history tick.
