@@ -772,6 +772,29 @@ static int main_open_log(const struct mx_config *cfg)
 	return 0;
 }
 
+/* The daemon's config file as an absolute path (the working directory joined to a relative
+ * one, "./" dropped; links kept as named): the status page, `mxgatectl status` and the log
+ * say which file is in force, and a reload reads the same file whatever the directory.
+ * path itself when it is absolute or the directory is unknown. Kept for the process. */
+static const char *main_absolute_path(const char *path)
+{
+	char cwd[4096];
+	char *abs;
+
+	if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return path;
+	while (path[0] == '.' && path[1] == '/') {
+		path += 2;
+		while (*path == '/')
+			path++;
+	}
+	size_t n = strlen(cwd) + strlen(path) + 2;
+	if ((abs = malloc(n)) == NULL)
+		return path;
+	snprintf(abs, n, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", path);
+	return abs;
+}
+
 int main(int argc, char **argv)
 {
 	int check_only = 0, ch;
@@ -823,6 +846,8 @@ int main(int argc, char **argv)
 	if (!check_only && optind >= argc)
 		pthread_sigmask(SIG_BLOCK, &held, NULL);
 	config_resolve_hosts(true);
+	if (!check_only && optind >= argc)
+		config_path = main_absolute_path(config_path);
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
 	if (optind < argc && strcmp(argv[optind], "learn") == 0) {
