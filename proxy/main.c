@@ -267,8 +267,10 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 	health = NULL;
 	struct shared_gen *old = current;
 	/* Backends keep their known state across a reload (a dead one stays out: the state is
-	 * the URL's, backend.h), and drained ones stay drained until `mxgatectl enable`. */
+	 * the URL's, backend.h), what they learnt of their addresses, and drained ones stay
+	 * drained until `mxgatectl enable`. */
 	ops_apply_drains(g->pool);
+	ops_carry_addr_memory(g->pool, old ? old->pool : NULL);
 	current = g;
 	for (int i = 0; i < nworkers; i++)
 		worker_post_gen(&workers[i], g);

@@ -73,6 +73,12 @@ int ops_enable(const char *url);
 bool ops_is_drained(const char *url);
 /* Flags the drained backends of a new pool (call on reload, before workers see it). */
 void ops_apply_drains(struct pool *p);
+/* What old's servers learnt of their addresses (backend.h: the address that last took a
+ * connection, those passed over for BACKEND_ADDR_RETRY_MS) goes to p's servers of the same
+ * URL, address by address (one the DNS no longer gives is forgotten): a reload does not
+ * send the first connections to a dead address again. Call on reload, before workers see
+ * p. NULL old ok. */
+void ops_carry_addr_memory(struct pool *p, const struct pool *old);
 /* The drain set, for listings: url i (NULL past the end). */
 const char *ops_drained_url(size_t i);
 /* Forgets the drain set (tests). */
