@@ -278,8 +278,8 @@ static int limits_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 }
 
 static const struct cfg_field limits_fields[] = {
-	{ "max_connections", CFG_INT, offsetof(struct limits_config, max_connections), "20000",
-	  1, 10000000, .doc = "concurrent client connections, all workers together" },
+	{ "max_connections", CFG_INT, offsetof(struct limits_config, max_connections), "16000",
+	  1, 10000000, .doc = "concurrent client connections, all workers together (each may hold 4 file descriptors: 16000 fits the unit's LimitNOFILE=65536)" },
 	{ "max_connections_per_ip", CFG_INT, offsetof(struct limits_config, max_connections_per_ip),
 	  "50", 1, 10000000, .doc = "concurrent connections from one client (an IPv6 client: its client_ipv6_prefix network)" },
 	{ "client_ipv6_prefix", CFG_INT, offsetof(struct limits_config, client_ipv6_prefix), "64",

@@ -705,9 +705,12 @@ static int main_drop_privileges(const char *user)
 
 /* log.file, opened before privileges go (its directory may be root's) and given to the
  * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
-/* Descriptors a session may hold (the client's, a backend's) and those kept aside for the
- * rest (metrics and control connections, health probes, DNS, spool files, filters). */
-#define MAIN_FDS_PER_SESSION 2
+/* Descriptors a session may hold at its heaviest (its client's, its backend's, a milter's
+ * and a scanner's: 4.03 measured with a backend, STARTTLS, a milter, rspamd, clamd and
+ * spamd, bench/fd_per_session.py) and those kept aside for the rest (metrics and control
+ * connections, health probes, DNS, spool files). docs/operations.md has the arithmetic
+ * behind the default limits.max_connections (16000 under the unit's LimitNOFILE=65536). */
+#define MAIN_FDS_PER_SESSION 4
 #define MAIN_FDS_RESERVE 64
 
 static long main_open_fds(void)
@@ -748,9 +751,10 @@ static void main_fd_budget(const struct mx_config *cfg)
 	if (cap >= cfg->limits.max_connections)
 		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=fd_limit nofile=%lu open=%ld sessions=%ld max_connections=%ld "
-	    "reason=\"the file limit holds %ld sessions (2 descriptors each): more get 421; raise LimitNOFILE= "
+	    "reason=\"the file limit holds %ld sessions (%d descriptors each): more get 421; raise LimitNOFILE= "
 	    "(ulimit -n) to %ld for max_connections\"", (unsigned long)rl.rlim_cur, open, cap,
-	    cfg->limits.max_connections, cap, (long)cfg->limits.max_connections * MAIN_FDS_PER_SESSION +
+	    cfg->limits.max_connections, cap, MAIN_FDS_PER_SESSION,
+	    (long)cfg->limits.max_connections * MAIN_FDS_PER_SESSION +
 	    open + MAIN_FDS_RESERVE);
 }
 
