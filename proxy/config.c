@@ -427,6 +427,26 @@ fail:
 	return NULL;
 }
 
+/* See config.h. */
+int config_take_resolved(struct mx_config *c, struct hostres_set *set)
+{
+	const struct plugin_config *pcs = c->plugins.v;
+	char ph[256];
+
+	hostres_set_free(c->resolved);
+	c->resolved = set;
+	for (size_t i = 0; set != NULL && i < set->n; i++)
+		if (!set->v[i].done || set->v[i].err != NULL)
+			return -1;
+	for (size_t i = 0; set != NULL && i < c->plugins.n; i++) {
+		const struct hostres_entry *e;
+		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) == 1 &&
+		    (e = hostres_set_find(set, ph)) != NULL && e->n > 0)
+			pconn_names_publish_all(ph, e->sa, e->n);
+	}
+	return set != NULL ? 0 : -1;
+}
+
 /* With config_resolve_hosts on: every backend host name (servers, routes, quarantine)
  * resolved once, all at once, through dns.resolvers within dns.timeout (hostres.h), kept in
  * c->resolved for the pool (backend.c), so `-t`, the start and a reload refuse a name that

@@ -228,22 +228,27 @@ static void main_start_only_changes(const struct mx_config *cfg, char *out, size
 
 /* Loads the config file and puts it in force (the second half of a reload). resolve: the
  * backend names are resolved (off: an invalid file's errors only, no DNS); seed: names
- * already resolved, not asked again (config_resolve_seed). Returns the new generation
+ * already resolved, not asked again (config_resolve_seed); loaded: the file loaded already,
+ * its names resolved (config_take_resolved), put in force as it is (taken). Returns the new generation
  * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
  * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. On success *errors is
  * the comma-separated keys that take effect only at the next start, or NULL (ops.h). */
-static unsigned main_reload_apply(char **errors, bool resolve, const struct hostres_set *seed)
+static unsigned main_reload_apply(char **errors, bool resolve, const struct hostres_set *seed,
+    struct mx_config *loaded)
 {
-	struct mx_config *cfg = NULL;
+	struct mx_config *cfg = loaded;
 	char *text = NULL;
 	size_t textlen = 0;
 	FILE *errfp = open_memstream(&text, &textlen);
+	int rc = 0;
 
-	config_resolve_seed(seed);
-	config_resolve_hosts(resolve);
-	int rc = config_load(config_path, &cfg, errfp ? errfp : stderr);
-	config_resolve_hosts(true);
-	config_resolve_seed(NULL);
+	if (cfg == NULL) {
+		config_resolve_seed(seed);
+		config_resolve_hosts(resolve);
+		rc = config_load(config_path, &cfg, errfp ? errfp : stderr);
+		config_resolve_hosts(true);
+		config_resolve_seed(NULL);
+	}
 	if (rc != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s reason=invalid_config keeping=old", config_path);
 		goto failed;
@@ -310,6 +315,7 @@ failed:
 struct main_resolve {
 	uv_work_t work;
 	struct hostres_set *names;
+	struct mx_config *cfg;       /* the file as read for the reload, put in force with names */
 	char servers[1024];
 	uint64_t timeout_ms;
 	int tries;
@@ -341,16 +347,38 @@ static void main_reload_answer(unsigned gen, const char *errors)
 }
 
 /* main_reload_apply, its result to the waiters. */
-static void main_reload_finish(bool resolve, const struct hostres_set *seed)
+static void main_reload_finish(bool resolve, const struct hostres_set *seed, struct mx_config *loaded)
 {
 	char *errors = NULL;
-	unsigned gen = main_reload_apply(&errors, resolve, seed);
+	unsigned gen = main_reload_apply(&errors, resolve, seed, loaded);
 
 	main_reload_answer(gen, errors);
 	free(errors);
 }
 
 static void main_reload_begin(void);
+
+/* The names of m->cfg are resolved (ok: the work ran): the file as it was read is put in
+ * force with them, parsed once. A name that did not resolve: the file is loaded again with
+ * the names as the seed (no DNS asked again), for the FILE:LINE:COL lines of the refusal. */
+static void main_reload_resolved(struct main_resolve *m, bool ok)
+{
+	if (ok && m->names && m->cfg) {
+		struct hostres_set *names = m->names;
+		m->names = NULL;
+		if (config_take_resolved(m->cfg, names) == 0) {
+			struct mx_config *cfg = m->cfg;
+			m->cfg = NULL;
+			main_reload_finish(true, NULL, cfg);
+			return;
+		}
+		m->cfg->resolved = NULL;    /* m's again: the seed below */
+		m->names = names;
+		main_reload_finish(true, names, NULL);
+		return;
+	}
+	main_reload_finish(true, ok ? m->names : NULL, NULL);
+}
 
 static void main_reload_resolve_cb(uv_work_t *w)
 {
@@ -364,11 +392,10 @@ static void main_reload_resolved_cb(uv_work_t *w, int status)
 	struct main_resolve *m = w->data;
 
 	reload_resolving = NULL;
-	/* the file is read again, its names taken from the set: a name it did not have then
-	 * (the file changed meanwhile) is resolved there, bounded by dns.timeout. Stopping:
-	 * the reload was abandoned (main_reload_abandon), its waiters answered. */
+	/* Stopping: the reload was abandoned (main_reload_abandon), its waiters answered. */
 	if (!stopping)
-		main_reload_finish(true, status == 0 ? m->names : NULL);
+		main_reload_resolved(m, status == 0);
+	config_free(m->cfg);
 	hostres_set_free(m->names);
 	free(m);
 	if (reload_again && !stopping) {
@@ -410,7 +437,7 @@ static void main_reload_begin(void)
 		fclose(sink);
 	free(text);
 	if (rc != 0) {
-		main_reload_finish(false, NULL);
+		main_reload_finish(false, NULL, NULL);
 		return;
 	}
 	struct main_resolve *m = calloc(1, sizeof(*m));
@@ -419,8 +446,10 @@ static void main_reload_begin(void)
 	if (m) {
 		m->timeout_ms = cfg->dns.timeout ? cfg->dns.timeout : 2000;
 		m->tries = cfg->dns.tries ? (int)cfg->dns.tries : 2;
+		m->cfg = cfg;
+	} else {
+		config_free(cfg);
 	}
-	config_free(cfg);
 	bool pending = false;
 	for (size_t i = 0; m && m->names && i < m->names->n; i++)
 		pending |= !m->names->v[i].done;
@@ -432,10 +461,16 @@ static void main_reload_begin(void)
 		}
 	}
 	/* nothing to ask (addresses only), or no thread for it: at once */
-	main_reload_finish(true, m ? m->names : NULL);
-	if (m)
+	if (m) {
+		if (pending)
+			hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
+		main_reload_resolved(m, true);
+		config_free(m->cfg);
 		hostres_set_free(m->names);
-	free(m);
+		free(m);
+	} else {
+		main_reload_finish(true, NULL, NULL);
+	}
 }
 
 /* The control socket's `reload` (ops_host.reload): as SIGHUP, done called with the result. */
