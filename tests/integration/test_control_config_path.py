@@ -25,7 +25,7 @@ cfg = mt.config([a.url], workers=1, control={'socket': SOCK},
 first = mt.Mxgate(cfg, name='cfgpath')
 first.stop()
 abs_path = os.path.realpath(first.conf)
-p = mt.spawn([mt.BIN, '-c', './' + os.path.basename(first.conf)], 'cfgpath-rel', cwd=os.path.dirname(abs_path))
+p = mt.spawn([os.path.abspath(mt.BIN), '-c', './' + os.path.basename(first.conf)], 'cfgpath-rel', cwd=os.path.dirname(abs_path))
 mt.check(mt.wait_for(lambda: 'event=ready ' in mt.log_of('cfgpath-rel') or p.poll() is not None, 15),
          'started from a relative path\n%s' % mt.log_of('cfgpath-rel')[-2000:])
 mt.check('event=started version=' in mt.log_of('cfgpath-rel') and
@@ -47,4 +47,6 @@ mt.check(r.returncode == 0 and 'reloaded: generation 2' in r.stdout, 'reload (rc
          % (r.returncode, r.stdout, r.stderr))
 mt.stop_proc(p)
 mt.check(p.returncode == 0, 'stops (%s)' % p.returncode)
+mt.check(not any(pat in mt.log_of('cfgpath-rel') for pat in mt.SANITIZER_PATTERNS),
+         'no sanitizer report in its stderr\n%s' % mt.log_of('cfgpath-rel')[-3000:])
 mt.finish()
