@@ -356,6 +356,11 @@ int control_dispatch_start(const struct ctl_request *req, struct strbuf *out, uv
 			strbuf_printf(out, "not running\n");
 			return -1;
 		}
+		if (ops_is_stopping()) {
+			/* the workers these verbs reach are ending (the drain after SIGTERM) */
+			strbuf_printf(out, "%s: mxgate is shutting down\n", (*v)->words);
+			return -1;
+		}
 		if ((*v)->start) {
 			struct control_reply *r = control_reply_new(loop, done, arg, out);
 			if (r == NULL)

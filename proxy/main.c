@@ -48,8 +48,8 @@ static uv_signal_t sig_hup, sig_term, sig_int, sig_usr1, sig_usr2;
 static int stopping;
 static struct control *control;
 static uv_timer_t watchdog_timer;
-/* The drain after SIGTERM: the metrics listener (probes, /metrics) stays until every worker
- * has ended; workers already joined are marked here. */
+/* The drain after SIGTERM: the metrics listener (probes, /metrics) and the control socket
+ * stay until every worker has ended; workers already joined are marked here. */
 static uv_timer_t drain_watch;
 static bool *worker_joined;
 static uint64_t drain_started_ms;
@@ -523,6 +523,18 @@ static uint64_t main_drain_limit_ms(void)
 	return current->cfg->limits.drain_timeout + 5000;
 }
 
+/* The end of a drain: the metrics listener (probes, /metrics, the status page) and the
+ * control socket close (its file removed), so the main loop can end. */
+static void main_close_operator_listeners(void)
+{
+	metrics_set_router(NULL);
+	if (metrics)
+		metrics_stop(metrics);
+	metrics = NULL;
+	control_stop(control);
+	control = NULL;
+}
+
 /* Every 100 ms of the drain: joins the workers that have ended; once all have (or the limit
  * has passed: the join after the loop reports the overrun), closes the metrics listener so
  * the main loop can end. Until then /healthz says the process lives, /readyz that it is
@@ -538,10 +550,7 @@ static void main_drain_watch_cb(uv_timer_t *t)
 	}
 	if (left > 0 && uv_now(t->loop) - drain_started_ms < main_drain_limit_ms())
 		return;
-	metrics_set_router(NULL);
-	if (metrics)
-		metrics_stop(metrics);
-	metrics = NULL;
+	main_close_operator_listeners();
 	uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -600,8 +609,9 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	    (unsigned long long)current->cfg->limits.drain_timeout);
 	sdnotify_printf("STOPPING=1\nSTATUS=draining %ld sessions", counter_get(COUNTER_SESSIONS_ACTIVE));
 	main_reload_abandon();
-	control_stop(control);
-	control = NULL;
+	/* The control socket answers during the drain (status, backends: `"stopping": true`, the
+	 * sessions left), as HAProxy's stats socket does during a soft stop; a reload, and the
+	 * verbs that ask the workers, are refused. It closes with the metrics listener. */
 	ops_set_stopping();
 	ops_stop();
 	if (!uv_is_closing((uv_handle_t *)&watchdog_timer))
@@ -620,10 +630,7 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 		drain_watched = true;
 		uv_timer_start(&drain_watch, main_drain_watch_cb, 100, 100);
 	} else {
-		metrics_set_router(NULL);
-		if (metrics)
-			metrics_stop(metrics);
-		metrics = NULL;
+		main_close_operator_listeners();
 	}
 	/* The signal handlers stay (a second signal ends the drain; SIGHUP is refused, not left
 	 * to its default action, which would end the process mid-drain) but no longer keep
