@@ -287,7 +287,9 @@ int main(int argc, char **argv)
 		}
 		int w = wait_fd(fd, POLLIN, deadline);
 		if (w != 1) {
-			fprintf(stderr, "mxgatectl: %s: no answer within %.0f s\n", sockpath, timeout);
+			fprintf(stderr, "mxgatectl: %s: no answer within %.0f s%s\n", sockpath, timeout,
+			    strcmp(argv[optind], "reload") == 0 ? " (the reload goes on in the daemon: its log says "
+			    "event=reloaded or event=reload_failed; -t waits longer)" : "");
 			return EXIT_UNREACHABLE;
 		}
 		ssize_t r = recv(fd, buf + n, cap - n, 0);

@@ -14,6 +14,7 @@ for the whole dns.timeout before the daemon exited.
   reply, generation 2 stays;
 - `mxgatectl reload --json` while a SIGHUP reload resolves: queued after it, answered with
   the queued reload's result;
+- `mxgatectl -t 1 reload` gives up first: exit 2, saying the reload goes on, and it does;
 - SIGTERM while a reload resolves a name never answered (dns.timeout long): the daemon
   exits well within dns.timeout, and a waiting `mxgatectl reload` gets an answer or EOF.
 """
@@ -128,6 +129,15 @@ except ValueError:
 mt.check(p.returncode == 0 and reply.get('reloaded') is True and reply.get('generation') == 4,
          'queued: the reply is the queued reload\'s (generation 4 after the SIGHUP\'s 3): rc %s\n%s%s'
          % (p.returncode, out, err))
+
+# --- mxgatectl gives up before the reload is done: it says the reload goes on, and it does
+mark = mx.log_size()
+mx._write(with_server(cfg, 'slow2.async.test'))
+r = subprocess.run([CTL, '-s', SOCK, '-t', '1', 'reload'], capture_output=True, text=True, timeout=mt.slack(30))
+mt.check(r.returncode == 2 and 'the reload goes on in the daemon' in r.stderr,
+         'short -t: exit 2, the reload goes on (rc %s)\n%s%s' % (r.returncode, r.stdout, r.stderr))
+mt.check(mx.wait_log(r'event=reloaded generation=5', mt.slack(20), mark) is not None,
+         'short -t: the reload is done all the same\n%s' % mx.tail())
 mx.stop()
 
 # --- SIGTERM during a reload's resolution: no wait for dns.timeout
