@@ -278,8 +278,8 @@ static int limits_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 }
 
 static const struct cfg_field limits_fields[] = {
-	{ "max_connections", CFG_INT, offsetof(struct limits_config, max_connections), "20000",
-	  1, 10000000, .doc = "concurrent client connections, all workers together" },
+	{ "max_connections", CFG_INT, offsetof(struct limits_config, max_connections), "16000",
+	  1, 10000000, .doc = "concurrent client connections, all workers together (each may hold 4 file descriptors: 16000 fits the unit's LimitNOFILE=65536)" },
 	{ "max_connections_per_ip", CFG_INT, offsetof(struct limits_config, max_connections_per_ip),
 	  "50", 1, 10000000, .doc = "concurrent connections from one client (an IPv6 client: its client_ipv6_prefix network)" },
 	{ "client_ipv6_prefix", CFG_INT, offsetof(struct limits_config, client_ipv6_prefix), "64",
@@ -425,6 +425,26 @@ struct hostres_set *config_host_names(const struct mx_config *c, char *servers, 
 fail:
 	hostres_set_free(s);
 	return NULL;
+}
+
+/* See config.h. */
+int config_take_resolved(struct mx_config *c, struct hostres_set *set)
+{
+	const struct plugin_config *pcs = c->plugins.v;
+	char ph[256];
+
+	hostres_set_free(c->resolved);
+	c->resolved = set;
+	for (size_t i = 0; set != NULL && i < set->n; i++)
+		if (!set->v[i].done || set->v[i].err != NULL)
+			return -1;
+	for (size_t i = 0; set != NULL && i < c->plugins.n; i++) {
+		const struct hostres_entry *e;
+		if (pconn_addr_host(pcs[i].address, ph, sizeof(ph)) == 1 &&
+		    (e = hostres_set_find(set, ph)) != NULL && e->n > 0)
+			pconn_names_publish_all(ph, e->sa, e->n);
+	}
+	return set != NULL ? 0 : -1;
 }
 
 /* With config_resolve_hosts on: every backend host name (servers, routes, quarantine)

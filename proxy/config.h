@@ -148,6 +148,12 @@ void config_resolve_seed(const struct hostres_set *seed);
  * plugins[].address), none resolved except numeric ones, and the DNS servers to ask
  * ("ip:port,..."; "" for /etc/resolv.conf) into servers. NULL when out of memory. */
 struct hostres_set *config_host_names(const struct mx_config *c, char *servers, size_t cap);
+/* A config loaded with config_resolve_hosts off takes set (config_host_names of it,
+ * resolved since: a reload resolves off the main loop) as the load would have made it,
+ * owning it from here, and publishes the filter peers' addresses (plugins/pconn.h). 0 when
+ * every name resolved; -1 when one did not (or set is NULL): load the file again with set as
+ * the seed for the FILE:LINE:COL lines. */
+int config_take_resolved(struct mx_config *c, struct hostres_set *set);
 /* config_load from memory: name is used for cfg->path and error lines. */
 int config_load_string(const char *name, const char *text, size_t len, struct mx_config **out,
 		       void *err_fp /* FILE * */);

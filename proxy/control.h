@@ -6,7 +6,8 @@
  *   drain BACKEND / enable BACKEND
  *                               no new transactions for BACKEND (URL or host:port); running
  *                               ones finish; kept across reloads until enable
- *   reload                      as SIGHUP: the new generation, or the FILE:LINE:COL errors
+ *   reload                      as SIGHUP (names resolved off the main loop): answered when
+ *                               done, with the new generation or the FILE:LINE:COL errors
  *   flush dns|passcache         empty the DNS cache / the DNS-list pass cache
  *   flush reputation IP         forget the client's reputation records in every worker
  *                               (answered once the workers have done it)

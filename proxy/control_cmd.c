@@ -1,5 +1,6 @@
-/* control_cmd.c — the control socket's verbs (see control.h). Each runs synchronously on
- * the main loop and writes its reply payload; nothing here waits on a worker. */
+/* control_cmd.c — the control socket's verbs (see control.h). Each runs on the main loop
+ * and writes its reply payload, at once or (reload, a module verb's start) later: nothing
+ * here blocks the main loop. */
 #include "control.h"
 
 #include <stdio.h>
@@ -19,6 +20,8 @@ struct control_cmd {
 	const char *usage;
 	int min_args, max_args;      /* words after the verb */
 	int (*run)(const struct ctl_request *req, struct strbuf *out);
+	/* instead of run: answers later (control_reply_done), as a module verb's start */
+	void (*start)(const struct ctl_request *req, struct control_reply *r);
 };
 
 /* Verbs a module may offer; without it they answer "not available". */
@@ -87,20 +90,14 @@ static int cmd_drain_enable(const struct ctl_request *req, struct strbuf *out)
 	return 0;
 }
 
-static int cmd_reload(const struct ctl_request *req, struct strbuf *out)
+/* The reply to `reload` (ops_host.reload's result): 0 or -1. Frees errors. */
+static int control_reload_reply(struct strbuf *out, bool json, unsigned gen, char *errors)
 {
 	const struct ops_host *h = ops_host();
-	char *errors = NULL;
-	unsigned gen;
 
-	if (h->reload == NULL) {
-		strbuf_printf(out, "reload: not available\n");
-		return -1;
-	}
-	gen = h->reload(&errors);
 	if (gen == 0) {
 		struct shared_gen *g = h->current ? h->current() : NULL;
-		if (req->json) {
+		if (json) {
 			struct jsonw j;
 			jsonw_init(&j, out);
 			jsonw_obj(&j, NULL);
@@ -117,7 +114,7 @@ static int cmd_reload(const struct ctl_request *req, struct strbuf *out)
 		return -1;
 	}
 	/* errors: the keys that wait for the next start, comma-separated */
-	if (req->json) {
+	if (json) {
 		struct jsonw j;
 		jsonw_init(&j, out);
 		jsonw_obj(&j, NULL);
@@ -144,6 +141,38 @@ static int cmd_reload(const struct ctl_request *req, struct strbuf *out)
 	return 0;
 }
 
+/* A `reload` waiting for its result (the backend names resolve off the main loop). */
+struct control_reload_ask {
+	struct control_reply *r;
+	bool json;
+};
+
+static void cmd_reload_done(void *arg, unsigned gen, char *errors)
+{
+	struct control_reload_ask *ask = arg;
+	struct control_reply *r = ask->r;
+	bool json = ask->json;
+
+	free(ask);
+	control_reply_done(r, control_reload_reply(control_reply_out(r), json, gen, errors));
+}
+
+/* As SIGHUP: answered when the reload is over, the main loop serving meanwhile. */
+static void cmd_reload(const struct ctl_request *req, struct control_reply *r)
+{
+	const struct ops_host *h = ops_host();
+	struct control_reload_ask *ask;
+
+	if (h->reload == NULL || (ask = calloc(1, sizeof(*ask))) == NULL) {
+		strbuf_printf(control_reply_out(r), "reload: %s\n", h->reload ? "out of memory" : "not available");
+		control_reply_done(r, -1);
+		return;
+	}
+	ask->r = r;
+	ask->json = req->json;
+	h->reload(cmd_reload_done, ask);
+}
+
 static int cmd_top(const struct ctl_request *req, struct strbuf *out)
 {
 	long n = 10;
@@ -166,7 +195,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "backends", "backends", 0, 0, cmd_backends },
 	{ "drain", "drain BACKEND", 1, 1, cmd_drain_enable },
 	{ "enable", "enable BACKEND", 1, 1, cmd_drain_enable },
-	{ "reload", "reload", 0, 0, cmd_reload },
+	{ "reload", "reload", 0, 0, NULL, cmd_reload },
 	{ "top", "top clients|reasons|rules [N]", 1, 2, cmd_top },
 	{ "help", "help", 0, 0, cmd_help },
 };
@@ -240,23 +269,30 @@ void control_reply_detach(struct control_reply *r)
 		r->cb = NULL;
 }
 
-/* Starts v's asynchronous form. Returns like control_dispatch_start. */
-static int control_verb_start(const struct control_verb *v, const struct mx_config *cfg,
-    const struct ctl_request *req, int k, struct strbuf *out, uv_loop_t *loop, control_done_fn done,
-    void *arg, struct control_reply **pending)
+/* A reply to be given later, for a verb's start; NULL (out says why) when out of memory. */
+static struct control_reply *control_reply_new(uv_loop_t *loop, control_done_fn done, void *arg,
+    struct strbuf *out)
 {
 	struct control_reply *r = calloc(1, sizeof(*r));
-	int rc;
 
 	if (r == NULL) {
 		strbuf_printf(out, "out of memory\n");
-		return -1;
+		return NULL;
 	}
 	r->starting = true;
 	r->loop = loop;
 	r->cb = done;
 	r->arg = arg;
-	v->start(cfg, req->argc - k, (char **)req->argv + k, req->body, req->body_len, req->json, r);
+	return r;
+}
+
+/* After a verb's start returned: its answer when it gave one at once, else r pending (1).
+ * Returns like control_dispatch_start. */
+static int control_reply_started(struct control_reply *r, const char *words, struct strbuf *out,
+    control_done_fn done, struct control_reply **pending)
+{
+	int rc;
+
 	r->starting = false;
 	if (r->done) {
 		if (r->out.len)
@@ -268,7 +304,7 @@ static int control_verb_start(const struct control_verb *v, const struct mx_conf
 	}
 	if (done == NULL || pending == NULL) {
 		r->cb = NULL;            /* freed when the verb completes it */
-		strbuf_printf(out, "%s: answers later (ask through the control socket)\n", v->words);
+		strbuf_printf(out, "%s: answers later (ask through the control socket)\n", words);
 		return -1;
 	}
 	*pending = r;
@@ -301,7 +337,15 @@ int control_dispatch_start(const struct ctl_request *req, struct strbuf *out, uv
 			strbuf_printf(out, "%s takes no body\n", c->name);
 			return -1;
 		}
-		rc = c->run(req, out);
+		if (c->run) {
+			rc = c->run(req, out);
+			goto logged;
+		}
+		struct control_reply *r = control_reply_new(loop, done, arg, out);
+		if (r == NULL)
+			return -1;
+		c->start(req, r);
+		rc = control_reply_started(r, c->name, out, done, pending);
 		goto logged;
 	}
 	for (const struct control_verb *const *v = control_module_verbs; *v; v++) {
@@ -312,9 +356,19 @@ int control_dispatch_start(const struct ctl_request *req, struct strbuf *out, uv
 			strbuf_printf(out, "not running\n");
 			return -1;
 		}
-		if ((*v)->start)
-			rc = control_verb_start(*v, g->cfg, req, k, out, loop, done, arg, pending);
-		else
+		if (ops_is_stopping()) {
+			/* the workers these verbs reach are ending (the drain after SIGTERM) */
+			strbuf_printf(out, "%s: mxgate is shutting down\n", (*v)->words);
+			return -1;
+		}
+		if ((*v)->start) {
+			struct control_reply *r = control_reply_new(loop, done, arg, out);
+			if (r == NULL)
+				return -1;
+			(*v)->start(g->cfg, req->argc - k, (char **)req->argv + k, req->body, req->body_len,
+			    req->json, r);
+			rc = control_reply_started(r, (*v)->words, out, done, pending);
+		} else
 			rc = (*v)->run(g->cfg, req->argc - k, (char **)req->argv + k, req->body, req->body_len,
 			    req->json, out);
 		goto logged;

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,10 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 			pending++;
 	if (pending == 0)
 		return;
+	if (atomic_load(&s->cancelled)) {
+		hostres_fail_pending(s, "cannot resolve host: resolution cancelled");
+		return;
+	}
 	pthread_once(&hostres_once, hostres_lib_init);
 	if (hostres_lib_status != ARES_SUCCESS) {
 		hostres_fail_pending(s, "cannot resolve host: resolver library failed to start");
@@ -194,7 +199,7 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 				pending++;
 		if (pending == 0)
 			break;
-		if (now >= deadline) {
+		if (now >= deadline || atomic_load(&s->cancelled)) {
 			ares_cancel(ch);	/* the callbacks run: ARES_ECANCELLED */
 			break;
 		}
@@ -219,6 +224,8 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 		maxtv.tv_usec = (suseconds_t)((left % 1000) * 1000);
 		tvp = ares_timeout(ch, &maxtv, &tv);
 		int ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
+		if (ms > HOSTRES_CANCEL_MS)
+			ms = HOSTRES_CANCEL_MS;	/* hostres_set_cancel is seen this soon */
 		int rc = poll(pfd, nfd, ms);
 		if (rc <= 0) {
 			ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);	/* timeouts */
@@ -233,7 +240,14 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 		}
 	}
 	ares_destroy(ch);
-	hostres_fail_pending(s, "cannot resolve host: no answer from the DNS in time (dns.timeout)");
+	hostres_fail_pending(s, atomic_load(&s->cancelled) ? "cannot resolve host: resolution cancelled" :
+	    "cannot resolve host: no answer from the DNS in time (dns.timeout)");
+}
+
+void hostres_set_cancel(struct hostres_set *s)
+{
+	if (s != NULL)
+		atomic_store(&s->cancelled, true);
 }
 
 /* See hostres.h. */

@@ -17,6 +17,7 @@
 #ifndef MX_HOSTRES_H
 #define MX_HOSTRES_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -36,6 +37,7 @@ struct hostres_entry {
 struct hostres_set {
 	struct hostres_entry *v;
 	size_t n, cap;
+	atomic_bool cancelled;        /* hostres_set_cancel: the resolution gives up */
 };
 
 struct hostres_set *hostres_set_new(void);
@@ -47,6 +49,11 @@ int hostres_set_add(struct hostres_set *s, const char *name);
  * attempts per server in it). A name without an answer in time gets err "no answer from the
  * DNS within ...". Never blocks longer than timeout_ms (plus one poll step). */
 void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t timeout_ms, int tries);
+/* From another thread: a hostres_set_resolve running on s gives up within
+ * HOSTRES_CANCEL_MS (its pending names get err "resolution cancelled"), and a later one
+ * asks nothing. The daemon's SIGTERM abandons a reload's resolution so (main.c). */
+#define HOSTRES_CANCEL_MS 50
+void hostres_set_cancel(struct hostres_set *s);
 /* The entry for name (any case), or NULL when it was never added. */
 const struct hostres_entry *hostres_set_find(const struct hostres_set *s, const char *name);
 /* Takes the results (addresses or error) of src's resolved names into the same names of s

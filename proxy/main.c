@@ -48,8 +48,8 @@ static uv_signal_t sig_hup, sig_term, sig_int, sig_usr1, sig_usr2;
 static int stopping;
 static struct control *control;
 static uv_timer_t watchdog_timer;
-/* The drain after SIGTERM: the metrics listener (probes, /metrics) stays until every worker
- * has ended; workers already joined are marked here. */
+/* The drain after SIGTERM: the metrics listener (probes, /metrics) and the control socket
+ * stay until every worker has ended; workers already joined are marked here. */
 static uv_timer_t drain_watch;
 static bool *worker_joined;
 static uint64_t drain_started_ms;
@@ -228,22 +228,27 @@ static void main_start_only_changes(const struct mx_config *cfg, char *out, size
 
 /* Loads the config file and puts it in force (the second half of a reload). resolve: the
  * backend names are resolved (off: an invalid file's errors only, no DNS); seed: names
- * already resolved, not asked again (config_resolve_seed). Returns the new generation
+ * already resolved, not asked again (config_resolve_seed); loaded: the file loaded already,
+ * its names resolved (config_take_resolved), put in force as it is (taken). Returns the new generation
  * id, or 0 when the file is invalid (the running generation stays) with *errors set to a
  * malloc'd text of the FILE:LINE:COL lines when errors is not NULL. On success *errors is
  * the comma-separated keys that take effect only at the next start, or NULL (ops.h). */
-static unsigned main_reload_apply(char **errors, bool resolve, const struct hostres_set *seed)
+static unsigned main_reload_apply(char **errors, bool resolve, const struct hostres_set *seed,
+    struct mx_config *loaded)
 {
-	struct mx_config *cfg = NULL;
+	struct mx_config *cfg = loaded;
 	char *text = NULL;
 	size_t textlen = 0;
 	FILE *errfp = open_memstream(&text, &textlen);
+	int rc = 0;
 
-	config_resolve_seed(seed);
-	config_resolve_hosts(resolve);
-	int rc = config_load(config_path, &cfg, errfp ? errfp : stderr);
-	config_resolve_hosts(true);
-	config_resolve_seed(NULL);
+	if (cfg == NULL) {
+		config_resolve_seed(seed);
+		config_resolve_hosts(resolve);
+		rc = config_load(config_path, &cfg, errfp ? errfp : stderr);
+		config_resolve_hosts(true);
+		config_resolve_seed(NULL);
+	}
 	if (rc != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=reload_failed file=%s reason=invalid_config keeping=old", config_path);
 		goto failed;
@@ -267,8 +272,10 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 	health = NULL;
 	struct shared_gen *old = current;
 	/* Backends keep their known state across a reload (a dead one stays out: the state is
-	 * the URL's, backend.h), and drained ones stay drained until `mxgatectl enable`. */
+	 * the URL's, backend.h), what they learnt of their addresses, and drained ones stay
+	 * drained until `mxgatectl enable`. */
 	ops_apply_drains(g->pool);
+	ops_carry_addr_memory(g->pool, old ? old->pool : NULL);
 	current = g;
 	for (int i = 0; i < nworkers; i++)
 		worker_post_gen(&workers[i], g);
@@ -302,28 +309,76 @@ failed:
 	return 0;
 }
 
-/* The control socket's `reload`: at once, on the main loop (its reply says how it went). */
-static unsigned main_reload(char **errors)
-{
-	sdnotify_reloading();
-	log_event(LOG_LVL_INFO, NULL, "event=reload file=%s", config_path);
-	return main_reload_apply(errors, true, NULL);
-}
-
 /* A SIGHUP reload's backend names, resolved in the thread pool (hostres_set_resolve blocks
  * up to dns.timeout): meanwhile the main loop serves the status page, /metrics, the control
  * socket and the probes, and the running generation the mail. */
 struct main_resolve {
 	uv_work_t work;
 	struct hostres_set *names;
+	struct mx_config *cfg;       /* the file as read for the reload, put in force with names */
 	char servers[1024];
 	uint64_t timeout_ms;
 	int tries;
 };
-static struct main_resolve *reload_resolving;   /* a SIGHUP reload waiting for its names */
-static bool reload_again;                       /* a SIGHUP came meanwhile */
+static struct main_resolve *reload_resolving;   /* a reload waiting for its names */
+static bool reload_again;                       /* a reload was asked for meanwhile */
+
+/* Who waits for a reload's result (`mxgatectl reload`): those of the reload under way, and
+ * those that asked while it resolved (answered by the reload queued after it). */
+struct main_reload_waiter {
+	void (*done)(void *arg, unsigned gen, char *errors);
+	void *arg;
+	struct main_reload_waiter *next;
+};
+static struct main_reload_waiter *reload_waiters, *reload_waiters_next;
+
+/* Answers the waiters of the reload that just ended (errors: its text, or NULL). */
+static void main_reload_answer(unsigned gen, const char *errors)
+{
+	struct main_reload_waiter *w = reload_waiters;
+
+	reload_waiters = NULL;        /* an answer may ask for the next reload */
+	while (w) {
+		struct main_reload_waiter *next = w->next;
+		w->done(w->arg, gen, errors ? strdup(errors) : NULL);
+		free(w);
+		w = next;
+	}
+}
+
+/* main_reload_apply, its result to the waiters. */
+static void main_reload_finish(bool resolve, const struct hostres_set *seed, struct mx_config *loaded)
+{
+	char *errors = NULL;
+	unsigned gen = main_reload_apply(&errors, resolve, seed, loaded);
+
+	main_reload_answer(gen, errors);
+	free(errors);
+}
 
 static void main_reload_begin(void);
+
+/* The names of m->cfg are resolved (ok: the work ran): the file as it was read is put in
+ * force with them, parsed once. A name that did not resolve: the file is loaded again with
+ * the names as the seed (no DNS asked again), for the FILE:LINE:COL lines of the refusal. */
+static void main_reload_resolved(struct main_resolve *m, bool ok)
+{
+	if (ok && m->names && m->cfg) {
+		struct hostres_set *names = m->names;
+		m->names = NULL;
+		if (config_take_resolved(m->cfg, names) == 0) {
+			struct mx_config *cfg = m->cfg;
+			m->cfg = NULL;
+			main_reload_finish(true, NULL, cfg);
+			return;
+		}
+		m->cfg->resolved = NULL;    /* m's again: the seed below */
+		m->names = names;
+		main_reload_finish(true, names, NULL);
+		return;
+	}
+	main_reload_finish(true, ok ? m->names : NULL, NULL);
+}
 
 static void main_reload_resolve_cb(uv_work_t *w)
 {
@@ -337,21 +392,30 @@ static void main_reload_resolved_cb(uv_work_t *w, int status)
 	struct main_resolve *m = w->data;
 
 	reload_resolving = NULL;
-	/* the file is read again, its names taken from the set: a name it did not have then
-	 * (the file changed meanwhile) is resolved there, bounded by dns.timeout */
+	/* Stopping: the reload was abandoned (main_reload_abandon), its waiters answered. */
 	if (!stopping)
-		main_reload_apply(NULL, true, status == 0 ? m->names : NULL);
+		main_reload_resolved(m, status == 0);
+	config_free(m->cfg);
 	hostres_set_free(m->names);
 	free(m);
 	if (reload_again && !stopping) {
 		reload_again = false;
-		main_reload_begin();
+		/* those who asked meanwhile wait for the queued reload; one that an answer above
+		 * started already (a pipelined `reload`) read the file after them: theirs too */
+		struct main_reload_waiter **tail = &reload_waiters;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = reload_waiters_next;
+		reload_waiters_next = NULL;
+		if (reload_resolving == NULL)
+			main_reload_begin();
 	}
 }
 
-/* SIGHUP: reads the file for its backend names (no DNS), resolves them off the main loop,
- * then loads the file with them and puts it in force (main_reload_apply); a file that is
- * invalid, or names that do not resolve, keep the running generation, as before. */
+/* SIGHUP and `mxgatectl reload`: reads the file for its backend names (no DNS), resolves
+ * them off the main loop, then loads the file with them and puts it in force
+ * (main_reload_apply); a file that is invalid, or names that do not resolve, keep the
+ * running generation, as before. */
 static void main_reload_begin(void)
 {
 	struct mx_config *cfg = NULL;
@@ -373,7 +437,7 @@ static void main_reload_begin(void)
 		fclose(sink);
 	free(text);
 	if (rc != 0) {
-		main_reload_apply(NULL, false, NULL);
+		main_reload_finish(false, NULL, NULL);
 		return;
 	}
 	struct main_resolve *m = calloc(1, sizeof(*m));
@@ -382,8 +446,10 @@ static void main_reload_begin(void)
 	if (m) {
 		m->timeout_ms = cfg->dns.timeout ? cfg->dns.timeout : 2000;
 		m->tries = cfg->dns.tries ? (int)cfg->dns.tries : 2;
+		m->cfg = cfg;
+	} else {
+		config_free(cfg);
 	}
-	config_free(cfg);
 	bool pending = false;
 	for (size_t i = 0; m && m->names && i < m->names->n; i++)
 		pending |= !m->names->v[i].done;
@@ -395,16 +461,78 @@ static void main_reload_begin(void)
 		}
 	}
 	/* nothing to ask (addresses only), or no thread for it: at once */
-	main_reload_apply(NULL, true, m ? m->names : NULL);
-	if (m)
+	if (m) {
+		if (pending)
+			hostres_set_resolve(m->names, m->servers, m->timeout_ms, m->tries);
+		main_reload_resolved(m, true);
+		config_free(m->cfg);
 		hostres_set_free(m->names);
-	free(m);
+		free(m);
+	} else {
+		main_reload_finish(true, NULL, NULL);
+	}
+}
+
+/* The control socket's `reload` (ops_host.reload): as SIGHUP, done called with the result. */
+static void main_reload(void (*done)(void *arg, unsigned gen, char *errors), void *arg)
+{
+	struct main_reload_waiter *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || stopping) {
+		free(w);
+		done(arg, 0, strdup(stopping ? "mxgate is shutting down: no reload\n" : "out of memory\n"));
+		return;
+	}
+	w->done = done;
+	w->arg = arg;
+	if (reload_resolving) {
+		w->next = reload_waiters_next;
+		reload_waiters_next = w;
+	} else {
+		w->next = reload_waiters;
+		reload_waiters = w;
+	}
+	main_reload_begin();
+}
+
+/* SIGTERM: a reload under way is not waited for (its names could take dns.timeout): the
+ * resolution gives up at once (hostres_set_cancel; main_reload_resolved_cb then only frees
+ * it), the waiters are told, a queued reload is forgotten. */
+static void main_reload_abandon(void)
+{
+	if (reload_resolving) {
+		hostres_set_cancel(reload_resolving->names);
+		log_event(LOG_LVL_INFO, NULL, "event=reload_abandoned reason=stopping");
+	}
+	reload_again = false;
+	struct main_reload_waiter *w = reload_waiters_next;
+	reload_waiters_next = NULL;
+	if (w) {
+		struct main_reload_waiter **tail = &w;
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = reload_waiters;
+		reload_waiters = w;
+	}
+	main_reload_answer(0, "mxgate is shutting down: the reload was abandoned\n");
 }
 
 /* How long the workers may take to drain: limits.drain_timeout, and a little more. */
 static uint64_t main_drain_limit_ms(void)
 {
 	return current->cfg->limits.drain_timeout + 5000;
+}
+
+/* The end of a drain: the metrics listener (probes, /metrics, the status page) and the
+ * control socket close (its file removed), so the main loop can end. */
+static void main_close_operator_listeners(void)
+{
+	metrics_set_router(NULL);
+	if (metrics)
+		metrics_stop(metrics);
+	metrics = NULL;
+	control_stop(control);
+	control = NULL;
 }
 
 /* Every 100 ms of the drain: joins the workers that have ended; once all have (or the limit
@@ -422,10 +550,7 @@ static void main_drain_watch_cb(uv_timer_t *t)
 	}
 	if (left > 0 && uv_now(t->loop) - drain_started_ms < main_drain_limit_ms())
 		return;
-	metrics_set_router(NULL);
-	if (metrics)
-		metrics_stop(metrics);
-	metrics = NULL;
+	main_close_operator_listeners();
 	uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -483,8 +608,10 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 	log_event(LOG_LVL_INFO, NULL, "event=shutdown signal=%d drain_timeout_ms=%llu", signum,
 	    (unsigned long long)current->cfg->limits.drain_timeout);
 	sdnotify_printf("STOPPING=1\nSTATUS=draining %ld sessions", counter_get(COUNTER_SESSIONS_ACTIVE));
-	control_stop(control);
-	control = NULL;
+	main_reload_abandon();
+	/* The control socket answers during the drain (status, backends: `"stopping": true`, the
+	 * sessions left), as HAProxy's stats socket does during a soft stop; a reload, and the
+	 * verbs that ask the workers, are refused. It closes with the metrics listener. */
 	ops_set_stopping();
 	ops_stop();
 	if (!uv_is_closing((uv_handle_t *)&watchdog_timer))
@@ -503,10 +630,7 @@ static void main_signal_cb(uv_signal_t *h, int signum)
 		drain_watched = true;
 		uv_timer_start(&drain_watch, main_drain_watch_cb, 100, 100);
 	} else {
-		metrics_set_router(NULL);
-		if (metrics)
-			metrics_stop(metrics);
-		metrics = NULL;
+		main_close_operator_listeners();
 	}
 	/* The signal handlers stay (a second signal ends the drain; SIGHUP is refused, not left
 	 * to its default action, which would end the process mid-drain) but no longer keep
@@ -623,9 +747,12 @@ static int main_drop_privileges(const char *user)
 
 /* log.file, opened before privileges go (its directory may be root's) and given to the
  * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
-/* Descriptors a session may hold (the client's, a backend's) and those kept aside for the
- * rest (metrics and control connections, health probes, DNS, spool files, filters). */
-#define MAIN_FDS_PER_SESSION 2
+/* Descriptors a session may hold at its heaviest (its client's, its backend's, a milter's
+ * and a scanner's: 4.03 measured with a backend, STARTTLS, a milter, rspamd, clamd and
+ * spamd, bench/fd_per_session.py) and those kept aside for the rest (metrics and control
+ * connections, health probes, DNS, spool files). docs/operations.md has the arithmetic
+ * behind the default limits.max_connections (16000 under the unit's LimitNOFILE=65536). */
+#define MAIN_FDS_PER_SESSION 4
 #define MAIN_FDS_RESERVE 64
 
 static long main_open_fds(void)
@@ -666,9 +793,10 @@ static void main_fd_budget(const struct mx_config *cfg)
 	if (cap >= cfg->limits.max_connections)
 		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=fd_limit nofile=%lu open=%ld sessions=%ld max_connections=%ld "
-	    "reason=\"the file limit holds %ld sessions (2 descriptors each): more get 421; raise LimitNOFILE= "
+	    "reason=\"the file limit holds %ld sessions (%d descriptors each): more get 421; raise LimitNOFILE= "
 	    "(ulimit -n) to %ld for max_connections\"", (unsigned long)rl.rlim_cur, open, cap,
-	    cfg->limits.max_connections, cap, (long)cfg->limits.max_connections * MAIN_FDS_PER_SESSION +
+	    cfg->limits.max_connections, cap, MAIN_FDS_PER_SESSION,
+	    (long)cfg->limits.max_connections * MAIN_FDS_PER_SESSION +
 	    open + MAIN_FDS_RESERVE);
 }
 
@@ -690,6 +818,29 @@ static int main_open_log(const struct mx_config *cfg)
 		return -1;
 	}
 	return 0;
+}
+
+/* The daemon's config file as an absolute path (the working directory joined to a relative
+ * one, "./" dropped; links kept as named): the status page, `mxgatectl status` and the log
+ * say which file is in force, and a reload reads the same file whatever the directory.
+ * path itself when it is absolute or the directory is unknown. Kept for the process. */
+static const char *main_absolute_path(const char *path)
+{
+	char cwd[4096];
+	char *abs;
+
+	if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return path;
+	while (path[0] == '.' && path[1] == '/') {
+		path += 2;
+		while (*path == '/')
+			path++;
+	}
+	size_t n = strlen(cwd) + strlen(path) + 2;
+	if ((abs = malloc(n)) == NULL)
+		return path;
+	snprintf(abs, n, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", path);
+	return abs;
 }
 
 int main(int argc, char **argv)
@@ -743,6 +894,8 @@ int main(int argc, char **argv)
 	if (!check_only && optind >= argc)
 		pthread_sigmask(SIG_BLOCK, &held, NULL);
 	config_resolve_hosts(true);
+	if (!check_only && optind >= argc)
+		config_path = main_absolute_path(config_path);
 	if (config_load(config_path, &cfg, stderr) != 0)
 		return 1;
 	if (optind < argc && strcmp(argv[optind], "learn") == 0) {

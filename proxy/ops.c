@@ -238,6 +238,39 @@ void ops_apply_drains(struct pool *p)
 	}
 }
 
+/* The backend of p whose URL is url (case-insensitive, as configured), or NULL. */
+static const struct backend *ops_same_server(const struct pool *p, const char *url)
+{
+	const struct backend *b;
+
+	for (size_t i = 0; (b = ops_pool_backend(p, i)) != NULL; i++)
+		if (strcasecmp(b->url, url) == 0)
+			return b;
+	return NULL;
+}
+
+void ops_carry_addr_memory(struct pool *p, const struct pool *old)
+{
+	struct backend *b;
+
+	for (size_t i = 0; old && (b = ops_pool_backend(p, i)) != NULL; i++) {
+		const struct backend *o = ops_same_server(old, b->url);
+		if (o == NULL || o->kind != b->kind)
+			continue;
+		size_t pref = (size_t)atomic_load(&o->addr_pref);
+		for (size_t k = 0; k < b->naddrs && k < BACKEND_MAX_ADDRS; k++)
+			for (size_t j = 0; j < o->naddrs && j < BACKEND_MAX_ADDRS; j++) {
+				if (o->addrlens[j] != b->addrlens[k] ||
+				    memcmp(&o->addrs[j], &b->addrs[k], b->addrlens[k]) != 0)
+					continue;
+				atomic_store(&b->addr_retry_at[k], atomic_load(&o->addr_retry_at[j]));
+				if (j == pref)
+					atomic_store(&b->addr_pref, (int)k);
+				break;
+			}
+	}
+}
+
 const char *ops_drained_url(size_t i)
 {
 	return i < ops_ndrains ? ops_drains[i] : NULL;

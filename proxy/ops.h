@@ -18,11 +18,14 @@ struct backend;
 struct ops_host {
 	/* The generation in force (never NULL once the daemon runs). */
 	struct shared_gen *(*current)(void);
-	/* Reloads the config as SIGHUP does. Returns the new generation id, or 0 and sets
-	 * *errors to a malloc'd text (one "FILE:LINE:COL: key: reason" line per error). On
-	 * success *errors is NULL or the malloc'd comma-separated keys that changed but take
-	 * effect only at the next start ("listen,workers"). */
-	unsigned (*reload)(char **errors);
+	/* Reloads the config as SIGHUP does (the backend names resolved off the main loop; a
+	 * reload under way first: this one is queued after it) and calls done(arg, gen, errors)
+	 * once, on the main loop's thread, when it is over: at once from inside this call or
+	 * later. gen: the new generation id, or 0 with errors the malloc'd text of one
+	 * "FILE:LINE:COL: key: reason" line per error (or why there was no reload: shutting
+	 * down). On success errors is NULL or the malloc'd comma-separated keys that changed
+	 * but take effect only at the next start ("listen,workers"). done frees errors. */
+	void (*reload)(void (*done)(void *arg, unsigned gen, char *errors), void *arg);
 };
 
 /* Starts the ops state on loop: keeps host (copied), starts the one-second history tick.
@@ -70,6 +73,12 @@ int ops_enable(const char *url);
 bool ops_is_drained(const char *url);
 /* Flags the drained backends of a new pool (call on reload, before workers see it). */
 void ops_apply_drains(struct pool *p);
+/* What old's servers learnt of their addresses (backend.h: the address that last took a
+ * connection, those passed over for BACKEND_ADDR_RETRY_MS) goes to p's servers of the same
+ * URL, address by address (one the DNS no longer gives is forgotten): a reload does not
+ * send the first connections to a dead address again. Call on reload, before workers see
+ * p. NULL old ok. */
+void ops_carry_addr_memory(struct pool *p, const struct pool *old);
 /* The drain set, for listings: url i (NULL past the end). */
 const char *ops_drained_url(size_t i);
 /* Forgets the drain set (tests). */

@@ -87,6 +87,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get('MX_SOURCE_DIR', os.path.abspath(os.path.join(HERE, '..', '..')))
@@ -1197,7 +1199,10 @@ def dns_peer(zone, name='dns_peer'):
     """tests/integration/dns_peer.py (dnspython under /usr/bin/python3) on 127.0.0.1, UDP and
     TCP, serving zone {name: [{"txt": [strings]}, {"a": ip}, ...] | "servfail" | "refused" |
     "drop"}; other names NXDOMAIN. Returns the Popen with .port and .name once it is ready
-    (its log, TMP/name.log, has one "query NAME TYPE" line per query); fails the test if not."""
+    (its log, TMP/name.log, has one "query NAME TYPE" line per query; .queries(NAME) counts
+    those of type A); fails the test if not, skips it without python3-dnspython."""
+    if subprocess.run(['/usr/bin/python3', '-c', 'import dns.message'], capture_output=True).returncode != 0:
+        skip('python3-dnspython not installed')
     port = free_port()
     zfile = os.path.join(TMP, name + '.json')
     with open(zfile, 'w') as f:
@@ -1207,7 +1212,21 @@ def dns_peer(zone, name='dns_peer'):
     if not wait_log_of(name, r'(?m)^ready$', 15, p) or not wait_port(port, 5, p):
         peer_failed(name, 'dns_peer.py on %d did not start (exit status %s)' % (port, p.poll()))
     p.port, p.name = port, name
+    p.queries = lambda qname, qtype='A': len(re.findall(r'(?m)^query %s %s$' % (re.escape(qname), qtype),
+                                                        log_of(name)))
     return p
+
+
+def http_get(port, path, timeout=30):
+    """GET http://127.0.0.1:port/path: (status, body text); (None, the error) when it cannot
+    be had."""
+    try:
+        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=slack(timeout)) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
 
 
 def dkim_rsa_key(name, bits=2048):

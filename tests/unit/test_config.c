@@ -84,7 +84,7 @@ static void test_defaults(void **state)
 	assert_false(cfg_cidrlist_match(&c->trusted_proxies, (struct sockaddr *)&pub));
 	assert_null(c->tls.certificate);
 	assert_int_equal(c->tls.min_version, 0);
-	assert_int_equal(c->limits.max_connections, 20000);
+	assert_int_equal(c->limits.max_connections, 16000);
 	assert_int_equal(c->limits.max_connections_per_ip, 50);
 	assert_int_equal(c->limits.max_message_size, 50ull << 20);
 	assert_int_equal(c->limits.max_recipients, 100);

@@ -27,13 +27,16 @@ static struct shared_gen *fake_current(void)
 	return &gen;
 }
 
-static unsigned fake_reload(char **errors)
+/* ops_host.reload: answers at once (the daemon's answers later: test_control_reload_async.py) */
+static void fake_reload(void (*done)(void *arg, unsigned gen, char *errors), void *arg)
 {
+	char *errors = NULL;
+
 	if (reload_result == 0 && reload_errors)
-		*errors = strdup(reload_errors);
+		errors = strdup(reload_errors);
 	if (reload_result != 0 && reload_later)
-		*errors = strdup(reload_later);
-	return reload_result;
+		errors = strdup(reload_later);
+	done(arg, reload_result, errors);
 }
 
 static struct mx_config *make_config(const char *servers)
