@@ -555,6 +555,19 @@ bool dkim_msg_body_done(const struct dkim_msg *m)
 	return m->body_done;
 }
 
+bool dkim_msg_body_hash(const struct dkim_msg *m, enum dkim_canon c, unsigned char out[32])
+{
+	for (size_t i = 0; m->body_done && i < m->nbodies; i++) {
+		const struct dkim_bodyhash *b = &m->bodies[i];
+
+		if (b->canon == c && b->limit == UINT64_MAX && b->ok) {
+			memcpy(out, b->digest, 32);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Splits the header block into fields: a field starts at a line that does not begin with
  * WSP and runs over its continuation lines; the block ends at an empty line. */
 static int msg_index_fields(struct dkim_msg *m)

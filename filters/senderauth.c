@@ -210,6 +210,7 @@ struct sa_session {
 	struct sa_lookup *lk;
 	size_t nlk, pending;
 	size_t body_off;            /* next body byte to hash */
+	size_t body_start;          /* where the body begins (the header block's length) */
 	bool starting, handles_ok;
 	int open_handles;
 	char from_domain[256];
@@ -744,6 +745,21 @@ static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, st
 	}
 }
 
+/* Hands the relaxed whole-body hash, when a signature made us compute one, to the ARC sealer
+ * (env->body_hash): one hash per message instead of two, and the seal's bh= is the very
+ * digest the verifier found. A body not hashed to its end (timeout) is not handed over. */
+static void sa_share_body_hash(struct sa_session *s)
+{
+	struct hook_env *env = s->env;
+	size_t len = msgbuf_len(env->msg);
+
+	env->body_hash_set = false;
+	if (!env->cfg->arc.seal.enabled || s->m == NULL || s->body_start > len || s->body_off < len)
+		return;
+	env->body_hash_set = dkim_msg_body_hash(s->m, DKIM_CANON_RELAXED, env->body_hash);
+	env->body_hash_len = len - s->body_start;
+}
+
 /* Everything is in (or the time is up): results, field, symbols, verdict; completes the call. */
 static void sa_judge(struct sa_session *s)
 {
@@ -789,6 +805,7 @@ static void sa_judge(struct sa_session *s)
 		if (dmarc_org_domain(s->from_domain, org, sizeof(org)) == 0)
 			hook_env_add_symbol(env, SA_AUTH_SYMBOL, 0, org);
 	}
+	sa_share_body_hash(s);
 	hdr = authres_finish(&ar);
 	if (hdr != NULL) {
 		/* RFC 8601 5: prepended, above what earlier hops added */
@@ -1036,7 +1053,7 @@ static int sa_prepare(struct sa_session *s, const char *hdr, size_t hl)
 	if (s->m == NULL || dkim_msg_set_headers(s->m, hdr, hl) != 0)
 		return -1;
 	snprintf(s->msg_qid, sizeof(s->msg_qid), "%s", env->queue_id);
-	s->body_off = hl;
+	s->body_off = s->body_start = hl;
 	nf = dkim_msg_nfields(s->m);
 	for (size_t i = 0; i < nf; i++) {
 		const char *name, *value;
