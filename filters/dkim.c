@@ -305,6 +305,8 @@ void dkim_sig_parse(enum dkim_sig_kind kind, const char *value, size_t len, stru
 		sig_error(sig, DKIM_RESULT_PERMERROR, "rsa-sha1 not accepted (RFC 8301)");
 	} else
 		sig_error(sig, DKIM_RESULT_NEUTRAL, "unknown algorithm");
+	sig->alg_known = t != NULL && (sig->alg != DKIM_ALG_RSA_SHA256 ||
+	    dkim_tag_value_is(t, "rsa-sha256", true));
 	t = dkim_tags_find(&tags, "b");
 	if (t == NULL) {
 		sig_error(sig, DKIM_RESULT_NEUTRAL, "no b=");

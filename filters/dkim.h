@@ -56,6 +56,7 @@ struct dkim_sig {
 	enum dkim_result result;   /* NONE until verified; set at parse for a broken field */
 	const char *reason;        /* static text for comments and logs, or NULL */
 	enum dkim_alg alg;
+	bool alg_known;            /* a= named one of enum dkim_alg (else alg is meaningless) */
 	enum dkim_canon hcanon, bcanon;
 	char d[254];               /* signing domain, lowercased */
 	char s[254];               /* selector */

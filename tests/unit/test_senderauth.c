@@ -193,6 +193,8 @@ static void test_pass(void **state)
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
 	expect_in(authres(&s.env), "mx.example.test; dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed header.b=");
 	expect_in(authres(&s.env), "; arc=none; dmarc=pass (p=reject dis=none) header.from=example.org");
+	/* OpenDKIM's header.i (the AUID, "@d" without i=) and header.a (RFC 8601 2.7.1) too */
+	expect_in(authres(&s.env), " header.i=@example.org header.a=ed25519-sha256;");
 	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_SIGNED"));
 	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_VALID"));
 	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_VALID_AU"));
