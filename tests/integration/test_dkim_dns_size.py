@@ -24,15 +24,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-PY = '/usr/bin/python3'
 HERE = os.path.dirname(os.path.abspath(__file__))
-if subprocess.run([PY, '-c', 'import dkim, dns.message'], capture_output=True).returncode != 0:
-    mt.skip('python3-dkim / python3-dnspython not installed')
+PY = mt.need_sys_python('dkim', 'dns.message')
 mt.need('openssl')
-
-
-def split(rec):
-    return [rec[i:i + 255] for i in range(0, len(rec), 255)]
 
 
 k4096, rec4096 = mt.dkim_rsa_key('k4096', 4096)
@@ -40,11 +34,11 @@ k2048, rec2048 = mt.dkim_rsa_key('k2048', 2048)
 rua = ','.join('mailto:dmarc-%02d@reports.example.net' % i for i in range(40))
 zone = {
     # about 830 octets: over 512, under 1232
-    'big._domainkey.mid.example': [{'txt': split(rec4096)}],
+    'big._domainkey.mid.example': [{'txt': mt.txt_strings(rec4096)}],
     '_dmarc.mid.example': [{'txt': ['v=DMARC1; p=reject']}],
     # the key beside a 1000-octet record at the same name: over 1232, TCP
-    'huge._domainkey.huge.example': [{'txt': split(rec2048)}, {'txt': ['x' * 250] * 4}],
-    '_dmarc.huge.example': [{'txt': split('v=DMARC1; p=reject; rua=' + rua)}],
+    'huge._domainkey.huge.example': [{'txt': mt.txt_strings(rec2048)}, {'txt': ['x' * 250] * 4}],
+    '_dmarc.huge.example': [{'txt': mt.txt_strings('v=DMARC1; p=reject; rua=' + rua)}],
     # truncated, then a TCP connection closed without an answer
     'closed._domainkey.rej.example': 'tcp_close',
     'stall._domainkey.rej.example': 'tcp_stall',
@@ -52,10 +46,10 @@ zone = {
     '_dmarc.trunc.example': 'tcp_close',
     'spftrunc.example': 'tcp_close',
     # a server that answers FORMERR to EDNS0 (RFC 6891 7): asked again without it
-    'old._domainkey.old.example': [{'no_edns': True}, {'txt': split(rec2048)}],
+    'old._domainkey.old.example': [{'no_edns': True}, {'txt': mt.txt_strings(rec2048)}],
     '_dmarc.old.example': [{'no_edns': True}, {'txt': ['v=DMARC1; p=reject']}],
     'spfold.example': [{'no_edns': True}, {'txt': ['v=spf1 ip4:198.18.1.9 -all']}],
-    'spfbig.example': [{'txt': split('v=spf1 ' + ' '.join('ip4:192.0.2.%d' % i for i in range(60)) + ' -all')}],
+    'spfbig.example': [{'txt': mt.txt_strings('v=spf1 ' + ' '.join('ip4:192.0.2.%d' % i for i in range(60)) + ' -all')}],
 }
 dnsp = mt.dns_peer(zone)
 be = mt.Backend()
@@ -77,13 +71,7 @@ def send(tag, from_dom, key=None, selector=None, sender='bounce@other.example'):
             mt.fail('dkim_signer.py: %s' % r.stderr.decode(errors='replace')[-300:])
         data = r.stdout
     res = mt.send_mail(mx.port, sender, ['bob@example.test'], data, proxy_src='198.18.1.9')
-    got = [x for x in be.messages if ('Subject: dnssize %s\r\n' % tag).encode() in x['data']]
-    ar = ''
-    if got:
-        head = got[-1]['data'].decode('latin-1').split('\r\n\r\n', 1)[0]
-        head = head.replace('\r\n ', ' ').replace('\r\n\t', ' ')
-        ar = ([h for h in head.split('\r\n') if h.startswith('Authentication-Results: mx.test;')] or [''])[0]
-    return res.code, res.text, ar
+    return res.code, res.text, mt.our_authres(be.messages, ('Subject: dnssize %s\r\n' % tag).encode())
 
 
 def queries(name):

@@ -38,10 +38,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-PY = '/usr/bin/python3'
 HERE = os.path.dirname(os.path.abspath(__file__))
-if subprocess.run([PY, '-c', 'import dkim, nacl, authres, dns.message'], capture_output=True).returncode != 0:
-    mt.skip('python3-dkim / python3-nacl / python3-authres / python3-dnspython not installed')
+PY = mt.need_sys_python('dkim', 'nacl', 'authres', 'dns.message')
 mt.need('openssl')
 
 r = subprocess.run([PY, os.path.join(HERE, 'senderauth_cases.py'), mt.TMP], capture_output=True, timeout=240)
