@@ -497,23 +497,24 @@ static void sa_judge_dkim(struct sa_session *s, struct sa_outcome *o, struct aut
 		}
 		sa_dkim_comment(sig, k, comment, sizeof(comment));
 		authres_method(ar, "dkim", dkim_result_name(sig->result), comment);
-		if (sig->d[0])
-			authres_prop(ar, "header.d", sig->d);
-		if (sig->s[0])
-			authres_prop(ar, "header.s", sig->s);
-		if (sig->b_prefix[0])
-			authres_prop(ar, "header.b", sig->b_prefix);
-		/* RFC 8601 2.7.1: the AUID (i=, "@d" when absent, RFC 6376 3.5) and the algorithm,
-		 * as OpenDKIM writes them: rules and scripts downstream match header.i */
+		/* OpenDKIM's properties in OpenDKIM's order (RFC 8601 2.7.1): the AUID (i=, "@d"
+		 * when absent, RFC 6376 3.5) and the algorithm too, which rules downstream match;
+		 * header.b last, where every parser has met it (python3-authres drops a quoted
+		 * value that other properties follow) */
 		if (sig->d[0]) {
 			char auid[300];
 
+			authres_prop(ar, "header.d", sig->d);
 			snprintf(auid, sizeof(auid), "%s%s", sig->auid[0] ? "" : "@", sig->auid[0] ? sig->auid : sig->d);
 			authres_prop(ar, "header.i", auid);
 		}
 		if (sig->alg_known)
 			authres_prop(ar, "header.a", sig->alg == DKIM_ALG_ED25519_SHA256 ? "ed25519-sha256" :
 			    sig->alg == DKIM_ALG_RSA_SHA1 ? "rsa-sha1" : "rsa-sha256");
+		if (sig->s[0])
+			authres_prop(ar, "header.s", sig->s);
+		if (sig->b_prefix[0])
+			authres_prop(ar, "header.b", sig->b_prefix);
 		snprintf(one, sizeof(one), "%s%s:%s", lo ? "," : "", dkim_result_name(sig->result),
 		    sig->d[0] ? sig->d : "?");
 		if (lo + strlen(one) < sizeof(o->logdkim)) {
