@@ -763,10 +763,11 @@ static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, st
 static void sa_share_body_hash(struct sa_session *s)
 {
 	struct hook_env *env = s->env;
-	size_t len = msgbuf_len(env->msg);
+	size_t len = env->msg != NULL ? msgbuf_len(env->msg) : 0;
 
 	env->body_hash_set = false;
-	if (!env->cfg->arc.seal.enabled || s->m == NULL || s->body_start > len || s->body_off < len)
+	if (!env->cfg->arc.seal.enabled || s->m == NULL || env->msg == NULL || s->body_start > len ||
+	    s->body_off < len)
 		return;
 	env->body_hash_set = dkim_msg_body_hash(s->m, DKIM_CANON_RELAXED, env->body_hash);
 	env->body_hash_len = len - s->body_start;
