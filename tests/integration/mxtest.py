@@ -1132,6 +1132,20 @@ def dns_peer(zone, name='dns_peer'):
     return p
 
 
+def dkim_rsa_key(name, bits=2048):
+    """An RSA key made by openssl: (path of the PEM private key in TMP, its DKIM key record
+    text 'v=DKIM1; k=rsa; p=...')."""
+    path = os.path.join(TMP, name + '.private')
+    der = None
+    for args in (['genrsa', '-traditional', '-out', path, str(bits)],
+                 ['rsa', '-in', path, '-pubout', '-outform', 'DER']):
+        r = subprocess.run([tool('openssl') or 'openssl'] + args, capture_output=True, timeout=60)
+        if r.returncode != 0:
+            fail('openssl %s failed: %s' % (args[0], r.stderr.decode(errors='replace')[:300]))
+        der = r.stdout
+    return path, 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()
+
+
 def need_sys_python(*modules):
     """Skips the test unless Debian's /usr/bin/python3 imports every module (python3-dkim,
     python3-dnspython...: the pyenv python3 lacks them); returns that interpreter's path."""
@@ -1154,20 +1168,6 @@ def our_authres(messages, marker, authserv='mx.test'):
         return ''
     head = got[-1]['data'].decode('latin-1').split('\r\n\r\n', 1)[0].replace('\r\n ', ' ').replace('\r\n\t', ' ')
     return ([h for h in head.split('\r\n') if h.startswith('Authentication-Results: %s;' % authserv)] or [''])[0]
-
-
-def dkim_rsa_key(name, bits=2048):
-    """An RSA key made by openssl: (path of the PEM private key in TMP, its DKIM key record
-    text 'v=DKIM1; k=rsa; p=...')."""
-    path = os.path.join(TMP, name + '.private')
-    der = None
-    for args in (['genrsa', '-traditional', '-out', path, str(bits)],
-                 ['rsa', '-in', path, '-pubout', '-outform', 'DER']):
-        r = subprocess.run([tool('openssl') or 'openssl'] + args, capture_output=True, timeout=60)
-        if r.returncode != 0:
-            fail('openssl %s failed: %s' % (args[0], r.stderr.decode(errors='replace')[:300]))
-        der = r.stdout
-    return path, 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()
 
 
 def wait_log_of(name, regex, timeout=10, proc=None):
