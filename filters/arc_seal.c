@@ -496,18 +496,23 @@ void arc_seal_build(const struct arc_seal_params *p, const char *ar, size_t ar_l
 		free(v);
 	}
 
-	/* the body hash, relaxed */
-	if (EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) != 1) {
-		seal_result(res, ARC_SEAL_ERROR, "sha256");
-		goto done;
-	}
-	dkim_body_canon_init(&bc, DKIM_CANON_RELAXED, UINT64_MAX, seal_body_sink, h.md);
-	dkim_body_canon_feed(&bc, body, blen);
-	dkim_body_canon_end(&bc);
-	dl = sizeof(bh);
-	if (EVP_DigestFinal_ex(h.md, bh, &dl) != 1) {
-		seal_result(res, ARC_SEAL_ERROR, "sha256");
-		goto done;
+	/* the body hash, relaxed: the verifier's when it made one over this body */
+	if (p->body_hash != NULL) {
+		memcpy(bh, p->body_hash, sizeof(bh));
+		res->body_hash_shared = true;
+	} else {
+		if (EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) != 1) {
+			seal_result(res, ARC_SEAL_ERROR, "sha256");
+			goto done;
+		}
+		dkim_body_canon_init(&bc, DKIM_CANON_RELAXED, UINT64_MAX, seal_body_sink, h.md);
+		dkim_body_canon_feed(&bc, body, blen);
+		dkim_body_canon_end(&bc);
+		dl = sizeof(bh);
+		if (EVP_DigestFinal_ex(h.md, bh, &dl) != 1) {
+			seal_result(res, ARC_SEAL_ERROR, "sha256");
+			goto done;
+		}
 	}
 	EVP_EncodeBlock((unsigned char *)bh64, bh, 32);
 
@@ -605,8 +610,12 @@ static const char *seal_our_ar(const struct hook_env *env, const char *hostname)
 	return ar;
 }
 
-static void seal_params(const struct mx_config *cfg, struct arc_seal_params *p)
+/* The sealing parameters of env's config; the body hash senderauth left in env when the body
+ * body[0..blen) going out is the one it hashed: copied into bh_buf (32 octets). */
+static void seal_params(const struct hook_env *env, size_t blen, unsigned char *bh_buf,
+    struct arc_seal_params *p)
 {
+	const struct mx_config *cfg = env->cfg;
 	const struct arc_seal_config *sc = &cfg->arc.seal;
 
 	memset(p, 0, sizeof(*p));
@@ -617,6 +626,11 @@ static void seal_params(const struct mx_config *cfg, struct arc_seal_params *p)
 	p->nheaders = sc->headers.n;
 	p->max_instances = (unsigned)cfg->arc.max_instances;
 	p->now = (long long)time(NULL);
+	/* the same octets: the message buffer's body (no filter replaced it), as long */
+	if (env->body_hash_set && env->new_body == NULL && env->body_hash_len == blen) {
+		memcpy(bh_buf, env->body_hash, 32);
+		p->body_hash = bh_buf;
+	}
 }
 
 /* Puts the set on top of *prefix (consumed) when sealed; logs the outcome. */
@@ -628,8 +642,8 @@ static void seal_finish(const char *sid, const char *qid, const struct arc_seal_
 		strbuf_free(prefix);
 		*prefix = *set;
 		memset(set, 0, sizeof(*set));
-		log_event(LOG_LVL_INFO, sid, "event=arc_seal queue_id=%s action=sealed i=%u cv=%s", qid,
-		    res->instance, res->cv);
+		log_event(LOG_LVL_INFO, sid, "event=arc_seal queue_id=%s action=sealed i=%u cv=%s body_hash=%s",
+		    qid, res->instance, res->cv, res->body_hash_shared ? "shared" : "computed");
 		return;
 	}
 	strbuf_free(set);
@@ -661,10 +675,11 @@ void arc_seal_message(struct hook_env *env, struct strbuf *prefix, const char *b
 	struct arc_seal_params p;
 	struct arc_seal_result res;
 	struct strbuf set = { 0 };
+	unsigned char bh[32];
 
 	if (!seal_ready(env, &ar))
 		return;
-	seal_params(env->cfg, &p);
+	seal_params(env, blen, bh, &p);
 	arc_seal_build(&p, ar, strlen(ar), prefix->v, prefix->len, body, blen, &set, &res);
 	seal_finish(env->session_id, env->queue_id, &res, &set, prefix);
 }
@@ -677,6 +692,7 @@ void arc_seal_message(struct hook_env *env, struct strbuf *prefix, const char *b
 struct seal_job {
 	uv_work_t req;
 	struct arc_seal_params p;
+	unsigned char bh[32];               /* p.body_hash points here when set */
 	char *ar, *hdr;
 	size_t hlen;
 	const char *body;
@@ -728,7 +744,7 @@ int arc_seal_start(uv_loop_t *loop, struct hook_env *env, struct strbuf *prefix,
 		goto sync;
 	memcpy(j->hdr, prefix->v, prefix->len);
 	j->hlen = prefix->len;
-	seal_params(env->cfg, &j->p);
+	seal_params(env, blen, j->bh, &j->p);
 	j->body = body;
 	j->blen = blen;
 	j->prefix = prefix;

@@ -58,6 +58,9 @@ struct arc_seal_params {
 	size_t nheaders;
 	unsigned max_instances;            /* arc.max_instances (<= 50) */
 	long long now;                     /* t= */
+	const unsigned char *body_hash;    /* the body's relaxed SHA-256 when already known (32
+	                                      octets: senderauth's, env->body_hash), else NULL:
+	                                      arc_seal_build hashes the body itself */
 };
 
 enum arc_seal_status { ARC_SEAL_SEALED = 0, ARC_SEAL_SKIPPED, ARC_SEAL_ERROR };
@@ -67,6 +70,7 @@ struct arc_seal_result {
 	unsigned instance;                 /* i= of the set added */
 	const char *cv;                    /* "none", "pass", "fail" */
 	const char *why;                   /* static: why it was skipped / failed */
+	bool body_hash_shared;             /* bh= came from params.body_hash, not hashed here */
 };
 
 /* Builds the next ARC set for the message whose final header block is hdr[0..hlen) (its
@@ -79,7 +83,8 @@ void arc_seal_build(const struct arc_seal_params *p, const char *ar, size_t ar_l
 
 /* smtp_tx's call: seals in libuv's thread pool the outgoing message whose header block is
  * *prefix and whose body is body[0..blen) (both must stay as they are until done runs), when
- * env's config has arc.seal enabled. 0: queued, done(arg) runs on loop once *prefix has the
+ * env's config has arc.seal enabled. The body hash senderauth computed (env->body_hash) is
+ * used when the body is the one it hashed (no filter replaced it, the same length). 0: queued, done(arg) runs on loop once *prefix has the
  * set on top (or was left as it was: skipped, failed; logged either way). -1: nothing queued
  * (sealing off, nothing to seal, or the work could not be queued: then sealed here, on the
  * loop): the caller goes on at once. */

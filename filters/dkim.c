@@ -305,6 +305,8 @@ void dkim_sig_parse(enum dkim_sig_kind kind, const char *value, size_t len, stru
 		sig_error(sig, DKIM_RESULT_PERMERROR, "rsa-sha1 not accepted (RFC 8301)");
 	} else
 		sig_error(sig, DKIM_RESULT_NEUTRAL, "unknown algorithm");
+	sig->alg_known = t != NULL && (sig->alg != DKIM_ALG_RSA_SHA256 ||
+	    dkim_tag_value_is(t, "rsa-sha256", true));
 	t = dkim_tags_find(&tags, "b");
 	if (t == NULL) {
 		sig_error(sig, DKIM_RESULT_NEUTRAL, "no b=");
@@ -553,6 +555,19 @@ size_t dkim_msg_sigs_skipped(const struct dkim_msg *m)
 bool dkim_msg_body_done(const struct dkim_msg *m)
 {
 	return m->body_done;
+}
+
+bool dkim_msg_body_hash(const struct dkim_msg *m, enum dkim_canon c, unsigned char out[32])
+{
+	for (size_t i = 0; m->body_done && i < m->nbodies; i++) {
+		const struct dkim_bodyhash *b = &m->bodies[i];
+
+		if (b->canon == c && b->limit == UINT64_MAX && b->ok) {
+			memcpy(out, b->digest, 32);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Splits the header block into fields: a field starts at a line that does not begin with

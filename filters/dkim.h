@@ -56,6 +56,7 @@ struct dkim_sig {
 	enum dkim_result result;   /* NONE until verified; set at parse for a broken field */
 	const char *reason;        /* static text for comments and logs, or NULL */
 	enum dkim_alg alg;
+	bool alg_known;            /* a= named one of enum dkim_alg (else alg is meaningless) */
 	enum dkim_canon hcanon, bcanon;
 	char d[254];               /* signing domain, lowercased */
 	char s[254];               /* selector */
@@ -137,6 +138,9 @@ size_t dkim_msg_sigs_skipped(const struct dkim_msg *m);
 void dkim_msg_feed_body(struct dkim_msg *m, const char *p, size_t n);
 void dkim_msg_end_body(struct dkim_msg *m);
 bool dkim_msg_body_done(const struct dkim_msg *m);
+/* The SHA-256 of the whole body (no l=) in canonicalisation c into out, when a signature
+ * asked for that hash and the body has ended: true; false otherwise (nothing written). */
+bool dkim_msg_body_hash(const struct dkim_msg *m, enum dkim_canon c, unsigned char out[32]);
 
 /* Verifies a DKIM-Signature or ARC-Message-Signature with key (after dkim_msg_end_body);
  * now is the Unix time for x= / t=. Sets and returns sig->result. A sig already carrying a

@@ -657,6 +657,7 @@ struct dns_query {
 	 * memory is ours (freed when it is delivered or cancelled), a leader's c-ares'. */
 	bool follower;
 	bool inflight;                      /* a leader whose c-ares query is running */
+	bool asked_again;                   /* sent a second time after FORMERR (dns_ares_cb) */
 	struct dns_query *leader;           /* a follower: whom it follows (NULL while delivered) */
 	struct dns_query *fhead;            /* a leader: its followers */
 	struct dns_query *fprev, *fnext;    /* in the leader's list of followers */
@@ -664,6 +665,7 @@ struct dns_query {
 	char name[];
 };
 
+#define DNS_EDNS_UDP_SIZE 1232   /* EDNS0 UDP payload advertised (DNS flag day 2020) */
 #define DNS_INFLIGHT_BUCKETS 256
 
 struct dns_resolver {
@@ -1008,6 +1010,10 @@ int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
 	return 0;
 }
 
+static const int dns_ares_type[DNS_T_COUNT] = {
+	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12,
+};
+
 static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
 	struct dns_query *q = arg;
@@ -1024,6 +1030,17 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 		dns_followers_deliver(q, NULL);
 		dns_query_unlink(q);
 		free(q);
+		return;
+	}
+	if (status == ARES_EFORMERR && !q->asked_again && q != r->starting) {
+		/* RFC 6891 7: a server that does not know EDNS0 answers FORMERR. c-ares 1.18 asks
+		 * such a query again without EDNS0, but for the first one only: it then turns EDNS0
+		 * off for the whole channel, and the queries already out with EDNS0 end here with
+		 * FORMERR (a key lookup failing for nothing). Asked once more, they go without it.
+		 * The callback may run inside ares_query: q is not touched after it. */
+		q->asked_again = true;
+		dns_inflight_add(q);
+		ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
 		return;
 	}
 	memset(&res, 0, sizeof(res));
@@ -1220,8 +1237,16 @@ struct dns_resolver *dns_resolver_new(uv_loop_t *loop, const char *servers, uint
 	if (opt.timeout < 50)
 		opt.timeout = 50;
 	opt.tries = tries;
-	opt.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
-	optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
+	/* EDNS0 (RFC 6891) with a UDP payload of 1232 octets (DNS flag day 2020: no IP
+	 * fragmentation on a 1280-octet IPv6 path): a 4096-bit DKIM key, a long DMARC or SPF
+	 * record fits in one datagram instead of a truncated answer and a TCP retry. Larger
+	 * answers are still truncated and asked again over TCP (never ARES_FLAG_IGNTC: a
+	 * truncated answer read as it is would be an empty one, "no key"). A server that
+	 * answers FORMERR to EDNS0 is asked again without it by c-ares. */
+	opt.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_EDNS;
+	opt.ednspsz = DNS_EDNS_UDP_SIZE;
+	optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS |
+	    ARES_OPT_EDNSPSZ;
 	rc = ares_init_options(&r->ch, &opt, optmask);
 	if (rc != ARES_SUCCESS) {
 		log_event(LOG_LVL_ERROR, NULL, "event=dns_error reason=\"%s\"", ares_strerror(rc));
@@ -1377,10 +1402,6 @@ bool dns_name_askable(const char *name, size_t n)
 	}
 	return true;
 }
-
-static const int dns_ares_type[DNS_T_COUNT] = {
-	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12,
-};
 
 struct dns_query *dns_query_start(struct dns_resolver *r, enum dns_type t, const char *name,
     uint64_t timeout_ms, void (*cb)(void *arg, const struct dns_result *res), void *arg)

@@ -210,6 +210,7 @@ struct sa_session {
 	struct sa_lookup *lk;
 	size_t nlk, pending;
 	size_t body_off;            /* next body byte to hash */
+	size_t body_start;          /* where the body begins (the header block's length) */
 	bool starting, handles_ok;
 	int open_handles;
 	char from_domain[256];
@@ -496,8 +497,20 @@ static void sa_judge_dkim(struct sa_session *s, struct sa_outcome *o, struct aut
 		}
 		sa_dkim_comment(sig, k, comment, sizeof(comment));
 		authres_method(ar, "dkim", dkim_result_name(sig->result), comment);
-		if (sig->d[0])
+		/* OpenDKIM's properties in OpenDKIM's order (RFC 8601 2.7.1): the AUID (i=, "@d"
+		 * when absent, RFC 6376 3.5) and the algorithm too, which rules downstream match;
+		 * header.b last, where every parser has met it (python3-authres drops a quoted
+		 * value that other properties follow) */
+		if (sig->d[0]) {
+			char auid[300];
+
 			authres_prop(ar, "header.d", sig->d);
+			snprintf(auid, sizeof(auid), "%s%s", sig->auid[0] ? "" : "@", sig->auid[0] ? sig->auid : sig->d);
+			authres_prop(ar, "header.i", auid);
+		}
+		if (sig->alg_known)
+			authres_prop(ar, "header.a", sig->alg == DKIM_ALG_ED25519_SHA256 ? "ed25519-sha256" :
+			    sig->alg == DKIM_ALG_RSA_SHA1 ? "rsa-sha1" : "rsa-sha256");
 		if (sig->s[0])
 			authres_prop(ar, "header.s", sig->s);
 		if (sig->b_prefix[0])
@@ -744,6 +757,22 @@ static void sa_policy(const struct sa_session *s, const struct sa_outcome *o, st
 	}
 }
 
+/* Hands the relaxed whole-body hash, when a signature made us compute one, to the ARC sealer
+ * (env->body_hash): one hash per message instead of two, and the seal's bh= is the very
+ * digest the verifier found. A body not hashed to its end (timeout) is not handed over. */
+static void sa_share_body_hash(struct sa_session *s)
+{
+	struct hook_env *env = s->env;
+	size_t len = env->msg != NULL ? msgbuf_len(env->msg) : 0;
+
+	env->body_hash_set = false;
+	if (!env->cfg->arc.seal.enabled || s->m == NULL || env->msg == NULL || s->body_start > len ||
+	    s->body_off < len)
+		return;
+	env->body_hash_set = dkim_msg_body_hash(s->m, DKIM_CANON_RELAXED, env->body_hash);
+	env->body_hash_len = len - s->body_start;
+}
+
 /* Everything is in (or the time is up): results, field, symbols, verdict; completes the call. */
 static void sa_judge(struct sa_session *s)
 {
@@ -789,6 +818,7 @@ static void sa_judge(struct sa_session *s)
 		if (dmarc_org_domain(s->from_domain, org, sizeof(org)) == 0)
 			hook_env_add_symbol(env, SA_AUTH_SYMBOL, 0, org);
 	}
+	sa_share_body_hash(s);
 	hdr = authres_finish(&ar);
 	if (hdr != NULL) {
 		/* RFC 8601 5: prepended, above what earlier hops added */
@@ -1036,7 +1066,7 @@ static int sa_prepare(struct sa_session *s, const char *hdr, size_t hl)
 	if (s->m == NULL || dkim_msg_set_headers(s->m, hdr, hl) != 0)
 		return -1;
 	snprintf(s->msg_qid, sizeof(s->msg_qid), "%s", env->queue_id);
-	s->body_off = hl;
+	s->body_off = s->body_start = hl;
 	nf = dkim_msg_nfields(s->m);
 	for (size_t i = 0; i < nf; i++) {
 		const char *name, *value;

@@ -73,21 +73,50 @@ static int spf_dns_wait(int fd, short events, uint64_t end)
 	}
 }
 
-/* Whether ans (len) answers query q (qlen): same id, QR set, the same question. */
-static bool spf_dns_matches(const unsigned char *q, int qlen, const unsigned char *ans, int len)
+/* Whether ans (len) answers query q, whose header and question section are q[0..qend): same
+ * id, QR set, the same question. */
+static bool spf_dns_matches(const unsigned char *q, int qend, const unsigned char *ans, int len)
 {
-	if (len < qlen || len < 12)
+	if (len < qend || qend < 12)
 		return false;
 	if (ans[0] != q[0] || ans[1] != q[1] || (ans[2] & 0x80) == 0)
 		return false;
-	/* the question section: a byte compare ignoring case (no compression in it) */
-	return ans[4] == 0 && ans[5] == 1 && strncasecmp((const char *)ans + 12, (const char *)q + 12,
-	    (size_t)(qlen - 12)) == 0;
+	if (ans[4] != 0 || ans[5] != 1)
+		return false;
+	/* the question section: a byte compare ignoring case (no compression in it; label
+	 * lengths, the root's 0 and QTYPE/QCLASS are compared too) */
+	for (int i = 12; i < qend; i++)
+		if (tolower(ans[i]) != tolower(q[i]))
+			return false;
+	return true;
+}
+
+/* EDNS0 (RFC 6891 6.1.2): the OPT pseudo-RR appended to a query, advertising a UDP payload of
+ * 1232 octets (DNS flag day 2020), as filters/dns.c does: a long SPF record comes in one
+ * datagram instead of a truncated answer and a TCP retry. */
+#define SPF_DNS_EDNS_SIZE 1232
+#define SPF_DNS_OPT_LEN 11
+
+/* Appends the OPT RR to the query q[0..qlen) (room for it checked by the caller). */
+static int spf_dns_add_opt(unsigned char *q, int qlen)
+{
+	static const unsigned char opt[SPF_DNS_OPT_LEN] = {
+		0,                                                /* the root name */
+		0, 41,                                            /* TYPE OPT */
+		SPF_DNS_EDNS_SIZE >> 8, SPF_DNS_EDNS_SIZE & 0xff, /* CLASS: UDP payload size */
+		0, 0, 0, 0,                                       /* extended RCODE, version 0, flags */
+		0, 0                                              /* RDLEN */
+	};
+
+	memcpy(q + qlen, opt, sizeof(opt));
+	q[10] = 0;
+	q[11] = 1;	/* ARCOUNT */
+	return qlen + SPF_DNS_OPT_LEN;
 }
 
 /* One UDP exchange with server ns until end: the answer's length, 0 no answer, -1 error. */
 static int spf_dns_udp(const struct sockaddr *ns, socklen_t nslen, const unsigned char *q, int qlen,
-    unsigned char *ans, int anslen, uint64_t end)
+    int qend, unsigned char *ans, int anslen, uint64_t end)
 {
 	int fd = socket(ns->sa_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1;
 
@@ -107,7 +136,7 @@ static int spf_dns_udp(const struct sockaddr *ns, socklen_t nslen, const unsigne
 			continue;
 		if (n < 0)
 			goto out;	/* ICMP unreachable: refused */
-		if (spf_dns_matches(q, qlen, ans, n))
+		if (spf_dns_matches(q, qend, ans, n))
 			goto out;
 		/* a stray datagram (another id): keep waiting */
 	}
@@ -141,7 +170,7 @@ static int spf_dns_read_full(int fd, unsigned char *buf, size_t len, uint64_t en
 
 /* One TCP exchange (RFC 1035 4.2.2, RFC 7766) until end: the answer's length or -1. */
 static int spf_dns_tcp(const struct sockaddr *ns, socklen_t nslen, const unsigned char *q, int qlen,
-    unsigned char *ans, int anslen, uint64_t end)
+    int qend, unsigned char *ans, int anslen, uint64_t end)
 {
 	int fd = socket(ns->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n = -1, err = 0;
 	unsigned char lenbuf[2], out[2 + NS_PACKETSZ * 2];
@@ -173,7 +202,7 @@ static int spf_dns_tcp(const struct sockaddr *ns, socklen_t nslen, const unsigne
 		goto out;
 	n = lenbuf[0] << 8 | lenbuf[1];
 	if (n > anslen || spf_dns_read_full(fd, ans, (size_t)n, end) != 0 ||
-	    !spf_dns_matches(q, qlen, ans, n))
+	    !spf_dns_matches(q, qend, ans, n))
 		n = -1;
 out:
 	if (fd >= 0)
@@ -188,10 +217,10 @@ static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type
     unsigned char *ans, int anslen, int *rcode, int *herr)
 {
 	struct __res_state st;
-	unsigned char q[NS_PACKETSZ];
+	unsigned char q[NS_PACKETSZ + SPF_DNS_OPT_LEN];
 	uint64_t start = spf_dns_now_ms(), end = start + h->timeout_ms;
 	uint64_t per_try = h->timeout_ms / (uint64_t)(h->tries * h->nns);
-	int qlen;
+	int qlen, qend;
 	uint16_t id;
 
 	*herr = TRY_AGAIN;
@@ -206,12 +235,13 @@ static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type
 	if (res_ninit(&st) != 0)
 		return -1;
 	st.options &= ~(unsigned long)(RES_DNSRCH | RES_DEFNAMES);
-	qlen = res_nmkquery(&st, ns_o_query, name, ns_c_in, type, NULL, 0, NULL, q, sizeof(q));
+	qend = res_nmkquery(&st, ns_o_query, name, ns_c_in, type, NULL, 0, NULL, q, NS_PACKETSZ);
 	res_nclose(&st);
-	if (qlen < 12) {
+	if (qend < 12) {
 		*herr = HOST_NOT_FOUND;
 		return -1;
 	}
+	qlen = spf_dns_add_opt(q, qend);
 	if (getrandom(&id, sizeof(id), 0) == sizeof(id)) {
 		q[0] = (unsigned char)(id >> 8);
 		q[1] = (unsigned char)id;
@@ -227,11 +257,18 @@ static int spf_dns_query(const struct spf_dns_hook *h, const char *name, ns_type
 				return -1;
 			if (try_end > end || (t == h->tries - 1 && i == h->nns - 1))
 				try_end = end;
-			n = spf_dns_udp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, ans, anslen,
-			    try_end);
+			n = spf_dns_udp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, qend, ans,
+			    anslen, try_end);
+			if (n >= 12 && (ans[3] & 0x0f) == ns_r_formerr && qlen > qend) {
+				/* RFC 6891 7: a server that does not know EDNS0: the same query without */
+				qlen = qend;
+				q[11] = 0;
+				n = spf_dns_udp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, qend,
+				    ans, anslen, try_end);
+			}
 			if (n > 0 && (ans[2] & 0x02) != 0)	/* TC: the whole answer over TCP */
-				n = spf_dns_tcp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, ans,
-				    anslen, end);
+				n = spf_dns_tcp((const struct sockaddr *)&h->ns[i], h->nslen[i], q, qlen, qend,
+				    ans, anslen, end);
 			if (n < 12)
 				continue;
 			*rcode = ans[3] & 0x0f;

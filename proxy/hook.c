@@ -194,6 +194,7 @@ void hook_env_reset_txn(struct hook_env *env)
 	env->ndel_rcpts = 0;
 	env->quarantine_reason[0] = '\0';
 	env->flags = 0;
+	env->body_hash_set = false;
 	/* Drop the transaction's symbols; keep the session's (connect/helo stage). */
 	hook_env_truncate_symbols(env, env->txn_symbols_start);
 }

@@ -182,6 +182,13 @@ struct hook_env {
 	char **del_rcpts; size_t ndel_rcpts;        /* recipients removed by filters */
 	char quarantine_reason[256];
 	unsigned flags;                       /* enum hook_flag, for the transaction */
+	/* The relaxed body hash (RFC 6376 3.4.4, SHA-256) of msg's body, the body_hash_len octets
+	 * after its header block, that senderauth computed while verifying: the ARC sealer
+	 * (filters/arc_seal.c) takes it instead of hashing the body again when the body goes
+	 * out unchanged (new_body NULL, the same length). */
+	bool body_hash_set;
+	unsigned char body_hash[32];
+	size_t body_hash_len;
 
 	/* set by the session before HOOK_CONNECT: the process is near limits.max_connections;
 	 * a module that tells known clients from unknown ones (reputation) refuses the unknown

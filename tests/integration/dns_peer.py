@@ -19,13 +19,18 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"delay": 1.5}                       seconds to wait before answering (a slow name)
     {"in_order": true}                   the records in the order listed (dnspython shuffles
                                          them otherwise, as a round-robin DNS does)
+    {"no_edns": true}                    a query with EDNS0 gets FORMERR without an OPT record
+                                         (a server that predates RFC 6891); one without, the
+                                         records
     "servfail" | "refused" | "drop"       the whole answer for that name
-    "tcp_stall" | "tcp_huge"             UDP: an empty truncated (TC) answer; TCP: the query
-                                         is read and never answered / a length of 65535
-                                         followed by a few octets, then silence
+    "tcp_stall" | "tcp_huge" | "tcp_close"  UDP: an empty truncated (TC) answer; TCP: the
+                                         query is read and never answered / a length of 65535
+                                         followed by a few octets, then silence / the
+                                         connection is closed without an answer
 Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
-query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP)."""
+query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP, then " edns=N" when
+the query carried EDNS0 with a UDP payload size of N)."""
 import json
 import socket
 import time
@@ -53,10 +58,11 @@ def answer(wire, tcp):
     r.flags |= dns.flags.AA
     qn = q.question[0]
     name = qn.name.to_text().lower().rstrip('.')
-    sys.stderr.write('query %s %s%s\n' % (name, dns.rdatatype.to_text(qn.rdtype), ' tcp' if tcp else ''))
+    sys.stderr.write('query %s %s%s%s\n' % (name, dns.rdatatype.to_text(qn.rdtype), ' tcp' if tcp else '',
+                                         ' edns=%d' % q.payload if q.edns >= 0 else ''))
     sys.stderr.flush()
     entries = zone.get(name)
-    if entries in ('tcp_stall', 'tcp_huge'):
+    if entries in ('tcp_stall', 'tcp_huge', 'tcp_close'):
         if tcp:
             return entries
         r.flags |= dns.flags.TC
@@ -68,6 +74,11 @@ def answer(wire, tcp):
         return r.to_wire()
     if entries is None:
         r.set_rcode(dns.rcode.NXDOMAIN)
+        return r.to_wire()
+    if q.edns >= 0 and any(e.get('no_edns') for e in entries):
+        r = dns.message.make_response(q)
+        r.use_edns(False)
+        r.set_rcode(dns.rcode.FORMERR)
         return r.to_wire()
     rds = []
     owner = qn.name
@@ -82,7 +93,7 @@ def answer(wire, tcp):
             return r.to_wire()
     for e in entries:
         for t, v in e.items():
-            if t in ('delay', 'owner', 'in_order'):
+            if t in ('delay', 'owner', 'in_order', 'no_edns'):
                 continue
             rdtype = qn.rdtype
             if t.startswith('!'):
@@ -104,7 +115,8 @@ def answer(wire, tcp):
             if rd.rdtype == rdtype:
                 rr.add(rd)
         r.answer.append(rr)
-    out = r.to_wire(want_shuffle=not any(e.get('in_order') for e in entries))
+    # rendered whole (not cut at the query's EDNS payload size by dnspython), then truncated here
+    out = r.to_wire(want_shuffle=not any(e.get('in_order') for e in entries), max_size=65535)
     limit = 65535 if tcp else (max(512, q.payload) if q.edns >= 0 else 512)
     if len(out) > limit:
         r.answer = []
@@ -130,6 +142,8 @@ class Tcp(socketserver.BaseRequestHandler):
                 return
             out = answer(f.read(int.from_bytes(n, 'big')), True)
             if out is None:
+                return
+            if out == 'tcp_close':
                 return
             if out == 'tcp_huge':
                 self.request.sendall(b'\xff\xff' + b'\0' * 12)

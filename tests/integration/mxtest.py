@@ -1243,6 +1243,30 @@ def dkim_rsa_key(name, bits=2048):
     return path, 'v=DKIM1; k=rsa; p=' + base64.b64encode(der).decode()
 
 
+def need_sys_python(*modules):
+    """Skips the test unless Debian's /usr/bin/python3 imports every module (python3-dkim,
+    python3-dnspython...: the pyenv python3 lacks them); returns that interpreter's path."""
+    py = '/usr/bin/python3'
+    if subprocess.run([py, '-c', 'import ' + ', '.join(modules)], capture_output=True).returncode != 0:
+        skip('not importable under %s: %s' % (py, ', '.join(modules)))
+    return py
+
+
+def txt_strings(text, n=255):
+    """A TXT record's text as the character-strings of at most n octets a zone holds."""
+    return [text[i:i + n] for i in range(0, len(text), n)]
+
+
+def our_authres(messages, marker, authserv='mx.test'):
+    """The unfolded Authentication-Results field of authserv in the last of messages (a
+    Backend's .messages) whose data holds marker (bytes), or '' when there is none."""
+    got = [x for x in messages if marker in x['data']]
+    if not got:
+        return ''
+    head = got[-1]['data'].decode('latin-1').split('\r\n\r\n', 1)[0].replace('\r\n ', ' ').replace('\r\n\t', ' ')
+    return ([h for h in head.split('\r\n') if h.startswith('Authentication-Results: %s;' % authserv)] or [''])[0]
+
+
 def wait_log_of(name, regex, timeout=10, proc=None):
     """Waits for regex in TMP/name.log (stops early when proc has exited); the match or None."""
     rx = re.compile(regex)

@@ -17,7 +17,11 @@ from the same records mxgate's own verifier got from dnsmasq.
 - a chain that already ended with cv=fail: no set added (logged as skipped);
 - a 4 MiB message (sealed in the thread pool over a body held on disk), and a message the
   milter sends to the quarantine: both sealed, dkimpy: pass;
-- a client hanging up after the final dot of a 10 MiB message: the next one is sealed.
+- a client hanging up after the final dot of a 10 MiB message: the next one is sealed;
+- the relaxed body hash the verifier computed for a c=*/relaxed signature without l= is the
+  seal's bh= (body_hash=shared in the log, once per message instead of twice); a simple/simple
+  or l= signature, an unsigned message and a body a milter replaced are hashed by the sealer
+  (body_hash=computed), and every one of them verifies with dkimpy.
 """
 import json
 import os
@@ -107,8 +111,8 @@ def base(tag, extra=''):
             '\r\nHello Bob,\r\n\r\nthis is case %s.   With  spaces.\r\n' % (tag, tag, extra, tag)).encode()
 
 
-def signed(tag, extra=''):
-    return run([PY, SIGNER, 'sign', dkim_path, 'py', 'example.org'], base(tag, extra))
+def signed(tag, extra='', canon='relaxed/relaxed'):
+    return run([PY, SIGNER, 'sign', dkim_path, 'py', 'example.org', '--canon', canon], base(tag, extra))
 
 
 def upstream_chain(tag, extra=''):
@@ -118,6 +122,8 @@ def upstream_chain(tag, extra=''):
 
 
 def deliver(tag, data):
+    global last_pos
+    last_pos = len(mx.log())
     r = mt.send_mail(mx.port, 'alice@example.org', ['bob@example.test'], data, timeout=30)
     mt.check(r.code == 250, '%s: 250 (%s %s)' % (tag, r.code, r.text))
     got = [m for m in sink.messages() if ('<%s@example.org>' % tag).encode() in m['data']]
@@ -145,7 +151,29 @@ mt.check(len(aar) == 1 and re.match(r'ARC-Authentication-Results: i=1; mx\.seal\
          'i=1: the AAR carries mxgate\'s results (%s)' % aar)
 v = dkimpy(m)
 mt.check(v.startswith('dkim=pass arc=pass'), 'i=1: dkimpy verifies the seal and the DKIM signature (%s)' % v)
-mt.check(mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=1 cv=none'), 'i=1: logged')
+mt.check(mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=1 cv=none body_hash=shared', start=last_pos),
+         'i=1: logged; the relaxed body hash the verifier computed for the signature went into bh= '
+         '(not computed again)')
+
+# 1b. a simple/simple signature: the verifier hashed the body in simple form only, the
+# sealer computes the relaxed hash itself
+m = deliver('simple', signed('simple', canon='simple/simple'))
+v = dkimpy(m)
+mt.check(v.startswith('dkim=pass arc=pass') and
+         mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=1 cv=none body_hash=computed', start=last_pos),
+         'simple/simple: the sealer hashes the body itself (body_hash=computed), dkimpy: pass (%s)' % v)
+# 1c. unsigned: nothing hashed by the verifier
+m = deliver('unsigned', base('unsigned'))
+v = dkimpy(m)
+mt.check('arc=pass' in v and
+         mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=1 cv=none body_hash=computed', start=last_pos),
+         'unsigned: body_hash=computed, dkimpy: arc=pass (%s)' % v)
+# 1d. a signature with l= (the verifier hashed a prefix): not shared
+m = deliver('length', run([PY, SIGNER, 'sign', dkim_path, 'py', 'example.org', '--length'], base('length')))
+v = dkimpy(m)
+mt.check(v.startswith('dkim=pass arc=pass') and
+         mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=1 cv=none body_hash=computed', start=last_pos),
+         'l=: body_hash=computed, dkimpy: pass (%s)' % v)
 
 # 2. a passing chain: i=2 cv=pass
 m = deliver('second', upstream_chain('second'))
@@ -168,6 +196,8 @@ mt.check(len(seals) == 2 and 'i=2' in seals[0] and 'cv=pass' in seals[0], 'milte
 v = dkimpy(m)
 mt.check(v.startswith('dkim=fail arc=pass'),
          'milter: dkimpy verifies the seal over the edited message; the DKIM signature it broke fails (%s)' % v)
+mt.check(mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=2 cv=pass body_hash=computed', start=last_pos),
+         'milter: the body it replaced is hashed again for the seal (body_hash=computed)')
 
 # 4. a broken chain: i=2 cv=fail over its own set; dkimpy: the chain ended there
 bad = upstream_chain('broken').replace(b'i=1; fwd.example.net; dkim=pass', b'i=1; fwd.example.net; dkim=fail')
@@ -192,6 +222,8 @@ m = deliver('big', signed('big').replace(b'this is case big.', big.encode() + b'
 mt.check(len(m) > 4000000 and m.startswith(b'ARC-Seal: i=1;'), 'big: sealed (%d octets)' % len(m))
 v = dkimpy(m)
 mt.check('arc=pass' in v, 'big: dkimpy verifies the seal over the 4 MiB body (the DKIM signature predates the added lines) (%s)' % v)
+mt.check(mx.wait_log(r'event=arc_seal queue_id=\S+ action=sealed i=1 cv=none body_hash=shared', start=last_pos),
+         'big: the verifier\'s hash of the 4 MiB body (held on disk, hashed in slices) is the seal\'s')
 
 # 7. the quarantine gets the sealed message too
 r = mt.send_mail(mx.port, 'alice@example.org', ['bob@example.test'],

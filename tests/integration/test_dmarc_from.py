@@ -19,14 +19,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-PY = '/usr/bin/python3'
 HERE = os.path.dirname(os.path.abspath(__file__))
-if subprocess.run([PY, '-c', 'import dkim, dns.message'], capture_output=True).returncode != 0:
-    mt.skip('python3-dkim / python3-dnspython not installed')
+PY = mt.need_sys_python('dkim', 'dns.message')
 mt.need('openssl')
 
 key, rec = mt.dkim_rsa_key('dmfrom')
-rec = [rec[i:i + 255] for i in range(0, len(rec), 255)]
+rec = mt.txt_strings(rec)
 zone = {
     '_dmarc.rej.example': [{'txt': ['v=DMARC1; p=reject']}],
     '_dmarc.quar.example': [{'txt': ['v=DMARC1; p=quarantine']}],
@@ -55,13 +53,7 @@ def send(tag, froms, sign=False):
             mt.fail('dkim_signer.py: %s' % r.stderr.decode(errors='replace')[-300:])
         data = r.stdout
     res = mt.send_mail(mx.port, 'eve@other.example', ['bob@example.test'], data, proxy_src='198.18.1.7')
-    got = [x for x in be.messages if ('Subject: dmfrom %s\r\n' % tag).encode() in x['data']]
-    ar = ''
-    if got:
-        head = got[-1]['data'].decode('latin-1').split('\r\n\r\n', 1)[0]
-        head = head.replace('\r\n ', ' ').replace('\r\n\t', ' ')
-        ar = ([h for h in head.split('\r\n') if h.startswith('Authentication-Results: mx.test;')] or [''])[0]
-    return res.code, res.text, ar
+    return res.code, res.text, mt.our_authres(be.messages, ('Subject: dmfrom %s\r\n' % tag).encode())
 
 
 rows = [

@@ -11,14 +11,12 @@ does not come, is treated as existing: np never refuses a domain that may exist)
 Peers: dns_peer.py (dnspython) serving the DMARC records and the names that exist.
 """
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-if subprocess.run(['/usr/bin/python3', '-c', 'import dns.message'], capture_output=True).returncode != 0:
-    mt.skip('python3-dnspython not installed')
+mt.need_sys_python('dns.message')
 
 zone = {
     '_dmarc.bank.example': [{'txt': ['v=DMARC1; p=reject; sp=none; np=reject']}],
@@ -41,12 +39,7 @@ mx = mt.Mxgate(cfg, name='mx-dmnp')
 def send(tag, frm):
     data = ('From: %s\r\nTo: bob@example.test\r\nSubject: dmnp %s\r\n\r\npay this.\r\n' % (frm, tag)).encode()
     res = mt.send_mail(mx.port, 'eve@other.example', ['bob@example.test'], data, proxy_src='198.18.1.7')
-    got = [x for x in be.messages if ('Subject: dmnp %s\r\n' % tag).encode() in x['data']]
-    ar = ''
-    if got:
-        head = got[-1]['data'].decode('latin-1').split('\r\n\r\n', 1)[0].replace('\r\n ', ' ').replace('\r\n\t', ' ')
-        ar = ([h for h in head.split('\r\n') if h.startswith('Authentication-Results: mx.test;')] or [''])[0]
-    return res.code, res.text, ar
+    return res.code, res.text, mt.our_authres(be.messages, ('Subject: dmnp %s\r\n' % tag).encode())
 
 
 rows = [

@@ -20,14 +20,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-PY = '/usr/bin/python3'
 HERE = os.path.dirname(os.path.abspath(__file__))
-if subprocess.run([PY, '-c', 'import dkim, dns.message'], capture_output=True).returncode != 0:
-    mt.skip('python3-dkim / python3-dnspython not installed')
+PY = mt.need_sys_python('dkim', 'dns.message')
 mt.need('openssl')
 
 key, rec = mt.dkim_rsa_key('dmtmp')
-rec = [rec[i:i + 255] for i in range(0, len(rec), 255)]   # character-strings of 255 at most
+rec = mt.txt_strings(rec)
 zone = {
     '_dmarc.rej.example': [{'txt': ['v=DMARC1; p=reject']}],
     '_dmarc.quar.example': [{'txt': ['v=DMARC1; p=quarantine']}],

@@ -55,8 +55,11 @@ zone = {
     'drop.example': 'drop',
     'helo.example': [txt('v=spf1 a -all'), {'a': '198.18.1.7'}],
     'ptr.example': [txt('v=spf1 ptr -all')],
-    # over 512 octets: the UDP answer is truncated, the lookup is repeated over TCP
-    'big.example': [txt(*['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 41)] + [' ip4:198.18.1.7 -all'])],
+    # over the 1232 octets of EDNS0 (a 700-octet SPF record beside the site-verification
+    # records a domain's apex collects): the UDP answer is truncated, the lookup is
+    # repeated over TCP
+    'big.example': [txt(*['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 41)] + [' ip4:198.18.1.7 -all']),
+                    txt('site-verification=' + 'x' * 230, 'y' * 250), txt('z' * 250)],
     # libspf2 keeps 511 octets of compiled mechanisms (about 63 ip4 terms) and drops the rest
     # without an error: 70 ip4 terms, then the client's and -all
     'long.example': [txt(*['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 71)] + [' ip4:198.18.1.7 -all'])],
@@ -129,7 +132,7 @@ rows = [
     ('v6', 'a@v6.example', '2001:db8:1::9', 'spf=pass smtp.mailfrom=v6.example', 'ip6: from an IPv6 client'),
     ('v6aaaa', 'a@v6.example', '2001:db8:2::25', 'spf=pass', 'a: matches an IPv6 client by the AAAA record'),
     ('v6no', 'a@v6.example', '2001:db8:9::1', 'spf=fail', 'an IPv6 client outside'),
-    ('big', 'a@big.example', '198.18.1.7', 'spf=pass smtp.mailfrom=big.example', 'a 700-octet record (TC, then TCP)'),
+    ('big', 'a@big.example', '198.18.1.7', 'spf=pass smtp.mailfrom=big.example', 'a 700-octet record beside 750 octets of other TXT records (over 1232: TC, then TCP)'),
     ('ptr', 'a@ptr.example', '198.18.1.7', 'spf=pass smtp.mailfrom=ptr.example', 'ptr: PTR then A confirms'),
     ('void3', 'a@void3.example', '198.18.1.7', 'spf=permerror smtp.mailfrom=void3.example',
      'three void lookups before the match'),

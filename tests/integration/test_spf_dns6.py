@@ -28,7 +28,8 @@ except OSError:
 zone = {
     'six.example': [{'txt': ['v=spf1 ip4:198.18.0.0/15 -all']}],
     # over 512 octets: TC over UDP, then TCP to the IPv6 server
-    'big6.example': [{'txt': ['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 41)] + [' ip4:198.18.1.7 -all']}],
+    'big6.example': [{'txt': ['v=spf1'] + [' ip4:203.0.113.%d' % i for i in range(1, 41)] + [' ip4:198.18.1.7 -all']},
+                     {'txt': ['site-verification=' + 'x' * 230, 'y' * 250]}, {'txt': ['z' * 250]}],   # over 1232
 }
 port = mt.free_port()
 zfile = os.path.join(mt.TMP, 'dns6.json')

@@ -64,6 +64,9 @@ static char *default_headers[] = { "from", "sender", "reply-to", "subject", "dat
 	"to", "cc", "mime-version", "content-type", "content-transfer-encoding", "in-reply-to",
 	"references", "list-id" };
 
+/* The body hash seal() hands to arc_seal_build (params.body_hash), or NULL. */
+static const unsigned char *seal_body_hash;
+
 /* Seals msg (header block up to the blank line, body after) with ar; returns the sealed
  * message (caller frees) or NULL when no set was added; *res says why. */
 static char *seal(const char *msg, size_t len, const char *ar, struct arc_seal_result *res,
@@ -84,6 +87,7 @@ static char *seal(const char *msg, size_t len, const char *ar, struct arc_seal_r
 	p.nheaders = headers ? nheaders : sizeof(default_headers) / sizeof(default_headers[0]);
 	p.max_instances = 16;
 	p.now = NOW;
+	p.body_hash = seal_body_hash;
 	arc_seal_build(&p, ar, strlen(ar), msg, hl, msg + hl, len - hl, &out, res);
 	arc_seal_key_free(&k);
 	if (res->status != ARC_SEAL_SEALED) {
@@ -288,6 +292,80 @@ static void test_ar_result(void **state)
 	assert_null(arc_seal_ar_result("", 0));
 }
 
+/* The verifier's relaxed body hash (dkim_msg_body_hash, what senderauth hands over in
+ * env->body_hash) makes the very set the sealer makes by hashing the body itself; a hash
+ * that is not the body's shows in bh= and the chain fails: the sealer takes it as given. */
+static void test_shared_body_hash(void **state)
+{
+	struct dkim_limits lim;
+	struct dkim_msg *m;
+	struct arc_seal_result res;
+	struct arc_chain c;
+	unsigned char bh[32], zero[32] = { 0 };
+	size_t len, hl;
+	char *msg = fixture_slurp("rsa-relaxed.eml", &len), *own, *shared, *wrong;
+
+	(void)state;
+	hl = (size_t)(strstr(msg, "\r\n\r\n") - msg) + 4;
+	dkim_limits_default(&lim);
+	m = dkim_msg_new(&lim);
+	assert_int_equal(dkim_msg_set_headers(m, msg, hl), 0);
+	assert_false(dkim_msg_body_hash(m, DKIM_CANON_RELAXED, bh));	/* not before the end */
+	dkim_msg_feed_body(m, msg + hl, len - hl);
+	dkim_msg_end_body(m);
+	assert_true(dkim_msg_body_hash(m, DKIM_CANON_RELAXED, bh));
+	assert_false(dkim_msg_body_hash(m, DKIM_CANON_SIMPLE, zero));	/* no simple signature */
+	dkim_msg_free(m);
+
+	seal_body_hash = NULL;
+	own = seal(msg, len, AR_NONE, &res, NULL, 0);
+	assert_non_null(own);
+	assert_false(res.body_hash_shared);
+	seal_body_hash = bh;
+	shared = seal(msg, len, AR_NONE, &res, NULL, 0);
+	assert_non_null(shared);
+	assert_true(res.body_hash_shared);
+	assert_string_equal(own, shared);	/* RSA PKCS#1 v1.5 is deterministic */
+	assert_int_equal(verify(shared, &c), ARC_RESULT_PASS);
+	memset(zero, 0, sizeof(zero));
+	seal_body_hash = zero;
+	wrong = seal(msg, len, AR_NONE, &res, NULL, 0);
+	seal_body_hash = NULL;
+	assert_non_null(wrong);
+	assert_non_null(strstr(wrong, "bh=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+	assert_int_equal(verify(wrong, &c), ARC_RESULT_FAIL);
+	free(own);
+	free(shared);
+	free(wrong);
+	free(msg);
+}
+
+/* l= or no relaxed signature: no whole-body relaxed hash to hand over. */
+static void test_no_body_hash_to_share(void **state)
+{
+	static const char *const names[] = { "length.eml", "rsa-simple.eml", "base.eml" };
+	unsigned char bh[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct dkim_limits lim;
+		struct dkim_msg *m;
+		size_t len, hl;
+		char *msg = fixture_slurp(names[i], &len);
+
+		hl = (size_t)(strstr(msg, "\r\n\r\n") - msg) + 4;
+		dkim_limits_default(&lim);
+		m = dkim_msg_new(&lim);
+		assert_int_equal(dkim_msg_set_headers(m, msg, hl), 0);
+		dkim_msg_feed_body(m, msg + hl, len - hl);
+		dkim_msg_end_body(m);
+		if (dkim_msg_body_hash(m, DKIM_CANON_RELAXED, bh))
+			fail_msg("%s: a relaxed whole-body hash", names[i]);
+		dkim_msg_free(m);
+		free(msg);
+	}
+}
+
 static void test_key_checks(void **state)
 {
 	struct arc_seal_key k;
@@ -332,6 +410,8 @@ int main(void)
 		cmocka_unit_test(test_repeated_fields),
 		cmocka_unit_test(test_ar_result),
 		cmocka_unit_test(test_key_checks),
+		cmocka_unit_test(test_shared_body_hash),
+		cmocka_unit_test(test_no_body_hash_to_share),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -182,6 +182,31 @@ static void test_tampering(void **state)
 	}
 }
 
+/* alg_known (the A-R's header.a): set only when a= names an algorithm of enum dkim_alg. */
+static void test_alg_known(void **state)
+{
+	static const struct { const char *a; bool known; enum dkim_alg alg; } rows[] = {
+		{ "a=rsa-sha256;", true, DKIM_ALG_RSA_SHA256 },
+		{ "a=ed25519-sha256;", true, DKIM_ALG_ED25519_SHA256 },
+		{ "a=rsa-sha1;", true, DKIM_ALG_RSA_SHA1 },
+		{ "a=rsa-md5;", false, DKIM_ALG_RSA_SHA256 },
+		{ "", false, DKIM_ALG_RSA_SHA256 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct dkim_sig sig;
+		char v[256];
+
+		snprintf(v, sizeof(v), "v=1; %s c=relaxed/relaxed; d=example.org; s=sel; h=from; bh=AAAA; b=AAAA",
+		    rows[i].a);
+		dkim_sig_parse(DKIM_SIG_DKIM, v, strlen(v), &sig);
+		if (sig.alg_known != rows[i].known || (rows[i].known && sig.alg != rows[i].alg))
+			fail_msg("\"%s\": alg_known %d alg %d", rows[i].a, sig.alg_known, (int)sig.alg);
+		dkim_sig_clear(&sig);
+	}
+}
+
 static void test_two_signatures_one_bad(void **state)
 {
 	struct run r;
@@ -366,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_fixtures_pass),
 		cmocka_unit_test(test_body_fed_in_slices),
 		cmocka_unit_test(test_tampering),
+		cmocka_unit_test(test_alg_known),
 		cmocka_unit_test(test_two_signatures_one_bad),
 		cmocka_unit_test(test_expiry),
 		cmocka_unit_test(test_limits),

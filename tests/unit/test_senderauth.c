@@ -191,7 +191,8 @@ static void test_pass(void **state)
 
 	sess_init(f, &s, "ed25519.eml", NULL, NULL);
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
-	expect_in(authres(&s.env), "mx.example.test; dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed header.b=");
+	expect_in(authres(&s.env), "mx.example.test; dkim=pass (256-bit ed25519 key) header.d=example.org header.i=@example.org "
+	    "header.a=ed25519-sha256 header.s=ed header.b=");
 	expect_in(authres(&s.env), "; arc=none; dmarc=pass (p=reject dis=none) header.from=example.org");
 	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_SIGNED"));
 	assert_non_null(hook_env_find_symbol(&s.env, "DKIM_VALID"));
@@ -246,7 +247,8 @@ static void test_key_timeout_is_temperror(void **state)
 	/* "drop." names are never answered by the fake server */
 	sess_init(f, &s, "ed25519.eml", "s=ed;", "s=drop;");
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
-	expect_in(authres(&s.env), "dkim=temperror (key lookup timed out) header.d=example.org header.s=drop");
+	expect_in(authres(&s.env), "dkim=temperror (key lookup timed out) header.d=example.org header.i=@example.org "
+	    "header.a=ed25519-sha256 header.s=drop");
 	expect_in(authres(&s.env), "dmarc=temperror");
 	sess_free(&s);
 }
@@ -332,7 +334,8 @@ static void test_lookups_start_at_headers(void **state)
 		uv_run(&f->loop, UV_RUN_ONCE);
 	assert_int_equal(f->fd.queries, 2);	/* ed._domainkey.example.org, _dmarc.example.org */
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
-	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed");
+	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.i=@example.org "
+	    "header.a=ed25519-sha256 header.s=ed");
 	expect_in(authres(&s.env), "dmarc=pass (p=reject dis=none) header.from=example.org");
 	assert_string_equal(senderauth_auth_domain(&s.env), "example.org");
 	assert_int_equal(f->fd.queries, 2);	/* nothing asked twice */
@@ -361,7 +364,8 @@ static void test_early_lookups_of_another_message(void **state)
 		uv_run(&f->loop, UV_RUN_ONCE);
 	snprintf(s.env.queue_id, sizeof(s.env.queue_id), "Q2");
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
-	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.s=ed");
+	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.i=@example.org "
+	    "header.a=ed25519-sha256 header.s=ed");
 	/* asked again for Q2's key; its DMARC query may join Q1's, still on its way (dns.c
 	 * sends one query per name in flight) */
 	assert_true(f->fd.queries >= 3);
