@@ -220,7 +220,9 @@ for name, text in MSGS.items():
     if not ok or name not in sa:
         continue
     head = re.split(rb'\r?\n\r?\n', be.messages[-1]['data'], 1)[0]
-    status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(rb'\r?\n[ \t]+', b'', head), re.M)
+    # unfolded as SA folds: after a comma (",\n\t" was ","), or a space ("\n\t" was " ")
+    status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(
+        rb'\r?\n[ \t]+', b' ', re.sub(rb',\r?\n[ \t]+', b',', head)), re.M)
     m = re.match(r'(?:Yes|No), score=(\S+) required=\S+ tests=(\S*)',
                  status.group(1).decode() if status else '')
     tests = sorted(t for t in m.group(2).split(',') if t and t != 'none') if m else []

@@ -120,7 +120,8 @@ mt.check(syms.get('OP_INCLUDED') == 3.5,
 # spamd writes it ("tests=...,OP_MULTI,OP_MULTI,OP_MULTI,...")
 syms, head = deliver('multiple', (H % ('win', 'multi') + DATE +
                                   '\r\nwin win\r\nwin and win\r\n').encode())
-status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(rb'\r?\n[ \t]+', b'', head), re.M)
+status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(     # SA's folds: after "," or " "
+    rb'\r?\n[ \t]+', b' ', re.sub(rb',\r?\n[ \t]+', b',', head)), re.M)
 tests = status.group(1).decode().split('tests=')[1].split(' ')[0].split(',') if status else []
 mt.check(abs(syms.get('OP_MULTI', 0) - 0.6) < 1e-9 and tests.count('OP_MULTI') == 3,
          'tflags multiple maxhits=3: OP_MULTI=0.600 and named 3 times in tests= (%s; %s)' % (
