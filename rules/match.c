@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #endif
 #include "match.h"
+
+#include <stdbool.h>
 #include "rule_parse.h"
 
 #include <pcre2.h>
@@ -30,6 +32,48 @@ struct match_scratch {
 #endif
 };
 
+/* PCRE2's compile errors that are its limits or features it lacks, not a pattern Perl
+ * rejects too: sizes, nesting, internal errors, lookbehinds Perl 5.30+ takes, Unicode. */
+static bool match_error_is_limit(int ec)
+{
+	switch (ec) {
+	case PCRE2_ERROR_QUANTIFIER_TOO_BIG:
+	case PCRE2_ERROR_PARENTHESES_NEST_TOO_DEEP:
+	case PCRE2_ERROR_PATTERN_TOO_LARGE:
+	case PCRE2_ERROR_HEAP_FAILED:
+	case PCRE2_ERROR_INTERNAL_CODE_OVERFLOW:
+	case PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH:
+	case PCRE2_ERROR_INTERNAL_STUDY_ERROR:
+	case PCRE2_ERROR_UNICODE_NOT_SUPPORTED:
+	case PCRE2_ERROR_PARENTHESES_STACK_CHECK:
+	case PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED:
+	case PCRE2_ERROR_UNICODE_PROPERTIES_UNAVAILABLE:
+	case PCRE2_ERROR_SUBPATTERN_NAME_TOO_LONG:
+	case PCRE2_ERROR_TOO_MANY_NAMED_SUBPATTERNS:
+	case PCRE2_ERROR_INTERNAL_OVERRAN_WORKSPACE:
+	case PCRE2_ERROR_INTERNAL_MISSING_SUBPATTERN:
+	case PCRE2_ERROR_INTERNAL_UNKNOWN_NEWLINE:
+	case PCRE2_ERROR_SUBPATTERN_NUMBER_TOO_BIG:
+	case PCRE2_ERROR_INTERNAL_PARSED_OVERFLOW:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE_LOOKBEHINDS:
+	case PCRE2_ERROR_UTF_IS_DISABLED:
+	case PCRE2_ERROR_UCP_IS_DISABLED:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE_AUTO_POSSESS:
+	case PCRE2_ERROR_QUERY_BARJX_NEST_TOO_DEEP:
+	case PCRE2_ERROR_PATTERN_TOO_COMPLICATED:
+	case PCRE2_ERROR_LOOKBEHIND_TOO_LONG:
+	case PCRE2_ERROR_PATTERN_STRING_TOO_LONG:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE_IN_SKIP:
+	case PCRE2_ERROR_SUPPORTED_ONLY_IN_UNICODE:
+	case PCRE2_ERROR_SCRIPT_RUN_NOT_AVAILABLE:
+	case PCRE2_ERROR_TOO_MANY_CAPTURES:
+		return true;
+	default:
+		return false;
+	}
+}
+
 int match_re_compile(const char *re, unsigned flags, struct match_re **out,
     char *err, size_t errlen)
 {
@@ -53,7 +97,7 @@ int match_re_compile(const char *re, unsigned flags, struct match_re **out,
 		pcre2_get_error_message(ec, msg, sizeof(msg));
 		snprintf(err, errlen, "regex at offset %zu: %s", (size_t)eo, (char *)msg);
 		free(r);
-		return -1;
+		return match_error_is_limit(ec) ? MATCH_ERR_LIMIT : MATCH_ERR_SYNTAX;
 	}
 	r->jit = !(flags & MATCH_NO_JIT) && pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
 	*out = r;
