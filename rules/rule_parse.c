@@ -657,6 +657,12 @@ static void rule_parse_line(struct rule_line *l, char *line)
 	struct rule_def *d;
 
 	e = rule_word_end(p);
+	/* "lang xx LINE": LINE for SpamAssassin running in locale xx (Conf/Parser.pm, before
+	 * any other reading of the line). mxgate is SpamAssassin in the C.UTF-8 locale, where no
+	 * lang line applies (nor in the stock files' de, fr, nl, pl, pt_BR texts): skipped, and
+	 * not listed among the directives not applied, since SpamAssassin skips them too. */
+	if (rule_word_is(p, e, "lang"))
+		return;
 	/* conditionals first: they apply even inside inactive blocks */
 	if (rule_word_is(p, e, "if") || rule_word_is(p, e, "ifplugin")) {
 		int v;
