@@ -542,14 +542,12 @@ static void rule_parse_include(struct rule_line *l, const char *p)
 
 /* uri_detail NAME KEY =~ /re/ ... (SpamAssassin's URIDetail): a body eval,
  * check_uri_detail over the definition (rules/eval_list.c), true when one URI meets every
- * criterion. Keys raw, cleaned, domain and host; type and text (SA's link types and anchor
- * texts) are not implemented: a warning at the line, the rule never runs. 1 when the line
- * was taken as a rule. */
+ * criterion. Keys raw, type, cleaned, text, domain and host (SA's URIDetail). 1 when the
+ * line was taken as a rule. */
 static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 {
 	struct rule_src *s = l->s;
 	const char *name = p, *ne = rule_word_end(p), *def = rule_skip_ws(ne), *q = def;
-	bool unsupported = false;
 	int n = 0;
 	struct rule_def *d;
 	char *args, *o;
@@ -583,10 +581,9 @@ static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 			return -1;
 		}
 		free(re);
-		if (rule_word_is(k, ke, "type") || rule_word_is(k, ke, "text")) {
-			unsupported = true;
-		} else if (!rule_word_is(k, ke, "raw") && !rule_word_is(k, ke, "cleaned") &&
-		    !rule_word_is(k, ke, "domain") && !rule_word_is(k, ke, "host")) {
+		if (!rule_word_is(k, ke, "raw") && !rule_word_is(k, ke, "cleaned") &&
+		    !rule_word_is(k, ke, "domain") && !rule_word_is(k, ke, "host") &&
+		    !rule_word_is(k, ke, "type") && !rule_word_is(k, ke, "text")) {
 			rule_src_add_error(s, l->file, l->lineno, rule_col(l, k),
 			    "uri_detail %.*s: unknown key %.*s", (int)(ne - name), name,
 			    (int)(ke - k), k);
@@ -598,12 +595,6 @@ static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 		rule_src_add_error(s, l->file, l->lineno, rule_col(l, def),
 		    "uri_detail: a name and KEY =~ /regex/ criteria expected");
 		return -1;
-	}
-	if (unsupported) {
-		rule_src_add_warning(s, l->file, l->lineno, 1, "uri_detail %.*s: keys type and "
-		    "text are not implemented, the rule never runs (SpamAssassin's URIDetail plugin)",
-		    (int)(ne - name), name);
-		return 0;
 	}
 	d = rule_get_or_add(s, name, (size_t)(ne - name));
 	if (d == NULL) {

@@ -9,7 +9,7 @@ The local.cf holds what an administrator carries over: a 4-score `score` overrid
 ... exists:`, `[if-unset: ...]`, `/i` `/m` `/s` and `(?i)`, `rawbody`, `full`, `uri`, an
 escaped `\\#`, metas with arithmetic and `!`, `priority`, `tflags multiple maxhits=`, `nice`,
 `noautolearn learn`, `if (version >= ...)` and `ifplugin` blocks, `include`, `replace_tag` /
-`replace_rules`, `uri_detail` (raw, cleaned, host, domain; =~ and !~), `lang`, `report_safe`, `add_header`, `trusted_networks`, and the sender
+`replace_rules`, `uri_detail` (raw, type, cleaned, text, host, domain; =~ and !~), `lang`, `report_safe`, `add_header`, `trusted_networks`, and the sender
 lists: `whitelist_from`, `blocklist_from`, `whitelist_from_rcvd` (by rDNS and by [CIDR]),
 `def_whitelist_from_rcvd` (matched against a trusted relay only when no untrusted relay
 brought the message), `unwhitelist_from`, `whitelist-from` spelled with dashes.
@@ -123,6 +123,24 @@ uri_detail LOC_UD_NEG raw !~ /example\.bad/
 score LOC_UD_NEG 0.032
 uri_detail LOC_UD_MAILTO raw =~ /^mailto:/ domain =~ /^shop\.example$/
 score LOC_UD_MAILTO 0.033
+uri_detail LOC_UD_TYPE_A type =~ /^a$/ raw =~ /example\.bad/
+score LOC_UD_TYPE_A 0.034
+uri_detail LOC_UD_PARSED type =~ /^parsed$/ domain =~ /^shop\.example$/
+score LOC_UD_PARSED 0.035
+uri_detail LOC_UD_SCHEMELESS type =~ /^schemeless$/ raw =~ /www\.example\.bad\/y/
+score LOC_UD_SCHEMELESS 0.036
+uri_detail LOC_UD_TEXT text =~ /^x$/
+score LOC_UD_TEXT 0.037
+uri_detail LOC_UD_TEXT_NEG text !~ /^x$/ raw =~ /example\.bad/
+score LOC_UD_TEXT_NEG 0.038
+uri_detail LOC_UD_IMG type =~ /^img$/ host =~ /^img\./
+score LOC_UD_IMG 0.039
+uri_detail LOC_UD_FORM type =~ /^form$/ domain =~ /example\.bad/
+score LOC_UD_FORM 0.041
+uri_detail LOC_UD_CLICK text =~ /^Click here$/ host =~ /^click\./
+score LOC_UD_CLICK 0.042
+uri_detail LOC_UD_IMGTEXT text =~ /<img>/ type =~ /^a$/
+score LOC_UD_IMGTEXT 0.043
 include extra/more.cf
 '''
 with open(os.path.join(SITE, 'local.cf'), 'w') as f:
@@ -156,6 +174,11 @@ MSGS = {
     'html': msg(EXT, 'friend@good.example', 'included hello',
                 '<html><body><b>bold</b> text unsubscribe win win '
                 '<a href="http://example.bad/">x</a></body></html>\r\n', ctype='text/html'),
+    'uri_types': msg(EXT, 'a@x.example', 'types', '<html><body><a href="http://click.example.bad/go">'
+                     'Click <b>here</b></a> <a href="http://pic.example.bad/"><img src="http://img.'
+                     'example.bad/p.png" width=10 height=10></a> <form action="http://form.example.bad/'
+                     'post"><input name=q></form> <a href="rel/page">relative</a> see www.shop.example'
+                     '</body></html>\r\n', ctype='text/html'),
     'blocklist': msg(EXT, 'evil@bad.example', 'hi', 'hello\r\n', date=False),
     'rcvd_rdns': msg(EXT, 'rcvd@good.example', 'hi', 'hello\r\n'),
     'rcvd_cidr': msg(EXT, 'net@good.example', 'hi', 'hello\r\n'),
@@ -240,5 +263,11 @@ for name, text in MSGS.items():
     mt.check(m is not None and m.group(1) == '%.1f' % sa_score,
              '%s: X-Spam-Status score=%s, SpamAssassin %.1f' % (
                  name, m.group(1) if m else None, sa_score))
+# every uri_detail key met on some message (type and text too), as SpamAssassin met it
+hit_any = set(t for _, tests_ in sa.values() for t in tests_)
+for rule in ('LOC_UD_TYPE_A', 'LOC_UD_PARSED', 'LOC_UD_SCHEMELESS', 'LOC_UD_TEXT', 'LOC_UD_IMG',
+             'LOC_UD_FORM', 'LOC_UD_CLICK', 'LOC_UD_IMGTEXT'):
+    mt.check(rule in hit_any, '%s hits a message (SpamAssassin: %s)' % (
+        rule, sorted(t for t in hit_any if t.startswith('LOC_UD'))))
 mx.stop()
 mt.finish()

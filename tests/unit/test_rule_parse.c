@@ -214,15 +214,14 @@ static void test_ignored_directives(void **state)
 	char *list = rule_src_ignored_list(s);
 
 	(void)state;
-	/* uri_detail over raw/cleaned/host/domain is the eval check_uri_detail; with SA's type
-	 * or text keys it is a warning (never runs); m{...} SpamAssassin does not read: error */
+	/* uri_detail over raw/type/cleaned/text/host/domain is the eval check_uri_detail; m{...}
+	 * SpamAssassin does not read: error */
 	assert_int_equal(nerr, 1);
 	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:10:31: uri_detail LOC_UD3: bracket"));
 	assert_non_null(list);
-	assert_string_equal(list, "add_header 1, report_safe 1, uri_detail 1");
-	assert_int_equal(rule_src_nwarnings(s), 1);
-	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:7:1: warning: uri_detail LOC_UD: "
-	    "keys type and text are not implemented"));
+	assert_string_equal(list, "add_header 1, report_safe 1");
+	assert_int_equal(rule_src_nwarnings(s), 0);
+	assert_string_equal(get(s, "LOC_UD")->eval_fn, "check_uri_detail");
 	assert_string_equal(get(s, "LOC_UD2")->eval_fn, "check_uri_detail");
 	assert_string_equal(get(s, "LOC_UD2")->eval_args, "'raw =~ /it\\'s\\\\/x/ host !~ /y/'");
 	assert_int_equal(get(s, "LOC_UD2")->kind, RULE_BODY);
