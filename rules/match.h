@@ -18,6 +18,8 @@ struct match_scratch;
 
 /* Flags as in rule_parse.h (RULE_RE_I/M/S/X), plus: */
 #define MATCH_NO_PREFILTER 0x100u   /* keep this pattern out of the prefilter */
+#define MATCH_PERL_CHECK   0x400u   /* a rule's pattern: also what Perl rejects and PCRE2
+                                       takes (an unescaped "{" after an atom) is an error */
 #define MATCH_NO_JIT       0x200u   /* used once: PCRE2's interpreter (JIT compiling costs
                                        far more than one short match; same results) */
 

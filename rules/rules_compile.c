@@ -389,7 +389,8 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 			continue;
 		}
 		if (d->re) {
-			int rc = match_re_compile(d->re, d->re_flags, &x->re, ebuf, sizeof(ebuf));
+			int rc = match_re_compile(d->re, d->re_flags | MATCH_PERL_CHECK, &x->re, ebuf,
+			    sizeof(ebuf));
 
 			/* a ReplaceTags pattern too large for PCRE2 fits as subroutine calls */
 			if (rc < 0 && d->re_compact &&
