@@ -555,6 +555,15 @@ static bool ud_test(struct eval_ctx *c, const struct uri_detail_crit *cr, const 
 	return cr->neg ? !m : m;
 }
 
+/* One of the strings of l meets the criterion (none: it fails, =~ or !~). */
+static bool ud_any(struct eval_ctx *c, const struct uri_detail_crit *cr, const struct uri_list *l)
+{
+	for (size_t j = 0; j < l->n; j++)
+		if (ud_test(c, cr, l->v[j]))
+			return true;
+	return false;
+}
+
 /* URIDetail's check_uri_detail: a URI of get_uri_detail_list for which every criterion
  * holds: raw its text as found, type any of its types (the HTML tags that carry it, parsed,
  * schemeless, ...), cleaned / host / domain any of its canonical variants, their host
@@ -578,20 +587,16 @@ EVAL_FN(eval_check_uri_detail)
 				any = ud_test(c, cr, u->raw);
 				break;
 			case UD_CLEANED:
-				for (size_t j = 0; j < u->cleaned.n && !any; j++)
-					any = ud_test(c, cr, u->cleaned.v[j]);
+				any = ud_any(c, cr, &u->cleaned);
 				break;
 			case UD_HOST:
-				for (size_t j = 0; j < u->hosts.n && !any; j++)
-					any = ud_test(c, cr, u->hosts.v[j]);
+				any = ud_any(c, cr, &u->hosts);
 				break;
 			case UD_TYPE:
-				for (size_t j = 0; j < u->types.n && !any; j++)
-					any = ud_test(c, cr, u->types.v[j]);
+				any = ud_any(c, cr, &u->types);
 				break;
 			case UD_TEXT:
-				for (size_t j = 0; j < u->anchor_text.n && !any; j++)
-					any = ud_test(c, cr, u->anchor_text.v[j]);
+				any = ud_any(c, cr, &u->anchor_text);
 				break;
 			default:                /* uri_to_domain: an IP address is its own */
 				for (size_t j = 0; j < u->hosts.n && !any; j++) {

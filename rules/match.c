@@ -77,26 +77,27 @@ static bool match_error_is_limit(int ec)
 
 /* A valid Perl quantifier at p ("{n}", "{n,}", "{n,m}", "{,m}", spaces allowed): its
  * length, else 0. */
+static size_t match_blanks(const char *p)
+{
+	return strspn(p, " \t");
+}
+
 static size_t match_perl_quant_len(const char *p)
 {
-	size_t i = 1, d1 = 0, d2 = 0;
+	size_t i = 1, d1, d2 = 0;
 	bool comma = false;
 
-	while (p[i] == ' ' || p[i] == '\t')
-		i++;
-	while (isdigit((unsigned char)p[i]))
-		i++, d1++;
-	while (p[i] == ' ' || p[i] == '\t')
-		i++;
+	i += match_blanks(p + i);
+	d1 = strspn(p + i, "0123456789");
+	i += d1;
+	i += match_blanks(p + i);
 	if (p[i] == ',') {
 		comma = true;
 		i++;
-		while (p[i] == ' ' || p[i] == '\t')
-			i++;
-		while (isdigit((unsigned char)p[i]))
-			i++, d2++;
-		while (p[i] == ' ' || p[i] == '\t')
-			i++;
+		i += match_blanks(p + i);
+		d2 = strspn(p + i, "0123456789");
+		i += d2;
+		i += match_blanks(p + i);
 	}
 	if (p[i] != '}' || (d1 == 0 && (!comma || d2 == 0)))
 		return 0;

@@ -28,16 +28,11 @@ mt.need()
 STOCK = '/usr/share/spamassassin'
 
 
-def unavailable(why):
-    if mt.CI:
-        mt.fail(why)
-    mt.skip(why)
-
 
 if not os.path.exists(os.path.join(STOCK, '50_scores.cf')):
-    unavailable('stock SpamAssassin rules not installed')
+    mt.skip('stock SpamAssassin rules not installed')
 if subprocess.run(['perl', '-MMail::SpamAssassin', '-e', '1'], capture_output=True).returncode:
-    unavailable('perl Mail::SpamAssassin not installed (apt-get install spamassassin)')
+    mt.skip('perl Mail::SpamAssassin not installed (apt-get install spamassassin)')
 
 SITE = os.path.join(mt.TMP, 'site')
 os.makedirs(os.path.join(SITE, 'extra'))

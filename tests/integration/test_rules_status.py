@@ -23,17 +23,12 @@ STOCK = '/usr/share/spamassassin'
 mt.need()
 
 
-def unavailable(why):
-    if mt.CI:
-        mt.fail(why)
-    mt.skip(why)
-
 
 if not os.path.exists(os.path.join(STOCK, '50_scores.cf')):
-    unavailable('stock SpamAssassin rules not installed')
+    mt.skip('stock SpamAssassin rules not installed')
 if subprocess.run(['perl', '-MMail::SpamAssassin::Util', '-e', '1'],
                   capture_output=True).returncode:
-    unavailable('perl Mail::SpamAssassin not installed (apt-get install spamassassin)')
+    mt.skip('perl Mail::SpamAssassin not installed (apt-get install spamassassin)')
 mt.need('spamd', 'spamc')
 
 MSGS = sorted(glob.glob(os.path.join(mt.SRC, 'tests', 'data', 'sa', '*.eml')))
