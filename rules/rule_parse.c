@@ -625,10 +625,44 @@ static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 /* SpamAssassin settings an operator's local.cf uses to act on spam, which mxgate reads
  * but does not apply: a warning naming what does it here (the stock files set
  * required_score 5, mxgate's default threshold: no warning for that). */
+/* The add_header lines of SpamAssassin's 10_default_prefs.cf, white space runs as one
+ * space: what mxgate writes (X-Spam-Status in that template since the autolearn= change,
+ * -Flag, -Level) or what names SpamAssassin alone (Checker-Version). */
+static bool rule_add_header_is_stock(const char *v)
+{
+	static const char *const stock[] = {
+		"all Checker-Version SpamAssassin _VERSION_ (_SUBVERSION_) on _HOSTNAME_",
+		"spam Flag _YESNOCAPS_",
+		"all Level _STARS(*)_",
+		"all Status \"_YESNO_, score=_SCORE_ required=_REQD_ tests=_TESTS_ "
+		    "autolearn=_AUTOLEARN_ version=_VERSION_\"",
+		NULL
+	};
+	char norm[256];
+	size_t o = 0;
+
+	for (; *v && o + 1 < sizeof(norm); v++)
+		if (!isspace((unsigned char)*v) || (o > 0 && norm[o - 1] != ' '))
+			norm[o++] = isspace((unsigned char)*v) ? ' ' : *v;
+	while (o > 0 && norm[o - 1] == ' ')
+		o--;
+	norm[o] = '\0';
+	for (int i = 0; stock[i]; i++)
+		if (strcmp(norm, stock[i]) == 0)
+			return true;
+	return false;
+}
+
 static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
     const char *v)
 {
-	if (rule_word_is(p, e, "rewrite_header"))
+	if (rule_word_is(p, e, "add_header") && !rule_add_header_is_stock(v)) {
+		const char *n = rule_skip_ws(rule_word_end(v)), *ne = rule_word_end(n);
+
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "add_header %.*s is not applied: "
+		    "mxgate writes X-Spam-Score, X-Spam-Status (SpamAssassin's default template), "
+		    "X-Spam-Flag, X-Spam-Level and X-Spam-Symbols only", (int)(ne - n), n);
+	} else if (rule_word_is(p, e, "rewrite_header"))
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header is not applied: "
 		    "mxgate does not rewrite the message; the backend can file on "
 		    "X-Spam-Status: Yes (rules.actions.add_header)");
