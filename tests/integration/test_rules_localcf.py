@@ -7,7 +7,7 @@ X-Spam-Status lists it) and the score must agree.
 
 The local.cf holds what an administrator carries over: a 4-score `score` override, `header
 ... exists:`, `[if-unset: ...]`, `/i` `/m` `/s` and `(?i)`, `rawbody`, `full`, `uri`, an
-escaped `\\#`, metas with arithmetic and `!`, `priority`, `tflags multiple maxhits=`, `nice`,
+escaped `\\#`, metas with arithmetic (+ - * /, comparisons, precedence) and `!`, `priority`, `tflags multiple maxhits=`, `nice`,
 `noautolearn learn`, `if (version >= ...)` and `ifplugin` blocks, `include`, `replace_tag` /
 `replace_rules`, `uri_detail` (raw, type, cleaned, text, host, domain; =~ and !~), `lang`, `report_safe`, `add_header`, `trusted_networks`, and the sender
 lists: `whitelist_from`, `blocklist_from`, `whitelist_from_rcvd` (by rDNS and by [CIDR]),
@@ -78,6 +78,16 @@ score LOC_META 2.5
 meta LOC_META2 LOC_MULTI > 1 && !LOC_NICE
 score LOC_META2 0.11
 priority LOC_META2 500
+meta LOC_META_DIV (LOC_SUBJ_I * 2 + LOC_BODY_INL) / 3 > 0.5
+score LOC_META_DIV 0.12
+meta LOC_META_EQ LOC_SUBJ_I - LOC_BODY_INL == 0 && LOC_URI
+score LOC_META_EQ 0.13
+meta LOC_META_NOR !(LOC_RAW || LOC_FULL)
+score LOC_META_NOR 0.14
+meta LOC_META_COUNT LOC_MULTI >= 3
+score LOC_META_COUNT 0.16
+meta LOC_META_PREC LOC_MULTI + 1 * 2 > 4 || !LOC_NICE && LOC_URI
+score LOC_META_PREC 0.17
 if (version >= 3.004000)
 body LOC_VER /versioned/
 score LOC_VER 0.6
@@ -258,11 +268,13 @@ for name, text in MSGS.items():
     mt.check(m is not None and m.group(1) == '%.1f' % sa_score,
              '%s: X-Spam-Status score=%s, SpamAssassin %.1f' % (
                  name, m.group(1) if m else None, sa_score))
-# every uri_detail key met on some message (type and text too), as SpamAssassin met it
+# every uri_detail key met on some message (type and text too), and the arithmetic metas,
+# as SpamAssassin met them
 hit_any = set(t for _, tests_ in sa.values() for t in tests_)
 for rule in ('LOC_UD_TYPE_A', 'LOC_UD_PARSED', 'LOC_UD_SCHEMELESS', 'LOC_UD_TEXT', 'LOC_UD_IMG',
-             'LOC_UD_FORM', 'LOC_UD_CLICK', 'LOC_UD_IMGTEXT'):
+             'LOC_UD_FORM', 'LOC_UD_CLICK', 'LOC_UD_IMGTEXT', 'LOC_META_DIV', 'LOC_META_EQ',
+             'LOC_META_NOR', 'LOC_META_COUNT', 'LOC_META_PREC'):
     mt.check(rule in hit_any, '%s hits a message (SpamAssassin: %s)' % (
-        rule, sorted(t for t in hit_any if t.startswith('LOC_UD'))))
+        rule, sorted(t for t in hit_any if t.startswith('LOC_UD') or t.startswith('LOC_META'))))
 mx.stop()
 mt.finish()
