@@ -662,6 +662,13 @@ static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "add_header %.*s is not applied: "
 		    "mxgate writes X-Spam-Score, X-Spam-Status (SpamAssassin's default template), "
 		    "X-Spam-Flag, X-Spam-Level and X-Spam-Symbols only", (int)(ne - n), n);
+	} else if ((rule_word_is(p, e, "loadplugin") || rule_word_is(p, e, "tryplugin")) &&
+	    !rule_has_plugin(l->s, v, (size_t)(rule_word_end(v) - v))) {
+		/* SpamAssassin loads it and its ifplugin blocks apply; mxgate runs the plugins
+		 * Debian's spamd loads by default, no others */
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "%.*s %.*s: mxgate does not run "
+		    "this plugin; its ifplugin blocks are skipped", (int)(e - p), p,
+		    (int)(rule_word_end(v) - v), v);
 	} else if (rule_word_is(p, e, "rewrite_header"))
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header is not applied: "
 		    "mxgate does not rewrite the message; the backend can file on "

@@ -232,6 +232,17 @@ static void test_ignored_directives(void **state)
 	s = parse("body A /a/\nwhitelist_from a@b.example\n", &nerr);
 	assert_null(rule_src_ignored_list(s));
 	rule_src_free(s);
+	/* loadplugin of a plugin Debian's spamd loads anyway: quiet; of another (its ifplugin
+	 * blocks would apply in SpamAssassin, mxgate skips them): a warning */
+	s = parse("loadplugin Mail::SpamAssassin::Plugin::URIDetail\n"
+	    "loadplugin Mail::SpamAssassin::Plugin::Shortcircuit\n"
+	    "ifplugin Mail::SpamAssassin::Plugin::Shortcircuit\nbody SC /x/\nendif\n", &nerr);
+	assert_int_equal(nerr, 0);
+	assert_int_equal(rule_src_nwarnings(s), 1);
+	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:2:1: warning: loadplugin "
+	    "Mail::SpamAssassin::Plugin::Shortcircuit: mxgate does not run this plugin"));
+	assert_true(rule_src_find(s, "SC") < 0);
+	rule_src_free(s);
 }
 
 /* A first word SpamAssassin does not know is an error at its line, as SA's lint says "failed
