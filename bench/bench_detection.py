@@ -469,8 +469,9 @@ class RecorderHandler(socketserver.StreamRequestHandler):
     def record(self, data, rcpts):
         head = re.split(rb'\r?\n\r?\n', data, 1)[0].decode('latin-1')
         head = re.sub(r'\r?\n[ \t]+', ' ', head)
+        # tests= ends at a space not after a comma (" autolearn=... version=..." follow)
         m = re.search(r'^X-Spam-Status: (Yes|No), score=(-?[0-9.]+) required=([0-9.]+) '
-                      r'tests=(.*)$', head, re.M)
+                      r'tests=((?:[^\s,]+,\s*)*[^\s,]*)', head, re.M)
         r = {'score': None, 'tests': []}
         if m:
             r['score'] = float(m.group(2))

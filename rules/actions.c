@@ -1,6 +1,7 @@
 /* actions.c — score to verdict, and the X-Spam-* header values; see actions.h. */
 #include "actions.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -98,10 +99,77 @@ static size_t actions_fold_list(char *buf, size_t len, size_t o, size_t col,
 	return o;
 }
 
-size_t actions_format_status(char *buf, size_t len, double score, double required,
-    const char *const *tests, size_t ntests)
+/* Columns of n bytes at p as SpamAssassin's Util::wrap counts them: a tab is 8. */
+static size_t actions_cols(const char *p, size_t n)
 {
-	char s[32], r[32];
+	size_t c = n;
+
+	for (size_t i = 0; i < n; i++)
+		c += p[i] == '\t' ? 7 : 0;
+	return c;
+}
+
+/* The bytes of the piece of s that SA's split(/((?<=[\s,]))/) yields first: up to and
+ * including the next white-space character or comma, or to the end. */
+static size_t actions_piece(const char *s)
+{
+	size_t n = 0;
+
+	while (s[n] != '\0' && s[n] != ',' && !isspace((unsigned char)s[n]))
+		n++;
+	return s[n] != '\0' ? n + 1 : n;
+}
+
+/* SpamAssassin's folding of an X-Spam-* field (PerMsgStatus::_process_header): Util::wrap
+ * of "X-Spam-NAME!!VALUE" at 79 columns, breaking after white space or a comma, "\t" before
+ * a continuation line, white space at the end of a folded line dropped. The split keeps an
+ * empty separator between two pieces, which wrap merges like a piece: reproduced as is, so
+ * the lines break where SpamAssassin's do. name_cols: "X-Spam-Status!!" is 15. Writes the
+ * value (NUL-terminated, truncated to len-1) to out; returns bytes written. */
+static size_t actions_sa_wrap(char *out, size_t len, const char *s, size_t name_cols)
+{
+	size_t o = 0, cur, n = actions_piece(s);
+	bool sep, pos_mod = false;
+
+	if (len == 0)
+		return 0;
+	n = n < len - 1 ? n : len - 1;
+	memcpy(out, s, n);
+	o = n;
+	cur = name_cols + actions_cols(s, n);
+	s += n;
+	sep = *s != '\0';
+	while ((sep || *s != '\0') && o + 2 < len) {
+		size_t pn = sep ? 0 : actions_piece(s), pc = sep ? 0 : actions_cols(s, pn);
+
+		if (cur + (pos_mod ? pc : 0) <= 79) {
+			if (!sep) {
+				pn = pn < len - 1 - o ? pn : len - 1 - o;
+				memcpy(out + o, s, pn);
+				o += pn;
+				cur += pc;
+				s += pn;
+			}
+			sep = !sep && *s != '\0';
+			pos_mod = true;
+			continue;
+		}
+		while (o > 0 && isspace((unsigned char)out[o - 1]))
+			o--;
+		out[o++] = '\n';
+		out[o++] = '\t';
+		cur = 8;
+		pos_mod = false;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+size_t actions_format_status(char *buf, size_t len, double score, double required,
+    const char *const *tests, size_t ntests, const char *tail)
+{
+	char s[32], r[32], *flat;
+	size_t fl = 64, o;
 	int w;
 	/* SA: the score rounded to 3 decimals decides; the shown one (2.1f) never contradicts
 	 * the verdict (get_tag_value_for_score) */
@@ -117,16 +185,25 @@ size_t actions_format_status(char *buf, size_t len, double score, double require
 		snprintf(s, sizeof(s), "%s", r);
 	else if (!spam && shown >= strtod(r, NULL))
 		snprintf(s, sizeof(s), "%.1f", strtod(r, NULL) - 0.1);
-	w = snprintf(buf, len, "%s, score=%s required=%s tests=", spam ? "Yes" : "No", s, r);
-	if (w < 0 || (size_t)w >= len)
-		return len - 1;
-	if (ntests == 0) {
-		int x = snprintf(buf + w, len - (size_t)w, "none");
-
-		return (size_t)w + (x > 0 && (size_t)x < len - (size_t)w ? (size_t)x : 0);
+	/* the unfolded value first, then SA's folding of it */
+	for (size_t i = 0; i < ntests; i++)
+		fl += strlen(tests[i]) + 1;
+	fl += tail ? strlen(tail) + 1 : 0;
+	if ((flat = malloc(fl)) == NULL) {
+		buf[0] = '\0';
+		return 0;
 	}
-	/* "X-Spam-Status: " is 15 columns */
-	return actions_fold_list(buf, len, (size_t)w, 15 + (size_t)w, tests, ntests, ",");
+	w = snprintf(flat, fl, "%s, score=%s required=%s tests=", spam ? "Yes" : "No", s, r);
+	o = w > 0 ? (size_t)w : 0;
+	if (ntests == 0)
+		o += (size_t)snprintf(flat + o, fl - o, "none");
+	for (size_t i = 0; i < ntests; i++)
+		o += (size_t)snprintf(flat + o, fl - o, "%s%s", i ? "," : "", tests[i]);
+	if (tail && *tail)
+		snprintf(flat + o, fl - o, " %s", tail);
+	o = actions_sa_wrap(buf, len, flat, strlen("X-Spam-Status!!"));
+	free(flat);
+	return o;
 }
 
 size_t actions_format_symbols(char *buf, size_t len, const char *const *names,

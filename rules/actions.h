@@ -27,10 +27,12 @@ const char *actions_decide(const struct actions_thresholds *t, double score,
 int actions_rank(enum rule_action a);
 
 /* Formats SpamAssassin's X-Spam-Status value: "Yes, score=7.5 required=5.0 tests=A,B"
- * with the tests sorted as given (callers sort them) and folded with "\n\t" after a comma
- * when a line would pass 78 columns. Returns bytes written (truncated to len-1). */
+ * with the tests in the order given (callers sort them), then " " and tail when tail is
+ * not NULL or empty ("autolearn=no autolearn_force=no version=..."), folded where
+ * SpamAssassin folds the same text (79 columns, "\n\t" after white space or a comma).
+ * Returns bytes written (truncated to len-1). */
 size_t actions_format_status(char *buf, size_t len, double score, double required,
-    const char *const *tests, size_t ntests);
+    const char *const *tests, size_t ntests, const char *tail);
 
 /* Formats the score as SA does ("%.1f", "-0.0" shown as "0.0"). */
 void actions_format_score(char *buf, size_t len, double score);

@@ -118,6 +118,8 @@ struct bayes_autolearn_points {
 	double total, head, body;
 	double learned;
 	bool force;
+	char force_names[256];        /* the autolearn_force rules hit, "A,B" (SA's
+	                               * get_autolearn_force_names; names past 255 bytes left out) */
 	bool said_spam, said_ham;     /* the classifier gave BAYES_99 / BAYES_00 */
 };
 

@@ -7,6 +7,7 @@
 #include "meta.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* SA's _get_autolearn_testtype: 'h' header (and header evals; mxgate's envelope rules are
@@ -43,8 +44,14 @@ void bayes_autolearn_points(const struct rules_set *rs, const struct rules_hit *
 			p->said_ham |= strcmp(x->name, "BAYES_00") == 0;
 			continue;
 		}
-		if (x->tflags & RULE_TF_AL_FORCE)
+		if (x->tflags & RULE_TF_AL_FORCE) {
+			size_t o = strlen(p->force_names), l = strlen(x->name);
+
 			p->force = true;
+			if (o + l + 2 <= sizeof(p->force_names))
+				snprintf(p->force_names + o, sizeof(p->force_names) - o, "%s%s",
+				    o ? "," : "", x->name);
+		}
 		s = x->score * v[i].count;             /* score set 0 (SA: scoreset & ~2) */
 		if (s == 0)
 			continue;

@@ -114,6 +114,26 @@ const struct uri_list *eval_html_uris(struct eval_ctx *c)
 	return &html_get(c)->uris;
 }
 
+void eval_html_uri_info(struct eval_ctx *c, struct uri_details *d)
+{
+	const struct eval_html *eh = html_get(c);
+
+	for (size_t k = 0; k < eh->n; k++) {
+		const struct html_result *r = &eh->v[k];
+		struct uri_detail *u;
+
+		for (size_t i = 0; i < r->nlink; i++)
+			if ((u = uri_details_find(d, r->link_uri[i])) != NULL)
+				uri_list_push(&u->types, r->link_type[i], strlen(r->link_type[i]));
+		for (size_t i = 0; i < r->nanchor; i++)
+			if ((u = uri_details_find(d, r->anchor_href[i])) != NULL)
+				uri_list_push(&u->anchor_text, r->anchor[i], strlen(r->anchor[i]));
+	}
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].html && d->v[i].types.n == 0)
+			uri_list_push(&d->v[i].types, "parsed", 6);
+}
+
 bool eval_html_is_anchor(struct eval_ctx *c, const char *uri)
 {
 	const struct eval_html *eh = html_get(c);

@@ -138,6 +138,11 @@ struct html_result;
 struct uri_list;
 const struct html_result *eval_html_part(struct eval_ctx *c, size_t part);
 const struct uri_list *eval_html_uris(struct eval_ctx *c);
+/* _process_html_uri_list's types and anchor texts: each HTML link's tag added to the types
+ * of its entry in d, each <a>'s text to the anchor texts of the entry its href keys (once
+ * each), and "parsed" to an HTML entry left without a type (add_uri_detail_list's default). */
+struct uri_details;
+void eval_html_uri_info(struct eval_ctx *c, struct uri_details *d);
 /* Whether uri is the href of an <a> tag of an HTML part (SA's uri detail type "a"; <form
  * action>, <img src> ... have their own types). */
 bool eval_html_is_anchor(struct eval_ctx *c, const char *uri);

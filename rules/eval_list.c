@@ -348,6 +348,7 @@ const struct uri_details *eval_uri_details(struct eval_ctx *c)
 
 		for (size_t i = 0; i < hu->n; i++)
 			uri_details_html(c->conf->uri, c->ms, d, hu->v[i]);
+		eval_html_uri_info(c, d);
 	}
 	/* _process_dkim_uri_list (parse_dkim_uris, on by default): "domainkeys:D" for each
 	 * /\bd\s*=\s*([^;]+)/g of each DomainKey-Signature, then DKIM-Signature field, white
@@ -467,7 +468,7 @@ EVAL_FN(eval_check_uri_host_in_welcomelist)
 /* ---------------------------------------------------------------- URIDetail */
 
 /* uri_detail NAME KEY op /re/ ...: the definition (rule_parse.c checked it) compiled. */
-enum { UD_RAW, UD_CLEANED, UD_DOMAIN, UD_HOST };
+enum { UD_RAW = 0, UD_CLEANED, UD_DOMAIN, UD_HOST, UD_TYPE, UD_TEXT };
 struct uri_detail_crit { int key; bool neg; struct match_re *re; };
 struct uri_detail_rule { size_t n; struct uri_detail_crit v[16]; };
 
@@ -515,11 +516,13 @@ int eval_prepare_uri_detail(struct eval_call *call, const char **err)
 		cr->key = kl == 3 && strncasecmp(k, "raw", 3) == 0 ? UD_RAW :
 		    kl == 7 && strncasecmp(k, "cleaned", 7) == 0 ? UD_CLEANED :
 		    kl == 6 && strncasecmp(k, "domain", 6) == 0 ? UD_DOMAIN :
-		    kl == 4 && strncasecmp(k, "host", 4) == 0 ? UD_HOST : -1;
+		    kl == 4 && strncasecmp(k, "host", 4) == 0 ? UD_HOST :
+		    kl == 4 && strncasecmp(k, "type", 4) == 0 ? UD_TYPE :
+		    kl == 4 && strncasecmp(k, "text", 4) == 0 ? UD_TEXT : -1;
 		while (*q == ' ' || *q == '\t')
 			q++;
 		if (cr->key < 0 || !((q[0] == '=' || q[0] == '!') && q[1] == '~')) {
-			*err = "uri_detail: expected raw|cleaned|domain|host =~ /regex/";
+			*err = "uri_detail: expected raw|type|cleaned|text|domain|host =~ /regex/";
 			return -1;
 		}
 		cr->neg = q[0] == '!';
@@ -552,9 +555,20 @@ static bool ud_test(struct eval_ctx *c, const struct uri_detail_crit *cr, const 
 	return cr->neg ? !m : m;
 }
 
+/* One of the strings of l meets the criterion (none: it fails, =~ or !~). */
+static bool ud_any(struct eval_ctx *c, const struct uri_detail_crit *cr, const struct uri_list *l)
+{
+	for (size_t j = 0; j < l->n; j++)
+		if (ud_test(c, cr, l->v[j]))
+			return true;
+	return false;
+}
+
 /* URIDetail's check_uri_detail: a URI of get_uri_detail_list for which every criterion
- * holds: raw its text as found, cleaned / host / domain any of its canonical variants, their
- * host names, their registered domains (a URI without any fails that criterion, =~ or !~). */
+ * holds: raw its text as found, type any of its types (the HTML tags that carry it, parsed,
+ * schemeless, ...), cleaned / host / domain any of its canonical variants, their host
+ * names, their registered domains, text any of its anchor texts (a URI without any fails
+ * that criterion, =~ or !~). */
 EVAL_FN(eval_check_uri_detail)
 {
 	const struct uri_detail_rule *r = call->data;
@@ -573,12 +587,16 @@ EVAL_FN(eval_check_uri_detail)
 				any = ud_test(c, cr, u->raw);
 				break;
 			case UD_CLEANED:
-				for (size_t j = 0; j < u->cleaned.n && !any; j++)
-					any = ud_test(c, cr, u->cleaned.v[j]);
+				any = ud_any(c, cr, &u->cleaned);
 				break;
 			case UD_HOST:
-				for (size_t j = 0; j < u->hosts.n && !any; j++)
-					any = ud_test(c, cr, u->hosts.v[j]);
+				any = ud_any(c, cr, &u->hosts);
+				break;
+			case UD_TYPE:
+				any = ud_any(c, cr, &u->types);
+				break;
+			case UD_TEXT:
+				any = ud_any(c, cr, &u->anchor_text);
 				break;
 			default:                /* uri_to_domain: an IP address is its own */
 				for (size_t j = 0; j < u->hosts.n && !any; j++) {

@@ -19,7 +19,6 @@
 #include <strings.h>
 
 #define HTML_MAX_STYLE   512        /* text style stack depth */
-#define HTML_MAX_LIST    4096       /* comments, titles, anchors kept */
 
 static const char *const html_elements[] = {
 	"a", "abbr", "acronym", "address", "applet", "area", "b", "base", "basefont", "bdo",
@@ -740,8 +739,10 @@ static void html_tag(struct html_state *h, const char *tag, struct html_attr *a,
 				"link", "img", "frame", "iframe", "embed", "script", "form", "base",
 				"bgsound", "meta", NULL };
 
-			if (html_in_list(uri_tags, tag))
+			if (html_in_list(uri_tags, tag)) {
 				html_uri(h, tag, a, na);
+				h->cur_tag = NULL;
+			}
 			html_tests(h, tag, a, na);
 		}
 	}
@@ -1139,6 +1140,12 @@ void html_result_free(struct html_result *r)
 	}
 	free(r->anchor);
 	free(r->anchor_href);
+	for (size_t i = 0; i < r->nlink; i++) {
+		free(r->link_uri[i]);
+		free(r->link_type[i]);
+	}
+	free(r->link_uri);
+	free(r->link_type);
 	free(r->charsets);
 	free(r->rendered);
 	memset(r, 0, sizeof(*r));

@@ -26,6 +26,8 @@ struct html_result {
 	char **title; size_t ntitle;
 	char **anchor; size_t nanchor;           /* the text of each <a> ... */
 	char **anchor_href;                      /* ... and its href ("" when none) */
+	char **link_uri, **link_type; size_t nlink;  /* push_uri: each link target and the
+	                                              * tag that carried it (SA's types) */
 	char *charsets;                  /* from <meta http-equiv=Content-Type>; NULL */
 	/* rendering */
 	char *rendered; size_t rendered_len;

@@ -32,6 +32,8 @@ struct html_style {
 	char display[16], visibility[16];
 };
 
+#define HTML_MAX_LIST    4096       /* comments, titles, anchors kept */
+
 struct html_state {
 	struct html_result *r;
 	void (*uri_cb)(const char *, size_t, void *);
@@ -48,6 +50,7 @@ struct html_state {
 	char **backhair; size_t nbackhair;
 	int title_index;
 	bool in_anchor_text;
+	const char *cur_tag;           /* the tag html_uri reads (push_uri's type) */
 };
 
 struct html_attr { char name[32]; char *value; };

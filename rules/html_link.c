@@ -23,8 +23,23 @@ static void html_push_uri(struct html_state *h, const char *v)
 	if (v == NULL || h->uri_cb == NULL)
 		return;
 	t = uri_html_target(h->base_href, v, &h->r->uri_truncated);
-	if (t)
+	if (t) {
 		h->uri_cb(t, strlen(t), h->uri_arg);
+		if (h->cur_tag && h->r->nlink < HTML_MAX_LIST) {
+			size_t n = h->r->nlink;
+
+			h->r->link_uri = realloc(h->r->link_uri, (n + 1) * sizeof(char *));
+			h->r->link_type = realloc(h->r->link_type, (n + 1) * sizeof(char *));
+			if (h->r->link_uri == NULL || h->r->link_type == NULL)
+				abort();
+			h->r->link_uri[n] = t;
+			h->r->link_type[n] = strdup(h->cur_tag);
+			if (h->r->link_type[n] == NULL)
+				abort();
+			h->r->nlink++;
+			return;
+		}
+	}
 	free(t);
 }
 
@@ -158,6 +173,7 @@ static void html_meta_refresh(struct html_state *h, const char *c)
 /* SA's html_uri: the attributes of the tags that carry links. */
 void html_uri(struct html_state *h, const char *tag, struct html_attr *a, size_t na)
 {
+	h->cur_tag = tag;      /* valid for this call: push_uri's type */
 	if (!strcmp(tag, "body") || !strcmp(tag, "table") || !strcmp(tag, "tr") || !strcmp(tag, "td")) {
 		html_push_uri(h, html_attr(a, na, "background"));
 	} else if (!strcmp(tag, "a") || !strcmp(tag, "area") || !strcmp(tag, "link")) {

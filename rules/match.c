@@ -3,6 +3,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #endif
 #include "match.h"
+
+#include <ctype.h>
+#include <stdbool.h>
 #include "rule_parse.h"
 
 #include <pcre2.h>
@@ -30,6 +33,212 @@ struct match_scratch {
 #endif
 };
 
+/* PCRE2's compile errors that are its limits or features it lacks, not a pattern Perl
+ * rejects too: sizes, nesting, internal errors, lookbehinds Perl 5.30+ takes, Unicode. */
+static bool match_error_is_limit(int ec)
+{
+	switch (ec) {
+	case PCRE2_ERROR_QUANTIFIER_TOO_BIG:
+	case PCRE2_ERROR_PARENTHESES_NEST_TOO_DEEP:
+	case PCRE2_ERROR_PATTERN_TOO_LARGE:
+	case PCRE2_ERROR_HEAP_FAILED:
+	case PCRE2_ERROR_INTERNAL_CODE_OVERFLOW:
+	case PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH:
+	case PCRE2_ERROR_INTERNAL_STUDY_ERROR:
+	case PCRE2_ERROR_UNICODE_NOT_SUPPORTED:
+	case PCRE2_ERROR_PARENTHESES_STACK_CHECK:
+	case PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED:
+	case PCRE2_ERROR_UNICODE_PROPERTIES_UNAVAILABLE:
+	case PCRE2_ERROR_SUBPATTERN_NAME_TOO_LONG:
+	case PCRE2_ERROR_TOO_MANY_NAMED_SUBPATTERNS:
+	case PCRE2_ERROR_INTERNAL_OVERRAN_WORKSPACE:
+	case PCRE2_ERROR_INTERNAL_MISSING_SUBPATTERN:
+	case PCRE2_ERROR_INTERNAL_UNKNOWN_NEWLINE:
+	case PCRE2_ERROR_SUBPATTERN_NUMBER_TOO_BIG:
+	case PCRE2_ERROR_INTERNAL_PARSED_OVERFLOW:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE_LOOKBEHINDS:
+	case PCRE2_ERROR_UTF_IS_DISABLED:
+	case PCRE2_ERROR_UCP_IS_DISABLED:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE_AUTO_POSSESS:
+	case PCRE2_ERROR_QUERY_BARJX_NEST_TOO_DEEP:
+	case PCRE2_ERROR_PATTERN_TOO_COMPLICATED:
+	case PCRE2_ERROR_LOOKBEHIND_TOO_LONG:
+	case PCRE2_ERROR_PATTERN_STRING_TOO_LONG:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE:
+	case PCRE2_ERROR_INTERNAL_BAD_CODE_IN_SKIP:
+	case PCRE2_ERROR_SUPPORTED_ONLY_IN_UNICODE:
+	case PCRE2_ERROR_SCRIPT_RUN_NOT_AVAILABLE:
+	case PCRE2_ERROR_TOO_MANY_CAPTURES:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A valid Perl quantifier at p ("{n}", "{n,}", "{n,m}", "{,m}", spaces allowed): its
+ * length, else 0. */
+static size_t match_blanks(const char *p)
+{
+	return strspn(p, " \t");
+}
+
+static size_t match_perl_quant_len(const char *p)
+{
+	size_t i = 1, d1, d2 = 0;
+	bool comma = false;
+
+	i += match_blanks(p + i);
+	d1 = strspn(p + i, "0123456789");
+	i += d1;
+	i += match_blanks(p + i);
+	if (p[i] == ',') {
+		comma = true;
+		i++;
+		i += match_blanks(p + i);
+		d2 = strspn(p + i, "0123456789");
+		i += d2;
+		i += match_blanks(p + i);
+	}
+	if (p[i] != '}' || (d1 == 0 && (!comma || d2 == 0)))
+		return 0;
+	return i + 1;
+}
+
+/* Perl 5.36 (SpamAssassin's compile_regexp makes its warnings fatal) rejects a "{" that
+ * follows an atom (a character, an escape, ".", a class, a group) and does not start a
+ * quantifier: "Unescaped left brace in regex is passed through" or "is illegal here"; PCRE2
+ * takes it as a literal. A "{" at the start, after "(", "|", "^", an inline "(?i)" or a
+ * quantifier is a literal to Perl too. Returns the offset of the first such "{", or -1. */
+static long match_perl_bad_brace(const char *re, unsigned flags)
+{
+	bool atom = false, xmode = (flags & RULE_RE_X) != 0;
+	unsigned char nomod[64] = { 0 };   /* per open group: 1 = "(?flags)" (no atom) */
+	size_t depth = 0;
+
+	for (size_t i = 0; re[i]; i++) {
+		char c = re[i];
+
+		if (xmode && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'))
+			continue;
+		if (xmode && c == '#') {
+			while (re[i + 1] && re[i + 1] != '\n')
+				i++;
+			continue;
+		}
+		if (c == '%' && re[i + 1] == '{' && isupper((unsigned char)re[i + 2])) {
+			/* a capture template %{NAME} or %{NAME(args)}: SA escapes it before Perl
+			 * compiles the pattern (Conf::Parser::parse_captures) */
+			size_t j = i + 3;
+
+			while (isupper((unsigned char)re[j]) || isdigit((unsigned char)re[j]) ||
+			    re[j] == '_')
+				j++;
+			if (re[j] == '(')
+				while (re[j] && re[j] != ')' && re[j] != '}')
+					j++;
+			if (re[j] == ')')
+				j++;
+			if (re[j] == '}') {
+				i = j;
+				atom = true;
+				continue;
+			}
+		}
+		switch (c) {
+		case '\\':
+			if (re[i + 1] == '\0')
+				return -1;
+			i++;
+			if (strchr("xNpPgko", re[i]) && re[i + 1] == '{') {
+				const char *e = strchr(re + i + 1, '}');
+
+				if (e == NULL)
+					return -1;
+				i = (size_t)(e - re);
+			} else if (re[i] == 'Q') {
+				return -1;             /* \Q...\E: leave it to PCRE2 */
+			}
+			atom = true;
+			break;
+		case '[': {
+			size_t j = i + 1;
+
+			if (re[j] == '^')
+				j++;
+			if (re[j] == ']')
+				j++;
+			while (re[j] && re[j] != ']') {
+				if (re[j] == '\\' && re[j + 1])
+					j++;
+				else if (re[j] == '[' && re[j + 1] == ':') {
+					const char *e = strstr(re + j + 2, ":]");
+
+					if (e)
+						j = (size_t)(e - re) + 1;
+				}
+				j++;
+			}
+			if (re[j] == '\0')
+				return -1;
+			i = j;
+			atom = true;
+			break;
+		}
+		case '(':
+			if (re[i + 1] == '?' && re[i + 2] == '#') {
+				const char *e = strchr(re + i, ')');
+
+				if (e == NULL)
+					return -1;
+				i = (size_t)(e - re);  /* a comment: transparent */
+				break;
+			}
+			if (depth < sizeof(nomod)) {
+				size_t j = i + 1;
+
+				nomod[depth] = 0;
+				if (re[j] == '?') {
+					j++;
+					while (isalpha((unsigned char)re[j]) || re[j] == '-' || re[j] == '^')
+						j++;
+					nomod[depth] = re[j] == ')';
+				}
+			}
+			depth++;
+			atom = false;
+			break;
+		case ')':
+			if (depth > 0)
+				depth--;
+			atom = depth < sizeof(nomod) ? !nomod[depth] : true;
+			break;
+		case '|': case '^': case '$':
+			atom = false;
+			break;
+		case '*': case '+': case '?':
+			atom = false;
+			break;
+		case '{': {
+			size_t q = match_perl_quant_len(re + i);
+
+			if (q) {
+				i += q - 1;
+				atom = false;
+			} else if (atom) {
+				return (long)i;
+			} else {
+				atom = true;           /* a literal "{" is itself an atom */
+			}
+			break;
+		}
+		default:
+			atom = true;
+			break;
+		}
+	}
+	return -1;
+}
+
 int match_re_compile(const char *re, unsigned flags, struct match_re **out,
     char *err, size_t errlen)
 {
@@ -43,6 +252,15 @@ int match_re_compile(const char *re, unsigned flags, struct match_re **out,
 	if (flags & RULE_RE_M) opts |= PCRE2_MULTILINE;
 	if (flags & RULE_RE_S) opts |= PCRE2_DOTALL;
 	if (flags & RULE_RE_X) opts |= PCRE2_EXTENDED;
+	if (flags & MATCH_PERL_CHECK) {
+		long bad = match_perl_bad_brace(re, flags);
+
+		if (bad >= 0) {
+			snprintf(err, errlen, "regex at offset %ld: unescaped left brace, which Perl "
+			    "rejects (write \\{)", bad);
+			return MATCH_ERR_SYNTAX;
+		}
+	}
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		abort();
@@ -53,7 +271,7 @@ int match_re_compile(const char *re, unsigned flags, struct match_re **out,
 		pcre2_get_error_message(ec, msg, sizeof(msg));
 		snprintf(err, errlen, "regex at offset %zu: %s", (size_t)eo, (char *)msg);
 		free(r);
-		return -1;
+		return match_error_is_limit(ec) ? MATCH_ERR_LIMIT : MATCH_ERR_SYNTAX;
 	}
 	r->jit = !(flags & MATCH_NO_JIT) && pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
 	*out = r;

@@ -18,11 +18,19 @@ struct match_scratch;
 
 /* Flags as in rule_parse.h (RULE_RE_I/M/S/X), plus: */
 #define MATCH_NO_PREFILTER 0x100u   /* keep this pattern out of the prefilter */
+#define MATCH_PERL_CHECK   0x400u   /* a rule's pattern: also what Perl rejects and PCRE2
+                                       takes (an unescaped "{" after an atom) is an error */
 #define MATCH_NO_JIT       0x200u   /* used once: PCRE2's interpreter (JIT compiling costs
                                        far more than one short match; same results) */
 
 /* Compiles a Perl-syntax regex with PCRE2 (byte mode, JIT when available). Returns 0 and
- * *out, or -1 with a reason in err (errlen bytes) — Perl features PCRE2 lacks end here. */
+ * *out, or a negative code with a reason in err (errlen bytes): MATCH_ERR_SYNTAX for a
+ * pattern Perl rejects too (unbalanced parentheses or brackets, a range out of order, a
+ * quantifier after nothing, ...: SpamAssassin's "invalid regexp"), MATCH_ERR_LIMIT for one
+ * PCRE2 cannot take whatever Perl says (too large or complex, a lookbehind of varying
+ * length, Unicode-only features). */
+#define MATCH_ERR_LIMIT  (-1)
+#define MATCH_ERR_SYNTAX (-2)
 int match_re_compile(const char *re, unsigned flags, struct match_re **out,
     char *err, size_t errlen);
 void match_re_free(struct match_re *r);

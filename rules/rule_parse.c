@@ -542,14 +542,12 @@ static void rule_parse_include(struct rule_line *l, const char *p)
 
 /* uri_detail NAME KEY =~ /re/ ... (SpamAssassin's URIDetail): a body eval,
  * check_uri_detail over the definition (rules/eval_list.c), true when one URI meets every
- * criterion. Keys raw, cleaned, domain and host; type and text (SA's link types and anchor
- * texts) are not implemented: a warning at the line, the rule never runs. 1 when the line
- * was taken as a rule. */
+ * criterion. Keys raw, type, cleaned, text, domain and host (SA's URIDetail). 1 when the
+ * line was taken as a rule. */
 static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 {
 	struct rule_src *s = l->s;
 	const char *name = p, *ne = rule_word_end(p), *def = rule_skip_ws(ne), *q = def;
-	bool unsupported = false;
 	int n = 0;
 	struct rule_def *d;
 	char *args, *o;
@@ -583,10 +581,9 @@ static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 			return -1;
 		}
 		free(re);
-		if (rule_word_is(k, ke, "type") || rule_word_is(k, ke, "text")) {
-			unsupported = true;
-		} else if (!rule_word_is(k, ke, "raw") && !rule_word_is(k, ke, "cleaned") &&
-		    !rule_word_is(k, ke, "domain") && !rule_word_is(k, ke, "host")) {
+		if (!rule_word_is(k, ke, "raw") && !rule_word_is(k, ke, "cleaned") &&
+		    !rule_word_is(k, ke, "domain") && !rule_word_is(k, ke, "host") &&
+		    !rule_word_is(k, ke, "type") && !rule_word_is(k, ke, "text")) {
 			rule_src_add_error(s, l->file, l->lineno, rule_col(l, k),
 			    "uri_detail %.*s: unknown key %.*s", (int)(ne - name), name,
 			    (int)(ke - k), k);
@@ -598,12 +595,6 @@ static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 		rule_src_add_error(s, l->file, l->lineno, rule_col(l, def),
 		    "uri_detail: a name and KEY =~ /regex/ criteria expected");
 		return -1;
-	}
-	if (unsupported) {
-		rule_src_add_warning(s, l->file, l->lineno, 1, "uri_detail %.*s: keys type and "
-		    "text are not implemented, the rule never runs (SpamAssassin's URIDetail plugin)",
-		    (int)(ne - name), name);
-		return 0;
 	}
 	d = rule_get_or_add(s, name, (size_t)(ne - name));
 	if (d == NULL) {
@@ -634,10 +625,51 @@ static int rule_parse_uri_detail(struct rule_line *l, const char *p)
 /* SpamAssassin settings an operator's local.cf uses to act on spam, which mxgate reads
  * but does not apply: a warning naming what does it here (the stock files set
  * required_score 5, mxgate's default threshold: no warning for that). */
+/* The add_header lines of SpamAssassin's 10_default_prefs.cf, white space runs as one
+ * space: what mxgate writes (X-Spam-Status in that template since the autolearn= change,
+ * -Flag, -Level) or what names SpamAssassin alone (Checker-Version). */
+static bool rule_add_header_is_stock(const char *v)
+{
+	static const char *const stock[] = {
+		"all Checker-Version SpamAssassin _VERSION_ (_SUBVERSION_) on _HOSTNAME_",
+		"spam Flag _YESNOCAPS_",
+		"all Level _STARS(*)_",
+		"all Status \"_YESNO_, score=_SCORE_ required=_REQD_ tests=_TESTS_ "
+		    "autolearn=_AUTOLEARN_ version=_VERSION_\"",
+		NULL
+	};
+	char norm[256];
+	size_t o = 0;
+
+	for (; *v && o + 1 < sizeof(norm); v++)
+		if (!isspace((unsigned char)*v) || (o > 0 && norm[o - 1] != ' '))
+			norm[o++] = isspace((unsigned char)*v) ? ' ' : *v;
+	while (o > 0 && norm[o - 1] == ' ')
+		o--;
+	norm[o] = '\0';
+	for (int i = 0; stock[i]; i++)
+		if (strcmp(norm, stock[i]) == 0)
+			return true;
+	return false;
+}
+
 static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
     const char *v)
 {
-	if (rule_word_is(p, e, "rewrite_header"))
+	if (rule_word_is(p, e, "add_header") && !rule_add_header_is_stock(v)) {
+		const char *n = rule_skip_ws(rule_word_end(v)), *ne = rule_word_end(n);
+
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "add_header %.*s is not applied: "
+		    "mxgate writes X-Spam-Score, X-Spam-Status (SpamAssassin's default template), "
+		    "X-Spam-Flag, X-Spam-Level and X-Spam-Symbols only", (int)(ne - n), n);
+	} else if ((rule_word_is(p, e, "loadplugin") || rule_word_is(p, e, "tryplugin")) &&
+	    !rule_has_plugin(l->s, v, (size_t)(rule_word_end(v) - v))) {
+		/* SpamAssassin loads it and its ifplugin blocks apply; mxgate runs the plugins
+		 * Debian's spamd loads by default, no others */
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "%.*s %.*s: mxgate does not run "
+		    "this plugin; its ifplugin blocks are skipped", (int)(e - p), p,
+		    (int)(rule_word_end(v) - v), v);
+	} else if (rule_word_is(p, e, "rewrite_header"))
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header is not applied: "
 		    "mxgate does not rewrite the message; the backend can file on "
 		    "X-Spam-Status: Yes (rules.actions.add_header)");
@@ -657,6 +689,12 @@ static void rule_parse_line(struct rule_line *l, char *line)
 	struct rule_def *d;
 
 	e = rule_word_end(p);
+	/* "lang xx LINE": LINE for SpamAssassin running in locale xx (Conf/Parser.pm, before
+	 * any other reading of the line). mxgate is SpamAssassin in the C.UTF-8 locale, where no
+	 * lang line applies (nor in the stock files' de, fr, nl, pl, pt_BR texts): skipped, and
+	 * not listed among the directives not applied, since SpamAssassin skips them too. */
+	if (rule_word_is(p, e, "lang"))
+		return;
 	/* conditionals first: they apply even inside inactive blocks */
 	if (rule_word_is(p, e, "if") || rule_word_is(p, e, "ifplugin")) {
 		int v;

@@ -326,8 +326,10 @@ static int rules_hit_count(const struct rules_result *res, const char *name)
 	return 1;
 }
 
+/* rules_add_headers: X-Spam-Score, -Status (al: what follows its tests=, see
+ * rules_status_tail), -Flag, -Level and -Symbols of a scored message. */
 static void rules_add_headers(struct hook_env *env, double total, double required,
-    const struct rules_result *res)
+    const struct rules_result *res, const char *al)
 {
 	size_t n = env->nsymbols, k = 0, nt = 0;
 	const char **names = calloc(n + 1, sizeof(char *));
@@ -335,7 +337,7 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	const char **snames = calloc(n + 1, sizeof(char *));
 	double *scores = calloc(n + 1, sizeof(double));
 	char sbuf[32];
-	size_t cap = 64 * (n + 4) + 256;
+	size_t cap = 64 * (n + 4) + 256 + strlen(al);
 	char *buf = malloc(cap);
 
 	if (!names || !snames || !scores || !buf)
@@ -363,8 +365,8 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	for (size_t i = 0; i < k; i++)
 		for (int c = rules_hit_count(res, names[i]); c > 0; c--)
 			tests[nt++] = names[i];
-	if (64 * (nt + 4) + 256 > cap) {
-		cap = 64 * (nt + 4) + 256;
+	if (64 * (nt + 4) + 256 + strlen(al) > cap) {
+		cap = 64 * (nt + 4) + 256 + strlen(al);
 		buf = realloc(buf, cap);
 		if (buf == NULL)
 			abort();
@@ -379,7 +381,7 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	rules_delete_spam_fields(env);
 	actions_format_score(sbuf, sizeof(sbuf), total);
 	hook_env_add_header(env, "X-Spam-Score", sbuf);
-	actions_format_status(buf, cap, total, required, tests, nt);
+	actions_format_status(buf, cap, total, required, tests, nt, al);
 	hook_env_add_header(env, "X-Spam-Status", buf);
 	/* SpamAssassin's other two default fields (10_default_prefs.cf: add_header spam Flag
 	 * _YESNOCAPS_, add_header all Level _STARS(*)_): what sieve and procmail rules carried
@@ -463,6 +465,30 @@ static void rules_work_cb(uv_work_t *req)
 	rules_worker_give_scratch(j->w, sc);
 }
 
+/* What X-Spam-Status says after tests= in SpamAssassin's default template (10_default_prefs.cf:
+ * "autolearn=_AUTOLEARN_ version=_VERSION_"), PerMsgStatus::get_autolearn_status: "disabled"
+ * without a classifier or with autolearn off (SA: use_bayes 0 or bayes_auto_learn 0); else
+ * "spam" or "ham" when the message is learned, "no" when not, each with "autolearn_force=no"
+ * or "=yes (RULES)". The learning itself runs after the header is written (a failure is
+ * logged as event=bayes_error op=autolearn), where SA says "failed" in the header. version=
+ * is mxgate's own, not a SpamAssassin version. */
+static void rules_status_tail(char *buf, size_t len, const struct rules_worker *w,
+    const struct rules_config *rc, int learn, const struct bayes_autolearn_points *alp)
+{
+	char force[sizeof(alp->force_names) + 8];
+
+	if (w->bayes == NULL || !rc->bayes.enabled || !rc->bayes.autolearn) {
+		snprintf(buf, len, "autolearn=disabled version=mxgate-%s", MX_VERSION);
+		return;
+	}
+	if (learn >= 0 && alp->force)
+		snprintf(force, sizeof(force), "yes (%s)", alp->force_names);
+	else
+		snprintf(force, sizeof(force), "no");
+	snprintf(buf, len, "autolearn=%s autolearn_force=%s version=mxgate-%s",
+	    learn < 0 ? "no" : learn ? "spam" : "ham", force, MX_VERSION);
+}
+
 /* Back on the loop thread: symbols, total, verdict, headers, log line. *learn: the
  * autolearn decision (bayes_autolearn_decide), -1 without a classifier. */
 static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hook_call *call,
@@ -472,9 +498,9 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	struct verdict v;
 	const char *act;
 	double total = 0;
-	char tests[512], sbuf[32], bbuf[64] = "";
-	size_t to = 0;
 	struct bayes_autolearn_points alp = { 0 };
+	char tests[512], sbuf[32], bbuf[64] = "", al[sizeof(alp.force_names) + 128];
+	size_t to = 0;
 
 	rules_rescore_symbols(w->rs, env, env->nsymbols, br->available);
 	for (size_t i = 0; i < env->nsymbols; i++)
@@ -495,6 +521,7 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	} else {
 		*learn = -1;
 	}
+	rules_status_tail(al, sizeof(al), w, rc, *learn, &alp);
 	act = actions_decide(&w->th, total, res->action, res->action_rule, &v);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {
@@ -525,7 +552,7 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	}
 	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
 	    v.action == VERDICT_QUARANTINE))
-		rules_add_headers(env, total, w->th.required, res);
+		rules_add_headers(env, total, w->th.required, res, al);
 	else if (!rc->headers)
 		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
 		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it

@@ -389,12 +389,21 @@ static struct rules_set *rules_compile(struct rule_src *src, FILE *err,
 			continue;
 		}
 		if (d->re) {
-			int rc = match_re_compile(d->re, d->re_flags, &x->re, ebuf, sizeof(ebuf));
+			int rc = match_re_compile(d->re, d->re_flags | MATCH_PERL_CHECK, &x->re, ebuf,
+			    sizeof(ebuf));
 
 			/* a ReplaceTags pattern too large for PCRE2 fits as subroutine calls */
 			if (rc < 0 && d->re_compact &&
 			    match_re_compile(d->re_compact, d->re_flags, &x->re, ebuf, sizeof(ebuf)) == 0)
 				rc = 0;
+			if (rc == MATCH_ERR_SYNTAX) {
+				/* SpamAssassin: "invalid regexp" fails its lint, and spamd drops
+				 * the rule (a meta over it sees 0); an error here, the rule left out */
+				rule_src_add_error(src, d->file, d->line, d->col,
+				    "%s: invalid regex, rule left out: %s", d->name, ebuf);
+				d->skip = SKIP_REGEX;
+				continue;
+			}
 			if (rc < 0) {
 				if (err)
 					fprintf(err, "%s:%d:%d: warning: %s: skipped, %s\n", d->file,

@@ -48,6 +48,9 @@ struct uri_detail {
 	char *raw;                 /* as found (text URIs with their scheme added) */
 	struct uri_list cleaned;   /* canonicalized variants: what uri rules see */
 	struct uri_list hosts;     /* host names of cleaned variants with a valid domain */
+	struct uri_list types;     /* SA's types: the HTML tags that carry it (a, img, form,
+	                            * ...), parsed, schemeless, unlinked, domainkeys ... */
+	struct uri_list anchor_text;  /* the texts of the <a> elements keyed by it, once each */
 	bool parsed, html;         /* found in the rendered text / in HTML */
 };
 struct uri_details {
@@ -63,6 +66,8 @@ void uri_details_text(const struct uri_conf *uc, struct match_scratch *ms,
 /* add_uri_detail_list(uri, {html}, 'html', 0) for a URI HTML parsing found (uri_html). */
 void uri_details_html(const struct uri_conf *uc, struct match_scratch *ms,
     struct uri_details *d, const char *uri);
+/* The entry of d whose raw text is raw, NULL when none; borrowed from d. */
+struct uri_detail *uri_details_find(struct uri_details *d, const char *raw);
 /* add_uri_detail_list("domainkeys:D", {domainkeys, nocanon, noclean}, .., 1) for the d= of
  * a DKIM signature: the URI as it is, kept only with a valid host, which the host lists
  * see; no uri rule sees it (not in cleaned, not in all). */

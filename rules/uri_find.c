@@ -35,13 +35,22 @@ static struct uri_detail *uri_detail_slot(struct uri_details *d, const char *raw
 	u = &d->v[d->n++];
 	memset(u, 0, sizeof(*u));
 	u->raw = uri_strndup(raw, strlen(raw));
-	u->cleaned.max = u->hosts.max = 256;
+	u->cleaned.max = u->hosts.max = u->types.max = u->anchor_text.max = 256;
 	return u;
 }
 
-/* add_uri_detail_list */
+struct uri_detail *uri_details_find(struct uri_details *d, const char *raw)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->v[i].raw, raw) == 0)
+			return &d->v[i];
+	return NULL;
+}
+
+/* add_uri_detail_list; types: the types to merge in (NULL-terminated, may be NULL) */
 static void uri_detail_add(const struct uri_conf *uc, struct match_scratch *ms,
-    struct uri_details *d, const char *uri, bool html, bool valid_domain)
+    struct uri_details *d, const char *uri, bool html, bool valid_domain,
+    const char *const *types)
 {
 	struct uri_list cleaned = { .max = 256 }, hosts = { .max = 256 };
 	struct uri_detail *u;
@@ -67,6 +76,8 @@ static void uri_detail_add(const struct uri_conf *uc, struct match_scratch *ms,
 			u->html = true;
 		else
 			u->parsed = true;
+		for (size_t i = 0; types && types[i]; i++)
+			uri_list_add(&u->types, types[i]);
 	}
 	uri_list_free(&cleaned);
 	uri_list_free(&hosts);
@@ -75,7 +86,7 @@ static void uri_detail_add(const struct uri_conf *uc, struct match_scratch *ms,
 void uri_details_html(const struct uri_conf *uc, struct match_scratch *ms,
     struct uri_details *d, const char *uri)
 {
-	uri_detail_add(uc, ms, d, uri, true, false);
+	uri_detail_add(uc, ms, d, uri, true, false, NULL);
 }
 
 void uri_details_dkim(const struct uri_conf *uc, struct uri_details *d, const char *uri)
@@ -88,8 +99,12 @@ void uri_details_dkim(const struct uri_conf *uc, struct uri_details *d, const ch
 		cut = uri_strndup(uri, URI_MAX_LENGTH);
 	}
 	if (uri_to_host(uc, cut ? cut : uri, host, sizeof(host)) &&
-	    (u = uri_detail_slot(d, uri)) != NULL)
+	    (u = uri_detail_slot(d, uri)) != NULL) {
 		uri_list_add(&u->hosts, host);
+		uri_list_add(&u->types, "domainkeys");
+		uri_list_add(&u->types, "nocanon");
+		uri_list_add(&u->types, "noclean");
+	}
 	free(cut);
 }
 
@@ -117,6 +132,9 @@ static void uri_text_one(const struct uri_conf *uc, struct match_scratch *ms,
 {
 	size_t n = strlen(raw), open = strcspn(raw, "(");
 	char *uri;
+	/* SA's types: parsed; schemeless without a scheme; unlinked when only the dot made
+	 * it a URI (no MUA links it) */
+	const char *types[4] = { "parsed", NULL, NULL, NULL };
 
 	/* s/(^[^(]*)\).*$/$1/: cut at the last ')' before any '(' */
 	for (size_t k = open; k-- > 0;)
@@ -180,7 +198,9 @@ static void uri_text_one(const struct uri_conf *uc, struct match_scratch *ms,
 			if (!strchr(raw, '.'))
 				return;
 			uri = uri_strcat3("http://", raw, "");
+			types[2] = "unlinked";
 		}
+		types[1] = "schemeless";
 	} else {
 		uri = uri_strndup(raw, n);
 	}
@@ -210,7 +230,7 @@ static void uri_text_one(const struct uri_conf *uc, struct match_scratch *ms,
 			return;
 		}
 	}
-	uri_detail_add(uc, ms, d, uri, false, true);
+	uri_detail_add(uc, ms, d, uri, false, true, types);
 	free(uri);
 }
 
@@ -245,6 +265,8 @@ void uri_details_free(struct uri_details *d)
 		free(d->v[i].raw);
 		uri_list_free(&d->v[i].cleaned);
 		uri_list_free(&d->v[i].hosts);
+		uri_list_free(&d->v[i].types);
+		uri_list_free(&d->v[i].anchor_text);
 	}
 	free(d->v);
 	uri_list_free(&d->all);

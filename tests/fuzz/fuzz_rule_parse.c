@@ -1,10 +1,12 @@
 /* fuzz_rule_parse.c — the rule-file parser and meta expressions on arbitrary bytes:
- * rule_src_feed + finish, then every meta expression compiled and evaluated. */
+ * rule_src_feed + finish, then every meta expression compiled and evaluated, and every
+ * regex through match_re_compile's Perl check (the scan for an unescaped "{"). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rules/match.h"
 #include "rules/meta.h"
 #include "rules/rule_parse.h"
 
@@ -44,6 +46,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (d->expr && meta_compile(d->expr, fuzz_resolve_cb, NULL, &e, &col, &err) == 0) {
 			(void)meta_eval(e, values);
 			meta_free(e);
+		}
+		if (d->re) {
+			struct match_re *re = NULL;
+			char ebuf[160];
+
+			if (match_re_compile(d->re, d->re_flags | MATCH_PERL_CHECK | MATCH_NO_JIT, &re,
+			    ebuf, sizeof(ebuf)) == 0)
+				match_re_free(re);
 		}
 	}
 	for (size_t i = 0; i < rule_src_nerrors(s); i++)

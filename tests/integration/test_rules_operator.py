@@ -70,10 +70,11 @@ mt.check(len(warns) == 2 and all(w.startswith(os.path.join(ETC, 'local.cf') + ':
          and 'rewrite_header is not applied' in warns[0] and
          'required_score 6.0 is not applied' in warns[1],
          '-t warns of rewrite_header and required_score 6.0 in local.cf, nothing else: %s' % warns)
-# what mxgate reads and does not apply is listed by name (the stock files' lang, reuse ...
-# and local.cf's rewrite_header), the settings it applies (whitelist_from ...) are not
+# what mxgate reads and does not apply is listed by name (the stock files' reuse ... and
+# local.cf's rewrite_header), the settings it applies (whitelist_from ...) are not, nor the
+# stock files' lang lines: SpamAssassin in the C.UTF-8 locale skips them too
 na = [l for l in out.splitlines() if l.startswith('rules: directives not applied')]
-mt.check(len(na) == 1 and 'lang ' in na[0] and 'rewrite_header 1' in na[0] and
+mt.check(len(na) == 1 and 'lang ' not in na[0] and 'rewrite_header 1' in na[0] and
          'whitelist_from' not in na[0] and 'blacklist_from' not in na[0],
          '-t lists the directives not applied: %s' % na)
 cfg = mt.config([be.url], rules=rules)
@@ -120,7 +121,8 @@ mt.check(syms.get('OP_INCLUDED') == 3.5,
 # spamd writes it ("tests=...,OP_MULTI,OP_MULTI,OP_MULTI,...")
 syms, head = deliver('multiple', (H % ('win', 'multi') + DATE +
                                   '\r\nwin win\r\nwin and win\r\n').encode())
-status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(rb'\r?\n[ \t]+', b'', head), re.M)
+status = re.search(rb'^X-Spam-Status: (.*?)\r?$', re.sub(     # SA's folds: after "," or " "
+    rb'\r?\n[ \t]+', b' ', re.sub(rb',\r?\n[ \t]+', b',', head)), re.M)
 tests = status.group(1).decode().split('tests=')[1].split(' ')[0].split(',') if status else []
 mt.check(abs(syms.get('OP_MULTI', 0) - 0.6) < 1e-9 and tests.count('OP_MULTI') == 3,
          'tflags multiple maxhits=3: OP_MULTI=0.600 and named 3 times in tests= (%s; %s)' % (

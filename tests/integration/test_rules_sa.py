@@ -36,7 +36,8 @@ def status_of(raw):
     """(yes, score, [tests]) from the X-Spam-Status header of a message (bytes)."""
     text = raw.decode('latin-1')
     head = re.split(r'\r?\n\r?\n', text, 1)[0]
-    head = re.sub(r'[ \t]*\r?\n[ \t]+', '', head)     # SA folds after a comma
+    # SA folds after a comma (",\n\t" was ",") or a space (dropped: "\n\t" was " ")
+    head = re.sub(r'[ \t]*\r?\n[ \t]+', ' ', re.sub(r',\r?\n[ \t]+', ',', head))
     m = re.search(r'^X-Spam-Status: (Yes|No), score=(-?[0-9.]+) required=([0-9.]+) '
                   r'tests=(\S+)', head, re.M)
     if not m:

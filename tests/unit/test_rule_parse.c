@@ -55,6 +55,9 @@ static void test_directives(void **state)
 	    "tflags  META1 multiple maxhits=3\n"
 	    "action  B1  reject\n"
 	    "lang de describe H1 Betreff\n"
+	    "lang fr score H1 9\n"
+	    "lang en score H1 8\n"
+	    "lang de\n"
 	    "report _SUMMARY_\n", &nerr);
 	struct rule_def *d;
 
@@ -102,7 +105,9 @@ static void test_directives(void **state)
 	d = get(s, "E2");
 	assert_int_equal(d->env_field, ENV_IP_CIDR);
 	assert_string_equal(d->cidr, "198.18.0.0/15");
-	assert_int_equal(rule_src_ignored(s), 2);            /* lang, report */
+	/* lang lines never apply (SpamAssassin in C.UTF-8) and are not "ignored": report only */
+	assert_int_equal(rule_src_ignored(s), 1);
+	assert_true(get(s, "H1")->score == 2.5);
 	rule_src_free(s);
 }
 
@@ -195,8 +200,7 @@ static void test_enable_compat(void **state)
 }
 
 /* Directives mxgate reads and does not apply are listed by name and count (what -t prints),
- * the settings the evals read are not; uri_detail, a local rule SpamAssassin runs, is a
- * warning at its line */
+ * the settings the evals read are not; uri_detail is a rule (check_uri_detail) */
 static void test_ignored_directives(void **state)
 {
 	int nerr;
@@ -209,15 +213,17 @@ static void test_ignored_directives(void **state)
 	char *list = rule_src_ignored_list(s);
 
 	(void)state;
-	/* uri_detail over raw/cleaned/host/domain is the eval check_uri_detail; with SA's type
-	 * or text keys it is a warning (never runs); m{...} SpamAssassin does not read: error */
+	/* uri_detail over raw/type/cleaned/text/host/domain is the eval check_uri_detail; m{...}
+	 * SpamAssassin does not read: error */
 	assert_int_equal(nerr, 1);
 	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:10:31: uri_detail LOC_UD3: bracket"));
 	assert_non_null(list);
-	assert_string_equal(list, "lang 2, add_header 1, report_safe 1, uri_detail 1");
+	assert_string_equal(list, "add_header 1, report_safe 1");
+	/* an add_header mxgate does not write is a warning at its line; SA's stock four not */
 	assert_int_equal(rule_src_nwarnings(s), 1);
-	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:7:1: warning: uri_detail LOC_UD: "
-	    "keys type and text are not implemented"));
+	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:3:1: warning: add_header Checker is "
+	    "not applied"));
+	assert_string_equal(get(s, "LOC_UD")->eval_fn, "check_uri_detail");
 	assert_string_equal(get(s, "LOC_UD2")->eval_fn, "check_uri_detail");
 	assert_string_equal(get(s, "LOC_UD2")->eval_args, "'raw =~ /it\\'s\\\\/x/ host !~ /y/'");
 	assert_int_equal(get(s, "LOC_UD2")->kind, RULE_BODY);
@@ -225,6 +231,17 @@ static void test_ignored_directives(void **state)
 	rule_src_free(s);
 	s = parse("body A /a/\nwhitelist_from a@b.example\n", &nerr);
 	assert_null(rule_src_ignored_list(s));
+	rule_src_free(s);
+	/* loadplugin of a plugin Debian's spamd loads anyway: quiet; of another (its ifplugin
+	 * blocks would apply in SpamAssassin, mxgate skips them): a warning */
+	s = parse("loadplugin Mail::SpamAssassin::Plugin::URIDetail\n"
+	    "loadplugin Mail::SpamAssassin::Plugin::Shortcircuit\n"
+	    "ifplugin Mail::SpamAssassin::Plugin::Shortcircuit\nbody SC /x/\nendif\n", &nerr);
+	assert_int_equal(nerr, 0);
+	assert_int_equal(rule_src_nwarnings(s), 1);
+	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:2:1: warning: loadplugin "
+	    "Mail::SpamAssassin::Plugin::Shortcircuit: mxgate does not run this plugin"));
+	assert_true(rule_src_find(s, "SC") < 0);
 	rule_src_free(s);
 }
 

@@ -66,15 +66,15 @@ static void test_status_form(void **state)
 	const char *tests[] = { "RULE_A", "RULE_B" };
 	char buf[512];
 
-	actions_format_status(buf, sizeof(buf), 7.5, 5.0, tests, 2);
+	actions_format_status(buf, sizeof(buf), 7.5, 5.0, tests, 2, NULL);
 	assert_string_equal(buf, "Yes, score=7.5 required=5.0 tests=RULE_A,RULE_B");
-	actions_format_status(buf, sizeof(buf), 4.96, 5.0, tests, 1);
+	actions_format_status(buf, sizeof(buf), 4.96, 5.0, tests, 1, NULL);
 	assert_string_equal(buf, "No, score=4.9 required=5.0 tests=RULE_A");   /* as SA shows it */
-	actions_format_status(buf, sizeof(buf), 4.9996, 5.0, tests, 1);
+	actions_format_status(buf, sizeof(buf), 4.9996, 5.0, tests, 1, NULL);
 	assert_string_equal(buf, "Yes, score=5.0 required=5.0 tests=RULE_A");  /* 3 decimals decide */
-	actions_format_status(buf, sizeof(buf), -0.04, 5.0, NULL, 0);
+	actions_format_status(buf, sizeof(buf), -0.04, 5.0, NULL, 0, NULL);
 	assert_string_equal(buf, "No, score=0.0 required=5.0 tests=none");
-	actions_format_status(buf, sizeof(buf), -2.25, 5.0, tests, 0);
+	actions_format_status(buf, sizeof(buf), -2.25, 5.0, tests, 0, NULL);
 	assert_string_equal(buf, "No, score=-2.3 required=5.0 tests=none");
 }
 
@@ -84,15 +84,28 @@ static void test_status_folding(void **state)
 		"MIME_HTML_ONLY", "RCVD_IN_DNSWL_NONE", "SPF_HELO_NONE", "SPF_PASS", "URIBL_BLOCKED" };
 	char buf[1024], *line, *save = NULL;
 
-	actions_format_status(buf, sizeof(buf), 1.2, 5.0, tests, 9);
-	/* folded after a comma with a tab continuation; no line longer than 78 columns */
+	actions_format_status(buf, sizeof(buf), 1.2, 5.0, tests, 9, NULL);
+	/* folded after a comma with a tab continuation; no line longer than 79 columns (SA's
+	 * Util::wrap, a tab counted as 8) */
 	assert_non_null(strstr(buf, ",\n\t"));
 	line = strtok_r(buf, "\n", &save);
-	assert_true(strlen(line) + strlen("X-Spam-Status: ") <= 78);
+	assert_true(strlen(line) + strlen("X-Spam-Status: ") <= 79);
 	while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
 		assert_int_equal(line[0], '\t');
-		assert_true(strlen(line) + 7 <= 78);
+		assert_true(strlen(line) + 7 <= 79);
 	}
+	/* with the autolearn and version tail, broken where SpamAssassin 4.0.1's Util::wrap
+	 * breaks the same text (after a space too; perl -MMail::SpamAssassin::Util, wrap(
+	 * "X-Spam-Status!!" . $v, "\t", "", 79, 0, '(?<=[\s,])')) */
+	actions_format_status(buf, sizeof(buf), 1.2, 5.0, tests, 9,
+	    "autolearn=ham autolearn_force=yes (AL_A,AL_B) version=mxgate-0.1.0");
+	assert_string_equal(buf, "No, score=1.2 required=5.0 tests=DKIM_SIGNED,DKIM_VALID,\n"
+	    "\tDKIM_VALID_AU,HTML_MESSAGE,MIME_HTML_ONLY,RCVD_IN_DNSWL_NONE,\n"
+	    "\tSPF_HELO_NONE,SPF_PASS,URIBL_BLOCKED autolearn=ham autolearn_force=yes\n"
+	    "\t(AL_A,AL_B) version=mxgate-0.1.0");
+	/* a buffer too small: truncated, still terminated */
+	actions_format_status(buf, 20, 1.2, 5.0, tests, 9, "autolearn=no");
+	assert_int_equal(strlen(buf), 19);
 }
 
 static void test_symbols(void **state)

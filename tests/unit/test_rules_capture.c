@@ -29,7 +29,8 @@ static const char rules[] =
     "body __FIRST /\\bfirst=(?<T_ONE>\\w+)/\n"
     "body __SECOND /\\bsecond=(?<T_TWO>\\w+)/\n"
     "body TWO_TAGS /%{T_ONE} and %{T_TWO}/\n"
-    "body OWN_TAG /score %{YESNO}/\n";
+    "body OWN_TAG /score %{YESNO}/\n"
+    "body ESCAPED_TAG /price \\%\\{T_ONE\\}/\n";
 
 #define MSG(from, to, subj, body) "From: " from "\nTo: " to "\nSubject: " subj \
 	"\nDate: Wed, 02 Dec 2026 10:00:00 +0000\nMessage-ID: <c1@example.org>\n\n" body "\n"
@@ -63,6 +64,11 @@ static const struct et_case cases[] = {
 	{ "two tags in one pattern, the last one set",
 	  MSG("x@example.org", "b@example.net", "hi", "second=mallory"),
 	  "TWO_TAGS?", "TWO_TAGS" },
+	/* Conf.pm: "\%{NAME}" is no template but the literal text %{NAME}; as written there
+	 * Perl rejects it (an unescaped "{", test_rules_default), "\%\{NAME\}" works in both */
+	{ "an escaped template is literal text",
+	  MSG("x@example.org", "b@example.net", "hi", "first=x price %{T_ONE}"),
+	  "ESCAPED_TAG", "ESCAPED_TAG?" },
 };
 
 static void test_capture_rules(void **state)
