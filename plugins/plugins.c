@@ -719,9 +719,37 @@ static struct msgbuf *plugin_msg(const struct plugin_sess *s)
 
 /* Reports the entry's verdict for the stage to the chain. Must be the last thing touching s:
  * the chain may run the next stage (and this entry again) before it returns. */
+/* The recipient changes the plugin's call left past their bound (hook_env_add_rcpt): too
+ * many added is a 4xx (the excess is the filter's or the limit's doing, not the sender's: the
+ * message waits in the sender's queue while the operator raises limits.max_recipients or
+ * fixes the filter), too many deleted is the filter's error (on_error). Fills ov and returns
+ * it, or v. */
+static const struct verdict *plugin_rcpt_bound(struct plugin_sess *s, const struct verdict *v,
+    struct verdict *ov)
+{
+	struct hook_env *env = s->env;
+
+	if (env == NULL || (!env->add_rcpts_over && !env->del_rcpts_over))
+		return v;
+	if (v && (v->action == VERDICT_TEMPFAIL || v->action == VERDICT_REJECT ||
+	    v->action == VERDICT_DISCARD || v->action == VERDICT_ERROR))
+		return v;   /* nothing is relayed anyway */
+	if (env->del_rcpts_over) {
+		verdict_set(ov, VERDICT_ERROR, 0, "too many recipient deletions", NULL);
+		return ov;
+	}
+	log_event(LOG_LVL_WARNING, env->session_id, "event=plugin_too_many_rcpts plugin=%s max=%ld",
+	    s->pe->pc->name, env->cfg ? env->cfg->limits.max_recipients : 0L);
+	verdict_set(ov, VERDICT_TEMPFAIL, 451, "too-many-rcpts", "4.5.3 Too many recipients added by a filter");
+	return ov;
+}
+
 static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
 {
 	struct hook_call *hc = s->hc;
+	struct verdict ov;
+
+	v = plugin_rcpt_bound(s, v, &ov);
 
 	s->hc = NULL;
 	s->cur = NULL;
