@@ -1166,6 +1166,7 @@ static int milter_init(const struct mxgate_host *host, const struct mxgate_plugi
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
 	}
+	mi->addr.connect_ms = args->connect_timeout_ms;
 	*instance = mi;
 	return 0;
 fail:

@@ -356,6 +356,7 @@ static int plugin_instance_new(const struct plugin_config *pc, uv_loop_t *loop, 
 	args.name = pc->name;
 	args.address = pc->address;
 	args.timeout_ms = pc->timeout;
+	args.connect_timeout_ms = pc->connect_timeout;
 	args.loop = loop;
 	args.worker = worker;
 	if (b) {
@@ -470,6 +471,8 @@ static const struct cfg_field plugin_config_fields[] = {
 	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does" },
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,
 	  .doc = "per call (connect, each stage, end of message scan)" },
+	{ "connect_timeout", CFG_DURATION, offsetof(struct plugin_config, connect_timeout), "5s", 1, 3600000,
+	  .doc = "a TCP connect to one address of the peer (a host name with several addresses: then the next address; the last one's failure is on_error); `timeout` still bounds the whole call" },
 	{ "action", CFG_STRING, offsetof(struct plugin_config, action),
 	  .doc = "clamd: reject | quarantine | tempfail when a virus is found (same as options.action)" },
 	{ "max_size", CFG_SIZE, offsetof(struct plugin_config, max_size), "0",

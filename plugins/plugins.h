@@ -52,6 +52,7 @@ struct plugin_config {
 	char *address;
 	int on_error;               /* enum plugin_on_error */
 	uint64_t timeout;           /* ms, per call */
+	uint64_t connect_timeout;   /* ms, a TCP connect to one of the peer's addresses */
 	char *action;               /* clamd: reject | quarantine | tempfail (= options.action) */
 	uint64_t max_size;          /* bytes (= options.max_size); 0 = the plugin's default */
 	struct plugin_options options;
