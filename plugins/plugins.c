@@ -32,7 +32,7 @@ extern const struct mxgate_host plugins_host;
 
 /* ------------------------------------------------------------------- config */
 
-static const char *const plugin_on_error_names[] = { "tempfail", "accept", "reject", NULL };
+static const char *const plugin_on_error_names[] = { "tempfail", "accept", "reject", "tag", NULL };
 
 /* Whether the exported `mxgate_plugin` can be read as a descriptor: a data object, aligned
  * for the struct and at least as large as its abi_version field (a function of that name,
@@ -468,7 +468,7 @@ static const struct cfg_field plugin_config_fields[] = {
 	{ "address", CFG_STRING, offsetof(struct plugin_config, address),
 	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path (absolute); HOST is an IP address, localhost or a host name resolved when the file is loaded, as a backend's (dns.resolvers, within dns.timeout; an address that refuses or cannot be reached: the next of its addresses)" },
 	{ "on_error", CFG_ENUM, offsetof(struct plugin_config, on_error), "tempfail",
-	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does" },
+	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does: tempfail (451 4.7.1), reject (550 5.7.1), accept (go on without it) or tag (go on without it, the message delivered with X-Mxgate-Filter-Error: NAME; stage=STAGE; error=WHY)" },
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,
 	  .doc = "per call (connect, each stage, end of message scan)" },
 	{ "connect_timeout", CFG_DURATION, offsetof(struct plugin_config, connect_timeout), "5s", 1, 3600000,
@@ -635,9 +635,15 @@ static enum verdict_action plugin_entry_on_error(void *wstate)
 {
 	switch (((struct plugin_entry *)wstate)->pc->on_error) {
 	case PLUGIN_ON_ERROR_ACCEPT: return VERDICT_CONTINUE;
+	case PLUGIN_ON_ERROR_TAG: return VERDICT_CONTINUE;
 	case PLUGIN_ON_ERROR_REJECT: return VERDICT_REJECT;
 	default: return VERDICT_TEMPFAIL;
 	}
+}
+
+static bool plugin_entry_on_error_tag(void *wstate)
+{
+	return ((struct plugin_entry *)wstate)->pc->on_error == PLUGIN_ON_ERROR_TAG;
 }
 
 static struct plugin_sess *plugin_sess_get(struct plugin_entry *pe, int slot, struct hook_env *env)
@@ -1115,6 +1121,7 @@ static const struct hook_module plugin_entry_module = {
 	.session_free = plugin_entry_session_free,
 	.timeout_ms = plugin_entry_timeout_ms,
 	.on_error = plugin_entry_on_error,
+	.on_error_tag = plugin_entry_on_error_tag,
 	.cancel = plugin_entry_cancel,
 };
 

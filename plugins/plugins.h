@@ -34,7 +34,8 @@
 
 struct cfg_table;
 
-enum plugin_on_error { PLUGIN_ON_ERROR_TEMPFAIL = 0, PLUGIN_ON_ERROR_ACCEPT, PLUGIN_ON_ERROR_REJECT };
+enum plugin_on_error { PLUGIN_ON_ERROR_TEMPFAIL = 0, PLUGIN_ON_ERROR_ACCEPT, PLUGIN_ON_ERROR_REJECT,
+	PLUGIN_ON_ERROR_TAG /* accept, and say so in a header of the message */ };
 
 /* `path:` — the loaded shared object (handle released with the config). */
 struct plugin_so { char *path; void *handle; const struct mxgate_plugin *desc; };

@@ -256,6 +256,30 @@ static const char *chain_on_error_name(enum verdict_action a)
 	return a == VERDICT_TEMPFAIL ? "tempfail" : a == VERDICT_REJECT ? "reject" : "accept";
 }
 
+#define CHAIN_TAG_HEADER "X-Mxgate-Filter-Error"
+
+/* The message goes on without chain entry `entry`, which failed (why): it says so in a header, once
+ * per filter and transaction (a milter that failed at MAIL answers on_error at each later
+ * stage too). Outside a transaction (connect, HELO) there is no message to tag: a filter
+ * that failed there is asked again at MAIL (a milter reconnects), and tags then if it
+ * fails again. */
+static void chain_tag(struct chain *c, size_t entry, const char *why)
+{
+	uint64_t bit = entry < 64 ? 1ull << entry : 0;
+	char val[256];
+
+	if (c->stage < HOOK_MAIL || c->stage > HOOK_EOM || (c->tagged & bit))
+		return;
+	c->tagged |= bit;
+	/* why is a module's short reason; only printable ASCII goes into the header */
+	snprintf(val, sizeof(val), "%s; stage=%s; error=%s", c->mods->v[entry].name,
+	    hook_stage_name(c->stage), why);
+	for (char *p = val; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	hook_env_add_header(c->env, CHAIN_TAG_HEADER, val);
+}
+
 /* Entry e failed (why: "timeout" or the module's reason): logs it and fills v from the
  * entry's on_error. */
 static void chain_error_verdict(struct chain *c, const struct chain_entry *e, const char *why,
@@ -263,10 +287,12 @@ static void chain_error_verdict(struct chain *c, const struct chain_entry *e, co
 {
 	enum verdict_action a = e->mod->on_error ? e->mod->on_error(e->wstate) : VERDICT_CONTINUE;
 	bool content = (e->mod->flags & HOOK_MODULE_CONTENT) != 0;
+	bool tag = a != VERDICT_TEMPFAIL && a != VERDICT_REJECT && e->mod->on_error_tag &&
+	    e->mod->on_error_tag(e->wstate);
 	const char *kind = content ? "plugin" : "module";
 
 	log_event(LOG_LVL_WARNING, c->env->session_id, "event=%s_error %s=%s stage=%s error=%s on_error=%s",
-	    kind, kind, e->name, hook_stage_name(c->stage), why, chain_on_error_name(a));
+	    kind, kind, e->name, hook_stage_name(c->stage), why, tag ? "tag" : chain_on_error_name(a));
 	if (content)
 		counter_inc(COUNTER_PLUGIN_ERRORS);
 	/* A content filter's name is not the client's business. */
@@ -282,6 +308,8 @@ static void chain_error_verdict(struct chain *c, const struct chain_entry *e, co
 		verdict_set(v, a, 550, e->name, "5.7.1 Rejected by %s", e->name);
 	else
 		verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);
+	if (tag)
+		chain_tag(c, (size_t)(e - c->mods->v), why);
 }
 
 /* Entry i completed its call with v (NULL = continue). Returns true when the stage is
@@ -373,16 +401,20 @@ static void chain_arm(struct chain *c, struct hook_call *call)
 static bool chain_deadline_passed(struct chain *c, size_t i)
 {
 	const struct mx_config *cfg = c->env->cfg;
-	bool accept = cfg && cfg->limits.filter_deadline_action == FILTER_DEADLINE_ACCEPT;
+	int act = cfg ? cfg->limits.filter_deadline_action : FILTER_DEADLINE_TEMPFAIL;
+	bool accept = act == FILTER_DEADLINE_ACCEPT || act == FILTER_DEADLINE_TAG;
 	const struct chain_entry *e = &c->mods->v[i];
 	struct verdict v;
 
 	log_event(LOG_LVL_WARNING, c->env->session_id,
 	    "event=filter_deadline stage=%s plugin=%s elapsed_ms=%llu deadline_ms=%llu action=%s",
 	    hook_stage_name(c->stage), e->name, (unsigned long long)(chain_now(c) - c->began),
-	    (unsigned long long)(cfg ? cfg->limits.filter_deadline : 0), accept ? "accept" : "tempfail");
+	    (unsigned long long)(cfg ? cfg->limits.filter_deadline : 0),
+	    act == FILTER_DEADLINE_TAG ? "tag" : accept ? "accept" : "tempfail");
 	counter_inc(COUNTER_PLUGIN_ERRORS);
 	c->deadline = 0;
+	if (act == FILTER_DEADLINE_TAG)
+		chain_tag(c, i, "deadline");
 	if (accept) {
 		c->accepted = true;    /* the filters left are skipped, the scorers still run */
 		return false;
@@ -513,8 +545,10 @@ void chain_run_cut(struct chain *c, chain_done_fn done, void *arg)
 void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg)
 {
 	chain_begin(c, st, 0, done, arg);
-	if (st == HOOK_MAIL)   /* a new transaction: nothing kept from an earlier one */
+	if (st == HOOK_MAIL) {   /* a new transaction: nothing kept from an earlier one */
 		chain_drop_pending(c);
+		c->tagged = 0;
+	}
 	if (st == HOOK_HELO && !c->txn_open) {
 		/* a new HELO/EHLO stands for the session in place of the earlier one */
 		if (c->helo_seen)

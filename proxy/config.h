@@ -44,7 +44,7 @@ struct tls_config { char *certificate; char *key; char *second_certificate; char
 enum bare_lf_policy { BARE_LF_REJECT = 0, BARE_LF_NORMALIZE };
 enum nul_policy { NUL_REJECT = 0, NUL_STRIP };
 /* What a message whose end-of-data filters ran past limits.filter_deadline gets. */
-enum filter_deadline_action { FILTER_DEADLINE_TEMPFAIL = 0, FILTER_DEADLINE_ACCEPT };
+enum filter_deadline_action { FILTER_DEADLINE_TEMPFAIL = 0, FILTER_DEADLINE_ACCEPT, FILTER_DEADLINE_TAG };
 struct limits_config {
 	long max_connections;
 	long max_connections_per_ip;

@@ -286,6 +286,10 @@ struct hook_module {
 	 * what a timeout or a VERDICT_ERROR turns into (CONTINUE or ACCEPT: go on without it). */
 	uint64_t (*timeout_ms)(void *wstate);
 	enum verdict_action (*on_error)(void *wstate);
+	/* Optional: true when an on_error that goes on (CONTINUE) also tags the message: the
+	 * chain adds `X-Mxgate-Filter-Error: NAME; stage=STAGE; error=WHY` (once per entry and
+	 * transaction), so what was not filtered is delivered but recognisable. */
+	bool (*on_error_tag)(void *wstate);
 	/* Optional: the chain gave up on call (timeout): stop its work now. A completion from
 	 * inside or after it is ignored. */
 	void (*cancel)(void *wstate, int slot, struct hook_call *call);
