@@ -14,6 +14,7 @@
 #include "log.h"
 #include "msgbuf.h"
 #include "tls.h"
+#include "../rules/rules.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -565,6 +566,13 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
 			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
 			    "retried for days\n", cfg->path, i);
+		if (pc->so.desc == NULL && (strcmp(pc->name, "spamd") == 0 || strcmp(pc->name, "rspamd") == 0) &&
+		    cfg->rules.files.n == 0)
+			/* SPAMD_SCORE / RSPAMD_SCORE are summed by the rules engine only: an operator
+			 * coming from Amavis writes rules.actions and expects GTUBE refused */
+			fprintf(err, "%s: warning: plugins[%zu] (%s): its score decides nothing and no "
+			    "X-Spam-* header is added: the rules engine, whose actions: thresholds judge "
+			    "it, is off without rules.files (an empty rules file will do)\n", cfg->path, i, pc->name);
 		if (pc->max_size && pc->options.table) {
 			/* plugin_fold_key lets it through for a built-in without the option (milter) */
 			const struct cfg_field *f = pc->options.table->fields;
