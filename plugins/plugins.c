@@ -566,6 +566,11 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
 			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
 			    "retried for days\n", cfg->path, i);
+		if (pc->timeout >= cfg->limits.filter_deadline && cfg->limits.filter_deadline)
+			fprintf(err, "%s: warning: plugins[%zu] (%s): timeout %llums is not below "
+			    "limits.filter_deadline (%llums): at end of data the deadline ends its call "
+			    "first (filter_deadline_action, not its on_error)\n", cfg->path, i, pc->name,
+			    (unsigned long long)pc->timeout, (unsigned long long)cfg->limits.filter_deadline);
 		if (pc->so.desc == NULL && (strcmp(pc->name, "spamd") == 0 || strcmp(pc->name, "rspamd") == 0) &&
 		    cfg->rules.files.n == 0)
 			/* SPAMD_SCORE / RSPAMD_SCORE are summed by the rules engine only: an operator

@@ -62,6 +62,13 @@ t.check(code == 451 and text.startswith('451 4.3.0') and not be.find('Message-ID
         % (code, text, took))
 mx.stop()
 
+# A timeout not below the deadline: -t says the deadline ends that call first.
+cfg = t.config([be.url], listen=[{'address': '127.0.0.1:2525'}],
+               plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % slow[0].port, 'timeout': '10m'}])
+code, out = t.config_check(cfg, name='long-timeout')
+t.check(code == 0 and 'warning: plugins[0] (milter): timeout 600000ms is not below limits.filter_deadline (300000ms)'
+        in out, '-t warns of a timeout the default deadline (5m) cuts short (rc %s):\n%s' % (code, out))
+
 mx = start('mx-acc', 'accept', slow, 3 * S, 5 * S)
 code, text, took = send(mx, 'dl-acc', 'SLOWME')
 got = be.find('Message-ID: <dl-acc@')
