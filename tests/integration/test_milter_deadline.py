@@ -47,6 +47,18 @@ t.check(code == 451 and text.startswith('451 4.3.0') and not be.find('Message-ID
 t.check(took < 5 * S + t.slack(1.5), 'answered at the deadline, not after the sum (%.1f s)' % took)
 t.check(mx.count_log(r'event=filter_deadline stage=eom plugin=milter elapsed_ms=\d+ deadline_ms=%d action=tempfail'
                      % (5 * S * 1000)) == 1, 'logged with the filter that was running')
+# the same session goes on: the milters given up reconnect for its next message
+c = t.Client(mx.port, timeout=t.slack(30))
+c.ehlo('client.test')
+r1 = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('dl-s1', 'SLOWME\r\n'), client=c,
+                 timeout=t.slack(30))
+r2 = t.send_mail(mx.port, 'a@example.org', ['b@example.test'], t.message('dl-s2', 'hello\r\n'), client=c,
+                 timeout=t.slack(30))
+c.close()
+got = be.find('Message-ID: <dl-s2@')
+t.check(r1.code == 451 and r2.code == 250 and got and got[0]['data'].count(b'X-Test-Milter: passed') == 3,
+        'in one session: the message past the deadline 451, the next one through all three milters (%s, %s)'
+        % (r1.code, r2.code))
 code, text, took = send(mx, 'dl-ok', 'hello')
 got = be.find('Message-ID: <dl-ok@')
 t.check(code == 250 and got and got[0]['data'].count(b'X-Test-Milter: passed') == 3,
