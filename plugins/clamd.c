@@ -234,6 +234,7 @@ static int clamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
 	}
+	ci->addr.connect_ms = args->connect_timeout_ms;
 	*instance = ci;
 	return 0;
 fail:

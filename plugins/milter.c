@@ -94,7 +94,6 @@ struct milter_sess {
 	bool body_too_big;              /* the replaced body passed limits.max_message_size */
 	size_t rcpts_added;             /* recipients the filter added (SMFIR_ADDRCPT*) */
 	size_t rcpts_deleted;           /* ... and deleted (SMFIR_DELRCPT) */
-	bool rcpts_too_many;            /* ... past limits.max_recipients */
 	size_t hdr_added;               /* bytes the filter's header edits would add */
 	bool headers_too_big;           /* ... and they passed limits.max_message_size */
 	char *quarantine;
@@ -121,7 +120,6 @@ static void milter_mods_clear(struct milter_sess *ms)
 	ms->headers_too_big = false;
 	ms->rcpts_added = 0;
 	ms->rcpts_deleted = 0;
-	ms->rcpts_too_many = false;
 	free(ms->quarantine);
 	ms->quarantine = NULL;
 }
@@ -913,16 +911,6 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 				milter_txn_end(ms);
 				return milter_finish(ms, MXGATE_REJECT, 552, "5.3.4 Error: message file too big", why);
 			}
-			if (ms->wait == W_EOB && ms->rcpts_too_many) {
-				/* A 4xx, not a 5xx: the excess is the filter's or the limit's doing, not
-				 * the sender's; the message waits in the sender's queue while the
-				 * operator raises limits.max_recipients or fixes the filter. */
-				ms->mi->host->log(ms->call, 2, "event=milter_too_many_rcpts max=%llu",
-				    (unsigned long long)milter_max_rcpts(ms));
-				milter_txn_end(ms);
-				return milter_finish(ms, MXGATE_TEMPFAIL, 451, "4.5.3 Too many recipients added by a filter",
-				    "milter-too-many-rcpts");
-			}
 			if (ms->wait == W_EOB && milter_apply_mods(ms) < 0) {
 				milter_txn_end(ms);
 				return milter_finish(ms, MXGATE_ERROR, 0, NULL, "body replacement failed");
@@ -1057,15 +1045,13 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			return false;
 		}
 		if (r.cmd == SMFIR_ADDRCPT || r.cmd == SMFIR_ADDRCPT_PAR) {
-			/* Added recipients are bounded as the client's are (limits.max_recipients):
-			 * past it the message is refused at the verdict and the rest not kept (a
-			 * filter could add any number, each one a RCPT to the backend). */
-			if (ms->rcpts_too_many)
+			/* Added recipients are bounded as the client's are (limits.max_recipients),
+			 * by the host for every plugin (hook_env_add_rcpt; past it the message is
+			 * tempfailed at the verdict). Held here until the verdict: one past the
+			 * bound is kept for the host to see, the rest not (a filter could send any
+			 * number). */
+			if (++ms->rcpts_added - 1 > milter_max_rcpts(ms))
 				return true;
-			if (++ms->rcpts_added > milter_max_rcpts(ms)) {
-				ms->rcpts_too_many = true;
-				return true;
-			}
 		}
 		if (milter_add_mod(ms, &r) < 0) {
 			milter_fail(ms, "out of memory");
@@ -1180,6 +1166,7 @@ static int milter_init(const struct mxgate_host *host, const struct mxgate_plugi
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
 	}
+	mi->addr.connect_ms = args->connect_timeout_ms;
 	*instance = mi;
 	return 0;
 fail:

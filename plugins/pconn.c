@@ -21,6 +21,11 @@ struct pconn {
 	uv_loop_t *loop;
 	struct sockaddr_storage addrs[PCONN_MAX_ADDRS];
 	size_t naddrs, addr_i;
+	/* the connect timer (addr->connect_ms): one address's time, then the next */
+	uv_timer_t ctimer;
+	uint64_t connect_ms;
+	bool has_timer;
+	unsigned refs;                /* open handles (the stream's, the timer's): freed at 0 */
 };
 
 /* One read buffer per loop thread, not per connection: data is handed on during the read
@@ -227,9 +232,33 @@ int pconn_addr_parse(const char *s, struct pconn_addr *out, const char **why)
 	return pconn_addr_ip(s, (size_t)(colon - s), colon + 1, out, why);
 }
 
+static void pconn_unref(struct pconn *c)
+{
+	if (--c->refs == 0)
+		free(c);
+}
+
 static void pconn_free_cb(uv_handle_t *h)
 {
-	free(h->data);
+	pconn_unref(h->data);
+}
+
+/* The connect timer is not needed any more (connected, closing, the last address failed). */
+static void pconn_timer_drop(struct pconn *c)
+{
+	if (!c->has_timer)
+		return;
+	c->has_timer = false;
+	uv_close((uv_handle_t *)&c->ctimer, pconn_free_cb);
+}
+
+static void pconn_connect_timeout_cb(uv_timer_t *t);
+
+/* The connect to c->addrs[c->addr_i] has begun: its own time starts. */
+static void pconn_timer_arm(struct pconn *c)
+{
+	if (c->has_timer)
+		uv_timer_start(&c->ctimer, pconn_connect_timeout_cb, c->connect_ms, 0);
 }
 
 static void pconn_emit(struct pconn *c, enum pconn_event ev, const char *data, size_t len, int err)
@@ -272,7 +301,7 @@ static void pconn_switched_cb(uv_handle_t *h)
 
 	c->switching = false;
 	if (c->closing) {
-		free(c);
+		pconn_unref(c);
 		return;
 	}
 	c->addr_i++;
@@ -280,6 +309,7 @@ static void pconn_switched_cb(uv_handle_t *h)
 	if (rc < 0) {
 		/* no handle open: pconn_close/pconn_finish then free at once */
 		c->dead = true;
+		pconn_timer_drop(c);
 		pconn_emit(c, PCONN_ERROR, NULL, 0, rc);
 		return;
 	}
@@ -290,21 +320,45 @@ static void pconn_switched_cb(uv_handle_t *h)
 		c->switching = true;
 		uv_close(&c->u.h, pconn_switched_cb);
 	} else if (rc < 0) {
+		pconn_timer_drop(c);
 		pconn_emit(c, PCONN_ERROR, NULL, 0, rc);
+	} else {
+		pconn_timer_arm(c);
 	}
+}
+
+/* The address being connected to took connect_ms: the next one, or the error. The pending
+ * connect request completes with UV_ECANCELED when its handle closes (ignored while
+ * switching). */
+static void pconn_connect_timeout_cb(uv_timer_t *t)
+{
+	struct pconn *c = t->data;
+
+	if (c->closing || c->connected || c->switching || c->dead)
+		return;
+	if (c->addr_i + 1 < c->naddrs) {
+		c->switching = true;
+		uv_close(&c->u.h, pconn_switched_cb);
+		return;
+	}
+	pconn_timer_drop(c);
+	pconn_emit(c, PCONN_ERROR, NULL, 0, UV_ETIMEDOUT);
 }
 
 static void pconn_connect_cb(uv_connect_t *req, int status)
 {
 	struct pconn *c = req->data;
 
-	if (c->closing)
-		return;
+	if (c->closing || c->switching)
+		return;	/* switching: the connect timer gave this address up */
+	if (c->has_timer)
+		uv_timer_stop(&c->ctimer);
 	if (status < 0 && status != UV_ECANCELED && c->addr_i + 1 < c->naddrs) {
 		c->switching = true;
 		uv_close(&c->u.h, pconn_switched_cb);
 		return;
 	}
+	pconn_timer_drop(c);
 	if (status < 0) {
 		pconn_emit(c, PCONN_ERROR, NULL, 0, status);
 		return;
@@ -327,6 +381,7 @@ struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_ev
 		return NULL;
 	c->cb = cb;
 	c->arg = arg;
+	c->refs = 1;
 	c->creq.data = c;
 	if (addr->is_unix) {
 		if (uv_pipe_init(loop, &c->u.pipe, 0) < 0)
@@ -350,6 +405,13 @@ struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_ev
 		c->closing = true;
 		uv_close(&c->u.h, pconn_free_cb);
 		return NULL;
+	}
+	if (addr->connect_ms && uv_timer_init(loop, &c->ctimer) == 0) {
+		c->ctimer.data = c;
+		c->connect_ms = addr->connect_ms;
+		c->has_timer = true;
+		c->refs++;
+		pconn_timer_arm(c);
 	}
 	return c;
 fail:
@@ -404,10 +466,11 @@ void pconn_close(struct pconn *c)
 	if (c == NULL || c->closing)
 		return;
 	c->closing = true;
+	pconn_timer_drop(c);
 	if (c->switching)
 		return;   /* pconn_switched_cb frees it */
 	if (c->dead) {
-		free(c);
+		pconn_unref(c);
 		return;
 	}
 	/* Pending writes complete with UV_ECANCELED before the close callback; they free their
@@ -427,10 +490,11 @@ void pconn_finish(struct pconn *c)
 	if (c == NULL || c->closing)
 		return;
 	c->closing = true;
+	pconn_timer_drop(c);
 	if (c->switching)
 		return;   /* pconn_switched_cb frees it */
 	if (c->dead) {
-		free(c);
+		pconn_unref(c);
 		return;
 	}
 	c->sreq.data = c;

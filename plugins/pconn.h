@@ -24,6 +24,10 @@ struct pconn_addr {
 	 * cannot be made to one goes to the next (pconn_new), as a backend's (relay.c) */
 	struct sockaddr_storage more[PCONN_MAX_ADDRS - 1];
 	size_t nmore;
+	/* how long a TCP connect to one address may take before the next is tried (the last
+	 * one's failure: PCONN_ERROR, UV_ETIMEDOUT); 0: no bound of its own (the caller's
+	 * timeout bounds them all, and a dead first address eats it). Not set by the parser. */
+	uint64_t connect_ms;
 };
 
 /* Parses s; 0 or -1 with *why. A host name (other than localhost) is taken from the names
@@ -52,8 +56,9 @@ typedef void (*pconn_event_cb)(struct pconn *c, enum pconn_event ev, const char 
     size_t len, int err, void *arg);
 
 /* Starts connecting; returns NULL on immediate failure (bad loop state / memory). A
- * connection that cannot be made to addr->sa (refused, unreachable) goes to addr->more[0],
- * and so on; PCONN_ERROR when the last one fails. The caller's own timeout bounds them all. */
+ * connection that cannot be made to addr->sa (refused, unreachable, or not made within
+ * addr->connect_ms) goes to addr->more[0], and so on; PCONN_ERROR when the last one fails.
+ * The caller's own timeout bounds them all. */
 struct pconn *pconn_new(uv_loop_t *loop, const struct pconn_addr *addr, pconn_event_cb cb,
     void *arg);
 /* Queues bytes. When owned is non-NULL it is free()d after the write completes (data may

@@ -107,6 +107,9 @@ struct mxgate_plugin_args {
 	size_t noptions;
 	uv_loop_t *loop;               /* NULL at config check: validate only, start nothing */
 	int worker;                    /* worker index */
+	/* `connect_timeout:` (added at the end without a new ABI version; a plugin built
+	 * before it never reads it): how long a connect to one address of the peer may take */
+	uint64_t connect_timeout_ms;
 };
 
 /* Services the host offers. Function pointers stay valid for the process lifetime. */

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "msgbuf.h"
 #include "tls.h"
+#include "../rules/rules.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -32,7 +33,7 @@ extern const struct mxgate_host plugins_host;
 
 /* ------------------------------------------------------------------- config */
 
-static const char *const plugin_on_error_names[] = { "tempfail", "accept", "reject", NULL };
+static const char *const plugin_on_error_names[] = { "tempfail", "accept", "reject", "tag", NULL };
 
 /* Whether the exported `mxgate_plugin` can be read as a descriptor: a data object, aligned
  * for the struct and at least as large as its abi_version field (a function of that name,
@@ -356,6 +357,7 @@ static int plugin_instance_new(const struct plugin_config *pc, uv_loop_t *loop, 
 	args.name = pc->name;
 	args.address = pc->address;
 	args.timeout_ms = pc->timeout;
+	args.connect_timeout_ms = pc->connect_timeout;
 	args.loop = loop;
 	args.worker = worker;
 	if (b) {
@@ -467,9 +469,11 @@ static const struct cfg_field plugin_config_fields[] = {
 	{ "address", CFG_STRING, offsetof(struct plugin_config, address),
 	  .doc = "peer: HOST:PORT, inet:HOST:PORT, inet:PORT@HOST or unix:/path (absolute); HOST is an IP address, localhost or a host name resolved when the file is loaded, as a backend's (dns.resolvers, within dns.timeout; an address that refuses or cannot be reached: the next of its addresses)" },
 	{ "on_error", CFG_ENUM, offsetof(struct plugin_config, on_error), "tempfail",
-	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does" },
+	  .choices = plugin_on_error_names, .doc = "what a failed or timed-out call does: tempfail (451 4.7.1), reject (550 5.7.1), accept (go on without it) or tag (go on without it, the message delivered with X-Mxgate-Filter-Error: NAME; stage=STAGE; error=WHY)" },
 	{ "timeout", CFG_DURATION, offsetof(struct plugin_config, timeout), "30s", 1, 3600000,
 	  .doc = "per call (connect, each stage, end of message scan)" },
+	{ "connect_timeout", CFG_DURATION, offsetof(struct plugin_config, connect_timeout), "5s", 1, 3600000,
+	  .doc = "a TCP connect to one address of the peer (a host name with several addresses: then the next address; the last one's failure is on_error); `timeout` still bounds the whole call" },
 	{ "action", CFG_STRING, offsetof(struct plugin_config, action),
 	  .doc = "clamd: reject | quarantine | tempfail when a virus is found (same as options.action)" },
 	{ "max_size", CFG_SIZE, offsetof(struct plugin_config, max_size), "0",
@@ -562,6 +566,18 @@ int plugins_check_config(const struct mx_config *cfg, FILE *err)
 			fprintf(err, "%s: warning: plugins[%zu] (clamd): action quarantine without a "
 			    "quarantine backend (top-level `quarantine`): a virus gets 451 4.3.0 and is "
 			    "retried for days\n", cfg->path, i);
+		if (pc->timeout >= cfg->limits.filter_deadline && cfg->limits.filter_deadline)
+			fprintf(err, "%s: warning: plugins[%zu] (%s): timeout %llums is not below "
+			    "limits.filter_deadline (%llums): at end of data the deadline ends its call "
+			    "first (filter_deadline_action, not its on_error)\n", cfg->path, i, pc->name,
+			    (unsigned long long)pc->timeout, (unsigned long long)cfg->limits.filter_deadline);
+		if (pc->so.desc == NULL && (strcmp(pc->name, "spamd") == 0 || strcmp(pc->name, "rspamd") == 0) &&
+		    cfg->rules.files.n == 0)
+			/* SPAMD_SCORE / RSPAMD_SCORE are summed by the rules engine only: an operator
+			 * coming from Amavis writes rules.actions and expects GTUBE refused */
+			fprintf(err, "%s: warning: plugins[%zu] (%s): its score decides nothing and no "
+			    "X-Spam-* header is added: the rules engine, whose actions: thresholds judge "
+			    "it, is off without rules.files (an empty rules file will do)\n", cfg->path, i, pc->name);
 		if (pc->max_size && pc->options.table) {
 			/* plugin_fold_key lets it through for a built-in without the option (milter) */
 			const struct cfg_field *f = pc->options.table->fields;
@@ -632,9 +648,15 @@ static enum verdict_action plugin_entry_on_error(void *wstate)
 {
 	switch (((struct plugin_entry *)wstate)->pc->on_error) {
 	case PLUGIN_ON_ERROR_ACCEPT: return VERDICT_CONTINUE;
+	case PLUGIN_ON_ERROR_TAG: return VERDICT_CONTINUE;
 	case PLUGIN_ON_ERROR_REJECT: return VERDICT_REJECT;
 	default: return VERDICT_TEMPFAIL;
 	}
+}
+
+static bool plugin_entry_on_error_tag(void *wstate)
+{
+	return ((struct plugin_entry *)wstate)->pc->on_error == PLUGIN_ON_ERROR_TAG;
 }
 
 static struct plugin_sess *plugin_sess_get(struct plugin_entry *pe, int slot, struct hook_env *env)
@@ -719,9 +741,37 @@ static struct msgbuf *plugin_msg(const struct plugin_sess *s)
 
 /* Reports the entry's verdict for the stage to the chain. Must be the last thing touching s:
  * the chain may run the next stage (and this entry again) before it returns. */
+/* The recipient changes the plugin's call left past their bound (hook_env_add_rcpt): too
+ * many added is a 4xx (the excess is the filter's or the limit's doing, not the sender's: the
+ * message waits in the sender's queue while the operator raises limits.max_recipients or
+ * fixes the filter), too many deleted is the filter's error (on_error). Fills ov and returns
+ * it, or v. */
+static const struct verdict *plugin_rcpt_bound(struct plugin_sess *s, const struct verdict *v,
+    struct verdict *ov)
+{
+	struct hook_env *env = s->env;
+
+	if (env == NULL || (!env->add_rcpts_over && !env->del_rcpts_over))
+		return v;
+	if (v && (v->action == VERDICT_TEMPFAIL || v->action == VERDICT_REJECT ||
+	    v->action == VERDICT_DISCARD || v->action == VERDICT_ERROR))
+		return v;   /* nothing is relayed anyway */
+	if (env->del_rcpts_over) {
+		verdict_set(ov, VERDICT_ERROR, 0, "too many recipient deletions", NULL);
+		return ov;
+	}
+	log_event(LOG_LVL_WARNING, env->session_id, "event=plugin_too_many_rcpts plugin=%s max=%ld",
+	    s->pe->pc->name, env->cfg ? env->cfg->limits.max_recipients : 0L);
+	verdict_set(ov, VERDICT_TEMPFAIL, 451, "too-many-rcpts", "4.5.3 Too many recipients added by a filter");
+	return ov;
+}
+
 static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
 {
 	struct hook_call *hc = s->hc;
+	struct verdict ov;
+
+	v = plugin_rcpt_bound(s, v, &ov);
 
 	s->hc = NULL;
 	s->cur = NULL;
@@ -1084,6 +1134,7 @@ static const struct hook_module plugin_entry_module = {
 	.session_free = plugin_entry_session_free,
 	.timeout_ms = plugin_entry_timeout_ms,
 	.on_error = plugin_entry_on_error,
+	.on_error_tag = plugin_entry_on_error_tag,
 	.cancel = plugin_entry_cancel,
 };
 

@@ -34,7 +34,8 @@
 
 struct cfg_table;
 
-enum plugin_on_error { PLUGIN_ON_ERROR_TEMPFAIL = 0, PLUGIN_ON_ERROR_ACCEPT, PLUGIN_ON_ERROR_REJECT };
+enum plugin_on_error { PLUGIN_ON_ERROR_TEMPFAIL = 0, PLUGIN_ON_ERROR_ACCEPT, PLUGIN_ON_ERROR_REJECT,
+	PLUGIN_ON_ERROR_TAG /* accept, and say so in a header of the message */ };
 
 /* `path:` — the loaded shared object (handle released with the config). */
 struct plugin_so { char *path; void *handle; const struct mxgate_plugin *desc; };
@@ -52,6 +53,7 @@ struct plugin_config {
 	char *address;
 	int on_error;               /* enum plugin_on_error */
 	uint64_t timeout;           /* ms, per call */
+	uint64_t connect_timeout;   /* ms, a TCP connect to one of the peer's addresses */
 	char *action;               /* clamd: reject | quarantine | tempfail (= options.action) */
 	uint64_t max_size;          /* bytes (= options.max_size); 0 = the plugin's default */
 	struct plugin_options options;

@@ -571,6 +571,7 @@ static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugi
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
 	}
+	ri->addr.connect_ms = args->connect_timeout_ms;
 	snprintf(ri->hostport, sizeof(ri->hostport), "%s", ri->addr.is_unix ? "localhost" : args->address);
 	if (o->password) {
 		if (strlen(o->password) >= sizeof(ri->password) || strpbrk(o->password, "\r\n")) {

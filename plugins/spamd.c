@@ -243,6 +243,7 @@ static int spamd_init(const struct mxgate_host *host, const struct mxgate_plugin
 		snprintf(err, errlen, "address: %s", why);
 		goto fail;
 	}
+	si->addr.connect_ms = args->connect_timeout_ms;
 	if (o->user) {
 		if (strlen(o->user) >= sizeof(si->user) || strpbrk(o->user, "\r\n")) {
 			snprintf(err, errlen, "options.user: bad user name");

@@ -1,6 +1,7 @@
 /* chain.c — the chain entries of one stage for one session, and the notifications (a
  * message's header block, outcomes). */
 #include "chain.h"
+#include "config.h"
 #include "counters.h"
 #include "log.h"
 
@@ -255,6 +256,30 @@ static const char *chain_on_error_name(enum verdict_action a)
 	return a == VERDICT_TEMPFAIL ? "tempfail" : a == VERDICT_REJECT ? "reject" : "accept";
 }
 
+#define CHAIN_TAG_HEADER "X-Mxgate-Filter-Error"
+
+/* The message goes on without chain entry `entry`, which failed (why): it says so in a header, once
+ * per filter and transaction (a milter that failed at MAIL answers on_error at each later
+ * stage too). Outside a transaction (connect, HELO) there is no message to tag: a filter
+ * that failed there is asked again at MAIL (a milter reconnects), and tags then if it
+ * fails again. */
+static void chain_tag(struct chain *c, size_t entry, const char *why)
+{
+	uint64_t bit = entry < 64 ? 1ull << entry : 0;
+	char val[256];
+
+	if (c->stage < HOOK_MAIL || c->stage > HOOK_EOM || (c->tagged & bit))
+		return;
+	c->tagged |= bit;
+	/* why is a module's short reason; only printable ASCII goes into the header */
+	snprintf(val, sizeof(val), "%s; stage=%s; error=%s", c->mods->v[entry].name,
+	    hook_stage_name(c->stage), why);
+	for (char *p = val; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	hook_env_add_header(c->env, CHAIN_TAG_HEADER, val);
+}
+
 /* Entry e failed (why: "timeout" or the module's reason): logs it and fills v from the
  * entry's on_error. */
 static void chain_error_verdict(struct chain *c, const struct chain_entry *e, const char *why,
@@ -262,10 +287,12 @@ static void chain_error_verdict(struct chain *c, const struct chain_entry *e, co
 {
 	enum verdict_action a = e->mod->on_error ? e->mod->on_error(e->wstate) : VERDICT_CONTINUE;
 	bool content = (e->mod->flags & HOOK_MODULE_CONTENT) != 0;
+	bool tag = a != VERDICT_TEMPFAIL && a != VERDICT_REJECT && e->mod->on_error_tag &&
+	    e->mod->on_error_tag(e->wstate);
 	const char *kind = content ? "plugin" : "module";
 
 	log_event(LOG_LVL_WARNING, c->env->session_id, "event=%s_error %s=%s stage=%s error=%s on_error=%s",
-	    kind, kind, e->name, hook_stage_name(c->stage), why, chain_on_error_name(a));
+	    kind, kind, e->name, hook_stage_name(c->stage), why, tag ? "tag" : chain_on_error_name(a));
 	if (content)
 		counter_inc(COUNTER_PLUGIN_ERRORS);
 	/* A content filter's name is not the client's business. */
@@ -281,6 +308,8 @@ static void chain_error_verdict(struct chain *c, const struct chain_entry *e, co
 		verdict_set(v, a, 550, e->name, "5.7.1 Rejected by %s", e->name);
 	else
 		verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);
+	if (tag)
+		chain_tag(c, (size_t)(e - c->mods->v), why);
 }
 
 /* Entry i completed its call with v (NULL = continue). Returns true when the stage is
@@ -338,13 +367,61 @@ static void chain_timeout_cb(uv_timer_t *t)
 	chain_on_timeout(t->data);
 }
 
-/* (Re)starts the timer for the call in progress. */
+static uint64_t chain_now(const struct chain *c)
+{
+	return c->timer ? uv_now(c->timer->loop) : 0;
+}
+
+/* (Re)starts the timer for the call in progress: its timeout, or what is left of the stage's
+ * deadline when that comes first (a call's progress restarts the one, never the other). */
 static void chain_arm(struct chain *c, struct hook_call *call)
 {
-	if (call->timeout_ms && c->timer) {
-		c->timer->data = c;
-		uv_timer_start(c->timer, chain_timeout_cb, call->timeout_ms, 0);
+	uint64_t ms = call->timeout_ms;
+
+	c->deadline_armed = false;
+	if (c->timer == NULL)
+		return;
+	if (c->deadline) {
+		uint64_t now = chain_now(c), left = c->deadline > now ? c->deadline - now : 0;
+
+		if (ms == 0 || left <= ms) {
+			ms = left;
+			c->deadline_armed = true;
+		}
+	} else if (ms == 0) {
+		return;
 	}
+	c->timer->data = c;
+	uv_timer_start(c->timer, chain_timeout_cb, ms, 0);
+}
+
+/* The stage's deadline passed with entry i running (or next to run): logged with the entry's
+ * name; the stage ends with limits.filter_deadline_action. Returns true when the stage is
+ * decided (tempfail); after accept only the scorers still run. */
+static bool chain_deadline_passed(struct chain *c, size_t i)
+{
+	const struct mx_config *cfg = c->env->cfg;
+	int act = cfg ? cfg->limits.filter_deadline_action : FILTER_DEADLINE_TEMPFAIL;
+	bool accept = act == FILTER_DEADLINE_ACCEPT || act == FILTER_DEADLINE_TAG;
+	const struct chain_entry *e = &c->mods->v[i];
+	struct verdict v;
+
+	log_event(LOG_LVL_WARNING, c->env->session_id,
+	    "event=filter_deadline stage=%s plugin=%s elapsed_ms=%llu deadline_ms=%llu action=%s",
+	    hook_stage_name(c->stage), e->name, (unsigned long long)(chain_now(c) - c->began),
+	    (unsigned long long)(cfg ? cfg->limits.filter_deadline : 0),
+	    act == FILTER_DEADLINE_TAG ? "tag" : accept ? "accept" : "tempfail");
+	counter_inc(COUNTER_PLUGIN_ERRORS);
+	c->deadline = 0;
+	if (act == FILTER_DEADLINE_TAG)
+		chain_tag(c, i, "deadline");
+	if (accept) {
+		c->accepted = true;    /* the filters left are skipped, the scorers still run */
+		return false;
+	}
+	verdict_set(&v, VERDICT_TEMPFAIL, 451, "filter-deadline",
+	    "4.3.0 Content filters took too long, please try again later");
+	return chain_apply(c, &v);
 }
 
 void hook_call_progress(struct hook_call *call)
@@ -364,6 +441,8 @@ void chain_on_timeout(struct chain *c)
 	if (c->timer)
 		uv_timer_stop(c->timer);   /* when forwarded by hand rather than fired */
 	e = &c->mods->v[call->entry];
+	bool deadline = c->deadline_armed;
+	c->deadline_armed = false;
 	/* Abandon the call first: a completion from inside cancel (or any later one) is then
 	 * ignored, and the call is freed with the session. */
 	call->chain = NULL;
@@ -374,6 +453,11 @@ void chain_on_timeout(struct chain *c)
 		c->depth++;
 		e->mod->cancel(e->wstate, (int)call->entry, call);
 		c->depth--;
+	}
+	if (deadline) {
+		if (chain_deadline_passed(c, call->entry))
+			chain_stop(c, call->entry);
+		return chain_step(c);
 	}
 	chain_error_verdict(c, e, "timeout", &v);
 	if (chain_apply(c, &v))
@@ -399,6 +483,12 @@ static void chain_step(struct chain *c)
 			continue;	/* never saw the connect: nothing to ask it about */
 		if (c->accepted && (e->mod->flags & HOOK_MODULE_SCORER) == 0)
 			continue;
+		if (c->deadline && chain_now(c) >= c->deadline && (e->mod->flags & HOOK_MODULE_SCORER) == 0) {
+			/* passed between two calls (one that answered just in time) */
+			if (chain_deadline_passed(c, i))
+				chain_stop(c, i);
+			continue;
+		}
 		struct hook_call *call = chain_call_new(c);
 		call->chain = c;
 		call->env = c->env;
@@ -430,6 +520,12 @@ static void chain_begin(struct chain *c, enum hook_stage st, size_t from, chain_
 	c->arg = arg;
 	c->running = true;
 	c->accepted = false;
+	c->deadline = 0;
+	c->deadline_armed = false;
+	c->began = chain_now(c);
+	/* The end of data's filters together: limits.filter_deadline from the final dot. */
+	if (st == HOOK_EOM && c->env && c->env->cfg && c->env->cfg->limits.filter_deadline && c->timer)
+		c->deadline = c->began + c->env->cfg->limits.filter_deadline;
 	verdict_clear(&c->result);	/* a few stores (a memset was 600 octets, each stage) */
 }
 
@@ -449,8 +545,10 @@ void chain_run_cut(struct chain *c, chain_done_fn done, void *arg)
 void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg)
 {
 	chain_begin(c, st, 0, done, arg);
-	if (st == HOOK_MAIL)   /* a new transaction: nothing kept from an earlier one */
+	if (st == HOOK_MAIL) {   /* a new transaction: nothing kept from an earlier one */
 		chain_drop_pending(c);
+		c->tagged = 0;
+	}
 	if (st == HOOK_HELO && !c->txn_open) {
 		/* a new HELO/EHLO stands for the session in place of the earlier one */
 		if (c->helo_seen)

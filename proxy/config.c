@@ -94,6 +94,7 @@ static const char *const tls_version_choices[] = { "1.2", "1.3", NULL };
 static const char *const tls_ccert_choices[] = { "none", "ask", "require", NULL };	/* enum tls_ccert */
 static const char *const bare_lf_choices[] = { "reject", "normalize", NULL };
 static const char *const nul_choices[] = { "reject", "strip", NULL };
+static const char *const filter_deadline_choices[] = { "tempfail", "accept", "tag", NULL };
 static const char *const balance_choices[] = { "round_robin", "least_conn", "source_hash", NULL };
 static const char *const identity_choices[] = { "none", "xclient", "proxy_v2", NULL };
 static const char *const log_level_choices[] = { "debug", "info", "warning", "error", NULL };
@@ -294,6 +295,10 @@ static const struct cfg_field limits_fields[] = {
 	  S(1), S(86400), .doc = "time allowed between DATA chunks from the client" },
 	{ "data_deadline", CFG_DURATION, offsetof(struct limits_config, data_deadline), "1h",
 	  S(1), S(86400), .doc = "the whole DATA phase, 354 to the final dot: a client trickling bytes is cut off (421 4.4.2); 1h passes a 50M message at 15 KB/s" },
+	{ "filter_deadline", CFG_DURATION, offsetof(struct limits_config, filter_deadline), "5m",
+	  S(1), S(3600), .doc = "the whole end-of-data chain after the final dot, every content filter together (each plugin's `timeout` bounds one call, a milter's SMFIR_PROGRESS restarts that but never this): past it the filter running is given up and the message gets `filter_deadline_action`, logged event=filter_deadline. The client waits 10 minutes after its final dot at most (RFC 5321 4.5.3.2.6), many give up sooner" },
+	{ "filter_deadline_action", CFG_ENUM, offsetof(struct limits_config, filter_deadline_action), "tempfail",
+	  .choices = filter_deadline_choices, .doc = "past limits.filter_deadline: tempfail (451 4.3.0, the client retries), accept (the filters not yet run are skipped, the rules engine still runs, the message is relayed) or tag (accept, and the message carries X-Mxgate-Filter-Error: NAME; stage=eom; error=deadline naming the filter given up)" },
 	{ "drain_timeout", CFG_DURATION, offsetof(struct limits_config, drain_timeout), "30s",
 	  0, S(86400), .doc = "on SIGTERM, how long sessions may finish before exit" },
 	{ "bare_lf", CFG_ENUM, offsetof(struct limits_config, bare_lf), "normalize",

@@ -43,6 +43,8 @@ struct tls_config { char *certificate; char *key; char *second_certificate; char
 
 enum bare_lf_policy { BARE_LF_REJECT = 0, BARE_LF_NORMALIZE };
 enum nul_policy { NUL_REJECT = 0, NUL_STRIP };
+/* What a message whose end-of-data filters ran past limits.filter_deadline gets. */
+enum filter_deadline_action { FILTER_DEADLINE_TEMPFAIL = 0, FILTER_DEADLINE_ACCEPT, FILTER_DEADLINE_TAG };
 struct limits_config {
 	long max_connections;
 	long max_connections_per_ip;
@@ -52,6 +54,8 @@ struct limits_config {
 	uint64_t command_timeout;   /* ms */
 	uint64_t data_timeout;      /* ms */
 	uint64_t data_deadline;     /* ms, the whole DATA phase */
+	uint64_t filter_deadline;   /* ms, the whole end-of-data chain (every filter together) */
+	int filter_deadline_action; /* enum filter_deadline_action */
 	uint64_t drain_timeout;     /* ms */
 	int bare_lf;                /* enum bare_lf_policy */
 	int nul;                    /* enum nul_policy: NUL octets in DATA (never relayed) */

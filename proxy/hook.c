@@ -1,9 +1,11 @@
 /* hook.c — verdicts and the hook_env output helpers (the chain runner is chain.c, the module
  * list modules.def). */
 #include "hook.h"
+#include "config.h"
 #include "msgbuf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,21 +132,38 @@ void hook_env_set_sender(struct hook_env *env, const char *addr)
 	env->new_mail_from = hook_strdup(addr);
 }
 
-void hook_env_add_rcpt(struct hook_env *env, const char *addr, const char *params)
+/* limits.max_recipients of env's config; no bound without one (unit tests). */
+static size_t hook_env_max_rcpts(const struct hook_env *env)
+{
+	return env->cfg && env->cfg->limits.max_recipients > 0 ? (size_t)env->cfg->limits.max_recipients
+	    : SIZE_MAX / 2;
+}
+
+int hook_env_add_rcpt(struct hook_env *env, const char *addr, const char *params)
 {
 	struct rcpt *r;
 
+	if (env->add_rcpts_over || env->nadd_rcpts >= hook_env_max_rcpts(env)) {
+		env->add_rcpts_over = true;
+		return -1;
+	}
 	env->add_rcpts = hook_grow(env->add_rcpts, env->nadd_rcpts, sizeof(*env->add_rcpts));
 	r = &env->add_rcpts[env->nadd_rcpts++];
 	r->addr = hook_strdup(addr);
 	r->params = hook_strdup(params ? params : "");
 	r->status = 0;
+	return 0;
 }
 
-void hook_env_del_rcpt(struct hook_env *env, const char *addr)
+int hook_env_del_rcpt(struct hook_env *env, const char *addr)
 {
+	if (env->del_rcpts_over || env->ndel_rcpts >= 2 * hook_env_max_rcpts(env)) {
+		env->del_rcpts_over = true;
+		return -1;
+	}
 	env->del_rcpts = hook_grow(env->del_rcpts, env->ndel_rcpts, sizeof(*env->del_rcpts));
 	env->del_rcpts[env->ndel_rcpts++] = hook_strdup(addr);
+	return 0;
 }
 
 void hook_env_replace_body(struct hook_env *env, struct msgbuf *body)
@@ -192,6 +211,7 @@ void hook_env_reset_txn(struct hook_env *env)
 		env->del_rcpts = NULL;
 	}
 	env->ndel_rcpts = 0;
+	env->add_rcpts_over = env->del_rcpts_over = false;
 	env->quarantine_reason[0] = '\0';
 	env->flags = 0;
 	env->body_hash_set = false;

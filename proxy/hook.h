@@ -180,6 +180,10 @@ struct hook_env {
 	char *new_mail_from;                  /* changed sender (owned), or NULL */
 	struct rcpt *add_rcpts; size_t nadd_rcpts;  /* recipients added by filters */
 	char **del_rcpts; size_t ndel_rcpts;        /* recipients removed by filters */
+	/* a filter asked to add more than limits.max_recipients recipients (the rest were not
+	 * kept: the message is tempfailed, 451 4.5.3) or to delete more than twice as many
+	 * (a broken filter: its on_error); see hook_env_add_rcpt */
+	bool add_rcpts_over, del_rcpts_over;
 	char quarantine_reason[256];
 	unsigned flags;                       /* enum hook_flag, for the transaction */
 	/* The relaxed body hash (RFC 6376 3.4.4, SHA-256) of msg's body, the body_hash_len octets
@@ -214,8 +218,13 @@ void hook_env_delete_headers(struct hook_env *env, const char *name);
  * except (NULL: none): "X-Spam-" but "X-Spam-Prev-", in one pass over the fields. */
 void hook_env_delete_headers_prefix(struct hook_env *env, const char *prefix, const char *except);
 void hook_env_set_sender(struct hook_env *env, const char *addr);
-void hook_env_add_rcpt(struct hook_env *env, const char *addr, const char *params);
-void hook_env_del_rcpt(struct hook_env *env, const char *addr);
+/* Recipient changes, bounded as the client's recipients are: at most limits.max_recipients
+ * added (one more sets add_rcpts_over and is not kept) and twice that deleted (more sets
+ * del_rcpts_over). The one bound every filter's changes go through (a milter's and a
+ * shared object's alike): each added one is a RCPT to the backend and is compared with the
+ * envelope's when relayed, so an unbounded list cost time squared. 0, or -1 past the bound. */
+int hook_env_add_rcpt(struct hook_env *env, const char *addr, const char *params);
+int hook_env_del_rcpt(struct hook_env *env, const char *addr);
 /* Takes ownership of body. */
 void hook_env_replace_body(struct hook_env *env, struct msgbuf *body);
 
@@ -284,6 +293,10 @@ struct hook_module {
 	 * what a timeout or a VERDICT_ERROR turns into (CONTINUE or ACCEPT: go on without it). */
 	uint64_t (*timeout_ms)(void *wstate);
 	enum verdict_action (*on_error)(void *wstate);
+	/* Optional: true when an on_error that goes on (CONTINUE) also tags the message: the
+	 * chain adds `X-Mxgate-Filter-Error: NAME; stage=STAGE; error=WHY` (once per entry and
+	 * transaction), so what was not filtered is delivered but recognisable. */
+	bool (*on_error_tag)(void *wstate);
 	/* Optional: the chain gave up on call (timeout): stop its work now. A completion from
 	 * inside or after it is ignored. */
 	void (*cancel)(void *wstate, int slot, struct hook_call *call);

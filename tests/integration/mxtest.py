@@ -33,6 +33,7 @@ API (everything else is internal):
   config_check(cfg, name) -> (exit status, output) of `mxgate -t` on a config dict or text
   slack(seconds) -> seconds scaled for sanitizer builds (upper bounds only); wait_for(pred, timeout)
   hold_port(udp) -> PortHold (.port, .release());  dead_port() -> a port where connects are refused
+  blackhole(ip, port) -> .close(): a listener on ip:port whose SYNs go unanswered (a dead host)
   free_port() (racy, avoid), wait_port(port, timeout, proc), spawn(argv, name) -> Popen (stopped at
       exit, output in TMP/name.log), stop_proc(p, sig), log_of(name), wait_log_of(name, regex, ...)
   config(servers, listen, hostname, workers, backends, limits, **top) -> dict;  to_yaml(obj) -> str
@@ -376,6 +377,45 @@ def dead_port():
     """A port where nothing listens for the rest of the test (connects are refused): held,
     never released, so no other process can start listening there meanwhile."""
     return PortHold().port
+
+
+class Blackhole:
+    """A dead host's address on this machine: a listener on ip:port with backlog 0 whose
+    accept queue is filled and never drained; Linux drops the SYNs that find it full (no RST,
+    no answer), so a connect there waits until its own timeout. Skips the test on a kernel
+    that answers them. .close() releases it."""
+
+    def __init__(self, ip, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((ip, port))
+        self.sock.listen(0)
+        self.fill = []
+        for _ in range(3):             # the queue holds backlog + 1; the rest wait unanswered
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex((ip, port))
+            self.fill.append(c)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(0.5)
+        try:
+            probe.connect((ip, port))
+            skip('blackhole: a SYN to a full accept queue was answered on this kernel')
+        except socket.timeout:
+            pass                        # dropped, as a dead host's
+        except OSError as e:
+            skip('blackhole: connect to the full listener failed at once (%s)' % e)
+        finally:
+            probe.close()
+
+    def close(self):
+        for c in self.fill:
+            c.close()
+        self.sock.close()
+
+
+def blackhole(ip, port):
+    """A Blackhole on ip:port (see there)."""
+    return Blackhole(ip, port)
 
 
 def free_port():

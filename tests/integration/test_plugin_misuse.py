@@ -19,7 +19,8 @@ cc = shutil.which('cc') or shutil.which('gcc')
 if cc is None:
     t.skip('no C compiler to build the plugin')
 
-SRC = r'''#include <string.h>
+SRC = r'''#include <stdio.h>
+#include <string.h>
 #include "plugin.h"
 static const struct mxgate_host *host;
 static int m_init(const struct mxgate_host *h, const struct mxgate_plugin_args *a, void **i,
@@ -69,6 +70,25 @@ static void m_eom(void *i, struct mxgate_call *c)
 		memset(val, 'h', sizeof(val) - 1);
 		for (int k = 0; k < 3000; k++)
 			host->add_header(c, "X-Many", val);
+	}
+	if (is(r, "eomrcpts")) {   /* far more recipients than limits.max_recipients */
+		char a[64];
+		for (int k = 0; k < 100000; k++) {
+			snprintf(a, sizeof(a), "added%d@example.test", k);
+			host->add_rcpt(c, a, NULL);
+		}
+	}
+	if (is(r, "eomtwoadd")) {  /* within the bound, one of them twice and one the client's */
+		host->add_rcpt(c, "extra@example.test", NULL);
+		host->add_rcpt(c, "EXTRA@example.test", NULL);
+		host->add_rcpt(c, "eomtwoadd@example.test", NULL);
+	}
+	if (is(r, "eomdels")) {    /* more deletions than twice limits.max_recipients */
+		char a[64];
+		for (int k = 0; k < 100000; k++) {
+			snprintf(a, sizeof(a), "gone%d@example.test", k);
+			host->del_rcpt(c, a);
+		}
 	}
 	host->add_header(c, "X-Misuse", "checked");
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
@@ -147,6 +167,22 @@ t.check(code == 250 and len(got) == 1 and len(got[0]['data']) <= 1048576 + 1024 
         (code, text, len(got[0]['data']) if got else None))
 t.check(m.count_log(r'event=plugin_bad_output plugin=misuse what=header_too_big') == 1,
         'and logged once for the message')
+# A plugin's add_rcpt is bounded as a milter's is (one path, hook_env_add_rcpt): 100,000
+# added recipients were each kept and compared with the envelope's, and every one was a RCPT
+# to the backend; past limits.max_recipients (100) the message is tempfailed, nothing relayed.
+code, text = send('eomrcpts', 'm-eomrcpts')
+t.check(code == 451 and '4.5.3' in text and not be.find('body of m-eomrcpts'),
+        'a plugin adding 100000 recipients (limits.max_recipients 100): 451 4.5.3, not relayed: %s %s' % (code, text))
+t.check(m.count_log(r'event=plugin_too_many_rcpts plugin=misuse max=100') == 1, 'logged as too many recipients added')
+code, text = send('eomtwoadd', 'm-eomtwoadd')
+got = be.find('body of m-eomtwoadd')
+rcpts = sorted(r.lower() for r in got[0]['rcpt']) if got else None
+t.check(code == 250 and rcpts == ['eomtwoadd@example.test', 'extra@example.test'],
+        'recipients added twice, or the envelope\'s own, go once: %s %s' % (code, rcpts))
+code, text = send('eomdels', 'm-eomdels')
+t.check(code == 451 and '4.7.1' in text and not be.find('body of m-eomdels'),
+        '100000 deletions (more than twice limits.max_recipients) are the plugin\'s error (on_error tempfail): %s %s'
+        % (code, text))
 rep = rcpt_reply('badaction')
 t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
 t.check(m.alive(), 'the process lives through all of it')

@@ -39,6 +39,8 @@ struct fake_mod {
 	int init_rc;                  /* worker_init's return */
 	bool init_null;               /* worker_init leaves *wstate NULL */
 	bool done_in_cancel;          /* cancel completes the call (must be ignored) */
+	uint64_t answer_ms;           /* FAKE_ASYNC: answer_timer completes the call this late */
+	bool progress_only;           /* ... or only reports progress then, again and again */
 	/* observed */
 	int runs, session_frees, worker_frees, cancels;
 	int slot;
@@ -59,6 +61,25 @@ static struct fake_mod plugfakes[NPLUG];
 static size_t nplug;              /* plugin entries configured */
 static int order[64], norder;
 
+/* Completes (or reports progress on) the call of the fake in its data, answer_ms late. */
+static uv_timer_t answer_timer;
+
+static void answer_cb(uv_timer_t *t)
+{
+	struct fake_mod *f = t->data;
+	struct hook_call *c = f->pending;
+
+	if (c == NULL)
+		return;
+	if (f->progress_only) {
+		hook_call_progress(c);
+		uv_timer_start(&answer_timer, answer_cb, f->answer_ms, 0);
+		return;
+	}
+	f->pending = NULL;
+	hook_call_done(c, f->null_verdict ? NULL : &f->v);
+}
+
 static void fake_run(void *ws, int slot, struct hook_call *call)
 {
 	struct fake_mod *f = ws;
@@ -71,10 +92,15 @@ static void fake_run(void *ws, int slot, struct hook_call *call)
 		order[norder++] = slot;
 	if (f->symbol)
 		hook_env_add_symbol(f->env, f->symbol, 1, hook_stage_name(f->stage));
-	if (f->mode == FAKE_SYNC)
+	if (f->mode == FAKE_SYNC) {
 		hook_call_done(call, f->null_verdict ? NULL : &f->v);
-	else
-		f->pending = call;
+		return;
+	}
+	f->pending = call;
+	if (f->answer_ms) {
+		answer_timer.data = f;
+		uv_timer_start(&answer_timer, answer_cb, f->answer_ms, 0);
+	}
 }
 
 static void fake_session_free(void *ws, int slot, struct hook_env *env)
@@ -95,6 +121,8 @@ static void fake_cancel(void *ws, int slot, struct hook_call *call)
 
 	f->cancels++;
 	assert_ptr_equal(call, f->pending);
+	if (answer_timer.data == f)
+		uv_timer_stop(&answer_timer);
 	if (f->done_in_cancel)
 		hook_call_done(call, &f->v);   /* ignored: the chain gave up on it */
 }
@@ -1018,6 +1046,85 @@ static void test_progress(void **state)
 	fx_stop(fx);
 }
 
+/* limits.filter_deadline bounds the end-of-data chain as a whole: three plugins each
+ * answering well within their own timeout (25 of 30 ms) used to hold the client 75 ms
+ * against a 60 ms deadline; the one running at the deadline is given up (cancelled) and the
+ * message tempfailed 451 4.3.0, not its on_error. A plugin's progress restarts its own
+ * timeout, never the deadline. With filter_deadline_action accept the filters left are
+ * skipped, the scorer still runs. Other stages have no deadline. */
+static void test_filter_deadline(void **state)
+{
+	struct fx *fx = *state;
+	static struct mx_config dcfg;
+
+	memset(&dcfg, 0, sizeof(dcfg));
+	dcfg.limits.filter_deadline = 60;
+	fx->env.cfg = &dcfg;
+	uv_timer_init(&fx->loop, &answer_timer);
+	nplug = 3;
+	for (int i = 0; i < 3; i++) {
+		plugfakes[i].stages = ALL_STAGES;
+		plugfakes[i].mode = FAKE_ASYNC;
+		plugfakes[i].timeout_ms = 30;
+		plugfakes[i].answer_ms = 25;
+		plugfakes[i].null_verdict = true;
+		plugfakes[i].on_error = VERDICT_CONTINUE;
+	}
+	fakes[6].stages = ALL_STAGES;     /* the scorer, sync */
+	fakes[6].null_verdict = true;
+	fx_start(fx);
+
+	/* not at RCPT: 75 ms, each within its timeout, all three answered */
+	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	assert_int_equal(plugfakes[2].runs, 1);
+
+	/* at EOM: the third is given up at the deadline */
+	uint64_t t0 = uv_now(&fx->loop);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(fx->done.calls, 2);
+	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
+	assert_int_equal(fx->done.v.code, 451);
+	assert_string_equal(fx->done.v.reason, "filter-deadline");
+	assert_true(strncmp(fx->done.v.reply, "4.3.0 ", 6) == 0);
+	assert_true(uv_now(&fx->loop) - t0 >= 59);
+	assert_int_equal(plugfakes[2].runs, 2);
+	assert_int_equal(plugfakes[2].cancels, 1);
+	assert_int_equal(fakes[6].runs, 1);   /* decided: the scorer is not asked */
+
+	/* progress restarts the call's 30 ms, never the deadline */
+	plugfakes[0].progress_only = true;
+	plugfakes[0].answer_ms = 10;
+	t0 = uv_now(&fx->loop);
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(fx->done.calls, 3);
+	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
+	assert_string_equal(fx->done.v.reason, "filter-deadline");
+	assert_true(uv_now(&fx->loop) - t0 >= 59);
+	assert_int_equal(plugfakes[0].cancels, 1);
+	assert_int_equal(plugfakes[1].runs, 2);
+
+	/* accept: the filters left are skipped, the scorer runs, the message goes on */
+	dcfg.limits.filter_deadline_action = FILTER_DEADLINE_ACCEPT;
+	set_verdict(6, VERDICT_CONTINUE, 0, NULL, 0);
+	plugfakes[1].mode = FAKE_SYNC;
+	plugfakes[1].null_verdict = false;
+	verdict_set(&plugfakes[1].v, VERDICT_REJECT, 550, "plug1", "5.7.1 no");
+	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
+	uv_run(&fx->loop, UV_RUN_DEFAULT);
+	assert_int_equal(fx->done.calls, 4);
+	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
+	assert_int_equal(plugfakes[1].runs, 2);
+	assert_int_equal(fakes[6].runs, 2);
+	fx_stop(fx);
+	uv_close((uv_handle_t *)&answer_timer, NULL);
+	answer_timer.data = NULL;    /* the fakes of later tests never stop it */
+}
+
 /* A module answering with a verdict outside the set: treated as its error. */
 static void test_bad_verdict(void **state)
 {
@@ -1317,6 +1424,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plugin_timeout_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_filter_deadline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_no_timer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_verdict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/config.h"
 #include "proxy/headers.h"
 #include "proxy/hook.h"
 #include "proxy/msgbuf.h"
@@ -403,6 +404,40 @@ static void test_registry(void **state)
 	assert_int_equal(hook_plugin_entries.count(NULL), 0);
 }
 
+/* The one bound on every filter's recipient changes: limits.max_recipients added (the next
+ * refused, add_rcpts_over set, nothing kept), twice that deleted; the transaction's reset
+ * clears both; no config, no bound. */
+static void test_rcpt_bound(void **state)
+{
+	static struct mx_config cfg;
+	struct hook_env env;
+
+	(void)state;
+	memset(&env, 0, sizeof(env));
+	cfg.limits.max_recipients = 3;
+	env.cfg = &cfg;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(hook_env_add_rcpt(&env, "a@example.org", NULL), 0);
+	assert_false(env.add_rcpts_over);
+	assert_int_equal(hook_env_add_rcpt(&env, "d@example.org", NULL), -1);
+	assert_true(env.add_rcpts_over);
+	assert_int_equal(env.nadd_rcpts, 3);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(hook_env_del_rcpt(&env, "x@example.org"), 0);
+	assert_false(env.del_rcpts_over);
+	assert_int_equal(hook_env_del_rcpt(&env, "x@example.org"), -1);
+	assert_true(env.del_rcpts_over);
+	assert_int_equal(env.ndel_rcpts, 6);
+	hook_env_reset_txn(&env);
+	assert_false(env.add_rcpts_over);
+	assert_false(env.del_rcpts_over);
+	assert_int_equal(hook_env_add_rcpt(&env, "a@example.org", NULL), 0);
+	env.cfg = NULL;
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(hook_env_add_rcpt(&env, "b@example.org", NULL), 0);
+	hook_env_free_outputs(&env);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -413,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_truncate_symbols),
 		cmocka_unit_test(test_header_edits_copy),
 		cmocka_unit_test(test_envelope_changes),
+		cmocka_unit_test(test_rcpt_bound),
 		cmocka_unit_test(test_free_outputs_everything),
 		cmocka_unit_test(test_verdict_set),
 		cmocka_unit_test(test_stage_names),
