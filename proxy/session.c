@@ -1464,20 +1464,27 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 	bool may_wait = auth_may_lift(s) && strcmp(v->reason, "overload") != 0 &&
 	    strcmp(v->reason, "ratelimit") != 0;
 
-	if (v->action == VERDICT_TEMPFAIL && !may_wait) {
+	/* A drop (a DNS list's action drop, postscreen's PSC_DROP_SESSION_STATE): 521 in place
+	 * of the greeting (RFC 7504 3) and the connection closed; where AUTH may lift the
+	 * refusal it waits for MAIL as a 550 instead. */
+	bool drop = v->action == VERDICT_REJECT && v->code == 521;
+
+	if ((v->action == VERDICT_TEMPFAIL && !may_wait) || (drop && !auth_may_lift(s))) {
 		/* In place of the greeting only 421 means "try later" (RFC 5321 3.1, 4.2.3):
 		 * a filter's 450/451 (a milter's on_error, a DNS list) becomes 421. */
-		int code = 421;
+		int code = drop ? 521 : 421;
 		/* After the teaser the greeting is a 220 reply already, and every line of one
 		 * reply has one code (RFC 5321 4.2.1): it ends as 220, and the 421 follows at
 		 * once as the answer to whatever the client sends first (3.8). */
 		if (s->teaser_sent)
 			session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
-		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
-		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s%s%s client=%s",
-		    v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "", v->log_extra, s->env.client_ip);
-		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, true);
+		session_reply_text(s, code, v->reply[0] ? v->reply : drop ? "5.7.1 Service unavailable" :
+		    "4.7.0 Service temporarily unavailable");
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s%s",
+		    drop ? "reject" : "tempfail", v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "",
+		    v->log_extra, s->env.client_ip, drop ? " code=521" : "");
+		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, !drop);
 		s->quit_after_flush = true;
 		return true;
 	}
@@ -1487,7 +1494,9 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		bool temp = v->action == VERDICT_TEMPFAIL;
 
 		s->conn_verdict = *v;
-		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : v->code / 100 == 5 ? v->code : 550,
+		if (drop)
+			s->conn_verdict.code = 550;     /* refused at MAIL: no greeting to replace */
+		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : drop ? 550 : v->code / 100 == 5 ? v->code : 550,
 		    v->reason[0] ? v->reason : "filter");
 		char rv[300];
 
