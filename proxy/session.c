@@ -1132,11 +1132,22 @@ enum session_check session_cmd_check(const struct session *s, const struct smtp_
 	return session_cmd_check_row(s, session_cmd_find(cmd->verb), cmd, reply, cap);
 }
 
-/* A non-SMTP command (an HTTP verb, a TLS record) under non_smtp_command_action drop: 421
- * and the connection closes once it is out. */
-static void session_non_smtp_drop(struct session *s)
+/* A non-SMTP command (an HTTP verb, a TLS record), whatever the action: logged with what
+ * was sent (its first 100 octets) and the command before it, as postscreen's "NON-SMTP
+ * COMMAND from [ip]:port after CONNECT: GET / HTTP/1.0". */
+static void session_non_smtp_log(struct session *s, const char *line, size_t len)
 {
-	log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
+	char cv[420];
+
+	log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s after=%s command=%s", s->env.client_ip,
+	    s->cmd == NULL || s->cmd->verb == SMTP_UNKNOWN ? "CONNECT" : smtp_verb_name(s->cmd->verb),
+	    log_valn(cv, sizeof(cv), line, len > 100 ? 100 : len));
+}
+
+/* Under non_smtp_command_action drop: 421 and the connection closes once it is out. */
+static void session_non_smtp_drop(struct session *s, const char *line, size_t len)
+{
+	session_non_smtp_log(s, line, len);
 	session_protocol_fail(s, PT_NON_SMTP);
 	session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
 	s->quit_after_flush = true;
@@ -1158,11 +1169,13 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
 			if (parsed.verb == SMTP_HTTP &&
 			    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
-				session_non_smtp_drop(s);
+				session_non_smtp_drop(s, line, len);
 				return;
 			}
-			if (parsed.verb == SMTP_HTTP)
+			if (parsed.verb == SMTP_HTTP) {
+				session_non_smtp_log(s, line, len);
 				session_protocol_fail(s, PT_NON_SMTP);  /* then answered as a bad command */
+			}
 			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 			if (parsed.verb == SMTP_BDAT) {
 				/* Without a size the chunk's end is unknown: what follows could be read as
@@ -1328,7 +1341,7 @@ void session_process(struct session *s)
 		    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP &&
 		    smtp_cmd_tls_record(s->in + pos, s->inlen - pos) == 1) {
 			s->ncommands++;
-			session_non_smtp_drop(s);
+			session_non_smtp_drop(s, s->in + pos, s->inlen - pos);
 			pos = s->inlen;
 			break;
 		}
