@@ -1167,12 +1167,16 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	s->ncommands++;
 	if (cmd == NULL) {
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
-			if (parsed.verb == SMTP_HTTP &&
-			    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
+			/* An HTTP verb, or a line not starting with a letter (JSON, a Redis or SOCKS
+			 * probe, binary junk): postscreen's and smtpd's forbidden-commands default,
+			 * CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}} */
+			bool non_smtp = parsed.verb == SMTP_HTTP || (len > 0 && !isalpha((unsigned char)line[0]));
+
+			if (non_smtp && s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
 				session_non_smtp_drop(s, line, len);
 				return;
 			}
-			if (parsed.verb == SMTP_HTTP) {
+			if (non_smtp) {
 				session_non_smtp_log(s, line, len);
 				session_protocol_fail(s, PT_NON_SMTP);  /* then answered as a bad command */
 			}
