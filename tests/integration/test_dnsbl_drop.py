@@ -43,4 +43,17 @@ r = mt.send_mail(mx.port, 'a@bad.example', ['u@example.test'], mt.message('baddo
 mt.check(r[0] == 550 and 'sender [bad.example] blocked using dbl.test' in r[1] and not be.by_tag('baddomain'),
          'a listed sender domain is refused 550 under drop (no greeting left to replace): %r' % (r,))
 mx.stop()
+
+# With the pregreet teaser out, the greeting ends as 220 (one reply, one code) and the 521
+# follows at once, then the close.
+cfg['pregreet'] = {'delay': '1s', 'pass_ttl': '0s'}
+mx = mt.Mxgate(cfg, 'mx-dnsbl-drop-teaser')
+c = mt.Client(mx.port, proxy_src='198.18.93.1', greet=False, timeout=8)
+g = c.reply()
+d = c.reply()
+e = c.reply()
+c.close()
+mt.check(g[0] == 220 and g[1].startswith('220-') and d[0] == 521 and 'blocked using bl.test' in d[1] and e[0] is None,
+         'after the teaser: 220 ended, then 521, then closed: %r %r %r' % (g, d, e))
+mx.stop()
 mt.finish()
