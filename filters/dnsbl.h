@@ -16,7 +16,7 @@
 #include "proxy/cfg.h"
 
 enum dnsbl_list_type { DNSBL_TYPE_IP = 0, DNSBL_TYPE_DOMAIN };
-enum dnsbl_action { DNSBL_ACTION_REJECT = 0, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_SCORE };
+enum dnsbl_action { DNSBL_ACTION_REJECT = 0, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_SCORE, DNSBL_ACTION_DROP };
 
 struct dnsbl_list_config {
 	char *zone;

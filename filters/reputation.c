@@ -271,7 +271,7 @@ static int rep_read_counts(struct lmdb_store *st, const char *const *keys, size_
 
 /* ---- configuration --------------------------------------------------------------------- */
 
-static const char *const rep_action_names[] = { "tempfail", "reject", "delay", "score", NULL };
+static const char *const rep_action_names[] = { "tempfail", "reject", "delay", "score", "drop", NULL };
 
 /* The section: a known store form and thresholds in order. */
 /* "AB:CD:..." : 32 hex pairs joined by colons (any case), as event=tls logs it. */
@@ -314,9 +314,9 @@ static const struct cfg_field rep_fields[] = {
 	{ "bad_threshold", CFG_DOUBLE, offsetof(struct reputation_config, bad_threshold), "-0.5", -1, 1,
 	  .doc = "score at or below which a client is bad (symbol REP_BAD and bad_action)" },
 	{ "bad_action", CFG_ENUM, offsetof(struct reputation_config, bad_action), "tempfail",
-	  .choices = rep_action_names, .doc = "for bad clients at connect: tempfail, reject, delay or score" },
+	  .choices = rep_action_names, .doc = "for bad clients at connect: tempfail, reject, delay, score or drop (521 in place of the greeting, closed)" },
 	{ "deny_action", CFG_ENUM, offsetof(struct reputation_config, deny_action), "reject",
-	  .choices = rep_action_names, .doc = "for clients on the deny list" },
+	  .choices = rep_action_names, .doc = "for clients on the deny list (drop: 521 in place of the greeting and closed, as postscreen_blacklist_action = drop)" },
 	{ "delay", CFG_DURATION, offsetof(struct reputation_config, delay), "5s", 0, 600000,
 	  .doc = "how long action delay holds the greeting" },
 	{ "good_score", CFG_DOUBLE, offsetof(struct reputation_config, good_score), "-2", -1000, 1000,
@@ -714,6 +714,9 @@ static void rep_apply_action(struct verdict *v, int action, uint64_t delay, cons
 		break;
 	case REPUTATION_ACTION_REJECT:
 		verdict_set(v, VERDICT_REJECT, 550, "reputation", "5.7.1 %s of %s", why, ip);
+		break;
+	case REPUTATION_ACTION_DROP:    /* 521 in place of the greeting, closed (postscreen's drop) */
+		verdict_set(v, VERDICT_REJECT, 521, "reputation", "5.7.1 %s of %s", why, ip);
 		break;
 	case REPUTATION_ACTION_DELAY:
 		verdict_set(v, VERDICT_CONTINUE, 0, "reputation", NULL);

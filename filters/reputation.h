@@ -62,7 +62,7 @@ enum reputation_outcome {
 };
 
 enum reputation_action { REPUTATION_ACTION_TEMPFAIL = 0, REPUTATION_ACTION_REJECT,
-	REPUTATION_ACTION_DELAY, REPUTATION_ACTION_SCORE };
+	REPUTATION_ACTION_DELAY, REPUTATION_ACTION_SCORE, REPUTATION_ACTION_DROP };
 
 struct reputation_config {
 	char *store;                /* "lmdb:/dir" | "redis://..."; NULL = static lists only */

@@ -1132,11 +1132,22 @@ enum session_check session_cmd_check(const struct session *s, const struct smtp_
 	return session_cmd_check_row(s, session_cmd_find(cmd->verb), cmd, reply, cap);
 }
 
-/* A non-SMTP command (an HTTP verb, a TLS record) under non_smtp_command_action drop: 421
- * and the connection closes once it is out. */
-static void session_non_smtp_drop(struct session *s)
+/* A non-SMTP command (an HTTP verb, a TLS record), whatever the action: logged with what
+ * was sent (its first 100 octets) and the command before it, as postscreen's "NON-SMTP
+ * COMMAND from [ip]:port after CONNECT: GET / HTTP/1.0". */
+static void session_non_smtp_log(struct session *s, const char *line, size_t len)
 {
-	log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s", s->env.client_ip);
+	char cv[420];
+
+	log_event(LOG_LVL_INFO, s->id, "event=non_smtp client=%s after=%s command=%s", s->env.client_ip,
+	    s->cmd == NULL || s->cmd->verb == SMTP_UNKNOWN ? "CONNECT" : smtp_verb_name(s->cmd->verb),
+	    log_valn(cv, sizeof(cv), line, len > 100 ? 100 : len));
+}
+
+/* Under non_smtp_command_action drop: 421 and the connection closes once it is out. */
+static void session_non_smtp_drop(struct session *s, const char *line, size_t len)
+{
+	session_non_smtp_log(s, line, len);
 	session_protocol_fail(s, PT_NON_SMTP);
 	session_reply(s, "421 4.7.0 %s Error: non-SMTP command", s->cfg->hostname);
 	s->quit_after_flush = true;
@@ -1156,13 +1167,19 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	s->ncommands++;
 	if (cmd == NULL) {
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
-			if (parsed.verb == SMTP_HTTP &&
-			    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
-				session_non_smtp_drop(s);
+			/* An HTTP verb, or a line not starting with a letter (JSON, a Redis or SOCKS
+			 * probe, binary junk): postscreen's and smtpd's forbidden-commands default,
+			 * CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}} */
+			bool non_smtp = parsed.verb == SMTP_HTTP || (len > 0 && !isalpha((unsigned char)line[0]));
+
+			if (non_smtp && s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
+				session_non_smtp_drop(s, line, len);
 				return;
 			}
-			if (parsed.verb == SMTP_HTTP)
+			if (non_smtp) {
+				session_non_smtp_log(s, line, len);
 				session_protocol_fail(s, PT_NON_SMTP);  /* then answered as a bad command */
+			}
 			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 			if (parsed.verb == SMTP_BDAT) {
 				/* Without a size the chunk's end is unknown: what follows could be read as
@@ -1328,7 +1345,7 @@ void session_process(struct session *s)
 		    s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP &&
 		    smtp_cmd_tls_record(s->in + pos, s->inlen - pos) == 1) {
 			s->ncommands++;
-			session_non_smtp_drop(s);
+			session_non_smtp_drop(s, s->in + pos, s->inlen - pos);
 			pos = s->inlen;
 			break;
 		}
@@ -1464,20 +1481,27 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 	bool may_wait = auth_may_lift(s) && strcmp(v->reason, "overload") != 0 &&
 	    strcmp(v->reason, "ratelimit") != 0;
 
-	if (v->action == VERDICT_TEMPFAIL && !may_wait) {
+	/* A drop (a DNS list's action drop, postscreen's PSC_DROP_SESSION_STATE): 521 in place
+	 * of the greeting (RFC 7504 3) and the connection closed; where AUTH may lift the
+	 * refusal it waits for MAIL as a 550 instead. */
+	bool drop = v->action == VERDICT_REJECT && v->code == 521;
+
+	if ((v->action == VERDICT_TEMPFAIL && !may_wait) || (drop && !auth_may_lift(s))) {
 		/* In place of the greeting only 421 means "try later" (RFC 5321 3.1, 4.2.3):
 		 * a filter's 450/451 (a milter's on_error, a DNS list) becomes 421. */
-		int code = 421;
+		int code = drop ? 521 : 421;
 		/* After the teaser the greeting is a 220 reply already, and every line of one
 		 * reply has one code (RFC 5321 4.2.1): it ends as 220, and the 421 follows at
 		 * once as the answer to whatever the client sends first (3.8). */
 		if (s->teaser_sent)
 			session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
-		session_reply_text(s, code, v->reply[0] ? v->reply : "4.7.0 Service temporarily unavailable");
-		log_event(LOG_LVL_INFO, s->id, "event=tempfail stage=connect reason=%s%s%s client=%s",
-		    v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "", v->log_extra, s->env.client_ip);
-		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, true);
+		session_reply_text(s, code, v->reply[0] ? v->reply : drop ? "5.7.1 Service unavailable" :
+		    "4.7.0 Service temporarily unavailable");
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s%s",
+		    drop ? "reject" : "tempfail", v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "",
+		    v->log_extra, s->env.client_ip, drop ? " code=521" : "");
+		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, !drop);
 		s->quit_after_flush = true;
 		return true;
 	}
@@ -1487,7 +1511,9 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		bool temp = v->action == VERDICT_TEMPFAIL;
 
 		s->conn_verdict = *v;
-		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : v->code / 100 == 5 ? v->code : 550,
+		if (drop)
+			s->conn_verdict.code = 550;     /* refused at MAIL: no greeting to replace */
+		session_note_refusal(s, temp ? (v->code / 100 == 4 ? v->code : 450) : drop ? 550 : v->code / 100 == 5 ? v->code : 550,
 		    v->reason[0] ? v->reason : "filter");
 		char rv[300];
 

@@ -61,10 +61,15 @@ dropped(mx.port, PY_HELLO[:3], 'only the record header\'s first three octets')
 r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after-hello'))
 mt.check(r[0] == 250, 'the daemon serves the next client (%r)' % (r,))
 
-# an octet that only starts like a record is a command line as before (500, the session goes on)
+# an octet that only starts like a record is no TLS record: judged at its line end, as a
+# line not starting with a letter (postscreen's /^[^A-Z]/ non-SMTP command: 421, closed)
 c = mt.Client(mx.port)
-c.send(b'\x16\x02 x\r\n')
-mt.check(c.reply()[0] == 500 and c.cmd('NOOP')[0] == 250, '0x16 0x02: a bad command, the session goes on')
+c.send(b'\x16\x02 x')
+c.sock.settimeout(1)
+early = c._line()
+c.sock.settimeout(c.timeout)
+c.send(b'\r\n')
+mt.check(early is None and c.reply()[0] == 421, '0x16 0x02: not taken for a record, judged at the line end (%r)' % (early,))
 c.close()
 
 # ------------------------------------------------------------------ before the greeting (pregreet)
