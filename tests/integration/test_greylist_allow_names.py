@@ -77,6 +77,12 @@ rc, err = mt.config_check(check, 'badnames')
 mt.check(rc == 1 and len(err.strip().split('\n')) == 1 and
          re.search(r'badnames\.yaml:\d+:\d+: greylist\.allow_names_file: \S*bad_clients:2: regex', err),
          '-t: the config line, the file and its line: %r' % err)
+never = cfg([names])
+never['listen'] = check['listen']
+never['rdns'] = {'lookup': 'never'}
+rc, out = mt.config_check(never, 'never')
+mt.check(rc == 0 and 'warning: greylist.allow_names names hosts but rdns.lookup is never' in out,
+         '-t warns when rdns.lookup: never leaves the name rules nothing to match: %r' % out)
 start = gw.log_size()
 gw.reload(cfg([bad]))
 mt.check(gw.wait_log(r'event=reload_failed', start=start, timeout=10), 'a bad file: the reload fails')
