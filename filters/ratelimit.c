@@ -539,6 +539,15 @@ static uint64_t rl_now_ns(void)
 	return uv_hrtime();
 }
 
+/* See ratelimit.h. */
+void ratelimit_reset_key(const char *store_key, char *out, size_t outlen)
+{
+	const size_t skip = sizeof("mxgate:") - 1;
+
+	snprintf(out, outlen, "%s%s", RATELIMIT_RESET_PREFIX,
+	    strncmp(store_key, "mxgate:", skip) == 0 ? store_key + skip : store_key);
+}
+
 /* The wall clock in µs: the time a charge was asked for, compared with a reset's time on
  * Redis's clock (the nodes and Redis are expected to keep time by NTP). */
 static uint64_t rl_wall_us(void)
@@ -893,9 +902,16 @@ static void rl_refund(struct rl_worker *w, size_t rule, const char *key, uint64_
 		return;
 	r = &w->rules[rule];
 	if (local) {
+		char mark[RL_KEY_MAX + 16];
+		uint64_t now = rl_now_ns();
+
 		l.count = r->limit.count;
 		l.period_ns = r->limit.period_ms * 1000000ull;
-		ratelimit_local_refund(w->local, key, &l, cost, rl_now_ns());
+		/* a charge the control verb's reset emptied with the bucket is not given back:
+		 * that would take off a charge made after the reset */
+		ratelimit_reset_key(key, mark, sizeof(mark));
+		if (at_us > ratelimit_local_reset_at(w->local, mark, now))
+			ratelimit_local_refund(w->local, key, &l, cost, now);
 	}
 	if (redis && w->rs) {
 		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)r->limit.period_ms);
