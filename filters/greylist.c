@@ -419,12 +419,14 @@ bool greylist_wants_client_name(const struct greylist_config *c)
 	return false;
 }
 
-/* CFG_CUSTOM parser of allow_names: a list of rules (a lone value: one). */
-static int gl_names_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
+/* The CFG_CUSTOM parsers: allow_names, a list of rules; allow_names_file, one file or a
+ * list, each read now (so -t reports a missing file or a bad line, and SIGHUP reads them
+ * again). A lone value is a list of one. */
+static int gl_names_parse(struct cfg_parse *p, struct fy_node *n, void *dst, bool files)
 {
 	struct greylist_names *l = dst;
 	struct fy_node *it;
-	char buf[1100], why[300];
+	char buf[4096], why[4400];
 	int rc = 0;
 
 	memset(l, 0, sizeof(*l));
@@ -433,34 +435,25 @@ static int gl_names_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 	for (size_t i = 0; (it = cfg_seq_item(n, i)) != NULL; i++) {
 		size_t old = cfg_path_push_index(p, i);
 
-		if (cfg_node_cstr(p, it, "a host name, /regex/ or address", buf, sizeof(buf)) != 0)
+		if (cfg_node_cstr(p, it, files ? "a file name" : "a host name, /regex/ or address",
+		    buf, files ? sizeof(buf) : 1100) != 0)
 			rc = -1;
-		else if (greylist_names_add(l, buf, why, sizeof(why)) < 0)
+		else if ((files ? greylist_names_load(l, buf, why, sizeof(why)) :
+		    greylist_names_add(l, buf, why, sizeof(why))) < 0)
 			rc = cfg_error(p, it, "%s", why);
 		cfg_path_pop(p, old);
 	}
 	return rc;
 }
 
-/* CFG_CUSTOM parser of allow_names_file: one file or a list, each read now (so -t reports
- * a missing file or a bad line, and SIGHUP reads them again). */
+static int gl_names_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
+{
+	return gl_names_parse(p, n, dst, false);
+}
+
 static int gl_names_file_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
-	struct greylist_names *l = dst;
-	struct fy_node *it;
-	char path[4096], why[4400];
-	int rc = 0;
-
-	memset(l, 0, sizeof(*l));
-	if (cfg_node_is_null(n))
-		return 0;
-	for (size_t i = 0; (it = cfg_seq_item(n, i)) != NULL; i++) {
-		if (cfg_node_cstr(p, it, "a file name", path, sizeof(path)) != 0)
-			rc = -1;
-		else if (greylist_names_load(l, path, why, sizeof(why)) < 0)
-			rc = cfg_error(p, it, "%s", why);
-	}
-	return rc;
+	return gl_names_parse(p, n, dst, true);
 }
 
 static void gl_names_free_custom(void *dst)

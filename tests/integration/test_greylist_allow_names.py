@@ -75,7 +75,7 @@ check = cfg([bad])
 check['listen'] = [{'address': '127.0.0.1:%d' % mt.free_port(), 'proxy_protocol': True}]
 rc, err = mt.config_check(check, 'badnames')
 mt.check(rc == 1 and len(err.strip().split('\n')) == 1 and
-         re.search(r'badnames\.yaml:\d+:\d+: greylist\.allow_names_file: \S*bad_clients:2: regex', err),
+         re.search(r'badnames\.yaml:\d+:\d+: greylist\.allow_names_file\[0\]: \S*bad_clients:2: regex', err),
          '-t: the config line, the file and its line: %r' % err)
 never = cfg([names])
 never['listen'] = check['listen']
