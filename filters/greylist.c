@@ -28,6 +28,8 @@
 #include "store/store.h"
 
 #define GL_KEY_MAX 700
+/* a client network's text, or "spf:" + a domain (spf_key) */
+#define GL_NET_MAX 300
 
 /* ---- pure pieces ------------------------------------------------------------------------ */
 
@@ -200,7 +202,7 @@ static void gl_sender_form(char *snd)
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen)
 {
-	char net[NETADDR_PREFIX_STRLEN], snd[300], rc[300];
+	char net[GL_NET_MAX], snd[300], rc[300];
 
 	if (sender == NULL || rcpt == NULL ||
 	    netaddr_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
@@ -501,6 +503,8 @@ static const struct cfg_field gl_fields[] = {
 	{ "allow_names_file", CFG_CUSTOM, offsetof(struct greylist_config, allow_names_file), NULL,
 	  .custom = gl_names_file_custom, .free_custom = gl_names_free_custom,
 	  .doc = "files of allow_names rules, one a line, # comments (postgrey's /etc/postgrey/whitelist_clients as it is); read at load and at each reload (SIGHUP)" },
+	{ "spf_key", CFG_BOOL, offsetof(struct greylist_config, spf_key), "false",
+	  .doc = "a sender whose SPF passed (spf.enabled: the SPF_PASS symbol) is greylisted by (\"spf:\" + the domain SPF checked, sender, recipient) instead of its network, so its retry from any host its SPF record names passes (OpenSMTPD's filter-spfgreylist); auto_allow_clients then counts per domain" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
@@ -642,7 +646,7 @@ struct gl_worker {
 	int lua, lua_merge;
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
-	char awl_logged[64];           /* LMDB: the client network last logged auto-allowed */
+	char awl_logged[GL_NET_MAX + 8]; /* LMDB: the client network last logged auto-allowed */
 	/* LMDB or Redis: on gl_board, with a mailbox for the control verbs' writes */
 	uv_loop_t *loop;
 	struct mailbox mb;
@@ -772,7 +776,7 @@ struct gl_session {
 	struct hook_call *call;
 	struct redis_req *req;
 	char key[GL_KEY_MAX];
-	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + NETADDR_PREFIX_STRLEN];
+	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + GL_NET_MAX];
 };
 
 struct gl_local_arg {
@@ -1015,7 +1019,7 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	const struct greylist_config *c = w->cfg;
 	struct gl_local_arg a = { c, 0, 0, false, false };
 	struct gl_awl_arg aa = { c->auto_allow_expire, (uint64_t)c->auto_allow_clients, 0, 0 };
-	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + NETADDR_PREFIX_STRLEN];
+	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + GL_NET_MAX];
 	uint64_t now_ns = uv_hrtime();
 	int rc;
 
@@ -1089,7 +1093,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	unsigned char rec[GREYLIST_RECORD_LEN];
 	struct greylist_entry e;
 	uint64_t now = gl_wall_ms(), wait_s, keep_ms, count = 0;
-	char key[GL_KEY_MAX], awl_key[sizeof(GL_AWL_LMDB) + NETADDR_PREFIX_STRLEN];
+	char key[GL_KEY_MAX], awl_key[sizeof(GL_AWL_LMDB) + GL_NET_MAX];
 	struct gl_awl_op op = { now + c->auto_allow_expire, 0, 0 };
 	size_t len = 0;
 	bool exists, pass, was_passed, logged;
@@ -1153,6 +1157,27 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 
 #define GL_PREFIX GREYLIST_KEY_PREFIX  /* local table and Redis keys */
 
+/* spf_key: when SPF passed for this transaction (the SPF_PASS symbol filters/spf.c set at
+ * MAIL, whose description is the domain it checked), the triplet's network becomes
+ * "spf:<domain>", and so does the network auto_allow_clients counts. Without a pass the
+ * triplet is left as it is. 0, or -1 (too long: not greylisted, as any triplet that does
+ * not fit). */
+static int gl_spf_key(const struct hook_env *env, char *triplet, size_t cap, char *net, size_t netcap)
+{
+	const struct hook_symbol *y = hook_env_find_symbol(env, "SPF_PASS");
+	const char *bar = strchr(triplet, '|');
+	char dom[256], rest[GL_KEY_MAX];
+
+	if (y == NULL || y->desc == NULL || y->desc[0] == '\0' || bar == NULL)
+		return 0;
+	gl_lower(dom, sizeof(dom), y->desc);
+	snprintf(rest, sizeof(rest), "%s", bar);
+	if ((size_t)snprintf(triplet, cap, "spf:%s%s", dom, rest) >= cap ||
+	    (size_t)snprintf(net, netcap, "spf:%s", dom) >= netcap)
+		return -1;
+	return 0;
+}
+
 /* allow_names / allow_names_file: the name counts only when forward-confirmed (a PTR alone
  * is the sender's to choose). */
 static bool gl_names_allow(const struct greylist_config *c, const struct hook_env *env,
@@ -1176,7 +1201,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	struct gl_session *s;
 	char key[GL_KEY_MAX];           /* GL_PREFIX + triplet */
 	const char *triplet = key + plen;
-	char net[NETADDR_PREFIX_STRLEN];
+	char net[GL_NET_MAX];
 	char a1[24], a2[24], a3[24], a4[24], a5[24];
 	const char *argv[7];
 
@@ -1189,7 +1214,8 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
 	    hook_env_find_symbol(env, "REP_ALLOW") || hook_env_find_symbol(env, DNSBL_ALLOW_SYMBOL))) ||
 	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt,
-	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0) {
+	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0 ||
+	    (c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
 		hook_call_done(call, NULL);
 		return;
 	}

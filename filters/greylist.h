@@ -3,7 +3,9 @@
  * within `retry_window` passes, and the triplet then passes at once for `expire` (renewed
  * by every use). Clients on `allow`, and clients the reputation filter marked good
  * (symbols REP_GOOD / REP_ALLOW), are not greylisted; with auto_allow_clients N, neither is
- * a client network that passed greylisting N times (postgrey's --auto-whitelist-clients).
+ * a client network that passed greylisting N times (postgrey's --auto-whitelist-clients),
+ * nor clients allowed by host name (allow_names: postgrey's whitelist_clients). With spf_key
+ * a sender whose SPF passed is keyed by "spf:<domain>" instead of its network.
  *
  * Stores: local (this process, shared by the workers), lmdb:/dir (this host, survives
  * restarts; reads inline, writes batched in the thread pool; the directory may be the
@@ -45,6 +47,7 @@ struct greylist_config {
 	long prefix_v4, prefix_v6;
 	bool skip_good;             /* skip clients with REP_GOOD / REP_ALLOW */
 	struct cfg_cidrlist allow;
+	bool spf_key;               /* key an SPF-passing sender by its domain, not its network */
 	uint64_t timeout;           /* ms per Redis check */
 	long max_keys;              /* bound of the local triplet table */
 	long auto_allow_clients;    /* passes after which a client network is not greylisted; 0 = off */

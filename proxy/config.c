@@ -842,6 +842,12 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 				"never: no client has a confirmed name, only the address rules match\n", cfg->path);
 		n++;
 	}
+	if (cfg->greylist.enabled && cfg->greylist.spf_key && !cfg->spf.enabled) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: greylist.spf_key without spf.enabled: no sender has "
+				"an SPF pass, every triplet stays keyed by its network\n", cfg->path);
+		n++;
+	}
 	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "
