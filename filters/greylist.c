@@ -2,13 +2,18 @@
 #include "greylist.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "proxy/config.h"
 #include "proxy/hook.h"
@@ -23,6 +28,8 @@
 #include "store/store.h"
 
 #define GL_KEY_MAX 700
+/* a client network's text, or "spf:" + a domain (spf_key) */
+#define GL_NET_MAX 300
 
 /* ---- pure pieces ------------------------------------------------------------------------ */
 
@@ -195,7 +202,7 @@ static void gl_sender_form(char *snd)
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen)
 {
-	char net[NETADDR_PREFIX_STRLEN], snd[300], rc[300];
+	char net[GL_NET_MAX], snd[300], rc[300];
 
 	if (sender == NULL || rcpt == NULL ||
 	    netaddr_prefix_string(sa, (int)prefix_v4, (int)prefix_v6, net, sizeof(net)) < 0)
@@ -208,6 +215,252 @@ int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
 	if ((size_t)snprintf(out, outlen, "%s|%s|%s", net, snd, rc) >= outlen)
 		return -1;
 	return 0;
+}
+
+/* ---- allow by host name (postgrey's whitelist_clients) ---------------------------------- */
+
+/* postgrey 1.37 reads "a.b" as a.b.0.0/24 (its comment says /16; NetAddr::IP is handed 24):
+ * kept, so its file allows here what it allowed there. */
+static int gl_names_ip(const char *e, struct netaddr *net, int *prefix)
+{
+	unsigned a, b, c, d, n;
+	char tail;
+	char buf[64];
+
+	if (strchr(e, ':'))
+		return netaddr_parse_cidr(e, net, prefix);
+	if (sscanf(e, "%3u.%3u.%3u.%3u/%2u%c", &a, &b, &c, &d, &n, &tail) == 5 ||
+	    sscanf(e, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) == 4)
+		return netaddr_parse_cidr(e, net, prefix);
+	if (sscanf(e, "%3u.%3u.%3u%c", &a, &b, &c, &tail) == 3)
+		snprintf(buf, sizeof(buf), "%u.%u.%u.0/24", a, b, c);
+	else if (sscanf(e, "%3u.%3u%c", &a, &b, &tail) == 2)
+		snprintf(buf, sizeof(buf), "%u.%u.0.0/24", a, b);
+	else
+		return 1;                /* not an address */
+	return netaddr_parse_cidr(buf, net, prefix);
+}
+
+/* See greylist.h. */
+int greylist_names_add(struct greylist_names *l, const char *entry, char *err, size_t errlen)
+{
+	struct greylist_name_rule r = { .prefix = -1 };
+	struct greylist_name_rule *v;
+	size_t len = strlen(entry);
+	int rc;
+
+	if (len == 0 || len > 1000 || strpbrk(entry, " \t\r\n")) {
+		snprintf(err, errlen, "expected a host name, /regex/ or address, got \"%.64s\"", entry);
+		return -1;
+	}
+	if (len >= 3 && entry[0] == '/' && entry[len - 1] == '/') {
+		int ec;
+		PCRE2_SIZE eo;
+		PCRE2_UCHAR msg[120];
+
+		r.re = pcre2_compile((PCRE2_SPTR)entry + 1, len - 2, PCRE2_CASELESS, &ec, &eo, NULL);
+		if (r.re == NULL) {
+			pcre2_get_error_message(ec, msg, sizeof(msg));
+			snprintf(err, errlen, "regex %.64s: %s at offset %zu", entry, (char *)msg, (size_t)eo);
+			return -1;
+		}
+	} else if ((rc = gl_names_ip(entry, &r.net, &r.prefix)) <= 0) {
+		if (rc < 0) {
+			snprintf(err, errlen, "not an address or network: \"%.64s\"", entry);
+			return -1;
+		}
+	} else {
+		r.prefix = -1;
+		if (entry[len - 1] == '.')
+			len--;
+		if (len == 0 || len > 253 || entry[0] == '.' || entry[0] == '/') {
+			snprintf(err, errlen, "expected a host name, /regex/ or address, got \"%.64s\"", entry);
+			return -1;
+		}
+		r.domain = malloc(len + 1);
+		if (r.domain == NULL)
+			goto nomem;
+		for (size_t i = 0; i < len; i++)
+			r.domain[i] = (char)tolower((unsigned char)entry[i]);
+		r.domain[len] = '\0';
+	}
+	v = realloc(l->v, (l->n + 1) * sizeof(*v));
+	if (v == NULL)
+		goto nomem;
+	l->v = v;
+	l->v[l->n++] = r;
+	return 0;
+nomem:
+	free(r.domain);
+	pcre2_code_free(r.re);
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* See greylist.h. */
+int greylist_names_load(struct greylist_names *l, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[1100], why[300];
+	unsigned lineno = 0;
+	int rc = 0;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s = line, *e;
+		size_t n = strlen(line);
+
+		lineno++;
+		if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
+			snprintf(err, errlen, "%s:%u: line longer than %zu bytes", path, lineno, sizeof(line) - 2);
+			rc = -1;
+			break;
+		}
+		if ((e = strchr(s, '#')) != NULL)       /* postgrey: s/#.*$// */
+			*e = '\0';
+		while (*s == ' ' || *s == '\t')
+			s++;
+		e = s + strlen(s);
+		while (e > s && isspace((unsigned char)e[-1]))
+			*--e = '\0';
+		if (*s == '\0')
+			continue;
+		if (greylist_names_add(l, s, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+			rc = -1;
+			break;
+		}
+	}
+	if (rc == 0 && ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		rc = -1;
+	}
+	fclose(f);
+	return rc;
+}
+
+/* A regex from the operator on a name of at most 253 bytes, with a match limit: a rule that
+ * backtracks without end fails to match (the client is greylisted), it does not stall. */
+static bool gl_names_re(void *re, const char *name)
+{
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+	pcre2_match_context *mc = pcre2_match_context_create(NULL);
+	int rc = -1;
+
+	if (md && mc) {
+		pcre2_set_match_limit(mc, 100000);
+		pcre2_set_depth_limit(mc, 1000);
+		rc = pcre2_match(re, (PCRE2_SPTR)name, strlen(name), 0, 0, md, mc);
+	}
+	pcre2_match_context_free(mc);
+	pcre2_match_data_free(md);
+	return rc >= 0;
+}
+
+/* See greylist.h. */
+bool greylist_names_match(const struct greylist_names *l, const char *name,
+    const struct sockaddr *sa)
+{
+	struct netaddr a;
+	bool have_addr = sa != NULL && netaddr_from_sockaddr(sa, &a) == 0;
+	size_t nlen = name ? strlen(name) : 0;
+
+	if (nlen && name[nlen - 1] == '.')
+		nlen--;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct greylist_name_rule *r = &l->v[i];
+
+		if (r->prefix >= 0) {
+			if (have_addr && netaddr_in_prefix(&a, &r->net, r->prefix))
+				return true;
+		} else if (nlen == 0 || nlen > 253) {
+			continue;
+		} else if (r->re) {
+			char buf[256];
+
+			memcpy(buf, name, nlen);
+			buf[nlen] = '\0';
+			if (gl_names_re(r->re, buf))
+				return true;
+		} else {
+			size_t dl = strlen(r->domain);
+
+			/* postgrey: (?:^|\.)\Qdomain\E$, caseless */
+			if (nlen >= dl && strncasecmp(name + nlen - dl, r->domain, dl) == 0 &&
+			    (nlen == dl || name[nlen - dl - 1] == '.'))
+				return true;
+		}
+	}
+	return false;
+}
+
+void greylist_names_free(struct greylist_names *l)
+{
+	if (l == NULL)
+		return;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].domain);
+		pcre2_code_free(l->v[i].re);
+	}
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+bool greylist_wants_client_name(const struct greylist_config *c)
+{
+	for (size_t i = 0; i < c->allow_names.n; i++)
+		if (c->allow_names.v[i].prefix < 0)
+			return true;
+	for (size_t i = 0; i < c->allow_names_file.n; i++)
+		if (c->allow_names_file.v[i].prefix < 0)
+			return true;
+	return false;
+}
+
+/* The CFG_CUSTOM parsers: allow_names, a list of rules; allow_names_file, one file or a
+ * list, each read now (so -t reports a missing file or a bad line, and SIGHUP reads them
+ * again). A lone value is a list of one. */
+static int gl_names_parse(struct cfg_parse *p, struct fy_node *n, void *dst, bool files)
+{
+	struct greylist_names *l = dst;
+	struct fy_node *it;
+	char buf[4096], why[4400];
+	int rc = 0;
+
+	memset(l, 0, sizeof(*l));
+	if (cfg_node_is_null(n))
+		return 0;
+	for (size_t i = 0; (it = cfg_seq_item(n, i)) != NULL; i++) {
+		size_t old = cfg_path_push_index(p, i);
+
+		if (cfg_node_cstr(p, it, files ? "a file name" : "a host name, /regex/ or address",
+		    buf, files ? sizeof(buf) : 1100) != 0)
+			rc = -1;
+		else if ((files ? greylist_names_load(l, buf, why, sizeof(why)) :
+		    greylist_names_add(l, buf, why, sizeof(why))) < 0)
+			rc = cfg_error(p, it, "%s", why);
+		cfg_path_pop(p, old);
+	}
+	return rc;
+}
+
+static int gl_names_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
+{
+	return gl_names_parse(p, n, dst, false);
+}
+
+static int gl_names_file_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
+{
+	return gl_names_parse(p, n, dst, true);
+}
+
+static void gl_names_free_custom(void *dst)
+{
+	greylist_names_free(dst);
 }
 
 /* ---- configuration --------------------------------------------------------------------- */
@@ -244,6 +497,14 @@ static const struct cfg_field gl_fields[] = {
 	  .doc = "no greylisting for clients with REP_GOOD, REP_ALLOW or DNSBL_ALLOW" },
 	{ "allow", CFG_CIDRLIST, offsetof(struct greylist_config, allow), NULL,
 	  .doc = "clients never greylisted" },
+	{ "allow_names", CFG_CUSTOM, offsetof(struct greylist_config, allow_names), NULL,
+	  .custom = gl_names_custom, .free_custom = gl_names_free_custom,
+	  .doc = "clients never greylisted, by host name as postgrey's whitelist_clients: a domain (the client's forward-confirmed name is it or ends in .domain), a /regex/ (caseless) or an address/network; a client without a confirmed name matches no name" },
+	{ "allow_names_file", CFG_CUSTOM, offsetof(struct greylist_config, allow_names_file), NULL,
+	  .custom = gl_names_file_custom, .free_custom = gl_names_free_custom,
+	  .doc = "files of allow_names rules, one a line, # comments (postgrey's /etc/postgrey/whitelist_clients as it is); read at load and at each reload (SIGHUP)" },
+	{ "spf_key", CFG_BOOL, offsetof(struct greylist_config, spf_key), "false",
+	  .doc = "a sender whose SPF passed (spf.enabled: the SPF_PASS symbol) is greylisted by (\"spf:\" + the domain SPF checked, sender, recipient) instead of its network, so its retry from any host its SPF record names passes (OpenSMTPD's filter-spfgreylist); auto_allow_clients then counts per domain" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
@@ -385,7 +646,7 @@ struct gl_worker {
 	int lua, lua_merge;
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
-	char awl_logged[64];           /* LMDB: the client network last logged auto-allowed */
+	char awl_logged[GL_NET_MAX + 8]; /* LMDB: the client network last logged auto-allowed */
 	/* LMDB or Redis: on gl_board, with a mailbox for the control verbs' writes */
 	uv_loop_t *loop;
 	struct mailbox mb;
@@ -515,7 +776,7 @@ struct gl_session {
 	struct hook_call *call;
 	struct redis_req *req;
 	char key[GL_KEY_MAX];
-	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + NETADDR_PREFIX_STRLEN];
+	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + GL_NET_MAX];
 };
 
 struct gl_local_arg {
@@ -758,7 +1019,7 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	const struct greylist_config *c = w->cfg;
 	struct gl_local_arg a = { c, 0, 0, false, false };
 	struct gl_awl_arg aa = { c->auto_allow_expire, (uint64_t)c->auto_allow_clients, 0, 0 };
-	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + NETADDR_PREFIX_STRLEN];
+	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + GL_NET_MAX];
 	uint64_t now_ns = uv_hrtime();
 	int rc;
 
@@ -832,7 +1093,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	unsigned char rec[GREYLIST_RECORD_LEN];
 	struct greylist_entry e;
 	uint64_t now = gl_wall_ms(), wait_s, keep_ms, count = 0;
-	char key[GL_KEY_MAX], awl_key[sizeof(GL_AWL_LMDB) + NETADDR_PREFIX_STRLEN];
+	char key[GL_KEY_MAX], awl_key[sizeof(GL_AWL_LMDB) + GL_NET_MAX];
 	struct gl_awl_op op = { now + c->auto_allow_expire, 0, 0 };
 	size_t len = 0;
 	bool exists, pass, was_passed, logged;
@@ -896,6 +1157,40 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 
 #define GL_PREFIX GREYLIST_KEY_PREFIX  /* local table and Redis keys */
 
+/* spf_key: when SPF passed for this transaction (the SPF_PASS symbol filters/spf.c set at
+ * MAIL, whose description is the domain it checked), the triplet's network becomes
+ * "spf:<domain>", and so does the network auto_allow_clients counts. Without a pass the
+ * triplet is left as it is. 0, or -1 (too long: not greylisted, as any triplet that does
+ * not fit). */
+static int gl_spf_key(const struct hook_env *env, char *triplet, size_t cap, char *net, size_t netcap)
+{
+	const struct hook_symbol *y = hook_env_find_symbol(env, "SPF_PASS");
+	const char *bar = strchr(triplet, '|');
+	char dom[256], rest[GL_KEY_MAX];
+
+	if (y == NULL || y->desc == NULL || y->desc[0] == '\0' || bar == NULL)
+		return 0;
+	gl_lower(dom, sizeof(dom), y->desc);
+	snprintf(rest, sizeof(rest), "%s", bar);
+	if ((size_t)snprintf(triplet, cap, "spf:%s%s", dom, rest) >= cap ||
+	    (size_t)snprintf(net, netcap, "spf:%s", dom) >= netcap)
+		return -1;
+	return 0;
+}
+
+/* allow_names / allow_names_file: the name counts only when forward-confirmed (a PTR alone
+ * is the sender's to choose). */
+static bool gl_names_allow(const struct greylist_config *c, const struct hook_env *env,
+    const struct sockaddr *sa)
+{
+	const char *name = env->client_name_status == HOOK_NAME_OK ? env->client_name : NULL;
+
+	if (c->allow_names.n == 0 && c->allow_names_file.n == 0)
+		return false;
+	return greylist_names_match(&c->allow_names, name, sa) ||
+	    greylist_names_match(&c->allow_names_file, name, sa);
+}
+
 static void gl_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct gl_worker *w = wstate;
@@ -906,7 +1201,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	struct gl_session *s;
 	char key[GL_KEY_MAX];           /* GL_PREFIX + triplet */
 	const char *triplet = key + plen;
-	char net[NETADDR_PREFIX_STRLEN];
+	char net[GL_NET_MAX];
 	char a1[24], a2[24], a3[24], a4[24], a5[24];
 	const char *argv[7];
 
@@ -915,10 +1210,12 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	if (hook_call_stage(call) != HOOK_RCPT || env->cur_rcpt == NULL || env->mail_from == NULL ||
 	    env->auth_user != NULL ||
 	    (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) ||
+	    gl_names_allow(c, env, sa) ||
 	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
 	    hook_env_find_symbol(env, "REP_ALLOW") || hook_env_find_symbol(env, DNSBL_ALLOW_SYMBOL))) ||
 	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt,
-	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0) {
+	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0 ||
+	    (c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
 		hook_call_done(call, NULL);
 		return;
 	}

@@ -3,7 +3,9 @@
  * within `retry_window` passes, and the triplet then passes at once for `expire` (renewed
  * by every use). Clients on `allow`, and clients the reputation filter marked good
  * (symbols REP_GOOD / REP_ALLOW), are not greylisted; with auto_allow_clients N, neither is
- * a client network that passed greylisting N times (postgrey's --auto-whitelist-clients).
+ * a client network that passed greylisting N times (postgrey's --auto-whitelist-clients),
+ * nor clients allowed by host name (allow_names: postgrey's whitelist_clients). With spf_key
+ * a sender whose SPF passed is keyed by "spf:<domain>" instead of its network.
  *
  * Stores: local (this process, shared by the workers), lmdb:/dir (this host, survives
  * restarts; reads inline, writes batched in the thread pool; the directory may be the
@@ -18,9 +20,23 @@
 #include <stdint.h>
 
 #include "proxy/cfg.h"
+#include "proxy/netaddr.h"
 
 struct hook_env;
 struct hook_module;
+struct sockaddr;
+
+/* Clients allowed by host name (postgrey's whitelist_clients): each rule is a domain (the
+ * client's name equals it or ends in "." + it), a /regex/ (PCRE2, caseless, on the name) or
+ * an address or network (as postgrey's file: a.b.c.d[/n], a.b.c = /24, IPv6[/n]). Names
+ * are matched against the forward-confirmed client name only (filters/rdns.c). */
+struct greylist_name_rule {
+	char *domain;               /* lower case, no trailing dot; or NULL */
+	void *re;                   /* pcre2_code *; or NULL */
+	int prefix;                 /* >= 0: an address rule (net/prefix) */
+	struct netaddr net;
+};
+struct greylist_names { struct greylist_name_rule *v; size_t n; };
 
 struct greylist_config {
 	bool enabled;
@@ -31,10 +47,13 @@ struct greylist_config {
 	long prefix_v4, prefix_v6;
 	bool skip_good;             /* skip clients with REP_GOOD / REP_ALLOW */
 	struct cfg_cidrlist allow;
+	bool spf_key;               /* key an SPF-passing sender by its domain, not its network */
 	uint64_t timeout;           /* ms per Redis check */
 	long max_keys;              /* bound of the local triplet table */
 	long auto_allow_clients;    /* passes after which a client network is not greylisted; 0 = off */
 	uint64_t auto_allow_expire; /* ms it stays so after its last mail */
+	struct greylist_names allow_names;       /* from the config file's list */
+	struct greylist_names allow_names_file;  /* from the files it names (read at load) */
 };
 extern const struct cfg_table greylist_config_table;
 extern const struct hook_module greylist_module;
@@ -55,6 +74,20 @@ bool greylist_decide(struct greylist_entry *e, bool exists, uint64_t now_ms, uin
  * numbers standing alone: postgrey's normal form). 0 or -1. */
 int greylist_triplet(const struct sockaddr *sa, long prefix_v4, long prefix_v6,
     const char *sender, const char *rcpt, char *out, size_t outlen);
+
+/* One rule of postgrey's whitelist_clients syntax (see struct greylist_name_rule) added to
+ * l. 0, or -1 with a reason in err. */
+int greylist_names_add(struct greylist_names *l, const char *entry, char *err, size_t errlen);
+/* Every rule of a file in that syntax (# comments, blank lines); 0, or -1 with
+ * "PATH:LINE: reason" (or the open error) in err. */
+int greylist_names_load(struct greylist_names *l, const char *path, char *err, size_t errlen);
+/* True when a rule of l allows the client: name is its forward-confirmed name (NULL or ""
+ * when there is none: only the address rules can match), sa its address. */
+bool greylist_names_match(const struct greylist_names *l, const char *name,
+    const struct sockaddr *sa);
+void greylist_names_free(struct greylist_names *l);
+/* The config uses the client's name (rdns looks it up when so: filters/rdns.c). */
+bool greylist_wants_client_name(const struct greylist_config *c);
 
 /* ---- records as stored: bytes from the LMDB map, replies from Redis (any input is safe) */
 

@@ -36,6 +36,7 @@
 #include "proxy/netaddr.h"
 #include "greylist.h"
 #include "ratelimit.h"
+#include "ratelimit_local.h"
 #include "store/lmdb_store.h"
 #include "store/local_table.h"
 #include "store/redis.h"
@@ -114,6 +115,19 @@ static int lc_local(struct local_table *t, const char *key, bool reset, struct l
 }
 
 /* ---- ratelimit show / reset -------------------------------------------------------------- */
+
+/* A reset's time in the local table (kept one period), before the bucket goes: a refund
+ * of a charge made before it (an RCPT admitted, then refused by greylisting) is dropped. */
+static void lc_rl_local_mark(const struct ratelimit_rule_config *r, const char *key)
+{
+	char mark[700];
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	ratelimit_reset_key(key, mark, sizeof(mark));
+	ratelimit_local_reset_mark(ratelimit_local_table(), mark, r->limit.period_ms * 1000000ull,
+	    (uint64_t)tv.tv_sec * 1000000ull + (uint64_t)tv.tv_usec, uv_hrtime());
+}
 
 static int lc_rl_key_of(const char *name)
 {
@@ -267,6 +281,8 @@ static int ratelimit_verb_run(const struct mx_config *cfg, int argc, char **argv
 		}
 		ratelimit_store_key(r, value, key, sizeof(key));
 		/* the local table: the store itself, or what it decided while Redis was down */
+		if (reset && !conc)
+			lc_rl_local_mark(r, key);
 		if (lc_local(ratelimit_local_table(), key, reset && !conc, &rec)) {
 			if (conc) {
 				b.found = rec.val > 0;

@@ -382,13 +382,20 @@ static const char rl_lua_renew[] =
 	"return 1\n";
 
 /* Gives back a charge the GCRA script made (the command was refused after all): KEYS[1];
- * ARGV period_ms, count, cost. The TAT moves back by the charge, never before now. Through
- * the write queue, after the charge itself. Returns 1, or 0 (the key had expired). */
+ * ARGV period_ms, count, cost, at_us (the wall clock when the charge was asked for). The
+ * TAT moves back by the charge, never before now. Through the write queue, after the charge
+ * itself. A charge from before a reset of the bucket (RATELIMIT_RESET_PREFIX, as in
+ * rl_lua_charge) was emptied with it: giving it back would take off charges made after the
+ * reset. Returns 1, or 0 (the key had expired, or the charge came before a reset). */
 static const char rl_lua_refund[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local period = tonumber(ARGV[1]) * 1000\n"
 	"local limit = tonumber(ARGV[2])\n"
 	"local cost = tonumber(ARGV[3])\n"
+	"local at = tonumber(ARGV[4])\n"
+	"local reset = tonumber(redis.call('GET', '" RATELIMIT_RESET_PREFIX "' .. "
+	"string.sub(KEYS[1], string.len('mxgate:') + 1)))\n"
+	"if reset and at and at <= reset then return 0 end\n"
 	"if cost > limit then cost = limit end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
@@ -424,6 +431,7 @@ struct rl_charge {                 /* a rate charge that may have to be given ba
 	size_t rule;
 	uint64_t cost;
 	bool local, redis;             /* made in the local table / in Redis (or queued for it) */
+	uint64_t at_us;                /* wall clock when it was asked for (rl_lua_refund) */
 	char key[RL_KEY_MAX];
 };
 
@@ -459,6 +467,7 @@ struct rl_check {
 	struct redis_req *req;
 	bool done;
 	bool charged_local, charged_redis;   /* an admitted rate charge: where it was made */
+	uint64_t at_us;                /* wall clock when the check started (before Redis saw it) */
 };
 
 struct rl_op {
@@ -528,6 +537,25 @@ static void rl_node_init(void)
 static uint64_t rl_now_ns(void)
 {
 	return uv_hrtime();
+}
+
+/* See ratelimit.h. */
+void ratelimit_reset_key(const char *store_key, char *out, size_t outlen)
+{
+	const size_t skip = sizeof("mxgate:") - 1;
+
+	snprintf(out, outlen, "%s%s", RATELIMIT_RESET_PREFIX,
+	    strncmp(store_key, "mxgate:", skip) == 0 ? store_key + skip : store_key);
+}
+
+/* The wall clock in µs: the time a charge was asked for, compared with a reset's time on
+ * Redis's clock (the nodes and Redis are expected to keep time by NTP). */
+static uint64_t rl_wall_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000ull + (uint64_t)tv.tv_usec;
 }
 
 /* The stages a rule counts at (bitmask of 1u << HOOK_x). */
@@ -839,7 +867,6 @@ static void rl_check_fallback(struct rl_check *ck, bool was_sent)
 	struct rl_session *s = ck->op->s;
 	struct rl_worker *w = s->w;
 	const struct ratelimit_rule_config *r = &w->rules[ck->rule];
-	struct timeval tv;
 	char a1[32], a2[32], a3[32], a4[32];
 	const char *argv[5] = { ck->key, a1, a2, a3, a4 };
 
@@ -851,12 +878,11 @@ static void rl_check_fallback(struct rl_check *ck, bool was_sent)
 	}
 	if (!rl_check_local(ck))
 		return;                /* GCRA charges only what it admits */
-	gettimeofday(&tv, NULL);
 	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)r->limit.period_ms);
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)r->limit.count);
 	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)ck->cost);
-	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)tv.tv_sec * 1000000ull +
-	    (unsigned long long)tv.tv_usec);
+	/* the time the check started: the refund of this charge names the same one */
+	snprintf(a4, sizeof(a4), "%llu", (unsigned long long)ck->at_us);
 	/* a full queue is counted and logged by the store */
 	if (redis_store_write(w->rs, w->lua_charge, 1, 4, argv, NULL, NULL, NULL) == 0)
 		ck->charged_redis = true;
@@ -865,26 +891,34 @@ static void rl_check_fallback(struct rl_check *ck, bool was_sent)
 /* Gives back one rate charge: in the local table and/or Redis (through the write queue,
  * behind the charge if that is still queued). */
 static void rl_refund(struct rl_worker *w, size_t rule, const char *key, uint64_t cost,
-    bool local, bool redis)
+    bool local, bool redis, uint64_t at_us)
 {
 	const struct ratelimit_rule_config *r;
 	struct gcra_limit l;
-	char a1[32], a2[32], a3[32];
-	const char *argv[4] = { key, a1, a2, a3 };
+	char a1[32], a2[32], a3[32], a4[32];
+	const char *argv[5] = { key, a1, a2, a3, a4 };
 
 	if (rule >= w->nrules)
 		return;
 	r = &w->rules[rule];
 	if (local) {
+		char mark[RL_KEY_MAX + 16];
+		uint64_t now = rl_now_ns();
+
 		l.count = r->limit.count;
 		l.period_ns = r->limit.period_ms * 1000000ull;
-		ratelimit_local_refund(w->local, key, &l, cost, rl_now_ns());
+		/* a charge the control verb's reset emptied with the bucket is not given back:
+		 * that would take off a charge made after the reset */
+		ratelimit_reset_key(key, mark, sizeof(mark));
+		if (at_us > ratelimit_local_reset_at(w->local, mark, now))
+			ratelimit_local_refund(w->local, key, &l, cost, now);
 	}
 	if (redis && w->rs) {
 		snprintf(a1, sizeof(a1), "%llu", (unsigned long long)r->limit.period_ms);
 		snprintf(a2, sizeof(a2), "%llu", (unsigned long long)r->limit.count);
 		snprintf(a3, sizeof(a3), "%llu", (unsigned long long)cost);
-		redis_store_write(w->rs, w->lua_refund, 1, 3, argv, NULL, NULL, NULL);
+		snprintf(a4, sizeof(a4), "%llu", (unsigned long long)at_us);
+		redis_store_write(w->rs, w->lua_refund, 1, 4, argv, NULL, NULL, NULL);
 	}
 }
 
@@ -898,7 +932,7 @@ static void rl_settle_rcpt(struct rl_session *s, const struct hook_env *env)
 	if (env->nrcpts <= s->rcpt_before)
 		for (size_t i = 0; i < s->nrcpt_ch; i++)
 			rl_refund(s->w, s->rcpt_ch[i].rule, s->rcpt_ch[i].key, s->rcpt_ch[i].cost,
-			    s->rcpt_ch[i].local, s->rcpt_ch[i].redis);
+			    s->rcpt_ch[i].local, s->rcpt_ch[i].redis, s->rcpt_ch[i].at_us);
 	free(s->rcpt_ch);
 	s->rcpt_ch = NULL;
 	s->nrcpt_ch = 0;
@@ -922,7 +956,7 @@ static void rl_op_settle(struct rl_op *op)
 
 			if (ck->charged_local || ck->charged_redis)
 				rl_refund(s->w, ck->rule, ck->key, ck->cost, ck->charged_local,
-				    ck->charged_redis);
+				    ck->charged_redis, ck->at_us);
 		}
 		return;
 	}
@@ -943,6 +977,7 @@ static void rl_op_settle(struct rl_op *op)
 		c->cost = ck->cost;
 		c->local = ck->charged_local;
 		c->redis = ck->charged_redis;
+		c->at_us = ck->at_us;
 		memcpy(c->key, ck->key, sizeof(c->key));
 	}
 	s->rcpt_before = hook_call_env(op->call)->nrcpts;
@@ -1014,6 +1049,7 @@ static void rl_check_start(struct rl_check *ck)
 	const char *argv[4];
 	int rc;
 
+	ck->at_us = rl_wall_us();
 	/* redis_store_eval fails fast (-1) during an outage: no waiting at all then. */
 	if (w->rs == NULL)
 		goto local;

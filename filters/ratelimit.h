@@ -104,6 +104,9 @@ struct local_table;
  * "mxgate:rl:concurrency:<key>:<value>" (the local table and Redis use the same keys). */
 void ratelimit_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
     size_t outlen);
+/* The reset mark's key of a store key ("mxgate:rl:..." -> RATELIMIT_RESET_PREFIX "rl:..."),
+ * in Redis and in the local table alike. */
+void ratelimit_reset_key(const char *store_key, char *out, size_t outlen);
 /* The rate limits' process-wide local table (NULL before a worker made it). Its times are
  * uv_hrtime() ns: a GCRA record's expires_ns is its TAT, a concurrency record's val its count. */
 struct local_table *ratelimit_local_table(void);

@@ -96,3 +96,38 @@ uint64_t ratelimit_local_current(struct local_table *t, const char *key, uint64_
 	local_table_update(t, key, now_ns, false, rl_current_fn, &v);
 	return v;
 }
+
+struct rl_mark_arg { uint64_t keep_ns, wall_us; };
+
+static int rl_mark_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	const struct rl_mark_arg *a = arg;
+
+	rec->expires_ns = now_ns + a->keep_ns;
+	rec->val = a->wall_us;
+	return 0;
+}
+
+void ratelimit_local_reset_mark(struct local_table *t, const char *mark_key, uint64_t keep_ns,
+    uint64_t wall_us, uint64_t now_ns)
+{
+	struct rl_mark_arg a = { keep_ns, wall_us };
+
+	if (t)
+		local_table_update(t, mark_key, now_ns, true, rl_mark_fn, &a);
+}
+
+static int rl_mark_read_fn(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	*(uint64_t *)arg = exists ? rec->val : 0;
+	return 0;
+}
+
+uint64_t ratelimit_local_reset_at(struct local_table *t, const char *mark_key, uint64_t now_ns)
+{
+	uint64_t v = 0;
+
+	if (t)
+		local_table_update(t, mark_key, now_ns, false, rl_mark_read_fn, &v);
+	return v;
+}

@@ -22,6 +22,14 @@ int ratelimit_local_gcra(struct local_table *t, const char *key, const struct gc
 void ratelimit_local_refund(struct local_table *t, const char *key, const struct gcra_limit *l,
     uint64_t cost, uint64_t now_ns);
 
+/* A reset of a bucket by the control verb, kept in the same table under mark_key (the
+ * RATELIMIT_RESET_PREFIX form of its key) for keep_ns: wall_us, the wall-clock time of the
+ * reset. ratelimit_local_reset_at reads it back (0: no reset kept). A refund of a charge
+ * made at or before it is dropped: the reset emptied that charge with the bucket. */
+void ratelimit_local_reset_mark(struct local_table *t, const char *mark_key, uint64_t keep_ns,
+    uint64_t wall_us, uint64_t now_ns);
+uint64_t ratelimit_local_reset_at(struct local_table *t, const char *mark_key, uint64_t now_ns);
+
 /* Concurrency: increments key's counter when below max and returns 1; returns 0 (nothing
  * changed) when the counter is already at max; -1 on allocation failure. */
 int ratelimit_local_acquire(struct local_table *t, const char *key, uint64_t max,

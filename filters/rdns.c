@@ -3,6 +3,7 @@
  * cached process-wide, so a busy client costs one lookup per TTL. */
 #include "filters/rdns.h"
 #include "filters/dns.h"
+#include "filters/greylist.h"
 #include "proxy/config.h"
 #include "proxy/domain.h"
 #include "proxy/hook.h"
@@ -45,7 +46,8 @@ bool rdns_wanted(const struct mx_config *cfg)
 	case RDNS_LOOKUP_NEVER: return false;
 	default: break;
 	}
-	return cfg->backends.client_identity == IDENTITY_XCLIENT || rdns_waits_at_connect(cfg);
+	return cfg->backends.client_identity == IDENTITY_XCLIENT || rdns_waits_at_connect(cfg) ||
+	    (cfg->greylist.enabled && greylist_wants_client_name(&cfg->greylist));
 }
 
 /* ---- per worker --------------------------------------------------------------------- */

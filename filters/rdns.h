@@ -20,6 +20,7 @@
  * see the connection); otherwise the greeting goes out at once and the module waits, if it
  * still must, at HOOK_MAIL — before any backend connection is opened for the session.
  * `rdns.lookup: auto` looks up only when something uses the name: XCLIENT to the backends,
+ * greylist.allow_names (a name rule),
  * plugins, or helo_checks.fcrdns. */
 #ifndef MX_RDNS_H
 #define MX_RDNS_H

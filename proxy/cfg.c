@@ -677,11 +677,103 @@ static int cfg_distance(const char *a, size_t la, const char *b)
 	return row[lb];
 }
 
+/* Names operators bring from the tools they know, and mxgate's key for the same thing: a
+ * foreign name no edit distance leads to ("whitelist" is far from "allow"). The first of
+ * `ours` the section has is named; a name no section of ours has stays a bare error. */
+struct cfg_foreign { const char *name, *from, *ours[3]; };
+static const struct cfg_foreign cfg_foreign_names[] = {
+	{ "whitelist", "postgrey/Haraka/rspamd", { "allow", "allow_names" } },
+	{ "whitelists", "postgrey/Haraka/rspamd", { "allow", "allow_names" } },
+	{ "white_list", "postgrey/Haraka/rspamd", { "allow" } },
+	{ "allowlist", "Postfix/rspamd", { "allow" } },
+	{ "allow_list", "Postfix/rspamd", { "allow" } },
+	{ "whitelist_clients", "postgrey", { "allow_names", "allow" } },
+	{ "whitelist_clients_file", "postgrey", { "allow_names_file" } },
+	{ "whitelist_ip", "rspamd", { "allow" } },
+	{ "whitelisted_ip", "rspamd", { "allow" } },
+	{ "whitelist_ips", "rspamd", { "allow" } },
+	{ "nospamd", "OpenBSD spamd", { "allow" } },
+	{ "blacklist", "postgrey/Haraka/rspamd", { "deny" } },
+	{ "black_list", "Haraka", { "deny" } },
+	{ "blocklist", "rspamd", { "deny" } },
+	{ "denylist", "Postfix", { "deny" } },
+	{ "deny_list", "Postfix", { "deny" } },
+	{ "auto_whitelist_clients", "postgrey", { "auto_allow_clients" } },
+	{ "awl", "postgrey", { "auto_allow_clients" } },
+	{ "max_age", "postgrey", { "expire" } },
+	{ "passtime", "OpenBSD spamd", { "delay" } },
+	{ "greyexp", "OpenBSD spamd", { "retry_window" } },
+	{ "whiteexp", "OpenBSD spamd", { "expire" } },
+	{ "ipv4cidr", "postgrey", { "prefix_v4" } },
+	{ "ipv6cidr", "postgrey", { "prefix_v6" } },
+	{ "ipv4_mask", "rspamd", { "prefix_v4" } },
+	{ "ipv6_mask", "rspamd", { "prefix_v6" } },
+	{ "postgrey", "the greylisting policy server", { "greylist" } },
+	{ "greylisting", "Haraka/rspamd", { "greylist" } },
+	{ "postscreen_dnsbl_sites", "Postfix", { "lists" } },
+	{ "postscreen_dnsbl_threshold", "Postfix", { "threshold" } },
+	{ "postscreen_dnsbl_whitelist_threshold", "Postfix", { "allow_threshold" } },
+	{ "postscreen_dnsbl_allowlist_threshold", "Postfix", { "allow_threshold" } },
+	{ "postscreen_dnsbl_action", "Postfix", { "action" } },
+	{ "postscreen_dnsbl_ttl", "Postfix", { "pass_ttl" } },
+	{ "postscreen_dnsbl_min_ttl", "Postfix", { "pass_min_ttl" } },
+	{ "postscreen_dnsbl_timeout", "Postfix", { "timeout" } },
+	{ "postscreen_greet_wait", "Postfix", { "delay" } },
+	{ "postscreen_greet_action", "Postfix", { "action" } },
+	{ "postscreen_greet_ttl", "Postfix", { "pass_ttl" } },
+	{ "postscreen_pipelining_action", "Postfix", { "pipelining_action" } },
+	{ "postscreen_bare_newline_action", "Postfix", { "bare_newline_action" } },
+	{ "postscreen_non_smtp_command_action", "Postfix", { "non_smtp_command_action" } },
+	{ "postscreen_access_list", "Postfix", { "allow" } },
+	{ "postscreen_dnsbl_reply_map", "Postfix", { "reply_name" } },
+};
+
+/* The foreign entry for key whose mxgate key t has (*ours), or NULL. Case and '-' for '_'
+ * do not matter (postgrey's --auto-whitelist-clients). */
+static const struct cfg_foreign *cfg_foreign_key(const struct cfg_table *t, const char *key,
+						 size_t len, const char **ours)
+{
+	char norm[64];
+	size_t i = 0;
+
+	while (len > 0 && *key == '-') {    /* a command-line option pasted as is */
+		key++;
+		len--;
+	}
+	if (len == 0 || len >= sizeof(norm))
+		return NULL;
+	for (i = 0; i < len; i++)
+		norm[i] = key[i] == '-' ? '_' : (char)tolower((unsigned char)key[i]);
+	norm[len] = '\0';
+	for (size_t f = 0; f < sizeof(cfg_foreign_names) / sizeof(cfg_foreign_names[0]); f++) {
+		const struct cfg_foreign *e = &cfg_foreign_names[f];
+
+		if (strcmp(e->name, norm) != 0)
+			continue;
+		for (size_t j = 0; j < 3 && e->ours[j]; j++)
+			if (cfg_table_find(t, e->ours[j], strlen(e->ours[j]))) {
+				*ours = e->ours[j];
+				return e;
+			}
+	}
+	return NULL;
+}
+
 static int cfg_unknown_key(struct cfg_parse *p, const struct cfg_table *t, struct fy_node *k,
 			   const char *key, size_t len)
 {
 	const char *best = NULL;
 	int bestd = 3;
+	const char *ours = NULL;
+	const struct cfg_foreign *fe = cfg_foreign_key(t, key, len, &ours);
+
+	if (fe) {
+		size_t old = cfg_path_push_key(p, key, len);
+
+		cfg_error(p, k, "unknown key (%s's name: mxgate calls it \"%s\")", fe->from, ours);
+		cfg_path_pop(p, old);
+		return -1;
+	}
 	for (const struct cfg_field *f = t->fields; f && f->key; f++) {
 		int d = cfg_distance(key, len, f->key);
 		if (d < bestd && (size_t)d * 3 <= len) { /* "dns" is not a typo of "tls" */

@@ -860,6 +860,19 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 		n++;
 	}
 	n += auth_config_warnings(cfg, err_fp);
+	if (cfg->greylist.enabled && cfg->rdns.lookup == RDNS_LOOKUP_NEVER &&
+	    greylist_wants_client_name(&cfg->greylist)) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: greylist.allow_names names hosts but rdns.lookup is "
+				"never: no client has a confirmed name, only the address rules match\n", cfg->path);
+		n++;
+	}
+	if (cfg->greylist.enabled && cfg->greylist.spf_key && !cfg->spf.enabled) {
+		if (err_fp)
+			fprintf(err_fp, "%s: warning: greylist.spf_key without spf.enabled: no sender has "
+				"an SPF pass, every triplet stays keyed by its network\n", cfg->path);
+		n++;
+	}
 	if (cfg->rules.bayes.enabled && cfg->rules.files.n == 0) {
 		if (err_fp)
 			fprintf(err_fp, "%s: warning: rules.bayes.enabled but rules.files is empty: the "

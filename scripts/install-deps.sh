@@ -27,6 +27,9 @@ PEER_PKGS="$PEER_PKGS chromium man-db groff-base"
 PEER_PKGS="$PEER_PKGS dovecot-core haproxy fail2ban"
 # python3-prometheus-client: the reference parser of the metrics exposition (test_ops_*.py)
 PEER_PKGS="$PEER_PKGS python3-prometheus-client"
+# postgrey: test_greylist_allow_names_postgrey.py asks it (policy server) and mxgate the same
+# clients against its /etc/postgrey/whitelist_clients
+PEER_PKGS="$PEER_PKGS postgrey"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

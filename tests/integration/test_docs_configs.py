@@ -31,11 +31,14 @@ open(domains, 'w').write('example.org\n')
 arc_key, _ = mt.dkim_rsa_key('arc2026')   # docs/senderauth.md's ARC sealing key
 local_rules = os.path.join(mt.TMP, 'local.rules')   # docs/plugins.md: an empty rules file
 open(local_rules, 'w').close()
+pg_clients = os.path.join(mt.TMP, 'whitelist_clients')   # docs/filters-limits.md, postgrey's file
+open(pg_clients, 'w').write('# postgrey\ngoogle.com\n/^mail\\d+\\.example\\.com$/\n195.235.39\n')
 SUBST = [
     ('/etc/mxgate/cert.pem', crt), ('/etc/mxgate/key.pem', key),
     ('/etc/mxgate/domains', domains), ('/etc/mxgate/arc2026.pem', arc_key),
     ('/etc/mxgate/internal-ca.pem', crt),     # docs/operations.md's backends.tls_ca_file
     ('/etc/mxgate/local.rules', local_rules),
+    ('/etc/postgrey/whitelist_clients', pg_clients),
     ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
 ]
 BASE = {'listen': 'listen: [127.0.0.1:2525]\n',

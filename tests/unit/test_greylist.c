@@ -19,6 +19,7 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
+#include "proxy/netaddr.h"
 
 #define MINUTE (60ull * 1000)
 #define HOUR (60 * MINUTE)
@@ -350,6 +351,83 @@ static void test_awl_records(void **state)
 	assert_int_equal(greylist_awl_merge(NULL, 0, op, 8, b, sizeof(b), 0, NULL), -1);
 }
 
+/* allow_names: postgrey's whitelist_clients rules, checked against its Perl expressions
+ * ((?:^|\.)\Qdomain\E$ caseless; /re/ caseless; a.b.c = /24; a.b = a.b.0.0/24 as postgrey
+ * 1.37 reads it). */
+struct nm_case { const char *label; const char *rule; const char *name; const char *ip; bool match; };
+static const struct nm_case nm_cases[] = {
+	{ "domain: the name itself", "google.com", "google.com", "198.18.1.1", true },
+	{ "domain: a host under it", "google.com", "mail-yw1-f170.google.com", "198.18.1.1", true },
+	{ "domain: case does not matter", "Google.COM", "MAIL.google.com", "198.18.1.1", true },
+	{ "domain: a trailing dot on the name", "google.com", "mx.google.com.", "198.18.1.1", true },
+	{ "domain: not a label boundary", "google.com", "notgoogle.com", "198.18.1.1", false },
+	{ "domain: the domain further left", "google.com", "google.com.evil.test", "198.18.1.1", false },
+	{ "no confirmed name: no name rule", "google.com", NULL, "198.18.1.1", false },
+	{ "regex matches", "/^mail\\d+\\.example\\.com$/", "mail12.example.com", "198.18.1.1", true },
+	{ "regex caseless", "/^mail\\d+\\.example\\.com$/", "MAIL3.Example.com", "198.18.1.1", true },
+	{ "regex anchored: no match", "/^mail\\d+\\.example\\.com$/", "xmail3.example.com", "198.18.1.1", false },
+	{ "regex unanchored finds inside", "/outbound/", "a.outbound.protection.outlook.com", "198.18.1.1", true },
+	{ "address", "198.18.7.7", NULL, "198.18.7.7", true },
+	{ "address: another one", "198.18.7.7", NULL, "198.18.7.8", false },
+	{ "network /n", "198.18.0.0/16", "x.test", "198.18.200.1", true },
+	{ "a.b.c is /24", "198.18.7", NULL, "198.18.7.200", true },
+	{ "a.b.c is /24, not more", "198.18.7", NULL, "198.18.8.1", false },
+	{ "a.b is a.b.0.0/24 (postgrey 1.37)", "198.18", NULL, "198.18.0.9", true },
+	{ "a.b is not a.b.0.0/16 (postgrey 1.37)", "198.18", NULL, "198.18.1.9", false },
+	{ "IPv6 network", "2001:db8::/32", NULL, "2001:db8:1::1", true },
+	{ "address rule and a name", "198.18.7.7", "mail.example.com", "198.18.9.9", false },
+};
+
+static void test_names(void **state)
+{
+	char err[300];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(nm_cases) / sizeof(nm_cases[0]); i++) {
+		const struct nm_case *c = &nm_cases[i];
+		struct greylist_names l = { 0 };
+		struct sockaddr_storage ss;
+
+		assert_int_equal(netaddr_sockaddr_from_string(c->ip, &ss), 0);
+		if (greylist_names_add(&l, c->rule, err, sizeof(err)) != 0)
+			fail_msg("%s: %s", c->label, err);
+		if (greylist_names_match(&l, c->name, (struct sockaddr *)&ss) != c->match)
+			fail_msg("%s: %s vs %s", c->label, c->rule, c->name ? c->name : "(none)");
+		greylist_names_free(&l);
+	}
+	/* refused rules */
+	{
+		struct greylist_names l = { 0 };
+		static const char *const bad[] = { "", "two words", "/(unclosed/", "198.18.0.0/99", ".", NULL };
+
+		for (size_t i = 0; bad[i]; i++)
+			if (greylist_names_add(&l, bad[i], err, sizeof(err)) == 0)
+				fail_msg("accepted bad rule \"%s\"", bad[i]);
+		assert_int_equal(l.n, 0);
+	}
+	/* a file: comments, blanks, an error names its line */
+	{
+		char path[] = "/tmp/test_greylist_namesXXXXXX";
+		int fd = mkstemp(path);
+		FILE *f = fdopen(fd, "w");
+		struct greylist_names l = { 0 };
+
+		fputs("# postgrey's form\n\n  google.com   # trailing comment\n/^mail\\d+\\.x\\.test$/\n198.18.7\n", f);
+		fclose(f);
+		assert_int_equal(greylist_names_load(&l, path, err, sizeof(err)), 0);
+		assert_int_equal(l.n, 3);
+		greylist_names_free(&l);
+		f = fopen(path, "w");
+		fputs("ok.test\n/(bad/\n", f);
+		fclose(f);
+		assert_int_equal(greylist_names_load(&l, path, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, ":2: regex"));
+		greylist_names_free(&l);
+		unlink(path);
+		assert_int_equal(greylist_names_load(&l, path, err, sizeof(err)), -1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_awl_records),
 		cmocka_unit_test(test_module_local),
 		cmocka_unit_test(test_module_lmdb),
+		cmocka_unit_test(test_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
