@@ -70,6 +70,8 @@ HASHED = re.compile(r'^[0-9a-f]{40}$')
 SINCE = {
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
+    # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
+    'fuzz_sasl': '2026-12-04T13:55Z',
 }
 
 
