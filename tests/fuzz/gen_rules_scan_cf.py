@@ -46,7 +46,7 @@ manual = {
 }
 out = ['# fuzz_rules_scan.cf — the rule set fuzz_rules_scan compiles once: one rule for every eval',
        '# mxgate implements (rules/eval.c), with the arguments SpamAssassin\'s stock rules give it',
-       '# (13 without a stock rule: arguments written here), and every 12th header, body, rawbody,',
+       '# (13 without a stock rule: arguments from the generator), and every 12th header, body, rawbody,',
        '# uri, full, mimeheader and meta rule of the stock set (Apache SpamAssassin 4.0 rules,',
        '# Apache License 2.0), so the scan walks every view of a message. Regenerate with the',
        '# script tests/fuzz/gen_rules_scan_cf.py; the stock rules are not needed to build or run the target.',
