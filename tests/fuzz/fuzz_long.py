@@ -68,6 +68,18 @@ HASHED = re.compile(r'^[0-9a-f]{40}$')
 # change (UTC, as the ledger writes it) do not count toward --until, and the table shows the
 # executions since. A refactor that explores the same code is no reason for an entry.
 SINCE = {
+    # the last change of each harness that made it drive or check more (git log of the file);
+    # entered in session 15 for every harness changed so after campaigns that already counted
+    'fuzz_arc_seal': '2026-12-03T20:00Z',       # the sealed set verified by our verifier
+    'fuzz_bayes_token': '2026-12-03T16:57Z',    # 9e55e12f: the tokenizer's window/meta/footer variants
+    'fuzz_dataparse': '2026-12-03T19:31Z',      # ab1e2b75: the encoder's block path against its scalar one
+    'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
+    'fuzz_dns_reply': '2026-12-03T23:09Z',      # PTR names
+    'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
+    'fuzz_headers': '2026-12-04T04:26Z',        # the HELO in mxgate's Received field
+    'fuzz_milter_reply': '2026-12-03T23:26Z',   # the macro lists of the option negotiation
+    'fuzz_rule_parse': '2026-12-03T13:55Z',     # 64429094: include, to the nesting bound
+    'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
