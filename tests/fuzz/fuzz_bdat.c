@@ -16,19 +16,7 @@
 #include "dataparse.h"
 #include "smtp_cmd.h"
 
-struct sink { char *buf; size_t len, cap; };
-
-static int sink_cb(void *arg, const char *data, size_t len)
-{
-    struct sink *s = arg;
-    if (s->len + len + 1 > s->cap) {
-        s->cap = (s->len + len + 1) * 2;
-        s->buf = realloc(s->buf, s->cap);
-    }
-    memcpy(s->buf + s->len, data, len);
-    s->len += len;
-    return 0;
-}
+#include "fuzz_sink.h"
 
 struct run { struct sink content; uint64_t accepted; int verdicts[64]; size_t nv; bool complete; };
 

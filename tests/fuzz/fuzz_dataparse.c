@@ -8,23 +8,7 @@
 
 #include "dataparse.h"
 
-struct sink {
-    char *buf;
-    size_t len, cap;
-};
-
-static int
-sink_cb(void *arg, const char *data, size_t len)
-{
-    struct sink *s = arg;
-    if (s->len + len + 1 > s->cap) {
-        s->cap = (s->len + len + 1) * 2;
-        s->buf = realloc(s->buf, s->cap);
-    }
-    memcpy(s->buf + s->len, data, len);
-    s->len += len;
-    return 0;
-}
+#include "fuzz_sink.h"
 
 /* Returns bytes consumed; *done as from the parser. */
 static size_t

@@ -1,6 +1,8 @@
 /* fuzz_sasl.c — the AUTH argument, strict base64 (decode then encode gives the input back),
- * the PLAIN split, LOGIN answers, and the Dovecot server-line parser on any input: no
- * crash, outputs inside their bounds. */
+ * the PLAIN split, LOGIN answers, the Dovecot server-line parser and the Dovecot address
+ * (auth.dovecot's unix:/path or inet:host:port) on any input: no crash, outputs inside their
+ * bounds, a taken address one that connect() can use. */
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if ((unsigned char)*u < 0x20)
                 abort();
         start = i + 1;
+    }
+    /* the Dovecot auth server's address: taken only as an absolute socket path or a numeric
+     * host with a port 1..65535; refused with a reason */
+    {
+        struct sasl_dovecot_addr a;
+        const char *why2 = NULL;
+        unsigned char tmp[16];
+        if (sasl_dovecot_parse_addr(s, &a, &why2) == 0) {
+            if (a.unix_socket ? a.path[0] != '/' || strlen(a.path) != strlen(s) - 5
+                              : a.port == 0 || (inet_pton(AF_INET, a.host, tmp) != 1 &&
+                                                inet_pton(AF_INET6, a.host, tmp) != 1))
+                abort();
+        } else if (why2 == NULL) {
+            abort();
+        }
     }
     free(s);
     return 0;

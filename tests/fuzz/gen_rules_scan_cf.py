@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""gen_rules_scan_cf.py — writes tests/fuzz/fuzz_rules_scan.cf, the rule set fuzz_rules_scan
+compiles: one rule per eval of rules/eval.c's table (the first stock rule that calls it, else
+one written below) and every 12th header, body, rawbody, uri, full, mimeheader and meta rule
+of the stock SpamAssassin rules (/usr/share/spamassassin, the spamassassin package).
+Run from anywhere: tests/fuzz/gen_rules_scan_cf.py"""
+import glob
+import os
+import re
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.abspath(os.path.join(HERE, '..', '..'))
+evals = re.findall(r'^\tEV(?:RE)?\("([a-z_0-9]+)"', open(os.path.join(SRC, 'rules', 'eval.c')).read(), re.M)
+rules = {'eval': {}, 'header': [], 'body': [], 'rawbody': [], 'uri': [], 'full': [], 'meta': [], 'mimeheader': []}
+for f in sorted(glob.glob('/usr/share/spamassassin/*.cf')):
+    depth = 0
+    for l in open(f, errors='replace'):
+        l = l.rstrip('\n')
+        s = l.strip()
+        if re.match(r'(if|ifplugin)\b', s): depth += 1; continue
+        if s.startswith('endif'): depth -= 1; continue
+        m = re.match(r'(header|body|rawbody|full|uri|meta|mimeheader)\s+(\S+)\s+(.*)$', s)
+        if not m: continue
+        kind, name, rest = m.groups()
+        e = re.match(r'eval:(\w+)\(', rest)
+        if e:
+            if e.group(1) in evals and e.group(1) not in rules['eval']:
+                rules['eval'][e.group(1)] = s
+            continue
+        if 'eval:' in rest: continue
+        rules[kind].append(s)
+manual = {
+ 'check_dkim_verified': 'header FZ_DKIM_VERIFIED eval:check_dkim_verified()',
+ 'check_for_forged_gw05_received_headers': 'header FZ_GW05 eval:check_for_forged_gw05_received_headers()',
+ 'check_for_forged_received_ip_helo': 'header FZ_RCVD_IP_HELO eval:check_for_forged_received_ip_helo()',
+ 'check_for_from_domain_in_received_headers': "header FZ_FROM_IN_RCVD eval:check_for_from_domain_in_received_headers('example.com', 'true')",
+ 'check_for_illegal_ip': 'header FZ_ILLEGAL_IP eval:check_for_illegal_ip()',
+ 'check_for_msn_groups_headers': 'header FZ_MSN_GROUPS eval:check_for_msn_groups_headers()',
+ 'check_for_numeric_helo': 'header FZ_NUMERIC_HELO eval:check_for_numeric_helo()',
+ 'check_for_sender_no_reverse': 'header FZ_SENDER_NO_REV eval:check_for_sender_no_reverse()',
+ 'check_for_unique_subject_id': 'header FZ_UNIQUE_SUBJ_ID eval:check_for_unique_subject_id()',
+ 'check_freemail_body': "body FZ_FREEMAIL_BODY eval:check_freemail_body('\\\\d+@')",
+ 'check_messageid_not_usable': 'header FZ_MSGID_NOT_USABLE eval:check_messageid_not_usable()',
+ 'check_qp_ratio': "body FZ_QP_RATIO eval:check_qp_ratio('0.5')",
+ 'received_within_months': "header FZ_RCVD_MONTHS eval:received_within_months('1','6')",
+}
+out = ['# fuzz_rules_scan.cf — the rule set fuzz_rules_scan compiles once: one rule for every eval',
+       '# mxgate implements (rules/eval.c), with the arguments SpamAssassin\'s stock rules give it',
+       '# (13 without a stock rule: arguments from the generator), and every 12th header, body, rawbody,',
+       '# uri, full, mimeheader and meta rule of the stock set (Apache SpamAssassin 4.0 rules,',
+       '# Apache License 2.0), so the scan walks every view of a message. Regenerate with the',
+       '# script tests/fuzz/gen_rules_scan_cf.py; the stock rules are not needed to build or run the target.',
+       '', '# ---- evals']
+for e in evals:
+    out.append(rules['eval'].get(e) or manual[e])
+for kind in ('header', 'body', 'rawbody', 'uri', 'full', 'mimeheader', 'meta'):
+    out.append('')
+    out.append('# ---- %s' % kind)
+    out.extend(rules[kind][::12])
+open(os.path.join(HERE, 'fuzz_rules_scan.cf'), 'w').write('\n'.join(out) + '\n')
