@@ -17,9 +17,12 @@
  *   help
  *
  * Limits: CONTROL_MAX_CONNS connections, each closed after CONTROL_IDLE_MS without a
- * complete request; a client that does not read its replies is not read either. A bad
- * request gets an ERR reply and the connection is closed; nothing a client sends can stop
- * or stall the daemon. */
+ * complete request, counted from the connection, the last bytes read or the last answer
+ * that came later; while a request waits for such an answer (a reload, a module verb) the
+ * idle timeout does not run: the work's own bound holds it (a reload: dns.timeout per name,
+ * after the reloads queued before it; control_verbs.h: a verb's work is bounded). A
+ * client that does not read its replies is not read either. A bad request gets an ERR
+ * reply and the connection is closed; nothing a client sends can stop or stall the daemon. */
 #ifndef MX_CONTROL_H
 #define MX_CONTROL_H
 
