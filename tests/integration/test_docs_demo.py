@@ -83,6 +83,9 @@ mt.check(re.search(r'<\*\* 550 ', r.stdout) is not None, 'another domain: 550\n%
 
 st = mt.http_get(mport, '/')
 mt.check(st[0] == 200, 'the status page answers (%s)' % st[0])
+st = mt.http_get(mport, '/metrics')
+mt.check(st[0] == 200 and re.search(r'^mxgate_messages_delivered_total\S* 1$', st[1], re.M) is not None,
+         'README\'s curl of /metrics shows the message delivered')
 ctl = subprocess.run([mt.mxgatectl(), '-s', os.path.basename(sock.group(1)), 'status'], cwd=mt.TMP,
                      capture_output=True, text=True, timeout=mt.slack(20))
 mt.check(ctl.returncode == 0 and re.search(r'\b1 delivered', ctl.stdout) is not None,
