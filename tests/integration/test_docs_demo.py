@@ -26,6 +26,7 @@ import mxtest as mt  # noqa: E402
 
 mt.need('swaks')
 SRC = mt.SRC
+BIN, CTL = os.path.abspath(mt.BIN), os.path.abspath(mt.mxgatectl())   # run from the demo's directory
 demo = open(os.path.join(SRC, 'examples', 'demo.yaml')).read()
 banner = open(os.path.join(SRC, 'examples', 'run-demo.sh')).read()
 readme = open(os.path.join(SRC, 'README.md')).read()
@@ -50,12 +51,12 @@ os.makedirs(os.path.join(mt.TMP, 'demo-maildir'))
 cfg = os.path.join(mt.TMP, 'examples', 'demo.yaml')
 open(cfg, 'w').write(demo.replace(listen, '127.0.0.1:%d' % port)
                      .replace(metrics.group(1), '127.0.0.1:%d' % mport))
-t = subprocess.run([mt.BIN, '-t', '-c', 'examples/demo.yaml'], cwd=mt.TMP, capture_output=True, text=True,
+t = subprocess.run([BIN, '-t', '-c', 'examples/demo.yaml'], cwd=mt.TMP, capture_output=True, text=True,
                    timeout=mt.slack(20))
 mt.check(t.returncode == 0 and 'warning' not in t.stdout + t.stderr,
          'mxgate -t on the demo: ok without a warning\n%s%s' % (t.stdout, t.stderr))
 errlog = open(os.path.join(mt.TMP, 'demo.log'), 'w+')
-p = subprocess.Popen([mt.BIN, '-c', 'examples/demo.yaml'], cwd=mt.TMP, stdout=errlog, stderr=subprocess.STDOUT)
+p = subprocess.Popen([BIN, '-c', 'examples/demo.yaml'], cwd=mt.TMP, stdout=errlog, stderr=subprocess.STDOUT)
 
 
 def log():
@@ -86,7 +87,7 @@ mt.check(st[0] == 200, 'the status page answers (%s)' % st[0])
 st = mt.http_get(mport, '/metrics')
 mt.check(st[0] == 200 and re.search(r'^mxgate_messages_delivered_total\S* 1$', st[1], re.M) is not None,
          'README\'s curl of /metrics shows the message delivered')
-ctl = subprocess.run([mt.mxgatectl(), '-s', os.path.basename(sock.group(1)), 'status'], cwd=mt.TMP,
+ctl = subprocess.run([CTL, '-s', os.path.basename(sock.group(1)), 'status'], cwd=mt.TMP,
                      capture_output=True, text=True, timeout=mt.slack(20))
 mt.check(ctl.returncode == 0 and re.search(r'\b1 delivered', ctl.stdout) is not None,
          'mxgatectl -s demo-control.sock status counts the message (rc %s)\n%s%s'
@@ -99,5 +100,6 @@ except subprocess.TimeoutExpired:
     p.kill()
     rc = 'still running'
 mt.check(rc == 0 and 'event=stopped' in log(), 'Ctrl-C stops it: exit 0 (%s)\n%s' % (rc, log()[-600:]))
+mt.check(re.search(r'AddressSanitizer|LeakSanitizer|runtime error:', log()) is None, 'no sanitizer report')
 shutil.rmtree(os.path.join(mt.TMP, 'demo-maildir'), ignore_errors=True)
 mt.finish()
