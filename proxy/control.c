@@ -299,9 +299,10 @@ static void control_conn_process(struct control_conn *k)
 		ctl_parser_reset(&k->parser);
 		if (rc == 1) {
 			/* The verb's own bound holds the connection now (a reload: dns.timeout per
-			 * name, the reloads queued before it), not the idle timeout. */
+			 * name, the reloads queued before it), not the idle timeout; CONTROL_PENDING_MS
+			 * only stops a verb that broke that promise from holding a slot for good. */
 			k->pending = pending;
-			uv_timer_stop(&k->timer);
+			uv_timer_start(&k->timer, control_timeout_cb, CONTROL_PENDING_MS, 0);
 			if (k->reading)
 				uv_read_stop(s);
 			k->reading = false;
