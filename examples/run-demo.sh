@@ -11,8 +11,12 @@ cat <<MSG
       swaks --server 127.0.0.1 --port 2525 --from you@example.test --to someone@demo.test
   Then look at what arrived (our Received: header is on top):
       ls demo-maildir/new/ && cat demo-maildir/new/*
+  What mxgate saw: the status page http://127.0.0.1:9125/ (curl -s 127.0.0.1:9125/metrics),
+  and from the repository directory:
+      build/mxgatectl -s demo-control.sock status
 
-  The config is examples/demo.yaml (reference: docs/config.md). Ctrl-C stops it (drains first).
+  The config is examples/demo.yaml (reference: docs/config.md); logs below, one line per event.
+  Ctrl-C (or kill -TERM $$) stops it: sessions finish first, then it exits.
 
 MSG
 exec build/mxgate -c examples/demo.yaml

@@ -258,6 +258,8 @@ static void control_conn_done_cb(void *arg, int rc, struct strbuf *payload)
 	control_send(k, rc == 0, &out);
 	if (k->closing)
 		return;
+	/* the idle timeout counts again from the answer */
+	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
 	control_conn_process(k);
 	if (k->closing || k->pending || k->close_after_write || k->reading ||
 	    uv_stream_get_write_queue_size((uv_stream_t *)&k->pipe) >= CONTROL_MAX_QUEUED)
@@ -296,7 +298,11 @@ static void control_conn_process(struct control_conn *k)
 		    &pending);
 		ctl_parser_reset(&k->parser);
 		if (rc == 1) {
+			/* The verb's own bound holds the connection now (a reload: dns.timeout per
+			 * name, the reloads queued before it), not the idle timeout; CONTROL_PENDING_MS
+			 * only stops a verb that broke that promise from holding a slot for good. */
 			k->pending = pending;
+			uv_timer_start(&k->timer, control_timeout_cb, CONTROL_PENDING_MS, 0);
 			if (k->reading)
 				uv_read_stop(s);
 			k->reading = false;

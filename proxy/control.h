@@ -17,7 +17,11 @@
  *   help
  *
  * Limits: CONTROL_MAX_CONNS connections, each closed after CONTROL_IDLE_MS without a
- * complete request; a client that does not read its replies is not read either. A bad
+ * complete request, counted from the connection, the last bytes read or the last answer
+ * that came later; while a request waits for such an answer (a reload, a module verb) the
+ * idle timeout does not run: the work's own bound holds it (a reload: dns.timeout per name,
+ * after the reloads queued before it; control_verbs.h: a verb's work is bounded), up to
+ * CONTROL_PENDING_MS. A client that does not read its replies is not read either. A bad
  * request gets an ERR reply and the connection is closed; nothing a client sends can stop
  * or stall the daemon. */
 #ifndef MX_CONTROL_H
@@ -33,6 +37,10 @@
 
 #define CONTROL_MAX_CONNS 16
 #define CONTROL_IDLE_MS 60000
+/* A request whose answer comes later (a reload, a module verb) is bounded by its own work;
+ * past this the connection is closed all the same (a reload takes at most a few times
+ * dns.timeout, whose maximum is 1 min). */
+#define CONTROL_PENDING_MS 600000
 
 struct control;
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 
 #include "proxy/log.h"
@@ -57,16 +58,38 @@ static uint64_t ls_wall_ms(void)
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
+/* Below this much free space a failed write is put down to a full file system. */
+#define LS_LOW_SPACE (1u << 20)
+
+/* The reason an LMDB call failed with rc, in words an operator acts on. LMDB turns a
+ * short write (what a file system that fills up mid-write gives) into EIO: when the
+ * file system holding dir has (almost) no room left, that EIO is a full disk. */
+static const char *ls_reason(const char *dir, int rc, char *buf, size_t cap)
+{
+	struct statvfs vfs;
+
+	if (rc == MDB_MAP_FULL)
+		return "no space left in the map: map_size reached (MDB_MAP_FULL)";
+	if (rc == ENOSPC || rc == EDQUOT ||
+	    (rc == EIO && statvfs(dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < LS_LOW_SPACE)) {
+		snprintf(buf, cap, "no space left on device (%s)", mdb_strerror(rc));
+		return buf;
+	}
+	return mdb_strerror(rc);
+}
+
 /* Logs a write error at most once a minute per environment (any thread). */
 static void ls_log_error(struct lmdb_store *st, const char *module, int rc)
 {
 	uint64_t now = ls_wall_ms(), last = __atomic_load_n(&st->last_err_log_ms, __ATOMIC_RELAXED);
+	char why[128];
 
 	if (now - last < LS_LOG_EVERY_MS || !__atomic_compare_exchange_n(&st->last_err_log_ms, &last,
 	    now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s module=%s reason=\"%s\"%s",
-	    st->path, module, mdb_strerror(rc), rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
+	    st->path, module, ls_reason(st->path, rc, why, sizeof(why)),
+	    rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
 }
 
 /* mkdir -p; 0 or -1 with errno. */
@@ -125,8 +148,10 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 	    (rc = mdb_txn_commit(txn)) != 0) {
 		if (txn)
 			mdb_txn_abort(txn);
+		char why[128];
+
 		log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"", dir,
-		    mdb_strerror(rc));
+		    ls_reason(dir, rc, why, sizeof(why)));
 		goto fail;
 	}
 	st->max_key = (size_t)mdb_env_get_maxkeysize(st->env);

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "store/lmdb_store.h"
@@ -573,6 +576,60 @@ static void test_reopen(void **state)
 	dir_remove(&d);
 }
 
+/* A file system that fills up: the log names a full disk, not "Input/output error" (LMDB
+ * turns the short write a full file system gives into EIO). Needs a tmpfs of its own
+ * (a private mount namespace: root or CAP_SYS_ADMIN); skipped without one. */
+static void test_disk_full_reason(void **state)
+{
+	(void)state;
+	struct dir d;
+	struct lmdb_store *st;
+	struct lmdb_writer *w;
+	struct lmdb_writer_config wc = { .name = "full" };
+	char logpath[] = "/tmp/mxgate-lmdb-log-XXXXXX", key[32], val[1000], text[8192];
+	int logfd, saved;
+	ssize_t n;
+
+	dir_make(&d);
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("tmpfs", d.path, "tmpfs", 0, "size=512k") != 0) {
+		dir_remove(&d);
+		skip();
+	}
+	logfd = mkstemp(logpath);
+	assert_true(logfd >= 0);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(logfd, 2);
+	st = lmdb_store_open(d.path, 64u << 20);
+	assert_non_null(st);
+	w = lmdb_writer_new(st, NULL, &wc);
+	assert_non_null(w);
+	memset(val, 'v', sizeof(val));
+	/* batches of 100 kB: the write that meets the end of the room is a short one */
+	for (int i = 0; i < 2000; i++) {
+		snprintf(key, sizeof(key), "k%05d", i);
+		assert_int_equal(lmdb_writer_put(w, key, strlen(key), val, sizeof(val)), 0);
+		if (i % 100 == 99)
+			lmdb_writer_flush(w, NULL, NULL);
+	}
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	n = pread(logfd, text, sizeof(text) - 1, 0);
+	close(logfd);
+	unlink(logpath);
+	text[n > 0 ? n : 0] = '\0';
+	umount2(d.path, MNT_DETACH);
+	dir_remove(&d);
+	if (strstr(text, "event=lmdb_error") == NULL)     /* 2 MB into 512 kB */
+		fail_msg("no batch failed:\n%s", text);
+	if (strstr(text, "reason=\"no space left on device") == NULL)
+		fail_msg("the log does not say the disk is full:\n%s", text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -588,6 +645,7 @@ int main(void)
 		cmocka_unit_test(test_free_keeps_order),
 		cmocka_unit_test(test_queue_bound),
 		cmocka_unit_test(test_reopen),
+		cmocka_unit_test(test_disk_full_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
