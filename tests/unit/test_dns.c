@@ -526,6 +526,7 @@ static void test_tcp_close_spares_others(void **state)
 	run_until(&loop, &gb.calls, 1, 5000);
 	assert_int_equal(gb.calls, 1);
 	assert_true(gb.r.status != DNS_S_OK);               /* its TCP answer never came */
+	assert_int_equal(fd.tcp_closed, 2);                 /* asked once more, not again and again */
 	dns_resolver_release(r);
 	fake_dns_stop(&fd);
 	uv_run(&loop, UV_RUN_DEFAULT);
