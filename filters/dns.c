@@ -658,6 +658,7 @@ struct dns_query {
 	bool follower;
 	bool inflight;                      /* a leader whose c-ares query is running */
 	bool asked_again;                   /* sent a second time after FORMERR (dns_ares_cb) */
+	bool asked_after_reset;             /* ... after ECONNREFUSED (dns_ares_cb) */
 	struct dns_query *leader;           /* a follower: whom it follows (NULL while delivered) */
 	struct dns_query *fhead;            /* a leader: its followers */
 	struct dns_query *fprev, *fnext;    /* in the leader's list of followers */
@@ -1039,6 +1040,19 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 		 * FORMERR (a key lookup failing for nothing). Asked once more, they go without it.
 		 * The callback may run inside ares_query: q is not touched after it. */
 		q->asked_again = true;
+		dns_inflight_add(q);
+		ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
+		return;
+	}
+	if (status == ARES_ECONNREFUSED && !q->asked_after_reset && q != r->starting) {
+		/* c-ares 1.18: when a server closes a TCP connection unanswered, every socket to
+		 * it is reset, and a query out to it at that moment (a UDP one that had nothing to
+		 * do with it) moves on to another try or server; with none left it ends here with
+		 * ECONNREFUSED, the status of a refusal (ICMP) and of SERVFAIL/REFUSED on every try
+		 * too. Asked once more: a reset query is answered, a refused one costs one more
+		 * round; the query's deadline (dns_resolver's timer) bounds it either way. Never for
+		 * an answer (NXDOMAIN, NODATA). q is not touched after ares_query. */
+		q->asked_after_reset = true;
 		dns_inflight_add(q);
 		ares_query(r->ch, q->name, 1 /* IN */, dns_ares_type[q->type], dns_ares_cb, q);
 		return;

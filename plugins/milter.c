@@ -74,6 +74,7 @@ struct milter_sess {
 	struct milter_parser parser;
 	struct milter_buf out;
 	enum milter_state state;
+	char failed[48];                /* MS_FAILED: the failure's reason, answered until a reconnect */
 	enum milter_wait wait;
 	uint32_t fprot, facts;
 	struct mxgate_call *call;
@@ -156,15 +157,32 @@ static void milter_finish(struct milter_sess *ms, enum mxgate_action a, int code
 		ms->mi->host->done(c, a, code, reply, reason);
 }
 
-/* The filter is gone or broke the protocol: drop the connection for this session. */
-static void milter_fail(struct milter_sess *ms, const char *why)
+/* The filter is gone or broke the protocol: drop the connection for this session. reason
+ * is the short word the chain logs and on_error: tag writes into X-Mxgate-Filter-Error
+ * (milter-unreachable, milter-closed, milter-protocol, ...; no blanks); why the detail for
+ * the milter_error line. */
+static void milter_fail(struct milter_sess *ms, const char *reason, const char *why)
 {
 	if (ms->call)
 		ms->mi->host->log(ms->call, 2, "event=milter_error error=\"%s\"", why);
 	ms->state = MS_FAILED;
+	snprintf(ms->failed, sizeof(ms->failed), "%s", reason);
 	pconn_close(ms->conn);
 	ms->conn = NULL;
-	milter_finish(ms, MXGATE_ERROR, 0, NULL, "milter");
+	milter_finish(ms, MXGATE_ERROR, 0, NULL, reason);
+}
+
+/* The connection failed (err, a libuv error): unreachable while connecting, closed when
+ * the filter reset it (it closed with our command unread), else an I/O error; the reason
+ * carries the error's name (milter-unreachable:ECONNREFUSED, milter-closed:ECONNRESET). */
+static void milter_fail_io(struct milter_sess *ms, int err)
+{
+	char reason[48];
+	const char *what = ms->state == MS_CONNECTING ? "milter-unreachable" :
+	    err == UV_ECONNRESET || err == UV_EPIPE ? "milter-closed" : "milter-io";
+
+	snprintf(reason, sizeof(reason), "%s:%s", what, uv_err_name(err));
+	milter_fail(ms, reason, uv_strerror(err));
 }
 
 /* Sends what was queued in ms->out. 0 or -1. */
@@ -521,7 +539,7 @@ static void milter_send_stage(struct milter_sess *ms, char cmd)
 		break;
 	}
 	if (rc != 0 || milter_flush(ms) < 0)
-		return milter_fail(ms, "write failed");
+		return milter_fail(ms, "milter-write", "write failed");
 	if (!milter_wants_reply(ms, cmd))
 		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
 	ms->wait = W_STAGE;
@@ -585,7 +603,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 			free(name);
 			free(value);
 			if (rc < 0)
-				return milter_fail(ms, "out of memory");
+				return milter_fail(ms, "milter-nomem", "out of memory");
 			if (milter_wants_reply(ms, SMFIC_HEADER))
 				goto await;
 			continue;
@@ -596,7 +614,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 			if (ms->fprot & SMFIP_NOEOH)
 				continue;
 			if (milter_put_stage_macros(ms, SMFIC_EOH) < 0 || milter_put_simple(&ms->out, SMFIC_EOH) < 0)
-				return milter_fail(ms, "out of memory");
+				return milter_fail(ms, "milter-nomem", "out of memory");
 			if (milter_wants_reply(ms, SMFIC_EOH))
 				goto await;
 			continue;
@@ -614,7 +632,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 			/* The frame header is ours; the chunk is borrowed from the message, which stays
 			 * put until this call completes (closing the connection drops the write). */
 			if (milter_flush(ms) < 0 || (hdr = malloc(5)) == NULL)
-				return milter_fail(ms, "write failed");
+				return milter_fail(ms, "milter-write", "write failed");
 			hdr[0] = (unsigned char)((n + 1) >> 24);
 			hdr[1] = (unsigned char)((n + 1) >> 16);
 			hdr[2] = (unsigned char)((n + 1) >> 8);
@@ -622,7 +640,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 			hdr[4] = SMFIC_BODY;
 			if (pconn_write(ms->conn, hdr, 5, hdr) < 0 ||
 			    pconn_write(ms->conn, ms->msg + ms->off, n, NULL) < 0)
-				return milter_fail(ms, "write failed");
+				return milter_fail(ms, "milter-write", "write failed");
 			ms->off += n;
 			if (milter_wants_reply(ms, SMFIC_BODY))
 				goto await_flushed;
@@ -632,7 +650,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 			ms->phase = EP_SENT;
 			if (milter_put_stage_macros(ms, SMFIC_BODYEOB) < 0 ||
 			    milter_put_simple(&ms->out, SMFIC_BODYEOB) < 0 || milter_flush(ms) < 0)
-				return milter_fail(ms, "write failed");
+				return milter_fail(ms, "milter-write", "write failed");
 			ms->wait = W_EOB;
 			return;
 		default:
@@ -641,7 +659,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 	}
 await:
 	if (milter_flush(ms) < 0)
-		return milter_fail(ms, "write failed");
+		return milter_fail(ms, "milter-write", "write failed");
 await_flushed:
 	ms->wait = W_EOM_STEP;
 }
@@ -926,7 +944,7 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 		 * ("DISCARD action is not allowed for connect or helo") and applies
 		 * milter_default_action; so does on_error here. */
 		if (ms->stage_cmd == SMFIC_CONNECT || ms->stage_cmd == SMFIC_HELO)
-			return milter_fail(ms, "discard at connect or helo (not allowed)");
+			return milter_fail(ms, "milter-protocol", "discard at connect or helo (not allowed)");
 		if (eom)
 			milter_txn_end(ms);
 		else
@@ -954,7 +972,7 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 		return milter_finish(ms, a, code, text[0] ? text : NULL, "milter");
 	}
 	default:
-		return milter_fail(ms, "unexpected reply");
+		return milter_fail(ms, "milter-protocol", "unexpected reply");
 	}
 }
 
@@ -965,17 +983,17 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	const char *why;
 
 	if (ms->wait == W_NONE || ms->call == NULL) {
-		milter_fail(ms, "reply while none was expected");
+		milter_fail(ms, "milter-protocol", "reply while none was expected");
 		return false;
 	}
 	if (milter_reply_parse(cmd, p, len, &r) < 0) {
-		milter_fail(ms, "malformed reply");
+		milter_fail(ms, "milter-protocol", "malformed reply");
 		return false;
 	}
 	ms->mi->host->progress(ms->call);
 	if (ms->wait == W_OPTNEG) {
 		if (milter_optneg_check(&r, &why) < 0) {
-			milter_fail(ms, why);
+			milter_fail(ms, "milter-protocol", why);
 			return false;
 		}
 		/* Honour what the filter asked for, within what we offered. */
@@ -983,7 +1001,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		    (r.protocol & (SMFI_V2_PROT));
 		ms->facts = r.actions;
 		if (r.version >= 6 && milter_symlists_take(ms, r.data, r.len) < 0) {
-			milter_fail(ms, "malformed macro list");
+			milter_fail(ms, "milter-protocol", "malformed macro list");
 			return false;
 		}
 		ms->state = MS_READY;
@@ -1020,7 +1038,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	case SMFIR_ADDHEADER: case SMFIR_INSHEADER: case SMFIR_CHGHEADER: case SMFIR_ADDRCPT:
 	case SMFIR_ADDRCPT_PAR: case SMFIR_DELRCPT: case SMFIR_CHGFROM:
 		if (ms->wait != W_EOB) {
-			milter_fail(ms, "modification before end of message");
+			milter_fail(ms, "milter-protocol", "modification before end of message");
 			return false;
 		}
 		if (r.cmd == SMFIR_ADDHEADER || r.cmd == SMFIR_INSHEADER || r.cmd == SMFIR_CHGHEADER) {
@@ -1041,7 +1059,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		if (r.cmd == SMFIR_DELRCPT && ++ms->rcpts_deleted > 2 * milter_max_rcpts(ms)) {
 			/* More than the client's and the filter's own recipients together can be:
 			 * a broken filter, not one more list to hold until the verdict. */
-			milter_fail(ms, "too many recipient deletions");
+			milter_fail(ms, "milter-limit", "too many recipient deletions");
 			return false;
 		}
 		if (r.cmd == SMFIR_ADDRCPT || r.cmd == SMFIR_ADDRCPT_PAR) {
@@ -1054,13 +1072,13 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 				return true;
 		}
 		if (milter_add_mod(ms, &r) < 0) {
-			milter_fail(ms, "out of memory");
+			milter_fail(ms, "milter-nomem", "out of memory");
 			return false;
 		}
 		return true;
 	case SMFIR_REPLBODY:
 		if (ms->wait != W_EOB) {
-			milter_fail(ms, "body replacement before end of message");
+			milter_fail(ms, "milter-protocol", "body replacement before end of message");
 			return false;
 		}
 		ms->has_newbody = true;
@@ -1073,13 +1091,13 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			return true;
 		}
 		if (milter_buf_append(&ms->newbody, r.data, r.len) < 0) {
-			milter_fail(ms, "out of memory");
+			milter_fail(ms, "milter-nomem", "out of memory");
 			return false;
 		}
 		return true;
 	case SMFIR_QUARANTINE:
 		if (ms->wait != W_EOB) {
-			milter_fail(ms, "quarantine before end of message");
+			milter_fail(ms, "milter-protocol", "quarantine before end of message");
 			return false;
 		}
 		free(ms->quarantine);
@@ -1090,6 +1108,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	case SMFIR_CONN_FAIL:
 	case SMFIR_SHUTDOWN:
 		ms->state = MS_FAILED;
+		snprintf(ms->failed, sizeof(ms->failed), "milter-shutdown");
 		pconn_close(ms->conn);
 		ms->conn = NULL;
 		milter_finish(ms, MXGATE_TEMPFAIL, 421, "4.7.0 Content filter closing connection", "milter");
@@ -1110,7 +1129,7 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 		ms->state = MS_NEGOTIATING;
 		if (milter_put_optneg(&ms->out, SMFI_PROT_VERSION, milter_actions_offer(),
 		    milter_proto_offer()) < 0 || milter_flush(ms) < 0)
-			return milter_fail(ms, "write failed");
+			return milter_fail(ms, "milter-write", "write failed");
 		ms->wait = W_OPTNEG;
 		return;
 	case PCONN_DATA:
@@ -1124,7 +1143,7 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 			data += used;
 			len -= used;
 			if (rc < 0)
-				return milter_fail(ms, ms->parser.err ? ms->parser.err : "bad frame");
+				return milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
 			if (rc == 0)
 				return;
 			if (!milter_on_frame(ms, cmd, payload, plen))
@@ -1132,10 +1151,10 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 		}
 		return;
 	case PCONN_EOF:
-		return milter_fail(ms, "filter closed the connection");
+		return milter_fail(ms, "milter-closed", "filter closed the connection");
 	case PCONN_ERROR:
 	default:
-		return milter_fail(ms, uv_strerror(err));
+		return milter_fail_io(ms, err);
 	}
 }
 
@@ -1203,7 +1222,7 @@ static void milter_on_connect(void *instance, struct mxgate_call *c)
 	ms->state = MS_CONNECTING;
 	ms->conn = pconn_new(mi->host->loop(c), &mi->addr, milter_event_cb, ms);
 	if (ms->conn == NULL)
-		return milter_fail(ms, "cannot connect");
+		return milter_fail(ms, "milter-unreachable", "cannot connect");
 }
 
 /* Common entry of the envelope stages. Returns the session when the stage must be sent,
@@ -1213,7 +1232,9 @@ static struct milter_sess *milter_stage_begin(struct milter_inst *mi, struct mxg
 	struct milter_sess *ms = milter_sess_of(mi, c);
 
 	if (ms == NULL || ms->state == MS_FAILED || ms->conn == NULL) {
-		mi->host->done(c, MXGATE_ERROR, 0, NULL, "milter unavailable");
+		/* the reason it failed, or one word when it was given up (a timeout) */
+		mi->host->done(c, MXGATE_ERROR, 0, NULL, ms && ms->state == MS_FAILED && ms->failed[0] ?
+		    ms->failed : "milter-unavailable");
 		return NULL;
 	}
 	ms->call = c;
@@ -1239,7 +1260,7 @@ static void milter_start_mail(struct milter_sess *ms)
 {
 	if (ms->in_txn) {   /* the last transaction ended without end of data (RSET, rejects) */
 		if (milter_put_simple(&ms->out, SMFIC_ABORT) < 0)
-			return milter_fail(ms, "out of memory");
+			return milter_fail(ms, "milter-nomem", "out of memory");
 	}
 	milter_txn_end(ms);
 	ms->in_txn = true;
@@ -1279,7 +1300,7 @@ static void milter_on_mail(void *instance, struct mxgate_call *c)
 		ms->state = MS_CONNECTING;
 		ms->conn = pconn_new(mi->host->loop(c), &mi->addr, milter_event_cb, ms);
 		if (ms->conn == NULL)
-			return milter_fail(ms, "cannot connect");
+			return milter_fail(ms, "milter-unreachable", "cannot connect");
 		return;
 	}
 	ms = milter_stage_begin(mi, c);
@@ -1324,7 +1345,7 @@ static void milter_on_eom(void *instance, struct mxgate_call *c)
 	milter_mods_clear(ms);
 	ms->msg = mi->host->message(c, &ms->mlen);
 	if (ms->msg == NULL)
-		return milter_fail(ms, "no message");
+		return milter_fail(ms, "milter-internal", "no message");
 	ms->hlen = mi->host->header_len(c);
 	if (ms->hlen > ms->mlen)
 		ms->hlen = ms->mlen;
@@ -1370,6 +1391,7 @@ static void milter_cancel(void *instance, struct mxgate_call *c)
 	ms->wait = W_NONE;
 	ms->replay = RP_NONE;
 	ms->state = MS_FAILED;
+	snprintf(ms->failed, sizeof(ms->failed), "milter-timeout");
 	pconn_close(ms->conn);
 	ms->conn = NULL;
 }

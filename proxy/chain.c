@@ -276,7 +276,7 @@ static void chain_tag(struct chain *c, size_t entry, const char *why)
 	    hook_stage_name(c->stage), why);
 	for (char *p = val; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			*p = '?';
+			*p = '?';   /* no CR/LF or other control: one field line, bounded by val */
 	hook_env_add_header(c->env, CHAIN_TAG_HEADER, val);
 }
 
@@ -290,9 +290,12 @@ static void chain_error_verdict(struct chain *c, const struct chain_entry *e, co
 	bool tag = a != VERDICT_TEMPFAIL && a != VERDICT_REJECT && e->mod->on_error_tag &&
 	    e->mod->on_error_tag(e->wstate);
 	const char *kind = content ? "plugin" : "module";
+	char wv[128];
 
+	/* why is a module's word, possibly with blanks ("out of memory"): quoted and escaped */
 	log_event(LOG_LVL_WARNING, c->env->session_id, "event=%s_error %s=%s stage=%s error=%s on_error=%s",
-	    kind, kind, e->name, hook_stage_name(c->stage), why, tag ? "tag" : chain_on_error_name(a));
+	    kind, kind, e->name, hook_stage_name(c->stage), log_val(wv, sizeof(wv), why),
+	    tag ? "tag" : chain_on_error_name(a));
 	if (content)
 		counter_inc(COUNTER_PLUGIN_ERRORS);
 	/* A content filter's name is not the client's business. */

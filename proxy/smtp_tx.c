@@ -1239,6 +1239,130 @@ static void smtp_tx_prefix_clear(struct smtp_tx *tx)
 	}
 }
 
+_Thread_local unsigned long smtp_tx_rcpt_cmps;
+
+/* qsort/bsearch order of recipient addresses: case-insensitive, as the envelope compares
+ * them (strcasecmp); counted for the unit test that bounds the cost. */
+static int smtp_tx_addr_cmp(const char *a, const char *b)
+{
+	smtp_tx_rcpt_cmps++;
+	return strcasecmp(a, b);
+}
+
+static int smtp_tx_pstr_cmp_cb(const void *a, const void *b)
+{
+	return smtp_tx_addr_cmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorted by address, then by index (a stable order: the first of equal ones comes first). */
+struct smtp_tx_key {
+	const char *addr;
+	size_t i;      /* index in the caller's list */
+	size_t n;      /* deletions: how many ask for this address (on the run's first) */
+};
+
+static int smtp_tx_key_cmp_cb(const void *a, const void *b)
+{
+	const struct smtp_tx_key *x = a, *y = b;
+	int c = smtp_tx_addr_cmp(x->addr, y->addr);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static int smtp_tx_key_find_cb(const void *k, const void *e)
+{
+	return smtp_tx_addr_cmp(k, ((const struct smtp_tx_key *)e)->addr);
+}
+
+static void *smtp_tx_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+/* Applies the filters' recipient deletions and additions to the envelope; true when it
+ * changed. Each deletion takes out the first envelope recipient of that address (compared
+ * case-insensitively) still there; an added recipient the envelope already has, or one
+ * added twice, is sent once (Postfix's cleanup too). Sorted and searched, not compared
+ * pairwise: O((n + d + a) log(n + d + a)) for n recipients, d deletions and a additions, each
+ * up to limits.max_recipients (and twice that deleted), on the event loop. */
+static bool smtp_tx_apply_rcpt_changes(struct smtp_tx *tx)
+{
+	struct hook_env *env = tx->env;
+	bool changed = false;
+
+	if (env->ndel_rcpts > 0 && env->nrcpts > 0) {
+		struct smtp_tx_key *del = smtp_tx_xcalloc(env->ndel_rcpts, sizeof(*del));
+		size_t nu = 0, w = 0;
+
+		for (size_t i = 0; i < env->ndel_rcpts; i++)
+			del[i] = (struct smtp_tx_key){ env->del_rcpts[i], i, 0 };
+		qsort(del, env->ndel_rcpts, sizeof(*del), smtp_tx_key_cmp_cb);
+		/* one key per address, with how many deletions name it */
+		for (size_t i = 0; i < env->ndel_rcpts; i++) {
+			if (nu > 0 && smtp_tx_addr_cmp(del[nu - 1].addr, del[i].addr) == 0) {
+				del[nu - 1].n++;
+				continue;
+			}
+			del[nu] = del[i];
+			del[nu++].n = 1;
+		}
+		/* Keeps the envelope's order; a removed slot (and its block) goes past the kept
+		 * ones: the slots between w and r are all removed ones. */
+		for (size_t r = 0; r < env->nrcpts; r++) {
+			struct smtp_tx_key *k = bsearch(env->rcpts[r].addr, del, nu, sizeof(*del), smtp_tx_key_find_cb);
+
+			if (k && k->n > 0) {
+				k->n--;
+				changed = true;
+				continue;
+			}
+			if (w != r) {
+				struct rcpt t = env->rcpts[w];
+
+				env->rcpts[w] = env->rcpts[r];
+				env->rcpts[r] = t;
+			}
+			w++;
+		}
+		env->nrcpts = w;
+		free(del);
+	}
+	if (env->nadd_rcpts > 0) {
+		size_t n = env->nrcpts, na = env->nadd_rcpts;
+		const char **have = smtp_tx_xcalloc(n, sizeof(*have));
+		struct smtp_tx_key *add = smtp_tx_xcalloc(na, sizeof(*add));
+		bool *send = smtp_tx_xcalloc(na, sizeof(*send));
+
+		for (size_t j = 0; j < n; j++)
+			have[j] = env->rcpts[j].addr;
+		qsort(have, n, sizeof(*have), smtp_tx_pstr_cmp_cb);
+		for (size_t i = 0; i < na; i++)
+			add[i] = (struct smtp_tx_key){ env->add_rcpts[i].addr, i, 0 };
+		qsort(add, na, sizeof(*add), smtp_tx_key_cmp_cb);
+		/* the first of each address's run, unless the envelope has it already */
+		for (size_t i = 0; i < na; i++) {
+			if (i > 0 && smtp_tx_addr_cmp(add[i - 1].addr, add[i].addr) == 0)
+				continue;
+			send[add[i].i] = bsearch(&add[i].addr, have, n, sizeof(*have), smtp_tx_pstr_cmp_cb) == NULL;
+		}
+		free(add);
+		free(have);
+		for (size_t i = 0; i < na; i++) {
+			if (!send[i])
+				continue;
+			smtp_tx_add_rcpt(tx, env->add_rcpts[i].addr,
+			    env->add_rcpts[i].params ? env->add_rcpts[i].params : "", true);
+			changed = true;
+		}
+		free(send);
+	}
+	return changed;
+}
+
 /* Applies the end-of-data verdict's envelope and header changes and builds the outgoing
  * header block. False when the message cannot be read. */
 static bool smtp_tx_prepare(struct smtp_tx *tx)
@@ -1270,27 +1394,8 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	}
 	/* Envelope changes from filters: apply to the envelope and start a fresh backend
 	 * transaction with it. */
-	for (size_t i = 0; i < env->ndel_rcpts; i++) {
-		for (size_t j = 0; j < env->nrcpts; j++) {
-			if (strcasecmp(env->rcpts[j].addr, env->del_rcpts[i]) == 0) {
-				smtp_tx_remove_rcpt(env, j);
-				envelope_changed = true;
-				break;
-			}
-		}
-	}
-	for (size_t i = 0; i < env->nadd_rcpts; i++) {
-		bool have = false;
-
-		/* A recipient the envelope has already is sent once (Postfix's cleanup too). */
-		for (size_t j = 0; j < env->nrcpts && !have; j++)
-			have = strcasecmp(env->rcpts[j].addr, env->add_rcpts[i].addr) == 0;
-		if (have)
-			continue;
-		smtp_tx_add_rcpt(tx, env->add_rcpts[i].addr,
-		    env->add_rcpts[i].params ? env->add_rcpts[i].params : "", true);
+	if (smtp_tx_apply_rcpt_changes(tx))
 		envelope_changed = true;
-	}
 	if (env->new_mail_from) {
 		/* the block holds "params\0from\0": the new sender replaces the tail */
 		size_t lp = strlen(env->mail_params), lf = strlen(env->new_mail_from);

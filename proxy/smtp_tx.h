@@ -192,6 +192,9 @@ void smtp_tx_set_next(struct smtp_tx *tx, const char *from, const char *params, 
  * (replayed elsewhere on failure), or to the quarantine maildir. cb gets 250 "queued as"
  * only after the backend's 250 (LMTP: at least one recipient's, none deferred). */
 void smtp_tx_deliver(struct smtp_tx *tx, bool quarantine, smtp_tx_done_fn cb, void *arg);
+/* Address comparisons made applying filters' recipient changes at delivery (a count for
+ * the unit test that bounds their cost; per thread, never reset). */
+extern _Thread_local unsigned long smtp_tx_rcpt_cmps;
 
 /* Ends the transaction: the relay is released (pooled when reusable), the envelope, the
  * message and the modules' per-transaction outputs are cleared. No step may be in flight. */

@@ -4,13 +4,17 @@
  *
  * Records come from a table; names not in it get NXDOMAIN with an SOA (TTL 60, MINIMUM 30)
  * in the authority section. Names starting with "drop." are never answered, names starting
- * with "servfail." get SERVFAIL, with "nosoa." NXDOMAIN without an SOA. Every query received
- * is counted. */
+ * with "servfail." get SERVFAIL, with "nosoa." NXDOMAIN without an SOA. Names starting
+ * with "tc." get an empty truncated answer (TC), so the client asks again over TCP, where
+ * fake_dns_listen_tcp's listener reads the query and closes unanswered. Names starting with
+ * "hold." are not answered the first time (one held in all), answered from the table after.
+ * Every query received is counted. */
 #ifndef FAKE_DNS_H
 #define FAKE_DNS_H
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,10 @@ struct fake_dns {
 	const struct fake_rr *rrs;
 	size_t nrrs;
 	int queries;
+	bool held;              /* a "hold." query went unanswered */
+	uv_tcp_t tcp;           /* fake_dns_listen_tcp */
+	bool tcp_on;
+	int tcp_closed;         /* TCP connections closed unanswered */
 };
 
 static void fake_dns_alloc_cb(uv_handle_t *h, size_t sugg, uv_buf_t *b)
@@ -93,12 +101,18 @@ static void fake_dns_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const st
 	qend = off + 4;
 	if (strncmp(name, "drop.", 5) == 0)
 		return;
+	if (strncmp(name, "hold.", 5) == 0 && !fd->held) {
+		fd->held = true;
+		return;
+	}
 	req = malloc(sizeof(*req) + 2048);
 	out = (unsigned char *)(req + 1);
 	memcpy(out, q, qend);
 	o = qend;
 	if (strncmp(name, "servfail.", 9) == 0) {
 		rcode = 2;
+	} else if (strncmp(name, "tc.", 3) == 0) {
+		out[2] = 0x86 | (q[2] & 0x01);	/* QR, AA, TC */
 	} else if (strncmp(name, "nosoa.", 6) == 0) {
 		rcode = 3;		/* NXDOMAIN without the SOA RFC 2308 asks for */
 	} else {
@@ -161,7 +175,8 @@ static void fake_dns_recv_cb(uv_udp_t *u, ssize_t n, const uv_buf_t *b, const st
 			out[rdstart + 1] = (unsigned char)l;
 		}
 	}
-	out[2] = 0x84 | (q[2] & 0x01);	/* QR, AA, RD copied */
+	if (strncmp(name, "tc.", 3) != 0)
+		out[2] = 0x84 | (q[2] & 0x01);	/* QR, AA, RD copied */
 	out[3] = (unsigned char)(0x80 | rcode);
 	out[6] = 0; out[7] = (unsigned char)nans;
 	out[8] = 0; out[9] = rcode == 3 && strncmp(name, "nosoa.", 6) != 0 ? 1 : 0;
@@ -191,10 +206,58 @@ static int fake_dns_start(struct fake_dns *fd, uv_loop_t *loop, const struct fak
 	return uv_udp_recv_start(&fd->udp, fake_dns_alloc_cb, fake_dns_recv_cb);
 }
 
+static void fake_dns_tcp_free_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* A TCP query read (or the connection ended): closed, never answered. */
+static void fake_dns_tcp_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct fake_dns *fd = s->data;
+
+	(void)b;
+	if (n == 0)
+		return;
+	fd->tcp_closed++;
+	uv_read_stop(s);
+	uv_close((uv_handle_t *)s, fake_dns_tcp_free_cb);
+}
+
+static void fake_dns_tcp_conn_cb(uv_stream_t *l, int status)
+{
+	uv_tcp_t *c;
+
+	if (status != 0)
+		return;
+	c = malloc(sizeof(*c));
+	uv_tcp_init(l->loop, c);
+	c->data = l->data;
+	if (uv_accept(l, (uv_stream_t *)c) != 0 ||
+	    uv_read_start((uv_stream_t *)c, fake_dns_alloc_cb, fake_dns_tcp_read_cb) != 0)
+		uv_close((uv_handle_t *)c, fake_dns_tcp_free_cb);
+}
+
+/* Listens on TCP at the server's port (after fake_dns_start). 0 or -1. */
+static inline int fake_dns_listen_tcp(struct fake_dns *fd, uv_loop_t *loop)
+{
+	struct sockaddr_in sa;
+
+	uv_tcp_init(loop, &fd->tcp);
+	fd->tcp.data = fd;
+	fd->tcp_on = true;
+	uv_ip4_addr("127.0.0.1", fd->port, &sa);
+	if (uv_tcp_bind(&fd->tcp, (const struct sockaddr *)&sa, 0) != 0)
+		return -1;
+	return uv_listen((uv_stream_t *)&fd->tcp, 8, fake_dns_tcp_conn_cb);
+}
+
 static void fake_dns_stop(struct fake_dns *fd)
 {
 	uv_udp_recv_stop(&fd->udp);
 	uv_close((uv_handle_t *)&fd->udp, NULL);
+	if (fd->tcp_on)
+		uv_close((uv_handle_t *)&fd->tcp, NULL);
 }
 
 #endif

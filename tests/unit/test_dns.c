@@ -491,6 +491,48 @@ static void test_unreachable_server(void **state)
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* c-ares 1.18: a server that closes a TCP connection unanswered has every socket to it
+ * reset, and a UDP query out to it at that moment ends with ECONNREFUSED: it is asked once
+ * more (answered here), not delivered as failed, and well before a try's timeout. */
+static void test_tcp_close_spares_others(void **state)
+{
+	static const struct fake_rr zone[] = { { "hold.a.test", 1, "127.0.0.9", 300 } };
+	uv_loop_t loop;
+	struct fake_dns fd;
+	struct dns_resolver *r;
+	struct got ga = { 0 }, gb = { 0 };
+	char servers[64];
+	uint64_t t0;
+
+	(void)state;
+	uv_loop_init(&loop);
+	assert_int_equal(fake_dns_start(&fd, &loop, zone, 1), 0);
+	assert_int_equal(fake_dns_listen_tcp(&fd, &loop), 0);
+	snprintf(servers, sizeof(servers), "127.0.0.1:%d", fd.port);
+	r = dns_resolver_new(&loop, servers, 4000, 1);   /* one try (dns.tries: 1): c-ares 1.18 retries a reset query on a lone server while it has tries left */
+	assert_non_null(r);
+	t0 = uv_hrtime();
+	dns_query_start(r, DNS_T_A, "hold.a.test", 0, got_cb, &ga);
+	run_until(&loop, &fd.queries, 1, 1000);          /* out, held by the server */
+	assert_int_equal(fd.queries, 1);
+	dns_query_start(r, DNS_T_TXT, "tc.b.test", 0, got_cb, &gb);
+	run_until(&loop, &fd.tcp_closed, 1, 1000);
+	assert_int_equal(fd.tcp_closed, 1);
+	run_until(&loop, &ga.calls, 1, 3000);
+	assert_int_equal(ga.calls, 1);
+	assert_int_equal(ga.r.status, DNS_S_OK);
+	assert_string_equal(ga.first, "127.0.0.9");
+	assert_true((uv_hrtime() - t0) / 1000000 < 1500);
+	run_until(&loop, &gb.calls, 1, 5000);
+	assert_int_equal(gb.calls, 1);
+	assert_true(gb.r.status != DNS_S_OK);               /* its TCP answer never came */
+	assert_int_equal(fd.tcp_closed, 2);                 /* asked once more, not again and again */
+	dns_resolver_release(r);
+	fake_dns_stop(&fd);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_bad_input(void **state)
 {
 	struct fixture *f = *state;
@@ -532,6 +574,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
 		cmocka_unit_test(test_release_with_pending),
 		cmocka_unit_test(test_unreachable_server),
+		cmocka_unit_test(test_tcp_close_spares_others),
 	};
 
 	if (getenv("TEST_FILTER"))

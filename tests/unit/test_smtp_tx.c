@@ -954,6 +954,65 @@ static void test_envelope_changes(void **state)
 	world_reset(wd);
 }
 
+/* Many recipients changed at once (limits.max_recipients allows 100,000 on the event loop):
+ * the changes cost O(n log n) address comparisons, not n * added; an address deleted twice
+ * takes out two copies, an added one the envelope has (in any case) or added twice is sent
+ * once, and the envelope keeps its order. */
+static void test_envelope_changes_bounded(void **state)
+{
+	struct world *wd = *state;
+	struct fake *f = fake_new(wd, false);
+	enum { N = 1500 };
+	char a[64];
+	unsigned long before;
+
+	world_init(wd, "smtp", NULL, "limits:\n  max_recipients: 5000\n");
+	world_mail(wd, "a@example.org");
+	for (int i = 0; i < N; i++) {
+		snprintf(a, sizeof a, "r%d@example.net", i);
+		world_rcpt(wd, a);
+	}
+	world_rcpt(wd, "r7@example.net");   /* a second copy: two deletions take both */
+	world_data(wd);
+	/* delete every third one (r7 twice), add N new ones, each twice, and N the envelope has */
+	for (int i = 0; i < N; i += 3) {
+		snprintf(a, sizeof a, "R%d@Example.NET", i);
+		hook_env_del_rcpt(&wd->env, a);
+	}
+	hook_env_del_rcpt(&wd->env, "r7@example.net");
+	hook_env_del_rcpt(&wd->env, "r7@example.net");
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < N; i++) {
+			snprintf(a, sizeof a, k ? "R%d@example.net" : "n%d@example.net", i);
+			hook_env_add_rcpt(&wd->env, a, NULL);
+			if (!k) {
+				snprintf(a, sizeof a, "N%d@EXAMPLE.net", i);
+				hook_env_add_rcpt(&wd->env, a, NULL);
+			}
+		}
+	}
+	before = smtp_tx_rcpt_cmps;
+	world_deliver(wd, false);
+	assert_int_equal(wd->code, 250);
+	/* pairwise was N * 4N = 9,000,000; sorting is about (N + 5N) * log2(5N) * 2 */
+	assert_true(smtp_tx_rcpt_cmps - before < 400000);
+	/* kept: N - N/3 - 1 (r7) of the client's; added: n0..n(N-1) and every deleted R<i>
+	 * again (deleted first, so the envelope no longer has them), once each */
+	assert_int_equal(wd->env.nrcpts, (N - N / 3 - 1) + N + N / 3 + 1);
+	assert_string_equal(wd->env.rcpts[0].addr, "r1@example.net");
+	assert_string_equal(wd->env.rcpts[1].addr, "r2@example.net");
+	assert_string_equal(wd->env.rcpts[2].addr, "r4@example.net");
+	assert_string_equal(wd->env.rcpts[N - N / 3 - 1].addr, "n0@example.net");
+	assert_string_equal(wd->env.rcpts[N - N / 3].addr, "n1@example.net");
+	assert_string_equal(wd->env.rcpts[2 * N - N / 3 - 1].addr, "R0@example.net");
+	assert_string_equal(wd->env.rcpts[2 * N - N / 3].addr, "R3@example.net");
+	assert_string_equal(wd->env.rcpts[2 * N - N / 3 + 2].addr, "R7@example.net");
+	for (size_t i = 0; i < wd->env.nrcpts; i++)
+		assert_true(wd->env.rcpts[i].added == (i >= N - N / 3 - 1));
+	assert_int_equal(f->messages, 1);
+	world_reset(wd);
+}
+
 /* The envelope's storage is kept from one transaction to the next (the sender's block, the
  * candidate's, the first recipient slots): longer and shorter addresses after each other,
  * more recipients than the slots kept, a removal in the middle (its slot moves past the
@@ -1475,6 +1534,7 @@ int main(void)
 		WORLD_TEST(test_envelope_storage_kept),
 		WORLD_TEST(test_maildir_and_quarantine),
 		WORLD_TEST(test_envelope_changes),
+		WORLD_TEST(test_envelope_changes_bounded),
 		WORLD_TEST(test_close_while_opening),
 		WORLD_TEST(test_message_limits),
 		WORLD_TEST(test_headers_complete),
