@@ -473,6 +473,11 @@ static int config_resolve_backends(struct cfg_parse *p, struct fy_node *n, struc
 	if ((c->resolved = config_host_names(c, servers, sizeof(servers))) == NULL)
 		return cfg_error(p, n, "out of memory");
 	hostres_set_adopt(c->resolved, config_seed);
+	/* A reload's second reading (main.c: a name did not resolve, read again for the
+	 * FILE:LINE:COL lines) runs on the main loop: a name the seed lacks (the file was edited
+	 * while the first reading's names resolved) fails here, never asked on that loop. */
+	if (config_seed != NULL)
+		hostres_set_fail_pending(c->resolved, "cannot resolve host: the file changed while its names were resolved; reload again");
 	hostres_set_resolve(c->resolved, servers, c->dns.timeout ? c->dns.timeout : 2000,
 	    c->dns.tries ? (int)c->dns.tries : 2);
 

@@ -126,7 +126,7 @@ static uint64_t hostres_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void hostres_fail_pending(struct hostres_set *s, const char *why)
+void hostres_set_fail_pending(struct hostres_set *s, const char *why)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (!s->v[i].done) {
@@ -149,12 +149,12 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 	if (pending == 0)
 		return;
 	if (atomic_load(&s->cancelled)) {
-		hostres_fail_pending(s, "cannot resolve host: resolution cancelled");
+		hostres_set_fail_pending(s, "cannot resolve host: resolution cancelled");
 		return;
 	}
 	pthread_once(&hostres_once, hostres_lib_init);
 	if (hostres_lib_status != ARES_SUCCESS) {
-		hostres_fail_pending(s, "cannot resolve host: resolver library failed to start");
+		hostres_set_fail_pending(s, "cannot resolve host: resolver library failed to start");
 		return;
 	}
 	if (timeout_ms == 0)
@@ -169,12 +169,12 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 	/* resolv.conf's search list and ndots apply, as they did with getaddrinfo: a short
 	 * name ("mx1") an operator relied on still resolves */
 	if (ares_init_options(&ch, &opt, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) != ARES_SUCCESS) {
-		hostres_fail_pending(s, "cannot resolve host: resolver failed to start (/etc/resolv.conf?)");
+		hostres_set_fail_pending(s, "cannot resolve host: resolver failed to start (/etc/resolv.conf?)");
 		return;
 	}
 	if (servers != NULL && *servers != '\0' && ares_set_servers_ports_csv(ch, servers) != ARES_SUCCESS) {
 		ares_destroy(ch);
-		hostres_fail_pending(s, "cannot resolve host: bad dns.resolvers");
+		hostres_set_fail_pending(s, "cannot resolve host: bad dns.resolvers");
 		return;
 	}
 	struct ares_addrinfo_hints hints;
@@ -240,7 +240,7 @@ void hostres_set_resolve(struct hostres_set *s, const char *servers, uint64_t ti
 		}
 	}
 	ares_destroy(ch);
-	hostres_fail_pending(s, atomic_load(&s->cancelled) ? "cannot resolve host: resolution cancelled" :
+	hostres_set_fail_pending(s, atomic_load(&s->cancelled) ? "cannot resolve host: resolution cancelled" :
 	    "cannot resolve host: no answer from the DNS in time (dns.timeout)");
 }
 

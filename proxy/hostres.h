@@ -60,6 +60,8 @@ const struct hostres_entry *hostres_set_find(const struct hostres_set *s, const 
  * not resolved yet, so that hostres_set_resolve asks only for the others: a reload resolves
  * its names off the main loop first (main.c), then loads the file with them. NULL src ok. */
 void hostres_set_adopt(struct hostres_set *s, const struct hostres_set *src);
+/* Ends every name of s not resolved yet with why (a static text), asking no DNS. */
+void hostres_set_fail_pending(struct hostres_set *s, const char *why);
 void hostres_set_free(struct hostres_set *s);
 
 #endif

@@ -8,6 +8,11 @@ new names were resolved on the main loop after all (the stall the thread was the
 - SIGHUP with a server named by a slow name; while it resolves, the file is rewritten to name
   another server: the reload puts the first file in force (its server), and the second
   file's name is never asked; a second SIGHUP then puts the second file in force.
+- SIGHUP with a server whose name is never answered; while it resolves, the file is rewritten
+  to name another server: the refusal reads the file again for its FILE:LINE:COL lines, and
+  that reading (on the main loop) asked the edit's new name there, stalling the loop up to
+  dns.timeout — now such a name is refused unasked ("the file changed while its names were
+  resolved"), the running generation stays.
 """
 import json
 import os
@@ -25,6 +30,8 @@ SOCK = os.path.join(mt.TMP, 'one-read-control.sock')
 dns = mt.dns_peer({
     'slow.once.test': [{'a': '127.0.0.1'}, {'delay': mt.slack(3)}],
     'other.once.test': [{'a': '127.0.0.1'}],
+    'drop.once.test': 'drop',
+    'late.once.test': [{'a': '127.0.0.1'}],
 }, name='dns-one-read')
 a = mt.Backend(name='OA')
 b = mt.Backend(name='OB')
@@ -56,5 +63,17 @@ mt.check(dns.queries('other.once.test') == 0, 'the later file\'s name was not as
 mx.send_signal(signal.SIGHUP)
 mt.check(mx.wait_log(r'event=reloaded generation=3', mt.slack(20), mark) is not None, 'reloaded again\n%s' % mx.tail())
 mt.check(backends() == [second], 'the next reload puts the edited file in force: %s' % backends())
+
+# --- the asked-for file's name does not resolve, and the file is edited meanwhile
+mark = mx.log_size()
+mx.reload(cfg_with('smtp://drop.once.test:%d' % b.port))
+mt.check(mt.wait_for(lambda: dns.queries('drop.once.test') > 0, timeout=mt.slack(10)), 'the reload asks for the dropped name')
+mx._write(cfg_with('smtp://late.once.test:%d' % c.port))
+mt.check(mx.wait_log(r'event=reload_failed', mt.slack(40), mark) is not None, 'the reload is refused\n%s' % mx.tail())
+mt.check(dns.queries('late.once.test') == 0, 'the edit\'s name was not asked on the main loop (%d)'
+         % dns.queries('late.once.test'))
+mt.check(mx.wait_log(r'the file changed while its names were resolved', mt.slack(5), mark) is not None,
+         'the refusal says the file changed\n%s' % mx.tail())
+mt.check(backends() == [second], 'the running generation stays: %s' % backends())
 mx.stop()
 mt.finish()
