@@ -408,6 +408,65 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	free(buf);
 }
 
+/* rewrite_header Subject, as SpamAssassin with report_safe 0 (the rule files' tmpl): on spam,
+ * each "Subject:" field gets the tag before its value as received (encoded words and
+ * folds kept), the value it had goes into X-Spam-Prev-Subject; a message without one gets
+ * "Subject: TAG" and "X-Spam-Prev-Subject: (nonexistent)"; ham without one gets an empty
+ * "Subject: ", as from spamd. A "Subject :" field (blank before
+ * the colon), which SpamAssassin's /^Subject:/i skips, is counted (the edit's index counts
+ * every Subject field) but left as it is. */
+static void rules_rewrite_subject(struct hook_env *env, const char *tmpl, double total,
+    double required, bool spam)
+{
+	size_t len = 0, i = 0;
+	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL;
+	int n = 0;
+
+	while (m != NULL && i < len && m[i] != '\n' && !(m[i] == '\r' && i + 1 < len &&
+	    m[i + 1] == '\n')) {
+		size_t s = i, e, nl;
+
+		for (;;) {      /* the field runs to the LF not followed by a blank */
+			const char *lf = memchr(m + i, '\n', len - i);
+
+			i = lf ? (size_t)(lf - m) + 1 : len;
+			if (i >= len || (m[i] != ' ' && m[i] != '\t'))
+				break;
+		}
+		for (nl = 0; s + nl < i && m[s + nl] != ':' && m[s + nl] != '\n'; nl++)
+			;
+		e = s + nl;
+		while (e > s && (m[e - 1] == ' ' || m[e - 1] == '\t'))
+			e--;
+		if (s + nl >= i || m[s + nl] != ':' || e - s != 7 || strncasecmp(m + s, "Subject", 7))
+			continue;
+		n++;
+		if (nl == 7 && spam) {
+			size_t ve = i;
+			char *old, *nv;
+
+			while (ve > s + 8 && (m[ve - 1] == '\n' || m[ve - 1] == '\r'))
+				ve--;
+			if ((old = strndup(m + s + 8, ve - (s + 8))) == NULL)
+				abort();
+			nv = actions_rewrite_subject(tmpl, total, required, old);
+			hook_env_change_header(env, "Subject", n, nv);
+			hook_env_add_header(env, "X-Spam-Prev-Subject", old);
+			free(old);
+			free(nv);
+		}
+	}
+	if (n == 0 && !spam)
+		hook_env_add_header(env, "Subject", "");   /* spamd's empty one on ham too */
+	else if (n == 0) {
+		char *nv = actions_rewrite_subject(tmpl, total, required, NULL);
+
+		hook_env_add_header(env, "Subject", nv);
+		hook_env_add_header(env, "X-Spam-Prev-Subject", "(nonexistent)");
+		free(nv);
+	}
+}
+
 /* One scan in the thread pool: copies of everything it reads, so the session may go away
  * (session_free marks the job cancelled) while the scan runs. */
 struct rules_job {
@@ -558,6 +617,10 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it
 		 * (SpamAssassin removes X-Spam-* whatever it adds) */
 		rules_delete_spam_fields(env);
+	if (rules_set_rewrite_subject(w->rs) && (v.action == VERDICT_CONTINUE ||
+	    v.action == VERDICT_ACCEPT || v.action == VERDICT_QUARANTINE))
+		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, w->th.required,
+		    round(total * 1000) / 1000 >= w->th.required);
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
 		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);
