@@ -625,10 +625,10 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	 * and to sieve rules. Like spamc with spamd down, no X-Spam-* verdict is written (the
 	 * sender's are still removed); the thresholds still act on what did score. */
 	incomplete = rules_missing_scorers(env, missing, sizeof(missing));
-	if (incomplete)
-		snprintf(scan, sizeof(scan), " scan=incomplete missing=%s", missing);
-	else if (res->over_budget)
-		snprintf(scan, sizeof(scan), " scan=over_budget");
+	if (incomplete || res->over_budget)
+		snprintf(scan, sizeof(scan), " scan=%s%s%s%s", res->over_budget ? "over_budget" : "",
+		    res->over_budget && incomplete ? "," : "", incomplete ? "incomplete missing=" : "",
+		    incomplete ? missing : "");
 	if (total >= w->th.required)   /* spam as X-Spam-Status says it: for reputation */
 		env->flags |= HOOK_FLAG_SPAM;
 	if (rc->mode == RULES_MODE_LOG) {
