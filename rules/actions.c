@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int actions_rank(enum rule_action a)
 {
@@ -165,26 +166,35 @@ static size_t actions_sa_wrap(char *out, size_t len, const char *s, size_t name_
 	return o;
 }
 
+/* SpamAssassin's _SCORE_ and _REQD_ (s, r: 32 bytes each): the score rounded to 3 decimals
+ * decides; the shown one (2.1f) never contradicts the verdict (_get_tag_value_for_score).
+ * Returns whether the message is spam. */
+static bool actions_shown_score(char *s, char *r, double score, double required)
+{
+	double s3 = round(score * 1000) / 1000, shown;
+	bool spam = s3 >= required;
+
+	actions_format_score(s, 32, s3);
+	snprintf(r, 32, "%.1f", required);
+	shown = strtod(s, NULL);
+	if (spam && shown < strtod(r, NULL))
+		snprintf(s, 32, "%s", r);
+	else if (!spam && shown >= strtod(r, NULL))
+		snprintf(s, 32, "%.1f", strtod(r, NULL) - 0.1);
+	return spam;
+}
+
 size_t actions_format_status(char *buf, size_t len, double score, double required,
     const char *const *tests, size_t ntests, const char *tail)
 {
 	char s[32], r[32], *flat;
 	size_t fl = 64, o;
 	int w;
-	/* SA: the score rounded to 3 decimals decides; the shown one (2.1f) never contradicts
-	 * the verdict (get_tag_value_for_score) */
-	double s3 = round(score * 1000) / 1000, shown;
-	bool spam = s3 >= required;
+	bool spam;
 
 	if (len == 0)
 		return 0;
-	actions_format_score(s, sizeof(s), s3);
-	snprintf(r, sizeof(r), "%.1f", required);
-	shown = strtod(s, NULL);
-	if (spam && shown < strtod(r, NULL))
-		snprintf(s, sizeof(s), "%s", r);
-	else if (!spam && shown >= strtod(r, NULL))
-		snprintf(s, sizeof(s), "%.1f", strtod(r, NULL) - 0.1);
+	spam = actions_shown_score(s, r, score, required);
 	/* the unfolded value first, then SA's folding of it */
 	for (size_t i = 0; i < ntests; i++)
 		fl += strlen(tests[i]) + 1;
@@ -231,4 +241,59 @@ size_t actions_format_symbols(char *buf, size_t len, const char *const *names,
 		o = actions_fold_list(buf, len, o, i ? 8 : 16, ptrs, k, ", ");
 	}
 	return o;
+}
+
+char *actions_rewrite_subject(const char *tmpl, double score, double required, const char *old)
+{
+	static const char *const names[] = { "SCORE", "HITS", "REQD", "YESNO", "YESNOCAPS", NULL };
+	char s[32], r[32];
+	const char *vals[5];
+	bool spam = actions_shown_score(s, r, score, required);
+	size_t tl = 0, cap = strlen(tmpl) * 8 + 64, ol = old ? strlen(old) : 0;
+	char *tag = malloc(cap), *out;
+
+	if (tag == NULL)
+		abort();
+	vals[0] = s;
+	vals[1] = s;
+	vals[2] = r;
+	vals[3] = spam ? "Yes" : "No";
+	vals[4] = spam ? "YES" : "NO";
+	/* _replace_tags: _NAME_ of a known tag becomes its value, any other stays as written */
+	for (const char *p = tmpl; *p;) {
+		bool done = false;
+
+		if (*p == '_')
+			for (int k = 0; names[k] && !done; k++) {
+				size_t nl = strlen(names[k]);
+
+				if (strncmp(p + 1, names[k], nl) == 0 && p[1 + nl] == '_') {
+					tl += (size_t)snprintf(tag + tl, cap - tl, "%s", vals[k]);
+					p += nl + 2;
+					done = true;
+				}
+			}
+		if (!done) {
+			/* $tag =~ s/\n/ /gs */
+			tag[tl++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
+			p++;
+		}
+	}
+	tag[tl] = '\0';
+	/* s/^([^:]+:)[ \t]*(?:\Q$tag\E )?/$1 $tag /i on the field's first line */
+	if (old != NULL) {
+		while (*old == ' ' || *old == '\t')
+			old++;
+		if (strncasecmp(old, tag, tl) == 0 && old[tl] == ' ')
+			old += tl + 1;
+		ol = strlen(old);
+	}
+	out = malloc(tl + ol + 2);
+	if (out == NULL)
+		abort();
+	memcpy(out, tag, tl);
+	out[tl] = ' ';
+	memcpy(out + tl + 1, old ? old : "", ol + 1);
+	free(tag);
+	return out;
 }

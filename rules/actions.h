@@ -41,4 +41,13 @@ void actions_format_score(char *buf, size_t len, double score);
 size_t actions_format_symbols(char *buf, size_t len, const char *const *names,
     const double *scores, size_t n);
 
+/* SpamAssassin's rewrite_header Subject (report_safe 0: PerMsgStatus::rewrite_no_report_safe)
+ * on a spam message: the tag, tmpl with _SCORE_ (_HITS_), _REQD_, _YESNO_ and _YESNOCAPS_
+ * expanded as in X-Spam-Status (other tags as written, line breaks as spaces), then a space,
+ * then old: the Subject's value as received after the ':' (folds and encoded words kept),
+ * its leading blanks dropped and the tag not repeated when it already starts with it and a
+ * space (any case); NULL when the message has no Subject (SA creates one: "TAG "). Returns
+ * the new value (malloc'd). */
+char *actions_rewrite_subject(const char *tmpl, double score, double required, const char *old);
+
 #endif

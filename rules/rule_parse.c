@@ -670,9 +670,10 @@ static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
 		    "this plugin; its ifplugin blocks are skipped", (int)(e - p), p,
 		    (int)(rule_word_end(v) - v), v);
 	} else if (rule_word_is(p, e, "rewrite_header"))
-		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header is not applied: "
-		    "mxgate does not rewrite the message; the backend can file on "
-		    "X-Spam-Status: Yes (rules.actions.add_header)");
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header %.*s is not "
+		    "applied: mxgate rewrites the Subject only; the backend can file on "
+		    "X-Spam-Status: Yes (rules.actions.add_header)",
+		    (int)(rule_word_end(v) - v), v);
 	else if ((rule_word_is(p, e, "required_score") || rule_word_is(p, e, "required_hits")) &&
 	    strtod(v, NULL) != 5.0)
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "%.*s %s is not applied: "
@@ -805,6 +806,16 @@ static void rule_parse_line(struct rule_line *l, char *line)
 			 * whitelist_form would otherwise be a list silently never applied) */
 			rule_src_add_error(s, l->file, l->lineno, 1, "unknown directive '%.*s'",
 			    (int)(e - p), p);
+			return;
+		}
+		if (rule_word_is(p, e, "rewrite_header") && ae - a == 7 &&
+		    strncasecmp(a, "subject", 7) == 0) {
+			/* SpamAssassin's Conf.pm: split(/\s+/, $value, 2); a STRING with no visible
+			 * character removes the rewrite; the last line wins */
+			const char *t = rule_skip_ws(ae);
+
+			free(s->rewrite_subject);
+			s->rewrite_subject = *t ? rule_strdup(t) : NULL;
 			return;
 		}
 		rule_warn_setting(l, p, e, a);

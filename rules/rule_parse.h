@@ -135,7 +135,7 @@ long rule_src_find(const struct rule_src *s, const char *name);
 size_t rule_src_nerrors(const struct rule_src *s);
 const char *rule_src_error(const struct rule_src *s, size_t i);
 /* Warnings (not errors: the load is clean): SpamAssassin settings an operator expects to
- * act that mxgate reads but does not apply (rewrite_header; required_score other than 5),
+ * act that mxgate reads but does not apply (rewrite_header From/To; required_score not 5),
  * as "FILE:LINE:COL: warning: reason" lines, borrowed. */
 size_t rule_src_nwarnings(const struct rule_src *s);
 const char *rule_src_warning(const struct rule_src *s, size_t i);
@@ -159,6 +159,9 @@ void rule_src_setting(const struct rule_src *s, size_t i, const char **key, cons
  * does not tokenize them), from the lines the if/ifplugin blocks leave active: lower case,
  * once each, in file order: sets *n, returns the array (borrowed until rule_src_free). */
 const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n);
+/* The STRING of the last `rewrite_header Subject STRING` (template tags unexpanded), NULL
+ * when none or when a later one with no STRING removed it (SpamAssassin's Conf.pm). */
+const char *rule_src_rewrite_subject(const struct rule_src *s);
 
 /* Parses "/re/flags" or "m{re}flags" at *p. On success returns 0, sets *re (malloc'd),
  * *flags and advances *p past the flags. -1 with *err on a malformed regex. */

@@ -202,6 +202,7 @@ void rule_src_free(struct rule_src *s)
 	for (size_t i = 0; i < s->nignore_hdrs; i++)
 		free(s->ignore_hdrs[i]);
 	free(s->ignore_hdrs);
+	free(s->rewrite_subject);
 	free(s);
 }
 
@@ -574,6 +575,11 @@ char *rule_src_ignored_list(const struct rule_src *s)
 	free(v);
 	return out;
 }
+const char *rule_src_rewrite_subject(const struct rule_src *s)
+{
+	return s->rewrite_subject;
+}
+
 const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n)
 {
 	*n = s->nignore_hdrs;

@@ -25,6 +25,7 @@ struct rule_src {
 	struct rule_def *v; size_t n, cap;
 	struct rule_setting *settings; size_t nsettings, settings_cap;
 	char **ignore_hdrs; size_t nignore_hdrs, ignore_hdrs_cap;   /* bayes_ignore_header */
+	char *rewrite_subject;                /* rewrite_header Subject STRING; NULL = none */
 	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
 	char **errors; size_t nerrors, errors_cap;
 	char **warnings; size_t nwarnings, warnings_cap;   /* "FILE:LINE:COL: warning: ..." */

@@ -408,6 +408,91 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 	free(buf);
 }
 
+/* rewrite_header Subject, as SpamAssassin with report_safe 0 (the rule files' tmpl): on spam,
+ * each "Subject:" field gets the tag before its value as received (encoded words and
+ * folds kept), the value it had goes into X-Spam-Prev-Subject; a message without one gets
+ * "Subject: TAG" and "X-Spam-Prev-Subject: (nonexistent)"; ham without one gets an empty
+ * "Subject: ", as from spamd. A "Subject :" field (blank before
+ * the colon), which SpamAssassin's /^Subject:/i skips, is counted (the edit's index counts
+ * every Subject field) but left as it is. */
+static void rules_rewrite_subject(struct hook_env *env, const char *tmpl, double total,
+    double required, bool spam)
+{
+	size_t len = 0, i = 0;
+	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL;
+	int n = 0;
+
+	while (m != NULL && i < len && m[i] != '\n' && !(m[i] == '\r' && i + 1 < len &&
+	    m[i + 1] == '\n')) {
+		size_t s = i, e, nl;
+
+		for (;;) {      /* the field runs to the LF not followed by a blank */
+			const char *lf = memchr(m + i, '\n', len - i);
+
+			i = lf ? (size_t)(lf - m) + 1 : len;
+			if (i >= len || (m[i] != ' ' && m[i] != '\t'))
+				break;
+		}
+		for (nl = 0; s + nl < i && m[s + nl] != ':' && m[s + nl] != '\n'; nl++)
+			;
+		e = s + nl;
+		while (e > s && (m[e - 1] == ' ' || m[e - 1] == '\t'))
+			e--;
+		if (s + nl >= i || m[s + nl] != ':' || e - s != 7 || strncasecmp(m + s, "Subject", 7))
+			continue;
+		n++;
+		if (nl == 7 && spam) {
+			size_t ve = i;
+			char *old, *nv;
+
+			while (ve > s + 8 && (m[ve - 1] == '\n' || m[ve - 1] == '\r'))
+				ve--;
+			if ((old = strndup(m + s + 8, ve - (s + 8))) == NULL)
+				abort();
+			nv = actions_rewrite_subject(tmpl, total, required, old);
+			hook_env_change_header(env, "Subject", n, nv);
+			hook_env_add_header(env, "X-Spam-Prev-Subject", old);
+			free(old);
+			free(nv);
+		}
+	}
+	if (n == 0 && !spam)
+		hook_env_add_header(env, "Subject", "");   /* spamd's empty one on ham too */
+	else if (n == 0) {
+		char *nv = actions_rewrite_subject(tmpl, total, required, NULL);
+
+		hook_env_add_header(env, "Subject", nv);
+		hook_env_add_header(env, "X-Spam-Prev-Subject", "(nonexistent)");
+		free(nv);
+	}
+}
+
+/* The built-in filters that score (spamd, rspamd: SPAMD_SCORE, RSPAMD_SCORE) configured for
+ * this message but whose score is missing: failed with on_error accept or tag, timed out,
+ * given up at limits.filter_deadline, or skipped (an earlier filter's accept, a message over
+ * their max_size). Their names ("spamd,rspamd") in buf; false when every one scored. */
+static bool rules_missing_scorers(const struct hook_env *env, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; env->cfg && i < env->cfg->plugins.n; i++) {
+		const struct plugin_config *pc = (const struct plugin_config *)env->cfg->plugins.v + i;
+		const char *sym;
+
+		if (pc->so.desc || pc->so.path || pc->name == NULL)
+			continue;       /* a shared object: whether it scores is its own business */
+		sym = strcmp(pc->name, "spamd") == 0 ? "SPAMD_SCORE" :
+		    strcmp(pc->name, "rspamd") == 0 ? "RSPAMD_SCORE" : NULL;
+		if (sym == NULL || hook_env_find_symbol(env, sym) || strstr(buf, pc->name))
+			continue;
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "," : "", pc->name);
+		if (o >= len)
+			o = len - 1;
+	}
+	return o > 0;
+}
+
 /* One scan in the thread pool: copies of everything it reads, so the session may go away
  * (session_free marks the job cancelled) while the scan runs. */
 struct rules_job {
@@ -500,7 +585,9 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	double total = 0;
 	struct bayes_autolearn_points alp = { 0 };
 	char tests[512], sbuf[32], bbuf[64] = "", al[sizeof(alp.force_names) + 128];
+	char missing[64], scan[96] = "";
 	size_t to = 0;
+	bool incomplete;
 
 	rules_rescore_symbols(w->rs, env, env->nsymbols, br->available);
 	for (size_t i = 0; i < env->nsymbols; i++)
@@ -533,31 +620,44 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		to += (size_t)n;
 	}
 	actions_format_score(sbuf, sizeof(sbuf), total);
+	/* a scorer's part is missing: the total is not the message's score, and an X-Spam-Status
+	 * saying "No, score=0.0" would make unscanned mail look like clean ham to the mail client
+	 * and to sieve rules. Like spamc with spamd down, no X-Spam-* verdict is written (the
+	 * sender's are still removed); the thresholds still act on what did score. */
+	incomplete = rules_missing_scorers(env, missing, sizeof(missing));
+	if (incomplete || res->over_budget)
+		snprintf(scan, sizeof(scan), " scan=%s%s%s%s", res->over_budget ? "over_budget" : "",
+		    res->over_budget && incomplete ? "," : "", incomplete ? "incomplete missing=" : "",
+		    incomplete ? missing : "");
 	if (total >= w->th.required)   /* spam as X-Spam-Status says it: for reputation */
 		env->flags |= HOOK_FLAG_SPAM;
 	if (rc->mode == RULES_MODE_LOG) {
 		log_event(LOG_LVL_INFO, env->session_id,
-		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s%s%s", sbuf,
+		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s%s%s%s", sbuf,
 		    w->th.required, act, v.action != VERDICT_CONTINUE ? "(dry-run)" : "",
-		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "", bbuf,
+		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "",
+		    incomplete ? scan : "", bbuf,
 		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
 		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	} else {
 		log_event(LOG_LVL_INFO, env->session_id,
 		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s%s%s", sbuf,
 		    w->th.required, act, tests[0] ? tests : "none",
-		    res->body_skipped ? " body=skipped" : "",
-		    res->over_budget ? " scan=over_budget" : "", bbuf,
+		    res->body_skipped ? " body=skipped" : "", scan, bbuf,
 		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
 	}
-	if (rc->headers && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
-	    v.action == VERDICT_QUARANTINE))
+	if (rc->headers && !incomplete && (v.action == VERDICT_CONTINUE ||
+	    v.action == VERDICT_ACCEPT || v.action == VERDICT_QUARANTINE))
 		rules_add_headers(env, total, w->th.required, res, al);
-	else if (!rc->headers)
+	else if (!rc->headers || incomplete)
 		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
 		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it
 		 * (SpamAssassin removes X-Spam-* whatever it adds) */
 		rules_delete_spam_fields(env);
+	if (rules_set_rewrite_subject(w->rs) && !incomplete && (v.action == VERDICT_CONTINUE ||
+	    v.action == VERDICT_ACCEPT || v.action == VERDICT_QUARANTINE))
+		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, w->th.required,
+		    round(total * 1000) / 1000 >= w->th.required);
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
 		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);

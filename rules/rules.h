@@ -82,6 +82,8 @@ void rules_set_free(struct rules_set *rs);
  * once each): what its classifier must not tokenize. Sets *names (borrowed while rs lives)
  * and returns their count. */
 size_t rules_set_ignore_headers(const struct rules_set *rs, const char *const **names);
+/* The rule files' `rewrite_header Subject STRING` (tags unexpanded), or NULL. */
+const char *rules_set_rewrite_subject(const struct rules_set *rs);
 /* Reads and parses the files the globs name as rules_set_load does (the same if/ifplugin
  * blocks, FILE:LINE:COL errors written to err, which may be NULL) without compiling: for
  * the settings alone (`mxgate learn` and its bayes_ignore_header lines). NULL only on

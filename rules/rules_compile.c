@@ -551,6 +551,7 @@ static void rules_set_release(struct rules_set *rs)
 	for (size_t i = 0; i < rs->nignore_hdrs; i++)
 		free(rs->ignore_hdrs[i]);
 	free(rs->ignore_hdrs);
+	free(rs->rewrite_subject);
 	free(rs);
 }
 
@@ -601,6 +602,9 @@ static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE 
 			if (((*out)->ignore_hdrs[i] = strdup(v[i])) == NULL)
 				abort();
 		(*out)->nignore_hdrs = n;
+		if (rule_src_rewrite_subject(src) &&
+		    ((*out)->rewrite_subject = strdup(rule_src_rewrite_subject(src))) == NULL)
+			abort();
 	}
 	for (size_t i = 0; i < rule_src_nwarnings(src) && err; i++)
 		fprintf(err, "%s\n", rule_src_warning(src, i));
@@ -803,6 +807,11 @@ size_t rules_set_ignore_headers(const struct rules_set *rs, const char *const **
 {
 	*names = (const char *const *)rs->ignore_hdrs;
 	return rs->nignore_hdrs;
+}
+
+const char *rules_set_rewrite_subject(const struct rules_set *rs)
+{
+	return rs->rewrite_subject;
 }
 
 void rules_set_get_stats(const struct rules_set *rs, struct rules_stats *st)

@@ -78,6 +78,7 @@ struct rules_set {
 	struct rules_missing *missing; size_t nmissing;
 	char *ignored_list;                  /* rule_src_ignored_list, for -t */
 	char **ignore_hdrs; size_t nignore_hdrs;  /* bayes_ignore_header, for the classifier */
+	char *rewrite_subject;                   /* rewrite_header Subject STRING, or NULL */
 	atomic_int refs;
 };
 

@@ -1,11 +1,14 @@
 /* fuzz_rule_parse.c — the rule-file parser and meta expressions on arbitrary bytes:
  * rule_src_feed + finish, then every meta expression compiled and evaluated, and every
- * regex through match_re_compile's Perl check (the scan for an unescaped "{"). */
+ * regex through match_re_compile's Perl check (the scan for an unescaped "{"), and a
+ * `rewrite_header Subject` template expanded before the input's first line as the old
+ * Subject and before none. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rules/actions.h"
 #include "rules/match.h"
 #include "rules/meta.h"
 #include "rules/rule_parse.h"
@@ -55,6 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    ebuf, sizeof(ebuf)) == 0)
 				match_re_free(re);
 		}
+	}
+	if (rule_src_rewrite_subject(s)) {
+		const uint8_t *nl = memchr(data, '\n', size);
+		char *old = strndup((const char *)data, nl ? (size_t)(nl - data) : size);
+		char *v = old ? actions_rewrite_subject(rule_src_rewrite_subject(s), size % 7 * 1.7,
+		    5, old) : NULL;
+
+		free(v);
+		free(old);
+		free(actions_rewrite_subject(rule_src_rewrite_subject(s), -1e9, 5, NULL));
 	}
 	for (size_t i = 0; i < rule_src_nerrors(s); i++)
 		(void)strlen(rule_src_error(s, i));

@@ -6,7 +6,7 @@ local.cf and 65_debian.cf, copied here with the operator's additions at the end 
 - local.cf's `include my/extra.cf` (relative to local.cf) loads the operator's rules, and a
   `score` line after the stock files overrides the stock score (MISSING_DATE 7.0); an edit
   of the included file is picked up by SIGHUP.
-- -t warns of local.cf's rewrite_header and required_score 6.0 (read, not applied: mxgate's
+- -t warns of local.cf's rewrite_header From and required_score 6.0 (read, not applied: mxgate's
   thresholds are rules.actions), and of nothing in the stock files; the daemon logs the
   same (event=rules_problem), and an error in a file edited before a SIGHUP by its line.
 - local.cf's whitelist_from / blacklist_from drive the stock USER_IN_WELCOMELIST (-100) and
@@ -48,7 +48,7 @@ for name in ('local.cf', '65_debian.cf'):
 with open(os.path.join(ETC, 'local.cf'), 'a') as f:
     f.write('\n# the operator\'s additions\nrequired_score 5.0\ninclude my/extra.cf\n'
             'score MISSING_DATE 7.0\nwhitelist_from *@friend.example\n'
-            'blacklist_from spammer@bad.example\nrewrite_header Subject *****SPAM*****\n'
+            'blacklist_from spammer@bad.example\nrewrite_header From *****SPAM*****\n'
             'required_score 6.0\n')
 EXTRA = os.path.join(ETC, 'my', 'extra.cf')
 with open(EXTRA, 'w') as f:
@@ -67,9 +67,9 @@ mt.check(st == 0 and ' 0 errors' in out, '-t accepts the layout (%d): %s' % (
 # its line (the stock files' own settings are not)
 warns = [l for l in out.splitlines() if ': warning: ' in l and 'accept_domains' not in l]
 mt.check(len(warns) == 2 and all(w.startswith(os.path.join(ETC, 'local.cf') + ':') for w in warns)
-         and 'rewrite_header is not applied' in warns[0] and
+         and 'rewrite_header From is not applied' in warns[0] and
          'required_score 6.0 is not applied' in warns[1],
-         '-t warns of rewrite_header and required_score 6.0 in local.cf, nothing else: %s' % warns)
+         '-t warns of rewrite_header From and required_score 6.0 in local.cf, nothing else: %s' % warns)
 # what mxgate reads and does not apply is listed by name (the stock files' reuse ... and
 # local.cf's rewrite_header), the settings it applies (whitelist_from ...) are not, nor the
 # stock files' lang lines: SpamAssassin in the C.UTF-8 locale skips them too
@@ -82,7 +82,7 @@ cfg = mt.config([be.url], rules=rules)
 mx = mt.Mxgate(cfg)
 m = mx.wait_log(r'event=rules_loaded files=(\d+)', timeout=30)
 mt.check(mx.count_log(r'info .*event=rules_problem detail=.*local\.cf:\d+:1: warning: '
-                      r'(rewrite_header|required_score 6\.0) is not applied') == 2,
+                      r'(rewrite_header From|required_score 6\.0) is not applied') == 2,
          'the start-up log has -t\'s two warnings: %s' % [
              l for l in mx.log().splitlines() if 'rules_problem' in l])
 nstock = len(glob.glob(os.path.join(STOCK, '*.cf')))

@@ -2,7 +2,7 @@
 """spamd plugin against a real spamd with Debian's shipped rules: GTUBE scores ~1000 and
 its rule names come back as symbols (SPAMD_SCORE carries the total; X-Spam-Status lists
 GTUBE), a clean message scores low, spamd down with on_error accept lets mail through
-unscored."""
+unscored, with no X-Spam-* verdict claiming it was scanned."""
 import os
 import re
 import sys
@@ -47,5 +47,19 @@ mt.check(code == 250 and len(sc) == 2 and sc[1] < 5, 'clean message scored low a
 mt.stop_proc(sp)
 code, text = send(m.port, mt.message('down1'))
 mt.check(code == 250 and be.by_tag('down1'), 'spamd down, on_error accept -> delivered: %s' % code)
+# unscanned mail must not look like clean ham to a mail client or a sieve rule: no X-Spam-*
+# verdict (as spamc passes the message unchanged when spamd is down), and a sender's forged
+# "X-Spam-Status: No" or "X-Spam-Flag: NO" is still removed
+code, text = send(m.port, mt.message('down2', headers=('X-Spam-Status: No, score=-9.0',
+                                                       'X-Spam-Flag: NO')))
+got = be.by_tag('down1') + be.by_tag('down2')
+heads = [re.split(rb'\r\n\r\n', g['data'], 1)[0] for g in got]
+mt.check(code == 250 and len(heads) == 2 and
+         not any(re.search(rb'^X-Spam-(Status|Score|Flag|Level|Symbols):', h, re.M | re.I)
+                 for h in heads),
+         'spamd down: no X-Spam-* verdict on the unscanned messages: %s' % heads)
+mt.check(m.count_log(r'event=rules .*scan=incomplete missing=spamd') == 2,
+         'the rules line says the score lacks spamd\'s: %s' % [
+             l for l in m.log().splitlines() if 'event=rules ' in l][-2:])
 m.stop()
 mt.finish()

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rules/actions.h"
@@ -145,6 +146,31 @@ static void test_symbols_folding(void **state)
 	assert_true(n > 10);
 }
 
+/* rewrite_header Subject (SA's rewrite_no_report_safe): the tag before the value as received,
+ * leading blanks dropped, folds and encoded words kept, a tag already there not doubled;
+ * _SCORE_/_REQD_ as X-Spam-Status shows them, other tags as written. */
+static void test_rewrite_subject(void **state)
+{
+	char *v;
+
+	v = actions_rewrite_subject("*****SPAM*****", 7, 5, " hello");
+	assert_string_equal(v, "*****SPAM***** hello");
+	free(v);
+	v = actions_rewrite_subject("[SPAM]", 7, 5, " =?UTF-8?B?w6Q=?=\r\n\tsecond");
+	assert_string_equal(v, "[SPAM] =?UTF-8?B?w6Q=?=\r\n\tsecond");
+	free(v);
+	v = actions_rewrite_subject("[spam]", 7, 5, "\t[SPAM] again");
+	assert_string_equal(v, "[spam] again");
+	free(v);
+	v = actions_rewrite_subject("[SPAM]", 7, 5, NULL);
+	assert_string_equal(v, "[SPAM] ");
+	free(v);
+	/* 4.9996 rounds to 5.0 at 3 decimals: spam, shown as 5.0 (never "4.9 ... Yes") */
+	v = actions_rewrite_subject("_SCORE_/_REQD_ _HITS_ _YESNOCAPS_ _X_\nend", 4.9996, 5, "s");
+	assert_string_equal(v, "5.0/5.0 5.0 YES _X_ end s");
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +180,7 @@ int main(void)
 		cmocka_unit_test(test_status_folding),
 		cmocka_unit_test(test_symbols),
 		cmocka_unit_test(test_symbols_folding),
+		cmocka_unit_test(test_rewrite_subject),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

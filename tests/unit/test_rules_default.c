@@ -392,8 +392,9 @@ static void test_include(void **state)
  * (a warning, not an error), except for the stock default required_score 5. */
 static void test_unapplied_settings_warned(void **state)
 {
-	const char *text = "required_score 8\nrewrite_header Subject *****SPAM*****\n"
-	    "required_score 5.0\nrequired_hits 3\nreport_safe 0\nbody A /ok/\n";
+	const char *text = "required_score 8\nrewrite_header From *****SPAM*****\n"
+	    "required_score 5.0\nrequired_hits 3\nreport_safe 0\nbody A /ok/\n"
+	    "rewrite_header subject [SPAM _SCORE_]\n";
 	struct rules_set *rs = NULL;
 	char *buf = NULL;
 	size_t blen = 0;
@@ -402,12 +403,32 @@ static void test_unapplied_settings_warned(void **state)
 	assert_int_equal(rules_set_load_text("w.cf", text, strlen(text), &rs, err), 0);
 	fclose(err);
 	assert_non_null(strstr(buf, "w.cf:1:1: warning: required_score 8 is not applied"));
-	assert_non_null(strstr(buf, "w.cf:2:1: warning: rewrite_header is not applied"));
+	assert_non_null(strstr(buf, "w.cf:2:1: warning: rewrite_header From is not applied"));
 	assert_null(strstr(buf, "w.cf:3:"));
 	assert_non_null(strstr(buf, "w.cf:4:1: warning: required_hits 3 is not applied"));
 	assert_null(strstr(buf, "w.cf:5:"));
+	/* rewrite_header Subject is applied (rules.c): kept, no warning */
+	assert_null(strstr(buf, "w.cf:7:"));
+	assert_string_equal(rules_set_rewrite_subject(rs), "[SPAM _SCORE_]");
 	rules_set_free(rs);
 	free(buf);
+}
+
+/* rewrite_header Subject as SpamAssassin's Conf.pm reads it: the last line wins, one with no
+ * STRING removes the rewrite. */
+static void test_rewrite_subject_setting(void **state)
+{
+	const char *text = "rewrite_header Subject *** one ***\nrewrite_header SUBJECT two\n";
+	const char *off = "rewrite_header Subject x\nrewrite_header Subject\n";
+	struct rules_set *rs = NULL;
+
+	assert_int_equal(rules_set_load_text("s.cf", text, strlen(text), &rs, NULL), 0);
+	assert_string_equal(rules_set_rewrite_subject(rs), "two");
+	rules_set_free(rs);
+	rs = NULL;
+	assert_int_equal(rules_set_load_text("s.cf", off, strlen(off), &rs, NULL), 0);
+	assert_null(rules_set_rewrite_subject(rs));
+	rules_set_free(rs);
 }
 
 /* The per-message time budget covers `full` rules too: 3,000 full rules with no literal to
@@ -502,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_meta_chain),
 		cmocka_unit_test(test_include),
 		cmocka_unit_test(test_unapplied_settings_warned),
+		cmocka_unit_test(test_rewrite_subject_setting),
 		cmocka_unit_test(test_budget_full_rules),
 	};
 
