@@ -1058,15 +1058,15 @@ static void test_filter_deadline(void **state)
 	static struct mx_config dcfg;
 
 	memset(&dcfg, 0, sizeof(dcfg));
-	dcfg.limits.filter_deadline = 60;
+	dcfg.limits.filter_deadline = 240;
 	fx->env.cfg = &dcfg;
 	uv_timer_init(&fx->loop, &answer_timer);
 	nplug = 3;
 	for (int i = 0; i < 3; i++) {
 		plugfakes[i].stages = ALL_STAGES;
 		plugfakes[i].mode = FAKE_ASYNC;
-		plugfakes[i].timeout_ms = 30;
-		plugfakes[i].answer_ms = 25;
+		plugfakes[i].timeout_ms = 120;
+		plugfakes[i].answer_ms = 100;
 		plugfakes[i].null_verdict = true;
 		plugfakes[i].on_error = VERDICT_CONTINUE;
 	}
@@ -1074,7 +1074,7 @@ static void test_filter_deadline(void **state)
 	fakes[6].null_verdict = true;
 	fx_start(fx);
 
-	/* not at RCPT: 75 ms, each within its timeout, all three answered */
+	/* not at RCPT: 300 ms, each within its timeout, all three answered */
 	chain_run(&fx->chain, HOOK_RCPT, done_cb, &fx->done);
 	uv_run(&fx->loop, UV_RUN_DEFAULT);
 	assert_int_equal(fx->done.calls, 1);
@@ -1090,23 +1090,27 @@ static void test_filter_deadline(void **state)
 	assert_int_equal(fx->done.v.code, 451);
 	assert_string_equal(fx->done.v.reason, "filter-deadline");
 	assert_true(strncmp(fx->done.v.reply, "4.3.0 ", 6) == 0);
-	assert_true(uv_now(&fx->loop) - t0 >= 59);
-	assert_int_equal(plugfakes[2].runs, 2);
-	assert_int_equal(plugfakes[2].cancels, 1);
+	assert_true(uv_now(&fx->loop) - t0 >= 239);
+	/* the third is given up when the loop keeps time (100 + 100, the deadline at 240); on a
+	 * busy machine a late wake-up can bring the deadline while the second runs or before
+	 * it starts — which one is scheduling, not the chain's rule: the first always answered */
+	assert_int_equal(plugfakes[0].cancels, 0);
+	assert_true(plugfakes[1].cancels + plugfakes[2].cancels <= 1);
+	int runs1 = plugfakes[1].runs;
 	assert_int_equal(fakes[6].runs, 1);   /* decided: the scorer is not asked */
 
-	/* progress restarts the call's 30 ms, never the deadline */
+	/* progress restarts the call's 120 ms, never the deadline */
 	plugfakes[0].progress_only = true;
-	plugfakes[0].answer_ms = 10;
+	plugfakes[0].answer_ms = 40;
 	t0 = uv_now(&fx->loop);
 	chain_run(&fx->chain, HOOK_EOM, done_cb, &fx->done);
 	uv_run(&fx->loop, UV_RUN_DEFAULT);
 	assert_int_equal(fx->done.calls, 3);
 	assert_int_equal(fx->done.v.action, VERDICT_TEMPFAIL);
 	assert_string_equal(fx->done.v.reason, "filter-deadline");
-	assert_true(uv_now(&fx->loop) - t0 >= 59);
+	assert_true(uv_now(&fx->loop) - t0 >= 239);
 	assert_int_equal(plugfakes[0].cancels, 1);
-	assert_int_equal(plugfakes[1].runs, 2);
+	assert_int_equal(plugfakes[1].runs, runs1);   /* the second never started */
 
 	/* accept: the filters left are skipped, the scorer runs, the message goes on */
 	dcfg.limits.filter_deadline_action = FILTER_DEADLINE_ACCEPT;
@@ -1118,7 +1122,7 @@ static void test_filter_deadline(void **state)
 	uv_run(&fx->loop, UV_RUN_DEFAULT);
 	assert_int_equal(fx->done.calls, 4);
 	assert_int_equal(fx->done.v.action, VERDICT_CONTINUE);
-	assert_int_equal(plugfakes[1].runs, 2);
+	assert_int_equal(plugfakes[1].runs, runs1);
 	assert_int_equal(fakes[6].runs, 2);
 	fx_stop(fx);
 	uv_close((uv_handle_t *)&answer_timer, NULL);
