@@ -979,8 +979,10 @@ int main(int argc, char **argv)
 	/* The workers own the sockets from here (uv_tcp_open). */
 
 	current = main_gen_new(cfg, NULL);
-	if (current == NULL)
+	if (current == NULL) {
+		main_start_undo(cfg, nlisten, fds);	/* the config and the sockets: leaked before */
 		return 1;
+	}
 	main_loop = uv_default_loop();
 	workers = calloc((size_t)nworkers, sizeof(*workers));
 	for (int k = 0; k < nworkers; k++) {
