@@ -149,61 +149,23 @@ static bool auth_listener_has(const struct session *s)
 	return s->lc->submission || s->lc->auth;
 }
 
-/* Whether uid (with its groups) has the permission bits want (S_IXOTH / S_IWOTH, shifted
- * for owner and group) on st, as the kernel decides: the owner's bits for the owner, else a
- * group's, else the others'. Root has them all. */
-static bool auth_path_allows(const struct stat *st, uid_t uid, const gid_t *groups, int ngroups, mode_t want)
-{
-	if (uid == 0)
-		return true;
-	if (st->st_uid == uid)
-		return (st->st_mode & (want << 6)) != 0;
-	for (int i = 0; i < ngroups; i++)
-		if (st->st_gid == groups[i])
-			return (st->st_mode & (want << 3)) != 0;
-	return (st->st_mode & want) != 0;
-}
-
 /* See auth_config.h. */
 int auth_config_warnings(const struct mx_config *cfg, void *err_fp)
 {
-	const char *path;
-	const struct passwd *pw;
-	gid_t groups[256];
-	int ngroups = (int)(sizeof(groups) / sizeof(groups[0]));
-	char dir[PATH_MAX];
-	struct stat st;
-	size_t len;
+	char why[PATH_MAX + 100];
 
 	if (cfg->auth.dovecot == NULL || strncmp(cfg->auth.dovecot, "unix:", 5) != 0 || cfg->user == NULL)
 		return 0;
-	path = cfg->auth.dovecot + 5;
-	len = strlen(path);
-	if (path[0] != '/' || len >= sizeof(dir) || (pw = getpwnam(cfg->user)) == NULL)
-		return 0;
-	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ngroups) < 0)
-		ngroups = (int)(sizeof(groups) / sizeof(groups[0]));   /* the first ones fit */
 	/* connect(2) needs search permission on every directory of the path and write
-	 * permission on the socket */
-	for (size_t i = 1; i <= len; i++) {
-		if (i < len && path[i] != '/')
-			continue;
-		memcpy(dir, path, i);
-		dir[i] = '\0';
-		if (stat(dir, &st) != 0)
-			return 0;	/* not there yet: Dovecot makes it when it starts */
-		bool last = i == len;
-		if (auth_path_allows(&st, pw->pw_uid, groups, ngroups, last ? S_IWOTH : S_IXOTH))
-			continue;
-		if (err_fp)
-			fprintf((FILE *)err_fp, "%s: warning: auth.dovecot: user %s cannot open %s: %s %s is not %s by "
-			    "it (mode %04o, uid %u, gid %u), so every AUTH would get 454 4.7.0 (mxgate opens the "
-			    "socket after dropping to user)\n", cfg->path, cfg->user, path, last ? "the socket" :
-			    "the directory", dir, last ? "writable" : "searchable", (unsigned)(st.st_mode & 07777),
-			    (unsigned)st.st_uid, (unsigned)st.st_gid);
-		return 1;
-	}
-	return 0;
+	 * permission on the socket; one not there yet says nothing (Dovecot makes it) */
+	const char *path = cfg->auth.dovecot + 5;
+	if (path[0] != '/' || config_user_may(cfg->user, path, S_IWOTH, "the socket", why, sizeof(why)) != 0)
+		return 0;
+	if (err_fp)
+		fprintf((FILE *)err_fp, "%s: warning: auth.dovecot: user %s cannot open %s: %s, so every AUTH "
+		    "would get 454 4.7.0 (mxgate opens the socket after dropping to user)\n", cfg->path,
+		    cfg->user, path, why);
+	return 1;
 }
 
 /* See auth.h. */

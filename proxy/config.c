@@ -20,6 +20,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
+#include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -841,6 +843,125 @@ static int accept_domains_build(struct cfg_parse *p, struct fy_node *n, struct m
 	return rc;
 }
 
+/* Whether uid (with its groups) has the permission bits want (S_IROTH, S_IWOTH, S_IXOTH,
+ * shifted for owner and group) on st, as the kernel decides: the owner's bits for the owner,
+ * else a group's, else the others'. Root has them all. */
+static bool config_mode_allows(const struct stat *st, uid_t uid, const gid_t *groups, int ngroups, mode_t want)
+{
+	if (uid == 0)
+		return true;
+	if (st->st_uid == uid)
+		return (st->st_mode & (want << 6)) != 0;
+	for (int i = 0; i < ngroups; i++)
+		if (st->st_gid == groups[i])
+			return (st->st_mode & (want << 3)) != 0;
+	return (st->st_mode & want) != 0;
+}
+
+/* One absolute path: search on each directory, want on the last. 1, 0 (why set) or -1. */
+static int config_path_allows(const char *path, uid_t uid, const gid_t *groups, int ngroups, mode_t want,
+    const char *noun, char *why, size_t cap)
+{
+	char dir[PATH_MAX];
+	size_t len = strlen(path);
+	struct stat st;
+
+	if (path[0] != '/' || len >= sizeof(dir))
+		return -1;
+	for (size_t i = 1; i <= len; i++) {
+		if (i < len && path[i] != '/')
+			continue;
+		memcpy(dir, path, i);
+		dir[i] = '\0';
+		if (stat(dir, &st) != 0)
+			return -1;
+		bool last = i == len;
+		if (config_mode_allows(&st, uid, groups, ngroups, last ? want : S_IXOTH))
+			continue;
+		snprintf(why, cap, "%s %s is not %s by it (mode %04o, uid %u, gid %u)", last ? noun : "the directory",
+		    dir, !last ? "searchable" : want == S_IWOTH ? "writable" : "readable",
+		    (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid);
+		return 0;
+	}
+	return 1;
+}
+
+/* See config.h. */
+int config_user_may(const char *user, const char *path, mode_t want, const char *noun, char *why, size_t cap)
+{
+	const struct passwd *pw;
+	gid_t groups[256];
+	int ngroups = (int)(sizeof(groups) / sizeof(groups[0]));
+	char real[PATH_MAX];
+	int rc = -1;
+
+	if (user == NULL || path == NULL || (pw = getpwnam(user)) == NULL)
+		return -1;
+	uid_t uid = pw->pw_uid;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ngroups) < 0)
+		ngroups = (int)(sizeof(groups) / sizeof(groups[0]));   /* the first ones fit */
+	/* the path as named (a symbolic link's directories are searched too), then where it
+	 * leads (Let's Encrypt's live/ links into archive/) */
+	if (path[0] == '/' && (rc = config_path_allows(path, uid, groups, ngroups, want, noun, why, cap)) == 0)
+		return 0;
+	if (realpath(path, real) != NULL && strcmp(real, path) != 0) {
+		int r2 = config_path_allows(real, uid, groups, ngroups, want, noun, why, cap);
+		if (r2 == 0)
+			return 0;
+		if (rc < 0)
+			rc = r2;
+	}
+	return rc;
+}
+
+/* The TLS files mxgate loads as `user:` (the start's first generation and every reload):
+ * warns for each that user cannot read (the config's check reads them as root, so it
+ * passes, and the start failed with OpenSSL's "system lib"). */
+static int config_tls_file_warning(const struct mx_config *cfg, const char *key, const char *path, void *err_fp)
+{
+	char why[PATH_MAX + 100];
+
+	if (path == NULL || config_user_may(cfg->user, path, S_IROTH, "the file", why, sizeof(why)) != 0)
+		return 0;
+	if (err_fp)
+		fprintf((FILE *)err_fp, "%s: warning: %s: user %s cannot read %s: %s; mxgate reads it after "
+		    "dropping to %s, so the start and every reload (SIGHUP, mxgatectl reload) would fail "
+		    "(\"Permission denied\"): make it readable by %s (e.g. chgrp %s on it and chmod g+r, and "
+		    "g+x on its directories)\n", cfg->path, key, cfg->user, path, why, cfg->user, cfg->user,
+		    cfg->user);
+	return 1;
+}
+
+/* See config.h. */
+int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp)
+{
+	const struct tls_config *t = &cfg->tls;
+	int n = 0;
+
+	if (cfg->user == NULL || *cfg->user == '\0' || geteuid() != 0)
+		return 0;
+	n += config_tls_file_warning(cfg, "tls.certificate", t->certificate, err_fp);
+	n += config_tls_file_warning(cfg, "tls.key", t->key, err_fp);
+	n += config_tls_file_warning(cfg, "tls.second_certificate", t->second_certificate, err_fp);
+	n += config_tls_file_warning(cfg, "tls.second_key", t->second_key, err_fp);
+	n += config_tls_file_warning(cfg, "tls.client_ca_file", t->client_ca_file, err_fp);
+	for (size_t i = 0; i < t->sni.n; i++) {
+		const struct tls_sni_config *e = &((const struct tls_sni_config *)t->sni.v)[i];
+		char k[64];
+
+		snprintf(k, sizeof(k), "tls.sni[%zu].certificate", i);
+		n += config_tls_file_warning(cfg, k, e->certificate, err_fp);
+		snprintf(k, sizeof(k), "tls.sni[%zu].key", i);
+		n += config_tls_file_warning(cfg, k, e->key, err_fp);
+		snprintf(k, sizeof(k), "tls.sni[%zu].second_certificate", i);
+		n += config_tls_file_warning(cfg, k, e->second_certificate, err_fp);
+		snprintf(k, sizeof(k), "tls.sni[%zu].second_key", i);
+		n += config_tls_file_warning(cfg, k, e->second_key, err_fp);
+	}
+	n += config_tls_file_warning(cfg, "backends.tls_ca_file", cfg->backends.tls_ca_file, err_fp);
+	return n;
+}
+
 int config_warnings(const struct mx_config *cfg, void *err_fp)
 {
 	int n = 0;
@@ -865,6 +986,7 @@ int config_warnings(const struct mx_config *cfg, void *err_fp)
 		n++;
 	}
 	n += auth_config_warnings(cfg, err_fp);
+	n += config_tls_access_warnings(cfg, err_fp);
 	if (cfg->greylist.enabled && cfg->rdns.lookup == RDNS_LOOKUP_NEVER &&
 	    greylist_wants_client_name(&cfg->greylist)) {
 		if (err_fp)

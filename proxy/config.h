@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <netinet/in.h>
 
 #include "cfg.h"
@@ -138,6 +139,17 @@ void config_free(struct mx_config *cfg);
 /* `mxgate -t` warnings that do not make the config invalid (an empty accept_domains: the
  * backends alone then decide relaying). Prints them to err_fp; returns how many. */
 int config_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
+/* Whether `user` may, as the kernel's mode bits decide, search every directory of path and
+ * have the permission want (S_IROTH: read, S_IWOTH: write) on it; path as named and, when a
+ * link, where it leads. Returns 1 yes, 0 no (why gets "<noun> /x is not readable by it
+ * (mode 0600, uid 0, gid 0)" or the directory that is not searchable), -1 cannot tell (no
+ * such user or file). Mode bits only: ACLs are not read. */
+int config_user_may(const char *user, const char *path, mode_t want, const char *noun, char *why, size_t cap);
+/* When running as root with `user:` set (-t, the start): one warning to err_fp (FILE *; NULL:
+ * count only) per TLS file (tls.*, tls.sni[], backends.tls_ca_file) that user cannot read —
+ * the config's check reads it as root, but the start and every reload as that user.
+ * Returns how many. */
+int config_tls_access_warnings(const struct mx_config *cfg, void *err_fp /* FILE * */);
 /* Event-loop threads to start: cfg->workers, or the number of online CPUs for `auto` (0);
  * 1..64. */
 int config_worker_count(const struct mx_config *cfg);

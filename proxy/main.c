@@ -962,6 +962,14 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	/* Root read the TLS files at the config's check; the first generation (below) and every
+	 * reload load them as `user:`, which may not be able to: say which file and why, where
+	 * OpenSSL would only say "system lib". */
+	int tls_unreadable = config_tls_access_warnings(cfg, stderr);
+	if (tls_unreadable > 0)
+		log_event(LOG_LVL_WARNING, NULL, "event=config_notice key=tls files=%d reason=\"user %s cannot "
+		    "read them: the start and every reload fail (standard error and mxgate -t name them)\"",
+		    tls_unreadable, cfg->user);
 	/* The control socket is made before privileges go, so its owner can be anyone. */
 	if ((cfg->control.socket && (control = control_start(uv_default_loop(), &cfg->control)) == NULL) ||
 	    main_drop_privileges(cfg->user) != 0) {
@@ -971,8 +979,10 @@ int main(int argc, char **argv)
 	/* The workers own the sockets from here (uv_tcp_open). */
 
 	current = main_gen_new(cfg, NULL);
-	if (current == NULL)
+	if (current == NULL) {
+		main_start_undo(cfg, nlisten, fds);	/* the config and the sockets: leaked before */
 		return 1;
+	}
 	main_loop = uv_default_loop();
 	workers = calloc((size_t)nworkers, sizeof(*workers));
 	for (int k = 0; k < nworkers; k++) {

@@ -85,7 +85,6 @@ struct relay {
 	/* reply assembly */
 	char line[1024];
 	size_t linelen;
-	bool line_overflow;
 	struct strbuf reply;
 	/* callbacks: one open or message step at a time (arg), or commands in flight */
 	relay_open_fn open_cb;
@@ -561,8 +560,16 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		const char *nl = memchr(data + i, '\n', len - i);
 		size_t run = (nl != NULL ? (size_t)(nl - data) : len) - i;
 		size_t room = sizeof(r->line) - 1 - r->linelen;
-		if (run > room)
-			r->line_overflow = true;
+		/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. One longer
+		 * than the buffer is a backend fault, never a reply: cut off, its code would be taken
+		 * with the rest of it lost (a 550 passed on as a short 550, a 250 as 250). A CR past
+		 * the room may end the line (it is dropped below anyway); anything else fails now,
+		 * not at a newline that may never come. */
+		if (run > room && !(run == room + 1 && data[i + run - 1] == '\r')) {
+			r->linelen = 0;
+			relay_fail(r, "reply line too long");
+			return -1;
+		}
 		memcpy(r->line + r->linelen, data + i, run < room ? run : room);
 		r->linelen += run < room ? run : room;
 		if (nl == NULL)

@@ -329,6 +329,37 @@ case('hugeline', {'greet': send_then(b'220' + b'x' * (10 << 20), False, 5)}, 4)
 # Garbage instead of replies (no digits).
 case('garbage', {'greet': send_then(b'\x00\xffhello there\r\nwho are you\r\n', False, 1)}, 4)
 case('garbage_mail', {'mail': send_then(b'OK FINE\r\n', False, 1)}, 4)
+# A reply line longer than the relay's line buffer (1,023 octets; RFC 5321 4.5.3.1.5 allows
+# 512): a backend fault, failed over or 4xx, never read cut off (main passed the 550 on as the
+# backend's verdict and took the 250 after the dot as delivered, the rest of the line lost).
+LONG = b'x' * 1100
+case('longline_mail', {'mail': send_then(b'550 5.7.1 ' + LONG + b'\r\n', True)}, 4)
+case('longline_dot', {'dot': send_then(b'250 2.0.0 queued ' + LONG + b'\r\n', True)}, 4)
+case('longline_more', {'ehlo': send_then(b'250-ehlo.test ' + LONG + b'\r\n250 8BITMIME\r\n', True)}, 4)
+if not ONLY or 'longline_limit' in ONLY.split(','):
+    # A line of exactly 1,023 octets is still a reply, also when its CRLF comes in a later
+    # read (the buffer is full then, and only the CR goes past it).
+    def at_limit(srv, p, arg):
+        line = b'250 2.1.0 ' + b'y' * (1023 - 10)
+        p.send(line)
+        time.sleep(0.3)
+        p.send(b'\r\n')
+        return True
+    bad = scripted('longline_limit', {'mail': at_limit, 'rcpt': send_then(b'250 ' + b'z' * 1019 + b'\r\n', True)})
+    mx = mt.Mxgate(cfg([bad.url]), name='mx-longline_limit')
+    code, text, secs = timed_mail(mx.port, 'longline_limit')
+    mt.check(code == 250 and 'longline_limit' in tags_of(bad),
+             'reply lines of exactly 1,023 octets (one CRLF in a later read): delivered (got %s %s)'
+             % (code, text[:70]))
+    mx.stop()
+    bad = scripted('longline_log', {'mail': send_then(b'550 5.7.1 ' + LONG + b'\r\n', True)})
+    mx = mt.Mxgate(cfg([bad.url], backends={'max_attempts': 1}), name='mx-longline_log')
+    code, text, secs = timed_mail(mx.port, 'longline_log')
+    mt.check(code is not None and code // 100 == 4 and
+             mx.count_log(r'event=backend_error .*reason="reply line too long"') >= 1,
+             'a reply line too long: 4xx and event=backend_error reason="reply line too long" (got %s %s)'
+             % (code, text[:70]))
+    mx.stop()
 # 421 to MAIL (the backend is shutting down).
 case('mail421', {'mail': send_then(b'421 4.3.2 shutting down\r\n', False)}, 4)
 # Accepts DATA, then stalls past data_timeout (after reading the body / without reading it).
