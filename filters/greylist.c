@@ -1179,16 +1179,31 @@ static int gl_spf_key(const struct hook_env *env, char *triplet, size_t cap, cha
 }
 
 /* allow_names / allow_names_file: the name counts only when forward-confirmed (a PTR alone
- * is the sender's to choose). */
+ * is the sender's to choose). A recipient let through is logged at info, as the other
+ * greylist decisions are (postgrey's "action=pass, reason=client whitelist"): one line per
+ * RCPT, naming the list that matched. */
 static bool gl_names_allow(const struct greylist_config *c, const struct hook_env *env,
     const struct sockaddr *sa)
 {
 	const char *name = env->client_name_status == HOOK_NAME_OK ? env->client_name : NULL;
+	const char *list = NULL;
+	char from[200], rcpt[200], host[260];
 
 	if (c->allow_names.n == 0 && c->allow_names_file.n == 0)
 		return false;
-	return greylist_names_match(&c->allow_names, name, sa) ||
-	    greylist_names_match(&c->allow_names_file, name, sa);
+	if (greylist_names_match(&c->allow_names, name, sa))
+		list = "allow_names";
+	else if (greylist_names_match(&c->allow_names_file, name, sa))
+		list = "allow_names_file";
+	else
+		return false;
+	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
+	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+	ratelimit_safe_copy(name ? name : "unknown", host, sizeof(host));
+	log_event(LOG_LVL_INFO, env->session_id,
+	    "event=greylist_allow reason=%s client=%s client_name=%s from=<%s> rcpt=<%s>", list,
+	    env->client_ip, host, from, rcpt);
+	return true;
 }
 
 static void gl_run(void *wstate, int slot, struct hook_call *call)

@@ -202,10 +202,13 @@ static int lc_rl_redis(redisContext *c, const struct ratelimit_rule_config *r, c
 		goto out;
 	}
 	if (reset) {
+		char mark[700];        /* as lc_rl_local_mark: the store key (640) and the prefix */
+
 		/* the time of the reset first: a charge from before it that a node queued through
 		 * an outage is dropped by the charge script, also one run between these two */
-		v = redisCommand(c, "SET %s%s %.0f PX %llu", RATELIMIT_RESET_PREFIX,
-		    key + sizeof("mxgate:") - 1, now_us, (unsigned long long)r->limit.period_ms);
+		ratelimit_reset_key(key, mark, sizeof(mark));
+		v = redisCommand(c, "SET %s %.0f PX %llu", mark, now_us,
+		    (unsigned long long)r->limit.period_ms);
 		if (v == NULL || v->type == REDIS_REPLY_ERROR)
 			goto out;
 		freeReplyObject(v);

@@ -247,6 +247,16 @@ static int json_top_member(struct json_reader *j, const char *key, void *ctx)
 		return json_number(j, &t->r->required);
 	if (strcmp(key, "action") == 0)
 		return json_string(j, t->r->action, sizeof(t->r->action));
+	if (strcmp(key, "subject") == 0) {
+		json_ws(j);
+		if (j->p < j->end && *j->p == '"') {
+			int rc = json_string(j, t->r->subject, sizeof(t->r->subject));
+
+			/* a value that filled the buffer may have been cut */
+			t->r->subject_cut = rc == 0 && strlen(t->r->subject) == sizeof(t->r->subject) - 1;
+			return rc;
+		}
+	}
 	if (strcmp(key, "symbols") == 0)
 		return json_object(j, json_symbols_member, t);
 	if (strcmp(key, "messages") == 0) {
@@ -358,7 +368,7 @@ static const struct cfg_field rspamd_option_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rspamd_options, max_size), "20M", 1, 1073741824.0,
 	  .doc = "larger messages are not scanned" },
 	{ "use_action", CFG_BOOL, offsetof(struct rspamd_options, use_action), "false",
-	  .doc = "apply rspamd's action: reject -> 550 5.7.1, soft reject -> 451 4.7.1 (else only its score counts)" },
+	  .doc = "apply rspamd's action: reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject (else only its score counts)" },
 	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
 	  .doc = "rspamd controller password (the `Password:` header)" },
 	{ .key = NULL }
@@ -415,6 +425,24 @@ static void rspamd_symbol_add_cb(void *arg, const char *name, double score)
 		sc->ri->host->add_symbol(sc->call, clean, 0, NULL);
 }
 
+/* rspamd's "rewrite subject", as its milter mode applies it (CHGHEADER "Subject" index 1:
+ * the first Subject field replaced, one added when there is none; no X-Spam-Prev-Subject,
+ * which is SpamAssassin's). rspamd sends the value MIME-encoded; the host turns any line
+ * break that is not a fold into a blank. A reply without "subject" changes nothing; one of
+ * 1023 octets or more (perhaps cut) is not applied and logged. */
+static void rspamd_rewrite_subject(struct rspamd_scan *sc, const struct rspamd_result *r)
+{
+	const struct mxgate_host *h = sc->ri->host;
+
+	if (r->subject_cut) {
+		h->log(sc->call, 2, "event=rspamd_error error=\"subject too long\" action=\"rewrite subject\"");
+		return;
+	}
+	if (r->subject[0] == '\0')
+		return;
+	h->change_header(sc->call, "Subject", 1, r->subject);
+}
+
 /* Tries to finish with what was read; eof says the peer closed. */
 static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 {
@@ -453,6 +481,8 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 		snprintf(text, sizeof(text), "4.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Try again later");
 		return rspamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "rspamd");
 	}
+	if (sc->ri->use_action && strcmp(r.action, "rewrite subject") == 0)
+		rspamd_rewrite_subject(sc, &r);
 	rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 }
 

@@ -5,7 +5,9 @@
  *   - RSPAMD_SCORE carries rspamd's total score (adds to mxgate's score like SPAMD_SCORE),
  *   - every rspamd symbol is added with score 0 (listed in X-Spam-Status tests=).
  * With option `use_action: true` rspamd's own action applies too: "reject" -> 550 5.7.1,
- * "soft reject" -> 451 4.7.1 (the reply text from messages.smtp_message when given).
+ * "soft reject" -> 451 4.7.1 (the reply text from messages.smtp_message when given),
+ * "rewrite subject" -> the first Subject field replaced by the reply's "subject" (added when
+ * the message has none), as rspamd's own milter does (CHGHEADER Subject 1). 
  * The actions reject, add header and rewrite subject mark the transaction spam
  * (HOOK_FLAG_SPAM) for reputation. Keys: address, timeout, on_error; options (or the
  * entry's own max_size): max_size (default 20M), use_action, password. The built-in is
@@ -23,6 +25,12 @@ struct rspamd_result {
 	bool has_score;
 	char action[32];
 	char smtp_message[200];
+	/* "subject": the new Subject rspamd's "rewrite subject" action made (its
+	 * subject_template with the old one, MIME-encoded by rspamd); "" when absent. A value
+	 * that filled the buffer may have been cut (subject_cut): not applied, as it may end
+	 * in half an encoded word. */
+	char subject[1024];
+	bool subject_cut;
 };
 
 /* Called for each symbol of the reply (name NUL-terminated, borrowed). */

@@ -57,6 +57,14 @@ mt.check(code('198.18.63.9') == 250, 'an address in the file\'s a.b.c network is
 mt.check(code('198.18.62.1') == 451, 'a PTR under google.com that does not resolve back is greylisted')
 mt.check(code('198.18.64.1') == 451, 'a client without a PTR is greylisted')
 mt.check(code('198.18.65.1') == 451, 'amazonses.com is not on the list yet: greylisted')
+# each recipient let through says so, as postgrey's "action=pass, reason=client whitelist"
+# (before: no line at all); the greylisted ones get none
+allowed = re.findall(r'event=greylist_allow reason=(\S+) client=(\S+) client_name=(\S+) '
+                     r'from=<news@sender.test> rcpt=<u@example.test>', gw.log())
+mt.check(allowed == [('allow_names', '198.18.60.1', 'mail-yw1-f170.google.com'),
+                     ('allow_names_file', '198.18.61.1', 'mail12.example.com'),
+                     ('allow_names_file', '198.18.63.9', 'unknown')],
+         'an allowed RCPT is logged with the list, the client and its confirmed name: %s' % allowed)
 
 # SIGHUP reads the file again
 start = gw.log_size()

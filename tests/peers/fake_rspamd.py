@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A stand-in for rspamd's normal worker (POST /checkv2) for tests where rspamd itself is
 not installed (it is about 1 GB). Answers like rspamd 3.x: GTUBE in the message -> score
-15 and action "reject", SOFTME -> "soft reject", GARBAGEME -> invalid JSON, otherwise ham
-with two symbols. Records the request headers it saw in requests.log next to the script's
+15 and action "reject", SOFTME -> "soft reject", GARBAGEME -> invalid JSON, REWRITEME ->
+"rewrite subject" with "subject" made as rspamd 3.x makes it (subject_template "*** SPAM ***
+%s" over the Subject's value, a non-ASCII result MIME-encoded; REWRITEEVIL: a subject with a
+line break and a header after it, REWRITELONG: one of 3,000 octets), otherwise ham with two
+symbols. Records the request headers it saw in requests.log next to the script's
 log (first line of each request: the envelope headers as JSON).
 usage: fake_rspamd.py PORT LOGFILE"""
-import json, socket, sys, threading
+import email.header, json, re, socket, sys, threading
 
 GTUBE = b'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
 
@@ -29,6 +32,21 @@ def serve(c, log):
                    'symbols': {'GTUBE': {'name': 'GTUBE', 'score': 0.0, 'metric_score': 0.0,
                                          'description': 'GTUBE \\"test\\" \u00e9'}},
                    'messages': {'smtp_message': 'Gtube pattern'}, 'message-id': 'x@y'}
+        elif b'REWRITE' in body:
+            head = body.split(b'\r\n\r\n', 1)[0].decode('utf-8', 'replace')
+            m = re.search(r'(?im)^Subject:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)', head)
+            old = re.sub(r'\r\n[ \t]*', ' ', m.group(1)) if m else ''
+            subj = '*** SPAM *** %s' % old
+            if b'REWRITEEVIL' in body:
+                subj = '*** SPAM *** x\r\nBcc: evil@example.org'
+            elif b'REWRITELONG' in body:
+                subj = '*** SPAM *** ' + 'y' * 3000
+            elif any(ord(ch) > 127 for ch in subj):
+                subj = email.header.Header(subj, 'utf-8').encode()
+            res = {'is_skipped': False, 'score': 7.5, 'required_score': 15.0, 'action': 'rewrite subject',
+                   'thresholds': {'reject': 15.0, 'add header': 6.0, 'rewrite subject': 7.0, 'greylist': 4.0},
+                   'symbols': {'FAKE_SPAM': {'name': 'FAKE_SPAM', 'score': 7.5, 'metric_score': 7.5}},
+                   'messages': {}, 'subject': subj, 'time_real': 0.01, 'milter': {'remove_headers': {'X-Spam': 0}}}
         elif b'SOFTME' in body:
             res = {'score': 6.5, 'required_score': 15.0, 'action': 'soft reject', 'symbols': {}}
         else:
