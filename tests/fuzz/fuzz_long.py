@@ -76,9 +76,10 @@ SINCE = {
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
     'fuzz_dns_reply': '2026-12-03T23:09Z',      # PTR names
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
-    'fuzz_headers': '2026-12-04T04:26Z',        # the HELO in mxgate's Received field
+    'fuzz_headers': '2026-12-04T13:49Z',        # 5dd95f49: a peer's value folds only onto visible text
     'fuzz_milter_reply': '2026-12-03T23:26Z',   # the macro lists of the option negotiation
-    'fuzz_rule_parse': '2026-12-03T13:55Z',     # 64429094: include, to the nesting bound
+    # d4b3565b: every regex through the Perl check; 695a9d9c: rewrite_header Subject expanded
+    'fuzz_rule_parse': '2026-12-04T14:47Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
