@@ -941,10 +941,11 @@ service auth {{
 class TcpForwarder:
     """A TCP forwarder on 127.0.0.1:<free port> to 127.0.0.1:target (threads): a daemon's path
     to a real peer that a test can cut — cut() closes every connection and refuses new ones
-    (a network partition of one node); set .open = True to let connections through again."""
+    (a network partition of one node); set .open = True to let connections through again.
+    reply_delay: seconds each read from the target waits before it is passed on (a slow peer)."""
 
-    def __init__(self, target):
-        self.target = target
+    def __init__(self, target, reply_delay=0):
+        self.target, self.reply_delay = target, reply_delay
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(('127.0.0.1', 0))
@@ -968,16 +969,18 @@ class TcpForwarder:
                 c.close()
                 continue
             self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, delay in ((c, u, 0), (u, c, self.reply_delay)):
+                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
 
     @staticmethod
-    def _pipe(a, b):
+    def _pipe(a, b, delay):
         try:
             while True:
                 d = a.recv(65536)
                 if not d:
                     break
+                if delay:
+                    time.sleep(delay)
                 b.sendall(d)
         except OSError:
             pass

@@ -9,10 +9,8 @@ for 150 x 2 x 60 ms = 18 s. Now the walk stops after one second of Redis work an
 
 The slow Redis: a python relay in front of a real redis-server that holds each reply 60 ms."""
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -28,49 +26,11 @@ for i in range(N):
     mt.redis_cmd(red.port, 'HSET', key, 'first', str(int(time.time() * 1000)))
     mt.redis_cmd(red.port, 'PEXPIRE', key, 3600000)
 
-relay_hold = mt.hold_port()
-relay_port = relay_hold.port
-relay_hold.release()
-lsock = socket.socket()
-lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-lsock.bind(('127.0.0.1', relay_port))
-lsock.listen(16)
-
-
-def pump(src, dst, delay):
-    try:
-        while True:
-            b = src.recv(65536)
-            if not b:
-                break
-            if delay:
-                time.sleep(delay)
-            dst.sendall(b)
-    except OSError:
-        pass
-    for s in (src, dst):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-def relay():
-    while True:
-        try:
-            c, _ = lsock.accept()
-        except OSError:
-            return
-        u = socket.create_connection(('127.0.0.1', red.port))
-        threading.Thread(target=pump, args=(c, u, 0), daemon=True).start()
-        threading.Thread(target=pump, args=(u, c, 0.06), daemon=True).start()
-
-
-threading.Thread(target=relay, daemon=True).start()
+relay = mt.TcpForwarder(red.port, reply_delay=0.06)   # Redis, each reply 60 ms late
 sock = os.path.join(mt.TMP, 'ctl.sock')
 mx = mt.Mxgate(mt.proxied_config(
     [be.url], control={'socket': sock},
-    greylist={'enabled': True, 'store': 'redis://127.0.0.1:%d' % relay_port, 'timeout': '500ms'}), 'node')
+    greylist={'enabled': True, 'store': 'redis://127.0.0.1:%d' % relay.port, 'timeout': '500ms'}), 'node')
 r = subprocess.run([CTL, '-s', sock, 'greylist', 'list', '1000'], capture_output=True, text=True,
                    timeout=mt.slack(60))
 lines = [x for x in r.stdout.splitlines() if '|' in x]
@@ -78,5 +38,5 @@ mt.check(r.returncode == 0 and 'more not listed' in r.stdout,
          'the list stops on its time budget and says so: rc=%s %r %r' % (r.returncode, r.stdout[-200:], r.stderr))
 mt.check(0 < len(lines) < N, 'with what it found by then: %d of %d' % (len(lines), N))
 mx.stop()
-lsock.close()
+relay.lsock.close()
 mt.finish()
