@@ -16,6 +16,8 @@ static const uint8_t pp2_sig[12] = {
     0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A
 };
 static const char pp1_sig[] = "PROXY ";
+/* 2.2: TLV types read here */
+#define PP2_TYPE_CRC32C 0x03
 
 /* Parses a decimal port "0".."65535" of n octets. 0 or -1. */
 static int
@@ -162,6 +164,35 @@ pp_parse_v1(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *cons
     return PROXY_DONE;
 }
 
+/* 2.2.3: CRC32c (Castagnoli, RFC 4960 appendix B: reflected polynomial 0x82F63B78), fed
+ * in pieces; start with crc = 0xFFFFFFFF, finish by inverting it. The header is at most
+ * PP2_MAX octets, so bit by bit costs nothing worth a table. */
+static uint32_t
+pp_crc32c_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+    return crc;
+}
+
+/* Checks the PP2_TYPE_CRC32C TLV whose value starts at val (4 octets) in the header
+ * buf[0..total): the CRC32c of the header with that value zeroed must equal it. 0 or -1. */
+static int
+pp_crc32c_check(const uint8_t *buf, size_t total, const uint8_t *val)
+{
+    static const uint8_t zero[4];
+    size_t off = (size_t)(val - buf);
+    uint32_t want = ((uint32_t)val[0] << 24) | ((uint32_t)val[1] << 16) | ((uint32_t)val[2] << 8) | val[3];
+    uint32_t crc = pp_crc32c_update(0xFFFFFFFFu, buf, off);
+
+    crc = pp_crc32c_update(crc, zero, sizeof(zero));
+    crc = pp_crc32c_update(crc, val + 4, total - off - 4);
+    return (crc ^ 0xFFFFFFFFu) == want ? 0 : -1;
+}
+
 /* v2: binary header, 2.2 of proxy-protocol.txt. buf holds at least the 12-byte signature. */
 static enum proxy_result
 pp_parse_v2(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *consumed,
@@ -207,6 +238,19 @@ pp_parse_v2(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *cons
         if ((size_t)(end - t - 3) < tl) {
             *errstr = "PROXY v2 TLV overruns the header";
             return PROXY_ERROR;
+        }
+        /* 2.2.3: a checksum present is verified (HAProxy's accept-proxy drops the
+         * connection on a mismatch, as the spec's "invalid connection"): a header damaged
+         * or forged on the way names no client. Other TLVs are skipped (2.2). */
+        if (t[0] == PP2_TYPE_CRC32C) {
+            if (tl != 4) {
+                *errstr = "PROXY v2 CRC32C TLV is not 4 octets";
+                return PROXY_ERROR;
+            }
+            if (pp_crc32c_check(buf, PP2_HDR + hlen, t + 3) != 0) {
+                *errstr = "PROXY v2 CRC32C mismatch";
+                return PROXY_ERROR;
+            }
         }
         t += 3 + tl;
     }

@@ -71,6 +71,15 @@ static const struct pp_row pp_rows[] = {
     { "v2 length over 520", SIG "\x21\x11\x02\x09", 16, PROXY_ERROR },
     { "v2 TCP4 with a TLV", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00\x04" "abcd", 35, PROXY_DONE, 35, 0, "127.0.0.1 1", "127.0.0.2 2" },
     { "v2 TLV overruns", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00\x05" "abcd", 35, PROXY_ERROR },
+    /* 2.2.3 PP2_TYPE_CRC32C: the checksum of the whole header with its own field zeroed;
+     * HAProxy's accept-proxy drops the connection when it does not match */
+    { "v2 CRC32C right", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\xba\x84\x11\x57", 35, PROXY_DONE, 35, 0, "127.0.0.1 1", "127.0.0.2 2" },
+    { "v2 CRC32C after a NOOP TLV", SIG "\x21\x11\x00\x17" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00\x01" "A" "\x03\x00\x04" "\x83\xf3\xe1\xff", 39, PROXY_DONE, 39, 0, "127.0.0.1 1", "127.0.0.2 2" },
+    { "v2 CRC32C wrong", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\xba\x84\x11\x56", 35, PROXY_ERROR },
+    { "v2 CRC32C of an address changed", SIG "\x21\x11\x00\x13" "\x7f\0\0\x09\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\xba\x84\x11\x57", 35, PROXY_ERROR },
+    { "v2 CRC32C zero (not computed)", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\0\0\0\0", 35, PROXY_ERROR },
+    { "v2 CRC32C of 3 octets", SIG "\x21\x11\x00\x12" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x03" "\xba\x84\x11", 34, PROXY_ERROR },
+    { "v2 LOCAL with a wrong CRC32C", SIG "\x20\x00\x00\x07" "\x03\x00\x04" "\x01\x02\x03\x04", 23, PROXY_ERROR },
     { "v2 truncated TLV header", SIG "\x21\x11\x00\x0e" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00", 30, PROXY_ERROR },
 };
 
