@@ -261,6 +261,7 @@ pp_parse_v2(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *cons
     /* LOCAL, UNSPEC, UNIX or DGRAM: keep the socket's own addresses */
     if (cmd == 0 || fam == 0 || fam == 3 || proto != 1) {
         out->local = true;
+        out->cmd_local = cmd == 0;
         return PROXY_DONE;
     }
     const uint8_t *a = buf + PP2_HDR;

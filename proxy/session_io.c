@@ -566,6 +566,7 @@ static void session_on_proxy_bytes(struct session *s, const char *data, size_t l
 		memcpy(&s->env.client, &pi.src, sizeof(pi.src));
 		memcpy(&s->env.local, &pi.dst, sizeof(pi.dst));
 	}
+	s->lb_check = pi.cmd_local;
 	session_begin(s);
 }
 

@@ -2,6 +2,7 @@
  * and v2 headers from proxyproto_build_v2 parsed back. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -190,7 +191,33 @@ test_build_roundtrip(void **state)
     assert_int_equal(consumed, 16);
     assert_int_equal(info.version, 2);
     assert_true(info.local);
+    assert_true(info.cmd_local);
     assert_int_equal(proxyproto_build_v2_local(out, 15), 0);
+}
+
+/* cmd_local is the v2 LOCAL command alone (a balancer's health check): a v2 PROXY of an
+ * unspecified or UNIX family and a v1 UNKNOWN line keep the socket's addresses too, but
+ * relay a client. */
+static void
+test_cmd_local(void **state)
+{
+    (void)state;
+    static const struct { const char *in; size_t len; bool cmd_local; } rows[] = {
+        { SIG "\x20\x00\x00\x00", 16, true },
+        { SIG "\x20\x11\x00\x0c" "AAAABBBBCCDD", 28, true },
+        { SIG "\x21\x00\x00\x00", 16, false },
+        { SIG "\x21\x12\x00\x0c" "AAAABBBBCCDD", 28, false },
+        { "PROXY UNKNOWN\r\n", 15, false },
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct proxy_info info;
+        size_t consumed;
+        const char *err;
+        assert_int_equal(proxyproto_parse((const uint8_t *)rows[i].in, rows[i].len, &info, &consumed, &err),
+                         PROXY_DONE);
+        assert_true(info.local);
+        assert_int_equal(info.cmd_local, rows[i].cmd_local);
+    }
 }
 
 /* A v2 header at the 536-octet bound with TLVs is fine, beyond is an error. */
@@ -230,6 +257,7 @@ main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_build_roundtrip),
         cmocka_unit_test(test_v2_bounds),
+        cmocka_unit_test(test_cmd_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
