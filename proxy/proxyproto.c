@@ -1,6 +1,7 @@
 /* proxyproto.c — HAProxy PROXY protocol v1/v2 header parser and v2 builder, following
  * HAProxy's doc/proxy-protocol.txt. No I/O. */
 #include "proxyproto.h"
+#include "netaddr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -307,6 +308,21 @@ proxyproto_parse(const uint8_t *buf, size_t len, struct proxy_info *out, size_t 
     return PROXY_ERROR;
 }
 
+/* The IPv4 address of a v4-mapped IPv6 one (::ffff:a.b.c.d) into out, port kept. */
+static bool
+pp_v4mapped(const struct sockaddr_in6 *a, struct sockaddr_in *out)
+{
+    struct netaddr na;
+
+    if (netaddr_from_sockaddr((const struct sockaddr *)a, &na) != 0 || na.family != AF_INET)
+        return false;
+    memset(out, 0, sizeof(*out));
+    out->sin_family = AF_INET;
+    out->sin_port = a->sin6_port;
+    memcpy(&out->sin_addr, na.b, 4);
+    return true;
+}
+
 /* See proxyproto.h. */
 size_t
 proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint8_t *out,
@@ -316,6 +332,15 @@ proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint
         return 0;
     size_t alen;
     uint8_t fam;
+    struct sockaddr_in s4, d4;
+    if (src->sa_family == AF_INET6 && pp_v4mapped((const struct sockaddr_in6 *)src, &s4) &&
+        pp_v4mapped((const struct sockaddr_in6 *)dst, &d4)) {
+        /* RFC 4291 2.5.5.2: an IPv4 client, as HAProxy's dual-stack `bind :::25` names
+         * one. Sent as TCP over IPv4: an IPv4-only receiver (Postfix with inet_protocols
+         * = ipv4) answers a TCP6 header "421 Server local error". */
+        src = (const struct sockaddr *)&s4;
+        dst = (const struct sockaddr *)&d4;
+    }
     if (src->sa_family == AF_INET) {
         alen = 12;
         fam = 0x11;                     /* TCP over IPv4 */

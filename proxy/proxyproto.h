@@ -24,7 +24,8 @@ enum proxy_result { PROXY_NEED_MORE = 0, PROXY_DONE, PROXY_ERROR };
 enum proxy_result proxyproto_parse(const uint8_t *buf, size_t len, struct proxy_info *out,
                                    size_t *consumed, const char **errstr);
 /* Builds a v2 PROXY (command PROXY, STREAM) header for src/dst (both AF_INET or both
- * AF_INET6). Returns its length or 0 if cap is too small / families differ. */
+ * AF_INET6; both v4-mapped IPv6 go as TCP over IPv4). Returns its length or 0 if cap is
+ * too small / families differ. */
 size_t proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst,
                            uint8_t *out, size_t cap);
 /* Builds a v2 LOCAL header (no address: the receiver keeps the connection's own, as for

@@ -180,6 +180,27 @@ test_build_roundtrip(void **state)
     assert_string_equal(d, "::1 65535");
     assert_int_equal(proxyproto_build_v2((struct sockaddr *)&s6, (struct sockaddr *)&d6, out, 51), 0);
 
+    /* v4-mapped on both sides (a PROXY header from HAProxy's dual-stack `bind :::25` names
+     * an IPv4 client so): sent as TCP over IPv4, which an IPv4-only receiver takes (Postfix
+     * with inet_protocols = ipv4 answers a TCP6 header 421) */
+    inet_pton(AF_INET6, "::ffff:198.18.0.9", &s6.sin6_addr);
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &d6.sin6_addr);
+    s6.sin6_port = htons(40000);
+    d6.sin6_port = htons(25);
+    n = proxyproto_build_v2((struct sockaddr *)&s6, (struct sockaddr *)&d6, out, sizeof(out));
+    assert_int_equal(n, 28);
+    assert_int_equal(out[13], 0x11);
+    assert_int_equal(proxyproto_parse(out, n, &info, &consumed, &err), PROXY_DONE);
+    render_addr(&info.src, s, sizeof(s));
+    render_addr(&info.dst, d, sizeof(d));
+    assert_string_equal(s, "198.18.0.9 40000");
+    assert_string_equal(d, "127.0.0.1 25");
+    /* one side mapped, the other a real IPv6 address: stays TCP over IPv6 */
+    inet_pton(AF_INET6, "2001:db8::1", &d6.sin6_addr);
+    n = proxyproto_build_v2((struct sockaddr *)&s6, (struct sockaddr *)&d6, out, sizeof(out));
+    assert_int_equal(n, 52);
+    assert_int_equal(out[13], 0x21);
+
     /* families differ */
     assert_int_equal(proxyproto_build_v2((struct sockaddr *)&s4, (struct sockaddr *)&d6, out, sizeof(out)), 0);
 
