@@ -85,6 +85,8 @@ SINCE = {
     'fuzz_bdat': '2026-12-04T11:07Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
     'fuzz_sasl': '2026-12-04T13:55Z',
+    # the CRC32C TLV checked, a v4-mapped pair rebuilt as IPv4 (session 16, lb)
+    'fuzz_proxyproto': '2026-12-04T17:11Z',
 }
 
 
