@@ -1611,8 +1611,9 @@ void session_start_connect(struct session *s)
 	} else if (pg->delay > 0 && !s->lc->submission && s->lb_check) {
 		/* The load balancer's own health check (HAProxy's option smtpchk with
 		 * check-send-proxy) reads the first line and wants "220 ": the teaser would take
-		 * the whole listener out of its rotation. It relays no client to test. */
-		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=proxy_local client=%s",
+		 * the whole listener out of its rotation. It relays no client to test. Debug:
+		 * one line per check, every `inter`. */
+		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=proxy_local client=%s",
 		    s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that

@@ -49,7 +49,8 @@ def v2_crc(src, good=True):
 
 be = mt.Backend(name='be')
 mx = mt.Mxgate(mt.config([be.url], workers=1, listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
-                         trusted_proxies=['127.0.0.1/32'], pregreet={'delay': '1s', 'pass_ttl': '0s'}), name='mx-lb')
+                         trusted_proxies=['127.0.0.1/32'], pregreet={'delay': '1s', 'pass_ttl': '0s'},
+                         log={'level': 'debug'}), name='mx-lb')
 
 ports = {k: mt.hold_port().port for k in ('v1', 'v2', 'tls')}
 certfile, keyfile = mt.cert()
