@@ -273,7 +273,10 @@ void session_close(struct session *s, const char *reason)
 		bool connect_ran = s->state != SESSION_NEW && s->state != SESSION_PROXY && s->state != SESSION_TLS &&
 		    !s->chain.running;
 
-		log_event(LOG_LVL_INFO, s->id, "event=disconnect client=%s commands=%lu messages=%lu errors=%d ms=%lu%s%s",
+		bool quiet = s->lb_check && s->nmessages == 0 && s->errors == 0;   /* a balancer's check */
+
+		log_event(quiet ? LOG_LVL_DEBUG : LOG_LVL_INFO, s->id,
+		    "event=disconnect client=%s commands=%lu messages=%lu errors=%d ms=%lu%s%s",
 		    s->env.client_ip, s->ncommands, s->nmessages, s->errors, ms, reason ? " reason=" : "",
 		    reason ? reason : "");
 		session_enter_state(s, SESSION_CLOSING);

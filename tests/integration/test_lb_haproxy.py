@@ -11,7 +11,11 @@
   against mxgate with `pregreet.delay`: the server stays UP. Before, mxgate sent the
   pregreet teaser ("220-") to the check, which HAProxy reads as an invalid reply: the
   whole mxgate was DOWN at the first check. Proxied clients still get the pregreet test.
+- those checks, one every `inter`, log nothing at info (event=connect/disconnect at debug)
+  and stay out of `mxgatectl top clients`, as HAProxy's dontlognull keeps them out of its
+  log; before, each check was two info lines and the balancer the top client.
 """
+import json
 import os
 import re
 import socket
@@ -50,7 +54,8 @@ def v2_crc(src, good=True):
 be = mt.Backend(name='be')
 mx = mt.Mxgate(mt.config([be.url], workers=1, listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
                          trusted_proxies=['127.0.0.1/32'], pregreet={'delay': '1s', 'pass_ttl': '0s'},
-                         log={'level': 'debug'}), name='mx-lb')
+                         log={'level': 'debug'}, control={'socket': os.path.join(mt.TMP, 'ctl.sock')}),
+               name='mx-lb')
 
 ports = {k: mt.hold_port().port for k in ('v1', 'v2', 'tls')}
 certfile, keyfile = mt.cert()
@@ -160,6 +165,21 @@ status = server_status('mx_chk')
 mt.check(status == 'UP' and not re.search(r'mx_chk/mx is DOWN', mt.log_of('haproxy')),
          "HAProxy's option smtpchk keeps mxgate UP with pregreet.delay on (status %s; %s)"
          % (status, ' | '.join(re.findall(r'Server mx_chk/mx is DOWN[^\n]*', mt.log_of('haproxy'))[:1])))
+# the checks, every 300 ms, are no news: their sessions are logged at debug
+checks = set(re.findall(r' (\S+) event=pregreet_skipped reason=proxy_local', mx.log()))
+loud = [ln for ln in mx.log().splitlines() if ' info ' in ln and ln.split(' ')[2] in checks]
+mt.check(len(checks) >= 3 and not loud, "HAProxy's checks (v2 LOCAL, %d sessions) log nothing at info (%s)"
+         % (len(checks), loud[:1]))
+mt.check(re.search(r' debug \S+ event=disconnect client=127\.0\.0\.1 commands=2 messages=0 errors=0', mx.log())
+         is not None, 'a check session (EHLO, QUIT) ends with a debug event=disconnect')
+rc, out, err = mt.ctl(os.path.join(mt.TMP, 'ctl.sock'), '--json', 'top', 'clients', '50')
+try:
+    by = {e['client']: e['count'] for e in json.loads(out)['by_sessions']}
+except (ValueError, KeyError, TypeError):
+    by = None
+# 127.0.0.1: only the three connections mt.wait_port made to HAProxy's frontends
+mt.check(by is not None and by.get('127.0.0.1', 0) <= 3 and by.get(CLIENT, 0) >= 3,
+         "mxgatectl top clients leaves HAProxy's %d checks out (%s)" % (len(checks), by if by is not None else out + err))
 # a client relayed by HAProxy is still tested: it gets the teaser
 c = mt.Client(ports['v2'], greet=False, source=CLIENT)
 first = c.sock.recv(100)
