@@ -145,12 +145,8 @@ def server_status(backend):
     s.settimeout(5)
     s.connect(stats)
     s.sendall(b'show stat\n')
-    out = b''
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
+    with s.makefile('rb') as f:     # HAProxy closes after the answer
+        out = f.read()
     s.close()
     for line in out.decode().splitlines():
         f = line.split(',')
