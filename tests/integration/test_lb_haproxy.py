@@ -4,7 +4,9 @@
 - `send-proxy` (v1), `send-proxy-v2` with `proxy-v2-options crc32c`, and a TLS frontend that
   terminates TLS and sends `send-proxy-v2-ssl-cn` with every TLV HAProxy 2.6 has (CRC32C,
   authority, unique-id, the SSL TLV and its sub-TLVs): the client behind HAProxy
-  (127.0.0.3) is the client mxgate logs and the backend hears (XCLIENT ADDR).
+  (127.0.0.3) is the client mxgate logs and the backend hears (XCLIENT ADDR); TLS passed
+  through HAProxy to a `tls: implicit` listener (the header, then the handshake) is TLS
+  to mxgate, TLS ended at HAProxy is not (docs/balancing.md).
 - a v2 header whose CRC32C does not match, from the trusted balancer's own address: refused
   (event=proxy_error), as HAProxy's accept-proxy resets it; before, it was taken.
 - HAProxy's `option smtpchk` with `check-send-proxy` (its checks send a v2 LOCAL header)
@@ -52,13 +54,17 @@ def v2_crc(src, good=True):
 
 
 be = mt.Backend(name='be')
-mx = mt.Mxgate(mt.config([be.url], workers=1, listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
+certfile, keyfile = mt.cert()
+mx = mt.Mxgate(mt.config([be.url], workers=1, listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True},
+                                                      {'address': '127.0.0.1:0', 'proxy_protocol': True,
+                                                       'tls': 'implicit'}],
+                         tls={'certificate': certfile, 'key': keyfile},
                          trusted_proxies=['127.0.0.1/32'], pregreet={'delay': '1s', 'pass_ttl': '0s'},
                          log={'level': 'debug'}, control={'socket': os.path.join(mt.TMP, 'ctl.sock')}),
                name='mx-lb')
 
-ports = {k: mt.hold_port().port for k in ('v1', 'v2', 'tls')}
-certfile, keyfile = mt.cert()
+mx_tls_port = mx.ports[1]
+ports = {k: mt.hold_port().port for k in ('v1', 'v2', 'tls', 'pass')}
 pem = os.path.join(mt.TMP, 'haproxy.pem')
 with open(pem, 'w') as f:
     f.write(open(certfile).read() + open(keyfile).read())
@@ -84,6 +90,11 @@ frontend smtp_v2
 frontend smtps
   bind 127.0.0.1:{tls} ssl crt {pem}
   default_backend mx_ssl
+frontend smtps_pass
+  bind 127.0.0.1:{pass}
+  default_backend mx_pass
+backend mx_pass
+  server mx 127.0.0.1:{mx_tls} send-proxy-v2
 backend mx_v1
   server mx 127.0.0.1:{mx} send-proxy
 backend mx_v2
@@ -93,10 +104,11 @@ backend mx_ssl
 backend mx_chk
   option smtpchk EHLO lb.example.test
   server mx 127.0.0.1:{mx} send-proxy-v2 check check-send-proxy inter 300ms rise 1 fall 1
-'''.format(stats=stats, tcheck=mt.slack(5), pem=pem, mx=mx.port, **ports))
+'''.format(stats=stats, tcheck=mt.slack(5), pem=pem, mx=mx.port, mx_tls=mx_tls_port, **ports))
 ha = mt.spawn([mt.tool('haproxy'), '-db', '-f', conf], 'haproxy')
 for p in ports.values():
-    mt.wait_port(p, 10, ha)
+    if not mt.wait_port(p, 10, ha):
+        mt.fail('haproxy did not listen on %d: %s' % (p, mt.log_of('haproxy')[-800:]))
 
 
 def delivered(tag):
@@ -111,7 +123,8 @@ def through(port, tag, *extra):
 # ---------------------------------------------------------------- HAProxy's own headers
 for name, port, extra in (('send-proxy (v1)', ports['v1'], ()),
                           ('send-proxy-v2 + crc32c', ports['v2'], ()),
-                          ('TLS at HAProxy, send-proxy-v2-ssl-cn + every TLV', ports['tls'], ('--tlsc',))):
+                          ('TLS at HAProxy, send-proxy-v2-ssl-cn + every TLV', ports['tls'], ('--tlsc',)),
+                          ('TLS passed through to mxgate (tls: implicit), send-proxy-v2', ports['pass'], ('--tlsc',))):
     tag = 'ha-' + re.sub(r'\W+', '-', name)
     r = through(port, tag, *extra)
     got = delivered(tag)
@@ -119,7 +132,13 @@ for name, port, extra in (('send-proxy (v1)', ports['v1'], ()),
              % (name, r.returncode, r.stdout.strip().splitlines()[-3:] if r.returncode else ''))
     mt.check(bool(got) and got[0]['xclient'].get('ADDR') == CLIENT,
              '%s: the backend hears the client behind HAProxy, %s (%s)' % (name, CLIENT, got[0]['xclient'] if got else None))
-mt.check(mx.count_log(r'event=connect client=127\.0\.0\.3 ') == 3, 'mxgate logs the client behind HAProxy each time')
+mt.check(mx.count_log(r'event=connect client=127\.0\.0\.3 ') == 4, 'mxgate logs the client behind HAProxy each time')
+got = delivered('ha-TLS-passed-through-to-mxgate-tls-implicit-send-proxy-v2')
+mt.check(bool(got) and b'with ESMTPS' in got[0]['data'].split(b'\r\n\r\n')[0],
+         'TLS passed through HAProxy: mxgate terminates it, its Received field says ESMTPS')
+got = delivered('ha-TLS-at-HAProxy-send-proxy-v2-ssl-cn-every-TLV')
+mt.check(bool(got) and b'with ESMTPS' not in got[0]['data'].split(b'\r\n\r\n')[0],
+         'TLS at HAProxy: clear text to mxgate, as docs/balancing.md says (no ESMTPS)')
 mt.check(mx.count_log(r'event=proxy_error') == 0, 'no PROXY header of HAProxy was refused')
 
 # ---------------------------------------------------------------- CRC32C
