@@ -9,8 +9,9 @@
   to mxgate, TLS ended at HAProxy is not (docs/balancing.md).
 - a v2 header whose CRC32C does not match, from the trusted balancer's own address: refused
   (event=proxy_error), as HAProxy's accept-proxy resets it; before, it was taken.
-- HAProxy's `option smtpchk` with `check-send-proxy` (its checks send a v2 LOCAL header)
-  against mxgate with `pregreet.delay`: the server stays UP. Before, mxgate sent the
+- HAProxy's `option smtpchk` with `check-send-proxy` (its checks send a v2 LOCAL header, or
+  with `send-proxy` a v1 line naming the check's own connection) against mxgate with
+  `pregreet.delay`: the server stays UP. Before, mxgate sent the
   pregreet teaser ("220-") to the check, which HAProxy reads as an invalid reply: the
   whole mxgate was DOWN at the first check. Proxied clients still get the pregreet test.
 - those checks, one every `inter`, log nothing at info (event=connect/disconnect at debug)
@@ -104,6 +105,9 @@ backend mx_ssl
 backend mx_chk
   option smtpchk EHLO lb.example.test
   server mx 127.0.0.1:{mx} send-proxy-v2 check check-send-proxy inter 300ms rise 1 fall 1
+backend mx_chk1
+  option smtpchk EHLO lb.example.test
+  server mx 127.0.0.1:{mx} send-proxy check check-send-proxy inter 300ms rise 1 fall 1
 '''.format(stats=stats, tcheck=mt.slack(5), pem=pem, mx=mx.port, mx_tls=mx_tls_port, **ports))
 ha = mt.spawn([mt.tool('haproxy'), '-db', '-f', conf], 'haproxy')
 for p in ports.values():
@@ -180,6 +184,12 @@ status = server_status('mx_chk')
 mt.check(status == 'UP' and not re.search(r'mx_chk/mx is DOWN', mt.log_of('haproxy')),
          "HAProxy's option smtpchk keeps mxgate UP with pregreet.delay on (status %s; %s)"
          % (status, ' | '.join(re.findall(r'Server mx_chk/mx is DOWN[^\n]*', mt.log_of('haproxy'))[:1])))
+# send-proxy (v1): HAProxy's check names its own connection (the spec's getsockname/getpeername
+# pair), which is how mxgate tells it from a relayed client
+status = server_status('mx_chk1')
+mt.check(status == 'UP' and not re.search(r'mx_chk1/mx is DOWN', mt.log_of('haproxy')),
+         "the same with send-proxy (v1) checks (status %s; %s)"
+         % (status, ' | '.join(re.findall(r'Server mx_chk1/mx is DOWN[^\n]*', mt.log_of('haproxy'))[:1])))
 # the checks, every 300 ms, are no news: their sessions are logged at debug
 checks = set(re.findall(r' (\S+) event=pregreet_skipped reason=proxy_local', mx.log()))
 loud = [ln for ln in mx.log().splitlines() if ' info ' in ln and ln.split(' ')[2] in checks]
