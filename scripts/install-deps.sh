@@ -30,6 +30,8 @@ PEER_PKGS="$PEER_PKGS python3-prometheus-client"
 # postgrey: test_greylist_allow_names_postgrey.py asks it (policy server) and mxgate the same
 # clients against its /etc/postgrey/whitelist_clients
 PEER_PKGS="$PEER_PKGS postgrey"
+# nginx-light and its stream and mail modules: test_lb_nginx.py (nginx in front of mxgate)
+PEER_PKGS="$PEER_PKGS nginx-light libnginx-mod-stream libnginx-mod-mail"
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
