@@ -803,6 +803,37 @@ static void plugin_detach_call(struct plugin_sess *s)
 	c->s = NULL;
 }
 
+/* A plugin's reply text as the client gets it, in place: CRLF separates the lines of a
+ * multi-line reply; any other CR or LF would split it into lines of its own (a bare LF,
+ * "\nRCPT ...") and becomes a space, as does every other control character but HT (RFC
+ * 5321 4.2: the text is HT and %d32-126; an ESC would reach the client's terminal). A line
+ * loses its trailing blanks, an empty line is dropped, and so is a CRLF at the end: the
+ * session gives each line but the last "NNN-", so "text\r\n" ended the reply with a
+ * continuation line and the client waited for a last line that never came. */
+static void plugin_reply_clean(char *r)
+{
+	char *o = r;
+
+	for (const char *p = r; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '\r' && p[1] == '\n') {
+			while (o > r && (o[-1] == ' ' || o[-1] == '\t'))
+				o--;
+			if (o > r && o[-1] != '\n') {
+				*o++ = '\r';
+				*o++ = '\n';
+			}
+			p++;
+			continue;
+		}
+		*o++ = (char)((ch < 0x20 && ch != '\t') || ch == 0x7f ? ' ' : ch);
+	}
+	while (o > r && (o[-1] == ' ' || o[-1] == '\t' || o[-1] == '\r' || o[-1] == '\n'))
+		o--;
+	*o = '\0';
+}
+
 static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int code,
     const char *reply, const char *reason)
 {
@@ -810,11 +841,7 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 	s->res_action = a;
 	s->res_code = code;
 	snprintf(s->res_reply, sizeof(s->res_reply), "%s", reply ? reply : "");
-	/* The reply goes to the client: CRLF separates lines of a multi-line reply, any other
-	 * CR or LF would split it into lines of its own (a bare LF, "\nRCPT ..."). */
-	for (char *p = s->res_reply; *p; p++)
-		if ((*p == '\r' && p[1] != '\n') || (*p == '\n' && (p == s->res_reply || p[-1] != '\r')))
-			*p = ' ';
+	plugin_reply_clean(s->res_reply);
 	snprintf(s->res_reason, sizeof(s->res_reason), "%s", reason ? reason : "");
 }
 
