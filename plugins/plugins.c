@@ -118,7 +118,7 @@ static void plugins_unload_so(void *handle)
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen)
 {
-	void *h;
+	void *h, *pin;
 	const struct mxgate_plugin *d;
 	char alias[64] = "";
 	int fd;
@@ -192,6 +192,18 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 		snprintf(err, errlen, "%s: descriptor lacks name or init", path);
 		goto fail;
 	}
+	/* A plugin's code stays mapped for the life of the process once it loaded as one: a
+	 * generation retires (SIGHUP) in a turn of its worker's loop, fini() closes the
+	 * plugin's handles there, and libuv runs their close callbacks — code of the plugin —
+	 * on a later turn, as it does a timer or a connection's callback the plugin left
+	 * behind, or a uv_queue_work job still running; unmapped by dlclose() in between, the
+	 * next turn jumped into nothing (SIGSEGV after a reload that took the plugin out, or
+	 * one after it was rebuilt). Haraka cannot unload a plugin's code either. Only a
+	 * descriptor that passed the checks above is pinned: a file that is no plugin is
+	 * released. The registry keeps its descriptor open (plugins_unload_so). */
+	pin = dlopen(*alias ? alias : path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+	if (pin)
+		dlclose(pin);
 	*handle = h;
 	*desc = d;
 	return 0;
