@@ -857,27 +857,71 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 	snprintf(s->res_reason, sizeof(s->res_reason), "%s", reason ? reason : "");
 }
 
-/* The plugin's answer as the chain's verdict (the one-to-one map in plugins.h). */
-/* The action decides the class of a refusal: a code of another class (250 with reject)
- * becomes the default one, and an enhanced status code opening a line of the reply
- * (RFC 3463: its class must be the reply's) gets the class digit, so a plugin's
- * "5.7.1 ..." with tempfail goes out as 451 4.7.1, never as "451 5.7.1". */
-static int plugin_reply_class(char *reply, int code, int cls, int dflt)
+/* The length of the RFC 3463 enhanced status code opening p[0..n) ("class.subject.detail",
+ * 1-3 digits each, then a blank or the end), or 0. */
+static size_t plugin_enhanced_len(const char *p, size_t n)
 {
+	size_t a, b;
+
+	if (n < 5 || p[0] < '0' || p[0] > '9' || p[1] != '.')
+		return 0;
+	for (a = 0; 2 + a < n && a < 4 && p[2 + a] >= '0' && p[2 + a] <= '9'; a++)
+		;
+	if (a < 1 || a > 3 || 2 + a >= n || p[2 + a] != '.')
+		return 0;
+	for (b = 0; 3 + a + b < n && b < 4 && p[3 + a + b] >= '0' && p[3 + a + b] <= '9'; b++)
+		;
+	if (b < 1 || b > 3 || (3 + a + b < n && p[3 + a + b] != ' '))
+		return 0;
+	return 3 + a + b;
+}
+
+/* The plugin's refusal text as the client gets it, into out (outlen): every line opens with
+ * an enhanced status code of the reply's class (RFC 3463; mxgate announces
+ * ENHANCEDSTATUSCODES, so RFC 2034 wants one on each line). A line's own code gets the
+ * class digit (a plugin's "5.7.1 ..." with tempfail goes out as 451 4.7.1, never as
+ * "451 5.7.1"); a line without one — "No such user", as a Haraka plugin writes
+ * next(DENY, msg) — gets the code of the line before it, or X.0.0 (RFC 3463: other or
+ * undefined status) on the first. A leading "550 " in the text, which the session drops,
+ * is dropped here. The action decides the class: a code of another class (250 with
+ * reject) becomes dflt. Returns the SMTP code. */
+static int plugin_reply_class(const char *reply, int code, int cls, int dflt, char *out, size_t outlen)
+{
+	char enh[16];
+	size_t o = 0;
+
 	if (code / 100 != cls)
 		code = dflt;
-	for (char *p = reply; *p; ) {
-		size_t a = strspn(p + 2, "0123456789"), b = a ? strspn(p + 3 + a, "0123456789") : 0;
+	snprintf(enh, sizeof(enh), "%d.0.0", cls);
+	out[0] = '\0';
+	for (const char *p = reply; *p && o + 1 < outlen; ) {
+		const char *e = strstr(p, "\r\n");
+		size_t n = e ? (size_t)(e - p) : strlen(p), k;
+		int w;
 
-		/* class "." 1-3 digits "." 1-3 digits, then a space or the end */
-		if (p[0] >= '0' && p[0] <= '9' && p[1] == '.' && a >= 1 && a <= 3 && p[2 + a] == '.' &&
-		    b >= 1 && b <= 3 && (p[3 + a + b] == ' ' || p[3 + a + b] == '\0' || p[3 + a + b] == '\r'))
-			p[0] = (char)('0' + cls);
-		p = strstr(p, "\r\n");
-		if (p == NULL)
+		if (n >= 4 && p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+		    p[2] <= '9' && (p[3] == ' ' || p[3] == '-')) {
+			p += 4;
+			n -= 4;
+		}
+		if ((k = plugin_enhanced_len(p, n)) != 0) {
+			snprintf(enh, sizeof(enh), "%d%.*s", cls, (int)k - 1, p + 1);
+			p += k;
+			n -= k;
+			while (n && *p == ' ') {
+				p++;
+				n--;
+			}
+		}
+		w = snprintf(out + o, outlen - o, "%s%s%s%.*s", o ? "\r\n" : "", enh, n ? " " : "", (int)n, p);
+		o = w < 0 || (size_t)w >= outlen - o ? outlen - 1 : o + (size_t)w;
+		if (e == NULL)
 			break;
-		p += 2;
+		p = e + 2;
 	}
+	/* cut short: never leave half a line break */
+	while (o > 0 && (out[o - 1] == '\r' || out[o - 1] == '\n'))
+		out[--o] = '\0';
 	return code;
 }
 
@@ -885,6 +929,8 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 {
 	const char *name = s->pe->pc->name;
 	const char *reason = s->res_reason[0] ? s->res_reason : name;
+	char text[sizeof(v->reply)];
+	int code;
 
 	switch (s->res_action) {
 	case MXGATE_CONTINUE:
@@ -894,13 +940,13 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 		verdict_set(v, VERDICT_ACCEPT, 0, reason, NULL);
 		break;
 	case MXGATE_TEMPFAIL:
-		verdict_set(v, VERDICT_TEMPFAIL, plugin_reply_class(s->res_reply, s->res_code, 4, 451), reason, "%s",
-		    s->res_reply[0] ? s->res_reply : "4.7.1 Try again later");
+		code = plugin_reply_class(s->res_reply, s->res_code, 4, 451, text, sizeof(text));
+		verdict_set(v, VERDICT_TEMPFAIL, code, reason, "%s", text[0] ? text : "4.7.1 Try again later");
 		break;
 	case MXGATE_REJECT:
-		verdict_set(v, VERDICT_REJECT, plugin_reply_class(s->res_reply, s->res_code, 5, 550), reason, "%s",
-		    s->res_reply[0] ? s->res_reply : s->stage == HOOK_EOM ? "5.7.1 Message rejected" :
-		    "5.7.1 Command rejected");
+		code = plugin_reply_class(s->res_reply, s->res_code, 5, 550, text, sizeof(text));
+		verdict_set(v, VERDICT_REJECT, code, reason, "%s", text[0] ? text : s->stage == HOOK_EOM ?
+		    "5.7.1 Message rejected" : "5.7.1 Command rejected");
 		break;
 	case MXGATE_DISCARD:
 		verdict_set(v, VERDICT_DISCARD, s->res_code, reason, "%s", s->res_reply);

@@ -148,7 +148,8 @@ for local, want in (('tf5', '451 4.7.1 tempfail text of class 5'), ('rej4', '550
     rep = rcpt_reply(local)
     t.check(rep == (int(want[:3]), want), '%s: the enhanced code of the reply\'s class: %s' % (local, rep))
 rep = rcpt_reply('notenh')
-t.check(rep == (451, '451 1.5 million reasons'), 'a text that only looks like a code is left alone: %s' % (rep,))
+t.check(rep == (451, '451 4.0.0 1.5 million reasons'),
+        'a text that only looks like a code is left alone, an enhanced code (4.0.0) put before it: %s' % (rep,))
 rep = rcpt_reply('code250')
 t.check(rep == (550, '550 5.0.0 not a refusal'), 'code 250 with reject: 550 5.0.0: %s' % (rep,))
 code, text = send('eombig', 'm-eombig')

@@ -2,7 +2,7 @@
 """The reply text a shared-object plugin hands to done() as a Haraka plugin author writes it
 (Haraka's next(DENY, msg) takes any string): one ending in CRLF ("...\\r\\n", a C habit), empty
 lines between lines, control characters (a terminal colour, a bell, DEL), a code in the text
-("550 5.7.1 ..."), and 421 (Haraka's DENYSOFTDISCONNECT). The client always reads one
+("550 5.7.1 ..."), none at all ("No such user", Haraka's usual), and 421 (Haraka's DENYSOFTDISCONNECT). The client always reads one
 complete reply of printable text, every line with the reply's code, and is never left
 waiting for the last line of a reply."""
 import os
@@ -41,6 +41,12 @@ static void r_rcpt(void *i, struct mxgate_call *c)
 		return host->done(c, MXGATE_REJECT, 550, "5.7.1 \x1b[31mred\x1b[0m bell\x07 del\x7f tab\tend", "replies");
 	if (is(r, "withcode"))
 		return host->done(c, MXGATE_REJECT, 0, "554 5.7.1 Code in the text", "replies");
+	if (is(r, "plain"))
+		return host->done(c, MXGATE_REJECT, 550, "No such user here", "replies");
+	if (is(r, "softplain"))
+		return host->done(c, MXGATE_TEMPFAIL, 450, "Mailbox busy\r\n4.2.1 Try later\r\nreally", "replies");
+	if (is(r, "mixed"))
+		return host->done(c, MXGATE_REJECT, 0, "5.1.1 Unknown user\r\nsee the web page", "replies");
 	if (is(r, "close421"))
 		return host->done(c, MXGATE_TEMPFAIL, 421, "4.7.0 Closing, come back later", "replies");
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
@@ -81,8 +87,13 @@ cases = (
     ('twoend', (550, '550-5.7.1 First line\n550 5.7.1 Second line')),
     ('blank', (550, '550-5.7.1 Above\n550 5.7.1 Below')),
     ('onlycrlf', (550, '550 5.7.1 Command rejected')),
-    ('ctl', (550, '550 5.7.1  [31mred [0m bell  del  tab\tend')),
+    ('ctl', (550, '550 5.7.1 [31mred [0m bell  del  tab\tend')),
     ('withcode', (550, '550 5.7.1 Code in the text')),
+    # Haraka's next(DENY, 'No such user here') has no enhanced status code; mxgate announces
+    # ENHANCEDSTATUSCODES, so each line gets one (RFC 2034): X.0.0, or the line's above.
+    ('plain', (550, '550 5.0.0 No such user here')),
+    ('softplain', (450, '450-4.0.0 Mailbox busy\n450-4.2.1 Try later\n450 4.2.1 really')),
+    ('mixed', (550, '550-5.1.1 Unknown user\n550 5.1.1 see the web page')),
 )
 for local, want in cases:
     rep, after = rcpt(local)
