@@ -5,7 +5,9 @@ per-session timer closed in on_close() — must not outlive its code: uv_close()
 close callback on a later turn of the loop, so the object may not be unloaded (dlclose) in
 the same turn. SIGHUP with the plugin taken out of the config, and SIGHUP after it was
 rebuilt at its path while a session held the old generation, each retire the old object:
-the process lives, and the callbacks ran (their counts are logged by the next build)."""
+the process lives. And a reload in the middle of an asynchronous call (the example plugin's
+delayed RCPT): the call completes on the instance it started on, and the session keeps
+that generation's instance (its options) to its end; new sessions get the new one."""
 import os
 import shutil
 import subprocess
@@ -134,5 +136,37 @@ held.close()
 time.sleep(0.5)
 t.check(m.alive(), 'the session of the old build ended after the reload: the process lives')
 t.check(m.alive() and b'X-Keep-Version: two' in send('k5'), 'and goes on serving')
+m.stop()
+
+# 3. SIGHUP while an asynchronous call is in flight (the example plugin answers RCPT from a
+#    timer 1.5 s later); the reload changes the plugin's option `word`.
+ex = os.path.join(t.BUILD, 'example_plugin.so')
+
+
+def excfg(word):
+    return t.config([be.url], hostname='mx.example.test', workers=1, plugins=[
+        {'name': 'ex', 'path': ex, 'timeout': '10s', 'options': {'word': word, 'rcpt_delay_ms': '1500'}}])
+
+
+m = t.Mxgate(excfg('OLDWORD'), name='mxgate-inflight')
+c = t.Client(m.port, timeout=15)
+c.ehlo('client.example.org')
+c.cmd('MAIL FROM:<a@example.org>')
+c.send('RCPT TO:<b@example.test>\r\n')
+time.sleep(0.3)
+m.reload(excfg('NEWWORD'))
+t.check(t.wait_for(lambda: m.log().count('event=reloaded') >= 1, 10), 'SIGHUP during the pending RCPT reloaded')
+rep = c.reply()
+t.check(rep[0] == 250, 'the call in flight completes on its instance: %r' % (rep,))
+c.cmd('DATA')
+rep = c.cmd(t.message('inflight', 'body with NEWWORD\r\n').decode().rstrip('\r\n').replace('\r\n.', '\r\n..') +
+            '\r\n.')
+t.check(rep[0] == 250, 'the session started before the reload keeps the old instance (word OLDWORD): %r' % (rep,))
+c.cmd('QUIT')
+c.close()
+code, text = t.send_mail(m.port, 'a@example.org', ['b@example.test'], t.message('after', 'body with NEWWORD\r\n'),
+                         timeout=30)
+t.check(code == 550 and 'NEWWORD' in text, 'a new session gets the new instance (word NEWWORD): %s %s' % (code, text))
+t.check(m.alive(), 'the process lives')
 m.stop()
 t.finish()
