@@ -517,6 +517,10 @@ struct plugin_entry {
 	char sizebuf[32];
 	unsigned stages;
 	uv_loop_t *loop;
+	/* Calls given up (timeout, session gone) of a plugin without cancel(), not answered
+	 * yet: freed at its late done(), or with the instance (after fini, no call may be
+	 * completed), so a plugin that never answers does not keep them for the process's life. */
+	struct mxgate_call *detached;
 };
 
 enum plugin_phase { PHASE_START = 0, PHASE_HEADERS, PHASE_BODY, PHASE_EOM, PHASE_END };
@@ -551,6 +555,8 @@ struct mxgate_call {
 	 * memory; owner names the plugin in the log line. */
 	bool completed;
 	struct plugin_sess *owner;
+	struct plugin_entry *pe;     /* detached: on pe->detached, linked by dprev/dnext */
+	struct mxgate_call *dprev, *dnext;
 	char client_port[8], local_ip[64], local_port[8], max_size[24], cipher_bits[12], max_rcpts[24];   /* formatted items, one buffer each */
 };
 
@@ -642,6 +648,12 @@ static void plugin_entry_free(void *wstate)
 		return;
 	if (!pe->broken && pe->d->fini)
 		pe->d->fini(pe->instance);
+	while (pe->detached) {
+		struct mxgate_call *c = pe->detached;
+
+		pe->detached = c->dnext;
+		free(c);
+	}
 	free(pe->opts);
 	free(pe);
 }
@@ -795,7 +807,8 @@ static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
 }
 
 /* Releases the plugin's call in progress: cancel() when the plugin has one (the handle is
- * freed here), else the handle is detached and freed when the plugin answers late. */
+ * freed here), else the handle is detached: freed when the plugin answers late, or with
+ * the instance (plugin_entry_free). */
 static void plugin_detach_call(struct plugin_sess *s)
 {
 	struct mxgate_call *c = s->cur;
@@ -813,6 +826,12 @@ static void plugin_detach_call(struct plugin_sess *s)
 		return;
 	}
 	c->s = NULL;
+	c->pe = pe;
+	c->dprev = NULL;
+	c->dnext = pe->detached;
+	if (pe->detached)
+		pe->detached->dprev = c;
+	pe->detached = c;
 }
 
 /* A plugin's reply text as the client gets it, in place: CRLF separates the lines of a
@@ -1674,10 +1693,19 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 	}
 	s = c->s;
 	if (s == NULL) {   /* detached: the verdict came too late */
-		if (c->in_cancel)
+		if (c->in_cancel) {
 			c->done_in_cancel = true;   /* freed by the canceller */
-		else
-			free(c);
+			return;
+		}
+		if (c->pe) {
+			if (c->dprev)
+				c->dprev->dnext = c->dnext;
+			else
+				c->pe->detached = c->dnext;
+			if (c->dnext)
+				c->dnext->dprev = c->dprev;
+		}
+		free(c);
 		return;
 	}
 	if (s->cur != c)
