@@ -951,6 +951,19 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 	char text[sizeof(v->reply)];
 	int code;
 
+	/* Before MAIL there is no message to discard or quarantine: the plugin's error, as
+	 * Postfix judges a milter's ("DISCARD action is not allowed for connect or helo") and
+	 * milter.c does; taken as it came, it ended the stage as an accept and was dropped at
+	 * MAIL, so the session's messages went through without a word. */
+	if ((s->res_action == MXGATE_DISCARD || s->res_action == MXGATE_QUARANTINE) && s->stage < HOOK_MAIL) {
+		const char *what = s->res_action == MXGATE_DISCARD ? "discard" : "quarantine";
+
+		log_event(LOG_LVL_WARNING, s->env->session_id, "event=plugin_bad_output plugin=%s what=%s_before_mail "
+		    "stage=%s", name, what, hook_stage_name(s->stage));
+		verdict_set(v, VERDICT_ERROR, 0, s->res_action == MXGATE_DISCARD ? "discard before mail" :
+		    "quarantine before mail", NULL);
+		return;
+	}
 	switch (s->res_action) {
 	case MXGATE_CONTINUE:
 		verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);

@@ -48,6 +48,15 @@ static void m_rcpt(void *i, struct mxgate_call *c)
 		return host->done(c, (enum mxgate_action)99, 0, NULL, "misuse");
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
 }
+static void m_helo(void *i, struct mxgate_call *c)
+{
+	const char *h = host->get(c, MXGATE_HELO);
+	if (is(h, "discard"))   /* there is no message yet to discard */
+		return host->done(c, MXGATE_DISCARD, 0, NULL, "misuse");
+	if (is(h, "quarantine"))
+		return host->done(c, MXGATE_QUARANTINE, 0, NULL, "misuse");
+	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
 static void m_eom(void *i, struct mxgate_call *c)
 {
 	const char *r = host->rcpt_at(c, 0);
@@ -94,7 +103,7 @@ static void m_eom(void *i, struct mxgate_call *c)
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
 }
 const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VERSION,
-    .name = "misuse", .init = m_init, .on_rcpt = m_rcpt, .on_eom = m_eom };
+    .name = "misuse", .init = m_init, .on_helo = m_helo, .on_rcpt = m_rcpt, .on_eom = m_eom };
 '''
 
 d = os.path.join(t.TMP, 'misuse')
@@ -184,6 +193,18 @@ code, text = send('eomdels', 'm-eomdels')
 t.check(code == 451 and '4.7.1' in text and not be.find('body of m-eomdels'),
         '100000 deletions (more than twice limits.max_recipients) are the plugin\'s error (on_error tempfail): %s %s'
         % (code, text))
+# DISCARD or QUARANTINE at HELO, where there is no message: the plugin's error (on_error),
+# as Postfix judges a milter's ("DISCARD action is not allowed for connect or helo") and
+# mxgate's milter client does; it was taken as an accept of the stage, silently, and the
+# session's messages were delivered.
+for helo in ('discard.example.org', 'quarantine.example.org'):
+    start = m.log_size()
+    c = t.Client(m.port, timeout=15)
+    rep = c.ehlo(helo)
+    c.close()
+    t.check(rep[0] == 451 and '4.7.1' in rep[1], '%s at HELO: on_error tempfail: %r' % (helo.split('.')[0], rep))
+    t.check(m.wait_log(r'event=plugin_bad_output plugin=misuse what=%s_before_mail' % helo.split('.')[0], 5, start),
+            'and logged as the plugin\'s bad output')
 rep = rcpt_reply('badaction')
 t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
 t.check(m.alive(), 'the process lives through all of it')
