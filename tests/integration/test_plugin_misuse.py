@@ -7,17 +7,12 @@ enhanced status code is of another class than the SMTP code. The process survive
 stands, the misuse is logged, and the client's reply is consistent RFC 3463 (`451 4.x.x`,
 `550 5.x.x`). A body replaced or headers added past limits.max_message_size are refused."""
 import os
-import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as t  # noqa: E402
 
 t.need()
-cc = shutil.which('cc') or shutil.which('gcc')
-if cc is None:
-    t.skip('no C compiler to build the plugin')
 
 SRC = r'''#include <stdio.h>
 #include <string.h>
@@ -106,15 +101,7 @@ const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VE
     .name = "misuse", .init = m_init, .on_helo = m_helo, .on_rcpt = m_rcpt, .on_eom = m_eom };
 '''
 
-d = os.path.join(t.TMP, 'misuse')
-os.makedirs(d)
-with open(os.path.join(d, 'misuse.c'), 'w') as f:
-    f.write(SRC)
-uv = subprocess.run(['pkg-config', '--cflags', 'libuv'], capture_output=True, text=True).stdout.split()
-so = os.path.join(d, 'misuse.so')
-r = subprocess.run([cc, '-shared', '-fPIC', '-I', os.path.join(t.SRC, 'plugins')] + uv +
-                   [os.path.join(d, 'misuse.c'), '-o', so], capture_output=True, text=True)
-t.check(r.returncode == 0, 'built misuse.so: %s' % r.stderr.strip())
+so = t.build_plugin('misuse', SRC)
 
 be = t.Backend()
 cfg = t.config([be.url], hostname='mx.example.test', plugins=[

@@ -5,8 +5,6 @@ ignored, and the handles of calls never answered are released when their instanc
 (after its fini: no call may be completed after it), not kept for the life of the process.
 Under ASan (MX_SANITIZED=1), LeakSanitizer at exit reported each one never answered."""
 import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -14,9 +12,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as t  # noqa: E402
 
 t.need()
-cc = shutil.which('cc') or shutil.which('gcc')
-if cc is None:
-    t.skip('no C compiler to build the plugin')
 
 SRC = r'''#include <stdlib.h>
 #include <string.h>
@@ -47,15 +42,7 @@ const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VE
     .name = "never", .init = n_init, .on_rcpt = n_rcpt };
 '''
 
-d = os.path.join(t.TMP, 'never')
-os.makedirs(d)
-with open(os.path.join(d, 'never.c'), 'w') as f:
-    f.write(SRC)
-uv = subprocess.run(['pkg-config', '--cflags', 'libuv'], capture_output=True, text=True).stdout.split()
-so = os.path.join(d, 'never.so')
-r = subprocess.run([cc, '-shared', '-fPIC', '-I', os.path.join(t.SRC, 'plugins')] + uv +
-                   [os.path.join(d, 'never.c'), '-o', so], capture_output=True, text=True)
-t.check(r.returncode == 0, 'built never.so: %s' % r.stderr.strip())
+so = t.build_plugin('never', SRC)
 
 be = t.Backend()
 

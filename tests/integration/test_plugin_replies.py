@@ -6,17 +6,12 @@ lines between lines, control characters (a terminal colour, a bell, DEL), a code
 complete reply of printable text, every line with the reply's code, and is never left
 waiting for the last line of a reply."""
 import os
-import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as t  # noqa: E402
 
 t.need()
-cc = shutil.which('cc') or shutil.which('gcc')
-if cc is None:
-    t.skip('no C compiler to build the plugin')
 
 SRC = r'''#include <string.h>
 #include "plugin.h"
@@ -55,15 +50,7 @@ const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VE
     .name = "replies", .init = r_init, .on_rcpt = r_rcpt };
 '''
 
-d = os.path.join(t.TMP, 'replies')
-os.makedirs(d)
-with open(os.path.join(d, 'replies.c'), 'w') as f:
-    f.write(SRC)
-uv = subprocess.run(['pkg-config', '--cflags', 'libuv'], capture_output=True, text=True).stdout.split()
-so = os.path.join(d, 'replies.so')
-r = subprocess.run([cc, '-shared', '-fPIC', '-I', os.path.join(t.SRC, 'plugins')] + uv +
-                   [os.path.join(d, 'replies.c'), '-o', so], capture_output=True, text=True)
-t.check(r.returncode == 0, 'built replies.so: %s' % r.stderr.strip())
+so = t.build_plugin('replies', SRC)
 
 be = t.Backend()
 m = t.Mxgate(t.config([be.url], hostname='mx.example.test', workers=1, plugins=[
