@@ -913,7 +913,7 @@ static int plugin_reply_class(const char *reply, int code, int cls, int dflt, ch
 		code = dflt;
 	snprintf(enh, sizeof(enh), "%d.0.0", cls);
 	out[0] = '\0';
-	for (const char *p = reply; *p && o + 1 < outlen; ) {
+	for (const char *p = reply; *p; ) {
 		const char *e = strstr(p, "\r\n");
 		size_t n = e ? (size_t)(e - p) : strlen(p), k;
 		int w;
@@ -932,15 +932,21 @@ static int plugin_reply_class(const char *reply, int code, int cls, int dflt, ch
 				n--;
 			}
 		}
+		/* whole lines only: a line that does not fit ends the reply there, but the first,
+		 * whose text is cut instead */
+		if (o + (o ? 2 : 0) + strlen(enh) + (n ? 1 + n : 0) >= outlen) {
+			if (o)
+				break;
+			n = outlen > strlen(enh) + 2 ? outlen - strlen(enh) - 2 : 0;
+		}
 		w = snprintf(out + o, outlen - o, "%s%s%s%.*s", o ? "\r\n" : "", enh, n ? " " : "", (int)n, p);
-		o = w < 0 || (size_t)w >= outlen - o ? outlen - 1 : o + (size_t)w;
+		if (w < 0)
+			break;
+		o += (size_t)w;
 		if (e == NULL)
 			break;
 		p = e + 2;
 	}
-	/* cut short: never leave half a line break */
-	while (o > 0 && (out[o - 1] == '\r' || out[o - 1] == '\n'))
-		out[--o] = '\0';
 	return code;
 }
 
@@ -1488,6 +1494,16 @@ static bool host_params_ok(const char *a)
 		if (*p < 0x20 || *p == 0x7f)
 			return false;
 	return strlen(a) < 1000;
+}
+
+/* See plugins.h (fuzz_plugin_output). */
+int plugins_reply_fuzz(const char *reply, int code, int cls, char *out, size_t outlen)
+{
+	char r[sizeof(((struct plugin_sess *)0)->res_reply)];
+
+	snprintf(r, sizeof(r), "%s", reply);
+	plugin_reply_clean(r);
+	return plugin_reply_class(r, code, cls, cls * 100 + 50, out, outlen);
 }
 
 /* See plugins.h (fuzz_plugin_output). */

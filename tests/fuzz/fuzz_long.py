@@ -85,6 +85,8 @@ SINCE = {
     'fuzz_bdat': '2026-12-04T11:07Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
     'fuzz_sasl': '2026-12-04T13:55Z',
+    # a plugin's reply text as the client gets it (plugins_reply_fuzz)
+    'fuzz_plugin_output': '2026-12-04T17:20Z',
 }
 
 
