@@ -152,8 +152,9 @@ struct mxgate_host {
 	/* The peer is alive and working: restart this call's timeout. */
 	void (*progress)(struct mxgate_call *c);
 	/* level: 0 debug, 1 info, 2 warning, 3 error. fmt "event=NAME k=v..." is logged as
-	 * "<session> event=NAME plugin=<name> k=v..."; a text without event= first as
-	 * "event=plugin_log plugin=<name> text". Quote values from outside (log form). */
+	 * "<session> event=NAME plugin=<name> k=v..." (NAME of a-z and _); any other text as
+	 * "event=plugin_log plugin=<name> text=\"...\"" (quoted, escaped). Quote values from
+	 * outside (log form). */
 	void (*log)(struct mxgate_call *c, int level, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));
 

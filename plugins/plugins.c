@@ -1696,15 +1696,20 @@ static void host_log(struct mxgate_call *c, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	/* the log form puts event= first: "event=NAME plugin=P rest", as every other line */
-	if (strncmp(buf, "event=", 6) == 0) {
-		size_t n = strcspn(buf, " ");
+	/* the log form puts event= first: "event=NAME plugin=P rest", as every other line, for
+	 * a name of the log's form ([a-z_]); any other text — a sentence, as Haraka's
+	 * this.loginfo() is written — is one value of the line, quoted, so the line stays
+	 * key=value for whatever reads the log */
+	size_t n = strcspn(buf, " ");
 
+	if (strncmp(buf, "event=", 6) == 0 && n > 6 && strspn(buf + 6, "abcdefghijklmnopqrstuvwxyz_") == n - 6) {
 		log_event(lvl, s ? s->env->session_id : NULL, "%.*s plugin=%s%s", (int)n, buf,
 		    s ? s->pe->pc->name : "-", buf + n);
 	} else {
-		log_event(lvl, s ? s->env->session_id : NULL, "event=plugin_log plugin=%s %s",
-		    s ? s->pe->pc->name : "-", buf);
+		char v[sizeof(buf) + 64];
+
+		log_event(lvl, s ? s->env->session_id : NULL, "event=plugin_log plugin=%s text=%s",
+		    s ? s->pe->pc->name : "-", log_val(v, sizeof(v), buf));
 	}
 }
 

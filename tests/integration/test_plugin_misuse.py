@@ -39,6 +39,12 @@ static void m_rcpt(void *i, struct mxgate_call *c)
 		return host->done(c, MXGATE_TEMPFAIL, 0, "1.5 million reasons", "misuse");
 	if (is(r, "code250"))
 		return host->done(c, MXGATE_REJECT, 250, "2.0.0 not a refusal", "misuse");
+	if (is(r, "logtext")) {   /* Haraka's this.loginfo("...") */
+		host->log(c, 1, "checked recipient %s, all fine", r);
+		host->log(c, 1, "event=Bad-Name text=x");
+		host->log(c, 1, "event=rcpt_checked rcpt=%s", r);
+		return host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
 	if (is(r, "badaction"))
 		return host->done(c, (enum mxgate_action)99, 0, NULL, "misuse");
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
@@ -192,6 +198,18 @@ for helo in ('discard.example.org', 'quarantine.example.org'):
     t.check(rep[0] == 451 and '4.7.1' in rep[1], '%s at HELO: on_error tempfail: %r' % (helo.split('.')[0], rep))
     t.check(m.wait_log(r'event=plugin_bad_output plugin=misuse what=%s_before_mail' % helo.split('.')[0], 5, start),
             'and logged as the plugin\'s bad output')
+# A free text logged as Haraka's this.loginfo() is written is one key=value of the line
+# (text="..."), as is a text whose event= name is not one (the log's contract form).
+start = m.log_size()
+rep = rcpt_reply('logtext')
+t.check(rep[0] == 250, 'a plugin that logs: %r' % (rep,))
+t.check(m.wait_log(r'event=plugin_log plugin=misuse text="checked recipient logtext@example.test, all fine"', 5, start),
+        'a free text is logged as text="..."')
+t.check(m.wait_log(r'event=plugin_log plugin=misuse text="event=Bad-Name text=x"', 5, start),
+        'a text whose event name is not one too')
+t.check(m.wait_log(r'event=rcpt_checked plugin=misuse rcpt=logtext@example.test', 5, start),
+        'an event= line of the plugin\'s own is kept as written, plugin= put after its name')
+t.check(not m.malformed_log_lines(), 'every log line in the contract form: %s' % m.malformed_log_lines()[:3])
 rep = rcpt_reply('badaction')
 t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
 t.check(m.alive(), 'the process lives through all of it')
