@@ -3,7 +3,8 @@
 the client gets on_error at the timeout (Haraka: DENYSOFT "plugin timeout"), a late answer is
 ignored, and the handles of calls never answered are released when their instance retires
 (after its fini: no call may be completed after it), not kept for the life of the process.
-Under ASan (MX_SANITIZED=1), LeakSanitizer at exit reported each one never answered."""
+Under ASan (MX_SANITIZED=1), LeakSanitizer at exit reported each one never answered. And one
+that blocks its worker in a hook (sleep): what docs/plugins.md says it costs."""
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ t.need()
 
 SRC = r'''#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "plugin.h"
 static const struct mxgate_host *host;
 static int n_init(const struct mxgate_host *h, const struct mxgate_plugin_args *a, void **i,
@@ -29,6 +31,11 @@ static void n_rcpt(void *i, struct mxgate_call *c)
 	const char *r = host->get(c, MXGATE_RCPT);
 	if (r && strncmp(r, "never", 5) == 0)
 		return;   /* forgets the call */
+	if (r && strncmp(r, "block", 5) == 0) {   /* synchronous I/O in the hook: what not to do */
+		host->log(c, 1, "event=blocking");
+		sleep(2);
+		return host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
 	if (r && strncmp(r, "late", 4) == 0) {
 		uv_timer_t *t = malloc(sizeof(*t));
 		uv_timer_init(host->loop(c), t);
@@ -74,6 +81,27 @@ time.sleep(1.5)
 t.check(m.alive() and rcpt('ok')[0] == 250, 'the late answer is ignored; the next call as usual')
 t.check(m.count_log(r'event=plugin_error plugin=never stage=rcpt error=timeout on_error=tempfail') == 4,
         'each timeout logged')
+# A hook that blocks (sleep(2), with timeout 1s) holds its worker: its own verdict, given
+# before the loop could run the timer, stands, and another client of the worker is not
+# even greeted until it returns (docs/plugins.md: Never block; Haraka's event loop the same).
+import threading  # noqa: E402
+box = {}
+
+
+def blocked():
+    box['rep'] = rcpt('block')
+
+
+th = threading.Thread(target=blocked)
+th.start()
+t.check(m.wait_log(r'event=blocking plugin=never', 10), 'the hook blocks')
+t0 = time.monotonic()
+other = t.Client(m.port, timeout=15)
+waited = time.monotonic() - t0
+other.close()
+th.join(20)
+t.check(box.get('rep', (None,))[0] == 250, 'a blocking hook\'s own verdict stands (no timeout fired): %r' % (box.get('rep'),))
+t.check(waited > 1.0, 'another client of the worker waited for its greeting while the hook blocked: %.1f s' % waited)
 # The generation retires at the reload (its sessions are gone): the calls never answered are
 # released with it.
 m.reload(cfg('2s'))
