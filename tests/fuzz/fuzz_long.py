@@ -89,6 +89,8 @@ SINCE = {
     'fuzz_sasl': '2026-12-04T13:55Z',
     # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters
     'fuzz_rspamd_reply': '2026-12-04T17:02Z',
+    # a plugin's reply text as the client gets it (plugins_reply_fuzz)
+    'fuzz_plugin_output': '2026-12-04T17:20Z',
 }
 
 
