@@ -360,6 +360,24 @@ if not ONLY or 'longline_limit' in ONLY.split(','):
              'a reply line too long: 4xx and event=backend_error reason="reply line too long" (got %s %s)'
              % (code, text[:70]))
     mx.stop()
+# RFC 5321 4.2.1: every line of a multi-line reply carries the same code. One whose code
+# changes is no answer (the relay took the last line's: a 250 after a 550- was delivered, a
+# 550 after a 250- was passed on as the backend's verdict): a backend fault, failed over or 4xx.
+case('codechange_dot', {'dot': send_then(b'550-5.7.1 refused\r\n250 2.0.0 Ok: queued\r\n', True)}, 4)
+case('codechange_mail', {'mail': send_then(b'250-2.1.0 Ok\r\n550 5.1.0 refused\r\n', True)}, 4)
+# A code whose first digit is not 1-5 (RFC 5321 4.2.1) is no reply either: the relay passed
+# "600" to the client as a reply code and read "000" as its own "no reply" code.
+case('code600_rcpt', {'rcpt': send_then(b'600 6.0.0 what\r\n', True)}, 4)
+case('code000_dot', {'dot': send_then(b'000 ok\r\n', True)}, 4)
+if not ONLY or 'codechange_log' in ONLY.split(','):
+    bad = scripted('codechange_log', {'dot': send_then(b'550-5.7.1 refused\r\n250 2.0.0 Ok\r\n', True)})
+    mx = mt.Mxgate(cfg([bad.url], backends={'max_attempts': 1}), name='mx-codechange_log')
+    code, text, secs = timed_mail(mx.port, 'codechange_log')
+    mt.check(code is not None and code // 100 == 4 and
+             mx.count_log(r'event=backend_error .*reason="reply code changes within a reply"') >= 1,
+             'a reply whose code changes: 4xx and event=backend_error reason="reply code changes within '
+             'a reply" (got %s %s)' % (code, text[:70]))
+    mx.stop()
 # 421 to MAIL (the backend is shutting down).
 case('mail421', {'mail': send_then(b'421 4.3.2 shutting down\r\n', False)}, 4)
 # Accepts DATA, then stalls past data_timeout (after reading the body / without reading it).
