@@ -158,6 +158,7 @@ static void relay_ahead_keep(char **buf, size_t *cap, const char *s)
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
+static void relay_fail_protocol(struct relay *r, const char *why);
 static void relay_next_address(struct relay *r, const char *why);
 static void relay_close(struct relay *r);
 static int relay_max_idle(const struct relay *r);
@@ -443,7 +444,6 @@ static void relay_close(struct relay *r)
 	uv_close((uv_handle_t *)&r->tcp, relay_handle_closed_cb);
 }
 
-/* A failure while a callback is outstanding: report code 0 and close. */
 /* Opportunistic TLS (RFC 7435) whose handshake failed (the backend closed, sent no TLS,
  * or offers only versions we refuse): as Postfix's smtp client with security level "may",
  * the message goes in clear text on a new connection instead of waiting for ever. The
@@ -470,7 +470,10 @@ static bool relay_tls_wanted(const struct relay *r)
 	    (bc->require_tls || (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until));
 }
 
-static void relay_fail(struct relay *r, const char *why)
+/* A failure while a callback is outstanding: report code 0 and close. protocol: the
+ * backend sent what is no reply (relay_on_plain), its fault even where a failure is
+ * otherwise stale (below). */
+static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 {
 	enum relay_state st = r->state;
 	relay_open_fn ocb = r->open_cb;
@@ -478,7 +481,7 @@ static void relay_fail(struct relay *r, const char *why)
 	relay_data_fn dcb = r->data_cb;
 	bool msg_waiting = r->msg_waiting;
 	void *arg = r->arg, *rarg = NULL;
-	char text[200];
+	char text[480];
 
 	if (st == RELAY_CLOSED)
 		return;
@@ -505,14 +508,25 @@ static void relay_fail(struct relay *r, const char *why)
 	if (st == RELAY_TLS_HANDSHAKE && !r->gen->cfg->backends.require_tls)
 		relay_tls_fallback(r, why);
 	bool stale = r->reused_fresh || (st == RELAY_COMMAND && r->ahead_n > 0 && r->ahead_answered == 0);
-	if (stale)
-		why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
-	snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
-	if (!stale && st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
+	if (stale && protocol) {
+		/* A pooled connection's first reply (or the first to commands sent ahead) broke
+		 * the protocol: the backend was there and answered wrong, which is its fault as on
+		 * a new connection (logged as such, counted), not a connection it had dropped. The
+		 * owner still tries a fresh connection as for a stale one (not an attempt): what
+		 * the pooled connection was left in may be the trouble; a fresh one that fails
+		 * the same way is an attempt (not stale: not reused). */
+		snprintf(text, sizeof(text), "backend %.300s: %s (on a " RELAY_STALE_TEXT ")", r->b->url, why);
+	} else {
+		if (stale)
+			why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
+		snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
+	}
+	if ((!stale || protocol) && st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
-	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"", r->b->url, st, why);
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"%s", r->b->url, st,
+	    why, stale && protocol ? " pooled=reused retry=fresh" : "");
 	relay_close(r);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
@@ -527,6 +541,16 @@ static void relay_fail(struct relay *r, const char *why)
 		const char *t = text;
 		dcb(arg, 1, &code, &t);
 	}
+}
+
+static void relay_fail(struct relay *r, const char *why)
+{
+	relay_fail_as(r, why, false);
+}
+
+static void relay_fail_protocol(struct relay *r, const char *why)
+{
+	relay_fail_as(r, why, true);
 }
 
 /* ---- reading ----------------------------------------------------------------------- */
@@ -553,7 +577,7 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		size_t used = 0;
 		int rc = smtp_reply_feed(&r->rd, data, len, &used, &rep);
 		if (rc < 0) {
-			relay_fail(r, smtp_reply_strerror(rc));
+			relay_fail_protocol(r, smtp_reply_strerror(rc));
 			return -1;
 		}
 		if (rc == 0)

@@ -492,6 +492,49 @@ def close_at_reuse(n):
     return {'mail': mail}
 
 
+def garbage_at_reuse(n):
+    # The backend answers garbage to MAIL on the second transaction of each connection: it is
+    # there and breaks the protocol (not a connection it dropped while idle).
+    st = {'txns': 0}
+
+    def mail(srv, p, arg):
+        st['txns'] += 1
+        if st['txns'] > 1:
+            p.send(b'hello, garbage\r\n')
+            return True
+        return None
+    return {'mail': mail}
+
+
+# A protocol error on a reused pooled connection is the backend's fault: logged as what it is
+# and counted as the backend's failure (it was renamed "stale pooled connection", not counted,
+# as a connection the backend had closed while idle), and the message still goes on a fresh
+# connection, not counted as an attempt (max_attempts 1 here).
+if not ONLY or 'poolgarbage' in ONLY.split(','):
+    bad = scripted('poolgarbage', per_conn=garbage_at_reuse)
+    c = cfg([bad.url], backends={'max_attempts': 1})
+    mport = mt.hold_port().port
+    c['metrics'] = {'listen': '127.0.0.1:%d' % mport}
+    mx = mt.Mxgate(c, name='mx-poolgarbage')
+    res = []
+    for i in range(3):
+        res.append(timed_mail(mx.port, 'poolgarbage-%d' % i))
+        time.sleep(0.5)
+    codes = [r[0] for r in res]
+    mt.check(codes == [250, 250, 250] and all('poolgarbage-%d' % i in tags_of(bad) for i in range(3)),
+             'garbage on a reused connection: the three messages delivered on fresh connections (%s)' % codes)
+    mt.check(mx.count_log(r'event=backend_error .*reason="malformed reply" pooled=reused retry=fresh') >= 1,
+             'garbage on a reused connection: event=backend_error reason="malformed reply" pooled=reused')
+    mt.check(mx.count_log(r'event=backend_error .*reason="stale pooled connection"') == 0,
+             'garbage on a reused connection: not logged as a stale pooled connection')
+    st, body = mt.http_get(mport, '/metrics')
+    m = re.search(r'^mxgate_backend_failures_total (\d+)', body or '', re.M)
+    mt.check(m is not None and int(m.group(1)) >= 1,
+             'garbage on a reused connection: counted in mxgate_backend_failures_total (%s)'
+             % (m.group(0) if m else 'no such line'))
+    mx.stop()
+
+
 pooled('poolidleclose', idle_close, '(the backend closed the idle pooled connection)')
 pooled('poolchatter', idle_chatter, '(the backend spoke on an idle connection)')
 pooled('poolreuse', close_at_reuse, '(the pooled connection was dead at reuse)')
