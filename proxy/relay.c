@@ -592,6 +592,14 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		/* rep.text lives in the reader until the next feed: callbacks get it for the
 		 * call's duration only */
 		relay_on_reply(r, rep.code, rep.text);
+		if (r->state == RELAY_TLS_HANDSHAKE && len > 0) {
+			/* RFC 3207 5: what came in clear behind the 220 to STARTTLS is no part of
+			 * the TLS session (the server cannot have answered our ClientHello yet):
+			 * dropped, as the health probe drops it, never read as a reply to a command
+			 * sent under TLS (CVE-2011-0411's injection, seen from the client). */
+			smtp_reply_reset(&r->rd);
+			break;
+		}
 	}
 	return r->state == RELAY_CLOSED ? -1 : 0;
 }
@@ -1214,8 +1222,12 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		relay_close(r);
 		return;
 	default:
-		/* Unexpected reply (e.g. idle): drop the connection. */
-		relay_close(r);
+		/* Unexpected reply (e.g. idle): drop the connection; one being opened fails, so
+		 * its owner hears of it (a close alone would leave it waiting for ever). */
+		if (r->open_cb)
+			relay_fail_protocol(r, "unexpected reply");
+		else
+			relay_close(r);
 		return;
 	}
 }
