@@ -60,35 +60,6 @@ static inline bool smtp_reply_digit(char c)
 	return (unsigned)(c - '0') < 10;	/* isdigit without the locale */
 }
 
-/* RFC 3463 (RFC 2034 4: after the code and its separator) "class.subject.detail", class
- * the reply code's first digit and 2, 4 or 5, subject and detail 1-3 digits each, then the
- * end or a space: copied into out (12 octets), else out is "". */
-static void smtp_reply_enhanced(const char *l, size_t ll, char out[12])
-{
-	const char *p = l + 4, *e = l + ll;
-	size_t n;
-
-	out[0] = '\0';
-	if (ll < 9 || (l[0] != '2' && l[0] != '4' && l[0] != '5') || p[0] != l[0] || p[1] != '.')
-		return;
-	const char *q = p + 2;
-	for (int part = 0; part < 2; part++) {
-		for (n = 0; q < e && n < 4 && smtp_reply_digit(*q); n++)
-			q++;
-		if (n == 0 || n > 3)
-			return;
-		if (part == 0) {
-			if (q >= e || *q != '.')
-				return;
-			q++;
-		}
-	}
-	if (q < e && *q != ' ')
-		return;
-	memcpy(out, p, (size_t)(q - p));	/* at most 1 + 1 + 3 + 1 + 3 = 9 octets */
-	out[q - p] = '\0';
-}
-
 /* One line complete in rd->line[0..ll): 1 and *out when it ends a reply, 0 when it
  * continues one, or -err. */
 static int smtp_reply_line(struct smtp_reply_reader *rd, size_t ll, struct smtp_reply *out)
@@ -128,7 +99,6 @@ static int smtp_reply_line(struct smtp_reply_reader *rd, size_t ll, struct smtp_
 	out->code = code;
 	out->nlines = rd->nlines;
 	out->bare_lf = rd->bare_lf;
-	smtp_reply_enhanced(l, ll, out->enhanced);
 	rd->done = true;
 	return 1;
 }
@@ -182,6 +152,42 @@ int smtp_reply_feed(struct smtp_reply_reader *rd, const char *in, size_t len, si
 	}
 	*used = len;
 	return 0;
+}
+
+/* RFC 3463 (RFC 2034 4: after the code and its separator) "class.subject.detail", class
+ * the reply code's first digit and 2, 4 or 5, subject and detail 1-3 digits each, then the
+ * end of the line or a space. */
+bool smtp_reply_enhanced(const struct smtp_reply *rep, char out[12])
+{
+	const char *l = rep->text, *e = rep->text + rep->len;
+
+	out[0] = '\0';
+	for (const char *c = e; c > rep->text; c--)	/* the last line */
+		if (c[-1] == '\n') {
+			l = c;
+			break;
+		}
+	const char *p = l + 4;
+	if (e - l < 9 || (l[0] != '2' && l[0] != '4' && l[0] != '5') || p[0] != l[0] || p[1] != '.')
+		return false;
+	const char *q = p + 2;
+	for (int part = 0; part < 2; part++) {
+		size_t n;
+		for (n = 0; q < e && n < 4 && smtp_reply_digit(*q); n++)
+			q++;
+		if (n == 0 || n > 3)
+			return false;
+		if (part == 0) {
+			if (q >= e || *q != '.')
+				return false;
+			q++;
+		}
+	}
+	if (q < e && *q != ' ')
+		return false;
+	memcpy(out, p, (size_t)(q - p));	/* at most 1 + 1 + 3 + 1 + 3 = 9 octets */
+	out[q - p] = '\0';
+	return true;
 }
 
 /* ---- the EHLO reply ------------------------------------------------------------------ */

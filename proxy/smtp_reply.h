@@ -50,8 +50,6 @@ struct smtp_reply_reader {
 
 struct smtp_reply {
 	int code;               /* 100..599 */
-	char enhanced[12];      /* RFC 3463 "c.s.d" of the last line, its class the code's first
-	                         * digit, else "" */
 	const char *text;       /* every line with its code, joined by CRLF, no final CRLF;
 	                         * NUL-terminated (a NUL the server sent stays: text[len] is
 	                         * the end), valid until the next smtp_reply_* call */
@@ -75,6 +73,10 @@ void smtp_reply_reset(struct smtp_reply_reader *rd);
  * octets. */
 int smtp_reply_feed(struct smtp_reply_reader *rd, const char *in, size_t len, size_t *used,
     struct smtp_reply *out);
+/* The RFC 3463 enhanced status code ("c.s.d") of rep's last line into out, its class the
+ * reply code's first digit (2, 4 or 5): true; else out is "" and false. Asked for, not
+ * parsed with every reply (the relay's hot path does not need it). */
+bool smtp_reply_enhanced(const struct smtp_reply *rep, char out[12]);
 /* Octets of a reply begun and not complete (a line or lines held). */
 size_t smtp_reply_pending(const struct smtp_reply_reader *rd);
 /* The error's words for logs ("reply line too long", "malformed reply", ...); err may be

@@ -5,6 +5,7 @@
  * pending octets). Every reply must be well formed: its code 100-599, its text within the
  * bounds, every line of it beginning with that code. The first octet picks the bare-LF
  * policy; the rest is the stream. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,10 @@ static void check_reply(const struct smtp_reply *rep)
 	/* a NUL from the peer stays in the text: a C string reader sees less of it */
 	if (rep->text[rep->len] != '\0' || strlen(rep->text) > rep->len || rep->len + 1 > SMTP_REPLY_TEXT_MAX)
 		abort();
-	if (rep->enhanced[0] && (rep->enhanced[0] != '0' + rep->code / 100 || strlen(rep->enhanced) > 9))
+	char enh[12];
+	bool has = smtp_reply_enhanced(rep, enh);
+	if (has != (enh[0] != '\0') ||
+	    (enh[0] && (enh[0] != '0' + rep->code / 100 || strlen(enh) > 9)))
 		abort();
 	/* each line: the code, then SP, "-" (not on the last) or its end; at most LINE_MAX */
 	const char *p = rep->text, *end = rep->text + rep->len;
@@ -85,7 +89,6 @@ static struct outcome run(unsigned flags, const char *data, size_t size, size_t 
 				check_reply(&rep);
 				o.nreplies++;
 				o.hash = mix(o.hash, &rep.code, sizeof(rep.code));
-				o.hash = mix(o.hash, rep.enhanced, strlen(rep.enhanced) + 1);
 				o.hash = mix(o.hash, &rep.nlines, sizeof(rep.nlines));
 				o.hash = mix(o.hash, &rep.bare_lf, sizeof(rep.bare_lf));
 				o.hash = mix(o.hash, rep.text, rep.len + 1);

@@ -3,6 +3,7 @@
  * same error each time; and the EHLO keyword parser. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,7 +48,10 @@ static const char *render(unsigned flags, const char *in, size_t len, size_t ste
 				assert_true(strlen(rep.text) <= rep.len && rep.text[rep.len] == '\0');
 				assert_true(rep.code >= 100 && rep.code <= 599);
 				assert_true(o + rep.len + 64 < sizeof(out));
-				o += (size_t)snprintf(out + o, sizeof(out) - o, "%d|%s|%u|%d|%s\n", rep.code, rep.enhanced,
+				char enh[12];
+				bool has = smtp_reply_enhanced(&rep, enh);
+				assert_int_equal(has, enh[0] != '\0');
+				o += (size_t)snprintf(out + o, sizeof(out) - o, "%d|%s|%u|%d|%s\n", rep.code, enh,
 				    rep.nlines, rep.bare_lf, rep.text);
 			}
 			p += used;
