@@ -526,7 +526,8 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
 	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"%s", r->b->url, st,
-	    why, stale && protocol ? " pooled=reused retry=fresh" : "");
+	    why, !(stale && protocol) ? "" : r->reused_fresh ? " pooled=reused retry=fresh" :
+	    " sent_ahead=unanswered retry=fresh");
 	relay_close(r);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
