@@ -1106,13 +1106,18 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	case SMFIR_SETSYMLIST:
 		return true;
 	case SMFIR_CONN_FAIL:
-	case SMFIR_SHUTDOWN:
+	case SMFIR_SHUTDOWN: {
+		/* The reason says which, as every other milter failure says why (it was a bare
+		 * "milter", the word of a verdict the filter gave). */
+		const char *why = cmd == SMFIR_SHUTDOWN ? "milter-shutdown" : "milter-conn-fail";
+
 		ms->state = MS_FAILED;
-		snprintf(ms->failed, sizeof(ms->failed), "milter-shutdown");
+		snprintf(ms->failed, sizeof(ms->failed), "%s", why);
 		pconn_close(ms->conn);
 		ms->conn = NULL;
-		milter_finish(ms, MXGATE_TEMPFAIL, 421, "4.7.0 Content filter closing connection", "milter");
+		milter_finish(ms, MXGATE_TEMPFAIL, 421, "4.7.0 Content filter closing connection", why);
 		return false;
+	}
 	default:
 		milter_verdict(ms, &r);
 		return false;
