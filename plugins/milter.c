@@ -1019,6 +1019,13 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_eom_pump(ms);
 			return false;
 		}
+		/* The reply to the end of message is a verdict: a SKIP there would finish the
+		 * message with the modifications and the quarantine collected dropped; Sendmail
+		 * calls it a bogus response (the filter's error), and so does this. */
+		if (ms->wait == W_EOB) {
+			milter_fail(ms, "milter-protocol", "skip at end of message");
+			return false;
+		}
 		/* SKIP elsewhere means "continue". */
 		if (ms->wait == W_EOM_STEP) {
 			ms->wait = W_NONE;
