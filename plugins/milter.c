@@ -1170,6 +1170,44 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 	}
 }
 
+/* See milter.h (fuzz_milter_mods). */
+void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, const void *frames,
+    size_t len, uint32_t max_frame)
+{
+	struct milter_inst mi = { .host = host, .max_frame = max_frame };
+	struct milter_sess *ms = calloc(1, sizeof(*ms));
+	const char *data = frames;
+
+	if (ms == NULL)
+		return;
+	ms->mi = &mi;
+	ms->call = call;
+	ms->state = MS_READY;
+	ms->stage_cmd = SMFIC_BODYEOB;
+	ms->in_txn = true;
+	ms->phase = EP_SENT;
+	ms->wait = W_EOB;
+	milter_parser_init(&ms->parser, max_frame);
+	while (len > 0 && ms->call) {
+		size_t used = 0, plen;
+		char cmd;
+		const unsigned char *payload;
+		int rc = milter_parser_feed(&ms->parser, data, len, &used, &cmd, &payload, &plen);
+
+		data += used;
+		len -= used;
+		if (rc < 0) {
+			milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
+			break;
+		}
+		if (rc == 0 || !milter_on_frame(ms, cmd, payload, plen))
+			break;
+	}
+	if (ms->call)   /* the stream ended without a verdict: the filter's continue */
+		(void)milter_on_frame(ms, SMFIR_CONTINUE, NULL, 0);
+	milter_sess_free(ms);
+}
+
 /* ------------------------------------------------------------------- hooks */
 
 /* options: a struct milter_options (the typed `options:`). */
