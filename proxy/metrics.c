@@ -595,9 +595,10 @@ int metrics_post_head_parse(const char *buf, size_t len, struct metrics_post_hea
 		return 0;
 	for (t = 5; t < end && buf[t] == ' '; t++)
 		;
-	for (i = t; i < end && buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r' && buf[i] != '\n' && buf[i] != '\0'; i++)
+	/* the target: visible ASCII up to the blank before the version (RFC 9112 3.2) */
+	for (i = t; i < end && (unsigned char)buf[i] > ' ' && (unsigned char)buf[i] < 0x7f; i++)
 		;
-	if (i == t || i - t >= sizeof(h->path))
+	if (i == t || i - t >= sizeof(h->path) || buf[i] != ' ')
 		return 0;
 	memcpy(h->path, buf + t, i - t);
 	h->path[i - t] = '\0';

@@ -83,7 +83,8 @@ struct metrics_post_head {
 	bool expect_continue;        /* "Expect: 100-continue" (RFC 9110 10.1.1) */
 };
 /* 1 with *h set when buf starts with a complete head of a POST whose request line names a
- * target ("POST /path ..."; a target of 256 octets or more is none), else 0. */
+ * target ("POST /path HTTP/1.1": visible ASCII then a space; one of 256 octets or more is
+ * none), else 0 (metrics_parse_request answers it). */
 int metrics_post_head_parse(const char *buf, size_t len, struct metrics_post_head *h);
 
 /* Other paths on the same listener (the status page, probes): for a GET or HEAD of a path
