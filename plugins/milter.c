@@ -1131,6 +1131,26 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	}
 }
 
+/* The filter's bytes data[0..len), frame by frame, until a reply ends the wait (a verdict
+ * was given or the connection dropped: ms may be gone then) or the bytes end. */
+static void milter_read_frames(struct milter_sess *ms, const char *data, size_t len)
+{
+	while (len > 0) {
+		size_t used = 0;
+		char cmd;
+		const unsigned char *payload;
+		size_t plen;
+		int rc = milter_parser_feed(&ms->parser, data, len, &used, &cmd, &payload, &plen);
+
+		data += used;
+		len -= used;
+		if (rc < 0)
+			return milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
+		if (rc == 0 || !milter_on_frame(ms, cmd, payload, plen))
+			return;
+	}
+}
+
 static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char *data, size_t len,
     int err, void *arg)
 {
@@ -1145,23 +1165,7 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 		ms->wait = W_OPTNEG;
 		return;
 	case PCONN_DATA:
-		while (len > 0) {
-			size_t used = 0;
-			char cmd;
-			const unsigned char *payload;
-			size_t plen;
-			int rc = milter_parser_feed(&ms->parser, data, len, &used, &cmd, &payload, &plen);
-
-			data += used;
-			len -= used;
-			if (rc < 0)
-				return milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
-			if (rc == 0)
-				return;
-			if (!milter_on_frame(ms, cmd, payload, plen))
-				return;   /* a verdict was given or the connection dropped: stop here */
-		}
-		return;
+		return milter_read_frames(ms, data, len);
 	case PCONN_EOF:
 		return milter_fail(ms, "milter-closed", "filter closed the connection");
 	case PCONN_ERROR:
@@ -1176,7 +1180,6 @@ void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, c
 {
 	struct milter_inst mi = { .host = host, .max_frame = max_frame };
 	struct milter_sess *ms = calloc(1, sizeof(*ms));
-	const char *data = frames;
 
 	if (ms == NULL)
 		return;
@@ -1188,21 +1191,7 @@ void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, c
 	ms->phase = EP_SENT;
 	ms->wait = W_EOB;
 	milter_parser_init(&ms->parser, max_frame);
-	while (len > 0 && ms->call) {
-		size_t used = 0, plen;
-		char cmd;
-		const unsigned char *payload;
-		int rc = milter_parser_feed(&ms->parser, data, len, &used, &cmd, &payload, &plen);
-
-		data += used;
-		len -= used;
-		if (rc < 0) {
-			milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
-			break;
-		}
-		if (rc == 0 || !milter_on_frame(ms, cmd, payload, plen))
-			break;
-	}
+	milter_read_frames(ms, frames, len);   /* host->done frees nothing: ms stays */
 	if (ms->call)   /* the stream ended without a verdict: the filter's continue */
 		(void)milter_on_frame(ms, SMFIR_CONTINUE, NULL, 0);
 	milter_sess_free(ms);
