@@ -2,10 +2,12 @@
  * them: the input is read by the request parser (ctl_parser_feed, a newline added at its end)
  * and each request of the modules' verbs (filters/limits_control.c, filters/reputation_control.c, filters/filters_control.c: ratelimit show|reset KEY
  * VALUE with every rule key, greylist list [N] and show|pass|delete IP SENDER RCPT, flush
- * dns|passcache|reputation IP) and help is dispatched as the socket dispatches it
- * (control_dispatch_start) under a config with local stores (the rate limiter's and the
- * greylist's tables of worker 0, bounded by max_keys). Not dispatched: learn (it reads a file
- * named by the request), reload, drain, enable, status, backends, top (the daemon's state).
+ * dns|passcache|reputation IP), drain|enable BACKEND (a URL or a host name, over a pool of
+ * three backends; the drained set is emptied after each input), top clients|reasons|rules
+ * [N] and help is dispatched as the socket dispatches it (control_dispatch_start) under a
+ * config with local stores (the rate limiter's and the greylist's tables of worker 0, bounded
+ * by max_keys). Not dispatched: learn (it reads a file named by the request), reload,
+ * status, backends (no arguments).
  * Invariants: every request is answered at once (local stores), 0 or -1; the answer is text
  * ending in a newline, without NUL or control characters but newline and tab; a --json
  * answer that succeeded is one object ("{...}\n"); nothing crashes, leaks or is read out of
@@ -25,6 +27,7 @@
 #include "hook.h"
 #include "log.h"
 #include "ops.h"
+#include "backend.h"
 #include "worker.h"
 
 extern const struct hook_module ratelimit_module, greylist_module;
@@ -41,7 +44,7 @@ static struct shared_gen *fz_current(void)
 
 static const char fz_config[] =
     "listen: [\"127.0.0.1:2525\"]\n"
-    "backends: { servers: [\"smtp://127.0.0.1:2526\"] }\n"
+    "backends: { servers: [\"smtp://127.0.0.1:2526\", \"smtp://[::1]:2527\", \"lmtp://127.0.0.1:2424\"] }\n"
     "greylist: { enabled: true, delay: 1m, max_keys: 1000 }\n"
     "ratelimit:\n"
     "  max_keys: 1000\n"
@@ -59,6 +62,7 @@ static const char fz_config[] =
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	static const struct ops_host host = { .current = fz_current };
+	const char *err = NULL;
 
 	(void)argc;
 	(void)argv;
@@ -68,6 +72,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (config_load_string("fuzz.yaml", fz_config, strlen(fz_config), &gen.cfg, stderr) != 0)
 		abort();
 	gen.id = 1;
+	if ((gen.pool = pool_new(gen.cfg, &err)) == NULL) {
+		fprintf(stderr, "pool_new: %s\n", err ? err : "?");
+		abort();
+	}
 	ops_start(&loop, &host);
 	if (ratelimit_module.worker_init(gen.cfg, &loop, 0, &rl_ws) != 0 ||
 	    greylist_module.worker_init(gen.cfg, &loop, 0, &gl_ws) != 0)
@@ -77,7 +85,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static bool fz_dispatched(const struct ctl_request *req)
 {
-	static const char *const ok[] = { "ratelimit", "greylist", "flush", "help" };
+	static const char *const ok[] = { "ratelimit", "greylist", "flush", "help", "drain", "enable", "top" };
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
 		if (strcmp(req->argv[0], ok[i]) == 0)
@@ -147,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	ctl_parser_reset(&p);
+	ops_reset_drains();
 	free(buf);
 	return 0;
 }
