@@ -57,6 +57,16 @@ def post(port, path, data):
         return e.code, e.read().decode().strip()
 
 
+def read_all(sk):
+    """What the server sends until it closes."""
+    resp = b''
+    while True:
+        chunk = sk.recv(4096)
+        if not chunk:
+            return resp
+        resp += chunk
+
+
 def rules_cfg(store, metrics_port=None):
     return {'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
             'bayes': {'enabled': True, 'store': store, 'min_spam': 20, 'min_ham': 20}}
@@ -150,12 +160,7 @@ with socket.create_connection(('127.0.0.1', mport), timeout=mt.slack(5)) as sk:
     mt.check(interim.startswith(b'HTTP/1.1 100 Continue\r\n\r\n'),
              'Expect: 100-continue: the interim 100 comes before the body (%r)' % interim[:40])
     sk.sendall(body)
-    resp = b''
-    while True:
-        chunk = sk.recv(4096)
-        if not chunk:
-            break
-        resp += chunk
+    resp = read_all(sk)
     resp = resp[len(b'HTTP/1.1 100 Continue\r\n\r\n'):] if resp.startswith(b'HTTP/1.1 100') else resp
     mt.check(resp.startswith(b'HTTP/1.0 200') and resp.rstrip().endswith(b'already'),
              'Expect: 100-continue: then the answer (%r)' % resp[:60])
@@ -171,13 +176,7 @@ for empty in (b'', b'\r\n\r\n'):
 def raw_post(head, body):
     with socket.create_connection(('127.0.0.1', mport), timeout=mt.slack(5)) as sk:
         sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: x\r\n' + head + b'\r\n' + body)
-        resp = b''
-        while True:
-            chunk = sk.recv(4096)
-            if not chunk:
-                break
-            resp += chunk
-    return resp.split(b'\r\n', 1)[0]
+        return read_all(sk).split(b'\r\n', 1)[0]
 
 
 spam = msg('spam', N - 2, SPAM_WORDS)
