@@ -106,7 +106,7 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_bayes_token': 512,
            # a request line is at most CTL_MAX_LINE (1024) octets: 2 KiB holds an over-long
            # one and a request after it; each input is parsed byte by byte, so length is time
-           'fuzz_control': 2048}
+           'fuzz_control': 2048, 'fuzz_control_verbs': 2048}
 
 
 def campaign(build, target, seconds, rss_mb, max_len, runs=0):
