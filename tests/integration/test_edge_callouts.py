@@ -15,6 +15,9 @@ disconnection` (and, over STARTTLS, a TLS error), and the connection was not poo
 now ends the transaction as RSET does: the backend gets RSET and the connection is pooled
 (QUIT where it cannot be: PROXY v2).
 
+The differences docs/smtp-edge.md lists for VRFY, EXPN, ETRN, SIZE syntax and DATA before
+MAIL are checked beside this Postfix's own answers.
+
 Screening: a callout never reaches DATA, so a `count: messages` rate limit does not charge
 it (docs/filters-limits.md) — three callouts and a message under `limit: 1/1h` deliver the
 message; the message after it is refused (the rule is live).
@@ -99,6 +102,31 @@ for name, seq in SEQS:
     via = run(mx.port, seq)
     diff = ['%s: %s / %s' % (l, d, v) for l, d, v in zip(seq, direct, via) if d != v]
     mt.check(not diff, '%s: replies through mxgate are Postfix\'s own%s' % (name, (': ' + '; '.join(diff)) if diff else ''))
+
+# The differences docs/smtp-edge.md lists ("Where the replies differ"), each beside what
+# this Postfix answers, so the table stays true: (command after EHLO, Postfix's, mxgate's)
+DOCUMENTED = [
+    ('VRFY a@local.test', '252 2.0.0 a@local.test',
+     '252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery'),
+    ('VRFY <nosuch@local.test>', '550 5.1.1 <nosuch@local.test>: Recipient address rejected: User unknown in relay recipient table',
+     '252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery'),
+    ('EXPN a@local.test', '500 5.5.2 Error: command not recognized', '502 5.5.1 Error: command not implemented'),
+    ('EXPN', '500 5.5.2 Error: command not recognized', '501 5.5.4 Syntax: EXPN list'),
+    ('ETRN local.test', None, '500 5.5.2 Syntax error, command unrecognized'),
+    ('MAIL FROM:<> SIZE=12k', '501 5.5.4 Bad message size syntax', '501 5.5.4 Bad SIZE parameter syntax'),
+    ('MAIL FROM:<> SIZE', '555 5.5.4 Unsupported option: SIZE', '501 5.5.4 Bad SIZE parameter syntax'),
+    ('DATA', '503 5.5.1 Error: need RCPT command', '503 5.5.1 Error: need MAIL command'),
+]
+for line, pf_reply, mx_reply in DOCUMENTED:
+    got = []
+    for port in (pf_port, mx.port):
+        c = mt.Client(port)
+        c.ehlo('v.test')
+        got.append(c.cmd(line)[1])
+        c.cmd('QUIT')
+        c.close()
+    mt.check((pf_reply is None or got[0] == pf_reply) and got[1] == mx_reply,
+             '%s: Postfix %r, mxgate %r, as docs/smtp-edge.md says (got %r)' % (line, pf_reply, mx_reply, got))
 
 # The callouts reached the backend: its RCPT verdicts were the answers (above), and it
 # logged the refusals of the unknown recipients as its own.
