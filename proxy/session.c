@@ -763,7 +763,8 @@ static void session_apply_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_txn_refused(s, v, "data", HOOK_DATA);
-		session_error(s);
+		if (!v->not_an_error)       /* greylisting the null sender at DATA */
+			session_error(s);
 		session_cmd_done(s);
 		return;
 	}
@@ -971,7 +972,8 @@ static void session_apply_bdat_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_txn_refused(s, v, "data", HOOK_DATA);
-		session_error(s);
+		if (!v->not_an_error)
+			session_error(s);
 		s->bdat.discarding = true;
 		s->bdat.failed = true;
 	} else if (smtp_tx_data_open(&s->tx) != 0) {
