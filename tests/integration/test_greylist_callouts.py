@@ -12,18 +12,20 @@ sender at DATA by default (greylist.null_sender: data), as Exim's greylisting re
   event=greylist ... stage=data, nothing reaches the backend; its retry passes and is
   delivered; with BDAT the first chunk is refused the same way;
 - a sender other than <> is greylisted at RCPT as before;
-- null_sender: rcpt keeps the old behaviour (postgrey's): the callout gets 451 at RCPT.
+- null_sender: rcpt keeps the old behaviour (postgrey's): the callout gets 451 at RCPT;
+- the same with store: redis and lmdb.
 Each case comes from its own /24 (the triplet's network). A deferral at DATA is not the
 client's error (limits.max_errors), as at RCPT.
 Peers: a scripted backend; clients with public-looking addresses over PROXY v2."""
 import os
+import re
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-mt.need()
+mt.need('redis-server')
 be = mt.Backend(name='gl-callouts')
 
 
@@ -90,6 +92,21 @@ mx.stop()
 mx = mt.Mxgate(cfg(null_sender='rcpt'), name='mx-gl-rcpt')
 got = session(mx.port, '198.18.46.1', CALLOUT)
 mt.check(got == [250, 451], 'null_sender: rcpt greylists the callout at RCPT, as postgrey does (got %s)' % got)
+
+# the same decisions through Redis and LMDB (a DATA-stage call takes their paths as a RCPT's)
+red = mt.redis()
+for i, store in enumerate(('redis://127.0.0.1:%d' % red.port, 'lmdb:' + os.path.join(mt.TMP, 'gl-lmdb'))):
+    kind = store.split(':')[0]
+    mx.stop()
+    mx = mt.Mxgate(cfg(store=store, timeout='2s'), name='mx-gl-' + kind)
+    src = '198.18.%d.1' % (50 + i)
+    got = session(mx.port, src, CALLOUT)
+    mt.check(got == [250, 250], '%s: the callout passes (got %s)' % (kind, got))
+    got = session(mx.port, src, BOUNCE, mt.message('bounce-%s-1' % kind))
+    mt.check(got == [250, 250, 451] and mx.wait_log(r'event=greylist client=%s .*store=%s stage=data' % (re.escape(src), kind), 5),
+             '%s: the bounce is greylisted at DATA (got %s)' % (kind, got))
+    got = mt.wait_for(lambda: session(mx.port, src, BOUNCE, mt.message('bounce-%s-2' % kind)) == [250, 250, 354, 250], 10, 0.3)
+    mt.check(got, '%s: its retry is delivered' % kind)
 
 rc, out = mt.config_check(cfg(null_sender='never'), 'bad')
 mt.check(rc != 0 and 'greylist.null_sender' in out, 'mxgate -t names a bad greylist.null_sender: %s' % out.strip()[-200:])
