@@ -50,11 +50,13 @@ static int passcache_flush_run(const struct mx_config *cfg, int argc, char **arg
 	return 0;
 }
 
+/* Both answer during the drain: they empty process-wide caches on the main loop. */
 const struct control_verb dns_flush_control_verb = {
-	"flush dns", "flush dns", dns_flush_run
+	.words = "flush dns", .usage = "flush dns", .run = dns_flush_run, .during_drain = true,
 };
 const struct control_verb passcache_flush_control_verb = {
-	"flush passcache", "flush passcache", passcache_flush_run
+	.words = "flush passcache", .usage = "flush passcache", .run = passcache_flush_run,
+	.during_drain = true,
 };
 
 /* Errors per configured DNS list since start (the status page's table). */

@@ -18,6 +18,7 @@
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/netaddr.h"
 #include "dnsbl.h"
 #include "ratelimit.h"
@@ -1004,11 +1005,76 @@ static const char *gl_call_rcpt(const struct greylist_config *c, const struct ho
 	return NULL;
 }
 
+/* The recipient a decision's log line names: at DATA the first (gl_call_rcpt). */
+static const char *gl_log_rcpt(struct hook_call *call)
+{
+	const struct hook_env *env = hook_call_env(call);
+
+	if (hook_call_stage(call) == HOOK_DATA)
+		return env->nrcpts > 0 ? env->rcpts[0].addr : "";
+	return env->cur_rcpt ? env->cur_rcpt : "";
+}
+
 static uint64_t gl_timeout_ms(void *wstate)
 {
 	struct gl_worker *w = wstate;
 
 	return w ? w->cfg->timeout * 2 + 100 : 0;
+}
+
+/* ---- what greylisting decided: /metrics and the log ------------------------------------
+ * Per recipient, one of: greylisted (451), passed (its triplet: a retry after the delay, or
+ * one that passed before) or allowed without a triplet, by reason. Process-wide, kept
+ * across reloads, any thread. */
+enum gl_count {
+	GL_COUNT_GREYLISTED = 0,
+	GL_COUNT_PASSED,
+	/* allowed, by reason: the order of gl_allow_reasons */
+	GL_ALLOW_ALLOW,             /* greylist.allow */
+	GL_ALLOW_NAMES,             /* allow_names */
+	GL_ALLOW_NAMES_FILE,        /* allow_names_file */
+	GL_ALLOW_SKIP_GOOD,         /* skip_good: REP_GOOD, REP_ALLOW or DNSBL_ALLOW */
+	GL_ALLOW_AUTO,              /* auto_allow_clients */
+	GL_ALLOW_AUTH,              /* an authenticated client (SMTP AUTH) */
+	GL_COUNT__N
+};
+static atomic_ullong gl_counts[GL_COUNT__N];
+static const char *const gl_allow_reasons[GL_COUNT__N] = {
+	[GL_ALLOW_ALLOW] = "allow", [GL_ALLOW_NAMES] = "allow_names",
+	[GL_ALLOW_NAMES_FILE] = "allow_names_file", [GL_ALLOW_SKIP_GOOD] = "skip_good",
+	[GL_ALLOW_AUTO] = "auto_allow", [GL_ALLOW_AUTH] = "auth",
+};
+
+static void gl_count(enum gl_count c)
+{
+	atomic_fetch_add_explicit(&gl_counts[c], 1, memory_order_relaxed);
+}
+
+/* The families' collector; arg: GL_COUNT_GREYLISTED, GL_COUNT_PASSED, or GL_ALLOW_ALLOW for
+ * the labelled one (every reason, from the start). */
+static void gl_collect(void *arg, struct metrics_out *out)
+{
+	intptr_t which = (intptr_t)arg;
+
+	if (which != GL_ALLOW_ALLOW) {
+		metrics_out_sample(out, NULL, NULL, (double)atomic_load(&gl_counts[which]));
+		return;
+	}
+	for (int i = GL_ALLOW_ALLOW; i < GL_COUNT__N; i++)
+		metrics_out_sample(out, "reason", gl_allow_reasons[i], (double)atomic_load(&gl_counts[i]));
+}
+
+void greylist_metrics(void)
+{
+	metrics_register_family("greylist_greylisted_total",
+	    "recipients greylisting deferred with 451 (a new triplet, or a retry before the delay)",
+	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_GREYLISTED);
+	metrics_register_family("greylist_passed_total",
+	    "recipients whose greylisting triplet passed (a retry after the delay, or a triplet that passed before)",
+	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_PASSED);
+	metrics_register_family("greylist_allowed_total",
+	    "recipients greylisting let through without a triplet, by reason (event=greylist_allow)",
+	    "counter", gl_collect, (void *)(intptr_t)GL_ALLOW_ALLOW);
 }
 
 /* Completes the call: pass, or 451 4.7.1 with the wait and a log line. */
@@ -1017,23 +1083,52 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	struct hook_env *env = hook_call_env(call);
 	struct verdict v;
 
+	gl_count(pass ? GL_COUNT_PASSED : GL_COUNT_GREYLISTED);
 	if (pass) {
 		hook_call_done(call, NULL);
 		return;
 	}
 	char from[200], rcpt[200];
-	enum hook_stage st = hook_call_stage(call);
-	const char *r = st == HOOK_DATA && env->nrcpts > 0 ? env->rcpts[0].addr : env->cur_rcpt;
 
 	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(r ? r : "", rcpt, sizeof(rcpt));
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s%s", env->client_ip,
-	    from, rcpt, (unsigned long long)wait_s, store, st == HOOK_DATA ? " stage=data" : "");
+	    from, rcpt, (unsigned long long)wait_s, store,
+	    hook_call_stage(call) == HOOK_DATA ? " stage=data" : "");
 	verdict_set(&v, VERDICT_TEMPFAIL, 451, "greylist",
 	    "4.7.1 greylisted, please try again in %llu seconds", (unsigned long long)wait_s);
 	v.not_an_error = true;    /* every new sender gets it: not a client error */
 	hook_call_done(call, &v);
+}
+
+/* Completes the call with a pass that needed no triplet (reason r), logged at info as
+ * postgrey logs "action=pass, reason=client whitelist": one line per RCPT, the same event
+ * for every reason; what (may be NULL) is the reason's detail (the network auto-allowed,
+ * the symbol skip_good found), written as "key=value". */
+static void gl_allow(struct hook_call *call, enum gl_count r, const char *what)
+{
+	struct hook_env *env = hook_call_env(call);
+	const char *name = env->client_name_status == HOOK_NAME_OK ? env->client_name : NULL;
+	char from[200], rcpt[200], host[260];
+
+	gl_count(r);
+	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
+	ratelimit_safe_copy(name ? name : "unknown", host, sizeof(host));
+	log_event(LOG_LVL_INFO, env->session_id,
+	    "event=greylist_allow reason=%s client=%s client_name=%s from=<%s> rcpt=<%s>%s%s",
+	    gl_allow_reasons[r], env->client_ip, host, from, rcpt, what ? " " : "", what ? what : "");
+	hook_call_done(call, NULL);
+}
+
+/* A recipient of an auto-allowed client network (auto_allow_clients) let through. */
+static void gl_allow_net(struct hook_call *call, const char *net)
+{
+	char what[GL_NET_MAX + 8];
+
+	snprintf(what, sizeof(what), "net=%s", net);
+	gl_allow(call, GL_ALLOW_AUTO, what);
 }
 
 /* Decides in the process-wide table (monotonic clock). With Redis configured (it gave no
@@ -1051,7 +1146,7 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	if (c->auto_allow_clients > 0) {
 		snprintf(awl_key, sizeof(awl_key), "%s%s", GREYLIST_AWL_PREFIX, net);
 		if (local_table_update(w->local, awl_key, now_ns, false, gl_awl_local_cb, &aa) == 1) {
-			gl_finish(call, true, 0, "local");
+			gl_allow_net(call, net);
 			return;
 		}
 	}
@@ -1137,7 +1232,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 			}
 			op.logged = 1;
 			lmdb_writer_merge(w->wr, awl_key, strlen(awl_key), &op, sizeof(op));  /* renewed */
-			gl_finish(call, true, 0, "lmdb");
+			gl_allow_net(call, net);
 			return;
 		}
 	}
@@ -1171,9 +1266,14 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	s->req = NULL;
 	s->call = NULL;
 	if (greylist_parse_reply(reply, &pass, &wait_s) == 0) {
+		const char *net = s->awl_key + sizeof(GREYLIST_AWL_PREFIX) - 1;
+
+		if (reply->elements == 3 && reply->element[2]->integer == 2) {
+			gl_allow_net(call, net);        /* passed as an allowed network */
+			return;
+		}
 		if (reply->elements == 3 && reply->element[2]->integer == 1)
-			gl_awl_log(call, s->awl_key + sizeof(GREYLIST_AWL_PREFIX) - 1,
-			    (uint64_t)s->w->cfg->auto_allow_clients, "redis");
+			gl_awl_log(call, net, (uint64_t)s->w->cfg->auto_allow_clients, "redis");
 		gl_finish(call, pass, wait_s, "redis");
 		return;
 	}
@@ -1204,31 +1304,32 @@ static int gl_spf_key(const struct hook_env *env, char *triplet, size_t cap, cha
 }
 
 /* allow_names / allow_names_file: the name counts only when forward-confirmed (a PTR alone
- * is the sender's to choose). A recipient let through is logged at info, as the other
- * greylist decisions are (postgrey's "action=pass, reason=client whitelist"): one line per
- * RCPT, naming the list that matched. */
-static bool gl_names_allow(const struct greylist_config *c, const struct hook_env *env,
-    const struct sockaddr *sa, const char *rcpt_addr)
+ * is the sender's to choose). Which list let the client through (GL_ALLOW_NAMES,
+ * GL_ALLOW_NAMES_FILE), or -1. */
+static int gl_names_allow(const struct greylist_config *c, const struct hook_env *env,
+    const struct sockaddr *sa)
 {
 	const char *name = env->client_name_status == HOOK_NAME_OK ? env->client_name : NULL;
-	const char *list = NULL;
-	char from[200], rcpt[200], host[260];
 
 	if (c->allow_names.n == 0 && c->allow_names_file.n == 0)
-		return false;
+		return -1;
 	if (greylist_names_match(&c->allow_names, name, sa))
-		list = "allow_names";
-	else if (greylist_names_match(&c->allow_names_file, name, sa))
-		list = "allow_names_file";
-	else
-		return false;
-	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(rcpt_addr, rcpt, sizeof(rcpt));
-	ratelimit_safe_copy(name ? name : "unknown", host, sizeof(host));
-	log_event(LOG_LVL_INFO, env->session_id,
-	    "event=greylist_allow reason=%s client=%s client_name=%s from=<%s> rcpt=<%s>", list,
-	    env->client_ip, host, from, rcpt);
-	return true;
+		return GL_ALLOW_NAMES;
+	if (greylist_names_match(&c->allow_names_file, name, sa))
+		return GL_ALLOW_NAMES_FILE;
+	return -1;
+}
+
+/* skip_good: the symbol that marks the client good (REP_GOOD, REP_ALLOW, DNSBL_ALLOW), or
+ * NULL. */
+static const char *gl_good_symbol(const struct hook_env *env)
+{
+	static const char *const good[] = { "REP_GOOD", "REP_ALLOW", DNSBL_ALLOW_SYMBOL };
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (hook_env_find_symbol(env, good[i]))
+			return good[i];
+	return NULL;
 }
 
 static void gl_run(void *wstate, int slot, struct hook_call *call)
@@ -1242,19 +1343,38 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	char key[GL_KEY_MAX];           /* GL_PREFIX + triplet */
 	const char *triplet = key + plen;
 	char net[GL_NET_MAX];
-	char a1[24], a2[24], a3[24], a4[24], a5[24];
-	const char *argv[7];
+	char a1[24], a2[24], a3[24], a4[24], a5[24], what[64];
+	const char *argv[7], *good;
+	int names;
 	const char *rcpt = gl_call_rcpt(c, env, hook_call_stage(call));
 
 	memcpy(key, GL_PREFIX, plen);
-	/* an authenticated client's mail (SMTP AUTH) is never greylisted: its MUA would not retry */
-	if (rcpt == NULL || env->mail_from == NULL ||
-	    env->auth_user != NULL ||
-	    (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) ||
-	    gl_names_allow(c, env, sa, rcpt) ||
-	    (c->skip_good && (hook_env_find_symbol(env, "REP_GOOD") ||
-	    hook_env_find_symbol(env, "REP_ALLOW") || hook_env_find_symbol(env, DNSBL_ALLOW_SYMBOL))) ||
-	    greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, rcpt,
+	if (rcpt == NULL || env->mail_from == NULL) {
+		hook_call_done(call, NULL);
+		return;
+	}
+	/* a client let through without a triplet says why (event=greylist_allow, counted); an
+	 * authenticated client's mail (SMTP AUTH) is never greylisted: its MUA would not retry */
+	if (env->auth_user != NULL) {
+		gl_allow(call, GL_ALLOW_AUTH, NULL);
+		return;
+	}
+	if (c->allow.n && cfg_cidrlist_match(&c->allow, sa)) {
+		gl_allow(call, GL_ALLOW_ALLOW, NULL);
+		return;
+	}
+	if ((names = gl_names_allow(c, env, sa)) >= 0) {
+		gl_allow(call, (enum gl_count)names, NULL);
+		return;
+	}
+	if (c->skip_good && (good = gl_good_symbol(env)) != NULL) {
+		snprintf(what, sizeof(what), "symbol=%s", good);
+		gl_allow(call, GL_ALLOW_SKIP_GOOD, what);
+		return;
+	}
+	/* a triplet that cannot be made (an address past the bound the SMTP limits already
+	 * keep it under): let through, as a store error is */
+	if (greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, rcpt,
 	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0 ||
 	    (c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
 		hook_call_done(call, NULL);

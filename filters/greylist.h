@@ -63,6 +63,13 @@ struct greylist_config {
 extern const struct cfg_table greylist_config_table;
 extern const struct hook_module greylist_module;
 
+/* Registers greylisting's series on the metrics endpoint (modules.def): per recipient,
+ * mxgate_greylist_greylisted_total (451), mxgate_greylist_passed_total (its triplet passed)
+ * and mxgate_greylist_allowed_total{reason="allow|allow_names|allow_names_file|skip_good|
+ * auto_allow|auth"} (let through without a triplet, each logged event=greylist_allow
+ * reason=...). */
+void greylist_metrics(void);
+
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
 /* One triplet's state: first attempt time (ms) and whether it passed. */

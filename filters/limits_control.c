@@ -346,8 +346,10 @@ static int ratelimit_verb_run(const struct mx_config *cfg, int argc, char **argv
 	return 0;
 }
 
+/* During the drain too: the process-wide table, or Redis on a connection of its own. */
 const struct control_verb ratelimit_control_verb = {
 	.words = "ratelimit", .usage = "ratelimit show|reset KEY VALUE", .run = ratelimit_verb_run,
+	.during_drain = true,
 };
 
 /* ---- greylist show / pass / delete ------------------------------------------------------- */
@@ -1012,7 +1014,11 @@ fail:
 	control_reply_done(r, -1);
 }
 
+/* During the drain too: an LMDB or Redis change goes through the workers still running; one
+ * that ends with it in its mailbox does its part as it frees its store (gl_worker_free:
+ * mailbox_drain, then lmdb_writer_free calls the batch's callback), and with none left the
+ * change is written here. */
 const struct control_verb greylist_control_verb = {
 	.words = "greylist", .usage = "greylist list [N] | greylist show|pass|delete IP SENDER RCPT",
-	.start = greylist_verb_start,
+	.start = greylist_verb_start, .during_drain = true,
 };

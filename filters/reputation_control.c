@@ -164,6 +164,10 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 	reputation_forget_post(&fl->f);
 }
 
+/* During the drain too (an operator clearing a client while sessions finish): the workers
+ * still running take their part; one that ends with the request in its mailbox does it as
+ * it frees its store (rep_worker_free), so the answer comes (none holding the store: said). */
 const struct control_verb reputation_flush_control_verb = {
 	.words = "flush reputation", .usage = "flush reputation IP", .start = rep_flush_start,
+	.during_drain = true,
 };

@@ -35,51 +35,132 @@ static bool json_eat(struct json_reader *j, char c)
 	return false;
 }
 
-/* Reads a string into out (truncated to outlen-1, non-ASCII escapes become '?'). 0 or -1. */
-static int json_string(struct json_reader *j, char *out, size_t outlen)
+/* Four hex digits at j->p (consumed) into *u; false when they are not there. */
+static bool json_hex4(struct json_reader *j, unsigned *u)
+{
+	*u = 0;
+	for (int i = 0; i < 4; i++, j->p++) {
+		char h = j->p < j->end ? *j->p : '\0';
+
+		if (h >= '0' && h <= '9')
+			*u = *u << 4 | (unsigned)(h - '0');
+		else if (h >= 'a' && h <= 'f')
+			*u = *u << 4 | (unsigned)(h - 'a' + 10);
+		else if (h >= 'A' && h <= 'F')
+			*u = *u << 4 | (unsigned)(h - 'A' + 10);
+		else
+			return false;
+	}
+	return true;
+}
+
+/* The code point of a \u escape whose "\u" was read (RFC 8259 7: a character outside the
+ * BMP is a surrogate pair, \uD83D\uDE00); -1 for bad hex or a surrogate without its other
+ * half (RFC 8259 8.2 leaves such strings to the reader: refused, as UTF-8 cannot hold
+ * one). U+0000, which a C string cannot hold, reads as '?'. */
+static long json_unicode(struct json_reader *j)
+{
+	unsigned hi, lo;
+
+	if (!json_hex4(j, &hi) || (hi >= 0xdc00 && hi <= 0xdfff))
+		return -1;
+	if (hi == 0)
+		return '?';
+	if (hi < 0xd800 || hi > 0xdbff)
+		return hi;
+	if (j->end - j->p < 2 || j->p[0] != '\\' || j->p[1] != 'u')
+		return -1;
+	j->p += 2;
+	if (!json_hex4(j, &lo) || lo < 0xdc00 || lo > 0xdfff)
+		return -1;
+	return 0x10000 + ((long)(hi - 0xd800) << 10) + (lo - 0xdc00);
+}
+
+/* Reads a string into out (NUL-terminated, at most outlen - 1 octets; outlen 0: only
+ * checked), \uXXXX escapes decoded to UTF-8. A value that does not fit is cut between
+ * characters (an escaped one is never split; raw octets pass as they are) and *cut (may be
+ * NULL) says so. 0 or -1 (malformed: a control character, a bad escape, no closing
+ * quote). Bounded by the input: each octet read once. */
+static int json_string_cut(struct json_reader *j, char *out, size_t outlen, bool *cut)
 {
 	size_t k = 0;
+	bool full = false;
 
+	if (cut)
+		*cut = false;
 	json_ws(j);
 	if (j->p >= j->end || *j->p != '"')
 		return -1;
 	j->p++;
 	while (j->p < j->end) {
-		char c = *j->p++;
+		char c = *j->p++, u8[4];
+		size_t n = 1;
 
 		if (c == '"') {
 			if (outlen)
 				out[k] = '\0';
+			if (cut)
+				*cut = full;
 			return 0;
 		}
 		if ((unsigned char)c < 0x20)
 			return -1;
+		u8[0] = c;
 		if (c == '\\') {
+			long cp;
+
 			if (j->p >= j->end)
 				return -1;
 			c = *j->p++;
 			switch (c) {
-			case '"': case '\\': case '/': break;
-			case 'b': c = '\b'; break;
-			case 'f': c = '\f'; break;
-			case 'n': c = '\n'; break;
-			case 'r': c = '\r'; break;
-			case 't': c = '\t'; break;
+			case '"': case '\\': case '/': u8[0] = c; break;
+			case 'b': u8[0] = '\b'; break;
+			case 'f': u8[0] = '\f'; break;
+			case 'n': u8[0] = '\n'; break;
+			case 'r': u8[0] = '\r'; break;
+			case 't': u8[0] = '\t'; break;
 			case 'u':
-				for (int i = 0; i < 4; i++, j->p++)
-					if (j->p >= j->end || !((*j->p >= '0' && *j->p <= '9') ||
-					    (*j->p >= 'a' && *j->p <= 'f') || (*j->p >= 'A' && *j->p <= 'F')))
-						return -1;
-				c = '?';
+				if ((cp = json_unicode(j)) < 0)
+					return -1;
+				if (cp < 0x80) {
+					u8[0] = (char)cp;
+				} else if (cp < 0x800) {
+					u8[0] = (char)(0xc0 | cp >> 6);
+					u8[1] = (char)(0x80 | (cp & 0x3f));
+					n = 2;
+				} else if (cp < 0x10000) {
+					u8[0] = (char)(0xe0 | cp >> 12);
+					u8[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+					u8[2] = (char)(0x80 | (cp & 0x3f));
+					n = 3;
+				} else {
+					u8[0] = (char)(0xf0 | cp >> 18);
+					u8[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+					u8[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+					u8[3] = (char)(0x80 | (cp & 0x3f));
+					n = 4;
+				}
 				break;
 			default:
 				return -1;
 			}
 		}
-		if (outlen && k + 1 < outlen)
-			out[k++] = c;
+		if (outlen == 0 || full)
+			continue;
+		if (k + n < outlen) {
+			memcpy(out + k, u8, n);
+			k += n;
+		} else {
+			full = true;    /* nothing after it either: the cut is at a character's start */
+		}
 	}
 	return -1;
+}
+
+/* json_string_cut without the cut flag. */
+static int json_string(struct json_reader *j, char *out, size_t outlen)
+{
+	return json_string_cut(j, out, outlen, NULL);
 }
 
 static int json_number(struct json_reader *j, double *out)
@@ -250,11 +331,7 @@ static int json_top_member(struct json_reader *j, const char *key, void *ctx)
 	if (strcmp(key, "subject") == 0) {
 		json_ws(j);
 		if (j->p < j->end && *j->p == '"') {
-			int rc = json_string(j, t->r->subject, sizeof(t->r->subject));
-
-			/* a value that filled the buffer may have been cut */
-			t->r->subject_cut = rc == 0 && strlen(t->r->subject) == sizeof(t->r->subject) - 1;
-			return rc;
+			return json_string_cut(j, t->r->subject, sizeof(t->r->subject), &t->r->subject_cut);
 		}
 	}
 	if (strcmp(key, "symbols") == 0)
@@ -428,8 +505,8 @@ static void rspamd_symbol_add_cb(void *arg, const char *name, double score)
 /* rspamd's "rewrite subject", as its milter mode applies it (CHGHEADER "Subject" index 1:
  * the first Subject field replaced, one added when there is none; no X-Spam-Prev-Subject,
  * which is SpamAssassin's). rspamd sends the value MIME-encoded; the host turns any line
- * break that is not a fold into a blank. A reply without "subject" changes nothing; one of
- * 1023 octets or more (perhaps cut) is not applied and logged. */
+ * break that is not a fold into a blank. A reply without "subject" changes nothing; one
+ * longer than 1,023 octets (cut) is not applied and logged. */
 static void rspamd_rewrite_subject(struct rspamd_scan *sc, const struct rspamd_result *r)
 {
 	const struct mxgate_host *h = sc->ri->host;

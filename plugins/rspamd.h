@@ -26,9 +26,9 @@ struct rspamd_result {
 	char action[32];
 	char smtp_message[200];
 	/* "subject": the new Subject rspamd's "rewrite subject" action made (its
-	 * subject_template with the old one, MIME-encoded by rspamd); "" when absent. A value
-	 * that filled the buffer may have been cut (subject_cut): not applied, as it may end
-	 * in half an encoded word. */
+	 * subject_template with the old one, MIME-encoded by rspamd; \uXXXX escapes decoded to
+	 * UTF-8); "" when absent. A value longer than the buffer holds is cut (subject_cut):
+	 * not applied, as it may end in half an encoded word. */
 	char subject[1024];
 	bool subject_cut;
 };

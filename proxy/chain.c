@@ -257,6 +257,68 @@ static const char *chain_on_error_name(enum verdict_action a)
 }
 
 #define CHAIN_TAG_HEADER "X-Mxgate-Filter-Error"
+#define CHAIN_TAG_MAX 256               /* the value's octets, its NUL included */
+
+/* True when s can stand unquoted in the tag's value: printable ASCII other than a blank and
+ * the octets that give the field its structure (`;` between the parts, `=` in a parameter,
+ * a quoted-string's `"` and `\`, a comment's parentheses, a list's comma). A colon may
+ * stand (milter-unreachable:ECONNREFUSED). Other octets are written as '?' anyway. */
+static bool chain_tag_is_token(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (*s == ' ' || strchr(";=\"\\(),", *s) != NULL)
+			return false;
+	return true;
+}
+
+/* Appends s to out[*k..cap): as it is when it is a token, else as a quoted-string (RFC 5322
+ * 3.2.4: `"` and `\` escaped), each octet that is not printable ASCII as '?' (no CR/LF
+ * reaches the header). Cut to fit, leaving reserve octets after it; a quoted-string cut
+ * keeps its closing quote and no escape is split. */
+static void chain_tag_put(char *out, size_t cap, size_t *k, const char *s, size_t reserve)
+{
+	bool quote = !chain_tag_is_token(s);
+	size_t lim = cap - 1 - reserve - (quote ? 1 : 0);   /* the NUL, the closing quote */
+
+	if (*k + (quote ? 2 : 1) > cap - 1 - reserve)
+		return;                 /* no room at all: left out */
+	if (quote)
+		out[(*k)++] = '"';
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool esc = quote && (c == '"' || c == '\\');
+
+		if (*k + (esc ? 2 : 1) > lim)
+			break;
+		if (esc)
+			out[(*k)++] = '\\';
+		out[(*k)++] = c < 0x20 || c > 0x7e ? '?' : (char)c;
+	}
+	if (quote)
+		out[(*k)++] = '"';
+	out[*k] = '\0';
+}
+
+/* The tag's value, "NAME; stage=STAGE; error=WHY", into out (cap octets, at least 64): the
+ * name and why as chain_tag_put writes them, so a reader splitting at `;` and `=` finds the
+ * three parts whatever a module's reason or a plugin's configured name holds. */
+static void chain_tag_value(char *out, size_t cap, const char *name, const char *stage,
+    const char *why)
+{
+	size_t k = 0;
+
+	out[0] = '\0';
+	/* the name gets at most a third: the stage and the error always have room */
+	chain_tag_put(out, cap, &k, name, cap - cap / 3);
+	k += (size_t)snprintf(out + k, cap - k, "; stage=%s; error=", stage);
+	if (k >= cap) {
+		out[cap - 1] = '\0';
+		return;
+	}
+	chain_tag_put(out, cap, &k, why, 0);
+}
 
 /* The message goes on without chain entry `entry`, which failed (why): it says so in a header, once
  * per filter and transaction (a milter that failed at MAIL answers on_error at each later
@@ -266,17 +328,12 @@ static const char *chain_on_error_name(enum verdict_action a)
 static void chain_tag(struct chain *c, size_t entry, const char *why)
 {
 	uint64_t bit = entry < 64 ? 1ull << entry : 0;
-	char val[256];
+	char val[CHAIN_TAG_MAX];
 
 	if (c->stage < HOOK_MAIL || c->stage > HOOK_EOM || (c->tagged & bit))
 		return;
 	c->tagged |= bit;
-	/* why is a module's short reason; only printable ASCII goes into the header */
-	snprintf(val, sizeof(val), "%s; stage=%s; error=%s", c->mods->v[entry].name,
-	    hook_stage_name(c->stage), why);
-	for (char *p = val; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			*p = '?';   /* no CR/LF or other control: one field line, bounded by val */
+	chain_tag_value(val, sizeof(val), c->mods->v[entry].name, hook_stage_name(c->stage), why);
 	hook_env_add_header(c->env, CHAIN_TAG_HEADER, val);
 }
 

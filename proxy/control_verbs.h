@@ -49,6 +49,12 @@ struct control_verb {
 	 * must be bounded in time (timeouts on peers): the connection waits for it. */
 	void (*start)(const struct mx_config *cfg, int argc, char **argv, const char *body,
 	    size_t body_len, bool json, struct control_reply *r);
+	/* Answers during the drain after SIGTERM too (else refused: "mxgate is shutting
+	 * down"). Only for a verb whose work is bounded and completes whatever the workers
+	 * do meanwhile: a request a worker has taken is done before its module's state is
+	 * freed (mailbox_drain, lmdb_writer_free, redis_store_free's NULL replies), so the
+	 * main loop, which outlives the workers, gets every answer. */
+	bool during_drain;
 };
 
 /* NULL-terminated list (control_verbs.c). */

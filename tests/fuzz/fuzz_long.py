@@ -85,6 +85,8 @@ SINCE = {
     'fuzz_bdat': '2026-12-04T11:07Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
     'fuzz_sasl': '2026-12-04T13:55Z',
+    # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters
+    'fuzz_rspamd_reply': '2026-12-04T17:02Z',
 }
 
 

@@ -577,7 +577,9 @@ class Mxgate:
         self.pid = self.proc.pid
         self.rc = None
         _daemons.append(self)
-        if wait and not wait_for(lambda: self.wait_log(r'event=started', 0) or not self.alive(), 15) \
+        # The wait ends at event=started or the daemon's exit; the bound only decides when a
+        # daemon alive but silent is declared stuck (a start took 15.3 s at load 17).
+        if wait and not wait_for(lambda: self.wait_log(r'event=started', 0) or not self.alive(), 60) \
                 or not self.alive():
             fail('%s did not start (rc=%s):\n%s' % (name, self.proc.poll(), self.tail()))
 

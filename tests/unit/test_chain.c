@@ -41,6 +41,7 @@ struct fake_mod {
 	bool done_in_cancel;          /* cancel completes the call (must be ignored) */
 	uint64_t answer_ms;           /* FAKE_ASYNC: answer_timer completes the call this late */
 	bool progress_only;           /* ... or only reports progress then, again and again */
+	bool tag;                     /* on_error_tag's answer */
 	/* observed */
 	int runs, session_frees, worker_frees, cancels;
 	int slot;
@@ -143,6 +144,7 @@ static void fake_outcome(void *ws, int slot, struct hook_env *env, const struct 
 static unsigned fake_stages(void *ws) { return ((struct fake_mod *)ws)->stages; }
 static uint64_t fake_timeout_ms(void *ws) { return ((struct fake_mod *)ws)->timeout_ms; }
 static enum verdict_action fake_on_error(void *ws) { return ((struct fake_mod *)ws)->on_error; }
+static bool fake_on_error_tag(void *ws) { return ((struct fake_mod *)ws)->tag; }
 static void fake_worker_free(void *ws) { ((struct fake_mod *)ws)->worker_frees++; }
 
 #define FAKE_INIT(i) \
@@ -165,7 +167,8 @@ FAKE_INIT(6)
 	static const struct hook_module fake_module_##i = { \
 		.name = nm, .worker_init = fake_init_##i, .worker_free = fake_worker_free, \
 		.stages = fake_stages, .run = fake_run, .session_free = fake_session_free, \
-		.timeout_ms = fake_timeout_ms, .on_error = fake_on_error, .outcome = fake_outcome }
+		.timeout_ms = fake_timeout_ms, .on_error = fake_on_error, .on_error_tag = fake_on_error_tag, \
+		.outcome = fake_outcome }
 FAKE_MODULE(0, "fake0");
 FAKE_MODULE(1, "fake1");
 FAKE_MODULE(2, "fake2");
@@ -962,6 +965,78 @@ static void test_error_rows(void **state)
 	}
 }
 
+/* on_error: tag writes `NAME; stage=STAGE; error=WHY`: a reason (or a plugin's name from the
+ * config) holding the field's own structure — `;`, `=`, blanks, quotes — goes in as a
+ * quoted-string, so a reader splitting at `;` finds the three parts it expects. Before, a
+ * reason "bad; stage=connect" made the field say two stages. */
+struct tagrow { const char *label, *why, *want; };
+
+static const struct tagrow tagrows[] = {
+	{ "a plain word", "clamd-unreachable", "fake0; stage=mail; error=clamd-unreachable" },
+	{ "a colon stays unquoted", "milter-unreachable:ECONNREFUSED",
+	  "fake0; stage=mail; error=milter-unreachable:ECONNREFUSED" },
+	{ "a semicolon and a parameter", "bad; stage=connect", "fake0; stage=mail; error=\"bad; stage=connect\"" },
+	{ "blanks", "out of memory", "fake0; stage=mail; error=\"out of memory\"" },
+	{ "an equals sign", "k=v", "fake0; stage=mail; error=\"k=v\"" },
+	{ "quotes and a backslash escaped", "say \"hi\" \\", "fake0; stage=mail; error=\"say \\\"hi\\\" \\\\\"" },
+	{ "a comment's parenthesis", "x(y)", "fake0; stage=mail; error=\"x(y)\"" },
+	{ "a comma", "a,b", "fake0; stage=mail; error=\"a,b\"" },
+	{ "CR LF and a header after it", "a\r\nBcc: x", "fake0; stage=mail; error=\"a??Bcc: x\"" },
+	{ "non-ASCII octets", "caf\xc3\xa9", "fake0; stage=mail; error=caf??" },
+};
+
+static void test_tag_value(void **state)
+{
+	struct fx *fx = *state;
+
+	for (size_t i = 0; i < sizeof(tagrows) / sizeof(tagrows[0]); i++) {
+		const struct tagrow *r = &tagrows[i];
+		const struct hdr_edit *e;
+
+		memset(fakes, 0, sizeof(fakes));
+		memset(&fx->done, 0, sizeof(fx->done));
+		fakes[0].stages = ALL_STAGES;
+		fakes[0].on_error = VERDICT_CONTINUE;
+		fakes[0].tag = true;
+		verdict_set(&fakes[0].v, VERDICT_ERROR, 0, r->why, NULL);
+		fx_start(fx);
+		chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+		assert_int_equal(fx->done.calls, 1);
+		if (fx->env.nhdr_edits != 1)
+			fail_msg("row \"%s\": %zu header edits", r->label, fx->env.nhdr_edits);
+		e = &fx->env.hdr_edits[0];
+		if (strcmp(e->name, "X-Mxgate-Filter-Error") != 0 || strcmp(e->value, r->want) != 0)
+			fail_msg("row \"%s\": %s: %s\n  want %s", r->label, e->name, e->value, r->want);
+		fx_stop(fx);
+		hook_env_reset_txn(&fx->env);
+	}
+}
+
+/* The value is bounded and stays well formed when cut: the closing quote is kept. */
+static void test_tag_value_bounded(void **state)
+{
+	char why[600], val[CHAIN_TAG_MAX];
+	size_t n;
+
+	memset(why, ';', sizeof(why) - 1);
+	why[sizeof(why) - 1] = '\0';
+	chain_tag_value(val, sizeof(val), "fake0", "eom", why);
+	n = strlen(val);
+	assert_true(n < sizeof(val));
+	assert_true(n > 100);
+	assert_memory_equal(val, "fake0; stage=eom; error=\";", 26);
+	assert_int_equal(val[n - 1], '"');
+	/* a name that is no token (a plugin's name from the config) is quoted too */
+	chain_tag_value(val, sizeof(val), "my plugin;x", "rcpt", "timeout");
+	assert_string_equal(val, "\"my plugin;x\"; stage=rcpt; error=timeout");
+	/* an escape is never cut in half: a value of backslashes ends in \\ pairs and the quote */
+	memset(why, '\\', sizeof(why) - 1);
+	chain_tag_value(val, sizeof(val), "fake0", "eom", why);
+	n = strlen(val);
+	assert_int_equal(val[n - 1], '"');
+	assert_int_equal((n - 1 - strlen("fake0; stage=eom; error=\"")) % 2, 0);
+}
+
 /* A plugin entry that times out: cancel runs once, a completion from inside cancel and a
  * late one are ignored, the entry's on_error answers. */
 static void test_plugin_timeout_cancel(void **state)
@@ -1426,6 +1501,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_accept_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard_before_eom, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tag_value, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tag_value_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plugin_timeout_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_deadline, setup, teardown),

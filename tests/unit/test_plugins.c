@@ -135,6 +135,74 @@ static void test_rspamd_json(void **state)
 	}
 }
 
+/* \uXXXX escapes in rspamd's strings (its JSON emitter may escape what is not ASCII, and so
+ * may a proxy in front of it): decoded to UTF-8, surrogate pairs joined, a lone surrogate
+ * refused; the value cut only between characters, and said cut exactly. Before, every
+ * \uXXXX became '?', so a rewritten subject "Caf\u00e9" reached the message as "Caf?". */
+struct uni_row { const char *label, *value; int rc; const char *subject; bool cut; };
+
+static const struct uni_row uni_rows[] = {
+	{ "two-octet character", "Caf\\u00e9", 0, "Caf\xc3\xa9", false },
+	{ "three-octet character, upper-case hex", "\\u20AC 5", 0, "\xe2\x82\xac 5", false },
+	{ "surrogate pair: four octets", "x\\ud83d\\ude00y", 0, "x\xf0\x9f\x98\x80y", false },
+	{ "ASCII by escape", "\\u0041\\u002f", 0, "A/", false },
+	{ "NUL, which a C string cannot hold", "a\\u0000b", 0, "a?b", false },
+	{ "raw UTF-8 kept", "Caf\xc3\xa9", 0, "Caf\xc3\xa9", false },
+	{ "lone high surrogate at the end", "x\\ud83d", -1, NULL, false },
+	{ "high surrogate then a character", "x\\ud83dy", -1, NULL, false },
+	{ "high surrogate then another escape", "x\\ud83d\\u0041", -1, NULL, false },
+	{ "two high surrogates", "\\ud83d\\ud83d", -1, NULL, false },
+	{ "lone low surrogate", "\\ude00", -1, NULL, false },
+	{ "three hex digits", "\\u00e", -1, NULL, false },
+	{ "not hex", "\\u00g9", -1, NULL, false },
+};
+
+static void test_rspamd_json_unicode(void **state)
+{
+	static struct rspamd_result res;
+	static char json[4096], want[1100];
+
+	for (size_t i = 0; i < sizeof(uni_rows) / sizeof(uni_rows[0]); i++) {
+		const struct uni_row *r = &uni_rows[i];
+		int rc;
+
+		snprintf(json, sizeof(json), "{\"score\": 1, \"action\": \"rewrite subject\", \"subject\": \"%s\"}",
+		    r->value);
+		rc = rspamd_json_parse(json, strlen(json), &res, NULL, NULL);
+		if (rc != r->rc)
+			fail_msg("row \"%s\": rc %d, want %d", r->label, rc, r->rc);
+		if (rc == 0 && (strcmp(res.subject, r->subject) != 0 || res.subject_cut != r->cut))
+			fail_msg("row \"%s\": subject \"%s\" cut %d", r->label, res.subject, res.subject_cut);
+	}
+	/* "soft reject" spelt with an escape is still the action */
+	snprintf(json, sizeof(json), "{\"score\": 1, \"action\": \"soft\\u0020reject\"}");
+	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_string_equal(res.action, "soft reject");
+	/* a subject of 1,021 octets and a two-octet character fills the 1,024 of the buffer
+	 * exactly (1,023 and the NUL): kept whole, not said cut */
+	memset(want, 'a', 1021);
+	snprintf(json, sizeof(json), "{\"score\": 1, \"subject\": \"%.1021s\\u00e9\"}", want);
+	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(strlen(res.subject), 1023);
+	assert_false(res.subject_cut);
+	/* one octet more: the character does not fit and is not cut in half; said cut */
+	snprintf(json, sizeof(json), "{\"score\": 1, \"subject\": \"%.1021sb\\u00e9\"}", want);
+	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(strlen(res.subject), 1022);
+	assert_int_equal(res.subject[1021], 'b');
+	assert_true(res.subject_cut);
+	/* a four-octet character two octets from the end: not cut in half either */
+	snprintf(json, sizeof(json), "{\"score\": 1, \"subject\": \"%.1021s\\ud83d\\ude00\"}", want);
+	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_int_equal(strlen(res.subject), 1021);
+	assert_true(res.subject_cut);
+	/* smtp_message keeps printable ASCII for the SMTP line: the two octets of e-acute are
+	 * blanks there, as raw UTF-8 was */
+	snprintf(json, sizeof(json), "{\"score\": 1, \"messages\": {\"smtp_message\": \"Caf\\u00e9!\"}}");
+	assert_int_equal(rspamd_json_parse(json, strlen(json), &res, NULL, NULL), 0);
+	assert_string_equal(res.smtp_message, "Caf  !");
+}
+
 static void test_rspamd_http(void **state)
 {
 	const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcd";
@@ -966,6 +1034,7 @@ int main(void)
 		cmocka_unit_test(test_clamd_replies),
 		cmocka_unit_test(test_spamd_replies),
 		cmocka_unit_test(test_rspamd_json),
+		cmocka_unit_test(test_rspamd_json_unicode),
 		cmocka_unit_test(test_rspamd_http),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_config_errors),
