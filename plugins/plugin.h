@@ -23,7 +23,14 @@
  * enforces the configured `timeout`; when it fires (or the client goes away) the host
  * calls cancel() if the plugin has one: the plugin must then stop the work and never touch
  * the call again. A plugin without cancel() may still call done() late; the host ignores
- * that verdict and only then releases the handle.
+ * that verdict and only then releases the handle (or with the instance, after fini()).
+ * A second done() inside the hook is ignored and logged; after the hook returned the handle
+ * is freed by the first: a call that may be answered from two places (a reply and the
+ * plugin's own timer) needs one owner that clears its pointer before it answers.
+ *
+ * Reload (SIGHUP): new instances are made with the new options; sessions already open keep
+ * theirs to their end, then fini() runs on the worker's loop. The plugin's code is never
+ * unmapped (handles closed in fini() call back into it on a later turn of the loop).
  *
  * The built-in plugins (clamd, milter, spamd, rspamd) implement this same interface, except
  * that their init receives typed options (plugins.h: struct plugin_builtin). */
@@ -152,14 +159,19 @@ struct mxgate_host {
 	/* The peer is alive and working: restart this call's timeout. */
 	void (*progress)(struct mxgate_call *c);
 	/* level: 0 debug, 1 info, 2 warning, 3 error. fmt "event=NAME k=v..." is logged as
-	 * "<session> event=NAME plugin=<name> k=v..."; a text without event= first as
-	 * "event=plugin_log plugin=<name> text". Quote values from outside (log form). */
+	 * "<session> event=NAME plugin=<name> k=v..." (NAME of a-z and _); any other text as
+	 * "event=plugin_log plugin=<name> text=\"...\"" (quoted, escaped). Quote values from
+	 * outside (log form). */
 	void (*log)(struct mxgate_call *c, int level, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));
 
 	/* Completes the call. code 0 = the default for the action; reply is "5.7.1 text"
-	 * (enhanced status code and text, no SMTP code) or NULL; reason is a short log word
-	 * ("virus", "spam", ...) or NULL. After done() the call handle is invalid. */
+	 * (enhanced status code and text, no SMTP code; lines separated by "\r\n"; a line
+	 * without an enhanced status code gets one of the reply's class; control characters
+	 * become spaces; at most 399 octets) or NULL; code 421 with MXGATE_TEMPFAIL closes the
+	 * connection after the reply; code and reply are used with TEMPFAIL and REJECT only.
+	 * reason is a short log word ("virus", "spam", ...) or NULL. After done() the call
+	 * handle is invalid. */
 	void (*done)(struct mxgate_call *c, enum mxgate_action action, int code,
 	    const char *reply, const char *reason);
 

@@ -118,7 +118,7 @@ static void plugins_unload_so(void *handle)
 int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin **desc,
     char *err, size_t errlen)
 {
-	void *h;
+	void *h, *pin;
 	const struct mxgate_plugin *d;
 	char alias[64] = "";
 	int fd;
@@ -192,6 +192,18 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 		snprintf(err, errlen, "%s: descriptor lacks name or init", path);
 		goto fail;
 	}
+	/* A plugin's code stays mapped for the life of the process once it loaded as one: a
+	 * generation retires (SIGHUP) in a turn of its worker's loop, fini() closes the
+	 * plugin's handles there, and libuv runs their close callbacks — code of the plugin —
+	 * on a later turn, as it does a timer or a connection's callback the plugin left
+	 * behind, or a uv_queue_work job still running; unmapped by dlclose() in between, the
+	 * next turn jumped into nothing (SIGSEGV after a reload that took the plugin out, or
+	 * one after it was rebuilt). Haraka cannot unload a plugin's code either. Only a
+	 * descriptor that passed the checks above is pinned: a file that is no plugin is
+	 * released. The registry keeps its descriptor open (plugins_unload_so). */
+	pin = dlopen(*alias ? alias : path, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+	if (pin)
+		dlclose(pin);
 	*handle = h;
 	*desc = d;
 	return 0;
@@ -505,6 +517,10 @@ struct plugin_entry {
 	char sizebuf[32];
 	unsigned stages;
 	uv_loop_t *loop;
+	/* Calls given up (timeout, session gone) of a plugin without cancel(), not answered
+	 * yet: freed at its late done(), or with the instance (after fini, no call may be
+	 * completed), so a plugin that never answers does not keep them for the process's life. */
+	struct mxgate_call *detached;
 };
 
 enum plugin_phase { PHASE_START = 0, PHASE_HEADERS, PHASE_BODY, PHASE_EOM, PHASE_END };
@@ -539,6 +555,8 @@ struct mxgate_call {
 	 * memory; owner names the plugin in the log line. */
 	bool completed;
 	struct plugin_sess *owner;
+	struct plugin_entry *pe;     /* detached: on pe->detached, linked by dprev/dnext */
+	struct mxgate_call *dprev, *dnext;
 	char client_port[8], local_ip[64], local_port[8], max_size[24], cipher_bits[12], max_rcpts[24];   /* formatted items, one buffer each */
 };
 
@@ -630,6 +648,12 @@ static void plugin_entry_free(void *wstate)
 		return;
 	if (!pe->broken && pe->d->fini)
 		pe->d->fini(pe->instance);
+	while (pe->detached) {
+		struct mxgate_call *c = pe->detached;
+
+		pe->detached = c->dnext;
+		free(c);
+	}
 	free(pe->opts);
 	free(pe);
 }
@@ -783,7 +807,8 @@ static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
 }
 
 /* Releases the plugin's call in progress: cancel() when the plugin has one (the handle is
- * freed here), else the handle is detached and freed when the plugin answers late. */
+ * freed here), else the handle is detached: freed when the plugin answers late, or with
+ * the instance (plugin_entry_free). */
 static void plugin_detach_call(struct plugin_sess *s)
 {
 	struct mxgate_call *c = s->cur;
@@ -801,6 +826,43 @@ static void plugin_detach_call(struct plugin_sess *s)
 		return;
 	}
 	c->s = NULL;
+	c->pe = pe;
+	c->dprev = NULL;
+	c->dnext = pe->detached;
+	if (pe->detached)
+		pe->detached->dprev = c;
+	pe->detached = c;
+}
+
+/* A plugin's reply text as the client gets it, in place: CRLF separates the lines of a
+ * multi-line reply; any other CR or LF would split it into lines of its own (a bare LF,
+ * "\nRCPT ...") and becomes a space, as does every other control character but HT (RFC
+ * 5321 4.2: the text is HT and %d32-126; an ESC would reach the client's terminal). A line
+ * loses its trailing blanks, an empty line is dropped, and so is a CRLF at the end: the
+ * session gives each line but the last "NNN-", so "text\r\n" ended the reply with a
+ * continuation line and the client waited for a last line that never came. */
+static void plugin_reply_clean(char *r)
+{
+	char *o = r;
+
+	for (const char *p = r; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '\r' && p[1] == '\n') {
+			while (o > r && (o[-1] == ' ' || o[-1] == '\t'))
+				o--;
+			if (o > r && o[-1] != '\n') {
+				*o++ = '\r';
+				*o++ = '\n';
+			}
+			p++;
+			continue;
+		}
+		*o++ = (char)((ch < 0x20 && ch != '\t') || ch == 0x7f ? ' ' : ch);
+	}
+	while (o > r && (o[-1] == ' ' || o[-1] == '\t' || o[-1] == '\r' || o[-1] == '\n'))
+		o--;
+	*o = '\0';
 }
 
 static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int code,
@@ -810,34 +872,80 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 	s->res_action = a;
 	s->res_code = code;
 	snprintf(s->res_reply, sizeof(s->res_reply), "%s", reply ? reply : "");
-	/* The reply goes to the client: CRLF separates lines of a multi-line reply, any other
-	 * CR or LF would split it into lines of its own (a bare LF, "\nRCPT ..."). */
-	for (char *p = s->res_reply; *p; p++)
-		if ((*p == '\r' && p[1] != '\n') || (*p == '\n' && (p == s->res_reply || p[-1] != '\r')))
-			*p = ' ';
+	plugin_reply_clean(s->res_reply);
 	snprintf(s->res_reason, sizeof(s->res_reason), "%s", reason ? reason : "");
 }
 
-/* The plugin's answer as the chain's verdict (the one-to-one map in plugins.h). */
-/* The action decides the class of a refusal: a code of another class (250 with reject)
- * becomes the default one, and an enhanced status code opening a line of the reply
- * (RFC 3463: its class must be the reply's) gets the class digit, so a plugin's
- * "5.7.1 ..." with tempfail goes out as 451 4.7.1, never as "451 5.7.1". */
-static int plugin_reply_class(char *reply, int code, int cls, int dflt)
+/* The length of the RFC 3463 enhanced status code opening p[0..n) ("class.subject.detail",
+ * 1-3 digits each, then a blank or the end), or 0. */
+static size_t plugin_enhanced_len(const char *p, size_t n)
 {
+	size_t a, b;
+
+	if (n < 5 || p[0] < '0' || p[0] > '9' || p[1] != '.')
+		return 0;
+	for (a = 0; 2 + a < n && a < 4 && p[2 + a] >= '0' && p[2 + a] <= '9'; a++)
+		;
+	if (a < 1 || a > 3 || 2 + a >= n || p[2 + a] != '.')
+		return 0;
+	for (b = 0; 3 + a + b < n && b < 4 && p[3 + a + b] >= '0' && p[3 + a + b] <= '9'; b++)
+		;
+	if (b < 1 || b > 3 || (3 + a + b < n && p[3 + a + b] != ' '))
+		return 0;
+	return 3 + a + b;
+}
+
+/* The plugin's refusal text as the client gets it, into out (outlen): every line opens with
+ * an enhanced status code of the reply's class (RFC 3463; mxgate announces
+ * ENHANCEDSTATUSCODES, so RFC 2034 wants one on each line). A line's own code gets the
+ * class digit (a plugin's "5.7.1 ..." with tempfail goes out as 451 4.7.1, never as
+ * "451 5.7.1"); a line without one — "No such user", as a Haraka plugin writes
+ * next(DENY, msg) — gets the code of the line before it, or X.0.0 (RFC 3463: other or
+ * undefined status) on the first. A leading "550 " in the text, which the session drops,
+ * is dropped here. The action decides the class: a code of another class (250 with
+ * reject) becomes dflt. Returns the SMTP code. */
+static int plugin_reply_class(const char *reply, int code, int cls, int dflt, char *out, size_t outlen)
+{
+	char enh[16];
+	size_t o = 0;
+
 	if (code / 100 != cls)
 		code = dflt;
-	for (char *p = reply; *p; ) {
-		size_t a = strspn(p + 2, "0123456789"), b = a ? strspn(p + 3 + a, "0123456789") : 0;
+	snprintf(enh, sizeof(enh), "%d.0.0", cls);
+	out[0] = '\0';
+	for (const char *p = reply; *p; ) {
+		const char *e = strstr(p, "\r\n");
+		size_t n = e ? (size_t)(e - p) : strlen(p), k;
+		int w;
 
-		/* class "." 1-3 digits "." 1-3 digits, then a space or the end */
-		if (p[0] >= '0' && p[0] <= '9' && p[1] == '.' && a >= 1 && a <= 3 && p[2 + a] == '.' &&
-		    b >= 1 && b <= 3 && (p[3 + a + b] == ' ' || p[3 + a + b] == '\0' || p[3 + a + b] == '\r'))
-			p[0] = (char)('0' + cls);
-		p = strstr(p, "\r\n");
-		if (p == NULL)
+		if (n >= 4 && p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+		    p[2] <= '9' && (p[3] == ' ' || p[3] == '-')) {
+			p += 4;
+			n -= 4;
+		}
+		if ((k = plugin_enhanced_len(p, n)) != 0) {
+			snprintf(enh, sizeof(enh), "%d%.*s", cls, (int)k - 1, p + 1);
+			p += k;
+			n -= k;
+			while (n && *p == ' ') {
+				p++;
+				n--;
+			}
+		}
+		/* whole lines only: a line that does not fit ends the reply there, but the first,
+		 * whose text is cut instead */
+		if (o + (o ? 2 : 0) + strlen(enh) + (n ? 1 + n : 0) >= outlen) {
+			if (o)
+				break;
+			n = outlen > strlen(enh) + 2 ? outlen - strlen(enh) - 2 : 0;
+		}
+		w = snprintf(out + o, outlen - o, "%s%s%s%.*s", o ? "\r\n" : "", enh, n ? " " : "", (int)n, p);
+		if (w < 0)
 			break;
-		p += 2;
+		o += (size_t)w;
+		if (e == NULL)
+			break;
+		p = e + 2;
 	}
 	return code;
 }
@@ -846,7 +954,22 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 {
 	const char *name = s->pe->pc->name;
 	const char *reason = s->res_reason[0] ? s->res_reason : name;
+	char text[sizeof(v->reply)];
+	int code;
 
+	/* Before MAIL there is no message to discard or quarantine: the plugin's error, as
+	 * Postfix judges a milter's ("DISCARD action is not allowed for connect or helo") and
+	 * milter.c does; taken as it came, it ended the stage as an accept and was dropped at
+	 * MAIL, so the session's messages went through without a word. */
+	if ((s->res_action == MXGATE_DISCARD || s->res_action == MXGATE_QUARANTINE) && s->stage < HOOK_MAIL) {
+		const char *what = s->res_action == MXGATE_DISCARD ? "discard" : "quarantine";
+
+		log_event(LOG_LVL_WARNING, s->env->session_id, "event=plugin_bad_output plugin=%s what=%s_before_mail "
+		    "stage=%s", name, what, hook_stage_name(s->stage));
+		verdict_set(v, VERDICT_ERROR, 0, s->res_action == MXGATE_DISCARD ? "discard before mail" :
+		    "quarantine before mail", NULL);
+		return;
+	}
 	switch (s->res_action) {
 	case MXGATE_CONTINUE:
 		verdict_set(v, VERDICT_CONTINUE, 0, NULL, NULL);
@@ -855,13 +978,13 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 		verdict_set(v, VERDICT_ACCEPT, 0, reason, NULL);
 		break;
 	case MXGATE_TEMPFAIL:
-		verdict_set(v, VERDICT_TEMPFAIL, plugin_reply_class(s->res_reply, s->res_code, 4, 451), reason, "%s",
-		    s->res_reply[0] ? s->res_reply : "4.7.1 Try again later");
+		code = plugin_reply_class(s->res_reply, s->res_code, 4, 451, text, sizeof(text));
+		verdict_set(v, VERDICT_TEMPFAIL, code, reason, "%s", text[0] ? text : "4.7.1 Try again later");
 		break;
 	case MXGATE_REJECT:
-		verdict_set(v, VERDICT_REJECT, plugin_reply_class(s->res_reply, s->res_code, 5, 550), reason, "%s",
-		    s->res_reply[0] ? s->res_reply : s->stage == HOOK_EOM ? "5.7.1 Message rejected" :
-		    "5.7.1 Command rejected");
+		code = plugin_reply_class(s->res_reply, s->res_code, 5, 550, text, sizeof(text));
+		verdict_set(v, VERDICT_REJECT, code, reason, "%s", text[0] ? text : s->stage == HOOK_EOM ?
+		    "5.7.1 Message rejected" : "5.7.1 Command rejected");
 		break;
 	case MXGATE_DISCARD:
 		verdict_set(v, VERDICT_DISCARD, s->res_code, reason, "%s", s->res_reply);
@@ -1374,6 +1497,16 @@ static bool host_params_ok(const char *a)
 }
 
 /* See plugins.h (fuzz_plugin_output). */
+int plugins_reply_fuzz(const char *reply, int code, int cls, char *out, size_t outlen)
+{
+	char r[sizeof(((struct plugin_sess *)0)->res_reply)];
+
+	snprintf(r, sizeof(r), "%s", reply);
+	plugin_reply_clean(r);
+	return plugin_reply_class(r, code, cls, cls * 100 + 50, out, outlen);
+}
+
+/* See plugins.h (fuzz_plugin_output). */
 void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean)
 {
 	ok[0] = host_addr_ok(s, false);
@@ -1563,15 +1696,20 @@ static void host_log(struct mxgate_call *c, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	/* the log form puts event= first: "event=NAME plugin=P rest", as every other line */
-	if (strncmp(buf, "event=", 6) == 0) {
-		size_t n = strcspn(buf, " ");
+	/* the log form puts event= first: "event=NAME plugin=P rest", as every other line, for
+	 * a name of the log's form ([a-z_]); any other text — a sentence, as Haraka's
+	 * this.loginfo() is written — is one value of the line, quoted, so the line stays
+	 * key=value for whatever reads the log */
+	size_t n = strcspn(buf, " ");
 
+	if (strncmp(buf, "event=", 6) == 0 && n > 6 && strspn(buf + 6, "abcdefghijklmnopqrstuvwxyz_") == n - 6) {
 		log_event(lvl, s ? s->env->session_id : NULL, "%.*s plugin=%s%s", (int)n, buf,
 		    s ? s->pe->pc->name : "-", buf + n);
 	} else {
-		log_event(lvl, s ? s->env->session_id : NULL, "event=plugin_log plugin=%s %s",
-		    s ? s->pe->pc->name : "-", buf);
+		char v[sizeof(buf) + 64];
+
+		log_event(lvl, s ? s->env->session_id : NULL, "event=plugin_log plugin=%s text=%s",
+		    s ? s->pe->pc->name : "-", log_val(v, sizeof(v), buf));
 	}
 }
 
@@ -1589,10 +1727,19 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 	}
 	s = c->s;
 	if (s == NULL) {   /* detached: the verdict came too late */
-		if (c->in_cancel)
+		if (c->in_cancel) {
 			c->done_in_cancel = true;   /* freed by the canceller */
-		else
-			free(c);
+			return;
+		}
+		if (c->pe) {
+			if (c->dprev)
+				c->dprev->dnext = c->dnext;
+			else
+				c->pe->detached = c->dnext;
+			if (c->dnext)
+				c->dnext->dprev = c->dprev;
+		}
+		free(c);
 		return;
 	}
 	if (s->cur != c)

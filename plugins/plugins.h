@@ -92,5 +92,10 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
  * ok[1] the same with empty allowed (sender), ok[2] ESMTP parameters, ok[3] a header name;
  * *clean the header value as it is written (free it). */
 void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean);
+/* For tests/fuzz/fuzz_plugin_output.c only: a plugin's reply text as done() keeps it (cut
+ * to its buffer, cleaned) and as the client gets it for an action of class cls (4 or 5):
+ * into out, every line opening with an enhanced status code of that class. Returns the
+ * SMTP code (code, or cls50 when code is of another class). */
+int plugins_reply_fuzz(const char *reply, int code, int cls, char *out, size_t outlen);
 
 #endif

@@ -1,6 +1,7 @@
 /* proxyproto.c — HAProxy PROXY protocol v1/v2 header parser and v2 builder, following
  * HAProxy's doc/proxy-protocol.txt. No I/O. */
 #include "proxyproto.h"
+#include "netaddr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,6 +17,8 @@ static const uint8_t pp2_sig[12] = {
     0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A
 };
 static const char pp1_sig[] = "PROXY ";
+/* 2.2: TLV types read here */
+#define PP2_TYPE_CRC32C 0x03
 
 /* Parses a decimal port "0".."65535" of n octets. 0 or -1. */
 static int
@@ -162,6 +165,35 @@ pp_parse_v1(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *cons
     return PROXY_DONE;
 }
 
+/* 2.2.3: CRC32c (Castagnoli, RFC 4960 appendix B: reflected polynomial 0x82F63B78), fed
+ * in pieces; start with crc = 0xFFFFFFFF, finish by inverting it. The header is at most
+ * PP2_MAX octets, so bit by bit costs nothing worth a table. */
+static uint32_t
+pp_crc32c_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+    }
+    return crc;
+}
+
+/* Checks the PP2_TYPE_CRC32C TLV whose value starts at val (4 octets) in the header
+ * buf[0..total): the CRC32c of the header with that value zeroed must equal it. 0 or -1. */
+static int
+pp_crc32c_check(const uint8_t *buf, size_t total, const uint8_t *val)
+{
+    static const uint8_t zero[4];
+    size_t off = (size_t)(val - buf);
+    uint32_t want = ((uint32_t)val[0] << 24) | ((uint32_t)val[1] << 16) | ((uint32_t)val[2] << 8) | val[3];
+    uint32_t crc = pp_crc32c_update(0xFFFFFFFFu, buf, off);
+
+    crc = pp_crc32c_update(crc, zero, sizeof(zero));
+    crc = pp_crc32c_update(crc, val + 4, total - off - 4);
+    return (crc ^ 0xFFFFFFFFu) == want ? 0 : -1;
+}
+
 /* v2: binary header, 2.2 of proxy-protocol.txt. buf holds at least the 12-byte signature. */
 static enum proxy_result
 pp_parse_v2(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *consumed,
@@ -208,6 +240,19 @@ pp_parse_v2(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *cons
             *errstr = "PROXY v2 TLV overruns the header";
             return PROXY_ERROR;
         }
+        /* 2.2.3: a checksum present is verified (HAProxy's accept-proxy drops the
+         * connection on a mismatch, as the spec's "invalid connection"): a header damaged
+         * or forged on the way names no client. Other TLVs are skipped (2.2). */
+        if (t[0] == PP2_TYPE_CRC32C) {
+            if (tl != 4) {
+                *errstr = "PROXY v2 CRC32C TLV is not 4 octets";
+                return PROXY_ERROR;
+            }
+            if (pp_crc32c_check(buf, PP2_HDR + hlen, t + 3) != 0) {
+                *errstr = "PROXY v2 CRC32C mismatch";
+                return PROXY_ERROR;
+            }
+        }
         t += 3 + tl;
     }
 
@@ -217,6 +262,7 @@ pp_parse_v2(const uint8_t *buf, size_t len, struct proxy_info *out, size_t *cons
     /* LOCAL, UNSPEC, UNIX or DGRAM: keep the socket's own addresses */
     if (cmd == 0 || fam == 0 || fam == 3 || proto != 1) {
         out->local = true;
+        out->cmd_local = cmd == 0;
         return PROXY_DONE;
     }
     const uint8_t *a = buf + PP2_HDR;
@@ -262,6 +308,21 @@ proxyproto_parse(const uint8_t *buf, size_t len, struct proxy_info *out, size_t 
     return PROXY_ERROR;
 }
 
+/* The IPv4 address of a v4-mapped IPv6 one (::ffff:a.b.c.d) into out, port kept. */
+static bool
+pp_v4mapped(const struct sockaddr_in6 *a, struct sockaddr_in *out)
+{
+    struct netaddr na;
+
+    if (netaddr_from_sockaddr((const struct sockaddr *)a, &na) != 0 || na.family != AF_INET)
+        return false;
+    memset(out, 0, sizeof(*out));
+    out->sin_family = AF_INET;
+    out->sin_port = a->sin6_port;
+    memcpy(&out->sin_addr, na.b, 4);
+    return true;
+}
+
 /* See proxyproto.h. */
 size_t
 proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint8_t *out,
@@ -271,6 +332,15 @@ proxyproto_build_v2(const struct sockaddr *src, const struct sockaddr *dst, uint
         return 0;
     size_t alen;
     uint8_t fam;
+    struct sockaddr_in s4, d4;
+    if (src->sa_family == AF_INET6 && pp_v4mapped((const struct sockaddr_in6 *)src, &s4) &&
+        pp_v4mapped((const struct sockaddr_in6 *)dst, &d4)) {
+        /* RFC 4291 2.5.5.2: an IPv4 client, as HAProxy's dual-stack `bind :::25` names
+         * one. Sent as TCP over IPv4: an IPv4-only receiver (Postfix with inet_protocols
+         * = ipv4) answers a TCP6 header "421 Server local error". */
+        src = (const struct sockaddr *)&s4;
+        dst = (const struct sockaddr *)&d4;
+    }
     if (src->sa_family == AF_INET) {
         alen = 12;
         fam = 0x11;                     /* TCP over IPv4 */

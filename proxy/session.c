@@ -1604,15 +1604,26 @@ void session_start_connect(struct session *s)
 	/* Near the connection limit, clients known to be good keep being served while unknown
 	 * ones are turned away first: a module that knows (reputation) does it at connect. */
 	s->env.overloaded = conncount_total() > s->cfg->limits.max_connections * 9 / 10;
-	log_event(LOG_LVL_INFO, s->id, "event=connect client=%s port=%d tls=%s", s->env.client_ip,
-	    s->env.client_port, s->tls ? "implicit" : "no");
+	/* A balancer's health check (PROXY v2 LOCAL) comes every `inter`: logged at debug and
+	 * kept out of the top clients, as HAProxy's dontlognull keeps such connections out of
+	 * its log; session_close logs its end at debug too unless it carried mail. */
+	log_event(s->lb_check ? LOG_LVL_DEBUG : LOG_LVL_INFO, s->id, "event=connect client=%s port=%d tls=%s",
+	    s->env.client_ip, s->env.client_port, s->tls ? "implicit" : "no");
 	if (s->env.tls)
 		session_log_tls(s);
-	opstats_note_session(s->w->index, s->env.client_ip);
+	if (!s->lb_check)
+		opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
 	if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 &&
 	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
 		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
+		    s->env.client_ip);
+	} else if (pg->delay > 0 && !s->lc->submission && s->lb_check) {
+		/* The load balancer's own health check (HAProxy's option smtpchk with
+		 * check-send-proxy) reads the first line and wants "220 ": the teaser would take
+		 * the whole listener out of its rotation. It relays no client to test. Debug:
+		 * one line per check, every `inter`. */
+		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=proxy_local client=%s",
 		    s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that

@@ -76,6 +76,8 @@ struct session {
 	bool pregreet_waited;             /* the pregreet delay ran out (a pass, if it kept quiet) */
 	unsigned protocol_failed;         /* after-220 tests failed, 1 << enum session_protocol_test */
 	bool teaser_sent;                 /* the greeting's "220-" first line is out */
+	bool lb_check;                    /* the balancer's own connection (a health check): PROXY
+	                                     v2 LOCAL, or a header naming the connection itself */
 	bool quit_after_flush;            /* close once the replies queued now are written */
 	bool eof;                         /* the client closed (or half-closed) its side */
 	bool drain;                       /* the worker is draining: no new transaction */

@@ -11,6 +11,7 @@
 #include "conncount.h"
 #include "counters.h"
 #include "log.h"
+#include "netaddr.h"
 #include "proxyproto.h"
 #include "smtp_cmd.h"
 #include "stream.h"
@@ -273,7 +274,10 @@ void session_close(struct session *s, const char *reason)
 		bool connect_ran = s->state != SESSION_NEW && s->state != SESSION_PROXY && s->state != SESSION_TLS &&
 		    !s->chain.running;
 
-		log_event(LOG_LVL_INFO, s->id, "event=disconnect client=%s commands=%lu messages=%lu errors=%d ms=%lu%s%s",
+		bool quiet = s->lb_check && s->nmessages == 0 && s->errors == 0;   /* a balancer's check */
+
+		log_event(quiet ? LOG_LVL_DEBUG : LOG_LVL_INFO, s->id,
+		    "event=disconnect client=%s commands=%lu messages=%lu errors=%d ms=%lu%s%s",
 		    s->env.client_ip, s->ncommands, s->nmessages, s->errors, ms, reason ? " reason=" : "",
 		    reason ? reason : "");
 		session_enter_state(s, SESSION_CLOSING);
@@ -534,6 +538,26 @@ static void session_begin(struct session *s)
 	session_start_connect(s);
 }
 
+static unsigned session_port_of(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port) :
+	    ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port) : 0;
+}
+
+/* Whether a PROXY header's source is the very connection it came on (address and port):
+ * the balancer's own connection, as a v1 health check names it (proxy-protocol.txt 2.1: a
+ * check SHOULD send the getsockname()/getpeername() pair). No relayed client has the
+ * balancer's own address and port. */
+static bool session_proxy_names_itself(const struct proxy_info *pi, const struct sockaddr_storage *peer)
+{
+	struct netaddr a, b;
+
+	if (pi->local || netaddr_from_sockaddr((const struct sockaddr *)&pi->src, &a) != 0 ||
+	    netaddr_from_sockaddr((const struct sockaddr *)peer, &b) != 0)
+		return false;
+	return netaddr_equal(&a, &b) && session_port_of(&pi->src) == session_port_of(peer);
+}
+
 /* The PROXY header: the first bytes on a proxy_protocol listener. */
 static void session_on_proxy_bytes(struct session *s, const char *data, size_t len)
 {
@@ -562,6 +586,9 @@ static void session_on_proxy_bytes(struct session *s, const char *data, size_t l
 	}
 	memmove(s->in, s->in + used, s->inlen - used);
 	s->inlen -= used;
+	/* the balancer's own connection (its health check): v2 LOCAL, or a header naming the
+	 * connection itself (v1 checks); read before env.client becomes the header's source */
+	s->lb_check = pi.cmd_local || session_proxy_names_itself(&pi, &s->env.client);
 	if (!pi.local) {
 		memcpy(&s->env.client, &pi.src, sizeof(pi.src));
 		memcpy(&s->env.local, &pi.dst, sizeof(pi.dst));

@@ -30,6 +30,8 @@ PEER_PKGS="$PEER_PKGS python3-prometheus-client"
 # postgrey: test_greylist_allow_names_postgrey.py asks it (policy server) and mxgate the same
 # clients against its /etc/postgrey/whitelist_clients
 PEER_PKGS="$PEER_PKGS postgrey"
+# nginx-light and its stream and mail modules: test_lb_nginx.py (nginx in front of mxgate)
+PEER_PKGS="$PEER_PKGS nginx-light libnginx-mod-stream libnginx-mod-mail"
 # libidn12: the Exim binary below links it
 PEER_PKGS="$PEER_PKGS libidn12"
 # exim4-daemon-heavy: test_exim.py (Exim behind mxgate with PROXY v2, Exim's callouts to

@@ -78,6 +78,8 @@ SINCE = {
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
     'fuzz_headers': '2026-12-04T13:49Z',        # 5dd95f49: a peer's value folds only onto visible text
     'fuzz_milter_reply': '2026-12-03T23:26Z',   # the macro lists of the option negotiation
+    # the CRC32C TLV checked, a v4-mapped pair rebuilt as IPv4 (session 16, lb)
+    'fuzz_proxyproto': '2026-12-04T17:11Z',
     # d4b3565b: every regex through the Perl check; 695a9d9c: rewrite_header Subject expanded
     'fuzz_rule_parse': '2026-12-04T14:47Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
@@ -87,6 +89,8 @@ SINCE = {
     'fuzz_sasl': '2026-12-04T13:55Z',
     # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters
     'fuzz_rspamd_reply': '2026-12-04T17:02Z',
+    # a plugin's reply text as the client gets it (plugins_reply_fuzz)
+    'fuzz_plugin_output': '2026-12-04T17:20Z',
 }
 
 

@@ -6,13 +6,53 @@
  * crash or read out of bounds, and what passes cannot break a line: an address taken has no
  * space outside its quotes, no control character, '<' or '>'; a header name taken is printable
  * ASCII without ':' (an address may carry UTF-8 outside its quotes); a cleaned value has no control character but HTAB, and CR only as CRLF
- * followed by SP or HTAB (a fold). */
+ * followed by SP or HTAB (a fold). A plugin's reply text (plugins_reply_fuzz, for a
+ * tempfail and a reject) goes out as whole lines, CRLF between them only, none empty, each
+ * opening with an enhanced status code of the reply's class, no control character but HTAB,
+ * within its buffer, and the SMTP code of that class. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plugins/plugins.h"
+
+/* Whether p opens with "C.d{1,3}.d{1,3}" followed by a blank or the end of the line. */
+static bool fuzz_enhanced(const char *p, int cls)
+{
+	size_t a, b;
+
+	if (p[0] != '0' + cls || p[1] != '.')
+		return false;
+	a = strspn(p + 2, "0123456789");
+	if (a < 1 || a > 3 || p[2 + a] != '.')
+		return false;
+	b = strspn(p + 3 + a, "0123456789");
+	return b >= 1 && b <= 3 && (p[3 + a + b] == ' ' || p[3 + a + b] == '\r' || p[3 + a + b] == '\0');
+}
+
+static void fuzz_reply_check(const char *text, int cls)
+{
+	char out[400];
+	int code = plugins_reply_fuzz(text, 250 + cls * 50, cls, out, sizeof(out));
+
+	if (code / 100 != cls || strlen(out) >= sizeof(out))
+		abort();
+	for (const char *line = out; *line; ) {
+		const char *e = strstr(line, "\r\n");
+
+		if (!fuzz_enhanced(line, cls))
+			abort();	/* every line, the first included, opens with one of its class */
+		for (const unsigned char *p = (const unsigned char *)line; *p && (const char *)p != e; p++)
+			if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+				abort();	/* no bare CR or LF, no control character */
+		if (e == NULL)
+			break;
+		if (e[2] == '\0')
+			abort();	/* a CRLF at the end: the last line would go out as "NNN-" */
+		line = e + 2;
+	}
+}
 
 static void fuzz_addr_check(const unsigned char *a)
 {
@@ -72,6 +112,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	free(clean);
+	fuzz_reply_check(text, 4);
+	fuzz_reply_check(text, 5);
 	free(text);
 	return 0;
 }

@@ -178,6 +178,30 @@ def need(*tools):
             skip(t + ' not installed')
 
 
+def build_plugin(name, src, defines=(), out=None):
+    """Builds the C source src (a plugin including "plugin.h") as a shared object, the way
+    docs/plugins.md tells a plugin author: TMP/plugins/NAME.so, or `out`, written as
+    out + '.new' and renamed over it (a new file, as a package upgrade installs one).
+    defines: '-DX=Y' arguments. Skips the test without a C compiler; a build that fails
+    fails the check. Returns the path."""
+    cc = shutil.which('cc') or shutil.which('gcc')
+    if cc is None:
+        skip('no C compiler to build the plugin')
+    d = os.path.join(TMP, 'plugins')
+    os.makedirs(d, exist_ok=True)
+    c_file = os.path.join(d, name + '.c')
+    with open(c_file, 'w') as f:
+        f.write(src)
+    so = out or os.path.join(d, name + '.so')
+    uv = subprocess.run(['pkg-config', '--cflags', 'libuv'], capture_output=True, text=True).stdout.split()
+    r = subprocess.run([cc, '-shared', '-fPIC'] + list(defines) + ['-I', os.path.join(SRC, 'plugins')] + uv +
+                       [c_file, '-o', so + '.new'], capture_output=True, text=True)
+    check(r.returncode == 0, 'built %s.so: %s' % (name, r.stderr.strip()))
+    if r.returncode == 0:
+        os.rename(so + '.new', so)
+    return so
+
+
 POSTFIX_MASTER = '/usr/lib/postfix/sbin/master'
 POSTFIX_SERVICES = (
     ('cleanup', 'unix', 'n', '0', 'cleanup'), ('qmgr', 'unix', 'n', '1', 'qmgr'),

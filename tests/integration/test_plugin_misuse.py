@@ -7,17 +7,12 @@ enhanced status code is of another class than the SMTP code. The process survive
 stands, the misuse is logged, and the client's reply is consistent RFC 3463 (`451 4.x.x`,
 `550 5.x.x`). A body replaced or headers added past limits.max_message_size are refused."""
 import os
-import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as t  # noqa: E402
 
 t.need()
-cc = shutil.which('cc') or shutil.which('gcc')
-if cc is None:
-    t.skip('no C compiler to build the plugin')
 
 SRC = r'''#include <stdio.h>
 #include <string.h>
@@ -44,8 +39,23 @@ static void m_rcpt(void *i, struct mxgate_call *c)
 		return host->done(c, MXGATE_TEMPFAIL, 0, "1.5 million reasons", "misuse");
 	if (is(r, "code250"))
 		return host->done(c, MXGATE_REJECT, 250, "2.0.0 not a refusal", "misuse");
+	if (is(r, "logtext")) {   /* Haraka's this.loginfo("...") */
+		host->log(c, 1, "checked recipient %s, all fine", r);
+		host->log(c, 1, "event=Bad-Name text=x");
+		host->log(c, 1, "event=rcpt_checked rcpt=%s", r);
+		return host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
 	if (is(r, "badaction"))
 		return host->done(c, (enum mxgate_action)99, 0, NULL, "misuse");
+	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
+}
+static void m_helo(void *i, struct mxgate_call *c)
+{
+	const char *h = host->get(c, MXGATE_HELO);
+	if (is(h, "discard"))   /* there is no message yet to discard */
+		return host->done(c, MXGATE_DISCARD, 0, NULL, "misuse");
+	if (is(h, "quarantine"))
+		return host->done(c, MXGATE_QUARANTINE, 0, NULL, "misuse");
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
 }
 static void m_eom(void *i, struct mxgate_call *c)
@@ -94,18 +104,10 @@ static void m_eom(void *i, struct mxgate_call *c)
 	host->done(c, MXGATE_CONTINUE, 0, NULL, NULL);
 }
 const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VERSION,
-    .name = "misuse", .init = m_init, .on_rcpt = m_rcpt, .on_eom = m_eom };
+    .name = "misuse", .init = m_init, .on_helo = m_helo, .on_rcpt = m_rcpt, .on_eom = m_eom };
 '''
 
-d = os.path.join(t.TMP, 'misuse')
-os.makedirs(d)
-with open(os.path.join(d, 'misuse.c'), 'w') as f:
-    f.write(SRC)
-uv = subprocess.run(['pkg-config', '--cflags', 'libuv'], capture_output=True, text=True).stdout.split()
-so = os.path.join(d, 'misuse.so')
-r = subprocess.run([cc, '-shared', '-fPIC', '-I', os.path.join(t.SRC, 'plugins')] + uv +
-                   [os.path.join(d, 'misuse.c'), '-o', so], capture_output=True, text=True)
-t.check(r.returncode == 0, 'built misuse.so: %s' % r.stderr.strip())
+so = t.build_plugin('misuse', SRC)
 
 be = t.Backend()
 cfg = t.config([be.url], hostname='mx.example.test', plugins=[
@@ -148,7 +150,8 @@ for local, want in (('tf5', '451 4.7.1 tempfail text of class 5'), ('rej4', '550
     rep = rcpt_reply(local)
     t.check(rep == (int(want[:3]), want), '%s: the enhanced code of the reply\'s class: %s' % (local, rep))
 rep = rcpt_reply('notenh')
-t.check(rep == (451, '451 1.5 million reasons'), 'a text that only looks like a code is left alone: %s' % (rep,))
+t.check(rep == (451, '451 4.0.0 1.5 million reasons'),
+        'a text that only looks like a code is left alone, an enhanced code (4.0.0) put before it: %s' % (rep,))
 rep = rcpt_reply('code250')
 t.check(rep == (550, '550 5.0.0 not a refusal'), 'code 250 with reject: 550 5.0.0: %s' % (rep,))
 code, text = send('eombig', 'm-eombig')
@@ -183,6 +186,30 @@ code, text = send('eomdels', 'm-eomdels')
 t.check(code == 451 and '4.7.1' in text and not be.find('body of m-eomdels'),
         '100000 deletions (more than twice limits.max_recipients) are the plugin\'s error (on_error tempfail): %s %s'
         % (code, text))
+# DISCARD or QUARANTINE at HELO, where there is no message: the plugin's error (on_error),
+# as Postfix judges a milter's ("DISCARD action is not allowed for connect or helo") and
+# mxgate's milter client does; it was taken as an accept of the stage, silently, and the
+# session's messages were delivered.
+for helo in ('discard.example.org', 'quarantine.example.org'):
+    start = m.log_size()
+    c = t.Client(m.port, timeout=15)
+    rep = c.ehlo(helo)
+    c.close()
+    t.check(rep[0] == 451 and '4.7.1' in rep[1], '%s at HELO: on_error tempfail: %r' % (helo.split('.')[0], rep))
+    t.check(m.wait_log(r'event=plugin_bad_output plugin=misuse what=%s_before_mail' % helo.split('.')[0], 5, start),
+            'and logged as the plugin\'s bad output')
+# A free text logged as Haraka's this.loginfo() is written is one key=value of the line
+# (text="..."), as is a text whose event= name is not one (the log's contract form).
+start = m.log_size()
+rep = rcpt_reply('logtext')
+t.check(rep[0] == 250, 'a plugin that logs: %r' % (rep,))
+t.check(m.wait_log(r'event=plugin_log plugin=misuse text="checked recipient logtext@example.test, all fine"', 5, start),
+        'a free text is logged as text="..."')
+t.check(m.wait_log(r'event=plugin_log plugin=misuse text="event=Bad-Name text=x"', 5, start),
+        'a text whose event name is not one too')
+t.check(m.wait_log(r'event=rcpt_checked plugin=misuse rcpt=logtext@example.test', 5, start),
+        'an event= line of the plugin\'s own is kept as written, plugin= put after its name')
+t.check(not m.malformed_log_lines(), 'every log line in the contract form: %s' % m.malformed_log_lines()[:3])
 rep = rcpt_reply('badaction')
 t.check(rep[0] == 451, 'a verdict out of range is the plugin\'s error (on_error tempfail): %s' % (rep,))
 t.check(m.alive(), 'the process lives through all of it')

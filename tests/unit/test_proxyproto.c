@@ -2,6 +2,7 @@
  * and v2 headers from proxyproto_build_v2 parsed back. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +72,15 @@ static const struct pp_row pp_rows[] = {
     { "v2 length over 520", SIG "\x21\x11\x02\x09", 16, PROXY_ERROR },
     { "v2 TCP4 with a TLV", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00\x04" "abcd", 35, PROXY_DONE, 35, 0, "127.0.0.1 1", "127.0.0.2 2" },
     { "v2 TLV overruns", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00\x05" "abcd", 35, PROXY_ERROR },
+    /* 2.2.3 PP2_TYPE_CRC32C: the checksum of the whole header with its own field zeroed;
+     * HAProxy's accept-proxy drops the connection when it does not match */
+    { "v2 CRC32C right", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\xba\x84\x11\x57", 35, PROXY_DONE, 35, 0, "127.0.0.1 1", "127.0.0.2 2" },
+    { "v2 CRC32C after a NOOP TLV", SIG "\x21\x11\x00\x17" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00\x01" "A" "\x03\x00\x04" "\x83\xf3\xe1\xff", 39, PROXY_DONE, 39, 0, "127.0.0.1 1", "127.0.0.2 2" },
+    { "v2 CRC32C wrong", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\xba\x84\x11\x56", 35, PROXY_ERROR },
+    { "v2 CRC32C of an address changed", SIG "\x21\x11\x00\x13" "\x7f\0\0\x09\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\xba\x84\x11\x57", 35, PROXY_ERROR },
+    { "v2 CRC32C zero (not computed)", SIG "\x21\x11\x00\x13" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x04" "\0\0\0\0", 35, PROXY_ERROR },
+    { "v2 CRC32C of 3 octets", SIG "\x21\x11\x00\x12" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x03\x00\x03" "\xba\x84\x11", 34, PROXY_ERROR },
+    { "v2 LOCAL with a wrong CRC32C", SIG "\x20\x00\x00\x07" "\x03\x00\x04" "\x01\x02\x03\x04", 23, PROXY_ERROR },
     { "v2 truncated TLV header", SIG "\x21\x11\x00\x0e" "\x7f\0\0\x01\x7f\0\0\x02\0\x01\0\x02" "\x04\x00", 30, PROXY_ERROR },
 };
 
@@ -170,6 +180,27 @@ test_build_roundtrip(void **state)
     assert_string_equal(d, "::1 65535");
     assert_int_equal(proxyproto_build_v2((struct sockaddr *)&s6, (struct sockaddr *)&d6, out, 51), 0);
 
+    /* v4-mapped on both sides (a PROXY header from HAProxy's dual-stack `bind :::25` names
+     * an IPv4 client so): sent as TCP over IPv4, which an IPv4-only receiver takes (Postfix
+     * with inet_protocols = ipv4 answers a TCP6 header 421) */
+    inet_pton(AF_INET6, "::ffff:198.18.0.9", &s6.sin6_addr);
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &d6.sin6_addr);
+    s6.sin6_port = htons(40000);
+    d6.sin6_port = htons(25);
+    n = proxyproto_build_v2((struct sockaddr *)&s6, (struct sockaddr *)&d6, out, sizeof(out));
+    assert_int_equal(n, 28);
+    assert_int_equal(out[13], 0x11);
+    assert_int_equal(proxyproto_parse(out, n, &info, &consumed, &err), PROXY_DONE);
+    render_addr(&info.src, s, sizeof(s));
+    render_addr(&info.dst, d, sizeof(d));
+    assert_string_equal(s, "198.18.0.9 40000");
+    assert_string_equal(d, "127.0.0.1 25");
+    /* one side mapped, the other a real IPv6 address: stays TCP over IPv6 */
+    inet_pton(AF_INET6, "2001:db8::1", &d6.sin6_addr);
+    n = proxyproto_build_v2((struct sockaddr *)&s6, (struct sockaddr *)&d6, out, sizeof(out));
+    assert_int_equal(n, 52);
+    assert_int_equal(out[13], 0x21);
+
     /* families differ */
     assert_int_equal(proxyproto_build_v2((struct sockaddr *)&s4, (struct sockaddr *)&d6, out, sizeof(out)), 0);
 
@@ -181,7 +212,33 @@ test_build_roundtrip(void **state)
     assert_int_equal(consumed, 16);
     assert_int_equal(info.version, 2);
     assert_true(info.local);
+    assert_true(info.cmd_local);
     assert_int_equal(proxyproto_build_v2_local(out, 15), 0);
+}
+
+/* cmd_local is the v2 LOCAL command alone (a balancer's health check): a v2 PROXY of an
+ * unspecified or UNIX family and a v1 UNKNOWN line keep the socket's addresses too, but
+ * relay a client. */
+static void
+test_cmd_local(void **state)
+{
+    (void)state;
+    static const struct { const char *in; size_t len; bool cmd_local; } rows[] = {
+        { SIG "\x20\x00\x00\x00", 16, true },
+        { SIG "\x20\x11\x00\x0c" "AAAABBBBCCDD", 28, true },
+        { SIG "\x21\x00\x00\x00", 16, false },
+        { SIG "\x21\x12\x00\x0c" "AAAABBBBCCDD", 28, false },
+        { "PROXY UNKNOWN\r\n", 15, false },
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct proxy_info info;
+        size_t consumed;
+        const char *err;
+        assert_int_equal(proxyproto_parse((const uint8_t *)rows[i].in, rows[i].len, &info, &consumed, &err),
+                         PROXY_DONE);
+        assert_true(info.local);
+        assert_int_equal(info.cmd_local, rows[i].cmd_local);
+    }
 }
 
 /* A v2 header at the 536-octet bound with TLVs is fine, beyond is an error. */
@@ -221,6 +278,7 @@ main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_build_roundtrip),
         cmocka_unit_test(test_v2_bounds),
+        cmocka_unit_test(test_cmd_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
