@@ -479,6 +479,8 @@ static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	return 0;
 }
 
+static const char *const gl_null_sender_names[] = { "rcpt", "data", NULL };
+
 static const struct cfg_field gl_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct greylist_config, enabled), "false",
 	  .doc = "greylist unknown (network, sender, recipient) triplets at RCPT" },
@@ -506,6 +508,9 @@ static const struct cfg_field gl_fields[] = {
 	  .doc = "files of allow_names rules, one a line, # comments (postgrey's /etc/postgrey/whitelist_clients as it is); read at load and at each reload (SIGHUP)" },
 	{ "spf_key", CFG_BOOL, offsetof(struct greylist_config, spf_key), "false",
 	  .doc = "a sender whose SPF passed (spf.enabled: the SPF_PASS symbol) is greylisted by (\"spf:\" + the domain SPF checked, sender, recipient) instead of its network, so its retry from any host its SPF record names passes (OpenSMTPD's filter-spfgreylist); auto_allow_clients then counts per domain" },
+	{ "null_sender", CFG_ENUM, offsetof(struct greylist_config, null_sender), "data",
+	  .choices = gl_null_sender_names,
+	  .doc = "where mail from the null sender <> is greylisted: data (at DATA, by its first recipient: a sender or recipient callout, MAIL FROM:<> and RCPT without DATA, is not deferred; a bounce is, at DATA) | rcpt (at each RCPT as any sender, as postgrey: callouts get 451 too)" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
@@ -979,7 +984,35 @@ size_t greylist_write_post(struct greylist_write *gw)
 
 static unsigned gl_stages(void *wstate)
 {
-	return wstate ? 1u << HOOK_RCPT : 0;
+	struct gl_worker *w = wstate;
+
+	if (w == NULL)
+		return 0;
+	return (1u << HOOK_RCPT) | (w->cfg->null_sender == GREYLIST_NULL_DATA ? 1u << HOOK_DATA : 0);
+}
+
+/* The recipient a call judges: the RCPT's candidate, or at DATA (the null sender under
+ * null_sender: data) the transaction's first recipient. NULL: nothing to judge. */
+static const char *gl_call_rcpt(const struct greylist_config *c, const struct hook_env *env,
+    enum hook_stage st)
+{
+	bool null = env->mail_from != NULL && env->mail_from[0] == '\0';
+
+	if (st == HOOK_RCPT)
+		return null && c->null_sender == GREYLIST_NULL_DATA ? NULL : env->cur_rcpt;
+	if (st == HOOK_DATA && null && c->null_sender == GREYLIST_NULL_DATA && env->nrcpts > 0)
+		return env->rcpts[0].addr;
+	return NULL;
+}
+
+/* The recipient a decision's log line names: at DATA the first (gl_call_rcpt). */
+static const char *gl_log_rcpt(struct hook_call *call)
+{
+	const struct hook_env *env = hook_call_env(call);
+
+	if (hook_call_stage(call) == HOOK_DATA)
+		return env->nrcpts > 0 ? env->rcpts[0].addr : "";
+	return env->cur_rcpt ? env->cur_rcpt : "";
 }
 
 static uint64_t gl_timeout_ms(void *wstate)
@@ -1058,10 +1091,11 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	char from[200], rcpt[200];
 
 	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
 	log_event(LOG_LVL_INFO, env->session_id,
-	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s", env->client_ip,
-	    from, rcpt, (unsigned long long)wait_s, store);
+	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s%s", env->client_ip,
+	    from, rcpt, (unsigned long long)wait_s, store,
+	    hook_call_stage(call) == HOOK_DATA ? " stage=data" : "");
 	verdict_set(&v, VERDICT_TEMPFAIL, 451, "greylist",
 	    "4.7.1 greylisted, please try again in %llu seconds", (unsigned long long)wait_s);
 	v.not_an_error = true;    /* every new sender gets it: not a client error */
@@ -1080,7 +1114,7 @@ static void gl_allow(struct hook_call *call, enum gl_count r, const char *what)
 
 	gl_count(r);
 	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
 	ratelimit_safe_copy(name ? name : "unknown", host, sizeof(host));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=greylist_allow reason=%s client=%s client_name=%s from=<%s> rcpt=<%s>%s%s",
@@ -1312,9 +1346,10 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	char a1[24], a2[24], a3[24], a4[24], a5[24], what[64];
 	const char *argv[7], *good;
 	int names;
+	const char *rcpt = gl_call_rcpt(c, env, hook_call_stage(call));
 
 	memcpy(key, GL_PREFIX, plen);
-	if (hook_call_stage(call) != HOOK_RCPT || env->cur_rcpt == NULL || env->mail_from == NULL) {
+	if (rcpt == NULL || env->mail_from == NULL) {
 		hook_call_done(call, NULL);
 		return;
 	}
@@ -1339,7 +1374,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	}
 	/* a triplet that cannot be made (an address past the bound the SMTP limits already
 	 * keep it under): let through, as a store error is */
-	if (greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt,
+	if (greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, rcpt,
 	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0 ||
 	    (c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
 		hook_call_done(call, NULL);
