@@ -5,6 +5,7 @@
 
 #include "actions.h"
 #include "config.h"
+#include "headers.h"
 #include "log.h"
 #include "msgbuf.h"
 
@@ -458,18 +459,40 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 }
 
 /* rewrite_header Subject, as SpamAssassin with report_safe 0 (the rule files' tmpl): on spam,
- * each "Subject:" field gets the tag before its value as received (encoded words and
- * folds kept), the value it had goes into X-Spam-Prev-Subject; a message without one gets
- * "Subject: TAG" and "X-Spam-Prev-Subject: (nonexistent)"; ham without one gets an empty
- * "Subject: ", as from spamd. A "Subject :" field (blank before
- * the colon), which SpamAssassin's /^Subject:/i skips, is counted (the edit's index counts
- * every Subject field) but left as it is. */
+ * each "Subject:" field gets the tag before its value (encoded words and folds kept), the
+ * value it had goes into X-Spam-Prev-Subject; a message without one gets "Subject: TAG" and
+ * "X-Spam-Prev-Subject: (nonexistent)"; ham without one gets an empty "Subject: ", as from
+ * spamd. The value tagged is the one the backend would get without the tag: the message's
+ * header with the edits of the filters before (rspamd's "rewrite subject", a milter's
+ * chgheader) applied, so their change stays and the tag comes once, in front (the order of a
+ * Postfix chain of those filters, then spamc). A "Subject :" field (blank before the colon),
+ * which SpamAssassin's /^Subject:/i skips, is counted (the edit's index counts every Subject
+ * field) but left as it is. */
 static void rules_rewrite_subject(struct hook_env *env, const char *tmpl, double total,
     double required, bool spam)
 {
-	size_t len = 0, i = 0;
+	size_t len = 0, i = 0, hl = 0;
 	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL;
 	int n = 0;
+	struct strbuf view = { 0 };
+
+	/* the header block (to its blank line), as the edits so far leave it */
+	while (m != NULL && hl < len) {
+		const char *lf = memchr(m + hl, '\n', len - hl);
+
+		if (lf == NULL) {
+			hl = len;
+			break;
+		}
+		hl = (size_t)(lf - m) + 1;
+		if (hl < len && (m[hl] == '\n' || (m[hl] == '\r' && hl + 1 < len && m[hl + 1] == '\n')))
+			break;
+	}
+	if (m != NULL && env->nhdr_edits > 0) {
+		headers_apply_edits(m, hl, env->hdr_edits, env->nhdr_edits, &view);
+		m = view.v;
+		len = view.len;
+	}
 
 	while (m != NULL && i < len && m[i] != '\n' && !(m[i] == '\r' && i + 1 < len &&
 	    m[i + 1] == '\n')) {
@@ -514,6 +537,7 @@ static void rules_rewrite_subject(struct hook_env *env, const char *tmpl, double
 		hook_env_add_header(env, "X-Spam-Prev-Subject", "(nonexistent)");
 		free(nv);
 	}
+	strbuf_free(&view);
 }
 
 /* The built-in filters that score (spamd, rspamd: SPAMD_SCORE, RSPAMD_SCORE) configured for
