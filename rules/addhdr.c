@@ -5,6 +5,7 @@
 #include "addhdr.h"
 
 #include "actions.h"
+#include "headers.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -15,34 +16,17 @@
 
 /* ---------------------------------------------------------------- a growing string */
 
-struct ah_buf { char *p; size_t n, cap; };
-
-static void ah_putn(struct ah_buf *b, const char *s, size_t n)
+static void ah_puts(struct strbuf *b, const char *s)
 {
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		if ((b->p = realloc(b->p, cap)) == NULL)
-			abort();
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
+	strbuf_append(b, s, strlen(s));
 }
 
-static void ah_puts(struct ah_buf *b, const char *s)
+/* The string b holds ("" when nothing was appended), now the caller's. */
+static char *ah_take(struct strbuf *b)
 {
-	ah_putn(b, s, strlen(s));
-}
-
-static char *ah_take(struct ah_buf *b)
-{
-	if (b->p == NULL)
-		ah_putn(b, "", 0);
-	return b->p;
+	if (b->v == NULL)
+		strbuf_append(b, "", 0);
+	return b->v;
 }
 
 /* ---------------------------------------------------------------- Util::wrap */
@@ -87,7 +71,7 @@ char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t w
 	struct ah_piece *v = NULL;
 	size_t n = 0, cap = 0, pos = 0, len = strlen(s), start = 0;
 	bool pos_mod = false, fresh = false;
-	struct ah_buf out = { 0 };
+	struct strbuf out = { 0 };
 
 	/* split(/($break)/, $string): the fields and the captured separators between them
 	 * (\s: the white-space character; (?<=[\s,]): an empty one), trailing empty fields
@@ -143,7 +127,7 @@ char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t w
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			ah_puts(&out, "\n");
-		ah_putn(&out, v[i].s, v[i].n);
+		strbuf_append(&out, v[i].s, v[i].n);
 		free(v[i].s);
 	}
 	free(v);
@@ -173,7 +157,7 @@ static void ah_perl_num(char *buf, size_t len, double d)
 
 /* The value of tag (name n bytes, arg NULL or its text) into b; false when it is not one
  * mxgate knows (get_tag_raw: undef). */
-static bool ah_tag_value(struct ah_buf *b, const char *name, size_t n, const char *arg,
+static bool ah_tag_value(struct strbuf *b, const char *name, size_t n, const char *arg,
     size_t al, const struct addhdr_vals *v)
 {
 	char s[32], r[32], tmp[64];
@@ -183,17 +167,17 @@ static bool ah_tag_value(struct ah_buf *b, const char *name, size_t n, const cha
 	if (AH_IS("YESNO") || AH_IS("YESNOCAPS")) {
 		/* ($spam, $ham) = split(/,/, $arg, 2) */
 		const char *c = arg ? memchr(arg, ',', al) : NULL;
-		size_t st = b->n;
+		size_t st = b->len;
 
 		if (spam && arg)
-			ah_putn(b, arg, c ? (size_t)(c - arg) : al);
+			strbuf_append(b, arg, c ? (size_t)(c - arg) : al);
 		else if (!spam && c)
-			ah_putn(b, c + 1, al - (size_t)(c + 1 - arg));
+			strbuf_append(b, c + 1, al - (size_t)(c + 1 - arg));
 		else
 			ah_puts(b, spam ? "Yes" : "No");
 		if (AH_IS("YESNOCAPS"))
-			for (size_t i = st; i < b->n; i++)
-				b->p[i] = (char)toupper((unsigned char)b->p[i]);
+			for (size_t i = st; i < b->len; i++)
+				b->v[i] = (char)toupper((unsigned char)b->v[i]);
 	} else if (AH_IS("SCORE") || AH_IS("HITS")) {
 		/* _SCORE(PAD)_: PAD of zeros or spaces, to length(PAD) + 3 characters */
 		bool pad = arg && al > 0;
@@ -201,7 +185,7 @@ static bool ah_tag_value(struct ah_buf *b, const char *name, size_t n, const cha
 		for (size_t i = 0; pad && i < al; i++)
 			pad = arg[i] == arg[0] && (arg[0] == '0' || arg[0] == ' ');
 		if (pad && al + 3 > strlen(s))   /* substr($pad, 0, $count) */
-			ah_putn(b, arg, al + 3 - strlen(s) < al ? al + 3 - strlen(s) : al);
+			strbuf_append(b, arg, al + 3 - strlen(s) < al ? al + 3 - strlen(s) : al);
 		ah_puts(b, s);
 	} else if (AH_IS("REQD")) {
 		ah_puts(b, r);
@@ -237,7 +221,7 @@ static bool ah_tag_value(struct ah_buf *b, const char *name, size_t n, const cha
 		bool dflt = arg == NULL || al == 0 || (al == 1 && arg[0] == '0');
 
 		for (int i = 0; i < k; i++)
-			ah_putn(b, dflt ? "*" : arg, dflt ? 1 : al);
+			strbuf_append(b, dflt ? "*" : arg, dflt ? 1 : al);
 	} else if (AH_IS("AUTOLEARN")) {
 		ah_puts(b, v->autolearn ? v->autolearn : "disabled");
 	} else if (AH_IS("TESTS") || AH_IS("TESTSSCORES")) {
@@ -247,7 +231,7 @@ static bool ah_tag_value(struct ah_buf *b, const char *name, size_t n, const cha
 			ah_puts(b, "none");
 		for (size_t i = 0; i < v->ntests; i++) {
 			if (i)
-				ah_putn(b, dflt ? "," : arg, dflt ? 1 : al);
+				strbuf_append(b, dflt ? "," : arg, dflt ? 1 : al);
 			ah_puts(b, v->tests[i]);
 			if (AH_IS("TESTSSCORES")) {
 				ah_perl_num(tmp, sizeof(tmp), v->test_scores ? v->test_scores[i] : 0);
@@ -308,7 +292,7 @@ static size_t ah_match_tag(const char *s, size_t *nl, const char **arg, size_t *
 
 char *addhdr_expand(const char *tmpl, const struct addhdr_vals *v)
 {
-	struct ah_buf b = { 0 };
+	struct strbuf b = { 0 };
 
 	for (const char *p = tmpl; *p;) {
 		const char *arg = NULL;
@@ -317,10 +301,10 @@ char *addhdr_expand(const char *tmpl, const struct addhdr_vals *v)
 		if (m) {
 			/* ADDEDHEADER*: SA refuses them in a template (bug 6278), left as written */
 			if (!ah_tag_value(&b, p + 1, nl, arg, al, v))
-				ah_putn(&b, p, m);
+				strbuf_append(&b, p, m);
 			p += m;
 		} else {
-			ah_putn(&b, p, 1);
+			strbuf_append(&b, p, 1);
 			p++;
 		}
 	}
@@ -361,7 +345,7 @@ static bool ah_printable(unsigned char c)
 	return c == '\t' || (c >= 0x20 && c <= 0x7e);
 }
 
-static void ah_b64(struct ah_buf *b, const unsigned char *s, size_t n)
+static void ah_b64(struct strbuf *b, const unsigned char *s, size_t n)
 {
 	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -371,12 +355,12 @@ static void ah_b64(struct ah_buf *b, const unsigned char *s, size_t n)
 		char q[4] = { t[v >> 18 & 63], t[v >> 12 & 63],
 			i + 1 < n ? t[v >> 6 & 63] : '=', i + 2 < n ? t[v & 63] : '=' };
 
-		ah_putn(b, q, 4);
+		strbuf_append(b, q, 4);
 	}
 }
 
 /* mime_encode_header on one line (its "\n" not included; nl: whether it had one). */
-static void ah_encode_line(struct ah_buf *b, const char *l, size_t n, bool nl)
+static void ah_encode_line(struct strbuf *b, const char *l, size_t n, bool nl)
 {
 	size_t ps = 0, ss = n, i;
 	size_t qp = 0;
@@ -384,7 +368,7 @@ static void ah_encode_line(struct ah_buf *b, const char *l, size_t n, bool nl)
 	for (i = 0; i < n && ah_printable((unsigned char)l[i]); i++)
 		;
 	if (i == n) {
-		ah_putn(b, l, n);
+		strbuf_append(b, l, n);
 		if (nl)
 			ah_puts(b, "\n");
 		return;
@@ -415,7 +399,7 @@ static void ah_encode_line(struct ah_buf *b, const char *l, size_t n, bool nl)
 			i--;
 		ps = i;
 	}
-	ah_putn(b, l, ps);
+	strbuf_append(b, l, ps);
 	if (ss > ps) {
 		const unsigned char *m = (const unsigned char *)l + ps;
 		size_t ml = ss - ps;
@@ -434,7 +418,7 @@ static void ah_encode_line(struct ah_buf *b, const char *l, size_t n, bool nl)
 					snprintf(h, sizeof(h), "=%02X", m[k]);
 					ah_puts(b, h);
 				} else
-					ah_putn(b, (const char *)m + k, 1);
+					strbuf_append(b, (const char *)m + k, 1);
 			}
 		} else {
 			ah_puts(b, "=?UTF-8?B?");
@@ -442,7 +426,7 @@ static void ah_encode_line(struct ah_buf *b, const char *l, size_t n, bool nl)
 		}
 		ah_puts(b, "?=");
 	}
-	ah_putn(b, l + ss, n - ss);
+	strbuf_append(b, l + ss, n - ss);
 	if (nl)
 		ah_puts(b, "\n");
 }
@@ -451,7 +435,7 @@ char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals 
 {
 	char *d = addhdr_expand(tmpl, v), *f;
 	size_t dl = strlen(d);
-	struct ah_buf b = { 0 };
+	struct strbuf b = { 0 };
 
 	/* s/(?:\r?\n)+$// */
 	while (dl > 0 && d[dl - 1] == '\n') {
@@ -472,10 +456,10 @@ char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals 
 				if (has_nl)
 					ah_puts(&b, "\n\t");
 				else
-					ah_putn(&b, d + i, j - i);
+					strbuf_append(&b, d + i, j - i);
 				i = j;
 			} else {
-				ah_putn(&b, d + i, 1);
+				strbuf_append(&b, d + i, 1);
 				i++;
 			}
 		}
@@ -483,15 +467,15 @@ char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals 
 	} else {
 		/* wrap("X-Spam-NAME!!VALUE", "\t", "", 79, 0, '(?<=[\s,])'), blank lines out,
 		 * the part after "!!" */
-		struct ah_buf h = { 0 };
+		struct strbuf h = { 0 };
 		char *w, *bang;
 
 		ah_puts(&h, "X-Spam-");
 		ah_puts(&h, name);
 		ah_puts(&h, "!!");
 		ah_puts(&h, d);
-		w = addhdr_wrap(h.p, "\t", "", 79, true);
-		free(h.p);
+		w = addhdr_wrap(h.v, "\t", "", 79, true);
+		free(h.v);
 		/* s/^\s*\n//gm */
 		for (char *p = w; *p;) {
 			char *q = p;
@@ -514,7 +498,7 @@ char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals 
 	free(d);
 	/* mime_encode_header, line by line */
 	{
-		struct ah_buf e = { 0 };
+		struct strbuf e = { 0 };
 
 		for (const char *p = f; *p;) {
 			const char *nl = strchr(p, '\n');
@@ -531,7 +515,7 @@ char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals 
 void addhdr_report_add(char **buf, size_t *len, double score, const char *rule,
     const char *area, const char *desc)
 {
-	struct ah_buf b = { *buf, *len, *buf ? *len + 1 : 0 };
+	struct strbuf b = { *buf, *len, *buf ? *len + 1 : 0 };
 	char sc[32], *first, *w, *ws;
 	size_t fl;
 
@@ -556,6 +540,6 @@ void addhdr_report_add(char **buf, size_t *len, double score, const char *rule,
 	ah_puts(&b, ws);
 	ah_puts(&b, "\n");
 	free(w);
-	*buf = b.p;
-	*len = b.n;
+	*buf = b.v;
+	*len = b.len;
 }
