@@ -938,7 +938,7 @@ static const struct cfg_field rules_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rules_config, max_size), "2M",
 	  .doc = "bigger messages get header and envelope rules only" },
 	{ "headers", CFG_BOOL, offsetof(struct rules_config, headers), "true",
-	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols, X-Spam-Level (and X-Spam-Flag: YES on spam) to delivered mail; the message's own X-Spam-* are removed either way" },
+	  .doc = "add X-Spam-Score, X-Spam-Symbols and SpamAssassin's add_header fields (X-Spam-Status, X-Spam-Level, X-Spam-Flag: YES on spam, and the rule files' add_header lines) to delivered mail; the message's own X-Spam-* are removed either way" },
 	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
 	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
 	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),
