@@ -442,10 +442,12 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 		free(val);
 	}
 	if (k) {
-		size_t cap = 64 * (k + 4);
-		char *buf = malloc(cap);
+		size_t cap = 256;
+		char *buf;
 
-		if (buf == NULL)
+		for (size_t i = 0; i < k; i++)
+			cap += strlen(names[i]) + 40;   /* "NAME=%.3f, " and a fold */
+		if ((buf = malloc(cap)) == NULL)
 			abort();
 		actions_format_symbols(buf, cap, names, scores, k);
 		hook_env_add_header(env, "X-Spam-Symbols", buf);
