@@ -1064,8 +1064,63 @@ static void gl_collect(void *arg, struct metrics_out *out)
 		metrics_out_sample(out, "reason", gl_allow_reasons[i], (double)atomic_load(&gl_counts[i]));
 }
 
+/* ---- fail-open: greylisting could not decide --------------------------------------------
+ * A recipient is let through when greylisting cannot decide (never refuse mail for its own
+ * failure), but not silently: each cause is counted (mxgate_greylist_errors_total{reason})
+ * and logged as event=greylist_error at most once a minute per cause, as the LMDB store
+ * logs its write errors (it can repeat for every RCPT). Process-wide, any thread. */
+enum gl_error {
+	GL_ERR_STORE_READ = 0,      /* LMDB: the read of the triplet's record failed */
+	GL_ERR_NO_MEMORY,           /* the local table (or the session's state) could not grow */
+	GL_ERR_TRIPLET,             /* no triplet could be made (an address past its bound) */
+	GL_ERR__N
+};
+static const char *const gl_error_reasons[GL_ERR__N] = {
+	[GL_ERR_STORE_READ] = "store_read", [GL_ERR_NO_MEMORY] = "no_memory",
+	[GL_ERR_TRIPLET] = "triplet",
+};
+static const char *const gl_error_texts[GL_ERR__N] = {
+	[GL_ERR_STORE_READ] = "the LMDB map could not be read (damaged or unreadable: stop mxgate "
+	    "and move it away)",
+	[GL_ERR_NO_MEMORY] = "out of memory",
+	[GL_ERR_TRIPLET] = "no triplet could be made of the client, sender and recipient",
+};
+static atomic_ullong gl_errors[GL_ERR__N];
+static atomic_ullong gl_error_logged_ms[GL_ERR__N];   /* monotonic; 0: never */
+#define GL_ERROR_LOG_EVERY_MS 60000
+
+/* Lets the recipient through (the call completes with no objection) after counting the
+ * cause and logging it, at most once a minute per cause (errors= the total so far). */
+static void gl_fail_open(struct hook_call *call, enum gl_error e, const char *store)
+{
+	struct hook_env *env = hook_call_env(call);
+	unsigned long long n = atomic_fetch_add(&gl_errors[e], 1) + 1;
+	unsigned long long now = uv_hrtime() / 1000000 + 1, last = atomic_load(&gl_error_logged_ms[e]);
+	char from[200], rcpt[200];
+
+	if ((last == 0 || now - last >= GL_ERROR_LOG_EVERY_MS) &&
+	    atomic_compare_exchange_strong(&gl_error_logged_ms[e], &last, now)) {
+		ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
+		ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+		log_event(LOG_LVL_WARNING, env->session_id, "event=greylist_error reason=%s store=%s "
+		    "client=%s from=<%s> rcpt=<%s> action=pass errors=%llu detail=\"%s\"",
+		    gl_error_reasons[e], store, env->client_ip, from, rcpt, n, gl_error_texts[e]);
+	}
+	hook_call_done(call, NULL);
+}
+
+static void gl_error_collect(void *arg, struct metrics_out *out)
+{
+	(void)arg;
+	for (int i = 0; i < GL_ERR__N; i++)
+		metrics_out_sample(out, "reason", gl_error_reasons[i], (double)atomic_load(&gl_errors[i]));
+}
+
 void greylist_metrics(void)
 {
+	metrics_register_family("greylist_errors_total",
+	    "recipients greylisting let through because it could not decide, by reason (event=greylist_error)",
+	    "counter", gl_error_collect, NULL);
 	metrics_register_family("greylist_greylisted_total",
 	    "recipients greylisting deferred with 451 (a new triplet, or a retry before the delay)",
 	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_GREYLISTED);
@@ -1170,7 +1225,11 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 		/* a full queue is counted and logged by the store */
 		redis_store_write(w->rs, w->lua_merge, 1, 4, argv, NULL, NULL, NULL);
 	}
-	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
+	if (rc < 0) {
+		gl_fail_open(call, GL_ERR_NO_MEMORY, "local");  /* not counted as passed */
+		return;
+	}
+	gl_finish(call, rc != 0, a.wait_s, "local");
 }
 
 struct local_table *greylist_local_table(void)
@@ -1238,7 +1297,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	}
 	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
 	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
-		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
+		gl_fail_open(call, GL_ERR_STORE_READ, "lmdb");   /* never refuse mail for it */
 		return;
 	}
 	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
@@ -1377,7 +1436,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	if (greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, rcpt,
 	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0 ||
 	    (c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
-		hook_call_done(call, NULL);
+		gl_fail_open(call, GL_ERR_TRIPLET, w->wr ? "lmdb" : w->rs ? "redis" : "local");
 		return;
 	}
 	if (w->wr) {
@@ -1392,7 +1451,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	if (s == NULL) {
 		s = calloc(1, sizeof(*s));
 		if (s == NULL) {
-			hook_call_done(call, NULL);
+			gl_fail_open(call, GL_ERR_NO_MEMORY, "redis");
 			return;
 		}
 		s->w = w;
