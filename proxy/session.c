@@ -20,6 +20,7 @@
 #include "log.h"
 #include "opstats.h"
 #include "worker.h"
+#include "xclient.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -529,6 +530,8 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 			session_reply_line(s, "250-STARTTLS");
 		if (auth_is_offered(s))
 			session_reply(s, "250-AUTH %s", auth_mechanisms(s));
+		if (session_xclient_offered(s))
+			session_reply_line(s, "250-XCLIENT " XCLIENT_EHLO_ATTRS);
 		session_reply_line(s, "250-ENHANCEDSTATUSCODES");
 		session_reply_line(s, "250-8BITMIME");
 		session_reply_line(s, "250-CHUNKING");
@@ -1077,7 +1080,8 @@ static const struct session_cmd session_cmds[] = {
 	{ .verb = SMTP_AUTH, .flags = CMD_HELP | CMD_AUTH_OFFER | CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
 	  .stage = SESSION_NO_STAGE, .apply = auth_cmd_apply },
 	{ .verb = SMTP_BDAT, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
-	{ .verb = SMTP_XCLIENT, .stage = SESSION_NO_STAGE, .refuse = "550 5.7.0 Error: insufficient authorization" },
+	{ .verb = SMTP_XCLIENT, .check = session_xclient_check, .start = session_xclient_start,
+	  .stage = SESSION_NO_STAGE, .apply = session_xclient_apply },
 };
 
 static const struct session_cmd session_cmd_unknown = {
@@ -1581,6 +1585,7 @@ void session_start_connect(struct session *s)
 		if (strncmp(s->env.client_ip, "::ffff:", 7) == 0 && strchr(s->env.client_ip, '.'))
 			memmove(s->env.client_ip, s->env.client_ip + 7, strlen(s->env.client_ip + 7) + 1);
 	}
+	session_xclient_note_peer(s);
 	/* In the connect states the timer is the pregreet delay only (the PROXY header's or
 	 * the TLS handshake's timeout ends here). */
 	uv_timer_stop(&s->timer);
@@ -1619,6 +1624,10 @@ void session_start_connect(struct session *s)
 		 * one line per check, every `inter`. */
 		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=proxy_local client=%s",
 		    s->env.client_ip);
+	} else if (pg->delay > 0 && !s->lc->submission && (s->xclient_allowed || s->xclient_seen)) {
+		/* A front end in xclient_hosts (nginx's mail module) is not the client, and after
+		 * its XCLIENT it speaks for the client: neither is a client to test. */
+		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=xclient client=%s", s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
 		 * speaks before the final 220 line talks before the greeting. Not on a submission
