@@ -1436,10 +1436,40 @@ void session_process(struct session *s)
 
 /* ---- connect and greeting ---------------------------------------------------------- */
 
+static void session_greet(struct session *s);
+
+/* XCLIENT HELO=: the name is judged by the HELO stage as an EHLO's would be, before the
+ * greeting; a refused name is forgotten (the client must send EHLO, which is judged as
+ * ever) and the greeting goes out all the same. */
+static void session_xclient_helo_done(struct session *s, const struct verdict *v)
+{
+	if (session_verdict_refuses(v)) {
+		char hv[300];
+
+		log_event(LOG_LVL_INFO, s->id, "event=xclient_helo_refused helo=%s reason=%s client=%s",
+		    log_val(hv, sizeof(hv), s->env.helo), v->reason[0] ? v->reason : "filter", s->env.client_ip);
+		s->env.helo[0] = '\0';
+		s->env.esmtp = false;
+	}
+	session_greet(s);
+}
+
+static const struct session_cmd session_xclient_helo_step = {
+	.verb = SMTP_XCLIENT, .stage = HOOK_HELO, .apply = session_xclient_helo_done,
+};
+
 static void session_greet(struct session *s)
 {
 	if (s->state != SESSION_CONNECT && s->state != SESSION_PREGREET)
 		return;
+	if (s->xclient_helo_pending) {
+		s->xclient_helo_pending = false;
+		if (s->conn_verdict.action == VERDICT_CONTINUE && chain_wants(s->chain.mods, HOOK_HELO)) {
+			s->cmd = &session_xclient_helo_step;
+			chain_run(&s->chain, HOOK_HELO, session_stage_done_cb, s);
+			return;
+		}
+	}
 	if (s->pregreet_hit) {
 		const struct pregreet_config *pg = &s->cfg->pregreet;
 		bool refused = s->conn_verdict.action != VERDICT_CONTINUE;

@@ -80,6 +80,7 @@ struct session {
 	                                     v2 LOCAL, or a header naming the connection itself */
 	bool xclient_allowed;             /* the peer is in xclient_hosts (session_xclient.c) */
 	bool xclient_seen;                /* an XCLIENT named the client: the identity is its */
+	bool xclient_helo_pending;        /* XCLIENT HELO=: the HELO stage judges it before the 220 */
 	char xclient_login[256];          /* XCLIENT LOGIN=: env.auth_user points here */
 	bool quit_after_flush;            /* close once the replies queued now are written */
 	bool eof;                         /* the client closed (or half-closed) its side */

@@ -131,6 +131,7 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 	/* Back to the greeting stage (XCLIENT_README): HELO forgotten unless sent with it. */
 	snprintf(s->env.helo, sizeof(s->env.helo), "%s", (x.has & XCLIENT_HELO) ? x.helo : "");
 	s->env.esmtp = (x.has & XCLIENT_PROTO) ? x.esmtp : s->env.helo[0] != '\0';
+	s->xclient_helo_pending = s->env.helo[0] != '\0';
 	if (x.has & XCLIENT_LOGIN) {
 		/* the front end authenticated the user (nginx's smtp_auth), or logs it out */
 		auth_session_reset(s);

@@ -7,6 +7,7 @@
   list names it: its MAIL is refused, as a direct connection from there is), the
   connection log, the backend's XCLIENT (ADDR, PORT, HELO, LOGIN) and mxgate's Received
   field name it. IPv6 as IPV6:addr and bare (nginx's form).
+- HELO= is judged by the HELO checks before the 220 (refused: forgotten, EHLO needed).
 - Corners: bad syntax 501, inside a transaction 503, a peer not listed 550 even when
   another is, the HELO forgotten (503 for MAIL without a new EHLO).
 - nginx's mail module with its default `xclient on` in front: the client behind nginx
@@ -68,7 +69,8 @@ c.close()
 mx0.stop()
 
 # ---------------------------------------------------------------- 127.0.0.1 allowed
-mx = mt.Mxgate(mxcfg(xclient_hosts=['127.0.0.1/32']), name='mx-xclient')
+mx = mt.Mxgate(mxcfg(xclient_hosts=['127.0.0.1/32'],
+                     helo_checks={'enabled': True, 'not_fqdn': {'action': 'reject'}}), name='mx-xclient')
 
 c = mt.Client(mx.port, source='127.0.0.3')
 code, text = c.ehlo()
@@ -128,6 +130,14 @@ mt.check(code == 220, 'a second XCLIENT: 220 (%s)' % code)
 code, text = c.cmd('MAIL FROM:<%s>' % FROM)
 mt.check(code == 250, 'HELO= given with XCLIENT: MAIL needs no new EHLO (%s)' % code)
 c.cmd('RSET')
+# HELO= is judged by the HELO stage as an EHLO's name: refused, it is forgotten
+code, text = c.cmd('XCLIENT ADDR=198.18.0.10 HELO=localhost')
+mt.check(code == 220, 'XCLIENT with a HELO the HELO checks refuse: 220 all the same (%s)' % code)
+code, text = c.cmd('MAIL FROM:<%s>' % FROM)
+mt.check(code == 503, 'the refused HELO= is forgotten: MAIL needs EHLO (%s %s)' % (code, text))
+mt.check(mx.wait_log(r'event=xclient_helo_refused helo=localhost reason=\S+ client=198\.18\.0\.10', 3) is not None,
+         'event=xclient_helo_refused is logged')
+code, text = c.cmd('XCLIENT ADDR=198.18.0.8')
 code = send(c, 'xc-second')
 got = delivered('xc-second')
 mt.check(code == 250 and got and got[0]['xclient'].get('ADDR') == '198.18.0.8',
