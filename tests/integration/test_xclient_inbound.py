@@ -5,8 +5,8 @@
 - Listed: EHLO offers XCLIENT and its attributes; XCLIENT ADDR=... gets the 220 greeting
   again and the session is the named client's: the connect stage runs again for it (a DNS
   list names it: its MAIL is refused, as a direct connection from there is), the
-  connection log, the backend's XCLIENT (ADDR, PORT, HELO, LOGIN) and mxgate's Received
-  field name it. IPv6 as IPV6:addr and bare (nginx's form).
+  connection log, the backend's XCLIENT (ADDR, PORT, HELO, LOGIN), a milter's connect and
+  mxgate's Received field name it. IPv6 as IPV6:addr and bare (nginx's form).
 - HELO= is judged by the HELO checks before the 220 (refused: forgotten, EHLO needed).
 - Corners: bad syntax 501, inside a transaction 503, a peer not listed 550 even when
   another is, the HELO forgotten (503 for MAIL without a new EHLO).
@@ -24,11 +24,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 mt.need('swaks', 'rbldnsd')
+mt.need_python_milter()
 
 FROM, RCPT = 'sender@example.org', 'rcpt@example.test'
 LISTED = '198.18.0.66'      # in the DNS list: a connection from it is refused at MAIL
 rbl = mt.rbldnsd({'bl.test': ('ip4set', ':127.0.0.2:listed\n%s\n' % LISTED)})
 be = mt.Backend(name='be')
+milter = mt.milter()
 
 
 def mxcfg(**kw):
@@ -70,7 +72,9 @@ mx0.stop()
 
 # ---------------------------------------------------------------- 127.0.0.1 allowed
 mx = mt.Mxgate(mxcfg(xclient_hosts=['127.0.0.1/32'],
-                     helo_checks={'enabled': True, 'not_fqdn': {'action': 'reject'}}), name='mx-xclient')
+                     helo_checks={'enabled': True, 'not_fqdn': {'action': 'reject'}},
+                     plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % milter.port,
+                               'on_error': 'tempfail', 'timeout': '10s'}]), name='mx-xclient')
 
 c = mt.Client(mx.port, source='127.0.0.3')
 code, text = c.ehlo()
@@ -108,6 +112,10 @@ mt.check(x.get('LOGIN') == 'alice@example.org', 'LOGIN= (xtext) reaches the back
 rcvd = got[0]['data'].split(b'\r\n\r\n')[0].decode('utf-8', 'replace') if got else ''
 mt.check(re.search(r'^Received: from client\.example\.net \([^)]*198\.18\.0\.7\]', rcvd, re.M) is not None,
          "mxgate's Received field names the new client (%s)" % rcvd.splitlines()[:2])
+macros = re.search(r'^X-Milter-Macros: (.*)$', rcvd, re.M)
+macros = macros.group(1) if macros else ''
+mt.check(re.search(r'(^| )_=\S+ \[198\.18\.0\.7\]', macros) is not None,
+         "the milter's connect (a new milter session) names the new client (%s)" % macros)
 mt.check(mx.wait_log(r'event=xclient client=198\.18\.0\.7 port=40001 previous=127\.0\.0\.1 ', 3) is not None,
          'event=xclient names the new client and the front end')
 mt.check(mx.wait_log(r'event=connect client=198\.18\.0\.7 port=40001', 3) is not None,
