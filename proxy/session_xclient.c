@@ -15,6 +15,7 @@
 #include "config.h"
 #include "conncount.h"
 #include "log.h"
+#include "netaddr.h"
 #include "worker.h"
 #include "xclient.h"
 
@@ -105,12 +106,9 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 	s->counted_ip = false;
 
 	if (x.has & XCLIENT_ADDR) {
-		int port = session_xclient_get_port(&s->env.client);
-
 		s->env.client = x.addr;
 		/* a new address without PORT: the front end's port means nothing for it */
 		session_xclient_set_port(&s->env.client, (x.has & XCLIENT_PORT) ? x.port : 0);
-		(void)port;
 	} else if (x.has & XCLIENT_PORT) {
 		session_xclient_set_port(&s->env.client, x.port);
 	}
@@ -151,15 +149,15 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 	s->lb_check = false;
 	s->xclient_seen = true;
 
+	char now[NETADDR_STRLEN];
+
+	if (netaddr_sockaddr_string((const struct sockaddr *)&s->env.client, now, sizeof(now)) < 0)
+		snprintf(now, sizeof(now), "?");
 	log_event(LOG_LVL_INFO, s->id,
-	    "event=xclient client=%s port=%d previous=%s name=%s name_status=%s helo=%s login=%s",
-	    (x.has & XCLIENT_ADDR) ? inet_ntop(x.addr.ss_family, x.addr.ss_family == AF_INET ?
-	    (const void *)&((struct sockaddr_in *)&x.addr)->sin_addr : (const void *)&((struct sockaddr_in6 *)&x.addr)->sin6_addr,
-	    reply, sizeof(reply)) : prev,
-	    session_xclient_get_port(&s->env.client), prev,
-	    log_val(nv, sizeof(nv), (x.has & XCLIENT_NAME) ? x.name : ""),
-	    (x.has & XCLIENT_NAME) ? name_st[x.name_status] : "-",
-	    log_val(hv, sizeof(hv), s->env.helo), log_val(lv, sizeof(lv), s->env.auth_user ? s->env.auth_user : ""));
+	    "event=xclient client=%s port=%d previous=%s name=%s name_status=%s helo=%s login=%s", now,
+	    session_xclient_get_port(&s->env.client), prev, log_val(nv, sizeof(nv), (x.has & XCLIENT_NAME) ? x.name : ""),
+	    (x.has & XCLIENT_NAME) ? name_st[x.name_status] : "-", log_val(hv, sizeof(hv), s->env.helo),
+	    log_val(lv, sizeof(lv), s->env.auth_user ? s->env.auth_user : ""));
 }
 
 void session_xclient_apply(struct session *s, const struct verdict *v)
