@@ -22,6 +22,18 @@ static int xclient_error(char *reply, size_t cap, const char *fmt, ...)
 	return -1;
 }
 
+/* v as an error reply shows it: at most 64 octets, each outside printable ASCII as '?' (a
+ * TAB passes the command parser; a decoded value may hold any octet but control ones). */
+static const char *xclient_show(const char *v, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (; v[n] && n < 64 && n + 1 < cap; n++)
+		out[n] = (unsigned char)v[n] >= 0x20 && (unsigned char)v[n] < 0x7f ? v[n] : '?';
+	out[n] = '\0';
+	return out;
+}
+
 static int xclient_hex(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -146,7 +158,7 @@ int xclient_parse(const char *arg, struct xclient_attrs *x, char *reply, size_t 
 	if (*p == '\0')
 		return xclient_error(reply, cap, "501 5.5.4 Syntax: XCLIENT attribute=value...");
 	while (*p) {
-		char name[16], raw[XCLIENT_VALUE_MAX + 1], val[XCLIENT_VALUE_MAX + 1];
+		char name[16], raw[XCLIENT_VALUE_MAX + 1], val[XCLIENT_VALUE_MAX + 1], shown[65];
 		size_t len = strcspn(p, " "), nlen;
 		const char *eq = memchr(p, '=', len);
 
@@ -158,28 +170,28 @@ int xclient_parse(const char *arg, struct xclient_attrs *x, char *reply, size_t 
 		memcpy(raw, eq + 1, len - nlen - 1);
 		raw[len - nlen - 1] = '\0';
 		if (nlen >= sizeof(name) || nlen == 0)
-			return xclient_error(reply, cap, "501 5.5.4 Bad XCLIENT attribute name: %.32s", nlen ? p : "\"\"");
+			return xclient_error(reply, cap, "501 5.5.4 Bad XCLIENT attribute name: %s", nlen ? xclient_show(p, shown, 33) : "\"\"");
 		memcpy(name, p, nlen);
 		name[nlen] = '\0';
 		if (xclient_xtext(raw, strlen(raw), val) != 0)
-			return xclient_error(reply, cap, "501 5.5.4 Error: malformed value: %.64s", raw);
+			return xclient_error(reply, cap, "501 5.5.4 Error: malformed value: %s", xclient_show(raw, shown, sizeof(shown)));
 		if (strcasecmp(name, "ADDR") == 0) {
 			x->has |= XCLIENT_ADDR;
 			x->addr_unavailable = xclient_is_unavailable(val);
 			if (!x->addr_unavailable && xclient_addr(val, &x->addr) != 0)
-				return xclient_error(reply, cap, "501 5.5.4 Bad ADDR syntax: %.64s", val);
+				return xclient_error(reply, cap, "501 5.5.4 Bad ADDR syntax: %s", xclient_show(val, shown, sizeof(shown)));
 		} else if (strcasecmp(name, "PORT") == 0) {
 			x->has |= XCLIENT_PORT;
 			if ((x->port = xclient_port(val)) < 0)
-				return xclient_error(reply, cap, "501 5.5.4 Bad PORT syntax: %.64s", val);
+				return xclient_error(reply, cap, "501 5.5.4 Bad PORT syntax: %s", xclient_show(val, shown, sizeof(shown)));
 		} else if (strcasecmp(name, "NAME") == 0) {
 			x->has |= XCLIENT_NAME;
 			if (xclient_name(val, x->name, sizeof(x->name), &x->name_status) != 0)
-				return xclient_error(reply, cap, "501 5.5.4 Bad NAME syntax: %.64s", val);
+				return xclient_error(reply, cap, "501 5.5.4 Bad NAME syntax: %s", xclient_show(val, shown, sizeof(shown)));
 		} else if (strcasecmp(name, "REVERSE_NAME") == 0) {
 			x->has |= XCLIENT_REVERSE_NAME;
 			if (xclient_name(val, x->reverse_name, sizeof(x->reverse_name), &x->reverse_name_status) != 0)
-				return xclient_error(reply, cap, "501 5.5.4 Bad REVERSE_NAME syntax: %.64s", val);
+				return xclient_error(reply, cap, "501 5.5.4 Bad REVERSE_NAME syntax: %s", xclient_show(val, shown, sizeof(shown)));
 		} else if (strcasecmp(name, "HELO") == 0) {
 			x->has |= XCLIENT_HELO;
 			/* a space (+20) would split the name where it is written again: Postfix
@@ -195,7 +207,7 @@ int xclient_parse(const char *arg, struct xclient_attrs *x, char *reply, size_t 
 			else if (strcasecmp(val, "SMTP") == 0)
 				x->esmtp = false;
 			else
-				return xclient_error(reply, cap, "501 5.5.4 Bad PROTO syntax: %.64s", val);
+				return xclient_error(reply, cap, "501 5.5.4 Bad PROTO syntax: %s", xclient_show(val, shown, sizeof(shown)));
 		} else if (strcasecmp(name, "LOGIN") == 0) {
 			x->has |= XCLIENT_LOGIN;
 			snprintf(x->login, sizeof(x->login), "%s", xclient_is_unavailable(val) ? "" : val);
@@ -203,13 +215,13 @@ int xclient_parse(const char *arg, struct xclient_attrs *x, char *reply, size_t 
 			x->has |= XCLIENT_DESTADDR;
 			x->destaddr_unavailable = xclient_is_unavailable(val);
 			if (!x->destaddr_unavailable && xclient_addr(val, &x->destaddr) != 0)
-				return xclient_error(reply, cap, "501 5.5.4 Bad DESTADDR syntax: %.64s", val);
+				return xclient_error(reply, cap, "501 5.5.4 Bad DESTADDR syntax: %s", xclient_show(val, shown, sizeof(shown)));
 		} else if (strcasecmp(name, "DESTPORT") == 0) {
 			x->has |= XCLIENT_DESTPORT;
 			if ((x->destport = xclient_port(val)) < 0)
-				return xclient_error(reply, cap, "501 5.5.4 Bad DESTPORT syntax: %.64s", val);
+				return xclient_error(reply, cap, "501 5.5.4 Bad DESTPORT syntax: %s", xclient_show(val, shown, sizeof(shown)));
 		} else {
-			return xclient_error(reply, cap, "501 5.5.4 Bad XCLIENT attribute name: %s", name);
+			return xclient_error(reply, cap, "501 5.5.4 Bad XCLIENT attribute name: %s", xclient_show(name, shown, sizeof(shown)));
 		}
 		p += len;
 		while (*p == ' ')
