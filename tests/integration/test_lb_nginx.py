@@ -6,8 +6,9 @@
 - the mail module with `xclient off; proxy_protocol on;` toward a proxy_protocol listener:
   delivered, the client is 127.0.0.3 too.
 - the mail module with its default `xclient on` (to a plain listener): nginx sends XCLIENT,
-  which mxgate takes from no client (550 5.7.0), and nginx answers the client 451: nothing
-  is delivered, and nothing is lost (a 4xx, the client retries). The docs say to turn it off.
+  which mxgate takes from no client not in xclient_hosts (550 5.7.0; none here), and nginx
+  answers the client 451: nothing is delivered, and nothing is lost (a 4xx, the client
+  retries). With nginx in xclient_hosts it works: test_xclient_inbound.py.
 - the mail module answers EHLO itself and says its own server_name to mxgate: the client's
   HELO never reaches mxgate (the docs say so).
 """

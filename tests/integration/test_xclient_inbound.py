@@ -78,11 +78,13 @@ mx = mt.Mxgate(mxcfg(xclient_hosts=['127.0.0.1/32'],
                      # the front end's own connections go through the connect stage first:
                      # allow-listed here, as docs/smtp-edge.md says, the clients it names not
                      # (without the allow, this test's own connections are refused 421)
+                     pregreet={'delay': '1s'},
                      ratelimit={'allow': ['127.0.0.1/32'],
                                 'rules': [{'key': 'ip', 'count': 'connections', 'limit': '3/60s',
                                            'action': 'tempfail'}]}), name='mx-xclient')
 
 c = mt.Client(mx.port, source='127.0.0.3')
+mt.check(c.greeting[1].startswith('220-'), 'a peer not listed gets the pregreet teaser (%r)' % (c.greeting,))
 code, text = c.ehlo()
 mt.check(code == 250 and 'XCLIENT' not in text, 'a peer not listed: EHLO does not offer XCLIENT')
 code, text = c.cmd('XCLIENT ADDR=198.18.0.7')
@@ -90,6 +92,8 @@ mt.check(code == 550, 'a peer not listed: 550 (%s)' % code)
 c.close()
 
 c = mt.Client(mx.port)
+mt.check(c.greeting == (220, '220 mx.test ESMTP mxgate'),
+         'a listed front end is not given the pregreet teaser (%r)' % (c.greeting,))
 code, text = c.ehlo('front.example.test')
 mt.check(code == 250 and re.search(r'^250-XCLIENT ADDR PORT NAME REVERSE_NAME HELO PROTO LOGIN DESTADDR DESTPORT$',
                                    text, re.M) is not None, 'listed: EHLO offers XCLIENT and its attributes')
