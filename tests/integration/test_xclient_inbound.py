@@ -196,8 +196,7 @@ for arg, want, tag in (('IPV6:2001:db8::7', 'IPV6:2001:db8::7', 'xc-v6'), ('2001
     c.close()
 
 # ---------------------------------------------------------------- nginx's mail module, xclient on
-MODULES = '/usr/lib/nginx/modules'
-if mt.tool('nginx') and os.path.exists(os.path.join(MODULES, 'ngx_mail_module.so')):
+if mt.tool('nginx') and os.path.exists(os.path.join(mt.NGINX_MODULES, 'ngx_mail_module.so')):
     class Auth(BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
@@ -212,25 +211,12 @@ if mt.tool('nginx') and os.path.exists(os.path.join(MODULES, 'ngx_mail_module.so
     auth = HTTPServer(('127.0.0.1', 0), Auth)
     threading.Thread(target=auth.serve_forever, daemon=True).start()
     mport = mt.hold_port().port
-    d = os.path.join(mt.TMP, 'nginx')
-    os.makedirs(d, exist_ok=True)
-    conf = os.path.join(d, 'nginx.conf')
-    with open(conf, 'w') as f:
-        f.write('''load_module {mods}/ngx_mail_module.so;
-daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-mail {{
+    ng = mt.nginx(('mail',), '''mail {{
   server_name front.example.test;
   auth_http 127.0.0.1:{auth}/auth;
   server {{ listen 127.0.0.1:{port}; protocol smtp; smtp_auth none; }}
 }}
-'''.format(mods=MODULES, d=d, auth=auth.server_address[1], port=mport))
-    ng = mt.spawn([mt.tool('nginx'), '-c', conf, '-p', d], 'nginx')
-    if not mt.wait_port(mport, 10, ng):
-        mt.fail('nginx did not listen on %d: %s' % (mport, mt.log_of('nginx')[-500:]))
+'''.format(auth=auth.server_address[1], port=mport), (mport,))
     r = mt.swaks(mport, '--local-interface', '127.0.0.3', '--ehlo', 'laptop.example.net', '--from', FROM,
                  '--to', RCPT, '--header', 'Message-ID: <xc-nginx@mxtest.example>')
     got = delivered('xc-nginx')
