@@ -145,6 +145,11 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 	s->refused_code = 0;
 	s->refused_reason[0] = '\0';
 	s->protocol_failed = 0;
+	/* a new client starts with no errors or junk commands of its own (limits.max_errors,
+	 * max_junk_commands), as on a new connection: a front end that keeps its connection
+	 * for client after client must not have one client's errors end the next one's session */
+	s->errors = 0;
+	s->junk = 0;
 	s->pregreet_hit = s->pregreet_waited = s->teaser_sent = false;
 	s->lb_check = false;
 	s->xclient_seen = true;

@@ -162,16 +162,21 @@ mt.check(code == 250 and got and got[0]['xclient'].get('ADDR') == '198.18.0.8',
          'the second client is judged afresh and delivered (%s %s)' % (code, got[0]['xclient'] if got else None))
 c.close()
 
-# a front end that keeps its connection: one client's message, then the next client's
+# a front end that keeps its connection: one client's message, then the next client's;
+# the first one's errors (9 of limits.max_errors' 10) are not the second one's
 c = mt.Client(mx.port)
+c.cmd('XCLIENT ADDR=198.18.0.20')
+for i in range(9):
+    c.cmd('BOGUS')
 c.cmd('XCLIENT ADDR=198.18.0.21')
+c.cmd('BOGUS')
 code1 = send(c, 'xc-keep1')
 c.cmd('XCLIENT ADDR=198.18.0.22')
 code2 = send(c, 'xc-keep2')
 g1, g2 = delivered('xc-keep1'), delivered('xc-keep2')
 mt.check(code1 == 250 and code2 == 250 and g1 and g2 and g1[0]['xclient'].get('ADDR') == '198.18.0.21' and
          g2[0]['xclient'].get('ADDR') == '198.18.0.22',
-         'two clients on one front-end connection: each message under its own client (%s, %s)'
+         'two clients on one front-end connection: each message under its own client, errors counted per client (%s, %s)'
          % (g1[0]['xclient'].get('ADDR') if g1 else None, g2[0]['xclient'].get('ADDR') if g2 else None))
 c.close()
 
