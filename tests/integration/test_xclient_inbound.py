@@ -200,6 +200,21 @@ for arg, want, tag in (('IPV6:2001:db8::7', 'IPV6:2001:db8::7', 'xc-v6'), ('2001
              'ADDR=%s: the backend hears ADDR=%s (%s)' % (arg, want, got[0]['xclient'] if got else None))
     c.close()
 
+# client_identity: proxy_v2 toward the backends: the header names the client XCLIENT named
+pb = mt.Backend(name='be-proxy', expect_proxy=True, xclient=False)
+pmx = mt.Mxgate(mt.config([pb.url], workers=1, xclient_hosts=['127.0.0.1/32'],
+                          backends={'client_identity': 'proxy_v2'}), name='mx-xclient-proxy')
+c = mt.Client(pmx.port)
+c.cmd('XCLIENT ADDR=198.18.0.50 PORT=41000')
+code = send(c, 'xc-proxy')
+c.close()
+got = [m for m in pb.messages if b'<xc-proxy@' in m['data']]
+p = (got[0]['proxy'] or {}) if got else {}
+mt.check(code == 250 and p.get('src') == '198.18.0.50' and p.get('sport') == 41000,
+         "client_identity proxy_v2: the backend's PROXY header names the client XCLIENT named (%s)"
+         % {k: v for k, v in p.items() if k != 'raw'})
+pmx.stop()
+
 # ---------------------------------------------------------------- nginx's mail module, xclient on
 if mt.tool('nginx') and os.path.exists(os.path.join(mt.NGINX_MODULES, 'ngx_mail_module.so')):
     class Auth(BaseHTTPRequestHandler):
