@@ -1181,7 +1181,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 13
+#define CONFIG_CORE_KEYS 14
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1203,7 +1203,9 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "listen", CFG_STRUCT_LIST, offsetof(struct mx_config, listen), .sub = &listen_table,
 	  .flags = CFG_REQUIRED, .doc = "listeners; a plain string item is its address" },
 	{ "trusted_proxies", CFG_CIDRLIST, offsetof(struct mx_config, trusted_proxies),
-	  "[127.0.0.0/8, \"::1\"]", .doc = "peers allowed to send PROXY headers (on listeners with proxy_protocol); a client's XCLIENT is refused (550 5.7.0)" },
+	  "[127.0.0.0/8, \"::1\"]", .doc = "peers allowed to send PROXY headers (on listeners with proxy_protocol)" },
+	{ "xclient_hosts", CFG_CIDRLIST, offsetof(struct mx_config, xclient_hosts),
+	  .doc = "front ends allowed to name the client they relay with XCLIENT (nginx's mail module, Postfix's smtpd_authorized_xclient_hosts): EHLO offers XCLIENT to them, and after it the session is the named client's for every check, limit, log line and the backends; anyone else gets 550 5.7.0. Empty (the default): nobody, as an XCLIENT open to all lets any client forge its address" },
 	{ "tls", CFG_STRUCT, offsetof(struct mx_config, tls), .sub = &tls_table,
 	  .doc = "certificate for STARTTLS/implicit TLS listeners" },
 	{ "limits", CFG_STRUCT, offsetof(struct mx_config, limits), .sub = &limits_table,

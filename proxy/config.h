@@ -110,6 +110,7 @@ struct mx_config {
 	char *user;                 /* drop privileges to this user after binding */
 	struct cfg_list listen;     /* struct listen_config */
 	struct cfg_cidrlist trusted_proxies;
+	struct cfg_cidrlist xclient_hosts;  /* may send XCLIENT (session_xclient.c) */
 	struct tls_config tls;
 	struct limits_config limits;
 	struct backends_config backends;

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "opstats.h"
 #include "worker.h"
+#include "xclient.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -529,6 +530,8 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 			session_reply_line(s, "250-STARTTLS");
 		if (auth_is_offered(s))
 			session_reply(s, "250-AUTH %s", auth_mechanisms(s));
+		if (session_xclient_offered(s))
+			session_reply_line(s, "250-XCLIENT " XCLIENT_EHLO_ATTRS);
 		session_reply_line(s, "250-ENHANCEDSTATUSCODES");
 		session_reply_line(s, "250-8BITMIME");
 		session_reply_line(s, "250-CHUNKING");
@@ -1083,7 +1086,8 @@ static const struct session_cmd session_cmds[] = {
 	{ .verb = SMTP_AUTH, .flags = CMD_HELP | CMD_AUTH_OFFER | CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
 	  .stage = SESSION_NO_STAGE, .apply = auth_cmd_apply },
 	{ .verb = SMTP_BDAT, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },
-	{ .verb = SMTP_XCLIENT, .stage = SESSION_NO_STAGE, .refuse = "550 5.7.0 Error: insufficient authorization" },
+	{ .verb = SMTP_XCLIENT, .check = session_xclient_check, .start = session_xclient_start,
+	  .stage = SESSION_NO_STAGE, .apply = session_xclient_apply },
 };
 
 static const struct session_cmd session_cmd_unknown = {
@@ -1438,10 +1442,40 @@ void session_process(struct session *s)
 
 /* ---- connect and greeting ---------------------------------------------------------- */
 
+static void session_greet(struct session *s);
+
+/* XCLIENT HELO=: the name is judged by the HELO stage as an EHLO's would be, before the
+ * greeting; a refused name is forgotten (the client must send EHLO, which is judged as
+ * ever) and the greeting goes out all the same. */
+static void session_xclient_helo_done(struct session *s, const struct verdict *v)
+{
+	if (session_verdict_refuses(v)) {
+		char hv[300];
+
+		log_event(LOG_LVL_INFO, s->id, "event=xclient_helo_refused helo=%s reason=%s client=%s",
+		    log_val(hv, sizeof(hv), s->env.helo), v->reason[0] ? v->reason : "filter", s->env.client_ip);
+		s->env.helo[0] = '\0';
+		s->env.esmtp = false;
+	}
+	session_greet(s);
+}
+
+static const struct session_cmd session_xclient_helo_step = {
+	.verb = SMTP_XCLIENT, .stage = HOOK_HELO, .apply = session_xclient_helo_done,
+};
+
 static void session_greet(struct session *s)
 {
 	if (s->state != SESSION_CONNECT && s->state != SESSION_PREGREET)
 		return;
+	if (s->xclient_helo_pending) {
+		s->xclient_helo_pending = false;
+		if (s->conn_verdict.action == VERDICT_CONTINUE && chain_wants(s->chain.mods, HOOK_HELO)) {
+			s->cmd = &session_xclient_helo_step;
+			chain_run(&s->chain, HOOK_HELO, session_stage_done_cb, s);
+			return;
+		}
+	}
 	if (s->pregreet_hit) {
 		const struct pregreet_config *pg = &s->cfg->pregreet;
 		bool refused = s->conn_verdict.action != VERDICT_CONTINUE;
@@ -1587,6 +1621,7 @@ void session_start_connect(struct session *s)
 		if (strncmp(s->env.client_ip, "::ffff:", 7) == 0 && strchr(s->env.client_ip, '.'))
 			memmove(s->env.client_ip, s->env.client_ip + 7, strlen(s->env.client_ip + 7) + 1);
 	}
+	session_xclient_note_peer(s);
 	/* In the connect states the timer is the pregreet delay only (the PROXY header's or
 	 * the TLS handshake's timeout ends here). */
 	uv_timer_stop(&s->timer);
@@ -1625,6 +1660,10 @@ void session_start_connect(struct session *s)
 		 * one line per check, every `inter`. */
 		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=proxy_local client=%s",
 		    s->env.client_ip);
+	} else if (pg->delay > 0 && !s->lc->submission && (s->xclient_allowed || s->xclient_seen)) {
+		/* A front end in xclient_hosts (nginx's mail module) is not the client, and after
+		 * its XCLIENT it speaks for the client: neither is a client to test. */
+		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=xclient client=%s", s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
 		 * speaks before the final 220 line talks before the greeting. Not on a submission

@@ -78,6 +78,10 @@ struct session {
 	bool teaser_sent;                 /* the greeting's "220-" first line is out */
 	bool lb_check;                    /* the balancer's own connection (a health check): PROXY
 	                                     v2 LOCAL, or a header naming the connection itself */
+	bool xclient_allowed;             /* the peer is in xclient_hosts (session_xclient.c) */
+	bool xclient_seen;                /* an XCLIENT named the client: the identity is its */
+	bool xclient_helo_pending;        /* XCLIENT HELO=: the HELO stage judges it before the 220 */
+	char xclient_login[256];          /* XCLIENT LOGIN=: env.auth_user points here */
 	bool quit_after_flush;            /* close once the replies queued now are written */
 	bool eof;                         /* the client closed (or half-closed) its side */
 	bool drain;                       /* the worker is draining: no new transaction */
@@ -206,6 +210,20 @@ void session_start_connect(struct session *s);
 void session_pregreet_over(struct session *s);
 /* The client talked before the greeting (len octets): the pregreet test failed. */
 void session_note_pregreet(struct session *s, const char *data, size_t len);
+
+/* ---- XCLIENT from a trusted front end (session_xclient.c) ------------------------------- */
+
+/* Before the first connect stage: whether the peer (the PROXY header's client, if any) is
+ * in xclient_hosts; kept for the session, whatever XCLIENT names later. */
+void session_xclient_note_peer(struct session *s);
+/* EHLO offers XCLIENT (to xclient_hosts only). */
+bool session_xclient_offered(const struct session *s);
+/* The XCLIENT row: 503 in a transaction, 550 5.7.0 to others, 501 for bad syntax; start
+ * takes the new identity, apply runs the connect stage again (its end greets: 220). */
+enum session_check session_xclient_check(const struct session *s, const struct smtp_cmd *cmd, char *reply,
+    size_t cap);
+void session_xclient_start(struct session *s, const struct smtp_cmd *cmd);
+void session_xclient_apply(struct session *s, const struct verdict *v);
 
 /* ---- client I/O (session_io.c) ----------------------------------------------------------- */
 

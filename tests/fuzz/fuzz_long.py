@@ -103,6 +103,8 @@ def counted(rows, target):
 MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply': 2048,
            'fuzz_plugin_options': 1024, 'fuzz_linebuf': 2048, 'fuzz_smtp_cmd': 1024,
            'fuzz_proxyproto': 512, 'fuzz_dns_names': 512, 'fuzz_ratelimit': 1024,
+           # an XCLIENT line is at most 998 octets
+           'fuzz_xclient': 1024,
            # the harness reads only the first 512 bytes: longer inputs are mutations wasted
            'fuzz_bayes_token': 512,
            # a request line is at most CTL_MAX_LINE (1024) octets: 2 KiB holds an over-long

@@ -56,6 +56,9 @@ API (everything else is internal):
       bad_peer(mode) -> .port (tests/peers/bad_peer.py);  fake_rspamd() -> .port .requests;
       opendkim(domain, selector) -> .port .pubkey;  clamav_milter(clamd_port) -> .port;
       rbldnsd(zones) -> .port (UDP)
+      nginx(modules, body, ports) -> nginx in the foreground with TMP/nginx/nginx.conf (the
+          modules loaded, `body` after the events block), once every port in `ports` listens;
+          .dir (its error.log is .dir/error.log)
   tls_client_hello() -> a ClientHello's bytes (made in memory)
   Client(port, tls, source, greet, proxy_src) .greeting .reply() .cmd(line) .send(bytes)
          .starttls() .ehlo() .pending(wait) .is_closed(wait) .close()
@@ -1224,6 +1227,36 @@ def rbldnsd(zones):
         if 'Address already in use' not in log_of(name):
             break
     peer_failed(name, 'rbldnsd on udp %d does not answer (exit status %s)' % (port, p.poll()))
+
+
+NGINX_MODULES = '/usr/lib/nginx/modules'
+
+
+def nginx(modules, body, ports, name='nginx'):
+    """nginx (Debian's nginx-light and its dynamic modules) in the foreground, single process,
+    with TMP/NAME/nginx.conf: load_module for each of `modules` ('stream', 'mail'), then
+    `body` (stream/mail blocks; write literal braces as they are). Skips when nginx or a
+    module is missing (a failure under CI). Returns the Popen once every port listens, with
+    .dir; stopped at exit."""
+    need('nginx')
+    for m in modules:
+        if not os.path.exists(os.path.join(NGINX_MODULES, 'ngx_%s_module.so' % m)):
+            skip('nginx module %s missing (libnginx-mod-%s)' % (m, m))
+    d = os.path.join(TMP, name)
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, 'nginx.conf')
+    with open(conf, 'w') as f:
+        for m in modules:
+            f.write('load_module %s/ngx_%s_module.so;\n' % (NGINX_MODULES, m))
+        f.write('daemon off;\nmaster_process off;\npid %s/nginx.pid;\nerror_log %s/error.log info;\n'
+                'events { worker_connections 64; }\n' % (d, d))
+        f.write(body)
+    p = spawn([tool('nginx'), '-c', conf, '-p', d], name)
+    for port in ports:
+        if not wait_port(port, 10, p):
+            fail('nginx did not listen on %d: %s' % (port, log_of(name)[-500:]))
+    p.dir = d
+    return p
 
 
 def dnsmasq(records, local=(), args=()):

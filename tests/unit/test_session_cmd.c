@@ -27,6 +27,7 @@ enum {
 	S_TLS_ON = 1 << 6,      /* TLS is on */
 	S_UTF8 = 1 << 7,        /* the transaction is SMTPUTF8 */
 	S_BDAT = 1 << 8,        /* a BDAT chunk was sent in the transaction */
+	S_XCLIENT = 1 << 9,     /* the peer is in xclient_hosts */
 };
 
 struct check_row {
@@ -111,6 +112,17 @@ static const struct check_row check_rows[] = {
 	  "503 5.5.1 Error: BDAT and DATA cannot be mixed" },
 	{ "XCLIENT from a client", SESSION_COMMAND, S_HELO, "XCLIENT ADDR=192.0.2.1", SESSION_CHECK_ERROR,
 	  "550 5.7.0 Error: insufficient authorization" },
+	{ "XCLIENT from xclient_hosts", SESSION_COMMAND, S_HELO | S_XCLIENT, "XCLIENT ADDR=192.0.2.1", SESSION_CHECK_OK, "" },
+	{ "XCLIENT before HELO", SESSION_COMMAND, S_XCLIENT, "XCLIENT ADDR=IPV6:2001:db8::1 PORT=25", SESSION_CHECK_OK, "" },
+	{ "XCLIENT after a refusal at connect", SESSION_REJECTED, S_XCLIENT, "XCLIENT ADDR=192.0.2.1", SESSION_CHECK_OK, "" },
+	{ "XCLIENT inside a transaction", SESSION_COMMAND, S_HELO | S_MAIL | S_XCLIENT, "XCLIENT ADDR=192.0.2.1",
+	  SESSION_CHECK_ERROR, "503 5.5.1 Error: MAIL transaction in progress" },
+	{ "XCLIENT from a client inside a transaction", SESSION_COMMAND, S_HELO | S_MAIL, "XCLIENT ADDR=192.0.2.1",
+	  SESSION_CHECK_ERROR, "503 5.5.1 Error: MAIL transaction in progress" },
+	{ "XCLIENT bad attribute", SESSION_COMMAND, S_XCLIENT, "XCLIENT ADDRESS=192.0.2.1", SESSION_CHECK_ERROR,
+	  "501 5.5.4 Bad XCLIENT attribute name: ADDRESS" },
+	{ "XCLIENT bad address", SESSION_COMMAND, S_XCLIENT, "XCLIENT ADDR=192.0.2", SESSION_CHECK_ERROR,
+	  "501 5.5.4 Bad ADDR syntax: 192.0.2" },
 };
 
 /* ------------------------------------------------------------ a session at rest */
@@ -183,6 +195,7 @@ static struct session *fixture_session(struct fixture *fx, enum session_state st
 	if (set & S_RCPT)
 		s->env.nrcpts = 1;
 	s->bdat.used = (set & S_BDAT) != 0;
+	s->xclient_allowed = (set & S_XCLIENT) != 0;
 	if (set & S_FULL)
 		s->env.nrcpts = (size_t)fx->cfg->limits.max_recipients;
 	s->drain = (set & S_DRAIN) != 0;
