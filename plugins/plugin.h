@@ -23,10 +23,13 @@
  * enforces the configured `timeout`; when it fires (or the client goes away) the host
  * calls cancel() if the plugin has one: the plugin must then stop the work and never touch
  * the call again. A plugin without cancel() may still call done() late; the host ignores
- * that verdict and only then releases the handle (or with the instance, after fini()).
- * A second done() inside the hook is ignored and logged; after the hook returned the handle
- * is freed by the first: a call that may be answered from two places (a reply and the
- * plugin's own timer) needs one owner that clears its pointer before it answers.
+ * that verdict.
+ * A handle stays safe to use after its call ended (done(), the timeout, cancel, the
+ * session's end): it is a token the host checks, not a pointer, so a second or late done()
+ * is ignored and logged once (event=plugin_bad_output what=done_twice|late_done), and
+ * every other host call on it returns NULL / 0 and does nothing. Still give a call answered
+ * from two places (a reply and the plugin's own timer) one owner that clears its pointer
+ * before it answers: the second answer is a bug, logged.
  *
  * Reload (SIGHUP): new instances are made with the new options; sessions already open keep
  * theirs to their end, then fini() runs on the worker's loop. The plugin's code is never
@@ -171,7 +174,7 @@ struct mxgate_host {
 	 * become spaces; at most 399 octets) or NULL; code 421 with MXGATE_TEMPFAIL closes the
 	 * connection after the reply; code and reply are used with TEMPFAIL and REJECT only.
 	 * reason is a short log word ("virus", "spam", ...) or NULL. After done() the call
-	 * handle is invalid. */
+	 * has ended: a further done() on its handle is ignored (and logged once). */
 	void (*done)(struct mxgate_call *c, enum mxgate_action action, int code,
 	    const char *reply, const char *reason);
 
