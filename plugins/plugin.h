@@ -117,8 +117,9 @@ struct mxgate_plugin_args {
 	size_t noptions;
 	uv_loop_t *loop;               /* NULL at config check: validate only, start nothing */
 	int worker;                    /* worker index */
-	/* `connect_timeout:` (added at the end without a new ABI version; a plugin built
-	 * before it never reads it): how long a connect to one address of the peer may take */
+	/* Fields below were added after the first release of ABI 1: read one only when
+	 * MXGATE_ARGS_HAS(host, field) (an older daemon's struct ends before it). */
+	/* `connect_timeout:`: how long a connect to one address of the peer may take */
 	uint64_t connect_timeout_ms;
 };
 
@@ -187,7 +188,29 @@ struct mxgate_host {
 	 * sense of a milter's smfi_insheader): 0 above that Received, 1 just below it, n after
 	 * n - 1 of the headers shown. */
 	void (*insert_header_delivered)(struct mxgate_call *c, int index, const char *name, const char *value);
+	/* Added after insert_header_delivered: sizeof(struct mxgate_plugin_args) as the host
+	 * passes it to init, so a plugin built against a newer plugin.h knows which fields of
+	 * args an older host fills (MXGATE_ARGS_HAS). */
+	size_t args_size;
 };
+
+/* Growing ABI 1 (how a plugin and a host built against different plugin.h revisions of the
+ * same MXGATE_PLUGIN_ABI_VERSION stay safe):
+ * - fields are only ever added at the end of struct mxgate_host and struct
+ *   mxgate_plugin_args, never moved, removed or changed in meaning (that is a new
+ *   MXGATE_PLUGIN_ABI_VERSION, which the loader refuses, naming both versions);
+ * - host->size and host->args_size say how much of each the running host has: before
+ *   reading a member added after the first release, a plugin checks MXGATE_HOST_HAS(host,
+ *   member) or MXGATE_ARGS_HAS(host, field) and falls back to its own default when false
+ *   (a host without args_size fills the first release's args only: name .. worker);
+ * - a plugin built against an older plugin.h never reads what it does not know, so it
+ *   loads into a newer host unchanged.
+ * Both macros evaluate host more than once. */
+#define MXGATE_HOST_HAS(host, member) \
+	(offsetof(struct mxgate_host, member) + sizeof(((struct mxgate_host *)0)->member) <= (host)->size)
+#define MXGATE_ARGS_HAS(host, field) \
+	(MXGATE_HOST_HAS(host, args_size) && offsetof(struct mxgate_plugin_args, field) + \
+	    sizeof(((struct mxgate_plugin_args *)0)->field) <= (host)->args_size)
 
 /* The descriptor a plugin exports as `mxgate_plugin`. Any hook may be NULL (= the plugin
  * does not take part in that stage). */

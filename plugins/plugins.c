@@ -1977,4 +1977,5 @@ const struct mxgate_host plugins_host = {
 	.log = host_log,
 	.done = host_done,
 	.set_flags = host_set_flags,
+	.args_size = sizeof(struct mxgate_plugin_args),
 };
