@@ -479,6 +479,8 @@ static int gl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	return 0;
 }
 
+static const char *const gl_null_sender_names[] = { "rcpt", "data", NULL };
+
 static const struct cfg_field gl_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct greylist_config, enabled), "false",
 	  .doc = "greylist unknown (network, sender, recipient) triplets at RCPT" },
@@ -506,6 +508,9 @@ static const struct cfg_field gl_fields[] = {
 	  .doc = "files of allow_names rules, one a line, # comments (postgrey's /etc/postgrey/whitelist_clients as it is); read at load and at each reload (SIGHUP)" },
 	{ "spf_key", CFG_BOOL, offsetof(struct greylist_config, spf_key), "false",
 	  .doc = "a sender whose SPF passed (spf.enabled: the SPF_PASS symbol) is greylisted by (\"spf:\" + the domain SPF checked, sender, recipient) instead of its network, so its retry from any host its SPF record names passes (OpenSMTPD's filter-spfgreylist); auto_allow_clients then counts per domain" },
+	{ "null_sender", CFG_ENUM, offsetof(struct greylist_config, null_sender), "data",
+	  .choices = gl_null_sender_names,
+	  .doc = "where mail from the null sender <> is greylisted: data (at DATA, by its first recipient: a sender or recipient callout, MAIL FROM:<> and RCPT without DATA, is not deferred; a bounce is, at DATA) | rcpt (at each RCPT as any sender, as postgrey: callouts get 451 too)" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
@@ -979,7 +984,35 @@ size_t greylist_write_post(struct greylist_write *gw)
 
 static unsigned gl_stages(void *wstate)
 {
-	return wstate ? 1u << HOOK_RCPT : 0;
+	struct gl_worker *w = wstate;
+
+	if (w == NULL)
+		return 0;
+	return (1u << HOOK_RCPT) | (w->cfg->null_sender == GREYLIST_NULL_DATA ? 1u << HOOK_DATA : 0);
+}
+
+/* The recipient a call judges: the RCPT's candidate, or at DATA (the null sender under
+ * null_sender: data) the transaction's first recipient. NULL: nothing to judge. */
+static const char *gl_call_rcpt(const struct greylist_config *c, const struct hook_env *env,
+    enum hook_stage st)
+{
+	bool null = env->mail_from != NULL && env->mail_from[0] == '\0';
+
+	if (st == HOOK_RCPT)
+		return null && c->null_sender == GREYLIST_NULL_DATA ? NULL : env->cur_rcpt;
+	if (st == HOOK_DATA && null && c->null_sender == GREYLIST_NULL_DATA && env->nrcpts > 0)
+		return env->rcpts[0].addr;
+	return NULL;
+}
+
+/* The recipient a decision's log line names: at DATA the first (gl_call_rcpt). */
+static const char *gl_log_rcpt(struct hook_call *call)
+{
+	const struct hook_env *env = hook_call_env(call);
+
+	if (hook_call_stage(call) == HOOK_DATA)
+		return env->nrcpts > 0 ? env->rcpts[0].addr : "";
+	return env->cur_rcpt ? env->cur_rcpt : "";
 }
 
 static uint64_t gl_timeout_ms(void *wstate)
@@ -1031,8 +1064,63 @@ static void gl_collect(void *arg, struct metrics_out *out)
 		metrics_out_sample(out, "reason", gl_allow_reasons[i], (double)atomic_load(&gl_counts[i]));
 }
 
+/* ---- fail-open: greylisting could not decide --------------------------------------------
+ * A recipient is let through when greylisting cannot decide (never refuse mail for its own
+ * failure), but not silently: each cause is counted (mxgate_greylist_errors_total{reason})
+ * and logged as event=greylist_error at most once a minute per cause, as the LMDB store
+ * logs its write errors (it can repeat for every RCPT). Process-wide, any thread. */
+enum gl_error {
+	GL_ERR_STORE_READ = 0,      /* LMDB: the read of the triplet's record failed */
+	GL_ERR_NO_MEMORY,           /* the local table (or the session's state) could not grow */
+	GL_ERR_TRIPLET,             /* no triplet could be made (an address past its bound) */
+	GL_ERR__N
+};
+static const char *const gl_error_reasons[GL_ERR__N] = {
+	[GL_ERR_STORE_READ] = "store_read", [GL_ERR_NO_MEMORY] = "no_memory",
+	[GL_ERR_TRIPLET] = "triplet",
+};
+static const char *const gl_error_texts[GL_ERR__N] = {
+	[GL_ERR_STORE_READ] = "the LMDB map could not be read (damaged or unreadable: stop mxgate "
+	    "and move it away)",
+	[GL_ERR_NO_MEMORY] = "out of memory",
+	[GL_ERR_TRIPLET] = "no triplet could be made of the client, sender and recipient",
+};
+static atomic_ullong gl_errors[GL_ERR__N];
+static atomic_ullong gl_error_logged_ms[GL_ERR__N];   /* monotonic; 0: never */
+#define GL_ERROR_LOG_EVERY_MS 60000
+
+/* Lets the recipient through (the call completes with no objection) after counting the
+ * cause and logging it, at most once a minute per cause (errors= the total so far). */
+static void gl_fail_open(struct hook_call *call, enum gl_error e, const char *store)
+{
+	struct hook_env *env = hook_call_env(call);
+	unsigned long long n = atomic_fetch_add(&gl_errors[e], 1) + 1;
+	unsigned long long now = uv_hrtime() / 1000000 + 1, last = atomic_load(&gl_error_logged_ms[e]);
+	char from[200], rcpt[200];
+
+	if ((last == 0 || now - last >= GL_ERROR_LOG_EVERY_MS) &&
+	    atomic_compare_exchange_strong(&gl_error_logged_ms[e], &last, now)) {
+		ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
+		ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+		log_event(LOG_LVL_WARNING, env->session_id, "event=greylist_error reason=%s store=%s "
+		    "client=%s from=<%s> rcpt=<%s> action=pass errors=%llu detail=\"%s\"",
+		    gl_error_reasons[e], store, env->client_ip, from, rcpt, n, gl_error_texts[e]);
+	}
+	hook_call_done(call, NULL);
+}
+
+static void gl_error_collect(void *arg, struct metrics_out *out)
+{
+	(void)arg;
+	for (int i = 0; i < GL_ERR__N; i++)
+		metrics_out_sample(out, "reason", gl_error_reasons[i], (double)atomic_load(&gl_errors[i]));
+}
+
 void greylist_metrics(void)
 {
+	metrics_register_family("greylist_errors_total",
+	    "recipients greylisting let through because it could not decide, by reason (event=greylist_error)",
+	    "counter", gl_error_collect, NULL);
 	metrics_register_family("greylist_greylisted_total",
 	    "recipients greylisting deferred with 451 (a new triplet, or a retry before the delay)",
 	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_GREYLISTED);
@@ -1058,10 +1146,11 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	char from[200], rcpt[200];
 
 	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
 	log_event(LOG_LVL_INFO, env->session_id,
-	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s", env->client_ip,
-	    from, rcpt, (unsigned long long)wait_s, store);
+	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s%s", env->client_ip,
+	    from, rcpt, (unsigned long long)wait_s, store,
+	    hook_call_stage(call) == HOOK_DATA ? " stage=data" : "");
 	verdict_set(&v, VERDICT_TEMPFAIL, 451, "greylist",
 	    "4.7.1 greylisted, please try again in %llu seconds", (unsigned long long)wait_s);
 	v.not_an_error = true;    /* every new sender gets it: not a client error */
@@ -1080,7 +1169,7 @@ static void gl_allow(struct hook_call *call, enum gl_count r, const char *what)
 
 	gl_count(r);
 	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
 	ratelimit_safe_copy(name ? name : "unknown", host, sizeof(host));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=greylist_allow reason=%s client=%s client_name=%s from=<%s> rcpt=<%s>%s%s",
@@ -1136,7 +1225,11 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 		/* a full queue is counted and logged by the store */
 		redis_store_write(w->rs, w->lua_merge, 1, 4, argv, NULL, NULL, NULL);
 	}
-	gl_finish(call, rc != 0, a.wait_s, "local");   /* -1 (no memory): let it pass */
+	if (rc < 0) {
+		gl_fail_open(call, GL_ERR_NO_MEMORY, "local");  /* not counted as passed */
+		return;
+	}
+	gl_finish(call, rc != 0, a.wait_s, "local");
 }
 
 struct local_table *greylist_local_table(void)
@@ -1204,7 +1297,7 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	}
 	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
 	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
-		hook_call_done(call, NULL);    /* store error: never refuse mail for it */
+		gl_fail_open(call, GL_ERR_STORE_READ, "lmdb");   /* never refuse mail for it */
 		return;
 	}
 	exists = rc == 1 && greylist_record_decode(rec, len, now, &e);
@@ -1312,9 +1405,10 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	char a1[24], a2[24], a3[24], a4[24], a5[24], what[64];
 	const char *argv[7], *good;
 	int names;
+	const char *rcpt = gl_call_rcpt(c, env, hook_call_stage(call));
 
 	memcpy(key, GL_PREFIX, plen);
-	if (hook_call_stage(call) != HOOK_RCPT || env->cur_rcpt == NULL || env->mail_from == NULL) {
+	if (rcpt == NULL || env->mail_from == NULL) {
 		hook_call_done(call, NULL);
 		return;
 	}
@@ -1339,10 +1433,10 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	}
 	/* a triplet that cannot be made (an address past the bound the SMTP limits already
 	 * keep it under): let through, as a store error is */
-	if (greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, env->cur_rcpt,
+	if (greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, rcpt,
 	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0 ||
 	    (c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
-		hook_call_done(call, NULL);
+		gl_fail_open(call, GL_ERR_TRIPLET, w->wr ? "lmdb" : w->rs ? "redis" : "local");
 		return;
 	}
 	if (w->wr) {
@@ -1357,7 +1451,7 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	if (s == NULL) {
 		s = calloc(1, sizeof(*s));
 		if (s == NULL) {
-			hook_call_done(call, NULL);
+			gl_fail_open(call, GL_ERR_NO_MEMORY, "redis");
 			return;
 		}
 		s->w = w;

@@ -38,6 +38,10 @@ struct greylist_name_rule {
 };
 struct greylist_names { struct greylist_name_rule *v; size_t n; };
 
+/* Where mail from the null sender <> is greylisted: at each RCPT as any sender, or at DATA
+ * by its first recipient (a callout, MAIL FROM:<> and RCPT with no DATA, then passes). */
+enum greylist_null_sender { GREYLIST_NULL_RCPT = 0, GREYLIST_NULL_DATA };
+
 struct greylist_config {
 	bool enabled;
 	char *store;                /* "local" | "lmdb:/dir" | "redis://host:port[/db]" */
@@ -48,6 +52,7 @@ struct greylist_config {
 	bool skip_good;             /* skip clients with REP_GOOD / REP_ALLOW */
 	struct cfg_cidrlist allow;
 	bool spf_key;               /* key an SPF-passing sender by its domain, not its network */
+	int null_sender;            /* enum greylist_null_sender: where <> is greylisted */
 	uint64_t timeout;           /* ms per Redis check */
 	long max_keys;              /* bound of the local triplet table */
 	long auto_allow_clients;    /* passes after which a client network is not greylisted; 0 = off */

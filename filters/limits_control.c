@@ -154,6 +154,18 @@ static int lc_rl_value(const struct mx_config *cfg, const struct ratelimit_rule_
 		return netaddr_prefix_string((struct sockaddr *)&ss, (int)r->prefix_v4, (int)r->prefix_v6,
 		    out, outlen);
 	}
+	if (r->key == RATELIMIT_KEY_SENDER || r->key == RATELIMIT_KEY_RECIPIENT) {
+		/* an address as SMTP writes it, <a@b>, is the one a session keys on (a@b), as the
+		 * greylist verbs take it; the null sender <> is "<>" there */
+		char addr[520];
+		const char *a;
+
+		if (strlen(arg) >= sizeof(addr))
+			return -1;
+		memcpy(addr, arg, strlen(arg) + 1);
+		a = lc_unbracket(addr);
+		return lc_lower(*a || r->key == RATELIMIT_KEY_RECIPIENT ? a : "<>", out, outlen);
+	}
 	return lc_lower(arg, out, outlen);
 }
 
@@ -278,7 +290,8 @@ static int ratelimit_verb_run(const struct mx_config *cfg, int argc, char **argv
 		if (lc_rl_value(cfg, r, argv[2], value, sizeof(value)) < 0) {
 			if (json)
 				lc_out_reset(out);
-			strbuf_printf(out, "ratelimit: \"%.64s\" is not an IP address\n", argv[2]);
+			strbuf_printf(out, "ratelimit: \"%.64s\" is %s\n", argv[2], r->key == RATELIMIT_KEY_IP ||
+			    r->key == RATELIMIT_KEY_IP_PREFIX ? "not an IP address" : "too long");
 			redisFree(rc);
 			return -1;
 		}

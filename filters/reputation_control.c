@@ -25,6 +25,7 @@
 #include "proxy/jsonw.h"
 #include "proxy/log.h"
 #include "proxy/netaddr.h"
+#include "proxy/ops.h"
 #include "store/lmdb_store.h"
 #include "store/store.h"
 
@@ -35,6 +36,9 @@ struct rep_flush {
 	bool json, lmdb;
 	bool held[REPUTATION_FORGET_KEYS]; /* LMDB: in the map when the flush began */
 	char ip[INET6_ADDRSTRLEN];
+	/* LMDB: the store, for the deletes done here when no worker holds it */
+	char dir[512];
+	uint64_t map_size;
 };
 
 /* Any thread (the last worker's loop): hands the answer to the main loop. */
@@ -50,6 +54,35 @@ static void rep_flush_closed_cb(uv_handle_t *h)
 	free(h->data);
 }
 
+/* LMDB, no worker holding the store (the drain's end: the last one has freed its writer,
+ * so none writes beside this one): the deletes done here, in the main loop's thread, as
+ * the greylist verb writes its change. 0, or -1 when the map could not be opened or the
+ * batch failed (logged by the store). */
+static int rep_flush_lmdb_here(struct rep_flush *fl)
+{
+	struct lmdb_store *st = lmdb_store_open(fl->dir, fl->map_size);
+	struct lmdb_writer_config wc = { .name = "reputation" };
+	struct lmdb_writer *w = st ? lmdb_writer_new(st, NULL, &wc) : NULL;
+	struct lmdb_writer_stats ws;
+	int rc = 0;
+
+	if (w == NULL) {
+		lmdb_store_close(st);
+		return -1;
+	}
+	for (size_t i = 0; i < fl->f.nkeys; i++)
+		if (lmdb_writer_del(w, fl->f.keys[i], strlen(fl->f.keys[i])) < 0)
+			rc = -1;
+	if (lmdb_writer_flush(w, NULL, NULL) < 0)
+		rc = -1;
+	lmdb_writer_stats(w, &ws);
+	if (ws.failed)
+		rc = -1;
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	return rc;
+}
+
 /* Main loop: every worker is done; the reply. */
 static void rep_flush_answer_cb(uv_async_t *a)
 {
@@ -58,10 +91,17 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	const struct reputation_forget *f = &fl->f;
 	bool removed[REPUTATION_FORGET_KEYS];
 	int n = 0, failed = atomic_load(&f->failed);
+	/* No worker holds the store: during the drain (its last worker just ended), an LMDB
+	 * flush is done here; Redis is reached only through the workers' connections, so the
+	 * answer says the daemon is going. Outside the drain none holding it is an init failure
+	 * (event=module_error), said as such. */
+	bool here = f->workers == 0 && fl->lmdb && ops_is_stopping() && rep_flush_lmdb_here(fl) == 0;
 	char names[2 * sizeof(f->keys[0]) + 2] = "", lognames[sizeof(names)] = "";
 
 	for (size_t i = 0; i < f->nkeys; i++) {
-		removed[i] = fl->lmdb ? fl->held[i] : atomic_load(&f->removed[i]) > 0;
+		/* none holding the store and not done here: nothing was removed */
+		removed[i] = (f->workers > 0 || here) &&
+		    (fl->lmdb ? fl->held[i] : atomic_load(&f->removed[i]) > 0);
 		if (removed[i]) {
 			snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", n ? " " : "",
 			    f->keys[i]);
@@ -70,9 +110,14 @@ static void rep_flush_answer_cb(uv_async_t *a)
 			n++;
 		}
 	}
-	log_event(LOG_LVL_INFO, NULL, "event=reputation_flush client=%s records=%d removed=%s workers=%zu failed=%d",
-	    fl->ip, n, n ? lognames : "-", f->workers, failed);
-	if (f->workers == 0) {
+	log_event(LOG_LVL_INFO, NULL, "event=reputation_flush client=%s records=%d removed=%s workers=%zu "
+	    "failed=%d%s", fl->ip, n, n ? lognames : "-", f->workers, failed,
+	    here ? " by=main_loop reason=draining" : "");
+	if (f->workers == 0 && !here && ops_is_stopping()) {
+		strbuf_printf(out, "flush reputation %s: mxgate is shutting down and no worker is left to "
+		    "reach the store: nothing flushed (ask again after the restart)\n", fl->ip);
+		control_reply_done(fl->reply, -1);
+	} else if (f->workers == 0 && !here) {
 		strbuf_printf(out, "flush reputation: no worker holds the reputation store (see the log for "
 		    "event=module_error module=reputation)\n");
 		control_reply_done(fl->reply, -1);
@@ -94,6 +139,8 @@ static void rep_flush_answer_cb(uv_async_t *a)
 				jsonw_str(&j, NULL, f->keys[i]);
 		jsonw_end(&j);
 		jsonw_int(&j, "workers", (long long)f->workers);
+		if (here)
+			jsonw_bool(&j, "draining", true);
 		jsonw_end(&j);
 		strbuf_append(out, "\n", 1);
 		control_reply_done(fl->reply, 0);
@@ -155,6 +202,9 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 	fl->reply = r;
 	fl->json = json;
 	fl->lmdb = kind == STORE_LMDB;
+	if (fl->lmdb)
+		snprintf(fl->dir, sizeof(fl->dir), "%s", store_lmdb_dir(c->store));
+	fl->map_size = c->map_size;
 	fl->f.nkeys = 2;
 	fl->f.done = rep_flush_done;
 	/* the key's form of the address (an IPv4-mapped IPv6 one reads as IPv4) */
@@ -166,7 +216,9 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 
 /* During the drain too (an operator clearing a client while sessions finish): the workers
  * still running take their part; one that ends with the request in its mailbox does it as
- * it frees its store (rep_worker_free), so the answer comes (none holding the store: said). */
+ * it frees its store (rep_worker_free), so the answer comes; asked after the last one
+ * ended, an LMDB flush is done by the main loop and a Redis one says mxgate is shutting
+ * down. */
 const struct control_verb reputation_flush_control_verb = {
 	.words = "flush reputation", .usage = "flush reputation IP", .start = rep_flush_start,
 	.during_drain = true,

@@ -1019,6 +1019,13 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_eom_pump(ms);
 			return false;
 		}
+		/* The reply to the end of message is a verdict: a SKIP there would finish the
+		 * message with the modifications and the quarantine collected dropped; Sendmail
+		 * calls it a bogus response (the filter's error), and so does this. */
+		if (ms->wait == W_EOB) {
+			milter_fail(ms, "milter-protocol", "skip at end of message");
+			return false;
+		}
 		/* SKIP elsewhere means "continue". */
 		if (ms->wait == W_EOM_STEP) {
 			ms->wait = W_NONE;
@@ -1106,16 +1113,41 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	case SMFIR_SETSYMLIST:
 		return true;
 	case SMFIR_CONN_FAIL:
-	case SMFIR_SHUTDOWN:
+	case SMFIR_SHUTDOWN: {
+		/* The reason says which, as every other milter failure says why (it was a bare
+		 * "milter", the word of a verdict the filter gave). */
+		const char *why = cmd == SMFIR_SHUTDOWN ? "milter-shutdown" : "milter-conn-fail";
+
 		ms->state = MS_FAILED;
-		snprintf(ms->failed, sizeof(ms->failed), "milter-shutdown");
+		snprintf(ms->failed, sizeof(ms->failed), "%s", why);
 		pconn_close(ms->conn);
 		ms->conn = NULL;
-		milter_finish(ms, MXGATE_TEMPFAIL, 421, "4.7.0 Content filter closing connection", "milter");
+		milter_finish(ms, MXGATE_TEMPFAIL, 421, "4.7.0 Content filter closing connection", why);
 		return false;
+	}
 	default:
 		milter_verdict(ms, &r);
 		return false;
+	}
+}
+
+/* The filter's bytes data[0..len), frame by frame, until a reply ends the wait (a verdict
+ * was given or the connection dropped: ms may be gone then) or the bytes end. */
+static void milter_read_frames(struct milter_sess *ms, const char *data, size_t len)
+{
+	while (len > 0) {
+		size_t used = 0;
+		char cmd;
+		const unsigned char *payload;
+		size_t plen;
+		int rc = milter_parser_feed(&ms->parser, data, len, &used, &cmd, &payload, &plen);
+
+		data += used;
+		len -= used;
+		if (rc < 0)
+			return milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
+		if (rc == 0 || !milter_on_frame(ms, cmd, payload, plen))
+			return;
 	}
 }
 
@@ -1133,29 +1165,36 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 		ms->wait = W_OPTNEG;
 		return;
 	case PCONN_DATA:
-		while (len > 0) {
-			size_t used = 0;
-			char cmd;
-			const unsigned char *payload;
-			size_t plen;
-			int rc = milter_parser_feed(&ms->parser, data, len, &used, &cmd, &payload, &plen);
-
-			data += used;
-			len -= used;
-			if (rc < 0)
-				return milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
-			if (rc == 0)
-				return;
-			if (!milter_on_frame(ms, cmd, payload, plen))
-				return;   /* a verdict was given or the connection dropped: stop here */
-		}
-		return;
+		return milter_read_frames(ms, data, len);
 	case PCONN_EOF:
 		return milter_fail(ms, "milter-closed", "filter closed the connection");
 	case PCONN_ERROR:
 	default:
 		return milter_fail_io(ms, err);
 	}
+}
+
+/* See milter.h (fuzz_milter_mods). */
+void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, const void *frames,
+    size_t len, uint32_t max_frame)
+{
+	struct milter_inst mi = { .host = host, .max_frame = max_frame };
+	struct milter_sess *ms = calloc(1, sizeof(*ms));
+
+	if (ms == NULL)
+		return;
+	ms->mi = &mi;
+	ms->call = call;
+	ms->state = MS_READY;
+	ms->stage_cmd = SMFIC_BODYEOB;
+	ms->in_txn = true;
+	ms->phase = EP_SENT;
+	ms->wait = W_EOB;
+	milter_parser_init(&ms->parser, max_frame);
+	milter_read_frames(ms, frames, len);   /* host->done frees nothing: ms stays */
+	if (ms->call)   /* the stream ended without a verdict: the filter's continue */
+		(void)milter_on_frame(ms, SMFIR_CONTINUE, NULL, 0);
+	milter_sess_free(ms);
 }
 
 /* ------------------------------------------------------------------- hooks */

@@ -18,6 +18,7 @@
 #define MX_MILTER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "plugin.h"
 
@@ -26,5 +27,14 @@
  * each(stage, name, arg); then freed. 0, or -1 when the lists are malformed. */
 int milter_symlists_take_fuzz(const unsigned char *data, size_t len,
     void (*each)(int stage, const char *name, void *arg), void *arg);
+
+/* For tests/fuzz/fuzz_milter_mods.c only: frames (len bytes of a filter's reply stream,
+ * frames of at most max_frame) read by a session of an entry on host whose end of data was
+ * sent and whose reply is awaited, as a connection's data is read (milter_on_frame): the
+ * modifications collected within their bounds, then the verdict (the stream's own, or a
+ * SMFIR_CONTINUE after it when the stream ends without one) applied through host on call
+ * and reported by host->done. The session is freed before it returns. */
+void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, const void *frames,
+    size_t len, uint32_t max_frame);
 
 #endif

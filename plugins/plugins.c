@@ -1686,6 +1686,28 @@ void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean)
 	*clean = host_header_value_clean(s);
 }
 
+/* See plugins.h (fuzz_milter_mods). The call is a real one (a token of this thread's call
+ * table: the host functions take nothing else), ended when fn returns. */
+void plugins_eom_call_fuzz(struct hook_env *env, const char *name,
+    void (*done)(struct mxgate_call *c, enum mxgate_action a, int code, const char *reply, const char *reason),
+    void (*fn)(const struct mxgate_host *host, struct mxgate_call *c, void *arg), void *arg)
+{
+	struct plugin_config pc = { .name = (char *)name };
+	struct plugin_entry pe = { .pc = &pc };
+	struct plugin_sess s = { .pe = &pe, .env = env, .stage = HOOK_EOM, .phase = PHASE_EOM };
+	struct plugin_call *c = plugin_call_new(&s);
+	struct mxgate_host host = plugins_host;
+
+	if (c != NULL) {
+		host.done = done;
+		s.cur = c;
+		fn(&host, c->h, arg);
+		call_retire(c, CALL_ANSWERED);
+	}
+	msgbuf_free(s.view);
+	strbuf_free(&s.received);
+}
+
 static void host_reject_output(struct plugin_call *c, const char *what)
 {
 	struct plugin_sess *s = c ? c->s : NULL;

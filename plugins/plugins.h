@@ -77,6 +77,7 @@ extern const struct cfg_table clamd_options_table, milter_options_table, spamd_o
     rspamd_options_table;
 
 struct mx_config;
+struct hook_env;
 /* `mxgate -t` (modules.def): warnings about the entries that only show with the whole
  * config (a clamd `action: quarantine` without a top-level `quarantine`). 0. */
 int plugins_check_config(const struct mx_config *cfg, FILE *err);
@@ -97,5 +98,14 @@ void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean);
  * into out, every line opening with an enhanced status code of that class. Returns the
  * SMTP code (code, or cls50 when code is of another class). */
 int plugins_reply_fuzz(const char *reply, int code, int cls, char *out, size_t outlen);
+
+/* For tests/fuzz/fuzz_milter_mods.c only: runs fn with the host and a plugin call of an
+ * entry named name at end of data (HOOK_EOM) on env, as the host's functions see it (their
+ * checks, the header value cleaner, the size and recipient bounds, env's outputs). The call
+ * is not part of a chain: the host given to fn is the plugins' own but for done, which is
+ * the caller's. The call is freed when fn returns. */
+void plugins_eom_call_fuzz(struct hook_env *env, const char *name,
+    void (*done)(struct mxgate_call *c, enum mxgate_action a, int code, const char *reply, const char *reason),
+    void (*fn)(const struct mxgate_host *host, struct mxgate_call *c, void *arg), void *arg);
 
 #endif

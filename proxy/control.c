@@ -119,6 +119,11 @@ struct control_conn {
 	 * (pipelined requests) waits in buf[held_off, held_off + held_len) until it answers. */
 	struct control_reply *pending;
 	size_t held_off, held_len;
+	/* MXGATE_TEST_CONTROL_HOLD_ANSWERS (tests only): an answer that came, held back until
+	 * the socket closes; reading stays paused as for a pending one. */
+	bool late;
+	int late_rc;
+	struct strbuf late_out;
 	char buf[16384];
 };
 
@@ -131,6 +136,12 @@ struct control {
 	int nconns;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
+
+/* Tests only: MXGATE_TEST_CONTROL_HOLD_ANSWERS=1 holds every answer given later (a reload,
+ * a module verb) back until control_stop, which then sends it: the end of the drain's race,
+ * an answer arriving in the loop pass that closes the socket, made certain
+ * (test_control_drain_end.py). Unset in service. */
+static bool control_hold_answers;
 
 struct control_wreq {
 	uv_write_t req;
@@ -171,18 +182,38 @@ static void control_conn_close(struct control_conn *k)
 	/* a verb still working answers into the void */
 	control_reply_detach(k->pending);
 	k->pending = NULL;
+	k->late = false;
+	strbuf_free(&k->late_out);
 	uv_timer_stop(&k->timer);
 	uv_close((uv_handle_t *)&k->pipe, control_conn_closed_cb);
 	uv_close((uv_handle_t *)&k->timer, control_conn_closed_cb);
 }
 
-static void control_timeout_cb(uv_timer_t *t)
-{
-	control_conn_close(t->data);
-}
-
 static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void control_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void control_send(struct control_conn *k, bool ok, struct strbuf *payload);
+static void control_conn_wind_down(struct control_conn *k);
+
+/* The idle timeout; while the socket closes (control_stop), the bound of what is left: an
+ * answer that has not come is refused in its place, a reply the client does not read is
+ * given up. */
+static void control_timeout_cb(uv_timer_t *t)
+{
+	struct control_conn *k = t->data;
+
+	if (k->c->stopping && k->pending != NULL) {
+		struct strbuf out = { 0 };
+
+		control_reply_detach(k->pending);
+		k->pending = NULL;
+		strbuf_printf(&out, "mxgate is shutting down: no answer came before the control socket "
+		    "closed (what was asked may still have been done: check after the restart)\n");
+		control_send(k, false, &out);
+		control_conn_wind_down(k);
+		return;
+	}
+	control_conn_close(k);
+}
 
 /* Reading pauses while replies are in flight past this much (a client that does not read). */
 #define CONTROL_MAX_QUEUED (1u << 20)
@@ -205,7 +236,7 @@ static void control_write_cb(uv_write_t *req, int status)
 		control_conn_close(k);
 		return;
 	}
-	if (!k->reading && !k->close_after_write && k->pending == NULL &&
+	if (!k->reading && !k->close_after_write && k->pending == NULL && !k->late &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&k->pipe) < CONTROL_MAX_QUEUED) {
 		k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
 		if (!k->reading)
@@ -246,18 +277,22 @@ static void control_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void control_conn_process(struct control_conn *k);
 
-/* A verb that answered later: its reply goes out (after the earlier ones: nothing else was
- * sent meanwhile), then the held requests are answered and reading resumes. */
-static void control_conn_done_cb(void *arg, int rc, struct strbuf *payload)
+/* A verb's answer that came later goes out (after the earlier ones: nothing else was sent
+ * meanwhile), then the held requests are answered and reading resumes; while the socket
+ * closes, the connection winds down instead. Takes payload's contents. */
+static void control_conn_answer(struct control_conn *k, int rc, struct strbuf *payload)
 {
-	struct control_conn *k = arg;
 	struct strbuf out = *payload;
 
 	memset(payload, 0, sizeof(*payload));
-	k->pending = NULL;
 	control_send(k, rc == 0, &out);
 	if (k->closing)
 		return;
+	if (k->c->stopping) {
+		control_conn_process(k);        /* the held requests: refused */
+		control_conn_wind_down(k);
+		return;
+	}
 	/* the idle timeout counts again from the answer */
 	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
 	control_conn_process(k);
@@ -267,6 +302,31 @@ static void control_conn_done_cb(void *arg, int rc, struct strbuf *payload)
 	k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
 	if (!k->reading)
 		control_conn_close(k);
+}
+
+/* Tests only: the held answer goes out now (control_stop). */
+static void control_late_cb(uv_timer_t *t)
+{
+	struct control_conn *k = t->data;
+
+	k->late = false;
+	control_conn_answer(k, k->late_rc, &k->late_out);
+}
+
+static void control_conn_done_cb(void *arg, int rc, struct strbuf *payload)
+{
+	struct control_conn *k = arg;
+
+	k->pending = NULL;
+	if (control_hold_answers && !k->c->stopping) {
+		k->late = true;         /* sent by control_stop */
+		k->late_rc = rc;
+		k->late_out = *payload;
+		memset(payload, 0, sizeof(*payload));
+		uv_timer_stop(&k->timer);
+		return;
+	}
+	control_conn_answer(k, rc, payload);
 }
 
 /* Answers the requests in the held bytes until they are used up, a verb answers later
@@ -292,6 +352,16 @@ static void control_conn_process(struct control_conn *k)
 			k->held_len = 0;
 			control_send(k, false, &out);
 			return;
+		}
+		if (k->c->stopping) {
+			/* read as the socket closes (control_stop): refused, not dropped */
+			ctl_parser_reset(&k->parser);
+			strbuf_printf(&out, "mxgate is shutting down: the control socket is closing (ask "
+			    "again after the restart)\n");
+			control_send(k, false, &out);
+			if (k->closing)
+				return;
+			continue;
 		}
 		struct control_reply *pending = NULL;
 		int rc = control_dispatch_start(&k->parser.req, &out, k->c->loop, control_conn_done_cb, k,
@@ -345,18 +415,21 @@ static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	k->held_off = 0;
 	k->held_len = (size_t)nread;
 	control_conn_process(k);
+	if (k->c->stopping)
+		control_conn_wind_down(k);
 }
 
-static void control_connection_cb(uv_stream_t *server, int status)
+/* A connection on fd (accepted by uv_accept when fd is -1); NULL when out of memory or
+ * the accept failed. Its handles are set up, nothing is read yet. */
+static struct control_conn *control_conn_new(struct control *c, int fd)
 {
-	struct control *c = server->data;
-	struct control_conn *k;
+	struct control_conn *k = calloc(1, sizeof(*k));
 
-	if (status < 0 || c->stopping)
-		return;
-	k = calloc(1, sizeof(*k));
-	if (k == NULL)
-		return;
+	if (k == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
 	k->c = c;
 	ctl_parser_init(&k->parser);
 	uv_pipe_init(c->loop, &k->pipe, 0);
@@ -368,21 +441,70 @@ static void control_connection_cb(uv_stream_t *server, int status)
 		c->conns->prev = k;
 	c->conns = k;
 	c->nconns++;
-	if (uv_accept(server, (uv_stream_t *)&k->pipe) != 0) {
+	if ((fd < 0 ? uv_accept((uv_stream_t *)&c->server, (uv_stream_t *)&k->pipe) :
+	    uv_pipe_open(&k->pipe, fd)) != 0) {
+		if (fd >= 0)
+			close(fd);      /* not taken by a failed uv_pipe_open */
 		control_conn_close(k);
-		return;
+		return NULL;
 	}
 	if (c->nconns > CONTROL_MAX_CONNS) {
 		struct strbuf out = { 0 };
 		strbuf_printf(&out, "too many control connections (at most %d)\n", CONTROL_MAX_CONNS);
 		k->close_after_write = true;
 		control_send(k, false, &out);
-		return;
+		if (!k->closing)
+			uv_timer_start(&k->timer, control_timeout_cb, CONTROL_STOP_MS, 0);
+		return NULL;
 	}
+	return k;
+}
+
+static void control_connection_cb(uv_stream_t *server, int status)
+{
+	struct control *c = server->data;
+	struct control_conn *k;
+
+	if (status < 0 || c->stopping)
+		return;
+	if ((k = control_conn_new(c, -1)) == NULL)
+		return;
 	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
 	k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
 	if (!k->reading)
 		control_conn_close(k);
+}
+
+/* While the socket closes (control_stop): a connection ends once what it was owed is
+ * written. An answer still to come (a module verb, a reload) is waited for up to
+ * CONTROL_STOP_MS (the timer set at the stop), then refused in its place; a request read
+ * now is refused (control_conn_process); a connection with nothing asked yet gets
+ * CONTROL_STOP_IDLE_MS for a request already on its way; a reply not read within
+ * CONTROL_STOP_MS is given up. */
+static void control_conn_wind_down(struct control_conn *k)
+{
+	if (k->closing || k->pending != NULL || k->late)
+		return;
+	if (k->writes > 0 || k->close_after_write) {
+		if (k->reading)
+			uv_read_stop((uv_stream_t *)&k->pipe);
+		k->reading = false;
+		k->close_after_write = true;
+		if (k->writes == 0) {
+			control_conn_close(k);
+			return;
+		}
+		uv_timer_start(&k->timer, control_timeout_cb, CONTROL_STOP_MS, 0);
+		return;
+	}
+	if (!k->reading) {
+		k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
+		if (!k->reading) {
+			control_conn_close(k);
+			return;
+		}
+	}
+	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_STOP_IDLE_MS, 0);
 }
 
 /* Removes a socket file left by a process that is gone. Refuses a live socket (another
@@ -465,6 +587,7 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	if (c == NULL)
 		return NULL;
 	c->loop = loop;
+	control_hold_answers = getenv("MXGATE_TEST_CONTROL_HOLD_ANSWERS") != NULL;
 	snprintf(c->path, sizeof(c->path), "%s", cc->socket);
 	uv_pipe_init(loop, &c->server, 0);
 	c->server.data = c;
@@ -493,11 +616,30 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 
 void control_stop(struct control *c)
 {
+	uv_os_fd_t sfd;
+
 	if (c == NULL || c->stopping)
 		return;
 	c->stopping = true;
-	for (struct control_conn *k = c->conns; k; k = k->next)
-		control_conn_close(k);
-	uv_close((uv_handle_t *)&c->server, control_server_closed_cb);
+	/* No new connection from here (connect: no such file); the ones the kernel completed
+	 * but the loop has not accepted yet are taken now and refused like any request read
+	 * from here on, rather than reset with their request unanswered. */
 	unlink(c->path);
+	if (uv_fileno((uv_handle_t *)&c->server, &sfd) == 0) {
+		for (int fd; c->nconns <= CONTROL_MAX_CONNS &&
+		    (fd = accept4(sfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
+			control_conn_new(c, fd);
+	}
+	uv_close((uv_handle_t *)&c->server, control_server_closed_cb);
+	for (struct control_conn *k = c->conns, *next; k; k = next) {
+		next = k->next;
+		if (k->closing)
+			continue;
+		if (k->pending != NULL)
+			uv_timer_start(&k->timer, control_timeout_cb, CONTROL_STOP_MS, 0);
+		else if (k->late)
+			uv_timer_start(&k->timer, control_late_cb, 0, 0);   /* tests: the held answer */
+		else
+			control_conn_wind_down(k);
+	}
 }

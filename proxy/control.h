@@ -41,6 +41,11 @@
  * past this the connection is closed all the same (a reload takes at most a few times
  * dns.timeout, whose maximum is 1 min). */
 #define CONTROL_PENDING_MS 600000
+/* When the socket closes at the end of the drain (control_stop): an answer still to come is
+ * waited for this long (then refused in its place), and so is a reply the client has not
+ * read; a connection with nothing asked yet gets CONTROL_STOP_IDLE_MS for its request. */
+#define CONTROL_STOP_MS 5000
+#define CONTROL_STOP_IDLE_MS 250
 
 struct control;
 
@@ -49,7 +54,14 @@ struct control;
  * before dropping privileges when owner/group need root. Returns NULL after logging
  * (event=control_error). */
 struct control *control_start(uv_loop_t *loop, const struct control_config *cc);
-/* Stops listening, closes connections and removes the socket file (when still allowed). NULL ok. */
+/* Stops listening and removes the socket file (when still allowed); connections end once
+ * they are answered: every request read gets an answer or a "shutting down" refusal, never a
+ * bare close — an answer still to come (a module verb, a reload) is waited for, bounded by
+ * CONTROL_STOP_MS, and a request read from now on is refused. c is freed when the last
+ * connection has closed: the caller's loop runs until then. NULL ok.
+ *
+ * Tests only: MXGATE_TEST_CONTROL_HOLD_ANSWERS=1 in the daemon's environment holds every
+ * answer given later back until control_stop, which sends it (test_control_drain_end.py). */
 void control_stop(struct control *c);
 
 /* Runs one request on loop (the main loop's thread) and writes the reply payload to out. Returns 0 for

@@ -83,8 +83,14 @@ void headers_append_field(struct strbuf *out, const char *name, const char *valu
 	size_t col = strlen(name) + 2;
 	const char *p = value ? value : "";
 
-	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+	/* leading white space dropped, but a fold onto the value's first text is kept, as a
+	 * value that starts on the next line is written (SpamAssassin's "X-Spam-Report: " and
+	 * its report lines below) */
+	while (*p == ' ' || *p == '\t')
 		p++;
+	if (!((*p == '\r' || *p == '\n') && headers_is_fold(p)))
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
 	if (!headers_name_ok(name)) {
 		strbuf_append(out, "", 0);	/* out stays a valid (possibly empty) string */
 		return;	/* an empty name, or one that could inject or forge a field */

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "proxyproto.h"
+#include "smtp_reply.h"
 #include "tls.h"
 
 enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PROBE_STARTTLS, PROBE_TLS,
@@ -57,7 +58,7 @@ struct health_probe {
 	struct tlsconn *tls;          /* this check's TLS, from the 220 to STARTTLS */
 	char *sni;                    /* the backend's host (SNI, as relay.c sends) */
 	char *verify_name;            /* NULL: no verification (the context does not verify) */
-	char cbuf[4096];              /* ciphertext read */
+	char cbuf[4096];              /* what is read (ciphertext with TLS) */
 	enum probe_stage stage;
 	uint64_t t0;                  /* uv_hrtime at check start */
 	union { uv_tcp_t tcp; uv_pipe_t pipe; } s;
@@ -67,8 +68,7 @@ struct health_probe {
 	size_t proxy_hdr_len;
 	char ehlo[300];
 	uv_timer_t timer;             /* the check's deadline */
-	char line[1024];              /* partial reply line */
-	size_t llen;
+	struct smtp_reply_reader rd;  /* the server's replies (the relay's reader, smtp_reply.h) */
 	uv_work_t work;
 	int work_status;
 	char work_err[300];
@@ -114,6 +114,7 @@ static void health_maybe_free(struct health *h)
 		free(h->probes[i].sni);
 		free(h->probes[i].verify_name);
 		tlsconn_free(h->probes[i].tls);
+		smtp_reply_free(&h->probes[i].rd);
 	}
 	free(h->probes);
 	free(h->hostname);
@@ -312,7 +313,7 @@ static const struct tlsconn_ops probe_tls_ops = {
 static void probe_start_tls(struct health_probe *p)
 {
 	p->stage = PROBE_TLS;
-	p->llen = 0;   /* anything sent in clear after the 220 is not read (RFC 3207 5) */
+	smtp_reply_reset(&p->rd);   /* anything sent in clear after the 220 is not read (RFC 3207 5) */
 	p->tls = tlsconn_new(p->h->tls_client, false, p->sni, &probe_tls_ops, p);
 	if (p->tls == NULL) {
 		probe_fail_stage(p, "TLS setup failed");
@@ -349,9 +350,10 @@ static void probe_after_ehlo(struct health_probe *p)
 		probe_finish(p, true, NULL);
 }
 
-/* A complete reply (its last line) arrived with code. */
-static void probe_on_reply(struct health_probe *p, int code)
+/* A complete reply arrived (rep->text: its lines). */
+static void probe_on_reply(struct health_probe *p, const struct smtp_reply *rep)
 {
+	int code = rep->code;
 	char what[64];
 	switch (p->stage) {
 	case PROBE_GREETING:
@@ -364,6 +366,11 @@ static void probe_on_reply(struct health_probe *p, int code)
 	case PROBE_EHLO:
 		if (code != 250)
 			break;
+		/* the keywords as the relay reads them (smtp_caps_parse) */
+		struct smtp_caps caps;
+		smtp_caps_parse(rep->text, &caps);
+		p->saw_xclient = (caps.bits & SMTP_CAP_XCLIENT) != 0;
+		p->saw_starttls = (caps.bits & SMTP_CAP_STARTTLS) != 0;
 		if (p->want_starttls && !p->saw_starttls) {
 			/* relay.c refuses to deliver to it in clear: up would be a lie (/readyz) */
 			probe_fail_stage(p, "STARTTLS not offered (backends.require_tls)");
@@ -400,35 +407,39 @@ static void probe_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
 	struct health_probe *p = handle->data;
 	(void)suggested;
-	if (p->tls)
-		*buf = uv_buf_init(p->cbuf, (unsigned)sizeof p->cbuf);
-	else
-		*buf = uv_buf_init(p->line + p->llen, (unsigned)(sizeof p->line - p->llen));
+	*buf = uv_buf_init(p->cbuf, (unsigned)sizeof p->cbuf);
 }
 
-static void probe_lines(struct health_probe *p);
-
-/* Decrypted bytes: to the reply lines (as far as they fit; a longer line fails). */
-static int probe_tls_plain_cb(void *arg, const char *data, size_t len)
+/* Plain bytes from the server: its replies, each acted on (RFC 5321 4.2.1: "xyz-"
+ * continues, "xyz " or a bare "xyz" ends a reply). A reply that breaks the protocol (a line
+ * too long, no code, ...: smtp_reply.h) fails the check. Returns -1 once the check is over. */
+static int probe_plain(struct health_probe *p, const char *data, size_t len)
 {
-	struct health_probe *p = arg;
 	while (len > 0) {
-		if (!p->stream_open || uv_is_closing((uv_handle_t *)&p->s))
+		if (!p->stream_open || uv_is_closing((uv_handle_t *)&p->s) || p->stage == PROBE_TLS)
+			return -1;	/* over, or the rest came in clear after STARTTLS's 220 */
+		struct smtp_reply rep;
+		size_t used = 0;
+		int rc = smtp_reply_feed(&p->rd, data, len, &used, &rep);
+		if (rc < 0) {
+			probe_fail_stage(p, smtp_reply_strerror(rc));
 			return -1;
-		size_t n = sizeof p->line - p->llen;
-		if (n > len)
-			n = len;
-		memcpy(p->line + p->llen, data, n);
-		p->llen += n;
-		data += n;
-		len -= n;
-		probe_lines(p);
+		}
+		if (rc == 0)
+			break;
+		data += used;
+		len -= used;
+		probe_on_reply(p, &rep);
 	}
 	return 0;
 }
 
-/* Splits the buffered bytes into reply lines (RFC 5321 4.2.1: "xyz-" continues, "xyz " or
- * a bare "xyz" ends a reply) and acts on each complete reply. */
+/* Decrypted bytes: to the reply reader. */
+static int probe_tls_plain_cb(void *arg, const char *data, size_t len)
+{
+	return probe_plain(arg, data, len);
+}
+
 static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct health_probe *p = s->data;
@@ -439,9 +450,9 @@ static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		probe_fail_stage(p, what);
 		return;
 	}
+	if (nread == 0)
+		return;
 	if (p->tls) {
-		if (nread == 0)
-			return;
 		int fr = tlsconn_feed(p->tls, buf->base, (size_t)nread);
 		if (fr < 0 && p->stream_open && !uv_is_closing((uv_handle_t *)&p->s)) {
 			char what[200];
@@ -452,44 +463,7 @@ static void probe_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		}
 		return;
 	}
-	p->llen += (size_t)nread;
-	probe_lines(p);
-}
-
-/* Splits p->line into reply lines and acts on each complete reply. */
-static void probe_lines(struct health_probe *p)
-{
-	for (;;) {
-		char *nl = memchr(p->line, '\n', p->llen);
-		if (!nl)
-			break;
-		size_t n = (size_t)(nl - p->line);
-		size_t consumed = n + 1;
-		if (n > 0 && p->line[n - 1] == '\r')
-			n--;
-		if (n < 3 || p->line[0] < '1' || p->line[0] > '5' || p->line[1] < '0' || p->line[1] > '9' ||
-		    p->line[2] < '0' || p->line[2] > '9' || (n > 3 && p->line[3] != ' ' && p->line[3] != '-')) {
-			probe_fail_stage(p, "garbled reply");
-			return;
-		}
-		int code = (p->line[0] - '0') * 100 + (p->line[1] - '0') * 10 + (p->line[2] - '0');
-		bool last = n == 3 || p->line[3] == ' ';
-		if (p->stage == PROBE_EHLO && code == 250 && n >= 11 && strncasecmp(p->line + 4, "XCLIENT", 7) == 0 &&
-		    (n == 11 || p->line[11] == ' '))
-			p->saw_xclient = true;
-		if (p->stage == PROBE_EHLO && code == 250 && n >= 12 && strncasecmp(p->line + 4, "STARTTLS", 8) == 0 &&
-		    (n == 12 || p->line[12] == ' '))
-			p->saw_starttls = true;
-		memmove(p->line, p->line + consumed, p->llen - consumed);
-		p->llen -= consumed;
-		if (last) {
-			probe_on_reply(p, code);
-			if (!p->stream_open || uv_is_closing((uv_handle_t *)&p->s))
-				return;
-		}
-	}
-	if (p->llen == sizeof p->line)
-		probe_fail_stage(p, "reply line too long");
+	probe_plain(p, buf->base, (size_t)nread);
 }
 
 static void probe_connect_cb(uv_connect_t *req, int status)
@@ -564,7 +538,7 @@ static void probe_start(struct health_probe *p)
 	p->reported = false;
 	p->saw_xclient = false;
 	p->saw_starttls = false;
-	p->llen = 0;
+	smtp_reply_reset(&p->rd);
 	p->t0 = uv_hrtime();
 	if (p->kind == BACKEND_MAILDIR) {
 		p->work.data = p;
@@ -666,6 +640,7 @@ struct health *health_start(uv_loop_t *loop, struct pool *pool, uint64_t interva
 		struct backend *b = i < pool->nservers ? &pool->servers[i] : &pool->extra[i - pool->nservers];
 		p->h = h;
 		p->b = b;
+		smtp_reply_init(&p->rd, 0);
 		p->kind = b->kind;
 		p->sa = b->sa;
 		p->salen = b->salen;

@@ -5,6 +5,7 @@
  * response); a per-connection timer bounds all of it. */
 #include "metrics.h"
 
+#include <limits.h>
 #include <math.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -394,6 +395,7 @@ struct metrics_conn {
 	char *body;
 	size_t body_len, body_want;
 	struct metrics_post_reply *reply;
+	char post_path[256];          /* its request target */
 };
 
 /* Outlives its connection: the handler answers once, maybe after the client went away. */
@@ -571,23 +573,87 @@ static void metrics_continue_rest_cb(uv_write_t *req, int status)
 	free(req);
 }
 
+/* s[0..n) equals the lowercase name, any case. */
+static bool metrics_name_is(const char *s, size_t n, const char *name)
+{
+	return strlen(name) == n && strncasecmp(s, name, n) == 0;
+}
+
+/* See metrics.h. */
+int metrics_post_head_parse(const char *buf, size_t len, struct metrics_post_head *h)
+{
+	size_t end = 0, i, t, cls = 0;
+
+	memset(h, 0, sizeof(*h));
+	if (len < 5 || memcmp(buf, "POST ", 5) != 0)
+		return 0;
+	/* The head ends at the first empty line (CRLF CRLF, or bare LF LF). */
+	for (i = 1; i < len && !end; i++)
+		if (buf[i] == '\n' && (buf[i - 1] == '\n' || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n')))
+			end = i + 1;
+	if (!end)
+		return 0;
+	for (t = 5; t < end && buf[t] == ' '; t++)
+		;
+	/* the target: visible ASCII up to the blank before the version (RFC 9112 3.2) */
+	for (i = t; i < end && (unsigned char)buf[i] > ' ' && (unsigned char)buf[i] < 0x7f; i++)
+		;
+	if (i == t || i - t >= sizeof(h->path) || buf[i] != ' ')
+		return 0;
+	memcpy(h->path, buf + t, i - t);
+	h->path[i - t] = '\0';
+	h->head_len = end;
+	h->status = 411;
+	/* The header lines: name ":" OWS value OWS (RFC 9112 5); the request line first. */
+	for (i = (const char *)memchr(buf, '\n', end) - buf + 1; i < end; ) {
+		const char *line = buf + i, *nl = memchr(line, '\n', end - i), *colon;
+		size_t ll = (size_t)(nl - line), vs, ve;
+
+		i += ll + 1;
+		if (ll && line[ll - 1] == '\r')
+			ll--;
+		if ((colon = memchr(line, ':', ll)) == NULL)
+			continue;
+		vs = (size_t)(colon - line) + 1;
+		ve = ll;
+		while (vs < ve && (line[vs] == ' ' || line[vs] == '\t'))
+			vs++;
+		while (ve > vs && (line[ve - 1] == ' ' || line[ve - 1] == '\t'))
+			ve--;
+		if (metrics_name_is(line, (size_t)(colon - line), "content-length")) {
+			unsigned long long v = 0;
+			size_t k;
+
+			for (k = vs; k < ve && line[k] >= '0' && line[k] <= '9'; k++)
+				v = k - vs < 18 ? v * 10 + (unsigned long long)(line[k] - '0') : ULLONG_MAX;
+			if (k == vs || k != ve || (cls++ && v != h->want)) {
+				h->status = 400;
+				return 1;
+			}
+			h->want = v;
+		} else if (metrics_name_is(line, (size_t)(colon - line), "transfer-encoding")) {
+			h->status = 501;
+			return 1;
+		} else if (metrics_name_is(line, (size_t)(colon - line), "expect")) {
+			h->expect_continue = ve - vs == 12 && strncasecmp(line + vs, "100-continue", 12) == 0;
+		}
+	}
+	if (cls)
+		h->status = 0;
+	return 1;
+}
+
 /* "Expect: 100-continue" in a POST head we take (RFC 9110 10.1.1): the interim 100 before
  * the body, or the client (curl, for a body over 1 KiB) waits a second before sending it.
  * Not when the body already follows the head. 25 octets on a socket nothing else was
  * written to yet: uv_try_write; should none go, the client sends the body after its own
  * wait, as without it; should only part go, the rest is queued (ahead of the reply). */
-static void metrics_post_continue(struct metrics_conn *c, size_t end)
+static void metrics_post_continue(struct metrics_conn *c, const struct metrics_post_head *h)
 {
 	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-	const char *e = strcasestr(c->req, "\nExpect:");
 	uv_buf_t buf = uv_buf_init((char *)cont, sizeof(cont) - 1);
 
-	if (e == NULL || e > c->req + end || c->len > end || c->body_want == 0)
-		return;
-	e += 8;
-	while (*e == ' ' || *e == '\t')
-		e++;
-	if (strncasecmp(e, "100-continue", 12) != 0)
+	if (!h->expect_continue || c->len > h->head_len || c->body_want == 0)
 		return;
 	int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
 	if (n > 0 && (size_t)n < buf.len) {
@@ -603,42 +669,34 @@ static void metrics_post_continue(struct metrics_conn *c, size_t end)
  * 1 = ours, -1 = ours but malformed or too big (answered here). */
 static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
 {
-	char path[256];
-	const char *cl;
-	size_t end = 0;
-	unsigned long long want;
+	struct metrics_post_head h;
 
-	if (c->len < 5 || strncmp(c->req, "POST ", 5) != 0)
-		return 0;
-	for (size_t i = 1; i < c->len && !end; i++)
-		if (c->req[i] == '\n' && (c->req[i - 1] == '\n' || (i >= 2 && c->req[i - 1] == '\r' &&
-		    c->req[i - 2] == '\n')))
-			end = i + 1;
-	if (!end || sscanf(c->req + 5, "%255s", path) != 1)
+	if (metrics_post_head_parse(c->req, c->len, &h) != 1)
 		return 0;
 	for (int i = 0; i < metrics_nposts; i++) {
 		const struct metrics_post_reg *r = &metrics_posts[i];
 
-		if (strncmp(path, r->prefix, strlen(r->prefix)) != 0)
+		if (strncmp(h.path, r->prefix, strlen(r->prefix)) != 0)
 			continue;
-		cl = strcasestr(c->req, "\nContent-Length:");
-		if (cl == NULL || cl > c->req + end || sscanf(cl + 16, " %llu", &want) != 1) {
-			metrics_respond_text(c, 411, "Length Required", false);
+		if (h.status) {
+			metrics_respond_text(c, h.status, h.status == 411 ? "Length Required" : h.status == 501 ?
+			    "Not Implemented" : "Bad Request", false);
 			return -1;
 		}
-		if (want > r->max_body) {
+		if (h.want > r->max_body) {
 			metrics_respond_text(c, 413, "Payload Too Large", false);
 			return -1;
 		}
 		c->post = r;
-		c->body_want = (size_t)want;
+		c->body_want = (size_t)h.want;
 		c->body = malloc(c->body_want + 1);
 		if (c->body == NULL) {
 			metrics_respond_text(c, 500, "Internal Server Error", false);
 			return -1;
 		}
-		metrics_post_continue(c, end);
-		*head_len = end;
+		snprintf(c->post_path, sizeof(c->post_path), "%s", h.path);
+		metrics_post_continue(c, &h);
+		*head_len = h.head_len;
 		return 1;
 	}
 	return 0;
@@ -647,7 +705,6 @@ static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
 /* Appends body bytes; with the whole body, hands it to the handler. */
 static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 {
-	char path[256] = "";
 	struct sockaddr_storage ss;
 	int sl = sizeof(ss);
 
@@ -665,14 +722,13 @@ static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 	}
 	c->reply->c = c;
 	c->responded = true;          /* no more request parsing; the reply comes later */
-	sscanf(c->req + 5, "%255s", path);
 	memset(&ss, 0, sizeof(ss));
 	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl);
 	{
 		char *body = c->body;
 
 		c->body = NULL;
-		c->post->fn(c->post->arg, c->m->loop, path, body, c->body_len,
+		c->post->fn(c->post->arg, c->m->loop, c->post_path, body, c->body_len,
 		    (const struct sockaddr *)&ss, c->reply);
 	}
 }

@@ -70,6 +70,23 @@ int metrics_parse_request(const char *buf, size_t len, bool *head_only);
  * pathsz - 1) to path when it is not NULL and the request line parsed. */
 int metrics_parse_request_path(const char *buf, size_t len, bool *head_only, char *path, size_t pathsz);
 
+/* A POST's head in buf[0..len) (need not be NUL-terminated), as the listener reads it
+ * before it looks for a handler of the path (metrics_register_post). */
+struct metrics_post_head {
+	size_t head_len;             /* octets up to and including the empty line */
+	char path[256];              /* the request target, as sent */
+	int status;                  /* 0: the length is known; else the answer: 400 (a
+	                              * Content-Length that is not 1*DIGIT between optional
+	                              * blanks on its own line, or two that differ), 411 (none),
+	                              * 501 (a Transfer-Encoding: chunked is not implemented) */
+	unsigned long long want;     /* status 0: the body's length (ULLONG_MAX past 18 digits) */
+	bool expect_continue;        /* "Expect: 100-continue" (RFC 9110 10.1.1) */
+};
+/* 1 with *h set when buf starts with a complete head of a POST whose request line names a
+ * target ("POST /path HTTP/1.1": visible ASCII then a space; one of 256 octets or more is
+ * none), else 0 (metrics_parse_request answers it). */
+int metrics_post_head_parse(const char *buf, size_t len, struct metrics_post_head *h);
+
 /* Other paths on the same listener (the status page, probes): for a GET or HEAD of a path
  * other than /metrics, route(path, ...) is called on the loop thread. It returns 0 with
  * the status code, a static content type and a malloc'd body (taken) of *len bytes, or -1

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "proxyproto.h"
+#include "smtp_reply.h"
 #include "stream.h"
 #include "tls.h"
 #include "worker.h"
@@ -42,13 +43,6 @@ enum relay_state {
 	RELAY_CLOSED,
 };
 
-enum {
-	CAP_PIPELINING = 1u << 0, CAP_SIZE = 1u << 1, CAP_8BITMIME = 1u << 2, CAP_SMTPUTF8 = 1u << 3,
-	CAP_XCLIENT = 1u << 4, CAP_STARTTLS = 1u << 5, CAP_ENHANCED = 1u << 6, CAP_DSN = 1u << 7,
-	CAP_CHUNKING = 1u << 8,
-};
-
-#define RELAY_MAX_REPLY 8192       /* bytes of one (multi-line) reply */
 #define RELAY_MAX_IDLE_PER_WORKER 256
 #define RELAY_IDLE_MS 30000
 #define RELAY_MAX_LMTP 1000
@@ -74,18 +68,14 @@ struct relay {
 	int open_handles;
 	enum relay_state state;
 	bool in_session, failed, counted_active;
-	unsigned caps;
-	char xclient_attrs[256];      /* attributes the backend accepts, space separated */
+	struct smtp_caps caps;        /* the EHLO keywords, XCLIENT's attributes */
 	/* the XCLIENT identity last announced, and the one to announce: NAME, REVERSE_NAME, HELO
 	 * and LOGIN of up to 255 octets each, xtext-encoded (up to 3 characters an octet),
 	 * never cut (a LOGIN cut short would name another user) */
 	char ident[RELAY_XCLIENT_MAX];
 	char pending_ident[RELAY_XCLIENT_MAX];
 	char helo[256];
-	/* reply assembly */
-	char line[1024];
-	size_t linelen;
-	struct strbuf reply;
+	struct smtp_reply_reader rd;  /* the backend's replies, read */
 	/* callbacks: one open or message step at a time (arg), or commands in flight */
 	relay_open_fn open_cb;
 	relay_data_fn data_cb;
@@ -168,6 +158,7 @@ static void relay_ahead_keep(char **buf, size_t *cap, const char *s)
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
+static void relay_fail_protocol(struct relay *r, const char *why);
 static void relay_next_address(struct relay *r, const char *why);
 static void relay_close(struct relay *r);
 static int relay_max_idle(const struct relay *r);
@@ -185,12 +176,12 @@ bool relay_is_lmtp(const struct relay *r) { return r->b->kind == BACKEND_LMTP; }
 
 bool relay_offers(const struct relay *r, enum relay_ext ext)
 {
-	return (r->caps & (unsigned)ext) != 0;
+	return (r->caps.bits & (unsigned)ext) != 0;
 }
 
-_Static_assert((unsigned)RELAY_EXT_PIPELINING == CAP_PIPELINING && (unsigned)RELAY_EXT_SIZE == CAP_SIZE &&
-    (unsigned)RELAY_EXT_8BITMIME == CAP_8BITMIME && (unsigned)RELAY_EXT_SMTPUTF8 == CAP_SMTPUTF8 &&
-    (unsigned)RELAY_EXT_DSN == CAP_DSN && (unsigned)RELAY_EXT_CHUNKING == CAP_CHUNKING,
+_Static_assert((unsigned)RELAY_EXT_PIPELINING == SMTP_CAP_PIPELINING && (unsigned)RELAY_EXT_SIZE == SMTP_CAP_SIZE &&
+    (unsigned)RELAY_EXT_8BITMIME == SMTP_CAP_8BITMIME && (unsigned)RELAY_EXT_SMTPUTF8 == SMTP_CAP_SMTPUTF8 &&
+    (unsigned)RELAY_EXT_DSN == SMTP_CAP_DSN && (unsigned)RELAY_EXT_CHUNKING == SMTP_CAP_CHUNKING,
     "relay_ext bits are the caps bits");
 
 /* line is "DATA" in any case (commands sent ahead are compared with it per message). */
@@ -397,7 +388,7 @@ static void relay_handle_closed_cb(uv_handle_t *h)
 	if (--r->open_handles > 0)
 		return;
 	tlsconn_free(r->tls);
-	strbuf_free(&r->reply);
+	smtp_reply_free(&r->rd);
 	strbuf_free(&r->outq);
 	relay_ahead_clear(r);
 	for (size_t i = 0; r->ahead != NULL && i < RELAY_AHEAD_MAX; i++) {
@@ -453,7 +444,6 @@ static void relay_close(struct relay *r)
 	uv_close((uv_handle_t *)&r->tcp, relay_handle_closed_cb);
 }
 
-/* A failure while a callback is outstanding: report code 0 and close. */
 /* Opportunistic TLS (RFC 7435) whose handshake failed (the backend closed, sent no TLS,
  * or offers only versions we refuse): as Postfix's smtp client with security level "may",
  * the message goes in clear text on a new connection instead of waiting for ever. The
@@ -476,11 +466,14 @@ static bool relay_tls_wanted(const struct relay *r)
 {
 	const struct backends_config *bc = &r->gen->cfg->backends;
 
-	return (r->caps & CAP_STARTTLS) && (bc->starttls || bc->require_tls) && r->gen->tls_client &&
+	return (r->caps.bits & SMTP_CAP_STARTTLS) && (bc->starttls || bc->require_tls) && r->gen->tls_client &&
 	    (bc->require_tls || (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until));
 }
 
-static void relay_fail(struct relay *r, const char *why)
+/* A failure while a callback is outstanding: report code 0 and close. protocol: the
+ * backend sent what is no reply (relay_on_plain), its fault even where a failure is
+ * otherwise stale (below). */
+static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 {
 	enum relay_state st = r->state;
 	relay_open_fn ocb = r->open_cb;
@@ -488,7 +481,7 @@ static void relay_fail(struct relay *r, const char *why)
 	relay_data_fn dcb = r->data_cb;
 	bool msg_waiting = r->msg_waiting;
 	void *arg = r->arg, *rarg = NULL;
-	char text[200];
+	char text[480];
 
 	if (st == RELAY_CLOSED)
 		return;
@@ -515,14 +508,26 @@ static void relay_fail(struct relay *r, const char *why)
 	if (st == RELAY_TLS_HANDSHAKE && !r->gen->cfg->backends.require_tls)
 		relay_tls_fallback(r, why);
 	bool stale = r->reused_fresh || (st == RELAY_COMMAND && r->ahead_n > 0 && r->ahead_answered == 0);
-	if (stale)
-		why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
-	snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
-	if (!stale && st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
+	if (stale && protocol) {
+		/* A pooled connection's first reply (or the first to commands sent ahead) broke
+		 * the protocol: the backend was there and answered wrong, which is its fault as on
+		 * a new connection (logged as such, counted), not a connection it had dropped. The
+		 * owner still tries a fresh connection as for a stale one (not an attempt): what
+		 * the pooled connection was left in may be the trouble; a fresh one that fails
+		 * the same way is an attempt (not stale: not reused). */
+		snprintf(text, sizeof(text), "backend %.300s: %s (on a " RELAY_STALE_TEXT ")", r->b->url, why);
+	} else {
+		if (stale)
+			why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
+		snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
+	}
+	if ((!stale || protocol) && st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
-	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"", r->b->url, st, why);
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_error backend=%s state=%d reason=\"%s\"%s", r->b->url, st,
+	    why, !(stale && protocol) ? "" : r->reused_fresh ? " pooled=reused retry=fresh" :
+	    " sent_ahead=unanswered retry=fresh");
 	relay_close(r);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
@@ -539,6 +544,16 @@ static void relay_fail(struct relay *r, const char *why)
 	}
 }
 
+static void relay_fail(struct relay *r, const char *why)
+{
+	relay_fail_as(r, why, false);
+}
+
+static void relay_fail_protocol(struct relay *r, const char *why)
+{
+	relay_fail_as(r, why, true);
+}
+
 /* ---- reading ----------------------------------------------------------------------- */
 
 static void relay_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -550,66 +565,42 @@ static void relay_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	buf->len = sizeof(r->w->readbuf);
 }
 
-/* Plain bytes from the backend: assemble reply lines. */
+/* Plain bytes from the backend: its replies (smtp_reply.h reads them; RFC 5321 4.2). A
+ * reply that breaks the protocol (a line past 1,023 octets, no code, a code changing within
+ * a multi-line reply, ...) is the backend's fault, never a reply: cut off or mixed, its
+ * code would be taken for an answer it did not give. */
 static int relay_on_plain(void *arg, const char *data, size_t len)
 {
 	struct relay *r = arg;
 
-	for (size_t i = 0; i < len && r->state != RELAY_CLOSED; i++) {
-		/* the octets up to the next LF join the line (as far as it has room) */
-		const char *nl = memchr(data + i, '\n', len - i);
-		size_t run = (nl != NULL ? (size_t)(nl - data) : len) - i;
-		size_t room = sizeof(r->line) - 1 - r->linelen;
-		/* RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. One longer
-		 * than the buffer is a backend fault, never a reply: cut off, its code would be taken
-		 * with the rest of it lost (a 550 passed on as a short 550, a 250 as 250). A CR past
-		 * the room may end the line (it is dropped below anyway); anything else fails now,
-		 * not at a newline that may never come. */
-		if (run > room && !(run == room + 1 && data[i + run - 1] == '\r')) {
-			r->linelen = 0;
-			relay_fail(r, "reply line too long");
+	while (len > 0 && r->state != RELAY_CLOSED) {
+		struct smtp_reply rep;
+		size_t used = 0;
+		int rc = smtp_reply_feed(&r->rd, data, len, &used, &rep);
+		if (rc < 0) {
+			relay_fail_protocol(r, smtp_reply_strerror(rc));
 			return -1;
 		}
-		memcpy(r->line + r->linelen, data + i, run < room ? run : room);
-		r->linelen += run < room ? run : room;
-		if (nl == NULL)
+		if (rc == 0)
 			break;
-		i += run;	/* data[i] is the LF */
-		if (r->linelen && r->line[r->linelen - 1] == '\r')
-			r->linelen--;
-		r->line[r->linelen] = '\0';
-		size_t ll = r->linelen;
-		r->linelen = 0;
-		/* three ASCII digits ((unsigned)(c - '0') < 10: isdigit without the locale) */
-		if (ll < 3 || (unsigned)(r->line[0] - '0') > 9 || (unsigned)(r->line[1] - '0') > 9 ||
-		    (unsigned)(r->line[2] - '0') > 9 || (ll > 3 && r->line[3] != ' ' && r->line[3] != '-')) {
-			relay_fail(r, "malformed reply");
-			return -1;
-		}
-		if (r->reply.len + ll + 2 > RELAY_MAX_REPLY) {
-			relay_fail(r, "reply too long");
-			return -1;
-		}
-		bool more = ll > 3 && r->line[3] == '-';
-		const char *text = r->line;	/* a one-line reply: the line itself */
-		if (r->reply.len || more) {
-			if (r->reply.len)
-				strbuf_append(&r->reply, "\r\n", 2);
-			strbuf_append(&r->reply, r->line, ll);
-			if (more)
-				continue;
-			text = r->reply.v;
-		}
-		int code = (r->line[0] - '0') * 100 + (r->line[1] - '0') * 10 + (r->line[2] - '0');
-		/* The buffers are kept for the next reply: only this loop writes them, after the
-		 * call (callbacks get the text for the call's duration only). */
-		r->reply.len = 0;
+		data += used;
+		len -= used;
 		if (log_is_debug()) {
 			char tv[300];
 			log_event(LOG_LVL_DEBUG, relay_log_id(r), "event=relay_reply backend=%s reply=%s", r->b->url,
-			    log_val(tv, sizeof(tv), text));
+			    log_val(tv, sizeof(tv), rep.text));
 		}
-		relay_on_reply(r, code, text);
+		/* rep.text lives in the reader until the next feed: callbacks get it for the
+		 * call's duration only */
+		relay_on_reply(r, rep.code, rep.text);
+		if (r->state == RELAY_TLS_HANDSHAKE && len > 0) {
+			/* RFC 3207 5: what came in clear behind the 220 to STARTTLS is no part of
+			 * the TLS session (the server cannot have answered our ClientHello yet):
+			 * dropped, as the health probe drops it, never read as a reply to a command
+			 * sent under TLS (CVE-2011-0411's injection, seen from the client). */
+			smtp_reply_reset(&r->rd);
+			break;
+		}
 	}
 	return r->state == RELAY_CLOSED ? -1 : 0;
 }
@@ -657,41 +648,7 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void relay_parse_caps(struct relay *r, const char *text)
 {
-	const char *p = text;
-
-	r->caps = 0;
-	r->xclient_attrs[0] = '\0';
-	while (p && *p) {
-		const char *e = strstr(p, "\r\n");
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if (n > 4) {
-			char kw[64];
-			size_t k = 0;
-			const char *q = p + 4;
-			while (k < sizeof(kw) - 1 && q < p + n && *q != ' ')
-				kw[k++] = (char)toupper((unsigned char)*q++);
-			kw[k] = '\0';
-			if (strcmp(kw, "PIPELINING") == 0) r->caps |= CAP_PIPELINING;
-			else if (strcmp(kw, "SIZE") == 0) r->caps |= CAP_SIZE;
-			else if (strcmp(kw, "8BITMIME") == 0) r->caps |= CAP_8BITMIME;
-			else if (strcmp(kw, "SMTPUTF8") == 0) r->caps |= CAP_SMTPUTF8;
-			else if (strcmp(kw, "STARTTLS") == 0) r->caps |= CAP_STARTTLS;
-			else if (strcmp(kw, "ENHANCEDSTATUSCODES") == 0) r->caps |= CAP_ENHANCED;
-			else if (strcmp(kw, "DSN") == 0) r->caps |= CAP_DSN;
-			else if (strcmp(kw, "CHUNKING") == 0) r->caps |= CAP_CHUNKING;
-			else if (strcmp(kw, "XCLIENT") == 0) {
-				r->caps |= CAP_XCLIENT;
-				size_t al = (size_t)(p + n - q);
-				if (al >= sizeof(r->xclient_attrs))
-					al = sizeof(r->xclient_attrs) - 1;
-				memcpy(r->xclient_attrs, q, al);
-				r->xclient_attrs[al] = '\0';
-				for (char *c = r->xclient_attrs; *c; c++)
-					*c = (char)toupper((unsigned char)*c);
-			}
-		}
-		p = e ? e + 2 : NULL;
-	}
+	smtp_caps_parse(text, &r->caps);
 }
 
 static void relay_send_ehlo(struct relay *r, enum relay_state next)
@@ -725,15 +682,7 @@ static void relay_xtext(char *out, size_t cap, const char *in)
 
 static bool relay_xclient_has(const struct relay *r, const char *attr)
 {
-	size_t n = strlen(attr);
-	const char *p = r->xclient_attrs;
-
-	while ((p = strstr(p, attr)) != NULL) {
-		if ((p == r->xclient_attrs || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
-			return true;
-		p += n;
-	}
-	return false;
+	return smtp_caps_xclient_has(&r->caps, attr);
 }
 
 /* A client name as Postfix's XCLIENT takes it (XCLIENT_README): the name when known,
@@ -806,7 +755,7 @@ static void relay_ready(struct relay *r)
 /* After EHLO (first, after TLS or after XCLIENT): announce identity or finish. */
 static void relay_after_ehlo(struct relay *r)
 {
-	if (r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT && (r->caps & CAP_XCLIENT) &&
+	if (r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT) &&
 	    r->pending_ident[0] && strcmp(r->pending_ident, r->ident) != 0) {
 		r->state = RELAY_XCLIENT;
 		relay_send_line(r, r->pending_ident);
@@ -955,7 +904,7 @@ static bool relay_idle_fits(struct relay *r, const struct hook_env *env)
 	relay_build_xclient(r, env);
 	if (strcmp(r->pending_ident, r->ident) == 0)
 		return true;
-	return (r->caps & CAP_XCLIENT) && !atomic_load(&r->b->xclient_once);
+	return (r->caps.bits & SMTP_CAP_XCLIENT) && !atomic_load(&r->b->xclient_once);
 }
 
 /* An idle connection to b of generation g that fits env (see above), or NULL. */
@@ -1030,7 +979,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		r->counted_active = true;
 		backend_active_add(b, 1);
 		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
-		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps & CAP_XCLIENT)) {
+		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT)) {
 			relay_build_xclient(r, env);
 			if (strcmp(r->pending_ident, r->ident) != 0) {
 				r->state = RELAY_XCLIENT;
@@ -1066,6 +1015,7 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 	r->open_cb = cb;
 	r->arg = arg;
 	r->in_session = true;
+	smtp_reply_init(&r->rd, 0);
 	snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
 	bool unix_sock = b->sa.ss_family == AF_UNIX;
 	if (unix_sock)
@@ -1129,7 +1079,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		if ((r->state == RELAY_EHLO || r->state == RELAY_EHLO_TLS) && code == 250 && r->open_env) {
 			/* EHLO answered: now the XCLIENT attributes are known. */
 			relay_parse_caps(r, text);
-			if ((r->caps & CAP_XCLIENT) && r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT)
+			if ((r->caps.bits & SMTP_CAP_XCLIENT) && r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT)
 				relay_build_xclient(r, r->open_env);
 		}
 		relay_handshake_reply(r, code, text);
@@ -1273,8 +1223,12 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		relay_close(r);
 		return;
 	default:
-		/* Unexpected reply (e.g. idle): drop the connection. */
-		relay_close(r);
+		/* Unexpected reply (e.g. idle): drop the connection; one being opened fails, so
+		 * its owner hears of it (a close alone would leave it waiting for ever). */
+		if (r->open_cb)
+			relay_fail_protocol(r, "unexpected reply");
+		else
+			relay_close(r);
 		return;
 	}
 }
@@ -1371,7 +1325,7 @@ static void relay_ahead_deliver(struct relay *r)
 bool relay_can_ahead(const struct relay *r)
 {
 	return r->state == RELAY_READY && r->data_open && !r->data_queued && r->fifo_len == 0 && r->ahead_n == 0 &&
-	    (r->caps & CAP_PIPELINING) && !(r->caps & CAP_CHUNKING) && r->b->kind != BACKEND_LMTP;
+	    (r->caps.bits & SMTP_CAP_PIPELINING) && !(r->caps.bits & SMTP_CAP_CHUNKING) && r->b->kind != BACKEND_LMTP;
 }
 
 void relay_queue_ahead(struct relay *r, const char *line)
@@ -1688,7 +1642,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 		r->msg_waiting = true;
 		return;
 	}
-	r->bdat = (r->caps & CAP_CHUNKING) != 0;
+	r->bdat = (r->caps.bits & SMTP_CAP_CHUNKING) != 0;
 	if (r->bdat) {
 		/* RFC 3030: the content goes as one last chunk of its exact (normalised) size,
 		 * no 354 to wait for, nothing to stuff: a dot inside means nothing. */

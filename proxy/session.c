@@ -763,7 +763,8 @@ static void session_apply_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_txn_refused(s, v, "data", HOOK_DATA);
-		session_error(s);
+		if (!v->not_an_error)       /* greylisting the null sender at DATA */
+			session_error(s);
 		session_cmd_done(s);
 		return;
 	}
@@ -971,7 +972,8 @@ static void session_apply_bdat_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_txn_refused(s, v, "data", HOOK_DATA);
-		session_error(s);
+		if (!v->not_an_error)
+			session_error(s);
 		s->bdat.discarding = true;
 		s->bdat.failed = true;
 	} else if (smtp_tx_data_open(&s->tx) != 0) {
@@ -1067,7 +1069,11 @@ static const struct session_cmd session_cmds[] = {
 	  .stage = HOOK_DATA, .apply = session_apply_data },
 	{ .verb = SMTP_RSET, .flags = CMD_HELP | CMD_RESETS_TXN | CMD_JUNK, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
 	{ .verb = SMTP_NOOP, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE, .reply = "250 2.0.0 Ok" },
-	{ .verb = SMTP_QUIT, .flags = CMD_HELP | CMD_QUIT, .stage = SESSION_NO_STAGE, .reply = "221 2.0.0 Bye" },
+	/* QUIT ends an open transaction as RSET does (a callout: MAIL, RCPT, QUIT): its backend
+	 * connection gets RSET and is pooled, or QUIT, instead of a close the backend logs as
+	 * a lost connection */
+	{ .verb = SMTP_QUIT, .flags = CMD_HELP | CMD_QUIT | CMD_RESETS_TXN, .stage = SESSION_NO_STAGE,
+	  .reply = "221 2.0.0 Bye" },
 	{ .verb = SMTP_VRFY, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE,
 	  .reply = "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery" },
 	{ .verb = SMTP_HELP, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE, .apply = session_apply_help },

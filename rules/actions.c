@@ -166,15 +166,16 @@ static size_t actions_sa_wrap(char *out, size_t len, const char *s, size_t name_
 	return o;
 }
 
-/* SpamAssassin's _SCORE_ and _REQD_ (s, r: 32 bytes each): the score rounded to 3 decimals
- * decides; the shown one (2.1f) never contradicts the verdict (_get_tag_value_for_score).
- * Returns whether the message is spam. */
-static bool actions_shown_score(char *s, char *r, double score, double required)
+bool actions_shown_score(char *s, char *r, double score, double required)
 {
 	double s3 = round(score * 1000) / 1000, shown;
 	bool spam = s3 >= required;
 
-	actions_format_score(s, 32, s3);
+	/* SA's $score = (sprintf "%0.3f", $score) + 0, then sprintf("%2.1f"): -0.002 is "-0.0"
+	 * as SpamAssassin writes it, only an exact zero is "0.0" */
+	if (s3 == 0)
+		s3 = 0;
+	snprintf(s, 32, "%.1f", s3);
 	snprintf(r, 32, "%.1f", required);
 	shown = strtod(s, NULL);
 	if (spam && shown < strtod(r, NULL))

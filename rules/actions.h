@@ -37,6 +37,11 @@ size_t actions_format_status(char *buf, size_t len, double score, double require
 /* Formats the score as SA does ("%.1f", "-0.0" shown as "0.0"). */
 void actions_format_score(char *buf, size_t len, double score);
 
+/* SpamAssassin's _SCORE_ and _REQD_ (s, r: 32 bytes each): the score rounded to 3 decimals
+ * decides; the shown one (2.1f) never contradicts the verdict (_get_tag_value_for_score).
+ * Returns whether the message is spam. */
+bool actions_shown_score(char *s, char *r, double score, double required);
+
 /* "A=2.500, B=1.000" folded like the status; returns bytes written. */
 size_t actions_format_symbols(char *buf, size_t len, const char *const *names,
     const double *scores, size_t n);

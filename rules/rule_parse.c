@@ -653,15 +653,91 @@ static bool rule_add_header_is_stock(const char *v)
 	return false;
 }
 
+/* Conf.pm's add_header STRING: the quotes around it dropped, then, between double
+ * backslashes (each one backslash), \t a tab, \n a line break, any other escaped
+ * character removed. malloc'd. */
+static char *rule_header_template(const char *h, size_t n)
+{
+	char *out = malloc(n + 1), *o = out;
+
+	if (out == NULL)
+		abort();
+	if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
+		h++;
+		n -= 2;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (h[i] != '\\' || i + 1 >= n) {
+			*o++ = h[i];
+			continue;
+		}
+		i++;
+		if (h[i] == '\\')
+			*o++ = '\\';
+		else if (h[i] == 't')
+			*o++ = '\t';
+		else if (h[i] == 'n')
+			*o++ = '\n';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* add_header { spam | ham | all } NAME STRING and remove_header { spam | ham | all } NAME
+ * (Conf.pm's syntax; anything else is its lint's "invalid value"), applied to the lists as
+ * SpamAssassin applies them; -t warns of a tag in STRING mxgate does not expand and of an
+ * X-Spam-Checker-Version mxgate does not write. */
+static void rule_parse_header_line(struct rule_line *l, bool add, const char *v)
+{
+	struct rule_src *s = l->s;
+	const char *te = rule_word_end(v), *n = rule_skip_ws(te), *ne = n, *h;
+	int which = rule_word_is(v, te, "ham") ? 1 : rule_word_is(v, te, "spam") ? 2 :
+	    rule_word_is(v, te, "all") ? 3 : 0;
+
+	while (isalnum((unsigned char)*ne) || *ne == '_' || *ne == '-')
+		ne++;
+	h = rule_skip_ws(ne);
+	/* Conf.pm matches ham|spam|all case-sensitively */
+	if (which && strncmp(v, which == 1 ? "ham" : which == 2 ? "spam" : "all",
+	    (size_t)(te - v)) != 0)
+		which = 0;
+	if (which == 0 || n == te || ne == n || (add ? (h == ne || *h == '\0') : *h != '\0')) {
+		rule_src_add_error(s, l->file, l->lineno, rule_col(l, v), "%s: invalid value "
+		    "(SpamAssassin's syntax: %s { spam | ham | all } NAME%s)",
+		    add ? "add_header" : "remove_header", add ? "add_header" : "remove_header",
+		    add ? " STRING" : "");
+		return;
+	}
+	if (!add) {
+		rule_src_set_header(s, which, n, (size_t)(ne - n), NULL);
+		return;
+	}
+	{
+		char *t = rule_header_template(h, strlen(h)), unk[256];
+
+		rule_src_set_header(s, which, n, (size_t)(ne - n), t);
+		if ((size_t)(ne - n) == 15 && strncasecmp(n, "Checker-Version", 15) == 0) {
+			if (!rule_add_header_is_stock(v))
+				rule_src_add_warning(s, l->file, l->lineno, 1, "add_header %.*s "
+				    "Checker-Version is not applied: mxgate writes no "
+				    "X-Spam-Checker-Version (version= in X-Spam-Status names mxgate's)",
+				    (int)(te - v), v);
+		} else if (addhdr_unknown_tags(t, unk, sizeof(unk))) {
+			rule_src_add_warning(s, l->file, l->lineno, 1, "add_header %.*s %.*s: %s is "
+			    "not expanded by mxgate (written as is)", (int)(te - v), v,
+			    (int)(ne - n), n, unk);
+		}
+		free(t);
+	}
+}
+
 static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
     const char *v)
 {
-	if (rule_word_is(p, e, "add_header") && !rule_add_header_is_stock(v)) {
-		const char *n = rule_skip_ws(rule_word_end(v)), *ne = rule_word_end(n);
-
-		rule_src_add_warning(l->s, l->file, l->lineno, 1, "add_header %.*s is not applied: "
-		    "mxgate writes X-Spam-Score, X-Spam-Status (SpamAssassin's default template), "
-		    "X-Spam-Flag, X-Spam-Level and X-Spam-Symbols only", (int)(ne - n), n);
+	if (rule_word_is(p, e, "shortcircuit")) {
+		rule_src_add_warning(l->s, l->file, l->lineno, 1, "shortcircuit %s is not applied: "
+		    "mxgate does not run the Shortcircuit plugin, every rule runs and the total "
+		    "decides", v);
 	} else if ((rule_word_is(p, e, "loadplugin") || rule_word_is(p, e, "tryplugin")) &&
 	    !rule_has_plugin(l->s, v, (size_t)(rule_word_end(v) - v))) {
 		/* SpamAssassin loads it and its ifplugin blocks apply; mxgate runs the plugins
@@ -816,6 +892,27 @@ static void rule_parse_line(struct rule_line *l, char *line)
 
 			free(s->rewrite_subject);
 			s->rewrite_subject = *t ? rule_strdup(t) : NULL;
+			return;
+		}
+		if (rule_word_is(p, e, "add_header") || rule_word_is(p, e, "remove_header")) {
+			rule_parse_header_line(l, rule_word_is(p, e, "add_header"), a);
+			return;
+		}
+		if (rule_word_is(p, e, "clear_headers")) {
+			if (*a != '\0')
+				rule_src_add_error(s, l->file, l->lineno, rule_col(l, a),
+				    "clear_headers: invalid value (it takes none)");
+			else
+				rule_src_clear_headers(s);
+			return;
+		}
+		if (rule_word_is(p, e, "report_safe")) {
+			/* 0 is what mxgate does; 1 and 2 are warned of once all is read
+			 * (rule_src_finish), if the last line says so */
+			s->report_safe = strtol(a, NULL, 10);
+			free(s->report_safe_file);
+			s->report_safe_file = rule_strdup(l->file ? l->file : "-");
+			s->report_safe_line = l->lineno;
 			return;
 		}
 		rule_warn_setting(l, p, e, a);

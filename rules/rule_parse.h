@@ -163,6 +163,12 @@ const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n);
  * when none or when a later one with no STRING removed it (SpamAssassin's Conf.pm). */
 const char *rule_src_rewrite_subject(const struct rule_src *s);
 
+/* SpamAssassin's headers_spam (spam) or headers_ham list after the add_header,
+ * remove_header and clear_headers lines read (10_default_prefs.cf's before them): sets *v,
+ * returns the count (borrowed until rule_src_free). */
+struct addhdr_spec;
+size_t rule_src_headers(const struct rule_src *s, bool spam, const struct addhdr_spec **v);
+
 /* Parses "/re/flags" or "m{re}flags" at *p. On success returns 0, sets *re (malloc'd),
  * *flags and advances *p past the flags. -1 with *err on a malformed regex. */
 int rule_parse_regex(const char **p, char **re, unsigned *flags, const char **err);

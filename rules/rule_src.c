@@ -156,7 +156,83 @@ struct rule_src *rule_src_new(void)
 	 * *.cf does not: its `enable_compat welcomelist_blocklist` makes the stock
 	 * 60_welcomelist.cf score USER_IN_WELCOMELIST -100 with no USER_IN_WHITELIST meta */
 	rule_enable_compat(s, "welcomelist_blocklist", 21);
+	rule_src_default_headers(s);
 	return s;
+}
+
+static void rule_free_headers(struct rule_src *s)
+{
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < s->nhdrs[k]; i++) {
+			free(s->hdrs[k][i].name);
+			free(s->hdrs[k][i].tmpl);
+		}
+		free(s->hdrs[k]);
+		s->hdrs[k] = NULL;
+		s->nhdrs[k] = 0;
+	}
+}
+
+void rule_src_default_headers(struct rule_src *s)
+{
+	rule_free_headers(s);
+	rule_src_set_header(s, 3, "Checker-Version", 15,
+	    "SpamAssassin _VERSION_ (_SUBVERSION_) on _HOSTNAME_");
+	rule_src_set_header(s, 2, "Flag", 4, "_YESNOCAPS_");
+	rule_src_set_header(s, 3, "Level", 5, "_STARS(*)_");
+	rule_src_set_header(s, 3, "Status", 6, "_YESNO_, score=_SCORE_ required=_REQD_ "
+	    "tests=_TESTS_ autolearn=_AUTOLEARN_ version=_VERSION_");
+}
+
+void rule_src_set_header(struct rule_src *s, int which, const char *name, size_t nl,
+    const char *tmpl)
+{
+	if (tmpl == NULL && nl == 15 && memcmp(name, "Checker-Version", 15) == 0)
+		return;         /* SA: not removable (case-sensitive) */
+	for (int k = 0; k < 2; k++) {
+		size_t o = 0;
+
+		if (!(which & (1 << k)))
+			continue;
+		for (size_t i = 0; i < s->nhdrs[k]; i++) {
+			struct addhdr_spec *h = &s->hdrs[k][i];
+
+			if (strlen(h->name) == nl && strncasecmp(h->name, name, nl) == 0) {
+				free(h->name);
+				free(h->tmpl);
+			} else {
+				s->hdrs[k][o++] = *h;
+			}
+		}
+		s->nhdrs[k] = o;
+		if (tmpl == NULL)
+			continue;
+		if ((s->hdrs[k] = realloc(s->hdrs[k], (o + 1) * sizeof(*s->hdrs[k]))) == NULL)
+			abort();
+		s->hdrs[k][o].name = rule_strndup(name, nl);
+		s->hdrs[k][o].tmpl = rule_strdup(tmpl);
+		s->nhdrs[k]++;
+	}
+}
+
+void rule_src_clear_headers(struct rule_src *s)
+{
+	char *cv = NULL;
+
+	/* Conf.pm: the ham list's Checker-Version (the first of that name) stays, in both */
+	for (size_t i = 0; i < s->nhdrs[0] && cv == NULL; i++)
+		if (strcasecmp(s->hdrs[0][i].name, "Checker-Version") == 0)
+			cv = rule_strdup(s->hdrs[0][i].tmpl);
+	rule_free_headers(s);
+	if (cv)
+		rule_src_set_header(s, 3, "Checker-Version", 15, cv);
+	free(cv);
+}
+
+size_t rule_src_headers(const struct rule_src *s, bool spam, const struct addhdr_spec **v)
+{
+	*v = s->hdrs[spam ? 1 : 0];
+	return s->nhdrs[spam ? 1 : 0];
 }
 
 static void rule_def_clear(struct rule_def *d)
@@ -203,6 +279,8 @@ void rule_src_free(struct rule_src *s)
 		free(s->ignore_hdrs[i]);
 	free(s->ignore_hdrs);
 	free(s->rewrite_subject);
+	free(s->report_safe_file);
+	rule_free_headers(s);
 	free(s);
 }
 
@@ -902,6 +980,15 @@ void rule_src_finish(struct rule_src *s)
 	if (s->finished)
 		return;
 	s->finished = true;
+	/* report_safe 1 or 2 (SpamAssassin's wrapped spam): the last line decides, so the stock
+	 * 10_default_prefs.cf's 1 followed by a local.cf's 0 is quiet */
+	if (s->report_safe_file && s->report_safe != 0) {
+		rule_src_add_warning(s, s->report_safe_file, s->report_safe_line, 1, "report_safe %ld "
+		    "is not applied: mxgate marks spam as report_safe 0 does (X-Spam-* fields, "
+		    "rewrite_header Subject), the message itself goes on unchanged", s->report_safe);
+		rule_note_ignored(s, "report_safe", 11);
+		s->ignored++;
+	}
 	for (size_t i = 0; i < s->n; i++) {
 		struct rule_def *d = &s->v[i];
 

@@ -5,6 +5,7 @@
 #ifndef MX_RULE_SRC_INT_H
 #define MX_RULE_SRC_INT_H
 
+#include "addhdr.h"
 #include "rule_parse.h"
 
 #include <stdbool.h>
@@ -26,6 +27,11 @@ struct rule_src {
 	struct rule_setting *settings; size_t nsettings, settings_cap;
 	char **ignore_hdrs; size_t nignore_hdrs, ignore_hdrs_cap;   /* bayes_ignore_header */
 	char *rewrite_subject;                /* rewrite_header Subject STRING; NULL = none */
+	/* add_header / remove_header / clear_headers: SpamAssassin's headers_ham and
+	 * headers_spam lists, from 10_default_prefs.cf's on */
+	struct addhdr_spec *hdrs[2]; size_t nhdrs[2];   /* [0] ham, [1] spam */
+	/* the last report_safe line: its value, file and line (NULL: none read) */
+	long report_safe; char *report_safe_file; int report_safe_line;
 	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
 	char **errors; size_t nerrors, errors_cap;
 	char **warnings; size_t nwarnings, warnings_cap;   /* "FILE:LINE:COL: warning: ..." */
@@ -61,6 +67,15 @@ void rule_src_add_warning(struct rule_src *s, const char *file, int line, int co
 /* A bayes_ignore_header name (len bytes): kept lower case, once. -1 when the list is full. */
 int rule_add_ignore_header(struct rule_src *s, const char *name, size_t len);
 void rule_add_tag(struct rule_src *s, int kind, const char *name, size_t nl, const char *value);
+/* Sets the add_header lists to SpamAssassin's defaults (10_default_prefs.cf). */
+void rule_src_default_headers(struct rule_src *s);
+/* add_header WHICH NAME TEMPLATE (which: 1 ham, 2 spam, 3 all; tmpl with Conf.pm's escapes
+ * done): the field goes to the end of the lists named, any field of that name (any case)
+ * removed first. NULL tmpl: remove_header (X-Spam-Checker-Version stays). */
+void rule_src_set_header(struct rule_src *s, int which, const char *name, size_t nl,
+    const char *tmpl);
+/* clear_headers: the lists emptied but for Checker-Version. */
+void rule_src_clear_headers(struct rule_src *s);
 /* SA's `if` expression: 1 true, 0 false, -1 syntax error. */
 int rule_cond_eval(struct rule_src *s, const char *text);
 const char *rule_skip_ws(const char *p);

@@ -5,6 +5,7 @@
 
 #include "actions.h"
 #include "config.h"
+#include "headers.h"
 #include "log.h"
 #include "msgbuf.h"
 
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* ---------------------------------------------------------------- generations */
 
@@ -326,21 +328,49 @@ static int rules_hit_count(const struct rules_result *res, const char *name)
 	return 1;
 }
 
-/* rules_add_headers: X-Spam-Score, -Status (al: what follows its tests=, see
- * rules_status_tail), -Flag, -Level and -Symbols of a scored message. */
-static void rules_add_headers(struct hook_env *env, double total, double required,
-    const struct rules_result *res, const char *al)
+/* The area SpamAssassin's REPORT names a hit of rule r by (Check.pm's got_hit calls): its
+ * kind's, "" for header, meta and others' symbols (r NULL). */
+static const char *rules_report_area(const struct rules_rule *r)
 {
-	size_t n = env->nsymbols, k = 0, nt = 0;
+	if (r == NULL)
+		return "";
+	switch (r->kind) {
+	case RULE_BODY: return "BODY: ";
+	case RULE_RAWBODY: return "RAW: ";
+	case RULE_URI: return "URI: ";
+	case RULE_FULL: return "FULL: ";
+	default: return "";
+	}
+}
+
+/* The rule of res named name, NULL for another module's symbol. */
+static const struct rules_hit *rules_find_hit(const struct rules_result *res, const char *name)
+{
+	for (size_t i = 0; res && i < res->n; i++)
+		if (strcmp(res->v[i].name, name) == 0)
+			return &res->v[i];
+	return NULL;
+}
+
+/* rules_add_headers: X-Spam-Score, then SpamAssassin's add_header fields for this class of
+ * message (the rule files' add_header / remove_header / clear_headers over
+ * 10_default_prefs.cf's Flag, Level, Status), then X-Spam-Symbols, of a scored message.
+ * autolearn: _AUTOLEARN_'s value (rules_status_tail); bayes: the classifier's
+ * probability, < 0 when there is none. */
+static void rules_add_headers(const struct rules_worker *w, struct hook_env *env,
+    double total, double required, const struct rules_result *res, const char *autolearn,
+    double bayes)
+{
+	size_t n = env->nsymbols, k = 0, nt = 0, nh, rlen = 0;
 	const char **names = calloc(n + 1, sizeof(char *));
 	const char **tests;
-	const char **snames = calloc(n + 1, sizeof(char *));
-	double *scores = calloc(n + 1, sizeof(double));
-	char sbuf[32];
-	size_t cap = 64 * (n + 4) + 256 + strlen(al);
-	char *buf = malloc(cap);
+	double *tscores, *scores = calloc(n + 1, sizeof(double));
+	char sbuf[32], *report = NULL, version[64];
+	const struct addhdr_spec *h;
+	struct addhdr_vals av = { 0 };
+	bool spam = round(total * 1000) / 1000 >= required;
 
-	if (!names || !snames || !scores || !buf)
+	if (!names || !scores)
 		abort();
 	for (size_t i = 0; i < n; i++)
 		names[k++] = env->symbols[i].name;
@@ -354,73 +384,117 @@ static void rules_add_headers(struct hook_env *env, double total, double require
 				names[o++] = names[i];
 		k = o;
 	}
-	/* tests=: a tflags multiple rule once per hit, as SpamAssassin's _TESTS_ lists it
-	 * (get_names_of_tests_hit) */
 	for (size_t i = 0; i < k; i++)
-		nt += (size_t)rules_hit_count(res, names[i]);
-	tests = calloc(nt + 1, sizeof(char *));
-	if (tests == NULL)
-		abort();
-	nt = 0;
-	for (size_t i = 0; i < k; i++)
-		for (int c = rules_hit_count(res, names[i]); c > 0; c--)
-			tests[nt++] = names[i];
-	if (64 * (nt + 4) + 256 + strlen(al) > cap) {
-		cap = 64 * (nt + 4) + 256 + strlen(al);
-		buf = realloc(buf, cap);
-		if (buf == NULL)
-			abort();
-	}
-	for (size_t i = 0; i < k; i++) {
-		snames[i] = names[i];
-		scores[i] = 0;
 		for (size_t j = 0; j < n; j++)
 			if (strcmp(env->symbols[j].name, names[i]) == 0)
 				scores[i] += env->symbols[j].score;
+	/* tests=: a tflags multiple rule once per hit, as SpamAssassin's _TESTS_ lists it
+	 * (get_names_of_tests_hit), each with a hit's score; REPORT a line per hit too */
+	for (size_t i = 0; i < k; i++)
+		nt += (size_t)rules_hit_count(res, names[i]);
+	tests = calloc(nt + 1, sizeof(char *));
+	tscores = calloc(nt + 1, sizeof(double));
+	if (tests == NULL || tscores == NULL)
+		abort();
+	nt = 0;
+	for (size_t i = 0; i < k; i++) {
+		int c = rules_hit_count(res, names[i]);
+		const struct rules_hit *hit = rules_find_hit(res, names[i]);
+		const char *desc = hit ? hit->desc : NULL;
+
+		for (size_t j = 0; hit == NULL && j < n; j++)
+			if (strcmp(env->symbols[j].name, names[i]) == 0 && env->symbols[j].desc)
+				desc = env->symbols[j].desc;
+		for (int m = 0; m < c; m++) {
+			tscores[nt] = scores[i] / c;
+			tests[nt++] = names[i];
+			addhdr_report_add(&report, &rlen, scores[i] / c, names[i],
+			    rules_report_area(hit ? hit->rule : NULL),
+			    desc && *desc ? desc : "No description available.");
+		}
 	}
+	snprintf(version, sizeof(version), "mxgate-%s", MX_VERSION);
+	av.score = total;
+	av.required = required;
+	av.tests = tests;
+	av.test_scores = tscores;
+	av.ntests = nt;
+	av.autolearn = autolearn;
+	av.version = version;
+	av.hostname = env->cfg && env->cfg->hostname ? env->cfg->hostname : "";
+	av.bayes = bayes;
+	av.report = report;
+	av.now = time(NULL);
 	rules_delete_spam_fields(env);
 	actions_format_score(sbuf, sizeof(sbuf), total);
 	hook_env_add_header(env, "X-Spam-Score", sbuf);
-	actions_format_status(buf, cap, total, required, tests, nt, al);
-	hook_env_add_header(env, "X-Spam-Status", buf);
-	/* SpamAssassin's other two default fields (10_default_prefs.cf: add_header spam Flag
-	 * _YESNOCAPS_, add_header all Level _STARS(*)_): what sieve and procmail rules carried
-	 * over from SpamAssassin test. The flag follows X-Spam-Status's Yes; a star per whole
-	 * point, at most 50. */
-	if (round(total * 1000) / 1000 >= required)
-		hook_env_add_header(env, "X-Spam-Flag", "YES");
-	{
-		char stars[51];
-		int n = total >= 50 ? 50 : total > 0 ? (int)total : 0;
+	/* SpamAssassin's fields (_get_added_headers), in the list's order; X-Spam-Checker-Version
+	 * names SpamAssassin's own version and is not written */
+	nh = rules_set_headers(w->rs, spam, &h);
+	for (size_t i = 0; i < nh; i++) {
+		char name[128], *val;
 
-		memset(stars, '*', (size_t)n);
-		stars[n] = '\0';
-		hook_env_add_header(env, "X-Spam-Level", stars);
+		if (strcasecmp(h[i].name, "Checker-Version") == 0)
+			continue;
+		snprintf(name, sizeof(name), "X-Spam-%s", h[i].name);
+		val = addhdr_value(h[i].name, h[i].tmpl, &av);
+		hook_env_add_header(env, name, val);
+		free(val);
 	}
 	if (k) {
-		actions_format_symbols(buf, cap, snames, scores, k);
+		size_t cap = 256;
+		char *buf;
+
+		for (size_t i = 0; i < k; i++)
+			cap += strlen(names[i]) + 40;   /* "NAME=%.3f, " and a fold */
+		if ((buf = malloc(cap)) == NULL)
+			abort();
+		actions_format_symbols(buf, cap, names, scores, k);
 		hook_env_add_header(env, "X-Spam-Symbols", buf);
+		free(buf);
 	}
 	free(names);
 	free(tests);
-	free(snames);
+	free(tscores);
 	free(scores);
-	free(buf);
+	free(report);
 }
 
 /* rewrite_header Subject, as SpamAssassin with report_safe 0 (the rule files' tmpl): on spam,
- * each "Subject:" field gets the tag before its value as received (encoded words and
- * folds kept), the value it had goes into X-Spam-Prev-Subject; a message without one gets
- * "Subject: TAG" and "X-Spam-Prev-Subject: (nonexistent)"; ham without one gets an empty
- * "Subject: ", as from spamd. A "Subject :" field (blank before
- * the colon), which SpamAssassin's /^Subject:/i skips, is counted (the edit's index counts
- * every Subject field) but left as it is. */
+ * each "Subject:" field gets the tag before its value (encoded words and folds kept), the
+ * value it had goes into X-Spam-Prev-Subject; a message without one gets "Subject: TAG" and
+ * "X-Spam-Prev-Subject: (nonexistent)"; ham without one gets an empty "Subject: ", as from
+ * spamd. The value tagged is the one the backend would get without the tag: the message's
+ * header with the edits of the filters before (rspamd's "rewrite subject", a milter's
+ * chgheader) applied, so their change stays and the tag comes once, in front (the order of a
+ * Postfix chain of those filters, then spamc). A "Subject :" field (blank before the colon),
+ * which SpamAssassin's /^Subject:/i skips, is counted (the edit's index counts every Subject
+ * field) but left as it is. */
 static void rules_rewrite_subject(struct hook_env *env, const char *tmpl, double total,
     double required, bool spam)
 {
-	size_t len = 0, i = 0;
+	size_t len = 0, i = 0, hl = 0;
 	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL;
 	int n = 0;
+	struct strbuf view = { 0 };
+
+	/* the header block (to its blank line), as the edits so far leave it */
+	while (m != NULL && hl < len) {
+		const char *lf = memchr(m + hl, '\n', len - hl);
+
+		if (lf == NULL) {
+			hl = len;
+			break;
+		}
+		hl = (size_t)(lf - m) + 1;
+		if (hl < len && (m[hl] == '\n' || (m[hl] == '\r' && hl + 1 < len && m[hl + 1] == '\n')))
+			break;
+	}
+	if (m != NULL && env->nhdr_edits > 0) {
+		headers_apply_edits(m, hl, env->hdr_edits, env->nhdr_edits, &view);
+		m = view.v;
+		len = view.len;
+	}
 
 	while (m != NULL && i < len && m[i] != '\n' && !(m[i] == '\r' && i + 1 < len &&
 	    m[i + 1] == '\n')) {
@@ -465,6 +539,7 @@ static void rules_rewrite_subject(struct hook_env *env, const char *tmpl, double
 		hook_env_add_header(env, "X-Spam-Prev-Subject", "(nonexistent)");
 		free(nv);
 	}
+	strbuf_free(&view);
 }
 
 /* The built-in filters that score (spamd, rspamd: SPAMD_SCORE, RSPAMD_SCORE) configured for
@@ -550,28 +625,27 @@ static void rules_work_cb(uv_work_t *req)
 	rules_worker_give_scratch(j->w, sc);
 }
 
-/* What X-Spam-Status says after tests= in SpamAssassin's default template (10_default_prefs.cf:
- * "autolearn=_AUTOLEARN_ version=_VERSION_"), PerMsgStatus::get_autolearn_status: "disabled"
- * without a classifier or with autolearn off (SA: use_bayes 0 or bayes_auto_learn 0); else
- * "spam" or "ham" when the message is learned, "no" when not, each with "autolearn_force=no"
- * or "=yes (RULES)". The learning itself runs after the header is written (a failure is
- * logged as event=bayes_error op=autolearn), where SA says "failed" in the header. version=
- * is mxgate's own, not a SpamAssassin version. */
+/* SpamAssassin's _AUTOLEARN_ (PerMsgStatus::get_autolearn_status), what X-Spam-Status's
+ * default template says after "autolearn=": "disabled" without a classifier or with
+ * autolearn off (SA: use_bayes 0 or bayes_auto_learn 0); else "spam" or "ham" when the
+ * message is learned, "no" when not, each with " autolearn_force=no" or "=yes (RULES)". The
+ * learning itself runs after the header is written (a failure is logged as
+ * event=bayes_error op=autolearn), where SA says "failed" in the header. */
 static void rules_status_tail(char *buf, size_t len, const struct rules_worker *w,
     const struct rules_config *rc, int learn, const struct bayes_autolearn_points *alp)
 {
 	char force[sizeof(alp->force_names) + 8];
 
 	if (w->bayes == NULL || !rc->bayes.enabled || !rc->bayes.autolearn) {
-		snprintf(buf, len, "autolearn=disabled version=mxgate-%s", MX_VERSION);
+		snprintf(buf, len, "disabled");
 		return;
 	}
 	if (learn >= 0 && alp->force)
 		snprintf(force, sizeof(force), "yes (%s)", alp->force_names);
 	else
 		snprintf(force, sizeof(force), "no");
-	snprintf(buf, len, "autolearn=%s autolearn_force=%s version=mxgate-%s",
-	    learn < 0 ? "no" : learn ? "spam" : "ham", force, MX_VERSION);
+	snprintf(buf, len, "%s autolearn_force=%s",
+	    learn < 0 ? "no" : learn ? "spam" : "ham", force);
 }
 
 /* Back on the loop thread: symbols, total, verdict, headers, log line. *learn: the
@@ -648,7 +722,8 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	}
 	if (rc->headers && !incomplete && (v.action == VERDICT_CONTINUE ||
 	    v.action == VERDICT_ACCEPT || v.action == VERDICT_QUARANTINE))
-		rules_add_headers(env, total, w->th.required, res, al);
+		rules_add_headers(w, env, total, w->th.required, res, al,
+		    w->bayes && br->scanned ? br->prob : -1);
 	else if (!rc->headers || incomplete)
 		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
 		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it
@@ -865,7 +940,7 @@ static const struct cfg_field rules_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rules_config, max_size), "2M",
 	  .doc = "bigger messages get header and envelope rules only" },
 	{ "headers", CFG_BOOL, offsetof(struct rules_config, headers), "true",
-	  .doc = "add X-Spam-Score, X-Spam-Status, X-Spam-Symbols, X-Spam-Level (and X-Spam-Flag: YES on spam) to delivered mail; the message's own X-Spam-* are removed either way" },
+	  .doc = "add X-Spam-Score, X-Spam-Symbols and SpamAssassin's add_header fields (X-Spam-Status, X-Spam-Level, X-Spam-Flag: YES on spam, and the rule files' add_header lines) to delivered mail; the message's own X-Spam-* are removed either way" },
 	{ "trusted_networks", CFG_CIDRLIST, offsetof(struct rules_config, trusted_networks), NULL,
 	  .doc = "SpamAssassin's trusted_networks: relays there are trusted (empty: SA infers)" },
 	{ "internal_networks", CFG_CIDRLIST, offsetof(struct rules_config, internal_networks),

@@ -82,6 +82,11 @@ void rules_set_free(struct rules_set *rs);
  * once each): what its classifier must not tokenize. Sets *names (borrowed while rs lives)
  * and returns their count. */
 size_t rules_set_ignore_headers(const struct rules_set *rs, const char *const **names);
+/* SpamAssassin's add_header list for spam (headers_spam) or ham after the rule files'
+ * add_header, remove_header and clear_headers lines (10_default_prefs.cf's list before
+ * them): sets *v (borrowed from the set), returns the count. */
+struct addhdr_spec;
+size_t rules_set_headers(const struct rules_set *rs, bool spam, const struct addhdr_spec **v);
 /* The rule files' `rewrite_header Subject STRING` (tags unexpanded), or NULL. */
 const char *rules_set_rewrite_subject(const struct rules_set *rs);
 /* Reads and parses the files the globs name as rules_set_load does (the same if/ifplugin

@@ -552,6 +552,13 @@ static void rules_set_release(struct rules_set *rs)
 		free(rs->ignore_hdrs[i]);
 	free(rs->ignore_hdrs);
 	free(rs->rewrite_subject);
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < rs->nhdrs[k]; i++) {
+			free(rs->hdrs[k][i].name);
+			free(rs->hdrs[k][i].tmpl);
+		}
+		free(rs->hdrs[k]);
+	}
 	free(rs);
 }
 
@@ -605,6 +612,18 @@ static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE 
 		if (rule_src_rewrite_subject(src) &&
 		    ((*out)->rewrite_subject = strdup(rule_src_rewrite_subject(src))) == NULL)
 			abort();
+		for (int k = 0; k < 2; k++) {
+			const struct addhdr_spec *h;
+			size_t nh = rule_src_headers(src, k == 1, &h);
+
+			if (nh && ((*out)->hdrs[k] = calloc(nh, sizeof(*h))) == NULL)
+				abort();
+			for (size_t i = 0; i < nh; i++)
+				if (((*out)->hdrs[k][i].name = strdup(h[i].name)) == NULL ||
+				    ((*out)->hdrs[k][i].tmpl = strdup(h[i].tmpl)) == NULL)
+					abort();
+			(*out)->nhdrs[k] = nh;
+		}
 	}
 	for (size_t i = 0; i < rule_src_nwarnings(src) && err; i++)
 		fprintf(err, "%s\n", rule_src_warning(src, i));
@@ -807,6 +826,12 @@ size_t rules_set_ignore_headers(const struct rules_set *rs, const char *const **
 {
 	*names = (const char *const *)rs->ignore_hdrs;
 	return rs->nignore_hdrs;
+}
+
+size_t rules_set_headers(const struct rules_set *rs, bool spam, const struct addhdr_spec **v)
+{
+	*v = rs->hdrs[spam ? 1 : 0];
+	return rs->nhdrs[spam ? 1 : 0];
 }
 
 const char *rules_set_rewrite_subject(const struct rules_set *rs)

@@ -5,6 +5,7 @@
 #ifndef MX_RULES_INT_H
 #define MX_RULES_INT_H
 
+#include "addhdr.h"
 #include "rules.h"
 #include "eval.h"
 #include "match.h"
@@ -79,6 +80,7 @@ struct rules_set {
 	char *ignored_list;                  /* rule_src_ignored_list, for -t */
 	char **ignore_hdrs; size_t nignore_hdrs;  /* bayes_ignore_header, for the classifier */
 	char *rewrite_subject;                   /* rewrite_header Subject STRING, or NULL */
+	struct addhdr_spec *hdrs[2]; size_t nhdrs[2];   /* add_header lists: [0] ham, [1] spam */
 	atomic_int refs;
 };
 

@@ -32,11 +32,30 @@ PEER_PKGS="$PEER_PKGS python3-prometheus-client"
 PEER_PKGS="$PEER_PKGS postgrey"
 # nginx-light and its stream and mail modules: test_lb_nginx.py (nginx in front of mxgate)
 PEER_PKGS="$PEER_PKGS nginx-light libnginx-mod-stream libnginx-mod-mail"
+# libidn12: the Exim binary below links it
+PEER_PKGS="$PEER_PKGS libidn12"
+# exim4-daemon-heavy: test_exim.py (Exim behind mxgate with PROXY v2, Exim's callouts to
+# mxgate). It conflicts with postfix (each is the system's MTA), so it is unpacked into
+# $EXIM_ROOT, not installed; the binary wants the user it was built for (Debian-exim).
+EXIM_ROOT=/opt/mxgate-peers/exim4
+install_exim() {
+  [ -x "$EXIM_ROOT/usr/sbin/exim4" ] && getent passwd Debian-exim >/dev/null && return 0
+  local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  local tmp; tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
+  (cd "$tmp" && apt-get download -q exim4-daemon-heavy >/dev/null 2>&1) ||
+    { $SUDO apt-get update -qq >/dev/null; (cd "$tmp" && apt-get download -q exim4-daemon-heavy >/dev/null); }
+  $SUDO mkdir -p "$EXIM_ROOT"
+  $SUDO dpkg-deb -x "$tmp"/exim4-daemon-heavy_*.deb "$EXIM_ROOT"
+  rm -rf "$tmp"
+  getent passwd Debian-exim >/dev/null ||
+    $SUDO adduser --system --group --no-create-home --allow-bad-names --home /var/spool/exim4 Debian-exim >/dev/null
+}
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+[ -z "$missing" ] && { install_exim; exit 0; }
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
@@ -44,3 +63,4 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 echo "postfix postfix/mailname string mxgate.test" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+install_exim

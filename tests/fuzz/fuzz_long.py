@@ -80,8 +80,9 @@ SINCE = {
     'fuzz_milter_reply': '2026-12-03T23:26Z',   # the macro lists of the option negotiation
     # the CRC32C TLV checked, a v4-mapped pair rebuilt as IPv4 (session 16, lb)
     'fuzz_proxyproto': '2026-12-04T17:11Z',
-    # d4b3565b: every regex through the Perl check; 695a9d9c: rewrite_header Subject expanded
-    'fuzz_rule_parse': '2026-12-04T14:47Z',
+    # d4b3565b: every regex through the Perl check; 695a9d9c: rewrite_header Subject expanded;
+    # w-sacompat: every add_header field written (rules/addhdr.c)
+    'fuzz_rule_parse': '2026-12-04T17:30Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
@@ -106,7 +107,7 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_bayes_token': 512,
            # a request line is at most CTL_MAX_LINE (1024) octets: 2 KiB holds an over-long
            # one and a request after it; each input is parsed byte by byte, so length is time
-           'fuzz_control': 2048}
+           'fuzz_control': 2048, 'fuzz_control_verbs': 2048}
 
 
 def campaign(build, target, seconds, rss_mb, max_len, runs=0):

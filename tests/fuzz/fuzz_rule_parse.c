@@ -2,13 +2,16 @@
  * rule_src_feed + finish, then every meta expression compiled and evaluated, and every
  * regex through match_re_compile's Perl check (the scan for an unescaped "{"), and a
  * `rewrite_header Subject` template expanded before the input's first line as the old
- * Subject and before none. */
+ * Subject and before none, and every add_header field (spam and ham lists) written as spamd
+ * writes it (tags, folding, RFC 2047), its REPORT over the input's first line as a
+ * description. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rules/actions.h"
+#include "rules/addhdr.h"
 #include "rules/match.h"
 #include "rules/meta.h"
 #include "rules/rule_parse.h"
@@ -68,6 +71,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(v);
 		free(old);
 		free(actions_rewrite_subject(rule_src_rewrite_subject(s), -1e9, 5, NULL));
+	}
+	{
+		static const char *const tests[] = { "A_RULE", "B_RULE", "B_RULE" };
+		static const double scores[] = { 2.5, -0.001, 10 };
+		const uint8_t *nl = memchr(data, '\n', size);
+		char *desc = strndup((const char *)data, nl ? (size_t)(nl - data) : size), *rep = NULL;
+		size_t rl = 0;
+		struct addhdr_vals v = { .score = size % 11 * 1.3 - 2, .required = 5, .tests = tests,
+			.test_scores = scores, .ntests = size % 4, .autolearn = "no autolearn_force=no",
+			.version = "mxgate-0", .hostname = "mx.test", .bayes = size % 3 ? 0.5 : -1 };
+
+		if (desc) {
+			addhdr_report_add(&rep, &rl, scores[size % 3], "A_RULE", "BODY: ", desc);
+			addhdr_report_add(&rep, &rl, 12, "B_RULE", "", desc);
+		}
+		v.report = rep;
+		for (int k = 0; k < 2; k++) {
+			const struct addhdr_spec *h;
+			size_t nh = rule_src_headers(s, k == 1, &h);
+
+			for (size_t i = 0; i < nh; i++)
+				free(addhdr_value(h[i].name, h[i].tmpl, &v));
+		}
+		free(rep);
+		free(desc);
 	}
 	for (size_t i = 0; i < rule_src_nerrors(s); i++)
 		(void)strlen(rule_src_error(s, i));

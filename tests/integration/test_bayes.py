@@ -57,6 +57,16 @@ def post(port, path, data):
         return e.code, e.read().decode().strip()
 
 
+def read_all(sk):
+    """What the server sends until it closes."""
+    resp = b''
+    while True:
+        chunk = sk.recv(4096)
+        if not chunk:
+            return resp
+        resp += chunk
+
+
 def rules_cfg(store, metrics_port=None):
     return {'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
             'bayes': {'enabled': True, 'store': store, 'min_spam': 20, 'min_ham': 20}}
@@ -150,18 +160,32 @@ with socket.create_connection(('127.0.0.1', mport), timeout=mt.slack(5)) as sk:
     mt.check(interim.startswith(b'HTTP/1.1 100 Continue\r\n\r\n'),
              'Expect: 100-continue: the interim 100 comes before the body (%r)' % interim[:40])
     sk.sendall(body)
-    resp = b''
-    while True:
-        chunk = sk.recv(4096)
-        if not chunk:
-            break
-        resp += chunk
+    resp = read_all(sk)
     resp = resp[len(b'HTTP/1.1 100 Continue\r\n\r\n'):] if resp.startswith(b'HTTP/1.1 100') else resp
     mt.check(resp.startswith(b'HTTP/1.0 200') and resp.rstrip().endswith(b'already'),
              'Expect: 100-continue: then the answer (%r)' % resp[:60])
 for empty in (b'', b'\r\n\r\n'):
     code, text = post(mport, '/learn/spam', empty)
     mt.check(code == 400, 'an empty message is not learned: 400 (%s %s)' % (code, text))
+
+
+# A POST head's Content-Length is the digits on its own line (RFC 9112 6.3): an empty one
+# took the digits of the next line or the body (sscanf skipped the line end), "3x" was 3,
+# two that differ took the first; each is a 400 now. A Transfer-Encoding (chunked) is not
+# implemented: 501, not a body read by the Content-Length beside it.
+def raw_post(head, body):
+    with socket.create_connection(('127.0.0.1', mport), timeout=mt.slack(5)) as sk:
+        sk.sendall(b'POST /learn/spam HTTP/1.1\r\nHost: x\r\n' + head + b'\r\n' + body)
+        return read_all(sk).split(b'\r\n', 1)[0]
+
+
+spam = msg('spam', N - 2, SPAM_WORDS)
+for head, body, want in ((b'Content-Length:\r\n', b'%d\r\n' % (len(spam) - 4) + spam, b'400'),
+                         (b'Content-Length: %dx\r\n' % len(spam), spam, b'400'),
+                         (b'Content-Length: %d\r\nContent-Length: 5\r\n' % len(spam), spam, b'400'),
+                         (b'Transfer-Encoding: chunked\r\nContent-Length: %d\r\n' % len(spam), spam, b'501')):
+    got = raw_post(head, body)
+    mt.check(got.startswith(b'HTTP/1.0 ' + want), 'POST with %r: %s (%r)' % (head, want.decode(), got))
 
 tests = deliver(mx, be, msg('spam', 1000, SPAM_WORDS))
 mt.check(tests is not None and 'BAYES_99' in tests, 'spam gets BAYES_99: %s' % tests)

@@ -35,7 +35,8 @@ def run(name, rl_store, gl_store):
         greylist={'enabled': True, 'store': gl_store, 'delay': '1h', 'retry_window': '4h'},
         ratelimit={'store': rl_store, 'rules': [
             {'key': 'ip', 'count': 'messages', 'limit': '2/1h'},
-            {'key': 'ip', 'count': 'concurrency', 'limit': 5}]}), name)
+            {'key': 'ip', 'count': 'concurrency', 'limit': 5},
+            {'key': 'sender', 'count': 'messages', 'limit': '100/1h'}]}), name)
 
     def send(tag, rcpt='b@example.test'):
         return mt.send_mail(mx.port, 'a@example.org', [rcpt], mt.message(tag), ehlo='client.example.org',
@@ -80,6 +81,11 @@ def run(name, rl_store, gl_store):
     mt.check(rc == 0 and 'messages 2/1h: reset' in out and 'not reset' in out, '%s: ratelimit reset: %r %r' % (name, out, err))
     mt.check(mx.wait_log(r'event=ratelimit_reset key=ip value=%s buckets=1' % SRC, 5) is not None, '%s: the reset is logged' % name)
     mt.check(send(name + '-g5')[0] == 250, '%s: after the reset the client sends again' % name)
+    # a sender written as in SMTP, <A@Example.ORG>, names the bucket the session keys on
+    # (a@example.org), as greylist's verbs take it; it named "<a@example.org>", never used
+    rc, out, err = ctl(sock, 'ratelimit', 'show', 'sender', '<A@Example.ORG>')
+    mt.check(rc == 0 and 'sender a@example.org messages 100/1h: ' in out and ' used, ' in out,
+             '%s: ratelimit show sender <A@Example.ORG>: %r %r' % (name, out, err))
     # greylist delete: the next attempt is a first one (another triplet, written once and
     # seen in the store before it is deleted: with LMDB a worker's batch could still hold it)
     r = send(name + '-d1', 'c@example.test')

@@ -27,8 +27,9 @@ class Recorder:
     lines complete. RCPTs to no@... are refused; DATA gets 354 even then (as RFC 2920 3.1
     allows a server), and the dot 554 when no recipient was accepted."""
 
-    def __init__(self, close_after_dot=None):
+    def __init__(self, close_after_dot=None, garbage_after_dot=None):
         self.close_after_dot = close_after_dot   # close the connection after that many dots
+        self.garbage_after_dot = garbage_after_dot   # after that many dots, garbage to MAIL
         self.dots = 0
         self.reads, self.lines, self.lock = [], [], threading.Lock()
         self.contents = []     # the lines of every message (between DATA and the dot)
@@ -59,6 +60,7 @@ class Recorder:
 
     def _serve(self, c):
         buf, data, rcpts = b'', None, 0
+        garble = False
         mine = []
         with self.lock:
             self.conns.append(mine)
@@ -85,6 +87,7 @@ class Recorder:
                             data = None
                             out += b'250 2.0.0 Ok: queued as REC1\r\n' if rcpts else b'554 5.5.1 no valid recipients\r\n'
                             self.dots += 1
+                            garble = self.dots == self.garbage_after_dot
                             if self.dots == self.close_after_dot:
                                 c.sendall(out)   # the reply to the dot, then gone
                                 c.close()
@@ -103,6 +106,9 @@ class Recorder:
                     elif verb == b'RCPT':
                         rcpts += 1
                         out += b'250 2.1.5 Ok\r\n'
+                    elif verb == b'MAIL' and garble:
+                        out += b'hello, garbage\r\n'
+                        garble = False
                     elif verb in (b'MAIL', b'RSET'):
                         rcpts = 0
                         out += b'250 2.0.0 Ok\r\n'
@@ -277,6 +283,22 @@ with rec.lock:
 mt.check([sum(1 for m in contents if b'Subject: test lost-%d' % i in m) for i in (1, 2)] == [1, 1],
          'both delivered once (%r)' % len(contents))
 mt.check(rec.sessions() == 2, 'the second over a new connection (%d)' % rec.sessions())
+mx.stop()
+# a backend that answers the dot, then garbage to the MAIL sent ahead with it: the message
+# stands, the next transaction goes over a new connection without counting as an attempt,
+# and the garbage is the backend's fault (logged with its reason, counted), not a "stale
+# pooled connection" as a connection the backend closed would be
+rec = Recorder(garbage_after_dot=1)
+mx = mt.Mxgate(mt.config([rec.url], backends={'max_attempts': 1}), name='mxgate-ahead-garbage')
+r = session_of(mx.port, [('garbled-1', ['b@example.test']), ('garbled-2', ['b@example.test'])])
+mt.check(r == [[250, 250, 354, 250]] * 2, 'garbage to the MAIL sent ahead: both transactions go on (%r)' % (r,))
+with rec.lock:
+    contents = list(rec.contents)
+mt.check([sum(1 for m in contents if b'Subject: test garbled-%d' % i in m) for i in (1, 2)] == [1, 1],
+         'garbage to the MAIL sent ahead: both delivered once (%r)' % len(contents))
+mt.check(mx.count_log(r'event=backend_error .*reason="malformed reply" sent_ahead=unanswered retry=fresh') == 1 and
+         mx.count_log(r'reason="stale pooled connection"') == 0,
+         'garbage to the MAIL sent ahead: event=backend_error reason="malformed reply" sent_ahead=unanswered')
 mx.stop()
 # a recipient of the next group that mxgate refuses itself (accept_domains) is never sent
 # ahead, nor anything behind it: the backend sees only what the client was granted

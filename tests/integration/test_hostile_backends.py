@@ -360,6 +360,24 @@ if not ONLY or 'longline_limit' in ONLY.split(','):
              'a reply line too long: 4xx and event=backend_error reason="reply line too long" (got %s %s)'
              % (code, text[:70]))
     mx.stop()
+# RFC 5321 4.2.1: every line of a multi-line reply carries the same code. One whose code
+# changes is no answer (the relay took the last line's: a 250 after a 550- was delivered, a
+# 550 after a 250- was passed on as the backend's verdict): a backend fault, failed over or 4xx.
+case('codechange_dot', {'dot': send_then(b'550-5.7.1 refused\r\n250 2.0.0 Ok: queued\r\n', True)}, 4)
+case('codechange_mail', {'mail': send_then(b'250-2.1.0 Ok\r\n550 5.1.0 refused\r\n', True)}, 4)
+# A code whose first digit is not 1-5 (RFC 5321 4.2.1) is no reply either: the relay passed
+# "600" to the client as a reply code and read "000" as its own "no reply" code.
+case('code600_rcpt', {'rcpt': send_then(b'600 6.0.0 what\r\n', True)}, 4)
+case('code000_dot', {'dot': send_then(b'000 ok\r\n', True)}, 4)
+if not ONLY or 'codechange_log' in ONLY.split(','):
+    bad = scripted('codechange_log', {'dot': send_then(b'550-5.7.1 refused\r\n250 2.0.0 Ok\r\n', True)})
+    mx = mt.Mxgate(cfg([bad.url], backends={'max_attempts': 1}), name='mx-codechange_log')
+    code, text, secs = timed_mail(mx.port, 'codechange_log')
+    mt.check(code is not None and code // 100 == 4 and
+             mx.count_log(r'event=backend_error .*reason="reply code changes within a reply"') >= 1,
+             'a reply whose code changes: 4xx and event=backend_error reason="reply code changes within '
+             'a reply" (got %s %s)' % (code, text[:70]))
+    mx.stop()
 # 421 to MAIL (the backend is shutting down).
 case('mail421', {'mail': send_then(b'421 4.3.2 shutting down\r\n', False)}, 4)
 # Accepts DATA, then stalls past data_timeout (after reading the body / without reading it).
@@ -472,6 +490,49 @@ def close_at_reuse(n):
             return False
         return None
     return {'mail': mail}
+
+
+def garbage_at_reuse(n):
+    # The backend answers garbage to MAIL on the second transaction of each connection: it is
+    # there and breaks the protocol (not a connection it dropped while idle).
+    st = {'txns': 0}
+
+    def mail(srv, p, arg):
+        st['txns'] += 1
+        if st['txns'] > 1:
+            p.send(b'hello, garbage\r\n')
+            return True
+        return None
+    return {'mail': mail}
+
+
+# A protocol error on a reused pooled connection is the backend's fault: logged as what it is
+# and counted as the backend's failure (it was renamed "stale pooled connection", not counted,
+# as a connection the backend had closed while idle), and the message still goes on a fresh
+# connection, not counted as an attempt (max_attempts 1 here).
+if not ONLY or 'poolgarbage' in ONLY.split(','):
+    bad = scripted('poolgarbage', per_conn=garbage_at_reuse)
+    c = cfg([bad.url], backends={'max_attempts': 1})
+    mport = mt.hold_port().port
+    c['metrics'] = {'listen': '127.0.0.1:%d' % mport}
+    mx = mt.Mxgate(c, name='mx-poolgarbage')
+    res = []
+    for i in range(3):
+        res.append(timed_mail(mx.port, 'poolgarbage-%d' % i))
+        time.sleep(0.5)
+    codes = [r[0] for r in res]
+    mt.check(codes == [250, 250, 250] and all('poolgarbage-%d' % i in tags_of(bad) for i in range(3)),
+             'garbage on a reused connection: the three messages delivered on fresh connections (%s)' % codes)
+    mt.check(mx.count_log(r'event=backend_error .*reason="malformed reply" pooled=reused retry=fresh') >= 1,
+             'garbage on a reused connection: event=backend_error reason="malformed reply" pooled=reused')
+    mt.check(mx.count_log(r'event=backend_error .*reason="stale pooled connection"') == 0,
+             'garbage on a reused connection: not logged as a stale pooled connection')
+    st, body = mt.http_get(mport, '/metrics')
+    m = re.search(r'^mxgate_backend_failures_total (\d+)', body or '', re.M)
+    mt.check(m is not None and int(m.group(1)) >= 1,
+             'garbage on a reused connection: counted in mxgate_backend_failures_total (%s)'
+             % (m.group(0) if m else 'no such line'))
+    mx.stop()
 
 
 pooled('poolidleclose', idle_close, '(the backend closed the idle pooled connection)')

@@ -117,8 +117,19 @@ t.check(code == 250 and not [x for x in h if x.startswith((b'Bcc:', b'Bad Name',
         mx.count_log(r'event=plugin_bad_output plugin=milter what=header_name') == 1,
         'injected CRLFs stay inside their header, a bad name is refused (%s %s %r)' % (code, text, h[-4:]))
 
-# SMFIR_SHUTDOWN / SMFIR_CONN_FAIL: 421 and the session ends, as behind Postfix.
-for tag, word in (('sd1', 'SHUTDOWN'), ('cfail1', 'CONNFAIL')):
+# SMFIR_SKIP answering the end of message is no verdict (Sendmail's milter_data calls it a
+# bogus response, the filter's failure): the filter's error (on_error tempfail here), never
+# a delivery with its quarantine and header silently dropped, as it was.
+code, text = send('skip1', 'SKIP_EOM\r\n')
+got = be.find('Message-ID: <skip1@')
+t.check(code == 451 and not got and
+        mx.count_log(r'event=milter_error plugin=milter error="skip at end of message"') == 1,
+        'SMFIR_SKIP at end of message: the filter failed, 451, not relayed (%s %s, relayed %d)' %
+        (code, text, len(got)))
+
+# SMFIR_SHUTDOWN / SMFIR_CONN_FAIL: 421 and the session ends, as behind Postfix; the log
+# says why, as for every other milter failure (it said a bare reason=milter).
+for tag, word, why in (('sd1', 'SHUTDOWN', 'milter-shutdown'), ('cfail1', 'CONNFAIL', 'milter-conn-fail')):
     c = t.Client(mx.port, timeout=30)
     c.ehlo('client.example.org')
     c.cmd('MAIL FROM:<a@example.org>')
@@ -130,6 +141,8 @@ for tag, word in (('sd1', 'SHUTDOWN'), ('cfail1', 'CONNFAIL')):
     c.close()
     t.check(code == 421 and closed and not be.find('Message-ID: <%s@' % tag),
             '%s: 421 and the session closes, not relayed (%s %s, closed %s)' % (word, code, text, closed))
+    t.check(mx.count_log(r'event=tempfail stage=data reason=%s\b' % why) == 1,
+            '%s logged as reason=%s: %s' % (word, why, [ln for ln in mx.log().splitlines() if 'stage=data' in ln][-2:]))
 
 t.check(mx.alive(), 'daemon alive')
 mx.stop()

@@ -100,4 +100,38 @@ if ok:
 mx.stop()
 sd.terminate()
 sd.wait()
+
+# The order (docs/rules.md): the filters before the rules engine change the Subject first
+# (rspamd's "rewrite subject", a milter's chgheader), the rules engine tags the Subject they
+# left, once, and X-Spam-Prev-Subject keeps that one: the backend gets both tags, in the
+# order a Postfix chain of rspamd's milter then spamc would give them
+ORDER = ('body LOC_BODY /REWRITEME|CHANGEME/\nscore LOC_BODY 20\n'
+         'rewrite_header Subject [RULES]\n')
+with open(rules_path, 'w') as f:
+    f.write(ORDER)
+rs = mt.fake_rspamd()
+ml = mt.milter()
+mx = mt.Mxgate(mt.config([be.url], rules={'files': [rules_path], 'client_relay': False},
+                         plugins=[{'name': 'rspamd', 'address': '127.0.0.1:%d' % rs.port,
+                                   'on_error': 'tempfail', 'timeout': '10s',
+                                   'options': {'use_action': True}},
+                                  {'name': 'milter', 'address': 'inet:127.0.0.1:%d' % ml.port,
+                                   'on_error': 'tempfail', 'timeout': '10s'}]),
+               name='mxgate-order')
+mt.check(mx.wait_log(r'event=rules_loaded', timeout=60) is not None, 'order: rules loaded')
+for tag, body, want_subj, want_prev in [
+        ('rspamd', 'REWRITEME\r\n', '[RULES] *** SPAM *** test o-rspamd', '*** SPAM *** test o-rspamd'),
+        ('milter', 'CHANGEME\r\n', '[RULES] changed by milter', 'changed by milter')]:
+    n = len(be.messages)
+    code, text = mt.send_mail(mx.port, 'sender@example.org', ['rcpt@example.test'],
+                              mt.message('o-' + tag, body))
+    ok = code == 250 and mt.wait_for(lambda: len(be.messages) > n, timeout=mt.slack(20))
+    mt.check(ok, 'order %s: delivered (%s %s)' % (tag, code, text))
+    if ok:
+        h = head(be.messages[-1]['data'])
+        mt.check([v.rstrip() for v in fields(h, 'Subject')] == [want_subj],
+                 'order %s: the rules engine tags the Subject %s left: %r' % (tag, tag, fields(h, 'Subject')))
+        mt.check([v.rstrip() for v in fields(h, 'X-Spam-Prev-Subject')] == [want_prev],
+                 'order %s: X-Spam-Prev-Subject is that Subject: %r' % (tag, fields(h, 'X-Spam-Prev-Subject')))
+mx.stop()
 mt.finish()

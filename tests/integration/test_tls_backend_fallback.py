@@ -33,7 +33,8 @@ crt, key = mt.cert()
 class BrokenTLS:
     """An ESMTP backend offering STARTTLS that breaks it in `mode`: 'close' (220, then
     closes), 'garbage' (220, then plaintext), 'tls11' (220, then a TLS server capped at
-    TLS 1.1), '454' (refuses STARTTLS), 'plain' (does not offer it). Records (tls, data) per message and the STARTTLS
+    TLS 1.1), '454' (refuses STARTTLS), 'plain' (does not offer it), 'inject' (220 and a
+    reply in clear in one write, then a working TLS). Records (tls, data) per message and the STARTTLS
     commands it got."""
 
     def __init__(self, mode):
@@ -82,7 +83,13 @@ class BrokenTLS:
                 if self.mode == '454':
                     w(b'454 4.7.0 TLS not available due to local problem\r\n')
                     continue
-                w(b'220 2.0.0 Ready to start TLS\r\n')
+                if self.mode == 'inject':
+                    # a reply in clear behind the 220, in the same write: RFC 3207 5, nothing
+                    # before the handshake may be taken as the TLS session's (CVE-2011-0411's
+                    # injection, seen from the client)
+                    w(b'220 2.0.0 Ready to start TLS\r\n250-injected\r\n250 PIPELINING\r\n')
+                else:
+                    w(b'220 2.0.0 Ready to start TLS\r\n')
                 if self.mode == 'close':
                     return
                 if self.mode == 'garbage':
@@ -142,6 +149,22 @@ for mode in ('close', 'garbage', 'tls11', '454'):
     mt.check(r[0] == 250 and len(got) == 1 and got[0]['tls'] in ('TLSv1.2', 'TLSv1.3'),
              'backend STARTTLS %s: a working backend still gets TLS (%s)' % (mode, got and got[0]['tls']))
     mx.stop()
+
+# A backend (or a man in the middle) that puts a reply in clear behind its 220 to STARTTLS,
+# in the same write: those octets are not read (RFC 3207 5; the health probe dropped them
+# already), the handshake goes on and the message goes over TLS. The relay read them as a
+# reply during the handshake and closed the connection without a word to the session, whose
+# transaction then waited for an open that never came (the client timed out).
+be = BrokenTLS('inject')
+mx = mt.Mxgate(mt.config([be.url], workers=1, backends={'client_identity': 'none', 'pool_size': 0,
+                                                     'max_attempts': 1, 'reply_timeout': '3s'}),
+               name='mx-inject')
+r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('inject-1'), timeout=20)
+got = [m for m in be.messages if b'<inject-1@' in m[1]]
+mt.check(r[0] == 250 and len(got) == 1 and got[0][0] is True,
+         'backend STARTTLS with a reply injected behind its 220: delivered over TLS (%s, %s)'
+         % (r, [g[0] for g in got]))
+mx.stop()
 
 # backends.require_tls (Postfix's smtp_tls_security_level = encrypt): never in clear. Each
 # broken backend, and one that offers no STARTTLS, gets no message; the client gets 4xx

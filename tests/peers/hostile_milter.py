@@ -19,6 +19,8 @@ send). At end of message the body decides:
   DEL_MANY N     deletes N recipients <dN@example.test> that are not there, then
                  <b@example.test>, adds <kept@example.test> and accepts
   CHGFROM_ARGS   SMFIR_CHGFROM "<new@example.net>" "SIZE=1 BODY=8BITMIME" and accepts
+  SKIP_EOM       SMFIR_QUARANTINE "skip test", a header, then SMFIR_SKIP (no verdict of
+                 end of message: Sendmail calls it a bogus response)
   otherwise      accepts.
 Every connection is logged to stderr with the protocol steps it was sent.
 """
@@ -63,6 +65,8 @@ def eom_reply(body):
         return frame(b'4')
     if b'CONNFAIL' in body:
         return frame(b'f')
+    if b'SKIP_EOM' in body:
+        return frame(b'q', b'skip test\0') + frame(b'h', b'X-Skipped\0yes\0') + frame(b's')
     if b'QUARANTINE' in body:
         return frame(b'q', b'held by raw\0') + frame(b'a')
     if b'CHGFROM_MANY' in body:

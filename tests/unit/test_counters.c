@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <regex.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,6 +359,46 @@ static void test_parse_request(void **state)
 	}
 }
 
+/* A POST's head (metrics_post_head_parse): labelled rows. */
+static void test_post_head(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *label, *req;
+		int rc, status;
+		unsigned long long want;
+		const char *path;
+		bool cont;
+	} rows[] = {
+		{ "a learn POST", "POST /learn/spam HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 1, 0, 5, "/learn/spam", false },
+		{ "bare LF, tabs around the length", "POST /l HTTP/1.0\nContent-length:\t7\t\n\nmessage", 1, 0, 7, "/l", false },
+		{ "Expect: 100-continue", "POST /l HTTP/1.1\r\nContent-Length: 2000\r\nExpect: 100-Continue\r\n\r\n", 1, 0, 2000, "/l", true },
+		{ "head incomplete", "POST /l HTTP/1.1\r\nContent-Length: 5\r\n", 0, 0, 0, "", false },
+		{ "not a POST", "GET /metrics HTTP/1.1\r\n\r\n", 0, 0, 0, "", false },
+		{ "no target", "POST  \r\n/l HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 0, 0, 0, "", false },
+		{ "a control character in the target", "POST /l\x11x HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 0, 0, 0, "", false },
+		{ "no length: 411", "POST /l HTTP/1.1\r\nHost: x\r\n\r\n", 1, 411, 0, "/l", false },
+		{ "empty length, digits on the next line: 400", "POST /l HTTP/1.1\r\nContent-Length:\r\n\r\n12345", 1, 400, 0, "/l", false },
+		{ "3x: 400", "POST /l HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc", 1, 400, 0, "/l", false },
+		{ "-1: 400", "POST /l HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 1, 400, 0, "/l", false },
+		{ "two that agree", "POST /l HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3 \r\n\r\nabc", 1, 0, 3, "/l", false },
+		{ "two that differ: 400", "POST /l HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 1, 400, 0, "/l", false },
+		{ "chunked: 501", "POST /l HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 1, 501, 0, "/l", false },
+		{ "past 18 digits: the largest", "POST /l HTTP/1.1\r\nContent-Length: 1234567890123456789012\r\n\r\n", 1, 0, ULLONG_MAX, "/l", false },
+		{ "a length in the body is not read", "POST /l HTTP/1.1\r\nHost: x\r\n\r\nContent-Length: 5\r\n", 1, 411, 0, "/l", false },
+	};
+
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct metrics_post_head h;
+		int rc = metrics_post_head_parse(rows[i].req, strlen(rows[i].req), &h);
+
+		if (rc != rows[i].rc || (rc == 1 && (h.status != rows[i].status || strcmp(h.path, rows[i].path) != 0 ||
+		    (h.status == 0 && h.want != rows[i].want) || h.expect_continue != rows[i].cont)))
+			fail_msg("row '%s': got %d status=%d want=%llu path=%s continue=%d", rows[i].label, rc, h.status,
+			    h.want, h.path, h.expect_continue);
+	}
+}
+
 struct http_case {
 	const char *label;
 	const char *request;      /* NULL: send a large request head (431) */
@@ -516,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_counters_documented),
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_parse_request),
+		cmocka_unit_test(test_post_head),
 		cmocka_unit_test(test_http),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* test_greylist.c — greylisting decisions with an injected clock, triplet keys, and the
  * module through the real chain with the local store and the LMDB store (surviving a new
- * generation; a triplet too long for an LMDB key). */
+ * generation; a triplet too long for an LMDB key); the local table out of memory (this
+ * executable is linked with -Wl,--wrap=calloc: CMakeLists.txt). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +20,24 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
+#include "proxy/metrics.h"
 #include "proxy/netaddr.h"
+
+/* While armed, a calloc of at least fail_min bytes fails: only the local table's entry for
+ * the long key below is that large on a RCPT's path. */
+static size_t fail_min;
+static int failed;
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	if (fail_min > 0 && size >= fail_min / (n ? n : 1)) {
+		failed++;
+		return NULL;
+	}
+	return __real_calloc(n, size);
+}
 
 #define MINUTE (60ull * 1000)
 #define HOUR (60 * MINUTE)
@@ -428,6 +446,67 @@ static void test_names(void **state)
 	}
 }
 
+/* The local table out of memory (its entry's calloc fails): the recipient is let through
+ * (never refuse mail for greylisting's own failure), counted as
+ * mxgate_greylist_errors_total{reason="no_memory"}, not as a passed triplet (it was). */
+static double series(const char *name)
+{
+	size_t len;
+	char *text = metrics_render(NULL, &len), *at, line[200];
+	double v = -1;
+
+	assert_non_null(text);
+	snprintf(line, sizeof(line), "\n%s ", name);     /* the sample, not its # HELP */
+	if ((at = strstr(text, line)) != NULL)
+		v = atof(at + strlen(line));
+	free(text);
+	return v;
+}
+
+static void test_local_table_oom(void **state)
+{
+	static const char yaml[] = "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: "
+	    "[\"smtp://127.0.0.1:2526\"] }\ngreylist: { enabled: true, delay: 5m }\n";
+	struct mx_config *cfg = NULL;
+	struct chain_modules mods;
+	uv_loop_t loop;
+	char from[300], to[300];
+
+	(void)state;
+	/* a triplet of ~600 octets: its table entry is the only calloc that large */
+	memset(from, 'g', sizeof(from));
+	memcpy(from + 280, "@example.org", 13);
+	memset(to, 'u', sizeof(to));
+	memcpy(to + 280, "@example.test", 14);
+	greylist_metrics();
+	/* the module's counters are process-wide: the earlier tests' decisions are in them */
+	double passed = series("mxgate_greylist_passed_total");
+	double greylisted = series("mxgate_greylist_greylisted_total");
+
+	assert_int_equal(config_load_string("t.yaml", yaml, strlen(yaml), &cfg, stderr), 0);
+	uv_loop_init(&loop);
+	chain_modules_init(&mods, cfg, &loop, 0);
+
+	/* a short triplet: greylisted as always */
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "oom@example.org", "oom@example.test", NULL),
+	    VERDICT_TEMPFAIL);
+	fail_min = 560;
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", from, to, NULL), VERDICT_CONTINUE);
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", from, to, NULL), VERDICT_CONTINUE);
+	fail_min = 0;
+	assert_true(failed >= 2);
+	assert_true(series("mxgate_greylist_passed_total") == passed);   /* was: 2 more */
+	assert_true(series("mxgate_greylist_errors_total{reason=\"no_memory\"}") == 2);
+	assert_true(series("mxgate_greylist_greylisted_total") == greylisted + 1);
+	/* with memory again it is greylisted */
+	assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", from, to, NULL), VERDICT_TEMPFAIL);
+
+	chain_modules_free(&mods);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +517,7 @@ int main(void)
 		cmocka_unit_test(test_module_local),
 		cmocka_unit_test(test_module_lmdb),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_local_table_oom),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -375,6 +375,10 @@ static const struct field_row field_rows[] = {
 	{ "a trailing CRLF in the value is not doubled", "X-A", "v\r\n", "X-A: v\r\n", NULL },
 	{ "leading blanks dropped", "X-A", "  v", "X-A: v\r\n",
 	  NULL /* fixed */ },
+	/* SpamAssassin's X-Spam-Report starts on the line below its name: that fold is kept */
+	{ "a value starting with a fold keeps it", "X-A", "\n\t* 1.0 A\n\t* 2.0 B",
+	  "X-A: \r\n\t* 1.0 A\r\n\t* 2.0 B\r\n", NULL },
+	{ "a leading line break onto blanks alone is no fold", "X-A", "\n \n\tv", "X-A: v\r\n", NULL },
 	{ "a name with CR/LF gives no field (no header injection)", "X-A\r\nBcc", "v", "", NULL },
 	{ "an empty name gives no field", "", "v", "",
 	  NULL /* fixed */ },

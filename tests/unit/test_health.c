@@ -25,7 +25,7 @@
 
 /* ------------------------------------------------------------ the responder */
 
-enum responder_mode { MODE_OK = 0, MODE_REJECT_GREETING, MODE_STALL, MODE_EHLO_502, MODE_GARBAGE };
+enum responder_mode { MODE_OK = 0, MODE_REJECT_GREETING, MODE_STALL, MODE_EHLO_502, MODE_GARBAGE, MODE_EHLO_MIXED };
 
 struct responder {
 	int fd;
@@ -93,6 +93,11 @@ static void serve_one(struct responder *r, int c)
 	pthread_mutex_unlock(&r->lock);
 	if (mode == MODE_EHLO_502) {
 		send_str(c, "502 5.5.1 no\r\n");
+		return;
+	}
+	if (mode == MODE_EHLO_MIXED) {
+		/* RFC 5321 4.2.1: one code a reply; the last line's 250 is not an answer */
+		send_str(c, "550-5.7.1 no\r\n250 ok\r\n");
 		return;
 	}
 	/* A multi-line reply split over two writes, ending like smtp-sink's with "250 ". */
@@ -298,6 +303,7 @@ static void test_fall_and_rise(void **state)
 		{ "greeting 554", MODE_REJECT_GREETING },
 		{ "EHLO answered 502", MODE_EHLO_502 },
 		{ "garbage instead of a reply", MODE_GARBAGE },
+		{ "EHLO reply whose code changes (550- then 250)", MODE_EHLO_MIXED },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		print_message("row: %s\n", bad[i].label);

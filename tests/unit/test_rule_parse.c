@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rules/addhdr.h"
 #include "rules/rule_parse.h"
 
 static struct rule_src *parse(const char *text, int *nerr)
@@ -199,17 +200,54 @@ static void test_enable_compat(void **state)
 	rule_src_free(s);
 }
 
+/* add_header / remove_header / clear_headers build SpamAssassin's two lists as Conf.pm does,
+ * from 10_default_prefs.cf's (Checker-Version, Flag for spam, Level, Status) */
+static void test_header_lists(void **state)
+{
+	int nerr;
+	const struct addhdr_spec *h;
+	struct rule_src *s = parse("remove_header ham Level\n", &nerr);
+
+	(void)state;
+	assert_int_equal(nerr, 0);
+	assert_int_equal(rule_src_headers(s, true, &h), 4);
+	assert_string_equal(h[1].name, "Flag");
+	assert_string_equal(h[3].tmpl, "_YESNO_, score=_SCORE_ required=_REQD_ tests=_TESTS_ "
+	    "autolearn=_AUTOLEARN_ version=_VERSION_");
+	assert_int_equal(rule_src_headers(s, false, &h), 2);
+	assert_string_equal(h[1].name, "Status");
+	rule_src_free(s);
+	s = parse("clear_headers\nadd_header all Status x\n"
+	    "add_header spam Foo \"a\\tb\\\\c\\qd\\n\"\nadd_header spam status y\n"
+	    "remove_header ham STATUS\nremove_header all Checker-Version\n"
+	    "add_header both X y\nremove_header all X y\nclear_headers now\nadd_header all X\n"
+	    "add_header all Bad/Name y\n", &nerr);
+	/* the last five: Conf.pm's "invalid value" */
+	assert_int_equal(nerr, 5);
+	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:7:12: add_header: invalid value"));
+	assert_non_null(strstr(rule_src_error(s, 2), "t.cf:9:15: clear_headers: invalid value"));
+	assert_int_equal(rule_src_headers(s, true, &h), 3);
+	assert_string_equal(h[0].name, "Checker-Version");   /* neither cleared nor removed */
+	assert_string_equal(h[1].name, "Foo");
+	assert_string_equal(h[1].tmpl, "a\tb\\cd\n");     /* \t, \\, \q dropped, \n */
+	assert_string_equal(h[2].name, "status");            /* replaced, at the end */
+	assert_string_equal(h[2].tmpl, "y");
+	assert_int_equal(rule_src_headers(s, false, &h), 1);
+	assert_string_equal(h[0].name, "Checker-Version");
+	rule_src_free(s);
+}
+
 /* Directives mxgate reads and does not apply are listed by name and count (what -t prints),
  * the settings the evals read are not; uri_detail is a rule (check_uri_detail) */
 static void test_ignored_directives(void **state)
 {
 	int nerr;
 	struct rule_src *s = parse(
-	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x\n"
+	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x _PREVIEW_\n"
 	    "report_safe 0\nwhitelist_from a@b.example\ntrusted_networks 10.0.0.0/8\n"
 	    "uri_detail LOC_UD type =~ /^a$/ raw =~ /x/\nscore LOC_UD 1\n"
 	    "uri_detail LOC_UD2 raw =~ /it's\\/x/ host !~ /y/\n"
-	    "uri_detail LOC_UD3 cleaned =~ m{x}\n", &nerr);
+	    "uri_detail LOC_UD3 cleaned =~ m{x}\nreport_safe 2\nshortcircuit LOC_UD on\n", &nerr);
 	char *list = rule_src_ignored_list(s);
 
 	(void)state;
@@ -218,11 +256,18 @@ static void test_ignored_directives(void **state)
 	assert_int_equal(nerr, 1);
 	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:10:31: uri_detail LOC_UD3: bracket"));
 	assert_non_null(list);
-	assert_string_equal(list, "add_header 1, report_safe 1");
-	/* an add_header mxgate does not write is a warning at its line; SA's stock four not */
-	assert_int_equal(rule_src_nwarnings(s), 1);
-	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:3:1: warning: add_header Checker is "
-	    "not applied"));
+	/* add_header is applied (a tag mxgate does not expand is a warning at its line), and
+	 * so is report_safe 0; report_safe 2 (the last report_safe line) and shortcircuit are
+	 * not: listed and warned of */
+	assert_string_equal(list, "report_safe 1, shortcircuit 1");
+	assert_int_equal(rule_src_nwarnings(s), 3);
+	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:3:1: warning: add_header all Checker: "
+	    "_PREVIEW_ is not expanded by mxgate"));
+	assert_non_null(strstr(rule_src_warning(s, 1), "t.cf:12:1: warning: shortcircuit LOC_UD on "
+	    "is not applied"));
+	assert_non_null(strstr(rule_src_warning(s, 2), "t.cf:11:1: warning: report_safe 2 is not "
+	    "applied"));
+
 	assert_string_equal(get(s, "LOC_UD")->eval_fn, "check_uri_detail");
 	assert_string_equal(get(s, "LOC_UD2")->eval_fn, "check_uri_detail");
 	assert_string_equal(get(s, "LOC_UD2")->eval_args, "'raw =~ /it\\'s\\\\/x/ host !~ /y/'");
@@ -230,6 +275,11 @@ static void test_ignored_directives(void **state)
 	free(list);
 	rule_src_free(s);
 	s = parse("body A /a/\nwhitelist_from a@b.example\n", &nerr);
+	assert_null(rule_src_ignored_list(s));
+	rule_src_free(s);
+	/* the stock 10_default_prefs.cf's report_safe 1, then a local.cf's 0: quiet */
+	s = parse("report_safe 1\nreport_safe 0\n", &nerr);
+	assert_int_equal(rule_src_nwarnings(s), 0);
 	assert_null(rule_src_ignored_list(s));
 	rule_src_free(s);
 	/* loadplugin of a plugin Debian's spamd loads anyway: quiet; of another (its ifplugin
@@ -451,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_conditionals),
 		cmocka_unit_test(test_enable_compat),
 		cmocka_unit_test(test_ignored_directives),
+		cmocka_unit_test(test_header_lists),
 		cmocka_unit_test(test_unknown_directive),
 		cmocka_unit_test(test_if_unset_forms),
 		cmocka_unit_test(test_replace_tags),

@@ -73,10 +73,14 @@ static void test_status_form(void **state)
 	assert_string_equal(buf, "No, score=4.9 required=5.0 tests=RULE_A");   /* as SA shows it */
 	actions_format_status(buf, sizeof(buf), 4.9996, 5.0, tests, 1, NULL);
 	assert_string_equal(buf, "Yes, score=5.0 required=5.0 tests=RULE_A");  /* 3 decimals decide */
+	/* SpamAssassin's sprintf("%2.1f") of -0.04 (NO_RECEIVED + NO_RELAYS: -0.002 alike) */
 	actions_format_status(buf, sizeof(buf), -0.04, 5.0, NULL, 0, NULL);
+	assert_string_equal(buf, "No, score=-0.0 required=5.0 tests=none");
+	actions_format_status(buf, sizeof(buf), -0.0004, 5.0, NULL, 0, NULL);
 	assert_string_equal(buf, "No, score=0.0 required=5.0 tests=none");
+	/* Perl's sprintf("%2.1f", -2.25): C's rounding of the double, half to even here */
 	actions_format_status(buf, sizeof(buf), -2.25, 5.0, tests, 0, NULL);
-	assert_string_equal(buf, "No, score=-2.3 required=5.0 tests=none");
+	assert_string_equal(buf, "No, score=-2.2 required=5.0 tests=none");
 }
 
 static void test_status_folding(void **state)

@@ -321,6 +321,7 @@ static void test_answers(void **state)
 	assert_string_equal(answer_now(s, "EXPN list"), "502 5.5.1 Error: command not implemented\r\n");
 	assert_string_equal(answer_now(s, "QUIT"), "221 2.0.0 Bye\r\n");
 	assert_true(session_cmd_find(SMTP_QUIT)->flags & CMD_QUIT);
+	assert_true(session_cmd_find(SMTP_QUIT)->flags & CMD_RESETS_TXN);   /* a callout's backend gets RSET */
 
 	s = fixture_session(fx, SESSION_COMMAND, S_STARTTLS);
 	assert_string_equal(answer_now(s, "EHLO client.example"),

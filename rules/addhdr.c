@@ -1,0 +1,545 @@
+/* addhdr.c — SpamAssassin's add_header fields: template tags, folding, RFC 2047 encoding of
+ * a line that is not printable ASCII. Follows Mail::SpamAssassin 4.0.1's PerMsgStatus.pm
+ * (%common_tags, _replace_tags, _process_header, mime_encode_header, check_cleanup's
+ * REPORT) and Util.pm (wrap, time_to_rfc822_date). See addhdr.h. */
+#include "addhdr.h"
+
+#include "actions.h"
+#include "headers.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------------------------------------------------------------- a growing string */
+
+static void ah_puts(struct strbuf *b, const char *s)
+{
+	strbuf_append(b, s, strlen(s));
+}
+
+/* The string b holds ("" when nothing was appended), now the caller's. */
+static char *ah_take(struct strbuf *b)
+{
+	if (b->v == NULL)
+		strbuf_append(b, "", 0);
+	return b->v;
+}
+
+/* ---------------------------------------------------------------- Util::wrap */
+
+struct ah_piece { char *s; size_t n; };
+
+/* Columns as wrap counts them: a tab is 8. */
+static size_t ah_cols(const struct ah_piece *p)
+{
+	size_t c = p->n;
+
+	for (size_t i = 0; i < p->n; i++)
+		c += p->s[i] == '\t' ? 7 : 0;
+	return c;
+}
+
+static void ah_piece_add(struct ah_piece **v, size_t *n, size_t *cap, size_t at,
+    const char *s, size_t len)
+{
+	if (*n + 1 > *cap) {
+		*cap = *cap ? *cap * 2 : 32;
+		if ((*v = realloc(*v, *cap * sizeof(**v))) == NULL)
+			abort();
+	}
+	memmove(*v + at + 1, *v + at, (*n - at) * sizeof(**v));
+	if (((*v)[at].s = malloc(len + 1)) == NULL)
+		abort();
+	memcpy((*v)[at].s, s, len);
+	(*v)[at].s[len] = '\0';
+	(*v)[at].n = len;
+	(*n)++;
+}
+
+static bool ah_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t width,
+    bool after_comma)
+{
+	struct ah_piece *v = NULL;
+	size_t n = 0, cap = 0, pos = 0, len = strlen(s), start = 0;
+	bool pos_mod = false, fresh = false;
+	struct strbuf out = { 0 };
+
+	/* split(/($break)/, $string): the fields and the captured separators between them
+	 * (\s: the white-space character; (?<=[\s,]): an empty one), trailing empty fields
+	 * dropped */
+	for (size_t i = 0; i < len; i++) {
+		if (!after_comma && ah_space(s[i])) {
+			ah_piece_add(&v, &n, &cap, n, s + start, i - start);
+			ah_piece_add(&v, &n, &cap, n, s + i, 1);
+			start = i + 1;
+		} else if (after_comma && (ah_space(s[i]) || s[i] == ',')) {
+			ah_piece_add(&v, &n, &cap, n, s + start, i + 1 - start);
+			ah_piece_add(&v, &n, &cap, n, "", 0);
+			start = i + 1;
+		}
+	}
+	ah_piece_add(&v, &n, &cap, n, s + start, len - start);
+	while (n > 0 && v[n - 1].n == 0)
+		free(v[--n].s);
+	if (first && *first)
+		ah_piece_add(&v, &n, &cap, 0, first, strlen(first));
+	while (n > 0 && n - 1 > pos) {
+		size_t l = ah_cols(&v[pos]);
+
+		if (pos_mod)
+			l += ah_cols(&v[pos + 1]);
+		/* a prefix wider than width alone would be split off again and again (wrap
+		 * loops there; no caller passes one): it takes the next piece */
+		if (l <= width || fresh) {
+			/* $arr[$pos] .= splice @arr, $pos+1, 1 */
+			char *m = malloc(v[pos].n + v[pos + 1].n + 1);
+
+			if (m == NULL)
+				abort();
+			memcpy(m, v[pos].s, v[pos].n);
+			memcpy(m + v[pos].n, v[pos + 1].s, v[pos + 1].n + 1);
+			free(v[pos].s);
+			free(v[pos + 1].s);
+			v[pos].s = m;
+			v[pos].n += v[pos + 1].n;
+			memmove(v + pos + 1, v + pos + 2, (n - pos - 2) * sizeof(*v));
+			n--;
+			pos_mod = true;
+			fresh = false;
+		} else {
+			while (v[pos].n > 0 && ah_space(v[pos].s[v[pos].n - 1]))
+				v[pos].s[--v[pos].n] = '\0';
+			pos++;
+			pos_mod = false;
+			ah_piece_add(&v, &n, &cap, pos, prefix, strlen(prefix));
+			fresh = true;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			ah_puts(&out, "\n");
+		strbuf_append(&out, v[i].s, v[i].n);
+		free(v[i].s);
+	}
+	free(v);
+	return ah_take(&out);
+}
+
+/* ---------------------------------------------------------------- tags */
+
+static const char *const ah_known[] = {
+	"YESNO", "YESNOCAPS", "SCORE", "HITS", "REQD", "VERSION", "HOSTNAME", "BAYES", "DATE",
+	"STARS", "AUTOLEARN", "TESTS", "TESTSSCORES", "REPORT", NULL
+};
+
+bool addhdr_tag_known(const char *tag, size_t n)
+{
+	for (int i = 0; ah_known[i]; i++)
+		if (strlen(ah_known[i]) == n && memcmp(ah_known[i], tag, n) == 0)
+			return true;
+	return false;
+}
+
+/* Perl's number to string (%.15g), as _TESTSSCORES_ prints a score. */
+static void ah_perl_num(char *buf, size_t len, double d)
+{
+	snprintf(buf, len, "%.15g", d == 0 ? 0 : d);
+}
+
+/* The value of tag (name n bytes, arg NULL or its text) into b; false when it is not one
+ * mxgate knows (get_tag_raw: undef). */
+static bool ah_tag_value(struct strbuf *b, const char *name, size_t n, const char *arg,
+    size_t al, const struct addhdr_vals *v)
+{
+	char s[32], r[32], tmp[64];
+	bool spam = actions_shown_score(s, r, v->score, v->required);
+
+#define AH_IS(w) (n == strlen(w) && memcmp(name, w, n) == 0)
+	if (AH_IS("YESNO") || AH_IS("YESNOCAPS")) {
+		/* ($spam, $ham) = split(/,/, $arg, 2) */
+		const char *c = arg ? memchr(arg, ',', al) : NULL;
+		size_t st = b->len;
+
+		if (spam && arg)
+			strbuf_append(b, arg, c ? (size_t)(c - arg) : al);
+		else if (!spam && c)
+			strbuf_append(b, c + 1, al - (size_t)(c + 1 - arg));
+		else
+			ah_puts(b, spam ? "Yes" : "No");
+		if (AH_IS("YESNOCAPS"))
+			for (size_t i = st; i < b->len; i++)
+				b->v[i] = (char)toupper((unsigned char)b->v[i]);
+	} else if (AH_IS("SCORE") || AH_IS("HITS")) {
+		/* _SCORE(PAD)_: PAD of zeros or spaces, to length(PAD) + 3 characters */
+		bool pad = arg && al > 0;
+
+		for (size_t i = 0; pad && i < al; i++)
+			pad = arg[i] == arg[0] && (arg[0] == '0' || arg[0] == ' ');
+		if (pad && al + 3 > strlen(s))   /* substr($pad, 0, $count) */
+			strbuf_append(b, arg, al + 3 - strlen(s) < al ? al + 3 - strlen(s) : al);
+		ah_puts(b, s);
+	} else if (AH_IS("REQD")) {
+		ah_puts(b, r);
+	} else if (AH_IS("VERSION")) {
+		ah_puts(b, v->version ? v->version : "");
+	} else if (AH_IS("HOSTNAME")) {
+		ah_puts(b, v->hostname ? v->hostname : "");
+	} else if (AH_IS("BAYES")) {
+		if (v->bayes >= 0) {
+			snprintf(tmp, sizeof(tmp), "%3.4f", v->bayes);
+			ah_puts(b, tmp);
+		} else {
+			ah_puts(b, "0.5");
+		}
+	} else if (AH_IS("DATE")) {
+		/* Util::time_to_rfc822_date: local time and zone */
+		static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+		static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+			"Aug", "Sep", "Oct", "Nov", "Dec" };
+		struct tm tm;
+		time_t t = v->now;
+		long off;
+
+		localtime_r(&t, &tm);
+		off = tm.tm_gmtoff / 60;
+		snprintf(tmp, sizeof(tmp), "%s, %02d %s %4d %02d:%02d:%02d %c%02ld%02ld",
+		    days[tm.tm_wday], tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+		ah_puts(b, tmp);
+	} else if (AH_IS("STARS")) {
+		/* my $arg = (shift || "*"): an empty or "0" argument is the star */
+		int k = v->score >= 50 ? 50 : v->score > 0 ? (int)v->score : 0;
+		bool dflt = arg == NULL || al == 0 || (al == 1 && arg[0] == '0');
+
+		for (int i = 0; i < k; i++)
+			strbuf_append(b, dflt ? "*" : arg, dflt ? 1 : al);
+	} else if (AH_IS("AUTOLEARN")) {
+		ah_puts(b, v->autolearn ? v->autolearn : "disabled");
+	} else if (AH_IS("TESTS") || AH_IS("TESTSSCORES")) {
+		bool dflt = arg == NULL || al == 0 || (al == 1 && arg[0] == '0');
+
+		if (v->ntests == 0)
+			ah_puts(b, "none");
+		for (size_t i = 0; i < v->ntests; i++) {
+			if (i)
+				strbuf_append(b, dflt ? "," : arg, dflt ? 1 : al);
+			ah_puts(b, v->tests[i]);
+			if (AH_IS("TESTSSCORES")) {
+				ah_perl_num(tmp, sizeof(tmp), v->test_scores ? v->test_scores[i] : 0);
+				ah_puts(b, "=");
+				ah_puts(b, tmp);
+			}
+		}
+	} else if (AH_IS("REPORT")) {
+		ah_puts(b, "\n");
+		ah_puts(b, v->report ? v->report : "");
+	} else {
+		return false;
+	}
+#undef AH_IS
+	return true;
+}
+
+/* At s[0] == '_': the length of _replace_tags' match
+ * _([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:\(.*?\))?)_ there (0: none), with the name's and the
+ * argument's spans; Perl's backtracking over the (?:_...)* repeats reproduced (longest
+ * first, the parenthesis before none). */
+static size_t ah_match_tag(const char *s, size_t *nl, const char **arg, size_t *al)
+{
+	size_t ends[64], ne = 0, i = 1;
+
+	if (!isupper((unsigned char)s[1]))
+		return 0;
+	while (isupper((unsigned char)s[i]) || isdigit((unsigned char)s[i]))
+		i++;
+	ends[ne++] = i;
+	while (ne < 64 && s[i] == '_' && (isupper((unsigned char)s[i + 1]) ||
+	    isdigit((unsigned char)s[i + 1]))) {
+		i++;
+		while (isupper((unsigned char)s[i]) || isdigit((unsigned char)s[i]))
+			i++;
+		ends[ne++] = i;
+	}
+	while (ne > 0) {
+		size_t e = ends[--ne];
+
+		if (s[e] == '(')
+			for (size_t k = e + 1; s[k] && s[k] != '\n'; k++)
+				if (s[k] == ')' && s[k + 1] == '_') {
+					*nl = e - 1;
+					*arg = s + e + 1;
+					*al = k - (e + 1);
+					return k + 2;
+				}
+		if (s[e] == '_') {
+			*nl = e - 1;
+			*arg = NULL;
+			*al = 0;
+			return e + 1;
+		}
+	}
+	return 0;
+}
+
+char *addhdr_expand(const char *tmpl, const struct addhdr_vals *v)
+{
+	struct strbuf b = { 0 };
+
+	for (const char *p = tmpl; *p;) {
+		const char *arg = NULL;
+		size_t nl = 0, al = 0, m = *p == '_' ? ah_match_tag(p, &nl, &arg, &al) : 0;
+
+		if (m) {
+			/* ADDEDHEADER*: SA refuses them in a template (bug 6278), left as written */
+			if (!ah_tag_value(&b, p + 1, nl, arg, al, v))
+				strbuf_append(&b, p, m);
+			p += m;
+		} else {
+			strbuf_append(&b, p, 1);
+			p++;
+		}
+	}
+	return ah_take(&b);
+}
+
+size_t addhdr_unknown_tags(const char *tmpl, char *buf, size_t len)
+{
+	size_t k = 0, o = 0;
+
+	if (len)
+		buf[0] = '\0';
+	for (const char *p = tmpl; *p;) {
+		const char *arg = NULL;
+		size_t nl = 0, al = 0, m = *p == '_' ? ah_match_tag(p, &nl, &arg, &al) : 0;
+
+		if (m == 0) {
+			p++;
+			continue;
+		}
+		if (!addhdr_tag_known(p + 1, nl)) {
+			if (len > o + 1) {
+				int w = snprintf(buf + o, len - o, "%s%.*s", k ? ", " : "", (int)m, p);
+
+				o = w < 0 ? o : (size_t)w >= len - o ? len - 1 : o + (size_t)w;
+			}
+			k++;
+		}
+		p += m;
+	}
+	return k;
+}
+
+/* ---------------------------------------------------------------- the field */
+
+static bool ah_printable(unsigned char c)
+{
+	return c == '\t' || (c >= 0x20 && c <= 0x7e);
+}
+
+static void ah_b64(struct strbuf *b, const unsigned char *s, size_t n)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0) |
+		    (i + 2 < n ? s[i + 2] : 0);
+		char q[4] = { t[v >> 18 & 63], t[v >> 12 & 63],
+			i + 1 < n ? t[v >> 6 & 63] : '=', i + 2 < n ? t[v & 63] : '=' };
+
+		strbuf_append(b, q, 4);
+	}
+}
+
+/* mime_encode_header on one line (its "\n" not included; nl: whether it had one). */
+static void ah_encode_line(struct strbuf *b, const char *l, size_t n, bool nl)
+{
+	size_t ps = 0, ss = n, i;
+	size_t qp = 0;
+
+	for (i = 0; i < n && ah_printable((unsigned char)l[i]); i++)
+		;
+	if (i == n) {
+		strbuf_append(b, l, n);
+		if (nl)
+			ah_puts(b, "\n");
+		return;
+	}
+	/* suffix: ((?:^|[ \t])[\x09\x20-\x7E]*) at the end, leftmost; prefix:
+	 * ^([\x09\x20-\x7E]*(?:[ \t]|\z)) of the rest */
+	for (size_t k = 0; k <= n; k++) {
+		size_t j = k;
+
+		if (k > 0 && l[k] != ' ' && l[k] != '\t')
+			continue;
+		if (k == n)
+			break;
+		while (j < n && ah_printable((unsigned char)l[j]))
+			j++;
+		if (j == n) {
+			ss = k;
+			break;
+		}
+	}
+	for (i = 0; i < ss && ah_printable((unsigned char)l[i]); i++)
+		;
+	/* backtrack to end at a blank or the end of the rest */
+	if (i == ss)
+		ps = i;
+	else {
+		while (i > 0 && l[i - 1] != ' ' && l[i - 1] != '\t')
+			i--;
+		ps = i;
+	}
+	strbuf_append(b, l, ps);
+	if (ss > ps) {
+		const unsigned char *m = (const unsigned char *)l + ps;
+		size_t ml = ss - ps;
+
+		for (size_t k = 0; k < ml; k++)
+			qp += m[k] == '=' || m[k] == '?' || m[k] == '_' || m[k] < 0x20 || m[k] >= 0x7f;
+		if ((double)ml + (double)qp * 2 <= 4.0 * (double)(ml + 2) / 3.0) {
+			ah_puts(b, "=?UTF-8?Q?");
+			for (size_t k = 0; k < ml; k++) {
+				char h[4];
+
+				if (m[k] == ' ')
+					ah_puts(b, "_");
+				else if (m[k] == '=' || m[k] == '?' || m[k] == '_' || m[k] < 0x20 ||
+				    m[k] >= 0x7f) {
+					snprintf(h, sizeof(h), "=%02X", m[k]);
+					ah_puts(b, h);
+				} else
+					strbuf_append(b, (const char *)m + k, 1);
+			}
+		} else {
+			ah_puts(b, "=?UTF-8?B?");
+			ah_b64(b, m, ml);
+		}
+		ah_puts(b, "?=");
+	}
+	strbuf_append(b, l + ss, n - ss);
+	if (nl)
+		ah_puts(b, "\n");
+}
+
+char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals *v)
+{
+	char *d = addhdr_expand(tmpl, v), *f;
+	size_t dl = strlen(d);
+	struct strbuf b = { 0 };
+
+	/* s/(?:\r?\n)+$// */
+	while (dl > 0 && d[dl - 1] == '\n') {
+		dl--;
+		if (dl > 0 && d[dl - 1] == '\r')
+			dl--;
+	}
+	d[dl] = '\0';
+	if (strchr(d, '\n')) {
+		/* s/\s*\n\s*\/\n\t/g: a white-space run holding a line break is one fold */
+		for (size_t i = 0; i < dl;) {
+			size_t j = i;
+			bool has_nl = false;
+
+			while (j < dl && ah_space(d[j]))
+				has_nl |= d[j++] == '\n';
+			if (j > i) {
+				if (has_nl)
+					ah_puts(&b, "\n\t");
+				else
+					strbuf_append(&b, d + i, j - i);
+				i = j;
+			} else {
+				strbuf_append(&b, d + i, 1);
+				i++;
+			}
+		}
+		f = ah_take(&b);
+	} else {
+		/* wrap("X-Spam-NAME!!VALUE", "\t", "", 79, 0, '(?<=[\s,])'), blank lines out,
+		 * the part after "!!" */
+		struct strbuf h = { 0 };
+		char *w, *bang;
+
+		ah_puts(&h, "X-Spam-");
+		ah_puts(&h, name);
+		ah_puts(&h, "!!");
+		ah_puts(&h, d);
+		w = addhdr_wrap(h.v, "\t", "", 79, true);
+		free(h.v);
+		/* s/^\s*\n//gm */
+		for (char *p = w; *p;) {
+			char *q = p;
+
+			while (*q && *q != '\n' && ah_space(*q))
+				q++;
+			if (*q == '\n' && (p == w || p[-1] == '\n'))
+				memmove(p, q + 1, strlen(q + 1) + 1);
+			else {
+				char *e = strchr(p, '\n');
+
+				p = e ? e + 1 : p + strlen(p);
+			}
+		}
+		bang = strstr(w, "!!");
+		ah_puts(&b, bang ? bang + 2 : w);
+		free(w);
+		f = ah_take(&b);
+	}
+	free(d);
+	/* mime_encode_header, line by line */
+	{
+		struct strbuf e = { 0 };
+
+		for (const char *p = f; *p;) {
+			const char *nl = strchr(p, '\n');
+			size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+			ah_encode_line(&e, p, n, nl != NULL);
+			p += n + (nl ? 1 : 0);
+		}
+		free(f);
+		return ah_take(&e);
+	}
+}
+
+void addhdr_report_add(char **buf, size_t *len, double score, const char *rule,
+    const char *area, const char *desc)
+{
+	struct strbuf b = { *buf, *len, *buf ? *len + 1 : 0 };
+	char sc[32], *first, *w, *ws;
+	size_t fl;
+
+	/* ±10 and beyond: "%4.0f", else "%4.1f" */
+	snprintf(sc, sizeof(sc), fabs(score) >= 10 ? "%4.0f" : "%4.1f", score);
+	/* _wrap_desc($desc, 4 + length($rule) + length($score) + length($area), "*      ") */
+	fl = 4 + strlen(rule) + strlen(sc) + strlen(area);
+	if ((first = malloc(fl + 1)) == NULL)
+		abort();
+	memset(first, ' ', fl);
+	first[fl] = '\0';
+	w = addhdr_wrap(desc ? desc : "", "*      ", first, 75, false);
+	free(first);
+	for (ws = w; *ws && ah_space(*ws); ws++)
+		;
+	ah_puts(&b, "* ");
+	ah_puts(&b, sc);
+	ah_puts(&b, " ");
+	ah_puts(&b, rule);
+	ah_puts(&b, " ");
+	ah_puts(&b, area);
+	ah_puts(&b, ws);
+	ah_puts(&b, "\n");
+	free(w);
+	*buf = b.v;
+	*len = b.len;
+}

@@ -1,0 +1,168 @@
+/* test_reputation_control.c — `flush reputation IP` with no worker holding the store (none
+ * started here): outside the drain it says so (an init failure, event=module_error); during
+ * the drain (the last worker just ended) an LMDB flush is done by the main loop and the
+ * records go, and a Redis one says mxgate is shutting down. Before, the drain's case also
+ * answered "no worker holds the reputation store" and nothing was flushed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "filters/reputation.h"
+#include "proxy/config.h"
+#include "proxy/control.h"
+#include "proxy/ops.h"
+#include "proxy/worker.h"
+#include "store/lmdb_store.h"
+
+static struct shared_gen gen;
+static uv_loop_t loop;
+static char dir[] = "/tmp/mxgate-repctl-XXXXXX";
+
+static struct shared_gen *fake_current(void)
+{
+	return &gen;
+}
+
+static struct mx_config *make_config(const char *store)
+{
+	char text[700];
+	struct mx_config *cfg = NULL;
+
+	snprintf(text, sizeof(text), "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: "
+	    "[\"smtp://127.0.0.1:2526\"] }\nreputation: { store: \"%s\" }\n", store);
+	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &gen.cfg, stderr), 0);
+	cfg = gen.cfg;
+	return cfg;
+}
+
+struct answer { bool done; int rc; char text[600]; };
+
+static void done_cb(void *arg, int rc, struct strbuf *payload)
+{
+	struct answer *a = arg;
+
+	a->done = true;
+	a->rc = rc;
+	snprintf(a->text, sizeof(a->text), "%.*s", (int)payload->len, payload->v ? payload->v : "");
+}
+
+/* Runs line through the control verbs on the loop until it is answered. */
+static void ask(const char *line, struct answer *a)
+{
+	struct ctl_parser p;
+	struct strbuf out = { 0 };
+	struct control_reply *pending = NULL;
+	char buf[256];
+	size_t used;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	snprintf(buf, sizeof(buf), "%s\n", line);
+	ctl_parser_init(&p);
+	assert_int_equal(ctl_parser_feed(&p, buf, strlen(buf), &used), CTL_REQUEST);
+	rc = control_dispatch_start(&p.req, &out, &loop, done_cb, a, &pending);
+	ctl_parser_reset(&p);
+	if (rc != 1) {
+		a->done = true;
+		a->rc = rc;
+		snprintf(a->text, sizeof(a->text), "%.*s", (int)out.len, out.v ? out.v : "");
+	}
+	strbuf_free(&out);
+	for (int i = 0; i < 100 && !a->done; i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_true(a->done);
+}
+
+/* Writes a record under key in the map at dir. */
+static void seed(const char *key)
+{
+	struct lmdb_store *st = lmdb_store_open(dir, 0);
+	struct lmdb_writer_config wc = { .name = "test" };
+	struct lmdb_writer *w;
+	struct reputation_counts rc = { .c = { 3 }, .t_ms = 1 };
+	size_t len;
+
+	assert_non_null(st);
+	w = lmdb_writer_new(st, NULL, &wc);
+	assert_non_null(w);
+	lmdb_writer_put(w, key, strlen(key), &rc, sizeof(rc));
+	assert_true(lmdb_writer_flush(w, NULL, NULL) >= 0);
+	lmdb_writer_free(w);
+	assert_int_equal(lmdb_store_get(st, key, strlen(key), &rc, sizeof(rc), &len), 1);
+	lmdb_store_close(st);
+}
+
+static int held(const char *key)
+{
+	struct lmdb_store *st = lmdb_store_open(dir, 0);
+	struct reputation_counts rc;
+	size_t len;
+	int r;
+
+	assert_non_null(st);
+	r = lmdb_store_get(st, key, strlen(key), &rc, sizeof(rc), &len);
+	lmdb_store_close(st);
+	return r;
+}
+
+static void test_no_worker(void **state)
+{
+	static const struct ops_host host = { .current = fake_current };
+	char store[100];
+	struct answer a;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(store, sizeof(store), "lmdb:%s", dir);
+	uv_loop_init(&loop);
+	make_config(store);
+	ops_start(&loop, &host);
+	seed("ip:192.0.2.1");
+	seed("net:192.0.2.0/24");
+
+	/* in service: no worker holds the store only when every one failed to open it */
+	ask("flush reputation 192.0.2.1", &a);
+	assert_int_equal(a.rc, -1);
+	assert_non_null(strstr(a.text, "no worker holds the reputation store"));
+	assert_int_equal(held("ip:192.0.2.1"), 1);
+
+	/* the drain's end: the last worker has freed its writer; the main loop flushes */
+	ops_set_stopping();
+	ask("flush reputation 192.0.2.1", &a);
+	if (a.rc != 0 || strstr(a.text, "reputation of 192.0.2.1 flushed: 2 records removed") == NULL)
+		fail_msg("during the drain with no worker left: rc %d, \"%s\"", a.rc, a.text);
+	assert_int_equal(held("ip:192.0.2.1"), 0);
+	assert_int_equal(held("net:192.0.2.0/24"), 0);
+	ask("flush reputation 192.0.2.1 --json", &a);
+	assert_int_equal(a.rc, 0);
+	assert_non_null(strstr(a.text, "\"draining\":true"));
+
+	/* Redis: only the workers' connections reach it */
+	config_free(gen.cfg);
+	make_config("redis://127.0.0.1:1");
+	ask("flush reputation 192.0.2.1", &a);
+	assert_int_equal(a.rc, -1);
+	if (strstr(a.text, "mxgate is shutting down") == NULL || strstr(a.text, "nothing flushed") == NULL)
+		fail_msg("Redis, no worker left: \"%s\"", a.text);
+
+	ops_stop();
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	config_free(gen.cfg);
+	snprintf(store, sizeof(store), "rm -rf %s", dir);
+	assert_int_equal(system(store), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_worker),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
