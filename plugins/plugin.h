@@ -23,10 +23,13 @@
  * enforces the configured `timeout`; when it fires (or the client goes away) the host
  * calls cancel() if the plugin has one: the plugin must then stop the work and never touch
  * the call again. A plugin without cancel() may still call done() late; the host ignores
- * that verdict and only then releases the handle (or with the instance, after fini()).
- * A second done() inside the hook is ignored and logged; after the hook returned the handle
- * is freed by the first: a call that may be answered from two places (a reply and the
- * plugin's own timer) needs one owner that clears its pointer before it answers.
+ * that verdict.
+ * A handle stays safe to use after its call ended (done(), the timeout, cancel, the
+ * session's end): it is a token the host checks, not a pointer, so a second or late done()
+ * is ignored and logged once (event=plugin_bad_output what=done_twice|late_done), and
+ * every other host call on it returns NULL / 0 and does nothing. Still give a call answered
+ * from two places (a reply and the plugin's own timer) one owner that clears its pointer
+ * before it answers: the second answer is a bug, logged.
  *
  * Reload (SIGHUP): new instances are made with the new options; sessions already open keep
  * theirs to their end, then fini() runs on the worker's loop. The plugin's code is never
@@ -114,8 +117,9 @@ struct mxgate_plugin_args {
 	size_t noptions;
 	uv_loop_t *loop;               /* NULL at config check: validate only, start nothing */
 	int worker;                    /* worker index */
-	/* `connect_timeout:` (added at the end without a new ABI version; a plugin built
-	 * before it never reads it): how long a connect to one address of the peer may take */
+	/* Fields below were added after the first release of ABI 1: read one only when
+	 * MXGATE_ARGS_HAS(host, field) (an older daemon's struct ends before it). */
+	/* `connect_timeout:`: how long a connect to one address of the peer may take */
 	uint64_t connect_timeout_ms;
 };
 
@@ -171,7 +175,7 @@ struct mxgate_host {
 	 * become spaces; at most 399 octets) or NULL; code 421 with MXGATE_TEMPFAIL closes the
 	 * connection after the reply; code and reply are used with TEMPFAIL and REJECT only.
 	 * reason is a short log word ("virus", "spam", ...) or NULL. After done() the call
-	 * handle is invalid. */
+	 * has ended: a further done() on its handle is ignored (and logged once). */
 	void (*done)(struct mxgate_call *c, enum mxgate_action action, int code,
 	    const char *reply, const char *reason);
 
@@ -184,7 +188,29 @@ struct mxgate_host {
 	 * sense of a milter's smfi_insheader): 0 above that Received, 1 just below it, n after
 	 * n - 1 of the headers shown. */
 	void (*insert_header_delivered)(struct mxgate_call *c, int index, const char *name, const char *value);
+	/* Added after insert_header_delivered: sizeof(struct mxgate_plugin_args) as the host
+	 * passes it to init, so a plugin built against a newer plugin.h knows which fields of
+	 * args an older host fills (MXGATE_ARGS_HAS). */
+	size_t args_size;
 };
+
+/* Growing ABI 1 (how a plugin and a host built against different plugin.h revisions of the
+ * same MXGATE_PLUGIN_ABI_VERSION stay safe):
+ * - fields are only ever added at the end of struct mxgate_host and struct
+ *   mxgate_plugin_args, never moved, removed or changed in meaning (that is a new
+ *   MXGATE_PLUGIN_ABI_VERSION, which the loader refuses, naming both versions);
+ * - host->size and host->args_size say how much of each the running host has: before
+ *   reading a member added after the first release, a plugin checks MXGATE_HOST_HAS(host,
+ *   member) or MXGATE_ARGS_HAS(host, field) and falls back to its own default when false
+ *   (a host without args_size fills the first release's args only: name .. worker);
+ * - a plugin built against an older plugin.h never reads what it does not know, so it
+ *   loads into a newer host unchanged.
+ * Both macros evaluate host more than once. */
+#define MXGATE_HOST_HAS(host, member) \
+	(offsetof(struct mxgate_host, member) + sizeof(((struct mxgate_host *)0)->member) <= (host)->size)
+#define MXGATE_ARGS_HAS(host, field) \
+	(MXGATE_HOST_HAS(host, args_size) && offsetof(struct mxgate_plugin_args, field) + \
+	    sizeof(((struct mxgate_plugin_args *)0)->field) <= (host)->args_size)
 
 /* The descriptor a plugin exports as `mxgate_plugin`. Any hook may be NULL (= the plugin
  * does not take part in that stage). */

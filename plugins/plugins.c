@@ -3,7 +3,7 @@
  * entry (hook_plugin_entries). The chain owns the timer, on_error and late completions; the
  * adapter maps verdicts, walks a plugin through the header / body / end-of-message calls
  * of HOOK_EOM (restarting the call's timeout after each), and owns the plugin's call
- * handles (freed after cancel, or when a plugin without cancel answers late). */
+ * handles (tokens into a per-thread call table: a handle used after its call ended is ignored). */
 #include "plugins.h"
 #include "pconn.h"
 
@@ -517,10 +517,6 @@ struct plugin_entry {
 	char sizebuf[32];
 	unsigned stages;
 	uv_loop_t *loop;
-	/* Calls given up (timeout, session gone) of a plugin without cancel(), not answered
-	 * yet: freed at its late done(), or with the instance (after fini, no call may be
-	 * completed), so a plugin that never answers does not keep them for the process's life. */
-	struct mxgate_call *detached;
 };
 
 enum plugin_phase { PHASE_START = 0, PHASE_HEADERS, PHASE_BODY, PHASE_EOM, PHASE_END };
@@ -530,7 +526,7 @@ struct plugin_sess {
 	struct plugin_entry *pe;
 	struct hook_env *env;
 	struct hook_call *hc;        /* the chain's call in progress (NULL when none) */
-	struct mxgate_call *cur;     /* the plugin's call in progress */
+	struct plugin_call *cur;     /* the plugin's call in progress */
 	enum hook_stage stage;
 	enum plugin_phase phase;     /* HOOK_EOM: headers, body chunks, end of message */
 	size_t off;                  /* header / body offset in the message */
@@ -547,18 +543,193 @@ struct plugin_sess {
 	struct strbuf received;      /* MXGATE_RECEIVED, built per call that asks */
 };
 
-struct mxgate_call {
-	struct plugin_sess *s;       /* NULL once detached (timed out, session gone) */
-	bool in_cancel, done_in_cancel, is_close;
-	/* done() came inside the hook: the handle stays (inert, s NULL) until the hook
-	 * returns, so a second done() or a host call after it is ignored, not a use of freed
-	 * memory; owner names the plugin in the log line. */
-	bool completed;
-	struct plugin_sess *owner;
-	struct plugin_entry *pe;     /* detached: on pe->detached, linked by dprev/dnext */
-	struct mxgate_call *dprev, *dnext;
+/* One invocation of one hook. The plugin never sees this pointer: it gets c->h, a token
+ * naming the call's slot in its thread's call table (see "call handles" below), so a handle
+ * used after its call ended (a second done(), a done() after the timeout or cancel) finds a
+ * retired slot and is ignored, never freed memory. */
+struct plugin_call {
+	struct plugin_sess *s;       /* the session entry; NULL for a close call after session end */
+	struct mxgate_call *h;       /* the plugin's handle (token) */
+	uint32_t slot;               /* index in the thread's call table */
+	bool in_cancel, is_close;
 	char client_port[8], local_ip[64], local_port[8], max_size[24], cipher_bits[12], max_rcpts[24];   /* formatted items, one buffer each */
 };
+
+/* ------------------------------------------------------------------- call handles
+ *
+ * A plugin holds its call's handle as long as it likes: a Haraka-style plugin answers from
+ * two places (a reply and its own timer), or late after the host gave up on the call. So the
+ * handle is no pointer but a token, slot index + generation, into a table of the thread the
+ * call runs on (every call of an instance runs on its worker's loop thread). A call that
+ * ends (answered, given up, its session gone) frees its memory at once and retires its
+ * slot: the slot keeps, as a tombstone, how the call ended, the plugin's name and the
+ * session, so a later done() on it is logged once, with whom it concerns, and ignored. A
+ * retired slot is reused (its generation bumped: the old token no longer matches) only once
+ * CALL_RETAIN others retired after it, so the table holds the calls in progress plus
+ * CALL_RETAIN tombstones: bounded by the worker's sessions, not by its calls over time. A
+ * token from another thread, or garbage, matches nothing and is ignored too. */
+enum call_end { CALL_LIVE = 0, CALL_ANSWERED, CALL_GIVEN_UP, CALL_CANCELLED, CALL_CLOSED };
+
+#define CALL_IDX_BITS 24u
+#define CALL_IDX_MASK ((1u << CALL_IDX_BITS) - 1u)
+#define CALL_MAX_SLOTS (CALL_IDX_MASK - 1u)
+#define CALL_GEN_MASK (UINTPTR_MAX >> CALL_IDX_BITS)
+#define CALL_CHUNK 256u
+#define CALL_RETAIN 256u
+
+struct call_slot {
+	uintptr_t gen;
+	struct plugin_call *call;    /* the live call, or NULL (retired or never used) */
+	uint32_t next;               /* retired FIFO: the next slot's index + 1, 0 = none */
+	uint8_t end;                 /* enum call_end: how the retired call ended */
+	bool logged;                 /* a late done() on it was logged */
+	char plugin[48], session[24];
+};
+
+struct call_table {
+	struct call_slot **chunks;   /* CALL_CHUNK slots each: slots never move */
+	uint32_t nslots, nchunks;
+	uint32_t head, tail, nretired;   /* retired FIFO (index + 1, 0 = none) */
+};
+
+static __thread struct call_table *call_tab;
+static pthread_key_t call_tab_key;
+static pthread_once_t call_tab_once = PTHREAD_ONCE_INIT;
+
+static void call_table_free(void *p)
+{
+	struct call_table *t = p;
+
+	if (t == NULL)
+		return;
+	for (uint32_t i = 0; i < t->nchunks; i++)
+		free(t->chunks[i]);
+	free(t->chunks);
+	free(t);
+	if (call_tab == t)
+		call_tab = NULL;
+}
+
+static void call_tab_key_make(void)
+{
+	/* a worker thread's table goes when the thread ends */
+	(void)pthread_key_create(&call_tab_key, call_table_free);
+}
+
+static struct call_slot *call_slot_at(const struct call_table *t, uint32_t i)
+{
+	return &t->chunks[i / CALL_CHUNK][i % CALL_CHUNK];
+}
+
+/* A slot for c on this thread's table; 0, or -1 when the table cannot grow. */
+static int call_slot_take(struct plugin_call *c)
+{
+	struct call_table *t = call_tab;
+	struct call_slot *sl;
+	uint32_t i;
+
+	if (t == NULL) {
+		pthread_once(&call_tab_once, call_tab_key_make);
+		if ((t = calloc(1, sizeof(*t))) == NULL)
+			return -1;
+		call_tab = t;
+		(void)pthread_setspecific(call_tab_key, t);
+	}
+	if (t->nretired > CALL_RETAIN || (t->nretired && t->nslots >= CALL_MAX_SLOTS)) {
+		i = t->head - 1;
+		sl = call_slot_at(t, i);
+		t->head = sl->next;
+		if (t->head == 0)
+			t->tail = 0;
+		t->nretired--;
+		sl->gen = (sl->gen + 1) & CALL_GEN_MASK;
+	} else {
+		if (t->nslots >= CALL_MAX_SLOTS)
+			return -1;
+		if (t->nslots == t->nchunks * CALL_CHUNK) {
+			struct call_slot **nc = realloc(t->chunks, (t->nchunks + 1) * sizeof(*nc));
+
+			if (nc == NULL)
+				return -1;
+			t->chunks = nc;
+			if ((nc[t->nchunks] = calloc(CALL_CHUNK, sizeof(**nc))) == NULL)
+				return -1;
+			t->nchunks++;
+		}
+		i = t->nslots++;
+		sl = call_slot_at(t, i);
+	}
+	sl->call = c;
+	sl->next = 0;
+	sl->end = CALL_LIVE;
+	sl->logged = false;
+	c->slot = i;
+	c->h = (struct mxgate_call *)((sl->gen << CALL_IDX_BITS) | (uintptr_t)(i + 1));
+	return 0;
+}
+
+/* Ends c: its slot becomes a tombstone saying how (end), and c is freed. */
+static void call_retire(struct plugin_call *c, enum call_end end)
+{
+	struct call_table *t = call_tab;
+	struct call_slot *sl;
+
+	if (t == NULL || c->slot >= t->nslots || (sl = call_slot_at(t, c->slot))->call != c) {
+		free(c);   /* not this thread's (cannot happen): never leave a pointer to it */
+		return;
+	}
+	sl->call = NULL;
+	sl->end = (uint8_t)end;
+	sl->logged = false;
+	snprintf(sl->plugin, sizeof(sl->plugin), "%s", c->s ? c->s->pe->pc->name : "-");
+	snprintf(sl->session, sizeof(sl->session), "%s",
+	    c->s && c->s->env && c->s->env->session_id ? c->s->env->session_id : "-");
+	if (t->tail)
+		call_slot_at(t, t->tail - 1)->next = c->slot + 1;
+	else
+		t->head = c->slot + 1;
+	t->tail = c->slot + 1;
+	t->nretired++;
+	free(c);
+}
+
+/* The slot a token names on this thread, whatever its state; NULL when it names none (a
+ * garbage value, another thread's token, a slot reused since). */
+static struct call_slot *call_slot_find(const struct mxgate_call *h)
+{
+	struct call_table *t = call_tab;
+	uintptr_t v = (uintptr_t)h;
+	uint32_t i = (uint32_t)(v & CALL_IDX_MASK);
+	struct call_slot *sl;
+
+	if (t == NULL || i == 0 || i > t->nslots)
+		return NULL;
+	sl = call_slot_at(t, i - 1);
+	return sl->gen == (v >> CALL_IDX_BITS) ? sl : NULL;
+}
+
+/* The live call a token names, or NULL (ended, or no call of this thread). */
+static struct plugin_call *plugin_call_get(const struct mxgate_call *h)
+{
+	struct call_slot *sl = call_slot_find(h);
+
+	return sl ? sl->call : NULL;
+}
+
+/* A new call of session s; its handle is c->h. NULL when no slot can be had. */
+static struct plugin_call *plugin_call_new(struct plugin_sess *s)
+{
+	struct plugin_call *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->s = s;
+	if (call_slot_take(c) != 0) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
 
 /* Which hook stages a descriptor needs (CLOSE whenever it keeps session state). */
 static unsigned plugin_desc_stages(const struct mxgate_plugin *d)
@@ -648,12 +819,6 @@ static void plugin_entry_free(void *wstate)
 		return;
 	if (!pe->broken && pe->d->fini)
 		pe->d->fini(pe->instance);
-	while (pe->detached) {
-		struct mxgate_call *c = pe->detached;
-
-		pe->detached = c->dnext;
-		free(c);
-	}
 	free(pe->opts);
 	free(pe);
 }
@@ -806,32 +971,26 @@ static void plugin_finish(struct plugin_sess *s, const struct verdict *v)
 		hook_call_done(hc, v);
 }
 
-/* Releases the plugin's call in progress: cancel() when the plugin has one (the handle is
- * freed here), else the handle is detached: freed when the plugin answers late, or with
- * the instance (plugin_entry_free). */
+/* Releases the plugin's call in progress: cancel() when the plugin has one, then the call
+ * ends (its handle retired: a done() after it is logged once and ignored). A plugin without
+ * cancel() may still answer late; that answer is ignored the same way. */
 static void plugin_detach_call(struct plugin_sess *s)
 {
-	struct mxgate_call *c = s->cur;
+	struct plugin_call *c = s->cur;
 	struct plugin_entry *pe = s->pe;
 
 	if (c == NULL)
 		return;
 	s->cur = NULL;
 	if (pe->d && pe->d->cancel && !pe->broken) {
-		/* c->s stays set during cancel so the plugin can find its session slot; a done()
-		 * from inside cancel is ignored (s->cur no longer points at c). */
+		/* the call stays live during cancel so the plugin can find its session slot; a
+		 * done() from inside cancel is ignored (s->cur no longer points at c) */
 		c->in_cancel = true;
-		pe->d->cancel(pe->instance, c);
-		free(c);
+		pe->d->cancel(pe->instance, c->h);
+		call_retire(c, CALL_CANCELLED);
 		return;
 	}
-	c->s = NULL;
-	c->pe = pe;
-	c->dprev = NULL;
-	c->dnext = pe->detached;
-	if (pe->detached)
-		pe->detached->dprev = c;
-	pe->detached = c;
+	call_retire(c, CALL_GIVEN_UP);
 }
 
 /* A plugin's reply text as the client gets it, in place: CRLF separates the lines of a
@@ -1108,39 +1267,39 @@ static void plugin_invoke(struct plugin_sess *s, enum plugin_kind kind, const ch
 {
 	struct plugin_entry *pe = s->pe;
 	const struct mxgate_plugin *d = pe->d;
-	struct mxgate_call *c;
+	struct plugin_call *c;
 
 	if (pe->broken) {
 		plugin_set_result(s, MXGATE_ERROR, 0, NULL, "plugin not initialised");
 		return;
 	}
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		abort();
-	c->s = s;
+	c = plugin_call_new(s);
+	if (c == NULL) {
+		plugin_set_result(s, MXGATE_ERROR, 0, NULL, "no call slot");
+		return;
+	}
 	s->cur = c;
 	s->dispatching = true;
 	switch (kind) {
 	case KIND_HEADER:
-		d->on_header(pe->instance, c, s->hname, s->hvalue);
+		d->on_header(pe->instance, c->h, s->hname, s->hvalue);
 		break;
 	case KIND_BODY:
-		d->on_body(pe->instance, c, chunk, chunklen);
+		d->on_body(pe->instance, c->h, chunk, chunklen);
 		break;
 	default:
 		switch (s->stage) {
-		case HOOK_CONNECT: d->on_connect(pe->instance, c); break;
-		case HOOK_HELO: d->on_helo(pe->instance, c); break;
-		case HOOK_MAIL: d->on_mail(pe->instance, c); break;
-		case HOOK_RCPT: d->on_rcpt(pe->instance, c); break;
-		case HOOK_DATA: d->on_data(pe->instance, c); break;
-		case HOOK_EOM: d->on_eom(pe->instance, c); break;
+		case HOOK_CONNECT: d->on_connect(pe->instance, c->h); break;
+		case HOOK_HELO: d->on_helo(pe->instance, c->h); break;
+		case HOOK_MAIL: d->on_mail(pe->instance, c->h); break;
+		case HOOK_RCPT: d->on_rcpt(pe->instance, c->h); break;
+		case HOOK_DATA: d->on_data(pe->instance, c->h); break;
+		case HOOK_EOM: d->on_eom(pe->instance, c->h); break;
 		default: break;
 		}
 	}
+	/* c is not touched after the hook: a done() inside it ended (and freed) it */
 	s->dispatching = false;
-	if (c->completed)
-		free(c);   /* answered inside the hook (else pending: s->cur, or detached) */
 }
 
 /* Runs the plugin's calls of the stage until one is pending or the stage is decided. */
@@ -1186,17 +1345,21 @@ static void plugin_advance(struct plugin_sess *s)
 static void plugin_run_close(struct plugin_sess *s)
 {
 	struct plugin_entry *pe = s->pe;
-	struct mxgate_call c;
+	struct plugin_call *c;
 
 	if (s->closed)
 		return;
 	s->closed = true;
 	if (pe->broken || pe->d->on_close == NULL)
 		return;
-	memset(&c, 0, sizeof(c));
-	c.s = s;
-	c.is_close = true;
-	pe->d->on_close(pe->instance, &c);
+	if ((c = plugin_call_new(s)) == NULL) {
+		log_event(LOG_LVL_ERROR, s->env ? s->env->session_id : NULL,
+		    "event=plugin_error plugin=%s stage=close error=\"no call slot\"", pe->pc->name);
+		return;
+	}
+	c->is_close = true;
+	pe->d->on_close(pe->instance, c->h);
+	call_retire(c, CALL_CLOSED);
 }
 
 static void plugin_entry_run(void *wstate, int slot, struct hook_call *call)
@@ -1270,18 +1433,20 @@ const struct hook_instances hook_plugin_entries = {
 /* ------------------------------------------------------------------- the host table */
 
 /* The env of a live call, or NULL (detached / close after session end). */
-static struct hook_env *host_env(struct mxgate_call *c)
+static struct hook_env *host_env(struct plugin_call *c)
 {
 	return c && c->s ? c->s->env : NULL;
 }
 
-static uv_loop_t *host_loop(struct mxgate_call *c)
+static uv_loop_t *host_loop(struct mxgate_call *h)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	return c && c->s ? c->s->pe->loop : NULL;
 }
 
-static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
+static const char *host_get(struct mxgate_call *h, enum mxgate_item item)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 	const struct sockaddr *sa;
 	char ip[64];
@@ -1368,22 +1533,25 @@ static const char *host_get(struct mxgate_call *c, enum mxgate_item item)
 	}
 }
 
-static size_t host_rcpt_count(struct mxgate_call *c)
+static size_t host_rcpt_count(struct mxgate_call *h)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	return env ? env->nrcpts : 0;
 }
 
-static const char *host_rcpt_at(struct mxgate_call *c, size_t i)
+static const char *host_rcpt_at(struct mxgate_call *h, size_t i)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	return env && i < env->nrcpts ? env->rcpts[i].addr : NULL;
 }
 
-static const char *host_message(struct mxgate_call *c, size_t *len)
+static const char *host_message(struct mxgate_call *h, size_t *len)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	*len = 0;
@@ -1392,8 +1560,9 @@ static const char *host_message(struct mxgate_call *c, size_t *len)
 	return msgbuf_data(plugin_msg(c->s), len);
 }
 
-static size_t host_header_len(struct mxgate_call *c)
+static size_t host_header_len(struct mxgate_call *h)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	if (env == NULL || env->msg == NULL || c->s->stage != HOOK_EOM)
@@ -1401,8 +1570,9 @@ static size_t host_header_len(struct mxgate_call *c)
 	return msgbuf_header_len(plugin_msg(c->s));
 }
 
-static void **host_session_slot(struct mxgate_call *c)
+static void **host_session_slot(struct mxgate_call *h)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	static __thread void *dummy;
 
 	if (c == NULL || c->s == NULL) {
@@ -1516,7 +1686,8 @@ void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean)
 	*clean = host_header_value_clean(s);
 }
 
-/* See plugins.h (fuzz_milter_mods). */
+/* See plugins.h (fuzz_milter_mods). The call is a real one (a token of this thread's call
+ * table: the host functions take nothing else), ended when fn returns. */
 void plugins_eom_call_fuzz(struct hook_env *env, const char *name,
     void (*done)(struct mxgate_call *c, enum mxgate_action a, int code, const char *reply, const char *reason),
     void (*fn)(const struct mxgate_host *host, struct mxgate_call *c, void *arg), void *arg)
@@ -1524,17 +1695,20 @@ void plugins_eom_call_fuzz(struct hook_env *env, const char *name,
 	struct plugin_config pc = { .name = (char *)name };
 	struct plugin_entry pe = { .pc = &pc };
 	struct plugin_sess s = { .pe = &pe, .env = env, .stage = HOOK_EOM, .phase = PHASE_EOM };
-	struct mxgate_call c = { .s = &s };
+	struct plugin_call *c = plugin_call_new(&s);
 	struct mxgate_host host = plugins_host;
 
-	host.done = done;
-	s.cur = &c;
-	fn(&host, &c, arg);
+	if (c != NULL) {
+		host.done = done;
+		s.cur = c;
+		fn(&host, c->h, arg);
+		call_retire(c, CALL_ANSWERED);
+	}
 	msgbuf_free(s.view);
 	strbuf_free(&s.received);
 }
 
-static void host_reject_output(struct mxgate_call *c, const char *what)
+static void host_reject_output(struct plugin_call *c, const char *what)
 {
 	struct plugin_sess *s = c ? c->s : NULL;
 
@@ -1543,8 +1717,9 @@ static void host_reject_output(struct mxgate_call *c, const char *what)
 		    s->pe->pc->name, what);
 }
 
-static void host_add_symbol(struct mxgate_call *c, const char *name, double score, const char *desc)
+static void host_add_symbol(struct mxgate_call *h, const char *name, double score, const char *desc)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	/* AUTH_DOMAIN is filters/senderauth.c's hand-over of the authenticated sender domain
@@ -1562,7 +1737,7 @@ enum host_header_place { HOST_HEADER_ADD, HOST_HEADER_INSERT, HOST_HEADER_INSERT
 
 /* The one path of the three header-writing calls: the name checked, the value cleaned, then
  * placed. A bad name is the plugin's output error; no env or no value does nothing. */
-static void host_header_put(struct mxgate_call *c, enum host_header_place place, int index,
+static void host_header_put(struct plugin_call *c, enum host_header_place place, int index,
 			    const char *name, const char *value)
 {
 	struct hook_env *env = host_env(c);
@@ -1592,23 +1767,27 @@ static void host_header_put(struct mxgate_call *c, enum host_header_place place,
 	free(v);
 }
 
-static void host_add_header(struct mxgate_call *c, const char *name, const char *value)
+static void host_add_header(struct mxgate_call *h, const char *name, const char *value)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	host_header_put(c, HOST_HEADER_ADD, 0, name, value);
 }
 
-static void host_insert_header(struct mxgate_call *c, int index, const char *name, const char *value)
+static void host_insert_header(struct mxgate_call *h, int index, const char *name, const char *value)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	host_header_put(c, HOST_HEADER_INSERT, index, name, value);
 }
 
-static void host_insert_header_delivered(struct mxgate_call *c, int index, const char *name, const char *value)
+static void host_insert_header_delivered(struct mxgate_call *h, int index, const char *name, const char *value)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	host_header_put(c, HOST_HEADER_INSERT_DELIVERED, index, name, value);
 }
 
-static void host_change_header(struct mxgate_call *c, const char *name, int index, const char *value)
+static void host_change_header(struct mxgate_call *h, const char *name, int index, const char *value)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 	char *v;
 
@@ -1621,8 +1800,9 @@ static void host_change_header(struct mxgate_call *c, const char *name, int inde
 	free(v);
 }
 
-static void host_delete_header(struct mxgate_call *c, const char *name)
+static void host_delete_header(struct mxgate_call *h, const char *name)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	if (env == NULL)
@@ -1632,8 +1812,9 @@ static void host_delete_header(struct mxgate_call *c, const char *name)
 	hook_env_delete_headers(env, name);
 }
 
-static void host_set_sender(struct mxgate_call *c, const char *addr)
+static void host_set_sender(struct mxgate_call *h, const char *addr)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	if (env == NULL)
@@ -1643,8 +1824,9 @@ static void host_set_sender(struct mxgate_call *c, const char *addr)
 	hook_env_set_sender(env, addr);
 }
 
-static void host_add_rcpt(struct mxgate_call *c, const char *addr, const char *params)
+static void host_add_rcpt(struct mxgate_call *h, const char *addr, const char *params)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	if (env == NULL)
@@ -1654,8 +1836,9 @@ static void host_add_rcpt(struct mxgate_call *c, const char *addr, const char *p
 	hook_env_add_rcpt(env, addr, params);
 }
 
-static void host_del_rcpt(struct mxgate_call *c, const char *addr)
+static void host_del_rcpt(struct mxgate_call *h, const char *addr)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	if (env == NULL)
@@ -1665,8 +1848,9 @@ static void host_del_rcpt(struct mxgate_call *c, const char *addr)
 	hook_env_del_rcpt(env, addr);
 }
 
-static int host_replace_body(struct mxgate_call *c, const void *data, size_t len)
+static int host_replace_body(struct mxgate_call *h, const void *data, size_t len)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 	struct msgbuf *mb;
 
@@ -1687,24 +1871,27 @@ static int host_replace_body(struct mxgate_call *c, const void *data, size_t len
 	return 0;
 }
 
-static void host_set_quarantine_reason(struct mxgate_call *c, const char *reason)
+static void host_set_quarantine_reason(struct mxgate_call *h, const char *reason)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	if (env && reason)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason), "%s", reason);
 }
 
-static void host_progress(struct mxgate_call *c)
+static void host_progress(struct mxgate_call *h)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct plugin_sess *s = c ? c->s : NULL;
 
 	if (s && s->cur == c && s->hc)
 		hook_call_progress(s->hc);
 }
 
-static void host_log(struct mxgate_call *c, int level, const char *fmt, ...)
+static void host_log(struct mxgate_call *h, int level, const char *fmt, ...)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct plugin_sess *s = c ? c->s : NULL;
 	char buf[1024];
 	va_list ap;
@@ -1731,44 +1918,41 @@ static void host_log(struct mxgate_call *c, int level, const char *fmt, ...)
 	}
 }
 
-static void host_done(struct mxgate_call *c, enum mxgate_action action, int code,
+/* A done() on a handle whose call has ended: logged once per handle (the tombstone says
+ * whose it was and how it ended) and ignored. Haraka ignores a second next() too. */
+static void host_done_late(const struct mxgate_call *h)
+{
+	struct call_slot *sl = call_slot_find(h);
+
+	if (sl == NULL) {   /* not a handle of this thread, or its tombstone reused since */
+		log_event(LOG_LVL_WARNING, NULL, "event=plugin_bad_output plugin=- what=late_done");
+		return;
+	}
+	if (sl->logged || sl->end == CALL_CLOSED)
+		return;   /* on_close expects no done(): ignored quietly, as inside it */
+	sl->logged = true;
+	/* A plugin without cancel() may answer after the timeout (plugin.h): told, not warned. */
+	log_event(sl->end == CALL_GIVEN_UP ? LOG_LVL_INFO : LOG_LVL_WARNING, sl->session,
+	    "event=plugin_bad_output plugin=%s what=%s ended=%s", sl->plugin,
+	    sl->end == CALL_ANSWERED ? "done_twice" : "late_done",
+	    sl->end == CALL_ANSWERED ? "answered" : sl->end == CALL_CANCELLED ? "cancelled" : "given_up");
+}
+
+static void host_done(struct mxgate_call *h, enum mxgate_action action, int code,
     const char *reply, const char *reason)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct plugin_sess *s;
 
-	if (c == NULL || c->is_close)
-		return;
-	if (c->completed) {   /* a second done() in the hook that gave the first */
-		log_event(LOG_LVL_WARNING, c->owner->env->session_id,
-		    "event=plugin_bad_output plugin=%s what=done_twice", c->owner->pe->pc->name);
-		return;
-	}
+	if (c == NULL)
+		return host_done_late(h);
+	if (c->is_close || c->in_cancel)
+		return;   /* ignored: no verdict is expected there */
 	s = c->s;
-	if (s == NULL) {   /* detached: the verdict came too late */
-		if (c->in_cancel) {
-			c->done_in_cancel = true;   /* freed by the canceller */
-			return;
-		}
-		if (c->pe) {
-			if (c->dprev)
-				c->dprev->dnext = c->dnext;
-			else
-				c->pe->detached = c->dnext;
-			if (c->dnext)
-				c->dnext->dprev = c->dprev;
-		}
-		free(c);
-		return;
-	}
-	if (s->cur != c)
-		return;   /* cancelled, or not the live call: ignore */
+	if (s == NULL || s->cur != c)
+		return;   /* not the live call (cannot happen: every other call is retired) */
 	s->cur = NULL;
-	if (s->dispatching) {
-		c->completed = true;
-		c->owner = s;
-		c->s = NULL;
-	} else
-		free(c);
+	call_retire(c, CALL_ANSWERED);
 	if ((unsigned)action > MXGATE_ERROR)
 		action = MXGATE_ERROR;
 	plugin_set_result(s, action, code, reply, reason);
@@ -1777,8 +1961,9 @@ static void host_done(struct mxgate_call *c, enum mxgate_action action, int code
 	plugin_advance(s);
 }
 
-static void host_set_flags(struct mxgate_call *c, unsigned flags)
+static void host_set_flags(struct mxgate_call *h, unsigned flags)
 {
+	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
 	if (env == NULL)
@@ -1814,4 +1999,5 @@ const struct mxgate_host plugins_host = {
 	.log = host_log,
 	.done = host_done,
 	.set_flags = host_set_flags,
+	.args_size = sizeof(struct mxgate_plugin_args),
 };

@@ -355,8 +355,13 @@ static void chain_error_verdict(struct chain *c, const struct chain_entry *e, co
 	    tag ? "tag" : chain_on_error_name(a));
 	if (content)
 		counter_inc(COUNTER_PLUGIN_ERRORS);
-	/* A content filter's name is not the client's business. */
-	if (a == VERDICT_TEMPFAIL && content)
+	/* A content filter's name is not the client's business; what was being checked is
+	 * (a recipient's check that fails is no "content filter" to the sender's postmaster). */
+	if (a == VERDICT_TEMPFAIL && content && c->stage < HOOK_DATA)
+		verdict_set(v, a, 451, "plugin", "4.3.0 %s check unavailable, please try again later",
+		    c->stage == HOOK_CONNECT ? "Client" : c->stage == HOOK_HELO ? "HELO" :
+		    c->stage == HOOK_MAIL ? "Sender" : "Recipient");
+	else if (a == VERDICT_TEMPFAIL && content)
 		verdict_set(v, a, 451, "plugin", "4.7.1 Content filter unavailable, please try again later");
 	else if (a == VERDICT_TEMPFAIL)
 		verdict_set(v, a, 451, e->name, "4.7.1 Temporary failure in %s, try again later", e->name);

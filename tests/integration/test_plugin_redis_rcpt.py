@@ -89,7 +89,8 @@ rd.kill()
 rd.wait(10)
 start = m.log_size()
 reps = rcpts('good@example.test')
-t.check(reps[0][0] == 451 and '4.7.1' in reps[0][1], 'Redis down: on_error tempfail: %r' % (reps,))
+t.check(reps[0] == (451, '451 4.3.0 Recipient check unavailable, please try again later'),
+        'Redis down: on_error tempfail, worded for a recipient check: %r' % (reps,))
 t.check(m.wait_log(r'event=plugin_error plugin=redis_rcpt stage=rcpt error=redis-(unreachable|closed) '
                    r'on_error=tempfail', 5, start), 'logged as the plugin\'s error with its reason')
 rd = t.redis(rd.port)

@@ -965,6 +965,43 @@ static void test_error_rows(void **state)
 	}
 }
 
+/* A plugin that fails with on_error tempfail: the client reads what was being checked, not
+ * "Content filter unavailable" for a recipient (RCPT) or a sender (MAIL). */
+struct stagerow { const char *label; enum hook_stage stage; const char *want_reply; };
+
+static const struct stagerow stagerows[] = {
+	{ "at connect: the client check", HOOK_CONNECT, "4.3.0 Client check unavailable, please try again later" },
+	{ "at HELO", HOOK_HELO, "4.3.0 HELO check unavailable, please try again later" },
+	{ "at MAIL: the sender check", HOOK_MAIL, "4.3.0 Sender check unavailable, please try again later" },
+	{ "at RCPT: the recipient check", HOOK_RCPT, "4.3.0 Recipient check unavailable, please try again later" },
+	{ "at DATA: the content filter", HOOK_DATA, "4.7.1 Content filter unavailable, please try again later" },
+	{ "at end of data: the content filter", HOOK_EOM, "4.7.1 Content filter unavailable, please try again later" },
+};
+
+static void test_error_stage_words(void **state)
+{
+	struct fx *fx = *state;
+
+	for (size_t i = 0; i < sizeof(stagerows) / sizeof(stagerows[0]); i++) {
+		const struct stagerow *r = &stagerows[i];
+
+		memset(fakes, 0, sizeof(fakes));
+		memset(plugfakes, 0, sizeof(plugfakes));
+		memset(&fx->done, 0, sizeof(fx->done));
+		nplug = 1;
+		plugfakes[0].stages = ALL_STAGES;
+		plugfakes[0].on_error = VERDICT_TEMPFAIL;
+		verdict_set(&plugfakes[0].v, VERDICT_ERROR, 0, "peer-gone", NULL);
+		fx_start(fx);
+		chain_run(&fx->chain, r->stage, done_cb, &fx->done);
+		if (fx->done.calls != 1 || fx->done.v.action != VERDICT_TEMPFAIL || fx->done.v.code != 451 ||
+		    strcmp(fx->done.v.reply, r->want_reply) != 0)
+			fail_msg("row \"%s\": %d calls, action %d code %d reply \"%s\"", r->label,
+			    fx->done.calls, fx->done.v.action, fx->done.v.code, fx->done.v.reply);
+		fx_stop(fx);
+	}
+}
+
 /* on_error: tag writes `NAME; stage=STAGE; error=WHY`: a reason (or a plugin's name from the
  * config) holding the field's own structure — `;`, `=`, blanks, quotes — goes in as a
  * quoted-string, so a reader splitting at `;` finds the three parts it expects. Before, a
@@ -1501,6 +1538,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_accept_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard_before_eom, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_error_stage_words, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tag_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tag_value_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plugin_timeout_cancel, setup, teardown),

@@ -1027,10 +1027,38 @@ static void test_config_errors(void **state)
 	unlink(path);
 }
 
+/* Growing ABI 1 safely: the host says how large the args it passes are (host->args_size),
+ * so a plugin built against a newer plugin.h reads a field an older host lacks only after
+ * MXGATE_ARGS_HAS, never past the older struct. */
+extern const struct mxgate_host plugins_host;
+
+static void test_abi_growth(void **state)
+{
+	struct mxgate_host old_host = plugins_host, pre_args = plugins_host;
+
+	(void)state;
+	assert_int_equal(plugins_host.size, sizeof(struct mxgate_host));
+	assert_int_equal(plugins_host.args_size, sizeof(struct mxgate_plugin_args));
+	assert_true(MXGATE_HOST_HAS(&plugins_host, args_size));
+	assert_true(MXGATE_ARGS_HAS(&plugins_host, connect_timeout_ms));
+	assert_true(MXGATE_ARGS_HAS(&plugins_host, worker));
+	/* a host whose args end before connect_timeout_ms */
+	old_host.args_size = offsetof(struct mxgate_plugin_args, connect_timeout_ms);
+	assert_false(MXGATE_ARGS_HAS(&old_host, connect_timeout_ms));
+	assert_true(MXGATE_ARGS_HAS(&old_host, worker));
+	/* a host from before args_size (its table ends at insert_header_delivered): nothing
+	 * added to args is assumed, not even what that host may have had */
+	pre_args.size = offsetof(struct mxgate_host, args_size);
+	assert_false(MXGATE_HOST_HAS(&pre_args, args_size));
+	assert_false(MXGATE_ARGS_HAS(&pre_args, connect_timeout_ms));
+	assert_true(MXGATE_HOST_HAS(&pre_args, insert_header_delivered));
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);	/* as the daemon does (main.c): a closed peer is EPIPE, not death */
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_abi_growth),
 		cmocka_unit_test(test_clamd_replies),
 		cmocka_unit_test(test_spamd_replies),
 		cmocka_unit_test(test_rspamd_json),
