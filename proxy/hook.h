@@ -266,7 +266,8 @@ enum hook_module_flag {
 	 * rules engine: it sums every symbol). */
 	HOOK_MODULE_SCORER = 1u << 0,
 	/* A content filter (`plugins:` entries): a failure logs `event=plugin_error plugin=NAME`,
-	 * counts in plugin_errors_total and reads "Content filter unavailable" to the client. */
+	 * counts in plugin_errors_total and reads, under on_error tempfail, "Content filter
+	 * unavailable" at DATA and end of data, "<Stage> check unavailable" before (chain.c). */
 	HOOK_MODULE_CONTENT = 1u << 1,
 };
 
