@@ -231,13 +231,18 @@ static int domain_normalize_ipv6(const char *d, size_t n, char *out, size_t cap)
  * same name. A name libidn2 does not take (not valid IDNA) stays as it is, compared octet
  * by octet. A root dot spelt as one UTS #46 maps to '.' ("\xe3\x80\x82", U+3002) goes as
  * "." does, unless one went already (rooted: "x.." stays apart from "x"). Returns the length
- * of out. */
+ * of out, or -1 for a name that maps to nothing at all. */
 static int domain_normalize_idn(char *out, size_t n, size_t cap, bool rooted)
 {
 	char *ascii = NULL;
 	int rc = idn2_to_ascii_8z(out, &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
 	size_t k = rc == IDN2_OK && ascii != NULL ? strlen(ascii) : 0;
 
+	if (rc == IDN2_OK && ascii != NULL && k == 0) {
+		/* valid IDNA that maps to nothing (U+180B alone): no name, as "" is none */
+		idn2_free(ascii);
+		return -1;
+	}
 	if (!rooted && k > 1 && ascii[k - 1] == '.')
 		k--;
 	if (k > 0 && k <= DOMAIN_MAX && k < cap) {

@@ -246,7 +246,8 @@ static void test_set(void **state)
 
 	static const char *const bad[] = { "*", "*.", "**.example", "a.*.example", "*example.org",
 		"*.[192.0.2.1]", "[x400:y]", "exa mple.org", "", "user@example.org", "-a.example",
-		".", "*..", "\xe3\x80\x82", "*.\xe3\x80\x82" /* the root, its dot spelt as U+3002 */ };
+		".", "*..", "\xe3\x80\x82", "*.\xe3\x80\x82" /* the root, its dot spelt as U+3002 */,
+		"\xe1\xa0\x8b", "*.\xe1\xa0\x8b" /* U+180B alone, which UTS #46 maps to nothing */ };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err = NULL;
 		if (domain_set_add(s, bad[i], &err) == 0 || err == NULL)

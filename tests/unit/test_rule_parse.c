@@ -375,6 +375,22 @@ static void test_replace_tags_self(void **state)
 	rule_src_free(s);
 }
 
+/* Markers with two-octet delimiters after a near miss ("<" before "<%"), and a marker whose
+ * end is missing: the marker search (rule_find, memchr and memcmp) as memmem found them. */
+static void test_replace_tags_delims(void **state)
+{
+	int nerr;
+	struct rule_src *s = parse(
+	    "replace_start <%\nreplace_end %>\nreplace_tag A a\nreplace_post P {2}\n"
+	    "body M /x<<%post P%><A>/\nreplace_rules M\n"
+	    "body N /<%pre Q <A>/\nreplace_rules N\n", &nerr);
+
+	assert_int_equal(nerr, 0);
+	assert_string_equal(get(s, "M")->re, "x<a{2}");
+	assert_string_equal(get(s, "N")->re, "<%pre Q a");
+	rule_src_free(s);
+}
+
 struct bad_case { const char *label, *text, *where; };
 
 static const struct bad_case bad_cases[] = {
@@ -506,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_if_unset_forms),
 		cmocka_unit_test(test_replace_tags),
 		cmocka_unit_test(test_replace_tags_self),
+		cmocka_unit_test(test_replace_tags_delims),
 		cmocka_unit_test(test_bad_lines),
 		cmocka_unit_test(test_regex_syntax),
 		cmocka_unit_test(test_later_overrides),
