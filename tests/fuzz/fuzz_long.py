@@ -82,7 +82,7 @@ SINCE = {
     'fuzz_proxyproto': '2026-12-04T17:11Z',
     # d4b3565b: every regex through the Perl check; 695a9d9c: rewrite_header Subject expanded;
     # w-sacompat: every add_header field written (rules/addhdr.c)
-    'fuzz_rule_parse': '2026-12-04T17:30Z',
+    'fuzz_rule_parse': '2026-12-04T18:35Z',  # the merge: w-fuzzspeed's campaign ran the harness before w-sacompat's
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
