@@ -795,6 +795,10 @@ static void relay_handshake_reply(struct relay *r, int code, const char *text)
 			return;
 		}
 		relay_parse_caps(r, text);
+		/* EHLO answered: now the XCLIENT attributes are known. */
+		if ((r->state == RELAY_EHLO || r->state == RELAY_EHLO_TLS) && r->open_env &&
+		    (r->caps.bits & SMTP_CAP_XCLIENT) && r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT)
+			relay_build_xclient(r, r->open_env);
 		if (r->state == RELAY_EHLO && relay_tls_wanted(r)) {
 			r->state = RELAY_STARTTLS;
 			relay_send_line(r, "STARTTLS");
@@ -1076,12 +1080,6 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 	case RELAY_EHLO_XCLIENT:
 	case RELAY_STARTTLS:
 	case RELAY_XCLIENT:
-		if ((r->state == RELAY_EHLO || r->state == RELAY_EHLO_TLS) && code == 250 && r->open_env) {
-			/* EHLO answered: now the XCLIENT attributes are known. */
-			relay_parse_caps(r, text);
-			if ((r->caps.bits & SMTP_CAP_XCLIENT) && r->gen->cfg->backends.client_identity == IDENTITY_XCLIENT)
-				relay_build_xclient(r, r->open_env);
-		}
 		relay_handshake_reply(r, code, text);
 		return;
 	case RELAY_COMMAND: {
