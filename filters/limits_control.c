@@ -754,9 +754,15 @@ static void lc_gl_reply(struct strbuf *out, bool json, int op, const char *tripl
 {
 	const char *const *ops = lc_gl_ops;
 
-	if (op != GL_SHOW)
-		log_event(LOG_LVL_INFO, NULL, "event=greylist_%s triplet=\"%s\" was=%s store=%s", ops[op],
-		    triplet, !t->found ? "unknown" : t->passed ? "passed" : "waiting", store);
+	if (op != GL_SHOW) {
+		/* the operator's sender and recipient, quotes and blanks included: escaped, and
+		 * in quotes either way (the form the line always had) */
+		char tv[1100];
+		const char *q = log_val(tv, sizeof(tv), triplet), *dq = *q == '"' ? "" : "\"";
+
+		log_event(LOG_LVL_INFO, NULL, "event=greylist_%s triplet=%s%s%s was=%s store=%s", ops[op],
+		    dq, q, dq, !t->found ? "unknown" : t->passed ? "passed" : "waiting", store);
+	}
 	if (json) {
 		struct jsonw j;
 

@@ -599,10 +599,13 @@ static void spf_session_complete(struct spf_session *s, const struct spf_check *
 		}
 		spf_symbol_name(sym, sizeof(sym), "SPF_HELO_", c->helo_result);
 		hook_env_add_symbol(env, sym, spf_score(&sc->helo_scores, c->helo_result), c->helo);
-		if (c->check_helo)
+		if (c->check_helo) {
+			char hv[160];   /* the client's HELO text: escaped, as every module logs it */
+
 			log_event(LOG_LVL_INFO, env->session_id,
 			    "event=spf_helo result=%s helo=%s client=%s",
-			    spf_result_name(c->helo_result), c->helo, c->ip);
+			    spf_result_name(c->helo_result), log_val(hv, sizeof(hv), c->helo), c->ip);
+		}
 		helo_fail = c->helo_result == SPF_R_FAIL;
 	} else if (c->sender[0] == '\0') {
 		helo_fail = c->result == SPF_R_FAIL;

@@ -135,7 +135,9 @@ static void clamd_verdict(struct clamd_scan *sc)
 	}
 	h->add_symbol(sc->call, "CLAM_VIRUS", 0, name);
 	h->set_flags(sc->call, MXGATE_FLAG_VIRUS);
-	h->log(sc->call, 1, "event=virus name=%s", name);
+	char nv[240];   /* clamd's text: escaped as any value from a peer */
+
+	h->log(sc->call, 1, "event=virus name=%s", log_val(nv, sizeof(nv), name));
 	switch (sc->ci->action) {
 	case CLAMD_QUARANTINE:
 		snprintf(text, sizeof(text), "virus %s", name);

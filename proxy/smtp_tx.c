@@ -63,8 +63,8 @@ static void smtp_tx_finish_unestablished(struct smtp_tx *tx, const char *stage, 
 	bool client_error = strcmp(stage, "rcpt") != 0 || code / 100 == 5;
 
 	if (code == 0) {
-		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=%s reason=no_backend detail=\"%s\"",
-		    stage, text);
+		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=%s reason=no_backend detail=\"%s\" client=%s",
+		    stage, text, tx->env->client_ip);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, stage, "no_backend", true);
 		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", client_error, false);
 		return;
@@ -961,8 +961,8 @@ static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const
 /* The message could not be handed to any backend: a 4xx, the client retries. */
 static void smtp_tx_deliver_tempfail(struct smtp_tx *tx, const char *why)
 {
-	log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=data reason=no_backend queue_id=%s detail=\"%s\"",
-	    tx->env->queue_id, why ? why : "");
+	log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=data reason=no_backend queue_id=%s detail=\"%s\" client=%s",
+	    tx->env->queue_id, why ? why : "", tx->env->client_ip);
 	opstats_note_refusal(tx->w->index, tx->env->client_ip, "data", "no_backend", true);
 	smtp_tx_finish(tx, 451, "4.4.1 Message not accepted by any backend, try again later", "no_backend", false, false);
 }
@@ -1035,8 +1035,8 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 	if (temp == 0 && perm > 0) {
 		/* The backend refused the message for good: its verdict goes to the client. */
 		char rv[256];   /* the backend's text: quoted and escaped as any value from outside */
-		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=data reason=backend backend=%s code=%d reply=%s",
-		    url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""));
+		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=data reason=backend backend=%s code=%d reply=%s client=%s",
+		    url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""), tx->env->client_ip);
 		opstats_note_refusal(tx->w->index, tx->env->client_ip, "data", "backend", false);
 		smtp_tx_finish(tx, codes[0], texts[0], "backend", false, true);
 		return;

@@ -48,7 +48,7 @@ static void rules_log_missing_evals(const struct rules_set *rs)
 		o += (size_t)w;
 	}
 	log_event(LOG_LVL_INFO, NULL, "event=rules_evals_missing count=%zu evals=%s "
-	    "(function:rules+metas blocked)", n, buf);
+	    "reason=\"each eval as function:rules+metas it blocks\"", n, buf);
 }
 
 /* What -t prints of the rule files (errors, skipped regexes, settings not applied), one
@@ -71,7 +71,7 @@ static void rules_log_problems(const char *text)
 		p += len + (nl ? 1 : 0);
 	}
 	if (n > RULES_LOG_PROBLEMS)
-		log_event(LOG_LVL_WARNING, NULL, "event=rules_problem more=%zu (mxgate -t lists all)",
+		log_event(LOG_LVL_WARNING, NULL, "event=rules_problem more=%zu reason=\"mxgate -t lists all\"",
 		    n - RULES_LOG_PROBLEMS);
 }
 
@@ -128,7 +128,7 @@ static struct rules_set *rules_gen_acquire(const struct mx_config *cfg)
 			    rules_set_quarantine_rules(rs, names, sizeof(names)) &&
 			    (cfg->quarantine == NULL || cfg->quarantine[0] == '\0'))
 				log_event(LOG_LVL_WARNING, NULL, "event=rules_quarantine_unavailable "
-				    "rules=%s (action quarantine without a quarantine backend: 451)",
+				    "rules=%s reason=\"action quarantine without a quarantine backend: 451\"",
 				    names);
 		}
 		if (free_slot) {

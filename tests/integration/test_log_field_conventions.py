@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""docs/operations.md "Log events": the fields follow one set of conventions in every module —
+a value from a peer (or an operator) is written as it is only when it holds no blank, quote,
+backslash or control octet, else quoted and escaped; there are no bare words outside
+key=value; `client=` is on every refusal of a client. Lines that did not, each parsed here
+strictly (TIMESTAMP LEVEL ID, then key=value pairs only):
+
+- event=spf_helo wrote the client's HELO raw: `EHLO evil.example event=forged "q` made a line
+  with a second event= key and an open quote;
+- event=greylist_pass put the operator's triplet in quotes without escaping: a quoted local
+  part (`"ab"@example.org`) ended the value early;
+- event=virus wrote clamd's virus name raw (its blanks become `_`, but a scripted clamd's
+  `"x"` made an open quote in an unquoted value);
+- event=rules_problem, rules_evals_missing and rules_quarantine_unavailable ended in a
+  bare parenthesis, `(mxgate -t lists all)`: now `reason="..."`;
+- event=reject stage=data reason=backend and event=tempfail reason=no_backend had no
+  `client=`, unlike every other refusal."""
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+HEAD = re.compile(r'^\S+ (debug|info|warning|error) (-|[0-9A-Za-z]+) (.*)$')
+PAIR = re.compile(r'([a-z][a-z0-9_.]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?: |$)')
+
+
+def unq(v):
+    if not v.startswith('"'):
+        return v
+    out, i, s = [], 0, v[1:-1]
+    while i < len(s):
+        if s[i] == '\\':
+            c = s[i + 1]
+            if c == 'x':
+                out.append(chr(int(s[i + 2:i + 4], 16)))
+                i += 4
+                continue
+            out.append({'n': '\n', 'r': '\r', 't': '\t'}.get(c, c))
+            i += 2
+            continue
+        out.append(s[i])
+        i += 1
+    return ''.join(out)
+
+
+def parse(line):
+    """[(key, unquoted value)] of a log line, or None when it is not only key=value pairs."""
+    m = HEAD.match(line)
+    if not m:
+        return None
+    rest, pos, out = m.group(3), 0, []
+    while pos < len(rest):
+        p = PAIR.match(rest, pos)
+        if not p:
+            return None
+        out.append((p.group(1), unq(p.group(2))))
+        pos = p.end()
+    return out
+
+
+def lines_of(mx, event):
+    return [ln for ln in mx.log().splitlines() if re.search(r' event=%s( |$)' % event, ln)]
+
+
+def check_line(mx, event, what, want=None, timeout=10):
+    """The first line of event parses as key=value pairs only, with one event key; want:
+    {key: value} it must hold."""
+    mt.wait_for(lambda: lines_of(mx, event), timeout)
+    got = lines_of(mx, event)
+    if not mt.check(got, '%s: event=%s is logged' % (what, event)):
+        return None
+    kv = parse(got[0])
+    ok = kv is not None and [k for k, _ in kv].count('event') == 1
+    d = dict(kv or [])
+    for k, v in (want or {}).items():
+        ok = ok and d.get(k) == v
+    mt.check(ok, '%s: %s' % (what, got[0]))
+    return d
+
+
+mt.need('swaks')
+be = mt.Backend()
+sock = os.path.join(mt.TMP, 'ctl.sock')
+
+# ---- one daemon: SPF (static records), greylisting, rules with problems, a control socket
+rules = os.path.join(mt.TMP, 'conv.cf')
+with open(rules, 'w') as f:
+    f.write('header CONV_HOLD Subject =~ /hold me/\nscore CONV_HOLD 0.1\naction CONV_HOLD quarantine\n')
+    f.write('body CONV_EVAL eval:check_made_up_thing()\nscore CONV_EVAL 1\n')
+    for i in range(25):   # more problems (warnings: not applied) than the log lists (20)
+        f.write('required_score 6.%d\n' % i)
+cfg = mt.config([be.url], workers=1, control={'socket': sock},
+                spf={'enabled': True, 'helo_always': True,
+                     'records': ['example.org TXT v=spf1 ip4:127.0.0.1 -all']},
+                greylist={'enabled': True},
+                rules={'files': [rules], 'actions': {'add_header': 5}})
+mx = mt.Mxgate(cfg, name='mx-conv')
+
+check_line(mx, r'rules_problem more=\d+', 'more rule problems than listed', timeout=30)
+check_line(mx, 'rules_evals_missing', 'a missing eval', {'reason': 'each eval as function:rules+metas it blocks'})
+check_line(mx, 'rules_quarantine_unavailable', 'action quarantine without a quarantine backend',
+           {'rules': 'CONV_HOLD', 'reason': 'action quarantine without a quarantine backend: 451'})
+
+helo = 'evil.example event=forged "q'
+c = mt.Client(mx.port)
+c.cmd('EHLO ' + helo)
+c.cmd('MAIL FROM:<a@example.org>')
+c.cmd('RCPT TO:<b@example.test>')
+c.cmd('QUIT')
+d = check_line(mx, 'spf_helo', "the client's HELO in event=spf_helo")
+if d is not None:
+    mt.check(d.get('helo') == helo, 'spf_helo: the HELO as sent: %r' % d.get('helo'))
+
+sender = '"ab"@example.org'
+rc, out, err = mt.ctl(sock, 'greylist', 'pass', '198.18.7.7', sender, 'c@example.test')
+mt.check(rc == 0, 'greylist pass with a quoted local part: %r %r' % (out, err))
+d = check_line(mx, 'greylist_pass', 'the triplet of greylist pass')
+if d is not None:
+    mt.check(d.get('triplet') == '198.18.7.0/24|%s|c@example.test' % sender, 'greylist_pass: the triplet: %r' % d.get('triplet'))
+    mt.check(re.search(r' triplet="', lines_of(mx, 'greylist_pass')[0]) is not None, 'greylist_pass: still in quotes')
+mx.stop()
+
+# ---- refusals at data: the backend's 5xx, and no backend at all, name the client
+rej = mt.Backend(mode='reject_data')
+mx2 = mt.Mxgate(mt.config([rej.url], workers=1), name='mx-rej')
+code, _ = mt.send_mail(mx2.port, 'a@example.org', ['b@example.test'], mt.message('conv-rej', 'x\r\n'))
+mt.check(code == 554, "the backend's 554 reaches the client: %s" % code)
+check_line(mx2, 'reject stage=data reason=backend', 'a backend refusal at data',
+           {'stage': 'data', 'reason': 'backend', 'client': '127.0.0.1'})
+mx2.stop()
+mx3 = mt.Mxgate(mt.config(['smtp://127.0.0.1:%d' % mt.dead_port()], workers=1), name='mx-dead')
+code, _ = mt.send_mail(mx3.port, 'a@example.org', ['b@example.test'], mt.message('conv-dead', 'x\r\n'))
+mt.check(code is not None and code // 100 == 4, 'no backend: 4xx: %s' % code)
+check_line(mx3, 'tempfail', 'no backend', {'reason': 'no_backend', 'client': '127.0.0.1'})
+mx3.stop()
+
+
+# ---- a clamd that names a virus with blanks (a scripted peer: real ones name EICAR alike)
+def fake_clamd(srv):
+    while True:
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
+        with conn:
+            buf = b''
+            try:
+                while b'\0\0\0\0' not in buf[10:] and len(buf) < 1 << 22:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                if buf.startswith(b'zPING'):
+                    conn.sendall(b'PONG\0')
+                    continue
+                conn.sendall(b'stream: Odd Name "x" FOUND\0')
+            except OSError:
+                pass
+
+
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen(8)
+threading.Thread(target=fake_clamd, args=(srv,), daemon=True).start()
+mx4 = mt.Mxgate(mt.config([be.url], workers=1,
+                          plugins=[{'name': 'clamd', 'address': '127.0.0.1:%d' % srv.getsockname()[1]}]),
+                name='mx-clamd')
+code, _ = mt.send_mail(mx4.port, 'a@example.org', ['b@example.test'], mt.message('conv-virus', 'x\r\n'))
+mt.check(code == 554, 'the virus is refused: %s' % code)
+d = check_line(mx4, 'virus', "clamd's virus name")
+if d is not None:
+    mt.check(d.get('name') == 'Odd_Name_"x"', 'virus: the name as clamd gave it: %r' % d.get('name'))
+mx4.stop()
+srv.close()
+mt.finish()
