@@ -1013,8 +1013,10 @@ int main(int argc, char **argv)
 	sdnotify_printf("STATUS=started, checking backends");
 	main_start_side_services();
 	for (int i = 0; i < nlisten; i++)
-		log_event(LOG_LVL_INFO, NULL, "event=listening address=%s workers=%d tls=%d proxy_protocol=%d",
-		    lv[i].address, nworkers, lv[i].tls, lv[i].proxy_protocol);
+		/* the words of the config (listen[].tls, .proxy_protocol), not enum numbers */
+		log_event(LOG_LVL_INFO, NULL, "event=listening address=%s workers=%d tls=%s proxy_protocol=%s",
+		    lv[i].address, nworkers, lv[i].tls == LISTEN_TLS_IMPLICIT ? "implicit" :
+		    lv[i].tls == LISTEN_TLS_STARTTLS ? "starttls" : "none", lv[i].proxy_protocol ? "true" : "false");
 	log_event(LOG_LVL_INFO, NULL, "event=started version=%s config=%s", MX_VERSION, config_path);
 	if (cfg->accept_set == NULL)
 		/* INTERFACE.md: an empty accept_domains is a `-t` warning; at start it is a notice. */

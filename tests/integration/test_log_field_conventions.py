@@ -14,7 +14,9 @@ strictly (TIMESTAMP LEVEL ID, then key=value pairs only):
 - event=rules_problem, rules_evals_missing and rules_quarantine_unavailable ended in a
   bare parenthesis, `(mxgate -t lists all)`: now `reason="..."`;
 - event=reject stage=data reason=backend and event=tempfail reason=no_backend had no
-  `client=`, unlike every other refusal."""
+  `client=`, unlike every other refusal;
+- event=listening wrote a listener's `tls` and `proxy_protocol` as enum numbers (`tls=0`),
+  not in the words its config takes (`tls=none proxy_protocol=false`)."""
 import os
 import re
 import socket
@@ -102,6 +104,7 @@ cfg = mt.config([be.url], workers=1, control={'socket': sock},
                 rules={'files': [rules], 'actions': {'add_header': 5}})
 mx = mt.Mxgate(cfg, name='mx-conv')
 
+check_line(mx, 'listening', 'a listener, in the words of its config', {'tls': 'none', 'proxy_protocol': 'false'})
 check_line(mx, r'rules_problem more=\d+', 'more rule problems than listed', timeout=30)
 check_line(mx, 'rules_evals_missing', 'a missing eval', {'reason': 'each eval as function:rules+metas it blocks'})
 check_line(mx, 'rules_quarantine_unavailable', 'action quarantine without a quarantine backend',
