@@ -24,6 +24,7 @@ daemon, so this runs in a second without peers:
 A name made at run time (`event=%s_error`) is expanded by EXPANSIONS below; a new one
 fails, naming its place, until it is added there. The only names exempt are test hooks
 (MXGATE_TEST_*: read by the daemon only for the test suite, never set in production)."""
+import bisect
 import glob
 import os
 import re
@@ -48,31 +49,24 @@ EXPANSIONS = {
 TEST_ONLY = re.compile(r'^MXGATE_TEST_')   # test hooks, never set in production
 
 
+TOKENS = re.compile(r'/\*.*?(?:\*/|\Z)|//[^\n]*|"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'', re.S)
+
+
 def blank_comments(text):
     """text with C comments replaced by blanks (line breaks kept), string and character
     literals untouched."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        if text.startswith('/*', i):
-            j = text.find('*/', i + 2)
-            j = n if j < 0 else j + 2
-            out.append(re.sub(r'[^\n]', ' ', text[i:j]))
-            i = j
-        elif text.startswith('//', i):
-            j = text.find('\n', i)
-            j = n if j < 0 else j
-            out.append(' ' * (j - i))
-            i = j
-        elif text[i] in '"\'':
-            q, j = text[i], i + 1
-            while j < n and text[j] != q:
-                j += 2 if text[j] == '\\' else 1
-            out.append(text[i:j + 1])
-            i = j + 1
-        else:
-            out.append(text[i])
-            i += 1
-    return ''.join(out)
+    return TOKENS.sub(lambda m: re.sub(r'[^\n]', ' ', m.group(0)) if m.group(0)[0] == '/' else m.group(0), text)
+
+
+_newlines = {}
+
+
+def lineno(code, pos):
+    """The line (from 1) of offset pos in code."""
+    nl = _newlines.get(id(code))
+    if nl is None or nl[0] is not code:
+        nl = _newlines[id(code)] = (code, [i for i, c in enumerate(code) if c == '\n'])
+    return bisect.bisect_right(nl[1], pos - 1) + 1
 
 
 LIT = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
@@ -86,7 +80,7 @@ def literals(code):
         if out and code[last_end:m.start()].strip() == '':
             out[-1] = (out[-1][0], out[-1][1] + m.group(1))
         else:
-            out.append((code.count('\n', 0, m.start()) + 1, m.group(1)))
+            out.append((lineno(code, m.start()), m.group(1)))
         last_end = m.end()
     return out
 
@@ -115,7 +109,7 @@ def call_args(code, fname):
                 cur.append(c)
             i += 1
         args.append(''.join(cur).strip())
-        yield code.count('\n', 0, m.start()) + 1, args
+        yield lineno(code, m.start()), args
 
 
 def lit_value(arg):
@@ -287,7 +281,7 @@ variants = set(re.findall(r'^### `[^`]*\((\w+)\)`$', config, re.M))
 keys = {}
 for rel, code in sources.items():
     for m in re.finditer(r'\{\s*"([a-z0-9_]+)",\s*CFG_[A-Z_]+', code):
-        keys.setdefault(m.group(1), '%s:%d' % (rel, code.count('\n', 0, m.start()) + 1))
+        keys.setdefault(m.group(1), '%s:%d' % (rel, lineno(code, m.start())))
 mt.check(len(keys) > 150, 'the sources have configuration keys (%d found)' % len(keys))
 for k in sorted(keys):
     if k not in cfg_rows and k not in variants:
