@@ -3,6 +3,7 @@
 #include "rspamd.h"
 #include "config.h"
 #include "growbuf.h"
+#include "log.h"
 #include "plugins.h"
 #include "scanner.h"
 
@@ -543,8 +544,10 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	snprintf(desc, sizeof(desc), "%s %.2f / %.2f", r.action, r.score, r.required);
 	h->add_symbol(sc->call, "RSPAMD_SCORE", r.score, desc);
 	rspamd_json_parse(body, blen, &r, rspamd_symbol_add_cb, sc);
-	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=\"%s\"", r.score,
-	    r.required, r.action);
+	char av[160];   /* rspamd's text (a custom action may hold anything): escaped */
+
+	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=%s", r.score,
+	    r.required, log_val(av, sizeof(av), r.action));
 	/* rspamd's own classes: these three are its "spam" actions (greylist and soft reject
 	 * are about rates, not content). */
 	if (strcmp(r.action, "reject") == 0 || strcmp(r.action, "add header") == 0 ||

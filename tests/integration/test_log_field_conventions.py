@@ -9,6 +9,8 @@ strictly (TIMESTAMP LEVEL ID, then key=value pairs only):
   with a second event= key and an open quote;
 - event=greylist_pass put the operator's triplet in quotes without escaping: a quoted local
   part (`"ab"@example.org`) ended the value early;
+- event=rspamd_result put rspamd's action in quotes unescaped (a scripted rspamd answers
+  one with a '"');
 - event=virus wrote clamd's virus name raw (its blanks become `_`, but a scripted clamd's
   `"x"` made an open quote in an unquoted value);
 - event=rules_problem, rules_evals_missing and rules_quarantine_unavailable ended in a
@@ -180,5 +182,48 @@ d = check_line(mx4, 'virus', "clamd's virus name")
 if d is not None:
     mt.check(d.get('name') == 'Odd_Name_"x"', 'virus: the name as clamd gave it: %r' % d.get('name'))
 mx4.stop()
+srv.close()
+
+
+# ---- an rspamd whose action holds a quote (a scripted peer: rspamd's own are plain words)
+def fake_rspamd(srv):
+    while True:
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
+        with conn:
+            try:
+                f = conn.makefile('rb')
+                f.readline()
+                n = 0
+                while True:
+                    ln = f.readline().decode('latin-1').strip()
+                    if not ln:
+                        break
+                    k, _, v = ln.partition(':')
+                    if k.strip().lower() == 'content-length':
+                        n = int(v)
+                f.read(n)
+                out = b'{"score": 1.5, "required_score": 15.0, "action": "odd \\"x\\" action", "symbols": {}}'
+                conn.sendall(b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n'
+                             b'Content-Length: %d\r\n\r\n' % len(out) + out)
+            except OSError:
+                pass
+
+
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen(8)
+threading.Thread(target=fake_rspamd, args=(srv,), daemon=True).start()
+mx5 = mt.Mxgate(mt.config([be.url], workers=1,
+                          plugins=[{'name': 'rspamd', 'address': '127.0.0.1:%d' % srv.getsockname()[1]}]),
+                name='mx-rspamd')
+code, _ = mt.send_mail(mx5.port, 'a@example.org', ['b@example.test'], mt.message('conv-rspamd', 'x\r\n'))
+mt.check(code == 250, 'the message passes rspamd: %s' % code)
+d = check_line(mx5, 'rspamd_result', "rspamd's action")
+if d is not None:
+    mt.check(d.get('action') == 'odd "x" action', 'rspamd_result: the action as rspamd gave it: %r' % d.get('action'))
+mx5.stop()
 srv.close()
 mt.finish()
