@@ -146,84 +146,69 @@ check_line(mx3, 'tempfail', 'no backend', {'reason': 'no_backend', 'client': '12
 mx3.stop()
 
 
-# ---- a clamd that names a virus with blanks (a scripted peer: real ones name EICAR alike)
-def fake_clamd(srv):
-    while True:
-        try:
-            conn, _ = srv.accept()
-        except OSError:
-            return
-        with conn:
-            buf = b''
+def scripted_scanner(plugin, answer, tag, want_code, event, key, want, what):
+    """A scripted peer for plugin (one connection at a time, each answered by answer(conn)),
+    a daemon using it, one message (want_code), and the value of key in its event line."""
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(8)
+
+    def serve():
+        while True:
             try:
-                while b'\0\0\0\0' not in buf[10:] and len(buf) < 1 << 22:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    buf += chunk
-                if buf.startswith(b'zPING'):
-                    conn.sendall(b'PONG\0')
-                    continue
-                conn.sendall(b'stream: Odd Name "x" FOUND\0')
+                conn, _ = srv.accept()
             except OSError:
-                pass
+                return
+            with conn:
+                try:
+                    answer(conn)
+                except OSError:
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    mxs = mt.Mxgate(mt.config([be.url], workers=1,
+                              plugins=[{'name': plugin, 'address': '127.0.0.1:%d' % srv.getsockname()[1]}]),
+                    name='mx-' + plugin)
+    code, _ = mt.send_mail(mxs.port, 'a@example.org', ['b@example.test'], mt.message(tag, 'x\r\n'))
+    mt.check(code == want_code, '%s: the message gets %s: %s' % (plugin, want_code, code))
+    d = check_line(mxs, event, what)
+    if d is not None:
+        mt.check(d.get(key) == want, '%s: %s as the peer gave it: %r' % (event, key, d.get(key)))
+    mxs.stop()
+    srv.close()
 
 
-srv = socket.socket()
-srv.bind(('127.0.0.1', 0))
-srv.listen(8)
-threading.Thread(target=fake_clamd, args=(srv,), daemon=True).start()
-mx4 = mt.Mxgate(mt.config([be.url], workers=1,
-                          plugins=[{'name': 'clamd', 'address': '127.0.0.1:%d' % srv.getsockname()[1]}]),
-                name='mx-clamd')
-code, _ = mt.send_mail(mx4.port, 'a@example.org', ['b@example.test'], mt.message('conv-virus', 'x\r\n'))
-mt.check(code == 554, 'the virus is refused: %s' % code)
-d = check_line(mx4, 'virus', "clamd's virus name")
-if d is not None:
-    mt.check(d.get('name') == 'Odd_Name_"x"', 'virus: the name as clamd gave it: %r' % d.get('name'))
-mx4.stop()
-srv.close()
+def clamd_answer(conn):
+    """clamd's INSTREAM, answered with a virus name holding blanks and quotes (clamd's own
+    names are plain: real ones name EICAR alike)."""
+    buf = b''
+    while b'\0\0\0\0' not in buf[10:] and len(buf) < 1 << 22:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    conn.sendall(b'PONG\0' if buf.startswith(b'zPING') else b'stream: Odd Name "x" FOUND\0')
 
 
-# ---- an rspamd whose action holds a quote (a scripted peer: rspamd's own are plain words)
-def fake_rspamd(srv):
+def rspamd_answer(conn):
+    """rspamd's /checkv2, answered with an action holding a quote (rspamd's own are words)."""
+    f = conn.makefile('rb')
+    f.readline()
+    n = 0
     while True:
-        try:
-            conn, _ = srv.accept()
-        except OSError:
-            return
-        with conn:
-            try:
-                f = conn.makefile('rb')
-                f.readline()
-                n = 0
-                while True:
-                    ln = f.readline().decode('latin-1').strip()
-                    if not ln:
-                        break
-                    k, _, v = ln.partition(':')
-                    if k.strip().lower() == 'content-length':
-                        n = int(v)
-                f.read(n)
-                out = b'{"score": 1.5, "required_score": 15.0, "action": "odd \\"x\\" action", "symbols": {}}'
-                conn.sendall(b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n'
-                             b'Content-Length: %d\r\n\r\n' % len(out) + out)
-            except OSError:
-                pass
+        ln = f.readline().decode('latin-1').strip()
+        if not ln:
+            break
+        k, _, v = ln.partition(':')
+        if k.strip().lower() == 'content-length':
+            n = int(v)
+    f.read(n)
+    out = b'{"score": 1.5, "required_score": 15.0, "action": "odd \\"x\\" action", "symbols": {}}'
+    conn.sendall(b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n'
+                 b'Content-Length: %d\r\n\r\n' % len(out) + out)
 
 
-srv = socket.socket()
-srv.bind(('127.0.0.1', 0))
-srv.listen(8)
-threading.Thread(target=fake_rspamd, args=(srv,), daemon=True).start()
-mx5 = mt.Mxgate(mt.config([be.url], workers=1,
-                          plugins=[{'name': 'rspamd', 'address': '127.0.0.1:%d' % srv.getsockname()[1]}]),
-                name='mx-rspamd')
-code, _ = mt.send_mail(mx5.port, 'a@example.org', ['b@example.test'], mt.message('conv-rspamd', 'x\r\n'))
-mt.check(code == 250, 'the message passes rspamd: %s' % code)
-d = check_line(mx5, 'rspamd_result', "rspamd's action")
-if d is not None:
-    mt.check(d.get('action') == 'odd "x" action', 'rspamd_result: the action as rspamd gave it: %r' % d.get('action'))
-mx5.stop()
-srv.close()
+# clamd turns the name's blanks into '_'; the quotes stay and must be escaped
+scripted_scanner('clamd', clamd_answer, 'conv-virus', 554, 'virus', 'name', 'Odd_Name_"x"', "clamd's virus name")
+scripted_scanner('rspamd', rspamd_answer, 'conv-rspamd', 250, 'rspamd_result', 'action', 'odd "x" action',
+                 "rspamd's action")
 mt.finish()
