@@ -333,10 +333,10 @@ def perf_profile(rounds, bins):
             nsamp = int(m.group(1)) / 500000.0 if m else 0
             for line in r.stdout.splitlines():
                 m = re.match(r'\s*([\d.]+)%\s+[\d.]+%\s+\[[k.]\]\s+(\S+)', line)
-                if m and re.match(r'(__x64_sys_\w+|ksys_read|ksys_write|do_writev|do_syscall_64|net_rx_action|schedule)$', m.group(2)):
+                if m and re.match(r'(__x64_sys_\w+|__sys_sendmsg|__sys_recvmsg|ksys_read|ksys_write|do_writev|do_syscall_64|net_rx_action|schedule)$', m.group(2)):
                     inc[m.group(2)] = inc.get(m.group(2), 0) + float(m.group(1)) * nsamp / 100.0
         print('     kernel, inclusive: ' + '  '.join(
-            '%s %.2f' % (re.sub(r'^(__x64_sys_|ksys_|do_(?!sys))', '', k), v * us)
+            '%s %.2f' % (re.sub(r'^(__x64_sys_|__sys_|ksys_|do_(?!sys))', '', k), v * us)
             for k, v in sorted(inc.items(), key=lambda kv: -kv[1]) if v * us >= 0.05) + ' us/msg')
     print('load after %s' % open('/proc/loadavg').read().strip())
 
