@@ -20,6 +20,7 @@ Env:   BENCH_QUICK=1      reduced run (fewer messages and sessions), about 30 s
                           mxgate's top functions (needs perf)
        BENCH_ONLY=a,b     run only the named parts: throughput,sessions,latency,extra
        BENCH_ROUNDS=N     alternating direct/mxgate pairs per throughput figure (default 3)
+       BENCH_PIPE_ROUNDS=N  rounds of the PIPELINING figure (default 7, QUICK 3)
        BENCH_SUMMARY=F    append the headline lines to F (bench/run.sh prints them at the end)
 Prints figures only: no timing assertions. Exit status is non-zero only when a part could not
 run (a peer did not start, a client failed, messages were lost)."""
@@ -41,6 +42,7 @@ REF_SESSIONS = 1000 if QUICK else 2000  # idle sessions held by the smtp-sink re
 LAT_N = 100 if QUICK else 500           # sequential sessions per target for latency
 BIG_MSGS = 50 if QUICK else 200         # 100 KiB messages per run
 PIPE_MSGS = 500 if QUICK else 2000      # pipelined messages per run
+PIPE_ROUNDS = int(os.environ.get('BENCH_PIPE_ROUNDS', '3' if QUICK else '7'))  # cheap: a run is 0.1-0.3 s
 
 TMP = tempfile.mkdtemp(prefix='mxbench-core-')
 procs = []
@@ -558,31 +560,50 @@ def pipelined(port, msgs, tail=None):
 def bench_extra(sink, mx, hp):
     say('== 4. 100 KiB messages (smtp-source -d -l 102400 -m %d) and PIPELINING clients' % BIG_MSGS)
     throughput_pair(sink, mx, '100 KiB messages (-d)', BIG_MSGS, 102400, ['-d'], hp=hp)
-    direct, through, viahp, cpu = [], [], [], []
+    # Each round: direct, then mxgate and HAProxy back to back, who goes first alternating
+    # (mxgate haproxy, haproxy mxgate, ...: A B B A A B ...), so that each pair is measured
+    # under the same load and neither always runs second; the ratio is the median of the
+    # per-round ratios, printed with its spread (lowest-highest): one pair of runs on this
+    # shared machine can be off by 30 % either way.
+    rate = {'direct': [], 'mxgate': [], 'haproxy': []}
+    cpu = {'direct': [], 'mxgate': [], 'haproxy': []}
     before = sink_count(sink)
-    for i in range(ROUNDS):
-        turns = [('direct', sink.port), ('mxgate', mx.port)] + ([('haproxy', hp.port)] if hp else [])
-        for name, port in turns[i % len(turns):] + turns[:i % len(turns)]:
-            c0 = cpu_ns(mx.pid)
-            rate = pipelined(port, PIPE_MSGS)
-            if name == 'mxgate':
-                through.append(rate)
-                cpu.append((cpu_ns(mx.pid) - c0) / 1000.0 / PIPE_MSGS)
-            else:
-                (direct if name == 'direct' else viahp).append(rate)
-    sent = (3 if hp else 2) * ROUNDS * PIPE_MSGS
+    for i in range(PIPE_ROUNDS):
+        pair = [('mxgate', mx.port, mx)] + ([('haproxy', hp.port, hp)] if hp else [])
+        for name, port, proc in [('direct', sink.port, sink)] + (pair if i % 2 == 0 else pair[::-1]):
+            c0 = cpu_ns(proc.pid)
+            rate[name].append(pipelined(port, PIPE_MSGS))
+            cpu[name].append((cpu_ns(proc.pid) - c0) / 1000.0 / PIPE_MSGS)
+    sent = (3 if hp else 2) * PIPE_ROUNDS * PIPE_MSGS
     got = sink_settle(sink, before + sent) - before
-    md, mx_ = statistics.median(direct), statistics.median(through)
-    summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d; own asyncio '
-            'client, 20 conns)' % ('PIPELINING, ~4 KiB', mx_, md, mx_ / md, ROUNDS))
+    direct, through, viahp = rate['direct'], rate['mxgate'], rate['haproxy']
+    dratios = [a / b for a, b in zip(through, direct)]
+    summary('%-28s mxgate %7.0f msg/s   direct %7.0f msg/s   ratio %.2f (median of %d, %s; own '
+            'asyncio client, 20 conns)' % ('PIPELINING, ~4 KiB', statistics.median(through),
+                                           statistics.median(direct), statistics.median(dratios),
+                                           PIPE_ROUNDS, spread(dratios)))
     if hp:
-        mh = statistics.median(viahp)
-        summary('%-28s mxgate %7.0f msg/s   haproxy %6.0f msg/s   ratio %.2f vs HAProxy L4 (runs: %s)'
-                % ('', mx_, mh, mx_ / mh, ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, viahp))))
-    summary('%-28s CPU us/msg: mxgate %.1f' % ('', statistics.median(cpu)))
+        hratios = [a / b for a, b in zip(through, viahp)]
+        summary('%-28s mxgate %7.0f msg/s   haproxy %6.0f msg/s   ratio %.2f vs HAProxy L4 (median of %d, '
+                '%s; runs: %s)' % ('', statistics.median(through), statistics.median(viahp),
+                                   statistics.median(hratios), PIPE_ROUNDS, spread(hratios),
+                                   ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, viahp))))
+    # The server's own CPU per message (all its threads): the sink's for direct, so that the
+    # three read alike; mxgate and HAProxy each also pay the sink's share, not counted here.
+    summary('%-28s CPU us/msg: mxgate %.1f (%s)%s   sink alone %.1f' % (
+        '', statistics.median(cpu['mxgate']), spread(cpu['mxgate'], '%.1f'),
+        ('   haproxy %.1f (%s)' % (statistics.median(cpu['haproxy']), spread(cpu['haproxy'], '%.1f'))
+         if hp else ''), statistics.median(cpu['direct'])))
     say('%-28s sink received %d of %d messages sent' % ('', got, sent))
     if got != sent:
         failures.append('pipelined: sink received %d of %d' % (got, sent))
+
+
+def spread(vals, fmt='%.2f'):
+    """'spread LO-HI' of a list of figures (one value: 'one run')."""
+    if len(vals) < 2:
+        return 'one run'
+    return ('spread ' + fmt + '-' + fmt) % (min(vals), max(vals))
 
 
 # ------------------------------------------------------------------ profile

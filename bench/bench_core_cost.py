@@ -42,6 +42,14 @@ write, the content with the next group), in front of one smtp-sink.
       daemon runs at full speed (strace -c stops it at every call and changes how much each
       wake-up finds to do). Per thread with BENCH_PER_THREAD=1. Needs perf and tracefs.
 
+  python3 bench/bench_core_cost.py perf ROUNDS BINARY [BINARY...]
+      where each daemon's CPU goes, kernel included: `perf record -g` (cpu-clock, 2 kHz) on
+      each mxgate and on HAProxy L4 over ROUNDS pipelined runs of KMSGS messages each, taking
+      turns; prints per daemon its samples per message split by DSO (kernel, libc, libuv,
+      mxgate, haproxy), the top symbols by own samples, and the kernel's top call chains
+      seen from the system call (read, write, epoll_wait, ...). BENCH_PERF_KEEP=DIR keeps
+      the perf.data files. Needs perf.
+
 Figures only, no assertions."""
 import glob, os, re, shutil, statistics, subprocess, sys, time
 
@@ -271,6 +279,68 @@ def sys_count(rounds, bins):
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
+def perf_profile(rounds, bins):
+    """perf record -g on each target over its rounds; the summary per target (see the doc)."""
+    targets = start_targets(bins)
+    keep = os.environ.get('BENCH_PERF_KEEP')
+    print('load before %s' % open('/proc/loadavg').read().strip())
+    for n, p in targets:
+        bc.pipelined(p.port, WARM)
+    data = {n: [] for n, _ in targets}
+    msgs = {n: 0 for n, _ in targets}
+    for r in range(rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for n, p in order:
+            out = os.path.join(keep or bc.TMP, 'perf-%s-%d.data' % (n, r))
+            rec = subprocess.Popen(['perf', 'record', '-e', 'cpu-clock', '-F', '2000', '-g', '-o', out,
+                                    '-p', str(p.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            bc.pipelined(p.port, KMSGS)
+            rec.send_signal(2)
+            rec.wait(60)
+            data[n].append(out)
+            msgs[n] += KMSGS
+    for n, _ in targets:
+        # one report over the target's rounds: perf report takes one file, so sum the reports
+        dso, sym = {}, {}
+        for f in data[n]:
+            for key, into in (('dso', dso), ('dso,symbol', sym)):
+                r = subprocess.run(['perf', 'report', '-i', f, '--no-children', '--stdio', '-g', 'none',
+                                    '-F', 'sample,' + key, '--sort', key], capture_output=True, text=True,
+                                   timeout=300)
+                for line in r.stdout.splitlines():
+                    v = line.split()
+                    if not v or line.startswith('#') or not v[0].isdigit():
+                        continue
+                    k = ' '.join(v[1:])
+                    into[k] = into.get(k, 0) + int(v[0])
+        total = sum(dso.values()) or 1
+        us = 1e6 / 2000 / msgs[n]        # one sample is 500 us of CPU
+        print('%-4s %.1f us/msg sampled (%d samples over %d messages): %s' % (
+            n, total * us, total, msgs[n], ', '.join('%s %.0f %%' % (k, 100.0 * v / total) for k, v in
+                                                    sorted(dso.items(), key=lambda kv: -kv[1])[:6])))
+        for k, v in sorted(sym.items(), key=lambda kv: -kv[1])[:25]:
+            print('     %5.1f %%  %5.2f us/msg  %s' % (100.0 * v / total, v * us, k))
+        # the kernel by entry point: each system call's samples with all it calls (children),
+        # and within them the loopback delivery to the peer (net_rx_action, run in the
+        # writer's context) and the sleeps (schedule, mostly under epoll_wait)
+        inc = {}
+        for f in data[n]:
+            r = subprocess.run(['perf', 'report', '-i', f, '--children', '--stdio', '-g', 'none',
+                                '--sort', 'symbol'], capture_output=True, text=True, timeout=300)
+            # '# Samples: 1K of event' is rounded; the event count is cpu-clock's ns (500 us a sample)
+            m = re.search(r'^# Event count \(approx.\): (\d+)', r.stdout, re.M)
+            nsamp = int(m.group(1)) / 500000.0 if m else 0
+            for line in r.stdout.splitlines():
+                m = re.match(r'\s*([\d.]+)%\s+[\d.]+%\s+\[[k.]\]\s+(\S+)', line)
+                if m and re.match(r'(__x64_sys_\w+|__sys_sendmsg|__sys_recvmsg|ksys_read|ksys_write|do_writev|do_syscall_64|net_rx_action|schedule)$', m.group(2)):
+                    inc[m.group(2)] = inc.get(m.group(2), 0) + float(m.group(1)) * nsamp / 100.0
+        print('     kernel, inclusive: ' + '  '.join(
+            '%s %.2f' % (re.sub(r'^(__x64_sys_|__sys_|ksys_|do_(?!sys))', '', k), v * us)
+            for k, v in sorted(inc.items(), key=lambda kv: -kv[1]) if v * us >= 0.05) + ' us/msg')
+    print('load after %s' % open('/proc/loadavg').read().strip())
+
+
 def self_cost(path, top, event='Ir'):
     """Own instructions per function (callgrind's compressed names, cost lines of positions
     'line'; the line after calls= is the call's inclusive cost, not the caller's own)."""
@@ -411,6 +481,8 @@ def main():
             kernel(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'sys':
             sys_count(int(sys.argv[2]), sys.argv[3:])
+        elif sys.argv[1] == 'perf':
+            perf_profile(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'calls':
             calls(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 40,
                   sys.argv[4] if len(sys.argv) > 4 else None)

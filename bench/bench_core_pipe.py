@@ -73,13 +73,23 @@ def main():
                                                   for n, _ in targets)), flush=True)
         for i, b in enumerate(bins):
             n = 'mx%d' % i
-            ratio = statistics.median(a / h for a, h in zip(rate[n], rate['hp']))
-            print('%s  median %6.0f msg/s  haproxy %6.0f  ratio (median of per-round) %.2f  CPU us/msg %.1f '
-                  '(haproxy %.1f)  busiest thread %.0f%% (haproxy %.0f%%)  first done %.0f%% (haproxy %.0f%%)'
-                  % (b, statistics.median(rate[n]), statistics.median(rate['hp']), ratio,
-                     statistics.median(cpu[n]), statistics.median(cpu['hp']),
+            ratios = [a / h for a, h in zip(rate[n], rate['hp'])]
+            print('%s  median %6.0f msg/s  haproxy %6.0f  ratio (median of per-round) %.2f (%s)  CPU us/msg %.1f '
+                  '(%s; haproxy %.1f, %s)  busiest thread %.0f%% (haproxy %.0f%%)  first done %.0f%% (haproxy %.0f%%)'
+                  % (b, statistics.median(rate[n]), statistics.median(rate['hp']), statistics.median(ratios),
+                     bc.spread(ratios), statistics.median(cpu[n]), bc.spread(cpu[n], '%.1f'),
+                     statistics.median(cpu['hp']), bc.spread(cpu['hp'], '%.1f'),
                      statistics.median(split[n]), statistics.median(split['hp']),
                      100 * statistics.median(tail[n]), 100 * statistics.median(tail['hp'])))
+        if len(bins) == 2:
+            # The two builds paired by round (they ran in the same minute): what the second
+            # changes, with how many rounds agree on its sign.
+            dc = [b - a for a, b in zip(cpu['mx0'], cpu['mx1'])]
+            dr = [(b / h) - (a / h) for a, b, h in zip(rate['mx0'], rate['mx1'], rate['hp'])]
+            print('second - first, paired by round: CPU us/msg %+.1f (median; lower in %d of %d rounds), '
+                  'ratio to haproxy %+.2f (median; higher in %d of %d)'
+                  % (statistics.median(dc), sum(1 for d in dc if d < 0), len(dc),
+                     statistics.median(dr), sum(1 for d in dr if d > 0), len(dr)))
         print('load after %s' % open('/proc/loadavg').read().strip())
     finally:
         bc.cleanup()

@@ -146,17 +146,16 @@ struct relay_ahead {
 
 #define RELAY_AHEAD_MAX 16
 
-/* Copies s into *buf (capacity *cap), growing it when needed. */
-static void relay_ahead_keep(char **buf, size_t *cap, const char *s)
+/* Copies s[0..len) and a NUL into *buf (capacity *cap), growing it when needed. */
+static void relay_ahead_keep(char **buf, size_t *cap, const char *s, size_t len)
 {
-	size_t n = strlen(s) + 1;
-
-	if (n > *cap)
-		growbuf_grow(buf, cap, 64, n);
-	memcpy(*buf, s, n);
+	if (len + 1 > *cap)
+		growbuf_grow(buf, cap, 64, len + 1);
+	memcpy(*buf, s, len);
+	(*buf)[len] = '\0';
 }
 
-static void relay_on_reply(struct relay *r, int code, const char *text);
+static void relay_on_reply(struct relay *r, int code, const char *text, size_t len);
 static void relay_fail(struct relay *r, const char *why);
 static void relay_fail_protocol(struct relay *r, const char *why);
 static void relay_next_address(struct relay *r, const char *why);
@@ -592,7 +591,7 @@ static int relay_on_plain(void *arg, const char *data, size_t len)
 		}
 		/* rep.text lives in the reader until the next feed: callbacks get it for the
 		 * call's duration only */
-		relay_on_reply(r, rep.code, rep.text);
+		relay_on_reply(r, rep.code, rep.text, rep.len);
 		if (r->state == RELAY_TLS_HANDSHAKE && len > 0) {
 			/* RFC 3207 5: what came in clear behind the 220 to STARTTLS is no part of
 			 * the TLS session (the server cannot have answered our ClientHello yet):
@@ -1068,7 +1067,10 @@ bool relay_text_is_stale(const char *text)
 	return text && strstr(text, RELAY_STALE_TEXT) != NULL;
 }
 
-static void relay_on_reply(struct relay *r, int code, const char *text)
+/* text: the reply's lines (smtp_reply.h), len octets, text[len] a NUL. A NUL the backend
+ * sent inside stays in the copies made here; everything after reads them as C strings, so
+ * they end where a strlen would have ended them. */
+static void relay_on_reply(struct relay *r, int code, const char *text, size_t len)
 {
 	bool fresh = r->reused_fresh;	/* a pooled connection's first reply since its reuse */
 
@@ -1096,7 +1098,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 			/* A command sent ahead: its reply is kept for its owner (relay_ahead_deliver). */
 			struct relay_ahead *a = &r->ahead[r->ahead_answered++];
 			a->code = code;
-			relay_ahead_keep(&a->text, &a->text_cap, text);
+			relay_ahead_keep(&a->text, &a->text_cap, text, len);
 			a->has_text = true;
 		}
 		if (p.data) {
@@ -1112,7 +1114,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 				 * sent it (354: stream it; anything else: the message's reply). */
 				r->msg_waiting = false;
 				r->state = RELAY_DATA_354;
-				relay_on_reply(r, code, text);
+				relay_on_reply(r, code, text, len);
 				return;
 			}
 			r->data_open = code == 354;
@@ -1167,9 +1169,8 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		return;
 	case RELAY_DATA_FINAL: {
 		r->codes[r->nreplies] = code;
-		size_t tl = strlen(text);
-		if (r->nreplies == 0 && tl < sizeof(r->text0)) {
-			memcpy(r->text0, text, tl + 1);
+		if (r->nreplies == 0 && len < sizeof(r->text0)) {
+			memcpy(r->text0, text, len + 1);
 			r->texts[0] = r->text0;
 		} else {
 			r->texts[r->nreplies] = strdup(text);
@@ -1276,11 +1277,9 @@ static void relay_fifo_push(struct relay *r, struct relay_pending p)
 	r->fifo_len++;
 }
 
-/* Appends one command line (cut at 1024 octets) and its CRLF to the output queue. */
-static void relay_outq_line(struct relay *r, const char *line)
+/* Appends one command line of n octets (cut at 1024) and its CRLF to the output queue. */
+static void relay_outq_line(struct relay *r, const char *line, size_t n)
 {
-	size_t n = strlen(line);
-
 	if (n > 1024)
 		n = 1024;
 	if (log_is_debug()) {
@@ -1326,7 +1325,7 @@ bool relay_can_ahead(const struct relay *r)
 	    (r->caps.bits & SMTP_CAP_PIPELINING) && !(r->caps.bits & SMTP_CAP_CHUNKING) && r->b->kind != BACKEND_LMTP;
 }
 
-void relay_queue_ahead(struct relay *r, const char *line)
+void relay_queue_ahead(struct relay *r, const char *line, size_t n)
 {
 	if (r->state == RELAY_CLOSED || r->ahead_n == RELAY_AHEAD_MAX)
 		return;
@@ -1337,13 +1336,13 @@ void relay_queue_ahead(struct relay *r, const char *line)
 	a->arg = NULL;
 	a->code = 0;
 	a->has_text = false;
-	relay_ahead_keep(&a->line, &a->line_cap, line);
+	relay_ahead_keep(&a->line, &a->line_cap, line, n);
 	r->ahead_n++;
 	/* Queued like any command, but the state stays: the message goes out first and the
 	 * lines with its last chunk (relay_pump). */
 	bool data = relay_line_is_data(line);
 	relay_fifo_push(r, (struct relay_pending){ NULL, NULL, data, true });
-	relay_outq_line(r, line);
+	relay_outq_line(r, line, n);
 	if (data) {
 		r->data_queued = true;
 		r->data_ahead = true;
@@ -1412,7 +1411,7 @@ void relay_queue(struct relay *r, const char *line, relay_reply_fn cb, void *arg
 		relay_fail(r, "a command while the backend reads a message");
 		return;
 	}
-	relay_outq_line(r, line);
+	relay_outq_line(r, line, strlen(line));
 	r->state = RELAY_COMMAND;
 }
 

@@ -40,17 +40,18 @@ void relay_flush(struct relay *r);
 /* Commands sent ahead for the owner's next transaction (RFC 2920: a message's content
  * may start a group): true when r can take them now, i.e. a DATA sent earlier is open
  * (354), the backend offers PIPELINING (not CHUNKING, not LMTP) and nothing else is in
- * flight. relay_queue_ahead queues one line (no CRLF, copied), before relay_send_message,
- * which writes the queued lines together with the message's final dot; their replies are
- * kept in order until the owner claims them: relay_queue (and relay_queue_data) with the
- * same line takes the next one over instead of sending it again, and its callback gets the
- * reply as soon as it is in (at relay_flush if it came before). A command that differs
- * from the next one sent ahead must not be queued: check relay_ahead_match first (the
- * relay fails otherwise, as a stale connection). relay_send_message takes an unclaimed
- * DATA sent ahead as its own; relay_release drops the ones never claimed (an answered
- * transaction is RSET, anything unanswered or an open DATA closes the connection). */
+ * flight. relay_queue_ahead queues one line of n octets (no CRLF, no NUL inside, copied),
+ * before relay_send_message, which writes the queued lines together with the message's
+ * final dot; their replies are kept in order until the owner claims them: relay_queue
+ * (and relay_queue_data) with the same line takes the next one over instead of sending it
+ * again, and its callback gets the reply as soon as it is in (at relay_flush if it came
+ * before). A command that differs from the next one sent ahead must not be queued: check
+ * relay_ahead_match first (the relay fails otherwise, as a stale connection).
+ * relay_send_message takes an unclaimed DATA sent ahead as its own; relay_release drops
+ * the ones never claimed (an answered transaction is RSET, anything unanswered or an open
+ * DATA closes the connection). */
 bool relay_can_ahead(const struct relay *r);
-void relay_queue_ahead(struct relay *r, const char *line);
+void relay_queue_ahead(struct relay *r, const char *line, size_t n);
 /* An unclaimed DATA sent ahead (the next one) is the coming message's: relay_send_message
  * does it too; before relay_can_ahead it lets that message's dot take the next group. */
 void relay_take_data_ahead(struct relay *r);

@@ -468,10 +468,10 @@ static void smtp_tx_cat(char *line, size_t cap, size_t *n, const char *s)
 }
 
 /* The RCPT command for a recipient to r's backend (line: 1100 octets): "RCPT TO:<addr>[
- * params]". The only RCPT parameters taken from clients are DSN's NOTIFY and ORCPT
+ * params]"; returns its length. The only RCPT parameters taken from clients are DSN's NOTIFY and ORCPT
  * (session_check_rcpt_in): a backend that does not announce DSN gets none (RFC 3461 4.1: it
  * would refuse them as unknown, 555). */
-static void smtp_tx_rcpt_line(const struct relay *r, char *line, size_t cap, const char *addr, const char *params)
+static size_t smtp_tx_rcpt_line(const struct relay *r, char *line, size_t cap, const char *addr, const char *params)
 {
 	size_t n = 0;
 	bool dsn = params && *params && relay_offers(r, RELAY_EXT_DSN);
@@ -483,7 +483,7 @@ static void smtp_tx_rcpt_line(const struct relay *r, char *line, size_t cap, con
 		memcpy(line, "RCPT TO:<", 9);
 		memcpy(line + 9, addr, la);
 		memcpy(line + 9 + la, ">", 2);
-		return;
+		return la + 10;
 	}
 	line[0] = '\0';
 	smtp_tx_cat(line, cap, &n, "RCPT TO:<");
@@ -493,6 +493,7 @@ static void smtp_tx_rcpt_line(const struct relay *r, char *line, size_t cap, con
 		smtp_tx_cat(line, cap, &n, " ");
 		smtp_tx_cat(line, cap, &n, params);
 	}
+	return n;
 }
 
 /* The backend's reply to a DATA sent ahead with the last RCPT: a 354 while no recipient
@@ -1177,13 +1178,15 @@ static void smtp_tx_send_ahead(struct smtp_tx *tx)
 	    (lmtp_lim > 0 && tx->next_nrcpts > (size_t)lmtp_lim && relay_is_lmtp(r)) ||
 	    (!relay_offers(r, RELAY_EXT_SMTPUTF8) && tx->next_params[0] && strcasestr(tx->next_params, "SMTPUTF8")))
 		goto out;
-	relay_queue_ahead(r, smtp_tx_mail_line_for(&tx->ahead_buf, r, tx->next_from, tx->next_params));
+	smtp_tx_mail_line_for(&tx->ahead_buf, r, tx->next_from, tx->next_params);
+	relay_queue_ahead(r, tx->ahead_buf.v, tx->ahead_buf.len);
 	for (size_t i = 0; i < tx->next_nrcpts; i++) {
-		smtp_tx_rcpt_line(r, line, sizeof(line), tx->next_rcpts[i], tx->next_rcpt_params[i]);
-		relay_queue_ahead(r, line);
+		size_t n = smtp_tx_rcpt_line(r, line, sizeof(line), tx->next_rcpts[i], tx->next_rcpt_params[i]);
+
+		relay_queue_ahead(r, line, n);
 	}
 	if (tx->next_data)
-		relay_queue_ahead(r, "DATA");
+		relay_queue_ahead(r, "DATA", 4);
 	tx->ahead_sent = true;
 out:
 	smtp_tx_next_free(tx);
