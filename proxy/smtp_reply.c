@@ -194,10 +194,15 @@ bool smtp_reply_enhanced(const struct smtp_reply *rep, char out[12])
 
 void smtp_caps_parse(const char *text, struct smtp_caps *out)
 {
-	const char *p = text;
+	/* RFC 5321 4.1.1.1: the reply's first line is "250 Domain [ SP greet ]", the keywords
+	 * are the lines after it: a server named PIPELINING.example, or greeting "mx STARTTLS
+	 * ready", offers neither (a one-line reply offers nothing) */
+	const char *p = strstr(text, "\r\n");
 
 	out->bits = 0;
 	out->xclient_attrs[0] = '\0';
+	if (p)
+		p += 2;
 	while (p && *p) {
 		const char *e = strstr(p, "\r\n");
 		size_t n = e ? (size_t)(e - p) : strlen(p);

@@ -98,8 +98,9 @@ struct smtp_caps {
 };
 
 /* The keywords of an EHLO reply's text (as smtp_reply_feed gives it: lines with their
- * "250-"/"250 " joined by CRLF). A keyword is the line's word
- * after its code, in any case; unknown ones are ignored. Never fails. */
+ * "250-"/"250 " joined by CRLF). A keyword is the line's word after its code, in any case,
+ * on every line but the first (RFC 5321 4.1.1.1: the server's name and greeting); unknown
+ * ones are ignored. Never fails. */
 void smtp_caps_parse(const char *text, struct smtp_caps *out);
 /* attr (upper case) is one of the XCLIENT attributes in c. */
 bool smtp_caps_xclient_has(const struct smtp_caps *c, const char *attr);

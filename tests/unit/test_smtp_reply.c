@@ -261,9 +261,23 @@ static void test_caps(void **state)
 	assert_int_equal(c.bits, SMTP_CAP_XCLIENT);
 	assert_true(smtp_caps_xclient_has(&c, "REVERSE_NAME"));
 	assert_false(smtp_caps_xclient_has(&c, "NAME"));
+	/* RFC 5321 4.1.1.1: the first line is the server's name and a greeting, never a
+	 * keyword: a server named PIPELINING.example, or greeting "mx STARTTLS ready", offers
+	 * neither; a one-line reply offers nothing */
+	smtp_caps_parse("250-PIPELINING\r\n250 8BITMIME", &c);
+	assert_int_equal(c.bits, SMTP_CAP_8BITMIME);
+	smtp_caps_parse("250 STARTTLS", &c);
+	assert_int_equal(c.bits, 0);
+	smtp_caps_parse("250 XCLIENT NAME ADDR", &c);
+	assert_int_equal(c.bits, 0);
+	assert_string_equal(c.xclient_attrs, "");
+	smtp_caps_parse("250-STARTTLS ready, mx.example\r\n250-SIZE 100\r\n250 PIPELINING", &c);
+	assert_int_equal(c.bits, SMTP_CAP_SIZE | SMTP_CAP_PIPELINING);
+	smtp_caps_parse("250-CHUNKING\r\n250-DSN\r\n250 CHUNKING", &c);
+	assert_int_equal(c.bits, SMTP_CAP_DSN | SMTP_CAP_CHUNKING);
 	/* an XCLIENT list past its buffer is cut, never overrun */
 	char big[2000];
-	int n = snprintf(big, sizeof(big), "250 XCLIENT");
+	int n = snprintf(big, sizeof(big), "250-mx.test\r\n250 XCLIENT");
 	while (n < 1900)
 		n += snprintf(big + n, sizeof(big) - (size_t)n, " NAME");
 	smtp_caps_parse(big, &c);
@@ -276,7 +290,7 @@ static void test_caps(void **state)
 	smtp_caps_parse("250-\r\n250 ", &c);
 	assert_int_equal(c.bits, 0);
 	/* a keyword of 63 octets and more is never one we know */
-	smtp_caps_parse("250 PIPELINING_______________________________________________________________", &c);
+	smtp_caps_parse("250-x\r\n250 PIPELINING_______________________________________________________________", &c);
 	assert_int_equal(c.bits, 0);
 }
 
