@@ -51,8 +51,8 @@ struct smtp_reply_reader {
 struct smtp_reply {
 	int code;               /* 100..599 */
 	const char *text;       /* every line with its code, joined by CRLF, no final CRLF;
-	                         * NUL-terminated (a NUL the server sent stays: text[len] is
-	                         * the end), valid until the next smtp_reply_* call */
+	                         * NUL-terminated, no NUL inside (a NUL the server sent is
+	                         * '?'), valid until the next smtp_reply_* call */
 	size_t len;
 	unsigned nlines;
 	bool bare_lf;           /* a line of it ended by a bare LF */
