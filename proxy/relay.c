@@ -471,6 +471,29 @@ static bool relay_tls_wanted(const struct relay *r)
 	    (bc->require_tls || (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until));
 }
 
+/* Closes every connection to b on w's idle list: one of them broke the protocol at reuse,
+ * so the owner's retry must not take the next (each would fail the same way, one
+ * transaction using up the pool: one pooled failure per backend per transaction, then a
+ * fresh connection, which is an attempt). */
+static void relay_drop_idle_of(struct worker *w, struct backend *b)
+{
+	struct relay **pp = &w->idle;
+	unsigned n = 0;
+
+	while (*pp) {
+		struct relay *q = *pp;
+		if (q->b != b) {
+			pp = &q->next_idle;
+			continue;
+		}
+		relay_close(q);	/* unlinks q: *pp is the next one now */
+		n++;
+	}
+	if (n > 0)
+		log_event(LOG_LVL_INFO, NULL, "event=backend_pool_dropped backend=%s connections=%u reason=\"protocol error at reuse\"",
+		    b->url, n);
+}
+
 /* A failure while a callback is outstanding: report code 0 and close. protocol: the
  * backend sent what is no reply (relay_on_plain), its fault even where a failure is
  * otherwise stale (below). */
@@ -532,6 +555,8 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	    why, !(stale && protocol) ? "" : r->reused_fresh ? " pooled=reused retry=fresh" :
 	    " sent_ahead=unanswered retry=fresh");
 	relay_close(r);
+	if (stale && protocol)
+		relay_drop_idle_of(r->w, r->b);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
 	} else if (st == RELAY_COMMAND && msg_waiting && dcb) {

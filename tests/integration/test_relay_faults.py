@@ -97,5 +97,48 @@ if mt.case_wanted('unsolicited'):
         mt.check(r[0] == 250, '%s: the next message goes on a fresh connection (%s)' % (title, r[0]))
         mx.stop()
 
+# ---------------------------------------------------------------- broken at reuse: bounded
+if mt.case_wanted('poolbound'):
+    K = 4
+
+    def garbage_at_reuse(n):
+        st = {'txns': 0}
+
+        def mail_hook(srv, p, arg):
+            st['txns'] += 1
+            if st['txns'] > 1:
+                p.send(b'hello, garbage\r\n')
+                return True
+            return None
+        return {'mail': mail_hook}
+
+    bad = scripted('poolbound', per_conn=garbage_at_reuse)
+    mx = mt.Mxgate(cfg([bad.url], backends={'pool_size': 16}), name='mx-poolbound')
+    # K sessions at once: K backend connections, each parked after its message
+    cs = [mt.Client(mx.port) for _ in range(K)]
+    for i, c in enumerate(cs):
+        c.ehlo()
+        c.cmd('MAIL FROM:<s@example.org>')
+        c.cmd('RCPT TO:<rcpt@example.test>')
+    codes = []
+    for i, c in enumerate(cs):
+        c.cmd('DATA')
+        c.send(mt.stuff(mt.message('poolbound-first-%d' % i)))
+        codes.append(c.reply()[0])
+        c.close()
+    # (bad.n counts the health probe's connection too)
+    mt.check(codes == [250] * K and bad.n >= K, '%d sessions at once: %d connections, parked (%s, %d)' % (K, K, codes, bad.n))
+    start = mx.log_size()
+    r = mail(mx, 'poolbound-next')
+    used = mx.count_log(r'event=backend_error .*pooled=reused retry=fresh', start=start)
+    mt.say('pooled connections one transaction used up at the broken backend: %d of %d' % (used, K))
+    mt.check(r[0] == 250 and used == 1,
+             'a backend broken at reuse: one transaction fails on 1 pooled connection, not %d (%d), then a '
+             'fresh one delivers (%s)' % (K, used, r[0]))
+    mt.check(mx.count_log(r'event=backend_pool_dropped backend=%s connections=%d ' % (re.escape(bad.url), K - 1),
+                          start=start) == 1,
+             'the other %d idle connections to it are dropped, logged event=backend_pool_dropped' % (K - 1))
+    mx.stop()
+
 mt.say('took %.1fs' % (time.time() - T0))
 mt.finish()
