@@ -1028,11 +1028,52 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	relay_open_at(w, b, g, env, cb, arg, backend_addr_first(b, (long long)(uv_hrtime() / 1000000)), 0);
 }
 
+/* The PROXY v2 header naming env's client and the address it connected to, into out[0..cap):
+ * its length, or 0 when it cannot be built. A client and a local address of different
+ * families (a front end's XCLIENT naming an IPv6 client on an IPv4 listener) are both
+ * written as IPv6, the IPv4 one v4-mapped (RFC 4291 2.5.5.2: the same address), since the
+ * header holds one family. */
+static size_t relay_proxy_header(const struct hook_env *env, uint8_t *out, size_t cap)
+{
+	struct sockaddr_storage c = env->client, l = env->local;
+
+	if (c.ss_family != l.ss_family) {
+		struct sockaddr_storage *v4 = c.ss_family == AF_INET ? &c : l.ss_family == AF_INET ? &l : NULL;
+		const struct sockaddr_storage *v6 = v4 == &c ? &l : &c;
+		if (v4 != NULL && v6->ss_family == AF_INET6) {
+			struct sockaddr_in a = *(const struct sockaddr_in *)v4;
+			struct sockaddr_in6 m;
+			memset(&m, 0, sizeof(m));
+			m.sin6_family = AF_INET6;
+			m.sin6_port = a.sin_port;
+			m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&m.sin6_addr.s6_addr[12], &a.sin_addr, 4);
+			memset(v4, 0, sizeof(*v4));
+			memcpy(v4, &m, sizeof(m));
+		}
+	}
+	return proxyproto_build_v2((const struct sockaddr *)&c, (const struct sockaddr *)&l, out, cap);
+}
+
 /* A new connection to b's address ai, tries addresses already tried for this open. */
 static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
     const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai, size_t tries)
 {
 	const struct backends_config *bc = &g->cfg->backends;
+	uint8_t hdr[64];
+	size_t hdr_len = 0;
+
+	if (bc->client_identity == IDENTITY_PROXY_V2 && (hdr_len = relay_proxy_header(env, hdr, sizeof(hdr))) == 0) {
+		/* Without its header the backend would take mxgate for the client (its
+		 * address checks, its logs): no connection, the open fails (the owner tries
+		 * another backend, then answers 4xx); no fault of the backend's. */
+		char text[400];
+		log_event(LOG_LVL_WARNING, env->session_id, "event=proxy_header_failed backend=%s client_family=%d local_family=%d",
+		    b->url, env->client.ss_family, env->local.ss_family);
+		snprintf(text, sizeof(text), "backend %s: the client cannot be named in a PROXY v2 header", b->url);
+		cb(arg, NULL, 0, text);
+		return;
+	}
 	struct relay *r = calloc(1, sizeof(*r));
 
 	if (r == NULL) {
@@ -1082,14 +1123,8 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 	}
 	relay_arm(r, relay_cfg(r)->connect_timeout);
 	r->open_env = env;
-	if (bc->client_identity == IDENTITY_PROXY_V2) {
-		/* The header goes first on the wire, queued before anything else. */
-		uint8_t hdr[64];
-		size_t n = proxyproto_build_v2((const struct sockaddr *)&env->client,
-		    (const struct sockaddr *)&env->local, hdr, sizeof(hdr));
-		if (n > 0)
-			relay_write_raw(r, (const char *)hdr, n, false);
-	}
+	if (hdr_len > 0)	/* the header goes first on the wire, queued before anything else */
+		relay_write_raw(r, (const char *)hdr, hdr_len, false);
 }
 
 bool relay_text_is_stale(const char *text)

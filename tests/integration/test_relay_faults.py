@@ -140,5 +140,27 @@ if mt.case_wanted('poolbound'):
              'the other %d idle connections to it are dropped, logged event=backend_pool_dropped' % (K - 1))
     mx.stop()
 
+# ---------------------------------------------------------------- PROXY v2: never without its header
+if mt.case_wanted('proxyfamily'):
+    pb = mt.Backend(name='be-proxy', expect_proxy=True, xclient=False)
+    mx = mt.Mxgate(cfg([pb.url], xclient_hosts=['127.0.0.1/32'], backends={'client_identity': 'proxy_v2'}),
+                   name='mx-proxyfamily')
+    c = mt.Client(mx.port)
+    c.ehlo()
+    code, text = c.cmd('XCLIENT ADDR=IPV6:2001:db8::5 PORT=41000')
+    mt.check(code == 220, 'XCLIENT names an IPv6 client on the IPv4 listener (%s %s)' % (code, text))
+    c.ehlo()
+    r = mt.send_mail(mx.port, 'sender@example.org', ['rcpt@example.test'], mt.message('proxyfamily'), client=c)
+    c.close()
+    got = pb.by_tag('proxyfamily')
+    p = (got[0]['proxy'] or {}) if got else {}
+    heads = list(pb.proxy_headers)
+    mt.check(r[0] == 250 and p.get('src') == '2001:db8::5' and p.get('sport') == 41000 and
+             p.get('dst', '').startswith('::ffff:127.0.0.1') and None not in heads,
+             'an IPv6 client on an IPv4 listener: the PROXY v2 header names it (TCP6, the local address '
+             'v4-mapped), never a connection without one (%s %s, %s; connections without a header: %d of %d)' % (
+                 r[0], r[1][:60], {k: v for k, v in p.items() if k != 'raw'}, heads.count(None), len(heads)))
+    mx.stop()
+
 mt.say('took %.1fs' % (time.time() - T0))
 mt.finish()
