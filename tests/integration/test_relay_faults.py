@@ -162,5 +162,31 @@ if mt.case_wanted('proxyfamily'):
                  r[0], r[1][:60], {k: v for k, v in p.items() if k != 'raw'}, heads.count(None), len(heads)))
     mx.stop()
 
+# ---------------------------------------------------------------- limits.proxy_timeout
+if mt.case_wanted('proxytimeout'):
+    st, out = mt.config_check(mt.config(['smtp://127.0.0.1:25'], listen=[{'address': '127.0.0.1:%d' % mt.hold_port().port}],
+                                        limits={'proxy_timeout': '10m'}), 'pt-bounds')
+    mt.check(st == 1 and re.search(r':\d+:\d+: limits\.proxy_timeout: must be between 100ms and 5m', out),
+             'limits.proxy_timeout past 5m: FILE:LINE:COL error (%s %s)' % (st, out.strip()[:120]))
+    be = mt.Backend()
+    c = cfg([be.url], listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}],
+            trusted_proxies=['127.0.0.1/32'], limits={'proxy_timeout': '1s'})
+    mx = mt.Mxgate(c, name='mx-proxytimeout')
+    s = socket.create_connection(('127.0.0.1', mx.port), 10)
+    t = time.time()
+    s.settimeout(mt.slack(10))
+    try:
+        data = s.recv(100)
+    except OSError:
+        data = None
+    secs = time.time() - t
+    s.close()
+    mt.check(data == b'' and 0.9 <= secs <= mt.slack(1) + 2,
+             'no PROXY header within limits.proxy_timeout 1s: closed without a reply after %.1fs (%r)' % (secs, data))
+    mt.check(mx.wait_log(r'event=timeout state=proxy', timeout=5), 'logged event=timeout state=proxy')
+    r = mt.send_mail(mx.port, 'sender@example.org', ['rcpt@example.test'], mt.message('pt'), proxy_src='198.18.0.9')
+    mt.check(r[0] == 250, 'a header in time still delivers (%s)' % r[0])
+    mx.stop()
+
 mt.say('took %.1fs' % (time.time() - T0))
 mt.finish()
