@@ -162,6 +162,31 @@ if mt.case_wanted('proxyfamily'):
                  r[0], r[1][:60], {k: v for k, v in p.items() if k != 'raw'}, heads.count(None), len(heads)))
     mx.stop()
 
+# ---------------------------------------------------------------- mxgate ends the session: RSET or QUIT
+if mt.case_wanted('sessionend'):
+    for title, limits, misbehave in (
+            ('idle', {'command_timeout': '1s'}, None),
+            ('errors', {'max_errors': 2}, ['FOO', 'BAR', 'BAZ'])):
+        be = recording('end-' + title)
+        mx = mt.Mxgate(cfg([be.url], limits=limits), name='mx-end-' + title)
+        c = mt.Client(mx.port)
+        c.ehlo()
+        c.cmd('MAIL FROM:<s@example.org>')
+        code, _ = c.cmd('RCPT TO:<rcpt@example.test>')
+        for line in misbehave or []:
+            c.send(line.encode() + b'\r\n')
+        closed = c.is_closed(wait=mt.slack(5))
+        c.close()
+        seen = mt.wait_for(lambda: 'rset' in be.events or 'quit' in be.events or 'closed' in be.events,
+                           timeout=mt.slack(5))
+        first = be.events[0] if be.events else None
+        mt.check(code == 250 and closed and seen and first in ('rset', 'quit'),
+                 '%s: mxgate ended the session itself; its backend connection got %s first, not a bare close '
+                 '(events %s)' % (title, first, be.events))
+        mx.stop()
+        mt.wait_for(lambda: 'closed' in be.events, timeout=mt.slack(5))
+        mt.check('quit' in be.events, '%s: ... and QUIT before the connection closed (events %s)' % (title, be.events))
+
 # ---------------------------------------------------------------- limits.proxy_timeout
 if mt.case_wanted('proxytimeout'):
     st, out = mt.config_check(mt.config(['smtp://127.0.0.1:25'], listen=[{'address': '127.0.0.1:%d' % mt.hold_port().port}],
