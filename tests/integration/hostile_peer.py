@@ -245,3 +245,17 @@ def send_then(data, then=None, delay=0.0):
     return f
 
 
+
+
+def garbage_at_reuse(n):
+    """per_conn hooks: the backend answers garbage to MAIL on the second transaction of each
+    connection: it is there and breaks the protocol (not a connection it dropped while idle)."""
+    st = {'txns': 0}
+
+    def mail(srv, p, arg):
+        st['txns'] += 1
+        if st['txns'] > 1:
+            p.send(b'hello, garbage\r\n')
+            return True
+        return None
+    return {'mail': mail}

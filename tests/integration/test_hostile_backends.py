@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
-from hostile_peer import scripted, send_then, hang  # noqa: E402
+from hostile_peer import scripted, send_then, hang, garbage_at_reuse  # noqa: E402
 
 T0 = time.time()
 TIMEOUT = 2          # backends.{connect,reply,data}_timeout in seconds
@@ -256,20 +256,6 @@ def close_at_reuse(n):
         st['txns'] += 1
         if st['txns'] > 1:
             return False
-        return None
-    return {'mail': mail}
-
-
-def garbage_at_reuse(n):
-    # The backend answers garbage to MAIL on the second transaction of each connection: it is
-    # there and breaks the protocol (not a connection it dropped while idle).
-    st = {'txns': 0}
-
-    def mail(srv, p, arg):
-        st['txns'] += 1
-        if st['txns'] > 1:
-            p.send(b'hello, garbage\r\n')
-            return True
         return None
     return {'mail': mail}
 

@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
-from hostile_peer import Script, smtp, scripted, send_then  # noqa: E402
+from hostile_peer import Script, smtp, scripted, send_then, garbage_at_reuse  # noqa: E402
 
 T0 = time.time()
 
@@ -100,18 +100,6 @@ if mt.case_wanted('unsolicited'):
 # ---------------------------------------------------------------- broken at reuse: bounded
 if mt.case_wanted('poolbound'):
     K = 4
-
-    def garbage_at_reuse(n):
-        st = {'txns': 0}
-
-        def mail_hook(srv, p, arg):
-            st['txns'] += 1
-            if st['txns'] > 1:
-                p.send(b'hello, garbage\r\n')
-                return True
-            return None
-        return {'mail': mail_hook}
-
     bad = scripted('poolbound', per_conn=garbage_at_reuse)
     mx = mt.Mxgate(cfg([bad.url], backends={'pool_size': 16}), name='mx-poolbound')
     # K sessions at once: K backend connections, each parked after its message
