@@ -54,6 +54,7 @@ struct limits_config {
 	long max_recipients;
 	uint64_t command_timeout;   /* ms */
 	uint64_t data_timeout;      /* ms */
+	uint64_t proxy_timeout;     /* ms, a PROXY header after the connect (listen[].proxy_protocol) */
 	uint64_t data_deadline;     /* ms, the whole DATA phase */
 	uint64_t filter_deadline;   /* ms, the whole end-of-data chain (every filter together) */
 	int filter_deadline_action; /* enum filter_deadline_action */

@@ -156,6 +156,7 @@ static void relay_ahead_keep(char **buf, size_t *cap, const char *s, size_t len)
 }
 
 static void relay_on_reply(struct relay *r, int code, const char *text, size_t len);
+static void relay_unsolicited(struct relay *r, int code, const char *text);
 static void relay_fail(struct relay *r, const char *why);
 static void relay_fail_protocol(struct relay *r, const char *why);
 static void relay_next_address(struct relay *r, const char *why);
@@ -469,6 +470,29 @@ static bool relay_tls_wanted(const struct relay *r)
 	    (bc->require_tls || (long long)(uv_hrtime() / 1000000) >= atomic_load(&r->b->tls_fallback_until));
 }
 
+/* Closes every connection to b on w's idle list: one of them broke the protocol at reuse,
+ * so the owner's retry must not take the next (each would fail the same way, one
+ * transaction using up the pool: one pooled failure per backend per transaction, then a
+ * fresh connection, which is an attempt). */
+static void relay_drop_idle_of(struct worker *w, struct backend *b)
+{
+	struct relay **pp = &w->idle;
+	unsigned n = 0;
+
+	while (*pp) {
+		struct relay *q = *pp;
+		if (q->b != b) {
+			pp = &q->next_idle;
+			continue;
+		}
+		relay_close(q);	/* unlinks q: *pp is the next one now */
+		n++;
+	}
+	if (n > 0)
+		log_event(LOG_LVL_INFO, NULL, "event=backend_pool_dropped backend=%s connections=%u reason=\"protocol error at reuse\"",
+		    b->url, n);
+}
+
 /* A failure while a callback is outstanding: report code 0 and close. protocol: the
  * backend sent what is no reply (relay_on_plain), its fault even where a failure is
  * otherwise stale (below). */
@@ -520,7 +544,9 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 			why = RELAY_STALE_TEXT;	/* the backend dropped a pooled connection: not a fault */
 		snprintf(text, sizeof(text), "backend %s: %s", r->b->url, why);
 	}
-	if ((!stale || protocol) && st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET) {
+	/* a connection dropped while idle or being closed is no failure; one that broke the
+	 * protocol there is (relay_unsolicited) */
+	if ((!stale || protocol) && (protocol || (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET))) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
@@ -528,6 +554,8 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	    why, !(stale && protocol) ? "" : r->reused_fresh ? " pooled=reused retry=fresh" :
 	    " sent_ahead=unanswered retry=fresh");
 	relay_close(r);
+	if (stale && protocol)
+		relay_drop_idle_of(r->w, r->b);
 	if (st <= RELAY_EHLO_XCLIENT && ocb) {
 		ocb(arg, NULL, 0, text);
 	} else if (st == RELAY_COMMAND && msg_waiting && dcb) {
@@ -624,11 +652,8 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		relay_on_eof(r, n);
 		return;
 	}
-	if (r->state == RELAY_IDLE) {
-		/* Unsolicited data on an idle connection (e.g. a 421 timeout): drop it. */
-		relay_close(r);
-		return;
-	}
+	/* (on an idle connection too: what the backend says there is read as a reply, and
+	 * logged and judged by relay_unsolicited) */
 	if (r->tls) {
 		int rc = tlsconn_feed(r->tls, buf->base, (size_t)n);
 		if (rc < 0) {
@@ -638,9 +663,13 @@ static void relay_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 			tlsconn_shutdown(r->tls);
 			relay_on_eof(r, UV_EOF);
 		}
-		return;
+	} else {
+		relay_on_plain(r, buf->base, (size_t)n);
 	}
-	relay_on_plain(r, buf->base, (size_t)n);
+	/* A line begun on an idle connection: never handed to the next session, whose first
+	 * reply it would prefix */
+	if (r->state == RELAY_IDLE && smtp_reply_pending(&r->rd) > 0)
+		relay_unsolicited(r, 0, "(a line without its end)");
 }
 
 /* ---- the handshake ----------------------------------------------------------------- */
@@ -998,11 +1027,52 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	relay_open_at(w, b, g, env, cb, arg, backend_addr_first(b, (long long)(uv_hrtime() / 1000000)), 0);
 }
 
+/* The PROXY v2 header naming env's client and the address it connected to, into out[0..cap):
+ * its length, or 0 when it cannot be built. A client and a local address of different
+ * families (a front end's XCLIENT naming an IPv6 client on an IPv4 listener) are both
+ * written as IPv6, the IPv4 one v4-mapped (RFC 4291 2.5.5.2: the same address), since the
+ * header holds one family. */
+static size_t relay_proxy_header(const struct hook_env *env, uint8_t *out, size_t cap)
+{
+	struct sockaddr_storage c = env->client, l = env->local;
+
+	if (c.ss_family != l.ss_family) {
+		struct sockaddr_storage *v4 = c.ss_family == AF_INET ? &c : l.ss_family == AF_INET ? &l : NULL;
+		const struct sockaddr_storage *v6 = v4 == &c ? &l : &c;
+		if (v4 != NULL && v6->ss_family == AF_INET6) {
+			struct sockaddr_in a = *(const struct sockaddr_in *)v4;
+			struct sockaddr_in6 m;
+			memset(&m, 0, sizeof(m));
+			m.sin6_family = AF_INET6;
+			m.sin6_port = a.sin_port;
+			m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&m.sin6_addr.s6_addr[12], &a.sin_addr, 4);
+			memset(v4, 0, sizeof(*v4));
+			memcpy(v4, &m, sizeof(m));
+		}
+	}
+	return proxyproto_build_v2((const struct sockaddr *)&c, (const struct sockaddr *)&l, out, cap);
+}
+
 /* A new connection to b's address ai, tries addresses already tried for this open. */
 static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen *g,
     const struct hook_env *env, relay_open_fn cb, void *arg, size_t ai, size_t tries)
 {
 	const struct backends_config *bc = &g->cfg->backends;
+	uint8_t hdr[64];
+	size_t hdr_len = 0;
+
+	if (bc->client_identity == IDENTITY_PROXY_V2 && (hdr_len = relay_proxy_header(env, hdr, sizeof(hdr))) == 0) {
+		/* Without its header the backend would take mxgate for the client (its
+		 * address checks, its logs): no connection, the open fails (the owner tries
+		 * another backend, then answers 4xx); no fault of the backend's. */
+		char text[400];
+		log_event(LOG_LVL_WARNING, env->session_id, "event=proxy_header_failed backend=%s client_family=%d local_family=%d",
+		    b->url, env->client.ss_family, env->local.ss_family);
+		snprintf(text, sizeof(text), "backend %s: the client cannot be named in a PROXY v2 header", b->url);
+		cb(arg, NULL, 0, text);
+		return;
+	}
 	struct relay *r = calloc(1, sizeof(*r));
 
 	if (r == NULL) {
@@ -1052,14 +1122,8 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 	}
 	relay_arm(r, relay_cfg(r)->connect_timeout);
 	r->open_env = env;
-	if (bc->client_identity == IDENTITY_PROXY_V2) {
-		/* The header goes first on the wire, queued before anything else. */
-		uint8_t hdr[64];
-		size_t n = proxyproto_build_v2((const struct sockaddr *)&env->client,
-		    (const struct sockaddr *)&env->local, hdr, sizeof(hdr));
-		if (n > 0)
-			relay_write_raw(r, (const char *)hdr, n, false);
-	}
+	if (hdr_len > 0)	/* the header goes first on the wire, queued before anything else */
+		relay_write_raw(r, (const char *)hdr, hdr_len, false);
 }
 
 bool relay_text_is_stale(const char *text)
@@ -1067,9 +1131,29 @@ bool relay_text_is_stale(const char *text)
 	return text && strstr(text, RELAY_STALE_TEXT) != NULL;
 }
 
-/* text: the reply's lines (smtp_reply.h), len octets, text[len] a NUL. A NUL the backend
- * sent inside stays in the copies made here; everything after reads them as C strings, so
- * they end where a strlen would have ended them. */
+/* A reply to no command, on a pooled connection (idle) or one a session holds between
+ * commands (ready): the connection is dropped (what else did the backend answer?), and the
+ * reason logged with what it said. A 421 is the server closing (RFC 5321 3.8: it may say so
+ * at any time, as Postfix's smtpd at its idle timeout): logged, no fault. Anything else
+ * breaks the protocol: the backend's failure, counted as a protocol error on use is
+ * (relay_fail_as). */
+static void relay_unsolicited(struct relay *r, int code, const char *text)
+{
+	char tv[240];
+	bool closing = code == 421;
+
+	log_event(LOG_LVL_INFO, relay_log_id(r), "event=backend_unsolicited backend=%s state=%s code=%d reply=%s%s",
+	    r->b->url, r->state == RELAY_IDLE ? "idle" : "ready", code, log_val(tv, sizeof(tv), text),
+	    closing ? " fault=no" : " fault=protocol");
+	if (!closing) {
+		backend_report_failure(r->gen->pool, r->b, "unsolicited reply");
+		counter_inc(COUNTER_BACKEND_FAILURES);
+	}
+	relay_close(r);
+}
+
+/* text: the reply's lines (smtp_reply.h), len octets, text[len] a NUL (the reader shows a
+ * NUL the backend sent inside as '?', so len is the text's strlen). */
 static void relay_on_reply(struct relay *r, int code, const char *text, size_t len)
 {
 	bool fresh = r->reused_fresh;	/* a pooled connection's first reply since its reuse */
@@ -1222,12 +1306,12 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 		relay_close(r);
 		return;
 	default:
-		/* Unexpected reply (e.g. idle): drop the connection; one being opened fails, so
-		 * its owner hears of it (a close alone would leave it waiting for ever). */
+		/* Unexpected reply (idle, or between commands): one being opened fails, so its
+		 * owner hears of it (a close alone would leave it waiting for ever) */
 		if (r->open_cb)
 			relay_fail_protocol(r, "unexpected reply");
 		else
-			relay_close(r);
+			relay_unsolicited(r, code, text);
 		return;
 	}
 }
@@ -1243,6 +1327,7 @@ static void relay_park(struct relay *r)
 		return;
 	}
 	r->state = RELAY_IDLE;
+	r->reused_fresh = false;	/* (taken and given back unused: no longer "fresh" from the pool) */
 	r->next_idle = r->w->idle;
 	r->w->idle = r;
 	r->w->nidle++;

@@ -28,7 +28,6 @@
 #define SESSION_MAX_PENDING_INPUT (256 * 1024)  /* pipelined bytes held while busy */
 #define SESSION_PAUSE_HELD (16 * 1024)          /* held while busy: stop reading (TCP pushes back) */
 #define SESSION_PROXY_MAX 600                   /* bytes of a PROXY header */
-#define SESSION_PROXY_TIMEOUT_MS 10000
 #define SESSION_CLOSE_LINGER_MS 5000            /* for the last replies to go out */
 
 /* ---- output ------------------------------------------------------------------------ */
@@ -747,7 +746,7 @@ static void session_start(struct session *s)
 			return;
 		}
 		session_enter_state(s, SESSION_PROXY);
-		session_arm(s, SESSION_PROXY_TIMEOUT_MS);
+		session_arm(s, s->cfg->limits.proxy_timeout);
 		session_unpause(s);
 		return;
 	}

@@ -66,6 +66,13 @@ static int smtp_reply_line(struct smtp_reply_reader *rd, size_t ll, struct smtp_
 {
 	const char *l = rd->line;
 
+	/* A NUL is no text (RFC 5321 4.2: printable US-ASCII, RFC 6531 UTF-8): every caller
+	 * reads the text as a C string, which would end there and give the client the reply cut
+	 * short. It is shown as '?', as Postfix's smtp client censors what it cannot print
+	 * (smtp_chat.c's printable(..., '?')); the reply stays an answer, not a fault. */
+	for (char *z = memchr(rd->line, '\0', ll); z != NULL; z = memchr(z + 1, '\0', ll - (size_t)(z + 1 - rd->line)))
+		*z = '?';
+
 	/* RFC 5321 4.2: three digits, the first 1-5 (4.2.1), then SP, "-" or the line's end */
 	if (ll < 3 || (unsigned)(l[0] - '1') > 4 || !smtp_reply_digit(l[1]) || !smtp_reply_digit(l[2]) ||
 	    (ll > 3 && l[3] != ' ' && l[3] != '-'))
@@ -194,10 +201,15 @@ bool smtp_reply_enhanced(const struct smtp_reply *rep, char out[12])
 
 void smtp_caps_parse(const char *text, struct smtp_caps *out)
 {
-	const char *p = text;
+	/* RFC 5321 4.1.1.1: the reply's first line is "250 Domain [ SP greet ]", the keywords
+	 * are the lines after it: a server named PIPELINING.example, or greeting "mx STARTTLS
+	 * ready", offers neither (a one-line reply offers nothing) */
+	const char *p = strstr(text, "\r\n");
 
 	out->bits = 0;
 	out->xclient_attrs[0] = '\0';
+	if (p)
+		p += 2;
 	while (p && *p) {
 		const char *e = strstr(p, "\r\n");
 		size_t n = e ? (size_t)(e - p) : strlen(p);

@@ -51,8 +51,8 @@ struct smtp_reply_reader {
 struct smtp_reply {
 	int code;               /* 100..599 */
 	const char *text;       /* every line with its code, joined by CRLF, no final CRLF;
-	                         * NUL-terminated (a NUL the server sent stays: text[len] is
-	                         * the end), valid until the next smtp_reply_* call */
+	                         * NUL-terminated, no NUL inside (a NUL the server sent is
+	                         * '?'), valid until the next smtp_reply_* call */
 	size_t len;
 	unsigned nlines;
 	bool bare_lf;           /* a line of it ended by a bare LF */
@@ -98,8 +98,9 @@ struct smtp_caps {
 };
 
 /* The keywords of an EHLO reply's text (as smtp_reply_feed gives it: lines with their
- * "250-"/"250 " joined by CRLF). A keyword is the line's word
- * after its code, in any case; unknown ones are ignored. Never fails. */
+ * "250-"/"250 " joined by CRLF). A keyword is the line's word after its code, in any case,
+ * on every line but the first (RFC 5321 4.1.1.1: the server's name and greeting); unknown
+ * ones are ignored. Never fails. */
 void smtp_caps_parse(const char *text, struct smtp_caps *out);
 /* attr (upper case) is one of the XCLIENT attributes in c. */
 bool smtp_caps_xclient_has(const struct smtp_caps *c, const char *attr);

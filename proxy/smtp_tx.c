@@ -1566,12 +1566,17 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 void smtp_tx_close(struct smtp_tx *tx)
 {
 	tx->closed = true;
+	/* The session ends (mxgate's idle timeout, max_errors, a drop, the client gone): a
+	 * connection with nothing in flight is ended as the protocol asks, RSET and back to the
+	 * pool or QUIT (bounded by reply_timeout), not cut (the backend logs "lost connection"
+	 * after a command); one with replies outstanding or a message open is closed. No
+	 * callback comes either way (relay_release). */
 	if (tx->relay) {
-		relay_abort(tx->relay);
+		relay_release(tx->relay, true);
 		tx->relay = NULL;
 	}
 	if (tx->next_relay) {
-		relay_abort(tx->next_relay);
+		relay_release(tx->next_relay, true);
 		tx->next_relay = NULL;
 	}
 }

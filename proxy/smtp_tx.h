@@ -199,8 +199,9 @@ extern _Thread_local unsigned long smtp_tx_rcpt_cmps;
 /* Ends the transaction: the relay is released (pooled when reusable), the envelope, the
  * message and the modules' per-transaction outputs are cleared. No step may be in flight. */
 void smtp_tx_reset(struct smtp_tx *tx, bool reusable);
-/* The owner goes away: the relay is dropped, no callback comes any more; pending work
- * (an open, a maildir write) ends later and then calls drained. */
+/* The owner goes away: the relay is let go (RSET and pooled, or QUIT, when nothing is in
+ * flight; closed otherwise), no callback comes any more; pending work (an open, a maildir
+ * write) ends later and then calls drained. */
 void smtp_tx_close(struct smtp_tx *tx);
 /* Work outstanding outside the loop's handles: the owner's memory must stay until 0. */
 int smtp_tx_pending(const struct smtp_tx *tx);

@@ -32,8 +32,8 @@ static void check_reply(const struct smtp_reply *rep)
 {
 	if (rep->code < 100 || rep->code > 599 || rep->nlines < 1 || rep->nlines > SMTP_REPLY_LINES_MAX)
 		abort();
-	/* a NUL from the peer stays in the text: a C string reader sees less of it */
-	if (rep->text[rep->len] != '\0' || strlen(rep->text) > rep->len || rep->len + 1 > SMTP_REPLY_TEXT_MAX)
+	/* a NUL from the peer is '?': the text is one C string, all of it */
+	if (rep->text[rep->len] != '\0' || strlen(rep->text) != rep->len || rep->len + 1 > SMTP_REPLY_TEXT_MAX)
 		abort();
 	char enh[12];
 	bool has = smtp_reply_enhanced(rep, enh);

@@ -92,6 +92,8 @@ SINCE = {
     'fuzz_rspamd_reply': '2026-12-04T17:02Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     'fuzz_plugin_output': '2026-12-04T17:20Z',
+    # w-relay2: a reply's text holds no NUL (the reader shows one as '?')
+    'fuzz_backend_reply': '2026-12-04T20:25Z',
 }
 
 

@@ -124,7 +124,6 @@ static const struct row rows[] = {
 	{ "short line", "25\r\n", 0, "E:malformed reply" },
 	{ "empty line", "\r\n", 0, "E:malformed reply" },
 	{ "text without a code", "hello there\r\n", 0, "E:malformed reply" },
-	{ "NUL in place of the separator", "250\0ok\r\n", 0, "E:malformed reply" },
 	{ "enhanced code", "550 5.7.1 no\r\n", 0, "550|5.7.1|1|0|550 5.7.1 no\nP:0" },
 	{ "enhanced code, three-digit parts", "550 5.123.456 x\r\n", 0, "550|5.123.456|1|0|550 5.123.456 x\nP:0" },
 	{ "enhanced code alone", "250 2.0.0\r\n", 0, "250|2.0.0|1|0|250 2.0.0\nP:0" },
@@ -138,15 +137,32 @@ static const struct row rows[] = {
 	{ "a partial line is pending", "220 hel", 0, "P:7" },
 };
 
+/* Rows whose input holds NULs: the length from the literal. */
+struct nul_row {
+	const char *label;
+	const char *in;
+	size_t len;
+	const char *want;
+};
+#define NUL_ROW(label, in, want) { label, in, sizeof(in) - 1, want }
+
+static const struct nul_row nul_rows[] = {
+	NUL_ROW("NUL in place of the separator", "250\0ok\r\n", "E:malformed reply"),
+	NUL_ROW("NUL in a code", "2\0000 ok\r\n", "E:malformed reply"),
+	/* a NUL in the text is shown as '?' (a C string would end there: the client would see
+	 * the text cut short) */
+	NUL_ROW("NUL in the text", "250 2.0.0 Ok\0 queued as X1\r\n", "250|2.0.0|1|0|250 2.0.0 Ok? queued as X1\nP:0"),
+	NUL_ROW("NULs in a multi-line reply", "250-a\0\0b\r\n250 \0\r\n", "250||2|0|250-a??b\r\n250 ?\nP:0"),
+};
+
 static void test_rows(void **state)
 {
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		size_t len = strlen(rows[i].in);
-		if (strcmp(rows[i].label, "NUL in place of the separator") == 0)
-			len = 8;
-		check_all(rows[i].label, rows[i].flags, rows[i].in, len, rows[i].want);
+		check_all(rows[i].label, rows[i].flags, rows[i].in, strlen(rows[i].in), rows[i].want);
 	}
+	for (size_t i = 0; i < sizeof(nul_rows) / sizeof(nul_rows[0]); i++)
+		check_all(nul_rows[i].label, 0, nul_rows[i].in, nul_rows[i].len, nul_rows[i].want);
 }
 
 /* The bounds: a line of SMTP_REPLY_LINE_MAX octets passes (its CR may come in a later read),
@@ -261,9 +277,23 @@ static void test_caps(void **state)
 	assert_int_equal(c.bits, SMTP_CAP_XCLIENT);
 	assert_true(smtp_caps_xclient_has(&c, "REVERSE_NAME"));
 	assert_false(smtp_caps_xclient_has(&c, "NAME"));
+	/* RFC 5321 4.1.1.1: the first line is the server's name and a greeting, never a
+	 * keyword: a server named PIPELINING.example, or greeting "mx STARTTLS ready", offers
+	 * neither; a one-line reply offers nothing */
+	smtp_caps_parse("250-PIPELINING\r\n250 8BITMIME", &c);
+	assert_int_equal(c.bits, SMTP_CAP_8BITMIME);
+	smtp_caps_parse("250 STARTTLS", &c);
+	assert_int_equal(c.bits, 0);
+	smtp_caps_parse("250 XCLIENT NAME ADDR", &c);
+	assert_int_equal(c.bits, 0);
+	assert_string_equal(c.xclient_attrs, "");
+	smtp_caps_parse("250-STARTTLS ready, mx.example\r\n250-SIZE 100\r\n250 PIPELINING", &c);
+	assert_int_equal(c.bits, SMTP_CAP_SIZE | SMTP_CAP_PIPELINING);
+	smtp_caps_parse("250-CHUNKING\r\n250-DSN\r\n250 CHUNKING", &c);
+	assert_int_equal(c.bits, SMTP_CAP_DSN | SMTP_CAP_CHUNKING);
 	/* an XCLIENT list past its buffer is cut, never overrun */
 	char big[2000];
-	int n = snprintf(big, sizeof(big), "250 XCLIENT");
+	int n = snprintf(big, sizeof(big), "250-mx.test\r\n250 XCLIENT");
 	while (n < 1900)
 		n += snprintf(big + n, sizeof(big) - (size_t)n, " NAME");
 	smtp_caps_parse(big, &c);
@@ -276,7 +306,7 @@ static void test_caps(void **state)
 	smtp_caps_parse("250-\r\n250 ", &c);
 	assert_int_equal(c.bits, 0);
 	/* a keyword of 63 octets and more is never one we know */
-	smtp_caps_parse("250 PIPELINING_______________________________________________________________", &c);
+	smtp_caps_parse("250-x\r\n250 PIPELINING_______________________________________________________________", &c);
 	assert_int_equal(c.bits, 0);
 }
 

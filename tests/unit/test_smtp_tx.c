@@ -817,6 +817,28 @@ static void test_no_backend_at_mail(void **state)
 	world_reset(wd);
 }
 
+/* client_identity proxy_v2 and a client the PROXY v2 header cannot name (no IPv4 or IPv6
+ * address): no connection is made (without its header the backend would take mxgate for
+ * the client), 451 as when no backend answers, and the backends are not at fault. */
+static void test_proxy_header_unbuildable(void **state)
+{
+	struct world *wd = *state;
+	struct fake *a = fake_new(wd, false), *b = fake_new(wd, false);
+
+	world_init(wd, "smtp", NULL, NULL);
+	((struct mx_config *)wd->sg->cfg)->backends.client_identity = IDENTITY_PROXY_V2;
+	memset(&wd->env.client, 0, sizeof(wd->env.client));
+	wd->env.client.ss_family = AF_UNIX;
+	world_mail(wd, "a@example.org");
+	assert_int_equal(wd->code, 451);
+	assert_string_equal(wd->reason, "backend");
+	assert_string_equal(a->log, "");
+	assert_string_equal(b->log, "");
+	for (size_t i = 0; i < wd->sg->pool->nservers; i++)
+		assert_int_equal(atomic_load(&backend_health(&wd->sg->pool->servers[i])->fails), 0);
+	world_reset(wd);
+}
+
 /* The backend's own refusals reach the client as they are: a sender refused at MAIL
  * (not a failover), a recipient refused at RCPT (not added), a message refused for good. */
 static void test_backend_refusals(void **state)
@@ -1529,6 +1551,7 @@ int main(void)
 		WORLD_TEST(test_failover_replay_at_eom),
 		WORLD_TEST(test_all_backends_fail),
 		WORLD_TEST(test_no_backend_at_mail),
+		WORLD_TEST(test_proxy_header_unbuildable),
 		WORLD_TEST(test_backend_refusals),
 		WORLD_TEST(test_lmtp_partials),
 		WORLD_TEST(test_envelope_storage_kept),
