@@ -1163,6 +1163,44 @@ static void session_non_smtp_drop(struct session *s, const char *line, size_t le
 	s->quit_after_flush = true;
 }
 
+/* ---- a front end's own mail -------------------------------------------------------------
+ * A front end in xclient_hosts is greeted without its connect stage (session_start_connect):
+ * it is not the client, the client its XCLIENT names is judged. One that sends MAIL without
+ * an XCLIENT mails as itself, and is judged now, as any client is at connect: its connect
+ * stage runs first (chain_run_cut: the entries it cut), and its verdict is this MAIL's
+ * (a refusal, as a connect refusal is given at MAIL; a rate limit's 421 closes). */
+static void session_apply_front_end_connect(struct session *s, const struct verdict *v)
+{
+	if (session_connect_refusal(s, v)) {
+		session_txn_reset(s, true);
+		session_flush(s);
+		return;
+	}
+	if (s->conn_verdict.action != VERDICT_CONTINUE) {
+		session_txn_reset(s, true);
+		session_reply_verdict_as(s, &s->conn_verdict, "mail", false);
+		session_error(s);
+		session_cmd_done(s);
+		return;
+	}
+	session_run_stage(s, session_cmd_find(SMTP_MAIL));
+}
+
+static const struct session_cmd session_front_end_connect_step = {
+	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
+};
+
+static void session_run_front_end_connect(struct session *s)
+{
+	s->connect_deferred = false;
+	log_event(LOG_LVL_INFO, s->id, "event=connect_judged reason=mail_without_xclient client=%s",
+	    s->env.client_ip);
+	s->cmd = &session_front_end_connect_step;
+	session_enter_state(s, SESSION_BUSY);
+	session_disarm(s);
+	chain_run_cut(&s->chain, session_stage_done_cb, s);
+}
+
 /* One command line: parse, the row's check, then its stage and apply. */
 static void session_cmd_line(struct session *s, const char *line, size_t len)
 {
@@ -1233,6 +1271,11 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		session_txn_reset(s, true);
 	if (c->start)
 		c->start(s, cmd);
+	if (s->connect_deferred && cmd->verb == SMTP_MAIL) {
+		s->tarpit_ms = 0;
+		session_run_front_end_connect(s);
+		return;
+	}
 	if (c->stage != SESSION_NO_STAGE && !session_stage_moot(s, c) &&
 	    ((c->flags & CMD_BUSY) || chain_wants(s->chain.mods, c->stage))) {
 		s->tarpit_ms = 0;
@@ -1649,6 +1692,20 @@ void session_start_connect(struct session *s)
 	if (!s->lb_check)
 		opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
+	if (s->xclient_allowed && !s->xclient_seen) {
+		/* A front end in xclient_hosts is not the client (Postfix leaves such a peer out of
+		 * its connection count and rate limits, and judges the client XCLIENT names): its
+		 * own address is neither looked up in the DNS lists, counted by the rate limits nor
+		 * scored, and it is greeted at once. The connect stage runs for the client its
+		 * XCLIENT names, or for the front end itself at a MAIL sent without one. */
+		log_event(LOG_LVL_DEBUG, s->id, "event=connect_deferred reason=xclient_hosts client=%s",
+		    s->env.client_ip);
+		s->connect_deferred = true;
+		chain_cut_connect(&s->chain);
+		session_unpause(s);
+		session_greet(s);
+		return;
+	}
 	if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 &&
 	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
 		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
@@ -1660,9 +1717,9 @@ void session_start_connect(struct session *s)
 		 * one line per check, every `inter`. */
 		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=proxy_local client=%s",
 		    s->env.client_ip);
-	} else if (pg->delay > 0 && !s->lc->submission && (s->xclient_allowed || s->xclient_seen)) {
-		/* A front end in xclient_hosts (nginx's mail module) is not the client, and after
-		 * its XCLIENT it speaks for the client: neither is a client to test. */
+	} else if (pg->delay > 0 && !s->lc->submission && s->xclient_seen) {
+		/* After its XCLIENT a front end in xclient_hosts (nginx's mail module) speaks for
+		 * the client: no client to test (the front end itself was greeted at once). */
 		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=xclient client=%s", s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that
