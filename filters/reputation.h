@@ -88,6 +88,8 @@ struct reputation_config {
 };
 extern const struct cfg_table reputation_config_table;
 extern const struct hook_module reputation_module;
+/* Registers mxgate_reputation_errors_total (the modules' metrics hook, modules.def). */
+void reputation_metrics(void);
 
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
