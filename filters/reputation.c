@@ -670,6 +670,37 @@ static void rep_forget_run(void *owner, void *msg)
 	rep_forget_part_end(f);
 }
 
+/* See reputation.h. */
+int reputation_forget_redis_sync(const char *url, uint64_t timeout_ms, uint64_t half_life_ms,
+    struct reputation_forget *f, char *err, size_t errlen)
+{
+	redisContext *rc = redis_store_connect_sync(url, timeout_ms, err, errlen);
+
+	if (rc == NULL)
+		return -1;
+	for (size_t i = 0; i < f->nkeys; i++) {
+		char rk[REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)], tomb[REP_DOM_KEY_MAX + sizeof(REP_REDIS_FLUSHED)];
+		redisReply *t, *d = NULL;
+
+		snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
+		snprintf(tomb, sizeof(tomb), REP_REDIS_FLUSHED "%s", f->keys[i]);
+		t = redisCommand(rc, "SET %s %llu PX %llu", tomb, (unsigned long long)rep_wall_ms(),
+		    (unsigned long long)half_life_ms * 8);
+		if (t != NULL && t->type != REDIS_REPLY_ERROR)
+			d = redisCommand(rc, "DEL %s", rk);
+		if (d != NULL && d->type == REDIS_REPLY_INTEGER) {
+			if (d->integer > 0)
+				atomic_store(&f->removed[i], 1);
+		} else {
+			atomic_fetch_add(&f->failed, 1);
+		}
+		freeReplyObject(t);
+		freeReplyObject(d);
+	}
+	redisFree(rc);
+	return 0;
+}
+
 /* A store going with forget requests still in the inbox: its queued updates of their keys
  * are dropped before the queue is handed over (the live generation's DEL may come first). */
 static void rep_forget_queued_one(void *arg, void *msg)

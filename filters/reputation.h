@@ -173,6 +173,15 @@ struct reputation_forget {
 /* Hands f to every live worker state (f must stay valid until done); returns how many. */
 size_t reputation_forget_post(struct reputation_forget *f);
 
+/* Redis, no worker left to do it (the drain's end: the last worker has ended, its queue
+ * gone with it): f's deletes on a blocking connection of the caller's own (the main loop's,
+ * redis_store_connect_sync; every step bounded by timeout_ms), each key's flush time first
+ * as the workers write it (kept 8 half-lives), then its DEL: removed[i] when the DEL removed
+ * the key, failed counts the deletes not confirmed. 0, or -1 with err when Redis could not
+ * be reached (nothing done). Blocks up to a few timeout_ms. */
+int reputation_forget_redis_sync(const char *url, uint64_t timeout_ms, uint64_t half_life_ms,
+    struct reputation_forget *f, char *err, size_t errlen);
+
 /* The control verb "flush reputation IP" (filters/reputation_control.c, listed in
  * proxy/control_verbs.c). */
 struct control_verb;
