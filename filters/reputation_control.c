@@ -64,27 +64,11 @@ static void rep_flush_closed_cb(uv_handle_t *h)
  * batch failed (logged by the store). */
 static int rep_flush_lmdb_here(struct rep_flush *fl)
 {
-	struct lmdb_store *st = lmdb_store_open(fl->dir, fl->map_size);
-	struct lmdb_writer_config wc = { .name = "reputation" };
-	struct lmdb_writer *w = st ? lmdb_writer_new(st, NULL, &wc) : NULL;
-	struct lmdb_writer_stats ws;
-	int rc = 0;
+	struct lmdb_store_change ch[REPUTATION_FORGET_KEYS];
 
-	if (w == NULL) {
-		lmdb_store_close(st);
-		return -1;
-	}
 	for (size_t i = 0; i < fl->f.nkeys; i++)
-		if (lmdb_writer_del(w, fl->f.keys[i], strlen(fl->f.keys[i])) < 0)
-			rc = -1;
-	if (lmdb_writer_flush(w, NULL, NULL) < 0)
-		rc = -1;
-	lmdb_writer_stats(w, &ws);
-	if (ws.failed)
-		rc = -1;
-	lmdb_writer_free(w);
-	lmdb_store_close(st);
-	return rc;
+		ch[i] = (struct lmdb_store_change){ .key = fl->f.keys[i] };
+	return lmdb_store_apply(fl->dir, fl->map_size, "reputation", ch, fl->f.nkeys) == 0 ? 0 : -1;
 }
 
 /* Redis, no worker holding the store (the drain's end: the last worker's connection and
