@@ -11,6 +11,7 @@
  * transaction is smtp_tx.c. */
 #include "session_int.h"
 #include "auth.h"
+#include "sasl.h"
 #include "backend.h"
 #include "config.h"
 #include "conncount.h"
@@ -1208,11 +1209,18 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	const struct session_cmd *c;
 	struct smtp_cmd parsed;
 	/* the look-ahead's parse where it is, valid up to c->start (session_memo_take) */
-	const struct smtp_cmd *cmd = session_memo_take(s, line, len);
+	const struct smtp_cmd *cmd = NULL;
 	const char *err = NULL;
 	char reply[1024];
 
 	s->ncommands++;
+	if (len + 2 > (size_t)s->cfg->limits.max_line_length) {
+		/* an AUTH line past the parser's 1000 octets, let through by the reader (auth_long_line) */
+		auth_long_cmd(&parsed, (char *)line);
+		cmd = &parsed;
+	} else {
+		cmd = session_memo_take(s, line, len);
+	}
 	if (cmd == NULL) {
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
 			/* An HTTP verb, or a line not starting with a letter (JSON, a Redis or SOCKS
@@ -1413,8 +1421,9 @@ void session_process(struct session *s)
 			auth_session_line(s, "", 0, true);
 			continue;
 		}
-		/* the reader takes longer lines for AUTH responses (auth_line_cap): commands not */
-		if (s->state != SESSION_AUTH && line.len + 2 > (size_t)s->cfg->limits.max_line_length)
+		/* the reader takes longer lines for AUTH (auth_line_cap): other commands not */
+		if (s->state != SESSION_AUTH && line.len + 2 > (size_t)s->cfg->limits.max_line_length &&
+		    !auth_long_line(s, line.data, line.len))
 			line.too_long = true;
 		if (line.too_long) {
 			session_reply_line(s, "500 5.5.2 Error: line too long");
@@ -1424,20 +1433,36 @@ void session_process(struct session *s)
 		if ((line.bare_lf && session_protocol_fail(s, PT_BARE_NEWLINE)) ||
 		    (!s->env.esmtp && pos < s->inlen && session_protocol_fail(s, PT_PIPELINING)))
 			break;          /* drop: 521, closing */
-		/* The line may point into s->in; copy before anything can reallocate it. */
-		char linecopy[2112];    /* a command line, or an AUTH response (SASL_MAX_B64) */
-		size_t ll = line.len < sizeof(linecopy) - 1 ? line.len : sizeof(linecopy) - 1;
-		memcpy(linecopy, line.data, ll);
-		linecopy[ll] = '\0';
+		/* The line may point into s->in; copy before anything can reallocate it. A command
+		 * line fits the stack copy; a longer AUTH line or response (up to SASL_MAX_LINE) is
+		 * copied to the heap: a pipelined batch answered at once recurses through here once
+		 * a command, and 12 KB a level would overflow the stack. */
+		char linecopy[1024 + 64], *lc = linecopy;
+		size_t ll = line.len;
+		if (ll >= sizeof(linecopy) && (lc = malloc(ll + 1)) == NULL) {
+			if (s->state == SESSION_AUTH) {
+				auth_session_line(s, "", 0, true);
+			} else {
+				session_reply_line(s, "500 5.5.2 Error: line too long");
+				session_error(s);
+			}
+			continue;
+		}
+		memcpy(lc, line.data, ll);
+		lc[ll] = '\0';
 		/* STARTTLS checks s->inlen for injected plaintext: expose only what follows. */
 		memmove(s->in, s->in + pos, s->inlen - pos);
 		s->inlen -= pos;
 		pos = 0;
 		if (s->state == SESSION_AUTH) {
-			auth_session_line(s, linecopy, ll, false);
-			explicit_bzero(linecopy, ll);   /* credentials */
+			auth_session_line(s, lc, ll, false);
+			explicit_bzero(lc, ll);   /* credentials */
 		} else {
-			session_cmd_line(s, linecopy, ll);
+			session_cmd_line(s, lc, ll);
+		}
+		if (lc != linecopy) {
+			explicit_bzero(lc, ll);   /* an AUTH line's initial response */
+			free(lc);
 		}
 		if (s->state == SESSION_STARTTLS) {
 			s->inlen = 0;
