@@ -67,6 +67,7 @@ API (everything else is internal):
   message(tag, body, size, headers) -> bytes;  eicar_message(tag);  EICAR, GTUBE
   stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes
   message_ids(iterable of message bytes) -> set of tags put there by message()
+  session_codes(port, proxy_src, lines, data, ehlo) -> the codes of one session's commands
   swaks(port, *args) / smtp_source(port, *args) / s_client(port, data, starttls) -> CompletedProcess
   cert() -> (certfile, keyfile), a self-signed pair made once per run
   lmdb_meta(dir) -> (txnid, main root page) of dir/data.mdb;  lmdb_damage(dir) -> damages the
@@ -798,6 +799,21 @@ def lmdb_damage(path, what='the map'):
     check(lmdb_meta(path) == (txnid, root), 'the map of %s is damaged under the running daemon (root page %d)'
           % (what, root))
     return root
+
+
+def session_codes(port, proxy_src, lines, data=None, ehlo='mta.sender.example'):
+    """One session from proxy_src (PROXY header): EHLO, each command line, the message data
+    (dot-stuffed) when the last line got 354, QUIT; the codes after EHLO's, in order."""
+    c = Client(port, proxy_src=proxy_src)
+    out = [c.ehlo(ehlo)[0]]
+    for line in lines:
+        out.append(c.cmd(line)[0])
+    if data is not None and out[-1] == 354:
+        c.send(stuff(data))
+        out.append(c.reply()[0])
+    c.cmd('QUIT')
+    c.close()
+    return out[1:]
 
 
 def case_wanted(name):

@@ -31,43 +31,30 @@ def cfg(**gl):
     return mt.proxied_config([be.url], accept_domains=['example.test'], greylist=g)
 
 
-def session(port, src, lines, data=None):
-    c = mt.Client(port, proxy_src=src)
-    out = [c.ehlo('mta.sender.example')[0]]
-    for line in lines:
-        out.append(c.cmd(line)[0])
-    if data is not None and out[-1] == 354:
-        c.send(mt.stuff(data))
-        out.append(c.reply()[0])
-    c.cmd('QUIT')
-    c.close()
-    return out[1:]
-
-
 FROM = 'MAIL FROM:<someone@sender.example>'
 UNKNOWN = [FROM, 'RCPT TO:<nobody@example.test>']
 TWO = [FROM, 'RCPT TO:<nobody@example.test>', 'RCPT TO:<user@example.test>', 'RCPT TO:<other@example.test>',
        'DATA']
 
 mx = mt.Mxgate(cfg(), name='mx-gl-rcpt')
-got = session(mx.port, '198.18.61.1', UNKNOWN)
+got = mt.session_codes(mx.port, '198.18.61.1', UNKNOWN)
 mt.check(got == [250, 451], 'defer_at: rcpt (the default): an unknown recipient gets 451 first (got %s)' % got)
 mx.stop()
 
 mx = mt.Mxgate(cfg(defer_at='data'), name='mx-gl-data')
-got = session(mx.port, '198.18.62.1', UNKNOWN)
+got = mt.session_codes(mx.port, '198.18.62.1', UNKNOWN)
 mt.check(got == [250, 550], "defer_at: data: an unknown recipient gets the backend's 550 at once (got %s)" % got)
 mt.check(mx.count_log(r'event=greylist ') == 0, 'and no triplet is made for it')
 
 n0 = len(be.messages)
-got = session(mx.port, '198.18.63.1', TWO, mt.message('gl-data-1'))
+got = mt.session_codes(mx.port, '198.18.63.1', TWO, mt.message('gl-data-1'))
 mt.check(got == [250, 550, 250, 250, 451], 'a new triplet: the unknown recipient 550, the others 250, '
          'then 451 at DATA (got %s)' % got)
 mt.check(mx.wait_log(r'event=greylist client=198\.18\.63\.1 from=<someone@sender\.example> '
                      r'rcpt=<user@example\.test> wait=\d+ store=local stage=data', 5) is not None,
          'logged at DATA by the first accepted recipient')
 mt.check(len(be.messages) == n0, 'nothing reached the backend')
-got = session(mx.port, '198.18.63.1', TWO, mt.message('gl-data-2'))
+got = mt.session_codes(mx.port, '198.18.63.1', TWO, mt.message('gl-data-2'))
 mt.check(got == [250, 550, 250, 250, 354, 250], 'the retry passes and is delivered (got %s)' % got)
 mt.check(mt.wait_for(lambda: len(be.by_tag('gl-data-2')) == 1, 5), 'the backend has the message once')
 msg = be.by_tag('gl-data-2')
