@@ -511,6 +511,9 @@ static const struct cfg_field gl_fields[] = {
 	{ "null_sender", CFG_ENUM, offsetof(struct greylist_config, null_sender), "data",
 	  .choices = gl_null_sender_names,
 	  .doc = "where mail from the null sender <> is greylisted: data (at DATA, by its first recipient: a sender or recipient callout, MAIL FROM:<> and RCPT without DATA, is not deferred; a bounce is, at DATA) | rcpt (at each RCPT as any sender, as postgrey: callouts get 451 too)" },
+	{ "defer_at", CFG_ENUM, offsetof(struct greylist_config, defer_at), "rcpt",
+	  .choices = gl_null_sender_names,
+	  .doc = "where mail from a sender other than <> is greylisted: rcpt (at each RCPT, before the backend is asked, as postgrey: a recipient that does not exist gets 451 on a first attempt) | data (at DATA, by its first accepted recipient: the backend answers each RCPT first, so an unknown recipient gets its 550 at once; a new triplet defers the whole message at DATA, nothing reaches the backend)" },
 	{ "timeout", CFG_DURATION, offsetof(struct greylist_config, timeout), "200ms", 1, 60000,
 	  .doc = "Redis answer deadline; then the local table decides" },
 	{ "max_keys", CFG_INT, offsetof(struct greylist_config, max_keys), "100000", 16, 100000000,
@@ -988,19 +991,22 @@ static unsigned gl_stages(void *wstate)
 
 	if (w == NULL)
 		return 0;
-	return (1u << HOOK_RCPT) | (w->cfg->null_sender == GREYLIST_NULL_DATA ? 1u << HOOK_DATA : 0);
+	return (1u << HOOK_RCPT) | (w->cfg->null_sender == GREYLIST_NULL_DATA ||
+	    w->cfg->defer_at == GREYLIST_NULL_DATA ? 1u << HOOK_DATA : 0);
 }
 
 /* The recipient a call judges: the RCPT's candidate, or at DATA (the null sender under
- * null_sender: data) the transaction's first recipient. NULL: nothing to judge. */
+ * null_sender: data, another under defer_at: data) the transaction's first recipient (the
+ * first the backend accepted). NULL: nothing to judge. */
 static const char *gl_call_rcpt(const struct greylist_config *c, const struct hook_env *env,
     enum hook_stage st)
 {
 	bool null = env->mail_from != NULL && env->mail_from[0] == '\0';
+	bool at_data = (null ? c->null_sender : c->defer_at) == GREYLIST_NULL_DATA;
 
 	if (st == HOOK_RCPT)
-		return null && c->null_sender == GREYLIST_NULL_DATA ? NULL : env->cur_rcpt;
-	if (st == HOOK_DATA && null && c->null_sender == GREYLIST_NULL_DATA && env->nrcpts > 0)
+		return at_data ? NULL : env->cur_rcpt;
+	if (st == HOOK_DATA && at_data && env->nrcpts > 0)
 		return env->rcpts[0].addr;
 	return NULL;
 }

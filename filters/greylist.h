@@ -41,6 +41,9 @@ struct greylist_names { struct greylist_name_rule *v; size_t n; };
 /* Where mail from the null sender <> is greylisted: at each RCPT as any sender, or at DATA
  * by its first recipient (a callout, MAIL FROM:<> and RCPT with no DATA, then passes). */
 enum greylist_null_sender { GREYLIST_NULL_RCPT = 0, GREYLIST_NULL_DATA };
+/* Where the other senders are greylisted (defer_at): the same two places. At DATA the
+ * backend has answered every RCPT first, so a recipient that does not exist gets its 550,
+ * and the deferral comes before any of the message reaches it. */
 
 struct greylist_config {
 	bool enabled;
@@ -53,6 +56,7 @@ struct greylist_config {
 	struct cfg_cidrlist allow;
 	bool spf_key;               /* key an SPF-passing sender by its domain, not its network */
 	int null_sender;            /* enum greylist_null_sender: where <> is greylisted */
+	int defer_at;               /* enum greylist_null_sender: where other senders are */
 	uint64_t timeout;           /* ms per Redis check */
 	long max_keys;              /* bound of the local triplet table */
 	long auto_allow_clients;    /* passes after which a client network is not greylisted; 0 = off */

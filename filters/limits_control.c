@@ -445,30 +445,16 @@ out:
 static int lc_gl_lmdb_write(const struct greylist_config *c, const struct greylist_write *gw,
     char *err, size_t errlen)
 {
-	struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
-	struct lmdb_writer_config wc = { .name = "greylist" };
-	struct lmdb_writer *w = st ? lmdb_writer_new(st, NULL, &wc) : NULL;
-	struct lmdb_writer_stats ws;
-	int status;
+	struct lmdb_store_change ch = { .key = gw->key, .val = gw->val, .vlen = gw->vlen };
+	int rc = lmdb_store_apply(store_lmdb_dir(c->store), 0, "greylist", &ch, 1);
 
-	if (w == NULL) {
-		lmdb_store_close(st);
-		snprintf(err, errlen, st ? "out of memory" : "cannot open %s", c->store);
-		return -1;
-	}
-	if (gw->vlen)
-		lmdb_writer_put(w, gw->key, strlen(gw->key), gw->val, gw->vlen);
-	else
-		lmdb_writer_del(w, gw->key, strlen(gw->key));
-	status = lmdb_writer_flush(w, NULL, NULL) < 0 ? -1 : 0;
-	lmdb_writer_stats(w, &ws);
-	if (ws.failed)
-		status = -1;
-	lmdb_writer_free(w);
-	lmdb_store_close(st);
-	if (status < 0)
+	if (rc == LMDB_APPLY_NO_MAP)
+		snprintf(err, errlen, "cannot open %s", c->store);
+	else if (rc == LMDB_APPLY_NO_MEMORY)
+		snprintf(err, errlen, "out of memory");
+	else if (rc < 0)
 		snprintf(err, errlen, "write failed (see the log)");
-	return status;
+	return rc < 0 ? -1 : 0;
 }
 
 static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "proxy/counters.h"
 #include "proxy/hook.h"
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/netaddr.h"
 #include "proxy/tls.h"
 #include "store/mailbox.h"
@@ -668,6 +670,37 @@ static void rep_forget_run(void *owner, void *msg)
 	rep_forget_part_end(f);
 }
 
+/* See reputation.h. */
+int reputation_forget_redis_sync(const char *url, uint64_t timeout_ms, uint64_t half_life_ms,
+    struct reputation_forget *f, char *err, size_t errlen)
+{
+	redisContext *rc = redis_store_connect_sync(url, timeout_ms, err, errlen);
+
+	if (rc == NULL)
+		return -1;
+	for (size_t i = 0; i < f->nkeys; i++) {
+		char rk[REP_DOM_KEY_MAX + sizeof(REP_REDIS_PREFIX)], tomb[REP_DOM_KEY_MAX + sizeof(REP_REDIS_FLUSHED)];
+		redisReply *t, *d = NULL;
+
+		snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
+		snprintf(tomb, sizeof(tomb), REP_REDIS_FLUSHED "%s", f->keys[i]);
+		t = redisCommand(rc, "SET %s %llu PX %llu", tomb, (unsigned long long)rep_wall_ms(),
+		    (unsigned long long)half_life_ms * 8);
+		if (t != NULL && t->type != REDIS_REPLY_ERROR)
+			d = redisCommand(rc, "DEL %s", rk);
+		if (d != NULL && d->type == REDIS_REPLY_INTEGER) {
+			if (d->integer > 0)
+				atomic_store(&f->removed[i], 1);
+		} else {
+			atomic_fetch_add(&f->failed, 1);
+		}
+		freeReplyObject(t);
+		freeReplyObject(d);
+	}
+	redisFree(rc);
+	return 0;
+}
+
 /* A store going with forget requests still in the inbox: its queued updates of their keys
  * are dropped before the queue is handed over (the live generation's DEL may come first). */
 static void rep_forget_queued_one(void *arg, void *msg)
@@ -841,6 +874,60 @@ static void rep_domain_decide(struct rep_worker *w, struct hook_call *call, cons
 	hook_call_done(call, NULL);
 }
 
+/* ---- fail-open: the history could not be read ---------------------------------------------
+ * A client whose history cannot be read is treated as unknown (at connect: not refused for
+ * it, though near max_connections not known to be good either; at the end of data: no
+ * domain score), never refused for reputation's own failure — but not silently: each
+ * cause is counted (mxgate_reputation_errors_total{reason}) and logged as
+ * event=reputation_error at most once a minute per cause, as greylisting's
+ * event=greylist_error (it can repeat for every connection). Process-wide, any thread. */
+enum rep_error {
+	REP_ERR_STORE_READ = 0,     /* LMDB: the read of the records failed */
+	REP_ERR_REDIS,              /* Redis: no answer (unreachable, timed out, an error reply) */
+	REP_ERR__N
+};
+static const char *const rep_error_reasons[REP_ERR__N] = {
+	[REP_ERR_STORE_READ] = "store_read", [REP_ERR_REDIS] = "redis",
+};
+static const char *const rep_error_texts[REP_ERR__N] = {
+	[REP_ERR_STORE_READ] = "the LMDB map could not be read (damaged or unreadable: stop mxgate "
+	    "and move it away)",
+	[REP_ERR_REDIS] = "Redis did not answer the lookup (see event=redis_* for the connection)",
+};
+static atomic_ullong rep_errors[REP_ERR__N];
+static atomic_ullong rep_error_logged_ms[REP_ERR__N];   /* monotonic; 0: never */
+#define REP_ERROR_LOG_EVERY_MS 60000
+
+/* Counts the cause of a lookup that failed for env's client at stage (HOOK_CONNECT: the IP
+ * and its network, HOOK_EOM: the authenticated domain) and logs it, at most once a minute
+ * per cause (errors= the total so far). The caller then goes on as without a history. */
+static void rep_error_note(const struct hook_env *env, enum rep_error e, enum hook_stage stage)
+{
+	unsigned long long n = atomic_fetch_add(&rep_errors[e], 1) + 1;
+	unsigned long long now = uv_hrtime() / 1000000 + 1, last = atomic_load(&rep_error_logged_ms[e]);
+
+	if ((last == 0 || now - last >= REP_ERROR_LOG_EVERY_MS) &&
+	    atomic_compare_exchange_strong(&rep_error_logged_ms[e], &last, now))
+		log_event(LOG_LVL_WARNING, env->session_id, "event=reputation_error reason=%s store=%s "
+		    "stage=%s client=%s action=%s errors=%llu detail=\"%s\"", rep_error_reasons[e],
+		    e == REP_ERR_REDIS ? "redis" : "lmdb", stage == HOOK_EOM ? "eom" : "connect", env->client_ip,
+		    stage == HOOK_EOM ? "no_domain_score" : "unknown_client", n, rep_error_texts[e]);
+}
+
+static void rep_error_collect(void *arg, struct metrics_out *out)
+{
+	(void)arg;
+	for (int i = 0; i < REP_ERR__N; i++)
+		metrics_out_sample(out, "reason", rep_error_reasons[i], (double)atomic_load(&rep_errors[i]));
+}
+
+void reputation_metrics(void)
+{
+	metrics_register_family("reputation_errors_total",
+	    "lookups of a client's history that failed, the client treated as unknown, by reason "
+	    "(event=reputation_error)", "counter", rep_error_collect, NULL);
+}
+
 /* ---- Redis lookups ----------------------------------------------------------------------- */
 
 /* The Redis answer for a connect (IP and network: decide, or treat the client as unknown)
@@ -857,6 +944,8 @@ static void rep_redis_get_cb(void *arg, const redisReply *reply)
 	s->call = NULL;
 	for (size_t i = 0; ok && i < n; i++)
 		reputation_parse_redis_counts((const redisReply *const *)reply->element + 6 * i, &rc[i]);
+	if (!ok)
+		rep_error_note(hook_call_env(call), REP_ERR_REDIS, hook_call_stage(call));
 	if (n == 1) {
 		if (ok)
 			rep_domain_decide(s->w, call, s->domain, &rc[0]);
@@ -914,14 +1003,18 @@ static void rep_run_eom(struct rep_worker *w, int slot, struct hook_call *call)
 		return;
 	}
 	if (w->st) {
-		if (rep_read_counts(w->st, keys, 1, &rc) < 0)
+		if (rep_read_counts(w->st, keys, 1, &rc) < 0) {
+			rep_error_note(env, REP_ERR_STORE_READ, HOOK_EOM);
 			hook_call_done(call, NULL);
-		else
+		} else {
 			rep_domain_decide(w, call, domain, &rc);
+		}
 		return;
 	}
-	if (rep_redis_lookup(w, slot, call, keys, 1, domain) < 0)
+	if (rep_redis_lookup(w, slot, call, keys, 1, domain) < 0) {
+		rep_error_note(env, REP_ERR_REDIS, HOOK_EOM);
 		hook_call_done(call, NULL);
+	}
 }
 
 /* The client presented a certificate (verified or not: its key proved it holds it) whose
@@ -998,6 +1091,7 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	if (w->st) {
 		/* A read is a lookup in the memory map: done inline. */
 		if (rep_read_counts(w->st, keys, 2, rc) < 0) {
+			rep_error_note(env, REP_ERR_STORE_READ, HOOK_CONNECT);
 			rep_done_unknown(w, call, NULL);
 			return;
 		}
@@ -1006,6 +1100,8 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	}
 	if (w->rs && rep_redis_lookup(w, slot, call, keys, 2, NULL) == 0)
 		return;
+	if (w->rs)
+		rep_error_note(env, REP_ERR_REDIS, HOOK_CONNECT);
 	rep_done_unknown(w, call, NULL);
 }
 

@@ -88,6 +88,8 @@ struct reputation_config {
 };
 extern const struct cfg_table reputation_config_table;
 extern const struct hook_module reputation_module;
+/* Registers mxgate_reputation_errors_total (the modules' metrics hook, modules.def). */
+void reputation_metrics(void);
 
 /* ---- pure pieces, exposed for tests ------------------------------------------------ */
 
@@ -170,6 +172,15 @@ struct reputation_forget {
 
 /* Hands f to every live worker state (f must stay valid until done); returns how many. */
 size_t reputation_forget_post(struct reputation_forget *f);
+
+/* Redis, no worker left to do it (the drain's end: the last worker has ended, its queue
+ * gone with it): f's deletes on a blocking connection of the caller's own (the main loop's,
+ * redis_store_connect_sync; every step bounded by timeout_ms), each key's flush time first
+ * as the workers write it (kept 8 half-lives), then its DEL: removed[i] when the DEL removed
+ * the key, failed counts the deletes not confirmed. 0, or -1 with err when Redis could not
+ * be reached (nothing done). Blocks up to a few timeout_ms. */
+int reputation_forget_redis_sync(const char *url, uint64_t timeout_ms, uint64_t half_life_ms,
+    struct reputation_forget *f, char *err, size_t errlen);
 
 /* The control verb "flush reputation IP" (filters/reputation_control.c, listed in
  * proxy/control_verbs.c). */

@@ -36,9 +36,13 @@ struct rep_flush {
 	bool json, lmdb;
 	bool held[REPUTATION_FORGET_KEYS]; /* LMDB: in the map when the flush began */
 	char ip[INET6_ADDRSTRLEN];
-	/* LMDB: the store, for the deletes done here when no worker holds it */
+	/* the store, for the deletes done here when no worker holds it: LMDB's map, or Redis's
+	 * URL with the module's timeout and half-life (its flush time's lifetime) */
 	char dir[512];
 	uint64_t map_size;
+	char url[512];
+	uint64_t timeout, half_life;
+	char err[160];                  /* Redis: why it could not be reached */
 };
 
 /* Any thread (the last worker's loop): hands the answer to the main loop. */
@@ -60,27 +64,19 @@ static void rep_flush_closed_cb(uv_handle_t *h)
  * batch failed (logged by the store). */
 static int rep_flush_lmdb_here(struct rep_flush *fl)
 {
-	struct lmdb_store *st = lmdb_store_open(fl->dir, fl->map_size);
-	struct lmdb_writer_config wc = { .name = "reputation" };
-	struct lmdb_writer *w = st ? lmdb_writer_new(st, NULL, &wc) : NULL;
-	struct lmdb_writer_stats ws;
-	int rc = 0;
+	struct lmdb_store_change ch[REPUTATION_FORGET_KEYS];
 
-	if (w == NULL) {
-		lmdb_store_close(st);
-		return -1;
-	}
 	for (size_t i = 0; i < fl->f.nkeys; i++)
-		if (lmdb_writer_del(w, fl->f.keys[i], strlen(fl->f.keys[i])) < 0)
-			rc = -1;
-	if (lmdb_writer_flush(w, NULL, NULL) < 0)
-		rc = -1;
-	lmdb_writer_stats(w, &ws);
-	if (ws.failed)
-		rc = -1;
-	lmdb_writer_free(w);
-	lmdb_store_close(st);
-	return rc;
+		ch[i] = (struct lmdb_store_change){ .key = fl->f.keys[i] };
+	return lmdb_store_apply(fl->dir, fl->map_size, "reputation", ch, fl->f.nkeys) == 0 ? 0 : -1;
+}
+
+/* Redis, no worker holding the store (the drain's end: the last worker's connection and
+ * write queue are gone): the deletes done here on a connection of the main loop's own, as
+ * the greylist verb asks Redis. 0, or -1 when Redis could not be reached (fl->err). */
+static int rep_flush_redis_here(struct rep_flush *fl)
+{
+	return reputation_forget_redis_sync(fl->url, fl->timeout, fl->half_life, &fl->f, fl->err, sizeof(fl->err));
 }
 
 /* Main loop: every worker is done; the reply. */
@@ -90,12 +86,13 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	struct strbuf *out = control_reply_out(fl->reply);
 	const struct reputation_forget *f = &fl->f;
 	bool removed[REPUTATION_FORGET_KEYS];
+	/* No worker holds the store: during the drain (its last worker just ended) the flush is
+	 * done here, LMDB's by the main loop's writer, Redis's on a connection of its own.
+	 * Outside the drain none holding it is an init failure (event=module_error), said as
+	 * such. */
+	bool here = f->workers == 0 && ops_is_stopping() &&
+	    (fl->lmdb ? rep_flush_lmdb_here(fl) : rep_flush_redis_here(fl)) == 0;
 	int n = 0, failed = atomic_load(&f->failed);
-	/* No worker holds the store: during the drain (its last worker just ended), an LMDB
-	 * flush is done here; Redis is reached only through the workers' connections, so the
-	 * answer says the daemon is going. Outside the drain none holding it is an init failure
-	 * (event=module_error), said as such. */
-	bool here = f->workers == 0 && fl->lmdb && ops_is_stopping() && rep_flush_lmdb_here(fl) == 0;
 	char names[2 * sizeof(f->keys[0]) + 2] = "", lognames[sizeof(names)] = "";
 
 	for (size_t i = 0; i < f->nkeys; i++) {
@@ -113,7 +110,12 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	log_event(LOG_LVL_INFO, NULL, "event=reputation_flush client=%s records=%d removed=%s workers=%zu "
 	    "failed=%d%s", fl->ip, n, n ? lognames : "-", f->workers, failed,
 	    here ? " by=main_loop reason=draining" : "");
-	if (f->workers == 0 && !here && ops_is_stopping()) {
+	if (f->workers == 0 && !here && ops_is_stopping() && !fl->lmdb) {
+		strbuf_printf(out, "flush reputation %s: mxgate is shutting down and Redis could not be "
+		    "reached from the main loop (%s): nothing flushed (ask again after the restart)\n", fl->ip,
+		    fl->err[0] ? fl->err : "no answer");
+		control_reply_done(fl->reply, -1);
+	} else if (f->workers == 0 && !here && ops_is_stopping()) {
 		strbuf_printf(out, "flush reputation %s: mxgate is shutting down and no worker is left to "
 		    "reach the store: nothing flushed (ask again after the restart)\n", fl->ip);
 		control_reply_done(fl->reply, -1);
@@ -205,6 +207,10 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 	if (fl->lmdb)
 		snprintf(fl->dir, sizeof(fl->dir), "%s", store_lmdb_dir(c->store));
 	fl->map_size = c->map_size;
+	if (!fl->lmdb)
+		snprintf(fl->url, sizeof(fl->url), "%s", c->store);
+	fl->timeout = c->timeout;
+	fl->half_life = c->half_life;
 	fl->f.nkeys = 2;
 	fl->f.done = rep_flush_done;
 	/* the key's form of the address (an IPv4-mapped IPv6 one reads as IPv4) */
@@ -217,8 +223,7 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 /* During the drain too (an operator clearing a client while sessions finish): the workers
  * still running take their part; one that ends with the request in its mailbox does it as
  * it frees its store (rep_worker_free), so the answer comes; asked after the last one
- * ended, an LMDB flush is done by the main loop and a Redis one says mxgate is shutting
- * down. */
+ * ended, the main loop does it (LMDB: its own writer; Redis: its own connection). */
 const struct control_verb reputation_flush_control_verb = {
 	.words = "flush reputation", .usage = "flush reputation IP", .start = rep_flush_start,
 	.during_drain = true,

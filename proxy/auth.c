@@ -201,7 +201,26 @@ size_t auth_line_cap(const struct session *s)
 {
 	size_t cap = (size_t)s->cfg->limits.max_line_length;
 
-	return auth_may_lift(s) && cap < SASL_MAX_B64 + 2 ? SASL_MAX_B64 + 2 : cap;
+	return auth_may_lift(s) && cap < SASL_MAX_LINE ? SASL_MAX_LINE : cap;
+}
+
+/* See auth.h. */
+bool auth_long_line(const struct session *s, const char *line, size_t len)
+{
+	if (len + 2 > SASL_MAX_LINE || len < 5 || strncasecmp(line, "AUTH ", 5) != 0 || !auth_may_lift(s))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] == 0x7f)
+			return false;   /* the parser's 500 for controls: too long, then */
+	return true;
+}
+
+/* See auth.h. */
+void auth_long_cmd(struct smtp_cmd *cmd, char *line)
+{
+	memset(cmd, 0, sizeof(*cmd));   /* rare (long AUTH lines only): the whole of it */
+	cmd->verb = SMTP_AUTH;
+	cmd->arg = line + 5;
 }
 
 /* True when Dovecot's handshake said it does not offer mech (unknown: it may). */

@@ -50,10 +50,18 @@ bool auth_is_offered(const struct session *s);
  * neither). Static string. Also opens the connection to Dovecot when there is none. */
 const char *auth_mechanisms(const struct session *s);
 /* The line reader's capacity for s (incl. CRLF): limits.max_line_length, or on a listener
- * offering AUTH at least a response of SASL_MAX_B64 characters (RFC 4954 4: a mechanism's
- * longest response must fit; PLAIN's is 1024). Command lines are still held to
- * max_line_length by the session. */
+ * offering AUTH an AUTH line of SASL_MAX_LINE octets (RFC 4954 4: a mechanism's longest
+ * response must fit, as an initial response or a 334 answer). Other command lines are
+ * still held to max_line_length by the session (auth_long_line). */
 size_t auth_line_cap(const struct session *s);
+/* True when line[0..len) (no CRLF), longer than limits.max_line_length, is still taken: an
+ * AUTH command ("AUTH" SP ..., any case) on a listener offering AUTH, within SASL_MAX_LINE
+ * with its CRLF, holding no control octet. The session then hands it to the AUTH row
+ * without the command parser (whose lines end at 1000 octets): auth_long_cmd. */
+bool auth_long_line(const struct session *s, const char *line, size_t len);
+/* Fills cmd as the command parser would for such a line: verb SMTP_AUTH, arg pointing into
+ * line (which must outlive cmd's use, NUL-terminated at len). */
+void auth_long_cmd(struct smtp_cmd *cmd, char *line);
 /* MAIL needs AUTH first (a submission listener, not authenticated). */
 bool auth_is_required(const struct session *s);
 /* The listener offers AUTH (submission or auth, with auth.dovecot): a refusal at connect

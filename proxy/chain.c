@@ -607,6 +607,11 @@ void chain_run_cut(struct chain *c, chain_done_fn done, void *arg)
 	chain_step(c);
 }
 
+void chain_cut_connect(struct chain *c)
+{
+	c->connect_cut = 0;
+}
+
 void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *arg)
 {
 	chain_begin(c, st, 0, done, arg);

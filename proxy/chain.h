@@ -101,6 +101,10 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
  * part in the later stages. One that refuses now cuts again. done as for chain_run; with
  * no cut it answers at once, a continue. */
 void chain_run_cut(struct chain *c, chain_done_fn done, void *arg);
+/* The connect stage is not run now (a front end in xclient_hosts: not the client): every
+ * entry taking part in it is cut, as after a refusal by the first entry, so the later
+ * stages leave them out until chain_run_cut runs it (or the chain is begun afresh). */
+void chain_cut_connect(struct chain *c);
 /* The timer callback the session forwards to when the chain owns the timer. */
 void chain_on_timeout(struct chain *c);
 

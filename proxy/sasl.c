@@ -134,10 +134,10 @@ bool sasl_is_cancel(const char *line, size_t len)
 
 /* ---- PLAIN and LOGIN ------------------------------------------------------------------- */
 
-/* Copies a field of n octets: 1..255 (0 allowed when may_be_empty), UTF-8, no NUL. */
-static int sasl_field(const unsigned char *p, size_t n, char *out, bool may_be_empty)
+/* Copies a field of n octets: 1..max (0 allowed when may_be_empty), UTF-8, no NUL. */
+static int sasl_field(const unsigned char *p, size_t n, char *out, size_t max, bool may_be_empty)
 {
-	if ((n == 0 && !may_be_empty) || n > SASL_MAX_FIELD || memchr(p, '\0', n) != NULL ||
+	if ((n == 0 && !may_be_empty) || n > max || memchr(p, '\0', n) != NULL ||
 	    !domain_utf8_valid((const char *)p, n))
 		return -1;
 	memcpy(out, p, n);
@@ -158,11 +158,11 @@ int sasl_plain_split(const unsigned char *msg, size_t n, struct sasl_plain *out,
 	}
 	size_t zlen = (size_t)(nul1 - msg), clen = (size_t)(nul2 - nul1 - 1);
 	size_t plen = n - (size_t)(nul2 + 1 - msg);
-	if (sasl_field(msg, zlen, out->authzid, true) != 0 ||
-	    sasl_field(nul1 + 1, clen, out->authcid, false) != 0 ||
-	    sasl_field(nul2 + 1, plen, out->passwd, false) != 0) {
+	if (sasl_field(msg, zlen, out->authzid, SASL_MAX_FIELD, true) != 0 ||
+	    sasl_field(nul1 + 1, clen, out->authcid, SASL_MAX_FIELD, false) != 0 ||
+	    sasl_field(nul2 + 1, plen, out->passwd, SASL_MAX_PASSWD, false) != 0) {
 		sasl_wipe(out, sizeof(*out));
-		*why = "a field is empty, over 255 octets, holds a NUL or is not UTF-8";
+		*why = "a field is empty, too long (names 255 octets), holds a NUL or is not UTF-8";
 		return -1;
 	}
 	return 0;
@@ -175,7 +175,7 @@ int sasl_login_decode(const char *b64, size_t n, char *out, size_t cap)
 	ssize_t k = sasl_base64_decode(b64, n, buf, sizeof(buf));
 	int rc = -1;
 
-	if (k > 0 && (size_t)k < cap && sasl_field(buf, (size_t)k, out, false) == 0)
+	if (k > 0 && (size_t)k < cap && sasl_field(buf, (size_t)k, out, SASL_MAX_FIELD, false) == 0)
 		rc = 0;
 	sasl_wipe(buf, sizeof(buf));
 	if (rc != 0 && cap > 0)

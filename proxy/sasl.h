@@ -14,8 +14,18 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define SASL_MAX_FIELD 255        /* RFC 4616 2: authzid, authcid, passwd are 1..255 octets */
-#define SASL_MAX_B64 2048         /* longest base64 line accepted from a client */
+#define SASL_MAX_FIELD 255        /* RFC 4616 2: authzid and authcid are 1..255 octets */
+/* The AUTH command line, CRLF included: 12,288 octets. RFC 4954 4: servers MUST handle the
+ * longest encoded response their mechanisms make, independent of their line limits
+ * elsewhere; clients send long ones (an OAuth bearer token through PLAIN, 2-8 KB) as the
+ * initial response. Every other command stays at limits.max_line_length. */
+#define SASL_MAX_LINE 12288
+/* Longest base64 text accepted from a client (an initial response or a 334 answer): the
+ * AUTH line's bound less CRLF, down to a multiple of 4. */
+#define SASL_MAX_B64 12284
+/* PLAIN's passwd: RFC 4616 2 has servers take 255 octets at least; a token is longer, and
+ * the passwd is only checked for syntax here (Dovecot judges it): what the base64 holds. */
+#define SASL_MAX_PASSWD (SASL_MAX_B64 / 4 * 3)
 
 enum sasl_mech { SASL_MECH_NONE = 0, SASL_MECH_PLAIN, SASL_MECH_LOGIN };
 
@@ -46,11 +56,11 @@ ssize_t sasl_base64_encode(const unsigned char *in, size_t n, char *out, size_t 
 struct sasl_plain {
 	char authzid[SASL_MAX_FIELD + 1];   /* "" when absent: act as authcid */
 	char authcid[SASL_MAX_FIELD + 1];
-	char passwd[SASL_MAX_FIELD + 1];
+	char passwd[SASL_MAX_PASSWD + 1];
 };
 
-/* Splits a decoded PLAIN message: exactly two NULs, authcid and passwd 1..255 octets,
- * authzid 0..255, each valid UTF-8 without NUL. 0, or -1 with *why (static, for logs; the
+/* Splits a decoded PLAIN message: exactly two NULs, authcid 1..255 octets, passwd
+ * 1..SASL_MAX_PASSWD, authzid 0..255, each valid UTF-8 without NUL. 0, or -1 with *why (static, for logs; the
  * client gets 501 5.5.2). out is always left wiped or filled. */
 int sasl_plain_split(const unsigned char *msg, size_t n, struct sasl_plain *out,
     const char **why);

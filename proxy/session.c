@@ -11,6 +11,7 @@
  * transaction is smtp_tx.c. */
 #include "session_int.h"
 #include "auth.h"
+#include "sasl.h"
 #include "backend.h"
 #include "config.h"
 #include "conncount.h"
@@ -1163,6 +1164,44 @@ static void session_non_smtp_drop(struct session *s, const char *line, size_t le
 	s->quit_after_flush = true;
 }
 
+/* ---- a front end's own mail -------------------------------------------------------------
+ * A front end in xclient_hosts is greeted without its connect stage (session_start_connect):
+ * it is not the client, the client its XCLIENT names is judged. One that sends MAIL without
+ * an XCLIENT mails as itself, and is judged now, as any client is at connect: its connect
+ * stage runs first (chain_run_cut: the entries it cut), and its verdict is this MAIL's
+ * (a refusal, as a connect refusal is given at MAIL; a rate limit's 421 closes). */
+static void session_apply_front_end_connect(struct session *s, const struct verdict *v)
+{
+	if (session_connect_refusal(s, v)) {
+		session_txn_reset(s, true);
+		session_flush(s);
+		return;
+	}
+	if (s->conn_verdict.action != VERDICT_CONTINUE) {
+		session_txn_reset(s, true);
+		session_reply_verdict_as(s, &s->conn_verdict, "mail", false);
+		session_error(s);
+		session_cmd_done(s);
+		return;
+	}
+	session_run_stage(s, session_cmd_find(SMTP_MAIL));
+}
+
+static const struct session_cmd session_front_end_connect_step = {
+	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
+};
+
+static void session_run_front_end_connect(struct session *s)
+{
+	s->connect_deferred = false;
+	log_event(LOG_LVL_INFO, s->id, "event=connect_judged reason=mail_without_xclient client=%s",
+	    s->env.client_ip);
+	s->cmd = &session_front_end_connect_step;
+	session_enter_state(s, SESSION_BUSY);
+	session_disarm(s);
+	chain_run_cut(&s->chain, session_stage_done_cb, s);
+}
+
 /* One command line: parse, the row's check, then its stage and apply. */
 static void session_cmd_line(struct session *s, const char *line, size_t len)
 {
@@ -1170,11 +1209,18 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	const struct session_cmd *c;
 	struct smtp_cmd parsed;
 	/* the look-ahead's parse where it is, valid up to c->start (session_memo_take) */
-	const struct smtp_cmd *cmd = session_memo_take(s, line, len);
+	const struct smtp_cmd *cmd = NULL;
 	const char *err = NULL;
 	char reply[1024];
 
 	s->ncommands++;
+	if (len + 2 > (size_t)s->cfg->limits.max_line_length) {
+		/* an AUTH line past the parser's 1000 octets, let through by the reader (auth_long_line) */
+		auth_long_cmd(&parsed, (char *)line);
+		cmd = &parsed;
+	} else {
+		cmd = session_memo_take(s, line, len);
+	}
 	if (cmd == NULL) {
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
 			/* An HTTP verb, or a line not starting with a letter (JSON, a Redis or SOCKS
@@ -1233,6 +1279,11 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		session_txn_reset(s, true);
 	if (c->start)
 		c->start(s, cmd);
+	if (s->connect_deferred && cmd->verb == SMTP_MAIL) {
+		s->tarpit_ms = 0;
+		session_run_front_end_connect(s);
+		return;
+	}
 	if (c->stage != SESSION_NO_STAGE && !session_stage_moot(s, c) &&
 	    ((c->flags & CMD_BUSY) || chain_wants(s->chain.mods, c->stage))) {
 		s->tarpit_ms = 0;
@@ -1370,8 +1421,9 @@ void session_process(struct session *s)
 			auth_session_line(s, "", 0, true);
 			continue;
 		}
-		/* the reader takes longer lines for AUTH responses (auth_line_cap): commands not */
-		if (s->state != SESSION_AUTH && line.len + 2 > (size_t)s->cfg->limits.max_line_length)
+		/* the reader takes longer lines for AUTH (auth_line_cap): other commands not */
+		if (s->state != SESSION_AUTH && line.len + 2 > (size_t)s->cfg->limits.max_line_length &&
+		    !auth_long_line(s, line.data, line.len))
 			line.too_long = true;
 		if (line.too_long) {
 			session_reply_line(s, "500 5.5.2 Error: line too long");
@@ -1381,20 +1433,36 @@ void session_process(struct session *s)
 		if ((line.bare_lf && session_protocol_fail(s, PT_BARE_NEWLINE)) ||
 		    (!s->env.esmtp && pos < s->inlen && session_protocol_fail(s, PT_PIPELINING)))
 			break;          /* drop: 521, closing */
-		/* The line may point into s->in; copy before anything can reallocate it. */
-		char linecopy[2112];    /* a command line, or an AUTH response (SASL_MAX_B64) */
-		size_t ll = line.len < sizeof(linecopy) - 1 ? line.len : sizeof(linecopy) - 1;
-		memcpy(linecopy, line.data, ll);
-		linecopy[ll] = '\0';
+		/* The line may point into s->in; copy before anything can reallocate it. A command
+		 * line fits the stack copy; a longer AUTH line or response (up to SASL_MAX_LINE) is
+		 * copied to the heap: a pipelined batch answered at once recurses through here once
+		 * a command, and 12 KB a level would overflow the stack. */
+		char linecopy[1024 + 64], *lc = linecopy;
+		size_t ll = line.len;
+		if (ll >= sizeof(linecopy) && (lc = malloc(ll + 1)) == NULL) {
+			if (s->state == SESSION_AUTH) {
+				auth_session_line(s, "", 0, true);
+			} else {
+				session_reply_line(s, "500 5.5.2 Error: line too long");
+				session_error(s);
+			}
+			continue;
+		}
+		memcpy(lc, line.data, ll);
+		lc[ll] = '\0';
 		/* STARTTLS checks s->inlen for injected plaintext: expose only what follows. */
 		memmove(s->in, s->in + pos, s->inlen - pos);
 		s->inlen -= pos;
 		pos = 0;
 		if (s->state == SESSION_AUTH) {
-			auth_session_line(s, linecopy, ll, false);
-			explicit_bzero(linecopy, ll);   /* credentials */
+			auth_session_line(s, lc, ll, false);
+			explicit_bzero(lc, ll);   /* credentials */
 		} else {
-			session_cmd_line(s, linecopy, ll);
+			session_cmd_line(s, lc, ll);
+		}
+		if (lc != linecopy) {
+			explicit_bzero(lc, ll);   /* an AUTH line's initial response */
+			free(lc);
 		}
 		if (s->state == SESSION_STARTTLS) {
 			s->inlen = 0;
@@ -1649,6 +1717,20 @@ void session_start_connect(struct session *s)
 	if (!s->lb_check)
 		opstats_note_session(s->w->index, s->env.client_ip);
 	session_enter_state(s, SESSION_CONNECT);
+	if (s->xclient_allowed && !s->xclient_seen) {
+		/* A front end in xclient_hosts is not the client (Postfix leaves such a peer out of
+		 * its connection count and rate limits, and judges the client XCLIENT names): its
+		 * own address is neither looked up in the DNS lists, counted by the rate limits nor
+		 * scored, and it is greeted at once. The connect stage runs for the client its
+		 * XCLIENT names, or for the front end itself at a MAIL sent without one. */
+		log_event(LOG_LVL_DEBUG, s->id, "event=connect_deferred reason=xclient_hosts client=%s",
+		    s->env.client_ip);
+		s->connect_deferred = true;
+		chain_cut_connect(&s->chain);
+		session_unpause(s);
+		session_greet(s);
+		return;
+	}
 	if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 &&
 	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
 		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
@@ -1660,9 +1742,9 @@ void session_start_connect(struct session *s)
 		 * one line per check, every `inter`. */
 		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=proxy_local client=%s",
 		    s->env.client_ip);
-	} else if (pg->delay > 0 && !s->lc->submission && (s->xclient_allowed || s->xclient_seen)) {
-		/* A front end in xclient_hosts (nginx's mail module) is not the client, and after
-		 * its XCLIENT it speaks for the client: neither is a client to test. */
+	} else if (pg->delay > 0 && !s->lc->submission && s->xclient_seen) {
+		/* After its XCLIENT a front end in xclient_hosts (nginx's mail module) speaks for
+		 * the client: no client to test (the front end itself was greeted at once). */
 		log_event(LOG_LVL_DEBUG, s->id, "event=pregreet_skipped reason=xclient client=%s", s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission) {
 		/* Postscreen's teaser: a multi-line greeting start, then silence; a client that

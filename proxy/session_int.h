@@ -81,6 +81,9 @@ struct session {
 	bool xclient_allowed;             /* the peer is in xclient_hosts (session_xclient.c) */
 	bool xclient_seen;                /* an XCLIENT named the client: the identity is its */
 	bool xclient_helo_pending;        /* XCLIENT HELO=: the HELO stage judges it before the 220 */
+	bool connect_deferred;            /* a front end in xclient_hosts greeted without its connect
+	                                     stage: run for the client XCLIENT names, or for the
+	                                     front end itself at its own first MAIL */
 	char xclient_login[256];          /* XCLIENT LOGIN=: env.auth_user points here */
 	bool quit_after_flush;            /* close once the replies queued now are written */
 	bool eof;                         /* the client closed (or half-closed) its side */

@@ -153,6 +153,7 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 	s->pregreet_hit = s->pregreet_waited = s->teaser_sent = false;
 	s->lb_check = false;
 	s->xclient_seen = true;
+	s->connect_deferred = false;    /* the chain begun afresh: the client's connect runs */
 
 	char now[NETADDR_STRLEN];
 

@@ -1182,3 +1182,31 @@ void lmdb_writer_stats(const struct lmdb_writer *w, struct lmdb_writer_stats *ou
 {
 	*out = w->stats;
 }
+
+/* See lmdb_store.h. */
+int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
+    const struct lmdb_store_change *ch, size_t n)
+{
+	struct lmdb_store *st = lmdb_store_open(dir, map_size);
+	struct lmdb_writer_config wc = { .name = name };
+	struct lmdb_writer *w = st ? lmdb_writer_new(st, NULL, &wc) : NULL;
+	struct lmdb_writer_stats ws;
+	int rc = 0;
+
+	if (w == NULL) {
+		lmdb_store_close(st);
+		return st ? LMDB_APPLY_NO_MEMORY : LMDB_APPLY_NO_MAP;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((ch[i].vlen ? lmdb_writer_put(w, ch[i].key, strlen(ch[i].key), ch[i].val, ch[i].vlen) :
+		    lmdb_writer_del(w, ch[i].key, strlen(ch[i].key))) < 0)
+			rc = LMDB_APPLY_FAILED;
+	if (lmdb_writer_flush(w, NULL, NULL) < 0)
+		rc = LMDB_APPLY_FAILED;
+	lmdb_writer_stats(w, &ws);
+	if (ws.failed)
+		rc = LMDB_APPLY_FAILED;
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	return rc;
+}

@@ -168,4 +168,21 @@ struct lmdb_writer_stats {
 };
 void lmdb_writer_stats(const struct lmdb_writer *w, struct lmdb_writer_stats *out);
 
+/* One change of a record: val (vlen octets) put under key, or with vlen 0 the key deleted. */
+struct lmdb_store_change {
+	const char *key;            /* NUL-terminated */
+	const void *val;
+	size_t vlen;
+};
+
+/* Applies ch[0..n) here and now, in one batch, with a writer of the call's own (no loop: the
+ * batch is written in the call): for a control verb's change when no worker holds the store
+ * (none started yet, or the drain's last one ended), so none writes beside it. dir and
+ * map_size as lmdb_store_open, name labels the writer in the log. 0, or
+ * LMDB_APPLY_NO_MAP (the map could not be opened), LMDB_APPLY_NO_MEMORY, or
+ * LMDB_APPLY_FAILED (a change refused or the batch failed; logged by the store). */
+enum { LMDB_APPLY_NO_MAP = -1, LMDB_APPLY_NO_MEMORY = -2, LMDB_APPLY_FAILED = -3 };
+int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
+    const struct lmdb_store_change *ch, size_t n);
+
 #endif

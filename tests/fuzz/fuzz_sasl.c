@@ -41,7 +41,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sasl_plain p;
     const char *why;
     if (sasl_plain_split(data, size, &p, &why) == 0) {
-        if (strlen(p.authcid) == 0 || strlen(p.passwd) == 0 || strlen(p.authcid) > SASL_MAX_FIELD)
+        if (strlen(p.authcid) == 0 || strlen(p.passwd) == 0 || strlen(p.authcid) > SASL_MAX_FIELD ||
+            strlen(p.authzid) > SASL_MAX_FIELD || strlen(p.passwd) > SASL_MAX_PASSWD)
             abort();
     } else if (p.authcid[0] || p.passwd[0]) {
         abort();

@@ -67,8 +67,12 @@ API (everything else is internal):
   message(tag, body, size, headers) -> bytes;  eicar_message(tag);  EICAR, GTUBE
   stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes
   message_ids(iterable of message bytes) -> set of tags put there by message()
+  session_codes(port, proxy_src, lines, data, ehlo) -> the codes of one session's commands
   swaks(port, *args) / smtp_source(port, *args) / s_client(port, data, starttls) -> CompletedProcess
   cert() -> (certfile, keyfile), a self-signed pair made once per run
+  lmdb_meta(dir) -> (txnid, main root page) of dir/data.mdb;  lmdb_damage(dir) -> damages the
+      map under a running daemon so every read fails (MDB_CORRUPTED), nothing out of bounds;
+      Mxgate.metric(series) -> a /metrics value or None
 
 Notes: smtp-sink's dump does not record XCLIENT ADDR/PORT (it announces only XCLIENT NAME
 HELO and dumps the real peer address), so client identity is checked with Backend, which
@@ -631,6 +635,13 @@ class Mxgate:
         m = self.wait_log(r'event=metrics_listen listen=\S+ port=(\d+)', timeout=10)
         return int(m.group(1)) if m else None
 
+    def metric(self, series):
+        """The value of one /metrics series ('greylist_errors_total{reason="store_read"}',
+        without the mxgate_ prefix) as a float, or None (no such series, no answer)."""
+        status, text = http_get(self.metrics_port, '/metrics')
+        m = re.search(r'^mxgate_%s (\S+)$' % re.escape(series), text, re.M) if status == 200 else None
+        return float(m.group(1)) if m else None
+
     def log(self):
         try:
             with open(self.logpath, errors='replace') as f:
@@ -751,6 +762,58 @@ def rcpt_code(port, proxy_src, mail_from, rcpt, ehlo='mail.example.org'):
     c.cmd('QUIT')
     c.close()
     return code
+
+
+LMDB_PAGE = 4096
+LMDB_P_INVALID = 0xffffffffffffffff
+
+
+def lmdb_meta(path):
+    """(txnid, main root page) of the newer of the two meta pages of path/data.mdb, or None."""
+    with open(os.path.join(path, 'data.mdb'), 'rb') as f:
+        head = f.read(2 * LMDB_PAGE)
+    best = None
+    for m in (0, LMDB_PAGE):
+        # page header 16 bytes; MDB_meta: magic, version (u32), address, mapsize (u64),
+        # two MDB_db of 48 bytes (FREE, MAIN; md_root at +40), last_pg, txnid (u64)
+        magic, = struct.unpack_from('<I', head, m + 16)
+        if magic != 0xBEEFC0DE:
+            continue
+        root, = struct.unpack_from('<Q', head, m + 16 + 24 + 48 + 40)
+        txnid, = struct.unpack_from('<Q', head, m + 16 + 24 + 96 + 8)
+        if best is None or txnid > best[0]:
+            best = (txnid, root)
+    return best
+
+
+def lmdb_damage(path, what='the map'):
+    """Once a record is in path's map (waited for), gives its main B-tree's root page flags
+    that are neither branch nor leaf: every read of the map fails (MDB_CORRUPTED) without
+    LMDB touching anything out of bounds. Checks and returns the root page."""
+    check(wait_for(lambda: (lmdb_meta(path) or (0, LMDB_P_INVALID))[1] != LMDB_P_INVALID,
+                   timeout=slack(10)), 'a record of %s is written to the map' % what)
+    txnid, root = lmdb_meta(path)
+    with open(os.path.join(path, 'data.mdb'), 'r+b') as f:
+        f.seek(root * LMDB_PAGE + 10)            # mp_flags
+        f.write(struct.pack('<H', 0))
+    check(lmdb_meta(path) == (txnid, root), 'the map of %s is damaged under the running daemon (root page %d)'
+          % (what, root))
+    return root
+
+
+def session_codes(port, proxy_src, lines, data=None, ehlo='mta.sender.example'):
+    """One session from proxy_src (PROXY header): EHLO, each command line, the message data
+    (dot-stuffed) when the last line got 354, QUIT; the codes after EHLO's, in order."""
+    c = Client(port, proxy_src=proxy_src)
+    out = [c.ehlo(ehlo)[0]]
+    for line in lines:
+        out.append(c.cmd(line)[0])
+    if data is not None and out[-1] == 354:
+        c.send(stuff(data))
+        out.append(c.reply()[0])
+    c.cmd('QUIT')
+    c.close()
+    return out[1:]
 
 
 def case_wanted(name):

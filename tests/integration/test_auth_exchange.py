@@ -10,6 +10,10 @@
 - AUTH and its response in one write (a pipelining client) authenticate;
 - an over-long response line: 500 5.5.6, the session goes on; the longest PLAIN response
   (1024 characters, RFC 4954 4) is taken although longer than a command line;
+- a bearer token as PLAIN's password (4,000 octets: an OAuth token) in the AUTH line's
+  initial response, and the longest AUTH line within 12,288 octets, reach Dovecot (235); a
+  longer one is 500 5.5.2 line too long. Before the fix any AUTH line over limits.max_line_length
+  (1,000) was 500 5.5.2;
 - MAIL's AUTH= parameter (RFC 4954 5) is taken where AUTH is offered, not passed on;
 - the Received: header of an authenticated TLS session says ESMTPSA (RFC 3848).
 
@@ -25,9 +29,14 @@ import mxtest as mt  # noqa: E402
 
 mt.need('dovecot')
 
-# RFC 4616 2: authzid, authcid and passwd are up to 255 octets each
+# RFC 4616 2: authzid, authcid and passwd are up to 255 octets each (a server takes more)
 LONG_USER, LONG_PW = 'u' * 255, 'p' * 255
-dv = mt.dovecot({'alice': 'secret', LONG_USER: LONG_PW})
+# an OAuth-size bearer token as the password; the longest the 12,288-octet AUTH line holds:
+# 'AUTH PLAIN ' + base64('\0tok2\0' + pw) + CRLF is 12,285 octets with a 9,198-octet pw (the
+# next base64 length, 4 more, is over 12,288)
+TOKEN = 'T' * 4000
+MAX_PW = 'M' * 9198
+dv = mt.dovecot({'alice': 'secret', LONG_USER: LONG_PW, 'tok': TOKEN, 'tok2': MAX_PW})
 crt, key = mt.cert()
 be = mt.Backend(name='auth-x')
 cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'starttls', 'submission': True},
@@ -83,8 +92,8 @@ code, text = c.cmd('AUTH PLAIN')
 code, text = c.cmd('not base64!')
 mt.check(code == 501 and '5.5.2' in text, 'a response that cannot be decoded is still 501 5.5.2 (%s)' % text)
 code, text = c.cmd('AUTH PLAIN')
-code, text = c.cmd('A' * 3000)
-mt.check(code == 500 and '5.5.6' in text, 'an over-long response line: 500 5.5.6 (%s)' % text)
+code, text = c.cmd('A' * 13000)
+mt.check(code == 500 and '5.5.6' in text, 'an over-long response line (over 12,288 octets): 500 5.5.6 (%s)' % text)
 mt.check(c.cmd('NOOP')[0] == 250, 'the session goes on after both')
 c.close()
 
@@ -103,6 +112,30 @@ c.close()
 c = client('127.0.0.1')
 code, text = c.cmd('NOOP ' + 'x' * 1000)
 mt.check(code == 500, 'a command line over limits.max_line_length is still refused (%s)' % text)
+c.close()
+
+# ---------------------------------------------------------------- a token in the AUTH line
+# RFC 4954 4 (as above); a client with a bearer token (an OAuth access token of a few KB,
+# through PLAIN or as its own mechanism) sends it as the initial response in the AUTH line.
+# Only the AUTH line may be that long: every other command is held to max_line_length.
+c = client('127.0.0.1')
+line = 'AUTH PLAIN ' + b64('\0tok\0' + TOKEN)
+code, text = c.cmd(line)
+mt.check(code == 235, 'AUTH PLAIN with a 4,000-octet token as the initial response (a %d-octet line): 235 (%s)'
+         % (len(line) + 2, text))
+c.close()
+c = client('127.0.0.1')
+line = 'AUTH PLAIN ' + b64('\0tok2\0' + MAX_PW)
+code, text = c.cmd(line)
+mt.check(len(line) + 2 == 12285 and code == 235, 'an AUTH line of %d octets (the longest base64 within 12,288): 235 (%s)'
+         % (len(line) + 2, text))
+c.close()
+c = client('127.0.0.26')
+code, text = c.cmd('AUTH PLAIN ' + b64('\0tok2\0' + MAX_PW + 'MMM'))
+mt.check(code == 500 and '5.5.2' in text, 'an AUTH line over 12,288 octets: 500 5.5.2 (%s)' % text)
+mt.check(c.cmd('NOOP')[0] == 250, 'the session goes on')
+code, text = c.cmd('MAIL FROM:<' + 'a' * 1200 + '@example.org>')
+mt.check(code == 500, 'a MAIL line of the same size is still refused (%s)' % text)
 c.close()
 
 # ---------------------------------------------------------------- "=" and pipelining

@@ -35,36 +35,23 @@ def cfg(**gl):
     return mt.proxied_config([be.url], accept_domains=['example.test'], greylist=g)
 
 
-def session(port, src, lines, data=None):
-    c = mt.Client(port, proxy_src=src)
-    out = [c.ehlo('verifier.example')[0]]
-    for line in lines:
-        out.append(c.cmd(line)[0])
-    if data is not None and out[-1] == 354:
-        c.send(mt.stuff(data))
-        out.append(c.reply()[0])
-    c.cmd('QUIT')
-    c.close()
-    return out[1:]
-
-
 CALLOUT = ['MAIL FROM:<>', 'RCPT TO:<user@example.test>']
 BOUNCE = ['MAIL FROM:<>', 'RCPT TO:<user@example.test>', 'DATA']
 
 mx = mt.Mxgate(cfg(), name='mx-gl-data')
-got = session(mx.port, '198.18.41.1', CALLOUT)
+got = mt.session_codes(mx.port, '198.18.41.1', CALLOUT, ehlo='verifier.example')
 mt.check(got == [250, 250], 'a callout (MAIL FROM:<>, RCPT, QUIT) is not greylisted (got %s)' % got)
-got = session(mx.port, '198.18.42.1', CALLOUT + ['RSET'] + CALLOUT)
+got = mt.session_codes(mx.port, '198.18.42.1', CALLOUT + ['RSET'] + CALLOUT, ehlo='verifier.example')
 mt.check(got == [250, 250, 250, 250, 250], 'nor one ended by RSET and made again (got %s)' % got)
 mt.check(mx.count_log(r'event=greylist ') == 0, 'no greylist line for the callouts')
 
 n0 = len(be.messages)
-got = session(mx.port, '198.18.43.1', BOUNCE, mt.message('bounce-1'))
+got = mt.session_codes(mx.port, '198.18.43.1', BOUNCE, mt.message('bounce-1'), ehlo='verifier.example')
 mt.check(got == [250, 250, 451], 'a bounce is greylisted at DATA (got %s)' % got)
 mt.check(mx.wait_log(r'event=greylist client=198\.18\.43\.1 from=<> rcpt=<user@example\.test> wait=\d+ store=local stage=data', 5),
          'the log names the stage and the first recipient')
 mt.check(len(be.messages) == n0, 'nothing reached the backend')
-got = session(mx.port, '198.18.43.1', BOUNCE, mt.message('bounce-2'))
+got = mt.session_codes(mx.port, '198.18.43.1', BOUNCE, mt.message('bounce-2'), ehlo='verifier.example')
 mt.check(got == [250, 250, 354, 250], 'its retry passes and is delivered (got %s)' % got)
 mt.check(mt.wait_for(lambda: len(be.messages) == n0 + 1, 5), 'the backend has the bounce once')
 
@@ -85,12 +72,13 @@ c.close()
 mt.check(codes == [250, 250, 451] * 12, 'twelve bounces greylisted at DATA in one session are no errors: '
          'no 421 (got %s)' % codes[-6:])
 
-got = session(mx.port, '198.18.45.1', ['MAIL FROM:<someone@sender.example>', 'RCPT TO:<user@example.test>'])
+got = mt.session_codes(mx.port, '198.18.45.1', ['MAIL FROM:<someone@sender.example>', 'RCPT TO:<user@example.test>'],
+                       ehlo='verifier.example')
 mt.check(got == [250, 451], 'a sender other than <> is greylisted at RCPT as before (got %s)' % got)
 
 mx.stop()
 mx = mt.Mxgate(cfg(null_sender='rcpt'), name='mx-gl-rcpt')
-got = session(mx.port, '198.18.46.1', CALLOUT)
+got = mt.session_codes(mx.port, '198.18.46.1', CALLOUT, ehlo='verifier.example')
 mt.check(got == [250, 451], 'null_sender: rcpt greylists the callout at RCPT, as postgrey does (got %s)' % got)
 
 # the same decisions through Redis and LMDB (a DATA-stage call takes their paths as a RCPT's)
@@ -100,12 +88,13 @@ for i, store in enumerate(('redis://127.0.0.1:%d' % red.port, 'lmdb:' + os.path.
     mx.stop()
     mx = mt.Mxgate(cfg(store=store, timeout='2s'), name='mx-gl-' + kind)
     src = '198.18.%d.1' % (50 + i)
-    got = session(mx.port, src, CALLOUT)
+    got = mt.session_codes(mx.port, src, CALLOUT, ehlo='verifier.example')
     mt.check(got == [250, 250], '%s: the callout passes (got %s)' % (kind, got))
-    got = session(mx.port, src, BOUNCE, mt.message('bounce-%s-1' % kind))
+    got = mt.session_codes(mx.port, src, BOUNCE, mt.message('bounce-%s-1' % kind), ehlo='verifier.example')
     mt.check(got == [250, 250, 451] and mx.wait_log(r'event=greylist client=%s .*store=%s stage=data' % (re.escape(src), kind), 5),
              '%s: the bounce is greylisted at DATA (got %s)' % (kind, got))
-    got = mt.wait_for(lambda: session(mx.port, src, BOUNCE, mt.message('bounce-%s-2' % kind)) == [250, 250, 354, 250], 10, 0.3)
+    got = mt.wait_for(lambda: mt.session_codes(mx.port, src, BOUNCE, mt.message('bounce-%s-2' % kind),
+                                               ehlo='verifier.example') == [250, 250, 354, 250], 10, 0.3)
     mt.check(got, '%s: its retry is delivered' % kind)
 
 rc, out = mt.config_check(cfg(null_sender='never'), 'bad')

@@ -15,8 +15,6 @@ root page gets flags that are neither branch nor leaf, so every read of the map 
   greylist_passed_total stays 0 (the error is not a pass).
 """
 import os
-import re
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,44 +27,10 @@ mx = mt.Mxgate(mt.proxied_config(
     [be.url], workers=1, metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
     greylist={'enabled': True, 'store': 'lmdb:' + GL, 'delay': '1h', 'retry_window': '2h'}), 'node')
 
-PAGE = 4096
-P_INVALID = 0xffffffffffffffff
-
-
-def meta():
-    """(txnid, main root page) of the newer of the two meta pages of GL/data.mdb."""
-    with open(os.path.join(GL, 'data.mdb'), 'rb') as f:
-        head = f.read(2 * PAGE)
-    best = None
-    for m in (0, PAGE):
-        # page header 16 bytes; MDB_meta: magic, version (u32), address, mapsize (u64),
-        # two MDB_db of 48 bytes (FREE, MAIN; md_root at +40), last_pg, txnid (u64)
-        magic, = struct.unpack_from('<I', head, m + 16)
-        if magic != 0xBEEFC0DE:
-            continue
-        root, = struct.unpack_from('<Q', head, m + 16 + 24 + 48 + 40)
-        txnid, = struct.unpack_from('<Q', head, m + 16 + 24 + 96 + 8)
-        if best is None or txnid > best[0]:
-            best = (txnid, root)
-    return best
-
-
-def value(series):
-    status, text = mt.http_get(mx.metrics_port, '/metrics')
-    m = re.search(r'^mxgate_%s (\S+)$' % re.escape(series), text, re.M) if status == 200 else None
-    return float(m.group(1)) if m else None
-
-
 # a triplet in the map (the worker's batch, flush_interval): the root page exists
 mt.check(mt.rcpt_code(mx.port, '198.18.70.1', 'a@example.org', 'first@example.test') == 451,
          'a first attempt is greylisted')
-mt.check(mt.wait_for(lambda: (meta() or (0, P_INVALID))[1] != P_INVALID, timeout=mt.slack(10)),
-         'the triplet is written to the map')
-txnid, root = meta()
-with open(os.path.join(GL, 'data.mdb'), 'r+b') as f:
-    f.seek(root * PAGE + 10)            # mp_flags
-    f.write(struct.pack('<H', 0))
-mt.check(meta() == (txnid, root), 'the map is damaged under the running daemon (root page %d)' % root)
+mt.lmdb_damage(GL, 'a triplet')
 
 code = mt.rcpt_code(mx.port, '198.18.71.1', 'b@example.org', 'second@example.test')
 mt.check(code == 250, 'a new triplet with the map unreadable passes (fail open): %s' % code)
@@ -78,12 +42,12 @@ mt.check(code == 250, 'another passes too: %s' % code)
 log = open(mx.logpath).read()
 mt.check(log.count('event=greylist_error') == 1, 'logged once a minute at most per cause (%d lines)'
          % log.count('event=greylist_error'))
-mt.check(value('greylist_errors_total{reason="store_read"}') == 2,
+mt.check(mx.metric('greylist_errors_total{reason="store_read"}') == 2,
          'mxgate_greylist_errors_total{reason="store_read"} counts both: %s'
-         % value('greylist_errors_total{reason="store_read"}'))
-mt.check(value('greylist_errors_total{reason="no_memory"}') == 0 and
-         value('greylist_errors_total{reason="triplet"}') == 0, 'the other causes are exposed at 0')
-mt.check(value('greylist_passed_total') == 0, 'and neither is counted as a passed triplet: %s'
-         % value('greylist_passed_total'))
+         % mx.metric('greylist_errors_total{reason="store_read"}'))
+mt.check(mx.metric('greylist_errors_total{reason="no_memory"}') == 0 and
+         mx.metric('greylist_errors_total{reason="triplet"}') == 0, 'the other causes are exposed at 0')
+mt.check(mx.metric('greylist_passed_total') == 0, 'and neither is counted as a passed triplet: %s'
+         % mx.metric('greylist_passed_total'))
 mx.stop()
 mt.finish()

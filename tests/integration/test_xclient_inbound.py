@@ -75,12 +75,10 @@ mx = mt.Mxgate(mxcfg(xclient_hosts=['127.0.0.1/32'],
                      helo_checks={'enabled': True, 'not_fqdn': {'action': 'reject'}},
                      plugins=[{'name': 'milter', 'address': 'inet:127.0.0.1:%d' % milter.port,
                                'on_error': 'tempfail', 'timeout': '10s'}],
-                     # the front end's own connections go through the connect stage first:
-                     # allow-listed here, as docs/smtp-edge.md says, the clients it names not
-                     # (without the allow, this test's own connections are refused 421)
+                     # the front end's own connections are not judged (no allow list needed:
+                     # test_xclient_front_end), the clients it names are
                      pregreet={'delay': '1s'},
-                     ratelimit={'allow': ['127.0.0.1/32'],
-                                'rules': [{'key': 'ip', 'count': 'connections', 'limit': '3/60s',
+                     ratelimit={'rules': [{'key': 'ip', 'count': 'connections', 'limit': '3/60s',
                                            'action': 'tempfail'}]}), name='mx-xclient')
 
 c = mt.Client(mx.port, source='127.0.0.3')

@@ -576,6 +576,35 @@ static void test_reopen(void **state)
 	dir_remove(&d);
 }
 
+/* lmdb_store_apply, the control verbs' change when no worker holds the store: puts and
+ * deletes in one batch, written when it returns; a map that cannot be opened is said. */
+static void test_apply_here(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	char buf[16];
+	const struct lmdb_store_change put[] = {
+		{ .key = "a", .val = "1", .vlen = 1 }, { .key = "b", .val = "22", .vlen = 2 },
+	};
+	const struct lmdb_store_change del[] = { { .key = "a" }, { .key = "never" } };
+
+	(void)state;
+	dir_make(&d);
+	assert_int_equal(lmdb_store_apply(d.path, 1 << 20, "test", put, 2), 0);
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "1");
+	assert_string_equal(get_str(st, "b", buf, sizeof(buf)), "22");
+	lmdb_store_close(st);
+	assert_int_equal(lmdb_store_apply(d.path, 1 << 20, "test", del, 2), 0);
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "");
+	assert_string_equal(get_str(st, "b", buf, sizeof(buf)), "22");
+	lmdb_store_close(st);
+	assert_int_equal(lmdb_store_apply("/proc/mxgate-no-such-dir", 1 << 20, "test", put, 1),
+	    LMDB_APPLY_NO_MAP);
+	dir_remove(&d);
+}
+
 /* A file system that fills up: the log names a full disk, not "Input/output error" (LMDB
  * turns the short write a full file system gives into EIO). Needs a tmpfs of its own
  * (a private mount namespace: root or CAP_SYS_ADMIN); skipped without one. */
@@ -645,6 +674,7 @@ int main(void)
 		cmocka_unit_test(test_free_keeps_order),
 		cmocka_unit_test(test_queue_bound),
 		cmocka_unit_test(test_reopen),
+		cmocka_unit_test(test_apply_here),
 		cmocka_unit_test(test_disk_full_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

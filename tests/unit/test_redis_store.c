@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "redis_peer.h"
 #include "store/redis.h"
 #include "store/store_stats.h"
 
@@ -138,20 +139,6 @@ static void fake_stop(struct fake *f)
 	pthread_join(f->th, NULL);
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	getsockname(fd, (struct sockaddr *)&sa, &len);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 struct got { int calls; int null_reply; long long v0; uint64_t at_ns; };
 
 static void got_cb(void *arg, const redisReply *r)
@@ -239,7 +226,7 @@ static void test_refused(void **state)
 
 	(void)state;
 	uv_loop_init(&loop);
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", free_port());
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_peer_free_port());
 	/* a request deadline far beyond the test: an answer means the refusal was noticed */
 	rs = redis_store_new(&loop, url, 60000, 0);
 	assert_non_null(rs);
@@ -477,48 +464,6 @@ static void test_many_keys(void **state)
 
 static char redis_dir[256];
 
-/* redis-server on port with an AOF in redis_dir; its pid once it accepts (20 s bound). */
-static pid_t redis_start(int port)
-{
-	char portstr[16];
-	pid_t pid;
-	uint64_t end = uv_hrtime() + 20ull * 1000000000ull;
-
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	pid = fork();
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", portstr,
-		    "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir",
-		    redis_dir, (char *)NULL);
-		_exit(127);
-	}
-	assert_true(pid > 0);
-	while (uv_hrtime() < end) {
-		redisContext *c = redisConnect("127.0.0.1", port);
-		bool ok = c && !c->err;
-
-		redisFree(c);
-		if (ok)
-			return pid;
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			fail_msg("redis-server exited at start");
-		usleep(20000);
-	}
-	fail_msg("redis-server did not listen on %d", port);
-	return -1;
-}
-
-static void redis_kill(pid_t pid, int sig)
-{
-	kill(pid, sig);
-	if (sig == SIGKILL || sig == SIGTERM)
-		waitpid(pid, NULL, 0);
-}
-
 /* GET key as a number (synchronous, for checking what the store wrote). */
 static long long redis_get_num(int port, const char *key)
 {
@@ -535,18 +480,6 @@ static long long redis_get_num(int port, const char *key)
 	freeReplyObject(r);
 	redisFree(c);
 	return v;
-}
-
-/* Skips (exit 77 through main) when redis-server is missing; under CI=true that fails. */
-static bool have_redis_server(void)
-{
-	const char *ci = getenv("CI");
-
-	if (system("command -v redis-server >/dev/null 2>&1") == 0)
-		return true;
-	if (ci && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0))
-		fail_msg("redis-server not installed (CI=true: no skips)");
-	return false;
 }
 
 static int skipped;
@@ -574,7 +507,7 @@ static void spin_until_drained(uv_loop_t *loop, struct redis_store *rs, const in
  * skips the test (77 from main; a failure under CI=true) when redis-server is missing. */
 static void redis_test_begin(uv_loop_t *loop, char *url, size_t urllen, int port)
 {
-	if (!have_redis_server()) {
+	if (!redis_peer_available()) {
 		skipped = 1;
 		skip();
 	}
@@ -601,7 +534,7 @@ static void redis_test_end(uv_loop_t *loop, struct redis_store *rs, pid_t pid)
 	redis_store_free(rs);
 	uv_run(loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(loop), 0);
-	redis_kill(pid, SIGKILL);
+	redis_peer_kill(pid, SIGKILL);
 	rm_redis_dir();
 }
 
@@ -637,16 +570,16 @@ static void test_queue_real_redis(void **state)
 	uint64_t retried, dropped;
 	long long v;
 	pid_t pid;
-	int port = free_port(), sc;
+	int port = redis_peer_free_port(), sc;
 
 	(void)state;
-	if (!have_redis_server()) {
+	if (!redis_peer_available()) {
 		skipped = 1;
 		skip();
 	}
 	snprintf(redis_dir, sizeof(redis_dir), "/tmp/test_redis_store.%d", (int)getpid());
 	mkdir(redis_dir, 0700);
-	pid = redis_start(port);
+	pid = redis_peer_start(port, redis_dir);
 	uv_loop_init(&loop);
 	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
 	/* a deadline a loaded machine meets; SIGSTOP below outlasts it on purpose */
@@ -665,10 +598,10 @@ static void test_queue_real_redis(void **state)
 	 * same port: nothing is given up, and only a lost reply can make a duplicate */
 	write_n(rs, sc, 500, &c);
 	spin(&loop, 1);                           /* some out, some answered, some queued */
-	redis_kill(pid, SIGKILL);
+	redis_peer_kill(pid, SIGKILL);
 	write_n(rs, sc, 300, &c);                 /* queued: the store is (or soon is) down */
 	spin(&loop, 50);
-	pid = redis_start(port);
+	pid = redis_peer_start(port, redis_dir);
 	spin_until_drained(&loop, rs, &c.pending);
 	redis_store_write_stats(rs, NULL, &retried, &dropped);
 	v = redis_get_num(port, "mx:counter");
@@ -680,10 +613,10 @@ static void test_queue_real_redis(void **state)
 
 	/* 3. stopped past the deadline with writes in flight: they are resent on the next
 	 * connection once it answers again */
-	redis_kill(pid, SIGSTOP);
+	redis_peer_kill(pid, SIGSTOP);
 	write_n(rs, sc, 100, &c);
 	spin(&loop, 1500);                        /* the deadline passes: connection dropped */
-	redis_kill(pid, SIGCONT);
+	redis_peer_kill(pid, SIGCONT);
 	spin_until_drained(&loop, rs, &c.pending);
 	redis_store_write_stats(rs, NULL, &retried, &dropped);
 	v = redis_get_num(port, "mx:counter");
@@ -708,7 +641,7 @@ static void test_queue_handover_and_bound(void **state)
 	size_t queued;
 	uint64_t dropped;
 	pid_t pid;
-	int port = free_port(), sc_old, sc_new;
+	int port = redis_peer_free_port(), sc_old, sc_new;
 
 	(void)state;
 	redis_test_begin(&loop, url, sizeof(url), port);
@@ -735,7 +668,7 @@ static void test_queue_handover_and_bound(void **state)
 	assert_int_equal(dropped, 0);
 	assert_int_equal(redis_store_write(cur, sc_new, 1, 1, args, NULL, counted_cb, &c), 0);
 	c.pending++;
-	pid = redis_start(port);
+	pid = redis_peer_start(port, redis_dir);
 	spin_until_drained(&loop, cur, &c.pending);
 	assert_int_equal(c.ok, 1);
 	assert_int_equal(redis_get_num(port, "mx:handover"), 51);
@@ -760,7 +693,7 @@ static void test_queue_forget_key(void **state)
 	size_t queued;
 	uint64_t dropped;
 	pid_t pid;
-	int port = free_port(), sc;
+	int port = redis_peer_free_port(), sc;
 
 	(void)state;
 	redis_test_begin(&loop, url, sizeof(url), port);
@@ -786,7 +719,7 @@ static void test_queue_forget_key(void **state)
 	/* an update after the flush is new history: it stays */
 	assert_int_equal(redis_store_write(rs, sc, 1, 1, alone, NULL, counted_cb, &c), 0);
 	c.pending++;
-	pid = redis_start(port);
+	pid = redis_peer_start(port, redis_dir);
 	spin_until_drained(&loop, rs, &c.pending);
 	assert_int_equal(c.ok, 10);
 	assert_int_equal(redis_get_num(port, "mx:flushed"), 1);

@@ -1,8 +1,9 @@
 /* test_reputation_control.c — `flush reputation IP` with no worker holding the store (none
  * started here): outside the drain it says so (an init failure, event=module_error); during
- * the drain (the last worker just ended) an LMDB flush is done by the main loop and the
- * records go, and a Redis one says mxgate is shutting down. Before, the drain's case also
- * answered "no worker holds the reputation store" and nothing was flushed. */
+ * the drain (the last worker just ended) the main loop does the flush and the records go:
+ * LMDB's with its own writer, Redis's (a real redis-server) on its own connection, with the
+ * flush time the workers leave; a Redis that cannot be reached is said as such. Before, a
+ * Redis flush then answered "mxgate is shutting down" and the records stayed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redis_peer.h"
 #include "filters/reputation.h"
 #include "proxy/config.h"
 #include "proxy/control.h"
@@ -143,13 +145,45 @@ static void test_no_worker(void **state)
 	assert_int_equal(a.rc, 0);
 	assert_non_null(strstr(a.text, "\"draining\":true"));
 
-	/* Redis: only the workers' connections reach it */
+	/* Redis not reachable: said, nothing flushed */
 	config_free(gen.cfg);
 	make_config("redis://127.0.0.1:1");
 	ask("flush reputation 192.0.2.1", &a);
 	assert_int_equal(a.rc, -1);
-	if (strstr(a.text, "mxgate is shutting down") == NULL || strstr(a.text, "nothing flushed") == NULL)
-		fail_msg("Redis, no worker left: \"%s\"", a.text);
+	if (strstr(a.text, "mxgate is shutting down and Redis could not be reached") == NULL ||
+	    strstr(a.text, "nothing flushed") == NULL)
+		fail_msg("Redis unreachable, no worker left: \"%s\"", a.text);
+
+	/* Redis: the main loop's own connection (was: "no worker is left to reach the store") */
+	if (redis_peer_available()) {
+		int port = redis_peer_free_port();
+		pid_t pid = redis_peer_start(port, dir);
+		redisContext *rc = redisConnect("127.0.0.1", port);
+		redisReply *r;
+
+		assert_true(rc && !rc->err);
+		freeReplyObject(redisCommand(rc, "HSET mxgate:rep:ip:192.0.2.1 a 3"));
+		freeReplyObject(redisCommand(rc, "HSET mxgate:rep:net:192.0.2.0/24 a 3"));
+		config_free(gen.cfg);
+		snprintf(store, sizeof(store), "redis://127.0.0.1:%d", port);
+		make_config(store);
+		ask("flush reputation 192.0.2.1", &a);
+		if (a.rc != 0 || strstr(a.text, "reputation of 192.0.2.1 flushed: 2 records removed") == NULL)
+			fail_msg("Redis during the drain with no worker left: rc %d, \"%s\"", a.rc, a.text);
+		r = redisCommand(rc, "EXISTS mxgate:rep:ip:192.0.2.1 mxgate:rep:net:192.0.2.0/24");
+		assert_true(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+		freeReplyObject(r);
+		/* the flush time, so another node's queued outcome from before is not added back */
+		r = redisCommand(rc, "PTTL mxgate:repdel:ip:192.0.2.1");
+		assert_true(r && r->type == REDIS_REPLY_INTEGER && r->integer > 0);
+		freeReplyObject(r);
+		ask("flush reputation 192.0.2.1 --json", &a);
+		assert_int_equal(a.rc, 0);
+		assert_non_null(strstr(a.text, "\"entries\":0"));
+		assert_non_null(strstr(a.text, "\"draining\":true"));
+		redisFree(rc);
+		redis_peer_kill(pid, SIGKILL);
+	}
 
 	ops_stop();
 	uv_run(&loop, UV_RUN_DEFAULT);

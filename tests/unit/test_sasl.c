@@ -175,8 +175,9 @@ static void test_plain(void **state)
 		if (strcmp(p.authzid, r->authzid) || strcmp(p.authcid, r->authcid) || strcmp(p.passwd, r->passwd))
 			fail_msg("%s: %s / %s / %s", r->label, p.authzid, p.authcid, p.passwd);
 	}
-	/* 255-octet fields pass, 256 do not */
-	unsigned char msg[600];
+	/* names: 255 octets pass, 256 do not; the passwd (a bearer token through PLAIN) up to
+	 * SASL_MAX_PASSWD, the most SASL_MAX_B64 base64 can hold with the names */
+	static unsigned char msg[SASL_MAX_PASSWD + 600];
 	size_t n = 0;
 	msg[n++] = 0;
 	memset(msg + n, 'u', 255);
@@ -187,6 +188,24 @@ static void test_plain(void **state)
 	assert_int_equal(sasl_plain_split(msg, n, &p, &why), 0);
 	assert_int_equal(strlen(p.authcid), 255);
 	assert_int_equal(strlen(p.passwd), 255);
+	msg[n++] = 'p';
+	assert_int_equal(sasl_plain_split(msg, n, &p, &why), 0);
+	assert_int_equal(strlen(p.passwd), 256);
+	n = 0;
+	msg[n++] = 0;
+	memset(msg + n, 'u', 256);
+	n += 256;
+	msg[n++] = 0;
+	msg[n++] = 'p';
+	assert_int_equal(sasl_plain_split(msg, n, &p, &why), -1);
+	n = 0;
+	msg[n++] = 0;
+	msg[n++] = 'u';
+	msg[n++] = 0;
+	memset(msg + n, 'p', SASL_MAX_PASSWD);
+	n += SASL_MAX_PASSWD;
+	assert_int_equal(sasl_plain_split(msg, n, &p, &why), 0);
+	assert_int_equal(strlen(p.passwd), SASL_MAX_PASSWD);
 	msg[n++] = 'p';
 	assert_int_equal(sasl_plain_split(msg, n, &p, &why), -1);
 	/* sasl_wipe clears */
