@@ -93,8 +93,15 @@ int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struc
 uint32_t milter_proto_offer(void);
 /* The actions mxgate allows a filter. */
 uint32_t milter_actions_offer(void);
-/* Checks the filter's OPTNEG reply: version >= 2, actions/protocol within what we offered.
- * Returns 0 or -1 with *why set. */
+/* Checks the filter's OPTNEG reply: version 2 to 6, no action asked for that we did not
+ * offer (Postfix's "request mask conflict"). Returns 0 or -1 with *why set. */
 int milter_optneg_check(const struct milter_reply *r, const char **why);
+
+/* The action (SMFIF_*, <libmilter/mfapi.h>) a filter must have asked for in its option
+ * negotiation to send the modification reply cmd (SMFIR_ADDHEADER and INSHEADER:
+ * SMFIF_ADDHDRS, CHGHEADER: CHGHDRS, REPLBODY: CHGBODY, ADDRCPT, ADDRCPT_PAR, DELRCPT,
+ * CHGFROM, QUARANTINE: their own), as libmilter's smfi_* refuse to send one not
+ * negotiated; 0 for a reply that needs none. *name is set to the action's name. */
+uint32_t milter_action_needed(char cmd, const char **name);
 
 #endif

@@ -92,6 +92,8 @@ SINCE = {
     'fuzz_rspamd_reply': '2026-12-04T17:02Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     'fuzz_plugin_output': '2026-12-04T17:20Z',
+    # the actions the filter negotiated (flags bit 4): one outside them is its error
+    'fuzz_milter_mods': '2026-12-04T20:40Z',
 }
 
 
