@@ -997,9 +997,11 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_fail(ms, "milter-protocol", why);
 			return false;
 		}
-		/* Honour what the filter asked for, within what we offered. */
-		ms->fprot = r.version >= 6 ? (r.protocol & milter_proto_offer()) :
-		    (r.protocol & (SMFI_V2_PROT));
+		/* Honour what the filter asked for, within what we offered, at any version:
+		 * a version 4 filter's SMFIP_NR_HDR was dropped and its headers waited for
+		 * until the timeout, and a version 2 filter was sent DATA, which it does not
+		 * know. */
+		ms->fprot = milter_proto_negotiated(r.version, r.protocol);
 		ms->facts = r.actions;
 		if (r.version >= 6 && milter_symlists_take(ms, r.data, r.len) < 0) {
 			milter_fail(ms, "milter-protocol", "malformed macro list");

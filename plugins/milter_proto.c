@@ -400,6 +400,15 @@ uint32_t milter_proto_offer(void)
 	    SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_EOH | SMFIP_NR_BODY;
 }
 
+uint32_t milter_proto_negotiated(uint32_t version, uint32_t protocol)
+{
+	uint32_t p = protocol & milter_proto_offer();
+
+	if (version < 4)   /* SMFIC_DATA came with protocol 4 (Sendmail 8.13) */
+		p |= SMFIP_NODATA;
+	return p;
+}
+
 uint32_t milter_actions_offer(void)
 {
 	/* SMFIF_ADDHDRS|CHGBODY|ADDRCPT|DELRCPT|CHGHDRS|QUARANTINE|CHGFROM|ADDRCPT_PAR|SETSYMLIST */

@@ -10,6 +10,10 @@ wire-protocol filters (tests/peers/neg_milter.py) that log every command they ar
 - Steps skipped (SMFIP_NO*): neither the command nor its macros are sent.
 - Replies not expected (SMFIP_NR_*): mxgate does not wait for them (a wait would run into
   the entry's timeout), and a filter answering every step is waited for at each.
+- Older filters: a version 4 filter's SMFIP_NR_HDR (Sendmail 8.13's SMFIP_NOHREPL) is
+  honoured (mxgate dropped every bit past version 2's and waited for each header's reply
+  until the timeout), and a version 2 filter is not sent DATA, a command it does not know
+  (as Postfix leaves out events of a later protocol).
 - Macro lists (SMFIR_SETSYMLIST): each sent with its own stage's command only, an empty
   list sends none, stages without a list keep the defaults."""
 import os
@@ -132,6 +136,20 @@ t.check(cmds[:7] == ['O', 'C', 'H', 'M', 'R', 'R', 'T'] and cmds.count('B') >= 4
 t.check(mxn.count_log('event=milter_error') == 0, '  no milter error')
 mxn.stop()
 
+# --- older filters: version 4 with SMFIP_NOHREPL (no reply per header), version 2
+v4port, v4log = neg_milter('v4', ADDHDRS, 0x80, 'version=4')
+v2port, v2log = neg_milter('v2', ADDHDRS, 0, 'version=2')
+mxo = t.Mxgate(t.config([be.url], hostname='mx.example.test', plugins=[entry(v4port, timeout='3s'),
+                                                                    entry(v2port, timeout='3s')]), name='mx-old')
+code, text = send(mxo.port, 'neg-old', 'h')
+t.check(code == 250 and one('neg-old')['data'].count(b'X-Neg: added') == 2,
+        'a version 4 filter\'s SMFIP_NOHREPL honoured: its headers not waited for (%s %s)' % (code, text))
+c4 = [x for x in (conns(v4log) or [[]])[0] if not x.startswith('D ')]
+c2 = [x for x in (conns(v2log) or [[]])[0] if not x.startswith('D ')]
+t.check('T' in c4 and 'L' in c4, '  it is sent DATA and the headers: %s' % c4)
+t.check('T' not in c2 and 'E' in c2, 'a version 2 filter is not sent DATA (not in its protocol): %s' % c2)
+mxo.stop()
+
 # --- macro lists: connect {client_addr} only, RCPT two names (one of MAIL's), DATA none,
 # EOH two; HELO, MAIL and end of message keep the defaults
 lport, llog = neg_milter('lists', ADDHDRS | SETSYMLIST, 0, '0={client_addr}', '3={rcpt_addr} {mail_addr}', '4=',
@@ -146,7 +164,7 @@ t.check(code == 250 and macros.get('C') == ['{client_addr}'] and macros.get('R')
         'T' not in macros and macros.get('N') == ['i', '{client_addr}'] and '{mail_addr}' in macros.get('M', []) and
         macros.get('E') == ['i'],
         'a filter\'s macro lists replace the defaults of their stage only: %s' % macros)
-for log in (hlog, slog, nlog, llog):
+for log in (hlog, slog, nlog, v4log, v2log, llog):
     for n, seq in enumerate(conns(log)):
         bad = [seq[i] for i in range(len(seq)) if seq[i].startswith('D ') and
                (i + 1 >= len(seq) or seq[i + 1] != seq[i][2])]

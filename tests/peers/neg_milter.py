@@ -4,10 +4,10 @@ command line, and which writes down every command it is sent: for what the negot
 promises both ways (the actions it asked for, the steps it skips, the replies it will not
 send, the macros it asked for).
 
-usage: neg_milter.py PORT LOG ACTIONS PROTOCOL [STAGE=NAMES ...] [mods=x,y,...]
+usage: neg_milter.py PORT LOG ACTIONS PROTOCOL [STAGE=NAMES ...] [mods=x,y,...] [version=N]
 
 ACTIONS and PROTOCOL (numbers, 0x... taken) are the SMFIF_* and SMFIP_* masks of its
-SMFIC_OPTNEG reply (version 6); each STAGE=NAMES (STAGE a number, SMFIM_*; NAMES space
+SMFIC_OPTNEG reply (version 6, or N); each STAGE=NAMES (STAGE a number, SMFIM_*; NAMES space
 separated) is a macro list appended to it (SMFIR_SETSYMLIST, as smfi_setsymlist asks).
 
 Every command received is a line of LOG: "N CMD" (N the connection's number from 1, CMD
@@ -96,14 +96,17 @@ def serve(c, log, optneg, proto, default):
 def main():
     port, log = int(sys.argv[1]), sys.argv[2]
     actions, proto = int(sys.argv[3], 0), int(sys.argv[4], 0)
-    lists, default = b'', b''
+    lists, default, version = b'', b'', 6
     for a in sys.argv[5:]:
         st, names = a.split('=', 1)
         if st == 'mods':
             default = names.encode()
             continue
+        if st == 'version':
+            version = int(names)
+            continue
         lists += struct.pack('>I', int(st)) + names.encode() + b'\0'
-    optneg = frame(b'O', struct.pack('>III', 6, actions, proto) + lists)
+    optneg = frame(b'O', struct.pack('>III', version, actions, proto) + lists)
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(('127.0.0.1', port))

@@ -309,6 +309,20 @@ static void test_negotiation_masks(void **state)
 	assert_int_equal(milter_optneg_check(&r, &why), -1);
 }
 
+/* A filter's protocol bits at any version, as Postfix's milter8 honours them; DATA
+ * skipped below version 4. */
+static void test_proto_negotiated(void **state)
+{
+	(void)state;
+	assert_int_equal(milter_proto_negotiated(6, SMFIP_NR_HDR | SMFIP_NODATA), SMFIP_NR_HDR | SMFIP_NODATA);
+	assert_int_equal(milter_proto_negotiated(4, SMFIP_NOHREPL), SMFIP_NR_HDR);
+	assert_int_equal(milter_proto_negotiated(4, 0), 0);
+	assert_int_equal(milter_proto_negotiated(3, SMFIP_NOUNKNOWN), SMFIP_NOUNKNOWN | SMFIP_NODATA);
+	assert_int_equal(milter_proto_negotiated(2, SMFIP_NOHELO), SMFIP_NOHELO | SMFIP_NODATA);
+	/* never what we did not offer */
+	assert_int_equal(milter_proto_negotiated(6, SMFIP_RCPT_REJ | 0x80000000u), 0);
+}
+
 /* The action each modification needs negotiated, as libmilter's smfi_* check it. */
 static void test_action_needed(void **state)
 {
@@ -344,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_reply_fields),
 		cmocka_unit_test(test_negotiation_masks),
 		cmocka_unit_test(test_action_needed),
+		cmocka_unit_test(test_proto_negotiated),
 		cmocka_unit_test(test_symlists),
 	};
 
