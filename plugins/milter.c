@@ -980,7 +980,8 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned char *p, size_t len)
 {
 	struct milter_reply r;
-	const char *why;
+	const char *why, *act;
+	uint32_t need;
 
 	if (ms->wait == W_NONE || ms->call == NULL) {
 		milter_fail(ms, "milter-protocol", "reply while none was expected");
@@ -996,9 +997,11 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_fail(ms, "milter-protocol", why);
 			return false;
 		}
-		/* Honour what the filter asked for, within what we offered. */
-		ms->fprot = r.version >= 6 ? (r.protocol & milter_proto_offer()) :
-		    (r.protocol & (SMFI_V2_PROT));
+		/* Honour what the filter asked for, within what we offered, at any version:
+		 * a version 4 filter's SMFIP_NR_HDR was dropped and its headers waited for
+		 * until the timeout, and a version 2 filter was sent DATA, which it does not
+		 * know. */
+		ms->fprot = milter_proto_negotiated(r.version, r.protocol);
 		ms->facts = r.actions;
 		if (r.version >= 6 && milter_symlists_take(ms, r.data, r.len) < 0) {
 			milter_fail(ms, "milter-protocol", "malformed macro list");
@@ -1007,6 +1010,19 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		ms->state = MS_READY;
 		ms->wait = W_NONE;
 		milter_send_stage(ms, SMFIC_CONNECT);
+		return false;
+	}
+	need = milter_action_needed(cmd, &act);
+	if (need != 0 && !(ms->facts & need)) {
+		/* A modification the filter did not ask for in its option negotiation: libmilter
+		 * refuses to send one (smfi_* return MI_FAILURE), so only a broken filter does.
+		 * Sendmail applies most with a warning and tempfails a body replacement; mxgate
+		 * applies none of its edits: the filter's error (on_error), the connection
+		 * dropped as for any other protocol violation. */
+		char w[80];
+
+		snprintf(w, sizeof(w), "modification '%c' without %s negotiated", cmd, act);
+		milter_fail(ms, "milter-unnegotiated", w);
 		return false;
 	}
 	switch (cmd) {
@@ -1176,7 +1192,7 @@ static void milter_event_cb(struct pconn *conn, enum pconn_event ev, const char 
 
 /* See milter.h (fuzz_milter_mods). */
 void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, const void *frames,
-    size_t len, uint32_t max_frame)
+    size_t len, uint32_t max_frame, uint32_t actions)
 {
 	struct milter_inst mi = { .host = host, .max_frame = max_frame };
 	struct milter_sess *ms = calloc(1, sizeof(*ms));
@@ -1186,6 +1202,7 @@ void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, c
 	ms->mi = &mi;
 	ms->call = call;
 	ms->state = MS_READY;
+	ms->facts = actions;
 	ms->stage_cmd = SMFIC_BODYEOB;
 	ms->in_txn = true;
 	ms->phase = EP_SENT;

@@ -30,11 +30,12 @@ int milter_symlists_take_fuzz(const unsigned char *data, size_t len,
 
 /* For tests/fuzz/fuzz_milter_mods.c only: frames (len bytes of a filter's reply stream,
  * frames of at most max_frame) read by a session of an entry on host whose end of data was
- * sent and whose reply is awaited, as a connection's data is read (milter_on_frame): the
+ * sent and whose reply is awaited, the filter having negotiated actions (SMFIF_*; a
+ * modification outside them is its error), as a connection's data is read (milter_on_frame): the
  * modifications collected within their bounds, then the verdict (the stream's own, or a
  * SMFIR_CONTINUE after it when the stream ends without one) applied through host on call
  * and reported by host->done. The session is freed before it returns. */
 void milter_eob_fuzz(const struct mxgate_host *host, struct mxgate_call *call, const void *frames,
-    size_t len, uint32_t max_frame);
+    size_t len, uint32_t max_frame, uint32_t actions);
 
 #endif

@@ -2,6 +2,7 @@
 #include "milter_proto.h"
 
 #include <libmilter/mfdef.h>
+#include <libmilter/mfapi.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -399,6 +400,15 @@ uint32_t milter_proto_offer(void)
 	    SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_EOH | SMFIP_NR_BODY;
 }
 
+uint32_t milter_proto_negotiated(uint32_t version, uint32_t protocol)
+{
+	uint32_t p = protocol & milter_proto_offer();
+
+	if (version < 4)   /* SMFIC_DATA came with protocol 4 (Sendmail 8.13) */
+		p |= SMFIP_NODATA;
+	return p;
+}
+
 uint32_t milter_actions_offer(void)
 {
 	/* SMFIF_ADDHDRS|CHGBODY|ADDRCPT|DELRCPT|CHGHDRS|QUARANTINE|CHGFROM|ADDRCPT_PAR|SETSYMLIST */
@@ -415,5 +425,34 @@ int milter_optneg_check(const struct milter_reply *r, const char **why)
 		*why = "unsupported milter protocol version";
 		return -1;
 	}
+	if ((r->actions & milter_actions_offer()) != r->actions) {
+		*why = "actions asked for that were not offered";
+		return -1;
+	}
+	return 0;
+}
+
+uint32_t milter_action_needed(char cmd, const char **name)
+{
+	static const struct { char cmd; uint32_t bit; const char *name; } need[] = {
+		{ SMFIR_ADDHEADER, SMFIF_ADDHDRS, "SMFIF_ADDHDRS" },
+		{ SMFIR_INSHEADER, SMFIF_ADDHDRS, "SMFIF_ADDHDRS" },
+		{ SMFIR_CHGHEADER, SMFIF_CHGHDRS, "SMFIF_CHGHDRS" },
+		{ SMFIR_REPLBODY, SMFIF_CHGBODY, "SMFIF_CHGBODY" },
+		{ SMFIR_ADDRCPT, SMFIF_ADDRCPT, "SMFIF_ADDRCPT" },
+		{ SMFIR_ADDRCPT_PAR, SMFIF_ADDRCPT_PAR, "SMFIF_ADDRCPT_PAR" },
+		{ SMFIR_DELRCPT, SMFIF_DELRCPT, "SMFIF_DELRCPT" },
+		{ SMFIR_CHGFROM, SMFIF_CHGFROM, "SMFIF_CHGFROM" },
+		{ SMFIR_QUARANTINE, SMFIF_QUARANTINE, "SMFIF_QUARANTINE" },
+	};
+
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (need[i].cmd == cmd) {
+			if (name)
+				*name = need[i].name;
+			return need[i].bit;
+		}
+	if (name)
+		*name = "";
 	return 0;
 }

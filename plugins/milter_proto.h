@@ -91,10 +91,23 @@ int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struc
 
 /* The protocol bits an MTA offers (what mxgate can skip / does not need replies for). */
 uint32_t milter_proto_offer(void);
+/* The steps skipped and replies left out for a filter that answered the option
+ * negotiation with version and protocol (its SMFIP_* bits), as Postfix's milter8 takes
+ * them: whatever it asked for within what we offered, at any version (Sendmail 8.13's
+ * version 4 libmilter has SMFIP_NOHREPL, SMFIP_NR_HDR), and DATA skipped for a filter
+ * older than version 4, which does not know the command. */
+uint32_t milter_proto_negotiated(uint32_t version, uint32_t protocol);
 /* The actions mxgate allows a filter. */
 uint32_t milter_actions_offer(void);
-/* Checks the filter's OPTNEG reply: version >= 2, actions/protocol within what we offered.
- * Returns 0 or -1 with *why set. */
+/* Checks the filter's OPTNEG reply: version 2 to 6, no action asked for that we did not
+ * offer (Postfix's "request mask conflict"). Returns 0 or -1 with *why set. */
 int milter_optneg_check(const struct milter_reply *r, const char **why);
+
+/* The action (SMFIF_*, <libmilter/mfapi.h>) a filter must have asked for in its option
+ * negotiation to send the modification reply cmd (SMFIR_ADDHEADER and INSHEADER:
+ * SMFIF_ADDHDRS, CHGHEADER: CHGHDRS, REPLBODY: CHGBODY, ADDRCPT, ADDRCPT_PAR, DELRCPT,
+ * CHGFROM, QUARANTINE: their own), as libmilter's smfi_* refuse to send one not
+ * negotiated; 0 for a reply that needs none. *name is set to the action's name. */
+uint32_t milter_action_needed(char cmd, const char **name);
 
 #endif

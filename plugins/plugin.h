@@ -4,6 +4,7 @@
  *
  *     const struct mxgate_plugin mxgate_plugin = {
  *         .abi_version = MXGATE_PLUGIN_ABI_VERSION,
+ *         .desc_size = MXGATE_DESC_SIZE,
  *         .name = "mine",
  *         .init = mine_init, .fini = mine_fini,
  *         .on_eom = mine_eom, ...
@@ -192,13 +193,32 @@ struct mxgate_host {
 	 * passes it to init, so a plugin built against a newer plugin.h knows which fields of
 	 * args an older host fills (MXGATE_ARGS_HAS). */
 	size_t args_size;
+	/* Added after args_size (MXGATE_HOST_HAS(host, txn_get)): one pointer per transaction
+	 * and plugin instance, as Haraka's transaction.notes. txn_set hands data to the host
+	 * with release (may be NULL), called once on the loop thread when the transaction is
+	 * over: the host releases it before the plugin's first call of the next transaction
+	 * (after RSET or the end of data, at the next MAIL) or at the session's end, whichever
+	 * comes first; setting again releases the data set before (unless it is the same
+	 * pointer). Outside a transaction (connect, helo, close: no MAIL yet) txn_set returns
+	 * -1 and takes nothing (the plugin still owns data); else 0. txn_get returns the
+	 * transaction's data, NULL when none was set or outside a transaction. */
+	int (*txn_set)(struct mxgate_call *c, void *data, void (*release)(void *data));
+	void *(*txn_get)(struct mxgate_call *c);
 };
 
 /* Growing ABI 1 (how a plugin and a host built against different plugin.h revisions of the
  * same MXGATE_PLUGIN_ABI_VERSION stay safe):
- * - fields are only ever added at the end of struct mxgate_host and struct
- *   mxgate_plugin_args, never moved, removed or changed in meaning (that is a new
- *   MXGATE_PLUGIN_ABI_VERSION, which the loader refuses, naming both versions);
+ * - fields are only ever added at the end of struct mxgate_host, struct
+ *   mxgate_plugin_args and struct mxgate_plugin, never moved, removed or changed in
+ *   meaning (that is a new MXGATE_PLUGIN_ABI_VERSION, which the loader refuses, naming
+ *   both versions);
+ * - the descriptor says its own size: desc_size = MXGATE_DESC_SIZE. The host reads a
+ *   member added after cancel only when MXGATE_DESC_HAS(size, member) for the size it
+ *   found: desc_size when the exported object (its ELF symbol's size) holds that field,
+ *   else the first release's (MXGATE_DESC_FIRST_SIZE). So a plugin built against an
+ *   older plugin.h, whose descriptor ends at cancel, is never read past its end, and a
+ *   newer plugin's added hooks are simply not called by an older host. A desc_size below
+ *   MXGATE_DESC_FIRST_SIZE or past the exported object is refused at load;
  * - host->size and host->args_size say how much of each the running host has: before
  *   reading a member added after the first release, a plugin checks MXGATE_HOST_HAS(host,
  *   member) or MXGATE_ARGS_HAS(host, field) and falls back to its own default when false
@@ -211,6 +231,12 @@ struct mxgate_host {
 #define MXGATE_ARGS_HAS(host, field) \
 	(MXGATE_HOST_HAS(host, args_size) && offsetof(struct mxgate_plugin_args, field) + \
 	    sizeof(((struct mxgate_plugin_args *)0)->field) <= (host)->args_size)
+/* The host's side of the descriptor's growth (size: what the loader found, see above). */
+#define MXGATE_DESC_HAS(size, member) \
+	(offsetof(struct mxgate_plugin, member) + sizeof(((struct mxgate_plugin *)0)->member) <= (size))
+#define MXGATE_DESC_FIRST_SIZE \
+	(offsetof(struct mxgate_plugin, cancel) + sizeof(((struct mxgate_plugin *)0)->cancel))
+#define MXGATE_DESC_SIZE sizeof(struct mxgate_plugin)
 
 /* The descriptor a plugin exports as `mxgate_plugin`. Any hook may be NULL (= the plugin
  * does not take part in that stage). */
@@ -240,6 +266,12 @@ struct mxgate_plugin {
 	void (*on_close)(void *instance, struct mxgate_call *c);
 	/* Stop the outstanding call c (timeout, client gone); never touch c afterwards. */
 	void (*cancel)(void *instance, struct mxgate_call *c);
+#ifndef MXGATE_PLUGIN_DESC_FIRST_RELEASE   /* test-only: the descriptor as ABI 1 first shipped */
+	/* Added after the first release of ABI 1: set it to MXGATE_DESC_SIZE (0 reads as the
+	 * first release's descriptor). Members added after it are read only when it covers
+	 * them (see "Growing ABI 1"). */
+	size_t desc_size;
+#endif
 };
 
 #endif

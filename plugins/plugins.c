@@ -37,19 +37,37 @@ static const char *const plugin_on_error_names[] = { "tempfail", "accept", "reje
 
 /* Whether the exported `mxgate_plugin` can be read as a descriptor: a data object, aligned
  * for the struct and at least as large as its abi_version field (a function of that name,
- * or a small variable, must not be read as one). */
-static bool plugins_symbol_is_descriptor(const void *sym)
+ * or a small variable, must not be read as one). *size: the object's size from its symbol
+ * table entry, 0 when there is none. */
+static bool plugins_symbol_is_descriptor(const void *sym, size_t *size)
 {
 	Dl_info info;
 	const ElfW(Sym) *es = NULL;
 
+	*size = 0;
 	if ((uintptr_t)sym % _Alignof(struct mxgate_plugin) != 0)
 		return false;
 	if (dladdr1(sym, &info, (void **)&es, RTLD_DL_SYMENT) == 0 || es == NULL)
 		return true;   /* no symbol table entry to judge by: trust the name */
+	*size = es->st_size;
 	return ELF64_ST_TYPE(es->st_info) == STT_OBJECT &&
 	    es->st_size >= offsetof(struct mxgate_plugin, abi_version) + sizeof(((struct mxgate_plugin *)0)->abi_version);
 }
+
+/* The descriptor's size as the host may read it (plugin.h, "Growing ABI 1"): its
+ * desc_size when the exported object (object bytes; 0 = unknown) holds that field and it
+ * is set, else the first release's; (size_t)-1 when desc_size is impossible (below the
+ * first release's, or past the object). A hook added after desc_size is called only when
+ * MXGATE_DESC_HAS(this size, hook); none is yet. */
+static size_t plugins_desc_size_of(const struct mxgate_plugin *d, size_t object)
+{
+	if (object < offsetof(struct mxgate_plugin, desc_size) + sizeof(d->desc_size) || d->desc_size == 0)
+		return MXGATE_DESC_FIRST_SIZE;
+	if (d->desc_size < MXGATE_DESC_FIRST_SIZE || d->desc_size > object)
+		return (size_t)-1;
+	return d->desc_size;
+}
+
 
 /* dlopen() hands back the object already loaded under the same name, so a plugin rebuilt
  * at its path (a new file renamed over the old one) and loaded again at SIGHUP, while the
@@ -122,6 +140,7 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 	const struct mxgate_plugin *d;
 	char alias[64] = "";
 	int fd;
+	size_t object;
 	struct stat st;
 	struct plugins_so_ref *r = NULL;
 
@@ -177,7 +196,7 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 		snprintf(err, errlen, "%s: no `mxgate_plugin` descriptor exported", path);
 		goto fail;
 	}
-	if (!plugins_symbol_is_descriptor(d)) {
+	if (!plugins_symbol_is_descriptor(d, &object)) {
 		snprintf(err, errlen, "%s: `mxgate_plugin` is not a descriptor (a function, or an object too "
 		    "small for its ABI version)", path);
 		goto fail;
@@ -186,6 +205,11 @@ int plugins_load_so(const char *path, void **handle, const struct mxgate_plugin 
 		snprintf(err, errlen, "%s: plugin ABI version %u, this mxgate needs %u (rebuild the "
 		    "plugin against this plugin.h)", path, (unsigned)d->abi_version,
 		    (unsigned)MXGATE_PLUGIN_ABI_VERSION);
+		goto fail;
+	}
+	if (plugins_desc_size_of(d, object) == (size_t)-1) {
+		snprintf(err, errlen, "%s: descriptor size %zu is not that of a descriptor of %zu bytes (set "
+		    ".desc_size = MXGATE_DESC_SIZE)", path, d->desc_size, object);
 		goto fail;
 	}
 	if (d->name == NULL || d->init == NULL) {
@@ -536,6 +560,9 @@ struct plugin_sess {
 	int res_code;
 	char res_reply[400], res_reason[48];
 	void *slot;                  /* the plugin's session slot (host->session_slot) */
+	void *txn;                   /* the plugin's transaction data (host->txn_set) */
+	void (*txn_release)(void *);
+	char txn_qid[24];            /* the queue id of its transaction */
 	/* HOOK_EOM: the message as the entries before this one left it (their header edits
 	 * and replaced body applied), as Postfix hands each milter the edited queue file;
 	 * NULL when nobody changed it (the plugin reads env->msg). Kept until the next stage. */
@@ -846,6 +873,27 @@ static enum verdict_action plugin_entry_on_error(void *wstate)
 static bool plugin_entry_on_error_tag(void *wstate)
 {
 	return ((struct plugin_entry *)wstate)->pc->on_error == PLUGIN_ON_ERROR_TAG;
+}
+
+/* Hands the plugin's transaction data back to its release (once). */
+static void plugin_txn_release(struct plugin_sess *s)
+{
+	void *d = s->txn;
+	void (*release)(void *) = s->txn_release;
+
+	s->txn = NULL;
+	s->txn_release = NULL;
+	s->txn_qid[0] = '\0';
+	if (d && release)
+		release(d);
+}
+
+/* Releases the data of a transaction that is over (RSET, HELO, after the end of data:
+ * smtp_tx_reset clears the queue id; a new MAIL makes another). */
+static void plugin_txn_expire(struct plugin_sess *s)
+{
+	if (s->txn && (s->env == NULL || strcmp(s->txn_qid, s->env->queue_id) != 0))
+		plugin_txn_release(s);
 }
 
 static struct plugin_sess *plugin_sess_get(struct plugin_entry *pe, int slot, struct hook_env *env)
@@ -1367,6 +1415,7 @@ static void plugin_entry_run(void *wstate, int slot, struct hook_call *call)
 	struct plugin_sess *s = plugin_sess_get(wstate, slot, hook_call_env(call));
 
 	plugin_detach_call(s);   /* defensive: nothing should be outstanding */
+	plugin_txn_expire(s);    /* before the plugin's first call of a new transaction */
 	msgbuf_free(s->view);    /* the last message's view: nothing borrows it any more */
 	s->view = NULL;
 	s->stage = hook_call_stage(call);
@@ -1404,6 +1453,7 @@ static void plugin_entry_session_free(void *wstate, int slot, struct hook_env *e
 	s->hc = NULL;   /* never complete it now */
 	plugin_detach_call(s);
 	plugin_run_close(s);
+	plugin_txn_release(s);
 	free(s->hname);
 	free(s->hvalue);
 	msgbuf_free(s->view);
@@ -1580,6 +1630,40 @@ static void **host_session_slot(struct mxgate_call *h)
 		return &dummy;
 	}
 	return &c->s->slot;
+}
+
+/* The session entry of a live call in a transaction (a queue id: from MAIL on, until RSET,
+ * HELO or the end of data), its expired data released; NULL outside one or for close. */
+static struct plugin_sess *host_txn_sess(struct mxgate_call *h)
+{
+	struct plugin_call *c = plugin_call_get(h);
+	struct hook_env *env = host_env(c);
+
+	if (env == NULL || c->is_close || env->queue_id[0] == '\0')
+		return NULL;
+	plugin_txn_expire(c->s);
+	return c->s;
+}
+
+static int host_txn_set(struct mxgate_call *h, void *data, void (*release)(void *data))
+{
+	struct plugin_sess *s = host_txn_sess(h);
+
+	if (s == NULL)
+		return -1;
+	if (s->txn != data)
+		plugin_txn_release(s);
+	s->txn = data;
+	s->txn_release = data ? release : NULL;
+	snprintf(s->txn_qid, sizeof(s->txn_qid), "%s", data ? s->env->queue_id : "");
+	return 0;
+}
+
+static void *host_txn_get(struct mxgate_call *h)
+{
+	struct plugin_sess *s = host_txn_sess(h);
+
+	return s ? s->txn : NULL;
 }
 
 /* Output hygiene: what plugins and milters send ends up in the relayed message and in the
@@ -2000,4 +2084,6 @@ const struct mxgate_host plugins_host = {
 	.done = host_done,
 	.set_flags = host_set_flags,
 	.args_size = sizeof(struct mxgate_plugin_args),
+	.txn_set = host_txn_set,
+	.txn_get = host_txn_get,
 };

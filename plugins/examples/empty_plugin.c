@@ -21,6 +21,7 @@ static void empty_on_eom(void *instance, struct mxgate_call *c)
 
 const struct mxgate_plugin mxgate_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
+	.desc_size = MXGATE_DESC_SIZE,
 	.name = "empty",
 	.init = empty_init,
 	.on_eom = empty_on_eom,

@@ -195,6 +195,7 @@ static void example_on_close(void *instance, struct mxgate_call *c)
 
 const struct mxgate_plugin mxgate_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
+	.desc_size = MXGATE_DESC_SIZE,
 	.name = "example",
 	.init = example_init,
 	.fini = example_fini,

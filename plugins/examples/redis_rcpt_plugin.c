@@ -329,6 +329,7 @@ static void rr_cancel(void *instance, struct mxgate_call *c)
 
 const struct mxgate_plugin mxgate_plugin = {
 	.abi_version = MXGATE_PLUGIN_ABI_VERSION,
+	.desc_size = MXGATE_DESC_SIZE,
 	.name = "redis_rcpt",
 	.init = rr_init,
 	.fini = rr_fini,

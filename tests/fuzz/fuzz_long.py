@@ -94,6 +94,8 @@ SINCE = {
     'fuzz_plugin_output': '2026-12-04T17:20Z',
     # w-relay2: a reply's text holds no NUL (the reader shows one as '?')
     'fuzz_backend_reply': '2026-12-04T20:25Z',
+    # the actions the filter negotiated (flags bit 4): one outside them is its error
+    'fuzz_milter_mods': '2026-12-04T20:40Z',
 }
 
 

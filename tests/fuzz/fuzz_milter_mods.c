@@ -13,8 +13,9 @@
  *
  * Input: byte 0 = flags (bits 0-1: limits.max_message_size 300, 2000, 20000 or 1 MiB;
  * bit 2: limits.max_recipients 3 or 40; bit 3: the rest after the message is the raw reply
- * stream, not ops); bytes 1-2: the message's length (little-endian, cut to what is there);
- * the message; then the ops: a byte (mod 12) and its fields, each string a length byte
+ * stream, not ops; bit 4: the filter negotiated only the actions of byte 3, SMFIF_* bits
+ * 0-7, instead of all of them); bytes 1-2: the message's length (little-endian, cut to
+ * what is there); byte 3 when bit 4 is set; the message; then the ops: a byte (mod 12) and its fields, each string a length byte
  * (under 200: that many; else (b - 199) times 61) and its octets (NUL-terminated on the wire by
  * the harness, so a NUL inside cuts it as it would a filter's), an index a byte (under 248
  * itself, then 0, 1, INT_MAX, 2^31, 2^32 - 1, 2^31 + 1, 65536, 1000000).
@@ -22,14 +23,16 @@
  * Invariants (abort when broken):
  *   - no crash, leak or out-of-bounds read (ASan), no undefined behaviour (UBSan);
  *   - the verdict is reported exactly once;
+ *   - a modification the filter did not negotiate (ops) is its error: the verdict is an
+ *     error and nothing of its edits is applied; without one, no milter-unnegotiated;
  *   - a message accepted (continue, or the quarantine) has every REPLBODY chunk sent as its
  *     body, concatenated in order, and no new body when none was sent; a QUARANTINE sent
  *     and accepted is the quarantine with that reason;
  *   - bounded growth: at most limits.max_recipients recipients added, twice that deleted;
  *     the message as sent is within a bound of max_message_size (header edits past it
  *     are refused);
- *   - addresses and ESMTP arguments taken break no line (no CR, LF, NUL, '<' or '>' in an
- *     address, no control character in the arguments);
+ *   - addresses and ESMTP arguments taken break no line (no CR, LF, NUL in an address, no
+ *     '<' or '>' outside its quoted local part, no control character in the arguments);
  *   - the header block as sent, when the message's own was well formed (CRLF lines, a
  *     field name of visible characters before its colon, continuation lines starting with
  *     white space and holding a visible character, ending in the blank line), is well
@@ -123,6 +126,8 @@ struct fz_sent {
 	bool quarantine;
 	char qreason[256];
 	bool verdict;                /* a verdict frame ended the ops */
+	uint32_t actions;            /* the actions negotiated (SMFIF_*) */
+	bool unneg;                  /* a modification outside them was sent */
 };
 
 /* Frames the ops of in into out. */
@@ -189,6 +194,9 @@ static void fz_ops(struct fz_in *in, struct milter_buf *out, struct fz_sent *sen
 			    cmd != SMFIR_DELRCPT && cmd != SMFIR_CHGFROM && cmd != SMFIR_SETSYMLIST;
 			break;
 		}
+		c = (int)milter_action_needed(cmd, NULL);
+		if (c != 0 && !(sent->actions & (uint32_t)c))
+			sent->unneg = true;
 		milter_put_frame(out, cmd, f.data, f.len);
 		milter_buf_free(&f);
 	}
@@ -244,9 +252,24 @@ static bool fz_block_ok(const char *h, size_t len)
 	return false;
 }
 
+/* No CR or LF, and no '<' or '>' but inside an RFC 5321 quoted local part (qtextSMTP has
+ * them; host_addr_ok takes "a <b"@d as Postfix's cleanup does, fuzz_plugin_output checks
+ * the same). */
 static void fz_addr_ok(const char *a)
 {
-	if (a == NULL || strpbrk(a, "\r\n<>") != NULL)
+	const char *p = a;
+
+	if (a == NULL || strpbrk(a, "\r\n") != NULL)
+		abort();
+	if (*p == '"') {
+		for (p++; *p && *p != '"'; p++)
+			if (*p == '\\' && p[1])
+				p++;
+		if (*p != '"')
+			abort();
+		p++;
+	}
+	if (strpbrk(p, "<>") != NULL)
 		abort();
 }
 
@@ -259,11 +282,13 @@ static void fz_params_ok(const char *p)
 			abort();
 }
 
+struct fz_run_arg { struct milter_buf *frames; uint32_t actions; };
+
 static void fz_run(const struct mxgate_host *host, struct mxgate_call *c, void *arg)
 {
-	struct milter_buf *frames = arg;
+	struct fz_run_arg *a = arg;
 
-	milter_eob_fuzz(host, c, frames->data, frames->len, FZ_MAX_FRAME);
+	milter_eob_fuzz(host, c, a->frames->data, a->frames->len, FZ_MAX_FRAME, a->actions);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -280,12 +305,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t mlen, hlen, nblen = 0, rlen;
 	int flags, l0, l1;
 	size_t want;
+	struct fz_run_arg ra;
+	uint32_t actions = SMFI_CURR_ACTS;
 
 	if (size < 3)
 		return 0;
 	flags = fz_byte(&in);
 	l0 = fz_byte(&in);
 	l1 = fz_byte(&in);
+	if (flags & 16) {
+		int a = fz_byte(&in);
+
+		actions = a < 0 ? 0 : (uint32_t)a;
+	}
 	want = (size_t)l0 | (size_t)l1 << 8;
 	if (want > in.n - in.p)
 		want = in.n - in.p;
@@ -312,6 +344,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in.p += want;
 
 	memset(&sent, 0, sizeof(sent));
+	sent.actions = actions;
 	milter_buf_init(&sent.body);
 	milter_buf_init(&frames);
 	if (flags & 8)
@@ -320,9 +353,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fz_ops(&in, &frames, &sent);
 
 	memset(&fz_v, 0, sizeof(fz_v));
-	plugins_eom_call_fuzz(&env, "milter", fz_done, fz_run, &frames);
+	ra.frames = &frames;
+	ra.actions = actions;
+	plugins_eom_call_fuzz(&env, "milter", fz_done, fz_run, &ra);
 	if (fz_v.n != 1)
 		abort();   /* the verdict, once */
+
+	/* an action not negotiated: the filter's error, none of its edits applied */
+	if (!(flags & 8) && sent.unneg &&
+	    (fz_v.a != MXGATE_ERROR || env.nhdr_edits || env.new_body || env.nadd_rcpts || env.ndel_rcpts ||
+	    env.new_mail_from || env.quarantine_reason[0]))
+		abort();
+	if (!(flags & 8) && !sent.unneg && strcmp(fz_v.reason, "milter-unnegotiated") == 0)
+		abort();
 
 	/* bounded growth */
 	if (env.nadd_rcpts > (size_t)cfg.limits.max_recipients ||

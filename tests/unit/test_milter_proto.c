@@ -301,6 +301,49 @@ static void test_negotiation_masks(void **state)
 	r.version = 6;
 	r.cmd = SMFIR_CONTINUE;
 	assert_int_equal(milter_optneg_check(&r, &why), -1);
+	/* an action we did not offer is Postfix's "request mask conflict" */
+	r.cmd = SMFIC_OPTNEG;
+	r.actions = SMFI_CURR_ACTS;
+	assert_int_equal(milter_optneg_check(&r, &why), 0);
+	r.actions = SMFI_CURR_ACTS | 0x200;
+	assert_int_equal(milter_optneg_check(&r, &why), -1);
+}
+
+/* A filter's protocol bits at any version, as Postfix's milter8 honours them; DATA
+ * skipped below version 4. */
+static void test_proto_negotiated(void **state)
+{
+	(void)state;
+	assert_int_equal(milter_proto_negotiated(6, SMFIP_NR_HDR | SMFIP_NODATA), SMFIP_NR_HDR | SMFIP_NODATA);
+	assert_int_equal(milter_proto_negotiated(4, SMFIP_NOHREPL), SMFIP_NR_HDR);
+	assert_int_equal(milter_proto_negotiated(4, 0), 0);
+	assert_int_equal(milter_proto_negotiated(3, SMFIP_NOUNKNOWN), SMFIP_NOUNKNOWN | SMFIP_NODATA);
+	assert_int_equal(milter_proto_negotiated(2, SMFIP_NOHELO), SMFIP_NOHELO | SMFIP_NODATA);
+	/* never what we did not offer */
+	assert_int_equal(milter_proto_negotiated(6, SMFIP_RCPT_REJ | 0x80000000u), 0);
+}
+
+/* The action each modification needs negotiated, as libmilter's smfi_* check it. */
+static void test_action_needed(void **state)
+{
+	const char *name;
+
+	(void)state;
+	assert_int_equal(milter_action_needed(SMFIR_ADDHEADER, &name), SMFIF_ADDHDRS);
+	assert_string_equal(name, "SMFIF_ADDHDRS");
+	assert_int_equal(milter_action_needed(SMFIR_INSHEADER, NULL), SMFIF_ADDHDRS);
+	assert_int_equal(milter_action_needed(SMFIR_CHGHEADER, NULL), SMFIF_CHGHDRS);
+	assert_int_equal(milter_action_needed(SMFIR_REPLBODY, NULL), SMFIF_CHGBODY);
+	assert_int_equal(milter_action_needed(SMFIR_ADDRCPT, NULL), SMFIF_ADDRCPT);
+	assert_int_equal(milter_action_needed(SMFIR_ADDRCPT_PAR, NULL), SMFIF_ADDRCPT_PAR);
+	assert_int_equal(milter_action_needed(SMFIR_DELRCPT, NULL), SMFIF_DELRCPT);
+	assert_int_equal(milter_action_needed(SMFIR_CHGFROM, &name), SMFIF_CHGFROM);
+	assert_string_equal(name, "SMFIF_CHGFROM");
+	assert_int_equal(milter_action_needed(SMFIR_QUARANTINE, NULL), SMFIF_QUARANTINE);
+	assert_int_equal(milter_action_needed(SMFIR_ACCEPT, &name), 0);
+	assert_string_equal(name, "");
+	assert_int_equal(milter_action_needed(SMFIR_REPLYCODE, NULL), 0);
+	assert_int_equal(milter_action_needed(SMFIR_SETSYMLIST, NULL), 0);
 }
 
 int main(void)
@@ -314,6 +357,8 @@ int main(void)
 		cmocka_unit_test(test_reply_table),
 		cmocka_unit_test(test_reply_fields),
 		cmocka_unit_test(test_negotiation_masks),
+		cmocka_unit_test(test_action_needed),
+		cmocka_unit_test(test_proto_negotiated),
 		cmocka_unit_test(test_symlists),
 	};
 
