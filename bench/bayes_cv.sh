@@ -15,7 +15,7 @@ BUILD=${MX_BUILD_DIR:-$SRC/build}
 TMP=$(mktemp -d /tmp/bayes-cv.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 [ -f "$BUILD/libmxcore.a" ] || { echo "bayes_cv: build first ($BUILD/libmxcore.a missing)"; exit 1; }
-PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libhs"
+PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libpsl libidn2 libhs"  # = CMakeLists.txt DEPS
 cc -O2 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -I"$SRC" -I"$SRC/proxy" \
 	$(pkg-config --cflags $PKGS) "$SRC/bench/bayes_cv.c" "$BUILD/libmxcore.a" \
 	$(pkg-config --libs $PKGS) -lspf2 -ldl -lm -lpthread -o "$TMP/bayes_cv"
