@@ -4,8 +4,9 @@ errors at the operating point"): for each message `bayes_cv.sh --test --misses F
 (spam under 5, ham at 5 or more, stock rules in set 2 + BAYES_xx), its token evidence and its
 shape, and one cause per message.
 
-    bench/bayes_cv.sh --split both --test --hits mxgate --misses /tmp/misses.txt
+    bench/bayes_cv.sh --split both --test --hits mxgate --misses /tmp/misses.txt --explain
     bench/bayes_misses.py BAYES_CV /tmp/misses.txt [--rows FILE.jsonl]
+    bench/bayes_misses.py - - --from-rows FILE.jsonl
 
 BAYES_CV: bench/bayes_cv.c built against libmxcore.a (bayes_cv.sh's command line). For each
 message: `bayes_cv -d` against its split's training half (the significant tokens: how many
