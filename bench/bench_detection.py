@@ -377,7 +377,7 @@ def build_driver(build, tmp):
     lib = os.path.join(build, 'libmxcore.a')
     if not os.path.exists(lib):
         raise SystemExit('bench_detection: build first (%s missing)' % lib)
-    pkgs = 'libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libhs'.split()
+    pkgs = 'libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libpsl libidn2 libhs'.split()  # = CMakeLists.txt DEPS
     flags = subprocess.run(['pkg-config', '--cflags', '--libs'] + pkgs, capture_output=True,
                            text=True, check=True).stdout.split()
     out = os.path.join(tmp, 'rules_score')

@@ -51,7 +51,7 @@ static const struct { const char *name, *help; atomic_ulong *v; } bayes_counters
 	  &bayes_n_learned_spam },
 	{ "bayes_learned_ham_total", "messages learned (or moved) as ham by this process",
 	  &bayes_n_learned_ham },
-	{ "bayes_learned_already_total", "learn requests for a message already learned so",
+	{ "bayes_learned_already_total", "learn requests for a message already learned so (autolearn: as either class)",
 	  &bayes_n_already },
 };
 
@@ -499,8 +499,8 @@ static void bayes_maybe_expire(struct bayes *b, uint32_t now)
 	atomic_flag_clear(&b->expiring);
 }
 
-int bayes_learn(struct bayes *b, const char *msg, size_t len, enum bayes_class cls,
-    enum bayes_learn_result *res)
+static int bayes_learn_msg(struct bayes *b, const char *msg, size_t len, enum bayes_class cls,
+    bool relearn, enum bayes_learn_result *res)
 {
 	struct bayes_tokens tk;
 	uint8_t id[BAYES_ID_LEN];
@@ -512,17 +512,30 @@ int bayes_learn(struct bayes *b, const char *msg, size_t len, enum bayes_class c
 		res = &dummy;
 	bayes_message_id(msg, len, id);
 	bayes_tokenize(msg, len, &b->topts, &tk);
-	rc = bayes_db_learn(b->db, id, cls, tk.v, tk.n, now, res);
+	rc = relearn ? bayes_db_learn(b->db, id, cls, tk.v, tk.n, now, res) :
+	    bayes_db_learn_once(b->db, id, cls, tk.v, tk.n, now, res);
 	bayes_tokens_free(&tk);
 	if (rc < 0)
 		atomic_fetch_add(&bayes_n_errors, 1);
-	else if (*res == BAYES_ALREADY)
+	else if (*res == BAYES_ALREADY || *res == BAYES_OPPOSITE)
 		atomic_fetch_add(&bayes_n_already, 1);
 	else
 		atomic_fetch_add(cls == BAYES_SPAM ? &bayes_n_learned_spam : &bayes_n_learned_ham, 1);
-	if (rc == 0 && *res != BAYES_ALREADY)
+	if (rc == 0 && (*res == BAYES_LEARNED || *res == BAYES_MOVED))
 		bayes_maybe_expire(b, now);
 	return rc;
+}
+
+int bayes_learn(struct bayes *b, const char *msg, size_t len, enum bayes_class cls,
+    enum bayes_learn_result *res)
+{
+	return bayes_learn_msg(b, msg, len, cls, true, res);
+}
+
+int bayes_learn_once(struct bayes *b, const char *msg, size_t len, enum bayes_class cls,
+    enum bayes_learn_result *res)
+{
+	return bayes_learn_msg(b, msg, len, cls, false, res);
 }
 
 /* ---------------------------------------------------------------- the daemon's */

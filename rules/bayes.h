@@ -101,6 +101,11 @@ void bayes_message_id(const char *msg, size_t len, uint8_t id[BAYES_ID_LEN]);
  * max_tokens. 0 or -1. */
 int bayes_learn(struct bayes *b, const char *msg, size_t len, enum bayes_class cls,
     enum bayes_learn_result *res);
+/* What autolearn calls (SpamAssassin's no_relearn): as bayes_learn, but a message already
+ * learned as the other class — by hand, or by autolearn before — is left there
+ * (BAYES_OPPOSITE; bayes_db_learn_once). 0 or -1. */
+int bayes_learn_once(struct bayes *b, const char *msg, size_t len, enum bayes_class cls,
+    enum bayes_learn_result *res);
 
 /* Totals of the store (for `learn` output and metrics). 0 or -1. */
 int bayes_totals(struct bayes *b, struct bayes_totals *t);

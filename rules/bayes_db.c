@@ -40,9 +40,10 @@ static void bayes_count_add(struct bayes_counts *c, enum bayes_class cls, int d)
 		(*v)++;
 }
 
-/* Applies one learning inside an open write transaction (see bayes_db_learn). */
+/* Applies one learning inside an open write transaction (see bayes_db_learn; relearn
+ * false: bayes_db_learn_once). */
 static int bayes_kv_learn(const struct bayes_kv *kv, void *tx, const uint8_t *id,
-    enum bayes_class cls, const uint64_t *keys, size_t n, uint32_t now,
+    enum bayes_class cls, const uint64_t *keys, size_t n, uint32_t now, bool relearn,
     enum bayes_learn_result *res)
 {
 	struct bayes_totals t;
@@ -53,6 +54,10 @@ static int bayes_kv_learn(const struct bayes_kv *kv, void *tx, const uint8_t *id
 		return -1;
 	if (r == 1 && prev == (int)cls) {
 		*res = BAYES_ALREADY;
+		return 0;
+	}
+	if (r == 1 && !relearn) {
+		*res = BAYES_OPPOSITE;
 		return 0;
 	}
 	if (kv->totals_get(tx, &t) < 0)
@@ -283,13 +288,13 @@ static int mem_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_coun
 }
 
 static int mem_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
-    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res)
+    const uint64_t *keys, size_t n, uint32_t now, bool relearn, enum bayes_learn_result *res)
 {
 	struct mem_db *m = h;
 	int r;
 
 	pthread_mutex_lock(&m->mu);
-	r = bayes_kv_learn(&mem_kv, m, id, cls, keys, n, now, res);
+	r = bayes_kv_learn(&mem_kv, m, id, cls, keys, n, now, relearn, res);
 	pthread_mutex_unlock(&m->mu);
 	return r;
 }
@@ -630,13 +635,14 @@ static int lmdb_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_cou
 }
 
 static int lmdb_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
-    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res)
+    const uint64_t *keys, size_t n, uint32_t now, bool relearn, enum bayes_learn_result *res)
 {
 	struct lmdb_tx tx;
 
 	if (lmdb_begin(h, false, &tx) < 0)
 		return -1;
-	return lmdb_commit(&tx, bayes_kv_learn(&lmdb_kv, &tx, id, cls, keys, n, now, res));
+	return lmdb_commit(&tx, bayes_kv_learn(&lmdb_kv, &tx, id, cls, keys, n, now, relearn,
+	    res));
 }
 
 static int lmdb_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
@@ -805,7 +811,16 @@ int bayes_db_learn(struct bayes_db *db, const uint8_t id[BAYES_ID_LEN], enum bay
 {
 	enum bayes_learn_result dummy;
 
-	return db->ops->learn(db->h, id, cls, keys, n, now, res ? res : &dummy);
+	return db->ops->learn(db->h, id, cls, keys, n, now, true, res ? res : &dummy);
+}
+
+int bayes_db_learn_once(struct bayes_db *db, const uint8_t id[BAYES_ID_LEN],
+    enum bayes_class cls, const uint64_t *keys, size_t n, uint32_t now,
+    enum bayes_learn_result *res)
+{
+	enum bayes_learn_result dummy;
+
+	return db->ops->learn(db->h, id, cls, keys, n, now, false, res ? res : &dummy);
 }
 
 int bayes_db_touch(struct bayes_db *db, const uint64_t *keys, size_t n, uint32_t now)

@@ -26,6 +26,8 @@ enum bayes_learn_result {
 	BAYES_LEARNED = 0,               /* new: counts added */
 	BAYES_ALREADY,                   /* learned before as this class: nothing changed */
 	BAYES_MOVED,                     /* learned before as the other class: moved */
+	BAYES_OPPOSITE,                  /* learned before as the other class and left there
+	                                  * (bayes_db_learn_once) */
 };
 
 struct bayes_counts { uint32_t spam, ham, atime; };
@@ -59,6 +61,13 @@ int bayes_db_totals(struct bayes_db *db, struct bayes_totals *tot);
  * its counts move (BAYES_MOVED). now: seconds since the epoch (token atime). 0 or -1. */
 int bayes_db_learn(struct bayes_db *db, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
     const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res);
+/* The same for a message never learned before: one learned as the other class is left as
+ * it is (BAYES_OPPOSITE), atomically with the check — SpamAssassin's no_relearn, which its
+ * autolearn uses (bug 3704: a message learned by hand as spam must not be autolearned as
+ * ham, nor the reverse). 0 or -1. */
+int bayes_db_learn_once(struct bayes_db *db, const uint8_t id[BAYES_ID_LEN],
+    enum bayes_class cls, const uint64_t *keys, size_t n, uint32_t now,
+    enum bayes_learn_result *res);
 
 /* Sets the atime of n tokens that exist to now (tokens a scan used stay young). 0 or -1. */
 int bayes_db_touch(struct bayes_db *db, const uint64_t *keys, size_t n, uint32_t now);

@@ -9,8 +9,10 @@ struct bayes_db_ops {
 	const char *kind;
 	int (*lookup)(void *h, const uint64_t *keys, size_t n, struct bayes_counts *out,
 	    struct bayes_totals *tot);
+	/* relearn false: a message learned as the other class stays (BAYES_OPPOSITE) */
 	int (*learn)(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
-	    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res);
+	    const uint64_t *keys, size_t n, uint32_t now, bool relearn,
+	    enum bayes_learn_result *res);
 	int (*touch)(void *h, const uint64_t *keys, size_t n, uint32_t now);
 	int (*expire)(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t now,
 	    uint64_t *removed);

@@ -55,6 +55,7 @@ static void learn_one(struct learn_run *r, const char *msg, size_t len, const ch
 	case BAYES_LEARNED: r->n.learned++; break;
 	case BAYES_ALREADY: r->n.already++; break;
 	case BAYES_MOVED: r->n.moved++; break;
+	case BAYES_OPPOSITE: r->n.already++; break;   /* not from bayes_learn */
 	}
 }
 

@@ -38,6 +38,7 @@ static const char br_learn_lua[] =
 	"local prev = redis.call('GET', KEYS[1])\n"
 	"local c = ARGV[1]\n"
 	"if prev == c then return 0 end\n"
+	"if prev and ARGV[4] == '0' then return 3 end\n"
 	"local ttl = tonumber(ARGV[2])\n"
 	"if prev then\n"
 	"  for i = 3, #KEYS do\n"
@@ -223,11 +224,11 @@ static int br_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_count
 }
 
 static int br_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
-    const uint64_t *keys, size_t n, uint32_t now, enum bayes_learn_result *res)
+    const uint64_t *keys, size_t n, uint32_t now, bool relearn, enum bayes_learn_result *res)
 {
 	struct bayes_redis *r = h;
 	redisContext *c;
-	size_t argc = 3 + 2 + n + 3, a = 0;
+	size_t argc = 3 + 2 + n + 4, a = 0;
 	const char **argv = calloc(argc, sizeof(char *));
 	size_t *lens = calloc(argc, sizeof(size_t));
 	char *kbuf = malloc((n + 2) * 96), nk[24], ttl[24], nowb[24];
@@ -261,6 +262,7 @@ static int br_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cl
 	argv[a++] = ttl;
 	snprintf(nowb, sizeof(nowb), "%u", now);
 	argv[a++] = nowb;
+	argv[a++] = relearn ? "1" : "0";
 	for (size_t i = 0; i < a; i++)
 		lens[i] = strlen(argv[i]);
 	c = br_take(r);
@@ -269,7 +271,7 @@ static int br_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cl
 	rep = redisCommandArgv(c, (int)a, argv, lens);
 	if (rep && rep->type == REDIS_REPLY_INTEGER) {
 		*res = rep->integer == 0 ? BAYES_ALREADY : rep->integer == 2 ? BAYES_MOVED :
-		    BAYES_LEARNED;
+		    rep->integer == 3 ? BAYES_OPPOSITE : BAYES_LEARNED;
 		rc = 0;
 	} else if (rep && rep->type == REDIS_REPLY_ERROR) {
 		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=redis reason=\"%s\"",

@@ -570,6 +570,12 @@ static bool rules_missing_scorers(const struct hook_env *env, char *buf, size_t 
 
 /* One scan in the thread pool: copies of everything it reads, so the session may go away
  * (session_free marks the job cancelled) while the scan runs. */
+/* SpamAssassin's auto_learn_status (PerMsgStatus::learn_timed) of a message autolearn
+ * chose: learned; "unavailable" when nothing was learned (the message was learned before,
+ * as either class — SA's no_relearn — or the store could not be read for this message);
+ * "failed" when the store failed while learning. */
+enum rules_al_status { RULES_AL_NO = 0, RULES_AL_LEARNED, RULES_AL_UNAVAILABLE, RULES_AL_FAILED };
+
 struct rules_job {
 	uv_work_t req;
 	struct rules_worker *w;
@@ -584,6 +590,12 @@ struct rules_job {
 	struct rules_result res;
 	struct bayes_result bayes;     /* the classifier's verdict (check_bayes reads it) */
 	bool failed;
+	/* between rules_apply_begin and rules_apply_end (an autolearn in the pool between) */
+	double total;                  /* the message's score, every module's symbols */
+	struct bayes_autolearn_points alp;
+	int learn;                     /* bayes_autolearn_decide: 1 spam, 0 ham, -1 no */
+	enum rules_al_status al;       /* what X-Spam-Status and the log say of it */
+	uv_work_t learn_req;
 };
 
 static char *rules_dup_or_null(const char *s)
@@ -627,62 +639,76 @@ static void rules_work_cb(uv_work_t *req)
 
 /* SpamAssassin's _AUTOLEARN_ (PerMsgStatus::get_autolearn_status), what X-Spam-Status's
  * default template says after "autolearn=": "disabled" without a classifier or with
- * autolearn off (SA: use_bayes 0 or bayes_auto_learn 0); else "spam" or "ham" when the
- * message is learned, "no" when not, each with " autolearn_force=no" or "=yes (RULES)". The
- * learning itself runs after the header is written (a failure is logged as
- * event=bayes_error op=autolearn), where SA says "failed" in the header. */
+ * autolearn off (SA: use_bayes 0 or bayes_auto_learn 0); "no" when autolearn did not choose
+ * the message; when it did, "spam" or "ham" once learned, "unavailable" when nothing was
+ * learned (learned before, or the store unreadable), "failed" when learning failed. Each
+ * with " autolearn_force=no", or "=yes (RULES)" when a forcing rule made the choice. */
 static void rules_status_tail(char *buf, size_t len, const struct rules_worker *w,
-    const struct rules_config *rc, int learn, const struct bayes_autolearn_points *alp)
+    const struct rules_config *rc, const struct rules_job *j)
 {
-	char force[sizeof(alp->force_names) + 8];
+	static const char *const st[] = { "no", NULL, "unavailable", "failed" };
+	char force[sizeof(j->alp.force_names) + 8];
 
 	if (w->bayes == NULL || !rc->bayes.enabled || !rc->bayes.autolearn) {
 		snprintf(buf, len, "disabled");
 		return;
 	}
-	if (learn >= 0 && alp->force)
-		snprintf(force, sizeof(force), "yes (%s)", alp->force_names);
+	if (j->learn >= 0 && j->alp.force)
+		snprintf(force, sizeof(force), "yes (%s)", j->alp.force_names);
 	else
 		snprintf(force, sizeof(force), "no");
-	snprintf(buf, len, "%s autolearn_force=%s",
-	    learn < 0 ? "no" : learn ? "spam" : "ham", force);
+	snprintf(buf, len, "%s autolearn_force=%s", j->learn < 0 ? "no" :
+	    j->al == RULES_AL_LEARNED ? (j->learn ? "spam" : "ham") : st[j->al], force);
 }
 
-/* Back on the loop thread: symbols, total, verdict, headers, log line. *learn: the
- * autolearn decision (bayes_autolearn_decide), -1 without a classifier. */
-static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hook_call *call,
-    struct rules_result *res, const struct bayes_result *br, int *learn)
+/* Back on the loop thread, first half: the symbols and the total; j->learn: the autolearn
+ * decision (bayes_autolearn_decide), -1 without a classifier. */
+static void rules_apply_begin(struct rules_worker *w, struct rules_job *j)
 {
+	struct hook_env *env = j->env;
 	const struct rules_config *rc = &env->cfg->rules;
+	struct rules_result *res = &j->res;
+
+	rules_rescore_symbols(w->rs, env, env->nsymbols, j->bayes.available);
+	for (size_t i = 0; i < env->nsymbols; i++)
+		j->alp.total += env->symbols[i].score;   /* other modules' symbols */
+	for (size_t i = 0; i < res->n; i++)
+		hook_env_add_symbol(env, res->v[i].name, res->v[i].score, res->v[i].desc);
+	j->total = 0;
+	for (size_t i = 0; i < env->nsymbols; i++)
+		j->total += env->symbols[i].score;
+	/* never learn from the classifier's own verdict: its rules' score is left out (SA's
+	 * autolearn points: set 0, 3 header + 3 body points for spam) */
+	j->learn = -1;
+	if (w->bayes) {
+		bayes_autolearn_points(w->rs, res->v, res->n, &j->alp);
+		j->learn = bayes_autolearn_decide(&rc->bayes, &j->alp, j->total >= w->th.required);
+	}
+}
+
+/* Second half, once what autolearn chose is learned (j->al): verdict, headers, log line. */
+static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
+{
+	struct hook_env *env = j->env;
+	struct hook_call *call = j->call;
+	const struct rules_config *rc = &env->cfg->rules;
+	const struct rules_result *res = &j->res;
+	const struct bayes_result *br = &j->bayes;
+	double total = j->total;
 	struct verdict v;
 	const char *act;
-	double total = 0;
-	struct bayes_autolearn_points alp = { 0 };
-	char tests[512], sbuf[32], bbuf[64] = "", al[sizeof(alp.force_names) + 128];
-	char missing[64], scan[96] = "";
+	char tests[512], sbuf[32], bbuf[64] = "", al[sizeof(j->alp.force_names) + 128];
+	char missing[64], scan[96] = "", alog[32] = "";
 	size_t to = 0;
 	bool incomplete;
 
-	rules_rescore_symbols(w->rs, env, env->nsymbols, br->available);
-	for (size_t i = 0; i < env->nsymbols; i++)
-		alp.total += env->symbols[i].score;   /* other modules' symbols */
-	for (size_t i = 0; i < res->n; i++)
-		hook_env_add_symbol(env, res->v[i].name, res->v[i].score, res->v[i].desc);
-	for (size_t i = 0; i < env->nsymbols; i++)
-		total += env->symbols[i].score;
 	if (w->bayes && br->scanned)
 		snprintf(bbuf, sizeof(bbuf), " bayes=%.4f", br->prob);
 	else if (w->bayes && w->rs->uses_bayes)
 		snprintf(bbuf, sizeof(bbuf), " bayes=%s", br->why ? br->why : "none");
-	/* never learn from the classifier's own verdict: its rules' score is left out (SA's
-	 * autolearn points: set 0, 3 header + 3 body points for spam) */
-	if (w->bayes) {
-		bayes_autolearn_points(w->rs, res->v, res->n, &alp);
-		*learn = bayes_autolearn_decide(&rc->bayes, &alp, total >= w->th.required);
-	} else {
-		*learn = -1;
-	}
-	rules_status_tail(al, sizeof(al), w, rc, *learn, &alp);
+	rules_status_tail(al, sizeof(al), w, rc, j);
+	if (j->learn >= 0)
+		snprintf(alog, sizeof(alog), " autolearn=%.*s", (int)strcspn(al, " "), al);
 	act = actions_decide(&w->th, total, res->action, res->action_rule, &v);
 	tests[0] = '\0';
 	for (size_t i = 0; i < env->nsymbols && to + 1 < sizeof(tests); i++) {
@@ -710,15 +736,13 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 		    "event=rules score=%s required=%.1f action=%s%s tests=%s%s%s%s%s", sbuf,
 		    w->th.required, act, v.action != VERDICT_CONTINUE ? "(dry-run)" : "",
 		    tests[0] ? tests : "none", res->body_skipped ? " body=skipped" : "",
-		    incomplete ? scan : "", bbuf,
-		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
+		    incomplete ? scan : "", bbuf, alog);
 		verdict_set(&v, VERDICT_CONTINUE, 0, NULL, NULL);
 	} else {
 		log_event(LOG_LVL_INFO, env->session_id,
 		    "event=rules score=%s required=%.1f action=%s tests=%s%s%s%s%s", sbuf,
 		    w->th.required, act, tests[0] ? tests : "none",
-		    res->body_skipped ? " body=skipped" : "", scan, bbuf,
-		    *learn < 0 ? "" : *learn ? " autolearn=spam" : " autolearn=ham");
+		    res->body_skipped ? " body=skipped" : "", scan, bbuf, alog);
 	}
 	if (rc->headers && !incomplete && (v.action == VERDICT_CONTINUE ||
 	    v.action == VERDICT_ACCEPT || v.action == VERDICT_QUARANTINE))
@@ -739,47 +763,36 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	hook_call_done(call, v.action == VERDICT_CONTINUE ? NULL : &v);
 }
 
-/* Autolearn in the pool: the message (owned) is learned as cls, the job holds a reference
- * to the classifier. */
-struct rules_learn_job { uv_work_t req; struct bayes *b; char *msg; size_t len; int cls; };
-
+/* Autolearn, in the pool before the verdict goes out (as SpamAssassin learns before it
+ * writes X-Spam-Status, so the header says what happened): j's message as j->learn, never
+ * moved from the other class (bayes_learn_once). */
 static void rules_learn_work_cb(uv_work_t *req)
 {
-	struct rules_learn_job *l = req->data;
+	struct rules_job *j = req->data;
+	enum bayes_learn_result lr = BAYES_LEARNED;
 
-	if (bayes_learn(l->b, l->msg, l->len, l->cls ? BAYES_SPAM : BAYES_HAM, NULL) < 0)
+	if (bayes_learn_once(j->w->bayes, j->msg, j->len, j->learn ? BAYES_SPAM : BAYES_HAM,
+	    &lr) < 0) {
 		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error op=autolearn");
+		j->al = RULES_AL_FAILED;
+	} else {
+		j->al = lr == BAYES_LEARNED ? RULES_AL_LEARNED : RULES_AL_UNAVAILABLE;
+	}
 }
 
 static void rules_learn_after_cb(uv_work_t *req, int status)
 {
-	struct rules_learn_job *l = req->data;
+	struct rules_job *j = req->data;
+	struct rules_worker *w = j->w;
 
-	bayes_free(l->b);
-	free(l->msg);
-	free(l);
-}
-
-/* Takes j's message for an autolearn job on loop. */
-static void rules_autolearn_start(struct rules_worker *w, uv_loop_t *loop, struct rules_job *j,
-    int cls)
-{
-	struct rules_learn_job *l = calloc(1, sizeof(*l));
-
-	if (l == NULL || loop == NULL)
-		goto fail;
-	l->b = bayes_ref(w->bayes);
-	l->msg = j->msg;
-	l->len = j->len;
-	l->cls = cls;
-	l->req.data = l;
-	j->msg = NULL;
-	if (uv_queue_work(loop, &l->req, rules_learn_work_cb, rules_learn_after_cb) == 0)
-		return;
-	j->msg = l->msg;
-	bayes_free(l->b);
-fail:
-	free(l);
+	if (status != 0)
+		j->al = RULES_AL_FAILED;    /* cancelled: not learned */
+	if (j->env != NULL) {
+		j->env->module_ctx[j->slot] = NULL;
+		rules_apply_end(w, j);
+	}
+	rules_job_free(j);
+	rules_worker_unref(w);
 }
 
 static void rules_after_work_cb(uv_work_t *req, int status)
@@ -788,10 +801,10 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 	struct rules_worker *w = j->w;
 
 	if (j->env != NULL) {
-		j->env->module_ctx[j->slot] = NULL;
 		if (status != 0 || j->failed) {
 			struct verdict v;
 
+			j->env->module_ctx[j->slot] = NULL;
 			log_event(LOG_LVL_WARNING, j->env->session_id, "event=rules_unscored reason=%s",
 			    status != 0 ? "scan_cancelled" : "no_scratch");
 			verdict_set(&v, VERDICT_TEMPFAIL, 451, "rules",
@@ -799,11 +812,24 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 			hook_call_done(j->call, &v);
 		} else {
 			uv_loop_t *loop = j->env->loop;
-			int learn = -1;
 
-			rules_apply(w, j->env, j->call, &j->res, &j->bayes, &learn);
-			if (learn >= 0)
-				rules_autolearn_start(w, loop, j, learn);
+			rules_apply_begin(w, j);
+			/* the store could not be read for this message: SA's "unavailable" (no
+			 * second wait on a store that is down) */
+			if (j->learn >= 0 && j->bayes.why && strcmp(j->bayes.why, "store_error") == 0)
+				j->al = RULES_AL_UNAVAILABLE;
+			else if (j->learn >= 0) {
+				/* the job stays the session's (rules_session_free) until learned */
+				j->learn_req.data = j;
+				if (loop != NULL && uv_queue_work(loop, &j->learn_req, rules_learn_work_cb,
+				    rules_learn_after_cb) == 0) {
+					j->env->module_ctx[j->slot] = j;
+					return;
+				}
+				rules_learn_work_cb(&j->learn_req);   /* no loop (tests) */
+			}
+			j->env->module_ctx[j->slot] = NULL;
+			rules_apply_end(w, j);
 		}
 	}
 	rules_job_free(j);

@@ -10,7 +10,10 @@ X-Spam-Status and a hammy one with BAYES_00 (the BAYES_xx rules of rules/default
 eval:check_bayes). The control socket: `mxgatectl learn spam|ham FILE` (a message, an mbox,
 --json) teaches the running daemon by the same path as `mxgate learn`.
 Autolearn: spam with 20 body and 4 header points is learned, with 20 body points alone not
-(SpamAssassin's 3 + 3 rule); a 0-point message as ham (the classifier abstaining).
+(SpamAssassin's 3 + 3 rule); a 0-point message as ham (the classifier abstaining); a
+message learned before (by hand as the other class, or autolearned) is not moved and says
+autolearn=unavailable, a learn the store fails (an LMDB map too small) autolearn=failed, on
+LMDB and on Redis.
 bayes_ignore_header lines of the rule files: the named header is neither learned nor scored.
 Redis: two daemons share one store: what one learned through its POST endpoint, the other
 classifies. Peers: the recording Backend, redis-server (skipped when missing, a failure in
@@ -362,7 +365,48 @@ ok = mt.wait_for(lambda: post(mport3, '/learn/ham', plain) == (200, 'already'), 
 mt.check(ok, 'the autolearned ham is in the seen-db')
 mt.check(post(mport3, '/learn/spam', body_only) == (200, 'learned'),
          'the body-only spam was not learned before')
+
+
+def al_status(be):
+    """autolearn=VALUE of the last delivered message's X-Spam-Status (unfolded)."""
+    head = re.split(rb'\r?\n\r?\n', be.messages[-1]['data'], 1)[0].decode('latin-1')
+    m = re.search(r'^X-Spam-Status:.*?autolearn=(\S+)', re.sub(r'\r?\n[ \t]+', ' ', head), re.M)
+    return m and m.group(1)
+
+
+mt.check(al_status(be3) == 'ham', 'X-Spam-Status of the 0-point message: autolearn=ham (%s)'
+         % al_status(be3))
+# SpamAssassin's no_relearn (bug 3704): autolearn never moves a message learned before, by
+# hand or by itself, to the other class, and X-Spam-Status says autolearn=unavailable (SA's
+# auto_learn_status when the learner learned nothing); a learn that fails says =failed
+by_hand = al_msg(4, True, True)
+mt.check(post(mport3, '/learn/ham', by_hand) == (200, 'learned'), 'learned by hand as ham')
+deliver(mx3, be3, by_hand)
+mt.check(al_status(be3) == 'unavailable',
+         'autolearn chose spam for a message learned by hand as ham: autolearn=unavailable (%s)'
+         % al_status(be3))
+mt.check(mx3.wait_log(r'tests=AL_BODY,AL_HEAD.* autolearn=unavailable', timeout=5) is not None,
+         'logged autolearn=unavailable')
+mt.check(post(mport3, '/learn/ham', by_hand) == (200, 'already'),
+         'the message learned by hand as ham is still ham (autolearn did not move it)')
+deliver(mx3, be3, both)
+mt.check(al_status(be3) == 'unavailable', 'an autolearned message again: autolearn=unavailable (%s)'
+         % al_status(be3))
 mx3.stop()
+# a learn that fails (a store whose LMDB map is too small for the message's tokens)
+be4 = mt.Backend()
+rc4 = rules_cfg('lmdb:' + os.path.join(mt.TMP, 'tiny'))
+rc4['files'].append(al)
+rc4['bayes'].update({'autolearn': True, 'map_size': '64K'})
+mx4 = mt.Mxgate(mt.config([be4.url], rules=rc4), name='mxgate-tiny')
+big = al_msg(5, True, True).replace(b'buy alspamword now', b'buy alspamword now ' +
+                                    b' '.join(b'word%dxq' % i for i in range(6000)))
+deliver(mx4, be4, big)
+mt.check(al_status(be4) == 'failed', 'the store failed while learning: autolearn=failed (%s)'
+         % al_status(be4))
+mt.check(mx4.wait_log(r'event=bayes_error op=autolearn', timeout=5) is not None,
+         'logged event=bayes_error op=autolearn')
+mx4.stop()
 
 # ---- bayes_ignore_header lines of the rule files: neither `mxgate learn` nor the daemon
 # tokenizes the named header. The same messages differ only in X-Campaign (spam) and are
@@ -460,4 +504,19 @@ mt.check(r.returncode == 0 and 'learned 0 ham (%d already known' % N in r.stdout
          'mxgate learn into Redis shares the seen-db: %s %s' % (r.stdout.strip(), r.stderr.strip()))
 mt.check(' 0 tokens' not in r.stdout and '%d spam, %d ham' % (N, N) in r.stdout,
          'the Redis store summary: %s' % r.stdout.strip())
+# autolearn into Redis (its Lua script): a message learned as ham through one daemon stays
+# ham when another autolearns it as spam; a new one is learned
+bec = mt.Backend()
+rcc = rules_cfg(rstore)
+rcc['files'].append(al)
+rcc['bayes'].update({'autolearn': True, 'min_spam': 1000, 'min_ham': 1000})
+mxc = mt.Mxgate(mt.config([bec.url], rules=rcc), name='mxgate-c')
+mt.check(post(pa, '/learn/ham', al_msg(10, True, True)) == (200, 'learned'), 'learned as ham (Redis)')
+deliver(mxc, bec, al_msg(10, True, True))
+mt.check(al_status(bec) == 'unavailable', 'Redis: autolearn does not move it: %s' % al_status(bec))
+mt.check(post(pa, '/learn/ham', al_msg(10, True, True)) == (200, 'already'), 'still ham (Redis)')
+deliver(mxc, bec, al_msg(11, True, True))
+mt.check(al_status(bec) == 'spam', 'Redis: a new message is autolearned: %s' % al_status(bec))
+mt.check(post(pa, '/learn/spam', al_msg(11, True, True)) == (200, 'already'),
+         'the autolearned spam is in the Redis seen-db')
 mt.finish()

@@ -70,6 +70,14 @@ static void run_store(const char *spec)
 	assert_int_equal(res, BAYES_MOVED);
 	check_totals(db, 0, 1, 3);
 	check_counts(db, 12, 0, 1);
+	/* learned once (autolearn, SA's no_relearn): what was learned as the other class stays */
+	assert_int_equal(bayes_db_learn_once(db, id, BAYES_SPAM, k1, 3, 1600, &res), 0);
+	assert_int_equal(res, BAYES_OPPOSITE);
+	check_totals(db, 0, 1, 3);
+	check_counts(db, 12, 0, 1);
+	assert_int_equal(bayes_db_learn_once(db, id, BAYES_HAM, k1, 3, 1600, &res), 0);
+	assert_int_equal(res, BAYES_ALREADY);
+	check_totals(db, 0, 1, 3);
 	id_of(2, id);
 	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, k2, 2, 2000, &res), 0);
 	check_totals(db, 0, 2, 4);
