@@ -892,7 +892,7 @@ static const char *const rep_error_reasons[REP_ERR__N] = {
 static const char *const rep_error_texts[REP_ERR__N] = {
 	[REP_ERR_STORE_READ] = "the LMDB map could not be read (damaged or unreadable: stop mxgate "
 	    "and move it away)",
-	[REP_ERR_REDIS] = "Redis did not answer the lookup (see event=redis_* for the connection)",
+	[REP_ERR_REDIS] = "Redis did not answer the lookup (event=redis_down or redis_error says why)",
 };
 static atomic_ullong rep_errors[REP_ERR__N];
 static atomic_ullong rep_error_logged_ms[REP_ERR__N];   /* monotonic; 0: never */
