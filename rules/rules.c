@@ -455,7 +455,13 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 		av.hostname = rules_set_safe(w->rs)->hostname;   /* report_hostname */
 	if (wrap == NULL)
 		rules_delete_spam_fields(env);   /* a wrapped message loses every field */
-	actions_format_score(sbuf, sizeof(sbuf), total);
+	{
+		/* the score X-Spam-Status shows (SpamAssassin's rounding, below required on ham):
+		 * a filter on X-Spam-Score >= required files as one on X-Spam-Status: Yes */
+		char rbuf[32];
+
+		actions_shown_score(sbuf, rbuf, total, required);
+	}
 	rules_field_out(env, wrap, "X-Spam-Score", sbuf);
 	/* SpamAssassin's fields (_get_added_headers), in the list's order; X-Spam-Checker-Version
 	 * names SpamAssassin's own version and is not written */
