@@ -357,18 +357,39 @@ static const struct rules_hit *rules_find_hit(const struct rules_result *res, co
  * report and unsafe report expanded, rewrite_header Subject's tag expanded (or NULL). */
 struct rules_wrap { struct strbuf fields; char *report, *unsafe, *subject_tag; };
 
-/* A field of ours: into the message's header (report_safe 0), or collected (wrap). */
-static void rules_field_out(struct hook_env *env, struct rules_wrap *wrap, const char *name,
-    const char *value)
+/* Where our fields go (report_safe 0): each at *at of the message's header, then *at moves
+ * past it; or, wrap non-NULL, collected for the wrapped message. */
+static void rules_field_out(struct hook_env *env, struct rules_wrap *wrap, int *at,
+    const char *name, const char *value)
 {
 	if (wrap == NULL) {
-		hook_env_add_header(env, name, value);
+		hook_env_insert_header(env, (*at)++, name, value);
 		return;
 	}
 	strbuf_append(&wrap->fields, name, strlen(name));
 	strbuf_append(&wrap->fields, ": ", 2);
 	strbuf_append(&wrap->fields, value, strlen(value));
 	strbuf_append(&wrap->fields, "\n", 1);
+}
+
+/* Where SpamAssassin's rewrite_no_report_safe puts its fields: at the top of the header
+ * (bug 3409), below a first Return-Path field; the message's own X-Spam-* (not -Prev-),
+ * which go, are not counted. The index of that place among the fields left. */
+static int rules_fields_top(struct hook_env *env)
+{
+	size_t len = 0;
+	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL;
+
+	for (size_t i = 0; m != NULL && i < len && m[i] != '\n' && m[i] != '\r';) {
+		const char *lf = memchr(m + i, '\n', len - i);
+		size_t e = lf ? (size_t)(lf - m) + 1 : len;
+
+		if (m[i] != ' ' && m[i] != '\t' && !(e - i > 7 && strncasecmp(m + i, "X-Spam-", 7) == 0 &&
+		    !(e - i > 12 && strncasecmp(m + i, "X-Spam-Prev-", 12) == 0)))
+			return e - i > 12 && strncasecmp(m + i, "Return-Path:", 12) == 0 ? 1 : 0;
+		i = e;
+	}
+	return 0;
 }
 
 /* rules_add_headers: X-Spam-Score, then SpamAssassin's add_header fields for this class of
@@ -386,6 +407,7 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 	double *tscores, *scores = calloc(n + 1, sizeof(double));
 	char sbuf[32], *report = NULL, *summary = NULL, version[64];
 	size_t slen = 0;
+	int at;
 	const struct addhdr_spec *h;
 	struct addhdr_vals av = { 0 };
 	bool spam = round(total * 1000) / 1000 >= required;
@@ -455,6 +477,7 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 		av.hostname = rules_set_safe(w->rs)->hostname;   /* report_hostname */
 	if (wrap == NULL)
 		rules_delete_spam_fields(env);   /* a wrapped message loses every field */
+	at = rules_fields_top(env);
 	{
 		/* the score X-Spam-Status shows (SpamAssassin's rounding, below required on ham):
 		 * a filter on X-Spam-Score >= required files as one on X-Spam-Status: Yes */
@@ -462,7 +485,7 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 
 		actions_shown_score(sbuf, rbuf, total, required);
 	}
-	rules_field_out(env, wrap, "X-Spam-Score", sbuf);
+	rules_field_out(env, wrap, &at, "X-Spam-Score", sbuf);
 	/* SpamAssassin's fields (_get_added_headers), in the list's order; X-Spam-Checker-Version
 	 * names SpamAssassin's own version and is not written */
 	nh = rules_set_headers(w->rs, spam, &h);
@@ -473,7 +496,7 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 			continue;
 		snprintf(name, sizeof(name), "X-Spam-%s", h[i].name);
 		val = addhdr_value(h[i].name, h[i].tmpl, &av);
-		rules_field_out(env, wrap, name, val);
+		rules_field_out(env, wrap, &at, name, val);
 		free(val);
 	}
 	if (k) {
@@ -485,7 +508,7 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 		if ((buf = malloc(cap)) == NULL)
 			abort();
 		actions_format_symbols(buf, cap, names, scores, k);
-		rules_field_out(env, wrap, "X-Spam-Symbols", buf);
+		rules_field_out(env, wrap, &at, "X-Spam-Symbols", buf);
 		free(buf);
 	}
 	if (wrap) {
