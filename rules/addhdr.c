@@ -608,10 +608,13 @@ char *addhdr_preview(const char *const *v, const size_t *lens, size_t n)
 		c.v[--c.len] = '\0';
 	ah_puts(&c, "\n");
 	strbuf_free(&a);
-	/* s/-----Original Message-----.*$//gm */
+	/* s/-----Original Message-----.*$//gm (the text is a C string from here on: a NUL of
+	 * the body text ends the preview, as a NUL of a DATA line cannot reach it anyway) */
 	for (char *m; (m = strstr(c.v, "-----Original Message-----")) != NULL;) {
 		char *e = strchr(m, '\n');
 
+		if (e == NULL)
+			e = m + strlen(m);
 		memmove(m, e, strlen(e) + 1);
 	}
 	/* s/This is a multi-part message in MIME format\.//gs */
