@@ -138,31 +138,7 @@ def original_inside(data, sent):
 
 
 def run(label, local, cases):
-    path = os.path.join(mt.TMP, label + '.cf')
-    with open(path, 'w') as f:
-        f.write(local)
-    sd = mt.spamd(local)
-    be = mt.Backend()
-    mx = mt.Mxgate(mt.config([be.url], rules={'files': [STOCK + '/*.cf', path],
-                                              'actions': {'add_header': 5, 'reject': 1000},
-                                              'client_relay': False}),
-                   name='mxgate-' + label)
-    mt.check(mx.wait_log(r'event=rules_loaded', timeout=60) is not None, '%s: rules loaded' % label)
-    ready = mt.wait_for(lambda: subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(sd.port), '-K'],
-                                               capture_output=True).returncode == 0,
-                        timeout=60, step=0.5)
-    mt.check(bool(ready), '%s: spamd answers' % label)
-    for name, data in cases:
-        n = len(be.messages)
-        code, text = mt.send_mail(mx.port, 'sender@example.org', ['rcpt@example.test'], data)
-        ok = code == 250 and mt.wait_for(lambda: len(be.messages) > n, timeout=mt.slack(20))
-        mt.check(ok, '%s %s: delivered (%s %s)' % (label, name, code, text))
-        if not ok:
-            continue
-        mine = be.messages[-1]['data']
-        r = subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(sd.port)], input=data,
-                           capture_output=True, timeout=120)
-        theirs = r.stdout
+    for name, data, mine, theirs in mt.spamd_pairs(label, local, cases, STOCK + '/*.cf'):
         wrapped = b'x-spam-type=original' in theirs
         mt.check(wrapped == (b'x-spam-type=original' in mine),
                  '%s %s: wrapped by both or neither (spamd %s)' % (label, name, wrapped))
@@ -182,9 +158,6 @@ def run(label, local, cases):
         mt.check(mb == tb, '%s %s: the body as spamd writes it:\nmxgate %r\nspamd  %r' % (
             label, name, mb[:3000], tb[:3000]))
         yield name, mine, theirs
-    mx.stop()
-    sd.terminate()
-    sd.wait()
 
 
 seen = dict((n, m) for n, m, t in run('safe1', LOCAL, CASES))
