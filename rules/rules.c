@@ -1016,9 +1016,10 @@ static void rules_apply(struct rules_worker *w, struct hook_env *env, struct hoo
 	spam = round(total * 1000) / 1000 >= w->th.required;
 	/* report_safe 1 or 2: spam SpamAssassin would wrap (a message the body rules saw: a
 	 * bigger one spamc does not even send) becomes the report with the original inside;
-	 * it falls back to the fields alone when the wrapped message cannot be made */
+	 * it falls back to the fields alone when the wrapped message cannot be made, and in
+	 * mode log, whose promise is the fields alone */
 	if (rc->headers && marked && spam && rules_set_safe(w->rs)->mode != 0 &&
-	    !res->body_skipped) {
+	    !res->body_skipped && rc->mode != RULES_MODE_LOG) {
 		struct rules_wrap wrap = { 0 };
 
 		rules_add_headers(w, env, total, w->th.required, res, al,

@@ -183,6 +183,21 @@ for name, mine, theirs in run('safe0', LOCAL0, CASES[:1] + [('return-path', RPAT
     mt.check(b'x-spam-type=original' not in mine and b'\r\nX-Spam-Report: ' in mine,
              'report_safe 0: not wrapped, X-Spam-Report written')
 
+# rules.mode log (a dry run, the fields alone): spam is not wrapped
+path = os.path.join(mt.TMP, 'log.cf')
+with open(path, 'w') as f:
+    f.write(LOCAL + 'report_safe 1\n')
+be = mt.Backend()
+mx = mt.Mxgate(mt.config([be.url], rules={'files': [path], 'mode': 'log',
+                                          'actions': {'add_header': 5}}), name='mxgate-log')
+mt.check(mx.wait_log(r'event=rules_loaded', timeout=60) is not None, 'log: rules loaded')
+code, text = mt.send_mail(mx.port, 'sender@example.org', ['rcpt@example.test'], msg())
+mt.check(code == 250 and mt.wait_for(lambda: be.messages, timeout=mt.slack(10)), 'log: delivered')
+got = be.messages[-1]['data'] if be.messages else b''
+mt.check(b'X-Spam-Flag: YES' in got and b'x-spam-type=original' not in got and
+         got.endswith(msg().split(b'\r\n\r\n', 1)[1]), 'log: spam marked, not wrapped')
+mx.stop()
+
 # -t: an invalid report_safe is an error at its line
 path = os.path.join(mt.TMP, 'bad.cf')
 with open(path, 'w') as f:
