@@ -65,8 +65,9 @@ static bool ah_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t width,
-    bool after_comma)
+/* Util::wrap with overflow: true lets a line grow past width by its last piece. */
+static char *ah_wrap(const char *s, const char *prefix, const char *first, size_t width,
+    bool after_comma, bool overflow)
 {
 	struct ah_piece *v = NULL;
 	size_t n = 0, cap = 0, pos = 0, len = strlen(s), start = 0;
@@ -95,7 +96,7 @@ char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t w
 	while (n > 0 && n - 1 > pos) {
 		size_t l = ah_cols(&v[pos]);
 
-		if (pos_mod)
+		if (pos_mod && !overflow)
 			l += ah_cols(&v[pos + 1]);
 		/* a prefix wider than width alone would be split off again and again (wrap
 		 * loops there; no caller passes one): it takes the next piece */
@@ -134,11 +135,18 @@ char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t w
 	return ah_take(&out);
 }
 
+char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t width,
+    bool after_comma)
+{
+	return ah_wrap(s, prefix, first, width, after_comma, false);
+}
+
 /* ---------------------------------------------------------------- tags */
 
 static const char *const ah_known[] = {
 	"YESNO", "YESNOCAPS", "SCORE", "HITS", "REQD", "VERSION", "HOSTNAME", "BAYES", "DATE",
-	"STARS", "AUTOLEARN", "TESTS", "TESTSSCORES", "REPORT", NULL
+	"STARS", "AUTOLEARN", "TESTS", "TESTSSCORES", "REPORT", "SUMMARY", "PREVIEW",
+	"CONTACTADDRESS", NULL
 };
 
 bool addhdr_tag_known(const char *tag, size_t n)
@@ -242,6 +250,12 @@ static bool ah_tag_value(struct strbuf *b, const char *name, size_t n, const cha
 	} else if (AH_IS("REPORT")) {
 		ah_puts(b, "\n");
 		ah_puts(b, v->report ? v->report : "");
+	} else if (AH_IS("SUMMARY")) {
+		ah_puts(b, v->summary ? v->summary : "");
+	} else if (AH_IS("PREVIEW") && v->preview) {
+		ah_puts(b, v->preview);
+	} else if (AH_IS("CONTACTADDRESS")) {
+		ah_puts(b, v->contact ? v->contact : "the administrator of that system");
 	} else {
 		return false;
 	}
@@ -512,6 +526,146 @@ char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals 
 	}
 }
 
+/* The score as the report and the summary print it: ±10 and beyond "%4.0f", else "%4.1f". */
+static void ah_report_score(char *buf, size_t len, double score)
+{
+	snprintf(buf, len, fabs(score) >= 10 ? "%4.0f" : "%4.1f", score);
+}
+
+/* _wrap_desc(desc, fl, prefix): wrap at 75 columns after fl blanks, leading blanks off.
+ * malloc'd. */
+static char *ah_wrap_desc(const char *desc, size_t fl, const char *prefix)
+{
+	char *first = malloc(fl + 1), *w, *ws;
+
+	if (first == NULL)
+		abort();
+	memset(first, ' ', fl);
+	first[fl] = '\0';
+	w = addhdr_wrap(desc ? desc : "", prefix, first, 75, false);
+	free(first);
+	for (ws = w; *ws && ah_space(*ws); ws++)
+		;
+	memmove(w, ws, strlen(ws) + 1);
+	return w;
+}
+
+void addhdr_summary_add(char **buf, size_t *len, double score, const char *rule,
+    const char *area, const char *desc)
+{
+	struct strbuf b = { *buf, *len, *buf ? *len + 1 : 0 };
+	char sc[32], *w;
+	size_t rl = strlen(rule);
+
+	ah_report_score(sc, sizeof(sc), score);
+	/* sprintf("%s %-22s %s%s\n", ...) with 3 + length(rule, score, area) and 28 blanks */
+	w = ah_wrap_desc(desc, 3 + rl + strlen(sc) + strlen(area),
+	    "                            ");
+	ah_puts(&b, sc);
+	ah_puts(&b, " ");
+	ah_puts(&b, rule);
+	for (size_t i = rl; i < 22; i++)
+		ah_puts(&b, " ");
+	ah_puts(&b, " ");
+	ah_puts(&b, area);
+	ah_puts(&b, w);
+	ah_puts(&b, "\n");
+	free(w);
+	*buf = b.v;
+	*len = b.len;
+}
+
+char *addhdr_preview(const char *const *v, const size_t *lens, size_t n)
+{
+	struct strbuf a = { 0 }, c = { 0 };
+	size_t taken = 0;
+	char *w, *r;
+
+	/* three lines at most, while under 200 characters */
+	while (a.len < 200 && taken < n && taken < 3) {
+		strbuf_append(&a, v[taken], lens[taken]);
+		ah_puts(&a, "\n");
+		taken++;
+	}
+	ah_take(&a);
+	/* s/^(.{200}).+$/$1 [...]/gm, chomp, "\n" */
+	for (size_t i = 0; i < a.len;) {
+		const char *nl = memchr(a.v + i, '\n', a.len - i);
+		size_t ll = nl ? (size_t)(nl - (a.v + i)) : a.len - i;
+
+		if (ll > 200) {
+			strbuf_append(&c, a.v + i, 200);
+			ah_puts(&c, " [...]");
+		} else {
+			strbuf_append(&c, a.v + i, ll);
+		}
+		if (nl)
+			ah_puts(&c, "\n");
+		i += ll + (nl ? 1 : 0);
+	}
+	ah_take(&c);
+	if (c.len && c.v[c.len - 1] == '\n')
+		c.v[--c.len] = '\0';
+	ah_puts(&c, "\n");
+	strbuf_free(&a);
+	/* s/-----Original Message-----.*$//gm (the text is a C string from here on: a NUL of
+	 * the body text ends the preview, as a NUL of a DATA line cannot reach it anyway) */
+	for (char *m; (m = strstr(c.v, "-----Original Message-----")) != NULL;) {
+		char *e = strchr(m, '\n');
+
+		if (e == NULL)
+			e = m + strlen(m);
+		memmove(m, e, strlen(e) + 1);
+	}
+	/* s/This is a multi-part message in MIME format\.//gs */
+	for (char *m; (m = strstr(c.v, "This is a multi-part message in MIME format.")) != NULL;)
+		memmove(m, m + 44, strlen(m + 44) + 1);
+	/* s/[-_*.]{10,}//gs, then s/\s+/ /gs */
+	{
+		size_t o = 0, len = strlen(c.v);
+
+		for (size_t i = 0; i < len;) {
+			size_t j = i;
+
+			while (j < len && strchr("-_*.", c.v[j]) && c.v[j])
+				j++;
+			if (j - i >= 10) {
+				i = j;
+				continue;
+			}
+			if (j == i)
+				j++;
+			memmove(c.v + o, c.v + i, j - i);
+			o += j - i;
+			i = j;
+		}
+		c.v[o] = '\0';
+		len = o;
+		o = 0;
+		for (size_t i = 0; i < len;) {
+			if (ah_space(c.v[i])) {
+				while (i < len && ah_space(c.v[i]))
+					i++;
+				c.v[o++] = ' ';
+			} else {
+				c.v[o++] = c.v[i++];
+			}
+		}
+		c.v[o] = '\0';
+	}
+	/* wrap($str, "  ", "Content preview:  ", 75, 1); s/^Content preview:\s+//gs */
+	w = ah_wrap(c.v, "  ", "Content preview:  ", 75, false, true);
+	strbuf_free(&c);
+	r = w;
+	if (strncmp(r, "Content preview:", 16) == 0) {
+		r += 16;
+		while (*r && ah_space(*r))
+			r++;
+	}
+	memmove(w, r, strlen(r) + 1);
+	return w;
+}
+
 void addhdr_report_add(char **buf, size_t *len, double score, const char *rule,
     const char *area, const char *desc)
 {
@@ -542,4 +696,259 @@ void addhdr_report_add(char **buf, size_t *len, double score, const char *rule,
 	free(w);
 	*buf = b.v;
 	*len = b.len;
+}
+
+/* ---------------------------------------------------------------- report_safe 1 and 2 */
+
+void addhdr_safe_clear(struct addhdr_safe *c)
+{
+	free(c->report);
+	free(c->unsafe_report);
+	free(c->contact);
+	free(c->hostname);
+	free(c->charset);
+	for (size_t i = 0; i < c->ncopy; i++)
+		free(c->copy[i]);
+	free(c->copy);
+	memset(c, 0, sizeof(*c));
+}
+
+static char *ah_dup(const char *s)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (s && d == NULL)
+		abort();
+	return d;
+}
+
+void addhdr_safe_copy(struct addhdr_safe *to, const struct addhdr_safe *c)
+{
+	to->mode = c->mode;
+	to->report = ah_dup(c->report);
+	to->unsafe_report = ah_dup(c->unsafe_report);
+	to->contact = ah_dup(c->contact);
+	to->hostname = ah_dup(c->hostname);
+	to->charset = ah_dup(c->charset);
+	to->ncopy = c->ncopy;
+	to->copy = NULL;
+	if (c->ncopy && (to->copy = calloc(c->ncopy, sizeof(char *))) == NULL)
+		abort();
+	for (size_t i = 0; i < c->ncopy; i++)
+		to->copy[i] = ah_dup(c->copy[i]);
+}
+
+/* get_pristine_header: the values of the fields named name in the header block h (hl
+ * octets), each from after /^NAME[ \t]*:[ \t]*\/ to its line end included (folds kept), into
+ * *v (at most max); returns how many. */
+static size_t ah_pristine(const char *h, size_t hl, const char *name, const char **v,
+    size_t *vl, size_t max)
+{
+	size_t nl = strlen(name), k = 0;
+
+	for (size_t i = 0; i < hl;) {
+		const char *lf = memchr(h + i, '\n', hl - i);
+		size_t e = lf ? (size_t)(lf - h) + 1 : hl, j = i + nl;
+
+		if (e - i > nl && strncasecmp(h + i, name, nl) == 0) {
+			while (j < e && (h[j] == ' ' || h[j] == '\t'))
+				j++;
+			if (j < e && h[j] == ':') {
+				size_t f = e;
+
+				j++;
+				while (j < e && (h[j] == ' ' || h[j] == '\t'))
+					j++;
+				/* .*?\n(?![ \t]): on over the folds */
+				while (f < hl && (h[f] == ' ' || h[f] == '\t')) {
+					lf = memchr(h + f, '\n', hl - f);
+					f = lf ? (size_t)(lf - h) + 1 : hl;
+				}
+				if (h[f - 1] == '\n' && k < max) {
+					v[k] = h + j;
+					vl[k++] = f - j;
+				}
+				e = f;
+			}
+		}
+		i = e;
+	}
+	return k;
+}
+
+/* Appends s with each \r?\n as the line ending le. */
+static void ah_put_le(struct strbuf *b, const char *s, size_t n, const char *le)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\n')
+			ah_puts(b, le);
+		else if (!(s[i] == '\r' && i + 1 < n && s[i + 1] == '\n'))
+			strbuf_append(b, s + i, 1);
+	}
+}
+
+/* Would bd, as a boundary, be found in the original m (len octets)? SpamAssassin's
+ * /^\Q$boundary\E(?:--)?$/m, and, stricter (a delimiter line "--" bd, or a CRLF message,
+ * which SA's test misses), any line that starts with bd or with "--" bd. */
+static bool ah_boundary_in(const char *m, size_t len, const char *bd)
+{
+	size_t bl = strlen(bd);
+
+	for (size_t i = 0; i < len;) {
+		const char *lf = memchr(m + i, '\n', len - i);
+		size_t e = lf ? (size_t)(lf - m) : len;
+
+		if ((e - i >= bl && memcmp(m + i, bd, bl) == 0) ||
+		    (e - i >= bl + 2 && m[i] == '-' && m[i + 1] == '-' && memcmp(m + i + 2, bd, bl) == 0))
+			return true;
+		if (lf == NULL)
+			break;
+		i = e + 1;
+	}
+	return false;
+}
+
+char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len,
+    const char *report, const char *unsafe_report, const char *added,
+    const char *subject_tag, const char *received, unsigned long t, unsigned long rnd,
+    size_t *out_len)
+{
+	static const char *const copied[] = { "From", "To", "Cc", "Subject", "Date",
+		"Message-Id" };
+	struct strbuf top = { 0 }, h = { 0 }, o = { 0 };
+	const char *le = "\n", *v[64], *ct = NULL, *first_lf = memchr(msg, '\n', len);
+	size_t vl[64], hl = 0, n, ctl = 0;
+	char bd[128], *sv = NULL;
+	bool attach;
+
+	/* Message.pm: CRLF when the first or the last line has it */
+	if ((first_lf && first_lf > msg && first_lf[-1] == '\r') ||
+	    (len >= 2 && msg[len - 2] == '\r' && msg[len - 1] == '\n'))
+		le = "\r\n";
+	/* the header block, to its blank line */
+	while (hl < len && msg[hl] != '\n' && !(msg[hl] == '\r' && hl + 1 < len &&
+	    msg[hl + 1] == '\n')) {
+		const char *lf = memchr(msg + hl, '\n', len - hl);
+
+		hl = lf ? (size_t)(lf - msg) + 1 : len;
+	}
+	for (size_t i = 0; i < sizeof(copied) / sizeof(*copied); i++) {
+		const char *sp = NULL;
+		size_t sl = 0;
+
+		n = ah_pristine(msg, hl, copied[i], v, vl, 64);
+		if (n) {
+			sp = v[n - 1];
+			sl = vl[n - 1];
+		}
+		if (i == 3 && subject_tag) {
+			/* $subject = "\n" if undef; s/^(?:\Q$tag\E )?/$tag /; tag's newlines blanks */
+			size_t tl = strlen(subject_tag);
+			struct strbuf s = { 0 };
+
+			if (sp == NULL) {
+				sp = "\n";
+				sl = 1;
+			}
+			ah_puts(&s, subject_tag);
+			ah_puts(&s, " ");
+			for (size_t k = 0; k < s.len; k++)
+				if (s.v[k] == '\n')
+					s.v[k] = ' ';
+			if (sl > tl && memcmp(sp, s.v, tl + 1) == 0)
+				strbuf_append(&s, sp + tl + 1, sl - tl - 1);
+			else
+				strbuf_append(&s, sp, sl);
+			sv = ah_take(&s);
+			sp = sv;
+			sl = s.len;
+		}
+		if (sp == NULL)
+			continue;
+		ah_puts(&h, copied[i]);
+		ah_puts(&h, ": ");
+		strbuf_append(&h, sp, sl);
+	}
+	free(sv);
+	ah_puts(&h, added ? added : "");
+	/* report_safe_copy_headers, each name once, those above not again; Received on top */
+	for (size_t i = 0; i < c->ncopy; i++) {
+		bool dup = false;
+
+		for (size_t k = 0; k < sizeof(copied) / sizeof(*copied) && !dup; k++)
+			dup = strcasecmp(c->copy[i], copied[k]) == 0;
+		for (size_t k = 0; k < i && !dup; k++)
+			dup = strcasecmp(c->copy[i], c->copy[k]) == 0;
+		if (dup)
+			continue;
+		n = ah_pristine(msg, hl, c->copy[i], v, vl, 64);
+		for (size_t k = 0; k < n; k++) {
+			struct strbuf *b = strcasecmp(c->copy[i], "received") == 0 ? &top : &h;
+
+			ah_puts(b, c->copy[i]);
+			ah_puts(b, ": ");
+			strbuf_append(b, v[k], vl[k]);
+		}
+	}
+	/* the boundary, unique in the original */
+	snprintf(bd, sizeof(bd), "----------=_%08lX.%08lX", t & 0xffffffffUL, rnd & 0xffffffffUL);
+	for (unsigned long r = rnd; ah_boundary_in(msg, len, bd) && strlen(bd) + 10 < sizeof(bd);) {
+		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+		snprintf(bd + strlen(bd), sizeof(bd) - strlen(bd), "/%08lX", (r >> 16) & 0xffffffffUL);
+	}
+	/* get_header("Content-Type"): the last one, unfolded; attachment unless text/plain */
+	n = ah_pristine(msg, hl, "Content-Type", v, vl, 64);
+	if (n) {
+		ct = v[n - 1];
+		ctl = vl[n - 1];
+		while (ctl > 0 && ah_space(ct[ctl - 1]))
+			ctl--;
+	}
+	attach = false;
+	if (ct && ctl > 0) {
+		attach = true;
+		for (size_t k = 0; k + 10 <= ctl && attach; k++)
+			attach = strncasecmp(ct + k, "text/plain", 10) != 0;
+	}
+	ah_put_le(&o, received, strlen(received), le);
+	ah_put_le(&o, top.v ? top.v : "", top.len, le);
+	ah_put_le(&o, h.v ? h.v : "", h.len, le);
+	{
+		struct strbuf m = { 0 };
+		char line[256];
+
+		ah_puts(&m, "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"");
+		ah_puts(&m, bd);
+		ah_puts(&m, "\"\n\nThis is a multi-part message in MIME format.\n\n--");
+		ah_puts(&m, bd);
+		snprintf(line, sizeof(line), "\nContent-Type: text/plain; charset=%s\n",
+		    c->charset && *c->charset ? c->charset : "UTF-8");
+		ah_puts(&m, line);
+		ah_puts(&m, "Content-Disposition: inline\nContent-Transfer-Encoding: 8bit\n\n");
+		ah_puts(&m, report);
+		if (attach)
+			ah_puts(&m, unsafe_report ? unsafe_report : "");
+		ah_puts(&m, "\n\n--");
+		ah_puts(&m, bd);
+		ah_puts(&m, c->mode > 1 ? "\nContent-Type: text/plain; x-spam-type=original\n" :
+		    "\nContent-Type: message/rfc822; x-spam-type=original\n");
+		ah_puts(&m, "Content-Description: original message before SpamAssassin\n");
+		ah_puts(&m, attach ? "Content-Disposition: attachment\n" :
+		    "Content-Disposition: inline\n");
+		ah_puts(&m, "Content-Transfer-Encoding: 8bit\n\n");
+		ah_put_le(&o, m.v, m.len, le);
+		strbuf_free(&m);
+	}
+	strbuf_append(&o, msg, len);
+	ah_puts(&o, le);
+	ah_puts(&o, "--");
+	ah_puts(&o, bd);
+	ah_puts(&o, "--");
+	ah_puts(&o, le);
+	ah_puts(&o, le);
+	strbuf_free(&top);
+	strbuf_free(&h);
+	ah_take(&o);
+	*out_len = o.len;
+	return o.v;
 }

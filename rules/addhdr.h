@@ -23,6 +23,9 @@ struct addhdr_vals {
 	const char *hostname;       /* _HOSTNAME_ */
 	double bayes;               /* _BAYES_: the classifier's probability, < 0 when none */
 	const char *report;         /* _REPORT_'s text after its first "\n" (addhdr_report_add) */
+	const char *summary;        /* _SUMMARY_ (addhdr_summary_add), NULL: "" */
+	const char *preview;        /* _PREVIEW_ (addhdr_preview), NULL: written as is */
+	const char *contact;        /* _CONTACTADDRESS_ (report_contact), NULL: SA's default */
 	time_t now;                 /* _DATE_ */
 };
 
@@ -50,6 +53,50 @@ size_t addhdr_unknown_tags(const char *tmpl, char *buf, size_t len);
  * "BODY: ", "RAW: ", "URI: ", "FULL: " or "". */
 void addhdr_report_add(char **buf, size_t *len, double score, const char *rule,
     const char *area, const char *desc);
+
+/* Appends one hit's lines of _SUMMARY_ (the report_safe report's table) to *buf as
+ * PerMsgStatus::_build_summary writes them: "SCORE RULE-PADDED-TO-22 AREA" and the
+ * description wrapped at 75 columns with 28 blanks before each continuation. */
+void addhdr_summary_add(char **buf, size_t *len, double score, const char *rule,
+    const char *area, const char *desc);
+
+/* _PREVIEW_ (PerMsgStatus::get_content_preview) of the body text lines v[0..n) (the body
+ * rules' view without the Subject line first, each line without its "\n"): the first three
+ * lines up to 200 characters, tidied, wrapped at 75 columns. malloc'd. */
+char *addhdr_preview(const char *const *v, const size_t *lens, size_t n);
+
+/* report_safe 1 or 2: what SpamAssassin's rewrite_report_safe reads (Conf.pm's settings as
+ * the rule files leave them). */
+struct addhdr_safe {
+	long mode;                  /* report_safe: 0, 1 (message/rfc822) or 2 (text/plain) */
+	char *report;               /* report_template: each report line and its "\n" */
+	char *unsafe_report;        /* unsafe_report_template, the same */
+	char *contact;              /* report_contact, NULL: "the administrator of that system" */
+	char *hostname;             /* report_hostname (_HOSTNAME_), NULL: mxgate's hostname */
+	char *charset;              /* report_charset, NULL: "UTF-8" */
+	char **copy; size_t ncopy;  /* report_safe_copy_headers */
+};
+
+/* The message spamd's rewrite_report_safe makes of the spam message msg (len octets, its
+ * line ending CRLF when its first or last line has one, as SpamAssassin's Message.pm
+ * decides): the header block in SpamAssassin's order (received first, the report_safe_copy
+ * Received fields, then the message's From To Cc Subject Date Message-Id as written (the
+ * last of each), `added` (the X-Spam-* fields, "Name: value\n" lines), the other
+ * report_safe_copy_headers fields, MIME-Version, Content-Type), a blank line and the
+ * multipart body: the report (report, and unsafe_report after it when the message is not
+ * text/plain) and the original message intact, as message/rfc822 (1) or text/plain (2).
+ * subject_tag: rewrite_header Subject's tag expanded (NULL: none); received: the
+ * "Received: ..." field written first ("\n"-ended lines); t, rnd: the boundary's two
+ * numbers (time, random). Returns the message (malloc'd, *out_len octets). */
+char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len,
+    const char *report, const char *unsafe_report, const char *added,
+    const char *subject_tag, const char *received, unsigned long t, unsigned long rnd,
+    size_t *out_len);
+
+/* Releases what c holds (not c). */
+void addhdr_safe_clear(struct addhdr_safe *c);
+/* A deep copy of c into *to. */
+void addhdr_safe_copy(struct addhdr_safe *to, const struct addhdr_safe *c);
 
 /* SpamAssassin's Util::wrap(s, prefix, first, width, 0, break): after_comma false breaks at
  * each white-space character (its default \s), true after white space or a comma (the

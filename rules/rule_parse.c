@@ -907,12 +907,79 @@ static void rule_parse_line(struct rule_line *l, char *line)
 			return;
 		}
 		if (rule_word_is(p, e, "report_safe")) {
-			/* 0 is what mxgate does; 1 and 2 are warned of once all is read
-			 * (rule_src_finish), if the last line says so */
-			s->report_safe = strtol(a, NULL, 10);
+			/* Conf.pm: /^[012]$/; 0 with no Report field in the spam list adds
+			 * "Report _REPORT_" to it, as SpamAssassin's report_safe code does */
+			bool has = false;
+
+			if (!(a[0] >= '0' && a[0] <= '2' && a[1] == '\0')) {
+				rule_src_add_error(s, l->file, l->lineno, rule_col(l, a),
+				    "report_safe: invalid value (0, 1 or 2)");
+				return;
+			}
+			s->report_safe = a[0] - '0';
 			free(s->report_safe_file);
 			s->report_safe_file = rule_strdup(l->file ? l->file : "-");
 			s->report_safe_line = l->lineno;
+			for (size_t i = 0; i < s->nhdrs[1]; i++)
+				has |= strcasecmp(s->hdrs[1][i].name, "Report") == 0;
+			if (s->report_safe == 0 && !has)
+				rule_src_set_header(s, 2, "Report", 6, "_REPORT_");
+			return;
+		}
+		if (rule_word_is(p, e, "report") || rule_word_is(p, e, "unsafe_report")) {
+			/* Parser.pm's set_template_append: a value in double quotes loses them,
+			 * each line appends itself and "\n" */
+			char **t = rule_word_is(p, e, "report") ? &s->safe.report :
+			    &s->safe.unsafe_report;
+			size_t al = strlen(a), ol = *t ? strlen(*t) : 0;
+			if (al >= 2 && a[0] == '"' && a[al - 1] == '"') {
+				a++;
+				al -= 2;
+			}
+			if ((*t = realloc(*t, ol + al + 2)) == NULL)
+				abort();
+			memcpy(*t + ol, a, al);
+			memcpy(*t + ol + al, "\n", 2);
+			return;
+		}
+		if (rule_word_is(p, e, "clear_report_template") ||
+		    rule_word_is(p, e, "clear_unsafe_report_template")) {
+			char **t = rule_word_is(p, e, "clear_report_template") ? &s->safe.report :
+			    &s->safe.unsafe_report;
+
+			if (*a != '\0') {
+				rule_src_add_error(s, l->file, l->lineno, rule_col(l, a),
+				    "%.*s: invalid value (it takes none)", (int)(e - p), p);
+				return;
+			}
+			free(*t);
+			*t = rule_strdup("");
+			return;
+		}
+		if (rule_word_is(p, e, "report_contact") || rule_word_is(p, e, "report_charset") ||
+		    rule_word_is(p, e, "report_hostname")) {
+			char **t = rule_word_is(p, e, "report_contact") ? &s->safe.contact :
+			    rule_word_is(p, e, "report_hostname") ? &s->safe.hostname :
+			    &s->safe.charset;
+
+			free(*t);
+			*t = rule_strdup(a);
+			return;
+		}
+		if (rule_word_is(p, e, "report_safe_copy_headers")) {
+			/* push split(/\s+/, $value) */
+			if (*a == '\0') {
+				rule_src_add_error(s, l->file, l->lineno, rule_col(l, a),
+				    "report_safe_copy_headers: missing value");
+				return;
+			}
+			for (const char *w = a; *w; w = rule_skip_ws(rule_word_end(w))) {
+				s->safe.copy = realloc(s->safe.copy, (s->safe.ncopy + 1) * sizeof(char *));
+				if (s->safe.copy == NULL)
+					abort();
+				s->safe.copy[s->safe.ncopy++] = rule_strndup(w,
+				    (size_t)(rule_word_end(w) - w));
+			}
 			return;
 		}
 		rule_warn_setting(l, p, e, a);

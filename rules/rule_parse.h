@@ -162,6 +162,9 @@ const char *const *rule_src_ignore_headers(const struct rule_src *s, size_t *n);
 /* The STRING of the last `rewrite_header Subject STRING` (template tags unexpanded), NULL
  * when none or when a later one with no STRING removed it (SpamAssassin's Conf.pm). */
 const char *rule_src_rewrite_subject(const struct rule_src *s);
+/* The report_safe settings in effect (a deep copy into *out: addhdr_safe_clear it). */
+struct addhdr_safe;
+void rule_src_safe(const struct rule_src *s, struct addhdr_safe *out);
 
 /* SpamAssassin's headers_spam (spam) or headers_ham list after the add_header,
  * remove_header and clear_headers lines read (10_default_prefs.cf's before them): sets *v,

@@ -280,6 +280,7 @@ void rule_src_free(struct rule_src *s)
 	free(s->ignore_hdrs);
 	free(s->rewrite_subject);
 	free(s->report_safe_file);
+	addhdr_safe_clear(&s->safe);
 	rule_free_headers(s);
 	free(s);
 }
@@ -653,6 +654,14 @@ char *rule_src_ignored_list(const struct rule_src *s)
 	free(v);
 	return out;
 }
+void rule_src_safe(const struct rule_src *s, struct addhdr_safe *out)
+{
+	addhdr_safe_copy(out, &s->safe);
+	/* report_safe 1 or 2 applies only when a rule file says so (the stock
+	 * 10_default_prefs.cf does): mxgate's own rules alone mark as report_safe 0 does */
+	out->mode = s->report_safe_file ? s->report_safe : 0;
+}
+
 const char *rule_src_rewrite_subject(const struct rule_src *s)
 {
 	return s->rewrite_subject;
@@ -998,15 +1007,6 @@ void rule_src_finish(struct rule_src *s)
 	if (s->finished)
 		return;
 	s->finished = true;
-	/* report_safe 1 or 2 (SpamAssassin's wrapped spam): the last line decides, so the stock
-	 * 10_default_prefs.cf's 1 followed by a local.cf's 0 is quiet */
-	if (s->report_safe_file && s->report_safe != 0) {
-		rule_src_add_warning(s, s->report_safe_file, s->report_safe_line, 1, "report_safe %ld "
-		    "is not applied: mxgate marks spam as report_safe 0 does (X-Spam-* fields, "
-		    "rewrite_header Subject), the message itself goes on unchanged", s->report_safe);
-		rule_note_ignored(s, "report_safe", 11);
-		s->ignored++;
-	}
 	for (size_t i = 0; i < s->n; i++) {
 		struct rule_def *d = &s->v[i];
 

@@ -32,6 +32,9 @@ struct rule_src {
 	struct addhdr_spec *hdrs[2]; size_t nhdrs[2];   /* [0] ham, [1] spam */
 	/* the last report_safe line: its value, file and line (NULL: none read) */
 	long report_safe; char *report_safe_file; int report_safe_line;
+	/* report, unsafe_report, report_contact, report_charset, report_safe_copy_headers
+	 * (safe.mode unused: report_safe above) */
+	struct addhdr_safe safe;
 	long *index; size_t index_cap;        /* open addressing over v, -1 = empty */
 	char **errors; size_t nerrors, errors_cap;
 	char **warnings; size_t nwarnings, warnings_cap;   /* "FILE:LINE:COL: warning: ..." */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 /* ---------------------------------------------------------------- generations */
@@ -352,6 +353,45 @@ static const struct rules_hit *rules_find_hit(const struct rules_result *res, co
 	return NULL;
 }
 
+/* What rules_add_headers leaves for report_safe 1 or 2: the fields ("Name: value\n"), the
+ * report and unsafe report expanded, rewrite_header Subject's tag expanded (or NULL). */
+struct rules_wrap { struct strbuf fields; char *report, *unsafe, *subject_tag; };
+
+/* Where our fields go (report_safe 0): each at *at of the message's header, then *at moves
+ * past it; or, wrap non-NULL, collected for the wrapped message. */
+static void rules_field_out(struct hook_env *env, struct rules_wrap *wrap, int *at,
+    const char *name, const char *value)
+{
+	if (wrap == NULL) {
+		hook_env_insert_header(env, (*at)++, name, value);
+		return;
+	}
+	strbuf_append(&wrap->fields, name, strlen(name));
+	strbuf_append(&wrap->fields, ": ", 2);
+	strbuf_append(&wrap->fields, value, strlen(value));
+	strbuf_append(&wrap->fields, "\n", 1);
+}
+
+/* Where SpamAssassin's rewrite_no_report_safe puts its fields: at the top of the header
+ * (bug 3409), below a first Return-Path field; the message's own X-Spam-* (not -Prev-),
+ * which go, are not counted. The index of that place among the fields left. */
+static int rules_fields_top(struct hook_env *env)
+{
+	size_t len = 0;
+	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL;
+
+	for (size_t i = 0; m != NULL && i < len && m[i] != '\n' && m[i] != '\r';) {
+		const char *lf = memchr(m + i, '\n', len - i);
+		size_t e = lf ? (size_t)(lf - m) + 1 : len;
+
+		if (m[i] != ' ' && m[i] != '\t' && !(e - i > 7 && strncasecmp(m + i, "X-Spam-", 7) == 0 &&
+		    !(e - i > 12 && strncasecmp(m + i, "X-Spam-Prev-", 12) == 0)))
+			return e - i > 12 && strncasecmp(m + i, "Return-Path:", 12) == 0 ? 1 : 0;
+		i = e;
+	}
+	return 0;
+}
+
 /* rules_add_headers: X-Spam-Score, then SpamAssassin's add_header fields for this class of
  * message (the rule files' add_header / remove_header / clear_headers over
  * 10_default_prefs.cf's Flag, Level, Status), then X-Spam-Symbols, of a scored message.
@@ -359,13 +399,15 @@ static const struct rules_hit *rules_find_hit(const struct rules_result *res, co
  * probability, < 0 when there is none. */
 static void rules_add_headers(const struct rules_worker *w, struct hook_env *env,
     double total, double required, const struct rules_result *res, const char *autolearn,
-    double bayes)
+    double bayes, const char *preview, struct rules_wrap *wrap)
 {
 	size_t n = env->nsymbols, k = 0, nt = 0, nh, rlen = 0;
 	const char **names = calloc(n + 1, sizeof(char *));
 	const char **tests;
 	double *tscores, *scores = calloc(n + 1, sizeof(double));
-	char sbuf[32], *report = NULL, version[64];
+	char sbuf[32], *report = NULL, *summary = NULL, version[64];
+	size_t slen = 0;
+	int at;
 	const struct addhdr_spec *h;
 	struct addhdr_vals av = { 0 };
 	bool spam = round(total * 1000) / 1000 >= required;
@@ -411,6 +453,9 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 			addhdr_report_add(&report, &rlen, scores[i] / c, names[i],
 			    rules_report_area(hit ? hit->rule : NULL),
 			    desc && *desc ? desc : "No description available.");
+			addhdr_summary_add(&summary, &slen, scores[i] / c, names[i],
+			    rules_report_area(hit ? hit->rule : NULL),
+			    desc && *desc ? desc : "No description available.");
 		}
 	}
 	snprintf(version, sizeof(version), "mxgate-%s", MX_VERSION);
@@ -424,10 +469,23 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 	av.hostname = env->cfg && env->cfg->hostname ? env->cfg->hostname : "";
 	av.bayes = bayes;
 	av.report = report;
+	av.summary = summary;
+	av.preview = preview;
+	av.contact = rules_set_safe(w->rs)->contact;
 	av.now = time(NULL);
-	rules_delete_spam_fields(env);
-	actions_format_score(sbuf, sizeof(sbuf), total);
-	hook_env_add_header(env, "X-Spam-Score", sbuf);
+	if (rules_set_safe(w->rs)->hostname && *rules_set_safe(w->rs)->hostname)
+		av.hostname = rules_set_safe(w->rs)->hostname;   /* report_hostname */
+	if (wrap == NULL)
+		rules_delete_spam_fields(env);   /* a wrapped message loses every field */
+	at = rules_fields_top(env);
+	{
+		/* the score X-Spam-Status shows (SpamAssassin's rounding, below required on ham):
+		 * a filter on X-Spam-Score >= required files as one on X-Spam-Status: Yes */
+		char rbuf[32];
+
+		actions_shown_score(sbuf, rbuf, total, required);
+	}
+	rules_field_out(env, wrap, &at, "X-Spam-Score", sbuf);
 	/* SpamAssassin's fields (_get_added_headers), in the list's order; X-Spam-Checker-Version
 	 * names SpamAssassin's own version and is not written */
 	nh = rules_set_headers(w->rs, spam, &h);
@@ -438,7 +496,7 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 			continue;
 		snprintf(name, sizeof(name), "X-Spam-%s", h[i].name);
 		val = addhdr_value(h[i].name, h[i].tmpl, &av);
-		hook_env_add_header(env, name, val);
+		rules_field_out(env, wrap, &at, name, val);
 		free(val);
 	}
 	if (k) {
@@ -450,14 +508,206 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 		if ((buf = malloc(cap)) == NULL)
 			abort();
 		actions_format_symbols(buf, cap, names, scores, k);
-		hook_env_add_header(env, "X-Spam-Symbols", buf);
+		rules_field_out(env, wrap, &at, "X-Spam-Symbols", buf);
 		free(buf);
+	}
+	if (wrap) {
+		/* the report part's text: report_template and unsafe_report_template with their
+		 * tags (get_report: "\n\n" at its end), the Subject's tag */
+		const struct addhdr_safe *c = rules_set_safe(w->rs);
+		char *r = addhdr_expand(c->report && *c->report ? c->report :
+		    "(no report template found)", &av);
+		size_t rl = strlen(r);
+
+		while (rl > 0 && r[rl - 1] == '\n')
+			rl--;
+		if ((wrap->report = malloc(rl + 3)) == NULL)
+			abort();
+		memcpy(wrap->report, r, rl);
+		memcpy(wrap->report + rl, "\n\n", 3);
+		free(r);
+		wrap->unsafe = addhdr_expand(c->unsafe_report ? c->unsafe_report : "", &av);
+		if (rules_set_rewrite_subject(w->rs))
+			wrap->subject_tag = addhdr_expand(rules_set_rewrite_subject(w->rs), &av);
 	}
 	free(names);
 	free(tests);
 	free(tscores);
 	free(scores);
 	free(report);
+	free(summary);
+}
+
+/* The message as the backend would get it without the rules engine's own changes: env->msg
+ * with the edits of the filters before applied (a milter's, rspamd's), their new body if
+ * any. Into *out; false when the message cannot be read. */
+static bool rules_view(struct hook_env *env, struct strbuf *out)
+{
+	size_t len = 0, hl, bl;
+	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL, *b;
+
+	if (m == NULL)
+		return false;
+	hl = msgbuf_header_len(env->msg);
+	if (hl > len)
+		hl = len;
+	b = m + hl;
+	bl = len - hl;
+	if (env->new_body && (b = msgbuf_data(env->new_body, &bl)) == NULL)
+		return false;
+	if (env->nhdr_edits == 0 && env->new_body == NULL) {
+		strbuf_append(out, m, len);
+		return true;
+	}
+	headers_apply_edits(m, hl, env->hdr_edits, env->nhdr_edits, out);
+	if (env->new_body)
+		headers_end_block(out);
+	strbuf_append(out, b, bl);
+	return true;
+}
+
+/* 32 random bits for the MIME boundary (SpamAssassin's int(rand(2 ** 32))), from the kernel:
+ * a sender who could guess the boundary could end the report part inside his message. */
+static unsigned long rules_random32(void)
+{
+	uint32_t r = 0;
+
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+		r = (uint32_t)random() ^ (uint32_t)time(NULL);
+	return r;
+}
+
+/* Deletes every field of the header block of m (len octets), each name once. */
+static void rules_delete_all_fields(struct hook_env *env, const char *m, size_t len)
+{
+	char **seen = NULL;
+	size_t nseen = 0;
+
+	for (size_t i = 0; i < len && m[i] != '\n' && !(m[i] == '\r' && i + 1 < len &&
+	    m[i + 1] == '\n');) {
+		const char *lf = memchr(m + i, '\n', len - i);
+		size_t e = lf ? (size_t)(lf - m) + 1 : len, n = 0;
+		bool dup = false;
+
+		if (m[i] != ' ' && m[i] != '\t') {
+			while (i + n < e && m[i + n] != ':')
+				n++;
+			while (n > 0 && (m[i + n - 1] == ' ' || m[i + n - 1] == '\t'))
+				n--;
+			for (size_t k = 0; k < nseen && !dup; k++)
+				dup = strlen(seen[k]) == n && strncasecmp(seen[k], m + i, n) == 0;
+			if (!dup && n > 0 && i + n < e) {
+				if ((seen = realloc(seen, (nseen + 1) * sizeof(*seen))) == NULL ||
+				    (seen[nseen] = strndup(m + i, n)) == NULL)
+					abort();
+				hook_env_delete_headers(env, seen[nseen++]);
+			}
+		}
+		i = e;
+	}
+	for (size_t k = 0; k < nseen; k++)
+		free(seen[k]);
+	free(seen);
+}
+
+/* report_safe 1 or 2 (SpamAssassin's rewrite_report_safe): the spam message becomes a new
+ * one, SpamAssassin's header fields (wrap's X-Spam-* among them) and a multipart body of
+ * the report and the original, intact (as the backend would have had it). Every field of
+ * the message goes (one prefix delete), the new ones are added in order, the body is
+ * replaced. False, with nothing changed, when the wrapped message would pass
+ * limits.max_message_size or cannot be built: the caller marks it as report_safe 0 does. */
+static bool rules_wrap_apply(const struct rules_worker *w, struct hook_env *env,
+    const struct rules_wrap *wrap)
+{
+	const struct addhdr_safe *c = rules_set_safe(w->rs);
+	struct strbuf view = { 0 }, rcv = { 0 };
+	char version[64], *nm = NULL, date[64];
+	const char *hn;
+	size_t nl = 0, i = 0, hend, bstart;
+	struct msgbuf *body;
+	uint64_t max = env->cfg ? env->cfg->limits.max_message_size : 0;
+	struct addhdr_vals dv = { .now = time(NULL) };
+	char *d;
+
+	if (!rules_view(env, &view)) {
+		strbuf_free(&view);
+		return false;
+	}
+	/* "Received: from localhost by HOST\n\twith SpamAssassin (version V);\n\tDATE": the
+	 * fetchmail-style field SpamAssassin adds, naming mxgate */
+	snprintf(version, sizeof(version), "%s", MX_VERSION);
+	d = addhdr_expand("_DATE_", &dv);
+	snprintf(date, sizeof(date), "%s", d);
+	free(d);
+	hn = env->cfg && env->cfg->hostname ? env->cfg->hostname : "localhost";
+	strbuf_printf(&rcv, "Received: from localhost by %s\n\twith mxgate (version %s);\n\t%s\n",
+	    hn, version, date);
+	nm = addhdr_safe_build(c, view.v ? view.v : "", view.len, wrap->report, wrap->unsafe,
+	    wrap->fields.v ? wrap->fields.v : "", wrap->subject_tag, rcv.v, (unsigned long)time(NULL),
+	    rules_random32(), &nl);
+	strbuf_free(&rcv);
+	if (max && nl > max) {
+		log_event(LOG_LVL_WARNING, env->session_id, "event=rules_report_safe_skipped "
+		    "reason=size size=%zu max_message_size=%llu", nl, (unsigned long long)max);
+		free(nm);
+		strbuf_free(&view);
+		return false;
+	}
+	/* the body first: nothing of the message changes unless all of it can */
+	hend = 0;
+	while (hend < nl && nm[hend] != '\n' && !(nm[hend] == '\r' && hend + 1 < nl &&
+	    nm[hend + 1] == '\n')) {
+		const char *lf = memchr(nm + hend, '\n', nl - hend);
+
+		hend = lf ? (size_t)(lf - nm) + 1 : nl;
+	}
+	bstart = hend + (hend < nl && nm[hend] == '\r' ? 2 : 1);
+	body = msgbuf_new(env->cfg && env->cfg->limits.memory_threshold ?
+	    env->cfg->limits.memory_threshold : 1024 * 1024, env->cfg ? env->cfg->limits.spool_dir :
+	    NULL);
+	if (body == NULL || bstart > nl || msgbuf_append(body, nm + bstart, nl - bstart) < 0) {
+		log_event(LOG_LVL_WARNING, env->session_id, "event=rules_report_safe_skipped "
+		    "reason=spool");
+		msgbuf_free(body);
+		free(nm);
+		strbuf_free(&view);
+		return false;
+	}
+	/* the new header block: every field of the message goes (each name once), ours come
+	 * in order */
+	rules_delete_all_fields(env, view.v ? view.v : "", view.len);
+	while (i < hend) {
+		size_t st = i, colon, ve;
+		char *name, *val;
+
+		for (;;) {
+			const char *lf = memchr(nm + i, '\n', hend - i);
+
+			i = lf ? (size_t)(lf - nm) + 1 : hend;
+			if (i >= hend || (nm[i] != ' ' && nm[i] != '\t'))
+				break;
+		}
+		for (colon = st; colon < i && nm[colon] != ':'; colon++)
+			;
+		ve = i;
+		while (ve > colon && (nm[ve - 1] == '\n' || nm[ve - 1] == '\r'))
+			ve--;
+		if (colon >= ve)
+			continue;
+		name = strndup(nm + st, colon - st);
+		val = strndup(nm + colon + 1, ve - colon - 1);
+		if (name == NULL || val == NULL)
+			abort();
+		hook_env_add_header(env, name, val);
+		free(name);
+		free(val);
+	}
+	strbuf_free(&view);
+	hook_env_replace_body(env, body);
+	log_event(LOG_LVL_INFO, env->session_id, "event=rules_report_safe report_safe=%ld size=%zu",
+	    c->mode, nl);
+	free(nm);
+	return true;
 }
 
 /* rewrite_header Subject, as SpamAssassin with report_safe 0 (the rule files' tmpl): on spam,
@@ -589,6 +839,7 @@ struct rules_job {
 	struct hook_env ext;           /* other modules' symbols (names only) */
 	struct rules_result res;
 	struct bayes_result bayes;     /* the classifier's verdict (check_bayes reads it) */
+	char *preview;                 /* _PREVIEW_, when a template has it (report_safe's) */
 	bool failed;
 	/* between rules_apply_begin and rules_apply_end (an autolearn in the pool between) */
 	double total;                  /* the message's score, every module's symbols */
@@ -612,7 +863,45 @@ static void rules_job_free(struct rules_job *j)
 	free(j->rcpts);
 	free(j->ext.symbols);
 	rules_result_free(&j->res);
+	free(j->preview);
 	free(j);
+}
+
+/* Does a template of rs write _PREVIEW_ (the report of report_safe 1 or 2, a field)? */
+static bool rules_wants_preview(const struct rules_set *rs)
+{
+	const struct addhdr_spec *h;
+
+	if (rules_set_safe(rs)->mode != 0)
+		return true;
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0, n = rules_set_headers(rs, k, &h); i < n; i++)
+			if (strstr(h[i].tmpl, "_PREVIEW_"))
+				return true;
+	return false;
+}
+
+struct rules_lines_acc { const char **v; size_t *l; size_t n, cap; };
+
+static void rules_line_acc_cb(const char *line, size_t len, void *arg)
+{
+	struct rules_lines_acc *a = arg;
+
+	if (a->n >= a->cap)
+		return;
+	a->v[a->n] = line;
+	a->l[a->n++] = len;
+}
+
+/* _PREVIEW_ of the message sc scanned: its body lines, the Subject's first left out. */
+static char *rules_preview(const struct rules_scratch *sc)
+{
+	const char *v[5];
+	size_t l[5];
+	struct rules_lines_acc a = { v, l, 0, 5 };
+
+	rules_scratch_foreach_line(sc, RULE_BODY, rules_line_acc_cb, &a);
+	return addhdr_preview(a.n ? v + 1 : v, a.n ? l + 1 : l, a.n ? a.n - 1 : 0);
 }
 
 static void rules_work_cb(uv_work_t *req)
@@ -634,6 +923,8 @@ static void rules_work_cb(uv_work_t *req)
 	rules_scratch_set_bayes(sc, j->w->bayes ? &j->bayes : NULL);
 	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
 	rules_scratch_set_bayes(sc, NULL);
+	if (rules_wants_preview(j->w->rs))
+		j->preview = rules_preview(sc);
 	rules_worker_give_scratch(j->w, sc);
 }
 
@@ -695,12 +986,13 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	const struct rules_result *res = &j->res;
 	const struct bayes_result *br = &j->bayes;
 	double total = j->total;
+	const char *preview = j->preview;
 	struct verdict v;
 	const char *act;
 	char tests[512], sbuf[32], bbuf[64] = "", al[sizeof(j->alp.force_names) + 128];
 	char missing[64], scan[96] = "", alog[32] = "";
 	size_t to = 0;
-	bool incomplete;
+	bool incomplete, marked, spam, wrapped = false;
 
 	if (w->bayes && br->scanned)
 		snprintf(bbuf, sizeof(bbuf), " bayes=%.4f", br->prob);
@@ -744,19 +1036,38 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 		    w->th.required, act, tests[0] ? tests : "none",
 		    res->body_skipped ? " body=skipped" : "", scan, bbuf, alog);
 	}
-	if (rc->headers && !incomplete && (v.action == VERDICT_CONTINUE ||
-	    v.action == VERDICT_ACCEPT || v.action == VERDICT_QUARANTINE))
+	marked = !incomplete && (v.action == VERDICT_CONTINUE || v.action == VERDICT_ACCEPT ||
+	    v.action == VERDICT_QUARANTINE);
+	spam = round(total * 1000) / 1000 >= w->th.required;
+	/* report_safe 1 or 2: spam SpamAssassin would wrap (a message the body rules saw: a
+	 * bigger one spamc does not even send) becomes the report with the original inside;
+	 * it falls back to the fields alone when the wrapped message cannot be made, and in
+	 * mode log, whose promise is the fields alone */
+	if (rc->headers && marked && spam && rules_set_safe(w->rs)->mode != 0 &&
+	    !res->body_skipped && rc->mode != RULES_MODE_LOG) {
+		struct rules_wrap wrap = { 0 };
+
 		rules_add_headers(w, env, total, w->th.required, res, al,
-		    w->bayes && br->scanned ? br->prob : -1);
+		    w->bayes && br->scanned ? br->prob : -1, preview, &wrap);
+		wrapped = rules_wrap_apply(w, env, &wrap);
+		strbuf_free(&wrap.fields);
+		free(wrap.report);
+		free(wrap.unsafe);
+		free(wrap.subject_tag);
+	}
+	if (wrapped)
+		;
+	else if (rc->headers && marked)
+		rules_add_headers(w, env, total, w->th.required, res, al,
+		    w->bayes && br->scanned ? br->prob : -1, preview, NULL);
 	else if (!rc->headers || incomplete)
 		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
 		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it
 		 * (SpamAssassin removes X-Spam-* whatever it adds) */
 		rules_delete_spam_fields(env);
-	if (rules_set_rewrite_subject(w->rs) && !incomplete && (v.action == VERDICT_CONTINUE ||
-	    v.action == VERDICT_ACCEPT || v.action == VERDICT_QUARANTINE))
+	if (!wrapped && rules_set_rewrite_subject(w->rs) && marked)
 		rules_rewrite_subject(env, rules_set_rewrite_subject(w->rs), total, w->th.required,
-		    round(total * 1000) / 1000 >= w->th.required);
+		    spam);
 	if (v.action == VERDICT_QUARANTINE)
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason),
 		    "rules: %s score=%s", res->action_rule ? res->action_rule : "", sbuf);

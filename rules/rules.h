@@ -89,6 +89,9 @@ struct addhdr_spec;
 size_t rules_set_headers(const struct rules_set *rs, bool spam, const struct addhdr_spec **v);
 /* The rule files' `rewrite_header Subject STRING` (tags unexpanded), or NULL. */
 const char *rules_set_rewrite_subject(const struct rules_set *rs);
+/* report_safe and its report settings (mode 0: spam is marked by its header fields). */
+struct addhdr_safe;
+const struct addhdr_safe *rules_set_safe(const struct rules_set *rs);
 /* Reads and parses the files the globs name as rules_set_load does (the same if/ifplugin
  * blocks, FILE:LINE:COL errors written to err, which may be NULL) without compiling: for
  * the settings alone (`mxgate learn` and its bayes_ignore_header lines). NULL only on

@@ -552,6 +552,7 @@ static void rules_set_release(struct rules_set *rs)
 		free(rs->ignore_hdrs[i]);
 	free(rs->ignore_hdrs);
 	free(rs->rewrite_subject);
+	addhdr_safe_clear(&rs->safe);
 	for (int k = 0; k < 2; k++) {
 		for (size_t i = 0; i < rs->nhdrs[k]; i++) {
 			free(rs->hdrs[k][i].name);
@@ -612,6 +613,7 @@ static int rules_finish_load(struct rule_src *src, struct rules_set **out, FILE 
 		if (rule_src_rewrite_subject(src) &&
 		    ((*out)->rewrite_subject = strdup(rule_src_rewrite_subject(src))) == NULL)
 			abort();
+		rule_src_safe(src, &(*out)->safe);
 		for (int k = 0; k < 2; k++) {
 			const struct addhdr_spec *h;
 			size_t nh = rule_src_headers(src, k == 1, &h);
@@ -832,6 +834,11 @@ size_t rules_set_headers(const struct rules_set *rs, bool spam, const struct add
 {
 	*v = rs->hdrs[spam ? 1 : 0];
 	return rs->nhdrs[spam ? 1 : 0];
+}
+
+const struct addhdr_safe *rules_set_safe(const struct rules_set *rs)
+{
+	return &rs->safe;
 }
 
 const char *rules_set_rewrite_subject(const struct rules_set *rs)

@@ -81,6 +81,7 @@ struct rules_set {
 	char **ignore_hdrs; size_t nignore_hdrs;  /* bayes_ignore_header, for the classifier */
 	char *rewrite_subject;                   /* rewrite_header Subject STRING, or NULL */
 	struct addhdr_spec *hdrs[2]; size_t nhdrs[2];   /* add_header lists: [0] ham, [1] spam */
+	struct addhdr_safe safe;                 /* report_safe and its report templates */
 	atomic_int refs;
 };
 

@@ -3,8 +3,9 @@
  * regex through match_re_compile's Perl check (the scan for an unescaped "{"), and a
  * `rewrite_header Subject` template expanded before the input's first line as the old
  * Subject and before none, and every add_header field (spam and ham lists) written as spamd
- * writes it (tags, folding, RFC 2047), its REPORT over the input's first line as a
- * description. */
+ * writes it (tags, folding, RFC 2047), its REPORT and SUMMARY over the input's first line
+ * as a description, PREVIEW over its lines; then report_safe's message built (the report
+ * templates read, the input as the original message, its fields copied). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -82,11 +83,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			.test_scores = scores, .ntests = size % 4, .autolearn = "no autolearn_force=no",
 			.version = "mxgate-0", .hostname = "mx.test", .bayes = size % 3 ? 0.5 : -1 };
 
+		char *sum = NULL, *pv, *rt, *ut, *msg;
+		size_t sl = 0, np = 0, ml, lens[4];
+		const char *lines[4];
+		struct addhdr_safe sf = { 0 };
+
 		if (desc) {
 			addhdr_report_add(&rep, &rl, scores[size % 3], "A_RULE", "BODY: ", desc);
 			addhdr_report_add(&rep, &rl, 12, "B_RULE", "", desc);
+			addhdr_summary_add(&sum, &sl, scores[size % 3], "A_RULE", "URI: ", desc);
 		}
+		for (const uint8_t *p = data; np < 4 && p < data + size;) {
+			const uint8_t *e = memchr(p, '\n', (size_t)(data + size - p));
+
+			lines[np] = (const char *)p;
+			lens[np++] = e ? (size_t)(e - p) : (size_t)(data + size - p);
+			p = e ? e + 1 : data + size;
+		}
+		pv = addhdr_preview(lines, lens, np);
 		v.report = rep;
+		v.summary = sum;
+		v.preview = pv;
+		rule_src_safe(s, &sf);
+		rt = addhdr_expand(sf.report ? sf.report : "", &v);
+		ut = addhdr_expand(sf.unsafe_report ? sf.unsafe_report : "", &v);
+		sf.mode = size % 3;
+		msg = addhdr_safe_build(&sf, (const char *)data, size, rt, ut, "X-Spam-Flag: YES\n",
+		    size % 2 ? desc : NULL, "Received: from localhost\n", size, size * 7, &ml);
+		free(msg);
+		free(rt);
+		free(ut);
+		addhdr_safe_clear(&sf);
 		for (int k = 0; k < 2; k++) {
 			const struct addhdr_spec *h;
 			size_t nh = rule_src_headers(s, k == 1, &h);
@@ -95,6 +122,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				free(addhdr_value(h[i].name, h[i].tmpl, &v));
 		}
 		free(rep);
+		free(pv);
+		free(sum);
 		free(desc);
 	}
 	for (size_t i = 0; i < rule_src_nerrors(s); i++)

@@ -1162,6 +1162,41 @@ def spamd(local_cf=''):
                       'spamd-%d' % port, port, timeout=60)
 
 
+def spamd_pairs(label, local, cases, stock, spamd_local=None):
+    """Each case (name, bytes) through mxgate (the rule files in stock, a glob, then local as
+    a rule file; a recording Backend; add_header 5, reject 1000) and through spamd with
+    local (or spamd_local) in its local.cf: yields (name, data, what the backend got, spamc's
+    output) for each case delivered (a failed delivery is a failed check); stops both after
+    the last."""
+    path = os.path.join(TMP, label + '.cf')
+    with open(path, 'w') as f:
+        f.write(local)
+    sd = spamd(local if spamd_local is None else spamd_local)
+    be = Backend()
+    mx = Mxgate(config([be.url], rules={'files': [stock, path],
+                                        'actions': {'add_header': 5, 'reject': 1000},
+                                        'client_relay': False}),
+                name='mxgate-' + label)
+    check(mx.wait_log(r'event=rules_loaded', timeout=60) is not None, '%s: rules loaded' % label)
+    ready = wait_for(lambda: subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(sd.port), '-K'],
+                                            capture_output=True).returncode == 0,
+                     timeout=60, step=0.5)
+    check(bool(ready), '%s: spamd answers' % label)
+    for name, data in cases:
+        n = len(be.messages)
+        code, text = send_mail(mx.port, 'sender@example.org', ['rcpt@example.test'], data)
+        ok = code == 250 and wait_for(lambda: len(be.messages) > n, timeout=slack(20))
+        check(ok, '%s %s: delivered (%s %s)' % (label, name, code, text))
+        if not ok:
+            continue
+        r = subprocess.run(['spamc', '-d', '127.0.0.1', '-p', str(sd.port)], input=data,
+                           capture_output=True, timeout=120)
+        yield name, data, be.messages[-1]['data'], r.stdout
+    mx.stop()
+    sd.terminate()
+    sd.wait()
+
+
 def milter(stall=10, unix=False):
     """tests/peers/mx_milter.py (python3-milter) on a held port, or a unix socket (.sock)."""
     need_python_milter()

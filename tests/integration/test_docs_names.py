@@ -253,7 +253,7 @@ headers = {}
 HDR = r'[A-Z][A-Za-z0-9]*(?:-[A-Za-z0-9%]+)+|Received'
 for rel, code in sources.items():
     defines = dict(re.findall(r'#define\s+(\w+)\s+"([^"]+)"', code))
-    for fn in ('hook_env_add_header', 'hook_env_insert_header', 'hook_env_change_header', 'headers_append_field',
+    for fn in ('hook_env_add_header', 'hook_env_insert_header', 'hook_env_change_header', 'headers_append_field', 'rules_field_out',
                'snprintf'):
         for line, args in call_args(code, fn):
             for a in args[1:]:

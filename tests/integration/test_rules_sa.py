@@ -94,7 +94,7 @@ for path in MSGS:
     if st is None:
         continue
     score = header(got, 'X-Spam-Score')
-    mt.check(score is not None and abs(float(score) - st[1]) < 0.05,
+    mt.check(score is not None and abs(float(score) - st[1]) < 1e-9,
              '%s: X-Spam-Score %s matches the status score %.1f' % (name, score, st[1]))
     mt.check(sorted(st[2]) == st[2], '%s: tests sorted as SA does' % name)
     mt.check(set(st[2]) == set(logged), '%s: header tests equal the logged ones' % name)

@@ -79,8 +79,9 @@ static void test_bayes_and_unknown(void **state)
 	got = addhdr_expand("_BAYES_", &v);
 	assert_string_equal(got, "0.9877");
 	free(got);
-	assert_int_equal(addhdr_unknown_tags("_YESNO_ _PREVIEW_ x _HEADER(From)_", buf, sizeof(buf)), 2);
-	assert_string_equal(buf, "_PREVIEW_, _HEADER(From)_");
+	assert_int_equal(addhdr_unknown_tags("_YESNO_ _PREVIEW_ x _HEADER(From)_ _LANGUAGES_",
+	    buf, sizeof(buf)), 2);
+	assert_string_equal(buf, "_HEADER(From)_, _LANGUAGES_");
 	assert_int_equal(addhdr_unknown_tags("_YESNO_ _SCORE(0)_", buf, sizeof(buf)), 0);
 }
 
@@ -153,6 +154,107 @@ static void test_wrap(void **state)
 	free(w);
 }
 
+/* get_content_preview over the body lines (the Subject's left out), and the summary lines
+ * of PerMsgStatus::_build_summary: SpamAssassin 4.0.1's code run on the same input (perl,
+ * Util::wrap). */
+struct preview_row { const char *label; const char *lines[5]; size_t n; const char *want; };
+
+static const struct preview_row preview_rows[] = {
+	{ "three lines, an Original Message and a rule of underscores cut",
+	  { "Hello Bob,", "the minutes -----Original Message----- From: x", "______________ end",
+	    "fourth" }, 4, "Hello Bob, the minutes end " },
+	{ "a line over 200 characters cut there, the rest wrapped at 75",
+	  { "word word word word word word word word word word word word word word word word "
+	    "word word word word word word word word word word word word word word word word "
+	    "word word word word word word word word word word word word word word word word "
+	    "word word word word word word word word word word word word", "two" }, 2,
+	  "word word word word word word word word word word word word\n   word word word word "
+	  "word word word word word word word word word word word\n   word word word word word word "
+	  "word word word word word word word [...] " },
+	{ "the MIME preamble dropped, two long words each on a line",
+	  { "This is a multi-part message in MIME format.",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" }, 2,
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+	  "   bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n   " },
+	{ "no body text", { NULL }, 0, "" },
+};
+
+static void test_preview(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(preview_rows) / sizeof(*preview_rows); i++) {
+		const struct preview_row *r = &preview_rows[i];
+		size_t lens[5];
+		char *got;
+
+		for (size_t k = 0; k < r->n; k++)
+			lens[k] = strlen(r->lines[k]);
+		got = addhdr_preview(r->lines, lens, r->n);
+		if (strcmp(got, r->want) != 0)
+			fail_msg("%s:\n got  [%s]\n want [%s]", r->label, got, r->want);
+		free(got);
+	}
+}
+
+static void test_summary(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0;
+
+	(void)state;
+	addhdr_summary_add(&buf, &len, 20, "LOC_SPAM", "", "A local test rule whose description "
+	    "is long enough to be wrapped by SpamAssassin's report at 75 columns");
+	addhdr_summary_add(&buf, &len, -0.001, "NO_RELAYS", "BODY: ",
+	    "Informational: message was not relayed via SMTP");
+	addhdr_summary_add(&buf, &len, 2.5, "A_VERY_LONG_RULE_NAME_OVER_22", "URI: ", "short");
+	assert_string_equal(buf,
+	    "  20 LOC_SPAM               A local test rule whose description is long enough to be\n"
+	    "                            wrapped by SpamAssassin's report at 75 columns\n"
+	    "-0.0 NO_RELAYS              BODY: Informational: message was not relayed via SMTP\n"
+	    " 2.5 A_VERY_LONG_RULE_NAME_OVER_22 URI: short\n");
+	assert_int_equal(len, strlen(buf));
+	free(buf);
+}
+
+/* rewrite_report_safe's message (the byte-for-byte comparison with spamd is
+ * test_rules_reportsafe): the field order, the Subject tagged once, the line ending of the
+ * message, the disposition, the boundary kept unique, the original inside intact. */
+static void test_safe_build(void **state)
+{
+	static const char msg[] = "Received: from a\r\n\tby b\r\nFrom: x@y\r\nX-Copy: 1\r\n"
+	    "Subject: [S] hi\r\nsubject : second\r\nContent-Type: text/html\r\nX-Copy: 2\r\n"
+	    "\r\n------------=_00000001.00000002\r\nbody\r\n";
+	char *copy[] = { "Received", "X-Copy", "from", "x-copy" };
+	struct addhdr_safe c = { .mode = 1, .copy = copy, .ncopy = 4 };
+	size_t n;
+	char *got = addhdr_safe_build(&c, msg, sizeof(msg) - 1, "REPORT\n\n", "UNSAFE\n",
+	    "X-Spam-Flag: YES\n", "[S]", "Received: from localhost by h\n\twith x;\n\tD\n", 1, 2, &n);
+	const char *b, *want;
+
+	(void)state;
+	assert_int_equal(n, strlen(got));
+	b = strstr(got, "MIME-Version");
+	assert_non_null(b);
+	/* get_pristine_header: the last Subject ("subject : second"), tagged */
+	want = "Received: from localhost by h\r\n\twith x;\r\n\tD\r\n"
+	    "Received: from a\r\n\tby b\r\nFrom: x@y\r\nSubject: [S] second\r\n"
+	    "X-Spam-Flag: YES\r\nX-Copy: 1\r\nX-Copy: 2\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/mixed; boundary=\"----------=_00000001.00000002/";
+	if (strncmp(got, want, strlen(want)) != 0)
+		fail_msg("got [%.*s]", (int)strlen(want), got);
+	assert_non_null(strstr(got, "\r\n\r\nREPORT\r\n\r\nUNSAFE\r\n\r\n\r\n--"));
+	assert_non_null(strstr(got, "Content-Type: message/rfc822; x-spam-type=original\r\n"
+	    "Content-Description: original message before SpamAssassin\r\n"
+	    "Content-Disposition: attachment\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"));
+	b = strstr(got, "8bit\r\n\r\nReceived: from a");
+	assert_non_null(b);
+	assert_memory_equal(b + 8, msg, sizeof(msg) - 1);
+	assert_true(strncmp(b + 8 + sizeof(msg) - 1, "\r\n--" "----------=_00000001.00000002/", 34) == 0);
+	assert_string_equal(got + n - 6, "--\r\n\r\n");
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +263,9 @@ int main(void)
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_report_lines),
 		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_preview),
+		cmocka_unit_test(test_summary),
+		cmocka_unit_test(test_safe_build),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -106,8 +106,9 @@ static void test_directives(void **state)
 	d = get(s, "E2");
 	assert_int_equal(d->env_field, ENV_IP_CIDR);
 	assert_string_equal(d->cidr, "198.18.0.0/15");
-	/* lang lines never apply (SpamAssassin in C.UTF-8) and are not "ignored": report only */
-	assert_int_equal(rule_src_ignored(s), 1);
+	/* lang lines never apply (SpamAssassin in C.UTF-8) and are not "ignored"; report
+	 * lines make report_safe's report template */
+	assert_int_equal(rule_src_ignored(s), 0);
 	assert_true(get(s, "H1")->score == 2.5);
 	rule_src_free(s);
 }
@@ -243,7 +244,7 @@ static void test_ignored_directives(void **state)
 {
 	int nerr;
 	struct rule_src *s = parse(
-	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x _PREVIEW_\n"
+	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x _RELAYSEXTERNAL_\n"
 	    "report_safe 0\nwhitelist_from a@b.example\ntrusted_networks 10.0.0.0/8\n"
 	    "uri_detail LOC_UD type =~ /^a$/ raw =~ /x/\nscore LOC_UD 1\n"
 	    "uri_detail LOC_UD2 raw =~ /it's\\/x/ host !~ /y/\n"
@@ -257,16 +258,14 @@ static void test_ignored_directives(void **state)
 	assert_non_null(strstr(rule_src_error(s, 0), "t.cf:10:31: uri_detail LOC_UD3: bracket"));
 	assert_non_null(list);
 	/* add_header is applied (a tag mxgate does not expand is a warning at its line), and
-	 * so is report_safe 0; report_safe 2 (the last report_safe line) and shortcircuit are
-	 * not: listed and warned of */
-	assert_string_equal(list, "report_safe 1, shortcircuit 1");
-	assert_int_equal(rule_src_nwarnings(s), 3);
+	 * so are report_safe 0 and 2 (the last report_safe line); shortcircuit is not: listed
+	 * and warned of */
+	assert_string_equal(list, "shortcircuit 1");
+	assert_int_equal(rule_src_nwarnings(s), 2);
 	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:3:1: warning: add_header all Checker: "
-	    "_PREVIEW_ is not expanded by mxgate"));
+	    "_RELAYSEXTERNAL_ is not expanded by mxgate"));
 	assert_non_null(strstr(rule_src_warning(s, 1), "t.cf:12:1: warning: shortcircuit LOC_UD on "
 	    "is not applied"));
-	assert_non_null(strstr(rule_src_warning(s, 2), "t.cf:11:1: warning: report_safe 2 is not "
-	    "applied"));
 
 	assert_string_equal(get(s, "LOC_UD")->eval_fn, "check_uri_detail");
 	assert_string_equal(get(s, "LOC_UD2")->eval_fn, "check_uri_detail");
