@@ -238,38 +238,6 @@ static int json_skip(struct json_reader *j)
 	}
 }
 
-/* One entry of "symbols": {"name": ..., "score": N, ...}; reports (key, score). */
-static int json_symbol(struct json_reader *j, const char *key, rspamd_symbol_cb cb, void *arg)
-{
-	char k[32];
-	double score = 0;
-
-	if (!json_eat(j, '{'))
-		return json_skip(j);
-	if (++j->depth > RSPAMD_JSON_DEPTH)
-		return -1;
-	if (!json_eat(j, '}')) {
-		for (;;) {
-			if (json_string(j, k, sizeof(k)) < 0 || !json_eat(j, ':'))
-				return -1;
-			if (strcmp(k, "score") == 0) {
-				if (json_number(j, &score) < 0)
-					return -1;
-			} else if (json_skip(j) < 0)
-				return -1;
-			if (json_eat(j, ','))
-				continue;
-			if (json_eat(j, '}'))
-				break;
-			return -1;
-		}
-	}
-	j->depth--;
-	if (cb)
-		cb(arg, key, score);
-	return 0;
-}
-
 /* An object whose members are handled by fn (called with the key, positioned at the value). */
 static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, const char *, void *),
     void *ctx)
@@ -299,6 +267,29 @@ static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, co
 	return 0;
 }
 
+/* The "score" member of one symbol's object (the others skipped). */
+static int json_symbol_member(struct json_reader *j, const char *key, void *ctx)
+{
+	if (strcmp(key, "score") == 0)
+		return json_number(j, ctx);
+	return json_skip(j);
+}
+
+/* One entry of "symbols": {"name": ..., "score": N, ...}; reports (key, score). */
+static int json_symbol(struct json_reader *j, const char *key, rspamd_symbol_cb cb, void *arg)
+{
+	double score = 0;
+
+	json_ws(j);
+	if (j->p >= j->end || *j->p != '{')
+		return json_skip(j);
+	if (json_object(j, json_symbol_member, &score) < 0)
+		return -1;
+	if (cb)
+		cb(arg, key, score);
+	return 0;
+}
+
 struct json_top {
 	struct rspamd_result *r;
 	rspamd_symbol_cb cb;
@@ -310,53 +301,53 @@ struct json_top {
 
 #define RSPAMD_HEADER_VALUE_MAX 8192
 
+/* Whether a number (not a string, container or literal) comes next. */
+static bool json_at_number(struct json_reader *j)
+{
+	json_ws(j);
+	return j->p < j->end && !strchr("\"{[ntf", *j->p);
+}
+
+struct json_add { struct json_top *t; struct rspamd_header_op op; bool have; };
+
+/* A member of {"value": V, "order": N} ("index" is rspamd's other name for order). */
+static int json_milter_add_field(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_add *a = ctx;
+	double d;
+
+	json_ws(j);
+	if (strcmp(key, "value") == 0 && j->p < j->end && *j->p == '"') {
+		a->have = true;
+		return json_string_cut(j, a->t->hval, RSPAMD_HEADER_VALUE_MAX, &a->op.cut);
+	}
+	if ((strcmp(key, "order") == 0 || strcmp(key, "index") == 0) && json_at_number(j)) {
+		if (json_number(j, &d) < 0)
+			return -1;
+		a->op.index = d >= 0 && d < 10000 ? (long)d : -1;
+		return 0;
+	}
+	return json_skip(j);
+}
+
 /* One value of add_headers: "value" or {"value": V, "order": N}. */
 static int json_milter_add_one(struct json_reader *j, const char *name, struct json_top *t)
 {
-	struct rspamd_header_op op = { .name = name, .index = -1 };
-	bool have = false;
-	char k[32];
+	struct json_add a = { t, { .name = name, .index = -1 }, false };
 
 	json_ws(j);
 	if (j->p < j->end && *j->p == '"') {
-		if (json_string_cut(j, t->hval, RSPAMD_HEADER_VALUE_MAX, &op.cut) < 0)
+		if (json_string_cut(j, t->hval, RSPAMD_HEADER_VALUE_MAX, &a.op.cut) < 0)
 			return -1;
-		have = true;
-	} else if (json_eat(j, '{')) {
-		if (++j->depth > RSPAMD_JSON_DEPTH)
+		a.have = true;
+	} else if (j->p < j->end && *j->p == '{') {
+		if (json_object(j, json_milter_add_field, &a) < 0)
 			return -1;
-		if (!json_eat(j, '}')) {
-			for (;;) {
-				double d;
-
-				if (json_string(j, k, sizeof(k)) < 0 || !json_eat(j, ':'))
-					return -1;
-				json_ws(j);
-				if (strcmp(k, "value") == 0 && j->p < j->end && *j->p == '"') {
-					if (json_string_cut(j, t->hval, RSPAMD_HEADER_VALUE_MAX, &op.cut) < 0)
-						return -1;
-					have = true;
-				} else if ((strcmp(k, "order") == 0 || strcmp(k, "index") == 0) && j->p < j->end &&
-				    *j->p != '"' && *j->p != '{' && *j->p != '[' && *j->p != 'n' && *j->p != 't' &&
-				    *j->p != 'f') {
-					if (json_number(j, &d) < 0)
-						return -1;
-					op.index = d >= 0 && d < 10000 ? (long)d : -1;
-				} else if (json_skip(j) < 0)
-					return -1;
-				if (json_eat(j, ','))
-					continue;
-				if (json_eat(j, '}'))
-					break;
-				return -1;
-			}
-		}
-		j->depth--;
 	} else
 		return json_skip(j);
-	if (have && !t->removes) {
-		op.value = t->hval;
-		t->hcb(t->arg, &op);
+	if (a.have && !t->removes) {
+		a.op.value = t->hval;
+		t->hcb(t->arg, &a.op);
 	}
 	return 0;
 }
@@ -392,9 +383,7 @@ static int json_milter_remove_member(struct json_reader *j, const char *key, voi
 	struct rspamd_header_op op = { .remove = true, .name = key };
 	double d;
 
-	json_ws(j);
-	if (j->p >= j->end || *j->p == '"' || *j->p == '{' || *j->p == '[' || *j->p == 'n' || *j->p == 't' ||
-	    *j->p == 'f')
+	if (!json_at_number(j))
 		return json_skip(j);   /* rspamd's milter takes integers only */
 	if (json_number(j, &d) < 0)
 		return -1;
