@@ -238,38 +238,6 @@ static int json_skip(struct json_reader *j)
 	}
 }
 
-/* One entry of "symbols": {"name": ..., "score": N, ...}; reports (key, score). */
-static int json_symbol(struct json_reader *j, const char *key, rspamd_symbol_cb cb, void *arg)
-{
-	char k[32];
-	double score = 0;
-
-	if (!json_eat(j, '{'))
-		return json_skip(j);
-	if (++j->depth > RSPAMD_JSON_DEPTH)
-		return -1;
-	if (!json_eat(j, '}')) {
-		for (;;) {
-			if (json_string(j, k, sizeof(k)) < 0 || !json_eat(j, ':'))
-				return -1;
-			if (strcmp(k, "score") == 0) {
-				if (json_number(j, &score) < 0)
-					return -1;
-			} else if (json_skip(j) < 0)
-				return -1;
-			if (json_eat(j, ','))
-				continue;
-			if (json_eat(j, '}'))
-				break;
-			return -1;
-		}
-	}
-	j->depth--;
-	if (cb)
-		cb(arg, key, score);
-	return 0;
-}
-
 /* An object whose members are handled by fn (called with the key, positioned at the value). */
 static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, const char *, void *),
     void *ctx)
@@ -299,7 +267,144 @@ static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, co
 	return 0;
 }
 
-struct json_top { struct rspamd_result *r; rspamd_symbol_cb cb; void *arg; };
+/* The "score" member of one symbol's object (the others skipped). */
+static int json_symbol_member(struct json_reader *j, const char *key, void *ctx)
+{
+	if (strcmp(key, "score") == 0)
+		return json_number(j, ctx);
+	return json_skip(j);
+}
+
+/* One entry of "symbols": {"name": ..., "score": N, ...}; reports (key, score). */
+static int json_symbol(struct json_reader *j, const char *key, rspamd_symbol_cb cb, void *arg)
+{
+	double score = 0;
+
+	json_ws(j);
+	if (j->p >= j->end || *j->p != '{')
+		return json_skip(j);
+	if (json_object(j, json_symbol_member, &score) < 0)
+		return -1;
+	if (cb)
+		cb(arg, key, score);
+	return 0;
+}
+
+struct json_top {
+	struct rspamd_result *r;
+	rspamd_symbol_cb cb;
+	void *arg;
+	rspamd_header_cb hcb;    /* set: only the "milter" block is read */
+	bool removes;
+	char *hval;              /* RSPAMD_HEADER_VALUE_MAX */
+};
+
+#define RSPAMD_HEADER_VALUE_MAX 8192
+
+/* Whether a number (not a string, container or literal) comes next. */
+static bool json_at_number(struct json_reader *j)
+{
+	json_ws(j);
+	return j->p < j->end && !strchr("\"{[ntf", *j->p);
+}
+
+struct json_add { struct json_top *t; struct rspamd_header_op op; bool have; };
+
+/* A member of {"value": V, "order": N} ("index" is rspamd's other name for order). */
+static int json_milter_add_field(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_add *a = ctx;
+	double d;
+
+	json_ws(j);
+	if (strcmp(key, "value") == 0 && j->p < j->end && *j->p == '"') {
+		a->have = true;
+		return json_string_cut(j, a->t->hval, RSPAMD_HEADER_VALUE_MAX, &a->op.cut);
+	}
+	if ((strcmp(key, "order") == 0 || strcmp(key, "index") == 0) && json_at_number(j)) {
+		if (json_number(j, &d) < 0)
+			return -1;
+		a->op.index = d >= 0 && d < 10000 ? (long)d : -1;
+		return 0;
+	}
+	return json_skip(j);
+}
+
+/* One value of add_headers: "value" or {"value": V, "order": N}. */
+static int json_milter_add_one(struct json_reader *j, const char *name, struct json_top *t)
+{
+	struct json_add a = { t, { .name = name, .index = -1 }, false };
+
+	json_ws(j);
+	if (j->p < j->end && *j->p == '"') {
+		if (json_string_cut(j, t->hval, RSPAMD_HEADER_VALUE_MAX, &a.op.cut) < 0)
+			return -1;
+		a.have = true;
+	} else if (j->p < j->end && *j->p == '{') {
+		if (json_object(j, json_milter_add_field, &a) < 0)
+			return -1;
+	} else
+		return json_skip(j);
+	if (a.have && !t->removes) {
+		a.op.value = t->hval;
+		t->hcb(t->arg, &a.op);
+	}
+	return 0;
+}
+
+static int json_milter_add_member(struct json_reader *j, const char *key, void *ctx)
+{
+	json_ws(j);
+	if (json_eat(j, '[')) {
+		if (++j->depth > RSPAMD_JSON_DEPTH)
+			return -1;
+		if (json_eat(j, ']')) {
+			j->depth--;
+			return 0;
+		}
+		for (;;) {
+			if (json_milter_add_one(j, key, ctx) < 0)
+				return -1;
+			if (json_eat(j, ','))
+				continue;
+			if (json_eat(j, ']'))
+				break;
+			return -1;
+		}
+		j->depth--;
+		return 0;
+	}
+	return json_milter_add_one(j, key, ctx);
+}
+
+static int json_milter_remove_member(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_top *t = ctx;
+	struct rspamd_header_op op = { .remove = true, .name = key };
+	double d;
+
+	if (!json_at_number(j))
+		return json_skip(j);   /* rspamd's milter takes integers only */
+	if (json_number(j, &d) < 0)
+		return -1;
+	if (d > -10000 && d < 10000 && t->removes) {
+		op.index = (long)d;
+		t->hcb(t->arg, &op);
+	}
+	return 0;
+}
+
+static int json_milter_member(struct json_reader *j, const char *key, void *ctx)
+{
+	json_ws(j);
+	if (j->p < j->end && *j->p == '{') {
+		if (strcmp(key, "add_headers") == 0)
+			return json_object(j, json_milter_add_member, ctx);
+		if (strcmp(key, "remove_headers") == 0)
+			return json_object(j, json_milter_remove_member, ctx);
+	}
+	return json_skip(j);
+}
 
 static int json_symbols_member(struct json_reader *j, const char *key, void *ctx)
 {
@@ -321,6 +426,12 @@ static int json_top_member(struct json_reader *j, const char *key, void *ctx)
 {
 	struct json_top *t = ctx;
 
+	if (t->hcb) {
+		json_ws(j);
+		if (strcmp(key, "milter") == 0 && j->p < j->end && *j->p == '{')
+			return json_object(j, json_milter_member, t);
+		return json_skip(j);
+	}
 	if (strcmp(key, "score") == 0) {
 		t->r->has_score = true;
 		return json_number(j, &t->r->score);
@@ -362,6 +473,22 @@ int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
 			*p = ' ';
 	return 0;
+}
+
+int rspamd_json_milter(const char *json, size_t len, bool removes, rspamd_header_cb cb, void *arg)
+{
+	struct json_reader j = { json, json + len, 0 };
+	struct json_top t = { .hcb = cb, .arg = arg, .removes = removes };
+	int rc;
+
+	if (cb == NULL || (t.hval = malloc(RSPAMD_HEADER_VALUE_MAX)) == NULL)
+		return -1;
+	rc = json_object(&j, json_top_member, &t);
+	free(t.hval);
+	if (rc < 0)
+		return -1;
+	json_ws(&j);
+	return j.p == j.end ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------- HTTP */
@@ -446,7 +573,7 @@ static const struct cfg_field rspamd_option_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rspamd_options, max_size), "20M", 1, 1073741824.0,
 	  .doc = "larger messages are not scanned" },
 	{ "use_action", CFG_BOOL, offsetof(struct rspamd_options, use_action), "false",
-	  .doc = "apply rspamd's action: reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject (else only its score counts)" },
+	  .doc = "apply rspamd's action: reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject; and the reply's milter add_headers/remove_headers (milter_headers, DKIM-Signature) as rspamd's milter applies them (else only its score counts)" },
 	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
 	  .doc = "rspamd controller password (the `Password:` header)" },
 	{ .key = NULL }
@@ -521,6 +648,81 @@ static void rspamd_rewrite_subject(struct rspamd_scan *sc, const struct rspamd_r
 	h->change_header(sc->call, "Subject", 1, r->subject);
 }
 
+/* How many fields called name the message's header block holds (as received, as rspamd
+ * counted them). */
+static long rspamd_count_fields(struct rspamd_scan *sc, const char *name)
+{
+	const struct mxgate_host *h = sc->ri->host;
+	size_t len = 0, hlen = h->header_len(sc->call), nlen = strlen(name);
+	const char *m = h->message(sc->call, &len);
+	long n = 0;
+
+	if (m == NULL || hlen > len)
+		return 0;
+	for (size_t i = 0; i + nlen < hlen; ) {
+		if (m[i] != ' ' && m[i] != '\t' && strncasecmp(m + i, name, nlen) == 0 && m[i + nlen] == ':')
+			n++;
+		const char *nl = memchr(m + i, '\n', hlen - i);
+		if (nl == NULL)
+			break;
+		i = (size_t)(nl - m) + 1;
+	}
+	return n;
+}
+
+/* A field name rspamd may set: 1..127 printable octets, no ':' (others are not applied). */
+static bool rspamd_field_name_ok(const char *name)
+{
+	size_t n = 0;
+
+	for (; name[n]; n++)
+		if ((unsigned char)name[n] <= ' ' || (unsigned char)name[n] > '~' || name[n] == ':')
+			return false;
+	return n > 0 && n < 128;
+}
+
+/* One operation of the reply's "milter" block, as rspamd's milter gateway turns it into
+ * milter actions (rspamd_milter.c): remove N -> CHGHEADER name N with no value, 0 -> every
+ * field of that name, -N -> counted from the last; add with an order -> INSHEADER at it (the
+ * delivered header block, mxgate's own Received counted as Postfix counts its own), else
+ * ADDHEADER. */
+static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
+{
+	struct rspamd_scan *sc = arg;
+	const struct mxgate_host *h = sc->ri->host;
+	char nv[300];
+
+	if (!rspamd_field_name_ok(op->name) || op->cut) {
+		h->log(sc->call, 2, "event=rspamd_error error=\"%s\" header=%s",
+		    op->cut ? "header value too long" : "bad header name", log_val(nv, sizeof(nv), op->name));
+		return;
+	}
+	if (op->remove) {
+		long n = op->index;
+
+		if (n == 0) {
+			h->delete_header(sc->call, op->name);
+			return;
+		}
+		if (n < 0)
+			n = rspamd_count_fields(sc, op->name) + n + 1;
+		if (n > 0)
+			h->change_header(sc->call, op->name, (int)n, NULL);
+		return;
+	}
+	if (op->index >= 0)
+		h->insert_header_delivered(sc->call, (int)op->index, op->name, op->value);
+	else
+		h->add_header(sc->call, op->name, op->value);
+}
+
+/* The reply's "milter" block applied, removes first, as rspamd's milter applies it. */
+static void rspamd_apply_milter(struct rspamd_scan *sc, const char *body, size_t blen)
+{
+	rspamd_json_milter(body, blen, true, rspamd_header_op_cb, sc);
+	rspamd_json_milter(body, blen, false, rspamd_header_op_cb, sc);
+}
+
 /* Tries to finish with what was read; eof says the peer closed. */
 static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 {
@@ -560,6 +762,14 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	if (sc->ri->use_action && strcmp(r.action, "soft reject") == 0) {
 		snprintf(text, sizeof(text), "4.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Try again later");
 		return rspamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "rspamd");
+	}
+	if (sc->ri->use_action)
+		rspamd_apply_milter(sc, body, blen);
+	/* "add header", as rspamd's milter marks it: its spam_header (X-Spam) set to Yes, once
+	 * (a field of that name from outside removed first) */
+	if (sc->ri->use_action && strcmp(r.action, "add header") == 0) {
+		h->delete_header(sc->call, "X-Spam");
+		h->add_header(sc->call, "X-Spam", "Yes");
 	}
 	if (sc->ri->use_action && strcmp(r.action, "rewrite subject") == 0)
 		rspamd_rewrite_subject(sc, &r);

@@ -7,7 +7,9 @@
  * With option `use_action: true` rspamd's own action applies too: "reject" -> 550 5.7.1,
  * "soft reject" -> 451 4.7.1 (the reply text from messages.smtp_message when given),
  * "rewrite subject" -> the first Subject field replaced by the reply's "subject" (added when
- * the message has none), as rspamd's own milter does (CHGHEADER Subject 1). 
+ * the message has none), as rspamd's own milter does (CHGHEADER Subject 1), and the reply's
+ * "milter" block (remove_headers, then add_headers: milter_headers' fields, dkim_signing's
+ * DKIM-Signature) applied as rspamd's milter gateway applies it.
  * The actions reject, add header and rewrite subject mark the transaction spam
  * (HOOK_FLAG_SPAM) for reputation. Keys: address, timeout, on_error; options (or the
  * entry's own max_size): max_size (default 20M), use_action, password. The built-in is
@@ -35,6 +37,23 @@ struct rspamd_result {
 
 /* Called for each symbol of the reply (name NUL-terminated, borrowed). */
 typedef void (*rspamd_symbol_cb)(void *arg, const char *name, double score);
+
+/* One header operation of the reply's "milter" block (rspamd's milter_headers, dkim_signing
+ * and task:set_milter_reply put them there): remove_headers {"Name": N} (N > 0 the N-th field
+ * of that name, 0 all of them, N < 0 counted from the last), add_headers {"Name": "value"},
+ * {"Name": {"value": V, "order": N}} or an array of either (order: inserted at N, else
+ * appended). value NULL for a remove; order -1 when absent. A value longer than the reader
+ * holds (8 KiB) is reported cut (not to be applied). */
+struct rspamd_header_op {
+	bool remove, cut;
+	const char *name, *value;
+	long index;              /* remove: N; add: order, -1 when absent */
+};
+typedef void (*rspamd_header_cb)(void *arg, const struct rspamd_header_op *op);
+
+/* Reports the "milter" block's removes (removes true) or its adds (false), in the reply's
+ * order: rspamd's milter applies the removes first. 0 or -1 (malformed). */
+int rspamd_json_milter(const char *json, size_t len, bool removes, rspamd_header_cb cb, void *arg);
 
 /* Parses a /checkv2 JSON body. Bounded (nesting depth 32), no allocation beyond the
  * result. 0 or -1 (malformed, or no "score"). */

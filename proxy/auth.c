@@ -405,13 +405,14 @@ static void auth_failed_cb(void *arg, uint64_t ip_failures, uint64_t user_failur
 	uint64_t worst = ip_failures > user_failures ? ip_failures : user_failures;
 	uint64_t delay = auth_guard_delay_ms(c, worst);
 	char user[SASL_MAX_FIELD + 1];
+	char reason[4 * sizeof(a->reason) + 8];
 
 	a->greq = NULL;
 	auth_safe_copy(a->user, user, sizeof(user));
 	log_event(LOG_LVL_INFO, s->id,
-	    "event=auth_failed client=%s user=%s mech=%s failures=%llu user_failures=%llu delay_ms=%llu reason=\"%.100s\"",
+	    "event=auth_failed client=%s user=%s mech=%s failures=%llu user_failures=%llu delay_ms=%llu reason=%s",
 	    s->env.client_ip, user, sasl_mech_name(a->mech), (unsigned long long)ip_failures,
-	    (unsigned long long)user_failures, (unsigned long long)delay, a->reason);
+	    (unsigned long long)user_failures, (unsigned long long)delay, log_val(reason, sizeof(reason), a->reason));
 	counter_inc(COUNTER_AUTH_FAILED);
 	if (ip_failures > (uint64_t)c->max_failures || user_failures > (uint64_t)c->max_failures) {
 		log_event(LOG_LVL_INFO, s->id, "event=auth_blocked client=%s user=%s failures=%llu user_failures=%llu",
@@ -496,10 +497,8 @@ static void auth_dovecot_cb(void *arg, const struct sasl_dovecot_result *res)
 		a->req = NULL;
 		if (!a->user[0] && res->user)
 			snprintf(a->user, sizeof(a->user), "%s", res->user);
+		/* escaped when it is logged (log_val: a '\\' or '"' of Dovecot's kept, quoted) */
 		snprintf(a->reason, sizeof(a->reason), "%s", res->reason ? res->reason : "");
-		for (char *p = a->reason; *p; p++)
-			if ((unsigned char)*p < ' ' || *p == '"' || (unsigned char)*p >= 0x7f)
-				*p = '?';
 		a->greq = auth_guard_count(auth_worker_of(s)->guard, s->env.client_ip, a->user, 1, auth_failed_cb, s);
 		return;
 	case SASL_DOVECOT_TEMPFAIL:

@@ -559,6 +559,16 @@ static void rs_fail(struct redis_store *rs, const char *reason)
 	    rs->backoff_ms * 2;
 }
 
+/* Redis's error text for reply= of event=redis_error: its first 120 octets, escaped as every
+ * value from a peer (log_valn: a '"' or '\\' of Redis's cannot end the quotes early). */
+#define RS_LOG_REPLY_CAP (4 * 120 + 8)
+static const char *rs_log_reply(char *buf, size_t cap, const redisReply *reply)
+{
+	size_t n = reply->str ? reply->len : 0;
+
+	return log_valn(buf, cap, reply->str ? reply->str : "", n > 120 ? 120 : n);
+}
+
 /* The PING after a connect answered: the store is up (or, on an error reply such as NOAUTH
  * after a refused AUTH, down with a retry). */
 static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -570,9 +580,12 @@ static void rs_ping_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (rs == NULL || rs->ac != ac || rs->closing || rs->state != RS_HANDSHAKE)
 		return;             /* a connection we dropped: its callbacks get NULL */
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-		if (reply)
-			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=\"%.120s\"",
-			    rs->url, rs->worker, rs->name, reply->str ? reply->str : "");
+		if (reply) {
+			char rv[RS_LOG_REPLY_CAP];
+
+			log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=%s",
+			    rs->url, rs->worker, rs->name, rs_log_reply(rv, sizeof(rv), reply));
+		}
 		rs_fail(rs, "handshake_failed");
 		return;
 	}
@@ -721,9 +734,11 @@ static void rs_log_write_error(struct redis_store *rs, const redisReply *reply)
 	uint64_t now = uv_now(rs->loop);
 
 	if (rs->last_write_err_ms == 0 || now - rs->last_write_err_ms >= RS_LOG_EVERY_MS) {
+		char rv[RS_LOG_REPLY_CAP];
+
 		rs->last_write_err_ms = now;
-		log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=\"%.120s\"",
-		    rs->url, rs->worker, rs->name, reply->str ? reply->str : "");
+		log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=%s",
+		    rs->url, rs->worker, rs->name, rs_log_reply(rv, sizeof(rv), reply));
 	}
 }
 

@@ -88,8 +88,9 @@ SINCE = {
     'fuzz_bdat': '2026-12-04T11:07Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
     'fuzz_sasl': '2026-12-04T13:55Z',
-    # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters
-    'fuzz_rspamd_reply': '2026-12-04T17:02Z',
+    # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters;
+    # w-rspamdop: the reply's milter block (add_headers, remove_headers) read by the harness
+    'fuzz_rspamd_reply': '2026-12-04T21:20Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     'fuzz_plugin_output': '2026-12-04T17:20Z',
     # w-relay2: a reply's text holds no NUL (the reader shows one as '?')

@@ -18,7 +18,12 @@ strictly (TIMESTAMP LEVEL ID, then key=value pairs only):
 - event=reject stage=data reason=backend and event=tempfail reason=no_backend had no
   `client=`, unlike every other refusal;
 - event=listening wrote a listener's `tls` and `proxy_protocol` as enum numbers (`tls=0`),
-  not in the words its config takes (`tls=none proxy_protocol=false`)."""
+  not in the words its config takes (`tls=none proxy_protocol=false`);
+- event=auth_failed put Dovecot's reason in quotes with its '"' and controls replaced but
+  its '\\' kept: a reason ending in '\\' escaped the closing quote (a scripted Dovecot);
+- event=redis_error put Redis's error text in quotes unescaped (a scripted Redis answers
+  with a '"' and a '\\')."""
+import base64
 import os
 import re
 import socket
@@ -211,4 +216,87 @@ def rspamd_answer(conn):
 scripted_scanner('clamd', clamd_answer, 'conv-virus', 554, 'virus', 'name', 'Odd_Name_"x"', "clamd's virus name")
 scripted_scanner('rspamd', rspamd_answer, 'conv-rspamd', 250, 'rspamd_result', 'action', 'odd "x" action',
                  "rspamd's action")
+def serve_forever(srv, answer):
+    def loop():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+
+
+# ---- a scripted Dovecot auth service whose FAIL reason ends in a backslash
+DOVECOT_REASON = 'bad "pw" \\'
+
+
+def dovecot_answer(conn):
+    with conn:
+        try:
+            conn.sendall(b'VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nSPID\t1\nCUID\t1\nCOOKIE\t' + b'0' * 32 + b'\nDONE\n')
+            f = conn.makefile('rb')
+            for ln in f:
+                fields = ln.decode('latin-1').rstrip('\n').split('\t')
+                if fields[0] == 'AUTH':
+                    conn.sendall(('FAIL\t%s\tuser=alice\treason=%s\n' % (fields[1], DOVECOT_REASON)).encode())
+        except OSError:
+            pass
+
+
+dsrv = socket.socket()
+dsrv.bind(('127.0.0.1', 0))
+dsrv.listen(8)
+serve_forever(dsrv, dovecot_answer)
+crt, key = mt.cert()
+mxa = mt.Mxgate(mt.config([be.url], workers=1,
+                          listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True}],
+                          tls={'certificate': crt, 'key': key},
+                          auth={'dovecot': 'inet:127.0.0.1:%d' % dsrv.getsockname()[1], 'timeout': '10s',
+                                'failure_delay': '10ms', 'max_delay': '20ms'}), name='mx-auth')
+c = mt.Client(mxa.port, tls=True)
+c.ehlo()
+code, _ = c.cmd('AUTH PLAIN ' + base64.b64encode(b'\0alice\0wrong').decode())
+c.close()
+mt.check(code == 535, "a scripted Dovecot's FAIL: 535: %s" % code)
+d = check_line(mxa, 'auth_failed', "Dovecot's reason ending in a backslash")
+if d is not None:
+    mt.check(d.get('reason', '').endswith('\\'), "auth_failed: the reason's backslash kept: %r" % d.get('reason'))
+mxa.stop()
+dsrv.close()
+
+# ---- a scripted Redis answering every command with an error holding a quote and a backslash
+REDIS_ERR = 'ERR odd "x" \\'
+
+
+def redis_answer(conn):
+    with conn:
+        try:
+            f = conn.makefile('rb')
+            while True:
+                head = f.readline()
+                if not head:
+                    return
+                if head[:1] != b'*':
+                    continue
+                for _ in range(int(head[1:])):
+                    n = int(f.readline()[1:])
+                    f.read(n + 2)
+                conn.sendall(('-%s\r\n' % REDIS_ERR).encode())
+        except (OSError, ValueError):
+            pass
+
+
+rsrv = socket.socket()
+rsrv.bind(('127.0.0.1', 0))
+rsrv.listen(8)
+serve_forever(rsrv, redis_answer)
+mxr = mt.Mxgate(mt.config([be.url], workers=1,
+                          greylist={'enabled': True, 'store': 'redis://127.0.0.1:%d' % rsrv.getsockname()[1]}),
+                name='mx-redis')
+d = check_line(mxr, 'redis_error', "Redis's error text")
+if d is not None:
+    mt.check(d.get('reply') == REDIS_ERR, 'redis_error: the reply as Redis gave it: %r' % d.get('reply'))
+mxr.stop()
+rsrv.close()
 mt.finish()

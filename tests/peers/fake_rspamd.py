@@ -4,7 +4,9 @@ not installed (it is about 1 GB). Answers like rspamd 3.x: GTUBE in the message 
 15 and action "reject", SOFTME -> "soft reject", GARBAGEME -> invalid JSON, REWRITEME ->
 "rewrite subject" with "subject" made as rspamd 3.x makes it (subject_template "*** SPAM ***
 %s" over the Subject's value, a non-ASCII result MIME-encoded; REWRITEEVIL: a subject with a
-line break and a header after it, REWRITELONG: one of 3,000 octets), otherwise ham with two
+line break and a header after it, REWRITELONG: one of 3,000 octets), MILTERHDRS -> a
+"milter" block of removes and adds (milter_headers, dkim_signing), ADDHDRME -> "add header",
+otherwise ham with two
 symbols. Records the request headers it saw in requests.log next to the script's
 log (first line of each request: the envelope headers as JSON).
 usage: fake_rspamd.py PORT LOGFILE"""
@@ -47,6 +49,22 @@ def serve(c, log):
                    'thresholds': {'reject': 15.0, 'add header': 6.0, 'rewrite subject': 7.0, 'greylist': 4.0},
                    'symbols': {'FAKE_SPAM': {'name': 'FAKE_SPAM', 'score': 7.5, 'metric_score': 7.5}},
                    'messages': {}, 'subject': subj, 'time_real': 0.01, 'milter': {'remove_headers': {'X-Spam': 0}}}
+        elif b'MILTERHDRS' in body:
+            # the "milter" block of rspamd 3.x: milter_headers' routines (their remove: 0
+            # strips what came from outside) and dkim_signing's DKIM-Signature (order 1)
+            res = {'score': 2.0, 'required_score': 15.0, 'action': 'no action', 'symbols': {},
+                   'milter': {'remove_headers': {'X-Spamd-Result': 0, 'X-Old': 1, 'X-Last': -1, 'X-Bad': 'x'},
+                              'add_headers': {
+                                  'X-Spamd-Result': [{'value': 'default: False [2.00 / 15.00];\n\tFAKE(2.00)[x]',
+                                                      'order': None}],
+                                  'X-Rspamd-Server': 'rspamd.example.test',
+                                  'Authentication-Results': {'value': 'rspamd.example.test; none', 'order': 0},
+                                  'DKIM-Signature': {'value': 'v=1; a=rsa-sha256; d=example.org; s=dkim; b=AAAA',
+                                                     'order': 1},
+                                  'Bad Name': 'x',
+                                  'X-Long': 'z' * 9000}}}
+        elif b'ADDHDRME' in body:
+            res = {'score': 6.5, 'required_score': 15.0, 'action': 'add header', 'symbols': {}}
         elif b'SOFTME' in body:
             res = {'score': 6.5, 'required_score': 15.0, 'action': 'soft reject', 'symbols': {}}
         else:

@@ -135,6 +135,51 @@ static void test_rspamd_json(void **state)
 	}
 }
 
+/* The reply's "milter" block: the operations reported in the reply's order, removes and
+ * adds apart (rspamd's milter applies the removes first), each value form rspamd 3.x sends. */
+struct hop_acc { char s[512]; };
+
+static void hop_cb(void *arg, const struct rspamd_header_op *op)
+{
+	struct hop_acc *a = arg;
+	size_t n = strlen(a->s);
+
+	if (op->remove)
+		snprintf(a->s + n, sizeof(a->s) - n, "R:%s:%ld;", op->name, op->index);
+	else
+		snprintf(a->s + n, sizeof(a->s) - n, "A:%s=%s@%ld%s;", op->name, op->value, op->index, op->cut ? "!" : "");
+}
+
+struct milter_row { const char *label, *json; bool removes; int rc; const char *ops; };
+
+static const struct milter_row milter_rows[] = {
+	{ "no milter block", "{\"score\": 1}", false, 0, "" },
+	{ "string, object with order, array", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": \"a\", "
+	  "\"X-B\": {\"value\": \"b\", \"order\": 1}, \"X-C\": [{\"value\": \"c1\"}, \"c2\"]}, "
+	  "\"remove_headers\": {\"X-D\": 0}}}", false, 0, "A:X-A=a@-1;A:X-B=b@1;A:X-C=c1@-1;A:X-C=c2@-1;" },
+	{ "the removes of the same", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": \"a\"}, "
+	  "\"remove_headers\": {\"X-D\": 0, \"X-E\": -1, \"X-F\": 2, \"X-G\": \"1\", \"X-H\": null}}}", true, 0,
+	  "R:X-D:0;R:X-E:-1;R:X-F:2;" },
+	{ "order null or negative: appended", "{\"milter\": {\"add_headers\": {\"X-A\": {\"value\": \"a\", "
+	  "\"order\": null}, \"X-B\": {\"value\": \"b\", \"order\": -3}}}}", false, 0, "A:X-A=a@-1;A:X-B=b@-1;" },
+	{ "an object without value: nothing", "{\"milter\": {\"add_headers\": {\"X-A\": {\"order\": 0}}}}", false, 0, "" },
+	{ "not an object: skipped", "{\"milter\": {\"add_headers\": [1, 2], \"remove_headers\": \"x\"}}", false, 0, "" },
+	{ "malformed", "{\"milter\": {\"add_headers\": {\"X-A\": }}}", false, -1, "" },
+};
+
+static void test_rspamd_json_milter(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(milter_rows) / sizeof(milter_rows[0]); i++) {
+		const struct milter_row *r = &milter_rows[i];
+		struct hop_acc a = { "" };
+		int rc = rspamd_json_milter(r->json, strlen(r->json), r->removes, hop_cb, &a);
+
+		if (rc != r->rc || (rc == 0 && strcmp(a.s, r->ops) != 0))
+			fail_msg("row \"%s\": rc %d ops \"%s\", want %d \"%s\"", r->label, rc, a.s, r->rc, r->ops);
+	}
+}
+
 /* \uXXXX escapes in rspamd's strings (its JSON emitter may escape what is not ASCII, and so
  * may a proxy in front of it): decoded to UTF-8, surrogate pairs joined, a lone surrogate
  * refused; the value cut only between characters, and said cut exactly. Before, every
@@ -1063,6 +1108,7 @@ int main(void)
 		cmocka_unit_test(test_spamd_replies),
 		cmocka_unit_test(test_rspamd_json),
 		cmocka_unit_test(test_rspamd_json_unicode),
+		cmocka_unit_test(test_rspamd_json_milter),
 		cmocka_unit_test(test_rspamd_http),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_config_errors),
