@@ -17,10 +17,10 @@ LIB=$BUILD/libmxcore.a
 OUT=$(mktemp -d /tmp/mxbench-rl-XXXXXX)
 RPID=""
 trap '[ -n "$RPID" ] && kill $RPID 2>/dev/null; rm -rf "$OUT"' EXIT
-PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libpsl"  # = CMakeLists.txt DEPS
+PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libpsl libidn2"  # = CMakeLists.txt DEPS
 pkg-config --exists libhs && PKGS="$PKGS libhs"
 cc -O2 -std=c11 -D_GNU_SOURCE -I"$ROOT" -I"$ROOT/proxy" -o "$OUT/bench_ratelimit" \
-  "$ROOT/bench/bench_ratelimit.c" "$LIB" $(pkg-config --cflags --libs $PKGS) -lspf2 -ldl -lm -lpthread
+  "$ROOT/bench/bench_ratelimit.c" "$LIB" $(pkg-config --cflags --libs $PKGS) -lspf2 -lresolv -ldl -lm -lpthread
 PORT=0
 if command -v redis-server >/dev/null; then
   PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')

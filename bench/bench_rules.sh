@@ -37,10 +37,10 @@ cleanup() {
 trap cleanup EXIT
 
 [ -f "$BUILD/libmxcore.a" ] || { echo "bench_rules: build first ($BUILD/libmxcore.a missing)"; exit 1; }
-PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libhs"
+PKGS="libuv openssl libcares hiredis lmdb libpcre2-8 libfyaml gmime-3.0 libpsl libidn2 libhs"  # = CMakeLists.txt DEPS
 cc -O2 -D_GNU_SOURCE -DPCRE2_CODE_UNIT_WIDTH=8 -I"$SRC" -I"$SRC/proxy" \
 	$(pkg-config --cflags $PKGS) "$SRC/bench/rules_score.c" "$BUILD/libmxcore.a" \
-	$(pkg-config --libs $PKGS) -lspf2 -ldl -lm -lpthread -o "$TMP/rules_score"
+	$(pkg-config --libs $PKGS) -lspf2 -lresolv -ldl -lm -lpthread -o "$TMP/rules_score"
 
 MSGS=("$SRC"/tests/data/sa/*.eml "$SRC"/tests/data/rules/*.eml)
 NMSG=${#MSGS[@]}
