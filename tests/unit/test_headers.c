@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "proxy/headers.h"
@@ -339,6 +340,117 @@ static void test_apply_edits_many(void **state)
 	strbuf_free(&in);
 	strbuf_free(&out);
 	strbuf_free(&want);
+}
+
+/* A filter's edit by index (HDR_CHANGE: a milter's SMFIR_CHGHEADER, rspamd's remove_headers,
+ * a plugin's change_header) counts the fields of the message the filter was shown: the
+ * block with the edits before it applied (plugins.c's view), as Postfix counts the fields
+ * it sent the milter. Property: for any edits e[0..k) and any n, applying e[0..k) plus
+ * CHANGE name n changes the n-th field called name of apply(e[0..k)) (the view), or adds
+ * one at the end when the view holds fewer than n. */
+
+/* The offset of the n-th (1-based) field called name in the header block v[0..len), or
+ * len when there are fewer; *end gets where that field ends. Names as a filter counts
+ * them: the octets before the colon, any case. */
+static size_t view_field(const char *v, size_t len, const char *name, int n, size_t *end)
+{
+	size_t i = 0, nl = strlen(name);
+	int seen = 0;
+
+	while (i < len && v[i] != '\r' && v[i] != '\n') {
+		size_t s = i;
+		for (;;) {
+			const char *lf = memchr(v + i, '\n', len - i);
+			i = lf ? (size_t)(lf - v) + 1 : len;
+			if (i >= len || (v[i] != ' ' && v[i] != '\t'))
+				break;
+		}
+		if (i - s > nl && v[s + nl] == ':' && strncasecmp(v + s, name, nl) == 0 && ++seen == n) {
+			*end = i;
+			return s;
+		}
+	}
+	*end = i;
+	return i;
+}
+
+static uint32_t lcg_next(uint32_t *x)
+{
+	*x = *x * 1664525u + 1013904223u;
+	return *x >> 8;
+}
+
+static void test_change_index_counts_view(void **state)
+{
+	static const char *const names[] = { "Authentication-Results", "authentication-results", "Subject",
+	    "X-A" };
+	static const char *const values[] = { "ours", "v", "forged", "1" };
+	uint32_t x = 17;
+	int failed = 0;
+
+	(void)state;
+	for (int round = 0; round < 20000 && failed < 5; round++) {
+		struct strbuf in = { 0 }, view = { 0 }, got = { 0 }, want = { 0 };
+		struct hdr_edit e[9];
+		size_t k = lcg_next(&x) % 8, nf = lcg_next(&x) % 6, at, end;
+		const char *name = names[lcg_next(&x) % 4];
+		const char *value = lcg_next(&x) % 3 ? "MARK" : NULL;
+		int n = 1 + (int)(lcg_next(&x) % 4);
+
+		for (size_t i = 0; i < nf; i++)
+			strbuf_printf(&in, "%s: %s\r\n", names[lcg_next(&x) % 4], values[lcg_next(&x) % 4]);
+		strbuf_append(&in, "\r\n", 2);
+		for (size_t i = 0; i < k; i++) {
+			static const enum hdr_edit_op ops[] = { HDR_ADD, HDR_INSERT, HDR_CHANGE, HDR_DELETE_ALL,
+			    HDR_INSERT_DELIVERED, HDR_CHANGE };
+			enum hdr_edit_op op = ops[lcg_next(&x) % 6];
+			const char *v = op == HDR_CHANGE && lcg_next(&x) % 2 ? NULL : values[lcg_next(&x) % 4];
+			e[i] = (struct hdr_edit)E(op, names[lcg_next(&x) % 4], v, (int)(lcg_next(&x) % 4));
+		}
+		e[k] = (struct hdr_edit)E(HDR_CHANGE, name, value, n);
+		headers_apply_edits(in.v, in.len, e, k, &view);
+		headers_apply_edits(in.v, in.len, e, k + 1, &got);
+		at = view_field(view.v, view.len, name, n, &end);
+		strbuf_append(&want, view.v, at);
+		if (value != NULL && at < end) {
+			const char *colon = memchr(view.v + at, ':', end - at);
+			strbuf_append(&want, view.v + at, (size_t)(colon - (view.v + at)));
+			strbuf_printf(&want, ": %s\r\n", value);
+		} else if (value != NULL) {
+			strbuf_printf(&want, "%s: %s\r\n", name, value);
+		}
+		strbuf_append(&want, view.v + end, view.len - end);
+		if ((got.len != want.len || memcmp(got.v, want.v, want.len) != 0) && ++failed)
+			print_error("round %d, change %s %d (%s) after %zu edits:\n  view %s\n  want %s\n"
+			    "  got  %s\n", round, name, n, value ? value : "delete", k, vis(view.v, view.len),
+			    vis(want.v, want.len), vis(got.v, got.len));
+		strbuf_free(&in);
+		strbuf_free(&view);
+		strbuf_free(&got);
+		strbuf_free(&want);
+	}
+	if (failed)
+		fail_msg("%d round(s) failed", failed);
+}
+
+/* The case the rspamd lane met (docs/plugins.md, "Coming from rspamd's milter"): mxgate's
+ * own Authentication-Results is inserted at the top before the plugins run, so rspamd is
+ * shown it first and its remove_headers {"Authentication-Results": 1} names it. A filter
+ * shown only the forged field (no edit before its own) removes the forged one. */
+static void test_change_index_authres(void **state)
+{
+	const char *in = "Authentication-Results: mx.example.test; spf=pass\r\nSubject: s\r\n\r\n";
+	const struct hdr_edit shown[] = { E(HDR_INSERT, "Authentication-Results", "mx.example.test; spf=fail", 0),
+	    E(HDR_CHANGE, "Authentication-Results", NULL, 1) };
+	struct strbuf out = { 0 };
+
+	(void)state;
+	headers_apply_edits(in, strlen(in), shown, 2, &out);
+	assert_string_equal(out.v, "Authentication-Results: mx.example.test; spf=pass\r\nSubject: s\r\n\r\n");
+	out.len = 0;
+	headers_apply_edits(in, strlen(in), shown + 1, 1, &out);
+	assert_string_equal(out.v, "Subject: s\r\n\r\n");
+	strbuf_free(&out);
 }
 
 /* ------------------------------------------------------------ headers_append_field */
@@ -766,6 +878,8 @@ int main(void)
 		cmocka_unit_test(test_apply_edits_delivered),
 		cmocka_unit_test(test_apply_edits_length_bounded),
 		cmocka_unit_test(test_apply_edits_many),
+		cmocka_unit_test(test_change_index_counts_view),
+		cmocka_unit_test(test_change_index_authres),
 		cmocka_unit_test(test_append_field),
 		cmocka_unit_test(test_append_field_folding),
 		cmocka_unit_test(test_received),
