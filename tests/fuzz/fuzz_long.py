@@ -82,21 +82,24 @@ SINCE = {
     'fuzz_proxyproto': '2026-12-04T17:11Z',
     # d4b3565b: every regex through the Perl check; 695a9d9c: rewrite_header Subject expanded;
     # w-sacompat: every add_header field written (rules/addhdr.c)
-    'fuzz_rule_parse': '2026-12-04T18:35Z',  # the merge: w-fuzzspeed's campaign ran the harness before w-sacompat's
+    # session 17's merge of w-sa: report_safe's pieces (templates, _SUMMARY_, _PREVIEW_, the wrapped message)
+    'fuzz_rule_parse': '2026-12-04T21:25Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
-    'fuzz_sasl': '2026-12-04T13:55Z',
+    'fuzz_sasl': '2026-12-04T21:15Z',  # w-session: the AUTH line up to 12,288 octets (merged 21:15Z)
     # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters;
     # w-rspamdop: the reply's milter block (add_headers, remove_headers) read by the harness
     'fuzz_rspamd_reply': '2026-12-04T21:20Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     'fuzz_plugin_output': '2026-12-04T17:20Z',
     # w-relay2: a reply's text holds no NUL (the reader shows one as '?')
-    'fuzz_backend_reply': '2026-12-04T20:25Z',
+    # moved to the merge of w-fuzz: its campaign (20:37Z) ran the harness before w-relay2's
+    'fuzz_backend_reply': '2026-12-04T21:42Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
-    'fuzz_milter_mods': '2026-12-04T20:40Z',
+    # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
+    'fuzz_milter_mods': '2026-12-04T21:42Z',
 }
 
 
