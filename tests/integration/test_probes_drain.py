@@ -88,6 +88,9 @@ cfg = mt.config([dead], backends={'routes': [{'domains': ['route.test'], 'server
 mx = mt.Mxgate(cfg, name='mx-probes-route', wait=False)
 mport = mx.metrics_port
 mt.check(mx.wait_log(r'event=backend_down backend=%s' % dead, 20) is not None, 'the dead server is marked down')
+# until the first round of checks is in (the route's server's too) /readyz says "starting":
+# the dead server's event=backend_down can come before that round ends (seen under ASan)
+mt.check(mx.wait_log(r'event=ready ', 20) is not None, 'the first round of health checks is in (event=ready)')
 code, text = get(mport, '/readyz')
 mt.check(code == 503 and 'no backend up' in text,
          'every server of backends.servers down, a route-only server up: /readyz 503 (%s %r)' % (code, text[:80]))
