@@ -670,8 +670,11 @@ class Mxgate:
                           r'event=[a-z_]+( [a-z_]+=("(?:[^"\\]|\\.)*"|\S*))*$')
 
     def malformed_log_lines(self):
-        """Log lines not in the contract's form `TIME LEVEL SESSION event=NAME key=value...`."""
-        return [l for l in self.log().splitlines() if l and not self.LOG_LINE.match(l)]
+        """Log lines not in the contract's form `TIME LEVEL SESSION event=NAME key=value...`.
+        Complete lines only: a line the daemon is writing while the log is read has no end yet."""
+        text = self.log()
+        lines = text.split('\n')[:-1]   # the piece after the last newline is not a line yet
+        return [l for l in lines if l and not self.LOG_LINE.match(l)]
 
     def alive(self):
         return self.proc.poll() is None
