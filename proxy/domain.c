@@ -17,8 +17,8 @@ static inline bool domain_is_alnum(unsigned char c)
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Length of the well-formed UTF-8 sequence at s (n octets left), or 0 (RFC 3629 4). */
-static size_t domain_utf8_seq(const unsigned char *s, size_t n)
+/* See domain.h (RFC 3629 4). */
+size_t domain_utf8_seq(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
 	size_t len;

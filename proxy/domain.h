@@ -41,6 +41,10 @@ enum domain_syntax domain_check_general(const char *d, size_t n, bool *utf8);
  * points past U+10FFFF). */
 bool domain_utf8_valid(const char *s, size_t n);
 
+/* The length of the well-formed UTF-8 sequence at s (n >= 1 octets left): 1 for ASCII, 2-4,
+ * or 0 when s[0] begins none (the same rules as domain_utf8_valid). */
+size_t domain_utf8_seq(const unsigned char *s, size_t n);
+
 /* Writes the normal form of d[0..n) into out (cap octets, NUL-terminated): ASCII case
  * folded, one trailing root dot removed, U-labels as A-labels, an IPv6 literal as "[ipv6:" + its RFC 5952 text
  * + "]" (so "[IPv6:2001:db8:0:0:0:0:0:1]" is "[ipv6:2001:db8::1]"). Returns its length, or

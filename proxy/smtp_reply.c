@@ -1,6 +1,7 @@
 /* smtp_reply.c — an SMTP/LMTP server's replies, read (RFC 5321 4.2), and the EHLO reply's
  * keywords. No I/O: relay.c and health.c feed what their sockets deliver. */
 #include "smtp_reply.h"
+#include "domain.h"
 #include "growbuf.h"
 
 #include <ctype.h>
@@ -60,18 +61,43 @@ static inline bool smtp_reply_digit(char c)
 	return (unsigned)(c - '0') < 10;	/* isdigit without the locale */
 }
 
+/* Shows what is not text in a reply line l[0..ll) as '?', in place (the length stays). A
+ * NUL first of all: every caller reads the text as a C string, which would end there and
+ * give the client the reply cut short. And every other octet that is no printable text
+ * (RFC 5321 4.2: printable US-ASCII; RFC 6531: UTF-8): an ESC sequence, BEL, a lone CR,
+ * DEL, TAB, a C1 octet or bytes that are no UTF-8 would reach the client's terminal or log
+ * viewer as the backend wrote them. As Postfix's smtp client censors a reply (smtp_chat.c:
+ * printable(..., '?'), ASCII isprint or well-formed UTF-8, the first octet of a malformed
+ * sequence replaced and the next one read afresh), with one step further: a C1 control
+ * written in UTF-8 (U+0080-U+009F, U+009B being a terminal's CSI) is no text either. The
+ * reply stays an answer, not a fault. */
+static void smtp_reply_printable(char *l, size_t ll)
+{
+	unsigned char *p = (unsigned char *)l;
+
+	for (size_t i = 0; i < ll;) {
+		if (p[i] >= 0x20 && p[i] < 0x7f) {
+			i++;
+			continue;
+		}
+		size_t k = p[i] >= 0x80 ? domain_utf8_seq(p + i, ll - i) : 0;
+		if (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
+			p[i] = p[i + 1] = '?';	/* U+0080-U+009F */
+		} else if (k == 0) {
+			p[i] = '?';
+			k = 1;
+		}
+		i += k;
+	}
+}
+
 /* One line complete in rd->line[0..ll): 1 and *out when it ends a reply, 0 when it
  * continues one, or -err. */
 static int smtp_reply_line(struct smtp_reply_reader *rd, size_t ll, struct smtp_reply *out)
 {
 	const char *l = rd->line;
 
-	/* A NUL is no text (RFC 5321 4.2: printable US-ASCII, RFC 6531 UTF-8): every caller
-	 * reads the text as a C string, which would end there and give the client the reply cut
-	 * short. It is shown as '?', as Postfix's smtp client censors what it cannot print
-	 * (smtp_chat.c's printable(..., '?')); the reply stays an answer, not a fault. */
-	for (char *z = memchr(rd->line, '\0', ll); z != NULL; z = memchr(z + 1, '\0', ll - (size_t)(z + 1 - rd->line)))
-		*z = '?';
+	smtp_reply_printable(rd->line, ll);
 
 	/* RFC 5321 4.2: three digits, the first 1-5 (4.2.1), then SP, "-" or the line's end */
 	if (ll < 3 || (unsigned)(l[0] - '1') > 4 || !smtp_reply_digit(l[1]) || !smtp_reply_digit(l[2]) ||

@@ -51,8 +51,10 @@ struct smtp_reply_reader {
 struct smtp_reply {
 	int code;               /* 100..599 */
 	const char *text;       /* every line with its code, joined by CRLF, no final CRLF;
-	                         * NUL-terminated, no NUL inside (a NUL the server sent is
-	                         * '?'), valid until the next smtp_reply_* call */
+	                         * NUL-terminated; printable ASCII and UTF-8 only besides
+	                         * the CRLFs between lines (a NUL or any other octet the
+	                         * server sent that is no text is '?'), valid until the
+	                         * next smtp_reply_* call */
 	size_t len;
 	unsigned nlines;
 	bool bare_lf;           /* a line of it ended by a bare LF */

@@ -3,13 +3,14 @@
  * through the EHLO keyword parser. Differential: the bytes fed whole, octet by octet and in
  * pieces of 2 + size % 62 must give the same replies and the same error (or the same
  * pending octets). Every reply must be well formed: its code 100-599, its text within the
- * bounds, every line of it beginning with that code. The first octet picks the bare-LF
+ * bounds, every line of it beginning with that code, no octet of it a control or no UTF-8. The first octet picks the bare-LF
  * policy; the rest is the stream. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "domain.h"
 #include "smtp_reply.h"
 
 struct outcome {
@@ -35,6 +36,19 @@ static void check_reply(const struct smtp_reply *rep)
 	/* a NUL from the peer is '?': the text is one C string, all of it */
 	if (rep->text[rep->len] != '\0' || strlen(rep->text) != rep->len || rep->len + 1 > SMTP_REPLY_TEXT_MAX)
 		abort();
+	/* and no other octet that is no text: printable ASCII, UTF-8 past the C1 controls, and
+	 * the CRLFs that join the lines */
+	for (size_t i = 0; i < rep->len;) {
+		const unsigned char *u = (const unsigned char *)rep->text + i;
+		size_t k = 1;
+		if (u[0] == '\r' && i + 1 < rep->len && u[1] == '\n')
+			k = 2;
+		else if (u[0] >= 0x80 && ((k = domain_utf8_seq(u, rep->len - i)) == 0 || (u[0] == 0xc2 && u[1] < 0xa0)))
+			abort();
+		else if (u[0] < 0x80 && (u[0] < 0x20 || u[0] == 0x7f))
+			abort();
+		i += k;
+	}
 	char enh[12];
 	bool has = smtp_reply_enhanced(rep, enh);
 	if (has != (enh[0] != '\0') ||

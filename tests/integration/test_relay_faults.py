@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The backend side, honest and bounded: what a backend says out of turn is logged and
-judged, a NUL in its reply reaches the client as '?', a backend broken at reuse costs a
+judged, a NUL or another control octet in its reply reaches the client as '?', a backend broken at reuse costs a
 transaction one pooled connection (not the pool), a PROXY v2 header is never left out,
 mxgate ends a backend connection it holds with RSET or QUIT when it ends the session itself,
 and limits.proxy_timeout bounds the wait for an inbound PROXY header.
@@ -67,6 +67,29 @@ if mt.case_wanted('nul'):
     r = mail(mx, 'nul', 'nobody@example.test')
     mt.check(r.stage == 'rcpt' and r[0] == 550 and 'no such? user here' in r[1],
              "a NUL in the backend's reply text: the client gets all of it, the NUL as '?' (%s %r)" % (r[0], r[1]))
+    mx.stop()
+
+# ---------------------------------------------------------------- control octets in a reply's text
+if mt.case_wanted('controls'):
+    # what a backend says goes to the client and into its log viewer: an ESC sequence, a BEL,
+    # a lone CR, DEL and C1 controls are shown as '?' (Postfix's smtp client: printable()),
+    # UTF-8 text stays
+    bad = scripted('controls', {'rcpt': send_then(
+        b'550 5.1.1 \x1b[2J\x1b]0;pwned\x07no\rsuch\x7f user \xc2\x9b31m caf\xc3\xa9\r\n', True)})
+    mx = mt.Mxgate(cfg([bad.url]), name='mx-controls')
+    c = mt.Client(mx.port)
+    c.ehlo()
+    c.cmd('MAIL FROM:<s@example.org>')
+    c.send(b'RCPT TO:<nobody@example.test>\r\n')
+    raw = c.buf     # what came after MAIL's reply, read raw: no decoding in between
+    while not raw.endswith(b'\n'):
+        chunk = c.sock.recv(4096)
+        if not chunk:
+            break
+        raw += chunk
+    c.close()
+    mt.check(raw == b'550 5.1.1 ?[2J?]0;pwned?no?such? user ??31m caf\xc3\xa9\r\n',
+             "control octets in the backend's reply text reach the client as '?', UTF-8 as it is (%r)" % raw)
     mx.stop()
 
 # ---------------------------------------------------------------- a reply to no command
