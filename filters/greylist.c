@@ -1091,8 +1091,7 @@ static const char *const gl_error_texts[GL_ERR__N] = {
 	[GL_ERR_NO_MEMORY] = "out of memory",
 	[GL_ERR_TRIPLET] = "no triplet could be made of the client, sender and recipient",
 };
-static atomic_ullong gl_errors[GL_ERR__N];
-static atomic_ullong gl_error_logged_ms[GL_ERR__N];   /* monotonic; 0: never */
+static struct log_rated gl_errors[GL_ERR__N];
 #define GL_ERROR_LOG_EVERY_MS 60000
 
 /* Lets the recipient through (the call completes with no objection) after counting the
@@ -1100,12 +1099,11 @@ static atomic_ullong gl_error_logged_ms[GL_ERR__N];   /* monotonic; 0: never */
 static void gl_fail_open(struct hook_call *call, enum gl_error e, const char *store)
 {
 	struct hook_env *env = hook_call_env(call);
-	unsigned long long n = atomic_fetch_add(&gl_errors[e], 1) + 1;
-	unsigned long long now = uv_hrtime() / 1000000 + 1, last = atomic_load(&gl_error_logged_ms[e]);
+	bool log_now;
+	unsigned long long n = log_rated_note(&gl_errors[e], GL_ERROR_LOG_EVERY_MS, &log_now);
 	char from[200], rcpt[200];
 
-	if ((last == 0 || now - last >= GL_ERROR_LOG_EVERY_MS) &&
-	    atomic_compare_exchange_strong(&gl_error_logged_ms[e], &last, now)) {
+	if (log_now) {
 		ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
 		ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
 		log_event(LOG_LVL_WARNING, env->session_id, "event=greylist_error reason=%s store=%s "
@@ -1119,7 +1117,7 @@ static void gl_error_collect(void *arg, struct metrics_out *out)
 {
 	(void)arg;
 	for (int i = 0; i < GL_ERR__N; i++)
-		metrics_out_sample(out, "reason", gl_error_reasons[i], (double)atomic_load(&gl_errors[i]));
+		metrics_out_sample(out, "reason", gl_error_reasons[i], (double)atomic_load(&gl_errors[i].count));
 }
 
 void greylist_metrics(void)

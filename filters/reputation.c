@@ -894,8 +894,7 @@ static const char *const rep_error_texts[REP_ERR__N] = {
 	    "and move it away)",
 	[REP_ERR_REDIS] = "Redis did not answer the lookup (event=redis_down or redis_error says why)",
 };
-static atomic_ullong rep_errors[REP_ERR__N];
-static atomic_ullong rep_error_logged_ms[REP_ERR__N];   /* monotonic; 0: never */
+static struct log_rated rep_errors[REP_ERR__N];
 #define REP_ERROR_LOG_EVERY_MS 60000
 
 /* Counts the cause of a lookup that failed for env's client at stage (HOOK_CONNECT: the IP
@@ -903,11 +902,10 @@ static atomic_ullong rep_error_logged_ms[REP_ERR__N];   /* monotonic; 0: never *
  * per cause (errors= the total so far). The caller then goes on as without a history. */
 static void rep_error_note(const struct hook_env *env, enum rep_error e, enum hook_stage stage)
 {
-	unsigned long long n = atomic_fetch_add(&rep_errors[e], 1) + 1;
-	unsigned long long now = uv_hrtime() / 1000000 + 1, last = atomic_load(&rep_error_logged_ms[e]);
+	bool log_now;
+	unsigned long long n = log_rated_note(&rep_errors[e], REP_ERROR_LOG_EVERY_MS, &log_now);
 
-	if ((last == 0 || now - last >= REP_ERROR_LOG_EVERY_MS) &&
-	    atomic_compare_exchange_strong(&rep_error_logged_ms[e], &last, now))
+	if (log_now)
 		log_event(LOG_LVL_WARNING, env->session_id, "event=reputation_error reason=%s store=%s "
 		    "stage=%s client=%s action=%s errors=%llu detail=\"%s\"", rep_error_reasons[e],
 		    e == REP_ERR_REDIS ? "redis" : "lmdb", stage == HOOK_EOM ? "eom" : "connect", env->client_ip,
@@ -918,7 +916,7 @@ static void rep_error_collect(void *arg, struct metrics_out *out)
 {
 	(void)arg;
 	for (int i = 0; i < REP_ERR__N; i++)
-		metrics_out_sample(out, "reason", rep_error_reasons[i], (double)atomic_load(&rep_errors[i]));
+		metrics_out_sample(out, "reason", rep_error_reasons[i], (double)atomic_load(&rep_errors[i].count));
 }
 
 void reputation_metrics(void)

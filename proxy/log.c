@@ -248,3 +248,16 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 	if (log_syslog)
 		syslog(prio[lvl], "%s", line + n - (int)strlen(id && *id ? id : "-") - 1);
 }
+
+/* See log.h. */
+unsigned long long log_rated_note(struct log_rated *r, unsigned long long every_ms, bool *log_now)
+{
+	struct timespec ts;
+	unsigned long long n = atomic_fetch_add(&r->count, 1) + 1;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned long long now = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000 + 1;
+	unsigned long long last = atomic_load(&r->logged_ms);
+	*log_now = (last == 0 || now - last >= every_ms) && atomic_compare_exchange_strong(&r->logged_ms, &last, now);
+	return n;
+}

@@ -6,6 +6,8 @@
 #ifndef MX_LOG_H
 #define MX_LOG_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR };
@@ -47,6 +49,17 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 const char *log_val(char *buf, size_t cap, const char *v);
 const char *log_valn(char *buf, size_t cap, const char *v, size_t len);
 const char *log_addr(char *buf, size_t cap, const char *addr);
+
+/* A cause of failure counted, and logged at most once every every_ms (the first at once),
+ * so a dependency that is down fills no disk: zero-initialised (a static one is ready). */
+struct log_rated {
+	atomic_ullong count;        /* every one noted (a metric's value) */
+	atomic_ullong logged_ms;    /* monotonic ms + 1 of the last one let through; 0: never */
+};
+/* Counts one more and returns the count; *log_now says whether this one is to be logged
+ * (the first, then the first one every_ms or more after the last logged). Thread-safe: of
+ * threads noting at once, one is let through. */
+unsigned long long log_rated_note(struct log_rated *r, unsigned long long every_ms, bool *log_now);
 
 static inline int log_is_debug(void) { return log_get_level() == LOG_LVL_DEBUG; }
 

@@ -1,5 +1,6 @@
-/* test_log.c — values of key=value log lines (log_val, log_valn, log_addr) and the
- * one-line guarantee of log_event (control octets escaped in place). */
+/* test_log.c — values of key=value log lines (log_val, log_valn, log_addr), the
+ * one-line guarantee of log_event (control octets escaped in place), and the rate-limited
+ * counting of log_rated_note. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -87,12 +89,38 @@ static void test_one_line(void **state)
 	assert_int_equal(lines, 2);
 }
 
+/* log_rated_note: every note counted, the first logged, the next ones not until every_ms
+ * passed, then one again; two causes apart. */
+static void test_rated(void **state)
+{
+	static struct log_rated a, b;
+	bool now = false;
+	struct timespec pause = { 0, 60 * 1000000L };
+
+	(void)state;
+	assert_int_equal(log_rated_note(&a, 50, &now), 1);
+	assert_true(now);
+	for (unsigned long long i = 2; i <= 100; i++) {
+		assert_int_equal(log_rated_note(&a, 50, &now), i);
+		assert_false(now);
+	}
+	assert_int_equal(log_rated_note(&b, 50, &now), 1);
+	assert_true(now);       /* another cause: its own first line */
+	nanosleep(&pause, NULL);
+	assert_int_equal(log_rated_note(&a, 50, &now), 101);
+	assert_true(now);
+	assert_int_equal(log_rated_note(&a, 50, &now), 102);
+	assert_false(now);
+	assert_int_equal(atomic_load(&a.count), 102);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),
+		cmocka_unit_test(test_rated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
