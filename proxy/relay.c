@@ -989,7 +989,8 @@ static void relay_next_address(struct relay *r, const char *why)
 	shared_gen_unref(g);
 }
 
-void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg)
+static void relay_open_as(struct worker *w, struct backend *b, const struct hook_env *env, bool idle_ok,
+    relay_open_fn cb, void *arg)
 {
 	/* The generation b belongs to (a session begun before a reload picks from its own
 	 * pool): the connection holds it, so b outlives the connection parked idle. */
@@ -1001,7 +1002,7 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 		cb(arg, NULL, 0, "maildir backends are written directly");
 		return;
 	}
-	if (bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
+	if (idle_ok && bc->client_identity != IDENTITY_PROXY_V2 && (r = relay_take_idle(w, b, g, env)) != NULL) {
 		counter_inc(COUNTER_BACKEND_CONNECTIONS_REUSED);
 		relay_set_sid(r, env);
 		r->reused_fresh = true;
@@ -1025,6 +1026,16 @@ void relay_open(struct worker *w, struct backend *b, const struct hook_env *env,
 	}
 	/* the address that last worked, passing over one that just failed (backend.h) */
 	relay_open_at(w, b, g, env, cb, arg, backend_addr_first(b, (long long)(uv_hrtime() / 1000000)), 0);
+}
+
+void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg)
+{
+	relay_open_as(w, b, env, true, cb, arg);
+}
+
+void relay_open_fresh(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg)
+{
+	relay_open_as(w, b, env, false, cb, arg);
 }
 
 /* The PROXY v2 header naming env's client and the address it connected to, into out[0..cap):

@@ -27,6 +27,9 @@ typedef void (*relay_data_fn)(void *arg, int n, const int *codes, const char *co
 
 /* Gets a connection to b for env's client: an idle one (re-identified) or a new one. */
 void relay_open(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg);
+/* relay_open with a new connection, never an idle one: after a pooled connection turned out
+ * dead (relay_text_is_stale), the retry does not take the next one, which may be as dead. */
+void relay_open_fresh(struct worker *w, struct backend *b, const struct hook_env *env, relay_open_fn cb, void *arg);
 /* Sends one command line (no CRLF) and reports its reply: relay_queue + relay_flush. */
 void relay_command(struct relay *r, const char *line, relay_reply_fn cb, void *arg);
 /* Queues one command line (no CRLF, copied) whose reply goes to cb(arg); nothing is written

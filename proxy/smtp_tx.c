@@ -327,9 +327,15 @@ static void smtp_tx_est_fail(struct smtp_tx *tx, int code, const char *text, boo
 }
 
 /* A pooled connection the backend had dropped: not the backend's fault, and not an
- * attempt. Open another. */
+ * attempt. Open another: a new one. The others parked to that backend may be as dead (a
+ * restart whose closes were not read yet, a host gone without a word): a transaction
+ * that took each in turn used up the pool before it connected. As Postfix's smtp client
+ * takes a cached connection once per destination and then connects, one stale connection
+ * per backend per message, then a fresh one (the message's next transaction to it too). */
 static void smtp_tx_est_stale(struct smtp_tx *tx)
 {
+	if (tx->backend && tx->backend->index < 64)
+		tx->stale |= 1ULL << tx->backend->index;
 	tx->attempts--;
 	tx->backend = NULL;
 	smtp_tx_est_next(tx);
@@ -606,7 +612,10 @@ static void smtp_tx_est_next(struct smtp_tx *tx)
 			return;
 		}
 		tx->pending++;
-		relay_open(tx->w, b, env, smtp_tx_est_open_cb, tx);
+		if (b->index < 64 && (tx->stale & (1ULL << b->index)))
+			relay_open_fresh(tx->w, b, env, smtp_tx_est_open_cb, tx);
+		else
+			relay_open(tx->w, b, env, smtp_tx_est_open_cb, tx);
 		return;
 	}
 	if (!tx->mail_sent) {
@@ -1535,6 +1544,7 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->backend = NULL;
 	tx->route = 0;
 	tx->tried = 0;
+	tx->stale = 0;
 	tx->attempts = 0;
 	tx->rcpts_done = 0;
 	tx->mail_deferrable = false;

@@ -69,6 +69,8 @@ struct smtp_tx {
 	struct backend *backend;
 	int route;                        /* pool route id of the transaction */
 	uint64_t tried;                   /* backends tried for this message (bit per index) */
+	uint64_t stale;                   /* backends whose pooled connection turned out dead for
+	                                   * this message: the next one to them is fresh */
 	int attempts;
 	int rcpts_done;                   /* LMTP recipients a failed attempt delivered (left env) */
 	char *mail_line;                  /* the MAIL command for the backend (in mail_buf) */

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The backend side, honest and bounded: what a backend says out of turn is logged and
 judged, a NUL or another control octet in its reply reaches the client as '?', a backend broken at reuse costs a
-transaction one pooled connection (not the pool), a PROXY v2 header is never left out,
+transaction one pooled connection (not the pool), and so does one that dropped them, a PROXY v2 header is never left out,
 mxgate ends a backend connection it holds with RSET or QUIT when it ends the session itself,
 and limits.proxy_timeout bounds the wait for an inbound PROXY header.
 """
@@ -152,6 +152,50 @@ if mt.case_wanted('poolbound'):
     mt.check(mx.count_log(r'event=backend_pool_dropped backend=%s connections=%d ' % (re.escape(bad.url), K - 1),
                           start=start) == 1,
              'the other %d idle connections to it are dropped, logged event=backend_pool_dropped' % (K - 1))
+    mx.stop()
+
+# ---------------------------------------------------------------- dropped at reuse: one, then fresh
+if mt.case_wanted('poolstale'):
+    # A backend that went away under its pooled connections (a restart whose FINs mxgate has
+    # not read yet, a host that rebooted): each connection it held closes without a reply
+    # at its reuse. A transaction tries one of them, then a fresh connection, as Postfix's
+    # smtp client takes a cached connection once per destination before it connects.
+    K = 4
+
+    def closed_at_reuse(n):
+        st = {'txns': 0}
+
+        def mail(srv, p, arg):
+            st['txns'] += 1
+            if st['txns'] > 1:
+                srv.note('closed-at-reuse')
+                return False
+            return None
+        return {'mail': mail}
+    bad = scripted('poolstale', per_conn=closed_at_reuse)
+    mx = mt.Mxgate(cfg([bad.url], backends={'pool_size': 16}), name='mx-poolstale')
+    cs = [mt.Client(mx.port) for _ in range(K)]
+    for c in cs:
+        c.ehlo()
+        c.cmd('MAIL FROM:<s@example.org>')
+        c.cmd('RCPT TO:<rcpt@example.test>')
+    codes = []
+    for i, c in enumerate(cs):
+        c.cmd('DATA')
+        c.send(mt.stuff(mt.message('poolstale-first-%d' % i)))
+        codes.append(c.reply()[0])
+        c.close()
+    mt.wait_for(lambda: mx.count_log(r'event=disconnect ') >= K, timeout=mt.slack(5))
+    mt.check(codes == [250] * K, '%d sessions at once: %d connections, parked (%s)' % (K, K, codes))
+    start = mx.log_size()
+    r = mail(mx, 'poolstale-next')
+    used = mx.count_log(r'event=backend_error [^\n]*reason="stale pooled connection"', start=start)
+    mt.say('dead pooled connections one transaction tried: %d of %d' % (used, K))
+    mt.check(r[0] == 250 and used == 1,
+             'a backend whose pooled connections are all dead: one transaction tries 1 of them, not %d (%d), '
+             'then a fresh one delivers (%s)' % (K, used, r[0]))
+    r = mail(mx, 'poolstale-again')
+    mt.check(r[0] == 250, 'the next transaction delivers too (%s)' % r[0])
     mx.stop()
 
 # ---------------------------------------------------------------- PROXY v2: never without its header
