@@ -443,6 +443,22 @@ void auth_session_lift_refusal(struct session *s)
 	s->refused_reason[0] = '\0';
 }
 
+/* See auth.h. Refused at connect (a DNS list, say: users submit from dynamic addresses that
+ * policy lists name): that refusal was for unauthenticated mail, as Postfix's
+ * permit_sasl_authenticated before reject_rbl_client. */
+bool auth_lift_connect_refusal(struct session *s)
+{
+	char user[SASL_MAX_FIELD + 1];
+
+	if (s->env.auth_user == NULL || s->conn_verdict.action == VERDICT_CONTINUE || !auth_may_lift(s))
+		return false;
+	auth_safe_copy(s->env.auth_user, user, sizeof(user));
+	log_event(LOG_LVL_INFO, s->id, "event=auth_lifts_refusal client=%s user=%s reason=%s", s->env.client_ip,
+	    user, s->conn_verdict.reason[0] ? s->conn_verdict.reason : "filter");
+	auth_session_lift_refusal(s);
+	return true;
+}
+
 /* After a lifted refusal, the connect stage of the modules it had cut off: a refusal of
  * theirs is a connect refusal as any (TEMPFAIL: 421 and close, instead of the 235). */
 static void auth_connect_done_cb(void *arg, const struct verdict *v)
@@ -479,13 +495,7 @@ static void auth_dovecot_cb(void *arg, const struct sasl_dovecot_result *res)
 		log_event(LOG_LVL_INFO, s->id, "event=auth client=%s user=%s mech=%s", s->env.client_ip, user,
 		    s->env.auth_mech);
 		counter_inc(COUNTER_AUTH_OK);
-		if (s->conn_verdict.action != VERDICT_CONTINUE) {
-			/* Refused at connect (a DNS list, say: users submit from dynamic addresses
-			 * that policy lists name): that refusal was for unauthenticated mail, as
-			 * Postfix's permit_sasl_authenticated before reject_rbl_client. */
-			log_event(LOG_LVL_INFO, s->id, "event=auth_lifts_refusal client=%s user=%s reason=%s", s->env.client_ip,
-			    user, s->conn_verdict.reason[0] ? s->conn_verdict.reason : "filter");
-			auth_session_lift_refusal(s);
+		if (auth_lift_connect_refusal(s)) {
 			/* the modules the refusal cut off (a milter) see the connect now */
 			chain_run_cut(&s->chain, auth_connect_done_cb, s);
 			return;

@@ -89,6 +89,11 @@ void auth_session_line(struct session *s, const char *line, size_t len, bool too
  * the session's outcome with it (s->refused_code: what the modules hear at close), until
  * auth_session_reset on a session that carries on (STARTTLS) puts both back. */
 void auth_session_lift_refusal(struct session *s);
+/* The session authenticated (SMTP AUTH) on a listener where AUTH lifts a refusal, and the
+ * connect stage's refusal stands: logs event=auth_lifts_refusal, lifts it
+ * (auth_session_lift_refusal) and returns true; else false, nothing done. The caller then
+ * runs the connect stage of the modules the refusal cut off (chain_run_cut). */
+bool auth_lift_connect_refusal(struct session *s);
 /* STARTTLS (RFC 3207 4.2: forget what came before) and session close: an exchange in
  * flight is abandoned (no callback runs after this). */
 void auth_session_reset(struct session *s);

@@ -1169,12 +1169,24 @@ static void session_non_smtp_drop(struct session *s, const char *line, size_t le
  * it is not the client, the client its XCLIENT names is judged. One that sends MAIL without
  * an XCLIENT mails as itself, and is judged now, as any client is at connect: its connect
  * stage runs first (chain_run_cut: the entries it cut), and its verdict is this MAIL's
- * (a refusal, as a connect refusal is given at MAIL; a rate limit's 421 closes). */
+ * (a refusal, as a connect refusal is given at MAIL, unless the front end authenticated
+ * before: AUTH lifts it; a rate limit's 421 closes). */
+static const struct session_cmd session_front_end_lifted_step;
+
 static void session_apply_front_end_connect(struct session *s, const struct verdict *v)
 {
 	if (session_connect_refusal(s, v)) {
 		session_txn_reset(s, true);
 		session_flush(s);
+		return;
+	}
+	/* A front end that authenticated first (AUTH, then MAIL as itself) has the refusal
+	 * lifted as any client's is after AUTH (auth_dovecot_cb; it was judged only now, after
+	 * its AUTH): the modules the refusal cut off then see the connect, and a refusal of
+	 * theirs stands, as after AUTH (auth_connect_done_cb). */
+	if (s->cmd != &session_front_end_lifted_step && auth_lift_connect_refusal(s)) {
+		s->cmd = &session_front_end_lifted_step;
+		chain_run_cut(&s->chain, session_stage_done_cb, s);
 		return;
 	}
 	if (s->conn_verdict.action != VERDICT_CONTINUE) {
@@ -1188,6 +1200,9 @@ static void session_apply_front_end_connect(struct session *s, const struct verd
 }
 
 static const struct session_cmd session_front_end_connect_step = {
+	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
+};
+static const struct session_cmd session_front_end_lifted_step = {
 	.verb = SMTP_MAIL, .stage = HOOK_CONNECT, .apply = session_apply_front_end_connect,
 };
 
