@@ -164,7 +164,9 @@ const char *spf_result_name(enum spf_result r)
  * our log, and never let a library error end the process from a pool thread. */
 static void spf_log_warning_cb(const char *file, int line, const char *msg)
 {
-	log_event(LOG_LVL_DEBUG, NULL, "event=spf_warning msg=\"%s\"", msg ? msg : "");
+	char mv[600];   /* libspf2's text holds what DNS answered (a record, a name): escaped */
+
+	log_event(LOG_LVL_DEBUG, NULL, "event=spf_warning msg=%s", log_val(mv, sizeof(mv), msg ? msg : ""));
 }
 
 static void spf_log_quiet_cb(const char *file, int line, const char *msg)
@@ -223,9 +225,11 @@ struct spf_engine *spf_engine_new(const struct cfg_strlist *records, bool offlin
 		goto fail;
 	spf_dns_size_layer_server(e->top, e->srv);
 	for (size_t i = 0; records != NULL && i < records->n; i++)
-		if (spf_engine_add_record(e, records->v[i]) < 0)
-			log_event(LOG_LVL_WARNING, NULL, "event=spf_error record=\"%s\" reason=unparsable",
-			    records->v[i]);
+		if (spf_engine_add_record(e, records->v[i]) < 0) {
+			char rv[600];
+			log_event(LOG_LVL_WARNING, NULL, "event=spf_error record=%s reason=unparsable",
+			    log_val(rv, sizeof(rv), records->v[i]));
+		}
 	return e;
 fail:
 	if (e->top != NULL)
@@ -417,11 +421,12 @@ static enum spf_result spf_engine_query(struct spf_engine *e, const struct netad
 
 		if (spf_dns_size_cut(big, sizeof(big), &redirect)) {
 			bool keep = r == SPF_R_PASS && !redirect;
+			char dv[300], bv[300];	/* a name the record named (DNS data): escaped */
 
 			log_event(LOG_LVL_WARNING, NULL,
 			    "event=spf_record_too_large domain=%s record_of=%s result=%s action=%s",
-			    spf_check_identity(sender, helo), big, spf_result_name(r),
-			    keep ? "kept" : "permerror");
+			    log_val(dv, sizeof(dv), spf_check_identity(sender, helo)), log_val(bv, sizeof(bv), big),
+			    spf_result_name(r), keep ? "kept" : "permerror");
 			if (!keep && r != SPF_R_TEMPERROR)
 				r = SPF_R_PERMERROR;
 		}

@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <spf2/spf.h>
 
 #include "filters/senderauth.h"
 #include "filters/spf.h"
@@ -21,6 +24,7 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
+#include "proxy/log.h"
 #include "proxy/msgbuf.h"
 
 static char *records[] = {
@@ -101,6 +105,43 @@ static void test_explanation(void **state)
 	assert_int_equal(c.result, SPF_R_FAIL);
 	assert_string_equal(c.explanation, "");
 	spf_engine_free(e);
+}
+
+/* What libspf2 says goes into the log escaped as every value from outside (log_val): its
+ * warnings hold what DNS answered (a record's text, a name), which the sender's domain
+ * writes; a '"' in it closed the quoted msg= early and the rest read as fields of its own.
+ * A record of spf.records that does not parse, the same. Each line is read back whole. */
+static void test_log_escaped(void **state)
+{
+	static char *bad[] = { "q\"x.test BOGUS a\"b" };
+	static const struct cfg_strlist badrecs = { bad, 1 };
+	char path[] = "/tmp/test_spf.XXXXXX", buf[4096];
+	int fd = mkstemp(path), saved = dup(2);
+	enum log_level lvl = log_get_level();
+	struct spf_engine *e;
+	ssize_t n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	dup2(fd, 2);
+	log_set_level(LOG_LVL_DEBUG);
+	e = spf_engine_new(&badrecs, true, NULL);	/* the handlers are ours from here */
+	/* as libspf2 reports a DNS answer it warns about */
+	SPF_warningx(__FILE__, __LINE__, "%s", "record \"v=spf1 a:x\" evil=1\nlast=2");
+	fflush(stderr);
+	log_set_level(lvl);
+	dup2(saved, 2);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	unlink(path);
+	spf_engine_free(e);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	if (strstr(buf, "event=spf_warning msg=\"record \\\"v=spf1 a:x\\\" evil=1\\nlast=2\"\n") == NULL)
+		fail_msg("spf_warning not escaped:\n%s", buf);
+	if (strstr(buf, "event=spf_error record=\"q\\\"x.test BOGUS a\\\"b\" reason=unparsable\n") == NULL)
+		fail_msg("spf_error's record not escaped:\n%s", buf);
 }
 
 static void test_records_and_names(void **state)
@@ -520,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_engine_results),
 		cmocka_unit_test(test_explanation),
 		cmocka_unit_test(test_records_and_names),
+		cmocka_unit_test(test_log_escaped),
 		cmocka_unit_test(test_record_cut_short),
 		cmocka_unit_test(test_resolver_forms),
 		cmocka_unit_test_setup_teardown(test_module_pass, setup, teardown),
