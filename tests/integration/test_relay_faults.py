@@ -41,6 +41,39 @@ def mail(mx, tag, rcpt='rcpt@example.test'):
     return mt.send_mail(mx.port, 'sender@example.org', [rcpt], mt.message(tag))
 
 
+def park(mx, k, tag):
+    """k sessions at once, one message each: k backend connections, each parked after its
+    message once its session ended (its disconnect). Returns the k final codes."""
+    cs = [mt.Client(mx.port) for _ in range(k)]
+    for c in cs:
+        c.ehlo()
+        c.cmd('MAIL FROM:<s@example.org>')
+        c.cmd('RCPT TO:<rcpt@example.test>')
+    codes = []
+    for i, c in enumerate(cs):
+        c.cmd('DATA')
+        c.send(mt.stuff(mt.message('%s-first-%d' % (tag, i))))
+        codes.append(c.reply()[0])
+        c.close()
+    mt.wait_for(lambda: mx.count_log(r'event=disconnect ') >= k, timeout=mt.slack(5))
+    return codes
+
+
+def pooled_tried(tag, per_conn, k, pattern):
+    """A scripted backend (per_conn hooks), k connections to it parked (park), then one more
+    transaction: (the backend, the daemon, that transaction's result, the log lines matching
+    pattern it wrote, the log offset before it)."""
+    bad = scripted(tag, per_conn=per_conn)
+    mx = mt.Mxgate(cfg([bad.url], backends={'pool_size': 16}), name='mx-' + tag)
+    codes = park(mx, k, tag)
+    # (bad.n counts the health probe's connection too)
+    mt.check(codes == [250] * k and bad.n >= k,
+             '%s: %d sessions at once: %d connections, parked (%s, %d)' % (tag, k, k, codes, bad.n))
+    start = mx.log_size()
+    r = mail(mx, tag + '-next')
+    return bad, mx, r, mx.count_log(pattern, start=start), start
+
+
 def recording(name):
     """A scripted backend that notes, for each connection that saw a MAIL (not the health
     probe's), each RSET and QUIT it is sent and its end ('closed')."""
@@ -124,27 +157,8 @@ if mt.case_wanted('unsolicited'):
 # ---------------------------------------------------------------- broken at reuse: bounded
 if mt.case_wanted('poolbound'):
     K = 4
-    bad = scripted('poolbound', per_conn=garbage_at_reuse)
-    mx = mt.Mxgate(cfg([bad.url], backends={'pool_size': 16}), name='mx-poolbound')
-    # K sessions at once: K backend connections, each parked after its message
-    cs = [mt.Client(mx.port) for _ in range(K)]
-    for i, c in enumerate(cs):
-        c.ehlo()
-        c.cmd('MAIL FROM:<s@example.org>')
-        c.cmd('RCPT TO:<rcpt@example.test>')
-    codes = []
-    for i, c in enumerate(cs):
-        c.cmd('DATA')
-        c.send(mt.stuff(mt.message('poolbound-first-%d' % i)))
-        codes.append(c.reply()[0])
-        c.close()
-    # each session's connection goes back to the pool as the session ends (its disconnect)
-    mt.wait_for(lambda: mx.count_log(r'event=disconnect ') >= K, timeout=mt.slack(5))
-    # (bad.n counts the health probe's connection too)
-    mt.check(codes == [250] * K and bad.n >= K, '%d sessions at once: %d connections, parked (%s, %d)' % (K, K, codes, bad.n))
-    start = mx.log_size()
-    r = mail(mx, 'poolbound-next')
-    used = mx.count_log(r'event=backend_error .*pooled=reused retry=fresh', start=start)
+    bad, mx, r, used, start = pooled_tried('poolbound', garbage_at_reuse, K,
+                                           r'event=backend_error .*pooled=reused retry=fresh')
     mt.say('pooled connections one transaction used up at the broken backend: %d of %d' % (used, K))
     mt.check(r[0] == 250 and used == 1,
              'a backend broken at reuse: one transaction fails on 1 pooled connection, not %d (%d), then a '
@@ -172,24 +186,8 @@ if mt.case_wanted('poolstale'):
                 return False
             return None
         return {'mail': mail}
-    bad = scripted('poolstale', per_conn=closed_at_reuse)
-    mx = mt.Mxgate(cfg([bad.url], backends={'pool_size': 16}), name='mx-poolstale')
-    cs = [mt.Client(mx.port) for _ in range(K)]
-    for c in cs:
-        c.ehlo()
-        c.cmd('MAIL FROM:<s@example.org>')
-        c.cmd('RCPT TO:<rcpt@example.test>')
-    codes = []
-    for i, c in enumerate(cs):
-        c.cmd('DATA')
-        c.send(mt.stuff(mt.message('poolstale-first-%d' % i)))
-        codes.append(c.reply()[0])
-        c.close()
-    mt.wait_for(lambda: mx.count_log(r'event=disconnect ') >= K, timeout=mt.slack(5))
-    mt.check(codes == [250] * K, '%d sessions at once: %d connections, parked (%s)' % (K, K, codes))
-    start = mx.log_size()
-    r = mail(mx, 'poolstale-next')
-    used = mx.count_log(r'event=backend_error [^\n]*reason="stale pooled connection"', start=start)
+    bad, mx, r, used, start = pooled_tried('poolstale', closed_at_reuse, K,
+                                           r'event=backend_error [^\n]*reason="stale pooled connection"')
     mt.say('dead pooled connections one transaction tried: %d of %d' % (used, K))
     mt.check(r[0] == 250 and used == 1,
              'a backend whose pooled connections are all dead: one transaction tries 1 of them, not %d (%d), '
