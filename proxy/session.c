@@ -1648,6 +1648,8 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 	return false;
 }
 
+static const struct session_cmd session_connect_lifted_step;
+
 static void session_apply_connect(struct session *s, const struct verdict *v)
 {
 	/* A delay asked for at connect (a tarpit: reputation's delay action, a rate limit's)
@@ -1657,6 +1659,16 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 	s->tarpit_ms = 0;
 	if (session_connect_refusal(s, v)) {
 		session_flush(s);
+		return;
+	}
+	/* A client a front end named by XCLIENT as authenticated (LOGIN=, nginx's smtp_auth; or
+	 * the front end's own AUTH, which XCLIENT without LOGIN keeps, as in Postfix) has its
+	 * refusal lifted as after AUTH (auth_dovecot_cb) where AUTH may lift one: the modules
+	 * the refusal cut off then see the connect, and a refusal of theirs stands. */
+	if (s->xclient_seen && s->cmd != &session_connect_lifted_step && auth_lift_connect_refusal(s)) {
+		s->tarpit_ms = hold;
+		s->cmd = &session_connect_lifted_step;
+		chain_run_cut(&s->chain, session_stage_done_cb, s);
 		return;
 	}
 	if (v->action == VERDICT_ACCEPT && s->teaser_sent && s->state == SESSION_CONNECT) {
@@ -1685,6 +1697,9 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 
 /* The connect stage is a stage of its own, not a command. */
 static const struct session_cmd session_connect_step = {
+	.verb = SMTP_UNKNOWN, .stage = HOOK_CONNECT, .apply = session_apply_connect,
+};
+static const struct session_cmd session_connect_lifted_step = {
 	.verb = SMTP_UNKNOWN, .stage = HOOK_CONNECT, .apply = session_apply_connect,
 };
 

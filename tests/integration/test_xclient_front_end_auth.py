@@ -12,7 +12,10 @@ through when it connected straight. Here:
 - the listed front end, AUTH then MAIL without XCLIENT: delivered, the refusal logged as a
   connect refusal and then lifted (was: 550);
 - the listed front end without AUTH on a listener without AUTH: still refused at MAIL;
-- the front end naming a client by XCLIENT: the client is judged, not the front end.
+- the front end naming a client by XCLIENT: the client is judged, not the front end;
+- a listed client the front end names as authenticated (XCLIENT LOGIN=, nginx's smtp_auth,
+  or the front end's own AUTH, which XCLIENT without LOGIN keeps as in Postfix): its connect
+  refusal lifted where AUTH may lift it (was: 550 at MAIL for a user nginx authenticated).
 """
 import base64
 import os
@@ -28,7 +31,7 @@ mt.need('dovecot', 'rbldnsd')
 FRONT = '127.0.0.12'        # the front end, in the list
 DIRECT = '127.0.0.13'       # a listed client, no front end
 dv = mt.dovecot({'alice': 'secret'})
-rbl = mt.rbldnsd({'pbl.test': ('ip4set', ':127.0.0.10:dynamic range\n127.0.0.12/31\n')})
+rbl = mt.rbldnsd({'pbl.test': ('ip4set', ':127.0.0.10:dynamic range\n127.0.0.12/31\n198.18.0.71\n')})
 be = mt.Backend(name='be')
 mx = mt.Mxgate(mt.config(
     [be.url], workers=1, xclient_hosts=[FRONT + '/32'],
@@ -74,6 +77,40 @@ mt.check(mx.count_log(r'event=reject stage=connect reason=dnsbl[^\n]*client=%s' 
                           start=start) == 1,
          'its refusal logged as a connect refusal, then lifted (event=auth_lifts_refusal)')
 mt.check(len(be.by_tag('front')) == 1, 'the message reached the backend')
+
+# a client the front end names as authenticated (XCLIENT LOGIN=, nginx's smtp_auth), from a
+# listed address: lifted as after its own AUTH, where AUTH may lift (the listener offers it)
+NAMED = '198.18.0.71'       # listed: a dynamic range
+
+
+def named(port, xclient, auth=False):
+    """From the front end: [AUTH as alice,] XCLIENT xclient, EHLO, MAIL: the MAIL's code."""
+    c = mt.Client(port, source=FRONT)
+    c.ehlo('front.example.test')
+    if auth:
+        c.cmd('AUTH PLAIN ' + plain('alice', 'secret'))
+    code, text = c.cmd('XCLIENT ' + xclient)
+    if code != 220:
+        c.close()
+        return code, text
+    c.ehlo('client.example.net')
+    code, text = c.cmd('MAIL FROM:<a@example.org>')
+    c.close()
+    return code, text
+
+
+start = mx.log_size()
+code, text = named(SUB, 'ADDR=%s LOGIN=alice' % NAMED)
+mt.check(code == 250, 'a listed client named with LOGIN=alice on the AUTH listener: its MAIL taken (%s %s)' % (code, text))
+mt.check(mx.wait_log(r'event=auth_lifts_refusal client=%s user=alice reason=dnsbl' % re.escape(NAMED), 3,
+                     start=start) is not None, 'event=auth_lifts_refusal for the named client')
+code, text = named(SUB, 'ADDR=%s' % NAMED, auth=True)
+mt.check(code == 250, "the front end's own AUTH, kept through XCLIENT without LOGIN (as in Postfix): the named "
+         "client's MAIL taken (%s %s)" % (code, text))
+code, text = named(SUB, 'ADDR=%s LOGIN=[UNAVAILABLE]' % NAMED, auth=True)
+mt.check(code == 530, 'LOGIN=[UNAVAILABLE] ends the authentication: AUTH required again (%s %s)' % (code, text))
+code, text = named(MX, 'ADDR=%s LOGIN=alice' % NAMED)
+mt.check(code == 550, 'on a listener without AUTH a LOGIN= lifts nothing, as AUTH could not (%s %s)' % (code, text))
 
 # without AUTH (a listener that offers none): refused at MAIL as before
 c = mt.Client(MX, source=FRONT)
