@@ -378,9 +378,10 @@ if not ONLY or 'lmtpmixed' in ONLY.split(','):
     mx.stop()
 
 
-# A refusal whose text holds a lone CR or LF (and one of several lines): the client gets
-# every line with the backend's code, each ended by the one CRLF, the stray octets blanked
-# (a reply text never splits into a line of its own).
+# A refusal whose text holds a lone CR (and one of several lines): the client gets every
+# line with the backend's code, each ended by the one CRLF, the stray CR shown as '?' as
+# every control octet of a backend's reply (smtp_reply.c, Postfix's printable()): a reply
+# text never splits into a line of its own.
 def raw_exchange(port, tag):
     c = socket.create_connection(('127.0.0.1', port), timeout=TO + 10)
     buf = b''
@@ -410,9 +411,9 @@ def raw_exchange(port, tag):
 
 if not ONLY or 'replytext' in ONLY.split(','):
     for tag, say, want in (
-            ('replytext1', b'550 5.7.1 no\rsuch user\r\n', b'550 5.7.1 no such user\r\n'),
+            ('replytext1', b'550 5.7.1 no\rsuch user\r\n', b'550 5.7.1 no?such user\r\n'),
             ('replytext2', b'550-5.7.1 first\r\n550 5.7.1 sec\rond\r\n',
-             b'550-5.7.1 first\r\n550 5.7.1 sec ond\r\n'),
+             b'550-5.7.1 first\r\n550 5.7.1 sec?ond\r\n'),
             ('replytext3', b'550-5.7.1 first\r\n550 5.7.1 second\r\n',
              b'550-5.7.1 first\r\n550 5.7.1 second\r\n')):
         bad = Scripted({'DOT': say})
