@@ -10,7 +10,7 @@ retry comes after `passtime`; whitelisted hosts talk to the real server.
 What the operator writes (docs/filters-limits.md, "Coming from postgrey or OpenBSD spamd"):
     reputation: { deny: [<spamd-setup's list>], deny_action: delay, delay: 3s }
     greylist:   { enabled: true, prefix_v4: 32, delay: <passtime>, retry_window: <greyexp>,
-                  expire: <whiteexp> }
+                  expire: <whiteexp>, auto_allow_clients: 1, auto_allow_expire: <whiteexp> }
 
 Checked here:
 - a deny-listed client with deny_action: delay is held at the greeting (the tarpit) and then
@@ -19,8 +19,9 @@ Checked here:
   message was delivered (a deny list that did not deny);
 - spamd's greylisting with the exact IP (prefix_v4: 32, spamd keys by IP): the first attempt
   451, a retry before passtime 451 again (the clock not restarted), one after it delivered,
-  then passed at once; a neighbour in the same /24 is a new triplet (as with spamd), where
-  the default /24 would have passed it.
+  then passed at once; with auto_allow_clients: 1 the IP is then whitelisted for every
+  sender and recipient (spamd's WHITE entry is per IP, whiteexp 36 days); a neighbour in the
+  same /24 is still greylisted (as with spamd), where the default /24 would have passed it.
 """
 import os
 import sys
@@ -38,7 +39,7 @@ cfg = mt.proxied_config(
     [sink.url],
     reputation={'deny': ['198.18.96.0/24'], 'deny_action': 'delay', 'delay': '%ds' % TARPIT_S},
     greylist={'enabled': True, 'store': 'local', 'prefix_v4': 32, 'delay': '%ds' % PASSTIME_S,
-              'retry_window': '4h', 'expire': '36d'})
+              'retry_window': '4h', 'expire': '36d', 'auto_allow_clients': 1, 'auto_allow_expire': '36d'})
 rc, out = mt.config_check(dict(cfg, listen=[{'address': '127.0.0.1:2525', 'proxy_protocol': True}]),
                           'spamd')
 mt.check(rc == 0, 'mxgate -t accepts the spamd operator\'s config: %s %s' % (rc, out.strip()[:300]))
@@ -91,6 +92,10 @@ mt.check(p.returncode == 0 and delivered('grey3'), 'the retry after passtime is 
          % p.stdout[-300:])
 p, _ = swaks('198.18.97.1', 'grey4')
 mt.check(p.returncode == 0 and delivered('grey4'), 'and the passed triplet at once: %s' % p.stdout[-300:])
+p, _ = swaks('198.18.97.1', 'white', rcpt='other@example.test')
+mt.check(p.returncode == 0 and delivered('white'),
+         'auto_allow_clients: 1 whitelists the IP as spamd does (WHITE per IP): another recipient at once: %s'
+         % p.stdout[-300:])
 p, _ = swaks('198.18.97.2', 'neighbour')
 mt.check('<** 451 4.7.1 greylisted' in p.stdout,
          'prefix_v4: 32 keys by the exact IP, as spamd: a neighbour is greylisted: %s' % p.stdout[-300:])
