@@ -101,7 +101,11 @@ def dialogue(port, src, steps, early=None):
         for step in steps:
             if code is None:
                 break
-            s.sendall(step)
+            try:
+                s.sendall(step)
+            except OSError:             # closed after its last reply (a drop)
+                out.append(('close', None, ''))
+                break
             for cmd in step.split(b'\n')[:-1]:
                 code, text, buf = _reply(s, buf)
                 out.append((cmd.decode().strip().split(' ')[0].split(':')[0], code, text))
@@ -198,4 +202,45 @@ mt.check(step_code(mg['good'], 'RCPT')[0] == 250 and mg['good'][0][2].startswith
          'mxgate: the same client is served on its first connection (teaser, then RCPT 250): %r' % (mg['good'],))
 mt.check(step_code(mg['good_again'], 'RCPT')[0] == 250 and mg['good_again'][0][2].startswith('220 '),
          'mxgate: on its next connection no teaser (pregreet.pass_ttl) and RCPT 250: %r' % (mg['good_again'],))
+
+# ---- the drop actions: postscreen_greet_action = drop and a web request sent before the
+# greeting, on a second pair (postscreen and mxgate with pregreet.action: drop)
+ps2_port = mt.hold_port().port
+mt.postfix_instance('postscreen-drop', ps2_port, '''relay_domains = example.test
+mynetworks = 192.0.2.0/24
+postscreen_access_list =
+postscreen_greet_wait = 2s
+postscreen_greet_action = drop
+postscreen_non_smtp_command_enable = yes
+postscreen_non_smtp_command_action = drop
+''', hostname='mx.test', listener='''127.0.0.1:{port} inet n - n - 1 postscreen
+smtpd pass - - n - - smtpd
+dnsblog unix - - n - 0 dnsblog
+tlsproxy unix - - n - 0 tlsproxy
+''')
+mx2 = mt.Mxgate(mt.config([sink.url], pregreet={'delay': '2s', 'action': 'drop',
+                                                 'non_smtp_command_action': 'drop'}), 'mx-ps-drop')
+drop = {}
+for name, port in (('postscreen', ps2_port), ('mxgate', mx2.port)):
+    drop[name] = {
+        'pregreet': dialogue(port, '127.0.0.7', [MAIL, QUIT], early=b'EHLO bot.example\r\n'),
+        'early_get': dialogue(port, '127.0.0.8', [], early=b'GET / HTTP/1.0\r\n'),
+    }
+    for case, d in drop[name].items():
+        mt.say('drop %-10s %-10s %s' % (case, name, [(w, c, t[-60:]) for w, c, t in d]))
+d = drop['postscreen']['pregreet']
+mt.check(d[0][2].startswith('220-') and any(c == 521 for _, c, _ in d),
+         'postscreen greet drop: the teaser, then 521 and the close: %r' % (d,))
+# mxgate ends its greeting as a 220 reply first (every line of one reply has one code, RFC
+# 5321 4.2.1, as its DNS lists' drop does); until session 18 it sent postscreen's `220-` then
+# `521` as one reply of two codes
+d = drop['mxgate']['pregreet']
+mt.check(d[0][2].split('\n')[-1].startswith('220 ') and d[1][1] == 521 and '5.5.1' in d[1][2]
+         and '220' not in d[1][2] and d[-1][0] == 'close',
+         'mxgate pregreet drop: the greeting ends as 220, then 521 5.5.1 on its own and the close: %r' % (d,))
+d = drop['postscreen']['early_get']
+mt.check(any(c == 521 for _, c, _ in d), 'postscreen: a web request before the greeting is dropped with 521: %r' % (d,))
+d = drop['mxgate']['early_get']
+mt.check(d[0][2].split('\n')[-1].startswith('220 ') and len(d) >= 2 and d[1][1] == 521 and '220' not in d[1][2],
+         'mxgate: the same request ends the greeting as 220, then 521 on its own: %r' % (d,))
 mt.finish()
