@@ -13,6 +13,8 @@ What the operator writes (docs/filters-limits.md, "Coming from postgrey or OpenB
                   expire: <whiteexp>, auto_allow_clients: 1, auto_allow_expire: <whiteexp> }
 
 Checked here:
+- a spamd-setup list file served by rbldnsd as it is (comments, addresses, CIDRs) refuses
+  the clients it lists, naming the list;
 - a deny-listed client with deny_action: delay is held at the greeting (the tarpit) and then
   refused: its mail never reaches the backend, as spamd never lets a blacklisted host through.
   Before, `delay` on the deny list held the greeting and then served the client: swaks's
@@ -30,16 +32,24 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-mt.need('smtp-sink', 'swaks')
+mt.need('smtp-sink', 'swaks', 'rbldnsd')
 
 sink = mt.Sink(name='sink-spamd')
+# a spamd-setup list as spamd.conf fetches it (comments, addresses, CIDRs), served as it is
+# by rbldnsd (ip4set reads the same lines): the way docs/filters-limits.md gives for a list
+# too big or too changing for reputation.deny
+rbl = mt.rbldnsd({'uatraps.test': ('ip4set', '# uatraps, as spamd-setup fetches it\n'
+                                   '198.18.98.0/24\n198.18.95.5\n')})
 TARPIT_S = 3
 PASSTIME_S = 3
 cfg = mt.proxied_config(
     [sink.url],
     reputation={'deny': ['198.18.96.0/24'], 'deny_action': 'delay', 'delay': '%ds' % TARPIT_S},
     greylist={'enabled': True, 'store': 'local', 'prefix_v4': 32, 'delay': '%ds' % PASSTIME_S,
-              'retry_window': '4h', 'expire': '36d', 'auto_allow_clients': 1, 'auto_allow_expire': '36d'})
+              'retry_window': '4h', 'expire': '36d', 'auto_allow_clients': 1, 'auto_allow_expire': '36d'},
+    dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+    dnsbl={'threshold': 1, 'action': 'reject', 'pass_ttl': 0,
+           'lists': [{'zone': 'uatraps.test', 'weight': 1, 'reason': '{ip} is listed in uatraps'}]})
 rc, out = mt.config_check(dict(cfg, listen=[{'address': '127.0.0.1:2525', 'proxy_protocol': True}]),
                           'spamd')
 mt.check(rc == 0, 'mxgate -t accepts the spamd operator\'s config: %s %s' % (rc, out.strip()[:300]))
@@ -79,6 +89,14 @@ mt.check(mx.wait_log(r'event=reputation client=198\.18\.96\.7 class=deny action=
          'the deny-list hit is logged with its action')
 mt.check(mx.wait_log(r'event=reject stage=connect reason=reputation client=198\.18\.96\.7'),
          'and the refusal as a connect-stage reject')
+
+# ------------------------------------------------------------------ the list through rbldnsd
+for src in ('198.18.98.40', '198.18.95.5'):
+    p, _ = swaks(src, 'uatraps-%s' % src)
+    mt.check('<** 550 5.7.1 Service unavailable; client [%s] blocked using uatraps.test; %s is listed in uatraps'
+             % (src, src) in p.stdout, 'the spamd-setup file served by rbldnsd refuses %s: %s' % (src, p.stdout[-300:]))
+mt.check(not delivered('uatraps-198.18.98.40') and not delivered('uatraps-198.18.95.5'),
+         'nothing from the listed clients reached the backend')
 
 # ------------------------------------------------------------------ spamd's greylisting, by IP
 p, _ = swaks('198.18.97.1', 'grey1')
