@@ -33,23 +33,33 @@ mt.need('smtp-sink')
 mt.need_postfix()
 
 sink = mt.Sink(name='sink-ps')
-ps_port = mt.hold_port().port
-mt.postfix_instance('postscreen', ps_port, '''relay_domains = example.test
+
+
+def postscreen(name, main):
+    """A private Postfix whose port-25 role is postscreen (greet wait 2s, the non-SMTP test
+    dropping, no access list: loopback clients are tested), the main.cf lines `main` added;
+    returns its port."""
+    port = mt.hold_port().port
+    mt.postfix_instance(name, port, '''relay_domains = example.test
 mynetworks = 192.0.2.0/24
 postscreen_access_list =
 postscreen_greet_wait = 2s
-postscreen_greet_action = enforce
-postscreen_pipelining_enable = yes
-postscreen_pipelining_action = enforce
 postscreen_non_smtp_command_enable = yes
 postscreen_non_smtp_command_action = drop
-postscreen_bare_newline_enable = yes
-postscreen_bare_newline_action = enforce
-postscreen_cache_map = btree:$data_directory/postscreen_cache
-''', hostname='mx.test', listener='''127.0.0.1:{port} inet n - n - 1 postscreen
+''' + main, hostname='mx.test', listener='''127.0.0.1:{port} inet n - n - 1 postscreen
 smtpd pass - - n - - smtpd
 dnsblog unix - - n - 0 dnsblog
 tlsproxy unix - - n - 0 tlsproxy
+''')
+    return port
+
+
+ps_port = postscreen('postscreen', '''postscreen_greet_action = enforce
+postscreen_pipelining_enable = yes
+postscreen_pipelining_action = enforce
+postscreen_bare_newline_enable = yes
+postscreen_bare_newline_action = enforce
+postscreen_cache_map = btree:$data_directory/postscreen_cache
 ''')
 mx = mt.Mxgate(mt.config([sink.url], pregreet={
     'delay': '2s', 'action': 'reject', 'bare_newline_action': 'enforce',
@@ -196,19 +206,7 @@ mt.check(step_code(mg['good_again'], 'RCPT')[0] == 250 and mg['good_again'][0][2
 
 # ---- the drop actions: postscreen_greet_action = drop and a web request sent before the
 # greeting, on a second pair (postscreen and mxgate with pregreet.action: drop)
-ps2_port = mt.hold_port().port
-mt.postfix_instance('postscreen-drop', ps2_port, '''relay_domains = example.test
-mynetworks = 192.0.2.0/24
-postscreen_access_list =
-postscreen_greet_wait = 2s
-postscreen_greet_action = drop
-postscreen_non_smtp_command_enable = yes
-postscreen_non_smtp_command_action = drop
-''', hostname='mx.test', listener='''127.0.0.1:{port} inet n - n - 1 postscreen
-smtpd pass - - n - - smtpd
-dnsblog unix - - n - 0 dnsblog
-tlsproxy unix - - n - 0 tlsproxy
-''')
+ps2_port = postscreen('postscreen-drop', 'postscreen_greet_action = drop\n')
 mx2 = mt.Mxgate(mt.config([sink.url], pregreet={'delay': '2s', 'action': 'drop',
                                                  'non_smtp_command_action': 'drop'}), 'mx-ps-drop')
 drop = {}
