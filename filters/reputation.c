@@ -318,7 +318,7 @@ static const struct cfg_field rep_fields[] = {
 	{ "bad_action", CFG_ENUM, offsetof(struct reputation_config, bad_action), "tempfail",
 	  .choices = rep_action_names, .doc = "for bad clients at connect: tempfail, reject, delay, score or drop (521 in place of the greeting, closed)" },
 	{ "deny_action", CFG_ENUM, offsetof(struct reputation_config, deny_action), "reject",
-	  .choices = rep_action_names, .doc = "for clients on the deny list (drop: 521 in place of the greeting and closed, as postscreen_blacklist_action = drop)" },
+	  .choices = rep_action_names, .doc = "for clients on the deny list (drop: 521 in place of the greeting and closed, as postscreen_blacklist_action = drop; delay: the greeting held `delay`, spamd's tarpit, then refused as with reject)" },
 	{ "delay", CFG_DURATION, offsetof(struct reputation_config, delay), "5s", 0, 600000,
 	  .doc = "how long action delay holds the greeting" },
 	{ "good_score", CFG_DOUBLE, offsetof(struct reputation_config, good_score), "-2", -1000, 1000,
@@ -1075,7 +1075,16 @@ static void rep_run(void *wstate, int slot, struct hook_call *call)
 	}
 	if (c->deny.n && cfg_cidrlist_match(&c->deny, sa)) {
 		hook_env_add_symbol(env, "REP_DENY", c->deny_score, "deny list");
-		rep_apply_action(&v, c->deny_action, c->delay, "deny list entry", env->client_ip);
+		if (c->deny_action == REPUTATION_ACTION_DELAY) {
+			/* spamd's tarpit for its blacklist: the greeting is held, and then the
+			 * client is refused as with reject: a deny-listed client never reaches a
+			 * backend (bad_action's delay, for a client that is only suspect, serves
+			 * it after the wait). */
+			rep_apply_action(&v, REPUTATION_ACTION_REJECT, 0, "deny list entry", env->client_ip);
+			v.delay_ms = c->delay > 600000 ? 600000 : (uint32_t)c->delay;
+		} else {
+			rep_apply_action(&v, c->deny_action, c->delay, "deny list entry", env->client_ip);
+		}
 		log_event(LOG_LVL_INFO, env->session_id, "event=reputation client=%s class=deny action=%s",
 		    env->client_ip, rep_action_names[c->deny_action]);
 		rep_done_unknown(w, call, &v);

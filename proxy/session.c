@@ -1574,6 +1574,11 @@ static void session_greet(struct session *s)
 			session_note_refusal(s, 450, "pregreet");
 		} else if (pg->action == PREGREET_DROP) {
 			session_note_refusal(s, 521, "pregreet");
+			/* The teaser began a 220 reply, and every line of one reply has one code
+			 * (RFC 5321 4.2.1): it ends as 220, and the 521 is a reply of its own, as
+			 * for a DNS list's drop (postscreen sends the 521 inside its teaser). */
+			if (s->teaser_sent)
+				session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 			session_reply(s, "521 5.5.1 %s Protocol error", s->cfg->hostname);
 			s->quit_after_flush = true;
 			session_flush(s);

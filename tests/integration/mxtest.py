@@ -232,10 +232,11 @@ def need_postfix():
         skip('no postfix user')
 
 
-def postfix_instance(name, port, main, hostname=None):
+def postfix_instance(name, port, main, hostname=None, listener=None):
     """A private Postfix instance in TMP/name: smtpd on 127.0.0.1:port, the main.cf lines
     `main` after the instance's own (queue and data directories, loopback only, mail logged
-    to its log, TMP/name.log); master in the foreground (-d), stopped at exit."""
+    to its log, TMP/name.log); master in the foreground (-d), stopped at exit. listener:
+    master.cf lines in place of the smtpd one ('{port}' for port), e.g. postscreen's."""
     pf = os.path.join(TMP, name)
     for d in ('conf', 'queue', 'data'):
         os.makedirs(os.path.join(pf, d), exist_ok=True)
@@ -254,7 +255,7 @@ smtputf8_enable = no
 biff = no
 '''.format(pf=pf, host=hostname or name + '.test') + main)
     with open(os.path.join(pf, 'conf', 'master.cf'), 'w') as f:
-        f.write('127.0.0.1:%d inet n - n - - smtpd\n' % port)
+        f.write(listener.replace('{port}', str(port)) if listener else '127.0.0.1:%d inet n - n - - smtpd\n' % port)
         for svc, typ, priv, proc, cmd in POSTFIX_SERVICES:
             f.write('%s %s %s - n - %s %s\n' % (svc, typ, priv, proc, cmd))
     # `postfix check` creates the queue directories with their owners

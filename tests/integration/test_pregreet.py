@@ -7,7 +7,7 @@ its final `220 ` line waits `pregreet.delay`; a client that talks meanwhile is a
 - the same bot behind a PROXY-protocol load balancer, its EHLO in the header's segment
   (HAProxy forwards what the client sent right behind the header): refused alike
 - a bot that speaks half-way through the delay: refused alike
-- action drop: 521 and the connection closed; action score: served, PREGREET scored
+- action drop: the teaser's greeting ended as 220, then 521 and the connection closed; action score: served, PREGREET scored
 - a tempfail at connect while the teaser is out: the greeting ends as 220, then 421
 """
 import os
@@ -79,7 +79,11 @@ mx.stop()
 mx = gate('drop', 'mx-drop')
 c = raw(mx.ports[0], mt.proxy_v2('198.18.70.4', mx.ports[0]) + b'EHLO bot.example\r\n')
 g = c.reply()
-mt.check(g[0] == 521 and c.is_closed(3), 'action drop: 521 and the connection closed: %r' % (g,))
+d = c.reply()
+mt.check(g[0] == 220 and g[1].split('\n')[-1].startswith('220 ') and d[0] == 521 and '220' not in d[1]
+         and c.is_closed(3),
+         'action drop: the greeting ends as 220 (one code per reply), then 521 and the connection closed: %r %r'
+         % (g, d))
 c.close()
 mx.stop()
 

@@ -9,7 +9,9 @@ Before, a connect-stage delay was dropped (`bad_action: delay`, `deny_action: de
 greeting went out at once). Now:
 
 - reputation deny list with deny_action delay (1.5s): the 220 comes after the delay, then the
-  client is served as usual (the delay is the whole penalty);
+  client's MAIL is refused as with reject (spamd's tarpit for its blacklist: a listed client
+  never reaches a backend; until session 18 it was then served, the delay its whole penalty,
+  though docs/config.md says the deny list's CIDRs are "refused at connect");
 - a rate limit on connections with action delay: the second connection's greeting is held;
 - with the pregreet test on (teaser, 0.5s), the teaser goes out at once, the final line waits
   for the longer tarpit, and a bot that talks while it waits is an early talker;
@@ -45,7 +47,8 @@ mt.check(c.greeting[0] == 220 and held >= 1.4,
 c.ehlo('client.example.org')
 r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('delayed-deny'), client=c)
 c.close()
-mt.check(r[0] == 250 and be.by_tag('delayed-deny'), 'then the client is served: %r' % (r,))
+mt.check(r[0] == 550 and 'deny list entry of 198.18.75.1' in r[1] and not be.by_tag('delayed-deny'),
+         'then the client is refused, as with reject: %r' % (r,))
 mt.check(mx.wait_log(r'event=tarpit ms=1500'), 'the tarpit is logged')
 
 c, held = timed_greeting('198.18.76.1')
@@ -80,6 +83,8 @@ e = c.reply()
 m = c.cmd('MAIL FROM:<bot@example.org>')
 c.close()
 mt.check(g[0] == 220 and held >= 1.4, 'the final line waits for the tarpit (%.2fs): %r' % (held, g))
-mt.check(m[0] == 550 and '5.5.1' in m[1], 'talking during the tarpit is talking before the greeting: %r' % (m,))
+mt.check(m[0] == 550 and mx.wait_log(r'event=pregreet client=198\.18\.75\.2 '),
+         'talking during the tarpit is talking before the greeting (logged; MAIL gets the deny list\'s 550): %r'
+         % (m,))
 mx.stop()
 mt.finish()

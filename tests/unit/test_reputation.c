@@ -424,6 +424,28 @@ static void test_module_lists_only(void **state)
 	check_rows(&mods, &loop, cfg, deny_rows, sizeof(deny_rows) / sizeof(deny_rows[0]));
 	chain_modules_free(&mods);
 	config_free(cfg);
+
+	/* deny_action: delay is spamd's tarpit for its blacklist: the greeting held, then the
+	 * client refused as with reject (it was served after the wait) */
+	cfg = load_config(dir, "  deny: [198.18.66.0/24]\n  deny_action: delay\n  delay: 2s\n");
+	chain_modules_init(&mods, cfg, &loop, 0);
+	static const struct crow tarpit_rows[] = {
+		{ "deny, delay: refused as reject", "198.18.66.4", false, VERDICT_REJECT, 550,
+		  "5.7.1 deny list entry of 198.18.66.4", "REP_DENY", "reputation" },
+		{ "deny, delay: others go on", "198.18.3.3", false, VERDICT_CONTINUE, 0, NULL, NULL, NULL },
+	};
+	check_rows(&mods, &loop, cfg, tarpit_rows, sizeof(tarpit_rows) / sizeof(tarpit_rows[0]));
+	{
+		struct chain_result res;
+		struct hook_env env;
+
+		connect_verdict(&mods, &loop, cfg, "198.18.66.5", false, &res, &env);
+		assert_int_equal(res.v.action, VERDICT_REJECT);
+		assert_int_equal(res.v.delay_ms, 2000);      /* the greeting is held first */
+		hook_env_free_outputs(&env);
+	}
+	chain_modules_free(&mods);
+	config_free(cfg);
 	run_for(&loop, 20);
 	assert_int_equal(uv_loop_close(&loop), 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
