@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A stand-in for rspamd's normal worker (POST /checkv2) for tests where rspamd itself is
-not installed (it is about 1 GB). Answers like rspamd 3.x: GTUBE in the message -> score
+"""A stand-in for rspamd's normal worker (POST /checkv2): replies shaped as rspamd 3.4's
+(tests/integration/test_rspamd_real.py runs the real one), and the malformed ones it never
+sends. Answers like rspamd 3.x: GTUBE in the message -> score
 15 and action "reject", SOFTME -> "soft reject", GARBAGEME -> invalid JSON, REWRITEME ->
 "rewrite subject" with "subject" made as rspamd 3.x makes it (subject_template "*** SPAM ***
 %s" over the Subject's value, a non-ASCII result MIME-encoded; REWRITEEVIL: a subject with a
