@@ -187,8 +187,14 @@ static int json_number(struct json_reader *j, double *out)
 
 static int json_skip(struct json_reader *j);
 
-static int json_skip_container(struct json_reader *j, char close, bool object)
+/* The members of an object or the elements of an array whose opening bracket was read
+ * (close: '}' or ']'), each handled by fn: called with the member's key (NULL in an array),
+ * positioned at the value. Bounded: nesting depth RSPAMD_JSON_DEPTH. */
+static int json_container(struct json_reader *j, char close,
+    int (*fn)(struct json_reader *, const char *, void *), void *ctx)
 {
+	char key[128];
+
 	if (++j->depth > RSPAMD_JSON_DEPTH)
 		return -1;
 	if (json_eat(j, close)) {
@@ -196,11 +202,9 @@ static int json_skip_container(struct json_reader *j, char close, bool object)
 		return 0;
 	}
 	for (;;) {
-		if (object) {
-			if (json_string(j, NULL, 0) < 0 || !json_eat(j, ':'))
-				return -1;
-		}
-		if (json_skip(j) < 0)
+		if (close == '}' && (json_string(j, key, sizeof(key)) < 0 || !json_eat(j, ':')))
+			return -1;
+		if (fn(j, close == '}' ? key : NULL, ctx) < 0)
 			return -1;
 		if (json_eat(j, ','))
 			continue;
@@ -212,6 +216,13 @@ static int json_skip_container(struct json_reader *j, char close, bool object)
 	return 0;
 }
 
+static int json_skip_member(struct json_reader *j, const char *key, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	return json_skip(j);
+}
+
 /* Skips any value. 0 or -1. */
 static int json_skip(struct json_reader *j)
 {
@@ -221,8 +232,8 @@ static int json_skip(struct json_reader *j)
 	if (j->p >= j->end)
 		return -1;
 	switch (*j->p) {
-	case '{': j->p++; return json_skip_container(j, '}', true);
-	case '[': j->p++; return json_skip_container(j, ']', false);
+	case '{': j->p++; return json_container(j, '}', json_skip_member, NULL);
+	case '[': j->p++; return json_container(j, ']', json_skip_member, NULL);
 	case '"': return json_string(j, NULL, 0);
 	case 't':
 		if (j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) { j->p += 4; return 0; }
@@ -242,29 +253,7 @@ static int json_skip(struct json_reader *j)
 static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, const char *, void *),
     void *ctx)
 {
-	char key[128];
-
-	if (!json_eat(j, '{'))
-		return -1;
-	if (++j->depth > RSPAMD_JSON_DEPTH)
-		return -1;
-	if (json_eat(j, '}')) {
-		j->depth--;
-		return 0;
-	}
-	for (;;) {
-		if (json_string(j, key, sizeof(key)) < 0 || !json_eat(j, ':'))
-			return -1;
-		if (fn(j, key, ctx) < 0)
-			return -1;
-		if (json_eat(j, ','))
-			continue;
-		if (json_eat(j, '}'))
-			break;
-		return -1;
-	}
-	j->depth--;
-	return 0;
+	return json_eat(j, '{') ? json_container(j, '}', fn, ctx) : -1;
 }
 
 /* The "score" member of one symbol's object (the others skipped). */
@@ -315,39 +304,22 @@ static bool json_at(struct json_reader *j, char c)
 	return j->p < j->end && *j->p == c;
 }
 
-/* An array whose elements are handled by fn (called positioned at each). */
-static int json_array(struct json_reader *j, int (*fn)(struct json_reader *, void *), void *ctx)
+/* An array whose elements are handled by fn (called with key NULL, positioned at each). */
+static int json_array(struct json_reader *j, int (*fn)(struct json_reader *, const char *, void *), void *ctx)
 {
-	if (!json_eat(j, '['))
-		return -1;
-	if (++j->depth > RSPAMD_JSON_DEPTH)
-		return -1;
-	if (json_eat(j, ']')) {
-		j->depth--;
-		return 0;
-	}
-	for (;;) {
-		if (fn(j, ctx) < 0)
-			return -1;
-		if (json_eat(j, ','))
-			continue;
-		if (json_eat(j, ']'))
-			break;
-		return -1;
-	}
-	j->depth--;
-	return 0;
+	return json_eat(j, '[') ? json_container(j, ']', fn, ctx) : -1;
 }
 
 /* One operation whose value is a string: read into t->hval and reported when its part is
  * the one asked for; anything but a string is skipped (rspamd's milter takes strings only). */
 struct json_op { struct json_top *t; enum rspamd_milter_part part; struct rspamd_header_op op; };
 
-static int json_op_string(struct json_reader *j, void *ctx)
+static int json_op_string(struct json_reader *j, const char *key, void *ctx)
 {
 	struct json_op *o = ctx;
 	struct rspamd_header_op op = o->op;
 
+	(void)key;
 	if (!json_at(j, '"'))
 		return json_skip(j);
 	if (json_string_cut(j, o->t->hval, RSPAMD_HEADER_VALUE_MAX, &op.cut) < 0)
@@ -363,7 +335,7 @@ static int json_op_string(struct json_reader *j, void *ctx)
 /* A string, or an array of strings, each one operation. */
 static int json_op_strings(struct json_reader *j, struct json_op *o)
 {
-	return json_at(j, '[') ? json_array(j, json_op_string, o) : json_op_string(j, o);
+	return json_at(j, '[') ? json_array(j, json_op_string, o) : json_op_string(j, NULL, o);
 }
 
 struct json_add { struct json_top *t; struct rspamd_header_op op; bool have; };
@@ -388,13 +360,13 @@ static int json_milter_add_field(struct json_reader *j, const char *key, void *c
 }
 
 /* One value of add_headers: "value" or {"value": V, "order": N}; ctx: the json_op. */
-static int json_milter_add_one(struct json_reader *j, void *ctx)
+static int json_milter_add_one(struct json_reader *j, const char *key, void *ctx)
 {
 	struct json_op *o = ctx;
 	struct json_add a = { o->t, o->op, false };
 
 	if (json_at(j, '"'))
-		return json_op_string(j, o);
+		return json_op_string(j, key, o);
 	if (!json_at(j, '{'))
 		return json_skip(j);
 	if (json_object(j, json_milter_add_field, &a) < 0)
@@ -410,7 +382,7 @@ static int json_milter_add_member(struct json_reader *j, const char *key, void *
 {
 	struct json_op o = { ctx, RSPAMD_MILTER_ADDS, { .name = key, .index = -1 } };
 
-	return json_at(j, '[') ? json_array(j, json_milter_add_one, &o) : json_milter_add_one(j, &o);
+	return json_at(j, '[') ? json_array(j, json_milter_add_one, &o) : json_milter_add_one(j, NULL, &o);
 }
 
 static int json_milter_remove_member(struct json_reader *j, const char *key, void *ctx)
@@ -435,7 +407,7 @@ static int json_milter_spam_member(struct json_reader *j, const char *key, void 
 {
 	struct json_op o = { ctx, RSPAMD_MILTER_SPAM_HEADER, { RSPAMD_OP_SPAM_HEADER, .name = key, .index = -1 } };
 
-	return json_op_string(j, &o);
+	return json_op_string(j, NULL, &o);
 }
 
 static int json_milter_member(struct json_reader *j, const char *key, void *ctx)
@@ -453,7 +425,7 @@ static int json_milter_member(struct json_reader *j, const char *key, void *ctx)
 	}
 	if (strcmp(key, "change_from") == 0 && json_at(j, '"')) {
 		o.op.kind = RSPAMD_OP_CHANGE_FROM;
-		return json_op_string(j, &o);
+		return json_op_string(j, NULL, &o);
 	}
 	if ((strcmp(key, "add_rcpt") == 0 || strcmp(key, "del_rcpt") == 0) && json_at(j, '[')) {
 		o.op.kind = key[0] == 'a' ? RSPAMD_OP_ADD_RCPT : RSPAMD_OP_DEL_RCPT;
@@ -462,7 +434,7 @@ static int json_milter_member(struct json_reader *j, const char *key, void *ctx)
 	if (strcmp(key, "spam_header") == 0 && json_at(j, '"')) {
 		o.part = RSPAMD_MILTER_SPAM_HEADER;
 		o.op = (struct rspamd_header_op){ RSPAMD_OP_SPAM_HEADER, .index = -1 };
-		return json_op_string(j, &o);
+		return json_op_string(j, NULL, &o);
 	}
 	return json_skip(j);
 }
