@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 ROOT = os.environ.get('MX_RSPAMD_ROOT', '/opt/mxgate-peers/rspamd')
-mt.need(ROOT + '/usr/bin/rspamd', 'openssl')
+mt.need(ROOT + '/usr/bin/rspamd', 'openssl', 'redis-server')
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOCAL = os.path.join(os.path.dirname(HERE), 'peers', 'rspamd')
 
@@ -31,6 +31,7 @@ LOCAL = os.path.join(os.path.dirname(HERE), 'peers', 'rspamd')
 def start_rspamd():
     """rspamd's normal worker and its milter-mode proxy on held ports; waits for both."""
     normal, milter = mt.hold_port().port, mt.hold_port().port
+    redis = mt.redis()                    # the greylist module's store
     d = os.path.join(mt.TMP, 'rspamd')
     for sub in ('db', 'run', 'log'):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
@@ -42,7 +43,7 @@ def start_rspamd():
     var = {'CONFDIR': ROOT + '/etc/rspamd', 'LOCAL_CONFDIR': LOCAL, 'RULESDIR': share + '/rules',
            'LUALIBDIR': share + '/lualib', 'PLUGINSDIR': share + '/plugins', 'SHAREDIR': share,
            'WWWDIR': share + '/www', 'DBDIR': d + '/db', 'RUNDIR': d + '/run', 'LOGDIR': d + '/log',
-           'NORMAL_PORT': normal, 'MILTER_PORT': milter, 'DNS_PORT': mt.dead_port()}
+           'NORMAL_PORT': normal, 'MILTER_PORT': milter, 'DNS_PORT': mt.dead_port(), 'REDIS_PORT': redis.port}
     argv = ['env', 'LD_LIBRARY_PATH=' + ROOT + '/usr/lib/rspamd', ROOT + '/usr/bin/rspamd', '-f', '-i',
             '-c', os.path.join(LOCAL, 'rspamd.conf')] + ['--var=%s=%s' % kv for kv in var.items()]
     p = mt.start_peer(argv, 'rspamd', normal, timeout=mt.slack(60))
@@ -105,8 +106,11 @@ def dkim_verifies(data):
 # Each case: (word in the Subject, what mxgate's entry must do). Sent through both daemons;
 # the outcome (SMTP code, delivered or not, the header names in order) compared.
 outcome = {}
-for word in ('HAM', 'FORCE-REJECT', 'FORCE-SOFT', 'FORCE-REWRITE', 'FORCE-ADDHDR', 'FORCE-GREYLIST',
-             'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR'):
+# SCORE-GREYLIST last: the greylist module then holds back every later message of the same
+# sender and client network until its timeout (5 min)
+WORDS = ('HAM', 'FORCE-REJECT', 'FORCE-SOFT', 'FORCE-REWRITE', 'FORCE-ADDHDR', 'FORCE-GREYLIST',
+         'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR', 'SCORE-GREYLIST')
+for word in WORDS:
     for label, m in (('entry', mx), ('milter', mm)):
         tag = '%s-%s' % (word, label)
         rcpts = ('b@example.test', 'gone@example.test') if word == 'FORCE-ENVELOPE' else ('b@example.test',)
@@ -146,6 +150,9 @@ mt.check(code == 250 and values(f, 'X-Spam') == ['Yes'], 'add header: X-Spam: Ye
 code, text, got, f = outcome[('FORCE-GREYLIST', 'entry')]
 mt.check(code == 250 and got is not None and values(f, 'X-Spam') == [],
          'greylist without the greylist module: relayed, unmarked: %s %s' % (code, text))
+code, text, got, f = outcome[('SCORE-GREYLIST', 'entry')]
+mt.check(code == 451 and text.startswith('451 4.7.1') and got is None,
+         'greylist by the score, with the greylist module: 451 4.7.1, its message: %s %s' % (code, text))
 code, text, got, f = outcome[('FORCE-ENVELOPE', 'entry')]
 mt.check(code == 250 and got is not None and got['mail'].strip('<>') == 'bounces@example.org' and
          sorted(r.strip('<>') for r in got['rcpts']) == ['added@example.test', 'b@example.test'],
@@ -179,8 +186,11 @@ def state(o, label):
 
 
 diffs = []
-for word in ('HAM', 'FORCE-REJECT', 'FORCE-SOFT', 'FORCE-REWRITE', 'FORCE-ADDHDR', 'FORCE-GREYLIST',
-             'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR'):
+# SCORE-GREYLIST last: the greylist module then holds back every later message of the same
+# sender and client network until its timeout (5 min)
+WORDS = ('HAM', 'FORCE-REJECT', 'FORCE-SOFT', 'FORCE-REWRITE', 'FORCE-ADDHDR', 'FORCE-GREYLIST',
+         'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR', 'SCORE-GREYLIST')
+for word in WORDS:
     a, b = outcome[(word, 'entry')], outcome[(word, 'milter')]
     sa, sb = state(a, 'entry'), state(b, 'milter')
     if sa == sb:

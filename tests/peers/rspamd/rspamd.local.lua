@@ -34,3 +34,17 @@ rspamd_config:register_symbol({
     end
   end,
 })
+
+-- 5 points (rspamd's greylist threshold is 4, add header 6) for SCORE-GREYLIST: the action
+-- greylist reached by the score, so that the greylist module (a postfilter, which a
+-- pre-result skips) turns it into a soft reject
+rspamd_config:register_symbol({
+  name = 'MXTEST_SCORE',
+  score = 5.0,
+  group = 'mxtest',
+  callback = function(task)
+    if (task:get_subject() or ''):find('SCORE-GREYLIST', 1, true) then
+      task:insert_result('MXTEST_SCORE', 1.0)
+    end
+  end,
+})
