@@ -636,7 +636,7 @@ static const struct cfg_field rspamd_option_fields[] = {
 	{ "use_action", CFG_BOOL, offsetof(struct rspamd_options, use_action), "false",
 	  .doc = "apply rspamd's reply as its milter gateway does: the action (reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject, add header -> X-Spam: Yes), the milter block (add_headers/remove_headers, change_from/add_rcpt/del_rcpt, reject discard/quarantine, no_action, spam_header) and the DKIM-Signature (else only its score counts)" },
 	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
-	  .doc = "rspamd controller password (the `Password:` header)" },
+	  .doc = "rspamd controller password (the `Password:` header), for an address that is rspamd's controller only: rspamd takes a request with one for rspamc's, and its greylist, ratelimit and reputation modules skip the message" },
 	{ .key = NULL }
 };
 
