@@ -187,8 +187,14 @@ static int json_number(struct json_reader *j, double *out)
 
 static int json_skip(struct json_reader *j);
 
-static int json_skip_container(struct json_reader *j, char close, bool object)
+/* The members of an object or the elements of an array whose opening bracket was read
+ * (close: '}' or ']'), each handled by fn: called with the member's key (NULL in an array),
+ * positioned at the value. Bounded: nesting depth RSPAMD_JSON_DEPTH. */
+static int json_container(struct json_reader *j, char close,
+    int (*fn)(struct json_reader *, const char *, void *), void *ctx)
 {
+	char key[128];
+
 	if (++j->depth > RSPAMD_JSON_DEPTH)
 		return -1;
 	if (json_eat(j, close)) {
@@ -196,11 +202,9 @@ static int json_skip_container(struct json_reader *j, char close, bool object)
 		return 0;
 	}
 	for (;;) {
-		if (object) {
-			if (json_string(j, NULL, 0) < 0 || !json_eat(j, ':'))
-				return -1;
-		}
-		if (json_skip(j) < 0)
+		if (close == '}' && (json_string(j, key, sizeof(key)) < 0 || !json_eat(j, ':')))
+			return -1;
+		if (fn(j, close == '}' ? key : NULL, ctx) < 0)
 			return -1;
 		if (json_eat(j, ','))
 			continue;
@@ -212,6 +216,13 @@ static int json_skip_container(struct json_reader *j, char close, bool object)
 	return 0;
 }
 
+static int json_skip_member(struct json_reader *j, const char *key, void *ctx)
+{
+	(void)key;
+	(void)ctx;
+	return json_skip(j);
+}
+
 /* Skips any value. 0 or -1. */
 static int json_skip(struct json_reader *j)
 {
@@ -221,8 +232,8 @@ static int json_skip(struct json_reader *j)
 	if (j->p >= j->end)
 		return -1;
 	switch (*j->p) {
-	case '{': j->p++; return json_skip_container(j, '}', true);
-	case '[': j->p++; return json_skip_container(j, ']', false);
+	case '{': j->p++; return json_container(j, '}', json_skip_member, NULL);
+	case '[': j->p++; return json_container(j, ']', json_skip_member, NULL);
 	case '"': return json_string(j, NULL, 0);
 	case 't':
 		if (j->end - j->p >= 4 && memcmp(j->p, "true", 4) == 0) { j->p += 4; return 0; }
@@ -242,29 +253,7 @@ static int json_skip(struct json_reader *j)
 static int json_object(struct json_reader *j, int (*fn)(struct json_reader *, const char *, void *),
     void *ctx)
 {
-	char key[128];
-
-	if (!json_eat(j, '{'))
-		return -1;
-	if (++j->depth > RSPAMD_JSON_DEPTH)
-		return -1;
-	if (json_eat(j, '}')) {
-		j->depth--;
-		return 0;
-	}
-	for (;;) {
-		if (json_string(j, key, sizeof(key)) < 0 || !json_eat(j, ':'))
-			return -1;
-		if (fn(j, key, ctx) < 0)
-			return -1;
-		if (json_eat(j, ','))
-			continue;
-		if (json_eat(j, '}'))
-			break;
-		return -1;
-	}
-	j->depth--;
-	return 0;
+	return json_eat(j, '{') ? json_container(j, '}', fn, ctx) : -1;
 }
 
 /* The "score" member of one symbol's object (the others skipped). */
@@ -294,8 +283,8 @@ struct json_top {
 	struct rspamd_result *r;
 	rspamd_symbol_cb cb;
 	void *arg;
-	rspamd_header_cb hcb;    /* set: only the "milter" block is read */
-	bool removes;
+	rspamd_header_cb hcb;    /* set: only the operations of `part` are read */
+	enum rspamd_milter_part part;
 	char *hval;              /* RSPAMD_HEADER_VALUE_MAX */
 };
 
@@ -308,6 +297,47 @@ static bool json_at_number(struct json_reader *j)
 	return j->p < j->end && !strchr("\"{[ntf", *j->p);
 }
 
+/* Whether c (after blanks) comes next. */
+static bool json_at(struct json_reader *j, char c)
+{
+	json_ws(j);
+	return j->p < j->end && *j->p == c;
+}
+
+/* An array whose elements are handled by fn (called with key NULL, positioned at each). */
+static int json_array(struct json_reader *j, int (*fn)(struct json_reader *, const char *, void *), void *ctx)
+{
+	return json_eat(j, '[') ? json_container(j, ']', fn, ctx) : -1;
+}
+
+/* One operation whose value is a string: read into t->hval and reported when its part is
+ * the one asked for; anything but a string is skipped (rspamd's milter takes strings only). */
+struct json_op { struct json_top *t; enum rspamd_milter_part part; struct rspamd_header_op op; };
+
+static int json_op_string(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_op *o = ctx;
+	struct rspamd_header_op op = o->op;
+
+	(void)key;
+	if (!json_at(j, '"'))
+		return json_skip(j);
+	if (json_string_cut(j, o->t->hval, RSPAMD_HEADER_VALUE_MAX, &op.cut) < 0)
+		return -1;
+	if (o->t->part == o->part) {
+		op.value = o->t->hval;
+		o->t->hcb(o->t->arg, &op);
+	}
+	o->op.index += o->op.index > 0;    /* the DKIM-Signatures of an array go at 1, 2 ... */
+	return 0;
+}
+
+/* A string, or an array of strings, each one operation. */
+static int json_op_strings(struct json_reader *j, struct json_op *o)
+{
+	return json_at(j, '[') ? json_array(j, json_op_string, o) : json_op_string(j, NULL, o);
+}
+
 struct json_add { struct json_top *t; struct rspamd_header_op op; bool have; };
 
 /* A member of {"value": V, "order": N} ("index" is rspamd's other name for order). */
@@ -316,8 +346,7 @@ static int json_milter_add_field(struct json_reader *j, const char *key, void *c
 	struct json_add *a = ctx;
 	double d;
 
-	json_ws(j);
-	if (strcmp(key, "value") == 0 && j->p < j->end && *j->p == '"') {
+	if (strcmp(key, "value") == 0 && json_at(j, '"')) {
 		a->have = true;
 		return json_string_cut(j, a->t->hval, RSPAMD_HEADER_VALUE_MAX, &a->op.cut);
 	}
@@ -330,51 +359,30 @@ static int json_milter_add_field(struct json_reader *j, const char *key, void *c
 	return json_skip(j);
 }
 
-/* One value of add_headers: "value" or {"value": V, "order": N}. */
-static int json_milter_add_one(struct json_reader *j, const char *name, struct json_top *t)
+/* One value of add_headers: "value" or {"value": V, "order": N}; ctx: the json_op. */
+static int json_milter_add_one(struct json_reader *j, const char *key, void *ctx)
 {
-	struct json_add a = { t, { .name = name, .index = -1 }, false };
+	struct json_op *o = ctx;
+	struct json_add a = { o->t, o->op, false };
 
-	json_ws(j);
-	if (j->p < j->end && *j->p == '"') {
-		if (json_string_cut(j, t->hval, RSPAMD_HEADER_VALUE_MAX, &a.op.cut) < 0)
-			return -1;
-		a.have = true;
-	} else if (j->p < j->end && *j->p == '{') {
-		if (json_object(j, json_milter_add_field, &a) < 0)
-			return -1;
-	} else
+	if (json_at(j, '"'))
+		return json_op_string(j, key, o);
+	if (!json_at(j, '{'))
 		return json_skip(j);
-	if (a.have && !t->removes) {
-		a.op.value = t->hval;
-		t->hcb(t->arg, &a.op);
+	if (json_object(j, json_milter_add_field, &a) < 0)
+		return -1;
+	if (a.have && o->t->part == RSPAMD_MILTER_ADDS) {
+		a.op.value = o->t->hval;
+		o->t->hcb(o->t->arg, &a.op);
 	}
 	return 0;
 }
 
 static int json_milter_add_member(struct json_reader *j, const char *key, void *ctx)
 {
-	json_ws(j);
-	if (json_eat(j, '[')) {
-		if (++j->depth > RSPAMD_JSON_DEPTH)
-			return -1;
-		if (json_eat(j, ']')) {
-			j->depth--;
-			return 0;
-		}
-		for (;;) {
-			if (json_milter_add_one(j, key, ctx) < 0)
-				return -1;
-			if (json_eat(j, ','))
-				continue;
-			if (json_eat(j, ']'))
-				break;
-			return -1;
-		}
-		j->depth--;
-		return 0;
-	}
-	return json_milter_add_one(j, key, ctx);
+	struct json_op o = { ctx, RSPAMD_MILTER_ADDS, { .name = key, .index = -1 } };
+
+	return json_at(j, '[') ? json_array(j, json_milter_add_one, &o) : json_milter_add_one(j, NULL, &o);
 }
 
 static int json_milter_remove_member(struct json_reader *j, const char *key, void *ctx)
@@ -387,22 +395,69 @@ static int json_milter_remove_member(struct json_reader *j, const char *key, voi
 		return json_skip(j);   /* rspamd's milter takes integers only */
 	if (json_number(j, &d) < 0)
 		return -1;
-	if (d > -10000 && d < 10000 && t->removes) {
+	if (d > -10000 && d < 10000 && t->part == RSPAMD_MILTER_REMOVES) {
 		op.index = (long)d;
 		t->hcb(t->arg, &op);
 	}
 	return 0;
 }
 
+/* spam_header's object form: {"Name": "value", ...}. */
+static int json_milter_spam_member(struct json_reader *j, const char *key, void *ctx)
+{
+	struct json_op o = { ctx, RSPAMD_MILTER_SPAM_HEADER, { RSPAMD_OP_SPAM_HEADER, .name = key, .index = -1 } };
+
+	return json_op_string(j, NULL, &o);
+}
+
 static int json_milter_member(struct json_reader *j, const char *key, void *ctx)
 {
-	json_ws(j);
-	if (j->p < j->end && *j->p == '{') {
+	struct json_top *t = ctx;
+	struct json_op o = { t, RSPAMD_MILTER_ENVELOPE, { .name = key, .index = -1 } };
+
+	if (json_at(j, '{')) {
 		if (strcmp(key, "add_headers") == 0)
-			return json_object(j, json_milter_add_member, ctx);
+			return json_object(j, json_milter_add_member, t);
 		if (strcmp(key, "remove_headers") == 0)
-			return json_object(j, json_milter_remove_member, ctx);
+			return json_object(j, json_milter_remove_member, t);
+		if (strcmp(key, "spam_header") == 0)
+			return json_object(j, json_milter_spam_member, t);
 	}
+	if (strcmp(key, "change_from") == 0 && json_at(j, '"')) {
+		o.op.kind = RSPAMD_OP_CHANGE_FROM;
+		return json_op_string(j, NULL, &o);
+	}
+	if ((strcmp(key, "add_rcpt") == 0 || strcmp(key, "del_rcpt") == 0) && json_at(j, '[')) {
+		o.op.kind = key[0] == 'a' ? RSPAMD_OP_ADD_RCPT : RSPAMD_OP_DEL_RCPT;
+		return json_array(j, json_op_string, &o);
+	}
+	if (strcmp(key, "spam_header") == 0 && json_at(j, '"')) {
+		o.part = RSPAMD_MILTER_SPAM_HEADER;
+		o.op = (struct rspamd_header_op){ RSPAMD_OP_SPAM_HEADER, .index = -1 };
+		return json_op_string(j, NULL, &o);
+	}
+	return json_skip(j);
+}
+
+/* The "milter" block's switches, for rspamd_json_parse. */
+static int json_milter_flag(struct json_reader *j, const char *key, void *ctx)
+{
+	struct rspamd_result *r = ctx;
+	char v[16];
+
+	if (strcmp(key, "reject") == 0 && json_at(j, '"')) {
+		if (json_string(j, v, sizeof(v)) < 0)
+			return -1;
+		r->milter_discard = strcmp(v, "discard") == 0;
+		r->milter_quarantine = strcmp(v, "quarantine") == 0;
+		return 0;
+	}
+	if (strcmp(key, "no_action") == 0 && (json_at(j, 't') || json_at(j, 'f'))) {
+		r->milter_no_action = *j->p == 't';
+		return json_skip(j);
+	}
+	if (strcmp(key, "spam_header") == 0 && (json_at(j, '"') || json_at(j, '{')))
+		r->has_spam_header = true;
 	return json_skip(j);
 }
 
@@ -427,11 +482,16 @@ static int json_top_member(struct json_reader *j, const char *key, void *ctx)
 	struct json_top *t = ctx;
 
 	if (t->hcb) {
-		json_ws(j);
-		if (strcmp(key, "milter") == 0 && j->p < j->end && *j->p == '{')
+		struct json_op o = { t, RSPAMD_MILTER_DKIM, { .name = "DKIM-Signature", .index = 1 } };
+
+		if (strcmp(key, "milter") == 0 && json_at(j, '{'))
 			return json_object(j, json_milter_member, t);
+		if (strcmp(key, "dkim-signature") == 0)
+			return json_op_strings(j, &o);
 		return json_skip(j);
 	}
+	if (strcmp(key, "milter") == 0 && json_at(j, '{'))
+		return json_object(j, json_milter_flag, t->r);
 	if (strcmp(key, "score") == 0) {
 		t->r->has_score = true;
 		return json_number(j, &t->r->score);
@@ -475,10 +535,11 @@ int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
 	return 0;
 }
 
-int rspamd_json_milter(const char *json, size_t len, bool removes, rspamd_header_cb cb, void *arg)
+int rspamd_json_milter(const char *json, size_t len, enum rspamd_milter_part part, rspamd_header_cb cb,
+    void *arg)
 {
 	struct json_reader j = { json, json + len, 0 };
-	struct json_top t = { .hcb = cb, .arg = arg, .removes = removes };
+	struct json_top t = { .hcb = cb, .arg = arg, .part = part };
 	int rc;
 
 	if (cb == NULL || (t.hval = malloc(RSPAMD_HEADER_VALUE_MAX)) == NULL)
@@ -573,9 +634,9 @@ static const struct cfg_field rspamd_option_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rspamd_options, max_size), "20M", 1, 1073741824.0,
 	  .doc = "larger messages are not scanned" },
 	{ "use_action", CFG_BOOL, offsetof(struct rspamd_options, use_action), "false",
-	  .doc = "apply rspamd's action: reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject; and the reply's milter add_headers/remove_headers (milter_headers, DKIM-Signature) as rspamd's milter applies them (else only its score counts)" },
+	  .doc = "apply rspamd's reply as its milter gateway does: the action (reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject, add header -> X-Spam: Yes), the milter block (add_headers/remove_headers, change_from/add_rcpt/del_rcpt, reject discard/quarantine, no_action, spam_header) and the DKIM-Signature (else only its score counts)" },
 	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
-	  .doc = "rspamd controller password (the `Password:` header)" },
+	  .doc = "rspamd controller password (the `Password:` header), for an address that is rspamd's controller only: rspamd takes a request with one for rspamc's, and its greylist, ratelimit and reputation modules skip the message" },
 	{ .key = NULL }
 };
 
@@ -681,46 +742,95 @@ static bool rspamd_field_name_ok(const char *name)
 	return n > 0 && n < 128;
 }
 
-/* One operation of the reply's "milter" block, as rspamd's milter gateway turns it into
- * milter actions (rspamd_milter.c): remove N -> CHGHEADER name N with no value, 0 -> every
- * field of that name, -N -> counted from the last; add with an order -> INSHEADER at it (the
- * delivered header block, mxgate's own Received counted as Postfix counts its own), else
- * ADDHEADER. */
+/* An address from rspamd (change_from, add_rcpt, del_rcpt) without its angle brackets, as
+ * a milter's CHGFROM/ADDRCPT/DELRCPT reaches the MTA; into out (false: too long). */
+static bool rspamd_addr(const char *v, char *out, size_t outlen)
+{
+	size_t l = strlen(v);
+
+	if (l >= 2 && v[0] == '<' && v[l - 1] == '>') {
+		v++;
+		l -= 2;
+	}
+	if (l >= outlen)
+		return false;
+	memcpy(out, v, l);
+	out[l] = '\0';
+	return true;
+}
+
+/* One operation of the reply, as rspamd's milter gateway turns it into milter actions
+ * (rspamd_milter.c): remove N -> CHGHEADER name N with no value, 0 -> every field of that
+ * name, -N -> counted from the last; add with an order -> INSHEADER at it (the delivered
+ * header block, mxgate's own Received counted as Postfix counts its own), else ADDHEADER;
+ * change_from -> CHGFROM, add_rcpt -> ADDRCPT, del_rcpt -> DELRCPT (the host checks each
+ * address and logs event=plugin_bad_output for a bad one); spam_header -> every field of
+ * that name removed, then the value set (its string form names no field: rspamd's
+ * spam_header, X-Spam unless its proxy worker says otherwise). */
 static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
 {
 	struct rspamd_scan *sc = arg;
 	const struct mxgate_host *h = sc->ri->host;
-	char nv[300];
+	const char *name = op->kind == RSPAMD_OP_SPAM_HEADER && op->name == NULL ? "X-Spam" : op->name;
+	char nv[300], addr[512];
 
-	if (!rspamd_field_name_ok(op->name) || op->cut) {
+	if (op->kind == RSPAMD_OP_CHANGE_FROM || op->kind == RSPAMD_OP_ADD_RCPT || op->kind == RSPAMD_OP_DEL_RCPT) {
+		if (op->cut || !rspamd_addr(op->value, addr, sizeof(addr))) {
+			h->log(sc->call, 2, "event=rspamd_error error=\"address too long\" key=%s", op->name);
+			return;
+		}
+		if (op->kind == RSPAMD_OP_CHANGE_FROM)
+			h->set_sender(sc->call, addr);
+		else if (op->kind == RSPAMD_OP_ADD_RCPT)
+			h->add_rcpt(sc->call, addr, NULL);
+		else
+			h->del_rcpt(sc->call, addr);
+		return;
+	}
+	if (!rspamd_field_name_ok(name) || op->cut) {
 		h->log(sc->call, 2, "event=rspamd_error error=\"%s\" header=%s",
-		    op->cut ? "header value too long" : "bad header name", log_val(nv, sizeof(nv), op->name));
+		    op->cut ? "header value too long" : "bad header name", log_val(nv, sizeof(nv), name));
+		return;
+	}
+	if (op->kind == RSPAMD_OP_SPAM_HEADER) {
+		h->delete_header(sc->call, name);
+		h->add_header(sc->call, name, op->value);
 		return;
 	}
 	if (op->remove) {
 		long n = op->index;
 
 		if (n == 0) {
-			h->delete_header(sc->call, op->name);
+			h->delete_header(sc->call, name);
 			return;
 		}
 		if (n < 0)
-			n = rspamd_count_fields(sc, op->name) + n + 1;
+			n = rspamd_count_fields(sc, name) + n + 1;
 		if (n > 0)
-			h->change_header(sc->call, op->name, (int)n, NULL);
+			h->change_header(sc->call, name, (int)n, NULL);
 		return;
 	}
 	if (op->index >= 0)
-		h->insert_header_delivered(sc->call, (int)op->index, op->name, op->value);
+		h->insert_header_delivered(sc->call, (int)op->index, name, op->value);
 	else
-		h->add_header(sc->call, op->name, op->value);
+		h->add_header(sc->call, name, op->value);
 }
 
-/* The reply's "milter" block applied, removes first, as rspamd's milter applies it. */
-static void rspamd_apply_milter(struct rspamd_scan *sc, const char *body, size_t blen)
+/* The reply's operations in rspamd's milter's order: the "milter" block's removes, adds
+ * and envelope changes; its spam_header when the action is "add header" (then the action
+ * adds nothing more: returns true); the top-level DKIM-Signature. */
+static bool rspamd_apply_milter(struct rspamd_scan *sc, const struct rspamd_result *r, const char *body,
+    size_t blen)
 {
-	rspamd_json_milter(body, blen, true, rspamd_header_op_cb, sc);
-	rspamd_json_milter(body, blen, false, rspamd_header_op_cb, sc);
+	bool spam_header = r->has_spam_header && strcmp(r->action, "add header") == 0;
+
+	rspamd_json_milter(body, blen, RSPAMD_MILTER_REMOVES, rspamd_header_op_cb, sc);
+	rspamd_json_milter(body, blen, RSPAMD_MILTER_ADDS, rspamd_header_op_cb, sc);
+	rspamd_json_milter(body, blen, RSPAMD_MILTER_ENVELOPE, rspamd_header_op_cb, sc);
+	if (spam_header)
+		rspamd_json_milter(body, blen, RSPAMD_MILTER_SPAM_HEADER, rspamd_header_op_cb, sc);
+	rspamd_json_milter(body, blen, RSPAMD_MILTER_DKIM, rspamd_header_op_cb, sc);
+	return spam_header;
 }
 
 /* Tries to finish with what was read; eof says the peer closed. */
@@ -755,23 +865,37 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	if (strcmp(r.action, "reject") == 0 || strcmp(r.action, "add header") == 0 ||
 	    strcmp(r.action, "rewrite subject") == 0)
 		h->set_flags(sc->call, MXGATE_FLAG_SPAM);
-	if (sc->ri->use_action && strcmp(r.action, "reject") == 0) {
+	if (!sc->ri->use_action)
+		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
+	/* as rspamd's milter gateway: the reply's edits first, whatever the action (they are
+	 * moot when the message is refused), then the action */
+	if (rspamd_apply_milter(sc, &r, body, blen))
+		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
+	if (r.milter_no_action) {    /* the action is only named */
+		h->add_header(sc->call, "X-Rspamd-Action", r.action);
+		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
+	if (strcmp(r.action, "reject") == 0) {
+		if (r.milter_discard)
+			return rspamd_scan_end(sc, MXGATE_DISCARD, 0, NULL, "rspamd");
+		if (r.milter_quarantine) {
+			h->set_quarantine_reason(sc->call, "Spam message quarantined");
+			return rspamd_scan_end(sc, MXGATE_QUARANTINE, 0, NULL, "rspamd");
+		}
 		snprintf(text, sizeof(text), "5.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Spam message rejected");
 		return rspamd_scan_end(sc, MXGATE_REJECT, 550, text, "rspamd");
 	}
-	if (sc->ri->use_action && strcmp(r.action, "soft reject") == 0) {
+	if (strcmp(r.action, "soft reject") == 0) {
 		snprintf(text, sizeof(text), "4.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Try again later");
 		return rspamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "rspamd");
 	}
-	if (sc->ri->use_action)
-		rspamd_apply_milter(sc, body, blen);
 	/* "add header", as rspamd's milter marks it: its spam_header (X-Spam) set to Yes, once
 	 * (a field of that name from outside removed first) */
-	if (sc->ri->use_action && strcmp(r.action, "add header") == 0) {
+	if (strcmp(r.action, "add header") == 0) {
 		h->delete_header(sc->call, "X-Spam");
 		h->add_header(sc->call, "X-Spam", "Yes");
 	}
-	if (sc->ri->use_action && strcmp(r.action, "rewrite subject") == 0)
+	if (strcmp(r.action, "rewrite subject") == 0)
 		rspamd_rewrite_subject(sc, &r);
 	rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 }

@@ -4,12 +4,15 @@
  * Hostname); the JSON reply's "score", "required_score", "action" and "symbols" come back:
  *   - RSPAMD_SCORE carries rspamd's total score (adds to mxgate's score like SPAMD_SCORE),
  *   - every rspamd symbol is added with score 0 (listed in X-Spam-Status tests=).
- * With option `use_action: true` rspamd's own action applies too: "reject" -> 550 5.7.1,
+ * With option `use_action: true` the reply is applied as rspamd's own milter gateway
+ * (rspamd_milter.c) applies it: first the "milter" block (remove_headers, add_headers:
+ * milter_headers' fields; change_from, add_rcpt, del_rcpt: the envelope; spam_header with
+ * "add header") and the top-level "dkim-signature" (dkim_signing), then the action:
+ * "reject" -> 550 5.7.1 (discarded or quarantined instead when the block's reject says so),
  * "soft reject" -> 451 4.7.1 (the reply text from messages.smtp_message when given),
  * "rewrite subject" -> the first Subject field replaced by the reply's "subject" (added when
- * the message has none), as rspamd's own milter does (CHGHEADER Subject 1), and the reply's
- * "milter" block (remove_headers, then add_headers: milter_headers' fields, dkim_signing's
- * DKIM-Signature) applied as rspamd's milter gateway applies it.
+ * the message has none, CHGHEADER Subject 1), "add header" -> X-Spam: Yes; with the block's
+ * no_action none of these, X-Rspamd-Action names it.
  * The actions reject, add header and rewrite subject mark the transaction spam
  * (HOOK_FLAG_SPAM) for reputation. Keys: address, timeout, on_error; options (or the
  * entry's own max_size): max_size (default 20M), use_action, password. The built-in is
@@ -33,27 +36,60 @@ struct rspamd_result {
 	 * not applied, as it may end in half an encoded word. */
 	char subject[1024];
 	bool subject_cut;
+	/* the "milter" block's switches: reject "discard" / "quarantine" (rspamd's milter
+	 * discards or quarantines a rejected message instead), no_action (the action is not
+	 * applied: X-Rspamd-Action names it), spam_header present */
+	bool milter_discard, milter_quarantine, milter_no_action, has_spam_header;
 };
 
 /* Called for each symbol of the reply (name NUL-terminated, borrowed). */
 typedef void (*rspamd_symbol_cb)(void *arg, const char *name, double score);
 
-/* One header operation of the reply's "milter" block (rspamd's milter_headers, dkim_signing
- * and task:set_milter_reply put them there): remove_headers {"Name": N} (N > 0 the N-th field
- * of that name, 0 all of them, N < 0 counted from the last), add_headers {"Name": "value"},
- * {"Name": {"value": V, "order": N}} or an array of either (order: inserted at N, else
- * appended). value NULL for a remove; order -1 when absent. A value longer than the reader
- * holds (8 KiB) is reported cut (not to be applied). */
+/* One operation of the reply, as rspamd's milter gateway (rspamd_milter.c) turns it into
+ * milter actions. The "milter" block (rspamd's milter_headers, dkim_signing with
+ * use_milter_headers, task:set_milter_reply put them there):
+ *   - remove_headers {"Name": N}: N > 0 the N-th field of that name, 0 all of them, N < 0
+ *     counted from the last (kind HEADER, remove, index N);
+ *   - add_headers {"Name": "value"}, {"Name": {"value": V, "order": N}} or an array of
+ *     either (kind HEADER, index = order: inserted at N, -1 when absent or negative:
+ *     appended);
+ *   - change_from "addr", add_rcpt ["addr", ...], del_rcpt ["addr", ...] (kinds CHANGE_FROM,
+ *     ADD_RCPT, DEL_RCPT; name the key, value the address as rspamd wrote it);
+ *   - spam_header "value" (name NULL: the value of rspamd's configured spam_header) or
+ *     {"Name": "value", ...} (kind SPAM_HEADER), applied by rspamd only with "add header".
+ * And the top-level "dkim-signature" (dkim_signing's default): a string or an array of them
+ * (kind HEADER, name "DKIM-Signature", index 1, 2 ...: rspamd inserts them at 1, 2 ...).
+ * value NULL for a remove. A value longer than the reader holds (8 KiB) is reported cut (not
+ * to be applied). */
+enum rspamd_op_kind {
+	RSPAMD_OP_HEADER = 0,
+	RSPAMD_OP_CHANGE_FROM,
+	RSPAMD_OP_ADD_RCPT,
+	RSPAMD_OP_DEL_RCPT,
+	RSPAMD_OP_SPAM_HEADER,
+};
 struct rspamd_header_op {
+	enum rspamd_op_kind kind;
 	bool remove, cut;
 	const char *name, *value;
 	long index;              /* remove: N; add: order, -1 when absent */
 };
 typedef void (*rspamd_header_cb)(void *arg, const struct rspamd_header_op *op);
 
-/* Reports the "milter" block's removes (removes true) or its adds (false), in the reply's
- * order: rspamd's milter applies the removes first. 0 or -1 (malformed). */
-int rspamd_json_milter(const char *json, size_t len, bool removes, rspamd_header_cb cb, void *arg);
+/* Which operations rspamd_json_milter reports, one part a call, in the reply's order
+ * within it: rspamd's milter applies the removes, then the adds, then the envelope's
+ * changes, then spam_header, then the DKIM-Signature. */
+enum rspamd_milter_part {
+	RSPAMD_MILTER_ADDS = 0,
+	RSPAMD_MILTER_REMOVES = 1,
+	RSPAMD_MILTER_ENVELOPE,
+	RSPAMD_MILTER_SPAM_HEADER,
+	RSPAMD_MILTER_DKIM,
+};
+
+/* Reports one part of the reply's operations. 0 or -1 (malformed). */
+int rspamd_json_milter(const char *json, size_t len, enum rspamd_milter_part part, rspamd_header_cb cb,
+    void *arg);
 
 /* Parses a /checkv2 JSON body. Bounded (nesting depth 32), no allocation beyond the
  * result. 0 or -1 (malformed, or no "score"). */

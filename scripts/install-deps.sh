@@ -34,29 +34,43 @@ PEER_PKGS="$PEER_PKGS postgrey"
 PEER_PKGS="$PEER_PKGS nginx-light libnginx-mod-stream libnginx-mod-mail"
 # libidn12: the Exim binary below links it
 PEER_PKGS="$PEER_PKGS libidn12"
+# libluajit-5.1-2 libsodium23 libunwind8 libicu72 libglib2.0-0 libsqlite3-0: the rspamd binary
+# below links them (with libvectorscan5's libhs.so.5, which the build's libvectorscan-dev brings)
+PEER_PKGS="$PEER_PKGS libluajit-5.1-2 libsodium23 libunwind8 libicu72 libglib2.0-0 libsqlite3-0"
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+# unpack_deb PKG ROOT: Debian's package PKG unpacked into ROOT, not installed (no maintainer
+# scripts, no dependencies resolved: the PEER_PKGS above carry what its binaries link)
+unpack_deb() {
+  local tmp; tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
+  (cd "$tmp" && apt-get download -q "$1" >/dev/null 2>&1) ||
+    { $SUDO apt-get update -qq >/dev/null; (cd "$tmp" && apt-get download -q "$1" >/dev/null); }
+  $SUDO mkdir -p "$2"
+  $SUDO dpkg-deb -x "$tmp"/"$1"_*.deb "$2"
+  rm -rf "$tmp"
+}
 # exim4-daemon-heavy: test_exim.py (Exim behind mxgate with PROXY v2, Exim's callouts to
 # mxgate). It conflicts with postfix (each is the system's MTA), so it is unpacked into
 # $EXIM_ROOT, not installed; the binary wants the user it was built for (Debian-exim).
 EXIM_ROOT=/opt/mxgate-peers/exim4
 install_exim() {
-  [ -x "$EXIM_ROOT/usr/sbin/exim4" ] && getent passwd Debian-exim >/dev/null && return 0
-  local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  local tmp; tmp=$(mktemp -d)
-  chmod 0755 "$tmp"
-  (cd "$tmp" && apt-get download -q exim4-daemon-heavy >/dev/null 2>&1) ||
-    { $SUDO apt-get update -qq >/dev/null; (cd "$tmp" && apt-get download -q exim4-daemon-heavy >/dev/null); }
-  $SUDO mkdir -p "$EXIM_ROOT"
-  $SUDO dpkg-deb -x "$tmp"/exim4-daemon-heavy_*.deb "$EXIM_ROOT"
-  rm -rf "$tmp"
+  [ -x "$EXIM_ROOT/usr/sbin/exim4" ] || unpack_deb exim4-daemon-heavy "$EXIM_ROOT"
   getent passwd Debian-exim >/dev/null ||
     $SUDO adduser --system --group --no-create-home --allow-bad-names --home /var/spool/exim4 Debian-exim >/dev/null
+}
+# rspamd (3.4, 3.6 MB download, 14 MB unpacked): test_rspamd_real.py. Its package depends on
+# libhyperscan5 (>= 5.4.0), which conflicts with the libvectorscan5 the build uses (whose
+# unversioned Provides does not satisfy it), so it is unpacked into $RSPAMD_ROOT and run with
+# LD_LIBRARY_PATH=$RSPAMD_ROOT/usr/lib/rspamd against vectorscan's libhs.so.5.
+RSPAMD_ROOT=/opt/mxgate-peers/rspamd
+install_rspamd() {
+  [ -x "$RSPAMD_ROOT/usr/bin/rspamd" ] || unpack_deb rspamd "$RSPAMD_ROOT"
 }
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && { install_exim; exit 0; }
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+[ -z "$missing" ] && { install_exim; install_rspamd; exit 0; }
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -64,3 +78,4 @@ echo "postfix postfix/mailname string mxgate.test" | $SUDO debconf-set-selection
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 install_exim
+install_rspamd

@@ -90,8 +90,10 @@ SINCE = {
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
     'fuzz_sasl': '2026-12-04T21:15Z',  # w-session: the AUTH line up to 12,288 octets (merged 21:15Z)
     # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters;
-    # w-rspamdop: the reply's milter block (add_headers, remove_headers) read by the harness
-    'fuzz_rspamd_reply': '2026-12-04T21:20Z',
+    # w-rspamdop: the reply's milter block (add_headers, remove_headers) read by the harness;
+    # w-rspamd2: every part of the reply (envelope, spam_header, dkim-signature), one
+    # container walker in the JSON reader
+    'fuzz_rspamd_reply': '2026-12-05T00:25Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     'fuzz_plugin_output': '2026-12-04T17:20Z',
     # w-relay2: a reply's text holds no NUL (the reader shows one as '?')

@@ -1,6 +1,7 @@
 /* fuzz_rspamd_reply.c — rspamd's HTTP reply splitter and the bounded JSON reader (the
  * result and the "milter" block's header operations) over arbitrary bytes (first byte: 1 =
- * treat input as complete/EOF, 2 = the milter block's removes, else its adds). */
+ * treat input as complete/EOF; the rest, shifted right once, modulo 5: the part of the
+ * reply's operations read, enum rspamd_milter_part). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -15,7 +16,9 @@ static void fuzz_sym_cb(void *arg, const char *name, double score)
 /* The "milter" block's operations: a name, a value NUL-terminated (or a remove). */
 static void fuzz_hdr_cb(void *arg, const struct rspamd_header_op *op)
 {
-	*(size_t *)arg += strlen(op->name) + (op->value ? strlen(op->value) : 0);
+	*(size_t *)arg += (op->name ? strlen(op->name) : 0) + (op->value ? strlen(op->value) : 0);
+	if (op->name == NULL && op->kind != RSPAMD_OP_SPAM_HEADER)
+		__builtin_trap();
 	if (op->remove != (op->value == NULL) || (!op->remove && op->index < -1))
 		__builtin_trap();
 }
@@ -38,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * split) */
 	if (r.subject_cut && strlen(r.subject) + 4 < sizeof(r.subject) - 1)
 		__builtin_trap();
-	(void)rspamd_json_milter((const char *)data + 1, size - 1, data[0] & 2, fuzz_hdr_cb, &acc);
+	(void)rspamd_json_milter((const char *)data + 1, size - 1, (enum rspamd_milter_part)((data[0] >> 1) % 5), fuzz_hdr_cb, &acc);
 	/* and behind the HTTP splitter */
 	if (rspamd_http_parse((const char *)data + 1, size - 1, data[0] & 1, &status, &body, &blen) == 0) {
 		if (body < (const char *)data + 1 || body + blen > (const char *)data + size)

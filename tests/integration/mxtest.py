@@ -1238,7 +1238,7 @@ def bad_peer(mode):
 
 def fake_rspamd():
     """tests/peers/fake_rspamd.py: rspamd's /checkv2 protocol; requests logged as JSON lines
-    in .requests (rspamd itself is ~1 GB and 18 s to start cold)."""
+    in .requests (the real rspamd: test_rspamd_real.py, docs/testing.md)."""
     port = hold_port().port
     log = os.path.join(TMP, 'rspamd-requests-%d.log' % port)
     p = start_peer([sys.executable, os.path.join(PEERS, 'fake_rspamd.py'), str(port), log],

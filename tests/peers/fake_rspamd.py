@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""A stand-in for rspamd's normal worker (POST /checkv2) for tests where rspamd itself is
-not installed (it is about 1 GB). Answers like rspamd 3.x: GTUBE in the message -> score
+"""A stand-in for rspamd's normal worker (POST /checkv2): replies shaped as rspamd 3.4's
+(tests/integration/test_rspamd_real.py runs the real one), and the malformed ones it never
+sends. Answers like rspamd 3.x: GTUBE in the message -> score
 15 and action "reject", SOFTME -> "soft reject", GARBAGEME -> invalid JSON, REWRITEME ->
 "rewrite subject" with "subject" made as rspamd 3.x makes it (subject_template "*** SPAM ***
 %s" over the Subject's value, a non-ASCII result MIME-encoded; REWRITEEVIL: a subject with a
 line break and a header after it, REWRITELONG: one of 3,000 octets), MILTERHDRS -> a
 "milter" block of removes and adds (milter_headers, dkim_signing), ADDHDRME -> "add header",
-otherwise ham with two
+and the rest of what rspamd 3.4 was seen to send (tests/integration/test_rspamd_real.py):
+ENVELOPEME -> a milter block with change_from, add_rcpt, del_rcpt (task:set_milter_reply);
+DISCARDME / QUARME -> "reject" with the milter block's reject "discard" / "quarantine";
+NOACTME -> "reject" with no_action; SPAMHDRME / SPAMHDROBJ -> "add header" with
+spam_header as a string / an object; DKIMME / DKIMTWO -> the top-level "dkim-signature"
+dkim_signing writes by default (one, folded / an array of two); otherwise ham with two
 symbols. Records the request headers it saw in requests.log next to the script's
 log (first line of each request: the envelope headers as JSON).
 usage: fake_rspamd.py PORT LOGFILE"""
@@ -63,6 +69,29 @@ def serve(c, log):
                                                      'order': 1},
                                   'Bad Name': 'x',
                                   'X-Long': 'z' * 9000}}}
+        elif b'ENVELOPEME' in body:
+            res = {'score': -0.1, 'required_score': 15.0, 'action': 'no action', 'symbols': {}, 'messages': {},
+                   'milter': {'add_rcpt': ['added@example.test'], 'change_from': 'bounces@example.org',
+                              'del_rcpt': ['gone@example.test'], 'remove_headers': {'X-Spam': 0}}}
+        elif b'DISCARDME' in body or b'QUARME' in body:
+            res = {'score': 0.0, 'required_score': 15.0, 'action': 'reject', 'symbols': {},
+                   'messages': {'smtp_message': ''},
+                   'milter': {'reject': 'discard' if b'DISCARDME' in body else 'quarantine',
+                              'remove_headers': {'X-Spam': 0}}}
+        elif b'NOACTME' in body:
+            res = {'score': 0.0, 'required_score': 15.0, 'action': 'reject', 'symbols': {},
+                   'messages': {'smtp_message': 'not applied'},
+                   'milter': {'no_action': True, 'remove_headers': {'X-Spam': 0}}}
+        elif b'SPAMHDR' in body:
+            res = {'score': 0.0, 'required_score': 15.0, 'action': 'add header', 'symbols': {},
+                   'messages': {'smtp_message': ''},
+                   'milter': {'spam_header': {'X-Spam-Flag': 'YES'} if b'SPAMHDROBJ' in body else 'spammy',
+                              'remove_headers': {'X-Spam': 0}}}
+        elif b'DKIMME' in body or b'DKIMTWO' in body:
+            sig = 'v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org; s=mxtest;\r\n\tt=1796429068;\r\n\tb=AAAA'
+            res = {'score': -0.1, 'required_score': 15.0, 'action': 'no action', 'symbols': {}, 'messages': {},
+                   'dkim-signature': [sig, sig.replace('s=mxtest', 's=two')] if b'DKIMTWO' in body else sig,
+                   'milter': {'remove_headers': {'X-Spam': 0}}}
         elif b'ADDHDRME' in body:
             res = {'score': 6.5, 'required_score': 15.0, 'action': 'add header', 'symbols': {}}
         elif b'SOFTME' in body:

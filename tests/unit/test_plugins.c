@@ -146,11 +146,14 @@ static void hop_cb(void *arg, const struct rspamd_header_op *op)
 
 	if (op->remove)
 		snprintf(a->s + n, sizeof(a->s) - n, "R:%s:%ld;", op->name, op->index);
+	else if (op->kind != RSPAMD_OP_HEADER)
+		snprintf(a->s + n, sizeof(a->s) - n, "%d:%s=%s%s;", (int)op->kind, op->name ? op->name : "-", op->value,
+		    op->cut ? "!" : "");
 	else
 		snprintf(a->s + n, sizeof(a->s) - n, "A:%s=%s@%ld%s;", op->name, op->value, op->index, op->cut ? "!" : "");
 }
 
-struct milter_row { const char *label, *json; bool removes; int rc; const char *ops; };
+struct milter_row { const char *label, *json; enum rspamd_milter_part removes; int rc; const char *ops; };
 
 static const struct milter_row milter_rows[] = {
 	{ "no milter block", "{\"score\": 1}", false, 0, "" },
@@ -165,7 +168,40 @@ static const struct milter_row milter_rows[] = {
 	{ "an object without value: nothing", "{\"milter\": {\"add_headers\": {\"X-A\": {\"order\": 0}}}}", false, 0, "" },
 	{ "not an object: skipped", "{\"milter\": {\"add_headers\": [1, 2], \"remove_headers\": \"x\"}}", false, 0, "" },
 	{ "malformed", "{\"milter\": {\"add_headers\": {\"X-A\": }}}", false, -1, "" },
+	/* what rspamd 3.4 sends (task:set_milter_reply; dkim_signing's default) */
+	{ "envelope: change_from, add_rcpt, del_rcpt", "{\"milter\": {\"add_rcpt\": [\"a@x.test\", 1, \"<b@x.test>\"], "
+	  "\"change_from\": \"f@x.test\", \"del_rcpt\": [\"c@x.test\"], \"add_headers\": {\"X-A\": \"a\"}}}",
+	  RSPAMD_MILTER_ENVELOPE, 0, "2:add_rcpt=a@x.test;2:add_rcpt=<b@x.test>;1:change_from=f@x.test;3:del_rcpt=c@x.test;" },
+	{ "envelope: not a string or an array: skipped", "{\"milter\": {\"change_from\": 1, \"add_rcpt\": \"a@x.test\"}}",
+	  RSPAMD_MILTER_ENVELOPE, 0, "" },
+	{ "spam_header, string form", "{\"milter\": {\"spam_header\": \"spammy\", \"add_rcpt\": [\"a@x.test\"]}}",
+	  RSPAMD_MILTER_SPAM_HEADER, 0, "4:-=spammy;" },
+	{ "spam_header, object form", "{\"milter\": {\"spam_header\": {\"X-S\": \"y\", \"X-T\": 2}}}",
+	  RSPAMD_MILTER_SPAM_HEADER, 0, "4:X-S=y;" },
+	{ "top-level dkim-signature, one", "{\"dkim-signature\": \"v=1; d=x\", \"milter\": {\"add_headers\": {\"X-A\": \"a\"}}}",
+	  RSPAMD_MILTER_DKIM, 0, "A:DKIM-Signature=v=1; d=x@1;" },
+	{ "top-level dkim-signature, an array: at 1, 2", "{\"dkim-signature\": [\"s1\", \"s2\"]}",
+	  RSPAMD_MILTER_DKIM, 0, "A:DKIM-Signature=s1@1;A:DKIM-Signature=s2@2;" },
+	{ "the dkim-signature is no add of the milter block", "{\"dkim-signature\": \"s1\"}", RSPAMD_MILTER_ADDS, 0, "" },
 };
+
+/* The "milter" block's switches, read with the result. */
+static void test_rspamd_json_milter_flags(void **state)
+{
+	struct rspamd_result res;
+	static const char *j1 = "{\"score\": 1, \"action\": \"reject\", \"milter\": {\"reject\": \"discard\", "
+	    "\"no_action\": true, \"spam_header\": \"x\"}}";
+	static const char *j2 = "{\"score\": 1, \"milter\": {\"reject\": \"quarantine\", \"no_action\": false}}";
+	static const char *j3 = "{\"score\": 1, \"milter\": {\"reject\": \"other\", \"no_action\": \"yes\"}}";
+
+	(void)state;
+	assert_int_equal(rspamd_json_parse(j1, strlen(j1), &res, NULL, NULL), 0);
+	assert_true(res.milter_discard && !res.milter_quarantine && res.milter_no_action && res.has_spam_header);
+	assert_int_equal(rspamd_json_parse(j2, strlen(j2), &res, NULL, NULL), 0);
+	assert_true(!res.milter_discard && res.milter_quarantine && !res.milter_no_action && !res.has_spam_header);
+	assert_int_equal(rspamd_json_parse(j3, strlen(j3), &res, NULL, NULL), 0);
+	assert_true(!res.milter_discard && !res.milter_quarantine && !res.milter_no_action);
+}
 
 static void test_rspamd_json_milter(void **state)
 {
@@ -1109,6 +1145,7 @@ int main(void)
 		cmocka_unit_test(test_rspamd_json),
 		cmocka_unit_test(test_rspamd_json_unicode),
 		cmocka_unit_test(test_rspamd_json_milter),
+		cmocka_unit_test(test_rspamd_json_milter_flags),
 		cmocka_unit_test(test_rspamd_http),
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_config_errors),
