@@ -87,10 +87,12 @@ struct milter_sess {
 	char stage_cmd;                 /* the stage being answered */
 	bool in_txn;                    /* MAIL sent, end of message not reached */
 	bool txn_done;                  /* the filter accepted/discarded the message already */
+	bool skip_rcpt;                 /* SMFIR_SKIP at RCPT: no more recipients this transaction */
 	bool helo_seen;                 /* the session sent HELO/EHLO (replayed on reconnect) */
 	enum milter_replay replay;
 	/* end of message */
 	enum milter_eom_phase phase;
+	char step_cmd;                  /* W_EOM_STEP: the command answered (header, EOH, body) */
 	const char *msg;
 	size_t mlen, hlen, off;
 	bool skip_body;
@@ -628,6 +630,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 			free(value);
 			if (rc < 0)
 				return milter_fail(ms, "milter-nomem", "out of memory");
+			ms->step_cmd = SMFIC_HEADER;
 			if (milter_wants_reply(ms, SMFIC_HEADER))
 				goto await;
 			ms->nr_sent = true;
@@ -640,6 +643,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 				continue;
 			if (milter_put_stage_macros(ms, SMFIC_EOH) < 0 || milter_put_simple(&ms->out, SMFIC_EOH) < 0)
 				return milter_fail(ms, "milter-nomem", "out of memory");
+			ms->step_cmd = SMFIC_EOH;
 			if (milter_wants_reply(ms, SMFIC_EOH))
 				goto await;
 			ms->nr_sent = true;
@@ -668,6 +672,7 @@ static void milter_eom_pump(struct milter_sess *ms)
 			    pconn_write(ms->conn, ms->msg + ms->off, n, NULL) < 0)
 				return milter_fail(ms, "milter-write", "write failed");
 			ms->off += n;
+			ms->step_cmd = SMFIC_BODY;
 			if (milter_wants_reply(ms, SMFIC_BODY))
 				goto await_flushed;
 			ms->nr_sent = true;
@@ -860,6 +865,7 @@ static void milter_txn_end(struct milter_sess *ms)
 {
 	ms->in_txn = false;
 	ms->txn_done = false;
+	ms->skip_rcpt = false;
 	ms->msg = NULL;
 	milter_mods_clear(ms);
 }
@@ -1056,7 +1062,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	case SMFIR_PROGRESS:
 		return true;
 	case SMFIR_SKIP:
-		if (ms->wait == W_EOM_STEP && ms->phase == EP_BODY) {
+		if (ms->wait == W_EOM_STEP && ms->step_cmd == SMFIC_BODY) {
 			ms->skip_body = true;
 			ms->wait = W_NONE;
 			milter_eom_pump(ms);
@@ -1069,7 +1075,15 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_fail(ms, "milter-protocol", "skip at end of message");
 			return false;
 		}
-		/* SKIP elsewhere means "continue". */
+		/* "Skip further events of this type", as Postfix's milter8 takes it anywhere: at
+		 * a header the rest of the headers are not sent (end of header is next), at a
+		 * recipient the transaction's later recipients are not; elsewhere (one event of
+		 * its type per transaction, end of header too: the body is still sent) it is a
+		 * continue. */
+		if (ms->wait == W_EOM_STEP && ms->step_cmd == SMFIC_HEADER)
+			ms->phase = EP_EOH;
+		if (ms->wait == W_STAGE && ms->stage_cmd == SMFIC_RCPT)
+			ms->skip_rcpt = true;
 		if (ms->wait == W_EOM_STEP) {
 			ms->wait = W_NONE;
 			milter_eom_pump(ms);
@@ -1447,7 +1461,7 @@ static void milter_on_rcpt(void *instance, struct mxgate_call *c)
 
 	if (ms == NULL)
 		return;
-	if (ms->txn_done)
+	if (ms->txn_done || ms->skip_rcpt)
 		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
 	milter_send_stage(ms, SMFIC_RCPT);
 }

@@ -3,6 +3,8 @@
 same messages through both, the results compared: what the client is answered, what the
 filter is sent, what reaches the backend.
 
+- SMFIR_SKIP answering the first header, the first recipient and end of header: both skip
+  the other headers and recipients, and both still send the body.
 - A filter's macro lists in its option negotiation without SMFIF_SETSYMLIST among its
   actions: Postfix (milter8.c reads the lists whatever the actions) and Sendmail
   (milter_getsymlist) honour them, and so does mxgate.
@@ -80,17 +82,21 @@ def neg_milter(name, proto, *args):
     return port, log
 
 
-def macros_sent(log):
-    """{stage letter: [names]} of the connection in a neg_milter log that was sent a MAIL
-    (start_peer's probe sends nothing; Postfix's smtpd opened one more that got only the
-    connect)."""
+def commands_sent(log):
+    """The commands of the connection in a neg_milter log that was sent a MAIL."""
     conns = {}
     with open(log) as f:
         for line in f:
             n, rest = line.rstrip('\n').split(' ', 1)
             conns.setdefault(n, []).append(rest)
-    seq = next((c for c in conns.values() if 'M' in c), [])
-    return {x[2]: x[4:].split(',') for x in seq if x.startswith('D ')}
+    return next((c for c in conns.values() if 'M' in c), [])
+
+
+def macros_sent(log):
+    """{stage letter: [names]} of the connection in a neg_milter log that was sent a MAIL
+    (start_peer's probe sends nothing; Postfix's smtpd opened one more that got only the
+    connect)."""
+    return {x[2]: x[4:].split(',') for x in commands_sent(log) if x.startswith('D ')}
 
 
 # --- macro lists without SMFIF_SETSYMLIST
@@ -124,6 +130,24 @@ for mta in ('postfix', 'mxgate'):
 t.say('stray reply to MAIL: %s' % got)
 t.check(got['postfix'][:2] == (550, 'rcpt'), 'Postfix takes the stray reject as RCPT\'s verdict: %s' % (got['postfix'],))
 t.check(got['mxgate'][:2] == (451, 'rcpt'), 'mxgate: the filter\'s error, on_error tempfail: %s' % (got['mxgate'],))
+
+# --- SMFIR_SKIP answering the first header, the first recipient and end of header
+got = {}
+for mta in ('postfix', 'mxgate'):
+    mport, mlog = neg_milter('skip-' + mta, 0x400, 'skip=LRN', 'mods=h')
+    rcpts = ['b@example.test', 'c@example.test', 'd@example.test']
+    if mta == 'postfix':
+        port = postfix('pf-skip', mport)
+    else:
+        mx = mxgate('mx-skip', mport)
+        port = mx.port
+    r = t.send_mail(port, 'a@example.org', rcpts, t.message('vs-skip-' + mta), ehlo='client.example.org', timeout=30)
+    if mta == 'mxgate':
+        mx.stop()
+    seq = [x for x in commands_sent(mlog) if not x.startswith('D ')]
+    got[mta] = (r[0], seq.count('L'), seq.count('R'), seq.count('B'))
+t.say('SMFIR_SKIP at a header, a recipient, end of header (code, headers, recipients, body chunks sent): %s' % got)
+t.check(got['postfix'] == got['mxgate'] == (250, 1, 1, 1), 'the same steps skipped: %s' % got)
 
 # --- real filters: opendmarc and opendkim (verifying), with the test's DNS on port 53
 key_path, key_record = t.dkim_rsa_key('vs', 1024)

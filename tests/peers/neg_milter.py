@@ -5,7 +5,7 @@ promises both ways (the actions it asked for, the steps it skips, the replies it
 send, the macros it asked for).
 
 usage: neg_milter.py PORT LOG ACTIONS PROTOCOL [STAGE=NAMES ...] [mods=x,y,...] [version=N]
-                    [stray=CMDS] [stray_now=CMDS]
+                    [stray=CMDS] [stray_now=CMDS] [skip=CMDS]
 
 ACTIONS and PROTOCOL (numbers, 0x... taken) are the SMFIF_* and SMFIP_* masks of its
 SMFIC_OPTNEG reply (version 6, or N); each STAGE=NAMES (STAGE a number, SMFIM_*; NAMES space
@@ -25,7 +25,9 @@ that skips the body):
 A filter that lies about SMFIP_NR_*: for each command letter in stray=CMDS it answers
 SMFIR_REJECT although its PROTOCOL says it will not, held back and written in one write
 with its next reply (so the stray reply and the one awaited reach the MTA together); for
-stray_now=CMDS it writes that SMFIR_REJECT at once and logs "N stray-sent".
+stray_now=CMDS it writes that SMFIR_REJECT at once and logs "N stray-sent". For each command
+letter in skip=CMDS it answers SMFIR_SKIP instead of SMFIR_CONTINUE ("skip further events
+of this type"; libmilter's SMFIS_SKIP, negotiated with SMFIP_SKIP).
 """
 import socket
 import struct
@@ -60,7 +62,7 @@ def mods(body, want=b''):
     return out + frame(b'a')
 
 
-def serve(c, log, optneg, proto, default, stray=b'', stray_now=b''):
+def serve(c, log, optneg, proto, default, stray=b'', stray_now=b'', skip=b''):
     with LOCK:
         COUNT[0] += 1
         n = COUNT[0]
@@ -102,7 +104,7 @@ def serve(c, log, optneg, proto, default, stray=b'', stray_now=b''):
             elif cmd == b'Q':
                 return
             if cmd in NR and not proto & NR[cmd]:
-                send(frame(b'c'))
+                send(frame(b's' if cmd in skip else b'c'))
     except (EOFError, OSError):
         pass
     finally:
@@ -112,7 +114,7 @@ def serve(c, log, optneg, proto, default, stray=b'', stray_now=b''):
 def main():
     port, log = int(sys.argv[1]), sys.argv[2]
     actions, proto = int(sys.argv[3], 0), int(sys.argv[4], 0)
-    lists, default, version, stray, stray_now = b'', b'', 6, b'', b''
+    lists, default, version, stray, stray_now, skip = b'', b'', 6, b'', b'', b''
     for a in sys.argv[5:]:
         st, names = a.split('=', 1)
         if st == 'mods':
@@ -121,9 +123,11 @@ def main():
         if st == 'version':
             version = int(names)
             continue
-        if st in ('stray', 'stray_now'):
+        if st in ('stray', 'stray_now', 'skip'):
             if st == 'stray':
                 stray = names.encode()
+            elif st == 'skip':
+                skip = names.encode()
             else:
                 stray_now = names.encode()
             continue
@@ -136,7 +140,7 @@ def main():
     print('neg milter on', port, flush=True)
     while True:
         c, _ = s.accept()
-        threading.Thread(target=serve, args=(c, log, optneg, proto, default, stray, stray_now), daemon=True).start()
+        threading.Thread(target=serve, args=(c, log, optneg, proto, default, stray, stray_now, skip), daemon=True).start()
 
 
 if __name__ == '__main__':
