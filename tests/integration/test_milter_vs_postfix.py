@@ -171,33 +171,36 @@ def with_resolv(argv):
     return ['unshare', '-m', 'sh', '-c', 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv] + argv
 
 
+def filter_conf(kind, port, lines):
+    """TMP/KIND-PORT/KIND.conf holding lines, each formatted with port, d (the directory)
+    and hosts: a host list of 192.0.2.1 only (the filters' default, 127.0.0.1, is where our
+    clients connect from: opendmarc ignores it, opendkim signs its mail instead of verifying)."""
+    d = os.path.join(t.TMP, '%s-%d' % (kind, port))
+    os.makedirs(d, exist_ok=True)
+    hosts = os.path.join(d, 'hosts')
+    with open(hosts, 'w') as f:
+        f.write('192.0.2.1\n')
+    conf = os.path.join(d, kind + '.conf')
+    with open(conf, 'w') as f:
+        f.write('\n'.join(x.format(port=port, d=d, hosts=hosts) for x in lines) + '\n')
+    return conf
+
+
 def opendmarc():
     t.need('/usr/sbin/opendmarc')
     port = t.hold_port().port
-    d = os.path.join(t.TMP, 'opendmarc-%d' % port)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, 'ignore'), 'w') as f:
-        f.write('192.0.2.1\n')   # not the default 127.0.0.1: our clients are on loopback
-    conf = os.path.join(d, 'opendmarc.conf')
-    with open(conf, 'w') as f:
-        f.write('\n'.join(['Socket inet:%d@127.0.0.1' % port, 'AuthservID dmarc.compare.test',
-                           'RejectFailures true', 'IgnoreHosts %s/ignore' % d, 'PidFile %s/pid' % d,
-                           'Syslog false', 'SPFIgnoreResults true', 'SPFSelfValidate false', '']))
+    conf = filter_conf('opendmarc', port, [
+        'Socket inet:{port}@127.0.0.1', 'AuthservID dmarc.compare.test', 'RejectFailures true',
+        'IgnoreHosts {hosts}', 'PidFile {d}/pid', 'Syslog false', 'SPFIgnoreResults true', 'SPFSelfValidate false'])
     return t.start_peer(with_resolv(['/usr/sbin/opendmarc', '-f', '-c', conf]), 'opendmarc-%d' % port, port), port
 
 
 def opendkim_verify():
     t.need('/usr/sbin/opendkim')
     port = t.hold_port().port
-    d = os.path.join(t.TMP, 'opendkim-v-%d' % port)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, 'internal'), 'w') as f:
-        f.write('192.0.2.1\n')   # not the default 127.0.0.1, whose mail is signed, not verified
-    conf = os.path.join(d, 'opendkim.conf')
-    with open(conf, 'w') as f:
-        f.write('\n'.join(['Syslog no', 'Background no', 'Mode v', 'Socket inet:%d@127.0.0.1' % port,
-                           'InternalHosts %s/internal' % d, 'Nameservers %s' % dns_addr,
-                           'AuthservID dkim.compare.test', 'PidFile %s/pid' % d, 'UMask 002', '']))
+    conf = filter_conf('opendkim', port, [
+        'Syslog no', 'Background no', 'Mode v', 'Socket inet:{port}@127.0.0.1', 'InternalHosts {hosts}',
+        'Nameservers ' + dns_addr, 'AuthservID dkim.compare.test', 'PidFile {d}/pid', 'UMask 002'])
     return t.start_peer(['/usr/sbin/opendkim', '-f', '-x', conf], 'opendkim-v-%d' % port, port), port
 
 
