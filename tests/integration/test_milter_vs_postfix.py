@@ -5,6 +5,9 @@ filter is sent, what reaches the backend.
 
 - SMFIR_SKIP answering the first header, the first recipient and end of header: both skip
   the other headers and recipients, and both still send the body.
+- Header edits: SMFIR_INSHEADER at index 0 (above the MTA's own Received) and at 1000 (past
+  the end: appended), SMFIR_CHGHEADER index 2 of a header present twice (the second): the
+  same header block through both.
 - A filter's macro lists in its option negotiation without SMFIF_SETSYMLIST among its
   actions: Postfix (milter8.c reads the lists whatever the actions) and Sendmail
   (milter_getsymlist) honour them, and so does mxgate.
@@ -36,7 +39,7 @@ t.need_postfix()
 if os.geteuid() != 0:
     t.skip('needs root (a private /etc/resolv.conf for the filters, unshare -m)')
 
-ADDHDRS = 0x1
+ADDHDRS, CHGHDRS = 0x1, 0x10
 NR_MAIL = 0x4000
 
 be = t.Backend()
@@ -73,11 +76,11 @@ def delivered(tag):
     return got[0]['data'].split(b'\r\n\r\n', 1)[0].split(b'\r\n') if got else []
 
 
-def neg_milter(name, proto, *args):
+def neg_milter(name, proto, *args, actions=ADDHDRS):
     port = t.hold_port().port
     log = os.path.join(t.TMP, 'vs-%s.log' % name)
     open(log, 'w').close()
-    t.start_peer([sys.executable, os.path.join(t.PEERS, 'neg_milter.py'), str(port), log, hex(ADDHDRS), hex(proto)] +
+    t.start_peer([sys.executable, os.path.join(t.PEERS, 'neg_milter.py'), str(port), log, hex(actions), hex(proto)] +
                  list(args), 'vs-milter-%s' % name, port)
     return port, log
 
@@ -148,6 +151,26 @@ for mta in ('postfix', 'mxgate'):
     got[mta] = (r[0], seq.count('L'), seq.count('R'), seq.count('B'))
 t.say('SMFIR_SKIP at a header, a recipient, end of header (code, headers, recipients, body chunks sent): %s' % got)
 t.check(got['postfix'] == got['mxgate'] == (250, 1, 1, 1), 'the same steps skipped: %s' % got)
+
+# --- header edits: insert at index 0 and past the end, change the second of two X-Dup
+got = {}
+for mta in ('postfix', 'mxgate'):
+    mport, mlog = neg_milter('hdr-' + mta, 0, 'mods=i,I,M', actions=ADDHDRS | CHGHDRS)
+    tag = 'vs-hdr-' + mta
+    msg = t.message(tag, headers=('X-Dup: one', 'X-Dup: two'))
+    if mta == 'postfix':
+        r = send(postfix('pf-hdr', mport), tag, data=msg)
+    else:
+        mx = mxgate('mx-hdr', mport)
+        r = send(mx.port, tag, data=msg)
+        mx.stop()
+    h = [x.decode('latin-1') for x in delivered(tag)]
+    got[mta] = (r[0], h[0] if h else None, h[1].split(':')[0] if len(h) > 1 else None, h[-1] if h else None,
+                [x for x in h if x.startswith('X-Dup')])
+t.say('header edits (code, first, second, last, X-Dup): %s' % got)
+t.check(got['postfix'] == got['mxgate'] == (250, 'X-Neg-Ins: inserted', 'Received', 'X-Neg-End: appended',
+                                            ['X-Dup: one', 'X-Dup: second changed']),
+        'insheader 0 above the MTA\'s Received, past the end appended, chgheader 2 the second: the same')
 
 # --- real filters: opendmarc and opendkim (verifying), with the test's DNS on port 53
 key_path, key_record = t.dkim_rsa_key('vs', 1024)

@@ -22,6 +22,7 @@ that skips the body):
   + add recipient <added@example.test>, 2 the same with ESMTP arguments ""
   - delete recipient <b@example.test>, e change the sender to <new@example.org>
   q quarantine "neg test"
+  M change the second X-Dup to "second changed"   I insert X-Neg-End: appended at index 1000
 A filter that lies about SMFIP_NR_*: for each command letter in stray=CMDS it answers
 SMFIR_REJECT although its PROTOCOL says it will not, held back and written in one write
 with its next reply (so the stray reply and the one awaited reach the MTA together); for
@@ -58,6 +59,8 @@ def mods(body, want=b''):
             b'-': frame(b'-', b'<b@example.test>\0'),
             b'e': frame(b'e', b'<new@example.org>\0\0'),
             b'q': frame(b'q', b'neg test\0'),
+            b'M': frame(b'm', struct.pack('>I', 2) + b'X-Dup\0second changed\0'),
+            b'I': frame(b'i', struct.pack('>I', 1000) + b'X-Neg-End\0appended\0'),
         }.get(m, b'')
     return out + frame(b'a')
 
