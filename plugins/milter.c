@@ -75,16 +75,24 @@ struct milter_sess {
 	struct milter_buf out;
 	enum milter_state state;
 	char failed[48];                /* MS_FAILED: the failure's reason, answered until a reconnect */
+	char unlogged[80];              /* a failure's detail seen with no call to log it on (logged
+	                                 * with the next one) */
 	enum milter_wait wait;
+	bool nr_sent;                   /* commands sent without a reply expected (SMFIP_NR_*) since
+	                                 * the last reply that ended a wait */
+	bool out_of_step;               /* more followed the verdict at end of message: drop the
+	                                 * connection once it is applied */
 	uint32_t fprot, facts;
 	struct mxgate_call *call;
 	char stage_cmd;                 /* the stage being answered */
 	bool in_txn;                    /* MAIL sent, end of message not reached */
 	bool txn_done;                  /* the filter accepted/discarded the message already */
+	bool skip_rcpt;                 /* SMFIR_SKIP at RCPT: no more recipients this transaction */
 	bool helo_seen;                 /* the session sent HELO/EHLO (replayed on reconnect) */
 	enum milter_replay replay;
 	/* end of message */
 	enum milter_eom_phase phase;
+	char step_cmd;                  /* W_EOM_STEP: the command answered (header, EOH, body) */
 	const char *msg;
 	size_t mlen, hlen, off;
 	bool skip_body;
@@ -151,6 +159,20 @@ static void milter_finish(struct milter_sess *ms, enum mxgate_action a, int code
 			return milter_replay_next(ms);
 		ms->replay = RP_NONE;
 	}
+	if (ms->out_of_step) {
+		/* The filter sent more after its verdict at end of message (no command sent
+		 * without a reply before it, so the verdict was the awaited one): the verdict
+		 * stands, the connection is dropped so that the rest never answers a later
+		 * command; the next transaction reconnects. */
+		ms->out_of_step = false;
+		if (ms->state != MS_FAILED && c) {
+			ms->mi->host->log(c, 2, "event=milter_error error=\"reply while none was expected\"");
+			ms->state = MS_FAILED;
+			snprintf(ms->failed, sizeof(ms->failed), "milter-protocol");
+			pconn_close(ms->conn);
+			ms->conn = NULL;
+		}
+	}
 	ms->call = NULL;
 	ms->wait = W_NONE;
 	if (c)
@@ -165,6 +187,8 @@ static void milter_fail(struct milter_sess *ms, const char *reason, const char *
 {
 	if (ms->call)
 		ms->mi->host->log(ms->call, 2, "event=milter_error error=\"%s\"", why);
+	else   /* between calls (a reply nobody waited for): logged with the next call */
+		snprintf(ms->unlogged, sizeof(ms->unlogged), "%s", why);
 	ms->state = MS_FAILED;
 	snprintf(ms->failed, sizeof(ms->failed), "%s", reason);
 	pconn_close(ms->conn);
@@ -540,8 +564,10 @@ static void milter_send_stage(struct milter_sess *ms, char cmd)
 	}
 	if (rc != 0 || milter_flush(ms) < 0)
 		return milter_fail(ms, "milter-write", "write failed");
-	if (!milter_wants_reply(ms, cmd))
+	if (!milter_wants_reply(ms, cmd)) {
+		ms->nr_sent = true;
 		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
+	}
 	ms->wait = W_STAGE;
 }
 
@@ -604,8 +630,10 @@ static void milter_eom_pump(struct milter_sess *ms)
 			free(value);
 			if (rc < 0)
 				return milter_fail(ms, "milter-nomem", "out of memory");
+			ms->step_cmd = SMFIC_HEADER;
 			if (milter_wants_reply(ms, SMFIC_HEADER))
 				goto await;
+			ms->nr_sent = true;
 			continue;
 		}
 		case EP_EOH:
@@ -615,8 +643,10 @@ static void milter_eom_pump(struct milter_sess *ms)
 				continue;
 			if (milter_put_stage_macros(ms, SMFIC_EOH) < 0 || milter_put_simple(&ms->out, SMFIC_EOH) < 0)
 				return milter_fail(ms, "milter-nomem", "out of memory");
+			ms->step_cmd = SMFIC_EOH;
 			if (milter_wants_reply(ms, SMFIC_EOH))
 				goto await;
+			ms->nr_sent = true;
 			continue;
 		case EP_BODY: {
 			size_t n;
@@ -642,8 +672,10 @@ static void milter_eom_pump(struct milter_sess *ms)
 			    pconn_write(ms->conn, ms->msg + ms->off, n, NULL) < 0)
 				return milter_fail(ms, "milter-write", "write failed");
 			ms->off += n;
+			ms->step_cmd = SMFIC_BODY;
 			if (milter_wants_reply(ms, SMFIC_BODY))
 				goto await_flushed;
+			ms->nr_sent = true;
 			continue;
 		}
 		case EP_EOB:
@@ -833,6 +865,7 @@ static void milter_txn_end(struct milter_sess *ms)
 {
 	ms->in_txn = false;
 	ms->txn_done = false;
+	ms->skip_rcpt = false;
 	ms->msg = NULL;
 	milter_mods_clear(ms);
 }
@@ -1029,7 +1062,7 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	case SMFIR_PROGRESS:
 		return true;
 	case SMFIR_SKIP:
-		if (ms->wait == W_EOM_STEP && ms->phase == EP_BODY) {
+		if (ms->wait == W_EOM_STEP && ms->step_cmd == SMFIC_BODY) {
 			ms->skip_body = true;
 			ms->wait = W_NONE;
 			milter_eom_pump(ms);
@@ -1042,7 +1075,15 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 			milter_fail(ms, "milter-protocol", "skip at end of message");
 			return false;
 		}
-		/* SKIP elsewhere means "continue". */
+		/* "Skip further events of this type", as Postfix's milter8 takes it anywhere: at
+		 * a header the rest of the headers are not sent (end of header is next), at a
+		 * recipient the transaction's later recipients are not; elsewhere (one event of
+		 * its type per transaction, end of header too: the body is still sent) it is a
+		 * continue. */
+		if (ms->wait == W_EOM_STEP && ms->step_cmd == SMFIC_HEADER)
+			ms->phase = EP_EOH;
+		if (ms->wait == W_STAGE && ms->stage_cmd == SMFIC_RCPT)
+			ms->skip_rcpt = true;
 		if (ms->wait == W_EOM_STEP) {
 			ms->wait = W_NONE;
 			milter_eom_pump(ms);
@@ -1147,8 +1188,34 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 	}
 }
 
+/* Whether a reply ends the wait for the command it answers (the others, progress and
+ * the modifications, come before that reply). */
+static bool milter_reply_ends_wait(char cmd)
+{
+	switch (cmd) {
+	case SMFIR_PROGRESS: case SMFIR_ADDHEADER: case SMFIR_INSHEADER: case SMFIR_CHGHEADER:
+	case SMFIR_ADDRCPT: case SMFIR_ADDRCPT_PAR: case SMFIR_DELRCPT: case SMFIR_CHGFROM:
+	case SMFIR_REPLBODY: case SMFIR_QUARANTINE: case SMFIR_SETSYMLIST:
+		return false;
+	default:
+		return true;
+	}
+}
+
 /* The filter's bytes data[0..len), frame by frame, until a reply ends the wait (a verdict
- * was given or the connection dropped: ms may be gone then) or the bytes end. */
+ * was given or the connection dropped: ms may be gone then) or the bytes end.
+ *
+ * A filter that answers a command it negotiated no reply for (SMFIP_NR_*) sends that
+ * reply before the awaited one; taken in order it would be the verdict of the awaited
+ * command and every later reply one step off (Postfix and Sendmail read it so; libmilter
+ * never sends one). What can be told apart is not taken as a verdict: bytes after the
+ * reply that ends the wait, in the same read, were sent before our next command, so
+ * either that reply or they answer nothing. After commands sent without a reply that is
+ * the filter's error (on_error); after a verdict at end of message awaited alone, the
+ * verdict stands and the connection is dropped once it is applied (the rest never answers
+ * a later command). A reply arriving while none is awaited fails in milter_on_frame.
+ * A stray reply that arrives alone after our next command was sent cannot be told from
+ * that command's (docs/plugins.md). */
 static void milter_read_frames(struct milter_sess *ms, const char *data, size_t len)
 {
 	while (len > 0) {
@@ -1162,7 +1229,18 @@ static void milter_read_frames(struct milter_sess *ms, const char *data, size_t 
 		len -= used;
 		if (rc < 0)
 			return milter_fail(ms, "milter-protocol", ms->parser.err ? ms->parser.err : "bad frame");
-		if (rc == 0 || !milter_on_frame(ms, cmd, payload, plen))
+		if (rc == 0)
+			return;
+		if (ms->wait != W_NONE && ms->call && milter_reply_ends_wait(cmd)) {
+			if (len > 0 && (ms->nr_sent || ms->wait != W_EOB))
+				return milter_fail(ms, "milter-protocol", ms->nr_sent ?
+				    "reply to a command sent without one expected (SMFIP_NR_*)" :
+				    "reply while none was expected");
+			if (len > 0)
+				ms->out_of_step = true;
+			ms->nr_sent = false;
+		}
+		if (!milter_on_frame(ms, cmd, payload, plen))
 			return;
 	}
 }
@@ -1281,12 +1359,22 @@ static void milter_on_connect(void *instance, struct mxgate_call *c)
 		return milter_fail(ms, "milter-unreachable", "cannot connect");
 }
 
+/* Logs the detail of a failure seen between calls (milter_fail with no call) on c. */
+static void milter_log_unlogged(struct milter_sess *ms, struct mxgate_call *c)
+{
+	if (ms == NULL || ms->unlogged[0] == '\0')
+		return;
+	ms->mi->host->log(c, 2, "event=milter_error error=\"%s\"", ms->unlogged);
+	ms->unlogged[0] = '\0';
+}
+
 /* Common entry of the envelope stages. Returns the session when the stage must be sent,
  * NULL when the call was already completed. */
 static struct milter_sess *milter_stage_begin(struct milter_inst *mi, struct mxgate_call *c)
 {
 	struct milter_sess *ms = milter_sess_of(mi, c);
 
+	milter_log_unlogged(ms, c);
 	if (ms == NULL || ms->state == MS_FAILED || ms->conn == NULL) {
 		/* the reason it failed, or one word when it was given up (a timeout) */
 		mi->host->done(c, MXGATE_ERROR, 0, NULL, ms && ms->state == MS_FAILED && ms->failed[0] ?
@@ -1345,11 +1433,13 @@ static void milter_on_mail(void *instance, struct mxgate_call *c)
 	if (ms && ms->state == MS_FAILED && ms->conn == NULL && ms->call == NULL) {
 		/* The filter failed earlier in this session: a new transaction gets a new
 		 * connection, with the session's connect and helo replayed first. */
+		milter_log_unlogged(ms, c);
 		mi->host->log(c, 1, "event=milter_reconnect");
 		milter_parser_free(&ms->parser);
 		milter_parser_init(&ms->parser, mi->max_frame);
 		milter_buf_clear(&ms->out);
 		milter_txn_end(ms);
+		ms->nr_sent = false;
 		ms->call = c;
 		ms->replay = RP_CONNECT;
 		ms->stage_cmd = SMFIC_CONNECT;
@@ -1371,7 +1461,7 @@ static void milter_on_rcpt(void *instance, struct mxgate_call *c)
 
 	if (ms == NULL)
 		return;
-	if (ms->txn_done)
+	if (ms->txn_done || ms->skip_rcpt)
 		return milter_finish(ms, MXGATE_CONTINUE, 0, NULL, NULL);
 	milter_send_stage(ms, SMFIC_RCPT);
 }
@@ -1420,6 +1510,7 @@ static void milter_on_close(void *instance, struct mxgate_call *c)
 
 	if (ms == NULL)
 		return;
+	milter_log_unlogged(ms, c);
 	*slot = NULL;
 	if (ms->conn && ms->state != MS_FAILED && ms->call == NULL &&
 	    pconn_write_queue(ms->conn) == 0) {

@@ -337,7 +337,9 @@ int milter_reply_parse(char cmd, const unsigned char *payload, size_t len, struc
 	case SMFIR_ACCEPT: case SMFIR_CONTINUE: case SMFIR_DISCARD: case SMFIR_REJECT:
 	case SMFIR_TEMPFAIL: case SMFIR_PROGRESS: case SMFIR_SKIP: case SMFIR_CONN_FAIL:
 	case SMFIR_SHUTDOWN:
-		return 0;
+		/* These carry no data: bytes after one are malformed (Postfix's milter8: "reply
+		 * was followed by N data bytes", milter_default_action), not the bare reply. */
+		return len == 0 ? 0 : -1;
 	case SMFIR_REPLYCODE: {
 		const char *s = milter_take_str(payload, len, &off);
 

@@ -15,7 +15,11 @@ wire-protocol filters (tests/peers/neg_milter.py) that log every command they ar
   until the timeout), and a version 2 filter is not sent DATA, a command it does not know
   (as Postfix leaves out events of a later protocol).
 - Macro lists (SMFIR_SETSYMLIST): each sent with its own stage's command only, an empty
-  list sends none, stages without a list keep the defaults."""
+  list sends none, stages without a list keep the defaults.
+- SMFIR_SKIP ("skip further events of this type") answering a header or a recipient: the
+  rest of the headers, the transaction's later recipients are not sent, as Postfix's
+  milter8 skips them (mxgate took it as continue and sent every one); answering end of
+  header it skips nothing (mxgate stopped the body)."""
 import os
 import sys
 
@@ -164,7 +168,20 @@ t.check(code == 250 and macros.get('C') == ['{client_addr}'] and macros.get('R')
         'T' not in macros and macros.get('N') == ['i', '{client_addr}'] and '{mail_addr}' in macros.get('M', []) and
         macros.get('E') == ['i'],
         'a filter\'s macro lists replace the defaults of their stage only: %s' % macros)
-for log in (hlog, slog, nlog, v4log, v2log, llog):
+# --- SMFIR_SKIP at the first header and the first recipient (SMFIP_SKIP offered)
+kport, klog = neg_milter('skipreply', ADDHDRS, 0x400, 'skip=LRN')
+mxk = t.Mxgate(t.config([be.url], hostname='mx.example.test', plugins=[entry(kport)]), name='mx-skipreply')
+code, text = send(mxk.port, 'neg-skipr', 'h', rcpts=('b@example.test', 'c@example.test', 'd@example.test'))
+m = one('neg-skipr')
+mxk.stop()
+ck = [x for x in (conns(klog) or [[]])[0] if not x.startswith('D ')]
+t.check(code == 250 and b'X-Neg: added' in m['data'] and len(m['rcpts']) == 3,
+        'SMFIR_SKIP at a header and a recipient: the message passes, all recipients (%s %s %s)' % (code, text, m['rcpts']))
+t.check(ck.count('L') == 1 and ck.count('R') == 1 and 'N' in ck and 'E' in ck,
+        '  and the rest of the headers and recipients were not sent, as Postfix: %s' % ck)
+t.check('B' in ck, '  SMFIR_SKIP answering end of header is no skip of the body (mxgate skipped it): %s' % ck)
+
+for log in (hlog, slog, nlog, v4log, v2log, llog, klog):
     for n, seq in enumerate(conns(log)):
         bad = [seq[i] for i in range(len(seq)) if seq[i].startswith('D ') and
                (i + 1 >= len(seq) or seq[i + 1] != seq[i][2])]

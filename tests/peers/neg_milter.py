@@ -5,6 +5,7 @@ promises both ways (the actions it asked for, the steps it skips, the replies it
 send, the macros it asked for).
 
 usage: neg_milter.py PORT LOG ACTIONS PROTOCOL [STAGE=NAMES ...] [mods=x,y,...] [version=N]
+                    [stray=CMDS] [stray_now=CMDS] [skip=CMDS]
 
 ACTIONS and PROTOCOL (numbers, 0x... taken) are the SMFIF_* and SMFIP_* masks of its
 SMFIC_OPTNEG reply (version 6, or N); each STAGE=NAMES (STAGE a number, SMFIM_*; NAMES space
@@ -21,6 +22,13 @@ that skips the body):
   + add recipient <added@example.test>, 2 the same with ESMTP arguments ""
   - delete recipient <b@example.test>, e change the sender to <new@example.org>
   q quarantine "neg test"
+  M change the second X-Dup to "second changed"   I insert X-Neg-End: appended at index 1000
+A filter that lies about SMFIP_NR_*: for each command letter in stray=CMDS it answers
+SMFIR_REJECT although its PROTOCOL says it will not, held back and written in one write
+with its next reply (so the stray reply and the one awaited reach the MTA together); for
+stray_now=CMDS it writes that SMFIR_REJECT at once and logs "N stray-sent". For each command
+letter in skip=CMDS it answers SMFIR_SKIP instead of SMFIR_CONTINUE ("skip further events
+of this type"; libmilter's SMFIS_SKIP, negotiated with SMFIP_SKIP).
 """
 import socket
 import struct
@@ -51,11 +59,13 @@ def mods(body, want=b''):
             b'-': frame(b'-', b'<b@example.test>\0'),
             b'e': frame(b'e', b'<new@example.org>\0\0'),
             b'q': frame(b'q', b'neg test\0'),
+            b'M': frame(b'm', struct.pack('>I', 2) + b'X-Dup\0second changed\0'),
+            b'I': frame(b'i', struct.pack('>I', 1000) + b'X-Neg-End\0appended\0'),
         }.get(m, b'')
     return out + frame(b'a')
 
 
-def serve(c, log, optneg, proto, default):
+def serve(c, log, optneg, proto, default, stray=b'', stray_now=b'', skip=b''):
     with LOCK:
         COUNT[0] += 1
         n = COUNT[0]
@@ -64,7 +74,13 @@ def serve(c, log, optneg, proto, default):
         with LOCK, open(log, 'a') as f:
             f.write('%d %s\n' % (n, line))
 
-    body = b''
+    body, held = b'', b''
+
+    def send(data):
+        nonlocal held
+        c.sendall(held + data)
+        held = b''
+
     try:
         while True:
             cmd, data = read_frame(c)
@@ -73,20 +89,25 @@ def serve(c, log, optneg, proto, default):
                 note('D %s %s' % (data[:1].decode('latin-1'), ','.join(names)))
                 continue
             note(cmd.decode('latin-1'))
+            if cmd in NR and proto & NR[cmd] and cmd in stray:
+                held += frame(b'r')
+            if cmd in NR and proto & NR[cmd] and cmd in stray_now:
+                c.sendall(frame(b'r'))
+                note('stray-sent')
             if cmd == b'O':
-                c.sendall(optneg)
+                send(optneg)
             elif cmd == b'M':
                 body = b''
             elif cmd == b'B':
                 body += data
             elif cmd == b'E':
                 body += data
-                c.sendall(mods(body, default))
+                send(mods(body, default))
                 continue
             elif cmd == b'Q':
                 return
             if cmd in NR and not proto & NR[cmd]:
-                c.sendall(frame(b'c'))
+                send(frame(b's' if cmd in skip else b'c'))
     except (EOFError, OSError):
         pass
     finally:
@@ -96,7 +117,7 @@ def serve(c, log, optneg, proto, default):
 def main():
     port, log = int(sys.argv[1]), sys.argv[2]
     actions, proto = int(sys.argv[3], 0), int(sys.argv[4], 0)
-    lists, default, version = b'', b'', 6
+    lists, default, version, stray, stray_now, skip = b'', b'', 6, b'', b'', b''
     for a in sys.argv[5:]:
         st, names = a.split('=', 1)
         if st == 'mods':
@@ -104,6 +125,14 @@ def main():
             continue
         if st == 'version':
             version = int(names)
+            continue
+        if st in ('stray', 'stray_now', 'skip'):
+            if st == 'stray':
+                stray = names.encode()
+            elif st == 'skip':
+                skip = names.encode()
+            else:
+                stray_now = names.encode()
             continue
         lists += struct.pack('>I', int(st)) + names.encode() + b'\0'
     optneg = frame(b'O', struct.pack('>III', version, actions, proto) + lists)
@@ -114,7 +143,7 @@ def main():
     print('neg milter on', port, flush=True)
     while True:
         c, _ = s.accept()
-        threading.Thread(target=serve, args=(c, log, optneg, proto, default), daemon=True).start()
+        threading.Thread(target=serve, args=(c, log, optneg, proto, default, stray, stray_now, skip), daemon=True).start()
 
 
 if __name__ == '__main__':

@@ -185,6 +185,13 @@ static const struct reply_row reply_rows[] = {
 	{ "skip", SMFIR_SKIP, "", 0, 0 },
 	{ "conn_fail", SMFIR_CONN_FAIL, "", 0, 0 },
 	{ "shutdown", SMFIR_SHUTDOWN, "", 0, 0 },
+	/* a reply without data followed by some is malformed, as Postfix's milter8 judges it
+	 * ("reply ... was followed by N data bytes"): it was taken as the bare reply */
+	{ "accept with data", SMFIR_ACCEPT, "x", 1, -1 },
+	{ "continue with data", SMFIR_CONTINUE, "\0", 1, -1 },
+	{ "reject with data", SMFIR_REJECT, "550 5.7.1 no\0", 13, -1 },
+	{ "progress with data", SMFIR_PROGRESS, "ab", 2, -1 },
+	{ "skip with data", SMFIR_SKIP, "x", 1, -1 },
 	{ "replycode ok", SMFIR_REPLYCODE, "550 5.7.1 no\0", 13, 0 },
 	{ "replycode multiline", SMFIR_REPLYCODE, "451-4.7.1 a\r\n451 4.7.1 b\0", 25, 0 },
 	{ "replycode 2xx refused", SMFIR_REPLYCODE, "250 ok\0", 7, -1 },
