@@ -726,8 +726,14 @@ static void *lmdb_writer_cb(void *arg)
 
 /* Runs fn(tx, arg) in a write transaction of e, waiting at most e->wait_ms for the write lock
  * (another process's or thread's transaction). Returns fn's result (and the commit's), or -1
- * with event=bayes_error when the lock did not come in time or the writer could not start. */
-static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), void *arg)
+ * with event=bayes_error when the lock did not come in time or the writer could not start.
+ * optional: a write nothing depends on (a scan's atime refresh): it waits at most 100 ms and
+ * a miss is logged at debug level only, so a lock held elsewhere neither slows every scan by
+ * the timeout nor floods the log. */
+#define LMDB_OPTIONAL_WAIT_MS 100
+
+static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), void *arg,
+    bool optional)
 {
 	struct lmdb_wjob j = { NULL, fn, arg, LMDB_WJOB_QUEUED, -1 };
 	struct timespec dl;
@@ -745,6 +751,8 @@ static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), v
 		e->wthr_up = true;
 	}
 	wait_ms = e->wait_ms;
+	if (optional && wait_ms > LMDB_OPTIONAL_WAIT_MS)
+		wait_ms = LMDB_OPTIONAL_WAIT_MS;
 	if (e->tail)
 		e->tail->next = &j;
 	else
@@ -772,9 +780,9 @@ static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), v
 				break;
 			}
 		pthread_mutex_unlock(&e->wmu);
-		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s "
-		    "reason=\"write lock still held after %llu ms (another process or a long "
-		    "write)\"", e->dir, (unsigned long long)wait_ms);
+		log_event(optional ? LOG_LVL_DEBUG : LOG_LVL_WARNING, NULL,
+		    "event=bayes_error store=lmdb:%s reason=\"write lock still held after %llu ms "
+		    "(another process or a long write)\"", e->dir, (unsigned long long)wait_ms);
 		return -1;
 	}
 	while (j.state != LMDB_WJOB_DONE)    /* it holds the lock: bounded work */
@@ -843,7 +851,7 @@ static int lmdb_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class 
 {
 	struct lmdb_learn_args a = { id, cls, keys, n, now, relearn, res };
 
-	return lmdb_write(h, lmdb_learn_cb, &a);
+	return lmdb_write(h, lmdb_learn_cb, &a, false);
 }
 
 static int lmdb_touch_cb(struct lmdb_tx *tx, void *arg)
@@ -866,7 +874,7 @@ static int lmdb_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
 {
 	struct lmdb_learn_args a = { NULL, BAYES_SPAM, keys, n, now, false, NULL };
 
-	return lmdb_write(h, lmdb_touch_cb, &a);
+	return lmdb_write(h, lmdb_touch_cb, &a, true);
 }
 
 /* Walks the "bt:" records; del: remove those with atime < cut, else collect atimes. */
@@ -944,7 +952,7 @@ static int lmdb_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_
     uint64_t *removed)
 {
 	struct lmdb_expire_args a = { max_tokens, max_age_s, now, 0 };
-	int r = lmdb_write(h, lmdb_expire_cb, &a);
+	int r = lmdb_write(h, lmdb_expire_cb, &a, false);
 
 	if (removed)
 		*removed = a.gone;

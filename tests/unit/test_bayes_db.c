@@ -281,9 +281,12 @@ static void test_lmdb_lock_held(void **state)
 	dt = now_s() - t0;
 	assert_true(dt >= 0.25);
 	assert_true(dt < 5.0);
+	/* a scan's atime refresh is optional: it waits less than the timeout */
 	t0 = now_s();
 	assert_int_equal(bayes_db_touch(db, &k, 1, 2000000), -1);
-	assert_true(now_s() - t0 < 5.0);
+	dt = now_s() - t0;
+	assert_true(dt >= 0.09);
+	assert_true(dt < 5.0);
 	check_counts(db, 5, 1, 0);
 	/* the lock is free again: the next learn goes through */
 	close(release);
