@@ -4,7 +4,7 @@ docs/classifier.md's choices rest on), and the same figures on the test half for
 
     bench/bayes_cv.py BAYES_CV [--split time|interleaved|both] [--folds 5] [--seed N] [--test]
         [--tool-args '-c chi'] [--misses FILE] [--grid | --sel-grid] [--hits auto|spamd|mxgate]
-        [--dump FILE] [--stream N]
+        [--dump FILE] [--stream N [--learn-on error|tone|all]]
 
 BAYES_CV is bench/bayes_cv.c built against libmxcore.a (bench/bayes_cv.sh builds it). The
 training half of each split (bench_classifier's splits) is cut into FOLDS folds (every
@@ -27,6 +27,11 @@ power and nats of the odds combining over a grid (0 nats: no pull towards 0.5). 
 for each strength cut (0.2 .. 0.45) and count of strongest tokens (75 .. 500).
 --dump FILE writes one JSON line per scored message (split, half, fold, group, path, p, rule
 hits): what bench/bayes_cv_learn.py fits learned rule weights on.
+--stream N --learn-on error|tone|all (with --test): the test half in arrival order in
+batches of N; after each batch the site learns, with the true label, what rules + classifier
+got wrong at 5 (error: an operator who runs `mxgate learn` on the misses reported to them),
+that and what the classifier was unsure of (tone: train on or near error, 0.05 < p < 0.95),
+or everything (all: the same as the plain --stream).
 """
 import argparse
 import glob
@@ -177,6 +182,32 @@ def evaluate(probs, labelled, hits, scores, nice):
     return f
 
 
+def learn_on_stream(a, rows, labelled, hits, scores, nice, tmp, name):
+    """The test stream in batches (rows: fold -1 the training half, fold k batch k), each
+    scored by a classifier that learned the training half and what the site chose to learn
+    of the batches before (a.learn_on: error, tone or all; the true label); returns
+    {path: p}. One bayes_cv run per batch (it tokenizes again: a minute or two a split)."""
+    learned = [r for r in rows if r[0] < 0]
+    nb = max(r[0] for r in rows) + 1
+    probs, n = {}, {'spam': 0, 'ham': 0, 'wrong': 0}
+    for k in range(nb):
+        batch = [(0, c, p) for f, c, p in rows if f == k]
+        got = run_tool(a.tool, a.tool_args.split(), learned + batch, tmp)
+        probs.update(got)
+        for _, c, p in batch:
+            pr = got.get(p, -1)
+            t = bc.projected(hits, scores, nice, p, buckets(pr)) if hits else None
+            wrong = t is not None and (t >= 5) != (c == 'spam')
+            unsure = 0.05 < pr < 0.95
+            if a.learn_on == 'all' or wrong or (a.learn_on == 'tone' and unsure):
+                learned.append((-1, c, p))
+                n[c] += 1
+                n['wrong'] += wrong
+    bc.say('learn on %s, %s stream of %d batches: learned %d spam and %d ham (%d of them '
+           'errors at 5)' % (a.learn_on, name, nb, n['spam'], n['ham'], n['wrong']))
+    return probs
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('tool')
@@ -202,6 +233,12 @@ def main():
                     'scored by a classifier that learned the training half and the batches '
                     'before it (a site that learns every message; the fold in --dump: the '
                     'batch)')
+    ap.add_argument('--learn-on', default='', choices=['', 'error', 'tone', 'all'],
+                    help='with --test --stream N: after each batch the site learns, with the '
+                    'true label, only what rules + classifier got wrong (error: an operator '
+                    'running `mxgate learn` on the misses reported to them), also what the '
+                    'classifier was unsure of (tone: train on or near error, p in 0.05..0.95), '
+                    'or every message (all); each batch is scored by what was learned before it')
     ap.add_argument('--hits', default='auto', choices=['auto', 'spamd', 'mxgate'],
                     help="rule hits for rules + classifier: spamd's cache (bench_detection) "
                     "or mxgate's own (cached); auto: spamd's when there")
@@ -262,8 +299,11 @@ def main():
                               'test' if a.test else 'CV  ', name, c, n, f['auc'], f['s99'],
                               f['h99'], f['s00'], f['caught'], f['misfiled']), flush=True)
             continue
-        probs = run_tool(a.tool, a.tool_args.split() + (['-P'] if a.test and a.stream else []),
-                         rows, tmp)
+        if a.test and a.stream and a.learn_on:
+            probs = learn_on_stream(a, rows, labelled, hits, scores, nice, tmp, name)
+        else:
+            probs = run_tool(a.tool, a.tool_args.split() + (['-P'] if a.test and a.stream else []),
+                             rows, tmp)
         f = evaluate(probs, labelled, hits, scores, nice)
         print('%s %-11s 1-AUC %.3f%%; BAYES_99: %.1f%% of spam, %d ham; spam in BAYES_00 %d; '
               'rules + classifier: %.1f%% / %.2f%%' % (

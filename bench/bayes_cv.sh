@@ -8,6 +8,8 @@
 #       [--tool-args '-c chi' | '-p' | '-M 1' ...] [--misses FILE] [--grid | --sel-grid]
 #       [--hits auto|spamd|mxgate] [--dump FILE] [--explain]  (MX_BUILD_DIR: libmxcore.a's)
 # --dump FILE: per message p and rule hits, for bench/bayes_cv_learn.py (learned weights).
+# --test --stream N --learn-on error|tone|all: a site that learns its misses (or near misses,
+# or everything) after each batch of N (docs/classifier.md, "Issue 9 §2, second pass").
 # --explain (with --test --misses FILE): then bench/bayes_misses.py on FILE: each error's
 # token evidence, shape and cause, and the table of causes.
 # --help: bench/bayes_cv.py's options; the tool's (--tool-args): bench/bayes_cv.c's header.

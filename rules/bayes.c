@@ -663,7 +663,8 @@ static const struct cfg_field bayes_fields[] = {
 	{ "map_size", CFG_SIZE, offsetof(struct bayes_config, map_size), "512M",
 	  .doc = "LMDB map size (the store's largest size on disk)" },
 	{ "timeout", CFG_DURATION, offsetof(struct bayes_config, timeout), "2s",
-	  .doc = "Redis connect and request timeout (a failed lookup: no BAYES symbol)" },
+	  .doc = "Redis connect and request timeout (a failed lookup: no BAYES symbol); LMDB: "
+	  "the longest wait for the store's write lock (learning, autolearn)" },
 	{ "max_learn_size", CFG_SIZE, offsetof(struct bayes_config, max_learn_size), "10M",
 	  .doc = "largest message `learn` and POST /learn/{spam,ham} accept" },
 	{ "learn_from", CFG_CIDRLIST, offsetof(struct bayes_config, learn_from),

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -376,13 +377,31 @@ static const struct bayes_db_ops mem_ops = {
 
 /* ---------------------------------------------------------------- LMDB */
 
-/* One environment per directory and process (LMDB's rule), shared and reference counted. */
+/* One environment per directory and process (LMDB's rule), shared and reference counted.
+ *
+ * Writes go through one writer thread per environment. LMDB's write lock is a mutex shared
+ * by every process that opens the directory, and mdb_txn_begin() waits on it with no timeout:
+ * a `mxgate learn` stopped (^Z, a debugger) or stuck inside its write transaction, or any
+ * other LMDB writer, would otherwise hold a pool thread (a message's autolearn, a scan's
+ * atime refresh) or a learn for ever. The writer thread is the one that waits; a caller
+ * waits for its job at most `wait_ms` (the store's `timeout`) and fails with a logged reason
+ * if the lock has not come by then (a job already running is waited for: it holds the lock
+ * and does bounded work). A wait that outlives the environment (closed while the writer
+ * still waits for the lock) hands the environment to the writer thread, which frees it. */
+struct lmdb_wjob;
+
 struct lmdb_env {
 	struct lmdb_env *next;
 	int refs;
 	char *dir;
 	MDB_env *env;
 	MDB_dbi dbi;
+	uint64_t wait_ms;                /* longest wait for the write lock */
+	pthread_mutex_t wmu;             /* guards the fields below */
+	pthread_cond_t wcv;              /* jobs queued, a job done, stop */
+	struct lmdb_wjob *head, *tail;   /* queued jobs */
+	pthread_t wthr;
+	bool wthr_up, wstop, wbegin;     /* wbegin: the writer waits in mdb_txn_begin */
 };
 
 static pthread_mutex_t lmdb_envs_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -413,10 +432,11 @@ static int lmdb_mkdir_p(const char *dir)
 	return rc;
 }
 
-static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, char *err,
-    size_t errlen)
+static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_t wait_ms,
+    char *err, size_t errlen)
 {
 	struct lmdb_env *e;
+	pthread_condattr_t ca;
 	MDB_txn *txn;
 	int rc;
 
@@ -424,6 +444,9 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, char *e
 	for (e = lmdb_envs; e; e = e->next)
 		if (strcmp(e->dir, dir) == 0) {
 			e->refs++;
+			pthread_mutex_lock(&e->wmu);    /* the newest configuration's timeout */
+			e->wait_ms = wait_ms ? wait_ms : 2000;
+			pthread_mutex_unlock(&e->wmu);
 			pthread_mutex_unlock(&lmdb_envs_mu);
 			return e;
 		}
@@ -442,7 +465,9 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, char *e
 	    /* NOSYNC: the OS writes the map back; a crash of the process loses nothing
 	     * committed, a power loss the last seconds of learning. NOTLS: pool threads. */
 	    (rc = mdb_env_open(e->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0 ||
-	    (rc = mdb_txn_begin(e->env, NULL, 0, &txn)) != 0) {
+	    /* read-only: the unnamed database needs no write lock to open, and the lock may be
+	     * held by another process for as long as it likes (above) */
+	    (rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
@@ -452,6 +477,18 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, char *e
 		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
+	if (pthread_mutex_init(&e->wmu, NULL) != 0) {
+		snprintf(err, errlen, "lmdb %s: mutex", dir);
+		goto fail;
+	}
+	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&e->wcv, &ca) != 0) {
+		pthread_mutex_destroy(&e->wmu);
+		snprintf(err, errlen, "lmdb %s: condition variable", dir);
+		goto fail;
+	}
+	pthread_condattr_destroy(&ca);
+	e->wait_ms = wait_ms ? wait_ms : 2000;
 	e->refs = 1;
 	e->next = lmdb_envs;
 	lmdb_envs = e;
@@ -466,6 +503,16 @@ fail:
 	}
 	pthread_mutex_unlock(&lmdb_envs_mu);
 	return NULL;
+}
+
+static void lmdb_env_free(struct lmdb_env *e)
+{
+	mdb_env_sync(e->env, 1);
+	mdb_env_close(e->env);
+	pthread_cond_destroy(&e->wcv);
+	pthread_mutex_destroy(&e->wmu);
+	free(e->dir);
+	free(e);
 }
 
 static void lmdb_env_put(struct lmdb_env *e)
@@ -483,10 +530,18 @@ static void lmdb_env_put(struct lmdb_env *e)
 			break;
 		}
 	pthread_mutex_unlock(&lmdb_envs_mu);
-	mdb_env_sync(e->env, 1);
-	mdb_env_close(e->env);
-	free(e->dir);
-	free(e);
+	pthread_mutex_lock(&e->wmu);
+	e->wstop = true;
+	pthread_cond_broadcast(&e->wcv);
+	if (e->wthr_up && e->wbegin) {
+		/* the writer still waits for the lock: it frees the environment when it has it */
+		pthread_mutex_unlock(&e->wmu);
+		return;
+	}
+	pthread_mutex_unlock(&e->wmu);
+	if (e->wthr_up)
+		pthread_join(e->wthr, NULL);
+	lmdb_env_free(e);
 }
 
 struct lmdb_tx { struct lmdb_env *e; MDB_txn *txn; };
@@ -597,6 +652,145 @@ static int lmdb_begin(struct lmdb_env *e, bool rdonly, struct lmdb_tx *tx)
 	return mdb_txn_begin(e->env, NULL, rdonly ? MDB_RDONLY : 0, &tx->txn) == 0 ? 0 : -1;
 }
 
+static int lmdb_commit(struct lmdb_tx *tx, int r);
+
+/* A write job: fn runs inside the writer thread's write transaction (returns 0 or -1: commit
+ * or abort). Lives on the caller's stack until state is DONE or the caller took it back out
+ * of the queue. */
+enum lmdb_wjob_state { LMDB_WJOB_QUEUED = 0, LMDB_WJOB_RUNNING, LMDB_WJOB_DONE };
+
+struct lmdb_wjob {
+	struct lmdb_wjob *next;
+	int (*fn)(struct lmdb_tx *tx, void *arg);
+	void *arg;
+	enum lmdb_wjob_state state;
+	int result;
+};
+
+/* The writer thread: for each queued job, waits for LMDB's write lock (as long as it takes),
+ * then runs the oldest job still queued in the transaction and commits. */
+static void *lmdb_writer_cb(void *arg)
+{
+	struct lmdb_env *e = arg;
+	bool orphan = false;
+
+	pthread_mutex_lock(&e->wmu);
+	for (;;) {
+		struct lmdb_wjob *j;
+		struct lmdb_tx tx = { e, NULL };
+		int rc;
+
+		while (e->head == NULL && !e->wstop)
+			pthread_cond_wait(&e->wcv, &e->wmu);
+		if (e->head == NULL)
+			break;
+		e->wbegin = true;
+		pthread_mutex_unlock(&e->wmu);
+		rc = mdb_txn_begin(e->env, NULL, 0, &tx.txn);
+		pthread_mutex_lock(&e->wmu);
+		e->wbegin = false;
+		if (e->wstop) {
+			/* closed while we waited: lmdb_env_put left the environment to us */
+			if (rc == 0)
+				mdb_txn_abort(tx.txn);
+			orphan = true;
+			break;
+		}
+		if ((j = e->head) == NULL) {    /* every waiter gave up meanwhile */
+			if (rc == 0)
+				mdb_txn_abort(tx.txn);
+			continue;
+		}
+		if ((e->head = j->next) == NULL)
+			e->tail = NULL;
+		j->state = LMDB_WJOB_RUNNING;
+		pthread_mutex_unlock(&e->wmu);
+		if (rc != 0) {
+			log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s reason=\"%s\"",
+			    e->dir, mdb_strerror(rc));
+			j->result = -1;
+		} else {
+			j->result = lmdb_commit(&tx, j->fn(&tx, j->arg));
+		}
+		pthread_mutex_lock(&e->wmu);
+		j->state = LMDB_WJOB_DONE;
+		pthread_cond_broadcast(&e->wcv);
+	}
+	pthread_mutex_unlock(&e->wmu);
+	if (orphan) {
+		pthread_detach(pthread_self());
+		lmdb_env_free(e);
+	}
+	return NULL;
+}
+
+/* Runs fn(tx, arg) in a write transaction of e, waiting at most e->wait_ms for the write lock
+ * (another process's or thread's transaction). Returns fn's result (and the commit's), or -1
+ * with event=bayes_error when the lock did not come in time or the writer could not start.
+ * optional: a write nothing depends on (a scan's atime refresh): it waits at most 100 ms and
+ * a miss is logged at debug level only, so a lock held elsewhere neither slows every scan by
+ * the timeout nor floods the log. */
+#define LMDB_OPTIONAL_WAIT_MS 100
+
+static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), void *arg,
+    bool optional)
+{
+	struct lmdb_wjob j = { NULL, fn, arg, LMDB_WJOB_QUEUED, -1 };
+	struct timespec dl;
+	uint64_t wait_ms;
+	int rc = 0;
+
+	pthread_mutex_lock(&e->wmu);
+	if (!e->wthr_up) {
+		if (pthread_create(&e->wthr, NULL, lmdb_writer_cb, e) != 0) {
+			pthread_mutex_unlock(&e->wmu);
+			log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s "
+			    "reason=\"cannot start the writer thread\"", e->dir);
+			return -1;
+		}
+		e->wthr_up = true;
+	}
+	wait_ms = e->wait_ms;
+	if (optional && wait_ms > LMDB_OPTIONAL_WAIT_MS)
+		wait_ms = LMDB_OPTIONAL_WAIT_MS;
+	if (e->tail)
+		e->tail->next = &j;
+	else
+		e->head = &j;
+	e->tail = &j;
+	pthread_cond_broadcast(&e->wcv);
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += (time_t)(wait_ms / 1000);
+	dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	while (j.state == LMDB_WJOB_QUEUED && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&e->wcv, &e->wmu, &dl);
+	if (j.state == LMDB_WJOB_QUEUED) {
+		/* still queued: the lock is held elsewhere; take the job back out */
+		struct lmdb_wjob **pp, *prev = NULL;
+
+		for (pp = &e->head; *pp; prev = *pp, pp = &(*pp)->next)
+			if (*pp == &j) {
+				*pp = j.next;
+				if (e->tail == &j)
+					e->tail = prev;
+				break;
+			}
+		pthread_mutex_unlock(&e->wmu);
+		log_event(optional ? LOG_LVL_DEBUG : LOG_LVL_WARNING, NULL,
+		    "event=bayes_error store=lmdb:%s reason=\"write lock still held after %llu ms "
+		    "(another process or a long write)\"", e->dir, (unsigned long long)wait_ms);
+		return -1;
+	}
+	while (j.state != LMDB_WJOB_DONE)    /* it holds the lock: bounded work */
+		pthread_cond_wait(&e->wcv, &e->wmu);
+	pthread_mutex_unlock(&e->wmu);
+	return j.result;
+}
+
 static int lmdb_commit(struct lmdb_tx *tx, int r)
 {
 	int rc;
@@ -634,33 +828,53 @@ static int lmdb_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_cou
 	return r;
 }
 
+struct lmdb_learn_args {
+	const uint8_t *id;
+	enum bayes_class cls;
+	const uint64_t *keys;
+	size_t n;
+	uint32_t now;
+	bool relearn;
+	enum bayes_learn_result *res;
+};
+
+static int lmdb_learn_cb(struct lmdb_tx *tx, void *arg)
+{
+	struct lmdb_learn_args *a = arg;
+
+	return bayes_kv_learn(&lmdb_kv, tx, a->id, a->cls, a->keys, a->n, a->now, a->relearn,
+	    a->res);
+}
+
 static int lmdb_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cls,
     const uint64_t *keys, size_t n, uint32_t now, bool relearn, enum bayes_learn_result *res)
 {
-	struct lmdb_tx tx;
+	struct lmdb_learn_args a = { id, cls, keys, n, now, relearn, res };
 
-	if (lmdb_begin(h, false, &tx) < 0)
-		return -1;
-	return lmdb_commit(&tx, bayes_kv_learn(&lmdb_kv, &tx, id, cls, keys, n, now, relearn,
-	    res));
+	return lmdb_write(h, lmdb_learn_cb, &a, false);
+}
+
+static int lmdb_touch_cb(struct lmdb_tx *tx, void *arg)
+{
+	struct lmdb_learn_args *a = arg;
+	int r = 0;
+
+	for (size_t i = 0; i < a->n && r == 0; i++) {
+		struct bayes_counts c;
+
+		if (lmdb_tok_get(tx, a->keys[i], &c) == 1 && c.atime < a->now) {
+			c.atime = a->now;
+			r = lmdb_tok_put(tx, a->keys[i], &c);
+		}
+	}
+	return r;
 }
 
 static int lmdb_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
 {
-	struct lmdb_tx tx;
-	int r = 0;
+	struct lmdb_learn_args a = { NULL, BAYES_SPAM, keys, n, now, false, NULL };
 
-	if (lmdb_begin(h, false, &tx) < 0)
-		return -1;
-	for (size_t i = 0; i < n && r == 0; i++) {
-		struct bayes_counts c;
-
-		if (lmdb_tok_get(&tx, keys[i], &c) == 1 && c.atime < now) {
-			c.atime = now;
-			r = lmdb_tok_put(&tx, keys[i], &c);
-		}
-	}
-	return lmdb_commit(&tx, r);
+	return lmdb_write(h, lmdb_touch_cb, &a, true);
 }
 
 /* Walks the "bt:" records; del: remove those with atime < cut, else collect atimes. */
@@ -708,30 +922,41 @@ static int lmdb_walk_tokens(struct lmdb_tx *tx, uint32_t cut, size_t ties, bool 
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
 }
 
-static int lmdb_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t now,
-    uint64_t *removed)
+struct lmdb_expire_args {
+	uint64_t max_tokens;
+	uint32_t max_age_s, now;
+	uint64_t gone;
+};
+
+static int lmdb_expire_cb(struct lmdb_tx *tx, void *arg)
 {
-	struct lmdb_tx tx;
+	struct lmdb_expire_args *a = arg;
 	struct bayes_totals t;
 	uint32_t *at = NULL, cut;
 	size_t n = 0, ties = 0;
-	uint64_t gone = 0;
 	int r;
 
-	if (lmdb_begin(h, false, &tx) < 0)
-		return -1;
-	r = lmdb_walk_tokens(&tx, 0, 0, false, &at, &n, &gone);
-	cut = r == 0 ? bayes_expire_limit(at, n, max_tokens, max_age_s, now, &ties) : 0;
+	r = lmdb_walk_tokens(tx, 0, 0, false, &at, &n, &a->gone);
+	cut = r == 0 ? bayes_expire_limit(at, n, a->max_tokens, a->max_age_s, a->now, &ties) : 0;
 	free(at);
 	if (r == 0 && cut > 0)
-		r = lmdb_walk_tokens(&tx, cut, ties, true, NULL, NULL, &gone);
-	if (r == 0 && (r = lmdb_totals_get(&tx, &t)) == 0) {
-		t.ntokens = n - gone;
-		r = lmdb_totals_put(&tx, &t);
+		r = lmdb_walk_tokens(tx, cut, ties, true, NULL, NULL, &a->gone);
+	if (r == 0 && (r = lmdb_totals_get(tx, &t)) == 0) {
+		t.ntokens = n - a->gone;
+		r = lmdb_totals_put(tx, &t);
 	}
+	return r;
+}
+
+static int lmdb_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_t now,
+    uint64_t *removed)
+{
+	struct lmdb_expire_args a = { max_tokens, max_age_s, now, 0 };
+	int r = lmdb_write(h, lmdb_expire_cb, &a, false);
+
 	if (removed)
-		*removed = gone;
-	return lmdb_commit(&tx, r);
+		*removed = a.gone;
+	return r;
 }
 
 static void lmdb_close(void *h)
@@ -767,7 +992,7 @@ struct bayes_db *bayes_db_open(const char *spec, const struct bayes_db_options *
 		db->h = m;
 	} else if (strncmp(spec, "lmdb:", 5) == 0 && spec[5] != '\0') {
 		db->ops = &lmdb_ops;
-		db->h = lmdb_env_get(spec + 5, o->map_size, err, errlen);
+		db->h = lmdb_env_get(spec + 5, o->map_size, o->timeout_ms, err, errlen);
 	} else if (strncmp(spec, "redis://", 8) == 0) {
 		db->ops = &bayes_redis_ops;
 		db->h = bayes_redis_open(spec, o, err, errlen);

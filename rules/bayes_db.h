@@ -37,7 +37,8 @@ struct bayes_db;
 
 struct bayes_db_options {
 	uint64_t map_size;               /* LMDB map size (0 = 512 MiB) */
-	uint64_t timeout_ms;             /* Redis: connect and each request (0 = 2000) */
+	uint64_t timeout_ms;             /* Redis: connect and each request; LMDB: the longest
+	                                  * wait for the write lock (0 = 2000) */
 	uint32_t ttl_s;                  /* Redis: tokens and seen ids expire after (0 = never) */
 	const char *prefix;              /* Redis key prefix (NULL = "mxbayes:") */
 };

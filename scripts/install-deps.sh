@@ -27,6 +27,8 @@ PEER_PKGS="$PEER_PKGS chromium man-db groff-base"
 PEER_PKGS="$PEER_PKGS dovecot-core haproxy fail2ban"
 # python3-prometheus-client: the reference parser of the metrics exposition (test_ops_*.py)
 PEER_PKGS="$PEER_PKGS python3-prometheus-client"
+# python3-lmdb: test_bayes_lock.py (a second process holds the classifier store's write lock)
+PEER_PKGS="$PEER_PKGS python3-lmdb"
 # postgrey: test_greylist_allow_names_postgrey.py asks it (policy server) and mxgate the same
 # clients against its /etc/postgrey/whitelist_clients
 PEER_PKGS="$PEER_PKGS postgrey"

@@ -45,10 +45,24 @@ def msg(kind, i, words, extra=''):
 
 
 def status(data):
+    """The tests= list of the message's X-Spam-Status, or None. Unfolded as RFC 5322 2.2.3
+    says (the line break goes, the white space stays: a fold may stand for the space between
+    two fields, `required=5.0 CRLF TAB tests=...`); inside the tests list a fold comes after
+    a comma (SpamAssassin's wrapping), so its white space is dropped there."""
     head = re.split(rb'\r?\n\r?\n', data, 1)[0].decode('latin-1')
-    head = re.sub(r'[ \t]*\r?\n[ \t]+', '', head)
-    m = re.search(r'^X-Spam-Status: (\S+) score=\S+ required=\S+ tests=(\S+)', head, re.M)
-    return m.group(2).split(',') if m else None
+    head = re.sub(r'\r?\n(?=[ \t])', '', head)
+    m = re.search(r'^X-Spam-Status:\s*(\S+)\s+score=\S+\s+required=\S+\s+tests=(.*?)'
+                  r'(?:\s+autolearn=|\s+version=|$)', head, re.M)
+    return [t for t in re.sub(r'\s+', '', m.group(2)).split(',') if t] if m else None
+
+
+# The helper itself (it once joined folds without a space: `required=5.0` folded before
+# `tests=` read as no X-Spam-Status at all).
+mt.check(status(b'X-Spam-Status: Yes, score=7.5 required=5.0\r\n\ttests=A,B,\r\n\tC'
+                b' autolearn=no\r\n version=x\r\nSubject: s\r\n\r\nbody') == ['A', 'B', 'C'],
+         'status() unfolds X-Spam-Status as RFC 5322 2.2.3 says')
+mt.check(status(b'X-Spam-Status: No, score=0.0 required=5.0 tests=none autolearn=disabled\r\n\r\n')
+         == ['none'], 'status() of an unfolded field')
 
 
 def post(port, path, data):

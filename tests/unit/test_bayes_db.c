@@ -1,6 +1,8 @@
 /* test_bayes_db.c — the classifier's stores (memory and LMDB; Redis runs in the integration
  * test): learning with the seen-db in one transaction, batched lookups, totals, touch,
- * expiry by age and by the size bound (a bulk learn's tokens tied in one second too), and an LMDB round trip across close/open. */
+ * expiry by age and by the size bound (a bulk learn's tokens tied in one second too), an LMDB
+ * round trip across close/open, and a write while another process holds LMDB's write lock
+ * (a bounded wait, then -1; reads go on meanwhile). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rules/bayes_db.h"
@@ -190,6 +197,116 @@ static void test_lmdb_round_trip(void **state)
 	bayes_db_close(db);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A second process that opens the store's directory with LMDB itself and holds a write
+ * transaction until *release is closed: what a `mxgate learn` stopped inside its
+ * transaction (or any other LMDB writer) does to this process. Returns its pid once the
+ * lock is held; *release is the pipe end to close. */
+static pid_t hold_write_lock(const char *dir, int *release)
+{
+	int up[2], down[2];
+	pid_t pid;
+	char c;
+
+	assert_int_equal(pipe(up), 0);
+	assert_int_equal(pipe(down), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		MDB_env *env;
+		MDB_txn *txn;
+
+		close(up[0]);
+		close(down[1]);
+		mkdir(dir, 0750);
+		if (mdb_env_create(&env) != 0 || mdb_env_set_mapsize(env, 512u << 20) != 0 ||
+		    mdb_env_set_maxreaders(env, 1022) != 0 ||
+		    mdb_env_open(env, dir, MDB_NOTLS | MDB_NOSYNC, 0640) != 0 ||
+		    mdb_txn_begin(env, NULL, 0, &txn) != 0)
+			_exit(2);
+		if (write(up[1], "h", 1) != 1)
+			_exit(3);
+		while (read(down[0], &c, 1) > 0)
+			;
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+		_exit(0);
+	}
+	close(up[1]);
+	close(down[0]);
+	assert_int_equal(read(up[0], &c, 1), 1);
+	close(up[0]);
+	*release = down[1];
+	return pid;
+}
+
+static void test_lmdb_lock_held(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 300 };
+	char err[256];
+	struct bayes_db *db;
+	uint8_t id[BAYES_ID_LEN];
+	const uint64_t k = 5;
+	enum bayes_learn_result res;
+	int release, st;
+	double t0, dt;
+	pid_t pid;
+
+	/* on a wait without a bound this test never ends: fail it rather than ctest's timeout */
+	alarm(30);
+	/* learn something first, so the lookup below has a token to read */
+	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	assert_non_null(db);
+	id_of(1, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1000, &res), 0);
+	bayes_db_close(db);
+
+	pid = hold_write_lock(lmdb_spec + 5, &release);
+	/* opening needs no write lock */
+	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	assert_non_null(db);
+	/* reads go on while another process writes */
+	check_counts(db, 5, 1, 0);
+	/* a learn waits at most timeout_ms, then fails */
+	id_of(2, id);
+	t0 = now_s();
+	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, &k, 1, 1001, &res), -1);
+	dt = now_s() - t0;
+	assert_true(dt >= 0.25);
+	assert_true(dt < 5.0);
+	/* a scan's atime refresh is optional: it waits less than the timeout */
+	t0 = now_s();
+	assert_int_equal(bayes_db_touch(db, &k, 1, 2000000), -1);
+	dt = now_s() - t0;
+	assert_true(dt >= 0.09);
+	assert_true(dt < 5.0);
+	check_counts(db, 5, 1, 0);
+	/* the lock is free again: the next learn goes through */
+	close(release);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, &k, 1, 1002, &res), 0);
+	assert_int_equal(res, BAYES_LEARNED);
+	check_counts(db, 5, 1, 1);
+
+	/* closed while the writer still waits for the lock: the writer frees it later */
+	pid = hold_write_lock(lmdb_spec + 5, &release);
+	id_of(3, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, &k, 1, 1003, &res), -1);
+	bayes_db_close(db);
+	close(release);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	usleep(200000);                        /* let it free the environment (LeakSanitizer) */
+	alarm(0);
+}
+
 static void test_cutoff(void **state)
 {
 	uint32_t a[] = { 5, 1, 3, 2, 4 }, b[] = { 7, 7, 7, 1 }, c[] = { 1, 2 };
@@ -239,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test_setup_teardown(test_lmdb, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_lock_held, setup, teardown),
 		cmocka_unit_test(test_memory_bulk),
 		cmocka_unit_test_setup_teardown(test_lmdb_bulk, setup, teardown),
 		cmocka_unit_test(test_cutoff),

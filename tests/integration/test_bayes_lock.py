@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""test_bayes_lock — learning into an LMDB store while another process holds its write lock.
+
+LMDB's write lock is a mutex every process that opens the directory shares; mdb_txn_begin()
+waits on it without a timeout. A second process (python3-lmdb, the real library, under
+Debian's /usr/bin/python3) opens the store and holds a write transaction — what a `mxgate
+learn` stopped inside its transaction, or any other LMDB writer, does. Then:
+- `mxgate learn spam FILE` ends within `rules.bayes.timeout` (1 s here) plus slack, exit 1,
+  the reason on stderr (event=bayes_error ... write lock), instead of waiting for ever;
+- the daemon's POST /learn/spam answers 500 "store error" within the same bound and logs the
+  reason; mail is still delivered meanwhile (reads need no write lock), and the next
+  learn after the holder lets go goes through, in both processes.
+Peers: python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need()
+py = mt.need_sys_python('lmdb')
+HOLD = r'''
+import lmdb, sys
+env = lmdb.open(sys.argv[1], map_size=512 << 20, max_readers=1022, subdir=True, lock=True)
+txn = env.begin(write=True)
+txn.put(b'holder', b'1')
+print('held', flush=True)
+sys.stdin.read()         # until the test closes our stdin
+txn.abort()
+env.close()
+'''
+store_dir = os.path.join(mt.TMP, 'bayes')
+store = 'lmdb:' + store_dir
+rules = {'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
+         'bayes': {'enabled': True, 'store': store, 'min_spam': 1, 'min_ham': 1, 'timeout': '1s'}}
+cli_cfg = os.path.join(mt.TMP, 'learn.yaml')
+with open(cli_cfg, 'w') as f:
+    f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
+                                 rules=rules)))
+
+
+def msg(i):
+    return ('From: a%d@example.org\r\nTo: user@example.test\r\nSubject: offer %d\r\n'
+            'Message-ID: <lock-%d@bayes.test>\r\n\r\ncheap replica watches %d\r\n'
+            % (i, i, i, i)).encode()
+
+
+def write_msg(i):
+    p = os.path.join(mt.TMP, 'm%d.eml' % i)
+    with open(p, 'wb') as f:
+        f.write(msg(i))
+    return p
+
+
+def post(port, data):
+    req = urllib.request.Request('http://127.0.0.1:%d/learn/spam' % port, data=data, method='POST')
+    try:
+        with urllib.request.urlopen(req, timeout=mt.slack(30)) as r:
+            return r.status, r.read().decode().strip()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode().strip()
+
+
+def hold():
+    """Starts the holder; returns it once it holds the write lock."""
+    p = subprocess.Popen([py, '-c', HOLD, store_dir], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = p.stdout.readline()
+    if line.strip() != b'held':
+        mt.fail('the LMDB holder did not start: %r %r' % (line, p.stderr.read()))
+    return p
+
+
+def release(p):
+    p.stdin.close()
+    p.wait(timeout=mt.slack(10))
+
+
+# the store exists (mxgate creates it) before the holder opens it
+r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', write_msg(0))
+mt.check(r.returncode == 0 and 'learned 1 spam' in r.stdout,
+         'learn with the lock free: %s %s' % (r.stdout.strip(), r.stderr.strip()))
+
+holder = hold()
+t0 = time.monotonic()
+try:
+    r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', write_msg(1), timeout=mt.slack(30))
+    dt = time.monotonic() - t0
+    mt.check(r.returncode == 1 and 'errors' in r.stdout,
+             'mxgate learn while another process holds the write lock: exit 1 (%s; %s)'
+             % (r.returncode, r.stdout.strip()))
+    mt.check('event=bayes_error' in r.stderr and 'write lock' in r.stderr,
+             'the reason is logged: %s' % r.stderr.strip()[-300:])
+    mt.check(dt < mt.slack(10), 'it ended in %.1f s (timeout 1 s)' % dt)
+except subprocess.TimeoutExpired:
+    mt.check(False, 'mxgate learn while another process holds the write lock: still waiting '
+             'after %.0f s' % (time.monotonic() - t0))
+
+# the daemon, by POST /learn/spam on its metrics listener
+be = mt.Backend()
+mport = mt.free_port()
+mx = mt.Mxgate(mt.config([be.url], rules=rules, metrics={'listen': '127.0.0.1:%d' % mport}))
+t0 = time.monotonic()
+code, text = post(mport, msg(2))
+dt = time.monotonic() - t0
+mt.check((code, text) == (500, 'store error'), 'POST /learn/spam while the lock is held: %s %s'
+         % (code, text))
+mt.check(dt < mt.slack(10), 'answered in %.1f s (timeout 1 s)' % dt)
+mt.check(mx.wait_log(r'event=bayes_error store=lmdb:\S+ reason="write lock still held after '
+                     r'1000 ms', timeout=mt.slack(5)), 'the daemon logs the reason')
+code, text = mt.send_mail(mx.port, 'a@example.org', ['user@example.test'], msg(3))
+mt.check(code == 250, 'mail is delivered meanwhile: %s %s' % (code, text))
+
+release(holder)
+code, text = post(mport, msg(2))
+mt.check((code, text) == (200, 'learned'), 'the lock let go: POST learns: %s %s' % (code, text))
+r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', write_msg(1))
+mt.check(r.returncode == 0 and 'learned 1 spam' in r.stdout,
+         'the lock let go: mxgate learn learns: %s %s' % (r.stdout.strip(), r.stderr.strip()))
+mt.finish()
