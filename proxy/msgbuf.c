@@ -193,13 +193,37 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
         mb->mem = p;
         mb->cap = ncap;
     }
-    memcpy(mb->mem + mb->len, data, len);
+    if (data != mb->mem + mb->len)     /* else read there already (msgbuf_spare) */
+        memcpy(mb->mem + mb->len, data, len);
     mb->len += len;
     return 0;
 
 fail:
     mb->failed = true;
     return -1;
+}
+
+/* See msgbuf.h. Grows like msgbuf_append (doubling, never past the threshold). */
+char *
+msgbuf_spare(struct msgbuf *mb, size_t want, size_t *avail)
+{
+    if (mb->failed || mb->fd >= 0 || want == 0 || mb->threshold - mb->len < want ||
+        mb->len > mb->threshold)
+        return NULL;
+    if (mb->cap - mb->len < want) {
+        size_t ncap = mb->cap ? mb->cap : 4096;
+        while (ncap - mb->len < want)
+            ncap *= 2;
+        if (ncap > mb->threshold)
+            ncap = mb->threshold;
+        char *p = realloc(mb->mem, ncap);
+        if (p == NULL)
+            return NULL;
+        mb->mem = p;
+        mb->cap = ncap;
+    }
+    *avail = mb->cap - mb->len;
+    return mb->mem + mb->len;
 }
 
 size_t
