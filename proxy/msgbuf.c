@@ -205,12 +205,14 @@ fail:
 
 /* See msgbuf.h. Grows like msgbuf_append (doubling, never past the threshold). */
 char *
-msgbuf_spare(struct msgbuf *mb, size_t want, size_t *avail)
+msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail)
 {
     if (mb->failed || mb->fd >= 0 || want == 0 || mb->threshold - mb->len < want ||
         mb->len > mb->threshold)
         return NULL;
     if (mb->cap - mb->len < want) {
+        if (!grow)
+            return NULL;
         size_t ncap = mb->cap ? mb->cap : 4096;
         while (ncap - mb->len < want)
             ncap *= 2;

@@ -244,12 +244,12 @@ test_spare(void **state)
     assert_non_null(mkdtemp(dir));
     struct msgbuf *mb = msgbuf_new(40000, dir);
     size_t avail = 0, len;
-    char *sp = msgbuf_spare(mb, 8192, &avail);
+    char *sp = msgbuf_spare(mb, 8192, true, &avail);
     assert_non_null(sp);
     assert_true(avail >= 8192);
     memcpy(sp, "A: b\r\n\r\nbo", 10);
     assert_int_equal(msgbuf_append(mb, sp, 10), 0);
-    char *sp2 = msgbuf_spare(mb, 8192, &avail);
+    char *sp2 = msgbuf_spare(mb, 8192, true, &avail);
     assert_ptr_equal(sp2, sp + 10);               /* right after the content */
     memcpy(sp2, "dy\r\n", 4);
     assert_int_equal(msgbuf_append(mb, sp2, 4), 0);
@@ -258,8 +258,10 @@ test_spare(void **state)
     assert_int_equal(len, 15);
     assert_memory_equal(d, "A: b\r\n\r\nbody\r\nx", 15);
     assert_int_equal(msgbuf_header_len(mb), 8);
+    /* not grown when not asked to */
+    assert_null(msgbuf_spare(mb, 20000, false, &avail));
     /* grows: more than there is, within the threshold */
-    sp = msgbuf_spare(mb, 20000, &avail);
+    sp = msgbuf_spare(mb, 20000, true, &avail);
     assert_non_null(sp);
     assert_true(avail >= 20000 && 15 + avail <= 40000);
     memset(sp, 'q', 20000);
@@ -269,18 +271,18 @@ test_spare(void **state)
     assert_memory_equal(d, "A: b\r\n\r\nbody\r\nx", 15);
     assert_int_equal(d[20014], 'q');
     /* the threshold leaves less than asked: none */
-    assert_null(msgbuf_spare(mb, 40000 - 20015 + 1, &avail));
-    assert_non_null(msgbuf_spare(mb, 40000 - 20015, &avail));
+    assert_null(msgbuf_spare(mb, 40000 - 20015 + 1, true, &avail));
+    assert_non_null(msgbuf_spare(mb, 40000 - 20015, true, &avail));
     /* spilled: none, appends go on to the file */
     char chunk[30000];
     memset(chunk, 'r', sizeof(chunk));
     assert_int_equal(msgbuf_append(mb, chunk, sizeof(chunk)), 0);
-    assert_null(msgbuf_spare(mb, 1, &avail));
+    assert_null(msgbuf_spare(mb, 1, true, &avail));
     d = msgbuf_data(mb, &len);
     assert_int_equal(len, 50015);
     assert_memory_equal(d, "A: b\r\n\r\nbody\r\nx", 15);
     msgbuf_clear(mb, 16384);
-    assert_non_null(msgbuf_spare(mb, 8192, &avail));  /* in memory again */
+    assert_non_null(msgbuf_spare(mb, 8192, true, &avail));  /* in memory again */
     msgbuf_free(mb);
     assert_int_equal(count_entries(dir), 0);
     rmdir(dir);
