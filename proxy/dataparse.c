@@ -238,6 +238,86 @@ dataparse_emit_dotdot(struct dataparse *p, dataparse_out_fn out, void *arg)
     return dataparse_emit(p, "..", 2, out, arg);
 }
 
+/* The index of the first CR, LF or NUL in in[j..len), or len (a TAB is content). */
+static inline size_t
+dataparse_line_end(const char *in, size_t j, size_t len, bool scalar)
+{
+    for (;;) {
+        j += scalar ? dataparse_scan_scalar(in + j, len - j) : DATAPARSE_SCAN_FAST(in + j, len - j);
+        if (j >= len || in[j] == '\r' || in[j] == '\n' || in[j] == '\0')
+            return j;
+        j++;
+    }
+}
+
+static inline bool
+dataparse_is_plain_octet(char c)
+{
+    return c != '.' && c != '\r' && c != '\n' && c != '\0';
+}
+
+/* dataparse_feed's fast path: from the line start i (in[i] plain), the end of the run of
+ * whole CRLF lines, each with no other CR, LF or NUL and none starting with "." or CR;
+ * i when the first line is not one. */
+static size_t
+dataparse_clean_lines(const char *in, size_t i, size_t len, bool scalar)
+{
+    size_t k = i;
+#if defined(__SSE2__)
+    if (!scalar)    /* whole lines across blocks first; the loop below takes the rest */
+        k = dataparse_lines(in, i, len);
+#endif
+    while (k < len && dataparse_is_plain_octet(in[k])) {
+        size_t j = dataparse_line_end(in, k, len, scalar);
+        if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n')
+            break;
+        k = j + 2;
+    }
+    return k;
+}
+
+/* See dataparse.h. */
+bool
+dataparse_takes_clean(const struct dataparse *p)
+{
+    return p->state == DP_START || p->state == DP_MID;
+}
+
+/* See dataparse.h. What dataparse_feed would pass to out unchanged, and no further: the
+ * rest of the current line when it ends in CRLF, whole clean lines (the fast path's run),
+ * then the start of a line up to its first CR, LF or NUL (DP_MID, as the state machine's
+ * DP_START -> DP_MID step leaves it). The same counters and states as dataparse_feed. */
+size_t
+dataparse_take_clean(struct dataparse *p, const char *in, size_t len)
+{
+    bool scalar = dataparse_force_scalar;
+    size_t k = 0;
+
+    if (p->state == DP_MID && len > 0) {
+        size_t j = dataparse_line_end(in, 0, len, scalar);
+        if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n') {
+            p->bytes += j;      /* the line goes on: its content up to there */
+            return j;
+        }
+        k = j + 2;              /* DP_MID_CR's LF: the line ends strong */
+        p->weak = false;
+        p->state = DP_START;
+    }
+    if (p->state == DP_START && k < len && dataparse_is_plain_octet(in[k])) {
+        size_t i = k;
+        k = dataparse_clean_lines(in, i, len, scalar);
+        if (k > i)
+            p->weak = false;
+        if (k < len && dataparse_is_plain_octet(in[k])) {
+            /* a line that does not end (cleanly) here: its plain start */
+            k = dataparse_line_end(in, k, len, scalar);
+            p->state = DP_MID;
+        }
+    }
+    p->bytes += k;
+    return k;
+}
+
 /* See dataparse.h. Works byte by byte through the state machine, but copies runs of plain
  * line content straight from `in`. */
 ssize_t
@@ -259,23 +339,7 @@ dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn
              * none starting with "." or CR, is content as it stands: one out() call, one
              * scan per line for its first control octet (dataparse_scan). Anything else
              * goes the slow way below. */
-            size_t k = i;
-#if defined(__SSE2__)
-            if (!scalar)    /* whole lines across blocks first; the loop below takes the rest */
-                k = dataparse_lines(in, i, len);
-#endif
-            while (k < len && in[k] != '.' && in[k] != '\r' && in[k] != '\n' && in[k] != '\0') {
-                size_t j = k;
-                for (;;) {      /* the line's first CR, LF or NUL (a TAB is content) */
-                    j += scalar ? dataparse_scan_scalar(in + j, len - j) : DATAPARSE_SCAN_FAST(in + j, len - j);
-                    if (j >= len || in[j] == '\r' || in[j] == '\n' || in[j] == '\0')
-                        break;
-                    j++;
-                }
-                if (j + 1 >= len || in[j] != '\r' || in[j + 1] != '\n')
-                    break;
-                k = j + 2;
-            }
+            size_t k = dataparse_clean_lines(in, i, len, scalar);
             if (k > i) {
                 p->bytes += k - i;
                 p->weak = false;

@@ -47,6 +47,17 @@ typedef int (*dataparse_out_fn)(void *arg, const char *data, size_t len);
 ssize_t dataparse_feed(struct dataparse *p, const char *in, size_t len, dataparse_out_fn out,
                        void *arg, int *done);
 
+/* Zero-copy input: the length of the prefix of in[0..len) that dataparse_feed would pass
+ * to out as it stands (plain line content and whole clean CRLF lines; it stops before a
+ * line starting with ".", any bare CR or LF, a NUL, a CR that is in[len-1]), and p advanced
+ * over it exactly as dataparse_feed would have. The caller passes in[0..k) to out itself and
+ * feeds the rest to dataparse_feed: the same output, counters and end as feeding it all.
+ * Nothing is written, so in may be the place out writes to (the message buffer's free
+ * space); dataparse_feed may write more than it reads and must not be fed from there. */
+size_t dataparse_take_clean(struct dataparse *p, const char *in, size_t len);
+/* True when dataparse_take_clean can take anything (p is at or inside a plain line). */
+bool dataparse_takes_clean(const struct dataparse *p);
+
 /* The index of the first octet <= DATAPARSE_SCAN_MAX in s[0..n), or n: the data parser's
  * scan for the end of a line (CR, LF and NUL are all <= 13; so are TAB and a few rare
  * controls, which the caller steps over). dataparse_scan uses SSE2 where the compiler

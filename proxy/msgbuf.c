@@ -159,6 +159,24 @@ msgbuf_spill(struct msgbuf *mb)
     return 0;
 }
 
+/* Room in memory for need octets (need <= threshold): the capacity doubled from 4 KiB
+ * until it holds them, never past the threshold. 0, or -1 when out of memory. */
+static int
+msgbuf_grow(struct msgbuf *mb, size_t need)
+{
+    size_t ncap = mb->cap ? mb->cap : 4096;
+    while (ncap < need)
+        ncap *= 2;
+    if (ncap > mb->threshold)
+        ncap = mb->threshold;
+    char *p = realloc(mb->mem, ncap);
+    if (p == NULL)
+        return -1;
+    mb->mem = p;
+    mb->cap = ncap;
+    return 0;
+}
+
 /* See msgbuf.h. After a failure the buffer refuses further appends until reset. */
 int
 msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
@@ -181,25 +199,29 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
         mb->len += len;
         return 0;
     }
-    if (mb->len + len > mb->cap) {
-        size_t ncap = mb->cap ? mb->cap : 4096;
-        while (ncap < mb->len + len)
-            ncap *= 2;
-        if (ncap > mb->threshold)
-            ncap = mb->threshold;
-        char *p = realloc(mb->mem, ncap);
-        if (p == NULL)
-            goto fail;
-        mb->mem = p;
-        mb->cap = ncap;
-    }
-    memcpy(mb->mem + mb->len, data, len);
+    if (mb->len + len > mb->cap && msgbuf_grow(mb, mb->len + len) != 0)
+        goto fail;
+    if (data != mb->mem + mb->len)     /* else read there already (msgbuf_spare) */
+        memcpy(mb->mem + mb->len, data, len);
     mb->len += len;
     return 0;
 
 fail:
     mb->failed = true;
     return -1;
+}
+
+/* See msgbuf.h. Grows like msgbuf_append (doubling, never past the threshold). */
+char *
+msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail)
+{
+    if (mb->failed || mb->fd >= 0 || want == 0 || mb->threshold - mb->len < want ||
+        mb->len > mb->threshold)
+        return NULL;
+    if (mb->cap - mb->len < want && (!grow || msgbuf_grow(mb, mb->len + want) != 0))
+        return NULL;
+    *avail = mb->cap - mb->len;
+    return mb->mem + mb->len;
 }
 
 size_t

@@ -5,6 +5,7 @@
 #ifndef MX_MSGBUF_H
 #define MX_MSGBUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,14 @@ void msgbuf_free(struct msgbuf *mb);          /* NULL is a no-op */
 /* Appends; returns 0 or -1 (file error: the message must be tempfailed). */
 int msgbuf_append(struct msgbuf *mb, const void *data, size_t len);
 size_t msgbuf_len(const struct msgbuf *mb);
+/* The free space after the content of an in-memory buffer, at least want octets (grown
+ * within the threshold when grow is true), its size in *avail: a reader may put octets
+ * there and append them with msgbuf_append(mb, that pointer, n), which then copies nothing.
+ * NULL when the buffer is spilled or failed, the threshold leaves less than want, there is
+ * less and grow is false, or out of memory. Valid until the next append, reset, clear or
+ * free. */
+char *msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail);
+
 /* A contiguous read-only view of the whole message (mmap for spilled ones). Valid until
  * the next append or free. Returns NULL only on error (len 0 gives a valid pointer). */
 const char *msgbuf_data(struct msgbuf *mb, size_t *len);

@@ -1322,21 +1322,39 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 
 /* ---- input ------------------------------------------------------------------------- */
 
+/* The header block is complete: modules start their lookups while the body arrives
+ * (the same read may have ended the message too). */
+static void session_data_headers(struct session *s)
+{
+	const char *hdr;
+	size_t hlen;
+
+	if (smtp_tx_headers_take(&s->tx, &hdr, &hlen))
+		chain_headers(&s->chain, hdr, hlen);
+}
+
 /* See session_int.h. */
 size_t session_data_input(struct session *s, const char *in, size_t n, int *done)
 {
 	ssize_t used = s->bdat_chunk ? bdat_feed(&s->bdat, in, n, smtp_tx_data_append, &s->tx, done) :
 	    dataparse_feed(&s->dp, in, n, smtp_tx_data_append, &s->tx, done);
-	const char *hdr;
-	size_t hlen;
 
 	if (used < 0)
 		used = (ssize_t)n;
-	/* The header block is complete: modules start their lookups while the body arrives
-	 * (the same read may have ended the message too). */
-	if (smtp_tx_headers_take(&s->tx, &hdr, &hlen))
-		chain_headers(&s->chain, hdr, hlen);
+	session_data_headers(s);
 	return (size_t)used;
+}
+
+/* See session_int.h. */
+size_t session_data_take_clean(struct session *s, const char *in, size_t n)
+{
+	size_t k = s->bdat_chunk ? 0 : dataparse_take_clean(&s->dp, in, n);
+
+	if (k > 0) {
+		smtp_tx_data_append(&s->tx, in, k);
+		session_data_headers(s);
+	}
+	return k;
 }
 
 /* See session_int.h. */

@@ -193,6 +193,11 @@ void session_process(struct session *s);
  * then the caller holds what follows in s->in and calls session_data_input_end. */
 size_t session_data_input(struct session *s, const char *in, size_t n, int *done);
 void session_data_input_end(struct session *s);
+/* Message content read straight into the message buffer's free space (session_io.c):
+ * takes the prefix of in[0..n) that is content as it stands (dataparse_take_clean) into
+ * the message, copying nothing when in is that free space; returns its length. The rest
+ * goes to session_data_input from elsewhere (it may write more than it reads). */
+size_t session_data_take_clean(struct session *s, const char *in, size_t n);
 /* A client error: counted; past limits.max_errors 421 and the session ends. */
 void session_error(struct session *s);
 /* Remembers the refusal the client got at connect (the first one), for the session outcome. */

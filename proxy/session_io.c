@@ -11,6 +11,7 @@
 #include "conncount.h"
 #include "counters.h"
 #include "log.h"
+#include "msgbuf.h"
 #include "netaddr.h"
 #include "proxyproto.h"
 #include "smtp_cmd.h"
@@ -322,11 +323,34 @@ void session_close(struct session *s, const char *reason)
 
 /* ---- input ------------------------------------------------------------------------- */
 
+/* The least free space worth reading message content into (below it the read buffer) */
+#define SESSION_SPARE_MIN 8192
+
+/* Message content is read straight into the message buffer's free space when nothing is
+ * held before it, the data parser is at or inside a plain line and the content is neither
+ * TLS (decrypted elsewhere) nor BDAT: most of it is then its own unstuffed form and goes
+ * into the message with no copy (session_on_content). At most the read buffer's size, so
+ * whatever follows the clean part fits there. The message buffer is grown for it only at
+ * the message's start: a large message's later reads would otherwise be as small as the
+ * buffer's doubling steps (8, 16, 32 KiB ...), more reads than the 64 KiB read buffer
+ * takes; they go to the read buffer until msgbuf_append's growth leaves room again. Else
+ * the worker's read buffer. */
 static void session_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct session *s = h->data;
+	size_t avail = 0;
+	char *spare = NULL;
 
 	(void)hint;
+	if (s->state == SESSION_DATA && s->inlen == 0 && !s->quit_after_flush && s->tls == NULL &&
+	    !s->bdat_chunk && s->tx.msg != NULL && smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_OK &&
+	    dataparse_takes_clean(&s->dp))
+		spare = msgbuf_spare(s->tx.msg, SESSION_SPARE_MIN, msgbuf_len(s->tx.msg) == 0, &avail);
+	if (spare != NULL) {
+		buf->base = spare;
+		buf->len = avail < sizeof(s->w->readbuf) ? avail : sizeof(s->w->readbuf);
+		return;
+	}
 	buf->base = s->w->readbuf;
 	buf->len = sizeof(s->w->readbuf);
 }
@@ -444,6 +468,22 @@ static int session_on_plain(void *arg, const char *data, size_t len)
 	else if (s->inlen > SESSION_PAUSE_HELD)
 		session_pause(s);	/* busy: let TCP push back */
 	return 0;
+}
+
+/* Message content read into the message buffer's free space (session_alloc_cb; the
+ * session is as it was there). What is content as it stands is taken where it lies; the
+ * rest (the end of data, the next commands, a line to unstuff or mend) may come out longer
+ * than it went in, so it is copied to the read buffer and goes on as any read does. */
+static void session_on_content(struct session *s, const char *data, size_t len)
+{
+	size_t k = session_data_take_clean(s, data, len);
+
+	if (k == len) {
+		session_process(s);	/* the data timer, as after any read */
+		return;
+	}
+	memcpy(s->w->readbuf, data + k, len - k);
+	session_on_plain(s, s->w->readbuf, len - k);
 }
 
 void session_log_tls(struct session *s)
@@ -648,6 +688,10 @@ static void session_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	}
 	if (s->tls) {
 		session_feed_tls(s, buf->base, (size_t)n);
+		return;
+	}
+	if (buf->base != s->w->readbuf) {
+		session_on_content(s, buf->base, (size_t)n);
 		return;
 	}
 	session_on_plain(s, buf->base, (size_t)n);

@@ -1127,14 +1127,13 @@ static void smtp_tx_next_free(struct smtp_tx *tx)
 	tx->next_data = false;
 }
 
-/* Copies s (with its NUL) to *at and returns the copy. */
+/* Copies s (with its NUL) to *at and returns the copy: one pass (stpcpy), the length was
+ * measured already for the block's size. */
 static char *smtp_tx_next_put(char **at, const char *s)
 {
 	char *d = *at;
-	size_t len = strlen(s);
 
-	memcpy(d, s, len + 1);
-	*at += len + 1;
+	*at = stpcpy(d, s) + 1;
 	return d;
 }
 

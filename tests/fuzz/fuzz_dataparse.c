@@ -73,6 +73,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p5.restuff != pa.restuff || p5.bytes != pa.bytes)
         abort();
     free(s2.buf);
+    /* zero-copy input (session_on_content): each step-octet piece through
+     * dataparse_take_clean (its prefix as it stands), the rest through dataparse_feed, gives
+     * the same parse; what it takes is never changed by the parser */
+    {
+        struct sink t = { 0 };
+        struct dataparse pt;
+        int dt = 0;
+        size_t pos = 0;
+        dataparse_init(&pt, pol);
+        while (pos < len && !dt) {
+            size_t n = len - pos < step ? len - pos : step;
+            size_t k = dataparse_takes_clean(&pt) ? dataparse_take_clean(&pt, in + pos, n) : 0;
+            if (k > n || (k > 0 && sink_cb(&t, in + pos, k) != 0))
+                abort();
+            pos += k;
+            if (k == n)
+                continue;
+            ssize_t c = dataparse_feed(&pt, in + pos, n - k, sink_cb, &t, &dt);
+            if (c < 0 || (!dt && (size_t)c != n - k))
+                abort();
+            pos += (size_t)c;
+        }
+        if (pos != ua || dt != da || t.len != a.len || (a.len && memcmp(a.buf, t.buf, a.len)) ||
+            pt.bad_line_ending != pa.bad_line_ending || pt.nuls != pa.nuls || pt.restuff != pa.restuff ||
+            pt.bytes != pa.bytes || pt.state != pa.state || pt.weak != pa.weak)
+            abort();
+        free(t.buf);
+    }
     /* NULs are counted and never passed on */
     size_t nuls = 0;
     for (size_t i = 0; i < ua; i++)

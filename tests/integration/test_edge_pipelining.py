@@ -41,10 +41,12 @@ class Recorder:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def sessions(self):
-        """Connections that did more than EHLO and QUIT (mxgate's health probes do just that)."""
+        """Connections that did more than EHLO and QUIT (mxgate's health probes do just that),
+        each connection's own lines (`lines` interleaves them: a probe's EHLO followed there
+        by another connection's MAIL is still a probe)."""
         with self.lock:
-            lines = list(self.lines)
-        return sum(1 for i, x in enumerate(lines) if x.startswith(b'EHLO') and lines[i + 1:i + 2] != [b'QUIT'])
+            conns = [list(c) for c in self.conns]
+        return sum(1 for c in conns if any(not x.startswith(b'EHLO') and x != b'QUIT' for x in c))
 
     @property
     def url(self):

@@ -724,6 +724,148 @@ test_encode_paths_same(void **state)
     }
 }
 
+/* Feeds in[] as the session does when it reads message content into the message buffer
+ * (session_on_content): each piece (step octets; 0: cut once at split) first through
+ * dataparse_take_clean, its prefix passed to the sink as it stands, the rest through
+ * dataparse_feed. Returns the total consumed. */
+static size_t
+feed_take_clean(struct dataparse *p, const char *in, size_t len, size_t step, size_t split,
+                struct sink *s, int *done)
+{
+    size_t pos = 0;
+    *done = 0;
+    while (pos < len && !*done) {
+        size_t n = step ? step : (pos < split ? split - pos : len - pos);
+        if (n > len - pos)
+            n = len - pos;
+        size_t k = 0;
+        if (dataparse_takes_clean(p)) {
+            k = dataparse_take_clean(p, in + pos, n);
+            assert_true(k <= n);
+            if (k > 0)
+                assert_int_equal(sink_cb(s, in + pos, k), 0);
+        } else {
+            assert_int_equal(dataparse_take_clean(p, in + pos, n), 0);
+        }
+        pos += k;
+        if (k == n)
+            continue;
+        ssize_t c = dataparse_feed(p, in + pos, n - k, sink_cb, s, done);
+        assert_true(c >= 0);
+        if (!*done)
+            assert_int_equal((size_t)c, n - k);
+        pos += (size_t)c;
+    }
+    return pos;
+}
+
+/* The reference parse of in[0..n): dataparse_feed, whole, with the portable scan (the
+ * other tests show any split and scan give the same). */
+struct ref_parse {
+    struct dataparse p;
+    struct sink c;
+    size_t used;
+    int done;
+};
+
+static void
+ref_parse(struct ref_parse *r, enum data_bare_lf policy, const char *in, size_t n)
+{
+    bool was = dataparse_force_scalar;
+
+    dataparse_init(&r->p, policy);
+    sink_init(&r->c);
+    dataparse_force_scalar = true;
+    r->used = feed_all(&r->p, in, n, 0, n, &r->c, &r->done);
+    dataparse_force_scalar = was;
+}
+
+/* in[0..n) through feed_take_clean (cut into step-octet pieces, or once at split) gives
+ * the reference parse r: the same content, consumed, end, counters, flags and state. */
+static void
+take_clean_same(const struct ref_parse *r, enum data_bare_lf policy, const char *in, size_t n, size_t step,
+                size_t split)
+{
+    struct dataparse a;
+    struct sink ca;
+    int da;
+
+    dataparse_init(&a, policy);
+    sink_init(&ca);
+    size_t ua = feed_take_clean(&a, in, n, step, split, &ca, &da);
+    assert_int_equal(ua, r->used);
+    assert_int_equal(da, r->done);
+    assert_int_equal(ca.len, r->c.len);
+    assert_memory_equal(ca.buf, r->c.buf, ca.len);
+    assert_int_equal(a.bytes, r->p.bytes);
+    assert_int_equal(a.bad_line_ending, r->p.bad_line_ending);
+    assert_int_equal(a.nuls, r->p.nuls);
+    assert_int_equal(a.restuff, r->p.restuff);
+    assert_int_equal(a.state, r->p.state);
+    assert_int_equal(a.weak, r->p.weak);
+    free(ca.buf);
+}
+
+/* Zero-copy input (dataparse_take_clean, then dataparse_feed for the rest) parses as
+ * dataparse_feed alone: every string of up to 5 octets over {a . CR LF NUL TAB} after a
+ * clean line and before a line and the end, cut once at every place and in one-octet
+ * pieces, both policies; and 3,000 pseudo-random buffers as in test_lines_random, cut at
+ * three pseudo-random sizes; each against one reference parse (kept small: the unit tests
+ * run under ASan too). take_clean never takes what the parser would change: a "." at a
+ * line start, a bare CR or LF, a NUL. */
+static void
+test_take_clean_same(void **state)
+{
+    (void)state;
+    static const char alpha[] = { 'a', '.', '\r', '\n', '\0', '\t' };
+    static const char odd[] = { '.', '\r', '\n', '\0', '\t' };
+    char in[640];
+    for (size_t len = 0; len <= 5; len++) {
+        for (size_t k = 0; k < words(6, len); k++) {
+            memcpy(in, "xy\r\n", 4);
+            word(in + 4, alpha, 6, len, k);
+            memcpy(in + 4 + len, "zz\r\n.\r\nQUIT\r\n", 14);
+            size_t n = 4 + len + 14;
+            for (int pol = 0; pol < 2; pol++) {
+                enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+                struct ref_parse r;
+                ref_parse(&r, policy, in, n);
+                for (size_t split = 0; split <= n; split++)
+                    take_clean_same(&r, policy, in, n, 0, split);
+                take_clean_same(&r, policy, in, n, 1, n);
+                free(r.c.buf);
+            }
+        }
+    }
+    uint32_t x = 777;
+    for (int round = 0; round < 3000; round++) {
+        x = x * 1103515245u + 12345u;
+        size_t n = 64 + (x >> 8) % 537, k = 0;
+        while (k < n) {
+            x = x * 1103515245u + 12345u;
+            uint32_t r = (x >> 8) % 100;
+            if (r < 12 && k + 2 <= n) {
+                in[k++] = '\r';
+                in[k++] = '\n';
+            } else if (r < 15) {
+                in[k++] = odd[(x >> 20) % sizeof(odd)];
+            } else {
+                in[k++] = (char)('a' + (x >> 20) % 26);
+            }
+        }
+        for (int pol = 0; pol < 2; pol++) {
+            enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
+            struct ref_parse r;
+            ref_parse(&r, policy, in, n);
+            x = x * 1103515245u + 12345u;
+            take_clean_same(&r, policy, in, n, 0, (x >> 8) % (n + 1));
+            take_clean_same(&r, policy, in, n, 1 + (x >> 8) % 97, 0);
+            take_clean_same(&r, policy, in, n, 1 + (x >> 16) % 7, 0);
+            free(r.c.buf);
+        }
+    }
+}
+
 static int
 scalar_on(void **state)
 {
@@ -772,6 +914,7 @@ main(void)
         cmocka_unit_test(test_lines_same_parse),
         cmocka_unit_test(test_lines_random),
         cmocka_unit_test(test_encode_paths_same),
+        cmocka_unit_test(test_take_clean_same),
     };
     /* the whole set with the block path the CPU allows (AVX2 on most x86-64), again with
      * SSE2's (dataparse_force_sse2), again with the portable scan (dataparse_force_scalar);

@@ -233,6 +233,61 @@ test_clear_reuse(void **state)
     rmdir(dir);
 }
 
+/* Content read into the free space (msgbuf_spare) and appended from there: no copy, the
+ * same bytes as an append from elsewhere; the space grows within the threshold, and none
+ * is offered near it, once spilled, or after a failure. */
+static void
+test_spare(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/mx-msgbuf-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct msgbuf *mb = msgbuf_new(40000, dir);
+    size_t avail = 0, len;
+    char *sp = msgbuf_spare(mb, 8192, true, &avail);
+    assert_non_null(sp);
+    assert_true(avail >= 8192);
+    memcpy(sp, "A: b\r\n\r\nbo", 10);
+    assert_int_equal(msgbuf_append(mb, sp, 10), 0);
+    char *sp2 = msgbuf_spare(mb, 100, false, &avail);   /* there is room: not moved */
+    assert_ptr_equal(sp2, sp + 10);               /* right after the content */
+    memcpy(sp2, "dy\r\n", 4);
+    assert_int_equal(msgbuf_append(mb, sp2, 4), 0);
+    assert_int_equal(msgbuf_append(mb, "x", 1), 0);   /* from elsewhere, after it */
+    const char *d = msgbuf_data(mb, &len);
+    assert_int_equal(len, 15);
+    assert_memory_equal(d, "A: b\r\n\r\nbody\r\nx", 15);
+    assert_int_equal(msgbuf_header_len(mb), 8);
+    /* not grown when not asked to */
+    assert_null(msgbuf_spare(mb, 20000, false, &avail));
+    /* grows: more than there is, within the threshold */
+    sp = msgbuf_spare(mb, 20000, true, &avail);
+    assert_non_null(sp);
+    assert_true(avail >= 20000 && 15 + avail <= 40000);
+    memset(sp, 'q', 20000);
+    assert_int_equal(msgbuf_append(mb, sp, 20000), 0);
+    d = msgbuf_data(mb, &len);
+    assert_int_equal(len, 20015);
+    assert_memory_equal(d, "A: b\r\n\r\nbody\r\nx", 15);
+    assert_int_equal(d[20014], 'q');
+    /* the threshold leaves less than asked: none */
+    assert_null(msgbuf_spare(mb, 40000 - 20015 + 1, true, &avail));
+    assert_non_null(msgbuf_spare(mb, 40000 - 20015, true, &avail));
+    /* spilled: none, appends go on to the file */
+    char chunk[30000];
+    memset(chunk, 'r', sizeof(chunk));
+    assert_int_equal(msgbuf_append(mb, chunk, sizeof(chunk)), 0);
+    assert_null(msgbuf_spare(mb, 1, true, &avail));
+    d = msgbuf_data(mb, &len);
+    assert_int_equal(len, 50015);
+    assert_memory_equal(d, "A: b\r\n\r\nbody\r\nx", 15);
+    msgbuf_clear(mb, 16384);
+    assert_non_null(msgbuf_spare(mb, 8192, true, &avail));  /* in memory again */
+    msgbuf_free(mb);
+    assert_int_equal(count_entries(dir), 0);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -241,6 +296,7 @@ main(void)
         cmocka_unit_test(test_spill),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_clear_reuse),
+        cmocka_unit_test(test_spare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
