@@ -395,17 +395,26 @@ static size_t headers_split(const char *h, size_t len, struct hlist *l)
 	return len;
 }
 
+size_t headers_field_name_len(const char *line, size_t len)
+{
+	size_t n = 0;
+
+	if (len == 0 || line[0] == ' ' || line[0] == '\t')
+		return 0;
+	while (n < len && line[n] != ':' && line[n] != '\n')
+		n++;
+	if (n >= len || line[n] != ':')
+		return 0;
+	while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+		n--;
+	return n;
+}
+
 static bool hfield_is(const struct hfield *f, const char *name)
 {
-	const char *colon = memchr(f->text, ':', f->len);
-	size_t fl, nl = strlen(name);
+	size_t fl = headers_field_name_len(f->text, f->len), nl = strlen(name);
 
-	if (colon == NULL)
-		return false;
-	fl = (size_t)(colon - f->text);
-	while (fl > 0 && (f->text[fl - 1] == ' ' || f->text[fl - 1] == '\t'))
-		fl--;
-	return fl == nl && strncasecmp(f->text, name, nl) == 0;
+	return fl > 0 && fl == nl && strncasecmp(f->text, name, nl) == 0;
 }
 
 /* The field's name starts with prefix (any case). */

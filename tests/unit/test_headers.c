@@ -453,6 +453,26 @@ static void test_change_index_authres(void **state)
 	strbuf_free(&out);
 }
 
+/* ------------------------------------------------------------ headers_field_name_len */
+
+/* A field's name as SpamAssassin's Message.pm reads it (split at the first ':', the blanks
+ * before it stripped) and Postfix's milter client passes it: "Subject : x" is Subject. */
+static void test_field_name_len(void **state)
+{
+	static const struct { const char *line; size_t want; } rows[] = {
+		{ "Subject: x\r\n", 7 }, { "Subject : x\r\n", 7 }, { "Subject\t \t:x", 7 },
+		{ "Subject:", 7 }, { "X-A:b:c", 3 }, { "no colon\r\n", 0 },
+		{ ": empty name", 0 }, { "  : blanks", 0 }, { " Subject: continuation", 0 },
+		{ "\tSubject: continuation", 0 }, { "Foo\r\n bar: x", 0 }, { "\r\n", 0 }, { "", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		assert_int_equal(headers_field_name_len(rows[i].line, strlen(rows[i].line)), rows[i].want);
+	/* the length bounds the search: a colon past it does not count */
+	assert_int_equal(headers_field_name_len("Subject: x", 7), 0);
+}
+
 /* ------------------------------------------------------------ headers_append_field */
 
 struct field_row {
@@ -880,6 +900,7 @@ int main(void)
 		cmocka_unit_test(test_apply_edits_many),
 		cmocka_unit_test(test_change_index_counts_view),
 		cmocka_unit_test(test_change_index_authres),
+		cmocka_unit_test(test_field_name_len),
 		cmocka_unit_test(test_append_field),
 		cmocka_unit_test(test_append_field_folding),
 		cmocka_unit_test(test_received),
