@@ -12,20 +12,14 @@ expand. Peers: the recording Backend, spamd/spamc."""
 import glob
 import os
 import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+from sa_pair import STOCK, as_mxgate_version, need_spamd, report_hits  # noqa: E402
 
-STOCK = '/usr/share/spamassassin'
-mt.need()
-if not os.path.exists(os.path.join(STOCK, '50_scores.cf')):
-    mt.skip('stock SpamAssassin rules not installed')
-mt.need('spamd', 'spamc')
-
+VERSION = need_spamd()
 MSGS = sorted(glob.glob(os.path.join(mt.SRC, 'tests', 'data', 'sa', '*.eml')))
-VERSION = subprocess.run([mt.BIN, '-V'], capture_output=True, text=True).stdout.split()[-1]
 
 LOCAL = r'''
 header LOC_SPAM X-Test-Spam =~ /yes/
@@ -66,7 +60,7 @@ def report_entries(v):
     the value must start on the line below the name, as SpamAssassin writes it."""
     if not v.startswith('\n\t'):
         return ['(does not start with a fold: %r)' % v[:20]]
-    return sorted(re.split(r'\n\t(?=\* +-?\d)', v[2:]))
+    return report_hits(v)
 
 
 def tests_of(f):
@@ -97,7 +91,7 @@ def run_pair(label, local, msgs, skip=('X-Spam-Checker-Version',)):
             if f == 'X-Spam-Status' and a and b:
                 # version= is mxgate's own, longer than SpamAssassin's: folded elsewhere
                 a, b = [unfold(v) for v in a], [unfold(v) for v in b]
-                b = [v.replace('version=4.0.1', 'version=mxgate-' + VERSION) for v in b]
+                b = [as_mxgate_version(v, VERSION) for v in b]
             if f == 'X-Spam-Report' and a and b:
                 # spamd lists the hits in the order its rules ran, mxgate by name
                 a, b = [report_entries(v) for v in a], [report_entries(v) for v in b]

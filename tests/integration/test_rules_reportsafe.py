@@ -18,19 +18,13 @@ inside are compared. Peers: the recording Backend, spamd/spamc."""
 import glob
 import os
 import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+from sa_pair import STOCK, as_mxgate_version, need_spamd, report_hits  # noqa: E402
 
-STOCK = '/usr/share/spamassassin'
-mt.need()
-if not os.path.exists(os.path.join(STOCK, '50_scores.cf')):
-    mt.skip('stock SpamAssassin rules not installed')
-mt.need('spamd', 'spamc')
-
-VERSION = subprocess.run([mt.BIN, '-V'], capture_output=True, text=True).stdout.split()[-1]
+VERSION = need_spamd()
 
 LOCAL = r'''
 header LOC_SPAM X-Test-Spam =~ /yes/
@@ -108,11 +102,10 @@ def normal(data, mine):
         # without one) are not written by mxgate (docs/rules.md)
         f = re.sub(rb'[ \t]+(\r?\n)$', rb'\1', f)
         if name == b'x-spam-status':
-            f = unfold(f).replace(b'version=4.0.1', b'version=mxgate-' + VERSION.encode())
+            f = as_mxgate_version(unfold(f), VERSION)
         if name == b'x-spam-report':
             # spamd lists the hits in the order its rules ran, mxgate by name
-            hits = re.split(rb'\r?\n\t(?=\* +-?\d)', f.rstrip(b'\r\n'))
-            f = b'\r\n\t'.join(hits[:1] + sorted(hits[1:])) + b'\r\n'
+            f = b'\r\n\t'.join(report_hits(f.rstrip(b'\r\n'))) + b'\r\n'
         out.append(f)
     # the summary's hits (an entry and its continuation lines), each run of them sorted
     lines, runs = body.split(b'\r\n'), []
