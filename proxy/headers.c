@@ -417,12 +417,14 @@ static bool hfield_is(const struct hfield *f, const char *name)
 	return fl > 0 && fl == nl && strncasecmp(f->text, name, nl) == 0;
 }
 
-/* The field's name starts with prefix (any case). */
+/* The field's name starts with prefix (any case); "" is every line, a field or not. */
 static bool hfield_has_prefix(const struct hfield *f, const char *prefix)
 {
 	const char *colon = memchr(f->text, ':', f->len);
 	size_t pl = strlen(prefix);
 
+	if (pl == 0)
+		return true;
 	return colon != NULL && (size_t)(colon - f->text) >= pl && strncasecmp(f->text, prefix, pl) == 0;
 }
 
@@ -477,8 +479,10 @@ int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e
 	/* Edits apply in order, each seeing the result of the ones before it. */
 	for (size_t k = 0; k < n; k++) {
 		const struct hdr_edit *x = &e[k];
-		if (!headers_name_ok(x->name))
-			continue;	/* a name that could inject or forge a field is dropped */
+		if (!headers_name_ok(x->name) &&
+		    !(x->op == HDR_DELETE_PREFIX && x->name && x->name[0] == '\0'))
+			continue;	/* a name that could inject or forge a field is dropped;
+					 * the empty prefix (every line) injects nothing */
 		switch (x->op) {
 		case HDR_ADD:
 			hlist_insert(&l, l.n, hfield_make(x->name, x->value));
