@@ -34,8 +34,17 @@ add_header all Multi first\nsecond _YESNO_\n
 remove_header ham Level
 add_header spam Flag _YESNOCAPS_ really
 add_header all Bayes _BAYES_
+add_header all Hdr _HEADER(Subject)_|_HEADER(From:addr)_|_HEADER(X-Nope)_|_HEADER(Received)_|
+add_header all RelT _RELAYSTRUSTED_
+add_header all RelU _RELAYSUNTRUSTED_
+add_header all RelI _RELAYSINTERNAL_
+add_header all RelE _RELAYSEXTERNAL_
+add_header all Last _LASTEXTERNALIP_|_LASTEXTERNALRDNS_|_LASTEXTERNALHELO_|
 '''
-MORE = 'add_header all Remote _REMOTEHOSTNAME_\n'
+# the fields of tags that do not depend on the tests hit (compared whatever the two scored)
+TESTLESS = ('X-Spam-Esc', 'X-Spam-Multi', 'X-Spam-Bayes', 'X-Spam-Hdr', 'X-Spam-RelT',
+            'X-Spam-RelU', 'X-Spam-RelI', 'X-Spam-RelE', 'X-Spam-Last')
+MORE = 'add_header all Remote _REMOTEHOSTNAME_\nadd_header all Sub _SUBVERSION_ _HEADER(To)_ _RELAYSTRUSTED_\n'
 CLEAR = 'clear_headers\nadd_header all Status _YESNO_ _SCORE_\n'
 
 
@@ -98,7 +107,7 @@ def run_pair(label, local, msgs, skip=('X-Spam-Checker-Version',)):
             if f == 'X-Spam-Esc' and b:
                 # a tab in a field that is not folded is a space in mxgate's (docs/rules.md)
                 b = [v.replace('\t', ' ') for v in b]
-            if not same_tests and f not in ('X-Spam-Esc', 'X-Spam-Multi', 'X-Spam-Bayes'):
+            if not same_tests and f not in TESTLESS:
                 mt.check((a is None) == (b is None), '%s %s: %s written by both or neither '
                          '(tests differ: %s / %s)' % (label, name, f, tests_of(mine), tests_of(theirs)))
                 continue
@@ -114,6 +123,8 @@ for name, mine, theirs in run_pair('local', LOCAL, CASES):
 mt.check(any('X-Spam-Flag' in f and 'X-Spam-Custom' in f for f in seen.values()), 'a spam seen')
 mt.check(any('X-Spam-Level' not in f and 'X-Spam-Custom' in f for f in seen.values()),
          'a ham seen (no X-Spam-Level: remove_header ham Level)')
+mt.check(any(f.get('X-Spam-Last', ['||'])[0] != '||' for f in seen.values()),
+         'a message with an external relay seen (_LASTEXTERNALIP_ set)')
 
 for name, mine, theirs in run_pair('clear', CLEAR, CASES[-2:]):
     mt.check(not ({'X-Spam-Level', 'X-Spam-Flag'} & set(mine)),
@@ -128,4 +139,5 @@ rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:1'], listen=[{'address': 
 mt.check(rc == 0 and re.search(r'more\.cf:1:1: warning: add_header all Remote: _REMOTEHOSTNAME_ '
                                r'is not expanded', out) is not None,
          '-t warns of a tag mxgate does not expand:\n%s' % out)
+mt.check('more.cf:2:' not in out, '-t: _SUBVERSION_, _HEADER(x)_ and _RELAYSTRUSTED_ are expanded:\n%s' % out)
 mt.finish()
