@@ -747,8 +747,8 @@ static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
 		    (int)(rule_word_end(v) - v), v);
 	} else if (rule_word_is(p, e, "rewrite_header"))
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header %.*s is not "
-		    "applied with report_safe 0: mxgate rewrites the Subject only there (report_safe "
-		    "1 and 2 tag the wrapper's From and To); the backend can file on "
+		    "applied: mxgate rewrites the Subject only, but on spam it wraps into a report "
+		    "(whose From and To it tags); the backend can file on "
 		    "X-Spam-Status: Yes (rules.actions.add_header)",
 		    (int)(rule_word_end(v) - v), v);
 	else if ((rule_word_is(p, e, "required_score") || rule_word_is(p, e, "required_hits")) &&
