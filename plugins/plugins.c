@@ -1212,7 +1212,7 @@ static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
  * off past it. Returns false at the end of the header block. */
 static bool plugin_next_header(struct plugin_sess *s, const char *msg, size_t hlen)
 {
-	size_t i = s->off, start = s->off, colon = 0;
+	size_t i = s->off, start = s->off, nlen;
 
 	while (i < hlen) {
 		if (msg[i] == '\n' && (i + 1 >= hlen || (msg[i + 1] != ' ' && msg[i + 1] != '\t')))
@@ -1222,24 +1222,21 @@ static bool plugin_next_header(struct plugin_sess *s, const char *msg, size_t hl
 	if (i >= hlen || i - start <= 1)   /* the blank line or end of block */
 		return false;
 	s->off = i + 1;
-	for (size_t k = start; k < i; k++)
-		if (msg[k] == ':') {
-			colon = k;
-			break;
-		}
+	/* "Subject : x" is a field named Subject, as Postfix's milter client passes it */
+	nlen = headers_field_name_len(msg + start, i - start);
 	free(s->hname);
 	free(s->hvalue);
-	if (colon == 0) {   /* not a header field: pass it as a name-less line */
+	if (nlen == 0) {   /* not a header field: pass it as a name-less line */
 		s->hname = strndup(msg + start, 0);
 		s->hvalue = strndup(msg + start, i - start - (msg[i - 1] == '\r'));
 	} else {
-		size_t v = colon + 1, end = i;
+		size_t v = (size_t)((const char *)memchr(msg + start, ':', i - start) - msg) + 1, end = i;
 
 		while (v < i && (msg[v] == ' ' || msg[v] == '\t'))
 			v++;
 		if (end > v && msg[end - 1] == '\r')
 			end--;
-		s->hname = strndup(msg + start, colon - start);
+		s->hname = strndup(msg + start, nlen);
 		s->hvalue = strndup(msg + v, end > v ? end - v : 0);
 	}
 	if (s->hname == NULL || s->hvalue == NULL)

@@ -3,6 +3,7 @@
 #include "rspamd.h"
 #include "config.h"
 #include "growbuf.h"
+#include "headers.h"
 #include "log.h"
 #include "plugins.h"
 #include "scanner.h"
@@ -710,7 +711,8 @@ static void rspamd_rewrite_subject(struct rspamd_scan *sc, const struct rspamd_r
 }
 
 /* How many fields called name the message's header block holds (as received, as rspamd
- * counted them). */
+ * counted them; "X-Last : b" is one named X-Last, as the header edits that resolve the index
+ * count it). */
 static long rspamd_count_fields(struct rspamd_scan *sc, const char *name)
 {
 	const struct mxgate_host *h = sc->ri->host;
@@ -721,9 +723,10 @@ static long rspamd_count_fields(struct rspamd_scan *sc, const char *name)
 	if (m == NULL || hlen > len)
 		return 0;
 	for (size_t i = 0; i + nlen < hlen; ) {
-		if (m[i] != ' ' && m[i] != '\t' && strncasecmp(m + i, name, nlen) == 0 && m[i + nlen] == ':')
-			n++;
 		const char *nl = memchr(m + i, '\n', hlen - i);
+
+		if (nlen > 0 && headers_field_name_len(m + i, hlen - i) == nlen && strncasecmp(m + i, name, nlen) == 0)
+			n++;
 		if (nl == NULL)
 			break;
 		i = (size_t)(nl - m) + 1;

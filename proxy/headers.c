@@ -395,25 +395,36 @@ static size_t headers_split(const char *h, size_t len, struct hlist *l)
 	return len;
 }
 
-static bool hfield_is(const struct hfield *f, const char *name)
+size_t headers_field_name_len(const char *line, size_t len)
 {
-	const char *colon = memchr(f->text, ':', f->len);
-	size_t fl, nl = strlen(name);
+	size_t n = 0;
 
-	if (colon == NULL)
-		return false;
-	fl = (size_t)(colon - f->text);
-	while (fl > 0 && (f->text[fl - 1] == ' ' || f->text[fl - 1] == '\t'))
-		fl--;
-	return fl == nl && strncasecmp(f->text, name, nl) == 0;
+	if (len == 0 || line[0] == ' ' || line[0] == '\t')
+		return 0;
+	while (n < len && line[n] != ':' && line[n] != '\n')
+		n++;
+	if (n >= len || line[n] != ':')
+		return 0;
+	while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+		n--;
+	return n;
 }
 
-/* The field's name starts with prefix (any case). */
+static bool hfield_is(const struct hfield *f, const char *name)
+{
+	size_t fl = headers_field_name_len(f->text, f->len), nl = strlen(name);
+
+	return fl > 0 && fl == nl && strncasecmp(f->text, name, nl) == 0;
+}
+
+/* The field's name starts with prefix (any case); "" is every line, a field or not. */
 static bool hfield_has_prefix(const struct hfield *f, const char *prefix)
 {
 	const char *colon = memchr(f->text, ':', f->len);
 	size_t pl = strlen(prefix);
 
+	if (pl == 0)
+		return true;
 	return colon != NULL && (size_t)(colon - f->text) >= pl && strncasecmp(f->text, prefix, pl) == 0;
 }
 
@@ -468,8 +479,10 @@ int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e
 	/* Edits apply in order, each seeing the result of the ones before it. */
 	for (size_t k = 0; k < n; k++) {
 		const struct hdr_edit *x = &e[k];
-		if (!headers_name_ok(x->name))
-			continue;	/* a name that could inject or forge a field is dropped */
+		if (!headers_name_ok(x->name) &&
+		    !(x->op == HDR_DELETE_PREFIX && x->name && x->name[0] == '\0'))
+			continue;	/* a name that could inject or forge a field is dropped;
+					 * the empty prefix (every line) injects nothing */
 		switch (x->op) {
 		case HDR_ADD:
 			hlist_insert(&l, l.n, hfield_make(x->name, x->value));

@@ -40,6 +40,14 @@ int headers_apply_edits_at(const char *hdr, size_t len, const struct hdr_edit *e
  * so that a body put after it (a filter's replacement) is a body. */
 void headers_end_block(struct strbuf *out);
 
+/* The length of the name of the header field that starts at line[0..len): the octets before
+ * the line's first ':', the blanks before the colon left out (RFC 5322 4.5.8's obsolete
+ * "Subject : x", which SpamAssassin's Message.pm and Postfix's milter client read as a field
+ * named "Subject"). 0 when the line starts no field: a continuation line (it starts with a
+ * blank), no ':' before the line's LF, or nothing but blanks before it. The one reader of a
+ * field's name for the header edits, the plugin adapter and rspamd's field counts. */
+size_t headers_field_name_len(const char *line, size_t len);
+
 /* Encodes a header value for a field: folds long values at spaces, strips CR/LF. */
 void headers_append_field(struct strbuf *out, const char *name, const char *value);
 

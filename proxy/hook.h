@@ -215,7 +215,9 @@ void hook_env_insert_header_delivered(struct hook_env *env, int index, const cha
 void hook_env_change_header(struct hook_env *env, const char *name, int index, const char *value);
 void hook_env_delete_headers(struct hook_env *env, const char *name);
 /* Deletes every field whose name starts with prefix (any case), but those starting with
- * except (NULL: none): "X-Spam-" but "X-Spam-Prev-", in one pass over the fields. */
+ * except (NULL: none): "X-Spam-" but "X-Spam-Prev-", in one pass over the fields. An empty
+ * prefix deletes every line of the header block, a line that is no field too (report_safe's
+ * new header block, which keeps none of them). */
 void hook_env_delete_headers_prefix(struct hook_env *env, const char *prefix, const char *except);
 void hook_env_set_sender(struct hook_env *env, const char *addr);
 /* Recipient changes, bounded as the client's recipients are: at most limits.max_recipients

@@ -146,15 +146,29 @@ char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t w
 static const char *const ah_known[] = {
 	"YESNO", "YESNOCAPS", "SCORE", "HITS", "REQD", "VERSION", "HOSTNAME", "BAYES", "DATE",
 	"STARS", "AUTOLEARN", "TESTS", "TESTSSCORES", "REPORT", "SUMMARY", "PREVIEW",
-	"CONTACTADDRESS", NULL
+	"CONTACTADDRESS", "SUBVERSION", NULL
 };
+
+/* PerMsgStatus's tags over the message's header view (get() and the relays) */
+static const char *const ah_from_message[] = {
+	"HEADER", "RELAYSTRUSTED", "RELAYSUNTRUSTED", "RELAYSINTERNAL", "RELAYSEXTERNAL",
+	"LASTEXTERNALIP", "LASTEXTERNALRDNS", "LASTEXTERNALHELO", NULL
+};
+
+bool addhdr_tag_from_message(const char *tag, size_t n)
+{
+	for (int i = 0; ah_from_message[i]; i++)
+		if (strlen(ah_from_message[i]) == n && memcmp(ah_from_message[i], tag, n) == 0)
+			return true;
+	return false;
+}
 
 bool addhdr_tag_known(const char *tag, size_t n)
 {
 	for (int i = 0; ah_known[i]; i++)
 		if (strlen(ah_known[i]) == n && memcmp(ah_known[i], tag, n) == 0)
 			return true;
-	return false;
+	return addhdr_tag_from_message(tag, n);
 }
 
 /* Perl's number to string (%.15g), as _TESTSSCORES_ prints a score. */
@@ -256,6 +270,19 @@ static bool ah_tag_value(struct strbuf *b, const char *name, size_t n, const cha
 		ah_puts(b, v->preview);
 	} else if (AH_IS("CONTACTADDRESS")) {
 		ah_puts(b, v->contact ? v->contact : "the administrator of that system");
+	} else if (AH_IS("SUBVERSION")) {
+		ah_puts(b, v->subversion ? v->subversion : "");
+	} else if (addhdr_tag_from_message(name, n)) {
+		/* the value the caller read for this tag's exact text (name and argument) */
+		size_t tl = arg ? (size_t)(arg + al + 1 - name) : n;
+
+		for (size_t i = 0; i < v->nmtags; i++)
+			if (v->mtags[i].value && strlen(v->mtags[i].tag) == tl &&
+			    memcmp(v->mtags[i].tag, name, tl) == 0) {
+				ah_puts(b, v->mtags[i].value);
+				return true;
+			}
+		return false;
 	} else {
 		return false;
 	}
@@ -323,6 +350,40 @@ char *addhdr_expand(const char *tmpl, const struct addhdr_vals *v)
 		}
 	}
 	return ah_take(&b);
+}
+
+void addhdr_mtags_collect(const char *tmpl, struct addhdr_mtag **v, size_t *n)
+{
+	for (const char *p = tmpl; p && *p;) {
+		const char *arg = NULL;
+		size_t nl = 0, al = 0, m = *p == '_' ? ah_match_tag(p, &nl, &arg, &al) : 0;
+		bool have = false;
+
+		if (m == 0) {
+			p++;
+			continue;
+		}
+		if (addhdr_tag_from_message(p + 1, nl)) {
+			for (size_t i = 0; i < *n && !have; i++)
+				have = strlen((*v)[i].tag) == m - 2 && memcmp((*v)[i].tag, p + 1, m - 2) == 0;
+			if (!have) {
+				if ((*v = realloc(*v, (*n + 1) * sizeof(**v))) == NULL ||
+				    ((*v)[*n].tag = strndup(p + 1, m - 2)) == NULL)
+					abort();
+				(*v)[(*n)++].value = NULL;
+			}
+		}
+		p += m;
+	}
+}
+
+void addhdr_mtags_free(struct addhdr_mtag *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].tag);
+		free(v[i].value);
+	}
+	free(v);
 }
 
 size_t addhdr_unknown_tags(const char *tmpl, char *buf, size_t len)
@@ -707,6 +768,8 @@ void addhdr_safe_clear(struct addhdr_safe *c)
 	free(c->contact);
 	free(c->hostname);
 	free(c->charset);
+	free(c->rewrite_from);
+	free(c->rewrite_to);
 	for (size_t i = 0; i < c->ncopy; i++)
 		free(c->copy[i]);
 	free(c->copy);
@@ -730,6 +793,8 @@ void addhdr_safe_copy(struct addhdr_safe *to, const struct addhdr_safe *c)
 	to->contact = ah_dup(c->contact);
 	to->hostname = ah_dup(c->hostname);
 	to->charset = ah_dup(c->charset);
+	to->rewrite_from = ah_dup(c->rewrite_from);
+	to->rewrite_to = ah_dup(c->rewrite_to);
 	to->ncopy = c->ncopy;
 	to->copy = NULL;
 	if (c->ncopy && (to->copy = calloc(c->ncopy, sizeof(char *))) == NULL)
@@ -810,9 +875,10 @@ static bool ah_boundary_in(const char *m, size_t len, const char *bd)
 
 char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len,
     const char *report, const char *unsafe_report, const char *added,
-    const char *subject_tag, const char *received, unsigned long t, unsigned long rnd,
+    const struct addhdr_rewrite *rw, const char *received, unsigned long t, unsigned long rnd,
     size_t *out_len)
 {
+	const char *subject_tag = rw ? rw->subject : NULL;
 	static const char *const copied[] = { "From", "To", "Cc", "Subject", "Date",
 		"Message-Id" };
 	struct strbuf top = { 0 }, h = { 0 }, o = { 0 };
@@ -835,6 +901,9 @@ char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len
 	for (size_t i = 0; i < sizeof(copied) / sizeof(*copied); i++) {
 		const char *sp = NULL;
 		size_t sl = 0;
+
+		free(sv);       /* the field before's rewritten value, in h by now */
+		sv = NULL;
 
 		n = ah_pristine(msg, hl, copied[i], v, vl, 64);
 		if (n) {
@@ -859,6 +928,39 @@ char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len
 				strbuf_append(&s, sp + tl + 1, sl - tl - 1);
 			else
 				strbuf_append(&s, sp, sl);
+			sv = ah_take(&s);
+			sp = sv;
+			sl = s.len;
+		}
+		if (i <= 1 && rw && (i == 0 ? rw->from : rw->to)) {
+			/* $to = "\n" if undef; s/(?:\t\Q($tag)\E)?$/\t($tag)/: the comment at the
+			 * end, before the value's line end, once; the tag's newlines dropped (From)
+			 * or blanks (To) */
+			const char *tag = i == 0 ? rw->from : rw->to;
+			struct strbuf t = { 0 }, s = { 0 };
+			size_t end, le;
+
+			ah_puts(&t, "\t(");
+			for (const char *q = tag; *q; q++)
+				if (*q != '\n')
+					strbuf_append(&t, q, 1);
+				else if (i == 1)
+					ah_puts(&t, " ");
+			ah_puts(&t, ")");
+			if (sp == NULL) {
+				sp = "\n";
+				sl = 1;
+			}
+			le = sl;        /* where the line end starts: CRLF as one, no bare CR made */
+			if (le > 0 && sp[le - 1] == '\n' && --le > 0 && sp[le - 1] == '\r')
+				le--;
+			end = le;
+			if (end >= t.len && memcmp(sp + end - t.len, t.v, t.len) == 0)
+				end -= t.len;   /* already there: once */
+			strbuf_append(&s, sp, end);
+			strbuf_append(&s, t.v, t.len);
+			strbuf_append(&s, sp + le, sl - le);
+			strbuf_free(&t);
 			sv = ah_take(&s);
 			sp = sv;
 			sl = s.len;

@@ -12,6 +12,11 @@
 /* One add_header line: the field X-Spam-NAME and its template (Conf.pm's escapes done). */
 struct addhdr_spec { char *name; char *tmpl; };
 
+/* A tag whose value comes from the message's header view (addhdr_tag_from_message): its
+ * text as written between the underscores ("HEADER(From:addr)", "RELAYSTRUSTED") and its
+ * value (malloc'd; "" when the message has none). */
+struct addhdr_mtag { char *tag; char *value; };
+
 /* What a message's tags expand to. */
 struct addhdr_vals {
 	double score, required;
@@ -27,7 +32,21 @@ struct addhdr_vals {
 	const char *preview;        /* _PREVIEW_ (addhdr_preview), NULL: written as is */
 	const char *contact;        /* _CONTACTADDRESS_ (report_contact), NULL: SA's default */
 	time_t now;                 /* _DATE_ */
+	const char *subversion;     /* _SUBVERSION_ */
+	const struct addhdr_mtag *mtags;  /* the header view's tags (addhdr_mtags_collect) */
+	size_t nmtags;
 };
+
+/* Is TAG (its name, n bytes) one whose value the message's header view gives: HEADER,
+ * RELAYSTRUSTED, RELAYSUNTRUSTED, RELAYSINTERNAL, RELAYSEXTERNAL, LASTEXTERNALIP,
+ * LASTEXTERNALRDNS, LASTEXTERNALHELO? */
+bool addhdr_tag_from_message(const char *tag, size_t n);
+
+/* Appends to *v (*n entries, malloc'd) each tag of tmpl addhdr_tag_from_message names that
+ * *v does not hold yet, its value NULL for the caller to fill. */
+void addhdr_mtags_collect(const char *tmpl, struct addhdr_mtag **v, size_t *n);
+/* Releases v[0..n) and v. */
+void addhdr_mtags_free(struct addhdr_mtag *v, size_t n);
 
 /* _replace_tags: each _TAG_ or _TAG(ARG)_ mxgate knows becomes its value, any other stays
  * as written (SpamAssassin leaves a tag no one sets as written too). Returns a malloc'd
@@ -43,7 +62,7 @@ char *addhdr_value(const char *name, const char *tmpl, const struct addhdr_vals 
 /* Is TAG (n bytes, without the underscores and any "(ARG)") one addhdr_expand expands? */
 bool addhdr_tag_known(const char *tag, size_t n);
 
-/* The tags of tmpl addhdr_expand leaves as written ("_PREVIEW_, _HEADER(From)_"), into
+/* The tags of tmpl addhdr_expand leaves as written ("_LANGUAGES_, _REMOTEHOSTNAME_"), into
  * buf (cut to len - 1); returns how many. */
 size_t addhdr_unknown_tags(const char *tmpl, char *buf, size_t len);
 
@@ -75,7 +94,12 @@ struct addhdr_safe {
 	char *hostname;             /* report_hostname (_HOSTNAME_), NULL: mxgate's hostname */
 	char *charset;              /* report_charset, NULL: "UTF-8" */
 	char **copy; size_t ncopy;  /* report_safe_copy_headers */
+	char *rewrite_from;         /* rewrite_header From STRING ("()" made "[]"), NULL: none */
+	char *rewrite_to;           /* rewrite_header To STRING, the same */
 };
+
+/* rewrite_header's tags, expanded (addhdr_expand), for the wrapper; NULL: none. */
+struct addhdr_rewrite { const char *subject, *from, *to; };
 
 /* The message spamd's rewrite_report_safe makes of the spam message msg (len octets, its
  * line ending CRLF when its first or last line has one, as SpamAssassin's Message.pm
@@ -85,12 +109,14 @@ struct addhdr_safe {
  * report_safe_copy_headers fields, MIME-Version, Content-Type), a blank line and the
  * multipart body: the report (report, and unsafe_report after it when the message is not
  * text/plain) and the original message intact, as message/rfc822 (1) or text/plain (2).
- * subject_tag: rewrite_header Subject's tag expanded (NULL: none); received: the
+ * rw: rewrite_header's tags (NULL: none): the Subject's in front of it, From's and To's
+ * as a comment "\t(TAG)" at the end of the field (a CRLF message's too, before its CR,
+ * where SpamAssassin's $ leaves a bare CR); received: the
  * "Received: ..." field written first ("\n"-ended lines); t, rnd: the boundary's two
  * numbers (time, random). Returns the message (malloc'd, *out_len octets). */
 char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len,
     const char *report, const char *unsafe_report, const char *added,
-    const char *subject_tag, const char *received, unsigned long t, unsigned long rnd,
+    const struct addhdr_rewrite *rw, const char *received, unsigned long t, unsigned long rnd,
     size_t *out_len);
 
 /* Releases what c holds (not c). */

@@ -747,7 +747,8 @@ static void rule_warn_setting(struct rule_line *l, const char *p, const char *e,
 		    (int)(rule_word_end(v) - v), v);
 	} else if (rule_word_is(p, e, "rewrite_header"))
 		rule_src_add_warning(l->s, l->file, l->lineno, 1, "rewrite_header %.*s is not "
-		    "applied: mxgate rewrites the Subject only; the backend can file on "
+		    "applied: mxgate rewrites the Subject only, but on spam it wraps into a report "
+		    "(whose From and To it tags); the backend can file on "
 		    "X-Spam-Status: Yes (rules.actions.add_header)",
 		    (int)(rule_word_end(v) - v), v);
 	else if ((rule_word_is(p, e, "required_score") || rule_word_is(p, e, "required_hits")) &&
@@ -893,6 +894,19 @@ static void rule_parse_line(struct rule_line *l, char *line)
 			free(s->rewrite_subject);
 			s->rewrite_subject = *t ? rule_strdup(t) : NULL;
 			return;
+		}
+		if (rule_word_is(p, e, "rewrite_header") && ((ae - a == 4 &&
+		    strncasecmp(a, "from", 4) == 0) || (ae - a == 2 && strncasecmp(a, "to", 2) == 0))) {
+			/* report_safe 1 or 2's wrapper tags its From or To (rewrite_report_safe);
+			 * with report_safe 0 it is not applied (warned below). Conf.pm: () become
+			 * [] in a From or To STRING; none removes it; the last line wins */
+			const char *t = rule_skip_ws(ae);
+			char **to = ae - a == 4 ? &s->safe.rewrite_from : &s->safe.rewrite_to;
+
+			free(*to);
+			*to = *t ? rule_strdup(t) : NULL;
+			for (char *q = *to; q && *q; q++)
+				*q = *q == '(' ? '[' : *q == ')' ? ']' : *q;
 		}
 		if (rule_word_is(p, e, "add_header") || rule_word_is(p, e, "remove_header")) {
 			rule_parse_header_line(l, rule_word_is(p, e, "add_header"), a);

@@ -355,7 +355,7 @@ static const struct rules_hit *rules_find_hit(const struct rules_result *res, co
 
 /* What rules_add_headers leaves for report_safe 1 or 2: the fields ("Name: value\n"), the
  * report and unsafe report expanded, rewrite_header Subject's tag expanded (or NULL). */
-struct rules_wrap { struct strbuf fields; char *report, *unsafe, *subject_tag; };
+struct rules_wrap { struct strbuf fields; char *report, *unsafe, *subject_tag, *from_tag, *to_tag; };
 
 /* Where our fields go (report_safe 0): each at *at of the message's header, then *at moves
  * past it; or, wrap non-NULL, collected for the wrapped message. */
@@ -392,6 +392,13 @@ static int rules_fields_top(struct hook_env *env)
 	return 0;
 }
 
+/* What the worker read off the message for the templates' tags while its views lived. */
+struct rules_msg_tags {
+	char *preview;                 /* _PREVIEW_, when a template has it (report_safe's) */
+	struct addhdr_mtag *m;         /* _HEADER(x)_, _RELAYS*_, _LASTEXTERNAL*_ the templates */
+	size_t n;                      /* write, each with its value */
+};
+
 /* rules_add_headers: X-Spam-Score, then SpamAssassin's add_header fields for this class of
  * message (the rule files' add_header / remove_header / clear_headers over
  * 10_default_prefs.cf's Flag, Level, Status), then X-Spam-Symbols, of a scored message.
@@ -399,7 +406,7 @@ static int rules_fields_top(struct hook_env *env)
  * probability, < 0 when there is none. */
 static void rules_add_headers(const struct rules_worker *w, struct hook_env *env,
     double total, double required, const struct rules_result *res, const char *autolearn,
-    double bayes, const char *preview, struct rules_wrap *wrap)
+    double bayes, const struct rules_msg_tags *tags, struct rules_wrap *wrap)
 {
 	size_t n = env->nsymbols, k = 0, nt = 0, nh, rlen = 0;
 	const char **names = calloc(n + 1, sizeof(char *));
@@ -470,7 +477,10 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 	av.bayes = bayes;
 	av.report = report;
 	av.summary = summary;
-	av.preview = preview;
+	av.preview = tags->preview;
+	av.subversion = MX_VERSION;
+	av.mtags = tags->m;
+	av.nmtags = tags->n;
 	av.contact = rules_set_safe(w->rs)->contact;
 	av.now = time(NULL);
 	if (rules_set_safe(w->rs)->hostname && *rules_set_safe(w->rs)->hostname)
@@ -529,6 +539,10 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 		wrap->unsafe = addhdr_expand(c->unsafe_report ? c->unsafe_report : "", &av);
 		if (rules_set_rewrite_subject(w->rs))
 			wrap->subject_tag = addhdr_expand(rules_set_rewrite_subject(w->rs), &av);
+		if (c->rewrite_from)
+			wrap->from_tag = addhdr_expand(c->rewrite_from, &av);
+		if (c->rewrite_to)
+			wrap->to_tag = addhdr_expand(c->rewrite_to, &av);
 	}
 	free(names);
 	free(tests);
@@ -577,39 +591,6 @@ static unsigned long rules_random32(void)
 	return r;
 }
 
-/* Deletes every field of the header block of m (len octets), each name once. */
-static void rules_delete_all_fields(struct hook_env *env, const char *m, size_t len)
-{
-	char **seen = NULL;
-	size_t nseen = 0;
-
-	for (size_t i = 0; i < len && m[i] != '\n' && !(m[i] == '\r' && i + 1 < len &&
-	    m[i + 1] == '\n');) {
-		const char *lf = memchr(m + i, '\n', len - i);
-		size_t e = lf ? (size_t)(lf - m) + 1 : len, n = 0;
-		bool dup = false;
-
-		if (m[i] != ' ' && m[i] != '\t') {
-			while (i + n < e && m[i + n] != ':')
-				n++;
-			while (n > 0 && (m[i + n - 1] == ' ' || m[i + n - 1] == '\t'))
-				n--;
-			for (size_t k = 0; k < nseen && !dup; k++)
-				dup = strlen(seen[k]) == n && strncasecmp(seen[k], m + i, n) == 0;
-			if (!dup && n > 0 && i + n < e) {
-				if ((seen = realloc(seen, (nseen + 1) * sizeof(*seen))) == NULL ||
-				    (seen[nseen] = strndup(m + i, n)) == NULL)
-					abort();
-				hook_env_delete_headers(env, seen[nseen++]);
-			}
-		}
-		i = e;
-	}
-	for (size_t k = 0; k < nseen; k++)
-		free(seen[k]);
-	free(seen);
-}
-
 /* report_safe 1 or 2 (SpamAssassin's rewrite_report_safe): the spam message becomes a new
  * one, SpamAssassin's header fields (wrap's X-Spam-* among them) and a multipart body of
  * the report and the original, intact (as the backend would have had it). Every field of
@@ -643,7 +624,8 @@ static bool rules_wrap_apply(const struct rules_worker *w, struct hook_env *env,
 	strbuf_printf(&rcv, "Received: from localhost by %s\n\twith mxgate (version %s);\n\t%s\n",
 	    hn, version, date);
 	nm = addhdr_safe_build(c, view.v ? view.v : "", view.len, wrap->report, wrap->unsafe,
-	    wrap->fields.v ? wrap->fields.v : "", wrap->subject_tag, rcv.v, (unsigned long)time(NULL),
+	    wrap->fields.v ? wrap->fields.v : "", &(struct addhdr_rewrite){ wrap->subject_tag,
+	    wrap->from_tag, wrap->to_tag }, rcv.v, (unsigned long)time(NULL),
 	    rules_random32(), &nl);
 	strbuf_free(&rcv);
 	if (max && nl > max) {
@@ -673,9 +655,9 @@ static bool rules_wrap_apply(const struct rules_worker *w, struct hook_env *env,
 		strbuf_free(&view);
 		return false;
 	}
-	/* the new header block: every field of the message goes (each name once), ours come
-	 * in order */
-	rules_delete_all_fields(env, view.v ? view.v : "", view.len);
+	/* the new header block: every line of the message's goes (a line that is no field
+	 * too, which SpamAssassin's new header never has), ours come in order */
+	hook_env_delete_headers_prefix(env, "", NULL);
 	while (i < hend) {
 		size_t st = i, colon, ve;
 		char *name, *val;
@@ -839,7 +821,7 @@ struct rules_job {
 	struct hook_env ext;           /* other modules' symbols (names only) */
 	struct rules_result res;
 	struct bayes_result bayes;     /* the classifier's verdict (check_bayes reads it) */
-	char *preview;                 /* _PREVIEW_, when a template has it (report_safe's) */
+	struct rules_msg_tags tags;    /* the templates' tags read off the message */
 	bool failed;
 	/* between rules_apply_begin and rules_apply_end (an autolearn in the pool between) */
 	double total;                  /* the message's score, every module's symbols */
@@ -863,7 +845,8 @@ static void rules_job_free(struct rules_job *j)
 	free(j->rcpts);
 	free(j->ext.symbols);
 	rules_result_free(&j->res);
-	free(j->preview);
+	free(j->tags.preview);
+	addhdr_mtags_free(j->tags.m, j->tags.n);
 	free(j);
 }
 
@@ -879,6 +862,26 @@ static bool rules_wants_preview(const struct rules_set *rs)
 			if (strstr(h[i].tmpl, "_PREVIEW_"))
 				return true;
 	return false;
+}
+
+/* The tags of rs's templates (the add_header fields, the report_safe reports, rewrite_header
+ * Subject) whose value the header view of the message sc scanned gives, into t. */
+static void rules_message_tags(const struct rules_set *rs, struct rules_scratch *sc,
+    struct rules_msg_tags *t)
+{
+	const struct addhdr_safe *c = rules_set_safe(rs);
+	const struct addhdr_spec *h;
+
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0, n = rules_set_headers(rs, k, &h); i < n; i++)
+			addhdr_mtags_collect(h[i].tmpl, &t->m, &t->n);
+	if (c->mode != 0) {
+		addhdr_mtags_collect(c->report, &t->m, &t->n);
+		addhdr_mtags_collect(c->unsafe_report, &t->m, &t->n);
+	}
+	addhdr_mtags_collect(rules_set_rewrite_subject(rs), &t->m, &t->n);
+	for (size_t i = 0; i < t->n; i++)
+		t->m[i].value = rules_message_tag(sc, t->m[i].tag);
 }
 
 struct rules_lines_acc { const char **v; size_t *l; size_t n, cap; };
@@ -924,7 +927,8 @@ static void rules_work_cb(uv_work_t *req)
 	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
 	rules_scratch_set_bayes(sc, NULL);
 	if (rules_wants_preview(j->w->rs))
-		j->preview = rules_preview(sc);
+		j->tags.preview = rules_preview(sc);
+	rules_message_tags(j->w->rs, sc, &j->tags);
 	rules_worker_give_scratch(j->w, sc);
 }
 
@@ -986,7 +990,6 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 	const struct rules_result *res = &j->res;
 	const struct bayes_result *br = &j->bayes;
 	double total = j->total;
-	const char *preview = j->preview;
 	struct verdict v;
 	const char *act;
 	char tests[512], sbuf[32], bbuf[64] = "", al[sizeof(j->alp.force_names) + 128];
@@ -1048,18 +1051,20 @@ static void rules_apply_end(struct rules_worker *w, struct rules_job *j)
 		struct rules_wrap wrap = { 0 };
 
 		rules_add_headers(w, env, total, w->th.required, res, al,
-		    w->bayes && br->scanned ? br->prob : -1, preview, &wrap);
+		    w->bayes && br->scanned ? br->prob : -1, &j->tags, &wrap);
 		wrapped = rules_wrap_apply(w, env, &wrap);
 		strbuf_free(&wrap.fields);
 		free(wrap.report);
 		free(wrap.unsafe);
 		free(wrap.subject_tag);
+		free(wrap.from_tag);
+		free(wrap.to_tag);
 	}
 	if (wrapped)
 		;
 	else if (rc->headers && marked)
 		rules_add_headers(w, env, total, w->th.required, res, al,
-		    w->bayes && br->scanned ? br->prob : -1, preview, NULL);
+		    w->bayes && br->scanned ? br->prob : -1, &j->tags, NULL);
 	else if (!rc->headers || incomplete)
 		/* no verdict of ours goes on, and no sender's either: a forged "X-Spam-Status:
 		 * No" or "X-Spam-Flag: NO" must not reach a mailbox filter that reads it

@@ -746,3 +746,73 @@ bool rules_header_value(struct rules_scratch *sc, const char *req, const char **
 	*vlen = e->jlen;
 	return true;
 }
+
+/* $pms->get(req, '') in scalar context: the first value without its "\n" for a request
+ * /:(?:addr|name|host|domain|ip|revip)\b/ or EnvelopeFrom, else the values joined with
+ * nothing. malloc'd. */
+static char *hdr_get_scalar(struct rules_scratch *sc, const char *req)
+{
+	static const char *const one[] = { "addr", "name", "host", "domain", "ip", "revip", NULL };
+	const char *v[64];
+	size_t k, tot = 0;
+	char *out;
+	bool first = strcmp(req, "EnvelopeFrom") == 0;
+
+	for (const char *c = strchr(req, ':'); c && !first; c = strchr(c + 1, ':'))
+		for (const char *const *w = one; *w && !first; w++) {
+			size_t wl = strlen(*w);
+
+			first = strncmp(c + 1, *w, wl) == 0 && !isalnum((unsigned char)c[1 + wl]) &&
+			    c[1 + wl] != '_';
+		}
+	k = eval_get_all(&sc->ctx, req, v, first ? 1 : sizeof(v) / sizeof(v[0]));
+	for (size_t i = 0; i < k; i++)
+		tot += strlen(v[i]);
+	if ((out = malloc(tot + 1)) == NULL)
+		abort();
+	tot = 0;
+	for (size_t i = 0; i < k; i++) {
+		memcpy(out + tot, v[i], strlen(v[i]));
+		tot += strlen(v[i]);
+	}
+	if (first && tot > 0 && out[tot - 1] == '\n')
+		tot--;
+	out[tot] = '\0';
+	return out;
+}
+
+/* PerMsgStatus's tags over the header view (%common_tags HEADER, LASTEXTERNAL*; the
+ * RELAYS* set_tag of extract_message_metadata: the X-Spam-Relays-* pseudo-headers'
+ * strings), for the message sc scanned last. */
+char *rules_message_tag(struct rules_scratch *sc, const char *tag)
+{
+	static const char *const relays[][2] = { { "RELAYSTRUSTED", "X-Spam-Relays-Trusted" },
+		{ "RELAYSUNTRUSTED", "X-Spam-Relays-Untrusted" },
+		{ "RELAYSINTERNAL", "X-Spam-Relays-Internal" },
+		{ "RELAYSEXTERNAL", "X-Spam-Relays-External" } };
+	const struct rcvd_info *ri;
+	const char *s = "";
+
+	if (strncmp(tag, "HEADER(", 7) == 0) {
+		size_t n = strlen(tag + 7);
+		char req[256];
+
+		/* return '' if !$hdr */
+		if (n < 2 || tag[7 + n - 1] != ')' || n - 1 >= sizeof(req))
+			return rules_xstrdup("");
+		memcpy(req, tag + 7, n - 1);
+		req[n - 1] = '\0';
+		return hdr_get_scalar(sc, req);
+	}
+	for (size_t i = 0; i < sizeof(relays) / sizeof(relays[0]); i++)
+		if (strcmp(tag, relays[i][0]) == 0)
+			return hdr_get_scalar(sc, relays[i][1]);
+	ri = eval_relays(&sc->ctx);
+	if (ri->nexternal > 0 && strcmp(tag, "LASTEXTERNALIP") == 0)
+		s = ri->external[0]->ip;
+	else if (ri->nexternal > 0 && strcmp(tag, "LASTEXTERNALRDNS") == 0)
+		s = ri->external[0]->rdns;
+	else if (ri->nexternal > 0 && strcmp(tag, "LASTEXTERNALHELO") == 0)
+		s = ri->external[0]->helo;
+	return rules_xstrdup(s);
+}

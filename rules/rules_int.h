@@ -154,5 +154,10 @@ bool rules_name_is(const struct rules_hfield *f, const char *name);
 bool rules_header_value(struct rules_scratch *sc, const char *request, const char **val,
     size_t *vlen);
 void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len, bool want_uri);
+/* The value of a tag over the header view of the message sc scanned last (rules_set_scan;
+ * valid while its message and envelope are): tag is its text between the underscores
+ * ("HEADER(From:addr)", "RELAYSTRUSTED", "LASTEXTERNALIP" ...: addhdr_tag_from_message),
+ * the value SpamAssassin's PerMsgStatus gives it. malloc'd, "" when the message has none. */
+char *rules_message_tag(struct rules_scratch *sc, const char *tag);
 
 #endif

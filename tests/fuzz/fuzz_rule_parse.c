@@ -87,6 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t sl = 0, np = 0, ml, lens[4];
 		const char *lines[4];
 		struct addhdr_safe sf = { 0 };
+		struct addhdr_mtag *mtg = NULL;   /* the header view's tags, a value of the input */
+		size_t nmtg = 0;
 
 		if (desc) {
 			addhdr_report_add(&rep, &rl, scores[size % 3], "A_RULE", "BODY: ", desc);
@@ -105,11 +107,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		v.summary = sum;
 		v.preview = pv;
 		rule_src_safe(s, &sf);
+		addhdr_mtags_collect(sf.report, &mtg, &nmtg);
+		addhdr_mtags_collect(sf.unsafe_report, &mtg, &nmtg);
+		for (int k = 0; k < 2; k++) {
+			const struct addhdr_spec *h;
+			size_t nh = rule_src_headers(s, k == 1, &h);
+
+			for (size_t i = 0; i < nh; i++)
+				addhdr_mtags_collect(h[i].tmpl, &mtg, &nmtg);
+		}
+		for (size_t i = 0; i < nmtg; i++)
+			if ((mtg[i].value = strdup(i % 2 && desc ? desc : "")) == NULL)
+				abort();
+		v.mtags = mtg;
+		v.nmtags = nmtg;
+		v.subversion = "0";
 		rt = addhdr_expand(sf.report ? sf.report : "", &v);
 		ut = addhdr_expand(sf.unsafe_report ? sf.unsafe_report : "", &v);
 		sf.mode = size % 3;
 		msg = addhdr_safe_build(&sf, (const char *)data, size, rt, ut, "X-Spam-Flag: YES\n",
-		    size % 2 ? desc : NULL, "Received: from localhost\n", size, size * 7, &ml);
+		    &(struct addhdr_rewrite){ size % 2 ? desc : NULL, size % 3 ? desc : NULL,
+		    size % 5 ? "T" : NULL }, "Received: from localhost\n", size, size * 7, &ml);
 		free(msg);
 		free(rt);
 		free(ut);
@@ -121,6 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (size_t i = 0; i < nh; i++)
 				free(addhdr_value(h[i].name, h[i].tmpl, &v));
 		}
+		addhdr_mtags_free(mtg, nmtg);
 		free(rep);
 		free(pv);
 		free(sum);

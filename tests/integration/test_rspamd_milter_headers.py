@@ -64,6 +64,15 @@ mt.check(m.wait_log(r'event=rspamd_error plugin=rspamd error="bad header name" h
          m.wait_log(r'event=rspamd_error plugin=rspamd error="header value too long" header=X-Long', 5) is not None,
          'both logged')
 
+# a field with a blank before its colon ("X-Last : b", RFC 5322's obsolete syntax) is one
+# named X-Last for the count that resolves -1 as for the edit: the last one goes, not the first
+code, text = mt.send_mail(m.port, 'a@example.org', ['b@example.test'],
+                          mt.message('mh4', 'MILTERHDRS mh4\r\n', headers=('X-Last: a', 'X-Last : b')), timeout=30)
+got = be.by_tag('mh4')
+h = got[0]['data'].split(b'\r\n\r\n', 1)[0] if got else b''
+mt.check(code == 250 and b'\r\nX-Last: a\r\n' in h and b'X-Last : b' not in h,
+         'remove X-Last -1 with "X-Last : b" last: that one gone, "X-Last: a" kept: %r' % h)
+
 # "add header": rspamd's milter sets its spam_header, X-Spam: Yes (what users' Sieve rules
 # file on), once: one from outside goes first
 code, text = mt.send_mail(m.port, 'a@example.org', ['b@example.test'],

@@ -12,20 +12,14 @@ expand. Peers: the recording Backend, spamd/spamc."""
 import glob
 import os
 import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+from sa_pair import STOCK, as_mxgate_version, need_spamd, report_hits  # noqa: E402
 
-STOCK = '/usr/share/spamassassin'
-mt.need()
-if not os.path.exists(os.path.join(STOCK, '50_scores.cf')):
-    mt.skip('stock SpamAssassin rules not installed')
-mt.need('spamd', 'spamc')
-
+VERSION = need_spamd()
 MSGS = sorted(glob.glob(os.path.join(mt.SRC, 'tests', 'data', 'sa', '*.eml')))
-VERSION = subprocess.run([mt.BIN, '-V'], capture_output=True, text=True).stdout.split()[-1]
 
 LOCAL = r'''
 header LOC_SPAM X-Test-Spam =~ /yes/
@@ -40,8 +34,17 @@ add_header all Multi first\nsecond _YESNO_\n
 remove_header ham Level
 add_header spam Flag _YESNOCAPS_ really
 add_header all Bayes _BAYES_
+add_header all Hdr _HEADER(Subject)_|_HEADER(From:addr)_|_HEADER(X-Nope)_|_HEADER(Received)_|
+add_header all RelT _RELAYSTRUSTED_
+add_header all RelU _RELAYSUNTRUSTED_
+add_header all RelI _RELAYSINTERNAL_
+add_header all RelE _RELAYSEXTERNAL_
+add_header all Last _LASTEXTERNALIP_|_LASTEXTERNALRDNS_|_LASTEXTERNALHELO_|
 '''
-MORE = 'add_header all Remote _REMOTEHOSTNAME_\n'
+# the fields of tags that do not depend on the tests hit (compared whatever the two scored)
+TESTLESS = ('X-Spam-Esc', 'X-Spam-Multi', 'X-Spam-Bayes', 'X-Spam-Hdr', 'X-Spam-RelT',
+            'X-Spam-RelU', 'X-Spam-RelI', 'X-Spam-RelE', 'X-Spam-Last')
+MORE = 'add_header all Remote _REMOTEHOSTNAME_\nadd_header all Sub _SUBVERSION_ _HEADER(To)_ _RELAYSTRUSTED_\n'
 CLEAR = 'clear_headers\nadd_header all Status _YESNO_ _SCORE_\n'
 
 
@@ -66,7 +69,7 @@ def report_entries(v):
     the value must start on the line below the name, as SpamAssassin writes it."""
     if not v.startswith('\n\t'):
         return ['(does not start with a fold: %r)' % v[:20]]
-    return sorted(re.split(r'\n\t(?=\* +-?\d)', v[2:]))
+    return report_hits(v)
 
 
 def tests_of(f):
@@ -97,14 +100,14 @@ def run_pair(label, local, msgs, skip=('X-Spam-Checker-Version',)):
             if f == 'X-Spam-Status' and a and b:
                 # version= is mxgate's own, longer than SpamAssassin's: folded elsewhere
                 a, b = [unfold(v) for v in a], [unfold(v) for v in b]
-                b = [v.replace('version=4.0.1', 'version=mxgate-' + VERSION) for v in b]
+                b = [as_mxgate_version(v, VERSION) for v in b]
             if f == 'X-Spam-Report' and a and b:
                 # spamd lists the hits in the order its rules ran, mxgate by name
                 a, b = [report_entries(v) for v in a], [report_entries(v) for v in b]
             if f == 'X-Spam-Esc' and b:
                 # a tab in a field that is not folded is a space in mxgate's (docs/rules.md)
                 b = [v.replace('\t', ' ') for v in b]
-            if not same_tests and f not in ('X-Spam-Esc', 'X-Spam-Multi', 'X-Spam-Bayes'):
+            if not same_tests and f not in TESTLESS:
                 mt.check((a is None) == (b is None), '%s %s: %s written by both or neither '
                          '(tests differ: %s / %s)' % (label, name, f, tests_of(mine), tests_of(theirs)))
                 continue
@@ -120,6 +123,8 @@ for name, mine, theirs in run_pair('local', LOCAL, CASES):
 mt.check(any('X-Spam-Flag' in f and 'X-Spam-Custom' in f for f in seen.values()), 'a spam seen')
 mt.check(any('X-Spam-Level' not in f and 'X-Spam-Custom' in f for f in seen.values()),
          'a ham seen (no X-Spam-Level: remove_header ham Level)')
+mt.check(any(f.get('X-Spam-Last', ['||'])[0] != '||' for f in seen.values()),
+         'a message with an external relay seen (_LASTEXTERNALIP_ set)')
 
 for name, mine, theirs in run_pair('clear', CLEAR, CASES[-2:]):
     mt.check(not ({'X-Spam-Level', 'X-Spam-Flag'} & set(mine)),
@@ -134,4 +139,5 @@ rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:1'], listen=[{'address': 
 mt.check(rc == 0 and re.search(r'more\.cf:1:1: warning: add_header all Remote: _REMOTEHOSTNAME_ '
                                r'is not expanded', out) is not None,
          '-t warns of a tag mxgate does not expand:\n%s' % out)
+mt.check('more.cf:2:' not in out, '-t: _SUBVERSION_, _HEADER(x)_ and _RELAYSTRUSTED_ are expanded:\n%s' % out)
 mt.finish()

@@ -79,10 +79,42 @@ static void test_bayes_and_unknown(void **state)
 	got = addhdr_expand("_BAYES_", &v);
 	assert_string_equal(got, "0.9877");
 	free(got);
-	assert_int_equal(addhdr_unknown_tags("_YESNO_ _PREVIEW_ x _HEADER(From)_ _LANGUAGES_",
-	    buf, sizeof(buf)), 2);
-	assert_string_equal(buf, "_HEADER(From)_, _LANGUAGES_");
+	assert_int_equal(addhdr_unknown_tags("_YESNO_ _PREVIEW_ x _HEADER(From)_ _LANGUAGES_ "
+	    "_SUBVERSION_ _RELAYSTRUSTED_ _LASTEXTERNALIP_ _LASTEXTERNALREVIP_", buf, sizeof(buf)), 2);
+	assert_string_equal(buf, "_LANGUAGES_, _LASTEXTERNALREVIP_");
 	assert_int_equal(addhdr_unknown_tags("_YESNO_ _SCORE(0)_", buf, sizeof(buf)), 0);
+}
+
+/* The header view's tags: each template's tags collected once (their exact text), then
+ * expanded from the values the caller read; _SUBVERSION_ from the vals. */
+static void test_message_tags(void **state)
+{
+	struct addhdr_vals v = vals(1);
+	struct addhdr_mtag *m = NULL;
+	size_t n = 0;
+	char *got;
+
+	(void)state;
+	addhdr_mtags_collect("_HEADER(From)_ _RELAYSTRUSTED_ _YESNO_ _HEADER(From:addr)_", &m, &n);
+	addhdr_mtags_collect("_HEADER(From)_ _LASTEXTERNALIP_ _LANGUAGES_", &m, &n);
+	addhdr_mtags_collect(NULL, &m, &n);
+	assert_int_equal(n, 4);
+	assert_string_equal(m[0].tag, "HEADER(From)");
+	assert_string_equal(m[1].tag, "RELAYSTRUSTED");
+	assert_string_equal(m[2].tag, "HEADER(From:addr)");
+	assert_string_equal(m[3].tag, "LASTEXTERNALIP");
+	m[0].value = strdup("Alice <a@example.org>\n");
+	m[1].value = strdup("[ ip=10.0.0.1 ]");
+	m[2].value = strdup("a@example.org");
+	/* m[3] left unread: written as is */
+	v.mtags = m;
+	v.nmtags = n;
+	v.subversion = "1.2.3";
+	got = addhdr_expand("_HEADER(From:addr)_|_RELAYSTRUSTED_|_LASTEXTERNALIP_|_SUBVERSION_|"
+	    "_HEADER(To)_", &v);
+	assert_string_equal(got, "a@example.org|[ ip=10.0.0.1 ]|_LASTEXTERNALIP_|1.2.3|_HEADER(To)_");
+	free(got);
+	addhdr_mtags_free(m, n);
 }
 
 struct field_row { const char *label, *name, *tmpl, *want; };
@@ -229,16 +261,20 @@ static void test_safe_build(void **state)
 	struct addhdr_safe c = { .mode = 1, .copy = copy, .ncopy = 4 };
 	size_t n;
 	char *got = addhdr_safe_build(&c, msg, sizeof(msg) - 1, "REPORT\n\n", "UNSAFE\n",
-	    "X-Spam-Flag: YES\n", "[S]", "Received: from localhost by h\n\twith x;\n\tD\n", 1, 2, &n);
+	    "X-Spam-Flag: YES\n", &(struct addhdr_rewrite){ .subject = "[S]", .from = "SP\nAM",
+	    .to = "T\nO" }, "Received: from localhost by h\n\twith x;\n\tD\n", 1, 2, &n);
 	const char *b, *want;
 
 	(void)state;
 	assert_int_equal(n, strlen(got));
 	b = strstr(got, "MIME-Version");
 	assert_non_null(b);
-	/* get_pristine_header: the last Subject ("subject : second"), tagged */
+	/* get_pristine_header: the last Subject ("subject : second"), tagged; From's and To's
+	 * tag a comment at the end (the From tag's newline dropped, To's a blank; a To made),
+	 * before the CRLF */
 	want = "Received: from localhost by h\r\n\twith x;\r\n\tD\r\n"
-	    "Received: from a\r\n\tby b\r\nFrom: x@y\r\nSubject: [S] second\r\n"
+	    "Received: from a\r\n\tby b\r\nFrom: x@y\t(SPAM)\r\nTo: \t(T O)\r\n"
+	    "Subject: [S] second\r\n"
 	    "X-Spam-Flag: YES\r\nX-Copy: 1\r\nX-Copy: 2\r\nMIME-Version: 1.0\r\n"
 	    "Content-Type: multipart/mixed; boundary=\"----------=_00000001.00000002/";
 	if (strncmp(got, want, strlen(want)) != 0)
@@ -260,6 +296,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tags),
 		cmocka_unit_test(test_bayes_and_unknown),
+		cmocka_unit_test(test_message_tags),
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_report_lines),
 		cmocka_unit_test(test_wrap),

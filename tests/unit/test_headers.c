@@ -207,6 +207,9 @@ static const struct edit_row edit_rows[] = {
 	{ "delete by prefix, no exception; an added field with the prefix goes too",
 	  "X-A-1: 1\r\nB: 2\r\n\r\n", { E(HDR_ADD, "X-A-2", "v", 0), E(HDR_DELETE_PREFIX, "x-a-", NULL, 0) }, 2,
 	  "B: 2\r\n\r\n", NULL },
+	{ "delete by the empty prefix: every line, one that is no field too; an add after stays",
+	  "A: 1\r\nno field\r\nSubject : s\r\n\tfolded\r\n\r\n",
+	  { E(HDR_DELETE_PREFIX, "", NULL, 0), E(HDR_ADD, "X", "v", 0) }, 2, "X: v\r\n\r\n", NULL },
 	{ "edits apply in order: add then change the 1st changes the added field",
 	  "A: 1\r\n\r\n", { E(HDR_ADD, "X", "v", 0), E(HDR_CHANGE, "X", "new", 1) }, 2,
 	  "A: 1\r\nX: new\r\n\r\n",
@@ -451,6 +454,26 @@ static void test_change_index_authres(void **state)
 	headers_apply_edits(in, strlen(in), shown + 1, 1, &out);
 	assert_string_equal(out.v, "Subject: s\r\n\r\n");
 	strbuf_free(&out);
+}
+
+/* ------------------------------------------------------------ headers_field_name_len */
+
+/* A field's name as SpamAssassin's Message.pm reads it (split at the first ':', the blanks
+ * before it stripped) and Postfix's milter client passes it: "Subject : x" is Subject. */
+static void test_field_name_len(void **state)
+{
+	static const struct { const char *line; size_t want; } rows[] = {
+		{ "Subject: x\r\n", 7 }, { "Subject : x\r\n", 7 }, { "Subject\t \t:x", 7 },
+		{ "Subject:", 7 }, { "X-A:b:c", 3 }, { "no colon\r\n", 0 },
+		{ ": empty name", 0 }, { "  : blanks", 0 }, { " Subject: continuation", 0 },
+		{ "\tSubject: continuation", 0 }, { "Foo\r\n bar: x", 0 }, { "\r\n", 0 }, { "", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		assert_int_equal(headers_field_name_len(rows[i].line, strlen(rows[i].line)), rows[i].want);
+	/* the length bounds the search: a colon past it does not count */
+	assert_int_equal(headers_field_name_len("Subject: x", 7), 0);
 }
 
 /* ------------------------------------------------------------ headers_append_field */
@@ -880,6 +903,7 @@ int main(void)
 		cmocka_unit_test(test_apply_edits_many),
 		cmocka_unit_test(test_change_index_counts_view),
 		cmocka_unit_test(test_change_index_authres),
+		cmocka_unit_test(test_field_name_len),
 		cmocka_unit_test(test_append_field),
 		cmocka_unit_test(test_append_field_folding),
 		cmocka_unit_test(test_received),

@@ -715,6 +715,7 @@ struct script {
 	bool never, fail_init;
 	/* observed */
 	int calls[HOOK_NSTAGES], headers, bodies, closes, cancels, inits, finis;
+	char names[256];                /* each on_header's name and value, "name=value|" */
 	struct mxgate_call *pending;
 };
 
@@ -767,6 +768,8 @@ static void script_header(void *i, struct mxgate_call *c, const char *name, cons
 	struct script *sc = i;
 
 	sc->headers++;
+	snprintf(sc->names + strlen(sc->names), sizeof(sc->names) - strlen(sc->names), "%s=%s|",
+	    name, value);
 	script_host->done(c, sc->header_at, 0, NULL, "header");
 }
 
@@ -1086,6 +1089,22 @@ static void test_adapter_eom_calls(void **state)
 	assert_int_equal(scripts[1].closes, 1);
 }
 
+/* A field name with blanks before its colon ("Subject : x", RFC 5322 4.5.8's obsolete
+ * syntax) reaches on_header as "Subject", as Postfix's milter client passes it and as the
+ * header edits and SpamAssassin name it; a line without a colon stays a name-less line. */
+static void test_adapter_header_names(void **state)
+{
+	struct adapter a;
+	int on_error[1] = { PLUGIN_ON_ERROR_TEMPFAIL };
+
+	memset(scripts, 0, sizeof(scripts));
+	adapter_setup(&a, 1, on_error, false);
+	harness_message(&a.h, "Subject : x\r\nX-A\t:1\r\nno colon\r\nX-B: 2\r\n\r\nbody\r\n");
+	harness_run(&a.h, HOOK_EOM);
+	assert_string_equal(scripts[0].names, "Subject=x|X-A=1|=no colon|X-B=2|");
+	adapter_teardown(&a);
+}
+
 static void test_config_errors(void **state)
 {
 	struct mx_config *cfg = NULL;
@@ -1160,6 +1179,7 @@ int main(void)
 		cmocka_unit_test(test_adapter_timeouts),
 		cmocka_unit_test(test_adapter_broken),
 		cmocka_unit_test(test_adapter_eom_calls),
+		cmocka_unit_test(test_adapter_header_names),
 		cmocka_unit_test(test_chain_example),
 		cmocka_unit_test(test_chain_timeout),
 	};

@@ -244,7 +244,7 @@ static void test_ignored_directives(void **state)
 {
 	int nerr;
 	struct rule_src *s = parse(
-	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x _RELAYSEXTERNAL_\n"
+	    "lang fr describe X y\nlang de describe X z\nadd_header all Checker x _LANGUAGES_\n"
 	    "report_safe 0\nwhitelist_from a@b.example\ntrusted_networks 10.0.0.0/8\n"
 	    "uri_detail LOC_UD type =~ /^a$/ raw =~ /x/\nscore LOC_UD 1\n"
 	    "uri_detail LOC_UD2 raw =~ /it's\\/x/ host !~ /y/\n"
@@ -263,7 +263,7 @@ static void test_ignored_directives(void **state)
 	assert_string_equal(list, "shortcircuit 1");
 	assert_int_equal(rule_src_nwarnings(s), 2);
 	assert_non_null(strstr(rule_src_warning(s, 0), "t.cf:3:1: warning: add_header all Checker: "
-	    "_RELAYSEXTERNAL_ is not expanded by mxgate"));
+	    "_LANGUAGES_ is not expanded by mxgate"));
 	assert_non_null(strstr(rule_src_warning(s, 1), "t.cf:12:1: warning: shortcircuit LOC_UD on "
 	    "is not applied"));
 
