@@ -72,7 +72,9 @@ SINCE = {
     # entered in session 15 for every harness changed so after campaigns that already counted
     'fuzz_arc_seal': '2026-12-03T20:00Z',       # the sealed set verified by our verifier
     'fuzz_bayes_token': '2026-12-03T16:57Z',    # 9e55e12f: the tokenizer's window/meta/footer variants
-    'fuzz_dataparse': '2026-12-03T19:31Z',      # ab1e2b75: the encoder's block path against its scalar one
+    # ab1e2b75: the encoder's block path against its scalar one; session 18's w-pipe:
+    # dataparse_take_clean against the whole parse (merged 01:08Z)
+    'fuzz_dataparse': '2026-12-05T01:08Z',
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
     'fuzz_dns_reply': '2026-12-03T23:09Z',      # PTR names
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
@@ -83,7 +85,9 @@ SINCE = {
     # d4b3565b: every regex through the Perl check; 695a9d9c: rewrite_header Subject expanded;
     # w-sacompat: every add_header field written (rules/addhdr.c)
     # session 17's merge of w-sa: report_safe's pieces (templates, _SUMMARY_, _PREVIEW_, the wrapped message)
-    'fuzz_rule_parse': '2026-12-04T21:25Z',
+    # session 18's w-sa2: the header-view tags (_HEADER(x)_, _RELAYS*_, _LASTEXTERNAL*_), From/To tags;
+    # moved to the merge of w-fuzz: its campaign ran the harness before w-sa2's
+    'fuzz_rule_parse': '2026-12-05T01:08Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
@@ -93,12 +97,15 @@ SINCE = {
     # w-rspamdop: the reply's milter block (add_headers, remove_headers) read by the harness;
     # w-rspamd2: every part of the reply (envelope, spam_header, dkim-signature), one
     # container walker in the JSON reader
-    'fuzz_rspamd_reply': '2026-12-05T00:25Z',
+    # moved to the merge of w-fuzz (session 18): its campaign ran the harness before w-rspamd2's
+    'fuzz_rspamd_reply': '2026-12-05T01:08Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     'fuzz_plugin_output': '2026-12-04T17:20Z',
     # w-relay2: a reply's text holds no NUL (the reader shows one as '?')
     # moved to the merge of w-fuzz: its campaign (20:37Z) ran the harness before w-relay2's
-    'fuzz_backend_reply': '2026-12-04T21:42Z',
+    # session 18's w-left: no control octet left in a reply's text (shown as '?');
+    # moved to the merge of w-fuzz: its campaign ran the harness before w-left's
+    'fuzz_backend_reply': '2026-12-05T01:08Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     'fuzz_milter_mods': '2026-12-04T21:42Z',
