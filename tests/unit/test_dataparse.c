@@ -624,6 +624,30 @@ test_lines_same_parse(void **state)
     }
 }
 
+/* A pseudo-random buffer of 64 to 600 octets into in (640 octets): mostly lines of text with
+ * now and then a ".", a bare CR or LF, a NUL, a TAB or an empty line. Returns its length. */
+static size_t
+random_lines(char *in, uint32_t *xp)
+{
+    static const char odd[] = { '.', '\r', '\n', '\0', '\t' };
+    uint32_t x = *xp * 1103515245u + 12345u;
+    size_t n = 64 + (x >> 8) % 537, k = 0;
+    while (k < n) {
+        x = x * 1103515245u + 12345u;
+        uint32_t r = (x >> 8) % 100;
+        if (r < 12 && k + 2 <= n) {
+            in[k++] = '\r';
+            in[k++] = '\n';
+        } else if (r < 15) {
+            in[k++] = odd[(x >> 20) % sizeof(odd)];
+        } else {
+            in[k++] = (char)('a' + (x >> 20) % 26);
+        }
+    }
+    *xp = x;
+    return n;
+}
+
 /* The same, over 4,000 pseudo-random buffers of 64 to 600 octets, mostly lines of text
  * with now and then a ".", a bare CR or LF, a NUL, a TAB or an empty line, fed whole and
  * split at a pseudo-random point, against the per-line scan fed whole. */
@@ -631,24 +655,10 @@ static void
 test_lines_random(void **state)
 {
     (void)state;
-    static const char odd[] = { '.', '\r', '\n', '\0', '\t' };
     char in[640];
     uint32_t x = 12345;
     for (int round = 0; round < 4000; round++) {
-        x = x * 1103515245u + 12345u;
-        size_t n = 64 + (x >> 8) % 537, k = 0;
-        while (k < n) {
-            x = x * 1103515245u + 12345u;
-            uint32_t r = (x >> 8) % 100;
-            if (r < 12 && k + 2 <= n) {
-                in[k++] = '\r';
-                in[k++] = '\n';
-            } else if (r < 15) {
-                in[k++] = odd[(x >> 20) % sizeof(odd)];
-            } else {
-                in[k++] = (char)('a' + (x >> 20) % 26);
-            }
-        }
+        size_t n = random_lines(in, &x);
         x = x * 1103515245u + 12345u;
         size_t split = (x >> 8) % (n + 1);
         for (int pol = 0; pol < 2; pol++) {
@@ -818,7 +828,6 @@ test_take_clean_same(void **state)
 {
     (void)state;
     static const char alpha[] = { 'a', '.', '\r', '\n', '\0', '\t' };
-    static const char odd[] = { '.', '\r', '\n', '\0', '\t' };
     char in[640];
     for (size_t len = 0; len <= 5; len++) {
         for (size_t k = 0; k < words(6, len); k++) {
@@ -839,20 +848,7 @@ test_take_clean_same(void **state)
     }
     uint32_t x = 777;
     for (int round = 0; round < 3000; round++) {
-        x = x * 1103515245u + 12345u;
-        size_t n = 64 + (x >> 8) % 537, k = 0;
-        while (k < n) {
-            x = x * 1103515245u + 12345u;
-            uint32_t r = (x >> 8) % 100;
-            if (r < 12 && k + 2 <= n) {
-                in[k++] = '\r';
-                in[k++] = '\n';
-            } else if (r < 15) {
-                in[k++] = odd[(x >> 20) % sizeof(odd)];
-            } else {
-                in[k++] = (char)('a' + (x >> 20) % 26);
-            }
-        }
+        size_t n = random_lines(in, &x);
         for (int pol = 0; pol < 2; pol++) {
             enum data_bare_lf policy = pol ? DATA_BARE_LF_NORMALIZE : DATA_BARE_LF_REJECT;
             struct ref_parse r;
