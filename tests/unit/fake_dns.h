@@ -6,7 +6,7 @@
  * in the authority section. Names starting with "drop." are never answered, names starting
  * with "servfail." get SERVFAIL, with "nosoa." NXDOMAIN without an SOA. Names starting
  * with "tc." get an empty truncated answer (TC), so the client asks again over TCP, where
- * fake_dns_listen_tcp's listener reads the query and closes unanswered. Names starting with
+ * fake_dns_start_tcp's listener reads the query and closes unanswered. Names starting with
  * "hold." are not answered the first time (one held in all), answered from the table after.
  * Every query received is counted. */
 #ifndef FAKE_DNS_H
@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 struct fake_rr { const char *name; int type; const char *data; uint32_t ttl; };
@@ -30,7 +33,7 @@ struct fake_dns {
 	size_t nrrs;
 	int queries;
 	bool held;              /* a "hold." query went unanswered */
-	uv_tcp_t tcp;           /* fake_dns_listen_tcp */
+	uv_tcp_t tcp;           /* fake_dns_start_tcp */
 	bool tcp_on;
 	int tcp_closed;         /* TCP connections closed unanswered */
 };
@@ -238,18 +241,48 @@ static void fake_dns_tcp_conn_cb(uv_stream_t *l, int status)
 		uv_close((uv_handle_t *)c, fake_dns_tcp_free_cb);
 }
 
-/* Listens on TCP at the server's port (after fake_dns_start). 0 or -1. */
-static inline int fake_dns_listen_tcp(struct fake_dns *fd, uv_loop_t *loop)
+/* fake_dns_start with a TCP listener on the same port. The pair is picked while both sockets
+ * are held: a UDP port the kernel gave is no promise its TCP twin is free (tests run in
+ * parallel; the listener's EADDRINUSE failed test_dns once in CI). 0 or -1. */
+static inline int fake_dns_start_tcp(struct fake_dns *fd, uv_loop_t *loop, const struct fake_rr *rrs,
+    size_t n)
 {
-	struct sockaddr_in sa;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_in sa;
+		socklen_t len = sizeof(sa);
+		int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0);
 
-	uv_tcp_init(loop, &fd->tcp);
-	fd->tcp.data = fd;
-	fd->tcp_on = true;
-	uv_ip4_addr("127.0.0.1", fd->port, &sa);
-	if (uv_tcp_bind(&fd->tcp, (const struct sockaddr *)&sa, 0) != 0)
-		return -1;
-	return uv_listen((uv_stream_t *)&fd->tcp, 8, fake_dns_tcp_conn_cb);
+		memset(&sa, 0, sizeof(sa));
+		sa.sin_family = AF_INET;
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (t < 0 || u < 0 || bind(t, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+		    getsockname(t, (struct sockaddr *)&sa, &len) != 0) {
+			if (t >= 0)
+				close(t);
+			if (u >= 0)
+				close(u);
+			return -1;
+		}
+		if (bind(u, (struct sockaddr *)&sa, sizeof(sa)) != 0) {   /* UDP twin taken: another pair */
+			close(t);
+			close(u);
+			continue;
+		}
+		memset(fd, 0, sizeof(*fd));
+		fd->rrs = rrs;
+		fd->nrrs = n;
+		fd->port = ntohs(sa.sin_port);
+		uv_udp_init(loop, &fd->udp);
+		fd->udp.data = fd;
+		uv_tcp_init(loop, &fd->tcp);
+		fd->tcp.data = fd;
+		fd->tcp_on = true;
+		if (uv_udp_open(&fd->udp, u) != 0 || uv_tcp_open(&fd->tcp, t) != 0 ||
+		    uv_listen((uv_stream_t *)&fd->tcp, 8, fake_dns_tcp_conn_cb) != 0)
+			return -1;
+		return uv_udp_recv_start(&fd->udp, fake_dns_alloc_cb, fake_dns_recv_cb);
+	}
+	return -1;
 }
 
 static void fake_dns_stop(struct fake_dns *fd)

@@ -506,8 +506,7 @@ static void test_tcp_close_spares_others(void **state)
 
 	(void)state;
 	uv_loop_init(&loop);
-	assert_int_equal(fake_dns_start(&fd, &loop, zone, 1), 0);
-	assert_int_equal(fake_dns_listen_tcp(&fd, &loop), 0);
+	assert_int_equal(fake_dns_start_tcp(&fd, &loop, zone, 1), 0);
 	snprintf(servers, sizeof(servers), "127.0.0.1:%d", fd.port);
 	r = dns_resolver_new(&loop, servers, 4000, 1);   /* one try (dns.tries: 1): c-ares 1.18 retries a reset query on a lone server while it has tries left */
 	assert_non_null(r);
