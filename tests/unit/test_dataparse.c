@@ -46,10 +46,13 @@ sink_init(struct sink *s)
 }
 
 /* Feeds in[] in pieces (step octets, or one split at `split` when step is 0) until done.
- * Returns the total consumed. */
+ * With take_clean, as the session does when it reads message content into the message
+ * buffer (session_on_content): each piece first through dataparse_take_clean, its prefix
+ * passed to the sink as it stands, the rest through dataparse_feed. Returns the total
+ * consumed. */
 static size_t
-feed_all(struct dataparse *p, const char *in, size_t len, size_t step, size_t split,
-         struct sink *s, int *done)
+feed_pieces(struct dataparse *p, const char *in, size_t len, size_t step, size_t split,
+            struct sink *s, int *done, bool take_clean)
 {
     size_t pos = 0;
     *done = 0;
@@ -57,14 +60,33 @@ feed_all(struct dataparse *p, const char *in, size_t len, size_t step, size_t sp
         size_t n = step ? step : (pos < split ? split - pos : len - pos);
         if (n > len - pos)
             n = len - pos;
-        ssize_t c = dataparse_feed(p, in + pos, n, sink_cb, s, done);
+        size_t k = 0;
+        if (take_clean && dataparse_takes_clean(p)) {
+            k = dataparse_take_clean(p, in + pos, n);
+            assert_true(k <= n);
+            if (k > 0)
+                assert_int_equal(sink_cb(s, in + pos, k), 0);
+        } else if (take_clean) {
+            assert_int_equal(dataparse_take_clean(p, in + pos, n), 0);
+        }
+        pos += k;
+        if (k == n)
+            continue;
+        ssize_t c = dataparse_feed(p, in + pos, n - k, sink_cb, s, done);
         assert_true(c >= 0);
-        assert_true((size_t)c <= n);
+        assert_true((size_t)c <= n - k);
         if (!*done)
-            assert_int_equal((size_t)c, n);
+            assert_int_equal((size_t)c, n - k);
         pos += (size_t)c;
     }
     return pos;
+}
+
+static size_t
+feed_all(struct dataparse *p, const char *in, size_t len, size_t step, size_t split,
+         struct sink *s, int *done)
+{
+    return feed_pieces(p, in, len, step, split, s, done, false);
 }
 
 /* No line of content is a lone "." unless allowed. */
@@ -734,41 +756,6 @@ test_encode_paths_same(void **state)
     }
 }
 
-/* Feeds in[] as the session does when it reads message content into the message buffer
- * (session_on_content): each piece (step octets; 0: cut once at split) first through
- * dataparse_take_clean, its prefix passed to the sink as it stands, the rest through
- * dataparse_feed. Returns the total consumed. */
-static size_t
-feed_take_clean(struct dataparse *p, const char *in, size_t len, size_t step, size_t split,
-                struct sink *s, int *done)
-{
-    size_t pos = 0;
-    *done = 0;
-    while (pos < len && !*done) {
-        size_t n = step ? step : (pos < split ? split - pos : len - pos);
-        if (n > len - pos)
-            n = len - pos;
-        size_t k = 0;
-        if (dataparse_takes_clean(p)) {
-            k = dataparse_take_clean(p, in + pos, n);
-            assert_true(k <= n);
-            if (k > 0)
-                assert_int_equal(sink_cb(s, in + pos, k), 0);
-        } else {
-            assert_int_equal(dataparse_take_clean(p, in + pos, n), 0);
-        }
-        pos += k;
-        if (k == n)
-            continue;
-        ssize_t c = dataparse_feed(p, in + pos, n - k, sink_cb, s, done);
-        assert_true(c >= 0);
-        if (!*done)
-            assert_int_equal((size_t)c, n - k);
-        pos += (size_t)c;
-    }
-    return pos;
-}
-
 /* The reference parse of in[0..n): dataparse_feed, whole, with the portable scan (the
  * other tests show any split and scan give the same). */
 struct ref_parse {
@@ -790,7 +777,7 @@ ref_parse(struct ref_parse *r, enum data_bare_lf policy, const char *in, size_t 
     dataparse_force_scalar = was;
 }
 
-/* in[0..n) through feed_take_clean (cut into step-octet pieces, or once at split) gives
+/* in[0..n) through feed_pieces with take_clean (cut into step-octet pieces, or once at split) gives
  * the reference parse r: the same content, consumed, end, counters, flags and state. */
 static void
 take_clean_same(const struct ref_parse *r, enum data_bare_lf policy, const char *in, size_t n, size_t step,
@@ -802,7 +789,7 @@ take_clean_same(const struct ref_parse *r, enum data_bare_lf policy, const char 
 
     dataparse_init(&a, policy);
     sink_init(&ca);
-    size_t ua = feed_take_clean(&a, in, n, step, split, &ca, &da);
+    size_t ua = feed_pieces(&a, in, n, step, split, &ca, &da, true);
     assert_int_equal(ua, r->used);
     assert_int_equal(da, r->done);
     assert_int_equal(ca.len, r->c.len);
