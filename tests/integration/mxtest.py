@@ -970,6 +970,19 @@ def start_peer(argv, name, port, timeout=20):
     return p
 
 
+def neg_milter(name, actions, proto, *args):
+    """tests/peers/neg_milter.py on a held port, announcing `actions` and `proto` in its option
+    negotiation (the rest of its arguments: `args`), logging the commands it is sent to
+    TMP/NAME.log (empty at start; the peer's own output goes to spawn's milter-NAME log).
+    Returns (port, log)."""
+    port = hold_port().port
+    log = os.path.join(TMP, '%s.log' % name)
+    open(log, 'w').close()
+    start_peer([sys.executable, os.path.join(PEERS, 'neg_milter.py'), str(port), log, hex(actions), hex(proto)] +
+               list(args), 'milter-%s' % name, port)
+    return port, log
+
+
 def redis(port=None):
     """redis-server on a held port (or `port`: a restart where it ran before), no persistence."""
     need('redis-server')

@@ -35,12 +35,7 @@ NR_ALL = 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x80 | 0x40000 | 0x80000
 
 
 def neg_milter(name, actions, proto, *lists):
-    port = t.hold_port().port
-    log = os.path.join(t.TMP, 'neg-%s.log' % name)
-    open(log, 'w').close()
-    t.start_peer([sys.executable, os.path.join(t.PEERS, 'neg_milter.py'), str(port), log, hex(actions), hex(proto)] +
-                 list(lists), 'neg-milter-%s' % name, port)
-    return port, log
+    return t.neg_milter('neg-' + name, actions, proto, *lists)
 
 
 def conns(log):

@@ -26,12 +26,7 @@ NR_MAIL, NR_BODY = 0x4000, 0x80000
 
 
 def neg_milter(name, proto, *args):
-    port = t.hold_port().port
-    log = os.path.join(t.TMP, 'stray-%s.log' % name)
-    open(log, 'w').close()
-    t.start_peer([sys.executable, os.path.join(t.PEERS, 'neg_milter.py'), str(port), log, hex(ADDHDRS), hex(proto)] +
-                 list(args), 'stray-milter-%s' % name, port)
-    return port, log
+    return t.neg_milter('stray-' + name, ADDHDRS, proto, *args)
 
 
 def entry(port):

@@ -77,12 +77,7 @@ def delivered(tag):
 
 
 def neg_milter(name, proto, *args, actions=ADDHDRS):
-    port = t.hold_port().port
-    log = os.path.join(t.TMP, 'vs-%s.log' % name)
-    open(log, 'w').close()
-    t.start_peer([sys.executable, os.path.join(t.PEERS, 'neg_milter.py'), str(port), log, hex(actions), hex(proto)] +
-                 list(args), 'vs-milter-%s' % name, port)
-    return port, log
+    return t.neg_milter('vs-' + name, actions, proto, *args)
 
 
 def commands_sent(log):
