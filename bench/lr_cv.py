@@ -34,7 +34,8 @@ half on the test half):
           holds for the Bayes p on the same messages (the Bayes figure: its spam in BAYES_99);
   rules + LR     the stock rules' set-2 points + the BAYES_xx of the LR p (replacing the
                  Bayes p): spam caught / ham misfiled at 5;
-  rules + both   the same with p = sigmoid((logit(Bayes p) + K z) / 2) (mean of logits).
+  rules + both   the same with p = sigmoid((logit(Bayes p) + K z) / 2) (mean of logits;
+                 --combine sum: sigmoid(logit(Bayes p) + K z), the Bayes log-odds kept whole).
 The adoption rule is the doc's: a setting chosen on partition 0's CV must catch more spam
 than rules + Bayes (today) at no more ham misfiled on the CV of all four partitions of both
 splits, beyond the noise (3 spam of 500 time, 5 of 950 interleaved); test halves shown for
@@ -135,6 +136,10 @@ def at_rate(rows, key, nham_allowed):
     return bc.pct(sum(1 for s in spam if s > t), len(spam))
 
 
+COMBINE = {'mean': 0.5, 'sum': 1.0}
+combine_w = COMBINE['mean']
+
+
 def figures(rows, zkey, K):
     """The figures of rows, each with 'z' (the LR's raw score) and 'p' (Bayes)."""
     spam = [r for r in rows if r['y']]
@@ -149,7 +154,7 @@ def figures(rows, zkey, K):
            'b99_both': at_rate(rows, lambda r: logit(r['p']) + K * r[zkey], h99)}
     for name, pf in (('bayes', lambda r: r['p']),
                      ('lr', lambda r: sig(K * r[zkey])),
-                     ('both', lambda r: sig((logit(r['p']) + K * r[zkey]) / 2))):
+                     ('both', lambda r: sig((logit(r['p']) + K * r[zkey]) * combine_w))):
         t = [(r['y'], total(r, pf(r))) for r in rows]
         out[name] = (bc.pct(sum(1 for y, v in t if y and v >= 5), len(spam)),
                      sum(1 for y, v in t if not y and v >= 5),
@@ -200,7 +205,10 @@ def main():
     ap.add_argument('--setting', default='', help='default sqrt,r=8,p=5,tone=1')
     ap.add_argument('--scale', type=float, default=0.0, help='K (0: every one of %s)' % (SCALES,))
     ap.add_argument('--stream', type=int, default=0)
+    ap.add_argument('--combine', default='mean', choices=sorted(COMBINE))
     a = ap.parse_args()
+    global combine_w
+    combine_w = COMBINE[a.combine]
     scores, nice = bc.sa_set2_scores()
     cvs = [[json.loads(x) for x in open(f)] for f in a.cv.split(',')]
     tests = [json.loads(x) for x in open(a.test)] if a.test else []
