@@ -180,7 +180,7 @@ int main(int argc, char **argv)
 				if (v[i].fold == k)
 					learn(w, &v[i]);
 		}
-		return 0;
+		goto out;
 	}
 	for (int k = 0; k <= maxfold; k++) {
 		memset(w, 0, sizeof(*w) << HBITS);
@@ -192,5 +192,12 @@ int main(int argc, char **argv)
 			if (v[i].fold == k)
 				printf("%s %.9g\n", v[i].path, score(w, &v[i]));
 	}
+out:
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].path);
+		free(v[i].f);
+	}
+	free(v);
+	free(w);
 	return 0;
 }
