@@ -235,64 +235,90 @@ static char *headers_put_helo(char *o, const char *helo, size_t n)
 #define RECEIVED_FIXED (sizeof(R_FROM R_NAME R_IP R_BY R_WITH R_ID R_TLS R_CIPHER R_TLS_END R_FOR R_FOR_END \
     R_DATE R_END R_CC R_CC_ISS R_CC_NOT R_CC_NONE) - 1)
 
-void headers_build_received_at(struct strbuf *out, const struct hook_env *env, const char *hostname,
-    const char *with, time_t now)
-{
-	/* No stdio, and the room for the whole field made once: the bytes are those of
-	 * "Received: from %s (%s [%s])\r\n\tby %s (mxgate) with %s id %s" and so on. */
-	const char *helo = env->helo[0] ? env->helo : "unknown";
-	const char *name = env->client_name[0] ? env->client_name : "unknown";
-	const char *rcpt = env->nrcpts == 1 ? env->rcpts[0].addr : NULL;
-	size_t ld, lh = strlen(helo), ln = strlen(name), li = strlen(env->client_ip), lo = strlen(hostname);
-	size_t lw = strlen(with), lq = strlen(env->queue_id), lr = rcpt ? strlen(rcpt) : 0, lv = 0, lc = 0;
-	size_t lcs = 0, lci = 0;
-	bool cert = env->tls && env->tls_cert >= TLSCONN_CERT_UNVERIFIED;
-	const char *date = headers_date(now, &ld);
+/* The field's parts that stay the same for a session's messages, written at o: the head,
+ * "Received: from HELO (NAME [IP])\r\n\tby HOST (mxgate) with WITH id ", and the TLS part
+ * that follows the id (nothing without TLS). The lengths are the strings' (l*). */
+struct received_parts {
+	const char *helo, *name, *ip, *host, *with;
+	size_t lh, ln, li, lo, lw;
+	bool cert;             /* a client certificate to name */
+	size_t lv, lc, lcs, lci;
+};
 
+static void received_parts_get(struct received_parts *p, const struct hook_env *env, const char *hostname,
+    const char *with)
+{
+	p->helo = env->helo[0] ? env->helo : "unknown";
+	p->name = env->client_name[0] ? env->client_name : "unknown";
+	p->ip = env->client_ip;
+	p->host = hostname;
+	p->with = with;
+	p->lh = strlen(p->helo);
+	p->ln = strlen(p->name);
+	p->li = strlen(p->ip);
+	p->lo = strlen(hostname);
+	p->lw = strlen(with);
+	p->cert = env->tls && env->tls_cert >= TLSCONN_CERT_UNVERIFIED;
+	p->lv = p->lc = p->lcs = p->lci = 0;
 	if (env->tls) {
-		lv = strlen(env->tls_version);
-		lc = strlen(env->tls_cipher);
+		p->lv = strlen(env->tls_version);
+		p->lc = strlen(env->tls_cipher);
 	}
-	if (cert) {
-		lcs = strlen(env->tls_cert_subject);
-		lci = strlen(env->tls_cert_issuer);
+	if (p->cert) {
+		p->lcs = strlen(env->tls_cert_subject);
+		p->lci = strlen(env->tls_cert_issuer);
 	}
-	size_t need = out->len + lh + ln + li + lo + lw + lq + lr + lv + lc + lcs + lci + ld + RECEIVED_FIXED + 1;
-	if (need > out->cap)
-		growbuf_grow(&out->v, &out->cap, 256, need);
-	char *o = out->v + out->len;
+}
+
+/* Room the head and the TLS part take at most (their constant parts: RECEIVED_FIXED). */
+static size_t received_parts_len(const struct received_parts *p)
+{
+	return p->lh + p->ln + p->li + p->lo + p->lw + p->lv + p->lc + p->lcs + p->lci;
+}
+
+static char *received_put_head(char *o, const struct received_parts *p)
+{
 	o = HEADERS_PUT_LIT(o, R_FROM);
-	o = headers_put_helo(o, helo, lh);
+	o = headers_put_helo(o, p->helo, p->lh);
 	o = HEADERS_PUT_LIT(o, R_NAME);
-	o = headers_put(o, name, ln);
+	o = headers_put(o, p->name, p->ln);
 	o = HEADERS_PUT_LIT(o, R_IP);
-	o = headers_put(o, env->client_ip, li);
+	o = headers_put(o, p->ip, p->li);
 	o = HEADERS_PUT_LIT(o, R_BY);
-	o = headers_put(o, hostname, lo);
+	o = headers_put(o, p->host, p->lo);
 	o = HEADERS_PUT_LIT(o, R_WITH);
-	o = headers_put(o, with, lw);
-	o = HEADERS_PUT_LIT(o, R_ID);
-	o = headers_put(o, env->queue_id, lq);
-	if (env->tls) {
-		o = HEADERS_PUT_LIT(o, R_TLS);
-		o = headers_put(o, env->tls_version, lv);
-		o = HEADERS_PUT_LIT(o, R_CIPHER);
-		o = headers_put(o, env->tls_cipher, lc);
-		o = HEADERS_PUT_LIT(o, R_TLS_END);
-		if (cert) {
-			/* the names are printable ASCII without '"', '(' or ')' (tls.h) */
-			o = HEADERS_PUT_LIT(o, R_CC);
-			o = headers_put(o, env->tls_cert_subject, lcs);
-			o = HEADERS_PUT_LIT(o, R_CC_ISS);
-			o = headers_put(o, env->tls_cert_issuer, lci);
-			if (env->tls_cert == TLSCONN_CERT_VERIFIED)
-				o = HEADERS_PUT_LIT(o, R_CC_OK);
-			else
-				o = HEADERS_PUT_LIT(o, R_CC_NOT);
-		} else if (env->tls_cert == TLSCONN_CERT_NONE) {
-			o = HEADERS_PUT_LIT(o, R_CC_NONE);
-		}
+	o = headers_put(o, p->with, p->lw);
+	return HEADERS_PUT_LIT(o, R_ID);
+}
+
+static char *received_put_tls(char *o, const struct received_parts *p, const struct hook_env *env)
+{
+	if (!env->tls)
+		return o;
+	o = HEADERS_PUT_LIT(o, R_TLS);
+	o = headers_put(o, env->tls_version, p->lv);
+	o = HEADERS_PUT_LIT(o, R_CIPHER);
+	o = headers_put(o, env->tls_cipher, p->lc);
+	o = HEADERS_PUT_LIT(o, R_TLS_END);
+	if (p->cert) {
+		/* the names are printable ASCII without '"', '(' or ')' (tls.h) */
+		o = HEADERS_PUT_LIT(o, R_CC);
+		o = headers_put(o, env->tls_cert_subject, p->lcs);
+		o = HEADERS_PUT_LIT(o, R_CC_ISS);
+		o = headers_put(o, env->tls_cert_issuer, p->lci);
+		if (env->tls_cert == TLSCONN_CERT_VERIFIED)
+			o = HEADERS_PUT_LIT(o, R_CC_OK);
+		else
+			o = HEADERS_PUT_LIT(o, R_CC_NOT);
+	} else if (env->tls_cert == TLSCONN_CERT_NONE) {
+		o = HEADERS_PUT_LIT(o, R_CC_NONE);
 	}
+	return o;
+}
+
+/* The per-message tail: " for <RCPT>" when one recipient, "; DATE\r\n". */
+static char *received_put_tail(char *o, const char *rcpt, size_t lr, const char *date, size_t ld)
+{
 	if (rcpt) {
 		o = HEADERS_PUT_LIT(o, R_FOR);
 		o = headers_put(o, rcpt, lr);
@@ -302,6 +328,28 @@ void headers_build_received_at(struct strbuf *out, const struct hook_env *env, c
 	o = headers_put(o, date, ld);
 	o = HEADERS_PUT_LIT(o, R_END);
 	*o = '\0';
+	return o;
+}
+
+void headers_build_received_at(struct strbuf *out, const struct hook_env *env, const char *hostname,
+    const char *with, time_t now)
+{
+	/* No stdio, and the room for the whole field made once: the bytes are those of
+	 * "Received: from %s (%s [%s])\r\n\tby %s (mxgate) with %s id %s" and so on. */
+	struct received_parts p;
+	const char *rcpt = env->nrcpts == 1 ? env->rcpts[0].addr : NULL;
+	size_t ld, lq = strlen(env->queue_id), lr = rcpt ? strlen(rcpt) : 0;
+	const char *date = headers_date(now, &ld);
+
+	received_parts_get(&p, env, hostname, with);
+	size_t need = out->len + received_parts_len(&p) + lq + lr + ld + RECEIVED_FIXED + 1;
+	if (need > out->cap)
+		growbuf_grow(&out->v, &out->cap, 256, need);
+	char *o = out->v + out->len;
+	o = received_put_head(o, &p);
+	o = headers_put(o, env->queue_id, lq);
+	o = received_put_tls(o, &p, env);
+	o = received_put_tail(o, rcpt, lr, date, ld);
 	out->len = (size_t)(o - out->v);
 }
 
@@ -309,6 +357,136 @@ void headers_build_received(struct strbuf *out, const struct hook_env *env, cons
     const char *with)
 {
 	headers_build_received_at(out, env, hostname, with, time(NULL));
+}
+
+/* The session-constant parts and what they were built from. The inputs held in env's own
+ * arrays (helo, client_name, client_ip, tls_version, tls_cipher) are kept as copies and
+ * compared with memcmp over the copy's length and its NUL, which reads inside env's array;
+ * the certificate's names (heap strings of any length) with strcmp; hostname (the session's
+ * configuration's, fixed for the session) and with (a literal) by pointer. */
+enum { RC_HELO, RC_NAME, RC_IP, RC_TLSV, RC_TLSC, RC_CS, RC_CI, RC__N };
+struct received_cache {
+	const char *hostname, *with;
+	bool tls;
+	int tls_cert;
+	size_t koff[RC__N], klen[RC__N];   /* the inputs' copies in buf */
+	size_t head_off, head_len, tls_off, tls_len;
+	size_t cap;
+	char buf[];
+};
+
+/* The inputs of the session-constant parts, "" for those env's state does not show. */
+static void received_cache_keys(const struct hook_env *env, const char *k[RC__N])
+{
+	bool cert = env->tls && env->tls_cert >= TLSCONN_CERT_UNVERIFIED;
+
+	k[RC_HELO] = env->helo;
+	k[RC_NAME] = env->client_name;
+	k[RC_IP] = env->client_ip;
+	k[RC_TLSV] = env->tls ? env->tls_version : "";
+	k[RC_TLSC] = env->tls ? env->tls_cipher : "";
+	k[RC_CS] = cert ? env->tls_cert_subject : "";
+	k[RC_CI] = cert ? env->tls_cert_issuer : "";
+}
+
+static bool received_cache_fits(const struct received_cache *c, const struct hook_env *env, const char *hostname,
+    const char *with)
+{
+	if (c == NULL || c->hostname != hostname || c->with != with || c->tls != env->tls ||
+	    c->tls_cert != env->tls_cert)
+		return false;
+	/* the arrays of env: memcmp reads at most klen + 1 <= the array's size */
+	if (memcmp(env->helo, c->buf + c->koff[RC_HELO], c->klen[RC_HELO] + 1) != 0 ||
+	    memcmp(env->client_name, c->buf + c->koff[RC_NAME], c->klen[RC_NAME] + 1) != 0 ||
+	    memcmp(env->client_ip, c->buf + c->koff[RC_IP], c->klen[RC_IP] + 1) != 0)
+		return false;
+	if (env->tls) {
+		if (memcmp(env->tls_version, c->buf + c->koff[RC_TLSV], c->klen[RC_TLSV] + 1) != 0 ||
+		    memcmp(env->tls_cipher, c->buf + c->koff[RC_TLSC], c->klen[RC_TLSC] + 1) != 0)
+			return false;
+		if (env->tls_cert >= TLSCONN_CERT_UNVERIFIED &&
+		    (strcmp(env->tls_cert_subject, c->buf + c->koff[RC_CS]) != 0 ||
+		    strcmp(env->tls_cert_issuer, c->buf + c->koff[RC_CI]) != 0))
+			return false;
+	}
+	return true;
+}
+
+/* Builds the parts for env into *cp (grown or allocated when short). */
+static void received_cache_fill(struct received_cache **cp, const struct hook_env *env, const char *hostname,
+    const char *with)
+{
+	struct received_cache *c = *cp;
+	struct received_parts p;
+	const char *k[RC__N];
+	size_t kl[RC__N], need = 0;
+
+	received_cache_keys(env, k);
+	for (int i = 0; i < RC__N; i++) {
+		kl[i] = strlen(k[i]);
+		need += kl[i] + 1;
+	}
+	received_parts_get(&p, env, hostname, with);
+	need += received_parts_len(&p) + RECEIVED_FIXED;
+	if (c == NULL || c->cap < need) {
+		free(c);
+		c = malloc(sizeof(*c) + need);
+		if (c == NULL)
+			abort();
+		c->cap = need;
+		*cp = c;
+	}
+	c->hostname = hostname;
+	c->with = with;
+	c->tls = env->tls;
+	c->tls_cert = env->tls_cert;
+	char *o = c->buf;
+	for (int i = 0; i < RC__N; i++) {
+		c->koff[i] = (size_t)(o - c->buf);
+		c->klen[i] = kl[i];
+		memcpy(o, k[i], kl[i] + 1);
+		o += kl[i] + 1;
+	}
+	c->head_off = (size_t)(o - c->buf);
+	o = received_put_head(o, &p);
+	c->head_len = (size_t)(o - c->buf) - c->head_off;
+	c->tls_off = (size_t)(o - c->buf);
+	o = received_put_tls(o, &p, env);
+	c->tls_len = (size_t)(o - c->buf) - c->tls_off;
+}
+
+void headers_build_received_cached_at(struct strbuf *out, struct received_cache **cache,
+    const struct hook_env *env, const char *hostname, const char *with, time_t now)
+{
+	if (!received_cache_fits(*cache, env, hostname, with))
+		received_cache_fill(cache, env, hostname, with);
+
+	const struct received_cache *c = *cache;
+	const char *rcpt = env->nrcpts == 1 ? env->rcpts[0].addr : NULL;
+	size_t ld, lq = strlen(env->queue_id), lr = rcpt ? strlen(rcpt) : 0;
+	const char *date = headers_date(now, &ld);
+	size_t need = out->len + c->head_len + lq + c->tls_len + lr + ld + RECEIVED_FIXED + 1;
+
+	if (need > out->cap)
+		growbuf_grow(&out->v, &out->cap, 256, need);
+	char *o = out->v + out->len;
+	o = headers_put(o, c->buf + c->head_off, c->head_len);
+	o = headers_put(o, env->queue_id, lq);
+	o = headers_put(o, c->buf + c->tls_off, c->tls_len);
+	o = received_put_tail(o, rcpt, lr, date, ld);
+	out->len = (size_t)(o - out->v);
+}
+
+void headers_build_received_cached(struct strbuf *out, struct received_cache **cache,
+    const struct hook_env *env, const char *hostname, const char *with)
+{
+	headers_build_received_cached_at(out, cache, env, hostname, with, time(NULL));
+}
+
+void headers_received_cache_free(struct received_cache **cache)
+{
+	free(*cache);
+	*cache = NULL;
 }
 
 /* A field name per RFC 5322 2.2: printable US-ASCII but ':'; never empty. */

@@ -26,6 +26,20 @@ void headers_build_received(struct strbuf *out, const struct hook_env *env, cons
 void headers_build_received_at(struct strbuf *out, const struct hook_env *env, const char *hostname,
     const char *with, time_t now);
 
+/* The Received field's parts that stay the same for a session's messages (client, HELO,
+ * server name, protocol, TLS), kept with what they were built from; opaque. */
+struct received_cache;
+/* headers_build_received (the same octets), the session-constant parts taken from *cache
+ * while what they were built from is still env's: compared each time, so a change of any
+ * (HELO/EHLO again, STARTTLS, AUTH, XCLIENT, a reverse name found later) rebuilds them, RSET
+ * does not. *cache (NULL at first) is allocated here; free it with
+ * headers_received_cache_free. */
+void headers_build_received_cached(struct strbuf *out, struct received_cache **cache,
+    const struct hook_env *env, const char *hostname, const char *with);
+void headers_build_received_cached_at(struct strbuf *out, struct received_cache **cache,
+    const struct hook_env *env, const char *hostname, const char *with, time_t now);
+void headers_received_cache_free(struct received_cache **cache);
+
 /* Rewrites the header block hdr[0..len) (including its blank line, if any) with the edits
  * into out. Without edits, out gets hdr unchanged. Returns 0. */
 int headers_apply_edits(const char *hdr, size_t len, const struct hdr_edit *e, size_t n, struct strbuf *out);

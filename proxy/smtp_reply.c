@@ -5,6 +5,7 @@
 #include "growbuf.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,11 +72,31 @@ static inline bool smtp_reply_digit(char c)
  * sequence replaced and the next one read afresh), with one step further: a C1 control
  * written in UTF-8 (U+0080-U+009F, U+009B being a terminal's CSI) is no text either. The
  * reply stays an answer, not a fault. */
+/* Whether the eight octets at p are all printable US-ASCII (0x20-0x7e): no octet below 0x20
+ * ((w - 0x20..) & ~w & 0x80.., exact for "any"), none with the high bit (w & 0x80..), and,
+ * those ruled out, none equal to 0x7f ((w + 0x01..) carries into the high bit only there). */
+static inline bool smtp_reply_text8(const unsigned char *p)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	uint64_t w;
+
+	memcpy(&w, p, 8);
+	return ((((w - 0x20 * ones) & ~w) | (w + ones) | w) & highs) == 0;
+}
+
 static void smtp_reply_printable(char *l, size_t ll)
 {
 	unsigned char *p = (unsigned char *)l;
 
 	for (size_t i = 0; i < ll;) {
+		/* the common line, all printable ASCII, eight octets at a time; its last
+		 * (fewer than eight) as the line's last eight */
+		while (ll - i >= 8 && smtp_reply_text8(p + i))
+			i += 8;
+		if (ll - i < 8 && ll >= 8 && smtp_reply_text8(p + ll - 8))
+			break;
+		if (i >= ll)
+			break;
 		if (p[i] >= 0x20 && p[i] < 0x7f) {
 			i++;
 			continue;

@@ -1389,7 +1389,7 @@ static bool smtp_tx_prepare(struct smtp_tx *tx)
 	if (data == NULL)
 		return false;
 	smtp_tx_prefix_clear(tx);
-	headers_build_received(&tx->prefix, env, tx->env->cfg->hostname, with);
+	headers_build_received_cached(&tx->prefix, &tx->received, env, tx->env->cfg->hostname, with);
 	if (env->nhdr_edits == 0 && env->new_body == NULL) {
 		/* The header block as it came: it goes with the body from the message buffer
 		 * (the same octets as a copy behind the Received field; no copy, and in wire form
@@ -1607,6 +1607,7 @@ void smtp_tx_free(struct smtp_tx *tx)
 	msgbuf_free(tx->msg_spare);
 	tx->msg_spare = NULL;
 	strbuf_free(&tx->prefix);
+	headers_received_cache_free(&tx->received);
 	strbuf_free(&tx->mail_buf);
 	strbuf_free(&tx->ahead_buf);
 	tx->mail_line = NULL;

@@ -96,6 +96,8 @@ struct smtp_tx {
 	size_t hdr_len;                   /* the header block's length once hdr_match is 4 */
 	struct strbuf prefix;             /* Received + the header block when edited (or ended
 	                                   * for a new body) */
+	struct received_cache *received;  /* the Received field's session-constant parts
+	                                   * (headers.h), NULL before the first message */
 	size_t body_off;                  /* where in the message what follows prefix starts: 0
 	                                   * (the header block as it came), or the header
 	                                   * block's length */

@@ -822,6 +822,73 @@ static void test_received_bytes(void **state)
 	tzset();
 }
 
+/* headers_build_received_cached: the same octets as headers_build_received_at after every
+ * change of what the session-constant parts are built from, each made in place in env as the
+ * session does it (HELO again, XCLIENT, STARTTLS, AUTH, a reverse name found late), and
+ * twice each (the second from the cache); one cache throughout. */
+static void test_received_cached(void **state)
+{
+	struct rcpt one[1] = { { (char *)"user@example.org", (char *)"", 0 } };
+	struct rcpt two[2] = { { (char *)"a@example.org", (char *)"", 0 }, { (char *)"b@example.org", (char *)"", 0 } };
+	struct received_cache *cache = NULL;
+	struct hook_env env;
+	const char *host = "mx.example.com", *with = "ESMTP";
+	char other_host[] = "mx.example.com", subject[64] = "client.example.net", issuer[64] = "Example CA";
+
+	(void)state;
+	env_fill(&env);
+	env.rcpts = one;
+	env.nrcpts = 1;
+	for (int step = 0; step < 20; step++) {
+		switch (step) {
+		case 1: env.helo[17] = 'x'; break;                                   /* same length */
+		case 2: snprintf(env.helo, sizeof(env.helo), "client.example.net.longer"); break;
+		case 3: env.helo[3] = '\0'; break;                                  /* shorter, old tail left */
+		case 4: env.helo[0] = '\0'; break;                                  /* none: "unknown" */
+		case 5: snprintf(env.client_name, sizeof(env.client_name), "late.example.net"); break;
+		case 6: snprintf(env.client_ip, sizeof(env.client_ip), "198.18.0.9"); break;
+		case 7: with = "ESMTPA"; break;
+		case 8: host = other_host; break;                                    /* same text elsewhere */
+		case 9:
+			env.tls = true;
+			snprintf(env.tls_version, sizeof(env.tls_version), "TLSv1.3");
+			snprintf(env.tls_cipher, sizeof(env.tls_cipher), "TLS_AES_256_GCM_SHA384");
+			with = "ESMTPS";
+			break;
+		case 10: env.tls_cipher[4] = 'C'; break;
+		case 11:
+			env.tls_cert = TLSCONN_CERT_VERIFIED;
+			env.tls_cert_subject = subject;
+			env.tls_cert_issuer = issuer;
+			break;
+		case 12: issuer[0] = 'e'; break;                                     /* in place */
+		case 13: snprintf(subject, sizeof(subject), "c"); break;
+		case 14: env.tls_cert = TLSCONN_CERT_UNVERIFIED; break;
+		case 15: env.tls_cert = TLSCONN_CERT_NONE; break;
+		case 16: env.tls = false; with = "ESMTP"; break;
+		case 17: memset(env.helo, 'h', sizeof(env.helo) - 1); env.helo[sizeof(env.helo) - 1] = '\0'; break;
+		case 18: env.rcpts = two; env.nrcpts = 2; snprintf(env.queue_id, sizeof(env.queue_id), "Q2"); break;
+		case 19: env.client_name[0] = '\0'; env.rcpts = one; env.nrcpts = 1; break;
+		default: break;
+		}
+		for (int again = 0; again < 2; again++) {
+			struct strbuf want = { 0 }, got = { 0 };
+
+			strbuf_append(&got, "X: y\r\n", 6);	/* appended after what out holds */
+			strbuf_append(&want, "X: y\r\n", 6);
+			headers_build_received_at(&want, &env, host, with, 1796000000);
+			headers_build_received_cached_at(&got, &cache, &env, host, with, 1796000000);
+			if (got.len != want.len || memcmp(got.v, want.v, got.len) != 0)
+				fail_msg("step %d (%d): %s\nwant %s", step, again, got.v, want.v);
+			strbuf_free(&want);
+			strbuf_free(&got);
+		}
+	}
+	headers_received_cache_free(&cache);
+	assert_null(cache);
+	headers_received_cache_free(&cache);
+}
+
 /* The HELO name in the Received field, every octet between two letters: space, <>()\";@
  * and the controls (DEL too) become '?', as the strchr form wrote them; every other
  * octet (0x80 and up too) stays. */
@@ -908,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_append_field_folding),
 		cmocka_unit_test(test_received),
 		cmocka_unit_test(test_received_bytes),
+		cmocka_unit_test(test_received_cached),
 		cmocka_unit_test(test_received_helo_every_octet),
 		cmocka_unit_test(test_strbuf),
 		cmocka_unit_test(test_end_block),

@@ -283,6 +283,49 @@ static void test_reuse(void **state)
 	smtp_reply_free(&rd);	/* twice: a no-op */
 }
 
+/* The censoring of a reply's text eight octets at a time (smtp_reply_text8) against the
+ * octet-at-a-time rule: every octet at every place of lines of 1 to 40 octets of text ('?'
+ * for one that is no printable ASCII, as a lone octet of 0x80 and up is no UTF-8), and a
+ * UTF-8 letter (kept) and a C1 control in UTF-8 (both octets '?') at every place. */
+static void test_printable_places(void **state)
+{
+	struct smtp_reply_reader rd;
+	struct smtp_reply rep;
+	char line[64], want[64];
+	size_t used;
+
+	(void)state;
+	smtp_reply_init(&rd, 0);
+	for (size_t n = 1; n <= 40; n++) {
+		for (size_t at = 0; at < n; at++) {
+			for (int c = 0; c < 258; c++) {
+				size_t k = c < 256 ? 1 : 2;
+				if (c == '\n' || at + k > n)
+					continue;
+				memcpy(line, "250 ", 4);
+				memset(line + 4, 'a', n);
+				memcpy(want, line, 4 + n);
+				if (c == 256) {		/* U+00E9 */
+					memcpy(line + 4 + at, "\xc3\xa9", 2);
+					memcpy(want + 4 + at, "\xc3\xa9", 2);
+				} else if (c == 257) {	/* U+0085 */
+					memcpy(line + 4 + at, "\xc2\x85", 2);
+					memcpy(want + 4 + at, "??", 2);
+				} else {
+					line[4 + at] = (char)c;
+					want[4 + at] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+				}
+				memcpy(line + 4 + n, "\r\n", 2);
+				want[4 + n] = '\0';
+				assert_int_equal(smtp_reply_feed(&rd, line, 4 + n + 2, &used, &rep), 1);
+				if (strcmp(rep.text, want) != 0)
+					fail_msg("length %zu, octet 0x%x at %zu: \"%s\"", n, c, at, rep.text);
+			}
+		}
+	}
+	smtp_reply_free(&rd);
+}
+
 static void test_caps(void **state)
 {
 	struct smtp_caps c;
@@ -346,6 +389,7 @@ int main(void)
 		cmocka_unit_test(test_rows),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_reuse),
+		cmocka_unit_test(test_printable_places),
 		cmocka_unit_test(test_caps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
