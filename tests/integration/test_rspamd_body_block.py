@@ -11,9 +11,11 @@ tests/peers/fake_rspamd.py (test_rspamd_real.py: the same against rspamd 3.4):
     before its REPLBODY;
   - a Message-Offset that is no number or past the reply: the entry's on_error (tempfail);
   - a body past limits.max_message_size: 552 5.3.4, as a milter's (Postfix's cleanup);
-  - without use_action: nothing asked, nothing replaced."""
+  - without use_action: nothing asked, nothing replaced;
+  - options.spam_header that is no field name: a FILE:LINE:COL config error."""
 import json
 import os
+import re
 import sys
 
 sys.dont_write_bytecode = True
@@ -82,6 +84,12 @@ n0 = len(flags())
 code, text = send(mp, 'bb6', 'BODYME')
 mt.check(code == 250 and body('bb6') == b'BODYME\r\n', 'without use_action: the body as sent: %s %r' % (code, body('bb6')))
 mt.check(flags()[n0:] == [None], 'without use_action: no Flags asked: %s' % flags()[n0:])
+
+# options.spam_header (the renamed spam_header, test_rspamd_real.py): a field name or the
+# config is refused where the entry is
+rc, out = mt.config_check(mt.config([be.url], plugins=[dict(plugin, options={'spam_header': 'X Spam'})]))
+mt.check(rc == 1 and re.search(r':\d+:\d+: plugins\[0\]: .*options\.spam_header: not a header field name', out),
+         'options.spam_header with a blank: FILE:LINE:COL error: %s' % out.strip()[-200:])
 m.stop()
 mp.stop()
 mt.finish()
