@@ -15,6 +15,9 @@
 #include <strings.h>
 
 #define RSPAMD_REPLY_MAX (1024u * 1024u)
+/* The most a Content-Length or Message-Offset is read as: past any reply the scanner reads
+ * (its max_reply: the JSON's RSPAMD_REPLY_MAX plus a body of limits.max_message_size). */
+#define RSPAMD_HTTP_BODY_MAX (1L << 40)
 #define RSPAMD_JSON_DEPTH 32
 
 /* ------------------------------------------------------------------- JSON */
@@ -354,7 +357,10 @@ static int json_milter_add_field(struct json_reader *j, const char *key, void *c
 	if ((strcmp(key, "order") == 0 || strcmp(key, "index") == 0) && json_at_number(j)) {
 		if (json_number(j, &d) < 0)
 			return -1;
-		a->op.index = d >= 0 && d < 10000 ? (long)d : -1;
+		/* rspamd's milter: N >= 0 INSHEADER N, -1 appended, another N < 0 counted from
+		 * the end (rspamd_add_field); past the bounds as far as it goes either way */
+		a->op.insert = true;
+		a->op.index = d >= 10000 ? 10000 : d <= -10000 ? -10000 : (long)d;
 		return 0;
 	}
 	return json_skip(j);
@@ -483,7 +489,7 @@ static int json_top_member(struct json_reader *j, const char *key, void *ctx)
 	struct json_top *t = ctx;
 
 	if (t->hcb) {
-		struct json_op o = { t, RSPAMD_MILTER_DKIM, { .name = "DKIM-Signature", .index = 1 } };
+		struct json_op o = { t, RSPAMD_MILTER_DKIM, { .name = "DKIM-Signature", .insert = true, .index = 1 } };
 
 		if (strcmp(key, "milter") == 0 && json_at(j, '{'))
 			return json_object(j, json_milter_member, t);
@@ -555,11 +561,30 @@ int rspamd_json_milter(const char *json, size_t len, enum rspamd_milter_part par
 
 /* ------------------------------------------------------------------- HTTP */
 
+/* The decimal number of a header line's value (q after the colon, eol at the line's LF):
+ * blanks around it, digits on this line only (strtol would skip the line end into the next
+ * header or the body, and read past an unterminated buffer), at most max. 0 or -1. */
+static int http_header_number(const char *q, const char *eol, long max, long *out)
+{
+	while (q < eol && (*q == ' ' || *q == '\t'))
+		q++;
+	if (q == eol || *q < '0' || *q > '9')
+		return -1;
+	for (*out = 0; q < eol && *q >= '0' && *q <= '9'; q++) {
+		*out = *out * 10 + (*q - '0');
+		if (*out > max)
+			return -1;
+	}
+	while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r'))
+		q++;
+	return q == eol ? 0 : -1;
+}
+
 int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const char **body,
-    size_t *blen)
+    size_t *blen, long *offset)
 {
 	const char *hend = NULL, *p;
-	long clen = -1;
+	long clen = -1, off = -1;
 
 	for (size_t i = 0; i + 3 < len; i++)
 		if (memcmp(resp + i, "\r\n\r\n", 4) == 0) {
@@ -579,22 +604,10 @@ int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const
 		if (eol == NULL)
 			break;
 		if (eol - p > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
-			/* digits on this line only (strtol would skip the line end into the next
-			 * header or the body, and read past an unterminated buffer) */
-			const char *q = p + 15;
-
-			while (q < eol && (*q == ' ' || *q == '\t'))
-				q++;
-			if (q == eol || *q < '0' || *q > '9')
+			if (http_header_number(p + 15, eol, RSPAMD_HTTP_BODY_MAX, &clen) < 0)
 				return -1;
-			for (clen = 0; q < eol && *q >= '0' && *q <= '9'; q++) {
-				clen = clen * 10 + (*q - '0');
-				if (clen > (long)RSPAMD_REPLY_MAX)
-					return -1;
-			}
-			while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r'))
-				q++;
-			if (q != eol)
+		} else if (eol - p > 15 && strncasecmp(p, "Message-Offset:", 15) == 0) {
+			if (http_header_number(p + 15, eol, RSPAMD_HTTP_BODY_MAX, &off) < 0)
 				return -1;
 		} else if (eol - p > 18 && strncasecmp(p, "Transfer-Encoding:", 18) == 0)
 			return -1;   /* chunked: we send Connection: close and HTTP/1.0-style reads */
@@ -605,11 +618,17 @@ int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const
 		if ((size_t)(resp + len - hend) < (size_t)clen)
 			return eof ? -1 : 1;
 		*blen = (size_t)clen;
-		return 0;
-	}
-	if (!eof)
+	} else if (!eof) {
 		return 1;
-	*blen = (size_t)(resp + len - hend);
+	} else {
+		*blen = (size_t)(resp + len - hend);
+	}
+	/* rspamd's body block (protocol.c: the JSON, then the rewritten body from the offset
+	 * on); one past the body is a reply with none to read */
+	if (off > (long)*blen)
+		return -1;
+	if (offset)
+		*offset = off;
 	return 0;
 }
 
@@ -622,6 +641,7 @@ struct rspamd_inst {
 	uint64_t max_size;
 	bool use_action;
 	char password[128];
+	char spam_header[128];   /* rspamd's proxy worker's spam_header: "add header" sets it */
 };
 
 /* `options:` of an rspamd entry (the entry's own `max_size:` fills the same). */
@@ -629,15 +649,18 @@ struct rspamd_options {
 	uint64_t max_size;
 	bool use_action;
 	char *password;
+	char *spam_header;
 };
 
 static const struct cfg_field rspamd_option_fields[] = {
 	{ "max_size", CFG_SIZE, offsetof(struct rspamd_options, max_size), "20M", 1, 1073741824.0,
 	  .doc = "larger messages are not scanned" },
 	{ "use_action", CFG_BOOL, offsetof(struct rspamd_options, use_action), "false",
-	  .doc = "apply rspamd's reply as its milter gateway does: the action (reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject, add header -> X-Spam: Yes), the milter block (add_headers/remove_headers, change_from/add_rcpt/del_rcpt, reject discard/quarantine, no_action, spam_header) and the DKIM-Signature (else only its score counts)" },
+	  .doc = "apply rspamd's reply as its milter gateway does: the action (reject -> 550 5.7.1, soft reject -> 451 4.7.1, rewrite subject -> its new Subject, add header -> X-Spam: Yes, discard, quarantine), the milter block (add_headers/remove_headers, change_from/add_rcpt/del_rcpt, reject discard/quarantine, no_action, spam_header), the DKIM-Signature and a body a Lua rule rewrote (asked for with Flags: milter,body_block) (else only its score counts)" },
 	{ "password", CFG_STRING, offsetof(struct rspamd_options, password),
 	  .doc = "rspamd controller password (the `Password:` header), for an address that is rspamd's controller only: rspamd takes a request with one for rspamc's, and its greylist, ratelimit and reputation modules skip the message" },
+	{ "spam_header", CFG_STRING, offsetof(struct rspamd_options, spam_header), "X-Spam",
+	  .doc = "with use_action: the field `add header` sets to Yes (and the reply's milter.spam_header string to its value), every earlier one removed first; rspamd's proxy worker's `spam_header` option, to be set alike when it names another field" },
 	{ .key = NULL }
 };
 
@@ -655,6 +678,8 @@ struct rspamd_scan {
 	size_t len;
 	char *reply;                 /* the scanner's, while the verdict is made */
 	size_t rlen;
+	long cur_hdr;                /* rspamd milter's count for a negative order (rspamd_add_field);
+	                              * -1 until the reply's first add */
 	const char *send_error;      /* why the request was not sent */
 };
 
@@ -710,13 +735,13 @@ static void rspamd_rewrite_subject(struct rspamd_scan *sc, const struct rspamd_r
 	h->change_header(sc->call, "Subject", 1, r->subject);
 }
 
-/* How many fields called name the message's header block holds (as received, as rspamd
- * counted them; "X-Last : b" is one named X-Last, as the header edits that resolve the index
- * count it). */
+/* How many fields called name (NULL: fields of any name, rspamd milter's cur_hdr) the
+ * message's header block holds (as received, as rspamd counted them; "X-Last : b" is one
+ * named X-Last, as the header edits that resolve the index count it). */
 static long rspamd_count_fields(struct rspamd_scan *sc, const char *name)
 {
 	const struct mxgate_host *h = sc->ri->host;
-	size_t len = 0, hlen = h->header_len(sc->call), nlen = strlen(name);
+	size_t len = 0, hlen = h->header_len(sc->call), nlen = name ? strlen(name) : 0;
 	const char *m = h->message(sc->call, &len);
 	long n = 0;
 
@@ -724,8 +749,9 @@ static long rspamd_count_fields(struct rspamd_scan *sc, const char *name)
 		return 0;
 	for (size_t i = 0; i + nlen < hlen; ) {
 		const char *nl = memchr(m + i, '\n', hlen - i);
+		size_t fl = headers_field_name_len(m + i, hlen - i);
 
-		if (nlen > 0 && headers_field_name_len(m + i, hlen - i) == nlen && strncasecmp(m + i, name, nlen) == 0)
+		if (name == NULL ? fl > 0 : nlen > 0 && fl == nlen && strncasecmp(m + i, name, nlen) == 0)
 			n++;
 		if (nl == NULL)
 			break;
@@ -762,19 +788,36 @@ static bool rspamd_addr(const char *v, char *out, size_t outlen)
 	return true;
 }
 
+/* An add of the reply, as rspamd 3.4's milter sends it (seen against it: a milter client
+ * reading its replies, tests/integration/test_rspamd_real.py's FORCE-ORDER): no order or
+ * order -1 -> ADDHEADER (appended); N >= 0 -> INSHEADER N; N < -1 -> INSHEADER cur + N + 1,
+ * or 0 when -N passes cur, where cur starts at the count of fields it was shown plus one
+ * and grows by one with each add before (sc->cur_hdr, counted up by the caller). */
+static void rspamd_add_field(struct rspamd_scan *sc, const struct rspamd_header_op *op)
+{
+	const struct mxgate_host *h = sc->ri->host;
+	long cur = sc->cur_hdr - 1, n = op->index;   /* as it was before this add */
+
+	if (!op->insert || n == -1)
+		return h->add_header(sc->call, op->name, op->value);
+	if (n < 0)
+		n = -n <= cur ? cur + n + 1 : 0;
+	h->insert_header_delivered(sc->call, (int)n, op->name, op->value);
+}
+
 /* One operation of the reply, as rspamd's milter gateway turns it into milter actions
  * (rspamd_milter.c): remove N -> CHGHEADER name N with no value, 0 -> every field of that
- * name, -N -> counted from the last; add with an order -> INSHEADER at it (the delivered
- * header block, mxgate's own Received counted as Postfix counts its own), else ADDHEADER;
+ * name, -N -> counted from the last; an add as rspamd_add_field says (INSHEADER: the
+ * delivered header block, mxgate's own Received counted as Postfix counts its own);
  * change_from -> CHGFROM, add_rcpt -> ADDRCPT, del_rcpt -> DELRCPT (the host checks each
  * address and logs event=plugin_bad_output for a bad one); spam_header -> every field of
- * that name removed, then the value set (its string form names no field: rspamd's
- * spam_header, X-Spam unless its proxy worker says otherwise). */
+ * that name removed, then the value set (its string form names no field: rspamd's proxy
+ * worker's spam_header, options.spam_header here). */
 static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
 {
 	struct rspamd_scan *sc = arg;
 	const struct mxgate_host *h = sc->ri->host;
-	const char *name = op->kind == RSPAMD_OP_SPAM_HEADER && op->name == NULL ? "X-Spam" : op->name;
+	const char *name = op->kind == RSPAMD_OP_SPAM_HEADER && op->name == NULL ? sc->ri->spam_header : op->name;
 	char nv[300], addr[512];
 
 	if (op->kind == RSPAMD_OP_CHANGE_FROM || op->kind == RSPAMD_OP_ADD_RCPT || op->kind == RSPAMD_OP_DEL_RCPT) {
@@ -790,6 +833,8 @@ static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
 			h->del_rcpt(sc->call, addr);
 		return;
 	}
+	if (!op->remove && op->kind == RSPAMD_OP_HEADER)
+		sc->cur_hdr = (sc->cur_hdr < 0 ? rspamd_count_fields(sc, NULL) + 1 : sc->cur_hdr) + 1;
 	if (!rspamd_field_name_ok(name) || op->cut) {
 		h->log(sc->call, 2, "event=rspamd_error error=\"%s\" header=%s",
 		    op->cut ? "header value too long" : "bad header name", log_val(nv, sizeof(nv), name));
@@ -813,10 +858,7 @@ static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
 			h->change_header(sc->call, name, (int)n, NULL);
 		return;
 	}
-	if (op->index >= 0)
-		h->insert_header_delivered(sc->call, (int)op->index, name, op->value);
-	else
-		h->add_header(sc->call, name, op->value);
+	rspamd_add_field(sc, op);
 }
 
 /* The reply's operations in rspamd's milter's order: the "milter" block's removes, adds
@@ -836,6 +878,15 @@ static bool rspamd_apply_milter(struct rspamd_scan *sc, const struct rspamd_resu
 	return spam_header;
 }
 
+/* Whether the message with a body of len octets passes limits.max_message_size. */
+static bool rspamd_body_too_big(struct rspamd_scan *sc, size_t len)
+{
+	const struct mxgate_host *h = sc->ri->host;
+	const char *v = h->get(sc->call, MXGATE_MAX_SIZE);
+
+	return v && h->header_len(sc->call) + len > strtoull(v, NULL, 10);
+}
+
 /* Tries to finish with what was read; eof says the peer closed. */
 static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 {
@@ -843,7 +894,10 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	struct rspamd_result r;
 	const char *body;
 	size_t blen;
-	int status = 0, rc = rspamd_http_parse(sc->reply ? sc->reply : "", sc->rlen, eof, &status, &body, &blen);
+	long off = -1;
+	int status = 0, rc = rspamd_http_parse(sc->reply ? sc->reply : "", sc->rlen, eof, &status, &body, &blen, &off);
+	const char *newbody = NULL;
+	size_t nblen = 0;
 	char desc[64], text[300];
 
 	if (rc == 1)
@@ -852,6 +906,14 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 		h->log(sc->call, 2, "event=rspamd_error error=\"bad HTTP reply\" status=%d", status);
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
 	}
+	/* the body block (we ask for it with use_action): the JSON ends at Message-Offset,
+	 * the rewritten body follows; at the end, none (rspamd's proxy reads it so) */
+	if (off >= 0 && (size_t)off < blen) {
+		newbody = body + off;
+		nblen = blen - (size_t)off;
+	}
+	if (off >= 0)
+		blen = (size_t)off;
 	if (rspamd_json_parse(body, blen, &r, NULL, NULL) < 0) {
 		h->log(sc->call, 2, "event=rspamd_error error=\"bad JSON\"");
 		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-reply");
@@ -863,10 +925,11 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 
 	h->log(sc->call, 1, "event=rspamd_result score=%.2f required=%.2f action=%s", r.score,
 	    r.required, log_val(av, sizeof(av), r.action));
-	/* rspamd's own classes: these three are its "spam" actions (greylist and soft reject
-	 * are about rates, not content). */
+	/* rspamd's own classes: these are its "spam" actions (greylist and soft reject are
+	 * about rates, not content). */
 	if (strcmp(r.action, "reject") == 0 || strcmp(r.action, "add header") == 0 ||
-	    strcmp(r.action, "rewrite subject") == 0)
+	    strcmp(r.action, "rewrite subject") == 0 || strcmp(r.action, "discard") == 0 ||
+	    strcmp(r.action, "quarantine") == 0)
 		h->set_flags(sc->call, MXGATE_FLAG_SPAM);
 	if (!sc->ri->use_action)
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
@@ -874,17 +937,29 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 	 * moot when the message is refused), then the action */
 	if (rspamd_apply_milter(sc, &r, body, blen))
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
+	/* the rewritten body, as rspamd's milter sends REPLBODY: after the header edits, before
+	 * the action (with spam_header above it is dropped, as there) */
+	if (newbody && rspamd_body_too_big(sc, nblen)) {
+		/* as a milter's body past it (Postfix's cleanup: message file too big) */
+		h->log(sc->call, 2, "event=rspamd_body_too_big size=%zu max=%s", nblen, h->get(sc->call, MXGATE_MAX_SIZE));
+		return rspamd_scan_end(sc, MXGATE_REJECT, 552, "5.3.4 Error: message file too big", "rspamd-body-too-big");
+	}
+	if (newbody && h->replace_body(sc->call, newbody, nblen) < 0) {
+		h->log(sc->call, 2, "event=rspamd_error error=\"body not replaced\"");
+		return rspamd_scan_end(sc, MXGATE_ERROR, 0, NULL, "rspamd-body");
+	}
 	if (r.milter_no_action) {    /* the action is only named */
 		h->add_header(sc->call, "X-Rspamd-Action", r.action);
 		return rspamd_scan_end(sc, MXGATE_CONTINUE, 0, NULL, NULL);
 	}
+	/* rspamd's own discard and quarantine actions, and a reject the block turns into one */
+	if (strcmp(r.action, "discard") == 0 || (strcmp(r.action, "reject") == 0 && r.milter_discard))
+		return rspamd_scan_end(sc, MXGATE_DISCARD, 0, NULL, "rspamd");
+	if (strcmp(r.action, "quarantine") == 0 || (strcmp(r.action, "reject") == 0 && r.milter_quarantine)) {
+		h->set_quarantine_reason(sc->call, "Spam message quarantined");
+		return rspamd_scan_end(sc, MXGATE_QUARANTINE, 0, NULL, "rspamd");
+	}
 	if (strcmp(r.action, "reject") == 0) {
-		if (r.milter_discard)
-			return rspamd_scan_end(sc, MXGATE_DISCARD, 0, NULL, "rspamd");
-		if (r.milter_quarantine) {
-			h->set_quarantine_reason(sc->call, "Spam message quarantined");
-			return rspamd_scan_end(sc, MXGATE_QUARANTINE, 0, NULL, "rspamd");
-		}
 		snprintf(text, sizeof(text), "5.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Spam message rejected");
 		return rspamd_scan_end(sc, MXGATE_REJECT, 550, text, "rspamd");
 	}
@@ -892,11 +967,11 @@ static void rspamd_try_verdict(struct rspamd_scan *sc, bool eof)
 		snprintf(text, sizeof(text), "4.7.1 %s", r.smtp_message[0] ? r.smtp_message : "Try again later");
 		return rspamd_scan_end(sc, MXGATE_TEMPFAIL, 451, text, "rspamd");
 	}
-	/* "add header", as rspamd's milter marks it: its spam_header (X-Spam) set to Yes, once
-	 * (a field of that name from outside removed first) */
+	/* "add header", as rspamd's milter marks it: its spam_header (options.spam_header,
+	 * X-Spam) set to Yes, once (a field of that name from outside removed first) */
 	if (strcmp(r.action, "add header") == 0) {
-		h->delete_header(sc->call, "X-Spam");
-		h->add_header(sc->call, "X-Spam", "Yes");
+		h->delete_header(sc->call, sc->ri->spam_header);
+		h->add_header(sc->call, sc->ri->spam_header, "Yes");
 	}
 	if (strcmp(r.action, "rewrite subject") == 0)
 		rspamd_rewrite_subject(sc, &r);
@@ -951,6 +1026,11 @@ static int rspamd_send(struct scanner *scan, void *arg)
 	rspamd_hdr(&r, "MTA-Name", h->get(c, MXGATE_HOSTNAME));
 	for (size_t i = 0; i < h->rcpt_count(c); i++)
 		rspamd_hdr(&r, "Rcpt", h->rcpt_at(c, i));
+	/* With use_action what rspamd's milter gateway asks for (rspamd_milter_to_http): a body
+	 * a Lua rule rewrote (task:set_message) comes after the JSON (body_block), the body only
+	 * and folds of LF as a milter takes them (milter) */
+	if (sc->ri->use_action)
+		rspamd_hdr(&r, "Flags", "milter,body_block");
 	rspamd_put(&r, "\r\n");
 	sc->send_error = "rspamd-write";
 	if (scanner_write(scan, r.v, r.len, r.v) < 0 || scanner_write(scan, sc->msg, sc->len, NULL) < 0)
@@ -966,7 +1046,7 @@ static int rspamd_complete(const char *reply, size_t len, bool eof, void *arg)
 	size_t blen;
 	int status;
 
-	return rspamd_http_parse(reply, len, eof, &status, &body, &blen) == 1 ? 1 : 0;
+	return rspamd_http_parse(reply, len, eof, &status, &body, &blen, NULL) == 1 ? 1 : 0;
 }
 
 static void rspamd_done(void *arg, enum scanner_status st, char *reply, size_t len, int err)
@@ -1027,6 +1107,11 @@ static int rspamd_init(const struct mxgate_host *host, const struct mxgate_plugi
 		}
 		snprintf(ri->password, sizeof(ri->password), "%s", o->password);
 	}
+	snprintf(ri->spam_header, sizeof(ri->spam_header), "%s", o->spam_header ? o->spam_header : "X-Spam");
+	if (!rspamd_field_name_ok(ri->spam_header)) {
+		snprintf(err, errlen, "options.spam_header: not a header field name (1-127 printable octets, no ':')");
+		goto fail;
+	}
 	*instance = ri;
 	return 0;
 fail:
@@ -1037,6 +1122,20 @@ fail:
 static void rspamd_fini(void *instance)
 {
 	free(instance);
+}
+
+/* The most of a reply read: the JSON, and with use_action the body block after it, a body
+ * up to limits.max_message_size (a larger one is refused by the host: it fails as such). */
+static size_t rspamd_reply_max(const struct rspamd_inst *ri, struct mxgate_call *c)
+{
+	const char *v = ri->host->get(c, MXGATE_MAX_SIZE);
+	unsigned long long max = v ? strtoull(v, NULL, 10) : ri->max_size;
+
+	if (!ri->use_action)
+		return RSPAMD_REPLY_MAX;
+	if (max > (unsigned long long)RSPAMD_HTTP_BODY_MAX - RSPAMD_REPLY_MAX - 1)
+		max = (unsigned long long)RSPAMD_HTTP_BODY_MAX - RSPAMD_REPLY_MAX - 1;
+	return RSPAMD_REPLY_MAX + (size_t)max + 1;
 }
 
 static void rspamd_on_eom(void *instance, struct mxgate_call *c)
@@ -1058,9 +1157,10 @@ static void rspamd_on_eom(void *instance, struct mxgate_call *c)
 		return h->done(c, MXGATE_ERROR, 0, NULL, "out of memory");
 	sc->ri = ri;
 	sc->call = c;
+	sc->cur_hdr = -1;
 	sc->msg = msg;
 	sc->len = len;
-	sc->scan = scanner_start(h->loop(c), &ri->addr, &rspamd_codec, RSPAMD_REPLY_MAX, 0, sc);
+	sc->scan = scanner_start(h->loop(c), &ri->addr, &rspamd_codec, rspamd_reply_max(ri, c), 0, sc);
 	if (sc->scan == NULL) {
 		free(sc);
 		return h->done(c, MXGATE_ERROR, 0, NULL, "rspamd-unreachable");

@@ -51,14 +51,16 @@ typedef void (*rspamd_symbol_cb)(void *arg, const char *name, double score);
  *   - remove_headers {"Name": N}: N > 0 the N-th field of that name, 0 all of them, N < 0
  *     counted from the last (kind HEADER, remove, index N);
  *   - add_headers {"Name": "value"}, {"Name": {"value": V, "order": N}} or an array of
- *     either (kind HEADER, index = order: inserted at N, -1 when absent or negative:
- *     appended);
+ *     either (kind HEADER; with an order insert is set and index = N, clamped to
+ *     -10000..10000: N >= 0 inserted at N, N < -1 counted from the end of the header block
+ *     rspamd was shown and the adds before, -1 appended, as rspamd 3.4's milter does;
+ *     without one appended, index -1);
  *   - change_from "addr", add_rcpt ["addr", ...], del_rcpt ["addr", ...] (kinds CHANGE_FROM,
  *     ADD_RCPT, DEL_RCPT; name the key, value the address as rspamd wrote it);
  *   - spam_header "value" (name NULL: the value of rspamd's configured spam_header) or
  *     {"Name": "value", ...} (kind SPAM_HEADER), applied by rspamd only with "add header".
  * And the top-level "dkim-signature" (dkim_signing's default): a string or an array of them
- * (kind HEADER, name "DKIM-Signature", index 1, 2 ...: rspamd inserts them at 1, 2 ...).
+ * (kind HEADER, name "DKIM-Signature", insert, index 1, 2 ...: rspamd inserts them at 1, 2 ...).
  * value NULL for a remove. A value longer than the reader holds (8 KiB) is reported cut (not
  * to be applied). */
 enum rspamd_op_kind {
@@ -71,8 +73,9 @@ enum rspamd_op_kind {
 struct rspamd_header_op {
 	enum rspamd_op_kind kind;
 	bool remove, cut;
+	bool insert;             /* add: at index (rspamd's INSHEADER), else appended */
 	const char *name, *value;
-	long index;              /* remove: N; add: order, -1 when absent */
+	long index;              /* remove: N; insert: the order; an append: -1 */
 };
 typedef void (*rspamd_header_cb)(void *arg, const struct rspamd_header_op *op);
 
@@ -96,8 +99,11 @@ int rspamd_json_milter(const char *json, size_t len, enum rspamd_milter_part par
 int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
     rspamd_symbol_cb cb, void *arg);
 
-/* Splits an HTTP/1.x response: status code and body. 0, 1 (incomplete: need more), -1. */
+/* Splits an HTTP/1.x response: status code and body, and into *offset (may be NULL) its
+ * Message-Offset (rspamd's body block with Flags: body_block: the JSON is body[0, offset),
+ * the rewritten body follows), -1 when absent. 0, 1 (incomplete: need more), -1 (malformed,
+ * an offset past the body too). */
 int rspamd_http_parse(const char *resp, size_t len, bool eof, int *status, const char **body,
-    size_t *blen);
+    size_t *blen, long *offset);
 
 #endif

@@ -10,8 +10,8 @@ struct scanner {
 	void *arg;
 	uv_timer_t timer;
 	bool timer_open, connected, finished;
-	char *reply;                 /* max + 1 bytes once the first byte arrives */
-	size_t len, max;
+	char *reply;                 /* cap + 1 bytes, grown as the reply comes (cap <= max) */
+	size_t len, cap, max;
 };
 
 static const char *const scanner_status_names[] = { "ok", "unreachable", "closed", "io_error",
@@ -86,12 +86,25 @@ static void scanner_data(struct scanner *s, const char *data, size_t n)
 	size_t take = n;
 	int rc;
 
-	if (s->reply == NULL && (s->reply = malloc(s->max + 1)) == NULL) {
-		scanner_finish(s, SCANNER_IO_ERROR, UV_ENOMEM);
-		return;
-	}
 	if (take > s->max - s->len)
 		take = s->max - s->len;
+	/* grown by doubling, not max + 1 at once: rspamd's max is its JSON plus a body of
+	 * limits.max_message_size, which a reply seldom holds */
+	if (s->reply == NULL || s->len + take > s->cap) {
+		size_t cap = s->cap ? s->cap : 16384;
+		char *nr;
+
+		while (cap < s->len + take)
+			cap = cap > s->max / 2 ? s->max : cap * 2;
+		if (cap > s->max)
+			cap = s->max;
+		if ((nr = realloc(s->reply, cap + 1)) == NULL) {
+			scanner_finish(s, SCANNER_IO_ERROR, UV_ENOMEM);
+			return;
+		}
+		s->reply = nr;
+		s->cap = cap;
+	}
 	memcpy(s->reply + s->len, data, take);
 	s->len += take;
 	s->reply[s->len] = '\0';

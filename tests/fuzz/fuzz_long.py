@@ -98,7 +98,8 @@ SINCE = {
     # w-rspamd2: every part of the reply (envelope, spam_header, dkim-signature), one
     # container walker in the JSON reader
     # moved to the merge of w-fuzz (session 18): its campaign ran the harness before w-rspamd2's
-    'fuzz_rspamd_reply': '2026-12-05T01:08Z',
+    # w-rspamd3: the HTTP splitter's Message-Offset (rspamd's body block), orders kept negative
+    'fuzz_rspamd_reply': '2026-12-05T03:32Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
     'fuzz_plugin_output': '2026-12-04T17:20Z',
     # w-relay2: a reply's text holds no NUL (the reader shows one as '?')

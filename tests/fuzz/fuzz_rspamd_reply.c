@@ -19,7 +19,8 @@ static void fuzz_hdr_cb(void *arg, const struct rspamd_header_op *op)
 	*(size_t *)arg += (op->name ? strlen(op->name) : 0) + (op->value ? strlen(op->value) : 0);
 	if (op->name == NULL && op->kind != RSPAMD_OP_SPAM_HEADER)
 		__builtin_trap();
-	if (op->remove != (op->value == NULL) || (!op->remove && op->index < -1))
+	if (op->remove != (op->value == NULL) || (!op->remove && !op->insert && op->index != -1) ||
+	    (op->insert && (op->remove || op->index < -10000 || op->index > 10000)))
 		__builtin_trap();
 }
 
@@ -28,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rspamd_result r;
 	const char *body;
 	size_t blen, acc = 0;
+	long off;
 	int status;
 
 	if (size < 1)
@@ -43,8 +45,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	(void)rspamd_json_milter((const char *)data + 1, size - 1, (enum rspamd_milter_part)((data[0] >> 1) % 5), fuzz_hdr_cb, &acc);
 	/* and behind the HTTP splitter */
-	if (rspamd_http_parse((const char *)data + 1, size - 1, data[0] & 1, &status, &body, &blen) == 0) {
-		if (body < (const char *)data + 1 || body + blen > (const char *)data + size)
+	if (rspamd_http_parse((const char *)data + 1, size - 1, data[0] & 1, &status, &body, &blen, &off) == 0) {
+		/* the body, and rspamd's body block's offset within it */
+		if (body < (const char *)data + 1 || body + blen > (const char *)data + size || off < -1 ||
+		    off > (long)blen)
 			__builtin_trap();
 		(void)rspamd_json_parse(body, blen, &r, fuzz_sym_cb, &acc);
 	}

@@ -9,8 +9,11 @@ no fuzzy, no Redis), milter_headers' common routines, dkim_signing for example.o
 key made here, and a rule (rspamd.local.lua) that forces an action or a milter reply by a
 word in the Subject. Checks: each action (reject, soft reject, rewrite subject, add header,
 greylist, no action), milter_headers' fields, the DKIM-Signature reaching the backend and
-verifying, the envelope changes, discard, quarantine, no_action, spam_header; and where
-mxgate's entry and rspamd's milter differ (printed; docs/plugins.md's table)."""
+verifying, the envelope changes, discard, quarantine, no_action, spam_header, a body a Lua
+rule rewrote (the reply's body block), add_headers' negative orders, rspamd's discard and
+quarantine actions, and a proxy worker's renamed spam_header (a second milter worker with
+X-Spam-Flag against an entry with options.spam_header); and where mxgate's entry and
+rspamd's milter differ (printed; docs/plugins.md's table)."""
 import base64
 import glob
 import os
@@ -30,7 +33,7 @@ LOCAL = os.path.join(os.path.dirname(HERE), 'peers', 'rspamd')
 
 def start_rspamd():
     """rspamd's normal worker and its milter-mode proxy on held ports; waits for both."""
-    normal, milter = mt.hold_port().port, mt.hold_port().port
+    normal, milter, milter2 = mt.hold_port().port, mt.hold_port().port, mt.hold_port().port
     redis = mt.redis()                    # the greylist module's store
     d = os.path.join(mt.TMP, 'rspamd')
     for sub in ('db', 'run', 'log'):
@@ -43,12 +46,14 @@ def start_rspamd():
     var = {'CONFDIR': ROOT + '/etc/rspamd', 'LOCAL_CONFDIR': LOCAL, 'RULESDIR': share + '/rules',
            'LUALIBDIR': share + '/lualib', 'PLUGINSDIR': share + '/plugins', 'SHAREDIR': share,
            'WWWDIR': share + '/www', 'DBDIR': d + '/db', 'RUNDIR': d + '/run', 'LOGDIR': d + '/log',
-           'NORMAL_PORT': normal, 'MILTER_PORT': milter, 'DNS_PORT': mt.dead_port(), 'REDIS_PORT': redis.port}
+           'NORMAL_PORT': normal, 'MILTER_PORT': milter, 'MILTER2_PORT': milter2, 'DNS_PORT': mt.dead_port(),
+           'REDIS_PORT': redis.port}
     argv = ['env', 'LD_LIBRARY_PATH=' + ROOT + '/usr/lib/rspamd', ROOT + '/usr/bin/rspamd', '-f', '-i',
             '-c', os.path.join(LOCAL, 'rspamd.conf')] + ['--var=%s=%s' % kv for kv in var.items()]
     p = mt.start_peer(argv, 'rspamd', normal, timeout=mt.slack(60))
     mt.check(mt.wait_port(milter, mt.slack(60), proc=p), 'rspamd: its milter worker listens')
-    p.milter = milter
+    mt.check(mt.wait_port(milter2, mt.slack(60), proc=p), 'rspamd: its second milter worker listens')
+    p.milter, p.milter2 = milter, milter2
     p.pubkey = base64.b64encode(der).decode()
     p.log = os.path.join(d, 'log', 'rspamd.log')
     return p
@@ -64,6 +69,11 @@ mx = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', plugins=[entry], 
                name='mx-rspamd')
 mm = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', plugins=[gateway], quarantine='maildir:' + qd),
                name='mx-milter')
+# rspamd's milter with its spam_header renamed, and an entry told the same
+entry2 = dict(entry, options={'use_action': True, 'spam_header': 'X-Spam-Flag'})
+gateway2 = dict(gateway, address='inet:127.0.0.1:%d' % rs.milter2)
+mx2 = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', plugins=[entry2]), name='mx-rspamd2')
+mm2 = mt.Mxgate(mt.config([be.url], hostname='mx.example.test', plugins=[gateway2]), name='mx-milter2')
 
 
 def send(m, tag, rcpts=('b@example.test',), headers=()):
@@ -73,6 +83,11 @@ def send(m, tag, rcpts=('b@example.test',), headers=()):
 def delivered(tag):
     got = be.by_tag(tag)
     return got[0] if got else None
+
+
+def body(tag):
+    got = delivered(tag)
+    return got['data'].split(b'\r\n\r\n', 1)[1] if got else None
 
 
 def fields(tag):
@@ -109,16 +124,25 @@ outcome = {}
 # SCORE-GREYLIST last: the greylist module then holds back every later message of the same
 # sender and client network until its timeout (5 min)
 WORDS = ('HAM', 'FORCE-REJECT', 'FORCE-SOFT', 'FORCE-REWRITE', 'FORCE-ADDHDR', 'FORCE-GREYLIST',
-         'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR', 'SCORE-GREYLIST')
-for word in WORDS:
-    for label, m in (('entry', mx), ('milter', mm)):
-        tag = '%s-%s' % (word, label)
-        rcpts = ('b@example.test', 'gone@example.test') if word == 'FORCE-ENVELOPE' else ('b@example.test',)
-        code, text = send(m, tag, rcpts, headers=('X-Spam: forged', 'X-Spamd-Result: forged'))
-        if code == 250:
-            mt.wait_for(lambda: delivered(tag) or quarantined(tag) or word == 'FORCE-DISCARD', timeout=mt.slack(10))
-        got = delivered(tag)
-        outcome[(word, label)] = (code, text, got, fields(tag))
+         'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR', 'FORCE-BODY',
+         'FORCE-ORDER', 'FORCE-ACT-DISCARD', 'FORCE-ACT-QUARANTINE', 'SCORE-GREYLIST')
+# the renamed spam_header: these through the second pair
+WORDS2 = ('FORCE-ADDHDR', 'FORCE-SPAMHDR')
+# FORCE-ORDER's message keeps its last fields (a forged field the reply removes would hide
+# where an insert counted from the end went)
+HEADERS = {'FORCE-ORDER': ('X-Keep-A: a', 'X-Keep-B: b')}
+RUNS = [(w, 'entry', mx) for w in WORDS] + [(w, 'milter', mm) for w in WORDS] + \
+    [(w, 'entry2', mx2) for w in WORDS2] + [(w, 'milter2', mm2) for w in WORDS2]
+RUNS.sort(key=lambda r: r[0] == 'SCORE-GREYLIST')
+for word, label, m in RUNS:
+    tag = '%s-%s' % (word, label)
+    rcpts = ('b@example.test', 'gone@example.test') if word == 'FORCE-ENVELOPE' else ('b@example.test',)
+    forged = ('X-Spam-Flag: forged',) if label.endswith('2') else ('X-Spam: forged', 'X-Spamd-Result: forged')
+    code, text = send(m, tag, rcpts, headers=HEADERS.get(word, forged))
+    if code == 250:
+        mt.wait_for(lambda: delivered(tag) or quarantined(tag) or 'DISCARD' in word, timeout=mt.slack(10))
+    got = delivered(tag)
+    outcome[(word, label)] = (code, text, got, fields(tag))
 
 for word, (code, text, got, f) in ((w, outcome[(w, 'entry')]) for w in ('HAM',)):
     names = [n for n, _ in f]
@@ -157,23 +181,48 @@ code, text, got, f = outcome[('FORCE-ENVELOPE', 'entry')]
 mt.check(code == 250 and got is not None and got['mail'].strip('<>') == 'bounces@example.org' and
          sorted(r.strip('<>') for r in got['rcpts']) == ['added@example.test', 'b@example.test'],
          'change_from, add_rcpt, del_rcpt applied: %r' % (((got['mail'], got['rcpts']) if got else (code, text)),))
-code, text, got, f = outcome[('FORCE-DISCARD', 'entry')]
-mt.check(code == 250 and got is None and not quarantined('FORCE-DISCARD-entry'),
-         'reject with the milter block\'s reject "discard": 250, delivered nowhere: %s %s' % (code, text))
-code, text, got, f = outcome[('FORCE-QUARANTINE', 'entry')]
-mt.check(code == 250 and got is None and quarantined('FORCE-QUARANTINE-entry'),
-         'reject with reject "quarantine": 250, in the quarantine: %s %s' % (code, text))
+# discarded (250, delivered nowhere) or quarantined (250, in the quarantine only)
+for word, held, what in (('FORCE-DISCARD', False, 'reject with the milter block\'s reject "discard"'),
+                         ('FORCE-QUARANTINE', True, 'reject with reject "quarantine"'),
+                         ('FORCE-ACT-DISCARD', False, "rspamd's discard action"),
+                         ('FORCE-ACT-QUARANTINE', True, "rspamd's quarantine action")):
+    code, text, got, f = outcome[(word, 'entry')]
+    mt.check(code == 250 and got is None and quarantined(word + '-entry') == held,
+             '%s: 250, %s: %s %s' % (what, 'in the quarantine' if held else 'delivered nowhere', code, text))
 code, text, got, f = outcome[('FORCE-NOACT', 'entry')]
 mt.check(code == 250 and values(f, 'X-Rspamd-Action') == ['reject'],
          'no_action: the reject not applied, X-Rspamd-Action: reject: %s %s' % (code, text))
 code, text, got, f = outcome[('FORCE-SPAMHDR', 'entry')]
 mt.check(code == 250 and values(f, 'X-Spam') == ['spammy'], 'spam_header "spammy": X-Spam: spammy: %s' % values(f, 'X-Spam'))
+code, text, got, f = outcome[('FORCE-BODY', 'entry')]
+mt.check(code == 250 and body('FORCE-BODY-entry') == b'Rewritten by mxtest.\r\n',
+         'a body rewritten by a Lua rule (task:set_message) reaches the backend: %s %r' % (code, body('FORCE-BODY-entry')))
+
+
+def order(label):
+    """FORCE-ORDER's fields, X-Order by its value (o3: order -3, o1: -1, o99: -99)."""
+    return [v if n == 'X-Order' else n for n, v in outcome[('FORCE-ORDER', label)][3]]
+
+
+# rspamd 3.4's milter, shown the message's 7 fields, counts from 8 (one more with each add):
+# -3 -> INSHEADER 6 (below Date), -1 -> ADDHEADER (appended), -99 -> INSHEADER 0 (on top)
+mt.check(order('entry') == ['o99', 'DKIM-Signature', 'Received', 'From', 'To', 'Subject', 'Message-ID', 'Date', 'o3',
+                            'X-Keep-A', 'X-Keep-B', 'o1'],
+         "add_headers' negative orders counted from the end of the fields rspamd was shown: %s" % order('entry'))
+mt.check(order('entry') == order('milter'), "the negative orders land where rspamd's milter puts them: %s / %s"
+         % (order('entry'), order('milter')))
+code, text, got, f = outcome[('FORCE-ADDHDR', 'entry2')]
+mt.check(code == 250 and values(f, 'X-Spam-Flag') == ['Yes'] and values(f, 'X-Spam') == [],
+         'options.spam_header X-Spam-Flag: add header sets it, once: %s' % f)
+code, text, got, f = outcome[('FORCE-SPAMHDR', 'entry2')]
+mt.check(code == 250 and values(f, 'X-Spam-Flag') == ['spammy'] and values(f, 'X-Spam') == [],
+         'options.spam_header X-Spam-Flag: the reply\'s spam_header string sets it: %s' % f)
 
 # mxgate's entry against rspamd's own milter (both applied by mxgate: the entry's reading of
 # the reply against the gateway's milter actions): the outcome and the header names in order,
 # values that differ by run (queue ids, times, signatures) aside
 print('-- rspamd entry vs rspamd milter gateway --')
-SHOWN = ('subject', 'x-spam', 'x-rspamd-action', 'x-rspamd-server')
+SHOWN = ('subject', 'x-spam', 'x-spam-flag', 'x-rspamd-action', 'x-rspamd-server')
 
 
 def state(o, label):
@@ -182,25 +231,22 @@ def state(o, label):
     end = names.index('Date') + 1 if 'Date' in names else 0   # the appended fields: in any order
     return (code, got is not None, names[:end] + sorted(names[end:]),
             [(n, v.replace('-' + label, '')) for n, v in f if n.lower() in SHOWN],
-            got and (got['mail'], sorted(got['rcpts'])))
+            got and (got['mail'], sorted(got['rcpts'])), got and got['data'].split(b'\r\n\r\n', 1)[1])
 
 
 diffs = []
-# SCORE-GREYLIST last: the greylist module then holds back every later message of the same
-# sender and client network until its timeout (5 min)
-WORDS = ('HAM', 'FORCE-REJECT', 'FORCE-SOFT', 'FORCE-REWRITE', 'FORCE-ADDHDR', 'FORCE-GREYLIST',
-         'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR', 'SCORE-GREYLIST')
-for word in WORDS:
-    a, b = outcome[(word, 'entry')], outcome[(word, 'milter')]
-    sa, sb = state(a, 'entry'), state(b, 'milter')
+for word, ea, mb in [(w, 'entry', 'milter') for w in WORDS] + [(w, 'entry2', 'milter2') for w in WORDS2]:
+    a, b = outcome[(word, ea)], outcome[(word, mb)]
+    sa, sb = state(a, ea), state(b, mb)
+    word = word + ('' if ea == 'entry' else ' (2)')
     if sa == sb:
-        print('same  %-17s %s' % (word, sa))
+        print('same  %-20s %s' % (word, sa[:4]))
     else:
         diffs.append(word)
-        print('DIFF  %-17s entry:  %s %s\n      %-17s milter: %s %s' % (word, sa, a[1][:60], '', sb, b[1][:60]))
+        print('DIFF  %-20s entry:  %s %s\n      %-20s milter: %s %s' % (word, sa, a[1][:60], '', sb, b[1][:60]))
 # the one known difference: rspamd's milter refuses with 554, mxgate's refusals are 550
 mt.check(diffs == ['FORCE-REJECT'] and outcome[('FORCE-REJECT', 'milter')][0] == 554,
          "mxgate's entry does what rspamd's own milter does, but for reject's 550 (its 554): %s differ" % diffs)
-mx.stop()
-mm.stop()
+for m in (mx, mm, mx2, mm2):
+    m.stop()
 mt.finish()

@@ -12,8 +12,11 @@ ENVELOPEME -> a milter block with change_from, add_rcpt, del_rcpt (task:set_milt
 DISCARDME / QUARME -> "reject" with the milter block's reject "discard" / "quarantine";
 NOACTME -> "reject" with no_action; SPAMHDRME / SPAMHDROBJ -> "add header" with
 spam_header as a string / an object; DKIMME / DKIMTWO -> the top-level "dkim-signature"
-dkim_signing writes by default (one, folded / an array of two); otherwise ham with two
-symbols. Records the request headers it saw in requests.log next to the script's
+dkim_signing writes by default (one, folded / an array of two); BODYME -> a body a Lua rule
+rewrote (task:set_message), sent after the JSON with a Message-Offset header when the request
+said Flags: body_block (the body only with milter, as rspamd's protocol.c; BODYSPAMHDR with
+"add header" and spam_header too, BODYBIG one of 300,000 octets, BODYBADOFF / BODYPASTOFF a
+Message-Offset that is no number / past the reply); otherwise ham with two symbols. Records the request headers it saw in requests.log next to the script's
 log (first line of each request: the envelope headers as JSON).
 usage: fake_rspamd.py PORT LOGFILE"""
 import email.header, json, re, socket, sys, threading
@@ -92,6 +95,12 @@ def serve(c, log):
             res = {'score': -0.1, 'required_score': 15.0, 'action': 'no action', 'symbols': {}, 'messages': {},
                    'dkim-signature': [sig, sig.replace('s=mxtest', 's=two')] if b'DKIMTWO' in body else sig,
                    'milter': {'remove_headers': {'X-Spam': 0}}}
+        elif b'BODYSPAMHDR' in body:
+            res = {'score': 6.5, 'required_score': 15.0, 'action': 'add header', 'symbols': {},
+                   'milter': {'spam_header': 'spammy', 'remove_headers': {'X-Spam': 0}}}
+        elif b'BODY' in body:
+            res = {'score': 0.5, 'required_score': 15.0, 'action': 'no action', 'symbols': {}, 'messages': {},
+                   'milter': {'remove_headers': {'X-Spam': 0}}}
         elif b'ADDHDRME' in body:
             res = {'score': 6.5, 'required_score': 15.0, 'action': 'add header', 'symbols': {}}
         elif b'SOFTME' in body:
@@ -102,8 +111,21 @@ def serve(c, log):
                                'R_SPF_NA': {'name': 'R_SPF_NA', 'score': 0.7, 'group': 'spf'}},
                    'time_real': 0.01, 'milter': {'add_headers': {'X-Rspamd': {'value': 'x', 'order': 0}}}}
         out = b'{"score": oops' if b'GARBAGEME' in body else json.dumps(res).encode()
+        extra = b''
+        flags = [f.strip() for v in hdrs.get('flags', []) for f in v.split(',')]
+        if b'BODY' in body and 'body_block' in flags:
+            new = b'Rewritten by fake rspamd.\r\n' * (11000 if b'BODYBIG' in body else 1)
+            if 'milter' not in flags:      # the whole message then
+                new = body.split(b'\r\n\r\n', 1)[0] + b'\r\n\r\n' + new
+            off = b'%d' % len(out)
+            if b'BODYBADOFF' in body:
+                off = b'x1'
+            elif b'BODYPASTOFF' in body:
+                off = b'%d' % (len(out) + len(new) + 1)
+            extra = b'Message-Offset: ' + off + b'\r\n'
+            out += new
         c.sendall(b'HTTP/1.1 200 OK\r\nConnection: close\r\nServer: rspamd/3.4\r\nContent-Type: application/json\r\n'
-                  b'Content-Length: %d\r\n\r\n' % len(out) + out)
+                  + extra + b'Content-Length: %d\r\n\r\n' % len(out) + out)
     except OSError:
         pass
     finally:

@@ -150,7 +150,8 @@ static void hop_cb(void *arg, const struct rspamd_header_op *op)
 		snprintf(a->s + n, sizeof(a->s) - n, "%d:%s=%s%s;", (int)op->kind, op->name ? op->name : "-", op->value,
 		    op->cut ? "!" : "");
 	else
-		snprintf(a->s + n, sizeof(a->s) - n, "A:%s=%s@%ld%s;", op->name, op->value, op->index, op->cut ? "!" : "");
+		snprintf(a->s + n, sizeof(a->s) - n, op->insert ? "A:%s=%s@%ld%s;" : "A:%s=%s%.0ld%s;", op->name, op->value,
+		    op->insert ? op->index : 0, op->cut ? "!" : "");
 }
 
 struct milter_row { const char *label, *json; enum rspamd_milter_part removes; int rc; const char *ops; };
@@ -159,12 +160,18 @@ static const struct milter_row milter_rows[] = {
 	{ "no milter block", "{\"score\": 1}", false, 0, "" },
 	{ "string, object with order, array", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": \"a\", "
 	  "\"X-B\": {\"value\": \"b\", \"order\": 1}, \"X-C\": [{\"value\": \"c1\"}, \"c2\"]}, "
-	  "\"remove_headers\": {\"X-D\": 0}}}", false, 0, "A:X-A=a@-1;A:X-B=b@1;A:X-C=c1@-1;A:X-C=c2@-1;" },
+	  "\"remove_headers\": {\"X-D\": 0}}}", false, 0, "A:X-A=a;A:X-B=b@1;A:X-C=c1;A:X-C=c2;" },
 	{ "the removes of the same", "{\"score\": 1, \"milter\": {\"add_headers\": {\"X-A\": \"a\"}, "
 	  "\"remove_headers\": {\"X-D\": 0, \"X-E\": -1, \"X-F\": 2, \"X-G\": \"1\", \"X-H\": null}}}", true, 0,
 	  "R:X-D:0;R:X-E:-1;R:X-F:2;" },
-	{ "order null or negative: appended", "{\"milter\": {\"add_headers\": {\"X-A\": {\"value\": \"a\", "
-	  "\"order\": null}, \"X-B\": {\"value\": \"b\", \"order\": -3}}}}", false, 0, "A:X-A=a@-1;A:X-B=b@-1;" },
+	{ "order null: appended", "{\"milter\": {\"add_headers\": {\"X-A\": {\"value\": \"a\", "
+	  "\"order\": null}}}}", false, 0, "A:X-A=a;" },
+	/* rspamd_milter.c counts a negative order from the end (the plugin resolves it against
+	 * the header block rspamd was shown); beyond the bounds as far as it goes */
+	{ "negative orders kept, out of bounds clamped", "{\"milter\": {\"add_headers\": {\"X-B\": {\"value\": \"b\", "
+	  "\"order\": -3}, \"X-C\": {\"index\": -1, \"value\": \"c\"}, \"X-D\": {\"value\": \"d\", \"order\": -1e9}, "
+	  "\"X-E\": {\"value\": \"e\", \"order\": 123456}, \"X-F\": {\"value\": \"f\", \"order\": 2.7}}}}", false, 0,
+	  "A:X-B=b@-3;A:X-C=c@-1;A:X-D=d@-10000;A:X-E=e@10000;A:X-F=f@2;" },
 	{ "an object without value: nothing", "{\"milter\": {\"add_headers\": {\"X-A\": {\"order\": 0}}}}", false, 0, "" },
 	{ "not an object: skipped", "{\"milter\": {\"add_headers\": [1, 2], \"remove_headers\": \"x\"}}", false, 0, "" },
 	{ "malformed", "{\"milter\": {\"add_headers\": {\"X-A\": }}}", false, -1, "" },
@@ -295,18 +302,18 @@ static void test_rspamd_http(void **state)
 	size_t blen;
 	int status;
 
-	assert_int_equal(rspamd_http_parse(ok, strlen(ok), false, &status, &body, &blen), 0);
+	assert_int_equal(rspamd_http_parse(ok, strlen(ok), false, &status, &body, &blen, NULL), 0);
 	assert_int_equal(status, 200);
 	assert_int_equal(blen, 4);
 	assert_memory_equal(body, "abcd", 4);
-	assert_int_equal(rspamd_http_parse(partial, strlen(partial), false, &status, &body, &blen), 1);
-	assert_int_equal(rspamd_http_parse(partial, strlen(partial), true, &status, &body, &blen), -1);
-	assert_int_equal(rspamd_http_parse(noclen, strlen(noclen), false, &status, &body, &blen), 1);
-	assert_int_equal(rspamd_http_parse(noclen, strlen(noclen), true, &status, &body, &blen), 0);
+	assert_int_equal(rspamd_http_parse(partial, strlen(partial), false, &status, &body, &blen, NULL), 1);
+	assert_int_equal(rspamd_http_parse(partial, strlen(partial), true, &status, &body, &blen, NULL), -1);
+	assert_int_equal(rspamd_http_parse(noclen, strlen(noclen), false, &status, &body, &blen, NULL), 1);
+	assert_int_equal(rspamd_http_parse(noclen, strlen(noclen), true, &status, &body, &blen, NULL), 0);
 	assert_int_equal(blen, 3);
-	assert_int_equal(rspamd_http_parse(chunked, strlen(chunked), true, &status, &body, &blen), -1);
-	assert_int_equal(rspamd_http_parse(bad, strlen(bad), true, &status, &body, &blen), -1);
-	assert_int_equal(rspamd_http_parse("HTTP/1.1 2", 10, false, &status, &body, &blen), 1);
+	assert_int_equal(rspamd_http_parse(chunked, strlen(chunked), true, &status, &body, &blen, NULL), -1);
+	assert_int_equal(rspamd_http_parse(bad, strlen(bad), true, &status, &body, &blen, NULL), -1);
+	assert_int_equal(rspamd_http_parse("HTTP/1.1 2", 10, false, &status, &body, &blen, NULL), 1);
 	/* Content-Length's digits are read on its line only (found by fuzz_rspamd_reply:
 	 * strtol skipped the empty value's line end, read the body's digits and, the buffer
 	 * being unterminated, past its end) */
@@ -318,12 +325,30 @@ static void test_rspamd_http(void **state)
 
 	assert_non_null(exact);
 	memcpy(exact, fuzzed, strlen(fuzzed));          /* no NUL after it */
-	assert_int_equal(rspamd_http_parse(exact, strlen(fuzzed), true, &status, &body, &blen), -1);
+	assert_int_equal(rspamd_http_parse(exact, strlen(fuzzed), true, &status, &body, &blen, NULL), -1);
 	free(exact);
-	assert_int_equal(rspamd_http_parse(emptycl, strlen(emptycl), true, &status, &body, &blen), -1);
-	assert_int_equal(rspamd_http_parse(junkcl, strlen(junkcl), true, &status, &body, &blen), -1);
-	assert_int_equal(rspamd_http_parse(spacecl, strlen(spacecl), true, &status, &body, &blen), 0);
+	assert_int_equal(rspamd_http_parse(emptycl, strlen(emptycl), true, &status, &body, &blen, NULL), -1);
+	assert_int_equal(rspamd_http_parse(junkcl, strlen(junkcl), true, &status, &body, &blen, NULL), -1);
+	assert_int_equal(rspamd_http_parse(spacecl, strlen(spacecl), true, &status, &body, &blen, NULL), 0);
 	assert_int_equal(blen, 4);
+	/* rspamd's body block (Flags: body_block): Message-Offset splits the JSON from the
+	 * rewritten body; one past the body or not a number is malformed (the entry's on_error) */
+	const char *block = "HTTP/1.1 200 OK\r\nMessage-Offset: 4\r\nContent-Length: 6\r\n\r\n{}{}xy";
+	const char *atend = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nmessage-offset:4\r\n\r\n{}{}";
+	const char *past = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nMessage-Offset: 5\r\n\r\n{}{}";
+	const char *junk = "HTTP/1.1 200 OK\r\nMessage-Offset: -1\r\n\r\n{}{}";
+	long off = 7;
+
+	assert_int_equal(rspamd_http_parse(ok, strlen(ok), false, &status, &body, &blen, &off), 0);
+	assert_int_equal(off, -1);
+	assert_int_equal(rspamd_http_parse(block, strlen(block), false, &status, &body, &blen, &off), 0);
+	assert_int_equal(off, 4);
+	assert_int_equal(blen, 6);
+	assert_memory_equal(body + off, "xy", 2);
+	assert_int_equal(rspamd_http_parse(atend, strlen(atend), false, &status, &body, &blen, &off), 0);
+	assert_int_equal(off, 4);
+	assert_int_equal(rspamd_http_parse(past, strlen(past), false, &status, &body, &blen, &off), -1);
+	assert_int_equal(rspamd_http_parse(junk, strlen(junk), true, &status, &body, &blen, &off), -1);
 }
 
 /* ------------------------------------------------------------------- addresses */

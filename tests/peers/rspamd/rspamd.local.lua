@@ -14,6 +14,15 @@ local forced = {
   ['FORCE-ENVELOPE'] = { nil, nil, { change_from = 'bounces@example.org',
                                       add_rcpt = { 'added@example.test' },
                                       del_rcpt = { 'gone@example.test' } } },
+  -- a negative order counts from the end of the header block rspamd was shown, one past
+  -- its top goes on top (rspamd_milter.c: INSHEADER cur_hdr + order + 1, else 0); one
+  -- field's array, applied in its order (the keys of add_headers come in a hash order that
+  -- changes between scans, and each insert moves the ones after it)
+  ['FORCE-ORDER'] = { nil, nil, { add_headers = { ['X-Order'] = {
+      { value = 'o3', order = -3 }, { value = 'o1', order = -1 }, { value = 'o99', order = -99 } } } } },
+  -- rspamd's own actions discard and quarantine (force_actions may set them)
+  ['FORCE-ACT-DISCARD'] = { 'discard' },
+  ['FORCE-ACT-QUARANTINE'] = { 'quarantine' },
 }
 
 rspamd_config:register_symbol({
@@ -22,6 +31,16 @@ rspamd_config:register_symbol({
   priority = 10,
   callback = function(task)
     local subj = task:get_subject() or ''
+    -- a rewritten body (task:set_message, as a footer-adding rule does): rspamd sends it
+    -- after the JSON to a client that asks with Flags: body_block
+    if subj:find('FORCE-BODY', 1, true) then
+      task:set_message(tostring(task:get_raw_headers()) .. '\r\nRewritten by mxtest.\r\n')
+    end
+    -- FORCE-ORDER: none of milter_headers' fields (its inserts, in hash order, would move
+    -- the test's), as a settings rule turning its routines off does
+    if subj:find('FORCE-ORDER', 1, true) then
+      task:cache_set('settings', { plugins = { milter_headers = { routines = {} } } })
+    end
     for word, f in pairs(forced) do
       if subj:find(word, 1, true) then
         if f[3] then
