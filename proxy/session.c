@@ -178,8 +178,8 @@ void session_error(struct session *s)
 	counter_inc(COUNTER_PROTOCOL_ERRORS);
 	if (++s->errors >= s->cfg->limits.max_errors) {
 		session_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
-		log_event(LOG_LVL_INFO, s->id, "event=disconnect reason=too_many_errors client=%s errors=%d",
-		    s->env.client_ip, s->errors);
+		/* Named on the session's one disconnect line, with its figures (session_close) */
+		s->quit_reason = "too_many_errors";
 		s->quit_after_flush = true;
 	}
 }
