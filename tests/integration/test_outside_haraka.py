@@ -191,7 +191,7 @@ DIFFER = {
     # Haraka's limit counts every error and disconnects past errors.max; its rate_rcpt_sender
     # refusals are 450 without counting as errors, its `recipients` max answers 450 past 5
     # attempts. mxgate counts each refusal towards limits.max_errors (Postfix's
-    # smtpd_hard_error_limit), so the fourth refusal is 421 and the session ends
+    # smtpd_hard_error_limit): the third 451 is followed by 421 and the session ends
     ('rate_rcpt_sender then errors', 9): (4, 4),
 }
 
