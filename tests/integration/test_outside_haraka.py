@@ -5,7 +5,7 @@ same PROXY-protocol front (haproxy) and in front of Postfix's smtp-sink, fed the
 (raw sockets with a PROXY v1 header, as haproxy's `send-proxy` writes it; swaks; smtp-source).
 
 Haraka's plugins and their mxgate keys:
-    rcpt_to.in_host_list (host_list)       accept_domains
+    rcpt_to.in_host_list (host_list)       accept_domains: ["file:.../config/host_list"]
     relay (acl, relay_acl_allow)           none: mxgate relays for authenticated clients only
     helo.checks (reject bare_ip, valid_hostname, literal_mismatch)
                                            helo_checks.{syntax,not_fqdn,literal_mismatch,claims_us}: reject
@@ -124,7 +124,8 @@ with open(rules, 'w') as f:
             'action   HDR_MISSING_DATE reject\naction HDR_MISSING_FROM reject\naction HDR_DUP_SUBJECT reject\n')
 
 h = Haraka({
-    'host_list': 'example.test\n',
+    # as an operator keeps it: a comment, a blank line, a name in capitals, CRLF
+    'host_list': '# the domains we are MX for\n\nExample.TEST\r\n',
     'smtp_forward.ini': 'host=127.0.0.1\nport=%d\nenable_outbound=false\nenable_tls=false\n' % sink_h.port,
     'limit.ini': '[main]\ntarpit_delay=0\n[redis]\nhost=127.0.0.1\nport=%d\ndb=4\n'
                  '[concurrency]\nenabled=true\nmax=2\n[rate_conn]\nenabled=true\ndefault=3/60s\n'
@@ -138,7 +139,8 @@ h = Haraka({
 }, ['limit', 'helo.checks', 'relay', 'rcpt_to.in_host_list', 'headers', 'queue/smtp_forward'])
 
 cfg = mt.proxied_config(
-    [sink_m.url], accept_domains=['example.test'],
+    # Haraka's own host_list file, read as it is (docs/filters-limits.md)
+    [sink_m.url], accept_domains=['file:' + os.path.join(h.dir, 'config', 'host_list')],
     limits={'max_recipients': 5, 'max_errors': 3},
     helo_checks={'enabled': True, 'syntax': {'action': 'reject'}, 'not_fqdn': {'action': 'reject'},
                  'literal_mismatch': {'action': 'reject'}, 'claims_us': {'action': 'reject'},
