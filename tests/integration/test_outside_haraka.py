@@ -134,8 +134,8 @@ h = Haraka({
     'host_list': '# the domains we are MX for\n\nExample.TEST\r\n',
     'smtp_forward.ini': 'host=127.0.0.1\nport=%d\nenable_outbound=false\nenable_tls=false\n' % sink_h.port,
     'limit.ini': '[main]\ntarpit_delay=0\n[redis]\nhost=127.0.0.1\nport=%d\ndb=4\n'
-                 '[concurrency]\nenabled=true\nmax=2\n[rate_conn]\nenabled=true\ndefault=3/60s\n'
-                 '[rate_rcpt_sender]\nenabled=true\ndefault=3/60s\n[rate_rcpt_null]\nenabled=true\ndefault=1/60s\n'
+                 '[concurrency]\nenabled=true\nmax=2\n[rate_conn]\nenabled=true\ndefault=3/10m\n'
+                 '[rate_rcpt_sender]\nenabled=true\ndefault=3/10m\n[rate_rcpt_null]\nenabled=true\ndefault=1/10m\n'
                  '[recipients]\nenabled=true\nmax=5\n[errors]\nenabled=true\nmax=3\n' % redis.port,
     'helo.checks.ini': '[check]\ndynamic=false\nforward_dns=false\nrdns_match=false\nliteral_mismatch=1\n'
                        '[reject]\nbare_ip=true\nliteral_mismatch=true\nvalid_hostname=true\n',
@@ -157,8 +157,8 @@ cfg = mt.proxied_config(
     dnsbl={'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'bl.test', 'weight': 1}]},
     ratelimit={'store': 'redis://127.0.0.1:%d/5' % redis.port, 'rules': [
         {'key': 'ip', 'count': 'concurrency', 'limit': 2},
-        {'key': 'ip', 'count': 'connections', 'limit': '3/60s'},
-        {'key': 'sender', 'count': 'recipients', 'limit': '3/60s'}]},
+        {'key': 'ip', 'count': 'connections', 'limit': '3/10m'},
+        {'key': 'sender', 'count': 'recipients', 'limit': '3/10m'}]},
     rules={'files': [rules], 'actions': {'reject': 0, 'tempfail': 0, 'add_header': 0}})
 rc, out = mt.config_check(dict(cfg, listen=[{'address': '127.0.0.1:2525', 'proxy_protocol': True}]), 'haraka')
 mt.check(rc == 0, "mxgate -t accepts the Haraka operator's config: %s %s" % (rc, out.strip()[:300]))
@@ -288,11 +288,11 @@ if len(mh) == 1 and len(mm) == 1:
 h2 = Haraka({'host_list': 'example.test\n',
              'smtp_forward.ini': 'host=127.0.0.1\nport=%d\nenable_outbound=false\nenable_tls=false\n' % sink_h.port,
              'limit.ini': '[main]\ntarpit_delay=0\n[redis]\nhost=127.0.0.1\nport=%d\ndb=6\n'
-                          '[rate_rcpt_sender]\nenabled=true\ndefault=10/60s\n' % redis.port},
+                          '[rate_rcpt_sender]\nenabled=true\ndefault=10/10m\n' % redis.port},
             ['limit', 'rcpt_to.in_host_list', 'queue/smtp_forward'], name='haraka-plain', haproxy=False)
 mx2 = mt.Mxgate(mt.config([sink_m.url], accept_domains=['example.test'],
                           ratelimit={'store': 'redis://127.0.0.1:%d/7' % redis.port, 'rules': [
-                              {'key': 'sender', 'count': 'recipients', 'limit': '10/60s'}]}), 'mx-plain')
+                              {'key': 'sender', 'count': 'recipients', 'limit': '10/10m'}]}), 'mx-plain')
 mt.wait_for(lambda: 'Hello' in mt.swaks(h2.port, '--quit-after', 'EHLO').stdout, 30, 0.5)
 got = {}
 
@@ -309,7 +309,7 @@ for port, who, sink in ((h2.port, 'Haraka', sink_h), (mx2.port, 'mxgate', sink_m
     got[who] += (sw.returncode, re.findall(r'<\*\* (\d{3})', sw.stdout)[:1])
 mt.check(got['Haraka'][0] == got['mxgate'][0] == 10 and got['Haraka'][2] == got['mxgate'][2] != 0 and
          got['Haraka'][3] == ['450'] and got['mxgate'][3] == ['451'],
-         'rate_rcpt_sender 10/60s: ten messages through from each, the eleventh and a swaks retry 4xx: %s' % got)
+         'rate_rcpt_sender 10/10m: ten messages through from each, the eleventh and a swaks retry 4xx: %s' % got)
 
 # a client that resets its connection (smtp-source's other sessions when one fails, a scanner)
 c = socket.create_connection(('127.0.0.1', mx.port))
