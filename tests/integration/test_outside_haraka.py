@@ -270,6 +270,12 @@ for port, who in ((h.port, 'Haraka'), (mx.port, 'mxgate')):
              'concurrency 2: %s greets two sessions from one client and refuses the third (%s)' % (who, third))
     for s, _ in held:
         s.close()
+# Haraka's disconnect line keeps the reply (lr="421 Too many concurrent connections"); mxgate's
+# refusal line has it, as every other refusal's line (docs/operations.md: code, reply)
+mt.check(mx.wait_log(r'event=tempfail stage=connect reason=ratelimit client=198\.18\.9\.9 code=421 '
+                     r'reply="4\.7\.0 rate limit exceeded for ip 198\.18\.9\.9: 2, try again later"', 5),
+         'the refusal at connect is logged with its code and reply: %s'
+         % re.findall(r'.*event=tempfail stage=connect reason=ratelimit client=198\.18\.9\.9.*', mx.log())[-1:])
 
 # what reaches the backends: the one delivered message, the same body below the trace line
 time.sleep(0.5)
