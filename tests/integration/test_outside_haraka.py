@@ -241,6 +241,19 @@ for name, src, ehlo, lines, data in CASES:
         mt.check([c for _, c in b] == EXPECT_MX[name], '%s: mxgate answers %s (%s)'
                  % (name, EXPECT_MX[name], [c for _, c in b]))
 
+# HELO names where the two read differently (documented): Haraka's valid_hostname wants a
+# public suffix it knows and no trailing dot, takes a leading hyphen and a 64-octet label;
+# mxgate checks RFC 5321/1035 syntax only
+HELOS = [('mta.local', 550, 250), ('mta.example.invalidtld', 550, 250), ('mta.example.org.', 550, 250),
+         ('-bad.example.org', 250, 550), ('x' * 64 + '.example.org', 250, 550),
+         ('mta_x.example.org', 250, 250), ('a..b.example', 550, 550), ('mta.example.123', 550, 550)]
+for i, (helo, want_h, want_m) in enumerate(HELOS):
+    src = '198.18.7.%d' % (30 + i)      # one client each: rate_conn allows 3
+    a = session(h.port, ['QUIT'], src, helo)[1:2]
+    b = session(mx.port, ['QUIT'], src, helo)[1:2]
+    mt.check(a == [('EHLO ' + helo, want_h)] and b == [('EHLO ' + helo, want_m)],
+             'EHLO %s: Haraka %d, mxgate %d (%s %s)' % (helo[:24], want_h, want_m, a, b))
+
 # the relay ACL: Haraka relays for its relay_acl_allow networks; mxgate has no such list
 # (docs: a Haraka relay ACL is Postfix's mynetworks on the backend, or SMTP AUTH on submission)
 a = session(h.port, ['MAIL FROM:<n9@example.org>', 'RCPT TO:<u@other.example>', 'QUIT'], '198.18.50.2')
