@@ -78,6 +78,12 @@ class Haraka:
     def log(self):
         return mt.log_of(self.name)
 
+    def wait_redis(self):
+        """Haraka's limit admits everything until its Redis connection is up (a message or two
+        right after the start): the comparison starts after that."""
+        if not mt.wait_for(lambda: '[limit] connected to redis' in self.log(), 30, 0.2):
+            mt.fail('haraka: limit did not connect to redis:\n' + self.log()[-2000:])
+
 
 def session(port, lines, src, ehlo='mta.example.org', data=None):
     """One session from src (a PROXY v1 header first): the greeting, EHLO, then each line
@@ -133,7 +139,8 @@ h = Haraka({
     # as an operator keeps it: a comment, a blank line, a name in capitals, CRLF
     'host_list': '# the domains we are MX for\n\nExample.TEST\r\n',
     'smtp_forward.ini': 'host=127.0.0.1\nport=%d\nenable_outbound=false\nenable_tls=false\n' % sink_h.port,
-    'limit.ini': '[main]\ntarpit_delay=0\n[redis]\nhost=127.0.0.1\nport=%d\ndb=4\n'
+    # database 0 for both (their keys differ), so the test reads both counts with one client
+    'limit.ini': '[main]\ntarpit_delay=0\n[redis]\nhost=127.0.0.1\nport=%d\ndatabase=0\n'
                  '[concurrency]\nenabled=true\nmax=2\n[rate_conn]\nenabled=true\ndefault=3/10m\n'
                  '[rate_rcpt_sender]\nenabled=true\ndefault=3/10m\n[rate_rcpt_null]\nenabled=true\ndefault=1/10m\n'
                  '[recipients]\nenabled=true\nmax=5\n[errors]\nenabled=true\nmax=3\n' % redis.port,
@@ -155,7 +162,7 @@ cfg = mt.proxied_config(
                  'fcrdns': {'enabled': False}},
     dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
     dnsbl={'threshold': 1, 'action': 'reject', 'lists': [{'zone': 'bl.test', 'weight': 1}]},
-    ratelimit={'store': 'redis://127.0.0.1:%d/5' % redis.port, 'rules': [
+    ratelimit={'store': 'redis://127.0.0.1:%d' % redis.port, 'rules': [
         {'key': 'ip', 'count': 'concurrency', 'limit': 2},
         {'key': 'ip', 'count': 'connections', 'limit': '3/10m'},
         {'key': 'sender', 'count': 'recipients', 'limit': '3/10m'}]},
@@ -164,6 +171,7 @@ rc, out = mt.config_check(dict(cfg, listen=[{'address': '127.0.0.1:2525', 'proxy
 mt.check(rc == 0, "mxgate -t accepts the Haraka operator's config: %s %s" % (rc, out.strip()[:300]))
 mx = mt.Mxgate(cfg, 'mx-haraka')
 
+h.wait_redis()
 # Haraka reads its TLD lists after it listens: helo.checks' valid_hostname refuses good names
 # until then, so the comparison starts once a good name passes
 if not mt.wait_for(lambda: session(h.port, ['QUIT'], '198.18.99.1')[1:2] == [('EHLO mta.example.org', 250)], 30, 0.5):
@@ -279,10 +287,24 @@ for port, who in ((h.port, 'Haraka'), (mx.port, 'mxgate')):
         s.sendall(b'PROXY TCP4 198.18.9.9 127.0.0.1 40000 %d\r\n' % port)
         held.append((s, s.recv(200)))
     third = session(port, ['QUIT'], '198.18.9.9')
+
+    def open_count():
+        return (int(mt.redis_cmd(redis.port, 'GET', 'concurrency|198.18.9.9') or 0) if who == 'Haraka' else
+                mt.redis_cmd(redis.port, 'ZCARD', 'mxgate:rl:concurrency:ip:198.18.9.9'))
+    # Haraka counts the refused connection too until its disconnect hook: 3 for a moment
+    mt.wait_for(lambda: open_count() == 2, 5)
+    mt.check(open_count() == 2, 'concurrency: %s counts the two sessions open, not the refused one (%r)'
+             % (who, open_count()))
     mt.check(all(g.startswith(b'220 ') for _, g in held) and third == [('connect', 421)],
              'concurrency 2: %s greets two sessions from one client and refuses the third (%s)' % (who, third))
     for s, _ in held:
         s.close()
+# the limits' counts once those sessions ended: Haraka's counter back to 0, mxgate's set empty
+mt.check(mt.wait_for(lambda: int(mt.redis_cmd(redis.port, 'GET', 'concurrency|198.18.9.9') or 0) == 0 and
+                     mt.redis_cmd(redis.port, 'ZCARD', 'mxgate:rl:concurrency:ip:198.18.9.9') == 0, 5),
+         'concurrency: both counts back to 0 when the sessions end (Haraka %r, mxgate %r)'
+         % (mt.redis_cmd(redis.port, 'GET', 'concurrency|198.18.9.9'),
+            mt.redis_cmd(redis.port, 'ZCARD', 'mxgate:rl:concurrency:ip:198.18.9.9')))
 # Haraka's disconnect line keeps the reply (lr="421 Too many concurrent connections"); mxgate's
 # refusal line has it, as every other refusal's line (docs/operations.md: code, reply)
 mt.check(mx.wait_log(r'event=tempfail stage=connect reason=ratelimit client=198\.18\.9\.9 code=421 '
@@ -306,12 +328,13 @@ if len(mh) == 1 and len(mm) == 1:
 # in 4 sessions, 10 recipients a minute for the client
 h2 = Haraka({'host_list': 'example.test\n',
              'smtp_forward.ini': 'host=127.0.0.1\nport=%d\nenable_outbound=false\nenable_tls=false\n' % sink_h.port,
-             'limit.ini': '[main]\ntarpit_delay=0\n[redis]\nhost=127.0.0.1\nport=%d\ndb=6\n'
+             'limit.ini': '[main]\ntarpit_delay=0\n[redis]\nhost=127.0.0.1\nport=%d\ndatabase=6\n'
                           '[rate_rcpt_sender]\nenabled=true\ndefault=10/10m\n' % redis.port},
             ['limit', 'rcpt_to.in_host_list', 'queue/smtp_forward'], name='haraka-plain', haproxy=False)
 mx2 = mt.Mxgate(mt.config([sink_m.url], accept_domains=['example.test'],
                           ratelimit={'store': 'redis://127.0.0.1:%d/7' % redis.port, 'rules': [
                               {'key': 'sender', 'count': 'recipients', 'limit': '10/10m'}]}), 'mx-plain')
+h2.wait_redis()
 mt.wait_for(lambda: 'Hello' in mt.swaks(h2.port, '--quit-after', 'EHLO').stdout, 30, 0.5)
 got = {}
 
