@@ -279,6 +279,17 @@ mt.check(a == [('connect', 554), ('EHLO mta.example.org', 554), ('MAIL FROM:<n10
                                            ('MAIL FROM:<n10@example.org>', 550), ('QUIT', 221)],
          'a listed client: Haraka 554 at connect, mxgate 550 at MAIL (documented): %s %s' % (a, b))
 
+# haproxy's "PROXY UNKNOWN" (its health checks with send-proxy, a source it cannot name):
+# proxy-protocol.txt 2.1 says to take the connection's own addresses; Haraka refuses it
+got = {}
+for port, who in ((h.port, 'Haraka'), (mx.port, 'mxgate')):
+    s = socket.create_connection(('127.0.0.1', port), timeout=mt.slack(10))
+    s.sendall(b'PROXY UNKNOWN\r\n')
+    got[who] = s.recv(200)[:3]
+    s.close()
+mt.check(got == {'Haraka': b'421', 'mxgate': b'220'},
+         'PROXY UNKNOWN: Haraka 421 Invalid PROXY format, mxgate greets (documented): %s' % got)
+
 # concurrency: two sessions held open, the third refused at connect by both
 for port, who in ((h.port, 'Haraka'), (mx.port, 'mxgate')):
     held = []
