@@ -178,8 +178,8 @@ void session_error(struct session *s)
 	counter_inc(COUNTER_PROTOCOL_ERRORS);
 	if (++s->errors >= s->cfg->limits.max_errors) {
 		session_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
-		log_event(LOG_LVL_INFO, s->id, "event=disconnect reason=too_many_errors client=%s errors=%d",
-		    s->env.client_ip, s->errors);
+		/* Named on the session's one disconnect line, with its figures (session_close) */
+		s->quit_reason = "too_many_errors";
 		s->quit_after_flush = true;
 	}
 }
@@ -1642,11 +1642,15 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		if (s->teaser_sent)
 			session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 		session_note_refusal(s, code, v->reason[0] ? v->reason : "filter");
-		session_reply_text(s, code, v->reply[0] ? v->reply : drop ? "5.7.1 Service unavailable" :
-		    "4.7.0 Service temporarily unavailable");
-		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s%s",
+		const char *text = v->reply[0] ? v->reply : drop ? "5.7.1 Service unavailable" :
+		    "4.7.0 Service temporarily unavailable";
+		char rv[300];
+
+		session_reply_text(s, code, text);
+		/* code and reply as on every refusal's line: what the client was told */
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s code=%d reply=%s",
 		    drop ? "reject" : "tempfail", v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "",
-		    v->log_extra, s->env.client_ip, drop ? " code=521" : "");
+		    v->log_extra, s->env.client_ip, code, log_val(rv, sizeof(rv), text));
 		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, !drop);
 		s->quit_after_flush = true;
 		return true;

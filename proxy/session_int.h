@@ -86,6 +86,7 @@ struct session {
 	                                     front end itself at its own first MAIL */
 	char xclient_login[256];          /* XCLIENT LOGIN=: env.auth_user points here */
 	bool quit_after_flush;            /* close once the replies queued now are written */
+	const char *quit_reason;          /* static: the disconnect line's reason= for that close */
 	bool eof;                         /* the client closed (or half-closed) its side */
 	bool drain;                       /* the worker is draining: no new transaction */
 	bool write_failed, out_blocked;   /* the client's socket: dead / not reading replies */

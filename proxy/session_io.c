@@ -103,7 +103,7 @@ void session_flush(struct session *s)
 		session_write_raw(s, s->out.v, s->out.len);
 	s->out.len = 0;
 	if (s->quit_after_flush && s->state != SESSION_CLOSING)
-		session_close(s, NULL);
+		session_close(s, s->quit_reason);
 }
 
 /* ---- timers ------------------------------------------------------------------------ */
@@ -650,7 +650,8 @@ static void session_on_eof(struct session *s, ssize_t n)
 	if (n == UV_EOF && s->state == SESSION_BUSY)
 		return;
 	/* A client gone mid-transaction: nothing was acknowledged, nothing is lost. */
-	session_close(s, n == UV_EOF ? "client_closed" : uv_strerror((int)n));
+	/* reason= is one token: libuv's error name (ECONNRESET), not its message's words */
+	session_close(s, n == UV_EOF ? "client_closed" : uv_err_name((int)n));
 }
 
 /* Ciphertext from the client into the TLS connection. */

@@ -68,11 +68,21 @@ RSPAMD_ROOT=/opt/mxgate-peers/rspamd
 install_rspamd() {
   [ -x "$RSPAMD_ROOT/usr/bin/rspamd" ] || unpack_deb rspamd "$RSPAMD_ROOT"
 }
+# Haraka 3.3.4 (npm; node >= 20): test_outside_haraka.py runs it side by side with mxgate. Into
+# $HARAKA_ROOT with its plugins (105 packages, 15 s from a warm npm cache), not global. Node 20
+# comes from NodeSource on the CI image (Debian 12's nodejs is 18, which Haraka 3.3 refuses)
+HARAKA_ROOT=/opt/mxgate-peers/haraka
+install_haraka() {
+  [ -x "$HARAKA_ROOT/node_modules/.bin/haraka" ] && return 0
+  command -v npm >/dev/null || { echo "install-deps: npm missing (node >= 20 with npm): Haraka not installed" >&2; return 0; }
+  $SUDO mkdir -p "$HARAKA_ROOT"
+  $SUDO npm install --prefix "$HARAKA_ROOT" --no-audit --no-fund --loglevel=error Haraka@3.3.4 >/dev/null
+}
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && { install_exim; install_rspamd; exit 0; }
+[ -z "$missing" ] && { install_exim; install_rspamd; install_haraka; exit 0; }
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
@@ -81,3 +91,4 @@ $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 install_exim
 install_rspamd
+install_haraka
