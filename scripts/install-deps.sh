@@ -76,7 +76,8 @@ install_haraka() {
   [ -x "$HARAKA_ROOT/node_modules/.bin/haraka" ] && return 0
   command -v npm >/dev/null || { echo "install-deps: npm missing (node >= 20 with npm): Haraka not installed" >&2; return 0; }
   $SUDO mkdir -p "$HARAKA_ROOT"
-  $SUDO npm install --prefix "$HARAKA_ROOT" --no-audit --no-fund --loglevel=error Haraka@3.3.4 >/dev/null
+  $SUDO npm install --prefix "$HARAKA_ROOT" --no-audit --no-fund --loglevel=error Haraka@3.3.4 >/dev/null ||
+    echo "install-deps: npm install Haraka@3.3.4 failed: test_outside_haraka will fail under CI=true" >&2
 }
 missing=""
 for p in $BUILD_PKGS $PEER_PKGS; do
