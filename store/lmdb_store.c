@@ -42,7 +42,7 @@ struct lmdb_store {
 	MDB_dbi dbi;
 	struct lmdb_rtx *rtx;           /* read transactions */
 	size_t max_key;
-	uint64_t last_err_log_ms;       /* write errors (a full map) are logged once a minute */
+	struct log_rated err_rated;     /* write errors (a full map): logged once a minute */
 	/* When each prefix was last swept. Only touched inside a write transaction: LMDB's
 	 * writer lock is the lock. */
 	struct ls_sweep sweeps[LS_MAX_SWEEPS];
@@ -50,7 +50,7 @@ struct lmdb_store {
 	/* Records the map held when it was last found full or near full (0: never): writers
 	 * with a rank keep the count below it (atomic: read before a write transaction). */
 	uint64_t evict_at;
-	uint64_t last_evict_log_ms;     /* evictions are logged once a minute */
+	struct log_rated evict_rated;   /* evictions: logged once a minute */
 };
 
 static pthread_mutex_t ls_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -88,11 +88,11 @@ static const char *ls_reason(const char *dir, int rc, char *buf, size_t cap)
 /* Logs a write error at most once a minute per environment (any thread). */
 static void ls_log_error(struct lmdb_store *st, const char *module, int rc)
 {
-	uint64_t now = ls_wall_ms(), last = __atomic_load_n(&st->last_err_log_ms, __ATOMIC_RELAXED);
 	char why[128];
+	bool now;
 
-	if (now - last < LS_LOG_EVERY_MS || !__atomic_compare_exchange_n(&st->last_err_log_ms, &last,
-	    now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	log_rated_note(&st->err_rated, LS_LOG_EVERY_MS, &now);
+	if (!now)
 		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s module=%s reason=\"%s\"%s",
 	    st->path, module, ls_reason(st->path, rc, why, sizeof(why)),
@@ -392,7 +392,7 @@ struct lmdb_writer {
 	void *ctx;
 	struct lmdb_writer_stats stats;
 	struct store_stats *sstats;      /* the process-wide drop metric of this user */
-	uint64_t last_drop_log_ms;
+	struct log_rated drop_rated;     /* dropped updates: logged once a minute */
 };
 
 /* Counts a batch; a failed one's n updates are lost: the drop metric. */
@@ -726,15 +726,13 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 			deleted -= pending;
 	}
 	if (deleted) {
-		uint64_t now = ls_wall_ms(), last = __atomic_load_n(&st->last_evict_log_ms,
-		    __ATOMIC_RELAXED);
+		bool now;
 
 		w->stats.evicted += deleted;
 		store_stats_add_evicted(w->sstats, deleted);
-		if ((last == 0 || now - last >= LS_LOG_EVERY_MS) &&
-		    __atomic_compare_exchange_n(&st->last_evict_log_ms, &last, now, false,
-		    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-				log_event(LOG_LVL_WARNING, NULL, "event=lmdb_evict store=lmdb:%s module=%s "
+		log_rated_note(&st->evict_rated, LS_LOG_EVERY_MS, &now);
+		if (now)
+			log_event(LOG_LVL_WARNING, NULL, "event=lmdb_evict store=lmdb:%s module=%s "
 			    "evicted=%llu total=%llu remaining=%llu records=%llu used_pct=%llu reason=%s "
 			    "hint=raise_map_size", st->path, w->name, (unsigned long long)deleted,
 			    (unsigned long long)w->stats.evicted, (unsigned long long)(sc->n - deleted),
@@ -1093,11 +1091,11 @@ void lmdb_writer_free(struct lmdb_writer *w)
 /* Logs dropped updates at most once a minute per writer. */
 static void lw_log_drop(struct lmdb_writer *w)
 {
-	uint64_t now = ls_wall_ms();
+	bool now;
 
-	if (now - w->last_drop_log_ms < LS_LOG_EVERY_MS)
+	log_rated_note(&w->drop_rated, LS_LOG_EVERY_MS, &now);
+	if (!now)
 		return;
-	w->last_drop_log_ms = now;
 	log_event(LOG_LVL_WARNING, NULL,
 	    "event=lmdb_queue_full store=lmdb:%s module=%s queued=%zu dropped=%llu", w->st->path,
 	    w->name, w->q.n, (unsigned long long)w->stats.dropped);

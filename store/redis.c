@@ -45,7 +45,7 @@ struct redis_store {
 	struct rs_script scripts[RS_MAX_SCRIPTS];
 	int nscripts;
 	uint64_t sent, timeouts, failfast;
-	uint64_t last_write_err_ms;   /* write error replies are logged once a minute */
+	struct log_rated write_err_rated; /* write error replies: logged once a minute */
 	/* the write queue (redis_store_write): oldest first, sent while up, RS_WQ_WINDOW at a
 	 * time; a write whose reply never came goes back in by its seq */
 	char name[32];                /* its user, for logs and the metric label */
@@ -54,7 +54,7 @@ struct redis_store {
 	size_t wq_n, wq_bytes, wq_max;
 	unsigned w_inflight;          /* writes hiredis holds */
 	uint64_t w_seq, w_retried, w_dropped;
-	uint64_t last_drop_log_ms;
+	struct log_rated drop_rated;  /* dropped writes: logged once a minute */
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
@@ -731,12 +731,12 @@ static void rs_inflight_del(struct redis_store *rs, struct redis_req *req)
 /* Logs an error reply to a write at most once a minute. */
 static void rs_log_write_error(struct redis_store *rs, const redisReply *reply)
 {
-	uint64_t now = uv_now(rs->loop);
+	bool now;
 
-	if (rs->last_write_err_ms == 0 || now - rs->last_write_err_ms >= RS_LOG_EVERY_MS) {
+	log_rated_note(&rs->write_err_rated, RS_LOG_EVERY_MS, &now);
+	if (now) {
 		char rv[RS_LOG_REPLY_CAP];
 
-		rs->last_write_err_ms = now;
 		log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=%s",
 		    rs->url, rs->worker, rs->name, rs_log_reply(rv, sizeof(rv), reply));
 	}
@@ -767,16 +767,15 @@ static void rs_write_finish(struct redis_req *req, int status)
 /* Gives a write up: counted (the metric), logged once a minute, -1 to its done. */
 static void rs_write_drop(struct redis_store *rs, struct redis_req *req, const char *why)
 {
-	uint64_t now = uv_now(rs->loop);
+	bool now;
 
 	rs->w_dropped++;
 	store_stats_add_dropped(rs->stats, 1);
-	if (rs->last_drop_log_ms == 0 || now - rs->last_drop_log_ms >= RS_LOG_EVERY_MS) {
-		rs->last_drop_log_ms = now;
+	log_rated_note(&rs->drop_rated, RS_LOG_EVERY_MS, &now);
+	if (now)
 		log_event(LOG_LVL_WARNING, NULL,
 		    "event=redis_write_dropped store=%s worker=%d module=%s reason=%s queued=%zu dropped=%llu",
 		    rs->url, rs->worker, rs->name, why, rs->wq_n, (unsigned long long)rs->w_dropped);
-	}
 	rs_write_finish(req, -1);
 }
 
