@@ -23,6 +23,7 @@ struct lmdb_rtx {
 	pthread_t thr;
 	bool thr_up, stop, want;
 	bool busy;                       /* the thread is inside LMDB */
+	bool stuck;                      /* a begin gave up waiting for this attempt */
 	bool idle_due;                   /* idle started, lmdb_rtx_idle_seen not yet called */
 	uint64_t busy_since;             /* monotonic ms */
 	uint64_t made;                   /* attempts finished */
@@ -132,6 +133,7 @@ static void *rtx_thread_cb(void *arg)
 			mdb_txn_reset(txn);
 		pthread_mutex_lock(&r->mu);
 		r->want = false;
+		r->stuck = false;
 		r->made++;
 		r->made_rc = rc;
 		if (rc == 0) {
@@ -208,12 +210,13 @@ int lmdb_rtx_begin(struct lmdb_rtx *r, MDB_txn **txn)
 		uint64_t seen = r->made;
 
 		now = rtx_now_ms();
-		if (r->busy && now - r->busy_since >= LMDB_RTX_WAIT_MS) {
+		if (r->busy && (r->stuck || now - r->busy_since >= LMDB_RTX_WAIT_MS)) {
 			busy_ms = now - r->busy_since;   /* stuck: no wait at all */
 			break;
 		}
 		if (wrc == ETIMEDOUT) {
 			busy_ms = r->busy ? now - r->busy_since : LMDB_RTX_WAIT_MS;
+			r->stuck = r->busy;      /* the next begins do not wait for it again */
 			break;
 		}
 		if (!r->want) {
