@@ -584,7 +584,7 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_
 		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
-	if ((e->rtx = lmdb_rtx_new(e->env, "bayes_error", e->dir, lmdb_env_rtx_out_cb, e)) == NULL) {
+	if ((e->rtx = lmdb_rtx_new(e->env, LMDB_RTX_BAYES, e->dir, lmdb_env_rtx_out_cb, e)) == NULL) {
 		snprintf(err, errlen, "lmdb %s: out of memory", dir);
 		goto fail;
 	}

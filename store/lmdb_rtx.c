@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -13,7 +14,8 @@
 
 struct lmdb_rtx {
 	MDB_env *env;
-	const char *event, *dir;
+	enum lmdb_rtx_user user;
+	const char *dir;
 	lmdb_rtx_idle_cb idle;
 	void *arg;
 	pthread_mutex_t mu;              /* guards the fields below */
@@ -41,18 +43,24 @@ static uint64_t rtx_now_ms(void)
 
 static void rtx_log(struct lmdb_rtx *r, const char *why, uint64_t ms)
 {
+	char reason[200];
 	bool now;
 
 	log_rated_note(&r->rated, RTX_LOG_EVERY_MS, &now);
 	if (!now)
 		return;
 	if (ms)
-		log_event(LOG_LVL_WARNING, NULL, "event=%s store=lmdb:%s reason=\"%s for %llu ms "
-		    "(another process holds it): read abstains\"", r->event, r->dir, why,
-		    (unsigned long long)ms);
+		snprintf(reason, sizeof(reason), "%s for %llu ms (another process holds it): read "
+		    "abstains", why, (unsigned long long)ms);
 	else
-		log_event(LOG_LVL_WARNING, NULL, "event=%s store=lmdb:%s reason=\"%s: read abstains\"",
-		    r->event, r->dir, why);
+		snprintf(reason, sizeof(reason), "%s: read abstains", why);
+	/* the user's own event, each written out (docs/operations.md's rows) */
+	if (r->user == LMDB_RTX_BAYES)
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s reason=\"%s\"",
+		    r->dir, reason);
+	else
+		log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"",
+		    r->dir, reason);
 }
 
 /* Clears the slots of dead processes; the thread's, it may wait for the table's mutex. */
@@ -163,7 +171,7 @@ static void *rtx_thread_cb(void *arg)
 	return NULL;
 }
 
-struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, const char *event, const char *dir,
+struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char *dir,
     lmdb_rtx_idle_cb idle, void *arg)
 {
 	struct lmdb_rtx *r = calloc(1, sizeof(*r));
@@ -172,7 +180,7 @@ struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, const char *event, const char *dir,
 	if (r == NULL)
 		return NULL;
 	r->env = env;
-	r->event = event;
+	r->user = user;
 	r->dir = dir;
 	r->idle = idle;
 	r->arg = arg;

@@ -29,10 +29,12 @@ struct lmdb_rtx;
  * free what the callback's argument points to). */
 typedef void (*lmdb_rtx_idle_cb)(void *arg);
 
-/* A pool for env (opened, MDB_NOTLS), named in logs as `event=<event> store=lmdb:<dir>`
- * (event and dir borrowed: they outlive the pool). Starts its thread. NULL: out of memory or
- * no thread. */
-struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, const char *event, const char *dir,
+/* Whose pool: its failures are logged as event=lmdb_error (store/) or event=bayes_error. */
+enum lmdb_rtx_user { LMDB_RTX_STORE = 0, LMDB_RTX_BAYES };
+
+/* A pool for env (opened, MDB_NOTLS), named in logs as `store=lmdb:<dir>` (dir borrowed: it
+ * outlives the pool). Starts its thread. NULL: out of memory or no thread. */
+struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char *dir,
     lmdb_rtx_idle_cb idle, void *arg);
 
 /* A read transaction in *txn: 0, or -1 (logged, rated) without waiting more than

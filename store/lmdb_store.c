@@ -196,7 +196,7 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 		    ls_reason(dir, rc, why, sizeof(why)));
 		goto fail;
 	}
-	if ((st->rtx = lmdb_rtx_new(st->env, "lmdb_error", st->path, ls_rtx_out_cb, st)) == NULL)
+	if ((st->rtx = lmdb_rtx_new(st->env, LMDB_RTX_STORE, st->path, ls_rtx_out_cb, st)) == NULL)
 		goto fail;
 	st->max_key = (size_t)mdb_env_get_maxkeysize(st->env);
 ready:
