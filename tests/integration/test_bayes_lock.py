@@ -10,6 +10,10 @@ learn` stopped inside its transaction, or any other LMDB writer, does. Then:
 - the daemon's POST /learn/spam answers 500 "store error" within the same bound and logs the
   reason; mail is still delivered meanwhile (reads need no write lock), and the next
   learn after the holder lets go goes through, in both processes.
+Then a process holds LMDB's reader-table mutex (the lock file mapped, pthread_mutex_lock on
+it through ctypes: what a process stopped while it took a read slot does): mail is still
+scored and delivered (the daemon's reads keep their slots), and `mxgate learn`, which needs
+a new slot, ends within 0.1 s plus slack with the reason, instead of waiting for ever.
 Peers: python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
 import os
 import subprocess
@@ -32,6 +36,20 @@ print('held', flush=True)
 sys.stdin.read()         # until the test closes our stdin
 txn.abort()
 env.close()
+'''
+# lock.mdb starts with MDB_txninfo: magic, format, then (Linux: robust POSIX mutexes) the
+# reader table's pthread mutex
+HOLD_READERS = r'''
+import ctypes, mmap, os, struct, sys
+fd = os.open(os.path.join(sys.argv[1], 'lock.mdb'), os.O_RDWR)
+m = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+if struct.unpack_from('<I', m, 0)[0] != 0xBEEFC0DE:
+    sys.exit('not an LMDB lock file')
+mutex = ctypes.byref((ctypes.c_char * 4096).from_buffer(m), 8)
+libc = ctypes.CDLL('libc.so.6')
+print('held', libc.pthread_mutex_lock(mutex), flush=True)
+sys.stdin.read()         # until the test closes our stdin
+libc.pthread_mutex_unlock(mutex)
 '''
 store_dir = os.path.join(mt.TMP, 'bayes')
 store = 'lmdb:' + store_dir
@@ -65,12 +83,12 @@ def post(port, data):
         return e.code, e.read().decode().strip()
 
 
-def hold():
-    """Starts the holder; returns it once it holds the write lock."""
-    p = subprocess.Popen([py, '-c', HOLD, store_dir], stdin=subprocess.PIPE,
+def hold(what=HOLD):
+    """Starts the holder; returns it once it holds the write lock (the reader table's)."""
+    p = subprocess.Popen([py, '-c', what, store_dir], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = p.stdout.readline()
-    if line.strip() != b'held':
+    if line.split()[:1] != [b'held'] or line.split()[1:] not in ([], [b'0']):
         mt.fail('the LMDB holder did not start: %r %r' % (line, p.stderr.read()))
     return p
 
@@ -121,4 +139,27 @@ mt.check((code, text) == (200, 'learned'), 'the lock let go: POST learns: %s %s'
 r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', write_msg(1))
 mt.check(r.returncode == 0 and 'learned 1 spam' in r.stdout,
          'the lock let go: mxgate learn learns: %s %s' % (r.stdout.strip(), r.stderr.strip()))
+
+# the reader table's mutex held by another process (the daemon keeps the directory open, so
+# the lock file is not reset under the holder)
+holder = hold(HOLD_READERS)
+try:
+    code, text = mt.send_mail(mx.port, 'a@example.org', ['user@example.test'], msg(4))
+    mt.check(code == 250, 'the reader table locked: mail is scored and delivered: %s %s'
+             % (code, text))
+    t0 = time.monotonic()
+    try:
+        r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', write_msg(5), timeout=mt.slack(30))
+        dt = time.monotonic() - t0
+        mt.check(r.returncode == 1 and 'reader table' in r.stderr,
+                 'mxgate learn, which needs a read slot: exit 1 with the reason (%s; %s)'
+                 % (r.returncode, r.stderr.strip()[-300:]))
+        mt.check(dt < mt.slack(10), 'it ended in %.1f s' % dt)
+    except subprocess.TimeoutExpired:
+        mt.check(False, 'mxgate learn while the reader table is locked: still waiting after '
+                 '%.0f s' % (time.monotonic() - t0))
+finally:
+    release(holder)
+code, text = mt.send_mail(mx.port, 'a@example.org', ['user@example.test'], msg(6))
+mt.check(code == 250, 'the holder gone: mail delivered: %s %s' % (code, text))
 mt.finish()
