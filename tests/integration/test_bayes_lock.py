@@ -10,6 +10,10 @@ learn` stopped inside its transaction, or any other LMDB writer, does. Then:
 - the daemon's POST /learn/spam answers 500 "store error" within the same bound and logs the
   reason; mail is still delivered meanwhile (reads need no write lock), and the next
   learn after the holder lets go goes through, in both processes.
+Then the store is dropped by a reload and brought back by the next while the daemon's writer
+still waits for the held write lock: the environment still closing is taken back, not a
+second one opened on the same directory in the same process (LMDB forbids it: closing either
+drops the other's fcntl locks on lock.mdb) — seen as the daemon's descriptors on lock.mdb.
 Then a process holds LMDB's reader-table mutex (the lock file mapped, pthread_mutex_lock on
 it through ctypes: what a process stopped while it took a read slot does): mail is still
 scored and delivered (the daemon's reads keep their slots), and `mxgate learn`, which needs
@@ -83,6 +87,17 @@ def post(port, data):
         return e.code, e.read().decode().strip()
 
 
+def lock_fds(pid):
+    """The process's descriptors on the store's lock.mdb: one per environment."""
+    n = 0
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        try:
+            n += os.readlink('/proc/%d/fd/%s' % (pid, fd)) == os.path.join(store_dir, 'lock.mdb')
+        except OSError:
+            pass
+    return n
+
+
 def hold(what=HOLD):
     """Starts the holder; returns it once it holds the write lock (the reader table's)."""
     p = subprocess.Popen([py, '-c', what, store_dir], stdin=subprocess.PIPE,
@@ -121,7 +136,14 @@ except subprocess.TimeoutExpired:
 # the daemon, by POST /learn/spam on its metrics listener
 be = mt.Backend()
 mport = mt.free_port()
-mx = mt.Mxgate(mt.config([be.url], rules=rules, metrics={'listen': '127.0.0.1:%d' % mport}))
+
+
+def daemon_cfg(bayes=True):
+    r = dict(rules, bayes=dict(rules['bayes'], enabled=bayes))
+    return mt.config([be.url], rules=r, metrics={'listen': '127.0.0.1:%d' % mport})
+
+
+mx = mt.Mxgate(daemon_cfg())
 t0 = time.monotonic()
 code, text = post(mport, msg(2))
 dt = time.monotonic() - t0
@@ -133,9 +155,29 @@ mt.check(mx.wait_log(r'event=bayes_error store=lmdb:\S+ reason="write lock still
 code, text = mt.send_mail(mx.port, 'a@example.org', ['user@example.test'], msg(3))
 mt.check(code == 250, 'mail is delivered meanwhile: %s %s' % (code, text))
 
+# reloaded without the classifier (its store closed while the writer still waits for the
+# lock), then with it again
+mark = len(mx.log())
+mx.reload(daemon_cfg(False))
+mt.check(mx.wait_log(r'event=reloaded generation=2', mt.slack(20), mark) is not None,
+         'reloaded without the classifier')
+# the old generation retires (no event says when; retired late, the store was not closed yet
+# and the check below sees one environment whatever the code: it cannot fail wrongly)
+time.sleep(0.5)
+mark = len(mx.log())
+mx.reload(daemon_cfg(True))
+mt.check(mx.wait_log(r'event=reloaded generation=3', mt.slack(20), mark) is not None,
+         'reloaded with it again')
+time.sleep(0.5)
+n = lock_fds(mx.pid)
+mt.check(n == 1, 'one environment on the directory while the old writer still waits '
+         '(descriptors on lock.mdb: %d)' % n)
+
 release(holder)
 code, text = post(mport, msg(2))
 mt.check((code, text) == (200, 'learned'), 'the lock let go: POST learns: %s %s' % (code, text))
+n = lock_fds(mx.pid)
+mt.check(n == 1, 'one environment after the lock was let go (descriptors: %d)' % n)
 r = mt.run_mxgate('-c', cli_cfg, 'learn', 'spam', write_msg(1))
 mt.check(r.returncode == 0 and 'learned 1 spam' in r.stdout,
          'the lock let go: mxgate learn learns: %s %s' % (r.stdout.strip(), r.stderr.strip()))

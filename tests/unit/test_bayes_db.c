@@ -312,6 +312,23 @@ static void test_lmdb_reopen_while_writer_waits(void **state)
 	alarm(0);
 }
 
+/* Opens the LMDB store and learns token 5 as spam: where the reader-table tests start. */
+static struct bayes_db *open_learned(void)
+{
+	struct bayes_db_options o = { .timeout_ms = 200 };
+	char err[256];
+	struct bayes_db *db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	uint8_t id[BAYES_ID_LEN];
+	const uint64_t k = 5;
+	enum bayes_learn_result res;
+
+	assert_non_null(db);
+	id_of(1, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1000, &res), 0);
+	check_counts(db, 5, 1, 0);
+	return db;
+}
+
 /* Another process holds the reader table's mutex (stopped while it took a read slot): reads
  * that have a slot go on, one that needs a new slot fails within the bound — and at once
  * while the slot is still being made — rather than wait for ever. */
@@ -320,9 +337,6 @@ static void test_lmdb_reader_table_locked(void **state)
 	struct bayes_db_options o = { .timeout_ms = 200 };
 	char err[256];
 	struct bayes_db *db;
-	uint8_t id[BAYES_ID_LEN];
-	const uint64_t k = 5;
-	enum bayes_learn_result res;
 	int release, rel_open;
 	pid_t pid, opener;
 	double t0;
@@ -330,11 +344,7 @@ static void test_lmdb_reader_table_locked(void **state)
 	alarm(30);                             /* the wait without a bound: fail, not hang */
 	/* another process keeps the environment open: no opener resets the lock file */
 	opener = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_OPEN, &rel_open);
-	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
-	assert_non_null(db);
-	id_of(1, id);
-	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1000, &res), 0);
-	check_counts(db, 5, 1, 0);
+	db = open_learned();
 	pid = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_RMUTEX, &release);
 	/* the slot of the last read is kept and renewed: no lock to take */
 	check_counts(db, 5, 1, 0);
@@ -368,24 +378,15 @@ static void test_lmdb_reader_table_locked(void **state)
  * last process closes the directory. */
 static void test_lmdb_readers_stale(void **state)
 {
-	struct bayes_db_options o = { .timeout_ms = 200 };
-	char err[256];
-	struct bayes_db *db;
-	uint8_t id[BAYES_ID_LEN];
-	const uint64_t k = 5;
-	enum bayes_learn_result res;
 	int rel_fill, rel_open;
 	pid_t filler, opener;
+	struct bayes_db *db;
 
 	alarm(30);
 	opener = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_OPEN, &rel_open);
 	filler = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_READERS, &rel_fill);
 	lmdb_peer_end(filler, rel_fill, true);
-	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
-	assert_non_null(db);
-	id_of(1, id);
-	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1000, &res), 0);
-	check_counts(db, 5, 1, 0);
+	db = open_learned();
 	bayes_db_close(db);
 	lmdb_peer_end(opener, rel_open, false);
 	alarm(0);
