@@ -24,6 +24,7 @@ struct lmdb_rtx {
 	size_t nkept, cap;
 	pthread_t thr;
 	bool thr_up, stop, want;
+	bool exited;                     /* the thread ended (stopped), not joined yet */
 	bool busy;                       /* the thread is inside LMDB */
 	bool stuck;                      /* a begin gave up waiting for this attempt */
 	bool idle_due;                   /* idle started, lmdb_rtx_idle_seen not yet called */
@@ -167,6 +168,7 @@ static void *rtx_thread_cb(void *arg)
 			r->idle_due = lmdb_rtx_detach_call(r->idle, r->arg) == 0;
 		}
 	}
+	r->exited = true;
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
 }
@@ -302,15 +304,26 @@ void lmdb_rtx_idle_seen(struct lmdb_rtx *r)
 
 int lmdb_rtx_resume(struct lmdb_rtx *r)
 {
+	bool exited;
+
 	pthread_mutex_lock(&r->mu);
 	r->stop = false;
+	exited = r->exited;
 	pthread_mutex_unlock(&r->mu);
-	if (r->thr_up)
+	if (r->thr_up && exited)         /* it ended on its own after a stop: a new one */
+		pthread_join(r->thr, NULL);
+	else if (r->thr_up)
 		return 0;
+	r->thr_up = false;
+	pthread_mutex_lock(&r->mu);
+	r->exited = false;
 	r->busy = true;
 	r->busy_since = rtx_now_ms();
+	pthread_mutex_unlock(&r->mu);
 	if (pthread_create(&r->thr, NULL, rtx_thread_cb, r) != 0) {
+		pthread_mutex_lock(&r->mu);
 		r->busy = false;
+		pthread_mutex_unlock(&r->mu);
 		return -1;
 	}
 	r->thr_up = true;
