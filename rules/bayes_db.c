@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "store/lmdb_rtx.h"
 
 /* ---------------------------------------------------------------- shared */
 
@@ -386,22 +387,33 @@ static const struct bayes_db_ops mem_ops = {
  * atime refresh) or a learn for ever. The writer thread is the one that waits; a caller
  * waits for its job at most `wait_ms` (the store's `timeout`) and fails with a logged reason
  * if the lock has not come by then (a job already running is waited for: it holds the lock
- * and does bounded work). A wait that outlives the environment (closed while the writer
- * still waits for the lock) hands the environment to the writer thread, which frees it. */
+ * and does bounded work). Reads take their transactions from an lmdb_rtx pool, which never
+ * waits on the reader table's lock (lmdb_rtx.h).
+ *
+ * Closing: an environment whose last reference goes while one of its threads is inside LMDB
+ * (the writer waiting for the write lock, the read pool's thread for the reader table's)
+ * stays in the list, closing, until that thread comes out and a closer frees it; an open of
+ * the directory meanwhile takes it back. Freeing it at once is not possible (the thread uses
+ * it), and opening a second environment on the same files in this process is what LMDB
+ * forbids: closing either one drops the other's fcntl locks on the lock file. */
 struct lmdb_wjob;
 
 struct lmdb_env {
 	struct lmdb_env *next;
-	int refs;
+	int refs;                        /* 0: closing (lmdb_env_release) */
+	int closers;                     /* writer_out threads started, not yet run (wmu) */
+	bool ready;                      /* opened (the database handle too) */
 	char *dir;
 	MDB_env *env;
 	MDB_dbi dbi;
+	struct lmdb_rtx *rtx;            /* read transactions */
 	uint64_t wait_ms;                /* longest wait for the write lock */
 	pthread_mutex_t wmu;             /* guards the fields below */
 	pthread_cond_t wcv;              /* jobs queued, a job done, stop */
 	struct lmdb_wjob *head, *tail;   /* queued jobs */
 	pthread_t wthr;
 	bool wthr_up, wstop, wbegin;     /* wbegin: the writer waits in mdb_txn_begin */
+	bool wexited;                    /* the writer thread ended (stopped), not joined */
 };
 
 static pthread_mutex_t lmdb_envs_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -432,6 +444,86 @@ static int lmdb_mkdir_p(const char *dir)
 	return rc;
 }
 
+static void lmdb_env_free(struct lmdb_env *e)
+{
+	lmdb_rtx_free(e->rtx);
+	if (e->env) {
+		mdb_env_sync(e->env, 1);
+		mdb_env_close(e->env);
+	}
+	pthread_cond_destroy(&e->wcv);
+	pthread_mutex_destroy(&e->wmu);
+	free(e->dir);
+	free(e);
+}
+
+/* lmdb_envs_mu held, e->refs == 0, e in the list: stops its threads and frees it, unless one
+ * is inside LMDB (it starts a closer when it comes out). */
+static void lmdb_env_release(struct lmdb_env *e)
+{
+	struct lmdb_env **pp;
+	bool writer_in;
+
+	pthread_mutex_lock(&e->wmu);
+	e->wstop = true;
+	pthread_cond_broadcast(&e->wcv);
+	/* its writer_out closer does it */
+	writer_in = (e->wthr_up && e->wbegin) || e->closers > 0;
+	pthread_mutex_unlock(&e->wmu);
+	if (writer_in || (e->rtx && !lmdb_rtx_stop(e->rtx)))
+		return;                   /* closing, in the list */
+	for (pp = &lmdb_envs; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	if (e->wthr_up)
+		pthread_join(e->wthr, NULL);
+	/* closed under the list's lock: an open of the same directory waits for it */
+	lmdb_env_free(e);
+}
+
+/* The closer the writer starts when it comes out of LMDB and finds e closing. */
+static void lmdb_env_writer_out_cb(void *arg)
+{
+	struct lmdb_env *e = arg;
+
+	pthread_mutex_lock(&lmdb_envs_mu);
+	pthread_mutex_lock(&e->wmu);
+	e->closers--;
+	pthread_mutex_unlock(&e->wmu);
+	if (e->refs == 0)
+		lmdb_env_release(e);
+	pthread_mutex_unlock(&lmdb_envs_mu);
+}
+
+/* The read pool's idle callback: its thread came out of LMDB and found e closing. */
+static void lmdb_env_rtx_out_cb(void *arg)
+{
+	struct lmdb_env *e = arg;
+
+	pthread_mutex_lock(&lmdb_envs_mu);
+	lmdb_rtx_idle_seen(e->rtx);
+	if (e->refs == 0)
+		lmdb_env_release(e);
+	pthread_mutex_unlock(&lmdb_envs_mu);
+}
+
+/* lmdb_envs_mu held: a closing e taken back by an open. */
+static void lmdb_env_revive(struct lmdb_env *e)
+{
+	pthread_mutex_lock(&e->wmu);
+	e->wstop = false;
+	if (e->wexited) {            /* the writer ended: the next write starts another */
+		pthread_mutex_unlock(&e->wmu);
+		pthread_join(e->wthr, NULL);
+		pthread_mutex_lock(&e->wmu);
+		e->wthr_up = e->wexited = false;
+	}
+	pthread_mutex_unlock(&e->wmu);
+	lmdb_rtx_resume(e->rtx);
+}
+
 static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_t wait_ms,
     char *err, size_t errlen)
 {
@@ -443,18 +535,42 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_
 	pthread_mutex_lock(&lmdb_envs_mu);
 	for (e = lmdb_envs; e; e = e->next)
 		if (strcmp(e->dir, dir) == 0) {
-			e->refs++;
+			if (e->refs++ == 0)
+				lmdb_env_revive(e);
 			pthread_mutex_lock(&e->wmu);    /* the newest configuration's timeout */
 			e->wait_ms = wait_ms ? wait_ms : 2000;
 			pthread_mutex_unlock(&e->wmu);
-			pthread_mutex_unlock(&lmdb_envs_mu);
-			return e;
+			goto ready;
 		}
 	e = calloc(1, sizeof(*e));
 	if (e == NULL || (e->dir = strdup(dir)) == NULL) {
+		free(e);
 		snprintf(err, errlen, "out of memory");
-		goto fail;
+		pthread_mutex_unlock(&lmdb_envs_mu);
+		return NULL;
 	}
+	if (pthread_mutex_init(&e->wmu, NULL) != 0) {
+		free(e->dir);
+		free(e);
+		snprintf(err, errlen, "lmdb %s: mutex", dir);
+		pthread_mutex_unlock(&lmdb_envs_mu);
+		return NULL;
+	}
+	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&e->wcv, &ca) != 0) {
+		pthread_mutex_destroy(&e->wmu);
+		free(e->dir);
+		free(e);
+		snprintf(err, errlen, "lmdb %s: condition variable", dir);
+		pthread_mutex_unlock(&lmdb_envs_mu);
+		return NULL;
+	}
+	pthread_condattr_destroy(&ca);
+	e->wait_ms = wait_ms ? wait_ms : 2000;
+	/* in the list from here on: a failure below releases it like a close */
+	e->next = lmdb_envs;
+	lmdb_envs = e;
+	e->refs = 1;
 	if (lmdb_mkdir_p(dir) < 0) {
 		snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
 		goto fail;
@@ -464,84 +580,48 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_
 	    (rc = mdb_env_set_maxreaders(e->env, 1022)) != 0 ||
 	    /* NOSYNC: the OS writes the map back; a crash of the process loses nothing
 	     * committed, a power loss the last seconds of learning. NOTLS: pool threads. */
-	    (rc = mdb_env_open(e->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0 ||
-	    /* read-only: the unnamed database needs no write lock to open, and the lock may be
-	     * held by another process for as long as it likes (above) */
-	    (rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn)) != 0) {
+	    (rc = mdb_env_open(e->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0) {
 		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &e->dbi)) != 0 || (rc = mdb_txn_commit(txn)) != 0) {
-		if (rc != 0)
-			mdb_txn_abort(txn);
-		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
+	if ((e->rtx = lmdb_rtx_new(e->env, LMDB_RTX_BAYES, e->dir, lmdb_env_rtx_out_cb, e)) == NULL) {
+		snprintf(err, errlen, "lmdb %s: out of memory", dir);
 		goto fail;
 	}
-	if (pthread_mutex_init(&e->wmu, NULL) != 0) {
-		snprintf(err, errlen, "lmdb %s: mutex", dir);
-		goto fail;
+ready:
+	/* read-only: the unnamed database needs no write lock to open, and the lock may be
+	 * held by another process for as long as it likes (above); the read transaction waits
+	 * at most LMDB_RTX_WAIT_MS for the reader table (a closing e taken back may not have
+	 * come this far) */
+	if (!e->ready) {
+		if (lmdb_rtx_begin(e->rtx, &txn) < 0) {
+			snprintf(err, errlen, "lmdb %s: no read transaction (the reader table is "
+			    "locked by another process, or full)", dir);
+			goto fail;
+		}
+		rc = mdb_dbi_open(txn, NULL, 0, &e->dbi);
+		lmdb_rtx_end(e->rtx, txn);
+		if (rc != 0) {
+			snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
+			goto fail;
+		}
+		e->ready = true;
 	}
-	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-	    pthread_cond_init(&e->wcv, &ca) != 0) {
-		pthread_mutex_destroy(&e->wmu);
-		snprintf(err, errlen, "lmdb %s: condition variable", dir);
-		goto fail;
-	}
-	pthread_condattr_destroy(&ca);
-	e->wait_ms = wait_ms ? wait_ms : 2000;
-	e->refs = 1;
-	e->next = lmdb_envs;
-	lmdb_envs = e;
 	pthread_mutex_unlock(&lmdb_envs_mu);
 	return e;
 fail:
-	if (e) {
-		if (e->env)
-			mdb_env_close(e->env);
-		free(e->dir);
-		free(e);
-	}
+	if (--e->refs == 0)
+		lmdb_env_release(e);
 	pthread_mutex_unlock(&lmdb_envs_mu);
 	return NULL;
 }
 
-static void lmdb_env_free(struct lmdb_env *e)
-{
-	mdb_env_sync(e->env, 1);
-	mdb_env_close(e->env);
-	pthread_cond_destroy(&e->wcv);
-	pthread_mutex_destroy(&e->wmu);
-	free(e->dir);
-	free(e);
-}
-
 static void lmdb_env_put(struct lmdb_env *e)
 {
-	struct lmdb_env **pp;
-
 	pthread_mutex_lock(&lmdb_envs_mu);
-	if (--e->refs > 0) {
-		pthread_mutex_unlock(&lmdb_envs_mu);
-		return;
-	}
-	for (pp = &lmdb_envs; *pp; pp = &(*pp)->next)
-		if (*pp == e) {
-			*pp = e->next;
-			break;
-		}
+	if (--e->refs == 0)
+		lmdb_env_release(e);
 	pthread_mutex_unlock(&lmdb_envs_mu);
-	pthread_mutex_lock(&e->wmu);
-	e->wstop = true;
-	pthread_cond_broadcast(&e->wcv);
-	if (e->wthr_up && e->wbegin) {
-		/* the writer still waits for the lock: it frees the environment when it has it */
-		pthread_mutex_unlock(&e->wmu);
-		return;
-	}
-	pthread_mutex_unlock(&e->wmu);
-	if (e->wthr_up)
-		pthread_join(e->wthr, NULL);
-	lmdb_env_free(e);
 }
 
 struct lmdb_tx { struct lmdb_env *e; MDB_txn *txn; };
@@ -646,12 +726,6 @@ static const struct bayes_kv lmdb_kv = {
 	lmdb_seen_get, lmdb_seen_put, lmdb_tok_get, lmdb_tok_put, lmdb_totals_get, lmdb_totals_put
 };
 
-static int lmdb_begin(struct lmdb_env *e, bool rdonly, struct lmdb_tx *tx)
-{
-	tx->e = e;
-	return mdb_txn_begin(e->env, NULL, rdonly ? MDB_RDONLY : 0, &tx->txn) == 0 ? 0 : -1;
-}
-
 static int lmdb_commit(struct lmdb_tx *tx, int r);
 
 /* A write job: fn runs inside the writer thread's write transaction (returns 0 or -1: commit
@@ -668,11 +742,12 @@ struct lmdb_wjob {
 };
 
 /* The writer thread: for each queued job, waits for LMDB's write lock (as long as it takes),
- * then runs the oldest job still queued in the transaction and commits. */
+ * then runs the oldest job still queued in the transaction and commits. Ends when e is
+ * stopped (closing); stopped while it waited for the lock, it starts e's closer. */
 static void *lmdb_writer_cb(void *arg)
 {
 	struct lmdb_env *e = arg;
-	bool orphan = false;
+	bool later = false;
 
 	pthread_mutex_lock(&e->wmu);
 	for (;;) {
@@ -689,16 +764,15 @@ static void *lmdb_writer_cb(void *arg)
 		rc = mdb_txn_begin(e->env, NULL, 0, &tx.txn);
 		pthread_mutex_lock(&e->wmu);
 		e->wbegin = false;
-		if (e->wstop) {
-			/* closed while we waited: lmdb_env_put left the environment to us */
+		if ((j = e->head) == NULL || e->wstop) {  /* every waiter gave up, or closing */
 			if (rc == 0)
 				mdb_txn_abort(tx.txn);
-			orphan = true;
-			break;
-		}
-		if ((j = e->head) == NULL) {    /* every waiter gave up meanwhile */
-			if (rc == 0)
-				mdb_txn_abort(tx.txn);
+			if (e->wstop && e->head == NULL) {
+				/* lmdb_env_release left e to us: a closer finishes (it joins us) */
+				e->closers++;
+				later = true;
+				break;
+			}
 			continue;
 		}
 		if ((e->head = j->next) == NULL)
@@ -716,10 +790,12 @@ static void *lmdb_writer_cb(void *arg)
 		j->state = LMDB_WJOB_DONE;
 		pthread_cond_broadcast(&e->wcv);
 	}
+	e->wexited = true;
 	pthread_mutex_unlock(&e->wmu);
-	if (orphan) {
-		pthread_detach(pthread_self());
-		lmdb_env_free(e);
+	if (later && lmdb_rtx_detach_call(lmdb_env_writer_out_cb, e) < 0) {
+		pthread_mutex_lock(&e->wmu);
+		e->closers--;           /* left open (logged) until a reopen takes it back */
+		pthread_mutex_unlock(&e->wmu);
 	}
 	return NULL;
 }
@@ -809,10 +885,12 @@ static int lmdb_commit(struct lmdb_tx *tx, int r)
 static int lmdb_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_counts *out,
     struct bayes_totals *tot)
 {
-	struct lmdb_tx tx;
+	struct lmdb_env *e = h;
+	struct lmdb_tx tx = { e, NULL };
 	int r = 0;
 
-	if (lmdb_begin(h, true, &tx) < 0)
+	/* never waits for the reader table's lock: a scan abstains instead (lmdb_rtx.h) */
+	if (lmdb_rtx_begin(e->rtx, &tx.txn) < 0)
 		return -1;
 	if (tot && lmdb_totals_get(&tx, tot) < 0)
 		r = -1;
@@ -824,7 +902,7 @@ static int lmdb_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_cou
 		else if (f == 0)
 			memset(&out[i], 0, sizeof(out[i]));
 	}
-	mdb_txn_abort(tx.txn);
+	lmdb_rtx_end(e->rtx, tx.txn);
 	return r;
 }
 

@@ -74,6 +74,7 @@ static redisContext *br_connect(struct bayes_redis *r, char *err, size_t errlen)
 		redisFree(c);
 		return NULL;
 	}
+	redis_store_bound_reader(c);
 	redisSetTimeout(c, br_tv(r->timeout_ms));
 	if (r->password[0]) {
 		rep = redisCommand(c, "AUTH %s", r->password);

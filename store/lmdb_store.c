@@ -12,6 +12,7 @@
 #include <sys/time.h>
 
 #include "proxy/log.h"
+#include "lmdb_rtx.h"
 #include "store_stats.h"
 
 #define LS_MAX_SWEEPS 16                 /* distinct swept prefixes per environment */
@@ -24,18 +25,24 @@
 
 /* ---- environments -----------------------------------------------------------------------
  * LMDB allows one environment per file per process: environments are shared by path and
- * reference-counted. Transactions use MDB_NOTLS so any thread (loop or pool) may read. */
+ * reference-counted. Transactions use MDB_NOTLS so any thread (loop or pool) may read; read
+ * transactions come from an lmdb_rtx pool, which never waits for the reader table's lock (a
+ * worker loop reads inline). An environment whose last reference goes while that pool's
+ * thread is inside LMDB stays in the list, closing, until the thread comes out; an open of
+ * the directory meanwhile takes it back rather than open a second one on the same files. */
 
 struct ls_sweep { char prefix[LS_PREFIX_MAX]; uint64_t last_ms; };
 
 struct lmdb_store {
 	struct lmdb_store *next;
-	int refs;
+	int refs;                       /* 0: closing (ls_release) */
+	bool ready;                     /* opened (the database handle too) */
 	char *path;
 	MDB_env *env;
 	MDB_dbi dbi;
+	struct lmdb_rtx *rtx;           /* read transactions */
 	size_t max_key;
-	uint64_t last_err_log_ms;       /* write errors (a full map) are logged once a minute */
+	struct log_rated err_rated;     /* write errors (a full map): logged once a minute */
 	/* When each prefix was last swept. Only touched inside a write transaction: LMDB's
 	 * writer lock is the lock. */
 	struct ls_sweep sweeps[LS_MAX_SWEEPS];
@@ -43,7 +50,7 @@ struct lmdb_store {
 	/* Records the map held when it was last found full or near full (0: never): writers
 	 * with a rank keep the count below it (atomic: read before a write transaction). */
 	uint64_t evict_at;
-	uint64_t last_evict_log_ms;     /* evictions are logged once a minute */
+	struct log_rated evict_rated;   /* evictions: logged once a minute */
 };
 
 static pthread_mutex_t ls_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -81,11 +88,11 @@ static const char *ls_reason(const char *dir, int rc, char *buf, size_t cap)
 /* Logs a write error at most once a minute per environment (any thread). */
 static void ls_log_error(struct lmdb_store *st, const char *module, int rc)
 {
-	uint64_t now = ls_wall_ms(), last = __atomic_load_n(&st->last_err_log_ms, __ATOMIC_RELAXED);
 	char why[128];
+	bool now;
 
-	if (now - last < LS_LOG_EVERY_MS || !__atomic_compare_exchange_n(&st->last_err_log_ms, &last,
-	    now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	log_rated_note(&st->err_rated, LS_LOG_EVERY_MS, &now);
+	if (!now)
 		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s module=%s reason=\"%s\"%s",
 	    st->path, module, ls_reason(st->path, rc, why, sizeof(why)),
@@ -114,10 +121,46 @@ static int ls_mkdirs(const char *dir)
 	return 0;
 }
 
+/* ls_mu held, st->refs == 0, st in the list: frees it, unless its read pool's thread is
+ * inside LMDB (its idle callback comes back here). */
+static void ls_release(struct lmdb_store *st)
+{
+	struct lmdb_store **pp;
+
+	if (st->rtx && !lmdb_rtx_stop(st->rtx))
+		return;                     /* closing, in the list */
+	for (pp = &ls_all; *pp; pp = &(*pp)->next)
+		if (*pp == st) {
+			*pp = st->next;
+			break;
+		}
+	lmdb_rtx_free(st->rtx);
+	/* closed under ls_mu: an open of the same directory waits for it */
+	if (st->env) {
+		mdb_env_sync(st->env, 1);
+		mdb_env_close(st->env);
+	}
+	free(st->path);
+	free(st);
+}
+
+/* The read pool's idle callback: its thread came out of LMDB and found st closing. */
+static void ls_rtx_out_cb(void *arg)
+{
+	struct lmdb_store *st = arg;
+
+	pthread_mutex_lock(&ls_mu);
+	lmdb_rtx_idle_seen(st->rtx);
+	if (st->refs == 0)
+		ls_release(st);
+	pthread_mutex_unlock(&ls_mu);
+}
+
 struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 {
 	struct lmdb_store *st;
-	MDB_txn *txn = NULL;
+	MDB_txn *txn;
+	char why[128];
 	int rc;
 
 	if (dir == NULL || dir[0] == '\0')
@@ -125,13 +168,19 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 	pthread_mutex_lock(&ls_mu);
 	for (st = ls_all; st; st = st->next)
 		if (strcmp(st->path, dir) == 0) {
-			st->refs++;
-			pthread_mutex_unlock(&ls_mu);
-			return st;
+			if (st->refs++ == 0)        /* closing: taken back */
+				lmdb_rtx_resume(st->rtx);
+			goto ready;
 		}
 	st = calloc(1, sizeof(*st));
-	if (st == NULL || (st->path = strdup(dir)) == NULL)
-		goto fail;
+	if (st == NULL || (st->path = strdup(dir)) == NULL) {
+		free(st);
+		pthread_mutex_unlock(&ls_mu);
+		return NULL;
+	}
+	st->refs = 1;
+	st->next = ls_all;
+	ls_all = st;
 	if (ls_mkdirs(dir) < 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"mkdir: %s\"",
 		    dir, strerror(errno));
@@ -142,56 +191,47 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 	    (rc = mdb_env_set_maxreaders(st->env, 1022)) != 0 ||
 	    /* NOSYNC: the OS writes the map back; a process restart loses nothing, a power
 	     * loss at most the last seconds — not worth an fsync per batch. */
-	    (rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0 ||
-	    (rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0 ||
-	    (rc = mdb_dbi_open(txn, NULL, 0, &st->dbi)) != 0 ||
-	    (rc = mdb_txn_commit(txn)) != 0) {
-		if (txn)
-			mdb_txn_abort(txn);
-		char why[128];
-
+	    (rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"", dir,
 		    ls_reason(dir, rc, why, sizeof(why)));
 		goto fail;
 	}
+	if ((st->rtx = lmdb_rtx_new(st->env, LMDB_RTX_STORE, st->path, ls_rtx_out_cb, st)) == NULL)
+		goto fail;
 	st->max_key = (size_t)mdb_env_get_maxkeysize(st->env);
-	st->refs = 1;
-	st->next = ls_all;
-	ls_all = st;
+ready:
+	/* the unnamed database's handle, in a read transaction: a write one would wait for
+	 * the write lock as long as another process holds it; the read one waits at most
+	 * LMDB_RTX_WAIT_MS for the reader table (logged by the pool) */
+	if (!st->ready) {
+		if (lmdb_rtx_begin(st->rtx, &txn) < 0)
+			goto fail;
+		rc = mdb_dbi_open(txn, NULL, 0, &st->dbi);
+		lmdb_rtx_end(st->rtx, txn);
+		if (rc != 0) {
+			log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"",
+			    dir, mdb_strerror(rc));
+			goto fail;
+		}
+		st->ready = true;
+	}
 	pthread_mutex_unlock(&ls_mu);
 	return st;
 fail:
-	if (st) {
-		if (st->env)
-			mdb_env_close(st->env);
-		free(st->path);
-		free(st);
-	}
+	if (--st->refs == 0)
+		ls_release(st);
 	pthread_mutex_unlock(&ls_mu);
 	return NULL;
 }
 
 void lmdb_store_close(struct lmdb_store *st)
 {
-	struct lmdb_store **pp;
-
 	if (st == NULL)
 		return;
 	pthread_mutex_lock(&ls_mu);
-	if (--st->refs > 0) {
-		pthread_mutex_unlock(&ls_mu);
-		return;
-	}
-	for (pp = &ls_all; *pp; pp = &(*pp)->next)
-		if (*pp == st) {
-			*pp = st->next;
-			break;
-		}
+	if (--st->refs == 0)
+		ls_release(st);
 	pthread_mutex_unlock(&ls_mu);
-	mdb_env_sync(st->env, 1);
-	mdb_env_close(st->env);
-	free(st->path);
-	free(st);
 }
 
 const char *lmdb_store_path(const struct lmdb_store *st)
@@ -232,14 +272,14 @@ int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *va
 
 	if (klen == 0 || klen > st->max_key)
 		return 0;            /* such a key can never have been written */
-	if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+	if (lmdb_rtx_begin(st->rtx, &txn) < 0)
 		return -1;
 	rc = mdb_get(txn, st->dbi, &k, &v);
 	if (rc == 0) {
 		memcpy(val, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
 		*len = v.mv_size;
 	}
-	mdb_txn_abort(txn);
+	lmdb_rtx_end(st->rtx, txn);
 	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -251,10 +291,10 @@ int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_eac
 	MDB_val k = { plen, (void *)prefix }, v;
 	int rc;
 
-	if (plen == 0 || mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+	if (plen == 0 || lmdb_rtx_begin(st->rtx, &txn) < 0)
 		return -1;
 	if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
-		mdb_txn_abort(txn);
+		lmdb_rtx_end(st->rtx, txn);
 		return -1;
 	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
@@ -263,7 +303,7 @@ int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_eac
 		    !fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
 			break;
 	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	lmdb_rtx_end(st->rtx, txn);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -273,7 +313,7 @@ int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size
 	MDB_txn *txn;
 	int rc = 0;
 
-	if (mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0)
+	if (lmdb_rtx_begin(st->rtx, &txn) < 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		MDB_val k = { keys[i].len, (void *)keys[i].data }, v;
@@ -289,7 +329,7 @@ int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size
 		else
 			break;
 	}
-	mdb_txn_abort(txn);
+	lmdb_rtx_end(st->rtx, txn);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -352,7 +392,7 @@ struct lmdb_writer {
 	void *ctx;
 	struct lmdb_writer_stats stats;
 	struct store_stats *sstats;      /* the process-wide drop metric of this user */
-	uint64_t last_drop_log_ms;
+	struct log_rated drop_rated;     /* dropped updates: logged once a minute */
 };
 
 /* Counts a batch; a failed one's n updates are lost: the drop metric. */
@@ -635,10 +675,10 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 	if (w->rank == NULL || w->nprefixes == 0)
 		return 0;
 	/* the check, in a read transaction: most batches stop here */
-	if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
-		goto fail;
+	if (lmdb_rtx_begin(st->rtx, &txn) < 0)
+		return 0;                   /* logged by the pool; the batch goes on */
 	rc = ls_pages(st, txn, &used, &total, &entries);
-	mdb_txn_abort(txn);
+	lmdb_rtx_end(st->rtx, txn);
 	if (rc < 0 || entries == 0)
 		return 0;
 	by_pages = used * 100 >= total * LMDB_STORE_EVICT_HIGH;
@@ -686,15 +726,13 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 			deleted -= pending;
 	}
 	if (deleted) {
-		uint64_t now = ls_wall_ms(), last = __atomic_load_n(&st->last_evict_log_ms,
-		    __ATOMIC_RELAXED);
+		bool now;
 
 		w->stats.evicted += deleted;
 		store_stats_add_evicted(w->sstats, deleted);
-		if ((last == 0 || now - last >= LS_LOG_EVERY_MS) &&
-		    __atomic_compare_exchange_n(&st->last_evict_log_ms, &last, now, false,
-		    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-				log_event(LOG_LVL_WARNING, NULL, "event=lmdb_evict store=lmdb:%s module=%s "
+		log_rated_note(&st->evict_rated, LS_LOG_EVERY_MS, &now);
+		if (now)
+			log_event(LOG_LVL_WARNING, NULL, "event=lmdb_evict store=lmdb:%s module=%s "
 			    "evicted=%llu total=%llu remaining=%llu records=%llu used_pct=%llu reason=%s "
 			    "hint=raise_map_size", st->path, w->name, (unsigned long long)deleted,
 			    (unsigned long long)w->stats.evicted, (unsigned long long)(sc->n - deleted),
@@ -1053,11 +1091,11 @@ void lmdb_writer_free(struct lmdb_writer *w)
 /* Logs dropped updates at most once a minute per writer. */
 static void lw_log_drop(struct lmdb_writer *w)
 {
-	uint64_t now = ls_wall_ms();
+	bool now;
 
-	if (now - w->last_drop_log_ms < LS_LOG_EVERY_MS)
+	log_rated_note(&w->drop_rated, LS_LOG_EVERY_MS, &now);
+	if (!now)
 		return;
-	w->last_drop_log_ms = now;
 	log_event(LOG_LVL_WARNING, NULL,
 	    "event=lmdb_queue_full store=lmdb:%s module=%s queued=%zu dropped=%llu", w->st->path,
 	    w->name, w->q.n, (unsigned long long)w->stats.dropped);

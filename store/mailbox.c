@@ -100,13 +100,12 @@ size_t mailbox_post_all(struct mailbox_board *board, void *msg, atomic_int *part
 		n++;
 	}
 	if (skipped) {
-		uint64_t now_ms = uv_hrtime() / 1000000;
+		bool now;
 
-		if (board->full_logged_ms == 0 || now_ms - board->full_logged_ms >= 60000) {
-			board->full_logged_ms = now_ms;
+		log_rated_note(&board->full_rated, 60000, &now);
+		if (now)
 			log_event(LOG_LVL_WARNING, NULL, "event=mailbox_full module=%s capacity=%d skipped=%zu",
 			    board->name, MAILBOX_CAPACITY, skipped);
-		}
 	}
 	pthread_mutex_unlock(&board->mu);
 	if (full)

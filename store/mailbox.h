@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "proxy/log.h"
+
 #define MAILBOX_CAPACITY 256
 
 struct mailbox;
@@ -42,7 +44,7 @@ struct mailbox_board {
 	const char *name;               /* the module, for the log */
 	pthread_mutex_t mu;
 	struct mailbox *live;
-	uint64_t full_logged_ms;        /* under mu: the last event=mailbox_full */
+	struct log_rated full_rated;    /* event=mailbox_full: logged once a minute */
 };
 #define MAILBOX_BOARD_INIT(module) { .name = (module), .mu = PTHREAD_MUTEX_INITIALIZER }
 

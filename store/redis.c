@@ -20,6 +20,8 @@
 #define RS_WQ_WINDOW 64u                /* writes sent and not answered, at most */
 #define RS_WRITE_STRIKES 3u             /* deadlines a write may miss before it is given up */
 #define RS_LOG_EVERY_MS 60000u
+#define RS_REPLY_MAX_ELEMENTS 65536     /* of one reply array (SCAN COUNT 200, a script's) */
+#define RS_REPLY_MAX_BYTES (8u << 20)   /* one bulk string; a reply's bytes not parsed yet */
 
 /* CONNECTING: TCP connect in progress; HANDSHAKE: connected, AUTH/SELECT/SCRIPT LOAD and a
  * PING sent, up once the PING is answered (a frozen server's kernel completes the TCP
@@ -45,7 +47,7 @@ struct redis_store {
 	struct rs_script scripts[RS_MAX_SCRIPTS];
 	int nscripts;
 	uint64_t sent, timeouts, failfast;
-	uint64_t last_write_err_ms;   /* write error replies are logged once a minute */
+	struct log_rated write_err_rated; /* write error replies: logged once a minute */
 	/* the write queue (redis_store_write): oldest first, sent while up, RS_WQ_WINDOW at a
 	 * time; a write whose reply never came goes back in by its seq */
 	char name[32];                /* its user, for logs and the metric label */
@@ -54,7 +56,7 @@ struct redis_store {
 	size_t wq_n, wq_bytes, wq_max;
 	unsigned w_inflight;          /* writes hiredis holds */
 	uint64_t w_seq, w_retried, w_dropped;
-	uint64_t last_drop_log_ms;
+	struct log_rated drop_rated;  /* dropped writes: logged once a minute */
 	struct redis_req *inflight;   /* every request hiredis holds (reads and writes) */
 	bool timer_closed;
 	struct redis_store *reg_next; /* the registry of open stores (siblings for a hand-over) */
@@ -93,6 +95,55 @@ static void rs_req_complete(struct redis_req *req, const redisReply *reply);
 static struct redis_req *rs_wq_pop(struct redis_store *rs);
 static void rs_wq_pump(struct redis_store *rs);
 static void rs_write_orphan(struct redis_store *rs, struct redis_req *req);
+
+/* ---- bounded replies ------------------------------------------------------------------
+ * hiredis takes a reply's size from the server: "*N" allocates N element pointers at once,
+ * and "$N" buffers up to 512 MB before the string is made. A reader of ours refuses an
+ * array of more than RS_REPLY_MAX_ELEMENTS and a string longer than RS_REPLY_MAX_BYTES (an
+ * out-of-memory error: the connection is dropped), and an async connection holding more
+ * than RS_REPLY_MAX_BYTES not parsed yet is dropped (redis_down reason=reply_too_large). */
+
+static redisReplyObjectFunctions *rs_default_fns, rs_bounded_fns;
+static pthread_once_t rs_fns_once = PTHREAD_ONCE_INIT;
+
+static void *rs_create_string(const redisReadTask *t, char *str, size_t len)
+{
+	return len > RS_REPLY_MAX_BYTES ? NULL : rs_default_fns->createString(t, str, len);
+}
+
+static void *rs_create_array(const redisReadTask *t, int elements)
+{
+	return elements < 0 || elements > RS_REPLY_MAX_ELEMENTS ? NULL :
+	    rs_default_fns->createArray(t, elements);
+}
+
+static void rs_fns_init(void)
+{
+	redisReader *r = redisReaderCreate();   /* hiredis's own functions: static, not freed */
+
+	if (r == NULL)
+		return;
+	rs_default_fns = r->fn;
+	redisReaderFree(r);
+	rs_bounded_fns = *rs_default_fns;
+	rs_bounded_fns.createString = rs_create_string;
+	rs_bounded_fns.createArray = rs_create_array;
+}
+
+void redis_store_bound_reader(redisContext *c)
+{
+	pthread_once(&rs_fns_once, rs_fns_init);
+	if (c && c->reader && rs_default_fns)
+		c->reader->fn = &rs_bounded_fns;
+}
+
+/* Whether an async connection holds more of a reply than a reply may be. */
+static bool rs_reply_too_large(const redisAsyncContext *ac)
+{
+	return ac->c.reader && ac->c.reader->len - ac->c.reader->pos > RS_REPLY_MAX_BYTES;
+}
+
+static void rs_fail(struct redis_store *rs, const char *reason);
 
 /* ---- the registry of open stores -----------------------------------------------------
  * When a store is freed (a reload made a new one, the module is going) while writes wait
@@ -167,8 +218,11 @@ static void rs_ev_poll_cb(uv_poll_t *h, int status, int events)
 			redisAsyncHandleRead(e->ac);
 		return;
 	}
-	if (events & UV_READABLE)
+	if (events & UV_READABLE) {
 		redisAsyncHandleRead(e->ac);
+		if (e->ac && e->ac->data && rs_reply_too_large(e->ac))
+			rs_fail(e->ac->data, "reply_too_large");
+	}
 	if (e->ac && (events & UV_WRITABLE))
 		redisAsyncHandleWrite(e->ac);
 }
@@ -354,6 +408,7 @@ redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, cha
 		redisFree(c);
 		return NULL;
 	}
+	redis_store_bound_reader(c);
 	redisSetTimeout(c, tv);
 	if (password[0]) {
 		const char *argv[3] = { "AUTH", user[0] ? user : password, password };
@@ -499,7 +554,6 @@ static uint64_t rs_connect_deadline_ms(const struct redis_store *rs)
 	return rs->timeout_ms * 5 < 1000 ? 1000 : rs->timeout_ms * 5;
 }
 
-static void rs_fail(struct redis_store *rs, const char *reason);
 
 /* The store timer: a connect attempt or handshake that took too long is dropped; a down
  * store reconnects. */
@@ -652,7 +706,9 @@ static void rs_disconnect_cb(const redisAsyncContext *ac, int status)
 		rs_maybe_release(rs);
 		return;
 	}
-	rs_fail(rs, status == REDIS_OK ? "closed" : "connection_lost");
+	/* an out-of-memory error of the reader is a reply over the bounds (rs_create_array) */
+	rs_fail(rs, status == REDIS_OK ? "closed" : ac->c.err == REDIS_ERR_OOM ? "reply_too_large" :
+	    "connection_lost");
 }
 
 /* Starts a non-blocking connect with a deadline; on immediate failure the store is down. */
@@ -667,6 +723,7 @@ static void rs_connect(struct redis_store *rs)
 		rs_fail(rs, "connect_failed");
 		return;
 	}
+	redis_store_bound_reader(&ac->c);
 	if (rs_ev_attach(ac, rs->loop) != REDIS_OK) {
 		redisAsyncFree(ac);
 		rs_fail(rs, "attach_failed");
@@ -731,12 +788,12 @@ static void rs_inflight_del(struct redis_store *rs, struct redis_req *req)
 /* Logs an error reply to a write at most once a minute. */
 static void rs_log_write_error(struct redis_store *rs, const redisReply *reply)
 {
-	uint64_t now = uv_now(rs->loop);
+	bool now;
 
-	if (rs->last_write_err_ms == 0 || now - rs->last_write_err_ms >= RS_LOG_EVERY_MS) {
+	log_rated_note(&rs->write_err_rated, RS_LOG_EVERY_MS, &now);
+	if (now) {
 		char rv[RS_LOG_REPLY_CAP];
 
-		rs->last_write_err_ms = now;
 		log_event(LOG_LVL_WARNING, NULL, "event=redis_error store=%s worker=%d module=%s reply=%s",
 		    rs->url, rs->worker, rs->name, rs_log_reply(rv, sizeof(rv), reply));
 	}
@@ -767,16 +824,15 @@ static void rs_write_finish(struct redis_req *req, int status)
 /* Gives a write up: counted (the metric), logged once a minute, -1 to its done. */
 static void rs_write_drop(struct redis_store *rs, struct redis_req *req, const char *why)
 {
-	uint64_t now = uv_now(rs->loop);
+	bool now;
 
 	rs->w_dropped++;
 	store_stats_add_dropped(rs->stats, 1);
-	if (rs->last_drop_log_ms == 0 || now - rs->last_drop_log_ms >= RS_LOG_EVERY_MS) {
-		rs->last_drop_log_ms = now;
+	log_rated_note(&rs->drop_rated, RS_LOG_EVERY_MS, &now);
+	if (now)
 		log_event(LOG_LVL_WARNING, NULL,
 		    "event=redis_write_dropped store=%s worker=%d module=%s reason=%s queued=%zu dropped=%llu",
 		    rs->url, rs->worker, rs->name, why, rs->wq_n, (unsigned long long)rs->w_dropped);
-	}
 	rs_write_finish(req, -1);
 }
 

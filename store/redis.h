@@ -109,6 +109,11 @@ void redis_store_write_stats(const struct redis_store *rs, size_t *queued, uint6
 /* The caller loses interest: cb will not be called. req becomes invalid. */
 void redis_req_cancel(struct redis_req *req);
 
+/* Bounds what c's replies may make hiredis allocate: an array of at most 65536 elements, a
+ * string of at most 8 MB (larger: an out-of-memory error, the connection is to be dropped).
+ * Every connection of ours to a Redis server gets it; thread-safe. */
+void redis_store_bound_reader(redisContext *c);
+
 /* A blocking connection for a control verb on the main loop (not a worker's store): connect,
  * AUTH (user and password as the URL gives them) and SELECT, every step and every later
  * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. */

@@ -2,7 +2,9 @@
  * test): learning with the seen-db in one transaction, batched lookups, totals, touch,
  * expiry by age and by the size bound (a bulk learn's tokens tied in one second too), an LMDB
  * round trip across close/open, and a write while another process holds LMDB's write lock
- * (a bounded wait, then -1; reads go on meanwhile). */
+ * (a bounded wait, then -1; reads go on meanwhile); closed and opened again while the writer
+ * waits (one environment); another process holding the reader table's mutex, or killed
+ * with every read slot taken (lmdb_peer.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 
 #include "rules/bayes_db.h"
+#include "lmdb_peer.h"
 
 static char lmdb_spec[256];
 
@@ -205,48 +208,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A second process that opens the store's directory with LMDB itself and holds a write
- * transaction until *release is closed: what a `mxgate learn` stopped inside its
- * transaction (or any other LMDB writer) does to this process. Returns its pid once the
- * lock is held; *release is the pipe end to close. */
-static pid_t hold_write_lock(const char *dir, int *release)
-{
-	int up[2], down[2];
-	pid_t pid;
-	char c;
-
-	assert_int_equal(pipe(up), 0);
-	assert_int_equal(pipe(down), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		MDB_env *env;
-		MDB_txn *txn;
-
-		close(up[0]);
-		close(down[1]);
-		mkdir(dir, 0750);
-		if (mdb_env_create(&env) != 0 || mdb_env_set_mapsize(env, 512u << 20) != 0 ||
-		    mdb_env_set_maxreaders(env, 1022) != 0 ||
-		    mdb_env_open(env, dir, MDB_NOTLS | MDB_NOSYNC, 0640) != 0 ||
-		    mdb_txn_begin(env, NULL, 0, &txn) != 0)
-			_exit(2);
-		if (write(up[1], "h", 1) != 1)
-			_exit(3);
-		while (read(down[0], &c, 1) > 0)
-			;
-		mdb_txn_abort(txn);
-		mdb_env_close(env);
-		_exit(0);
-	}
-	close(up[1]);
-	close(down[0]);
-	assert_int_equal(read(up[0], &c, 1), 1);
-	close(up[0]);
-	*release = down[1];
-	return pid;
-}
-
 static void test_lmdb_lock_held(void **state)
 {
 	struct bayes_db_options o = { .timeout_ms = 300 };
@@ -255,7 +216,7 @@ static void test_lmdb_lock_held(void **state)
 	uint8_t id[BAYES_ID_LEN];
 	const uint64_t k = 5;
 	enum bayes_learn_result res;
-	int release, st;
+	int release;
 	double t0, dt;
 	pid_t pid;
 
@@ -268,7 +229,7 @@ static void test_lmdb_lock_held(void **state)
 	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1000, &res), 0);
 	bayes_db_close(db);
 
-	pid = hold_write_lock(lmdb_spec + 5, &release);
+	pid = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_WRITE, &release);
 	/* opening needs no write lock */
 	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
 	assert_non_null(db);
@@ -289,21 +250,145 @@ static void test_lmdb_lock_held(void **state)
 	assert_true(dt < 5.0);
 	check_counts(db, 5, 1, 0);
 	/* the lock is free again: the next learn goes through */
-	close(release);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	lmdb_peer_end(pid, release, false);
 	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, &k, 1, 1002, &res), 0);
 	assert_int_equal(res, BAYES_LEARNED);
 	check_counts(db, 5, 1, 1);
 
 	/* closed while the writer still waits for the lock: the writer frees it later */
-	pid = hold_write_lock(lmdb_spec + 5, &release);
+	pid = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_WRITE, &release);
 	id_of(3, id);
 	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, &k, 1, 1003, &res), -1);
 	bayes_db_close(db);
-	close(release);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
+	lmdb_peer_end(pid, release, false);
 	usleep(200000);                        /* let it free the environment (LeakSanitizer) */
+	alarm(0);
+}
+
+/* Closed while its writer waits for the write lock, then opened again (a reload that drops
+ * the store and one that brings it back): the environment still closing is taken back, not
+ * a second one opened on the same files (LMDB: closing either drops the other's locks). */
+static void test_lmdb_reopen_while_writer_waits(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 200 };
+	char err[256];
+	struct bayes_db *db;
+	uint8_t id[BAYES_ID_LEN];
+	const uint64_t k = 5;
+	enum bayes_learn_result res;
+	int release;
+	pid_t pid;
+
+	alarm(30);
+	pid = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_WRITE, &release);
+	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	assert_non_null(db);
+	id_of(1, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1000, &res), -1);
+	bayes_db_close(db);                    /* its writer still waits in mdb_txn_begin */
+	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(lmdb_peer_lock_fds(lmdb_spec + 5), 1);
+	bayes_db_close(db);
+	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(lmdb_peer_lock_fds(lmdb_spec + 5), 1);
+	/* the lock comes: the environment taken back writes */
+	lmdb_peer_end(pid, release, false);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1001, &res), 0);
+	check_counts(db, 5, 1, 0);
+	bayes_db_close(db);
+	/* closed while waiting, and nobody takes it back: freed when the lock comes */
+	pid = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_WRITE, &release);
+	db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	assert_non_null(db);
+	id_of(2, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1002, &res), -1);
+	bayes_db_close(db);
+	lmdb_peer_end(pid, release, false);
+	for (int i = 0; i < 100 && lmdb_peer_lock_fds(lmdb_spec + 5) > 0; i++)
+		usleep(10000);
+	assert_int_equal(lmdb_peer_lock_fds(lmdb_spec + 5), 0);
+	alarm(0);
+}
+
+/* Opens the LMDB store and learns token 5 as spam: where the reader-table tests start. */
+static struct bayes_db *open_learned(void)
+{
+	struct bayes_db_options o = { .timeout_ms = 200 };
+	char err[256];
+	struct bayes_db *db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	uint8_t id[BAYES_ID_LEN];
+	const uint64_t k = 5;
+	enum bayes_learn_result res;
+
+	assert_non_null(db);
+	id_of(1, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 1000, &res), 0);
+	check_counts(db, 5, 1, 0);
+	return db;
+}
+
+/* Another process holds the reader table's mutex (stopped while it took a read slot): reads
+ * that have a slot go on, one that needs a new slot fails within the bound — and at once
+ * while the slot is still being made — rather than wait for ever. */
+static void test_lmdb_reader_table_locked(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 200 };
+	char err[256];
+	struct bayes_db *db;
+	int release, rel_open;
+	pid_t pid, opener;
+	double t0;
+
+	alarm(30);                             /* the wait without a bound: fail, not hang */
+	/* another process keeps the environment open: no opener resets the lock file */
+	opener = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_OPEN, &rel_open);
+	db = open_learned();
+	pid = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_RMUTEX, &release);
+	/* the slot of the last read is kept and renewed: no lock to take */
+	check_counts(db, 5, 1, 0);
+	check_counts(db, 5, 1, 0);
+	bayes_db_close(db);
+	/* a new environment needs a new slot: the open fails within the bound */
+	t0 = now_s();
+	assert_null(bayes_db_open(lmdb_spec, &o, err, sizeof(err)));
+	assert_true(now_s() - t0 < 2.0);
+	assert_non_null(strstr(err, "reader table"));
+	/* and again at once: the slot is still being made */
+	t0 = now_s();
+	assert_null(bayes_db_open(lmdb_spec, &o, err, sizeof(err)));
+	assert_true(now_s() - t0 < 0.09);
+	assert_int_equal(lmdb_peer_lock_fds(lmdb_spec + 5), 1);
+	/* the holder goes (LMDB's robust mutex): once the pool's thread has its slot, the
+	 * store opens and reads */
+	lmdb_peer_end(pid, release, false);
+	t0 = now_s();
+	while ((db = bayes_db_open(lmdb_spec, &o, err, sizeof(err))) == NULL && now_s() - t0 < 10)
+		usleep(20000);
+	assert_non_null(db);
+	check_counts(db, 5, 1, 0);
+	bayes_db_close(db);
+	lmdb_peer_end(opener, rel_open, false);
+	alarm(0);
+}
+
+/* A process killed while it held every read slot (1022): its stale slots are cleared
+ * (mdb_reader_check) and the store opens and reads, instead of MDB_READERS_FULL until the
+ * last process closes the directory. */
+static void test_lmdb_readers_stale(void **state)
+{
+	int rel_fill, rel_open;
+	pid_t filler, opener;
+	struct bayes_db *db;
+
+	alarm(30);
+	opener = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_OPEN, &rel_open);
+	filler = lmdb_peer_start(lmdb_spec + 5, LMDB_PEER_READERS, &rel_fill);
+	lmdb_peer_end(filler, rel_fill, true);
+	db = open_learned();
+	bayes_db_close(db);
+	lmdb_peer_end(opener, rel_open, false);
 	alarm(0);
 }
 
@@ -357,6 +442,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lmdb, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_lock_held, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_reopen_while_writer_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_reader_table_locked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_readers_stale, setup, teardown),
 		cmocka_unit_test(test_memory_bulk),
 		cmocka_unit_test_setup_teardown(test_lmdb_bulk, setup, teardown),
 		cmocka_unit_test(test_cutoff),

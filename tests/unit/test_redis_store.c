@@ -28,8 +28,11 @@
 
 /* Every mode but FAKE_MUTE answers the store's handshake (up to its first PING) as Redis
  * does; FAKE_HANG then answers nothing more (a server frozen after it was up), FAKE_MUTE nothing
- * at all (a frozen server whose kernel still completes TCP handshakes). */
-enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW, FAKE_MUTE };
+ * at all (a frozen server whose kernel still completes TCP handshakes); FAKE_BIG_ARRAY answers
+ * the first script with an array of 100 million elements (its header only), FAKE_BIG_BULK
+ * with a 100 MB string of which it sends 16 MB. */
+enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW, FAKE_MUTE, FAKE_BIG_ARRAY,
+	FAKE_BIG_BULK };
 
 struct fake {
 	int lfd, port;
@@ -94,6 +97,18 @@ static void *fake_main(void *arg)
 			continue;
 		if (f->mode == FAKE_SLOW && strcasecmp(verb, "PING") == 0)
 			usleep(300 * 1000);    /* after the client looked (its deadline: 100 ms) */
+		if ((f->mode == FAKE_BIG_ARRAY || f->mode == FAKE_BIG_BULK) &&
+		    strncasecmp(verb, "EVAL", 4) == 0) {
+			static char chunk[1 << 16];
+
+			fputs(f->mode == FAKE_BIG_ARRAY ? "*100000000\r\n" : "$100000000\r\n", out);
+			fflush(out);
+			memset(chunk, 'x', sizeof(chunk));
+			for (int i = 0; f->mode == FAKE_BIG_BULK && i < 256; i++)
+				if (send(fileno(out), chunk, sizeof(chunk), MSG_NOSIGNAL) < 0)
+					break;         /* the client dropped the connection */
+			continue;
+		}
 		if (f->mode == FAKE_ERROR && strcasecmp(verb, "SCRIPT") != 0) {
 			fputs("-ERR boom\r\n", out);
 		} else if (strcasecmp(verb, "SCRIPT") == 0) {
@@ -317,6 +332,34 @@ static void test_hang_timeout(void **state)
 	assert_false(redis_store_is_up(rs));
 	assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), -1);
 	fake_store_done(&loop, rs, &f);
+}
+
+/* A reply whose size the server makes up: an array of 100 million elements, a 100 MB string
+ * streamed: the connection is dropped at once (the request gets no reply, the store is down)
+ * instead of 800 MB allocated or the buffer grown until the request's deadline (3 s). */
+static void test_reply_too_large(void **state)
+{
+	static const enum fake_mode modes[] = { FAKE_BIG_ARRAY, FAKE_BIG_BULK };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		uv_loop_t loop;
+		struct redis_store *rs;
+		struct got g = { 0 };
+		struct fake f;
+		uint64_t t0;
+		int sc;
+
+		rs = fake_store(&loop, &f, modes[i], 3000, &sc);
+		t0 = uv_hrtime();
+		assert_int_equal(redis_store_eval(rs, sc, 1, 3, kargs, NULL, got_cb, &g, NULL), 0);
+		spin_until(&loop, &g.calls);
+		assert_int_equal(g.calls, 1);
+		assert_true(g.null_reply);
+		assert_true(g.at_ns - t0 < 1500000000ull);
+		assert_false(redis_store_is_up(rs));
+		fake_store_done(&loop, rs, &f);
+	}
 }
 
 /* A server that accepts the connection but never answers (frozen: its kernel completes the
@@ -736,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_hang_timeout),
+		cmocka_unit_test(test_reply_too_large),
 		cmocka_unit_test(test_noscript_fallback),
 		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),
