@@ -1409,6 +1409,12 @@ static void gl_allow(struct hook_call *call, enum gl_count r, const char *what)
 	const char *name = env->client_name_status == HOOK_NAME_OK ? env->client_name : NULL;
 	char from[200], rcpt[200], host[260];
 
+	/* a trap check alone (defer_at: data's RCPT of a trap address): the pass is the one
+	 * logged and counted at DATA, where the transaction is judged */
+	if (hook_call_stage(call) == HOOK_RCPT && gl_call_rcpt(&env->cfg->greylist, env, HOOK_RCPT) == NULL) {
+		hook_call_done(call, NULL);
+		return;
+	}
 	gl_count(r);
 	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
 	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));

@@ -157,6 +157,26 @@ def run(name, store):
     mx.stop()
 
 
+def run_defer_at_data():
+    """defer_at: data: the trap's RCPT is looked at when it comes (451, trapped); the client's
+    other RCPTs go to the backend, and its DATA is refused."""
+    gl = {'enabled': True, 'store': 'local', 'delay': '0s', 'retry_window': '1h', 'defer_at': 'data',
+          'traps': ['trap@example.test'], 'trap_delay': '0s'}
+    mx = mt.Mxgate(mt.proxied_config([be.url], greylist=gl), 'defer-data')
+    c = mt.Client(mx.port, proxy_src='198.18.86.1')
+    c.ehlo('mail.example.org')
+    c.cmd('MAIL FROM:<spam@example.org>')
+    r = [c.cmd('RCPT TO:<trap@example.test>')[0], c.cmd('RCPT TO:<u@example.test>')[0]]
+    d = c.cmd('DATA')
+    c.close()
+    mt.check(r == [451, 250] and d[0] == 550 and 'spam trap' in d[1],
+             'defer_at: data: the trap RCPT 451, the next to the backend, DATA refused: %s %s' % (r, d))
+    mt.check(mx.wait_log(r'event=greylist_trapped client=198\.18\.86\.1 .*stage=data', 5) is not None,
+             'defer_at: data: greylist_trapped stage=data logged')
+    mx.stop()
+
+
+run_defer_at_data()
 run('local', 'local')
 run('lmdb', 'lmdb:' + os.path.join(mt.TMP, 'gl-lmdb'))
 run('redis', 'redis://127.0.0.1:%d' % red.port)
