@@ -298,8 +298,13 @@ nomem:
 	return -1;
 }
 
-/* See greylist.h. */
-int greylist_names_load(struct greylist_names *l, const char *path, char *err, size_t errlen)
+/* One entry added to a list (greylist_names_add, greylist_traps_add): 0, or -1 with why. */
+typedef int (*gl_add_fn)(void *list, const char *entry, char *why, size_t whylen);
+
+/* Every line of path without its "# comment" and surrounding blanks, blank lines skipped,
+ * handed to add; 0, or -1 with "PATH:LINE: reason" (or the open error) in err. Lines are at
+ * most 1098 bytes. */
+static int gl_load_lines(const char *path, gl_add_fn add, void *list, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[1100], why[300];
@@ -329,7 +334,7 @@ int greylist_names_load(struct greylist_names *l, const char *path, char *err, s
 			*--e = '\0';
 		if (*s == '\0')
 			continue;
-		if (greylist_names_add(l, s, why, sizeof(why)) < 0) {
+		if (add(list, s, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
 			rc = -1;
 			break;
@@ -341,6 +346,17 @@ int greylist_names_load(struct greylist_names *l, const char *path, char *err, s
 	}
 	fclose(f);
 	return rc;
+}
+
+static int gl_names_add_fn(void *list, const char *entry, char *why, size_t whylen)
+{
+	return greylist_names_add(list, entry, why, whylen);
+}
+
+/* See greylist.h. */
+int greylist_names_load(struct greylist_names *l, const char *path, char *err, size_t errlen)
+{
+	return gl_load_lines(path, gl_names_add_fn, l, err, errlen);
 }
 
 /* A regex from the operator on a name of at most 253 bytes, with a match limit: a rule that
@@ -460,43 +476,15 @@ nomem:
 	return -1;
 }
 
+static int gl_traps_add_fn(void *list, const char *entry, char *why, size_t whylen)
+{
+	return greylist_traps_add(list, entry, why, whylen);
+}
+
 /* See greylist.h. */
 int greylist_traps_load(struct greylist_traps *t, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	char line[1100], why[300];
-	unsigned lineno = 0;
-	int rc = 0;
-
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char *s = line, *e;
-
-		lineno++;
-		if ((e = strchr(s, '#')) != NULL)
-			*e = '\0';
-		while (*s == ' ' || *s == '\t')
-			s++;
-		e = s + strlen(s);
-		while (e > s && isspace((unsigned char)e[-1]))
-			*--e = '\0';
-		if (*s == '\0')
-			continue;
-		if (greylist_traps_add(t, s, why, sizeof(why)) < 0) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
-			rc = -1;
-			break;
-		}
-	}
-	if (rc == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: read error", path);
-		rc = -1;
-	}
-	fclose(f);
-	return rc;
+	return gl_load_lines(path, gl_traps_add_fn, t, err, errlen);
 }
 
 static int gl_traps_cmp(const void *a, const void *b)
@@ -598,27 +586,21 @@ int greylist_ip_client(const struct sockaddr *sa, long ipv6_prefix, char *out, s
 
 /* traps: addresses and "file:PATH" items (accept_domains' form), each file read now, so -t
  * reports a missing file or a bad line and SIGHUP reads them again. */
+static int gl_traps_item(void *list, const char *item, char *why, size_t whylen)
+{
+	return strncmp(item, "file:", 5) == 0 ? greylist_traps_load(list, item + 5, why, whylen) :
+	    greylist_traps_add(list, item, why, whylen);
+}
+
+static int gl_list_parse(struct cfg_parse *p, struct fy_node *n, void *dst, size_t dstlen,
+    const char *what, size_t cap, gl_add_fn item);
+
 static int gl_traps_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
-	struct greylist_traps *t = dst;
-	struct fy_node *it;
-	char buf[4096], why[4400];
-	int rc = 0;
+	int rc = gl_list_parse(p, n, dst, sizeof(struct greylist_traps), "an address or file:PATH",
+	    4096, gl_traps_item);
 
-	memset(t, 0, sizeof(*t));
-	if (cfg_node_is_null(n))
-		return 0;
-	for (size_t i = 0; (it = cfg_seq_item(n, i)) != NULL; i++) {
-		size_t old = cfg_path_push_index(p, i);
-
-		if (cfg_node_cstr(p, it, "an address or file:PATH", buf, sizeof(buf)) != 0)
-			rc = -1;
-		else if ((strncmp(buf, "file:", 5) == 0 ? greylist_traps_load(t, buf + 5, why, sizeof(why)) :
-		    greylist_traps_add(t, buf, why, sizeof(why))) < 0)
-			rc = cfg_error(p, it, "%s", why);
-		cfg_path_pop(p, old);
-	}
-	greylist_traps_sort(t);
+	greylist_traps_sort(dst);
 	return rc;
 }
 
@@ -627,41 +609,47 @@ static void gl_traps_free_custom(void *dst)
 	greylist_traps_free(dst);
 }
 
-/* The CFG_CUSTOM parsers: allow_names, a list of rules; allow_names_file, one file or a
- * list, each read now (so -t reports a missing file or a bad line, and SIGHUP reads them
- * again). A lone value is a list of one. */
-static int gl_names_parse(struct cfg_parse *p, struct fy_node *n, void *dst, bool files)
+/* A CFG_CUSTOM list (a lone value is a list of one) into dst (dstlen bytes, zeroed first):
+ * each item a string of at most cap - 1 bytes (what: its description in an error), handed to
+ * item, whose refusal is the item's error. Files an item names are read now, so -t reports a
+ * missing file or a bad line, and SIGHUP reads them again. 0 or -1 after reporting. */
+static int gl_list_parse(struct cfg_parse *p, struct fy_node *n, void *dst, size_t dstlen,
+    const char *what, size_t cap, gl_add_fn item)
 {
-	struct greylist_names *l = dst;
 	struct fy_node *it;
 	char buf[4096], why[4400];
 	int rc = 0;
 
-	memset(l, 0, sizeof(*l));
+	memset(dst, 0, dstlen);
 	if (cfg_node_is_null(n))
 		return 0;
 	for (size_t i = 0; (it = cfg_seq_item(n, i)) != NULL; i++) {
 		size_t old = cfg_path_push_index(p, i);
 
-		if (cfg_node_cstr(p, it, files ? "a file name" : "a host name, /regex/ or address",
-		    buf, files ? sizeof(buf) : 1100) != 0)
+		if (cfg_node_cstr(p, it, what, buf, cap < sizeof(buf) ? cap : sizeof(buf)) != 0)
 			rc = -1;
-		else if ((files ? greylist_names_load(l, buf, why, sizeof(why)) :
-		    greylist_names_add(l, buf, why, sizeof(why))) < 0)
+		else if (item(dst, buf, why, sizeof(why)) < 0)
 			rc = cfg_error(p, it, "%s", why);
 		cfg_path_pop(p, old);
 	}
 	return rc;
 }
 
+static int gl_names_load_fn(void *list, const char *path, char *why, size_t whylen)
+{
+	return greylist_names_load(list, path, why, whylen);
+}
+
+/* allow_names, a list of rules; allow_names_file, one file or a list. */
 static int gl_names_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
-	return gl_names_parse(p, n, dst, false);
+	return gl_list_parse(p, n, dst, sizeof(struct greylist_names), "a host name, /regex/ or address",
+	    1100, gl_names_add_fn);
 }
 
 static int gl_names_file_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
-	return gl_names_parse(p, n, dst, true);
+	return gl_list_parse(p, n, dst, sizeof(struct greylist_names), "a file name", 4096, gl_names_load_fn);
 }
 
 static void gl_names_free_custom(void *dst)

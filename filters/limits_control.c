@@ -619,10 +619,15 @@ static bool lc_list_lmdb_fn(void *arg, const void *key, size_t klen, const void 
 	return true;
 }
 
-/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL, for at most
- * LC_LIST_BUDGET_MS after the connection (each step within the timeout too): the main loop
- * waits meanwhile; past the budget the list ends, truncated. 0 or -1. */
-static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, char *err, size_t errlen)
+/* One key a SCAN found, read and listed (or skipped). */
+typedef void (*lc_scan_fn)(redisContext *rc, const char *key, struct lc_list *l);
+
+/* Redis: SCAN for the keys under prefix (bounded), each handed to each while room(l) says
+ * there is room, for at most LC_LIST_BUDGET_MS after the connection (each step within the
+ * timeout too): the main loop waits meanwhile; past the budget the list ends, truncated.
+ * 0 or -1. */
+static int lc_scan_redis(const struct greylist_config *c, struct lc_list *l, const char *prefix,
+    bool (*room)(struct lc_list *l), lc_scan_fn each, char *err, size_t errlen)
 {
 	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
 	uint64_t deadline = uv_hrtime() + (uint64_t)LC_LIST_BUDGET_MS * 1000000;
@@ -632,7 +637,7 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 	if (rc == NULL)
 		return -1;
 	for (int calls = 0; calls < LC_SCAN_CALLS; calls++) {
-		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, GREYLIST_KEY_PREFIX);
+		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, prefix);
 
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING) {
@@ -642,31 +647,13 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 		}
 		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
 		for (size_t i = 0; i < r->element[1]->elements; i++) {
-			const char *key = r->element[1]->element[i]->str;
-			redisReply *v, *ttl;
-			struct lc_triplet t = { true };
-
-			if (!lc_list_room(l))
+			if (!room(l))
 				break;
 			if (uv_hrtime() > deadline) {
 				l->truncated = true;    /* the time budget is spent */
 				break;
 			}
-			v = redisCommand(rc, "HMGET %s first pass", key);
-			ttl = redisCommand(rc, "PTTL %s", key);
-			if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
-			    v->element[0]->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER) {
-				double first = atof(v->element[0]->str);
-
-				t.passed = v->element[1]->type == REDIS_REPLY_STRING;
-				t.age_ms = (double)l->now_ms > first ? (uint64_t)((double)l->now_ms - first) : 0;
-				t.expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
-				lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
-			}
-			if (v)
-				freeReplyObject(v);
-			if (ttl)
-				freeReplyObject(ttl);
+			each(rc, r->element[1]->element[i]->str, l);
 		}
 		freeReplyObject(r);
 		if (l->truncated || strcmp(cursor, "0") == 0)
@@ -683,6 +670,27 @@ fail:
 out:
 	redisFree(rc);
 	return ret;
+}
+
+/* A triplet's key: HMGET first pass, PTTL. */
+static void lc_list_redis_triplet(redisContext *rc, const char *key, struct lc_list *l)
+{
+	redisReply *v = redisCommand(rc, "HMGET %s first pass", key), *ttl = redisCommand(rc, "PTTL %s", key);
+	struct lc_triplet t = { true };
+
+	if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
+	    v->element[0]->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER) {
+		double first = atof(v->element[0]->str);
+
+		t.passed = v->element[1]->type == REDIS_REPLY_STRING;
+		t.age_ms = (double)l->now_ms > first ? (uint64_t)((double)l->now_ms - first) : 0;
+		t.expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
+		lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
+	}
+	if (v)
+		freeReplyObject(v);
+	if (ttl)
+		freeReplyObject(ttl);
 }
 
 /* ---- the client records (trapped, allowed) in the list ---------------------------------- */
@@ -743,57 +751,19 @@ static bool lc_list_clients_lmdb_fn(void *arg, const void *key, size_t klen, con
 	return true;
 }
 
-/* Redis: as lc_list_redis, SCAN bounded by calls and time, each record read with HGET and
- * PTTL. 0 or -1. */
-static int lc_list_clients_redis(const struct greylist_config *c, struct lc_list *l, char *err, size_t errlen)
+/* A client record's key: HGET s, PTTL. */
+static void lc_list_redis_client(redisContext *rc, const char *key, struct lc_list *l)
 {
-	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
-	uint64_t deadline = uv_hrtime() + (uint64_t)LC_LIST_BUDGET_MS * 1000000;
-	char cursor[32] = "0";
+	redisReply *v = redisCommand(rc, "HGET %s s", key), *ttl = redisCommand(rc, "PTTL %s", key);
 
-	if (rc == NULL)
-		return -1;
-	for (int calls = 0; calls < LC_SCAN_CALLS && !l->truncated; calls++) {
-		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, GREYLIST_IP_PREFIX);
-
-		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-		    r->element[0]->type != REDIS_REPLY_STRING) {
-			if (r)
-				freeReplyObject(r);
-			snprintf(err, errlen, "redis: %s", rc->err ? rc->errstr : "error reply");
-			redisFree(rc);
-			return -1;
-		}
-		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
-		for (size_t i = 0; i < r->element[1]->elements; i++) {
-			const char *key = r->element[1]->element[i]->str;
-			redisReply *v, *ttl;
-
-			if (!lc_list_clients_room(l))
-				break;
-			if (uv_hrtime() > deadline) {
-				l->truncated = true;
-				break;
-			}
-			v = redisCommand(rc, "HGET %s s", key);
-			ttl = redisCommand(rc, "PTTL %s", key);
-			if (v && v->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER &&
-			    (strcmp(v->str, "1") == 0 || strcmp(v->str, "2") == 0))
-				lc_list_client(l, key + sizeof(GREYLIST_IP_PREFIX) - 1, v->str[0] - '0',
-				    ttl->integer > 0 ? (uint64_t)ttl->integer : 0);
-			if (v)
-				freeReplyObject(v);
-			if (ttl)
-				freeReplyObject(ttl);
-		}
-		freeReplyObject(r);
-		if (strcmp(cursor, "0") == 0)
-			break;
-		if (calls + 1 == LC_SCAN_CALLS || uv_hrtime() > deadline)
-			l->truncated = true;
-	}
-	redisFree(rc);
-	return 0;
+	if (v && v->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER &&
+	    (strcmp(v->str, "1") == 0 || strcmp(v->str, "2") == 0))
+		lc_list_client(l, key + sizeof(GREYLIST_IP_PREFIX) - 1, v->str[0] - '0',
+		    ttl->integer > 0 ? (uint64_t)ttl->integer : 0);
+	if (v)
+		freeReplyObject(v);
+	if (ttl)
+		freeReplyObject(ttl);
 }
 
 /* greylist list [N]: up to N triplets (100 by default) of the store, in its order. */
@@ -832,7 +802,7 @@ static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, 
 			snprintf(err, sizeof(err), "cannot read %s", c->store);
 		lmdb_store_close(st);
 	} else if (kind == STORE_REDIS) {
-		lc_list_redis(c, &l, err, sizeof(err));
+		lc_scan_redis(c, &l, GREYLIST_KEY_PREFIX, lc_list_room, lc_list_redis_triplet, err, sizeof(err));
 	} else if (greylist_local_table()) {
 		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_local_fn, &l);
 	}
@@ -850,7 +820,7 @@ static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, 
 			snprintf(err, sizeof(err), "cannot read %s", c->store);
 		lmdb_store_close(st);
 	} else if (kind == STORE_REDIS) {
-		lc_list_clients_redis(c, &l, err, sizeof(err));
+		lc_scan_redis(c, &l, GREYLIST_IP_PREFIX, lc_list_clients_room, lc_list_redis_client, err, sizeof(err));
 	} else if (greylist_local_table()) {
 		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_clients_local_fn, &l);
 	}
