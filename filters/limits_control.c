@@ -1222,9 +1222,14 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		was = greylist_ip_decode(val, len, wall, &since, &exp);
 		left_ms = exp > wall ? exp - wall : 0;
 		now = lc_ip_after(op, was);
-		if (now == was && op != GLIP_ALLOW && op != GLIP_TRAP) {
+		/* nothing to change; but an untrap of a client with no record in the map still
+		 * deletes through the writers: a trap a worker made in the last batch interval
+		 * is queued there, not in the map yet (allow records are only the verbs', applied
+		 * before they answer) */
+		if (now == was && op != GLIP_ALLOW && op != GLIP_TRAP &&
+		    !(op == GLIP_UNTRAP && was == GREYLIST_IP_NONE)) {
 			free(p);
-			goto answer;            /* nothing to change */
+			goto answer;
 		}
 		p->gw.vlen = 0;
 		if (now != GREYLIST_IP_NONE) {
