@@ -76,7 +76,7 @@ def run(name, store):
           'auto_allow_clients': 1, 'auto_allow_expire': '1d',
           'traps': ['trap@example.test', 'file:' + traps_file], 'trap_ttl': '1h', 'trap_delay': '%gs' % TRAP_DELAY}
     sock = os.path.join(mt.TMP, name + '.sock')
-    cfg = mt.proxied_config([be.url], greylist=gl, control={'socket': sock})
+    cfg = mt.proxied_config([be.url], greylist=gl, control={'socket': sock}, metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
     mx = mt.Mxgate(cfg, name)
 
     # a greylisted client mails a trap: trapped; its next RCPT in the session is refused
@@ -152,6 +152,12 @@ def run(name, store):
     mt.check(rc != 0 and 'not an IP address' in out, '%s: allow nope: %r' % (name, out))
     rc, out = ctl(sock, 'greylist', 'trap', '198.18.82.1', '0s')
     mt.check(rc != 0 and 'TTL' in out, '%s: trap with TTL 0s refused: %r' % (name, out))
+    # trapped: 198.18.80.1, .84.1, .87.1 by their RCPTs, .82.1 by the verb; refused: 80.1 twice,
+    # 84.1, 82.1; allowed by the verb: 82.1's two RCPTs
+    got = [mx.metric('greylist_trapped_total'), mx.metric('greylist_trap_refused_total'),
+           mx.metric('greylist_allowed_total{reason="runtime"}')]
+    mt.check(got == [4, 4, 2], '%s: /metrics trapped_total, trap_refused_total, allowed_total{runtime}: %s'
+             % (name, got))
     if name == 'local':
         # the trap file is read again at a reload
         with open(traps_file, 'a') as f:
