@@ -26,7 +26,7 @@
 /* ---- config ------------------------------------------------------------------------- */
 
 static const char *const dnsbl_type_names[] = { "ip", "domain", NULL };
-static const char *const dnsbl_action_names[] = { "reject", "tempfail", "score", "drop", NULL };
+static const char *const dnsbl_action_names[] = { "reject", "tempfail", "score", "drop", "delay", NULL };
 
 static const struct cfg_field dnsbl_list_fields[] = {
 	{ "zone", CFG_STRING, offsetof(struct dnsbl_list_config, zone), NULL, .flags = CFG_REQUIRED,
@@ -83,7 +83,9 @@ static const struct cfg_field dnsbl_config_fields[] = {
 	  .doc = "negative: a client whose IP lists sum to this or less is allow-listed (DNSBL_ALLOW): "
 	  "the other connect checks and greylisting are skipped, as postscreen_dnsbl_whitelist_threshold (0: off)" },
 	{ "action", CFG_ENUM, offsetof(struct dnsbl_config, action), "reject",
-	  .choices = dnsbl_action_names, .doc = "reject (550 5.7.1 at MAIL) | tempfail (450 4.7.1 at MAIL) | score (symbols only) | drop (IP lists: 521 5.7.1 in place of the greeting and disconnect, as postscreen_dnsbl_action = drop; domain lists: 550)" },
+	  .choices = dnsbl_action_names, .doc = "reject (550 5.7.1 at MAIL) | tempfail (450 4.7.1 at MAIL) | score (symbols only) | drop (IP lists: 521 5.7.1 in place of the greeting and disconnect, as postscreen_dnsbl_action = drop; domain lists: 550) | delay (spamd's tarpit, as reputation.deny_action: delay: the reply is held `delay` (for IP lists the greeting), then the client is refused as with reject)" },
+	{ "delay", CFG_DURATION, offsetof(struct dnsbl_config, delay), "5s", 0, 600000,
+	  .doc = "how long action delay holds the reply (the greeting for IP lists) before the refusal" },
 	{ "lists", CFG_STRUCT_LIST, offsetof(struct dnsbl_config, lists), NULL,
 	  .sub = &dnsbl_list_table, .doc = "the lists: { zone, weight, type, codes, reason }" },
 	{ "pass_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_ttl), "1h", 0, 604800000,
@@ -846,12 +848,16 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 			    dnsbl_stage_word(op->stage), op->subject, l->shown,
 			    reason[0] ? "; " : "", reason);
 		else    /* drop: 521 in place of the greeting (the session closes); no greeting
-			 * is left to replace at HELO or MAIL, where it refuses as reject does */
+			 * is left to replace at HELO or MAIL, where it refuses as reject does.
+			 * delay: refused as reject, the reply held first (spamd's tarpit; at connect
+			 * the greeting, as reputation's deny_action: delay) */
 			verdict_set(&v, VERDICT_REJECT,
 			    w->dc->action == DNSBL_ACTION_DROP && op->stage == HOOK_CONNECT ? 521 : 550, "dnsbl",
 			    "5.7.1 Service unavailable; %s [%s] blocked using %s%s%.280s",
 			    dnsbl_stage_word(op->stage), op->subject, l->shown,
 			    reason[0] ? "; " : "", reason);
+		if (w->dc->action == DNSBL_ACTION_DELAY)
+			v.delay_ms = w->dc->delay > 600000 ? 600000 : (uint32_t)w->dc->delay;
 		{
 			char zv[100];
 

@@ -16,7 +16,10 @@
 #include "proxy/cfg.h"
 
 enum dnsbl_list_type { DNSBL_TYPE_IP = 0, DNSBL_TYPE_DOMAIN };
-enum dnsbl_action { DNSBL_ACTION_REJECT = 0, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_SCORE, DNSBL_ACTION_DROP };
+/* delay: the listed client's reply (at connect, the greeting) is held `delay`, then it is
+ * refused as with reject: spamd's tarpit for its blacklists, as reputation's deny_action. */
+enum dnsbl_action { DNSBL_ACTION_REJECT = 0, DNSBL_ACTION_TEMPFAIL, DNSBL_ACTION_SCORE, DNSBL_ACTION_DROP,
+	DNSBL_ACTION_DELAY };
 
 struct dnsbl_list_config {
 	char *zone;
@@ -33,6 +36,7 @@ struct dnsbl_config {
 	double threshold;
 	double allow_threshold;     /* < 0: a connect sum at or below it allow-lists the client */
 	int action;                 /* enum dnsbl_action */
+	uint64_t delay;             /* ms action delay holds the reply (at most 10 min) */
 	struct cfg_list lists;      /* struct dnsbl_list_config */
 	uint64_t pass_ttl;          /* ms: the most a pass is remembered */
 	uint64_t pass_min_ttl;      /* ms: the least, however short the answers' TTLs */

@@ -298,8 +298,13 @@ nomem:
 	return -1;
 }
 
-/* See greylist.h. */
-int greylist_names_load(struct greylist_names *l, const char *path, char *err, size_t errlen)
+/* One entry added to a list (greylist_names_add, greylist_traps_add): 0, or -1 with why. */
+typedef int (*gl_add_fn)(void *list, const char *entry, char *why, size_t whylen);
+
+/* Every line of path without its "# comment" and surrounding blanks, blank lines skipped,
+ * handed to add; 0, or -1 with "PATH:LINE: reason" (or the open error) in err. Lines are at
+ * most 1098 bytes. */
+static int gl_load_lines(const char *path, gl_add_fn add, void *list, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[1100], why[300];
@@ -329,7 +334,7 @@ int greylist_names_load(struct greylist_names *l, const char *path, char *err, s
 			*--e = '\0';
 		if (*s == '\0')
 			continue;
-		if (greylist_names_add(l, s, why, sizeof(why)) < 0) {
+		if (add(list, s, why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
 			rc = -1;
 			break;
@@ -341,6 +346,17 @@ int greylist_names_load(struct greylist_names *l, const char *path, char *err, s
 	}
 	fclose(f);
 	return rc;
+}
+
+static int gl_names_add_fn(void *list, const char *entry, char *why, size_t whylen)
+{
+	return greylist_names_add(list, entry, why, whylen);
+}
+
+/* See greylist.h. */
+int greylist_names_load(struct greylist_names *l, const char *path, char *err, size_t errlen)
+{
+	return gl_load_lines(path, gl_names_add_fn, l, err, errlen);
 }
 
 /* A regex from the operator on a name of at most 253 bytes, with a match limit: a rule that
@@ -422,41 +438,218 @@ bool greylist_wants_client_name(const struct greylist_config *c)
 	return false;
 }
 
-/* The CFG_CUSTOM parsers: allow_names, a list of rules; allow_names_file, one file or a
- * list, each read now (so -t reports a missing file or a bad line, and SIGHUP reads them
- * again). A lone value is a list of one. */
-static int gl_names_parse(struct cfg_parse *p, struct fy_node *n, void *dst, bool files)
+/* ---- greytrapping: trap addresses and a client's own record ---------------------------- */
+
+/* See greylist.h. */
+int greylist_traps_add(struct greylist_traps *t, const char *addr, char *err, size_t errlen)
 {
-	struct greylist_names *l = dst;
+	char buf[320], **v;
+	size_t n = strlen(addr);
+	const char *at;
+
+	if (n >= 2 && addr[0] == '<' && addr[n - 1] == '>') {
+		addr++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(buf) - 1 || memchr(addr, '@', n) == NULL) {
+		snprintf(err, errlen, "expected an address (trap@example.org), got \"%.64s\"", addr);
+		return -1;
+	}
+	memcpy(buf, addr, n);
+	buf[n] = '\0';
+	at = strrchr(buf, '@');
+	if (at == buf || at[1] == '\0' || strpbrk(buf, " \t\r\n<>") != NULL) {
+		snprintf(err, errlen, "expected an address (trap@example.org), got \"%.64s\"", buf);
+		return -1;
+	}
+	v = realloc(t->v, (t->n + 1) * sizeof(*v));
+	if (v == NULL)
+		goto nomem;
+	t->v = v;
+	if ((t->v[t->n] = malloc(n + 1)) == NULL)
+		goto nomem;
+	gl_lower(t->v[t->n], n + 1, buf);
+	t->n++;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+static int gl_traps_add_fn(void *list, const char *entry, char *why, size_t whylen)
+{
+	return greylist_traps_add(list, entry, why, whylen);
+}
+
+/* See greylist.h. */
+int greylist_traps_load(struct greylist_traps *t, const char *path, char *err, size_t errlen)
+{
+	return gl_load_lines(path, gl_traps_add_fn, t, err, errlen);
+}
+
+static int gl_traps_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void greylist_traps_sort(struct greylist_traps *t)
+{
+	size_t k = 0;
+
+	if (t->n == 0)
+		return;
+	qsort(t->v, t->n, sizeof(*t->v), gl_traps_cmp);
+	for (size_t i = 1; i < t->n; i++) {
+		if (strcmp(t->v[i], t->v[k]) == 0)
+			free(t->v[i]);
+		else
+			t->v[++k] = t->v[i];
+	}
+	t->n = k + 1;
+}
+
+bool greylist_traps_match(const struct greylist_traps *t, const char *rcpt)
+{
+	char buf[320], *key = buf;
+	size_t n;
+
+	if (t->n == 0 || rcpt == NULL)
+		return false;
+	n = strlen(rcpt);
+	if (n >= 2 && rcpt[0] == '<' && rcpt[n - 1] == '>') {
+		rcpt++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(buf) - 1)
+		return false;
+	memcpy(buf, rcpt, n);
+	buf[n] = '\0';
+	gl_lower(buf, sizeof(buf), buf);
+	return bsearch(&key, t->v, t->n, sizeof(*t->v), gl_traps_cmp) != NULL;
+}
+
+void greylist_traps_free(struct greylist_traps *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->n; i++)
+		free(t->v[i]);
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+}
+
+/* A client record in LMDB: struct gl_rec's layout (below) with `passed` one of these marks
+ * (a triplet's is 0 or 1, a network's passes 2 or 3). */
+#define GL_IP_TRAP_MARK 4
+#define GL_IP_ALLOW_MARK 5
+
+int greylist_ip_decode(const void *val, size_t len, uint64_t now_ms, uint64_t *since_ms,
+    uint64_t *expires_ms)
+{
+	uint64_t rec[3];
+
+	*since_ms = *expires_ms = 0;
+	if (val == NULL || len != sizeof(rec))
+		return GREYLIST_IP_NONE;
+	memcpy(rec, val, sizeof(rec));
+	if (rec[0] <= now_ms || (rec[2] != GL_IP_TRAP_MARK && rec[2] != GL_IP_ALLOW_MARK))
+		return GREYLIST_IP_NONE;
+	*expires_ms = rec[0];
+	*since_ms = rec[1];
+	return rec[2] == GL_IP_TRAP_MARK ? GREYLIST_IP_TRAPPED : GREYLIST_IP_ALLOWED;
+}
+
+void greylist_ip_encode(int state, uint64_t since_ms, uint64_t expires_ms, void *out)
+{
+	uint64_t rec[3] = { expires_ms, since_ms,
+		state == GREYLIST_IP_TRAPPED ? GL_IP_TRAP_MARK : GL_IP_ALLOW_MARK };
+
+	memcpy(out, rec, sizeof(rec));
+}
+
+uint64_t greylist_ip_local_val(int state, uint64_t since_ms)
+{
+	return ((uint64_t)(state & 3) << 62) | (since_ms & ((1ull << 62) - 1));
+}
+
+int greylist_ip_local_state(uint64_t val, uint64_t *since_ms)
+{
+	*since_ms = val & ((1ull << 62) - 1);
+	return (int)(val >> 62);
+}
+
+int greylist_ip_client(const struct sockaddr *sa, long ipv6_prefix, char *out, size_t outlen)
+{
+	return netaddr_client_string(sa, (int)ipv6_prefix, out, outlen) < 0 ? -1 : 0;
+}
+
+/* traps: addresses and "file:PATH" items (accept_domains' form), each file read now, so -t
+ * reports a missing file or a bad line and SIGHUP reads them again. */
+static int gl_traps_item(void *list, const char *item, char *why, size_t whylen)
+{
+	return strncmp(item, "file:", 5) == 0 ? greylist_traps_load(list, item + 5, why, whylen) :
+	    greylist_traps_add(list, item, why, whylen);
+}
+
+static int gl_list_parse(struct cfg_parse *p, struct fy_node *n, void *dst, size_t dstlen,
+    const char *what, size_t cap, gl_add_fn item);
+
+static int gl_traps_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
+{
+	int rc = gl_list_parse(p, n, dst, sizeof(struct greylist_traps), "an address or file:PATH",
+	    4096, gl_traps_item);
+
+	greylist_traps_sort(dst);
+	return rc;
+}
+
+static void gl_traps_free_custom(void *dst)
+{
+	greylist_traps_free(dst);
+}
+
+/* A CFG_CUSTOM list (a lone value is a list of one) into dst (dstlen bytes, zeroed first):
+ * each item a string of at most cap - 1 bytes (what: its description in an error), handed to
+ * item, whose refusal is the item's error. Files an item names are read now, so -t reports a
+ * missing file or a bad line, and SIGHUP reads them again. 0 or -1 after reporting. */
+static int gl_list_parse(struct cfg_parse *p, struct fy_node *n, void *dst, size_t dstlen,
+    const char *what, size_t cap, gl_add_fn item)
+{
 	struct fy_node *it;
 	char buf[4096], why[4400];
 	int rc = 0;
 
-	memset(l, 0, sizeof(*l));
+	memset(dst, 0, dstlen);
 	if (cfg_node_is_null(n))
 		return 0;
 	for (size_t i = 0; (it = cfg_seq_item(n, i)) != NULL; i++) {
 		size_t old = cfg_path_push_index(p, i);
 
-		if (cfg_node_cstr(p, it, files ? "a file name" : "a host name, /regex/ or address",
-		    buf, files ? sizeof(buf) : 1100) != 0)
+		if (cfg_node_cstr(p, it, what, buf, cap < sizeof(buf) ? cap : sizeof(buf)) != 0)
 			rc = -1;
-		else if ((files ? greylist_names_load(l, buf, why, sizeof(why)) :
-		    greylist_names_add(l, buf, why, sizeof(why))) < 0)
+		else if (item(dst, buf, why, sizeof(why)) < 0)
 			rc = cfg_error(p, it, "%s", why);
 		cfg_path_pop(p, old);
 	}
 	return rc;
 }
 
+static int gl_names_load_fn(void *list, const char *path, char *why, size_t whylen)
+{
+	return greylist_names_load(list, path, why, whylen);
+}
+
+/* allow_names, a list of rules; allow_names_file, one file or a list. */
 static int gl_names_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
-	return gl_names_parse(p, n, dst, false);
+	return gl_list_parse(p, n, dst, sizeof(struct greylist_names), "a host name, /regex/ or address",
+	    1100, gl_names_add_fn);
 }
 
 static int gl_names_file_custom(struct cfg_parse *p, struct fy_node *n, void *dst)
 {
-	return gl_names_parse(p, n, dst, true);
+	return gl_list_parse(p, n, dst, sizeof(struct greylist_names), "a file name", 4096, gl_names_load_fn);
 }
 
 static void gl_names_free_custom(void *dst)
@@ -522,6 +715,13 @@ static const struct cfg_field gl_fields[] = {
 	  .doc = "a client network (prefix_v4/prefix_v6) that passed greylisting this many times (triplets whose retry passed) is not greylisted any more (postgrey's --auto-whitelist-clients); 0 = off" },
 	{ "auto_allow_expire", CFG_DURATION, offsetof(struct greylist_config, auto_allow_expire), "36d", 1000, 365.0 * 86400000,
 	  .doc = "an auto-allowed client network stays so this long after its last mail (renewed on use); its count of passes is kept as long" },
+	{ "traps", CFG_CUSTOM, offsetof(struct greylist_config, traps), NULL,
+	  .custom = gl_traps_custom, .free_custom = gl_traps_free_custom,
+	  .doc = "spam trap addresses (spamd's spamdb -T -a) and \"file:PATH\" items (one address a line, # comments; read at load and at each reload): a client that sends RCPT to one while greylisted (not allowed, auto-allowed or passed by mxgatectl greylist allow) is trapped for trap_ttl, and every later RCPT of it is refused" },
+	{ "trap_ttl", CFG_DURATION, offsetof(struct greylist_config, trap_ttl), "24h", 1000, 365.0 * 86400000,
+	  .doc = "how long a trapped client stays refused (spamd's trapexp)" },
+	{ "trap_delay", CFG_DURATION, offsetof(struct greylist_config, trap_delay), "5s", 0, 600000,
+	  .doc = "how long a trapped client's 550 is held (the tarpit, as reputation's delay; spamd stutters a trapped host's whole dialogue)" },
 	{ .key = NULL }
 };
 
@@ -532,20 +732,32 @@ const struct cfg_table greylist_config_table = {
 
 /* ---- Redis ------------------------------------------------------------------------------- */
 
-/* KEYS[1] the triplet, KEYS[2] its client network's passes; ARGV delay_ms, window_ms,
- * expire_ms, auto_allow_clients, auto_allow_expire_ms. Returns {passed, wait_s} or, about
- * the client network, {1, 0, 1} (this pass made it allowed) and {1, 0, 2} (passed as
- * allowed). Same logic as greylist_decide, on the server's clock. */
+/* KEYS[1] the triplet ("" for a trap check alone), KEYS[2] its client network's passes,
+ * KEYS[3] the client's own record; ARGV delay_ms, window_ms, expire_ms, auto_allow_clients,
+ * auto_allow_expire_ms, trap (1: the RCPT is a trap address), trap_ttl_ms. Returns {passed,
+ * wait_s} or, about the client network, {1, 0, 1} (this pass made it allowed) and {1, 0, 2}
+ * (passed as allowed); about the client, {1, 0, 3} (allowed by the control verb), {0,
+ * seconds left, 4} (trapped) and {0, wait_s, 5} (trapped now). Same logic as
+ * greylist_decide and gl_check_local, on the server's clock. */
 static const char gl_lua[] =
 	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local delay, window, expire = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 	"local awl = tonumber(ARGV[4])\n"
+	"local ip = redis.call('HGET', KEYS[3], 's')\n"
+	"if ip == '2' then return {1, 0, 3} end\n"
+	"if ip == '1' then return {0, math.ceil(redis.call('PTTL', KEYS[3]) / 1000), 4} end\n"
 	"if awl > 0 then\n"
 	"  local c = tonumber(redis.call('GET', KEYS[2]))\n"
 	"  if c and c >= awl then redis.call('PEXPIRE', KEYS[2], ARGV[5]) return {1, 0, 2} end\n"
 	"end\n"
+	"if ARGV[6] == '1' then\n"
+	"  redis.call('HSET', KEYS[3], 's', '1', 't', string.format('%.0f', now))\n"
+	"  redis.call('PEXPIRE', KEYS[3], ARGV[7])\n"
+	"  return {0, math.ceil(delay / 1000), 5}\n"
+	"end\n"
+	"if KEYS[1] == '' then return {1, 0} end\n"
 	"local v = redis.call('HMGET', KEYS[1], 'first', 'pass')\n"
 	"if v[2] then redis.call('PEXPIRE', KEYS[1], expire) return {1, 0} end\n"
 	"local first = tonumber(v[1])\n"
@@ -659,6 +871,7 @@ struct gl_worker {
 	/* LMDB or Redis: on gl_board, with a mailbox for the control verbs' writes */
 	uv_loop_t *loop;
 	struct mailbox mb;
+	long ipv6_prefix;              /* limits.client_ipv6_prefix: a client record's key */
 };
 
 static struct mailbox_board gl_board = MAILBOX_BOARD_INIT("greylist");
@@ -786,6 +999,9 @@ struct gl_session {
 	struct redis_req *req;
 	char key[GL_KEY_MAX];
 	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + GL_NET_MAX];
+	char ip_key[sizeof(GREYLIST_IP_PREFIX) + 80];
+	const char *ip;                /* in ip_key */
+	bool trap_hit;
 };
 
 struct gl_local_arg {
@@ -854,6 +1070,7 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 	if (w == NULL)
 		return -1;
 	w->cfg = c;
+	w->ipv6_prefix = cfg->limits.client_ipv6_prefix;
 	w->local = gl_table_get((size_t)c->max_keys, worker);
 	if (w->local == NULL)
 		goto fail;
@@ -868,7 +1085,7 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		/* on failure a verb's Redis change does not wait for this worker's queue */
 		mailbox_open(&w->mb, &gl_board, loop, gl_write_run, w);
 	} else if (store_kind_of(c->store) == STORE_LMDB) {
-		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, NULL };
+		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, GREYLIST_IP_LMDB, NULL };
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .expired = gl_expired, .rank = gl_rank,
 			.merge = greylist_awl_merge, .name = "greylist",
@@ -1035,6 +1252,8 @@ static uint64_t gl_timeout_ms(void *wstate)
 enum gl_count {
 	GL_COUNT_GREYLISTED = 0,
 	GL_COUNT_PASSED,
+	GL_COUNT_TRAPPED,           /* clients trapped (a trap address, or the control verb) */
+	GL_COUNT_TRAP_REFUSED,      /* recipients refused: their client is trapped */
 	/* allowed, by reason: the order of gl_allow_reasons */
 	GL_ALLOW_ALLOW,             /* greylist.allow */
 	GL_ALLOW_NAMES,             /* allow_names */
@@ -1042,13 +1261,14 @@ enum gl_count {
 	GL_ALLOW_SKIP_GOOD,         /* skip_good: REP_GOOD, REP_ALLOW or DNSBL_ALLOW */
 	GL_ALLOW_AUTO,              /* auto_allow_clients */
 	GL_ALLOW_AUTH,              /* an authenticated client (SMTP AUTH) */
+	GL_ALLOW_RUNTIME,           /* mxgatectl greylist allow IP */
 	GL_COUNT__N
 };
 static atomic_ullong gl_counts[GL_COUNT__N];
 static const char *const gl_allow_reasons[GL_COUNT__N] = {
 	[GL_ALLOW_ALLOW] = "allow", [GL_ALLOW_NAMES] = "allow_names",
 	[GL_ALLOW_NAMES_FILE] = "allow_names_file", [GL_ALLOW_SKIP_GOOD] = "skip_good",
-	[GL_ALLOW_AUTO] = "auto_allow", [GL_ALLOW_AUTH] = "auth",
+	[GL_ALLOW_AUTO] = "auto_allow", [GL_ALLOW_AUTH] = "auth", [GL_ALLOW_RUNTIME] = "runtime",
 };
 
 static void gl_count(enum gl_count c)
@@ -1131,6 +1351,12 @@ void greylist_metrics(void)
 	metrics_register_family("greylist_passed_total",
 	    "recipients whose greylisting triplet passed (a retry after the delay, or a triplet that passed before)",
 	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_PASSED);
+	metrics_register_family("greylist_trapped_total",
+	    "clients trapped: a greylisted client sent RCPT to a greylist.traps address (event=greylist_trap), or mxgatectl greylist trap",
+	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_TRAPPED);
+	metrics_register_family("greylist_trap_refused_total",
+	    "recipients refused with 550 because their client is trapped (event=greylist_trapped)",
+	    "counter", gl_collect, (void *)(intptr_t)GL_COUNT_TRAP_REFUSED);
 	metrics_register_family("greylist_allowed_total",
 	    "recipients greylisting let through without a triplet, by reason (event=greylist_allow)",
 	    "counter", gl_collect, (void *)(intptr_t)GL_ALLOW_ALLOW);
@@ -1171,6 +1397,12 @@ static void gl_allow(struct hook_call *call, enum gl_count r, const char *what)
 	const char *name = env->client_name_status == HOOK_NAME_OK ? env->client_name : NULL;
 	char from[200], rcpt[200], host[260];
 
+	/* a trap check alone (defer_at: data's RCPT of a trap address): the pass is the one
+	 * logged and counted at DATA, where the transaction is judged */
+	if (hook_call_stage(call) == HOOK_RCPT && gl_call_rcpt(&env->cfg->greylist, env, HOOK_RCPT) == NULL) {
+		hook_call_done(call, NULL);
+		return;
+	}
 	gl_count(r);
 	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
 	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
@@ -1179,6 +1411,111 @@ static void gl_allow(struct hook_call *call, enum gl_count r, const char *what)
 	    "event=greylist_allow reason=%s client=%s client_name=%s from=<%s> rcpt=<%s>%s%s",
 	    gl_allow_reasons[r], env->client_ip, host, from, rcpt, what ? " " : "", what ? what : "");
 	hook_call_done(call, NULL);
+}
+
+void greylist_count_trapped(void)
+{
+	gl_count(GL_COUNT_TRAPPED);
+}
+
+/* A trapped client's recipient refused: 550 5.7.1, held trap_delay (the tarpit). spamd
+ * blacklists a trapped host for trapexp: tarpitted, then 550 (450 only with its -4), so it
+ * never reaches the real server; a 4xx would only invite the spammer's retries. left_ms: how
+ * long the trap lasts yet. */
+static void gl_trap_refuse(struct gl_worker *w, struct hook_call *call, uint64_t left_ms,
+    const char *store)
+{
+	struct hook_env *env = hook_call_env(call);
+	uint64_t left_s = (left_ms + 999) / 1000;
+	char from[200], rcpt[200];
+	struct verdict v;
+
+	gl_count(GL_COUNT_TRAP_REFUSED);
+	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
+	log_event(LOG_LVL_INFO, env->session_id,
+	    "event=greylist_trapped client=%s from=<%s> rcpt=<%s> left=%llu store=%s%s", env->client_ip,
+	    from, rcpt, (unsigned long long)left_s, store,
+	    hook_call_stage(call) == HOOK_DATA ? " stage=data" : "");
+	verdict_set(&v, VERDICT_REJECT, 550, "greytrap",
+	    "5.7.1 %s has sent mail to a spam trap here: refused for %llu more seconds",
+	    env->client_ip, (unsigned long long)left_s);
+	v.delay_ms = w->cfg->trap_delay > 600000 ? 600000 : (uint32_t)w->cfg->trap_delay;
+	hook_call_done(call, &v);
+}
+
+/* A greylisted client mailed a trap address: it is trapped now (its record written by the
+ * caller), logged and counted; the RCPT itself gets greylisting's 451, as any new triplet's
+ * (spamd answers the trap's RCPT as it answers a greylisted host: nothing tells the sender). */
+static void gl_trap_now(struct gl_worker *w, struct hook_call *call, const char *store)
+{
+	struct hook_env *env = hook_call_env(call);
+	char from[200], rcpt[200];
+
+	gl_count(GL_COUNT_TRAPPED);
+	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
+	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+	log_event(LOG_LVL_WARNING, env->session_id,
+	    "event=greylist_trap client=%s from=<%s> rcpt=<%s> ttl=%llu store=%s", env->client_ip,
+	    from, rcpt, (unsigned long long)(w->cfg->trap_ttl / 1000), store);
+	gl_finish(call, false, (w->cfg->delay + 999) / 1000, store);
+}
+
+/* The client's own record decides (allowed: it passes; trapped: refused): true when the call
+ * is completed. */
+static bool gl_client_decided(struct gl_worker *w, struct hook_call *call, int state,
+    uint64_t left_ms, const char *store)
+{
+	if (state == GREYLIST_IP_ALLOWED) {
+		gl_allow(call, GL_ALLOW_RUNTIME, NULL);
+		return true;
+	}
+	if (state == GREYLIST_IP_TRAPPED) {
+		gl_trap_refuse(w, call, left_ms, store);
+		return true;
+	}
+	return false;
+}
+
+/* The local table's client record: read (set 0), written (set TRAPPED/ALLOWED, for ttl_ms)
+ * or deleted (set -1). */
+struct gl_ip_arg { int set; uint64_t ttl_ms, wall_ms; int state; uint64_t left_ms; };
+
+static int gl_ip_local_cb(struct local_rec *rec, bool exists, uint64_t now_ns, void *arg)
+{
+	struct gl_ip_arg *a = arg;
+	uint64_t since;
+
+	a->state = GREYLIST_IP_NONE;
+	a->left_ms = 0;
+	if (exists && rec->expires_ns > now_ns) {
+		a->state = greylist_ip_local_state(rec->val, &since);
+		a->left_ms = (rec->expires_ns - now_ns) / 1000000;
+	}
+	if (a->set > 0) {
+		rec->val = greylist_ip_local_val(a->set, a->wall_ms);
+		rec->expires_ns = now_ns + a->ttl_ms * 1000000;
+	} else if (a->set < 0) {
+		memset(rec, 0, sizeof(*rec));
+	}
+	return a->state;
+}
+
+/* See gl_ip_local_cb; returns the state the record had (GREYLIST_IP_NONE when absent). */
+int greylist_ip_local(const char *client, int set, uint64_t ttl_ms, uint64_t *left_ms)
+{
+	struct local_table *t = greylist_local_table();
+	struct gl_ip_arg a = { set, ttl_ms, gl_wall_ms(), GREYLIST_IP_NONE, 0 };
+	char key[sizeof(GREYLIST_IP_PREFIX) + 80];
+	int rc;
+
+	*left_ms = 0;
+	if (t == NULL)
+		return GREYLIST_IP_NONE;
+	snprintf(key, sizeof(key), "%s%s", GREYLIST_IP_PREFIX, client);
+	rc = local_table_update(t, key, uv_hrtime(), set > 0, gl_ip_local_cb, &a);
+	*left_ms = a.left_ms;
+	return rc < 0 ? GREYLIST_IP_NONE : rc;
 }
 
 /* A recipient of an auto-allowed client network (auto_allow_clients) let through. */
@@ -1193,21 +1530,32 @@ static void gl_allow_net(struct hook_call *call, const char *net)
 /* Decides in the process-wide table (monotonic clock). With Redis configured (it gave no
  * answer), the decision is also queued for Redis (gl_lua_merge), so it outlives the outage. */
 static void gl_check_local(struct gl_worker *w, struct hook_call *call, const char *key,
-    const char *net)
+    const char *net, const char *ip, bool trap_hit)
 {
 	const struct greylist_config *c = w->cfg;
 	struct gl_local_arg a = { c, 0, 0, false, false };
 	struct gl_awl_arg aa = { c->auto_allow_expire, (uint64_t)c->auto_allow_clients, 0, 0 };
 	char awl_key[sizeof(GREYLIST_AWL_PREFIX) + GL_NET_MAX];
-	uint64_t now_ns = uv_hrtime();
-	int rc;
+	uint64_t now_ns = uv_hrtime(), left_ms = 0;
+	int rc = greylist_ip_local(ip, 0, 0, &left_ms);
 
+	if (gl_client_decided(w, call, rc, left_ms, "local"))
+		return;
 	if (c->auto_allow_clients > 0) {
 		snprintf(awl_key, sizeof(awl_key), "%s%s", GREYLIST_AWL_PREFIX, net);
 		if (local_table_update(w->local, awl_key, now_ns, false, gl_awl_local_cb, &aa) == 1) {
 			gl_allow_net(call, net);
 			return;
 		}
+	}
+	if (trap_hit) {
+		greylist_ip_local(ip, GREYLIST_IP_TRAPPED, c->trap_ttl, &left_ms);
+		gl_trap_now(w, call, "local");
+		return;
+	}
+	if (key == NULL) {              /* a trap check alone (defer_at: data's RCPT) */
+		hook_call_done(call, NULL);
+		return;
 	}
 	rc = local_table_update(w->local, key, now_ns, true, gl_local_cb, &a);
 	if (rc == 1 && a.retried && c->auto_allow_clients > 0) {
@@ -1270,7 +1618,7 @@ int greylist_lmdb_key(size_t max_key, const char *triplet, char *out, size_t out
 
 /* Decides from this worker's queued writes or the map (inline read), queues the new state. */
 static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const char *triplet,
-    const char *net)
+    const char *net, const char *ip, bool trap_hit)
 {
 	const struct greylist_config *c = w->cfg;
 	unsigned char rec[GREYLIST_RECORD_LEN];
@@ -1281,7 +1629,16 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	size_t len = 0;
 	bool exists, pass, was_passed, logged;
 	int rc;
+	char ip_key[sizeof(GREYLIST_IP_LMDB) + 80];
+	uint64_t since, exp;
 
+	snprintf(ip_key, sizeof(ip_key), "%s%s", GREYLIST_IP_LMDB, ip);
+	if (lmdb_writer_get(w->wr, ip_key, strlen(ip_key), rec, sizeof(rec), &len) == 1) {
+		int state = greylist_ip_decode(rec, len, now, &since, &exp);
+
+		if (gl_client_decided(w, call, state, exp > now ? exp - now : 0, "lmdb"))
+			return;
+	}
 	if (c->auto_allow_clients > 0) {
 		snprintf(awl_key, sizeof(awl_key), "%s%s", GL_AWL_LMDB, net);
 		if (lmdb_writer_get(w->wr, awl_key, strlen(awl_key), rec, sizeof(rec), &len) == 1 &&
@@ -1298,6 +1655,16 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 			gl_allow_net(call, net);
 			return;
 		}
+	}
+	if (trap_hit) {
+		greylist_ip_encode(GREYLIST_IP_TRAPPED, now, now + c->trap_ttl, rec);
+		lmdb_writer_put(w->wr, ip_key, strlen(ip_key), rec, sizeof(rec));
+		gl_trap_now(w, call, "lmdb");
+		return;
+	}
+	if (triplet == NULL) {          /* a trap check alone (defer_at: data's RCPT) */
+		hook_call_done(call, NULL);
+		return;
 	}
 	if (greylist_lmdb_key(lmdb_store_max_key(w->st), triplet, key, sizeof(key)) < 0 ||
 	    (rc = lmdb_writer_get(w->wr, key, strlen(key), rec, sizeof(rec), &len)) < 0) {
@@ -1331,8 +1698,22 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 	if (greylist_parse_reply(reply, &pass, &wait_s) == 0) {
 		const char *net = s->awl_key + sizeof(GREYLIST_AWL_PREFIX) - 1;
 
-		if (reply->elements == 3 && reply->element[2]->integer == 2) {
+		long long what = reply->elements == 3 ? reply->element[2]->integer : 0;
+
+		if (what == 2) {
 			gl_allow_net(call, net);        /* passed as an allowed network */
+			return;
+		}
+		if (what == 3) {                /* the client's record: allowed */
+			gl_allow(call, GL_ALLOW_RUNTIME, NULL);
+			return;
+		}
+		if (what == 4) {                /* the client's record: trapped (wait: what is left) */
+			gl_trap_refuse(s->w, call, wait_s * 1000, "redis");
+			return;
+		}
+		if (what == 5) {                /* trapped now */
+			gl_trap_now(s->w, call, "redis");
 			return;
 		}
 		if (reply->elements == 3 && reply->element[2]->integer == 1)
@@ -1340,7 +1721,8 @@ static void gl_redis_cb(void *arg, const redisReply *reply)
 		gl_finish(call, pass, wait_s, "redis");
 		return;
 	}
-	gl_check_local(s->w, call, s->key, s->awl_key + sizeof(GREYLIST_AWL_PREFIX) - 1);
+	gl_check_local(s->w, call, s->key[sizeof(GREYLIST_KEY_PREFIX) - 1] ? s->key : NULL,
+	    s->awl_key + sizeof(GREYLIST_AWL_PREFIX) - 1, s->ip, s->trap_hit);
 }
 
 #define GL_PREFIX GREYLIST_KEY_PREFIX  /* local table and Redis keys */
@@ -1406,13 +1788,17 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	char key[GL_KEY_MAX];           /* GL_PREFIX + triplet */
 	const char *triplet = key + plen;
 	char net[GL_NET_MAX];
-	char a1[24], a2[24], a3[24], a4[24], a5[24], what[64];
-	const char *argv[7], *good;
+	char a1[24], a2[24], a3[24], a4[24], a5[24], a7[24], what[64], ip[80];
+	const char *argv[10], *good;
 	int names;
 	const char *rcpt = gl_call_rcpt(c, env, hook_call_stage(call));
+	/* a trap address is looked for at each RCPT, also where the triplet waits for DATA */
+	bool trap_hit = hook_call_stage(call) == HOOK_RCPT && c->traps.n > 0 &&
+	    greylist_traps_match(&c->traps, env->cur_rcpt);
 
 	memcpy(key, GL_PREFIX, plen);
-	if (rcpt == NULL || env->mail_from == NULL) {
+	key[plen] = '\0';
+	if ((rcpt == NULL && !trap_hit) || env->mail_from == NULL) {
 		hook_call_done(call, NULL);
 		return;
 	}
@@ -1437,18 +1823,19 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	}
 	/* a triplet that cannot be made (an address past the bound the SMTP limits already
 	 * keep it under): let through, as a store error is */
-	if (greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, rcpt,
-	    key + plen, sizeof(key) - plen) < 0 || gl_net(c, sa, net, sizeof(net)) < 0 ||
-	    (c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
+	if ((rcpt != NULL && greylist_triplet(sa, c->prefix_v4, c->prefix_v6, env->mail_from, rcpt,
+	    key + plen, sizeof(key) - plen) < 0) || gl_net(c, sa, net, sizeof(net)) < 0 ||
+	    greylist_ip_client(sa, w->ipv6_prefix, ip, sizeof(ip)) < 0 ||
+	    (rcpt != NULL && c->spf_key && gl_spf_key(env, key + plen, sizeof(key) - plen, net, sizeof(net)) < 0)) {
 		gl_fail_open(call, GL_ERR_TRIPLET, w->wr ? "lmdb" : w->rs ? "redis" : "local");
 		return;
 	}
 	if (w->wr) {
-		gl_check_lmdb(w, call, triplet, net);
+		gl_check_lmdb(w, call, rcpt ? triplet : NULL, net, ip, trap_hit);
 		return;
 	}
 	if (w->rs == NULL) {
-		gl_check_local(w, call, key, net);
+		gl_check_local(w, call, rcpt ? key : NULL, net, ip, trap_hit);
 		return;
 	}
 	s = env->module_ctx[slot];
@@ -1463,23 +1850,32 @@ static void gl_run(void *wstate, int slot, struct hook_call *call)
 	}
 	memcpy(s->key, key, strlen(key) + 1);   /* same size as key */
 	snprintf(s->awl_key, sizeof(s->awl_key), "%s%s", GREYLIST_AWL_PREFIX, net);
+	snprintf(s->ip_key, sizeof(s->ip_key), "%s%s", GREYLIST_IP_PREFIX, ip);
+	s->ip = s->ip_key + sizeof(GREYLIST_IP_PREFIX) - 1;
+	s->trap_hit = trap_hit;
+	snprintf(a7, sizeof(a7), "%llu", (unsigned long long)c->trap_ttl);
 	snprintf(a1, sizeof(a1), "%llu", (unsigned long long)c->delay);
 	snprintf(a2, sizeof(a2), "%llu", (unsigned long long)c->retry_window);
 	snprintf(a3, sizeof(a3), "%llu", (unsigned long long)c->expire);
 	snprintf(a4, sizeof(a4), "%ld", c->auto_allow_clients);
 	snprintf(a5, sizeof(a5), "%llu", (unsigned long long)c->auto_allow_expire);
-	argv[0] = s->key;
+	argv[0] = rcpt ? s->key : "";
 	argv[1] = s->awl_key;
-	argv[2] = a1;
-	argv[3] = a2;
-	argv[4] = a3;
-	argv[5] = a4;
-	argv[6] = a5;
+	argv[2] = s->ip_key;
+	argv[3] = a1;
+	argv[4] = a2;
+	argv[5] = a3;
+	argv[6] = a4;
+	argv[7] = a5;
+	argv[8] = trap_hit ? "1" : "0";
+	argv[9] = a7;
+	if (rcpt == NULL)
+		s->key[plen] = '\0';   /* gl_redis_cb: no triplet */
 	s->call = call;
-	if (redis_store_eval(w->rs, w->lua, 2, 5, argv, NULL, gl_redis_cb, s, &s->req) == 0)
+	if (redis_store_eval(w->rs, w->lua, 3, 7, argv, NULL, gl_redis_cb, s, &s->req) == 0)
 		return;
 	s->call = NULL;
-	gl_check_local(w, call, s->key, net);
+	gl_check_local(w, call, rcpt ? s->key : NULL, net, s->ip, trap_hit);
 }
 
 static void gl_session_free(void *wstate, int slot, struct hook_env *env)

@@ -45,6 +45,10 @@ enum greylist_null_sender { GREYLIST_NULL_RCPT = 0, GREYLIST_NULL_DATA };
  * backend has answered every RCPT first, so a recipient that does not exist gets its 550,
  * and the deferral comes before any of the message reaches it. */
 
+/* Spam trap addresses (greylist.traps, spamd's `spamdb -T -a`): lower case, sorted, each
+ * once; from the list's addresses and the files its "file:PATH" items name. */
+struct greylist_traps { char **v; size_t n; };
+
 struct greylist_config {
 	bool enabled;
 	char *store;                /* "local" | "lmdb:/dir" | "redis://host:port[/db]" */
@@ -63,6 +67,9 @@ struct greylist_config {
 	uint64_t auto_allow_expire; /* ms it stays so after its last mail */
 	struct greylist_names allow_names;       /* from the config file's list */
 	struct greylist_names allow_names_file;  /* from the files it names (read at load) */
+	struct greylist_traps traps; /* a greylisted client mailing one is trapped (spamd) */
+	uint64_t trap_ttl;          /* ms a trapped client stays refused (spamd's trapexp, 24 h) */
+	uint64_t trap_delay;        /* ms a trapped client's refusal is held (the tarpit) */
 };
 extern const struct cfg_table greylist_config_table;
 extern const struct hook_module greylist_module;
@@ -104,6 +111,46 @@ bool greylist_names_match(const struct greylist_names *l, const char *name,
 void greylist_names_free(struct greylist_names *l);
 /* The config uses the client's name (rdns looks it up when so: filters/rdns.c). */
 bool greylist_wants_client_name(const struct greylist_config *c);
+
+/* Greytrapping (spamd(8) GREYTRAPPING). One address, or "<address>", added to t (copied,
+ * lower case); 0, or -1 with a reason in err. */
+int greylist_traps_add(struct greylist_traps *t, const char *addr, char *err, size_t errlen);
+/* Every address of a file, one a line (# comments, blank lines); 0, or -1 with
+ * "PATH:LINE: reason" (or the open error) in err. */
+int greylist_traps_load(struct greylist_traps *t, const char *path, char *err, size_t errlen);
+/* Sorts t and drops the repeated addresses (after the adds, before a match). */
+void greylist_traps_sort(struct greylist_traps *t);
+/* True when rcpt (any case, with or without angle brackets or one trailing dot) is a trap. */
+bool greylist_traps_match(const struct greylist_traps *t, const char *rcpt);
+void greylist_traps_free(struct greylist_traps *t);
+
+/* A client's own record (per IP: an IPv6 client is its limits.client_ipv6_prefix network):
+ * trapped (it mailed a trap address while greylisted, or `mxgatectl greylist trap`: every
+ * RCPT refused until it expires) or allowed (`mxgatectl greylist allow`: it passes
+ * greylisting as a passed client until it expires). One record per client: the later
+ * decision replaces the earlier. */
+enum greylist_ip_state { GREYLIST_IP_NONE = 0, GREYLIST_IP_TRAPPED, GREYLIST_IP_ALLOWED };
+#define GREYLIST_IP_PREFIX "mxgate:glip:"  /* + client: local table and Redis (hash s, t) */
+#define GREYLIST_IP_LMDB "glip:"           /* + client: LMDB */
+/* The LMDB value of a client record (a triplet's layout: expiry, since, the state's mark):
+ * its state at now_ms (GREYLIST_IP_NONE for an expired record or another one) with *since_ms
+ * and *expires_ms. */
+int greylist_ip_decode(const void *val, size_t len, uint64_t now_ms, uint64_t *since_ms,
+    uint64_t *expires_ms);
+/* Encodes a client record (state TRAPPED or ALLOWED) into out (GREYLIST_RECORD_LEN bytes). */
+void greylist_ip_encode(int state, uint64_t since_ms, uint64_t expires_ms, void *out);
+/* The local table's val of a client record (state in the top two bits, since_ms below), and
+ * back: the state, with *since_ms. */
+uint64_t greylist_ip_local_val(int state, uint64_t since_ms);
+int greylist_ip_local_state(uint64_t val, uint64_t *since_ms);
+/* The client key of sa (its address, an IPv6 one its ipv6_prefix network). 0 or -1. */
+int greylist_ip_client(const struct sockaddr *sa, long ipv6_prefix, char *out, size_t outlen);
+/* The local table's record of client (process-wide: store local, and Redis's fallback):
+ * read (set 0), written (set GREYLIST_IP_TRAPPED or _ALLOWED, kept ttl_ms) or deleted (set
+ * -1). Returns the state it had, with *left_ms (how long it had yet). Thread-safe. */
+int greylist_ip_local(const char *client, int set, uint64_t ttl_ms, uint64_t *left_ms);
+/* Greytrapping's metrics counts (the control verb's trap counts as trapped). */
+void greylist_count_trapped(void);
 
 /* ---- records as stored: bytes from the LMDB map, replies from Redis (any input is safe) */
 

@@ -8,6 +8,10 @@
  *   greylist show IP SENDER RCPT  the triplet: unknown, waiting (since, passes in) or passed
  *   greylist pass IP SENDER RCPT  the triplet passes from now on (as after a retry)
  *   greylist delete IP SENDER RCPT  the triplet is forgotten (the next attempt is a first)
+ *   greylist allow IP [TTL]       the client passes greylisting until TTL (spamdb -a IP)
+ *   greylist disallow IP          its allow record goes
+ *   greylist trap IP [TTL]        the client is trapped until TTL: every RCPT refused (spamdb -t -a)
+ *   greylist untrap IP            its trap record goes (spamdb -t -d)
  *
  * KEY is a rule key (ip, ip_prefix, helo, sender, sender_domain, recipient, auth_domain,
  * auth_user); VALUE is normalised as a session's is (an IP: an IPv6 client is its
@@ -28,6 +32,7 @@
 #include <uv.h>
 #include <hiredis/hiredis.h>
 
+#include "proxy/cfg_value.h"
 #include "proxy/config.h"
 #include "proxy/control_verbs.h"
 #include "proxy/headers.h"
@@ -88,6 +93,11 @@ static uint64_t lc_wall_ms(void)
 	gettimeofday(&tv, NULL);
 	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
+
+/* greylisting's client records (greylist.h: enum greylist_ip_state) and their verbs */
+enum { GLIP_ALLOW = 0, GLIP_DISALLOW, GLIP_TRAP, GLIP_UNTRAP };
+static const char *const lc_ip_ops[] = { "allow", "disallow", "trap", "untrap", NULL };
+static const char *const lc_ip_states[] = { "none", "trapped", "allowed" };
 
 /* ---- local table access ------------------------------------------------------------------ */
 
@@ -537,6 +547,7 @@ struct lc_list {
 	struct jsonw j;
 	bool json;
 	size_t n, max;
+	size_t clients;                 /* client records listed (after the triplets) */
 	bool truncated;
 	uint64_t delay_ms, now_ms, now_ns;
 };
@@ -608,10 +619,15 @@ static bool lc_list_lmdb_fn(void *arg, const void *key, size_t klen, const void 
 	return true;
 }
 
-/* Redis: SCAN for the triplets' keys (bounded), each read with HMGET and PTTL, for at most
- * LC_LIST_BUDGET_MS after the connection (each step within the timeout too): the main loop
- * waits meanwhile; past the budget the list ends, truncated. 0 or -1. */
-static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, char *err, size_t errlen)
+/* One key a SCAN found, read and listed (or skipped). */
+typedef void (*lc_scan_fn)(redisContext *rc, const char *key, struct lc_list *l);
+
+/* Redis: SCAN for the keys under prefix (bounded), each handed to each while room(l) says
+ * there is room, for at most LC_LIST_BUDGET_MS after the connection (each step within the
+ * timeout too): the main loop waits meanwhile; past the budget the list ends, truncated.
+ * 0 or -1. */
+static int lc_scan_redis(const struct greylist_config *c, struct lc_list *l, const char *prefix,
+    bool (*room)(struct lc_list *l), lc_scan_fn each, char *err, size_t errlen)
 {
 	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
 	uint64_t deadline = uv_hrtime() + (uint64_t)LC_LIST_BUDGET_MS * 1000000;
@@ -621,7 +637,7 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 	if (rc == NULL)
 		return -1;
 	for (int calls = 0; calls < LC_SCAN_CALLS; calls++) {
-		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, GREYLIST_KEY_PREFIX);
+		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, prefix);
 
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING) {
@@ -631,31 +647,13 @@ static int lc_list_redis(const struct greylist_config *c, struct lc_list *l, cha
 		}
 		snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
 		for (size_t i = 0; i < r->element[1]->elements; i++) {
-			const char *key = r->element[1]->element[i]->str;
-			redisReply *v, *ttl;
-			struct lc_triplet t = { true };
-
-			if (!lc_list_room(l))
+			if (!room(l))
 				break;
 			if (uv_hrtime() > deadline) {
 				l->truncated = true;    /* the time budget is spent */
 				break;
 			}
-			v = redisCommand(rc, "HMGET %s first pass", key);
-			ttl = redisCommand(rc, "PTTL %s", key);
-			if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
-			    v->element[0]->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER) {
-				double first = atof(v->element[0]->str);
-
-				t.passed = v->element[1]->type == REDIS_REPLY_STRING;
-				t.age_ms = (double)l->now_ms > first ? (uint64_t)((double)l->now_ms - first) : 0;
-				t.expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
-				lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
-			}
-			if (v)
-				freeReplyObject(v);
-			if (ttl)
-				freeReplyObject(ttl);
+			each(rc, r->element[1]->element[i]->str, l);
 		}
 		freeReplyObject(r);
 		if (l->truncated || strcmp(cursor, "0") == 0)
@@ -672,6 +670,100 @@ fail:
 out:
 	redisFree(rc);
 	return ret;
+}
+
+/* A triplet's key: HMGET first pass, PTTL. */
+static void lc_list_redis_triplet(redisContext *rc, const char *key, struct lc_list *l)
+{
+	redisReply *v = redisCommand(rc, "HMGET %s first pass", key), *ttl = redisCommand(rc, "PTTL %s", key);
+	struct lc_triplet t = { true };
+
+	if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
+	    v->element[0]->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER) {
+		double first = atof(v->element[0]->str);
+
+		t.passed = v->element[1]->type == REDIS_REPLY_STRING;
+		t.age_ms = (double)l->now_ms > first ? (uint64_t)((double)l->now_ms - first) : 0;
+		t.expires_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
+		lc_list_add(l, key + sizeof(GREYLIST_KEY_PREFIX) - 1, &t);
+	}
+	if (v)
+		freeReplyObject(v);
+	if (ttl)
+		freeReplyObject(ttl);
+}
+
+/* ---- the client records (trapped, allowed) in the list ---------------------------------- */
+
+static void lc_list_client(struct lc_list *l, const char *client, int state, uint64_t left_ms)
+{
+	if (l->json) {
+		jsonw_obj(&l->j, NULL);
+		jsonw_str(&l->j, "client", client);
+		jsonw_str(&l->j, "state", lc_ip_states[state]);
+		jsonw_int(&l->j, "expires_in_ms", (long long)left_ms);
+		jsonw_end(&l->j);
+	} else {
+		strbuf_printf(l->out, "client %s %s expires=%llus\n", client, lc_ip_states[state],
+		    (unsigned long long)(left_ms / 1000));
+	}
+	l->clients++;
+}
+
+static bool lc_list_clients_room(struct lc_list *l)
+{
+	if (l->n + l->clients < l->max)
+		return true;
+	l->truncated = true;
+	return false;
+}
+
+static bool lc_list_clients_local_fn(const char *key, const struct local_rec *rec, void *arg)
+{
+	struct lc_list *l = arg;
+	uint64_t since;
+	int state = greylist_ip_local_state(rec->val, &since);
+
+	if (strncmp(key, GREYLIST_IP_PREFIX, sizeof(GREYLIST_IP_PREFIX) - 1) != 0 || state == GREYLIST_IP_NONE)
+		return true;
+	if (!lc_list_clients_room(l))
+		return false;
+	lc_list_client(l, key + sizeof(GREYLIST_IP_PREFIX) - 1, state,
+	    rec->expires_ns > l->now_ns ? (rec->expires_ns - l->now_ns) / 1000000 : 0);
+	return true;
+}
+
+static bool lc_list_clients_lmdb_fn(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct lc_list *l = arg;
+	uint64_t since, exp;
+	int state = greylist_ip_decode(val, vlen, l->now_ms, &since, &exp);
+	char client[100];
+	size_t pl = sizeof(GREYLIST_IP_LMDB) - 1;
+
+	if (state == GREYLIST_IP_NONE || klen <= pl || klen - pl >= sizeof(client))
+		return true;
+	if (!lc_list_clients_room(l))
+		return false;
+	memcpy(client, (const char *)key + pl, klen - pl);
+	client[klen - pl] = '\0';
+	lc_list_client(l, client, state, exp - l->now_ms);
+	return true;
+}
+
+/* A client record's key: HGET s, PTTL. */
+static void lc_list_redis_client(redisContext *rc, const char *key, struct lc_list *l)
+{
+	redisReply *v = redisCommand(rc, "HGET %s s", key), *ttl = redisCommand(rc, "PTTL %s", key);
+
+	if (v && v->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER &&
+	    (strcmp(v->str, "1") == 0 || strcmp(v->str, "2") == 0))
+		lc_list_client(l, key + sizeof(GREYLIST_IP_PREFIX) - 1, v->str[0] - '0',
+		    ttl->integer > 0 ? (uint64_t)ttl->integer : 0);
+	if (v)
+		freeReplyObject(v);
+	if (ttl)
+		freeReplyObject(ttl);
 }
 
 /* greylist list [N]: up to N triplets (100 by default) of the store, in its order. */
@@ -710,9 +802,27 @@ static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, 
 			snprintf(err, sizeof(err), "cannot read %s", c->store);
 		lmdb_store_close(st);
 	} else if (kind == STORE_REDIS) {
-		lc_list_redis(c, &l, err, sizeof(err));
+		lc_scan_redis(c, &l, GREYLIST_KEY_PREFIX, lc_list_room, lc_list_redis_triplet, err, sizeof(err));
 	} else if (greylist_local_table()) {
 		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_local_fn, &l);
+	}
+	/* then the client records (trapped, allowed), within the same N */
+	if (json && !err[0]) {
+		jsonw_end(&l.j);
+		jsonw_arr(&l.j, "clients");
+	}
+	if (err[0] || l.truncated) {
+		/* the triplets filled the list, or could not be read */
+	} else if (kind == STORE_LMDB) {
+		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+
+		if (st == NULL || lmdb_store_foreach(st, GREYLIST_IP_LMDB, lc_list_clients_lmdb_fn, &l) < 0)
+			snprintf(err, sizeof(err), "cannot read %s", c->store);
+		lmdb_store_close(st);
+	} else if (kind == STORE_REDIS) {
+		lc_scan_redis(c, &l, GREYLIST_IP_PREFIX, lc_list_clients_room, lc_list_redis_client, err, sizeof(err));
+	} else if (greylist_local_table()) {
+		local_table_foreach(greylist_local_table(), l.now_ns, lc_list_clients_local_fn, &l);
 	}
 	if (err[0]) {
 		lc_out_reset(out);
@@ -722,11 +832,16 @@ static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, 
 	if (json) {
 		jsonw_end(&l.j);
 		jsonw_int(&l.j, "count", (long long)l.n);
+		jsonw_int(&l.j, "client_count", (long long)l.clients);
 		jsonw_bool(&l.j, "truncated", l.truncated);
 		jsonw_end(&l.j);
 		strbuf_append(out, "\n", 1);
 	} else {
-		strbuf_printf(out, "%zu triplet%s (%s)%s\n", l.n, l.n == 1 ? "" : "s", store,
+		char cl[64] = "";
+
+		if (l.clients)
+			snprintf(cl, sizeof(cl), ", %zu client record%s", l.clients, l.clients == 1 ? "" : "s");
+		strbuf_printf(out, "%zu triplet%s (%s)%s%s\n", l.n, l.n == 1 ? "" : "s", store, cl,
 		    l.truncated ? ", more not listed" : "");
 	}
 	return 0;
@@ -795,7 +910,13 @@ struct lc_gl_pending {
 	char triplet[LC_KEY_MAX];
 	struct greylist_config gc;      /* Redis: store, timeout, expire (the config may go) */
 	char store[512];
+	int ipop;                       /* a client record's verb: GLIP_* + 1; 0: a triplet's */
+	int was;                        /* its state before (enum greylist_ip_state) */
+	uint64_t was_left_ms, ttl_ms;
 };
+
+static void lc_ip_reply(struct strbuf *out, bool json, int op, const char *client, const char *store,
+    int was, uint64_t was_left_ms, uint64_t ttl_ms);
 
 static void lc_gl_redis_finish(const struct greylist_config *c, const char *key, const char *triplet,
     int op, bool json, struct control_reply *r);
@@ -825,6 +946,9 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 		    lc_gl_ops[p->op], p->gw.redis ? "dropping the queued writes" : "write", failed,
 		    p->gw.workers);
 		control_reply_done(p->reply, -1);
+	} else if (p->ipop) {
+		lc_ip_reply(out, p->json, p->ipop - 1, p->triplet, "lmdb", p->was, p->was_left_ms, p->ttl_ms);
+		control_reply_done(p->reply, 0);
 	} else if (p->gw.redis) {
 		lc_gl_redis_finish(&p->gc, p->gw.key, p->triplet, p->op, p->json, p->reply);
 	} else {
@@ -934,6 +1058,222 @@ static int lc_gl_redis_change(const struct greylist_config *c, const char *key, 
 	return rc;
 }
 
+/* ---- greylist allow / disallow / trap / untrap: a client's own record ------------------- */
+
+
+/* The state an op leaves: allow/trap write theirs; disallow/untrap delete only their own. */
+static int lc_ip_after(int op, int was)
+{
+	if (op == GLIP_ALLOW)
+		return GREYLIST_IP_ALLOWED;
+	if (op == GLIP_TRAP)
+		return GREYLIST_IP_TRAPPED;
+	if ((op == GLIP_DISALLOW && was == GREYLIST_IP_ALLOWED) || (op == GLIP_UNTRAP && was == GREYLIST_IP_TRAPPED))
+		return GREYLIST_IP_NONE;
+	return was;
+}
+
+/* The answer and the log line of a client record's verb. */
+static void lc_ip_reply(struct strbuf *out, bool json, int op, const char *client, const char *store,
+    int was, uint64_t was_left_ms, uint64_t ttl_ms)
+{
+	int now = lc_ip_after(op, was);
+	bool changed = op == GLIP_ALLOW || op == GLIP_TRAP || now != was;
+
+	log_event(LOG_LVL_INFO, NULL, "event=greylist_ip op=%s client=%s was=%s state=%s ttl=%llu store=%s",
+	    lc_ip_ops[op], client, lc_ip_states[was], lc_ip_states[now],
+	    (unsigned long long)(now != GREYLIST_IP_NONE && changed ? ttl_ms / 1000 : 0), store);
+	if (json) {
+		struct jsonw j;
+
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_str(&j, "client", client);
+		jsonw_str(&j, "store", store);
+		jsonw_str(&j, "was", lc_ip_states[was]);
+		jsonw_str(&j, "state", lc_ip_states[now]);
+		if (now != GREYLIST_IP_NONE)
+			jsonw_int(&j, "expires_in_ms", (long long)(changed ? ttl_ms : was_left_ms));
+		jsonw_str(&j, "done", changed ? lc_ip_ops[op] : "nothing");
+		jsonw_end(&j);
+		strbuf_append(out, "\n", 1);
+		return;
+	}
+	if (now == GREYLIST_IP_NONE)
+		strbuf_printf(out, "%s: %s (was %s)\n", client, changed ? "record deleted" : "no record", lc_ip_states[was]);
+	else if (!changed)
+		strbuf_printf(out, "%s: %s for %llus more: not changed (%s removes it)\n", client,
+		    lc_ip_states[was], (unsigned long long)(was_left_ms / 1000),
+		    was == GREYLIST_IP_TRAPPED ? "untrap" : "disallow");
+	else
+		strbuf_printf(out, "%s: %s for %llus (was %s)\n", client, lc_ip_states[now],
+		    (unsigned long long)(ttl_ms / 1000), lc_ip_states[was]);
+}
+
+/* Redis: the record read (HGET s, PTTL) and changed on a connection of the verb's own. The
+ * workers' script reads it at each check; nothing of it is queued in their write queues. */
+static int lc_ip_redis(const struct greylist_config *c, const char *client, int op, uint64_t ttl_ms,
+    int *was, uint64_t *left_ms, char *err, size_t errlen)
+{
+	redisContext *rc = redis_store_connect_sync(c->store, c->timeout, err, errlen);
+	redisReply *v = NULL, *ttl = NULL;
+	char key[sizeof(GREYLIST_IP_PREFIX) + 80];
+	int ret = -1, now;
+
+	if (rc == NULL)
+		return -1;
+	snprintf(key, sizeof(key), "%s%s", GREYLIST_IP_PREFIX, client);
+	v = redisCommand(rc, "HGET %s s", key);
+	ttl = redisCommand(rc, "PTTL %s", key);
+	if (v == NULL || v->type == REDIS_REPLY_ERROR || ttl == NULL || ttl->type != REDIS_REPLY_INTEGER)
+		goto fail;
+	*was = v->type == REDIS_REPLY_STRING && strcmp(v->str, "1") == 0 ? GREYLIST_IP_TRAPPED :
+	    v->type == REDIS_REPLY_STRING && strcmp(v->str, "2") == 0 ? GREYLIST_IP_ALLOWED : GREYLIST_IP_NONE;
+	*left_ms = ttl->integer > 0 ? (uint64_t)ttl->integer : 0;
+	freeReplyObject(v);
+	v = NULL;
+	now = lc_ip_after(op, *was);
+	if (now == GREYLIST_IP_NONE && *was != GREYLIST_IP_NONE) {
+		v = redisCommand(rc, "DEL %s", key);
+	} else if (op == GLIP_ALLOW || op == GLIP_TRAP) {
+		v = redisCommand(rc, "HSET %s s %d t %llu", key, now, (unsigned long long)lc_wall_ms());
+		if (v && v->type != REDIS_REPLY_ERROR) {
+			freeReplyObject(v);
+			v = redisCommand(rc, "PEXPIRE %s %llu", key, (unsigned long long)ttl_ms);
+		}
+	} else {
+		ret = 0;                /* nothing to change */
+		goto out;
+	}
+	if (v == NULL || v->type == REDIS_REPLY_ERROR)
+		goto fail;
+	ret = 0;
+	goto out;
+fail:
+	snprintf(err, errlen, "redis: %s", rc->err ? rc->errstr : "error reply");
+out:
+	if (v)
+		freeReplyObject(v);
+	if (ttl)
+		freeReplyObject(ttl);
+	redisFree(rc);
+	return ret;
+}
+
+/* greylist allow|disallow|trap|untrap IP [TTL]: the client's record in the configured store
+ * (spamdb -a IP, -t -a IP). A client is its address, an IPv6 one its
+ * limits.client_ipv6_prefix network, as greylisting keys it. */
+static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **argv, bool json,
+    struct control_reply *r)
+{
+	const struct greylist_config *c = &cfg->greylist;
+	struct strbuf *out = control_reply_out(r);
+	struct sockaddr_storage ss;
+	char client[80], err[200] = "";
+	uint64_t ttl_ms = op == GLIP_TRAP ? c->trap_ttl : c->expire, left_ms = 0;
+	int kind = store_kind_of(c->store), was = GREYLIST_IP_NONE, now;
+	const char *store = kind == STORE_LMDB ? "lmdb" : kind == STORE_REDIS ? "redis" : "local";
+
+	if (argc < 2 || argc > 3 || (argc == 3 && op != GLIP_ALLOW && op != GLIP_TRAP)) {
+		strbuf_printf(out, "usage: greylist allow|trap IP [TTL] | greylist disallow|untrap IP\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	if (!c->enabled) {
+		strbuf_printf(out, "greylist: not enabled\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	if (netaddr_sockaddr_from_string(argv[1], &ss) < 0 ||
+	    greylist_ip_client((struct sockaddr *)&ss, cfg->limits.client_ipv6_prefix, client, sizeof(client)) < 0) {
+		strbuf_printf(out, "greylist: \"%.64s\" is not an IP address\n", argv[1]);
+		control_reply_done(r, -1);
+		return;
+	}
+	if (argc == 3 && (cfg_parse_duration(argv[2], &ttl_ms) < 0 || ttl_ms < 1000 ||
+	    ttl_ms > 365ull * 86400000)) {
+		strbuf_printf(out, "greylist %s: TTL \"%.32s\": expected a duration from 1s to 365d (3600s, 24h, 36d)\n",
+		    lc_ip_ops[op], argv[2]);
+		control_reply_done(r, -1);
+		return;
+	}
+	if (kind == STORE_LMDB) {
+		struct lc_gl_pending *p = calloc(1, sizeof(*p));
+		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+		unsigned char val[GREYLIST_RECORD_LEN];
+		uint64_t since, exp, wall = lc_wall_ms();
+		size_t len = 0;
+		int rc;
+
+		if (p == NULL || st == NULL) {
+			snprintf(err, sizeof(err), p ? "cannot open %s" : "out of memory", c->store);
+			free(p);
+			lmdb_store_close(st);
+			goto fail;
+		}
+		snprintf(p->gw.key, sizeof(p->gw.key), "%s%s", GREYLIST_IP_LMDB, client);
+		if (lmdb_store_get(st, p->gw.key, strlen(p->gw.key), val, sizeof(val), &len) < 0) {
+			snprintf(err, sizeof(err), "read failed");
+			free(p);
+			lmdb_store_close(st);
+			goto fail;
+		}
+		lmdb_store_close(st);
+		was = greylist_ip_decode(val, len, wall, &since, &exp);
+		left_ms = exp > wall ? exp - wall : 0;
+		now = lc_ip_after(op, was);
+		/* nothing to change; but an untrap of a client with no record in the map still
+		 * deletes through the writers: a trap a worker made in the last batch interval
+		 * is queued there, not in the map yet (allow records are only the verbs', applied
+		 * before they answer) */
+		if (now == was && op != GLIP_ALLOW && op != GLIP_TRAP &&
+		    !(op == GLIP_UNTRAP && was == GREYLIST_IP_NONE)) {
+			free(p);
+			goto answer;
+		}
+		p->gw.vlen = 0;
+		if (now != GREYLIST_IP_NONE) {
+			greylist_ip_encode(now, wall, wall + ttl_ms, p->gw.val);
+			p->gw.vlen = sizeof(p->gw.val);
+		}
+		p->ipop = op + 1;
+		p->was = was;
+		p->was_left_ms = left_ms;
+		p->ttl_ms = ttl_ms;
+		if (op == GLIP_TRAP)
+			greylist_count_trapped();
+		rc = lc_gl_pending_post(p, c, client, GL_SHOW, json, r, err, sizeof(err));
+		if (rc == 1)
+			return;                 /* answered when the workers' batches are applied */
+		if (rc < 0 || lc_gl_lmdb_write(c, &p->gw, err, sizeof(err)) < 0)
+			goto fail;
+		goto answer;
+	}
+	/* the local table: the store itself, or Redis's fallback (what a worker decides while
+	 * Redis does not answer), changed the same way */
+	was = greylist_ip_local(client, 0, 0, &left_ms);
+	now = lc_ip_after(op, was);
+	if (now != GREYLIST_IP_NONE && (op == GLIP_ALLOW || op == GLIP_TRAP))
+		greylist_ip_local(client, now, ttl_ms, &left_ms);
+	else if (now == GREYLIST_IP_NONE && was != GREYLIST_IP_NONE)
+		greylist_ip_local(client, -1, 0, &left_ms);
+	if (kind == STORE_REDIS && lc_ip_redis(c, client, op, ttl_ms, &was, &left_ms, err, sizeof(err)) < 0) {
+		strbuf_printf(out, "greylist %s: %s (the local table was changed; run it again once Redis answers)\n",
+		    lc_ip_ops[op], err);
+		control_reply_done(r, -1);
+		return;
+	}
+	if (op == GLIP_TRAP)
+		greylist_count_trapped();
+answer:
+	lc_ip_reply(out, json, op, client, store, was, left_ms, ttl_ms);
+	control_reply_done(r, 0);
+	return;
+fail:
+	strbuf_printf(out, "greylist %s: %s\n", lc_ip_ops[op], err);
+	control_reply_done(r, -1);
+}
+
 static void greylist_verb_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
     size_t body_len, bool json, struct control_reply *r)
 {
@@ -951,13 +1291,19 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 		if (argc >= 1 && strcmp(argv[0], ops[i]) == 0)
 			op = i;
 	bool list = body == NULL && argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0;
+
+	for (int i = 0; body == NULL && argc >= 1 && lc_ip_ops[i]; i++)
+		if (strcmp(argv[0], lc_ip_ops[i]) == 0) {
+			lc_ip_verb(cfg, i, argc, argv, json, r);
+			return;
+		}
 	if (list && c->enabled) {
 		control_reply_done(r, lc_greylist_list(cfg, argc, argv, json, out));
 		return;
 	}
 	if (!list && (argc != 4 || body != NULL || op < 0)) {
 		strbuf_printf(out, "usage: greylist list [N] | greylist show|pass|delete IP SENDER RCPT "
-		    "(SENDER <> for the null sender)\n");
+		    "(SENDER <> for the null sender) | greylist allow|trap IP [TTL] | greylist disallow|untrap IP\n");
 		control_reply_done(r, -1);
 		return;
 	}
@@ -1024,6 +1370,7 @@ fail:
  * mailbox_drain, then lmdb_writer_free calls the batch's callback), and with none left the
  * change is written here. */
 const struct control_verb greylist_control_verb = {
-	.words = "greylist", .usage = "greylist list [N] | greylist show|pass|delete IP SENDER RCPT",
+	.words = "greylist",
+	.usage = "greylist list [N] | greylist show|pass|delete IP SENDER RCPT | greylist allow|trap IP [TTL] | greylist disallow|untrap IP",
 	.start = greylist_verb_start, .during_drain = true,
 };

@@ -1511,7 +1511,11 @@ void session_process(struct session *s)
 	/* RFC 2920 3.2: while a command is in flight and the client's next pipelined commands
 	 * wait behind it, the replies so far are held and go out with the next ones (the input
 	 * runs out, or the message's 354, and they are flushed). */
-	if (s->state != SESSION_BUSY || s->inlen == 0 || s->quit_after_flush)
+	/* A filter's tarpit armed by a refusal given at once (a verdict decided synchronously,
+	 * reply written, session_resume holding the rest) holds that reply too: it goes out
+	 * when the tarpit ends (session_tarpit_cb -> session_resume -> here again). */
+	if ((s->state != SESSION_BUSY || s->inlen == 0 || s->quit_after_flush) &&
+	    !(s->timer_tarpit && uv_is_active((uv_handle_t *)&s->timer)))
 		session_flush(s);
 	if (s->state == SESSION_CLOSING)
 		return;

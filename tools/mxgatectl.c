@@ -48,6 +48,8 @@ static void usage(FILE *f)
 	    "  ratelimit show|reset KEY VALUE  a client's (sender's ...) rate-limit buckets; reset empties them\n"
 	    "  greylist list [N]               greylist triplets with their state\n"
 	    "  greylist show|pass|delete IP SENDER RCPT\n"
+	    "  greylist allow|trap IP [TTL]    a client passes greylisting / is refused (a trap) until TTL\n"
+	    "  greylist disallow|untrap IP     its allow / trap record goes\n"
 	    "  help                            the daemon's list of commands\n");
 }
 

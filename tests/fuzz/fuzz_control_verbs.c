@@ -1,7 +1,8 @@
 /* fuzz_control_verbs.c — the control socket's verbs and their arguments, as a request reaches
  * them: the input is read by the request parser (ctl_parser_feed, a newline added at its end)
  * and each request of the modules' verbs (filters/limits_control.c, filters/reputation_control.c, filters/filters_control.c: ratelimit show|reset KEY
- * VALUE with every rule key, greylist list [N] and show|pass|delete IP SENDER RCPT, flush
+ * VALUE with every rule key, greylist list [N], show|pass|delete IP SENDER RCPT and
+ * allow|trap|disallow|untrap IP [TTL] (a client's record), flush
  * dns|passcache|reputation IP), drain|enable BACKEND (a URL or a host name, over a pool of
  * three backends; the drained set is emptied after each input), top clients|reasons|rules
  * [N] and help is dispatched as the socket dispatches it (control_dispatch_start) under a

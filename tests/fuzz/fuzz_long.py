@@ -88,6 +88,8 @@ SINCE = {
     # session 18's w-sa2: the header-view tags (_HEADER(x)_, _RELAYS*_, _LASTEXTERNAL*_), From/To tags;
     # moved to the merge of w-fuzz: its campaign ran the harness before w-sa2's
     'fuzz_rule_parse': '2026-12-05T01:08Z',
+    # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
+    'fuzz_greylist_names': '2026-12-05T03:33Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',

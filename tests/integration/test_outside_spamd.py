@@ -23,7 +23,13 @@ Checked here:
   451, a retry before passtime 451 again (the clock not restarted), one after it delivered,
   then passed at once; with auto_allow_clients: 1 the IP is then whitelisted for every
   sender and recipient (spamd's WHITE entry is per IP, whiteexp 36 days); a neighbour in the
-  same /24 is still greylisted (as with spamd), where the default /24 would have passed it.
+  same /24 is still greylisted (as with spamd), where the default /24 would have passed it;
+- greytrapping (spamd(8) GREYTRAPPING, `spamdb -T -a trap@...`): greylist.traps lists the
+  trap; a greylisted client that mails it is trapped: its retry after passtime, to a real
+  recipient, is refused 550 after the tarpit and never delivered (spamd blacklists it for
+  trapexp); the trap's own RCPT got the usual 451. Before, greylist.traps was an unknown key;
+- the rbldnsd list with dnsbl.action: delay: held at the greeting, then refused (spamd's
+  tarpit for spamd-setup's lists, where before the dnsbl section had no tarpit).
 """
 import os
 import sys
@@ -42,11 +48,13 @@ rbl = mt.rbldnsd({'uatraps.test': ('ip4set', '# uatraps, as spamd-setup fetches 
                                    '198.18.98.0/24\n198.18.95.5\n')})
 TARPIT_S = 3
 PASSTIME_S = 3
+TRAP_S = 2
 cfg = mt.proxied_config(
     [sink.url],
     reputation={'deny': ['198.18.96.0/24'], 'deny_action': 'delay', 'delay': '%ds' % TARPIT_S},
     greylist={'enabled': True, 'store': 'local', 'prefix_v4': 32, 'delay': '%ds' % PASSTIME_S,
-              'retry_window': '4h', 'expire': '36d', 'auto_allow_clients': 1, 'auto_allow_expire': '36d'},
+              'retry_window': '4h', 'expire': '36d', 'auto_allow_clients': 1, 'auto_allow_expire': '36d',
+              'traps': ['spamtrap@example.test'], 'trap_ttl': '24h', 'trap_delay': '%ds' % TRAP_S},
     dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
     dnsbl={'threshold': 1, 'action': 'reject', 'pass_ttl': 0,
            'lists': [{'zone': 'uatraps.test', 'weight': 1, 'reason': '{ip} is listed in uatraps'}]})
@@ -97,6 +105,37 @@ for src in ('198.18.98.40', '198.18.95.5'):
              % (src, src) in p.stdout, 'the spamd-setup file served by rbldnsd refuses %s: %s' % (src, p.stdout[-300:]))
 mt.check(not delivered('uatraps-198.18.98.40') and not delivered('uatraps-198.18.95.5'),
          'nothing from the listed clients reached the backend')
+
+# ------------------------------------------------------------------ the same list with a tarpit
+mx2 = mt.Mxgate(mt.proxied_config(
+    [sink.url], dns={'resolvers': ['127.0.0.1:%d' % rbl.port], 'timeout': '2s'},
+    dnsbl={'threshold': 1, 'action': 'delay', 'delay': '%ds' % TARPIT_S, 'pass_ttl': 0,
+           'lists': [{'zone': 'uatraps.test', 'weight': 1, 'reason': '{ip} is listed in uatraps'}]}), 'mx-spamd-delay')
+t0 = time.time()
+p = mt.swaks(mx2.port, '--from', 'news@example.org', '--to', 'u@example.test', '--ehlo', 'mta.example.org',
+             '--header', 'Message-ID: <uatraps-delay@spamd.test>',
+             '--proxy-version', '2', '--proxy-family', 'AF_INET', '--proxy-source', '198.18.98.41',
+             '--proxy-source-port', '40000', '--proxy-dest', '127.0.0.1', '--proxy-dest-port', str(mx2.port))
+took = time.time() - t0
+mt.check(took >= TARPIT_S - 0.2 and '<** 550 5.7.1 Service unavailable; client [198.18.98.41] blocked using uatraps.test'
+         in p.stdout, 'dnsbl.action: delay: the listed client held %.1fs at the greeting (delay %ds), then refused: %s'
+         % (took, TARPIT_S, p.stdout[-300:]))
+time.sleep(0.3)
+mt.check(not delivered('uatraps-delay'), 'nothing from it reached the backend')
+mx2.stop()
+
+# ------------------------------------------------------------------ greytrapping
+p, _ = swaks('198.18.99.1', 'trap1', rcpt='spamtrap@example.test')
+mt.check('<** 451 4.7.1 greylisted' in p.stdout, 'a greylisted client mails the trap: 451 as any: %s' % p.stdout[-300:])
+mt.check(mx.wait_log(r'event=greylist_trap client=198\.18\.99\.1 .*rcpt=<spamtrap@example\.test> ttl=86400'),
+         'and is trapped (logged)')
+time.sleep(PASSTIME_S + 0.5)
+p, took = swaks('198.18.99.1', 'trap2')
+mt.check('<** 550 5.7.1 198.18.99.1 has sent mail to a spam trap here' in p.stdout and took >= TRAP_S - 0.2,
+         'its retry after passtime, to a real recipient: tarpitted %.1fs (trap_delay %ds), then 550: %s'
+         % (took, TRAP_S, p.stdout[-300:]))
+time.sleep(0.3)
+mt.check(not delivered('trap2'), 'the trapped client\'s mail never reaches the backend')
 
 # ------------------------------------------------------------------ spamd's greylisting, by IP
 p, _ = swaks('198.18.97.1', 'grey1')

@@ -256,6 +256,13 @@ static int setup_action(void **state, int action, uint64_t pass_ttl)
 static int setup(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 0); }
 static int setup_tempfail(void **state) { return setup_action(state, DNSBL_ACTION_TEMPFAIL, 0); }
 static int setup_pass(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 3600000); }
+static int setup_delay(void **state)
+{
+	int rc = setup_action(state, DNSBL_ACTION_DELAY, 0);
+
+	((struct fixture *)*state)->cfg.dnsbl.delay = 7000;
+	return rc;
+}
 
 /* postscreen_dnsbl_whitelist_threshold -1, with the pass cache */
 static int setup_allow(void **state)
@@ -438,6 +445,30 @@ static void test_tempfail_action(void **state)
 	sess_free(&s);
 }
 
+/* action: delay, as reputation's deny_action: delay (spamd's tarpit for its blacklists):
+ * the listed client's reply is held `delay` (at connect: the greeting), and it is refused as
+ * with reject, never served. A client the lists do not name is not held. */
+static void test_delay_action(void **state)
+{
+	struct fixture *f = *state;
+	struct sess s;
+	struct verdict v;
+
+	sess_init(f, &s, "198.18.1.7");
+	v = run_stage(f, &s, HOOK_CONNECT);
+	assert_int_equal(v.action, VERDICT_REJECT);
+	assert_int_equal(v.code, 550);
+	assert_int_equal(v.delay_ms, 7000);
+	assert_non_null(strstr(v.reply, "5.7.1"));
+	assert_non_null(strstr(v.reply, "bl.test"));
+	sess_free(&s);
+	sess_init(f, &s, "198.18.2.7");         /* not listed */
+	v = run_stage(f, &s, HOOK_CONNECT);
+	assert_int_equal(v.action, VERDICT_CONTINUE);
+	assert_int_equal(v.delay_ms, 0);
+	sess_free(&s);
+}
+
 static void test_pass_cache(void **state)
 {
 	struct fixture *f = *state;
@@ -546,6 +577,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symbols, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_lists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tempfail_action, setup_tempfail, teardown),
+		cmocka_unit_test_setup_teardown(test_delay_action, setup_delay, teardown),
 		cmocka_unit_test_setup_teardown(test_pass_cache, setup_pass, teardown),
 		cmocka_unit_test_setup_teardown(test_allow_threshold, setup_allow, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_and_release, setup, teardown),

@@ -463,6 +463,65 @@ static double series(const char *name)
 	return v;
 }
 
+/* Greytrapping's pieces: the trap list (any case, angle brackets, a trailing dot; each
+ * address once; a file with comments; what is no address refused) and a client's record in
+ * LMDB and the local table (a triplet's or a network's record is no client record). */
+static void test_traps_and_client_records(void **state)
+{
+	struct greylist_traps t = { 0 };
+	char err[300], path[] = "/tmp/test_greylist_traps_XXXXXX";
+	unsigned char rec[GREYLIST_RECORD_LEN];
+	struct greylist_entry e = { 1000, true };
+	uint64_t since, exp;
+	int fd;
+	FILE *f;
+
+	assert_int_equal(greylist_traps_add(&t, "Trap@Example.ORG", err, sizeof(err)), 0);
+	assert_int_equal(greylist_traps_add(&t, "<trap@example.org>", err, sizeof(err)), 0);
+	assert_int_equal(greylist_traps_add(&t, "nope", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "expected an address"));
+	assert_int_equal(greylist_traps_add(&t, "@example.org", err, sizeof(err)), -1);
+	assert_int_equal(greylist_traps_add(&t, "a b@example.org", err, sizeof(err)), -1);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	fputs("# traps\n  second@example.test  # old address\n\n", f);
+	fclose(f);
+	assert_int_equal(greylist_traps_load(&t, path, err, sizeof(err)), 0);
+	greylist_traps_sort(&t);
+	assert_int_equal(t.n, 2);               /* the repeated address kept once */
+	assert_true(greylist_traps_match(&t, "trap@example.org"));
+	assert_true(greylist_traps_match(&t, "TRAP@example.org."));
+	assert_true(greylist_traps_match(&t, "<Second@Example.test>"));
+	assert_false(greylist_traps_match(&t, "trap@example.net"));
+	assert_false(greylist_traps_match(&t, ""));
+	assert_false(greylist_traps_match(&t, NULL));
+	f = fopen(path, "w");
+	fputs("ok@example.test\nbad line\n", f);
+	fclose(f);
+	assert_int_equal(greylist_traps_load(&t, path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, ":2: "));
+	unlink(path);
+	greylist_traps_free(&t);
+	greylist_traps_free(&t);                /* twice: a no-op */
+
+	greylist_ip_encode(GREYLIST_IP_TRAPPED, 5000, 9000, rec);
+	assert_int_equal(greylist_ip_decode(rec, sizeof(rec), 8999, &since, &exp), GREYLIST_IP_TRAPPED);
+	assert_int_equal(since, 5000);
+	assert_int_equal(exp, 9000);
+	assert_int_equal(greylist_ip_decode(rec, sizeof(rec), 9000, &since, &exp), GREYLIST_IP_NONE);
+	greylist_ip_encode(GREYLIST_IP_ALLOWED, 5000, 9000, rec);
+	assert_int_equal(greylist_ip_decode(rec, sizeof(rec), 6000, &since, &exp), GREYLIST_IP_ALLOWED);
+	assert_int_equal(greylist_ip_decode(rec, sizeof(rec) - 1, 6000, &since, &exp), GREYLIST_IP_NONE);
+	greylist_record_encode(&e, 9000, rec);  /* a passed triplet */
+	assert_int_equal(greylist_ip_decode(rec, sizeof(rec), 6000, &since, &exp), GREYLIST_IP_NONE);
+	assert_int_equal(greylist_ip_local_state(greylist_ip_local_val(GREYLIST_IP_TRAPPED, 1733369000000ull),
+	    &since), GREYLIST_IP_TRAPPED);
+	assert_int_equal(since, 1733369000000ull);
+	assert_int_equal(greylist_ip_local_state(greylist_ip_local_val(GREYLIST_IP_ALLOWED, 7), &since),
+	    GREYLIST_IP_ALLOWED);
+}
+
 static void test_local_table_oom(void **state)
 {
 	static const char yaml[] = "listen: [\"127.0.0.1:2525\"]\nbackends: { servers: "
@@ -517,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_module_local),
 		cmocka_unit_test(test_module_lmdb),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_traps_and_client_records),
 		cmocka_unit_test(test_local_table_oom),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
