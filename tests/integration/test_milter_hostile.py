@@ -97,6 +97,20 @@ c.close()
 t.check(code == 550 and text.split('\n') == ['550-5.7.1 first', '550 5.7.1 second'],
         'a later line of another class: 550 5.7.1 on every line (%s %r)' % (code, text))
 
+# A reply text with control octets: each shown as '?' (as a backend's reply text, smtp_reply.c;
+# Postfix's printable()), the two lines kept, UTF-8 text kept; nothing raw reaches the client.
+c = t.Client(mx.port, timeout=30)
+c.ehlo('client.example.org')
+c.cmd('MAIL FROM:<a@example.org>')
+c.cmd('RCPT TO:<b@example.test>')
+c.cmd('DATA')
+c.send(t.message('ctl1', 'REPLY_CTL\r\n') + b'\r\n.\r\n')
+code, text = c.reply()
+c.close()
+t.check(code == 550 and text.split('\n') == ['550-5.7.1 red ?[31mtext?',
+                                             '550 5.7.1 lone?cr lone?lf del? c1?? raw? latin? utf8 \u00e9'],
+        'control octets in a milter\'s reply: \'?\' each, both lines kept (%s %r)' % (code, text))
+
 # A sender changed 1001 times: the last one counts, and only it is kept (each one used to be
 # held until the verdict and logged).
 code, text = send('cf2', 'CHGFROM_MANY\r\n')
