@@ -178,4 +178,44 @@ if want('verify'):
     good.stop()
     bad.stop()
 
+# ---------------------------------------------------------------- TLS session resumption
+# A probe under require_tls/tls_verify resumes the TLS session of the probe before it (a TLS
+# 1.3 ticket): the backend signs nothing and sends no certificate, mxgate verifies no chain,
+# every interval. Before, every probe was a full handshake. A backend whose certificate
+# changed, with new ticket keys (a restart, here a new server context), refuses the ticket:
+# the probe's handshake is a full one, and a certificate that does not verify takes it down.
+if want('tlsresume'):
+    mt.need('openssl')
+    crt = mt.cert()[0]
+    be = mt.Backend(name='resume', starttls=True, xclient=False)
+    cfg = mt.config([{'address': be.url, 'tls_verify_name': 'mx.test'}], workers=1,
+                    backends={'client_identity': 'none', 'tls_verify': True, 'tls_ca_file': crt,
+                              'health_check': {'interval': '100ms', 'timeout': '2s', 'fall': 1, 'rise': 1}})
+    mx = mt.Mxgate(cfg, name='mx-resume')
+    mt.check(mt.wait_for(lambda: len(be.tls_handshakes) >= 8, timeout=mt.slack(10)),
+             'tlsresume: the probes do STARTTLS (%d handshakes)' % len(be.tls_handshakes))
+    hs = list(be.tls_handshakes[:8])
+    mt.check(hs[0] is False and all(hs[1:]), 'tlsresume: the first probe\'s handshake is a full one, the '
+             'next ones resume its session (%s)' % hs)
+    mt.check(mx.count_log(r'event=backend_down') == 0, 'tlsresume: the backend stays up')
+    # another certificate for the same name, not signed by the CA mxgate trusts
+    crt2, key2 = os.path.join(mt.TMP, 'other.pem'), os.path.join(mt.TMP, 'other.key')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=mx.test',
+                    '-addext', 'subjectAltName=DNS:mx.test', '-keyout', key2, '-out', crt2],
+                   capture_output=True, check=True, timeout=mt.slack(60))
+    n = len(be.tls_handshakes)
+    be.starttls = (crt2, key2)
+    down = mx.wait_log(r'event=backend_down backend=%s reason="health check: TLS [^"]*certificate verify failed'
+                       % be.url, 10)
+    mt.check(down is not None, 'tlsresume: a new certificate (new ticket keys) is verified, and refused: down\n%s'
+             % mx.tail())
+    mt.check(be.tls_handshakes[n:n + 1] == [False], 'tlsresume: that probe\'s handshake was a full one (%s)'
+             % be.tls_handshakes[n:])
+    # after a failure the next probe does not offer a session either (nothing to resume)
+    be.starttls = True
+    up = mt.wait_for(lambda: mx.count_log(r'event=backend_up backend=%s' % be.url) >= 1, timeout=10)
+    mt.check(up, 'tlsresume: the first certificate back: up again')
+    mx.stop()
+    be.stop()
+
 mt.finish()
