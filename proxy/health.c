@@ -181,6 +181,11 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=ok latency_us=%lld%s",
 			    b->url, us, !p->tls ? "" : p->tls_resumed ? " tls=resumed" : " tls=full");
 	} else {
+		int step = p->kind == BACKEND_MAILDIR ? BACKEND_PROBE_MAILDIR :
+		    p->stage == PROBE_GREETING ? BACKEND_PROBE_GREETING : p->stage == PROBE_EHLO ? BACKEND_PROBE_EHLO :
+		    p->stage == PROBE_STARTTLS ? BACKEND_PROBE_STARTTLS : p->stage == PROBE_TLS ? BACKEND_PROBE_TLS :
+		    BACKEND_PROBE_CONNECT;
+		atomic_fetch_add(&bh->probe_fails[step], 1);
 		/* the next check's handshake is a full one, its certificate verified */
 		tls_session_free(p->tls_sess);
 		p->tls_sess = NULL;

@@ -10,6 +10,7 @@ the probes call up must be one a message can go to.
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -55,6 +56,12 @@ if want('requiretls'):
     mt.check(st[0] == 503, 'requiretls: a server offering no STARTTLS is not ready under require_tls (%s %r)' % st)
     down = mx.wait_log(r'event=backend_down backend=%s reason="health check: STARTTLS not offered[^"]*"' % plain.url, 1)
     mt.check(down is not None, 'requiretls: logged down by the probe, reason STARTTLS not offered')
+    body = http(mp, '/metrics')[1]
+    mt.check(re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="ehlo"\} [1-9]' % re.escape(plain.url),
+                       body, re.M) and re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="tls"\} 0$'
+                                                 % re.escape(plain.url), body, re.M),
+             'requiretls: counted in mxgate_backend_probe_failures_total, stage ehlo (tls 0):\n%s' %
+             '\n'.join(x for x in body.splitlines() if 'probe_failures' in x))
     r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('rt-plain'))
     mt.check(r.code is not None and r.code // 100 == 4 and not plain.messages,
              'requiretls: its mail gets 4xx, nothing in clear (%s %s)' % (r.code, r.text[:60]))
@@ -149,6 +156,8 @@ if want('verify'):
                        r'failed: [Hh]ostname mismatch[^"]*"' % bad.url, 10)
     mt.check(down is not None, 'verify: the probe takes a server with a refused certificate down, saying why\n%s'
              % mx.tail())
+    mt.check(re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="tls"\} [1-9]' % re.escape(bad.url),
+                       http(mp, '/metrics')[1], re.M), 'verify: counted in mxgate_backend_probe_failures_total, stage tls')
     st = http(mp, '/readyz')
     mt.check(st[0] == 503, 'verify: not ready with only a server whose certificate is refused (%s %r)' % st)
     r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('vf-bad'))
