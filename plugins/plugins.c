@@ -1176,10 +1176,25 @@ static int plugin_reply_class(const char *reply, int code, int cls, int dflt, ch
 	return code;
 }
 
+/* The plugin's reason as the verdict's log word, into out: the session writes it unquoted
+ * (reason=WORD in its reject, tempfail, discard and connect lines, and opstats keys on it),
+ * so an octet that cannot stand there — a blank, '"', '\\', '=' — is '_': "two words
+ * stage=eom" would have written a field of its own. The plugin_verdict line has it whole. */
+static const char *plugin_reason_word(const char *reason, char *out, size_t outlen)
+{
+	size_t i = 0;
+
+	for (; reason[i] && i + 1 < outlen; i++)
+		out[i] = reason[i] == ' ' || reason[i] == '"' || reason[i] == '\\' || reason[i] == '=' ? '_' : reason[i];
+	out[i] = '\0';
+	return out;
+}
+
 static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 {
 	const char *name = s->pe->pc->name;
-	const char *reason = s->res_reason[0] ? s->res_reason : name;
+	char word[sizeof(s->res_reason)];
+	const char *reason = plugin_reason_word(s->res_reason[0] ? s->res_reason : name, word, sizeof(word));
 	char text[sizeof(v->reply)];
 	int code;
 

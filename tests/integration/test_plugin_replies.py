@@ -39,6 +39,8 @@ static void r_rcpt(void *i, struct mxgate_call *c)
 		return host->done(c, MXGATE_REJECT, 550, "5.7.1 csi\xc2\x9b" "31m raw\x9b" " latin\xe9" " utf8 \xc3\xa9" " end", "replies");
 	if (is(r, "loneends"))
 		return host->done(c, MXGATE_REJECT, 550, "5.7.1 lone\rcr lone\nRCPT TO:<x@example.test>", "replies");
+	if (is(r, "spacedreason"))
+		return host->done(c, MXGATE_REJECT, 550, "5.7.1 Refused", "two words stage=\"eom\"");
 	if (is(r, "withcode"))
 		return host->done(c, MXGATE_REJECT, 0, "554 5.7.1 Code in the text", "replies");
 	if (is(r, "plain"))
@@ -85,6 +87,7 @@ cases = (
     ('ctl', (550, '550 5.7.1 ?[31mred?[0m bell? del? tab?end')),
     ('c1', (550, '550 5.7.1 csi??31m raw? latin? utf8 \u00e9 end')),
     ('loneends', (550, '550 5.7.1 lone?cr lone?RCPT TO:<x@example.test>')),
+    ('spacedreason', (550, '550 5.7.1 Refused')),
     ('withcode', (550, '550 5.7.1 Code in the text')),
     # Haraka's next(DENY, 'No such user here') has no enhanced status code; mxgate announces
     # ENHANCEDSTATUSCODES, so each line gets one (RFC 2034): X.0.0, or the line's above.
@@ -109,5 +112,11 @@ c.close()
 
 t.check(m.alive(), 'the process lives through all of it')
 t.check(not m.malformed_log_lines(), 'every log line in the contract form: %s' % m.malformed_log_lines()[:3])
+# a plugin's reason is one value of the log line, however it is written (a "short log word"
+# by plugin.h, but a plugin's text all the same), never a field of its own: whole and quoted
+# in the plugin_verdict line, a word in the session's reject line
+t.check(m.count_log(r'event=reject stage=rcpt reason=two_words_stage__eom_ client=') == 1 and
+        m.count_log(r'event=plugin_verdict .*reason="two words stage=\\"eom\\"" ') == 1,
+        'a reason with blanks and quotes: no field of its own in the log lines')
 m.stop()
 t.finish()
