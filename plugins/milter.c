@@ -899,8 +899,9 @@ static void milter_note_virus(struct milter_sess *ms, const char *text)
  * reply's code before each, as Postfix passes a multi-line smfi_setmlreply on, and an
  * enhanced code opening a line then gets the reply's class: a later "450 4.7.1" line of a
  * 550 reply goes out as "550 5.7.1", as the first line of another class would be
- * malformed), a bare CR or LF as a space, cut at a line boundary when it does not fit
- * (the first line alone is cut at the size). */
+ * malformed), cut at a line boundary when it does not fit (the first line alone is cut at
+ * the size). A bare CR or LF, and every other octet that is no text, is left to the host's
+ * censor (plugins.c: '?', as in a backend's reply). */
 static void milter_reply_lines(const char *t, char *out, size_t size)
 {
 	size_t o = 0, keep = 0;
@@ -926,7 +927,7 @@ static void milter_reply_lines(const char *t, char *out, size_t size)
 			o = keep ? keep : o;   /* drop the partial line */
 			break;
 		}
-		out[o++] = (*t == '\r' || *t == '\n') ? ' ' : *t;
+		out[o++] = *t;
 	}
 	out[o] = '\0';
 }

@@ -13,6 +13,7 @@
 #include "hook.h"
 #include "log.h"
 #include "msgbuf.h"
+#include "smtp_reply.h"
 #include "tls.h"
 #include "../rules/rules.h"
 
@@ -1042,34 +1043,49 @@ static void plugin_detach_call(struct plugin_sess *s)
 }
 
 /* A plugin's reply text as the client gets it, in place: CRLF separates the lines of a
- * multi-line reply; any other CR or LF would split it into lines of its own (a bare LF,
- * "\nRCPT ...") and becomes a space, as does every other control character but HT (RFC
- * 5321 4.2: the text is HT and %d32-126; an ESC would reach the client's terminal). A line
- * loses its trailing blanks, an empty line is dropped, and so is a CRLF at the end: the
- * session gives each line but the last "NNN-", so "text\r\n" ended the reply with a
- * continuation line and the client waited for a last line that never came. */
+ * multi-line reply; in each line every octet that is no text (a lone CR or LF, which would
+ * split it into lines of its own — "\nRCPT ..." —, ESC, BEL, TAB, DEL, a C1 control, a byte
+ * that is no UTF-8) is '?', by the censor a backend's reply goes through
+ * (smtp_reply_printable: Postfix's printable()), so a filter's text reaches the client and
+ * the log as a backend's would. Line ends, blanks and tabs at the end of the text are dropped
+ * (a C habit: "text\n", "text\r\n"), a line loses its trailing blanks and an empty line is
+ * dropped: the session gives each line but the last "NNN-", so "text\r\n" ended the reply
+ * with a continuation line and the client waited for a last line that never came. */
 static void plugin_reply_clean(char *r)
 {
+	size_t n = strlen(r);
 	char *o = r;
 
-	for (const char *p = r; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
+	while (n > 0 && strchr(" \t\r\n", r[n - 1]) != NULL)
+		r[--n] = '\0';
+	for (char *p = r; *p; ) {
+		char *e = strstr(p, "\r\n");
+		size_t len = e ? (size_t)(e - p) : strlen(p);
 
-		if (ch == '\r' && p[1] == '\n') {
-			while (o > r && (o[-1] == ' ' || o[-1] == '\t'))
-				o--;
-			if (o > r && o[-1] != '\n') {
+		smtp_reply_printable(p, len);
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (len > 0) {
+			/* o never passes p: each line taken had its CRLF, each put one before it */
+			if (o > r) {
 				*o++ = '\r';
 				*o++ = '\n';
 			}
-			p++;
-			continue;
+			memmove(o, p, len);
+			o += len;
 		}
-		*o++ = (char)((ch < 0x20 && ch != '\t') || ch == 0x7f ? ' ' : ch);
+		if (e == NULL)
+			break;
+		p = e + 2;
 	}
-	while (o > r && (o[-1] == ' ' || o[-1] == '\t' || o[-1] == '\r' || o[-1] == '\n'))
-		o--;
 	*o = '\0';
+}
+
+/* A plugin's reason (a log word, plugin.h) or quarantine reason, in place: its octets that
+ * are no text '?' (smtp_reply_printable), as its reply's. */
+static void plugin_text_clean(char *t)
+{
+	smtp_reply_printable(t, strlen(t));
 }
 
 static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int code,
@@ -1081,6 +1097,7 @@ static void plugin_set_result(struct plugin_sess *s, enum mxgate_action a, int c
 	snprintf(s->res_reply, sizeof(s->res_reply), "%s", reply ? reply : "");
 	plugin_reply_clean(s->res_reply);
 	snprintf(s->res_reason, sizeof(s->res_reason), "%s", reason ? reason : "");
+	plugin_text_clean(s->res_reason);
 }
 
 /* The length of the RFC 3463 enhanced status code opening p[0..n) ("class.subject.detail",
@@ -1145,6 +1162,8 @@ static int plugin_reply_class(const char *reply, int code, int cls, int dflt, ch
 			if (o)
 				break;
 			n = outlen > strlen(enh) + 2 ? outlen - strlen(enh) - 2 : 0;
+			while (n > 0 && ((unsigned char)p[n] & 0xc0) == 0x80)
+				n--;	/* not inside a UTF-8 sequence: its first octets are no text */
 		}
 		w = snprintf(out + o, outlen - o, "%s%s%s%.*s", o ? "\r\n" : "", enh, n ? " " : "", (int)n, p);
 		if (w < 0)
@@ -1157,10 +1176,25 @@ static int plugin_reply_class(const char *reply, int code, int cls, int dflt, ch
 	return code;
 }
 
+/* The plugin's reason as the verdict's log word, into out: the session writes it unquoted
+ * (reason=WORD in its reject, tempfail, discard and connect lines, and opstats keys on it),
+ * so an octet that cannot stand there — a blank, '"', '\\', '=' — is '_': "two words
+ * stage=eom" would have written a field of its own. The plugin_verdict line has it whole. */
+static const char *plugin_reason_word(const char *reason, char *out, size_t outlen)
+{
+	size_t i = 0;
+
+	for (; reason[i] && i + 1 < outlen; i++)
+		out[i] = reason[i] == ' ' || reason[i] == '"' || reason[i] == '\\' || reason[i] == '=' ? '_' : reason[i];
+	out[i] = '\0';
+	return out;
+}
+
 static void plugin_verdict(struct plugin_sess *s, struct verdict *v)
 {
 	const char *name = s->pe->pc->name;
-	const char *reason = s->res_reason[0] ? s->res_reason : name;
+	char word[sizeof(s->res_reason)];
+	const char *reason = plugin_reason_word(s->res_reason[0] ? s->res_reason : name, word, sizeof(word));
 	char text[sizeof(v->reply)];
 	int code;
 
@@ -1355,11 +1389,14 @@ static void plugin_advance(struct plugin_sess *s)
 	for (;;) {
 		if (s->have_result) {
 			s->have_result = false;
-			if (s->res_action != MXGATE_CONTINUE)
+			if (s->res_action != MXGATE_CONTINUE) {
+				char rv[sizeof(s->res_reason) * 4 + 8];   /* the plugin's word, escaped */
+
 				log_event(s->res_action == MXGATE_ERROR ? LOG_LVL_DEBUG : LOG_LVL_INFO,
 				    s->env->session_id, "event=plugin_verdict plugin=%s stage=%s action=%s reason=%s code=%d",
 				    s->pe->pc->name, hook_stage_name(s->stage), plugin_action_name(s->res_action),
-				    s->res_reason[0] ? s->res_reason : "-", s->res_code);
+				    log_val(rv, sizeof(rv), s->res_reason[0] ? s->res_reason : "-"), s->res_code);
+			}
 			if (s->res_action != MXGATE_CONTINUE) {
 				plugin_verdict(s, &v);
 				return plugin_finish(s, &v);
@@ -1957,8 +1994,10 @@ static void host_set_quarantine_reason(struct mxgate_call *h, const char *reason
 	struct plugin_call *c = plugin_call_get(h);
 	struct hook_env *env = host_env(c);
 
-	if (env && reason)
+	if (env && reason) {
 		snprintf(env->quarantine_reason, sizeof(env->quarantine_reason), "%s", reason);
+		plugin_text_clean(env->quarantine_reason);
+	}
 }
 
 static void host_progress(struct mxgate_call *h)

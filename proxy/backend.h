@@ -20,6 +20,19 @@ struct hostres_set;
 /* Addresses kept of a backend's host name (= HOSTRES_MAX_ADDRS, hostres.h). */
 #define BACKEND_MAX_ADDRS 8
 
+/* The step a failed health probe failed at (mxgate_backend_probe_failures_total's stage). */
+enum backend_probe_step {
+	BACKEND_PROBE_CONNECT = 0, BACKEND_PROBE_GREETING, BACKEND_PROBE_EHLO, BACKEND_PROBE_STARTTLS,
+	BACKEND_PROBE_TLS, BACKEND_PROBE_MAILDIR, BACKEND_PROBE__COUNT
+};
+/* "connect", "greeting", ...: the label value of step s. */
+static inline const char *backend_probe_step_name(int s)
+{
+	static const char *const names[BACKEND_PROBE__COUNT] = { "connect", "greeting", "ehlo", "starttls", "tls",
+		"maildir" };
+	return s >= 0 && s < BACKEND_PROBE__COUNT ? names[s] : "connect";
+}
+
 /* A server's health as the probes (health.c) and passive failure tracking see it. */
 struct backend_health {
 	atomic_int up;                   /* 1 = in rotation */
@@ -27,6 +40,7 @@ struct backend_health {
 	atomic_int oks;                  /* consecutive successful checks while down */
 	atomic_llong latency_us;         /* last health-check latency */
 	atomic_int checked;              /* 1 = has had a health-check result (this process) */
+	atomic_llong probe_fails[BACKEND_PROBE__COUNT];   /* failed probes by step, since the start */
 };
 
 /* Messages a backend accepted and delivery attempts that failed, since the start. One

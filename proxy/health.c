@@ -24,6 +24,14 @@
 enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PROBE_STARTTLS, PROBE_TLS,
 	PROBE_QUIT };
 
+/* A check resumes the TLS session of the check before it for at most this long after a
+ * full handshake (whose certificate was verified): a backend whose certificate changed
+ * while its ticket keys did not (one process, a new certificate loaded) is verified again
+ * within this time. A backend restarted with new keys refuses the ticket at once, and the
+ * check does a full handshake (deliveries always do one). Postfix's smtp client keeps its
+ * sessions an hour (smtp_tls_session_cache_timeout). */
+enum { HEALTH_TLS_RESUME_MS = 60 * 1000 };
+
 static const char *const probe_stage_names[] = { "idle", "connect", "greeting", "ehlo", "starttls", "tls",
 	"quit" };
 
@@ -56,6 +64,12 @@ struct health_probe {
 	 * (with tls_verify: one whose certificate verifies), so the check does STARTTLS and the
 	 * handshake too, as HAProxy's check-ssl, with the client context deliveries use */
 	struct tlsconn *tls;          /* this check's TLS, from the 220 to STARTTLS */
+	/* the session the last check that passed left (a TLS 1.3 ticket), offered by the next
+	 * one: a resumed handshake costs the backend no signature and mxgate no certificate
+	 * chain to verify; every HEALTH_TLS_RESUME_MS, and after any failure, a full one */
+	struct tls_session *tls_sess;
+	uint64_t tls_sess_since;      /* uv_now of the full handshake tls_sess descends from */
+	bool tls_resumed;             /* this check's handshake resumed tls_sess */
 	char *sni;                    /* the backend's host (SNI, as relay.c sends) */
 	char *verify_name;            /* NULL: no verification (the context does not verify) */
 	char cbuf[4096];              /* what is read (ciphertext with TLS) */
@@ -114,6 +128,7 @@ static void health_maybe_free(struct health *h)
 		free(h->probes[i].sni);
 		free(h->probes[i].verify_name);
 		tlsconn_free(h->probes[i].tls);
+		tls_session_free(h->probes[i].tls_sess);
 		smtp_reply_free(&h->probes[i].rd);
 	}
 	free(h->probes);
@@ -163,9 +178,17 @@ static void probe_record(struct health_probe *p, bool ok, const char *reason)
 			}
 		}
 		if (log_is_debug())
-			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=ok latency_us=%lld",
-			    b->url, us);
+			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=ok latency_us=%lld%s",
+			    b->url, us, !p->tls ? "" : p->tls_resumed ? " tls=resumed" : " tls=full");
 	} else {
+		int step = p->kind == BACKEND_MAILDIR ? BACKEND_PROBE_MAILDIR :
+		    p->stage == PROBE_GREETING ? BACKEND_PROBE_GREETING : p->stage == PROBE_EHLO ? BACKEND_PROBE_EHLO :
+		    p->stage == PROBE_STARTTLS ? BACKEND_PROBE_STARTTLS : p->stage == PROBE_TLS ? BACKEND_PROBE_TLS :
+		    BACKEND_PROBE_CONNECT;
+		atomic_fetch_add(&bh->probe_fails[step], 1);
+		/* the next check's handshake is a full one, its certificate verified */
+		tls_session_free(p->tls_sess);
+		p->tls_sess = NULL;
 		atomic_store(&bh->oks, 0);
 		int f = atomic_fetch_add(&bh->fails, 1) + 1;
 		if ((f >= h->fall || first) && atomic_exchange(&bh->up, 0) == 1)
@@ -295,10 +318,16 @@ static int probe_send(struct health_probe *p, uv_write_t *req, const char *text)
 
 static void probe_after_ehlo(struct health_probe *p);
 
-/* The handshake is done (the certificate verified, when the context verifies). */
+/* The handshake is done (the certificate verified, when the context verifies; or a session
+ * of a check whose handshake verified it resumed). */
 static void probe_tls_established_cb(void *arg)
 {
-	probe_after_ehlo(arg);
+	struct health_probe *p = arg;
+
+	p->tls_resumed = tlsconn_session_reused(p->tls);
+	if (!p->tls_resumed)
+		p->tls_sess_since = uv_now(p->h->loop);
+	probe_after_ehlo(p);
 }
 
 static int probe_tls_plain_cb(void *arg, const char *data, size_t len);
@@ -322,6 +351,15 @@ static void probe_start_tls(struct health_probe *p)
 	if (p->verify_name && tlsconn_set_verify_name(p->tls, p->verify_name) != 0) {
 		probe_fail_stage(p, "TLS: no name to verify the certificate against (backends.tls_verify)");
 		return;
+	}
+	p->tls_resumed = false;
+	if (p->tls_sess && uv_now(p->h->loop) - p->tls_sess_since >= HEALTH_TLS_RESUME_MS) {
+		tls_session_free(p->tls_sess);
+		p->tls_sess = NULL;
+	}
+	if (p->tls_sess && tlsconn_set_session(p->tls, p->tls_sess) != 0) {
+		tls_session_free(p->tls_sess);   /* not one this context takes: a full handshake */
+		p->tls_sess = NULL;
 	}
 	if (tlsconn_start(p->tls) != 0) {
 		char what[200];
@@ -394,6 +432,11 @@ static void probe_on_reply(struct health_probe *p, const struct smtp_reply *rep)
 		probe_start_tls(p);
 		return;
 	case PROBE_QUIT:
+		if (p->tls && !p->h->stopping) {
+			/* the latest ticket, read before this reply: the next check's to resume */
+			tls_session_free(p->tls_sess);
+			p->tls_sess = tlsconn_take_session(p->tls);
+		}
 		probe_finish(p, true, NULL);
 		return;
 	default:

@@ -202,7 +202,7 @@ static bool metrics_ends_with(const char *s, const char *suffix)
 static bool metrics_name_builtin(const char *name)
 {
 	if (strcmp(name, "build_info") == 0 || strcmp(name, "start_time_seconds") == 0 ||
-	    strcmp(name, COUNTER_CONN_REFUSED_NAME) == 0)
+	    strcmp(name, COUNTER_CONN_REFUSED_NAME) == 0 || strcmp(name, "backend_probe_failures_total") == 0)
 		return true;
 	for (int c = 0; c < COUNTER__COUNT; c++)
 		if (strcmp(name, counter_name((enum counter)c)) == 0)
@@ -314,6 +314,17 @@ static void metrics_render_pool(struct sbuf *sb, struct pool *pool)
 	size_t n = pool->nservers + pool->nextra;
 	if (n == 0)
 		return;
+	sb_header(sb, "backend_probe_failures_total", "Health probes of the backend that failed, by the step "
+	    "they failed at (connect, greeting, ehlo, starttls, tls, maildir).", "counter");
+	for (size_t i = 0; i < n; i++) {
+		struct backend *b = i < pool->nservers ? &pool->servers[i] : &pool->extra[i - pool->nservers];
+		for (int s = 0; s < BACKEND_PROBE__COUNT; s++) {
+			sb_printf(sb, "mxgate_backend_probe_failures_total{backend=\"");
+			sb_escaped(sb, b->url ? b->url : b->host, true);
+			sb_printf(sb, "\",stage=\"%s\"} ", backend_probe_step_name(s));
+			sb_value(sb, (double)atomic_load(&backend_health(b)->probe_fails[s]));
+		}
+	}
 	for (int s = 0; s < SERIES__COUNT; s++) {
 		sb_header(sb, backend_series[s].name, backend_series[s].help, backend_series[s].type);
 		for (size_t i = 0; i < n; i++) {

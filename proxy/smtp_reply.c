@@ -62,16 +62,6 @@ static inline bool smtp_reply_digit(char c)
 	return (unsigned)(c - '0') < 10;	/* isdigit without the locale */
 }
 
-/* Shows what is not text in a reply line l[0..ll) as '?', in place (the length stays). A
- * NUL first of all: every caller reads the text as a C string, which would end there and
- * give the client the reply cut short. And every other octet that is no printable text
- * (RFC 5321 4.2: printable US-ASCII; RFC 6531: UTF-8): an ESC sequence, BEL, a lone CR,
- * DEL, TAB, a C1 octet or bytes that are no UTF-8 would reach the client's terminal or log
- * viewer as the backend wrote them. As Postfix's smtp client censors a reply (smtp_chat.c:
- * printable(..., '?'), ASCII isprint or well-formed UTF-8, the first octet of a malformed
- * sequence replaced and the next one read afresh), with one step further: a C1 control
- * written in UTF-8 (U+0080-U+009F, U+009B being a terminal's CSI) is no text either. The
- * reply stays an answer, not a fault. */
 /* Whether the eight octets at p are all printable US-ASCII (0x20-0x7e): no octet below 0x20
  * ((w - 0x20..) & ~w & 0x80.., exact for "any"), none with the high bit (w & 0x80..), and,
  * those ruled out, none equal to 0x7f ((w + 0x01..) carries into the high bit only there). */
@@ -84,7 +74,16 @@ static inline bool smtp_reply_text8(const unsigned char *p)
 	return ((((w - 0x20 * ones) & ~w) | (w + ones) | w) & highs) == 0;
 }
 
-static void smtp_reply_printable(char *l, size_t ll)
+/* See smtp_reply.h. A NUL first of all: every caller reads the text as a C string, which
+ * would end there and give the client the reply cut short. And every other octet that is no printable text
+ * (RFC 5321 4.2: printable US-ASCII; RFC 6531: UTF-8): an ESC sequence, BEL, a lone CR,
+ * DEL, TAB, a C1 octet or bytes that are no UTF-8 would reach the client's terminal or log
+ * viewer as the backend wrote them. As Postfix's smtp client censors a reply (smtp_chat.c:
+ * printable(..., '?'), ASCII isprint or well-formed UTF-8, the first octet of a malformed
+ * sequence replaced and the next one read afresh), with one step further: a C1 control
+ * written in UTF-8 (U+0080-U+009F, U+009B being a terminal's CSI) is no text either. The
+ * reply stays an answer, not a fault. */
+void smtp_reply_printable(char *l, size_t ll)
 {
 	unsigned char *p = (unsigned char *)l;
 

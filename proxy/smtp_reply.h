@@ -79,6 +79,12 @@ int smtp_reply_feed(struct smtp_reply_reader *rd, const char *in, size_t len, si
  * reply code's first digit (2, 4 or 5): true; else out is "" and false. Asked for, not
  * parsed with every reply (the relay's hot path does not need it). */
 bool smtp_reply_enhanced(const struct smtp_reply *rep, char out[12]);
+/* Shows what is not text in a reply line l[0..ll) as '?', in place (the length stays): every
+ * octet that is no printable US-ASCII (RFC 5321 4.2) or well-formed UTF-8 (RFC 6531) — NUL,
+ * CR, LF, TAB, ESC, DEL, a C1 octet, a byte that is no UTF-8 — and a C1 control written in
+ * UTF-8 (U+0080-U+009F). The one censor of reply text: a backend's (smtp_reply_feed) and a
+ * filter's (plugins.c: a plugin's, a milter's, clamd's) before it reaches a client or a log. */
+void smtp_reply_printable(char *l, size_t ll);
 /* Octets of a reply begun and not complete (a line or lines held). */
 size_t smtp_reply_pending(const struct smtp_reply_reader *rd);
 /* The error's words for logs ("reply line too long", "malformed reply", ...); err may be

@@ -1015,6 +1015,45 @@ const char *tlsconn_peer_verify_error(const struct tlsconn *t)
 	return t && t->peer ? t->peer->verify_error : "";
 }
 
+/* See tls.h. A struct tls_session is an SSL_SESSION. */
+int tlsconn_set_session(struct tlsconn *t, struct tls_session *s)
+{
+	if (!t || !s || t->server || t->established)
+		return -1;
+	ERR_clear_error();
+	if (SSL_set_session(t->ssl, (SSL_SESSION *)s) != 1) {
+		ERR_clear_error();
+		return -1;
+	}
+	return 0;
+}
+
+/* See tls.h. */
+struct tls_session *tlsconn_take_session(struct tlsconn *t)
+{
+	SSL_SESSION *s;
+
+	if (!t || t->server || !t->established || t->failed)
+		return NULL;
+	tlsconn_shutdown(t);
+	s = SSL_get1_session(t->ssl);
+	if (s && !SSL_SESSION_is_resumable(s)) {
+		SSL_SESSION_free(s);
+		s = NULL;
+	}
+	return (struct tls_session *)s;
+}
+
+bool tlsconn_session_reused(const struct tlsconn *t)
+{
+	return t && t->established && SSL_session_reused(t->ssl) == 1;
+}
+
+void tls_session_free(struct tls_session *s)
+{
+	SSL_SESSION_free((SSL_SESSION *)s);
+}
+
 const char *tlsconn_error(const struct tlsconn *t)
 {
 	return t ? t->err : "";

@@ -111,6 +111,25 @@ const char *tlsconn_peer_subject(const struct tlsconn *t);
 const char *tlsconn_peer_issuer(const struct tlsconn *t);
 const char *tlsconn_peer_fingerprint(const struct tlsconn *t);
 const char *tlsconn_peer_verify_error(const struct tlsconn *t);
+/* ---- client session resumption (RFC 8446 2.2: a TLS 1.3 ticket; RFC 5077 / a session id
+ * in TLS 1.2) ----------------------------------------------------------------------------
+ * A session a later connection to the same server, with the same context, server name and
+ * name to verify, may resume: the server's certificate is not sent again, its ECDHE share
+ * is (OpenSSL offers psk_dhe_ke only). Opaque, owned by whoever took it. */
+struct tls_session;
+/* Client side, before tlsconn_start: offers s for resumption (t takes its own reference).
+ * A server that does not take it (another process, new ticket keys, an expired ticket)
+ * does a full handshake, its certificate verified as for any other. 0 or -1. */
+int tlsconn_set_session(struct tlsconn *t, struct tls_session *s);
+/* Client side, once the handshake is done and (TLS 1.3) the server's tickets were read:
+ * the session to offer next time, the caller's to free with tls_session_free; NULL when
+ * there is none that can be resumed. Sends close_notify first (tlsconn_shutdown): OpenSSL
+ * takes a session out of use when its connection ends without one. */
+struct tls_session *tlsconn_take_session(struct tlsconn *t);
+/* The handshake resumed a session (no certificate was sent). */
+bool tlsconn_session_reused(const struct tlsconn *t);
+void tls_session_free(struct tls_session *s);   /* NULL ok */
+
 /* Last fatal error ("" if none). Valid as long as t. */
 const char *tlsconn_error(const struct tlsconn *t);
 

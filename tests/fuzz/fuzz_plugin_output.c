@@ -8,13 +8,15 @@
  * ASCII without ':' (an address may carry UTF-8 outside its quotes); a cleaned value has no control character but HTAB, and CR only as CRLF
  * followed by SP or HTAB (a fold). A plugin's reply text (plugins_reply_fuzz, for a
  * tempfail and a reject) goes out as whole lines, CRLF between them only, none empty, each
- * opening with an enhanced status code of the reply's class, no control character but HTAB,
+ * opening with an enhanced status code of the reply's class, printable ASCII and UTF-8 only
+ * (no control character, no C1 control in UTF-8: smtp_reply_printable),
  * within its buffer, and the SMTP code of that class. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "domain.h"
 #include "plugins/plugins.h"
 
 /* Whether p opens with "C.d{1,3}.d{1,3}" followed by a blank or the end of the line. */
@@ -43,9 +45,19 @@ static void fuzz_reply_check(const char *text, int cls)
 
 		if (!fuzz_enhanced(line, cls))
 			abort();	/* every line, the first included, opens with one of its class */
-		for (const unsigned char *p = (const unsigned char *)line; *p && (const char *)p != e; p++)
-			if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
-				abort();	/* no bare CR or LF, no control character */
+		/* printable ASCII and UTF-8 past the C1 controls only, as a backend's reply text
+		 * (smtp_reply_printable): no bare CR or LF, no control character, TAB included */
+		size_t ll = e ? (size_t)(e - line) : strlen(line);
+		for (size_t i = 0; i < ll;) {
+			const unsigned char *u = (const unsigned char *)line + i;
+			size_t k = 1;
+
+			if (u[0] >= 0x80 && ((k = domain_utf8_seq(u, ll - i)) == 0 || (u[0] == 0xc2 && u[1] < 0xa0)))
+				abort();
+			else if (u[0] < 0x80 && (u[0] < 0x20 || u[0] == 0x7f))
+				abort();
+			i += k;
+		}
 		if (e == NULL)
 			break;
 		if (e[2] == '\0')

@@ -49,6 +49,7 @@ API (everything else is internal):
          (smtp-sink; messages() -> [{'attrs': X-* dump headers, 'rcpts', 'data' (LF endings)}])
   Backend(mode, lmtp, reject_rcpt, tempfail_rcpt, lmtp_codes, delay, xclient, expect_proxy,
           starttls, smtputf8) .port .url .messages .attempts .commands .connections .proxy_headers
+          .tls_handshakes
           .find(needle) .by_tag(tag) .stop()
   peers (each on a held port, stopped at exit; an installed peer that does not start fails):
       redis(port) -> .port;  redis_cmd(port, *args) -> reply;  clamd() -> .port .sock;
@@ -1517,7 +1518,9 @@ class Backend:
     expect_proxy: every connection must start with a PROXY v1/v2 header (parsed, recorded in
           proxy_headers; a connection without one is dropped).
     starttls: announce STARTTLS (certificate from cert(), or starttls=(certfile, keyfile));
-          messages record 'tls' (version or None).
+          messages record 'tls' (version or None); tls_handshakes one bool per handshake,
+          True when it resumed a session (one context, one set of ticket keys, while
+          starttls stays the same).
     smtputf8: announce SMTPUTF8 (default True).
     chunking: announce CHUNKING and take BDAT (RFC 3030); messages record 'bdat' (True when
           the message came in BDAT chunks, with the BDAT lines in commands).
@@ -1526,6 +1529,17 @@ class Backend:
     Records: messages (accepted: dicts mail, rcpts, data (unstuffed bytes), xclient, proxy,
     helo, qid, accepted_rcpts), attempts (every transaction that reached the dot),
     commands (every command line received, all connections), connections (count). Attributes may be changed while it runs."""
+
+    def _tls_context(self):
+        """One server context while `starttls` stays the same, as one server process keeps
+        its certificate and its ticket keys: a client may resume a session (TLS 1.3 ticket).
+        A new `starttls` (another certificate) is a new context, new keys: no resumption."""
+        with self.lock:
+            if self._tls_ctx is None or self._tls_ctx[0] != self.starttls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(*(self.starttls if isinstance(self.starttls, tuple) else cert()))
+                self._tls_ctx = (self.starttls, ctx)
+            return self._tls_ctx[1]
 
     def __init__(self, mode='ok', lmtp=False, reject_rcpt=(), tempfail_rcpt=(), lmtp_codes=None,
                  delay=0, xclient=True, expect_proxy=False, starttls=False, smtputf8=True, name=None, port=None,
@@ -1540,6 +1554,8 @@ class Backend:
         self.expect_proxy = expect_proxy
         self.messages, self.attempts, self.proxy_headers, self.commands = [], [], [], []
         self.connections = 0
+        self.tls_handshakes = []     # one per STARTTLS: True when it resumed a session
+        self._tls_ctx = None
         self.qid = 0
         self.lock = threading.Lock()
         self.sock = socket.socket()
@@ -1695,12 +1711,17 @@ class Backend:
                            for i, x in enumerate(lines)))
             elif verb == 'STARTTLS' and self.starttls and tls is None:
                 w(b'220 2.0.0 Ready to start TLS\r\n')
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(*(self.starttls if isinstance(self.starttls, tuple) else cert()))
-                c = ctx.wrap_socket(c, server_side=True)
+                try:
+                    c = self._tls_context().wrap_socket(c, server_side=True)
+                except OSError:              # ssl.SSLError too: a handshake the client refused
+                    with self.lock:
+                        self.tls_handshakes.append(False)
+                    raise
                 f = c.makefile('rb')
                 w = c.sendall
                 tls = c.version()
+                with self.lock:
+                    self.tls_handshakes.append(c.session_reused)
                 xclient, helo, mail, rcpts, accepted = {}, None, None, [], []
             elif verb == 'XCLIENT' and self.xclient:
                 for kv in arg.split():

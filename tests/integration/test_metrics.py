@@ -26,7 +26,7 @@ def scrape(mport, path='/metrics'):
         return r.status, r.headers.get('Content-Type', ''), r.read().decode()
 
 
-LINE = re.compile(r'^(mxgate_[a-zA-Z0-9_]+)(\{[a-zA-Z_]+="(?:[^"\\]|\\.)*"\})? (\S+)$')
+LINE = re.compile(r'^(mxgate_[a-zA-Z0-9_]+)(\{[a-zA-Z_]+="(?:[^"\\]|\\.)*"(?:,[a-zA-Z_]+="(?:[^"\\]|\\.)*")*\})? (\S+)$')
 
 
 def parse(text):

@@ -26,6 +26,19 @@ def send(tag, body, size=0):
                        ehlo='client.example.org', timeout=30)
 
 
+def eom_reply(tag, body):
+    """The end of data's whole reply, every line of a multi-line one (code, text)."""
+    c = t.Client(mx.port, timeout=30)
+    c.ehlo('client.example.org')
+    c.cmd('MAIL FROM:<a@example.org>')
+    c.cmd('RCPT TO:<b@example.test>')
+    c.cmd('DATA')
+    c.send(t.message(tag, body) + b'\r\n.\r\n')
+    rep = c.reply()
+    c.close()
+    return rep
+
+
 def headers_of(d):
     return d.split(b'\r\n\r\n', 1)[0].split(b'\r\n')
 
@@ -86,16 +99,16 @@ t.check(code == 250 and len(got) == 1 and got[0]['from'] == 'new@example.net' an
 # A multi-line SMFIR_REPLYCODE whose later line carries a code and enhanced code of the
 # other class: one reply, every line 550 and 5.x.x (RFC 5321 4.2.1, RFC 3463), as the
 # first line alone would be judged (a "550 4.7.1" there is malformed).
-c = t.Client(mx.port, timeout=30)
-c.ehlo('client.example.org')
-c.cmd('MAIL FROM:<a@example.org>')
-c.cmd('RCPT TO:<b@example.test>')
-c.cmd('DATA')
-c.send(t.message('mix1', 'REPLY_MIX\r\n') + b'\r\n.\r\n')
-code, text = c.reply()
-c.close()
+code, text = eom_reply('mix1', 'REPLY_MIX\r\n')
 t.check(code == 550 and text.split('\n') == ['550-5.7.1 first', '550 5.7.1 second'],
         'a later line of another class: 550 5.7.1 on every line (%s %r)' % (code, text))
+
+# A reply text with control octets: each shown as '?' (as a backend's reply text, smtp_reply.c;
+# Postfix's printable()), the two lines kept, UTF-8 text kept; nothing raw reaches the client.
+code, text = eom_reply('ctl1', 'REPLY_CTL\r\n')
+t.check(code == 550 and text.split('\n') == ['550-5.7.1 red ?[31mtext?',
+                                             '550 5.7.1 lone?cr lone?lf del? c1?? raw? latin? utf8 \u00e9'],
+        'control octets in a milter\'s reply: \'?\' each, both lines kept (%s %r)' % (code, text))
 
 # A sender changed 1001 times: the last one counts, and only it is kept (each one used to be
 # held until the verdict and logged).

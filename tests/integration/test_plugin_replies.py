@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The reply text a shared-object plugin hands to done() as a Haraka plugin author writes it
 (Haraka's next(DENY, msg) takes any string): one ending in CRLF ("...\\r\\n", a C habit), empty
-lines between lines, control characters (a terminal colour, a bell, DEL), a code in the text
+lines between lines, control characters (a terminal colour, a bell, DEL, a lone CR or LF, C1
+controls, bytes that are no UTF-8: each shown as '?', as a backend's reply text), a code in the text
 ("550 5.7.1 ..."), none at all ("No such user", Haraka's usual), and 421 (Haraka's DENYSOFTDISCONNECT). The client always reads one
 complete reply of printable text, every line with the reply's code, and is never left
 waiting for the last line of a reply."""
@@ -34,6 +35,12 @@ static void r_rcpt(void *i, struct mxgate_call *c)
 		return host->done(c, MXGATE_REJECT, 550, "\r\n", "replies");
 	if (is(r, "ctl"))
 		return host->done(c, MXGATE_REJECT, 550, "5.7.1 \x1b[31mred\x1b[0m bell\x07 del\x7f tab\tend", "replies");
+	if (is(r, "c1"))
+		return host->done(c, MXGATE_REJECT, 550, "5.7.1 csi\xc2\x9b" "31m raw\x9b" " latin\xe9" " utf8 \xc3\xa9" " end", "replies");
+	if (is(r, "loneends"))
+		return host->done(c, MXGATE_REJECT, 550, "5.7.1 lone\rcr lone\nRCPT TO:<x@example.test>", "replies");
+	if (is(r, "spacedreason"))
+		return host->done(c, MXGATE_REJECT, 550, "5.7.1 Refused", "two words stage=\"eom\"");
 	if (is(r, "withcode"))
 		return host->done(c, MXGATE_REJECT, 0, "554 5.7.1 Code in the text", "replies");
 	if (is(r, "plain"))
@@ -74,7 +81,13 @@ cases = (
     ('twoend', (550, '550-5.7.1 First line\n550 5.7.1 Second line')),
     ('blank', (550, '550-5.7.1 Above\n550 5.7.1 Below')),
     ('onlycrlf', (550, '550 5.7.1 Command rejected')),
-    ('ctl', (550, '550 5.7.1 [31mred [0m bell  del  tab\tend')),
+    # every octet that is no text as '?', as a backend's reply (smtp_reply.c, Postfix's
+    # printable()): ESC, BEL, DEL, TAB, a lone CR or LF, a C1 control (raw or in UTF-8) and a
+    # byte that is no UTF-8; UTF-8 text stays
+    ('ctl', (550, '550 5.7.1 ?[31mred?[0m bell? del? tab?end')),
+    ('c1', (550, '550 5.7.1 csi??31m raw? latin? utf8 \u00e9 end')),
+    ('loneends', (550, '550 5.7.1 lone?cr lone?RCPT TO:<x@example.test>')),
+    ('spacedreason', (550, '550 5.7.1 Refused')),
     ('withcode', (550, '550 5.7.1 Code in the text')),
     # Haraka's next(DENY, 'No such user here') has no enhanced status code; mxgate announces
     # ENHANCEDSTATUSCODES, so each line gets one (RFC 2034): X.0.0, or the line's above.
@@ -99,5 +112,11 @@ c.close()
 
 t.check(m.alive(), 'the process lives through all of it')
 t.check(not m.malformed_log_lines(), 'every log line in the contract form: %s' % m.malformed_log_lines()[:3])
+# a plugin's reason is one value of the log line, however it is written (a "short log word"
+# by plugin.h, but a plugin's text all the same), never a field of its own: whole and quoted
+# in the plugin_verdict line, a word in the session's reject line
+t.check(m.count_log(r'event=reject stage=rcpt reason=two_words_stage__eom_ client=') == 1 and
+        m.count_log(r'event=plugin_verdict .*reason="two words stage=\\"eom\\"" ') == 1,
+        'a reason with blanks and quotes: no field of its own in the log lines')
 m.stop()
 t.finish()

@@ -10,6 +10,7 @@ the probes call up must be one a message can go to.
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -55,6 +56,12 @@ if want('requiretls'):
     mt.check(st[0] == 503, 'requiretls: a server offering no STARTTLS is not ready under require_tls (%s %r)' % st)
     down = mx.wait_log(r'event=backend_down backend=%s reason="health check: STARTTLS not offered[^"]*"' % plain.url, 1)
     mt.check(down is not None, 'requiretls: logged down by the probe, reason STARTTLS not offered')
+    body = http(mp, '/metrics')[1]
+    mt.check(re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="ehlo"\} [1-9]' % re.escape(plain.url),
+                       body, re.M) and re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="tls"\} 0$'
+                                                 % re.escape(plain.url), body, re.M),
+             'requiretls: counted in mxgate_backend_probe_failures_total, stage ehlo (tls 0):\n%s' %
+             '\n'.join(x for x in body.splitlines() if 'probe_failures' in x))
     r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('rt-plain'))
     mt.check(r.code is not None and r.code // 100 == 4 and not plain.messages,
              'requiretls: its mail gets 4xx, nothing in clear (%s %s)' % (r.code, r.text[:60]))
@@ -149,6 +156,8 @@ if want('verify'):
                        r'failed: [Hh]ostname mismatch[^"]*"' % bad.url, 10)
     mt.check(down is not None, 'verify: the probe takes a server with a refused certificate down, saying why\n%s'
              % mx.tail())
+    mt.check(re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="tls"\} [1-9]' % re.escape(bad.url),
+                       http(mp, '/metrics')[1], re.M), 'verify: counted in mxgate_backend_probe_failures_total, stage tls')
     st = http(mp, '/readyz')
     mt.check(st[0] == 503, 'verify: not ready with only a server whose certificate is refused (%s %r)' % st)
     r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('vf-bad'))
@@ -177,5 +186,45 @@ if want('verify'):
     mx.stop()
     good.stop()
     bad.stop()
+
+# ---------------------------------------------------------------- TLS session resumption
+# A probe under require_tls/tls_verify resumes the TLS session of the probe before it (a TLS
+# 1.3 ticket): the backend signs nothing and sends no certificate, mxgate verifies no chain,
+# every interval. Before, every probe was a full handshake. A backend whose certificate
+# changed, with new ticket keys (a restart, here a new server context), refuses the ticket:
+# the probe's handshake is a full one, and a certificate that does not verify takes it down.
+if want('tlsresume'):
+    mt.need('openssl')
+    crt = mt.cert()[0]
+    be = mt.Backend(name='resume', starttls=True, xclient=False)
+    cfg = mt.config([{'address': be.url, 'tls_verify_name': 'mx.test'}], workers=1,
+                    backends={'client_identity': 'none', 'tls_verify': True, 'tls_ca_file': crt,
+                              'health_check': {'interval': '100ms', 'timeout': '2s', 'fall': 1, 'rise': 1}})
+    mx = mt.Mxgate(cfg, name='mx-resume')
+    mt.check(mt.wait_for(lambda: len(be.tls_handshakes) >= 8, timeout=mt.slack(10)),
+             'tlsresume: the probes do STARTTLS (%d handshakes)' % len(be.tls_handshakes))
+    hs = list(be.tls_handshakes[:8])
+    mt.check(hs[0] is False and all(hs[1:]), 'tlsresume: the first probe\'s handshake is a full one, the '
+             'next ones resume its session (%s)' % hs)
+    mt.check(mx.count_log(r'event=backend_down') == 0, 'tlsresume: the backend stays up')
+    # another certificate for the same name, not signed by the CA mxgate trusts
+    crt2, key2 = os.path.join(mt.TMP, 'other.pem'), os.path.join(mt.TMP, 'other.key')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=mx.test',
+                    '-addext', 'subjectAltName=DNS:mx.test', '-keyout', key2, '-out', crt2],
+                   capture_output=True, check=True, timeout=mt.slack(60))
+    n = len(be.tls_handshakes)
+    be.starttls = (crt2, key2)
+    down = mx.wait_log(r'event=backend_down backend=%s reason="health check: TLS [^"]*certificate verify failed'
+                       % be.url, 10)
+    mt.check(down is not None, 'tlsresume: a new certificate (new ticket keys) is verified, and refused: down\n%s'
+             % mx.tail())
+    mt.check(be.tls_handshakes[n:n + 1] == [False], 'tlsresume: that probe\'s handshake was a full one (%s)'
+             % be.tls_handshakes[n:])
+    # after a failure the next probe does not offer a session either (nothing to resume)
+    be.starttls = True
+    up = mt.wait_for(lambda: mx.count_log(r'event=backend_up backend=%s' % be.url) >= 1, timeout=10)
+    mt.check(up, 'tlsresume: the first certificate back: up again')
+    mx.stop()
+    be.stop()
 
 mt.finish()

@@ -15,6 +15,8 @@ send). At end of message the body decides:
   QUARANTINE     SMFIR_QUARANTINE "held by raw" and accepts
   REPLY_MIX      SMFIR_REPLYCODE "550-5.7.1 first\r\n450 4.7.1 second" (a later line of
                  another code and class)
+  REPLY_CTL      SMFIR_REPLYCODE of two lines with an ESC sequence, BEL, a lone CR and LF,
+                 DEL, a C1 control (raw and in UTF-8), a latin-1 byte and UTF-8 text
   RCPT_MANY N    adds N recipients <mN@example.test> and accepts
   DEL_MANY N     deletes N recipients <dN@example.test> that are not there, then
                  <b@example.test>, adds <kept@example.test> and accepts
@@ -45,6 +47,9 @@ def eom_reply(body):
         return b''.join(frame(b'+', b'<m%d@example.test>\0' % i) for i in range(n)) + frame(b'a')
     if b'REPLY_MIX' in body:
         return frame(b'y', b'550-5.7.1 first\r\n450 4.7.1 second\0')
+    if b'REPLY_CTL' in body:
+        return frame(b'y', b'550-5.7.1 red \x1b[31mtext\x07\r\n550 5.7.1 lone\rcr lone\nlf del\x7f '
+                     b'c1\xc2\x9b raw\x9b latin\xe9 utf8 \xc3\xa9\0')
     if b'BODY_LF' in body:
         return frame(b'b', b'line one\nline two\n.\nlast\n') + frame(b'a')
     if b'BODY_NOEOL' in body:

@@ -26,7 +26,8 @@ that skips the body):
 A filter that lies about SMFIP_NR_*: for each command letter in stray=CMDS it answers
 SMFIR_REJECT although its PROTOCOL says it will not, held back and written in one write
 with its next reply (so the stray reply and the one awaited reach the MTA together); for
-stray_now=CMDS it writes that SMFIR_REJECT at once and logs "N stray-sent". For each command
+stray_now=CMDS it writes that SMFIR_REJECT at once and logs "N stray-sent"; when the MTA
+then closes that connection (without SMFIC_QUIT) it logs "N closed". For each command
 letter in skip=CMDS it answers SMFIR_SKIP instead of SMFIR_CONTINUE ("skip further events
 of this type"; libmilter's SMFIS_SKIP, negotiated with SMFIP_SKIP).
 """
@@ -74,7 +75,7 @@ def serve(c, log, optneg, proto, default, stray=b'', stray_now=b'', skip=b''):
         with LOCK, open(log, 'a') as f:
             f.write('%d %s\n' % (n, line))
 
-    body, held = b'', b''
+    body, held, stray_sent = b'', b'', False
 
     def send(data):
         nonlocal held
@@ -94,6 +95,7 @@ def serve(c, log, optneg, proto, default, stray=b'', stray_now=b'', skip=b''):
             if cmd in NR and proto & NR[cmd] and cmd in stray_now:
                 c.sendall(frame(b'r'))
                 note('stray-sent')
+                stray_sent = True
             if cmd == b'O':
                 send(optneg)
             elif cmd == b'M':
@@ -109,7 +111,8 @@ def serve(c, log, optneg, proto, default, stray=b'', stray_now=b'', skip=b''):
             if cmd in NR and not proto & NR[cmd]:
                 send(frame(b's' if cmd in skip else b'c'))
     except (EOFError, OSError):
-        pass
+        if stray_sent:
+            note('closed')
     finally:
         c.close()
 

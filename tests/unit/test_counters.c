@@ -200,7 +200,7 @@ static void check_format(const char *text)
 	assert_int_equal(regcomp(&help, "^# HELP (mxgate_[a-zA-Z0-9_]+) [^\n]*$", REG_EXTENDED), 0);
 	assert_int_equal(regcomp(&type, "^# TYPE (mxgate_[a-zA-Z0-9_]+) (counter|gauge)$", REG_EXTENDED), 0);
 	assert_int_equal(regcomp(&sample,
-	    "^(mxgate_[a-zA-Z0-9_]+)(\\{[a-zA-Z_]+=\"([^\"\\\\]|\\\\.)*\"\\})? "
+	    "^(mxgate_[a-zA-Z0-9_]+)(\\{[a-zA-Z_]+=\"([^\"\\\\]|\\\\.)*\"(,[a-zA-Z_]+=\"([^\"\\\\]|\\\\.)*\")*\\})? "
 	    "(-?[0-9]+(\\.[0-9]+)?(e[-+]?[0-9]+)?|NaN|[-+]Inf)$", REG_EXTENDED), 0);
 	assert_true(strlen(text) > 0 && text[strlen(text) - 1] == '\n');
 	const char *p = text;

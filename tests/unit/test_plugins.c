@@ -886,6 +886,14 @@ static void adapter_teardown(struct adapter *a)
 	config_free(a->h.cfg);
 }
 
+#define E_ACUTE3 "\xc3\xa9\xc3\xa9\xc3\xa9"
+#define E_ACUTE6 E_ACUTE3 E_ACUTE3
+#define E_ACUTE9 E_ACUTE6 E_ACUTE3
+#define E_ACUTE10 E_ACUTE9 "\xc3\xa9"
+#define E_ACUTE30 E_ACUTE10 E_ACUTE10 E_ACUTE10
+#define E_ACUTE90 E_ACUTE30 E_ACUTE30 E_ACUTE30
+#define E_ACUTE100 E_ACUTE90 E_ACUTE10
+
 struct mrow {
 	const char *label;
 	enum mxgate_action a;
@@ -910,7 +918,15 @@ static const struct mrow mrows[] = {
 	{ "reject with its own", MXGATE_REJECT, 554, "5.7.1 Virus found: X", "virus", 0, VERDICT_REJECT, 554,
 	  "5.7.1 Virus found: X", "virus", false },
 	{ "a reply with bare line breaks cannot split the SMTP reply", MXGATE_REJECT, 550, "5.7.1 a\nRCPT b\rc", "x", 0,
-	  VERDICT_REJECT, 550, "5.7.1 a RCPT b c", "x", false },
+	  VERDICT_REJECT, 550, "5.7.1 a?RCPT b?c", "x", false },
+	/* a filter's text is censored as a backend's (smtp_reply_printable) */
+	{ "control octets in the reply and the reason are '?'", MXGATE_REJECT, 550,
+	  "5.7.1 \x1b[2Jesc\tbel\x07 c1\xc2\x9b" "x raw\x9b utf8 \xc3\xa9", "vi\x1bru\x9bs", 0, VERDICT_REJECT, 550,
+	  "5.7.1 ?[2Jesc?bel? c1??x raw? utf8 \xc3\xa9", "vi?ru?s", false },
+	/* 199 e-acutes and an 'a' (399 octets): with "5.0.0 " in front the line is cut to 393
+	 * octets of text, which would end inside the 197th */
+	{ "a first line cut to fit is not cut inside a UTF-8 sequence", MXGATE_REJECT, 550,
+	  E_ACUTE100 E_ACUTE90 E_ACUTE9 "a", "x", 0, VERDICT_REJECT, 550, "5.0.0 " E_ACUTE100 E_ACUTE90 E_ACUTE6, "x", false },
 	{ "a multi-line reply keeps its CRLFs", MXGATE_REJECT, 550, "5.7.1 a\r\n5.7.1 b", "x", 0, VERDICT_REJECT, 550,
 	  "5.7.1 a\r\n5.7.1 b", "x", false },
 	{ "discard", MXGATE_DISCARD, 0, NULL, "milter-discard", 0, VERDICT_DISCARD, 0, "", "milter-discard", false },

@@ -227,6 +227,53 @@ static void test_handshake_and_data(void **state) { check_exchange(0, 0); }
 static void test_byte_by_byte(void **state) { check_exchange(1, 0); }
 static void test_tls13_only(void **state) { check_exchange(7, 1); }
 
+/* A client session taken after a handshake resumes on the next connection to the same
+ * server context (TLS 1.3 ticket: no certificate sent); a server with new ticket keys (a
+ * new context: a restart) refuses it and the handshake is a full one, whose session is
+ * then the one to take. */
+static void test_session_resume(void **state)
+{
+	char err[256] = "";
+	struct tls_ctx *sctx = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
+	struct tls_ctx *sctx2 = tls_ctx_new_server(g_cert, g_key, NULL, NULL, 0, NULL, err, sizeof err);
+	struct tls_ctx *cctx = tls_ctx_new_client(err, sizeof err);
+	struct tls_session *sess = NULL;
+	const bool reused[] = { false, true, true, false, true };
+
+	assert_non_null(sctx);
+	assert_non_null(sctx2);
+	assert_non_null(cctx);
+	for (size_t i = 0; i < sizeof reused / sizeof reused[0]; i++) {
+		struct pair p;
+
+		memset(&p, 0, sizeof p);
+		p.s.c = tlsconn_new(i < 3 ? sctx : sctx2, true, NULL, &ops, &p.s);
+		p.c.c = tlsconn_new(cctx, false, "mx.test", &ops, &p.c);
+		assert_non_null(p.s.c);
+		assert_non_null(p.c.c);
+		assert_null(tlsconn_take_session(p.c.c));   /* no handshake yet */
+		if (sess)
+			assert_int_equal(tlsconn_set_session(p.c.c, sess), 0);
+		assert_int_equal(tlsconn_start(p.c.c), 0);
+		assert_int_equal(tlsconn_write(p.s.c, "220 x\r\n", 7), 0);
+		assert_int_equal(pump(&p, 0), 0);
+		assert_int_equal(p.c.established, 1);
+		assert_int_equal(p.c.plain.len, 7);
+		if (tlsconn_session_reused(p.c.c) != reused[i])
+			fail_msg("connection %zu: reused %d", i, (int)tlsconn_session_reused(p.c.c));
+		assert_null(tlsconn_take_session(p.s.c));   /* a server has none to take */
+		tls_session_free(sess);
+		sess = tlsconn_take_session(p.c.c);
+		assert_non_null(sess);
+		pair_free(&p);
+	}
+	tls_session_free(sess);
+	tls_session_free(NULL);
+	tls_ctx_unref(sctx);
+	tls_ctx_unref(sctx2);
+	tls_ctx_unref(cctx);
+}
+
 static void test_large_data(void **state)
 {
 	struct pair p;
@@ -492,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_client_verify),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_ciphersuites),
+		cmocka_unit_test(test_session_resume),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
