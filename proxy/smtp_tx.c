@@ -1451,8 +1451,9 @@ static void smtp_tx_quarantine(struct smtp_tx *tx)
 	}
 	tx->backend = NULL;
 	counter_inc(COUNTER_MESSAGES_QUARANTINED);
-	log_event(LOG_LVL_INFO, tx->env->session_id, "event=quarantine queue_id=%s reason=\"%s\"", tx->env->queue_id,
-	    tx->env->quarantine_reason);
+	char rv[512];
+	log_event(LOG_LVL_INFO, tx->env->session_id, "event=quarantine queue_id=%s reason=%s", tx->env->queue_id,
+	    log_val(rv, sizeof(rv), tx->env->quarantine_reason));
 	smtp_tx_write_maildir(tx, tx->env->cfg->quarantine + 8, "quarantine write could not start");
 }
 

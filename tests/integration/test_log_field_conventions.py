@@ -151,9 +151,10 @@ check_line(mx3, 'tempfail', 'no backend', {'reason': 'no_backend', 'client': '12
 mx3.stop()
 
 
-def scripted_scanner(plugin, answer, tag, want_code, event, key, want, what):
+def scripted_scanner(plugin, answer, tag, want_code, event, key, want, what, options=None, **cfg):
     """A scripted peer for plugin (one connection at a time, each answered by answer(conn)),
-    a daemon using it, one message (want_code), and the value of key in its event line."""
+    a daemon using it (the plugin's options, cfg's keys), one message (want_code), and the
+    value of key in its event line."""
     srv = socket.socket()
     srv.bind(('127.0.0.1', 0))
     srv.listen(8)
@@ -170,9 +171,10 @@ def scripted_scanner(plugin, answer, tag, want_code, event, key, want, what):
                 except OSError:
                     pass
     threading.Thread(target=serve, daemon=True).start()
-    mxs = mt.Mxgate(mt.config([be.url], workers=1,
-                              plugins=[{'name': plugin, 'address': '127.0.0.1:%d' % srv.getsockname()[1]}]),
-                    name='mx-' + plugin)
+    pl = {'name': plugin, 'address': '127.0.0.1:%d' % srv.getsockname()[1]}
+    if options:
+        pl['options'] = options
+    mxs = mt.Mxgate(mt.config([be.url], workers=1, plugins=[pl], **cfg), name='mx-' + plugin + '-' + tag)
     code, _ = mt.send_mail(mxs.port, 'a@example.org', ['b@example.test'], mt.message(tag, 'x\r\n'))
     mt.check(code == want_code, '%s: the message gets %s: %s' % (plugin, want_code, code))
     d = check_line(mxs, event, what)
@@ -214,6 +216,11 @@ def rspamd_answer(conn):
 
 # clamd turns the name's blanks into '_'; the quotes stay and must be escaped
 scripted_scanner('clamd', clamd_answer, 'conv-virus', 554, 'virus', 'name', 'Odd_Name_"x"', "clamd's virus name")
+# the same name as a quarantine's reason: the quarantine line keeps its fields (it wrote
+# reason="virus Odd_Name_"x"" unescaped, and the line did not parse)
+scripted_scanner('clamd', clamd_answer, 'conv-qvirus', 250, 'quarantine', 'reason', 'virus Odd_Name_"x"',
+                 "clamd's quarantine reason", options={'action': 'quarantine'},
+                 quarantine='maildir:' + os.path.join(mt.TMP, 'conv-quarantine'))
 scripted_scanner('rspamd', rspamd_answer, 'conv-rspamd', 250, 'rspamd_result', 'action', 'odd "x" action',
                  "rspamd's action")
 def serve_forever(srv, answer):
