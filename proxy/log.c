@@ -1,6 +1,7 @@
 /* log.c — key=value event lines to stderr (with syslog priorities when it is the journal)
  * and optionally syslog. */
 #include "log.h"
+#include "domain.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -120,10 +121,39 @@ void log_enable_syslog(int on)
 
 static const char *const level_names[] = { "debug", "info", "warning", "error" };
 
-/* An octet that may stand in an unquoted value. */
+/* An ASCII octet that may stand in an unquoted value. */
 static int log_plain(unsigned char c)
 {
-	return c > ' ' && c != 0x7f && c != '"' && c != '\\';
+	return c > ' ' && c < 0x7f && c != '"' && c != '\\';
+}
+
+/* The length of the well-formed UTF-8 sequence of two to four octets at s[0..n)
+ * (domain_utf8_seq, RFC 3629 4) that is not a C1 control (U+0080-U+009F, which a terminal
+ * reads as CSI, OSC and the like; smtp_reply_printable's rule); 0 for anything else: a raw
+ * 0x80-0xff octet outside such a sequence is escaped as \xHH, not written to the log. */
+static size_t log_utf8_len(const unsigned char *s, size_t n)
+{
+	size_t k = s[0] >= 0x80 ? domain_utf8_seq(s, n) : 0;
+
+	return k == 2 && s[0] == 0xc2 && s[1] < 0xa0 ? 0 : k;
+}
+
+/* Whether v[0..len) may stand unquoted: printable ASCII but blank, '"' and '\\', and
+ * well-formed UTF-8 past the C1 controls. */
+static int log_plain_text(const char *v, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)v;
+
+	for (size_t i = 0; i < len; i++) {
+		size_t n;
+
+		if (log_plain(u[i]))
+			continue;
+		if (u[i] < 0x80 || (n = log_utf8_len(u + i, len - i)) == 0)
+			return 0;
+		i += n - 1;
+	}
+	return 1;
 }
 
 /* pre, v[0..len) and post as one value (see log.h). */
@@ -131,10 +161,8 @@ static const char *log_val_parts(char *buf, size_t cap, const char *pre, const c
     const char *post)
 {
 	size_t np = strlen(pre), nq = strlen(post), k = 0;
-	int plain = np + len + nq > 0;
+	int plain = np + len + nq > 0 && log_plain_text(v, len);
 
-	for (size_t i = 0; i < len && plain; i++)
-		plain = log_plain((unsigned char)v[i]);
 	if (plain && np + len + nq < cap) {
 		memcpy(buf, pre, np);
 		memcpy(buf + np, v, len);
@@ -148,18 +176,23 @@ static const char *log_val_parts(char *buf, size_t cap, const char *pre, const c
 		size_t n = part == 0 ? np : part == 1 ? len : nq;
 		for (size_t i = 0; i < n; i++) {
 			unsigned char c = (unsigned char)s[i];
+			size_t u8 = c >= 0x80 ? log_utf8_len((const unsigned char *)s + i, n - i) : 0;
 			if (k + 4 + 3 + 2 > cap) {
 				memcpy(buf + k, "...", 3);
 				k += 3;
 				goto done;
 			}
-			if (c == '"' || c == '\\') {
+			if (u8 > 0) {              /* a character whole, never cut in two */
+				memcpy(buf + k, s + i, u8);
+				k += u8;
+				i += u8 - 1;
+			} else if (c == '"' || c == '\\') {
 				buf[k++] = '\\';
 				buf[k++] = (char)c;
 			} else if (c == '\r' || c == '\n' || c == '\t') {
 				buf[k++] = '\\';
 				buf[k++] = c == '\r' ? 'r' : c == '\n' ? 'n' : 't';
-			} else if (c < ' ' || c == 0x7f) {
+			} else if (c < ' ' || c >= 0x7f) {
 				k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
 			} else {
 				buf[k++] = (char)c;
@@ -188,7 +221,8 @@ const char *log_addr(char *buf, size_t cap, const char *addr)
 }
 
 /* One line per event: a control octet that reached the text (a value not passed through
- * log_val) is written as \r, \n, \t or \xHH in place, within the line's room. */
+ * log_val) is written as \r, \n, \t or \xHH in place, within the line's room; so is an
+ * octet of a C1 control or of invalid UTF-8 (well-formed UTF-8 text stays). */
 static void log_escape_controls(char *line, size_t cap)
 {
 	size_t len = strlen(line);
@@ -198,8 +232,12 @@ static void log_escape_controls(char *line, size_t cap)
 		char esc[5];
 		size_t n;
 
-		if (c >= ' ' && c != 0x7f)
+		if (c >= ' ' && c < 0x7f)
 			continue;
+		if (c >= 0x80 && (n = log_utf8_len((const unsigned char *)line + i, len - i)) > 0) {
+			i += n - 1;
+			continue;
+		}
 		if (c == '\r' || c == '\n' || c == '\t')
 			n = (size_t)snprintf(esc, sizeof(esc), "\\%c", c == '\r' ? 'r' : c == '\n' ? 'n' : 't');
 		else

@@ -42,7 +42,9 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 
 /* Values of key=value pairs that come from outside (addresses, HELO names, user names,
  * backend replies): v as it is when it is non-empty and has no blank, control octet, '"' or
- * '\'; else in double quotes with \" \\ \r \n \t and \xHH escapes (UTF-8 stays as it is),
+ * '\' and is UTF-8 past the C1 controls; else in double quotes with \" \\ \r \n \t and \xHH
+ * escapes (well-formed UTF-8 stays as it is; a C1 control, raw or in UTF-8, and every octet
+ * that is no UTF-8 is \xHH, so no peer's text reaches a terminal as a control sequence),
  * cut to fit cap with "..." before the closing quote. log_addr does the same for the address
  * in angle brackets: from=<a@b.example>, from="<\"a b\"@b.example>". They return buf;
  * cap >= 16. */

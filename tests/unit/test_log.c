@@ -25,6 +25,20 @@ static void test_values(void **state)
 		{ "equals alone stays plain", "k=v", "k=v", "<k=v>" },
 		{ "controls", "a\r\nb\tc\x01", "\"a\\r\\nb\\tc\\x01\"", "\"<a\\r\\nb\\tc\\x01>\"" },
 		{ "UTF-8 stays", "j\xc3\xb6rg@b.example", "j\xc3\xb6rg@b.example", "<j\xc3\xb6rg@b.example>" },
+		{ "UTF-8 of three and four", "\xe2\x82\xac\xf0\x9f\x98\x80", "\xe2\x82\xac\xf0\x9f\x98\x80",
+		  "<\xe2\x82\xac\xf0\x9f\x98\x80>" },
+		{ "U+00A0 is no C1", "a\xc2\xa0" "b", "a\xc2\xa0" "b", "<a\xc2\xa0" "b>" },
+		/* a terminal reads these as CSI (0x9b) and NEL: escaped, quoted */
+		{ "raw C1", "a\x9b" "31mb", "\"a\\x9b31mb\"", "\"<a\\x9b31mb>\"" },
+		{ "C1 in UTF-8", "a\xc2\x9b" "31m\xc2\x85", "\"a\\xc2\\x9b31m\\xc2\\x85\"",
+		  "\"<a\\xc2\\x9b31m\\xc2\\x85>\"" },
+		{ "latin-1", "j\xf6rg", "\"j\\xf6rg\"", "\"<j\\xf6rg>\"" },
+		{ "cut sequence", "a\xe2\x82", "\"a\\xe2\\x82\"", "\"<a\\xe2\\x82>\"" },
+		{ "overlong", "\xc0\xaf\xe0\x80\xaf", "\"\\xc0\\xaf\\xe0\\x80\\xaf\"",
+		  "\"<\\xc0\\xaf\\xe0\\x80\\xaf>\"" },
+		{ "surrogate", "\xed\xa0\x80", "\"\\xed\\xa0\\x80\"", "\"<\\xed\\xa0\\x80>\"" },
+		{ "past U+10FFFF", "\xf4\x90\x80\x80", "\"\\xf4\\x90\\x80\\x80\"", "\"<\\xf4\\x90\\x80\\x80>\"" },
+		{ "DEL and 0xff", "a\x7f\xff", "\"a\\x7f\\xff\"", "\"<a\\x7f\\xff>\"" },
 	};
 	char buf[256];
 
@@ -60,6 +74,36 @@ static void test_cut(void **state)
 	}
 }
 
+/* Whatever the octets, the value is printable ASCII and well-formed UTF-8 past the C1
+ * controls (what a terminal shows as text), within cap: 20,000 random values. */
+static void test_random_octets(void **state)
+{
+	unsigned char in[64];
+	char buf[48];
+	unsigned int seed = 19;
+
+	(void)state;
+	for (int r = 0; r < 20000; r++) {
+		size_t n = (size_t)(rand_r(&seed) % (int)sizeof(in));
+		for (size_t i = 0; i < n; i++)
+			in[i] = (unsigned char)(rand_r(&seed) % 4 == 0 ? 0x80 + rand_r(&seed) % 0x80 : rand_r(&seed) % 256);
+		log_valn(buf, sizeof(buf), (const char *)in, n);
+		const unsigned char *o = (const unsigned char *)buf;
+		size_t len = strlen(buf);
+		assert_true(len < sizeof(buf));
+		for (size_t i = 0; i < len; i++) {
+			if (o[i] >= 0x20 && o[i] < 0x7f)
+				continue;
+			/* two to four octets of one character, none of U+0080-U+009F */
+			assert_true(o[i] >= 0xc2 && o[i] <= 0xf4 && !(o[i] == 0xc2 && o[i + 1] < 0xa0));
+			size_t k = o[i] < 0xe0 ? 2 : o[i] < 0xf0 ? 3 : 4;
+			for (size_t j = 1; j < k; j++)
+				assert_true(i + j < len && o[i + j] >= 0x80 && o[i + j] <= 0xbf);
+			i += k - 1;
+		}
+	}
+}
+
 /* log_event writes one line whatever the text holds. */
 static void test_one_line(void **state)
 {
@@ -75,6 +119,8 @@ static void test_one_line(void **state)
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test reply=\"250-a\r\n250 b\"");
 	memset(big, '\n', sizeof(big) - 1);
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test2 v=%s", big);
+	/* a value not passed through log_val: C1 controls and invalid UTF-8 escaped in place */
+	log_event(LOG_LVL_INFO, "0a0b0c", "event=test3 v=%s w=%s", "\xc2\x9b" "31m\x9b" "0m\xff", "j\xc3\xb6rg\xe2\x82");
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -83,10 +129,12 @@ static void test_one_line(void **state)
 	while (fgets(line, sizeof(line), f)) {
 		lines++;
 		assert_non_null(strstr(line, " 0a0b0c event=test"));
+		if (strstr(line, "event=test3 "))
+			assert_non_null(strstr(line, "event=test3 v=\\xc2\\x9b31m\\x9b0m\\xff w=j\xc3\xb6rg\\xe2\\x82\n"));
 	}
 	fclose(f);
 	unlink(path);
-	assert_int_equal(lines, 2);
+	assert_int_equal(lines, 3);
 }
 
 /* log_rated_note: every note counted, the first logged, the next ones not until every_ms
@@ -118,6 +166,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_random_octets),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),
 		cmocka_unit_test(test_rated),
