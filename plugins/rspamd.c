@@ -535,10 +535,8 @@ int rspamd_json_parse(const char *json, size_t len, struct rspamd_result *out,
 	json_ws(&j);
 	if (j.p != j.end || !out->has_score)
 		return -1;
-	/* keep the reply text printable for an SMTP line */
-	for (char *p = out->smtp_message; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			*p = ' ';
+	/* smtp_message as rspamd gave it: the reply it goes into is cleaned as every filter's
+	 * (plugins.c plugin_reply_clean: '?' for what is no text, UTF-8 kept) */
 	return 0;
 }
 

@@ -41,6 +41,11 @@ mt.check(scores == ['1.20'], 'score came back: %s' % scores)
 
 code, text = send(m.port, mt.message('r2', mt.GTUBE + '\r\n'))
 mt.check(code == 550 and 'Gtube pattern' in text and not be.by_tag('r2'), 'rspamd reject applied: %s %s' % (code, text))
+# rspamd's smtp_message with control characters: each one '?' as in every other filter's
+# reply (plugins.c plugin_reply_clean), UTF-8 text kept; rspamd.c made them blanks before
+code, text = send(m.port, mt.message('r2c', 'CTLMSG\r\n'))
+mt.check(code == 550 and text == '550 5.7.1 bad ?[31mred?[0m bell? csi?? caf\u00e9 end',
+         "rspamd's smtp_message with controls: '?' for each, UTF-8 kept (%s %r)" % (code, text))
 code, text = send(m.port, mt.message('r3', 'SOFTME\r\n'))
 mt.check(code == 451 and not be.by_tag('r3'), 'rspamd soft reject applied: %s %s' % (code, text))
 code, text = send(m.port, mt.message('r4', 'GARBAGEME\r\n'))

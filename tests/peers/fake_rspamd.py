@@ -43,6 +43,11 @@ def serve(c, log):
                    'symbols': {'GTUBE': {'name': 'GTUBE', 'score': 0.0, 'metric_score': 0.0,
                                          'description': 'GTUBE \\"test\\" \u00e9'}},
                    'messages': {'smtp_message': 'Gtube pattern'}, 'message-id': 'x@y'}
+        elif b'CTLMSG' in body:
+            # an smtp_message with a terminal colour (ESC), a bell, a C1 CSI (U+009B) and text
+            # past ASCII: the reply's cleaning is the shared one ('?' for what is no text)
+            res = {'is_skipped': False, 'score': 15.0, 'required_score': 15.0, 'action': 'reject', 'symbols': {},
+                   'messages': {'smtp_message': 'bad \x1b[31mred\x1b[0m bell\x07 csi\x9b caf\u00e9 end'}}
         elif b'REWRITE' in body:
             head = body.split(b'\r\n\r\n', 1)[0].decode('utf-8', 'replace')
             m = re.search(r'(?im)^Subject:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)', head)
