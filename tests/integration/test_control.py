@@ -15,6 +15,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -107,7 +108,7 @@ mt.wait_for(lambda: b.count() == cb + 10, 10)
 mt.check(a.count() == ca and b.count() == cb + 10, 'all of them went to B (A %d->%d, B %d->%d)' % (ca, a.count(), cb, b.count()))
 
 # survives a reload (SIGHUP and the control verb)
-mx.send_signal(__import__('signal').SIGHUP)
+mx.send_signal(signal.SIGHUP)
 mt.wait_for(lambda: ctl_json('status')['generation'] == 2, 10)
 rc, out, _ = ctl('reload')
 mt.check(rc == 0 and re.search(r'reloaded: generation 3', out), 'reload reports the new generation (%r)' % out.strip())
@@ -277,19 +278,35 @@ mx2.stop()
 # ---------------------------------------------------------------- a backend never seen up
 # Its latency is unknown, not 0 ms: null in JSON (as the text view's "-"), so a dashboard that
 # averages latency_ms is not pulled down by a dead server.
+# The dead one is down at its first refused probe, which can come before the live one's first
+# answer: the test read the live latency then, and on a busy machine got None (None > 0: the
+# test died). Here the live sink is stopped until the dead one shows down, so it always comes
+# first; the first round of probes is in when status says ready, and the state is read then.
 dead = 'smtp://127.0.0.1:%d' % mt.dead_port()
 sock3 = os.path.join(mt.TMP, 'control3.sock')
-mx3 = mt.Mxgate(mt.config([a.url, dead], control={'socket': sock3}), name='mx-ctl-dead', wait=False)
 
 
-def dead_state():
+def status3():
     rc, out, _ = ctl('--json', 'status', sock=sock3)
-    b = backend(json.loads(out), dead) if rc == 0 else None
+    return json.loads(out) if rc == 0 else None
+
+
+def dead_state(js):
+    b = backend(js, dead) if js else None
     return b and b['state']
 
 
-mt.wait_for(lambda: dead_state() == 'down', 20)
-js = json.loads(ctl('--json', 'status', sock=sock3)[1])
+os.kill(a.proc.pid, signal.SIGSTOP)
+try:
+    mx3 = mt.Mxgate(mt.config([a.url, dead], control={'socket': sock3}), name='mx-ctl-dead', wait=False)
+    mt.wait_for(lambda: dead_state(status3()) == 'down', 20)
+    js = status3() or {}
+    live = backend(js, a.url) if js else None
+    mt.check(js.get('ready') is False and live and live['latency_ms'] is None,
+             'the dead one down, the live one not answered yet: not ready, its latency unknown (%r)' % live)
+finally:
+    os.kill(a.proc.pid, signal.SIGCONT)
+js = mt.wait_for(lambda: (lambda j: j if j and j['ready'] and dead_state(j) == 'down' else None)(status3()), 20)
 mt.check(backend(js, dead)['state'] == 'down' and backend(js, dead)['latency_ms'] is None,
          'a backend never seen up: latency_ms null, not 0 (%r)' % backend(js, dead))
 mt.check(backend(js, a.url)['latency_ms'] > 0, '... while the live one has its latency')
