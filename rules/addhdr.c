@@ -31,33 +31,14 @@ static char *ah_take(struct strbuf *b)
 
 /* ---------------------------------------------------------------- Util::wrap */
 
-struct ah_piece { char *s; size_t n; };
-
 /* Columns as wrap counts them: a tab is 8. */
-static size_t ah_cols(const struct ah_piece *p)
+static size_t ah_cols(const char *s, size_t n)
 {
-	size_t c = p->n;
+	size_t c = n;
 
-	for (size_t i = 0; i < p->n; i++)
-		c += p->s[i] == '\t' ? 7 : 0;
+	for (const char *t = memchr(s, '\t', n); t; t = memchr(t + 1, '\t', n - (size_t)(t + 1 - s)))
+		c += 7;
 	return c;
-}
-
-static void ah_piece_add(struct ah_piece **v, size_t *n, size_t *cap, size_t at,
-    const char *s, size_t len)
-{
-	if (*n + 1 > *cap) {
-		*cap = *cap ? *cap * 2 : 32;
-		if ((*v = realloc(*v, *cap * sizeof(**v))) == NULL)
-			abort();
-	}
-	memmove(*v + at + 1, *v + at, (*n - at) * sizeof(**v));
-	if (((*v)[at].s = malloc(len + 1)) == NULL)
-		abort();
-	memcpy((*v)[at].s, s, len);
-	(*v)[at].s[len] = '\0';
-	(*v)[at].n = len;
-	(*n)++;
 }
 
 static bool ah_space(char c)
@@ -65,74 +46,90 @@ static bool ah_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+/* Util::wrap's state: its pieces are taken one at a time and the lines written as they are
+ * decided, into one buffer (no copy of a piece, no list of them). */
+struct ah_wrapper {
+	struct strbuf out;
+	size_t line;            /* where the line being filled ($arr[$pos]) starts in out */
+	size_t cols;            /* its columns */
+	size_t width;
+	const char *prefix;
+	size_t prefix_n, prefix_cols;
+	bool started, pos_mod, fresh, overflow;
+};
+
+/* One piece of split(/($break)/, ...): the loop of wrap for $arr[$pos+1] */
+static void ah_wrap_piece(struct ah_wrapper *w, const char *p, size_t n)
+{
+	size_t pc = ah_cols(p, n);
+
+	if (!w->started) {
+		strbuf_append(&w->out, p, n);
+		w->cols = pc;
+		w->started = true;
+		return;
+	}
+	for (;;) {
+		size_t l = w->cols;
+
+		if (w->pos_mod && !w->overflow)
+			l += pc;
+		/* a prefix wider than width alone would be split off again and again (wrap
+		 * loops there; no caller passes one): it takes the next piece */
+		if (l <= w->width || w->fresh) {
+			/* $arr[$pos] .= splice @arr, $pos+1, 1 */
+			strbuf_append(&w->out, p, n);
+			w->cols += pc;
+			w->pos_mod = true;
+			w->fresh = false;
+			return;
+		}
+		/* $arr[$pos] =~ s/\s+$//; the prefix starts the next line */
+		while (w->out.len > w->line && ah_space(w->out.v[w->out.len - 1]))
+			w->out.v[--w->out.len] = '\0';
+		strbuf_append(&w->out, "\n", 1);
+		w->line = w->out.len;
+		strbuf_append(&w->out, w->prefix, w->prefix_n);
+		w->cols = w->prefix_cols;
+		w->pos_mod = false;
+		w->fresh = true;
+	}
+}
+
 /* Util::wrap with overflow: true lets a line grow past width by its last piece. */
 static char *ah_wrap(const char *s, const char *prefix, const char *first, size_t width,
     bool after_comma, bool overflow)
 {
-	struct ah_piece *v = NULL;
-	size_t n = 0, cap = 0, pos = 0, len = strlen(s), start = 0;
-	bool pos_mod = false, fresh = false;
-	struct strbuf out = { 0 };
+	struct ah_wrapper w = { .width = width, .prefix = prefix, .prefix_n = strlen(prefix),
+	    .overflow = overflow };
+	size_t len = strlen(s), start = 0;
+	bool empty = false;     /* an empty piece after a comma or space, not yet taken */
 
+	w.prefix_cols = ah_cols(prefix, w.prefix_n);
+	if (first && *first)
+		ah_wrap_piece(&w, first, strlen(first));
 	/* split(/($break)/, $string): the fields and the captured separators between them
-	 * (\s: the white-space character; (?<=[\s,]): an empty one), trailing empty fields
-	 * dropped */
+	 * (\s: the white-space character; (?<=[\s,]): an empty one); trailing empty fields
+	 * dropped, so the empty one after the last comma or space waits for a field */
 	for (size_t i = 0; i < len; i++) {
 		if (!after_comma && ah_space(s[i])) {
-			ah_piece_add(&v, &n, &cap, n, s + start, i - start);
-			ah_piece_add(&v, &n, &cap, n, s + i, 1);
+			ah_wrap_piece(&w, s + start, i - start);
+			ah_wrap_piece(&w, s + i, 1);
 			start = i + 1;
 		} else if (after_comma && (ah_space(s[i]) || s[i] == ',')) {
-			ah_piece_add(&v, &n, &cap, n, s + start, i + 1 - start);
-			ah_piece_add(&v, &n, &cap, n, "", 0);
+			if (empty)
+				ah_wrap_piece(&w, "", 0);
+			ah_wrap_piece(&w, s + start, i + 1 - start);
+			empty = true;
 			start = i + 1;
 		}
 	}
-	ah_piece_add(&v, &n, &cap, n, s + start, len - start);
-	while (n > 0 && v[n - 1].n == 0)
-		free(v[--n].s);
-	if (first && *first)
-		ah_piece_add(&v, &n, &cap, 0, first, strlen(first));
-	while (n > 0 && n - 1 > pos) {
-		size_t l = ah_cols(&v[pos]);
-
-		if (pos_mod && !overflow)
-			l += ah_cols(&v[pos + 1]);
-		/* a prefix wider than width alone would be split off again and again (wrap
-		 * loops there; no caller passes one): it takes the next piece */
-		if (l <= width || fresh) {
-			/* $arr[$pos] .= splice @arr, $pos+1, 1 */
-			char *m = malloc(v[pos].n + v[pos + 1].n + 1);
-
-			if (m == NULL)
-				abort();
-			memcpy(m, v[pos].s, v[pos].n);
-			memcpy(m + v[pos].n, v[pos + 1].s, v[pos + 1].n + 1);
-			free(v[pos].s);
-			free(v[pos + 1].s);
-			v[pos].s = m;
-			v[pos].n += v[pos + 1].n;
-			memmove(v + pos + 1, v + pos + 2, (n - pos - 2) * sizeof(*v));
-			n--;
-			pos_mod = true;
-			fresh = false;
-		} else {
-			while (v[pos].n > 0 && ah_space(v[pos].s[v[pos].n - 1]))
-				v[pos].s[--v[pos].n] = '\0';
-			pos++;
-			pos_mod = false;
-			ah_piece_add(&v, &n, &cap, pos, prefix, strlen(prefix));
-			fresh = true;
-		}
+	if (start < len) {
+		if (empty)
+			ah_wrap_piece(&w, "", 0);
+		ah_wrap_piece(&w, s + start, len - start);
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			ah_puts(&out, "\n");
-		strbuf_append(&out, v[i].s, v[i].n);
-		free(v[i].s);
-	}
-	free(v);
-	return ah_take(&out);
+	return ah_take(&w.out);
 }
 
 char *addhdr_wrap(const char *s, const char *prefix, const char *first, size_t width,

@@ -101,9 +101,12 @@ SINCE = {
     # container walker in the JSON reader
     # moved to the merge of w-fuzz (session 18): its campaign ran the harness before w-rspamd2's
     # w-rspamd3: the HTTP splitter's Message-Offset (rspamd's body block), orders kept negative
-    'fuzz_rspamd_reply': '2026-12-05T03:32Z',
+    # moved to the merge of w-fuzz (session 19): its campaigns (03:48Z, 04:12Z) ran the harness
+    # before w-rspamd3's
+    'fuzz_rspamd_reply': '2026-12-05T04:33Z',
     # a plugin's reply text as the client gets it (plugins_reply_fuzz)
-    'fuzz_plugin_output': '2026-12-04T17:20Z',
+    # session 19's w-left2: the same octet check as fuzz_backend_reply (smtp_reply_printable)
+    'fuzz_plugin_output': '2026-12-05T03:30Z',
     # w-relay2: a reply's text holds no NUL (the reader shows one as '?')
     # moved to the merge of w-fuzz: its campaign (20:37Z) ran the harness before w-relay2's
     # session 18's w-left: no control octet left in a reply's text (shown as '?');

@@ -166,6 +166,18 @@ static void test_report_lines(void **state)
 	free(buf);
 }
 
+struct wrap_row { const char *s, *prefix, *first; size_t width; bool after_comma; const char *want; };
+
+static const struct wrap_row wrap_rows[] = {
+	{ "a  b\tc,d ,e", "\t", "X-Spam: ", 10, true, "X-Spam: a\n\n\tb\n\tc,\n\td\n\t,e" },
+	{ "a  b\tc,d ,e", "\t", "X-Spam: ", 10, false, "X-Spam: a\n\t b\n\n\tc,d\n\n\t,e" },
+	{ "word  word\t\tword   ", ">", "", 6, false, "word\n>word\n>\n>\n>\n>word\n>  " },
+	{ "a,,b, ,c", ">", "", 2, true, "a,\n>,\n>b,\n>\n>,\n>c" },
+	{ " , ", "  ", "", 0, true, "\n\n  ,\n\n   " },
+	{ "tests=A,B,C_LONG_RULE_NAME,D", "\t", "tests=", 12, true,
+	  "tests=tests=A,\n\tB,\n\tC_LONG_RULE_NAME,\n\tD" },
+};
+
 static void test_wrap(void **state)
 {
 	char *w;
@@ -184,6 +196,15 @@ static void test_wrap(void **state)
 	w = addhdr_wrap("a,b,c,", ">", "", 3, true);
 	assert_string_equal(w, "a,\n>b,\n>c,");
 	free(w);
+	/* runs of blanks, tabs (8 columns), empty pieces after commas, a line of the prefix
+	 * and blanks trimmed to nothing (the callers drop such lines): the output of the
+	 * piece-list implementation before the one-buffer one, octet for octet */
+	for (size_t i = 0; i < sizeof(wrap_rows) / sizeof(wrap_rows[0]); i++) {
+		w = addhdr_wrap(wrap_rows[i].s, wrap_rows[i].prefix, wrap_rows[i].first,
+		    wrap_rows[i].width, wrap_rows[i].after_comma);
+		assert_string_equal(w, wrap_rows[i].want);
+		free(w);
+	}
 }
 
 /* get_content_preview over the body lines (the Subject's left out), and the summary lines
