@@ -259,9 +259,19 @@ static void from_mailbox_end(struct from_scan *s)
 			s->unusable = true;
 			goto reset;
 		}
+		/* NFC can map a U-label's character to ASCII that is no host name (U+037E -> ';'):
+		 * the A-label form is held to the same octets as an ASCII domain */
 		o = 0;
-		for (const char *p = ascii; *p != '\0'; p++)
-			dom[o++] = (char)tolower((unsigned char)*p);
+		for (const char *p = ascii; *p != '\0'; p++) {
+			unsigned char c = (unsigned char)*p;
+
+			if (!(isalnum(c) || c == '-' || c == '.' || c == '_')) {
+				idn2_free(ascii);
+				s->unusable = true;
+				goto reset;
+			}
+			dom[o++] = (char)tolower(c);
+		}
 		dom[o] = '\0';
 		idn2_free(ascii);
 	}
