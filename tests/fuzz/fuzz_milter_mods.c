@@ -54,6 +54,7 @@
 #include "plugins/milter.h"
 #include "plugins/milter_proto.h"
 #include "plugins/plugins.h"
+#include "smtp_reply.h"
 
 #define FZ_MAX_FRAME (1024u * 1024u)
 
@@ -170,6 +171,7 @@ static void fz_ops(struct fz_in *in, struct milter_buf *out, struct fz_sent *sen
 				k = sizeof(sent->qreason) - 1;
 			memcpy(sent->qreason, f.data, k);
 			sent->qreason[k] = '\0';
+			smtp_reply_printable(sent->qreason, k);	/* the host's censor (plugins.c) */
 			sent->quarantine = true;
 			break;
 		}
