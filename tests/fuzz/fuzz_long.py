@@ -114,7 +114,8 @@ SINCE = {
     'fuzz_backend_reply': '2026-12-05T01:08Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
-    'fuzz_milter_mods': '2026-12-04T21:42Z',
+    # session 19: the expected quarantine reason is the host's censored one (w-left2)
+    'fuzz_milter_mods': '2026-12-05T05:08Z',
 }
 
 
