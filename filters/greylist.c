@@ -1238,6 +1238,16 @@ static const char *gl_log_rcpt(struct hook_call *call)
 	return env->cur_rcpt ? env->cur_rcpt : "";
 }
 
+/* The sender and the recipient a decision's log line names, made safe for the line. */
+static void gl_log_names(struct hook_call *call, char *from, size_t fromlen, char *rcpt,
+    size_t rcptlen)
+{
+	const struct hook_env *env = hook_call_env(call);
+
+	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, fromlen);
+	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, rcptlen);
+}
+
 static uint64_t gl_timeout_ms(void *wstate)
 {
 	struct gl_worker *w = wstate;
@@ -1375,8 +1385,7 @@ static void gl_finish(struct hook_call *call, bool pass, uint64_t wait_s, const 
 	}
 	char from[200], rcpt[200];
 
-	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
+	gl_log_names(call, from, sizeof(from), rcpt, sizeof(rcpt));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=greylist client=%s from=<%s> rcpt=<%s> wait=%llu store=%s%s", env->client_ip,
 	    from, rcpt, (unsigned long long)wait_s, store,
@@ -1404,8 +1413,7 @@ static void gl_allow(struct hook_call *call, enum gl_count r, const char *what)
 		return;
 	}
 	gl_count(r);
-	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
+	gl_log_names(call, from, sizeof(from), rcpt, sizeof(rcpt));
 	ratelimit_safe_copy(name ? name : "unknown", host, sizeof(host));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=greylist_allow reason=%s client=%s client_name=%s from=<%s> rcpt=<%s>%s%s",
@@ -1431,8 +1439,7 @@ static void gl_trap_refuse(struct gl_worker *w, struct hook_call *call, uint64_t
 	struct verdict v;
 
 	gl_count(GL_COUNT_TRAP_REFUSED);
-	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(gl_log_rcpt(call), rcpt, sizeof(rcpt));
+	gl_log_names(call, from, sizeof(from), rcpt, sizeof(rcpt));
 	log_event(LOG_LVL_INFO, env->session_id,
 	    "event=greylist_trapped client=%s from=<%s> rcpt=<%s> left=%llu store=%s%s", env->client_ip,
 	    from, rcpt, (unsigned long long)left_s, store,
@@ -1453,8 +1460,7 @@ static void gl_trap_now(struct gl_worker *w, struct hook_call *call, const char 
 	char from[200], rcpt[200];
 
 	gl_count(GL_COUNT_TRAPPED);
-	ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-	ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+	gl_log_names(call, from, sizeof(from), rcpt, sizeof(rcpt));
 	log_event(LOG_LVL_WARNING, env->session_id,
 	    "event=greylist_trap client=%s from=<%s> rcpt=<%s> ttl=%llu store=%s", env->client_ip,
 	    from, rcpt, (unsigned long long)(w->cfg->trap_ttl / 1000), store);
