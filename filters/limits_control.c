@@ -451,6 +451,18 @@ out:
 	return rc;
 }
 
+/* A write whose key then gets its expiry: v (the write's reply) freed and replaced by
+ * PEXPIRE's when the write succeeded; returned as is (NULL, an error reply) when not. */
+static redisReply *lc_redis_expire_after(redisContext *rc, redisReply *v, const char *key,
+    uint64_t ms)
+{
+	if (v && v->type != REDIS_REPLY_ERROR) {
+		freeReplyObject(v);
+		v = redisCommand(rc, "PEXPIRE %s %llu", key, (unsigned long long)ms);
+	}
+	return v;
+}
+
 /* gw's write here and now (no worker holds the store). */
 static int lc_gl_lmdb_write(const struct greylist_config *c, const struct greylist_write *gw,
     char *err, size_t errlen)
@@ -512,11 +524,8 @@ static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
 
 		snprintf(first, sizeof(first), "%.0f", atof(tm->element[0]->str) * 1000 +
 		    atof(tm->element[1]->str) / 1000 - (double)t->age_ms);
-		v = redisCommand(rc, "HSET %s first %s pass 1", key, first);
-		if (v && v->type != REDIS_REPLY_ERROR) {
-			freeReplyObject(v);
-			v = redisCommand(rc, "PEXPIRE %s %llu", key, (unsigned long long)c->expire);
-		}
+		v = lc_redis_expire_after(rc, redisCommand(rc, "HSET %s first %s pass 1", key, first),
+		    key, c->expire);
 	}
 	if (op != GL_SHOW && (v == NULL || v->type == REDIS_REPLY_ERROR))
 		goto fail;
@@ -1136,11 +1145,8 @@ static int lc_ip_redis(const struct greylist_config *c, const char *client, int 
 	if (now == GREYLIST_IP_NONE && *was != GREYLIST_IP_NONE) {
 		v = redisCommand(rc, "DEL %s", key);
 	} else if (op == GLIP_ALLOW || op == GLIP_TRAP) {
-		v = redisCommand(rc, "HSET %s s %d t %llu", key, now, (unsigned long long)lc_wall_ms());
-		if (v && v->type != REDIS_REPLY_ERROR) {
-			freeReplyObject(v);
-			v = redisCommand(rc, "PEXPIRE %s %llu", key, (unsigned long long)ttl_ms);
-		}
+		v = lc_redis_expire_after(rc, redisCommand(rc, "HSET %s s %d t %llu", key, now,
+		    (unsigned long long)lc_wall_ms()), key, ttl_ms);
 	} else {
 		ret = 0;                /* nothing to change */
 		goto out;
