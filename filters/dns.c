@@ -981,30 +981,22 @@ txt_fail:
 		ares_free_data(list);
 		return DNS_S_ERROR;
 	}
-	case DNS_T_PTR: {
-		size_t skipped = 0;
-
-		/* our own reader, not ares_parse_ptr_reply: c-ares 1.18 refuses the whole answer
-		 * (EBADRESP, a temporary failure) when one name holds a character a host name
-		 * cannot, so a hostile PTR made the client's name "try again" and hid a good
-		 * name next to it; a malformed name is no name (Postfix: "unknown", 5xx) */
-		if (dns_reply_ptr_names(abuf, alen > 0 ? (size_t)alen : 0, res, 16, &skipped) < 0)
-			return DNS_S_ERROR;
-		if (skipped > 0)
-			log_event(LOG_LVL_INFO, NULL, "event=dns_malformed_name type=ptr skipped=%zu kept=%zu",
-			    skipped, res->n);
-		break;
-	}
+	case DNS_T_PTR:
 	case DNS_T_MX: {
 		size_t skipped = 0;
+		bool mx = t == DNS_T_MX;
 
-		/* our own reader too: the null MX (RFC 7505, "0 .") is an answer, not a malformed
-		 * one, and an exchange no host name can be is skipped, not the whole answer */
-		if (dns_reply_mx_names(abuf, alen > 0 ? (size_t)alen : 0, res, 32, &skipped) < 0)
+		/* our own reader, not ares_parse_ptr_reply / ares_parse_mx_reply: c-ares 1.18
+		 * refuses the whole answer (EBADRESP, a temporary failure) when one name holds a
+		 * character a host name cannot, so a hostile PTR made the client's name "try
+		 * again" and hid a good name next to it; a malformed name is no name (Postfix:
+		 * "unknown", 5xx). An MX of the root (RFC 7505's null MX, "0 .") is an answer. */
+		if (dns_reply_names(abuf, alen > 0 ? (size_t)alen : 0, res, mx ? 32 : 16, &skipped,
+		    mx ? 15 : 12) < 0)
 			return DNS_S_ERROR;
 		if (skipped > 0)
-			log_event(LOG_LVL_INFO, NULL, "event=dns_malformed_name type=mx skipped=%zu kept=%zu",
-			    skipped, res->n);
+			log_event(LOG_LVL_INFO, NULL, "event=dns_malformed_name type=%s skipped=%zu kept=%zu",
+			    mx ? "mx" : "ptr", skipped, res->n);
 		break;
 	}
 	default:
