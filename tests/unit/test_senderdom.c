@@ -1,6 +1,8 @@
 /* test_senderdom.c — the sender-domain check's decision table (senderdom_decide), one row
  * per case of what the DNS said, and its helpers: which addresses are public, how an MX
- * answer item reads. The module against a real DNS server: tests/integration/
+ * answer item reads; the module through the chain against an in-loop fake DNS server
+ * (fake_dns.h): an address only, NXDOMAIN, SERVFAIL, no answer, the skips, a session freed
+ * while its lookup runs. The module against a real DNS server: tests/integration/
  * test_sender_domain.py. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,10 @@
 #include <string.h>
 
 #include "filters/senderdom.h"
+#include "proxy/config.h"
+#include "proxy/hook.h"
+#include "fake_dns.h"
+#include "stage_fixture.h"
 
 #define OK DNS_S_OK
 #define NX DNS_S_NXDOMAIN
@@ -137,6 +143,189 @@ static void test_names(void **state)
 	assert_string_equal(senderdom_result_name(SENDERDOM_TEMPERROR), "temperror");
 }
 
+
+/* ---- the module through the chain ---------------------------------------------------- */
+
+static const struct fake_rr zone[] = {
+	{ "aonly.test", 1, "198.51.100.7", 300 },
+};
+
+struct fixture {
+	uv_loop_t loop;
+	uv_timer_t timer;
+	struct fake_dns fd;
+	char resolver[64];
+	char *resolvers[1];
+	struct mx_config cfg;
+	struct chain_entry entries[1];
+	struct chain_modules mods;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct senderdom_config *c = &f->cfg.sender_domain;
+	void *ws = NULL;
+
+	uv_loop_init(&f->loop);
+	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
+	f->resolvers[0] = f->resolver;
+	f->cfg.hostname = "mx.example.test";
+	f->cfg.dns.resolvers.v = f->resolvers;
+	f->cfg.dns.resolvers.n = 1;
+	f->cfg.dns.timeout = 300;
+	f->cfg.dns.tries = 1;
+	f->cfg.dns.negative_ttl = 60000;
+	f->cfg.dns.max_ttl = 3600000;
+	f->cfg.dns.cache_size = 1000;
+	c->enabled = true;
+	c->unknown_code = 450;
+	c->skip_allowed = true;
+	c->scores = (struct senderdom_scores_config){ 3, 5, 2, 0 };
+	assert_int_equal(senderdom_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_non_null(ws);
+	f->entries[0] = (struct chain_entry){ &senderdom_module, ws, senderdom_module.stages(ws), "sender_domain" };
+	f->mods.v = f->entries;
+	f->mods.n = 1;
+	f->mods.any_stages = f->entries[0].stages;
+	uv_timer_init(&f->loop, &f->timer);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	senderdom_module.worker_free(f->entries[0].wstate);
+	uv_close((uv_handle_t *)&f->timer, NULL);
+	fake_dns_stop(&f->fd);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	free(f);
+	return 0;
+}
+
+/* MAIL FROM sender through the chain; the verdict, the queries it cost in *asked. */
+static struct verdict mail(struct fixture *f, struct stage_sess *s, const char *sender, int *asked)
+{
+	struct verdict v;
+	int before = f->fd.queries;
+
+	s->env.mail_from = (char *)sender;
+	stage_run(&f->loop, s, HOOK_MAIL, &v);
+	*asked = f->fd.queries - before;
+	return v;
+}
+
+static void test_chain_rows(void **state)
+{
+	static const struct {
+		const char *label, *sender, *symbol;
+		enum verdict_action want;
+		int code;
+		const char *reply;
+		int asked;              /* queries to the server (-1: any) */
+	} rows[] = {
+		{ "no MX, an A record", "a@aonly.test", NULL, VERDICT_CONTINUE, 0, "", -1 },
+		{ "NXDOMAIN: MX asked only", "a@nx1.test", "SENDER_DOMAIN_UNKNOWN", VERDICT_TEMPFAIL, 450,
+		  "4.1.8 Sender address rejected: Domain not found", 1 },
+		{ "the same, another case and a trailing dot: cached", "b@NX1.Test.", "SENDER_DOMAIN_UNKNOWN",
+		  VERDICT_TEMPFAIL, 450, "4.1.8", 0 },
+		{ "SERVFAIL everywhere: on_error tempfail", "a@servfail.one.test", "SENDER_DOMAIN_TEMPERROR",
+		  VERDICT_TEMPFAIL, 451, "4.4.3", -1 },
+		{ "no answer at all: the timeouts, then on_error", "a@drop.one.test", "SENDER_DOMAIN_TEMPERROR",
+		  VERDICT_TEMPFAIL, 451, "4.4.3", 3 },
+		{ "the null sender", "", NULL, VERDICT_CONTINUE, 0, "", 0 },
+		{ "no domain", "postmaster", NULL, VERDICT_CONTINUE, 0, "", 0 },
+		{ "an address literal", "a@[192.0.2.1]", NULL, VERDICT_CONTINUE, 0, "", 0 },
+		{ "not a host name (no A-label form): unknown without a query", "a@x\xff.test",
+		  "SENDER_DOMAIN_UNKNOWN", VERDICT_TEMPFAIL, 450, "4.1.8", 0 },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct stage_sess s;
+		struct verdict v;
+		int asked;
+
+		stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+		v = mail(f, &s, rows[i].sender, &asked);
+		if (v.action != rows[i].want || (rows[i].code && v.code != rows[i].code) ||
+		    strncmp(v.reply, rows[i].reply, strlen(rows[i].reply)) != 0)
+			fail_msg("%s: %d %d %s", rows[i].label, v.action, v.code, v.reply);
+		if (rows[i].asked >= 0 && asked != rows[i].asked)
+			fail_msg("%s: %d queries, want %d", rows[i].label, asked, rows[i].asked);
+		if (rows[i].symbol && hook_env_find_symbol(&s.env, rows[i].symbol) == NULL)
+			fail_msg("%s: no %s", rows[i].label, rows[i].symbol);
+		if (!rows[i].symbol && s.env.nsymbols != 0)
+			fail_msg("%s: unexpected %s", rows[i].label, s.env.symbols[0].name);
+		stage_sess_free(&s);
+	}
+}
+
+/* An authenticated client, and one allow-listed by an earlier module, are not checked. */
+static void test_chain_skips(void **state)
+{
+	struct fixture *f = *state;
+	struct stage_sess s;
+	int asked;
+
+	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	s.env.auth_user = "alice";
+	assert_int_equal(mail(f, &s, "a@nx2.test", &asked).action, VERDICT_CONTINUE);
+	assert_int_equal(asked, 0);
+	stage_sess_free(&s);
+
+	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	hook_env_add_symbol(&s.env, "REP_ALLOW", -5, "allow-listed");
+	assert_int_equal(mail(f, &s, "a@nx2.test", &asked).action, VERDICT_CONTINUE);
+	assert_int_equal(asked, 0);
+	stage_sess_free(&s);
+
+	/* action: score refuses nothing, the symbol stays */
+	f->cfg.sender_domain.action = SENDERDOM_ACTION_SCORE;
+	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	assert_int_equal(mail(f, &s, "a@nx2.test", &asked).action, VERDICT_CONTINUE);
+	assert_int_equal(asked, 1);
+	assert_non_null(hook_env_find_symbol(&s.env, "SENDER_DOMAIN_UNKNOWN"));
+	stage_sess_free(&s);
+	f->cfg.sender_domain.action = SENDERDOM_ACTION_REJECT;
+}
+
+static void stage_ignore_cb(void *arg, const struct verdict *v)
+{
+	(void)v;
+	(*(int *)arg)++;
+}
+
+static void test_timer_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+
+/* The session goes away while its lookup waits: nothing is called back into it (ASan). */
+static void test_chain_freed_mid_lookup(void **state)
+{
+	struct fixture *f = *state;
+	struct stage_sess s;
+	uv_timer_t t;
+	int done = 0, fired = 0;
+
+	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	s.env.mail_from = "a@drop.two.test";
+	chain_run(&s.chain, HOOK_MAIL, stage_ignore_cb, &done);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(done, 0);
+	stage_sess_free(&s);
+	uv_timer_init(&f->loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, test_timer_cb, 800, 0);   /* past the queries' deadlines */
+	while (!fired)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(done, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -144,6 +333,9 @@ int main(void)
 		cmocka_unit_test(test_public),
 		cmocka_unit_test(test_mx_item),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test_setup_teardown(test_chain_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_skips, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chain_freed_mid_lookup, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
