@@ -520,6 +520,14 @@ static const char *sd_skip_reason(const struct sd_worker *w, const struct hook_e
 	return NULL;
 }
 
+/* A client not checked whatever its sender (authenticated, allowed, allow-listed): its MAIL
+ * stage completes at once, so a pipelining client's next transaction may go ahead. */
+static bool sd_settled(void *wstate, int slot, const struct hook_env *env, enum hook_stage st)
+{
+	(void)slot;
+	return st != HOOK_MAIL || sd_skip_reason(wstate, env) != NULL;
+}
+
 static void sd_run(void *wstate, int slot, struct hook_call *call)
 {
 	struct sd_worker *w = wstate;
@@ -616,4 +624,5 @@ const struct hook_module senderdom_module = {
 	.timeout_ms = sd_timeout_ms,
 	.on_error = sd_on_error,
 	.cancel = sd_cancel,
+	.settled = sd_settled,
 };

@@ -273,13 +273,16 @@ static void test_chain_skips(void **state)
 	int asked;
 
 	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	assert_false(chain_settled(&s.chain, HOOK_MAIL));   /* the next sender will be asked */
 	s.env.auth_user = "alice";
+	assert_true(chain_settled(&s.chain, HOOK_MAIL));    /* never asked: may go ahead */
 	assert_int_equal(mail(f, &s, "a@nx2.test", &asked).action, VERDICT_CONTINUE);
 	assert_int_equal(asked, 0);
 	stage_sess_free(&s);
 
 	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
 	hook_env_add_symbol(&s.env, "REP_ALLOW", -5, "allow-listed");
+	assert_true(chain_settled(&s.chain, HOOK_MAIL));
 	assert_int_equal(mail(f, &s, "a@nx2.test", &asked).action, VERDICT_CONTINUE);
 	assert_int_equal(asked, 0);
 	stage_sess_free(&s);
