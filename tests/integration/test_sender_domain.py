@@ -11,12 +11,13 @@
 - a trailing dot and any case are the same domain; a U-label domain is looked up as its
   A-label (SMTPUTF8);
 - not checked: the null sender, an address literal, a domain of accept_domains, a client in
-  `allow`;
+  `allow`, a client authenticated by SMTP AUTH against a real Dovecot;
 - action: score refuses nothing and logs action=score; unknown_code: 550 gives 550 5.1.8;
 - check_mx_hosts: an MX host on loopback, one that does not resolve, and a domain whose own
   (implicit MX) address is private are refused; a public MX host passes;
 - mxgate_sender_domain_checks_total{result} counts what was decided.
 """
+import base64
 import os
 import re
 import sys
@@ -166,5 +167,33 @@ mx = daemon('mx-senderdom-nohosts')
 for sender in ('a@loopmx.example', 'a@nohostmx.example', 'a@privonly.example'):
     code, text, _ = mail_from(mx, sender)
     mt.check(code == 250, 'without check_mx_hosts: %s accepted (%s %s)' % (sender, code, text))
+mx.stop()
+# an authenticated client (SMTP AUTH, Dovecot) is not checked; the same daemon checks an
+# unauthenticated one
+dv = mt.dovecot({'alice': 'secret'})
+crt, key = mt.cert()
+cfg = mt.config([be.url], listen=[{'address': '127.0.0.1:0', 'tls': 'implicit', 'submission': True},
+                                  {'address': '127.0.0.1:0'}],
+                tls={'certificate': crt, 'key': key}, auth={'dovecot': dv.sock, 'timeout': '10s'},
+                dns={'resolvers': ['127.0.0.1:%d' % dns.port], 'timeout': '1s', 'tries': 1},
+                sender_domain={'enabled': True})
+mx = mt.Mxgate(cfg, name='mx-senderdom-auth')
+c = mt.Client(mx.ports[0], tls=True)
+try:
+    c.ehlo('client.example')
+    code, text = c.cmd('AUTH PLAIN ' + base64.b64encode(b'\0alice\0secret').decode())
+    mt.check(code == 235, 'AUTH PLAIN against Dovecot (%s %s)' % (code, text))
+    code, text = c.cmd('MAIL FROM:<a@nx3.example>')
+    mt.check(code == 250 and asked('nx3.example', 'MX') == 0,
+             'an authenticated client: its sender is not looked up (%s %s)' % (code, text))
+finally:
+    c.close()
+c = mt.Client(mx.ports[1])
+try:
+    c.ehlo('client.example')
+    code, text = c.cmd('MAIL FROM:<a@nx3.example>')
+    mt.check(code == 450, 'the same sender unauthenticated: 450 (%s %s)' % (code, text))
+finally:
+    c.close()
 mx.stop()
 mt.finish()
