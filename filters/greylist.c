@@ -1334,8 +1334,8 @@ static void gl_fail_open(struct hook_call *call, enum gl_error e, const char *st
 	char from[200], rcpt[200];
 
 	if (log_now) {
-		ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-		ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+		/* at DATA the triplet's recipient is the first (gl_call_rcpt), not cur_rcpt */
+		gl_log_names(call, from, sizeof(from), rcpt, sizeof(rcpt));
 		log_event(LOG_LVL_WARNING, env->session_id, "event=greylist_error reason=%s store=%s "
 		    "client=%s from=<%s> rcpt=<%s> action=pass errors=%llu detail=\"%s\"",
 		    gl_error_reasons[e], store, env->client_ip, from, rcpt, n, gl_error_texts[e]);
