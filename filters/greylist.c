@@ -1157,6 +1157,31 @@ static void gl_write_lmdb_cb(void *arg, int status)
 	gl_write_part_end(gw);
 }
 
+static pthread_mutex_t gl_seen_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A client record's verb (gw->want_seen): the record w has for gw's key before the verb's
+ * write, its queue first, kept in gw when it is live, not the verb's own record and the
+ * newest seen so far. */
+static void gl_write_see(struct gl_worker *w, struct greylist_write *gw)
+{
+	unsigned char val[GREYLIST_RECORD_LEN];
+	size_t len = 0;
+	uint64_t since, exp, kept_since = 0;
+
+	if (lmdb_writer_get(w->wr, gw->key, strlen(gw->key), val, sizeof(val), &len) != 1 ||
+	    greylist_ip_decode(val, len, gl_wall_ms(), &since, &exp) == GREYLIST_IP_NONE ||
+	    (len == gw->vlen && memcmp(val, gw->val, len) == 0))
+		return;         /* none, or the verb's own (another worker's batch applied first) */
+	pthread_mutex_lock(&gl_seen_mu);
+	if (gw->seen_len > 0)
+		greylist_ip_decode(gw->seen, gw->seen_len, 0, &kept_since, &exp);
+	if (gw->seen_len == 0 || since > kept_since) {
+		memcpy(gw->seen, val, len);
+		gw->seen_len = len;
+	}
+	pthread_mutex_unlock(&gl_seen_mu);
+}
+
 /* Does gw's part on w's loop (the mailbox's run): an LMDB write after what w queued, or the
  * Redis writes of the key w queued forgotten. A request for the other kind of store (a
  * reload between the two) is no part of w's. */
@@ -1172,6 +1197,8 @@ static void gl_write_run(void *owner, void *msg)
 		gl_write_part_end(gw);
 		return;
 	}
+	if (gw->want_seen)
+		gl_write_see(w, gw);
 	rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
 	    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
 

@@ -209,6 +209,13 @@ struct greylist_write {
 	unsigned char val[GREYLIST_RECORD_LEN];
 	size_t vlen;
 	bool redis;
+	/* A client record's verb (LMDB): each worker reads key before its write, its queue
+	 * first (lmdb_writer_get: a trap it made in the last batch interval is there, not in the
+	 * map yet); the live record with the latest since is kept in seen (seen_len 0: none),
+	 * valid in done. */
+	bool want_seen;
+	unsigned char seen[GREYLIST_RECORD_LEN];
+	size_t seen_len;
 	/* Called once every worker's part is done (an LMDB batch applied or failed, a Redis
 	 * queue's writes of key forgotten): on the thread of the last worker's loop. */
 	void (*done)(struct greylist_write *gw);

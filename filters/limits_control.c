@@ -943,6 +943,19 @@ static void lc_gl_pending_closed_cb(uv_handle_t *h)
 	free(h->data);
 }
 
+/* A client record's verb: the state it found is the workers' (what they had queued, newer
+ * than the map the verb read first) when one had a live record. */
+static void lc_ip_seen(struct lc_gl_pending *p)
+{
+	uint64_t since, exp, wall = lc_wall_ms();
+	int was = greylist_ip_decode(p->gw.seen, p->gw.seen_len, wall, &since, &exp);
+
+	if (was == GREYLIST_IP_NONE)
+		return;
+	p->was = was;
+	p->was_left_ms = exp > wall ? exp - wall : 0;
+}
+
 /* Main loop: every worker's batch with the write is applied (or failed); the reply. */
 static void lc_gl_pending_answer_cb(uv_async_t *a)
 {
@@ -956,6 +969,7 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 		    p->gw.workers);
 		control_reply_done(p->reply, -1);
 	} else if (p->ipop) {
+		lc_ip_seen(p);
 		lc_ip_reply(out, p->json, p->ipop - 1, p->triplet, "lmdb", p->was, p->was_left_ms, p->ttl_ms);
 		control_reply_done(p->reply, 0);
 	} else if (p->gw.redis) {
@@ -1243,6 +1257,7 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 			p->gw.vlen = sizeof(p->gw.val);
 		}
 		p->ipop = op + 1;
+		p->gw.want_seen = true;
 		p->was = was;
 		p->was_left_ms = left_ms;
 		p->ttl_ms = ttl_ms;
