@@ -188,6 +188,10 @@ int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_
 /* + triplet: Redis, the time (ms, Redis's clock) the control verb deleted the triplet; a
  * merge of an earlier attempt queued through an outage is dropped (kept for greylist.expire) */
 #define GREYLIST_DELETED_PREFIX "mxgate:gldel:"
+/* + client: the time (Redis's clock, ms) `mxgatectl greylist untrap` deleted its trap in
+ * Redis, kept trap_ttl: a trap any node set from its local table during an outage, made
+ * before it and written when Redis is back (gl_lua_trap), is dropped */
+#define GREYLIST_UNTRAPPED_PREFIX "mxgate:glipun:"
 #define GREYLIST_AWL_PREFIX "mxgate:gla:"  /* + client network: its passes (auto_allow_clients);
                                             * LMDB "gla:" + network */
 struct local_table;

@@ -1133,6 +1133,23 @@ static void lc_ip_reply(struct strbuf *out, bool json, int op, const char *clien
 		    (unsigned long long)(ttl_ms / 1000), lc_ip_states[was]);
 }
 
+/* untrap in Redis: the time of it first (Redis's clock, kept trap_ttl), so that a trap a
+ * node set during an outage before it, still in that node's write queue, is dropped when it
+ * arrives (greylist.c gl_lua_trap). The reply, or NULL. */
+static redisReply *lc_ip_untrapped(redisContext *rc, const struct greylist_config *c, const char *client)
+{
+	redisReply *tm = redisCommand(rc, "TIME"), *v = NULL;
+
+	if (tm != NULL && tm->type == REDIS_REPLY_ARRAY && tm->elements == 2 &&
+	    tm->element[0]->type == REDIS_REPLY_STRING && tm->element[1]->type == REDIS_REPLY_STRING)
+		v = redisCommand(rc, "SET %s%s %.0f PX %llu", GREYLIST_UNTRAPPED_PREFIX, client,
+		    atof(tm->element[0]->str) * 1000 + atof(tm->element[1]->str) / 1000,
+		    (unsigned long long)c->trap_ttl);
+	if (tm)
+		freeReplyObject(tm);
+	return v;
+}
+
 /* Redis: the record read (HGET s, PTTL) and changed on a connection of the verb's own. The
  * workers' script reads it at each check; nothing of it is queued in their write queues. */
 static int lc_ip_redis(const struct greylist_config *c, const char *client, int op, uint64_t ttl_ms,
@@ -1156,6 +1173,14 @@ static int lc_ip_redis(const struct greylist_config *c, const char *client, int 
 	freeReplyObject(v);
 	v = NULL;
 	now = lc_ip_after(op, *was);
+	if (op == GLIP_UNTRAP) {
+		/* also with no record here: the trap may wait in another node's queue */
+		v = lc_ip_untrapped(rc, c, client);
+		if (v == NULL || v->type == REDIS_REPLY_ERROR)
+			goto fail;
+		freeReplyObject(v);
+		v = NULL;
+	}
 	if (now == GREYLIST_IP_NONE && *was != GREYLIST_IP_NONE) {
 		v = redisCommand(rc, "DEL %s", key);
 	} else if (op == GLIP_ALLOW || op == GLIP_TRAP) {
