@@ -10,7 +10,9 @@ key made here, and a rule (rspamd.local.lua) that forces an action or a milter r
 word in the Subject. Checks: each action (reject, soft reject, rewrite subject, add header,
 greylist, no action), milter_headers' fields, the DKIM-Signature reaching the backend and
 verifying, the envelope changes, discard, quarantine, no_action, spam_header, a body a Lua
-rule rewrote (the reply's body block), add_headers' negative orders, rspamd's discard and
+rule rewrote (the reply's body block, also with the discard action), add_headers' negative
+orders (also after remove_headers of the same name) and orders that are no number, an
+smtp_message holding a CRLF or a bare LF (a well-formed reply), rspamd's discard and
 quarantine actions, and a proxy worker's renamed spam_header (a second milter worker with
 X-Spam-Flag against an entry with options.spam_header); and where mxgate's entry and
 rspamd's milter differ (printed; docs/plugins.md's table)."""
