@@ -1,6 +1,7 @@
 /* log.c — key=value event lines to stderr (with syslog priorities when it is the journal)
  * and optionally syslog. */
 #include "log.h"
+#include "ascii8.h"
 #include "domain.h"
 
 #include <errno.h>
@@ -222,12 +223,16 @@ const char *log_addr(char *buf, size_t cap, const char *addr)
 
 /* One line per event: a control octet that reached the text (a value not passed through
  * log_val) is written as \r, \n, \t or \xHH in place, within the line's room; so is an
- * octet of a C1 control or of invalid UTF-8 (well-formed UTF-8 text stays). */
-static void log_escape_controls(char *line, size_t cap)
+ * octet of a C1 control or of invalid UTF-8 (well-formed UTF-8 text stays). line[0..len) is
+ * the line (NUL-terminated); returns its length after. Printable ASCII, nearly every line
+ * whole, is passed over eight octets at a time. */
+static size_t log_escape_controls(char *line, size_t len, size_t cap)
 {
-	size_t len = strlen(line);
-
 	for (size_t i = 0; i < len; i++) {
+		while (len - i >= 8 && ascii8_printable(line + i))
+			i += 8;
+		if (i == len)
+			break;
 		unsigned char c = (unsigned char)line[i];
 		char esc[5];
 		size_t n;
@@ -244,7 +249,7 @@ static void log_escape_controls(char *line, size_t cap)
 			n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
 		if (i + n >= cap) {
 			line[i] = '\0';
-			return;
+			return i;
 		}
 		if (len + n - 1 >= cap)
 			len = cap - n;    /* the tail goes: the line stays one line */
@@ -254,37 +259,118 @@ static void log_escape_controls(char *line, size_t cap)
 		line[len] = '\0';
 		i += n - 1;
 	}
+	return len;
+}
+
+/* A line's time stamp up to the second ("2026-12-05T06:34:36."), per thread, formatted
+ * again only when the second changes: gmtime_r and the six numbers' formatting once a
+ * second instead of once a line. */
+static _Thread_local struct {
+	time_t sec;
+	bool set;
+	char text[80];      /* 19 octets in use; room for what the compiler counts */
+} log_stamp;
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL ID " into line (cap octets, cap > 64), as the snprintf
+ * "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s " writes it; its length. */
+static size_t log_head(char *line, size_t cap, const struct timeval *tv, const char *level, const char *id)
+{
+	size_t nl = strlen(level), ni = strlen(id), k = 19;
+	unsigned ms = (unsigned)(tv->tv_usec / 1000);
+
+	if (!log_stamp.set || log_stamp.sec != tv->tv_sec) {
+		struct tm tm;
+
+		gmtime_r(&tv->tv_sec, &tm);
+		/* a year past 9999 would be wider than 19 octets: the general form */
+		if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+			goto general;
+		snprintf(log_stamp.text, sizeof(log_stamp.text), "%04d-%02d-%02dT%02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		log_stamp.sec = tv->tv_sec;
+		log_stamp.set = true;
+	}
+	if (k + 6 + nl + 1 + ni + 1 >= cap || ms > 999)
+		goto general;
+	memcpy(line, log_stamp.text, k);
+	line[k++] = '.';
+	line[k++] = (char)('0' + ms / 100);
+	line[k++] = (char)('0' + ms / 10 % 10);
+	line[k++] = (char)('0' + ms % 10);
+	line[k++] = 'Z';
+	line[k++] = ' ';
+	memcpy(line + k, level, nl);
+	k += nl;
+	line[k++] = ' ';
+	memcpy(line + k, id, ni);
+	k += ni;
+	line[k++] = ' ';
+	line[k] = '\0';
+	return k;
+general:;
+	struct tm tm;
+	gmtime_r(&tv->tv_sec, &tm);
+	int n = snprintf(line, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (int)(tv->tv_usec / 1000), level, id);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/* Writes p[0..n) to standard error in one write where the kernel takes it whole (as an
+ * unbuffered stderr's fprintf did): a partial write goes on with the rest, EINTR again. */
+static void log_write_all(const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
 }
 
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 {
-	char line[2048];
+	/* room before the line for the journal's "<N>" and after it for the newline */
+	char buf[4 + 2048 + 1];
+	char *line = buf + 4;
+	const size_t cap = 2048;
+	const char *idt = id && *id ? id : "-";
 	struct timeval tv;
-	struct tm tm;
 	va_list ap;
-	int n;
+	size_t n, len;
 
 	if ((int)lvl < log_level)
 		return;
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    (int)(tv.tv_usec / 1000), level_names[lvl], id && *id ? id : "-");
-	va_start(ap, fmt);
-	if (n > 0 && (size_t)n < sizeof(line))
-		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	log_escape_controls(line, sizeof(line));
-	static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
+	n = log_head(line, cap, &tv, level_names[lvl], idt);
+	len = n < cap ? n : strlen(line);
+	if (n < cap) {
+		va_start(ap, fmt);
+		int m = vsnprintf(line + n, cap - n, fmt, ap);
+		va_end(ap);
+		len = m < 0 ? strlen(line) : (size_t)m < cap - n ? n + (size_t)m : cap - 1;
+	}
+	len = log_escape_controls(line, len, cap);
+	static const char prio[] = { '0' + LOG_DEBUG, '0' + LOG_INFO, '0' + LOG_WARNING, '0' + LOG_ERR };
+	static const int prio_values[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
 	pthread_once(&log_journal_once, log_journal_detect);
 	/* One write per line so lines from worker threads do not interleave. */
-	if (log_to_journal)
-		fprintf(stderr, "<%d>%s\n", prio[lvl], line);
-	else
-		fprintf(stderr, "%s\n", line);
+	line[len] = '\n';
+	if (log_to_journal) {
+		line[-3] = '<';
+		line[-2] = prio[lvl];
+		line[-1] = '>';
+		log_write_all(line - 3, len + 4);
+	} else {
+		log_write_all(line, len + 1);
+	}
+	line[len] = '\0';
 	if (log_syslog)
-		syslog(prio[lvl], "%s", line + n - (int)strlen(id && *id ? id : "-") - 1);
+		syslog(prio_values[lvl], "%s", line + n - strlen(idt) - 1);
 }
 
 /* See log.h. */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/time.h>
 
 #include "log.h"
 
@@ -137,6 +138,67 @@ static void test_one_line(void **state)
 	assert_int_equal(lines, 3);
 }
 
+/* log_event's head as "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s " gives it, the time the
+ * line's own (its second kept per thread: lines over three seconds must each name theirs), a
+ * line too long for the room cut at 2,047 octets, the session id "-" when there is none. */
+static void test_line_form(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", line[8192];
+	int fd = mkstemp(path), saved = dup(2);
+	struct timeval before[8], after[8];
+	struct timespec pause = { 0, 400 * 1000000L };
+	static char big[3000];
+	FILE *f;
+	int k = 0;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	dup2(fd, 2);
+	for (int i = 0; i < 8; i++) {
+		gettimeofday(&before[i], NULL);
+		log_event(LOG_LVL_WARNING, i == 3 ? NULL : "0a0b0c", "event=form n=%d", i);
+		gettimeofday(&after[i], NULL);
+		nanosleep(&pause, NULL);
+	}
+	memset(big, 'a', sizeof(big) - 1);
+	log_event(LOG_LVL_ERROR, "0a0b0c", "event=big v=%s", big);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fdopen(fd, "r");
+	rewind(f);
+	while (fgets(line, sizeof(line), f)) {
+		struct tm tm = { 0 };
+		int ms = -1, used = 0;
+		char z = 0;
+
+		if (k == 8) {
+			assert_int_equal(strlen(line), 2047 + 1);
+			assert_non_null(strstr(line, "Z error 0a0b0c event=big v=aaaa"));
+			assert_int_equal(line[2047], '\n');
+			k++;
+			continue;
+		}
+		assert_true(k < 8);
+		assert_int_equal(sscanf(line, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c %n", &tm.tm_year, &tm.tm_mon,
+		    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &z, &used), 8);
+		assert_int_equal(z, 'Z');
+		assert_int_equal(used, 25);
+		char want[64];
+		snprintf(want, sizeof(want), "warning %s event=form n=%d\n", k == 3 ? "-" : "0a0b0c", k);
+		assert_string_equal(line + used, want);
+		tm.tm_year -= 1900;
+		tm.tm_mon -= 1;
+		long long t = (long long)timegm(&tm) * 1000 + ms;
+		assert_true(t >= (long long)before[k].tv_sec * 1000 + before[k].tv_usec / 1000);
+		assert_true(t <= (long long)after[k].tv_sec * 1000 + after[k].tv_usec / 1000);
+		k++;
+	}
+	fclose(f);
+	unlink(path);
+	assert_int_equal(k, 9);
+}
+
 /* log_rated_note: every note counted, the first logged, the next ones not until every_ms
  * passed, then one again; two causes apart. */
 static void test_rated(void **state)
@@ -169,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_random_octets),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),
+		cmocka_unit_test(test_line_form),
 		cmocka_unit_test(test_rated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
