@@ -5,6 +5,10 @@
 #include "domain.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -262,6 +266,182 @@ static size_t log_escape_controls(char *line, size_t len, size_t cap)
 	return len;
 }
 
+/* Appends p[0..n) to out (cap octets) at *k, as far as it fits below cap - 1; *k counts
+ * what vsnprintf would have written. */
+static inline void log_put(char *out, size_t cap, size_t *k, const char *p, size_t n)
+{
+	if (*k + 1 < cap) {
+		size_t room = cap - 1 - *k;
+		memcpy(out + *k, p, n < room ? n : room);
+	}
+	*k += n;
+}
+
+/* v in decimal, a '-' first when neg (v is then the magnitude), into the end of b[24]. */
+static size_t log_decimal(char b[24], unsigned long long v, bool neg, const char **start)
+{
+	char *e = b + 24, *q = e;
+
+	do {
+		*--q = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	if (neg)
+		*--q = '-';
+	*start = q;
+	return (size_t)(e - q);
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+/* vsnprintf(out, cap, fmt, ap) as glibc writes it, with the common conversions of log
+ * formats done here: text between conversions copied, %s, %d, %i, %u with none, l, ll, z
+ * or j as length and no flag, width or precision; any other conversion of one argument
+ * (%.1f, %02x, %-8s, ...) through snprintf of that conversion alone, and a format with
+ * '*' or a conversion this does not know (%p, %n, %m) through vsnprintf whole. Returns
+ * what vsnprintf returns (the length the whole output has; out holds its first cap - 1
+ * octets and a NUL). */
+static int log_vformat(char *out, size_t cap, const char *fmt, va_list ap)
+{
+	va_list whole;
+	size_t k = 0;
+	const char *f = fmt;
+
+	va_copy(whole, ap);
+	for (;;) {
+		const char *pct = strchrnul(f, '%');
+		char b[24];
+		const char *q;
+
+		log_put(out, cap, &k, f, (size_t)(pct - f));
+		if (*pct == '\0')
+			break;
+		f = pct + 1;
+		/* the plain conversions log formats use most: %s, %d, %u, %zu, %ld, %llu ... */
+		int len = 0;	/* 0 none, 'H' hh, 'h', 'l', 'q' ll, 'z', 'j', 't', 'L' */
+		const char *c = f;
+		if (*c == 's') {
+			const char *v = va_arg(ap, const char *);
+			if (v == NULL)
+				v = "(null)";
+			log_put(out, cap, &k, v, strlen(v));
+			f = c + 1;
+			continue;
+		}
+		if (*c == 'z' || *c == 'j')
+			len = *c++;
+		else if (c[0] == 'l' && c[1] == 'l')
+			len = 'q', c += 2;
+		else if (*c == 'l')
+			len = *c++;
+		if (*c == 'd' || *c == 'i' || *c == 'u') {
+			unsigned long long m;
+			bool neg = false;
+			if (*c != 'u') {
+				long long v = len == 0 ? va_arg(ap, int) : len == 'l' ? va_arg(ap, long) :
+				    len == 'q' ? va_arg(ap, long long) : len == 'z' ? va_arg(ap, ssize_t) : (long long)va_arg(ap, intmax_t);
+				neg = v < 0;
+				m = neg ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+			} else {
+				m = len == 0 ? va_arg(ap, unsigned) : len == 'l' ? va_arg(ap, unsigned long) :
+				    len == 'q' ? va_arg(ap, unsigned long long) : len == 'z' ? va_arg(ap, size_t) : (unsigned long long)va_arg(ap, uintmax_t);
+			}
+			size_t n = log_decimal(b, m, neg, &q);
+			log_put(out, cap, &k, q, n);
+			f = c + 1;
+			continue;
+		}
+		if (f[0] == '.' && f[1] == '1' && f[2] == 'f') {
+			/* %.1f of a multiple of one half below 2^52 is exact: no rounding to do */
+			double v = va_arg(ap, double), t = v * 2;
+			if (t > -4503599627370496.0 && t < 4503599627370496.0 && t == (double)(long long)t) {
+				long long h = (long long)t;
+				unsigned long long m = (unsigned long long)(h < 0 ? -h : h) / 2;
+				size_t n = log_decimal(b, m, signbit(v) != 0, &q);
+				log_put(out, cap, &k, q, n);
+				log_put(out, cap, &k, (h % 2 != 0) ? ".5" : ".0", 2);
+			} else {
+				char tmp[400];
+				int r = snprintf(tmp, sizeof(tmp), "%.1f", v);
+				if (r < 0 || (size_t)r >= sizeof(tmp))
+					goto general;
+				log_put(out, cap, &k, tmp, (size_t)r);
+			}
+			f += 3;
+			continue;
+		}
+		len = 0;
+		/* flags, width, precision, length: the spec is pct..conversion */
+		const char *flags = f;
+		while (*f == '-' || *f == '+' || *f == ' ' || *f == '#' || *f == '0' || *f == '\'')
+			f++;
+		bool plain = f == flags;
+		while (*f >= '0' && *f <= '9')
+			f++, plain = false;
+		if (*f == '.') {
+			plain = false;
+			f++;
+			while (*f >= '0' && *f <= '9')
+				f++;
+		}
+		if (*f == '*')
+			goto general;
+		if (f[0] == 'h' && f[1] == 'h')
+			len = 'H', f += 2;
+		else if (f[0] == 'l' && f[1] == 'l')
+			len = 'q', f += 2;
+		else if (*f == 'h' || *f == 'l' || *f == 'z' || *f == 'j' || *f == 't' || *f == 'L')
+			len = *f++;
+		char conv = *f++;
+		if (conv == '%' && plain && len == 0) {
+			log_put(out, cap, &k, "%", 1);
+			continue;
+		}
+		bool sgn = conv == 'd' || conv == 'i';
+		bool uns = conv == 'u' || conv == 'x' || conv == 'X' || conv == 'o';
+		/* one conversion through snprintf: its spec copied, its argument of its type */
+		char spec[32], tmp[128];
+		size_t sl = (size_t)(f - pct);
+		int r;
+		if (sl >= sizeof(spec))
+			goto general;
+		memcpy(spec, pct, sl);
+		spec[sl] = '\0';
+		if (conv == 's' && len == 0)
+			r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, const char *));
+		else if (conv == 'c' && len == 0)
+			r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, int));
+		else if (sgn || uns) {
+			switch (len) {
+			case 0: case 'h': case 'H': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, int)); break;
+			case 'l': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, long)); break;
+			case 'q': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, long long)); break;
+			case 'z': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, size_t)); break;
+			case 'j': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, intmax_t)); break;
+			case 't': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, ptrdiff_t)); break;
+			default: goto general;
+			}
+		} else if (strchr("feEgGaA", conv) != NULL && conv != '\0' && (len == 0 || len == 'l'))
+			r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, double));
+		else
+			goto general;
+		/* a %c of NUL is an octet of the output as vsnprintf writes it; a longer
+		 * conversion than tmp holds: the whole format again */
+		if (r < 0 || (size_t)r >= sizeof(tmp))
+			goto general;
+		log_put(out, cap, &k, tmp, (size_t)r);
+	}
+	if (cap > 0)
+		out[k < cap ? k : cap - 1] = '\0';
+	va_end(whole);
+	return k > INT_MAX ? -1 : (int)k;
+general:;
+	int r = vsnprintf(out, cap, fmt, whole);
+	va_end(whole);
+	return r;
+}
+#pragma GCC diagnostic pop
+
 /* A line's time stamp up to the second ("2026-12-05T06:34:36."), per thread, formatted
  * again only when the second changes: gmtime_r and the six numbers' formatting once a
  * second instead of once a line. */
@@ -350,7 +530,7 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 	len = n < cap ? n : strlen(line);
 	if (n < cap) {
 		va_start(ap, fmt);
-		int m = vsnprintf(line + n, cap - n, fmt, ap);
+		int m = log_vformat(line + n, cap - n, fmt, ap);
 		va_end(ap);
 		len = m < 0 ? strlen(line) : (size_t)m < cap - n ? n + (size_t)m : cap - 1;
 	}

@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <limits.h>
+#include <math.h>
+#include <sys/types.h>
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +202,64 @@ static void test_line_form(void **state)
 	assert_int_equal(k, 9);
 }
 
+/* log_event formats its text as vsnprintf does: its own conversions (%s, %d, %i, %u and
+ * their l, ll, z, j lengths), the rest one at a time through snprintf and the unknown ones
+ * (%p, '*') through vsnprintf; every row's text is compared whole with snprintf's, the last
+ * one cut at the line's room. */
+static void test_format_same(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", line[8192];
+	int fd = mkstemp(path), saved = dup(2);
+	static char want[16][3100];
+	static char big[3000];
+	const char *volatile none = NULL;
+	size_t nw = 0, k = 0;
+	FILE *f;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	memset(big, 'b', sizeof(big) - 1);
+	dup2(fd, 2);
+#define ROW(...) do { \
+		log_event(LOG_LVL_WARNING, "f0", __VA_ARGS__); \
+		snprintf(want[nw++], sizeof(want[0]), __VA_ARGS__); \
+	} while (0)
+	ROW("event=a s=%s d=%d i=%i u=%u end", "x y", -5, INT_MIN, UINT_MAX);
+	ROW("%ld %lu %lld %llu %zu %zd %jd %d", LONG_MIN, ULONG_MAX, LLONG_MIN, ULLONG_MAX, SIZE_MAX,
+	    (ssize_t)-1, INTMAX_MIN, 0);
+	ROW("score=%.1f %.1f %.1f %.1f %g %e", 0.0, -0.0, 12.35, -3.05, 1e300, 3.5);
+	ROW("%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f", -0.5, 2.5, -2.5, 0.25, 0.05, 1e20,
+	    4503599627370495.5, (double)NAN, (double)-INFINITY, 7.0, -1e300);
+	ROW("%02x %08llx %5d|%-5s|%.3s|%c|%%|%5.2f %hhu %hd %+d %X %o %lx", 10, 0xabcULL, 42, "ab", "abcdef",
+	    'q', 2.5, 300, 70000, 7, 255, 8, 0xffffUL);
+	ROW("null=%s %p %*d|%-*s|", none, (void *)0x1234, 5, 3, 4, "z");
+	ROW("%f", 1e300);
+	ROW("%% %s%%", "");
+	ROW("no conversion at all");
+	ROW("%s%d", big, 12345);
+#undef ROW
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fdopen(fd, "r");
+	rewind(f);
+	while (fgets(line, sizeof(line), f)) {
+		const char *body = strstr(line, " f0 ");
+		assert_non_null(body);
+		assert_true(k < nw);
+		body += 4;
+		size_t room = 2047 - (size_t)(body - line);
+		if (strlen(want[k]) > room)
+			want[k][room] = '\0';
+		strcat(want[k], "\n");
+		assert_string_equal(body, want[k]);
+		k++;
+	}
+	fclose(f);
+	unlink(path);
+	assert_int_equal(k, nw);
+}
+
 /* log_rated_note: every note counted, the first logged, the next ones not until every_ms
  * passed, then one again; two causes apart. */
 static void test_rated(void **state)
@@ -232,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),
 		cmocka_unit_test(test_line_form),
+		cmocka_unit_test(test_format_same),
 		cmocka_unit_test(test_rated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
