@@ -108,28 +108,47 @@ static void test_random_octets(void **state)
 	}
 }
 
+/* Standard error goes to a new temporary file (path: its "/tmp/test_log.XXXXXX" name, made
+ * here) until capture_end, which gives the file back open for reading from its start. */
+static int capture_start(char *path, int *saved)
+{
+	int fd = mkstemp(path);
+
+	*saved = dup(2);
+	assert_true(fd >= 0 && *saved >= 0);
+	dup2(fd, 2);
+	return fd;
+}
+
+static FILE *capture_end(int fd, int saved)
+{
+	FILE *f;
+
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fdopen(fd, "r");
+	assert_non_null(f);
+	rewind(f);
+	return f;
+}
+
 /* log_event writes one line whatever the text holds. */
 static void test_one_line(void **state)
 {
 	char path[] = "/tmp/test_log.XXXXXX", line[8192];
-	int fd = mkstemp(path), saved = dup(2);
+	int saved, fd = capture_start(path, &saved);
 	FILE *f;
 	int lines = 0;
 	static char big[3000];
 
 	(void)state;
-	assert_true(fd >= 0 && saved >= 0);
-	dup2(fd, 2);
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test reply=\"250-a\r\n250 b\"");
 	memset(big, '\n', sizeof(big) - 1);
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test2 v=%s", big);
 	/* a value not passed through log_val: C1 controls and invalid UTF-8 escaped in place */
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test3 v=%s w=%s", "\xc2\x9b" "31m\x9b" "0m\xff", "j\xc3\xb6rg\xe2\x82");
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	f = fdopen(fd, "r");
-	rewind(f);
+	f = capture_end(fd, saved);
 	while (fgets(line, sizeof(line), f)) {
 		lines++;
 		assert_non_null(strstr(line, " 0a0b0c event=test"));
@@ -147,7 +166,7 @@ static void test_one_line(void **state)
 static void test_line_form(void **state)
 {
 	char path[] = "/tmp/test_log.XXXXXX", line[8192];
-	int fd = mkstemp(path), saved = dup(2);
+	int saved, fd = capture_start(path, &saved);
 	struct timeval before[8], after[8];
 	struct timespec pause = { 0, 400 * 1000000L };
 	static char big[3000];
@@ -155,8 +174,6 @@ static void test_line_form(void **state)
 	int k = 0;
 
 	(void)state;
-	assert_true(fd >= 0 && saved >= 0);
-	dup2(fd, 2);
 	for (int i = 0; i < 8; i++) {
 		gettimeofday(&before[i], NULL);
 		log_event(LOG_LVL_WARNING, i == 3 ? NULL : "0a0b0c", "event=form n=%d", i);
@@ -165,11 +182,7 @@ static void test_line_form(void **state)
 	}
 	memset(big, 'a', sizeof(big) - 1);
 	log_event(LOG_LVL_ERROR, "0a0b0c", "event=big v=%s", big);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	f = fdopen(fd, "r");
-	rewind(f);
+	f = capture_end(fd, saved);
 	while (fgets(line, sizeof(line), f)) {
 		struct tm tm = { 0 };
 		int ms = -1, used = 0;
@@ -209,7 +222,7 @@ static void test_line_form(void **state)
 static void test_format_same(void **state)
 {
 	char path[] = "/tmp/test_log.XXXXXX", line[8192];
-	int fd = mkstemp(path), saved = dup(2);
+	int saved, fd = capture_start(path, &saved);
 	static char want[16][3100];
 	static char big[3000];
 	const char *volatile none = NULL;
@@ -217,9 +230,7 @@ static void test_format_same(void **state)
 	FILE *f;
 
 	(void)state;
-	assert_true(fd >= 0 && saved >= 0);
 	memset(big, 'b', sizeof(big) - 1);
-	dup2(fd, 2);
 #define ROW(...) do { \
 		log_event(LOG_LVL_WARNING, "f0", __VA_ARGS__); \
 		snprintf(want[nw++], sizeof(want[0]), __VA_ARGS__); \
@@ -238,11 +249,7 @@ static void test_format_same(void **state)
 	ROW("no conversion at all");
 	ROW("%s%d", big, 12345);
 #undef ROW
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	f = fdopen(fd, "r");
-	rewind(f);
+	f = capture_end(fd, saved);
 	while (fgets(line, sizeof(line), f)) {
 		const char *body = strstr(line, " f0 ");
 		assert_non_null(body);
