@@ -357,8 +357,8 @@ static const struct err_row err_rows[] = {
 	{ "bad listen address", "listen: [\"127.0.0.1\"]\nbackends: { servers: [smtp://h:1] }\n",
 	  "t.yaml:1:10: listen[0]: expected address:port, e.g. 127.0.0.1:2525, [::1]:25 or :25\n", 1 },
 	{ "bad trusted proxy", MINIMAL "trusted_proxies: [10.0.0.0/8, 300.1.1.1]\n",
-	  "t.yaml:3:31: trusted_proxies[1]: expected an address or prefix like 192.0.2.0/24 or "
-	  "2001:db8::/32, got \"300.1.1.1\"\n", 1 },
+	  "t.yaml:3:31: trusted_proxies[1]: expected an address or prefix like 192.0.2.0/24, "
+	  "2001:db8::/32 or file:PATH, got \"300.1.1.1\"\n", 1 },
 	{ "spool_dir missing", MINIMAL "limits: { spool_dir: /nonexistent/spool }\n",
 	  "t.yaml:3:22: limits.spool_dir: /nonexistent/spool is not a directory\n", 1 },
 	{ "bad metrics listen", MINIMAL "metrics: { listen: nowhere }\n",
