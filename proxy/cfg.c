@@ -546,6 +546,7 @@ static int cfg_parse_cidrlist(struct cfg_parse *p, struct fy_node *n, struct cfg
 	free(l->v);
 	l->v = NULL;
 	l->n = 0;
+	l->sorted = false;
 	if (cnt == 0)
 		return 0;
 	void *iter = NULL;
@@ -583,6 +584,7 @@ static int cfg_parse_cidrlist(struct cfg_parse *p, struct fy_node *n, struct cfg
 		}
 		cfg_path_pop(p, old);
 	}
+	cfg_cidrlist_sort(l);   /* a match is then a binary search per prefix length */
 	return rc;
 }
 
@@ -937,6 +939,7 @@ void cfg_table_free(const struct cfg_table *t, void *obj)
 			free(l->v);
 			l->v = NULL;
 			l->n = 0;
+			l->sorted = false;
 			break;
 		}
 		case CFG_STRUCT:

@@ -84,6 +84,8 @@ int cidr_text_parse(const char *text, size_t len, struct cfg_cidrlist *l, cidr_e
 	size_t cap = l->n, lineno = 0, pos = 0;
 	int nbad = 0;
 
+	l->sorted = false;   /* appended to: no longer in cfg_cidrlist_sort's order */
+
 	while (pos < len) {
 		const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
 		size_t n = nl ? (size_t)(nl - s) : len - pos, col = 0;

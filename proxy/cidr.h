@@ -24,7 +24,7 @@ typedef void (*cidr_error_cb)(void *arg, size_t line, size_t col, const char *re
 			      const char *text);
 
 /* Parses text[0..len) and appends its entries to *l (l->v grows by realloc; *l owns it as
- * cfg_table_free expects). Every bad line is reported through bad (may be NULL) and skipped.
+ * cfg_table_free expects; l->sorted is cleared: cfg_cidrlist_sort after the last append). Every bad line is reported through bad (may be NULL) and skipped.
  * Returns the number of bad lines (0 = all good), or -1 when out of memory. */
 int cidr_text_parse(const char *text, size_t len, struct cfg_cidrlist *l, cidr_error_cb bad,
 		    void *arg);

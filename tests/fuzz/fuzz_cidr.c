@@ -2,7 +2,9 @@
  * kept or reported (never both, never more than there are lines), a reported position is
  * inside its line, every kept entry is in normal form (IPv4 prefix <= 32, IPv6 <= 128, host
  * bits clear, no v4-mapped IPv6) and matches its own address and not the address past the
- * prefix's end, and appending to a list that already holds entries keeps them. */
+ * prefix's end, and appending to a list that already holds entries keeps them; the sorted
+ * list (cfg_cidrlist_sort) matches as the walk of every entry does, for each entry's address
+ * and its neighbours. */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +72,51 @@ static void fz_check_entry(const struct cfg_cidr *c)
 	}
 }
 
+/* The sorted copy answers as the walked list for each entry's address with its last prefix
+ * bit and its first host bit flipped (inside, beside, and as a v4-mapped IPv6 address). */
+static void fz_check_sorted(const struct cfg_cidrlist *l)
+{
+	struct cfg_cidrlist s = { malloc(l->n * sizeof(*l->v)), l->n, false };
+
+	if (s.v == NULL)
+		return;
+	memcpy(s.v, l->v, l->n * sizeof(*l->v));
+	cfg_cidrlist_sort(&s);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct cfg_cidr *c = &l->v[i];
+		int bits = c->family == AF_INET ? 32 : 128;
+
+		for (int k = 0; k < 4; k++) {
+			struct sockaddr_storage ss;
+			uint8_t a[16];
+			int flip = k == 1 ? c->prefix - 1 : k == 2 ? c->prefix : -1;
+
+			memcpy(a, c->addr, 16);
+			if (flip >= 0 && flip < bits)
+				a[flip / 8] ^= (uint8_t)(0x80 >> (flip % 8));
+			memset(&ss, 0, sizeof(ss));
+			if (c->family == AF_INET && k == 3) {
+				struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+				s6->sin6_family = AF_INET6;
+				s6->sin6_addr.s6_addr[10] = s6->sin6_addr.s6_addr[11] = 0xff;
+				memcpy(&s6->sin6_addr.s6_addr[12], a, 4);
+			} else if (c->family == AF_INET) {
+				struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+				s4->sin_family = AF_INET;
+				memcpy(&s4->sin_addr, a, 4);
+			} else {
+				struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+				s6->sin6_family = AF_INET6;
+				memcpy(&s6->sin6_addr, a, 16);
+			}
+			if (cfg_cidrlist_match(l, (struct sockaddr *)&ss) !=
+			    cfg_cidrlist_match(&s, (struct sockaddr *)&ss))
+				abort();
+		}
+	}
+	free(s.v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz f = { data, size, 0 };
@@ -96,6 +143,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	for (size_t i = 0; i < l.n; i++)
 		fz_check_entry(&l.v[i]);
+	if (l.sorted)
+		abort();   /* appended to: the flag must be down */
+	fz_check_sorted(&l);
 	free(l.v);
 	return 0;
 }

@@ -151,6 +151,64 @@ static void test_many(void **state)
 	free(text);
 }
 
+/* The sorted matcher (cfg_cidrlist_sort: a binary search per prefix length) answers as the
+ * walk of every entry does: random IPv4 and IPv6 prefixes of every length, duplicates and
+ * nested ones, asked for addresses inside, beside and far from them. */
+static uint32_t lcg(uint32_t *s)
+{
+	*s = *s * 1103515245u + 12345u;
+	return *s >> 8;
+}
+
+static void test_sorted_agrees(void **state)
+{
+	uint32_t seed = 7;
+	struct cfg_cidrlist lin = { NULL, 0, false }, srt;
+	size_t n = 3000;
+
+	(void)state;
+	lin.v = calloc(n, sizeof(*lin.v));
+	assert_non_null(lin.v);
+	for (size_t i = 0; i < n; i++) {
+		char text[80];
+		uint32_t r = lcg(&seed);
+
+		if (r % 3) {
+			/* few distinct first octets: many nested and neighbouring prefixes */
+			snprintf(text, sizeof(text), "10.%u.%u.%u/%u", lcg(&seed) % 4, lcg(&seed) % 256,
+				 lcg(&seed) % 256, lcg(&seed) % 33);
+		} else {
+			snprintf(text, sizeof(text), "2001:db8:%x:%x::%x/%u", lcg(&seed) % 4, lcg(&seed) % 65536,
+				 lcg(&seed) % 65536, lcg(&seed) % 129);
+		}
+		assert_int_equal(cfg_parse_cidr(text, &lin.v[i]), 0);
+	}
+	lin.n = n;
+	srt.v = malloc(n * sizeof(*srt.v));
+	assert_non_null(srt.v);
+	memcpy(srt.v, lin.v, n * sizeof(*srt.v));
+	srt.n = n;
+	cfg_cidrlist_sort(&srt);
+	assert_true(srt.sorted);
+	for (size_t k = 0; k < 40000; k++) {
+		struct sockaddr_storage ss;
+		char a[64];
+
+		if (k % 2) {
+			snprintf(a, sizeof(a), "10.%u.%u.%u", lcg(&seed) % 5, lcg(&seed) % 256, lcg(&seed) % 256);
+		} else if (k % 4 == 0) {
+			snprintf(a, sizeof(a), "2001:db8:%x:%x::%x", lcg(&seed) % 5, lcg(&seed) % 65536, lcg(&seed) % 65536);
+		} else {
+			snprintf(a, sizeof(a), "::ffff:10.%u.%u.%u", lcg(&seed) % 5, lcg(&seed) % 256, lcg(&seed) % 256);
+		}
+		ss = addr(a);
+		if (cfg_cidrlist_match(&lin, (struct sockaddr *)&ss) != cfg_cidrlist_match(&srt, (struct sockaddr *)&ss))
+			fail_msg("sorted and walked lists disagree on %s", a);
+	}
+	free(lin.v);
+	free(srt.v);
+}
+
 static void test_file_read(void **state)
 {
 	char path[] = "/tmp/test_cidr_XXXXXX";
@@ -181,6 +239,7 @@ int main(void)
 		cmocka_unit_test(test_text_rows),
 		cmocka_unit_test(test_match_rows),
 		cmocka_unit_test(test_many),
+		cmocka_unit_test(test_sorted_agrees),
 		cmocka_unit_test(test_file_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
