@@ -32,7 +32,7 @@ write(allow_file, '# monitoring\n198.18.60.7\n')
 def cfg(**extra):
     c = mt.config([sink.url],
                   listen=[{'address': '127.0.0.1:0', 'proxy_protocol': True}, {'address': '127.0.0.1:0'}],
-                  trusted_proxies=['127.0.0.1/32'], xclient_hosts=['127.0.0.1/32'],
+                  trusted_proxies=['127.0.0.1/32'], xclient_hosts=['127.0.0.1/32', '127.0.0.3/32'],
                   hostname='mx.example.test',
                   limits={'max_connections_per_ip': 1000, 'max_errors': 1000},
                   accept_domains=['example.test'],
@@ -88,6 +88,8 @@ mt.check(mx.count_log(r'event=relay .*client=198\.18\.51\.9') == 0, 'a refused c
 # XCLIENT: the named client is judged, not the front end that named it
 mt.check(rcpt(None, xclient='198.18.50.11') == 250, 'XCLIENT naming a listed client: relayed')
 mt.check(rcpt(None, xclient='198.18.52.11') == 550, 'XCLIENT naming a client not listed: 550')
+mt.check(rcpt(None, xclient='198.18.52.12', source='127.0.0.3') == 550,
+         'a front end that is itself in relay_networks, naming a client not listed: 550')
 # the connection's own address (127.0.0.3 is in the file), and a real message through swaks
 mt.check(rcpt(None, source='127.0.0.3') == 250, 'a listed connecting address relays')
 mt.check(rcpt(None, source='127.0.0.4') == 550, 'an address not listed does not')
