@@ -683,12 +683,14 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 		return 0;
 	by_pages = used * 100 >= total * LMDB_STORE_EVICT_HIGH;
 	/* a writer that added nothing since its last eviction is not the one filling the map:
-	 * it leaves the room to be made by the one that is */
-	if (!forced && (w->grown == 0 || (!by_pages && (at == 0 || entries < at))))
+	 * it leaves the room to be made by the one that is. Deleting records frees room inside
+	 * pages rather than pages (a page is merged only below a quarter full): after an
+	 * eviction the pages in use stay at the high water, so once the map was found full or
+	 * near full the record count it held then is the mark, not the pages in use — else
+	 * every batch that adds a record evicts another sixth of them. */
+	if (!forced && (w->grown == 0 || (at == 0 ? !by_pages : entries < at)))
 		return 0;
-	/* Deleting records frees room inside pages rather than pages, so once the map was
-	 * found full the record count it held is the mark, not the pages in use. */
-	if ((forced || by_pages) && (at == 0 || entries < at))
+	if (at == 0 || (forced && entries < at))
 		__atomic_store_n(&st->evict_at, entries, __ATOMIC_RELAXED);
 	if ((sc = calloc(1, sizeof(*sc))) == NULL)
 		return 0;
@@ -737,7 +739,7 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 			    "hint=raise_map_size", st->path, w->name, (unsigned long long)deleted,
 			    (unsigned long long)w->stats.evicted, (unsigned long long)(sc->n - deleted),
 			    (unsigned long long)(entries - deleted), (unsigned long long)(used * 100 / total),
-			    forced ? "map_full" : by_pages ? "high_water" : "record_mark");
+			    forced ? "map_full" : at == 0 ? "high_water" : "record_mark");
 	}
 	free(sc);
 	if (rc == 0 || deleted > 0)

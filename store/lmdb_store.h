@@ -10,9 +10,10 @@
  *
  * A full map: a writer with a rank function keeps learning. It evicts (HIGH - LOW) / HIGH of
  * its own records, those with the lowest rank (the stalest), in small transactions of their
- * own before its batch, when it has added records since its last eviction and either the
- * pages in use reach LMDB_STORE_EVICT_HIGH % of the map or the map holds as many records as
- * when it was last found full (deleting frees room inside pages, not pages: the record
+ * own before its batch, when it has added records since its last eviction and the pages in
+ * use reach LMDB_STORE_EVICT_HIGH % of the map — until the map was first found full or near
+ * full; from then on, when the map holds as many records as it did then (deleting frees
+ * room inside pages, not pages: the pages in use stay high after an eviction; the record
  * count is the mark once known). A batch that still meets MDB_MAP_FULL makes room and tries
  * again, and one larger than the room there is is applied in halves. Each eviction is
  * counted (mxgate_store_evictions_total{store="lmdb:NAME"}) and logged at most once a minute

@@ -728,6 +728,64 @@ static void test_map_full_writers_evict_once(void **state)
 	dir_remove(&d);
 }
 
+/* A map whose tree reaches LMDB_STORE_EVICT_HIGH % of its pages (small batches: little room
+ * needed beside the tree for the copied pages) before it is ever full: the first eviction is
+ * by the pages (high_water), and it frees room inside pages, not pages (the records are
+ * spread over the key space: no page empties). From then on the record count is the mark:
+ * the next batches, adding far fewer records than went, evict nothing. Before, the page
+ * trigger still held after the eviction, so every batch of new records evicted another
+ * sixth of them and lowered the mark each time. */
+static void test_evict_held_by_record_mark(void **state)
+{
+	static const char *const prefixes[] = { "e:", NULL };
+	struct lmdb_writer_config ec = { .sweep_prefixes = prefixes, .rank = seq_rank,
+		.name = "evictor" };
+	struct lmdb_writer_stats ws;
+	struct lmdb_writer *w;
+	struct lmdb_store *st;
+	struct dir d;
+	unsigned char val[140];
+	char key[32];
+	uint64_t records, after, first, seq = 0;
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 2 << 20);
+	assert_non_null(w = lmdb_writer_new(st, NULL, &ec));
+	memset(val, 'v', sizeof(val));
+	for (ws.evicted = 0; ws.evicted == 0; ) {
+		for (int j = 0; j < 4; j++, seq++) {
+			snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((seq * 2654435761u) & 0xffffffffu));
+			memcpy(val, &seq, sizeof(seq));
+			assert_int_equal(lmdb_writer_put(w, key, strlen(key), val, sizeof(val)), 0);
+		}
+		assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+		lmdb_writer_stats(w, &ws);
+		assert_int_equal(ws.failed, 0);
+		assert_true(seq < 100000);
+	}
+	first = ws.evicted;
+	assert_int_equal(lmdb_store_usage(st, &after, NULL, NULL), 0);
+	/* 50 batches of 4 new records: 200, far under the sixth that went */
+	assert_true(first > 400);
+	for (int b = 0; b < 50; b++) {
+		for (int j = 0; j < 4; j++, seq++) {
+			snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((seq * 2654435761u) & 0xffffffffu));
+			memcpy(val, &seq, sizeof(seq));
+			assert_int_equal(lmdb_writer_put(w, key, strlen(key), val, sizeof(val)), 0);
+		}
+		assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+	}
+	lmdb_writer_stats(w, &ws);
+	assert_int_equal(lmdb_store_usage(st, &records, NULL, NULL), 0);
+	assert_int_equal(ws.failed, 0);
+	assert_int_equal(ws.evicted, first);
+	assert_int_equal(records, after + 200);
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -851,6 +909,7 @@ int main(void)
 		cmocka_unit_test(test_sweep),
 		cmocka_unit_test(test_map_full_evicts),
 		cmocka_unit_test(test_map_full_writers_evict_once),
+		cmocka_unit_test(test_evict_held_by_record_mark),
 		cmocka_unit_test(test_rank_overwrite),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_loop_writer),
