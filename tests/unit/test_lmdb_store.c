@@ -418,20 +418,41 @@ static void flushed_cb(void *arg, int status)
 {
 	struct flushed *f = arg;
 
-	f->calls++;
+	/* from the loop, or the writer thread for a closing writer: calls last */
 	f->status = status;
-	f->order = ++flush_seq;
+	f->order = __atomic_add_fetch(&flush_seq, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&f->calls, f->calls + 1, __ATOMIC_RELEASE);
 }
 
-/* Runs the loop until *flag (pool work keeps the loop alive while in flight). */
+static void keepalive_cb(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Runs the loop until *flag. A batch with the writer thread does not keep a loop alive (a
+ * draining worker's loop ends; lmdb_writer_free then hands its callbacks to that thread): a
+ * timer stands for the daemon's listeners and sessions. */
 static void run_until(uv_loop_t *loop, const int *flag)
 {
-	for (int i = 0; i < 20000 && !*flag; i++) {
+	uv_timer_t keep;
+
+	uv_timer_init(loop, &keep);
+	uv_timer_start(&keep, keepalive_cb, 1, 1);
+	for (int i = 0; i < 20000 && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++)
 		uv_run(loop, UV_RUN_ONCE);
-		if (!*flag)
-			usleep(1000);
-	}
-	if (!*flag)
+	uv_close((uv_handle_t *)&keep, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+	if (!__atomic_load_n(flag, __ATOMIC_ACQUIRE))
+		fail_msg("no flush callback");
+}
+
+/* Waits (without the loop) until *flag: a closing writer's callbacks come from the store's
+ * writer thread. */
+static void wait_flag(const int *flag)
+{
+	for (int i = 0; i < 10000 && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	if (!__atomic_load_n(flag, __ATOMIC_ACQUIRE))
 		fail_msg("no flush callback");
 }
 
@@ -504,10 +525,12 @@ static void test_free_keeps_order(void **state)
 		lmdb_writer_put(w, "k", 1, v2, strlen(v2));
 		lmdb_writer_flush(w, flushed_cb, &f2);
 		lmdb_writer_free(w);
-		assert_int_equal(f2.calls, 1);      /* the queued part was written by free */
-		uv_run(&loop, UV_RUN_DEFAULT);      /* the pool's completion; the writer goes */
+		/* the queued part goes after the batch with the writer thread */
+		wait_flag(&f2.calls);
+		uv_run(&loop, UV_RUN_DEFAULT);      /* the handles' close; the writer goes */
 		assert_int_equal(f1.calls, 1);
 		assert_int_equal(f1.status, 0);
+		assert_true(f1.order < f2.order);
 		assert_string_equal(get_str(st, "k", buf, sizeof(buf)), v2);
 	}
 	lmdb_store_close(st);
@@ -876,6 +899,158 @@ static void test_reader_table_locked(void **state)
 	alarm(0);
 }
 
+/* ---- another process holds LMDB's write lock ------------------------------------------------ */
+
+struct releaser { int fd; unsigned ms; };
+
+/* Lets a write-lock peer go after ms (the test's main thread may be stuck until then). */
+static void *release_later(void *arg)
+{
+	struct releaser *r = arg;
+
+	usleep(r->ms * 1000);
+	close(r->fd);
+	return NULL;
+}
+
+static void peer_reap(pthread_t thr, pid_t pid)
+{
+	int st;
+
+	pthread_join(thr, NULL);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void probe_work(uv_work_t *r)
+{
+	(void)r;
+}
+
+static void probe_after(uv_work_t *r, int status)
+{
+	(void)status;
+	__atomic_store_n((int *)r->data, 1, __ATOMIC_RELEASE);
+}
+
+/* Another process holds the write lock for 2 s while four writers on a loop (four workers'
+ * reputation or greylist writers) flush a batch each: other work of libuv's pool (a rules
+ * scan, the classifier, SPF; four threads) still runs at once, and the batches land when
+ * the lock goes. Before, each batch held a pool thread in mdb_txn_begin: the probe waited
+ * the 2 s. */
+static void test_write_lock_leaves_pool(void **state)
+{
+	struct lmdb_writer_config wc = { .flush_interval = 3600000, .name = "test" };
+	struct lmdb_writer *w[4];
+	struct flushed f[4] = { { 0 } };
+	struct lmdb_store *st;
+	struct releaser rel;
+	struct dir d;
+	uv_loop_t loop;
+	uv_work_t probe;
+	pthread_t thr;
+	int probed = 0;
+	double t0;
+	char key[8], buf[16];
+	pid_t pid;
+
+	(void)state;
+	alarm(30);
+	dir_make(&d);
+	lmdb_store_close(open_with_a(d.path));
+	uv_loop_init(&loop);
+	st = lmdb_store_open(d.path, 1 << 20);
+	pid = lmdb_peer_start(d.path, LMDB_PEER_WRITE, &rel.fd);
+	rel.ms = 2000;
+	assert_int_equal(pthread_create(&thr, NULL, release_later, &rel), 0);
+	t0 = now_s();
+	for (int i = 0; i < 4; i++) {
+		assert_non_null(w[i] = lmdb_writer_new(st, &loop, &wc));
+		snprintf(key, sizeof(key), "w%d", i);
+		assert_int_equal(lmdb_writer_put(w[i], key, strlen(key), "v", 1), 0);
+		assert_int_equal(lmdb_writer_flush(w[i], flushed_cb, &f[i]), 0);
+	}
+	probe.data = &probed;
+	assert_int_equal(uv_queue_work(&loop, &probe, probe_work, probe_after), 0);
+	run_until(&loop, &probed);
+	assert_true(now_s() - t0 < 1.0);
+	for (int i = 0; i < 4; i++) {
+		run_until(&loop, &f[i].calls);
+		assert_int_equal(f[i].status, 0);
+		snprintf(key, sizeof(key), "w%d", i);
+		assert_string_equal(get_str(st, key, buf, sizeof(buf)), "v");
+		lmdb_writer_free(w[i]);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	peer_reap(thr, pid);
+	lmdb_store_close(st);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	dir_remove(&d);
+	alarm(0);
+}
+
+/* A writer freed (a reload retires its worker's generation) while another process holds the
+ * write lock, with a batch waiting for it and more queued: the free returns at once (the
+ * worker loop goes on), the store closed and opened again meanwhile is the one environment,
+ * the callbacks come and both batches land, in order, when the lock goes; then the
+ * environment closes. Before, lmdb_writer_free waited on the loop for the batch in the pool,
+ * then wrote the rest there: the loop stalled the 1.5 s. */
+static void test_free_while_write_locked(void **state)
+{
+	struct lmdb_writer_config wc = { .flush_interval = 3600000, .name = "test" };
+	struct flushed f1 = { 0 }, f2 = { 0 };
+	struct lmdb_writer *w;
+	struct lmdb_store *st;
+	struct releaser rel;
+	struct dir d;
+	uv_loop_t loop;
+	pthread_t thr;
+	double t0;
+	char buf[16];
+	pid_t pid;
+
+	(void)state;
+	alarm(30);
+	dir_make(&d);
+	lmdb_store_close(open_with_a(d.path));
+	uv_loop_init(&loop);
+	st = lmdb_store_open(d.path, 1 << 20);
+	pid = lmdb_peer_start(d.path, LMDB_PEER_WRITE, &rel.fd);
+	rel.ms = 1500;
+	assert_int_equal(pthread_create(&thr, NULL, release_later, &rel), 0);
+	w = lmdb_writer_new(st, &loop, &wc);
+	assert_int_equal(lmdb_writer_put(w, "k", 1, "late", 4), 0);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f1), 0);
+	assert_int_equal(lmdb_writer_put(w, "k", 1, "later", 5), 0);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f2), 0);
+	t0 = now_s();
+	lmdb_writer_free(w);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_true(now_s() - t0 < 0.5);
+	assert_int_equal(f1.calls + f2.calls, 0);
+	lmdb_store_close(st);
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_non_null(st);
+	assert_int_equal(lmdb_peer_lock_fds(d.path), 1);
+	lmdb_store_close(st);
+	wait_flag(&f2.calls);
+	assert_int_equal(f1.calls, 1);
+	assert_int_equal(f1.status, 0);
+	assert_int_equal(f2.status, 0);
+	assert_true(f1.order < f2.order);
+	/* the writer's last batch took its store reference with it: the environment closes */
+	for (int i = 0; i < 500 && lmdb_peer_lock_fds(d.path) > 0; i++)
+		usleep(10000);
+	assert_int_equal(lmdb_peer_lock_fds(d.path), 0);
+	peer_reap(thr, pid);
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_string_equal(get_str(st, "k", buf, sizeof(buf)), "later");
+	lmdb_store_close(st);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	dir_remove(&d);
+	alarm(0);
+}
+
 /* A process killed with every read slot taken: the stale slots are cleared at open. */
 static void test_readers_stale(void **state)
 {
@@ -901,6 +1076,7 @@ static void test_readers_stale(void **state)
 
 int main(void)
 {
+	setenv("UV_THREADPOOL_SIZE", "4", 1);      /* libuv's default: what the daemon has */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_shared),
 		cmocka_unit_test(test_sync_writer),
@@ -919,6 +1095,8 @@ int main(void)
 		cmocka_unit_test(test_open_while_write_locked),
 		cmocka_unit_test(test_reader_table_locked),
 		cmocka_unit_test(test_readers_stale),
+		cmocka_unit_test(test_write_lock_leaves_pool),
+		cmocka_unit_test(test_free_while_write_locked),
 		cmocka_unit_test(test_apply_here),
 		cmocka_unit_test(test_disk_full_reason),
 	};
