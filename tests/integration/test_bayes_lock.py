@@ -18,6 +18,9 @@ Then a process holds LMDB's reader-table mutex (the lock file mapped, pthread_mu
 it through ctypes: what a process stopped while it took a read slot does): mail is still
 scored and delivered (the daemon's reads keep their slots), and `mxgate learn`, which needs
 a new slot, ends within 0.1 s plus slack with the reason, instead of waiting for ever.
+The classifier's store on the directory of reputation's or greylist's LMDB store (the same
+path, or a link to it) is refused by `mxgate -t` at rules.bayes.store (FILE:LINE:COL): the two
+keep separate environment lists, and one process would open two environments on the files.
 Peers: python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
 import os
 import subprocess
@@ -63,6 +66,27 @@ cli_cfg = os.path.join(mt.TMP, 'learn.yaml')
 with open(cli_cfg, 'w') as f:
     f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
                                  rules=rules)))
+
+# the classifier's store on the directory of the shared LMDB store (reputation, greylist):
+# two environments on the same files in one process, which LMDB forbids — refused by -t
+# (main's binary took it: exit 0)
+os.makedirs(store_dir, exist_ok=True)
+os.symlink(store_dir, store_dir + '-link')
+one = [{'address': '127.0.0.1:1'}]
+for what, extra in (('reputation', {'reputation': {'store': store + '//'}}),
+                    ('greylist', {'greylist': {'enabled': True, 'store': store + '-link'}})):
+    rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:2'], listen=one, rules=rules, **extra),
+                              'same_dir_' + what)
+    want = 'same_dir_%s.yaml:' % what
+    line = next((ln for ln in out.splitlines() if want in ln), '')
+    mt.check(rc == 1 and ': rules.bayes.store: the same LMDB directory as %s.store' % what in line
+             and line.split(want)[1].split(':')[0].isdigit(),
+             'rules.bayes.store on %s\'s LMDB directory: -t refuses it at FILE:LINE:COL (%s: %s)'
+             % (what, rc, out.strip()[-300:]))
+rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:2'], listen=one, rules=rules,
+                                    reputation={'store': store + '-rep'}), 'own_dirs')
+mt.check(rc == 0, 'a directory each: -t passes (%s: %s)' % (rc, out.strip()[-300:]))
+os.unlink(store_dir + '-link')
 
 
 def msg(i):
