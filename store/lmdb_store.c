@@ -1262,19 +1262,12 @@ static void lw_timer_cb(uv_timer_t *t)
 		lw_start(w);
 }
 
-/* A closing writer's handle closed: the last one frees it, unless the writer thread still
- * has a batch of it (its last frees it then). */
-static void lw_handle_close_cb(uv_handle_t *h)
+/* A closing writer's handles are closed: it is freed now, unless the writer thread still has
+ * a batch of it (its last frees it then). */
+static void lw_loop_done(struct lmdb_writer *w)
 {
-	struct lmdb_writer *w = h->data;
 	bool last;
 
-	if (h == (uv_handle_t *)&w->timer)
-		w->timer_open = false;
-	else
-		w->async_open = false;
-	if (w->timer_open || w->async_open)
-		return;
 	pthread_mutex_lock(&w->mu);
 	w->loop_gone = true;
 	last = w->inflight == 0;
@@ -1283,10 +1276,21 @@ static void lw_handle_close_cb(uv_handle_t *h)
 		lw_destroy(w);
 }
 
+static void lw_handle_close_cb(uv_handle_t *h)
+{
+	struct lmdb_writer *w = h->data;
+
+	if (h == (uv_handle_t *)&w->timer)
+		w->timer_open = false;
+	else
+		w->async_open = false;
+	if (!w->timer_open && !w->async_open)
+		lw_loop_done(w);
+}
+
 void lmdb_writer_free(struct lmdb_writer *w)
 {
 	struct lw_batch *b;
-	bool last;
 
 	if (w == NULL || w->closing)
 		return;
@@ -1321,14 +1325,8 @@ void lmdb_writer_free(struct lmdb_writer *w)
 	}
 	if (w->async_open)
 		uv_close((uv_handle_t *)&w->async, lw_handle_close_cb);
-	if (w->timer_open || w->async_open)
-		return;
-	pthread_mutex_lock(&w->mu);
-	w->loop_gone = true;
-	last = w->inflight == 0;
-	pthread_mutex_unlock(&w->mu);
-	if (last)
-		lw_destroy(w);
+	if (!w->timer_open && !w->async_open)
+		lw_loop_done(w);        /* never armed: no handle to close */
 }
 
 /* Logs dropped updates at most once a minute per writer. */

@@ -903,6 +903,16 @@ static void test_reader_table_locked(void **state)
 
 struct releaser { int fd; unsigned ms; };
 
+/* A store with "a" in it, a loop, and another process holding the write lock for ms. */
+struct locked {
+	struct dir d;
+	struct lmdb_store *st;
+	uv_loop_t loop;
+	struct releaser rel;
+	pthread_t thr;
+	pid_t pid;
+};
+
 /* Lets a write-lock peer go after ms (the test's main thread may be stuck until then). */
 static void *release_later(void *arg)
 {
@@ -913,13 +923,36 @@ static void *release_later(void *arg)
 	return NULL;
 }
 
-static void peer_reap(pthread_t thr, pid_t pid)
+static void *release_later(void *arg);
+
+static void locked_start(struct locked *l, unsigned ms)
+{
+	alarm(30);
+	dir_make(&l->d);
+	lmdb_store_close(open_with_a(l->d.path));
+	uv_loop_init(&l->loop);
+	l->st = lmdb_store_open(l->d.path, 1 << 20);
+	l->pid = lmdb_peer_start(l->d.path, LMDB_PEER_WRITE, &l->rel.fd);
+	l->rel.ms = ms;
+	assert_int_equal(pthread_create(&l->thr, NULL, release_later, &l->rel), 0);
+}
+
+/* Waits for the holder to have let go and ended. */
+static void peer_reap(struct locked *l)
 {
 	int st;
 
-	pthread_join(thr, NULL);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
+	pthread_join(l->thr, NULL);
+	assert_int_equal(waitpid(l->pid, &st, 0), l->pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void locked_end(struct locked *l)
+{
+	lmdb_store_close(l->st);
+	assert_int_equal(uv_loop_close(&l->loop), 0);
+	dir_remove(&l->d);
+	alarm(0);
 }
 
 static void probe_work(uv_work_t *r)
@@ -943,50 +976,35 @@ static void test_write_lock_leaves_pool(void **state)
 	struct lmdb_writer_config wc = { .flush_interval = 3600000, .name = "test" };
 	struct lmdb_writer *w[4];
 	struct flushed f[4] = { { 0 } };
-	struct lmdb_store *st;
-	struct releaser rel;
-	struct dir d;
-	uv_loop_t loop;
+	struct locked l;
 	uv_work_t probe;
-	pthread_t thr;
 	int probed = 0;
 	double t0;
 	char key[8], buf[16];
-	pid_t pid;
 
 	(void)state;
-	alarm(30);
-	dir_make(&d);
-	lmdb_store_close(open_with_a(d.path));
-	uv_loop_init(&loop);
-	st = lmdb_store_open(d.path, 1 << 20);
-	pid = lmdb_peer_start(d.path, LMDB_PEER_WRITE, &rel.fd);
-	rel.ms = 2000;
-	assert_int_equal(pthread_create(&thr, NULL, release_later, &rel), 0);
+	locked_start(&l, 2000);
 	t0 = now_s();
 	for (int i = 0; i < 4; i++) {
-		assert_non_null(w[i] = lmdb_writer_new(st, &loop, &wc));
+		assert_non_null(w[i] = lmdb_writer_new(l.st, &l.loop, &wc));
 		snprintf(key, sizeof(key), "w%d", i);
 		assert_int_equal(lmdb_writer_put(w[i], key, strlen(key), "v", 1), 0);
 		assert_int_equal(lmdb_writer_flush(w[i], flushed_cb, &f[i]), 0);
 	}
 	probe.data = &probed;
-	assert_int_equal(uv_queue_work(&loop, &probe, probe_work, probe_after), 0);
-	run_until(&loop, &probed);
+	assert_int_equal(uv_queue_work(&l.loop, &probe, probe_work, probe_after), 0);
+	run_until(&l.loop, &probed);
 	assert_true(now_s() - t0 < 1.0);
 	for (int i = 0; i < 4; i++) {
-		run_until(&loop, &f[i].calls);
+		run_until(&l.loop, &f[i].calls);
 		assert_int_equal(f[i].status, 0);
 		snprintf(key, sizeof(key), "w%d", i);
-		assert_string_equal(get_str(st, key, buf, sizeof(buf)), "v");
+		assert_string_equal(get_str(l.st, key, buf, sizeof(buf)), "v");
 		lmdb_writer_free(w[i]);
 	}
-	uv_run(&loop, UV_RUN_DEFAULT);
-	peer_reap(thr, pid);
-	lmdb_store_close(st);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	dir_remove(&d);
-	alarm(0);
+	uv_run(&l.loop, UV_RUN_DEFAULT);
+	peer_reap(&l);
+	locked_end(&l);
 }
 
 /* A writer freed (a reload retires its worker's generation) while another process holds the
@@ -1000,55 +1018,40 @@ static void test_free_while_write_locked(void **state)
 	struct lmdb_writer_config wc = { .flush_interval = 3600000, .name = "test" };
 	struct flushed f1 = { 0 }, f2 = { 0 };
 	struct lmdb_writer *w;
-	struct lmdb_store *st;
-	struct releaser rel;
-	struct dir d;
-	uv_loop_t loop;
-	pthread_t thr;
+	struct locked l;
 	double t0;
 	char buf[16];
-	pid_t pid;
 
 	(void)state;
-	alarm(30);
-	dir_make(&d);
-	lmdb_store_close(open_with_a(d.path));
-	uv_loop_init(&loop);
-	st = lmdb_store_open(d.path, 1 << 20);
-	pid = lmdb_peer_start(d.path, LMDB_PEER_WRITE, &rel.fd);
-	rel.ms = 1500;
-	assert_int_equal(pthread_create(&thr, NULL, release_later, &rel), 0);
-	w = lmdb_writer_new(st, &loop, &wc);
+	locked_start(&l, 1500);
+	w = lmdb_writer_new(l.st, &l.loop, &wc);
 	assert_int_equal(lmdb_writer_put(w, "k", 1, "late", 4), 0);
 	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f1), 0);
 	assert_int_equal(lmdb_writer_put(w, "k", 1, "later", 5), 0);
 	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f2), 0);
 	t0 = now_s();
 	lmdb_writer_free(w);
-	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_run(&l.loop, UV_RUN_DEFAULT);
 	assert_true(now_s() - t0 < 0.5);
 	assert_int_equal(f1.calls + f2.calls, 0);
-	lmdb_store_close(st);
-	st = lmdb_store_open(d.path, 1 << 20);
-	assert_non_null(st);
-	assert_int_equal(lmdb_peer_lock_fds(d.path), 1);
-	lmdb_store_close(st);
+	lmdb_store_close(l.st);
+	l.st = lmdb_store_open(l.d.path, 1 << 20);
+	assert_non_null(l.st);
+	assert_int_equal(lmdb_peer_lock_fds(l.d.path), 1);
+	lmdb_store_close(l.st);
 	wait_flag(&f2.calls);
 	assert_int_equal(f1.calls, 1);
 	assert_int_equal(f1.status, 0);
 	assert_int_equal(f2.status, 0);
 	assert_true(f1.order < f2.order);
 	/* the writer's last batch took its store reference with it: the environment closes */
-	for (int i = 0; i < 500 && lmdb_peer_lock_fds(d.path) > 0; i++)
+	for (int i = 0; i < 500 && lmdb_peer_lock_fds(l.d.path) > 0; i++)
 		usleep(10000);
-	assert_int_equal(lmdb_peer_lock_fds(d.path), 0);
-	peer_reap(thr, pid);
-	st = lmdb_store_open(d.path, 1 << 20);
-	assert_string_equal(get_str(st, "k", buf, sizeof(buf)), "later");
-	lmdb_store_close(st);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	dir_remove(&d);
-	alarm(0);
+	assert_int_equal(lmdb_peer_lock_fds(l.d.path), 0);
+	peer_reap(&l);
+	l.st = lmdb_store_open(l.d.path, 1 << 20);
+	assert_string_equal(get_str(l.st, "k", buf, sizeof(buf)), "later");
+	locked_end(&l);
 }
 
 /* A process killed with every read slot taken: the stale slots are cleared at open. */
