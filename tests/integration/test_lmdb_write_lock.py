@@ -10,7 +10,7 @@ being answered at once on the same worker loop. Before, the retired writer waite
 worker's loop for the lock (its batch in libuv's pool, then the rest written there): every
 session of that loop stalled until the holder let go (here after 8 s). Then the holder lets
 go: every update lands (the records of both clients in the map), and the daemon exits 0.
-Peers: python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
+Peers: tests/peers/lmdb_hold.py under python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
 import os
 import subprocess
 import sys
@@ -22,21 +22,7 @@ import mxtest as mt  # noqa: E402
 
 mt.need()
 py = mt.need_sys_python('lmdb')
-HOLD = r'''
-import lmdb, sys
-env = lmdb.open(sys.argv[1], map_size=256 << 20, max_readers=1022, subdir=True, lock=True)
-txn = env.begin(write=True)
-print('held', flush=True)
-sys.stdin.read()         # until the test closes our stdin
-txn.abort()
-env.close()
-'''
-READ = r'''
-import lmdb, sys
-env = lmdb.open(sys.argv[1], map_size=256 << 20, max_readers=1022, subdir=True, readonly=True)
-with env.begin() as txn:
-    print(' '.join(k.decode() for k, _ in txn.cursor() if k.startswith(b'ip:')))
-'''
+HOLD = os.path.join(mt.PEERS, 'lmdb_hold.py')
 HOLD_S = 8
 store_dir = os.path.join(mt.TMP, 'rep')
 be = mt.Backend()
@@ -55,7 +41,8 @@ def send(src, tag):
 
 
 def keys():
-    r = subprocess.run([py, '-c', READ, store_dir], capture_output=True, text=True, timeout=30)
+    r = subprocess.run([py, HOLD, 'keys', store_dir, 'ip:'], capture_output=True, text=True,
+                       timeout=30)
     return r.stdout.split()
 
 
@@ -63,7 +50,7 @@ mx = mt.Mxgate(cfg())
 r, dt = send('198.18.40.1', 'before')
 mt.check(r[0] == 250, 'lock free: mail delivered: %s' % (r,))
 mt.wait_for(lambda: 'ip:198.18.40.1' in keys(), timeout=mt.slack(10))
-holder = subprocess.Popen([py, '-c', HOLD, store_dir], stdin=subprocess.PIPE,
+holder = subprocess.Popen([py, HOLD, 'write', store_dir], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 if holder.stdout.readline().strip() != b'held':
     mt.fail('the LMDB holder did not start: %r' % holder.stderr.read())

@@ -786,6 +786,22 @@ static void test_map_full_writers_evict_once(void **state)
  * the next batches, adding far fewer records than went, evict nothing. Before, the page
  * trigger still held after the eviction, so every batch of new records evicted another
  * sixth of them and lowered the mark each time. */
+/* Four records with the sequence numbers from *seq on (keys spread over the key space,
+ * the number as the rank), in one batch. */
+static void put_four_ranked(struct lmdb_writer *w, uint64_t *seq)
+{
+	unsigned char val[140];
+	char key[32];
+
+	memset(val, 'v', sizeof(val));
+	for (int j = 0; j < 4; j++, (*seq)++) {
+		snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((*seq * 2654435761u) & 0xffffffffu));
+		memcpy(val, seq, sizeof(*seq));
+		assert_int_equal(lmdb_writer_put(w, key, strlen(key), val, sizeof(val)), 0);
+	}
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+}
+
 static void test_evict_held_by_record_mark(void **state)
 {
 	static const char *const prefixes[] = { "e:", NULL };
@@ -795,22 +811,14 @@ static void test_evict_held_by_record_mark(void **state)
 	struct lmdb_writer *w;
 	struct lmdb_store *st;
 	struct dir d;
-	unsigned char val[140];
-	char key[32];
 	uint64_t records, after, first, seq = 0;
 
 	(void)state;
 	dir_make(&d);
 	st = lmdb_store_open(d.path, 2 << 20);
 	assert_non_null(w = lmdb_writer_new(st, NULL, &ec));
-	memset(val, 'v', sizeof(val));
 	for (ws.evicted = 0; ws.evicted == 0; ) {
-		for (int j = 0; j < 4; j++, seq++) {
-			snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((seq * 2654435761u) & 0xffffffffu));
-			memcpy(val, &seq, sizeof(seq));
-			assert_int_equal(lmdb_writer_put(w, key, strlen(key), val, sizeof(val)), 0);
-		}
-		assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+		put_four_ranked(w, &seq);
 		lmdb_writer_stats(w, &ws);
 		assert_int_equal(ws.failed, 0);
 		assert_true(seq < 100000);
@@ -819,14 +827,8 @@ static void test_evict_held_by_record_mark(void **state)
 	assert_int_equal(lmdb_store_usage(st, &after, NULL, NULL), 0);
 	/* 50 batches of 4 new records: 200, far under the sixth that went */
 	assert_true(first > 400);
-	for (int b = 0; b < 50; b++) {
-		for (int j = 0; j < 4; j++, seq++) {
-			snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((seq * 2654435761u) & 0xffffffffu));
-			memcpy(val, &seq, sizeof(seq));
-			assert_int_equal(lmdb_writer_put(w, key, strlen(key), val, sizeof(val)), 0);
-		}
-		assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
-	}
+	for (int b = 0; b < 50; b++)
+		put_four_ranked(w, &seq);
 	lmdb_writer_stats(w, &ws);
 	assert_int_equal(lmdb_store_usage(st, &records, NULL, NULL), 0);
 	assert_int_equal(ws.failed, 0);
