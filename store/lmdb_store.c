@@ -467,9 +467,11 @@ struct lmdb_writer {
 	struct log_rated drop_rated;     /* dropped updates: logged once a minute */
 };
 
-/* Counts a batch; a failed one's n updates are lost: the drop metric. */
+/* Counts a batch of n updates, no longer waiting (the queued gauge); a failed one's are
+ * lost: the drop metric. */
 static void lw_count_batch(struct lmdb_writer *w, int status, size_t n)
 {
+	store_stats_add_queued(w->sstats, -(long)n);
 	w->stats.batches++;
 	if (status < 0) {
 		w->stats.failed++;
@@ -1362,6 +1364,7 @@ static int lw_queue(struct lmdb_writer *w, enum lw_kind kind, const void *key, s
 	if (lw_queue_add(&w->q, kind, key, klen, val, vlen) < 0)
 		return -1;
 	w->stats.queued++;
+	store_stats_add_queued(w->sstats, 1);
 	lw_arm_timer(w);
 	return 0;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "store/lmdb_store.h"
+#include "store/store_stats.h"
 #include "lmdb_peer.h"
 
 struct dir { char path[64]; };
@@ -1025,6 +1026,9 @@ static void test_write_lock_leaves_pool(void **state)
 	assert_int_equal(uv_queue_work(&l.loop, &probe, probe_work, probe_after), 0);
 	run_until(&l.loop, &probed);
 	assert_true(now_s() - t0 < 1.0);
+	/* mxgate_store_writes_queued{store="lmdb:test"}: the four updates wait (every earlier
+	 * test's updates were written: back to 0 each time) */
+	assert_int_equal(store_stats_queued(store_stats_get("lmdb", "test")), 4);
 	for (int i = 0; i < 4; i++) {
 		run_until(&l.loop, &f[i].calls);
 		assert_int_equal(f[i].status, 0);
@@ -1033,6 +1037,7 @@ static void test_write_lock_leaves_pool(void **state)
 		lmdb_writer_free(w[i]);
 	}
 	uv_run(&l.loop, UV_RUN_DEFAULT);
+	assert_int_equal(store_stats_queued(store_stats_get("lmdb", "test")), 0);
 	peer_reap(&l);
 	locked_end(&l);
 }
