@@ -5,6 +5,7 @@
 #include "domain.h"
 #include "hostres.h"
 #include "plugins/pconn.h"
+#include "store/store.h"
 #include "log.h"
 #include "tls.h"
 
@@ -1102,6 +1103,36 @@ static int config_check_metrics_port(struct cfg_parse *p, struct fy_node *n, con
 	return 0;
 }
 
+/* The classifier's LMDB store (rules/bayes_db.c) keeps its own environments: on the
+ * directory of reputation's or greylist's store (store/lmdb_store.c) the process would open
+ * two environments on the same files, which LMDB forbids (closing either drops the other's
+ * locks on lock.mdb). */
+static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
+{
+	const char *bdir = c->rules.bayes.enabled ? store_lmdb_dir(c->rules.bayes.store) : NULL;
+	const char *other = NULL;
+	struct fy_node *rn, *bn;
+	size_t old;
+	int rc;
+
+	if (bdir == NULL)
+		return 0;
+	if (store_lmdb_same_dir(bdir, store_lmdb_dir(c->reputation.store)))
+		other = "reputation.store";
+	else if (c->greylist.enabled && store_lmdb_same_dir(bdir, store_lmdb_dir(c->greylist.store)))
+		other = "greylist.store";
+	if (other == NULL)
+		return 0;
+	rn = fy_node_pair_value(cfg_map_pair(n, "rules"));
+	bn = rn && fy_node_is_mapping(rn) ? fy_node_pair_value(cfg_map_pair(rn, "bayes")) : NULL;
+	old = cfg_path_push_key(p, "rules", 5);
+	cfg_path_push_key(p, "bayes", 5);
+	rc = cfg_error_key(p, bn && fy_node_is_mapping(bn) ? bn : NULL, "store", -1,
+	    "the same LMDB directory as %s: the classifier needs a directory of its own", other);
+	cfg_path_pop(p, old);
+	return rc;
+}
+
 static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct mx_config *c = obj;
@@ -1165,6 +1196,8 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	if (config_check_servers(p, n, c) < 0)
 		rc = -1;
 	if (config_check_metrics_port(p, n, c) < 0)
+		rc = -1;
+	if (config_check_lmdb_dirs(p, n, c) < 0)
 		rc = -1;
 	if (c->quarantine) {
 		struct cfg_backend_url u;
