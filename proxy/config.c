@@ -298,7 +298,7 @@ static const struct cfg_field limits_fields[] = {
 	{ "proxy_timeout", CFG_DURATION, offsetof(struct limits_config, proxy_timeout), "10s",
 	  100, S(300), .doc = "on a listener with proxy_protocol, time allowed for the PROXY header after the connect: none complete by then closes the connection without a reply (Postfix's smtpd_upstream_proxy_timeout, 5s there)" },
 	{ "data_deadline", CFG_DURATION, offsetof(struct limits_config, data_deadline), "1h",
-	  S(1), S(86400), .doc = "the whole DATA phase, 354 to the final dot: a client trickling bytes is cut off (421 4.4.2); 1h passes a 50M message at 15 KB/s" },
+	  S(1), S(86400), .doc = "the whole DATA phase, 354 to the final dot (BDAT: the first chunk to the LAST one, the commands between them included): a client trickling bytes or chunks is cut off (421 4.4.2); 1h passes a 50M message at 15 KB/s" },
 	{ "filter_deadline", CFG_DURATION, offsetof(struct limits_config, filter_deadline), "5m",
 	  S(1), S(3600), .doc = "the whole end-of-data chain after the final dot, every content filter together (each plugin's `timeout` bounds one call, a milter's SMFIR_PROGRESS restarts that but never this): past it the filter running is given up and the message gets `filter_deadline_action`, logged event=filter_deadline. The client waits 10 minutes after its final dot at most (RFC 5321 4.5.3.2.6), many give up sooner" },
 	{ "filter_deadline_action", CFG_ENUM, offsetof(struct limits_config, filter_deadline_action), "tempfail",

@@ -192,6 +192,25 @@ void session_arm_data(struct session *s)
 	session_arm(s, left < s->cfg->limits.data_timeout ? left : s->cfg->limits.data_timeout);
 }
 
+/* Between commands: limits.command_timeout, or what is left of the message's deadline
+ * while a BDAT message is open (its first chunk taken, its LAST one not yet): the client
+ * sends commands between the chunks, and one that sends one-octet chunks, each whole and
+ * well inside command_timeout, would otherwise never reach the deadline its DATA twin has
+ * (limits.data_deadline runs from the first chunk to the LAST one). */
+void session_arm_command(struct session *s)
+{
+	uint64_t ms = s->cfg->limits.command_timeout;
+
+	if (s->env.mail_from != NULL && s->bdat.used && !s->bdat.complete && !s->bdat.failed) {
+		uint64_t now = uv_now(&s->w->loop);
+		uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
+
+		if (left < ms)
+			ms = left;
+	}
+	session_arm(s, ms);
+}
+
 static void session_tarpit_cb(uv_timer_t *t)
 {
 	session_resume(t->data);
