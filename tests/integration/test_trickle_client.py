@@ -10,11 +10,15 @@ test then, and the check fails). What must end it is a bound counted from the ph
 - BDAT, one chunk trickled or many one-octet chunks each sent whole (limits.data_deadline
   from the first chunk to the LAST one: 421 4.4.2, no message relayed);
 - the TLS handshake, implicit and after STARTTLS (limits.command_timeout: closed);
-- the PROXY header (limits.proxy_timeout: closed without a reply).
+- the PROXY header (limits.proxy_timeout: closed without a reply);
+- a whole session of complete commands, each well inside command_timeout and none a junk
+  command nor an error (EHLO after EHLO): limits.session_deadline from the connect, at a
+  transaction's end, never in one (421 4.4.2; a message under way is finished first).
 Each case prints how long it took (the figure in the docs' table).
 """
 import itertools
 import os
+import re
 import socket
 import sys
 import time
@@ -24,7 +28,7 @@ import mxtest as mt  # noqa: E402
 
 mt.need('smtp-sink')
 
-CMD_TIMEOUT, DATA_DEADLINE, PROXY_TIMEOUT = 2.0, 3.0, 1.0
+CMD_TIMEOUT, DATA_DEADLINE, PROXY_TIMEOUT, SESSION_DEADLINE = 2.0, 3.0, 1.0, 4.0
 TICK = 0.5          # the trickle's pace: a quarter of the idle timeouts
 TOLERANCE = 1.5     # a timer's lateness on a busy machine (scaled under sanitizers)
 
@@ -37,7 +41,7 @@ cfg = mt.config([sink.url],
                 trusted_proxies=['127.0.0.1/32'],
                 tls={'certificate': crt, 'key': key},
                 limits={'command_timeout': '%gs' % CMD_TIMEOUT, 'data_timeout': '%gs' % CMD_TIMEOUT,
-                        'data_deadline': '%gs' % DATA_DEADLINE,
+                        'data_deadline': '%gs' % DATA_DEADLINE, 'session_deadline': '%gs' % SESSION_DEADLINE,
                         'proxy_timeout': '%dms' % (PROXY_TIMEOUT * 1000)})
 mx = mt.Mxgate(cfg, name='mx-trickle')
 PLAIN, IMPLICIT, PROXIED = mx.ports
@@ -138,6 +142,31 @@ header = b'PROXY TCP4 198.18.0.9 127.0.0.1 40000 25\r\n'
 closed, took, got = mt.trickle(s, (header[i:i + 1] for i in range(len(header))), TICK / 2,
                                limit(PROXY_TIMEOUT))
 bounded('proxy_header', closed, took, PROXY_TIMEOUT, got, reply=None)
+s.close()
+
+# ------------------------------------------------------------------- a session of whole commands
+s = raw(PLAIN)
+dialogue(s, [], b'220 ')
+closed, took, got = mt.trickle(s, itertools.repeat(b'EHLO trickle.test\r\n'), TICK, limit(SESSION_DEADLINE))
+bounded('session', closed, took, SESSION_DEADLINE, got)
+s.close()
+
+# ... and a message under way when the deadline passes is finished first: its 250, then 421
+n0 = sink.count()
+s = raw(PLAIN)
+dialogue(s, [b'EHLO trickle.test'], b'250 ')
+time.sleep(1.2)         # each pause inside command_timeout
+dialogue(s, [b'NOOP'], b'250 ')
+time.sleep(1.2)
+got = dialogue(s, [b'MAIL FROM:<a@example.org>', b'RCPT TO:<b@example.test>', b'DATA'], b'354')
+time.sleep(1.0)
+s.sendall(b'Subject: across the deadline\r\n')
+time.sleep(1.0)         # the deadline passes inside DATA
+s.sendall(b'\r\nbody\r\n.\r\n')
+closed, took, got = mt.trickle(s, itertools.repeat(b'NOOP\r\n'), TICK, limit(CMD_TIMEOUT))
+mt.check(re.search(rb'^250 2\.0\.0 ', got, re.M) is not None and b'421 4.4.2' in got and closed,
+         'session_deadline inside a message: its 250 first, then 421 4.4.2 (%r)' % got[-200:])
+mt.check(mt.wait_for(lambda: sink.count() == n0 + 1, 5), 'the message across the deadline was relayed')
 s.close()
 
 mt.check(mx.alive(), 'mxgate is alive after every trickle')
