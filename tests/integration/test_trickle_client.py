@@ -103,23 +103,22 @@ bounded('data', closed, took, DATA_DEADLINE, got)
 s.close()
 
 # ------------------------------------------------------------------- BDAT: one chunk trickled
-s = raw(PLAIN)
-dialogue(s, [b'EHLO trickle.test', b'MAIL FROM:<a@example.org>', b'RCPT TO:<b@example.test>'], b'250 ')
-closed, took, got = mt.trickle(s, itertools.chain([b'BDAT 100000 LAST\r\nSubject: slow\r\n\r\n'],
-                                                  itertools.repeat(b'x')), TICK, limit(DATA_DEADLINE))
-bounded('bdat_chunk', closed, took, DATA_DEADLINE, got)
-s.close()
+def bdat_case(name, first, then):
+    """After MAIL and RCPT: `first`, then `then` again and again, one every TICK."""
+    s = raw(PLAIN)
+    dialogue(s, [b'EHLO trickle.test', b'MAIL FROM:<a@example.org>', b'RCPT TO:<b@example.test>'], b'250 ')
+    closed, took, got = mt.trickle(s, itertools.chain([first], itertools.repeat(then)), TICK, limit(DATA_DEADLINE))
+    bounded(name, closed, took, DATA_DEADLINE, got)
+    s.close()
+
+
+bdat_case('bdat_chunk', b'BDAT 100000 LAST\r\nSubject: slow\r\n\r\n', b'x')
 
 # ------------------------------------------------------------------- BDAT: chunks of one octet
 # Each chunk comes whole (command and octet in one segment) and is answered 250 at once: the
 # session is between chunks, reading commands, nearly all the time. The message's deadline
 # runs from its first chunk to the LAST one, whatever the client does between them.
-s = raw(PLAIN)
-dialogue(s, [b'EHLO trickle.test', b'MAIL FROM:<a@example.org>', b'RCPT TO:<b@example.test>'], b'250 ')
-closed, took, got = mt.trickle(s, itertools.chain([b'BDAT 16\r\nSubject: slow\r\n\r\n'],
-                                                  itertools.repeat(b'BDAT 1\r\nx')), TICK, limit(DATA_DEADLINE))
-bounded('bdat_chunks', closed, took, DATA_DEADLINE, got)
-s.close()
+bdat_case('bdat_chunks', b'BDAT 16\r\nSubject: slow\r\n\r\n', b'BDAT 1\r\nx')
 # smtp-sink makes its dump file at MAIL and removes an aborted one: wait for the relay's close
 mt.check(mt.wait_for(lambda: sink.count() == n0, 5), 'no trickled message was relayed (%d at the sink)' % (sink.count() - n0))
 

@@ -80,53 +80,46 @@ def drip_peer(name, read_request, reply):
     return hp.Script(handler, name)
 
 
+def read_until(c, buf, done):
+    """Reads from c onto buf until done(buf); the bytes, or None at EOF."""
+    while not done(buf):
+        d = c.recv(65536)
+        if not d:
+            return None
+        buf += d
+    return buf
+
+
 def read_clamd(p):
     """zINSTREAM\\0, then chunks (4-octet length, data) to the zero length."""
-    c = p.sock
-    buf = b''
-    while b'\0' not in buf:
-        d = c.recv(4096)
-        if not d:
-            return False
-        buf += d
+    buf = read_until(p.sock, b'', lambda b: b'\0' in b)
+    if buf is None:
+        return False
     buf = buf.split(b'\0', 1)[1]
     while True:
-        while len(buf) < 4:
-            d = c.recv(65536)
-            if not d:
-                return False
-            buf += d
+        buf = read_until(p.sock, buf, lambda b: len(b) >= 4)
+        if buf is None:
+            return False
         (n,) = struct.unpack('>I', buf[:4])
         if n == 0:
             return True
-        while len(buf) < 4 + n:
-            d = c.recv(65536)
-            if not d:
-                return False
-            buf += d
+        buf = read_until(p.sock, buf, lambda b: len(b) >= 4 + n)
+        if buf is None:
+            return False
         buf = buf[4 + n:]
 
 
 def read_http_like(p):
     """Headers to the empty line, then Content-length octets (spamd, rspamd's HTTP)."""
-    c = p.sock
-    buf = b''
-    while b'\r\n\r\n' not in buf:
-        d = c.recv(65536)
-        if not d:
-            return False
-        buf += d
+    buf = read_until(p.sock, b'', lambda b: b'\r\n\r\n' in b)
+    if buf is None:
+        return False
     head, body = buf.split(b'\r\n\r\n', 1)
     n = 0
     for ln in head.split(b'\r\n'):
         if ln.lower().startswith(b'content-length:'):
             n = int(ln.split(b':', 1)[1])
-    while len(body) < n:
-        d = c.recv(65536)
-        if not d:
-            return False
-        body += d
-    return True
+    return read_until(p.sock, body, lambda b: len(b) >= n) is not None
 
 
 SPAMD_REPLY = b'SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: False ; 1.0 / 5.0\r\n\r\n'
