@@ -45,7 +45,7 @@ def never_ending(first):
     return hook
 
 
-def case(name, hooks, bound, size=None):
+def case(name, hooks, bound, size=0):
     if ONLY and name not in ONLY.split(','):
         return
     bad = hp.scripted('bk-' + name, hooks)
