@@ -10,7 +10,8 @@ relayed.
   reply an octet at a time; at end of message, modifications trickled (each restarts the
   call's timeout, as SMFIR_PROGRESS does: limits.filter_deadline bounds them together);
 - clamd: its reply an octet at a time; spamd: its reply an octet at a time;
-- rspamd: its HTTP reply an octet at a time.
+- rspamd: its HTTP reply an octet at a time;
+- a .so plugin calling the ABI's progress() every TICK at RCPT, never answering.
 Each case prints how long it took (the figure in the docs' table).
 """
 import os
@@ -180,6 +181,56 @@ p = drip_peer('spamd-drip', read_http_like, SPAMD_REPLY)
 case('spamd_reply', {'name': 'spamd', 'address': '127.0.0.1:%d' % p.port}, 'eom', TIMEOUT)
 p = drip_peer('rspamd-drip', read_http_like, RSPAMD_REPLY)
 case('rspamd_reply', {'name': 'rspamd', 'address': '127.0.0.1:%d' % p.port}, 'eom', TIMEOUT)
+
+# ------------------------------------------------------------------- a .so plugin calling progress()
+# The ABI's progress() ("the peer is alive and working: restart this call's timeout"), called
+# every TICK at RCPT without ever answering: before end of message it restarts nothing (as a
+# milter's SMFIR_PROGRESS), at end of message limits.filter_deadline bounds it.
+PROGRESS_SRC = r'''#include <stdlib.h>
+#include "plugin.h"
+static const struct mxgate_host *host;
+struct tick { uv_timer_t t; struct mxgate_call *c; };
+static struct tick *running;
+static int p_init(const struct mxgate_host *h, const struct mxgate_plugin_args *a, void **i,
+    char *e, size_t el) { host = h; *i = 0; return 0; }
+static void tick_cb(uv_timer_t *t) { host->progress(((struct tick *)t->data)->c); }
+static void start(struct mxgate_call *c)
+{
+	struct tick *k = malloc(sizeof(*k));
+	uv_timer_init(host->loop(c), &k->t);
+	k->t.data = k;
+	k->c = c;
+	running = k;
+	uv_timer_start(&k->t, tick_cb, 300, 300);
+}
+static void p_cancel(void *i, struct mxgate_call *c)
+{
+	if (running && running->c == c) {
+		uv_timer_stop(&running->t);
+		uv_close((uv_handle_t *)&running->t, (uv_close_cb)free);
+		running = NULL;
+	}
+}
+static void p_rcpt(void *i, struct mxgate_call *c) { start(c); }
+const struct mxgate_plugin mxgate_plugin = { .abi_version = MXGATE_PLUGIN_ABI_VERSION,
+    .name = "ticker", .init = p_init, .on_rcpt = p_rcpt, .cancel = p_cancel };
+'''
+so = mt.build_plugin('ticker', PROGRESS_SRC)
+be = mt.Backend(name='be-ticker')
+mx = mt.Mxgate(mt.config([be.url], workers=1, plugins=[{'name': 'ticker', 'path': so, 'on_error': 'tempfail',
+                                                         'timeout': '%gs' % TIMEOUT}]), name='mx-ticker')
+c = mt.Client(mx.port, timeout=LIMIT + 5)
+c.ehlo()
+c.cmd('MAIL FROM:<a@example.org>')
+t0 = time.time()
+code, text = c.cmd('RCPT TO:<b@example.test>')
+took = time.time() - t0
+c.close()
+figures['so_progress_rcpt'] = took
+mt.say('so_progress_rcpt: %s %s after %.2fs (bound %.1fs)' % (code, text, took, TIMEOUT))
+mt.check(code is not None and 400 <= code < 500 and took <= TIMEOUT + mt.slack(TOLERANCE),
+         'a .so plugin calling progress() at RCPT: on_error at its timeout (%s %s after %.2fs)' % (code, text, took))
+mx.stop()
 
 mt.say('figures: ' + ' '.join('%s=%.2fs' % kv for kv in figures.items()))
 mt.finish()
