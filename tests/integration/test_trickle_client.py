@@ -11,6 +11,9 @@ test then, and the check fails). What must end it is a bound counted from the ph
   from the first chunk to the LAST one: 421 4.4.2, no message relayed);
 - the TLS handshake, implicit and after STARTTLS (limits.command_timeout: closed);
 - the PROXY header (limits.proxy_timeout: closed without a reply);
+- a client that pipelines 2000 commands and reads the replies at a trickle (64 octets every
+  TICK): the session is not held by its unread output (limits.command_timeout from the last
+  command read; event=disconnect's ms, what is left in the kernel's buffers is no session);
 - a whole session of complete commands, each well inside command_timeout and none a junk
   command nor an error (EHLO after EHLO): limits.session_deadline from the connect, at a
   transaction's end, never in one (421 4.4.2; a message under way is finished first).
@@ -167,6 +170,30 @@ mt.check(re.search(rb'^250 2\.0\.0 ', got, re.M) is not None and b'421 4.4.2' in
          'session_deadline inside a message: its 250 first, then 421 4.4.2 (%r)' % got[-200:])
 mt.check(mt.wait_for(lambda: sink.count() == n0 + 1, 5), 'the message across the deadline was relayed')
 s.close()
+
+# ------------------------------------------------------------------- replies read at a trickle
+n0 = mx.log_size()
+s = raw(PLAIN)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+dialogue(s, [], b'220 ')
+s.sendall(b'EHLO trickle.test\r\n' * 2000)
+port = s.getsockname()[1]
+t0 = time.time()
+m = None
+while m is None and time.time() - t0 < limit(CMD_TIMEOUT):
+    try:
+        s.settimeout(TICK)
+        s.recv(64)
+    except OSError:
+        pass
+    time.sleep(TICK)
+    m = re.search(r'event=disconnect client=127\.0\.0\.1 .*ms=(\d+)', mx.log()[n0:])
+s.close()
+took = int(m.group(1)) / 1000.0 if m else time.time() - t0
+figures['slow_reader'] = took
+mt.say('slow_reader: session ended after %.2fs (%s)' % (took, m.group(0) if m else None))
+mt.check(m is not None and took <= CMD_TIMEOUT + mt.slack(TOLERANCE),
+         'a client reading its replies at a trickle: the session ends at command_timeout (%.2fs)' % took)
 
 mt.check(mx.alive(), 'mxgate is alive after every trickle')
 mt.say('figures: ' + ' '.join('%s=%.2fs' % kv for kv in figures.items()))
