@@ -943,6 +943,19 @@ static void lc_gl_pending_closed_cb(uv_handle_t *h)
 	free(h->data);
 }
 
+/* A client record's verb: the state it found is the workers' (what they had queued, newer
+ * than the map the verb read first) when one had a live record. */
+static void lc_ip_seen(struct lc_gl_pending *p)
+{
+	uint64_t since, exp, wall = lc_wall_ms();
+	int was = greylist_ip_decode(p->gw.seen, p->gw.seen_len, wall, &since, &exp);
+
+	if (was == GREYLIST_IP_NONE)
+		return;
+	p->was = was;
+	p->was_left_ms = exp > wall ? exp - wall : 0;
+}
+
 /* Main loop: every worker's batch with the write is applied (or failed); the reply. */
 static void lc_gl_pending_answer_cb(uv_async_t *a)
 {
@@ -956,6 +969,7 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 		    p->gw.workers);
 		control_reply_done(p->reply, -1);
 	} else if (p->ipop) {
+		lc_ip_seen(p);
 		lc_ip_reply(out, p->json, p->ipop - 1, p->triplet, "lmdb", p->was, p->was_left_ms, p->ttl_ms);
 		control_reply_done(p->reply, 0);
 	} else if (p->gw.redis) {
@@ -1119,6 +1133,23 @@ static void lc_ip_reply(struct strbuf *out, bool json, int op, const char *clien
 		    (unsigned long long)(ttl_ms / 1000), lc_ip_states[was]);
 }
 
+/* untrap in Redis: the time of it first (Redis's clock, kept trap_ttl), so that a trap a
+ * node set during an outage before it, still in that node's write queue, is dropped when it
+ * arrives (greylist.c gl_lua_trap). The reply, or NULL. */
+static redisReply *lc_ip_untrapped(redisContext *rc, const struct greylist_config *c, const char *client)
+{
+	redisReply *tm = redisCommand(rc, "TIME"), *v = NULL;
+
+	if (tm != NULL && tm->type == REDIS_REPLY_ARRAY && tm->elements == 2 &&
+	    tm->element[0]->type == REDIS_REPLY_STRING && tm->element[1]->type == REDIS_REPLY_STRING)
+		v = redisCommand(rc, "SET %s%s %.0f PX %llu", GREYLIST_UNTRAPPED_PREFIX, client,
+		    atof(tm->element[0]->str) * 1000 + atof(tm->element[1]->str) / 1000,
+		    (unsigned long long)c->trap_ttl);
+	if (tm)
+		freeReplyObject(tm);
+	return v;
+}
+
 /* Redis: the record read (HGET s, PTTL) and changed on a connection of the verb's own. The
  * workers' script reads it at each check; nothing of it is queued in their write queues. */
 static int lc_ip_redis(const struct greylist_config *c, const char *client, int op, uint64_t ttl_ms,
@@ -1142,6 +1173,14 @@ static int lc_ip_redis(const struct greylist_config *c, const char *client, int 
 	freeReplyObject(v);
 	v = NULL;
 	now = lc_ip_after(op, *was);
+	if (op == GLIP_UNTRAP) {
+		/* also with no record here: the trap may wait in another node's queue */
+		v = lc_ip_untrapped(rc, c, client);
+		if (v == NULL || v->type == REDIS_REPLY_ERROR)
+			goto fail;
+		freeReplyObject(v);
+		v = NULL;
+	}
 	if (now == GREYLIST_IP_NONE && *was != GREYLIST_IP_NONE) {
 		v = redisCommand(rc, "DEL %s", key);
 	} else if (op == GLIP_ALLOW || op == GLIP_TRAP) {
@@ -1243,6 +1282,7 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 			p->gw.vlen = sizeof(p->gw.val);
 		}
 		p->ipop = op + 1;
+		p->gw.want_seen = true;
 		p->was = was;
 		p->was_left_ms = left_ms;
 		p->ttl_ms = ttl_ms;

@@ -1185,7 +1185,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 14
+#define CONFIG_CORE_KEYS 15
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1224,7 +1224,9 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
 	  .doc = "backend URL quarantined messages go to, e.g. maildir:/var/spool/mxgate/quarantine (default: none)" },
 	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
-	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH); empty = every domain (-t warns)" },
+	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH) or is in relay_networks; empty = every domain (-t warns)" },
+	{ "relay_networks", CFG_CIDRLIST, offsetof(struct mx_config, relay_networks),
+	  .doc = "clients that may send to recipients outside accept_domains (Postfix's permit_mynetworks, Haraka's relay_acl_allow): CIDRs and file:PATH items; judged on the client's real address (PROXY, XCLIENT); relaying only, every other check still applies; each such recipient is logged event=relay relay=network. Empty (the default): nobody" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST
