@@ -1010,6 +1010,8 @@ static void milter_verdict(struct milter_sess *ms, const struct milter_reply *r)
 	}
 }
 
+static bool milter_reply_ends_wait(char cmd);
+
 /* One decoded frame. Returns false when processing must stop (ms may be gone). */
 static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned char *p, size_t len)
 {
@@ -1025,7 +1027,13 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		milter_fail(ms, "milter-protocol", "malformed reply");
 		return false;
 	}
-	ms->mi->host->progress(ms->call);
+	/* A frame restarts the call's timeout when it ends the wait, or at end of message
+	 * (its steps, SMFIR_PROGRESS, the modifications: limits.filter_deadline bounds them
+	 * together). Before end of message a frame that ends nothing (SMFIR_PROGRESS, which
+	 * libmilter sends only from xxfi_eom) restarts nothing: a filter sending one every
+	 * (timeout - 1) s held the session at its connect, HELO, MAIL or RCPT for ever. */
+	if (milter_reply_ends_wait(cmd) || ms->wait == W_EOM_STEP || ms->wait == W_EOB)
+		ms->mi->host->progress(ms->call);
 	if (ms->wait == W_OPTNEG) {
 		if (milter_optneg_check(&r, &why) < 0) {
 			milter_fail(ms, "milter-protocol", why);

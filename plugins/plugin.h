@@ -161,7 +161,9 @@ struct mxgate_host {
 	int (*replace_body)(struct mxgate_call *c, const void *data, size_t len);
 	/* Sets the quarantine reason (the verdict itself is MXGATE_QUARANTINE). */
 	void (*set_quarantine_reason)(struct mxgate_call *c, const char *reason);
-	/* The peer is alive and working: restart this call's timeout. */
+	/* The peer is alive and working: restart this call's timeout (at end of message, where
+	 * limits.filter_deadline bounds every filter together; before it a call has its
+	 * timeout from its start, progress() or not). */
 	void (*progress)(struct mxgate_call *c);
 	/* level: 0 debug, 1 info, 2 warning, 3 error. fmt "event=NAME k=v..." is logged as
 	 * "<session> event=NAME plugin=<name> k=v..." (NAME of a-z and _); any other text as

@@ -2005,7 +2005,10 @@ static void host_progress(struct mxgate_call *h)
 	struct plugin_call *c = plugin_call_get(h);
 	struct plugin_sess *s = c ? c->s : NULL;
 
-	if (s && s->cur == c && s->hc)
+	/* At end of message only, where limits.filter_deadline bounds the calls together;
+	 * before it a call that restarted its timeout on every progress() (a plugin relaying
+	 * its peer's trickle) held the session at that stage for ever. */
+	if (s && s->cur == c && s->hc && s->stage == HOOK_EOM)
 		hook_call_progress(s->hc);
 }
 

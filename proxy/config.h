@@ -56,6 +56,7 @@ struct limits_config {
 	uint64_t data_timeout;      /* ms */
 	uint64_t proxy_timeout;     /* ms, a PROXY header after the connect (listen[].proxy_protocol) */
 	uint64_t data_deadline;     /* ms, the whole DATA phase */
+	uint64_t session_deadline;  /* ms, a session from its connect (ended between transactions) */
 	uint64_t filter_deadline;   /* ms, the whole end-of-data chain (every filter together) */
 	int filter_deadline_action; /* enum filter_deadline_action */
 	uint64_t drain_timeout;     /* ms */

@@ -381,6 +381,8 @@ static void control_conn_process(struct control_conn *k)
 		control_send(k, rc == 0, &out);
 		if (k->closing)
 			return;
+		/* answered: the idle timeout counts again from now (as control_conn_answer) */
+		uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
 		if (uv_stream_get_write_queue_size(s) >= CONTROL_MAX_QUEUED) {
 			/* The rest of this read is dropped with the pause: a client this far behind
 			 * on its replies is not pipelining in good faith. */
@@ -411,7 +413,10 @@ static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			k->close_after_write = true;
 		return;
 	}
-	uv_timer_again(&k->timer);
+	/* No timer restart here: the idle timeout runs from the connect or the last answer
+	 * (control_conn_answer), so a client trickling a request line or its body an octet at
+	 * a time is closed CONTROL_IDLE_MS after it, not held (with its slot of the
+	 * CONTROL_MAX_CONNS) for as long as it keeps sending. */
 	k->held_off = 0;
 	k->held_len = (size_t)nread;
 	control_conn_process(k);

@@ -1549,7 +1549,7 @@ void session_process(struct session *s)
 		/* The timeout runs from the start of a line: a client trickling one byte at a time
 		 * does not reset it (slowloris). */
 		if (linebuf_pending(&s->lb) == 0 || !session_timer_running(s))
-			session_arm(s, s->cfg->limits.command_timeout);
+			session_arm_command(s);
 		if (s->out_blocked)
 			session_pause(s);
 		else

@@ -255,6 +255,8 @@ void session_disarm(struct session *s);
 bool session_timer_running(const struct session *s);
 /* The DATA phase's timer: data_timeout since the last read or the DATA deadline. */
 void session_arm_data(struct session *s);
+/* command_timeout, cut to the BDAT message's deadline while one is open */
+void session_arm_command(struct session *s);
 /* The tarpit: session_resume() after ms. */
 void session_arm_tarpit(struct session *s, uint32_t ms);
 /* Ends the session (reason: a log word, NULL when the client quit or replies close it):

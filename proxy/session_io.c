@@ -108,6 +108,8 @@ void session_flush(struct session *s)
 
 /* ---- timers ------------------------------------------------------------------------ */
 
+static bool session_past_deadline(const struct session *s, uint64_t now);
+
 static void session_timeout_cb(uv_timer_t *t)
 {
 	struct session *s = t->data;
@@ -144,9 +146,12 @@ static void session_timeout_cb(uv_timer_t *t)
 		break;
 	}
 	counter_inc(COUNTER_SESSIONS_TIMEOUT);
-	log_event(LOG_LVL_INFO, s->id, "event=timeout state=%s client=%s", session_state_name(s->state),
-	    s->env.client_ip);
-	if (s->state != SESSION_PROXY && s->state != SESSION_TLS && s->state != SESSION_STARTTLS)
+	bool whole = session_past_deadline(s, now);
+	log_event(LOG_LVL_INFO, s->id, "event=timeout state=%s client=%s%s", session_state_name(s->state),
+	    s->env.client_ip, whole ? " limit=session_deadline" : "");
+	if (whole)
+		session_reply(s, "421 4.4.2 %s Error: session time limit reached, reconnect to go on", s->cfg->hostname);
+	else if (s->state != SESSION_PROXY && s->state != SESSION_TLS && s->state != SESSION_STARTTLS)
 		session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 	s->quit_after_flush = true;
 	session_flush(s);
@@ -190,6 +195,42 @@ void session_arm_data(struct session *s)
 	uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
 
 	session_arm(s, left < s->cfg->limits.data_timeout ? left : s->cfg->limits.data_timeout);
+}
+
+/* Between commands: limits.command_timeout, or what is left of the message's deadline
+ * while a BDAT message is open (its first chunk taken, its LAST one not yet): the client
+ * sends commands between the chunks, and one that sends one-octet chunks, each whole and
+ * well inside command_timeout, would otherwise never reach the deadline its DATA twin has
+ * (limits.data_deadline runs from the first chunk to the LAST one). */
+void session_arm_command(struct session *s)
+{
+	uint64_t ms = s->cfg->limits.command_timeout;
+	uint64_t now = uv_now(&s->w->loop);
+
+	if (s->env.mail_from != NULL && s->bdat.used && !s->bdat.complete && !s->bdat.failed) {
+		uint64_t left = s->data_deadline_at > now ? s->data_deadline_at - now : 1;
+
+		if (left < ms)
+			ms = left;
+	}
+	if (s->env.mail_from == NULL) {
+		/* limits.session_deadline: outside a transaction only, so a message under way
+		 * is finished first (session_timeout_cb says which bound ended the session) */
+		uint64_t end = s->started_ms + s->cfg->limits.session_deadline;
+		uint64_t left = end > now ? end - now : 1;
+
+		if (left < ms)
+			ms = left;
+	}
+	session_arm(s, ms);
+}
+
+/* Whether the session ran past limits.session_deadline outside a transaction (the timer
+ * fired for that bound, not for command_timeout). */
+static bool session_past_deadline(const struct session *s, uint64_t now)
+{
+	return session_takes_commands(s) && s->env.mail_from == NULL &&
+	    now >= s->started_ms + s->cfg->limits.session_deadline;
 }
 
 static void session_tarpit_cb(uv_timer_t *t)

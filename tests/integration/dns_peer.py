@@ -28,6 +28,8 @@ ZONE.json maps a name (no trailing dot, any case) to a list of entries:
                                          query is read and never answered / a length of 65535
                                          followed by a few octets, then silence / the
                                          connection is closed without an answer
+    "tcp_trickle"                        UDP: an empty truncated answer; TCP: a SERVFAIL
+                                         answer sent an octet every 0.3 s (a slow peer)
 Any other name in the file's zones is NXDOMAIN; a name with records but none of the asked
 type is NODATA. Listens on UDP and TCP 127.0.0.1:PORT; prints "ready" when it does; logs each
 query to stderr as "query NAME TYPE" (with " tcp" when it came over TCP, then " edns=N" when
@@ -63,7 +65,10 @@ def answer(wire, tcp):
                                          ' edns=%d' % q.payload if q.edns >= 0 else ''))
     sys.stderr.flush()
     entries = zone.get(name)
-    if entries in ('tcp_stall', 'tcp_huge', 'tcp_close'):
+    if entries in ('tcp_stall', 'tcp_huge', 'tcp_close', 'tcp_trickle'):
+        if tcp and entries == 'tcp_trickle':
+            r.set_rcode(dns.rcode.SERVFAIL)
+            return ('trickle', r.to_wire())
         if tcp:
             return entries
         r.flags |= dns.flags.TC
@@ -148,6 +153,15 @@ class Tcp(socketserver.BaseRequestHandler):
             if out is None:
                 return
             if out == 'tcp_close':
+                return
+            if isinstance(out, tuple):
+                wire = len(out[1]).to_bytes(2, 'big') + out[1]
+                try:
+                    for i in range(len(wire)):
+                        self.request.sendall(wire[i:i + 1])
+                        time.sleep(0.3)
+                except OSError:
+                    pass
                 return
             if out == 'tcp_huge':
                 self.request.sendall(b'\xff\xff' + b'\0' * 12)

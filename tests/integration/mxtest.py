@@ -66,6 +66,9 @@ API (everything else is internal):
   send_mail(port, mail_from, rcpts, data, ehlo, client, source, proxy_src, timeout) -> Result
          ((code, text) with .stage connect|helo|mail|rcpt|data|eom|io and .rcpt_codes)
   message(tag, body, size, headers) -> bytes;  eicar_message(tag);  EICAR, GTUBE
+  trickle(sock, pieces, every, limit) -> (closed, seconds, bytes read): a client (or peer) that
+         sends a piece every `every` s and never finishes;  drip(sock, data, every, limit): a
+         reply sent an octet at a time (slow peers, test_trickle*)
   stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes
   message_ids(iterable of message bytes) -> set of tags put there by message()
   session_codes(port, proxy_src, lines, data, ehlo) -> the codes of one session's commands
@@ -2005,6 +2008,57 @@ def stuff(data):
         data += b'\r\n'
     out = re.sub(rb'(^|\r\n)\.', rb'\1..', data)
     return out + b'.\r\n'
+
+
+def trickle(sock, pieces, every, limit):
+    """A slow peer's side of a connection: sends pieces (an iterable of bytes, e.g.
+    itertools.repeat(b'x')) one every `every` seconds, reading what the other side says in
+    between, until it closes the connection, the pieces run out or `limit` seconds pass.
+    Returns (closed, seconds from the first piece to the close or the end, the bytes read).
+    For the tests of what bounds a peer that never stops but never finishes (test_trickle*):
+    with `every` under an idle timeout, only a total bound ends it."""
+    t0 = time.time()
+    got = b''
+    closed = False
+    it = iter(pieces)
+    nxt = time.time()
+    while not closed and time.time() - t0 < limit:
+        if time.time() >= nxt:
+            piece = next(it, None)
+            if piece is None:
+                break
+            try:
+                sock.sendall(piece)
+            except OSError:
+                closed = True
+                break
+            nxt = time.time() + every
+        sock.settimeout(max(0.01, min(nxt, t0 + limit) - time.time()))
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ssl.SSLWantReadError):
+            continue
+        except OSError:
+            chunk = b''
+        if not chunk:
+            closed = True
+        got += chunk
+    return closed, time.time() - t0, got
+
+
+def drip(sock, data, every, limit=None):
+    """Sends data one octet every `every` seconds (a peer answering at a trickle), for at
+    most `limit` seconds; False when the other side closed the connection first."""
+    t0 = time.time()
+    for i in range(len(data)):
+        if limit is not None and time.time() - t0 > limit:
+            return True
+        try:
+            sock.sendall(data[i:i + 1])
+        except OSError:
+            return False
+        time.sleep(every)
+    return True
 
 
 def proxy_v2(src, dst_port, sport=40000, dst='127.0.0.1'):
