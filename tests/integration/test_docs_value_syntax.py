@@ -40,13 +40,19 @@ PLACES = {
 }
 # not values by themselves: the placeholders and words around the examples
 NOT_VALUES = {'K', 'M', 'G', 'T', 'KB', 'KiB', 'COUNT/DURATION', 'smtp://host[:port]',
-              'lmtp://host[:port]', '-t', '[', 'lmtp:unix:/path', 'maildir:/path', '::ffff:192.0.2.1', '*:25', '*'}
+              'lmtp://host[:port]', '-t', '[', 'lmtp:unix:/path', 'maildir:/path', '::ffff:192.0.2.1', '*:25', '*',
+              '#', 'PATH:LINE:COL'}
+# a CIDR list's file:PATH item names a file: one the test writes stands in for PATH
+cidr_file = os.path.join(mt.TMP, 'cidrs')
+open(cidr_file, 'w').write('# comment\n192.0.2.0/24\n\n2001:db8::/32\n')
 n = 0
 for kind, text in PLACES.items():
     for e in examples(kind, NOT_VALUES):
         for value in e.split('/') if kind == 'bool' else [e]:
             path = os.path.join(mt.TMP, 'v%d.yaml' % n)
             n += 1
+            if value == 'file:PATH':
+                value = 'file:' + cidr_file
             open(path, 'w').write(text.replace('VALUE', value))
             r = mt.run_mxgate('-t', '-c', path)
             errs = [x for x in (r.stdout + r.stderr).splitlines() if ': warning: ' not in x and not x.endswith(': ok')]
