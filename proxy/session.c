@@ -1609,8 +1609,11 @@ static void session_greet(struct session *s)
 		/* The early bytes were a command the client sent blind: discard them so the
 		 * session continues in step with what the client reads next. */
 	} else if (s->teaser_sent && s->pregreet_waited) {
-		/* kept quiet for the whole delay: passed (postscreen_greet_ttl) */
+		/* kept quiet for the whole delay: passed (postscreen_greet_ttl); the pregreet
+		 * module writes it to pregreet.pass_store */
 		pregreet_pass_note(s->env.client_ip, s->cfg->pregreet.pass_ttl, uv_hrtime());
+		if (s->env.pregreet_pass == HOOK_PREGREET_TESTING)
+			s->env.pregreet_pass = HOOK_PREGREET_PASSED;
 	}
 	session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 	session_enter_idle(s);
@@ -1711,6 +1714,14 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 			log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=allow_listed client=%s",
 			    s->env.client_ip);
 		s->pregreet_hit = false;
+	} else if (s->env.pregreet_pass == HOOK_PREGREET_KNOWN && s->teaser_sent &&
+	    s->state == SESSION_CONNECT && !s->pregreet_hit && !s->pregreet_waited) {
+		/* pregreet.pass_store knows the client passed (a restart, another node): the
+		 * delay ends with the connect stage, as if this process had known it at connect.
+		 * One that already talked after the teaser failed the test all the same. */
+		uv_timer_stop(&s->timer);
+		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_store client=%s",
+		    s->env.client_ip);
 	}
 	if (uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) > hold)
 		hold = 0;       /* the pregreet delay still runs longer */
@@ -1792,6 +1803,7 @@ void session_start_connect(struct session *s)
 		session_greet(s);
 		return;
 	}
+	s->env.pregreet_pass = HOOK_PREGREET_NONE;
 	if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 &&
 	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
 		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
@@ -1813,6 +1825,8 @@ void session_start_connect(struct session *s)
 		 * listener: the site's own users (postscreen sits on port 25 only). */
 		session_reply(s, "220-%s ESMTP", s->cfg->hostname);
 		s->teaser_sent = true;
+		/* the pregreet module asks pregreet.pass_store meanwhile (the connect stage) */
+		s->env.pregreet_pass = HOOK_PREGREET_TESTING;
 		session_flush(s);
 		session_arm(s, pg->delay);
 		/* what came in the PROXY header's segment was sent before any greeting too */
