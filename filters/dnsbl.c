@@ -802,6 +802,16 @@ static bool dnsbl_had_symbol(const struct hook_env *env, size_t n, const char *n
 	return false;
 }
 
+/* The indexes of the lists that hit, as a pass keeps them: "0,3" (truncated at cap). */
+static void dnsbl_hits_join(char *const *v, size_t n, char *out, size_t cap)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n && len < cap; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? "," : "", v[i]);
+}
+
 /* All lookups are in: sum, symbols, verdict, pass cache. Frees op. */
 static void dnsbl_op_finish(struct dnsbl_op *op)
 {
@@ -914,11 +924,9 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 		dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
 		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, key, &pr, uv_now(env->loop));
 		if (w->pc != NULL) {
-			char hitsv[64 * 12] = "";
-			size_t hvl = 0;
+			char hitsv[64 * 12];
 
-			for (size_t i = 0; i < pr.n && hvl < sizeof(hitsv); i++)
-				hvl += (size_t)snprintf(hitsv + hvl, sizeof(hitsv) - hvl, "%s%s", i ? "," : "", hitv[i]);
+			dnsbl_hits_join(hitv, pr.n, hitsv, sizeof(hitsv));
 			passcache_note(w->pc, key, hitsv, strlen(hitsv), (uint64_t)pr.ttl * 1000);
 		}
 	}
@@ -1118,12 +1126,10 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 		}
 		if (pc != NULL) {
 			/* passed before: restore the symbols of the lists that hit, skip the lookups */
-			char hits[64 * 12] = "";
-			size_t hl = 0;
+			char hits[64 * 12];
 			uint32_t ttl = pc->ttl;
 
-			for (size_t i = 0; i < pc->n && hl < sizeof(hits); i++)
-				hl += (size_t)snprintf(hits + hl, sizeof(hits) - hl, "%s%s", i ? "," : "", pc->v[i]);
+			dnsbl_hits_join(pc->v, pc->n, hits, sizeof(hits));
 			dns_result_free(pc);
 			dnsbl_pass_restore(w, s, call, hits, ttl, "memory");
 			return;
