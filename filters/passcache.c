@@ -71,11 +71,6 @@ bool passcache_spec_shared(const char *spec)
 	return k == STORE_LMDB || k == STORE_REDIS;
 }
 
-const char *passcache_spec(const struct passcache *pc)
-{
-	return pc->spec;
-}
-
 /* Counts a failure and logs it at most once a minute per module. */
 static void passcache_error(struct passcache *pc, const char *reason)
 {
@@ -138,6 +133,8 @@ struct passcache *passcache_new(const char *spec, const char *name, uint64_t tim
 		if (pc->rs == NULL)
 			goto fail;
 		redis_store_set_name(pc->rs, strcmp(name, "dnsbl") == 0 ? "dnsbl_pass" : "pregreet_pass");
+		/* for logs: the URL without its password */
+		snprintf(pc->spec, sizeof(pc->spec), "%s", redis_store_url(pc->rs));
 		pc->script = redis_store_add_script(pc->rs, passcache_lua);
 		if (pc->script < 0)
 			goto fail;

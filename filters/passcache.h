@@ -51,8 +51,6 @@ struct passcache *passcache_new(const char *spec, const char *name, uint64_t tim
 /* Writes what is queued (LMDB) and drops the connection (Redis); outstanding lookups must be
  * cancelled first. NULL is a no-op. */
 void passcache_free(struct passcache *pc);
-/* "lmdb:/dir" or the Redis URL, for logs. Borrowed, valid while pc lives. */
-const char *passcache_spec(const struct passcache *pc);
 
 /* The answer: known true with the payload (val, vlen: borrowed, valid during the call) and
  * the ms the pass has left; false when not known or on any failure (already counted and

@@ -105,6 +105,14 @@ static void test_lmdb_rows(void **state)
 	a = ask(pc, "198.18.0.2#1");
 	assert_false(a.known);
 
+	/* "a pass expires with its TTL" */
+	passcache_note(pc, "198.18.0.4#1", "", 0, 1000);
+	a = ask(pc, "198.18.0.4#1");
+	assert_true(a.known && a.left_ms <= 1000);
+	usleep(1100 * 1000);
+	a = ask(pc, "198.18.0.4#1");
+	assert_false(a.known);
+
 	/* "another module's prefix is another key" */
 	pc2 = passcache_new(spec, "pregreet", 100, &loop, 0);
 	assert_non_null(pc2);
