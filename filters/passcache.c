@@ -234,20 +234,20 @@ static int passcache_lookup_lmdb(struct passcache *pc, const char *key, passcach
 	return 0;
 }
 
-/* A Redis value: "NOTED_MS:PAYLOAD". */
-static bool passcache_parse(const char *s, size_t len, uint64_t *noted, const char **val, size_t *vlen)
+bool passcache_value_parse(const char *s, size_t len, uint64_t *noted, const char **val, size_t *vlen)
 {
 	uint64_t n = 0;
 	size_t i = 0;
 
-	for (; i < len && i < 20 && s[i] >= '0' && s[i] <= '9'; i++)
+	/* at most 19 digits: no wrap-around makes an old pass look newer than a flush */
+	for (; i < len && i < 19 && s[i] >= '0' && s[i] <= '9'; i++)
 		n = n * 10 + (uint64_t)(s[i] - '0');
-	if (i == 0 || i >= len || s[i] != ':')
+	if (i == 0 || i >= len || s[i] != ':' || len - i - 1 > PASSCACHE_VALUE_MAX)
 		return false;
 	*noted = n;
 	*val = s + i + 1;
 	*vlen = len - i - 1;
-	return *vlen <= PASSCACHE_VALUE_MAX;
+	return true;
 }
 
 static void passcache_redis_cb(void *arg, const redisReply *reply)
@@ -274,13 +274,13 @@ static void passcache_redis_cb(void *arg, const redisReply *reply)
 		cb(cbarg, false, NULL, 0, 0);   /* not known (nil: Lua's false) */
 		return;
 	}
-	if (!passcache_parse(reply->element[0]->str, reply->element[0]->len, &noted, &val, &vlen)) {
+	if (!passcache_value_parse(reply->element[0]->str, reply->element[0]->len, &noted, &val, &vlen)) {
 		passcache_error(pc, "record");
 		cb(cbarg, false, NULL, 0, 0);
 		return;
 	}
 	if (reply->element[1]->type == REDIS_REPLY_STRING &&
-	    !passcache_parse(reply->element[1]->str, reply->element[1]->len, &mnoted, &mval, &mvlen))
+	    !passcache_value_parse(reply->element[1]->str, reply->element[1]->len, &mnoted, &mval, &mvlen))
 		mnoted = 0;
 	if (noted < passcache_flushed(mnoted)) {
 		cb(cbarg, false, NULL, 0, 0);

@@ -80,6 +80,11 @@ void passcache_note(struct passcache *pc, const char *key, const void *val, size
 int passcache_flush_all(const char *const *specs, size_t n, uint64_t timeout_ms, char *err,
     size_t errlen);
 
+/* Reads a Redis record, "NOTED_MS:PAYLOAD" (1 to 19 digits, then at most
+ * PASSCACHE_VALUE_MAX octets): true with the noted time and the payload (pointing into s),
+ * false for anything else. */
+bool passcache_value_parse(const char *s, size_t len, uint64_t *noted, const char **val, size_t *vlen);
+
 /* Wall-clock ms (records outlive the process). */
 uint64_t passcache_wall_ms(void);
 

@@ -72,6 +72,48 @@ static void test_spec_forms(void **state)
 	assert_null(passcache_new("local", "pregreet", 100, NULL, 0));
 }
 
+static void test_value_parse(void **state)
+{
+	static const struct {
+		const char *label, *in;
+		bool ok;
+		uint64_t noted;
+		const char *val;
+	} rows[] = {
+		{ "a pass with hits", "1764900000000:0,3", true, 1764900000000ull, "0,3" },
+		{ "a pass without payload", "5:", true, 5, "" },
+		{ "a flush marker", "1764900000000:", true, 1764900000000ull, "" },
+		{ "no colon", "1764900000000", false, 0, NULL },
+		{ "no digits", ":0,3", false, 0, NULL },
+		{ "empty", "", false, 0, NULL },
+		{ "a letter in the time", "17a:0", false, 0, NULL },
+		{ "19 digits (the most)", "9999999999999999999:x", true, 9999999999999999999ull, "x" },
+		{ "20 digits: refused, never wrapped", "18446744073709551616:x", false, 0, NULL },
+	};
+	char big[PASSCACHE_VALUE_MAX + 8];
+	uint64_t noted;
+	const char *val;
+	size_t vlen;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		bool ok = passcache_value_parse(rows[i].in, strlen(rows[i].in), &noted, &val, &vlen);
+
+		if (ok != rows[i].ok)
+			fail_msg("%s: %s", rows[i].label, ok ? "accepted" : "refused");
+		if (ok) {
+			assert_true(noted == rows[i].noted);
+			assert_int_equal(vlen, strlen(rows[i].val));
+			assert_memory_equal(val, rows[i].val, vlen);
+		}
+	}
+	/* "a payload over PASSCACHE_VALUE_MAX" */
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "1:", 2);
+	assert_true(passcache_value_parse(big, 2 + PASSCACHE_VALUE_MAX, &noted, &val, &vlen));
+	assert_false(passcache_value_parse(big, 3 + PASSCACHE_VALUE_MAX, &noted, &val, &vlen));
+}
+
 static void test_lmdb_rows(void **state)
 {
 	uv_loop_t loop;
@@ -150,6 +192,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spec_forms),
+		cmocka_unit_test(test_value_parse),
 		cmocka_unit_test(test_lmdb_rows),
 	};
 	int rc;
