@@ -74,6 +74,17 @@ def flush(sock):
                                                                                    'err': r.stderr + r.stdout}
 
 
+# ------------------------------------------------------------------------------- -t
+for bad in ('lmdb:', 'memcache:127.0.0.1:11211'):
+    c = cfg('local', os.path.join(mt.TMP, 'x.sock'))
+    c['pregreet']['pass_store'] = bad
+    c['dnsbl']['pass_store'] = bad
+    c['listen'][0]['address'] = '127.0.0.1:25'     # -t binds nothing; 0 is for the runner
+    rc, out = mt.config_check(c, 'bad')
+    mt.check(rc == 1 and re.search(r'bad\.yaml:\d+:\d+: pregreet\.pass_store: expected local, lmdb:/dir', out)
+             and re.search(r'bad\.yaml:\d+:\d+: dnsbl\.pass_store: expected local', out),
+             'mxgate -t refuses pass_store %r with FILE:LINE:COL: %r' % (bad, out))
+
 # ------------------------------------------------------------------------------- LMDB
 LDIR = os.path.join(mt.TMP, 'passdb')
 SOCK1 = os.path.join(mt.TMP, 'ctl1.sock')
