@@ -10,6 +10,7 @@ each tested the same client.
   (the teaser's final line comes with the connect stage, not after pregreet.delay) and the
   lists are not asked about it again; a new client is tested; a reload keeps it;
   `flush passcache` makes the stored passes unknown, for the next process too.
+- An LMDB directory that cannot be opened: logged, every new client tested.
 - Redis: a client that passed on node A is greeted at once on node B and B asks no list; a
   pass expires with its pass_ttl (a reload made it short) and B tests that client; with
   Redis down a client is tested (the wait, the lookups), never passed by the error.
@@ -123,6 +124,20 @@ first, last, waited, c = greeting(mx, '198.18.70.1')
 c.close()
 mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
          'after flush passcache the stored pass is forgotten, for the next process too: %r %.1fs' % (first, waited))
+mx.stop()
+
+# an LMDB directory that cannot be opened (a file in its way): the passes stay in memory,
+# every new client is tested
+NOTDIR = os.path.join(mt.TMP, 'notadir')
+with open(NOTDIR, 'w') as f:
+    f.write('in the way\n')
+mx = mt.Mxgate(cfg('lmdb:' + NOTDIR + '/db', SOCK1), 'lmdb-broken')
+mt.check(mx.wait_log(r'event=module_error module=(pregreet|dnsbl) worker=\d+ reason=pass_store', 5) is not None,
+         'a store that cannot be opened is logged: event=module_error reason=pass_store')
+first, waited, r = passes(mx, '198.18.70.1', 'l4')
+mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5 and r[0] == 250,
+         'and the client is tested and served: %r %.1fs %r' % (first, waited, r))
+mt.check(asked('198.18.70.1') == 3, 'the list is asked (%d)' % asked('198.18.70.1'))
 mx.stop()
 
 # ------------------------------------------------------------------------------- Redis
