@@ -71,6 +71,11 @@ bool passcache_spec_shared(const char *spec)
 	return k == STORE_LMDB || k == STORE_REDIS;
 }
 
+bool passcache_answers_inline(const struct passcache *pc)
+{
+	return pc != NULL && pc->wr != NULL;
+}
+
 /* Counts a failure and logs it at most once a minute per module. */
 static void passcache_error(struct passcache *pc, const char *reason)
 {

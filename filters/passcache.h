@@ -52,6 +52,10 @@ struct passcache *passcache_new(const char *spec, const char *name, uint64_t tim
  * cancelled first. NULL is a no-op. */
 void passcache_free(struct passcache *pc);
 
+/* True when passcache_lookup answers inline (LMDB): a caller may decide before anything else
+ * happens. */
+bool passcache_answers_inline(const struct passcache *pc);
+
 /* The answer: known true with the payload (val, vlen: borrowed, valid during the call) and
  * the ms the pass has left; false when not known or on any failure (already counted and
  * logged). */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "filters/passcache.h"
+#include "proxy/chain.h"
 #include "proxy/hook.h"
 #include "store/local_table.h"
 
@@ -23,7 +24,7 @@ static const struct cfg_field pregreet_fields[] = {
 	{ "pass_ttl", CFG_DURATION, offsetof(struct pregreet_config, pass_ttl), "1d", 0, 30.0 * 86400000,
 	  .doc = "a client that waited for the greeting without talking is greeted at once (no teaser, no wait) for this long (postscreen_greet_ttl; this process, at most 100000 addresses, and pass_store); 0 = test every connection" },
 	{ "pass_store", CFG_STRING, offsetof(struct pregreet_config, pass_store), "local",
-	  .doc = "where passes are kept besides this process's memory: local (only there: a restart or another node tests again) | lmdb:/dir (this host, survives a restart; may be the reputation directory) | redis://host:port[/db] (every node sharing it), as postscreen_cache_map. A client this process does not know gets the teaser and its delay starts while the store is asked: a client the store knows is greeted as soon as the connect checks are done; a store that fails or does not answer in pass_store_timeout means not known: the test runs" },
+	  .doc = "where passes are kept besides this process's memory: local (only there: a restart or another node tests again) | lmdb:/dir (this host, survives a restart; may be the reputation directory; asked before the teaser: a client it knows gets no teaser) | redis://host:port[/db] (every node sharing it; asked while the teaser's delay runs: a client it knows is greeted as soon as the connect checks are done), as postscreen_cache_map; a store that fails or does not answer in pass_store_timeout means not known: the test runs" },
 	{ "pass_store_timeout", CFG_DURATION, offsetof(struct pregreet_config, pass_store_timeout), "100ms", 1, 5000,
 	  .doc = "Redis answer deadline of a pass_store lookup (the greeting of a client the store knows waits at most this long)" },
 	{ "pipelining_action", CFG_ENUM, offsetof(struct pregreet_config, pipelining_action), "score", .choices = protocol_actions,
@@ -200,6 +201,35 @@ static void pg_store_cb(void *arg, bool known, const char *val, size_t vlen, uin
 	hook_call_done(call, NULL);
 }
 
+struct pg_now { bool known; uint64_t left_ms; };
+
+static void pg_now_cb(void *arg, bool known, const char *val, size_t vlen, uint64_t left_ms)
+{
+	struct pg_now *a = arg;
+
+	(void)val, (void)vlen;
+	a->known = known;
+	a->left_ms = left_ms;
+}
+
+bool pregreet_store_known_now(const struct chain_modules *mods, const char *ip)
+{
+	for (size_t i = 0; mods != NULL && i < mods->n; i++) {
+		const struct pg_worker *w = mods->v[i].wstate;
+		struct pg_now a = { false, 0 };
+		struct passcache_req *req;
+
+		if (mods->v[i].mod != &pregreet_module || w == NULL)
+			continue;
+		if (!passcache_answers_inline(w->pc) || passcache_lookup(w->pc, ip, pg_now_cb, &a, &req) < 0 ||
+		    !a.known)
+			return false;
+		pregreet_pass_note(ip, a.left_ms, uv_hrtime());
+		return true;
+	}
+	return false;
+}
+
 /* At connect, while the teaser's delay runs: is the client known to the store? */
 static void pg_run(void *wstate, int slot, struct hook_call *call)
 {
@@ -208,7 +238,9 @@ static void pg_run(void *wstate, int slot, struct hook_call *call)
 	struct pg_session *ps = env->module_ctx[slot];
 	struct passcache_req *req;
 
-	if (hook_call_stage(call) != HOOK_CONNECT || env->pregreet_pass != HOOK_PREGREET_TESTING)
+	/* an LMDB store was asked before the teaser (pregreet_store_known_now) */
+	if (hook_call_stage(call) != HOOK_CONNECT || env->pregreet_pass != HOOK_PREGREET_TESTING ||
+	    passcache_answers_inline(w->pc))
 		goto done;
 	if (ps == NULL) {
 		ps = calloc(1, sizeof(*ps));

@@ -46,11 +46,20 @@ void pregreet_pass_note(const char *ip, uint64_t ttl_ms, uint64_t now_ns);
 size_t pregreet_pass_flush(uint64_t now_ns);
 
 /* The hook module (proxy/modules.def): with pass_store lmdb or redis, a connect-stage entry
- * that looks the client up in the store while the teaser's delay runs (the session sets
+ * that looks the client up in a Redis store while the teaser's delay runs (an LMDB store was
+ * asked before the teaser: pregreet_store_known_now) (the session sets
  * env->pregreet_pass TESTING before the chain; KNOWN lets the session greet as soon as the
  * connect stage is done) and writes the passes the session noted (PASSED) at the end of the
  * client's first transaction or of the session. Not in the chain otherwise. */
 struct hook_module;
 extern const struct hook_module pregreet_module;
+
+/* With an LMDB pass_store, which answers inline (a read of the map): true when it knows ip
+ * passed — then this process remembers it too, for the time the pass has left. The session
+ * asks before the teaser, so such a client gets no teaser at all, as from this process's own
+ * cache. False for a Redis store (asked by the module during the delay), without one, or
+ * when not known. mods: the session's chain entries (the module's worker state). */
+struct chain_modules;
+bool pregreet_store_known_now(const struct chain_modules *mods, const char *ip);
 
 #endif

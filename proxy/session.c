@@ -1808,6 +1808,12 @@ void session_start_connect(struct session *s)
 	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
 		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
 		    s->env.client_ip);
+	} else if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 && !s->lb_check &&
+	    !s->xclient_seen && pregreet_store_known_now(s->chain.mods, s->env.client_ip)) {
+		/* an LMDB pass_store answers at once: a pass noted before a restart (or by another
+		 * process on this host) is as good as this process's own */
+		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_store client=%s",
+		    s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission && s->lb_check) {
 		/* The load balancer's own health check (HAProxy's option smtpchk with
 		 * check-send-proxy) reads the first line and wants "220 ": the teaser would take
