@@ -47,7 +47,7 @@ static atomic_ullong passcache_flushed_ms;
 
 /* One per module name, for the rated log (a worker's store and the next generation's
  * share it). */
-static struct log_rated passcache_err_pregreet, passcache_err_dnsbl, passcache_err_other;
+static struct log_rated passcache_err_pregreet, passcache_err_dnsbl;
 
 uint64_t passcache_wall_ms(void)
 {
@@ -120,6 +120,9 @@ struct passcache *passcache_new(const char *spec, const char *name, uint64_t tim
     uv_loop_t *loop, int worker)
 {
 	int kind = store_kind_of(spec);
+	bool dnsbl = strcmp(name, "dnsbl") == 0;
+	/* the store's user in its logs and metric labels (store="redis:dnsbl_pass") */
+	const char *user = dnsbl ? "dnsbl_pass" : "pregreet_pass";
 	struct passcache *pc;
 
 	if (kind != STORE_LMDB && kind != STORE_REDIS)
@@ -129,15 +132,14 @@ struct passcache *passcache_new(const char *spec, const char *name, uint64_t tim
 		goto fail;
 	snprintf(pc->name, sizeof(pc->name), "%s", name);
 	snprintf(pc->spec, sizeof(pc->spec), "%s", spec);
-	pc->errors = strcmp(name, "pregreet") == 0 ? &passcache_err_pregreet :
-	    strcmp(name, "dnsbl") == 0 ? &passcache_err_dnsbl : &passcache_err_other;
+	pc->errors = dnsbl ? &passcache_err_dnsbl : &passcache_err_pregreet;
 	snprintf(pc->prefix, sizeof(pc->prefix), "%s%s:",
 	    kind == STORE_REDIS ? PASSCACHE_REDIS_PREFIX : PASSCACHE_LMDB_PREFIX, pc->name);
 	if (kind == STORE_REDIS) {
 		pc->rs = redis_store_new(loop, spec, timeout_ms, worker);
 		if (pc->rs == NULL)
 			goto fail;
-		redis_store_set_name(pc->rs, strcmp(name, "dnsbl") == 0 ? "dnsbl_pass" : "pregreet_pass");
+		redis_store_set_name(pc->rs, user);
 		/* for logs: the URL without its password */
 		snprintf(pc->spec, sizeof(pc->spec), "%s", redis_store_url(pc->rs));
 		pc->script = redis_store_add_script(pc->rs, passcache_lua);
@@ -147,7 +149,7 @@ struct passcache *passcache_new(const char *spec, const char *name, uint64_t tim
 		const char *prefixes[] = { pc->prefix, NULL };
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .expired = passcache_lmdb_expired,
-			.rank = passcache_lmdb_rank, .name = strcmp(name, "dnsbl") == 0 ? "dnsbl_pass" : "pregreet_pass",
+			.rank = passcache_lmdb_rank, .name = user,
 		};
 		pc->st = lmdb_store_open(store_lmdb_dir(spec), 0);
 		if (pc->st == NULL || (pc->wr = lmdb_writer_new(pc->st, loop, &wc)) == NULL)

@@ -43,7 +43,7 @@ bool passcache_spec_ok(const char *spec);
 /* True when spec names a store beside this process's memory (lmdb or redis). */
 bool passcache_spec_shared(const char *spec);
 
-/* A store for module name ("pregreet", "dnsbl": the key prefix's second part) on loop, or
+/* A store for module name ("pregreet" or "dnsbl": the key prefix's second part) on loop, or
  * NULL for "local" (nothing to do) and on failure (logged, event=module_error): the module
  * then keeps its in-memory cache only. timeout_ms bounds each Redis request. */
 struct passcache *passcache_new(const char *spec, const char *name, uint64_t timeout_ms,
