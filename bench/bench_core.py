@@ -196,7 +196,7 @@ def start_mxgate(backend_port, name='mxgate'):
     with open(conf, 'w') as f:
         f.write('hostname: mx.bench.test\n'
                 'workers: auto\n'
-                'log_level: warning\n'
+                'log_level: %s\n'
                 'listen:\n'
                 '  - address: "127.0.0.1:%d"\n'
                 'limits:\n'
@@ -204,7 +204,8 @@ def start_mxgate(backend_port, name='mxgate'):
                 '  max_connections_per_ip: 20000\n'
                 'backends:\n'
                 '  servers:\n'
-                '    - { address: "smtp://127.0.0.1:%d" }\n' % (port, backend_port))
+                '    - { address: "smtp://127.0.0.1:%d" }\n'
+                % (os.environ.get('BENCH_LOG_LEVEL', 'warning'), port, backend_port))
     return wait_listening(spawn([BIN, '-c', conf], name), port, 'mxgate')
 
 

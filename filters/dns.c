@@ -297,10 +297,13 @@ static int dns_reply_expand_name(const unsigned char *b, size_t len, size_t *off
 	return -1;
 }
 
-int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
-    size_t max, size_t *skipped)
+/* The names of the records of type rrtype (12 PTR, 15 MX) in a raw reply to one question
+ * (dns_reply_ptr_names, dns_reply_mx_names): owned by the question's name or a CNAME
+ * target reached from it, of class IN; an MX as "PREFERENCE NAME", its root name as ".". */
+static int dns_reply_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped, unsigned rrtype)
 {
-	char owners[8][DNS_NAME_TEXT_MAX], name[DNS_NAME_TEXT_MAX];
+	char owners[8][DNS_NAME_TEXT_MAX], name[DNS_NAME_TEXT_MAX], item[DNS_NAME_TEXT_MAX + 8];
 	size_t nowners = 0, off = 12;
 	unsigned qd, an;
 	bool clean;
@@ -319,7 +322,7 @@ int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result 
 	nowners = 1;
 	off += 4;
 	for (unsigned i = 0; i < an; i++) {
-		unsigned type, klass, rdlen;
+		unsigned type, klass, rdlen, pref = 0;
 		size_t rd;
 		bool ours = false;
 
@@ -335,29 +338,52 @@ int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result 
 		off += rdlen;
 		for (size_t k = 0; k < nowners; k++)
 			ours |= strcasecmp(name, owners[k]) == 0;
-		if (!ours || klass != 1 || (type != 5 /* CNAME */ && type != 12 /* PTR */))
+		if (!ours || klass != 1 || (type != 5 /* CNAME */ && type != rrtype))
 			continue;	/* another name's record (a wrong qname) or another type */
-		if (dns_reply_expand_name(buf, rd + rdlen, &rd, name, sizeof(name), &clean) < 0 ||
-		    rd != off)
+		if (type == 15) {
+			/* RFC 1035 3.3.9: PREFERENCE (16 bits), EXCHANGE */
+			if (rdlen < 3)
+				return -1;
+			pref = (unsigned)buf[rd] << 8 | buf[rd + 1];
+			rd += 2;
+		}
+		if (dns_reply_expand_name(buf, off, &rd, name, sizeof(name), &clean) < 0 || rd != off)
 			return -1;
 		if (type == 5) {
 			if (nowners < sizeof(owners) / sizeof(owners[0]))
 				memcpy(owners[nowners++], name, sizeof(name));
 			continue;
 		}
-		if (!clean || name[0] == '\0') {
+		if (!clean || (name[0] == '\0' && type != 15)) {
 			if (skipped != NULL)
 				(*skipped)++;
 			continue;
 		}
+		if (type == 15)	/* RFC 7505: the root, "0 .", is the null MX */
+			snprintf(item, sizeof(item), "%u %s", pref, name[0] ? name : ".");
+		else
+			snprintf(item, sizeof(item), "%s", name);
+
 		bool dup = false;
 
 		for (size_t k = 0; k < res->n; k++)
-			dup |= strcasecmp(res->v[k], name) == 0;
-		if (!dup && res->n < max && dns_result_push(res, name) < 0)
+			dup |= strcasecmp(res->v[k], item) == 0;
+		if (!dup && res->n < max && dns_result_push(res, item) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped)
+{
+	return dns_reply_names(buf, len, res, max, skipped, 12);
+}
+
+int dns_reply_mx_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped)
+{
+	return dns_reply_names(buf, len, res, max, skipped, 15);
 }
 
 /* ---- the cache ---------------------------------------------------------------------- */
@@ -955,18 +981,22 @@ txt_fail:
 		ares_free_data(list);
 		return DNS_S_ERROR;
 	}
-	case DNS_T_PTR: {
+	case DNS_T_PTR:
+	case DNS_T_MX: {
 		size_t skipped = 0;
+		bool mx = t == DNS_T_MX;
 
-		/* our own reader, not ares_parse_ptr_reply: c-ares 1.18 refuses the whole answer
-		 * (EBADRESP, a temporary failure) when one name holds a character a host name
-		 * cannot, so a hostile PTR made the client's name "try again" and hid a good
-		 * name next to it; a malformed name is no name (Postfix: "unknown", 5xx) */
-		if (dns_reply_ptr_names(abuf, alen > 0 ? (size_t)alen : 0, res, 16, &skipped) < 0)
+		/* our own reader, not ares_parse_ptr_reply / ares_parse_mx_reply: c-ares 1.18
+		 * refuses the whole answer (EBADRESP, a temporary failure) when one name holds a
+		 * character a host name cannot, so a hostile PTR made the client's name "try
+		 * again" and hid a good name next to it; a malformed name is no name (Postfix:
+		 * "unknown", 5xx). An MX of the root (RFC 7505's null MX, "0 .") is an answer. */
+		if (dns_reply_names(abuf, alen > 0 ? (size_t)alen : 0, res, mx ? 32 : 16, &skipped,
+		    mx ? 15 : 12) < 0)
 			return DNS_S_ERROR;
 		if (skipped > 0)
-			log_event(LOG_LVL_INFO, NULL, "event=dns_malformed_name type=ptr skipped=%zu kept=%zu",
-			    skipped, res->n);
+			log_event(LOG_LVL_INFO, NULL, "event=dns_malformed_name type=%s skipped=%zu kept=%zu",
+			    mx ? "mx" : "ptr", skipped, res->n);
 		break;
 	}
 	default:
@@ -1012,7 +1042,7 @@ int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl)
 }
 
 static const int dns_ares_type[DNS_T_COUNT] = {
-	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12,
+	[DNS_T_A] = 1, [DNS_T_AAAA] = 28, [DNS_T_TXT] = 16, [DNS_T_PTR] = 12, [DNS_T_MX] = 15,
 };
 
 static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -1061,7 +1091,7 @@ static void dns_ares_cb(void *arg, int status, int timeouts, unsigned char *abuf
 	res.type = q->type;
 	if (status == ARES_SUCCESS && abuf != NULL) {
 		res.status = dns_reply_parse(q->type, abuf, alen, &res, &ttl);
-		if ((q->type == DNS_T_TXT || q->type == DNS_T_PTR) &&
+		if ((q->type == DNS_T_TXT || q->type == DNS_T_PTR || q->type == DNS_T_MX) &&
 		    dns_reply_answer_ttl(abuf, (size_t)alen, &ttl) < 0)
 			ttl = 60;
 		if (ttl == 0xffffffffu)

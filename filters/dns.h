@@ -34,7 +34,7 @@ struct dns_config {
 };
 extern const struct cfg_table dns_config_table;
 
-enum dns_type { DNS_T_A = 0, DNS_T_AAAA, DNS_T_TXT, DNS_T_PTR, DNS_T_COUNT };
+enum dns_type { DNS_T_A = 0, DNS_T_AAAA, DNS_T_TXT, DNS_T_PTR, DNS_T_MX, DNS_T_COUNT };
 
 enum dns_status {
 	DNS_S_OK = 0,     /* answers in r->v */
@@ -54,7 +54,9 @@ struct dns_result {
 	uint32_t ttl;      /* seconds (for negative answers: the negative TTL) */
 	size_t n;          /* number of answers */
 	char **v;          /* A/AAAA: textual addresses; TXT: one string per record (its
-	                      character-strings concatenated); PTR: host names */
+	                      character-strings concatenated); PTR: host names; MX:
+	                      "PREFERENCE NAME" in the answer's order, the root as "."
+	                      ("0 .": RFC 7505's null MX) */
 	bool cached;       /* served from the cache */
 };
 
@@ -155,9 +157,17 @@ int dns_reply_answer_ttl(const unsigned char *buf, size_t len, uint32_t *ttl);
 int dns_reply_ptr_names(const unsigned char *buf, size_t len, struct dns_result *res,
     size_t max, size_t *skipped);
 
+/* The same for MX records: each as "PREFERENCE NAME" (the root name, RFC 7505's null MX,
+ * as "."), at most max distinct ones; an exchange holding an octet no host name has is
+ * skipped and counted. 0, or -1 when the reply is malformed. Bounded; no I/O; safe on any
+ * input (fuzz_dns_answer). */
+int dns_reply_mx_names(const unsigned char *buf, size_t len, struct dns_result *res,
+    size_t max, size_t *skipped);
+
 /* Fills res (zeroed by the caller, freed with its v) from a reply to a query of type t
  * whose rcode was NOERROR: A/AAAA as text, TXT records each as one string (its
- * character-strings joined), PTR names (dns_reply_ptr_names); *min_ttl the smallest answer
+ * character-strings joined), PTR names (dns_reply_ptr_names), MX records
+ * (dns_reply_mx_names); *min_ttl the smallest answer
  * TTL of A/AAAA (0xffffffff otherwise). DNS_S_OK, DNS_S_NODATA, or an error for a malformed
  * reply. Does no I/O; safe on any input (fuzz_dns_answer). */
 enum dns_status dns_reply_parse(enum dns_type t, const unsigned char *abuf, int alen,

@@ -808,6 +808,29 @@ static const char gl_lua_merge[] =
 	"redis.call('PEXPIRE', KEYS[1], window - math.max(0, now - first))\n"
 	"return 1\n";
 
+/* A trap the local table set while Redis gave no answer (a greylisted client sent RCPT to a
+ * trap address during an outage), written when Redis is back (the write queue), so that it
+ * does not stay in this process alone: KEYS[1] the client's record; ARGV since_ms (wall
+ * clock), trap_ttl_ms. Set for what is left of trap_ttl; dropped when that has passed, when
+ * the record holds a decision made after it (its t: an allow or trap verb, another node's
+ * trap), or when `greylist untrap` deleted a trap after it (GREYLIST_UNTRAPPED_PREFIX, the
+ * key derived here as gl_lua_merge's). Idempotent. */
+static const char gl_lua_trap[] =
+	"if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local since, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+	"local left = math.min(since + ttl - now, ttl)\n"
+	"if left <= 0 then return 0 end\n"
+	"local del = tonumber(redis.call('GET', '" GREYLIST_UNTRAPPED_PREFIX "' .. "
+	"string.sub(KEYS[1], string.len('" GREYLIST_IP_PREFIX "') + 1)))\n"
+	"if del and since <= del then return 0 end\n"
+	"local cur = tonumber(redis.call('HGET', KEYS[1], 't'))\n"
+	"if cur and cur >= since then return 0 end\n"
+	"redis.call('HSET', KEYS[1], 's', '1', 't', string.format('%.0f', since))\n"
+	"redis.call('PEXPIRE', KEYS[1], left)\n"
+	"return 1\n";
+
 /* ---- module ------------------------------------------------------------------------------ */
 
 /* The LMDB value, expiry first (the sweep reads it); the layout is on disk: keep it. */
@@ -864,7 +887,7 @@ struct gl_worker {
 	const struct greylist_config *cfg;
 	struct local_table *local;
 	struct redis_store *rs;
-	int lua, lua_merge;
+	int lua, lua_merge, lua_trap;
 	struct lmdb_store *st;         /* lmdb store: reads inline ... */
 	struct lmdb_writer *wr;        /* ... writes batched in the pool */
 	char awl_logged[GL_NET_MAX + 8]; /* LMDB: the client network last logged auto-allowed */
@@ -1081,6 +1104,7 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		redis_store_set_name(w->rs, "greylist");
 		w->lua = redis_store_add_script(w->rs, gl_lua);
 		w->lua_merge = redis_store_add_script(w->rs, gl_lua_merge);
+		w->lua_trap = redis_store_add_script(w->rs, gl_lua_trap);
 		w->loop = loop;
 		/* on failure a verb's Redis change does not wait for this worker's queue */
 		mailbox_open(&w->mb, &gl_board, loop, gl_write_run, w);
@@ -1157,6 +1181,31 @@ static void gl_write_lmdb_cb(void *arg, int status)
 	gl_write_part_end(gw);
 }
 
+static pthread_mutex_t gl_seen_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A client record's verb (gw->want_seen): the record w has for gw's key before the verb's
+ * write, its queue first, kept in gw when it is live, not the verb's own record and the
+ * newest seen so far. */
+static void gl_write_see(struct gl_worker *w, struct greylist_write *gw)
+{
+	unsigned char val[GREYLIST_RECORD_LEN];
+	size_t len = 0;
+	uint64_t since, exp, kept_since = 0;
+
+	if (lmdb_writer_get(w->wr, gw->key, strlen(gw->key), val, sizeof(val), &len) != 1 ||
+	    greylist_ip_decode(val, len, gl_wall_ms(), &since, &exp) == GREYLIST_IP_NONE ||
+	    (len == gw->vlen && memcmp(val, gw->val, len) == 0))
+		return;         /* none, or the verb's own (another worker's batch applied first) */
+	pthread_mutex_lock(&gl_seen_mu);
+	if (gw->seen_len > 0)
+		greylist_ip_decode(gw->seen, gw->seen_len, 0, &kept_since, &exp);
+	if (gw->seen_len == 0 || since > kept_since) {
+		memcpy(gw->seen, val, len);
+		gw->seen_len = len;
+	}
+	pthread_mutex_unlock(&gl_seen_mu);
+}
+
 /* Does gw's part on w's loop (the mailbox's run): an LMDB write after what w queued, or the
  * Redis writes of the key w queued forgotten. A request for the other kind of store (a
  * reload between the two) is no part of w's. */
@@ -1172,6 +1221,8 @@ static void gl_write_run(void *owner, void *msg)
 		gl_write_part_end(gw);
 		return;
 	}
+	if (gw->want_seen)
+		gl_write_see(w, gw);
 	rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
 	    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
 
@@ -1334,8 +1385,8 @@ static void gl_fail_open(struct hook_call *call, enum gl_error e, const char *st
 	char from[200], rcpt[200];
 
 	if (log_now) {
-		ratelimit_safe_copy(env->mail_from ? env->mail_from : "", from, sizeof(from));
-		ratelimit_safe_copy(env->cur_rcpt ? env->cur_rcpt : "", rcpt, sizeof(rcpt));
+		/* at DATA the triplet's recipient is the first (gl_call_rcpt), not cur_rcpt */
+		gl_log_names(call, from, sizeof(from), rcpt, sizeof(rcpt));
 		log_event(LOG_LVL_WARNING, env->session_id, "event=greylist_error reason=%s store=%s "
 		    "client=%s from=<%s> rcpt=<%s> action=pass errors=%llu detail=\"%s\"",
 		    gl_error_reasons[e], store, env->client_ip, from, rcpt, n, gl_error_texts[e]);
@@ -1556,6 +1607,17 @@ static void gl_check_local(struct gl_worker *w, struct hook_call *call, const ch
 	}
 	if (trap_hit) {
 		greylist_ip_local(ip, GREYLIST_IP_TRAPPED, c->trap_ttl, &left_ms);
+		if (w->rs) {
+			char k[sizeof(GREYLIST_IP_PREFIX) + 80], a1[24], a2[24];
+			const char *argv[3] = { k, a1, a2 };
+
+			snprintf(k, sizeof(k), "%s%s", GREYLIST_IP_PREFIX, ip);
+			snprintf(a1, sizeof(a1), "%llu", (unsigned long long)gl_wall_ms());
+			snprintf(a2, sizeof(a2), "%llu", (unsigned long long)c->trap_ttl);
+			/* for every node once Redis is back; a full queue is counted and logged by
+			 * the store */
+			redis_store_write(w->rs, w->lua_trap, 1, 2, argv, NULL, NULL, NULL);
+		}
 		gl_trap_now(w, call, "local");
 		return;
 	}

@@ -188,6 +188,10 @@ int greylist_parse_reply(const struct redisReply *r, bool *pass, uint64_t *wait_
 /* + triplet: Redis, the time (ms, Redis's clock) the control verb deleted the triplet; a
  * merge of an earlier attempt queued through an outage is dropped (kept for greylist.expire) */
 #define GREYLIST_DELETED_PREFIX "mxgate:gldel:"
+/* + client: the time (Redis's clock, ms) `mxgatectl greylist untrap` deleted its trap in
+ * Redis, kept trap_ttl: a trap any node set from its local table during an outage, made
+ * before it and written when Redis is back (gl_lua_trap), is dropped */
+#define GREYLIST_UNTRAPPED_PREFIX "mxgate:glipun:"
 #define GREYLIST_AWL_PREFIX "mxgate:gla:"  /* + client network: its passes (auto_allow_clients);
                                             * LMDB "gla:" + network */
 struct local_table;
@@ -209,6 +213,13 @@ struct greylist_write {
 	unsigned char val[GREYLIST_RECORD_LEN];
 	size_t vlen;
 	bool redis;
+	/* A client record's verb (LMDB): each worker reads key before its write, its queue
+	 * first (lmdb_writer_get: a trap it made in the last batch interval is there, not in the
+	 * map yet); the live record with the latest since is kept in seen (seen_len 0: none),
+	 * valid in done. */
+	bool want_seen;
+	unsigned char seen[GREYLIST_RECORD_LEN];
+	size_t seen_len;
 	/* Called once every worker's part is done (an LMDB batch applied or failed, a Redis
 	 * queue's writes of key forgotten): on the thread of the last worker's loop. */
 	void (*done)(struct greylist_write *gw);

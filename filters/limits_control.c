@@ -207,7 +207,7 @@ static void lc_gcra_state(const struct ratelimit_rule_config *r, double tat, dou
 static int lc_rl_redis(redisContext *c, const struct ratelimit_rule_config *r, const char *key,
     bool reset, struct lc_bucket *b, int *deleted)
 {
-	redisReply *t = redisCommand(c, "TIME"), *v = NULL;
+	redisReply *t = redis_store_sync_command(c, "TIME"), *v = NULL;
 	double now_us;
 	int rc = -1;
 
@@ -215,7 +215,7 @@ static int lc_rl_redis(redisContext *c, const struct ratelimit_rule_config *r, c
 		goto out;
 	now_us = atof(t->element[0]->str) * 1e6 + atof(t->element[1]->str);
 	if (r->count == RATELIMIT_COUNT_CONCURRENCY) {
-		v = redisCommand(c, "ZCOUNT %s %.0f +inf", key, now_us / 1000);
+		v = redis_store_sync_command(c, "ZCOUNT %s %.0f +inf", key, now_us / 1000);
 		if (v == NULL || v->type != REDIS_REPLY_INTEGER)
 			goto out;
 		b->found = v->integer > 0;
@@ -229,13 +229,13 @@ static int lc_rl_redis(redisContext *c, const struct ratelimit_rule_config *r, c
 		/* the time of the reset first: a charge from before it that a node queued through
 		 * an outage is dropped by the charge script, also one run between these two */
 		ratelimit_reset_key(key, mark, sizeof(mark));
-		v = redisCommand(c, "SET %s %.0f PX %llu", mark, now_us,
+		v = redis_store_sync_command(c, "SET %s %.0f PX %llu", mark, now_us,
 		    (unsigned long long)r->limit.period_ms);
 		if (v == NULL || v->type == REDIS_REPLY_ERROR)
 			goto out;
 		freeReplyObject(v);
 	}
-	v = redisCommand(c, reset ? "DEL %s" : "GET %s", key);
+	v = redis_store_sync_command(c, reset ? "DEL %s" : "GET %s", key);
 	if (v == NULL || v->type == REDIS_REPLY_ERROR)
 		goto out;
 	if (reset)
@@ -458,7 +458,7 @@ static redisReply *lc_redis_expire_after(redisContext *rc, redisReply *v, const 
 {
 	if (v && v->type != REDIS_REPLY_ERROR) {
 		freeReplyObject(v);
-		v = redisCommand(rc, "PEXPIRE %s %llu", key, (unsigned long long)ms);
+		v = redis_store_sync_command(rc, "PEXPIRE %s %llu", key, (unsigned long long)ms);
 	}
 	return v;
 }
@@ -488,9 +488,9 @@ static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
 
 	if (rc == NULL)
 		return -1;
-	v = redisCommand(rc, "HMGET %s first pass", key);
-	ttl = redisCommand(rc, "PTTL %s", key);
-	tm = redisCommand(rc, "TIME");
+	v = redis_store_sync_command(rc, "HMGET %s first pass", key);
+	ttl = redis_store_sync_command(rc, "PTTL %s", key);
+	tm = redis_store_sync_command(rc, "TIME");
 	if (v == NULL || v->type != REDIS_REPLY_ARRAY || v->elements != 2 || ttl == NULL ||
 	    ttl->type != REDIS_REPLY_INTEGER || tm == NULL || tm->type != REDIS_REPLY_ARRAY ||
 	    tm->elements != 2)
@@ -513,18 +513,18 @@ static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
 
 		snprintf(tomb, sizeof(tomb), "%s%s", GREYLIST_DELETED_PREFIX,
 		    key + sizeof(GREYLIST_KEY_PREFIX) - 1);
-		v = redisCommand(rc, "SET %s %.0f PX %llu", tomb, atof(tm->element[0]->str) * 1000 +
+		v = redis_store_sync_command(rc, "SET %s %.0f PX %llu", tomb, atof(tm->element[0]->str) * 1000 +
 		    atof(tm->element[1]->str) / 1000, (unsigned long long)c->expire);
 		if (v && v->type != REDIS_REPLY_ERROR) {
 			freeReplyObject(v);
-			v = redisCommand(rc, "DEL %s", key);
+			v = redis_store_sync_command(rc, "DEL %s", key);
 		}
 	} else if (op == GL_PASS) {
 		char first[32];
 
 		snprintf(first, sizeof(first), "%.0f", atof(tm->element[0]->str) * 1000 +
 		    atof(tm->element[1]->str) / 1000 - (double)t->age_ms);
-		v = lc_redis_expire_after(rc, redisCommand(rc, "HSET %s first %s pass 1", key, first),
+		v = lc_redis_expire_after(rc, redis_store_sync_command(rc, "HSET %s first %s pass 1", key, first),
 		    key, c->expire);
 	}
 	if (op != GL_SHOW && (v == NULL || v->type == REDIS_REPLY_ERROR))
@@ -646,7 +646,7 @@ static int lc_scan_redis(const struct greylist_config *c, struct lc_list *l, con
 	if (rc == NULL)
 		return -1;
 	for (int calls = 0; calls < LC_SCAN_CALLS; calls++) {
-		redisReply *r = redisCommand(rc, "SCAN %s MATCH %s* COUNT 200", cursor, prefix);
+		redisReply *r = redis_store_sync_command(rc, "SCAN %s MATCH %s* COUNT 200", cursor, prefix);
 
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 		    r->element[0]->type != REDIS_REPLY_STRING) {
@@ -684,7 +684,7 @@ out:
 /* A triplet's key: HMGET first pass, PTTL. */
 static void lc_list_redis_triplet(redisContext *rc, const char *key, struct lc_list *l)
 {
-	redisReply *v = redisCommand(rc, "HMGET %s first pass", key), *ttl = redisCommand(rc, "PTTL %s", key);
+	redisReply *v = redis_store_sync_command(rc, "HMGET %s first pass", key), *ttl = redis_store_sync_command(rc, "PTTL %s", key);
 	struct lc_triplet t = { true };
 
 	if (v && v->type == REDIS_REPLY_ARRAY && v->elements == 2 &&
@@ -763,7 +763,7 @@ static bool lc_list_clients_lmdb_fn(void *arg, const void *key, size_t klen, con
 /* A client record's key: HGET s, PTTL. */
 static void lc_list_redis_client(redisContext *rc, const char *key, struct lc_list *l)
 {
-	redisReply *v = redisCommand(rc, "HGET %s s", key), *ttl = redisCommand(rc, "PTTL %s", key);
+	redisReply *v = redis_store_sync_command(rc, "HGET %s s", key), *ttl = redis_store_sync_command(rc, "PTTL %s", key);
 
 	if (v && v->type == REDIS_REPLY_STRING && ttl && ttl->type == REDIS_REPLY_INTEGER &&
 	    (strcmp(v->str, "1") == 0 || strcmp(v->str, "2") == 0))
@@ -943,6 +943,19 @@ static void lc_gl_pending_closed_cb(uv_handle_t *h)
 	free(h->data);
 }
 
+/* A client record's verb: the state it found is the workers' (what they had queued, newer
+ * than the map the verb read first) when one had a live record. */
+static void lc_ip_seen(struct lc_gl_pending *p)
+{
+	uint64_t since, exp, wall = lc_wall_ms();
+	int was = greylist_ip_decode(p->gw.seen, p->gw.seen_len, wall, &since, &exp);
+
+	if (was == GREYLIST_IP_NONE)
+		return;
+	p->was = was;
+	p->was_left_ms = exp > wall ? exp - wall : 0;
+}
+
 /* Main loop: every worker's batch with the write is applied (or failed); the reply. */
 static void lc_gl_pending_answer_cb(uv_async_t *a)
 {
@@ -956,6 +969,7 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 		    p->gw.workers);
 		control_reply_done(p->reply, -1);
 	} else if (p->ipop) {
+		lc_ip_seen(p);
 		lc_ip_reply(out, p->json, p->ipop - 1, p->triplet, "lmdb", p->was, p->was_left_ms, p->ttl_ms);
 		control_reply_done(p->reply, 0);
 	} else if (p->gw.redis) {
@@ -1119,6 +1133,23 @@ static void lc_ip_reply(struct strbuf *out, bool json, int op, const char *clien
 		    (unsigned long long)(ttl_ms / 1000), lc_ip_states[was]);
 }
 
+/* untrap in Redis: the time of it first (Redis's clock, kept trap_ttl), so that a trap a
+ * node set during an outage before it, still in that node's write queue, is dropped when it
+ * arrives (greylist.c gl_lua_trap). The reply, or NULL. */
+static redisReply *lc_ip_untrapped(redisContext *rc, const struct greylist_config *c, const char *client)
+{
+	redisReply *tm = redisCommand(rc, "TIME"), *v = NULL;
+
+	if (tm != NULL && tm->type == REDIS_REPLY_ARRAY && tm->elements == 2 &&
+	    tm->element[0]->type == REDIS_REPLY_STRING && tm->element[1]->type == REDIS_REPLY_STRING)
+		v = redisCommand(rc, "SET %s%s %.0f PX %llu", GREYLIST_UNTRAPPED_PREFIX, client,
+		    atof(tm->element[0]->str) * 1000 + atof(tm->element[1]->str) / 1000,
+		    (unsigned long long)c->trap_ttl);
+	if (tm)
+		freeReplyObject(tm);
+	return v;
+}
+
 /* Redis: the record read (HGET s, PTTL) and changed on a connection of the verb's own. The
  * workers' script reads it at each check; nothing of it is queued in their write queues. */
 static int lc_ip_redis(const struct greylist_config *c, const char *client, int op, uint64_t ttl_ms,
@@ -1132,8 +1163,8 @@ static int lc_ip_redis(const struct greylist_config *c, const char *client, int 
 	if (rc == NULL)
 		return -1;
 	snprintf(key, sizeof(key), "%s%s", GREYLIST_IP_PREFIX, client);
-	v = redisCommand(rc, "HGET %s s", key);
-	ttl = redisCommand(rc, "PTTL %s", key);
+	v = redis_store_sync_command(rc, "HGET %s s", key);
+	ttl = redis_store_sync_command(rc, "PTTL %s", key);
 	if (v == NULL || v->type == REDIS_REPLY_ERROR || ttl == NULL || ttl->type != REDIS_REPLY_INTEGER)
 		goto fail;
 	*was = v->type == REDIS_REPLY_STRING && strcmp(v->str, "1") == 0 ? GREYLIST_IP_TRAPPED :
@@ -1142,10 +1173,18 @@ static int lc_ip_redis(const struct greylist_config *c, const char *client, int 
 	freeReplyObject(v);
 	v = NULL;
 	now = lc_ip_after(op, *was);
+	if (op == GLIP_UNTRAP) {
+		/* also with no record here: the trap may wait in another node's queue */
+		v = lc_ip_untrapped(rc, c, client);
+		if (v == NULL || v->type == REDIS_REPLY_ERROR)
+			goto fail;
+		freeReplyObject(v);
+		v = NULL;
+	}
 	if (now == GREYLIST_IP_NONE && *was != GREYLIST_IP_NONE) {
-		v = redisCommand(rc, "DEL %s", key);
+		v = redis_store_sync_command(rc, "DEL %s", key);
 	} else if (op == GLIP_ALLOW || op == GLIP_TRAP) {
-		v = lc_redis_expire_after(rc, redisCommand(rc, "HSET %s s %d t %llu", key, now,
+		v = lc_redis_expire_after(rc, redis_store_sync_command(rc, "HSET %s s %d t %llu", key, now,
 		    (unsigned long long)lc_wall_ms()), key, ttl_ms);
 	} else {
 		ret = 0;                /* nothing to change */
@@ -1243,6 +1282,7 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 			p->gw.vlen = sizeof(p->gw.val);
 		}
 		p->ipop = op + 1;
+		p->gw.want_seen = true;
 		p->was = was;
 		p->was_left_ms = left_ms;
 		p->ttl_ms = ttl_ms;

@@ -31,6 +31,7 @@ static const char *const rl_count_names[] = { "connections", "concurrency", "mes
 	"recipients", "bytes", NULL };
 static const char *const rl_action_names[] = { "tempfail", "reject", "delay", NULL };
 static const char *const rl_on_error_names[] = { "accept", "tempfail", "reject", NULL };
+static const char *const rl_sender_names[] = { "any", "null", NULL };
 
 const char *ratelimit_key_name(int key)
 {
@@ -132,6 +133,9 @@ static const char *rl_rule_problem(const struct ratelimit_rule_config *r)
 	if (r->key == RATELIMIT_KEY_AUTH_DOMAIN && r->count != RATELIMIT_COUNT_MESSAGES &&
 	    r->count != RATELIMIT_COUNT_BYTES)
 		return "auth_domain is known at end of data: count messages or bytes";
+	if (r->sender == RATELIMIT_SENDER_NULL && (r->count == RATELIMIT_COUNT_CONNECTIONS ||
+	    r->count == RATELIMIT_COUNT_CONCURRENCY))
+		return "sender: null is known at MAIL FROM: count messages, recipients or bytes";
 	return NULL;
 }
 
@@ -185,6 +189,9 @@ static const struct cfg_field rl_rule_fields[] = {
 	  .doc = "IPv6 prefix length for key ip_prefix" },
 	{ "delay", CFG_DURATION, offsetof(struct ratelimit_rule_config, delay), "5s", 0, 600000,
 	  .doc = "how long action delay holds the reply" },
+	{ "sender", CFG_ENUM, offsetof(struct ratelimit_rule_config, sender), "any",
+	  .choices = rl_sender_names,
+	  .doc = "any, or null: the rule counts only mail from the null sender <> (bounces; Haraka's rate_rcpt_null is { key: recipient, count: recipients, sender: null }), in a bucket of its own" },
 	{ .key = NULL }
 };
 
@@ -205,7 +212,7 @@ static const struct cfg_field rl_fields[] = {
 	{ "on_error", CFG_ENUM, offsetof(struct ratelimit_config, on_error), "accept",
 	  .choices = rl_on_error_names, .doc = "verdict if a check overruns the module timeout" },
 	{ "rules", CFG_STRUCT_LIST, offsetof(struct ratelimit_config, rules), NULL,
-	  .sub = &rl_rule_table, .doc = "the limits: { key, count, limit, action, prefix_v4, prefix_v6, delay }" },
+	  .sub = &rl_rule_table, .doc = "the limits: { key, count, limit, action, prefix_v4, prefix_v6, delay, sender }" },
 	{ "allow", CFG_CIDRLIST, offsetof(struct ratelimit_config, allow), NULL,
 	  .doc = "clients no rule counts nor refuses (as Postfix exempts $mynetworks from anvil's limits)" },
 	{ .key = NULL }
@@ -254,6 +261,8 @@ int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook
 	const struct sockaddr *sa = (const struct sockaddr *)&env->client;
 	const char *at;
 
+	if (r->sender == RATELIMIT_SENDER_NULL && (env->mail_from == NULL || env->mail_from[0] != '\0'))
+		return -1;
 	switch (r->key) {
 	case RATELIMIT_KEY_IP:
 		/* an IPv6 client is its network (limits.client_ipv6_prefix) */
@@ -753,8 +762,9 @@ void ratelimit_store_key(const struct ratelimit_rule_config *r, const char *valu
 	if (r->count == RATELIMIT_COUNT_CONCURRENCY)
 		snprintf(out, outlen, "mxgate:rl:concurrency:%s:%s", rl_key_names[r->key], value);
 	else
-		snprintf(out, outlen, "mxgate:rl:%s:%s:%s:%s", rl_count_names[r->count],
-		    rl_key_names[r->key], r->limit.text, value);
+		snprintf(out, outlen, "mxgate:rl:%s:%s%s:%s:%s", rl_count_names[r->count],
+		    rl_key_names[r->key], r->sender == RATELIMIT_SENDER_NULL ? "+null" : "", r->limit.text,
+		    value);
 }
 
 /* Records a decision about one check; over the limit it may raise the op's verdict. */
@@ -781,8 +791,9 @@ static void rl_check_decide(struct rl_check *ck, bool allowed, const char *store
 	ratelimit_safe_copy(ck->value, value, sizeof(value));
 	counter_inc(COUNTER_RATELIMIT_HITS);	/* mxgate_ratelimit_hits_total */
 	log_event(LOG_LVL_INFO, env->session_id,
-	    "event=ratelimit key=%s value=%s count=%s limit=%s action=%s store=%s client=%s",
-	    rl_key_names[r->key], value, rl_count_names[r->count], r->limit.text,
+	    "event=ratelimit key=%s%s value=%s count=%s limit=%s action=%s store=%s client=%s",
+	    rl_key_names[r->key], r->sender == RATELIMIT_SENDER_NULL ? " sender=null" : "", value,
+	    rl_count_names[r->count], r->limit.text,
 	    rl_action_names[r->action], store, env->client_ip);
 	rank = r->action == RATELIMIT_ACTION_REJECT ? 3 : r->action == RATELIMIT_ACTION_TEMPFAIL ? 2 : 1;
 	if (rank < op->rank || (rank == op->rank && rank != 1))

@@ -37,6 +37,7 @@ enum ratelimit_count {
 	RATELIMIT_COUNT_RECIPIENTS, RATELIMIT_COUNT_BYTES
 };
 enum ratelimit_action { RATELIMIT_ACTION_TEMPFAIL = 0, RATELIMIT_ACTION_REJECT, RATELIMIT_ACTION_DELAY };
+enum ratelimit_sender { RATELIMIT_SENDER_ANY = 0, RATELIMIT_SENDER_NULL };
 enum ratelimit_on_error { RATELIMIT_ON_ERROR_ACCEPT = 0, RATELIMIT_ON_ERROR_TEMPFAIL,
 	RATELIMIT_ON_ERROR_REJECT };
 
@@ -54,6 +55,7 @@ struct ratelimit_rule_config {
 	int action;                 /* enum ratelimit_action */
 	long prefix_v4, prefix_v6;  /* for key ip_prefix */
 	uint64_t delay;             /* ms, action delay */
+	int sender;                 /* enum ratelimit_sender: null = only mail from <> (bounces) */
 };
 
 struct ratelimit_config {
@@ -77,7 +79,8 @@ int ratelimit_limit_parse(const char *s, bool plain_ok, struct ratelimit_limit *
  * prefix, the lowercased HELO, sender ("<>" for the null sender), sender domain,
  * recipient (rcpt; NULL = env->cur_rcpt) or authenticated domain (senderauth's
  * AUTH_DOMAIN). Returns 0, or -1 when the session has no such value yet (no HELO, no
- * sender domain...) and the rule does not apply. */
+ * sender domain...) or the rule is for the null sender (sender: null) and the sender is not
+ * <>, and the rule does not apply. */
 int ratelimit_key_value(const struct ratelimit_rule_config *r, const struct hook_env *env,
     const char *rcpt, char *out, size_t outlen);
 
@@ -100,7 +103,8 @@ struct local_table;
 /* + the store key after "mxgate:" (rl:...): Redis, the time (µs, Redis's clock) the control
  * verb reset that bucket; a charge made before it and queued through an outage is dropped */
 #define RATELIMIT_RESET_PREFIX "mxgate:rlreset:"
-/* The store key of rule r for value: "mxgate:rl:<count>:<key>:<limit>:<value>", or
+/* The store key of rule r for value: "mxgate:rl:<count>:<key>:<limit>:<value>" (<key> is
+ * "<key>+null" for a sender: null rule, a bucket of its own), or
  * "mxgate:rl:concurrency:<key>:<value>" (the local table and Redis use the same keys). */
 void ratelimit_store_key(const struct ratelimit_rule_config *r, const char *value, char *out,
     size_t outlen);

@@ -684,10 +684,10 @@ int reputation_forget_redis_sync(const char *url, uint64_t timeout_ms, uint64_t 
 
 		snprintf(rk, sizeof(rk), REP_REDIS_PREFIX "%s", f->keys[i]);
 		snprintf(tomb, sizeof(tomb), REP_REDIS_FLUSHED "%s", f->keys[i]);
-		t = redisCommand(rc, "SET %s %llu PX %llu", tomb, (unsigned long long)rep_wall_ms(),
+		t = redis_store_sync_command(rc, "SET %s %llu PX %llu", tomb, (unsigned long long)rep_wall_ms(),
 		    (unsigned long long)half_life_ms * 8);
 		if (t != NULL && t->type != REDIS_REPLY_ERROR)
-			d = redisCommand(rc, "DEL %s", rk);
+			d = redis_store_sync_command(rc, "DEL %s", rk);
 		if (d != NULL && d->type == REDIS_REPLY_INTEGER) {
 			if (d->integer > 0)
 				atomic_store(&f->removed[i], 1);

@@ -344,7 +344,10 @@ static int json_op_strings(struct json_reader *j, struct json_op *o)
 
 struct json_add { struct json_top *t; struct rspamd_header_op op; bool have; };
 
-/* A member of {"value": V, "order": N} ("index" is rspamd's other name for order). */
+/* A member of {"value": V, "order": N} ("index" is rspamd's other name for order). An
+ * order that is no number (a string, a boolean, null) is skipped: the field is appended as
+ * with none, as rspamd 3.4's milter does (test_rspamd_real.py's FORCE-OTYPE); a float is
+ * cut toward 0, as there. */
 static int json_milter_add_field(struct json_reader *j, const char *key, void *ctx)
 {
 	struct json_add *a = ctx;
@@ -678,6 +681,7 @@ struct rspamd_scan {
 	size_t rlen;
 	long cur_hdr;                /* rspamd milter's count for a negative order (rspamd_add_field);
 	                              * -1 until the reply's first add */
+	long removed_hdr;            /* fields the reply's remove_headers removed (off cur_hdr) */
 	const char *send_error;      /* why the request was not sent */
 };
 
@@ -787,10 +791,11 @@ static bool rspamd_addr(const char *v, char *out, size_t outlen)
 }
 
 /* An add of the reply, as rspamd 3.4's milter sends it (seen against it: a milter client
- * reading its replies, tests/integration/test_rspamd_real.py's FORCE-ORDER): no order or
- * order -1 -> ADDHEADER (appended); N >= 0 -> INSHEADER N; N < -1 -> INSHEADER cur + N + 1,
- * or 0 when -N passes cur, where cur starts at the count of fields it was shown plus one
- * and grows by one with each add before (sc->cur_hdr, counted up by the caller). */
+ * reading its replies, tests/integration/test_rspamd_real.py's FORCE-ORDER): no order (or
+ * one that is no number) or order -1 -> ADDHEADER (appended); N >= 0 -> INSHEADER N;
+ * N < -1 -> INSHEADER cur + N + 1, or 0 when -N passes cur, where cur starts at the count
+ * of fields it was shown plus one, less the fields remove_headers removed, and grows by one
+ * with each add before (sc->cur_hdr, counted up by the caller). */
 static void rspamd_add_field(struct rspamd_scan *sc, const struct rspamd_header_op *op)
 {
 	const struct mxgate_host *h = sc->ri->host;
@@ -832,7 +837,8 @@ static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
 		return;
 	}
 	if (!op->remove && op->kind == RSPAMD_OP_HEADER)
-		sc->cur_hdr = (sc->cur_hdr < 0 ? rspamd_count_fields(sc, NULL) + 1 : sc->cur_hdr) + 1;
+		sc->cur_hdr = (sc->cur_hdr < 0 ? rspamd_count_fields(sc, NULL) + 1 - sc->removed_hdr :
+		    sc->cur_hdr) + 1;
 	if (!rspamd_field_name_ok(name) || op->cut) {
 		h->log(sc->call, 2, "event=rspamd_error error=\"%s\" header=%s",
 		    op->cut ? "header value too long" : "bad header name", log_val(nv, sizeof(nv), name));
@@ -844,16 +850,21 @@ static void rspamd_header_op_cb(void *arg, const struct rspamd_header_op *op)
 		return;
 	}
 	if (op->remove) {
-		long n = op->index;
+		long n = op->index, have = rspamd_count_fields(sc, name);
 
+		/* rspamd 3.4's milter counts a negative order from the fields left after its
+		 * removes (test_rspamd_real.py's FORCE-RMORDER, FORCE-RMALL) */
 		if (n == 0) {
+			sc->removed_hdr += have;
 			h->delete_header(sc->call, name);
 			return;
 		}
 		if (n < 0)
-			n = rspamd_count_fields(sc, name) + n + 1;
-		if (n > 0)
+			n = have + n + 1;
+		if (n > 0) {
+			sc->removed_hdr += n <= have;
 			h->change_header(sc->call, name, (int)n, NULL);
+		}
 		return;
 	}
 	rspamd_add_field(sc, op);

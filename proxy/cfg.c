@@ -7,6 +7,7 @@
  * Errors are sorted by position and printed once the whole file has been walked. Reading
  * the text into a YAML document is cfg_load.c. */
 #include "cfg_parse.h"
+#include "cidr.h"
 
 #include <libfyaml.h>
 
@@ -503,6 +504,41 @@ static int cfg_parse_strlist(struct cfg_parse *p, struct fy_node *n, struct cfg_
 	return rc;
 }
 
+/* What cidr_text_parse reports for one bad line of a `file:` entry: the error line names
+ * the file's own position (FILE:LINE:COL of the bad text) and sorts at the list item's. */
+struct cfg_cidrfile_ctx {
+	struct cfg_parse *p;
+	const char *path;
+	int line, col;     /* the list item's position in the YAML file */
+};
+
+static void cfg_cidrfile_bad_cb(void *arg, size_t line, size_t col, const char *reason,
+				const char *text)
+{
+	struct cfg_cidrfile_ctx *x = arg;
+	struct cfg_parse *p = x->p;
+	char msg[1800];
+
+	snprintf(msg, sizeof(msg), "%s:%zu:%zu: %s%s%s, got \"%s\"", x->path, line, col,
+		 p->pathlen ? p->path : "", p->pathlen ? ": " : "", reason, text);
+	cfg_error_add(p, x->line, x->col, msg);
+}
+
+/* Appends c to l (one more item). 0 or -1 (out of memory). */
+static int cfg_cidrlist_add(struct cfg_cidrlist *l, const struct cfg_cidr *c)
+{
+	struct cfg_cidr *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+
+	if (!v)
+		return -1;
+	l->v = v;
+	l->v[l->n++] = *c;
+	return 0;
+}
+
+/* A list of CIDRs: each item an address or prefix, or "file:PATH" (proxy/cidr.h: one per
+ * line, '#' comments), read now — so SIGHUP, which loads a fresh config, re-reads it, and a
+ * bad file then keeps the running config. */
 static int cfg_parse_cidrlist(struct cfg_parse *p, struct fy_node *n, struct cfg_cidrlist *l)
 {
 	size_t cnt = cfg_list_count(n);
@@ -510,27 +546,45 @@ static int cfg_parse_cidrlist(struct cfg_parse *p, struct fy_node *n, struct cfg
 	free(l->v);
 	l->v = NULL;
 	l->n = 0;
+	l->sorted = false;
 	if (cnt == 0)
 		return 0;
-	l->v = calloc(cnt, sizeof(struct cfg_cidr));
-	if (!l->v)
-		return cfg_error(p, n, "out of memory");
 	void *iter = NULL;
 	bool done = false;
 	for (size_t i = 0; i < cnt; i++) {
 		struct fy_node *it = cfg_list_next(n, &iter, &done);
 		size_t old = cfg_path_push_index(p, i);
-		char buf[CFG_SCALAR_MAX];
+		char buf[4096 + 8];
+		struct cfg_cidr c;
 		if (cfg_node_cstr(p, it, "an address or prefix", buf, sizeof(buf)) < 0) {
 			rc = -1;
-		} else if (cfg_parse_cidr(buf, &l->v[l->n]) < 0) {
-			rc = cfg_error(p, it, "expected an address or prefix like 192.0.2.0/24 or "
-				       "2001:db8::/32, got \"%s\"", buf);
-		} else {
-			l->n++;
+		} else if (strncmp(buf, "file:", 5) == 0) {
+			struct cfg_cidrfile_ctx x = { p, buf + 5, 0, 0 };
+			const char *err = NULL;
+			size_t len = 0;
+			char *text = buf[5] ? cidr_file_read(buf + 5, &len, &err) : NULL;
+			if (!buf[5]) {
+				rc = cfg_error(p, it, "file: needs a path");
+			} else if (!text) {
+				rc = cfg_error(p, it, "cannot read %s: %s", buf + 5, err);
+			} else {
+				cfg_node_position(p, it, &x.line, &x.col);
+				int r = cidr_text_parse(text, len, l, cfg_cidrfile_bad_cb, &x);
+				if (r < 0)
+					rc = cfg_error(p, it, "out of memory");
+				else if (r > 0)
+					rc = -1;
+			}
+			free(text);
+		} else if (strlen(buf) >= CFG_SCALAR_MAX || cfg_parse_cidr(buf, &c) < 0) {
+			rc = cfg_error(p, it, "expected an address or prefix like 192.0.2.0/24, "
+				       "2001:db8::/32 or file:PATH, got \"%.200s\"", buf);
+		} else if (cfg_cidrlist_add(l, &c) < 0) {
+			rc = cfg_error(p, it, "out of memory");
 		}
 		cfg_path_pop(p, old);
 	}
+	cfg_cidrlist_sort(l);   /* a match is then a binary search per prefix length */
 	return rc;
 }
 
@@ -885,6 +939,7 @@ void cfg_table_free(const struct cfg_table *t, void *obj)
 			free(l->v);
 			l->v = NULL;
 			l->n = 0;
+			l->sorted = false;
 			break;
 		}
 		case CFG_STRUCT:

@@ -258,11 +258,10 @@ static int cfg_sockaddr_bytes(const struct sockaddr *sa, uint8_t addr[16])
 	return -1;
 }
 
-bool cfg_cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa)
+/* c against an address already in bytes (fam, a) as cfg_sockaddr_bytes gives them. */
+static bool cfg_cidr_match_bytes(const struct cfg_cidr *c, int fam, const uint8_t a[16])
 {
-	uint8_t a[16];
-	int fam = cfg_sockaddr_bytes(sa, a);
-	if (!c || fam != c->family)
+	if (fam != c->family)
 		return false;
 	int full = c->prefix / 8, rest = c->prefix % 8;
 	if (memcmp(a, c->addr, (size_t)full) != 0)
@@ -275,12 +274,93 @@ bool cfg_cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa)
 	return true;
 }
 
-bool cfg_cidrlist_match(const struct cfg_cidrlist *l, const struct sockaddr *sa)
+bool cfg_cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa)
+{
+	uint8_t a[16];
+	int fam = cfg_sockaddr_bytes(sa, a);
+	return c && fam >= 0 && cfg_cidr_match_bytes(c, fam, a);
+}
+
+/* The sort order: family, prefix length, address (all 16 bytes: past a family's length they
+ * are zero). */
+static int cfg_cidr_cmp(const struct cfg_cidr *a, const struct cfg_cidr *b)
+{
+	if (a->family != b->family)
+		return a->family < b->family ? -1 : 1;
+	if (a->prefix != b->prefix)
+		return a->prefix < b->prefix ? -1 : 1;
+	return memcmp(a->addr, b->addr, sizeof(a->addr));
+}
+
+static int cfg_cidr_qsort_cmp(const void *a, const void *b)
+{
+	return cfg_cidr_cmp(a, b);
+}
+
+void cfg_cidrlist_sort(struct cfg_cidrlist *l)
 {
 	if (!l)
+		return;
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(l->v[0]), cfg_cidr_qsort_cmp);
+	l->sorted = true;
+}
+
+/* Sorted list: for each run of one family and prefix length, the address masked to that
+ * length is looked up by binary search. */
+static bool cfg_cidrlist_match_sorted(const struct cfg_cidrlist *l, int fam, const uint8_t a[16])
+{
+	size_t i = 0;
+
+	while (i < l->n) {
+		const struct cfg_cidr *r = &l->v[i];
+		size_t lo = i + 1, hi = l->n;
+
+		/* the run's end: the first entry after it in (family, prefix) order */
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			const struct cfg_cidr *m = &l->v[mid];
+			if (m->family == r->family && m->prefix == r->prefix)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		size_t end = lo;
+		if (r->family == fam) {
+			struct cfg_cidr q = { .family = fam, .prefix = r->prefix };
+			int full = r->prefix / 8, rest = r->prefix % 8;
+			memcpy(q.addr, a, (size_t)full);
+			if (rest)
+				q.addr[full] = (uint8_t)(a[full] & (0xff << (8 - rest)));
+			lo = i;
+			hi = end;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				int c = cfg_cidr_cmp(&l->v[mid], &q);
+				if (c == 0)
+					return true;
+				if (c < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+		}
+		i = end;
+	}
+	return false;
+}
+
+bool cfg_cidrlist_match(const struct cfg_cidrlist *l, const struct sockaddr *sa)
+{
+	uint8_t a[16];
+	int fam;
+
+	if (!l || l->n == 0 || (fam = cfg_sockaddr_bytes(sa, a)) < 0)
 		return false;
+	if (l->sorted)
+		return cfg_cidrlist_match_sorted(l, fam, a);
 	for (size_t i = 0; i < l->n; i++)
-		if (cfg_cidr_match(&l->v[i], sa))
+		if (cfg_cidr_match_bytes(&l->v[i], fam, a))
 			return true;
 	return false;
 }

@@ -19,7 +19,10 @@
 struct cfg_rate { uint64_t count; uint64_t period_ms; };
 
 struct cfg_cidr { int family; uint8_t addr[16]; int prefix; };
-struct cfg_cidrlist { struct cfg_cidr *v; size_t n; };
+/* sorted: v is in cfg_cidrlist_sort's order, so a match is a binary search per prefix length
+ * instead of a walk of every entry. Set only by cfg_cidrlist_sort (the config load sorts
+ * every list it parses); code that appends to or edits v must clear it. */
+struct cfg_cidrlist { struct cfg_cidr *v; size_t n; bool sorted; };
 
 /* Sizes are binary: "512", "4K", "4KB", "4KiB", "50M", "1G", "1T", "10B". */
 int cfg_parse_size(const char *s, uint64_t *out);
@@ -30,8 +33,12 @@ int cfg_parse_rate(const char *s, struct cfg_rate *out);
 /* "10.0.0.0/8", "192.0.2.1" (= /32), "2001:db8::/32", "::1" (= /128); a v4-mapped prefix
  * (::ffff:10.0.0.0/104) is stored as IPv4. Host bits beyond the prefix are cleared. */
 int cfg_parse_cidr(const char *s, struct cfg_cidr *out);
-/* 1 when sa (AF_INET or AF_INET6; v4-mapped v6 treated as v4) is inside any entry. */
+/* 1 when sa (AF_INET or AF_INET6; v4-mapped v6 treated as v4) is inside any entry. A sorted
+ * list costs O(P log n) for P distinct prefix lengths, an unsorted one O(n). */
 bool cfg_cidrlist_match(const struct cfg_cidrlist *l, const struct sockaddr *sa);
+/* Sorts l's entries by family, prefix length and address (entries must come from
+ * cfg_parse_cidr: bytes past the family's length zero) and sets l->sorted. */
+void cfg_cidrlist_sort(struct cfg_cidrlist *l);
 bool cfg_cidr_match(const struct cfg_cidr *c, const struct sockaddr *sa);
 
 /* true/false/yes/no/on/off/y/n/1/0, case-insensitive. 0 or -1. */

@@ -5,6 +5,7 @@
 #include "domain.h"
 #include "hostres.h"
 #include "plugins/pconn.h"
+#include "store/store.h"
 #include "log.h"
 #include "tls.h"
 
@@ -1102,6 +1103,36 @@ static int config_check_metrics_port(struct cfg_parse *p, struct fy_node *n, con
 	return 0;
 }
 
+/* The classifier's LMDB store (rules/bayes_db.c) keeps its own environments: on the
+ * directory of reputation's or greylist's store (store/lmdb_store.c) the process would open
+ * two environments on the same files, which LMDB forbids (closing either drops the other's
+ * locks on lock.mdb). */
+static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
+{
+	const char *bdir = c->rules.bayes.enabled ? store_lmdb_dir(c->rules.bayes.store) : NULL;
+	const char *other = NULL;
+	struct fy_node *rn, *bn;
+	size_t old;
+	int rc;
+
+	if (bdir == NULL)
+		return 0;
+	if (store_lmdb_same_dir(bdir, store_lmdb_dir(c->reputation.store)))
+		other = "reputation.store";
+	else if (c->greylist.enabled && store_lmdb_same_dir(bdir, store_lmdb_dir(c->greylist.store)))
+		other = "greylist.store";
+	if (other == NULL)
+		return 0;
+	rn = fy_node_pair_value(cfg_map_pair(n, "rules"));
+	bn = rn && fy_node_is_mapping(rn) ? fy_node_pair_value(cfg_map_pair(rn, "bayes")) : NULL;
+	old = cfg_path_push_key(p, "rules", 5);
+	cfg_path_push_key(p, "bayes", 5);
+	rc = cfg_error_key(p, bn && fy_node_is_mapping(bn) ? bn : NULL, "store", -1,
+	    "the same LMDB directory as %s: the classifier needs a directory of its own", other);
+	cfg_path_pop(p, old);
+	return rc;
+}
+
 static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 {
 	struct mx_config *c = obj;
@@ -1166,6 +1197,8 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 		rc = -1;
 	if (config_check_metrics_port(p, n, c) < 0)
 		rc = -1;
+	if (config_check_lmdb_dirs(p, n, c) < 0)
+		rc = -1;
 	if (c->quarantine) {
 		struct cfg_backend_url u;
 		const char *err;
@@ -1183,7 +1216,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 14
+#define CONFIG_CORE_KEYS 15
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1222,7 +1255,9 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "quarantine", CFG_STRING, offsetof(struct mx_config, quarantine),
 	  .doc = "backend URL quarantined messages go to, e.g. maildir:/var/spool/mxgate/quarantine (default: none)" },
 	{ "accept_domains", CFG_STRLIST, offsetof(struct mx_config, accept_domains),
-	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH); empty = every domain (-t warns)" },
+	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH) or is in relay_networks; empty = every domain (-t warns)" },
+	{ "relay_networks", CFG_CIDRLIST, offsetof(struct mx_config, relay_networks),
+	  .doc = "clients that may send to recipients outside accept_domains (Postfix's permit_mynetworks, Haraka's relay_acl_allow): CIDRs and file:PATH items; judged on the client's real address (PROXY, XCLIENT); relaying only, every other check still applies; each such recipient is logged event=relay relay=network. Empty (the default): nobody" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

@@ -121,6 +121,7 @@ struct mx_config {
 	char *quarantine;           /* backend URL for quarantined messages (e.g. maildir:/var/spool/mxgate/quarantine) */
 	struct cfg_strlist accept_domains; /* patterns and "file:PATH" items, as written */
 	struct domain_set *accept_set; /* built from accept_domains (files read); NULL = every domain */
+	struct cfg_cidrlist relay_networks; /* clients that may send outside accept_domains (session.c) */
 	struct hostres_set *resolved;  /* the backend host names, resolved once by the load
 	                                * (config_resolve_hosts on; hostres.h), NULL otherwise */
 	/* every module's section, in the order of modules.def: dns, dnsbl, ratelimit, ... */

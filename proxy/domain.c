@@ -155,9 +155,9 @@ enum domain_syntax domain_check_general(const char *d, size_t n, bool *utf8)
 	return DOMAIN_OK;
 }
 
-/* Octets of an ASCII label (letter, digit, '-', '_') and the dot between labels: 1. */
-static const unsigned char domain_fast_octet[256] = {
-	['-'] = 1, ['.'] = 1, ['_'] = 1,
+/* Octets of an ASCII label (letter, digit, '-', '_'): 1. */
+static const unsigned char domain_label_octet[256] = {
+	['-'] = 1, ['_'] = 1,
 	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
 	['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
 	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
@@ -170,28 +170,32 @@ static const unsigned char domain_fast_octet[256] = {
 	['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
-/* The usual name only: ASCII labels of 1..63 octets from the table above, no hyphen at
- * either end of a label, no trailing dot, 1..255 octets. True when d[0..n) is one, i.e.
- * when domain_check_general would return DOMAIN_OK with *utf8 false; false says nothing
- * (the general path decides). One table load per octet, one test per label. */
+/* The usual name only: ASCII labels of 1..63 octets from the table above, one dot between
+ * labels, no hyphen at either end of a label, no trailing dot, 1..255 octets. True when
+ * d[0..n) is one, i.e. when domain_check_general would return DOMAIN_OK with *utf8 false;
+ * false says nothing (the general path decides). A label's octets four at a time (one
+ * test for four table loads), one test per label. */
 static bool domain_check_fast(const char *d, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)d, *end = p + n, *label = p;
-	unsigned ok = 1;
+	const unsigned char *t = domain_label_octet;
 
 	if (n == 0 || n > DOMAIN_MAX)
 		return false;
-	for (; p < end; p++) {
-		ok &= domain_fast_octet[*p];
-		if (*p == '.') {
-			if (p == label || p - label > DOMAIN_MAX_LABEL || *label == '-' || p[-1] == '-')
-				return false;
-			label = p + 1;
-		}
+	for (;;) {
+		while (end - p >= 4 && (t[p[0]] & t[p[1]] & t[p[2]] & t[p[3]]))
+			p += 4;
+		while (p < end && t[*p])
+			p++;
+		/* p: the end, a dot, or an octet the general path judges */
+		if (p == label || p - label > DOMAIN_MAX_LABEL || *label == '-' || p[-1] == '-')
+			return false;       /* also a trailing dot: the general path drops it */
+		if (p == end)
+			return true;
+		if (*p != '.')
+			return false;
+		label = ++p;
 	}
-	if (p == label || p - label > DOMAIN_MAX_LABEL || *label == '-' || p[-1] == '-')
-		return false;           /* also a trailing dot: the general path drops it */
-	return ok != 0;
 }
 
 /* See domain.h. */

@@ -1,9 +1,14 @@
 /* log.c — key=value event lines to stderr (with syslog priorities when it is the journal)
  * and optionally syslog. */
 #include "log.h"
+#include "ascii8.h"
 #include "domain.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -222,12 +227,16 @@ const char *log_addr(char *buf, size_t cap, const char *addr)
 
 /* One line per event: a control octet that reached the text (a value not passed through
  * log_val) is written as \r, \n, \t or \xHH in place, within the line's room; so is an
- * octet of a C1 control or of invalid UTF-8 (well-formed UTF-8 text stays). */
-static void log_escape_controls(char *line, size_t cap)
+ * octet of a C1 control or of invalid UTF-8 (well-formed UTF-8 text stays). line[0..len) is
+ * the line (NUL-terminated); returns its length after. Printable ASCII, nearly every line
+ * whole, is passed over eight octets at a time. */
+static size_t log_escape_controls(char *line, size_t len, size_t cap)
 {
-	size_t len = strlen(line);
-
 	for (size_t i = 0; i < len; i++) {
+		while (len - i >= 8 && ascii8_printable(line + i))
+			i += 8;
+		if (i == len)
+			break;
 		unsigned char c = (unsigned char)line[i];
 		char esc[5];
 		size_t n;
@@ -244,7 +253,7 @@ static void log_escape_controls(char *line, size_t cap)
 			n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
 		if (i + n >= cap) {
 			line[i] = '\0';
-			return;
+			return i;
 		}
 		if (len + n - 1 >= cap)
 			len = cap - n;    /* the tail goes: the line stays one line */
@@ -254,37 +263,294 @@ static void log_escape_controls(char *line, size_t cap)
 		line[len] = '\0';
 		i += n - 1;
 	}
+	return len;
+}
+
+/* Appends p[0..n) to out (cap octets) at *k, as far as it fits below cap - 1; *k counts
+ * what vsnprintf would have written. */
+static inline void log_put(char *out, size_t cap, size_t *k, const char *p, size_t n)
+{
+	if (*k + 1 < cap) {
+		size_t room = cap - 1 - *k;
+		memcpy(out + *k, p, n < room ? n : room);
+	}
+	*k += n;
+}
+
+/* v in decimal, a '-' first when neg (v is then the magnitude), into the end of b[24]. */
+static size_t log_decimal(char b[24], unsigned long long v, bool neg, const char **start)
+{
+	char *e = b + 24, *q = e;
+
+	do {
+		*--q = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	if (neg)
+		*--q = '-';
+	*start = q;
+	return (size_t)(e - q);
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+/* vsnprintf(out, cap, fmt, ap) as glibc writes it, with the common conversions of log
+ * formats done here: text between conversions copied, %s, %d, %i, %u with none, l, ll, z
+ * or j as length and no flag, width or precision; any other conversion of one argument
+ * (%.1f, %02x, %-8s, ...) through snprintf of that conversion alone, and a format with
+ * '*' or a conversion this does not know (%p, %n, %m) through vsnprintf whole. Returns
+ * what vsnprintf returns (the length the whole output has; out holds its first cap - 1
+ * octets and a NUL). */
+static int log_vformat(char *out, size_t cap, const char *fmt, va_list ap)
+{
+	va_list whole;
+	size_t k = 0;
+	const char *f = fmt;
+
+	va_copy(whole, ap);
+	for (;;) {
+		const char *pct = strchrnul(f, '%');
+		char b[24];
+		const char *q;
+
+		log_put(out, cap, &k, f, (size_t)(pct - f));
+		if (*pct == '\0')
+			break;
+		f = pct + 1;
+		/* the plain conversions log formats use most: %s, %d, %u, %zu, %ld, %llu ... */
+		int len = 0;	/* 0 none, 'H' hh, 'h', 'l', 'q' ll, 'z', 'j', 't', 'L' */
+		const char *c = f;
+		if (*c == 's') {
+			const char *v = va_arg(ap, const char *);
+			if (v == NULL)
+				v = "(null)";
+			log_put(out, cap, &k, v, strlen(v));
+			f = c + 1;
+			continue;
+		}
+		if (*c == 'z' || *c == 'j')
+			len = *c++;
+		else if (c[0] == 'l' && c[1] == 'l')
+			len = 'q', c += 2;
+		else if (*c == 'l')
+			len = *c++;
+		if (*c == 'd' || *c == 'i' || *c == 'u') {
+			unsigned long long m;
+			bool neg = false;
+			if (*c != 'u') {
+				long long v = len == 0 ? va_arg(ap, int) : len == 'l' ? va_arg(ap, long) :
+				    len == 'q' ? va_arg(ap, long long) : len == 'z' ? va_arg(ap, ssize_t) : (long long)va_arg(ap, intmax_t);
+				neg = v < 0;
+				m = neg ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+			} else {
+				m = len == 0 ? va_arg(ap, unsigned) : len == 'l' ? va_arg(ap, unsigned long) :
+				    len == 'q' ? va_arg(ap, unsigned long long) : len == 'z' ? va_arg(ap, size_t) : (unsigned long long)va_arg(ap, uintmax_t);
+			}
+			size_t n = log_decimal(b, m, neg, &q);
+			log_put(out, cap, &k, q, n);
+			f = c + 1;
+			continue;
+		}
+		if (f[0] == '.' && f[1] == '1' && f[2] == 'f') {
+			/* %.1f of a multiple of one half below 2^52 is exact: no rounding to do */
+			double v = va_arg(ap, double), t = v * 2;
+			if (t > -4503599627370496.0 && t < 4503599627370496.0 && t == (double)(long long)t) {
+				long long h = (long long)t;
+				unsigned long long m = (unsigned long long)(h < 0 ? -h : h) / 2;
+				size_t n = log_decimal(b, m, signbit(v) != 0, &q);
+				log_put(out, cap, &k, q, n);
+				log_put(out, cap, &k, (h % 2 != 0) ? ".5" : ".0", 2);
+			} else {
+				char tmp[400];
+				int r = snprintf(tmp, sizeof(tmp), "%.1f", v);
+				if (r < 0 || (size_t)r >= sizeof(tmp))
+					goto general;
+				log_put(out, cap, &k, tmp, (size_t)r);
+			}
+			f += 3;
+			continue;
+		}
+		len = 0;
+		/* flags, width, precision, length: the spec is pct..conversion */
+		const char *flags = f;
+		while (*f == '-' || *f == '+' || *f == ' ' || *f == '#' || *f == '0' || *f == '\'')
+			f++;
+		bool plain = f == flags;
+		while (*f >= '0' && *f <= '9')
+			f++, plain = false;
+		if (*f == '.') {
+			plain = false;
+			f++;
+			while (*f >= '0' && *f <= '9')
+				f++;
+		}
+		if (*f == '*')
+			goto general;
+		if (f[0] == 'h' && f[1] == 'h')
+			len = 'H', f += 2;
+		else if (f[0] == 'l' && f[1] == 'l')
+			len = 'q', f += 2;
+		else if (*f == 'h' || *f == 'l' || *f == 'z' || *f == 'j' || *f == 't' || *f == 'L')
+			len = *f++;
+		char conv = *f++;
+		if (conv == '%' && plain && len == 0) {
+			log_put(out, cap, &k, "%", 1);
+			continue;
+		}
+		bool sgn = conv == 'd' || conv == 'i';
+		bool uns = conv == 'u' || conv == 'x' || conv == 'X' || conv == 'o';
+		/* one conversion through snprintf: its spec copied, its argument of its type */
+		char spec[32], tmp[128];
+		size_t sl = (size_t)(f - pct);
+		int r;
+		if (sl >= sizeof(spec))
+			goto general;
+		memcpy(spec, pct, sl);
+		spec[sl] = '\0';
+		if (conv == 's' && len == 0)
+			r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, const char *));
+		else if (conv == 'c' && len == 0)
+			r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, int));
+		else if (sgn || uns) {
+			switch (len) {
+			case 0: case 'h': case 'H': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, int)); break;
+			case 'l': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, long)); break;
+			case 'q': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, long long)); break;
+			case 'z': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, size_t)); break;
+			case 'j': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, intmax_t)); break;
+			case 't': r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, ptrdiff_t)); break;
+			default: goto general;
+			}
+		} else if (strchr("feEgGaA", conv) != NULL && conv != '\0' && (len == 0 || len == 'l'))
+			r = snprintf(tmp, sizeof(tmp), spec, va_arg(ap, double));
+		else
+			goto general;
+		/* a %c of NUL is an octet of the output as vsnprintf writes it; a longer
+		 * conversion than tmp holds: the whole format again */
+		if (r < 0 || (size_t)r >= sizeof(tmp))
+			goto general;
+		log_put(out, cap, &k, tmp, (size_t)r);
+	}
+	if (cap > 0)
+		out[k < cap ? k : cap - 1] = '\0';
+	va_end(whole);
+	return k > INT_MAX ? -1 : (int)k;
+general:;
+	int r = vsnprintf(out, cap, fmt, whole);
+	va_end(whole);
+	return r;
+}
+#pragma GCC diagnostic pop
+
+/* A line's time stamp up to the second ("2026-12-05T06:34:36."), per thread, formatted
+ * again only when the second changes: gmtime_r and the six numbers' formatting once a
+ * second instead of once a line. */
+static _Thread_local struct {
+	time_t sec;
+	bool set;
+	char text[80];      /* 19 octets in use; room for what the compiler counts */
+} log_stamp;
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL ID " into line (cap octets, cap > 64), as the snprintf
+ * "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s " writes it; its length. */
+static size_t log_head(char *line, size_t cap, const struct timeval *tv, const char *level, const char *id)
+{
+	size_t nl = strlen(level), ni = strlen(id), k = 19;
+	unsigned ms = (unsigned)(tv->tv_usec / 1000);
+
+	if (!log_stamp.set || log_stamp.sec != tv->tv_sec) {
+		struct tm tm;
+
+		gmtime_r(&tv->tv_sec, &tm);
+		/* a year past 9999 would be wider than 19 octets: the general form */
+		if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+			goto general;
+		snprintf(log_stamp.text, sizeof(log_stamp.text), "%04d-%02d-%02dT%02d:%02d:%02d",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		log_stamp.sec = tv->tv_sec;
+		log_stamp.set = true;
+	}
+	if (k + 6 + nl + 1 + ni + 1 >= cap || ms > 999)
+		goto general;
+	memcpy(line, log_stamp.text, k);
+	line[k++] = '.';
+	line[k++] = (char)('0' + ms / 100);
+	line[k++] = (char)('0' + ms / 10 % 10);
+	line[k++] = (char)('0' + ms % 10);
+	line[k++] = 'Z';
+	line[k++] = ' ';
+	memcpy(line + k, level, nl);
+	k += nl;
+	line[k++] = ' ';
+	memcpy(line + k, id, ni);
+	k += ni;
+	line[k++] = ' ';
+	line[k] = '\0';
+	return k;
+general:;
+	struct tm tm;
+	gmtime_r(&tv->tv_sec, &tm);
+	int n = snprintf(line, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (int)(tv->tv_usec / 1000), level, id);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/* Writes p[0..n) to standard error in one write where the kernel takes it whole (as an
+ * unbuffered stderr's fprintf did): a partial write goes on with the rest, EINTR again. */
+static void log_write_all(const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
 }
 
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 {
-	char line[2048];
+	/* room before the line for the journal's "<N>" and after it for the newline */
+	char buf[4 + 2048 + 1];
+	char *line = buf + 4;
+	const size_t cap = 2048;
+	const char *idt = id && *id ? id : "-";
 	struct timeval tv;
-	struct tm tm;
 	va_list ap;
-	int n;
+	size_t n, len;
 
 	if ((int)lvl < log_level)
 		return;
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    (int)(tv.tv_usec / 1000), level_names[lvl], id && *id ? id : "-");
-	va_start(ap, fmt);
-	if (n > 0 && (size_t)n < sizeof(line))
-		vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
-	log_escape_controls(line, sizeof(line));
-	static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
+	n = log_head(line, cap, &tv, level_names[lvl], idt);
+	len = n < cap ? n : strlen(line);
+	if (n < cap) {
+		va_start(ap, fmt);
+		int m = log_vformat(line + n, cap - n, fmt, ap);
+		va_end(ap);
+		len = m < 0 ? strlen(line) : (size_t)m < cap - n ? n + (size_t)m : cap - 1;
+	}
+	len = log_escape_controls(line, len, cap);
+	static const char prio[] = { '0' + LOG_DEBUG, '0' + LOG_INFO, '0' + LOG_WARNING, '0' + LOG_ERR };
+	static const int prio_values[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
 	pthread_once(&log_journal_once, log_journal_detect);
 	/* One write per line so lines from worker threads do not interleave. */
-	if (log_to_journal)
-		fprintf(stderr, "<%d>%s\n", prio[lvl], line);
-	else
-		fprintf(stderr, "%s\n", line);
+	line[len] = '\n';
+	if (log_to_journal) {
+		line[-3] = '<';
+		line[-2] = prio[lvl];
+		line[-1] = '>';
+		log_write_all(line - 3, len + 4);
+	} else {
+		log_write_all(line, len + 1);
+	}
+	line[len] = '\0';
 	if (log_syslog)
-		syslog(prio[lvl], "%s", line + n - (int)strlen(id && *id ? id : "-") - 1);
+		syslog(prio_values[lvl], "%s", line + n - strlen(idt) - 1);
 }
 
 /* See log.h. */

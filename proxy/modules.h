@@ -26,6 +26,7 @@
 #include "filters/ratelimit.h"
 #include "filters/reputation.h"
 #include "filters/senderauth.h"
+#include "filters/senderdom.h"
 #include "filters/spf.h"
 #include "plugins/plugins.h"
 #include "rules/rules.h"

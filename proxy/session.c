@@ -422,25 +422,40 @@ static enum session_check session_check_mail(const struct session *s, const stru
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
  * (RFC 6531 3.4), and every domain the address names in accept_domains (domain.c) unless
  * the client authenticated (SMTP AUTH: its users send anywhere, as Postfix's
- * permit_sasl_authenticated before reject_unauth_destination). quiet: a refusal is not
- * logged nor counted (a look ahead, session_next_group). */
+ * permit_sasl_authenticated before reject_unauth_destination) or its address is in
+ * relay_networks (Postfix's permit_mynetworks, Haraka's relay_acl_allow; the address is the
+ * real client's once PROXY or XCLIENT named it). A recipient let through that way is logged
+ * with the reason (event=relay relay=auth|network). quiet: nothing is logged nor counted (a
+ * look ahead, session_next_group). */
 static enum session_check session_check_rcpt_allowed(const struct session *s, const struct smtp_cmd *cmd,
     const char *mail_params, bool quiet, char *reply, size_t cap)
 {
 	char denied[256];
 	const char *err = smtp_cmd_check_utf8(cmd, mail_params[0] != '\0' && strcasestr(mail_params, "SMTPUTF8") != NULL);
+	const char *why = NULL;
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
-	if (s->cfg->accept_set == NULL || s->env.auth_user != NULL ||
+	if (s->cfg->accept_set == NULL ||
 	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied)))
 		return SESSION_CHECK_OK;
-	if (!quiet) {
-		char rv[600], dv[300];
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=%s domain=%s client=%s",
-		    log_addr(rv, sizeof(rv), cmd->addr), log_val(dv, sizeof(dv), denied), s->env.client_ip);
-		counter_inc(COUNTER_RECIPIENTS_REJECTED);
+	if (s->env.auth_user != NULL)
+		why = "auth";
+	else if (s->cfg->relay_networks.n &&
+	    cfg_cidrlist_match(&s->cfg->relay_networks, (const struct sockaddr *)&s->env.client))
+		why = "network";
+	if (quiet)
+		return why ? SESSION_CHECK_OK : session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		    "550 5.7.1 relaying denied");
+	char rv[600], dv[300];
+	if (why) {
+		log_event(LOG_LVL_INFO, s->id, "event=relay rcpt=%s domain=%s relay=%s client=%s",
+		    log_addr(rv, sizeof(rv), cmd->addr), log_val(dv, sizeof(dv), denied), why, s->env.client_ip);
+		return SESSION_CHECK_OK;
 	}
+	log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=%s domain=%s client=%s",
+	    log_addr(rv, sizeof(rv), cmd->addr), log_val(dv, sizeof(dv), denied), s->env.client_ip);
+	counter_inc(COUNTER_RECIPIENTS_REJECTED);
 	return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "550 5.7.1 relaying denied");
 }
 

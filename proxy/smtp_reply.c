@@ -1,6 +1,7 @@
 /* smtp_reply.c — an SMTP/LMTP server's replies, read (RFC 5321 4.2), and the EHLO reply's
  * keywords. No I/O: relay.c and health.c feed what their sockets deliver. */
 #include "smtp_reply.h"
+#include "ascii8.h"
 #include "domain.h"
 #include "growbuf.h"
 
@@ -62,18 +63,6 @@ static inline bool smtp_reply_digit(char c)
 	return (unsigned)(c - '0') < 10;	/* isdigit without the locale */
 }
 
-/* Whether the eight octets at p are all printable US-ASCII (0x20-0x7e): no octet below 0x20
- * ((w - 0x20..) & ~w & 0x80.., exact for "any"), none with the high bit (w & 0x80..), and,
- * those ruled out, none equal to 0x7f ((w + 0x01..) carries into the high bit only there). */
-static inline bool smtp_reply_text8(const unsigned char *p)
-{
-	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-	uint64_t w;
-
-	memcpy(&w, p, 8);
-	return ((((w - 0x20 * ones) & ~w) | (w + ones) | w) & highs) == 0;
-}
-
 /* See smtp_reply.h. A NUL first of all: every caller reads the text as a C string, which
  * would end there and give the client the reply cut short. And every other octet that is no printable text
  * (RFC 5321 4.2: printable US-ASCII; RFC 6531: UTF-8): an ESC sequence, BEL, a lone CR,
@@ -90,9 +79,9 @@ void smtp_reply_printable(char *l, size_t ll)
 	for (size_t i = 0; i < ll;) {
 		/* the common line, all printable ASCII, eight octets at a time; its last
 		 * (fewer than eight) as the line's last eight */
-		while (ll - i >= 8 && smtp_reply_text8(p + i))
+		while (ll - i >= 8 && ascii8_printable(p + i))
 			i += 8;
-		if (ll - i < 8 && ll >= 8 && smtp_reply_text8(p + ll - 8))
+		if (ll - i < 8 && ll >= 8 && ascii8_printable(p + ll - 8))
 			break;
 		if (i >= ll)
 			break;

@@ -77,13 +77,13 @@ static redisContext *br_connect(struct bayes_redis *r, char *err, size_t errlen)
 	redis_store_bound_reader(c);
 	redisSetTimeout(c, br_tv(r->timeout_ms));
 	if (r->password[0]) {
-		rep = redisCommand(c, "AUTH %s", r->password);
+		rep = redis_store_sync_command(c, "AUTH %s", r->password);
 		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
 			goto fail;
 		freeReplyObject(rep);
 	}
 	if (r->db) {
-		rep = redisCommand(c, "SELECT %d", r->db);
+		rep = redis_store_sync_command(c, "SELECT %d", r->db);
 		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
 			goto fail;
 		freeReplyObject(rep);
@@ -201,7 +201,7 @@ static int br_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_count
 		redisAppendCommand(c, "HMGET %s s h", key);
 	}
 	for (size_t i = 0; i <= n; i++) {
-		if (redisGetReply(c, (void **)&rep) != REDIS_OK || rep == NULL) {
+		if (redis_store_sync_reply(c, &rep) != REDIS_OK || rep == NULL) {
 			rc = -1;
 			break;
 		}
@@ -269,7 +269,7 @@ static int br_learn(void *h, const uint8_t id[BAYES_ID_LEN], enum bayes_class cl
 	c = br_take(r);
 	if (c == NULL)
 		goto out;
-	rep = redisCommandArgv(c, (int)a, argv, lens);
+	rep = redis_store_sync_argv(c, (int)a, argv, lens);
 	if (rep && rep->type == REDIS_REPLY_INTEGER) {
 		*res = rep->integer == 0 ? BAYES_ALREADY : rep->integer == 2 ? BAYES_MOVED :
 		    rep->integer == 3 ? BAYES_OPPOSITE : BAYES_LEARNED;
@@ -307,7 +307,7 @@ static int br_touch(void *h, const uint64_t *keys, size_t n, uint32_t now)
 	for (size_t i = 0; i < n; i++) {
 		redisReply *rep;
 
-		if (redisGetReply(c, (void **)&rep) != REDIS_OK || rep == NULL) {
+		if (redis_store_sync_reply(c, &rep) != REDIS_OK || rep == NULL) {
 			rc = -1;
 			break;
 		}

@@ -11,6 +11,9 @@
 #include "proxy/log.h"
 
 #define RTX_LOG_EVERY_MS 60000
+/* How long a begin waits for the thread to be scheduled at all — to start, or to take the
+ * request up — on a loaded machine: not the table's mutex, so not LMDB_RTX_WAIT_MS. */
+#define RTX_SCHED_WAIT_MS 2000
 
 struct lmdb_rtx {
 	MDB_env *env;
@@ -25,10 +28,11 @@ struct lmdb_rtx {
 	pthread_t thr;
 	bool thr_up, stop, want;
 	bool exited;                     /* the thread ended (stopped), not joined yet */
-	bool busy;                       /* the thread is inside LMDB */
+	bool busy;                       /* the thread is inside LMDB (or starting) */
 	bool stuck;                      /* a begin gave up waiting for this attempt */
 	bool idle_due;                   /* idle started, lmdb_rtx_idle_seen not yet called */
-	uint64_t busy_since;             /* monotonic ms */
+	uint64_t busy_since;             /* monotonic ms, the thread's own: when it went in; 0
+	                                  * while it has not run yet (started, not scheduled) */
 	uint64_t made;                   /* attempts finished */
 	int made_rc;                     /* the last one's LMDB result */
 	struct log_rated rated;
@@ -115,6 +119,9 @@ static void *rtx_thread_cb(void *arg)
 {
 	struct lmdb_rtx *r = arg;
 
+	pthread_mutex_lock(&r->mu);
+	r->busy_since = rtx_now_ms();    /* running: from here on, inside LMDB */
+	pthread_mutex_unlock(&r->mu);
 	rtx_clear_stale(r);
 	pthread_mutex_lock(&r->mu);
 	if (r->stop) {
@@ -198,7 +205,7 @@ struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char 
 	}
 	pthread_condattr_destroy(&ca);
 	r->busy = true;                  /* the stale slots are cleared first */
-	r->busy_since = rtx_now_ms();
+	r->busy_since = 0;
 	if (pthread_create(&r->thr, NULL, rtx_thread_cb, r) != 0) {
 		pthread_cond_destroy(&r->cv);
 		pthread_mutex_destroy(&r->mu);
@@ -212,17 +219,27 @@ struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char 
 int lmdb_rtx_begin(struct lmdb_rtx *r, MDB_txn **txn)
 {
 	struct timespec dl = { 0, 0 };
-	uint64_t now, busy_ms = 0;
+	uint64_t now, busy_ms = 0, t0 = rtx_now_ms();
 	int rc = 0, wrc = 0;
 
 	pthread_mutex_lock(&r->mu);
 	while (r->nkept == 0) {
 		uint64_t seen = r->made;
+		/* the thread inside LMDB, by its own clock: not merely waiting to be scheduled */
+		bool in = r->busy && r->busy_since != 0;
 
 		now = rtx_now_ms();
-		if (r->busy && (r->stuck || now - r->busy_since >= LMDB_RTX_WAIT_MS)) {
+		if (in && (r->stuck || now - r->busy_since >= LMDB_RTX_WAIT_MS)) {
 			busy_ms = now - r->busy_since;   /* stuck: no wait at all */
 			break;
+		}
+		if (wrc == ETIMEDOUT && (in ? now - r->busy_since < LMDB_RTX_WAIT_MS :
+		    now - t0 < RTX_SCHED_WAIT_MS)) {
+			/* the thread had not run when this begin started waiting, since it was
+			 * started or asked (a loaded machine): the bound is for the table's mutex,
+			 * counted from when the thread went in */
+			wrc = 0;
+			dl.tv_sec = dl.tv_nsec = 0;
 		}
 		if (wrc == ETIMEDOUT) {
 			busy_ms = r->busy ? now - r->busy_since : LMDB_RTX_WAIT_MS;
@@ -318,7 +335,7 @@ int lmdb_rtx_resume(struct lmdb_rtx *r)
 	pthread_mutex_lock(&r->mu);
 	r->exited = false;
 	r->busy = true;
-	r->busy_since = rtx_now_ms();
+	r->busy_since = 0;
 	pthread_mutex_unlock(&r->mu);
 	if (pthread_create(&r->thr, NULL, rtx_thread_cb, r) != 0) {
 		pthread_mutex_lock(&r->mu);

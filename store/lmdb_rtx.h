@@ -9,9 +9,11 @@
  *
  * So slots are kept: a transaction that ends is reset (it keeps its slot) and the next begin
  * renews one of those, which takes no lock. A new slot is made by the pool's own thread; a
- * begin that needs one waits for it at most LMDB_RTX_WAIT_MS, and not at all once that thread
- * has been inside LMDB longer than that (the mutex is held elsewhere): it fails, logged at
- * most once a minute per pool, and its caller abstains. The thread clears the slots of dead
+ * begin that needs one waits until that thread has been inside LMDB for LMDB_RTX_WAIT_MS
+ * (counted by the thread's clock from when it went in: a thread not yet scheduled on a
+ * loaded machine is waited for, up to 2 s), and not at all once it has been inside longer
+ * than that (the mutex is held elsewhere): it fails, logged at most once a minute per pool,
+ * and its caller abstains. The thread clears the slots of dead
  * processes (mdb_reader_check) when it starts and when the table is full. */
 #ifndef MX_LMDB_RTX_H
 #define MX_LMDB_RTX_H

@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "proxy/log.h"
 #include "lmdb_rtx.h"
@@ -27,11 +29,23 @@
  * LMDB allows one environment per file per process: environments are shared by path and
  * reference-counted. Transactions use MDB_NOTLS so any thread (loop or pool) may read; read
  * transactions come from an lmdb_rtx pool, which never waits for the reader table's lock (a
- * worker loop reads inline). An environment whose last reference goes while that pool's
- * thread is inside LMDB stays in the list, closing, until the thread comes out; an open of
- * the directory meanwhile takes it back rather than open a second one on the same files. */
+ * worker loop reads inline).
+ *
+ * Writes of the writers on a loop go through one writer thread per environment. LMDB's write
+ * lock is a mutex every process on the directory shares, and mdb_txn_begin() waits on it
+ * without a bound: another process holding it (a stopped `mxgate learn`, python3-lmdb, any
+ * LMDB tool) would otherwise hold a thread of libuv's pool (four, shared with the rules'
+ * scans, the classifier, SPF) per batch in flight, or a worker loop when its writer is freed.
+ * The writer thread is the one that waits; a writer has at most one batch there, and what it
+ * queues meanwhile is bounded (max_queued: then dropped and counted).
+ *
+ * An environment whose last reference goes while one of its threads is inside LMDB (the
+ * writer with batches, the read pool's thread waiting for the reader table) stays in the
+ * list, closing, until that thread comes out and a closer frees it; an open of the directory
+ * meanwhile takes it back rather than open a second one on the same files. */
 
 struct ls_sweep { char prefix[LS_PREFIX_MAX]; uint64_t last_ms; };
+struct lw_batch;
 
 struct lmdb_store {
 	struct lmdb_store *next;
@@ -51,6 +65,17 @@ struct lmdb_store {
 	 * with a rank keep the count below it (atomic: read before a write transaction). */
 	uint64_t evict_at;
 	struct log_rated evict_rated;   /* evictions: logged once a minute */
+	/* the writer thread (ls_writer_main) and its queue of batches, under wmu */
+	pthread_mutex_t wmu;
+	pthread_cond_t wcv;             /* a batch queued, stop */
+	struct lw_batch *whead, *wtail;
+	pthread_t wthr;
+	bool wthr_up;                   /* started (and not joined) */
+	bool wbusy;                     /* applying a batch (inside LMDB) */
+	bool wstop;                     /* closing: end once the queue is empty */
+	bool wdefer;                    /* ls_release left the closing to the thread */
+	bool wexited;                   /* ended, not joined */
+	int closers;                    /* closers started by the thread, not yet run */
 };
 
 static pthread_mutex_t ls_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -121,27 +146,70 @@ static int ls_mkdirs(const char *dir)
 	return 0;
 }
 
-/* ls_mu held, st->refs == 0, st in the list: frees it, unless its read pool's thread is
- * inside LMDB (its idle callback comes back here). */
+/* ls_mu held, st->refs == 0, st in the list: stops its threads and frees it, unless the
+ * writer thread has batches (it starts a closer when it is done: ls_writer_out_cb) or the
+ * read pool's thread is inside LMDB (its idle callback comes back here). */
 static void ls_release(struct lmdb_store *st)
 {
 	struct lmdb_store **pp;
+	bool writer_in;
 
-	if (st->rtx && !lmdb_rtx_stop(st->rtx))
+	pthread_mutex_lock(&st->wmu);
+	st->wstop = true;
+	pthread_cond_broadcast(&st->wcv);
+	writer_in = (st->wthr_up && !st->wexited && (st->wbusy || st->whead)) || st->closers > 0;
+	if (writer_in && st->wthr_up && !st->wexited)
+		st->wdefer = true;
+	pthread_mutex_unlock(&st->wmu);
+	if (writer_in || (st->rtx && !lmdb_rtx_stop(st->rtx)))
 		return;                     /* closing, in the list */
 	for (pp = &ls_all; *pp; pp = &(*pp)->next)
 		if (*pp == st) {
 			*pp = st->next;
 			break;
 		}
+	if (st->wthr_up)
+		pthread_join(st->wthr, NULL);   /* idle, told to stop: it ends at once */
 	lmdb_rtx_free(st->rtx);
 	/* closed under ls_mu: an open of the same directory waits for it */
 	if (st->env) {
 		mdb_env_sync(st->env, 1);
 		mdb_env_close(st->env);
 	}
+	pthread_cond_destroy(&st->wcv);
+	pthread_mutex_destroy(&st->wmu);
 	free(st->path);
 	free(st);
+}
+
+/* The closer the writer thread starts when it ends with st closing (on a thread of its own:
+ * it joins the writer). */
+static void ls_writer_out_cb(void *arg)
+{
+	struct lmdb_store *st = arg;
+
+	pthread_mutex_lock(&ls_mu);
+	pthread_mutex_lock(&st->wmu);
+	st->closers--;
+	pthread_mutex_unlock(&st->wmu);
+	if (st->refs == 0)
+		ls_release(st);
+	pthread_mutex_unlock(&ls_mu);
+}
+
+/* ls_mu held: a closing st taken back by an open. */
+static void ls_revive(struct lmdb_store *st)
+{
+	pthread_mutex_lock(&st->wmu);
+	st->wstop = st->wdefer = false;
+	if (st->wexited) {              /* ended: the next batch starts another */
+		pthread_mutex_unlock(&st->wmu);
+		pthread_join(st->wthr, NULL);
+		pthread_mutex_lock(&st->wmu);
+		st->wthr_up = st->wexited = false;
+	}
+	pthread_mutex_unlock(&st->wmu);
+	lmdb_rtx_resume(st->rtx);
 }
 
 /* The read pool's idle callback: its thread came out of LMDB and found st closing. */
@@ -169,7 +237,7 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 	for (st = ls_all; st; st = st->next)
 		if (strcmp(st->path, dir) == 0) {
 			if (st->refs++ == 0)        /* closing: taken back */
-				lmdb_rtx_resume(st->rtx);
+				ls_revive(st);
 			goto ready;
 		}
 	st = calloc(1, sizeof(*st));
@@ -178,6 +246,8 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 		pthread_mutex_unlock(&ls_mu);
 		return NULL;
 	}
+	pthread_mutex_init(&st->wmu, NULL);
+	pthread_cond_init(&st->wcv, NULL);
 	st->refs = 1;
 	st->next = ls_all;
 	ls_all = st;
@@ -357,14 +427,12 @@ struct lw_waiter {
 	void *arg;
 };
 
-struct lw_batch {                    /* one flush handed to the thread pool */
-	uv_work_t work;
+struct lw_batch {                    /* one flush handed to the store's writer thread */
+	struct lw_batch *next;           /* in the thread's queue, then in w->done */
 	struct lmdb_writer *w;
 	struct lw_queue q;
 	struct lw_waiter *waiters;       /* told when this batch is applied */
-	int status;                      /* 0 or -1, set by the pool */
-	bool applied;                    /* under w->mu: the pool is done with it */
-	bool cancelled;                  /* taken back by lmdb_writer_free */
+	int status;                      /* 0 or -1, set by the writer thread */
 };
 
 struct lmdb_writer {
@@ -374,10 +442,14 @@ struct lmdb_writer {
 	bool timer_open, closing;
 	struct lw_queue q;               /* the next batch */
 	struct lw_waiter *waiters;       /* flushes waiting for q */
-	struct lw_batch *cur;            /* in the pool (at most one: keeps the order) */
+	struct lw_batch *cur;            /* with the writer thread (at most one: keeps the order) */
 	bool flush_wanted;
-	pthread_mutex_t mu;              /* cur->applied, for lmdb_writer_free */
-	pthread_cond_t cv;
+	uv_async_t async;                /* the writer thread applied a batch: w->done */
+	bool async_open;
+	pthread_mutex_t mu;              /* the fields below, closing */
+	struct lw_batch *done;           /* applied, for the loop (lw_async_cb) */
+	int inflight;                    /* batches handed to the writer thread, not done */
+	bool loop_gone;                  /* closing: the timer and the async handle closed */
 	/* copied configuration: a batch may outlive the caller's config */
 	char name[32];
 	char prefixes[4][LS_PREFIX_MAX];
@@ -386,7 +458,7 @@ struct lmdb_writer {
 	lmdb_expired_fn expired;
 	lmdb_rank_fn rank;
 	uint64_t grown;                  /* records this writer added since its last eviction
-	                                  * (pool thread; one batch at a time) */
+	                                  * (writer thread; one batch at a time) */
 	uint64_t sweep_interval, flush_interval;
 	size_t max_queued;
 	void *ctx;
@@ -395,9 +467,11 @@ struct lmdb_writer {
 	struct log_rated drop_rated;     /* dropped updates: logged once a minute */
 };
 
-/* Counts a batch; a failed one's n updates are lost: the drop metric. */
+/* Counts a batch of n updates, no longer waiting (the queued gauge); a failed one's are
+ * lost: the drop metric. */
 static void lw_count_batch(struct lmdb_writer *w, int status, size_t n)
 {
+	store_stats_add_queued(w->sstats, -(long)n);
 	w->stats.batches++;
 	if (status < 0) {
 		w->stats.failed++;
@@ -676,19 +750,21 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 		return 0;
 	/* the check, in a read transaction: most batches stop here */
 	if (lmdb_rtx_begin(st->rtx, &txn) < 0)
-		return 0;                   /* logged by the pool; the batch goes on */
+		return 0;                   /* logged by the read pool; the batch goes on */
 	rc = ls_pages(st, txn, &used, &total, &entries);
 	lmdb_rtx_end(st->rtx, txn);
 	if (rc < 0 || entries == 0)
 		return 0;
 	by_pages = used * 100 >= total * LMDB_STORE_EVICT_HIGH;
 	/* a writer that added nothing since its last eviction is not the one filling the map:
-	 * it leaves the room to be made by the one that is */
-	if (!forced && (w->grown == 0 || (!by_pages && (at == 0 || entries < at))))
+	 * it leaves the room to be made by the one that is. Deleting records frees room inside
+	 * pages rather than pages (a page is merged only below a quarter full): after an
+	 * eviction the pages in use stay at the high water, so once the map was found full or
+	 * near full the record count it held then is the mark, not the pages in use — else
+	 * every batch that adds a record evicts another sixth of them. */
+	if (!forced && (w->grown == 0 || (at == 0 ? !by_pages : entries < at)))
 		return 0;
-	/* Deleting records frees room inside pages rather than pages, so once the map was
-	 * found full the record count it held is the mark, not the pages in use. */
-	if ((forced || by_pages) && (at == 0 || entries < at))
+	if (at == 0 || (forced && entries < at))
 		__atomic_store_n(&st->evict_at, entries, __ATOMIC_RELAXED);
 	if ((sc = calloc(1, sizeof(*sc))) == NULL)
 		return 0;
@@ -737,7 +813,7 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 			    "hint=raise_map_size", st->path, w->name, (unsigned long long)deleted,
 			    (unsigned long long)w->stats.evicted, (unsigned long long)(sc->n - deleted),
 			    (unsigned long long)(entries - deleted), (unsigned long long)(used * 100 / total),
-			    forced ? "map_full" : by_pages ? "high_water" : "record_mark");
+			    forced ? "map_full" : at == 0 ? "high_water" : "record_mark");
 	}
 	free(sc);
 	if (rc == 0 || deleted > 0)
@@ -912,7 +988,6 @@ struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
 	w->flush_interval = cfg->flush_interval ? cfg->flush_interval : LS_DEFAULT_FLUSH_MS;
 	w->max_queued = cfg->max_queued ? cfg->max_queued : LS_DEFAULT_MAX_QUEUED;
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
 	pthread_mutex_lock(&ls_mu);
 	st->refs++;
 	pthread_mutex_unlock(&ls_mu);
@@ -921,9 +996,104 @@ struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
 	return w;
 }
 
-/* Starts the flush timer on first use (a writer made on the main thread for a worker loop
- * must not touch that loop before the worker runs it). */
+/* Batches handed to a writer thread and not done yet, in the process (the exit waits). */
+static atomic_long ls_pending;
+static pthread_once_t ls_exit_once = PTHREAD_ONCE_INIT;
+
+static void lw_batch_run(struct lw_batch *b);
+
+/* The writer thread of st: applies the batches queued, oldest first, one at a time — waiting
+ * for LMDB's write lock as long as another process holds it. Ends when st is closing and the
+ * queue is empty; when ls_release left the closing to it, starts st's closer. */
+static void *ls_writer_main(void *arg)
+{
+	struct lmdb_store *st = arg;
+	bool closer;
+
+	pthread_mutex_lock(&st->wmu);
+	for (;;) {
+		struct lw_batch *b;
+
+		while (st->whead == NULL && !st->wstop)
+			pthread_cond_wait(&st->wcv, &st->wmu);
+		if ((b = st->whead) == NULL)
+			break;
+		if ((st->whead = b->next) == NULL)
+			st->wtail = NULL;
+		st->wbusy = true;
+		pthread_mutex_unlock(&st->wmu);
+		lw_batch_run(b);            /* may drop a reference on st: see ls_release */
+		atomic_fetch_sub(&ls_pending, 1);
+		pthread_mutex_lock(&st->wmu);
+		st->wbusy = false;
+	}
+	st->wexited = true;
+	if ((closer = st->wdefer))
+		st->closers++;
+	st->wdefer = false;
+	pthread_mutex_unlock(&st->wmu);
+	if (closer && lmdb_rtx_detach_call(ls_writer_out_cb, st) < 0) {
+		pthread_mutex_lock(&st->wmu);
+		st->closers--;              /* left open (logged) until a reopen takes it back */
+		pthread_mutex_unlock(&st->wmu);
+	}
+	return NULL;
+}
+
+/* At exit: the batches still with a writer thread (the workers' last ones) are written,
+ * waiting at most LS_EXIT_WAIT_MS for a write lock another process holds. */
+#define LS_EXIT_WAIT_MS 5000
+
+bool lmdb_store_wait_written(unsigned ms)
+{
+	for (unsigned i = 0; i < ms / 5 && atomic_load(&ls_pending) > 0; i++)
+		usleep(5000);
+	return atomic_load(&ls_pending) == 0;
+}
+
+static void ls_exit_wait(void)
+{
+	if (!lmdb_store_wait_written(LS_EXIT_WAIT_MS))
+		log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error reason=\"write lock still held "
+		    "after %d ms at exit: %ld batches not written\"", LS_EXIT_WAIT_MS,
+		    (long)atomic_load(&ls_pending));
+}
+
+static void ls_exit_register(void)
+{
+	atexit(ls_exit_wait);
+}
+
+/* Hands b to st's writer thread (started on first use). 0, or -1 (no thread). */
+static int ls_submit(struct lmdb_store *st, struct lw_batch *b)
+{
+	pthread_once(&ls_exit_once, ls_exit_register);
+	pthread_mutex_lock(&st->wmu);
+	if (!st->wthr_up) {
+		if (pthread_create(&st->wthr, NULL, ls_writer_main, st) != 0) {
+			pthread_mutex_unlock(&st->wmu);
+			log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s "
+			    "reason=\"cannot start the writer thread\"", st->path);
+			return -1;
+		}
+		st->wthr_up = true;
+	}
+	b->next = NULL;
+	if (st->wtail)
+		st->wtail->next = b;
+	else
+		st->whead = b;
+	st->wtail = b;
+	atomic_fetch_add(&ls_pending, 1);
+	pthread_cond_signal(&st->wcv);
+	pthread_mutex_unlock(&st->wmu);
+	return 0;
+}
+
+/* Starts the flush timer and the completion handle on first use (a writer made on the main
+ * thread for a worker loop must not touch that loop before the worker runs it). */
 static void lw_timer_cb(uv_timer_t *t);
+static void lw_async_cb(uv_async_t *a);
 
 static void lw_arm_timer(struct lmdb_writer *w)
 {
@@ -935,72 +1105,119 @@ static void lw_arm_timer(struct lmdb_writer *w)
 	uv_timer_start(&w->timer, lw_timer_cb, w->flush_interval, w->flush_interval);
 	/* The batching timer does not keep a draining loop alive. */
 	uv_unref((uv_handle_t *)&w->timer);
+	if (uv_async_init(w->loop, &w->async, lw_async_cb) == 0) {
+		w->async.data = w;
+		w->async_open = true;
+		uv_unref((uv_handle_t *)&w->async);
+	}
 }
 
-/* Pool thread: applies one batch. */
-static void lw_work_cb(uv_work_t *req)
+/* Frees a writer: its queue, its copy of the config, its store reference. */
+static void lw_destroy(struct lmdb_writer *w)
 {
-	struct lw_batch *b = req->data;
-	int status = lw_apply(b->w, &b->q);
-
-	pthread_mutex_lock(&b->w->mu);
-	b->status = status;
-	b->applied = true;
-	pthread_cond_broadcast(&b->w->cv);
-	pthread_mutex_unlock(&b->w->mu);
+	lw_queue_free(&w->q);
+	pthread_mutex_destroy(&w->mu);
+	lmdb_store_close(w->st);
+	free(w->ctx);
+	free(w);
 }
 
-static void lw_release(struct lmdb_writer *w);
-static void lw_start(struct lmdb_writer *w);
-
-/* Loop thread: the batch is applied (or was taken back by lmdb_writer_free). */
-static void lw_after_cb(uv_work_t *req, int status)
+/* Writer thread: applies b; an open writer's loop is told (lw_async_cb), a closing one's
+ * waiters are told from here, and its last batch frees it. */
+static void lw_batch_run(struct lw_batch *b)
 {
-	struct lw_batch *b = req->data;
 	struct lmdb_writer *w = b->w;
-	struct lw_waiter *waiters = b->waiters;
-	int st = b->status;
-	bool cancelled = b->cancelled;
-	size_t n = b->q.n;
+	int status = lw_apply(w, &b->q);
+	bool last;
 
-	w->cur = NULL;
+	pthread_mutex_lock(&w->mu);
+	b->status = status;
+	w->inflight--;
+	if (!w->closing) {
+		/* the send under the lock: lmdb_writer_free closes the handle only after it set
+		 * closing under it */
+		b->next = w->done;
+		w->done = b;
+		uv_async_send(&w->async);
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	last = w->inflight == 0 && w->loop_gone;
+	pthread_mutex_unlock(&w->mu);
+	lw_count_batch(w, status, b->q.n);
+	lw_waiters_done(b->waiters, status);
 	lw_queue_free(&b->q);
 	free(b);
-	if (cancelled) {
-		lw_release(w);          /* lmdb_writer_free applied it and told its waiters */
-		return;
-	}
-	lw_count_batch(w, st, n);
-	if (w->closing) {
-		lw_waiters_done(waiters, st);
-		lw_release(w);
-		return;
-	}
-	/* a flush asked while this batch was in the pool goes now, not at the next tick */
-	if (w->q.n && (w->flush_wanted || w->waiters))
+	if (last)
+		lw_destroy(w);
+}
+
+static void lw_start(struct lmdb_writer *w);
+
+/* Loop thread: b (w->cur) is applied. */
+static void lw_after(struct lmdb_writer *w, struct lw_batch *b)
+{
+	struct lw_waiter *waiters = b->waiters;
+	int st = b->status;
+
+	w->cur = NULL;
+	lw_count_batch(w, st, b->q.n);
+	lw_queue_free(&b->q);
+	free(b);
+	/* a flush asked while this batch was with the writer thread goes now, not at the next
+	 * tick */
+	if (w->q.n && (w->flush_wanted || w->waiters) && !w->closing)
 		lw_start(w);
 	/* last: a waiter may free the writer */
 	lw_waiters_done(waiters, st);
 }
 
-/* Hands q and its waiters to the pool (loop set, nothing in flight). */
-static void lw_start(struct lmdb_writer *w)
+static void lw_async_cb(uv_async_t *a)
+{
+	struct lmdb_writer *w = a->data;
+	struct lw_batch *b;
+
+	pthread_mutex_lock(&w->mu);
+	b = w->done;
+	w->done = NULL;
+	pthread_mutex_unlock(&w->mu);
+	if (b)                          /* one at a time: at most one */
+		lw_after(w, b);
+}
+
+/* A batch of q and its waiters (q and the waiters are the batch's now); NULL: out of memory. */
+static struct lw_batch *lw_take(struct lmdb_writer *w)
 {
 	struct lw_batch *b = calloc(1, sizeof(*b));
 
 	if (b == NULL)
-		return;                 /* the next tick tries again */
+		return NULL;
 	b->w = w;
 	b->q = w->q;
 	b->waiters = w->waiters;
-	b->work.data = b;
 	memset(&w->q, 0, sizeof(w->q));
 	w->waiters = NULL;
 	w->flush_wanted = false;
-	if (uv_queue_work(w->loop, &b->work, lw_work_cb, lw_after_cb) == 0) {
-		w->cur = b;
-		return;
-	}
+	return b;
+}
+
+/* Hands b to the writer thread: 0, or -1 (no thread; b is still the caller's). */
+static int lw_hand(struct lmdb_writer *w, struct lw_batch *b)
+{
+	pthread_mutex_lock(&w->mu);
+	w->inflight++;
+	pthread_mutex_unlock(&w->mu);
+	if (ls_submit(w->st, b) == 0)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	w->inflight--;
+	pthread_mutex_unlock(&w->mu);
+	return -1;
+}
+
+/* Applies b here and now (no writer thread) and frees it. */
+static void lw_apply_here(struct lmdb_writer *w, struct lw_batch *b)
+{
 	b->status = lw_apply(w, &b->q);
 	lw_count_batch(w, b->status, b->q.n);
 	lw_waiters_done(b->waiters, b->status);
@@ -1008,7 +1225,21 @@ static void lw_start(struct lmdb_writer *w)
 	free(b);
 }
 
-/* Applies q here and now (no loop, or the writer is going). */
+/* Hands q and its waiters to the writer thread (loop set, nothing in flight). */
+static void lw_start(struct lmdb_writer *w)
+{
+	struct lw_batch *b = lw_take(w);
+
+	if (b == NULL)
+		return;                 /* the next tick tries again */
+	if (w->async_open && lw_hand(w, b) == 0) {
+		w->cur = b;
+		return;
+	}
+	lw_apply_here(w, b);            /* no handle or no thread: here, as a tool does */
+}
+
+/* Applies q here and now (no loop). */
 static int lw_apply_sync(struct lmdb_writer *w)
 {
 	struct lw_waiter *waiters = w->waiters;
@@ -1033,25 +1264,30 @@ static void lw_timer_cb(uv_timer_t *t)
 		lw_start(w);
 }
 
-static void lw_timer_close_cb(uv_handle_t *h)
+/* A closing writer's handles are closed: it is freed now, unless the writer thread still has
+ * a batch of it (its last frees it then). */
+static void lw_loop_done(struct lmdb_writer *w)
+{
+	bool last;
+
+	pthread_mutex_lock(&w->mu);
+	w->loop_gone = true;
+	last = w->inflight == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last)
+		lw_destroy(w);
+}
+
+static void lw_handle_close_cb(uv_handle_t *h)
 {
 	struct lmdb_writer *w = h->data;
 
-	w->timer_open = false;
-	lw_release(w);
-}
-
-/* Frees a retired writer once its timer is closed and no batch is in the pool. */
-static void lw_release(struct lmdb_writer *w)
-{
-	if (w->timer_open || w->cur)
-		return;
-	lw_queue_free(&w->q);
-	pthread_mutex_destroy(&w->mu);
-	pthread_cond_destroy(&w->cv);
-	lmdb_store_close(w->st);
-	free(w->ctx);
-	free(w);
+	if (h == (uv_handle_t *)&w->timer)
+		w->timer_open = false;
+	else
+		w->async_open = false;
+	if (!w->timer_open && !w->async_open)
+		lw_loop_done(w);
 }
 
 void lmdb_writer_free(struct lmdb_writer *w)
@@ -1060,32 +1296,39 @@ void lmdb_writer_free(struct lmdb_writer *w)
 
 	if (w == NULL || w->closing)
 		return;
-	w->closing = true;
-	b = w->cur;
-	if (b) {
-		/* The batch in the pool must be applied before what is still queued, or an older
-		 * value would overwrite a newer one. Taken back if it has not started; otherwise
-		 * waited for (one transaction). */
-		if (uv_cancel((uv_req_t *)&b->work) == 0) {
-			b->cancelled = true;
-			b->status = lw_apply(w, &b->q);
-			lw_count_batch(w, b->status, b->q.n);
-			lw_waiters_done(b->waiters, b->status);
-			b->waiters = NULL;
-		} else {
-			pthread_mutex_lock(&w->mu);
-			while (!b->applied)
-				pthread_cond_wait(&w->cv, &w->mu);
-			pthread_mutex_unlock(&w->mu);
-		}
-	}
-	lw_apply_sync(w);
-	if (w->timer_open) {
-		uv_timer_stop(&w->timer);
-		uv_close((uv_handle_t *)&w->timer, lw_timer_close_cb);
+	if (w->loop == NULL) {
+		w->closing = true;
+		lw_apply_sync(w);
+		lw_destroy(w);
 		return;
 	}
-	lw_release(w);
+	/* Never waits for the write lock: what is still queued goes to the writer thread after
+	 * the batch it has (one queue: the order of updates holds), and the writer is freed
+	 * once its handles are closed and the thread is done with its batches. */
+	pthread_mutex_lock(&w->mu);
+	w->closing = true;
+	b = w->done;                    /* applied; its completion not seen yet */
+	w->done = NULL;
+	pthread_mutex_unlock(&w->mu);
+	if (b)
+		lw_after(w, b);         /* w->closing: lw_after starts nothing */
+	if (w->q.n) {
+		if ((b = lw_take(w)) == NULL)
+			lw_apply_sync(w);       /* out of memory: here, as a tool does */
+		else if (lw_hand(w, b) < 0)
+			lw_apply_here(w, b);
+	} else {
+		lw_waiters_done(w->waiters, 0);
+		w->waiters = NULL;
+	}
+	if (w->timer_open) {
+		uv_timer_stop(&w->timer);
+		uv_close((uv_handle_t *)&w->timer, lw_handle_close_cb);
+	}
+	if (w->async_open)
+		uv_close((uv_handle_t *)&w->async, lw_handle_close_cb);
+	if (!w->timer_open && !w->async_open)
+		lw_loop_done(w);        /* never armed: no handle to close */
 }
 
 /* Logs dropped updates at most once a minute per writer. */
@@ -1112,7 +1355,7 @@ static int lw_queue(struct lmdb_writer *w, enum lw_kind kind, const void *key, s
 		if (w->loop == NULL) {
 			lw_apply_sync(w);       /* a tool: write what it has and go on */
 		} else {
-			w->stats.dropped++;     /* the pool is stuck: drop rather than grow */
+			w->stats.dropped++;     /* the write lock is held: drop rather than grow */
 			store_stats_add_dropped(w->sstats, 1);
 			lw_log_drop(w);
 			return -1;
@@ -1121,6 +1364,7 @@ static int lw_queue(struct lmdb_writer *w, enum lw_kind kind, const void *key, s
 	if (lw_queue_add(&w->q, kind, key, klen, val, vlen) < 0)
 		return -1;
 	w->stats.queued++;
+	store_stats_add_queued(w->sstats, 1);
 	lw_arm_timer(w);
 	return 0;
 }
@@ -1169,7 +1413,8 @@ int lmdb_writer_get(struct lmdb_writer *w, const void *key, size_t klen, void *v
 	uint64_t h = lw_hash(key, klen);
 	int rc = lw_queue_find(&w->q, key, klen, h, val, cap, len);
 
-	/* The batch in the pool is newer than the map too (the pool only reads it). */
+	/* The batch with the writer thread is newer than the map too (the thread only reads
+	 * it). */
 	if (rc == 2 && w->cur)
 		rc = lw_queue_find(&w->cur->q, key, klen, h, val, cap, len);
 	if (rc != 2)
@@ -1198,7 +1443,7 @@ int lmdb_writer_flush(struct lmdb_writer *w, lmdb_writer_done_cb done, void *arg
 		return 0;
 	}
 	if (w->q.n == 0) {
-		/* nothing new: the caller waits for the batch in the pool */
+		/* nothing new: the caller waits for the batch with the writer thread */
 		if (wt) {
 			wt->next = w->cur->waiters;
 			w->cur->waiters = wt;

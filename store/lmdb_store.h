@@ -1,7 +1,10 @@
 /* lmdb_store.h — one LMDB environment per directory, shared by every module and worker that
- * names it (reputation, greylist, the classifier ...): reads inline from the memory map on any
- * thread, writes queued per worker by an lmdb_writer and applied in the libuv thread pool, one
- * write transaction per batch.
+ * names it (reputation, greylist ...): reads inline from the memory map on any thread, writes
+ * queued per worker by an lmdb_writer and applied by the environment's own writer thread, one
+ * write transaction per batch. That thread is the one that waits for LMDB's write lock when
+ * another process holds it (a stopped `mxgate learn`, python3-lmdb, mdb_stat's tools): no
+ * thread of libuv's pool and no worker loop ever does; a writer has at most one batch with
+ * it, and updates queued meanwhile are bounded (max_queued), then dropped and counted.
  *
  * Keys are bytes (at most lmdb_store_max_key() long, 511 with Debian's liblmdb); each user
  * keeps its records under its own key prefixes ("ip:", "net:", "gl:" ...) in the one unnamed
@@ -10,9 +13,10 @@
  *
  * A full map: a writer with a rank function keeps learning. It evicts (HIGH - LOW) / HIGH of
  * its own records, those with the lowest rank (the stalest), in small transactions of their
- * own before its batch, when it has added records since its last eviction and either the
- * pages in use reach LMDB_STORE_EVICT_HIGH % of the map or the map holds as many records as
- * when it was last found full (deleting frees room inside pages, not pages: the record
+ * own before its batch, when it has added records since its last eviction and the pages in
+ * use reach LMDB_STORE_EVICT_HIGH % of the map — until the map was first found full or near
+ * full; from then on, when the map holds as many records as it did then (deleting frees
+ * room inside pages, not pages: the pages in use stay high after an eviction; the record
  * count is the mark once known). A batch that still meets MDB_MAP_FULL makes room and tries
  * again, and one larger than the room there is is applied in halves. Each eviction is
  * counted (mxgate_store_evictions_total{store="lmdb:NAME"}) and logged at most once a minute
@@ -85,7 +89,7 @@ int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size
 
 /* A merge: the new value of a record from its current one (cur NULL, curlen 0 when absent)
  * and a queued operand (a count to add, an outcome ...). Runs inside the batch's write
- * transaction, on a pool thread (or the caller's, when synchronous): no loop calls, no
+ * transaction, on the writer thread (or the caller's, when synchronous): no loop calls, no
  * locks of the caller's. Writes at most cap (LMDB_STORE_VALUE_MAX) bytes to out; returns the
  * length, 0 to delete the record, or -1 to leave it as it is. now_ms: wall clock of the batch.
  * ctx: the writer's copy of lmdb_writer_config.ctx. */
@@ -110,27 +114,32 @@ struct lmdb_writer_config {
 	lmdb_rank_fn rank;          /* eviction order for those prefixes; NULL = never evicted */
 	uint64_t sweep_interval;    /* ms between sweeps of a prefix in this environment; 0 = 1 h */
 	const void *ctx;            /* copied (ctx_len bytes) into the writer: it may outlive */
-	size_t ctx_len;             /*   the caller's config (a batch still in the pool) */
+	size_t ctx_len;             /*   the caller's config (a batch still being written) */
 	uint64_t flush_interval;    /* ms between batches; 0 = 500 ms */
 	size_t max_queued;          /* updates held between batches; more are dropped; 0 = 100000 */
 	const char *name;           /* module name for logs ("reputation") */
 };
 
 /* A writer on loop (its owner's worker loop; the flush timer starts with the first update,
- * so a writer may be made on another thread before the loop runs). loop NULL: no pool, no
- * timer — updates wait for lmdb_writer_flush (or a full queue) and are applied in the calling
+ * so a writer may be made on another thread before the loop runs). loop NULL: no writer
+ * thread, no timer — updates wait for lmdb_writer_flush (or a full queue) and are applied in the calling
  * thread, for tools and the offline `learn` command. Takes a reference on st. NULL when out
  * of memory or cfg is invalid. Use a writer on one thread only (its loop's). */
 struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
     const struct lmdb_writer_config *cfg);
-/* Applies what is still queued here and now (the loop may not run long enough for a pool
- * round trip), after the batch in the pool if there is one (taken back when it has not
- * started, else waited for: one transaction), so the order of updates holds; stops the timer.
- * Memory and the store reference go once the timer is closed, so the loop must run on.
- * Every pending flush callback is called (status 0 or -1): before this returns, except those
- * of a batch the pool had already applied, which come from its completion on the loop.
- * NULL is a no-op. */
+/* On a loop: never waits. What is still queued goes to the writer thread as a last batch,
+ * after the batch it has (the order of updates holds), and is written when LMDB's write lock
+ * comes; the timer and the completion handle are closed (the loop must run on for their
+ * close callbacks); memory and the store reference go once both are closed and the writer
+ * thread is done with the writer's batches. Every pending flush callback is called (status 0
+ * or -1): a batch's already applied now, from this call, the others later from the writer
+ * thread (so a callback must be safe on any thread). At exit the process waits up to 5 s for
+ * such last batches. Without a loop: applies what is queued here and now. NULL is a no-op. */
 void lmdb_writer_free(struct lmdb_writer *w);
+
+/* Waits (this thread, up to ms) until every batch handed to a writer thread in this process
+ * is written (or failed): true, or false when one still waits for the write lock. */
+bool lmdb_store_wait_written(unsigned ms);
 
 /* Queues a put (vlen > 0; 0 is a delete) / delete / merge of key for the next batch; the data
  * is copied. 0, or -1 (key empty or longer than lmdb_store_max_key, value over
@@ -150,10 +159,11 @@ int lmdb_writer_get(struct lmdb_writer *w, const void *key, size_t klen, void *v
     size_t *len);
 
 /* status 0: every update queued before the flush is committed; -1: the batch failed (map
- * full, I/O error: logged) and was dropped. Called on the loop thread. */
+ * full, I/O error: logged) and was dropped. Called on the loop thread — or the writer thread
+ * for a writer freed before its batch was applied (lmdb_writer_free). */
 typedef void (*lmdb_writer_done_cb)(void *arg, int status);
 
-/* Hands what is queued to the pool now instead of at the next tick; done (may be NULL) is
+/* Hands what is queued to the writer thread now instead of at the next tick; done (may be NULL) is
  * called once that batch (and any batch before it) is applied. Batches of one writer are
  * applied one at a time, in order. Returns 0 (done will be called later, never from inside
  * this call — except without a loop, where the batch is applied and done called before the

@@ -3,9 +3,11 @@
 #include "redis.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <hiredis/async.h>
 #include <openssl/sha.h>
 
@@ -135,6 +137,80 @@ void redis_store_bound_reader(redisContext *c)
 	pthread_once(&rs_fns_once, rs_fns_init);
 	if (c && c->reader && rs_default_fns)
 		c->reader->fn = &rs_bounded_fns;
+}
+
+/* ---- blocking connections: hiredis's redisGetReply, bounded -------------------------- */
+
+static uint64_t rs_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int rs_sync_fail(redisContext *c, const char *why)
+{
+	c->err = REDIS_ERR_PROTOCOL;
+	snprintf(c->errstr, sizeof(c->errstr), "%s", why);
+	return REDIS_ERR;
+}
+
+int redis_store_sync_reply(redisContext *c, redisReply **reply)
+{
+	uint64_t t0 = rs_mono_ms(), limit = 0;
+	void *aux = NULL;
+	int wdone = 0;
+
+	*reply = NULL;
+	if (c->timeout)
+		limit = (uint64_t)c->timeout->tv_sec * 1000 + (uint64_t)c->timeout->tv_usec / 1000;
+	if (redisGetReplyFromReader(c, &aux) != REDIS_OK)
+		return REDIS_ERR;
+	if (aux == NULL) {
+		do {
+			if (redisBufferWrite(c, &wdone) != REDIS_OK)
+				return REDIS_ERR;
+		} while (!wdone);
+	}
+	while (aux == NULL) {
+		/* each read waits at most the socket's timeout; the bounds are checked between */
+		if (redisBufferRead(c) != REDIS_OK)
+			return REDIS_ERR;
+		if (c->reader->len - c->reader->pos > RS_REPLY_MAX_BYTES)
+			return rs_sync_fail(c, "reply too large");
+		if (redisGetReplyFromReader(c, &aux) != REDIS_OK)
+			return REDIS_ERR;
+		if (aux == NULL && limit && rs_mono_ms() - t0 > limit)
+			return rs_sync_fail(c, "reply too slow");
+	}
+	*reply = aux;
+	return REDIS_OK;
+}
+
+redisReply *redis_store_sync_command(redisContext *c, const char *fmt, ...)
+{
+	redisReply *r = NULL;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = redisvAppendCommand(c, fmt, ap);
+	va_end(ap);
+	if (rc != REDIS_OK || redis_store_sync_reply(c, &r) != REDIS_OK)
+		return NULL;
+	return r;
+}
+
+redisReply *redis_store_sync_argv(redisContext *c, int argc, const char **argv,
+    const size_t *argvlen)
+{
+	redisReply *r = NULL;
+
+	if (redisAppendCommandArgv(c, argc, argv, argvlen) != REDIS_OK ||
+	    redis_store_sync_reply(c, &r) != REDIS_OK)
+		return NULL;
+	return r;
 }
 
 /* Whether an async connection holds more of a reply than a reply may be. */
@@ -413,13 +489,13 @@ redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, cha
 	if (password[0]) {
 		const char *argv[3] = { "AUTH", user[0] ? user : password, password };
 
-		rep = redisCommandArgv(c, user[0] ? 3 : 2, argv, NULL);
+		rep = redis_store_sync_argv(c, user[0] ? 3 : 2, argv, NULL);
 		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
 			goto fail;
 		freeReplyObject(rep);
 	}
 	if (db) {
-		rep = redisCommand(c, "SELECT %d", db);
+		rep = redis_store_sync_command(c, "SELECT %d", db);
 		if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
 			goto fail;
 		freeReplyObject(rep);

@@ -116,9 +116,23 @@ void redis_store_bound_reader(redisContext *c);
 
 /* A blocking connection for a control verb on the main loop (not a worker's store): connect,
  * AUTH (user and password as the URL gives them) and SELECT, every step and every later
- * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. */
+ * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. Its
+ * commands go through redis_store_sync_* below, not hiredis's redisCommand. */
 redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, char *err,
     size_t errlen);
+
+/* A blocking connection's command and reply, bounded: hiredis's own (redisCommand,
+ * redisGetReply) buffer a string still arriving until it is whole (a server that announces
+ * "$99999999999" and streams never ends the call, its per-read timeout never fires) — these
+ * give up once more than 8 MB of the reply is unparsed or the reply took longer than the
+ * connection's timeout (redis_store_connect_sync's, or redisConnectWithTimeout's): NULL /
+ * REDIS_ERR, c->err set ("reply too large" / "reply too slow"); the connection is then of
+ * no more use (free it). The command forms are redisCommand's and redisCommandArgv's. */
+redisReply *redis_store_sync_command(redisContext *c, const char *fmt, ...);
+redisReply *redis_store_sync_argv(redisContext *c, int argc, const char **argv,
+    const size_t *argvlen);
+/* The next reply of a pipeline (after redisAppendCommand): REDIS_OK with *reply, or REDIS_ERR. */
+int redis_store_sync_reply(redisContext *c, redisReply **reply);
 
 /* Requests sent / timed out / failed fast since start (for tests and benchmarks). */
 void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *timeouts,

@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #include "redis.h"
 
@@ -25,4 +26,33 @@ int store_kind_of(const char *spec)
 const char *store_lmdb_dir(const char *spec)
 {
 	return store_kind_of(spec) == STORE_LMDB ? spec + 5 : NULL;
+}
+
+/* Compares a and b with repeated slashes as one and trailing ones dropped. */
+static bool store_same_path(const char *a, const char *b)
+{
+	for (;;) {
+		while (a[0] == '/' && (a[1] == '/' || a[1] == '\0'))
+			a++;
+		while (b[0] == '/' && (b[1] == '/' || b[1] == '\0'))
+			b++;
+		if (*a != *b)
+			return false;
+		if (*a == '\0')
+			return true;
+		a++;
+		b++;
+	}
+}
+
+bool store_lmdb_same_dir(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (a == NULL || b == NULL)
+		return false;
+	if (store_same_path(a, b))
+		return true;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	    sa.st_ino == sb.st_ino;
 }

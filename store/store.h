@@ -4,6 +4,8 @@
 #ifndef MX_STORE_H
 #define MX_STORE_H
 
+#include <stdbool.h>
+
 enum store_kind { STORE_NONE = 0, STORE_LOCAL, STORE_LMDB, STORE_REDIS };
 
 /* The kind of spec: STORE_NONE for NULL or "", else STORE_LOCAL / STORE_LMDB / STORE_REDIS,
@@ -13,5 +15,9 @@ int store_kind_of(const char *spec);
 
 /* The directory of an "lmdb:/dir" spec (borrowed from spec), NULL for any other kind. */
 const char *store_lmdb_dir(const char *spec);
+
+/* Whether two LMDB directories are one: the same path but for repeated and trailing slashes,
+ * or the same directory on disk (a symbolic link, a bind mount) when both exist. */
+bool store_lmdb_same_dir(const char *a, const char *b);
 
 #endif

@@ -1,6 +1,7 @@
 /* fuzz_dns_answer.c — a DNS reply message read as an answer, by both of mxgate's readers:
  * dns_reply_parse (filters/dns.c: A/AAAA through c-ares, TXT records with their
- * character-strings joined at any length, PTR names through dns_reply_ptr_names) and SPF's own
+ * character-strings joined at any length, PTR names through dns_reply_ptr_names, MX records
+ * through dns_reply_mx_names) and SPF's own
  * transport, spf_dns_reply_read (filters/spf_dns.c: A, AAAA, TXT, MX, PTR through glibc's
  * ns_parserr into libspf2's records). Every input is read as each type. Checks: no crash, no
  * read past the reply (an exact-size heap copy), no leak; a TXT string (either reader) is
@@ -38,6 +39,10 @@ static void fuzz_dns(const unsigned char *buf, size_t size, enum dns_type t)
 			abort();
 		if (t == DNS_T_AAAA && inet_pton(AF_INET6, res.v[i], bin) != 1)
 			abort();
+		/* "PREFERENCE NAME": a number of at most 5 digits, one space, a name */
+		if (t == DNS_T_MX && (strspn(res.v[i], "0123456789") - 1 > 4 ||
+		    res.v[i][strspn(res.v[i], "0123456789")] != ' ' || n > DNS_NAME_TEXT_MAX + 6))
+			abort();
 		free(res.v[i]);
 	}
 	free(res.v);
@@ -74,6 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_dns(buf, size, DNS_T_AAAA);
 	fuzz_dns(buf, size, DNS_T_TXT);
 	fuzz_dns(buf, size, DNS_T_PTR);
+	fuzz_dns(buf, size, DNS_T_MX);
 	fuzz_spf(buf, size, ns_t_a);
 	fuzz_spf(buf, size, ns_t_aaaa);
 	fuzz_spf(buf, size, ns_t_txt);

@@ -8,7 +8,8 @@ answers too large for 512-byte UDP (truncated, then served over TCP).
 
 ZONE.json maps a name (no trailing dot, any case) to a list of entries:
     {"txt": ["part one", "part two"]}     one TXT record of these character-strings
-    {"a": "198.51.100.1"} / {"aaaa": "2001:db8::1"} / {"mx": "mail.example.org"} /
+    {"a": "198.51.100.1"} / {"aaaa": "2001:db8::1"} / {"mx": "mail.example.org"} (preference
+    10) / {"mx": "20 mail.example.org"} / {"mx": "0 ."} (RFC 7505's null MX) /
     {"ptr": "host.example.org"}
     {"cname": "other.example"}           a CNAME answered to any type, not followed (a chain
                                          or a loop is the client's to follow)
@@ -103,6 +104,9 @@ def answer(wire, tcp):
                 continue
             if t == 'txt':
                 text = ' '.join('"%s"' % s.replace('\\', '\\\\').replace('"', '\\"') for s in v)
+            elif t == 'mx' and ' ' in v:      # "PREFERENCE NAME": "0 ." is RFC 7505's null MX
+                pref, host = v.split(' ', 1)
+                text = pref + ' ' + (host.rstrip('.') + '.' if host != '.' else '.')
             elif t in ('mx', 'ptr', 'cname'):
                 text = ('10 ' if t == 'mx' else '') + v.rstrip('.') + '.'
             else:

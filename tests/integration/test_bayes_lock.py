@@ -18,7 +18,10 @@ Then a process holds LMDB's reader-table mutex (the lock file mapped, pthread_mu
 it through ctypes: what a process stopped while it took a read slot does): mail is still
 scored and delivered (the daemon's reads keep their slots), and `mxgate learn`, which needs
 a new slot, ends within 0.1 s plus slack with the reason, instead of waiting for ever.
-Peers: python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
+The classifier's store on the directory of reputation's or greylist's LMDB store (the same
+path, or a link to it) is refused by `mxgate -t` at rules.bayes.store (FILE:LINE:COL): the two
+keep separate environment lists, and one process would open two environments on the files.
+Peers: tests/peers/lmdb_hold.py under python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
 import os
 import subprocess
 import sys
@@ -31,30 +34,7 @@ import mxtest as mt  # noqa: E402
 
 mt.need()
 py = mt.need_sys_python('lmdb')
-HOLD = r'''
-import lmdb, sys
-env = lmdb.open(sys.argv[1], map_size=512 << 20, max_readers=1022, subdir=True, lock=True)
-txn = env.begin(write=True)
-txn.put(b'holder', b'1')
-print('held', flush=True)
-sys.stdin.read()         # until the test closes our stdin
-txn.abort()
-env.close()
-'''
-# lock.mdb starts with MDB_txninfo: magic, format, then (Linux: robust POSIX mutexes) the
-# reader table's pthread mutex
-HOLD_READERS = r'''
-import ctypes, mmap, os, struct, sys
-fd = os.open(os.path.join(sys.argv[1], 'lock.mdb'), os.O_RDWR)
-m = mmap.mmap(fd, 4096, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-if struct.unpack_from('<I', m, 0)[0] != 0xBEEFC0DE:
-    sys.exit('not an LMDB lock file')
-mutex = ctypes.byref((ctypes.c_char * 4096).from_buffer(m), 8)
-libc = ctypes.CDLL('libc.so.6')
-print('held', libc.pthread_mutex_lock(mutex), flush=True)
-sys.stdin.read()         # until the test closes our stdin
-libc.pthread_mutex_unlock(mutex)
-'''
+HOLD = os.path.join(mt.PEERS, 'lmdb_hold.py')
 store_dir = os.path.join(mt.TMP, 'bayes')
 store = 'lmdb:' + store_dir
 rules = {'files': [os.path.join(mt.SRC, 'rules', 'default.rules')],
@@ -63,6 +43,27 @@ cli_cfg = os.path.join(mt.TMP, 'learn.yaml')
 with open(cli_cfg, 'w') as f:
     f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
                                  rules=rules)))
+
+# the classifier's store on the directory of the shared LMDB store (reputation, greylist):
+# two environments on the same files in one process, which LMDB forbids — refused by -t
+# (main's binary took it: exit 0)
+os.makedirs(store_dir, exist_ok=True)
+os.symlink(store_dir, store_dir + '-link')
+one = [{'address': '127.0.0.1:1'}]
+for what, extra in (('reputation', {'reputation': {'store': store + '//'}}),
+                    ('greylist', {'greylist': {'enabled': True, 'store': store + '-link'}})):
+    rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:2'], listen=one, rules=rules, **extra),
+                              'same_dir_' + what)
+    want = 'same_dir_%s.yaml:' % what
+    line = next((ln for ln in out.splitlines() if want in ln), '')
+    mt.check(rc == 1 and ': rules.bayes.store: the same LMDB directory as %s.store' % what in line
+             and line.split(want)[1].split(':')[0].isdigit(),
+             'rules.bayes.store on %s\'s LMDB directory: -t refuses it at FILE:LINE:COL (%s: %s)'
+             % (what, rc, out.strip()[-300:]))
+rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:2'], listen=one, rules=rules,
+                                    reputation={'store': store + '-rep'}), 'own_dirs')
+mt.check(rc == 0, 'a directory each: -t passes (%s: %s)' % (rc, out.strip()[-300:]))
+os.unlink(store_dir + '-link')
 
 
 def msg(i):
@@ -98,9 +99,10 @@ def lock_fds(pid):
     return n
 
 
-def hold(what=HOLD):
-    """Starts the holder; returns it once it holds the write lock (the reader table's)."""
-    p = subprocess.Popen([py, '-c', what, store_dir], stdin=subprocess.PIPE,
+def hold(what='write'):
+    """Starts the holder; returns it once it holds the write lock ('readers': the reader
+    table's mutex)."""
+    p = subprocess.Popen([py, HOLD, what, store_dir], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     line = p.stdout.readline()
     if line.split()[:1] != [b'held'] or line.split()[1:] not in ([], [b'0']):
@@ -184,7 +186,7 @@ mt.check(r.returncode == 0 and 'learned 1 spam' in r.stdout,
 
 # the reader table's mutex held by another process (the daemon keeps the directory open, so
 # the lock file is not reset under the holder)
-holder = hold(HOLD_READERS)
+holder = hold('readers')
 try:
     code, text = mt.send_mail(mx.port, 'a@example.org', ['user@example.test'], msg(4))
     mt.check(code == 250, 'the reader table locked: mail is scored and delivered: %s %s'

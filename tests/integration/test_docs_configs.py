@@ -8,7 +8,7 @@ would run them (README "In front of real mail servers": "Check it, then run it")
   rules), completed with a listen address and a backend when it is a fragment.
 
 Only the files a block names are supplied: a test certificate for /etc/mxgate/cert.pem and
-key.pem, an RSA key for the ARC sealing key /etc/mxgate/arc2026.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file,
+key.pem, an RSA key for the ARC sealing key /etc/mxgate/arc2026.pem, the built example plugin for /usr/lib/mxgate/plugins/*.so, an empty domains file, a relay_networks CIDR file,
 the repository's rules for /usr/share/mxgate/rules, and the user running the test for the
 user and group "mxgate" when the package has not created them; relative paths resolve from the
 repository root. A key renamed in the code but not in the docs fails here."""
@@ -33,12 +33,15 @@ local_rules = os.path.join(mt.TMP, 'local.rules')   # docs/plugins.md: an empty 
 open(local_rules, 'w').close()
 pg_clients = os.path.join(mt.TMP, 'whitelist_clients')   # docs/filters-limits.md, postgrey's file
 open(pg_clients, 'w').write('# postgrey\ngoogle.com\n/^mail\\d+\\.example\\.com$/\n195.235.39\n')
+relay_nets = os.path.join(mt.TMP, 'relay_networks')   # docs/smtp-edge.md: a CIDR list file
+open(relay_nets, 'w').write('# the office\n192.0.2.0/24\n2001:db8::/32\n')
 SUBST = [
     ('/etc/mxgate/cert.pem', crt), ('/etc/mxgate/key.pem', key),
     ('/etc/mxgate/domains', domains), ('/etc/mxgate/arc2026.pem', arc_key),
     ('/etc/mxgate/internal-ca.pem', crt),     # docs/operations.md's backends.tls_ca_file
     ('/etc/mxgate/local.rules', local_rules),
     ('/etc/postgrey/whitelist_clients', pg_clients),
+    ('/etc/mxgate/relay_networks', relay_nets),
     ('/usr/share/mxgate/rules/', os.path.join(SRC, 'rules') + '/'),
 ]
 BASE = {'listen': 'listen: [127.0.0.1:2525]\n',

@@ -127,9 +127,12 @@ def run(name, store):
     res = rcpts(mx, '198.18.80.1', ['u3@example.test'])
     mt.check(codes(res) == [451], '%s: untrapped: greylisted again, not refused: %s' % (name, res))
     # untrap right after the trap: with LMDB the worker's record is still in its write queue
-    # (batched every 500 ms), not in the map; the untrap goes through the writers all the same
+    # (batched every 500 ms), not in the map; the untrap goes through the writers all the same,
+    # and answers what it deleted — the queued trap (it answered "no record (was none)")
     res = rcpts(mx, '198.18.87.1', ['trap@example.test'])
     rc, out = ctl(sock, 'greylist', 'untrap', '198.18.87.1')
+    mt.check(rc == 0 and 'record deleted (was trapped)' in out,
+             '%s: untrap at once after the trap answers the trap it deleted: %r' % (name, out))
     res = rcpts(mx, '198.18.87.1', ['u4@example.test'])
     mt.check(rc == 0 and codes(res) == [451], '%s: untrap at once after the trap: greylisted, not refused: %s %r'
              % (name, res, out))

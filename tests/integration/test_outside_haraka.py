@@ -6,7 +6,7 @@ same PROXY-protocol front (haproxy) and in front of Postfix's smtp-sink, fed the
 
 Haraka's plugins and their mxgate keys:
     rcpt_to.in_host_list (host_list)       accept_domains: ["file:.../config/host_list"]
-    relay (acl, relay_acl_allow)           none: mxgate relays for authenticated clients only
+    relay (acl, relay_acl_allow)           relay_networks: ["file:.../config/relay_acl_allow"]
     helo.checks (reject bare_ip, valid_hostname, literal_mismatch)
                                            helo_checks.{syntax,not_fqdn,literal_mismatch,claims_us}: reject
     headers (reject missing_required, duplicate_singular)
@@ -17,7 +17,7 @@ Haraka's plugins and their mxgate keys:
     dns-list (zones, reject=true)          dnsbl.lists (rbldnsd serves the list to both)
 
 Checked: each session's replies have the same class (2xx/4xx/5xx) at every step from both
-(the documented differences are checked as such: the relay ACL; Haraka's unrecognized-command
+(the documented differences are checked as such: Haraka's unrecognized-command
 count), mxgate's enhanced codes, the same messages at both backends, the same counts from
 smtp-source under the same rate limit; and mxgate's log: one `event=disconnect` line for each
 session (a session ended by limits.max_errors logged two, one of them without the session's
@@ -154,8 +154,9 @@ h = Haraka({
     dns='127.0.0.1:%d' % rbl.port)
 
 cfg = mt.proxied_config(
-    # Haraka's own host_list file, read as it is (docs/filters-limits.md)
+    # Haraka's own host_list and relay_acl_allow files, read as they are (docs/filters-limits.md)
     [sink_m.url], accept_domains=['file:' + os.path.join(h.dir, 'config', 'host_list')],
+    relay_networks=['file:' + os.path.join(h.dir, 'config', 'relay_acl_allow')],
     limits={'max_recipients': 5, 'max_errors': 3},
     helo_checks={'enabled': True, 'syntax': {'action': 'reject'}, 'not_fqdn': {'action': 'reject'},
                  'literal_mismatch': {'action': 'reject'}, 'claims_us': {'action': 'reject'},
@@ -165,7 +166,9 @@ cfg = mt.proxied_config(
     ratelimit={'store': 'redis://127.0.0.1:%d' % redis.port, 'rules': [
         {'key': 'ip', 'count': 'concurrency', 'limit': 2},
         {'key': 'ip', 'count': 'connections', 'limit': '3/10m'},
-        {'key': 'sender', 'count': 'recipients', 'limit': '3/10m'}]},
+        {'key': 'sender', 'count': 'recipients', 'limit': '3/10m'},
+        # rate_rcpt_null
+        {'key': 'recipient', 'count': 'recipients', 'limit': '1/10m', 'sender': 'null'}]},
     rules={'files': [rules], 'actions': {'reject': 0, 'tempfail': 0, 'add_header': 0}})
 rc, out = mt.config_check(dict(cfg, listen=[{'address': '127.0.0.1:2525', 'proxy_protocol': True}]), 'haraka')
 mt.check(rc == 0, "mxgate -t accepts the Haraka operator's config: %s %s" % (rc, out.strip()[:300]))
@@ -202,10 +205,8 @@ CASES = [
      ['MAIL FROM:<s@example.org>'] + ['RCPT TO:<u%d@example.test>' % i for i in range(7)] + ['QUIT'], None),
 ] + [('rate_conn %d' % i, '198.18.8.1', 'mta.example.org', ['QUIT'], None) for i in range(5)]
 # rate_rcpt_null (recipient keyed, null sender): the second null-sender RCPT to pm@ is 4xx in
-# both; mxgate's rule for it is a recipients rule on key recipient, the sender's own rule
-# does not count <> (docs: the null sender is <> for key sender) — so here only Haraka has it
-# and mxgate's test is in test_ratelimit_*; the step is left out of the comparison.
-SKIP_STEP = {('null sender, twice to one recipient', 6)}
+# both (mxgate: a recipient rule with sender: null)
+SKIP_STEP = set()
 # documented differences (docs/filters-limits.md, "Coming from Haraka")
 DIFFER = {
     # Haraka's limit counts every error and disconnects past errors.max; its rate_rcpt_sender
@@ -226,6 +227,7 @@ EXPECT_MX = {
     'missing Date': [220, 250, 250, 250, 354, 550, 221],
     'two Subjects': [220, 250, 250, 250, 354, 550, 221],
     'rate_rcpt_sender then errors': [220, 250, 250, 250, 250, 250, 451, 451, 451, 421],
+    'null sender, twice to one recipient': [220, 250, 250, 250, 250, 250, 451, 221],
     'rate_conn 0': [220, 250, 221], 'rate_conn 1': [220, 250, 221], 'rate_conn 2': [220, 250, 221],
     'rate_conn 3': [421], 'rate_conn 4': [421],
 }
@@ -262,12 +264,15 @@ for i, (helo, want_h, want_m) in enumerate(HELOS):
     mt.check(a == [('EHLO ' + helo, want_h)] and b == [('EHLO ' + helo, want_m)],
              'EHLO %s: Haraka %d, mxgate %d (%s %s)' % (helo[:24], want_h, want_m, a, b))
 
-# the relay ACL: Haraka relays for its relay_acl_allow networks; mxgate has no such list
-# (docs: a Haraka relay ACL is Postfix's mynetworks on the backend, or SMTP AUTH on submission)
-a = session(h.port, ['MAIL FROM:<n9@example.org>', 'RCPT TO:<u@other.example>', 'QUIT'], '198.18.50.2')
-b = session(mx.port, ['MAIL FROM:<n9@example.org>', 'RCPT TO:<u@other.example>', 'QUIT'], '198.18.50.2')
-mt.check(a[3] == ('RCPT TO:<u@other.example>', 250) and b[3] == ('RCPT TO:<u@other.example>', 550),
-         'relay_acl_allow: Haraka relays for the listed network, mxgate refuses (documented): %s %s' % (a, b))
+# the relay ACL: both relay for the relay_acl_allow network (mxgate reads Haraka's file as
+# relay_networks) and refuse a client outside it
+for src, want in (('198.18.50.2', 250), ('198.18.51.2', 550)):
+    a = session(h.port, ['MAIL FROM:<n9@example.org>', 'RCPT TO:<u@other.example>', 'QUIT'], src)
+    b = session(mx.port, ['MAIL FROM:<n9@example.org>', 'RCPT TO:<u@other.example>', 'QUIT'], src)
+    mt.check(a[3] == ('RCPT TO:<u@other.example>', want) and b[3] == ('RCPT TO:<u@other.example>', want),
+             'relay_acl_allow from %s: Haraka and mxgate %d: %s %s' % (src, want, a, b))
+mt.check(mx.wait_log(r'event=relay rcpt=<u@other\.example> domain=other\.example relay=network client=198\.18\.50\.2'),
+         'mxgate logs the relayed recipient with relay=network')
 
 # dns-list and dnsbl: Haraka refuses a listed client at connect (554 to every command),
 # mxgate greets it and refuses its MAIL (postscreen's way; documented)

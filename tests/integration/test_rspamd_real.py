@@ -10,7 +10,9 @@ key made here, and a rule (rspamd.local.lua) that forces an action or a milter r
 word in the Subject. Checks: each action (reject, soft reject, rewrite subject, add header,
 greylist, no action), milter_headers' fields, the DKIM-Signature reaching the backend and
 verifying, the envelope changes, discard, quarantine, no_action, spam_header, a body a Lua
-rule rewrote (the reply's body block), add_headers' negative orders, rspamd's discard and
+rule rewrote (the reply's body block, also with the discard action), add_headers' negative
+orders (also after remove_headers of the same name) and orders that are no number, an
+smtp_message holding a CRLF or a bare LF (a well-formed reply), rspamd's discard and
 quarantine actions, and a proxy worker's renamed spam_header (a second milter worker with
 X-Spam-Flag against an entry with options.spam_header); and where mxgate's entry and
 rspamd's milter differ (printed; docs/plugins.md's table)."""
@@ -125,12 +127,15 @@ outcome = {}
 # sender and client network until its timeout (5 min)
 WORDS = ('HAM', 'FORCE-REJECT', 'FORCE-SOFT', 'FORCE-REWRITE', 'FORCE-ADDHDR', 'FORCE-GREYLIST',
          'FORCE-ENVELOPE', 'FORCE-DISCARD', 'FORCE-QUARANTINE', 'FORCE-NOACT', 'FORCE-SPAMHDR', 'FORCE-BODY',
-         'FORCE-ORDER', 'FORCE-ACT-DISCARD', 'FORCE-ACT-QUARANTINE', 'SCORE-GREYLIST')
+         'FORCE-ORDER', 'FORCE-ACT-DISCARD', 'FORCE-ACT-QUARANTINE', 'FORCE-OTYPE', 'FORCE-RMORDER',
+         'FORCE-RMALL', 'FORCE-BODY-DISCARD', 'SCORE-GREYLIST')
 # the renamed spam_header: these through the second pair
 WORDS2 = ('FORCE-ADDHDR', 'FORCE-SPAMHDR')
 # FORCE-ORDER's message keeps its last fields (a forged field the reply removes would hide
 # where an insert counted from the end went)
-HEADERS = {'FORCE-ORDER': ('X-Keep-A: a', 'X-Keep-B: b')}
+HEADERS = {'FORCE-ORDER': ('X-Keep-A: a', 'X-Keep-B: b'), 'FORCE-OTYPE': ('X-Keep-A: a', 'X-Keep-B: b'),
+           'FORCE-RMORDER': ('X-Dup: d1', 'X-Dup: d2', 'X-Keep-B: b'),
+           'FORCE-RMALL': ('X-Dup: d1', 'X-Dup: d2', 'X-Keep-B: b')}
 RUNS = [(w, 'entry', mx) for w in WORDS] + [(w, 'milter', mm) for w in WORDS] + \
     [(w, 'entry2', mx2) for w in WORDS2] + [(w, 'milter2', mm2) for w in WORDS2]
 RUNS.sort(key=lambda r: r[0] == 'SCORE-GREYLIST')
@@ -211,6 +216,64 @@ mt.check(order('entry') == ['o99', 'DKIM-Signature', 'Received', 'From', 'To', '
          "add_headers' negative orders counted from the end of the fields rspamd was shown: %s" % order('entry'))
 mt.check(order('entry') == order('milter'), "the negative orders land where rspamd's milter puts them: %s / %s"
          % (order('entry'), order('milter')))
+# an order that is no number (a string, a boolean): rspamd 3.4's milter appends the field as
+# if it had none (seen here; the entry skips such an order); a float is cut (1.5 -> INSHEADER
+# 1, below mxgate's Received and the DKIM-Signature inserted at 1 after it)
+otype = {lb: [n for n, _ in outcome[('FORCE-OTYPE', lb)][3]] for lb in ('entry', 'milter')}
+mt.check(otype['entry'][:3] == ['Received', 'DKIM-Signature', 'X-Ofloat'] and
+         sorted(otype['entry'][-2:]) == ['X-Obool', 'X-Ostr'] and otype['entry'][-4:-2] == ['X-Keep-A', 'X-Keep-B'],
+         "add_headers' order that is no number: appended; a float's cut: %s" % otype['entry'])
+mt.check(otype['entry'][:-2] + sorted(otype['entry'][-2:]) == otype['milter'][:-2] + sorted(otype['milter'][-2:]),
+         "where rspamd's milter puts them: %s / %s" % (otype['entry'], otype['milter']))
+# remove_headers X-Dup -1 with two X-Dup inserts counted from the end (-1, -3): the first
+# X-Dup kept, the two added: three, where rspamd's milter leaves them
+dup = {lb: [v if n == 'X-Dup' else n for n, v in outcome[('FORCE-RMORDER', lb)][3]] for lb in ('entry', 'milter')}
+mt.check([v for v in dup['entry'] if v in ('d1', 'd2', 'n1', 'n3')] == ['d1', 'n3', 'n1'],
+         'remove_headers X-Dup -1 with inserts of X-Dup at -1 and -3: d1 kept, d2 gone, n3, n1 added: %s'
+         % dup['entry'])
+mt.check(dup['entry'] == dup['milter'], "the same fields in the same order as rspamd's milter: %s / %s"
+         % (dup['entry'], dup['milter']))
+dup = {lb: [v if n == 'X-Dup' else n for n, v in outcome[('FORCE-RMALL', lb)][3]] for lb in ('entry', 'milter')}
+mt.check(dup['entry'] == dup['milter'] and sorted(v for v in dup['entry'] if v in ('d1', 'd2', 'n1', 'n3')) == ['n1', 'n3'],
+         "remove_headers X-Dup 0 with the same inserts: both gone, the two added where rspamd's milter puts them: "
+         "%s / %s" % (dup['entry'], dup['milter']))
+# a body rspamd rewrote, with its discard action: nothing delivered (no action: FORCE-BODY)
+for lb in ('entry', 'milter'):
+    code, text, got, f = outcome[('FORCE-BODY-DISCARD', lb)]
+    mt.check(code == 250 and got is None, '%s: a rewritten body with the discard action: 250, delivered nowhere: %s %s'
+             % (lb, code, text))
+code, text, got, f = outcome[('FORCE-BODY', 'milter')]
+mt.check(code == 250 and body('FORCE-BODY-milter') == b'Rewritten by mxtest.\r\n',
+         "milter: the rewritten body (SMFIR_REPLBODY) reaches the backend too: %r" % body('FORCE-BODY-milter'))
+
+
+def raw_reply(m, tag):
+    """The end-of-data reply's lines as the client reads them, and whether the session is
+    still in step after it (RSET answered 250)."""
+    c = mt.Client(m.port, timeout=60)
+    c.ehlo()
+    c.cmd('MAIL FROM:<sender@example.org>')
+    c.cmd('RCPT TO:<b@example.test>')
+    c.cmd('DATA')
+    c.send(mt.stuff(mt.message(tag)))
+    code, text = c.reply()
+    after = c.cmd('RSET')
+    c.close()
+    return code, text.split('\n'), after[0]
+
+
+# rspamd's smtp_message holding a CRLF or a bare LF: a well-formed reply (every line
+# "NNN-" but the last "NNN ", the same code), and the session in step after it
+for word, want in (('FORCE-CRLF', 550), ('FORCE-BARELF', 451)):
+    for lb, m in (('entry', mx), ('milter', mm)):
+        code, lines, after = raw_reply(m, '%s-%s' % (word, lb))
+        ok = code == want and all(re.match(r'%d[- ]' % want, ln) for ln in lines) and \
+            all(ln[3] == '-' for ln in lines[:-1]) and lines[-1][3] == ' ' and after == 250
+        if lb == 'entry':
+            mt.check(ok, 'entry: smtp_message with %s: a well-formed %d reply, the session in step: %r then %s'
+                     % (word[6:], want, lines, after))
+        else:
+            print('%s milter: %r then %s' % (word, lines, after))
 code, text, got, f = outcome[('FORCE-ADDHDR', 'entry2')]
 mt.check(code == 250 and values(f, 'X-Spam-Flag') == ['Yes'] and values(f, 'X-Spam') == [],
          'options.spam_header X-Spam-Flag: add header sets it, once: %s' % f)

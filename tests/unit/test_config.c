@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <libfyaml.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,8 +358,8 @@ static const struct err_row err_rows[] = {
 	{ "bad listen address", "listen: [\"127.0.0.1\"]\nbackends: { servers: [smtp://h:1] }\n",
 	  "t.yaml:1:10: listen[0]: expected address:port, e.g. 127.0.0.1:2525, [::1]:25 or :25\n", 1 },
 	{ "bad trusted proxy", MINIMAL "trusted_proxies: [10.0.0.0/8, 300.1.1.1]\n",
-	  "t.yaml:3:31: trusted_proxies[1]: expected an address or prefix like 192.0.2.0/24 or "
-	  "2001:db8::/32, got \"300.1.1.1\"\n", 1 },
+	  "t.yaml:3:31: trusted_proxies[1]: expected an address or prefix like 192.0.2.0/24, "
+	  "2001:db8::/32 or file:PATH, got \"300.1.1.1\"\n", 1 },
 	{ "spool_dir missing", MINIMAL "limits: { spool_dir: /nonexistent/spool }\n",
 	  "t.yaml:3:22: limits.spool_dir: /nonexistent/spool is not a directory\n", 1 },
 	{ "bad metrics listen", MINIMAL "metrics: { listen: nowhere }\n",
@@ -394,6 +395,56 @@ static void test_errors(void **state)
 				 r->label, count_lines(errs), errs, r->first);
 		free(errs);
 	}
+}
+
+/* file:PATH items in a list of CIDRs (proxy/cidr.h): read at load, inline and file entries
+ * together; every bad line is an error at the file's own PATH:LINE:COL with the key path,
+ * sorted at the item; a missing file an error at the item. */
+static void test_cidr_file_items(void **state)
+{
+	char path[] = "/tmp/test_config_cidr_XXXXXX", text[512], want[512];
+	struct mx_config *c = NULL;
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	char *errs = NULL;
+	int fd = mkstemp(path);
+	static const char good[] = "# ours\n198.18.50.0/24\r\n\n2001:db8::/32 # v6\n";
+	static const char bad[] = "198.18.50.0/24\n  198.18.999.0/24\nx 1\n";
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, good, sizeof(good) - 1), (ssize_t)(sizeof(good) - 1));
+	close(fd);
+	snprintf(text, sizeof(text), MINIMAL "relay_networks: [10.0.0.0/8, \"file:%s\"]\n", path);
+	assert_int_equal(load(text, &c, &errs), 0);
+	assert_int_equal(c->relay_networks.n, 3);
+	inet_pton(AF_INET, "198.18.50.7", &a.sin_addr);
+	assert_true(cfg_cidrlist_match(&c->relay_networks, (struct sockaddr *)&a));
+	inet_pton(AF_INET, "10.9.9.9", &a.sin_addr);
+	assert_true(cfg_cidrlist_match(&c->relay_networks, (struct sockaddr *)&a));
+	config_free(c);
+	free(errs);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, bad, sizeof(bad) - 1), (ssize_t)(sizeof(bad) - 1));
+	close(fd);
+	assert_int_equal(load(text, &c, &errs), -1);
+	assert_null(c);
+	snprintf(want, sizeof(want), "%s:2:3: relay_networks[1]: expected an address or prefix like "
+		 "192.0.2.0/24 or 2001:db8::/32, got \"198.18.999.0/24\"\n%s:3:1: relay_networks[1]: "
+		 "expected an address or prefix like 192.0.2.0/24 or 2001:db8::/32, got \"x\"\n",
+		 path, path);
+	if (strcmp(errs, want) != 0)
+		fail_msg("bad file: got\n%swanted\n%s", errs, want);
+	free(errs);
+
+	unlink(path);
+	assert_int_equal(load(text, &c, &errs), -1);
+	snprintf(want, sizeof(want), "t.yaml:3:30: relay_networks[1]: cannot read %s: No such file or "
+		 "directory\n", path);
+	if (strcmp(errs, want) != 0)
+		fail_msg("missing file: got\n%swanted\n%s", errs, want);
+	free(errs);
 }
 
 /* The acceptance check's config (lib.py config()) and its `lots` variant. */
@@ -687,6 +738,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_full_core),
 		cmocka_unit_test(test_shapes),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_cidr_file_items),
 		cmocka_unit_test(test_acceptance_config),
 		cmocka_unit_test(test_too_many_listeners),
 		cmocka_unit_test(test_alias_bomb),

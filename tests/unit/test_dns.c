@@ -153,6 +153,40 @@ static void test_negative_ttl(void **state)
 	assert_int_equal(dns_reply_negative_ttl(buf, sizeof(buf), &ttl), -1);
 }
 
+/* Frees the answers of res and zeroes it. */
+static void res_clear(struct dns_result *res)
+{
+	for (size_t i = 0; i < res->n; i++)
+		free(res->v[i]);
+	free(res->v);
+	memset(res, 0, sizeof(*res));
+}
+
+typedef int (*names_reader)(const unsigned char *, size_t, struct dns_result *, size_t, size_t *);
+
+/* Reads r[0..n) with read: the names want[0..nwant) in order and want_skipped skipped; then
+ * every cut of r, each read cleanly or refused (ASan sees any read past it). */
+static void expect_names(names_reader read, const unsigned char *r, size_t n, size_t want_skipped,
+    const char *const *want, size_t nwant)
+{
+	struct dns_result res;
+	size_t skipped = 0;
+
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(read(r, n, &res, 16, &skipped), 0);
+	assert_int_equal(skipped, want_skipped);
+	assert_int_equal(res.n, nwant);
+	for (size_t i = 0; i < nwant; i++)
+		assert_string_equal(res.v[i], want[i]);
+	res_clear(&res);
+	for (size_t len = 0; len < n; len++) {
+		(void)read(r, len, &res, 16, NULL);
+		res_clear(&res);
+	}
+	assert_int_equal(read(r, 11, &res, 16, NULL), -1);
+	assert_int_equal(res.n, 0);
+}
+
 /* PTR answers read by our own scanner: malformed names skipped, good ones kept, other
  * owners ignored, CNAME followed, every truncation fails cleanly. */
 static void test_ptr_names(void **state)
@@ -168,28 +202,43 @@ static void test_ptr_names(void **state)
 		0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 4, 1, 'c', 0xc0, 16,
 		1, 'c', 0xc0, 16, 0, 12, 0, 1, 0, 0, 0, 60, 0, 5, 1, 'c', 1, 'x', 0,
 	};
-	struct dns_result res;
-	size_t skipped = 0;
+	static const char *const want[] = { "ok.x", "c.x" };
 
 	(void)state;
+	expect_names(dns_reply_ptr_names, r, sizeof(r), 1, want, 2);
+}
+
+/* MX answers read by the same scanner: "PREFERENCE NAME", the null MX (RFC 7505) as
+ * "0 .", a malformed exchange skipped, another owner's record ignored, every truncation
+ * fails cleanly. */
+static void test_mx_names(void **state)
+{
+	/* question d.test MX; answers: 10 mx.x, 0 . (the root), 20 "a b" (a space), an MX of
+	 * "other" (a wrong owner), an MX whose RDATA is too short for its exchange */
+	static const unsigned char r[] = {
+		0x12, 0x34, 0x81, 0x80, 0, 1, 0, 4, 0, 0, 0, 0,
+		1, 'd', 4, 't', 'e', 's', 't', 0, 0, 15, 0, 1,				/* 12..23 */
+		0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 8, 0, 10, 2, 'm', 'x', 1, 'x', 0,
+		0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 3, 0, 0, 0,
+		0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 7, 0, 20, 3, 'a', ' ', 'b', 0,
+		5, 'o', 't', 'h', 'e', 'r', 0, 0, 15, 0, 1, 0, 0, 0, 60, 0, 3, 0, 5, 0,
+	};
+	static const unsigned char shortrd[] = {
+		0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0,
+		1, 'd', 4, 't', 'e', 's', 't', 0, 0, 15, 0, 1,
+		0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 2, 0, 10,
+	};
+	static const char *const want[] = { "10 mx.x", "0 ." };
+	struct dns_result res;
+
+	(void)state;
+	expect_names(dns_reply_mx_names, r, sizeof(r), 1, want, 2);
 	memset(&res, 0, sizeof(res));
-	assert_int_equal(dns_reply_ptr_names(r, sizeof(r), &res, 16, &skipped), 0);
-	assert_int_equal(skipped, 1);
-	assert_int_equal(res.n, 2);
-	assert_string_equal(res.v[0], "ok.x");
-	assert_string_equal(res.v[1], "c.x");
-	for (size_t i = 0; i < res.n; i++)
-		free(res.v[i]);
-	free(res.v);
-	for (size_t len = 0; len < sizeof(r); len++) {
-		memset(&res, 0, sizeof(res));
-		(void)dns_reply_ptr_names(r, len, &res, 16, NULL);
-		for (size_t i = 0; i < res.n; i++)
-			free(res.v[i]);
-		free(res.v);
-	}
+	assert_int_equal(dns_reply_mx_names(shortrd, sizeof(shortrd), &res, 16, NULL), -1);
+	assert_int_equal(res.n, 0);
+	/* the PTR reader takes none of them */
 	memset(&res, 0, sizeof(res));
-	assert_int_equal(dns_reply_ptr_names(r, 11, &res, 16, NULL), -1);
+	assert_int_equal(dns_reply_ptr_names(r, sizeof(r), &res, 16, NULL), 0);
 	assert_int_equal(res.n, 0);
 }
 
@@ -564,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_cache_bound),
 		cmocka_unit_test(test_negative_ttl),
 		cmocka_unit_test(test_ptr_names),
+		cmocka_unit_test(test_mx_names),
 		cmocka_unit_test_setup_teardown(test_resolve_a_and_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_types, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolve_negative, setup, teardown),

@@ -22,6 +22,7 @@
 #include "proxy/hook.h"
 #include "proxy/metrics.h"
 #include "proxy/netaddr.h"
+#include "store/lmdb_store.h"
 
 /* While armed, a calloc of at least fail_min bytes fails: only the local table's entry for
  * the long key below is that large on a RCPT's path. */
@@ -246,6 +247,8 @@ static void module_run(const char *store_line, bool restart)
 		/* a new generation (or a restarted daemon) still knows the passed triplet */
 		chain_modules_free(&mods);
 		uv_run(&loop, UV_RUN_DEFAULT);
+		/* the retired writer's last batch is written by the store's writer thread */
+		assert_true(lmdb_store_wait_written(5000));
 		chain_modules_init(&mods, cfg, &loop, 0);
 		assert_int_equal(rcpt(&mods, &loop, cfg, "198.18.7.7", "a@example.org", "b@example.test", NULL),
 		    VERDICT_CONTINUE);

@@ -21,9 +21,38 @@
 #include <unistd.h>
 
 #include "store/lmdb_store.h"
+#include "store/store_stats.h"
 #include "lmdb_peer.h"
 
 struct dir { char path[64]; };
+
+/* pthread_create is wrapped (CMakeLists.txt): with start_delay_ms set, a new thread runs
+ * that much later — what a loaded machine does to a thread that has just been started. */
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+
+static unsigned start_delay_ms;
+
+struct late_start { void *(*fn)(void *); void *arg; unsigned ms; };
+
+static void *late_start_cb(void *p)
+{
+	struct late_start l = *(struct late_start *)p;
+
+	free(p);
+	usleep(l.ms * 1000);
+	return l.fn(l.arg);
+}
+
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+	struct late_start *l;
+
+	if (start_delay_ms == 0 || (l = malloc(sizeof(*l))) == NULL)
+		return __real_pthread_create(t, a, fn, arg);
+	*l = (struct late_start){ fn, arg, start_delay_ms };
+	return __real_pthread_create(t, a, late_start_cb, l);
+}
 
 static void dir_make(struct dir *d)
 {
@@ -418,20 +447,41 @@ static void flushed_cb(void *arg, int status)
 {
 	struct flushed *f = arg;
 
-	f->calls++;
+	/* from the loop, or the writer thread for a closing writer: calls last */
 	f->status = status;
-	f->order = ++flush_seq;
+	f->order = __atomic_add_fetch(&flush_seq, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&f->calls, f->calls + 1, __ATOMIC_RELEASE);
 }
 
-/* Runs the loop until *flag (pool work keeps the loop alive while in flight). */
+static void keepalive_cb(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Runs the loop until *flag. A batch with the writer thread does not keep a loop alive (a
+ * draining worker's loop ends; lmdb_writer_free then hands its callbacks to that thread): a
+ * timer stands for the daemon's listeners and sessions. */
 static void run_until(uv_loop_t *loop, const int *flag)
 {
-	for (int i = 0; i < 20000 && !*flag; i++) {
+	uv_timer_t keep;
+
+	uv_timer_init(loop, &keep);
+	uv_timer_start(&keep, keepalive_cb, 1, 1);
+	for (int i = 0; i < 20000 && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++)
 		uv_run(loop, UV_RUN_ONCE);
-		if (!*flag)
-			usleep(1000);
-	}
-	if (!*flag)
+	uv_close((uv_handle_t *)&keep, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+	if (!__atomic_load_n(flag, __ATOMIC_ACQUIRE))
+		fail_msg("no flush callback");
+}
+
+/* Waits (without the loop) until *flag: a closing writer's callbacks come from the store's
+ * writer thread. */
+static void wait_flag(const int *flag)
+{
+	for (int i = 0; i < 10000 && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	if (!__atomic_load_n(flag, __ATOMIC_ACQUIRE))
 		fail_msg("no flush callback");
 }
 
@@ -504,10 +554,12 @@ static void test_free_keeps_order(void **state)
 		lmdb_writer_put(w, "k", 1, v2, strlen(v2));
 		lmdb_writer_flush(w, flushed_cb, &f2);
 		lmdb_writer_free(w);
-		assert_int_equal(f2.calls, 1);      /* the queued part was written by free */
-		uv_run(&loop, UV_RUN_DEFAULT);      /* the pool's completion; the writer goes */
+		/* the queued part goes after the batch with the writer thread */
+		wait_flag(&f2.calls);
+		uv_run(&loop, UV_RUN_DEFAULT);      /* the handles' close; the writer goes */
 		assert_int_equal(f1.calls, 1);
 		assert_int_equal(f1.status, 0);
+		assert_true(f1.order < f2.order);
 		assert_string_equal(get_str(st, "k", buf, sizeof(buf)), v2);
 	}
 	lmdb_store_close(st);
@@ -728,6 +780,66 @@ static void test_map_full_writers_evict_once(void **state)
 	dir_remove(&d);
 }
 
+/* A map whose tree reaches LMDB_STORE_EVICT_HIGH % of its pages (small batches: little room
+ * needed beside the tree for the copied pages) before it is ever full: the first eviction is
+ * by the pages (high_water), and it frees room inside pages, not pages (the records are
+ * spread over the key space: no page empties). From then on the record count is the mark:
+ * the next batches, adding far fewer records than went, evict nothing. Before, the page
+ * trigger still held after the eviction, so every batch of new records evicted another
+ * sixth of them and lowered the mark each time. */
+/* Four records with the sequence numbers from *seq on (keys spread over the key space,
+ * the number as the rank), in one batch. */
+static void put_four_ranked(struct lmdb_writer *w, uint64_t *seq)
+{
+	unsigned char val[140];
+	char key[32];
+
+	memset(val, 'v', sizeof(val));
+	for (int j = 0; j < 4; j++, (*seq)++) {
+		snprintf(key, sizeof(key), "e:%08llx", (unsigned long long)((*seq * 2654435761u) & 0xffffffffu));
+		memcpy(val, seq, sizeof(*seq));
+		assert_int_equal(lmdb_writer_put(w, key, strlen(key), val, sizeof(val)), 0);
+	}
+	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+}
+
+static void test_evict_held_by_record_mark(void **state)
+{
+	static const char *const prefixes[] = { "e:", NULL };
+	struct lmdb_writer_config ec = { .sweep_prefixes = prefixes, .rank = seq_rank,
+		.name = "evictor" };
+	struct lmdb_writer_stats ws;
+	struct lmdb_writer *w;
+	struct lmdb_store *st;
+	struct dir d;
+	uint64_t records, after, first, seq = 0;
+
+	(void)state;
+	dir_make(&d);
+	st = lmdb_store_open(d.path, 2 << 20);
+	assert_non_null(w = lmdb_writer_new(st, NULL, &ec));
+	for (ws.evicted = 0; ws.evicted == 0; ) {
+		put_four_ranked(w, &seq);
+		lmdb_writer_stats(w, &ws);
+		assert_int_equal(ws.failed, 0);
+		assert_true(seq < 100000);
+	}
+	first = ws.evicted;
+	assert_int_equal(lmdb_store_usage(st, &after, NULL, NULL), 0);
+	/* 50 batches of 4 new records: 200, far under the sixth that went */
+	assert_true(first > 400);
+	for (int b = 0; b < 50; b++)
+		put_four_ranked(w, &seq);
+	lmdb_writer_stats(w, &ws);
+	assert_int_equal(lmdb_store_usage(st, &records, NULL, NULL), 0);
+	assert_int_equal(ws.failed, 0);
+	assert_int_equal(ws.evicted, first);
+	assert_int_equal(records, after + 200);
+	lmdb_writer_free(w);
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -818,6 +930,191 @@ static void test_reader_table_locked(void **state)
 	alarm(0);
 }
 
+/* ---- another process holds LMDB's write lock ------------------------------------------------ */
+
+struct releaser { int fd; unsigned ms; };
+
+/* A store with "a" in it, a loop, and another process holding the write lock for ms. */
+struct locked {
+	struct dir d;
+	struct lmdb_store *st;
+	uv_loop_t loop;
+	struct releaser rel;
+	pthread_t thr;
+	pid_t pid;
+};
+
+/* Lets a write-lock peer go after ms (the test's main thread may be stuck until then). */
+static void *release_later(void *arg)
+{
+	struct releaser *r = arg;
+
+	usleep(r->ms * 1000);
+	close(r->fd);
+	return NULL;
+}
+
+static void *release_later(void *arg);
+
+static void locked_start(struct locked *l, unsigned ms)
+{
+	alarm(30);
+	dir_make(&l->d);
+	lmdb_store_close(open_with_a(l->d.path));
+	uv_loop_init(&l->loop);
+	l->st = lmdb_store_open(l->d.path, 1 << 20);
+	l->pid = lmdb_peer_start(l->d.path, LMDB_PEER_WRITE, &l->rel.fd);
+	l->rel.ms = ms;
+	assert_int_equal(pthread_create(&l->thr, NULL, release_later, &l->rel), 0);
+}
+
+/* Waits for the holder to have let go and ended. */
+static void peer_reap(struct locked *l)
+{
+	int st;
+
+	pthread_join(l->thr, NULL);
+	assert_int_equal(waitpid(l->pid, &st, 0), l->pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void locked_end(struct locked *l)
+{
+	lmdb_store_close(l->st);
+	assert_int_equal(uv_loop_close(&l->loop), 0);
+	dir_remove(&l->d);
+	alarm(0);
+}
+
+static void probe_work(uv_work_t *r)
+{
+	(void)r;
+}
+
+static void probe_after(uv_work_t *r, int status)
+{
+	(void)status;
+	__atomic_store_n((int *)r->data, 1, __ATOMIC_RELEASE);
+}
+
+/* Another process holds the write lock for 2 s while four writers on a loop (four workers'
+ * reputation or greylist writers) flush a batch each: other work of libuv's pool (a rules
+ * scan, the classifier, SPF; four threads) still runs at once, and the batches land when
+ * the lock goes. Before, each batch held a pool thread in mdb_txn_begin: the probe waited
+ * the 2 s. */
+static void test_write_lock_leaves_pool(void **state)
+{
+	struct lmdb_writer_config wc = { .flush_interval = 3600000, .name = "test" };
+	struct lmdb_writer *w[4];
+	struct flushed f[4] = { { 0 } };
+	struct locked l;
+	uv_work_t probe;
+	int probed = 0;
+	double t0;
+	char key[8], buf[16];
+
+	(void)state;
+	locked_start(&l, 2000);
+	t0 = now_s();
+	for (int i = 0; i < 4; i++) {
+		assert_non_null(w[i] = lmdb_writer_new(l.st, &l.loop, &wc));
+		snprintf(key, sizeof(key), "w%d", i);
+		assert_int_equal(lmdb_writer_put(w[i], key, strlen(key), "v", 1), 0);
+		assert_int_equal(lmdb_writer_flush(w[i], flushed_cb, &f[i]), 0);
+	}
+	probe.data = &probed;
+	assert_int_equal(uv_queue_work(&l.loop, &probe, probe_work, probe_after), 0);
+	run_until(&l.loop, &probed);
+	assert_true(now_s() - t0 < 1.0);
+	/* mxgate_store_writes_queued{store="lmdb:test"}: the four updates wait (every earlier
+	 * test's updates were written: back to 0 each time) */
+	assert_int_equal(store_stats_queued(store_stats_get("lmdb", "test")), 4);
+	for (int i = 0; i < 4; i++) {
+		run_until(&l.loop, &f[i].calls);
+		assert_int_equal(f[i].status, 0);
+		snprintf(key, sizeof(key), "w%d", i);
+		assert_string_equal(get_str(l.st, key, buf, sizeof(buf)), "v");
+		lmdb_writer_free(w[i]);
+	}
+	uv_run(&l.loop, UV_RUN_DEFAULT);
+	assert_int_equal(store_stats_queued(store_stats_get("lmdb", "test")), 0);
+	peer_reap(&l);
+	locked_end(&l);
+}
+
+/* A writer freed (a reload retires its worker's generation) while another process holds the
+ * write lock, with a batch waiting for it and more queued: the free returns at once (the
+ * worker loop goes on), the store closed and opened again meanwhile is the one environment,
+ * the callbacks come and both batches land, in order, when the lock goes; then the
+ * environment closes. Before, lmdb_writer_free waited on the loop for the batch in the pool,
+ * then wrote the rest there: the loop stalled the 1.5 s. */
+static void test_free_while_write_locked(void **state)
+{
+	struct lmdb_writer_config wc = { .flush_interval = 3600000, .name = "test" };
+	struct flushed f1 = { 0 }, f2 = { 0 };
+	struct lmdb_writer *w;
+	struct locked l;
+	double t0;
+	char buf[16];
+
+	(void)state;
+	locked_start(&l, 1500);
+	w = lmdb_writer_new(l.st, &l.loop, &wc);
+	assert_int_equal(lmdb_writer_put(w, "k", 1, "late", 4), 0);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f1), 0);
+	assert_int_equal(lmdb_writer_put(w, "k", 1, "later", 5), 0);
+	assert_int_equal(lmdb_writer_flush(w, flushed_cb, &f2), 0);
+	t0 = now_s();
+	lmdb_writer_free(w);
+	uv_run(&l.loop, UV_RUN_DEFAULT);
+	assert_true(now_s() - t0 < 0.5);
+	assert_int_equal(f1.calls + f2.calls, 0);
+	lmdb_store_close(l.st);
+	l.st = lmdb_store_open(l.d.path, 1 << 20);
+	assert_non_null(l.st);
+	assert_int_equal(lmdb_peer_lock_fds(l.d.path), 1);
+	lmdb_store_close(l.st);
+	wait_flag(&f2.calls);
+	assert_int_equal(f1.calls, 1);
+	assert_int_equal(f1.status, 0);
+	assert_int_equal(f2.status, 0);
+	assert_true(f1.order < f2.order);
+	/* the writer's last batch took its store reference with it: the environment closes */
+	for (int i = 0; i < 500 && lmdb_peer_lock_fds(l.d.path) > 0; i++)
+		usleep(10000);
+	assert_int_equal(lmdb_peer_lock_fds(l.d.path), 0);
+	peer_reap(&l);
+	l.st = lmdb_store_open(l.d.path, 1 << 20);
+	assert_string_equal(get_str(l.st, "k", buf, sizeof(buf)), "later");
+	locked_end(&l);
+}
+
+/* The read pool's thread runs 300 ms after it is started (a loaded machine: here its start
+ * is delayed): the open waits for it — the 0.1 s bound is for another process holding the
+ * reader table's mutex, counted from when the thread went into LMDB. Before, the open failed
+ * after 0.1 s with "LMDB reader table locked" (test_bayes_db's round trip failed so once in
+ * a loaded ctest run: the reopen's new thread had not run yet). */
+static void test_reader_thread_late(void **state)
+{
+	struct dir d;
+	struct lmdb_store *st;
+	char buf[16];
+	double t0;
+
+	(void)state;
+	dir_make(&d);
+	lmdb_store_close(open_with_a(d.path));
+	start_delay_ms = 300;
+	t0 = now_s();
+	st = lmdb_store_open(d.path, 1 << 20);
+	start_delay_ms = 0;
+	assert_non_null(st);
+	assert_true(now_s() - t0 >= 0.25);       /* it did wait for the late thread */
+	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "one");
+	lmdb_store_close(st);
+	dir_remove(&d);
+}
+
 /* A process killed with every read slot taken: the stale slots are cleared at open. */
 static void test_readers_stale(void **state)
 {
@@ -843,6 +1140,7 @@ static void test_readers_stale(void **state)
 
 int main(void)
 {
+	setenv("UV_THREADPOOL_SIZE", "4", 1);      /* libuv's default: what the daemon has */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_open_shared),
 		cmocka_unit_test(test_sync_writer),
@@ -851,6 +1149,7 @@ int main(void)
 		cmocka_unit_test(test_sweep),
 		cmocka_unit_test(test_map_full_evicts),
 		cmocka_unit_test(test_map_full_writers_evict_once),
+		cmocka_unit_test(test_evict_held_by_record_mark),
 		cmocka_unit_test(test_rank_overwrite),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_loop_writer),
@@ -860,6 +1159,9 @@ int main(void)
 		cmocka_unit_test(test_open_while_write_locked),
 		cmocka_unit_test(test_reader_table_locked),
 		cmocka_unit_test(test_readers_stale),
+		cmocka_unit_test(test_reader_thread_late),
+		cmocka_unit_test(test_write_lock_leaves_pool),
+		cmocka_unit_test(test_free_while_write_locked),
 		cmocka_unit_test(test_apply_here),
 		cmocka_unit_test(test_disk_full_reason),
 	};

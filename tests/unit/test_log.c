@@ -5,12 +5,16 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <limits.h>
+#include <math.h>
+#include <sys/types.h>
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/time.h>
 
 #include "log.h"
 
@@ -104,28 +108,47 @@ static void test_random_octets(void **state)
 	}
 }
 
+/* Standard error goes to a new temporary file (path: its "/tmp/test_log.XXXXXX" name, made
+ * here) until capture_end, which gives the file back open for reading from its start. */
+static int capture_start(char *path, int *saved)
+{
+	int fd = mkstemp(path);
+
+	*saved = dup(2);
+	assert_true(fd >= 0 && *saved >= 0);
+	dup2(fd, 2);
+	return fd;
+}
+
+static FILE *capture_end(int fd, int saved)
+{
+	FILE *f;
+
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	f = fdopen(fd, "r");
+	assert_non_null(f);
+	rewind(f);
+	return f;
+}
+
 /* log_event writes one line whatever the text holds. */
 static void test_one_line(void **state)
 {
 	char path[] = "/tmp/test_log.XXXXXX", line[8192];
-	int fd = mkstemp(path), saved = dup(2);
+	int saved, fd = capture_start(path, &saved);
 	FILE *f;
 	int lines = 0;
 	static char big[3000];
 
 	(void)state;
-	assert_true(fd >= 0 && saved >= 0);
-	dup2(fd, 2);
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test reply=\"250-a\r\n250 b\"");
 	memset(big, '\n', sizeof(big) - 1);
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test2 v=%s", big);
 	/* a value not passed through log_val: C1 controls and invalid UTF-8 escaped in place */
 	log_event(LOG_LVL_INFO, "0a0b0c", "event=test3 v=%s w=%s", "\xc2\x9b" "31m\x9b" "0m\xff", "j\xc3\xb6rg\xe2\x82");
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	f = fdopen(fd, "r");
-	rewind(f);
+	f = capture_end(fd, saved);
 	while (fgets(line, sizeof(line), f)) {
 		lines++;
 		assert_non_null(strstr(line, " 0a0b0c event=test"));
@@ -135,6 +158,113 @@ static void test_one_line(void **state)
 	fclose(f);
 	unlink(path);
 	assert_int_equal(lines, 3);
+}
+
+/* log_event's head as "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s " gives it, the time the
+ * line's own (its second kept per thread: lines over three seconds must each name theirs), a
+ * line too long for the room cut at 2,047 octets, the session id "-" when there is none. */
+static void test_line_form(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", line[8192];
+	int saved, fd = capture_start(path, &saved);
+	struct timeval before[8], after[8];
+	struct timespec pause = { 0, 400 * 1000000L };
+	static char big[3000];
+	FILE *f;
+	int k = 0;
+
+	(void)state;
+	for (int i = 0; i < 8; i++) {
+		gettimeofday(&before[i], NULL);
+		log_event(LOG_LVL_WARNING, i == 3 ? NULL : "0a0b0c", "event=form n=%d", i);
+		gettimeofday(&after[i], NULL);
+		nanosleep(&pause, NULL);
+	}
+	memset(big, 'a', sizeof(big) - 1);
+	log_event(LOG_LVL_ERROR, "0a0b0c", "event=big v=%s", big);
+	f = capture_end(fd, saved);
+	while (fgets(line, sizeof(line), f)) {
+		struct tm tm = { 0 };
+		int ms = -1, used = 0;
+		char z = 0;
+
+		if (k == 8) {
+			assert_int_equal(strlen(line), 2047 + 1);
+			assert_non_null(strstr(line, "Z error 0a0b0c event=big v=aaaa"));
+			assert_int_equal(line[2047], '\n');
+			k++;
+			continue;
+		}
+		assert_true(k < 8);
+		assert_int_equal(sscanf(line, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c %n", &tm.tm_year, &tm.tm_mon,
+		    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &z, &used), 8);
+		assert_int_equal(z, 'Z');
+		assert_int_equal(used, 25);
+		char want[64];
+		snprintf(want, sizeof(want), "warning %s event=form n=%d\n", k == 3 ? "-" : "0a0b0c", k);
+		assert_string_equal(line + used, want);
+		tm.tm_year -= 1900;
+		tm.tm_mon -= 1;
+		long long t = (long long)timegm(&tm) * 1000 + ms;
+		assert_true(t >= (long long)before[k].tv_sec * 1000 + before[k].tv_usec / 1000);
+		assert_true(t <= (long long)after[k].tv_sec * 1000 + after[k].tv_usec / 1000);
+		k++;
+	}
+	fclose(f);
+	unlink(path);
+	assert_int_equal(k, 9);
+}
+
+/* log_event formats its text as vsnprintf does: its own conversions (%s, %d, %i, %u and
+ * their l, ll, z, j lengths), the rest one at a time through snprintf and the unknown ones
+ * (%p, '*') through vsnprintf; every row's text is compared whole with snprintf's, the last
+ * one cut at the line's room. */
+static void test_format_same(void **state)
+{
+	char path[] = "/tmp/test_log.XXXXXX", line[8192];
+	int saved, fd = capture_start(path, &saved);
+	static char want[16][3100];
+	static char big[3000];
+	const char *volatile none = NULL;
+	size_t nw = 0, k = 0;
+	FILE *f;
+
+	(void)state;
+	memset(big, 'b', sizeof(big) - 1);
+#define ROW(...) do { \
+		log_event(LOG_LVL_WARNING, "f0", __VA_ARGS__); \
+		snprintf(want[nw++], sizeof(want[0]), __VA_ARGS__); \
+	} while (0)
+	ROW("event=a s=%s d=%d i=%i u=%u end", "x y", -5, INT_MIN, UINT_MAX);
+	ROW("%ld %lu %lld %llu %zu %zd %jd %d", LONG_MIN, ULONG_MAX, LLONG_MIN, ULLONG_MAX, SIZE_MAX,
+	    (ssize_t)-1, INTMAX_MIN, 0);
+	ROW("score=%.1f %.1f %.1f %.1f %g %e", 0.0, -0.0, 12.35, -3.05, 1e300, 3.5);
+	ROW("%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f|%.1f", -0.5, 2.5, -2.5, 0.25, 0.05, 1e20,
+	    4503599627370495.5, (double)NAN, (double)-INFINITY, 7.0, -1e300);
+	ROW("%02x %08llx %5d|%-5s|%.3s|%c|%%|%5.2f %hhu %hd %+d %X %o %lx", 10, 0xabcULL, 42, "ab", "abcdef",
+	    'q', 2.5, 300, 70000, 7, 255, 8, 0xffffUL);
+	ROW("null=%s %p %*d|%-*s|", none, (void *)0x1234, 5, 3, 4, "z");
+	ROW("%f", 1e300);
+	ROW("%% %s%%", "");
+	ROW("no conversion at all");
+	ROW("%s%d", big, 12345);
+#undef ROW
+	f = capture_end(fd, saved);
+	while (fgets(line, sizeof(line), f)) {
+		const char *body = strstr(line, " f0 ");
+		assert_non_null(body);
+		assert_true(k < nw);
+		body += 4;
+		size_t room = 2047 - (size_t)(body - line);
+		if (strlen(want[k]) > room)
+			want[k][room] = '\0';
+		strcat(want[k], "\n");
+		assert_string_equal(body, want[k]);
+		k++;
+	}
+	fclose(f);
+	unlink(path);
+	assert_int_equal(k, nw);
 }
 
 /* log_rated_note: every note counted, the first logged, the next ones not until every_ms
@@ -169,6 +299,8 @@ int main(void)
 		cmocka_unit_test(test_random_octets),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),
+		cmocka_unit_test(test_line_form),
+		cmocka_unit_test(test_format_same),
 		cmocka_unit_test(test_rated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

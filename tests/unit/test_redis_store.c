@@ -32,7 +32,10 @@
  * the first script with an array of 100 million elements (its header only), FAKE_BIG_BULK
  * with a 100 MB string of which it sends 16 MB. */
 enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW, FAKE_MUTE, FAKE_BIG_ARRAY,
-	FAKE_BIG_BULK };
+	FAKE_BIG_BULK, FAKE_ENDLESS_BULK };
+/* FAKE_ENDLESS_BULK answers its first command (AUTH, GET ...) with a string of 99,999,999,999
+ * octets and streams it, 64 KB at a time, until the client drops or FAKE_ENDLESS_MAX went. */
+#define FAKE_ENDLESS_MAX (64l << 20)
 
 struct fake {
 	int lfd, port;
@@ -41,6 +44,7 @@ struct fake {
 	int evalsha, eval, script_load;
 	int pinged;                    /* the handshake's PING was answered */
 	long last_words;               /* words of the last command */
+	long sent;                     /* FAKE_ENDLESS_BULK: octets of the string sent */
 	volatile int stop;
 };
 
@@ -87,6 +91,17 @@ static void *fake_main(void *arg)
 	while (!f->stop && fake_read_cmd(in, verb, sizeof(verb), &f->last_words)) {
 		if (f->mode == FAKE_MUTE)
 			continue;
+		if (f->mode == FAKE_ENDLESS_BULK) {
+			static char chunk[1 << 16];
+
+			fputs("$99999999999\r\n", out);
+			fflush(out);
+			memset(chunk, 'x', sizeof(chunk));
+			while (f->sent < FAKE_ENDLESS_MAX &&
+			    send(fileno(out), chunk, sizeof(chunk), MSG_NOSIGNAL) > 0)
+				f->sent += (long)sizeof(chunk);
+			break;                 /* then the connection closes */
+		}
 		if (!f->pinged && strcasecmp(verb, "PING") == 0 && f->mode != FAKE_SLOW) {
 			f->pinged = 1;
 			fputs("+PONG\r\n", out);
@@ -360,6 +375,38 @@ static void test_reply_too_large(void **state)
 		assert_false(redis_store_is_up(rs));
 		fake_store_done(&loop, rs, &f);
 	}
+}
+
+/* A blocking connection (a control verb's, `mxgate learn`'s) whose server announces an
+ * endless string and streams it: at connect, the AUTH's reply; on a connection that is up, a
+ * GET's. The call gives up past 8 MB unparsed (the server had sent less than 16 MB, the rest
+ * is the sockets' buffers) instead of reading until the server stops: on main,
+ * redis_store_connect_sync read all 64 MB the fake sends (hiredis buffers a string until it
+ * is whole, and a server that keeps sending never trips the per-read timeout). */
+static void test_sync_reply_bounded(void **state)
+{
+	char url[64], err[160];
+	redisContext *c;
+	struct fake f;
+
+	(void)state;
+	fake_start(&f, FAKE_ENDLESS_BULK);
+	snprintf(url, sizeof(url), "redis://:pw@127.0.0.1:%d", f.port);
+	assert_null(redis_store_connect_sync(url, 2000, err, sizeof(err)));
+	fake_stop(&f);
+	assert_true(f.sent > 0);
+	assert_true(f.sent < (16l << 20));
+	assert_non_null(strstr(err, "reply too large"));
+
+	fake_start(&f, FAKE_ENDLESS_BULK);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
+	assert_non_null(c = redis_store_connect_sync(url, 2000, err, sizeof(err)));
+	assert_null(redis_store_sync_command(c, "GET %s", "k"));
+	assert_int_not_equal(c->err, 0);
+	assert_string_equal(c->errstr, "reply too large");
+	redisFree(c);
+	fake_stop(&f);
+	assert_true(f.sent < (16l << 20));
 }
 
 /* A server that accepts the connection but never answers (frozen: its kernel completes the
@@ -780,6 +827,7 @@ int main(void)
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_hang_timeout),
 		cmocka_unit_test(test_reply_too_large),
+		cmocka_unit_test(test_sync_reply_bounded),
 		cmocka_unit_test(test_noscript_fallback),
 		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),

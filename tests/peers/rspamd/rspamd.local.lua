@@ -20,9 +20,25 @@ local forced = {
   -- changes between scans, and each insert moves the ones after it)
   ['FORCE-ORDER'] = { nil, nil, { add_headers = { ['X-Order'] = {
       { value = 'o3', order = -3 }, { value = 'o1', order = -1 }, { value = 'o99', order = -99 } } } } },
+  -- an order that is no number: a string, a boolean, a float (rspamd_milter.c takes any
+  -- order it finds: ucl_object_toint, 0 for what is no number, 1 for 1.5)
+  ['FORCE-OTYPE'] = { nil, nil, { add_headers = {
+      ['X-Ostr'] = { value = 's', order = '2' }, ['X-Obool'] = { value = 'b', order = true },
+      ['X-Ofloat'] = { value = 'f', order = 1.5 } } } },
+  -- remove_headers with negative-order inserts of the same name: the last X-Dup removed,
+  -- two inserted counted from the end of the fields rspamd was shown
+  ['FORCE-RMORDER'] = { nil, nil, { remove_headers = { ['X-Dup'] = -1 }, add_headers = { ['X-Dup'] = {
+      { value = 'n1', order = -1 }, { value = 'n3', order = -3 } } } } },
+  -- the same with every X-Dup removed (two fields gone)
+  ['FORCE-RMALL'] = { nil, nil, { remove_headers = { ['X-Dup'] = 0 }, add_headers = { ['X-Dup'] = {
+      { value = 'n1', order = -1 }, { value = 'n3', order = -3 } } } } },
+  -- an smtp_message holding a CRLF / a bare LF
+  ['FORCE-CRLF'] = { 'reject', 'line one\r\nline two' },
+  ['FORCE-BARELF'] = { 'soft reject', 'line one\nline two' },
   -- rspamd's own actions discard and quarantine (force_actions may set them)
   ['FORCE-ACT-DISCARD'] = { 'discard' },
   ['FORCE-ACT-QUARANTINE'] = { 'quarantine' },
+  ['FORCE-BODY-DISCARD'] = { 'discard' },
 }
 
 rspamd_config:register_symbol({
@@ -33,12 +49,14 @@ rspamd_config:register_symbol({
     local subj = task:get_subject() or ''
     -- a rewritten body (task:set_message, as a footer-adding rule does): rspamd sends it
     -- after the JSON to a client that asks with Flags: body_block
+    -- FORCE-BODY-DISCARD: the same with rspamd's discard action
     if subj:find('FORCE-BODY', 1, true) then
       task:set_message(tostring(task:get_raw_headers()) .. '\r\nRewritten by mxtest.\r\n')
     end
     -- FORCE-ORDER: none of milter_headers' fields (its inserts, in hash order, would move
     -- the test's), as a settings rule turning its routines off does
-    if subj:find('FORCE-ORDER', 1, true) then
+    if subj:find('FORCE-ORDER', 1, true) or subj:find('FORCE-OTYPE', 1, true) or
+        subj:find('FORCE-RMORDER', 1, true) or subj:find('FORCE-RMALL', 1, true) then
       task:cache_set('settings', { plugins = { milter_headers = { routines = {} } } })
     end
     for word, f in pairs(forced) do
