@@ -410,7 +410,7 @@ int passcache_flush_all(const char *const *specs, size_t n, uint64_t timeout_ms,
 
 			snprintf(key, sizeof(key), "%s%s:%s", PASSCACHE_REDIS_PREFIX, names[m], PASSCACHE_MARKER);
 			snprintf(val, sizeof(val), "%llu:", (unsigned long long)now);
-			r = redisCommand(c, "SET %s %s PX %llu", key, val,
+			r = redis_store_sync_command(c, "SET %s %s PX %llu", key, val,
 			    (unsigned long long)PASSCACHE_MARKER_TTL_MS);
 			if (r == NULL || r->type == REDIS_REPLY_ERROR) {
 				snprintf(why, sizeof(why), "%s", r ? r->str : c->errstr);

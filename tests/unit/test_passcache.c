@@ -164,6 +164,7 @@ static void test_lmdb_rows(void **state)
 
 	/* "a pass outlives its writer: a new one on the directory knows it" */
 	passcache_free(pc);
+	assert_true(lmdb_store_wait_written(5000));   /* its last batch, on the writer thread */
 	pc = passcache_new(spec, "dnsbl", 100, &loop, 0);
 	a = ask(pc, "198.18.0.1#1");
 	assert_true(a.known);
