@@ -6,6 +6,7 @@
  * so session_free can cancel them: no callback ever reaches freed memory. */
 #include "filters/dnsbl.h"
 #include "filters/dns.h"
+#include "filters/passcache.h"
 #include "proxy/config.h"
 #include "proxy/counters.h"
 #include "proxy/hook.h"
@@ -92,6 +93,10 @@ static const struct cfg_field dnsbl_config_fields[] = {
 	  .doc = "a client that passed is not queried again for at most this long, or the smallest TTL of the lists' answers if shorter (0: no pass cache), as postscreen_dnsbl_max_ttl" },
 	{ "pass_min_ttl", CFG_DURATION, offsetof(struct dnsbl_config, pass_min_ttl), "60s", 1000, 604800000,
 	  .doc = "the least time a pass is remembered, however short the answers' TTLs, as postscreen_dnsbl_min_ttl" },
+	{ "pass_store", CFG_STRING, offsetof(struct dnsbl_config, pass_store), "local",
+	  .doc = "where passes are kept besides this process's memory (at most 100000 addresses): local (only there: a restart or another node tests again) | lmdb:/dir (this host, survives a restart; may be the reputation directory) | redis://host:port[/db] (every node sharing it), as postscreen_cache_map; a store that fails or does not answer in pass_store_timeout means not known: the lists are queried" },
+	{ "pass_store_timeout", CFG_DURATION, offsetof(struct dnsbl_config, pass_store_timeout), "100ms", 1, 5000,
+	  .doc = "Redis answer deadline of a pass_store lookup (the lists' queries start after it: keep it short)" },
 	{ "timeout", CFG_DURATION, offsetof(struct dnsbl_config, timeout), "0", 0, 60000,
 	  .doc = "time limit per lookup (0: dns.timeout)" },
 	{ "skip_private", CFG_BOOL, offsetof(struct dnsbl_config, skip_private), "false",
@@ -101,8 +106,18 @@ static const struct cfg_field dnsbl_config_fields[] = {
 	{ .key = NULL }
 };
 
+static int dnsbl_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
+{
+	const struct dnsbl_config *c = obj;
+
+	if (!passcache_spec_ok(c->pass_store))
+		return cfg_error_key(p, n, "pass_store", -1, "expected local, lmdb:/dir or redis://host:port[/db]");
+	return 0;
+}
+
 const struct cfg_table dnsbl_config_table = {
 	.name = "dnsbl", .size = sizeof(struct dnsbl_config), .fields = dnsbl_config_fields,
+	.validate = dnsbl_validate,
 };
 
 /* ---- code filters ------------------------------------------------------------------- */
@@ -380,6 +395,7 @@ struct dnsbl_worker {
 	uint32_t pass_tag;         /* fingerprint of the lists, threshold and action: part of
 	                              the pass cache key, so a reload that changes them does not
 	                              wave through clients that passed under the old ones */
+	struct passcache *pc;      /* pass_store lmdb or redis, or NULL */
 };
 
 /* The pass cache: process-wide, client address and section fingerprint -> indexes of the
@@ -496,6 +512,9 @@ static int dnsbl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int w
 		log_event(LOG_LVL_ERROR, NULL, "event=dnsbl_error reason=\"no resolver\"");
 		goto fail;
 	}
+	/* without it (logged) the passes stay in this process's memory only */
+	if (dc->pass_ttl >= 1000 && w->nip > 0 && passcache_spec_shared(dc->pass_store))
+		w->pc = passcache_new(dc->pass_store, "dnsbl", dc->pass_store_timeout, loop, worker);
 	*wstate = w;
 	return 0;
 fail:
@@ -514,6 +533,7 @@ static void dnsbl_worker_free(void *wstate)
 	if (w == NULL)
 		return;
 	dns_resolver_release(w->r);
+	passcache_free(w->pc);
 	for (size_t i = 0; i < w->nlists; i++)
 		free(w->lists[i].codes);
 	free(w->lists);
@@ -538,9 +558,9 @@ static uint64_t dnsbl_timeout_ms(void *wstate)
 {
 	struct dnsbl_worker *w = wstate;
 
-	/* the A lookups, then a TXT for a hit's reason, plus slack: our own deadlines fire
-	 * first, the chain's timeout is the backstop */
-	return w ? 2 * w->timeout + 1000 : 0;
+	/* the pass store's answer, the A lookups, then a TXT for a hit's reason, plus slack:
+	 * our own deadlines fire first, the chain's timeout is the backstop */
+	return w ? 2 * w->timeout + 1000 + (w->pc ? w->dc->pass_store_timeout : 0) : 0;
 }
 
 static enum verdict_action dnsbl_on_error(void *wstate)
@@ -569,6 +589,8 @@ struct dnsbl_session {
 	double connect_sum;        /* the IP lists at connect */
 	double helo_sum;           /* the domain lists for the latest HELO/EHLO (replaced by a
 	                              repeated EHLO, e.g. after STARTTLS, never added twice) */
+	struct passcache_req *pass_req; /* the pass store's lookup in flight, or NULL */
+	struct hook_call *pass_call;    /* the connect call it holds */
 };
 
 struct dnsbl_op {
@@ -780,6 +802,16 @@ static bool dnsbl_had_symbol(const struct hook_env *env, size_t n, const char *n
 	return false;
 }
 
+/* The indexes of the lists that hit, as a pass keeps them: "0,3" (truncated at cap). */
+static void dnsbl_hits_join(char *const *v, size_t n, char *out, size_t cap)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n && len < cap; i++)
+		len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? "," : "", v[i]);
+}
+
 /* All lookups are in: sum, symbols, verdict, pass cache. Frees op. */
 static void dnsbl_op_finish(struct dnsbl_op *op)
 {
@@ -891,6 +923,12 @@ static void dnsbl_op_finish(struct dnsbl_op *op)
 			}
 		dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
 		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, key, &pr, uv_now(env->loop));
+		if (w->pc != NULL) {
+			char hitsv[64 * 12];
+
+			dnsbl_hits_join(hitv, pr.n, hitsv, sizeof(hitsv));
+			passcache_note(w->pc, key, hitsv, strlen(hitsv), (uint64_t)pr.ttl * 1000);
+		}
 	}
 	dnsbl_op_unlink(op);
 	free(op);
@@ -926,97 +964,19 @@ static bool dnsbl_domain_ok(const char *d)
 	return n <= 200 && strchr(d, '.') != NULL;
 }
 
-static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
+/* Starts the lookups of stage st for subject in the n lists of want_type; completes call
+ * when they are in (at once when there is nothing to look up). */
+static void dnsbl_query(struct dnsbl_worker *w, struct dnsbl_session *s, struct hook_call *call,
+    enum hook_stage st, const char *subject, int want_type, size_t n)
 {
-	struct dnsbl_worker *w = wstate;
-	struct hook_env *env = hook_call_env(call);
-	enum hook_stage st = hook_call_stage(call);
-	struct dnsbl_session *s;
+	struct hook_env *env = s->env;
 	struct dnsbl_op *op;
-	const char *subject = NULL;
-	char dombuf[256];
-	int want_type;
-	size_t n;
-
-	s = dnsbl_session_get(w, slot, env);
-	if (s == NULL)
-		goto pass;
-	if (st == HOOK_CONNECT) {
-		struct dns_result *pc;
-
-		if (w->dc->skip_private && dnsbl_client_is_private(&env->client))
-			goto pass;
-		subject = env->client_ip;
-		want_type = DNSBL_TYPE_IP;
-		n = w->nip;
-		pc = NULL;
-		if (w->dc->pass_ttl >= 1000) {
-			char key[80];
-
-			dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
-			pc = dns_cache_get(dnsbl_pass_cache(), DNS_T_A, key, uv_now(env->loop));
-		}
-		if (pc != NULL) {
-			/* passed before: restore the symbols of the lists that hit, skip the lookups */
-			for (size_t i = 0; i < pc->n; i++) {
-				char *end;
-				unsigned long k = strtoul(pc->v[i], &end, 10);
-
-				if (*end != '\0' || k >= w->nlists || w->lists[k].c->type != DNSBL_TYPE_IP)
-					continue;
-				hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
-				    w->lists[k].shown);
-				s->connect_sum += w->lists[k].c->weight;
-			}
-			if (log_is_debug())
-				log_event(LOG_LVL_DEBUG, env->session_id,
-				    "event=dnsbl_pass_cache client=%s ttl=%u", env->client_ip, pc->ttl);
-			dns_result_free(pc);
-			struct verdict v;
-
-			memset(&v, 0, sizeof(v));
-			s->connect_sum = dnsbl_sum_round(s->connect_sum);
-			if (dnsbl_allow(w, env, s->connect_sum, &v)) {
-				hook_call_done(call, &v);
-				return;
-			}
-			goto pass;
-		}
-	} else if (st == HOOK_HELO) {
-		s->helo_sum = 0;	/* a new HELO/EHLO replaces the previous one's listings */
-		subject = env->helo;
-		want_type = DNSBL_TYPE_DOMAIN;
-		n = w->ndomain;
-	} else if (st == HOOK_MAIL) {
-		const char *at = env->mail_from ? strrchr(env->mail_from, '@') : NULL;
-
-		/* an authenticated client (SMTP AUTH): the lists judge unauthenticated mail (its
-		 * address's listing at connect is lifted by AUTH too; see proxy/auth.c) */
-		if (env->auth_user != NULL)
-			goto pass;
-
-		subject = at ? at + 1 : NULL;
-		want_type = DNSBL_TYPE_DOMAIN;
-		n = w->ndomain;
-	} else {
-		goto pass;
-	}
-	if (want_type == DNSBL_TYPE_DOMAIN && subject != NULL) {
-		/* "example.org." and "example.org" are one name */
-		size_t len = strlen(subject);
-
-		if (len > 0 && len < sizeof(dombuf) && subject[len - 1] == '.') {
-			memcpy(dombuf, subject, len - 1);
-			dombuf[len - 1] = '\0';
-			subject = dombuf;
-		}
-	}
-	if (n == 0 || subject == NULL || (want_type == DNSBL_TYPE_DOMAIN && !dnsbl_domain_ok(subject)))
-		goto pass;
 
 	op = calloc(1, sizeof(*op) + n * sizeof(op->lk[0]));
-	if (op == NULL)
-		goto pass;
+	if (op == NULL) {
+		hook_call_done(call, NULL);
+		return;
+	}
 	op->s = s;
 	op->call = call;
 	op->stage = st;
@@ -1050,6 +1010,162 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 	op->starting = false;
 	if (op->outstanding == 0)
 		dnsbl_op_finish(op);	/* everything came from the cache */
+}
+
+/* A client that passed before (from where: "memory" or "store"): the IP lists that hit then
+ * (hits: their indexes, comma separated) give their symbols and weights again, no lookup
+ * is made; completes call (an allow-listed sum: ACCEPT). */
+static void dnsbl_pass_restore(struct dnsbl_worker *w, struct dnsbl_session *s, struct hook_call *call,
+    const char *hits, uint64_t left_s, const char *from)
+{
+	struct hook_env *env = s->env;
+	struct verdict v;
+
+	for (const char *p = hits; *p != '\0';) {
+		char *end;
+		unsigned long k = strtoul(p, &end, 10);
+
+		if (end != p && (*end == ',' || *end == '\0') && k < w->nlists &&
+		    w->lists[k].c->type == DNSBL_TYPE_IP) {
+			hook_env_add_symbol(env, w->lists[k].symbol, w->lists[k].c->weight,
+			    w->lists[k].shown);
+			s->connect_sum += w->lists[k].c->weight;
+		}
+		p = strchr(p, ',');
+		if (p == NULL)
+			break;
+		p++;
+	}
+	if (log_is_debug())
+		log_event(LOG_LVL_DEBUG, env->session_id,
+		    "event=dnsbl_pass_cache client=%s ttl=%llu from=%s", env->client_ip,
+		    (unsigned long long)left_s, from);
+	memset(&v, 0, sizeof(v));
+	s->connect_sum = dnsbl_sum_round(s->connect_sum);
+	if (dnsbl_allow(w, env, s->connect_sum, &v)) {
+		hook_call_done(call, &v);
+		return;
+	}
+	hook_call_done(call, NULL);
+}
+
+/* The pass store's answer at connect: a pass restores (and fills this process's cache for
+ * the time it has left), anything else queries the lists. */
+static void dnsbl_pass_store_cb(void *arg, bool known, const char *val, size_t vlen, uint64_t left_ms)
+{
+	struct dnsbl_session *s = arg;
+	struct dnsbl_worker *w = s->w;
+	struct hook_call *call = s->pass_call;
+	char hits[PASSCACHE_VALUE_MAX + 1];
+
+	s->pass_req = NULL;
+	s->pass_call = NULL;
+	if (known && left_ms >= 1000 && vlen < sizeof(hits)) {
+		struct dns_result pr;
+		char *hitv[64];
+		char key[80];
+
+		memcpy(hits, val, vlen);
+		hits[vlen] = '\0';
+		memset(&pr, 0, sizeof(pr));
+		pr.status = DNS_S_OK;
+		pr.ttl = (uint32_t)(left_ms / 1000);
+		pr.v = hitv;
+		for (char *p = hits, *save = NULL, *t; pr.n < 64 && (t = strtok_r(p, ",", &save)) != NULL; p = NULL)
+			hitv[pr.n++] = t;
+		dnsbl_pass_key(w, s->env->client_ip, key, sizeof(key));
+		dns_cache_put(dnsbl_pass_cache(), DNS_T_A, key, &pr, uv_now(s->env->loop));
+		memcpy(hits, val, vlen);        /* strtok_r cut it */
+		hits[vlen] = '\0';
+		dnsbl_pass_restore(w, s, call, hits, left_ms / 1000, "store");
+		return;
+	}
+	dnsbl_query(w, s, call, HOOK_CONNECT, s->env->client_ip, DNSBL_TYPE_IP, w->nip);
+}
+
+static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
+{
+	struct dnsbl_worker *w = wstate;
+	struct hook_env *env = hook_call_env(call);
+	enum hook_stage st = hook_call_stage(call);
+	struct dnsbl_session *s;
+	const char *subject = NULL;
+	char dombuf[256];
+	int want_type;
+	size_t n;
+
+	s = dnsbl_session_get(w, slot, env);
+	if (s == NULL)
+		goto pass;
+	if (st == HOOK_CONNECT) {
+		struct dns_result *pc;
+
+		if (w->dc->skip_private && dnsbl_client_is_private(&env->client))
+			goto pass;
+		subject = env->client_ip;
+		want_type = DNSBL_TYPE_IP;
+		n = w->nip;
+		pc = NULL;
+		if (n > 0 && w->dc->pass_ttl >= 1000) {
+			char key[80];
+
+			dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
+			pc = dns_cache_get(dnsbl_pass_cache(), DNS_T_A, key, uv_now(env->loop));
+			if (pc == NULL && w->pc != NULL) {
+				struct passcache_req *req;
+
+				/* not in this process's memory: the store (a restart, another node);
+				 * whatever fails there is not known and the lists are queried */
+				s->pass_call = call;
+				if (passcache_lookup(w->pc, key, dnsbl_pass_store_cb, s, &req) == 0) {
+					s->pass_req = req;
+					return;
+				}
+				s->pass_call = NULL;
+			}
+		}
+		if (pc != NULL) {
+			/* passed before: restore the symbols of the lists that hit, skip the lookups */
+			char hits[64 * 12];
+			uint32_t ttl = pc->ttl;
+
+			dnsbl_hits_join(pc->v, pc->n, hits, sizeof(hits));
+			dns_result_free(pc);
+			dnsbl_pass_restore(w, s, call, hits, ttl, "memory");
+			return;
+		}
+	} else if (st == HOOK_HELO) {
+		s->helo_sum = 0;	/* a new HELO/EHLO replaces the previous one's listings */
+		subject = env->helo;
+		want_type = DNSBL_TYPE_DOMAIN;
+		n = w->ndomain;
+	} else if (st == HOOK_MAIL) {
+		const char *at = env->mail_from ? strrchr(env->mail_from, '@') : NULL;
+
+		/* an authenticated client (SMTP AUTH): the lists judge unauthenticated mail (its
+		 * address's listing at connect is lifted by AUTH too; see proxy/auth.c) */
+		if (env->auth_user != NULL)
+			goto pass;
+
+		subject = at ? at + 1 : NULL;
+		want_type = DNSBL_TYPE_DOMAIN;
+		n = w->ndomain;
+	} else {
+		goto pass;
+	}
+	if (want_type == DNSBL_TYPE_DOMAIN && subject != NULL) {
+		/* "example.org." and "example.org" are one name */
+		size_t len = strlen(subject);
+
+		if (len > 0 && len < sizeof(dombuf) && subject[len - 1] == '.') {
+			memcpy(dombuf, subject, len - 1);
+			dombuf[len - 1] = '\0';
+			subject = dombuf;
+		}
+	}
+	if (n == 0 || subject == NULL || (want_type == DNSBL_TYPE_DOMAIN && !dnsbl_domain_ok(subject)))
+		goto pass;
+	dnsbl_query(w, s, call, st, subject, want_type, n);
 	return;
 pass:
 	hook_call_done(call, NULL);
@@ -1061,6 +1177,7 @@ static void dnsbl_session_free(void *wstate, int slot, struct hook_env *env)
 
 	if (s == NULL)
 		return;
+	passcache_cancel(s->pass_req);
 	while (s->ops != NULL) {
 		struct dnsbl_op *op = s->ops;
 

@@ -5,7 +5,8 @@
  * its code filter adds its weight (negative for allow lists) and a symbol DNSBL_<ZONE>;
  * when the sum reaches `threshold` the configured action fires. Error answers (outside
  * 127.0.0.0/8, 127.255.255.0/24), SERVFAIL and timeouts never count: they are logged and
- * counted per list. A client that passed is remembered for `pass_ttl`. */
+ * counted per list. A client that passed is remembered for `pass_ttl`: in this process, and
+ * with `pass_store` in LMDB or Redis as well (filters/passcache.h). */
 #ifndef MX_DNSBL_H
 #define MX_DNSBL_H
 
@@ -40,6 +41,8 @@ struct dnsbl_config {
 	struct cfg_list lists;      /* struct dnsbl_list_config */
 	uint64_t pass_ttl;          /* ms: the most a pass is remembered */
 	uint64_t pass_min_ttl;      /* ms: the least, however short the answers' TTLs */
+	char *pass_store;           /* "local", "lmdb:/dir" or a redis:// URL (filters/passcache.h) */
+	uint64_t pass_store_timeout; /* ms: a Redis pass lookup's deadline */
 	uint64_t timeout;           /* ms; 0 = dns.timeout */
 	bool skip_private;          /* no lookups for loopback/private clients */
 	long error_flag_after;      /* consecutive errors before a list is flagged in the log */

@@ -1,6 +1,7 @@
 /* filters_control.c — the control socket verbs and status figures of filters/
  * (proxy/control_verbs.h): flush dns, flush passcache (the DNS lists' and the pregreet
  * test's pass caches), errors per DNS list. */
+#include <string.h>
 #include <uv.h>
 
 #include "proxy/config.h"
@@ -8,6 +9,7 @@
 #include "proxy/pregreet.h"
 #include "dns.h"
 #include "dnsbl.h"
+#include "passcache.h"
 
 static int flush_reply(struct strbuf *out, bool json, const char *what, const char *text, size_t n)
 {
@@ -34,20 +36,35 @@ static int dns_flush_run(const struct mx_config *cfg, int argc, char **argv, con
 	return flush_reply(out, json, "dns", "DNS cache", dns_cache_flush_shared());
 }
 
+/* Forgets the passes of this process's memory, and every pass noted before now in the
+ * pass stores (passcache_flush_all: Redis marked here, bounded by the larger
+ * pass_store_timeout, at least 1 s; LMDB by its workers). */
 static int passcache_flush_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
     size_t body_len, bool json, struct strbuf *out)
 {
-	size_t n, pg;
+	const char *specs[2] = { cfg->dnsbl.pass_store, cfg->pregreet.pass_store };
+	uint64_t timeout = cfg->dnsbl.pass_store_timeout > cfg->pregreet.pass_store_timeout ?
+	    cfg->dnsbl.pass_store_timeout : cfg->pregreet.pass_store_timeout;
+	size_t n, pg, stores = 0;
+	char err[300];
+	int failed;
 
 	if (argc != 0)
 		return flush_usage(out, "passcache");
 	n = dnsbl_pass_cache_flush();
 	pg = pregreet_pass_flush(uv_hrtime());
+	failed = passcache_flush_all(specs, 2, timeout < 1000 ? 1000 : timeout, err, sizeof(err));
+	/* the stores named, each once */
+	stores = passcache_spec_shared(specs[0]) + (passcache_spec_shared(specs[1]) &&
+	    !(passcache_spec_shared(specs[0]) && strcmp(specs[0], specs[1]) == 0));
 	if (json)
-		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu}\n", n, pg);
+		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu,"
+		    "\"stores\":%zu,\"store_errors\":%d}\n", n, pg, stores, failed);
 	else
-		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries\n", n, pg);
-	return 0;
+		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
+		    "pass stores: %zu forget what they held%s%s\n", n, pg, stores, failed ? "; failed: " : "",
+		    failed ? err : "");
+	return failed ? -1 : 0;
 }
 
 /* Both answer during the drain: they empty process-wide caches on the main loop. */

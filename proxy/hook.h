@@ -129,6 +129,9 @@ enum hook_flag {
 
 /* What modules see of a session. Owned by the session; stable until HOOK_CLOSE completes.
  * Strings are NUL-terminated; addresses are without angle brackets. */
+enum hook_pregreet_pass { HOOK_PREGREET_NONE = 0, HOOK_PREGREET_TESTING, HOOK_PREGREET_KNOWN,
+	HOOK_PREGREET_PASSED, HOOK_PREGREET_NOTED };
+
 struct hook_env {
 	const char *session_id;
 	uv_loop_t *loop;
@@ -198,6 +201,11 @@ struct hook_env {
 	 * a module that tells known clients from unknown ones (reputation) refuses the unknown
 	 * ones at connect with 421 so the known ones keep being served */
 	bool overloaded;
+	/* The pregreet test's pass store (proxy/pregreet.c, enum hook_pregreet_pass): the session
+	 * sets TESTING when it sent the teaser, the pregreet module KNOWN when the store knows the
+	 * client passed (the session then greets without waiting out the delay), the session
+	 * PASSED when the client kept quiet for the whole delay, which the module writes. */
+	int pregreet_pass;
 
 	/* per-session private slots, one per chain entry (allocated by chain_init, released by
 	 * chain_release), owned by the modules: module_ctx[slot] */

@@ -1624,8 +1624,11 @@ static void session_greet(struct session *s)
 		/* The early bytes were a command the client sent blind: discard them so the
 		 * session continues in step with what the client reads next. */
 	} else if (s->teaser_sent && s->pregreet_waited) {
-		/* kept quiet for the whole delay: passed (postscreen_greet_ttl) */
+		/* kept quiet for the whole delay: passed (postscreen_greet_ttl); the pregreet
+		 * module writes it to pregreet.pass_store */
 		pregreet_pass_note(s->env.client_ip, s->cfg->pregreet.pass_ttl, uv_hrtime());
+		if (s->env.pregreet_pass == HOOK_PREGREET_TESTING)
+			s->env.pregreet_pass = HOOK_PREGREET_PASSED;
 	}
 	session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 	session_enter_idle(s);
@@ -1726,6 +1729,14 @@ static void session_apply_connect(struct session *s, const struct verdict *v)
 			log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=allow_listed client=%s",
 			    s->env.client_ip);
 		s->pregreet_hit = false;
+	} else if (s->env.pregreet_pass == HOOK_PREGREET_KNOWN && s->teaser_sent &&
+	    s->state == SESSION_CONNECT && !s->pregreet_hit && !s->pregreet_waited) {
+		/* pregreet.pass_store knows the client passed (a restart, another node): the
+		 * delay ends with the connect stage, as if this process had known it at connect.
+		 * One that already talked after the teaser failed the test all the same. */
+		uv_timer_stop(&s->timer);
+		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_store client=%s",
+		    s->env.client_ip);
 	}
 	if (uv_is_active((uv_handle_t *)&s->timer) && uv_timer_get_due_in(&s->timer) > hold)
 		hold = 0;       /* the pregreet delay still runs longer */
@@ -1807,9 +1818,16 @@ void session_start_connect(struct session *s)
 		session_greet(s);
 		return;
 	}
+	s->env.pregreet_pass = HOOK_PREGREET_NONE;
 	if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 &&
 	    pregreet_pass_known(s->env.client_ip, uv_hrtime())) {
 		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_cache client=%s",
+		    s->env.client_ip);
+	} else if (pg->delay > 0 && !s->lc->submission && pg->pass_ttl > 0 && !s->lb_check &&
+	    !s->xclient_seen && pregreet_store_known_now(s->chain.mods, s->env.client_ip)) {
+		/* an LMDB pass_store answers at once: a pass noted before a restart (or by another
+		 * process on this host) is as good as this process's own */
+		log_event(LOG_LVL_INFO, s->id, "event=pregreet_skipped reason=pass_store client=%s",
 		    s->env.client_ip);
 	} else if (pg->delay > 0 && !s->lc->submission && s->lb_check) {
 		/* The load balancer's own health check (HAProxy's option smtpchk with
@@ -1828,6 +1846,8 @@ void session_start_connect(struct session *s)
 		 * listener: the site's own users (postscreen sits on port 25 only). */
 		session_reply(s, "220-%s ESMTP", s->cfg->hostname);
 		s->teaser_sent = true;
+		/* the pregreet module asks pregreet.pass_store meanwhile (the connect stage) */
+		s->env.pregreet_pass = HOOK_PREGREET_TESTING;
 		session_flush(s);
 		session_arm(s, pg->delay);
 		/* what came in the PROXY header's segment was sent before any greeting too */

@@ -1,0 +1,95 @@
+/* passcache.h — "this client passed, do not test it again" kept in a shared store: the
+ * pregreet test's and the DNS lists' pass caches with `pass_store: lmdb:/dir` (this host,
+ * survives a restart) or `redis://...` (every node), as Postfix's postscreen_cache_map.
+ *
+ * Each module keeps its process-wide in-memory cache (store `local`, the default) and, with
+ * a store, consults it after that cache misses and writes every pass to both. A record is
+ * the pass's payload (the DNS lists that hit) under the module's key prefix, kept as long as
+ * the pass's TTL: Redis `SET key "NOTED_MS:PAYLOAD" PX ttl`; LMDB a record of its expiry and
+ * noted time (wall clock ms) and the payload, swept once an hour.
+ *
+ * A lookup is bounded: LMDB reads inline from the map (lmdb_store_get: a new reader slot waits
+ * at most LMDB_RTX_WAIT_MS), Redis with `pass_store_timeout`. Any failure — the store down,
+ * a timeout, an error reply, a record that does not parse — is "not known": the test runs
+ * again, never a pass by error; it is counted and logged at most once a minute per module,
+ * `event=passcache_error module=NAME store=SPEC reason=WHY errors=N`.
+ *
+ * `flush passcache` forgets every pass noted before it (passcache_flush_all): the process's
+ * own flush time, and a marker record `PREFIX#flushed` in each store (Redis: written by the
+ * control verb at once, seen by every node; LMDB: written by each worker's writer at its
+ * next lookup or its end). A record noted before the newest of them is not known.
+ *
+ * Per worker and config generation (one loop, one thread): not thread-safe but for
+ * passcache_flush_all. */
+#ifndef MX_FILTERS_PASSCACHE_H
+#define MX_FILTERS_PASSCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define PASSCACHE_VALUE_MAX 512      /* the largest payload */
+
+/* The Redis and LMDB key prefixes; the key is prefix + the module's own key (the client). */
+#define PASSCACHE_REDIS_PREFIX "mxgate:pass:"
+#define PASSCACHE_LMDB_PREFIX "pass:"
+
+struct passcache;
+struct passcache_req;
+
+/* True when spec is a form pass_store takes: "local", "lmdb:/dir" or a redis:// URL. */
+bool passcache_spec_ok(const char *spec);
+/* True when spec names a store beside this process's memory (lmdb or redis). */
+bool passcache_spec_shared(const char *spec);
+
+/* A store for module name ("pregreet" or "dnsbl": the key prefix's second part) on loop, or
+ * NULL for "local" (nothing to do) and on failure (logged, event=module_error): the module
+ * then keeps its in-memory cache only. timeout_ms bounds each Redis request. */
+struct passcache *passcache_new(const char *spec, const char *name, uint64_t timeout_ms,
+    uv_loop_t *loop, int worker);
+/* Writes what is queued (LMDB) and drops the connection (Redis); outstanding lookups must be
+ * cancelled first. NULL is a no-op. */
+void passcache_free(struct passcache *pc);
+
+/* True when passcache_lookup answers inline (LMDB): a caller may decide before anything else
+ * happens. */
+bool passcache_answers_inline(const struct passcache *pc);
+
+/* The answer: known true with the payload (val, vlen: borrowed, valid during the call) and
+ * the ms the pass has left; false when not known or on any failure (already counted and
+ * logged). */
+typedef void (*passcache_cb)(void *arg, bool known, const char *val, size_t vlen, uint64_t left_ms);
+
+/* Looks key up. LMDB answers inline: cb is called before the return. Redis: cb is called
+ * later on the loop, at most once, unless the request is cancelled (*reqp is then the
+ * handle, valid until cb runs or passcache_cancel). Returns 0 when cb was or will be called,
+ * -1 when not (store down, out of memory: counted, logged; the caller goes on "not known"). */
+int passcache_lookup(struct passcache *pc, const char *key, passcache_cb cb, void *arg,
+    struct passcache_req **reqp);
+/* The caller loses interest: cb will not be called. NULL is a no-op. */
+void passcache_cancel(struct passcache_req *req);
+
+/* Notes a pass: key with payload val (vlen <= PASSCACHE_VALUE_MAX, may be 0) for ttl_ms
+ * (>= 1000). Fire and forget: a write that fails is counted and logged, the pass is then
+ * only remembered by the module's in-memory cache. */
+void passcache_note(struct passcache *pc, const char *key, const void *val, size_t vlen,
+    uint64_t ttl_ms);
+
+/* `flush passcache`: every pass noted before now (wall clock) is forgotten by this process
+ * at once; for each spec of specs[0..n) that is a Redis URL, the markers of both modules
+ * are written with a connection of its own bounded by timeout_ms (the main loop's control
+ * verb); an LMDB store gets its markers from its workers. Returns how many Redis stores
+ * could not be marked (their names in err). */
+int passcache_flush_all(const char *const *specs, size_t n, uint64_t timeout_ms, char *err,
+    size_t errlen);
+
+/* Reads a Redis record, "NOTED_MS:PAYLOAD" (1 to 19 digits, then at most
+ * PASSCACHE_VALUE_MAX octets): true with the noted time and the payload (pointing into s),
+ * false for anything else. */
+bool passcache_value_parse(const char *s, size_t len, uint64_t *noted, const char **val, size_t *vlen);
+
+/* Wall-clock ms (records outlive the process). */
+uint64_t passcache_wall_ms(void);
+
+#endif

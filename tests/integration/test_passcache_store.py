@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Pass caches in a store (pregreet.pass_store, dnsbl.pass_store: postscreen_cache_map), against
+a real LMDB directory, a real redis-server and a DNS list server that counts its queries.
+
+Before, both caches lived in the process's memory only: after a restart every client faced
+the pregreet wait again and every list was queried again, and two nodes behind one balancer
+each tested the same client.
+
+- LMDB: a client that passed is greeted at once, without the teaser, by the next process on
+  the same directory (LMDB answers inline, before the teaser) and the lists are not asked
+  about it again; a new client is tested; a reload keeps it;
+  `flush passcache` makes the stored passes unknown, for the next process too.
+- An LMDB directory that cannot be opened: logged, every new client tested.
+- Redis: a client that passed on node A is greeted on node B as soon as the connect stage is
+  done (the teaser went out, the store was asked during its delay) and B asks no list; a
+  pass expires with its pass_ttl (a reload made it short) and B tests that client; with
+  Redis down a client is tested (the wait, the lookups), never passed by the error.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('redis-server')
+CTL = mt.mxgatectl()
+DELAY = 3.0
+dnsp = mt.dns_peer({}, 'dns_peer')      # every name NXDOMAIN: nobody is listed
+be = mt.Backend()
+
+
+def asked(ip):
+    """The A queries of bl.test about ip the DNS peer answered (its log: "query NAME A ...")."""
+    name = '.'.join(reversed(ip.split('.'))) + '.bl.test'
+    return len(re.findall(r'(?m)^query %s A\b' % re.escape(name), mt.log_of('dns_peer')))
+
+
+def cfg(store, sock, pg_ttl='1h'):
+    return mt.proxied_config(
+        [be.url], dns={'resolvers': ['127.0.0.1:%d' % dnsp.port], 'timeout': '2s'},
+        pregreet={'delay': '%ds' % DELAY, 'action': 'score', 'pass_ttl': pg_ttl, 'pass_store': store},
+        dnsbl={'threshold': 3, 'pass_ttl': '1h', 'pass_store': store,
+               'lists': [{'zone': 'bl.test', 'weight': 3}]},
+        control={'socket': sock})
+
+
+def greeting(mx, src):
+    """Connects as src; returns (first line, final 220 line, seconds from the first to the
+    final one, the client) — the client still open for a transaction."""
+    c = mt.Client(mx.port, proxy_src=src, greet=False, timeout=mt.slack(15))
+    first = c._line()
+    t0 = time.monotonic()
+    last = first
+    while last is not None and last.startswith('220-'):
+        last = c._line()
+    return first, last, time.monotonic() - t0, c
+
+
+def passes(mx, src, tag):
+    """A patient client: waits for the whole greeting, then sends a message."""
+    first, last, waited, c = greeting(mx, src)
+    c.ehlo('client.example.org')
+    r = mt.send_mail(mx.port, 'a@example.org', ['u@example.test'], mt.message(tag), client=c)
+    c.close()
+    return first, waited, r
+
+
+def flush(sock):
+    r = subprocess.run([CTL, '-s', sock, '--json', 'flush', 'passcache'], capture_output=True, text=True,
+                       timeout=mt.slack(30))
+    return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else {'rc': r.returncode,
+                                                                                   'err': r.stderr + r.stdout}
+
+
+# ------------------------------------------------------------------------------- -t
+for bad in ('lmdb:', 'memcache:127.0.0.1:11211'):
+    c = cfg('local', os.path.join(mt.TMP, 'x.sock'))
+    c['pregreet']['pass_store'] = bad
+    c['dnsbl']['pass_store'] = bad
+    c['listen'][0]['address'] = '127.0.0.1:25'     # -t binds nothing; 0 is for the runner
+    rc, out = mt.config_check(c, 'bad')
+    mt.check(rc == 1 and re.search(r'bad\.yaml:\d+:\d+: pregreet\.pass_store: expected local, lmdb:/dir', out)
+             and re.search(r'bad\.yaml:\d+:\d+: dnsbl\.pass_store: expected local', out),
+             'mxgate -t refuses pass_store %r with FILE:LINE:COL: %r' % (bad, out))
+
+# ------------------------------------------------------------------------------- LMDB
+LDIR = os.path.join(mt.TMP, 'passdb')
+SOCK1 = os.path.join(mt.TMP, 'ctl1.sock')
+STORE = 'lmdb:' + LDIR
+mx = mt.Mxgate(cfg(STORE, SOCK1), 'lmdb1')
+first, waited, r = passes(mx, '198.18.70.1', 'l1')
+mt.check(first is not None and first.startswith('220-') and r[0] == 250 and waited >= DELAY - 0.5,
+         'a new client gets the teaser, waits out the delay and passes: %r %.1fs %r' % (first, waited, r))
+mt.check(asked('198.18.70.1') == 1, 'the list was asked once')
+mx.stop()            # the writers apply what they hold
+
+mx = mt.Mxgate(cfg(STORE, SOCK1), 'lmdb2')
+first, waited, r = passes(mx, '198.18.70.1', 'l2')
+mt.check(first is not None and first.startswith('220 ') and r[0] == 250,
+         'after a restart the client that passed is greeted at once, no teaser (LMDB answers before it): %r %r'
+         % (first, r))
+mt.check(mx.wait_log(r'event=pregreet_skipped reason=pass_store client=198\.18\.70\.1', 5) is not None,
+         'logged: event=pregreet_skipped reason=pass_store')
+mt.check(asked('198.18.70.1') == 1,
+         'after the restart the list is not asked again about it: %d queries' % asked('198.18.70.1'))
+first, last, waited, c = greeting(mx, '198.18.70.2')
+c.close()
+mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
+         'another client is tested: %r %.1fs' % (first, waited))
+mark = mx.log_size()
+mx.reload(cfg(STORE, SOCK1))
+mt.check(mx.wait_log(r'event=reloaded', start=mark), 'reloaded')
+first, last, waited, c = greeting(mx, '198.18.70.1')
+c.close()
+mt.check(first is not None and first.startswith('220 '), 'a reload keeps the pass: %r' % first)
+j = flush(SOCK1)
+mt.check(j.get('flushed') == 'passcache' and j.get('stores') == 1 and j.get('store_errors') == 0,
+         'flush passcache names the store: %r' % j)
+mx.stop()
+mx = mt.Mxgate(cfg(STORE, SOCK1), 'lmdb3')
+first, last, waited, c = greeting(mx, '198.18.70.1')
+c.close()
+mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
+         'after flush passcache the stored pass is forgotten, for the next process too: %r %.1fs' % (first, waited))
+mx.stop()
+
+# an LMDB directory that cannot be opened (a file in its way): the passes stay in memory,
+# every new client is tested
+NOTDIR = os.path.join(mt.TMP, 'notadir')
+with open(NOTDIR, 'w') as f:
+    f.write('in the way\n')
+mx = mt.Mxgate(cfg('lmdb:' + NOTDIR + '/db', SOCK1), 'lmdb-broken')
+mt.check(mx.wait_log(r'event=module_error module=(pregreet|dnsbl) worker=\d+ reason=pass_store', 5) is not None,
+         'a store that cannot be opened is logged: event=module_error reason=pass_store')
+first, waited, r = passes(mx, '198.18.70.1', 'l4')
+mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5 and r[0] == 250,
+         'and the client is tested and served: %r %.1fs %r' % (first, waited, r))
+mt.check(asked('198.18.70.1') == 3, 'the list is asked (%d)' % asked('198.18.70.1'))
+mx.stop()
+
+# ------------------------------------------------------------------------------- Redis
+rd = mt.redis()
+RSTORE = 'redis://127.0.0.1:%d' % rd.port
+SOCKA = os.path.join(mt.TMP, 'ctla.sock')
+SOCKB = os.path.join(mt.TMP, 'ctlb.sock')
+a = mt.Mxgate(cfg(RSTORE, SOCKA), 'nodeA')
+b = mt.Mxgate(cfg(RSTORE, SOCKB), 'nodeB')
+first, waited, r = passes(a, '198.18.71.1', 'r1')
+mt.check(first is not None and first.startswith('220-') and r[0] == 250, 'node A tests and passes the client')
+mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregreet:198.18.71.1') == 1, 10),
+         'the pregreet pass is in Redis')
+mt.check(mt.wait_for(lambda: len(mt.redis_cmd(rd.port, 'KEYS', 'mxgate:pass:dnsbl:198.18.71.1#*') or []) == 1, 10),
+         'the DNS lists\' pass is in Redis')
+ttl = mt.redis_cmd(rd.port, 'PTTL', 'mxgate:pass:pregreet:198.18.71.1')
+mt.check(isinstance(ttl, int) and 3500 * 1000 - 60000 < ttl <= 3600 * 1000, 'with its pass_ttl: %r ms' % ttl)
+first, waited, r = passes(b, '198.18.71.1', 'r2')
+mt.check(first is not None and r[0] == 250 and waited < DELAY - 0.5,
+         'node B greets the client that passed on A without the wait: %r %.2fs' % (first, waited))
+mt.check(b.wait_log(r'event=pregreet_skipped reason=pass_store client=198\.18\.71\.1', 5) is not None,
+         'node B logged reason=pass_store')
+mt.check(asked('198.18.71.1') == 1, 'node B asked no list about it: %d' % asked('198.18.71.1'))
+
+# expiry: node A now keeps passes for 2 s
+mark = a.log_size()
+a.reload(cfg(RSTORE, SOCKA, pg_ttl='2s'))
+mt.check(a.wait_log(r'event=reloaded', start=mark), 'node A reloaded')
+first, waited, r = passes(a, '198.18.71.2', 'r3')
+mt.check(r[0] == 250, 'node A passes another client')
+mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregreet:198.18.71.2') == 1, 10),
+         'its pass is in Redis')
+mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregreet:198.18.71.2') == 0, 15),
+         'and expires with the 2 s pass_ttl')
+first, last, waited, c = greeting(b, '198.18.71.2')
+c.close()
+mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
+         'an expired pass: node B tests the client: %r %.1fs' % (first, waited))
+
+# Redis down: the test runs, the lists are asked
+mt.stop_proc(rd)
+mark = b.log_size()
+first, waited, r = passes(b, '198.18.71.3', 'r4')
+mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5 and r[0] == 250,
+         'with Redis down a new client is tested and served: %r %.1fs %r' % (first, waited, r))
+mt.check(asked('198.18.71.3') == 1, 'and the list is asked')
+mt.check(b.wait_log(r'event=passcache_error module=(pregreet|dnsbl) store=redis://\S+ reason=\w+', 5, start=mark)
+         is not None, 'the store failure is logged: event=passcache_error')
+mt.check(b.wait_log(r'event=pregreet_skipped reason=pass_store client=198\.18\.71\.3', 0.5, start=mark) is None,
+         'and nothing passed by the error')
+a.stop()
+b.stop()
+mt.finish()
