@@ -1420,8 +1420,8 @@ def dns_peer(zone, name='dns_peer'):
     """tests/integration/dns_peer.py (dnspython under /usr/bin/python3) on 127.0.0.1, UDP and
     TCP, serving zone {name: [{"txt": [strings]}, {"a": ip}, ...] | "servfail" | "refused" |
     "drop"}; other names NXDOMAIN. Returns the Popen with .port and .name once it is ready
-    (its log, TMP/name.log, has one "query NAME TYPE" line per query; .queries(NAME) counts
-    those of type A); fails the test if not, skips it without python3-dnspython."""
+    (its log, TMP/name.log, has one "query NAME TYPE[ tcp][ edns=N]" line per query;
+    .queries(NAME) counts those of type A, over UDP or TCP, with EDNS0 or without); fails the test if not, skips it without python3-dnspython."""
     if subprocess.run(['/usr/bin/python3', '-c', 'import dns.message'], capture_output=True).returncode != 0:
         skip('python3-dnspython not installed')
     port = free_port()
@@ -1433,7 +1433,7 @@ def dns_peer(zone, name='dns_peer'):
     if not wait_log_of(name, r'(?m)^ready$', 15, p) or not wait_port(port, 5, p):
         peer_failed(name, 'dns_peer.py on %d did not start (exit status %s)' % (port, p.poll()))
     p.port, p.name = port, name
-    p.queries = lambda qname, qtype='A': len(re.findall(r'(?m)^query %s %s$' % (re.escape(qname), qtype),
+    p.queries = lambda qname, qtype='A': len(re.findall(r'(?m)^query %s %s( tcp)?( edns=\d+)?$' % (re.escape(qname), qtype),
                                                         log_of(name)))
     return p
 
