@@ -116,6 +116,9 @@ SINCE = {
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)
     'fuzz_milter_mods': '2026-12-05T05:08Z',
+    # session 19's greylist verbs (40b7c728): allow|trap|disallow|untrap IP [TTL] reached and
+    # seeded; the campaigns before (to 01:03Z) never ran them
+    'fuzz_control_verbs': '2026-12-05T03:37Z',
 }
 
 
