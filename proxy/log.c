@@ -512,6 +512,12 @@ static void log_write_all(const char *p, size_t n)
 	}
 }
 
+/* See log.h. */
+void log_escape_controls_fuzz(char *line, size_t cap)
+{
+	log_escape_controls(line, cap);
+}
+
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 {
 	/* room before the line for the journal's "<N>" and after it for the newline */

@@ -51,6 +51,10 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 const char *log_val(char *buf, size_t cap, const char *v);
 const char *log_valn(char *buf, size_t cap, const char *v, size_t len);
 const char *log_addr(char *buf, size_t cap, const char *addr);
+/* log_event's in-place escaping of a line (a C0 or C1 control, or an octet of no UTF-8, as
+ * \r \n \t or \xHH; the tail cut to stay within cap), for tests/fuzz/fuzz_log_val.c:
+ * line is a string in a buffer of cap octets. */
+void log_escape_controls_fuzz(char *line, size_t cap);
 
 /* A cause of failure counted, and logged at most once every every_ms (the first at once),
  * so a dependency that is down fills no disk: zero-initialised (a static one is ready). */

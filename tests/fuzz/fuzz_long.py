@@ -116,6 +116,9 @@ SINCE = {
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)
     'fuzz_milter_mods': '2026-12-05T05:08Z',
+    # session 19's greylist verbs (40b7c728): allow|trap|disallow|untrap IP [TTL] reached and
+    # seeded; the campaigns before (to 01:03Z) never ran them
+    'fuzz_control_verbs': '2026-12-05T03:37Z',
 }
 
 
@@ -140,7 +143,9 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            'fuzz_domain': 1024,
            # chunks are at most 54 octets, pieces 23, the prefix 96, no line bound in the
            # parsers: 1 KiB holds every state many times over (30,000 runs: 7.0 s -> 4.1 s)
-           'fuzz_msgpath': 1024}
+           'fuzz_msgpath': 1024,
+           # log_event's line is 2,048 octets: a longer value or line is only cut sooner
+           'fuzz_log_val': 2048}
 # libFuzzer's -timeout is wall-clock: at nice 19 on the shared VM (load 14) a process waited
 # more than 10 s for the CPU on an input that runs in 0 ms (fuzz_dataparse, Dec 4 17:14).
 # A minute still stops a hang or a blow-up (the rule-file timeout ran for minutes).

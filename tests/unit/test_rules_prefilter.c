@@ -128,6 +128,42 @@ static void test_edge_patterns(void **state)
 	rules_set_free(rs);
 }
 
+/* Open (session 20, fuzz_rules_scan's campaign of Dec 5 07:16, seed-to-be
+ * prefilter_vectorscan_miss in tests/fuzz/findings/): the prefilter misses the stock rule
+ * __DRUGS_ERECTILE10 that PCRE2 hits. Not mxgate's code: libvectorscan 5.4.9 (Debian 12)
+ * alone, in block mode, reports no match of /\bV.?i.?a.?g.?r.?a\b/i for " VIAGRA " after
+ * 63-82 (and more) octets of 'x' though it does after 0-62 — with or without
+ * HS_FLAG_PREFILTER, for a generic platform too. A rule is then never run by PCRE2 and its
+ * hit is lost. Skipped until the prefilter is fixed or worked around (rules/match.c); the
+ * sweep below counts the misses (none expected). */
+static void test_vectorscan_position_miss(void **state)
+{
+	const char *text = "rawbody R1 /\\b_{0,3}V[_\\W]?(?:i|\\&iuml\\;)[_\\W]?(?:a|\\&agrave|\\&aring)\\;?"
+	    "[_\\W]?g[_\\W]?r[_\\W]?(?:a|\\&agrave|\\&aring)\\b/i\nbody B1 /\\bV.?i.?a.?g.?r.?a\\b/i\n";
+	struct rules_set *rs = NULL;
+	struct rules_scratch *on, *off;
+	char msg[400];
+	int diffs = 0;
+
+	(void)state;
+	if (getenv("MX_TEST_OPEN") == NULL)
+		skip();         /* known to fail: see above */
+	assert_int_equal(rules_set_load_text("miss.cf", text, strlen(text), &rs, stderr), 0);
+	on = rules_scratch_new(rs);
+	off = rules_scratch_new(rs);
+	rules_scratch_set_prefilter(off, false);
+	for (int n = 0; n < 150; n++) {
+		int k = snprintf(msg, sizeof(msg), "Subject: x\r\n\r\n%.*s VIAGRA \r\n", n,
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		diffs += compare_one(rs, on, off, "position", msg, (size_t)k);
+	}
+	assert_int_equal(diffs, 0);
+	rules_scratch_free(on);
+	rules_scratch_free(off);
+	rules_set_free(rs);
+}
+
 static void test_default_rules(void **state)
 {
 	char path[1024], dir[1024];
@@ -167,6 +203,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_edge_patterns),
+		cmocka_unit_test(test_vectorscan_position_miss),
 		cmocka_unit_test(test_default_rules),
 		cmocka_unit_test(test_stock_sa_rules),
 	};
