@@ -119,6 +119,9 @@ SINCE = {
     # session 19's greylist verbs (40b7c728): allow|trap|disallow|untrap IP [TTL] reached and
     # seeded; the campaigns before (to 01:03Z) never ran them
     'fuzz_control_verbs': '2026-12-05T03:37Z',
+    # session 20: w-pipe's log_escape_controls (eight octets at a time, the length given) and
+    # log_vformat merged after w-fuzz's campaigns ran the harness on the old log.c
+    'fuzz_log_val': '2026-12-05T07:45Z',
 }
 
 
