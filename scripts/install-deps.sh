@@ -11,9 +11,11 @@ libpcre2-dev libfyaml-dev libcmocka-dev libgmime-3.0-dev libpsl-dev libidn2-dev 
 # libhs (the rules prefilter): Intel's Hyperscan on amd64. Debian 12's vectorscan 5.4.9 misses
 # matches on AVX-512 CPUs (V.?i.?a.?g.?r.?a after 63+ octets: docs/rules.md), so it is only the
 # choice where Hyperscan does not exist (arm64); the two conflict, apt swaps one for the other
+# (apt does not remove the other by itself: HS_SWAP names it for removal, "pkg-")
+HS_SWAP=""
 case "$(dpkg --print-architecture 2>/dev/null)" in
-  amd64) BUILD_PKGS="$BUILD_PKGS libhyperscan-dev" ;;
-  *)     BUILD_PKGS="$BUILD_PKGS libvectorscan-dev" ;;
+  amd64) BUILD_PKGS="$BUILD_PKGS libhyperscan-dev"; HS_SWAP="libvectorscan-dev- libvectorscan5-" ;;
+  *)     BUILD_PKGS="$BUILD_PKGS libvectorscan-dev" ;;   # no Hyperscan there to swap out
 esac
 # peers, by the test that starts them (tests/integration/mxtest.py):
 #   postfix: smtp-sink, smtp-source    swaks: SMTP client    openssl: s_client, certificates
@@ -96,7 +98,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 echo "postfix postfix/mailname string mxgate.test" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends $missing $HS_SWAP >/dev/null
 install_exim
 install_rspamd
 install_haraka
