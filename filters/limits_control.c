@@ -895,6 +895,10 @@ static void lc_gl_reply(struct strbuf *out, bool json, int op, const char *tripl
 struct lc_gl_pending {
 	struct greylist_write gw;       /* first member: done gets &gw */
 	uv_async_t async;               /* on the main loop: every worker has done its part */
+	uv_timer_t timer;               /* LMDB: the answer's bound (LMDB_APPLY_VERB_MS) */
+	int handles;                    /* open of the two: p is freed when none is */
+	bool timed;                     /* the timer is one of them */
+	bool answered;                  /* the bound ran out first: answered ERR already */
 	struct control_reply *reply;
 	bool json;
 	int op;
@@ -924,7 +928,28 @@ static void lc_gl_pending_done(struct greylist_write *gw)
 
 static void lc_gl_pending_closed_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct lc_gl_pending *p = h->data;
+
+	if (--p->handles == 0)
+		free(p);
+}
+
+/* The verb's name, for its answer. */
+static const char *lc_gl_verb(const struct lc_gl_pending *p);
+
+/* Main loop: an LMDB change through the workers not written within LMDB_APPLY_VERB_MS
+ * (another process holds the write lock: the workers' batches wait for it in the store's
+ * writer thread): the verb is answered ERR now, the change stays queued and is written when
+ * the lock comes; the workers' answer, when it comes, only frees p. */
+static void lc_gl_pending_timeout_cb(uv_timer_t *t)
+{
+	struct lc_gl_pending *p = t->data;
+
+	p->answered = true;
+	strbuf_printf(control_reply_out(p->reply), "greylist %s: not written within %ds: another process holds "
+	    "the write lock of %s (the change is queued in the workers and written when it lets go)\n",
+	    lc_gl_verb(p), LMDB_APPLY_VERB_MS / 1000, p->store);
+	control_reply_done(p->reply, -1);
 }
 
 /* A client record's verb: the state it found is the workers' (what they had queued, newer
@@ -968,8 +993,16 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 {
 	struct lc_gl_pending *p = a->data;
 
-	lc_gl_pending_answer(p, atomic_load(&p->gw.failed));
+	if (!p->answered)
+		lc_gl_pending_answer(p, atomic_load(&p->gw.failed));
 	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+	if (p->timed)
+		uv_close((uv_handle_t *)&p->timer, lc_gl_pending_closed_cb);
+}
+
+static const char *lc_gl_verb(const struct lc_gl_pending *p)
+{
+	return p->ipop ? lc_ip_ops[p->ipop - 1] : lc_gl_ops[p->op];
 }
 
 /* Main loop: the change lc_gl_lmdb_write_later handed over is written, failed, or was not
@@ -977,7 +1010,7 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 static void lc_gl_applied_cb(void *arg, int rc)
 {
 	struct lc_gl_pending *q = arg;
-	const char *verb = q->ipop ? lc_ip_ops[q->ipop - 1] : lc_gl_ops[q->op];
+	const char *verb = lc_gl_verb(q);
 
 	if (rc == LMDB_APPLY_TIMEOUT) {
 		strbuf_printf(control_reply_out(q->reply), "greylist %s: not written within %ds: another process "
@@ -1044,8 +1077,21 @@ static int lc_gl_pending_post(struct lc_gl_pending *p, const struct greylist_con
 		return -1;
 	}
 	p->async.data = p;
-	if (greylist_write_post(&p->gw) > 0)
+	p->handles = 1;
+	if (!p->gw.redis)
+		snprintf(p->store, sizeof(p->store), "%s", store_lmdb_dir(c->store));
+	if (greylist_write_post(&p->gw) > 0) {
+		/* LMDB: answered when written, or ERR at the bound (the workers' answer comes on
+		 * this loop, after this return: the timer is in place before it) */
+		if (!p->gw.redis) {
+			uv_timer_init(control_reply_loop(r), &p->timer);
+			p->timer.data = p;
+			p->timed = true;
+			p->handles = 2;
+			uv_timer_start(&p->timer, lc_gl_pending_timeout_cb, LMDB_APPLY_VERB_MS, 0);
+		}
 		return 1;
+	}
 	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
 	return 0;
 }

@@ -43,6 +43,9 @@ struct rep_flush {
 	char url[512];
 	uint64_t timeout, half_life;
 	char err[160];                  /* Redis: why it could not be reached */
+	uv_timer_t timer;               /* LMDB: the answer's bound (LMDB_APPLY_VERB_MS) */
+	int handles;                    /* open of async and timer: fl is freed when none is */
+	bool timed, answered;           /* the timer is open / ran out first: answered ERR */
 	int here_rc;                    /* LMDB here: lmdb_store_apply_start's answer */
 	bool here_asked;                /* ... asked (the answer follows in rep_flush_answer) */
 };
@@ -57,7 +60,35 @@ static void rep_flush_done(struct reputation_forget *f)
 
 static void rep_flush_closed_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct rep_flush *fl = h->data;
+
+	if (--fl->handles == 0)
+		free(fl);
+}
+
+static void rep_flush_close(struct rep_flush *fl)
+{
+	uv_close((uv_handle_t *)&fl->async, rep_flush_closed_cb);
+	if (fl->timed)
+		uv_close((uv_handle_t *)&fl->timer, rep_flush_closed_cb);
+}
+
+/* Main loop: LMDB deletes through the workers not written within LMDB_APPLY_VERB_MS
+ * (another process holds the write lock: the workers' batches wait in the store's writer
+ * thread): answered ERR now, the deletes stay queued and are written when the lock comes;
+ * the workers' answer, when it comes, only frees fl. Done here at the drain's end, the
+ * deletes have their own bound (lmdb_store_apply_start). */
+static void rep_flush_timeout_cb(uv_timer_t *t)
+{
+	struct rep_flush *fl = t->data;
+
+	if (fl->here_asked)
+		return;
+	fl->answered = true;
+	strbuf_printf(control_reply_out(fl->reply), "flush reputation %s: not written within %ds: another "
+	    "process holds the write lock of %s (the deletes are queued in the workers and written when it "
+	    "lets go)\n", fl->ip, LMDB_APPLY_VERB_MS / 1000, fl->dir);
+	control_reply_done(fl->reply, -1);
 }
 
 static void rep_flush_answer(struct rep_flush *fl);
@@ -102,6 +133,10 @@ static void rep_flush_answer_cb(uv_async_t *a)
 {
 	struct rep_flush *fl = a->data;
 
+	if (fl->answered) {
+		rep_flush_close(fl);
+		return;
+	}
 	if (fl->f.workers == 0 && ops_is_stopping() && fl->lmdb && !fl->here_asked &&
 	    rep_flush_lmdb_here(fl) == 1)
 		return;
@@ -184,7 +219,7 @@ static void rep_flush_answer(struct rep_flush *fl)
 		    n == 1 ? "" : "s", n ? " (" : " (none was held)", names, n ? ")" : "");
 		control_reply_done(fl->reply, 0);
 	}
-	uv_close((uv_handle_t *)&fl->async, rep_flush_closed_cb);
+	rep_flush_close(fl);
 }
 
 /* LMDB: which of the keys the map holds now (read inline; the environment is the one the
@@ -250,7 +285,16 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 	snprintf(fl->ip, sizeof(fl->ip), "%s", fl->f.keys[0] + 3);
 	if (fl->lmdb)
 		rep_flush_lmdb_held(c, fl);
+	fl->handles = 1;
 	reputation_forget_post(&fl->f);
+	if (fl->lmdb) {
+		/* the workers' answer comes on this loop, after this return: the timer is in place */
+		uv_timer_init(control_reply_loop(r), &fl->timer);
+		fl->timer.data = fl;
+		fl->timed = true;
+		fl->handles = 2;
+		uv_timer_start(&fl->timer, rep_flush_timeout_cb, LMDB_APPLY_VERB_MS, 0);
+	}
 }
 
 /* During the drain too (an operator clearing a client while sessions finish): the workers
