@@ -463,22 +463,6 @@ static redisReply *lc_redis_expire_after(redisContext *rc, redisReply *v, const 
 	return v;
 }
 
-/* gw's write here and now (no worker holds the store). */
-static int lc_gl_lmdb_write(const struct greylist_config *c, const struct greylist_write *gw,
-    char *err, size_t errlen)
-{
-	struct lmdb_store_change ch = { .key = gw->key, .val = gw->val, .vlen = gw->vlen };
-	int rc = lmdb_store_apply(store_lmdb_dir(c->store), 0, "greylist", &ch, 1);
-
-	if (rc == LMDB_APPLY_NO_MAP)
-		snprintf(err, errlen, "cannot open %s", c->store);
-	else if (rc == LMDB_APPLY_NO_MEMORY)
-		snprintf(err, errlen, "out of memory");
-	else if (rc < 0)
-		snprintf(err, errlen, "write failed (see the log)");
-	return rc < 0 ? -1 : 0;
-}
-
 static int lc_gl_redis(const struct greylist_config *c, const char *key, int op,
     struct lc_triplet *t, char *err, size_t errlen)
 {
@@ -911,6 +895,10 @@ static void lc_gl_reply(struct strbuf *out, bool json, int op, const char *tripl
 struct lc_gl_pending {
 	struct greylist_write gw;       /* first member: done gets &gw */
 	uv_async_t async;               /* on the main loop: every worker has done its part */
+	uv_timer_t timer;               /* LMDB: the answer's bound (LMDB_APPLY_VERB_MS) */
+	int handles;                    /* open of the two: p is freed when none is */
+	bool timed;                     /* the timer is one of them */
+	bool answered;                  /* the bound ran out first: answered ERR already */
 	struct control_reply *reply;
 	bool json;
 	int op;
@@ -940,7 +928,28 @@ static void lc_gl_pending_done(struct greylist_write *gw)
 
 static void lc_gl_pending_closed_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct lc_gl_pending *p = h->data;
+
+	if (--p->handles == 0)
+		free(p);
+}
+
+/* The verb's name, for its answer. */
+static const char *lc_gl_verb(const struct lc_gl_pending *p);
+
+/* Main loop: an LMDB change through the workers not written within LMDB_APPLY_VERB_MS
+ * (another process holds the write lock: the workers' batches wait for it in the store's
+ * writer thread): the verb is answered ERR now, the change stays queued and is written when
+ * the lock comes; the workers' answer, when it comes, only frees p. */
+static void lc_gl_pending_timeout_cb(uv_timer_t *t)
+{
+	struct lc_gl_pending *p = t->data;
+
+	p->answered = true;
+	strbuf_printf(control_reply_out(p->reply), "greylist %s: not written within %ds: another process holds "
+	    "the write lock of %s (the change is queued in the workers and written when it lets go)\n",
+	    lc_gl_verb(p), LMDB_APPLY_VERB_MS / 1000, p->store);
+	control_reply_done(p->reply, -1);
 }
 
 /* A client record's verb: the state it found is the workers' (what they had queued, newer
@@ -956,12 +965,11 @@ static void lc_ip_seen(struct lc_gl_pending *p)
 	p->was_left_ms = exp > wall ? exp - wall : 0;
 }
 
-/* Main loop: every worker's batch with the write is applied (or failed); the reply. */
-static void lc_gl_pending_answer_cb(uv_async_t *a)
+/* p's verb answered: every worker's batch with the write is applied (failed of them not),
+ * or the change written here (lc_gl_lmdb_write_later). */
+static void lc_gl_pending_answer(struct lc_gl_pending *p, int failed)
 {
-	struct lc_gl_pending *p = a->data;
 	struct strbuf *out = control_reply_out(p->reply);
-	int failed = atomic_load(&p->gw.failed);
 
 	if (failed > 0) {
 		strbuf_printf(out, "greylist %s: %s failed in %d of %zu workers (see the log)\n",
@@ -978,7 +986,76 @@ static void lc_gl_pending_answer_cb(uv_async_t *a)
 		lc_gl_reply(out, p->json, p->op, p->triplet, "lmdb", &p->t, p->delay);
 		control_reply_done(p->reply, 0);
 	}
+}
+
+/* Main loop: every worker's batch with the write is applied (or failed); the reply. */
+static void lc_gl_pending_answer_cb(uv_async_t *a)
+{
+	struct lc_gl_pending *p = a->data;
+
+	if (!p->answered)
+		lc_gl_pending_answer(p, atomic_load(&p->gw.failed));
 	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
+	if (p->timed)
+		uv_close((uv_handle_t *)&p->timer, lc_gl_pending_closed_cb);
+}
+
+static const char *lc_gl_verb(const struct lc_gl_pending *p)
+{
+	return p->ipop ? lc_ip_ops[p->ipop - 1] : lc_gl_ops[p->op];
+}
+
+/* Main loop: the change lc_gl_lmdb_write_later handed over is written, failed, or was not
+ * written within LMDB_APPLY_VERB_MS; q (a copy of the verb's pending state) freed. */
+static void lc_gl_applied_cb(void *arg, int rc)
+{
+	struct lc_gl_pending *q = arg;
+	const char *verb = lc_gl_verb(q);
+
+	if (rc == LMDB_APPLY_TIMEOUT) {
+		strbuf_printf(control_reply_out(q->reply), "greylist %s: not written within %ds: another process "
+		    "holds the write lock of %s (the change is written when it lets go)\n", verb,
+		    LMDB_APPLY_VERB_MS / 1000, q->store);
+		control_reply_done(q->reply, -1);
+	} else if (rc < 0) {
+		strbuf_printf(control_reply_out(q->reply), "greylist %s: write failed (see the log)\n", verb);
+		control_reply_done(q->reply, -1);
+	} else {
+		lc_gl_pending_answer(q, 0);
+	}
+	free(q);
+}
+
+/* p's change when no worker holds the store (none started yet, the drain's end): handed to
+ * the directory's writer thread and answered when it is written or after LMDB_APPLY_VERB_MS
+ * (lc_gl_applied_cb), never waited for here: another process holding LMDB's write lock
+ * would stall the main loop (every control client, the metrics listener, a reload). p's
+ * handle is closing (lc_gl_pending_post): a copy waits. 1: answered later; -1: err says why. */
+static int lc_gl_lmdb_write_later(const struct greylist_config *c, const struct lc_gl_pending *p,
+    char *err, size_t errlen)
+{
+	struct lmdb_store_change ch = { .key = p->gw.key, .val = p->gw.val, .vlen = p->gw.vlen };
+	struct lc_gl_pending *q = malloc(sizeof(*q));
+	int rc;
+
+	if (q == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(q, p, sizeof(*q));       /* its async handle is p's, never used through q */
+	snprintf(q->store, sizeof(q->store), "%s", store_lmdb_dir(c->store));
+	rc = lmdb_store_apply_start(control_reply_loop(p->reply), store_lmdb_dir(c->store), 0, "greylist", &ch, 1,
+	    LMDB_APPLY_VERB_MS, lc_gl_applied_cb, q);
+	if (rc == 0)
+		return 1;
+	free(q);
+	if (rc == LMDB_APPLY_NO_MAP)
+		snprintf(err, errlen, "cannot open %s", c->store);
+	else if (rc == LMDB_APPLY_NO_MEMORY)
+		snprintf(err, errlen, "out of memory");
+	else
+		snprintf(err, errlen, "write failed (see the log)");
+	return -1;
 }
 
 /* Fills in p's answer and hands p->gw to the workers (greylist_write_post). 1: posted, the
@@ -1000,15 +1077,28 @@ static int lc_gl_pending_post(struct lc_gl_pending *p, const struct greylist_con
 		return -1;
 	}
 	p->async.data = p;
-	if (greylist_write_post(&p->gw) > 0)
+	p->handles = 1;
+	if (!p->gw.redis)
+		snprintf(p->store, sizeof(p->store), "%s", store_lmdb_dir(c->store));
+	if (greylist_write_post(&p->gw) > 0) {
+		/* LMDB: answered when written, or ERR at the bound (the workers' answer comes on
+		 * this loop, after this return: the timer is in place before it) */
+		if (!p->gw.redis) {
+			uv_timer_init(control_reply_loop(r), &p->timer);
+			p->timer.data = p;
+			p->timed = true;
+			p->handles = 2;
+			uv_timer_start(&p->timer, lc_gl_pending_timeout_cb, LMDB_APPLY_VERB_MS, 0);
+		}
 		return 1;
+	}
 	uv_close((uv_handle_t *)&p->async, lc_gl_pending_closed_cb);
 	return 0;
 }
 
 /* LMDB pass/delete: through every worker's writer, answered when their batches are applied
- * (greylist_write_post); without a worker holding the store, written here. 1: answered
- * later; 0: t is filled, answer now; -1: err says why. */
+ * (greylist_write_post); without a worker holding the store, written from here
+ * (lc_gl_lmdb_write_later). 1: answered later; -1: err says why. */
 static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triplet, int op, bool json,
     struct lc_triplet *t, struct control_reply *r, char *err, size_t errlen)
 {
@@ -1027,8 +1117,8 @@ static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triple
 
 	if (rc != 0)
 		return rc;
-	/* no worker holds the store (none started yet): written here */
-	return lc_gl_lmdb_write(c, &p->gw, err, errlen);
+	/* no worker holds the store (none started yet, the drain's end): written from here */
+	return lc_gl_lmdb_write_later(c, p, err, errlen);
 }
 
 /* Redis pass/delete: the local table (the fallback during an outage) changed as Redis is,
@@ -1291,9 +1381,9 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		rc = lc_gl_pending_post(p, c, client, GL_SHOW, json, r, err, sizeof(err));
 		if (rc == 1)
 			return;                 /* answered when the workers' batches are applied */
-		if (rc < 0 || lc_gl_lmdb_write(c, &p->gw, err, sizeof(err)) < 0)
+		if (rc < 0 || lc_gl_lmdb_write_later(c, p, err, sizeof(err)) < 0)
 			goto fail;
-		goto answer;
+		return;                         /* answered when written (lc_gl_applied_cb) */
 	}
 	/* the local table: the store itself, or Redis's fallback (what a worker decides while
 	 * Redis does not answer), changed the same way */

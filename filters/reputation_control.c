@@ -43,6 +43,11 @@ struct rep_flush {
 	char url[512];
 	uint64_t timeout, half_life;
 	char err[160];                  /* Redis: why it could not be reached */
+	uv_timer_t timer;               /* LMDB: the answer's bound (LMDB_APPLY_VERB_MS) */
+	int handles;                    /* open of async and timer: fl is freed when none is */
+	bool timed, answered;           /* the timer is open / ran out first: answered ERR */
+	int here_rc;                    /* LMDB here: lmdb_store_apply_start's answer */
+	bool here_asked;                /* ... asked (the answer follows in rep_flush_answer) */
 };
 
 /* Any thread (the last worker's loop): hands the answer to the main loop. */
@@ -55,20 +60,63 @@ static void rep_flush_done(struct reputation_forget *f)
 
 static void rep_flush_closed_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct rep_flush *fl = h->data;
+
+	if (--fl->handles == 0)
+		free(fl);
+}
+
+static void rep_flush_close(struct rep_flush *fl)
+{
+	uv_close((uv_handle_t *)&fl->async, rep_flush_closed_cb);
+	if (fl->timed)
+		uv_close((uv_handle_t *)&fl->timer, rep_flush_closed_cb);
+}
+
+/* Main loop: LMDB deletes through the workers not written within LMDB_APPLY_VERB_MS
+ * (another process holds the write lock: the workers' batches wait in the store's writer
+ * thread): answered ERR now, the deletes stay queued and are written when the lock comes;
+ * the workers' answer, when it comes, only frees fl. Done here at the drain's end, the
+ * deletes have their own bound (lmdb_store_apply_start). */
+static void rep_flush_timeout_cb(uv_timer_t *t)
+{
+	struct rep_flush *fl = t->data;
+
+	if (fl->here_asked)
+		return;
+	fl->answered = true;
+	strbuf_printf(control_reply_out(fl->reply), "flush reputation %s: not written within %ds: another "
+	    "process holds the write lock of %s (the deletes are queued in the workers and written when it "
+	    "lets go)\n", fl->ip, LMDB_APPLY_VERB_MS / 1000, fl->dir);
+	control_reply_done(fl->reply, -1);
+}
+
+static void rep_flush_answer(struct rep_flush *fl);
+
+static void rep_flush_lmdb_applied_cb(void *arg, int rc)
+{
+	struct rep_flush *fl = arg;
+
+	fl->here_rc = rc;
+	rep_flush_answer(fl);
 }
 
 /* LMDB, no worker holding the store (the drain's end: the last one has freed its writer,
- * so none writes beside this one): the deletes done here, in the main loop's thread, as
- * the greylist verb writes its change. 0, or -1 when the map could not be opened or the
- * batch failed (logged by the store). */
+ * so none writes beside this one): the deletes handed to the directory's writer thread,
+ * answered when written or after LMDB_APPLY_VERB_MS (another process holding the write
+ * lock must not stall the main loop: the control socket, the metrics listener, the drain
+ * watch), as the greylist verb writes its change. 1: asked, rep_flush_answer follows;
+ * -1: the map could not be opened (fl->here_rc). */
 static int rep_flush_lmdb_here(struct rep_flush *fl)
 {
 	struct lmdb_store_change ch[REPUTATION_FORGET_KEYS];
 
 	for (size_t i = 0; i < fl->f.nkeys; i++)
 		ch[i] = (struct lmdb_store_change){ .key = fl->f.keys[i] };
-	return lmdb_store_apply(fl->dir, fl->map_size, "reputation", ch, fl->f.nkeys) == 0 ? 0 : -1;
+	fl->here_asked = true;
+	fl->here_rc = lmdb_store_apply_start(fl->async.loop, fl->dir, fl->map_size, "reputation", ch, fl->f.nkeys,
+	    LMDB_APPLY_VERB_MS, rep_flush_lmdb_applied_cb, fl);
+	return fl->here_rc == 0 ? 1 : -1;
 }
 
 /* Redis, no worker holding the store (the drain's end: the last worker's connection and
@@ -79,10 +127,24 @@ static int rep_flush_redis_here(struct rep_flush *fl)
 	return reputation_forget_redis_sync(fl->url, fl->timeout, fl->half_life, &fl->f, fl->err, sizeof(fl->err));
 }
 
-/* Main loop: every worker is done; the reply. */
+/* Main loop: every worker is done; the reply (LMDB during the drain: once the deletes done
+ * here are written, or their bound passed). */
 static void rep_flush_answer_cb(uv_async_t *a)
 {
 	struct rep_flush *fl = a->data;
+
+	if (fl->answered) {
+		rep_flush_close(fl);
+		return;
+	}
+	if (fl->f.workers == 0 && ops_is_stopping() && fl->lmdb && !fl->here_asked &&
+	    rep_flush_lmdb_here(fl) == 1)
+		return;
+	rep_flush_answer(fl);
+}
+
+static void rep_flush_answer(struct rep_flush *fl)
+{
 	struct strbuf *out = control_reply_out(fl->reply);
 	const struct reputation_forget *f = &fl->f;
 	bool removed[REPUTATION_FORGET_KEYS];
@@ -91,7 +153,7 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	 * Outside the drain none holding it is an init failure (event=module_error), said as
 	 * such. */
 	bool here = f->workers == 0 && ops_is_stopping() &&
-	    (fl->lmdb ? rep_flush_lmdb_here(fl) : rep_flush_redis_here(fl)) == 0;
+	    (fl->lmdb ? fl->here_asked && fl->here_rc == 0 : rep_flush_redis_here(fl) == 0);
 	int n = 0, failed = atomic_load(&f->failed);
 	char names[2 * sizeof(f->keys[0]) + 2] = "", lognames[sizeof(names)] = "";
 
@@ -110,7 +172,13 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	log_event(LOG_LVL_INFO, NULL, "event=reputation_flush client=%s records=%d removed=%s workers=%zu "
 	    "failed=%d%s", fl->ip, n, n ? lognames : "-", f->workers, failed,
 	    here ? " by=main_loop reason=draining" : "");
-	if (f->workers == 0 && !here && ops_is_stopping() && !fl->lmdb) {
+	if (f->workers == 0 && !here && ops_is_stopping() && fl->lmdb && fl->here_rc == LMDB_APPLY_TIMEOUT) {
+		strbuf_printf(out, "flush reputation %s: mxgate is shutting down and the deletes were not "
+		    "written within %ds: another process holds the write lock of %s (they are written "
+		    "when it lets go, unless mxgate has exited by then)\n", fl->ip, LMDB_APPLY_VERB_MS / 1000,
+		    fl->dir);
+		control_reply_done(fl->reply, -1);
+	} else if (f->workers == 0 && !here && ops_is_stopping() && !fl->lmdb) {
 		strbuf_printf(out, "flush reputation %s: mxgate is shutting down and Redis could not be "
 		    "reached from the main loop (%s): nothing flushed (ask again after the restart)\n", fl->ip,
 		    fl->err[0] ? fl->err : "no answer");
@@ -151,7 +219,7 @@ static void rep_flush_answer_cb(uv_async_t *a)
 		    n == 1 ? "" : "s", n ? " (" : " (none was held)", names, n ? ")" : "");
 		control_reply_done(fl->reply, 0);
 	}
-	uv_close((uv_handle_t *)&fl->async, rep_flush_closed_cb);
+	rep_flush_close(fl);
 }
 
 /* LMDB: which of the keys the map holds now (read inline; the environment is the one the
@@ -217,7 +285,16 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 	snprintf(fl->ip, sizeof(fl->ip), "%s", fl->f.keys[0] + 3);
 	if (fl->lmdb)
 		rep_flush_lmdb_held(c, fl);
+	fl->handles = 1;
 	reputation_forget_post(&fl->f);
+	if (fl->lmdb) {
+		/* the workers' answer comes on this loop, after this return: the timer is in place */
+		uv_timer_init(control_reply_loop(r), &fl->timer);
+		fl->timer.data = fl;
+		fl->timed = true;
+		fl->handles = 2;
+		uv_timer_start(&fl->timer, rep_flush_timeout_cb, LMDB_APPLY_VERB_MS, 0);
+	}
 }
 
 /* During the drain too (an operator clearing a client while sessions finish): the workers

@@ -637,6 +637,8 @@ static const struct cfg_field backends_fields[] = {
 	  100, S(3600), .doc = "wait for each backend reply" },
 	{ "data_timeout", CFG_DURATION, offsetof(struct backends_config, data_timeout), "300s",
 	  100, S(86400), .doc = "wait for the reply after the final dot; while the message is sent, for the backend to take the next part of it" },
+	{ "data_deadline", CFG_DURATION, offsetof(struct backends_config, data_deadline), "1h",
+	  S(1), S(7 * 86400), .doc = "a whole message to a backend, from its first octet (after the 354, or the BDAT) to the last reply to it: a backend that takes the message at a trickle, each part within data_timeout, or an LMTP server answering one recipient per data_timeout, is cut off (the attempt fails, 451 4.4.1 to the client); 1h passes a 50M message at 15 KB/s, as limits.data_deadline on the client's side" },
 	{ "max_attempts", CFG_INT, offsetof(struct backends_config, max_attempts), "3", 1, 100,
 	  .doc = "servers tried for one message before the client gets 4xx" },
 	{ "pool_size", CFG_INT, offsetof(struct backends_config, pool_size), "8", 0, 1000,

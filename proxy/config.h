@@ -90,6 +90,7 @@ struct backends_config {
 	uint64_t connect_timeout;   /* ms */
 	uint64_t reply_timeout;     /* ms, per command */
 	uint64_t data_timeout;      /* ms, for the reply after the final dot */
+	uint64_t data_deadline;     /* ms, a whole message: first octet to the last reply */
 	long max_attempts;          /* backends tried per message before 4xx */
 	long pool_size;             /* idle connections kept per backend per worker */
 	long lmtp_recipient_limit;  /* recipients per transaction to an LMTP server (0 = any) */

@@ -21,7 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
+#ifdef __linux__
+#include <linux/sockios.h>	/* SIOCOUTQ */
+#endif
 
 enum relay_state {
 	RELAY_CONNECTING = 0,
@@ -62,6 +66,9 @@ struct relay {
 	uv_timer_t timer;
 	uint64_t due;                 /* loop time the current step runs out; 0: none (relay_arm) */
 	uint64_t timer_at;          /* when the libuv timer fires (loop time), 0: not running */
+	/* a message's transfer (relay_data_watch): octets ever written to the stream, how many of
+	 * them the backend had taken at the last look, and the message's end (data_deadline) */
+	uint64_t wq_in, wq_out, data_end, wq_msg;   /* wq_msg: wq_in when the message began */
 	uv_connect_t conn_req;
 	size_t addr_i;                /* which of b->addrs the connection is to */
 	size_t addr_tries;            /* addresses this open tried before addr_i */
@@ -229,6 +236,7 @@ static int relay_write_raw(struct relay *r, const char *data, size_t len, bool p
 
 	if (r->state == RELAY_CLOSED)
 		return -1;
+	r->wq_in += len;
 	if (!pump && uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0) {
 		/* Straight into the kernel when nothing is queued. */
 		int rc = stream_try_write((uv_stream_t *)&r->tcp, &data, &len);
@@ -261,6 +269,7 @@ static int relay_write_rawv(struct relay *r, const uv_buf_t *bufs, unsigned nb)
 		return -1;
 	for (unsigned i = 0; i < nb; i++)
 		total += bufs[i].len;
+	r->wq_in += total;
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0) {
 		int n = uv_try_write((uv_stream_t *)&r->tcp, bufs, nb);
 		if (n < 0 && n != UV_EAGAIN)
@@ -324,6 +333,100 @@ static void relay_send_line(struct relay *r, const char *line)
 
 /* ---- timers and closing ------------------------------------------------------------ */
 
+static void relay_timeout_cb(uv_timer_t *t);
+
+/* How often the timer looks at a message's write queue while octets wait in it: 1/8 of
+ * data_timeout, so a backend that stops taking them is cut off between data_timeout and
+ * 9/8 of it after the last octet it took. */
+static uint64_t relay_data_tick(const struct relay *r)
+{
+	uint64_t t = relay_cfg(r)->data_timeout;
+
+	t = (t ? t : 60000) / 8;
+	return t > 10 ? t : 10;
+}
+
+/* Octets written to the backend it has not taken yet: libuv's write queue and, on Linux,
+ * what its kernel holds unacknowledged (SIOCOUTQ; a send buffer autotuned to megabytes holds
+ * most of a large message). A system call: asked only by the timer (relay_data_watch). */
+static size_t relay_unacked(struct relay *r)
+{
+	size_t n = uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp);
+#ifdef SIOCOUTQ
+	uv_os_fd_t fd;
+	int q = 0;
+
+	if (uv_fileno((uv_handle_t *)&r->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &q) == 0 && q > 0)
+		n += (size_t)q;
+#endif
+	return n;
+}
+
+/* A message's transfer (RELAY_DATA_SEND, and RELAY_DATA_FINAL while octets are still on
+ * their way): progress restarts data_timeout, as Postfix's smtp_data_xfer_timeout is a stall
+ * timeout per write. Over plain TCP the rest of a message goes to libuv in one request, and
+ * the kernel takes megabytes of it at once, so no callback says the backend took a part:
+ * while octets are unacknowledged the timer looks every relay_data_tick at how many have
+ * gone (wq_in less relay_unacked) and any taken since the last look start data_timeout
+ * again from now. Once all are taken the reply to the dot gets data_timeout from then
+ * (Postfix's smtp_data_done_timeout; "then" within one tick of the last octet taken).
+ * backends.data_deadline (data_end) stands behind it: a backend taking an octet every tick
+ * never holds the session past it. Called when the timer fires in those states (now: the
+ * loop's time); returns true when the timer runs again (the step goes on), false when the
+ * step's time is up. */
+static bool relay_data_watch(struct relay *r, uint64_t now)
+{
+	uint64_t t = relay_cfg(r)->data_timeout, next;
+	size_t unacked = relay_unacked(r);
+	uint64_t out = r->wq_in - unacked;
+
+	if (t == 0)
+		t = 60000;
+	if (out > r->wq_out) {
+		r->wq_out = out;	/* progress since the last look */
+		if (r->due < now + t)
+			r->due = now + t;
+	}
+	if (r->data_end != 0 && r->due > r->data_end)
+		r->due = r->data_end;
+	if (now >= r->due)
+		return false;
+	next = r->due;
+	if (unacked > 0 && now + relay_data_tick(r) < next)
+		next = now + relay_data_tick(r);
+	uv_timer_start(&r->timer, relay_timeout_cb, next - now, 0);
+	r->timer_at = next;
+	return true;
+}
+
+/* Octets of the message wait (libuv's queue holds some, or the message was larger than a
+ * send buffer surely takes at once): the timer looks within a tick (relay_data_watch). A
+ * small message costs no system call and no timer restart: it counts as taken when it was
+ * written, and its reply gets data_timeout from then. */
+static void relay_data_look_soon(struct relay *r)
+{
+	uint64_t next = uv_now(r->timer.loop) + relay_data_tick(r);
+
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp) == 0 && r->wq_in - r->wq_msg <= 65536) {
+		r->wq_out = r->wq_in;	/* taken as it was written: no progress to see later */
+		return;
+	}
+	if (r->timer_at != 0 && r->timer_at <= next)
+		return;
+	uv_timer_start(&r->timer, relay_timeout_cb, next - uv_now(r->timer.loop), 0);
+	r->timer_at = next;
+}
+
+/* The message step starts (the 354, or the BDAT going out): data_timeout from now,
+ * data_deadline behind it; what the backend took so far counts as taken. */
+static void relay_data_start(struct relay *r)
+{
+	r->wq_msg = r->wq_in;
+	r->wq_out = r->wq_in - uv_stream_get_write_queue_size((uv_stream_t *)&r->tcp);
+	r->data_end = uv_now(r->timer.loop) + relay_cfg(r)->data_deadline;
+	relay_arm(r, relay_cfg(r)->data_timeout);
+}
+
 static void relay_timeout_cb(uv_timer_t *t)
 {
 	struct relay *r = t->data;
@@ -332,6 +435,8 @@ static void relay_timeout_cb(uv_timer_t *t)
 	r->timer_at = 0;	/* fired: no longer running */
 	if (r->due == 0)
 		return;		/* disarmed since: the step was answered in time */
+	if ((r->state == RELAY_DATA_SEND || r->state == RELAY_DATA_FINAL) && relay_data_watch(r, now))
+		return;
 	if (now < r->due) {
 		/* armed again later since it was started: wait for the rest */
 		uv_timer_start(&r->timer, relay_timeout_cb, r->due - now, 0);
@@ -342,6 +447,10 @@ static void relay_timeout_cb(uv_timer_t *t)
 	if (r->state == RELAY_IDLE) {
 		/* Idle too long: say goodbye. */
 		relay_close(r);
+		return;
+	}
+	if ((r->state == RELAY_DATA_SEND || r->state == RELAY_DATA_FINAL) && r->data_end != 0 && now >= r->data_end) {
+		relay_fail(r, "data_deadline");
 		return;
 	}
 	relay_fail(r, "timeout");
@@ -1255,7 +1364,7 @@ static void relay_on_reply(struct relay *r, int code, const char *text, size_t l
 		dotstuff_init(&r->ds);
 		r->off = 0;
 		/* the message's time from now on (it was the DATA command's reply_timeout) */
-		relay_arm(r, relay_cfg(r)->data_timeout);
+		relay_data_start(r);
 		relay_pump(r);
 		return;
 	case RELAY_DATA_SEND:
@@ -1605,7 +1714,9 @@ static void relay_pump(struct relay *r)
 			    relay_write_data_cb)) != 0) {
 				free(w);
 				relay_fail(r, "write failed");
+				return;
 			}
+			relay_data_look_soon(r);	/* progress inside the queue too */
 			return;
 		}
 		r->chunk = chunk;
@@ -1679,8 +1790,10 @@ static void relay_pump(struct relay *r)
 		if (last)
 			r->outq.len = 0;
 		if (last) {
+			/* the reply's data_timeout runs once the queue is written (relay_data_watch) */
 			r->state = RELAY_DATA_FINAL;
 			relay_arm(r, relay_cfg(r)->data_timeout);
+			relay_data_look_soon(r);
 			return;
 		}
 	}
@@ -1726,7 +1839,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 		r->state = RELAY_DATA_SEND;
 		dotstuff_init(&r->ds);
 		r->off = 0;
-		relay_arm(r, relay_cfg(r)->data_timeout);
+		relay_data_start(r);
 		relay_pump(r);
 		return;
 	}
@@ -1749,7 +1862,7 @@ void relay_send_message(struct relay *r, const char *prefix, size_t prefix_len, 
 		bdat_crlf_init(&r->crlf);
 		r->off = 0;
 		r->state = RELAY_DATA_SEND;
-		relay_arm(r, relay_cfg(r)->data_timeout);
+		relay_data_start(r);
 		relay_pump(r);
 		return;
 	}

@@ -1493,3 +1493,99 @@ int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
 	lmdb_store_close(st);
 	return rc;
 }
+
+/* lmdb_store_apply_start's call: its timer (the bound, then the deferred end) and the writer;
+ * refs: the timer's handle and the writer's flush callback, the last one frees. */
+struct ls_apply {
+	uv_timer_t timer;
+	struct lmdb_writer *w;
+	lmdb_store_apply_fn done;
+	void *arg;
+	int rc;                         /* the batch's status, once written */
+	bool written, answered;         /* loop thread only, but for written with the writer gone */
+	atomic_int refs;
+};
+
+static void ls_apply_unref(struct ls_apply *a)
+{
+	if (atomic_fetch_sub(&a->refs, 1) == 1)
+		free(a);
+}
+
+static void ls_apply_closed_cb(uv_handle_t *h)
+{
+	ls_apply_unref(h->data);
+}
+
+/* The timer: the bound ran out (not written: the verb is answered, the writer freed, its
+ * batch left to the writer thread), or the batch was written (the answer, then the writer
+ * freed here, outside its own callback). */
+static void ls_apply_timer_cb(uv_timer_t *t)
+{
+	struct ls_apply *a = t->data;
+	struct lmdb_writer *w = a->w;
+
+	if (!a->answered) {
+		a->answered = true;
+		a->done(a->arg, a->written ? a->rc : LMDB_APPLY_TIMEOUT);
+	}
+	a->w = NULL;
+	uv_close((uv_handle_t *)&a->timer, ls_apply_closed_cb);
+	/* not written yet: the flush callback comes later, from the writer thread (its ref) */
+	lmdb_writer_free(w);
+}
+
+/* The writer's flush callback: on the loop's thread while the writer lives, or on the
+ * writer thread once it was freed at the timeout (then only the ref is dropped). */
+static void ls_apply_written_cb(void *arg, int status)
+{
+	struct ls_apply *a = arg;
+
+	if (a->w != NULL) {
+		a->written = true;
+		a->rc = status == 0 ? 0 : LMDB_APPLY_FAILED;
+		uv_timer_start(&a->timer, ls_apply_timer_cb, 0, 0);
+	}
+	ls_apply_unref(a);
+}
+
+/* See lmdb_store.h. */
+int lmdb_store_apply_start(uv_loop_t *loop, const char *dir, uint64_t map_size, const char *name,
+    const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
+    void *arg)
+{
+	struct lmdb_store *st = lmdb_store_open(dir, map_size);
+	struct lmdb_writer_config wc = { .name = name };
+	struct ls_apply *a = st ? calloc(1, sizeof(*a)) : NULL;
+	int rc;
+
+	if (a == NULL || (a->w = lmdb_writer_new(st, loop, &wc)) == NULL) {
+		free(a);
+		lmdb_store_close(st);
+		return st ? LMDB_APPLY_NO_MEMORY : LMDB_APPLY_NO_MAP;
+	}
+	lmdb_store_close(st);           /* the writer holds its own reference */
+	a->done = done;
+	a->arg = arg;
+	for (size_t i = 0; i < n; i++)
+		if ((ch[i].vlen ? lmdb_writer_put(a->w, ch[i].key, strlen(ch[i].key), ch[i].val, ch[i].vlen) :
+		    lmdb_writer_del(a->w, ch[i].key, strlen(ch[i].key))) < 0) {
+			lmdb_writer_free(a->w); /* nothing flushed: no callback */
+			free(a);
+			return LMDB_APPLY_FAILED;
+		}
+	uv_timer_init(loop, &a->timer);
+	a->timer.data = a;
+	atomic_init(&a->refs, 2);
+	rc = lmdb_writer_flush(a->w, ls_apply_written_cb, a);
+	if (rc != 0) {
+		/* 1: nothing to write (n 0), answered at once; -1: out of memory */
+		atomic_store(&a->refs, 1);
+		a->written = true;
+		a->rc = rc > 0 ? 0 : LMDB_APPLY_FAILED;
+		uv_timer_start(&a->timer, ls_apply_timer_cb, 0, 0);
+		return 0;
+	}
+	uv_timer_start(&a->timer, ls_apply_timer_cb, timeout_ms, 0);
+	return 0;
+}

@@ -191,8 +191,23 @@ struct lmdb_store_change {
  * map_size as lmdb_store_open, name labels the writer in the log. 0, or
  * LMDB_APPLY_NO_MAP (the map could not be opened), LMDB_APPLY_NO_MEMORY, or
  * LMDB_APPLY_FAILED (a change refused or the batch failed; logged by the store). */
-enum { LMDB_APPLY_NO_MAP = -1, LMDB_APPLY_NO_MEMORY = -2, LMDB_APPLY_FAILED = -3 };
+enum { LMDB_APPLY_NO_MAP = -1, LMDB_APPLY_NO_MEMORY = -2, LMDB_APPLY_FAILED = -3,
+       LMDB_APPLY_TIMEOUT = -4 };
 int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
     const struct lmdb_store_change *ch, size_t n);
+
+/* The same without waiting on loop (the main loop: a control verb's change): the batch goes
+ * to the directory's writer thread, which may wait for LMDB's write lock (another process
+ * holding it: a stopped `mxgate learn`, any LMDB tool); done(arg, rc) is called once, on
+ * loop's thread, never from inside this call: rc 0 when the batch is written,
+ * LMDB_APPLY_FAILED, or LMDB_APPLY_TIMEOUT when it was not written within timeout_ms (it
+ * stays with the writer thread and is written when the lock comes, or dropped at exit after
+ * the 5 s lmdb_store_wait_written gives). Returns 0 (done will be called), or
+ * LMDB_APPLY_NO_MAP / LMDB_APPLY_NO_MEMORY / LMDB_APPLY_FAILED (done is not called). */
+typedef void (*lmdb_store_apply_fn)(void *arg, int rc);
+enum { LMDB_APPLY_VERB_MS = 5000 };  /* how long a control verb waits for its change */
+int lmdb_store_apply_start(uv_loop_t *loop, const char *dir, uint64_t map_size, const char *name,
+    const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
+    void *arg);
 
 #endif

@@ -1055,12 +1055,19 @@ class TcpForwarder:
     """A TCP forwarder on 127.0.0.1:<free port> to 127.0.0.1:target (threads): a daemon's path
     to a real peer that a test can cut — cut() closes every connection and refuses new ones
     (a network partition of one node); set .open = True to let connections through again.
-    reply_delay: seconds each read from the target waits before it is passed on (a slow peer)."""
+    reply_delay: seconds each read from the target waits before it is passed on (a slow peer).
+    read_rate: octets a second the daemon's side is read at (a backend taking a message
+    slowly but steadily; the receive buffer is then 64 KB, so the kernel holds little of it);
+    stall_after: octets read from the daemon's side after which it is read no more (a peer
+    that stops taking what it is sent); .stalled_at is then the time of the last read."""
 
-    def __init__(self, target, reply_delay=0):
+    def __init__(self, target, reply_delay=0, read_rate=0, stall_after=None):
         self.target, self.reply_delay = target, reply_delay
+        self.read_rate, self.stall_after, self.stalled_at = read_rate, stall_after, None
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if read_rate or stall_after is not None:
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         self.lsock.bind(('127.0.0.1', 0))
         self.lsock.listen(16)
         self.port = self.lsock.getsockname()[1]
@@ -1081,19 +1088,31 @@ class TcpForwarder:
             except OSError:
                 c.close()
                 continue
+            u.settimeout(None)	# the 5 s was for the connect: a quiet peer is no error
             self.conns += [c, u]
-            for a, b, delay in ((c, u, 0), (u, c, self.reply_delay)):
-                threading.Thread(target=self._pipe, args=(a, b, delay), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(c, u, 0, self), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, self.reply_delay), daemon=True).start()
 
     @staticmethod
-    def _pipe(a, b, delay):
+    def _pipe(a, b, delay, slow=None):
+        """a to b; slow: the forwarder, whose read_rate / stall_after pace the reads."""
+        rate = slow.read_rate if slow else 0
+        left = slow.stall_after if slow else None
         try:
             while True:
-                d = a.recv(65536)
+                if left is not None and left <= 0:
+                    slow.stalled_at = time.time()
+                    time.sleep(3600)	# reads no more; the connection stays open
+                want = 65536 if not rate else max(1, rate // 20)
+                d = a.recv(want if left is None else min(want, left))
                 if not d:
                     break
+                if left is not None:
+                    left -= len(d)
                 if delay:
                     time.sleep(delay)
+                if rate:
+                    time.sleep(len(d) / rate)
                 b.sendall(d)
         except OSError:
             pass

@@ -1089,6 +1089,76 @@ static void test_free_while_write_locked(void **state)
 	locked_end(&l);
 }
 
+struct applied {
+	int calls, rc;
+	double at;
+};
+
+static void flag_timer_cb(uv_timer_t *t)
+{
+	*(int *)t->data = 1;
+}
+
+static void applied_cb(void *arg, int rc)
+{
+	struct applied *a = arg;
+
+	a->calls++;
+	a->rc = rc;
+	a->at = now_s();
+}
+
+/* lmdb_store_apply_start, a control verb's change on the main loop while another process
+ * holds the write lock for 1.5 s: the call returns at once, the verb is answered
+ * LMDB_APPLY_TIMEOUT at its 300 ms bound, the loop runs on meanwhile (a timer of 100 ms
+ * fires in time), and the change lands when the lock goes. Without the lock: answered 0
+ * once written, the records there. Before, the only way was lmdb_store_apply, which waits
+ * in the calling thread (the main loop: every control client, the reload) for the lock. */
+static void test_apply_start_bounded(void **state)
+{
+	const struct lmdb_store_change put[] = { { .key = "v", .val = "1", .vlen = 1 } };
+	const struct lmdb_store_change del[] = { { .key = "v" } };
+	struct applied a = { 0 }, b = { 0 };
+	struct locked l;
+	uv_timer_t tick;
+	int ticked = 0;
+	double t0;
+	char buf[16];
+
+	(void)state;
+	locked_start(&l, 1500);
+	t0 = now_s();
+	assert_int_equal(lmdb_store_apply_start(&l.loop, l.d.path, 1 << 20, "test", put, 1, 300,
+	    applied_cb, &a), 0);
+	assert_true(now_s() - t0 < 0.1);
+	assert_int_equal(a.calls, 0);
+	uv_timer_init(&l.loop, &tick);
+	tick.data = &ticked;
+	uv_timer_start(&tick, flag_timer_cb, 100, 0);
+	run_until(&l.loop, &ticked);
+	assert_true(now_s() - t0 < 0.5);        /* the loop was not held */
+	run_until(&l.loop, &a.calls);
+	assert_int_equal(a.rc, LMDB_APPLY_TIMEOUT);
+	assert_true(a.at - t0 >= 0.29 && a.at - t0 < 1.0);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_run(&l.loop, UV_RUN_DEFAULT);
+	assert_int_equal(a.calls, 1);
+	peer_reap(&l);
+	assert_true(lmdb_store_wait_written(5000));
+	assert_string_equal(get_str(l.st, "v", buf, sizeof(buf)), "1");
+	/* the lock free: answered when written */
+	assert_int_equal(lmdb_store_apply_start(&l.loop, l.d.path, 1 << 20, "test", del, 1, 5000,
+	    applied_cb, &b), 0);
+	run_until(&l.loop, &b.calls);
+	assert_int_equal(b.rc, 0);
+	assert_string_equal(get_str(l.st, "v", buf, sizeof(buf)), "");
+	uv_run(&l.loop, UV_RUN_DEFAULT);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(lmdb_store_apply_start(&l.loop, "/proc/mxgate-no-such-dir", 1 << 20, "test", put, 1,
+	    300, applied_cb, &b), LMDB_APPLY_NO_MAP);
+	locked_end(&l);
+}
+
 /* The read pool's thread runs 300 ms after it is started (a loaded machine: here its start
  * is delayed): the open waits for it — the 0.1 s bound is for another process holding the
  * reader table's mutex, counted from when the thread went into LMDB. Before, the open failed
@@ -1163,6 +1233,7 @@ int main(void)
 		cmocka_unit_test(test_write_lock_leaves_pool),
 		cmocka_unit_test(test_free_while_write_locked),
 		cmocka_unit_test(test_apply_here),
+		cmocka_unit_test(test_apply_start_bounded),
 		cmocka_unit_test(test_disk_full_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
