@@ -515,7 +515,7 @@ static void log_write_all(const char *p, size_t n)
 /* See log.h. */
 void log_escape_controls_fuzz(char *line, size_t cap)
 {
-	log_escape_controls(line, cap);
+	log_escape_controls(line, strlen(line), cap);
 }
 
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
