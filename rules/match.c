@@ -424,11 +424,12 @@ void match_scratch_free(struct match_scratch *sc)
  * built the loaded library scans probes of those shapes — fill octets of lengths around the
  * boundary, then a needle — with the prefilter's own flags, and its answer is compared with
  * PCRE2's; on any miss no prefilter is built (every rule runs in PCRE2: the same results,
- * slower). Once a process: 3 patterns x 2 fills x 161 lengths, about a millisecond. */
+ * slower). Once a process: 3 patterns x 2 fills x 161 lengths; PCRE2 runs only where
+ * the library says no. */
 static const struct { const char *re; const char *needle; } match_probes[] = {
 	{ "\\bV.?i.?a.?g.?r.?a\\b", " VIAGRA " },
-	{ "c.?i.?a.?l.?i.?s", " Cialis\r\n" },
-	{ "f.?r.?e.?e.?m", " freem" },
+	{ "c.?i.?a.?l.?i.?s", " Cialis " },
+	{ "f.?r.?e.?e.?m", " freem " },
 };
 static const char *const match_probe_fills[] = { "x", "hello world... " };
 #define MATCH_PROBE_MAXFILL 160
@@ -453,39 +454,39 @@ static int match_on_hs_cb(unsigned int id, unsigned long long from, unsigned lon
 static void match_selftest_run(struct match_selftest *st)
 {
 	enum { NP = sizeof(match_probes) / sizeof(match_probes[0]) };
-	const char *exprs[NP];
-	unsigned fl[NP], ids[NP];
 	pcre2_code *re[NP] = { 0 };
+	hs_database_t *db[NP] = { 0 };
 	pcre2_match_data *md = NULL;
-	hs_database_t *db = NULL;
 	hs_scratch_t *hs = NULL;
-	hs_compile_error_t *cerr = NULL;
 	char text[MATCH_PROBE_MAXFILL + 16];
 	bool ready;
 
 	memset(st, 0, sizeof(*st));
 	snprintf(st->version, sizeof(st->version), "%s", hs_version());
-	for (unsigned i = 0; i < NP; i++) {
+	for (size_t k = strlen(st->version); k > 0 && st->version[k - 1] == ' '; k--)
+		st->version[k - 1] = '\0';     /* "5.4.9 ": a build without a date */
+	md = pcre2_match_data_create(4, NULL);
+	ready = md != NULL;
+	for (unsigned i = 0; i < NP && ready; i++) {
+		/* the flags match_multi_build gives a caseless rule; one database a pattern, the
+		 * shape 5.4.9 misses in (the three in one database scan right here: whether a
+		 * rule set's database misses depends on what else is in it) */
+		unsigned f = HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY | HS_FLAG_SINGLEMATCH |
+		    HS_FLAG_MULTILINE | HS_FLAG_CASELESS;
+		hs_compile_error_t *cerr = NULL;
 		int ec;
 		PCRE2_SIZE eo;
 
-		exprs[i] = match_probes[i].re;
-		/* the flags match_multi_build gives a caseless rule */
-		fl[i] = HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY | HS_FLAG_SINGLEMATCH |
-		    HS_FLAG_MULTILINE | HS_FLAG_CASELESS;
-		ids[i] = i;
-		re[i] = pcre2_compile((PCRE2_SPTR)exprs[i], PCRE2_ZERO_TERMINATED, PCRE2_CASELESS,
-		    &ec, &eo, NULL);
+		re[i] = pcre2_compile((PCRE2_SPTR)match_probes[i].re, PCRE2_ZERO_TERMINATED,
+		    PCRE2_CASELESS, &ec, &eo, NULL);
+		if (hs_compile(match_probes[i].re, f, HS_MODE_BLOCK, NULL, &db[i], &cerr) !=
+		    HS_SUCCESS) {
+			hs_free_compile_error(cerr);
+			db[i] = NULL;
+		}
+		ready = re[i] != NULL && db[i] != NULL && hs_alloc_scratch(db[i], &hs) == HS_SUCCESS;
 	}
-	md = pcre2_match_data_create(4, NULL);
-	ready = md != NULL;
-	for (unsigned i = 0; i < NP; i++)
-		ready = ready && re[i] != NULL;
-	if (hs_compile_multi(exprs, fl, ids, NP, HS_MODE_BLOCK, NULL, &db, &cerr) != HS_SUCCESS) {
-		hs_free_compile_error(cerr);
-		db = NULL;
-	}
-	if (!ready || db == NULL || hs_alloc_scratch(db, &hs) != HS_SUCCESS) {
+	if (!ready) {
 		snprintf(st->pattern, sizeof(st->pattern), "%s", "(self-test set-up)");
 		snprintf(st->probe, sizeof(st->probe), "%s", "compiling the probes failed");
 		goto out;
@@ -497,21 +498,17 @@ static void match_selftest_run(struct match_selftest *st)
 		for (size_t n = 0; n <= MATCH_PROBE_MAXFILL; n++) {
 			for (unsigned i = 0; i < NP; i++) {
 				size_t nl = strlen(match_probes[i].needle), len = n + nl;
-				uint8_t hit[NP] = { 0 };
-				int pc;
+				uint8_t hit = 0;
 
 				for (size_t k = 0; k < n; k++)
 					text[k] = fill[k % fl_len];
 				memcpy(text + n, match_probes[i].needle, nl);
-				if (hs_scan(db, text, (unsigned)len, 0, hs, match_on_hs_cb, hit) !=
-				    HS_SUCCESS)
-					hit[i] = 0;
-				if (match_st_inject)
-					hit[i] = 0;
-				pc = pcre2_match(re[i], (PCRE2_SPTR)text, len, 0, 0, md, NULL);
-				if (pc > 0 && !hit[i]) {
+				if (hs_scan(db[i], text, (unsigned)len, 0, hs, match_on_hs_cb, &hit) !=
+				    HS_SUCCESS || match_st_inject)
+					hit = 0;
+				if (!hit && pcre2_match(re[i], (PCRE2_SPTR)text, len, 0, 0, md, NULL) > 0) {
 					snprintf(st->pattern, sizeof(st->pattern), "%s", match_probes[i].re);
-					snprintf(st->probe, sizeof(st->probe), "\"%s\" x %zu octets + \"%s\"",
+					snprintf(st->probe, sizeof(st->probe), "'%s' x %zu octets + '%s'",
 					    fill, n, match_probes[i].needle);
 					st->probe_len = len;
 					goto out;
@@ -522,10 +519,11 @@ static void match_selftest_run(struct match_selftest *st)
 	st->ok = true;
 out:
 	hs_free_scratch(hs);
-	hs_free_database(db);
 	pcre2_match_data_free(md);
-	for (unsigned i = 0; i < NP; i++)
+	for (unsigned i = 0; i < NP; i++) {
+		hs_free_database(db[i]);
 		pcre2_code_free(re[i]);
+	}
 }
 #endif
 

@@ -69,7 +69,7 @@ struct match_selftest {
 	bool ok;
 	char version[96];    /* hs_version() of the library loaded */
 	char pattern[64];    /* the probe's pattern (caseless) */
-	char probe[96];      /* its text, described: "x" x 63 octets + " VIAGRA " */
+	char probe[96];      /* its text, described: 'x' x 63 octets + ' VIAGRA ' */
 	size_t probe_len;
 };
 const struct match_selftest *match_prefilter_selftest(void);
