@@ -59,7 +59,7 @@ struct match_scratch *match_scratch_new(void);
 void match_scratch_free(struct match_scratch *sc);
 
 /* The prefilter library's self-test (once a process, before the first prefilter is built,
- * about a millisecond): the loaded libhs scans probes of the shapes libvectorscan 5.4.9 is
+ * about 3 ms): the loaded libhs scans probes of the shapes libvectorscan 5.4.9 is
  * known to miss on AVX-512 (a.?b.?c... patterns after 63+ octets) and its answers are
  * compared with PCRE2's. ok false: the library missed `pattern` in `probe` (probe_len
  * octets); match_multi_build then builds nothing (every rule runs in PCRE2) and logs
