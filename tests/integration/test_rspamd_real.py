@@ -2,8 +2,8 @@
 """mxgate's rspamd entry (use_action: true) against a running rspamd 3.4, and the same
 messages through rspamd's own milter gateway (its proxy worker in milter mode, scanning
 itself) as a `milter` entry, side by side. rspamd is Debian's package unpacked into
-/opt/mxgate-peers/rspamd by scripts/install-deps.sh (it cannot be installed: it wants
-libhyperscan5, which conflicts with the libvectorscan5 mxgate builds against), its stock
+/opt/mxgate-peers/rspamd by scripts/install-deps.sh (installed, its package's scripts would
+start a system rspamd; it runs against the system's libhs.so.5, docs/testing.md), its stock
 configuration with tests/peers/rspamd/ as the local one: offline (no DNS answers, no RBL,
 no fuzzy, no Redis), milter_headers' common routines, dkim_signing for example.org with a
 key made here, and a rule (rspamd.local.lua) that forces an action or a milter reply by a
