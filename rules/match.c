@@ -416,6 +416,13 @@ void match_scratch_free(struct match_scratch *sc)
 
 /* ------------------------------------------------------- the library's self-test */
 
+static pthread_mutex_t match_st_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct match_selftest match_st;       /* under match_st_lock */
+static int match_st_done;                    /* 0: not run yet */
+static bool match_st_inject;                 /* tests: every answer of the library a miss */
+static atomic_bool match_st_logged;
+
+#ifdef MX_HAVE_HYPERSCAN
 /* libvectorscan 5.4.9 (Debian 12) on an AVX-512 CPU reports no match of a six-letter
  * a.?b.?c... pattern in about 78% of texts where it stands after 63 or more octets (the
  * 64-octet vector boundary; every mode and flag, fuzz_rules_scan's finding
@@ -434,13 +441,6 @@ static const struct { const char *re; const char *needle; } match_probes[] = {
 static const char *const match_probe_fills[] = { "x", "hello world... " };
 #define MATCH_PROBE_MAXFILL 160
 
-static pthread_mutex_t match_st_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct match_selftest match_st;       /* under match_st_lock */
-static int match_st_done;                    /* 0: not run yet */
-static bool match_st_inject;                 /* tests: the library "misses" the first probe */
-static atomic_bool match_st_logged;
-
-#ifdef MX_HAVE_HYPERSCAN
 /* hs_scan's callback: marks the pattern id in the byte array ctx. */
 static int match_on_hs_cb(unsigned int id, unsigned long long from, unsigned long long to,
     unsigned int flags, void *ctx)
@@ -525,6 +525,20 @@ out:
 		pcre2_code_free(re[i]);
 	}
 }
+
+/* Logs the failed self-test, once a process (every rule set of a reload meets it again). */
+static void match_selftest_log(const struct match_selftest *st)
+{
+	char v[128], p[96], q[160];
+
+	if (atomic_exchange(&match_st_logged, true))
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=rules_prefilter_off hs_version=%s pattern=%s "
+	    "probe=%s probe_len=%zu reason=\"the loaded libhs missed a match PCRE2 finds: the "
+	    "prefilter is off, every rule runs in PCRE2 (same results, slower)\"",
+	    log_val(v, sizeof(v), st->version), log_val(p, sizeof(p), st->pattern),
+	    log_val(q, sizeof(q), st->probe), st->probe_len);
+}
 #endif
 
 const struct match_selftest *match_prefilter_selftest(void)
@@ -550,20 +564,6 @@ void match_prefilter_selftest_inject_miss(bool on)
 	match_st_done = 0;
 	pthread_mutex_unlock(&match_st_lock);
 	atomic_store(&match_st_logged, false);
-}
-
-/* Logs the failed self-test, once a process (every rule set of a reload meets it again). */
-static void match_selftest_log(const struct match_selftest *st)
-{
-	char v[128], p[96], q[160];
-
-	if (atomic_exchange(&match_st_logged, true))
-		return;
-	log_event(LOG_LVL_WARNING, NULL, "event=rules_prefilter_off hs_version=%s pattern=%s "
-	    "probe=%s probe_len=%zu reason=\"the loaded libhs missed a match PCRE2 finds: the "
-	    "prefilter is off, every rule runs in PCRE2 (same results, slower)\"",
-	    log_val(v, sizeof(v), st->version), log_val(p, sizeof(p), st->pattern),
-	    log_val(q, sizeof(q), st->probe), st->probe_len);
 }
 
 /* ---------------------------------------------------------------- prefilter */
