@@ -222,6 +222,32 @@ static void test_selftest_failure(void **state)
 	rules_set_free(rs);
 }
 
+/* fuzz_rules_scan's campaign of Dec 5 07:47 (finding mimeheader_empty_name): a header line
+ * whose name is empty as a C string (it starts with a NUL octet) wrote an empty name into
+ * the mimeheader rules' table of each part's fields, which ends a part's entries; the reader
+ * then went on from the middle of the next entry and read past the table's end (ASan:
+ * heap-buffer-overflow in rules_mimeheader_one), and the fields after it were not seen. */
+static void test_mimeheader_empty_name(void **state)
+{
+	const char *text = "mimeheader M1 X-Test =~ /hello/\nmimeheader M2 X-Last =~ /end/\n";
+	static const char msg[] = "Subject: x\r\n\0\0\0:x\r\nX-Test: hello\r\nX-Last: end\r\n\r\nbody\r\n";
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+	int hits = 0;
+
+	(void)state;
+	assert_int_equal(rules_set_load_text("mh.cf", text, strlen(text), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, msg, sizeof(msg) - 1, NULL, NULL, 0, &res);
+	for (size_t i = 0; i < res.n; i++)
+		hits += strcmp(res.v[i].name, "M1") == 0 || strcmp(res.v[i].name, "M2") == 0;
+	assert_int_equal(hits, 2);
+	rules_result_free(&res);
+	rules_scratch_free(sc);
+	rules_set_free(rs);
+}
+
 static void test_default_rules(void **state)
 {
 	char path[1024], dir[1024];
@@ -263,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_edge_patterns),
 		cmocka_unit_test(test_vectorscan_position_miss),
 		cmocka_unit_test(test_selftest_failure),
+		cmocka_unit_test(test_mimeheader_empty_name),
 		cmocka_unit_test(test_default_rules),
 		cmocka_unit_test(test_stock_sa_rules),
 	};
