@@ -6,9 +6,12 @@
 
 #include <ctype.h>
 #include <stdbool.h>
+#include "log.h"
 #include "rule_parse.h"
 
 #include <pcre2.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,6 +414,158 @@ void match_scratch_free(struct match_scratch *sc)
 	free(sc);
 }
 
+/* ------------------------------------------------------- the library's self-test */
+
+static pthread_mutex_t match_st_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct match_selftest match_st;       /* under match_st_lock */
+static int match_st_done;                    /* 0: not run yet */
+static bool match_st_inject;                 /* tests: every answer of the library a miss */
+static atomic_bool match_st_logged;
+
+#ifdef MX_HAVE_HYPERSCAN
+/* libvectorscan 5.4.9 (Debian 12) on an AVX-512 CPU reports no match of a six-letter
+ * a.?b.?c... pattern in about 78% of texts where it stands after 63 or more octets (the
+ * 64-octet vector boundary; every mode and flag, fuzz_rules_scan's finding
+ * prefilter_vectorscan_miss), while Intel's Hyperscan 5.4.0 with the same ABI hits them all.
+ * A prefilter that misses a pattern drops a rule PCRE2 hits, so before the first database is
+ * built the loaded library scans probes of those shapes — fill octets of lengths around the
+ * boundary, then a needle — with the prefilter's own flags, and its answer is compared with
+ * PCRE2's; on any miss no prefilter is built (every rule runs in PCRE2: the same results,
+ * slower). Once a process: 3 patterns x 2 fills x 161 lengths; PCRE2 runs only where
+ * the library says no. */
+static const struct { const char *re; const char *needle; } match_probes[] = {
+	{ "\\bV.?i.?a.?g.?r.?a\\b", " VIAGRA " },
+	{ "c.?i.?a.?l.?i.?s", " Cialis " },
+	{ "f.?r.?e.?e.?m", " freem " },
+};
+static const char *const match_probe_fills[] = { "x", "hello world... " };
+#define MATCH_PROBE_MAXFILL 160
+
+/* hs_scan's callback: marks the pattern id in the byte array ctx. */
+static int match_on_hs_cb(unsigned int id, unsigned long long from, unsigned long long to,
+    unsigned int flags, void *ctx)
+{
+	(void)from; (void)to; (void)flags;
+	((uint8_t *)ctx)[id] = 1;
+	return 0;
+}
+
+/* Runs the probes into match_st (ok, or the first miss). */
+static void match_selftest_run(struct match_selftest *st)
+{
+	enum { NP = sizeof(match_probes) / sizeof(match_probes[0]) };
+	pcre2_code *re[NP] = { 0 };
+	hs_database_t *db[NP] = { 0 };
+	pcre2_match_data *md = NULL;
+	hs_scratch_t *hs = NULL;
+	char text[MATCH_PROBE_MAXFILL + 16];
+	bool ready;
+
+	memset(st, 0, sizeof(*st));
+	snprintf(st->version, sizeof(st->version), "%s", hs_version());
+	for (size_t k = strlen(st->version); k > 0 && st->version[k - 1] == ' '; k--)
+		st->version[k - 1] = '\0';     /* "5.4.9 ": a build without a date */
+	md = pcre2_match_data_create(4, NULL);
+	ready = md != NULL;
+	for (unsigned i = 0; i < NP && ready; i++) {
+		/* the flags match_multi_build gives a caseless rule; one database a pattern, the
+		 * shape 5.4.9 misses in (the three in one database scan right here: whether a
+		 * rule set's database misses depends on what else is in it) */
+		unsigned f = HS_FLAG_PREFILTER | HS_FLAG_ALLOWEMPTY | HS_FLAG_SINGLEMATCH |
+		    HS_FLAG_MULTILINE | HS_FLAG_CASELESS;
+		hs_compile_error_t *cerr = NULL;
+		int ec;
+		PCRE2_SIZE eo;
+
+		re[i] = pcre2_compile((PCRE2_SPTR)match_probes[i].re, PCRE2_ZERO_TERMINATED,
+		    PCRE2_CASELESS, &ec, &eo, NULL);
+		if (hs_compile(match_probes[i].re, f, HS_MODE_BLOCK, NULL, &db[i], &cerr) !=
+		    HS_SUCCESS) {
+			hs_free_compile_error(cerr);
+			db[i] = NULL;
+		}
+		ready = re[i] != NULL && db[i] != NULL && hs_alloc_scratch(db[i], &hs) == HS_SUCCESS;
+	}
+	if (!ready) {
+		snprintf(st->pattern, sizeof(st->pattern), "%s", "(self-test set-up)");
+		snprintf(st->probe, sizeof(st->probe), "%s", "compiling the probes failed");
+		goto out;
+	}
+	for (size_t f = 0; f < sizeof(match_probe_fills) / sizeof(match_probe_fills[0]); f++) {
+		const char *fill = match_probe_fills[f];
+		size_t fl_len = strlen(fill);
+
+		for (size_t n = 0; n <= MATCH_PROBE_MAXFILL; n++) {
+			for (unsigned i = 0; i < NP; i++) {
+				size_t nl = strlen(match_probes[i].needle), len = n + nl;
+				uint8_t hit = 0;
+
+				for (size_t k = 0; k < n; k++)
+					text[k] = fill[k % fl_len];
+				memcpy(text + n, match_probes[i].needle, nl);
+				if (hs_scan(db[i], text, (unsigned)len, 0, hs, match_on_hs_cb, &hit) !=
+				    HS_SUCCESS || match_st_inject)
+					hit = 0;
+				if (!hit && pcre2_match(re[i], (PCRE2_SPTR)text, len, 0, 0, md, NULL) > 0) {
+					snprintf(st->pattern, sizeof(st->pattern), "%s", match_probes[i].re);
+					snprintf(st->probe, sizeof(st->probe), "'%s' x %zu octets + '%s'",
+					    fill, n, match_probes[i].needle);
+					st->probe_len = len;
+					goto out;
+				}
+			}
+		}
+	}
+	st->ok = true;
+out:
+	hs_free_scratch(hs);
+	pcre2_match_data_free(md);
+	for (unsigned i = 0; i < NP; i++) {
+		hs_free_database(db[i]);
+		pcre2_code_free(re[i]);
+	}
+}
+
+/* Logs the failed self-test, once a process (every rule set of a reload meets it again). */
+static void match_selftest_log(const struct match_selftest *st)
+{
+	char v[128], p[96], q[160];
+
+	if (atomic_exchange(&match_st_logged, true))
+		return;
+	log_event(LOG_LVL_WARNING, NULL, "event=rules_prefilter_off hs_version=%s pattern=%s "
+	    "probe=%s probe_len=%zu reason=\"the loaded libhs missed a match PCRE2 finds: the "
+	    "prefilter is off, every rule runs in PCRE2 (same results, slower)\"",
+	    log_val(v, sizeof(v), st->version), log_val(p, sizeof(p), st->pattern),
+	    log_val(q, sizeof(q), st->probe), st->probe_len);
+}
+#endif
+
+const struct match_selftest *match_prefilter_selftest(void)
+{
+	pthread_mutex_lock(&match_st_lock);
+	if (!match_st_done) {
+#ifdef MX_HAVE_HYPERSCAN
+		match_selftest_run(&match_st);
+#else
+		memset(&match_st, 0, sizeof(match_st));
+		match_st.ok = true;     /* no library, no prefilter: nothing to fail */
+#endif
+		match_st_done = 1;
+	}
+	pthread_mutex_unlock(&match_st_lock);
+	return &match_st;
+}
+
+void match_prefilter_selftest_inject_miss(bool on)
+{
+	pthread_mutex_lock(&match_st_lock);
+	match_st_inject = on;
+	match_st_done = 0;
+	pthread_mutex_unlock(&match_st_lock);
+	atomic_store(&match_st_logged, false);
+}
+
 /* ---------------------------------------------------------------- prefilter */
 
 struct match_multi {
@@ -533,6 +688,14 @@ int match_multi_build(struct match_multi *m)
 	m->covered = 0;
 #ifdef MX_HAVE_HYPERSCAN
 	{
+		const struct match_selftest *st = match_prefilter_selftest();
+
+		if (!st->ok) {
+			match_selftest_log(st);
+			return -1;
+		}
+	}
+	{
 		const char **exprs = calloc(m->n + 1, sizeof(char *));
 		unsigned *fl = calloc(m->n + 1, sizeof(unsigned));
 		unsigned *ids = calloc(m->n + 1, sizeof(unsigned));
@@ -628,15 +791,6 @@ int match_scratch_prepare(struct match_scratch *sc, const struct match_multi *m)
 #endif
 	return 0;
 }
-
-#ifdef MX_HAVE_HYPERSCAN
-static int match_on_hs_cb(unsigned int id, unsigned long long from, unsigned long long to,
-    unsigned int flags, void *ctx)
-{
-	((uint8_t *)ctx)[id] = 1;
-	return 0;
-}
-#endif
 
 int match_multi_scan(const struct match_multi *m, const char *text, size_t len,
     struct match_scratch *sc, uint8_t *cand)

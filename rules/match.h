@@ -58,6 +58,25 @@ int match_re_groups(const struct match_re *r, const char *s, size_t len, size_t 
 struct match_scratch *match_scratch_new(void);
 void match_scratch_free(struct match_scratch *sc);
 
+/* The prefilter library's self-test (once a process, before the first prefilter is built,
+ * about 3 ms): the loaded libhs scans probes of the shapes libvectorscan 5.4.9 is
+ * known to miss on AVX-512 (a.?b.?c... patterns after 63+ octets) and its answers are
+ * compared with PCRE2's. ok false: the library missed `pattern` in `probe` (probe_len
+ * octets); match_multi_build then builds nothing (every rule runs in PCRE2) and logs
+ * event=rules_prefilter_off once. Without MX_HAVE_HYPERSCAN ok is true (no prefilter). The
+ * result lives as long as the process. Thread-safe. */
+struct match_selftest {
+	bool ok;
+	char version[96];    /* hs_version() of the library loaded */
+	char pattern[64];    /* the probe's pattern (caseless) */
+	char probe[96];      /* its text, described: 'x' x 63 octets + ' VIAGRA ' */
+	size_t probe_len;
+};
+const struct match_selftest *match_prefilter_selftest(void);
+/* Tests only: on, the next self-test takes the library's answer to every probe as a miss
+ * (as a broken library); off, it runs again as it is. Either way the next build reruns it. */
+void match_prefilter_selftest_inject_miss(bool on);
+
 /* A prefilter over n patterns. Add patterns with ids 0..n-1, then build once. A pattern
  * the prefilter cannot take (or any pattern without MX_HAVE_HYPERSCAN) is reported as
  * "always a candidate". */

@@ -954,6 +954,17 @@ int rules_check_files(const struct mx_config *cfg, FILE *err)
 
 		rules_set_get_stats(rs, &st);
 		rules_print_stats(&st, err);
+		{
+			/* the daemon would load the same library: say now that it runs without the
+			 * prefilter (match.h's self-test; logged as event=rules_prefilter_off) */
+			const struct match_selftest *t = match_prefilter_selftest();
+
+			if (!t->ok)
+				fprintf(err, "rules: warning: the prefilter is off: libhs %s missed /%s/i "
+				    "in %s (%zu octets), a match PCRE2 finds; every body, rawbody and uri "
+				    "rule runs in PCRE2 (the same results, slower)\n", t->version,
+				    t->pattern, t->probe, t->probe_len);
+		}
 		rules_print_missing_evals(rs, err);
 		if (rs->ignored_list)
 			fprintf(err, "rules: directives not applied (SpamAssassin features mxgate does "

@@ -219,10 +219,17 @@ static bool rules_mimeheader_one(struct rules_scratch *sc, const struct rules_ru
 			/* one part: its entries up to the next empty one */
 			p += 3;
 			while (p < end && *p) {
-				/* name, get_header() value, raw_header() value */
-				const char *name = p, *dv = name + strlen(name) + 1, *raw = dv + strlen(dv) + 1;
+				/* name, get_header() value, raw_header() value; each bounded by the
+				 * table's end, whatever it holds */
+				const char *name = p, *dv = name + strnlen(name, (size_t)(end - name)) + 1;
+				const char *raw;
 
-				p = raw + strlen(raw) + 1;
+				if (dv >= end)
+					break;
+				raw = dv + strnlen(dv, (size_t)(end - dv)) + 1;
+				if (raw >= end)
+					break;
+				p = raw + strnlen(raw, (size_t)(end - raw)) + 1;
 				if (strcasecmp(name, x->hdr) == 0)
 					val = x->sel == HDR_SEL_RAW ? raw : dv;
 			}

@@ -423,7 +423,9 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 
 			for (size_t j = k + 1; j < p->nhdrs && !later; j++)
 				later = strcasecmp(p->hdrs[j].name, p->hdrs[k].name) == 0;
-			if (later)
+			/* an empty name (a line that starts with a NUL octet) would read as the end
+			 * of the part's entries; no rule names such a field */
+			if (later || p->hdrs[k].name[0] == '\0')
 				continue;
 			rules_buf_put(&sc->allhdr, p->hdrs[k].name, strlen(p->hdrs[k].name));
 			rules_buf_put(&sc->allhdr, "\0", 1);

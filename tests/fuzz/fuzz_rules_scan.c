@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "rules/bayes.h"
+#include "rules/match.h"
 #include "rules/rules.h"
 
 static struct rules_set *fz_rs;
@@ -34,6 +35,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (errors != 0)
         fprintf(stderr, "fuzz_rules_scan: %d rule errors, those rules left out "
                 "(tests/fuzz/gen_rules_scan_cf.py regenerates the set)\n", errors);
+    /* a library that fails rules/match.c's self-test (vectorscan 5.4.9 on AVX-512) gets no
+     * prefilter: the prefilter-vs-PCRE2 check then compares PCRE2 with itself */
+    const struct match_selftest *t = match_prefilter_selftest();
+    if (!t->ok)
+        fprintf(stderr, "fuzz_rules_scan: libhs %s failed the prefilter's self-test (%s): no "
+                "prefilter, its check against PCRE2 checks nothing; run with Hyperscan\n",
+                t->version, t->probe);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rules/match.h"
 #include "rules/rules.h"
 
 static const char *srcdir(void)
@@ -128,14 +129,15 @@ static void test_edge_patterns(void **state)
 	rules_set_free(rs);
 }
 
-/* Open (session 20, fuzz_rules_scan's campaign of Dec 5 07:16, seed-to-be
- * prefilter_vectorscan_miss in tests/fuzz/findings/): the prefilter misses the stock rule
- * __DRUGS_ERECTILE10 that PCRE2 hits. Not mxgate's code: libvectorscan 5.4.9 (Debian 12)
- * alone, in block mode, reports no match of /\bV.?i.?a.?g.?r.?a\b/i for " VIAGRA " after
- * 63-82 (and more) octets of 'x' though it does after 0-62 — with or without
- * HS_FLAG_PREFILTER, for a generic platform too. A rule is then never run by PCRE2 and its
- * hit is lost. Skipped until the prefilter is fixed or worked around (rules/match.c); the
- * sweep below counts the misses (none expected). */
+/* Session 20, fuzz_rules_scan's campaign of Dec 5 07:16 (prefilter_vectorscan_miss in
+ * tests/fuzz/findings/): the prefilter missed the stock rule __DRUGS_ERECTILE10 that PCRE2
+ * hits. Not mxgate's code: libvectorscan 5.4.9 (Debian 12) on an AVX-512 CPU, in block mode,
+ * reports no match of /\bV.?i.?a.?g.?r.?a\b/i for " VIAGRA " after 63-82 (and more) octets
+ * of 'x' though it does after 0-62 — with or without HS_FLAG_PREFILTER, for a generic
+ * platform too; Intel's Hyperscan 5.4.0 has no miss. The rule was then never run by PCRE2
+ * and its hit lost. Now match.c's self-test finds such a library at the first build and no
+ * prefilter is built: the sweep below (90 of 150 positions differed) passes with either
+ * library — with Hyperscan through the prefilter, with vectorscan 5.4.9 through PCRE2. */
 static void test_vectorscan_position_miss(void **state)
 {
 	const char *text = "rawbody R1 /\\b_{0,3}V[_\\W]?(?:i|\\&iuml\\;)[_\\W]?(?:a|\\&agrave|\\&aring)\\;?"
@@ -146,8 +148,6 @@ static void test_vectorscan_position_miss(void **state)
 	int diffs = 0;
 
 	(void)state;
-	if (getenv("MX_TEST_OPEN") == NULL)
-		skip();         /* known to fail: see above */
 	assert_int_equal(rules_set_load_text("miss.cf", text, strlen(text), &rs, stderr), 0);
 	on = rules_scratch_new(rs);
 	off = rules_scratch_new(rs);
@@ -161,6 +161,90 @@ static void test_vectorscan_position_miss(void **state)
 	assert_int_equal(diffs, 0);
 	rules_scratch_free(on);
 	rules_scratch_free(off);
+	rules_set_free(rs);
+}
+
+/* The self-test's failure path (a library that misses, forced through the test hook): no
+ * prefilter is built, and every body, rawbody and uri rule still hits — PCRE2 runs them all.
+ * Then the real library's answer again; whichever it is, a set is prefiltered exactly when
+ * the self-test passed. */
+static void test_selftest_failure(void **state)
+{
+	const char *text =
+	    "body B1 /\\bV.?i.?a.?g.?r.?a\\b/i\nbody B2 /c.?i.?a.?l.?i.?s/i\nbody B3 /\\bsecond line\\b/\n"
+	    "body B4 /fre+ money/\nrawbody R1 /raw\\s+part/\nrawbody R2 /^raw line two$/m\n"
+	    "uri U1 m{^https?://a\\.example/}\nuri U2 /example\\/path/\n";
+	const char *names[] = { "B1", "B2", "B3", "B4", "R1", "R2", "U1", "U2" };
+	char msg[600];
+	int len;
+	struct rules_set *rs = NULL;
+	struct rules_scratch *on;
+	struct rules_stats st;
+	struct rules_result res;
+	const struct match_selftest *t;
+
+	(void)state;
+	len = snprintf(msg, sizeof(msg), "Subject: x\r\n\r\n%.*s VIAGRA and Cialis\r\n"
+	    "second line\r\nfreee money raw  part\r\nraw line two\r\n"
+	    "http://a.example/ http://b.example/path\r\n", 100,
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+	match_prefilter_selftest_inject_miss(true);
+	assert_int_equal(rules_set_load_text("st.cf", text, strlen(text), &rs, stderr), 0);
+	t = match_prefilter_selftest();
+	assert_false(t->ok);
+	assert_true(t->probe[0] != '\0');
+	assert_true(t->version[0] != '\0');
+	rules_set_get_stats(rs, &st);
+	assert_int_equal(st.prefiltered, 0);
+	on = rules_scratch_new(rs);
+	rules_set_scan(rs, on, msg, (size_t)len, NULL, NULL, 0, &res);
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		bool hit = false;
+
+		for (size_t i = 0; i < res.n; i++)
+			hit = hit || strcmp(res.v[i].name, names[k]) == 0;
+		if (!hit)
+			fprintf(stderr, "no hit of %s\n", names[k]);
+		assert_true(hit);
+	}
+	rules_result_free(&res);
+	rules_scratch_free(on);
+	rules_set_free(rs);
+
+	match_prefilter_selftest_inject_miss(false);
+	assert_int_equal(rules_set_load_text("st.cf", text, strlen(text), &rs, stderr), 0);
+	t = match_prefilter_selftest();
+	rules_set_get_stats(rs, &st);
+	fprintf(stderr, "libhs %s: self-test %s, %zu prefiltered\n", t->version,
+	    t->ok ? "passed" : "failed", st.prefiltered);
+	assert_int_equal(st.prefiltered > 0, t->ok);
+	rules_set_free(rs);
+}
+
+/* fuzz_rules_scan's campaign of Dec 5 07:47 (finding mimeheader_empty_name): a header line
+ * whose name is empty as a C string (it starts with a NUL octet) wrote an empty name into
+ * the mimeheader rules' table of each part's fields, which ends a part's entries; the reader
+ * then went on from the middle of the next entry and read past the table's end (ASan:
+ * heap-buffer-overflow in rules_mimeheader_one), and the fields after it were not seen. */
+static void test_mimeheader_empty_name(void **state)
+{
+	const char *text = "mimeheader M1 X-Test =~ /hello/\nmimeheader M2 X-Last =~ /end/\n";
+	static const char msg[] = "Subject: x\r\n\0\0\0:x\r\nX-Test: hello\r\nX-Last: end\r\n\r\nbody\r\n";
+	struct rules_set *rs = NULL;
+	struct rules_scratch *sc;
+	struct rules_result res;
+	int hits = 0;
+
+	(void)state;
+	assert_int_equal(rules_set_load_text("mh.cf", text, strlen(text), &rs, stderr), 0);
+	sc = rules_scratch_new(rs);
+	rules_set_scan(rs, sc, msg, sizeof(msg) - 1, NULL, NULL, 0, &res);
+	for (size_t i = 0; i < res.n; i++)
+		hits += strcmp(res.v[i].name, "M1") == 0 || strcmp(res.v[i].name, "M2") == 0;
+	assert_int_equal(hits, 2);
+	rules_result_free(&res);
+	rules_scratch_free(sc);
 	rules_set_free(rs);
 }
 
@@ -204,6 +288,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_edge_patterns),
 		cmocka_unit_test(test_vectorscan_position_miss),
+		cmocka_unit_test(test_selftest_failure),
+		cmocka_unit_test(test_mimeheader_empty_name),
 		cmocka_unit_test(test_default_rules),
 		cmocka_unit_test(test_stock_sa_rules),
 	};
