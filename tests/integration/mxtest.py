@@ -901,7 +901,19 @@ class Sink:
         _stop_proc(self.proc)
 
     def files(self):
-        return sorted(os.path.join(self.dir, f) for f in os.listdir(self.dir) if f.startswith('msg.'))
+        """The dumps of whole messages. smtp-sink makes a message's file at MAIL, empty, writes it
+        at the end of DATA and removes it at RSET: an empty file is a transaction under way or one
+        that will be reset (mxgate's pooled backend connection is reset after a client's session
+        with MAIL/RCPT and no DATA, maybe after the test looked), not a message."""
+        out = []
+        for f in os.listdir(self.dir):
+            path = os.path.join(self.dir, f)
+            try:
+                if f.startswith('msg.') and os.stat(path).st_size > 0:
+                    out.append(path)
+            except FileNotFoundError:
+                pass
+        return sorted(out)
 
     def count(self):
         return len(self.files())
