@@ -257,6 +257,20 @@ bool passcache_value_parse(const char *s, size_t len, uint64_t *noted, const cha
 	return true;
 }
 
+size_t passcache_value_format(char *out, size_t cap, uint64_t noted, const void *val, size_t vlen)
+{
+	char digits[24];
+	int n = snprintf(digits, sizeof(digits), "%llu", (unsigned long long)noted);
+
+	if (n < 1 || n > 19 || vlen > PASSCACHE_VALUE_MAX || (size_t)n + 1 + vlen > cap)
+		return 0;
+	memcpy(out, digits, (size_t)n);
+	out[n] = ':';
+	if (vlen)
+		memcpy(out + n + 1, val, vlen);
+	return (size_t)n + 1 + vlen;
+}
+
 static void passcache_redis_cb(void *arg, const redisReply *reply)
 {
 	struct passcache_req *q = arg;
@@ -367,15 +381,13 @@ void passcache_note(struct passcache *pc, const char *key, const void *val, size
 		return;
 	}
 	char v[24 + PASSCACHE_VALUE_MAX], px[24];
-	int n = snprintf(v, sizeof(v), "%llu:", (unsigned long long)now);
+	size_t n = passcache_value_format(v, sizeof(v), now, val, vlen);
 	const char *argv[5] = { "SET", k, v, "PX", px };
 	size_t lens[5];
 
-	memcpy(v + n, val, vlen);
 	snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl_ms);
-	for (int i = 0; i < 5; i++)
-		lens[i] = strlen(argv[i]);
-	lens[2] = (size_t)n + vlen;
+	for (int i = 0; i < 5; i++)     /* v has no NUL: its length is n */
+		lens[i] = i == 2 ? n : strlen(argv[i]);
 	/* a pass is not state that must survive an outage: a failed SET is only counted */
 	if (redis_store_command(pc->rs, 5, argv, lens, NULL, NULL, NULL) < 0)
 		passcache_error(pc, "store_down");

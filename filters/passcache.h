@@ -89,6 +89,12 @@ int passcache_flush_all(const char *const *specs, size_t n, uint64_t timeout_ms,
  * false for anything else. */
 bool passcache_value_parse(const char *s, size_t len, uint64_t *noted, const char **val, size_t *vlen);
 
+/* Writes a Redis record, "NOTED_MS:PAYLOAD", into out (cap octets, no NUL added): the
+ * length, or 0 when noted has more than 19 digits (passcache_value_parse would refuse it),
+ * vlen is over PASSCACHE_VALUE_MAX or cap is too small. passcache_value_parse reads back
+ * exactly noted and val[0..vlen). */
+size_t passcache_value_format(char *out, size_t cap, uint64_t noted, const void *val, size_t vlen);
+
 /* Wall-clock ms (records outlive the process). */
 uint64_t passcache_wall_ms(void);
 

@@ -107,6 +107,19 @@ static void test_value_parse(void **state)
 			assert_memory_equal(val, rows[i].val, vlen);
 		}
 	}
+	/* the writer: what it writes reads back; a time of 20 digits or a payload over the
+	 * limit is not written */
+	{
+		char out[24 + PASSCACHE_VALUE_MAX];
+		size_t n = passcache_value_format(out, sizeof(out), 1764900000000ull, "0,3", 3);
+
+		assert_int_equal(n, 17);
+		assert_memory_equal(out, "1764900000000:0,3", 17);
+		assert_int_equal(passcache_value_format(out, 16, 1764900000000ull, "0,3", 3), 0);
+		assert_int_equal(passcache_value_format(out, sizeof(out), 18446744073709551615ull, "", 0), 0);
+		assert_int_equal(passcache_value_format(out, sizeof(out), 9999999999999999999ull, "", 0), 20);
+		assert_int_equal(passcache_value_format(out, sizeof(out), 0, big, PASSCACHE_VALUE_MAX + 1), 0);
+	}
 	/* "a payload over PASSCACHE_VALUE_MAX" */
 	memset(big, 'x', sizeof(big));
 	memcpy(big, "1:", 2);
