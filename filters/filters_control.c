@@ -1,6 +1,7 @@
 /* filters_control.c — the control socket verbs and status figures of filters/
  * (proxy/control_verbs.h): flush dns, flush passcache (the DNS lists' and the pregreet
  * test's pass caches), errors per DNS list. */
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -10,6 +11,7 @@
 #include "dns.h"
 #include "dnsbl.h"
 #include "passcache.h"
+#include "store/lmdb_store.h"
 
 static int flush_reply(struct strbuf *out, bool json, const char *what, const char *text, size_t n)
 {
@@ -36,35 +38,75 @@ static int dns_flush_run(const struct mx_config *cfg, int argc, char **argv, con
 	return flush_reply(out, json, "dns", "DNS cache", dns_cache_flush_shared());
 }
 
+/* One `flush passcache` waiting for its LMDB stores (passcache_flush_lmdb_start). */
+struct passcache_flush {
+	struct control_reply *r;
+	bool json;
+	size_t n, pg, stores;
+	int failed;                     /* Redis stores not marked */
+	char err[300];
+};
+
+static void passcache_flush_answer(struct passcache_flush *pf, int lmdb_failed, const char *lmdb_err)
+{
+	struct strbuf *out = control_reply_out(pf->r);
+	int failed = pf->failed + lmdb_failed;
+	size_t el = strlen(pf->err);
+
+	if (lmdb_failed && el < sizeof(pf->err))
+		snprintf(pf->err + el, sizeof(pf->err) - el, "%s%s", el ? "; " : "", lmdb_err);
+	if (pf->json)
+		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu,"
+		    "\"stores\":%zu,\"store_errors\":%d}\n", pf->n, pf->pg, pf->stores, failed);
+	else
+		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
+		    "pass stores: %zu forget what they held%s%s\n", pf->n, pf->pg, pf->stores,
+		    failed ? "; failed: " : "", failed ? pf->err : "");
+	control_reply_done(pf->r, failed ? -1 : 0);
+	free(pf);
+}
+
+static void passcache_flush_lmdb_cb(void *arg, int failed, const char *err)
+{
+	passcache_flush_answer(arg, failed, err);
+}
+
 /* Forgets the passes of this process's memory, and every pass noted before now in the
  * pass stores (passcache_flush_all: Redis marked here, bounded by the larger
- * pass_store_timeout, at least 1 s; LMDB by its workers). */
-static int passcache_flush_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
-    size_t body_len, bool json, struct strbuf *out)
+ * pass_store_timeout, at least 1 s; LMDB: the markers committed by the directory's writer
+ * thread before the answer, passcache_flush_lmdb_start, so a process killed after an OK
+ * does not bring the passes back). */
+static void passcache_flush_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct control_reply *r)
 {
 	const char *specs[2] = { cfg->dnsbl.pass_store, cfg->pregreet.pass_store };
 	uint64_t timeout = cfg->dnsbl.pass_store_timeout > cfg->pregreet.pass_store_timeout ?
 	    cfg->dnsbl.pass_store_timeout : cfg->pregreet.pass_store_timeout;
-	size_t n, pg, stores = 0;
-	char err[300];
-	int failed;
+	struct passcache_flush *pf;
 
-	if (argc != 0)
-		return flush_usage(out, "passcache");
-	n = dnsbl_pass_cache_flush();
-	pg = pregreet_pass_flush(uv_hrtime());
-	failed = passcache_flush_all(specs, 2, timeout < 1000 ? 1000 : timeout, err, sizeof(err));
+	(void)argv, (void)body, (void)body_len;
+	if (argc != 0) {
+		flush_usage(control_reply_out(r), "passcache");
+		control_reply_done(r, -1);
+		return;
+	}
+	pf = calloc(1, sizeof(*pf));
+	if (pf == NULL) {
+		strbuf_printf(control_reply_out(r), "out of memory\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	pf->r = r;
+	pf->json = json;
+	pf->n = dnsbl_pass_cache_flush();
+	pf->pg = pregreet_pass_flush(uv_hrtime());
+	pf->failed = passcache_flush_all(specs, 2, timeout < 1000 ? 1000 : timeout, pf->err, sizeof(pf->err));
 	/* the stores named, each once */
-	stores = passcache_spec_shared(specs[0]) + (passcache_spec_shared(specs[1]) &&
+	pf->stores = passcache_spec_shared(specs[0]) + (passcache_spec_shared(specs[1]) &&
 	    !(passcache_spec_shared(specs[0]) && strcmp(specs[0], specs[1]) == 0));
-	if (json)
-		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu,"
-		    "\"stores\":%zu,\"store_errors\":%d}\n", n, pg, stores, failed);
-	else
-		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
-		    "pass stores: %zu forget what they held%s%s\n", n, pg, stores, failed ? "; failed: " : "",
-		    failed ? err : "");
-	return failed ? -1 : 0;
+	if (passcache_flush_lmdb_start(control_reply_loop(r), specs, 2, LMDB_APPLY_VERB_MS,
+	    passcache_flush_lmdb_cb, pf) == 0)
+		passcache_flush_answer(pf, 0, "");
 }
 
 /* Both answer during the drain: they empty process-wide caches on the main loop. */
@@ -72,7 +114,7 @@ const struct control_verb dns_flush_control_verb = {
 	.words = "flush dns", .usage = "flush dns", .run = dns_flush_run, .during_drain = true,
 };
 const struct control_verb passcache_flush_control_verb = {
-	.words = "flush passcache", .usage = "flush passcache", .run = passcache_flush_run,
+	.words = "flush passcache", .usage = "flush passcache", .start = passcache_flush_start,
 	.during_drain = true,
 };
 

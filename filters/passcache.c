@@ -393,6 +393,118 @@ void passcache_note(struct passcache *pc, const char *key, const void *val, size
 		passcache_error(pc, "store_down");
 }
 
+/* One passcache_flush_lmdb_start: the stores still to answer; freed by the last. */
+struct passcache_lmdb_flush {
+	uv_async_t async;              /* done is never called from inside the start */
+	int left, failed;
+	passcache_flush_done_fn done;
+	void *arg;
+	char err[300];
+	size_t el;
+	struct passcache_lmdb_flush_one {
+		struct passcache_lmdb_flush *fl;
+		char dir[300];
+	} one[];
+};
+
+static void passcache_lmdb_flush_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void passcache_lmdb_flush_end(struct passcache_lmdb_flush *fl)
+{
+	fl->done(fl->arg, fl->failed, fl->err);
+	uv_close((uv_handle_t *)&fl->async, passcache_lmdb_flush_closed_cb);
+}
+
+static void passcache_lmdb_flush_fail(struct passcache_lmdb_flush *fl, const char *dir, int rc)
+{
+	fl->failed++;
+	if (fl->el < sizeof(fl->err))
+		fl->el += (size_t)snprintf(fl->err + fl->el, sizeof(fl->err) - fl->el, "%s%s: %s",
+		    fl->el ? "; " : "", dir, rc == LMDB_APPLY_TIMEOUT ? "not written in time" :
+		    rc == LMDB_APPLY_NO_MAP ? "cannot open" : "write failed");
+}
+
+static void passcache_lmdb_flush_one_cb(void *arg, int rc)
+{
+	struct passcache_lmdb_flush_one *o = arg;
+	struct passcache_lmdb_flush *fl = o->fl;
+
+	if (rc != 0)
+		passcache_lmdb_flush_fail(fl, o->dir, rc);
+	if (--fl->left == 0)
+		passcache_lmdb_flush_end(fl);
+}
+
+/* Only the stores that could not start are in: they answer now, on the loop. */
+static void passcache_lmdb_flush_async_cb(uv_async_t *a)
+{
+	struct passcache_lmdb_flush *fl = a->data;
+
+	if (--fl->left == 0)
+		passcache_lmdb_flush_end(fl);
+}
+
+int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs, size_t n,
+    uint64_t timeout_ms, passcache_flush_done_fn done, void *arg)
+{
+	static const char *const names[] = { "pregreet", "dnsbl" };
+	uint64_t f = atomic_load(&passcache_flushed_ms);
+	struct passcache_rec r = { f + PASSCACHE_MARKER_TTL_MS, f };
+	struct passcache_lmdb_flush *fl;
+	size_t nd = 0;
+	int started = 0;
+
+	fl = calloc(1, sizeof(*fl) + n * sizeof(fl->one[0]));
+	if (fl == NULL)
+		return 0;
+	fl->done = done;
+	fl->arg = arg;
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+
+		if (store_kind_of(specs[i]) != STORE_LMDB)
+			continue;
+		for (size_t j = 0; j < nd; j++)
+			dup |= strcmp(fl->one[j].dir, store_lmdb_dir(specs[i])) == 0;
+		if (!dup) {
+			fl->one[nd].fl = fl;
+			snprintf(fl->one[nd].dir, sizeof(fl->one[nd].dir), "%s", store_lmdb_dir(specs[i]));
+			nd++;
+		}
+	}
+	if (nd == 0 || uv_async_init(loop, &fl->async, passcache_lmdb_flush_async_cb) != 0) {
+		free(fl);
+		return 0;
+	}
+	fl->async.data = fl;
+	/* one more for the start itself: done waits for the end of this call */
+	fl->left = (int)nd + 1;
+	for (size_t i = 0; i < nd; i++) {
+		char keys[2][80];
+		struct lmdb_store_change ch[2];
+		int rc;
+
+		for (size_t m = 0; m < 2; m++) {
+			snprintf(keys[m], sizeof(keys[m]), "%s%s:%s", PASSCACHE_LMDB_PREFIX, names[m],
+			    PASSCACHE_MARKER);
+			ch[m] = (struct lmdb_store_change){ keys[m], &r, sizeof(r) };
+		}
+		rc = lmdb_store_apply_start(loop, fl->one[i].dir, 0, "pregreet_pass", ch, 2, timeout_ms,
+		    passcache_lmdb_flush_one_cb, &fl->one[i]);
+		if (rc != 0) {
+			passcache_lmdb_flush_fail(fl, fl->one[i].dir, rc);
+			fl->left--;
+		}
+		started++;
+	}
+	/* the start's own count goes on the loop: done is called after this returns */
+	uv_async_send(&fl->async);
+	return started;
+}
+
 int passcache_flush_all(const char *const *specs, size_t n, uint64_t timeout_ms, char *err,
     size_t errlen)
 {

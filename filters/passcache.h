@@ -16,8 +16,10 @@
  *
  * `flush passcache` forgets every pass noted before it (passcache_flush_all): the process's
  * own flush time, and a marker record `PREFIX#flushed` in each store (Redis: written by the
- * control verb at once, seen by every node; LMDB: written by each worker's writer at its
- * next lookup or its end). A record noted before the newest of them is not known.
+ * control verb at once, seen by every node; LMDB: written by the control verb too, through
+ * the directory's writer thread, before it answers — passcache_flush_lmdb_start — and again
+ * by each worker's writer at its next lookup). A record noted before the newest of them is
+ * not known.
  *
  * Per worker and config generation (one loop, one thread): not thread-safe but for
  * passcache_flush_all. */
@@ -83,6 +85,18 @@ void passcache_note(struct passcache *pc, const char *key, const void *val, size
  * could not be marked (their names in err). */
 int passcache_flush_all(const char *const *specs, size_t n, uint64_t timeout_ms, char *err,
     size_t errlen);
+
+/* `flush passcache`'s LMDB side, durable before the verb answers: after
+ * passcache_flush_all, the markers of both modules (the process's flush time) are written
+ * into each LMDB store of specs[0..n) (each directory once) by its writer thread
+ * (lmdb_store_apply_start, bounded by timeout_ms), committed to the map — a process killed
+ * after the answer (SIGKILL) comes back with them. done(arg, failed, err) is called once, on
+ * loop's thread, never from inside this call, when every store has answered: failed is how
+ * many could not be marked (their directories and why in err, valid during the call).
+ * Returns how many stores are being marked: 0 when none is LMDB (done is not called). */
+typedef void (*passcache_flush_done_fn)(void *arg, int failed, const char *err);
+int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs, size_t n,
+    uint64_t timeout_ms, passcache_flush_done_fn done, void *arg);
 
 /* Reads a Redis record, "NOTED_MS:PAYLOAD" (1 to 19 digits, then at most
  * PASSCACHE_VALUE_MAX octets): true with the noted time and the payload (pointing into s),
