@@ -589,8 +589,16 @@ struct dnsbl_session {
 	double connect_sum;        /* the IP lists at connect */
 	double helo_sum;           /* the domain lists for the latest HELO/EHLO (replaced by a
 	                              repeated EHLO, e.g. after STARTTLS, never added twice) */
-	struct passcache_req *pass_req; /* the pass store's lookup in flight, or NULL */
-	struct hook_call *pass_call;    /* the connect call it holds */
+	/* The pass store's lookup at connect, started when the stage begins (dnsbl_prefetch)
+	 * so it runs together with the entries before this one (rDNS, the pregreet test's own
+	 * store), or at the connect call when it was not */
+	struct passcache_req *pass_req; /* in flight, or NULL */
+	struct hook_call *pass_call;    /* the connect call waiting for it, or NULL */
+	char pass_key[80];              /* the key it asked about */
+	bool pass_answered;             /* answered before the connect call came: */
+	char *pass_hits;                /* known: the payload (NUL added), else NULL */
+	size_t pass_hits_len;
+	uint64_t pass_left_ms;
 };
 
 struct dnsbl_op {
@@ -1050,16 +1058,12 @@ static void dnsbl_pass_restore(struct dnsbl_worker *w, struct dnsbl_session *s, 
 }
 
 /* The pass store's answer at connect: a pass restores (and fills this process's cache for
- * the time it has left), anything else queries the lists. */
-static void dnsbl_pass_store_cb(void *arg, bool known, const char *val, size_t vlen, uint64_t left_ms)
+ * the time it has left), anything else queries the lists. Completes call. */
+static void dnsbl_pass_store_answer(struct dnsbl_worker *w, struct dnsbl_session *s,
+    struct hook_call *call, bool known, const char *val, size_t vlen, uint64_t left_ms)
 {
-	struct dnsbl_session *s = arg;
-	struct dnsbl_worker *w = s->w;
-	struct hook_call *call = s->pass_call;
 	char hits[PASSCACHE_VALUE_MAX + 1];
 
-	s->pass_req = NULL;
-	s->pass_call = NULL;
 	if (known && left_ms >= 1000 && vlen < sizeof(hits)) {
 		struct dns_result pr;
 		char *hitv[64];
@@ -1081,6 +1085,68 @@ static void dnsbl_pass_store_cb(void *arg, bool known, const char *val, size_t v
 		return;
 	}
 	dnsbl_query(w, s, call, HOOK_CONNECT, s->env->client_ip, DNSBL_TYPE_IP, w->nip);
+}
+
+/* Drops a prefetched answer not taken. */
+static void dnsbl_pass_forget(struct dnsbl_session *s)
+{
+	free(s->pass_hits);
+	s->pass_hits = NULL;
+	s->pass_hits_len = 0;
+	s->pass_answered = false;
+}
+
+static void dnsbl_pass_store_cb(void *arg, bool known, const char *val, size_t vlen, uint64_t left_ms)
+{
+	struct dnsbl_session *s = arg;
+	struct hook_call *call = s->pass_call;
+
+	s->pass_req = NULL;
+	if (call == NULL) {
+		/* prefetched: the connect call has not come yet, it takes the answer */
+		dnsbl_pass_forget(s);
+		s->pass_answered = true;
+		s->pass_left_ms = left_ms;
+		if (known && (s->pass_hits = malloc(vlen + 1)) != NULL) {
+			memcpy(s->pass_hits, val, vlen);
+			s->pass_hits[vlen] = '\0';
+			s->pass_hits_len = vlen;
+		}
+		return;
+	}
+	s->pass_call = NULL;
+	dnsbl_pass_store_answer(s->w, s, call, known, val, vlen, left_ms);
+}
+
+/* The connect stage begins: a client this process's memory does not know is looked up in
+ * the pass store now (Redis: an answer that takes a while), while the entries before this
+ * one run; the connect call takes the answer (dnsbl_run). */
+static void dnsbl_prefetch(void *wstate, int slot, struct hook_env *env, enum hook_stage st)
+{
+	struct dnsbl_worker *w = wstate;
+	struct dnsbl_session *s;
+	struct dns_result *pc;
+	struct passcache_req *req;
+	char key[80];
+
+	if (st != HOOK_CONNECT || w == NULL || w->pc == NULL || passcache_answers_inline(w->pc) ||
+	    (w->dc->skip_private && dnsbl_client_is_private(&env->client)))
+		return;
+	dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
+	pc = dns_cache_get(dnsbl_pass_cache(), DNS_T_A, key, uv_now(env->loop));
+	if (pc != NULL) {
+		dns_result_free(pc);
+		return;                 /* the connect call finds it in memory */
+	}
+	s = dnsbl_session_get(w, slot, env);
+	if (s == NULL || s->pass_req != NULL)
+		return;
+	dnsbl_pass_forget(s);
+	snprintf(s->pass_key, sizeof(s->pass_key), "%s", key);
+	if (passcache_lookup(w->pc, key, dnsbl_pass_store_cb, s, &req) == 0)
+		s->pass_req = req;
+	else
+		s->pass_answered = true;        /* failed (counted, logged): not known */
 }
 
 static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
@@ -1111,11 +1177,31 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 
 			dnsbl_pass_key(w, env->client_ip, key, sizeof(key));
 			pc = dns_cache_get(dnsbl_pass_cache(), DNS_T_A, key, uv_now(env->loop));
+			if (pc == NULL && w->pc != NULL && strcmp(s->pass_key, key) == 0 &&
+			    (s->pass_answered || s->pass_req != NULL)) {
+				/* asked when the stage began (dnsbl_prefetch): its answer, now or
+				 * when it comes */
+				if (s->pass_req != NULL) {
+					s->pass_call = call;
+					return;
+				}
+				char *h = s->pass_hits;
+				size_t hl = s->pass_hits_len;
+
+				s->pass_hits = NULL;
+				dnsbl_pass_forget(s);
+				dnsbl_pass_store_answer(w, s, call, h != NULL, h, hl, s->pass_left_ms);
+				free(h);
+				return;
+			}
 			if (pc == NULL && w->pc != NULL) {
 				struct passcache_req *req;
 
 				/* not in this process's memory: the store (a restart, another node);
 				 * whatever fails there is not known and the lists are queried */
+				passcache_cancel(s->pass_req);  /* one for another key: not ours */
+				s->pass_req = NULL;
+				dnsbl_pass_forget(s);
 				s->pass_call = call;
 				if (passcache_lookup(w->pc, key, dnsbl_pass_store_cb, s, &req) == 0) {
 					s->pass_req = req;
@@ -1125,9 +1211,14 @@ static void dnsbl_run(void *wstate, int slot, struct hook_call *call)
 			}
 		}
 		if (pc != NULL) {
-			/* passed before: restore the symbols of the lists that hit, skip the lookups */
+			/* passed before: restore the symbols of the lists that hit, skip the lookups
+			 * (a store lookup the stage began with is not needed) */
 			char hits[64 * 12];
 			uint32_t ttl = pc->ttl;
+
+			passcache_cancel(s->pass_req);
+			s->pass_req = NULL;
+			dnsbl_pass_forget(s);
 
 			dnsbl_hits_join(pc->v, pc->n, hits, sizeof(hits));
 			dns_result_free(pc);
@@ -1178,6 +1269,7 @@ static void dnsbl_session_free(void *wstate, int slot, struct hook_env *env)
 	if (s == NULL)
 		return;
 	passcache_cancel(s->pass_req);
+	free(s->pass_hits);
 	while (s->ops != NULL) {
 		struct dnsbl_op *op = s->ops;
 
@@ -1198,6 +1290,7 @@ const struct hook_module dnsbl_module = {
 	.worker_free = dnsbl_worker_free,
 	.stages = dnsbl_stages,
 	.run = dnsbl_run,
+	.prefetch = dnsbl_prefetch,
 	.session_free = dnsbl_session_free,
 	.timeout_ms = dnsbl_timeout_ms,
 	.on_error = dnsbl_on_error,

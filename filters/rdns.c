@@ -314,6 +314,24 @@ pass:
 	hook_call_done(call, NULL);
 }
 
+/* The connect stage begins: the PTR query goes out now, together with the entries before
+ * this one (the pregreet test's pass store), not after them; rdns_run takes it from there. */
+static void rdns_prefetch(void *wstate, int slot, struct hook_env *env, enum hook_stage st)
+{
+	struct rdns_session *s;
+
+	if (st != HOOK_CONNECT || wstate == NULL || env->module_ctx[slot] != NULL ||
+	    env->client_name_status != HOOK_NAME_UNKNOWN)
+		return;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return;                 /* rdns_run tries again */
+	s->w = wstate;
+	s->env = env;
+	env->module_ctx[slot] = s;
+	rdns_start(s);
+}
+
 /* The name is known (or the lookups are done): a stage of ours passes at once. */
 static bool rdns_settled(void *wstate, int slot, const struct hook_env *env, enum hook_stage st)
 {
@@ -352,6 +370,7 @@ const struct hook_module rdns_module = {
 	.worker_free = rdns_worker_free,
 	.stages = rdns_stages,
 	.run = rdns_run,
+	.prefetch = rdns_prefetch,
 	.session_free = rdns_session_free,
 	.timeout_ms = rdns_timeout_ms,
 	.on_error = rdns_on_error,

@@ -572,6 +572,24 @@ static void chain_step(struct chain *c)
 	c->in_step = false;
 }
 
+/* Stage st begins at entry from: the entries that will be asked hear it first
+ * (hook_module.prefetch), so their slow lookups run together with the entries before them. */
+static void chain_prefetch(struct chain *c, size_t from)
+{
+	if (c->mods == NULL)
+		return;
+	c->depth++;
+	for (size_t i = from; i < c->mods->n; i++) {
+		const struct chain_entry *e = &c->mods->v[i];
+
+		if (e->mod->prefetch == NULL || (e->stages & (1u << c->stage)) == 0 ||
+		    (i >= c->connect_cut && (e->stages & (1u << HOOK_CONNECT))))
+			continue;
+		e->mod->prefetch(e->wstate, (int)i, c->env, c->stage);
+	}
+	c->depth--;
+}
+
 /* Sets c up to run stage st from entry from on. */
 static void chain_begin(struct chain *c, enum hook_stage st, size_t from, chain_done_fn done, void *arg)
 {
@@ -604,6 +622,7 @@ void chain_run_cut(struct chain *c, chain_done_fn done, void *arg)
 		chain_finish(c);
 		return;
 	}
+	chain_prefetch(c, from);
 	chain_step(c);
 }
 
@@ -638,6 +657,7 @@ void chain_run(struct chain *c, enum hook_stage st, chain_done_fn done, void *ar
 		chain_finish(c);
 		return;
 	}
+	chain_prefetch(c, 0);
 	chain_step(c);
 }
 

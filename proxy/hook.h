@@ -314,6 +314,14 @@ struct hook_module {
 	/* Optional: a transaction ended, or (o->session) the session ends — once each, before
 	 * session_free. Synchronous and cheap; env is the session's. */
 	void (*outcome)(void *wstate, int slot, struct hook_env *env, const struct hook_outcome *o);
+	/* Optional: stage st begins (chain_run, chain_run_cut). Every entry that will be asked
+	 * at st hears it first, in chain order, before the first entry runs: a hint to start a
+	 * slow lookup now (a pass store's request, a PTR query) that the module's own call at
+	 * st then uses, so it runs together with the entries before it instead of after them.
+	 * No verdict; synchronous and must not block. What it starts is the module's, kept in
+	 * env->module_ctx[slot]: its run at st takes the answer (or waits for it), session_free
+	 * drops it (an entry before it may refuse the client: run is then never called). */
+	void (*prefetch)(void *wstate, int slot, struct hook_env *env, enum hook_stage st);
 	/* Optional, for the entries that take part in some stage: during DATA the client's
 	 * header block is complete (hdr[0..len), up to and including the blank line that ends
 	 * it, unstuffed, CRLF lines) while the body may still be arriving. A hint to start slow

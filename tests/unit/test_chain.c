@@ -48,6 +48,9 @@ struct fake_mod {
 	enum hook_stage stage;
 	struct hook_env *env;
 	struct hook_call *pending;
+	int prefetches;               /* hook_module.prefetch heard */
+	int runs_at_prefetch;         /* every fake's runs together when it was last heard */
+	enum hook_stage prefetch_stage;
 	int outcomes;                 /* transaction outcomes heard */
 	int session_outcomes;
 	struct hook_outcome last;     /* the last one (reason copied) */
@@ -61,6 +64,7 @@ static struct fake_mod fakes[NFAKE];
 static struct fake_mod plugfakes[NPLUG];
 static size_t nplug;              /* plugin entries configured */
 static int order[64], norder;
+static int porder[64], nporder;   /* the prefetches heard, by slot */
 
 /* Completes (or reports progress on) the call of the fake in its data, answer_ms late. */
 static uv_timer_t answer_timer;
@@ -141,6 +145,20 @@ static void fake_outcome(void *ws, int slot, struct hook_env *env, const struct 
 	f->last.reason = f->last_reason;
 }
 
+static void fake_prefetch(void *ws, int slot, struct hook_env *env, enum hook_stage st)
+{
+	struct fake_mod *f = ws;
+
+	f->prefetches++;
+	f->prefetch_stage = st;
+	f->runs_at_prefetch = 0;
+	for (int i = 0; i < NFAKE; i++)
+		f->runs_at_prefetch += fakes[i].runs;
+	if (nporder < 64)
+		porder[nporder++] = slot;
+	f->runs_at_prefetch += norder * 1000;   /* the runs recorded so far, as a check */
+}
+
 static unsigned fake_stages(void *ws) { return ((struct fake_mod *)ws)->stages; }
 static uint64_t fake_timeout_ms(void *ws) { return ((struct fake_mod *)ws)->timeout_ms; }
 static enum verdict_action fake_on_error(void *ws) { return ((struct fake_mod *)ws)->on_error; }
@@ -168,7 +186,7 @@ FAKE_INIT(6)
 		.name = nm, .worker_init = fake_init_##i, .worker_free = fake_worker_free, \
 		.stages = fake_stages, .run = fake_run, .session_free = fake_session_free, \
 		.timeout_ms = fake_timeout_ms, .on_error = fake_on_error, .on_error_tag = fake_on_error_tag, \
-		.outcome = fake_outcome }
+		.outcome = fake_outcome, .prefetch = fake_prefetch }
 FAKE_MODULE(0, "fake0");
 FAKE_MODULE(1, "fake1");
 FAKE_MODULE(2, "fake2");
@@ -257,6 +275,7 @@ static int setup(void **state)
 	memset(plugfakes, 0, sizeof(plugfakes));
 	nplug = 0;
 	norder = 0;
+	nporder = 0;
 	uv_loop_init(&fx->loop);
 	uv_timer_init(&fx->loop, &fx->timer);
 	fx->env.session_id = "t0001";
@@ -1456,6 +1475,57 @@ static void test_connect_refusal_cuts(void **state)
 	fx_stop(fx);
 }
 
+/* hook_module.prefetch: each entry that will be asked at the stage hears it first, in
+ * chain order, before the first one runs (so its slow lookup overlaps the entries before
+ * it); not an entry without the stage, one without the callback (fake5) or one cut off at
+ * connect; chain_run_cut tells the cut-off entries it asks. */
+static void test_prefetch(void **state)
+{
+	struct fx *fx = *state;
+
+	fakes[0].stages = fakes[2].stages = fakes[5].stages = S_(HOOK_CONNECT) | S_(HOOK_MAIL);
+	fakes[1].stages = S_(HOOK_MAIL);
+	fakes[3].stages = S_(HOOK_CONNECT);
+	fakes[0].mode = FAKE_ASYNC;
+	fx_start(fx);
+	chain_run(&fx->chain, HOOK_CONNECT, done_cb, &fx->done);
+	assert_int_equal(fakes[0].runs, 1);
+	assert_int_equal(fakes[2].runs, 0);          /* waits for fake0 */
+	assert_int_equal(fakes[0].prefetches, 1);
+	assert_int_equal(fakes[2].prefetches, 1);    /* heard before fake0 answered */
+	assert_int_equal(fakes[3].prefetches, 1);
+	assert_int_equal(fakes[1].prefetches, 0);    /* no connect stage */
+	assert_int_equal(fakes[4].prefetches, 0);
+	assert_int_equal(fakes[2].prefetch_stage, HOOK_CONNECT);
+	assert_int_equal(fakes[0].runs_at_prefetch + fakes[2].runs_at_prefetch +
+	    fakes[3].runs_at_prefetch, 0);            /* before any run */
+	assert_int_equal(nporder, 3);                 /* in chain order */
+	assert_true(porder[0] == fakes[0].slot && porder[0] < porder[1] && porder[1] < porder[2]);
+	assert_int_equal(norder, 1);                  /* then the first run */
+	hook_call_done(fakes[0].pending, NULL);
+	assert_int_equal(fx->done.calls, 1);
+	assert_int_equal(fakes[2].runs + fakes[3].runs + fakes[5].runs, 3);
+	fx_stop(fx);
+
+	/* fake2 refuses the client at connect: fake3 is cut off, then asked after AUTH */
+	memset(fakes, 0, sizeof(fakes));
+	memset(&fx->done, 0, sizeof(fx->done));
+	fakes[0].stages = fakes[2].stages = fakes[3].stages = S_(HOOK_CONNECT) | S_(HOOK_MAIL);
+	set_verdict(2, VERDICT_REJECT, 550, "fake2", 0);
+	refuse_at_connect(fx, 2);
+	assert_int_equal(fakes[3].prefetches, 1);    /* heard: the refusal came later */
+	assert_int_equal(fakes[3].runs, 0);
+	chain_run(&fx->chain, HOOK_MAIL, done_cb, &fx->done);
+	assert_int_equal(fakes[3].prefetches, 1);    /* cut off: not told of MAIL */
+	assert_int_equal(fakes[0].prefetches, 2);
+	chain_run_cut(&fx->chain, done_cb, &fx->done);
+	assert_int_equal(fakes[3].prefetches, 2);
+	assert_int_equal(fakes[3].prefetch_stage, HOOK_CONNECT);
+	assert_int_equal(fakes[3].runs, 1);
+	assert_int_equal(fakes[0].prefetches, 2);    /* not asked again */
+	fx_stop(fx);
+}
+
 /* The refusal is lifted (AUTH): chain_run_cut asks the entries the refusal cut off that
  * take part in the connect stage (fake2, async like a milter; fake4) and no others (fake0
  * before the refusal, fake1 the refuser, fake3 without a connect stage); afterwards they
@@ -1551,6 +1621,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_outcome_session_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_refusal_cuts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connect_cut_lifted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
