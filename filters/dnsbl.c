@@ -426,6 +426,11 @@ size_t dnsbl_pass_cache_flush(void)
 	return dns_cache_clear(dnsbl_pass_cache());
 }
 
+size_t dnsbl_pass_cache_count(void)
+{
+	return dns_cache_count(dnsbl_pass_cache());
+}
+
 static uint32_t dnsbl_fnv(uint32_t h, const void *p, size_t n)
 {
 	const unsigned char *b = p;

@@ -88,6 +88,8 @@ unsigned long dnsbl_list_errors(const char *zone);
 /* Empties the pass cache (the control socket's `flush passcache`); returns how many
  * clients it held. */
 size_t dnsbl_pass_cache_flush(void);
+/* How many clients the pass cache holds (the control socket's `passcache`). */
+size_t dnsbl_pass_cache_count(void);
 
 /* The hook module (listed in proxy/modules.def). */
 struct hook_module;

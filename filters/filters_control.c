@@ -7,6 +7,7 @@
 
 #include "proxy/config.h"
 #include "proxy/control_verbs.h"
+#include "proxy/jsonw.h"
 #include "proxy/pregreet.h"
 #include "dns.h"
 #include "dnsbl.h"
@@ -108,6 +109,91 @@ static void passcache_flush_start(const struct mx_config *cfg, int argc, char **
 	    passcache_flush_lmdb_cb, pf) == 0)
 		passcache_flush_answer(pf, 0, "");
 }
+
+/* `passcache`: each pass cache (the DNS lists', the pregreet test's): on or off, the
+ * clients this process's memory holds, its store (kind, spec, key prefix; LMDB: the map's
+ * records and bytes), this process's answers from it and its last flush. No Redis round
+ * trip: the main loop asks no peer for a listing. */
+static void passcache_show_one(const struct mx_config *cfg, const char *name, bool on,
+    size_t entries, const char *spec, bool json, struct jsonw *j, struct strbuf *out)
+{
+	struct passcache_desc d;
+	struct passcache_stats st;
+	bool stored = on && passcache_spec_shared(spec);
+
+	passcache_describe(stored ? spec : "local", name, &d);
+	passcache_stats(name, &st);
+	(void)cfg;
+	if (json) {
+		jsonw_obj(j, NULL);
+		jsonw_str(j, "module", name);
+		jsonw_bool(j, "enabled", on);
+		jsonw_int(j, "entries", (long long)entries);
+		jsonw_str(j, "store", d.kind);
+		jsonw_str(j, "spec", d.shown);
+		jsonw_str(j, "prefix", stored ? d.prefix : NULL);
+		if (d.map_records >= 0) {
+			jsonw_int(j, "map_records", d.map_records);
+			jsonw_int(j, "map_bytes", d.map_bytes);
+		}
+		jsonw_int(j, "store_hits", (long long)st.hits);
+		jsonw_int(j, "store_misses", (long long)st.misses);
+		jsonw_int(j, "store_errors", (long long)st.errors);
+		if (st.flushed_ms)
+			jsonw_int(j, "flushed_ms", (long long)st.flushed_ms);
+		else
+			jsonw_str(j, "flushed_ms", NULL);
+		jsonw_end(j);
+		return;
+	}
+	strbuf_printf(out, "%-8s %s entries=%zu store=%s", name, on ? "on " : "off", entries, d.kind);
+	if (stored) {
+		strbuf_printf(out, " spec=%s prefix=%s", d.shown, d.prefix);
+		if (d.map_records >= 0)
+			strbuf_printf(out, " map_records=%lld map_bytes=%lld", d.map_records, d.map_bytes);
+	}
+	strbuf_printf(out, " hits=%llu misses=%llu errors=%llu", st.hits, st.misses, st.errors);
+	if (st.flushed_ms)
+		strbuf_printf(out, " flushed_ms=%llu", (unsigned long long)st.flushed_ms);
+	strbuf_printf(out, "\n");
+}
+
+static int passcache_show_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct strbuf *out)
+{
+	const struct dnsbl_config *dc = &cfg->dnsbl;
+	const struct pregreet_config *pg = &cfg->pregreet;
+	struct jsonw j;
+
+	(void)argv, (void)body, (void)body_len;
+	if (argc != 0) {
+		strbuf_printf(out, "usage: passcache (takes no argument)\n");
+		return -1;
+	}
+	if (json) {
+		jsonw_init(&j, out);
+		jsonw_obj(&j, NULL);
+		jsonw_arr(&j, "passcaches");
+	}
+	bool ip_lists = false;
+
+	for (size_t i = 0; i < dc->lists.n; i++)
+		ip_lists |= ((const struct dnsbl_list_config *)dc->lists.v)[i].type == DNSBL_TYPE_IP;
+	passcache_show_one(cfg, "dnsbl", ip_lists && dc->pass_ttl >= 1000,
+	    dnsbl_pass_cache_count(), dc->pass_store, json, &j, out);
+	passcache_show_one(cfg, "pregreet", pg->delay > 0 && pg->pass_ttl > 0,
+	    pregreet_pass_count(uv_hrtime()), pg->pass_store, json, &j, out);
+	if (json) {
+		jsonw_end(&j);
+		jsonw_end(&j);
+		strbuf_printf(out, "\n");
+	}
+	return 0;
+}
+
+const struct control_verb passcache_show_control_verb = {
+	.words = "passcache", .usage = "passcache", .run = passcache_show_run, .during_drain = true,
+};
 
 /* Both answer during the drain: they empty process-wide caches on the main loop. */
 const struct control_verb dns_flush_control_verb = {

@@ -33,6 +33,7 @@ struct passcache {
 	int script;                    /* Redis: passcache_lua */
 	uint64_t marked_ms;            /* LMDB: the flush time this writer last wrote */
 	struct log_rated *errors;
+	int mi;                        /* passcache_module_index */
 };
 
 struct passcache_req {
@@ -76,9 +77,67 @@ bool passcache_answers_inline(const struct passcache *pc)
 	return pc != NULL && pc->wr != NULL;
 }
 
+/* This process's answers per module (0 pregreet, 1 dnsbl), every worker and generation
+ * together: a pass known, not known, a failure. */
+static atomic_ullong passcache_hits[2], passcache_misses[2], passcache_errors[2];
+
+static int passcache_module_index(const char *name)
+{
+	return strcmp(name, "dnsbl") == 0;
+}
+
+static void passcache_count(struct passcache *pc, bool known)
+{
+	atomic_fetch_add(known ? &passcache_hits[pc->mi] : &passcache_misses[pc->mi], 1);
+}
+
+void passcache_stats(const char *name, struct passcache_stats *out)
+{
+	int i = passcache_module_index(name);
+
+	out->hits = atomic_load(&passcache_hits[i]);
+	out->misses = atomic_load(&passcache_misses[i]);
+	out->errors = atomic_load(&passcache_errors[i]);
+	out->flushed_ms = atomic_load(&passcache_flushed_ms);
+}
+
+void passcache_describe(const char *spec, const char *name, struct passcache_desc *d)
+{
+	int kind = store_kind_of(spec);
+
+	memset(d, 0, sizeof(*d));
+	d->map_records = d->map_bytes = -1;
+	d->kind = kind == STORE_LMDB ? "lmdb" : kind == STORE_REDIS ? "redis" : "local";
+	if (kind == STORE_REDIS) {
+		char host[256], pw[256];
+		int port, db;
+
+		snprintf(d->prefix, sizeof(d->prefix), "%s%s:", PASSCACHE_REDIS_PREFIX, name);
+		if (redis_store_parse_url(spec, host, sizeof(host), &port, &db, pw, sizeof(pw)) == 0)
+			snprintf(d->shown, sizeof(d->shown), "redis://%s:%d/%d", host, port, db);
+		else
+			snprintf(d->shown, sizeof(d->shown), "redis://?");
+		memset(pw, 0, sizeof(pw));
+	} else if (kind == STORE_LMDB) {
+		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(spec), 0);
+		uint64_t rec, bytes;
+
+		snprintf(d->prefix, sizeof(d->prefix), "%s%s:", PASSCACHE_LMDB_PREFIX, name);
+		snprintf(d->shown, sizeof(d->shown), "%s", spec);
+		if (st != NULL && lmdb_store_usage(st, &rec, &bytes, NULL) == 0) {
+			d->map_records = (long long)rec;
+			d->map_bytes = (long long)bytes;
+		}
+		lmdb_store_close(st);
+	} else {
+		snprintf(d->shown, sizeof(d->shown), "local");
+	}
+}
+
 /* Counts a failure and logs it at most once a minute per module. */
 static void passcache_error(struct passcache *pc, const char *reason)
 {
+	atomic_fetch_add(&passcache_errors[pc->mi], 1);
 	bool log_now;
 	unsigned long long n = log_rated_note(pc->errors, PASSCACHE_ERROR_LOG_EVERY_MS, &log_now);
 	char sv[320];
@@ -133,6 +192,7 @@ struct passcache *passcache_new(const char *spec, const char *name, uint64_t tim
 	snprintf(pc->name, sizeof(pc->name), "%s", name);
 	snprintf(pc->spec, sizeof(pc->spec), "%s", spec);
 	pc->errors = dnsbl ? &passcache_err_dnsbl : &passcache_err_pregreet;
+	pc->mi = passcache_module_index(name);
 	snprintf(pc->prefix, sizeof(pc->prefix), "%s%s:",
 	    kind == STORE_REDIS ? PASSCACHE_REDIS_PREFIX : PASSCACHE_LMDB_PREFIX, pc->name);
 	if (kind == STORE_REDIS) {
@@ -227,6 +287,8 @@ static int passcache_lookup_lmdb(struct passcache *pc, const char *key, passcach
 	if (rc == 0 || len < sizeof(r) || len > sizeof(buf)) {
 		if (rc == 1)
 			passcache_error(pc, "record");
+		else
+			passcache_count(pc, false);
 		cb(arg, false, NULL, 0, 0);
 		return 0;
 	}
@@ -234,9 +296,11 @@ static int passcache_lookup_lmdb(struct passcache *pc, const char *key, passcach
 	if (lmdb_writer_get(pc->wr, mk, strlen(mk), &m, sizeof(m), &mlen) != 1 || mlen != sizeof(m))
 		m.noted_ms = 0;
 	if (r.expires_ms <= now || r.noted_ms < passcache_flushed(m.noted_ms)) {
+		passcache_count(pc, false);
 		cb(arg, false, NULL, 0, 0);
 		return 0;
 	}
+	passcache_count(pc, true);
 	cb(arg, true, (const char *)buf + sizeof(r), len - sizeof(r), r.expires_ms - now);
 	return 0;
 }
@@ -292,6 +356,7 @@ static void passcache_redis_cb(void *arg, const redisReply *reply)
 	}
 	pttl = reply->element[2]->integer;
 	if (reply->element[0]->type != REDIS_REPLY_STRING || pttl <= 0) {
+		passcache_count(pc, false);
 		cb(cbarg, false, NULL, 0, 0);   /* not known (nil: Lua's false) */
 		return;
 	}
@@ -304,9 +369,11 @@ static void passcache_redis_cb(void *arg, const redisReply *reply)
 	    !passcache_value_parse(reply->element[1]->str, reply->element[1]->len, &mnoted, &mval, &mvlen))
 		mnoted = 0;
 	if (noted < passcache_flushed(mnoted)) {
+		passcache_count(pc, false);
 		cb(cbarg, false, NULL, 0, 0);
 		return;
 	}
+	passcache_count(pc, true);
 	cb(cbarg, true, val, vlen, (uint64_t)pttl);
 }
 

@@ -109,6 +109,29 @@ bool passcache_value_parse(const char *s, size_t len, uint64_t *noted, const cha
  * exactly noted and val[0..vlen). */
 size_t passcache_value_format(char *out, size_t cap, uint64_t noted, const void *val, size_t vlen);
 
+/* This process's answers from the stores of module name ("pregreet" or "dnsbl"), every
+ * worker and generation together, and its last flush (wall ms, 0: none): for the control
+ * socket's `passcache` (no store is asked). Thread-safe. */
+struct passcache_stats {
+	unsigned long long hits;       /* a pass known */
+	unsigned long long misses;     /* not known (none, expired, noted before a flush) */
+	unsigned long long errors;     /* a lookup or a write failed (event=passcache_error) */
+	uint64_t flushed_ms;
+};
+void passcache_stats(const char *name, struct passcache_stats *out);
+
+/* What the control socket's `passcache` shows of module name's store spec, without asking
+ * a Redis store: its kind ("local", "lmdb", "redis"), the spec as shown (a Redis URL
+ * without its password), the key prefix ("" for local) and, for LMDB, the map's records and
+ * bytes in use (every module's records in that directory: -1 when it cannot be read). */
+struct passcache_desc {
+	const char *kind;
+	char shown[300];
+	char prefix[48];
+	long long map_records, map_bytes;
+};
+void passcache_describe(const char *spec, const char *name, struct passcache_desc *d);
+
 /* Wall-clock ms (records outlive the process). */
 uint64_t passcache_wall_ms(void);
 

@@ -9,6 +9,7 @@
  *   reload                      as SIGHUP (names resolved off the main loop): answered when
  *                               done, with the new generation or the FILE:LINE:COL errors
  *   flush dns|passcache         empty the DNS cache / the DNS-list pass cache
+ *   passcache                   the pass caches: entries, store, this process's hits
  *   flush reputation IP         forget the client's reputation records in every worker
  *                               (answered once the workers have done it)
  *   learn spam|ham (body: the message)

@@ -5,6 +5,7 @@
 
 extern const struct control_verb dns_flush_control_verb;      /* filters/filters_control.c */
 extern const struct control_verb passcache_flush_control_verb; /* filters/filters_control.c */
+extern const struct control_verb passcache_show_control_verb; /* filters/filters_control.c */
 extern const struct control_verb reputation_flush_control_verb; /* filters/reputation_control.c */
 extern const struct control_verb learn_control_verb;          /* rules/rules_control.c */
 extern const struct control_verb ratelimit_control_verb;      /* filters/limits_control.c */
@@ -13,6 +14,7 @@ extern const struct control_verb greylist_control_verb;       /* filters/limits_
 const struct control_verb *const control_module_verbs[] = {
 	&dns_flush_control_verb,
 	&passcache_flush_control_verb,
+	&passcache_show_control_verb,
 	&reputation_flush_control_verb,
 	&learn_control_verb,
 	&ratelimit_control_verb,

@@ -109,6 +109,16 @@ size_t pregreet_pass_flush(uint64_t now_ns)
 	return c.n;
 }
 
+size_t pregreet_pass_count(uint64_t now_ns)
+{
+	struct pg_count c = { UINT64_MAX, 0 };
+	struct local_table *t = pg_pass_table();
+
+	if (t != NULL)
+		local_table_foreach(t, now_ns, pg_count_fn, &c);
+	return c.n;
+}
+
 bool pregreet_pass_known(const char *ip, uint64_t now_ns)
 {
 	struct local_table *t = pg_pass_table();

@@ -44,6 +44,8 @@ void pregreet_pass_note(const char *ip, uint64_t ttl_ms, uint64_t now_ns);
 /* Forgets every pass noted before now_ns (the control socket's `flush passcache`); returns
  * how many live ones that was. */
 size_t pregreet_pass_flush(uint64_t now_ns);
+/* How many live passes the cache holds at now_ns (the control socket's `passcache`). */
+size_t pregreet_pass_count(uint64_t now_ns);
 
 /* The hook module (proxy/modules.def): with pass_store lmdb or redis, a connect-stage entry
  * that looks the client up in a Redis store while the teaser's delay runs (an LMDB store was

@@ -43,6 +43,7 @@ static void usage(FILE *f)
 	    "  drain BACKEND | enable BACKEND  stop/resume new transactions to BACKEND (URL or host:port)\n"
 	    "  reload                          re-read the config; prints the generation or the errors\n"
 	    "  flush dns|passcache|reputation IP\n"
+	    "  passcache                       the pass caches: entries, store, this process's hits\n"
 	    "  top clients|reasons|rules [N]\n"
 	    "  learn spam|ham FILE             teach the classifier (FILE '-' = standard input)\n"
 	    "  ratelimit show|reset KEY VALUE  a client's (sender's ...) rate-limit buckets; reset empties them\n"

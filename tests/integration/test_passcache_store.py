@@ -9,7 +9,8 @@ each tested the same client.
 - LMDB: a client that passed is greeted at once, without the teaser, by the next process on
   the same directory (LMDB answers inline, before the teaser) and the lists are not asked
   about it again; a new client is tested; a reload keeps it;
-  `flush passcache` makes the stored passes unknown, for the next process too.
+  `flush passcache` makes the stored passes unknown, for the next process too;
+  `mxgatectl passcache` lists both caches with their store and this process's hits.
 - An LMDB directory that cannot be opened: logged, every new client tested.
 - Redis: a client that passed on node A is greeted on node B as soon as the connect stage is
   done (the teaser went out, the store was asked during its delay) and B asks no list; a
@@ -69,6 +70,17 @@ def passes(mx, src, tag):
     return first, waited, r
 
 
+def show(sock):
+    """`mxgatectl --json passcache`: {module: its entry}, and the seconds it took."""
+    t0 = time.monotonic()
+    r = subprocess.run([CTL, '-s', sock, '--json', 'passcache'], capture_output=True, text=True,
+                       timeout=mt.slack(30))
+    took = time.monotonic() - t0
+    if r.returncode != 0 or not r.stdout.strip():
+        return {'rc': r.returncode, 'err': r.stderr + r.stdout}, took
+    return {c['module']: c for c in json.loads(r.stdout)['passcaches']}, took
+
+
 def flush(sock):
     r = subprocess.run([CTL, '-s', sock, '--json', 'flush', 'passcache'], capture_output=True, text=True,
                        timeout=mt.slack(30))
@@ -111,6 +123,16 @@ first, last, waited, c = greeting(mx, '198.18.70.2')
 c.close()
 mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
          'another client is tested: %r %.1fs' % (first, waited))
+v, _ = show(SOCK1)
+pg, dl = v.get('pregreet', {}), v.get('dnsbl', {})
+mt.check(pg.get('enabled') is True and pg.get('store') == 'lmdb' and pg.get('spec') == STORE and
+         pg.get('prefix') == 'pass:pregreet:' and pg.get('store_hits', 0) >= 1 and
+         pg.get('store_misses', 0) >= 1 and pg.get('entries', 0) >= 1 and pg.get('map_records', 0) >= 2,
+         'mxgatectl passcache lists the pregreet cache: LMDB, its prefix, the map, this process\'s '
+         'hit (the client that passed before) and miss (the new one): %r' % v)
+mt.check(dl.get('enabled') is True and dl.get('store') == 'lmdb' and dl.get('prefix') == 'pass:dnsbl:' and
+         dl.get('store_hits', 0) >= 1 and dl.get('entries', 0) >= 1 and dl.get('flushed_ms', 0) is None,
+         'and the DNS lists\' cache: %r' % dl)
 mark = mx.log_size()
 mx.reload(cfg(STORE, SOCK1))
 mt.check(mx.wait_log(r'event=reloaded', start=mark), 'reloaded')
@@ -163,6 +185,12 @@ mt.check(first is not None and r[0] == 250 and waited < DELAY - 0.5,
 mt.check(b.wait_log(r'event=pregreet_skipped reason=pass_store client=198\.18\.71\.1', 5) is not None,
          'node B logged reason=pass_store')
 mt.check(asked('198.18.71.1') == 1, 'node B asked no list about it: %d' % asked('198.18.71.1'))
+v, _ = show(SOCKB)
+pg = v.get('pregreet', {})
+mt.check(pg.get('store') == 'redis' and pg.get('spec') == 'redis://127.0.0.1:%d/0' % rd.port and
+         pg.get('prefix') == 'mxgate:pass:pregreet:' and pg.get('store_hits') == 1 and
+         'map_records' not in pg and v.get('dnsbl', {}).get('store_hits') == 1,
+         'node B\'s passcache: Redis, its prefix, one hit each, no map figures: %r' % v)
 
 # expiry: node A now keeps passes for 2 s
 mark = a.log_size()
@@ -190,6 +218,11 @@ mt.check(b.wait_log(r'event=passcache_error module=(pregreet|dnsbl) store=redis:
          is not None, 'the store failure is logged: event=passcache_error')
 mt.check(b.wait_log(r'event=pregreet_skipped reason=pass_store client=198\.18\.71\.3', 0.5, start=mark) is None,
          'and nothing passed by the error')
+v, took = show(SOCKB)
+mt.check(v.get('pregreet', {}).get('store_errors', 0) >= 1 and v.get('dnsbl', {}).get('store_errors', 0) >= 1
+         and took < 2,
+         'with Redis down passcache answers at once (%.2f s: no Redis round trip) and counts the errors: %r'
+         % (took, v))
 a.stop()
 b.stop()
 mt.finish()

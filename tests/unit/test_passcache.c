@@ -127,6 +127,28 @@ static void test_value_parse(void **state)
 	assert_false(passcache_value_parse(big, 3 + PASSCACHE_VALUE_MAX, &noted, &val, &vlen));
 }
 
+/* What `mxgatectl passcache` shows of a spec: a Redis URL without its password. */
+static void test_describe(void **state)
+{
+	struct passcache_desc d;
+
+	(void)state;
+	passcache_describe("redis://:secret@127.0.0.1:6380/2", "dnsbl", &d);
+	assert_string_equal(d.kind, "redis");
+	assert_string_equal(d.shown, "redis://127.0.0.1:6380/2");
+	assert_null(strstr(d.shown, "secret"));
+	assert_string_equal(d.prefix, "mxgate:pass:dnsbl:");
+	assert_true(d.map_records == -1);
+	passcache_describe("local", "pregreet", &d);
+	assert_string_equal(d.kind, "local");
+	assert_string_equal(d.prefix, "");
+	passcache_describe(spec, "pregreet", &d);
+	assert_string_equal(d.kind, "lmdb");
+	assert_string_equal(d.shown, spec);
+	assert_string_equal(d.prefix, "pass:pregreet:");
+	assert_true(d.map_records >= 0 && d.map_bytes > 0);
+}
+
 static void test_lmdb_rows(void **state)
 {
 	uv_loop_t loop;
@@ -208,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_spec_forms),
 		cmocka_unit_test(test_value_parse),
 		cmocka_unit_test(test_lmdb_rows),
+		cmocka_unit_test(test_describe),
 	};
 	int rc;
 
