@@ -64,6 +64,9 @@ API (everything else is internal):
   Client(port, tls, source, greet, proxy_src) .greeting .reply() .cmd(line) .send(bytes)
          .starttls() .ehlo() .pending(wait) .is_closed(wait) .close()
   send_mail(port, mail_from, rcpts, data, ehlo, client, source, proxy_src, timeout) -> Result
+  teased(port, proxy_src) -> (first line, final 220 line, seconds between, open Client): the
+      greeting read through the pregreet teaser;  patient_mail(port, proxy_src, tag) ->
+      (first line, seconds waited, Result): waits it out, then one message
          ((code, text) with .stage connect|helo|mail|rcpt|data|eom|io and .rcpt_codes)
   message(tag, body, size, headers) -> bytes;  eicar_message(tag);  EICAR, GTUBE
   trickle(sock, pieces, every, limit) -> (closed, seconds, bytes read): a client (or peer) that
@@ -2116,6 +2119,29 @@ class Result(tuple):
 
     code = property(lambda self: self[0])
     text = property(lambda self: self[1])
+
+
+def teased(port, proxy_src, timeout=15):
+    """Connects from proxy_src (PROXY header) and reads the greeting through the pregreet
+    teaser: (first line, final 220 line, seconds from the first to the final one, the
+    Client, still open for a transaction)."""
+    c = Client(port, proxy_src=proxy_src, greet=False, timeout=slack(timeout))
+    first = c._line()
+    t0 = time.monotonic()
+    last = first
+    while last is not None and last.startswith('220-'):
+        last = c._line()
+    return first, last, time.monotonic() - t0, c
+
+
+def patient_mail(port, proxy_src, tag):
+    """A patient client: waits for the whole greeting (teased), then sends one message.
+    (first line, seconds waited, the Result)."""
+    first, last, waited, c = teased(port, proxy_src)
+    c.ehlo('client.example.org')
+    r = send_mail(port, 'a@example.org', ['u@example.test'], message(tag), client=c)
+    c.close()
+    return first, waited, r
 
 
 def send_mail(port, mail_from, rcpts, data, ehlo='client.test', client=None, source=None,

@@ -58,28 +58,9 @@ def cfg(redis_port):
         helo_checks={'enabled': True, 'fcrdns': {'enabled': True, 'action': 'score'}})
 
 
-def greeting(mx, src):
-    """(first line, final 220 line, seconds from the first to the final one, the client)."""
-    c = mt.Client(mx.port, proxy_src=src, greet=False, timeout=mt.slack(15))
-    first = c._line()
-    t0 = time.monotonic()
-    last = first
-    while last is not None and last.startswith('220-'):
-        last = c._line()
-    return first, last, time.monotonic() - t0, c
-
-
-def mail(mx, src, tag):
-    first, last, waited, c = greeting(mx, src)
-    c.ehlo('client.example.org')
-    r = mt.send_mail(mx.port, 'a@example.org', ['u@example.test'], mt.message(tag), client=c)
-    c.close()
-    return first, waited, r
-
-
 # node A, on Redis directly: KNOWN passes both tests and both stores note it
 a = mt.Mxgate(cfg(rd.port), 'nodeA')
-first, waited, r = mail(a, KNOWN, 'a1')
+first, waited, r = mt.patient_mail(a.port, KNOWN, 'a1')
 mt.check(first.startswith('220-') and waited >= DELAY - 0.5 and r[0] == 250,
          'node A tests the client and it passes: %r %.2fs %r' % (first, waited, r))
 mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregreet:' + KNOWN) == 1 and
@@ -102,7 +83,7 @@ def handshakes_done():
 mt.check(mt.wait_for(handshakes_done, 15), 'node B\'s Redis connections are set up')
 time.sleep(SLOW + 0.5)      # the PINGs' answers, held SLOW by the forwarder
 asked0 = dnsp.queries(rev(KNOWN) + '.bl.test')
-first, last, waited, c = greeting(b, KNOWN)
+first, last, waited, c = mt.teased(b.port, KNOWN)
 c.close()
 print('connect stage of a client both stores know, behind a Redis and a PTR answering in %.2f s: '
       'teaser to greeting %.3f s' % (SLOW, waited))
@@ -117,7 +98,7 @@ mt.check(dnsp.queries(rev(KNOWN) + '.bl.test') == asked0,
          'the DNS lists\' store knew it: no list asked (%d)' % (dnsp.queries(rev(KNOWN) + '.bl.test') - asked0))
 
 # a new client: tested as always, its lookups made, its pass noted
-first, waited, r = mail(b, NEW, 'b1')
+first, waited, r = mt.patient_mail(b.port, NEW, 'b1')
 mt.check(first.startswith('220-') and waited >= DELAY - 0.5 and r[0] == 250,
          'a new client waits out the delay and passes: %r %.2fs %r' % (first, waited, r))
 mt.check(dnsp.queries(rev(NEW) + '.bl.test') == 1, 'the list is asked about it once')
@@ -126,7 +107,7 @@ mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregre
          'and both passes are noted')
 
 # a listed client: refused at MAIL with the list's name, no pass noted
-first, waited, r = mail(b, LISTED, 'b2')
+first, waited, r = mt.patient_mail(b.port, LISTED, 'b2')
 mt.check(r[0] == 550 and 'bl.test' in r[1], 'a listed client is refused at MAIL naming the list: %r' % (r,))
 mt.check(len(mt.redis_cmd(rd.port, 'KEYS', 'mxgate:pass:dnsbl:%s#*' % LISTED) or []) == 0,
          'and the DNS lists note no pass for it')

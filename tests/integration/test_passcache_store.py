@@ -49,27 +49,6 @@ def cfg(store, sock, pg_ttl='1h'):
         control={'socket': sock})
 
 
-def greeting(mx, src):
-    """Connects as src; returns (first line, final 220 line, seconds from the first to the
-    final one, the client) — the client still open for a transaction."""
-    c = mt.Client(mx.port, proxy_src=src, greet=False, timeout=mt.slack(15))
-    first = c._line()
-    t0 = time.monotonic()
-    last = first
-    while last is not None and last.startswith('220-'):
-        last = c._line()
-    return first, last, time.monotonic() - t0, c
-
-
-def passes(mx, src, tag):
-    """A patient client: waits for the whole greeting, then sends a message."""
-    first, last, waited, c = greeting(mx, src)
-    c.ehlo('client.example.org')
-    r = mt.send_mail(mx.port, 'a@example.org', ['u@example.test'], mt.message(tag), client=c)
-    c.close()
-    return first, waited, r
-
-
 def show(sock):
     """`mxgatectl --json passcache`: {module: its entry}, and the seconds it took."""
     t0 = time.monotonic()
@@ -104,14 +83,14 @@ LDIR = os.path.join(mt.TMP, 'passdb')
 SOCK1 = os.path.join(mt.TMP, 'ctl1.sock')
 STORE = 'lmdb:' + LDIR
 mx = mt.Mxgate(cfg(STORE, SOCK1), 'lmdb1')
-first, waited, r = passes(mx, '198.18.70.1', 'l1')
+first, waited, r = mt.patient_mail(mx.port, '198.18.70.1', 'l1')
 mt.check(first is not None and first.startswith('220-') and r[0] == 250 and waited >= DELAY - 0.5,
          'a new client gets the teaser, waits out the delay and passes: %r %.1fs %r' % (first, waited, r))
 mt.check(asked('198.18.70.1') == 1, 'the list was asked once')
 mx.stop()            # the writers apply what they hold
 
 mx = mt.Mxgate(cfg(STORE, SOCK1), 'lmdb2')
-first, waited, r = passes(mx, '198.18.70.1', 'l2')
+first, waited, r = mt.patient_mail(mx.port, '198.18.70.1', 'l2')
 mt.check(first is not None and first.startswith('220 ') and r[0] == 250,
          'after a restart the client that passed is greeted at once, no teaser (LMDB answers before it): %r %r'
          % (first, r))
@@ -119,7 +98,7 @@ mt.check(mx.wait_log(r'event=pregreet_skipped reason=pass_store client=198\.18\.
          'logged: event=pregreet_skipped reason=pass_store')
 mt.check(asked('198.18.70.1') == 1,
          'after the restart the list is not asked again about it: %d queries' % asked('198.18.70.1'))
-first, last, waited, c = greeting(mx, '198.18.70.2')
+first, last, waited, c = mt.teased(mx.port, '198.18.70.2')
 c.close()
 mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
          'another client is tested: %r %.1fs' % (first, waited))
@@ -136,7 +115,7 @@ mt.check(dl.get('enabled') is True and dl.get('store') == 'lmdb' and dl.get('pre
 mark = mx.log_size()
 mx.reload(cfg(STORE, SOCK1))
 mt.check(mx.wait_log(r'event=reloaded', start=mark), 'reloaded')
-first, last, waited, c = greeting(mx, '198.18.70.1')
+first, last, waited, c = mt.teased(mx.port, '198.18.70.1')
 c.close()
 mt.check(first is not None and first.startswith('220 '), 'a reload keeps the pass: %r' % first)
 j = flush(SOCK1)
@@ -144,7 +123,7 @@ mt.check(j.get('flushed') == 'passcache' and j.get('stores') == 1 and j.get('sto
          'flush passcache names the store: %r' % j)
 mx.stop()
 mx = mt.Mxgate(cfg(STORE, SOCK1), 'lmdb3')
-first, last, waited, c = greeting(mx, '198.18.70.1')
+first, last, waited, c = mt.teased(mx.port, '198.18.70.1')
 c.close()
 mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
          'after flush passcache the stored pass is forgotten, for the next process too: %r %.1fs' % (first, waited))
@@ -158,7 +137,7 @@ with open(NOTDIR, 'w') as f:
 mx = mt.Mxgate(cfg('lmdb:' + NOTDIR + '/db', SOCK1), 'lmdb-broken')
 mt.check(mx.wait_log(r'event=module_error module=(pregreet|dnsbl) worker=\d+ reason=pass_store', 5) is not None,
          'a store that cannot be opened is logged: event=module_error reason=pass_store')
-first, waited, r = passes(mx, '198.18.70.1', 'l4')
+first, waited, r = mt.patient_mail(mx.port, '198.18.70.1', 'l4')
 mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5 and r[0] == 250,
          'and the client is tested and served: %r %.1fs %r' % (first, waited, r))
 mt.check(asked('198.18.70.1') == 3, 'the list is asked (%d)' % asked('198.18.70.1'))
@@ -171,7 +150,7 @@ SOCKA = os.path.join(mt.TMP, 'ctla.sock')
 SOCKB = os.path.join(mt.TMP, 'ctlb.sock')
 a = mt.Mxgate(cfg(RSTORE, SOCKA), 'nodeA')
 b = mt.Mxgate(cfg(RSTORE, SOCKB), 'nodeB')
-first, waited, r = passes(a, '198.18.71.1', 'r1')
+first, waited, r = mt.patient_mail(a.port, '198.18.71.1', 'r1')
 mt.check(first is not None and first.startswith('220-') and r[0] == 250, 'node A tests and passes the client')
 mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregreet:198.18.71.1') == 1, 10),
          'the pregreet pass is in Redis')
@@ -179,7 +158,7 @@ mt.check(mt.wait_for(lambda: len(mt.redis_cmd(rd.port, 'KEYS', 'mxgate:pass:dnsb
          'the DNS lists\' pass is in Redis')
 ttl = mt.redis_cmd(rd.port, 'PTTL', 'mxgate:pass:pregreet:198.18.71.1')
 mt.check(isinstance(ttl, int) and 3500 * 1000 - 60000 < ttl <= 3600 * 1000, 'with its pass_ttl: %r ms' % ttl)
-first, waited, r = passes(b, '198.18.71.1', 'r2')
+first, waited, r = mt.patient_mail(b.port, '198.18.71.1', 'r2')
 mt.check(first is not None and r[0] == 250 and waited < DELAY - 0.5,
          'node B greets the client that passed on A without the wait: %r %.2fs' % (first, waited))
 mt.check(b.wait_log(r'event=pregreet_skipped reason=pass_store client=198\.18\.71\.1', 5) is not None,
@@ -196,13 +175,13 @@ mt.check(pg.get('store') == 'redis' and pg.get('spec') == 'redis://127.0.0.1:%d/
 mark = a.log_size()
 a.reload(cfg(RSTORE, SOCKA, pg_ttl='2s'))
 mt.check(a.wait_log(r'event=reloaded', start=mark), 'node A reloaded')
-first, waited, r = passes(a, '198.18.71.2', 'r3')
+first, waited, r = mt.patient_mail(a.port, '198.18.71.2', 'r3')
 mt.check(r[0] == 250, 'node A passes another client')
 mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregreet:198.18.71.2') == 1, 10),
          'its pass is in Redis')
 mt.check(mt.wait_for(lambda: mt.redis_cmd(rd.port, 'EXISTS', 'mxgate:pass:pregreet:198.18.71.2') == 0, 15),
          'and expires with the 2 s pass_ttl')
-first, last, waited, c = greeting(b, '198.18.71.2')
+first, last, waited, c = mt.teased(b.port, '198.18.71.2')
 c.close()
 mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5,
          'an expired pass: node B tests the client: %r %.1fs' % (first, waited))
@@ -210,7 +189,7 @@ mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.
 # Redis down: the test runs, the lists are asked
 mt.stop_proc(rd)
 mark = b.log_size()
-first, waited, r = passes(b, '198.18.71.3', 'r4')
+first, waited, r = mt.patient_mail(b.port, '198.18.71.3', 'r4')
 mt.check(first is not None and first.startswith('220-') and waited >= DELAY - 0.5 and r[0] == 250,
          'with Redis down a new client is tested and served: %r %.1fs %r' % (first, waited, r))
 mt.check(asked('198.18.71.3') == 1, 'and the list is asked')
