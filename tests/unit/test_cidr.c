@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cidr.h"
@@ -233,6 +234,43 @@ static void test_file_read(void **state)
 	assert_string_equal(err, "not a regular file");
 }
 
+/* An operator empties a list with file:/dev/null (its entry stays in the config); no other
+ * device is read, and a FIFO is refused at once rather than waited on for a writer (the open
+ * itself blocked there: the config load stalled; the alarm turns that into a failure). */
+static void test_file_devices(void **state)
+{
+	char dir[] = "/tmp/test_cidr_fifo_XXXXXX", fifo[64];
+	const char *err = NULL;
+	size_t len = 99;
+	char *text;
+
+	(void)state;
+	text = cidr_file_read("/dev/null", &len, &err);
+	assert_non_null(text);
+	assert_int_equal(len, 0);
+	assert_string_equal(text, "");
+	free(text);
+	struct cfg_cidrlist l = { 0 };
+	assert_int_equal(cidr_text_parse("", 0, &l, NULL, NULL), 0);
+	assert_int_equal(l.n, 0);
+
+	err = NULL;
+	assert_null(cidr_file_read("/dev/zero", &len, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err, "only /dev/null"));
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/list", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	err = NULL;
+	assert_null(cidr_file_read(fifo, &len, &err));
+	alarm(0);
+	assert_string_equal(err, "not a regular file");
+	unlink(fifo);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_sorted_agrees),
 		cmocka_unit_test(test_file_read),
+		cmocka_unit_test(test_file_devices),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
