@@ -44,6 +44,17 @@ def reply(s):
     return head.decode().strip(), body
 
 
+def wait_eof(s):
+    """Reads s until the daemon closes it: (what was read: b'' at EOF, b'?' on an error,
+    seconds waited)."""
+    t0 = time.time()
+    try:
+        got = s.recv(10)
+    except OSError:
+        got = b'?'
+    return got, time.time() - t0
+
+
 def client():
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(mt.slack(10))
@@ -71,10 +82,7 @@ m = mx.wait_log(r'event=control_takeover idle_ms=(\d+)', 5)
 mt.check(m is not None, 'takeover: logged event=control_takeover')
 # the first slow client (idle the longest) lost its slot: it reads EOF; the others carry on
 slow[0].settimeout(mt.slack(5))
-try:
-    first = slow[0].recv(10)
-except OSError:
-    first = b'?'
+first, _ = wait_eof(slow[0])
 mt.check(first == b'', 'takeover: the client idle the longest was closed (%r)' % first)
 answered = 0
 for s in slow[1:]:
@@ -119,12 +127,7 @@ s = client()
 s.settimeout(mt.slack(10))
 s.sendall(b'status\n')
 h, _ = reply(s)
-t0 = time.time()
-try:
-    eof = s.recv(10)
-except OSError:
-    eof = b'?'
-took = time.time() - t0
+eof, took = wait_eof(s)
 mt.check(h is not None and h.startswith('OK ') and eof == b'' and 0.8 <= took <= mt.slack(5),
          'idle_timeout: 1s closes an idle connection after 1 s (%s, %r after %.2fs)' % (h, eof, took))
 s.close()
@@ -132,12 +135,7 @@ cfg['control']['idle_timeout'] = '3s'
 mx.reload(cfg)
 mt.check(mx.wait_log(r'event=reloaded ', 10) is not None, 'idle_timeout: reloaded')
 s = client()
-t0 = time.time()
-try:
-    eof = s.recv(10)
-except OSError:
-    eof = b'?'
-took = time.time() - t0
+eof, took = wait_eof(s)
 mt.check(eof == b'' and 2.8 <= took <= mt.slack(7),
          'idle_timeout: a reload to 3s applies to the next wait (%r after %.2fs)' % (eof, took))
 s.close()

@@ -52,21 +52,7 @@ if want('slow'):
 
 if want('deadline'):
     TRICKLE_S = 40.0          # the 8 MB at 64 KB per 0.3 s
-
-    def slow_reader(srv, p, arg):
-        p.send('354 go ahead\r\n')
-        t0 = time.time()
-        while time.time() - t0 < TRICKLE_S:
-            try:
-                d = p.sock.recv(65536)
-            except OSError:
-                return False
-            if not d:
-                return False
-            time.sleep(0.3)
-        return False
-
-    slow, other = hp.scripted('bk-trickle', {'data': slow_reader}), mt.Backend(name='other')
+    slow, other = hp.scripted('bk-trickle', {'data': hp.slow_reader(0.3, TRICKLE_S)}), mt.Backend(name='other')
     cfg = mt.config([{'address': slow.url, 'data_deadline': '2s'}, other.url], workers=1,
                     backends={'data_timeout': '%gs' % mt.slack(10), 'balance': 'round_robin',
                               'health_check': {'interval': '60s', 'timeout': '10s'}})
