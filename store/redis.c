@@ -2,6 +2,7 @@
  * redis.h. */
 #include "redis.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -156,6 +157,19 @@ static int rs_sync_fail(redisContext *c, const char *why)
 	return REDIS_ERR;
 }
 
+/* A read or write that failed: one that ran out of the socket's timeout is said as such
+ * (hiredis leaves strerror(EAGAIN), "Resource temporarily unavailable", which an operator
+ * cannot read as "Redis did not answer"). REDIS_ERR. */
+static int rs_sync_io_fail(redisContext *c, uint64_t limit)
+{
+	if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		c->err = REDIS_ERR_IO;
+		snprintf(c->errstr, sizeof(c->errstr), "no reply within %llu ms (timeout)",
+		    (unsigned long long)limit);
+	}
+	return REDIS_ERR;
+}
+
 int redis_store_sync_reply(redisContext *c, redisReply **reply)
 {
 	uint64_t t0 = rs_mono_ms(), limit = 0;
@@ -170,13 +184,13 @@ int redis_store_sync_reply(redisContext *c, redisReply **reply)
 	if (aux == NULL) {
 		do {
 			if (redisBufferWrite(c, &wdone) != REDIS_OK)
-				return REDIS_ERR;
+				return rs_sync_io_fail(c, limit);
 		} while (!wdone);
 	}
 	while (aux == NULL) {
 		/* each read waits at most the socket's timeout; the bounds are checked between */
 		if (redisBufferRead(c) != REDIS_OK)
-			return REDIS_ERR;
+			return rs_sync_io_fail(c, limit);
 		if (c->reader->len - c->reader->pos > RS_REPLY_MAX_BYTES)
 			return rs_sync_fail(c, "reply too large");
 		if (redisGetReplyFromReader(c, &aux) != REDIS_OK)

@@ -817,6 +817,26 @@ static void test_queue_forget_key(void **state)
 	redis_test_end(&loop, rs, pid);
 }
 
+/* A blocking connection whose server accepts and never answers: the command ends at the
+ * connection's timeout, said as such — on main the error was hiredis's strerror(EAGAIN),
+ * "Resource temporarily unavailable", which a control verb's ERR passed on to the operator. */
+static void test_sync_timeout_said(void **state)
+{
+	char url[64], err[160];
+	redisContext *c;
+	struct fake f;
+
+	(void)state;
+	fake_start(&f, FAKE_MUTE);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
+	assert_non_null(c = redis_store_connect_sync(url, 300, err, sizeof(err)));
+	assert_null(redis_store_sync_command(c, "GET %s", "k"));
+	assert_int_not_equal(c->err, 0);
+	assert_string_equal(c->errstr, "no reply within 300 ms (timeout)");
+	redisFree(c);
+	fake_stop(&f);
+}
+
 int main(void)
 {
 	int rc;
@@ -828,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_hang_timeout),
 		cmocka_unit_test(test_reply_too_large),
 		cmocka_unit_test(test_sync_reply_bounded),
+		cmocka_unit_test(test_sync_timeout_said),
 		cmocka_unit_test(test_noscript_fallback),
 		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),
