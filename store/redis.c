@@ -471,6 +471,60 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	return rs;
 }
 
+/* ---- blocking work on a thread of its own (redis_store_job_start) ---- */
+
+struct redis_job {
+	uv_async_t async;               /* on the loop: work has returned */
+	uv_thread_t thread;
+	void (*work)(void *arg);
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void redis_job_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* The job's thread: nothing of j is touched after the send (the loop may free it). */
+static void redis_job_main(void *p)
+{
+	struct redis_job *j = p;
+
+	j->work(j->arg);
+	uv_async_send(&j->async);
+}
+
+static void redis_job_done_cb(uv_async_t *a)
+{
+	struct redis_job *j = a->data;
+
+	uv_thread_join(&j->thread);     /* it has sent: only its return is left */
+	j->done(j->arg);
+	uv_close((uv_handle_t *)&j->async, redis_job_closed_cb);
+}
+
+int redis_store_job_start(uv_loop_t *loop, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+	struct redis_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return -1;
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	if (uv_async_init(loop, &j->async, redis_job_done_cb) != 0) {
+		free(j);
+		return -1;
+	}
+	j->async.data = j;
+	if (uv_thread_create(&j->thread, redis_job_main, j) != 0) {
+		uv_close((uv_handle_t *)&j->async, redis_job_closed_cb);
+		return -1;
+	}
+	return 0;
+}
+
 redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, char *err,
     size_t errlen)
 {

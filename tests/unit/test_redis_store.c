@@ -837,6 +837,61 @@ static void test_sync_timeout_said(void **state)
 	fake_stop(&f);
 }
 
+/* redis_store_job_start: the work on a thread of its own while the loop runs on (a timer
+ * fires meanwhile), then done on the loop's thread, after the work. */
+struct job_probe {
+	pthread_t loop_thread, work_thread, done_thread;
+	int order;                      /* 1: work ran; 2: then done */
+	int ticks;                      /* the loop's timer while the work blocked */
+};
+
+static void job_probe_work(void *arg)
+{
+	struct job_probe *p = arg;
+
+	p->work_thread = pthread_self();
+	usleep(200000);                 /* a Redis step taking its time */
+	p->order = 1;
+}
+
+static void job_probe_done(void *arg)
+{
+	struct job_probe *p = arg;
+
+	p->done_thread = pthread_self();
+	p->order = p->order == 1 ? 2 : -1;
+}
+
+static void job_probe_tick(uv_timer_t *t)
+{
+	struct job_probe *p = t->data;
+
+	if (++p->ticks >= 3 || p->order == 2)
+		uv_timer_stop(t);
+}
+
+static void test_job_off_loop(void **state)
+{
+	struct job_probe p = { .loop_thread = pthread_self() };
+	uv_loop_t loop;
+	uv_timer_t t;
+
+	(void)state;
+	uv_loop_init(&loop);
+	uv_timer_init(&loop, &t);
+	t.data = &p;
+	uv_timer_start(&t, job_probe_tick, 20, 20);
+	assert_int_equal(redis_store_job_start(&loop, job_probe_work, job_probe_done, &p), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(p.order, 2);
+	assert_true(p.ticks >= 3);      /* the loop ran while the work blocked */
+	assert_false(pthread_equal(p.work_thread, p.loop_thread));
+	assert_true(pthread_equal(p.done_thread, p.loop_thread));
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	int rc;
@@ -849,6 +904,7 @@ int main(void)
 		cmocka_unit_test(test_reply_too_large),
 		cmocka_unit_test(test_sync_reply_bounded),
 		cmocka_unit_test(test_sync_timeout_said),
+		cmocka_unit_test(test_job_off_loop),
 		cmocka_unit_test(test_noscript_fallback),
 		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),
