@@ -1256,9 +1256,10 @@ static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triple
 	return lc_gl_lmdb_write_later(c, p, err, errlen);
 }
 
-/* The job's thread: a triplet's show, pass or delete; a pass or delete changes the local
- * table (the fallback during an outage) as Redis is, then Redis, on a connection of the
- * verb's own. */
+/* The job's thread: a triplet's show, pass or delete in Redis, on a connection of the
+ * verb's own; a pass or delete then changes the local table (the fallback during an outage)
+ * as Redis was — only then: with Redis not answering nothing is changed but the workers'
+ * queued writes of the triplet (dropped before, lc_gl_redis_change). */
 static int lc_gl_redis_job(struct lc_job *j)
 {
 	struct local_table *tb = greylist_local_table();
@@ -1266,16 +1267,16 @@ static int lc_gl_redis_job(struct lc_job *j)
 	struct lc_gl_arg a = { j->op, j->gc.expire, &lt };
 	char err[200] = "";
 
-	if (j->op != GL_SHOW && tb)
-		local_table_update(tb, j->key, uv_hrtime(), j->op == GL_PASS, lc_gl_local_fn, &a);
 	if (lc_gl_redis(&j->gc, j->key, j->op, &t, err, sizeof(err)) < 0) {
 		if (j->op == GL_SHOW)
 			strbuf_printf(&j->out, "greylist show: %s\n", err);
 		else
-			strbuf_printf(&j->out, "greylist %s: %s (the local table and the workers' queued writes "
-			    "of the triplet were changed; run it again once Redis answers)\n", lc_gl_ops[j->op], err);
+			strbuf_printf(&j->out, "greylist %s: %s: not changed (the workers' queued writes of the "
+			    "triplet were dropped; run it again once Redis answers)\n", lc_gl_ops[j->op], err);
 		return -1;
 	}
+	if (j->op != GL_SHOW && tb)
+		local_table_update(tb, j->key, uv_hrtime(), j->op == GL_PASS, lc_gl_local_fn, &a);
 	lc_gl_reply(&j->out, j->json, j->op, j->item, "redis", &t, j->gc.delay);
 	return 0;
 }
@@ -1463,20 +1464,22 @@ static void lc_ip_local_apply(const char *client, int op, uint64_t ttl_ms, int *
 	*was = w;
 }
 
-/* The job's thread: a client record's verb: the local table (the fallback a worker decides
- * by while Redis does not answer) changed the same way, then Redis. */
+/* The job's thread: a client record's verb in Redis; once Redis has it, the local table (the
+ * fallback a worker decides by while Redis does not answer) the same way. Redis not
+ * answering: nothing is changed, and the answer says so — the operator's change is in every
+ * store or in none. */
 static int lc_ip_redis_job(struct lc_job *j)
 {
-	uint64_t left_ms = 0;
-	int was = GREYLIST_IP_NONE;
+	uint64_t left_ms = 0, local_left;
+	int was = GREYLIST_IP_NONE, local_was;
 	char err[200] = "";
 
-	lc_ip_local_apply(j->client, j->op, j->ttl_ms, &was, &left_ms);
 	if (lc_ip_redis(&j->gc, j->client, j->op, j->ttl_ms, &was, &left_ms, err, sizeof(err)) < 0) {
-		strbuf_printf(&j->out, "greylist %s: %s (the local table was changed; run it again once Redis answers)\n",
+		strbuf_printf(&j->out, "greylist %s: %s: nothing changed (run it again once Redis answers)\n",
 		    lc_ip_ops[j->op], err);
 		return -1;
 	}
+	lc_ip_local_apply(j->client, j->op, j->ttl_ms, &local_was, &local_left);
 	if (j->op == GLIP_TRAP)
 		greylist_count_trapped();
 	lc_ip_reply(&j->out, j->json, j->op, j->client, "redis", was, left_ms, j->ttl_ms);
