@@ -1548,17 +1548,16 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		was = greylist_ip_decode(val, len, wall, &since, &exp);
 		left_ms = exp > wall ? exp - wall : 0;
 		now = lc_ip_after(op, was);
-		/* nothing to change; but an untrap of a client with no record in the map still
-		 * deletes through the writers: a trap a worker made in the last batch interval
-		 * is queued there, not in the map yet (allow records are only the verbs', applied
-		 * before they answer) */
-		if (now == was && op != GLIP_ALLOW && op != GLIP_TRAP &&
-		    !(op == GLIP_UNTRAP && was == GREYLIST_IP_NONE)) {
-			free(p);
-			goto answer;
-		}
+		/* disallow and untrap always go through the writers, whatever the map holds: a
+		 * trap a worker made in the last batch interval, or one a verb queued behind
+		 * another process's write lock, is in their queues, not in the map yet; each
+		 * deletes only a record in its own state there (del_only: untrap never deletes
+		 * an allow record nor disallow a trap), and the answer is the newest record a
+		 * worker saw (lc_ip_seen) */
 		p->gw.vlen = 0;
-		if (now != GREYLIST_IP_NONE) {
+		if (op == GLIP_DISALLOW || op == GLIP_UNTRAP)
+			p->gw.del_only = op == GLIP_UNTRAP ? GREYLIST_IP_TRAPPED : GREYLIST_IP_ALLOWED;
+		else if (now != GREYLIST_IP_NONE) {
 			greylist_ip_encode(now, wall, wall + ttl_ms, p->gw.val);
 			p->gw.vlen = sizeof(p->gw.val);
 		}
@@ -1572,6 +1571,9 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		rc = lc_gl_pending_post(p, c, client, GL_SHOW, json, r, err, sizeof(err));
 		if (rc == 1)
 			return;                 /* answered when the workers' batches are applied */
+		/* no worker holds the store: the map is all there is (p's handle is closing) */
+		if (rc == 0 && p->gw.del_only != 0 && was != p->gw.del_only)
+			goto answer;            /* not the record the verb deletes: nothing to do */
 		if (rc < 0 || lc_gl_lmdb_write_later(c, p, err, sizeof(err)) < 0)
 			goto fail;
 		return;                         /* answered when written (lc_gl_applied_cb) */
