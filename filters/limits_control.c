@@ -20,8 +20,10 @@
  * null sender). The store is the configured one: the process's local tables (read and
  * changed in place, thread-safe), the LMDB directory (read inline; a pass or delete goes
  * through every worker's writer after what it queued, answered when the batches are applied:
- * greylist_write_post), or Redis (one blocking connection per request, every step bounded by the module's
- * timeout). Concurrency counts are sessions open now: shown, never reset. */
+ * greylist_write_post), or Redis (one blocking connection per request on a thread of its own,
+ * redis_store_job_start, every step bounded by the module's timeout: the main loop never
+ * waits for Redis; a change goes to Redis first and to the local table once Redis has it).
+ * Concurrency counts are sessions open now: shown, never reset. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
@@ -669,7 +671,7 @@ out:
 #define LC_LIST_DEFAULT 100
 #define LC_LIST_MAX 10000
 #define LC_SCAN_CALLS 200               /* Redis SCAN calls at most per list */
-#define LC_LIST_BUDGET_MS 1000          /* Redis work per list at most (the main loop waits) */
+#define LC_LIST_BUDGET_MS 1000          /* Redis work per list at most (the verb's thread) */
 
 struct lc_list {
 	struct strbuf *out;
@@ -753,7 +755,7 @@ typedef void (*lc_scan_fn)(redisContext *rc, const char *key, struct lc_list *l)
 
 /* Redis: SCAN for the keys under prefix (bounded), each handed to each while room(l) says
  * there is room, for at most LC_LIST_BUDGET_MS after the connection (each step within the
- * timeout too): the main loop waits meanwhile; past the budget the list ends, truncated.
+ * timeout too), on the verb's thread (lc_gl_list_job); past the budget the list ends, truncated.
  * 0 or -1. */
 static int lc_scan_redis(const struct greylist_config *c, struct lc_list *l, const char *prefix,
     bool (*room)(struct lc_list *l), lc_scan_fn each, char *err, size_t errlen)

@@ -114,7 +114,8 @@ void redis_req_cancel(struct redis_req *req);
  * Every connection of ours to a Redis server gets it; thread-safe. */
 void redis_store_bound_reader(redisContext *c);
 
-/* A blocking connection for a control verb on the main loop (not a worker's store): connect,
+/* A blocking connection for a control verb, off the main loop (redis_store_job_start; not a
+ * worker's store): connect,
  * AUTH (user and password as the URL gives them) and SELECT, every step and every later
  * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. Its
  * commands go through redis_store_sync_* below, not hiredis's redisCommand. */
