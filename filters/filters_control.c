@@ -70,10 +70,13 @@ static void pc_flush_answer(void *arg)
 	if (f->json)
 		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu,"
 		    "\"stores\":%zu,\"store_errors\":%d}\n", f->n, f->pg, f->stores, f->failed);
+	else if (f->failed)
+		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
+		    "pass stores: %d of %zu not reached (%s): the other nodes still know the passes noted "
+		    "there; run it again once the store answers\n", f->n, f->pg, f->failed, f->stores, f->err);
 	else
 		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
-		    "pass stores: %zu forget what they held%s%s\n", f->n, f->pg, f->stores, f->failed ? "; failed: " : "",
-		    f->failed ? f->err : "");
+		    "pass stores: %zu forget what they held\n", f->n, f->pg, f->stores);
 	control_reply_done(f->reply, f->failed ? -1 : 0);
 	free(f);
 }
