@@ -18,6 +18,7 @@
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "dns_fixture.h"
+#include "uv_wait.h"
 
 /* ---- pure pieces -------------------------------------------------------------------- */
 
@@ -168,25 +169,6 @@ static void done_cb(void *arg, const struct verdict *v)
 	r->v = *v;
 }
 
-static void guard_cb(uv_timer_t *t)
-{
-	*(int *)t->data = 1;
-}
-
-static void run_until(uv_loop_t *loop, int *flag, int want, uint64_t max_ms)
-{
-	uv_timer_t guard;
-	int fired = 0;
-
-	uv_timer_init(loop, &guard);
-	guard.data = &fired;
-	uv_timer_start(&guard, guard_cb, max_ms, 0);
-	while (*flag < want && !fired)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&guard, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-}
-
 /* The dnsbl section, after dns_fixture_start (its dns section: no cache, every run asks the
  * server: the pass cache is what we test). */
 static void fixture_config(struct fixture *f, int action, uint64_t pass_ttl)
@@ -295,7 +277,7 @@ static struct verdict run_stage(struct fixture *f, struct sess *s, enum hook_sta
 	struct run_result r = { 0 };
 
 	chain_run(&s->chain, st, done_cb, &r);
-	run_until(&f->dns.loop, &r.done, 1, 3000);
+	run_until_count(&f->dns.loop, &r.done, 1, 3000);
 	assert_int_equal(r.done, 1);
 	return r.v;
 }
@@ -533,7 +515,7 @@ static void test_timeout_and_release(void **state)
 		sess_init(f, &s, "198.18.11.7");
 		chain_run(&s.chain, HOOK_CONNECT, done_cb, &r);
 		sess_free(&s);
-		run_until(&f->dns.loop, &r.done, 1, 800);
+		run_until_count(&f->dns.loop, &r.done, 1, 800);
 		assert_int_equal(r.done, 0);
 		uv_close((uv_handle_t *)blackhole, (uv_close_cb)free);
 	}
