@@ -15,7 +15,6 @@ operator's drain must agree with that:
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -35,8 +34,8 @@ def rows():
 
 
 def ctl(*args):
-    p = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True, timeout=30)
-    return p.returncode, p.stdout + p.stderr
+    rc, out, err = mt.ctl(SOCK, *args)
+    return rc, out + err
 
 
 if want('paths'):
