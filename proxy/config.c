@@ -1115,9 +1115,9 @@ static int config_check_metrics_port(struct cfg_parse *p, struct fy_node *n, con
 }
 
 /* The classifier's LMDB store (rules/bayes_db.c) keeps its own environments: on the
- * directory of reputation's or greylist's store (store/lmdb_store.c) the process would open
- * two environments on the same files, which LMDB forbids (closing either drops the other's
- * locks on lock.mdb). */
+ * directory of a store/lmdb_store.c one (reputation's, greylist's, the pass caches of dnsbl
+ * and pregreet) the process would open two environments on the same files, which LMDB
+ * forbids (closing either drops the other's locks on lock.mdb). */
 static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
 {
 	const char *bdir = c->rules.bayes.enabled ? store_lmdb_dir(c->rules.bayes.store) : NULL;
@@ -1132,6 +1132,10 @@ static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const 
 		other = "reputation.store";
 	else if (c->greylist.enabled && store_lmdb_same_dir(bdir, store_lmdb_dir(c->greylist.store)))
 		other = "greylist.store";
+	else if (store_lmdb_same_dir(bdir, store_lmdb_dir(c->dnsbl.pass_store)))
+		other = "dnsbl.pass_store";
+	else if (store_lmdb_same_dir(bdir, store_lmdb_dir(c->pregreet.pass_store)))
+		other = "pregreet.pass_store";
 	if (other == NULL)
 		return 0;
 	rn = fy_node_pair_value(cfg_map_pair(n, "rules"));
