@@ -171,6 +171,10 @@ int smtp_tx_data_open(struct smtp_tx *tx);
  * limit or a spool error the rest is counted only. Returns 0. */
 int smtp_tx_data_append(void *tx, const char *data, size_t len);
 uint64_t smtp_tx_msg_size(const struct smtp_tx *tx);
+/* The backend's queue id in its 250 text (the MTAs' wordings: "queued as ID", "OK id=ID",
+ * "ID Message accepted for delivery", ...) into qid[64]; "" when it names none or text is
+ * NULL. Public for tests. */
+void smtp_tx_backend_qid(const char *text, char *qid);
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
 /* Once per message, as soon as the held message's header block is complete (the first
  * empty line has arrived, msgbuf_header_len's rule): true with *hdr (valid until the next

@@ -1534,12 +1534,94 @@ static void test_queue_id_distinct(void **state)
 	}
 }
 
+/* smtp_tx_backend_qid as it was before its prefilter (seven strstr calls on every text):
+ * the reference the prefilter must not change. */
+static void ref_backend_qid(const char *text, char *qid)
+{
+	static const char *const after[] = { "queued as ", "OK id=", "InternalId=", "Queued (", " qp " };
+	static const char *const before[] = { " Message accepted for delivery", " Saved" };
+	const char *q = NULL, *e;
+	size_t n = 0;
+
+	qid[0] = '\0';
+	for (size_t i = 0; text && q == NULL && i < sizeof(after) / sizeof(after[0]); i++)
+		if ((q = strstr(text, after[i])) != NULL)
+			q += strlen(after[i]);
+	for (size_t i = 0; text && q == NULL && i < sizeof(before) / sizeof(before[0]); i++) {
+		if ((e = strstr(text, before[i])) == NULL || e == text)
+			continue;
+		for (q = e; q > text && q[-1] != ' '; q--)
+			;
+		if (*q == '<' || (q[0] >= '2' && q[0] <= '5' && q[1] == '.'))
+			q = NULL;
+	}
+	if (q == NULL)
+		return;
+	while (q[n] && q[n] != ' ' && q[n] != '\r' && q[n] != ',' && q[n] != ')' && q[n] != ']' && n < 63)
+		n++;
+	memcpy(qid, q, n);
+	qid[n] = '\0';
+}
+
+/* The backend's queue id: each MTA's wording, none, and random texts over the markers'
+ * pieces give the same id as the reference (the prefilter skips only texts with no marker). */
+static void test_backend_qid(void **state)
+{
+	(void)state;
+	static const struct { const char *label, *text, *qid; } rows[] = {
+		{ "Postfix", "2.0.0 Ok: queued as 4FXyz12", "4FXyz12" },
+		{ "smtp-sink", "2.0.0 Ok", "" },
+		{ "Exim", "OK id=1tIxyz-000abc-De", "1tIxyz-000abc-De" },
+		{ "Exchange", "2.6.0 <m@h> [InternalId=123, Hostname=X] Queued mail for delivery", "123" },
+		{ "Haraka", "Message Queued (8A1E-22)", "8A1E-22" },
+		{ "qmail", "ok 1700000000 qp 12345", "12345" },
+		{ "Sendmail", "2.0.0 wB3Abc Message accepted for delivery", "wB3Abc" },
+		{ "Sendmail, no id", "2.0.0 Message accepted for delivery", "" },
+		{ "Dovecot LMTP", "2.0.0 <r@x> Nx8mK0 Saved", "Nx8mK0" },
+		{ "marker first", " Saved", "" },
+		{ "multi-line", "250-first\r\n2.0.0 Ok: queued as QQ", "QQ" },
+		{ "empty", "", "" },
+	};
+	char got[64], want[64];
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		smtp_tx_backend_qid(rows[i].text, got);
+		ref_backend_qid(rows[i].text, want);
+		if (strcmp(got, rows[i].qid) != 0 || strcmp(want, rows[i].qid) != 0)
+			fail_msg("%s: got \"%s\", reference \"%s\", want \"%s\"", rows[i].label, got, want, rows[i].qid);
+	}
+	smtp_tx_backend_qid(NULL, got);
+	assert_string_equal(got, "");
+	/* random texts over the markers' pieces and the octets around an id */
+	static const char *const pieces[] = { "queued as ", "OK id=", "InternalId=", "Queued (", " qp ",
+		" Message accepted for delivery", " Saved", "2.0.0", " ", "<a@b>", "Ok", "x", "ID7", ",", ")",
+		"]", "\r\n", "Queued", "queued", "Message", "Save", "d", "s", "=", "(", "p", "y", "q" };
+	unsigned seed = 12345;
+	for (int t = 0; t < 20000; t++) {
+		char text[400];
+		size_t k = 0;
+		int n = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 8;
+		for (int j = 0; j < n; j++) {
+			const char *p = pieces[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+			size_t l = strlen(p);
+			memcpy(text + k, p, l);
+			k += l;
+		}
+		text[k] = '\0';
+		smtp_tx_backend_qid(text, got);
+		ref_backend_qid(text, want);
+		if (strcmp(got, want) != 0)
+			fail_msg("\"%s\": got \"%s\", reference \"%s\"", text, got, want);
+	}
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_queue_id_distinct),
+		cmocka_unit_test(test_backend_qid),
 		WORLD_TEST(test_deliver_smtp),
 		WORLD_TEST(test_body_wire),
 		WORLD_TEST(test_body_wire_new_body),
