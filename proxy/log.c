@@ -143,12 +143,36 @@ static size_t log_utf8_len(const unsigned char *s, size_t n)
 	return k == 2 && s[0] == 0xc2 && s[1] < 0xa0 ? 0 : k;
 }
 
+/* Whether the eight octets at p are all log_plain: printable ASCII (ascii8_printable) with
+ * no blank, '"' or '\\' (each a zero octet of w ^ that octet; (x - 0x01..) & ~x & 0x80.. is
+ * exact for "any"). */
+static inline bool log_plain8(const void *p)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	uint64_t w, b, q, s;
+
+	if (!ascii8_printable(p))
+		return false;
+	memcpy(&w, p, 8);
+	b = w ^ (0x20 * ones), q = w ^ (0x22 * ones), s = w ^ (0x5c * ones);
+	return ((((b - ones) & ~b) | ((q - ones) & ~q) | ((s - ones) & ~s)) & highs) == 0;
+}
+
 /* Whether v[0..len) may stand unquoted: printable ASCII but blank, '"' and '\\', and
- * well-formed UTF-8 past the C1 controls. */
+ * well-formed UTF-8 past the C1 controls. A value of eight octets or more that is plain
+ * ASCII (nearly every address, host name and queue id) is seen eight octets at a time, its
+ * last few as its last eight; the octet loop decides the rest. */
 static int log_plain_text(const char *v, size_t len)
 {
 	const unsigned char *u = (const unsigned char *)v;
 
+	if (len >= 8) {
+		size_t i = 0;
+		while (i + 8 <= len && log_plain8(u + i))
+			i += 8;
+		if (i == len || (i + 8 > len && log_plain8(u + len - 8)))
+			return 1;
+	}
 	for (size_t i = 0; i < len; i++) {
 		size_t n;
 

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <sys/types.h>
 #include <cmocka.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,32 @@ static void test_values(void **state)
 	assert_string_equal(log_val(buf, sizeof(buf), NULL), "\"\"");
 	assert_string_equal(log_addr(buf, sizeof(buf), NULL), "<>");
 	assert_string_equal(log_valn(buf, sizeof(buf), "MAIL FROM:<a@b>\r\n", 15), "\"MAIL FROM:<a@b>\"");
+}
+
+/* Plain or quoted by the octet rule wherever the octet stands: every ASCII octet (and 0x80,
+ * 0xff) at every place of 1-40 octet values of 'a', so the word-at-a-time pass of
+ * log_plain_text (eight octets a turn, the tail by octets) sees it in each lane and in the
+ * tail; a plain value comes back as it is. */
+static void test_plain_places(void **state)
+{
+	char in[48], buf[256];
+
+	(void)state;
+	for (int c = 1; c < 256; c++) {
+		if (c > 0x80 && c < 0xff)
+			continue;
+		bool plain = c > ' ' && c < 0x7f && c != '"' && c != '\\';
+		for (size_t n = 1; n <= 40; n++) {
+			for (size_t at = 0; at < n; at++) {
+				memset(in, 'a', n);
+				in[at] = (char)c;
+				log_valn(buf, sizeof(buf), in, n);
+				bool got = buf[0] != '"';
+				if (got != plain || (plain && (strlen(buf) != n || memcmp(buf, in, n) != 0)))
+					fail_msg("octet 0x%02x at %zu of %zu: %s", c, at, n, buf);
+			}
+		}
+	}
 }
 
 /* Cut to fit: always a closed quoted string within cap, whatever the input. */
@@ -296,6 +323,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_plain_places),
 		cmocka_unit_test(test_random_octets),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),
