@@ -316,6 +316,41 @@ static size_t log_decimal(char b[24], unsigned long long v, bool neg, const char
 	return (size_t)(e - q);
 }
 
+/* See log.h. */
+size_t log_fmt_u64(char b[24], unsigned long long v, const char **start)
+{
+	return log_decimal(b, v, false, start);
+}
+
+/* %.1f of v into out (cap octets, NUL-terminated when cap > 0) as snprintf writes it; its
+ * length, or -1 when it does not fit. A multiple of one half below 2^52 (a score of 0, 2.5,
+ * -3) is exact and written here; any other value through snprintf. */
+static int log_fmt_1f_in(char *out, size_t cap, double v)
+{
+	double t = v * 2;
+
+	if (t > -4503599627370496.0 && t < 4503599627370496.0 && t == (double)(long long)t) {
+		char b[24];
+		const char *q;
+		long long h = (long long)t;
+		unsigned long long m = (unsigned long long)(h < 0 ? -h : h) / 2;
+		size_t n = log_decimal(b, m, signbit(v) != 0, &q);
+		if (n + 3 > cap)
+			return -1;
+		memcpy(out, q, n);
+		memcpy(out + n, (h % 2 != 0) ? ".5" : ".0", 3);
+		return (int)n + 2;
+	}
+	int r = snprintf(out, cap, "%.1f", v);
+	return r < 0 || (size_t)r >= cap ? -1 : r;
+}
+
+/* See log.h. */
+int log_fmt_1f(char *out, size_t cap, double v)
+{
+	return log_fmt_1f_in(out, cap, v);
+}
+
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 /* vsnprintf(out, cap, fmt, ap) as glibc writes it, with the common conversions of log
@@ -376,21 +411,11 @@ static int log_vformat(char *out, size_t cap, const char *fmt, va_list ap)
 			continue;
 		}
 		if (f[0] == '.' && f[1] == '1' && f[2] == 'f') {
-			/* %.1f of a multiple of one half below 2^52 is exact: no rounding to do */
-			double v = va_arg(ap, double), t = v * 2;
-			if (t > -4503599627370496.0 && t < 4503599627370496.0 && t == (double)(long long)t) {
-				long long h = (long long)t;
-				unsigned long long m = (unsigned long long)(h < 0 ? -h : h) / 2;
-				size_t n = log_decimal(b, m, signbit(v) != 0, &q);
-				log_put(out, cap, &k, q, n);
-				log_put(out, cap, &k, (h % 2 != 0) ? ".5" : ".0", 2);
-			} else {
-				char tmp[400];
-				int r = snprintf(tmp, sizeof(tmp), "%.1f", v);
-				if (r < 0 || (size_t)r >= sizeof(tmp))
-					goto general;
-				log_put(out, cap, &k, tmp, (size_t)r);
-			}
+			char tmp[400];
+			int r = log_fmt_1f_in(tmp, sizeof(tmp), va_arg(ap, double));
+			if (r < 0)
+				goto general;
+			log_put(out, cap, &k, tmp, (size_t)r);
 			f += 3;
 			continue;
 		}
@@ -542,12 +567,18 @@ void log_escape_controls_fuzz(char *line, size_t cap)
 	log_escape_controls(line, strlen(line), cap);
 }
 
+/* A line's room (LOG_LINE_CAP octets with its NUL), with 4 octets before it for the
+ * journal's "<N>" and one after it for the newline. */
+#define LOG_LINE_CAP 2048
+struct log_linebuf { char buf[4 + LOG_LINE_CAP + 1]; };
+
+static void log_emit(enum log_level lvl, const char *idt, char *line, size_t n, size_t len);
+
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 {
-	/* room before the line for the journal's "<N>" and after it for the newline */
-	char buf[4 + 2048 + 1];
-	char *line = buf + 4;
-	const size_t cap = 2048;
+	struct log_linebuf lb;
+	char *line = lb.buf + 4;
+	const size_t cap = LOG_LINE_CAP;
 	const char *idt = id && *id ? id : "-";
 	struct timeval tv;
 	va_list ap;
@@ -564,6 +595,40 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 		va_end(ap);
 		len = m < 0 ? strlen(line) : (size_t)m < cap - n ? n + (size_t)m : cap - 1;
 	}
+	log_emit(lvl, idt, line, n, len);
+}
+
+/* See log.h. */
+void log_event_text(enum log_level lvl, const char *id, const char *text, size_t tlen)
+{
+	struct log_linebuf lb;
+	char *line = lb.buf + 4;
+	const size_t cap = LOG_LINE_CAP;
+	const char *idt = id && *id ? id : "-";
+	struct timeval tv;
+	size_t n, len;
+
+	if ((int)lvl < log_level)
+		return;
+	gettimeofday(&tv, NULL);
+	n = log_head(line, cap, &tv, level_names[lvl], idt);
+	len = n < cap ? n : strlen(line);
+	if (n < cap) {
+		/* log_vformat's "%s" of text: as much as fits below cap - 1 */
+		size_t m = tlen < cap - 1 - n ? tlen : cap - 1 - n;
+		memcpy(line + n, text, m);
+		len = n + m;
+		line[len] = '\0';
+	}
+	log_emit(lvl, idt, line, n, len);
+}
+
+/* The rest of log_event: line[0..len) (the head's n octets first; 4 octets of room before
+ * line, cap + 1 after) escaped in place, written, and sent to syslog. */
+static void log_emit(enum log_level lvl, const char *idt, char *line, size_t n, size_t len)
+{
+	const size_t cap = LOG_LINE_CAP;
+
 	len = log_escape_controls(line, len, cap);
 	static const char prio[] = { '0' + LOG_DEBUG, '0' + LOG_INFO, '0' + LOG_WARNING, '0' + LOG_ERR };
 	static const int prio_values[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };

@@ -976,6 +976,60 @@ void smtp_tx_backend_qid(const char *text, char *qid)
 	qid[n] = '\0';
 }
 
+/* See smtp_tx.h. */
+const char smtp_tx_delivered_form[] = "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=%s rcpts=%zu size=%llu client=%s score=%.1f";
+
+/* Appends s[0..n) to out (cap octets) at *k, as far as it fits below cap - 1. */
+static inline void smtp_tx_lput(char *out, size_t cap, size_t *k, const char *s, size_t n)
+{
+	if (__builtin_expect(n < cap - *k, 1)) {
+		memcpy(out + *k, s, n);   /* a literal's n is a constant here: a few stores */
+		*k += n;
+		return;
+	}
+	memcpy(out + *k, s, cap - 1 - *k);
+	*k = cap - 1;
+}
+
+/* See smtp_tx.h. The pieces in the form's order; a literal's length is known when this is
+ * compiled, so its copy is a few stores. */
+size_t smtp_tx_delivered_text(char *out, size_t cap, const char *queue_id, const char *backend,
+    const char *backend_qid, const char *from, size_t nrcpts, unsigned long long size,
+    const char *client, double score)
+{
+	char b[24], f[400];
+	const char *q;
+	size_t k = 0, n;
+	int r;
+
+#define SMTP_TX_LIT(l) smtp_tx_lput(out, cap, &k, l, sizeof(l) - 1)
+#define SMTP_TX_STR(v) do { const char *v_ = (v) ? (v) : "(null)"; smtp_tx_lput(out, cap, &k, v_, strlen(v_)); } while (0)
+	SMTP_TX_LIT("event=delivered queue_id=");
+	SMTP_TX_STR(queue_id);
+	SMTP_TX_LIT(" backend=");
+	SMTP_TX_STR(backend);
+	SMTP_TX_LIT(" backend_queue_id=");
+	SMTP_TX_STR(backend_qid);
+	SMTP_TX_LIT(" from=");
+	SMTP_TX_STR(from);
+	SMTP_TX_LIT(" rcpts=");
+	n = log_fmt_u64(b, nrcpts, &q);
+	smtp_tx_lput(out, cap, &k, q, n);
+	SMTP_TX_LIT(" size=");
+	n = log_fmt_u64(b, size, &q);
+	smtp_tx_lput(out, cap, &k, q, n);
+	SMTP_TX_LIT(" client=");
+	SMTP_TX_STR(client);
+	SMTP_TX_LIT(" score=");
+	r = log_fmt_1f(f, sizeof(f), score);
+	if (r > 0)
+		smtp_tx_lput(out, cap, &k, f, (size_t)r);
+#undef SMTP_TX_LIT
+#undef SMTP_TX_STR
+	out[k] = '\0';
+	return k;
+}
+
 /* The backend took the message (its queue id: qid, or else the one in its reply text; ""
  * when neither has one). The "delivered" line is built only when it is logged (it is per message: the
  * queue id search and the escaped sender cost more than the rest of the reply). */
@@ -991,10 +1045,14 @@ static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const
 			snprintf(backend_qid, sizeof(backend_qid), "%s", qid);
 		else
 			smtp_tx_backend_qid(reply, backend_qid);
-		log_event(LOG_LVL_INFO, env->session_id, "event=delivered queue_id=%s backend=%s backend_queue_id=%s from=%s rcpts=%zu size=%llu client=%s score=%.1f",
-		    env->queue_id, backend_url, backend_qid[0] ? log_val(qv, sizeof(qv), backend_qid) : "-",
+		/* smtp_tx_delivered_form, built without reading a format (about 1,000 instructions
+		 * less a message at the default level) */
+		char line[2048];
+		size_t n = smtp_tx_delivered_text(line, sizeof(line), env->queue_id, backend_url,
+		    backend_qid[0] ? log_val(qv, sizeof(qv), backend_qid) : "-",
 		    log_addr(fv, sizeof(fv), env->mail_from), env->nrcpts, (unsigned long long)tx->msg_size,
 		    env->client_ip, env->score);
+		log_event_text(LOG_LVL_INFO, env->session_id, line, n);
 	}
 	size_t n = 0;
 	text[0] = '\0';

@@ -175,6 +175,13 @@ uint64_t smtp_tx_msg_size(const struct smtp_tx *tx);
  * "ID Message accepted for delivery", ...) into qid[64]; "" when it names none or text is
  * NULL. Public for tests. */
 void smtp_tx_backend_qid(const char *text, char *qid);
+/* The "delivered" line's text (after the head log_event writes), as snprintf(out, cap,
+ * smtp_tx_delivered_form, ...) writes it (cut at cap - 1, NUL-terminated; cap > 0); its
+ * length. Public for tests. */
+extern const char smtp_tx_delivered_form[];
+size_t smtp_tx_delivered_text(char *out, size_t cap, const char *queue_id, const char *backend,
+    const char *backend_qid, const char *from, size_t nrcpts, unsigned long long size,
+    const char *client, double score);
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
 /* Once per message, as soon as the held message's header block is complete (the first
  * empty line has arrived, msgbuf_header_len's rule): true with *hdr (valid until the next

@@ -1615,6 +1615,42 @@ static void test_backend_qid(void **state)
 	}
 }
 
+/* The delivered line's text is snprintf's of its form, byte for byte: ordinary values,
+ * empty ones, NULL, long ones cut at every room, the integer limits, scores that are and
+ * are not halves (-0.0, 0.05, 1e300, NaN, -inf). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void test_delivered_text(void **state)
+{
+	(void)state;
+	static const double scores[] = { 0.0, -0.0, 2.5, -3.0, 7.25, 0.05, 1e20, 1e300, -1e300,
+		4503599627370495.5, 9007199254740993.0, 0.0 / 0.0, 1.0 / 0.0, -1.0 / 0.0 };
+	static const unsigned long long sizes[] = { 0, 1, 4147, 18446744073709551615ULL };
+	char longv[1500];
+	memset(longv, 'v', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	const char *vals[] = { "a1B2c3D4e5F6", "", NULL, "smtp://127.0.0.1:2526", "<a@example.test>", longv };
+	const size_t caps[] = { 1, 2, 30, 200, 1800, 2048 };
+	char got[2048], want[2048];
+
+	for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++)
+		for (size_t si = 0; si < sizeof(scores) / sizeof(scores[0]); si++)
+			for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++)
+				for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+					const char *a = vals[v], *b = vals[(v + 1) % 6], *d = vals[(v + 3) % 6];
+					size_t nr = z == 3 ? (size_t)-1 : z * 7;
+					size_t n = smtp_tx_delivered_text(got, caps[c], a, b, d, a, nr, sizes[z], b,
+					    scores[si]);
+					int w = snprintf(want, caps[c], smtp_tx_delivered_form, a, b, d, a, nr,
+					    sizes[z], b, scores[si]);
+					size_t wl = (size_t)w < caps[c] ? (size_t)w : caps[c] - 1;
+					if (n != wl || strcmp(got, want) != 0)
+						fail_msg("values %zu score %g size %llu cap %zu: got \"%.80s\" (%zu), want \"%.80s\" (%zu)",
+						    v, scores[si], sizes[z], caps[c], got, n, want, wl);
+				}
+}
+#pragma GCC diagnostic pop
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
@@ -1622,6 +1658,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_queue_id_distinct),
 		cmocka_unit_test(test_backend_qid),
+		cmocka_unit_test(test_delivered_text),
 		WORLD_TEST(test_deliver_smtp),
 		WORLD_TEST(test_body_wire),
 		WORLD_TEST(test_body_wire_new_body),
