@@ -44,14 +44,28 @@ void smtp_tx_init(struct smtp_tx *tx, struct worker *w, struct pool *pool, struc
 /* ---- results ------------------------------------------------------------------------ */
 
 /* Ends the step in flight with the client's reply. */
-static void smtp_tx_finish(struct smtp_tx *tx, int code, const char *text, const char *reason,
-    bool client_error, bool reusable)
+/* line_len: smtp_tx_result's (0 when not known). */
+static void smtp_tx_finish_n(struct smtp_tx *tx, int code, const char *text, size_t line_len,
+    const char *reason, bool client_error, bool reusable)
 {
-	struct smtp_tx_result r = { code, text, reason, client_error, reusable };
+	struct smtp_tx_result r = { code, text, reason, client_error, reusable, line_len };
 	smtp_tx_done_fn cb = tx->done;
 
 	tx->done = NULL;
 	cb(tx->done_arg, &r);
+}
+
+static void smtp_tx_finish(struct smtp_tx *tx, int code, const char *text, const char *reason,
+    bool client_error, bool reusable)
+{
+	smtp_tx_finish_n(tx, code, text, 0, reason, client_error, reusable);
+}
+
+/* MAIL's 250 as mxgate gives it, its length known. */
+#define SMTP_TX_MAIL_OK "2.1.0 Ok"
+static void smtp_tx_finish_mail_ok(struct smtp_tx *tx)
+{
+	smtp_tx_finish_n(tx, 250, SMTP_TX_MAIL_OK, sizeof(SMTP_TX_MAIL_OK) - 1, NULL, false, true);
 }
 
 /* Establishing failed at MAIL or RCPT: the backend's own reply, or 451 when none answered. */
@@ -648,7 +662,7 @@ static void smtp_tx_establish(struct smtp_tx *tx, void (*done)(struct smtp_tx *,
 static void smtp_tx_mail_est_cb(struct smtp_tx *tx, int code, const char *text)
 {
 	if (code / 100 == 2)
-		smtp_tx_finish(tx, 250, "2.1.0 Ok", NULL, false, true);
+		smtp_tx_finish_mail_ok(tx);
 	else
 		smtp_tx_finish_unestablished(tx, "mail", code, text);
 }
@@ -660,7 +674,7 @@ void smtp_tx_mail(struct smtp_tx *tx, smtp_tx_done_fn cb, void *arg)
 	if (tx->pool->nroutes > 0 || tx->mail_deferrable) {
 		/* Routing depends on the recipient: the backend is chosen at the first RCPT. A
 		 * pipelining client does not wait for this reply: MAIL goes with the first RCPT. */
-		smtp_tx_finish(tx, 250, "2.1.0 Ok", NULL, false, true);
+		smtp_tx_finish_mail_ok(tx);
 		return;
 	}
 	smtp_tx_establish(tx, smtp_tx_mail_est_cb);
@@ -1058,7 +1072,7 @@ static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const
 	text[0] = '\0';
 	smtp_tx_cat(text, sizeof(text), &n, "2.0.0 Ok: queued as ");
 	smtp_tx_cat(text, sizeof(text), &n, env->queue_id);
-	smtp_tx_finish(tx, 250, text, NULL, false, true);
+	smtp_tx_finish_n(tx, 250, text, n, NULL, false, true);   /* one line: the queue id is ours */
 }
 
 /* The message could not be handed to any backend: a 4xx, the client retries. */

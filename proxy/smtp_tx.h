@@ -44,6 +44,8 @@ struct smtp_tx_result {
 	const char *reason;   /* a refusal: the outcome word ("backend", "no_backend"); else NULL */
 	bool client_error;    /* counts against the client's limits.max_errors */
 	bool reusable;        /* when this ends the transaction: its connection may be pooled */
+	size_t line_len;      /* > 0: text is one line of this many octets with no CR, LF or NUL
+	                       * (mxgate's own texts: the reader need not scan it); 0: not known */
 };
 /* r and everything it points to are valid during the call only. The callback may reset
  * the transaction and start the next step. */
