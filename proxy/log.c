@@ -570,65 +570,32 @@ void log_escape_controls_fuzz(char *line, size_t cap)
 /* A line's room (LOG_LINE_CAP octets with its NUL), with 4 octets before it for the
  * journal's "<N>" and one after it for the newline. */
 #define LOG_LINE_CAP 2048
-struct log_linebuf { char buf[4 + LOG_LINE_CAP + 1]; };
 
-static void log_emit(enum log_level lvl, const char *idt, char *line, size_t n, size_t len);
-
-void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
+/* One line: the head, then the text of fmt and *ap (fmt non-NULL) or text[0..tlen) as
+ * log_vformat's "%s" of it would put it (as much as fits below the room's last octet),
+ * escaped in place, written, and sent to syslog. */
+static void log_line(enum log_level lvl, const char *id, const char *fmt, va_list *ap, const char *text,
+    size_t tlen)
 {
-	struct log_linebuf lb;
-	char *line = lb.buf + 4;
+	char buf[4 + LOG_LINE_CAP + 1];
+	char *line = buf + 4;
 	const size_t cap = LOG_LINE_CAP;
 	const char *idt = id && *id ? id : "-";
 	struct timeval tv;
-	va_list ap;
 	size_t n, len;
 
-	if ((int)lvl < log_level)
-		return;
 	gettimeofday(&tv, NULL);
 	n = log_head(line, cap, &tv, level_names[lvl], idt);
 	len = n < cap ? n : strlen(line);
-	if (n < cap) {
-		va_start(ap, fmt);
-		int m = log_vformat(line + n, cap - n, fmt, ap);
-		va_end(ap);
+	if (n < cap && fmt != NULL) {
+		int m = log_vformat(line + n, cap - n, fmt, *ap);
 		len = m < 0 ? strlen(line) : (size_t)m < cap - n ? n + (size_t)m : cap - 1;
-	}
-	log_emit(lvl, idt, line, n, len);
-}
-
-/* See log.h. */
-void log_event_text(enum log_level lvl, const char *id, const char *text, size_t tlen)
-{
-	struct log_linebuf lb;
-	char *line = lb.buf + 4;
-	const size_t cap = LOG_LINE_CAP;
-	const char *idt = id && *id ? id : "-";
-	struct timeval tv;
-	size_t n, len;
-
-	if ((int)lvl < log_level)
-		return;
-	gettimeofday(&tv, NULL);
-	n = log_head(line, cap, &tv, level_names[lvl], idt);
-	len = n < cap ? n : strlen(line);
-	if (n < cap) {
-		/* log_vformat's "%s" of text: as much as fits below cap - 1 */
+	} else if (n < cap) {
 		size_t m = tlen < cap - 1 - n ? tlen : cap - 1 - n;
 		memcpy(line + n, text, m);
 		len = n + m;
 		line[len] = '\0';
 	}
-	log_emit(lvl, idt, line, n, len);
-}
-
-/* The rest of log_event: line[0..len) (the head's n octets first; 4 octets of room before
- * line, cap + 1 after) escaped in place, written, and sent to syslog. */
-static void log_emit(enum log_level lvl, const char *idt, char *line, size_t n, size_t len)
-{
-	const size_t cap = LOG_LINE_CAP;
-
 	len = log_escape_controls(line, len, cap);
 	static const char prio[] = { '0' + LOG_DEBUG, '0' + LOG_INFO, '0' + LOG_WARNING, '0' + LOG_ERR };
 	static const int prio_values[] = { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR };
@@ -646,6 +613,25 @@ static void log_emit(enum log_level lvl, const char *idt, char *line, size_t n, 
 	line[len] = '\0';
 	if (log_syslog)
 		syslog(prio_values[lvl], "%s", line + n - strlen(idt) - 1);
+}
+
+void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
+{
+	va_list ap;
+
+	if ((int)lvl < log_level)
+		return;
+	va_start(ap, fmt);
+	log_line(lvl, id, fmt, &ap, NULL, 0);
+	va_end(ap);
+}
+
+/* See log.h. */
+void log_event_text(enum log_level lvl, const char *id, const char *text, size_t tlen)
+{
+	if ((int)lvl < log_level)
+		return;
+	log_line(lvl, id, NULL, NULL, text, tlen);
 }
 
 /* See log.h. */

@@ -948,6 +948,8 @@ __attribute__((constructor)) static void smtp_tx_qid_last_init(void)
 	}
 }
 
+bool smtp_tx_qid_force_search;
+
 static bool smtp_tx_qid_may_hold(const char *text)
 {
 	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
@@ -967,7 +969,7 @@ void smtp_tx_backend_qid(const char *text, char *qid)
 	size_t n = 0;
 
 	qid[0] = '\0';
-	if (text == NULL || !smtp_tx_qid_may_hold(text))
+	if (text == NULL || (!smtp_tx_qid_force_search && !smtp_tx_qid_may_hold(text)))
 		return;
 	for (size_t i = 0; q == NULL && i < nafter; i++)
 		if ((q = strstr(text, after[i])) != NULL)

@@ -177,6 +177,9 @@ uint64_t smtp_tx_msg_size(const struct smtp_tx *tx);
  * "ID Message accepted for delivery", ...) into qid[64]; "" when it names none or text is
  * NULL. Public for tests. */
 void smtp_tx_backend_qid(const char *text, char *qid);
+/* Tests: smtp_tx_backend_qid searches every text for the markers, never skipping one that
+ * holds none of their last octets (the reference its quick answer must equal). */
+extern bool smtp_tx_qid_force_search;
 /* The "delivered" line's text (after the head log_event writes), as snprintf(out, cap,
  * smtp_tx_delivered_form, ...) writes it (cut at cap - 1, NUL-terminated; cap > 0); its
  * length. Public for tests. */

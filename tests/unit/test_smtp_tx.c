@@ -1534,33 +1534,12 @@ static void test_queue_id_distinct(void **state)
 	}
 }
 
-/* smtp_tx_backend_qid as it was before its prefilter (seven strstr calls on every text):
- * the reference the prefilter must not change. */
+/* smtp_tx_backend_qid's full search (no prefilter): the reference. */
 static void ref_backend_qid(const char *text, char *qid)
 {
-	static const char *const after[] = { "queued as ", "OK id=", "InternalId=", "Queued (", " qp " };
-	static const char *const before[] = { " Message accepted for delivery", " Saved" };
-	const char *q = NULL, *e;
-	size_t n = 0;
-
-	qid[0] = '\0';
-	for (size_t i = 0; text && q == NULL && i < sizeof(after) / sizeof(after[0]); i++)
-		if ((q = strstr(text, after[i])) != NULL)
-			q += strlen(after[i]);
-	for (size_t i = 0; text && q == NULL && i < sizeof(before) / sizeof(before[0]); i++) {
-		if ((e = strstr(text, before[i])) == NULL || e == text)
-			continue;
-		for (q = e; q > text && q[-1] != ' '; q--)
-			;
-		if (*q == '<' || (q[0] >= '2' && q[0] <= '5' && q[1] == '.'))
-			q = NULL;
-	}
-	if (q == NULL)
-		return;
-	while (q[n] && q[n] != ' ' && q[n] != '\r' && q[n] != ',' && q[n] != ')' && q[n] != ']' && n < 63)
-		n++;
-	memcpy(qid, q, n);
-	qid[n] = '\0';
+	smtp_tx_qid_force_search = true;
+	smtp_tx_backend_qid(text, qid);
+	smtp_tx_qid_force_search = false;
 }
 
 /* The backend's queue id: each MTA's wording, none, and random texts over the markers'
