@@ -85,6 +85,37 @@ static void test_plain_places(void **state)
 	}
 }
 
+/* A line's escaping wherever the octet stands: each control, DEL, a stray 0x80/0xff and a
+ * UTF-8 sequence at every place of 1-100 octet lines of 'a' (the 32- and 8-octet passes and
+ * the last-32 tail test see it in each lane), through log_escape_controls_fuzz: the octet
+ * escaped in place (or the sequence kept), the rest as it was. */
+static void test_escape_places(void **state)
+{
+	static const struct { const char *in, *out; } oct[] = {
+		{ "\r", "\\r" }, { "\n", "\\n" }, { "\t", "\\t" }, { "\x01", "\\x01" },
+		{ "\x1f", "\\x1f" }, { "\x7f", "\\x7f" }, { "\x80", "\\x80" }, { "\xff", "\\xff" },
+		{ "\xc3\xb6", "\xc3\xb6" }, { "\xc2\x9b", "\\xc2\\x9b" }, { " ", " " }, { "~", "~" },
+	};
+	char line[512], want[512];
+
+	(void)state;
+	for (size_t o = 0; o < sizeof(oct) / sizeof(oct[0]); o++) {
+		size_t ol = strlen(oct[o].in);
+		for (size_t n = ol; n <= 100; n++) {
+			for (size_t at = 0; at + ol <= n; at++) {
+				memset(line, 'a', n);
+				memcpy(line + at, oct[o].in, ol);
+				line[n] = '\0';
+				memset(want, 'a', at);
+				snprintf(want + at, sizeof(want) - at, "%s%.*s", oct[o].out, (int)(n - at - ol), line + at + ol);
+				log_escape_controls_fuzz(line, sizeof(line));
+				if (strcmp(line, want) != 0)
+					fail_msg("octets %zu at %zu of %zu: %s, want %s", o, at, n, line, want);
+			}
+		}
+	}
+}
+
 /* Cut to fit: always a closed quoted string within cap, whatever the input. */
 static void test_cut(void **state)
 {
@@ -324,6 +355,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_plain_places),
+		cmocka_unit_test(test_escape_places),
 		cmocka_unit_test(test_random_octets),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),
