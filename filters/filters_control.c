@@ -1,6 +1,7 @@
 /* filters_control.c — the control socket verbs and status figures of filters/
  * (proxy/control_verbs.h): flush dns, flush passcache (the DNS lists' and the pregreet
  * test's pass caches), errors per DNS list. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -13,6 +14,8 @@
 #include "dnsbl.h"
 #include "passcache.h"
 #include "store/lmdb_store.h"
+#include "store/redis.h"
+#include "store/store.h"
 
 static int flush_reply(struct strbuf *out, bool json, const char *what, const char *text, size_t n)
 {
@@ -39,75 +42,101 @@ static int dns_flush_run(const struct mx_config *cfg, int argc, char **argv, con
 	return flush_reply(out, json, "dns", "DNS cache", dns_cache_flush_shared());
 }
 
-/* One `flush passcache` waiting for its LMDB stores (passcache_flush_lmdb_start). */
-struct passcache_flush {
-	struct control_reply *r;
+/* flush passcache: the memory caches emptied on the main loop, then the pass stores
+ * (passcache_flush_all: Redis marked on a connection of the verb's own, bounded by the larger
+ * pass_store_timeout, at least 1 s) — off the main loop when one is in Redis
+ * (redis_store_job_start), with copies of the stores' URLs — then LMDB: the markers committed
+ * by the directory's writer thread before the answer (passcache_flush_lmdb_start), so a
+ * process killed right after an OK does not bring the passes back. */
+struct pc_flush {
+	struct control_reply *reply;
 	bool json;
 	size_t n, pg, stores;
-	int failed;                     /* Redis stores not marked */
+	char spec[2][512];
+	uint64_t timeout;
+	int failed;
 	char err[300];
 };
 
-static void passcache_flush_answer(struct passcache_flush *pf, int lmdb_failed, const char *lmdb_err)
+static void pc_flush_work(void *arg)
 {
-	struct strbuf *out = control_reply_out(pf->r);
-	int failed = pf->failed + lmdb_failed;
-	size_t el = strlen(pf->err);
+	struct pc_flush *f = arg;
+	const char *specs[2] = { f->spec[0], f->spec[1] };
 
-	if (lmdb_failed && el < sizeof(pf->err))
-		snprintf(pf->err + el, sizeof(pf->err) - el, "%s%s", el ? "; " : "", lmdb_err);
-	if (pf->json)
+	f->failed = passcache_flush_all(specs, 2, f->timeout, f->err, sizeof(f->err));
+}
+
+static void pc_flush_reply(struct pc_flush *f, int lmdb_failed, const char *lmdb_err)
+{
+	struct strbuf *out = control_reply_out(f->reply);
+	size_t el = strlen(f->err);
+
+	if (lmdb_failed && el < sizeof(f->err))
+		snprintf(f->err + el, sizeof(f->err) - el, "%s%s", el ? "; " : "", lmdb_err);
+	f->failed += lmdb_failed;
+
+	if (f->json)
 		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu,"
-		    "\"stores\":%zu,\"store_errors\":%d}\n", pf->n, pf->pg, pf->stores, failed);
+		    "\"stores\":%zu,\"store_errors\":%d}\n", f->n, f->pg, f->stores, f->failed);
+	else if (f->failed)
+		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
+		    "pass stores: %d of %zu not reached (%s): the other nodes still know the passes noted "
+		    "there; run it again once the store answers\n", f->n, f->pg, f->failed, f->stores, f->err);
 	else
 		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
-		    "pass stores: %zu forget what they held%s%s\n", pf->n, pf->pg, pf->stores,
-		    failed ? "; failed: " : "", failed ? pf->err : "");
-	control_reply_done(pf->r, failed ? -1 : 0);
-	free(pf);
+		    "pass stores: %zu forget what they held\n", f->n, f->pg, f->stores);
+	control_reply_done(f->reply, f->failed ? -1 : 0);
+	free(f);
 }
 
-static void passcache_flush_lmdb_cb(void *arg, int failed, const char *err)
+static void pc_flush_lmdb_cb(void *arg, int failed, const char *err)
 {
-	passcache_flush_answer(arg, failed, err);
+	pc_flush_reply(arg, failed, err);
 }
 
-/* Forgets the passes of this process's memory, and every pass noted before now in the
- * pass stores (passcache_flush_all: Redis marked here, bounded by the larger
- * pass_store_timeout, at least 1 s; LMDB: the markers committed by the directory's writer
- * thread before the answer, passcache_flush_lmdb_start, so a process killed after an OK
- * does not bring the passes back). */
+/* Redis is marked (or could not be): the LMDB stores next, then the answer. */
+static void pc_flush_answer(void *arg)
+{
+	struct pc_flush *f = arg;
+	const char *specs[2] = { f->spec[0], f->spec[1] };
+
+	if (passcache_flush_lmdb_start(control_reply_loop(f->reply), specs, 2, LMDB_APPLY_VERB_MS,
+	    pc_flush_lmdb_cb, f) == 0)
+		pc_flush_reply(f, 0, "");
+}
+
 static void passcache_flush_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
     size_t body_len, bool json, struct control_reply *r)
 {
 	const char *specs[2] = { cfg->dnsbl.pass_store, cfg->pregreet.pass_store };
 	uint64_t timeout = cfg->dnsbl.pass_store_timeout > cfg->pregreet.pass_store_timeout ?
 	    cfg->dnsbl.pass_store_timeout : cfg->pregreet.pass_store_timeout;
-	struct passcache_flush *pf;
+	struct pc_flush *f;
 
-	(void)argv, (void)body, (void)body_len;
 	if (argc != 0) {
-		flush_usage(control_reply_out(r), "passcache");
+		control_reply_done(r, flush_usage(control_reply_out(r), "passcache"));
+		return;
+	}
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		strbuf_printf(control_reply_out(r), "flush passcache: out of memory\n");
 		control_reply_done(r, -1);
 		return;
 	}
-	pf = calloc(1, sizeof(*pf));
-	if (pf == NULL) {
-		strbuf_printf(control_reply_out(r), "out of memory\n");
-		control_reply_done(r, -1);
-		return;
-	}
-	pf->r = r;
-	pf->json = json;
-	pf->n = dnsbl_pass_cache_flush();
-	pf->pg = pregreet_pass_flush(uv_hrtime());
-	pf->failed = passcache_flush_all(specs, 2, timeout < 1000 ? 1000 : timeout, pf->err, sizeof(pf->err));
+	f->reply = r;
+	f->json = json;
+	f->timeout = timeout < 1000 ? 1000 : timeout;
+	for (int i = 0; i < 2; i++)
+		snprintf(f->spec[i], sizeof(f->spec[i]), "%s", specs[i] ? specs[i] : "");
+	f->n = dnsbl_pass_cache_flush();
+	f->pg = pregreet_pass_flush(uv_hrtime());
 	/* the stores named, each once */
-	pf->stores = passcache_spec_shared(specs[0]) + (passcache_spec_shared(specs[1]) &&
+	f->stores = passcache_spec_shared(specs[0]) + (passcache_spec_shared(specs[1]) &&
 	    !(passcache_spec_shared(specs[0]) && strcmp(specs[0], specs[1]) == 0));
-	if (passcache_flush_lmdb_start(control_reply_loop(r), specs, 2, LMDB_APPLY_VERB_MS,
-	    passcache_flush_lmdb_cb, pf) == 0)
-		passcache_flush_answer(pf, 0, "");
+	if ((store_kind_of(f->spec[0]) == STORE_REDIS || store_kind_of(f->spec[1]) == STORE_REDIS) &&
+	    redis_store_job_start(control_reply_loop(r), pc_flush_work, pc_flush_answer, f) == 0)
+		return;                 /* answered once Redis has the marks (or did not answer) */
+	pc_flush_work(f);               /* no Redis: nothing waits (or no thread: here, bounded) */
+	pc_flush_answer(f);
 }
 
 /* `passcache`: each pass cache (the DNS lists', the pregreet test's): on or off, the
