@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Reply-by-reply parity with a real Postfix smtpd: the same scripted dialogues (raw sockets)
+go to a private Postfix 3.x smtpd configured as an MX (reject_non_fqdn_sender/recipient,
+reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname, reject_unauth_pipelining,
+smtpd_helo_required, message_size_limit, smtpd_recipient_limit, relay_domains,
+smtputf8_enable) and to mxgate with the equivalent config (accept_domains, helo_checks with
+`reject`, limits) in front of smtp-sink.
+
+Each case's outcome is the replies of its steps (code; the enhanced code of a refusal), any
+reply that came unasked after the last step, and whether the session still answers a NOOP.
+docs/postfix-parity.md holds the table: per case Postfix's outcome, mxgate's, and why where
+they differ. The test checks both peers against it (a change on either side shows), and that
+every row where the two differ in reply class, enhanced code or the session going on has a
+reason. A case missing from the table, or a row without a case, fails.
+
+MX_PARITY_PRINT=1 prints the observed rows in the table's format (to write the table)."""
+import os
+import re
+import socket
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('postfix', 'smtp-sink')
+mt.need_postfix()
+
+SIZE = 20480          # message_size_limit / limits.max_message_size
+RCPTS = 5             # smtpd_recipient_limit / limits.max_recipients
+DOC = os.path.join(mt.SRC, 'docs', 'postfix-parity.md')
+
+# ---------------------------------------------------------------- the two servers
+pf_port = mt.hold_port().port
+mt.postfix_instance('postfix', pf_port, '''relay_domains = example.test
+mynetworks = 192.0.2.255/32
+default_transport = discard
+relay_transport = discard
+smtpd_helo_required = yes
+smtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname
+smtpd_sender_restrictions = reject_non_fqdn_sender
+smtpd_relay_restrictions = reject_non_fqdn_recipient, reject_unauth_destination
+smtpd_recipient_restrictions =
+smtpd_data_restrictions = reject_unauth_pipelining
+message_size_limit = {size}
+header_size_limit = 10240
+smtpd_recipient_limit = {rcpts}
+smtputf8_enable = yes
+strict_rfc821_envelopes = no
+smtpd_error_sleep_time = 0
+'''.format(size=SIZE, rcpts=RCPTS), hostname='pf.example.test')
+
+sink = mt.Sink()
+helo_reject = {'action': 'reject'}
+mx = mt.Mxgate(mt.config([sink.url], hostname='mx.example.test', workers=1,
+                         limits={'max_message_size': SIZE, 'max_recipients': RCPTS},
+                         accept_domains=['example.test'],
+                         pregreet={'pipelining_action': 'enforce'},   # reject_unauth_pipelining
+                         helo_checks={'enabled': True, 'syntax': helo_reject, 'not_fqdn': helo_reject,
+                                      'claims_us': {'enabled': False}, 'literal_mismatch': {'enabled': False},
+                                      'fcrdns': {'enabled': False}}),
+               name='mx-parity')
+
+# ---------------------------------------------------------------- the dialogues
+# A case: (id, ehlo first?, steps). A step is a command line (str or bytes; CRLF added to a
+# str, bytes sent as they are) answered by one reply, or ('raw', bytes, n): bytes in one
+# write, n replies.
+F = 'MAIL FROM:<a@example.org>'
+R = 'RCPT TO:<u@example.test>'
+MSG = b'From: a@example.org\r\nTo: u@example.test\r\nSubject: parity\r\n\r\nbody\r\n'
+
+
+def body(data):
+    """The message after DATA's 354: dot-stuffed, the terminator appended; one reply."""
+    return ('raw', mt.stuff(data), 1)
+
+
+def bdat(data, last=True, size=None):
+    return ('raw', b'BDAT %d%s\r\n' % (len(data) if size is None else size, b' LAST' if last else b'') + data, 1)
+
+
+U8 = '\u00e4'.encode()    # a-umlaut, UTF-8
+CASES = [
+    # HELO / EHLO
+    ('helo-noarg', False, ['HELO']),
+    ('ehlo-noarg', False, ['EHLO']),
+    ('helo-invalid', False, ['HELO bad_name!.example', F, R]),
+    ('helo-nonfqdn', False, ['HELO localname', F, R]),
+    ('helo-literal', False, ['HELO [127.0.0.1]', F, R]),
+    ('helo-bad-literal', False, ['HELO [999.0.0.1]', F, R]),
+    ('ehlo-two-words', False, ['EHLO one.example two.example', F, R]),
+    ('helo-trailing-dot', False, ['HELO client.example.', F, R]),
+    ('mail-before-helo', False, [F]),
+    ('helo-again', True, ['HELO other.example', 'EHLO third.example']),
+    # MAIL
+    ('mail-noarg', True, ['MAIL']),
+    ('mail-no-from', True, ['MAIL TO:<a@example.org>']),
+    ('mail-no-brackets', True, ['MAIL FROM:a@example.org', R]),
+    ('mail-null', True, ['MAIL FROM:<>', R]),
+    ('mail-nonfqdn', True, ['MAIL FROM:<a@localname>', R]),
+    ('mail-no-domain', True, ['MAIL FROM:<a>', R]),
+    ('mail-twice', True, [F, F]),
+    ('mail-unknown-param', True, [F + ' FOO=bar']),
+    ('mail-size-over', True, [F + ' SIZE=%d' % (SIZE + 1)]),
+    ('mail-size-at', True, [F + ' SIZE=%d' % SIZE]),
+    ('mail-size-junk', True, [F + ' SIZE=12k']),
+    ('mail-body-bad', True, [F + ' BODY=9BIT']),
+    ('mail-body-8bit', True, [F + ' BODY=8BITMIME']),
+    ('mail-binarymime', True, [F + ' BODY=BINARYMIME']),
+    ('mail-ret-bad', True, [F + ' RET=SOME']),
+    ('mail-ret-envid', True, [F + ' RET=HDRS ENVID=abc']),
+    ('mail-smtputf8', True, [b'MAIL FROM:<' + U8 + b'@example.org> SMTPUTF8\r\n', R]),
+    ('mail-8bit-no-smtputf8', True, [b'MAIL FROM:<' + U8 + b'@example.org>\r\n']),
+    ('mail-bad-utf8', True, [b'MAIL FROM:<\xc3@example.org> SMTPUTF8\r\n']),
+    ('mail-quoted', True, ['MAIL FROM:<"a b"@example.org>', R]),
+    ('mail-literal', True, ['MAIL FROM:<a@[192.0.2.1]>', R]),
+    ('mail-trailing-dot', True, ['MAIL FROM:<a@example.org.>', R]),
+    ('mail-source-route', True, ['MAIL FROM:<@relay.example:a@example.org>', R]),
+    ('mail-unbalanced', True, ['MAIL FROM:<a@example.org']),
+    ('mail-double-at', True, ['MAIL FROM:<a@b@example.org>']),
+    ('mail-long-local', True, ['MAIL FROM:<%s@example.org>' % ('l' * 65), R]),
+    ('mail-gmail-forward', True, ['MAIL FROM:<gmailuser+caf_=website_8b506e99-b5c5-4e14-8294-f5ebd6083faa='
+                                  'mail.example.test@gmail.com> SIZE=10569', R]),
+    ('mail-size-21-digits', True, [F + ' SIZE=' + '9' * 21]),
+    ('mail-auth-param', True, [F + ' AUTH=<>']),
+    # RCPT
+    ('rcpt-before-mail', True, [R]),
+    ('rcpt-noarg', True, [F, 'RCPT']),
+    ('rcpt-no-to', True, [F, 'RCPT FROM:<u@example.test>']),
+    ('rcpt-no-brackets', True, [F, 'RCPT TO:u@example.test']),
+    ('rcpt-null', True, [F, 'RCPT TO:<>']),
+    ('rcpt-relay', True, [F, 'RCPT TO:<u@other.example>']),
+    ('rcpt-nonfqdn', True, [F, 'RCPT TO:<u@localname>']),
+    ('rcpt-no-domain', True, [F, 'RCPT TO:<user>']),
+    ('rcpt-postmaster', True, [F, 'RCPT TO:<Postmaster>']),
+    ('rcpt-percent-hack', True, [F, 'RCPT TO:<u%other.example@example.test>']),
+    ('rcpt-bang-path', True, [F, 'RCPT TO:<other.example!u@example.test>']),
+    ('rcpt-source-route', True, [F, 'RCPT TO:<@hop.example:u@example.test>']),
+    ('rcpt-quoted', True, [F, 'RCPT TO:<"u x"@example.test>']),
+    ('rcpt-quoted-at', True, [F, 'RCPT TO:<"u@other.example"@example.test>']),
+    ('rcpt-literal', True, [F, 'RCPT TO:<u@[192.0.2.1]>']),
+    ('rcpt-trailing-dot', True, [F, 'RCPT TO:<u@example.test.>']),
+    ('rcpt-8bit-no-smtputf8', True, [F, b'RCPT TO:<' + U8 + b'@example.test>\r\n']),
+    ('rcpt-unknown-param', True, [F, R + ' FOO=1']),
+    ('rcpt-notify-bad', True, [F, R + ' NOTIFY=SOMETIMES']),
+    ('rcpt-orcpt', True, [F, R + ' NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;u@example.test']),
+    ('rcpt-too-many', True, [F] + ['RCPT TO:<u%d@example.test>' % i for i in range(RCPTS + 1)]),
+    ('rcpt-long-local', True, [F, 'RCPT TO:<%s@example.test>' % ('l' * 65)]),
+    # DATA
+    ('data-no-mail', True, ['DATA']),
+    ('data-no-rcpt', True, [F, 'DATA']),
+    ('data-ok', True, [F, R, 'DATA', body(MSG)]),
+    ('data-size-over', True, [F, R, 'DATA', body(MSG + (b'x' * 70 + b'\r\n') * (SIZE // 72 + 10))]),
+    ('data-nul', True, [F, R, 'DATA', body(MSG + b'a\x00b\r\n')]),
+    ('data-bare-lf', True, [F, R, 'DATA', body(MSG + b'one\ntwo\r\n')]),
+    ('data-bare-cr', True, [F, R, 'DATA', body(MSG + b'one\rtwo\r\n')]),
+    ('data-long-line', True, [F, R, 'DATA', body(MSG + b'y' * 1500 + b'\r\n')]),
+    ('data-8bit-body', True, [F, R, 'DATA', body(MSG + U8 + b'\r\n')]),
+    ('data-arg', True, [F, R, 'DATA now']),
+    ('data-after-rcpt-refused', True, [F, 'RCPT TO:<u@other.example>', 'DATA']),
+    ('pipelined-data-after-helo', False, ['HELO client.example.test',
+                                          ('raw', ('%s\r\n%s\r\nDATA\r\n' % (F, R)).encode(), 3)]),
+    ('pipelined-data-after-ehlo', True, [('raw', ('%s\r\n%s\r\nDATA\r\n' % (F, R)).encode(), 3), body(MSG)]),
+    # BDAT
+    ('bdat-before-mail', True, [bdat(b'abc\r\n')]),
+    ('bdat-noarg', True, [F, R, 'BDAT']),
+    ('bdat-bad-size', True, [F, R, 'BDAT x LAST']),
+    ('bdat-ok', True, [F, R, bdat(MSG)]),
+    ('bdat-two-chunks', True, [F, R, bdat(MSG[:20], last=False), bdat(MSG[20:])]),
+    ('bdat-zero-last', True, [F, R, bdat(MSG, last=False), bdat(b'')]),
+    ('bdat-no-rcpt', True, [F, bdat(MSG)]),
+    ('bdat-then-data', True, [F, R, bdat(MSG[:20], last=False), 'DATA']),
+    ('bdat-over-size', True, [F, R, bdat(b'z' * (SIZE + 100))]),
+    ('bdat-bad-keyword', True, [F, R, 'BDAT 3 FINAL']),
+    # other verbs
+    ('vrfy-noarg', True, ['VRFY']),
+    ('vrfy-arg', True, ['VRFY u@example.test']),
+    ('expn-arg', True, ['EXPN staff']),
+    ('help', True, ['HELP']),
+    ('help-arg', True, ['HELP MAIL']),
+    ('noop-arg', True, ['NOOP anything']),
+    ('rset-arg', True, [F, 'RSET now', R]),
+    ('quit-arg', True, ['QUIT now']),
+    ('unknown-verb', True, ['FOO bar']),
+    ('empty-line', True, ['']),
+    ('lower-case-verbs', True, ['mail from:<a@example.org>', 'rcpt to:<u@example.test>']),
+    ('etrn', True, ['ETRN example.test']),
+    ('turn', True, ['TURN']),
+    ('auth-no-tls', True, ['AUTH PLAIN AGFsaWNlAHNlY3JldA==']),
+    ('starttls-not-offered', True, ['STARTTLS']),
+    ('xclient', True, ['XCLIENT ADDR=192.0.2.9']),
+    # line-level
+    ('long-command', True, ['NOOP ' + 'n' * 1200]),
+    ('very-long-command', True, ['NOOP ' + 'n' * 5000]),
+    ('long-mail', True, ['MAIL FROM:<%s@example.org>' % ('m' * 1000)]),
+    ('nul-in-command', True, [b'NOOP a\x00b\r\n']),
+    ('bare-lf-command', True, [b'NOOP\n']),
+    ('bare-cr-command', True, [b'NOOP\rNOOP\r\n']),
+    ('space-before-verb', True, [' NOOP']),
+    ('space-before-json', True, [' {"jsonrpc":"2.0"}']),
+    ('tab-only-line', True, ['\t']),
+    ('non-letter-command', True, ['{"jsonrpc":"2.0"}']),
+    ('http-command', False, ['GET / HTTP/1.0']),
+]
+
+WAIT = mt.slack(5)
+
+
+class Conn:
+    def __init__(self, port):
+        self.sock = socket.create_connection(('127.0.0.1', port), WAIT)
+        self.buf = b''
+        self.closed = False
+
+    def reply(self, timeout=WAIT):
+        """One reply: (code, enhanced code or '', text); None at EOF or past timeout."""
+        lines = []
+        end = time.time() + timeout
+        while True:
+            while b'\n' in self.buf:
+                line, self.buf = self.buf.split(b'\n', 1)
+                line = line.rstrip(b'\r').decode('utf-8', 'replace')
+                lines.append(line)
+                if len(line) < 4 or line[3] != '-':
+                    m = re.match(r'(\d{3})[ -]?(.*)', lines[0])
+                    if not m:
+                        return ('???', '', line)
+                    text = ' '.join(re.sub(r'^\d{3}[ -]?', '', l) for l in lines)
+                    e = re.match(r'([245]\.\d{1,3}\.\d{1,3})\b', text)
+                    return (m.group(1), e.group(1) if e else '', text)
+            left = end - time.time()
+            if left <= 0 or self.closed:
+                return None
+            self.sock.settimeout(left)
+            try:
+                got = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            except OSError:
+                got = b''
+            if not got:
+                self.closed = True
+                if not self.buf:
+                    return None
+                self.buf += b'\n'
+            self.buf += got
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.closed = True
+
+    def close(self):
+        self.sock.close()
+
+
+def show(r):
+    """A reply as the table writes it: the code, and a refusal's enhanced code."""
+    if r is None:
+        return '-'
+    code, enh, _ = r
+    return code + (' ' + enh if enh and code[0] in '45' else '')
+
+
+def run(port, ehlo, steps):
+    """Runs one dialogue; returns (outcome text for the table, replies, alive, texts)."""
+    c = Conn(port)
+    out = []
+    texts = []
+    g = c.reply()
+    if g is None or g[0] != '220':
+        return 'no greeting %r' % (g,), [], False, []
+    if ehlo:
+        c.send(b'EHLO client.example.test\r\n')
+        r = c.reply()
+        if r is None or r[0] != '250':
+            return 'EHLO refused %r' % (r,), [], False, []
+    for st in steps:
+        if isinstance(st, tuple):
+            _, data, n = st
+        else:
+            data, n = (st if isinstance(st, bytes) else st.encode() + b'\r\n'), 1
+        c.send(data)
+        for _ in range(n):
+            r = c.reply()
+            out.append(r)
+            texts.append(r and r[2])
+    if out and out[-1] is not None and out[-1][0] == '354':
+        # a DATA the dialogue did not expect to be taken: the message, so the session can
+        # be judged (its reply is the last one shown)
+        c.send(mt.stuff(MSG))
+        r = c.reply()
+        out.append(r)
+        texts.append(r and r[2])
+    extra = []
+    while True:
+        r = c.reply(0.3)
+        if r is None:
+            break
+        extra.append(r)
+    alive = False
+    if not c.closed:
+        c.send(b'NOOP\r\n')
+        r = c.reply()
+        alive = r is not None and r[0] == '250'
+    c.close()
+    text = ', '.join(show(r) for r in out)
+    if extra:
+        text += ' (then unasked: %s)' % ', '.join(show(r) for r in extra)
+    if not alive:
+        text += ', closed'
+    return text, out + extra, alive, texts
+
+
+def same(a, b):
+    """The two outcomes agree: the same number of replies, each of the same class and, where
+    both carry one, the same enhanced code; the session goes on in both or in neither."""
+    ra, rb = a[1], b[1]
+    if a[2] != b[2] or len(ra) != len(rb):
+        return False
+    for x, y in zip(ra, rb):
+        if (x is None) != (y is None):
+            return False
+        if x is None:
+            continue
+        if x[0][0] != y[0][0]:
+            return False
+        if x[1] and y[1] and x[0][0] in '45' and x[1] != y[1]:
+            return False
+    return True
+
+
+def load_table():
+    """The rows of docs/postfix-parity.md's table: id -> (postfix, mxgate, why)."""
+    rows = {}
+    if not os.path.exists(DOC):
+        return rows
+    for line in open(DOC, encoding='utf-8'):
+        m = re.match(r'\| `([a-z0-9-]+)` \|[^|]*\| ([^|]*?) \| ([^|]*?) \| ([^|]*?) \|\s*$', line)
+        if m:
+            rows[m.group(1)] = (m.group(2).strip(), m.group(3).strip(), m.group(4).strip())
+    return rows
+
+
+def dialogue(ehlo, steps):
+    """The dialogue as the table's second column shows it."""
+    parts = ['EHLO'] if ehlo else []
+    for st in steps:
+        if isinstance(st, tuple):
+            data = st[1]
+            if data.startswith(b'BDAT'):
+                head = data.split(b'\r\n', 1)[0].decode()
+                parts.append('%s +%d octets' % (head, len(data) - len(head) - 2))
+            elif data.endswith(b'.\r\n') and not data.startswith(b'MAIL'):
+                parts.append('message (%d octets)' % len(data))
+            else:
+                parts.append(' \u2016 '.join(l for l in data.decode().split('\r\n') if l) + ' (one write)')
+        else:
+            s = st if isinstance(st, str) else st.decode('utf-8', 'backslashreplace')
+            s = s.rstrip('\r\n').replace('\x00', '\\0').replace('\r', '\\r').replace('\n', '\\n')
+            s = s.replace('\t', '\\t')
+            if s.startswith(' '):
+                s = '(space)' + s[1:]
+            if isinstance(st, bytes) and not st.endswith(b'\r\n'):
+                s += ' (bare LF)' if st.endswith(b'\n') else ''
+            if len(s) > 60:
+                s = s[:40] + '...(%d octets)' % len(s)
+            parts.append(s or '(empty line)')
+    return ' / '.join(parts).replace('|', '/')
+
+
+table = load_table()
+printing = os.environ.get('MX_PARITY_PRINT')
+ids = set()
+differ = 0
+for cid, ehlo, steps in CASES:
+    ids.add(cid)
+    pf = run(pf_port, ehlo, steps)
+    mxr = run(mx.port, ehlo, steps)
+    agree = same(pf, mxr)
+    differ += not agree
+    if printing:
+        mt.say('| `%s` | %s | %s | %s | %s |' % (cid, dialogue(ehlo, steps), pf[0], mxr[0],
+                                                 '' if agree else 'TODO'))
+        mt.say('   postfix: %r' % (pf[3],))
+        mt.say('   mxgate:  %r' % (mxr[3],))
+        continue
+    row = table.get(cid)
+    if row is None:
+        mt.check(False, '%s: a row in docs/postfix-parity.md (Postfix: %s; mxgate: %s)' % (cid, pf[0], mxr[0]))
+        continue
+    mt.check(pf[0] == row[0], '%s: Postfix answers as the table says: %s (got %s; %r)' % (cid, row[0], pf[0], pf[3]))
+    mt.check(mxr[0] == row[1], '%s: mxgate answers as the table says: %s (got %s; %r)' % (cid, row[1], mxr[0], mxr[3]))
+    if not agree:   # (a row where they agree may carry a note)
+        mt.check(row[2] not in ('', '-', 'same'), '%s: the two differ, and the table says why' % cid)
+
+if not printing:
+    mt.check(not (set(table) - ids), 'every row of the table is a case here (%s)' % sorted(set(table) - ids))
+    mt.check(len(CASES) >= 60, '%d cases' % len(CASES))
+mt.say('%d cases, %d differ in class, enhanced code or the session going on' % (len(CASES), differ))
+mx.stop()
+mt.finish()
