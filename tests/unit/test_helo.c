@@ -283,6 +283,8 @@ static void test_fcrdns_action(void **state)
 	v = run_stage(f, &s, HOOK_CONNECT);
 	assert_int_equal(v.action, VERDICT_TEMPFAIL);
 	assert_int_equal(v.code, 450);
+	/* RFC 7372 3.3 (until session 21: 4.7.1) */
+	assert_memory_equal(v.reply, "4.7.25 ", 7);
 	stage_sess_free(&s);
 	/* freed while the PTR is in flight: nothing fires later */
 	{
