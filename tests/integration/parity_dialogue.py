@@ -188,3 +188,35 @@ def dialogue(ehlo, steps):
     return ' / '.join(parts).replace('|', '/')
 
 
+
+
+PRINTING = bool(os.environ.get('MX_PARITY_PRINT'))
+
+
+def judge(cid, shown, pf, mxr, table):
+    """Checks one case's outcomes (run()'s results for Postfix and mxgate) against its row of
+    the table (load_table()): both as written, and a reason where the two differ (a row
+    where they agree may carry a note). With MX_PARITY_PRINT=1 prints the row instead
+    (`shown`: the dialogue column). Returns whether the two agree."""
+    agree = same(pf, mxr)
+    if PRINTING:
+        mt.say('| `%s` | %s | %s | %s | %s |' % (cid, shown, pf[0], mxr[0], '' if agree else 'TODO'))
+        mt.say('   postfix: %r' % (pf[3],))
+        mt.say('   mxgate:  %r' % (mxr[3],))
+        return agree
+    row = table.get(cid)
+    if row is None:
+        mt.check(False, '%s: a row in docs/postfix-parity.md (Postfix: %s; mxgate: %s)' % (cid, pf[0], mxr[0]))
+        return agree
+    mt.check(pf[0] == row[0], '%s: Postfix answers as the table says: %s (got %s; %r)' % (cid, row[0], pf[0], pf[3]))
+    mt.check(mxr[0] == row[1], '%s: mxgate answers as the table says: %s (got %s; %r)' % (cid, row[1], mxr[0], mxr[3]))
+    if not agree:
+        mt.check(row[2] not in ('', '-', 'same'), '%s: the two differ, and the table says why' % cid)
+    return agree
+
+
+def judge_rows(table, ids):
+    """Every row of `table` is one of the cases `ids` (not checked when printing)."""
+    if not PRINTING:
+        rest = set(table) - set(ids)
+        mt.check(not rest, 'every row of the table is a case here (%s)' % sorted(rest))

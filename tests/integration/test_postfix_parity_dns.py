@@ -29,7 +29,7 @@ sys.path.insert(0, HERE)
 import subprocess  # noqa: E402
 
 import mxtest as mt  # noqa: E402
-from parity_dialogue import dialogue, load_table, run, same  # noqa: E402
+from parity_dialogue import dialogue, judge, judge_rows, load_table, run  # noqa: E402
 
 if os.environ.get('MX_PARITY_NETNS') != '1':
     mt.skip('needs root, unshare and ip (network and mount namespaces of its own)')
@@ -110,30 +110,12 @@ CASES = [   # id, client address, steps (after EHLO)
 ]
 
 table = {k: v for k, v in load_table().items() if k.startswith('dns-')}
-printing = os.environ.get('MX_PARITY_PRINT')
 differ = 0
 for cid, src, steps in CASES:
     pf = run(pf_port, True, steps, source=src)
     mxr = run(mx.port, True, steps, source=src)
-    agree = same(pf, mxr)
-    differ += not agree
-    shown = 'from %s: %s' % (src, dialogue(True, steps))
-    if printing:
-        mt.say('| `%s` | %s | %s | %s | %s |' % (cid, shown, pf[0], mxr[0], '' if agree else 'TODO'))
-        mt.say('   postfix: %r' % (pf[3],))
-        mt.say('   mxgate:  %r' % (mxr[3],))
-        continue
-    row = table.get(cid)
-    if row is None:
-        mt.check(False, '%s: a row in docs/postfix-parity.md (Postfix: %s; mxgate: %s)' % (cid, pf[0], mxr[0]))
-        continue
-    mt.check(pf[0] == row[0], '%s: Postfix answers as the table says: %s (got %s; %r)' % (cid, row[0], pf[0], pf[3]))
-    mt.check(mxr[0] == row[1], '%s: mxgate answers as the table says: %s (got %s; %r)' % (cid, row[1], mxr[0], mxr[3]))
-    if not agree:
-        mt.check(row[2] not in ('', '-', 'same'), '%s: the two differ, and the table says why' % cid)
-if not printing:
-    rest = set(table) - {c[0] for c in CASES}
-    mt.check(not rest, 'every dns- row of the table is a case here (%s)' % sorted(rest))
+    differ += not judge(cid, 'from %s: %s' % (src, dialogue(True, steps)), pf, mxr, table)
+judge_rows(table, [c[0] for c in CASES])
 mt.say('%d cases, %d differ in class, enhanced code or the session going on' % (len(CASES), differ))
 mx.stop()
 mt.finish()
