@@ -175,10 +175,19 @@ static enum verdict_action helo_on_error(void *wstate)
 
 /* ---- per session -------------------------------------------------------------------- */
 
-/* Applies one fired test: symbol, and a verdict when its action is not `score`. */
+/* Applies one fired test: symbol, and a verdict when its action is not `score`. A refused
+ * name that is no domain or address literal at all is a syntax error of the command (RFC
+ * 5321 4.1.1.1: 501; RFC 3463 X.5.2, as Postfix's reject_invalid_helo_hostname answers);
+ * the other tests refuse a well-formed name by policy (X.7.1), the FCrDNS test a client
+ * (X.7.25). */
 static void helo_fire(struct hook_env *env, const struct helo_test_config *t, const char *sym,
     const char *why, struct verdict *v)
 {
+	bool syntax = strcmp(sym, "HELO_BAD_SYNTAX") == 0;
+	/* RFC 7372 3.3: X.7.25, reverse DNS validation failed (Postfix's
+	 * reject_unknown_client_hostname answers with it) */
+	const char *enh = strcmp(sym, "NO_FCRDNS") == 0 ? "7.25" : "7.1";
+
 	/* a repeated EHLO (after STARTTLS) must not score the same test twice */
 	if (hook_env_find_symbol(env, sym) == NULL)
 		hook_env_add_symbol(env, sym, t->score, why);
@@ -188,9 +197,9 @@ static void helo_fire(struct hook_env *env, const struct helo_test_config *t, co
 	if (v->action != VERDICT_CONTINUE)
 		return;	/* the first refusing test names the reply */
 	if (t->action == HELO_ACTION_REJECT)
-		verdict_set(v, VERDICT_REJECT, 550, "helo", "5.7.1 %s", why);
+		verdict_set(v, VERDICT_REJECT, syntax ? 501 : 550, "helo", "5.%s %s", syntax ? "5.2" : enh, why);
 	else if (t->action == HELO_ACTION_TEMPFAIL)
-		verdict_set(v, VERDICT_TEMPFAIL, 450, "helo", "4.7.1 %s", why);
+		verdict_set(v, VERDICT_TEMPFAIL, 450, "helo", "4.%s %s", enh, why);
 }
 
 /* HOOK_CONNECT: the FCrDNS test, on the rdns module's answer (it runs earlier in the chain

@@ -511,7 +511,7 @@ bool domain_set_accepts_address(const struct domain_set *s, const char *addr, ch
 	if (!domain_set_accepts_one(s, at, strlen(at), denied, cap))
 		return false;
 	if ((size_t)(at - 1 - addr) >= sizeof(local))
-		return false;           /* far over RFC 5321's 64 octets: not looked into, refused */
+		return false;           /* longer than any path (256): not looked into, refused */
 	/* The local part with the quotes and quoting backslashes taken away. */
 	for (const char *p = addr; p < at - 1; p++) {
 		if (*p == '"')

@@ -1274,10 +1274,16 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 	}
 	if (cmd == NULL) {
 		if (smtp_cmd_parse(line, len, &parsed, &err) != 0) {
-			/* An HTTP verb, or a line not starting with a letter (JSON, a Redis or SOCKS
-			 * probe, binary junk): postscreen's and smtpd's forbidden-commands default,
-			 * CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}} */
-			bool non_smtp = parsed.verb == SMTP_HTTP || (len > 0 && !isalpha((unsigned char)line[0]));
+			/* An HTTP verb, or a first word not starting with a letter (JSON, a Redis or
+			 * SOCKS probe, binary junk): postscreen's and smtpd's forbidden-commands
+			 * default, CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}, which smtpd matches
+			 * against the first word: white space before it is no sign of a non-SMTP
+			 * client (" NOOP" is a plain 500, Postfix even runs it) */
+			size_t w = 0;
+
+			while (w < len && (line[w] == ' ' || line[w] == '\t'))
+				w++;
+			bool non_smtp = parsed.verb == SMTP_HTTP || (w < len && !isalpha((unsigned char)line[w]));
 
 			if (non_smtp && s->cfg->pregreet.non_smtp_command_action == PROTOCOL_DROP) {
 				session_non_smtp_drop(s, line, len);

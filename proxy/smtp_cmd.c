@@ -8,8 +8,10 @@
 
 /* RFC 5321 4.5.3.1.4 is 512; we accept up to 1000 octets incl. CRLF (extensions). */
 #define SMTP_CMD_MAX_LINE 998
-/* RFC 5321 4.5.3.1.1-3 */
-#define SMTP_MAX_LOCAL 64
+/* RFC 5321 4.5.3.1.2-3. The local part has no limit of its own: 4.5.3.1.1's 64 octets is
+ * a size every server must take, and 4.5.3.1 asks for no limits "to the maximum extent
+ * possible"; real senders pass it (Gmail's forwarding "user+caf_=...", SRS, VERP, list
+ * confirmations), and Postfix, Exim and Sendmail take them. The path's 256 bounds it. */
 #define SMTP_MAX_DOMAIN 255
 #define SMTP_MAX_PATH 256
 
@@ -192,12 +194,11 @@ smtp_any_ctl(const char *s, size_t n)
 /* The replies for one direction: X.1.7 is the sender's address, X.1.3 the recipient's
  * (RFC 3463 3.2); X.6.7 a non-ASCII address without SMTPUTF8 (RFC 6531 3.7.4.2). */
 struct smtp_addr_replies {
-    const char *bad, *local_long, *domain_long, *path_long, *literal, *utf8;
+    const char *bad, *domain_long, *path_long, *literal, *utf8;
 };
 
 static const struct smtp_addr_replies smtp_sender_replies = {
     "501 5.1.7 Bad sender address syntax",
-    "501 5.1.7 Bad sender address syntax: local part over 64 octets",
     "501 5.1.7 Bad sender address syntax: domain over 255 octets or a label over 63",
     "501 5.1.7 Bad sender address syntax: path over 256 octets",
     "553 5.1.7 Sender address literal not supported",
@@ -206,7 +207,6 @@ static const struct smtp_addr_replies smtp_sender_replies = {
 
 static const struct smtp_addr_replies smtp_rcpt_replies = {
     "501 5.1.3 Bad recipient address syntax",
-    "501 5.1.3 Bad recipient address syntax: local part over 64 octets",
     "501 5.1.3 Bad recipient address syntax: domain over 255 octets or a label over 63",
     "501 5.1.3 Bad recipient address syntax: path over 256 octets",
     "553 5.1.3 Recipient address literal not supported",
@@ -345,7 +345,7 @@ smtp_local_part_len(const char *m, size_t n, bool *utf8)
 
 /* Validates mailbox m[0..n) (no <>, no source route): Local-part "@" (Domain /
  * address-literal), or a bare "postmaster" when allow_postmaster (RFC 5321 4.1.1.3).
- * Lengths per RFC 5321 4.5.3.1.1-2. *utf8 is set when any part holds UTF-8. Returns NULL
+ * Lengths per RFC 5321 4.5.3.1.2 (the local part: bounded by the path, above). *utf8 is set when any part holds UTF-8. Returns NULL
  * or the reply for the error. */
 static const char *
 smtp_check_mailbox(const char *m, size_t n, bool allow_postmaster,
@@ -358,8 +358,6 @@ smtp_check_mailbox(const char *m, size_t n, bool allow_postmaster,
     long l = smtp_local_part_len(m, n, utf8);
     if (l < 0 || (size_t)l >= n || m[l] != '@')
         return r->bad;
-    if (l > SMTP_MAX_LOCAL)
-        return r->local_long;
     const char *err = smtp_check_domain(m + l + 1, n - (size_t)l - 1, r, &dutf8);
     if (dutf8)
         *utf8 = true;

@@ -147,7 +147,8 @@ for line, want in syntax:
 c.cmd('MAIL FROM:<a@example.org>')
 rows = [
     ('RCPT TO:<us..er@local.test>', '501 5.1.3'),
-    ('RCPT TO:<%s@local.test>' % ('a' * 65), '501 5.1.3'),
+    ('RCPT TO:<%s@local.test>' % ('a' * 65), '250'),        # no limit of its own (session 21)
+    ('RCPT TO:<%s@local.test>' % ('a' * 250), '501 5.1.3'),  # the path over 256 octets
     ('RCPT TO:<u@%s.local.test>' % ('b' * 64), '501 5.1.3'),
     ('RCPT TO:<j\u00f6rg@local.test>', '553 5.6.7'),
     ('RCPT TO:<u@[x400:c=us]>', '553 5.1.3'),

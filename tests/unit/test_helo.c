@@ -223,6 +223,39 @@ static void test_fcrdns_v6(void **state)
 	stage_sess_free(&s);
 }
 
+/* A refused name of bad syntax is the command's syntax error (501 5.5.2, as Postfix's
+ * reject_invalid_helo_hostname); a refused dotless name is policy (550 5.7.1). Until
+ * session 21 both were 550 5.7.1. */
+static void test_helo_reject_codes(void **state)
+{
+	static const struct {
+		const char *helo;
+		int code;
+		const char *enh;
+	} rows[] = {
+		{ "bad_name!.example", 501, "5.5.2" },
+		{ "[999.0.0.1]", 501, "5.5.2" },
+		{ "one.example two.example", 501, "5.5.2" },
+		{ "localname", 550, "5.7.1" },
+	};
+	struct fixture *f = *state;
+
+	f->cfg.helo_checks.syntax.action = HELO_ACTION_REJECT;
+	f->cfg.helo_checks.not_fqdn.action = HELO_ACTION_REJECT;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct stage_sess s;
+		struct verdict v;
+
+		sess_init(f, &s, "198.18.2.7", "192.0.2.25");
+		snprintf(s.env.helo, sizeof(s.env.helo), "%s", rows[i].helo);
+		v = run_stage(f, &s, HOOK_HELO);
+		if (v.action != VERDICT_REJECT || v.code != rows[i].code || strncmp(v.reply, rows[i].enh, 5) != 0)
+			fail_msg("%s: %d %d %s, want %d %s", rows[i].helo, v.action, v.code, v.reply, rows[i].code,
+			    rows[i].enh);
+		stage_sess_free(&s);
+	}
+}
+
 static void test_fcrdns_action(void **state)
 {
 	struct fixture *f = *state;
@@ -233,6 +266,8 @@ static void test_fcrdns_action(void **state)
 	v = run_stage(f, &s, HOOK_CONNECT);
 	assert_int_equal(v.action, VERDICT_TEMPFAIL);
 	assert_int_equal(v.code, 450);
+	/* RFC 7372 3.3 (until session 21: 4.7.1) */
+	assert_memory_equal(v.reply, "4.7.25 ", 7);
 	stage_sess_free(&s);
 	/* freed while the PTR is in flight: nothing fires later */
 	{
@@ -251,6 +286,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_syntax_table),
 		cmocka_unit_test_setup_teardown(test_helo_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_helo_reject_codes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcrdns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcrdns_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcrdns_action, setup_reject, teardown),
