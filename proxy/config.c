@@ -1114,10 +1114,14 @@ static int config_check_metrics_port(struct cfg_parse *p, struct fy_node *n, con
 	return 0;
 }
 
-/* The classifier's LMDB store (rules/bayes_db.c) keeps its own environments: on the
- * directory of a store/lmdb_store.c one (reputation's, greylist's, the pass caches of dnsbl
- * and pregreet) the process would open two environments on the same files, which LMDB
- * forbids (closing either drops the other's locks on lock.mdb). */
+/* The classifier's LMDB store (rules/bayes_db.c) wants a directory of its own. Not for
+ * LMDB's rule (one environment per directory and process: store/lmdb_env.c's one list gives
+ * both the same one) but for the map they would share: its size is the first opener's
+ * (rules.bayes.map_size, 512M, or the store/lmdb_store.c users' 256M — which one depends on
+ * the order of opening), and the classifier's tokens, which are never evicted, would fill
+ * it: reputation, greylist and the pass caches of dnsbl and pregreet evict their own
+ * records when the map's pages run out, so they would lose theirs to make room for the
+ * tokens, and learning would then fail with a full map. */
 static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
 {
 	const char *bdir = c->rules.bayes.enabled ? store_lmdb_dir(c->rules.bayes.store) : NULL;

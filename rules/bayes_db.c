@@ -1,8 +1,8 @@
 /* bayes_db.c — the classifier's stores: dispatch, the learning transaction every local store
  * shares, the in-memory store and the LMDB store. Redis is in bayes_redis.c. See bayes_db.h.
  *
- * LMDB layout (one unnamed database, keys under the classifier's own prefixes so the
- * environment can later be the shared store/ one):
+ * LMDB layout (one unnamed database, keys under the classifier's own prefixes: the
+ * environment is the process's one of the directory, store/lmdb_env.h):
  *   "bt:" + 8-byte big-endian token hash -> { u32 spam, u32 ham, u32 atime }
  *   "bs:" + 20-byte message id           -> { u8 class, u32 atime }
  *   "bm:totals"                          -> { u64 nspam, u64 nham, u64 ntokens } */
@@ -14,12 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
-#include "store/lmdb_rtx.h"
-#include "store/lmdb_wthr.h"
+#include "store/lmdb_env.h"
 
 /* ---------------------------------------------------------------- shared */
 
@@ -379,7 +377,9 @@ static const struct bayes_db_ops mem_ops = {
 
 /* ---------------------------------------------------------------- LMDB */
 
-/* One environment per directory and process (LMDB's rule), shared and reference counted.
+/* The directory's environment is the process's one (store/lmdb_env.h: shared by path with
+ * every other user, a pass cache's too, reference counted; the classifier's records are
+ * under its own key prefixes, above).
  *
  * Writes go through the environment's writer thread (store/lmdb_wthr.h: the one thread that
  * waits for LMDB's write lock while a `mxgate learn` stopped (^Z, a debugger) or stuck inside
@@ -387,202 +387,44 @@ static const struct bayes_db_ops mem_ops = {
  * autolearn or a scan's atime refresh, or a learn would wait for ever). A caller waits for
  * its job at most `wait_ms` (the store's `timeout`) and fails with a logged reason if the
  * lock has not come by then (a job already running is waited for: it holds the lock and does
- * bounded work). Reads take their transactions from an lmdb_rtx pool, which never
- * waits on the reader table's lock (lmdb_rtx.h).
- *
- * Closing: an environment whose last reference goes while one of its threads is inside LMDB
- * (the writer waiting for the write lock, the read pool's thread for the reader table's)
- * stays in the list, closing, until that thread comes out and a closer frees it; an open of
- * the directory meanwhile takes it back. Freeing it at once is not possible (the thread uses
- * it), and opening a second environment on the same files in this process is what LMDB
- * forbids: closing either one drops the other's fcntl locks on the lock file. */
-struct lmdb_env {
-	struct lmdb_env *next;
-	int refs;                        /* 0: closing (lmdb_env_release) */
-	bool ready;                      /* opened (the database handle too) */
-	char *dir;
-	MDB_env *env;
-	MDB_dbi dbi;
-	struct lmdb_rtx *rtx;            /* read transactions */
-	struct lmdb_wthr wt;             /* the writer thread; its mutex guards wait_ms too */
-	uint64_t wait_ms;                /* longest wait for the write lock */
+ * bounded work). Reads take their transactions from the environment's lmdb_rtx pool, which
+ * never waits on the reader table's lock (lmdb_rtx.h). */
+
+/* The classifier's state of an environment (its slot: e->state[LMDB_RTX_BAYES]). */
+struct bayes_lmdb_state {
+	uint64_t wait_ms;                /* longest wait for the write lock; under e->wt.mu */
 };
 
-static pthread_mutex_t lmdb_envs_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct lmdb_env *lmdb_envs;
-
-static int lmdb_mkdir_p(const char *dir)
+static uint64_t *lmdb_wait_ms(struct lmdb_env *e)
 {
-	char *d = strdup(dir);
-	int rc = 0;
-
-	if (d == NULL)
-		return -1;
-	for (char *p = d + 1; ; p++) {
-		char c = *p;
-
-		if (c != '/' && c != '\0')
-			continue;
-		*p = '\0';
-		if (mkdir(d, 0750) < 0 && errno != EEXIST) {
-			rc = -1;
-			break;
-		}
-		*p = c;
-		if (c == '\0')
-			break;
-	}
-	free(d);
-	return rc;
-}
-
-static void lmdb_env_free(struct lmdb_env *e)
-{
-	lmdb_wthr_destroy(&e->wt);
-	lmdb_rtx_free(e->rtx);
-	if (e->env) {
-		mdb_env_sync(e->env, 1);
-		mdb_env_close(e->env);
-	}
-	free(e->dir);
-	free(e);
-}
-
-/* lmdb_envs_mu held, e->refs == 0, e in the list: stops its threads and frees it, unless one
- * is inside LMDB (it starts a closer when it comes out). */
-static void lmdb_env_release(struct lmdb_env *e)
-{
-	struct lmdb_env **pp;
-
-	if (!lmdb_wthr_stop(&e->wt) || (e->rtx && !lmdb_rtx_stop(e->rtx)))
-		return;                   /* closing, in the list */
-	for (pp = &lmdb_envs; *pp; pp = &(*pp)->next)
-		if (*pp == e) {
-			*pp = e->next;
-			break;
-		}
-	/* closed under the list's lock: an open of the same directory waits for it */
-	lmdb_env_free(e);
-}
-
-/* The closer the writer starts when it comes out of LMDB and finds e closing. */
-static void lmdb_env_writer_out_cb(void *arg)
-{
-	struct lmdb_env *e = arg;
-
-	pthread_mutex_lock(&lmdb_envs_mu);
-	lmdb_wthr_closer_ran(&e->wt);
-	if (e->refs == 0)
-		lmdb_env_release(e);
-	pthread_mutex_unlock(&lmdb_envs_mu);
-}
-
-/* The read pool's idle callback: its thread came out of LMDB and found e closing. */
-static void lmdb_env_rtx_out_cb(void *arg)
-{
-	struct lmdb_env *e = arg;
-
-	pthread_mutex_lock(&lmdb_envs_mu);
-	lmdb_rtx_idle_seen(e->rtx);
-	if (e->refs == 0)
-		lmdb_env_release(e);
-	pthread_mutex_unlock(&lmdb_envs_mu);
-}
-
-/* lmdb_envs_mu held: a closing e taken back by an open. */
-static void lmdb_env_revive(struct lmdb_env *e)
-{
-	lmdb_wthr_resume(&e->wt);
-	lmdb_rtx_resume(e->rtx);
+	return &((struct bayes_lmdb_state *)e->state[LMDB_RTX_BAYES])->wait_ms;
 }
 
 static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_t wait_ms,
     char *err, size_t errlen)
 {
 	struct lmdb_env *e;
-	MDB_txn *txn;
+	char why[160];
 	int rc;
 
-	pthread_mutex_lock(&lmdb_envs_mu);
-	for (e = lmdb_envs; e; e = e->next)
-		if (strcmp(e->dir, dir) == 0) {
-			if (e->refs++ == 0)
-				lmdb_env_revive(e);
-			pthread_mutex_lock(&e->wt.mu);  /* the newest configuration's timeout */
-			e->wait_ms = wait_ms ? wait_ms : 2000;
-			pthread_mutex_unlock(&e->wt.mu);
-			goto ready;
-		}
-	e = calloc(1, sizeof(*e));
-	if (e == NULL || (e->dir = strdup(dir)) == NULL) {
-		free(e);
+	switch (lmdb_env_open(dir, map_size ? map_size : 512u << 20, LMDB_RTX_BAYES,
+	    sizeof(struct bayes_lmdb_state), &e, &rc, why, sizeof(why))) {
+	case LMDB_ENV_OK:
+		break;
+	case LMDB_ENV_MEMORY:
 		snprintf(err, errlen, "out of memory");
-		pthread_mutex_unlock(&lmdb_envs_mu);
+		return NULL;
+	case LMDB_ENV_MKDIR:
+		snprintf(err, errlen, "mkdir %s: %s", dir, strerror(rc));
+		return NULL;
+	default:
+		snprintf(err, errlen, "lmdb %s: %s", dir, why);
 		return NULL;
 	}
-	if (lmdb_wthr_init(&e->wt, lmdb_env_writer_out_cb, e) < 0) {
-		free(e->dir);
-		free(e);
-		snprintf(err, errlen, "lmdb %s: mutex or condition variable", dir);
-		pthread_mutex_unlock(&lmdb_envs_mu);
-		return NULL;
-	}
-	e->wait_ms = wait_ms ? wait_ms : 2000;
-	/* in the list from here on: a failure below releases it like a close */
-	e->next = lmdb_envs;
-	lmdb_envs = e;
-	e->refs = 1;
-	if (lmdb_mkdir_p(dir) < 0) {
-		snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
-		goto fail;
-	}
-	if ((rc = mdb_env_create(&e->env)) != 0 ||
-	    (rc = mdb_env_set_mapsize(e->env, map_size ? map_size : 512u << 20)) != 0 ||
-	    (rc = mdb_env_set_maxreaders(e->env, 1022)) != 0 ||
-	    /* NOSYNC: the OS writes the map back; a crash of the process loses nothing
-	     * committed, a power loss the last seconds of learning. NOTLS: pool threads. */
-	    (rc = mdb_env_open(e->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0) {
-		snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
-		goto fail;
-	}
-	if ((e->rtx = lmdb_rtx_new(e->env, LMDB_RTX_BAYES, e->dir, lmdb_env_rtx_out_cb, e)) == NULL) {
-		snprintf(err, errlen, "lmdb %s: out of memory", dir);
-		goto fail;
-	}
-ready:
-	/* read-only: the unnamed database needs no write lock to open, and the lock may be
-	 * held by another process for as long as it likes (above); the read transaction waits
-	 * at most LMDB_RTX_WAIT_MS for the reader table (a closing e taken back may not have
-	 * come this far) */
-	if (!e->ready) {
-		if (lmdb_rtx_begin(e->rtx, &txn) < 0) {
-			snprintf(err, errlen, "lmdb %s: no read transaction (the reader table is "
-			    "locked by another process, or full)", dir);
-			goto fail;
-		}
-		rc = mdb_dbi_open(txn, NULL, 0, &e->dbi);
-		lmdb_rtx_end(e->rtx, txn);
-		if (rc != 0) {
-			snprintf(err, errlen, "lmdb %s: %s", dir, mdb_strerror(rc));
-			goto fail;
-		}
-		e->ready = true;
-	}
-	pthread_mutex_unlock(&lmdb_envs_mu);
+	pthread_mutex_lock(&e->wt.mu);  /* the newest configuration's timeout */
+	*lmdb_wait_ms(e) = wait_ms ? wait_ms : 2000;
+	pthread_mutex_unlock(&e->wt.mu);
 	return e;
-fail:
-	if (--e->refs == 0)
-		lmdb_env_release(e);
-	pthread_mutex_unlock(&lmdb_envs_mu);
-	return NULL;
-}
-
-static void lmdb_env_put(struct lmdb_env *e)
-{
-	pthread_mutex_lock(&lmdb_envs_mu);
-	if (--e->refs == 0)
-		lmdb_env_release(e);
-	pthread_mutex_unlock(&lmdb_envs_mu);
 }
 
 struct lmdb_tx { struct lmdb_env *e; MDB_txn *txn; };
@@ -737,7 +579,7 @@ static void lmdb_bjob_run(struct lmdb_wjob *wj)
 	pthread_mutex_unlock(&e->wt.mu);
 }
 
-/* Runs fn(tx, arg) in a write transaction of e, waiting at most e->wait_ms for the write lock
+/* Runs fn(tx, arg) in a write transaction of e, waiting at most its wait_ms for the write lock
  * (another process's or thread's transaction). Returns fn's result (and the commit's), or -1
  * with event=bayes_error when the lock did not come in time or the writer could not start.
  * optional: a write nothing depends on (a scan's atime refresh): it waits at most 100 ms and
@@ -768,7 +610,7 @@ static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), v
 		    "reason=\"cannot start the writer thread\"", e->dir);
 		return -1;
 	}
-	wait_ms = e->wait_ms;
+	wait_ms = *lmdb_wait_ms(e);
 	if (optional && wait_ms > LMDB_OPTIONAL_WAIT_MS)
 		wait_ms = LMDB_OPTIONAL_WAIT_MS;
 	clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -973,7 +815,7 @@ static int lmdb_expire(void *h, uint64_t max_tokens, uint32_t max_age_s, uint32_
 
 static void lmdb_close(void *h)
 {
-	lmdb_env_put(h);
+	lmdb_env_close(h);
 }
 
 static const struct bayes_db_ops lmdb_ops = {

@@ -8,14 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "proxy/log.h"
-#include "lmdb_rtx.h"
-#include "lmdb_wthr.h"
+#include "lmdb_env.h"
 #include "store_stats.h"
 
 #define LS_MAX_SWEEPS 16                 /* distinct swept prefixes per environment */
@@ -27,33 +25,21 @@
 #define LS_LOG_EVERY_MS 60000
 
 /* ---- environments -----------------------------------------------------------------------
- * LMDB allows one environment per file per process: environments are shared by path and
- * reference-counted. Transactions use MDB_NOTLS so any thread (loop or pool) may read; read
- * transactions come from an lmdb_rtx pool, which never waits for the reader table's lock (a
- * worker loop reads inline).
+ * The environment of a directory is the process's one (lmdb_env.h: shared by path with every
+ * other user, the classifier's too, reference counted; reads from its lmdb_rtx pool, which
+ * never waits for the reader table's lock: a worker loop reads inline). A struct lmdb_store
+ * is this module's state of an environment (its slot there), shared by every writer on it.
  *
  * Writes of the writers on a loop go through the environment's writer thread (lmdb_wthr.h:
  * the one thread that waits for LMDB's write lock while another process holds it); a writer
  * has at most one batch there, and what it queues meanwhile is bounded (max_queued: then
- * dropped and counted).
- *
- * An environment whose last reference goes while one of its threads is inside LMDB (the
- * writer with batches, the read pool's thread waiting for the reader table) stays in the
- * list, closing, until that thread comes out and a closer frees it; an open of the directory
- * meanwhile takes it back rather than open a second one on the same files. */
+ * dropped and counted). */
 
 struct ls_sweep { char prefix[LS_PREFIX_MAX]; uint64_t last_ms; };
 struct lw_batch;
 
 struct lmdb_store {
-	struct lmdb_store *next;
-	int refs;                       /* 0: closing (ls_release) */
-	bool ready;                     /* opened (the database handle too) */
-	char *path;
-	MDB_env *env;
-	MDB_dbi dbi;
-	struct lmdb_rtx *rtx;           /* read transactions */
-	size_t max_key;
+	struct lmdb_env *e;             /* the environment (e->state[LMDB_RTX_STORE] is this) */
 	struct log_rated err_rated;     /* write errors (a full map): logged once a minute */
 	/* When each prefix was last swept. Only touched inside a write transaction: LMDB's
 	 * writer lock is the lock. */
@@ -63,11 +49,7 @@ struct lmdb_store {
 	 * with a rank keep the count below it (atomic: read before a write transaction). */
 	uint64_t evict_at;
 	struct log_rated evict_rated;   /* evictions: logged once a minute */
-	struct lmdb_wthr wt;            /* the writer thread and its queue of batches */
 };
-
-static pthread_mutex_t ls_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct lmdb_store *ls_all;
 
 /* Wall clock in ms: records are compared across restarts and nodes. */
 static uint64_t ls_wall_ms(void)
@@ -108,178 +90,48 @@ static void ls_log_error(struct lmdb_store *st, const char *module, int rc)
 	if (!now)
 		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s module=%s reason=\"%s\"%s",
-	    st->path, module, ls_reason(st->path, rc, why, sizeof(why)),
+	    st->e->dir, module, ls_reason(st->e->dir, rc, why, sizeof(why)),
 	    rc == MDB_MAP_FULL ? " hint=raise_map_size" : "");
-}
-
-/* mkdir -p; 0 or -1 with errno. */
-static int ls_mkdirs(const char *dir)
-{
-	char buf[4096];
-	size_t n = strlen(dir);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -1;
-	memcpy(buf, dir, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
-/* ls_mu held, st->refs == 0, st in the list: stops its threads and frees it, unless the
- * writer thread has batches (it starts a closer when it is done: ls_writer_out_cb) or the
- * read pool's thread is inside LMDB (its idle callback comes back here). */
-static void ls_release(struct lmdb_store *st)
-{
-	struct lmdb_store **pp;
-
-	if (!lmdb_wthr_stop(&st->wt) || (st->rtx && !lmdb_rtx_stop(st->rtx)))
-		return;                     /* closing, in the list */
-	for (pp = &ls_all; *pp; pp = &(*pp)->next)
-		if (*pp == st) {
-			*pp = st->next;
-			break;
-		}
-	lmdb_wthr_destroy(&st->wt);
-	lmdb_rtx_free(st->rtx);
-	/* closed under ls_mu: an open of the same directory waits for it */
-	if (st->env) {
-		mdb_env_sync(st->env, 1);
-		mdb_env_close(st->env);
-	}
-	free(st->path);
-	free(st);
-}
-
-/* The closer the writer thread starts when it ends with st closing (on a thread of its own:
- * it joins the writer). */
-static void ls_writer_out_cb(void *arg)
-{
-	struct lmdb_store *st = arg;
-
-	pthread_mutex_lock(&ls_mu);
-	lmdb_wthr_closer_ran(&st->wt);
-	if (st->refs == 0)
-		ls_release(st);
-	pthread_mutex_unlock(&ls_mu);
-}
-
-/* ls_mu held: a closing st taken back by an open. */
-static void ls_revive(struct lmdb_store *st)
-{
-	lmdb_wthr_resume(&st->wt);
-	lmdb_rtx_resume(st->rtx);
-}
-
-/* The read pool's idle callback: its thread came out of LMDB and found st closing. */
-static void ls_rtx_out_cb(void *arg)
-{
-	struct lmdb_store *st = arg;
-
-	pthread_mutex_lock(&ls_mu);
-	lmdb_rtx_idle_seen(st->rtx);
-	if (st->refs == 0)
-		ls_release(st);
-	pthread_mutex_unlock(&ls_mu);
 }
 
 struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 {
 	struct lmdb_store *st;
-	MDB_txn *txn;
-	char why[128];
+	struct lmdb_env *e;
+	enum lmdb_env_step step;
+	char why[160], full[128];
 	int rc;
 
 	if (dir == NULL || dir[0] == '\0')
 		return NULL;
-	pthread_mutex_lock(&ls_mu);
-	for (st = ls_all; st; st = st->next)
-		if (strcmp(st->path, dir) == 0) {
-			if (st->refs++ == 0)        /* closing: taken back */
-				ls_revive(st);
-			goto ready;
-		}
-	st = calloc(1, sizeof(*st));
-	if (st == NULL || (st->path = strdup(dir)) == NULL ||
-	    lmdb_wthr_init(&st->wt, ls_writer_out_cb, st) < 0) {
-		if (st)
-			free(st->path);
-		free(st);
-		pthread_mutex_unlock(&ls_mu);
+	step = lmdb_env_open(dir, map_size ? map_size : LS_DEFAULT_MAP, LMDB_RTX_STORE,
+	    sizeof(*st), &e, &rc, why, sizeof(why));
+	if (step != LMDB_ENV_OK) {
+		/* out of memory and no thread as before unlogged; the read pool logs its own */
+		if (step == LMDB_ENV_MKDIR || step == LMDB_ENV_OPEN || step == LMDB_ENV_DBI)
+			log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"",
+			    dir, step == LMDB_ENV_OPEN ? ls_reason(dir, rc, full, sizeof(full)) : why);
 		return NULL;
 	}
-	st->refs = 1;
-	st->next = ls_all;
-	ls_all = st;
-	if (ls_mkdirs(dir) < 0) {
-		log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"mkdir: %s\"",
-		    dir, strerror(errno));
-		goto fail;
-	}
-	if ((rc = mdb_env_create(&st->env)) != 0 ||
-	    (rc = mdb_env_set_mapsize(st->env, map_size ? map_size : LS_DEFAULT_MAP)) != 0 ||
-	    (rc = mdb_env_set_maxreaders(st->env, 1022)) != 0 ||
-	    /* NOSYNC: the OS writes the map back; a process restart loses nothing, a power
-	     * loss at most the last seconds — not worth an fsync per batch. */
-	    (rc = mdb_env_open(st->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0) {
-		log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"", dir,
-		    ls_reason(dir, rc, why, sizeof(why)));
-		goto fail;
-	}
-	if ((st->rtx = lmdb_rtx_new(st->env, LMDB_RTX_STORE, st->path, ls_rtx_out_cb, st)) == NULL)
-		goto fail;
-	st->max_key = (size_t)mdb_env_get_maxkeysize(st->env);
-ready:
-	/* the unnamed database's handle, in a read transaction: a write one would wait for
-	 * the write lock as long as another process holds it; the read one waits at most
-	 * LMDB_RTX_WAIT_MS for the reader table (logged by the pool) */
-	if (!st->ready) {
-		if (lmdb_rtx_begin(st->rtx, &txn) < 0)
-			goto fail;
-		rc = mdb_dbi_open(txn, NULL, 0, &st->dbi);
-		lmdb_rtx_end(st->rtx, txn);
-		if (rc != 0) {
-			log_event(LOG_LVL_ERROR, NULL, "event=lmdb_error store=lmdb:%s reason=\"%s\"",
-			    dir, mdb_strerror(rc));
-			goto fail;
-		}
-		st->ready = true;
-	}
-	pthread_mutex_unlock(&ls_mu);
+	st = e->state[LMDB_RTX_STORE];
+	st->e = e;
 	return st;
-fail:
-	if (--st->refs == 0)
-		ls_release(st);
-	pthread_mutex_unlock(&ls_mu);
-	return NULL;
 }
 
 void lmdb_store_close(struct lmdb_store *st)
 {
-	if (st == NULL)
-		return;
-	pthread_mutex_lock(&ls_mu);
-	if (--st->refs == 0)
-		ls_release(st);
-	pthread_mutex_unlock(&ls_mu);
+	if (st != NULL)
+		lmdb_env_close(st->e);
 }
 
 const char *lmdb_store_path(const struct lmdb_store *st)
 {
-	return st->path;
+	return st->e->dir;
 }
 
 size_t lmdb_store_max_key(const struct lmdb_store *st)
 {
-	return st->max_key;
+	return st->e->max_key;
 }
 
 int lmdb_store_usage(struct lmdb_store *st, uint64_t *records, uint64_t *bytes_used,
@@ -288,7 +140,7 @@ int lmdb_store_usage(struct lmdb_store *st, uint64_t *records, uint64_t *bytes_u
 	MDB_stat ms;
 	MDB_envinfo mi;
 
-	if (mdb_env_stat(st->env, &ms) != 0 || mdb_env_info(st->env, &mi) != 0)
+	if (mdb_env_stat(st->e->env, &ms) != 0 || mdb_env_info(st->e->env, &mi) != 0)
 		return -1;
 	if (records)
 		*records = ms.ms_entries;
@@ -308,16 +160,16 @@ int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *va
 	MDB_val k = { klen, (void *)key }, v;
 	int rc;
 
-	if (klen == 0 || klen > st->max_key)
+	if (klen == 0 || klen > st->e->max_key)
 		return 0;            /* such a key can never have been written */
-	if (lmdb_rtx_begin(st->rtx, &txn) < 0)
+	if (lmdb_rtx_begin(st->e->rtx, &txn) < 0)
 		return -1;
-	rc = mdb_get(txn, st->dbi, &k, &v);
+	rc = mdb_get(txn, st->e->dbi, &k, &v);
 	if (rc == 0) {
 		memcpy(val, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
 		*len = v.mv_size;
 	}
-	lmdb_rtx_end(st->rtx, txn);
+	lmdb_rtx_end(st->e->rtx, txn);
 	return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -329,10 +181,10 @@ int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_eac
 	MDB_val k = { plen, (void *)prefix }, v;
 	int rc;
 
-	if (plen == 0 || lmdb_rtx_begin(st->rtx, &txn) < 0)
+	if (plen == 0 || lmdb_rtx_begin(st->e->rtx, &txn) < 0)
 		return -1;
-	if (mdb_cursor_open(txn, st->dbi, &cur) != 0) {
-		lmdb_rtx_end(st->rtx, txn);
+	if (mdb_cursor_open(txn, st->e->dbi, &cur) != 0) {
+		lmdb_rtx_end(st->e->rtx, txn);
 		return -1;
 	}
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
@@ -341,7 +193,7 @@ int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_eac
 		    !fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size))
 			break;
 	mdb_cursor_close(cur);
-	lmdb_rtx_end(st->rtx, txn);
+	lmdb_rtx_end(st->e->rtx, txn);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -351,15 +203,15 @@ int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size
 	MDB_txn *txn;
 	int rc = 0;
 
-	if (lmdb_rtx_begin(st->rtx, &txn) < 0)
+	if (lmdb_rtx_begin(st->e->rtx, &txn) < 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		MDB_val k = { keys[i].len, (void *)keys[i].data }, v;
 
-		if (keys[i].len == 0 || keys[i].len > st->max_key)
+		if (keys[i].len == 0 || keys[i].len > st->e->max_key)
 			rc = MDB_NOTFOUND;
 		else
-			rc = mdb_get(txn, st->dbi, &k, &v);
+			rc = mdb_get(txn, st->e->dbi, &k, &v);
 		if (rc == MDB_NOTFOUND)
 			fn(arg, i, NULL, 0);
 		else if (rc == 0)
@@ -367,7 +219,7 @@ int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size
 		else
 			break;
 	}
-	lmdb_rtx_end(st->rtx, txn);
+	lmdb_rtx_end(st->e->rtx, txn);
 	return rc == 0 || rc == MDB_NOTFOUND ? 0 : -1;
 }
 
@@ -515,7 +367,7 @@ static void lw_sweep_prefix(struct lmdb_writer *w, MDB_txn *txn, const char *pre
 	MDB_val k = { plen, (void *)prefix }, v;
 	int rc;
 
-	if (mdb_cursor_open(txn, st->dbi, &cur) != 0)
+	if (mdb_cursor_open(txn, st->e->dbi, &cur) != 0)
 		return;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -570,8 +422,8 @@ static int ls_pages(struct lmdb_store *st, MDB_txn *txn, uint64_t *used, uint64_
 	MDB_stat ms, fs;
 	MDB_envinfo mi;
 
-	if (mdb_stat(txn, st->dbi, &ms) != 0 || mdb_stat(txn, 0 /* FREE_DBI */, &fs) != 0 ||
-	    mdb_env_info(st->env, &mi) != 0 || ms.ms_psize == 0)
+	if (mdb_stat(txn, st->e->dbi, &ms) != 0 || mdb_stat(txn, 0 /* FREE_DBI */, &fs) != 0 ||
+	    mdb_env_info(st->e->env, &mi) != 0 || ms.ms_psize == 0)
 		return -1;
 	*used = ms.ms_branch_pages + ms.ms_leaf_pages + ms.ms_overflow_pages + fs.ms_branch_pages +
 	    fs.ms_leaf_pages + fs.ms_overflow_pages + 2;
@@ -604,7 +456,7 @@ static int ls_scan_ranks(struct lmdb_writer *w, MDB_txn *txn, struct ls_scan *sc
 		MDB_val k = { plen, (void *)prefix }, v;
 		int rc;
 
-		if (mdb_cursor_open(txn, w->st->dbi, &cur) != 0)
+		if (mdb_cursor_open(txn, w->st->e->dbi, &cur) != 0)
 			return -1;
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 		    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -649,7 +501,7 @@ static uint64_t ls_evict_delete(struct lmdb_writer *w, MDB_txn **txnp, const str
 
 		memcpy(resume, prefix, plen);
 	again:
-		if ((rc = mdb_cursor_open(*txnp, st->dbi, &cur)) != 0)
+		if ((rc = mdb_cursor_open(*txnp, st->e->dbi, &cur)) != 0)
 			break;
 		k.mv_size = rlen;
 		k.mv_data = resume;
@@ -674,7 +526,7 @@ static uint64_t ls_evict_delete(struct lmdb_writer *w, MDB_txn **txnp, const str
 					*pending = 0;
 					return deleted - chunk;     /* that chunk is not gone */
 				}
-				if ((rc = mdb_txn_begin(st->env, NULL, 0, txnp)) != 0) {
+				if ((rc = mdb_txn_begin(st->e->env, NULL, 0, txnp)) != 0) {
 					*txnp = NULL;
 					*rcp = rc;
 					*pending = 0;
@@ -718,10 +570,10 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 	if (w->rank == NULL || w->nprefixes == 0)
 		return 0;
 	/* the check, in a read transaction: most batches stop here */
-	if (lmdb_rtx_begin(st->rtx, &txn) < 0)
+	if (lmdb_rtx_begin(st->e->rtx, &txn) < 0)
 		return 0;                   /* logged by the read pool; the batch goes on */
 	rc = ls_pages(st, txn, &used, &total, &entries);
-	lmdb_rtx_end(st->rtx, txn);
+	lmdb_rtx_end(st->e->rtx, txn);
 	if (rc < 0 || entries == 0)
 		return 0;
 	by_pages = used * 100 >= total * LMDB_STORE_EVICT_HIGH;
@@ -737,7 +589,7 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 		__atomic_store_n(&st->evict_at, entries, __ATOMIC_RELAXED);
 	if ((sc = calloc(1, sizeof(*sc))) == NULL)
 		return 0;
-	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) {
+	if ((rc = mdb_txn_begin(st->e->env, NULL, 0, &txn)) != 0) {
 		free(sc);
 		goto fail;
 	}
@@ -779,7 +631,7 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 		if (now)
 			log_event(LOG_LVL_WARNING, NULL, "event=lmdb_evict store=lmdb:%s module=%s "
 			    "evicted=%llu total=%llu remaining=%llu records=%llu used_pct=%llu reason=%s "
-			    "hint=raise_map_size", st->path, w->name, (unsigned long long)deleted,
+			    "hint=raise_map_size", st->e->dir, w->name, (unsigned long long)deleted,
 			    (unsigned long long)w->stats.evicted, (unsigned long long)(sc->n - deleted),
 			    (unsigned long long)(entries - deleted), (unsigned long long)(used * 100 / total),
 			    forced ? "map_full" : at == 0 ? "high_water" : "record_mark");
@@ -802,7 +654,7 @@ static int lw_apply_txn(struct lmdb_writer *w, const struct lw_queue *q, size_t 
 	MDB_txn *txn;
 	int rc;
 
-	if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
+	if ((rc = mdb_txn_begin(st->e->env, NULL, 0, &txn)) != 0)
 		return rc;
 	for (size_t i = lo; i < hi; i++) {
 		const struct lw_op *op = &q->ops[i];
@@ -814,7 +666,7 @@ static int lw_apply_txn(struct lmdb_writer *w, const struct lw_queue *q, size_t 
 			MDB_val cur;
 			long n;
 
-			rc = mdb_get(txn, st->dbi, &k, &cur);
+			rc = mdb_get(txn, st->e->dbi, &k, &cur);
 			if (rc != 0 && rc != MDB_NOTFOUND)
 				goto fail_txn;
 			n = w->merge(rc == 0 ? cur.mv_data : NULL, rc == 0 ? cur.mv_size : 0, v.mv_data,
@@ -824,23 +676,23 @@ static int lw_apply_txn(struct lmdb_writer *w, const struct lw_queue *q, size_t 
 				continue;
 			}
 			if (n == 0) {
-				rc = mdb_del(txn, st->dbi, &k, NULL);
+				rc = mdb_del(txn, st->e->dbi, &k, NULL);
 			} else {
 				grown += rc == MDB_NOTFOUND;
 				v.mv_size = (size_t)n > sizeof(out) ? sizeof(out) : (size_t)n;
 				v.mv_data = out;
-				rc = mdb_put(txn, st->dbi, &k, &v, 0);
+				rc = mdb_put(txn, st->e->dbi, &k, &v, 0);
 			}
 		} else if (op->kind == LW_DEL) {
-			rc = mdb_del(txn, st->dbi, &k, NULL);
+			rc = mdb_del(txn, st->e->dbi, &k, NULL);
 		} else {
 			/* a new record or a new value: NOOVERWRITE tells which, then overwrite (its
 			 * MDB_KEYEXIST points the data at the existing item: put from a copy) */
 			MDB_val nv = v;
 
-			rc = mdb_put(txn, st->dbi, &k, &nv, w->rank ? MDB_NOOVERWRITE : 0);
+			rc = mdb_put(txn, st->e->dbi, &k, &nv, w->rank ? MDB_NOOVERWRITE : 0);
 			if (rc == MDB_KEYEXIST)
-				rc = mdb_put(txn, st->dbi, &k, &v, 0);
+				rc = mdb_put(txn, st->e->dbi, &k, &v, 0);
 			else
 				grown += rc == 0 && w->rank;
 		}
@@ -957,9 +809,7 @@ struct lmdb_writer *lmdb_writer_new(struct lmdb_store *st, uv_loop_t *loop,
 	w->flush_interval = cfg->flush_interval ? cfg->flush_interval : LS_DEFAULT_FLUSH_MS;
 	w->max_queued = cfg->max_queued ? cfg->max_queued : LS_DEFAULT_MAX_QUEUED;
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_mutex_lock(&ls_mu);
-	st->refs++;
-	pthread_mutex_unlock(&ls_mu);
+	lmdb_env_ref(st->e);
 	w->st = st;
 	w->loop = loop;
 	return w;
@@ -972,7 +822,7 @@ static pthread_once_t ls_exit_once = PTHREAD_ONCE_INIT;
 static void lw_batch_run(struct lw_batch *b);
 
 /* The writer thread's job: applies one batch (lw_batch_run may drop a reference on st: see
- * ls_release). */
+ * lmdb_env.c's release). */
 static void lw_batch_job_run(struct lmdb_wjob *j)
 {
 	lw_batch_run((struct lw_batch *)j);
@@ -1008,15 +858,15 @@ static int ls_submit(struct lmdb_store *st, struct lw_batch *b)
 {
 	pthread_once(&ls_exit_once, ls_exit_register);
 	b->job.run = lw_batch_job_run;
-	pthread_mutex_lock(&st->wt.mu);
-	if (lmdb_wthr_queue_locked(&st->wt, &b->job) < 0) {
-		pthread_mutex_unlock(&st->wt.mu);
+	pthread_mutex_lock(&st->e->wt.mu);
+	if (lmdb_wthr_queue_locked(&st->e->wt, &b->job) < 0) {
+		pthread_mutex_unlock(&st->e->wt.mu);
 		log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s "
-		    "reason=\"cannot start the writer thread\"", st->path);
+		    "reason=\"cannot start the writer thread\"", st->e->dir);
 		return -1;
 	}
 	atomic_fetch_add(&ls_pending, 1);
-	pthread_mutex_unlock(&st->wt.mu);
+	pthread_mutex_unlock(&st->e->wt.mu);
 	return 0;
 }
 
@@ -1270,7 +1120,7 @@ static void lw_log_drop(struct lmdb_writer *w)
 	if (!now)
 		return;
 	log_event(LOG_LVL_WARNING, NULL,
-	    "event=lmdb_queue_full store=lmdb:%s module=%s queued=%zu dropped=%llu", w->st->path,
+	    "event=lmdb_queue_full store=lmdb:%s module=%s queued=%zu dropped=%llu", w->st->e->dir,
 	    w->name, w->q.n, (unsigned long long)w->stats.dropped);
 }
 
@@ -1278,7 +1128,7 @@ static void lw_log_drop(struct lmdb_writer *w)
 static int lw_queue(struct lmdb_writer *w, enum lw_kind kind, const void *key, size_t klen,
     const void *val, size_t vlen)
 {
-	if (w->closing || klen == 0 || klen > w->st->max_key || vlen > LMDB_STORE_VALUE_MAX ||
+	if (w->closing || klen == 0 || klen > w->st->e->max_key || vlen > LMDB_STORE_VALUE_MAX ||
 	    (kind == LW_MERGE && w->merge == NULL))
 		return -1;
 	if (w->q.n >= w->max_queued) {

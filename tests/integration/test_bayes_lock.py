@@ -19,8 +19,10 @@ it through ctypes: what a process stopped while it took a read slot does): mail 
 scored and delivered (the daemon's reads keep their slots), and `mxgate learn`, which needs
 a new slot, ends within 0.1 s plus slack with the reason, instead of waiting for ever.
 The classifier's store on the directory of reputation's or greylist's LMDB store (the same
-path, or a link to it) is refused by `mxgate -t` at rules.bayes.store (FILE:LINE:COL): the two
-keep separate environment lists, and one process would open two environments on the files.
+path, or a link to it) is refused by `mxgate -t` at rules.bayes.store (FILE:LINE:COL): one
+environment (store/lmdb_env.c's one list), but one map for both, its size the first opener's,
+and the classifier's tokens would push the stores' own records out (proxy/config.c's
+config_check_lmdb_dirs says why).
 Peers: tests/peers/lmdb_hold.py under python3-lmdb (skipped when missing, a failure in CI), the recording Backend."""
 import os
 import subprocess
@@ -45,9 +47,8 @@ with open(cli_cfg, 'w') as f:
                                  rules=rules)))
 
 # the classifier's store on the directory of the shared LMDB store (reputation, greylist, the
-# pass caches of dnsbl and pregreet): two environments on the same files in one process, which
-# LMDB forbids — refused by -t (main's binary took it: exit 0; the pass caches' until
-# session 21)
+# pass caches of dnsbl and pregreet): one map for the tokens and their records — refused by -t
+# (main's binary took it: exit 0; the pass caches' until session 21)
 os.makedirs(store_dir, exist_ok=True)
 os.symlink(store_dir, store_dir + '-link')
 one = [{'address': '127.0.0.1:1'}]

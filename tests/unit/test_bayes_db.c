@@ -3,7 +3,8 @@
  * expiry by age and by the size bound (a bulk learn's tokens tied in one second too), an LMDB
  * round trip across close/open, and a write while another process holds LMDB's write lock
  * (a bounded wait, then -1; reads go on meanwhile); closed and opened again while the writer
- * waits (one environment); another process holding the reader table's mutex, or killed
+ * waits (one environment); the classifier and a pass cache's lmdb_store on one directory
+ * (one environment too); another process holding the reader table's mutex, or killed
  * with every read slot taken (lmdb_peer.h). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,12 +16,14 @@
 #include <string.h>
 #include <lmdb.h>
 #include <signal.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "rules/bayes_db.h"
+#include "store/lmdb_store.h"
 #include "lmdb_peer.h"
 
 static char lmdb_spec[256];
@@ -198,6 +201,72 @@ static void test_lmdb_round_trip(void **state)
 	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 3100, &res), 0);
 	assert_int_equal(res, BAYES_ALREADY);        /* the seen-db persisted */
 	bayes_db_close(db);
+}
+
+/* This process's descriptors on path (LMDB opens lock.mdb once per environment). */
+static int fds_on(const char *path)
+{
+	char link[300], to[512];
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(dir);
+	while ((d = readdir(dir)) != NULL) {
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", d->d_name);
+		len = readlink(link, to, sizeof(to) - 1);
+		if (len <= 0)
+			continue;
+		to[len] = '\0';
+		n += strcmp(to, path) == 0;
+	}
+	closedir(dir);
+	return n;
+}
+
+/* The classifier and an lmdb_store user (a pass cache) on one directory share the process's
+ * one environment (store/lmdb_env.h): one descriptor on lock.mdb, each sees the other's
+ * commits, and either outlives the other's close. Failed on main's code (each module kept
+ * its own list: two environments, two descriptors on lock.mdb). */
+static void test_lmdb_shared_with_store(void **state)
+{
+	char err[256], lock[300], v[64];
+	const char *dir = lmdb_spec + 5;
+	const struct lmdb_store_change ch = { "pc:dnsbl:192.0.2.1", "x", 1 };
+	struct bayes_db *db = bayes_db_open(lmdb_spec, NULL, err, sizeof(err));
+	struct lmdb_store *st;
+	uint8_t id[BAYES_ID_LEN];
+	const uint64_t k = 5;
+	size_t len;
+
+	assert_non_null(db);
+	st = lmdb_store_open(dir, 0);
+	assert_non_null(st);
+	snprintf(lock, sizeof(lock), "%s/lock.mdb", dir);
+	assert_int_equal(fds_on(lock), 1);
+	id_of(3, id);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_HAM, &k, 1, 4000, NULL), 0);
+	assert_int_equal(lmdb_store_get(st, "bm:totals", 9, v, sizeof(v), &len), 1);
+	assert_int_equal(len, 24);
+	bayes_db_close(db);
+	/* the store goes on alone, and the classifier comes back to its records and the store's */
+	assert_int_equal(lmdb_store_apply(dir, 0, "test", &ch, 1), 0);
+	db = bayes_db_open(lmdb_spec, NULL, err, sizeof(err));
+	assert_non_null(db);
+	assert_int_equal(fds_on(lock), 1);
+	check_counts(db, 5, 0, 1);
+	check_totals(db, 0, 1, 1);
+	lmdb_store_close(st);
+	assert_int_equal(bayes_db_learn(db, id, BAYES_SPAM, &k, 1, 4100, NULL), 0);
+	check_counts(db, 5, 1, 0);
+	st = lmdb_store_open(dir, 0);
+	assert_non_null(st);
+	assert_int_equal(lmdb_store_get(st, ch.key, strlen(ch.key), v, sizeof(v), &len), 1);
+	lmdb_store_close(st);
+	bayes_db_close(db);
+	assert_int_equal(fds_on(lock), 0);
 }
 
 static double now_s(void)
@@ -441,6 +510,7 @@ int main(void)
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test_setup_teardown(test_lmdb, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_shared_with_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_lock_held, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_reopen_while_writer_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_reader_table_locked, setup, teardown),

@@ -1,0 +1,209 @@
+/* lmdb_env.c — the process's one list of open LMDB environments, see lmdb_env.h. */
+#include "lmdb_env.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static pthread_mutex_t lmdb_envs_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lmdb_env *lmdb_envs;
+
+/* mkdir -p; 0 or -1 with errno. */
+static int lmdb_mkdir_p(const char *dir)
+{
+	char *d = strdup(dir);
+	int rc = 0;
+
+	if (d == NULL)
+		return -1;
+	for (char *p = d + 1; ; p++) {
+		char c = *p;
+
+		if (c != '/' && c != '\0')
+			continue;
+		*p = '\0';
+		if (mkdir(d, 0750) < 0 && errno != EEXIST) {
+			rc = -1;
+			break;
+		}
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	free(d);
+	return rc;
+}
+
+static void lmdb_env_free(struct lmdb_env *e)
+{
+	lmdb_wthr_destroy(&e->wt);
+	lmdb_rtx_free(e->rtx);
+	if (e->env) {
+		mdb_env_sync(e->env, 1);
+		mdb_env_close(e->env);
+	}
+	for (int i = 0; i < LMDB_ENV_USERS; i++)
+		free(e->state[i]);
+	free(e->dir);
+	free(e);
+}
+
+/* lmdb_envs_mu held, e->refs == 0, e in the list: stops its threads and frees it, unless one
+ * is inside LMDB (it starts a closer when it comes out). */
+static void lmdb_env_release(struct lmdb_env *e)
+{
+	struct lmdb_env **pp;
+
+	if (!lmdb_wthr_stop(&e->wt) || (e->rtx && !lmdb_rtx_stop(e->rtx)))
+		return;                   /* closing, in the list */
+	for (pp = &lmdb_envs; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	/* closed under the list's lock: an open of the same directory waits for it */
+	lmdb_env_free(e);
+}
+
+/* The closer the writer starts when it comes out of LMDB and finds e closing (on a thread of
+ * its own: it joins the writer). */
+static void lmdb_env_writer_out_cb(void *arg)
+{
+	struct lmdb_env *e = arg;
+
+	pthread_mutex_lock(&lmdb_envs_mu);
+	lmdb_wthr_closer_ran(&e->wt);
+	if (e->refs == 0)
+		lmdb_env_release(e);
+	pthread_mutex_unlock(&lmdb_envs_mu);
+}
+
+/* The read pool's idle callback: its thread came out of LMDB and found e closing. */
+static void lmdb_env_rtx_out_cb(void *arg)
+{
+	struct lmdb_env *e = arg;
+
+	pthread_mutex_lock(&lmdb_envs_mu);
+	lmdb_rtx_idle_seen(e->rtx);
+	if (e->refs == 0)
+		lmdb_env_release(e);
+	pthread_mutex_unlock(&lmdb_envs_mu);
+}
+
+enum lmdb_env_step lmdb_env_open(const char *dir, uint64_t map_size, enum lmdb_rtx_user user,
+    size_t state_size, struct lmdb_env **out, int *rc, char *why, size_t cap)
+{
+	enum lmdb_env_step step;
+	struct lmdb_env *e;
+	MDB_txn *txn;
+	int r;
+
+	*out = NULL;
+	*rc = 0;
+	pthread_mutex_lock(&lmdb_envs_mu);
+	for (e = lmdb_envs; e; e = e->next)
+		if (strcmp(e->dir, dir) == 0) {
+			if (e->refs++ == 0) {     /* closing: taken back */
+				lmdb_wthr_resume(&e->wt);
+				lmdb_rtx_resume(e->rtx);
+			}
+			goto ready;
+		}
+	e = calloc(1, sizeof(*e));
+	if (e == NULL || (e->dir = strdup(dir)) == NULL) {
+		free(e);
+		pthread_mutex_unlock(&lmdb_envs_mu);
+		snprintf(why, cap, "out of memory");
+		return LMDB_ENV_MEMORY;
+	}
+	if (lmdb_wthr_init(&e->wt, lmdb_env_writer_out_cb, e) < 0) {
+		free(e->dir);
+		free(e);
+		pthread_mutex_unlock(&lmdb_envs_mu);
+		snprintf(why, cap, "mutex or condition variable");
+		return LMDB_ENV_THREAD;
+	}
+	/* in the list from here on: a failure below releases it like a close */
+	e->next = lmdb_envs;
+	lmdb_envs = e;
+	e->refs = 1;
+	if (lmdb_mkdir_p(dir) < 0) {
+		*rc = errno;
+		snprintf(why, cap, "mkdir: %s", strerror(*rc));
+		step = LMDB_ENV_MKDIR;
+		goto fail;
+	}
+	if ((r = mdb_env_create(&e->env)) != 0 ||
+	    (r = mdb_env_set_mapsize(e->env, map_size)) != 0 ||
+	    (r = mdb_env_set_maxreaders(e->env, 1022)) != 0 ||
+	    /* NOSYNC: the OS writes the map back; a crash of the process loses nothing
+	     * committed, a power loss the last seconds. NOTLS: any thread (a loop or the
+	     * pool) reads. */
+	    (r = mdb_env_open(e->env, dir, MDB_NOTLS | MDB_NOSYNC, 0640)) != 0) {
+		*rc = r;
+		snprintf(why, cap, "%s", mdb_strerror(r));
+		step = LMDB_ENV_OPEN;
+		goto fail;
+	}
+	if ((e->rtx = lmdb_rtx_new(e->env, user, e->dir, lmdb_env_rtx_out_cb, e)) == NULL) {
+		snprintf(why, cap, "out of memory");
+		step = LMDB_ENV_POOL;
+		goto fail;
+	}
+	e->max_key = (size_t)mdb_env_get_maxkeysize(e->env);
+ready:
+	/* the unnamed database's handle, in a read transaction: it needs no write lock, which
+	 * another process may hold for as long as it likes; the read transaction waits at most
+	 * LMDB_RTX_WAIT_MS for the reader table (logged by the pool; a closing e taken back
+	 * may not have come this far) */
+	if (!e->ready) {
+		if (lmdb_rtx_begin(e->rtx, &txn) < 0) {
+			snprintf(why, cap, "no read transaction (the reader table is locked by "
+			    "another process, or full)");
+			step = LMDB_ENV_READ;
+			goto fail;
+		}
+		r = mdb_dbi_open(txn, NULL, 0, &e->dbi);
+		lmdb_rtx_end(e->rtx, txn);
+		if (r != 0) {
+			*rc = r;
+			snprintf(why, cap, "%s", mdb_strerror(r));
+			step = LMDB_ENV_DBI;
+			goto fail;
+		}
+		e->ready = true;
+	}
+	if (e->state[user] == NULL && (e->state[user] = calloc(1, state_size ? state_size : 1)) == NULL) {
+		snprintf(why, cap, "out of memory");
+		step = LMDB_ENV_MEMORY;
+		goto fail;
+	}
+	pthread_mutex_unlock(&lmdb_envs_mu);
+	*out = e;
+	return LMDB_ENV_OK;
+fail:
+	if (--e->refs == 0)
+		lmdb_env_release(e);
+	pthread_mutex_unlock(&lmdb_envs_mu);
+	return step;
+}
+
+void lmdb_env_ref(struct lmdb_env *e)
+{
+	pthread_mutex_lock(&lmdb_envs_mu);
+	e->refs++;
+	pthread_mutex_unlock(&lmdb_envs_mu);
+}
+
+void lmdb_env_close(struct lmdb_env *e)
+{
+	if (e == NULL)
+		return;
+	pthread_mutex_lock(&lmdb_envs_mu);
+	if (--e->refs == 0)
+		lmdb_env_release(e);
+	pthread_mutex_unlock(&lmdb_envs_mu);
+}
