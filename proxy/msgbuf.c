@@ -21,6 +21,7 @@ struct msgbuf {
     void *map;              /* current mapping of the spill file, NULL if none */
     size_t maplen;
     bool failed;            /* a file error happened: every later append fails */
+    int err;                /* its errno (msgbuf_error) */
     size_t hdr_len;         /* msgbuf_header_len's answer, valid while hdr_known */
     bool hdr_known;         /* (until the next append or reset) */
 };
@@ -69,6 +70,7 @@ msgbuf_reset(struct msgbuf *mb)
     mb->cap = 0;
     mb->len = 0;
     mb->failed = false;
+    mb->err = 0;
     mb->hdr_known = false;
 }
 
@@ -84,6 +86,7 @@ msgbuf_clear(struct msgbuf *mb, size_t keep)
     }
     mb->len = 0;
     mb->failed = false;
+    mb->err = 0;
     mb->hdr_known = false;
 }
 
@@ -142,14 +145,18 @@ msgbuf_spill(struct msgbuf *mb)
 {
     char path[4096];
     int n = snprintf(path, sizeof(path), "%s/mxgate-msg-XXXXXX", mb->dir);
-    if (n < 0 || (size_t)n >= sizeof(path))
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        errno = ENAMETOOLONG;
         return -1;
+    }
     int fd = mkostemp(path, O_CLOEXEC);
     if (fd < 0)
         return -1;
     unlink(path);                       /* nothing is left behind, whatever happens */
     if (msgbuf_write_all(fd, mb->mem, mb->len) != 0) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     mb->fd = fd;
@@ -190,12 +197,12 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
         goto fail;
     if (mb->fd < 0 && mb->len + len > mb->threshold) {
         if (msgbuf_spill(mb) != 0)
-            goto fail;
+            goto fail_file;
     }
     if (mb->fd >= 0) {
         msgbuf_unmap(mb);
         if (msgbuf_write_all(mb->fd, data, len) != 0)
-            goto fail;
+            goto fail_file;
         mb->len += len;
         return 0;
     }
@@ -206,6 +213,8 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
     mb->len += len;
     return 0;
 
+fail_file:
+    mb->err = errno;    /* the spill file's (mkostemp, write): ENOSPC, ENOENT, EACCES ... */
 fail:
     mb->failed = true;
     return -1;
@@ -228,6 +237,12 @@ size_t
 msgbuf_len(const struct msgbuf *mb)
 {
     return mb->len;
+}
+
+int
+msgbuf_error(const struct msgbuf *mb)
+{
+    return mb->failed ? mb->err : 0;
 }
 
 /* See msgbuf.h. The mapping of a spilled message is cached until the next append. */

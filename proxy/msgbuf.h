@@ -17,6 +17,9 @@ void msgbuf_free(struct msgbuf *mb);          /* NULL is a no-op */
 /* Appends; returns 0 or -1 (file error: the message must be tempfailed). */
 int msgbuf_append(struct msgbuf *mb, const void *data, size_t len);
 size_t msgbuf_len(const struct msgbuf *mb);
+/* The errno of the file error that failed the buffer (ENOSPC: the spool is full), 0 when none
+ * or the failure was no file's (out of memory, a size overflow). */
+int msgbuf_error(const struct msgbuf *mb);
 /* The free space after the content of an in-memory buffer, at least want octets (grown
  * within the threshold when grow is true), its size in *avail: a reader may put octets
  * there and append them with msgbuf_append(mb, that pointer, n), which then copies nothing.

@@ -172,6 +172,8 @@ int smtp_tx_data_open(struct smtp_tx *tx);
 int smtp_tx_data_append(void *tx, const char *data, size_t len);
 uint64_t smtp_tx_msg_size(const struct smtp_tx *tx);
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
+/* SMTP_TX_MSG_WRITE_ERROR's errno (msgbuf_error: ENOSPC when the spool is full), or 0. */
+int smtp_tx_msg_error(const struct smtp_tx *tx);
 /* Once per message, as soon as the held message's header block is complete (the first
  * empty line has arrived, msgbuf_header_len's rule): true with *hdr (valid until the next
  * append) and *len set; false before, after, and for a message over the size limit or

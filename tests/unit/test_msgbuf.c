@@ -1,6 +1,7 @@
 /* test_msgbuf.c — held message: memory, spill to an unlinked file, mmap view, header
  * length, reset, and file errors. */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,10 +132,14 @@ test_file_errors(void **state)
     struct msgbuf *mb = msgbuf_new(4, "/nonexistent/mxgate-dir");
     assert_non_null(mb);
     assert_int_equal(msgbuf_append(mb, "abcd", 4), 0);
+    assert_int_equal(msgbuf_error(mb), 0);
     assert_int_equal(msgbuf_append(mb, "e", 1), -1);
+    assert_int_equal(msgbuf_error(mb), ENOENT);     /* the session logs it, ENOSPC: 452 */
     assert_int_equal(msgbuf_append(mb, "f", 1), -1);
+    assert_int_equal(msgbuf_error(mb), ENOENT);
     assert_int_equal(msgbuf_len(mb), 4);
     msgbuf_reset(mb);
+    assert_int_equal(msgbuf_error(mb), 0);
     assert_int_equal(msgbuf_append(mb, "abcd", 4), 0);
     msgbuf_free(mb);
 
