@@ -11,6 +11,13 @@
 
 struct msgbuf;
 
+/* The process's budget for message bytes in memory, every buffer together (limits.
+ * memory_budget; 0: none): a buffer whose growth would pass it spills to its file then,
+ * below its threshold. Any thread. */
+void msgbuf_set_budget(size_t budget);
+/* The bytes the buffers hold in memory now (their allocations), every thread's. */
+size_t msgbuf_mem_in_use(void);
+
 /* threshold: bytes kept in memory before spilling to a file in dir (NULL = /tmp). */
 struct msgbuf *msgbuf_new(size_t threshold, const char *dir);
 void msgbuf_free(struct msgbuf *mb);          /* NULL is a no-op */

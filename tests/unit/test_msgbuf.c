@@ -293,6 +293,44 @@ test_spare(void **state)
     rmdir(dir);
 }
 
+/* limits.memory_budget: the buffers' allocations are summed over the process; a buffer whose
+ * growth would pass the budget spills to its file below its own threshold, and what it
+ * held is given back to the budget. */
+static void
+test_budget(void **state)
+{
+    (void)state;
+    static char chunk[48 * 1024];
+    size_t avail;
+    size_t base = msgbuf_mem_in_use();
+
+    memset(chunk, 'x', sizeof(chunk));
+    msgbuf_set_budget(64 * 1024);
+    struct msgbuf *a = msgbuf_new(1 << 20, "/tmp");
+    struct msgbuf *b = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(a, chunk, sizeof(chunk)), 0);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);     /* doubled from 4 KiB */
+    assert_non_null(msgbuf_spare(a, 1024, false, &avail));       /* a: in memory */
+    assert_int_equal(msgbuf_append(b, chunk, 1000), 0);           /* b: 4 KiB passes it */
+    assert_null(msgbuf_spare(b, 1, true, &avail));                /* spilled */
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    assert_int_equal(msgbuf_len(b), 1000);
+    size_t len;
+    const char *d = msgbuf_data(b, &len);
+    assert_non_null(d);
+    assert_int_equal(len, 1000);
+    assert_memory_equal(d, chunk, 1000);
+    msgbuf_free(a);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    msgbuf_reset(b);                                              /* room again: in memory */
+    assert_int_equal(msgbuf_append(b, chunk, 1000), 0);
+    assert_non_null(msgbuf_spare(b, 1, false, &avail));
+    assert_int_equal(msgbuf_mem_in_use(), base + 4096);
+    msgbuf_free(b);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    msgbuf_set_budget(0);
+}
+
 int
 main(void)
 {
@@ -302,6 +340,7 @@ main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_clear_reuse),
         cmocka_unit_test(test_spare),
+        cmocka_unit_test(test_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
