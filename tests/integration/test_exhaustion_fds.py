@@ -16,7 +16,15 @@ mxgate_connections_refused_total{reason="fd_limit"}, with a warning `event=fd_lo
 once a second per worker; the sessions already there go on (their backend connection takes
 the descriptors the refused clients gave back), and when the limit is raised again new
 clients are served at once. The loop does not spin while refusing: the CPU it used during
-the refusals is printed (a figure, not a check)."""
+the refusals is printed (a figure, not a check).
+
+Second case: no descriptor left at all (the limit set to what is open). A session's backend
+connection and the health probe fail with EMFILE: the client gets 4xx, but before the fix
+each such failure counted against the backend, which was logged `event=backend_down
+reason="health check: EMFILE"` and taken out of rotation for what was mxgate's own
+shortage, and stayed out after the descriptors came back until probes brought it up. Now a
+local error (EMFILE, ENFILE, ENOBUFS, ENOMEM) at the connect is no fault of the backend: no
+backend_down, and the next message after the limit is raised is delivered."""
 import os
 import re
 import socket
@@ -35,7 +43,7 @@ HELD, NEW = 30, 40
 sink = mt.Sink()
 mx = mt.Mxgate(mt.config([sink.url], workers=2,
                          limits={'max_connections': 20000, 'max_connections_per_ip': 20000},
-                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}))
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}, log={'level': 'debug'}))
 mt.check(mx.wait_log(r'event=ready', mt.slack(10)) is not None, 'ready')
 with open('/proc/%d/limits' % mx.pid) as f:
     hard = re.search(r'Max open files\s+\d+\s+(\d+|unlimited)', f.read()).group(1)
@@ -108,6 +116,35 @@ prlimit(4096)
 r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after-1'))
 mt.check(r[0] == 250, 'after the limit is raised a new client delivers: %s (%s)' % (r, r.stage))
 mt.check(mt.wait_for(lambda: sink.count() == 2, mt.slack(10)), 'both messages at the sink')
+
+# Not one descriptor left: the backend connection and the health probe cannot be made.
+# The limit is the lowest free descriptor number (the next one asked for would be it), set
+# again until a probe has met it (a descriptor closed since, a probe's own, frees a slot).
+def lowest_free():
+    used = {int(x) for x in os.listdir('/proc/%d/fd' % mx.pid)}
+    return min(set(range(len(used) + 1)) - used)
+
+
+def exhaust():
+    prlimit(lowest_free())
+    return mx.count_log(r'event=health_check backend=\S+ result=skipped reason="EMFILE"', start) > 0
+
+
+start = mx.log_size()
+mt.check(mt.wait_for(exhaust, mt.slack(15), step=0.2),
+         'the health probe (every second) skips its round for want of a descriptor, no result either way')
+tries = []
+for c in held[1:8]:
+    prlimit(lowest_free())
+    tries.append(c.cmd('MAIL FROM:<a@example.org>')[0])
+    c.cmd('RSET')
+mt.check(all(t == 250 or t // 100 == 4 for t in tries) and 451 in tries,
+         'no descriptor for a backend connection: 451 to MAIL (250 on a pooled one): %s' % tries)
+mt.check(mx.count_log(r'event=backend_down', start) == 0,
+         'mxgate\'s own shortage is not the backend\'s failure (no backend_down): %s' % mx.tail(6))
+prlimit(4096)
+r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after-2'))
+mt.check(r[0] == 250, 'descriptors back: delivered at once: %s (%s)' % (r, r.stage))
 for c in held:
     c.close()
 mx.stop()
