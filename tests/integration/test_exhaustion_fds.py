@@ -27,7 +27,6 @@ local error (EMFILE, ENFILE, ENOBUFS, ENOMEM) at the connect is no fault of the 
 backend_down, and the next message after the limit is raised is delivered."""
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -85,12 +84,7 @@ answers = {'220': 0, '421': 0, 'none': 0}
 burst = []     # a burst of clients, each keeping its connection
 cpu0 = cpu_s()
 for i in range(NEW):
-    s = socket.create_connection(('127.0.0.1', mx.port), timeout=mt.slack(10))
-    try:
-        line = s.recv(512)
-    except (ConnectionResetError, socket.timeout):
-        line = b''
-    key = line[:3].decode() if line[:3] in (b'220', b'421') else 'none'
+    s, key = mt.connect_answer(mx.port, mt.slack(10))
     answers[key] += 1
     burst.append(s)
 cpu1 = cpu_s()
