@@ -16,7 +16,8 @@ mxgate_connections_refused_total{reason="fd_limit"}, with a warning `event=fd_lo
 once a second per worker; the sessions already there go on (their backend connection takes
 the descriptors the refused clients gave back), and when the limit is raised again new
 clients are served at once. The loop does not spin while refusing: the CPU it used during
-the refusals is printed (a figure, not a check).
+the refusals is printed (a figure, not a check), and with none left at all (libuv closes
+those clients unheard: nothing else can answer them).
 
 Second case: no descriptor left at all (the limit set to what is open). A session's backend
 connection and the health probe fail with EMFILE: the client gets 4xx, but before the fix
@@ -135,6 +136,17 @@ for c in held[1:8]:
     tries.append(c.cmd('MAIL FROM:<a@example.org>')[0])
     c.cmd('RSET')
 mt.check(tries == [451] * len(tries), 'no descriptor for a backend connection: 451 to MAIL: %s' % tries)
+# Clients meanwhile: libuv accepts and closes each unheard (its EMFILE trick: the one
+# descriptor it keeps aside), or a slot freed gets it 421. A figure: the loop must not spin.
+prlimit(lowest_free())
+heard = {'220': 0, '421': 0, 'none': 0}
+cpu0 = cpu_s()
+for i in range(20):
+    s, key = mt.connect_answer(mx.port, mt.slack(10))
+    heard[key] += 1
+    s.close()
+mt.say('20 clients with no descriptor left: %s; mxgate CPU over them %.2f s' % (heard, cpu_s() - cpu0))
+mt.check(heard['220'] == 0, 'none greeted into a session that could not deliver')
 mt.check(mx.count_log(r'event=backend_down', start) == 0,
          'mxgate\'s own shortage is not the backend\'s failure (no backend_down): %s' % mx.tail(6))
 prlimit(4096)
