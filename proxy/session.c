@@ -935,6 +935,7 @@ static void session_data_end(struct session *s)
 		int err = smtp_tx_msg_error(&s->tx);
 		bool full = err == ENOSPC || err == EDQUOT;
 
+		counter_inc(COUNTER_SPOOL_ERRORS);
 		log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=data reason=spool detail=\"%s\" dir=%s size=%llu "
 		    "client=%s", err ? strerror(err) : "out of memory", s->cfg->limits.spool_dir ?
 		    s->cfg->limits.spool_dir : "/tmp", (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);

@@ -12,7 +12,8 @@ delivered, nothing restarted.
 
 Before the fix the client got 451 4.3.0 for a full spool and nothing was logged at all: the
 session's log said `messages=0` and no reason. Now each is logged, warning, `event=tempfail
-stage=data reason=spool detail="No space left on device" dir=... size=N client=...`.
+stage=data reason=spool detail="No space left on device" dir=... size=N client=...`, and
+counted in mxgate_spool_errors_total.
 
 Needs root (mount); CI runs as root."""
 import atexit
@@ -44,7 +45,8 @@ atexit.register(umount)     # before TMP's removal (atexit runs in reverse order
 
 sink = mt.Sink()
 mx = mt.Mxgate(mt.config([sink.url], workers=1,
-                         limits={'memory_threshold': '16K', 'spool_dir': spool}))
+                         limits={'memory_threshold': '16K', 'spool_dir': spool},
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}))
 
 
 def send(tag, size):
@@ -110,6 +112,8 @@ mount()
 r = send('again', 50000)
 mt.check(r[0] == 250, 'made again: delivered: %s' % (r,))
 mt.check(not at_sink('ro') and not at_sink('gone'), 'nothing of the refused ones at the backend')
+mt.check(mx.metric('spool_errors_total') == 4, 'each counted: mxgate_spool_errors_total %s'
+         % mx.metric('spool_errors_total'))
 mt.check(mt.wait_for(lambda: sink.count() == 4, mt.slack(10)), 'four messages at the sink: %d' % sink.count())
 mx.stop()
 mt.finish()
