@@ -1206,6 +1206,17 @@ static void gl_write_see(struct gl_worker *w, struct greylist_write *gw)
 	pthread_mutex_unlock(&gl_seen_mu);
 }
 
+/* Whether the live record w has for key, its queue first, is in state. */
+static bool gl_write_is(struct gl_worker *w, const char *key, int state)
+{
+	unsigned char val[GREYLIST_RECORD_LEN];
+	size_t len = 0;
+	uint64_t since, exp;
+
+	return lmdb_writer_get(w->wr, key, strlen(key), val, sizeof(val), &len) == 1 &&
+	    greylist_ip_decode(val, len, gl_wall_ms(), &since, &exp) == state;
+}
+
 /* Does gw's part on w's loop (the mailbox's run): an LMDB write after what w queued, or the
  * Redis writes of the key w queued forgotten. A request for the other kind of store (a
  * reload between the two) is no part of w's. */
@@ -1223,6 +1234,10 @@ static void gl_write_run(void *owner, void *msg)
 	}
 	if (gw->want_seen)
 		gl_write_see(w, gw);
+	if (gw->vlen == 0 && gw->del_only != 0 && !gl_write_is(w, gw->key, gw->del_only)) {
+		gl_write_part_end(gw);  /* not the record the verb deletes */
+		return;
+	}
 	rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
 	    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
 

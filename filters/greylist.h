@@ -220,6 +220,10 @@ struct greylist_write {
 	bool want_seen;
 	unsigned char seen[GREYLIST_RECORD_LEN];
 	size_t seen_len;
+	/* A client record's delete (vlen 0) only when the record the worker has, its queue first,
+	 * is in this state (enum greylist_ip_state: untrap deletes a trap, disallow an allow
+	 * record, never the other's); 0: whatever it is. */
+	int del_only;
 	/* Called once every worker's part is done (an LMDB batch applied or failed, a Redis
 	 * queue's writes of key forgotten): on the thread of the last worker's loop. */
 	void (*done)(struct greylist_write *gw);

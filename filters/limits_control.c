@@ -20,8 +20,10 @@
  * null sender). The store is the configured one: the process's local tables (read and
  * changed in place, thread-safe), the LMDB directory (read inline; a pass or delete goes
  * through every worker's writer after what it queued, answered when the batches are applied:
- * greylist_write_post), or Redis (one blocking connection per request, every step bounded by the module's
- * timeout). Concurrency counts are sessions open now: shown, never reset. */
+ * greylist_write_post), or Redis (one blocking connection per request on a thread of its own,
+ * redis_store_job_start, every step bounded by the module's timeout: the main loop never
+ * waits for Redis; a change goes to Redis first and to the local table once Redis has it).
+ * Concurrency counts are sessions open now: shown, never reset. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
@@ -150,7 +152,7 @@ static int lc_rl_key_of(const char *name)
 }
 
 /* The value a session would key rule r on: 0 or -1 (not an IP where one is needed). */
-static int lc_rl_value(const struct mx_config *cfg, const struct ratelimit_rule_config *r,
+static int lc_rl_value(long v6prefix, const struct ratelimit_rule_config *r,
     const char *arg, char *out, size_t outlen)
 {
 	struct sockaddr_storage ss;
@@ -159,7 +161,7 @@ static int lc_rl_value(const struct mx_config *cfg, const struct ratelimit_rule_
 		if (netaddr_sockaddr_from_string(arg, &ss) < 0)
 			return -1;
 		if (r->key == RATELIMIT_KEY_IP)
-			return netaddr_client_string((struct sockaddr *)&ss, (int)cfg->limits.client_ipv6_prefix,
+			return netaddr_client_string((struct sockaddr *)&ss, (int)v6prefix,
 			    out, outlen) < 0 ? -1 : 0;
 		return netaddr_prefix_string((struct sockaddr *)&ss, (int)r->prefix_v4, (int)r->prefix_v6,
 		    out, outlen);
@@ -251,10 +253,10 @@ out:
 	return rc;
 }
 
-static int ratelimit_verb_run(const struct mx_config *cfg, int argc, char **argv, const char *body,
-    size_t body_len, bool json, struct strbuf *out)
+/* ratelimit show|reset with c (a copy of the config's, off the main loop for Redis). */
+static int lc_ratelimit_run(const struct ratelimit_config *c, long v6prefix, int argc, char **argv,
+    const char *body, bool json, struct strbuf *out)
 {
-	const struct ratelimit_config *c = &cfg->ratelimit;
 	const struct ratelimit_rule_config *rules = c->rules.v;
 	bool reset, redis = store_kind_of(c->store) == STORE_REDIS;
 	redisContext *rc = NULL;
@@ -297,7 +299,7 @@ static int ratelimit_verb_run(const struct mx_config *cfg, int argc, char **argv
 
 		if (r->key != k)
 			continue;
-		if (lc_rl_value(cfg, r, argv[2], value, sizeof(value)) < 0) {
+		if (lc_rl_value(v6prefix, r, argv[2], value, sizeof(value)) < 0) {
 			if (json)
 				lc_out_reset(out);
 			strbuf_printf(out, "ratelimit: \"%.64s\" is %s\n", argv[2], r->key == RATELIMIT_KEY_IP ||
@@ -369,9 +371,145 @@ static int ratelimit_verb_run(const struct mx_config *cfg, int argc, char **argv
 	return 0;
 }
 
-/* During the drain too: the process-wide table, or Redis on a connection of its own. */
+/* ---- a verb's Redis work off the main loop ------------------------------------------------ */
+
+/* A verb asking Redis: its work (on a connection of its own, each step within the module's
+ * timeout) runs on a thread of its own (redis_store_job_start) with copies of what it reads
+ * of the config (a reload may free it meanwhile) and of its words; the answer, written to
+ * out there, is handed to the reply on the main loop, which never waits for Redis. */
+struct lc_job {
+	struct control_reply *reply;
+	struct strbuf out;              /* the job's answer (its thread's) */
+	int rc;
+	bool json;
+	int argc;
+	char *argv[8];
+	char words[1400];               /* argv's text */
+	int (*run)(struct lc_job *j);   /* on the job's thread: 0 or -1, out says */
+	long v6prefix;
+	struct ratelimit_config rl;     /* rl.rules.v: rules */
+	struct ratelimit_rule_config *rules;
+	struct greylist_config gc;      /* its store: store */
+	char store[512];
+	/* a triplet's or a client record's verb */
+	int op;
+	char key[LC_KEY_MAX], item[LC_KEY_MAX];
+	char client[80];                /* a client record's: greylist_ip_client's form */
+	uint64_t ttl_ms;
+};
+
+static void lc_job_free(struct lc_job *j)
+{
+	strbuf_free(&j->out);
+	free(j->rules);
+	free(j);
+}
+
+static void lc_job_work(void *arg)
+{
+	struct lc_job *j = arg;
+
+	j->rc = j->run(j);
+}
+
+static void lc_job_done(void *arg)
+{
+	struct lc_job *j = arg;
+
+	if (j->out.len)
+		strbuf_append(control_reply_out(j->reply), j->out.v, j->out.len);
+	control_reply_done(j->reply, j->rc);
+	lc_job_free(j);
+}
+
+/* A job for r with argv copied (at most 8 words), or NULL (out of memory: r answered). */
+static struct lc_job *lc_job_new(int argc, char **argv, bool json, struct control_reply *r,
+    int (*run)(struct lc_job *j))
+{
+	struct lc_job *j = calloc(1, sizeof(*j));
+	size_t off = 0;
+
+	for (int i = 0; j && i < argc && i < 8; i++) {
+		size_t n = strlen(argv[i]) + 1;
+
+		if (off + n > sizeof(j->words)) {
+			free(j);
+			j = NULL;
+			break;
+		}
+		memcpy(j->words + off, argv[i], n);
+		j->argv[i] = j->words + off;
+		off += n;
+	}
+	if (j == NULL) {
+		strbuf_printf(control_reply_out(r), "out of memory\n");
+		control_reply_done(r, -1);
+		return NULL;
+	}
+	j->argc = argc < 8 ? argc : 8;
+	j->json = json;
+	j->reply = r;
+	j->run = run;
+	return j;
+}
+
+/* j's greylist config: c's, the store copied (the config may go). */
+static void lc_job_greylist(struct lc_job *j, const struct greylist_config *c)
+{
+	j->gc = *c;
+	snprintf(j->store, sizeof(j->store), "%s", c->store);
+	j->gc.store = j->store;
+}
+
+/* Runs j's work off the main loop; r answered when it is done (or now: no thread). */
+static void lc_job_start(struct lc_job *j)
+{
+	if (redis_store_job_start(control_reply_loop(j->reply), lc_job_work, lc_job_done, j) == 0)
+		return;
+	strbuf_printf(control_reply_out(j->reply), "%s: cannot start a thread for Redis\n", j->argc ? j->argv[0] : "");
+	control_reply_done(j->reply, -1);
+	lc_job_free(j);
+}
+
+static int lc_ratelimit_job(struct lc_job *j)
+{
+	return lc_ratelimit_run(&j->rl, j->v6prefix, j->argc, j->argv, NULL, j->json, &j->out);
+}
+
+static void ratelimit_verb_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
+    size_t body_len, bool json, struct control_reply *r)
+{
+	const struct ratelimit_config *c = &cfg->ratelimit;
+	struct lc_job *j;
+
+	if (store_kind_of(c->store) != STORE_REDIS || argc != 3 || body != NULL) {
+		control_reply_done(r, lc_ratelimit_run(c, cfg->limits.client_ipv6_prefix, argc, argv, body, json,
+		    control_reply_out(r)));
+		return;
+	}
+	if ((j = lc_job_new(argc, argv, json, r, lc_ratelimit_job)) == NULL)
+		return;
+	j->rl = *c;
+	snprintf(j->store, sizeof(j->store), "%s", c->store);
+	j->rl.store = j->store;
+	j->v6prefix = cfg->limits.client_ipv6_prefix;
+	if (c->rules.n && (j->rules = malloc(c->rules.n * sizeof(*j->rules))) == NULL) {
+		lc_job_free(j);
+		strbuf_printf(control_reply_out(r), "out of memory\n");
+		control_reply_done(r, -1);
+		return;
+	}
+	if (c->rules.n)
+		memcpy(j->rules, c->rules.v, c->rules.n * sizeof(*j->rules));
+	j->rl.rules.v = j->rules;
+	j->rl.allow = (struct cfg_cidrlist){ 0 };
+	lc_job_start(j);
+}
+
+/* During the drain too: the process-wide table, or Redis on a connection of its own off the
+ * main loop. */
 const struct control_verb ratelimit_control_verb = {
-	.words = "ratelimit", .usage = "ratelimit show|reset KEY VALUE", .run = ratelimit_verb_run,
+	.words = "ratelimit", .usage = "ratelimit show|reset KEY VALUE", .start = ratelimit_verb_start,
 	.during_drain = true,
 };
 
@@ -533,7 +671,7 @@ out:
 #define LC_LIST_DEFAULT 100
 #define LC_LIST_MAX 10000
 #define LC_SCAN_CALLS 200               /* Redis SCAN calls at most per list */
-#define LC_LIST_BUDGET_MS 1000          /* Redis work per list at most (the main loop waits) */
+#define LC_LIST_BUDGET_MS 1000          /* Redis work per list at most (the verb's thread) */
 
 struct lc_list {
 	struct strbuf *out;
@@ -617,7 +755,7 @@ typedef void (*lc_scan_fn)(redisContext *rc, const char *key, struct lc_list *l)
 
 /* Redis: SCAN for the keys under prefix (bounded), each handed to each while room(l) says
  * there is room, for at most LC_LIST_BUDGET_MS after the connection (each step within the
- * timeout too): the main loop waits meanwhile; past the budget the list ends, truncated.
+ * timeout too), on the verb's thread (lc_gl_list_job); past the budget the list ends, truncated.
  * 0 or -1. */
 static int lc_scan_redis(const struct greylist_config *c, struct lc_list *l, const char *prefix,
     bool (*room)(struct lc_list *l), lc_scan_fn each, char *err, size_t errlen)
@@ -760,10 +898,9 @@ static void lc_list_redis_client(redisContext *rc, const char *key, struct lc_li
 }
 
 /* greylist list [N]: up to N triplets (100 by default) of the store, in its order. */
-static int lc_greylist_list(const struct mx_config *cfg, int argc, char **argv, bool json,
+static int lc_greylist_list(const struct greylist_config *c, int argc, char **argv, bool json,
     struct strbuf *out)
 {
-	const struct greylist_config *c = &cfg->greylist;
 	struct lc_list l = { .out = out, .json = json, .max = LC_LIST_DEFAULT, .delay_ms = c->delay };
 	int kind = store_kind_of(c->store);
 	const char *store = kind == STORE_LMDB ? "lmdb" : kind == STORE_REDIS ? "redis" : "local";
@@ -1121,27 +1258,49 @@ static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triple
 	return lc_gl_lmdb_write_later(c, p, err, errlen);
 }
 
-/* Redis pass/delete: the local table (the fallback during an outage) changed as Redis is,
- * then Redis, on a connection of the verb's own; answered. */
+/* The job's thread: a triplet's show, pass or delete in Redis, on a connection of the
+ * verb's own; a pass or delete then changes the local table (the fallback during an outage)
+ * as Redis was — only then: with Redis not answering nothing is changed but the workers'
+ * queued writes of the triplet (dropped before, lc_gl_redis_change). */
+static int lc_gl_redis_job(struct lc_job *j)
+{
+	struct local_table *tb = greylist_local_table();
+	struct lc_triplet t = { 0 }, lt = { 0 };
+	struct lc_gl_arg a = { j->op, j->gc.expire, &lt };
+	char err[200] = "";
+
+	if (lc_gl_redis(&j->gc, j->key, j->op, &t, err, sizeof(err)) < 0) {
+		if (j->op == GL_SHOW)
+			strbuf_printf(&j->out, "greylist show: %s\n", err);
+		else
+			strbuf_printf(&j->out, "greylist %s: %s: not changed (the workers' queued writes of the "
+			    "triplet were dropped; run it again once Redis answers)\n", lc_gl_ops[j->op], err);
+		return -1;
+	}
+	if (j->op != GL_SHOW && tb)
+		local_table_update(tb, j->key, uv_hrtime(), j->op == GL_PASS, lc_gl_local_fn, &a);
+	lc_gl_reply(&j->out, j->json, j->op, j->item, "redis", &t, j->gc.delay);
+	return 0;
+}
+
+/* A triplet's verb in Redis, off the main loop (lc_gl_redis_job); r answered when done. */
 static void lc_gl_redis_finish(const struct greylist_config *c, const char *key, const char *triplet,
     int op, bool json, struct control_reply *r)
 {
-	struct strbuf *out = control_reply_out(r);
-	struct local_table *tb = greylist_local_table();
-	struct lc_triplet t = { 0 }, lt = { 0 };
-	struct lc_gl_arg a = { op, c->expire, &lt };
-	char err[200] = "";
+	struct lc_job *j = lc_job_new(0, NULL, json, r, lc_gl_redis_job);
 
-	if (tb)
-		local_table_update(tb, key, uv_hrtime(), op == GL_PASS, lc_gl_local_fn, &a);
-	if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0) {
-		strbuf_printf(out, "greylist %s: %s (the local table and the workers' queued writes "
-		    "of the triplet were changed; run it again once Redis answers)\n", lc_gl_ops[op], err);
-		control_reply_done(r, -1);
+	if (j == NULL)
 		return;
-	}
-	lc_gl_reply(out, json, op, triplet, "redis", &t, c->delay);
-	control_reply_done(r, 0);
+	lc_job_greylist(j, c);
+	j->op = op;
+	snprintf(j->key, sizeof(j->key), "%s", key);
+	snprintf(j->item, sizeof(j->item), "%s", triplet);
+	lc_job_start(j);
+}
+
+static int lc_gl_list_job(struct lc_job *j)
+{
+	return lc_greylist_list(&j->gc, j->argc, j->argv, j->json, &j->out);
 }
 
 /* Redis pass/delete: first every worker forgets its writes of the key not applied yet
@@ -1228,11 +1387,11 @@ static void lc_ip_reply(struct strbuf *out, bool json, int op, const char *clien
  * arrives (greylist.c gl_lua_trap). The reply, or NULL. */
 static redisReply *lc_ip_untrapped(redisContext *rc, const struct greylist_config *c, const char *client)
 {
-	redisReply *tm = redisCommand(rc, "TIME"), *v = NULL;
+	redisReply *tm = redis_store_sync_command(rc, "TIME"), *v = NULL;
 
 	if (tm != NULL && tm->type == REDIS_REPLY_ARRAY && tm->elements == 2 &&
 	    tm->element[0]->type == REDIS_REPLY_STRING && tm->element[1]->type == REDIS_REPLY_STRING)
-		v = redisCommand(rc, "SET %s%s %.0f PX %llu", GREYLIST_UNTRAPPED_PREFIX, client,
+		v = redis_store_sync_command(rc, "SET %s%s %.0f PX %llu", GREYLIST_UNTRAPPED_PREFIX, client,
 		    atof(tm->element[0]->str) * 1000 + atof(tm->element[1]->str) / 1000,
 		    (unsigned long long)c->trap_ttl);
 	if (tm)
@@ -1293,6 +1452,40 @@ out:
 		freeReplyObject(ttl);
 	redisFree(rc);
 	return ret;
+}
+
+/* The local table's record of client changed by op as a store's is; *was: its state before. */
+static void lc_ip_local_apply(const char *client, int op, uint64_t ttl_ms, int *was, uint64_t *left_ms)
+{
+	int w = greylist_ip_local(client, 0, 0, left_ms), now = lc_ip_after(op, w);
+
+	if (now != GREYLIST_IP_NONE && (op == GLIP_ALLOW || op == GLIP_TRAP))
+		greylist_ip_local(client, now, ttl_ms, left_ms);
+	else if (now == GREYLIST_IP_NONE && w != GREYLIST_IP_NONE)
+		greylist_ip_local(client, -1, 0, left_ms);
+	*was = w;
+}
+
+/* The job's thread: a client record's verb in Redis; once Redis has it, the local table (the
+ * fallback a worker decides by while Redis does not answer) the same way. Redis not
+ * answering: nothing is changed, and the answer says so — the operator's change is in every
+ * store or in none. */
+static int lc_ip_redis_job(struct lc_job *j)
+{
+	uint64_t left_ms = 0, local_left;
+	int was = GREYLIST_IP_NONE, local_was;
+	char err[200] = "";
+
+	if (lc_ip_redis(&j->gc, j->client, j->op, j->ttl_ms, &was, &left_ms, err, sizeof(err)) < 0) {
+		strbuf_printf(&j->out, "greylist %s: %s: nothing changed (run it again once Redis answers)\n",
+		    lc_ip_ops[j->op], err);
+		return -1;
+	}
+	lc_ip_local_apply(j->client, j->op, j->ttl_ms, &local_was, &local_left);
+	if (j->op == GLIP_TRAP)
+		greylist_count_trapped();
+	lc_ip_reply(&j->out, j->json, j->op, j->client, "redis", was, left_ms, j->ttl_ms);
+	return 0;
 }
 
 /* greylist allow|disallow|trap|untrap IP [TTL]: the client's record in the configured store
@@ -1357,17 +1550,16 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		was = greylist_ip_decode(val, len, wall, &since, &exp);
 		left_ms = exp > wall ? exp - wall : 0;
 		now = lc_ip_after(op, was);
-		/* nothing to change; but an untrap of a client with no record in the map still
-		 * deletes through the writers: a trap a worker made in the last batch interval
-		 * is queued there, not in the map yet (allow records are only the verbs', applied
-		 * before they answer) */
-		if (now == was && op != GLIP_ALLOW && op != GLIP_TRAP &&
-		    !(op == GLIP_UNTRAP && was == GREYLIST_IP_NONE)) {
-			free(p);
-			goto answer;
-		}
+		/* disallow and untrap always go through the writers, whatever the map holds: a
+		 * trap a worker made in the last batch interval, or one a verb queued behind
+		 * another process's write lock, is in their queues, not in the map yet; each
+		 * deletes only a record in its own state there (del_only: untrap never deletes
+		 * an allow record nor disallow a trap), and the answer is the newest record a
+		 * worker saw (lc_ip_seen) */
 		p->gw.vlen = 0;
-		if (now != GREYLIST_IP_NONE) {
+		if (op == GLIP_DISALLOW || op == GLIP_UNTRAP)
+			p->gw.del_only = op == GLIP_UNTRAP ? GREYLIST_IP_TRAPPED : GREYLIST_IP_ALLOWED;
+		else if (now != GREYLIST_IP_NONE) {
 			greylist_ip_encode(now, wall, wall + ttl_ms, p->gw.val);
 			p->gw.vlen = sizeof(p->gw.val);
 		}
@@ -1381,24 +1573,27 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		rc = lc_gl_pending_post(p, c, client, GL_SHOW, json, r, err, sizeof(err));
 		if (rc == 1)
 			return;                 /* answered when the workers' batches are applied */
+		/* no worker holds the store: the map is all there is (p's handle is closing) */
+		if (rc == 0 && p->gw.del_only != 0 && was != p->gw.del_only)
+			goto answer;            /* not the record the verb deletes: nothing to do */
 		if (rc < 0 || lc_gl_lmdb_write_later(c, p, err, sizeof(err)) < 0)
 			goto fail;
 		return;                         /* answered when written (lc_gl_applied_cb) */
 	}
-	/* the local table: the store itself, or Redis's fallback (what a worker decides while
-	 * Redis does not answer), changed the same way */
-	was = greylist_ip_local(client, 0, 0, &left_ms);
-	now = lc_ip_after(op, was);
-	if (now != GREYLIST_IP_NONE && (op == GLIP_ALLOW || op == GLIP_TRAP))
-		greylist_ip_local(client, now, ttl_ms, &left_ms);
-	else if (now == GREYLIST_IP_NONE && was != GREYLIST_IP_NONE)
-		greylist_ip_local(client, -1, 0, &left_ms);
-	if (kind == STORE_REDIS && lc_ip_redis(c, client, op, ttl_ms, &was, &left_ms, err, sizeof(err)) < 0) {
-		strbuf_printf(out, "greylist %s: %s (the local table was changed; run it again once Redis answers)\n",
-		    lc_ip_ops[op], err);
-		control_reply_done(r, -1);
+	if (kind == STORE_REDIS) {
+		struct lc_job *j = lc_job_new(0, NULL, json, r, lc_ip_redis_job);
+
+		if (j == NULL)
+			return;
+		lc_job_greylist(j, c);
+		j->op = op;
+		j->ttl_ms = ttl_ms;
+		snprintf(j->client, sizeof(j->client), "%s", client);
+		lc_job_start(j);        /* answered off the main loop */
 		return;
 	}
+	/* the local table: the store itself */
+	lc_ip_local_apply(client, op, ttl_ms, &was, &left_ms);
 	if (op == GLIP_TRAP)
 		greylist_count_trapped();
 answer:
@@ -1433,8 +1628,17 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 			lc_ip_verb(cfg, i, argc, argv, json, r);
 			return;
 		}
+	if (list && c->enabled && kind == STORE_REDIS) {
+		struct lc_job *j = lc_job_new(argc, argv, json, r, lc_gl_list_job);
+
+		if (j != NULL) {
+			lc_job_greylist(j, c);
+			lc_job_start(j);        /* SCAN off the main loop */
+		}
+		return;
+	}
 	if (list && c->enabled) {
-		control_reply_done(r, lc_greylist_list(cfg, argc, argv, json, out));
+		control_reply_done(r, lc_greylist_list(c, argc, argv, json, out));
 		return;
 	}
 	if (!list && (argc != 4 || body != NULL || op < 0)) {
@@ -1483,8 +1687,8 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 				goto fail;
 			return;         /* answered by lc_gl_redis_finish */
 		}
-		if (lc_gl_redis(c, key, op, &t, err, sizeof(err)) < 0)
-			goto fail;
+		lc_gl_redis_finish(c, key, triplet, op, json, r);
+		return;                 /* answered off the main loop */
 	} else {
 		struct lc_gl_arg a = { op, c->expire, &t };
 		struct local_table *tb = greylist_local_table();

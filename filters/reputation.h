@@ -174,8 +174,8 @@ struct reputation_forget {
 size_t reputation_forget_post(struct reputation_forget *f);
 
 /* Redis, no worker left to do it (the drain's end: the last worker has ended, its queue
- * gone with it): f's deletes on a blocking connection of the caller's own (the main loop's,
- * redis_store_connect_sync; every step bounded by timeout_ms), each key's flush time first
+ * gone with it): f's deletes on a blocking connection of the caller's own (a thread of the
+ * control verb's, redis_store_connect_sync; every step bounded by timeout_ms), each key's flush time first
  * as the workers write it (kept 8 half-lives), then its DEL: removed[i] when the DEL removed
  * the key, failed counts the deletes not confirmed. 0, or -1 with err when Redis could not
  * be reached (nothing done). Blocks up to a few timeout_ms. */

@@ -27,6 +27,7 @@
 #include "proxy/netaddr.h"
 #include "proxy/ops.h"
 #include "store/lmdb_store.h"
+#include "store/redis.h"
 #include "store/store.h"
 
 struct rep_flush {
@@ -48,6 +49,8 @@ struct rep_flush {
 	bool timed, answered;           /* the timer is open / ran out first: answered ERR */
 	int here_rc;                    /* LMDB here: lmdb_store_apply_start's answer */
 	bool here_asked;                /* ... asked (the answer follows in rep_flush_answer) */
+	int redis_rc;                   /* Redis here: rep_flush_redis_here's answer */
+	bool redis_asked;               /* ... asked (off the main loop: rep_flush_redis_work) */
 };
 
 /* Any thread (the last worker's loop): hands the answer to the main loop. */
@@ -120,15 +123,31 @@ static int rep_flush_lmdb_here(struct rep_flush *fl)
 }
 
 /* Redis, no worker holding the store (the drain's end: the last worker's connection and
- * write queue are gone): the deletes done here on a connection of the main loop's own, as
- * the greylist verb asks Redis. 0, or -1 when Redis could not be reached (fl->err). */
+ * write queue are gone): the deletes done here on a connection of the verb's own, off the
+ * main loop (rep_flush_redis_work), as the greylist verbs ask Redis. 0, or -1 when Redis
+ * could not be reached (fl->err). */
 static int rep_flush_redis_here(struct rep_flush *fl)
 {
 	return reputation_forget_redis_sync(fl->url, fl->timeout, fl->half_life, &fl->f, fl->err, sizeof(fl->err));
 }
 
-/* Main loop: every worker is done; the reply (LMDB during the drain: once the deletes done
- * here are written, or their bound passed). */
+/* The job's thread (redis_store_job_start): the Redis deletes at the drain's end, each step
+ * within the module's timeout; the main loop goes on meanwhile (the control socket, the
+ * metrics listener, the drain watch). */
+static void rep_flush_redis_work(void *arg)
+{
+	struct rep_flush *fl = arg;
+
+	fl->redis_rc = rep_flush_redis_here(fl);
+}
+
+static void rep_flush_redis_done(void *arg)
+{
+	rep_flush_answer(arg);
+}
+
+/* Main loop: every worker is done; the reply (during the drain: once the deletes done here
+ * are written, or their bound passed). */
 static void rep_flush_answer_cb(uv_async_t *a)
 {
 	struct rep_flush *fl = a->data;
@@ -140,6 +159,12 @@ static void rep_flush_answer_cb(uv_async_t *a)
 	if (fl->f.workers == 0 && ops_is_stopping() && fl->lmdb && !fl->here_asked &&
 	    rep_flush_lmdb_here(fl) == 1)
 		return;
+	if (fl->f.workers == 0 && ops_is_stopping() && !fl->lmdb && !fl->redis_asked) {
+		fl->redis_asked = true;
+		if (redis_store_job_start(fl->async.loop, rep_flush_redis_work, rep_flush_redis_done, fl) == 0)
+			return;         /* answered once Redis has done (or not answered) */
+		rep_flush_redis_work(fl);       /* no thread: here, bounded */
+	}
 	rep_flush_answer(fl);
 }
 
@@ -153,7 +178,7 @@ static void rep_flush_answer(struct rep_flush *fl)
 	 * Outside the drain none holding it is an init failure (event=module_error), said as
 	 * such. */
 	bool here = f->workers == 0 && ops_is_stopping() &&
-	    (fl->lmdb ? fl->here_asked && fl->here_rc == 0 : rep_flush_redis_here(fl) == 0);
+	    (fl->lmdb ? fl->here_asked && fl->here_rc == 0 : fl->redis_asked && fl->redis_rc == 0);
 	int n = 0, failed = atomic_load(&f->failed);
 	char names[2 * sizeof(f->keys[0]) + 2] = "", lognames[sizeof(names)] = "";
 

@@ -311,7 +311,7 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 		if (pool_add_server(&p->servers, &p->nservers, sv[i].address, sv[i].weight, sv[i].backup,
 		    sv[i].max_connections, cfg->resolved, err) != 0)
 			goto fail;
-		if (sv[i].connect_timeout || sv[i].reply_timeout || sv[i].data_timeout) {
+		if (sv[i].connect_timeout || sv[i].reply_timeout || sv[i].data_timeout || sv[i].data_deadline) {
 			/* a shallow copy: the strings and lists stay the config's (freed with it,
 			 * after the pool) */
 			struct backends_config *t = malloc(sizeof(*t));
@@ -326,6 +326,8 @@ struct pool *pool_new(const struct mx_config *cfg, const char **err)
 				t->reply_timeout = sv[i].reply_timeout;
 			if (sv[i].data_timeout)
 				t->data_timeout = sv[i].data_timeout;
+			if (sv[i].data_deadline)
+				t->data_deadline = sv[i].data_deadline;
 			p->servers[p->nservers - 1].tcfg = t;
 		}
 		p->servers[p->nservers - 1].verify_name = sv[i].tls_verify_name;

@@ -196,7 +196,7 @@ static inline bool backend_is_up(const struct backend *b)
 }
 
 /* The backends.* settings for a connection to b: the generation's (cfg), or the copy of
- * them with b's own connect_timeout, reply_timeout or data_timeout. */
+ * them with b's own connect_timeout, reply_timeout, data_timeout or data_deadline. */
 static inline const struct backends_config *backend_config(const struct backend *b,
     const struct backends_config *cfg)
 {

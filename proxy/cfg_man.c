@@ -141,6 +141,8 @@ void config_write_man(void *out_fp)
 	    ".B #\n"
 	    "comments allowed; a bad line is an error at\n.IR PATH : LINE : COL ,\n"
 	    "and a reload that meets one keeps the running configuration.\n"
+	    ".B file:/dev/null\n"
+	    "is an empty list (no other device or FIFO is read).\n"
 	    ".TP\n.B list\n"
 	    "A YAML sequence; a lone value where a list is expected is a list of one.\n"
 	    "In a list of sections, a plain string item sets the section's first key.\n"

@@ -2,10 +2,12 @@
 #include "cidr.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define CIDR_TOKEN_MAX 64   /* longer than any address or prefix ("ffff:...:ffff/128" is 43) */
 
@@ -109,20 +111,57 @@ int cidr_text_parse(const char *text, size_t len, struct cfg_cidrlist *l, cidr_e
 	return nbad;
 }
 
+/* Is st the null device (/dev/null, or another node of it)? */
+static bool cidr_is_null_device(const struct stat *st)
+{
+	struct stat nst;
+
+	return S_ISCHR(st->st_mode) && stat("/dev/null", &nst) == 0 && S_ISCHR(nst.st_mode) &&
+	    st->st_rdev == nst.st_rdev;
+}
+
 char *cidr_file_read(const char *path, size_t *len, const char **errstr)
 {
-	FILE *f = fopen(path, "rb");
+	/* O_NONBLOCK: a FIFO is refused below, not waited on for a writer (the open would
+	 * block the config load, at start or at a reload, for as long as none comes) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	FILE *f = NULL;
 	struct stat st;
 	char *buf = NULL;
 	size_t got = 0;
 
-	if (f == NULL) {
+	if (fd < 0) {
 		*errstr = strerror(errno);
 		return NULL;
 	}
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		*errstr = "not a regular file";
-		goto fail;
+	if (fstat(fd, &st) != 0) {
+		*errstr = strerror(errno);
+		close(fd);
+		return NULL;
+	}
+	if (cidr_is_null_device(&st)) {
+		/* `file:/dev/null`: how an operator empties a list without editing the config
+		 * (as a Postfix lookup table or an rsync exclude file pointed at it); it reads as
+		 * empty, and no other device is read (one could block or never end) */
+		close(fd);
+		if ((buf = malloc(1)) == NULL) {
+			*errstr = "out of memory";
+			return NULL;
+		}
+		buf[0] = '\0';
+		*len = 0;
+		return buf;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*errstr = S_ISCHR(st.st_mode) ? "not a regular file (of the devices only /dev/null is read)" :
+		    "not a regular file";
+		close(fd);
+		return NULL;
+	}
+	if ((f = fdopen(fd, "rb")) == NULL) {
+		*errstr = strerror(errno);
+		close(fd);
+		return NULL;
 	}
 	if ((unsigned long long)st.st_size > CIDR_FILE_MAX) {
 		*errstr = "larger than 16M";

@@ -560,6 +560,9 @@ static int server_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		if (t[i].v > 0 && t[i].v < 100)
 			return cfg_error_key(p, n, t[i].key, -1, "at least 100ms (or 0: backends.%s)", t[i].key);
+	/* backends.data_deadline's floor: a whole message, not one read */
+	if (s->data_deadline > 0 && s->data_deadline < 1000)
+		return cfg_error_key(p, n, "data_deadline", -1, "at least 1s (or 0: backends.data_deadline)");
 	return 0;
 }
 
@@ -584,6 +587,10 @@ static const struct cfg_field server_fields[] = {
 	{ "data_timeout", CFG_DURATION, offsetof(struct backend_server_config, data_timeout), "0",
 	  0, S(86400), .doc = "backends.data_timeout for this server only (0: that one), e.g. a slow "
 		 "LMTP store or a remote site" },
+	{ "data_deadline", CFG_DURATION, offsetof(struct backend_server_config, data_deadline), "0",
+	  0, S(7 * 86400), .doc = "backends.data_deadline for this server only (0: that one): a whole "
+		 "message to it, from its first octet to the last reply, e.g. longer for a remote site "
+		 "behind a slow link, shorter for a local store that should never take long" },
 	{ "tls_verify_name", CFG_STRING, offsetof(struct backend_server_config, tls_verify_name),
 	  .doc = "with backends.tls_verify: the name this server's certificate must carry (HAProxy's "
 		 "verifyhost; default: the host of its address, a name or an IP address)" },
@@ -1111,9 +1118,9 @@ static int config_check_metrics_port(struct cfg_parse *p, struct fy_node *n, con
 }
 
 /* The classifier's LMDB store (rules/bayes_db.c) keeps its own environments: on the
- * directory of reputation's or greylist's store (store/lmdb_store.c) the process would open
- * two environments on the same files, which LMDB forbids (closing either drops the other's
- * locks on lock.mdb). */
+ * directory of a store/lmdb_store.c one (reputation's, greylist's, the pass caches of dnsbl
+ * and pregreet) the process would open two environments on the same files, which LMDB
+ * forbids (closing either drops the other's locks on lock.mdb). */
 static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const struct mx_config *c)
 {
 	const char *bdir = c->rules.bayes.enabled ? store_lmdb_dir(c->rules.bayes.store) : NULL;
@@ -1128,6 +1135,10 @@ static int config_check_lmdb_dirs(struct cfg_parse *p, struct fy_node *n, const 
 		other = "reputation.store";
 	else if (c->greylist.enabled && store_lmdb_same_dir(bdir, store_lmdb_dir(c->greylist.store)))
 		other = "greylist.store";
+	else if (store_lmdb_same_dir(bdir, store_lmdb_dir(c->dnsbl.pass_store)))
+		other = "dnsbl.pass_store";
+	else if (store_lmdb_same_dir(bdir, store_lmdb_dir(c->pregreet.pass_store)))
+		other = "pregreet.pass_store";
 	if (other == NULL)
 		return 0;
 	rn = fy_node_pair_value(cfg_map_pair(n, "rules"));

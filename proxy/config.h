@@ -77,6 +77,7 @@ enum client_identity { IDENTITY_NONE = 0, IDENTITY_XCLIENT, IDENTITY_PROXY_V2 };
 struct backend_server_config {
 	char *address; long weight; bool backup; long max_connections;
 	uint64_t connect_timeout, reply_timeout, data_timeout;	/* ms; 0: the backends.* ones */
+	uint64_t data_deadline;     /* ms; 0: backends.data_deadline */
 	char *tls_verify_name;      /* backends.tls_verify: the name its certificate must carry
 	                             * (NULL: the URL's host) */
 };

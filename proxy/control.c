@@ -96,6 +96,11 @@ static const struct cfg_field control_fields[] = {
 	  .doc = "user owning the socket (default: the user mxgate starts as)" },
 	{ "group", CFG_STRING, offsetof(struct control_config, group),
 	  .doc = "group owning the socket (default: the owner's)" },
+	{ "idle_timeout", CFG_DURATION, offsetof(struct control_config, idle_timeout), "60s", 1000, 3600000,
+	  .doc = "a connection is closed when it has sent no complete request for this long since it "
+		 "connected or was last answered (a reload applies it to the next wait). With all 16 "
+		 "connections in use, a new one takes over the one idle longest instead of being refused: "
+		 "a client that keeps a connection open between requests never locks mxgatectl out" },
 	{ NULL }
 };
 const struct cfg_table control_config_table = {
@@ -108,6 +113,8 @@ struct control_conn {
 	struct control *c;
 	struct control_conn *prev, *next;
 	uv_pipe_t pipe;
+	uint64_t idle_since;          /* uv_now of the connect or the last answer */
+	uint64_t idle_seq;            /* the order of those (uv_now is the same within a loop pass) */
 	uv_timer_t timer;
 	int open_handles;
 	bool closing;
@@ -134,6 +141,9 @@ struct control {
 	bool stopping;
 	struct control_conn *conns;
 	int nconns;
+	int nclosing;                 /* of nconns: closed, waiting for their close callbacks */
+	uint64_t idle_ms;             /* control.idle_timeout */
+	uint64_t idle_seq;            /* the last control_conn_idle_start's number */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -169,6 +179,7 @@ static void control_conn_closed_cb(uv_handle_t *h)
 	if (k->next)
 		k->next->prev = k->prev;
 	c->nconns--;
+	c->nclosing--;
 	ctl_parser_reset(&k->parser);
 	free(k);
 	control_maybe_free(c);
@@ -179,6 +190,7 @@ static void control_conn_close(struct control_conn *k)
 	if (k->closing)
 		return;
 	k->closing = true;
+	k->c->nclosing++;
 	/* a verb still working answers into the void */
 	control_reply_detach(k->pending);
 	k->pending = NULL;
@@ -213,6 +225,14 @@ static void control_timeout_cb(uv_timer_t *t)
 		return;
 	}
 	control_conn_close(k);
+}
+
+/* Waiting for the next request: control.idle_timeout from now. */
+static void control_conn_idle_start(struct control_conn *k)
+{
+	k->idle_since = uv_now(k->c->loop);
+	k->idle_seq = ++k->c->idle_seq;
+	uv_timer_start(&k->timer, control_timeout_cb, k->c->idle_ms, 0);
 }
 
 /* Reading pauses while replies are in flight past this much (a client that does not read). */
@@ -293,8 +313,7 @@ static void control_conn_answer(struct control_conn *k, int rc, struct strbuf *p
 		control_conn_wind_down(k);
 		return;
 	}
-	/* the idle timeout counts again from the answer */
-	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
+	control_conn_idle_start(k);     /* the idle timeout counts again from the answer */
 	control_conn_process(k);
 	if (k->closing || k->pending || k->close_after_write || k->reading ||
 	    uv_stream_get_write_queue_size((uv_stream_t *)&k->pipe) >= CONTROL_MAX_QUEUED)
@@ -382,7 +401,7 @@ static void control_conn_process(struct control_conn *k)
 		if (k->closing)
 			return;
 		/* answered: the idle timeout counts again from now (as control_conn_answer) */
-		uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
+		control_conn_idle_start(k);
 		if (uv_stream_get_write_queue_size(s) >= CONTROL_MAX_QUEUED) {
 			/* The rest of this read is dropped with the pause: a client this far behind
 			 * on its replies is not pipelining in good faith. */
@@ -415,13 +434,49 @@ static void control_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	/* No timer restart here: the idle timeout runs from the connect or the last answer
 	 * (control_conn_answer), so a client trickling a request line or its body an octet at
-	 * a time is closed CONTROL_IDLE_MS after it, not held (with its slot of the
+	 * a time is closed control.idle_timeout after it, not held (with its slot of the
 	 * CONTROL_MAX_CONNS) for as long as it keeps sending. */
 	k->held_off = 0;
 	k->held_len = (size_t)nread;
 	control_conn_process(k);
 	if (k->c->stopping)
 		control_conn_wind_down(k);
+}
+
+/* Is k only waiting for its next request: owed no answer and no reply in flight, nothing
+ * read and not yet answered, and nothing waiting to be read on its socket (a request that
+ * arrived in this loop pass is not dropped)? */
+static bool control_conn_is_idle(struct control_conn *k)
+{
+	uv_os_fd_t fd;
+	char octet;
+
+	if (k->closing || k->pending != NULL || k->late || k->writes > 0 || k->close_after_write ||
+	    k->held_len > 0 || !k->reading)
+		return false;
+	if (uv_fileno((uv_handle_t *)&k->pipe, &fd) != 0)
+		return false;
+	return recv(fd, &octet, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* Every slot is in use and fresh wants one: the connection idle the longest gives its slot
+ * up (closed; a client keeping its connection between requests connects again), as nginx
+ * reuses keep-alive connections when it runs out. Without this, CONTROL_MAX_CONNS clients
+ * each asking once per idle_timeout held every slot for good and the operator's mxgatectl
+ * was refused. A connection owed an answer is never taken; with all of them owed one, the
+ * newcomer is refused as before. */
+static void control_take_over_idle(struct control *c, struct control_conn *fresh)
+{
+	struct control_conn *victim = NULL;
+
+	for (struct control_conn *k = c->conns; k; k = k->next)
+		if (k != fresh && control_conn_is_idle(k) && (victim == NULL || k->idle_seq < victim->idle_seq))
+			victim = k;
+	if (victim == NULL)
+		return;
+	log_event(LOG_LVL_INFO, NULL, "event=control_takeover idle_ms=%llu",
+	    (unsigned long long)(uv_now(c->loop) - victim->idle_since));
+	control_conn_close(victim);
 }
 
 /* A connection on fd (accepted by uv_accept when fd is -1); NULL when out of memory or
@@ -453,7 +508,9 @@ static struct control_conn *control_conn_new(struct control *c, int fd)
 		control_conn_close(k);
 		return NULL;
 	}
-	if (c->nconns > CONTROL_MAX_CONNS) {
+	if (c->nconns - c->nclosing > CONTROL_MAX_CONNS && !c->stopping)
+		control_take_over_idle(c, k);
+	if (c->nconns - c->nclosing > CONTROL_MAX_CONNS) {
 		struct strbuf out = { 0 };
 		strbuf_printf(&out, "too many control connections (at most %d)\n", CONTROL_MAX_CONNS);
 		k->close_after_write = true;
@@ -474,7 +531,7 @@ static void control_connection_cb(uv_stream_t *server, int status)
 		return;
 	if ((k = control_conn_new(c, -1)) == NULL)
 		return;
-	uv_timer_start(&k->timer, control_timeout_cb, CONTROL_IDLE_MS, CONTROL_IDLE_MS);
+	control_conn_idle_start(k);
 	k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
 	if (!k->reading)
 		control_conn_close(k);
@@ -592,6 +649,7 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	if (c == NULL)
 		return NULL;
 	c->loop = loop;
+	c->idle_ms = cc->idle_timeout ? cc->idle_timeout : CONTROL_IDLE_MS;
 	control_hold_answers = getenv("MXGATE_TEST_CONTROL_HOLD_ANSWERS") != NULL;
 	snprintf(c->path, sizeof(c->path), "%s", cc->socket);
 	uv_pipe_init(loop, &c->server, 0);
@@ -617,6 +675,12 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	}
 	log_event(LOG_LVL_INFO, NULL, "event=control_listen socket=%s mode=%04o", cc->socket, (unsigned)mode);
 	return c;
+}
+
+void control_set_config(struct control *c, const struct control_config *cc)
+{
+	if (c != NULL && cc != NULL && cc->idle_timeout > 0)
+		c->idle_ms = cc->idle_timeout;
 }
 
 void control_stop(struct control *c)

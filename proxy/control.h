@@ -16,9 +16,11 @@
  *   top clients|reasons|rules [N]
  *   help
  *
- * Limits: CONTROL_MAX_CONNS connections, each closed after CONTROL_IDLE_MS without a
- * complete request, counted from the connection, the last bytes read or the last answer
- * that came later; while a request waits for such an answer (a reload, a module verb) the
+ * Limits: CONTROL_MAX_CONNS connections, each closed after control.idle_timeout
+ * (CONTROL_IDLE_MS by default) without a complete request, counted from the connection or
+ * the last answer; with every slot in use a new connection takes over the one idle the
+ * longest (one owed nothing: no answer to come, no reply in flight), and only when each is
+ * owed something is it refused; while a request waits for such an answer (a reload, a module verb) the
  * idle timeout does not run: the work's own bound holds it (a reload: dns.timeout per name,
  * after the reloads queued before it; control_verbs.h: a verb's work is bounded), up to
  * CONTROL_PENDING_MS. A client that does not read its replies is not read either. A bad
@@ -36,7 +38,7 @@
 #include "headers.h"
 
 #define CONTROL_MAX_CONNS 16
-#define CONTROL_IDLE_MS 60000
+#define CONTROL_IDLE_MS 60000     /* control.idle_timeout's default */
 /* A request whose answer comes later (a reload, a module verb) is bounded by its own work;
  * past this the connection is closed all the same (a reload takes at most a few times
  * dns.timeout, whose maximum is 1 min). */
@@ -63,6 +65,9 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc);
  * Tests only: MXGATE_TEST_CONTROL_HOLD_ANSWERS=1 in the daemon's environment holds every
  * answer given later back until control_stop, which sends it (test_control_drain_end.py). */
 void control_stop(struct control *c);
+/* A reload: control.idle_timeout from cc for each wait that starts from now (the socket's
+ * path, mode and owner stay as started). NULL ok. */
+void control_set_config(struct control *c, const struct control_config *cc);
 
 /* Runs one request on loop (the main loop's thread) and writes the reply payload to out. Returns 0 for
  * OK, -1 for ERR (out then says why), or 1 when a module verb answers later (struct

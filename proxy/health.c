@@ -29,7 +29,16 @@ enum probe_stage { PROBE_IDLE = 0, PROBE_CONNECT, PROBE_GREETING, PROBE_EHLO, PR
  * while its ticket keys did not (one process, a new certificate loaded) is verified again
  * within this time. A backend restarted with new keys refuses the ticket at once, and the
  * check does a full handshake (deliveries always do one). Postfix's smtp client keeps its
- * sessions an hour (smtp_tls_session_cache_timeout). */
+ * sessions an hour (smtp_tls_session_cache_timeout).
+ *
+ * Not the server's ticket lifetime (SSL_SESSION_get_ticket_lifetime_hint), capped: this is
+ * how long a changed certificate may go unverified, mxgate's choice, not how long the
+ * server would take the ticket. A server's lifetime is longer (Postfix's
+ * smtpd_tls_session_cache_timeout 3600 s, OpenSSL's default 7200 s) and each check resumes
+ * the newest ticket, a few seconds old, so it never binds. One shorter than this bound is
+ * honoured already: OpenSSL's client offers no TLS 1.3 ticket past its lifetime hint
+ * (tls_construct_ctos_psk: "Ticket is too old"), and a TLS 1.2 session the server has
+ * dropped is refused by it: either way a full handshake, as it would be without offering. */
 enum { HEALTH_TLS_RESUME_MS = 60 * 1000 };
 
 static const char *const probe_stage_names[] = { "idle", "connect", "greeting", "ehlo", "starttls", "tls",

@@ -18,6 +18,9 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <sys/stat.h>
 #include <sys/time.h>
 
@@ -143,12 +146,36 @@ static size_t log_utf8_len(const unsigned char *s, size_t n)
 	return k == 2 && s[0] == 0xc2 && s[1] < 0xa0 ? 0 : k;
 }
 
+/* Whether the eight octets at p are all log_plain: printable ASCII (ascii8_printable) with
+ * no blank, '"' or '\\' (each a zero octet of w ^ that octet; (x - 0x01..) & ~x & 0x80.. is
+ * exact for "any"). */
+static inline bool log_plain8(const void *p)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	uint64_t w, b, q, s;
+
+	if (!ascii8_printable(p))
+		return false;
+	memcpy(&w, p, 8);
+	b = w ^ (0x20 * ones), q = w ^ (0x22 * ones), s = w ^ (0x5c * ones);
+	return ((((b - ones) & ~b) | ((q - ones) & ~q) | ((s - ones) & ~s)) & highs) == 0;
+}
+
 /* Whether v[0..len) may stand unquoted: printable ASCII but blank, '"' and '\\', and
- * well-formed UTF-8 past the C1 controls. */
+ * well-formed UTF-8 past the C1 controls. A value of eight octets or more that is plain
+ * ASCII (nearly every address, host name and queue id) is seen eight octets at a time, its
+ * last few as its last eight; the octet loop decides the rest. */
 static int log_plain_text(const char *v, size_t len)
 {
 	const unsigned char *u = (const unsigned char *)v;
 
+	if (len >= 8) {
+		size_t i = 0;
+		while (i + 8 <= len && log_plain8(u + i))
+			i += 8;
+		if (i == len || (i + 8 > len && log_plain8(u + len - 8)))
+			return 1;
+	}
 	for (size_t i = 0; i < len; i++) {
 		size_t n;
 
@@ -230,9 +257,32 @@ const char *log_addr(char *buf, size_t cap, const char *addr)
  * octet of a C1 control or of invalid UTF-8 (well-formed UTF-8 text stays). line[0..len) is
  * the line (NUL-terminated); returns its length after. Printable ASCII, nearly every line
  * whole, is passed over eight octets at a time. */
+#if defined(__SSE2__)
+/* Whether the 32 octets at p are all printable US-ASCII (0x20-0x7e), 16 at a time: as
+ * signed octets those are exactly the ones above 0x1f (0x80-0xff are negative) but 0x7f.
+ * SSE2 is part of every x86-64. */
+static inline bool log_printable32(const char *p)
+{
+	const __m128i lo = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f);
+	__m128i a = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+	__m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(a, lo), _mm_cmpeq_epi8(a, del)),
+	    _mm_or_si128(_mm_cmplt_epi8(b, lo), _mm_cmpeq_epi8(b, del)));
+	return _mm_movemask_epi8(bad) == 0;
+}
+#endif
+
 static size_t log_escape_controls(char *line, size_t len, size_t cap)
 {
 	for (size_t i = 0; i < len; i++) {
+#if defined(__SSE2__)
+		/* 32 octets a turn, and a tail of printable ASCII known by the line's last 32
+		 * (everything before i is printable or escaped already) */
+		while (len - i >= 32 && log_printable32(line + i))
+			i += 32;
+		if (len >= 32 && len - i < 32 && log_printable32(line + len - 32))
+			break;
+#endif
 		while (len - i >= 8 && ascii8_printable(line + i))
 			i += 8;
 		if (i == len)
@@ -290,6 +340,41 @@ static size_t log_decimal(char b[24], unsigned long long v, bool neg, const char
 		*--q = '-';
 	*start = q;
 	return (size_t)(e - q);
+}
+
+/* See log.h. */
+size_t log_fmt_u64(char b[24], unsigned long long v, const char **start)
+{
+	return log_decimal(b, v, false, start);
+}
+
+/* %.1f of v into out (cap octets, NUL-terminated when cap > 0) as snprintf writes it; its
+ * length, or -1 when it does not fit. A multiple of one half below 2^52 (a score of 0, 2.5,
+ * -3) is exact and written here; any other value through snprintf. */
+static int log_fmt_1f_in(char *out, size_t cap, double v)
+{
+	double t = v * 2;
+
+	if (t > -4503599627370496.0 && t < 4503599627370496.0 && t == (double)(long long)t) {
+		char b[24];
+		const char *q;
+		long long h = (long long)t;
+		unsigned long long m = (unsigned long long)(h < 0 ? -h : h) / 2;
+		size_t n = log_decimal(b, m, signbit(v) != 0, &q);
+		if (n + 3 > cap)
+			return -1;
+		memcpy(out, q, n);
+		memcpy(out + n, (h % 2 != 0) ? ".5" : ".0", 3);
+		return (int)n + 2;
+	}
+	int r = snprintf(out, cap, "%.1f", v);
+	return r < 0 || (size_t)r >= cap ? -1 : r;
+}
+
+/* See log.h. */
+int log_fmt_1f(char *out, size_t cap, double v)
+{
+	return log_fmt_1f_in(out, cap, v);
 }
 
 #pragma GCC diagnostic push
@@ -352,21 +437,11 @@ static int log_vformat(char *out, size_t cap, const char *fmt, va_list ap)
 			continue;
 		}
 		if (f[0] == '.' && f[1] == '1' && f[2] == 'f') {
-			/* %.1f of a multiple of one half below 2^52 is exact: no rounding to do */
-			double v = va_arg(ap, double), t = v * 2;
-			if (t > -4503599627370496.0 && t < 4503599627370496.0 && t == (double)(long long)t) {
-				long long h = (long long)t;
-				unsigned long long m = (unsigned long long)(h < 0 ? -h : h) / 2;
-				size_t n = log_decimal(b, m, signbit(v) != 0, &q);
-				log_put(out, cap, &k, q, n);
-				log_put(out, cap, &k, (h % 2 != 0) ? ".5" : ".0", 2);
-			} else {
-				char tmp[400];
-				int r = snprintf(tmp, sizeof(tmp), "%.1f", v);
-				if (r < 0 || (size_t)r >= sizeof(tmp))
-					goto general;
-				log_put(out, cap, &k, tmp, (size_t)r);
-			}
+			char tmp[400];
+			int r = log_fmt_1f_in(tmp, sizeof(tmp), va_arg(ap, double));
+			if (r < 0)
+				goto general;
+			log_put(out, cap, &k, tmp, (size_t)r);
 			f += 3;
 			continue;
 		}
@@ -518,27 +593,34 @@ void log_escape_controls_fuzz(char *line, size_t cap)
 	log_escape_controls(line, strlen(line), cap);
 }
 
-void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
+/* A line's room (LOG_LINE_CAP octets with its NUL), with 4 octets before it for the
+ * journal's "<N>" and one after it for the newline. */
+#define LOG_LINE_CAP 2048
+
+/* One line: the head, then the text of fmt and *ap (fmt non-NULL) or text[0..tlen) as
+ * log_vformat's "%s" of it would put it (as much as fits below the room's last octet),
+ * escaped in place, written, and sent to syslog. */
+static void log_line(enum log_level lvl, const char *id, const char *fmt, va_list *ap, const char *text,
+    size_t tlen)
 {
-	/* room before the line for the journal's "<N>" and after it for the newline */
-	char buf[4 + 2048 + 1];
+	char buf[4 + LOG_LINE_CAP + 1];
 	char *line = buf + 4;
-	const size_t cap = 2048;
+	const size_t cap = LOG_LINE_CAP;
 	const char *idt = id && *id ? id : "-";
 	struct timeval tv;
-	va_list ap;
 	size_t n, len;
 
-	if ((int)lvl < log_level)
-		return;
 	gettimeofday(&tv, NULL);
 	n = log_head(line, cap, &tv, level_names[lvl], idt);
 	len = n < cap ? n : strlen(line);
-	if (n < cap) {
-		va_start(ap, fmt);
-		int m = log_vformat(line + n, cap - n, fmt, ap);
-		va_end(ap);
+	if (n < cap && fmt != NULL) {
+		int m = log_vformat(line + n, cap - n, fmt, *ap);
 		len = m < 0 ? strlen(line) : (size_t)m < cap - n ? n + (size_t)m : cap - 1;
+	} else if (n < cap) {
+		size_t m = tlen < cap - 1 - n ? tlen : cap - 1 - n;
+		memcpy(line + n, text, m);
+		len = n + m;
+		line[len] = '\0';
 	}
 	len = log_escape_controls(line, len, cap);
 	static const char prio[] = { '0' + LOG_DEBUG, '0' + LOG_INFO, '0' + LOG_WARNING, '0' + LOG_ERR };
@@ -557,6 +639,25 @@ void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 	line[len] = '\0';
 	if (log_syslog)
 		syslog(prio_values[lvl], "%s", line + n - strlen(idt) - 1);
+}
+
+void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
+{
+	va_list ap;
+
+	if ((int)lvl < log_level)
+		return;
+	va_start(ap, fmt);
+	log_line(lvl, id, fmt, &ap, NULL, 0);
+	va_end(ap);
+}
+
+/* See log.h. */
+void log_event_text(enum log_level lvl, const char *id, const char *text, size_t tlen)
+{
+	if ((int)lvl < log_level)
+		return;
+	log_line(lvl, id, NULL, NULL, text, tlen);
 }
 
 /* See log.h. */

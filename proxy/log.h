@@ -40,6 +40,16 @@ const char *log_file_path(void);
 void log_event(enum log_level lvl, const char *id, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* log_event(lvl, id, "%s", text) for a text of tlen octets with no NUL, built by the caller
+ * (the one line every delivered message writes, smtp_tx.c): the same line, cut and escaped
+ * alike, without a format to read. */
+void log_event_text(enum log_level lvl, const char *id, const char *text, size_t tlen);
+/* Pieces of such a text as log_event's formats write them: v in decimal at the end of b[24],
+ * *start its first octet, its length ("%llu"); %.1f of v into out (cap octets, NUL-terminated),
+ * its length, or -1 when it does not fit ("%.1f" as snprintf writes it). */
+size_t log_fmt_u64(char b[24], unsigned long long v, const char **start);
+int log_fmt_1f(char *out, size_t cap, double v);
+
 /* Values of key=value pairs that come from outside (addresses, HELO names, user names,
  * backend replies): v as it is when it is non-empty and has no blank, control octet, '"' or
  * '\' and is UTF-8 past the C1 controls; else in double quotes with \" \\ \r \n \t and \xHH

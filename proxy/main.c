@@ -272,6 +272,7 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 		fclose(errfp);
 	free(text);
 	main_apply_process(cfg);
+	control_set_config(control, &cfg->control);
 	char later[128];
 	main_start_only_changes(cfg, later, sizeof(later));
 	if (errors)

@@ -121,18 +121,23 @@ static void session_reply_line(struct session *s, const char *text)
 
 /* A reply from a backend or a filter: "CODE TEXT" where text may hold several lines
  * ("250-a\r\n250 b") or just "5.7.1 words". Passes multi-line replies through with the
- * given code on each line. */
-static void session_reply_text(struct session *s, int code, const char *text)
+ * given code on each line. line_len > 0: text is one line of that many octets with no CR,
+ * LF or NUL (smtp_tx_result.line_len: its producer knows), taken without a scan; 0: the
+ * text is scanned for its lines. */
+static void session_reply_text(struct session *s, int code, const char *text, size_t line_len)
 {
 	const char *p = text && *text ? text : "Error";
 	char line[SESSION_REPLY_MAX + 3];
 
 	if (code < 100 || code > 999)
 		code = code < 100 ? 451 : 554;    /* never: codes are the backend's or ours */
+	if (p != text)
+		line_len = 0;
 	while (*p) {
 		/* as a rule the line holds no CR or LF but its CRLF: then it goes to s->out as it
 		 * is (nothing to blank); otherwise through session_reply_append */
-		size_t n = strcspn(p, "\r\n");
+		size_t n = line_len > 0 ? line_len : strcspn(p, "\r\n");
+		line_len = 0;
 		const char *e = p[n] == '\0' ? NULL : p + n;
 		bool clean = e == NULL || (e[0] == '\r' && e[1] == '\n');
 
@@ -202,7 +207,7 @@ static int session_reply_verdict_as(struct session *s, const struct verdict *v, 
 	if (code == 421)   /* "closing transmission channel" (RFC 5321 4.2.2): a milter's 421 */
 		s->quit_after_flush = true;
 	if (v->reply[0])
-		session_reply_text(s, code, v->reply);
+		session_reply_text(s, code, v->reply, 0);
 	else
 		session_reply(s, "%d %s", code, code / 100 == 4 ? "4.7.1 Try again later" : "5.7.1 Rejected");
 	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s%s%s client=%s code=%d reply=%s",
@@ -578,7 +583,7 @@ static void session_mail_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	session_reply_text(s, r->code, r->text);
+	session_reply_text(s, r->code, r->text, r->line_len);
 	if (r->code / 100 != 2) {
 		chain_txn_end(&s->chain, r->code, HOOK_MAIL, r->reason);
 		session_txn_reset(s, r->reusable);
@@ -618,7 +623,7 @@ static void session_rcpt_tx_cb(void *arg, const struct smtp_tx_result *r)
 {
 	struct session *s = arg;
 
-	session_reply_text(s, r->code, r->text);
+	session_reply_text(s, r->code, r->text, r->line_len);
 	if (r->client_error)
 		session_error(s);
 	session_cmd_done(s);
@@ -806,9 +811,10 @@ static void session_apply_data(struct session *s, const struct verdict *v)
 
 /* Ends the message with a reply (reason: a log word for the outcome, may be NULL), tells the
  * modules the outcome and resets the transaction (its connection pooled when reusable). */
-static void session_message_done(struct session *s, int code, const char *text, const char *reason, bool reusable)
+static void session_message_done_n(struct session *s, int code, const char *text, size_t line_len,
+    const char *reason, bool reusable)
 {
-	session_reply_text(s, code, text);
+	session_reply_text(s, code, text, line_len);
 	chain_txn_end(&s->chain, code, HOOK_EOM, reason);
 	switch (code / 100) {
 	case 2: counter_inc(COUNTER_MESSAGES_DELIVERED); break;
@@ -817,6 +823,11 @@ static void session_message_done(struct session *s, int code, const char *text, 
 	}
 	session_txn_reset(s, reusable);
 	session_cmd_done(s);
+}
+
+static void session_message_done(struct session *s, int code, const char *text, const char *reason, bool reusable)
+{
+	session_message_done_n(s, code, text, 0, reason, reusable);
 }
 
 /* A message the client got 250 for (delivered, or discarded by a filter: to the client the
@@ -836,7 +847,7 @@ static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
 
 	if (r->code / 100 == 2)
 		session_message_accepted(s);
-	session_message_done(s, r->code, r->text, r->reason, r->reusable);
+	session_message_done_n(s, r->code, r->text, r->line_len, r->reason, r->reusable);
 }
 
 static void session_apply_eom(struct session *s, const struct verdict *v)
@@ -1122,12 +1133,22 @@ static const struct session_cmd session_cmd_unknown = {
 	.verb = SMTP_UNKNOWN, .stage = SESSION_NO_STAGE, .refuse = "500 5.5.2 Error: command not recognized",
 };
 
+/* session_cmds by verb (the first row of a verb), made from the table at load time: a
+ * command's row without a walk over the rows before it (three to five a message). */
+static const struct session_cmd *session_cmd_by_verb[SMTP_HTTP + 1];
+
+__attribute__((constructor)) static void session_cmd_index(void)
+{
+	for (size_t i = sizeof(session_cmds) / sizeof(session_cmds[0]); i-- > 0;)
+		if ((unsigned)session_cmds[i].verb <= SMTP_HTTP)
+			session_cmd_by_verb[session_cmds[i].verb] = &session_cmds[i];
+}
+
 const struct session_cmd *session_cmd_find(enum smtp_verb verb)
 {
-	for (size_t i = 0; i < sizeof(session_cmds) / sizeof(session_cmds[0]); i++)
-		if (session_cmds[i].verb == verb)
-			return &session_cmds[i];
-	return &session_cmd_unknown;
+	const struct session_cmd *c = (unsigned)verb <= SMTP_HTTP ? session_cmd_by_verb[verb] : NULL;
+
+	return c ? c : &session_cmd_unknown;
 }
 
 /* HELP names the verbs the session takes now, as EHLO announces their extensions on this
@@ -1680,7 +1701,7 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		    "4.7.0 Service temporarily unavailable";
 		char rv[300];
 
-		session_reply_text(s, code, text);
+		session_reply_text(s, code, text, 0);
 		/* code and reply as on every refusal's line: what the client was told */
 		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s code=%d reply=%s",
 		    drop ? "reject" : "tempfail", v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "",

@@ -44,6 +44,8 @@ struct smtp_tx_result {
 	const char *reason;   /* a refusal: the outcome word ("backend", "no_backend"); else NULL */
 	bool client_error;    /* counts against the client's limits.max_errors */
 	bool reusable;        /* when this ends the transaction: its connection may be pooled */
+	size_t line_len;      /* > 0: text is one line of this many octets with no CR, LF or NUL
+	                       * (mxgate's own texts: the reader need not scan it); 0: not known */
 };
 /* r and everything it points to are valid during the call only. The callback may reset
  * the transaction and start the next step. */
@@ -171,6 +173,20 @@ int smtp_tx_data_open(struct smtp_tx *tx);
  * limit or a spool error the rest is counted only. Returns 0. */
 int smtp_tx_data_append(void *tx, const char *data, size_t len);
 uint64_t smtp_tx_msg_size(const struct smtp_tx *tx);
+/* The backend's queue id in its 250 text (the MTAs' wordings: "queued as ID", "OK id=ID",
+ * "ID Message accepted for delivery", ...) into qid[64]; "" when it names none or text is
+ * NULL. Public for tests. */
+void smtp_tx_backend_qid(const char *text, char *qid);
+/* Tests: smtp_tx_backend_qid searches every text for the markers, never skipping one that
+ * holds none of their last octets (the reference its quick answer must equal). */
+extern bool smtp_tx_qid_force_search;
+/* The "delivered" line's text (after the head log_event writes), as snprintf(out, cap,
+ * smtp_tx_delivered_form, ...) writes it (cut at cap - 1, NUL-terminated; cap > 0); its
+ * length. Public for tests. */
+extern const char smtp_tx_delivered_form[];
+size_t smtp_tx_delivered_text(char *out, size_t cap, const char *queue_id, const char *backend,
+    const char *backend_qid, const char *from, size_t nrcpts, unsigned long long size,
+    const char *client, double score);
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
 /* SMTP_TX_MSG_WRITE_ERROR's errno (msgbuf_error: ENOSPC when the spool is full), or 0. */
 int smtp_tx_msg_error(const struct smtp_tx *tx);

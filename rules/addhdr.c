@@ -838,14 +838,25 @@ static size_t ah_pristine(const char *h, size_t hl, const char *name, const char
 	return k;
 }
 
-/* Appends s with each \r?\n as the line ending le. */
+/* Appends s with each \r?\n as the line ending le (a CR not before an LF is kept), a line
+ * at a time: one append per line and one per ending, not one per octet. */
 static void ah_put_le(struct strbuf *b, const char *s, size_t n, const char *le)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '\n')
-			ah_puts(b, le);
-		else if (!(s[i] == '\r' && i + 1 < n && s[i + 1] == '\n'))
-			strbuf_append(b, s + i, 1);
+	size_t lel = strlen(le);
+
+	while (n > 0) {
+		const char *lf = memchr(s, '\n', n);
+		size_t span = lf ? (size_t)(lf - s) : n, keep = span;
+
+		if (lf && keep > 0 && s[keep - 1] == '\r')
+			keep--;
+		if (keep)
+			strbuf_append(b, s, keep);
+		if (lf == NULL)
+			break;
+		strbuf_append(b, le, lel);
+		s += span + 1;
+		n -= span + 1;
 	}
 }
 

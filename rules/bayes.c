@@ -637,7 +637,7 @@ static const struct cfg_field bayes_fields[] = {
 	  .doc = "classify every message with the learning classifier (BAYES_xx symbols)" },
 	{ "store", CFG_STRING, offsetof(struct bayes_config, store),
 	  "lmdb:/var/lib/mxgate/bayes",
-	  .doc = "token store: lmdb:/dir (this host; a directory of its own, not reputation's or greylist's) or redis://host:port[/db] (a cluster)" },
+	  .doc = "token store: lmdb:/dir (this host; a directory of its own, not one of reputation, greylist or a pass_store) or redis://host:port[/db] (a cluster)" },
 	{ "min_spam", CFG_INT, offsetof(struct bayes_config, min_spam), "200", 1, 1000000000,
 	  .doc = "spam messages learned before the classifier speaks (SA: bayes_min_spam_num)" },
 	{ "min_ham", CFG_INT, offsetof(struct bayes_config, min_ham), "200", 1, 1000000000,

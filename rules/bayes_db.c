@@ -19,6 +19,7 @@
 
 #include "log.h"
 #include "store/lmdb_rtx.h"
+#include "store/lmdb_wthr.h"
 
 /* ---------------------------------------------------------------- shared */
 
@@ -380,14 +381,13 @@ static const struct bayes_db_ops mem_ops = {
 
 /* One environment per directory and process (LMDB's rule), shared and reference counted.
  *
- * Writes go through one writer thread per environment. LMDB's write lock is a mutex shared
- * by every process that opens the directory, and mdb_txn_begin() waits on it with no timeout:
- * a `mxgate learn` stopped (^Z, a debugger) or stuck inside its write transaction, or any
- * other LMDB writer, would otherwise hold a pool thread (a message's autolearn, a scan's
- * atime refresh) or a learn for ever. The writer thread is the one that waits; a caller
- * waits for its job at most `wait_ms` (the store's `timeout`) and fails with a logged reason
- * if the lock has not come by then (a job already running is waited for: it holds the lock
- * and does bounded work). Reads take their transactions from an lmdb_rtx pool, which never
+ * Writes go through the environment's writer thread (store/lmdb_wthr.h: the one thread that
+ * waits for LMDB's write lock while a `mxgate learn` stopped (^Z, a debugger) or stuck inside
+ * its write transaction, or any other LMDB writer, holds it — else a pool thread, a message's
+ * autolearn or a scan's atime refresh, or a learn would wait for ever). A caller waits for
+ * its job at most `wait_ms` (the store's `timeout`) and fails with a logged reason if the
+ * lock has not come by then (a job already running is waited for: it holds the lock and does
+ * bounded work). Reads take their transactions from an lmdb_rtx pool, which never
  * waits on the reader table's lock (lmdb_rtx.h).
  *
  * Closing: an environment whose last reference goes while one of its threads is inside LMDB
@@ -396,24 +396,16 @@ static const struct bayes_db_ops mem_ops = {
  * the directory meanwhile takes it back. Freeing it at once is not possible (the thread uses
  * it), and opening a second environment on the same files in this process is what LMDB
  * forbids: closing either one drops the other's fcntl locks on the lock file. */
-struct lmdb_wjob;
-
 struct lmdb_env {
 	struct lmdb_env *next;
 	int refs;                        /* 0: closing (lmdb_env_release) */
-	int closers;                     /* writer_out threads started, not yet run (wmu) */
 	bool ready;                      /* opened (the database handle too) */
 	char *dir;
 	MDB_env *env;
 	MDB_dbi dbi;
 	struct lmdb_rtx *rtx;            /* read transactions */
+	struct lmdb_wthr wt;             /* the writer thread; its mutex guards wait_ms too */
 	uint64_t wait_ms;                /* longest wait for the write lock */
-	pthread_mutex_t wmu;             /* guards the fields below */
-	pthread_cond_t wcv;              /* jobs queued, a job done, stop */
-	struct lmdb_wjob *head, *tail;   /* queued jobs */
-	pthread_t wthr;
-	bool wthr_up, wstop, wbegin;     /* wbegin: the writer waits in mdb_txn_begin */
-	bool wexited;                    /* the writer thread ended (stopped), not joined */
 };
 
 static pthread_mutex_t lmdb_envs_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -446,13 +438,12 @@ static int lmdb_mkdir_p(const char *dir)
 
 static void lmdb_env_free(struct lmdb_env *e)
 {
+	lmdb_wthr_destroy(&e->wt);
 	lmdb_rtx_free(e->rtx);
 	if (e->env) {
 		mdb_env_sync(e->env, 1);
 		mdb_env_close(e->env);
 	}
-	pthread_cond_destroy(&e->wcv);
-	pthread_mutex_destroy(&e->wmu);
 	free(e->dir);
 	free(e);
 }
@@ -462,23 +453,14 @@ static void lmdb_env_free(struct lmdb_env *e)
 static void lmdb_env_release(struct lmdb_env *e)
 {
 	struct lmdb_env **pp;
-	bool writer_in;
 
-	pthread_mutex_lock(&e->wmu);
-	e->wstop = true;
-	pthread_cond_broadcast(&e->wcv);
-	/* its writer_out closer does it */
-	writer_in = (e->wthr_up && e->wbegin) || e->closers > 0;
-	pthread_mutex_unlock(&e->wmu);
-	if (writer_in || (e->rtx && !lmdb_rtx_stop(e->rtx)))
+	if (!lmdb_wthr_stop(&e->wt) || (e->rtx && !lmdb_rtx_stop(e->rtx)))
 		return;                   /* closing, in the list */
 	for (pp = &lmdb_envs; *pp; pp = &(*pp)->next)
 		if (*pp == e) {
 			*pp = e->next;
 			break;
 		}
-	if (e->wthr_up)
-		pthread_join(e->wthr, NULL);
 	/* closed under the list's lock: an open of the same directory waits for it */
 	lmdb_env_free(e);
 }
@@ -489,9 +471,7 @@ static void lmdb_env_writer_out_cb(void *arg)
 	struct lmdb_env *e = arg;
 
 	pthread_mutex_lock(&lmdb_envs_mu);
-	pthread_mutex_lock(&e->wmu);
-	e->closers--;
-	pthread_mutex_unlock(&e->wmu);
+	lmdb_wthr_closer_ran(&e->wt);
 	if (e->refs == 0)
 		lmdb_env_release(e);
 	pthread_mutex_unlock(&lmdb_envs_mu);
@@ -512,15 +492,7 @@ static void lmdb_env_rtx_out_cb(void *arg)
 /* lmdb_envs_mu held: a closing e taken back by an open. */
 static void lmdb_env_revive(struct lmdb_env *e)
 {
-	pthread_mutex_lock(&e->wmu);
-	e->wstop = false;
-	if (e->wexited) {            /* the writer ended: the next write starts another */
-		pthread_mutex_unlock(&e->wmu);
-		pthread_join(e->wthr, NULL);
-		pthread_mutex_lock(&e->wmu);
-		e->wthr_up = e->wexited = false;
-	}
-	pthread_mutex_unlock(&e->wmu);
+	lmdb_wthr_resume(&e->wt);
 	lmdb_rtx_resume(e->rtx);
 }
 
@@ -528,7 +500,6 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_
     char *err, size_t errlen)
 {
 	struct lmdb_env *e;
-	pthread_condattr_t ca;
 	MDB_txn *txn;
 	int rc;
 
@@ -537,9 +508,9 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_
 		if (strcmp(e->dir, dir) == 0) {
 			if (e->refs++ == 0)
 				lmdb_env_revive(e);
-			pthread_mutex_lock(&e->wmu);    /* the newest configuration's timeout */
+			pthread_mutex_lock(&e->wt.mu);  /* the newest configuration's timeout */
 			e->wait_ms = wait_ms ? wait_ms : 2000;
-			pthread_mutex_unlock(&e->wmu);
+			pthread_mutex_unlock(&e->wt.mu);
 			goto ready;
 		}
 	e = calloc(1, sizeof(*e));
@@ -549,23 +520,13 @@ static struct lmdb_env *lmdb_env_get(const char *dir, uint64_t map_size, uint64_
 		pthread_mutex_unlock(&lmdb_envs_mu);
 		return NULL;
 	}
-	if (pthread_mutex_init(&e->wmu, NULL) != 0) {
+	if (lmdb_wthr_init(&e->wt, lmdb_env_writer_out_cb, e) < 0) {
 		free(e->dir);
 		free(e);
-		snprintf(err, errlen, "lmdb %s: mutex", dir);
+		snprintf(err, errlen, "lmdb %s: mutex or condition variable", dir);
 		pthread_mutex_unlock(&lmdb_envs_mu);
 		return NULL;
 	}
-	if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-	    pthread_cond_init(&e->wcv, &ca) != 0) {
-		pthread_mutex_destroy(&e->wmu);
-		free(e->dir);
-		free(e);
-		snprintf(err, errlen, "lmdb %s: condition variable", dir);
-		pthread_mutex_unlock(&lmdb_envs_mu);
-		return NULL;
-	}
-	pthread_condattr_destroy(&ca);
 	e->wait_ms = wait_ms ? wait_ms : 2000;
 	/* in the list from here on: a failure below releases it like a close */
 	e->next = lmdb_envs;
@@ -728,76 +689,52 @@ static const struct bayes_kv lmdb_kv = {
 
 static int lmdb_commit(struct lmdb_tx *tx, int r);
 
-/* A write job: fn runs inside the writer thread's write transaction (returns 0 or -1: commit
- * or abort). Lives on the caller's stack until state is DONE or the caller took it back out
- * of the queue. */
-enum lmdb_wjob_state { LMDB_WJOB_QUEUED = 0, LMDB_WJOB_RUNNING, LMDB_WJOB_DONE };
+/* A write job: fn runs in a write transaction the writer thread begins for it (returns 0 or
+ * -1: commit or abort). State under e->wt.mu. Made by lmdb_write; whoever leaves it last
+ * frees it: the caller once it is DONE or taken back out of the queue, the thread when the
+ * caller gave up while the thread waited for the lock for it (ABANDONED). */
+enum lmdb_wjob_state { LMDB_WJOB_QUEUED = 0, LMDB_WJOB_RUNNING, LMDB_WJOB_DONE, LMDB_WJOB_ABANDONED };
 
-struct lmdb_wjob {
-	struct lmdb_wjob *next;
+struct lmdb_bjob {
+	struct lmdb_wjob job;            /* first: lmdb_bjob_run */
+	struct lmdb_env *e;
 	int (*fn)(struct lmdb_tx *tx, void *arg);
-	void *arg;
+	void *arg;                       /* the caller's: not touched once ABANDONED */
 	enum lmdb_wjob_state state;
 	int result;
 };
 
-/* The writer thread: for each queued job, waits for LMDB's write lock (as long as it takes),
- * then runs the oldest job still queued in the transaction and commits. Ends when e is
- * stopped (closing); stopped while it waited for the lock, it starts e's closer. */
-static void *lmdb_writer_cb(void *arg)
+/* On the writer thread: waits for LMDB's write lock (as long as it takes), then runs the
+ * job's fn in the transaction and commits — unless its caller gave up meanwhile. */
+static void lmdb_bjob_run(struct lmdb_wjob *wj)
 {
-	struct lmdb_env *e = arg;
-	bool later = false;
+	struct lmdb_bjob *j = (struct lmdb_bjob *)wj;
+	struct lmdb_env *e = j->e;
+	struct lmdb_tx tx = { e, NULL };
+	int rc = mdb_txn_begin(e->env, NULL, 0, &tx.txn), result;
 
-	pthread_mutex_lock(&e->wmu);
-	for (;;) {
-		struct lmdb_wjob *j;
-		struct lmdb_tx tx = { e, NULL };
-		int rc;
-
-		while (e->head == NULL && !e->wstop)
-			pthread_cond_wait(&e->wcv, &e->wmu);
-		if (e->head == NULL)
-			break;
-		e->wbegin = true;
-		pthread_mutex_unlock(&e->wmu);
-		rc = mdb_txn_begin(e->env, NULL, 0, &tx.txn);
-		pthread_mutex_lock(&e->wmu);
-		e->wbegin = false;
-		if ((j = e->head) == NULL || e->wstop) {  /* every waiter gave up, or closing */
-			if (rc == 0)
-				mdb_txn_abort(tx.txn);
-			if (e->wstop && e->head == NULL) {
-				/* lmdb_env_release left e to us: a closer finishes (it joins us) */
-				e->closers++;
-				later = true;
-				break;
-			}
-			continue;
-		}
-		if ((e->head = j->next) == NULL)
-			e->tail = NULL;
-		j->state = LMDB_WJOB_RUNNING;
-		pthread_mutex_unlock(&e->wmu);
-		if (rc != 0) {
-			log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s reason=\"%s\"",
-			    e->dir, mdb_strerror(rc));
-			j->result = -1;
-		} else {
-			j->result = lmdb_commit(&tx, j->fn(&tx, j->arg));
-		}
-		pthread_mutex_lock(&e->wmu);
-		j->state = LMDB_WJOB_DONE;
-		pthread_cond_broadcast(&e->wcv);
+	pthread_mutex_lock(&e->wt.mu);
+	if (j->state == LMDB_WJOB_ABANDONED) {
+		pthread_mutex_unlock(&e->wt.mu);
+		if (rc == 0)
+			mdb_txn_abort(tx.txn);
+		free(j);
+		return;
 	}
-	e->wexited = true;
-	pthread_mutex_unlock(&e->wmu);
-	if (later && lmdb_rtx_detach_call(lmdb_env_writer_out_cb, e) < 0) {
-		pthread_mutex_lock(&e->wmu);
-		e->closers--;           /* left open (logged) until a reopen takes it back */
-		pthread_mutex_unlock(&e->wmu);
+	j->state = LMDB_WJOB_RUNNING;
+	pthread_mutex_unlock(&e->wt.mu);
+	if (rc != 0) {
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s reason=\"%s\"",
+		    e->dir, mdb_strerror(rc));
+		result = -1;
+	} else {
+		result = lmdb_commit(&tx, j->fn(&tx, j->arg));
 	}
-	return NULL;
+	pthread_mutex_lock(&e->wt.mu);
+	j->result = result;
+	j->state = LMDB_WJOB_DONE;
+	pthread_cond_broadcast(&e->wt.cv);
+	pthread_mutex_unlock(&e->wt.mu);
 }
 
 /* Runs fn(tx, arg) in a write transaction of e, waiting at most e->wait_ms for the write lock
@@ -811,30 +748,29 @@ static void *lmdb_writer_cb(void *arg)
 static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), void *arg,
     bool optional)
 {
-	struct lmdb_wjob j = { NULL, fn, arg, LMDB_WJOB_QUEUED, -1 };
+	struct lmdb_bjob *j = malloc(sizeof(*j));
 	struct timespec dl;
 	uint64_t wait_ms;
-	int rc = 0;
+	int rc = 0, result;
+	bool ours;
 
-	pthread_mutex_lock(&e->wmu);
-	if (!e->wthr_up) {
-		if (pthread_create(&e->wthr, NULL, lmdb_writer_cb, e) != 0) {
-			pthread_mutex_unlock(&e->wmu);
-			log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s "
-			    "reason=\"cannot start the writer thread\"", e->dir);
-			return -1;
-		}
-		e->wthr_up = true;
+	if (j == NULL) {
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s "
+		    "reason=\"out of memory\"", e->dir);
+		return -1;
+	}
+	*j = (struct lmdb_bjob){ { NULL, lmdb_bjob_run }, e, fn, arg, LMDB_WJOB_QUEUED, -1 };
+	pthread_mutex_lock(&e->wt.mu);
+	if (lmdb_wthr_queue_locked(&e->wt, &j->job) < 0) {
+		pthread_mutex_unlock(&e->wt.mu);
+		free(j);
+		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s "
+		    "reason=\"cannot start the writer thread\"", e->dir);
+		return -1;
 	}
 	wait_ms = e->wait_ms;
 	if (optional && wait_ms > LMDB_OPTIONAL_WAIT_MS)
 		wait_ms = LMDB_OPTIONAL_WAIT_MS;
-	if (e->tail)
-		e->tail->next = &j;
-	else
-		e->head = &j;
-	e->tail = &j;
-	pthread_cond_broadcast(&e->wcv);
 	clock_gettime(CLOCK_MONOTONIC, &dl);
 	dl.tv_sec += (time_t)(wait_ms / 1000);
 	dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
@@ -842,29 +778,27 @@ static int lmdb_write(struct lmdb_env *e, int (*fn)(struct lmdb_tx *, void *), v
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000L;
 	}
-	while (j.state == LMDB_WJOB_QUEUED && rc != ETIMEDOUT)
-		rc = pthread_cond_timedwait(&e->wcv, &e->wmu, &dl);
-	if (j.state == LMDB_WJOB_QUEUED) {
-		/* still queued: the lock is held elsewhere; take the job back out */
-		struct lmdb_wjob **pp, *prev = NULL;
-
-		for (pp = &e->head; *pp; prev = *pp, pp = &(*pp)->next)
-			if (*pp == &j) {
-				*pp = j.next;
-				if (e->tail == &j)
-					e->tail = prev;
-				break;
-			}
-		pthread_mutex_unlock(&e->wmu);
+	while (j->state == LMDB_WJOB_QUEUED && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&e->wt.cv, &e->wt.mu, &dl);
+	if (j->state == LMDB_WJOB_QUEUED) {
+		/* the lock is held elsewhere: take the job back out of the queue, or leave it to
+		 * the thread that waits for the lock for it */
+		if (!(ours = lmdb_wthr_unqueue_locked(&e->wt, &j->job)))
+			j->state = LMDB_WJOB_ABANDONED;
+		pthread_mutex_unlock(&e->wt.mu);
+		if (ours)
+			free(j);
 		log_event(optional ? LOG_LVL_DEBUG : LOG_LVL_WARNING, NULL,
 		    "event=bayes_error store=lmdb:%s reason=\"write lock still held after %llu ms "
 		    "(another process or a long write)\"", e->dir, (unsigned long long)wait_ms);
 		return -1;
 	}
-	while (j.state != LMDB_WJOB_DONE)    /* it holds the lock: bounded work */
-		pthread_cond_wait(&e->wcv, &e->wmu);
-	pthread_mutex_unlock(&e->wmu);
-	return j.result;
+	while (j->state != LMDB_WJOB_DONE)   /* it holds the lock: bounded work */
+		pthread_cond_wait(&e->wt.cv, &e->wt.mu);
+	result = j->result;
+	pthread_mutex_unlock(&e->wt.mu);
+	free(j);
+	return result;
 }
 
 static int lmdb_commit(struct lmdb_tx *tx, int r)

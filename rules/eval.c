@@ -672,6 +672,8 @@ double eval_parse_date(struct eval_ctx *c, const char *date)
 
 /* ---------------------------------------------------------------- settings */
 
+/* Appends the CIDRs of a trusted_networks-style value (words; "!" exclusions and bad words
+ * skipped) to l; l is left unsorted (eval_conf_new sorts it once every setting is in). */
 static void eval_cidrs_add(struct cfg_cidrlist *l, const char *words)
 {
 	char buf[256];
@@ -695,6 +697,7 @@ static void eval_cidrs_add(struct cfg_cidrlist *l, const char *words)
 					abort();
 				l->v = v;
 				l->v[l->n++] = cc;
+				l->sorted = false;
 			}
 		}
 		words += n;
@@ -710,6 +713,7 @@ static void eval_cidrs_copy(struct cfg_cidrlist *dst, const struct cfg_cidrlist 
 		abort();
 	memcpy(dst->v + dst->n, src->v, src->n * sizeof(*dst->v));
 	dst->n += src->n;
+	dst->sorted = false;
 }
 
 /* Adds each word; with wild, words with * or ? go there as regex alternatives (SA's
@@ -956,6 +960,12 @@ struct eval_conf *eval_conf_new(const struct rule_src *src, const struct rules_o
 	}
 	c->orig_ip_headers = orig;
 	c->norig = norig;
+	/* Each Received hop is looked up in these (rules/received.c, rcvd_in_set): sorted, a
+	 * lookup is a binary search per prefix length, as for the config's lists, not a walk of
+	 * every entry (a site's trusted_networks of 1,000 prefixes, per hop and message). */
+	cfg_cidrlist_sort(&c->rcvd.trusted);
+	cfg_cidrlist_sort(&c->rcvd.internal);
+	cfg_cidrlist_sort(&c->rcvd.msa);
 	eval_strset_finish(&c->freemail);
 	if (wild.n) {
 		struct rules_buf re = { 0 };

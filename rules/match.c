@@ -624,6 +624,7 @@ void match_multi_add(struct match_multi *m, const char *re, unsigned flags, unsi
 
 size_t match_multi_covered(const struct match_multi *m) { return m->covered; }
 
+#ifdef MX_HAVE_HYPERSCAN      /* what goes into the prefilter: used by match_multi_build's libhs part */
 /* True when re uses an assertion whose meaning changes once lines are joined into one
  * buffer (\A \z \Z \G): such a pattern could miss in the joined scan, so PCRE2 always
  * runs it. */
@@ -677,6 +678,7 @@ static bool match_is_cheap_for_hs(const char *re, unsigned flags)
 	}
 	return true;
 }
+#endif
 
 int match_multi_build(struct match_multi *m)
 {

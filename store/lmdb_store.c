@@ -15,6 +15,7 @@
 
 #include "proxy/log.h"
 #include "lmdb_rtx.h"
+#include "lmdb_wthr.h"
 #include "store_stats.h"
 
 #define LS_MAX_SWEEPS 16                 /* distinct swept prefixes per environment */
@@ -31,13 +32,10 @@
  * transactions come from an lmdb_rtx pool, which never waits for the reader table's lock (a
  * worker loop reads inline).
  *
- * Writes of the writers on a loop go through one writer thread per environment. LMDB's write
- * lock is a mutex every process on the directory shares, and mdb_txn_begin() waits on it
- * without a bound: another process holding it (a stopped `mxgate learn`, python3-lmdb, any
- * LMDB tool) would otherwise hold a thread of libuv's pool (four, shared with the rules'
- * scans, the classifier, SPF) per batch in flight, or a worker loop when its writer is freed.
- * The writer thread is the one that waits; a writer has at most one batch there, and what it
- * queues meanwhile is bounded (max_queued: then dropped and counted).
+ * Writes of the writers on a loop go through the environment's writer thread (lmdb_wthr.h:
+ * the one thread that waits for LMDB's write lock while another process holds it); a writer
+ * has at most one batch there, and what it queues meanwhile is bounded (max_queued: then
+ * dropped and counted).
  *
  * An environment whose last reference goes while one of its threads is inside LMDB (the
  * writer with batches, the read pool's thread waiting for the reader table) stays in the
@@ -65,17 +63,7 @@ struct lmdb_store {
 	 * with a rank keep the count below it (atomic: read before a write transaction). */
 	uint64_t evict_at;
 	struct log_rated evict_rated;   /* evictions: logged once a minute */
-	/* the writer thread (ls_writer_main) and its queue of batches, under wmu */
-	pthread_mutex_t wmu;
-	pthread_cond_t wcv;             /* a batch queued, stop */
-	struct lw_batch *whead, *wtail;
-	pthread_t wthr;
-	bool wthr_up;                   /* started (and not joined) */
-	bool wbusy;                     /* applying a batch (inside LMDB) */
-	bool wstop;                     /* closing: end once the queue is empty */
-	bool wdefer;                    /* ls_release left the closing to the thread */
-	bool wexited;                   /* ended, not joined */
-	int closers;                    /* closers started by the thread, not yet run */
+	struct lmdb_wthr wt;            /* the writer thread and its queue of batches */
 };
 
 static pthread_mutex_t ls_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -152,32 +140,21 @@ static int ls_mkdirs(const char *dir)
 static void ls_release(struct lmdb_store *st)
 {
 	struct lmdb_store **pp;
-	bool writer_in;
 
-	pthread_mutex_lock(&st->wmu);
-	st->wstop = true;
-	pthread_cond_broadcast(&st->wcv);
-	writer_in = (st->wthr_up && !st->wexited && (st->wbusy || st->whead)) || st->closers > 0;
-	if (writer_in && st->wthr_up && !st->wexited)
-		st->wdefer = true;
-	pthread_mutex_unlock(&st->wmu);
-	if (writer_in || (st->rtx && !lmdb_rtx_stop(st->rtx)))
+	if (!lmdb_wthr_stop(&st->wt) || (st->rtx && !lmdb_rtx_stop(st->rtx)))
 		return;                     /* closing, in the list */
 	for (pp = &ls_all; *pp; pp = &(*pp)->next)
 		if (*pp == st) {
 			*pp = st->next;
 			break;
 		}
-	if (st->wthr_up)
-		pthread_join(st->wthr, NULL);   /* idle, told to stop: it ends at once */
+	lmdb_wthr_destroy(&st->wt);
 	lmdb_rtx_free(st->rtx);
 	/* closed under ls_mu: an open of the same directory waits for it */
 	if (st->env) {
 		mdb_env_sync(st->env, 1);
 		mdb_env_close(st->env);
 	}
-	pthread_cond_destroy(&st->wcv);
-	pthread_mutex_destroy(&st->wmu);
 	free(st->path);
 	free(st);
 }
@@ -189,9 +166,7 @@ static void ls_writer_out_cb(void *arg)
 	struct lmdb_store *st = arg;
 
 	pthread_mutex_lock(&ls_mu);
-	pthread_mutex_lock(&st->wmu);
-	st->closers--;
-	pthread_mutex_unlock(&st->wmu);
+	lmdb_wthr_closer_ran(&st->wt);
 	if (st->refs == 0)
 		ls_release(st);
 	pthread_mutex_unlock(&ls_mu);
@@ -200,15 +175,7 @@ static void ls_writer_out_cb(void *arg)
 /* ls_mu held: a closing st taken back by an open. */
 static void ls_revive(struct lmdb_store *st)
 {
-	pthread_mutex_lock(&st->wmu);
-	st->wstop = st->wdefer = false;
-	if (st->wexited) {              /* ended: the next batch starts another */
-		pthread_mutex_unlock(&st->wmu);
-		pthread_join(st->wthr, NULL);
-		pthread_mutex_lock(&st->wmu);
-		st->wthr_up = st->wexited = false;
-	}
-	pthread_mutex_unlock(&st->wmu);
+	lmdb_wthr_resume(&st->wt);
 	lmdb_rtx_resume(st->rtx);
 }
 
@@ -241,13 +208,14 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 			goto ready;
 		}
 	st = calloc(1, sizeof(*st));
-	if (st == NULL || (st->path = strdup(dir)) == NULL) {
+	if (st == NULL || (st->path = strdup(dir)) == NULL ||
+	    lmdb_wthr_init(&st->wt, ls_writer_out_cb, st) < 0) {
+		if (st)
+			free(st->path);
 		free(st);
 		pthread_mutex_unlock(&ls_mu);
 		return NULL;
 	}
-	pthread_mutex_init(&st->wmu, NULL);
-	pthread_cond_init(&st->wcv, NULL);
 	st->refs = 1;
 	st->next = ls_all;
 	ls_all = st;
@@ -428,7 +396,8 @@ struct lw_waiter {
 };
 
 struct lw_batch {                    /* one flush handed to the store's writer thread */
-	struct lw_batch *next;           /* in the thread's queue, then in w->done */
+	struct lmdb_wjob job;            /* in the thread's queue (first: lw_batch_job_run) */
+	struct lw_batch *next;           /* in w->done */
 	struct lmdb_writer *w;
 	struct lw_queue q;
 	struct lw_waiter *waiters;       /* told when this batch is applied */
@@ -1002,42 +971,12 @@ static pthread_once_t ls_exit_once = PTHREAD_ONCE_INIT;
 
 static void lw_batch_run(struct lw_batch *b);
 
-/* The writer thread of st: applies the batches queued, oldest first, one at a time — waiting
- * for LMDB's write lock as long as another process holds it. Ends when st is closing and the
- * queue is empty; when ls_release left the closing to it, starts st's closer. */
-static void *ls_writer_main(void *arg)
+/* The writer thread's job: applies one batch (lw_batch_run may drop a reference on st: see
+ * ls_release). */
+static void lw_batch_job_run(struct lmdb_wjob *j)
 {
-	struct lmdb_store *st = arg;
-	bool closer;
-
-	pthread_mutex_lock(&st->wmu);
-	for (;;) {
-		struct lw_batch *b;
-
-		while (st->whead == NULL && !st->wstop)
-			pthread_cond_wait(&st->wcv, &st->wmu);
-		if ((b = st->whead) == NULL)
-			break;
-		if ((st->whead = b->next) == NULL)
-			st->wtail = NULL;
-		st->wbusy = true;
-		pthread_mutex_unlock(&st->wmu);
-		lw_batch_run(b);            /* may drop a reference on st: see ls_release */
-		atomic_fetch_sub(&ls_pending, 1);
-		pthread_mutex_lock(&st->wmu);
-		st->wbusy = false;
-	}
-	st->wexited = true;
-	if ((closer = st->wdefer))
-		st->closers++;
-	st->wdefer = false;
-	pthread_mutex_unlock(&st->wmu);
-	if (closer && lmdb_rtx_detach_call(ls_writer_out_cb, st) < 0) {
-		pthread_mutex_lock(&st->wmu);
-		st->closers--;              /* left open (logged) until a reopen takes it back */
-		pthread_mutex_unlock(&st->wmu);
-	}
-	return NULL;
+	lw_batch_run((struct lw_batch *)j);
+	atomic_fetch_sub(&ls_pending, 1);
 }
 
 /* At exit: the batches still with a writer thread (the workers' last ones) are written,
@@ -1068,25 +1007,16 @@ static void ls_exit_register(void)
 static int ls_submit(struct lmdb_store *st, struct lw_batch *b)
 {
 	pthread_once(&ls_exit_once, ls_exit_register);
-	pthread_mutex_lock(&st->wmu);
-	if (!st->wthr_up) {
-		if (pthread_create(&st->wthr, NULL, ls_writer_main, st) != 0) {
-			pthread_mutex_unlock(&st->wmu);
-			log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s "
-			    "reason=\"cannot start the writer thread\"", st->path);
-			return -1;
-		}
-		st->wthr_up = true;
+	b->job.run = lw_batch_job_run;
+	pthread_mutex_lock(&st->wt.mu);
+	if (lmdb_wthr_queue_locked(&st->wt, &b->job) < 0) {
+		pthread_mutex_unlock(&st->wt.mu);
+		log_event(LOG_LVL_WARNING, NULL, "event=lmdb_error store=lmdb:%s "
+		    "reason=\"cannot start the writer thread\"", st->path);
+		return -1;
 	}
-	b->next = NULL;
-	if (st->wtail)
-		st->wtail->next = b;
-	else
-		st->whead = b;
-	st->wtail = b;
 	atomic_fetch_add(&ls_pending, 1);
-	pthread_cond_signal(&st->wcv);
-	pthread_mutex_unlock(&st->wmu);
+	pthread_mutex_unlock(&st->wt.mu);
 	return 0;
 }
 

@@ -186,8 +186,9 @@ struct lmdb_store_change {
 };
 
 /* Applies ch[0..n) here and now, in one batch, with a writer of the call's own (no loop: the
- * batch is written in the call): for a control verb's change when no worker holds the store
- * (none started yet, or the drain's last one ended), so none writes beside it. dir and
+ * batch is written in the call; it waits for LMDB's write lock as long as another process
+ * holds it). The daemon's control verbs use lmdb_store_apply_start; this one is for the unit
+ * tests and a tool that wants its change written before it goes on. dir and
  * map_size as lmdb_store_open, name labels the writer in the log. 0, or
  * LMDB_APPLY_NO_MAP (the map could not be opened), LMDB_APPLY_NO_MEMORY, or
  * LMDB_APPLY_FAILED (a change refused or the batch failed; logged by the store). */

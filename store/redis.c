@@ -2,6 +2,7 @@
  * redis.h. */
 #include "redis.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -156,6 +157,19 @@ static int rs_sync_fail(redisContext *c, const char *why)
 	return REDIS_ERR;
 }
 
+/* A read or write that failed: one that ran out of the socket's timeout is said as such
+ * (hiredis leaves strerror(EAGAIN), "Resource temporarily unavailable", which an operator
+ * cannot read as "Redis did not answer"). REDIS_ERR. */
+static int rs_sync_io_fail(redisContext *c, uint64_t limit)
+{
+	if (c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		c->err = REDIS_ERR_IO;
+		snprintf(c->errstr, sizeof(c->errstr), "no reply within %llu ms (timeout)",
+		    (unsigned long long)limit);
+	}
+	return REDIS_ERR;
+}
+
 int redis_store_sync_reply(redisContext *c, redisReply **reply)
 {
 	uint64_t t0 = rs_mono_ms(), limit = 0;
@@ -170,13 +184,13 @@ int redis_store_sync_reply(redisContext *c, redisReply **reply)
 	if (aux == NULL) {
 		do {
 			if (redisBufferWrite(c, &wdone) != REDIS_OK)
-				return REDIS_ERR;
+				return rs_sync_io_fail(c, limit);
 		} while (!wdone);
 	}
 	while (aux == NULL) {
 		/* each read waits at most the socket's timeout; the bounds are checked between */
 		if (redisBufferRead(c) != REDIS_OK)
-			return REDIS_ERR;
+			return rs_sync_io_fail(c, limit);
 		if (c->reader->len - c->reader->pos > RS_REPLY_MAX_BYTES)
 			return rs_sync_fail(c, "reply too large");
 		if (redisGetReplyFromReader(c, &aux) != REDIS_OK)
@@ -455,6 +469,60 @@ struct redis_store *redis_store_new(uv_loop_t *loop, const char *url, uint64_t t
 	rs_registry_add(rs);
 	rs_connect(rs);
 	return rs;
+}
+
+/* ---- blocking work on a thread of its own (redis_store_job_start) ---- */
+
+struct redis_job {
+	uv_async_t async;               /* on the loop: work has returned */
+	uv_thread_t thread;
+	void (*work)(void *arg);
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void redis_job_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* The job's thread: nothing of j is touched after the send (the loop may free it). */
+static void redis_job_main(void *p)
+{
+	struct redis_job *j = p;
+
+	j->work(j->arg);
+	uv_async_send(&j->async);
+}
+
+static void redis_job_done_cb(uv_async_t *a)
+{
+	struct redis_job *j = a->data;
+
+	uv_thread_join(&j->thread);     /* it has sent: only its return is left */
+	j->done(j->arg);
+	uv_close((uv_handle_t *)&j->async, redis_job_closed_cb);
+}
+
+int redis_store_job_start(uv_loop_t *loop, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+	struct redis_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return -1;
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	if (uv_async_init(loop, &j->async, redis_job_done_cb) != 0) {
+		free(j);
+		return -1;
+	}
+	j->async.data = j;
+	if (uv_thread_create(&j->thread, redis_job_main, j) != 0) {
+		uv_close((uv_handle_t *)&j->async, redis_job_closed_cb);
+		return -1;
+	}
+	return 0;
 }
 
 redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, char *err,

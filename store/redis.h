@@ -114,7 +114,8 @@ void redis_req_cancel(struct redis_req *req);
  * Every connection of ours to a Redis server gets it; thread-safe. */
 void redis_store_bound_reader(redisContext *c);
 
-/* A blocking connection for a control verb on the main loop (not a worker's store): connect,
+/* A blocking connection for a control verb, off the main loop (redis_store_job_start; not a
+ * worker's store): connect,
  * AUTH (user and password as the URL gives them) and SELECT, every step and every later
  * command bounded by timeout_ms. NULL with err set on failure. Free with redisFree. Its
  * commands go through redis_store_sync_* below, not hiredis's redisCommand. */
@@ -133,6 +134,15 @@ redisReply *redis_store_sync_argv(redisContext *c, int argc, const char **argv,
     const size_t *argvlen);
 /* The next reply of a pipeline (after redisAppendCommand): REDIS_OK with *reply, or REDIS_ERR. */
 int redis_store_sync_reply(redisContext *c, redisReply **reply);
+
+/* Blocking work off a loop: work(arg) runs on a thread of its own — a control verb's
+ * connection from redis_store_connect_sync, every step bounded by its timeout, so the loop
+ * (the main loop: the control socket, the metrics listener, a reload, the drain watch) never
+ * waits for Redis — then done(arg) on loop's thread once work has returned. Call on loop's
+ * thread; work must not touch loop's handles nor anything the loop frees meanwhile (copy
+ * the config it needs). 0, or -1 when no thread could be made (neither is called). The loop
+ * runs on until done: a pending job keeps it alive. */
+int redis_store_job_start(uv_loop_t *loop, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 
 /* Requests sent / timed out / failed fast since start (for tests and benchmarks). */
 void redis_store_stats(const struct redis_store *rs, uint64_t *sent, uint64_t *timeouts,

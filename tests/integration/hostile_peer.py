@@ -234,6 +234,25 @@ def hang(srv, p, arg):
     return False
 
 
+def slow_reader(tick, limit):
+    """A 'data' hook: 354, then the message taken 64 KB every tick seconds (a backend with a
+    failing disk, a slow content scan in line) for up to limit seconds; the connection ends
+    then, or when mxgate closes it."""
+    def f(srv, p, arg):
+        p.send('354 go ahead\r\n')
+        t0 = time.time()
+        while time.time() - t0 < limit:
+            try:
+                d = p.sock.recv(65536)
+            except OSError:
+                return False
+            if not d:
+                return False
+            time.sleep(tick)
+        return False
+    return f
+
+
 def send_then(data, then=None, delay=0.0):
     """A hook that sends data, waits delay, then ends the connection (then=False) or goes on
     (then=True: the dialogue continues as if the stage was handled)."""

@@ -249,9 +249,8 @@ mxc = mt.Mxgate(mt.config([bec.url], rules=rules_cfg('lmdb:' + os.path.join(mt.T
 
 
 def ctl(*args):
-    r = subprocess.run([CTL, '-s', sock] + list(args), capture_output=True, text=True,
-                       timeout=mt.slack(30))
-    return r.returncode, r.stdout.strip(), r.stderr.strip()
+    rc, out, err = mt.ctl(sock, *args)
+    return rc, out.strip(), err.strip()
 
 
 one = os.path.join(mt.TMP, 'one-spam.eml')

@@ -44,22 +44,26 @@ with open(cli_cfg, 'w') as f:
     f.write(mt.to_yaml(mt.config(['smtp://127.0.0.1:2'], listen=[{'address': '127.0.0.1:1'}],
                                  rules=rules)))
 
-# the classifier's store on the directory of the shared LMDB store (reputation, greylist):
-# two environments on the same files in one process, which LMDB forbids — refused by -t
-# (main's binary took it: exit 0)
+# the classifier's store on the directory of the shared LMDB store (reputation, greylist, the
+# pass caches of dnsbl and pregreet): two environments on the same files in one process, which
+# LMDB forbids — refused by -t (main's binary took it: exit 0; the pass caches' until
+# session 21)
 os.makedirs(store_dir, exist_ok=True)
 os.symlink(store_dir, store_dir + '-link')
 one = [{'address': '127.0.0.1:1'}]
-for what, extra in (('reputation', {'reputation': {'store': store + '//'}}),
-                    ('greylist', {'greylist': {'enabled': True, 'store': store + '-link'}})):
+for key, extra in (('reputation.store', {'reputation': {'store': store + '//'}}),
+                   ('greylist.store', {'greylist': {'enabled': True, 'store': store + '-link'}}),
+                   ('dnsbl.pass_store', {'dnsbl': {'pass_store': store}}),
+                   ('pregreet.pass_store', {'pregreet': {'pass_store': store + '/'}})):
+    what = key.split('.')[0]
     rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:2'], listen=one, rules=rules, **extra),
                               'same_dir_' + what)
     want = 'same_dir_%s.yaml:' % what
     line = next((ln for ln in out.splitlines() if want in ln), '')
-    mt.check(rc == 1 and ': rules.bayes.store: the same LMDB directory as %s.store' % what in line
+    mt.check(rc == 1 and ': rules.bayes.store: the same LMDB directory as %s' % key in line
              and line.split(want)[1].split(':')[0].isdigit(),
              'rules.bayes.store on %s\'s LMDB directory: -t refuses it at FILE:LINE:COL (%s: %s)'
-             % (what, rc, out.strip()[-300:]))
+             % (key, rc, out.strip()[-300:]))
 rc, out = mt.config_check(mt.config(['smtp://127.0.0.1:2'], listen=one, rules=rules,
                                     reputation={'store': store + '-rep'}), 'own_dirs')
 mt.check(rc == 0, 'a directory each: -t passes (%s: %s)' % (rc, out.strip()[-300:]))

@@ -8,7 +8,6 @@ Before the fix `greylist list` (and `greylist list N`) on a daemon without greyl
 answered "usage: greylist list [N] | ..." while `greylist show IP S R` said
 "greylist: not enabled"."""
 import os
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -23,8 +22,8 @@ mx = mt.Mxgate(mt.config([sink.url], control={'socket': sock}))
 
 
 def ctl(*args):
-    r = subprocess.run([CTL, '-s', sock] + list(args), capture_output=True, text=True, timeout=mt.slack(10))
-    return r.returncode, (r.stdout + r.stderr).strip()
+    rc, out, err = mt.ctl(sock, *args, timeout=10)
+    return rc, (out + err).strip()
 
 
 for args in (('greylist', 'list'), ('greylist', 'list', '5'), ('greylist', 'show', '198.18.1.1', 'a@b.example', 'c@d.example')):

@@ -7,8 +7,6 @@ as for every other component, must not get 404 (which restarts the pod in a loop
 import os
 import signal
 import sys
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -17,26 +15,18 @@ import mxtest as mt  # noqa: E402
 mt.need('smtp-sink')
 
 
-def get(port, path):
-    try:
-        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=mt.slack(5)) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 sink = mt.Sink()
 mx = mt.Mxgate(mt.config([sink.url], metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
                          limits={'drain_timeout': '10s'}))
 mport = mx.metrics_port
-mt.check(mt.wait_for(lambda: get(mport, '/readyz')[0] == 200, mt.slack(10)), '/readyz 200 once a backend is up')
+mt.check(mt.wait_for(lambda: mt.http_get(mport, '/readyz')[0] == 200, mt.slack(10)), '/readyz 200 once a backend is up')
 for path in ('/healthz', '/livez'):
-    mt.check(get(mport, path) == (200, 'ok\n'), '%s: 200 ok (%r)' % (path, get(mport, path)))
+    mt.check(mt.http_get(mport, path) == (200, 'ok\n'), '%s: 200 ok (%r)' % (path, mt.http_get(mport, path)))
 held = mt.Client(mx.port)
 held.ehlo()
 mx.send_signal(signal.SIGTERM)
-mt.check(mt.wait_for(lambda: get(mport, '/readyz')[0] == 503, mt.slack(5)), 'draining: /readyz 503')
-mt.check(get(mport, '/livez') == (200, 'ok\n'), 'draining: /livez still 200 ok (%r)' % (get(mport, '/livez'),))
+mt.check(mt.wait_for(lambda: mt.http_get(mport, '/readyz')[0] == 503, mt.slack(5)), 'draining: /readyz 503')
+mt.check(mt.http_get(mport, '/livez') == (200, 'ok\n'), 'draining: /livez still 200 ok (%r)' % (mt.http_get(mport, '/livez'),))
 held.close()
 mx.stop()
 mt.finish()

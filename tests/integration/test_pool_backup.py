@@ -9,7 +9,6 @@ the logs agree at each step.
 MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -31,8 +30,8 @@ def rows():
 
 
 def ctl(*args):
-    p = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True, timeout=30)
-    return p.returncode, p.stdout + p.stderr
+    rc, out, err = mt.ctl(SOCK, *args)
+    return rc, out + err
 
 
 def readyz(port):

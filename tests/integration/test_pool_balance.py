@@ -11,8 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-import urllib.error
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
@@ -54,14 +52,6 @@ def finish(c, tag):
     c.cmd('QUIT')
     c.close()
     return code
-
-
-def http(port, path):
-    try:
-        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 mt.need()
@@ -177,7 +167,7 @@ if want('drain'):
     mx = mt.Mxgate(cfg([a.url, b.url], control={'socket': sock},
                        metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}), name='mx-drain')
     mp = mx.metrics_port
-    mt.check(mt.wait_for(lambda: http(mp, '/readyz')[0] == 200, timeout=10), 'drain: /readyz 200 at start')
+    mt.check(mt.wait_for(lambda: mt.http_get(mp, '/readyz')[0] == 200, timeout=10), 'drain: /readyz 200 at start')
     held = upto_rcpt(mx.port)
     busy, other = (a, b) if a.connections else (b, a)
     p = subprocess.run([ctl, '-s', sock, 'drain', busy.url], capture_output=True, text=True, timeout=30)
@@ -192,12 +182,12 @@ if want('drain'):
     subprocess.run([ctl, '-s', sock, 'drain', other.url], capture_output=True, timeout=30)
     r = send(mx.port, 'dr-none')
     mt.check(r.code is not None and r.code // 100 == 4, 'drain: every backend drained: 4xx (%s %s)' % (r.code, r.text[:60]))
-    st = http(mp, '/readyz')
+    st = mt.http_get(mp, '/readyz')
     mt.check(st[0] == 503, 'drain: every backend drained: /readyz 503 (%s %s)' % st)
     subprocess.run([ctl, '-s', sock, 'enable', busy.url], capture_output=True, timeout=30)
     r = send(mx.port, 'dr-back')
     mt.check(r.code == 250 and 'dr-back' in tags(busy), 'drain: enabled again, it takes mail (%s)' % r.code)
-    mt.check(mt.wait_for(lambda: http(mp, '/readyz')[0] == 200, timeout=10), 'drain: /readyz 200 again after enable')
+    mt.check(mt.wait_for(lambda: mt.http_get(mp, '/readyz')[0] == 200, timeout=10), 'drain: /readyz 200 again after enable')
     mx.stop()
     a.stop()
     b.stop()
@@ -209,8 +199,8 @@ if want('alldown'):
                              backends={'health_check': {'interval': '200ms', 'timeout': '1s', 'fall': 1, 'rise': 1}},
                              metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}, workers=1), name='mx-alldown')
     mp = mx.metrics_port
-    ok = mt.wait_for(lambda: http(mp, '/readyz')[0] == 503, timeout=10)
-    st = http(mp, '/readyz')
+    ok = mt.wait_for(lambda: mt.http_get(mp, '/readyz')[0] == 503, timeout=10)
+    st = mt.http_get(mp, '/readyz')
     mt.check(ok and 'no backend' in st[1], '/readyz with every backend down: 503 no backend up (%s %s)' % st)
     r = send(mx.port, 'down-0')
     mt.check(r.code is not None and r.code // 100 == 4, 'every backend down: the client gets 4xx (%s %s at %s)'

@@ -25,8 +25,6 @@ MX_POOL_ONLY=name,name runs only those cases.
 """
 import os
 import sys
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -51,16 +49,6 @@ def rows():
     return mt.backends_rows(CTL, SOCK)
 
 
-def http(port, path):
-    try:
-        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=mt.slack(5)) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
-
-
 def metric(text, name, url):
     for line in text.splitlines():
         if line.startswith('%s{backend="%s"}' % (name, url)):
@@ -77,7 +65,7 @@ def stays_up(case, mx, url, mp, attempts):
     row = rows().get(url, {})
     mt.check(downs == 0 and row.get('state') == 'up' and row.get('consecutive_failures') == 0,
              '%s: the deferring server stays in the rotation (%d backend_down; %s)' % (case, downs, row))
-    st, text = http(mp, '/metrics')
+    st, text = mt.http_get(mp, '/metrics')
     up = metric(text, 'mxgate_backend_up', url)
     failed = metric(text, 'mxgate_backend_failed_total', url)
     mt.check(up == 1 and failed == attempts,
@@ -112,7 +100,7 @@ if want('bothdefer'):
     mt.check(codes == [451] * 3, 'bothdefer: one sender\'s messages deferred by both servers: 451 (%s)' % codes)
     for s in (a, b):
         s.mode = 'ok'
-    st = http(mp, '/readyz')
+    st = mt.http_get(mp, '/readyz')
     mt.check(st[0] == 200, 'bothdefer: /readyz still ready (%s %r)' % st)
     for s in (a, b):
         stays_up('bothdefer', mx, s.url, mp, 3)

@@ -16,7 +16,6 @@ MX_POOL_ONLY=name,name runs only those cases.
 """
 import json
 import os
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -41,8 +40,7 @@ def cfg(servers):
 
 
 def ctl(*args):
-    p = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True, timeout=30)
-    return p.returncode, p.stdout, p.stderr
+    return mt.ctl(SOCK, *args)
 
 
 def backend_row(url):

@@ -29,11 +29,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-ONLY = os.environ.get('MX_POOL_ONLY')
-
-
-def want(name):
-    return not ONLY or name in ONLY.split(',')
+want = mt.case_wanted
 
 
 mt.need()

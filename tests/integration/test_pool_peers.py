@@ -16,7 +16,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-ONLY = os.environ.get('MX_POOL_ONLY')
 TO = 2   # backend timeouts (s)
 
 
@@ -192,7 +191,7 @@ def run(name, say=None, lmtp=False, slow=0.0, alone=(4,), with_good=True, rcpts=
     """The promise for one scripted backend: alone (client code class in `alone`, 250 only
     when it stored the message), then first in line before a good backend (failover: each
     message delivered exactly once, every 250 stored somewhere)."""
-    if ONLY and name not in ONLY.split(','):
+    if not mt.case_wanted(name):
         return
     bad = Scripted(say, lmtp=lmtp, slow=slow)
     mx = mt.Mxgate(cfg([bad.url], **(extra or {})), name='mx-' + name)
@@ -239,7 +238,7 @@ def dot_250_rst(c, line, st):
     return b''
 
 
-if not ONLY or 'dot250rst' in ONLY.split(','):
+if mt.case_wanted('dot250rst'):
     bad = Scripted()
     # the reply goes out inside the hook (then the reset), so the copy is recorded here
     bad.say['DOT'] = lambda c, l, st: (bad.stored.append((st['rcpts'], st['body'])), dot_250_rst(c, l, st))[1]
@@ -292,7 +291,7 @@ def rcpt_limit(c, line, st):
     return b'452 4.5.3 Too many recipients\r\n' if st['n'] > 100 else b'250 2.1.5 Ok\r\n'
 
 
-if not ONLY or 'rcpt452' in ONLY.split(','):
+if mt.case_wanted('rcpt452'):
     bad = Scripted({'RCPT': rcpt_limit})
     mx = mt.Mxgate(cfg([bad.url], limits={'max_recipients': 200}), name='mx-rcpt452')
     rc = ['u%d@example.test' % i for i in range(130)]
@@ -312,7 +311,7 @@ if not ONLY or 'rcpt452' in ONLY.split(','):
 # (421 "too many errors" after the 10th, once: the rest never met the backend's greylisting,
 # so the retry needs another round, as with mxgate's own greylisting). A 550 from the
 # backend (unknown users: a directory harvest) still counts.
-if not ONLY or 'rcpt4xxnoerror' in ONLY.split(','):
+if mt.case_wanted('rcpt4xxnoerror'):
     rc = ['g%d@example.test' % i for i in range(20)]
     be = mt.Backend(tempfail_rcpt=set(rc))
     mx = mt.Mxgate(cfg([be.url]), name='mx-rcpt450')
@@ -340,7 +339,7 @@ if not ONLY or 'rcpt4xxnoerror' in ONLY.split(','):
 # kernel's backlog accepts, no process answers): backends.connect_timeout covers "TCP
 # connect (and greeting)" (docs/config.md), not reply_timeout. Before, the greeting waited
 # reply_timeout (default 60 s) per attempt: 3 minutes per client with the defaults.
-if not ONLY or 'greettimeout' in ONLY.split(','):
+if mt.case_wanted('greettimeout'):
     stall = mt.Backend(mode='stall')
     mx = mt.Mxgate(cfg([stall.url], backends={'connect_timeout': '1s', 'reply_timeout': '30s', 'max_attempts': 1}),
                    name='mx-greettimeout')
@@ -362,7 +361,7 @@ def lmtp_mixed(c, line, st):
     return ''.join((codes.get(a, '250 2.0.0 <%s> Ok') % a) + '\r\n' for a in st['rcpts']).encode()
 
 
-if not ONLY or 'lmtpmixed' in ONLY.split(','):
+if mt.case_wanted('lmtpmixed'):
     bad = Scripted({'DOT': lmtp_mixed}, lmtp=True)
     mx = mt.Mxgate(cfg([bad.url]), name='mx-lmtpmixed')
     r = mt.send_mail(mx.port, 's@example.org', ['a@example.test', 'b@example.test', 'c@example.test'],
@@ -409,7 +408,7 @@ def raw_exchange(port, tag):
     return got
 
 
-if not ONLY or 'replytext' in ONLY.split(','):
+if mt.case_wanted('replytext'):
     for tag, say, want in (
             ('replytext1', b'550 5.7.1 no\rsuch user\r\n', b'550 5.7.1 no?such user\r\n'),
             ('replytext2', b'550-5.7.1 first\r\n550 5.7.1 sec\rond\r\n',
@@ -454,7 +453,7 @@ def mail_rst_on_reuse(c, line, st):
 
 
 for name, say in (('stalerst', {'RSET': rset_then_rst}), ('reusedrst', {'MAIL': mail_rst_on_reuse})):
-    if ONLY and name not in ONLY.split(','):
+    if not mt.case_wanted(name):
         continue
     bad = Scripted(say)
     mx = mt.Mxgate(cfg([bad.url]), name='mx-' + name)
@@ -480,7 +479,7 @@ for name, say in (('stalerst', {'RSET': rset_then_rst}), ('reusedrst', {'MAIL': 
 
 # STARTTLS to a backend whose certificate is expired and names another host: opportunistic
 # TLS (Postfix's "may", there is no verification setting) still encrypts and delivers.
-if not ONLY or 'badcert' in ONLY.split(','):
+if mt.case_wanted('badcert'):
     import datetime
     try:
         from cryptography import x509
@@ -519,7 +518,7 @@ if not ONLY or 'badcert' in ONLY.split(','):
 
 # LMTP, a reply per recipient, some 250 and some 452, with a second backend: the replay
 # there must carry only the recipients still owed — a@ already has its copy.
-if not ONLY or 'lmtpreplay' in ONLY.split(','):
+if mt.case_wanted('lmtpreplay'):
     bad = Scripted({'DOT': lmtp_mixed}, lmtp=True)
     good = mt.Backend(lmtp=True)
     mx = mt.Mxgate(cfg([bad.url, good.url]), name='mx-lmtpreplay')
@@ -538,7 +537,7 @@ if not ONLY or 'lmtpreplay' in ONLY.split(','):
 # ... and when the next backend refuses the owed recipient for good (550 after the dot), the
 # outcome still counts the ones the first backend took: 250 (some delivered, the rest
 # refused for good: the partial_reject rule), not a 5xx that would bounce a delivered copy.
-if not ONLY or 'lmtpreplay5' in ONLY.split(','):
+if mt.case_wanted('lmtpreplay5'):
     bad = Scripted({'DOT': lmtp_mixed}, lmtp=True)
     refuse = Scripted({'DOT': lambda c, l, st: ''.join('550 5.2.2 <%s> quota\r\n' % a for a in st['rcpts']).encode()},
                       lmtp=True)

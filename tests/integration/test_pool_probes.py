@@ -16,24 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
 want = mt.case_wanted
-
-
-def http(port, path):
-    try:
-        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=mt.slack(5)) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
 
 
 mt.need()
@@ -52,11 +40,11 @@ if want('requiretls'):
     base = plain.connections
     mt.check(mt.wait_for(lambda: plain.connections >= base + 5, timeout=mt.slack(10)),
              'requiretls: the probes run (%d connections)' % plain.connections)
-    st = http(mp, '/readyz')
+    st = mt.http_get(mp, '/readyz')
     mt.check(st[0] == 503, 'requiretls: a server offering no STARTTLS is not ready under require_tls (%s %r)' % st)
     down = mx.wait_log(r'event=backend_down backend=%s reason="health check: STARTTLS not offered[^"]*"' % plain.url, 1)
     mt.check(down is not None, 'requiretls: logged down by the probe, reason STARTTLS not offered')
-    body = http(mp, '/metrics')[1]
+    body = mt.http_get(mp, '/metrics')[1]
     mt.check(re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="ehlo"\} [1-9]' % re.escape(plain.url),
                        body, re.M) and re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="tls"\} 0$'
                                                  % re.escape(plain.url), body, re.M),
@@ -69,13 +57,13 @@ if want('requiretls'):
     mt.wait_for(lambda: plain.connections >= base + 4, timeout=mt.slack(10))
     mt.check(mx.count_log(r'event=backend_up backend=%s' % plain.url) == 0,
              'requiretls: never brought back up by a probe (no event=backend_up)')
-    mt.check(http(mp, '/readyz')[0] == 503, 'requiretls: still not ready after the delivery and more probes')
+    mt.check(mt.http_get(mp, '/readyz')[0] == 503, 'requiretls: still not ready after the delivery and more probes')
     # a server that offers STARTTLS is up, and takes the mail over TLS
     mark = mx.log_size()
     mx.reload(dict(cfg, backends=dict(cfg['backends'], servers=[tls.url])))
     mt.check(mx.wait_log(r'event=reloaded', 10, start=mark) is not None, 'requiretls: reloaded with a TLS server')
-    mt.check(mt.wait_for(lambda: http(mp, '/readyz')[0] == 200, timeout=mt.slack(10)),
-             'requiretls: a server offering STARTTLS is ready (%s %r)' % http(mp, '/readyz'))
+    mt.check(mt.wait_for(lambda: mt.http_get(mp, '/readyz')[0] == 200, timeout=mt.slack(10)),
+             'requiretls: a server offering STARTTLS is ready (%s %r)' % mt.http_get(mp, '/readyz'))
     r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('rt-tls'))
     mt.check(r.code == 250 and tls.messages and tls.messages[0].get('tls'),
              'requiretls: delivered over TLS (%s %s)' % (r.code, r.text[:60]))
@@ -157,8 +145,8 @@ if want('verify'):
     mt.check(down is not None, 'verify: the probe takes a server with a refused certificate down, saying why\n%s'
              % mx.tail())
     mt.check(re.search(r'^mxgate_backend_probe_failures_total\{backend="%s",stage="tls"\} [1-9]' % re.escape(bad.url),
-                       http(mp, '/metrics')[1], re.M), 'verify: counted in mxgate_backend_probe_failures_total, stage tls')
-    st = http(mp, '/readyz')
+                       mt.http_get(mp, '/metrics')[1], re.M), 'verify: counted in mxgate_backend_probe_failures_total, stage tls')
+    st = mt.http_get(mp, '/readyz')
     mt.check(st[0] == 503, 'verify: not ready with only a server whose certificate is refused (%s %r)' % st)
     r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('vf-bad'))
     mt.check(r.code is not None and r.code // 100 == 4 and not bad.messages,
@@ -168,7 +156,7 @@ if want('verify'):
              'verify: the probes go on (%d connections)' % bad.connections)
     mt.check(mx.count_log(r'event=backend_up backend=%s' % bad.url) == 0,
              'verify: never brought back up by a probe (no event=backend_up)\n%s' % mx.tail())
-    mt.check(http(mp, '/readyz')[0] == 503, 'verify: still not ready after the delivery and more probes')
+    mt.check(mt.http_get(mp, '/readyz')[0] == 503, 'verify: still not ready after the delivery and more probes')
     out = subprocess.run([mt.mxgatectl(), '-s', sock, 'backends'], capture_output=True, text=True,
                          timeout=30).stdout
     mt.check(bad.url in out and 'down' in out, 'verify: mxgatectl backends says down:\n%s' % out)
@@ -176,8 +164,8 @@ if want('verify'):
     mark = mx.log_size()
     mx.reload(dict(cfg, backends=dict(cfg['backends'], servers=[{'address': good.url, 'tls_verify_name': 'mx.test'}])))
     mt.check(mx.wait_log(r'event=reloaded', 10, start=mark) is not None, 'verify: reloaded with a good name')
-    mt.check(mt.wait_for(lambda: http(mp, '/readyz')[0] == 200, timeout=mt.slack(10)),
-             'verify: a server whose certificate verifies is ready (%s %r)' % http(mp, '/readyz'))
+    mt.check(mt.wait_for(lambda: mt.http_get(mp, '/readyz')[0] == 200, timeout=mt.slack(10)),
+             'verify: a server whose certificate verifies is ready (%s %r)' % mt.http_get(mp, '/readyz'))
     r = mt.send_mail(mx.port, 's@example.org', ['r@example.test'], mt.message('vf-good'))
     mt.check(r.code == 250 and good.messages and good.messages[0].get('tls'),
              'verify: delivered over verified TLS (%s %s)' % (r.code, r.text[:60]))

@@ -14,20 +14,14 @@ operator's drain must agree with that:
   first probe), and a drain made before the reload still holds.
 MX_POOL_ONLY=name,name runs only those cases.
 """
-import json
 import os
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-ONLY = os.environ.get('MX_POOL_ONLY')
-
-
-def want(name):
-    return not ONLY or name in ONLY.split(',')
+want = mt.case_wanted
 
 
 mt.need()
@@ -36,18 +30,12 @@ SOCK = os.path.join(mt.TMP, 'urls-control.sock')
 
 
 def rows():
-    p = subprocess.run([CTL, '-s', SOCK, '--json', 'backends'], capture_output=True, text=True, timeout=30)
-    try:
-        r = json.loads(p.stdout)
-    except ValueError:
-        return {}
-    r = r.get('backends', r) if isinstance(r, dict) else r
-    return {x.get('url'): x for x in r}
+    return mt.backends_rows(CTL, SOCK)
 
 
 def ctl(*args):
-    p = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True, timeout=30)
-    return p.returncode, p.stdout + p.stderr
+    rc, out, err = mt.ctl(SOCK, *args)
+    return rc, out + err
 
 
 if want('paths'):

@@ -11,8 +11,6 @@ import json
 import os
 import signal
 import sys
-import urllib.error
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,22 +19,12 @@ import mxtest as mt  # noqa: E402
 FROM, RCPT = 'alice@example.test', 'bob@example.test'
 
 
-def get(port, path):
-    try:
-        with urllib.request.urlopen('http://127.0.0.1:%d%s' % (port, path), timeout=mt.slack(5)) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
-
-
 be = mt.Backend(name='drain')
 cfg = mt.config([be.url], limits={'drain_timeout': '20s'},
                 metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
 mx = mt.Mxgate(cfg, name='mx-probes-drain')
 mport = mx.metrics_port
-mt.check(mt.wait_for(lambda: get(mport, '/readyz')[0] == 200, 15), '/readyz: 200 before the drain')
+mt.check(mt.wait_for(lambda: mt.http_get(mport, '/readyz')[0] == 200, 15), '/readyz: 200 before the drain')
 
 # a session in the middle of a transaction keeps the daemon draining
 busy = mt.Client(mx.port)
@@ -49,14 +37,14 @@ mx.send_signal(signal.SIGTERM)
 mt.check(mx.wait_log(r'event=shutdown signal=15', 5) is not None, 'SIGTERM: event=shutdown logged')
 mt.check(mx.alive(), 'the daemon drains: it waits for the open transaction')
 
-code, text = get(mport, '/healthz')
+code, text = mt.http_get(mport, '/healthz')
 mt.check(code == 200 and text.strip() == 'ok', 'during the drain /healthz is 200 ok (%s %r)' % (code, text[:80]))
-code, text = get(mport, '/readyz')
+code, text = mt.http_get(mport, '/readyz')
 mt.check(code == 503 and 'shutting down' in text, 'during the drain /readyz is 503 "shutting down" (%s %r)' % (code, text[:80]))
-code, text = get(mport, '/metrics')
+code, text = mt.http_get(mport, '/metrics')
 mt.check(code == 200 and 'mxgate_sessions_active 1' in text,
          'during the drain /metrics answers, one session active (%s)' % code)
-code, text = get(mport, '/status.json')
+code, text = mt.http_get(mport, '/status.json')
 try:
     st = json.loads(text) if code == 200 else {}
 except ValueError:
@@ -74,7 +62,7 @@ busy.cmd('QUIT')
 busy.close()
 rc = mx.stop(sig=None, timeout=mt.slack(15), settle=0)
 mt.check(rc == 0, 'the daemon exits 0 after the last session (%s)' % rc)
-code, _ = get(mport, '/healthz')
+code, _ = mt.http_get(mport, '/healthz')
 mt.check(code is None, 'after the exit the metrics listener is gone (%s)' % code)
 
 # ---------------------------------------------------------------- readiness and routes
@@ -91,7 +79,7 @@ mt.check(mx.wait_log(r'event=backend_down backend=%s' % dead, 20) is not None, '
 # until the first round of checks is in (the route's server's too) /readyz says "starting":
 # the dead server's event=backend_down can come before that round ends (seen under ASan)
 mt.check(mx.wait_log(r'event=ready ', 20) is not None, 'the first round of health checks is in (event=ready)')
-code, text = get(mport, '/readyz')
+code, text = mt.http_get(mport, '/readyz')
 mt.check(code == 503 and 'no backend up' in text,
          'every server of backends.servers down, a route-only server up: /readyz 503 (%s %r)' % (code, text[:80]))
 code, _ = mt.send_mail(mx.port, FROM, ['carol@route.test'], mt.message('routed'))

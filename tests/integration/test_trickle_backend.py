@@ -86,21 +86,7 @@ case('final_reply', {'dot': dot}, DATA)
 # content scan in line): the 8 MB would take 40 s. Each part it takes starts
 # backends.data_timeout again (a stall timeout, Postfix's smtp_data_xfer_timeout), so
 # backends.data_deadline is what ends it.
-def slow_reader(srv, p, arg):
-    p.send('354 go ahead\r\n')
-    t0 = time.time()
-    while time.time() - t0 < LIMIT + 5:
-        try:
-            d = p.sock.recv(65536)
-        except OSError:
-            return False
-        if not d:
-            return False
-        time.sleep(TICK)
-    return False
-
-
-case('slow_reader', {'data': slow_reader}, DEADLINE, size=8 << 20, more={'data_deadline': '%ds' % DEADLINE})
+case('slow_reader', {'data': hp.slow_reader(TICK, LIMIT + 5)}, DEADLINE, size=8 << 20, more={'data_deadline': '%ds' % DEADLINE})
 
 # ------------------------------------------------------------------- health probes
 # Every probe's greeting trickles: each probe fails at health_check.timeout, the backend is

@@ -131,12 +131,17 @@ static inline void et_run_cases_named(const char *name, const char *rules,
 
 #define et_run_cases(rules, cases, n) et_run_cases_named(__func__, rules, cases, n)
 
-/* The source tree (MX_SOURCE_DIR, set by ctest), for the data files of corpus tests. */
+/* The source tree (MX_SOURCE_DIR: set by ctest, else the build's), for the data files of
+ * corpus tests. */
 static inline const char *et_srcdir(void)
 {
 	const char *d = getenv("MX_SOURCE_DIR");
 
+#ifdef MX_SOURCE_DIR
+	return d ? d : MX_SOURCE_DIR;
+#else
 	return d ? d : ".";
+#endif
 }
 
 /* A whole file, NUL-terminated (len without it); NULL when it cannot be read. */

@@ -17,6 +17,7 @@
 
 #include "proxy/chain.h"
 #include "proxy/hook.h"
+#include "addr_fixture.h"
 
 struct stage_sess { struct hook_env env; struct chain chain; };
 struct stage_result { int done; struct verdict v; };
@@ -54,21 +55,6 @@ static bool stage_run(uv_loop_t *loop, struct stage_sess *s, enum hook_stage st,
 	return at_once;
 }
 
-/* Fills sockaddr ss from a textual IPv4 or IPv6 address. */
-static void stage_set_addr(struct sockaddr_storage *ss, const char *ip)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-		sin6->sin6_family = AF_INET6;
-		inet_pton(AF_INET6, ip, &sin6->sin6_addr);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-		sin->sin_family = AF_INET;
-		inet_pton(AF_INET, ip, &sin->sin_addr);
-	}
-}
-
 static void stage_sess_init(struct stage_sess *s, uv_loop_t *loop, const struct mx_config *cfg,
     const struct chain_modules *mods, uv_timer_t *timer, const char *ip, const char *local)
 {
@@ -76,8 +62,8 @@ static void stage_sess_init(struct stage_sess *s, uv_loop_t *loop, const struct 
 	s->env.session_id = "t";
 	s->env.loop = loop;
 	s->env.cfg = cfg;
-	stage_set_addr(&s->env.client, ip);
-	stage_set_addr(&s->env.local, local);
+	s->env.client = sockaddr_of(ip);
+	s->env.local = sockaddr_of(local);
 	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "%s", ip);
 	chain_init(&s->chain, mods, &s->env, timer);
 }

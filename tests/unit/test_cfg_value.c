@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cfg_value.h"
+#include "addr_fixture.h"
 
 struct size_row { const char *label, *in; int rc; uint64_t out; };
 static const struct size_row size_rows[] = {
@@ -245,21 +246,6 @@ static void test_parse_cidr(void **state)
 	}
 }
 
-static struct sockaddr_storage mkaddr(const char *s)
-{
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (inet_pton(AF_INET, s, &in->sin_addr) == 1)
-		in->sin_family = AF_INET;
-	else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1)
-		in6->sin6_family = AF_INET6;
-	else
-		fail_msg("bad test address %s", s);
-	return ss;
-}
-
 struct match_row { const char *label, *addr; bool hit; };
 static const struct match_row match_rows[] = {
 	{ "inside v4 /8", "10.1.2.3", true },
@@ -285,14 +271,15 @@ static void test_cidr_match(void **state)
 		assert_int_equal(cfg_parse_cidr(entries[i], &v[i]), 0);
 	struct cfg_cidrlist l = { v, 5 };
 	for (size_t i = 0; i < sizeof(match_rows) / sizeof(match_rows[0]); i++) {
-		struct sockaddr_storage ss = mkaddr(match_rows[i].addr);
+		struct sockaddr_storage ss = sockaddr_of(match_rows[i].addr);
 		if (cfg_cidrlist_match(&l, (struct sockaddr *)&ss) != match_rows[i].hit)
 			fail_msg("match row \"%s\" (%s)", match_rows[i].label, match_rows[i].addr);
 	}
 	/* /0 v4 matches every v4 (and mapped) client but no v6 one */
 	struct cfg_cidr all;
 	assert_int_equal(cfg_parse_cidr("0.0.0.0/0", &all), 0);
-	struct sockaddr_storage a = mkaddr("8.8.8.8"), b = mkaddr("::ffff:1.1.1.1"), c = mkaddr("::2");
+	struct sockaddr_storage a = sockaddr_of("8.8.8.8"), b = sockaddr_of("::ffff:1.1.1.1"),
+	    c = sockaddr_of("::2");
 	assert_true(cfg_cidr_match(&all, (struct sockaddr *)&a));
 	assert_true(cfg_cidr_match(&all, (struct sockaddr *)&b));
 	assert_false(cfg_cidr_match(&all, (struct sockaddr *)&c));

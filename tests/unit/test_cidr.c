@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cidr.h"
+#include "addr_fixture.h"
 
 struct bad_seen { size_t n; size_t line[8], col[8]; char text[8][80]; };
 
@@ -28,23 +30,6 @@ static void bad_cb(void *arg, size_t line, size_t col, const char *reason, const
 		snprintf(b->text[b->n], sizeof(b->text[b->n]), "%s", text);
 	}
 	b->n++;
-}
-
-static struct sockaddr_storage addr(const char *s)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(s, ':')) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		a->sin6_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, s, &a->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		a->sin_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, s, &a->sin_addr), 1);
-	}
-	return ss;
 }
 
 struct text_row {
@@ -124,7 +109,7 @@ static void test_match_rows(void **state)
 	assert_int_equal(cidr_text_parse(text, sizeof(text) - 1, &l, NULL, NULL), 0);
 	assert_int_equal(l.n, 5);
 	for (size_t i = 0; i < sizeof(match_rows) / sizeof(match_rows[0]); i++) {
-		struct sockaddr_storage ss = addr(match_rows[i].addr);
+		struct sockaddr_storage ss = sockaddr_of(match_rows[i].addr);
 
 		if (cfg_cidrlist_match(&l, (struct sockaddr *)&ss) != match_rows[i].hit)
 			fail_msg("match row \"%s\"", match_rows[i].label);
@@ -138,7 +123,7 @@ static void test_many(void **state)
 	size_t cap = 70000 * 20, len = 0;
 	char *text = malloc(cap);
 	struct cfg_cidrlist l = { NULL, 0 };
-	struct sockaddr_storage ss = addr("10.1.17.4");
+	struct sockaddr_storage ss = sockaddr_of("10.1.17.4");
 
 	(void)state;
 	assert_non_null(text);
@@ -201,7 +186,7 @@ static void test_sorted_agrees(void **state)
 		} else {
 			snprintf(a, sizeof(a), "::ffff:10.%u.%u.%u", lcg(&seed) % 5, lcg(&seed) % 256, lcg(&seed) % 256);
 		}
-		ss = addr(a);
+		ss = sockaddr_of(a);
 		if (cfg_cidrlist_match(&lin, (struct sockaddr *)&ss) != cfg_cidrlist_match(&srt, (struct sockaddr *)&ss))
 			fail_msg("sorted and walked lists disagree on %s", a);
 	}
@@ -233,6 +218,43 @@ static void test_file_read(void **state)
 	assert_string_equal(err, "not a regular file");
 }
 
+/* An operator empties a list with file:/dev/null (its entry stays in the config); no other
+ * device is read, and a FIFO is refused at once rather than waited on for a writer (the open
+ * itself blocked there: the config load stalled; the alarm turns that into a failure). */
+static void test_file_devices(void **state)
+{
+	char dir[] = "/tmp/test_cidr_fifo_XXXXXX", fifo[64];
+	const char *err = NULL;
+	size_t len = 99;
+	char *text;
+
+	(void)state;
+	text = cidr_file_read("/dev/null", &len, &err);
+	assert_non_null(text);
+	assert_int_equal(len, 0);
+	assert_string_equal(text, "");
+	free(text);
+	struct cfg_cidrlist l = { 0 };
+	assert_int_equal(cidr_text_parse("", 0, &l, NULL, NULL), 0);
+	assert_int_equal(l.n, 0);
+
+	err = NULL;
+	assert_null(cidr_file_read("/dev/zero", &len, &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err, "only /dev/null"));
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/list", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	err = NULL;
+	assert_null(cidr_file_read(fifo, &len, &err));
+	alarm(0);
+	assert_string_equal(err, "not a regular file");
+	unlink(fifo);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -241,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_sorted_agrees),
 		cmocka_unit_test(test_file_read),
+		cmocka_unit_test(test_file_devices),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

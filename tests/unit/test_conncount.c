@@ -20,22 +20,12 @@
 #include <sys/un.h>
 
 #include "proxy/conncount.h"
+#include "addr_fixture.h"
 
 /* "1.2.3.4" or "2001:db8::1" (any port) into a sockaddr of the right family. */
 static const struct sockaddr *sa_of(struct sockaddr_storage *ss, const char *ip, int port)
 {
-	memset(ss, 0, sizeof(*ss));
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-	}
+	*ss = sockaddr_of_port(ip, (uint16_t)port);
 	return (const struct sockaddr *)ss;
 }
 

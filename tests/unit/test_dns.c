@@ -13,6 +13,7 @@
 
 #include "filters/dns.h"
 #include "fake_dns.h"
+#include "uv_wait.h"
 
 /* ---- names -------------------------------------------------------------------------- */
 
@@ -269,27 +270,6 @@ static void got_cb(void *arg, const struct dns_result *res)
 	snprintf(g->first, sizeof(g->first), "%s", res->n ? res->v[0] : "");
 }
 
-static void guard_cb(uv_timer_t *t)
-{
-	*(int *)t->data = 1;
-}
-
-/* Runs loop until *flag >= want or max_ms passed (a guard timer keeps uv_run from
- * blocking when nothing else is pending). */
-static void run_until(uv_loop_t *loop, int *flag, int want, uint64_t max_ms)
-{
-	uv_timer_t guard;
-	int fired = 0;
-
-	uv_timer_init(loop, &guard);
-	guard.data = &fired;
-	uv_timer_start(&guard, guard_cb, max_ms, 0);
-	while (*flag < want && !fired)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&guard, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-}
-
 struct fixture {
 	uv_loop_t loop;
 	struct fake_dns fd;
@@ -335,7 +315,7 @@ static void test_resolve_a_and_cache(void **state)
 	q = dns_query_start(f->r, DNS_T_A, "7.1.18.198.bl.test", 0, got_cb, &g);
 	assert_non_null(q);
 	assert_int_equal(dns_resolver_pending(f->r), 1);
-	run_until(&f->loop, &g.calls, 1, 2000);
+	run_until_count(&f->loop, &g.calls, 1, 2000);
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g.r.status, DNS_S_OK);
 	assert_string_equal(g.first, "127.0.0.2");
@@ -359,9 +339,9 @@ static void test_resolve_types(void **state)
 	dns_query_start(f->r, DNS_T_TXT, "7.1.18.198.bl.test", 0, got_cb, &t);
 	dns_query_start(f->r, DNS_T_PTR, "7.1.18.198.in-addr.arpa", 0, got_cb, &p);
 	dns_query_start(f->r, DNS_T_AAAA, "host.test", 0, got_cb, &a6);
-	run_until(&f->loop, &t.calls, 1, 2000);
-	run_until(&f->loop, &p.calls, 1, 2000);
-	run_until(&f->loop, &a6.calls, 1, 2000);
+	run_until_count(&f->loop, &t.calls, 1, 2000);
+	run_until_count(&f->loop, &p.calls, 1, 2000);
+	run_until_count(&f->loop, &a6.calls, 1, 2000);
 	assert_int_equal(t.r.status, DNS_S_OK);
 	assert_string_equal(t.first, "Listed in bl.test");
 	assert_int_equal(t.r.ttl, 300);
@@ -379,9 +359,9 @@ static void test_resolve_negative(void **state)
 	dns_query_start(f->r, DNS_T_A, "9.9.18.198.bl.test", 0, got_cb, &nx);
 	dns_query_start(f->r, DNS_T_TXT, "host.test", 0, got_cb, &nodata);
 	dns_query_start(f->r, DNS_T_A, "servfail.bl.test", 0, got_cb, &sf);
-	run_until(&f->loop, &nx.calls, 1, 2000);
-	run_until(&f->loop, &nodata.calls, 1, 2000);
-	run_until(&f->loop, &sf.calls, 1, 2000);
+	run_until_count(&f->loop, &nx.calls, 1, 2000);
+	run_until_count(&f->loop, &nodata.calls, 1, 2000);
+	run_until_count(&f->loop, &sf.calls, 1, 2000);
 	assert_int_equal(nx.r.status, DNS_S_NXDOMAIN);
 	assert_int_equal(nx.r.ttl, 30);	/* the SOA's MINIMUM */
 	assert_int_equal(nodata.r.status, DNS_S_NODATA);
@@ -395,17 +375,17 @@ static void test_resolve_negative(void **state)
 	assert_int_equal(nx.calls, 1);
 	assert_int_equal(nx.r.status, DNS_S_NXDOMAIN);
 	assert_non_null(dns_query_start(f->r, DNS_T_A, "servfail.bl.test", 0, got_cb, &sf));
-	run_until(&f->loop, &sf.calls, 2, 2000);
+	run_until_count(&f->loop, &sf.calls, 2, 2000);
 	/* an NXDOMAIN without an SOA is not cached (RFC 2308 5: it SHOULD NOT be) */
 	struct got ns = { 0 };
 	int before = f->fd.queries;
 
 	assert_non_null(dns_query_start(f->r, DNS_T_A, "nosoa.bl.test", 0, got_cb, &ns));
-	run_until(&f->loop, &ns.calls, 1, 2000);
+	run_until_count(&f->loop, &ns.calls, 1, 2000);
 	assert_int_equal(ns.r.status, DNS_S_NXDOMAIN);
 	assert_int_equal(ns.r.ttl, 0);
 	assert_non_null(dns_query_start(f->r, DNS_T_A, "nosoa.bl.test", 0, got_cb, &ns));
-	run_until(&f->loop, &ns.calls, 2, 2000);
+	run_until_count(&f->loop, &ns.calls, 2, 2000);
 	assert_int_equal(ns.r.status, DNS_S_NXDOMAIN);
 	assert_int_equal(f->fd.queries - before, 2);
 }
@@ -419,17 +399,17 @@ static void test_resolve_timeout(void **state)
 
 	dns_query_start(f->r, DNS_T_A, "drop.bl.test", 0, got_cb, &g);
 	dns_query_start(f->r, DNS_T_A, "drop.two.test", 100, got_cb, &g2);	/* own, shorter */
-	run_until(&f->loop, &g2.calls, 1, 3000);
+	run_until_count(&f->loop, &g2.calls, 1, 3000);
 	assert_int_equal(g2.r.status, DNS_S_TIMEOUT);
 	assert_int_equal(g.calls, 0);
-	run_until(&f->loop, &g.calls, 1, 3000);
+	run_until_count(&f->loop, &g.calls, 1, 3000);
 	ms = (double)(uv_hrtime() - t0) / 1e6;
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g.r.status, DNS_S_TIMEOUT);
 	assert_true(ms >= 250 && ms < 1000);	/* the 300 ms bound, whatever c-ares retries */
 	assert_int_equal(dns_resolver_pending(f->r), 0);
 	/* the loop still works afterwards and nothing fires twice */
-	run_until(&f->loop, &g.calls, 2, 800);
+	run_until_count(&f->loop, &g.calls, 2, 800);
 	assert_int_equal(g.calls, 1);
 	assert_int_equal(g2.calls, 1);
 }
@@ -447,8 +427,8 @@ static void test_cancel(void **state)
 	q = dns_query_start(f->r, DNS_T_A, "drop.x.test", 0, got_cb, &g);
 	dns_query_cancel(q);
 	dns_query_start(f->r, DNS_T_A, "7.1.18.198.bl.test", 0, got_cb, &other);
-	run_until(&f->loop, &other.calls, 1, 2000);
-	run_until(&f->loop, &g.calls, 1, 600);	/* past the timeout: still nothing */
+	run_until_count(&f->loop, &other.calls, 1, 2000);
+	run_until_count(&f->loop, &g.calls, 1, 600);	/* past the timeout: still nothing */
 	assert_int_equal(g.calls, 0);
 	dns_query_cancel(NULL);
 }
@@ -473,7 +453,7 @@ static void test_coalesce(void **state)
 	assert_int_equal(dns_resolver_pending(f->r), 3);
 	dns_query_cancel(qa);      /* the leader goes: the followers still get the answer */
 	dns_query_cancel(qb);
-	run_until(&f->loop, &c.calls, 1, 2000);
+	run_until_count(&f->loop, &c.calls, 1, 2000);
 	assert_int_equal(a.calls, 0);
 	assert_int_equal(b.calls, 0);
 	assert_int_equal(c.calls, 1);
@@ -484,10 +464,10 @@ static void test_coalesce(void **state)
 	/* a follower with a shorter limit of its own times out at it, the leader later */
 	dns_query_start(f->r, DNS_T_A, "drop.same.test", 0, got_cb, &d);
 	dns_query_start(f->r, DNS_T_A, "drop.same.test", 100, got_cb, &e);
-	run_until(&f->loop, &e.calls, 1, 2000);
+	run_until_count(&f->loop, &e.calls, 1, 2000);
 	assert_int_equal(e.r.status, DNS_S_TIMEOUT);
 	assert_int_equal(d.calls, 0);
-	run_until(&f->loop, &d.calls, 1, 2000);
+	run_until_count(&f->loop, &d.calls, 1, 2000);
 	assert_int_equal(d.r.status, DNS_S_TIMEOUT);
 	/* pending followers when the last reference goes (teardown): freed, never called */
 	dns_query_start(f->r, DNS_T_A, "drop.gone.test", 0, got_cb, &e);
@@ -530,7 +510,7 @@ static void test_unreachable_server(void **state)
 	r = dns_resolver_new(&loop, "127.0.0.1:9", 400, 2);
 	t0 = uv_hrtime();
 	dns_query_start(r, DNS_T_A, "x.bl.test", 0, got_cb, &g);
-	run_until(&loop, &g.calls, 1, 3000);
+	run_until_count(&loop, &g.calls, 1, 3000);
 	assert_int_equal(g.calls, 1);
 	/* refused (ICMP: FAILED, at once) or silence (TIMEOUT, at the deadline) */
 	assert_true(g.r.status == DNS_S_FAILED || g.r.status == DNS_S_TIMEOUT);
@@ -561,17 +541,17 @@ static void test_tcp_close_spares_others(void **state)
 	assert_non_null(r);
 	t0 = uv_hrtime();
 	dns_query_start(r, DNS_T_A, "hold.a.test", 0, got_cb, &ga);
-	run_until(&loop, &fd.queries, 1, 1000);          /* out, held by the server */
+	run_until_count(&loop, &fd.queries, 1, 1000);          /* out, held by the server */
 	assert_int_equal(fd.queries, 1);
 	dns_query_start(r, DNS_T_TXT, "tc.b.test", 0, got_cb, &gb);
-	run_until(&loop, &fd.tcp_closed, 1, 1000);
+	run_until_count(&loop, &fd.tcp_closed, 1, 1000);
 	assert_int_equal(fd.tcp_closed, 1);
-	run_until(&loop, &ga.calls, 1, 3000);
+	run_until_count(&loop, &ga.calls, 1, 3000);
 	assert_int_equal(ga.calls, 1);
 	assert_int_equal(ga.r.status, DNS_S_OK);
 	assert_string_equal(ga.first, "127.0.0.9");
 	assert_true((uv_hrtime() - t0) / 1000000 < 1500);
-	run_until(&loop, &gb.calls, 1, 5000);
+	run_until_count(&loop, &gb.calls, 1, 5000);
 	assert_int_equal(gb.calls, 1);
 	assert_true(gb.r.status != DNS_S_OK);               /* its TCP answer never came */
 	assert_int_equal(fd.tcp_closed, 2);                 /* asked once more, not again and again */

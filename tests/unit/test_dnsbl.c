@@ -17,7 +17,8 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
-#include "fake_dns.h"
+#include "dns_fixture.h"
+#include "uv_wait.h"
 
 /* ---- pure pieces -------------------------------------------------------------------- */
 
@@ -146,15 +147,12 @@ static const struct fake_rr zone[] = {
 };
 
 struct fixture {
-	uv_loop_t loop;
-	struct fake_dns fd;
+	struct dns_fixture dns;
 	struct mx_config cfg;
 	struct dnsbl_list_config lists[4];
-	char *codes_bl[1], *codes_bm[1], *resolvers[1];
-	char resolver[64];
+	char *codes_bl[1], *codes_bm[1];
 	struct chain_modules mods;
 	struct chain_entry entry;
-	uv_timer_t timer;
 	int slot;
 };
 
@@ -171,40 +169,13 @@ static void done_cb(void *arg, const struct verdict *v)
 	r->v = *v;
 }
 
-static void guard_cb(uv_timer_t *t)
-{
-	*(int *)t->data = 1;
-}
-
-static void run_until(uv_loop_t *loop, int *flag, int want, uint64_t max_ms)
-{
-	uv_timer_t guard;
-	int fired = 0;
-
-	uv_timer_init(loop, &guard);
-	guard.data = &fired;
-	uv_timer_start(&guard, guard_cb, max_ms, 0);
-	while (*flag < want && !fired)
-		uv_run(loop, UV_RUN_ONCE);
-	uv_close((uv_handle_t *)&guard, NULL);
-	uv_run(loop, UV_RUN_NOWAIT);
-}
-
+/* The dnsbl section, after dns_fixture_start (its dns section: no cache, every run asks the
+ * server: the pass cache is what we test). */
 static void fixture_config(struct fixture *f, int action, uint64_t pass_ttl)
 {
 	struct mx_config *c = &f->cfg;
 
-	memset(c, 0, sizeof(*c));
-	c->hostname = "mx.example.test";
-	snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
-	f->resolvers[0] = f->resolver;
-	c->dns.resolvers.v = f->resolvers;
-	c->dns.resolvers.n = 1;
 	c->dns.timeout = 400;
-	c->dns.tries = 1;
-	c->dns.cache_size = 0;	/* every run asks the server: the pass cache is what we test */
-	c->dns.negative_ttl = 60000;
-	c->dns.max_ttl = 3600000;
 	f->codes_bl[0] = "127.0.0.2-127.0.0.11";
 	f->codes_bm[0] = "0x04/bitmask";
 	memset(f->lists, 0, sizeof(f->lists));
@@ -234,60 +205,44 @@ static void fixture_modules(struct fixture *f)
 		if (hook_modules[i] == &dnsbl_module)
 			f->slot = (int)i;
 	assert_true(f->slot >= 0);
-	assert_int_equal(dnsbl_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_int_equal(dnsbl_module.worker_init(&f->cfg, &f->dns.loop, 0, &ws), 0);
 	assert_non_null(ws);
 	f->slot = 0;   /* the only entry */
 	chain_modules_single(&f->mods, &f->entry, &dnsbl_module, ws);
 }
 
-static int setup_action(void **state, int action, uint64_t pass_ttl)
+static int setup_action(void **state, int action, uint64_t pass_ttl, double allow_threshold)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	uv_loop_init(&f->loop);
-	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	dns_fixture_start(&f->dns, &f->cfg, zone, sizeof(zone) / sizeof(zone[0]));
 	fixture_config(f, action, pass_ttl);
+	f->cfg.dnsbl.allow_threshold = allow_threshold;
 	fixture_modules(f);
-	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
 }
 
-static int setup(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 0); }
-static int setup_tempfail(void **state) { return setup_action(state, DNSBL_ACTION_TEMPFAIL, 0); }
-static int setup_pass(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 3600000); }
+static int setup(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 0, 0); }
+static int setup_tempfail(void **state) { return setup_action(state, DNSBL_ACTION_TEMPFAIL, 0, 0); }
+static int setup_pass(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 3600000, 0); }
 static int setup_delay(void **state)
 {
-	int rc = setup_action(state, DNSBL_ACTION_DELAY, 0);
+	int rc = setup_action(state, DNSBL_ACTION_DELAY, 0, 0);
 
 	((struct fixture *)*state)->cfg.dnsbl.delay = 7000;
 	return rc;
 }
 
 /* postscreen_dnsbl_whitelist_threshold -1, with the pass cache */
-static int setup_allow(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	uv_loop_init(&f->loop);
-	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
-	fixture_config(f, DNSBL_ACTION_REJECT, 3600000);
-	f->cfg.dnsbl.allow_threshold = -1;
-	fixture_modules(f);
-	uv_timer_init(&f->loop, &f->timer);
-	*state = f;
-	return 0;
-}
+static int setup_allow(void **state) { return setup_action(state, DNSBL_ACTION_REJECT, 3600000, -1); }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
 	dnsbl_module.worker_free(f->entry.wstate);
-	uv_close((uv_handle_t *)&f->timer, NULL);
-	fake_dns_stop(&f->fd);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&f->loop), 0);
+	dns_fixture_stop(&f->dns);
 	free(f);
 	return 0;
 }
@@ -303,12 +258,12 @@ static void sess_init(struct fixture *f, struct sess *s, const char *ip)
 
 	memset(s, 0, sizeof(*s));
 	s->env.session_id = "t";
-	s->env.loop = &f->loop;
+	s->env.loop = &f->dns.loop;
 	s->env.cfg = &f->cfg;
 	sin->sin_family = AF_INET;
 	inet_pton(AF_INET, ip, &sin->sin_addr);
 	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "%s", ip);
-	chain_init(&s->chain, &f->mods, &s->env, &f->timer);
+	chain_init(&s->chain, &f->mods, &s->env, &f->dns.timer);
 }
 
 static void sess_free(struct sess *s)
@@ -322,7 +277,7 @@ static struct verdict run_stage(struct fixture *f, struct sess *s, enum hook_sta
 	struct run_result r = { 0 };
 
 	chain_run(&s->chain, st, done_cb, &r);
-	run_until(&f->loop, &r.done, 1, 3000);
+	run_until_count(&f->dns.loop, &r.done, 1, 3000);
 	assert_int_equal(r.done, 1);
 	return r.v;
 }
@@ -479,10 +434,10 @@ static void test_pass_cache(void **state)
 	sess_init(f, &s, "198.18.3.7");	/* whitelisted: passes */
 	run_stage(f, &s, HOOK_CONNECT);
 	sess_free(&s);
-	q0 = f->fd.queries;
+	q0 = f->dns.fd.queries;
 	sess_init(f, &s, "198.18.3.7");
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_CONTINUE);
-	assert_int_equal(f->fd.queries, q0);	/* not asked again */
+	assert_int_equal(f->dns.fd.queries, q0);	/* not asked again */
 	sym(&s.env, "DNSBL_WL_TEST", &found);
 	assert_true(found);	/* the pass remembers the zones that hit */
 	assert_true(s.env.score == -2);
@@ -491,10 +446,10 @@ static void test_pass_cache(void **state)
 	sess_init(f, &s, "198.18.1.7");
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_REJECT);
 	sess_free(&s);
-	q0 = f->fd.queries;
+	q0 = f->dns.fd.queries;
 	sess_init(f, &s, "198.18.1.7");
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_REJECT);
-	assert_true(f->fd.queries > q0);
+	assert_true(f->dns.fd.queries > q0);
 	sess_free(&s);
 }
 
@@ -512,10 +467,10 @@ static void test_allow_threshold(void **state)
 	assert_true(found);
 	sess_free(&s);
 	/* the same from the pass cache, without a query */
-	q0 = f->fd.queries;
+	q0 = f->dns.fd.queries;
 	sess_init(f, &s, "198.18.3.7");
 	assert_int_equal(run_stage(f, &s, HOOK_CONNECT).action, VERDICT_ACCEPT);
-	assert_int_equal(f->fd.queries, q0);
+	assert_int_equal(f->dns.fd.queries, q0);
 	sym(&s.env, DNSBL_ALLOW_SYMBOL, &found);
 	assert_true(found);
 	sess_free(&s);
@@ -539,16 +494,16 @@ static void test_timeout_and_release(void **state)
 	uint64_t t0;
 
 	/* a server that never answers: bounded by dns.timeout, the client is served */
-	f->fd.rrs = NULL;
-	f->fd.nrrs = 0;
-	fake_dns_stop(&f->fd);
+	f->dns.fd.rrs = NULL;
+	f->dns.fd.nrrs = 0;
+	fake_dns_stop(&f->dns.fd);
 	{
 		uv_udp_t *blackhole = calloc(1, sizeof(*blackhole));
 		struct sockaddr_in sa;
 
-		uv_run(&f->loop, UV_RUN_NOWAIT);
-		uv_udp_init(&f->loop, blackhole);
-		uv_ip4_addr("127.0.0.1", f->fd.port, &sa);
+		uv_run(&f->dns.loop, UV_RUN_NOWAIT);
+		uv_udp_init(&f->dns.loop, blackhole);
+		uv_ip4_addr("127.0.0.1", f->dns.fd.port, &sa);
 		uv_udp_bind(blackhole, (const struct sockaddr *)&sa, 0);	/* bound, never reads */
 		sess_init(f, &s, "198.18.10.7");
 		t0 = uv_hrtime();
@@ -560,11 +515,11 @@ static void test_timeout_and_release(void **state)
 		sess_init(f, &s, "198.18.11.7");
 		chain_run(&s.chain, HOOK_CONNECT, done_cb, &r);
 		sess_free(&s);
-		run_until(&f->loop, &r.done, 1, 800);
+		run_until_count(&f->dns.loop, &r.done, 1, 800);
 		assert_int_equal(r.done, 0);
 		uv_close((uv_handle_t *)blackhole, (uv_close_cb)free);
 	}
-	uv_udp_init(&f->loop, &f->fd.udp);	/* teardown closes it again */
+	uv_udp_init(&f->dns.loop, &f->dns.fd.udp);	/* teardown closes it again */
 }
 
 int main(void)

@@ -6,6 +6,7 @@
 #include "rules/match.h"
 #include "rules/received.h"
 
+#include <time.h>
 #include <unistd.h>
 
 struct rcvd_case {
@@ -184,12 +185,76 @@ static void test_client_relay(void **state)
 	}
 }
 
+/* A site's trusted_networks of 1,000 prefixes from the rule files (/16 to /32, IPv4 and
+ * IPv6, over several lines, the ones the hops are in listed last), eight public hops: every
+ * hop is looked up in the list, so the trust path is the same whichever order the entries
+ * are kept in, and one hop outside it ends ALL_TRUSTED. Prints what a scan costs (the
+ * figure in the commit: the entries walked per hop before they were sorted). */
+static void test_trusted_networks_many(void **state)
+{
+	size_t cap = 64 * 1024, n = 0;
+	char *rules = malloc(cap), msg_in[4096], msg_out[4096];
+	size_t mi = 0, mo = 0;
+	struct et *t;
+
+	(void)state;
+	assert_non_null(rules);
+	n += (size_t)snprintf(rules + n, cap - n, "%s", relay_rules);
+	for (int i = 0; i < 1000; i++) {
+		if (i % 100 == 0)
+			n += (size_t)snprintf(rules + n, cap - n, "%strusted_networks", i ? "\n" : "");
+		if (i >= 992)
+			n += (size_t)snprintf(rules + n, cap - n, " 203.0.%d.0/24", i - 990);
+		else if (i % 4 == 3)
+			n += (size_t)snprintf(rules + n, cap - n, " 2001:db8:%x::/48", i);
+		else if (i % 4 == 2)
+			n += (size_t)snprintf(rules + n, cap - n, " 100.%d.%d.7", 64 + i / 250, i % 250);
+		else
+			n += (size_t)snprintf(rules + n, cap - n, " 198.%d.%d.0/%d", 18 + (i / 250) % 2, i % 250,
+			    i % 4 ? 24 : 25);
+	}
+	n += (size_t)snprintf(rules + n, cap - n, "\n");
+	assert_true(n < cap - 1);
+	t = et_load(rules);
+	for (int h = 0; h < 8; h++) {
+		int net = 2 + (h % 6);     /* 203.0.2.0/24 .. 203.0.7.0/24 (entries 992 and after) */
+
+		mi += (size_t)snprintf(msg_in + mi, sizeof(msg_in) - mi, "Received: from h%d.example.com "
+		    "(h%d.example.com [203.0.%d.%d]) by r%d.example.net (Postfix) with ESMTP id X%d; "
+		    "Mon, 2 Sep 2002 10:00:0%d +0000\n", h, h, net, 10 + h, h, h, h);
+		mo += (size_t)snprintf(msg_out + mo, sizeof(msg_out) - mo, "Received: from h%d.example.com "
+		    "(h%d.example.com [%s%d]) by r%d.example.net (Postfix) with ESMTP id X%d; "
+		    "Mon, 2 Sep 2002 10:00:0%d +0000\n", h, h, h == 7 ? "192.0.2." : "203.0.3.", 10 + h,
+		    h, h, h);
+	}
+	snprintf(msg_in + mi, sizeof(msg_in) - mi, "From: a@example.org\nSubject: x\n\nb\n");
+	snprintf(msg_out + mo, sizeof(msg_out) - mo, "From: a@example.org\nSubject: x\n\nb\n");
+	et_scan(t, msg_in);
+	assert_true(et_hit(t, "ALL_TRUSTED"));
+	et_scan(t, msg_out);
+	assert_false(et_hit(t, "ALL_TRUSTED"));     /* its oldest hop, 192.0.2.17, is not in it */
+	{
+		struct timespec a, b;
+		const int runs = 2000;
+
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+		for (int r = 0; r < runs; r++)
+			et_scan(t, msg_in);
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+		printf("# trusted_networks of 1000, 8 hops: %.1f us of CPU a scan (%d scans)\n",
+		    ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / runs / 1e3, runs);
+	}
+	et_free(t);
+	free(rules);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_received_lines),
 		cmocka_unit_test(test_relay_evals),
 		cmocka_unit_test(test_client_relay),
+		cmocka_unit_test(test_trusted_networks_many),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

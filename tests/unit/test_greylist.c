@@ -23,6 +23,7 @@
 #include "proxy/metrics.h"
 #include "proxy/netaddr.h"
 #include "store/lmdb_store.h"
+#include "addr_fixture.h"
 
 /* While armed, a calloc of at least fail_min bytes fails: only the local table's entry for
  * the long key below is that large on a RCPT's path. */
@@ -80,21 +81,6 @@ static void test_decide(void **state)
 	}
 }
 
-static struct sockaddr_storage addr(const char *ip)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(ip, ':')) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr), 1);
-	} else {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr), 1);
-	}
-	return ss;
-}
-
 static void test_triplet(void **state)
 {
 	static const struct { const char *ip, *from, *to, *want; } cases[] = {
@@ -131,7 +117,7 @@ static void test_triplet(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct sockaddr_storage ss = addr(cases[i].ip);
+		struct sockaddr_storage ss = sockaddr_of(cases[i].ip);
 		char out[700];
 
 		assert_int_equal(greylist_triplet((struct sockaddr *)&ss, 24, 64, cases[i].from,
@@ -142,7 +128,7 @@ static void test_triplet(void **state)
 	 * the trailing-dot check read the copy before terminating it, past its end (found by
 	 * fuzz_ratelimit under ASan); the dot stays, as it is no domain's */
 	{
-		struct sockaddr_storage ss = addr("198.18.7.7");
+		struct sockaddr_storage ss = sockaddr_of("198.18.7.7");
 		char from[300], out[1000], want[400];
 
 		memset(from, 'a', sizeof(from));
@@ -170,7 +156,7 @@ static enum verdict_action rcpt(struct chain_modules *mods, uv_loop_t *loop, con
 	struct hook_env env;
 	struct chain ch;
 	struct chain_result res = { 0 };
-	struct sockaddr_storage ss = addr(ip);
+	struct sockaddr_storage ss = sockaddr_of(ip);
 
 	memset(&env, 0, sizeof(env));
 	env.session_id = "test";

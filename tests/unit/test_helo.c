@@ -16,7 +16,7 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
-#include "fake_dns.h"
+#include "dns_fixture.h"
 #include "stage_fixture.h"
 
 static void test_syntax_table(void **state)
@@ -75,14 +75,10 @@ static const struct fake_rr zone[] = {
 };
 
 struct fixture {
-	uv_loop_t loop;
-	struct fake_dns fd;
+	struct dns_fixture dns;
 	struct mx_config cfg;
-	char *resolvers[1];
-	char resolver[64];
 	struct chain_modules mods;
 	struct chain_entry entries[2];
-	uv_timer_t timer;
 	int slot, rdns_slot;
 };
 
@@ -92,17 +88,8 @@ static int setup_with(void **state, int fcrdns_action)
 	struct helo_config *h = &f->cfg.helo_checks;
 	void *ws = NULL;
 
-	uv_loop_init(&f->loop);
-	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
-	snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
-	f->resolvers[0] = f->resolver;
-	f->cfg.hostname = "mx.example.test";
-	f->cfg.dns.resolvers.v = f->resolvers;
-	f->cfg.dns.resolvers.n = 1;
+	dns_fixture_start(&f->dns, &f->cfg, zone, sizeof(zone) / sizeof(zone[0]));
 	f->cfg.dns.timeout = 400;
-	f->cfg.dns.tries = 1;
-	f->cfg.dns.negative_ttl = 60000;
-	f->cfg.dns.max_ttl = 3600000;
 	h->enabled = true;
 	h->syntax = (struct helo_test_config){ true, HELO_ACTION_SCORE, 2 };
 	h->not_fqdn = (struct helo_test_config){ true, HELO_ACTION_SCORE, 0.5 };
@@ -118,10 +105,10 @@ static int setup_with(void **state, int fcrdns_action)
 	}
 	/* the FCrDNS test judges the answer of the rdns module, earlier in the chain */
 	assert_true(f->slot >= 0 && f->rdns_slot >= 0 && f->rdns_slot < f->slot);
-	assert_int_equal(helo_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_int_equal(helo_module.worker_init(&f->cfg, &f->dns.loop, 0, &ws), 0);
 	/* two entries, as in the chain: rdns first, then helo_checks */
 	f->entries[1] = (struct chain_entry){ &helo_module, ws, helo_module.stages(ws), "helo_checks" };
-	assert_int_equal(rdns_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_int_equal(rdns_module.worker_init(&f->cfg, &f->dns.loop, 0, &ws), 0);
 	assert_non_null(ws);
 	f->entries[0] = (struct chain_entry){ &rdns_module, ws, rdns_module.stages(ws), "rdns" };
 	f->mods.v = f->entries;
@@ -129,7 +116,6 @@ static int setup_with(void **state, int fcrdns_action)
 	f->mods.any_stages = f->entries[0].stages | f->entries[1].stages;
 	f->slot = 1;
 	f->rdns_slot = 0;
-	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
 }
@@ -143,10 +129,7 @@ static int teardown(void **state)
 
 	helo_module.worker_free(f->entries[1].wstate);
 	rdns_module.worker_free(f->entries[0].wstate);
-	uv_close((uv_handle_t *)&f->timer, NULL);
-	fake_dns_stop(&f->fd);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&f->loop), 0);
+	dns_fixture_stop(&f->dns);
 	free(f);
 	return 0;
 }
@@ -155,13 +138,13 @@ static struct verdict run_stage(struct fixture *f, struct stage_sess *s, enum ho
 {
 	struct verdict v;
 
-	stage_run(&f->loop, s, st, &v);
+	stage_run(&f->dns.loop, s, st, &v);
 	return v;
 }
 
 static void sess_init(struct fixture *f, struct stage_sess *s, const char *ip, const char *local)
 {
-	stage_sess_init(s, &f->loop, &f->cfg, &f->mods, &f->timer, ip, local);
+	stage_sess_init(s, &f->dns.loop, &f->cfg, &f->mods, &f->dns.timer, ip, local);
 }
 
 static void test_helo_rows(void **state)
@@ -258,7 +241,7 @@ static void test_fcrdns_action(void **state)
 		sess_init(f, &s, "198.18.4.7", "192.0.2.25");
 		chain_run(&s.chain, HOOK_CONNECT, stage_done_cb, &r);
 		stage_sess_free(&s);
-		uv_run(&f->loop, UV_RUN_NOWAIT);
+		uv_run(&f->dns.loop, UV_RUN_NOWAIT);
 		assert_int_equal(r.done, 0);
 	}
 }

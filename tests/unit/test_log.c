@@ -9,6 +9,7 @@
 #include <math.h>
 #include <sys/types.h>
 #include <cmocka.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,63 @@ static void test_values(void **state)
 	assert_string_equal(log_val(buf, sizeof(buf), NULL), "\"\"");
 	assert_string_equal(log_addr(buf, sizeof(buf), NULL), "<>");
 	assert_string_equal(log_valn(buf, sizeof(buf), "MAIL FROM:<a@b>\r\n", 15), "\"MAIL FROM:<a@b>\"");
+}
+
+/* Plain or quoted by the octet rule wherever the octet stands: every ASCII octet (and 0x80,
+ * 0xff) at every place of 1-40 octet values of 'a', so the word-at-a-time pass of
+ * log_plain_text (eight octets a turn, the tail by octets) sees it in each lane and in the
+ * tail; a plain value comes back as it is. */
+static void test_plain_places(void **state)
+{
+	char in[48], buf[256];
+
+	(void)state;
+	for (int c = 1; c < 256; c++) {
+		if (c > 0x80 && c < 0xff)
+			continue;
+		bool plain = c > ' ' && c < 0x7f && c != '"' && c != '\\';
+		for (size_t n = 1; n <= 40; n++) {
+			for (size_t at = 0; at < n; at++) {
+				memset(in, 'a', n);
+				in[at] = (char)c;
+				log_valn(buf, sizeof(buf), in, n);
+				bool got = buf[0] != '"';
+				if (got != plain || (plain && (strlen(buf) != n || memcmp(buf, in, n) != 0)))
+					fail_msg("octet 0x%02x at %zu of %zu: %s", c, at, n, buf);
+			}
+		}
+	}
+}
+
+/* A line's escaping wherever the octet stands: each control, DEL, a stray 0x80/0xff and a
+ * UTF-8 sequence at every place of 1-100 octet lines of 'a' (the 32- and 8-octet passes and
+ * the last-32 tail test see it in each lane), through log_escape_controls_fuzz: the octet
+ * escaped in place (or the sequence kept), the rest as it was. */
+static void test_escape_places(void **state)
+{
+	static const struct { const char *in, *out; } oct[] = {
+		{ "\r", "\\r" }, { "\n", "\\n" }, { "\t", "\\t" }, { "\x01", "\\x01" },
+		{ "\x1f", "\\x1f" }, { "\x7f", "\\x7f" }, { "\x80", "\\x80" }, { "\xff", "\\xff" },
+		{ "\xc3\xb6", "\xc3\xb6" }, { "\xc2\x9b", "\\xc2\\x9b" }, { " ", " " }, { "~", "~" },
+	};
+	char line[512], want[512];
+
+	(void)state;
+	for (size_t o = 0; o < sizeof(oct) / sizeof(oct[0]); o++) {
+		size_t ol = strlen(oct[o].in);
+		for (size_t n = ol; n <= 100; n++) {
+			for (size_t at = 0; at + ol <= n; at++) {
+				memset(line, 'a', n);
+				memcpy(line + at, oct[o].in, ol);
+				line[n] = '\0';
+				memset(want, 'a', at);
+				snprintf(want + at, sizeof(want) - at, "%s%.*s", oct[o].out, (int)(n - at - ol), line + at + ol);
+				log_escape_controls_fuzz(line, sizeof(line));
+				if (strcmp(line, want) != 0)
+					fail_msg("octets %zu at %zu of %zu: %s, want %s", o, at, n, line, want);
+			}
+		}
+	}
 }
 
 /* Cut to fit: always a closed quoted string within cap, whatever the input. */
@@ -296,6 +354,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_plain_places),
+		cmocka_unit_test(test_escape_places),
 		cmocka_unit_test(test_random_octets),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_one_line),

@@ -13,27 +13,7 @@
 #include <string.h>
 
 #include "proxy/netaddr.h"
-
-/* A sockaddr for text: IPv4 as AF_INET, anything with ':' as AF_INET6 (v4-mapped stays
- * AF_INET6, as a dual-stack listener hands it over). */
-static struct sockaddr_storage sa_of(const char *ip)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		s6->sin6_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		s4->sin_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-	}
-	return ss;
-}
+#include "addr_fixture.h"
 
 struct text_case { const char *label, *in; int family; const char *text; };
 
@@ -55,7 +35,7 @@ static void test_text(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(text_cases) / sizeof(text_cases[0]); i++) {
 		const struct text_case *c = &text_cases[i];
-		struct sockaddr_storage ss = sa_of(c->in);
+		struct sockaddr_storage ss = sockaddr_of(c->in);
 		struct netaddr a, b;
 		char out[NETADDR_STRLEN];
 
@@ -92,7 +72,7 @@ static void test_bad_input(void **state)
 	assert_int_equal(netaddr_sockaddr_string((struct sockaddr *)&ss, small, sizeof(small)), -1);
 	assert_string_equal(small, "");
 	/* a buffer too small is an error, never a truncated address */
-	ss = sa_of("198.18.7.7");
+	ss = sockaddr_of("198.18.7.7");
 	assert_int_equal(netaddr_sockaddr_string((struct sockaddr *)&ss, small, sizeof(small)), -1);
 	assert_string_equal(small, "");
 	assert_int_equal(netaddr_prefix_string((struct sockaddr *)&ss, 24, 64, small, sizeof(small)), -1);
@@ -125,7 +105,7 @@ static void test_prefix_string(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(prefix_cases) / sizeof(prefix_cases[0]); i++) {
 		const struct prefix_case *c = &prefix_cases[i];
-		struct sockaddr_storage ss = sa_of(c->ip);
+		struct sockaddr_storage ss = sockaddr_of(c->ip);
 		char out[NETADDR_PREFIX_STRLEN];
 
 		if (netaddr_prefix_string((struct sockaddr *)&ss, c->p4, c->p6, out, sizeof(out)) != 0)
@@ -206,7 +186,7 @@ static void test_match(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(match_cases) / sizeof(match_cases[0]); i++) {
 		const struct match_case *c = &match_cases[i];
-		struct sockaddr_storage ss = sa_of(c->ip);
+		struct sockaddr_storage ss = sockaddr_of(c->ip);
 		struct netaddr a, net;
 		int p;
 
@@ -219,8 +199,8 @@ static void test_match(void **state)
 
 static void test_key16(void **state)
 {
-	struct sockaddr_storage v4 = sa_of("198.18.7.7"), mapped = sa_of("::ffff:198.18.7.7"),
-	    v6 = sa_of("2001:db8::1");
+	struct sockaddr_storage v4 = sockaddr_of("198.18.7.7"), mapped = sockaddr_of("::ffff:198.18.7.7"),
+	    v6 = sockaddr_of("2001:db8::1");
 	struct netaddr a;
 	uint8_t k1[16], k2[16], k3[16];
 	static const uint8_t want[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 7, 7 };

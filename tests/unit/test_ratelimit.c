@@ -17,6 +17,7 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/msgbuf.h"
+#include "addr_fixture.h"
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -24,18 +25,7 @@
 
 static void set_client(struct hook_env *env, const char *ip)
 {
-	memset(&env->client, 0, sizeof(env->client));
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&env->client;
-
-		s6->sin6_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&env->client;
-
-		s4->sin_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-	}
+	env->client = sockaddr_of(ip);
 	snprintf(env->client_ip, sizeof(env->client_ip), "%s", ip);
 }
 

@@ -16,7 +16,7 @@
 #include "proxy/chain.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
-#include "fake_dns.h"
+#include "dns_fixture.h"
 #include "stage_fixture.h"
 
 static const struct fake_rr zone[] = {
@@ -46,14 +46,10 @@ static const struct fake_rr zone[] = {
 };
 
 struct fixture {
-	uv_loop_t loop;
-	struct fake_dns fd;
+	struct dns_fixture dns;
 	struct mx_config cfg;
-	char *resolvers[1];
-	char resolver[64];
 	struct chain_modules mods;
 	struct chain_entry entry;
-	uv_timer_t timer;
 	int slot;
 };
 
@@ -62,21 +58,10 @@ static int setup_cfg(void **state, bool at_connect, const char *server)
 	struct fixture *f = calloc(1, sizeof(*f));
 	void *ws = NULL;
 
-	uv_loop_init(&f->loop);
-	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
+	dns_fixture_start(&f->dns, &f->cfg, zone, sizeof(zone) / sizeof(zone[0]));
 	if (server)
-		snprintf(f->resolver, sizeof(f->resolver), "%s", server);
-	else
-		snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
-	f->resolvers[0] = f->resolver;
-	f->cfg.hostname = "mx.example.test";
-	f->cfg.dns.resolvers.v = f->resolvers;
-	f->cfg.dns.resolvers.n = 1;
-	f->cfg.dns.timeout = 300;
-	f->cfg.dns.tries = 1;
+		snprintf(f->dns.resolver, sizeof(f->dns.resolver), "%s", server);
 	f->cfg.dns.cache_size = 1000;
-	f->cfg.dns.negative_ttl = 60000;
-	f->cfg.dns.max_ttl = 3600000;
 	f->cfg.backends.client_identity = IDENTITY_XCLIENT;
 	if (at_connect) {
 		f->cfg.helo_checks.enabled = true;
@@ -87,11 +72,10 @@ static int setup_cfg(void **state, bool at_connect, const char *server)
 		if (hook_modules[i] == &rdns_module)
 			f->slot = (int)i;
 	assert_true(f->slot >= 0);
-	assert_int_equal(rdns_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_int_equal(rdns_module.worker_init(&f->cfg, &f->dns.loop, 0, &ws), 0);
 	assert_non_null(ws);
 	f->slot = 0;   /* the only entry */
 	chain_modules_single(&f->mods, &f->entry, &rdns_module, ws);
-	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
 }
@@ -106,10 +90,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	rdns_module.worker_free(f->entry.wstate);
-	uv_close((uv_handle_t *)&f->timer, NULL);
-	fake_dns_stop(&f->fd);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&f->loop), 0);
+	dns_fixture_stop(&f->dns);
 	free(f);
 	return 0;
 }
@@ -119,7 +100,7 @@ static int teardown(void **state)
 static bool run_stage(struct fixture *f, struct stage_sess *s, enum hook_stage st)
 {
 	struct verdict v;
-	bool at_once = stage_run(&f->loop, s, st, &v);
+	bool at_once = stage_run(&f->dns.loop, s, st, &v);
 
 	assert_int_equal(v.action, VERDICT_CONTINUE);
 	return at_once;
@@ -127,7 +108,7 @@ static bool run_stage(struct fixture *f, struct stage_sess *s, enum hook_stage s
 
 static void sess_init(struct fixture *f, struct stage_sess *s, const char *ip)
 {
-	stage_sess_init(s, &f->loop, &f->cfg, &f->mods, &f->timer, ip, "192.0.2.25");
+	stage_sess_init(s, &f->dns.loop, &f->cfg, &f->mods, &f->dns.timer, ip, "192.0.2.25");
 }
 
 static void test_statuses(void **state)
@@ -162,9 +143,9 @@ static void test_statuses(void **state)
 		if (strcasecmp(s.env.client_ptr, rows[i].ptr) != 0 || s.env.client_ptr_status != (int)rows[i].ptr_st)
 			fail_msg("%s: ptr \"%s\" status %d", rows[i].label, s.env.client_ptr, s.env.client_ptr_status);
 		/* a later stage does not look again */
-		int before = f->fd.queries;
+		int before = f->dns.fd.queries;
 		run_stage(f, &s, HOOK_MAIL);
-		assert_int_equal(f->fd.queries, before);
+		assert_int_equal(f->dns.fd.queries, before);
 		stage_sess_free(&s);
 	}
 }
@@ -178,12 +159,12 @@ static void test_cache_one_lookup_per_client(void **state)
 	sess_init(f, &s, "198.18.4.7");
 	run_stage(f, &s, HOOK_CONNECT);
 	stage_sess_free(&s);
-	before = f->fd.queries;
+	before = f->dns.fd.queries;
 	/* the next session of the same client is answered from the cache, at once */
 	sess_init(f, &s, "198.18.4.7");
 	assert_true(run_stage(f, &s, HOOK_CONNECT));
 	assert_string_equal(s.env.client_name, "second.test");
-	assert_int_equal(f->fd.queries, before);
+	assert_int_equal(f->dns.fd.queries, before);
 	stage_sess_free(&s);
 }
 
@@ -225,7 +206,7 @@ static void test_freed_mid_lookup(void **state)
 	sess_init(f, &s, "198.18.9.7");
 	chain_run(&s.chain, HOOK_CONNECT, stage_done_cb, &r);
 	stage_sess_free(&s);
-	uv_run(&f->loop, UV_RUN_NOWAIT);
+	uv_run(&f->dns.loop, UV_RUN_NOWAIT);
 	assert_int_equal(r.done, 0);
 }
 
@@ -233,14 +214,14 @@ static void test_known_name_kept(void **state)
 {
 	struct fixture *f = *state;
 	struct stage_sess s;
-	int before = f->fd.queries;
+	int before = f->dns.fd.queries;
 
 	sess_init(f, &s, "198.18.12.7");
 	snprintf(s.env.client_name, sizeof(s.env.client_name), "given.test");
 	s.env.client_name_status = HOOK_NAME_OK;
 	assert_true(run_stage(f, &s, HOOK_CONNECT));
 	assert_string_equal(s.env.client_name, "given.test");
-	assert_int_equal(f->fd.queries, before);
+	assert_int_equal(f->dns.fd.queries, before);
 	stage_sess_free(&s);
 }
 

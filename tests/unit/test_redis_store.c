@@ -817,6 +817,81 @@ static void test_queue_forget_key(void **state)
 	redis_test_end(&loop, rs, pid);
 }
 
+/* A blocking connection whose server accepts and never answers: the command ends at the
+ * connection's timeout, said as such — on main the error was hiredis's strerror(EAGAIN),
+ * "Resource temporarily unavailable", which a control verb's ERR passed on to the operator. */
+static void test_sync_timeout_said(void **state)
+{
+	char url[64], err[160];
+	redisContext *c;
+	struct fake f;
+
+	(void)state;
+	fake_start(&f, FAKE_MUTE);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f.port);
+	assert_non_null(c = redis_store_connect_sync(url, 300, err, sizeof(err)));
+	assert_null(redis_store_sync_command(c, "GET %s", "k"));
+	assert_int_not_equal(c->err, 0);
+	assert_string_equal(c->errstr, "no reply within 300 ms (timeout)");
+	redisFree(c);
+	fake_stop(&f);
+}
+
+/* redis_store_job_start: the work on a thread of its own while the loop runs on (a timer
+ * fires meanwhile), then done on the loop's thread, after the work. */
+struct job_probe {
+	pthread_t loop_thread, work_thread, done_thread;
+	int order;                      /* 1: work ran; 2: then done */
+	int ticks;                      /* the loop's timer while the work blocked */
+};
+
+static void job_probe_work(void *arg)
+{
+	struct job_probe *p = arg;
+
+	p->work_thread = pthread_self();
+	usleep(200000);                 /* a Redis step taking its time */
+	p->order = 1;
+}
+
+static void job_probe_done(void *arg)
+{
+	struct job_probe *p = arg;
+
+	p->done_thread = pthread_self();
+	p->order = p->order == 1 ? 2 : -1;
+}
+
+static void job_probe_tick(uv_timer_t *t)
+{
+	struct job_probe *p = t->data;
+
+	if (++p->ticks >= 3 || p->order == 2)
+		uv_timer_stop(t);
+}
+
+static void test_job_off_loop(void **state)
+{
+	struct job_probe p = { .loop_thread = pthread_self() };
+	uv_loop_t loop;
+	uv_timer_t t;
+
+	(void)state;
+	uv_loop_init(&loop);
+	uv_timer_init(&loop, &t);
+	t.data = &p;
+	uv_timer_start(&t, job_probe_tick, 20, 20);
+	assert_int_equal(redis_store_job_start(&loop, job_probe_work, job_probe_done, &p), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(p.order, 2);
+	assert_true(p.ticks >= 3);      /* the loop ran while the work blocked */
+	assert_false(pthread_equal(p.work_thread, p.loop_thread));
+	assert_true(pthread_equal(p.done_thread, p.loop_thread));
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	int rc;
@@ -828,6 +903,8 @@ int main(void)
 		cmocka_unit_test(test_hang_timeout),
 		cmocka_unit_test(test_reply_too_large),
 		cmocka_unit_test(test_sync_reply_bounded),
+		cmocka_unit_test(test_sync_timeout_said),
+		cmocka_unit_test(test_job_off_loop),
 		cmocka_unit_test(test_noscript_fallback),
 		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),

@@ -27,27 +27,9 @@
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "store/lmdb_store.h"
+#include "addr_fixture.h"
 
 #define DAY (86400ull * 1000)
-
-static struct sockaddr_storage addr(const char *ip)
-{
-	struct sockaddr_storage ss;
-
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(ip, ':')) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-		s6->sin6_family = AF_INET6;
-		assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-		s4->sin_family = AF_INET;
-		assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
-	}
-	return ss;
-}
 
 struct decay_case { const char *label; double start; uint64_t t0, now, hl; double want; };
 
@@ -123,7 +105,7 @@ static void test_keys(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct sockaddr_storage ss = addr(cases[i].ip);
+		struct sockaddr_storage ss = sockaddr_of(cases[i].ip);
 		char k1[80], k2[80];
 
 		assert_int_equal(reputation_keys((struct sockaddr *)&ss, cases[i].p4, cases[i].p6,
@@ -150,7 +132,7 @@ static void test_cidr_allow_deny(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct cfg_cidr c;
 		struct cfg_cidrlist l = { &c, 1 };
-		struct sockaddr_storage ss = addr(cases[i].ip);
+		struct sockaddr_storage ss = sockaddr_of(cases[i].ip);
 
 		assert_int_equal(cfg_parse_cidr(cases[i].cidr, &c), 0);
 		if (cfg_cidrlist_match(&l, (struct sockaddr *)&ss) != cases[i].match)
@@ -209,7 +191,7 @@ static void run_for(uv_loop_t *loop, uint64_t ms)
 /* A session's env for a client at ip. */
 static void env_for(struct hook_env *env, uv_loop_t *loop, const struct mx_config *cfg, const char *ip)
 {
-	struct sockaddr_storage ss = addr(ip);
+	struct sockaddr_storage ss = sockaddr_of(ip);
 
 	memset(env, 0, sizeof(*env));
 	env->session_id = "test";

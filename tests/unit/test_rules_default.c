@@ -15,27 +15,7 @@
 #include <sys/stat.h>
 
 #include "rules/rules.h"
-
-static const char *srcdir(void)
-{
-	const char *d = getenv("MX_SOURCE_DIR");
-
-	return d ? d : MX_SOURCE_DIR;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *b;
-
-	if (f == NULL)
-		return NULL;
-	b = malloc(1 << 20);
-	*len = fread(b, 1, (1 << 20) - 1, f);
-	b[*len] = '\0';
-	fclose(f);
-	return b;
-}
+#include "eval_testlib.h"
 
 static bool has_hit(const struct rules_result *r, const char *name)
 {
@@ -56,14 +36,14 @@ static void test_default_rules(void **state)
 	struct dirent *e;
 	int checked = 0;
 
-	snprintf(path, sizeof(path), "%s/rules/default.rules", srcdir());
+	snprintf(path, sizeof(path), "%s/rules/default.rules", et_srcdir());
 	assert_int_equal(rules_set_load(glob1, 1, &rs, stderr), 0);
 	assert_non_null(rs);
 	rules_set_get_stats(rs, &st);
 	assert_int_equal(st.errors, 0);
 	assert_int_equal(st.skipped_total, 0);
 	sc = rules_scratch_new(rs);
-	snprintf(path, sizeof(path), "%s/tests/data/rules", srcdir());
+	snprintf(path, sizeof(path), "%s/tests/data/rules", et_srcdir());
 	d = opendir(path);
 	assert_non_null(d);
 	while ((e = readdir(d)) != NULL) {
@@ -81,7 +61,7 @@ static void test_default_rules(void **state)
 			continue;
 		snprintf(rule, sizeof(rule), "%.*s", (int)(dot - e->d_name), e->d_name);
 		snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
-		msg = slurp(file, &len);
+		msg = et_slurp(file, &len);
 		assert_non_null(msg);
 		rules_set_scan(rs, sc, msg, len, NULL, NULL, 0, &res);
 		if (has_hit(&res, rule) != want_hit)

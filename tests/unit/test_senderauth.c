@@ -24,7 +24,7 @@
 #include "proxy/config.h"
 #include "proxy/hook.h"
 #include "proxy/msgbuf.h"
-#include "fake_dns.h"
+#include "dns_fixture.h"
 #include "dkim_fixture.h"
 
 static char ed_txt[256];
@@ -34,14 +34,10 @@ static struct fake_rr zone[] = {
 };
 
 struct fixture {
-	uv_loop_t loop;
-	struct fake_dns fd;
+	struct dns_fixture dns;
 	struct mx_config cfg;
-	char resolver[64];
-	char *resolvers[1];
 	struct chain_modules mods;
 	struct chain_entry entry;
-	uv_timer_t timer;
 	int slot;
 };
 
@@ -55,18 +51,7 @@ static int setup_mode(void **state, int action)
 
 	snprintf(ed_txt, sizeof(ed_txt), "%.*s", (int)strcspn(t, "\r\n"), t);
 	free(t);
-	uv_loop_init(&f->loop);
-	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
-	c->hostname = "mx.example.test";
-	snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
-	f->resolvers[0] = f->resolver;
-	c->dns.resolvers.v = f->resolvers;
-	c->dns.resolvers.n = 1;
-	c->dns.timeout = 300;
-	c->dns.tries = 1;
-	c->dns.cache_size = 0;
-	c->dns.negative_ttl = 60000;
-	c->dns.max_ttl = 3600000;
+	dns_fixture_start(&f->dns, c, zone, sizeof(zone) / sizeof(zone[0]));
 	c->dkim.enabled = true;
 	c->dkim.timeout = 2000;
 	c->dkim.max_signatures = 8;
@@ -81,10 +66,9 @@ static int setup_mode(void **state, int action)
 	c->dmarc.action = action;
 	c->dmarc.scores = (struct dmarc_scores_config){ -0.001, 1.797, 1.198, 0.898, 0.001 };
 	f->slot = 0;   /* the only entry */
-	assert_int_equal(senderauth_module.worker_init(c, &f->loop, 0, &ws), 0);
+	assert_int_equal(senderauth_module.worker_init(c, &f->dns.loop, 0, &ws), 0);
 	assert_non_null(ws);
 	chain_modules_single(&f->mods, &f->entry, &senderauth_module, ws);
-	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
 }
@@ -97,10 +81,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	senderauth_module.worker_free(f->entry.wstate);
-	uv_close((uv_handle_t *)&f->timer, NULL);
-	fake_dns_stop(&f->fd);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&f->loop), 0);
+	dns_fixture_stop(&f->dns);
 	free(f);
 	return 0;
 }
@@ -124,7 +105,7 @@ static void sess_init(struct fixture *f, struct sess *s, const char *file, const
 
 	memset(s, 0, sizeof(*s));
 	s->env.session_id = "t";
-	s->env.loop = &f->loop;
+	s->env.loop = &f->dns.loop;
 	s->env.cfg = &f->cfg;
 	snprintf(s->env.client_ip, sizeof(s->env.client_ip), "198.18.1.7");
 	s->env.mail_from = "bounce@other.example";
@@ -141,7 +122,7 @@ static void sess_init(struct fixture *f, struct sess *s, const char *file, const
 		assert_int_equal(msgbuf_append(s->env.msg, m, len), 0);
 	}
 	free(m);
-	chain_init(&s->chain, &f->mods, &s->env, &f->timer);
+	chain_init(&s->chain, &f->mods, &s->env, &f->dns.timer);
 }
 
 static struct verdict run_eom(struct fixture *f, struct sess *s)
@@ -150,7 +131,7 @@ static struct verdict run_eom(struct fixture *f, struct sess *s)
 
 	chain_run(&s->chain, HOOK_EOM, done_cb, &r);
 	for (int i = 0; i < 20000 && !r.done; i++)
-		uv_run(&f->loop, UV_RUN_ONCE);
+		uv_run(&f->dns.loop, UV_RUN_ONCE);
 	assert_int_equal(r.done, 1);
 	return r.v;
 }
@@ -299,11 +280,11 @@ static void test_session_gone_mid_lookup(void **state)
 	sess_init(f, &s, "ed25519.eml", "s=ed;", "s=drop;");
 	chain_run(&s.chain, HOOK_EOM, done_cb, &r);
 	for (int i = 0; i < 5; i++)
-		uv_run(&f->loop, UV_RUN_NOWAIT);
+		uv_run(&f->dns.loop, UV_RUN_NOWAIT);
 	assert_int_equal(r.done, 0);
 	senderauth_module.session_free(f->entry.wstate, f->slot, &s.env);
 	sess_free(&s);
-	uv_run(&f->loop, UV_RUN_NOWAIT);
+	uv_run(&f->dns.loop, UV_RUN_NOWAIT);
 	assert_int_equal(r.done, 0);
 }
 
@@ -330,15 +311,15 @@ static void test_lookups_start_at_headers(void **state)
 	sess_init(f, &s, "ed25519.eml", NULL, NULL);
 	d = msgbuf_data(s.env.msg, &len);
 	headers_arrive(&s, d, msgbuf_header_len(s.env.msg));
-	for (int i = 0; i < 20000 && f->fd.queries < 2; i++)
-		uv_run(&f->loop, UV_RUN_ONCE);
-	assert_int_equal(f->fd.queries, 2);	/* ed._domainkey.example.org, _dmarc.example.org */
+	for (int i = 0; i < 20000 && f->dns.fd.queries < 2; i++)
+		uv_run(&f->dns.loop, UV_RUN_ONCE);
+	assert_int_equal(f->dns.fd.queries, 2);	/* ed._domainkey.example.org, _dmarc.example.org */
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
 	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.i=@example.org "
 	    "header.a=ed25519-sha256 header.s=ed");
 	expect_in(authres(&s.env), "dmarc=pass (p=reject dis=none) header.from=example.org");
 	assert_string_equal(senderauth_auth_domain(&s.env), "example.org");
-	assert_int_equal(f->fd.queries, 2);	/* nothing asked twice */
+	assert_int_equal(f->dns.fd.queries, 2);	/* nothing asked twice */
 	sess_free(&s);
 }
 
@@ -360,15 +341,15 @@ static void test_early_lookups_of_another_message(void **state)
 	assert_true(hl + 2 < sizeof(hdr));
 	snprintf(hdr, sizeof(hdr), "%.*ss=drop;%.*s", (int)(sel - d), d, (int)(hl - (size_t)(sel - d) - 5), sel + 5);
 	headers_arrive(&s, hdr, hl + 2);
-	for (int i = 0; i < 20000 && f->fd.queries < 2; i++)
-		uv_run(&f->loop, UV_RUN_ONCE);
+	for (int i = 0; i < 20000 && f->dns.fd.queries < 2; i++)
+		uv_run(&f->dns.loop, UV_RUN_ONCE);
 	snprintf(s.env.queue_id, sizeof(s.env.queue_id), "Q2");
 	assert_int_equal(run_eom(f, &s).action, VERDICT_CONTINUE);
 	expect_in(authres(&s.env), "dkim=pass (256-bit ed25519 key) header.d=example.org header.i=@example.org "
 	    "header.a=ed25519-sha256 header.s=ed");
 	/* asked again for Q2's key; its DMARC query may join Q1's, still on its way (dns.c
 	 * sends one query per name in flight) */
-	assert_true(f->fd.queries >= 3);
+	assert_true(f->dns.fd.queries >= 3);
 	sess_free(&s);
 }
 

@@ -16,7 +16,7 @@
 #include "filters/senderdom.h"
 #include "proxy/config.h"
 #include "proxy/hook.h"
-#include "fake_dns.h"
+#include "dns_fixture.h"
 #include "stage_fixture.h"
 
 #define OK DNS_S_OK
@@ -151,11 +151,7 @@ static const struct fake_rr zone[] = {
 };
 
 struct fixture {
-	uv_loop_t loop;
-	uv_timer_t timer;
-	struct fake_dns fd;
-	char resolver[64];
-	char *resolvers[1];
+	struct dns_fixture dns;
 	struct mx_config cfg;
 	struct chain_entry entries[1];
 	struct chain_modules mods;
@@ -167,29 +163,18 @@ static int setup(void **state)
 	struct senderdom_config *c = &f->cfg.sender_domain;
 	void *ws = NULL;
 
-	uv_loop_init(&f->loop);
-	assert_int_equal(fake_dns_start(&f->fd, &f->loop, zone, sizeof(zone) / sizeof(zone[0])), 0);
-	snprintf(f->resolver, sizeof(f->resolver), "127.0.0.1:%d", f->fd.port);
-	f->resolvers[0] = f->resolver;
-	f->cfg.hostname = "mx.example.test";
-	f->cfg.dns.resolvers.v = f->resolvers;
-	f->cfg.dns.resolvers.n = 1;
-	f->cfg.dns.timeout = 300;
-	f->cfg.dns.tries = 1;
-	f->cfg.dns.negative_ttl = 60000;
-	f->cfg.dns.max_ttl = 3600000;
+	dns_fixture_start(&f->dns, &f->cfg, zone, sizeof(zone) / sizeof(zone[0]));
 	f->cfg.dns.cache_size = 1000;
 	c->enabled = true;
 	c->unknown_code = 450;
 	c->skip_allowed = true;
 	c->scores = (struct senderdom_scores_config){ 3, 5, 2, 0 };
-	assert_int_equal(senderdom_module.worker_init(&f->cfg, &f->loop, 0, &ws), 0);
+	assert_int_equal(senderdom_module.worker_init(&f->cfg, &f->dns.loop, 0, &ws), 0);
 	assert_non_null(ws);
 	f->entries[0] = (struct chain_entry){ &senderdom_module, ws, senderdom_module.stages(ws), "sender_domain" };
 	f->mods.v = f->entries;
 	f->mods.n = 1;
 	f->mods.any_stages = f->entries[0].stages;
-	uv_timer_init(&f->loop, &f->timer);
 	*state = f;
 	return 0;
 }
@@ -199,10 +184,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	senderdom_module.worker_free(f->entries[0].wstate);
-	uv_close((uv_handle_t *)&f->timer, NULL);
-	fake_dns_stop(&f->fd);
-	uv_run(&f->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&f->loop), 0);
+	dns_fixture_stop(&f->dns);
 	free(f);
 	return 0;
 }
@@ -211,11 +193,11 @@ static int teardown(void **state)
 static struct verdict mail(struct fixture *f, struct stage_sess *s, const char *sender, int *asked)
 {
 	struct verdict v;
-	int before = f->fd.queries;
+	int before = f->dns.fd.queries;
 
 	s->env.mail_from = (char *)sender;
-	stage_run(&f->loop, s, HOOK_MAIL, &v);
-	*asked = f->fd.queries - before;
+	stage_run(&f->dns.loop, s, HOOK_MAIL, &v);
+	*asked = f->dns.fd.queries - before;
 	return v;
 }
 
@@ -250,7 +232,7 @@ static void test_chain_rows(void **state)
 		struct verdict v;
 		int asked;
 
-		stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+		stage_sess_init(&s, &f->dns.loop, &f->cfg, &f->mods, &f->dns.timer, "198.18.1.7", "192.0.2.25");
 		v = mail(f, &s, rows[i].sender, &asked);
 		if (v.action != rows[i].want || (rows[i].code && v.code != rows[i].code) ||
 		    strncmp(v.reply, rows[i].reply, strlen(rows[i].reply)) != 0)
@@ -272,7 +254,7 @@ static void test_chain_skips(void **state)
 	struct stage_sess s;
 	int asked;
 
-	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	stage_sess_init(&s, &f->dns.loop, &f->cfg, &f->mods, &f->dns.timer, "198.18.1.7", "192.0.2.25");
 	assert_false(chain_settled(&s.chain, HOOK_MAIL));   /* the next sender will be asked */
 	s.env.auth_user = "alice";
 	assert_true(chain_settled(&s.chain, HOOK_MAIL));    /* never asked: may go ahead */
@@ -280,7 +262,7 @@ static void test_chain_skips(void **state)
 	assert_int_equal(asked, 0);
 	stage_sess_free(&s);
 
-	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	stage_sess_init(&s, &f->dns.loop, &f->cfg, &f->mods, &f->dns.timer, "198.18.1.7", "192.0.2.25");
 	hook_env_add_symbol(&s.env, "REP_ALLOW", -5, "allow-listed");
 	assert_true(chain_settled(&s.chain, HOOK_MAIL));
 	assert_int_equal(mail(f, &s, "a@nx2.test", &asked).action, VERDICT_CONTINUE);
@@ -289,7 +271,7 @@ static void test_chain_skips(void **state)
 
 	/* action: score refuses nothing, the symbol stays */
 	f->cfg.sender_domain.action = SENDERDOM_ACTION_SCORE;
-	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	stage_sess_init(&s, &f->dns.loop, &f->cfg, &f->mods, &f->dns.timer, "198.18.1.7", "192.0.2.25");
 	assert_int_equal(mail(f, &s, "a@nx2.test", &asked).action, VERDICT_CONTINUE);
 	assert_int_equal(asked, 1);
 	assert_non_null(hook_env_find_symbol(&s.env, "SENDER_DOMAIN_UNKNOWN"));
@@ -313,19 +295,19 @@ static void test_chain_freed_mid_lookup(void **state)
 	uv_timer_t t;
 	int done = 0, fired = 0;
 
-	stage_sess_init(&s, &f->loop, &f->cfg, &f->mods, &f->timer, "198.18.1.7", "192.0.2.25");
+	stage_sess_init(&s, &f->dns.loop, &f->cfg, &f->mods, &f->dns.timer, "198.18.1.7", "192.0.2.25");
 	s.env.mail_from = "a@drop.two.test";
 	chain_run(&s.chain, HOOK_MAIL, stage_ignore_cb, &done);
-	uv_run(&f->loop, UV_RUN_NOWAIT);
+	uv_run(&f->dns.loop, UV_RUN_NOWAIT);
 	assert_int_equal(done, 0);
 	stage_sess_free(&s);
-	uv_timer_init(&f->loop, &t);
+	uv_timer_init(&f->dns.loop, &t);
 	t.data = &fired;
 	uv_timer_start(&t, test_timer_cb, 800, 0);   /* past the queries' deadlines */
 	while (!fired)
-		uv_run(&f->loop, UV_RUN_ONCE);
+		uv_run(&f->dns.loop, UV_RUN_ONCE);
 	uv_close((uv_handle_t *)&t, NULL);
-	uv_run(&f->loop, UV_RUN_NOWAIT);
+	uv_run(&f->dns.loop, UV_RUN_NOWAIT);
 	assert_int_equal(done, 0);
 }
 

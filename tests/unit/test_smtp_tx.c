@@ -1534,12 +1534,110 @@ static void test_queue_id_distinct(void **state)
 	}
 }
 
+/* smtp_tx_backend_qid's full search (no prefilter): the reference. */
+static void ref_backend_qid(const char *text, char *qid)
+{
+	smtp_tx_qid_force_search = true;
+	smtp_tx_backend_qid(text, qid);
+	smtp_tx_qid_force_search = false;
+}
+
+/* The backend's queue id: each MTA's wording, none, and random texts over the markers'
+ * pieces give the same id as the reference (the prefilter skips only texts with no marker). */
+static void test_backend_qid(void **state)
+{
+	(void)state;
+	static const struct { const char *label, *text, *qid; } rows[] = {
+		{ "Postfix", "2.0.0 Ok: queued as 4FXyz12", "4FXyz12" },
+		{ "smtp-sink", "2.0.0 Ok", "" },
+		{ "Exim", "OK id=1tIxyz-000abc-De", "1tIxyz-000abc-De" },
+		{ "Exchange", "2.6.0 <m@h> [InternalId=123, Hostname=X] Queued mail for delivery", "123" },
+		{ "Haraka", "Message Queued (8A1E-22)", "8A1E-22" },
+		{ "qmail", "ok 1700000000 qp 12345", "12345" },
+		{ "Sendmail", "2.0.0 wB3Abc Message accepted for delivery", "wB3Abc" },
+		{ "Sendmail, no id", "2.0.0 Message accepted for delivery", "" },
+		{ "Dovecot LMTP", "2.0.0 <r@x> Nx8mK0 Saved", "Nx8mK0" },
+		{ "marker first", " Saved", "" },
+		{ "multi-line", "250-first\r\n2.0.0 Ok: queued as QQ", "QQ" },
+		{ "empty", "", "" },
+	};
+	char got[64], want[64];
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		smtp_tx_backend_qid(rows[i].text, got);
+		ref_backend_qid(rows[i].text, want);
+		if (strcmp(got, rows[i].qid) != 0 || strcmp(want, rows[i].qid) != 0)
+			fail_msg("%s: got \"%s\", reference \"%s\", want \"%s\"", rows[i].label, got, want, rows[i].qid);
+	}
+	smtp_tx_backend_qid(NULL, got);
+	assert_string_equal(got, "");
+	/* random texts over the markers' pieces and the octets around an id */
+	static const char *const pieces[] = { "queued as ", "OK id=", "InternalId=", "Queued (", " qp ",
+		" Message accepted for delivery", " Saved", "2.0.0", " ", "<a@b>", "Ok", "x", "ID7", ",", ")",
+		"]", "\r\n", "Queued", "queued", "Message", "Save", "d", "s", "=", "(", "p", "y", "q" };
+	unsigned seed = 12345;
+	for (int t = 0; t < 20000; t++) {
+		char text[400];
+		size_t k = 0;
+		int n = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 8;
+		for (int j = 0; j < n; j++) {
+			const char *p = pieces[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+			size_t l = strlen(p);
+			memcpy(text + k, p, l);
+			k += l;
+		}
+		text[k] = '\0';
+		smtp_tx_backend_qid(text, got);
+		ref_backend_qid(text, want);
+		if (strcmp(got, want) != 0)
+			fail_msg("\"%s\": got \"%s\", reference \"%s\"", text, got, want);
+	}
+}
+
+/* The delivered line's text is snprintf's of its form, byte for byte: ordinary values,
+ * empty ones, NULL, long ones cut at every room, the integer limits, scores that are and
+ * are not halves (-0.0, 0.05, 1e300, NaN, -inf). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void test_delivered_text(void **state)
+{
+	(void)state;
+	static const double scores[] = { 0.0, -0.0, 2.5, -3.0, 7.25, 0.05, 1e20, 1e300, -1e300,
+		4503599627370495.5, 9007199254740993.0, 0.0 / 0.0, 1.0 / 0.0, -1.0 / 0.0 };
+	static const unsigned long long sizes[] = { 0, 1, 4147, 18446744073709551615ULL };
+	char longv[1500];
+	memset(longv, 'v', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	const char *vals[] = { "a1B2c3D4e5F6", "", NULL, "smtp://127.0.0.1:2526", "<a@example.test>", longv };
+	const size_t caps[] = { 1, 2, 30, 200, 1800, 2048 };
+	char got[2048], want[2048];
+
+	for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++)
+		for (size_t si = 0; si < sizeof(scores) / sizeof(scores[0]); si++)
+			for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++)
+				for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
+					const char *a = vals[v], *b = vals[(v + 1) % 6], *d = vals[(v + 3) % 6];
+					size_t nr = z == 3 ? (size_t)-1 : z * 7;
+					size_t n = smtp_tx_delivered_text(got, caps[c], a, b, d, a, nr, sizes[z], b,
+					    scores[si]);
+					int w = snprintf(want, caps[c], smtp_tx_delivered_form, a, b, d, a, nr,
+					    sizes[z], b, scores[si]);
+					size_t wl = (size_t)w < caps[c] ? (size_t)w : caps[c] - 1;
+					if (n != wl || strcmp(got, want) != 0)
+						fail_msg("values %zu score %g size %llu cap %zu: got \"%.80s\" (%zu), want \"%.80s\" (%zu)",
+						    v, scores[si], sizes[z], caps[c], got, n, want, wl);
+				}
+}
+#pragma GCC diagnostic pop
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_queue_id_distinct),
+		cmocka_unit_test(test_backend_qid),
+		cmocka_unit_test(test_delivered_text),
 		WORLD_TEST(test_deliver_smtp),
 		WORLD_TEST(test_body_wire),
 		WORLD_TEST(test_body_wire_new_body),

@@ -43,4 +43,25 @@ static inline bool run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, u
 	return w.met;
 }
 
+static inline void uv_guard_cb(uv_timer_t *t)
+{
+	*(int *)t->data = 1;
+}
+
+/* Runs loop until *count >= want or max_ms pass (a guard timer keeps uv_run from blocking
+ * when nothing else is pending); for callbacks that count their calls. */
+static inline void run_until_count(uv_loop_t *loop, const int *count, int want, uint64_t max_ms)
+{
+	uv_timer_t guard;
+	int fired = 0;
+
+	uv_timer_init(loop, &guard);
+	guard.data = &fired;
+	uv_timer_start(&guard, uv_guard_cb, max_ms, 0);
+	while (*count < want && !fired)
+		uv_run(loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&guard, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
 #endif
