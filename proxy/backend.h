@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <uv.h>
 
 struct mx_config;
 struct backends_config;
@@ -219,6 +220,12 @@ static inline bool backend_is_full(const struct backend *b)
  * answered, so it is a deferral (backend_report_deferral), not a failure, as Postfix's
  * smtp client tells smtp_mesg_fail (no throttle) from smtp_site_fail and
  * smtp_stream_except (the destination is throttled). */
+/* Whether a libuv error from making a connection is mxgate's own shortage (descriptors,
+ * socket buffers, memory), which says nothing of the backend: not its failure. */
+static inline bool backend_err_is_local(int uv_err)
+{
+	return uv_err == UV_EMFILE || uv_err == UV_ENFILE || uv_err == UV_ENOBUFS || uv_err == UV_ENOMEM;
+}
 void backend_report_failure(struct pool *p, struct backend *b, const char *why);
 void backend_report_success(struct pool *p, struct backend *b);
 /* A message deferred by b (4xx to DATA or after the dot): counts a failed delivery

@@ -320,6 +320,9 @@ static const struct cfg_field limits_fields[] = {
 	  .doc = "NOOP, RSET, VRFY and HELP commands a client may send (Postfix's smtpd_junk_command_limit, where HELP is an unknown command and an error at once); each one more is answered and counts as an error toward max_errors, so a flood of them cannot hold a session for ever; a delivered (or filter-discarded) message starts the count over" },
 	{ "max_recipient_overshoot", CFG_INT, offsetof(struct limits_config, max_recipient_overshoot), "1000", 0, 1000000,
 	  .doc = "RCPT TO past max_recipients in one transaction, each answered 452 4.5.3, before each one more also counts as an error toward max_errors (Postfix's smtpd_recipient_overshoot_limit), so endless recipients cannot hold a session" },
+	{ "memory_budget", CFG_SIZE, offsetof(struct limits_config, memory_budget), "256M",
+	  0, (double)(1ull << 40), .doc = "message bytes held in memory by all sessions together; past it a "
+	  "message spills to spool_dir below memory_threshold (0 = no bound but memory_threshold per message)" },
 	{ "memory_threshold", CFG_SIZE, offsetof(struct limits_config, memory_threshold), "256K",
 	  0, (double)(1ull << 30), .doc = "message bytes held in memory before spilling to spool_dir" },
 	{ "spool_dir", CFG_STRING, offsetof(struct limits_config, spool_dir), "/tmp",

@@ -67,6 +67,7 @@ struct limits_config {
 	long max_junk_commands;     /* NOOP/RSET/VRFY/HELP before each is an error */
 	long max_recipient_overshoot; /* RCPTs past max_recipients before each is an error */
 	uint64_t memory_threshold;  /* message bytes held in memory before spilling to a file */
+	uint64_t memory_budget;     /* message bytes in memory, all sessions together (0: no bound) */
 	char *spool_dir;            /* where spilled messages go */
 };
 

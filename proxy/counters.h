@@ -36,6 +36,7 @@ enum counter {
 	COUNTER_MESSAGES_TEMPFAILED,      /* 4xx to the client at end of data */
 	COUNTER_MESSAGES_DISCARDED,
 	COUNTER_MESSAGES_QUARANTINED,
+	COUNTER_SPOOL_ERRORS,             /* messages that could not be held in spool_dir */
 	COUNTER_BYTES_RECEIVED,           /* message bytes from clients */
 	COUNTER_BYTES_DELIVERED,          /* message bytes accepted by backends */
 	/* replies to clients, by class */

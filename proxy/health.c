@@ -625,7 +625,16 @@ static void probe_start(struct health_probe *p)
 		}
 	}
 	if (r != 0) {
-		probe_record(p, false, uv_err_name(r));
+		if (backend_err_is_local(r) && !p->h->stopping) {
+			/* mxgate's own shortage (descriptors gone, memory): no result either way
+			 * this round, so the backend is not taken down for it nor kept down after */
+			p->reported = true;
+			log_event(LOG_LVL_DEBUG, NULL, "event=health_check backend=%s result=skipped reason=\"%s\"",
+			    p->b->url, uv_err_name(r));
+			health_note_first(h, p);
+		} else {
+			probe_record(p, false, uv_err_name(r));
+		}
 		if (p->stream_open)
 			uv_close((uv_handle_t *)&p->s, probe_stream_closed_cb);
 		else

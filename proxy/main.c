@@ -9,6 +9,7 @@
 #include "health.h"
 #include "hostres.h"
 #include "log.h"
+#include "msgbuf.h"
 #include "metrics.h"
 #include "modules.h"
 #include "ops.h"
@@ -77,6 +78,14 @@ static void main_apply_logging(const struct mx_config *cfg)
 		lvl = cfg->log_level;
 	log_set_level((enum log_level)lvl);
 	log_enable_syslog_facility(cfg->log.syslog, cfg->log.facility);
+}
+
+/* The process-wide settings of a config, at start and on each reload: logging, and the
+ * bound on message bytes held in memory by all sessions together (msgbuf.c). */
+static void main_apply_process(const struct mx_config *cfg)
+{
+	main_apply_logging(cfg);
+	msgbuf_set_budget((size_t)cfg->limits.memory_budget);
 }
 
 /* Builds a generation (pool, TLS contexts) from a loaded config; takes ownership of cfg.
@@ -262,7 +271,7 @@ static unsigned main_reload_apply(char **errors, bool resolve, const struct host
 	if (errfp)
 		fclose(errfp);
 	free(text);
-	main_apply_logging(cfg);
+	main_apply_process(cfg);
 	control_set_config(control, &cfg->control);
 	char later[128];
 	main_start_only_changes(cfg, later, sizeof(later));
@@ -917,7 +926,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
-	main_apply_logging(cfg);
+	main_apply_process(cfg);
 	if (cfg->log.file && main_open_log(cfg) != 0) {
 		config_free(cfg);
 		return 1;

@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "conncount.h"
+#include "msgbuf.h"
 #include "counters.h"
 #include "log.h"
 
@@ -359,6 +360,9 @@ char *metrics_render(struct pool *pool, size_t *len)
 	sb_header(&sb, "connections_uncounted_total", "Clients admitted without a per-IP count: their "
 	    "slot window was full (max_connections_per_ip not applied to them; event=conncount_crowded).", "counter");
 	sb_sample(&sb, "connections_uncounted_total", NULL, NULL, (double)conncount_uncounted());
+	sb_header(&sb, "message_memory_bytes", "Message bytes held in memory now, all sessions together "
+	    "(limits.memory_budget bounds it; the rest is in limits.spool_dir).", "gauge");
+	sb_sample(&sb, "message_memory_bytes", NULL, NULL, (double)msgbuf_mem_in_use());
 	if (pool)
 		metrics_render_pool(&sb, pool);
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,38 @@ struct msgbuf {
     void *map;              /* current mapping of the spill file, NULL if none */
     size_t maplen;
     bool failed;            /* a file error happened: every later append fails */
+    int err;                /* its errno (msgbuf_error) */
     size_t hdr_len;         /* msgbuf_header_len's answer, valid while hdr_known */
     bool hdr_known;         /* (until the next append or reset) */
 };
+
+/* Message bytes held in memory by every buffer of the process (their allocations), and the
+ * budget past which a buffer spills to its file whatever its threshold (0: none). */
+static atomic_size_t msgbuf_mem_used;
+static atomic_size_t msgbuf_mem_budget;
+
+void
+msgbuf_set_budget(size_t budget)
+{
+    atomic_store_explicit(&msgbuf_mem_budget, budget, memory_order_relaxed);
+}
+
+size_t
+msgbuf_mem_in_use(void)
+{
+    return atomic_load_explicit(&msgbuf_mem_used, memory_order_relaxed);
+}
+
+/* The in-memory allocation of mb released (freed, or moved to its spill file). */
+static void
+msgbuf_mem_release(struct msgbuf *mb)
+{
+    if (mb->cap > 0)
+        atomic_fetch_sub_explicit(&msgbuf_mem_used, mb->cap, memory_order_relaxed);
+    free(mb->mem);
+    mb->mem = NULL;
+    mb->cap = 0;
+}
 
 /* Returns a new empty buffer or NULL when out of memory. dir is copied. */
 struct msgbuf *
@@ -64,11 +94,10 @@ msgbuf_reset(struct msgbuf *mb)
     if (mb->fd >= 0)
         close(mb->fd);
     mb->fd = -1;
-    free(mb->mem);
-    mb->mem = NULL;
-    mb->cap = 0;
+    msgbuf_mem_release(mb);
     mb->len = 0;
     mb->failed = false;
+    mb->err = 0;
     mb->hdr_known = false;
 }
 
@@ -84,6 +113,7 @@ msgbuf_clear(struct msgbuf *mb, size_t keep)
     }
     mb->len = 0;
     mb->failed = false;
+    mb->err = 0;
     mb->hdr_known = false;
 }
 
@@ -142,36 +172,59 @@ msgbuf_spill(struct msgbuf *mb)
 {
     char path[4096];
     int n = snprintf(path, sizeof(path), "%s/mxgate-msg-XXXXXX", mb->dir);
-    if (n < 0 || (size_t)n >= sizeof(path))
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        errno = ENAMETOOLONG;
         return -1;
+    }
     int fd = mkostemp(path, O_CLOEXEC);
     if (fd < 0)
         return -1;
     unlink(path);                       /* nothing is left behind, whatever happens */
     if (msgbuf_write_all(fd, mb->mem, mb->len) != 0) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     mb->fd = fd;
-    free(mb->mem);
-    mb->mem = NULL;
-    mb->cap = 0;
+    msgbuf_mem_release(mb);
     return 0;
 }
 
-/* Room in memory for need octets (need <= threshold): the capacity doubled from 4 KiB
- * until it holds them, never past the threshold. 0, or -1 when out of memory. */
-static int
-msgbuf_grow(struct msgbuf *mb, size_t need)
+/* The capacity msgbuf_grow would give for need octets (need <= threshold): doubled from
+ * 4 KiB until it holds them, never past the threshold. */
+static size_t
+msgbuf_grown_cap(const struct msgbuf *mb, size_t need)
 {
     size_t ncap = mb->cap ? mb->cap : 4096;
     while (ncap < need)
         ncap *= 2;
-    if (ncap > mb->threshold)
-        ncap = mb->threshold;
+    return ncap > mb->threshold ? mb->threshold : ncap;
+}
+
+/* Whether growing to hold need octets stays within the process's budget (the sessions'
+ * sum of memory_threshold would otherwise be the only bound: 16000 x 256 KiB). Workers
+ * growing at the same moment may pass it by their growth: a bound, not an exact sum. */
+static bool
+msgbuf_fits_budget(const struct msgbuf *mb, size_t need)
+{
+    size_t budget = atomic_load_explicit(&msgbuf_mem_budget, memory_order_relaxed);
+
+    if (budget == 0 || need <= mb->cap)
+        return true;
+    return msgbuf_mem_in_use() + (msgbuf_grown_cap(mb, need) - mb->cap) <= budget;
+}
+
+/* Room in memory for need octets (need <= threshold), msgbuf_grown_cap's. 0, or -1 when out
+ * of memory. */
+static int
+msgbuf_grow(struct msgbuf *mb, size_t need)
+{
+    size_t ncap = msgbuf_grown_cap(mb, need);
     char *p = realloc(mb->mem, ncap);
     if (p == NULL)
         return -1;
+    atomic_fetch_add_explicit(&msgbuf_mem_used, ncap - mb->cap, memory_order_relaxed);
     mb->mem = p;
     mb->cap = ncap;
     return 0;
@@ -188,14 +241,14 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
     mb->hdr_known = false;
     if (mb->len + len < mb->len)
         goto fail;
-    if (mb->fd < 0 && mb->len + len > mb->threshold) {
+    if (mb->fd < 0 && (mb->len + len > mb->threshold || !msgbuf_fits_budget(mb, mb->len + len))) {
         if (msgbuf_spill(mb) != 0)
-            goto fail;
+            goto fail_file;
     }
     if (mb->fd >= 0) {
         msgbuf_unmap(mb);
         if (msgbuf_write_all(mb->fd, data, len) != 0)
-            goto fail;
+            goto fail_file;
         mb->len += len;
         return 0;
     }
@@ -206,6 +259,8 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
     mb->len += len;
     return 0;
 
+fail_file:
+    mb->err = errno;    /* the spill file's (mkostemp, write): ENOSPC, ENOENT, EACCES ... */
 fail:
     mb->failed = true;
     return -1;
@@ -218,7 +273,8 @@ msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail)
     if (mb->failed || mb->fd >= 0 || want == 0 || mb->threshold - mb->len < want ||
         mb->len > mb->threshold)
         return NULL;
-    if (mb->cap - mb->len < want && (!grow || msgbuf_grow(mb, mb->len + want) != 0))
+    if (mb->cap - mb->len < want && (!grow || !msgbuf_fits_budget(mb, mb->len + want) ||
+        msgbuf_grow(mb, mb->len + want) != 0))
         return NULL;
     *avail = mb->cap - mb->len;
     return mb->mem + mb->len;
@@ -228,6 +284,12 @@ size_t
 msgbuf_len(const struct msgbuf *mb)
 {
     return mb->len;
+}
+
+int
+msgbuf_error(const struct msgbuf *mb)
+{
+    return mb->failed ? mb->err : 0;
 }
 
 /* See msgbuf.h. The mapping of a spilled message is cached until the next append. */

@@ -11,12 +11,22 @@
 
 struct msgbuf;
 
+/* The process's budget for message bytes in memory, every buffer together (limits.
+ * memory_budget; 0: none): a buffer whose growth would pass it spills to its file then,
+ * below its threshold. Any thread. */
+void msgbuf_set_budget(size_t budget);
+/* The bytes the buffers hold in memory now (their allocations), every thread's. */
+size_t msgbuf_mem_in_use(void);
+
 /* threshold: bytes kept in memory before spilling to a file in dir (NULL = /tmp). */
 struct msgbuf *msgbuf_new(size_t threshold, const char *dir);
 void msgbuf_free(struct msgbuf *mb);          /* NULL is a no-op */
 /* Appends; returns 0 or -1 (file error: the message must be tempfailed). */
 int msgbuf_append(struct msgbuf *mb, const void *data, size_t len);
 size_t msgbuf_len(const struct msgbuf *mb);
+/* The errno of the file error that failed the buffer (ENOSPC: the spool is full), 0 when none
+ * or the failure was no file's (out of memory, a size overflow). */
+int msgbuf_error(const struct msgbuf *mb);
 /* The free space after the content of an in-memory buffer, at least want octets (grown
  * within the threshold when grow is true), its size in *avail: a reader may put octets
  * there and append them with msgbuf_append(mb, that pointer, n), which then copies nothing.

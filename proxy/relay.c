@@ -118,6 +118,8 @@ struct relay {
 	struct tlsconn *tls;
 	const struct hook_env *open_env; /* while opening: the client to announce */
 	bool reused_fresh;               /* taken from the idle list, no reply seen since */
+	bool local_error;                /* the connection could not be made for want of
+	                                    descriptors or memory: no fault of the backend */
 	bool xclient_again;              /* the XCLIENT in flight re-announces a pooled connection */
 	bool clean;                      /* no transaction open (after the final reply or RSET) */
 	struct relay **owner;            /* the session's pointer to us, cleared when we close */
@@ -655,7 +657,8 @@ static void relay_fail_as(struct relay *r, const char *why, bool protocol)
 	}
 	/* a connection dropped while idle or being closed is no failure; one that broke the
 	 * protocol there is (relay_unsolicited) */
-	if ((!stale || protocol) && (protocol || (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET))) {
+	if ((!stale || protocol) && !r->local_error &&
+	    (protocol || (st != RELAY_IDLE && st != RELAY_QUIT && st != RELAY_RSET))) {
 		backend_report_failure(r->gen->pool, r->b, why);
 		counter_inc(COUNTER_BACKEND_FAILURES);
 	}
@@ -1237,6 +1240,7 @@ static void relay_open_at(struct worker *w, struct backend *b, struct shared_gen
 		    &b->addrs[r->addr_i] : &b->sa), relay_connect_cb);
 	}
 	if (rc != 0) {
+		r->local_error = backend_err_is_local(rc);
 		relay_fail(r, uv_strerror(rc));
 		return;
 	}

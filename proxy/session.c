@@ -23,6 +23,7 @@
 #include "worker.h"
 #include "xclient.h"
 
+#include <errno.h>
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
@@ -939,7 +940,18 @@ static void session_data_end(struct session *s)
 		log_event(LOG_LVL_INFO, s->id, "event=nul_stripped nuls=%llu client=%s",
 		    (unsigned long long)s->dp.nuls, s->env.client_ip);
 	if (smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_WRITE_ERROR) {
-		session_message_done(s, 451, "4.3.0 Error: could not store the message, try again later", "spool", false);
+		/* The message could not be held (limits.spool_dir full, removed, unwritable; out
+		 * of memory): never relayed in part. A full file system is RFC 5321's 452
+		 * "insufficient system storage", RFC 3463's X.3.1 (Postfix's words too). */
+		int err = smtp_tx_msg_error(&s->tx);
+		bool full = err == ENOSPC || err == EDQUOT;
+
+		counter_inc(COUNTER_SPOOL_ERRORS);
+		log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=data reason=spool detail=\"%s\" dir=%s size=%llu "
+		    "client=%s", err ? strerror(err) : "out of memory", s->cfg->limits.spool_dir ?
+		    s->cfg->limits.spool_dir : "/tmp", (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);
+		session_message_done(s, full ? 452 : 451, full ? "4.3.1 Insufficient system storage, try again later" :
+		    "4.3.0 Error: could not store the message, try again later", "spool", false);
 		return;
 	}
 	smtp_tx_data_end(&s->tx);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define SESSION_MAX_PENDING_INPUT (256 * 1024)  /* pipelined bytes held while busy */
@@ -781,6 +782,33 @@ static struct session *session_new(struct worker *w, const struct listen_config 
 	return s;
 }
 
+/* Descriptors a new session leaves free under the live soft RLIMIT_NOFILE at least, or it
+ * is refused: those kept aside at start (main.c's reserve) for the sessions already there
+ * (their backend, filter and spool files), the metrics and control connections, probes. */
+#define SESSION_FDS_HEADROOM 64
+
+/* True when the descriptors are nearly gone, whatever took them: the limit lowered on the
+ * live process (prlimit), a leak, a peer's slow close. The kernel hands out the lowest free
+ * number (POSIX), so the session's descriptor n means 0..n-1 are all in use; the limit is
+ * read each time (one getrlimit) because the start's budget (conncount_fd_cap) knows only
+ * the limit of then. Warns at most once a second per worker (event=fd_low). */
+static bool session_fds_low(struct session *s)
+{
+	uv_os_fd_t fd;
+	struct rlimit rl;
+
+	if (uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+	    rl.rlim_cur == RLIM_INFINITY || (rlim_t)fd + SESSION_FDS_HEADROOM < rl.rlim_cur)
+		return false;
+	uint64_t now = uv_now(&s->w->loop);
+	if (s->w->fd_low_logged_ms == 0 || now - s->w->fd_low_logged_ms >= 1000) {
+		log_event(LOG_LVL_WARNING, NULL, "event=fd_low nofile=%lu fd=%d worker=%d",
+		    (unsigned long)rl.rlim_cur, (int)fd, s->w->index);
+		s->w->fd_low_logged_ms = now ? now : 1;
+	}
+	return true;
+}
+
 /* Everything after the socket is the session's: addresses, limits, PROXY, greeting. */
 static void session_start(struct session *s)
 {
@@ -815,9 +843,11 @@ static void session_start(struct session *s)
 		return;
 	}
 	long fd_cap = conncount_fd_cap();
-	if (fd_cap > 0 && conncount_total() > fd_cap) {
-		/* Past what the file descriptor limit holds (event=fd_limit at start): a 421 now
-		 * rather than libuv closing the next clients unheard once the descriptors run out. */
+	if ((fd_cap > 0 && conncount_total() > fd_cap) || session_fds_low(s)) {
+		/* Past what the file descriptor limit holds (event=fd_limit at start), or the
+		 * descriptors nearly gone now (event=fd_low): a 421 now rather than libuv closing
+		 * the next clients unheard once they run out, and the sessions already there
+		 * keep what they need. */
 		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=fd_limit client=%s", s->env.client_ip);
 		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
 		counter_conn_refused(CONN_REFUSED_FD_LIMIT);

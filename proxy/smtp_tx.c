@@ -903,6 +903,7 @@ int smtp_tx_data_append(void *arg, const char *data, size_t len)
 
 uint64_t smtp_tx_msg_size(const struct smtp_tx *tx) { return tx->msg_size; }
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx) { return tx->msg_state; }
+int smtp_tx_msg_error(const struct smtp_tx *tx) { return tx->msg ? msgbuf_error(tx->msg) : 0; }
 
 void smtp_tx_data_end(struct smtp_tx *tx)
 {

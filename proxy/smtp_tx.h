@@ -188,6 +188,8 @@ size_t smtp_tx_delivered_text(char *out, size_t cap, const char *queue_id, const
     const char *backend_qid, const char *from, size_t nrcpts, unsigned long long size,
     const char *client, double score);
 enum smtp_tx_msg_state smtp_tx_msg_state(const struct smtp_tx *tx);
+/* SMTP_TX_MSG_WRITE_ERROR's errno (msgbuf_error: ENOSPC when the spool is full), or 0. */
+int smtp_tx_msg_error(const struct smtp_tx *tx);
 /* Once per message, as soon as the held message's header block is complete (the first
  * empty line has arrived, msgbuf_header_len's rule): true with *hdr (valid until the next
  * append) and *len set; false before, after, and for a message over the size limit or

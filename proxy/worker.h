@@ -71,6 +71,7 @@ struct worker {
 	bool readbuf_busy;
 	uint64_t session_seq;
 	uint64_t accept_err_logged_ms;  /* the last event=accept_error (at most one a second) */
+	uint64_t fd_low_logged_ms;      /* the last event=fd_low (at most one a second) */
 	unsigned long accept_err_unlogged;  /* failures since */
 	/* Read by the other workers: sessions plus connections queued to this one. */
 	atomic_int load;

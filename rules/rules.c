@@ -1236,6 +1236,24 @@ static void rules_session_free(void *wstate, int slot, struct hook_env *env)
 	}
 }
 
+/* The chain gave up on a scan (limits.filter_deadline passed): one still queued in the
+ * thread pool is taken out of it (its after_work runs with UV_ECANCELED and frees it), one
+ * running finishes and its result is dropped (env NULL, as for a session gone). Else the
+ * scans of messages already answered 451 would go on filling the pool, and every message
+ * after a burst would wait behind them past its own deadline. */
+static void rules_cancel(void *wstate, int slot, struct hook_call *call)
+{
+	struct hook_env *env = hook_call_env(call);
+	struct rules_job *j = env->module_ctx[slot];
+
+	(void)wstate;
+	if (j == NULL || j->call != call)
+		return;
+	j->env = NULL;
+	env->module_ctx[slot] = NULL;
+	uv_cancel((uv_req_t *)&j->req);
+}
+
 static uint64_t rules_timeout_ms(void *wstate) { return 0; }
 static enum verdict_action rules_on_error(void *wstate) { return VERDICT_TEMPFAIL; }
 
@@ -1247,6 +1265,7 @@ const struct hook_module rules_module = {
 	.stages = rules_stages,
 	.run = rules_run,
 	.session_free = rules_session_free,
+	.cancel = rules_cancel,
 	.timeout_ms = rules_timeout_ms,
 	.on_error = rules_on_error,
 };

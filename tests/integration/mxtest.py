@@ -75,6 +75,7 @@ API (everything else is internal):
   stuff(data) -> dot-stuffed bytes + terminator;  proxy_v2(src, dst_port, sport, dst) -> bytes
   message_ids(iterable of message bytes) -> set of tags put there by message()
   session_codes(port, proxy_src, lines, data, ehlo) -> the codes of one session's commands
+  connect_answer(port, timeout) -> (socket, '220' | '421' | 'none'): what a new connection hears first
   swaks(port, *args) / smtp_source(port, *args) / s_client(port, data, starttls) -> CompletedProcess
   cert() -> (certfile, keyfile), a self-signed pair made once per run
   lmdb_meta(dir) -> (txnid, main root page) of dir/data.mdb;  lmdb_damage(dir) -> damages the
@@ -810,6 +811,17 @@ def lmdb_damage(path, what='the map'):
     check(lmdb_meta(path) == (txnid, root), 'the map of %s is damaged under the running daemon (root page %d)'
           % (what, root))
     return root
+
+
+def connect_answer(port, timeout=10):
+    """Connects to 127.0.0.1:port and reads what the server says first: (socket, '220', '421'
+    or 'none' for a connection closed or reset unheard, or silent past timeout)."""
+    s = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+    try:
+        line = s.recv(512)
+    except (ConnectionResetError, socket.timeout):
+        line = b''
+    return s, line[:3].decode() if line[:3] in (b'220', b'421') else 'none'
 
 
 def session_codes(port, proxy_src, lines, data=None, ehlo='mta.sender.example'):

@@ -17,7 +17,6 @@ an answer."""
 import os
 import re
 import resource
-import socket
 import sys
 import urllib.request
 
@@ -52,12 +51,7 @@ cap = int(m.group(1)) if m else 0
 
 held, answers = [], {'220': 0, '421': 0, 'none': 0}
 for i in range(N):
-    s = socket.create_connection(('127.0.0.1', mx.port), timeout=mt.slack(5))
-    try:
-        line = s.recv(512)
-    except (ConnectionResetError, socket.timeout):
-        line = b''
-    key = line[:3].decode() if line[:3] in (b'220', b'421') else 'none'
+    s, key = mt.connect_answer(mx.port, mt.slack(5))
     answers[key] += 1
     if key == '220':
         held.append(s)

@@ -1,6 +1,7 @@
 /* test_msgbuf.c — held message: memory, spill to an unlinked file, mmap view, header
  * length, reset, and file errors. */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,10 +132,14 @@ test_file_errors(void **state)
     struct msgbuf *mb = msgbuf_new(4, "/nonexistent/mxgate-dir");
     assert_non_null(mb);
     assert_int_equal(msgbuf_append(mb, "abcd", 4), 0);
+    assert_int_equal(msgbuf_error(mb), 0);
     assert_int_equal(msgbuf_append(mb, "e", 1), -1);
+    assert_int_equal(msgbuf_error(mb), ENOENT);     /* the session logs it, ENOSPC: 452 */
     assert_int_equal(msgbuf_append(mb, "f", 1), -1);
+    assert_int_equal(msgbuf_error(mb), ENOENT);
     assert_int_equal(msgbuf_len(mb), 4);
     msgbuf_reset(mb);
+    assert_int_equal(msgbuf_error(mb), 0);
     assert_int_equal(msgbuf_append(mb, "abcd", 4), 0);
     msgbuf_free(mb);
 
@@ -288,6 +293,44 @@ test_spare(void **state)
     rmdir(dir);
 }
 
+/* limits.memory_budget: the buffers' allocations are summed over the process; a buffer whose
+ * growth would pass the budget spills to its file below its own threshold, and what it
+ * held is given back to the budget. */
+static void
+test_budget(void **state)
+{
+    (void)state;
+    static char chunk[48 * 1024];
+    size_t avail;
+    size_t base = msgbuf_mem_in_use();
+
+    memset(chunk, 'x', sizeof(chunk));
+    msgbuf_set_budget(64 * 1024);
+    struct msgbuf *a = msgbuf_new(1 << 20, "/tmp");
+    struct msgbuf *b = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(a, chunk, sizeof(chunk)), 0);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);     /* doubled from 4 KiB */
+    assert_non_null(msgbuf_spare(a, 1024, false, &avail));       /* a: in memory */
+    assert_int_equal(msgbuf_append(b, chunk, 1000), 0);           /* b: 4 KiB passes it */
+    assert_null(msgbuf_spare(b, 1, true, &avail));                /* spilled */
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    assert_int_equal(msgbuf_len(b), 1000);
+    size_t len;
+    const char *d = msgbuf_data(b, &len);
+    assert_non_null(d);
+    assert_int_equal(len, 1000);
+    assert_memory_equal(d, chunk, 1000);
+    msgbuf_free(a);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    msgbuf_reset(b);                                              /* room again: in memory */
+    assert_int_equal(msgbuf_append(b, chunk, 1000), 0);
+    assert_non_null(msgbuf_spare(b, 1, false, &avail));
+    assert_int_equal(msgbuf_mem_in_use(), base + 4096);
+    msgbuf_free(b);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    msgbuf_set_budget(0);
+}
+
 int
 main(void)
 {
@@ -297,6 +340,7 @@ main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_clear_reuse),
         cmocka_unit_test(test_spare),
+        cmocka_unit_test(test_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

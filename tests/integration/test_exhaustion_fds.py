@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""File descriptors running out while mxgate runs (docs/operations.md, "When resources run
+out"): an operator lowers the limit of the live process (`prlimit --pid PID --nofile=N`), or
+something else in the process holds what it had. The start-time budget (test_ops_fd_limit)
+was computed under the old limit and no longer protects anything.
+
+Before the fix, every connection past the last free descriptor was accepted and closed by
+libuv itself (its EMFILE trick) without a word to the client, a log line or a counter, and
+the few that still got a descriptor were greeted, took the last ones and left the sessions
+already there no descriptor for their backend connection (MAIL: 451).
+
+Now a connection whose descriptor leaves fewer than 64 under the live soft limit (the kernel
+hands out the lowest free number, so descriptor n means 0..n-1 are all in use) gets 421,
+logged `event=reject stage=connect reason=fd_limit` and counted as
+mxgate_connections_refused_total{reason="fd_limit"}, with a warning `event=fd_low` at most
+once a second per worker; the sessions already there go on (their backend connection takes
+the descriptors the refused clients gave back), and when the limit is raised again new
+clients are served at once. The loop does not spin while refusing: the CPU it used during
+the refusals is printed (a figure, not a check), and with none left at all (libuv closes
+those clients unheard: nothing else can answer them).
+
+Second case: no descriptor left at all (the limit set to what is open). A session's backend
+connection and the health probe fail with EMFILE: the client gets 4xx, but before the fix
+each such failure counted against the backend, which was logged `event=backend_down
+reason="health check: EMFILE"` and taken out of rotation for what was mxgate's own
+shortage, and stayed out after the descriptors came back until probes brought it up. Now a
+local error (EMFILE, ENFILE, ENOBUFS, ENOMEM) at the connect is no fault of the backend: no
+backend_down, and the next message after the limit is raised is delivered."""
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxtest as mt  # noqa: E402
+
+mt.need('smtp-sink', 'prlimit')
+HELD, NEW = 30, 40
+
+sink = mt.Sink()
+mx = mt.Mxgate(mt.config([sink.url], workers=2,
+                         limits={'max_connections': 20000, 'max_connections_per_ip': 20000},
+                         # no idle backend connections kept: each MAIL needs a new one
+                         backends={'pool_size': 0},
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}, log={'level': 'debug'}))
+mt.check(mx.wait_log(r'event=ready', mt.slack(10)) is not None, 'ready')
+with open('/proc/%d/limits' % mx.pid) as f:
+    hard = re.search(r'Max open files\s+\d+\s+(\d+|unlimited)', f.read()).group(1)
+
+
+def nfds():
+    return len(os.listdir('/proc/%d/fd' % mx.pid))
+
+
+def cpu_s():
+    f = open('/proc/%d/stat' % mx.pid).read().rsplit(')', 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def refused():
+    body = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mx.metrics_port,
+                                  timeout=mt.slack(10)).read().decode()
+    m = re.search(r'^mxgate_connections_refused_total\{reason="fd_limit"\} (\d+)', body, re.M)
+    return int(m.group(1)) if m else -1
+
+
+def prlimit(soft):
+    subprocess.run(['prlimit', '--pid', str(mx.pid), '--nofile=%d:%s' % (soft, hard)], check=True)
+
+
+held = []
+for i in range(HELD):
+    c = mt.Client(mx.port, timeout=mt.slack(10))
+    c.ehlo()
+    held.append(c)
+# A few descriptors above what the process holds now: the next clients would take them all.
+limit = nfds() + 3
+prlimit(limit)
+mt.say('%d sessions held, %d descriptors open, soft limit set to %d' % (HELD, limit - 3, limit))
+
+answers = {'220': 0, '421': 0, 'none': 0}
+burst = []     # a burst of clients, each keeping its connection
+cpu0 = cpu_s()
+for i in range(NEW):
+    s, key = mt.connect_answer(mx.port, mt.slack(10))
+    answers[key] += 1
+    burst.append(s)
+cpu1 = cpu_s()
+mt.say('answers with the descriptors gone: %s; mxgate CPU over them: %.2f s' % (answers, cpu1 - cpu0))
+mt.check(answers['421'] == NEW, 'every new client gets 421 while the descriptors are short, '
+         'none is cut off unheard or greeted into a session that cannot deliver: %s' % answers)
+mt.check(mx.wait_log(r'warning - event=fd_low nofile=%d fd=\d+ worker=\d' % limit, mt.slack(5)) is not None,
+         'a warning names the limit: %s' % mx.tail(5))
+mt.check(mx.count_log(r'event=reject stage=connect reason=fd_limit') == NEW, 'each refusal logged')
+mt.check(refused() == NEW, 'counted as connections_refused{reason="fd_limit"}')
+
+# The sessions already there go on: a transaction, its backend connection included.
+c = held[0]
+codes = [c.cmd('MAIL FROM:<a@example.org>')[0], c.cmd('RCPT TO:<b@example.test>')[0], c.cmd('DATA')[0]]
+c.send(mt.stuff(mt.message('held-1')))
+codes.append(c.reply()[0])
+mt.check(codes == [250, 250, 354, 250], 'a session held through it delivers: %s' % codes)
+mt.check(held[-1].cmd('NOOP')[0] == 250, 'another answers')
+
+for s in burst:
+    s.close()
+
+# The limit back: new clients are served at once, nothing restarted.
+prlimit(4096)
+r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after-1'))
+mt.check(r[0] == 250, 'after the limit is raised a new client delivers: %s (%s)' % (r, r.stage))
+mt.check(mt.wait_for(lambda: sink.count() == 2, mt.slack(10)), 'both messages at the sink')
+
+# Not one descriptor left: the backend connection and the health probe cannot be made.
+# The limit is the lowest free descriptor number (the next one asked for would be it), set
+# again until a probe has met it (a descriptor closed since, a probe's own, frees a slot).
+def lowest_free():
+    used = {int(x) for x in os.listdir('/proc/%d/fd' % mx.pid)}
+    return min(set(range(len(used) + 1)) - used)
+
+
+def exhaust():
+    prlimit(lowest_free())
+    return mx.count_log(r'event=health_check backend=\S+ result=skipped reason="EMFILE"', start) > 0
+
+
+start = mx.log_size()
+mt.check(mt.wait_for(exhaust, mt.slack(15), step=0.2),
+         'the health probe (every second) skips its round for want of a descriptor, no result either way')
+tries = []
+for c in held[1:8]:
+    prlimit(lowest_free())
+    tries.append(c.cmd('MAIL FROM:<a@example.org>')[0])
+    c.cmd('RSET')
+mt.check(tries == [451] * len(tries), 'no descriptor for a backend connection: 451 to MAIL: %s' % tries)
+# Clients meanwhile: libuv accepts and closes each unheard (its EMFILE trick: the one
+# descriptor it keeps aside), or a slot freed gets it 421. A figure: the loop must not spin.
+prlimit(lowest_free())
+heard = {'220': 0, '421': 0, 'none': 0}
+cpu0 = cpu_s()
+for i in range(20):
+    s, key = mt.connect_answer(mx.port, mt.slack(10))
+    heard[key] += 1
+    s.close()
+mt.say('20 clients with no descriptor left: %s; mxgate CPU over them %.2f s' % (heard, cpu_s() - cpu0))
+mt.check(heard['220'] == 0, 'none greeted into a session that could not deliver')
+mt.check(mx.count_log(r'event=backend_down', start) == 0,
+         'mxgate\'s own shortage is not the backend\'s failure (no backend_down): %s' % mx.tail(6))
+prlimit(4096)
+r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after-2'))
+mt.check(r[0] == 250, 'descriptors back: delivered at once: %s (%s)' % (r, r.stage))
+for c in held:
+    c.close()
+mx.stop()
+mt.finish()
