@@ -993,8 +993,9 @@ long greylist_ip_del_merge(const void *cur, size_t curlen, const void *operand, 
 	if (oplen != sizeof(op))
 		return -1;
 	memcpy(op, operand, sizeof(op));
-	if (op[0] != GREYLIST_IP_DEL_MARK || op[1] == GREYLIST_IP_NONE)
-		return -1;
+	if (op[0] != GREYLIST_IP_DEL_MARK ||
+	    (op[1] != GREYLIST_IP_TRAPPED && op[1] != GREYLIST_IP_ALLOWED))
+		return -1;              /* not one, or no state a record has */
 	return greylist_ip_decode(cur, curlen, now_ms, &since, &exp) == (int)op[1] ? 0 : -1;
 }
 

@@ -563,7 +563,8 @@ static void test_ip_del_merge(void **state)
 {
 	static const struct {
 		const char *label;
-		int rec, del_only;     /* rec -1: no record */
+		int rec;               /* -1: no record */
+		uint64_t del_only;
 		uint64_t now, mark;
 		size_t oplen;
 		long want;
@@ -575,13 +576,14 @@ static void test_ip_del_merge(void **state)
 		{ "an expired record is left to the sweep", GREYLIST_IP_ALLOWED, GREYLIST_IP_ALLOWED, 10000, GREYLIST_IP_DEL_MARK, 16, -1 },
 		{ "no record: nothing", -1, GREYLIST_IP_ALLOWED, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
 		{ "state none is no condition", GREYLIST_IP_ALLOWED, GREYLIST_IP_NONE, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
+		{ "no record and a state whose low bits are none (fuzz_store_records)", -1, 0x2100000000000000ull, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
 		{ "another mark is not one", GREYLIST_IP_ALLOWED, GREYLIST_IP_ALLOWED, 5000, 1, 16, -1 },
 		{ "another size is not one", GREYLIST_IP_ALLOWED, GREYLIST_IP_ALLOWED, 5000, GREYLIST_IP_DEL_MARK, 8, -1 },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		unsigned char rec[GREYLIST_RECORD_LEN], out[GREYLIST_RECORD_LEN];
-		uint64_t op[2] = { rows[i].mark, (uint64_t)rows[i].del_only };
+		uint64_t op[2] = { rows[i].mark, rows[i].del_only };
 		long n;
 
 		if (rows[i].rec >= 0)
