@@ -982,6 +982,33 @@ long greylist_awl_merge(const void *cur, size_t curlen, const void *operand, siz
 	return (long)sizeof(rec);
 }
 
+long greylist_ip_del_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	uint64_t op[2], since, exp;
+
+	(void)out;
+	(void)cap;
+	(void)ctx;
+	if (oplen != sizeof(op))
+		return -1;
+	memcpy(op, operand, sizeof(op));
+	if (op[0] != GREYLIST_IP_DEL_MARK ||
+	    (op[1] != GREYLIST_IP_TRAPPED && op[1] != GREYLIST_IP_ALLOWED))
+		return -1;              /* not one, or no state a record has */
+	return greylist_ip_decode(cur, curlen, now_ms, &since, &exp) == (int)op[1] ? 0 : -1;
+}
+
+/* The greylist writer's merge: a client record's conditional delete by its operand's size
+ * (16 octets, marked), else a client network's passes (24). */
+static long gl_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	if (oplen == 2 * sizeof(uint64_t))
+		return greylist_ip_del_merge(cur, curlen, operand, oplen, out, cap, now_ms, ctx);
+	return greylist_awl_merge(cur, curlen, operand, oplen, out, cap, now_ms, ctx);
+}
+
 /* The client network of sa as the triplet has it; 0 or -1. */
 static int gl_net(const struct greylist_config *c, const struct sockaddr *sa, char *out, size_t outlen)
 {
@@ -1112,7 +1139,7 @@ static int gl_worker_init(const struct mx_config *cfg, uv_loop_t *loop, int work
 		static const char *const prefixes[] = { "gl:", GL_AWL_LMDB, GREYLIST_IP_LMDB, NULL };
 		struct lmdb_writer_config wc = {
 			.sweep_prefixes = prefixes, .expired = gl_expired, .rank = gl_rank,
-			.merge = greylist_awl_merge, .name = "greylist",
+			.merge = gl_merge, .name = "greylist",
 		};
 
 		w->st = lmdb_store_open(store_lmdb_dir(c->store), 0);
@@ -1206,17 +1233,6 @@ static void gl_write_see(struct gl_worker *w, struct greylist_write *gw)
 	pthread_mutex_unlock(&gl_seen_mu);
 }
 
-/* Whether the live record w has for key, its queue first, is in state. */
-static bool gl_write_is(struct gl_worker *w, const char *key, int state)
-{
-	unsigned char val[GREYLIST_RECORD_LEN];
-	size_t len = 0;
-	uint64_t since, exp;
-
-	return lmdb_writer_get(w->wr, key, strlen(key), val, sizeof(val), &len) == 1 &&
-	    greylist_ip_decode(val, len, gl_wall_ms(), &since, &exp) == state;
-}
-
 /* Does gw's part on w's loop (the mailbox's run): an LMDB write after what w queued, or the
  * Redis writes of the key w queued forgotten. A request for the other kind of store (a
  * reload between the two) is no part of w's. */
@@ -1234,12 +1250,18 @@ static void gl_write_run(void *owner, void *msg)
 	}
 	if (gw->want_seen)
 		gl_write_see(w, gw);
-	if (gw->vlen == 0 && gw->del_only != 0 && !gl_write_is(w, gw->key, gw->del_only)) {
-		gl_write_part_end(gw);  /* not the record the verb deletes */
-		return;
+	if (gw->vlen == 0 && gw->del_only != 0) {
+		/* the condition goes with the delete and is checked against the record inside the
+		 * batch's write transaction (greylist_ip_del_merge): what this worker sees now
+		 * (its queue, then the map) misses another worker's write queued before this
+		 * batch — a trap there, and the map's allow record here, was deleted by disallow */
+		uint64_t op[2] = { GREYLIST_IP_DEL_MARK, (uint64_t)gw->del_only };
+
+		rc = lmdb_writer_merge(w->wr, gw->key, strlen(gw->key), op, sizeof(op));
+	} else {
+		rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
+		    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
 	}
-	rc = gw->vlen ? lmdb_writer_put(w->wr, gw->key, strlen(gw->key), gw->val, gw->vlen) :
-	    lmdb_writer_del(w->wr, gw->key, strlen(gw->key));
 
 	if (rc < 0)
 		atomic_fetch_add(&gw->failed, 1);

@@ -175,6 +175,15 @@ bool greylist_awl_decode(const void *val, size_t len, uint64_t now_ms, uint64_t 
 long greylist_awl_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
     void *out, size_t cap, uint64_t now_ms, const void *ctx);
 
+/* A client record's conditional delete (a control verb's disallow or untrap) as the LMDB
+ * batch's merge: the operand is {GREYLIST_IP_DEL_MARK, state} (uint64_t each); the record is
+ * deleted (0) when it is live and in state at now_ms, else left as it is (-1). Run inside
+ * the batch's write transaction, so the state is the record's when LMDB applies the delete,
+ * whatever another worker's batch wrote before it. */
+#define GREYLIST_IP_DEL_MARK 0x676c6970646f6e6cull    /* "glipdonl" */
+long greylist_ip_del_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx);
+
 struct redisReply;
 /* The check script's reply {passed, wait_s} or {passed, wait_s, allow} (allow: 1 when this
  * pass made the client network allowed, 2 when it passed as allowed): 0 with *pass and
@@ -220,9 +229,11 @@ struct greylist_write {
 	bool want_seen;
 	unsigned char seen[GREYLIST_RECORD_LEN];
 	size_t seen_len;
-	/* A client record's delete (vlen 0) only when the record the worker has, its queue first,
-	 * is in this state (enum greylist_ip_state: untrap deletes a trap, disallow an allow
-	 * record, never the other's); 0: whatever it is. */
+	/* A client record's delete (vlen 0) only when the record is in this state when LMDB
+	 * applies the delete (enum greylist_ip_state: untrap deletes a trap, disallow an allow
+	 * record, never the other's), checked inside the batch's write transaction
+	 * (greylist_ip_del_merge); 0: whatever it is. Until the batch is applied the worker's
+	 * reads still see the record (a queued merge is not read back). */
 	int del_only;
 	/* Called once every worker's part is done (an LMDB batch applied or failed, a Redis
 	 * queue's writes of key forgotten): on the thread of the last worker's loop. */

@@ -1553,9 +1553,10 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		/* disallow and untrap always go through the writers, whatever the map holds: a
 		 * trap a worker made in the last batch interval, or one a verb queued behind
 		 * another process's write lock, is in their queues, not in the map yet; each
-		 * deletes only a record in its own state there (del_only: untrap never deletes
-		 * an allow record nor disallow a trap), and the answer is the newest record a
-		 * worker saw (lc_ip_seen) */
+		 * deletes only a record in its own state as LMDB applies it (del_only, checked in
+		 * the batch's write transaction: untrap never deletes an allow record nor
+		 * disallow a trap, whichever worker's batch lands first), and the answer is the
+		 * newest record a worker saw (lc_ip_seen) */
 		p->gw.vlen = 0;
 		if (op == GLIP_DISALLOW || op == GLIP_UNTRAP)
 			p->gw.del_only = op == GLIP_UNTRAP ? GREYLIST_IP_TRAPPED : GREYLIST_IP_ALLOWED;

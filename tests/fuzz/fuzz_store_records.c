@@ -70,6 +70,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)pass;
 	greylist_record_expired(data, size, now);
 
+	/* a client record's conditional delete (disallow|untrap, in the batch): deletes (0) or
+	 * leaves (-1), never writes; with the mark, the state from the header's octet 11 */
+	{
+		uint64_t op[2] = { GREYLIST_IP_DEL_MARK, data[-5] % 4u };
+		long n = greylist_ip_del_merge(data, size, op, sizeof(op), rec, sizeof(rec), now, NULL);
+
+		if ((n != 0 && n != -1) || (size == 0 && n != -1))
+			abort();
+		if (size >= sizeof(op) &&
+		    greylist_ip_del_merge(NULL, 0, data, sizeof(op), rec, sizeof(rec), now, NULL) != -1)
+			abort();
+	}
+
 	/* reputation: the map holds a struct as is; any bytes of that size are a record */
 	if (size >= sizeof(struct reputation_counts)) {
 		struct reputation_counts rc, net;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -24,6 +25,7 @@
 #include "proxy/netaddr.h"
 #include "store/lmdb_store.h"
 #include "addr_fixture.h"
+#include "lmdb_peer.h"
 
 /* While armed, a calloc of at least fail_min bytes fails: only the local table's entry for
  * the long key below is that large on a RCPT's path. */
@@ -555,6 +557,196 @@ static void test_local_table_oom(void **state)
 	config_free(cfg);
 }
 
+/* A client record's conditional delete as the batch merges it: deleted (0) only when live and
+ * in the operand's state, else left (-1). */
+static void test_ip_del_merge(void **state)
+{
+	static const struct {
+		const char *label;
+		int rec;               /* -1: no record */
+		uint64_t del_only;
+		uint64_t now, mark;
+		size_t oplen;
+		long want;
+	} rows[] = {
+		{ "disallow deletes an allow record", GREYLIST_IP_ALLOWED, GREYLIST_IP_ALLOWED, 5000, GREYLIST_IP_DEL_MARK, 16, 0 },
+		{ "disallow leaves a trap", GREYLIST_IP_TRAPPED, GREYLIST_IP_ALLOWED, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
+		{ "untrap deletes a trap", GREYLIST_IP_TRAPPED, GREYLIST_IP_TRAPPED, 5000, GREYLIST_IP_DEL_MARK, 16, 0 },
+		{ "untrap leaves an allow record", GREYLIST_IP_ALLOWED, GREYLIST_IP_TRAPPED, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
+		{ "an expired record is left to the sweep", GREYLIST_IP_ALLOWED, GREYLIST_IP_ALLOWED, 10000, GREYLIST_IP_DEL_MARK, 16, -1 },
+		{ "no record: nothing", -1, GREYLIST_IP_ALLOWED, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
+		{ "state none is no condition", GREYLIST_IP_ALLOWED, GREYLIST_IP_NONE, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
+		{ "no record and a state whose low bits are none (fuzz_store_records)", -1, 0x2100000000000000ull, 5000, GREYLIST_IP_DEL_MARK, 16, -1 },
+		{ "another mark is not one", GREYLIST_IP_ALLOWED, GREYLIST_IP_ALLOWED, 5000, 1, 16, -1 },
+		{ "another size is not one", GREYLIST_IP_ALLOWED, GREYLIST_IP_ALLOWED, 5000, GREYLIST_IP_DEL_MARK, 8, -1 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		unsigned char rec[GREYLIST_RECORD_LEN], out[GREYLIST_RECORD_LEN];
+		uint64_t op[2] = { rows[i].mark, rows[i].del_only };
+		long n;
+
+		if (rows[i].rec >= 0)
+			greylist_ip_encode(rows[i].rec, 1000, 10000, rec);
+		n = greylist_ip_del_merge(rows[i].rec >= 0 ? rec : NULL, rows[i].rec >= 0 ? sizeof(rec) : 0,
+		    op, rows[i].oplen, out, sizeof(out), rows[i].now, NULL);
+		if (n != rows[i].want)
+			fail_msg("%s: %ld, want %ld", rows[i].label, n, rows[i].want);
+	}
+}
+
+/* ---- a client record's verb across two workers (LMDB): the state it deletes is the one the
+ * record has when LMDB applies the delete, not the one a worker saw when it queued it ----- */
+
+static int gl_race_answered;
+
+static void gl_race_done(struct greylist_write *gw)
+{
+	(void)gw;
+	gl_race_answered++;     /* the test's thread: both loops run there */
+}
+
+static void gl_race_idle_cb(uv_idle_t *h)
+{
+	(void)h;
+}
+
+/* Runs loop a few times without waiting: a posted write's mailbox run, a writer's batch
+ * done. An idle handle keeps it alive meanwhile (a mailbox's and a writer's async handles
+ * alone keep no loop running). */
+static void gl_race_turn(uv_loop_t *loop)
+{
+	uv_idle_t idle;
+
+	uv_idle_init(loop, &idle);
+	uv_idle_start(&idle, gl_race_idle_cb);
+	for (int i = 0; i < 4; i++)
+		uv_run(loop, UV_RUN_NOWAIT);
+	uv_close((uv_handle_t *)&idle, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* The row: the map holds `map` for the client; worker A is given `queued` by a verb while B
+ * is not there yet (B joins after it: a new worker, or one whose part has not run), and the
+ * write lock is held (another process) so A's batch waits in the writer thread; then the
+ * verb `del_only` (disallow: ALLOWED, untrap: TRAPPED) goes to A and B, A's part first, so
+ * B's batch is applied after A's. B saw the map's record, in the state it deletes. */
+struct gl_race_row {
+	const char *label;
+	int map, queued, del_only, want;
+};
+
+static void test_lmdb_conditional_delete_two_workers(void **state)
+{
+	static const struct gl_race_row rows[] = {
+		{ "disallow after a trap queued in another worker keeps the trap",
+		  GREYLIST_IP_ALLOWED, GREYLIST_IP_TRAPPED, GREYLIST_IP_ALLOWED, GREYLIST_IP_TRAPPED },
+		{ "untrap after an allow queued in another worker keeps the allow record",
+		  GREYLIST_IP_TRAPPED, GREYLIST_IP_ALLOWED, GREYLIST_IP_TRAPPED, GREYLIST_IP_ALLOWED },
+		{ "disallow with nothing queued elsewhere deletes the allow record",
+		  GREYLIST_IP_ALLOWED, GREYLIST_IP_NONE, GREYLIST_IP_ALLOWED, GREYLIST_IP_NONE },
+		{ "untrap with nothing queued elsewhere deletes the trap",
+		  GREYLIST_IP_TRAPPED, GREYLIST_IP_NONE, GREYLIST_IP_TRAPPED, GREYLIST_IP_NONE },
+		{ "disallow leaves a trap the map holds",
+		  GREYLIST_IP_TRAPPED, GREYLIST_IP_NONE, GREYLIST_IP_ALLOWED, GREYLIST_IP_TRAPPED },
+	};
+	int wrong = 0;
+
+	(void)state;
+	(void)lmdb_peer_lock_fds;       /* lmdb_peer.h's, not used here */
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct gl_race_row *row = &rows[i];
+		char dir[] = "/tmp/mxgate-glrace-XXXXXX", path[300], cmd[300];
+		const char *key = GREYLIST_IP_LMDB "198.18.5.5";
+		struct mx_config *cfg = NULL;
+		struct chain_modules ma, mb;
+		struct greylist_write *put = calloc(1, sizeof(*put)), *del = calloc(1, sizeof(*del));
+		unsigned char rec[GREYLIST_RECORD_LEN], val[GREYLIST_RECORD_LEN];
+		struct lmdb_store_change ch = { key, rec, sizeof(rec) };
+		uint64_t now, since, exp;
+		uv_loop_t la, lb;
+		size_t len = 0;
+		int release, got, want_answers = row->queued != GREYLIST_IP_NONE ? 2 : 1;
+		pid_t peer;
+		FILE *f;
+
+		assert_non_null(put);
+		assert_non_null(del);
+		assert_non_null(mkdtemp(dir));
+		snprintf(path, sizeof(path), "%s/mx.yaml", dir);
+		assert_non_null(f = fopen(path, "w"));
+		fprintf(f, "hostname: mx.example.test\n"
+		    "listen:\n  - address: \"127.0.0.1:2525\"\n"
+		    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
+		    "greylist: { enabled: true, store: \"lmdb:%s/db\" }\n", dir);
+		fclose(f);
+		assert_int_equal(config_load(path, &cfg, stderr), 0);
+		snprintf(path, sizeof(path), "%s/db", dir);
+		now = (uint64_t)time(NULL) * 1000;
+		greylist_ip_encode(row->map, now - 1000, now + HOUR, rec);
+		assert_int_equal(lmdb_store_apply(path, 0, "test", &ch, 1), 0);
+
+		uv_loop_init(&la);
+		uv_loop_init(&lb);
+		chain_modules_init(&ma, cfg, &la, 0);
+		peer = lmdb_peer_start(path, LMDB_PEER_WRITE, &release);
+		gl_race_answered = 0;
+		if (row->queued != GREYLIST_IP_NONE) {
+			/* A's own write of the record, waiting for the lock in the writer thread */
+			snprintf(put->key, sizeof(put->key), "%s", key);
+			greylist_ip_encode(row->queued, now, now + HOUR, put->val);
+			put->vlen = sizeof(put->val);
+			put->done = gl_race_done;
+			assert_int_equal(greylist_write_post(put), 1);
+			gl_race_turn(&la);
+		}
+		chain_modules_init(&mb, cfg, &lb, 1);
+		snprintf(del->key, sizeof(del->key), "%s", key);
+		del->del_only = row->del_only;
+		del->want_seen = true;
+		del->done = gl_race_done;
+		assert_int_equal(greylist_write_post(del), 2);
+		gl_race_turn(&la);      /* A's part first: its batch goes after the one it has */
+		gl_race_turn(&lb);      /* B saw the map's record: its batch goes last */
+		lmdb_peer_end(peer, release, false);
+		/* every batch applied: A's second goes to the writer thread once its first is done */
+		for (int ms = 0; ms < 10000 && gl_race_answered < want_answers; ms += 5) {
+			gl_race_turn(&la);
+			gl_race_turn(&lb);
+			usleep(5000);
+		}
+		assert_int_equal(gl_race_answered, want_answers);
+
+		{
+			struct lmdb_store *st = lmdb_store_open(path, 0);
+
+			assert_non_null(st);
+			got = lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len);
+			assert_true(got >= 0);
+			got = got == 1 ? greylist_ip_decode(val, len, now, &since, &exp) : GREYLIST_IP_NONE;
+			lmdb_store_close(st);
+		}
+		if (got != row->want) {
+			print_error("%s: the record is in state %d, want %d\n", row->label, got, row->want);
+			wrong++;
+		}
+
+		chain_modules_free(&ma);
+		chain_modules_free(&mb);
+		uv_run(&la, UV_RUN_DEFAULT);
+		uv_run(&lb, UV_RUN_DEFAULT);
+		assert_true(lmdb_store_wait_written(5000));
+		assert_int_equal(uv_loop_close(&la), 0);
+		assert_int_equal(uv_loop_close(&lb), 0);
+		config_free(cfg);
+		free(put);
+		free(del);
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	assert_int_equal(wrong, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +759,8 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_traps_and_client_records),
 		cmocka_unit_test(test_local_table_oom),
+		cmocka_unit_test(test_ip_del_merge),
+		cmocka_unit_test(test_lmdb_conditional_delete_two_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
