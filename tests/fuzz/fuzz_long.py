@@ -80,7 +80,9 @@ SINCE = {
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
     'fuzz_dns_reply': '2026-12-03T23:09Z',      # PTR names
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
-    'fuzz_headers': '2026-12-04T13:49Z',        # 5dd95f49: a peer's value folds only onto visible text
+    # 5dd95f49: a peer's value folds only onto visible text; session 21: the session's cached
+    # Received builder (smtp_tx.c's) against the whole one over a session's changes
+    'fuzz_headers': '2026-12-05T10:21Z',
     'fuzz_milter_reply': '2026-12-03T23:26Z',   # the macro lists of the option negotiation
     # the CRC32C TLV checked, a v4-mapped pair rebuilt as IPv4 (session 16, lb)
     'fuzz_proxyproto': '2026-12-04T17:11Z',
