@@ -51,10 +51,15 @@ manual = {
  'received_within_months': "header FZ_RCVD_MONTHS eval:received_within_months('1','6')",
 }
 # What the sampled rules leave out, so the scan's code behind it runs (session 21's coverage
-# pass, -print_coverage=1 over the corpus): the settings the evals read (freemail domains, the
+# pass, -print_coverage=1 over the corpus): a TLD list (20_aux_tlds.cf's util_rb_tld, a few of
+# them: without one the URI finder and FreeMail's address pattern match no bare domain or
+# address at all, "no_tlds_defined"), the settings the evals read (freemail domains, the
 # address lists with their globs, URI host lists, the trust path's networks), a capture rule
 # and template rules that use its tag (72_active.cf's GB_TO_ADDR), and the Received ranges.
-extra = '''freemail_domains gmail.com yahoo.com *.freemail.example mail.*.example
+extra = '''util_rb_tld com org net edu gov info biz io xyz top de uk jp ru cn fr nl br au example
+util_rb_2tld co.uk com.au co.jp
+util_rb_3tld act.edu.au
+freemail_domains gmail.com yahoo.com *.freemail.example mail.*.example
 freemail_welcomelist newsletter@gmail.com
 welcomelist_from *@example.org friend?@*.example.net
 whitelist_from boss@example.com
