@@ -15,7 +15,13 @@
  * The block's first line (up to 255 octets, to a NUL or LF) is also a client's HELO name in
  * mxgate's Received field (headers_build_received_at): the field holds it in place, octet for
  * octet, with space, <>()\";@ and control characters as '?' (a HELO cannot forge the relay's
- * name and address for a Received parser), and it adds no line of its own.
+ * name and address for a Received parser), and it adds no line of its own. The session's
+ * cached builder (headers_build_received_cached_at, what smtp_tx.c writes) gives the same
+ * octets as the field built whole, for that HELO and through the same cache after each
+ * session change that must rebuild its parts (a shorter HELO as a second EHLO would send, a
+ * reverse name, another protocol, STARTTLS without and with a client certificate, its
+ * names, TLS and the name gone again): a part kept past a change of what it was built from
+ * would be a stale Received.
  * Two known bugs (see tests/unit/test_headers.c) are kept out of the way unless
  * MX_KNOWN_BUGS is set: CR/LF in edit names are dropped before the call, and the
  * "added field starts a line" check is skipped for a block whose last line is
@@ -28,6 +34,7 @@
 
 #include "headers.h"
 #include "hook.h"
+#include "tls.h"
 
 static bool fz_known_bugs;
 
@@ -139,6 +146,69 @@ static size_t fz_read_edits(const uint8_t *d, size_t size, struct fz_edits *x)
 	return p;
 }
 
+/* The cached builder against the whole one, env's HELO n octets long, over a session's
+ * changes; env is left as it came. */
+static void fz_received_cached(struct hook_env *env, size_t n)
+{
+	struct received_cache *rc = NULL;
+	struct strbuf a = { 0 }, b = { 0 };
+	const char *with = "ESMTP";
+	char helo[sizeof(env->helo)];
+
+	memcpy(helo, env->helo, n + 1);
+	for (int step = 0; step < 11; step++) {
+		switch (step) {
+		case 1:     /* a second EHLO with a prefix of the name: the copy's NUL differs */
+			env->helo[n / 2] = '\0';
+			break;
+		case 2:     /* a reverse name found later: the HELO's second half */
+			memcpy(env->client_name, helo + n / 2, n - n / 2 + 1);
+			break;
+		case 3:
+			with = "ESMTPA";
+			break;
+		case 4:     /* STARTTLS, a certificate asked for and none sent */
+			env->tls = true;
+			strcpy(env->tls_version, "TLSv1.3");
+			strcpy(env->tls_cipher, "TLS_AES_256_GCM_SHA384");
+			env->tls_cert = TLSCONN_CERT_NONE;
+			break;
+		case 5:
+			env->tls_cert = TLSCONN_CERT_VERIFIED;
+			env->tls_cert_subject = "client.example";
+			env->tls_cert_issuer = "Example CA";
+			break;
+		case 6:     /* names of the same length */
+			env->tls_cert_subject = "client.exampl2";
+			break;
+		case 7:
+			env->tls_cert = TLSCONN_CERT_UNVERIFIED;
+			break;
+		case 8:
+			strcpy(env->tls_cipher, "TLS_AES_128_GCM_SHA256");
+			break;
+		case 9:     /* the first HELO again, TLS gone */
+			memcpy(env->helo, helo, n + 1);
+			env->tls = false;
+			env->tls_cert = TLSCONN_CERT_NOT_ASKED;
+			break;
+		case 10:
+			env->client_name[0] = '\0';
+			with = "ESMTP";
+			break;
+		}
+		a.len = b.len = 0;
+		headers_build_received_cached_at(&a, &rc, env, "mx.example", with, 0);
+		headers_build_received_at(&b, env, "mx.example", with, 0);
+		if (a.len != b.len || memcmp(a.v, b.v, a.len) != 0)
+			abort();
+	}
+	env->tls_cert_subject = env->tls_cert_issuer = NULL;
+	headers_received_cache_free(&rc);
+	strbuf_free(&a);
+	strbuf_free(&b);
+}
+
 /* The HELO name in the Received field, sanitised as Postfix's smtpd writes it. */
 static void fz_received_helo(const char *hdr, size_t len)
 {
@@ -172,6 +242,7 @@ static void fz_received_helo(const char *hdr, size_t len)
 	if (crlf != 4 || out.v[out.len - 2] != '\r' || out.v[out.len - 1] != '\n' || strlen(out.v) != out.len)
 		abort();
 	strbuf_free(&out);
+	fz_received_cached(&env, n);
 }
 
 /* One field as headers_append_field encodes a (peer's) value: "name: " first, CRLF line ends

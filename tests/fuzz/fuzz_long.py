@@ -75,10 +75,14 @@ SINCE = {
     # ab1e2b75: the encoder's block path against its scalar one; session 18's w-pipe:
     # dataparse_take_clean against the whole parse (merged 01:08Z)
     'fuzz_dataparse': '2026-12-05T01:08Z',
+    # aadb8bd8 (on main 06:42Z): every input read as MX too (dns_reply_mx_names)
+    'fuzz_dns_answer': '2026-12-05T06:42Z',
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
     'fuzz_dns_reply': '2026-12-03T23:09Z',      # PTR names
     'fuzz_domain': '2026-12-04T04:25Z',         # U-labels against their A-label form
-    'fuzz_headers': '2026-12-04T13:49Z',        # 5dd95f49: a peer's value folds only onto visible text
+    # 5dd95f49: a peer's value folds only onto visible text; session 21: the session's cached
+    # Received builder (smtp_tx.c's) against the whole one over a session's changes
+    'fuzz_headers': '2026-12-05T10:21Z',
     'fuzz_milter_reply': '2026-12-03T23:26Z',   # the macro lists of the option negotiation
     # the CRC32C TLV checked, a v4-mapped pair rebuilt as IPv4 (session 16, lb)
     'fuzz_proxyproto': '2026-12-04T17:11Z',
@@ -122,6 +126,9 @@ SINCE = {
     # session 20: w-pipe's log_escape_controls (eight octets at a time, the length given) and
     # log_vformat merged after w-fuzz's campaigns ran the harness on the old log.c
     'fuzz_log_val': '2026-12-05T07:45Z',
+    # session 21's coverage pass: check_uri_detail, html_text_match, the evals' settings, capture
+    # and template rules, the Received ranges in the set; the report's tags and lines read
+    'fuzz_rules_scan': '2026-12-05T10:18Z',
 }
 
 

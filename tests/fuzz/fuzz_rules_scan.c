@@ -7,7 +7,10 @@
  * and a classifier verdict for check_bayes. Checks, beyond no crash, leak or UB: the scan with
  * the multi-pattern prefilter and the scan with PCRE2 alone give the same rules (hit, missed,
  * unknown) and the same score, unless either ran out of its time budget; the result's hits are
- * sorted by name, their scores add up to the total, and the verdict's action is one a hit has. */
+ * sorted by name, their scores add up to the total, and the verdict's action is one a hit has.
+ * After the scan, what the report and add_header read from it: the header view's tags
+ * (rules_message_tag: HEADER(...), RELAYS*, LASTEXTERNAL*), each a string, and the body,
+ * rawbody and URI lines (rules_scratch_foreach_line), each read to its length. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 #include "rules/bayes.h"
 #include "rules/match.h"
 #include "rules/rules.h"
+#include "rules/rules_int.h"
 
 static struct rules_set *fz_rs;
 
@@ -63,6 +67,38 @@ static void outcome_cb(const char *name, double value, void *arg)
     }
     memcpy(o->s + o->len, buf, (size_t)n + 1);
     o->len += (size_t)n;
+}
+
+/* the tags add_header and the report take from the header view (addhdr_tag_from_message) */
+static const char *const fz_tags[] = {
+    "HEADER(From:addr)", "HEADER(To:name)", "HEADER(Subject)", "HEADER(ALL)",
+    "HEADER(EnvelopeFrom)", "HEADER(Received:ip)", "HEADER(X-Spam-Relays-Untrusted)", "HEADER(",
+    "HEADER()", "RELAYSTRUSTED", "RELAYSUNTRUSTED", "RELAYSINTERNAL", "RELAYSEXTERNAL",
+    "LASTEXTERNALIP", "LASTEXTERNALRDNS", "LASTEXTERNALHELO",
+};
+
+static void line_cb(const char *line, size_t len, void *arg)
+{
+    size_t *sum = arg;
+    for (size_t i = 0; i < len; i++)       /* every octet of the line is the scratch's */
+        *sum += (unsigned char)line[i];
+}
+
+static void check_after_scan(struct rules_scratch *sc)
+{
+    size_t sum = 0;
+    for (size_t i = 0; i < sizeof(fz_tags) / sizeof(fz_tags[0]); i++) {
+        char *v = rules_message_tag(sc, fz_tags[i]);
+        if (v == NULL)
+            abort();
+        sum += strlen(v);
+        free(v);
+    }
+    rules_scratch_foreach_line(sc, RULE_BODY, line_cb, &sum);
+    rules_scratch_foreach_line(sc, RULE_RAWBODY, line_cb, &sum);
+    rules_scratch_foreach_line(sc, RULE_URI, line_cb, &sum);
+    volatile size_t sink = sum;
+    (void)sink;
 }
 
 static void check_result(const struct rules_result *r)
@@ -131,6 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct outcome oa = { 0 }, ob = { 0 };
     rules_set_scan(fz_rs, fz_pre, msg, len, envp, NULL, max_body, &ra);
     rules_scratch_foreach_hit(fz_rs, fz_pre, outcome_cb, &oa);
+    check_after_scan(fz_pre);
     rules_set_scan(fz_rs, fz_pcre, msg, len, envp, NULL, max_body, &rb);
     rules_scratch_foreach_hit(fz_rs, fz_pcre, outcome_cb, &ob);
     check_result(&ra);
