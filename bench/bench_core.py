@@ -397,7 +397,7 @@ def bench_sessions(sink_port):
     rows = []
     # The reference: smtp-sink (one process, poll loop, a big buffer per session) holding
     # fewer sessions -- it stalls at about 3,400 here -- so only its per-session cost compares.
-    # The daemon sizes its sessions to the file limit (4 descriptors each, proxy/main.c
+    # The daemon sizes its sessions to the file limit (one descriptor each over 3/4 of it, proxy/main.c
     # main_fd_budget) and answers 421 past that, saying so once: event=fd_limit sessions=N.
     held = SESSIONS
     m = re.search(r'event=fd_limit .*?sessions=(\d+)', open(mx.logname, errors='replace').read())

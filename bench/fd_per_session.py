@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Descriptors one session holds at its heaviest, counted in /proc/PID/fd (the figure behind
-main.c's MAIN_FDS_PER_SESSION and the default limits.max_connections: docs/operations.md,
+main.c's file-limit sizing (main_fd_budget) and the default limits.max_connections: docs/operations.md,
 "File descriptors").
 
 mxgate with a backend, STARTTLS, a milter (tests/peers/mx_milter.py), rspamd's protocol

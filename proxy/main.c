@@ -757,12 +757,20 @@ static int main_drop_privileges(const char *user)
 
 /* log.file, opened before privileges go (its directory may be root's) and given to the
  * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
-/* Descriptors a session may hold at its heaviest (its client's, its backend's, a milter's
- * and a scanner's: 4.03 measured with a backend, STARTTLS, a milter, rspamd, clamd and
- * spamd, bench/fd_per_session.py) and those kept aside for the rest (metrics and control
- * connections, health probes, DNS, spool files). docs/operations.md has the arithmetic
- * behind the default limits.max_connections (16000 under the unit's LimitNOFILE=65536). */
-#define MAIN_FDS_PER_SESSION 4
+/* Descriptors per session: an idle session holds one (its client's); one in a transaction
+ * adds its backend's, and at the end of data a milter's and a scanner's (4.03 at the
+ * heaviest, measured with a backend, STARTTLS, a milter, rspamd, clamd and spamd,
+ * bench/fd_per_session.py). The sessions are sized at one descriptor each over three
+ * quarters of what is left after those held at start and the reserve (metrics and control
+ * connections, health probes, DNS, spool files); the last quarter is for the extra
+ * descriptors of the sessions in a transaction. Sizing every session at its heaviest (4)
+ * turned clients away at a quarter of the limit while they were idle (10,000 idle sessions
+ * under a limit of 20,000: 4,978 greeted); past the quarter, session_io.c's live check
+ * (event=fd_low) and a 451 for a backend or filter connection that finds no descriptor keep
+ * the promise. docs/operations.md has the arithmetic behind the default
+ * limits.max_connections (16000 under the unit's LimitNOFILE=65536). */
+#define MAIN_FDS_SHARE_NUM 3
+#define MAIN_FDS_SHARE_DEN 4
 #define MAIN_FDS_RESERVE 64
 
 static long main_open_fds(void)
@@ -796,18 +804,18 @@ static void main_fd_budget(const struct mx_config *cfg)
 	if (rl.rlim_cur == RLIM_INFINITY)
 		return;
 	long open = main_open_fds();
-	long cap = ((long)rl.rlim_cur - open - MAIN_FDS_RESERVE) / MAIN_FDS_PER_SESSION;
+	long cap = ((long)rl.rlim_cur - open - MAIN_FDS_RESERVE) * MAIN_FDS_SHARE_NUM / MAIN_FDS_SHARE_DEN;
 	if (cap < 1)
 		cap = 1;
 	conncount_set_fd_cap(cap);	/* whatever max_connections a reload sets */
 	if (cap >= cfg->limits.max_connections)
 		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=fd_limit nofile=%lu open=%ld sessions=%ld max_connections=%ld "
-	    "reason=\"the file limit holds %ld sessions (%d descriptors each): more get 421; raise LimitNOFILE= "
-	    "(ulimit -n) to %ld for max_connections\"", (unsigned long)rl.rlim_cur, open, cap,
-	    cfg->limits.max_connections, cap, MAIN_FDS_PER_SESSION,
-	    (long)cfg->limits.max_connections * MAIN_FDS_PER_SESSION +
-	    open + MAIN_FDS_RESERVE);
+	    "reason=\"the file limit holds %ld sessions (one descriptor each, a quarter kept for those in a "
+	    "transaction): more get 421; raise LimitNOFILE= (ulimit -n) to %ld for max_connections\"",
+	    (unsigned long)rl.rlim_cur, open, cap, cfg->limits.max_connections, cap,
+	    ((long)cfg->limits.max_connections * MAIN_FDS_SHARE_DEN + MAIN_FDS_SHARE_NUM - 1) /
+	    MAIN_FDS_SHARE_NUM + open + MAIN_FDS_RESERVE);
 }
 
 static int main_open_log(const struct mx_config *cfg)

@@ -10,7 +10,7 @@ the program: clients were cut off in silence, no log line, no counter, while
 max_connections promised far more sessions.
 
 Now mxgate raises its soft limit to the hard one at start, and when that still cannot hold
-limits.max_connections sessions (4 descriptors each beside what it holds at start and a
+limits.max_connections sessions (one descriptor each over 3/4 of what is left beside what it holds at start and a
 reserve) it says so (event=fd_limit, warning) and turns the sessions past what fits away
 with 421, counted as mxgate_connections_refused_total{reason="fd_limit"}: every client gets
 an answer."""
