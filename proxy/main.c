@@ -755,8 +755,6 @@ static int main_drop_privileges(const char *user)
 	return 0;
 }
 
-/* log.file, opened before privileges go (its directory may be root's) and given to the
- * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
 /* Descriptors per session: an idle session holds one (its client's); one in a transaction
  * adds its backend's, and at the end of data a milter's and a scanner's (4.03 at the
  * heaviest, measured with a backend, STARTTLS, a milter, rspamd, clamd and spamd,
@@ -818,6 +816,8 @@ static void main_fd_budget(const struct mx_config *cfg)
 	    MAIN_FDS_SHARE_NUM + open + MAIN_FDS_RESERVE);
 }
 
+/* log.file, opened before privileges go (its directory may be root's) and given to the
+ * `user:` mxgate drops to, so that a reopen (SIGUSR1) as that user can write to it. */
 static int main_open_log(const struct mx_config *cfg)
 {
 	long uid = -1, gid = -1;
