@@ -666,7 +666,7 @@ static int lmdb_lookup(void *h, const uint64_t *keys, size_t n, struct bayes_cou
 	int r = 0;
 
 	/* never waits for the reader table's lock: a scan abstains instead (lmdb_rtx.h) */
-	if (lmdb_rtx_begin(e->rtx, &tx.txn) < 0)
+	if (lmdb_rtx_begin(e->rtx, LMDB_RTX_BAYES, &tx.txn) < 0)
 		return -1;
 	if (tot && lmdb_totals_get(&tx, tot) < 0)
 		r = -1;

@@ -148,7 +148,7 @@ enum lmdb_env_step lmdb_env_open(const char *dir, uint64_t map_size, enum lmdb_r
 		step = LMDB_ENV_OPEN;
 		goto fail;
 	}
-	if ((e->rtx = lmdb_rtx_new(e->env, user, e->dir, lmdb_env_rtx_out_cb, e)) == NULL) {
+	if ((e->rtx = lmdb_rtx_new(e->env, e->dir, lmdb_env_rtx_out_cb, e)) == NULL) {
 		snprintf(why, cap, "out of memory");
 		step = LMDB_ENV_POOL;
 		goto fail;
@@ -160,7 +160,7 @@ ready:
 	 * LMDB_RTX_WAIT_MS for the reader table (logged by the pool; a closing e taken back
 	 * may not have come this far) */
 	if (!e->ready) {
-		if (lmdb_rtx_begin(e->rtx, &txn) < 0) {
+		if (lmdb_rtx_begin(e->rtx, user, &txn) < 0) {
 			snprintf(why, cap, "no read transaction (the reader table is locked by "
 			    "another process, or full)");
 			step = LMDB_ENV_READ;

@@ -23,14 +23,14 @@
 #include "lmdb_rtx.h"
 #include "lmdb_wthr.h"
 
-#define LMDB_ENV_USERS 2                 /* enum lmdb_rtx_user's values */
+#define LMDB_ENV_USERS LMDB_RTX_USERS    /* enum lmdb_rtx_user's values */
 
 struct lmdb_env {
 	char *dir;                       /* as opened (for logs) */
 	MDB_env *env;
 	MDB_dbi dbi;                     /* the unnamed database */
-	struct lmdb_rtx *rtx;            /* read transactions; its failures are logged as its
-	                                  * first opener's (event=lmdb_error or bayes_error) */
+	struct lmdb_rtx *rtx;            /* read transactions; a failed begin is logged as its
+	                                  * caller's (event=lmdb_error or bayes_error) */
 	struct lmdb_wthr wt;             /* the writer thread */
 	size_t max_key;                  /* the longest key the environment accepts */
 	/* Each user's own state of the environment (zeroed, made by its first open here,
@@ -57,12 +57,16 @@ enum lmdb_env_step {
 
 /* Opens dir (making it, mode 0750) or takes one more reference to the environment this
  * process has open there. map_size: bytes, for a new environment. user: whose state slot to
- * make (state_size bytes, zeroed) if the environment has none yet, and, for a new one, how
- * its read pool logs. LMDB_ENV_OK with *out set, or the failed step with *rc (the errno or
- * LMDB code; 0 when the step has none) and why (the reason in words, without the
- * directory). Nothing is logged here: the caller reports. Thread-safe. */
+ * make (state_size bytes, zeroed) if the environment has none yet, and whose event the
+ * read the open needs logs when it fails. LMDB_ENV_OK with *out set, or the failed step
+ * with *rc (the errno or LMDB code; 0 when the step has none) and why (the reason in words,
+ * without the directory). Nothing is logged here: the caller reports. Thread-safe. */
 enum lmdb_env_step lmdb_env_open(const char *dir, uint64_t map_size, enum lmdb_rtx_user user,
     size_t state_size, struct lmdb_env **out, int *rc, char *why, size_t cap);
+/* One more reference to the environment this process has open at dir, made there by user's
+ * open (its state slot is set), or NULL when it has none (or it is closing): no file system
+ * or LMDB call, so a loop may ask (it takes the list's lock, as a close does). */
+struct lmdb_env *lmdb_env_find(const char *dir, enum lmdb_rtx_user user);
 /* One more reference to an open environment. */
 void lmdb_env_ref(struct lmdb_env *e);
 /* Drops a reference; the last one syncs and closes the environment (when its threads are

@@ -17,7 +17,6 @@
 
 struct lmdb_rtx {
 	MDB_env *env;
-	enum lmdb_rtx_user user;
 	const char *dir;
 	lmdb_rtx_idle_cb idle;
 	void *arg;
@@ -35,7 +34,7 @@ struct lmdb_rtx {
 	                                  * while it has not run yet (started, not scheduled) */
 	uint64_t made;                   /* attempts finished */
 	int made_rc;                     /* the last one's LMDB result */
-	struct log_rated rated;
+	struct log_rated rated[LMDB_RTX_USERS];  /* per caller: each its own event, its own rate */
 };
 
 static uint64_t rtx_now_ms(void)
@@ -46,12 +45,12 @@ static uint64_t rtx_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void rtx_log(struct lmdb_rtx *r, const char *why, uint64_t ms)
+static void rtx_log(struct lmdb_rtx *r, enum lmdb_rtx_user user, const char *why, uint64_t ms)
 {
 	char reason[200];
 	bool now;
 
-	log_rated_note(&r->rated, RTX_LOG_EVERY_MS, &now);
+	log_rated_note(&r->rated[user == LMDB_RTX_BAYES], RTX_LOG_EVERY_MS, &now);
 	if (!now)
 		return;
 	if (ms)
@@ -59,8 +58,9 @@ static void rtx_log(struct lmdb_rtx *r, const char *why, uint64_t ms)
 		    "abstains", why, (unsigned long long)ms);
 	else
 		snprintf(reason, sizeof(reason), "%s: read abstains", why);
-	/* the user's own event, each written out (docs/operations.md's rows) */
-	if (r->user == LMDB_RTX_BAYES)
+	/* the caller's own event, each written out (docs/operations.md's rows): an environment
+	 * shared by the store and the classifier logs each one's failures as its own */
+	if (user == LMDB_RTX_BAYES)
 		log_event(LOG_LVL_WARNING, NULL, "event=bayes_error store=lmdb:%s reason=\"%s\"",
 		    r->dir, reason);
 	else
@@ -180,8 +180,7 @@ static void *rtx_thread_cb(void *arg)
 	return NULL;
 }
 
-struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char *dir,
-    lmdb_rtx_idle_cb idle, void *arg)
+struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, const char *dir, lmdb_rtx_idle_cb idle, void *arg)
 {
 	struct lmdb_rtx *r = calloc(1, sizeof(*r));
 	pthread_condattr_t ca;
@@ -189,7 +188,6 @@ struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char 
 	if (r == NULL)
 		return NULL;
 	r->env = env;
-	r->user = user;
 	r->dir = dir;
 	r->idle = idle;
 	r->arg = arg;
@@ -216,7 +214,7 @@ struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char 
 	return r;
 }
 
-int lmdb_rtx_begin(struct lmdb_rtx *r, MDB_txn **txn)
+int lmdb_rtx_begin(struct lmdb_rtx *r, enum lmdb_rtx_user user, MDB_txn **txn)
 {
 	struct timespec dl = { 0, 0 };
 	uint64_t now, busy_ms = 0, t0 = rtx_now_ms();
@@ -268,16 +266,16 @@ int lmdb_rtx_begin(struct lmdb_rtx *r, MDB_txn **txn)
 	if (r->nkept == 0) {
 		pthread_mutex_unlock(&r->mu);
 		if (rc != 0)
-			rtx_log(r, mdb_strerror(rc), 0);
+			rtx_log(r, user, mdb_strerror(rc), 0);
 		else
-			rtx_log(r, "LMDB reader table locked", busy_ms);
+			rtx_log(r, user, "LMDB reader table locked", busy_ms);
 		return -1;
 	}
 	*txn = r->kept[--r->nkept];
 	pthread_mutex_unlock(&r->mu);
 	if ((rc = mdb_txn_renew(*txn)) != 0) {
 		mdb_txn_abort(*txn);
-		rtx_log(r, mdb_strerror(rc), 0);
+		rtx_log(r, user, mdb_strerror(rc), 0);
 		return -1;
 	}
 	return 0;

@@ -31,17 +31,19 @@ struct lmdb_rtx;
  * free what the callback's argument points to). */
 typedef void (*lmdb_rtx_idle_cb)(void *arg);
 
-/* Whose pool: its failures are logged as event=lmdb_error (store/) or event=bayes_error. */
+/* Who reads: a failed begin is logged as the caller's, event=lmdb_error (store/) or
+ * event=bayes_error (rules/bayes_db.c), whoever opened the shared environment first. */
 enum lmdb_rtx_user { LMDB_RTX_STORE = 0, LMDB_RTX_BAYES };
+#define LMDB_RTX_USERS 2
 
 /* A pool for env (opened, MDB_NOTLS), named in logs as `store=lmdb:<dir>` (dir borrowed: it
  * outlives the pool). Starts its thread. NULL: out of memory or no thread. */
-struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, enum lmdb_rtx_user user, const char *dir,
-    lmdb_rtx_idle_cb idle, void *arg);
+struct lmdb_rtx *lmdb_rtx_new(MDB_env *env, const char *dir, lmdb_rtx_idle_cb idle, void *arg);
 
-/* A read transaction in *txn: 0, or -1 (logged, rated) without waiting more than
- * LMDB_RTX_WAIT_MS. Any thread. End it with lmdb_rtx_end. */
-int lmdb_rtx_begin(struct lmdb_rtx *r, MDB_txn **txn);
+/* A read transaction in *txn for user (whose event a failure is logged as: at most once a
+ * minute per pool and user): 0, or -1 without waiting more than LMDB_RTX_WAIT_MS. Any
+ * thread. End it with lmdb_rtx_end. */
+int lmdb_rtx_begin(struct lmdb_rtx *r, enum lmdb_rtx_user user, MDB_txn **txn);
 void lmdb_rtx_end(struct lmdb_rtx *r, MDB_txn *txn);
 
 /* Stops the pool's thread. true: stopped; the owner calls lmdb_rtx_free, then may close the

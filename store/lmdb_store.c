@@ -162,7 +162,7 @@ int lmdb_store_get(struct lmdb_store *st, const void *key, size_t klen, void *va
 
 	if (klen == 0 || klen > st->e->max_key)
 		return 0;            /* such a key can never have been written */
-	if (lmdb_rtx_begin(st->e->rtx, &txn) < 0)
+	if (lmdb_rtx_begin(st->e->rtx, LMDB_RTX_STORE, &txn) < 0)
 		return -1;
 	rc = mdb_get(txn, st->e->dbi, &k, &v);
 	if (rc == 0) {
@@ -181,7 +181,7 @@ int lmdb_store_foreach(struct lmdb_store *st, const char *prefix, lmdb_store_eac
 	MDB_val k = { plen, (void *)prefix }, v;
 	int rc;
 
-	if (plen == 0 || lmdb_rtx_begin(st->e->rtx, &txn) < 0)
+	if (plen == 0 || lmdb_rtx_begin(st->e->rtx, LMDB_RTX_STORE, &txn) < 0)
 		return -1;
 	if (mdb_cursor_open(txn, st->e->dbi, &cur) != 0) {
 		lmdb_rtx_end(st->e->rtx, txn);
@@ -203,7 +203,7 @@ int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size
 	MDB_txn *txn;
 	int rc = 0;
 
-	if (lmdb_rtx_begin(st->e->rtx, &txn) < 0)
+	if (lmdb_rtx_begin(st->e->rtx, LMDB_RTX_STORE, &txn) < 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		MDB_val k = { keys[i].len, (void *)keys[i].data }, v;
@@ -570,7 +570,7 @@ static long lw_evict(struct lmdb_writer *w, bool forced)
 	if (w->rank == NULL || w->nprefixes == 0)
 		return 0;
 	/* the check, in a read transaction: most batches stop here */
-	if (lmdb_rtx_begin(st->e->rtx, &txn) < 0)
+	if (lmdb_rtx_begin(st->e->rtx, LMDB_RTX_STORE, &txn) < 0)
 		return 0;                   /* logged by the read pool; the batch goes on */
 	rc = ls_pages(st, txn, &used, &total, &entries);
 	lmdb_rtx_end(st->e->rtx, txn);

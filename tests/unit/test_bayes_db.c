@@ -469,6 +469,70 @@ static void test_lmdb_readers_stale(void **state)
 	alarm(0);
 }
 
+/* A directory shared by the store and the classifier, opened by the store first: a classifier
+ * read that fails (it needs a new read slot while another process holds the reader table's
+ * mutex) is logged as the classifier's, event=bayes_error — the reads are the one pool's,
+ * which logged every failure as its first opener's (event=lmdb_error) before. */
+struct shared_read { struct bayes_db *db; int rc, calls; };
+
+static bool shared_read_cb(void *arg, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct shared_read *r = arg;
+	struct bayes_totals tot;
+
+	(void)key, (void)klen, (void)val, (void)vlen;
+	r->calls++;
+	/* the store's read holds the kept slot: this one needs a new slot */
+	r->rc = bayes_db_totals(r->db, &tot);
+	return false;
+}
+
+static void test_lmdb_shared_read_error_is_callers(void **state)
+{
+	struct bayes_db_options o = { .timeout_ms = 200 };
+	const char *dir = lmdb_spec + 5;
+	struct lmdb_store_change ch = { "x:1", "1", 1 };
+	struct shared_read r = { NULL, 0, 0 };
+	char logpath[] = "/tmp/mxgate-bayes-log-XXXXXX", err[256], text[8192];
+	struct lmdb_store *st;
+	int release, rel_open, logfd, saved;
+	pid_t pid, opener;
+	ssize_t n;
+
+	(void)state;
+	alarm(30);
+	opener = lmdb_peer_start(dir, LMDB_PEER_OPEN, &rel_open);
+	assert_int_equal(lmdb_store_apply(dir, 0, "test", &ch, 1), 0);
+	st = lmdb_store_open(dir, 0);          /* the store first: the environment is its */
+	assert_non_null(st);
+	r.db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
+	assert_non_null(r.db);
+	pid = lmdb_peer_start(dir, LMDB_PEER_RMUTEX, &release);
+	logfd = mkstemp(logpath);
+	assert_true(logfd >= 0);
+	fflush(stderr);
+	saved = dup(2);
+	dup2(logfd, 2);
+	assert_int_equal(lmdb_store_foreach(st, "x:", shared_read_cb, &r), 0);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	n = pread(logfd, text, sizeof(text) - 1, 0);
+	close(logfd);
+	unlink(logpath);
+	text[n > 0 ? n : 0] = '\0';
+	lmdb_peer_end(pid, release, false);
+	bayes_db_close(r.db);
+	lmdb_store_close(st);
+	lmdb_peer_end(opener, rel_open, false);
+	alarm(0);
+	assert_int_equal(r.calls, 1);
+	assert_int_equal(r.rc, -1);
+	if (strstr(text, "event=bayes_error") == NULL || strstr(text, "reader table locked") == NULL ||
+	    strstr(text, "event=lmdb_error") != NULL)
+		fail_msg("the classifier's failed read is not logged as the classifier's:\n%s", text);
+}
+
 static void test_cutoff(void **state)
 {
 	uint32_t a[] = { 5, 1, 3, 2, 4 }, b[] = { 7, 7, 7, 1 }, c[] = { 1, 2 };
@@ -523,6 +587,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lmdb_reopen_while_writer_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_reader_table_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lmdb_readers_stale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_shared_read_error_is_callers, setup, teardown),
 		cmocka_unit_test(test_memory_bulk),
 		cmocka_unit_test_setup_teardown(test_lmdb_bulk, setup, teardown),
 		cmocka_unit_test(test_cutoff),
