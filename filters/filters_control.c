@@ -70,6 +70,7 @@ static void pc_flush_reply(struct pc_flush *f, int lmdb_failed, const char *lmdb
 {
 	struct strbuf *out = control_reply_out(f->reply);
 	size_t el = strlen(f->err);
+	int redis_failed = f->failed;
 
 	if (lmdb_failed && el < sizeof(f->err))
 		snprintf(f->err + el, sizeof(f->err) - el, "%s%s", el ? "; " : "", lmdb_err);
@@ -79,9 +80,14 @@ static void pc_flush_reply(struct pc_flush *f, int lmdb_failed, const char *lmdb
 		strbuf_printf(out, "{\"flushed\":\"passcache\",\"entries\":%zu,\"pregreet_entries\":%zu,"
 		    "\"stores\":%zu,\"store_errors\":%d}\n", f->n, f->pg, f->stores, f->failed);
 	else if (f->failed)
+		/* what an unmarked store still knows: Redis, every other node; an LMDB map (this
+		 * host only, no other node) gives its passes back to this process's next start */
 		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
-		    "pass stores: %d of %zu not reached (%s): the other nodes still know the passes noted "
-		    "there; run it again once the store answers\n", f->n, f->pg, f->failed, f->stores, f->err);
+		    "pass stores: %d of %zu not reached (%s): %s%s%s; run it again once the store answers\n",
+		    f->n, f->pg, f->failed, f->stores, f->err,
+		    redis_failed ? "the other nodes still know the passes noted in Redis" : "",
+		    redis_failed && lmdb_failed ? " and " : "",
+		    lmdb_failed ? "the passes noted in LMDB may be known again after a restart" : "");
 	else
 		strbuf_printf(out, "DNS list pass cache flushed: %zu entries; pregreet pass cache: %zu entries; "
 		    "pass stores: %zu forget what they held\n", f->n, f->pg, f->stores);
@@ -100,7 +106,9 @@ static void pc_flush_answer(void *arg)
 	struct pc_flush *f = arg;
 	const char *specs[2] = { f->spec[0], f->spec[1] };
 
-	if (passcache_flush_lmdb_start(control_reply_loop(f->reply), specs, 2, LMDB_APPLY_VERB_MS,
+	static const char *const names[2] = { "dnsbl", "pregreet" };
+
+	if (passcache_flush_lmdb_start(control_reply_loop(f->reply), specs, names, 2, LMDB_APPLY_VERB_MS,
 	    pc_flush_lmdb_cb, f) == 0)
 		pc_flush_reply(f, 0, "");
 }

@@ -119,7 +119,8 @@ void passcache_describe(const char *spec, const char *name, struct passcache_des
 			snprintf(d->shown, sizeof(d->shown), "redis://?");
 		memset(pw, 0, sizeof(pw));
 	} else if (kind == STORE_LMDB) {
-		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(spec), 0);
+		/* the main loop's verb: the map this process has open, never one opened here */
+		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(spec));
 		uint64_t rec, bytes;
 
 		snprintf(d->prefix, sizeof(d->prefix), "%s%s:", PASSCACHE_LMDB_PREFIX, name);
@@ -471,6 +472,8 @@ struct passcache_lmdb_flush {
 	struct passcache_lmdb_flush_one {
 		struct passcache_lmdb_flush *fl;
 		char dir[300];
+		unsigned modules;      /* bit m: names[m]'s spec names dir */
+		int pending, rc;       /* its modules' batches still to answer; the first failure */
 	} one[];
 };
 
@@ -491,16 +494,22 @@ static void passcache_lmdb_flush_fail(struct passcache_lmdb_flush *fl, const cha
 	if (fl->el < sizeof(fl->err))
 		fl->el += (size_t)snprintf(fl->err + fl->el, sizeof(fl->err) - fl->el, "%s%s: %s",
 		    fl->el ? "; " : "", dir, rc == LMDB_APPLY_TIMEOUT ? "not written in time" :
-		    rc == LMDB_APPLY_NO_MAP ? "cannot open" : "write failed");
+		    rc == LMDB_APPLY_NO_MAP ? "not open in this process (its module is off, or its "
+		    "store did not open: event=module_error)" : "write failed");
 }
 
+/* A directory's last batch answered: it is marked, or failed once (whatever its batches). */
 static void passcache_lmdb_flush_one_cb(void *arg, int rc)
 {
 	struct passcache_lmdb_flush_one *o = arg;
 	struct passcache_lmdb_flush *fl = o->fl;
 
-	if (rc != 0)
-		passcache_lmdb_flush_fail(fl, o->dir, rc);
+	if (rc != 0 && o->rc == 0)
+		o->rc = rc;
+	if (--o->pending > 0)
+		return;
+	if (o->rc != 0)
+		passcache_lmdb_flush_fail(fl, o->dir, o->rc);
 	if (--fl->left == 0)
 		passcache_lmdb_flush_end(fl);
 }
@@ -514,33 +523,36 @@ static void passcache_lmdb_flush_async_cb(uv_async_t *a)
 		passcache_lmdb_flush_end(fl);
 }
 
-int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs, size_t n,
-    uint64_t timeout_ms, passcache_flush_done_fn done, void *arg)
+int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs,
+    const char *const *names, size_t n, uint64_t timeout_ms, passcache_flush_done_fn done,
+    void *arg)
 {
-	static const char *const names[] = { "pregreet", "dnsbl" };
 	uint64_t f = atomic_load(&passcache_flushed_ms);
 	struct passcache_rec r = { f + PASSCACHE_MARKER_TTL_MS, f };
 	struct passcache_lmdb_flush *fl;
 	size_t nd = 0;
 	int started = 0;
 
+	if (n > 8)
+		return 0;
 	fl = calloc(1, sizeof(*fl) + n * sizeof(fl->one[0]));
 	if (fl == NULL)
 		return 0;
 	fl->done = done;
 	fl->arg = arg;
 	for (size_t i = 0; i < n; i++) {
-		bool dup = false;
+		size_t j = 0;
 
 		if (store_kind_of(specs[i]) != STORE_LMDB)
 			continue;
-		for (size_t j = 0; j < nd; j++)
-			dup |= strcmp(fl->one[j].dir, store_lmdb_dir(specs[i])) == 0;
-		if (!dup) {
+		while (j < nd && strcmp(fl->one[j].dir, store_lmdb_dir(specs[i])) != 0)
+			j++;
+		if (j == nd) {
 			fl->one[nd].fl = fl;
 			snprintf(fl->one[nd].dir, sizeof(fl->one[nd].dir), "%s", store_lmdb_dir(specs[i]));
 			nd++;
 		}
+		fl->one[j].modules |= 1u << i;
 	}
 	if (nd == 0 || uv_async_init(loop, &fl->async, passcache_lmdb_flush_async_cb) != 0) {
 		free(fl);
@@ -550,22 +562,43 @@ int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs, size_t
 	/* one more for the start itself: done waits for the end of this call */
 	fl->left = (int)nd + 1;
 	for (size_t i = 0; i < nd; i++) {
-		char keys[2][80];
-		struct lmdb_store_change ch[2];
-		int rc;
+		struct passcache_lmdb_flush_one *o = &fl->one[i];
+		/* the map this process has open (a module's): the main loop opens none (no mkdir,
+		 * no mdb_env_open there); one that is not open is not marked, and the verb says so */
+		struct lmdb_store *st = lmdb_store_open_existing(o->dir);
+		int rc = st == NULL ? LMDB_APPLY_NO_MAP : 0;
 
-		for (size_t m = 0; m < 2; m++) {
-			snprintf(keys[m], sizeof(keys[m]), "%s%s:%s", PASSCACHE_LMDB_PREFIX, names[m],
-			    PASSCACHE_MARKER);
-			ch[m] = (struct lmdb_store_change){ keys[m], &r, sizeof(r) };
+		started++;
+		/* each module's marker in a batch of its own, labelled as that module's writer
+		 * (store="lmdb:dnsbl_pass", module=dnsbl_pass in its log lines) */
+		o->pending = 1;                /* the loop's own, dropped below */
+		for (size_t m = 0; st != NULL && m < n; m++) {
+			char key[80], user[40];
+			struct lmdb_store_change ch;
+			int mrc;
+
+			if (!(o->modules & (1u << m)))
+				continue;
+			snprintf(key, sizeof(key), "%s%s:%s", PASSCACHE_LMDB_PREFIX, names[m], PASSCACHE_MARKER);
+			snprintf(user, sizeof(user), "%s_pass", names[m]);
+			ch = (struct lmdb_store_change){ key, &r, sizeof(r) };
+			o->pending++;
+			mrc = lmdb_store_apply_start_on(loop, st, user, &ch, 1, timeout_ms,
+			    passcache_lmdb_flush_one_cb, o);
+			if (mrc != 0) {
+				o->pending--;
+				if (rc == 0)
+					rc = mrc;
+			}
 		}
-		rc = lmdb_store_apply_start(loop, fl->one[i].dir, 0, "pregreet_pass", ch, 2, timeout_ms,
-		    passcache_lmdb_flush_one_cb, &fl->one[i]);
-		if (rc != 0) {
-			passcache_lmdb_flush_fail(fl, fl->one[i].dir, rc);
+		lmdb_store_close(st);
+		if (rc != 0 && o->rc == 0)
+			o->rc = rc;
+		if (--o->pending == 0) {       /* nothing started: answered on the loop */
+			if (o->rc != 0)
+				passcache_lmdb_flush_fail(fl, o->dir, o->rc);
 			fl->left--;
 		}
-		started++;
 	}
 	/* the start's own count goes on the loop: done is called after this returns */
 	uv_async_send(&fl->async);

@@ -87,16 +87,20 @@ int passcache_flush_all(const char *const *specs, size_t n, uint64_t timeout_ms,
     size_t errlen);
 
 /* `flush passcache`'s LMDB side, durable before the verb answers: after
- * passcache_flush_all, the markers of both modules (the process's flush time) are written
- * into each LMDB store of specs[0..n) (each directory once) by its writer thread
- * (lmdb_store_apply_start, bounded by timeout_ms), committed to the map — a process killed
- * after the answer (SIGKILL) comes back with them. done(arg, failed, err) is called once, on
- * loop's thread, never from inside this call, when every store has answered: failed is how
- * many could not be marked (their directories and why in err, valid during the call).
- * Returns how many stores are being marked: 0 when none is LMDB (done is not called). */
+ * passcache_flush_all, the marker of module names[i] (the process's flush time) is written
+ * into the LMDB store specs[i] names, for each i of [0..n) (n <= 8), by the directory's
+ * writer thread (lmdb_store_apply_start_on, bounded by timeout_ms; its writer named
+ * NAME_pass in logs and metrics), committed to the map — a process killed after the answer
+ * (SIGKILL) comes back with them. Only a directory this process has open (a module's
+ * store) is marked: the loop opens none (lmdb_store_open_existing); another one fails.
+ * done(arg, failed, err) is called once, on loop's thread, never from inside this call,
+ * when every store has answered: failed is how many directories could not be marked (each
+ * once: their directories and why in err, valid during the call). Returns how many
+ * directories are being marked: 0 when none is LMDB (done is not called). */
 typedef void (*passcache_flush_done_fn)(void *arg, int failed, const char *err);
-int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs, size_t n,
-    uint64_t timeout_ms, passcache_flush_done_fn done, void *arg);
+int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs,
+    const char *const *names, size_t n, uint64_t timeout_ms, passcache_flush_done_fn done,
+    void *arg);
 
 /* Reads a Redis record, "NOTED_MS:PAYLOAD" (1 to 19 digits, then at most
  * PASSCACHE_VALUE_MAX octets): true with the noted time and the payload (pointing into s),
@@ -123,7 +127,8 @@ void passcache_stats(const char *name, struct passcache_stats *out);
 /* What the control socket's `passcache` shows of module name's store spec, without asking
  * a Redis store: its kind ("local", "lmdb", "redis"), the spec as shown (a Redis URL
  * without its password), the key prefix ("" for local) and, for LMDB, the map's records and
- * bytes in use (every module's records in that directory: -1 when it cannot be read). */
+ * bytes in use (every module's records in that directory: -1 when it cannot be read or
+ * this process does not have it open — nothing is opened here: the main loop's verb). */
 struct passcache_desc {
 	const char *kind;
 	char shown[300];

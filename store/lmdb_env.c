@@ -191,6 +191,23 @@ fail:
 	return step;
 }
 
+struct lmdb_env *lmdb_env_find(const char *dir, enum lmdb_rtx_user user)
+{
+	struct lmdb_env *e;
+
+	pthread_mutex_lock(&lmdb_envs_mu);
+	for (e = lmdb_envs; e; e = e->next)
+		if (strcmp(e->dir, dir) == 0)
+			break;
+	/* closing, or not opened by this user: only an open would make it usable */
+	if (e != NULL && (e->refs == 0 || !e->ready || e->state[user] == NULL))
+		e = NULL;
+	if (e != NULL)
+		e->refs++;
+	pthread_mutex_unlock(&lmdb_envs_mu);
+	return e;
+}
+
 void lmdb_env_ref(struct lmdb_env *e)
 {
 	pthread_mutex_lock(&lmdb_envs_mu);

@@ -118,6 +118,13 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size)
 	return st;
 }
 
+struct lmdb_store *lmdb_store_open_existing(const char *dir)
+{
+	struct lmdb_env *e = dir != NULL ? lmdb_env_find(dir, LMDB_RTX_STORE) : NULL;
+
+	return e != NULL ? e->state[LMDB_RTX_STORE] : NULL;
+}
+
 void lmdb_store_close(struct lmdb_store *st)
 {
 	if (st != NULL)
@@ -1335,16 +1342,25 @@ int lmdb_store_apply_start(uv_loop_t *loop, const char *dir, uint64_t map_size, 
     void *arg)
 {
 	struct lmdb_store *st = lmdb_store_open(dir, map_size);
+	int rc = lmdb_store_apply_start_on(loop, st, name, ch, n, timeout_ms, done, arg);
+
+	lmdb_store_close(st);           /* the writer holds its own reference */
+	return rc;
+}
+
+/* See lmdb_store.h. */
+int lmdb_store_apply_start_on(uv_loop_t *loop, struct lmdb_store *st, const char *name,
+    const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
+    void *arg)
+{
 	struct lmdb_writer_config wc = { .name = name };
 	struct ls_apply *a = st ? calloc(1, sizeof(*a)) : NULL;
 	int rc;
 
 	if (a == NULL || (a->w = lmdb_writer_new(st, loop, &wc)) == NULL) {
 		free(a);
-		lmdb_store_close(st);
 		return st ? LMDB_APPLY_NO_MEMORY : LMDB_APPLY_NO_MAP;
 	}
-	lmdb_store_close(st);           /* the writer holds its own reference */
 	a->done = done;
 	a->arg = arg;
 	for (size_t i = 0; i < n; i++)

@@ -50,6 +50,11 @@ struct lmdb_writer;
  * first opener's map_size wins, 0 = 256 MiB). NULL on failure (logged, event=lmdb_error).
  * Thread-safe. */
 struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size);
+/* One more reference to the environment this process already has open at dir (a module's
+ * store), or NULL when it has none: never makes the directory nor opens an environment (no
+ * mkdir, no mdb_env_open, no new read slot), so the main loop's control verbs may call it
+ * where lmdb_store_open could block. Close it with lmdb_store_close. */
+struct lmdb_store *lmdb_store_open_existing(const char *dir);
 /* Drops a reference; the last one syncs and closes the environment. NULL is a no-op. */
 void lmdb_store_close(struct lmdb_store *st);
 /* The directory, as given to lmdb_store_open (for logs). Borrowed, valid while open. */
@@ -208,6 +213,12 @@ int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
 typedef void (*lmdb_store_apply_fn)(void *arg, int rc);
 enum { LMDB_APPLY_VERB_MS = 5000 };  /* how long a control verb waits for its change */
 int lmdb_store_apply_start(uv_loop_t *loop, const char *dir, uint64_t map_size, const char *name,
+    const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
+    void *arg);
+/* The same on a store the caller has open (st borrowed: the call takes its own reference),
+ * e.g. from lmdb_store_open_existing: nothing is opened. Returns 0, LMDB_APPLY_NO_MEMORY or
+ * LMDB_APPLY_FAILED (LMDB_APPLY_NO_MAP for st NULL). */
+int lmdb_store_apply_start_on(uv_loop_t *loop, struct lmdb_store *st, const char *name,
     const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
     void *arg);
 
