@@ -8,8 +8,46 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proxy/metrics.h"
+
 static pthread_mutex_t lmdb_envs_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lmdb_env *lmdb_envs;
+static pthread_once_t lmdb_envs_metrics_once = PTHREAD_ONCE_INIT;
+
+/* The map gauges' collector (arg: 0 the bytes in use, 1 map_size): one sample per open
+ * environment, labelled store="lmdb:DIR" as its log lines are. A scrape never waits for the
+ * list: while an open holds it (mdb_env_open may wait on another process's lock), the
+ * samples are left out of that scrape. Reads the meta pages only: no transaction, no lock. */
+static void lmdb_envs_collect(void *arg, struct metrics_out *out)
+{
+	bool size = arg != NULL;
+
+	if (pthread_mutex_trylock(&lmdb_envs_mu) != 0)
+		return;
+	for (struct lmdb_env *e = lmdb_envs; e; e = e->next) {
+		MDB_stat ms;
+		MDB_envinfo mi;
+		char label[320];
+
+		if (e->refs == 0 || !e->ready || mdb_env_stat(e->env, &ms) != 0 ||
+		    mdb_env_info(e->env, &mi) != 0)
+			continue;
+		snprintf(label, sizeof(label), "lmdb:%s", e->dir);
+		metrics_out_sample(out, "store", label, size ? (double)mi.me_mapsize :
+		    (double)(((uint64_t)mi.me_last_pgno + 1) * ms.ms_psize));
+	}
+	pthread_mutex_unlock(&lmdb_envs_mu);
+}
+
+static void lmdb_envs_metrics_register(void)
+{
+	metrics_register_family("store_map_used_bytes",
+	    "bytes of an LMDB map in use (its pages up to the highest, every user of the directory together); MDB_MAP_FULL when it reaches store_map_size_bytes",
+	    "gauge", lmdb_envs_collect, NULL);
+	metrics_register_family("store_map_size_bytes",
+	    "an LMDB map's size (map_size of its first opener): the most it can hold",
+	    "gauge", lmdb_envs_collect, (void *)1);
+}
 
 /* mkdir -p; 0 or -1 with errno. */
 static int lmdb_mkdir_p(const char *dir)
@@ -154,6 +192,7 @@ enum lmdb_env_step lmdb_env_open(const char *dir, uint64_t map_size, enum lmdb_r
 		goto fail;
 	}
 	e->max_key = (size_t)mdb_env_get_maxkeysize(e->env);
+	pthread_once(&lmdb_envs_metrics_once, lmdb_envs_metrics_register);
 ready:
 	/* the unnamed database's handle, in a read transaction: it needs no write lock, which
 	 * another process may hold for as long as it likes; the read transaction waits at most

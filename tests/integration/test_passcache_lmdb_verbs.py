@@ -11,12 +11,16 @@
 - each module's marker is written by a writer of that module's name: the metrics label
   store="lmdb:dnsbl_pass" for the DNS lists' store (it said lmdb:pregreet_pass whatever it
   flushed);
+- /metrics says how full each open LMDB map is: mxgate_store_map_used_bytes and
+  mxgate_store_map_size_bytes{store="lmdb:DIR"} (nothing told an operator before the map
+  filled);
 - a failed LMDB flush does not speak of "other nodes" (that is Redis: an LMDB map is this
   host's): it says the passes may be known again after a restart.
 """
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,6 +71,15 @@ mt.check(not os.path.exists(PG_DIR), 'the verb made nothing of that store')
 status, metrics = mt.http_get(mx.metrics_port, '/metrics')
 mt.check(status == 200 and 'store="lmdb:dnsbl_pass"' in metrics,
          "the DNS lists' store is labelled lmdb:dnsbl_pass")
+# how full the map is, per directory (every user of it together), and how much it can hold
+used = re.search(r'^mxgate_store_map_used_bytes\{store="lmdb:%s"\} (\S+)$' % re.escape(DNSBL_DIR), metrics, re.M)
+size = re.search(r'^mxgate_store_map_size_bytes\{store="lmdb:%s"\} (\S+)$' % re.escape(DNSBL_DIR), metrics, re.M)
+mt.check(used is not None and size is not None and 0 < float(used.group(1)) < float(size.group(1)) and
+         float(size.group(1)) == 256 << 20,
+         "the DNS lists' map: bytes in use and map_size (256 MiB) in /metrics: %s %s"
+         % (used and used.group(0), size and size.group(0)))
+mt.check('mxgate_store_map_used_bytes{store="lmdb:%s"' % PG_DIR not in metrics,
+         'no map figures for a directory this process does not have open')
 mt.check('lmdb:pregreet_pass' not in metrics,
          "the flush's marker in the DNS lists' store is not labelled pregreet_pass (pregreet has "
          "no store open here): %s" % [ln for ln in metrics.splitlines() if 'pregreet_pass' in ln][:3])
