@@ -17,6 +17,7 @@
 
 #include "filters/passcache.h"
 #include "store/lmdb_store.h"
+#include "store/store.h"
 
 struct answer {
 	int calls;
@@ -131,6 +132,8 @@ static void test_value_parse(void **state)
 static void test_describe(void **state)
 {
 	struct passcache_desc d;
+	struct lmdb_store *st;
+	char none[80];
 
 	(void)state;
 	passcache_describe("redis://:secret@127.0.0.1:6380/2", "dnsbl", &d);
@@ -142,11 +145,21 @@ static void test_describe(void **state)
 	passcache_describe("local", "pregreet", &d);
 	assert_string_equal(d.kind, "local");
 	assert_string_equal(d.prefix, "");
-	passcache_describe(spec, "pregreet", &d);
+	/* a directory this process does not have open: no map figures, and nothing is made or
+	 * opened (the main loop's verb: before, it made the directory and opened a map) */
+	snprintf(none, sizeof(none), "%s-none", spec);
+	passcache_describe(none, "pregreet", &d);
 	assert_string_equal(d.kind, "lmdb");
-	assert_string_equal(d.shown, spec);
+	assert_string_equal(d.shown, none);
 	assert_string_equal(d.prefix, "pass:pregreet:");
+	assert_true(d.map_records == -1 && d.map_bytes == -1);
+	assert_int_equal(access(store_lmdb_dir(none), F_OK), -1);
+	/* open (a module's store): its map's figures */
+	st = lmdb_store_open(store_lmdb_dir(spec), 0);
+	assert_non_null(st);
+	passcache_describe(spec, "pregreet", &d);
 	assert_true(d.map_records >= 0 && d.map_bytes > 0);
+	lmdb_store_close(st);
 }
 
 static void test_lmdb_rows(void **state)
