@@ -17,8 +17,10 @@ static int dsnparam_hex(char c)
 }
 
 /* xtext (RFC 3461 4): "!" to "~" but "+" and "=", or "+" and two hex digits. The value,
- * decoded, must be printable ASCII (what Postfix's smtpd asks). */
-static bool dsnparam_is_xtext(const char *v)
+ * decoded, must be printable ASCII (what Postfix's smtpd asks of ENVID); with eight_bit,
+ * octets 0x80-0xff decoded are taken too (ORCPT: Postfix's smtp client writes a UTF-8
+ * original recipient as rfc822;+CE+B4...@domain, and Postfix's smtpd takes it). */
+static bool dsnparam_is_xtext(const char *v, bool eight_bit)
 {
 	if (*v == '\0')
 		return false;
@@ -29,7 +31,7 @@ static bool dsnparam_is_xtext(const char *v)
 			if (lo < 0)
 				return false;
 			int d = hi * 16 + lo;
-			if (d < 0x20 || d > 0x7e)
+			if (d < 0x20 || d == 0x7f || (d > 0x7f && !eight_bit))
 				return false;
 			v += 2;
 		} else if (c < 0x21 || c > 0x7e || c == '=') {
@@ -92,7 +94,8 @@ static bool dsnparam_is_notify(const char *v)
 	}
 }
 
-/* ORCPT's value: addr-type ";" xtext (RFC 3461 4.2), the type not empty. The lengths of
+/* ORCPT's value: addr-type ";" xtext (RFC 3461 4.2), the type not empty; the xtext may
+ * decode to UTF-8 octets (see dsnparam_is_xtext). The lengths of
  * RFC 3461 (ENVID 100, ORCPT 500) are not enforced: Postfix's smtpd does not either. */
 static bool dsnparam_is_orcpt(const char *v)
 {
@@ -104,7 +107,7 @@ static bool dsnparam_is_orcpt(const char *v)
 	tlen = (size_t)(semi - v);
 	if (tlen == 5 && strncasecmp(v, "utf-8", 5) == 0)
 		return dsnparam_is_utf8_xtext(semi + 1);
-	return dsnparam_is_xtext(semi + 1);
+	return dsnparam_is_xtext(semi + 1, true);
 }
 
 /* See dsnparam.h. */
@@ -117,7 +120,7 @@ const char *dsnparam_check_mail(const struct smtp_cmd *cmd)
 	if (p && (dup || p->value == NULL || (strcasecmp(p->value, "FULL") != 0 && strcasecmp(p->value, "HDRS") != 0)))
 		return "501 5.5.4 Bad RET parameter syntax";
 	p = dsnparam_find(cmd, "ENVID", &dup);
-	if (p && (dup || p->value == NULL || !dsnparam_is_xtext(p->value)))
+	if (p && (dup || p->value == NULL || !dsnparam_is_xtext(p->value, false)))
 		return "501 5.5.4 Bad ENVID parameter syntax";
 	return NULL;
 }

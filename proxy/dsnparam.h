@@ -14,7 +14,8 @@
  * "501 5.5.4 Bad ENVID parameter syntax". */
 const char *dsnparam_check_mail(const struct smtp_cmd *cmd);
 /* RCPT's parameters: NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (each once);
- * ORCPT=addr-type;xtext (utf-8: RFC 6533's utf-8-addr-xtext). Returns NULL, or
+ * ORCPT=addr-type;xtext (decoding to printable ASCII or 8-bit octets, as Postfix sends a UTF-8
+ * address; utf-8: RFC 6533's utf-8-addr-xtext). Returns NULL, or
  * "501 5.5.4 Error: Bad NOTIFY parameter syntax" / "501 5.5.4 Error: Bad ORCPT parameter
  * syntax". */
 const char *dsnparam_check_rcpt(const struct smtp_cmd *cmd);

@@ -59,6 +59,9 @@ static void test_rcpt(void **state)
 		"RCPT TO:<a@b.example> NOTIFY=SUCCESS,FAILURE,DELAY", "RCPT TO:<a@b.example> NOTIFY=delay",
 		"RCPT TO:<a@b.example> ORCPT=rfc822;a@b.example", "RCPT TO:<a@b.example> ORCPT=RFC822;a+2Bx@b.example NOTIFY=FAILURE",
 		"RCPT TO:<a@b.example> ORCPT=utf-8;a\\x{E9}@b.example", "RCPT TO:<Postmaster> NOTIFY=SUCCESS",
+		/* what Postfix 3.7's smtp client sends for a UTF-8 local part (SMTPUTF8 transaction):
+		 * rfc822 with the UTF-8 octets xtext-encoded; Postfix's smtpd takes it */
+		"RCPT TO:<a@b.example> ORCPT=rfc822;+CE+B4+CE+BF+CE+BA+CE+B9+CE+BC+CE+AE@b.example",
 	};
 	static const char *const bad_notify[] = {
 		"RCPT TO:<a@b.example> NOTIFY=NEVER,SUCCESS", "RCPT TO:<a@b.example> NOTIFY=SUCCESS,NEVER",
@@ -71,6 +74,7 @@ static void test_rcpt(void **state)
 		"RCPT TO:<a@b.example> ORCPT=rfc822;", "RCPT TO:<a@b.example> ORCPT=rfc822;a+0Db@b.example",
 		"RCPT TO:<a@b.example> ORCPT=rfc822;a+Zb@b.example", "RCPT TO:<a@b.example> ORCPT",
 		"RCPT TO:<a@b.example> ORCPT=rfc822;a@b ORCPT=rfc822;c@d", "RCPT TO:<a@b.example> ORCPT=utf-8;a+2Bb",
+		"RCPT TO:<a@b.example> ORCPT=rfc822;a+7Fb@b.example",
 	};
 
 	(void)state;
