@@ -1427,6 +1427,15 @@ static redisReply *lc_ip_untrapped(redisContext *rc, const struct greylist_confi
 	return v;
 }
 
+/* disallow|untrap's delete in Redis: the record only when it is still in the state the verb
+ * read (ARGV[1]), checked and deleted in one step — a plain DEL after the read removed a
+ * record written in between (another node's queued trap, gl_lua_trap; another verb). Returns
+ * {1} when deleted, else {0, the state there ('' none), its PTTL}. */
+static const char lc_ip_del_lua[] =
+	"local s = redis.call('HGET', KEYS[1], 's')\n"
+	"if s == ARGV[1] then redis.call('DEL', KEYS[1]) return {1} end\n"
+	"return {0, s or '', redis.call('PTTL', KEYS[1])}\n";
+
 /* Redis: the record read (HGET s, PTTL) and changed on a connection of the verb's own. The
  * workers' script reads it at each check; nothing of it is queued in their write queues. */
 static int lc_ip_redis(const struct greylist_config *c, const char *client, int op, uint64_t ttl_ms,
@@ -1459,7 +1468,15 @@ static int lc_ip_redis(const struct greylist_config *c, const char *client, int 
 		v = NULL;
 	}
 	if (now == GREYLIST_IP_NONE && *was != GREYLIST_IP_NONE) {
-		v = redis_store_sync_command(rc, "DEL %s", key);
+		v = redis_store_sync_command(rc, "EVAL %s 1 %s %d", lc_ip_del_lua, key, *was);
+		if (v != NULL && v->type == REDIS_REPLY_ARRAY && v->elements == 3 &&
+		    v->element[0]->type == REDIS_REPLY_INTEGER && v->element[0]->integer == 0 &&
+		    v->element[1]->type == REDIS_REPLY_STRING && v->element[2]->type == REDIS_REPLY_INTEGER) {
+			/* changed since the read: the answer is what is there (left as it is) */
+			*was = strcmp(v->element[1]->str, "1") == 0 ? GREYLIST_IP_TRAPPED :
+			    strcmp(v->element[1]->str, "2") == 0 ? GREYLIST_IP_ALLOWED : GREYLIST_IP_NONE;
+			*left_ms = v->element[2]->integer > 0 ? (uint64_t)v->element[2]->integer : 0;
+		}
 	} else if (op == GLIP_ALLOW || op == GLIP_TRAP) {
 		v = lc_redis_expire_after(rc, redis_store_sync_command(rc, "HSET %s s %d t %llu", key, now,
 		    (unsigned long long)lc_wall_ms()), key, ttl_ms);
