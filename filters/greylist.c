@@ -999,13 +999,34 @@ long greylist_ip_del_merge(const void *cur, size_t curlen, const void *operand, 
 	return greylist_ip_decode(cur, curlen, now_ms, &since, &exp) == (int)op[1] ? 0 : -1;
 }
 
-/* The greylist writer's merge: a client record's conditional delete by its operand's size
- * (16 octets, marked), else a client network's passes (24). */
+long greylist_ip_new_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	uint64_t op[4], since, exp;
+
+	(void)ctx;
+	if (oplen != sizeof(op) || cap < GREYLIST_RECORD_LEN)
+		return -1;
+	memcpy(op, operand, sizeof(op));
+	if (op[0] != GREYLIST_IP_NEW_MARK ||
+	    (op[1] != GREYLIST_IP_TRAPPED && op[1] != GREYLIST_IP_ALLOWED) || op[3] <= now_ms)
+		return -1;              /* not one, no state a record has, or expired already */
+	if (greylist_ip_decode(cur, curlen, now_ms, &since, &exp) != GREYLIST_IP_NONE)
+		return -1;              /* a live record: decided meanwhile, it stands */
+	greylist_ip_encode((int)op[1], op[2], op[3], out);
+	return GREYLIST_RECORD_LEN;
+}
+
+/* The greylist writer's merge, by its operand's size: a client record's conditional delete
+ * (16 octets, marked), a client record written where there is none (32, marked), else a
+ * client network's passes (24). */
 static long gl_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
     void *out, size_t cap, uint64_t now_ms, const void *ctx)
 {
 	if (oplen == 2 * sizeof(uint64_t))
 		return greylist_ip_del_merge(cur, curlen, operand, oplen, out, cap, now_ms, ctx);
+	if (oplen == 4 * sizeof(uint64_t))
+		return greylist_ip_new_merge(cur, curlen, operand, oplen, out, cap, now_ms, ctx);
 	return greylist_awl_merge(cur, curlen, operand, oplen, out, cap, now_ms, ctx);
 }
 
@@ -1219,7 +1240,7 @@ static void gl_write_see(struct gl_worker *w, struct greylist_write *gw)
 	size_t len = 0;
 	uint64_t since, exp, kept_since = 0;
 
-	if (lmdb_writer_get(w->wr, gw->key, strlen(gw->key), val, sizeof(val), &len) != 1 ||
+	if (lmdb_writer_get_merged(w->wr, gw->key, strlen(gw->key), val, sizeof(val), &len) != 1 ||
 	    greylist_ip_decode(val, len, gl_wall_ms(), &since, &exp) == GREYLIST_IP_NONE ||
 	    (len == gw->vlen && memcmp(val, gw->val, len) == 0))
 		return;         /* none, or the verb's own (another worker's batch applied first) */
@@ -1738,7 +1759,9 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 	uint64_t since, exp;
 
 	snprintf(ip_key, sizeof(ip_key), "%s%s", GREYLIST_IP_LMDB, ip);
-	if (lmdb_writer_get(w->wr, ip_key, strlen(ip_key), rec, sizeof(rec), &len) == 1) {
+	/* with its queued merges: a trap this worker made (greylist_ip_new_merge), a verb's
+	 * conditional delete */
+	if (lmdb_writer_get_merged(w->wr, ip_key, strlen(ip_key), rec, sizeof(rec), &len) == 1) {
 		int state = greylist_ip_decode(rec, len, now, &since, &exp);
 
 		if (gl_client_decided(w, call, state, exp > now ? exp - now : 0, "lmdb"))
@@ -1762,8 +1785,12 @@ static void gl_check_lmdb(struct gl_worker *w, struct hook_call *call, const cha
 		}
 	}
 	if (trap_hit) {
-		greylist_ip_encode(GREYLIST_IP_TRAPPED, now, now + c->trap_ttl, rec);
-		lmdb_writer_put(w->wr, ip_key, strlen(ip_key), rec, sizeof(rec));
+		/* only where there is still no record when the batch is applied: an allow (or a
+		 * trap) another worker or process wrote after the read above stands — a put wrote
+		 * the trap over it (greylist_ip_new_merge; this worker's next read sees the trap) */
+		uint64_t op[4] = { GREYLIST_IP_NEW_MARK, GREYLIST_IP_TRAPPED, now, now + c->trap_ttl };
+
+		lmdb_writer_merge(w->wr, ip_key, strlen(ip_key), op, sizeof(op));
 		gl_trap_now(w, call, "lmdb");
 		return;
 	}

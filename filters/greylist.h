@@ -184,6 +184,16 @@ long greylist_awl_merge(const void *cur, size_t curlen, const void *operand, siz
 long greylist_ip_del_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
     void *out, size_t cap, uint64_t now_ms, const void *ctx);
 
+/* A client record written only where there is none (a worker's trap: it read no live record
+ * and decided on that) as the LMDB batch's merge: the operand is {GREYLIST_IP_NEW_MARK,
+ * state, since_ms, expires_ms} (uint64_t each, state TRAPPED or ALLOWED); the record is
+ * written (GREYLIST_RECORD_LEN) when cur holds no live client record at now_ms, else left as
+ * it is (-1): an allow or a trap another worker, process or verb wrote after the worker's
+ * read stands (a client the worker would have seen allowed is not trapped over it). */
+#define GREYLIST_IP_NEW_MARK 0x676c69706e657772ull    /* "glipnewr" */
+long greylist_ip_new_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx);
+
 struct redisReply;
 /* The check script's reply {passed, wait_s} or {passed, wait_s, allow} (allow: 1 when this
  * pass made the client network allowed, 2 when it passed as allowed): 0 with *pass and
@@ -223,7 +233,7 @@ struct greylist_write {
 	size_t vlen;
 	bool redis;
 	/* A client record's verb (LMDB): each worker reads key before its write, its queue
-	 * first (lmdb_writer_get: a trap it made in the last batch interval is there, not in the
+	 * first (lmdb_writer_get_merged: a trap it made in the last batch interval is there, not in the
 	 * map yet); the live record with the latest since is kept in seen (seen_len 0: none),
 	 * valid in done. */
 	bool want_seen;
@@ -232,8 +242,8 @@ struct greylist_write {
 	/* A client record's delete (vlen 0) only when the record is in this state when LMDB
 	 * applies the delete (enum greylist_ip_state: untrap deletes a trap, disallow an allow
 	 * record, never the other's), checked inside the batch's write transaction
-	 * (greylist_ip_del_merge); 0: whatever it is. Until the batch is applied the worker's
-	 * reads still see the record (a queued merge is not read back). */
+	 * (greylist_ip_del_merge); 0: whatever it is. The worker's reads of a client record see
+	 * the delete's outcome at once (lmdb_writer_get_merged). */
 	int del_only;
 	/* Called once every worker's part is done (an LMDB batch applied or failed, a Redis
 	 * queue's writes of key forgotten): on the thread of the last worker's loop. */

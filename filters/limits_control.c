@@ -1142,12 +1142,29 @@ static const char *lc_gl_verb(const struct lc_gl_pending *p)
 	return p->ipop ? lc_ip_ops[p->ipop - 1] : lc_gl_ops[p->op];
 }
 
+/* Main loop: a client record's conditional delete written by lc_gl_lmdb_write_later: a
+ * record still there (another process wrote one in another state between the verb's read
+ * and its write, which the delete left) is what the answer says it found. */
+static void lc_ip_written(struct lc_gl_pending *q)
+{
+	struct lmdb_store *st = lmdb_store_open(q->store, 0);
+	size_t len = 0;
+
+	if (st != NULL && lmdb_store_get(st, q->gw.key, strlen(q->gw.key), q->gw.seen, sizeof(q->gw.seen),
+	    &len) == 1 && len == sizeof(q->gw.seen))
+		q->gw.seen_len = len;
+	lmdb_store_close(st);
+}
+
 /* Main loop: the change lc_gl_lmdb_write_later handed over is written, failed, or was not
  * written within LMDB_APPLY_VERB_MS; q (a copy of the verb's pending state) freed. */
 static void lc_gl_applied_cb(void *arg, int rc)
 {
 	struct lc_gl_pending *q = arg;
 	const char *verb = lc_gl_verb(q);
+
+	if (rc == 0 && q->ipop && q->gw.del_only != 0)
+		lc_ip_written(q);
 
 	if (rc == LMDB_APPLY_TIMEOUT) {
 		strbuf_printf(control_reply_out(q->reply), "greylist %s: not written within %ds: another process "
@@ -1167,13 +1184,24 @@ static void lc_gl_applied_cb(void *arg, int rc)
  * the directory's writer thread and answered when it is written or after LMDB_APPLY_VERB_MS
  * (lc_gl_applied_cb), never waited for here: another process holding LMDB's write lock
  * would stall the main loop (every control client, the metrics listener, a reload). p's
- * handle is closing (lc_gl_pending_post): a copy waits. 1: answered later; -1: err says why. */
+ * handle is closing (lc_gl_pending_post): a copy waits. A client record's delete (disallow,
+ * untrap) carries its condition as the workers' does (greylist_ip_del_merge, checked in the
+ * batch's write transaction): the verb read the map before, and another process may write
+ * the record before the batch — a trap that disallow deleted. 1: answered later; -1: err
+ * says why. */
 static int lc_gl_lmdb_write_later(const struct greylist_config *c, const struct lc_gl_pending *p,
     char *err, size_t errlen)
 {
 	struct lmdb_store_change ch = { .key = p->gw.key, .val = p->gw.val, .vlen = p->gw.vlen };
+	uint64_t del[2] = { GREYLIST_IP_DEL_MARK, (uint64_t)p->gw.del_only };
 	struct lc_gl_pending *q = malloc(sizeof(*q));
 	int rc;
+
+	if (p->gw.vlen == 0 && p->gw.del_only != 0) {
+		ch.val = del;
+		ch.vlen = sizeof(del);
+		ch.merge = greylist_ip_del_merge;
+	}
 
 	if (q == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1399,6 +1427,15 @@ static redisReply *lc_ip_untrapped(redisContext *rc, const struct greylist_confi
 	return v;
 }
 
+/* disallow|untrap's delete in Redis: the record only when it is still in the state the verb
+ * read (ARGV[1]), checked and deleted in one step — a plain DEL after the read removed a
+ * record written in between (another node's queued trap, gl_lua_trap; another verb). Returns
+ * {1} when deleted, else {0, the state there ('' none), its PTTL}. */
+static const char lc_ip_del_lua[] =
+	"local s = redis.call('HGET', KEYS[1], 's')\n"
+	"if s == ARGV[1] then redis.call('DEL', KEYS[1]) return {1} end\n"
+	"return {0, s or '', redis.call('PTTL', KEYS[1])}\n";
+
 /* Redis: the record read (HGET s, PTTL) and changed on a connection of the verb's own. The
  * workers' script reads it at each check; nothing of it is queued in their write queues. */
 static int lc_ip_redis(const struct greylist_config *c, const char *client, int op, uint64_t ttl_ms,
@@ -1431,7 +1468,15 @@ static int lc_ip_redis(const struct greylist_config *c, const char *client, int 
 		v = NULL;
 	}
 	if (now == GREYLIST_IP_NONE && *was != GREYLIST_IP_NONE) {
-		v = redis_store_sync_command(rc, "DEL %s", key);
+		v = redis_store_sync_command(rc, "EVAL %s 1 %s %d", lc_ip_del_lua, key, *was);
+		if (v != NULL && v->type == REDIS_REPLY_ARRAY && v->elements == 3 &&
+		    v->element[0]->type == REDIS_REPLY_INTEGER && v->element[0]->integer == 0 &&
+		    v->element[1]->type == REDIS_REPLY_STRING && v->element[2]->type == REDIS_REPLY_INTEGER) {
+			/* changed since the read: the answer is what is there (left as it is) */
+			*was = strcmp(v->element[1]->str, "1") == 0 ? GREYLIST_IP_TRAPPED :
+			    strcmp(v->element[1]->str, "2") == 0 ? GREYLIST_IP_ALLOWED : GREYLIST_IP_NONE;
+			*left_ms = v->element[2]->integer > 0 ? (uint64_t)v->element[2]->integer : 0;
+		}
 	} else if (op == GLIP_ALLOW || op == GLIP_TRAP) {
 		v = lc_redis_expire_after(rc, redis_store_sync_command(rc, "HSET %s s %d t %llu", key, now,
 		    (unsigned long long)lc_wall_ms()), key, ttl_ms);

@@ -1175,38 +1175,133 @@ int lmdb_writer_merge(struct lmdb_writer *w, const void *key, size_t klen, const
 	return lw_queue(w, LW_MERGE, key, klen, operand, oplen);
 }
 
-/* The newest put/delete of key in q: 1 (copied), 0 (deleted), or 2 (none). */
-static int lw_queue_find(const struct lw_queue *q, const void *key, size_t klen, uint64_t h,
-    void *val, size_t cap, size_t *len)
+/* The index of the newest put/delete of key in q, or -1 (none). */
+static long lw_queue_find(const struct lw_queue *q, const void *key, size_t klen, uint64_t h)
 {
 	for (size_t i = q->n; i-- > 0;) {
 		const struct lw_op *op = &q->ops[i];
 
-		if (op->hash != h || op->klen != klen || op->kind == LW_MERGE ||
+		if (op->hash == h && op->klen == klen && op->kind != LW_MERGE &&
+		    memcmp(q->data + op->off, key, klen) == 0)
+			return (long)i;
+	}
+	return -1;
+}
+
+/* True when q holds a merge of key from index from on. */
+static bool lw_queue_has_merge(const struct lw_queue *q, size_t from, const void *key, size_t klen,
+    uint64_t h)
+{
+	for (size_t i = from; i < q->n; i++) {
+		const struct lw_op *op = &q->ops[i];
+
+		if (op->kind == LW_MERGE && op->hash == h && op->klen == klen &&
+		    memcmp(q->data + op->off, key, klen) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A record as lmdb_writer_get builds it: its bytes (at most LMDB_STORE_VALUE_MAX kept), or
+ * absent (!found); out is a merge's room. */
+struct lw_seen {
+	unsigned char v[LMDB_STORE_VALUE_MAX], out[LMDB_STORE_VALUE_MAX];
+	size_t len;
+	bool found;
+};
+
+/* Runs the merges of key queued in q from index from on, in their order, on r. */
+static void lw_queue_merges(const struct lmdb_writer *w, const struct lw_queue *q, size_t from,
+    const void *key, size_t klen, uint64_t h, uint64_t now, struct lw_seen *r)
+{
+	for (size_t i = from; i < q->n; i++) {
+		const struct lw_op *op = &q->ops[i];
+		long n;
+
+		if (op->kind != LW_MERGE || op->hash != h || op->klen != klen ||
 		    memcmp(q->data + op->off, key, klen) != 0)
 			continue;
+		n = w->merge(r->found ? r->v : NULL, r->found ? r->len : 0, q->data + op->off + op->klen,
+		    op->vlen, r->out, sizeof(r->out), now, w->ctx);
+		if (n < 0 || (n == 0 && !r->found))
+			continue;       /* left as it is, as the batch does */
+		r->found = n > 0;
+		r->len = (size_t)n > sizeof(r->out) ? sizeof(r->out) : (size_t)n;
+		memcpy(r->v, r->out, r->len);
+	}
+}
+
+/* The newest put/delete of key: w's queue first, then the batch with the writer thread (newer
+ * than the map: the thread only reads it), else the map; then, with merged, the merges
+ * queued after it, the batch's before the queue's (a writer without a merge function has
+ * none queued). */
+static int lw_get(struct lmdb_writer *w, const void *key, size_t klen, void *val, size_t cap,
+    size_t *len, bool merged)
+{
+	uint64_t h = lw_hash(key, klen), now;
+	long iq = lw_queue_find(&w->q, key, klen, h), ic = -1, bi = iq;
+	const struct lw_queue *bq = iq >= 0 ? &w->q : NULL;
+	struct lw_seen *r;
+	bool merges;
+	int rc;
+
+	if (iq < 0 && w->cur && (ic = lw_queue_find(&w->cur->q, key, klen, h)) >= 0) {
+		bq = &w->cur->q;
+		bi = ic;
+	}
+	merges = merged && w->merge != NULL && (lw_queue_has_merge(&w->q, (size_t)(iq + 1), key, klen, h) ||
+	    (iq < 0 && w->cur && lw_queue_has_merge(&w->cur->q, (size_t)(ic + 1), key, klen, h)));
+	if (!merges) {
+		const struct lw_op *op;
+
+		if (bq == NULL)
+			return lmdb_store_get(w->st, key, klen, val, cap, len);
+		op = &bq->ops[bi];
 		if (op->kind == LW_DEL)
 			return 0;
-		memcpy(val, q->data + op->off + op->klen, op->vlen < cap ? op->vlen : cap);
+		memcpy(val, bq->data + op->off + op->klen, op->vlen < cap ? op->vlen : cap);
 		*len = op->vlen;
 		return 1;
 	}
-	return 2;
+	if ((r = malloc(sizeof(*r))) == NULL)
+		return -1;
+	if (bq != NULL) {
+		const struct lw_op *op = &bq->ops[bi];
+
+		r->found = op->kind == LW_PUT;
+		r->len = r->found ? op->vlen : 0;
+		memcpy(r->v, bq->data + op->off + op->klen, r->len);
+	} else if ((rc = lmdb_store_get(w->st, key, klen, r->v, sizeof(r->v), &r->len)) < 0) {
+		free(r);
+		return -1;
+	} else {
+		r->found = rc == 1;
+		if (r->len > sizeof(r->v))
+			r->len = sizeof(r->v);
+	}
+	now = ls_wall_ms();
+	if (iq < 0 && w->cur)
+		lw_queue_merges(w, &w->cur->q, (size_t)(ic + 1), key, klen, h, now, r);
+	lw_queue_merges(w, &w->q, (size_t)(iq + 1), key, klen, h, now, r);
+	rc = r->found ? 1 : 0;
+	if (r->found) {
+		memcpy(val, r->v, r->len < cap ? r->len : cap);
+		*len = r->len;
+	}
+	free(r);
+	return rc;
 }
 
 int lmdb_writer_get(struct lmdb_writer *w, const void *key, size_t klen, void *val, size_t cap,
     size_t *len)
 {
-	uint64_t h = lw_hash(key, klen);
-	int rc = lw_queue_find(&w->q, key, klen, h, val, cap, len);
+	return lw_get(w, key, klen, val, cap, len, false);
+}
 
-	/* The batch with the writer thread is newer than the map too (the thread only reads
-	 * it). */
-	if (rc == 2 && w->cur)
-		rc = lw_queue_find(&w->cur->q, key, klen, h, val, cap, len);
-	if (rc != 2)
-		return rc;
-	return lmdb_store_get(w->st, key, klen, val, cap, len);
+int lmdb_writer_get_merged(struct lmdb_writer *w, const void *key, size_t klen, void *val,
+    size_t cap, size_t *len)
+{
+	return lw_get(w, key, klen, val, cap, len, true);
 }
 
 int lmdb_writer_flush(struct lmdb_writer *w, lmdb_writer_done_cb done, void *arg)
@@ -1253,12 +1348,44 @@ void lmdb_writer_stats(const struct lmdb_writer *w, struct lmdb_writer_stats *ou
 	*out = w->stats;
 }
 
+/* The merge of lmdb_store_apply's writers: a change's operand is queued after its merge
+ * function (struct lmdb_store_change.merge), so one batch may hold changes of several. */
+static long ls_change_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	lmdb_merge_fn fn;
+
+	(void)ctx;
+	if (oplen < sizeof(fn))
+		return -1;
+	memcpy(&fn, operand, sizeof(fn));
+	return fn(cur, curlen, (const char *)operand + sizeof(fn), oplen - sizeof(fn), out, cap,
+	    now_ms, NULL);
+}
+
+/* Queues ch in w (made with ls_change_merge): a put, a delete, or its merge. 0 or -1. */
+static int ls_change_queue(struct lmdb_writer *w, const struct lmdb_store_change *ch)
+{
+	unsigned char op[LMDB_STORE_VALUE_MAX];
+	lmdb_merge_fn fn = ch->merge;
+
+	if (fn == NULL)
+		return ch->vlen ? lmdb_writer_put(w, ch->key, strlen(ch->key), ch->val, ch->vlen) :
+		    lmdb_writer_del(w, ch->key, strlen(ch->key));
+	if (ch->vlen > sizeof(op) - sizeof(fn))
+		return -1;
+	memcpy(op, &fn, sizeof(fn));
+	if (ch->vlen)
+		memcpy(op + sizeof(fn), ch->val, ch->vlen);
+	return lmdb_writer_merge(w, ch->key, strlen(ch->key), op, sizeof(fn) + ch->vlen);
+}
+
 /* See lmdb_store.h. */
 int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
     const struct lmdb_store_change *ch, size_t n)
 {
 	struct lmdb_store *st = lmdb_store_open(dir, map_size);
-	struct lmdb_writer_config wc = { .name = name };
+	struct lmdb_writer_config wc = { .merge = ls_change_merge, .name = name };
 	struct lmdb_writer *w = st ? lmdb_writer_new(st, NULL, &wc) : NULL;
 	struct lmdb_writer_stats ws;
 	int rc = 0;
@@ -1268,8 +1395,7 @@ int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
 		return st ? LMDB_APPLY_NO_MEMORY : LMDB_APPLY_NO_MAP;
 	}
 	for (size_t i = 0; i < n; i++)
-		if ((ch[i].vlen ? lmdb_writer_put(w, ch[i].key, strlen(ch[i].key), ch[i].val, ch[i].vlen) :
-		    lmdb_writer_del(w, ch[i].key, strlen(ch[i].key))) < 0)
+		if (ls_change_queue(w, &ch[i]) < 0)
 			rc = LMDB_APPLY_FAILED;
 	if (lmdb_writer_flush(w, NULL, NULL) < 0)
 		rc = LMDB_APPLY_FAILED;
@@ -1353,7 +1479,7 @@ int lmdb_store_apply_start_on(uv_loop_t *loop, struct lmdb_store *st, const char
     const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
     void *arg)
 {
-	struct lmdb_writer_config wc = { .name = name };
+	struct lmdb_writer_config wc = { .merge = ls_change_merge, .name = name };
 	struct ls_apply *a = st ? calloc(1, sizeof(*a)) : NULL;
 	int rc;
 
@@ -1364,8 +1490,7 @@ int lmdb_store_apply_start_on(uv_loop_t *loop, struct lmdb_store *st, const char
 	a->done = done;
 	a->arg = arg;
 	for (size_t i = 0; i < n; i++)
-		if ((ch[i].vlen ? lmdb_writer_put(a->w, ch[i].key, strlen(ch[i].key), ch[i].val, ch[i].vlen) :
-		    lmdb_writer_del(a->w, ch[i].key, strlen(ch[i].key))) < 0) {
+		if (ls_change_queue(a->w, &ch[i]) < 0) {
 			lmdb_writer_free(a->w); /* nothing flushed: no callback */
 			free(a);
 			return LMDB_APPLY_FAILED;

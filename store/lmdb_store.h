@@ -94,8 +94,9 @@ int lmdb_store_get_many(struct lmdb_store *st, const struct lmdb_key *keys, size
 
 /* A merge: the new value of a record from its current one (cur NULL, curlen 0 when absent)
  * and a queued operand (a count to add, an outcome ...). Runs inside the batch's write
- * transaction, on the writer thread (or the caller's, when synchronous): no loop calls, no
- * locks of the caller's. Writes at most cap (LMDB_STORE_VALUE_MAX) bytes to out; returns the
+ * transaction, on the writer thread (or the caller's, when synchronous), and on the loop's
+ * for lmdb_writer_get_merged (a pure function of its inputs): no loop calls, no locks of the
+ * caller's. Writes at most cap (LMDB_STORE_VALUE_MAX) bytes to out; returns the
  * length, 0 to delete the record, or -1 to leave it as it is. now_ms: wall clock of the batch.
  * ctx: the writer's copy of lmdb_writer_config.ctx. */
 typedef long (*lmdb_merge_fn)(const void *cur, size_t curlen, const void *operand, size_t oplen,
@@ -162,6 +163,13 @@ int lmdb_writer_merge(struct lmdb_writer *w, const void *key, size_t klen, const
  * batch is applied. Returns 1, 0 or -1 like lmdb_store_get. */
 int lmdb_writer_get(struct lmdb_writer *w, const void *key, size_t klen, void *val, size_t cap,
     size_t *len);
+/* The same with the merges of key queued after that value run on it in their order (here,
+ * on the caller's thread, at the wall clock's now): what the batch will write unless another
+ * writer or process changes the record first — a conditional write is seen by its own writer
+ * at once, as a put is. Counts merged from several writers are better read with
+ * lmdb_writer_get: every writer then sees them at once, when the batch is applied. */
+int lmdb_writer_get_merged(struct lmdb_writer *w, const void *key, size_t klen, void *val,
+    size_t cap, size_t *len);
 
 /* status 0: every update queued before the flush is committed; -1: the batch failed (map
  * full, I/O error: logged) and was dropped. Called on the loop thread — or the writer thread
@@ -183,11 +191,16 @@ struct lmdb_writer_stats {
 };
 void lmdb_writer_stats(const struct lmdb_writer *w, struct lmdb_writer_stats *out);
 
-/* One change of a record: val (vlen octets) put under key, or with vlen 0 the key deleted. */
+/* One change of a record: val (vlen octets) put under key, or with vlen 0 the key deleted;
+ * with merge set, val (vlen octets, at most LMDB_STORE_VALUE_MAX - sizeof(merge)) is the
+ * operand of merge, run on the record as it is inside the batch's write transaction (ctx
+ * NULL): a change made on what the caller read earlier ("delete it if it is still what I
+ * saw") that another process or writer changed meanwhile is decided on what is there then. */
 struct lmdb_store_change {
 	const char *key;            /* NUL-terminated */
 	const void *val;
 	size_t vlen;
+	lmdb_merge_fn merge;        /* NULL: a put or a delete */
 };
 
 /* Applies ch[0..n) here and now, in one batch, with a writer of the call's own (no loop: the

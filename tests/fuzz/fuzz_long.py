@@ -94,8 +94,9 @@ SINCE = {
     'fuzz_rule_parse': '2026-12-05T01:08Z',
     # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
     'fuzz_greylist_names': '2026-12-05T03:33Z',
-    # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand
-    'fuzz_store_records': '2026-12-05T11:08Z',
+    # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;
+    # session 22's w-glmerge: greylist_ip_new_merge (a worker's trap) the same way
+    'fuzz_store_records': '2026-12-05T14:01Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',

@@ -83,6 +83,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 
+	/* a client record written where there is none (a worker's trap, in the batch): writes
+	 * a record of the operand's state (read back so) or leaves (-1); any bytes as operand */
+	{
+		uint64_t op[4] = { GREYLIST_IP_NEW_MARK, data[-5] % 4u, now, now + 1 + data[-6] }, since, exp;
+		long n = greylist_ip_new_merge(data, size, op, sizeof(op), rec, sizeof(rec), now, NULL);
+
+		if (n != -1 && (n != GREYLIST_RECORD_LEN ||
+		    greylist_ip_decode(rec, sizeof(rec), now, &since, &exp) != (int)op[1] ||
+		    greylist_ip_decode(data, size, now, &since, &exp) != GREYLIST_IP_NONE))
+			abort();
+		if (size >= sizeof(op)) {
+			n = greylist_ip_new_merge(NULL, 0, data, sizeof(op), rec, sizeof(rec), now, NULL);
+			if (n != -1 && n != GREYLIST_RECORD_LEN)
+				abort();
+		}
+	}
+
 	/* reputation: the map holds a struct as is; any bytes of that size are a record */
 	if (size >= sizeof(struct reputation_counts)) {
 		struct reputation_counts rc, net;

@@ -25,7 +25,13 @@ enum lmdb_peer_kind {
 	LMDB_PEER_READERS,      /* a read transaction in every slot of the table */
 };
 
-static int lmdb_peer_hold(const char *dir, enum lmdb_peer_kind kind)
+/* A record a WRITE peer puts inside its transaction and commits when it is let go: another
+ * process's change that lands between what this one read and what it writes. */
+struct lmdb_peer_put { const char *key; const void *val; size_t vlen; };
+
+static MDB_txn *lmdb_peer_txn;          /* the peer's (in the child): committed at the end */
+
+static int lmdb_peer_hold(const char *dir, enum lmdb_peer_kind kind, const struct lmdb_peer_put *put)
 {
 	MDB_env *env;
 	MDB_txn *txn;
@@ -52,6 +58,14 @@ static int lmdb_peer_hold(const char *dir, enum lmdb_peer_kind kind)
 		return 2;
 	if (kind == LMDB_PEER_WRITE && mdb_txn_begin(env, NULL, 0, &txn) != 0)
 		return 3;
+	if (kind == LMDB_PEER_WRITE && put != NULL) {
+		MDB_dbi dbi;
+		MDB_val k = { strlen(put->key), (void *)put->key }, v = { put->vlen, (void *)put->val };
+
+		if (mdb_dbi_open(txn, NULL, 0, &dbi) != 0 || mdb_put(txn, dbi, &k, &v, 0) != 0)
+			return 5;
+		lmdb_peer_txn = txn;
+	}
 	if (kind == LMDB_PEER_READERS) {
 		int n = 0, rc;
 
@@ -64,8 +78,11 @@ static int lmdb_peer_hold(const char *dir, enum lmdb_peer_kind kind)
 }
 
 /* Starts the peer; returns its pid once it holds what it holds. *release: the pipe end whose
- * close lets it go (it exits 0 then; a READERS peer is to be killed instead). */
-static pid_t lmdb_peer_start(const char *dir, enum lmdb_peer_kind kind, int *release)
+ * close lets it go (it exits 0 then; a READERS peer is to be killed instead). put (a WRITE
+ * peer; NULL: none): put in its transaction, committed as it lets go — before any other
+ * writer's transaction can start. */
+static pid_t lmdb_peer_start_put(const char *dir, enum lmdb_peer_kind kind,
+    const struct lmdb_peer_put *put, int *release)
 {
 	int up[2], down[2];
 	pid_t pid;
@@ -80,12 +97,14 @@ static pid_t lmdb_peer_start(const char *dir, enum lmdb_peer_kind kind, int *rel
 
 		close(up[0]);
 		close(down[1]);
-		if ((rc = lmdb_peer_hold(dir, kind)) != 0)
+		if ((rc = lmdb_peer_hold(dir, kind, put)) != 0)
 			_exit(rc);
 		if (write(up[1], "h", 1) != 1)
 			_exit(4);
 		while (read(down[0], &c, 1) > 0)
 			;
+		if (lmdb_peer_txn != NULL && mdb_txn_commit(lmdb_peer_txn) != 0)
+			_exit(6);
 		_exit(0);             /* a robust mutex held by a dead process: LMDB recovers it */
 	}
 	close(up[1]);
@@ -94,6 +113,11 @@ static pid_t lmdb_peer_start(const char *dir, enum lmdb_peer_kind kind, int *rel
 	close(up[0]);
 	*release = down[1];
 	return pid;
+}
+
+static pid_t lmdb_peer_start(const char *dir, enum lmdb_peer_kind kind, int *release)
+{
+	return lmdb_peer_start_put(dir, kind, NULL, release);
 }
 
 /* Lets the peer go and reaps it (killed, with kill_it). */

@@ -595,6 +595,46 @@ static void test_ip_del_merge(void **state)
 	}
 }
 
+/* A client record written only where there is none (a worker's trap) as the batch merges
+ * it: written (the record's length) when no live record is there, else left (-1). */
+static void test_ip_new_merge(void **state)
+{
+	static const struct {
+		const char *label;
+		int rec;               /* -1: no record */
+		uint64_t rec_exp, state, exp, now, mark;
+		size_t oplen;
+		long want;
+	} rows[] = {
+		{ "a trap where there is no record", -1, 0, GREYLIST_IP_TRAPPED, 20000, 5000, GREYLIST_IP_NEW_MARK, 32, GREYLIST_RECORD_LEN },
+		{ "a trap over an expired record", GREYLIST_IP_ALLOWED, 4000, GREYLIST_IP_TRAPPED, 20000, 5000, GREYLIST_IP_NEW_MARK, 32, GREYLIST_RECORD_LEN },
+		{ "an allow record written meanwhile stands", GREYLIST_IP_ALLOWED, 10000, GREYLIST_IP_TRAPPED, 20000, 5000, GREYLIST_IP_NEW_MARK, 32, -1 },
+		{ "a trap written meanwhile stands", GREYLIST_IP_TRAPPED, 10000, GREYLIST_IP_TRAPPED, 20000, 5000, GREYLIST_IP_NEW_MARK, 32, -1 },
+		{ "an allow where there is none", -1, 0, GREYLIST_IP_ALLOWED, 20000, 5000, GREYLIST_IP_NEW_MARK, 32, GREYLIST_RECORD_LEN },
+		{ "an operand expired already", -1, 0, GREYLIST_IP_TRAPPED, 5000, 5000, GREYLIST_IP_NEW_MARK, 32, -1 },
+		{ "state none is no record", -1, 0, GREYLIST_IP_NONE, 20000, 5000, GREYLIST_IP_NEW_MARK, 32, -1 },
+		{ "a state whose low bits are trapped", -1, 0, 0x2100000000000001ull, 20000, 5000, GREYLIST_IP_NEW_MARK, 32, -1 },
+		{ "another mark is not one", -1, 0, GREYLIST_IP_TRAPPED, 20000, 5000, GREYLIST_IP_DEL_MARK, 32, -1 },
+		{ "another size is not one", -1, 0, GREYLIST_IP_TRAPPED, 20000, 5000, GREYLIST_IP_NEW_MARK, 24, -1 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		unsigned char rec[GREYLIST_RECORD_LEN], out[GREYLIST_RECORD_LEN];
+		uint64_t op[4] = { rows[i].mark, rows[i].state, 4500, rows[i].exp }, since, exp;
+		long n;
+
+		if (rows[i].rec >= 0)
+			greylist_ip_encode(rows[i].rec, 1000, rows[i].rec_exp, rec);
+		n = greylist_ip_new_merge(rows[i].rec >= 0 ? rec : NULL, rows[i].rec >= 0 ? sizeof(rec) : 0,
+		    op, rows[i].oplen, out, sizeof(out), rows[i].now, NULL);
+		if (n != rows[i].want)
+			fail_msg("%s: %ld, want %ld", rows[i].label, n, rows[i].want);
+		if (n > 0 && (greylist_ip_decode(out, (size_t)n, rows[i].now, &since, &exp) != (int)rows[i].state ||
+		    since != 4500 || exp != rows[i].exp))
+			fail_msg("%s: the record written is not the operand's", rows[i].label);
+	}
+}
+
 /* ---- a client record's verb across two workers (LMDB): the state it deletes is the one the
  * record has when LMDB applies the delete, not the one a worker saw when it queued it ----- */
 
@@ -747,6 +787,107 @@ static void test_lmdb_conditional_delete_two_workers(void **state)
 	assert_int_equal(wrong, 0);
 }
 
+/* A worker's trap (its RCPT to a trap address) against an allow written by another writer
+ * between the worker's read and its batch — another worker, or another process sharing the
+ * environment: another process holds the write lock; worker A is given `greylist allow`'s
+ * record (its batch waits in the writer thread); worker B, joining after, reads no record,
+ * traps the client and its batch goes after A's. The trap was a put and landed over the
+ * allow (the client refused for trap_ttl though the operator allowed it, a state no order
+ * of the two gives); now it is written only where there is no live record when the batch is
+ * applied (greylist_ip_new_merge), so the allow stands. B's own next RCPT sees its trap
+ * before the batch (lmdb_writer_get runs the queued merge). */
+static void test_lmdb_trap_after_concurrent_allow(void **state)
+{
+	char dir[] = "/tmp/mxgate-gltrap-XXXXXX", path[300], cmd[300];
+	const char *key = GREYLIST_IP_LMDB "198.18.5.6";
+	struct mx_config *cfg = NULL;
+	struct chain_modules ma, mb;
+	struct greylist_write *allow = calloc(1, sizeof(*allow)), *nudge = calloc(1, sizeof(*nudge));
+	unsigned char val[GREYLIST_RECORD_LEN];
+	uint64_t now, since, exp;
+	struct verdict v;
+	uv_loop_t la, lb;
+	size_t len = 0;
+	int release, got;
+	pid_t peer;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(allow);
+	assert_non_null(nudge);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "hostname: mx.example.test\n"
+	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
+	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
+	    "greylist: { enabled: true, store: \"lmdb:%s/db\", delay: 1h, traps: [trap@example.test] }\n", dir);
+	fclose(f);
+	assert_int_equal(config_load(path, &cfg, stderr), 0);
+	snprintf(path, sizeof(path), "%s/db", dir);
+	now = (uint64_t)time(NULL) * 1000;
+	uv_loop_init(&la);
+	uv_loop_init(&lb);
+	chain_modules_init(&ma, cfg, &la, 0);
+	peer = lmdb_peer_start(path, LMDB_PEER_WRITE, &release);
+	gl_race_answered = 0;
+	/* the verb's allow, through A alone: its batch waits for the lock */
+	snprintf(allow->key, sizeof(allow->key), "%s", key);
+	greylist_ip_encode(GREYLIST_IP_ALLOWED, now, now + HOUR, allow->val);
+	allow->vlen = sizeof(allow->val);
+	allow->done = gl_race_done;
+	assert_int_equal(greylist_write_post(allow), 1);
+	gl_race_turn(&la);
+	/* B read no record: the trap */
+	chain_modules_init(&mb, cfg, &lb, 1);
+	assert_int_equal(rcpt(&mb, &lb, cfg, "198.18.5.6", "a@example.org", "trap@example.test", &v),
+	    VERDICT_TEMPFAIL);
+	assert_int_equal(v.code, 451);
+	/* B's next RCPT, its batch not applied yet: refused as trapped */
+	assert_int_equal(rcpt(&mb, &lb, cfg, "198.18.5.6", "a@example.org", "b@example.test", &v),
+	    VERDICT_REJECT);
+	assert_int_equal(v.code, 550);
+	/* B's batch goes to the writer thread after A's (a write to both flushes both) */
+	snprintf(nudge->key, sizeof(nudge->key), "%s", GREYLIST_IP_LMDB "198.18.5.99");
+	greylist_ip_encode(GREYLIST_IP_ALLOWED, now, now + HOUR, nudge->val);
+	nudge->vlen = sizeof(nudge->val);
+	nudge->done = gl_race_done;
+	assert_int_equal(greylist_write_post(nudge), 2);
+	gl_race_turn(&la);
+	gl_race_turn(&lb);
+	lmdb_peer_end(peer, release, false);
+	for (int ms = 0; ms < 10000 && gl_race_answered < 2; ms += 5) {
+		gl_race_turn(&la);
+		gl_race_turn(&lb);
+		usleep(5000);
+	}
+	assert_int_equal(gl_race_answered, 2);
+	{
+		struct lmdb_store *st = lmdb_store_open(path, 0);
+
+		assert_non_null(st);
+		got = lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len);
+		assert_true(got >= 0);
+		got = got == 1 ? greylist_ip_decode(val, len, now, &since, &exp) : GREYLIST_IP_NONE;
+		lmdb_store_close(st);
+	}
+	chain_modules_free(&ma);
+	chain_modules_free(&mb);
+	uv_run(&la, UV_RUN_DEFAULT);
+	uv_run(&lb, UV_RUN_DEFAULT);
+	assert_true(lmdb_store_wait_written(5000));
+	assert_int_equal(uv_loop_close(&la), 0);
+	assert_int_equal(uv_loop_close(&lb), 0);
+	config_free(cfg);
+	free(allow);
+	free(nudge);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	if (got != GREYLIST_IP_ALLOWED)
+		fail_msg("the client record is in state %d (%s), want allowed: the worker's trap landed over "
+		    "the allow", got, got == GREYLIST_IP_TRAPPED ? "trapped" : "none");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -760,7 +901,9 @@ int main(void)
 		cmocka_unit_test(test_traps_and_client_records),
 		cmocka_unit_test(test_local_table_oom),
 		cmocka_unit_test(test_ip_del_merge),
+		cmocka_unit_test(test_ip_new_merge),
 		cmocka_unit_test(test_lmdb_conditional_delete_two_workers),
+		cmocka_unit_test(test_lmdb_trap_after_concurrent_allow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -146,10 +146,17 @@ static void test_sync_writer(void **state)
 	assert_int_equal(lmdb_writer_put(w, "a", 1, "one", 3), 0);
 	assert_int_equal(lmdb_writer_merge(w, "n", 1, "5", 1), 0);
 	assert_int_equal(lmdb_writer_merge(w, "n", 1, "7", 1), 0);
-	/* queued, not in the map yet; the writer reads its own put */
+	/* queued, not in the map yet; the writer reads its own put, and with _merged its merges
+	 * run on what it reads (here nothing: 5 + 7) */
 	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "");
 	assert_int_equal(lmdb_writer_get(w, "a", 1, buf, sizeof(buf), &len), 1);
 	assert_int_equal(len, 3);
+	assert_int_equal(lmdb_writer_get_merged(w, "a", 1, buf, sizeof(buf), &len), 1);
+	assert_int_equal(len, 3);
+	assert_int_equal(lmdb_writer_get(w, "n", 1, buf, sizeof(buf), &len), 0);
+	assert_int_equal(lmdb_writer_get_merged(w, "n", 1, buf, sizeof(buf), &len), 1);
+	assert_int_equal(len, 2);
+	assert_memory_equal(buf, "12", 2);
 	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
 	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "one");
 	assert_string_equal(get_str(st, "n", buf, sizeof(buf)), "12");
@@ -158,9 +165,22 @@ static void test_sync_writer(void **state)
 	assert_int_equal(lmdb_writer_del(w, "a", 1), 0);
 	assert_int_equal(lmdb_writer_get(w, "a", 1, buf, sizeof(buf), &len), 0);
 	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "one");
-	/* a merge to zero deletes */
-	assert_int_equal(lmdb_writer_merge(w, "n", 1, "-12", 3), 0);
+	/* a merge to zero deletes; a merge queued after a put runs on the put's value */
+	assert_int_equal(lmdb_writer_merge(w, "n", 1, "3", 1), 0);
+	assert_int_equal(lmdb_writer_get_merged(w, "n", 1, buf, sizeof(buf), &len), 1);
+	assert_memory_equal(buf, "15", 2);     /* the map's 12 + 3 */
+	assert_int_equal(lmdb_writer_get(w, "n", 1, buf, sizeof(buf), &len), 1);
+	assert_memory_equal(buf, "12", 2);     /* the map's */
+	assert_int_equal(lmdb_writer_merge(w, "n", 1, "-15", 3), 0);
+	assert_int_equal(lmdb_writer_get_merged(w, "n", 1, buf, sizeof(buf), &len), 0);
+	assert_int_equal(lmdb_writer_put(w, "m", 1, "40", 2), 0);
+	assert_int_equal(lmdb_writer_merge(w, "m", 1, "2", 1), 0);
+	assert_int_equal(lmdb_writer_get_merged(w, "m", 1, buf, sizeof(buf), &len), 1);
+	assert_memory_equal(buf, "42", 2);
+	assert_int_equal(lmdb_writer_get(w, "m", 1, buf, sizeof(buf), &len), 1);
+	assert_memory_equal(buf, "40", 2);     /* the put's */
 	assert_int_equal(lmdb_writer_flush(w, NULL, NULL), 0);
+	assert_string_equal(get_str(st, "m", buf, sizeof(buf)), "42");
 	assert_string_equal(get_str(st, "a", buf, sizeof(buf)), "");
 	assert_string_equal(get_str(st, "n", buf, sizeof(buf)), "");
 	/* refused: empty key, key over the limit, value over the limit */
@@ -1162,6 +1182,98 @@ static void test_apply_start_bounded(void **state)
 	locked_end(&l);
 }
 
+/* Merges of struct lmdb_store_change (ctx NULL): the record deleted when it holds the
+ * operand (a verb's "delete it if it is still what I read"), or the operand written where
+ * there is no record. */
+static long del_if_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	(void)out;
+	(void)cap;
+	(void)now_ms;
+	assert_null(ctx);
+	return cur != NULL && curlen == oplen && memcmp(cur, operand, oplen) == 0 ? 0 : -1;
+}
+
+static long new_only_merge(const void *cur, size_t curlen, const void *operand, size_t oplen,
+    void *out, size_t cap, uint64_t now_ms, const void *ctx)
+{
+	(void)curlen;
+	(void)now_ms;
+	assert_null(ctx);
+	if (cur != NULL || oplen > cap)
+		return -1;
+	memcpy(out, operand, oplen);
+	return (long)oplen;
+}
+
+/* lmdb_store_apply(_start) with a merge per change, run on the record as it is in the batch's
+ * write transaction: two merges and a put in one batch; and the change a control verb makes
+ * on what it read while another process writes the record before its batch (that process
+ * holds the write lock with its put, then commits as it lets go): the conditional delete
+ * leaves the other's value. A plain delete there removed it (filters/limits_control.c's
+ * disallow and untrap without a worker, before the merge). */
+static void test_apply_merge(void **state)
+{
+	const struct lmdb_store_change seed[] = { { .key = "k", .val = "old", .vlen = 3 } };
+	const struct lmdb_store_change mixed[] = {
+		{ .key = "k", .val = "old", .vlen = 3, .merge = del_if_merge },
+		{ .key = "n", .val = "first", .vlen = 5, .merge = new_only_merge },
+		{ .key = "p", .val = "put", .vlen = 3 },
+		{ .key = "n", .val = "second", .vlen = 6, .merge = new_only_merge },
+	};
+	const struct lmdb_store_change cas[] = { { .key = "k", .val = "old", .vlen = 3, .merge = del_if_merge } };
+	const struct lmdb_peer_put other = { "k", "new", 3 };
+	struct applied a = { 0 };
+	struct lmdb_store *st;
+	uv_loop_t loop;
+	char buf[16], big[LMDB_STORE_VALUE_MAX];
+	struct lmdb_store_change too_big = { .key = "b", .val = big, .vlen = sizeof(big), .merge = new_only_merge };
+	int release;
+	pid_t pid;
+
+	(void)state;
+	alarm(30);
+	memset(big, 'x', sizeof(big));
+	{
+		struct dir d;
+
+		dir_make(&d);
+		assert_int_equal(lmdb_store_apply(d.path, 1 << 20, "test", seed, 1), 0);
+		assert_int_equal(lmdb_store_apply(d.path, 1 << 20, "test", mixed, 4), 0);
+		st = lmdb_store_open(d.path, 1 << 20);
+		assert_string_equal(get_str(st, "k", buf, sizeof(buf)), "");
+		assert_string_equal(get_str(st, "n", buf, sizeof(buf)), "first");
+		assert_string_equal(get_str(st, "p", buf, sizeof(buf)), "put");
+		/* not what it held: left */
+		assert_int_equal(lmdb_store_apply(d.path, 1 << 20, "test", seed, 1), 0);
+		assert_int_equal(lmdb_store_apply(d.path, 1 << 20, "test", &mixed[1], 1), 0);
+		assert_string_equal(get_str(st, "k", buf, sizeof(buf)), "old");
+		/* an operand with no room for the function beside it is refused */
+		assert_int_equal(lmdb_store_apply(d.path, 1 << 20, "test", &too_big, 1), LMDB_APPLY_FAILED);
+		lmdb_store_close(st);
+
+		/* another process writes k between the read ("old") and the batch */
+		uv_loop_init(&loop);
+		pid = lmdb_peer_start_put(d.path, LMDB_PEER_WRITE, &other, &release);
+		st = lmdb_store_open(d.path, 1 << 20);
+		assert_string_equal(get_str(st, "k", buf, sizeof(buf)), "old");  /* not committed yet */
+		assert_int_equal(lmdb_store_apply_start(&loop, d.path, 1 << 20, "test", cas, 1, 20000,
+		    applied_cb, &a), 0);
+		lmdb_peer_end(pid, release, false);     /* commits, then lets go of the lock */
+		run_until(&loop, &a.calls);
+		assert_int_equal(a.rc, 0);
+		if (strcmp(get_str(st, "k", buf, sizeof(buf)), "new") != 0)
+			fail_msg("the other process's write was deleted: k is \"%s\", want \"new\"", buf);
+		uv_run(&loop, UV_RUN_DEFAULT);
+		assert_int_equal(a.calls, 1);
+		assert_int_equal(uv_loop_close(&loop), 0);
+		lmdb_store_close(st);
+		dir_remove(&d);
+	}
+	alarm(0);
+}
+
 /* The read pool's thread runs 300 ms after it is started (a loaded machine: here its start
  * is delayed): the open waits for it — the 0.1 s bound is for another process holding the
  * reader table's mutex, counted from when the thread went into LMDB. Before, the open failed
@@ -1237,6 +1349,7 @@ int main(void)
 		cmocka_unit_test(test_free_while_write_locked),
 		cmocka_unit_test(test_apply_here),
 		cmocka_unit_test(test_apply_start_bounded),
+		cmocka_unit_test(test_apply_merge),
 		cmocka_unit_test(test_disk_full_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
