@@ -146,6 +146,7 @@ CASES = [
     ('rcpt-orcpt', True, [F, R + ' NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;u@example.test']),
     ('rcpt-too-many', True, [F] + ['RCPT TO:<u%d@example.test>' % i for i in range(RCPTS + 1)]),
     ('rcpt-long-local', True, [F, 'RCPT TO:<%s@example.test>' % ('l' * 65)]),
+    ('rcpt-unbalanced', True, [F, 'RCPT TO:<u@example.test']),
     # DATA
     ('data-no-mail', True, ['DATA']),
     ('data-no-rcpt', True, [F, 'DATA']),
