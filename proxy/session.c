@@ -1305,14 +1305,18 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 				session_non_smtp_log(s, line, len);
 				session_protocol_fail(s, PT_NON_SMTP);  /* then answered as a bad command */
 			}
-			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 			if (parsed.verb == SMTP_BDAT) {
 				/* Without a size the chunk's end is unknown: what follows could be read as
-				 * commands. End the session instead. */
-				session_reply(s, "421 4.5.0 %s Error: BDAT syntax, closing", s->cfg->hostname);
+				 * commands. End the session, with one reply to the one command (RFC 5321
+				 * 4.2; until session 22 a 501 and an unasked 421 after it, two replies a
+				 * pipelining client pairs with two commands): 421, the one code RFC 5321
+				 * 3.8 closes with (Postfix's 521 is RFC 7504's "does not accept mail"),
+				 * X.5.4 as the 501 had it. */
+				session_reply(s, "421 4.5.4 %s Syntax: BDAT chunk-size [LAST], closing", s->cfg->hostname);
 				s->quit_after_flush = true;
 				return;
 			}
+			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 			session_error(s);
 			return;
 		}

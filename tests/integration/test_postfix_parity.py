@@ -173,6 +173,7 @@ CASES = [
     ('bdat-then-data', True, [F, R, bdat(MSG[:20], last=False), 'DATA']),
     ('bdat-over-size', True, [F, R, bdat(b'z' * (SIZE + 100))]),
     ('bdat-bad-keyword', True, [F, R, 'BDAT 3 FINAL']),
+    ('bdat-bad-size-with-chunk', True, [F, R, ('raw', b'BDAT x LAST\r\nNOOP\r\n', 1)]),  # the chunk reads as a command
     # other verbs
     ('vrfy-noarg', True, ['VRFY']),
     ('vrfy-arg', True, ['VRFY u@example.test']),
