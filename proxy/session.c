@@ -422,6 +422,11 @@ static enum session_check session_check_mail(const struct session *s, const stru
 		return SESSION_CHECK_ERROR;
 	if ((err = dsnparam_check_mail(cmd)) != NULL)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+	/* reject_non_fqdn_sender: a well-formed address (RFC 5321 4.1.2) no reply can reach;
+	 * Postfix's code (non_fqdn_reject_code), RFC 5321 has none of its own */
+	if (s->cfg->reject_non_fqdn_sender && cmd->addr[0] && !domain_address_is_fqdn(cmd->addr))
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		    "504 5.5.2 Sender address rejected: need fully-qualified address");
 	return SESSION_CHECK_OK;
 }
 
@@ -442,6 +447,18 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+	/* reject_non_fqdn_recipient, before accept_domains (as Postfix's restriction stands
+	 * before reject_unauth_destination): the reason the client can act on */
+	if (s->cfg->reject_non_fqdn_recipient && !domain_address_is_fqdn(cmd->addr)) {
+		if (!quiet) {
+			char av[600];
+			log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=non_fqdn_recipient rcpt=%s client=%s",
+			    log_addr(av, sizeof(av), cmd->addr), s->env.client_ip);
+			counter_inc(COUNTER_RECIPIENTS_REJECTED);
+		}
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		    "504 5.5.2 Recipient address rejected: need fully-qualified address");
+	}
 	if (s->cfg->accept_set == NULL ||
 	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied)))
 		return SESSION_CHECK_OK;

@@ -3,8 +3,8 @@
 go to a private Postfix 3.x smtpd configured as an MX (reject_non_fqdn_sender/recipient,
 reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname, reject_unauth_pipelining,
 smtpd_helo_required, message_size_limit, smtpd_recipient_limit, relay_domains,
-smtputf8_enable) and to mxgate with the equivalent config (accept_domains, helo_checks with
-`reject`, limits) in front of smtp-sink.
+smtputf8_enable) and to mxgate with the equivalent config (accept_domains,
+reject_non_fqdn_sender/recipient, helo_checks with `reject`, limits) in front of smtp-sink.
 
 Each case's outcome is the replies of its steps (code; the enhanced code of a refusal), any
 reply that came unasked after the last step (before the reply to a NOOP sent then), and
@@ -56,6 +56,7 @@ helo_reject = {'action': 'reject'}
 mx = mt.Mxgate(mt.config([sink.url], hostname='mx.example.test', workers=1,
                          limits={'max_message_size': SIZE, 'max_recipients': RCPTS},
                          accept_domains=['example.test'],
+                         reject_non_fqdn_sender=True, reject_non_fqdn_recipient=True,
                          pregreet={'pipelining_action': 'enforce'},   # reject_unauth_pipelining
                          helo_checks={'enabled': True, 'syntax': helo_reject, 'not_fqdn': helo_reject,
                                       'claims_us': {'enabled': False}, 'literal_mismatch': {'enabled': False},
