@@ -20,16 +20,21 @@
 /* ---- config ------------------------------------------------------------------------- */
 
 static const char *const helo_action_names[] = { "score", "reject", "tempfail", NULL };
+static const char *const helo_on_error_names[] = { "accept", "tempfail", NULL };
 
-/* One table per test so that each can carry its own default score. */
-#define HELO_TEST_TABLE(id, on, score_default, what)                                          \
-	static const struct cfg_field helo_##id##_fields[] = {                                 \
+/* The keys every test has. */
+#define HELO_TEST_FIELDS(on, score_default, what)                                              \
 		{ "enabled", CFG_BOOL, offsetof(struct helo_test_config, enabled), on,         \
 		  .doc = "run this test" },                                                    \
 		{ "action", CFG_ENUM, offsetof(struct helo_test_config, action), "score",     \
 		  .choices = helo_action_names, .doc = "score | reject | tempfail" },         \
 		{ "score", CFG_DOUBLE, offsetof(struct helo_test_config, score), score_default,\
-		  -1000, 1000, .doc = "score of the symbol " what },                          \
+		  -1000, 1000, .doc = "score of the symbol " what }
+
+/* One table per test so that each can carry its own default score. */
+#define HELO_TEST_TABLE(id, on, score_default, what)                                          \
+	static const struct cfg_field helo_##id##_fields[] = {                                 \
+		HELO_TEST_FIELDS(on, score_default, what),                                     \
 		{ .key = NULL }                                                                \
 	};                                                                                     \
 	static const struct cfg_table helo_##id##_table = {                                   \
@@ -41,7 +46,22 @@ HELO_TEST_TABLE(syntax, "true", "2", "HELO_BAD_SYNTAX");
 HELO_TEST_TABLE(not_fqdn, "true", "0.5", "HELO_NOT_FQDN");
 HELO_TEST_TABLE(claims_us, "true", "3", "HELO_CLAIMS_US");
 HELO_TEST_TABLE(literal_mismatch, "true", "1", "HELO_LITERAL_MISMATCH");
-HELO_TEST_TABLE(fcrdns, "true", "1", "NO_FCRDNS");
+
+/* FCrDNS: also what a lookup that failed does (Postfix's reject_unknown_client_hostname
+ * defers such a client: 450, whatever unknown_client_reject_code says). */
+static const struct cfg_field helo_fcrdns_fields[] = {
+	HELO_TEST_FIELDS("true", "1", "NO_FCRDNS"),
+	{ "on_error", CFG_ENUM, offsetof(struct helo_test_config, on_error), "accept",
+	  .choices = helo_on_error_names,
+	  .doc = "the client's name could not be looked up (SERVFAIL or a timeout of the PTR or its A/AAAA query, "
+		 "not NXDOMAIN): accept (logged event=fcrdns_tempfail, not scored: the resolver's own trouble holds "
+		 "no mail back) or tempfail (450 4.7.25, at connect a 421 greeting, whatever action says: Postfix's "
+		 "reject_unknown_client_hostname, which defers such a client until its lookup works)" },
+	{ .key = NULL }
+};
+static const struct cfg_table helo_fcrdns_table = {
+	.name = "helo_checks.fcrdns", .size = sizeof(struct helo_test_config), .fields = helo_fcrdns_fields,
+};
 
 static const struct cfg_field helo_config_fields[] = {
 	{ "enabled", CFG_BOOL, offsetof(struct helo_config, enabled), "false",
@@ -203,16 +223,24 @@ static void helo_fire(struct hook_env *env, const struct helo_test_config *t, co
 }
 
 /* HOOK_CONNECT: the FCrDNS test, on the rdns module's answer (it runs earlier in the chain
- * and holds the connect stage until it has one). Temporary DNS failures never score. */
+ * and holds the connect stage until it has one). Temporary DNS failures never score; with
+ * on_error: tempfail they defer the client (RFC 7372 3.3's X.7.25, as a refusal of the test
+ * carries). */
 static void helo_check_fcrdns(struct helo_worker *w, struct hook_env *env, struct verdict *v)
 {
+	bool defer = w->hc->fcrdns.on_error == HELO_ON_ERROR_TEMPFAIL;
+
 	switch (env->client_name_status) {
 	case HOOK_NAME_PERM:
 		helo_fire(env, &w->hc->fcrdns, "NO_FCRDNS",
 		    "Client host rejected: cannot find your hostname", v);
 		break;
 	case HOOK_NAME_TEMP:
-		log_event(LOG_LVL_INFO, env->session_id, "event=fcrdns_tempfail client=%s", env->client_ip);
+		log_event(LOG_LVL_INFO, env->session_id, "event=fcrdns_tempfail client=%s action=%s", env->client_ip,
+		    defer ? "tempfail" : "accept");
+		if (defer)
+			verdict_set(v, VERDICT_TEMPFAIL, 450, "helo",
+			    "4.7.25 Client host rejected: cannot find your hostname, try again later");
 		break;
 	default:
 		break;	/* confirmed, or not looked up (rdns.lookup: never) */

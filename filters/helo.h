@@ -15,8 +15,15 @@
 #include "proxy/cfg.h"
 
 enum helo_action { HELO_ACTION_SCORE = 0, HELO_ACTION_REJECT, HELO_ACTION_TEMPFAIL };
+/* fcrdns.on_error: a name lookup that failed (not NXDOMAIN) */
+enum helo_on_error { HELO_ON_ERROR_ACCEPT = 0, HELO_ON_ERROR_TEMPFAIL };
 
-struct helo_test_config { bool enabled; int action; /* enum helo_action */ double score; };
+struct helo_test_config {
+	bool enabled;
+	int action;     /* enum helo_action */
+	double score;
+	int on_error;   /* enum helo_on_error; fcrdns only (the other tests look nothing up) */
+};
 
 struct helo_config {
 	bool enabled;

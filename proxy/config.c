@@ -1238,7 +1238,7 @@ static int config_validate(struct cfg_parse *p, struct fy_node *n, void *obj)
  * the modules' sections, each at CONFIG_CORE_KEYS + its `order`. A wrong CONFIG_CORE_KEYS
  * either overwrites an entry (an error, below) or leaves a hole that ends the table early
  * (test_config's registry test fails). */
-#define CONFIG_CORE_KEYS 15
+#define CONFIG_CORE_KEYS 17
 
 /* The orders in modules.def are 0..MODULES_COUNT-1, each once: the sum of 2^order over the
  * entries has every bit up to MODULES_COUNT set only then. */
@@ -1280,6 +1280,10 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	  .doc = "recipient domains mxgate accepts mail for: example.org, \"*.example.org\" (every subdomain), [192.0.2.1], \"file:/etc/mxgate/domains\" (one per line, re-read on SIGHUP); others get 550 5.7.1 unless the client authenticated (SMTP AUTH) or is in relay_networks; empty = every domain (-t warns)" },
 	{ "relay_networks", CFG_CIDRLIST, offsetof(struct mx_config, relay_networks),
 	  .doc = "clients that may send to recipients outside accept_domains (Postfix's permit_mynetworks, Haraka's relay_acl_allow): CIDRs and file:PATH items; judged on the client's real address (PROXY, XCLIENT); relaying only, every other check still applies; each such recipient is logged event=relay relay=network. Empty (the default): nobody" },
+	{ "reject_non_fqdn_sender", CFG_BOOL, offsetof(struct mx_config, reject_non_fqdn_sender), "false",
+	  .doc = "refuse MAIL FROM whose domain has no dot (a@localname; a trailing root dot does not count, an address literal passes) with 504 5.5.2, as Postfix's reject_non_fqdn_sender: such a sender cannot be replied to. Not the null sender; every client, relay_networks and authenticated ones too (they relay, nothing more). Off by default, as Postfix; an MX that takes mail from the Internet should turn it on" },
+	{ "reject_non_fqdn_recipient", CFG_BOOL, offsetof(struct mx_config, reject_non_fqdn_recipient), "false",
+	  .doc = "refuse RCPT TO whose domain has no dot with 504 5.5.2, before accept_domains is asked (Postfix's reject_non_fqdn_recipient); not <Postmaster>; every client. Off by default, as Postfix; an MX that takes mail from the Internet should turn it on" },
 	/* then every module's section, at its `order` (modules.def) */
 #define MX_SECTION CFG_STRUCT
 #define MX_LIST CFG_STRUCT_LIST

@@ -300,6 +300,40 @@ const char *domain_of_address(const char *addr)
 	return at ? at + 1 : NULL;
 }
 
+/* The length of the label separator at d[0..n): 1 for '.', 3 for the full stops UTS #46
+ * maps to it (U+3002, U+FF0E, U+FF61, as domain_normalize reads them), else 0. */
+static size_t domain_dot_len(const char *d, size_t n)
+{
+	static const char *const dots[] = { "\xe3\x80\x82", "\xef\xbc\x8e", "\xef\xbd\xa1" };
+
+	if (n >= 1 && d[0] == '.')
+		return 1;
+	for (size_t i = 0; n >= 3 && i < sizeof(dots) / sizeof(dots[0]); i++)
+		if (memcmp(d, dots[i], 3) == 0)
+			return 3;
+	return 0;
+}
+
+/* See domain.h. */
+bool domain_address_is_fqdn(const char *addr)
+{
+	const char *d = domain_of_address(addr);
+	size_t n;
+
+	if (d == NULL || d[0] == '[')
+		return true;
+	n = strlen(d);
+	/* a trailing root dot is no label separator */
+	if (n >= 1 && d[n - 1] == '.')
+		n--;
+	else if (n >= 3 && domain_dot_len(d + n - 3, 3) == 3)
+		n -= 3;
+	for (size_t i = 0; i < n; i++)
+		if (domain_dot_len(d + i, n - i) > 0)
+			return i > 0;
+	return false;
+}
+
 /* ---- the set: open addressing over normalised names ----------------------------------- */
 
 struct domain_table {

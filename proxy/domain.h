@@ -59,6 +59,12 @@ bool domain_equal(const char *a, const char *b);
  * when there is none ("Postmaster"). Borrowed from addr. */
 const char *domain_of_address(const char *addr);
 
+/* Whether addr's domain is fully qualified (Postfix's reject_non_fqdn_sender/recipient): it
+ * holds a dot other than a trailing root dot ("a@example.org", "a@example.org."), or it is an
+ * address literal ("a@[192.0.2.1]"). An address without a domain ("Postmaster") counts as
+ * qualified (RFC 5321 4.5.1 makes it local), "a@localname" and "a@localname." do not. */
+bool domain_address_is_fqdn(const char *addr);
+
 /* ---- sets of patterns ----------------------------------------------------------------- */
 
 struct domain_set;

@@ -422,6 +422,11 @@ static enum session_check session_check_mail(const struct session *s, const stru
 		return SESSION_CHECK_ERROR;
 	if ((err = dsnparam_check_mail(cmd)) != NULL)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+	/* reject_non_fqdn_sender: a well-formed address (RFC 5321 4.1.2) no reply can reach;
+	 * Postfix's code (non_fqdn_reject_code), RFC 5321 has none of its own */
+	if (s->cfg->reject_non_fqdn_sender && cmd->addr[0] && !domain_address_is_fqdn(cmd->addr))
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		    "504 5.5.2 Sender address rejected: need fully-qualified address");
 	return SESSION_CHECK_OK;
 }
 
@@ -442,6 +447,18 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 
 	if (err)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+	/* reject_non_fqdn_recipient, before accept_domains (as Postfix's restriction stands
+	 * before reject_unauth_destination): the reason the client can act on */
+	if (s->cfg->reject_non_fqdn_recipient && !domain_address_is_fqdn(cmd->addr)) {
+		if (!quiet) {
+			char av[600];
+			log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=non_fqdn_recipient rcpt=%s client=%s",
+			    log_addr(av, sizeof(av), cmd->addr), s->env.client_ip);
+			counter_inc(COUNTER_RECIPIENTS_REJECTED);
+		}
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		    "504 5.5.2 Recipient address rejected: need fully-qualified address");
+	}
 	if (s->cfg->accept_set == NULL ||
 	    domain_set_accepts_address(s->cfg->accept_set, cmd->addr, denied, sizeof(denied)))
 		return SESSION_CHECK_OK;
@@ -1305,14 +1322,18 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 				session_non_smtp_log(s, line, len);
 				session_protocol_fail(s, PT_NON_SMTP);  /* then answered as a bad command */
 			}
-			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 			if (parsed.verb == SMTP_BDAT) {
 				/* Without a size the chunk's end is unknown: what follows could be read as
-				 * commands. End the session instead. */
-				session_reply(s, "421 4.5.0 %s Error: BDAT syntax, closing", s->cfg->hostname);
+				 * commands. End the session, with one reply to the one command (RFC 5321
+				 * 4.2; until session 22 a 501 and an unasked 421 after it, two replies a
+				 * pipelining client pairs with two commands): 421, the one code RFC 5321
+				 * 3.8 closes with (Postfix's 521 is RFC 7504's "does not accept mail"),
+				 * X.5.4 as the 501 had it. */
+				session_reply(s, "421 4.5.4 %s Syntax: BDAT chunk-size [LAST], closing", s->cfg->hostname);
 				s->quit_after_flush = true;
 				return;
 			}
+			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
 			session_error(s);
 			return;
 		}

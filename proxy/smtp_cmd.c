@@ -508,8 +508,12 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail, bool ctl)
     size_t rest = alen - (size_t)(s - a);
     long end = smtp_find_path_end(s, rest, ctl);
     if (end < 0) {
-        /* distinguish a missing '>' from bad characters inside */
-        return memchr(s, '>', rest) == NULL ? syntax : bad;
+        /* No '>' closing the path (none at all, or it stands inside a quoted string after
+         * a '<' or a control octet): the path is bad address syntax, X.1.7 / X.1.3 (RFC
+         * 3463 3.2, "can apply to any field in the address"), as Postfix answers
+         * "MAIL FROM:<a@b.test"; X.5.4 is for the command's other arguments (until
+         * session 22 a missing '>' got the command's 501 5.5.4 Syntax reply). */
+        return bad;
     }
     if ((size_t)end + 1 > SMTP_MAX_PATH)
         return r->path_long;

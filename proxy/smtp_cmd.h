@@ -46,7 +46,8 @@ struct smtp_cmd {
  * "500 5.5.2 Syntax error, command unrecognized" (verb SMTP_UNKNOWN). cmd->verb is set even
  * on error when the verb was recognised. Verbs are case-insensitive.
  * MAIL FROM:<addr> [params] and RCPT TO:<addr> [params]: accept "FROM: <addr>"; reject a
- * missing <>; strip a source route <@a,@b:u@d> (RFC 5321 4.1.1.3, C); the mailbox follows
+ * missing <> (501 5.5.4, the command's syntax) and a path without its '>' (501 5.1.7 /
+ * 5.1.3, the address's); strip a source route <@a,@b:u@d> (RFC 5321 4.1.1.3, C); the mailbox follows
  * RFC 5321 4.1.2: a Dot-string local part (atext atoms, single inner dots) or a
  * Quoted-string (kept exactly as sent, quotes included), "@", a Domain (domain.c: LDH labels,
  * '_' tolerated, one trailing root dot) or an IPv4/IPv6 address literal; lengths per

@@ -160,15 +160,20 @@ mt.check(c.pending(0.5) == b'', 'nothing more while the chunk is awaited (%r)' %
 c.send(b'QUIT\r\n')
 mt.check(c.cmd('NOOP')[0] == 250, 'a refused chunk sent after its reply is read, not run and not timed out')
 c.close()
-# a BDAT without a valid size: 501 and the session ends (the chunk end is unknown)
-c = mt.Client(mx.port)
-c.ehlo()
-c.cmd('MAIL FROM:<a@example.org>')
-c.cmd('RCPT TO:<b@example.test>')
-code, text = c.cmd('BDAT x LAST')
-mt.check(code == 501, 'BDAT with a bad size: 501 (%s %s)' % (code, text))
-mt.check(c.is_closed(), '... and the session closes')
-c.close()
+# a BDAT without a valid size, or with a word other than LAST: the session ends (the chunk
+# end is unknown), with one reply that says so (RFC 5321 3.8: 421). Until session 22 a 501
+# and then an unasked 421: two replies to one command, which a pipelining client pairs with
+# the command after it.
+for line in ('BDAT x LAST', 'BDAT 10 FOO', 'BDAT'):
+    c = mt.Client(mx.port)
+    c.ehlo()
+    c.cmd('MAIL FROM:<a@example.org>')
+    c.cmd('RCPT TO:<b@example.test>')
+    code, text = c.cmd(line)
+    mt.check(code == 421 and text.startswith('421 4.5.4 '), '%s: 421 4.5.4 (%s %s)' % (line, code, text))
+    mt.check(c.is_closed(), '%s: ... and the session closes' % line)
+    mt.check(c.buf == b'', '%s: ... after that one reply (%r)' % (line, c.buf[:80]))
+    c.close()
 # BODY=BINARYMIME is not announced (EHLO has CHUNKING, not BINARYMIME): MAIL refuses it
 # (RFC 5321 4.1.1.11), so no DATA runs in a BINARYMIME transaction and no backend is sent a
 # BODY value it never offered. Before the fix MAIL got 250, DATA 354, and the backend (which

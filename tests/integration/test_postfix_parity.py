@@ -3,8 +3,8 @@
 go to a private Postfix 3.x smtpd configured as an MX (reject_non_fqdn_sender/recipient,
 reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname, reject_unauth_pipelining,
 smtpd_helo_required, message_size_limit, smtpd_recipient_limit, relay_domains,
-smtputf8_enable) and to mxgate with the equivalent config (accept_domains, helo_checks with
-`reject`, limits) in front of smtp-sink.
+smtputf8_enable) and to mxgate with the equivalent config (accept_domains,
+reject_non_fqdn_sender/recipient, helo_checks with `reject`, limits) in front of smtp-sink.
 
 Each case's outcome is the replies of its steps (code; the enhanced code of a refusal), any
 reply that came unasked after the last step (before the reply to a NOOP sent then), and
@@ -56,6 +56,7 @@ helo_reject = {'action': 'reject'}
 mx = mt.Mxgate(mt.config([sink.url], hostname='mx.example.test', workers=1,
                          limits={'max_message_size': SIZE, 'max_recipients': RCPTS},
                          accept_domains=['example.test'],
+                         reject_non_fqdn_sender=True, reject_non_fqdn_recipient=True,
                          pregreet={'pipelining_action': 'enforce'},   # reject_unauth_pipelining
                          helo_checks={'enabled': True, 'syntax': helo_reject, 'not_fqdn': helo_reject,
                                       'claims_us': {'enabled': False}, 'literal_mismatch': {'enabled': False},
@@ -146,6 +147,7 @@ CASES = [
     ('rcpt-orcpt', True, [F, R + ' NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;u@example.test']),
     ('rcpt-too-many', True, [F] + ['RCPT TO:<u%d@example.test>' % i for i in range(RCPTS + 1)]),
     ('rcpt-long-local', True, [F, 'RCPT TO:<%s@example.test>' % ('l' * 65)]),
+    ('rcpt-unbalanced', True, [F, 'RCPT TO:<u@example.test']),
     # DATA
     ('data-no-mail', True, ['DATA']),
     ('data-no-rcpt', True, [F, 'DATA']),
@@ -172,6 +174,7 @@ CASES = [
     ('bdat-then-data', True, [F, R, bdat(MSG[:20], last=False), 'DATA']),
     ('bdat-over-size', True, [F, R, bdat(b'z' * (SIZE + 100))]),
     ('bdat-bad-keyword', True, [F, R, 'BDAT 3 FINAL']),
+    ('bdat-bad-size-with-chunk', True, [F, R, ('raw', b'BDAT x LAST\r\nNOOP\r\n', 1)]),  # the chunk reads as a command
     # other verbs
     ('vrfy-noarg', True, ['VRFY']),
     ('vrfy-arg', True, ['VRFY u@example.test']),

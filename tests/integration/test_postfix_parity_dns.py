@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reply-by-reply parity with a real Postfix smtpd for the checks that need DNS: Postfix's
 reject_unknown_sender_domain against mxgate's sender_domain, and reject_unknown_client_hostname
-against helo_checks.fcrdns (action: tempfail, as Postfix's unknown_client_reject_code 450).
+against helo_checks.fcrdns (action: tempfail, as Postfix's unknown_client_reject_code 450;
+on_error: tempfail, as Postfix defers a client whose name lookup failed).
 
 Postfix's smtpd asks the system resolver (/etc/resolv.conf, port 53) and judges the address
 the client connected from, so the test runs in network and mount namespaces of its own
@@ -88,7 +89,7 @@ mx = mt.Mxgate(mt.config([sink.url], hostname='mx.example.test', workers=1,
                          accept_domains=['example.test'],
                          dns={'resolvers': ['127.0.0.1:53'], 'timeout': '1s', 'tries': 1},
                          sender_domain={'enabled': True},
-                         helo_checks={'enabled': True, 'fcrdns': {'action': 'tempfail'},
+                         helo_checks={'enabled': True, 'fcrdns': {'action': 'tempfail', 'on_error': 'tempfail'},
                                       'syntax': {'enabled': False}, 'not_fqdn': {'enabled': False},
                                       'claims_us': {'enabled': False}, 'literal_mismatch': {'enabled': False}}),
                name='mx-parity-dns')

@@ -192,6 +192,31 @@ static void test_normalize(void **state)
 	assert_null(domain_of_address("Postmaster"));
 }
 
+/* reject_non_fqdn_sender / _recipient's test (session 22) */
+static void test_address_is_fqdn(void **state)
+{
+	static const struct { const char *addr; bool want; } rows[] = {
+		{ "a@example.org", true },
+		{ "a@example.org.", true },
+		{ "\"u@x\"@example.test", true },
+		{ "a@[192.0.2.1]", true },
+		{ "a@[IPv6:2001:db8::1]", true },
+		{ "Postmaster", true },
+		{ "a@localname", false },
+		{ "a@localname.", false },
+		{ "\"u@x.y\"@localname", false },
+		{ "a@b\xc3\xbc" "cher", false },
+		{ "a@b\xc3\xbc" "cher.example", true },
+		{ "a@b\xc3\xbc" "cher\xe3\x80\x82" "example", true },   /* U+3002, a full stop in UTS #46 */
+		{ "a@localname\xe3\x80\x82", false },                   /* ... as a root dot */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		if (domain_address_is_fqdn(rows[i].addr) != rows[i].want)
+			fail_msg("%s: want %d", rows[i].addr, rows[i].want);
+}
+
 struct match_row {
 	const char *label;
 	const char *domain;
@@ -564,6 +589,7 @@ int main(void)
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_fast_path_same),
 		cmocka_unit_test(test_normalize),
+		cmocka_unit_test(test_address_is_fqdn),
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_set_grows),
 		cmocka_unit_test(test_open_relay_battery),

@@ -72,6 +72,8 @@ static const struct fake_rr zone[] = {
 	{ "liar.test", 1, "192.0.2.1", 300 },
 	{ "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", 12, "six.test", 300 },
 	{ "six.test", 28, "2001:db8::7", 300 },
+	/* a PTR whose name's A query gets SERVFAIL: the name is a temporary failure */
+	{ "7.5.18.198.in-addr.arpa", 12, "servfail.host.test", 300 },
 };
 
 struct fixture {
@@ -281,6 +283,43 @@ static void test_fcrdns_action(void **state)
 	}
 }
 
+/* A name lookup that failed (here the PTR name's A query: SERVFAIL) is no NO_FCRDNS: with
+ * on_error: accept (the default) the client goes on unscored, with tempfail it is deferred
+ * (450 4.7.25, as Postfix's reject_unknown_client_hostname), whatever the test's action.
+ * Until session 22 such a client always went on. */
+static void test_fcrdns_on_error(void **state)
+{
+	static const struct {
+		int action, on_error;
+		enum verdict_action want;
+	} rows[] = {
+		{ HELO_ACTION_TEMPFAIL, HELO_ON_ERROR_ACCEPT, VERDICT_CONTINUE },
+		{ HELO_ACTION_TEMPFAIL, HELO_ON_ERROR_TEMPFAIL, VERDICT_TEMPFAIL },
+		{ HELO_ACTION_REJECT, HELO_ON_ERROR_TEMPFAIL, VERDICT_TEMPFAIL },
+		{ HELO_ACTION_SCORE, HELO_ON_ERROR_TEMPFAIL, VERDICT_TEMPFAIL },
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct stage_sess s;
+		struct verdict v;
+
+		f->cfg.helo_checks.fcrdns.action = rows[i].action;
+		f->cfg.helo_checks.fcrdns.on_error = rows[i].on_error;
+		sess_init(f, &s, "198.18.5.7", "192.0.2.25");
+		v = run_stage(f, &s, HOOK_CONNECT);
+		assert_int_equal(s.env.client_name_status, HOOK_NAME_TEMP);
+		if (v.action != rows[i].want)
+			fail_msg("row %zu: verdict %d, want %d", i, v.action, rows[i].want);
+		if (v.action == VERDICT_TEMPFAIL) {
+			assert_int_equal(v.code, 450);
+			assert_memory_equal(v.reply, "4.7.25 ", 7);
+		}
+		assert_null(hook_env_find_symbol(&s.env, "NO_FCRDNS"));
+		stage_sess_free(&s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -290,6 +329,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fcrdns, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcrdns_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fcrdns_action, setup_reject, teardown),
+		cmocka_unit_test_setup_teardown(test_fcrdns_on_error, setup, teardown),
 	};
 
 	if (getenv("TEST_FILTER"))

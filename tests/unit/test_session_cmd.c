@@ -238,6 +238,63 @@ static void test_check_rows(void **state)
 	}
 }
 
+/* reject_non_fqdn_sender / reject_non_fqdn_recipient (session 22; Postfix's, with its 504
+ * 5.5.2): off by default; on, a dotless domain is refused, the null sender, <Postmaster>
+ * and address literals are not, nor a client that may relay (AUTH here: it relays, nothing
+ * more); the recipient's check comes before accept_domains. Until session 22 there was no such check (a@localname was
+ * taken at MAIL). */
+static void test_check_non_fqdn(void **state)
+{
+	static const struct {
+		const char *label;
+		bool on, auth;
+		unsigned set;
+		const char *line;
+		enum session_check want;
+		const char *reply;
+	} rows[] = {
+		{ "sender, off", false, false, S_HELO, "MAIL FROM:<a@localname>", SESSION_CHECK_OK, "" },
+		{ "sender", true, false, S_HELO, "MAIL FROM:<a@localname>", SESSION_CHECK_ERROR,
+		  "504 5.5.2 Sender address rejected: need fully-qualified address" },
+		{ "sender with a root dot", true, false, S_HELO, "MAIL FROM:<a@localname.>", SESSION_CHECK_ERROR,
+		  "504 5.5.2 Sender address rejected: need fully-qualified address" },
+		{ "sender qualified", true, false, S_HELO, "MAIL FROM:<a@b.example>", SESSION_CHECK_OK, "" },
+		{ "sender literal", true, false, S_HELO, "MAIL FROM:<a@[192.0.2.1]>", SESSION_CHECK_OK, "" },
+		{ "null sender", true, false, S_HELO, "MAIL FROM:<>", SESSION_CHECK_OK, "" },
+		{ "sender of an authenticated client", true, true, S_HELO, "MAIL FROM:<a@localname>", SESSION_CHECK_ERROR,
+		  "504 5.5.2 Sender address rejected: need fully-qualified address" },
+		{ "recipient, off: accept_domains", false, false, S_HELO | S_MAIL, "RCPT TO:<c@localname>",
+		  SESSION_CHECK_ERROR, "550 5.7.1 relaying denied" },
+		{ "recipient", true, false, S_HELO | S_MAIL, "RCPT TO:<c@localname>", SESSION_CHECK_ERROR,
+		  "504 5.5.2 Recipient address rejected: need fully-qualified address" },
+		{ "recipient qualified", true, false, S_HELO | S_MAIL, "RCPT TO:<c@d.example>", SESSION_CHECK_OK, "" },
+		{ "Postmaster", true, false, S_HELO | S_MAIL, "RCPT TO:<Postmaster>", SESSION_CHECK_OK, "" },
+		{ "recipient of an authenticated client", true, true, S_HELO | S_MAIL, "RCPT TO:<c@localname>",
+		  SESSION_CHECK_ERROR, "504 5.5.2 Recipient address rejected: need fully-qualified address" },
+		{ "recipient of an authenticated client, off: relayed", false, true, S_HELO | S_MAIL,
+		  "RCPT TO:<c@localname>", SESSION_CHECK_OK, "" },
+	};
+	struct fixture *fx = *state;
+
+	assert_false(fx->cfg->reject_non_fqdn_sender);      /* the defaults */
+	assert_false(fx->cfg->reject_non_fqdn_recipient);
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct session *s = fixture_session(fx, SESSION_COMMAND, rows[i].set);
+		struct smtp_cmd cmd;
+		const char *err = NULL;
+		char reply[1024] = "";
+
+		fx->cfg->reject_non_fqdn_sender = fx->cfg->reject_non_fqdn_recipient = rows[i].on;
+		s->env.auth_user = rows[i].auth ? "user" : NULL;
+		if (smtp_cmd_parse(rows[i].line, strlen(rows[i].line), &cmd, &err) != 0)
+			fail_msg("row \"%s\": the line does not parse: %s", rows[i].label, err);
+		enum session_check got = session_cmd_check(s, &cmd, reply, sizeof reply);
+		if (got != rows[i].want || strcmp(reply, rows[i].reply) != 0)
+			fail_msg("row \"%s\": %s \"%s\", want %s \"%s\"", rows[i].label, check_name(got), reply,
+			    check_name(rows[i].want), rows[i].reply);
+	}
+}
+
 /* Checks the parser leaves to the session: arguments it cannot tell are missing. */
 static void test_check_arguments(void **state)
 {
@@ -414,6 +471,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_check_rows, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_check_arguments, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_check_non_fqdn, fixture_setup, fixture_teardown),
 		cmocka_unit_test(test_table_shape),
 		cmocka_unit_test_setup_teardown(test_answers, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_help_follows_ehlo, fixture_setup, fixture_teardown),

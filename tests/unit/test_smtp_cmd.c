@@ -78,7 +78,10 @@ static const struct cmd_row rows[] = {
     { "MAIL null sender with params", "MAIL FROM:<> SIZE=10 BODY=8BITMIME", 0, SMTP_MAIL, NULL, NULL, "", "SIZE=10 BODY=8BITMIME" },
     { "MAIL params trimmed", "MAIL FROM:<a@b.c>   SIZE=10  ", 0, SMTP_MAIL, NULL, NULL, "a@b.c", "SIZE=10" },
     { "MAIL missing <>", "MAIL FROM:a@b.c", 0, SMTP_MAIL, R_MAIL },
-    { "MAIL missing >", "MAIL FROM:<a@b.c", 0, SMTP_MAIL, R_MAIL },
+    /* RFC 3463 3.2 X.1.7: the path is the address's syntax (until session 22: R_MAIL) */
+    { "MAIL missing >", "MAIL FROM:<a@b.c", 0, SMTP_MAIL, R_BADS },
+    { "MAIL missing > with parameters", "MAIL FROM:<a@b.c SIZE=10", 0, SMTP_MAIL, R_BADS },
+    { "MAIL lone <", "MAIL FROM:<", 0, SMTP_MAIL, R_BADS },
     { "MAIL missing FROM", "MAIL <a@b.c>", 0, SMTP_MAIL, R_MAIL },
     { "MAIL no argument", "MAIL", 0, SMTP_MAIL, R_MAIL },
     { "MAIL FROM without colon", "MAIL FROM <a@b.c>", 0, SMTP_MAIL, R_MAIL },
@@ -134,6 +137,7 @@ static const struct cmd_row rows[] = {
     { "RCPT FROM instead of TO", "RCPT FROM:<c@d.e>", 0, SMTP_RCPT, R_RCPT },
     { "RCPT space after colon", "RCPT TO: <c@d.e> NOTIFY=NEVER", 0, SMTP_RCPT, NULL, NULL, "c@d.e", "NOTIFY=NEVER" },
     { "RCPT missing <>", "RCPT TO:c@d.e", 0, SMTP_RCPT, R_RCPT },
+    { "RCPT missing >", "RCPT TO:<c@d.e", 0, SMTP_RCPT, R_BADR },
     { "RCPT control char", "RCPT TO:<c\x01@d.e>", 0, SMTP_RCPT, "501 5.5.2 Syntax error, control character in command" },
     { "RCPT DEL char", "RCPT TO:<c\x7f@d.e>", 0, SMTP_RCPT, "501 5.5.2 Syntax error, control character in command" },
 };
