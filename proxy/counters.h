@@ -94,7 +94,7 @@ enum conn_refusal {
 	CONN_REFUSED_MAX_CONNECTIONS = 0,   /* limits.max_connections, all workers together */
 	CONN_REFUSED_MAX_CONNECTIONS_PER_IP,/* limits.max_connections_per_ip */
 	CONN_REFUSED_DRAINING,              /* accepted while the worker stops (SIGTERM) */
-	CONN_REFUSED_ACCEPT_ERROR,          /* accept(2) failed as libuv reports it */
+	CONN_REFUSED_ACCEPT_ERROR,          /* accept(2) failed, the kernel dropped the connection */
 	CONN_REFUSED_FD_LIMIT,              /* past the sessions RLIMIT_NOFILE holds (conncount_fd_cap) */
 	CONN_REFUSED__COUNT
 };

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct msgbuf {
@@ -31,6 +32,23 @@ struct msgbuf {
  * budget past which a buffer spills to its file whatever its threshold (0: none). */
 static atomic_size_t msgbuf_mem_used;
 static atomic_size_t msgbuf_mem_budget;
+
+bool
+msgbuf_spool_fits(const char *dir, uint64_t size, uint64_t *avail)
+{
+    struct statvfs sv;
+    uint64_t free_octets;
+
+    *avail = UINT64_MAX;
+    if (statvfs(dir ? dir : "/tmp", &sv) != 0)
+        return true;
+    /* in blocks, as Postfix compares, so nothing overflows */
+    if (sv.f_frsize == 0)
+        return true;
+    free_octets = (uint64_t)sv.f_bavail * sv.f_frsize;
+    *avail = free_octets / sv.f_frsize == sv.f_bavail ? free_octets : UINT64_MAX;
+    return size / sv.f_frsize < sv.f_bavail / 2;
+}
 
 void
 msgbuf_set_budget(size_t budget)

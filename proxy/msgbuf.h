@@ -18,6 +18,14 @@ void msgbuf_set_budget(size_t budget);
 /* The bytes the buffers hold in memory now (their allocations), every thread's. */
 size_t msgbuf_mem_in_use(void);
 
+/* Whether a message announced at size octets (MAIL SIZE=) may be spooled in dir (NULL =
+ * /tmp) now: the space its file system gives an unprivileged writer (statvfs f_bavail) is
+ * more than twice size, Postfix's rule for its queue (smtpd_check_size: a message may take
+ * at most half of what is free, the rest stays for the messages arriving with it). The free
+ * octets in *avail. True, *avail UINT64_MAX, when statvfs fails: the end of data then says
+ * what is wrong (451). One statvfs(2), no other I/O: cheap on a local file system. */
+bool msgbuf_spool_fits(const char *dir, uint64_t size, uint64_t *avail);
+
 /* threshold: bytes kept in memory before spilling to a file in dir (NULL = /tmp). */
 struct msgbuf *msgbuf_new(size_t threshold, const char *dir);
 void msgbuf_free(struct msgbuf *mb);          /* NULL is a no-op */

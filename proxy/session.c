@@ -19,6 +19,7 @@
 #include "domain.h"
 #include "dsnparam.h"
 #include "log.h"
+#include "msgbuf.h"
 #include "opstats.h"
 #include "worker.h"
 #include "xclient.h"
@@ -392,7 +393,9 @@ static bool session_require_tls(const struct session *s)
 	return s->lc->require_tls;
 }
 
-static enum session_check session_check_mail(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
+/* MAIL's checks; quiet: nothing is logged nor counted (a look ahead, session_next_group). */
+static enum session_check session_check_mail_in(const struct session *s, const struct smtp_cmd *cmd, bool quiet,
+    char *reply, size_t cap)
 {
 	static const char *const params[] = { "SIZE", "BODY", "SMTPUTF8", "RET", "ENVID", NULL };
 	/* with AUTH offered, its MAIL parameter too (RFC 4954 5; checked and dropped: auth.c) */
@@ -411,6 +414,20 @@ static enum session_check session_check_mail(const struct session *s, const stru
 		return SESSION_CHECK_REFUSED;
 	if (cmd->size > s->cfg->limits.max_message_size)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "552 5.3.4 Message size exceeds fixed limit");
+	uint64_t avail;
+	if (cmd->size > s->cfg->limits.memory_threshold &&
+	    !msgbuf_spool_fits(s->cfg->limits.spool_dir, cmd->size, &avail)) {
+		/* SIZE= says the message goes to spool_dir and would take more than half of
+		 * its free space: 452 now (RFC 1870 6.2, Postfix's queue check) rather than
+		 * after the client sent it all for nothing */
+		if (!quiet) {
+			counter_inc(COUNTER_SPOOL_ERRORS);
+			log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=mail reason=spool_space size=%llu "
+			    "avail=%llu dir=%s client=%s", (unsigned long long)cmd->size, (unsigned long long)avail,
+			    s->cfg->limits.spool_dir ? s->cfg->limits.spool_dir : "/tmp", s->env.client_ip);
+		}
+		return session_check_reply(reply, cap, SESSION_CHECK_REPLY, "452 4.3.1 Insufficient system storage");
+	}
 	/* BINARYMIME is not announced (RFC 3030 3): DATA would then be allowed, the content
 	 * is normalised like any other, and the backends were never asked whether they take it */
 	if (cmd->body == SMTP_BODY_BINARYMIME)
@@ -428,6 +445,11 @@ static enum session_check session_check_mail(const struct session *s, const stru
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
 		    "504 5.5.2 Sender address rejected: need fully-qualified address");
 	return SESSION_CHECK_OK;
+}
+
+static enum session_check session_check_mail(const struct session *s, const struct smtp_cmd *cmd, char *reply, size_t cap)
+{
+	return session_check_mail_in(s, cmd, false, reply, cap);
 }
 
 /* RCPT checks that need no backend: a non-ASCII address only in an SMTPUTF8 transaction
@@ -769,7 +791,7 @@ static void session_next_group(struct session *s)
 	    !chain_settled(&s->chain, HOOK_DATA))
 		return;
 	if ((mail = session_next_line(s, &off, &scratch_mail, 0)) == NULL || mail->verb != SMTP_MAIL ||
-	    session_check_mail(s, mail, reply, sizeof(reply)) != SESSION_CHECK_OK)
+	    session_check_mail_in(s, mail, true, reply, sizeof(reply)) != SESSION_CHECK_OK)
 		return;
 	while (n < SESSION_NEXT_MAX_RCPTS) {
 		/* DATA goes too when it is the line right behind the last RCPT, as

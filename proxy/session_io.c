@@ -869,25 +869,6 @@ static void session_start(struct session *s)
 	session_begin(s);
 }
 
-void session_accept(struct worker *w, uv_stream_t *server, const struct listen_config *lc)
-{
-	struct session *s;
-
-	atomic_fetch_add(&w->load, 1);
-	s = session_new(w, lc);
-	if (s == NULL) {
-		atomic_fetch_sub(&w->load, 1);
-		return;
-	}
-	int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
-	if (rc != 0) {
-		worker_note_accept_error(w, lc, rc);
-		session_close(s, "accept_failed");
-		return;
-	}
-	session_start(s);
-}
-
 void session_accept_fd(struct worker *w, int fd, const struct listen_config *lc)
 {
 	struct session *s = session_new(w, lc);

@@ -58,10 +58,13 @@ struct worker {
 	struct worker_gen *gen;       /* current */
 	struct shared_gen *pending;   /* handed over by main, taken on wakeup */
 	atomic_int stop;              /* 1 = drain */
-	uv_tcp_t listeners[WORKER_MAX_LISTENERS];
-	int listener_fds[WORKER_MAX_LISTENERS];
+	uv_poll_t listeners[WORKER_MAX_LISTENERS];  /* readable: connections to accept */
+	int listener_fds[WORKER_MAX_LISTENERS];       /* theirs; closed in their close callback */
 	int nlisteners;
 	bool listening;
+	bool accept_paused;           /* listeners stopped until accept_timer (no reserve left) */
+	int reserve_fd;               /* kept aside to answer a client once none is left, or -1 */
+	uv_timer_t accept_timer;      /* retries the reserve and restarts the listeners */
 	int sessions;                 /* all sessions on this worker */
 	struct session *session_list; /* for drain */
 	struct relay *idle;           /* idle backend connections (list) */
@@ -72,6 +75,7 @@ struct worker {
 	uint64_t session_seq;
 	uint64_t accept_err_logged_ms;  /* the last event=accept_error (at most one a second) */
 	uint64_t fd_low_logged_ms;      /* the last event=fd_low (at most one a second) */
+	uint64_t accept_paused_logged_ms;  /* the last event=accept_paused (at most one a second) */
 	unsigned long accept_err_unlogged;  /* failures since */
 	/* Read by the other workers: sessions plus connections queued to this one. */
 	atomic_int load;
@@ -85,9 +89,10 @@ struct worker {
 void worker_gen_session_release(struct worker_gen *wg);
 
 struct listen_config;
-/* accept(2) on a listener of w failed with the libuv error err (UV_EMFILE: out of file
- * descriptors; libuv has closed the client): counted as a connection refused (accept_error)
- * and logged as event=accept_error, at most once a second per worker. Worker's thread. */
+/* accept(2) on a listener of w failed with the libuv error err and the kernel dropped the
+ * connection (not for want of a descriptor: those are answered from the reserve, see
+ * worker.c): counted as a connection refused (accept_error) and logged as
+ * event=accept_error, at most once a second per worker. Worker's thread. */
 void worker_note_accept_error(struct worker *w, const struct listen_config *lc, int err);
 /* Main thread side. */
 int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fds,

@@ -15,6 +15,11 @@ session's log said `messages=0` and no reason. Now each is logged, warning, `eve
 stage=data reason=spool detail="No space left on device" dir=... size=N client=...`, and
 counted in mxgate_spool_errors_total.
 
+MAIL SIZE=N for a message that goes to the spool (N above memory_threshold) is refused
+`452 4.3.1` at once when N is half or more of the spool's free space (Postfix's rule for its
+queue file system), logged `event=tempfail stage=mail reason=spool_space size= avail= dir=`;
+before, the client was let send it all and got 452 at the end of data.
+
 Needs root (mount); CI runs as root."""
 import atexit
 import os
@@ -78,6 +83,22 @@ mt.check(not at_sink('full'), 'nothing of it reached the backend')
 r = send('small', 2000)
 mt.check(r[0] == 250, 'a message below memory_threshold is still delivered: %s' % (r,))
 
+# MAIL SIZE= announcing a message for the spool (above memory_threshold) that would take more
+# than half its free space: 452 4.3.1 at MAIL (RFC 1870 6.2; Postfix's rule for its queue),
+# before the client sends it for nothing. One held in memory is let through.
+c = mt.Client(mx.port, timeout=mt.slack(10))
+c.ehlo()
+start = mx.log_size()
+r = c.cmd('MAIL FROM:<a@example.org> SIZE=50000')
+mt.check(r[0] == 452 and '4.3.1' in r[1], 'the spool full, SIZE=50000: 452 4.3.1 at MAIL: %s' % (r,))
+mt.check(mx.wait_log(r'warning \S+ event=tempfail stage=mail reason=spool_space size=50000 avail=\d+ '
+                     r'dir=%s client=127\.0\.0\.1' % spool, mt.slack(5), start) is not None,
+         'logged with the sizes: %s' % mx.tail(3))
+r = c.cmd('MAIL FROM:<a@example.org> SIZE=2000')
+mt.check(r[0] == 250, 'SIZE below memory_threshold (held in memory): 250: %s' % (r,))
+c.cmd('RSET')
+c.close()
+
 # Space for part of a message: it runs out in the middle.
 os.truncate(fill, 0)
 with open(fill, 'wb') as f:
@@ -87,6 +108,16 @@ mt.check(r[0] == 452, 'the spool full in the middle of a message: 452: %s' % (r,
 mt.check(not at_sink('half'), 'no truncated copy at the backend')
 
 os.unlink(fill)
+c = mt.Client(mx.port, timeout=mt.slack(10))
+c.ehlo()
+r = c.cmd('MAIL FROM:<a@example.org> SIZE=200000')
+mt.check(r[0] == 452, 'the spool empty (256 KiB), SIZE=200000 is more than half of it: 452: %s' % (r,))
+codes = [c.cmd('MAIL FROM:<a@example.org> SIZE=100000')[0], c.cmd('RCPT TO:<b@example.test>')[0],
+         c.cmd('DATA')[0]]
+c.send(mt.stuff(mt.message('sized', size=100000)))
+codes.append(c.reply()[0])
+mt.check(codes == [250, 250, 354, 250], 'SIZE=100000 within half of it: accepted, delivered: %s' % codes)
+c.close()
 r = send('back', 200000)
 mt.check(r[0] == 250, 'the space back: the next message is delivered: %s' % (r,))
 got = at_sink('back')
@@ -112,8 +143,8 @@ mount()
 r = send('again', 50000)
 mt.check(r[0] == 250, 'made again: delivered: %s' % (r,))
 mt.check(not at_sink('ro') and not at_sink('gone'), 'nothing of the refused ones at the backend')
-mt.check(mx.metric('spool_errors_total') == 4, 'each counted: mxgate_spool_errors_total %s'
+mt.check(mx.metric('spool_errors_total') == 6, 'each counted (4 at the end of data, 2 at MAIL): mxgate_spool_errors_total %s'
          % mx.metric('spool_errors_total'))
-mt.check(mt.wait_for(lambda: sink.count() == 4, mt.slack(10)), 'four messages at the sink: %d' % sink.count())
+mt.check(mt.wait_for(lambda: sink.count() == 5, mt.slack(10)), 'five messages at the sink: %d' % sink.count())
 mx.stop()
 mt.finish()
