@@ -1748,9 +1748,12 @@ static void relay_pump(struct relay *r)
 			if (r->bdat) {
 				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
 			} else if (r->body_wire && r->off >= r->prefix_len) {
-				/* already in wire form: no decoding, no re-stuffing; the rest of
-				 * the body goes from the message buffer itself (writev) */
-				if (r->tls == NULL && r->off + n == total) {
+				/* already in wire form: no decoding, no re-stuffing; each piece of
+				 * the body goes from the message buffer itself (writev: the chunk
+				 * before it, the piece, the dot after the last), copied only when
+				 * the kernel does not take it now (relay_write_rawv). A piece ends
+				 * the chunk: room or the body runs out with it. */
+				if (r->tls == NULL) {
 					wire = src;
 					wire_len = n;
 					split = r->chunk_len;
