@@ -1125,7 +1125,8 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 		backend_active_add(b, 1);
 		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
 		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT)) {
-			relay_build_xclient(r, env);
+			if (r->ident[0] == '\0')	/* else relay_idle_fits built it for env */
+				relay_build_xclient(r, env);
 			if (strcmp(r->pending_ident, r->ident) != 0) {
 				r->state = RELAY_XCLIENT;
 				r->xclient_again = true;
