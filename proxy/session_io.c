@@ -372,15 +372,11 @@ void session_close(struct session *s, const char *reason)
  * held before it, the data parser is at or inside a plain line and the content is neither
  * TLS (decrypted elsewhere) nor BDAT: most of it is then its own unstuffed form and goes
  * into the message with no copy (session_on_content). At most the read buffer's size, so
- * whatever follows the clean part fits there. At the message's start the buffer is grown
- * to SESSION_SPARE_MIN free; later, once less than that is free, to a whole read buffer's
- * size free (doubling, within memory_threshold and memory_budget): growing by less made a
- * large message's reads as small as the doubling steps, and not growing sent its later
- * reads through the read buffer and msgbuf_append's copy (two thirds of a 100 KiB
- * message). The cost: a message past its first 8-16 KiB holds, while it is received, a
- * buffer of up to twice (its size + 64 KiB) where the copy's growth held up to twice (its
- * size + the last read); a grow the budget refuses falls back to the read buffer. Else the
- * worker's read buffer. */
+ * whatever follows the clean part fits there. The message buffer is grown for it only at
+ * the message's start: a large message's later reads would otherwise be as small as the
+ * buffer's doubling steps (8, 16, 32 KiB ...), more reads than the 64 KiB read buffer
+ * takes; they go to the read buffer until msgbuf_append's growth leaves room again. Else
+ * the worker's read buffer. */
 static void session_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct session *s = h->data;
@@ -390,12 +386,8 @@ static void session_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 	(void)hint;
 	if (s->state == SESSION_DATA && s->inlen == 0 && !s->quit_after_flush && s->tls == NULL &&
 	    !s->bdat_chunk && s->tx.msg != NULL && smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_OK &&
-	    dataparse_takes_clean(&s->dp)) {
-		size_t len = msgbuf_len(s->tx.msg);
-		spare = msgbuf_spare(s->tx.msg, SESSION_SPARE_MIN, len == 0, &avail);
-		if (spare == NULL && len > 0)
-			spare = msgbuf_spare(s->tx.msg, sizeof(s->w->readbuf), true, &avail);
-	}
+	    dataparse_takes_clean(&s->dp))
+		spare = msgbuf_spare(s->tx.msg, SESSION_SPARE_MIN, msgbuf_len(s->tx.msg) == 0, &avail);
 	if (spare != NULL) {
 		buf->base = spare;
 		buf->len = avail < sizeof(s->w->readbuf) ? avail : sizeof(s->w->readbuf);
