@@ -8,7 +8,9 @@ write, the content with the next group), in front of one smtp-sink.
       L4 as bench_core starts it) (valgrind callgrind on
       the daemon, all threads: counters zeroed after 300 warm-up messages, then 2,000
       messages; total Ir / 2,000). Keeps the profile in bench-callgrind.<i>.out in the
-      current directory for callgrind_annotate.
+      current directory for callgrind_annotate. BENCH_CG_SIZE=102400: smtp-source -d -s 20
+      -l SIZE instead of the pipelining client (no pipelining: the large-message path), 20
+      warm-up messages then BENCH_CG_MSGS (200); per message the same way.
   python3 bench/bench_core_cost.py self PROFILE [N [EVENT]]
       the N (30) functions with the most EVENT (Ir; with BENCH_CG_SIM also D1mr, D1mw, Bcm,
       Bim, ...) of their own per message, or by default with the most instructions of their own per message in a profile
@@ -28,6 +30,11 @@ write, the content with the next group), in front of one smtp-sink.
       with callgrind's cache and branch simulation (--cache-sim=yes --branch-sim=yes): the
       per-message D1/LL misses and mispredicted branches next to the instructions (a model
       of the cache, not this VM's, which has no hardware counters for perf stat).
+  python3 bench/bench_core_cost.py cpu ROUNDS BINARY [BINARY...]
+      per message the CPU time (all threads, ns from schedstat: perf's task-clock) of each
+      mxgate and HAProxy L4 taking turns round by round, with the paired difference of each
+      build against the first; BENCH_CG_SIZE=102400 uses smtp-source -d of that size
+      (BENCH_KMSGS a round, default 2,000), else the pipelining client.
   python3 bench/bench_core_cost.py kernel ROUNDS BINARY [BINARY...]
       per message, each mxgate and HAProxy L4 taking turns (20,000 messages a round):
       system calls (strace -c -f over one extra round of 2,000; by name), sleeps (voluntary
@@ -58,6 +65,8 @@ import bench_core as bc  # noqa: E402
 
 WARM, MSGS = 300, 2000
 KMSGS = int(os.environ.get('BENCH_KMSGS', '20000'))   # a kernel round's messages
+# messages in a kept profile, for self, calls, lines and count (BENCH_CG_SIZE's are fewer)
+PMSGS = int(os.environ.get('BENCH_CG_MSGS', '200')) if os.environ.get('BENCH_CG_SIZE') else MSGS
 
 
 def wrapper(binary, out):
@@ -88,7 +97,18 @@ def total_ir(path):
     return totals(path)['Ir']
 
 
+def cg_client():
+    """(warm-up, measured, run(port, msgs)) of instr's client: the pipelining one, or with
+    BENCH_CG_SIZE smtp-source -d of messages of that size."""
+    size = int(os.environ.get('BENCH_CG_SIZE', '0'))
+    if not size:
+        return WARM, MSGS, bc.pipelined
+    return 20, int(os.environ.get('BENCH_CG_MSGS', '200')), \
+        lambda port, n: bc.smtp_source(port, n, size, ['-d'])
+
+
 def instr(bins):
+    warm, msgs, client = cg_client()
     wait = bc.wait_port
     bc.wait_port = lambda port, timeout=120: wait(port, timeout)   # valgrind starts slowly
     sink = bc.start_sink()
@@ -103,21 +123,22 @@ def instr(bins):
         else:
             bc.BIN = wrapper(b, out)
             mx = bc.start_mxgate(sink.port, 'cg%d' % i)
-        bc.pipelined(mx.port, WARM)
+        client(mx.port, warm)
         subprocess.run(['callgrind_control', '-z', str(mx.pid)], check=True,
                        stdout=subprocess.DEVNULL)
-        bc.pipelined(mx.port, MSGS)
+        client(mx.port, msgs)
         subprocess.run(['callgrind_control', '-d', str(mx.pid)], check=True,
                        stdout=subprocess.DEVNULL)
         dumps = sorted(glob.glob(out + '.*'), key=os.path.getmtime)
         ir = total_ir(dumps[-1])
         keep = 'bench-callgrind.%d.out' % i
         shutil.copy(dumps[-1], keep)
-        print('%s  %d instructions/msg  (%d Ir over %d pipelined messages; profile %s)'
-              % (b, round(ir / MSGS), ir, MSGS, keep), flush=True)
+        print('%s  %d instructions/msg  (%d Ir over %d %s messages; profile %s)'
+              % (b, round(ir / msgs), ir, msgs, os.environ.get('BENCH_CG_SIZE', 'pipelined'),
+                 keep), flush=True)
         ev = totals(dumps[-1])
         if len(ev) > 1:
-            print('    per msg: ' + '  '.join('%s %.1f' % (k, v / MSGS) for k, v in ev.items()),
+            print('    per msg: ' + '  '.join('%s %.1f' % (k, v / msgs) for k, v in ev.items()),
                   flush=True)
         bc.stop(mx)
 
@@ -210,6 +231,38 @@ def kernel(rounds, bins):
             top = sorted(c.items(), key=lambda kv: -kv[1])[:6]
             print('%-4s syscalls/msg %.2f: %s' % (n, tot / MSGS, '  '.join(
                 '%s %.2f' % (k, v / MSGS) for k, v in top)))
+    print('load after %s' % open('/proc/loadavg').read().strip())
+
+
+def cpu_ab(rounds, bins):
+    """Per message the CPU time of each mxgate and HAProxy L4 (all threads, schedstat: ns,
+    the task-clock perf stat counts), taking turns round by round; with BENCH_CG_SIZE the
+    smtp-source -d client of that size (BENCH_KMSGS messages a round, default 2,000), else
+    the pipelining one (KMSGS)."""
+    size = int(os.environ.get('BENCH_CG_SIZE', '0'))
+    n_msgs = int(os.environ.get('BENCH_KMSGS', '2000')) if size else KMSGS
+    run = (lambda port, n: bc.smtp_source(port, n, size, ['-d'])) if size else bc.pipelined
+    targets = start_targets(bins)
+    rows = {n: [] for n, _ in targets}
+    print('load before %s' % open('/proc/loadavg').read().strip(), flush=True)
+    for n, p in targets:
+        run(p.port, 20 if size else WARM)
+    for r in range(rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for n, p in order:
+            c0 = bc.cpu_ns(p.pid)
+            rate = run(p.port, n_msgs)
+            rows[n].append(((bc.cpu_ns(p.pid) - c0) / 1000.0 / n_msgs, rate))
+        print('round %d: %s' % (r, '  '.join('%s %.1f us (%.0f msg/s)' % ((n,) + rows[n][-1])
+                                             for n, _ in targets)), flush=True)
+    for n, _ in targets:
+        v = [x[0] for x in rows[n]]
+        print('%-4s CPU us/msg median %.1f (spread %.1f-%.1f), %d rounds of %d %s messages'
+              % (n, statistics.median(v), min(v), max(v), rounds, n_msgs, size or 'pipelined'))
+    for i in range(1, len(bins)):
+        d = [b[0] - a[0] for a, b in zip(rows['mx0'], rows['mx%d' % i])]
+        print('mx%d - mx0, paired by round: median %+.1f us/msg, lower in %d of %d'
+              % (i, statistics.median(d), sum(x < 0 for x in d), len(d)))
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
@@ -372,9 +425,9 @@ def self_cost(path, top, event='Ir'):
                 if len(v) > col:
                     own[fn] = own.get(fn, 0) + int(v[col])
     total = sum(own.values()) or 1
-    print('%s: %.1f %s/msg' % (path, total / MSGS, event))
+    print('%s: %.1f %s/msg' % (path, total / PMSGS, event))
     for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        print('%7.1f  %5.1f %%  %s' % (c / MSGS, 100.0 * c / total, f))
+        print('%7.1f  %5.1f %%  %s' % (c / PMSGS, 100.0 * c / total, f))
 
 
 def parse_profile(path):
@@ -440,9 +493,9 @@ def count(path, pattern, top):
         if b and re.search(pattern, b):
             per.setdefault(b, []).append((n, a))
     for b, v in sorted(per.items(), key=lambda kv: -sum(n for n, _ in kv[1])):
-        print('%8.2f  %s' % (sum(n for n, _ in v) / MSGS, b))
+        print('%8.2f  %s' % (sum(n for n, _ in v) / PMSGS, b))
         for n, a in sorted(v, reverse=True)[:top]:
-            print('%8.2f      <- %s' % (n / MSGS, a))
+            print('%8.2f      <- %s' % (n / PMSGS, a))
 
 
 def calls(path, top, pattern):
@@ -450,7 +503,7 @@ def calls(path, top, pattern):
     pick = [(k, c) for k, c in edges.items()
             if not pattern or re.search(pattern, k[0] or '') or re.search(pattern, k[1] or '')]
     for (a, b), c in sorted(pick, key=lambda kv: -kv[1])[:top]:
-        print('%7d  %s -> %s' % (round(c / MSGS), a, b))
+        print('%7d  %s -> %s' % (round(c / PMSGS), a, b))
 
 
 def lines_of(path, suffix, least):
@@ -464,10 +517,10 @@ def lines_of(path, suffix, least):
                 text = f.read().split('\n')
         except OSError:
             pass
-    print('%s: %d instructions/msg of its own' % (suffix, round(sum(mine.values()) / MSGS)))
+    print('%s: %d instructions/msg of its own' % (suffix, round(sum(mine.values()) / PMSGS)))
     for ln in sorted(mine):
-        if mine[ln] / MSGS >= least:
-            print('%7d %5d  %s' % (round(mine[ln] / MSGS), ln, text[ln - 1][:100] if 0 < ln <= len(text) else ''))
+        if mine[ln] / PMSGS >= least:
+            print('%7d %5d  %s' % (round(mine[ln] / PMSGS), ln, text[ln - 1][:100] if 0 < ln <= len(text) else ''))
 
 
 def main():
@@ -477,6 +530,8 @@ def main():
     try:
         if sys.argv[1] == 'instr':
             instr(sys.argv[2:])
+        elif sys.argv[1] == 'cpu':
+            cpu_ab(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'kernel':
             kernel(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'sys':

@@ -1125,7 +1125,8 @@ static void relay_open_as(struct worker *w, struct backend *b, const struct hook
 		backend_active_add(b, 1);
 		snprintf(r->helo, sizeof(r->helo), "%s", env->helo[0] ? env->helo : g->cfg->hostname);
 		if (bc->client_identity == IDENTITY_XCLIENT && (r->caps.bits & SMTP_CAP_XCLIENT)) {
-			relay_build_xclient(r, env);
+			if (r->ident[0] == '\0')	/* else relay_idle_fits built it for env */
+				relay_build_xclient(r, env);
 			if (strcmp(r->pending_ident, r->ident) != 0) {
 				r->state = RELAY_XCLIENT;
 				r->xclient_again = true;
@@ -1748,9 +1749,12 @@ static void relay_pump(struct relay *r)
 			if (r->bdat) {
 				bdat_crlf_encode(&r->crlf, src, n, relay_chunk_out, r);
 			} else if (r->body_wire && r->off >= r->prefix_len) {
-				/* already in wire form: no decoding, no re-stuffing; the rest of
-				 * the body goes from the message buffer itself (writev) */
-				if (r->tls == NULL && r->off + n == total) {
+				/* already in wire form: no decoding, no re-stuffing; each piece of
+				 * the body goes from the message buffer itself (writev: the chunk
+				 * before it, the piece, the dot after the last), copied only when
+				 * the kernel does not take it now (relay_write_rawv). A piece ends
+				 * the chunk: room or the body runs out with it. */
+				if (r->tls == NULL) {
 					wire = src;
 					wire_len = n;
 					split = r->chunk_len;
