@@ -16,8 +16,9 @@ them. N clients each send a message of SIZE (over rules.max_size: the body rules
 the copy was made all the same) and wait. Once all N are at end of data (the debug log's
 event=state to=busy), the process's anonymous memory above its idle level and the gauge
 mxgate_message_memory_bytes are sampled: with the pin the anonymous memory stays near the
-budget; on main it was the budget plus N x SIZE (the test's check failed there: 45 MB for
-30 messages of 1.5 MB). Redis continues: every message is delivered, nothing stays held.
+budget; on main it was the budget plus N x SIZE (the check failed there: +53.8 MB with
+30 messages of 1.5 MB, +11.7 MB now). Under the sanitizers their quarantine of freed memory
+makes the figure meaningless: the gauge alone is checked. Redis continues: every message is delivered, nothing stays held.
 
 Then the same with limits.filter_deadline 2s: the chain gives up on the held scans (451),
 each client sends a second, different message in the same session (the buffer cleared and
@@ -121,9 +122,13 @@ mt.say('%d messages of %d kB held at the rules scan, memory_budget %d MB: messag
 mt.check(all(t.is_alive() for t in ts), 'every message still waits for its scan')
 mt.check(peak['gauge'] <= BUDGET + 2 * (2 << 20),
          'the message memory stays within the budget: %.1f MB' % (peak['gauge'] / 1e6))
-mt.check(peak['anon'] * 1000 <= BUDGET + N * SIZE // 3,
-         'the scans hold no copies of their own: %.1f MB anonymous above idle (copies: +%.1f MB)'
-         % (peak['anon'] / 1e3, N * SIZE / 1e6))
+if mt.SANITIZED:
+    # ASan's quarantine keeps freed memory (the receive buffers) and its shadow grows with it
+    mt.say('anonymous memory not bounded under the sanitizers (their quarantine and shadow)')
+else:
+    mt.check(peak['anon'] * 1000 <= BUDGET + N * SIZE // 3,
+             'the scans hold no copies of their own: %.1f MB anonymous above idle (copies: +%.1f MB)'
+             % (peak['anon'] / 1e3, N * SIZE / 1e6))
 redis.send_signal(signal.SIGCONT)
 for t in ts:
     t.join(mt.slack(300))
