@@ -170,7 +170,11 @@ struct hook_env {
 	const char *cur_rcpt;                 /* HOOK_RCPT: the candidate */
 	const char *cur_rcpt_params;
 	char queue_id[24];                    /* per message, set at MAIL */
-	struct msgbuf *msg;                   /* HOOK_EOM: the message as received (unstuffed) */
+	struct msgbuf *msg;                   /* HOOK_EOM: the message as received (unstuffed);
+	                                         no module changes it (hdr_edits, new_body do);
+	                                         a module reading it in the thread pool after
+	                                         its call pins it (msgbuf_pin: no copy outside
+	                                         limits.memory_budget) */
 
 	/* outputs accumulated by modules */
 	struct hook_symbol *symbols;          /* for the whole session (connect-stage ones too) */

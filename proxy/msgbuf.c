@@ -26,6 +26,21 @@ struct msgbuf {
     int err;                /* its errno (msgbuf_error) */
     size_t hdr_len;         /* msgbuf_header_len's answer, valid while hdr_known */
     bool hdr_known;         /* (until the next append or reset) */
+    struct msgbuf_pin *pin; /* the pin of the in-memory content, which mem still is */
+};
+
+/* See msgbuf.h. While mb is set, data is mb->mem (the buffer's storage, which must not
+ * change); once the buffer left the storage to the pin, mem and cap are the pin's (still
+ * counted in msgbuf_mem_used). A spilled message's pin has its own mapping, never an mb. */
+struct msgbuf_pin {
+    unsigned refs;
+    struct msgbuf *mb;
+    const char *data;
+    size_t len;
+    char *mem;
+    size_t cap;
+    void *map;
+    size_t maplen;
 };
 
 /* Message bytes held in memory by every buffer of the process (their allocations), and the
@@ -92,6 +107,34 @@ fail:
     return NULL;
 }
 
+/* The buffer is about to change or release its in-memory storage: a pin of it gets that
+ * storage, counted as it was, and the buffer goes on with a copy of its content when keep
+ * is true (an append), with none otherwise (a reset). 0, or -1 when out of memory (the
+ * buffer and the pin are unchanged). */
+static int
+msgbuf_pin_detach(struct msgbuf *mb, bool keep)
+{
+    struct msgbuf_pin *p = mb->pin;
+    char *copy = NULL;
+
+    if (p == NULL)
+        return 0;
+    if (keep && mb->len > 0) {
+        if ((copy = malloc(mb->cap)) == NULL)
+            return -1;
+        memcpy(copy, mb->mem, mb->len);
+        atomic_fetch_add_explicit(&msgbuf_mem_used, mb->cap, memory_order_relaxed);
+    }
+    p->mem = mb->mem;
+    p->cap = mb->cap;
+    p->mb = NULL;
+    mb->pin = NULL;
+    mb->mem = copy;
+    if (copy == NULL)
+        mb->cap = 0;
+    return 0;
+}
+
 static void
 msgbuf_unmap(struct msgbuf *mb)
 {
@@ -108,6 +151,7 @@ msgbuf_reset(struct msgbuf *mb)
 {
     if (mb == NULL)
         return;
+    (void)msgbuf_pin_detach(mb, false);  /* cannot fail: nothing to copy */
     msgbuf_unmap(mb);
     if (mb->fd >= 0)
         close(mb->fd);
@@ -125,6 +169,7 @@ msgbuf_clear(struct msgbuf *mb, size_t keep)
 {
     if (mb == NULL)
         return;
+    (void)msgbuf_pin_detach(mb, false);  /* the next message must not write over it */
     if (mb->fd >= 0 || mb->cap > keep) {
         msgbuf_reset(mb);
         return;
@@ -257,7 +302,7 @@ msgbuf_append(struct msgbuf *mb, const void *data, size_t len)
     if (len == 0)
         return 0;
     mb->hdr_known = false;
-    if (mb->len + len < mb->len)
+    if (mb->len + len < mb->len || msgbuf_pin_detach(mb, true) != 0)
         goto fail;
     if (mb->fd < 0 && (mb->len + len > mb->threshold || !msgbuf_fits_budget(mb, mb->len + len))) {
         if (msgbuf_spill(mb) != 0)
@@ -289,7 +334,7 @@ char *
 msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail)
 {
     if (mb->failed || mb->fd >= 0 || want == 0 || mb->threshold - mb->len < want ||
-        mb->len > mb->threshold)
+        mb->len > mb->threshold || msgbuf_pin_detach(mb, true) != 0)
         return NULL;
     if (mb->cap - mb->len < want && (!grow || !msgbuf_fits_budget(mb, mb->len + want) ||
         msgbuf_grow(mb, mb->len + want) != 0))
@@ -348,4 +393,59 @@ msgbuf_header_len(struct msgbuf *mb)
     mb->hdr_len = e != NULL ? (size_t)(e - d) + 4 : len;
     mb->hdr_known = true;
     return mb->hdr_len;
+}
+
+/* See msgbuf.h. */
+struct msgbuf_pin *
+msgbuf_pin(struct msgbuf *mb, const char **data, size_t *len)
+{
+    struct msgbuf_pin *p;
+
+    if (mb->pin != NULL) {          /* unchanged since: a change would have detached it */
+        mb->pin->refs++;
+        *data = mb->pin->data;
+        *len = mb->pin->len;
+        return mb->pin;
+    }
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return NULL;
+    p->refs = 1;
+    p->len = mb->len;
+    p->data = "";
+    if (mb->fd >= 0 && mb->len > 0) {
+        /* its own mapping: it outlives the buffer's (unmapped at the next append) and its
+         * descriptor (closed at reset); the file only grows while the buffer has it */
+        void *m = mmap(NULL, mb->len, PROT_READ, MAP_SHARED, mb->fd, 0);
+
+        if (m == MAP_FAILED) {
+            free(p);
+            return NULL;
+        }
+        p->map = m;
+        p->maplen = mb->len;
+        p->data = m;
+    } else if (mb->fd < 0 && mb->len > 0) {
+        p->mb = mb;
+        p->data = mb->mem;
+        mb->pin = p;
+    }
+    *data = p->data;
+    *len = p->len;
+    return p;
+}
+
+/* See msgbuf.h. */
+void
+msgbuf_unpin(struct msgbuf_pin *p)
+{
+    if (p == NULL || --p->refs > 0)
+        return;
+    if (p->mb != NULL)
+        p->mb->pin = NULL;          /* the buffer still has the storage: it stays its */
+    if (p->cap > 0)
+        atomic_fetch_sub_explicit(&msgbuf_mem_used, p->cap, memory_order_relaxed);
+    free(p->mem);
+    if (p->map != NULL)
+        munmap(p->map, p->maplen);
+    free(p);
 }

@@ -46,6 +46,23 @@ char *msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail);
 /* A contiguous read-only view of the whole message (mmap for spilled ones). Valid until
  * the next append or free. Returns NULL only on error (len 0 gives a valid pointer). */
 const char *msgbuf_data(struct msgbuf *mb, size_t *len);
+/* A pinned view of a message: its bytes as they were when pinned, readable from any thread
+ * until msgbuf_unpin, whatever the buffer does meanwhile. The buffer is left as it is; only
+ * when it would change or release the pinned bytes (an append, reset, clear or free while
+ * in memory) does it leave that storage to the pin (an append then copies the content to a
+ * new allocation) and go on with other. So a reader on another thread (the rules scan in
+ * the thread pool) needs no copy of its own, and the bytes it reads stay counted in
+ * msgbuf_mem_in_use, the budget, until unpinned. A spilled message's pin is its own
+ * read-only mapping of the (unlinked) spool file: it keeps the file until unpinned, no
+ * memory of the budget's. Pinning the same unchanged in-memory content again shares the
+ * pin. msgbuf_pin and msgbuf_unpin on the buffer's thread only (the loop thread). */
+struct msgbuf_pin;
+/* Pins mb's content: *data (len octets, not NUL-terminated) valid until msgbuf_unpin.
+ * NULL when out of memory or the spill file cannot be mapped. */
+struct msgbuf_pin *msgbuf_pin(struct msgbuf *mb, const char **data, size_t *len);
+/* Releases a pin (its storage once the buffer left it to the pin); NULL is a no-op. */
+void msgbuf_unpin(struct msgbuf_pin *p);
+
 /* Length of the header block including the blank line that ends it (or the whole message
  * when there is no blank line). */
 size_t msgbuf_header_len(struct msgbuf *mb);

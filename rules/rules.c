@@ -800,13 +800,22 @@ static bool rules_missing_scorers(const struct hook_env *env, char *buf, size_t 
 	return o > 0;
 }
 
-/* One scan in the thread pool: copies of everything it reads, so the session may go away
- * (session_free marks the job cancelled) while the scan runs. */
 /* SpamAssassin's auto_learn_status (PerMsgStatus::learn_timed) of a message autolearn
  * chose: learned; "unavailable" when nothing was learned (the message was learned before,
  * as either class — SA's no_relearn — or the store could not be read for this message);
  * "failed" when the store failed while learning. */
 enum rules_al_status { RULES_AL_NO = 0, RULES_AL_LEARNED, RULES_AL_UNAVAILABLE, RULES_AL_FAILED };
+
+/* One scan in the thread pool: what it reads is its own, so the session may go away
+ * (session_free marks the job cancelled) or end the transaction (the chain's deadline,
+ * rules_cancel) while the scan runs. The message is not copied: msg is a pin of the
+ * session's message buffer (msgbuf_pin), the bytes as they were at end of data, which the
+ * buffer leaves to the pin should it be cleared, freed or appended to before the job ends;
+ * until then they are the buffer's, in memory within limits.memory_budget (an unaccounted
+ * copy per scan was up to max_message_size more per message in flight) or mapped from the
+ * spool. At EOM the message no module changes: the filters' header edits and new body are
+ * env->hdr_edits and env->new_body, the scan reads the message as received. The envelope
+ * strings are copies. */
 
 struct rules_job {
 	uv_work_t req;
@@ -814,7 +823,8 @@ struct rules_job {
 	struct hook_call *call;
 	struct hook_env *env;          /* NULL once cancelled */
 	int slot;
-	char *msg; size_t len; size_t max_size;
+	const char *msg; size_t len; size_t max_size;
+	struct msgbuf_pin *pin;        /* msg's (the job's, released in rules_job_free) */
 	char *helo, *mail_from, *rdns, *client_ip;
 	char **rcpts; size_t nrcpts;
 	struct sockaddr_storage client;
@@ -838,7 +848,7 @@ static char *rules_dup_or_null(const char *s)
 
 static void rules_job_free(struct rules_job *j)
 {
-	free(j->msg);
+	msgbuf_unpin(j->pin);
 	free(j->helo); free(j->mail_from); free(j->rdns); free(j->client_ip);
 	for (size_t i = 0; i < j->nrcpts; i++)
 		free(j->rcpts[i]);
@@ -1157,8 +1167,6 @@ static void rules_run(void *wstate, int slot, struct hook_call *call)
 	struct rules_worker *w = wstate;
 	struct hook_env *env = hook_call_env(call);
 	struct rules_job *j;
-	const char *data;
-	size_t len;
 
 	if (hook_call_stage(call) != HOOK_EOM) {
 		hook_call_done(call, NULL);
@@ -1169,21 +1177,17 @@ static void rules_run(void *wstate, int slot, struct hook_call *call)
 		hook_call_done(call, NULL);
 		return;
 	}
-	data = msgbuf_data(env->msg, &len);
 	j = calloc(1, sizeof(*j));
-	if (data == NULL || j == NULL || (j->msg = malloc(len + 1)) == NULL) {
+	if (j == NULL || (j->pin = msgbuf_pin(env->msg, &j->msg, &j->len)) == NULL) {
 		struct verdict v;
 
 		log_event(LOG_LVL_WARNING, env->session_id, "event=rules_unscored reason=%s",
-		    data == NULL ? "unreadable" : "out_of_memory");
+		    j == NULL ? "out_of_memory" : "unreadable");
 		free(j);
 		verdict_set(&v, VERDICT_TEMPFAIL, 451, "rules", "4.3.0 cannot read message");
 		hook_call_done(call, &v);
 		return;
 	}
-	memcpy(j->msg, data, len);
-	j->msg[len] = '\0';
-	j->len = len;
 	j->max_size = env->cfg->rules.max_size;
 	j->w = w;
 	j->call = call;

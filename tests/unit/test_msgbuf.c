@@ -1,5 +1,5 @@
 /* test_msgbuf.c — held message: memory, spill to an unlinked file, mmap view, header
- * length, reset, and file errors. */
+ * length, reset, file errors, the budget and pins. */
 #include <setjmp.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -360,6 +360,88 @@ test_spool_fits(void **state)
     }
 }
 
+/* msgbuf_pin: the bytes a reader pinned stay as they were, and counted, whatever the buffer
+ * does after (the rules scan reads them in the thread pool while the session may clear the
+ * buffer for its next message, append, or free it); unpinned, they are released. */
+static void
+test_pin(void **state)
+{
+    (void)state;
+    static char a[6000], b[6000];
+    const char *d, *d2;
+    size_t len, len2, avail;
+    size_t base = msgbuf_mem_in_use();
+    struct msgbuf_pin *p, *p2;
+
+    memset(a, 'a', sizeof(a));
+    memset(b, 'b', sizeof(b));
+    msgbuf_set_budget(0);
+    /* "in memory, unchanged: no copy, the buffer's own bytes, shared by a second pin" */
+    struct msgbuf *mb = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(mb, a, sizeof(a)), 0);
+    assert_int_equal(msgbuf_mem_in_use(), base + 8192);
+    p = msgbuf_pin(mb, &d, &len);
+    assert_non_null(p);
+    assert_int_equal(len, sizeof(a));
+    assert_ptr_equal(d, msgbuf_data(mb, &len2));
+    assert_int_equal(msgbuf_mem_in_use(), base + 8192);
+    p2 = msgbuf_pin(mb, &d2, &len2);
+    assert_ptr_equal(p2, p);
+    assert_ptr_equal(d2, d);
+    msgbuf_unpin(p2);
+    /* "cleared for the next message while pinned: the pin keeps the bytes, counted" */
+    msgbuf_clear(mb, 64 * 1024);
+    assert_int_equal(msgbuf_append(mb, b, sizeof(b)), 0);
+    assert_memory_equal(d, a, sizeof(a));
+    assert_int_equal(msgbuf_mem_in_use(), base + 2 * 8192);
+    msgbuf_unpin(p);
+    assert_int_equal(msgbuf_mem_in_use(), base + 8192);
+    /* "unpinned while the buffer still has it: the buffer keeps it" */
+    p = msgbuf_pin(mb, &d, &len);
+    msgbuf_unpin(p);
+    assert_int_equal(msgbuf_append(mb, a, 10), 0);
+    d2 = msgbuf_data(mb, &len2);
+    assert_int_equal(len2, sizeof(b) + 10);
+    assert_memory_equal(d2, b, sizeof(b));
+    /* "appended to while pinned: the buffer goes on with a copy" */
+    p = msgbuf_pin(mb, &d, &len);
+    assert_int_equal(len, sizeof(b) + 10);
+    assert_non_null(msgbuf_spare(mb, 100, true, &avail));
+    assert_int_equal(msgbuf_append(mb, b, 100), 0);
+    assert_true(msgbuf_data(mb, &len2) != d);
+    assert_int_equal(len2, sizeof(b) + 110);
+    assert_memory_equal(d, b, sizeof(b));
+    assert_memory_equal(d + sizeof(b), a, 10);
+    /* "freed while pinned" */
+    msgbuf_free(mb);
+    assert_int_equal(msgbuf_mem_in_use(), base + 8192);
+    assert_memory_equal(d, b, sizeof(b));
+    msgbuf_unpin(p);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    /* "spilled: its own mapping, outliving the buffer's file descriptor" */
+    mb = msgbuf_new(4096, "/tmp");
+    assert_int_equal(msgbuf_append(mb, a, sizeof(a)), 0);
+    p = msgbuf_pin(mb, &d, &len);
+    assert_non_null(p);
+    assert_int_equal(len, sizeof(a));
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    assert_int_equal(msgbuf_append(mb, b, 10), 0);
+    msgbuf_clear(mb, 64 * 1024);
+    assert_int_equal(msgbuf_append(mb, b, sizeof(b)), 0);
+    msgbuf_free(mb);
+    assert_memory_equal(d, a, sizeof(a));
+    msgbuf_unpin(p);
+    /* "empty" */
+    mb = msgbuf_new(4096, "/tmp");
+    p = msgbuf_pin(mb, &d, &len);
+    assert_non_null(p);
+    assert_int_equal(len, 0);
+    msgbuf_free(mb);
+    msgbuf_unpin(p);
+    msgbuf_unpin(NULL);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+}
+
 int
 main(void)
 {
@@ -371,6 +453,7 @@ main(void)
         cmocka_unit_test(test_spare),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_spool_fits),
+        cmocka_unit_test(test_pin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
