@@ -95,8 +95,9 @@ SINCE = {
     # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
     'fuzz_greylist_names': '2026-12-05T03:33Z',
     # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;
-    # session 22's w-glmerge: greylist_ip_new_merge (a worker's trap) the same way
-    'fuzz_store_records': '2026-12-05T14:01Z',
+    # session 22's w-glmerge: greylist_ip_new_merge (a worker's trap) the same way;
+    # moved to the merge of w-fuzz: its campaigns ran the harness before w-glmerge's
+    'fuzz_store_records': '2026-12-05T14:46Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     'fuzz_bdat': '2026-12-04T11:07Z',
