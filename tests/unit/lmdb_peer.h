@@ -2,8 +2,7 @@
  * the write lock (a `mxgate learn` stopped inside its transaction), one that holds the reader
  * table's mutex (a process stopped while it takes a read slot), one that only keeps the
  * environment open (so the lock file's table is not reset by the next opener), one that
- * takes every read slot there is (then killed: the stale slots of a dead process), one that
- * holds lock.mdb's fcntl lock exclusively (every open of the directory waits). */
+ * takes every read slot there is (then killed: the stale slots of a dead process). */
 #ifndef MX_TEST_LMDB_PEER_H
 #define MX_TEST_LMDB_PEER_H
 
@@ -11,7 +10,6 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,9 +23,6 @@ enum lmdb_peer_kind {
 	LMDB_PEER_RMUTEX,       /* LMDB's reader-table mutex (the lock file must exist) */
 	LMDB_PEER_OPEN,         /* the environment open, nothing else */
 	LMDB_PEER_READERS,      /* a read transaction in every slot of the table */
-	LMDB_PEER_EXCL,         /* the environment open and byte 0 of lock.mdb locked exclusively
-	                         * (fcntl): an mdb_env_open elsewhere waits for it, as it waits for
-	                         * a process stopped inside its own open */
 };
 
 static int lmdb_peer_hold(const char *dir, enum lmdb_peer_kind kind)
@@ -57,15 +52,6 @@ static int lmdb_peer_hold(const char *dir, enum lmdb_peer_kind kind)
 		return 2;
 	if (kind == LMDB_PEER_WRITE && mdb_txn_begin(env, NULL, 0, &txn) != 0)
 		return 3;
-	if (kind == LMDB_PEER_EXCL) {
-		/* this process's shared lock on byte 0 made exclusive (a lock of its own: no
-		 * conflict); the descriptor stays open, or closing it would drop both */
-		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
-
-		snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-		if ((fd = open(path, O_RDWR)) < 0 || fcntl(fd, F_SETLK, &fl) < 0)
-			return 3;
-	}
 	if (kind == LMDB_PEER_READERS) {
 		int n = 0, rc;
 
