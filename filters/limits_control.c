@@ -50,6 +50,10 @@
 #include "store/store.h"
 
 #define LC_KEY_MAX 700
+/* An LMDB store no module has open here: the main loop's verbs open none (mkdir and
+ * mdb_env_open may wait without a bound for another process's lock on lock.mdb). */
+#define LC_LMDB_NOT_OPEN "%s is not open in this process (no greylist worker holds it: " \
+	"event=module_error, or starting or stopping)"
 
 /* ---- shared pieces ------------------------------------------------------------------------ */
 
@@ -550,7 +554,9 @@ static int lc_gl_local_fn(struct local_rec *rec, bool exists, uint64_t now_ns, v
 static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int op,
     struct lc_triplet *t, struct greylist_write *gw, char *err, size_t errlen)
 {
-	struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+	/* the map the workers have open, never one opened on the main loop (mdb_env_open may
+	 * wait for another process's lock on lock.mdb) */
+	struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
 	unsigned char val[GREYLIST_RECORD_LEN];
 	struct greylist_entry e;
 	char *key = gw->key;
@@ -559,7 +565,7 @@ static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int 
 	int rc = -1;
 
 	if (st == NULL) {
-		snprintf(err, errlen, "cannot open %s", c->store);
+		snprintf(err, errlen, LC_LMDB_NOT_OPEN, c->store);
 		return -1;
 	}
 	if (greylist_lmdb_key(lmdb_store_max_key(st), triplet, key, sizeof(gw->key)) < 0 ||
@@ -926,9 +932,11 @@ static int lc_greylist_list(const struct greylist_config *c, int argc, char **ar
 		jsonw_arr(&l.j, "triplets");
 	}
 	if (kind == STORE_LMDB) {
-		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
 
-		if (st == NULL || lmdb_store_foreach(st, "gl:", lc_list_lmdb_fn, &l) < 0)
+		if (st == NULL)
+			snprintf(err, sizeof(err), LC_LMDB_NOT_OPEN, c->store);
+		else if (lmdb_store_foreach(st, "gl:", lc_list_lmdb_fn, &l) < 0)
 			snprintf(err, sizeof(err), "cannot read %s", c->store);
 		lmdb_store_close(st);
 	} else if (kind == STORE_REDIS) {
@@ -944,7 +952,7 @@ static int lc_greylist_list(const struct greylist_config *c, int argc, char **ar
 	if (err[0] || l.truncated) {
 		/* the triplets filled the list, or could not be read */
 	} else if (kind == STORE_LMDB) {
-		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
 
 		if (st == NULL || lmdb_store_foreach(st, GREYLIST_IP_LMDB, lc_list_clients_lmdb_fn, &l) < 0)
 			snprintf(err, sizeof(err), "cannot read %s", c->store);

@@ -41,6 +41,9 @@ struct rep_flush {
 	 * URL with the module's timeout and half-life (its flush time's lifetime) */
 	char dir[512];
 	uint64_t map_size;
+	struct lmdb_store *st;          /* LMDB: the map the workers have open, a reference held
+	                                 * from the start (the main loop opens none); or the one
+	                                 * opened off the loop at the drain's end */
 	char url[512];
 	uint64_t timeout, half_life;
 	char err[160];                  /* Redis: why it could not be reached */
@@ -65,8 +68,10 @@ static void rep_flush_closed_cb(uv_handle_t *h)
 {
 	struct rep_flush *fl = h->data;
 
-	if (--fl->handles == 0)
+	if (--fl->handles == 0) {
+		lmdb_store_close(fl->st);
 		free(fl);
+	}
 }
 
 static void rep_flush_close(struct rep_flush *fl)
@@ -104,21 +109,50 @@ static void rep_flush_lmdb_applied_cb(void *arg, int rc)
 	rep_flush_answer(fl);
 }
 
-/* LMDB, no worker holding the store (the drain's end: the last one has freed its writer,
- * so none writes beside this one): the deletes handed to the directory's writer thread,
- * answered when written or after LMDB_APPLY_VERB_MS (another process holding the write
- * lock must not stall the main loop: the control socket, the metrics listener, the drain
- * watch), as the greylist verb writes its change. 1: asked, rep_flush_answer follows;
- * -1: the map could not be opened (fl->here_rc). */
-static int rep_flush_lmdb_here(struct rep_flush *fl)
+static void rep_flush_lmdb_held(struct rep_flush *fl);
+
+/* The deletes on fl->st, through its writer thread (rep_flush_lmdb_here). */
+static int rep_flush_lmdb_apply(struct rep_flush *fl)
 {
 	struct lmdb_store_change ch[REPUTATION_FORGET_KEYS];
 
 	for (size_t i = 0; i < fl->f.nkeys; i++)
 		ch[i] = (struct lmdb_store_change){ .key = fl->f.keys[i] };
-	fl->here_asked = true;
-	fl->here_rc = lmdb_store_apply_start(fl->async.loop, fl->dir, fl->map_size, "reputation", ch, fl->f.nkeys,
+	return lmdb_store_apply_start_on(fl->async.loop, fl->st, "reputation", ch, fl->f.nkeys,
 	    LMDB_APPLY_VERB_MS, rep_flush_lmdb_applied_cb, fl);
+}
+
+/* The map opened off the loop (the drain's end, no module holding it): which keys it held,
+ * then the deletes; NULL: not opened (failed, or not within LMDB_APPLY_VERB_MS), nothing
+ * flushed. */
+static void rep_flush_lmdb_opened_cb(void *arg, struct lmdb_store *st, bool timed_out)
+{
+	struct rep_flush *fl = arg;
+
+	(void)timed_out;
+	fl->st = st;
+	rep_flush_lmdb_held(fl);
+	fl->here_rc = st != NULL ? rep_flush_lmdb_apply(fl) : LMDB_APPLY_NO_MAP;
+	if (fl->here_rc != 0)
+		rep_flush_answer(fl);
+}
+
+/* LMDB, no worker holding the store (the drain's end: the last one has freed its writer,
+ * so none writes beside this one): the deletes handed to the directory's writer thread,
+ * answered when written or after LMDB_APPLY_VERB_MS (another process holding the write
+ * lock must not stall the main loop: the control socket, the metrics listener, the drain
+ * watch), as the greylist verb writes its change. The map: the reference taken at the
+ * start, or (the environment closed with the last worker) one opened on a thread of its own
+ * (lmdb_store_open_start: mdb_env_open may wait for another process's lock, never on this
+ * loop). 1: asked, rep_flush_answer follows; -1: nothing started (fl->here_rc). */
+static int rep_flush_lmdb_here(struct rep_flush *fl)
+{
+	fl->here_asked = true;
+	if (fl->st != NULL)
+		fl->here_rc = rep_flush_lmdb_apply(fl);
+	else
+		fl->here_rc = lmdb_store_open_start(fl->async.loop, fl->dir, fl->map_size, LMDB_APPLY_VERB_MS,
+		    rep_flush_lmdb_opened_cb, fl) == 0 ? 0 : LMDB_APPLY_NO_MEMORY;
 	return fl->here_rc == 0 ? 1 : -1;
 }
 
@@ -247,17 +281,14 @@ static void rep_flush_answer(struct rep_flush *fl)
 	rep_flush_close(fl);
 }
 
-/* LMDB: which of the keys the map holds now (read inline; the environment is the one the
- * workers have open). */
-static void rep_flush_lmdb_held(const struct reputation_config *c, struct rep_flush *fl)
+/* LMDB: which of the keys the map holds now (read inline on fl->st; none held without it). */
+static void rep_flush_lmdb_held(struct rep_flush *fl)
 {
-	struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), c->map_size);
 	struct reputation_counts rc;
 	size_t len;
 
-	for (size_t i = 0; st && i < fl->f.nkeys; i++)
-		fl->held[i] = lmdb_store_get(st, fl->f.keys[i], strlen(fl->f.keys[i]), &rc, sizeof(rc), &len) == 1;
-	lmdb_store_close(st);
+	for (size_t i = 0; fl->st && i < fl->f.nkeys; i++)
+		fl->held[i] = lmdb_store_get(fl->st, fl->f.keys[i], strlen(fl->f.keys[i]), &rc, sizeof(rc), &len) == 1;
 }
 
 static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, const char *body,
@@ -308,8 +339,13 @@ static void rep_flush_start(const struct mx_config *cfg, int argc, char **argv, 
 	fl->f.done = rep_flush_done;
 	/* the key's form of the address (an IPv4-mapped IPv6 one reads as IPv4) */
 	snprintf(fl->ip, sizeof(fl->ip), "%s", fl->f.keys[0] + 3);
-	if (fl->lmdb)
-		rep_flush_lmdb_held(c, fl);
+	if (fl->lmdb) {
+		/* the environment the workers have open, never one opened here: mkdir and
+		 * mdb_env_open may wait for another process's lock on lock.mdb, and this is the
+		 * main loop (the control socket, /metrics, the drain watch) */
+		fl->st = lmdb_store_open_existing(fl->dir);
+		rep_flush_lmdb_held(fl);
+	}
 	fl->handles = 1;
 	reputation_forget_post(&fl->f);
 	if (fl->lmdb) {

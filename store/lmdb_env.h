@@ -11,7 +11,11 @@
  * Closing: an environment whose last reference goes while one of its threads is inside LMDB
  * (the writer waiting for the write lock, the read pool's thread for the reader table's)
  * stays in the list, closing, until that thread comes out and a closer frees it; an open of
- * the directory meanwhile takes it back. */
+ * the directory meanwhile takes it back.
+ *
+ * The list's lock is never held across mkdir, mdb_env_open (which waits without a bound for
+ * another process's lock on lock.mdb) or a close's sync: a lookup or a close of another
+ * directory (a loop's control verb, a scrape) does not wait behind them. */
 #ifndef MX_LMDB_ENV_H
 #define MX_LMDB_ENV_H
 
@@ -41,6 +45,9 @@ struct lmdb_env {
 	struct lmdb_env *next;
 	int refs;                        /* 0: closing */
 	bool ready;                      /* opened (the database handle too) */
+	bool busy;                       /* its opener (mkdir, mdb_env_open) or its closer (the
+	                                  * sync, the close) works on it without the list's lock:
+	                                  * an open of the directory waits, nothing else does */
 };
 
 /* Why an open failed: the step (the return value of lmdb_env_open). */

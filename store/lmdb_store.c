@@ -1510,3 +1510,122 @@ int lmdb_store_apply_start_on(uv_loop_t *loop, struct lmdb_store *st, const char
 	uv_timer_start(&a->timer, ls_apply_timer_cb, timeout_ms, 0);
 	return 0;
 }
+
+/* ---- an open off the loop (lmdb_store_open_start) ---------------------------------------- */
+
+struct ls_open {
+	pthread_mutex_t mu;             /* finished, abandoned, st, refs */
+	uv_async_t async;               /* the thread's open returned */
+	uv_timer_t timer;               /* the bound */
+	char *dir;
+	uint64_t map_size;
+	struct lmdb_store *st;          /* the thread's result, until handed over */
+	bool finished;                  /* the thread's open returned */
+	bool abandoned;                 /* answered: the thread closes what it opens late */
+	int refs;                       /* the thread's, the two handles' */
+	lmdb_store_open_fn done;
+	void *arg;
+};
+
+static void ls_open_unref(struct ls_open *o)
+{
+	int left;
+
+	pthread_mutex_lock(&o->mu);
+	left = --o->refs;
+	pthread_mutex_unlock(&o->mu);
+	if (left > 0)
+		return;
+	pthread_mutex_destroy(&o->mu);
+	free(o->dir);
+	free(o);
+}
+
+static void ls_open_closed_cb(uv_handle_t *h)
+{
+	ls_open_unref(h->data);
+}
+
+/* The loop's thread: the open's answer (the thread's store, or NULL at the bound), once. */
+static void ls_open_answer(struct ls_open *o)
+{
+	struct lmdb_store *st;
+	bool timed_out;
+
+	pthread_mutex_lock(&o->mu);
+	if (o->abandoned) {
+		pthread_mutex_unlock(&o->mu);
+		return;
+	}
+	o->abandoned = true;            /* no uv_async_send after this: the handle closes */
+	st = o->st;
+	o->st = NULL;
+	timed_out = !o->finished;
+	pthread_mutex_unlock(&o->mu);
+	uv_close((uv_handle_t *)&o->async, ls_open_closed_cb);
+	uv_close((uv_handle_t *)&o->timer, ls_open_closed_cb);
+	o->done(o->arg, st, timed_out);
+}
+
+static void ls_open_async_cb(uv_async_t *a)
+{
+	ls_open_answer(a->data);
+}
+
+static void ls_open_timer_cb(uv_timer_t *t)
+{
+	ls_open_answer(t->data);
+}
+
+/* The detached thread: mkdir and mdb_env_open, which may wait for another process's lock. */
+static void ls_open_thread(void *arg)
+{
+	struct ls_open *o = arg;
+	struct lmdb_store *st = lmdb_store_open(o->dir, o->map_size);
+
+	pthread_mutex_lock(&o->mu);
+	if (!o->abandoned) {
+		o->st = st;
+		st = NULL;
+		o->finished = true;
+		uv_async_send(&o->async);
+	}
+	pthread_mutex_unlock(&o->mu);
+	lmdb_store_close(st);           /* answered already (the bound): not wanted */
+	ls_open_unref(o);
+}
+
+/* See lmdb_store.h. */
+int lmdb_store_open_start(uv_loop_t *loop, const char *dir, uint64_t map_size, uint64_t timeout_ms,
+    lmdb_store_open_fn done, void *arg)
+{
+	struct ls_open *o = calloc(1, sizeof(*o));
+
+	if (o == NULL || (o->dir = strdup(dir)) == NULL || pthread_mutex_init(&o->mu, NULL) != 0) {
+		if (o)
+			free(o->dir);
+		free(o);
+		return -1;
+	}
+	o->map_size = map_size;
+	o->done = done;
+	o->arg = arg;
+	if (uv_async_init(loop, &o->async, ls_open_async_cb) != 0) {
+		pthread_mutex_destroy(&o->mu);
+		free(o->dir);
+		free(o);
+		return -1;
+	}
+	o->async.data = o;
+	uv_timer_init(loop, &o->timer);
+	o->timer.data = o;
+	o->refs = 3;
+	if (lmdb_rtx_detach_call(ls_open_thread, o) < 0) {
+		o->refs = 2;                /* no thread: answered NULL on the loop, at once */
+		o->finished = true;
+		uv_timer_start(&o->timer, ls_open_timer_cb, 0, 0);
+		return 0;
+	}
+	uv_timer_start(&o->timer, ls_open_timer_cb, timeout_ms, 0);
+	return 0;
+}

@@ -235,4 +235,15 @@ int lmdb_store_apply_start_on(uv_loop_t *loop, struct lmdb_store *st, const char
     const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
     void *arg);
 
+/* Opens dir (lmdb_store_open) on a thread of its own, not on loop: mkdir and mdb_env_open
+ * wait without a bound while another process holds lock.mdb's lock. done(arg, st, timed_out)
+ * is called once, on loop, after this returns: st the store (the caller's reference, close it
+ * with lmdb_store_close), or NULL — the open failed (logged, event=lmdb_error), or it had not
+ * returned within timeout_ms (timed_out: the thread closes what it opens late). 0, or -1 (out
+ * of memory: done is not called). For a main loop's control verb that needs a store no
+ * module has open here (the drain's end). */
+typedef void (*lmdb_store_open_fn)(void *arg, struct lmdb_store *st, bool timed_out);
+int lmdb_store_open_start(uv_loop_t *loop, const char *dir, uint64_t map_size, uint64_t timeout_ms,
+    lmdb_store_open_fn done, void *arg);
+
 #endif

@@ -3,17 +3,22 @@
  * the drain (the last worker just ended) the main loop does the flush and the records go:
  * LMDB's with its own writer, Redis's (a real redis-server) on its own connection, with the
  * flush time the workers leave; a Redis that cannot be reached is said as such. Before, a
- * Redis flush then answered "mxgate is shutting down" and the records stayed. */
+ * Redis flush then answered "mxgate is shutting down" and the records stayed. The map the
+ * last worker closed is opened on a thread of its own, never on the loop: with another
+ * process holding lock.mdb's lock the verb answers after 5 s, nothing flushed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#pragma GCC diagnostic ignored "-Wunused-function"  /* lmdb_peer.h's peers not used here */
+#include "lmdb_peer_excl.h"
 #include "redis_peer.h"
 #include "filters/reputation.h"
 #include "proxy/config.h"
@@ -118,6 +123,8 @@ static void test_no_worker(void **state)
 	static const struct ops_host host = { .current = fake_current };
 	char store[100];
 	struct answer a;
+	int release;
+	pid_t peer;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
@@ -144,6 +151,26 @@ static void test_no_worker(void **state)
 	ask("flush reputation 192.0.2.1 --json", &a);
 	assert_int_equal(a.rc, 0);
 	assert_non_null(strstr(a.text, "\"draining\":true"));
+
+	/* another process holds lock.mdb's lock (in life one stopped inside its own open):
+	 * mdb_env_open waits as long; the loop does not (on main's reputation_control.c it
+	 * waited in lmdb_store_open, the alarm ended the test) */
+	seed("ip:192.0.2.1");
+	/* the verbs' environment closed: the answered verb's handles closed on the loop (it
+	 * holds its map until then), its writer's closer on its way */
+	for (int i = 0; i < 1000 && lmdb_peer_lock_fds(dir) > 0; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		usleep(10 * 1000);
+	}
+	assert_int_equal(lmdb_peer_lock_fds(dir), 0);
+	peer = lmdb_peer_start_excl(dir, &release);
+	alarm(60);
+	ask("flush reputation 192.0.2.1", &a);
+	alarm(0);
+	if (a.rc != -1 || strstr(a.text, "nothing flushed") == NULL)
+		fail_msg("the map not opened within 5 s: rc %d, \"%s\"", a.rc, a.text);
+	lmdb_peer_end(peer, release, false);
+	assert_int_equal(held("ip:192.0.2.1"), 1);
 
 	/* Redis not reachable: said, nothing flushed */
 	config_free(gen.cfg);
