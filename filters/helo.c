@@ -198,12 +198,15 @@ static enum verdict_action helo_on_error(void *wstate)
 /* Applies one fired test: symbol, and a verdict when its action is not `score`. A refused
  * name that is no domain or address literal at all is a syntax error of the command (RFC
  * 5321 4.1.1.1: 501; RFC 3463 X.5.2, as Postfix's reject_invalid_helo_hostname answers);
- * the other tests refuse a well-formed name by policy (X.7.1), the FCrDNS test a client
- * (X.7.25). */
+ * a refused dotless name gets Postfix's reject_non_fqdn_helo_hostname reply, 504 5.5.2
+ * (non_fqdn_reject_code, as reject_non_fqdn_sender/recipient answer; until session 22
+ * 550 5.7.1); the other tests refuse a well-formed name by policy (X.7.1), the FCrDNS test
+ * a client (X.7.25). A tempfail is 450 with X.7.1 (X.7.25 for FCrDNS) whatever the test. */
 static void helo_fire(struct hook_env *env, const struct helo_test_config *t, const char *sym,
     const char *why, struct verdict *v)
 {
 	bool syntax = strcmp(sym, "HELO_BAD_SYNTAX") == 0;
+	bool not_fqdn = strcmp(sym, "HELO_NOT_FQDN") == 0;
 	/* RFC 7372 3.3: X.7.25, reverse DNS validation failed (Postfix's
 	 * reject_unknown_client_hostname answers with it) */
 	const char *enh = strcmp(sym, "NO_FCRDNS") == 0 ? "7.25" : "7.1";
@@ -217,7 +220,8 @@ static void helo_fire(struct hook_env *env, const struct helo_test_config *t, co
 	if (v->action != VERDICT_CONTINUE)
 		return;	/* the first refusing test names the reply */
 	if (t->action == HELO_ACTION_REJECT)
-		verdict_set(v, VERDICT_REJECT, syntax ? 501 : 550, "helo", "5.%s %s", syntax ? "5.2" : enh, why);
+		verdict_set(v, VERDICT_REJECT, syntax ? 501 : not_fqdn ? 504 : 550, "helo", "5.%s %s",
+		    syntax || not_fqdn ? "5.2" : enh, why);
 	else if (t->action == HELO_ACTION_TEMPFAIL)
 		verdict_set(v, VERDICT_TEMPFAIL, 450, "helo", "4.%s %s", enh, why);
 }

@@ -350,6 +350,39 @@ static enum session_check session_check_reply(char *reply, size_t cap, enum sess
 	return r;
 }
 
+/* A MAIL or RCPT check's refusal in reply (set), logged once unless quiet (the look-ahead,
+ * session_next_group, asks the same checks of commands it will meet again): event=reject
+ * for a 5xx, event=tempfail for a 4xx, stage=mail|rcpt, the check's reason, the address
+ * (from= or rcpt=), client=, code= and reply= (the text after the code, as
+ * session_reply_verdict's lines). Returns r. */
+static enum session_check session_check_logged(const struct session *s, const struct smtp_cmd *cmd, bool quiet,
+    const char *reason, enum session_check r, const char *reply)
+{
+	bool mail = cmd->verb == SMTP_MAIL;
+	char av[600], rv[600];
+
+	if (!quiet)
+		log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s %s=%s client=%s code=%.3s reply=%s",
+		    reply[0] == '4' ? "tempfail" : "reject", mail ? "mail" : "rcpt", reason, mail ? "from" : "rcpt",
+		    log_addr(av, sizeof(av), cmd->addr), s->env.client_ip, reply,
+		    log_val(rv, sizeof(rv), strlen(reply) > 4 ? reply + 4 : reply));
+	return r;
+}
+
+static enum session_check session_check_refuse(const struct session *s, const struct smtp_cmd *cmd, bool quiet,
+    const char *reason, char *reply, size_t cap, enum session_check r, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+static enum session_check session_check_refuse(const struct session *s, const struct smtp_cmd *cmd, bool quiet,
+    const char *reason, char *reply, size_t cap, enum session_check r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reply, cap, fmt, ap);
+	va_end(ap);
+	return session_check_logged(s, cmd, quiet, reason, r, reply);
+}
+
 static bool session_tls_offered(const struct session *s)
 {
 	return s->lc->tls == LISTEN_TLS_STARTTLS && s->wg->shared->tls_server && !s->tls;
@@ -393,7 +426,8 @@ static bool session_require_tls(const struct session *s)
 	return s->lc->require_tls;
 }
 
-/* MAIL's checks; quiet: nothing is logged nor counted (a look ahead, session_next_group). */
+/* MAIL's checks; each refusal is logged once (session_check_logged) unless quiet: nothing is
+ * logged nor counted (a look ahead, session_next_group). */
 static enum session_check session_check_mail_in(const struct session *s, const struct smtp_cmd *cmd, bool quiet,
     char *reply, size_t cap)
 {
@@ -404,16 +438,19 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 	const char *err;
 
 	if (s->drain)
-		return session_check_reply(reply, cap, SESSION_CHECK_CLOSE, "421 4.3.2 %s Service shutting down, try again later",
-		    s->cfg->hostname);
+		return session_check_refuse(s, cmd, quiet, "draining", reply, cap, SESSION_CHECK_CLOSE,
+		    "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
 	if (session_require_tls(s) && !s->tls)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Must issue a STARTTLS command first");
+		return session_check_refuse(s, cmd, quiet, "tls_required", reply, cap, SESSION_CHECK_ERROR,
+		    "530 5.7.0 Must issue a STARTTLS command first");
 	if (auth_is_required(s))
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "530 5.7.0 Authentication required");
+		return session_check_refuse(s, cmd, quiet, "auth_required", reply, cap, SESSION_CHECK_ERROR,
+		    "530 5.7.0 Authentication required");
 	if (s->state == SESSION_REJECTED)
-		return SESSION_CHECK_REFUSED;
+		return SESSION_CHECK_REFUSED;	/* logged at connect */
 	if (cmd->size > s->cfg->limits.max_message_size)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "552 5.3.4 Message size exceeds fixed limit");
+		return session_check_refuse(s, cmd, quiet, "size", reply, cap, SESSION_CHECK_ERROR,
+		    "552 5.3.4 Message size exceeds fixed limit");
 	uint64_t avail;
 	if (cmd->size > s->cfg->limits.memory_threshold &&
 	    !msgbuf_spool_fits(s->cfg->limits.spool_dir, cmd->size, &avail)) {
@@ -431,18 +468,18 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 	/* BINARYMIME is not announced (RFC 3030 3): DATA would then be allowed, the content
 	 * is normalised like any other, and the backends were never asked whether they take it */
 	if (cmd->body == SMTP_BODY_BINARYMIME)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		return session_check_refuse(s, cmd, quiet, "param", reply, cap, SESSION_CHECK_ERROR,
 		    "555 5.5.4 Unsupported option: BODY=BINARYMIME");
 	if (auth_check_mail_param(s, cmd, &auth_param, reply, cap) != SESSION_CHECK_OK)
-		return SESSION_CHECK_ERROR;
+		return session_check_logged(s, cmd, quiet, "param", SESSION_CHECK_ERROR, reply);
 	if (session_check_params(cmd, auth_param ? params_auth : params, reply, cap) != SESSION_CHECK_OK)
-		return SESSION_CHECK_ERROR;
+		return session_check_logged(s, cmd, quiet, "param", SESSION_CHECK_ERROR, reply);
 	if ((err = dsnparam_check_mail(cmd)) != NULL)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+		return session_check_refuse(s, cmd, quiet, "param", reply, cap, SESSION_CHECK_ERROR, "%s", err);
 	/* reject_non_fqdn_sender: a well-formed address (RFC 5321 4.1.2) no reply can reach;
 	 * Postfix's code (non_fqdn_reject_code), RFC 5321 has none of its own */
 	if (s->cfg->reject_non_fqdn_sender && cmd->addr[0] && !domain_address_is_fqdn(cmd->addr))
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		return session_check_refuse(s, cmd, quiet, "non_fqdn_sender", reply, cap, SESSION_CHECK_ERROR,
 		    "504 5.5.2 Sender address rejected: need fully-qualified address");
 	return SESSION_CHECK_OK;
 }
@@ -468,17 +505,13 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 	const char *why = NULL;
 
 	if (err)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+		return session_check_refuse(s, cmd, quiet, "utf8", reply, cap, SESSION_CHECK_ERROR, "%s", err);
 	/* reject_non_fqdn_recipient, before accept_domains (as Postfix's restriction stands
 	 * before reject_unauth_destination): the reason the client can act on */
 	if (s->cfg->reject_non_fqdn_recipient && !domain_address_is_fqdn(cmd->addr)) {
-		if (!quiet) {
-			char av[600];
-			log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=non_fqdn_recipient rcpt=%s client=%s",
-			    log_addr(av, sizeof(av), cmd->addr), s->env.client_ip);
+		if (!quiet)
 			counter_inc(COUNTER_RECIPIENTS_REJECTED);
-		}
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR,
+		return session_check_refuse(s, cmd, quiet, "non_fqdn_recipient", reply, cap, SESSION_CHECK_ERROR,
 		    "504 5.5.2 Recipient address rejected: need fully-qualified address");
 	}
 	if (s->cfg->accept_set == NULL ||
@@ -504,7 +537,8 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 	return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "550 5.7.1 relaying denied");
 }
 
-/* RCPT's checks in a transaction of sender parameters mail_params with nrcpts recipients. */
+/* RCPT's checks in a transaction of sender parameters mail_params with nrcpts recipients;
+ * each refusal is logged once unless quiet (as MAIL's). */
 static enum session_check session_check_rcpt_in(const struct session *s, const struct smtp_cmd *cmd, size_t nrcpts,
     const char *mail_params, bool quiet, char *reply, size_t cap)
 {
@@ -513,13 +547,15 @@ static enum session_check session_check_rcpt_in(const struct session *s, const s
 	const char *err;
 
 	if ((long)nrcpts >= s->cfg->limits.max_recipients)
-		return session_check_reply(reply, cap, SESSION_CHECK_REPLY, "452 4.5.3 Error: too many recipients");
+		return session_check_refuse(s, cmd, quiet, "too_many_recipients", reply, cap, SESSION_CHECK_REPLY,
+		    "452 4.5.3 Error: too many recipients");
 	if ((r = session_check_params(cmd, params, reply, cap)) != SESSION_CHECK_OK)
-		return r;
+		return session_check_logged(s, cmd, quiet, "param", r, reply);
 	if ((err = dsnparam_check_rcpt(cmd)) != NULL)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", err);
+		return session_check_refuse(s, cmd, quiet, "param", reply, cap, SESSION_CHECK_ERROR, "%s", err);
 	if (cmd->addr[0] == '\0')
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "501 5.1.3 Bad recipient address syntax");
+		return session_check_refuse(s, cmd, quiet, "syntax", reply, cap, SESSION_CHECK_ERROR,
+		    "501 5.1.3 Bad recipient address syntax");
 	return session_check_rcpt_allowed(s, cmd, mail_params, quiet, reply, cap);
 }
 

@@ -222,7 +222,7 @@ EXPECT_MX = {
     'bare IP HELO': [220, 501, 503, 221],     # a name of bad syntax: 501 5.5.2, as Postfix
     'literal mismatch': [220, 550, 503, 221],
     'literal match': [220, 250, 250, 221],
-    'not a FQDN': [220, 550, 503, 221],
+    'not a FQDN': [220, 504, 503, 221],   # 504 5.5.2, as Postfix's reject_non_fqdn_helo_hostname
     'our own name': [220, 550, 503, 221],
     'missing Date': [220, 250, 250, 250, 354, 550, 221],
     'two Subjects': [220, 250, 250, 250, 354, 550, 221],

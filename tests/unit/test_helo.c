@@ -226,8 +226,9 @@ static void test_fcrdns_v6(void **state)
 }
 
 /* A refused name of bad syntax is the command's syntax error (501 5.5.2, as Postfix's
- * reject_invalid_helo_hostname); a refused dotless name is policy (550 5.7.1). Until
- * session 21 both were 550 5.7.1. */
+ * reject_invalid_helo_hostname); a refused dotless name gets 504 5.5.2, as Postfix's
+ * reject_non_fqdn_helo_hostname (550 5.7.1 until session 22). Until session 21 both were
+ * 550 5.7.1. */
 static void test_helo_reject_codes(void **state)
 {
 	static const struct {
@@ -238,7 +239,7 @@ static void test_helo_reject_codes(void **state)
 		{ "bad_name!.example", 501, "5.5.2" },
 		{ "[999.0.0.1]", 501, "5.5.2" },
 		{ "one.example two.example", 501, "5.5.2" },
-		{ "localname", 550, "5.7.1" },
+		{ "localname", 504, "5.5.2" },
 	};
 	struct fixture *f = *state;
 
