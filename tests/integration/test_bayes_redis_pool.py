@@ -79,7 +79,8 @@ busy = [a for a in answers if a[1] == 503]
 mt.check(len(busy) >= N - 4 and all('busy' in a[2] for a in busy),
          'learns beyond the pool share are refused at once with 503 busy (%d: %s)'
          % (len(busy), busy[0][2] if busy else ''))
-mt.check(mx.count_log(r'event=bayes_learn via=http class=spam result=error') == N - len(busy),
-         'the learns that ran ended with a store error, logged')
+# the answer goes out before the log line is written: wait for the lines
+mt.check(mt.wait_for(lambda: mx.count_log(r'event=bayes_learn via=http class=spam result=error') == N - len(busy),
+                     timeout=mt.slack(10)), 'the learns that ran ended with a store error, logged')
 mx.stop()
 mt.finish()
