@@ -540,6 +540,43 @@ int bayes_learn_once(struct bayes *b, const char *msg, size_t len, enum bayes_cl
 
 /* ---------------------------------------------------------------- the daemon's */
 
+static atomic_uint bayes_learns_busy;
+
+/* libuv reads UV_THREADPOOL_SIZE as it starts the pool (proxy/main.c sets 16 unless the
+ * environment says otherwise): 4 when unset or not a number, at most 1024 */
+static unsigned bayes_learn_share(void)
+{
+	const char *s = getenv("UV_THREADPOOL_SIZE");
+	long n = s ? strtol(s, NULL, 10) : 0;
+
+	if (n <= 0)
+		n = 4;
+	if (n > 1024)
+		n = 1024;
+	return n >= 8 ? (unsigned)(n / 4) : 1;
+}
+
+bool bayes_learn_enter(unsigned *busy, unsigned *share)
+{
+	unsigned max = bayes_learn_share(), cur = atomic_load(&bayes_learns_busy);
+
+	do {
+		if (cur >= max) {
+			if (busy)
+				*busy = cur;
+			if (share)
+				*share = max;
+			return false;
+		}
+	} while (!atomic_compare_exchange_weak(&bayes_learns_busy, &cur, cur + 1));
+	return true;
+}
+
+void bayes_learn_leave(void)
+{
+	atomic_fetch_sub(&bayes_learns_busy, 1);
+}
+
 static pthread_mutex_t bayes_cur_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct bayes *bayes_cur;
 

@@ -145,6 +145,16 @@ int bayes_autolearn_decide(const struct bayes_config *c, const struct bayes_auto
 struct bayes *bayes_current(void);
 void bayes_set_current(struct bayes *b);
 
+/* Learning's share of libuv's thread pool, which also scans every message: at most a
+ * quarter of UV_THREADPOOL_SIZE (4 of mxgate's 16; at least 1) learn jobs at once — the
+ * control verb, POST /learn and autolearn together — so a slow or silent Redis, which holds
+ * a learn's thread for rules.bayes.timeout, never holds the scans. bayes_learn_enter takes
+ * a place (true), or says false with how many hold one and the share (*busy, *share: may
+ * be NULL): the caller refuses (busy) or skips (autolearn) rather than queue. Each true is
+ * paired with one bayes_learn_leave, on any thread. */
+bool bayes_learn_enter(unsigned *busy, unsigned *share);
+void bayes_learn_leave(void);
+
 /* The classifier for a config generation's section c (ignore: the nignore header fields its
  * rule files name on bayes_ignore_header lines, rules_set_ignore_headers; copied): opened
  * once per generation and shared by its workers (each acquire takes a reference; release

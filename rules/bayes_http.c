@@ -40,6 +40,7 @@ static void bayes_http_after_cb(uv_work_t *req, int status)
 	log_event(LOG_LVL_INFO, NULL, "event=bayes_learn via=http class=%s result=%s",
 	    j->cls == BAYES_SPAM ? "spam" : "ham", status != 0 || j->rc < 0 ? "error" :
 	    j->res == BAYES_LEARNED ? "learned" : j->res == BAYES_ALREADY ? "already" : "moved");
+	bayes_learn_leave();
 	bayes_free(j->b);
 	free(j->msg);
 	free(j);
@@ -83,8 +84,22 @@ static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, cha
 		metrics_post_reply(reply, 413, "message too big (rules.bayes.max_learn_size)\n");
 		goto out;
 	}
+	{
+		unsigned busy, share;
+		char text[160];
+
+		if (!bayes_learn_enter(&busy, &share)) {
+			snprintf(text, sizeof(text), "busy: %u learns running, learning's share of the "
+			    "thread pool (%u): try again later\n", busy, share);
+			log_event(LOG_LVL_WARNING, NULL, "event=bayes_learn_busy via=http running=%u "
+			    "share=%u", busy, share);
+			metrics_post_reply(reply, 503, text);
+			goto out;
+		}
+	}
 	j = calloc(1, sizeof(*j));
 	if (j == NULL) {
+		bayes_learn_leave();
 		metrics_post_reply(reply, 500, "out of memory\n");
 		goto out;
 	}
@@ -95,6 +110,7 @@ static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, cha
 	j->reply = reply;
 	j->req.data = j;
 	if (uv_queue_work(loop, &j->req, bayes_http_work_cb, bayes_http_after_cb) != 0) {
+		bayes_learn_leave();
 		free(j);
 		metrics_post_reply(reply, 500, "cannot queue\n");
 		goto out;

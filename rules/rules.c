@@ -1111,6 +1111,7 @@ static void rules_learn_after_cb(uv_work_t *req, int status)
 	struct rules_job *j = req->data;
 	struct rules_worker *w = j->w;
 
+	bayes_learn_leave();
 	if (status != 0)
 		j->al = RULES_AL_FAILED;    /* cancelled: not learned */
 	if (j->env != NULL) {
@@ -1138,13 +1139,20 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 			hook_call_done(j->call, &v);
 		} else {
 			uv_loop_t *loop = j->env->loop;
+			unsigned busy, share;
 
 			rules_apply_begin(w, j);
 			/* the store could not be read for this message: SA's "unavailable" (no
 			 * second wait on a store that is down) */
 			if (j->learn >= 0 && j->bayes.why && strcmp(j->bayes.why, "store_error") == 0)
 				j->al = RULES_AL_UNAVAILABLE;
-			else if (j->learn >= 0) {
+			else if (j->learn >= 0 && !bayes_learn_enter(&busy, &share)) {
+				/* learning's share of the pool is taken (a slow store): not learned,
+				 * rather than a scan's thread held */
+				log_event(LOG_LVL_WARNING, j->env->session_id, "event=bayes_learn_busy "
+				    "via=autolearn running=%u share=%u", busy, share);
+				j->al = RULES_AL_UNAVAILABLE;
+			} else if (j->learn >= 0) {
 				/* the job stays the session's (rules_session_free) until learned */
 				j->learn_req.data = j;
 				if (loop != NULL && uv_queue_work(loop, &j->learn_req, rules_learn_work_cb,
@@ -1153,6 +1161,7 @@ static void rules_after_work_cb(uv_work_t *req, int status)
 					return;
 				}
 				rules_learn_work_cb(&j->learn_req);   /* no loop (tests) */
+				bayes_learn_leave();
 			}
 			j->env->module_ctx[j->slot] = NULL;
 			rules_apply_end(w, j);

@@ -22,7 +22,8 @@ const struct control_figures rule_hits_control_figures = { "rule_hits", rule_hit
 
 /* Learning runs in libuv's thread pool (an mbox of thousands of messages takes seconds,
  * longer on a slow Redis): the main loop keeps running the health checks, the metrics
- * listener and the other control connections meanwhile. */
+ * listener and the other control connections meanwhile. Within learning's share of the
+ * pool (bayes_learn_enter), else refused at once: busy. */
 struct learn_job {
 	uv_work_t req;
 	struct control_reply *reply;
@@ -63,6 +64,7 @@ static void learn_after_cb(uv_work_t *req, int status)
 		strbuf_printf(out, "%s\n", sum);
 	}
 	control_reply_done(j->reply, j->n.errors ? -1 : 0);
+	bayes_learn_leave();
 	bayes_free(j->b);
 	free(j->body);
 	free(j);
@@ -100,6 +102,19 @@ static void learn_start(const struct mx_config *cfg, int argc, char **argv, cons
 		control_reply_done(r, -1);
 		return;
 	}
+	{
+		unsigned busy, share;
+
+		if (!bayes_learn_enter(&busy, &share)) {
+			bayes_free(b);
+			log_event(LOG_LVL_WARNING, NULL, "event=bayes_learn_busy via=control running=%u "
+			    "share=%u", busy, share);
+			strbuf_printf(out, "learn: busy: %u learns running, learning's share of the "
+			    "thread pool (%u): try again later\n", busy, share);
+			control_reply_done(r, -1);
+			return;
+		}
+	}
 	j = calloc(1, sizeof(*j));
 	if (j != NULL && (j->body = malloc(body_len + 1)) != NULL) {
 		memcpy(j->body, body, body_len);  /* body is valid only during this call */
@@ -117,6 +132,7 @@ static void learn_start(const struct mx_config *cfg, int argc, char **argv, cons
 	if (j)
 		free(j->body);
 	free(j);
+	bayes_learn_leave();
 	bayes_free(b);
 	strbuf_printf(out, "learn: out of memory\n");
 	control_reply_done(r, -1);

@@ -27,7 +27,7 @@ esac
 #   python3-dnspython: tests/integration/dns_peer.py (test_spf_dns.py, test_senderauth_outsider.py)
 PEER_PKGS="postfix swaks openssl rbldnsd redis-server clamav-daemon clamdscan
 spamassassin spamd spamc python3 python3-milter opendkim opendkim-tools clamav-milter
-netcat-openbsd procps python3-dkim python3-nacl python3-authres python3-dnspython dnsmasq-base"
+netcat-openbsd procps iproute2 python3-dkim python3-nacl python3-authres python3-dnspython dnsmasq-base"
 # chromium: the status page test (tests/integration/test_statuspage.py); man-db, groff-base: the
 # manuals test (tests/integration/test_manpages.sh)
 PEER_PKGS="$PEER_PKGS chromium man-db groff-base"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <hiredis/async.h>
 #include <openssl/sha.h>
@@ -25,6 +26,8 @@
 #define RS_LOG_EVERY_MS 60000u
 #define RS_REPLY_MAX_ELEMENTS 65536     /* of one reply array (SCAN COUNT 200, a script's) */
 #define RS_REPLY_MAX_BYTES (8u << 20)   /* one bulk string; a reply's bytes not parsed yet */
+#define RS_JOB_STEPS 8u                 /* a job's Redis work in all: 8 x its timeout ... */
+#define RS_JOB_MIN_MS 2000u             /* ... at least 2 s (a greylist list's 1 s budget and a step) */
 
 /* CONNECTING: TCP connect in progress; HANDSHAKE: connected, AUTH/SELECT/SCRIPT LOAD and a
  * PING sent, up once the PING is answered (a frozen server's kernel completes the TCP
@@ -157,6 +160,64 @@ static int rs_sync_fail(redisContext *c, const char *why)
 	return REDIS_ERR;
 }
 
+/* A job's thread (redis_store_job_start): one deadline for all its Redis work, set by its
+ * first redis_store_connect_sync (RS_JOB_STEPS x that timeout, at least RS_JOB_MIN_MS), so
+ * a Redis answering each step just within the timeout cannot stretch a verb to steps x
+ * timeout; rs_job_step names the command waited for. Other threads (the classifier's pool
+ * jobs) have none. */
+static _Thread_local bool rs_job_thread;
+static _Thread_local uint64_t rs_job_deadline, rs_job_total_ms, rs_job_timeout_ms;
+static _Thread_local char rs_job_step[16];
+
+static void rs_job_step_set(const char *word, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len && n + 1 < sizeof(rs_job_step) && word[n] && word[n] != ' ')
+		n++;
+	memcpy(rs_job_step, word, n);
+	rs_job_step[n] = '\0';
+}
+
+/* The job's deadline passed (now or during the wait): said with the step. REDIS_ERR. */
+static int rs_sync_deadline_fail(redisContext *c)
+{
+	c->err = REDIS_ERR_IO;
+	snprintf(c->errstr, sizeof(c->errstr), "no reply%s%s within the verb's deadline (%llu ms in "
+	    "all: %u x the %llu ms timeout)", rs_job_step[0] ? " to " : "", rs_job_step,
+	    (unsigned long long)rs_job_total_ms, RS_JOB_STEPS,
+	    (unsigned long long)rs_job_timeout_ms);
+	return REDIS_ERR;
+}
+
+/* The socket's waits cut to what is left of the job's deadline (the step's timeout when
+ * less). -1 when nothing is left. */
+static int rs_job_bound(redisContext *c, uint64_t limit)
+{
+	uint64_t now = rs_mono_ms(), left;
+	struct timeval tv;
+
+	if (rs_job_deadline == 0)
+		return 0;
+	if (now >= rs_job_deadline)
+		return -1;
+	left = rs_job_deadline - now;
+	if (limit && limit <= left)
+		left = limit;
+	tv.tv_sec = (time_t)(left / 1000);
+	tv.tv_usec = (suseconds_t)(left % 1000 * 1000);
+	if (c->fd >= 0) {
+		setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+	return 0;
+}
+
+static bool rs_job_passed(void)
+{
+	return rs_job_deadline && rs_mono_ms() >= rs_job_deadline;
+}
+
 /* A read or write that failed: one that ran out of the socket's timeout is said as such
  * (hiredis leaves strerror(EAGAIN), "Resource temporarily unavailable", which an operator
  * cannot read as "Redis did not answer"). REDIS_ERR. */
@@ -182,15 +243,19 @@ int redis_store_sync_reply(redisContext *c, redisReply **reply)
 	if (redisGetReplyFromReader(c, &aux) != REDIS_OK)
 		return REDIS_ERR;
 	if (aux == NULL) {
+		if (rs_job_bound(c, limit) < 0)
+			return rs_sync_deadline_fail(c);
 		do {
 			if (redisBufferWrite(c, &wdone) != REDIS_OK)
-				return rs_sync_io_fail(c, limit);
+				return rs_job_passed() ? rs_sync_deadline_fail(c) : rs_sync_io_fail(c, limit);
 		} while (!wdone);
 	}
 	while (aux == NULL) {
 		/* each read waits at most the socket's timeout; the bounds are checked between */
+		if (rs_job_bound(c, limit) < 0)
+			return rs_sync_deadline_fail(c);
 		if (redisBufferRead(c) != REDIS_OK)
-			return rs_sync_io_fail(c, limit);
+			return rs_job_passed() ? rs_sync_deadline_fail(c) : rs_sync_io_fail(c, limit);
 		if (c->reader->len - c->reader->pos > RS_REPLY_MAX_BYTES)
 			return rs_sync_fail(c, "reply too large");
 		if (redisGetReplyFromReader(c, &aux) != REDIS_OK)
@@ -208,6 +273,7 @@ redisReply *redis_store_sync_command(redisContext *c, const char *fmt, ...)
 	va_list ap;
 	int rc;
 
+	rs_job_step_set(fmt, strlen(fmt));
 	va_start(ap, fmt);
 	rc = redisvAppendCommand(c, fmt, ap);
 	va_end(ap);
@@ -221,6 +287,8 @@ redisReply *redis_store_sync_argv(redisContext *c, int argc, const char **argv,
 {
 	redisReply *r = NULL;
 
+	if (argc > 0)
+		rs_job_step_set(argv[0], argvlen ? argvlen[0] : strlen(argv[0]));
 	if (redisAppendCommandArgv(c, argc, argv, argvlen) != REDIS_OK ||
 	    redis_store_sync_reply(c, &r) != REDIS_OK)
 		return NULL;
@@ -491,6 +559,8 @@ static void redis_job_main(void *p)
 {
 	struct redis_job *j = p;
 
+	rs_job_thread = true;           /* its deadline starts at its first connect */
+	rs_job_deadline = 0;
 	j->work(j->arg);
 	uv_async_send(&j->async);
 }
@@ -546,6 +616,26 @@ redisContext *redis_store_connect_sync(const char *url, uint64_t timeout_ms, cha
 		memcpy(user, p, (size_t)(colon - p));
 		user[colon - p] = '\0';
 	}
+	if (rs_job_thread && rs_job_deadline == 0) {
+		rs_job_timeout_ms = timeout_ms;
+		rs_job_total_ms = timeout_ms * RS_JOB_STEPS > RS_JOB_MIN_MS ?
+		    timeout_ms * RS_JOB_STEPS : RS_JOB_MIN_MS;
+		rs_job_deadline = rs_mono_ms() + rs_job_total_ms;
+	} else if (rs_job_deadline) {
+		/* a second store of the same job: within what is left */
+		uint64_t now = rs_mono_ms(), left = rs_job_deadline > now ? rs_job_deadline - now : 0;
+
+		if (left == 0) {
+			snprintf(err, errlen, "redis %s:%d: connect: the verb's deadline (%llu ms) passed",
+			    host, port, (unsigned long long)rs_job_total_ms);
+			return NULL;
+		}
+		if (left < timeout_ms) {
+			tv.tv_sec = (time_t)(left / 1000);
+			tv.tv_usec = (suseconds_t)(left % 1000 * 1000);
+		}
+	}
+	rs_job_step_set("connect", 7);
 	c = redisConnectWithTimeout(host, port, tv);
 	if (c == NULL || c->err) {
 		snprintf(err, errlen, "redis %s:%d: %s", host, port, c ? c->errstr : "out of memory");

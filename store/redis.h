@@ -141,7 +141,11 @@ int redis_store_sync_reply(redisContext *c, redisReply **reply);
  * waits for Redis — then done(arg) on loop's thread once work has returned. Call on loop's
  * thread; work must not touch loop's handles nor anything the loop frees meanwhile (copy
  * the config it needs). 0, or -1 when no thread could be made (neither is called). The loop
- * runs on until done: a pending job keeps it alive. */
+ * runs on until done: a pending job keeps it alive. The job's Redis work has one deadline
+ * besides each step's timeout: 8 x the timeout of its first redis_store_connect_sync, at
+ * least 2 s, from that connect; a step waiting past it fails (NULL / REDIS_ERR) with errstr
+ * "no reply to CMD within the verb's deadline (N ms in all: 8 x the T ms timeout)", and a
+ * later connect of the job gets only what is left. */
 int redis_store_job_start(uv_loop_t *loop, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 
 /* Requests sent / timed out / failed fast since start (for tests and benchmarks). */

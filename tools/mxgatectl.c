@@ -264,9 +264,16 @@ int main(int argc, char **argv)
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	double deadline = now_s() + timeout;
+	/* A daemon that refuses the connection (the 17th: "too many control connections")
+	 * answers and closes, maybe before the request is sent: that answer is read and printed,
+	 * not "Broken pipe". */
+	int send_err = 0;
 	if (send_all(fd, line, ll, deadline) != 0 || (has_body && send_all(fd, body, body_len, deadline) != 0)) {
-		fprintf(stderr, "mxgatectl: %s: sending failed: %s\n", sockpath, errno ? strerror(errno) : "timeout");
-		return EXIT_UNREACHABLE;
+		send_err = errno;
+		if (send_err != EPIPE && send_err != ECONNRESET) {
+			fprintf(stderr, "mxgatectl: %s: sending failed: %s\n", sockpath, send_err ? strerror(send_err) : "timeout");
+			return EXIT_UNREACHABLE;
+		}
 	}
 	free(body);
 	shutdown(fd, SHUT_WR);
@@ -298,6 +305,10 @@ int main(int argc, char **argv)
 		ssize_t r = recv(fd, buf + n, cap - n, 0);
 		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		if (r <= 0 && send_err && n == 0) {
+			fprintf(stderr, "mxgatectl: %s: sending failed: %s\n", sockpath, strerror(send_err));
+			goto unreachable;
+		}
 		if (r <= 0) {
 			fprintf(stderr, "mxgatectl: %s: connection closed before the answer was complete\n", sockpath);
 			goto unreachable;

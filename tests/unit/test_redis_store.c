@@ -32,7 +32,8 @@
  * the first script with an array of 100 million elements (its header only), FAKE_BIG_BULK
  * with a 100 MB string of which it sends 16 MB. */
 enum fake_mode { FAKE_HANG = 0, FAKE_NOSCRIPT, FAKE_ERROR, FAKE_SLOW, FAKE_MUTE, FAKE_BIG_ARRAY,
-	FAKE_BIG_BULK, FAKE_ENDLESS_BULK };
+	FAKE_BIG_BULK, FAKE_ENDLESS_BULK, FAKE_LAGGED };
+/* FAKE_LAGGED answers every command +OK, each 100 ms late (a slow Redis, within timeouts). */
 /* FAKE_ENDLESS_BULK answers its first command (AUTH, GET ...) with a string of 99,999,999,999
  * octets and streams it, 64 KB at a time, until the client drops or FAKE_ENDLESS_MAX went. */
 #define FAKE_ENDLESS_MAX (64l << 20)
@@ -91,6 +92,12 @@ static void *fake_main(void *arg)
 	while (!f->stop && fake_read_cmd(in, verb, sizeof(verb), &f->last_words)) {
 		if (f->mode == FAKE_MUTE)
 			continue;
+		if (f->mode == FAKE_LAGGED) {
+			usleep(100 * 1000);
+			fputs("+OK\r\n", out);
+			fflush(out);
+			continue;
+		}
 		if (f->mode == FAKE_ENDLESS_BULK) {
 			static char chunk[1 << 16];
 
@@ -837,6 +844,57 @@ static void test_sync_timeout_said(void **state)
 	fake_stop(&f);
 }
 
+/* A job's Redis work has one deadline (8 x the timeout, from its connect): a server answering
+ * each step 100 ms late, well within the 400 ms timeout, ends the job at 3.2 s with the step
+ * named — on main 100 such steps all went through (10 s), the verb bounded by steps x timeout
+ * alone. */
+struct job_lag {
+	char url[64];
+	int ok;                         /* steps answered */
+	char err[160];
+};
+
+static void job_lag_work(void *arg)
+{
+	struct job_lag *l = arg;
+	redisContext *c = redis_store_connect_sync(l->url, 400, l->err, sizeof(l->err));
+
+	if (c == NULL)
+		return;
+	for (int i = 0; i < 100; i++) {
+		redisReply *r = redis_store_sync_command(c, "GET k%d", i);
+
+		if (r == NULL) {
+			snprintf(l->err, sizeof(l->err), "%s", c->errstr);
+			break;
+		}
+		freeReplyObject(r);
+		l->ok++;
+	}
+	redisFree(c);
+}
+
+static void job_lag_done(void *arg) { (void)arg; }
+
+static void test_job_deadline(void **state)
+{
+	struct job_lag l = { .ok = 0 };
+	uv_loop_t loop;
+	struct fake f;
+
+	(void)state;
+	fake_start(&f, FAKE_LAGGED);
+	snprintf(l.url, sizeof(l.url), "redis://127.0.0.1:%d", f.port);
+	uv_loop_init(&loop);
+	assert_int_equal(redis_store_job_start(&loop, job_lag_work, job_lag_done, &l), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_true(l.ok > 0 && l.ok < 100);
+	assert_string_equal(l.err, "no reply to GET within the verb's deadline (3200 ms in all: "
+	    "8 x the 400 ms timeout)");
+	fake_stop(&f);
+}
+
 /* redis_store_job_start: the work on a thread of its own while the loop runs on (a timer
  * fires meanwhile), then done on the loop's thread, after the work. */
 struct job_probe {
@@ -905,6 +963,7 @@ int main(void)
 		cmocka_unit_test(test_sync_reply_bounded),
 		cmocka_unit_test(test_sync_timeout_said),
 		cmocka_unit_test(test_job_off_loop),
+		cmocka_unit_test(test_job_deadline),
 		cmocka_unit_test(test_noscript_fallback),
 		cmocka_unit_test(test_late_loop_not_timeout),
 		cmocka_unit_test(test_write_done),
