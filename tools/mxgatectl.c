@@ -264,10 +264,14 @@ int main(int argc, char **argv)
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	double deadline = now_s() + timeout;
-	if (send_all(fd, line, ll, deadline) != 0 || (has_body && send_all(fd, body, body_len, deadline) != 0)) {
+	errno = 0;
+	if ((send_all(fd, line, ll, deadline) != 0 || (has_body && send_all(fd, body, body_len, deadline) != 0)) &&
+	    errno != EPIPE && errno != ECONNRESET) {
 		fprintf(stderr, "mxgatectl: %s: sending failed: %s\n", sockpath, errno ? strerror(errno) : "timeout");
 		return EXIT_UNREACHABLE;
 	}
+	/* EPIPE, ECONNRESET: the daemon answered and closed before it read the request (no file
+	 * descriptor left for this connection: an ERR line); its answer is read below. */
 	free(body);
 	shutdown(fd, SHUT_WR);
 
