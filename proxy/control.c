@@ -13,6 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "acceptor.h"
+#include "counters.h"
 #include "log.h"
 
 /* ------------------------------------------------------------ config */
@@ -136,7 +138,7 @@ struct control_conn {
 
 struct control {
 	uv_loop_t *loop;
-	uv_pipe_t server;
+	struct acceptor acceptor;     /* the listening socket (acceptor.h: no uv_listen) */
 	bool server_open;
 	bool stopping;
 	struct control_conn *conns;
@@ -479,15 +481,14 @@ static void control_take_over_idle(struct control *c, struct control_conn *fresh
 	control_conn_close(victim);
 }
 
-/* A connection on fd (accepted by uv_accept when fd is -1); NULL when out of memory or
- * the accept failed. Its handles are set up, nothing is read yet. */
+/* A connection on fd (taken); NULL when out of memory or it cannot be opened. Its handles
+ * are set up, nothing is read yet. */
 static struct control_conn *control_conn_new(struct control *c, int fd)
 {
 	struct control_conn *k = calloc(1, sizeof(*k));
 
 	if (k == NULL) {
-		if (fd >= 0)
-			close(fd);
+		close(fd);
 		return NULL;
 	}
 	k->c = c;
@@ -501,10 +502,8 @@ static struct control_conn *control_conn_new(struct control *c, int fd)
 		c->conns->prev = k;
 	c->conns = k;
 	c->nconns++;
-	if ((fd < 0 ? uv_accept((uv_stream_t *)&c->server, (uv_stream_t *)&k->pipe) :
-	    uv_pipe_open(&k->pipe, fd)) != 0) {
-		if (fd >= 0)
-			close(fd);      /* not taken by a failed uv_pipe_open */
+	if (uv_pipe_open(&k->pipe, fd) != 0) {
+		close(fd);      /* not taken by a failed uv_pipe_open */
 		control_conn_close(k);
 		return NULL;
 	}
@@ -522,20 +521,58 @@ static struct control_conn *control_conn_new(struct control *c, int fd)
 	return k;
 }
 
-static void control_connection_cb(uv_stream_t *server, int status)
+static void control_accepted(struct acceptor *a, int fd, void *ldata)
 {
-	struct control *c = server->data;
+	struct control *c = a->data;
 	struct control_conn *k;
 
-	if (status < 0 || c->stopping)
+	(void)ldata;
+	if (c->stopping) {
+		close(fd);
 		return;
-	if ((k = control_conn_new(c, -1)) == NULL)
+	}
+	if ((k = control_conn_new(c, fd)) == NULL)
 		return;
 	control_conn_idle_start(k);
 	k->reading = uv_read_start((uv_stream_t *)&k->pipe, control_alloc_cb, control_read_cb) == 0;
 	if (!k->reading)
 		control_conn_close(k);
 }
+
+/* No descriptor left: the client accepted with the acceptor's reserve gets an ERR answer
+ * at once. */
+static void control_refuse(struct acceptor *a, int fd, const char *ip, void *ldata)
+{
+	static const char msg[] = "no file descriptor left in mxgate, try again\n";
+	struct control *c = a->data;
+	char line[128];
+	int n = snprintf(line, sizeof(line), "ERR %zu\n%s", sizeof(msg) - 1, msg);
+
+	(void)ip;
+	(void)ldata;
+	if (n > 0 && (size_t)n < sizeof(line))
+		acceptor_answer(fd, line, (size_t)n);
+	counter_inc(COUNTER_OPERATOR_REFUSED);
+	log_event(LOG_LVL_WARNING, NULL, "event=control_refused socket=%s reason=fd_limit", c->path);
+}
+
+static void control_accept_paused(struct acceptor *a, int err, void *ldata)
+{
+	struct control *c = a->data;
+
+	(void)ldata;
+	log_event(LOG_LVL_WARNING, NULL, "event=accept_paused listener=control socket=%s reason=\"%s\" retry_ms=%d",
+	    c->path, strerror(err), ACCEPTOR_RETRY_MS);
+}
+
+static void control_server_closed(struct acceptor *a);
+
+static const struct acceptor_ops control_acceptor_ops = {
+	.accepted = control_accepted,
+	.refuse = control_refuse,
+	.paused = control_accept_paused,
+	.closed = control_server_closed,
+};
 
 /* While the socket closes (control_stop): a connection ends once what it was owed is
  * written. An answer still to come (a module verb, a reload) is waited for up to
@@ -602,11 +639,33 @@ static int control_clear_stale(const char *path, const char **why)
 	return 0;
 }
 
-static void control_server_closed_cb(uv_handle_t *h)
+static void control_server_closed(struct acceptor *a)
 {
-	struct control *c = h->data;
+	struct control *c = a->data;
 	c->server_open = false;
 	control_maybe_free(c);
+}
+
+/* A unix stream socket bound to path (what uv_pipe_bind did), non-blocking: 0 and *fd,
+ * or a negative errno (*fd -1). */
+static int control_bind_fd(const char *path, int *fd)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int e;
+
+	*fd = -1;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	*fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (*fd < 0)
+		return -errno;
+	if (bind(*fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+		return 0;
+	e = errno;
+	close(*fd);
+	*fd = -1;
+	return -e;
 }
 
 struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
@@ -652,12 +711,10 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	c->idle_ms = cc->idle_timeout ? cc->idle_timeout : CONTROL_IDLE_MS;
 	control_hold_answers = getenv("MXGATE_TEST_CONTROL_HOLD_ANSWERS") != NULL;
 	snprintf(c->path, sizeof(c->path), "%s", cc->socket);
-	uv_pipe_init(loop, &c->server, 0);
-	c->server.data = c;
-	c->server_open = true;
 	/* Create it with no access, then open it up: no window with a wider mode. */
 	mode_t old = umask(0777);
-	r = uv_pipe_bind(&c->server, cc->socket);
+	int fd = -1;
+	r = control_bind_fd(cc->socket, &fd);
 	umask(old);
 	if (r == 0 && (uid != (uid_t)-1 || gid != (gid_t)-1) && chown(cc->socket, uid, gid) != 0) {
 		log_event(LOG_LVL_WARNING, NULL, "event=control_warning socket=%s reason=\"chown: %s\"",
@@ -665,14 +722,25 @@ struct control *control_start(uv_loop_t *loop, const struct control_config *cc)
 	}
 	if (r == 0 && chmod(cc->socket, mode) != 0)
 		r = -errno;
-	if (r == 0)
-		r = uv_listen((uv_stream_t *)&c->server, 16, control_connection_cb);
+	if (r == 0 && listen(fd, 16) != 0)
+		r = -errno;
+	if (r == 0 && acceptor_init(&c->acceptor, loop, &control_acceptor_ops, c) != 0)
+		r = -errno;
 	if (r != 0) {
 		log_event(LOG_LVL_ERROR, NULL, "event=control_error socket=%s reason=\"%s\"", cc->socket, uv_strerror(r));
-		c->stopping = true;
-		uv_close((uv_handle_t *)&c->server, control_server_closed_cb);
+		if (fd >= 0)
+			close(fd);
+		free(c);
 		return NULL;
 	}
+	c->server_open = true;
+	if (acceptor_add(&c->acceptor, fd, NULL) != 0) {
+		log_event(LOG_LVL_ERROR, NULL, "event=control_error socket=%s reason=\"poll\"", cc->socket);
+		c->stopping = true;
+		acceptor_close(&c->acceptor);
+		return NULL;
+	}
+	acceptor_start(&c->acceptor);
 	log_event(LOG_LVL_INFO, NULL, "event=control_listen socket=%s mode=%04o", cc->socket, (unsigned)mode);
 	return c;
 }
@@ -685,21 +753,22 @@ void control_set_config(struct control *c, const struct control_config *cc)
 
 void control_stop(struct control *c)
 {
-	uv_os_fd_t sfd;
+	int sfd;
 
 	if (c == NULL || c->stopping)
 		return;
 	c->stopping = true;
+	sfd = acceptor_fd(&c->acceptor, 0);
 	/* No new connection from here (connect: no such file); the ones the kernel completed
 	 * but the loop has not accepted yet are taken now and refused like any request read
 	 * from here on, rather than reset with their request unanswered. */
 	unlink(c->path);
-	if (uv_fileno((uv_handle_t *)&c->server, &sfd) == 0) {
+	if (sfd >= 0) {
 		for (int fd; c->nconns <= CONTROL_MAX_CONNS &&
 		    (fd = accept4(sfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
 			control_conn_new(c, fd);
 	}
-	uv_close((uv_handle_t *)&c->server, control_server_closed_cb);
+	acceptor_close(&c->acceptor);
 	for (struct control_conn *k = c->conns, *next; k; k = next) {
 		next = k->next;
 		if (k->closing)

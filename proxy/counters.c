@@ -45,6 +45,8 @@ static const struct counter_desc counter_table[COUNTER__COUNT] = {
 	[COUNTER_SPOOL_ERRORS] = { "spool_errors_total",
 	    "Messages that could not be held in limits.spool_dir (full, unwritable, removed): 4xx at the end of data, "
 	    "or at MAIL when SIZE= asked for half or more of its free space.", false },
+	[COUNTER_OPERATOR_REFUSED] = { "operator_refused_total",
+	    "Metrics and control connections answered 503 or ERR and closed: no file descriptor left.", false },
 	[COUNTER_BYTES_RECEIVED] = { "bytes_received_total", "Message bytes received from clients.", false },
 	[COUNTER_BYTES_DELIVERED] = { "bytes_delivered_total", "Message bytes accepted by backends.", false },
 	[COUNTER_REPLIES_2XX] = { "replies_2xx_total", "2xx replies sent to clients.", false },

@@ -37,6 +37,7 @@ enum counter {
 	COUNTER_MESSAGES_DISCARDED,
 	COUNTER_MESSAGES_QUARANTINED,
 	COUNTER_SPOOL_ERRORS,             /* messages that could not be held in spool_dir */
+	COUNTER_OPERATOR_REFUSED,         /* /metrics and control clients refused: no descriptor left */
 	COUNTER_BYTES_RECEIVED,           /* message bytes from clients */
 	COUNTER_BYTES_DELIVERED,          /* message bytes accepted by backends */
 	/* replies to clients, by class */

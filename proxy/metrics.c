@@ -15,8 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "acceptor.h"
 #include "backend.h"
 #include "conncount.h"
 #include "msgbuf.h"
@@ -448,7 +451,7 @@ int metrics_register_post(const char *prefix, size_t max_body, metrics_post_fn f
 
 struct metrics {
 	uv_loop_t *loop;
-	uv_tcp_t server;
+	struct acceptor acceptor;     /* the listening socket (acceptor.h: no uv_listen) */
 	struct pool *(*get_pool)(void);
 	struct metrics_conn *conns;
 	int nconns;
@@ -907,16 +910,16 @@ static void metrics_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		metrics_handle_request(c, status, head);
 }
 
-static void metrics_connection_cb(uv_stream_t *server, int status)
+static void metrics_accepted(struct acceptor *a, int fd, void *ldata)
 {
-	struct metrics *m = server->data;
+	struct metrics *m = a->data;
 	struct metrics_conn *c;
 
-	if (status < 0 || m->stopping)
+	(void)ldata;
+	if (m->stopping || (c = calloc(1, sizeof *c)) == NULL) {
+		close(fd);
 		return;
-	c = calloc(1, sizeof *c);
-	if (!c)
-		return;   /* the connection waits in the backlog; retried on the next event */
+	}
 	c->m = m;
 	uv_tcp_init(m->loop, &c->tcp);
 	uv_timer_init(m->loop, &c->timer);
@@ -927,7 +930,12 @@ static void metrics_connection_cb(uv_stream_t *server, int status)
 		m->conns->prev = c;
 	m->conns = c;
 	m->nconns++;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || m->nconns > METRICS_MAX_CONNS) {
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);                /* not taken by a failed uv_tcp_open */
+		metrics_conn_close(c);
+		return;
+	}
+	if (m->nconns > METRICS_MAX_CONNS) {
 		metrics_conn_close(c);
 		return;
 	}
@@ -935,6 +943,39 @@ static void metrics_connection_cb(uv_stream_t *server, int status)
 	if (uv_read_start((uv_stream_t *)&c->tcp, metrics_alloc_cb, metrics_read_cb) != 0)
 		metrics_conn_close(c);
 }
+
+/* No descriptor left: the client accepted with the acceptor's reserve gets a 503 at once. */
+static void metrics_refuse(struct acceptor *a, int fd, const char *ip, void *ldata)
+{
+	static const char resp[] = "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 35\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+	    "no file descriptor left, try again\n";
+	struct metrics *m = a->data;
+
+	(void)ldata;
+	acceptor_answer(fd, resp, sizeof(resp) - 1);
+	counter_inc(COUNTER_OPERATOR_REFUSED);
+	log_event(LOG_LVL_WARNING, NULL, "event=metrics_refused listen=%s client=%s reason=fd_limit status=503",
+	    m->addr, ip);
+}
+
+static void metrics_accept_paused(struct acceptor *a, int err, void *ldata)
+{
+	struct metrics *m = a->data;
+
+	(void)ldata;
+	log_event(LOG_LVL_WARNING, NULL, "event=accept_paused listener=metrics listen=%s reason=\"%s\" retry_ms=%d",
+	    m->addr, strerror(err), ACCEPTOR_RETRY_MS);
+}
+
+static void metrics_server_closed(struct acceptor *a);
+
+static const struct acceptor_ops metrics_acceptor_ops = {
+	.accepted = metrics_accepted,
+	.refuse = metrics_refuse,
+	.paused = metrics_accept_paused,
+	.closed = metrics_server_closed,
+};
 
 /* Parses "host:port", "[v6]:port", ":port" or "port" into ss. 0 or -1. */
 static int metrics_parse_addr(const char *addr, struct sockaddr_storage *ss)
@@ -976,11 +1017,28 @@ static int metrics_parse_addr(const char *addr, struct sockaddr_storage *ss)
 	return 0;
 }
 
-static void metrics_server_closed_cb(uv_handle_t *h)
+static void metrics_server_closed(struct acceptor *a)
 {
-	struct metrics *m = h->data;
+	struct metrics *m = a->data;
 	m->server_open = false;
 	metrics_maybe_free(m);
+}
+
+/* A listening, non-blocking TCP socket on ss (what uv_tcp_bind and uv_listen did: with
+ * SO_REUSEADDR), or a libuv error. */
+static int metrics_listen_fd(const struct sockaddr_storage *ss)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, e;
+	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+
+	if (fd < 0)
+		return uv_translate_sys_error(errno);
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)ss, len) == 0 && listen(fd, 64) == 0)
+		return fd;
+	e = errno;
+	close(fd);
+	return uv_translate_sys_error(e);
 }
 
 /* See metrics.h. */
@@ -1003,21 +1061,26 @@ struct metrics *metrics_start(uv_loop_t *loop, const char *listen_addr, struct p
 	snprintf(m->addr, sizeof m->addr, "%s", listen_addr);
 	if (metrics_start_time == 0)
 		metrics_start_time = metrics_now();
-	r = uv_tcp_init(loop, &m->server);
-	if (r != 0) {
+	int fd = metrics_listen_fd(&ss);
+	if (fd < 0) {
+		r = fd;
 		free(m);
 		goto fail_log;
 	}
-	m->server.data = m;
-	m->server_open = true;
-	r = uv_tcp_bind(&m->server, (const struct sockaddr *)&ss, 0);
-	if (r == 0)
-		r = uv_listen((uv_stream_t *)&m->server, 64, metrics_connection_cb);
-	if (r != 0) {
-		m->stopping = true;
-		uv_close((uv_handle_t *)&m->server, metrics_server_closed_cb);
+	if (acceptor_init(&m->acceptor, loop, &metrics_acceptor_ops, m) != 0) {
+		r = uv_translate_sys_error(errno);
+		close(fd);
+		free(m);
 		goto fail_log;
 	}
+	m->server_open = true;
+	if (acceptor_add(&m->acceptor, fd, NULL) != 0) {
+		r = UV_ENOMEM;
+		m->stopping = true;
+		acceptor_close(&m->acceptor);
+		goto fail_log;
+	}
+	acceptor_start(&m->acceptor);
 	log_event(LOG_LVL_INFO, NULL, "event=metrics_listen listen=%s port=%d", listen_addr, metrics_port(m));
 	return m;
 fail_log:
@@ -1029,8 +1092,8 @@ fail_log:
 int metrics_port(const struct metrics *m)
 {
 	struct sockaddr_storage ss;
-	int len = sizeof ss;
-	if (!m || uv_tcp_getsockname(&m->server, (struct sockaddr *)&ss, &len) != 0)
+	socklen_t len = sizeof ss;
+	if (!m || getsockname(acceptor_fd(&m->acceptor, 0), (struct sockaddr *)&ss, &len) != 0)
 		return -1;
 	if (ss.ss_family == AF_INET)
 		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -1047,5 +1110,5 @@ void metrics_stop(struct metrics *m)
 	m->stopping = true;
 	for (struct metrics_conn *c = m->conns; c; c = c->next)
 		metrics_conn_close(c);
-	uv_close((uv_handle_t *)&m->server, metrics_server_closed_cb);
+	acceptor_close(&m->acceptor);
 }

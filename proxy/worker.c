@@ -9,10 +9,7 @@
 #include "session.h"
 #include "tls.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,16 +83,6 @@ static void worker_close_cb(uv_handle_t *h)
 
 static void worker_begin_drain(struct worker *w);
 
-/* A listener's poll is closed: its socket goes (a poll handle does not own it). */
-static void worker_listener_close_cb(uv_handle_t *h)
-{
-	struct worker *w = h->loop->data;
-	int i = (int)((uv_poll_t *)h - w->listeners);
-
-	close(w->listener_fds[i]);
-	w->listener_fds[i] = -1;
-}
-
 /* Draining and nothing left: close our own handles so the loop ends. The stop flag may be
  * seen here before the wakeup callback ran (it is set before uv_async_send), so the drain
  * is begun here too: the listeners must close either way. */
@@ -116,12 +103,6 @@ static void worker_maybe_finish(struct worker *w)
 		uv_close((uv_handle_t *)&w->wakeup, worker_close_cb);
 	if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
 		uv_close((uv_handle_t *)&w->drain_timer, worker_close_cb);
-	if (!uv_is_closing((uv_handle_t *)&w->accept_timer))
-		uv_close((uv_handle_t *)&w->accept_timer, worker_close_cb);
-	if (w->reserve_fd >= 0) {
-		close(w->reserve_fd);
-		w->reserve_fd = -1;
-	}
 }
 
 void worker_note_accept_error(struct worker *w, const struct listen_config *lc, int err)
@@ -228,150 +209,52 @@ static void worker_dispatch(struct worker *w, int fd, const struct listen_config
 	session_accept_fd(w, fd, lc);
 }
 
-/* The descriptor kept aside for answering a client when none is left (nginx's and
- * libuv's trick). -1 when it cannot be had now (the descriptors are gone). */
-static int worker_reserve_open(void)
+static void worker_accepted(struct acceptor *a, int fd, void *ldata)
 {
-	return open("/dev/null", O_RDONLY | O_CLOEXEC);
+	worker_dispatch(a->data, fd, ldata);
 }
 
-/* Not one descriptor left (EMFILE, ENFILE) and a client waiting: the reserve is given up
- * for it, the client gets 421 at once (a fresh socket's buffer takes the line; nothing is
- * read), is counted and logged like a session refused for fd_limit, and the reserve is
- * taken again. False when that did not help (no reserve to give up, or the accept still
- * found no descriptor: another thread took it in between, or the limit is below the
- * reserve's number): the caller pauses the listeners rather than spin on EMFILE. */
-static bool worker_refuse_unheard(struct worker *w, int lfd, const struct listen_config *lc)
+/* Not one descriptor left and a client waiting (acceptor.c gave up its reserve for it):
+ * 421 at once (a fresh socket's buffer takes the line; nothing is read), counted and
+ * logged like a session refused for fd_limit. */
+static void worker_refuse(struct acceptor *a, int fd, const char *ip, void *ldata)
 {
-	struct sockaddr_storage sa;
-	socklen_t salen = sizeof(sa);
-	char ip[INET6_ADDRSTRLEN] = "?", line[300];
-	int fd, n, e;
+	struct worker *w = a->data;
+	const struct listen_config *lc = ldata;
+	char line[300];
+	int n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: too many connections, try again later\r\n",
+	    w->gen ? w->gen->shared->cfg->hostname : "mxgate");
 
-	if (w->reserve_fd < 0 && (w->reserve_fd = worker_reserve_open()) < 0)
-		return false;
-	close(w->reserve_fd);
-	w->reserve_fd = -1;
-	fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	e = errno;
-	if (fd >= 0) {
-		if (sa.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, ip, sizeof(ip));
-		else if (sa.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, ip, sizeof(ip));
-		n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: too many connections, try again later\r\n",
-		    w->gen ? w->gen->shared->cfg->hostname : "mxgate");
-		if (n > 0 && (size_t)n < sizeof(line))
-			(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-		close(fd);
-		counter_conn_refused(CONN_REFUSED_FD_LIMIT);
-		log_event(LOG_LVL_INFO, NULL, "event=reject stage=connect reason=fd_limit client=%s listener=%s reserve=1",
-		    ip, lc && lc->address ? lc->address : "?");
-	}
-	/* fd < 0 otherwise: gone (ECONNABORTED), or none waiting (EAGAIN): nothing to answer */
-	w->reserve_fd = worker_reserve_open();
-	return fd >= 0 || (e != EMFILE && e != ENFILE);
-}
-
-static void worker_listener_cb(uv_poll_t *p, int status, int events);
-
-/* Starts (or stops) polling every listener of w. */
-static void worker_listeners_poll(struct worker *w, bool on)
-{
-	for (int i = 0; i < w->nlisteners; i++) {
-		if (on)
-			uv_poll_start(&w->listeners[i], UV_READABLE, worker_listener_cb);
-		else
-			uv_poll_stop(&w->listeners[i]);
-	}
-}
-
-#define WORKER_ACCEPT_RETRY_MS 100
-
-static void worker_accept_timer_cb(uv_timer_t *t)
-{
-	struct worker *w = t->data;
-
-	if (!w->listening || !w->accept_paused)
-		return;
-	if (w->reserve_fd < 0 && (w->reserve_fd = worker_reserve_open()) < 0) {
-		uv_timer_start(&w->accept_timer, worker_accept_timer_cb, WORKER_ACCEPT_RETRY_MS, 0);
-		return;
-	}
-	w->accept_paused = false;
-	worker_listeners_poll(w, true);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	counter_conn_refused(CONN_REFUSED_FD_LIMIT);
+	log_event(LOG_LVL_INFO, NULL, "event=reject stage=connect reason=fd_limit client=%s listener=%s reserve=1",
+	    ip, lc && lc->address ? lc->address : "?");
 }
 
 /* No descriptor, not even the reserve (or no kernel memory): the listeners stop for
- * WORKER_ACCEPT_RETRY_MS instead of spinning on accept's error; clients wait in the
- * backlog meanwhile, unrefused. Logged event=accept_paused, at most once a second. */
-static void worker_accept_pause(struct worker *w, const struct listen_config *lc, int err)
+ * ACCEPTOR_RETRY_MS at a time; clients wait in the backlog meanwhile, unrefused. */
+static void worker_accept_paused(struct acceptor *a, int err, void *ldata)
 {
-	uint64_t now = uv_now(&w->loop);
+	struct worker *w = a->data;
+	const struct listen_config *lc = ldata;
 
-	if (w->accept_paused)
-		return;
-	w->accept_paused = true;
-	worker_listeners_poll(w, false);
-	uv_timer_start(&w->accept_timer, worker_accept_timer_cb, WORKER_ACCEPT_RETRY_MS, 0);
-	if (w->accept_paused_logged_ms != 0 && now - w->accept_paused_logged_ms < 1000)
-		return;
 	log_event(LOG_LVL_WARNING, NULL, "event=accept_paused listener=%s reason=\"%s\" retry_ms=%d worker=%d",
-	    lc && lc->address ? lc->address : "?", strerror(err), WORKER_ACCEPT_RETRY_MS, w->index);
-	w->accept_paused_logged_ms = now ? now : 1;
+	    lc && lc->address ? lc->address : "?", strerror(err), ACCEPTOR_RETRY_MS, w->index);
 }
 
-/* Accepts per wakeup at most, so one busy listener cannot hold the loop (the poll is
- * level-triggered: what is left wakes it again). */
-#define WORKER_ACCEPT_BATCH 64
-
-/* A listener is readable: accept its connections. mxgate accepts itself rather than
- * through uv_listen: libuv's answer to EMFILE closes clients unheard, uncounted, and with
- * its reserve gone (another thread took the descriptor) calls back in a loop until a
- * descriptor frees (libuv 1.44 src/unix/stream.c uv__server_io, uv__emfile_trick). */
-static void worker_listener_cb(uv_poll_t *p, int status, int events)
+static void worker_accept_error(struct acceptor *a, int err, void *ldata)
 {
-	struct worker *w = p->loop->data;
-	const struct listen_config *lc = p->data;
-	int lfd = w->listener_fds[p - w->listeners];
-
-	(void)events;
-	if (status < 0) {
-		worker_note_accept_error(w, lc, status);
-		return;
-	}
-	for (int i = 0; i < WORKER_ACCEPT_BATCH && w->listening && !w->accept_paused; i++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), e = errno;
-
-		if (fd >= 0) {
-			worker_dispatch(w, fd, lc);
-			continue;
-		}
-		switch (e) {
-		case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-		case EWOULDBLOCK:
-#endif
-			return;
-		case EINTR:
-		case ECONNABORTED:
-			break;
-		case EMFILE:
-		case ENFILE:
-			if (!worker_refuse_unheard(w, lfd, lc))
-				worker_accept_pause(w, lc, e);
-			break;
-		case ENOBUFS:
-		case ENOMEM:
-			worker_accept_pause(w, lc, e);
-			break;
-		default:
-			/* the connection is gone with the error (EPERM by a firewall, EPROTO) */
-			worker_note_accept_error(w, lc, uv_translate_sys_error(e));
-			break;
-		}
-	}
+	worker_note_accept_error(a->data, ldata, err);
 }
+
+/* mxgate accepts itself rather than through uv_listen (acceptor.h says why). */
+static const struct acceptor_ops worker_acceptor_ops = {
+	.accepted = worker_accepted,
+	.refuse = worker_refuse,
+	.paused = worker_accept_paused,
+	.error = worker_accept_error,
+};
 
 static void worker_drain_timer_cb(uv_timer_t *t)
 {
@@ -411,8 +294,7 @@ static void worker_begin_drain(struct worker *w)
 	if (!w->listening)
 		return;
 	w->listening = false;
-	for (int i = 0; i < w->nlisteners; i++)
-		uv_close((uv_handle_t *)&w->listeners[i], worker_listener_close_cb);
+	acceptor_close(&w->acceptor);
 	/* No more hand-offs; those already queued are refused (421) like a drained accept. */
 	struct worker_handoff *queued = worker_handoff_take(w, true);
 	session_drain_all(w, 0);
@@ -465,21 +347,15 @@ int worker_init(struct worker *w, int index, struct shared_gen *g, const int *fd
 	w->gen = worker_gen_new(w, g);
 	if (w->gen == NULL)
 		return -1;
-	uv_timer_init(&w->loop, &w->accept_timer);
-	w->accept_timer.data = w;
-	w->reserve_fd = worker_reserve_open();
-	if (w->reserve_fd < 0)
+	if (acceptor_init(&w->acceptor, &w->loop, &worker_acceptor_ops, w) != 0)
 		return -1;
 	/* main_bind made them listening and non-blocking */
 	for (int i = 0; i < n && i < WORKER_MAX_LISTENERS; i++) {
-		if (uv_poll_init_socket(&w->loop, &w->listeners[i], fds[i]) != 0)
+		if (acceptor_add(&w->acceptor, fds[i], (void *)lcs[i]) != 0)
 			return -1;
-		w->listeners[i].data = (void *)lcs[i];
-		w->listener_fds[i] = fds[i];
-		w->nlisteners++;
 	}
 	w->listening = true;
-	worker_listeners_poll(w, true);
+	acceptor_start(&w->acceptor);
 	return 0;
 }
 

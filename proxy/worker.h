@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "acceptor.h"
 #include "chain.h"
 
 struct mx_config;
@@ -58,13 +59,8 @@ struct worker {
 	struct worker_gen *gen;       /* current */
 	struct shared_gen *pending;   /* handed over by main, taken on wakeup */
 	atomic_int stop;              /* 1 = drain */
-	uv_poll_t listeners[WORKER_MAX_LISTENERS];  /* readable: connections to accept */
-	int listener_fds[WORKER_MAX_LISTENERS];       /* theirs; closed in their close callback */
-	int nlisteners;
+	struct acceptor acceptor;     /* the listening sockets (acceptor.h) */
 	bool listening;
-	bool accept_paused;           /* listeners stopped until accept_timer (no reserve left) */
-	int reserve_fd;               /* kept aside to answer a client once none is left, or -1 */
-	uv_timer_t accept_timer;      /* retries the reserve and restarts the listeners */
 	int sessions;                 /* all sessions on this worker */
 	struct session *session_list; /* for drain */
 	struct relay *idle;           /* idle backend connections (list) */
@@ -75,7 +71,6 @@ struct worker {
 	uint64_t session_seq;
 	uint64_t accept_err_logged_ms;  /* the last event=accept_error (at most one a second) */
 	uint64_t fd_low_logged_ms;      /* the last event=fd_low (at most one a second) */
-	uint64_t accept_paused_logged_ms;  /* the last event=accept_paused (at most one a second) */
 	unsigned long accept_err_unlogged;  /* failures since */
 	/* Read by the other workers: sessions plus connections queued to this one. */
 	atomic_int load;

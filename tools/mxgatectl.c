@@ -275,6 +275,8 @@ int main(int argc, char **argv)
 			return EXIT_UNREACHABLE;
 		}
 	}
+	/* EPIPE, ECONNRESET: the daemon answered and closed before it read the request (no file
+	 * descriptor left for this connection: an ERR line); its answer is read below. */
 	free(body);
 	shutdown(fd, SHUT_WR);
 

@@ -34,7 +34,15 @@ two runs for one client waiting about 1 s. Now mxgate accepts itself (worker.c):
 gives it up for each such client, which gets 421, logged `event=reject stage=connect
 reason=fd_limit ... reserve=1` and counted as fd_limit; with not even that one the worker
 stops accepting for 100 ms at a time (`event=accept_paused`), the client waits in the
-backlog and is greeted once the limit is back, and nothing spins."""
+backlog and is greeted once the limit is back, and nothing spins.
+
+The same for the metrics listener and the control socket on main's loop (they went through
+uv_listen: a /metrics client and `mxgatectl status` with no descriptor left were closed
+unheard, nothing logged or counted; with not even libuv's reserve the waiting /metrics
+client was reset). Now they share the workers' accept code (proxy/acceptor.c): a 503 and
+an ERR answer, logged `event=metrics_refused` / `event=control_refused` and counted in
+mxgate_operator_refused_total; with no reserve `event=accept_paused listener=metrics|control`
+and both clients answered once the limit is back."""
 import os
 import re
 import socket
@@ -49,6 +57,7 @@ import mxtest as mt  # noqa: E402
 
 mt.need('smtp-sink', 'prlimit')
 HELD, NEW = 30, 40
+SOCK = os.path.join(mt.TMP, 'control.sock')
 
 sink = mt.Sink()
 mx = mt.Mxgate(mt.config([sink.url], workers=2,
@@ -65,8 +74,9 @@ def nfds():
     return len(os.listdir('/proc/%d/fd' % mx.pid))
 
 
-def cpu_s():
-    f = open('/proc/%d/stat' % mx.pid).read().rsplit(')', 1)[1].split()
+def cpu_s(task=None):
+    path = '/proc/%d/stat' % mx.pid if task is None else '/proc/%d/task/%d/stat' % (mx.pid, task)
+    f = open(path).read().rsplit(')', 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
 
 
@@ -165,7 +175,8 @@ mx = mt.Mxgate(mt.config([sink.url], workers=2,
                          limits={'max_connections': 20000, 'max_connections_per_ip': 20000},
                          backends={'pool_size': 0, 'health_check': {'interval': '10m', 'timeout': '10s',
                                                                     'fall': 2, 'rise': 1}},
-                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}), name='zero')
+                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port},
+                         control={'socket': SOCK}), name='zero')
 mt.check(mx.wait_log(r'event=ready', mt.slack(10)) is not None, 'ready')
 
 
@@ -192,7 +203,42 @@ mt.check(heard['421'] == 20, 'each answered 421 from the reserve, none closed un
 mt.check(mt.wait_for(lambda: mx.count_log(r'info - event=reject stage=connect reason=fd_limit client=127\.0\.0\.1 '
                                           r'listener=\S+ reserve=1', start) == 20, mt.slack(5)),
          'each logged: %s' % mx.tail(4))
+
+
+def metrics_client():
+    s = socket.create_connection(('127.0.0.1', mx.metrics_port), timeout=mt.slack(10))
+    s.sendall(b'GET /metrics HTTP/1.0\r\n\r\n')
+    return s
+
+
+def read_all(s):
+    out = b''
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except OSError as e:
+        out += repr(e).encode()
+    s.close()
+    return out
+
+
+# The operator's listeners (main's loop) likewise: a /metrics client gets 503, mxgatectl an
+# ERR answer, each logged and counted. Before (uv_listen) both were closed unheard.
+got = read_all(metrics_client())
+mt.check(got.startswith(b'HTTP/1.0 503 '), '/metrics with no descriptor left: 503: %r' % got[:80])
+rc, out, err = mt.ctl(SOCK, 'status', timeout=10)
+mt.check(rc != 0 and 'no file descriptor left' in out + err,
+         'mxgatectl status with no descriptor left: an ERR answer: %d %r %r' % (rc, out[:80], err[:160]))
+mt.check(mx.wait_log(r'warning - event=metrics_refused listen=\S+ client=127\.0\.0\.1 reason=fd_limit status=503',
+                     mt.slack(5), start) is not None, 'the 503 logged: %s' % mx.tail(3))
+mt.check(mx.wait_log(r'warning - event=control_refused socket=\S+ reason=fd_limit', mt.slack(5), start) is not None,
+         'the ERR logged: %s' % mx.tail(3))
 prlimit(4096)
+mt.check(mx.metric('operator_refused_total') == 2, 'both counted: mxgate_operator_refused_total %s'
+         % mx.metric('operator_refused_total'))
 mt.check(refused() == 20, 'counted as connections_refused{reason="fd_limit"}: %d' % refused())
 r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after-3'))
 mt.check(r[0] == 250, 'descriptors back: delivered at once: %s (%s)' % (r, r.stage))
@@ -208,10 +254,28 @@ prlimit(3)
 waiting = socket.create_connection(('127.0.0.1', mx.port), timeout=mt.slack(10))
 mt.check(mx.wait_log(r'event=accept_(paused|error) ', mt.slack(10), start) is not None,
          'the worker meets EMFILE with no reserve: %s' % mx.tail(3))
-cpu0 = cpu_s()
+# The operator's clients wait too: main's loop pauses its listeners, no spin (before, libuv
+# called back on EMFILE in a loop with nothing counted or logged: main's CPU shows it).
+mwait = metrics_client()
+cwait = subprocess.Popen([mt.mxgatectl(), '-s', SOCK, 'status'], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+paused_m = mx.wait_log(r'warning - event=accept_paused listener=metrics listen=\S+ reason="Too many open files" '
+                       r'retry_ms=\d+', mt.slack(10), start)
+paused_c = mx.wait_log(r'warning - event=accept_paused listener=control socket=\S+ reason="Too many open files" '
+                       r'retry_ms=\d+', mt.slack(10), start)
+cpu0, main0 = cpu_s(), cpu_s(mx.pid)
 time.sleep(1)
-mt.say('CPU over 1 s with a client waiting and no descriptor at all: %.2f s' % (cpu_s() - cpu0))
+mt.say('CPU over 1 s with an SMTP, a /metrics and a control client waiting and no descriptor at all: '
+       '%.2f s (main thread %.2f s)' % (cpu_s() - cpu0, cpu_s(mx.pid) - main0))
+mt.check(paused_m is not None and paused_c is not None,
+         'main\'s listeners pause on EMFILE rather than spin: %s' % mx.tail(4))
 prlimit(4096)
+got = read_all(mwait)
+mt.check(got.startswith(b'HTTP/1.0 200 '), 'the /metrics client waiting is served once the limit is back: %r'
+         % got[:80])
+out, err = cwait.communicate(timeout=mt.slack(30))
+mt.check(cwait.returncode == 0, 'the mxgatectl status waiting is answered once the limit is back: %d %r %r'
+         % (cwait.returncode, out[:80], err[:160]))
 try:
     first = waiting.recv(512)
 except OSError as e:
