@@ -70,6 +70,14 @@ void msgbuf_reset(struct msgbuf *mb);
 /* Empties the buffer for the next message like msgbuf_reset, but keeps an in-memory
  * allocation of at most keep bytes (no malloc, realloc and free per message). */
 void msgbuf_clear(struct msgbuf *mb, size_t keep);
+/* msgbuf_clear, but an in-memory allocation over keep (and over 16 KiB, at most 1 MiB) is
+ * kept warm for the next message of this thread that grows past 16 KiB, its pages still
+ * mapped, when one of the thread's 4 slots is free (else freed). Kept allocations stay
+ * counted in msgbuf_mem_in_use; one that the budget needs is freed before any message
+ * spills (whichever thread kept it). The buffer's thread only. */
+void msgbuf_clear_warm(struct msgbuf *mb, size_t keep);
+/* Frees the calling thread's kept allocations (a worker left with no session). */
+void msgbuf_warm_release(void);
 /* Sets the threshold and spill directory (copied) of an empty buffer, as msgbuf_new does.
  * 0, or -1 when out of memory (the buffer is unchanged). */
 int msgbuf_configure(struct msgbuf *mb, size_t threshold, const char *dir);
