@@ -420,24 +420,34 @@ msgbuf_fits_budget(const struct msgbuf *mb, size_t need)
         msgbuf_mem_in_use() + (msgbuf_grown_cap(mb, need) - mb->cap) <= budget;
 }
 
+/* Moves the content to a kept allocation of at least need octets (over 16 KiB), its pages
+ * in place, as realloc would move it; the old allocation goes. False when there is none. */
+static bool
+msgbuf_take_warm(struct msgbuf *mb, size_t need)
+{
+    size_t wcap;
+    char *p = mb->pin == NULL ? msgbuf_warm_take(need, mb->threshold, &wcap) : NULL;
+
+    if (p == NULL)
+        return false;
+    if (mb->len > 0)
+        memcpy(p, mb->mem, mb->len);
+    msgbuf_mem_release(mb);
+    mb->mem = p;
+    mb->cap = wcap;
+    return true;
+}
+
 /* Room in memory for need octets (need <= threshold), msgbuf_grown_cap's. 0, or -1 when out
  * of memory. */
 static int
 msgbuf_grow(struct msgbuf *mb, size_t need)
 {
-    size_t ncap = msgbuf_grown_cap(mb, need), wcap;
-    char *p = mb->pin == NULL ? msgbuf_warm_take(ncap, mb->threshold, &wcap) : NULL;
+    size_t ncap = msgbuf_grown_cap(mb, need);
+    char *p;
 
-    if (p != NULL) {
-        /* a kept allocation, its pages in place: the content moves there as realloc would
-         * move it; the old allocation goes */
-        if (mb->len > 0)
-            memcpy(p, mb->mem, mb->len);
-        msgbuf_mem_release(mb);
-        mb->mem = p;
-        mb->cap = wcap;
+    if (msgbuf_take_warm(mb, ncap))
         return 0;
-    }
     p = realloc(mb->mem, ncap);
     if (p == NULL)
         return -1;
@@ -483,12 +493,18 @@ fail:
     return -1;
 }
 
-/* See msgbuf.h. Grows like msgbuf_append (doubling, never past the threshold). */
+/* See msgbuf.h. Grows like msgbuf_append (doubling, never past the threshold); when grow is
+ * false, takes a kept allocation (msgbuf_clear_warm) instead of giving NULL for want of room. */
 char *
 msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail)
 {
     if (mb->failed || mb->fd >= 0 || want == 0 || mb->threshold - mb->len < want ||
         mb->len > mb->threshold || msgbuf_pin_detach(mb, true) != 0)
+        return NULL;
+    /* not grown but a kept allocation is there: taken, it costs no new memory (its free
+     * space is the whole next read, not a doubling step's) */
+    if (mb->cap - mb->len < want && !grow &&
+        !msgbuf_take_warm(mb, mb->len + want > MSGBUF_WARM_MIN ? mb->len + want : MSGBUF_WARM_MIN + 1))
         return NULL;
     if (mb->cap - mb->len < want && (!grow || !msgbuf_fits_budget(mb, mb->len + want) ||
         msgbuf_grow(mb, mb->len + want) != 0))

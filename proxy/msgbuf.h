@@ -39,7 +39,8 @@ int msgbuf_error(const struct msgbuf *mb);
  * within the threshold when grow is true), its size in *avail: a reader may put octets
  * there and append them with msgbuf_append(mb, that pointer, n), which then copies nothing.
  * NULL when the buffer is spilled or failed, the threshold leaves less than want, there is
- * less and grow is false, or out of memory. Valid until the next append, reset, clear or
+ * less and grow is false (unless the thread has a warm allocation, msgbuf_clear_warm, that
+ * holds it: taken), or out of memory. Valid until the next append, reset, clear or
  * free. */
 char *msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail);
 

@@ -535,6 +535,25 @@ test_warm(void **state)
     msgbuf_free(b);
     msgbuf_warm_release();
     assert_int_equal(msgbuf_mem_in_use(), base);
+    /* "a full buffer not grown for a read (msgbuf_spare, grow false): none, unless a kept
+     * allocation is there, which it takes, the content moved" */
+    b = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(b, chunk + 1, 4096), 0);
+    assert_null(msgbuf_spare(b, 8192, false, &avail));
+    a = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(a, chunk, sizeof(chunk)), 0);
+    old = msgbuf_data(a, &len);
+    msgbuf_clear_warm(a, 16384);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096);
+    assert_ptr_equal(msgbuf_spare(b, 8192, false, &avail), old + 4096);
+    assert_int_equal(avail, 64 * 1024 - 4096);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    d = msgbuf_data(b, &len);
+    assert_int_equal(len, 4096);
+    assert_memory_equal(d, chunk + 1, 4096);
+    msgbuf_free(a);
+    msgbuf_free(b);
+    assert_int_equal(msgbuf_mem_in_use(), base);
 }
 
 int
