@@ -234,6 +234,12 @@ def kernel(rounds, bins):
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
+def minflt(pid):
+    """Minor page faults of all of pid's threads so far (/proc/PID/stat field 10)."""
+    with open('/proc/%d/stat' % pid) as f:
+        return int(f.read().rsplit(')', 1)[1].split()[7])
+
+
 def cpu_ab(rounds, bins):
     """Per message the CPU time of each mxgate and HAProxy L4 (all threads, schedstat: ns,
     the task-clock perf stat counts), taking turns round by round; with BENCH_CG_SIZE the
@@ -250,15 +256,19 @@ def cpu_ab(rounds, bins):
     for r in range(rounds):
         order = targets[r % len(targets):] + targets[:r % len(targets)]
         for n, p in order:
-            c0 = bc.cpu_ns(p.pid)
+            c0, f0 = bc.cpu_ns(p.pid), minflt(p.pid)
             rate = run(p.port, n_msgs)
-            rows[n].append(((bc.cpu_ns(p.pid) - c0) / 1000.0 / n_msgs, rate))
-        print('round %d: %s' % (r, '  '.join('%s %.1f us (%.0f msg/s)' % ((n,) + rows[n][-1])
+            rows[n].append(((bc.cpu_ns(p.pid) - c0) / 1000.0 / n_msgs, rate,
+                            (minflt(p.pid) - f0) / n_msgs))
+        print('round %d: %s' % (r, '  '.join('%s %.1f us (%.0f msg/s, %.2f minflt)' % ((n,) + rows[n][-1])
                                              for n, _ in targets)), flush=True)
     for n, _ in targets:
         v = [x[0] for x in rows[n]]
-        print('%-4s CPU us/msg median %.1f (spread %.1f-%.1f), %d rounds of %d %s messages'
-              % (n, statistics.median(v), min(v), max(v), rounds, n_msgs, size or 'pipelined'))
+        f = [x[2] for x in rows[n]]
+        print('%-4s CPU us/msg median %.1f (spread %.1f-%.1f), minor faults/msg median %.2f '
+              '(spread %.2f-%.2f), %d rounds of %d %s messages'
+              % (n, statistics.median(v), min(v), max(v), statistics.median(f), min(f), max(f),
+                 rounds, n_msgs, size or 'pipelined'))
     for i in range(1, len(bins)):
         d = [b[0] - a[0] for a, b in zip(rows['mx0'], rows['mx%d' % i])]
         print('mx%d - mx0, paired by round: median %+.1f us/msg, lower in %d of %d'

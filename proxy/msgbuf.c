@@ -77,6 +77,128 @@ msgbuf_mem_in_use(void)
     return atomic_load_explicit(&msgbuf_mem_used, memory_order_relaxed);
 }
 
+/* Warm allocations: the storage of a large message buffer, kept at the end of its message
+ * (msgbuf_clear_warm) for the next large message of the same thread, so its pages are not
+ * given back to the kernel by malloc's trim and faulted in again. At most MSGBUF_WARM_SLOTS
+ * a thread (a worker), each over MSGBUF_WARM_MIN and at most MSGBUF_WARM_MAX octets, counted
+ * in msgbuf_mem_used while kept. A slot holds the allocation, its capacity in its first
+ * word. Any thread may empty any slot (an atomic exchange): a growth that would pass the
+ * budget frees every thread's first (msgbuf_warm_drop); a thread's own go when its worker
+ * has no session left (msgbuf_warm_release). */
+#define MSGBUF_WARM_THREADS 64
+#define MSGBUF_WARM_SLOTS 4
+#define MSGBUF_WARM_MIN 16384
+#define MSGBUF_WARM_MAX (1024 * 1024)
+static _Atomic(char *) msgbuf_warm[MSGBUF_WARM_THREADS][MSGBUF_WARM_SLOTS];
+static atomic_int msgbuf_warm_rows;
+static _Thread_local int msgbuf_warm_row = -1;     /* this thread's row; -1 none yet */
+
+static size_t
+msgbuf_warm_cap(const char *p)
+{
+    size_t cap;
+
+    memcpy(&cap, p, sizeof(cap));
+    return cap;
+}
+
+/* Frees the allocation a slot held (taken out of it already). */
+static void
+msgbuf_warm_free(char *p)
+{
+    atomic_fetch_sub_explicit(&msgbuf_mem_used, msgbuf_warm_cap(p), memory_order_relaxed);
+    free(p);
+}
+
+/* Empties row's slots (every row's when row < 0); the number of octets freed. */
+static size_t
+msgbuf_warm_drop(int row)
+{
+    int first = row < 0 ? 0 : row, last = row < 0 ? atomic_load(&msgbuf_warm_rows) - 1 : row;
+    size_t freed = 0;
+
+    if (last >= MSGBUF_WARM_THREADS)
+        last = MSGBUF_WARM_THREADS - 1;
+    for (int r = first; r <= last; r++)
+        for (int i = 0; i < MSGBUF_WARM_SLOTS; i++) {
+            char *p = atomic_exchange(&msgbuf_warm[r][i], NULL);
+            if (p != NULL) {
+                freed += msgbuf_warm_cap(p);
+                msgbuf_warm_free(p);
+            }
+        }
+    return freed;
+}
+
+/* A kept allocation of this thread's of at least need and at most max octets, taken out of
+ * its slot (still counted: the taker's now), its capacity in *cap; NULL when none. */
+static char *
+msgbuf_warm_take(size_t need, size_t max, size_t *cap)
+{
+    int row = msgbuf_warm_row;
+
+    if (row < 0 || need <= MSGBUF_WARM_MIN)
+        return NULL;
+    for (int i = 0; i < MSGBUF_WARM_SLOTS; i++) {
+        char *p = atomic_load(&msgbuf_warm[row][i]);
+        if (p != NULL && msgbuf_warm_cap(p) >= need && msgbuf_warm_cap(p) <= max &&
+            atomic_compare_exchange_strong(&msgbuf_warm[row][i], &p, NULL)) {
+            *cap = msgbuf_warm_cap(p);
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Whether msgbuf_warm_take would give an allocation now (another thread may take it away
+ * first under budget pressure: a bound, as msgbuf_fits_budget says). */
+static bool
+msgbuf_warm_has(size_t need, size_t max)
+{
+    int row = msgbuf_warm_row;
+
+    if (row < 0 || need <= MSGBUF_WARM_MIN)
+        return false;
+    for (int i = 0; i < MSGBUF_WARM_SLOTS; i++) {
+        char *p = atomic_load(&msgbuf_warm[row][i]);
+        if (p != NULL && msgbuf_warm_cap(p) >= need && msgbuf_warm_cap(p) <= max)
+            return true;
+    }
+    return false;
+}
+
+/* Keeps p (cap octets, counted) in a free slot of this thread's; false when none is free or
+ * it is not a size kept (the caller frees it). */
+static bool
+msgbuf_warm_put(char *p, size_t cap)
+{
+    if (cap <= MSGBUF_WARM_MIN || cap > MSGBUF_WARM_MAX)
+        return false;
+    if (msgbuf_warm_row < 0) {
+        int row = atomic_fetch_add(&msgbuf_warm_rows, 1);
+        if (row >= MSGBUF_WARM_THREADS) {
+            atomic_fetch_sub(&msgbuf_warm_rows, 1);
+            return false;
+        }
+        msgbuf_warm_row = row;
+    }
+    memcpy(p, &cap, sizeof(cap));
+    for (int i = 0; i < MSGBUF_WARM_SLOTS; i++) {
+        char *none = NULL;
+        if (atomic_compare_exchange_strong(&msgbuf_warm[msgbuf_warm_row][i], &none, p))
+            return true;
+    }
+    return false;
+}
+
+/* See msgbuf.h. */
+void
+msgbuf_warm_release(void)
+{
+    if (msgbuf_warm_row >= 0)
+        (void)msgbuf_warm_drop(msgbuf_warm_row);
+}
+
 /* The in-memory allocation of mb released (freed, or moved to its spill file). */
 static void
 msgbuf_mem_release(struct msgbuf *mb)
@@ -181,6 +303,20 @@ msgbuf_clear(struct msgbuf *mb, size_t keep)
 }
 
 /* See msgbuf.h. */
+void
+msgbuf_clear_warm(struct msgbuf *mb, size_t keep)
+{
+    if (mb == NULL)
+        return;
+    (void)msgbuf_pin_detach(mb, false);  /* a pinned storage is the pin's: never kept warm */
+    if (mb->fd < 0 && mb->cap > keep && msgbuf_warm_put(mb->mem, mb->cap)) {
+        mb->mem = NULL;                  /* the slot's now, still counted */
+        mb->cap = 0;
+    }
+    msgbuf_clear(mb, keep);
+}
+
+/* See msgbuf.h. */
 int
 msgbuf_configure(struct msgbuf *mb, size_t threshold, const char *dir)
 {
@@ -275,7 +411,31 @@ msgbuf_fits_budget(const struct msgbuf *mb, size_t need)
 
     if (budget == 0 || need <= mb->cap)
         return true;
-    return msgbuf_mem_in_use() + (msgbuf_grown_cap(mb, need) - mb->cap) <= budget;
+    if (msgbuf_warm_has(msgbuf_grown_cap(mb, need), mb->threshold))
+        return true;        /* counted already: the growth takes nothing new */
+    if (msgbuf_mem_in_use() + (msgbuf_grown_cap(mb, need) - mb->cap) <= budget)
+        return true;
+    /* the kept allocations go before any message spills for them */
+    return msgbuf_warm_drop(-1) > 0 &&
+        msgbuf_mem_in_use() + (msgbuf_grown_cap(mb, need) - mb->cap) <= budget;
+}
+
+/* Moves the content to a kept allocation of at least need octets (over 16 KiB), its pages
+ * in place, as realloc would move it; the old allocation goes. False when there is none. */
+static bool
+msgbuf_take_warm(struct msgbuf *mb, size_t need)
+{
+    size_t wcap;
+    char *p = mb->pin == NULL ? msgbuf_warm_take(need, mb->threshold, &wcap) : NULL;
+
+    if (p == NULL)
+        return false;
+    if (mb->len > 0)
+        memcpy(p, mb->mem, mb->len);
+    msgbuf_mem_release(mb);
+    mb->mem = p;
+    mb->cap = wcap;
+    return true;
 }
 
 /* Room in memory for need octets (need <= threshold), msgbuf_grown_cap's. 0, or -1 when out
@@ -284,7 +444,11 @@ static int
 msgbuf_grow(struct msgbuf *mb, size_t need)
 {
     size_t ncap = msgbuf_grown_cap(mb, need);
-    char *p = realloc(mb->mem, ncap);
+    char *p;
+
+    if (msgbuf_take_warm(mb, ncap))
+        return 0;
+    p = realloc(mb->mem, ncap);
     if (p == NULL)
         return -1;
     atomic_fetch_add_explicit(&msgbuf_mem_used, ncap - mb->cap, memory_order_relaxed);
@@ -329,12 +493,18 @@ fail:
     return -1;
 }
 
-/* See msgbuf.h. Grows like msgbuf_append (doubling, never past the threshold). */
+/* See msgbuf.h. Grows like msgbuf_append (doubling, never past the threshold); when grow is
+ * false, takes a kept allocation (msgbuf_clear_warm) instead of giving NULL for want of room. */
 char *
 msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail)
 {
     if (mb->failed || mb->fd >= 0 || want == 0 || mb->threshold - mb->len < want ||
         mb->len > mb->threshold || msgbuf_pin_detach(mb, true) != 0)
+        return NULL;
+    /* not grown but a kept allocation is there: taken, it costs no new memory (its free
+     * space is the whole next read, not a doubling step's) */
+    if (mb->cap - mb->len < want && !grow &&
+        !msgbuf_take_warm(mb, mb->len + want > MSGBUF_WARM_MIN ? mb->len + want : MSGBUF_WARM_MIN + 1))
         return NULL;
     if (mb->cap - mb->len < want && (!grow || !msgbuf_fits_budget(mb, mb->len + want) ||
         msgbuf_grow(mb, mb->len + want) != 0))

@@ -39,7 +39,8 @@ int msgbuf_error(const struct msgbuf *mb);
  * within the threshold when grow is true), its size in *avail: a reader may put octets
  * there and append them with msgbuf_append(mb, that pointer, n), which then copies nothing.
  * NULL when the buffer is spilled or failed, the threshold leaves less than want, there is
- * less and grow is false, or out of memory. Valid until the next append, reset, clear or
+ * less and grow is false (unless the thread has a warm allocation, msgbuf_clear_warm, that
+ * holds it: taken), or out of memory. Valid until the next append, reset, clear or
  * free. */
 char *msgbuf_spare(struct msgbuf *mb, size_t want, bool grow, size_t *avail);
 
@@ -70,6 +71,14 @@ void msgbuf_reset(struct msgbuf *mb);
 /* Empties the buffer for the next message like msgbuf_reset, but keeps an in-memory
  * allocation of at most keep bytes (no malloc, realloc and free per message). */
 void msgbuf_clear(struct msgbuf *mb, size_t keep);
+/* msgbuf_clear, but an in-memory allocation over keep (and over 16 KiB, at most 1 MiB) is
+ * kept warm for the next message of this thread that grows past 16 KiB, its pages still
+ * mapped, when one of the thread's 4 slots is free (else freed). Kept allocations stay
+ * counted in msgbuf_mem_in_use; one that the budget needs is freed before any message
+ * spills (whichever thread kept it). The buffer's thread only. */
+void msgbuf_clear_warm(struct msgbuf *mb, size_t keep);
+/* Frees the calling thread's kept allocations (a worker left with no session). */
+void msgbuf_warm_release(void);
 /* Sets the threshold and spill directory (copied) of an empty buffer, as msgbuf_new does.
  * 0, or -1 when out of memory (the buffer is unchanged). */
 int msgbuf_configure(struct msgbuf *mb, size_t threshold, const char *dir);

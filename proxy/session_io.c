@@ -268,7 +268,8 @@ static void session_free(struct session *s)
 		s->w->session_list = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	s->w->sessions--;
+	if (--s->w->sessions == 0)
+		msgbuf_warm_release();	/* an idle worker keeps no message memory */
 	atomic_fetch_sub(&s->w->load, 1);
 	free(s);
 	worker_gen_session_release(wg);

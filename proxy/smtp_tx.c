@@ -1661,8 +1661,9 @@ void smtp_tx_reset(struct smtp_tx *tx, bool reusable)
 	tx->data_follows = false;
 	tx->mail_line = NULL;	/* its buffer (mail_buf) is kept for the next message */
 	if (tx->msg != NULL && tx->msg_spare == NULL) {
-		/* kept, emptied, for the session's next message (a small one keeps its memory) */
-		msgbuf_clear(tx->msg, SMTP_TX_MSG_KEEP);
+		/* kept, emptied, for the session's next message (a small one keeps its memory, a
+		 * large one's goes warm to the worker's next large message: msgbuf_clear_warm) */
+		msgbuf_clear_warm(tx->msg, SMTP_TX_MSG_KEEP);
 		tx->msg_spare = tx->msg;
 	} else {
 		msgbuf_free(tx->msg);

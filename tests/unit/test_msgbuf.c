@@ -442,6 +442,120 @@ test_pin(void **state)
     assert_int_equal(msgbuf_mem_in_use(), base);
 }
 
+/* msgbuf_clear_warm: a large message's storage stays allocated, counted, for the thread's
+ * next message that grows past 16 KiB (no malloc giving pages back and the next message
+ * faulting them in again); a small one stays with its buffer as msgbuf_clear keeps it; a
+ * pinned one is the pin's; the budget frees the kept ones before a message spills;
+ * msgbuf_warm_release gives them back. */
+static void
+test_warm(void **state)
+{
+    (void)state;
+    static char chunk[40 * 1024];
+    const char *d, *pd;
+    size_t len, avail;
+    size_t base = msgbuf_mem_in_use();
+    struct msgbuf_pin *p;
+
+    memset(chunk, 'w', sizeof(chunk));
+    msgbuf_set_budget(0);
+    struct msgbuf *a = msgbuf_new(1 << 20, "/tmp");
+    struct msgbuf *b = msgbuf_new(1 << 20, "/tmp");
+    /* "a large message's storage is kept, counted, and taken by the next large growth" */
+    assert_int_equal(msgbuf_append(a, chunk, sizeof(chunk)), 0);     /* 64 KiB */
+    const char *old = msgbuf_data(a, &len);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    msgbuf_clear_warm(a, 16384);
+    assert_int_equal(msgbuf_len(a), 0);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    /* "a small growth does not take it" */
+    assert_int_equal(msgbuf_append(b, chunk, 1000), 0);
+    assert_true(msgbuf_data(b, &len) != old);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096);
+    /* "past 16 KiB it does, the content moved there, the small one freed" */
+    assert_int_equal(msgbuf_append(b, chunk, 20000), 0);
+    d = msgbuf_data(b, &len);
+    assert_ptr_equal(d, old);
+    assert_int_equal(len, 21000);
+    assert_memory_equal(d, chunk, 21000);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    /* "read straight into it: the free space is the kept allocation's" */
+    assert_non_null(msgbuf_spare(b, 8192, false, &avail));
+    assert_int_equal(avail, 64 * 1024 - 21000);
+    /* "the emptied buffer starts over in memory" */
+    assert_int_equal(msgbuf_append(a, "x", 1), 0);
+    assert_int_equal(msgbuf_len(a), 1);
+    msgbuf_clear_warm(b, 16384);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096);
+    /* "a small one (at most keep) stays with its buffer, not kept warm" */
+    msgbuf_clear_warm(a, 16384);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096);
+    assert_int_equal(msgbuf_append(a, chunk, 100), 0);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096);
+    /* "a threshold below the kept size: not taken (a buffer never holds more)" */
+    struct msgbuf *c = msgbuf_new(32 * 1024, "/tmp");
+    assert_int_equal(msgbuf_append(c, chunk, 30000), 0);
+    assert_true(msgbuf_data(c, &len) != old);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096 + 32 * 1024);
+    msgbuf_free(c);
+    /* "released: the count is back where it was" */
+    msgbuf_warm_release();
+    assert_int_equal(msgbuf_mem_in_use(), base + 4096);
+    /* "pinned: the storage is the pin's until unpinned, never kept for the next message" */
+    assert_int_equal(msgbuf_append(b, chunk, sizeof(chunk)), 0);
+    p = msgbuf_pin(b, &pd, &len);
+    assert_non_null(p);
+    msgbuf_clear_warm(b, 16384);
+    assert_int_equal(msgbuf_append(a, chunk + 100, 30000), 0);      /* grows past 16 KiB */
+    assert_true(msgbuf_data(a, &len) != pd);
+    assert_memory_equal(pd, chunk, sizeof(chunk));
+    msgbuf_unpin(p);
+    msgbuf_reset(a);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    /* "the budget frees the kept ones before a message spills for them" */
+    assert_int_equal(msgbuf_append(a, chunk, sizeof(chunk)), 0);     /* 64 KiB, kept */
+    msgbuf_clear_warm(a, 16384);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    msgbuf_set_budget(base + 100 * 1024);
+    struct msgbuf *big = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(big, chunk, sizeof(chunk)), 0);   /* takes the kept one */
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    msgbuf_clear_warm(big, 16384);
+    /* a threshold of 48 KiB: the kept 64 KiB is not for it */
+    c = msgbuf_new(48 * 1024, "/tmp");
+    assert_int_equal(msgbuf_append(c, chunk, 1000), 0);             /* 4 KiB: fits beside it */
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096);
+    assert_int_equal(msgbuf_append(c, chunk, 40000), 0);            /* 48 KiB: only without it */
+    assert_non_null(msgbuf_spare(c, 1, false, &avail));              /* in memory, not spilled */
+    assert_int_equal(msgbuf_mem_in_use(), base + 48 * 1024);
+    msgbuf_set_budget(0);
+    msgbuf_free(c);
+    msgbuf_free(big);
+    msgbuf_free(a);
+    msgbuf_free(b);
+    msgbuf_warm_release();
+    assert_int_equal(msgbuf_mem_in_use(), base);
+    /* "a full buffer not grown for a read (msgbuf_spare, grow false): none, unless a kept
+     * allocation is there, which it takes, the content moved" */
+    b = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(b, chunk + 1, 4096), 0);
+    assert_null(msgbuf_spare(b, 8192, false, &avail));
+    a = msgbuf_new(1 << 20, "/tmp");
+    assert_int_equal(msgbuf_append(a, chunk, sizeof(chunk)), 0);
+    old = msgbuf_data(a, &len);
+    msgbuf_clear_warm(a, 16384);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024 + 4096);
+    assert_ptr_equal(msgbuf_spare(b, 8192, false, &avail), old + 4096);
+    assert_int_equal(avail, 64 * 1024 - 4096);
+    assert_int_equal(msgbuf_mem_in_use(), base + 64 * 1024);
+    d = msgbuf_data(b, &len);
+    assert_int_equal(len, 4096);
+    assert_memory_equal(d, chunk + 1, 4096);
+    msgbuf_free(a);
+    msgbuf_free(b);
+    assert_int_equal(msgbuf_mem_in_use(), base);
+}
+
 int
 main(void)
 {
@@ -454,6 +568,7 @@ main(void)
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_spool_fits),
         cmocka_unit_test(test_pin),
+        cmocka_unit_test(test_warm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
