@@ -4,10 +4,11 @@
  * MAIL and one RCPT), MAIL and RSET start over, and chunks after a LAST are driven too
  * (refused); a BDAT line refused ends the stream as session.c's one 421 ends the session,
  * the parser naming its verb whatever else is wrong. Checks, for the transaction the
- * stream ends in: the same result however the stream is split, consumption within what was offered, content free of
- * NULs and bare line endings (BINARYMIME aside), never more content than accepted chunk
- * octets allow, the relay's re-stuffed DATA form ending only at its terminator, and its
- * BDAT form (bdat_crlf) exactly as long as announced with CRLF lines only. */
+ * stream ends in: the same result however the stream is split, consumption within what
+ * was offered, content free of NULs and bare line endings (BINARYMIME aside), never more
+ * content than accepted chunk octets allow, the relay's re-stuffed DATA form ending only
+ * at its terminator, and its BDAT form (bdat_crlf) exactly as long as announced with CRLF
+ * lines only. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,8 @@ static void play(const char *in, size_t len, size_t step, bool binary, uint64_t 
          * keyword, a NUL, a control, too long): session.c answers one 421 and ends the
          * session there, the chunk's end being unknown. The parser must name the verb
          * whatever else is wrong, or session.c would read the chunk as commands. */
-        if (rc != 0 && ll >= 4 && strncasecmp(line, "BDAT", 4) == 0 && (ll == 4 || line[4] == ' ')) {
+        if (rc != 0 && ll >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
+            (ll == 4 || line[4] == ' ')) {
             if (cmd->verb != SMTP_BDAT)
                 abort();
             break;
