@@ -2,14 +2,17 @@
  * stream of command lines (parsed by smtp_cmd_parse) and chunk octets; MAIL, RCPT and RSET
  * lines between chunks change the envelope bdat_begin is told of (a stream starts as after
  * MAIL and one RCPT), MAIL and RSET start over, and chunks after a LAST are driven too
- * (refused). Checks, for the transaction the stream ends in: the same
- * result however the stream is split, consumption within what was offered, content free of
- * NULs and bare line endings (BINARYMIME aside), never more content than accepted chunk
- * octets allow, the relay's re-stuffed DATA form ending only at its terminator, and its
- * BDAT form (bdat_crlf) exactly as long as announced with CRLF lines only. */
+ * (refused); a BDAT line refused ends the stream as session.c's one 421 ends the session,
+ * the parser naming its verb whatever else is wrong. Checks, for the transaction the
+ * stream ends in: the same result however the stream is split, consumption within what
+ * was offered, content free of NULs and bare line endings (BINARYMIME aside), never more
+ * content than accepted chunk octets allow, the relay's re-stuffed DATA form ending only
+ * at its terminator, and its BDAT form (bdat_crlf) exactly as long as announced with CRLF
+ * lines only. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/types.h>
 
 #include "bdat.h"
@@ -39,9 +42,19 @@ static void play(const char *in, size_t len, size_t step, bool binary, uint64_t 
         size_t ll = (size_t)(nl - (in + pos));
         if (ll > 0 && in[pos + ll - 1] == '\r')
             ll--;
-        const char *reply;
-        int rc = smtp_cmd_parse(in + pos, ll, cmd, &reply);
+        const char *reply, *line = in + pos;
+        int rc = smtp_cmd_parse(line, ll, cmd, &reply);
         pos = (size_t)(nl - in) + 1;
+        /* a BDAT line refused ("BDAT" then a space or nothing: no size, a bad one, a bad
+         * keyword, a NUL, a control, too long): session.c answers one 421 and ends the
+         * session there, the chunk's end being unknown. The parser must name the verb
+         * whatever else is wrong, or session.c would read the chunk as commands. */
+        if (rc != 0 && ll >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
+            (ll == 4 || line[4] == ' ')) {
+            if (cmd->verb != SMTP_BDAT)
+                abort();
+            break;
+        }
         if (rc != 0)
             continue;
         /* between chunks, as session.c: MAIL starts a transaction (bdat_init), RCPT adds a
