@@ -43,8 +43,11 @@ PEER_PKGS="$PEER_PKGS python3-lmdb"
 PEER_PKGS="$PEER_PKGS postgrey"
 # nginx-light and its stream and mail modules: test_lb_nginx.py (nginx in front of mxgate)
 PEER_PKGS="$PEER_PKGS nginx-light libnginx-mod-stream libnginx-mod-mail"
-# libidn12: the Exim binary below links it
-PEER_PKGS="$PEER_PKGS libidn12"
+# libidn12, libmariadb3: the Exim binary below links them (a fresh machine had no libmariadb3:
+# test_exim failed, "libmariadb.so.3: cannot open shared object file")
+PEER_PKGS="$PEER_PKGS libidn12 libmariadb3"
+# opendmarc: test_milter_vs_postfix.py (a real DMARC milter behind Postfix and mxgate)
+PEER_PKGS="$PEER_PKGS opendmarc"
 # libluajit-5.1-2 libsodium23 libunwind8 libicu72 libglib2.0-0 libsqlite3-0: the rspamd binary
 # below links them (with the libhs.so.5 the build's libhyperscan-dev brings)
 PEER_PKGS="$PEER_PKGS libluajit-5.1-2 libsodium23 libunwind8 libicu72 libglib2.0-0 libsqlite3-0"
