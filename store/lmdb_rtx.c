@@ -29,7 +29,11 @@ struct lmdb_rtx {
 	bool exited;                     /* the thread ended (stopped), not joined yet */
 	bool busy;                       /* the thread is inside LMDB (or starting) */
 	bool stuck;                      /* a begin gave up waiting for this attempt */
-	bool idle_due;                   /* idle started, lmdb_rtx_idle_seen not yet called */
+	unsigned idle_due;               /* idle callbacks started, lmdb_rtx_idle_seen not yet
+	                                  * called by them: a count — a stop taken back by a
+	                                  * resume and stopped again starts a second before the
+	                                  * first has run, and the first must not free the pool
+	                                  * the second will read */
 	uint64_t busy_since;             /* monotonic ms, the thread's own: when it went in; 0
 	                                  * while it has not run yet (started, not scheduled) */
 	uint64_t made;                   /* attempts finished */
@@ -126,7 +130,8 @@ static void *rtx_thread_cb(void *arg)
 	pthread_mutex_lock(&r->mu);
 	if (r->stop) {
 		r->busy = false;
-		r->idle_due = lmdb_rtx_detach_call(r->idle, r->arg) == 0;
+		if (lmdb_rtx_detach_call(r->idle, r->arg) == 0)
+			r->idle_due++;
 	}
 	for (;;) {
 		MDB_txn *txn = NULL;
@@ -172,7 +177,8 @@ static void *rtx_thread_cb(void *arg)
 			/* stopped while it was inside LMDB: the owner left the environment open
 			 * for it; out now, and stopping at the top of the loop */
 			r->busy = false;
-			r->idle_due = lmdb_rtx_detach_call(r->idle, r->arg) == 0;
+			if (lmdb_rtx_detach_call(r->idle, r->arg) == 0)
+				r->idle_due++;
 		}
 	}
 	r->exited = true;
@@ -313,7 +319,8 @@ bool lmdb_rtx_stop(struct lmdb_rtx *r)
 void lmdb_rtx_idle_seen(struct lmdb_rtx *r)
 {
 	pthread_mutex_lock(&r->mu);
-	r->idle_due = false;
+	if (r->idle_due > 0)
+		r->idle_due--;
 	pthread_mutex_unlock(&r->mu);
 }
 

@@ -27,8 +27,9 @@ struct lmdb_rtx;
 
 /* Called on a thread of its own when the pool's thread comes out of LMDB after
  * lmdb_rtx_stop() returned false. It takes the owner's lock, calls lmdb_rtx_idle_seen, and
- * then the next lmdb_rtx_stop() succeeds (until then it returns false: the owner must not
- * free what the callback's argument points to). */
+ * then the next lmdb_rtx_stop() succeeds once every callback started has called it (until
+ * then it returns false: the owner must not free what the callbacks' argument points to; a
+ * stop, a resume and a stop again while the thread is inside LMDB start two). */
 typedef void (*lmdb_rtx_idle_cb)(void *arg);
 
 /* Who reads: a failed begin is logged as the caller's, event=lmdb_error (store/) or
