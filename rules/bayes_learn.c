@@ -45,10 +45,17 @@ static void learn_one(struct learn_run *r, const char *msg, size_t len, const ch
 		r->n.skipped++;
 		return;
 	}
+	if (r->n.store_failed)
+		return;
 	if (bayes_learn(r->b, msg, len, r->cls, &res) < 0) {
+		/* A store that failed once (a silent or refusing Redis, a full LMDB map, its
+		 * write lock held past the timeout) fails the next message too, each after up
+		 * to rules.bayes.timeout: stop here rather than wait that for every message. */
 		if (r->err)
-			fprintf(r->err, "mxgate: learn: %s: store error\n", where);
+			fprintf(r->err, "mxgate: learn: %s: store error: stopped, the rest not tried\n",
+			    where);
 		r->n.errors++;
+		r->n.store_failed = true;
 		return;
 	}
 	switch (res) {
@@ -112,7 +119,7 @@ static void learn_mbox(struct learn_run *r, const char *buf, size_t len, const c
 		r->n.errors++;
 		return;
 	}
-	while (start < len) {
+	while (start < len && !r->n.store_failed) {
 		size_t end = len, o = 0;
 
 		/* the next separator */
@@ -190,8 +197,9 @@ void bayes_learn_summary(char *buf, size_t size, enum bayes_class cls,
 	bool spam = cls == BAYES_SPAM;
 
 	snprintf(buf, size, "learned %lu %s (%lu already known, %lu moved from %s, %lu too big), "
-	    "%lu errors", n->learned + n->moved, spam ? "spam" : "ham", n->already, n->moved,
-	    spam ? "ham" : "spam", n->skipped, n->errors);
+	    "%lu errors%s", n->learned + n->moved, spam ? "spam" : "ham", n->already, n->moved,
+	    spam ? "ham" : "spam", n->skipped, n->errors,
+	    n->store_failed ? "; stopped at a store error, the rest not tried" : "");
 }
 
 static void learn_file(struct learn_run *r, const char *path)
@@ -258,6 +266,8 @@ static void learn_path(struct learn_run *r, const char *path, int depth)
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 
+	if (r->n.store_failed)
+		return;
 	if (stat(path, &st) < 0) {
 		fprintf(r->err, "mxgate: learn: %s: %s\n", path, strerror(errno));
 		r->n.errors++;
@@ -342,7 +352,8 @@ int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *fil
 		learn_path(&r, argv[i], 0);
 	bayes_learn_summary(ebuf, sizeof(ebuf), r.cls, &r.n);
 	fprintf(out, "%s\n", ebuf);
-	if (bayes_totals(r.b, &t) == 0) {
+	/* after a store failure the totals would wait the timeout again, for nothing */
+	if (!r.n.store_failed && bayes_totals(r.b, &t) == 0) {
 		char toks[48];
 
 		/* Redis keeps no token count (its keys expire on their own) */

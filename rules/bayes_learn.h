@@ -5,6 +5,7 @@
 #ifndef MX_BAYES_LEARN_H
 #define MX_BAYES_LEARN_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "rules/bayes.h"
@@ -14,19 +15,24 @@
 int bayes_learn_main(const struct bayes_config *c, const struct cfg_strlist *files, int argc,
     char **argv, FILE *out, FILE *err);
 
-/* What one learning run did. */
+/* What one learning run did. store_failed: the store failed a learn and the run stopped
+ * there — the messages after it were not tried (behind a silent Redis each would wait
+ * rules.bayes.timeout: an mbox of thousands, hours); errors counts that one failure. */
 struct bayes_learn_counts {
 	unsigned long learned, already, moved, skipped, errors;
+	bool store_failed;
 };
 
 /* Learns the content of one file (buf, len): an mbox (two or more "From " separators) as
  * its messages, else one message; messages over max_size (0: no limit) are skipped.
- * Problems go to err (may be NULL) prefixed with where. Adds to *n. The path of `mxgate
+ * Problems go to err (may be NULL) prefixed with where. Adds to *n. At the first store
+ * error it stops (n->store_failed), and does nothing when n->store_failed is already set. The path of `mxgate
  * learn` and of the control socket's `learn spam|ham FILE`. */
 void bayes_learn_buffer(struct bayes *b, enum bayes_class cls, const char *buf, size_t len,
     uint64_t max_size, const char *where, FILE *err, struct bayes_learn_counts *n);
 
-/* "learned 3 spam (1 already known, 0 moved from ham, 0 too big), 0 errors" into buf. */
+/* "learned 3 spam (1 already known, 0 moved from ham, 0 too big), 0 errors" into buf;
+ * after a store failure "..., 1 errors; stopped at a store error, the rest not tried". */
 void bayes_learn_summary(char *buf, size_t size, enum bayes_class cls,
     const struct bayes_learn_counts *n);
 

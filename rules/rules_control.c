@@ -52,13 +52,15 @@ static void learn_after_cb(uv_work_t *req, int status)
 
 	if (status != 0)
 		j->n.errors++;                  /* cancelled (the daemon is stopping) */
+	/* a store error stopped the run (bayes_learn_buffer): the rest of the mbox untried */
 	log_event(LOG_LVL_INFO, NULL, "event=bayes_learn via=control class=%s learned=%lu "
-	    "already=%lu moved=%lu too_big=%lu errors=%lu", cls, j->n.learned, j->n.already,
-	    j->n.moved, j->n.skipped, j->n.errors);
+	    "already=%lu moved=%lu too_big=%lu errors=%lu%s", cls, j->n.learned, j->n.already,
+	    j->n.moved, j->n.skipped, j->n.errors, j->n.store_failed ? " stopped=store_error" : "");
 	if (j->json) {
 		strbuf_printf(out, "{\"class\":\"%s\",\"learned\":%lu,\"already\":%lu,\"moved\":%lu,"
-		    "\"too_big\":%lu,\"errors\":%lu}\n", cls, j->n.learned + j->n.moved, j->n.already,
-		    j->n.moved, j->n.skipped, j->n.errors);
+		    "\"too_big\":%lu,\"errors\":%lu,\"stopped\":%s}\n", cls, j->n.learned + j->n.moved,
+		    j->n.already, j->n.moved, j->n.skipped, j->n.errors,
+		    j->n.store_failed ? "true" : "false");
 	} else {
 		bayes_learn_summary(sum, sizeof(sum), j->cls, &j->n);
 		strbuf_printf(out, "%s\n", sum);

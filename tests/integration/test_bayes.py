@@ -267,7 +267,8 @@ mt.check(rc == 0 and out.startswith('learned %d ham' % N), 'mxgatectl learn ham 
          % (out, err))
 rc, out, err = ctl('--json', 'learn', 'ham', one)
 mt.check(rc == 0 and json.loads(out) == {'class': 'ham', 'learned': 1, 'already': 0,
-                                         'moved': 1, 'too_big': 0, 'errors': 0},
+                                         'moved': 1, 'too_big': 0, 'errors': 0,
+                                         'stopped': False},
          'learn --json: a spam learned as ham moves (%s)' % out)
 rc, out, err = ctl('learn', 'spam', mt.TMP)
 mt.check(rc != 0 and 'directory' in err.lower(), 'learn spam DIRECTORY: an error, not "learned 0" '

@@ -3,7 +3,8 @@
  * with a date, with or without a blank line before it; a body paragraph starting "From "
  * is not a separator), CRLF mbox files, a last message without a newline, empty files;
  * maildirs (only cur/ and new/: a Dovecot or Courier maildir's own files are not mail);
- * a FIFO among the paths is reported, never read (it would block the command). */
+ * a FIFO among the paths is reported, never read (it would block the command); a store that
+ * fails stops the run at its first error. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -16,6 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "rules/bayes.h"
 #include "rules/bayes_learn.h"
@@ -176,11 +180,61 @@ static void test_maildir_and_fifo(void **state)
 	}
 }
 
+/* A store that stops answering: a "Redis" that is a listening socket never accepted from
+ * (the kernel completes the connects, nothing ever replies), timeout 100 ms. An mbox of 5
+ * messages: one learn is tried, it fails, and the run stops there (store_failed); the
+ * connections made are counted at the socket: one (the open's, taken by the first learn and
+ * dropped after its error). Before, each message was tried after the other (5 errors, a
+ * reconnect for each after the first: 5 connections), each waiting the timeout. */
+static void test_store_error_stops(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sin);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), conns = 0, fd;
+	char store[64], sum[256];
+	struct bayes_config c = { .enabled = true, .store = store, .min_spam = 1, .min_ham = 1,
+		.timeout = 100 };
+	struct bayes_learn_counts n = { 0 };
+	struct bayes *b;
+	const char *mbox = FROM1 MSG("s1", "one\n\n") FROM2 MSG("s2", "two\n\n") FROM1
+	    MSG("s3", "three\n\n") FROM2 MSG("s4", "four\n\n") FROM1 MSG("s5", "five\n");
+
+	(void)state;
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 16), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+	snprintf(store, sizeof(store), "redis://127.0.0.1:%d", ntohs(sin.sin_port));
+	{
+		char err[128];
+
+		b = bayes_open(&c, err, sizeof(err));
+		if (b == NULL)
+			fail_msg("open %s: %s", store, err);
+	}
+	bayes_learn_buffer(b, BAYES_SPAM, mbox, strlen(mbox), 0, "test", NULL, &n);
+	bayes_learn_summary(sum, sizeof(sum), BAYES_SPAM, &n);
+	bayes_free(b);
+	while ((fd = accept(lfd, NULL, NULL)) >= 0) {
+		conns++;
+		close(fd);
+	}
+	close(lfd);
+	if (n.errors != 1 || !n.store_failed || n.learned != 0 || conns != 1)
+		fail_msg("a silent store: %lu errors, store_failed %d, %d connections: %s", n.errors,
+		    n.store_failed, conns, sum);
+	assert_non_null(strstr(sum, "1 errors; stopped at a store error, the rest not tried"));
+	/* a run already stopped tries nothing more (the next file of `mxgate learn`) */
+	bayes_learn_buffer(NULL, BAYES_SPAM, mbox, strlen(mbox), 0, "test", NULL, &n);
+	assert_int_equal(n.errors, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mbox_split),
 		cmocka_unit_test(test_maildir_and_fifo),
+		cmocka_unit_test(test_store_error_stops),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
