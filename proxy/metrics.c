@@ -2,7 +2,13 @@
  *
  * The server reads one request head (bounded), answers it, half-closes and waits for the
  * client to close (so unread bytes never turn our close into a reset that truncates the
- * response); a per-connection timer bounds all of it. */
+ * response). One timer per connection bounds each phase, as nginx's client_header_timeout,
+ * client_body_timeout and send_timeout do: the head within 5 s of the accept, however it
+ * trickles in (a client that sends nothing or drips a header costs 5 s); a POST body 30 s
+ * between two reads (an mbox of megabytes uploaded slowly is not cut; its size is bounded
+ * by the handler's max_body) and an hour in all, as limits.data_timeout and data_deadline
+ * bound a message; the handler's answer at most 10 minutes (its own bounds end it first:
+ * the store's timeout); the answer's write and the client's close 5 s. */
 #include "metrics.h"
 
 #include <limits.h>
@@ -32,7 +38,10 @@
 
 enum {
 	METRICS_MAX_REQUEST = 4096,   /* request head, bytes */
-	METRICS_TIMEOUT_MS = 5000,    /* whole connection */
+	METRICS_HEAD_MS = 5000,       /* accept to the end of the head; the answer's write and close */
+	METRICS_BODY_IDLE_MS = 30000, /* between two reads of a POST body */
+	METRICS_BODY_DEADLINE_MS = 3600000, /* the whole POST body, from the end of its head */
+	METRICS_HANDLER_MS = 600000,  /* a POST handler's answer: a backstop, the handler's own bounds come first */
 	METRICS_MAX_CONNS = 64,
 	METRICS_MAX_REGS = 64,
 };
@@ -414,6 +423,7 @@ struct metrics_conn {
 	size_t body_len, body_want;
 	struct metrics_post_reply *reply;
 	char post_path[256];          /* its request target */
+	uint64_t body_deadline;       /* uv_now() past which the body is given up */
 };
 
 /* Outlives its connection: the handler answers once, maybe after the client went away. */
@@ -423,6 +433,7 @@ struct metrics_post_reg {
 	char prefix[64];
 	size_t max_body;
 	metrics_post_fn fn;
+	metrics_post_check_fn check;  /* may be NULL */
 	void *arg;
 };
 
@@ -447,6 +458,17 @@ int metrics_register_post(const char *prefix, size_t max_body, metrics_post_fn f
 	r->fn = fn;
 	r->arg = arg;
 	return 0;
+}
+
+/* See metrics.h. */
+int metrics_set_post_check(const char *prefix, metrics_post_check_fn check)
+{
+	for (int i = 0; i < metrics_nposts; i++)
+		if (strcmp(metrics_posts[i].prefix, prefix) == 0) {
+			metrics_posts[i].check = check;
+			return 0;
+		}
+	return -1;
 }
 
 struct metrics {
@@ -549,6 +571,8 @@ static void metrics_respond(struct metrics_conn *c, int code, const char *reason
 	free(body);
 	uv_buf_t buf = uv_buf_init(c->resp, (unsigned)total);
 	c->wr.data = c;
+	/* the answer's write and the client's close: a short bound again, whatever came before */
+	uv_timer_start(&c->timer, metrics_timeout_cb, METRICS_HEAD_MS, 0);
 	if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, metrics_write_cb) != 0)
 		metrics_conn_close(c);
 	else
@@ -562,6 +586,14 @@ static void metrics_respond_text(struct metrics_conn *c, int code, const char *r
 	if (body)
 		n = (size_t)snprintf(body, 64, "%d %s\n", code, reason);
 	metrics_respond(c, code, reason, "text/plain; charset=utf-8", body, n, head_only);
+}
+
+/* The reason phrase of a handler's status. */
+static const char *metrics_reason(int code)
+{
+	return code == 200 ? "OK" : code == 400 ? "Bad Request" : code == 403 ? "Forbidden" :
+	    code == 404 ? "Not Found" : code == 413 ? "Payload Too Large" :
+	    code == 503 ? "Service Unavailable" : "Error";
 }
 
 void metrics_post_reply(struct metrics_post_reply *r, int code, const char *text)
@@ -578,9 +610,7 @@ void metrics_post_reply(struct metrics_post_reply *r, int code, const char *text
 
 		if (body)
 			memcpy(body, text, n + 1);
-		metrics_respond(c, code, code == 200 ? "OK" : code == 403 ? "Forbidden" :
-		    code == 404 ? "Not Found" : code == 413 ? "Payload Too Large" :
-		    code == 503 ? "Service Unavailable" : "Error", "text/plain; charset=utf-8",
+		metrics_respond(c, code, metrics_reason(code), "text/plain; charset=utf-8",
 		    body, body ? n : 0, false);
 	}
 }
@@ -705,6 +735,21 @@ static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
 			metrics_respond_text(c, 413, "Payload Too Large", false);
 			return -1;
 		}
+		if (r->check) {
+			struct sockaddr_storage ss;
+			int sl = sizeof(ss), code;
+			const char *text = NULL;
+
+			memset(&ss, 0, sizeof(ss));
+			uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl);
+			if ((code = r->check(r->arg, h.path, (const struct sockaddr *)&ss, &text)) != 0) {
+				char *body = text ? strdup(text) : NULL;
+
+				metrics_respond(c, code, metrics_reason(code), "text/plain; charset=utf-8",
+				    body, body ? strlen(body) : 0, false);
+				return -1;
+			}
+		}
 		c->post = r;
 		c->body_want = (size_t)h.want;
 		c->body = malloc(c->body_want + 1);
@@ -730,9 +775,25 @@ static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 		n = c->body_want - c->body_len;
 	memcpy(c->body + c->body_len, p, n);
 	c->body_len += n;
-	if (c->body_len < c->body_want || c->reply)
+	if (c->reply)
 		return;
+	if (c->body_len < c->body_want) {
+		/* the body's bound is between reads (nginx's client_body_timeout), from the end
+		 * of the head on: a big body sent slowly but steadily is not cut; one that stops
+		 * is, and one trickled just inside it meets the deadline */
+		uint64_t now = uv_now(c->m->loop), left;
+
+		if (c->body_deadline == 0)
+			c->body_deadline = now + METRICS_BODY_DEADLINE_MS;
+		left = c->body_deadline > now ? c->body_deadline - now : 0;
+		uv_timer_start(&c->timer, metrics_timeout_cb,
+		    left < METRICS_BODY_IDLE_MS ? left : METRICS_BODY_IDLE_MS, 0);
+		return;
+	}
 	c->body[c->body_len] = '\0';
+	/* the handler answers within its own bounds (a learn: the store's timeout); this
+	 * one only keeps a handler that never answered from holding the connection */
+	uv_timer_start(&c->timer, metrics_timeout_cb, METRICS_HANDLER_MS, 0);
 	c->reply = calloc(1, sizeof(*c->reply));
 	if (c->reply == NULL) {
 		metrics_respond_text(c, 500, "Internal Server Error", false);
@@ -939,7 +1000,7 @@ static void metrics_accepted(struct acceptor *a, int fd, void *ldata)
 		metrics_conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->timer, metrics_timeout_cb, METRICS_TIMEOUT_MS, 0);
+	uv_timer_start(&c->timer, metrics_timeout_cb, METRICS_HEAD_MS, 0);
 	if (uv_read_start((uv_stream_t *)&c->tcp, metrics_alloc_cb, metrics_read_cb) != 0)
 		metrics_conn_close(c);
 }

@@ -44,17 +44,26 @@ void metrics_out_sample(struct metrics_out *out, const char *label, const char *
 void metrics_unregister(const char *name);
 
 /* POST handlers (e.g. the classifier's POST /learn/spam): a POST whose path starts with
- * prefix and carries a Content-Length of at most max_body gets its body collected (bounded,
- * within the connection's 5 s), then fn(arg, loop, path, body, len, client, reply) runs on
- * the loop thread. fn owns body (free it) and must call metrics_post_reply(reply, ...)
- * exactly once, now or later on the loop thread (the client may be gone by then: the
- * answer is dropped). Without a Content-Length: 411; bigger: 413. Registering a prefix
- * again replaces it. 0 or -1 (table full: 4 prefixes). Call before requests arrive. */
+ * prefix and carries a Content-Length of at most max_body gets its body collected (bounded:
+ * the head within 5 s of the accept, the body 30 s between reads and 1 h in all), then
+ * fn(arg, loop, path, body, len, client, reply) runs on the loop thread. fn owns body (free
+ * it) and must call metrics_post_reply(reply, ...) exactly once, now or later on the loop
+ * thread (the client may be gone by then: the answer is dropped). Without a Content-Length:
+ * 411; bigger: 413. Registering a prefix again replaces it. 0 or -1 (table full: 4
+ * prefixes). Call before requests arrive. */
 struct metrics_post_reply;
 typedef void (*metrics_post_fn)(void *arg, uv_loop_t *loop, const char *path, char *body,
     size_t len, const struct sockaddr *client, struct metrics_post_reply *reply);
 int metrics_register_post(const char *prefix, size_t max_body, metrics_post_fn fn, void *arg);
 void metrics_post_reply(struct metrics_post_reply *reply, int code, const char *text);
+/* Optional, for a registered prefix: check(arg, path, client, &text) runs when the head is
+ * complete, before any of the body is read or its buffer taken; 0 lets the body be read,
+ * else it is the status answered at once with *text (static) — so only a client the
+ * handler would answer may hold the connection for the body's time (a 403 for one it
+ * refuses costs what a GET does). 0 or -1 (prefix not registered). */
+typedef int (*metrics_post_check_fn)(void *arg, const char *path, const struct sockaddr *client,
+    const char **text);
+int metrics_set_post_check(const char *prefix, metrics_post_check_fn check);
 
 /* Renders the whole exposition text for pool (may be NULL) into a malloc'd,
  * NUL-terminated buffer (caller frees). Returns NULL on allocation failure. Used by the

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bayes.h"
+#include "bayes_learn.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -16,30 +17,53 @@ struct bayes_http_job {
 	char *msg;
 	size_t len;
 	enum bayes_class cls;
-	enum bayes_learn_result res;
-	int rc;
+	bool mbox;                      /* the body starts with a From_ line */
+	struct bayes_learn_counts n;
 	struct metrics_post_reply *reply;
 };
 
+/* One message or an mbox, by the path of `mxgate learn` and `mxgatectl learn`: it stops at
+ * the first store error (the messages after it are not tried). */
 static void bayes_http_work_cb(uv_work_t *req)
 {
 	struct bayes_http_job *j = req->data;
 
-	j->rc = bayes_learn(j->b, j->msg, j->len, j->cls, &j->res);
+	bayes_learn_buffer(j->b, j->cls, j->msg, j->len, bayes_get_config(j->b)->max_learn_size,
+	    "http", NULL, &j->n);
 }
 
+/* One message: 200 learned|already|moved, 503 "store error" when the store failed. An
+ * mbox: 200 and the counts' line, or 503 "store error: " and the counts so far. */
 static void bayes_http_after_cb(uv_work_t *req, int status)
 {
 	struct bayes_http_job *j = req->data;
-	static const char *const what[] = { "learned\n", "already\n", "moved\n" };
+	const struct bayes_learn_counts *n = &j->n;
+	const char *result;
+	char text[320], sum[256];
 
-	if (status != 0 || j->rc < 0)
-		metrics_post_reply(j->reply, 500, "store error\n");
-	else
-		metrics_post_reply(j->reply, 200, what[j->res]);
-	log_event(LOG_LVL_INFO, NULL, "event=bayes_learn via=http class=%s result=%s",
-	    j->cls == BAYES_SPAM ? "spam" : "ham", status != 0 || j->rc < 0 ? "error" :
-	    j->res == BAYES_LEARNED ? "learned" : j->res == BAYES_ALREADY ? "already" : "moved");
+	if (status != 0) {
+		j->n.errors++;                  /* cancelled: the daemon is stopping */
+		j->n.store_failed = true;
+	}
+	bayes_learn_summary(sum, sizeof(sum), j->cls, n);
+	if (n->store_failed) {
+		result = "error";
+		if (j->mbox)
+			snprintf(text, sizeof(text), "store error: %s\n", sum);
+		else
+			snprintf(text, sizeof(text), "store error\n");
+	} else if (!j->mbox && n->learned + n->already + n->moved == 1) {
+		result = n->learned ? "learned" : n->already ? "already" : "moved";
+		snprintf(text, sizeof(text), "%s\n", result);
+	} else {
+		result = "mbox";
+		snprintf(text, sizeof(text), "%s\n", sum);
+	}
+	metrics_post_reply(j->reply, n->store_failed ? 503 : 200, text);
+	log_event(LOG_LVL_INFO, NULL, "event=bayes_learn via=http class=%s result=%s learned=%lu "
+	    "already=%lu moved=%lu too_big=%lu errors=%lu%s", j->cls == BAYES_SPAM ? "spam" : "ham",
+	    result, n->learned, n->already, n->moved, n->skipped, n->errors,
+	    n->store_failed ? " stopped=store_error" : "");
 	bayes_learn_leave();
 	bayes_free(j->b);
 	free(j->msg);
@@ -107,6 +131,7 @@ static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, cha
 	j->msg = body;
 	j->len = len;
 	j->cls = cls;
+	j->mbox = len > 5 && strncmp(body, "From ", 5) == 0;
 	j->reply = reply;
 	j->req.data = j;
 	if (uv_queue_work(loop, &j->req, bayes_http_work_cb, bayes_http_after_cb) != 0) {
@@ -119,6 +144,31 @@ static void bayes_http_post_cb(void *arg, uv_loop_t *loop, const char *path, cha
 out:
 	bayes_free(b);
 	free(body);
+}
+
+/* At the head, before the body is read: what bayes_http_post_cb would refuse without
+ * looking at the body (no classifier, a client outside learn_from, another path), so only
+ * a client it would teach may take the body's time (metrics_set_post_check). */
+static int bayes_http_check_cb(void *arg, const char *path, const struct sockaddr *client,
+    const char **text)
+{
+	struct bayes *b = bayes_current();
+	int code = 0;
+
+	(void)arg;
+	if (b == NULL) {
+		*text = "no classifier configured (rules.bayes)\n";
+		return 503;
+	}
+	if (!cfg_cidrlist_match(&bayes_get_config(b)->learn_from, client)) {
+		*text = "not allowed (rules.bayes.learn_from)\n";
+		code = 403;
+	} else if (strcmp(path, "/learn/spam") != 0 && strcmp(path, "/learn/ham") != 0) {
+		*text = "POST /learn/spam or /learn/ham\n";
+		code = 404;
+	}
+	bayes_free(b);
+	return code;
 }
 
 /* The classifier's counters as mxgate_bayes_*_total: the i-th of bayes_foreach_counter. */
@@ -154,6 +204,8 @@ int bayes_http_register(uint64_t max_body)
 		metrics_register_family(p.name, p.help, "counter", bayes_http_collect,
 		    (void *)(intptr_t)i);
 	}
-	return metrics_register_post("/learn/", (size_t)(max_body ? max_body : 10u << 20),
-	    bayes_http_post_cb, NULL);
+	if (metrics_register_post("/learn/", (size_t)(max_body ? max_body : 10u << 20),
+	    bayes_http_post_cb, NULL) != 0)
+		return -1;
+	return metrics_set_post_check("/learn/", bayes_http_check_cb);
 }

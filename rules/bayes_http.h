@@ -1,10 +1,13 @@
 /* bayes_http.h — learning through the running daemon: POST /learn/spam and POST
- * /learn/ham on the metrics listener, the message as the request body (at most
+ * /learn/ham on the metrics listener, a message or an mbox as the request body (at most
  * rules.bayes.max_learn_size), from the clients rules.bayes.learn_from allows (localhost by
- * default). Answers 200 "learned" | "already" | "moved", 400 (an empty message), 403
- * (client not allowed), 404 (other path), 413 (too big), 503 (no classifier configured), 500 (store error). The
- * learning itself runs in libuv's thread pool. (The control socket will take the same
- * command later.) */
+ * default). Answers 200 "learned" | "already" | "moved" for a message, 200 and the counts'
+ * line ("learned 3 spam (...), 0 errors") for an mbox, 400 (an empty message), 403 (client
+ * not allowed; 403, 404 and 503-no-classifier are answered at the head, before the body is
+ * read), 404 (other path), 413 (too big), 503 (no classifier configured; busy; a store
+ * error — learning stopped there, "store error: " and the counts so far for an mbox). The
+ * learning itself runs in libuv's thread pool, by the path of `mxgate learn`
+ * (bayes_learn_buffer). */
 #ifndef MX_BAYES_HTTP_H
 #define MX_BAYES_HTTP_H
 

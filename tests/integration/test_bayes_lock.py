@@ -7,7 +7,7 @@ Debian's /usr/bin/python3) opens the store and holds a write transaction — wha
 learn` stopped inside its transaction, or any other LMDB writer, does. Then:
 - `mxgate learn spam FILE` ends within `rules.bayes.timeout` (1 s here) plus slack, exit 1,
   the reason on stderr (event=bayes_error ... write lock), instead of waiting for ever;
-- the daemon's POST /learn/spam answers 500 "store error" within the same bound and logs the
+- the daemon's POST /learn/spam answers 503 "store error" within the same bound and logs the
   reason; mail is still delivered meanwhile (reads need no write lock), and the next
   learn after the holder lets go goes through, in both processes.
 Then the store is dropped by a reload and brought back by the next while the daemon's writer
@@ -154,7 +154,7 @@ mx = mt.Mxgate(daemon_cfg())
 t0 = time.monotonic()
 code, text = post(mport, msg(2))
 dt = time.monotonic() - t0
-mt.check((code, text) == (500, 'store error'), 'POST /learn/spam while the lock is held: %s %s'
+mt.check((code, text) == (503, 'store error'), 'POST /learn/spam while the lock is held: %s %s'
          % (code, text))
 mt.check(dt < mt.slack(10), 'answered in %.1f s (timeout 1 s)' % dt)
 mt.check(mx.wait_log(r'event=bayes_error store=lmdb:\S+ reason="write lock still held after '
