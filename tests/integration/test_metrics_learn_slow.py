@@ -107,6 +107,7 @@ mt.check(resp is not None and resp.startswith(b'HTTP/1.0 403 ') and b'learn_from
 # ---- 3. cut: a head that trickles forever, a body that stops
 for start in (b'GET /metrics HTTP/1.1\r\n', b'POST /learn/spam HTTP/1.1\r\nContent-Length: 10\r\n'):
     sk = connect()
+    t0 = time.time()
     sk.sendall(start)
     sk.settimeout(0.5)
     closed, sent, deadline = False, 0, time.time() + mt.slack(60)
@@ -121,12 +122,15 @@ for start in (b'GET /metrics HTTP/1.1\r\n', b'POST /learn/spam HTTP/1.1\r\nConte
         except OSError:
             closed = True
     sk.close()
+    mt.say('closed %.2fs after the connect' % (time.time() - t0))
     mt.check(closed, 'a head trickled a line every 0.5 s is cut by the daemon (%s..., %d lines sent)'
              % (start.split(b' ')[0].decode(), sent))
 
 sk = connect()
 sk.sendall(head + mbox[:len(mbox) // 2])
+t0 = time.time()
 resp = read_until_close(sk, 120)
+mt.say('the stopped body: closed %.2fs after its last octet' % (time.time() - t0))
 sk.close()
 mt.check(resp == b'', 'a POST body that stops half way is cut, unanswered (%r)'
          % (resp[:80] if resp else resp))
