@@ -49,7 +49,7 @@ def learn(i):
             code, text = r.status, r.read().decode().strip()
     except urllib.error.HTTPError as e:
         code, text = e.code, e.read().decode().strip()
-    except OSError as e:        # closed unanswered (the listener's 5 s per connection)
+    except OSError as e:        # closed unanswered (main before session 23: the listener's 5 s per connection)
         code, text = 0, str(e)
     answers.append((time.time(), code, text))
 
