@@ -550,9 +550,11 @@ static int lc_gl_local_fn(struct local_rec *rec, bool exists, uint64_t now_ns, v
 }
 
 /* LMDB: reads the triplet into t; for pass and delete, the write (key, and the record or
- * vlen 0) into gw, done by the workers (greylist_write_post) or lc_gl_lmdb_write. */
+ * vlen 0) into gw, done by the workers (greylist_write_post) or lc_gl_lmdb_write_later.
+ * keep (may be NULL): on success the reference read through is the caller's (its write
+ * goes to that environment, none opened here), to drop with lmdb_store_close_async. */
 static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int op,
-    struct lc_triplet *t, struct greylist_write *gw, char *err, size_t errlen)
+    struct lc_triplet *t, struct greylist_write *gw, struct lmdb_store **keep, char *err, size_t errlen)
 {
 	/* the map the workers have open, never one opened on the main loop (mdb_env_open may
 	 * wait for another process's lock on lock.mdb) */
@@ -590,8 +592,14 @@ static int lc_gl_lmdb(const struct greylist_config *c, const char *triplet, int 
 		gw->vlen = sizeof(gw->val);
 	}
 	rc = 0;
+	if (keep != NULL) {
+		*keep = st;
+		return 0;
+	}
 out:
-	lmdb_store_close(st);
+	/* a last reference (the workers closed theirs meanwhile): synced and closed off the
+	 * main loop */
+	lmdb_store_close_async(st);
 	return rc;
 }
 
@@ -938,7 +946,7 @@ static int lc_greylist_list(const struct greylist_config *c, int argc, char **ar
 			snprintf(err, sizeof(err), LC_LMDB_NOT_OPEN, c->store);
 		else if (lmdb_store_foreach(st, "gl:", lc_list_lmdb_fn, &l) < 0)
 			snprintf(err, sizeof(err), "cannot read %s", c->store);
-		lmdb_store_close(st);
+		lmdb_store_close_async(st);
 	} else if (kind == STORE_REDIS) {
 		lc_scan_redis(c, &l, GREYLIST_KEY_PREFIX, lc_list_room, lc_list_redis_triplet, err, sizeof(err));
 	} else if (greylist_local_table()) {
@@ -956,7 +964,7 @@ static int lc_greylist_list(const struct greylist_config *c, int argc, char **ar
 
 		if (st == NULL || lmdb_store_foreach(st, GREYLIST_IP_LMDB, lc_list_clients_lmdb_fn, &l) < 0)
 			snprintf(err, sizeof(err), "cannot read %s", c->store);
-		lmdb_store_close(st);
+		lmdb_store_close_async(st);
 	} else if (kind == STORE_REDIS) {
 		lc_scan_redis(c, &l, GREYLIST_IP_PREFIX, lc_list_clients_room, lc_list_redis_client, err, sizeof(err));
 	} else if (greylist_local_table()) {
@@ -1055,6 +1063,8 @@ struct lc_gl_pending {
 	int ipop;                       /* a client record's verb: GLIP_* + 1; 0: a triplet's */
 	int was;                        /* its state before (enum greylist_ip_state) */
 	uint64_t was_left_ms, ttl_ms;
+	struct lmdb_store *st;          /* lc_gl_lmdb_write_later's copy: the map the verb read
+	                                 * (its reference), written and read again there */
 };
 
 static void lc_ip_reply(struct strbuf *out, bool json, int op, const char *client, const char *store,
@@ -1152,16 +1162,15 @@ static const char *lc_gl_verb(const struct lc_gl_pending *p)
 
 /* Main loop: a client record's conditional delete written by lc_gl_lmdb_write_later: a
  * record still there (another process wrote one in another state between the verb's read
- * and its write, which the delete left) is what the answer says it found. */
+ * and its write, which the delete left) is what the answer says it found. Read in the map
+ * the verb holds (q->st), never one opened here. */
 static void lc_ip_written(struct lc_gl_pending *q)
 {
-	struct lmdb_store *st = lmdb_store_open(q->store, 0);
 	size_t len = 0;
 
-	if (st != NULL && lmdb_store_get(st, q->gw.key, strlen(q->gw.key), q->gw.seen, sizeof(q->gw.seen),
+	if (lmdb_store_get(q->st, q->gw.key, strlen(q->gw.key), q->gw.seen, sizeof(q->gw.seen),
 	    &len) == 1 && len == sizeof(q->gw.seen))
 		q->gw.seen_len = len;
-	lmdb_store_close(st);
 }
 
 /* Main loop: the change lc_gl_lmdb_write_later handed over is written, failed, or was not
@@ -1185,6 +1194,7 @@ static void lc_gl_applied_cb(void *arg, int rc)
 	} else {
 		lc_gl_pending_answer(q, 0);
 	}
+	lmdb_store_close_async(q->st);
 	free(q);
 }
 
@@ -1195,10 +1205,11 @@ static void lc_gl_applied_cb(void *arg, int rc)
  * handle is closing (lc_gl_pending_post): a copy waits. A client record's delete (disallow,
  * untrap) carries its condition as the workers' does (greylist_ip_del_merge, checked in the
  * batch's write transaction): the verb read the map before, and another process may write
- * the record before the batch — a trap that disallow deleted. 1: answered later; -1: err
- * says why. */
+ * the record before the batch — a trap that disallow deleted. st: the reference the verb
+ * read through (taken: the change goes to that environment, none is opened here even when
+ * the workers closed theirs since). 1: answered later; -1: err says why. */
 static int lc_gl_lmdb_write_later(const struct greylist_config *c, const struct lc_gl_pending *p,
-    char *err, size_t errlen)
+    struct lmdb_store *st, char *err, size_t errlen)
 {
 	struct lmdb_store_change ch = { .key = p->gw.key, .val = p->gw.val, .vlen = p->gw.vlen };
 	uint64_t del[2] = { GREYLIST_IP_DEL_MARK, (uint64_t)p->gw.del_only };
@@ -1212,15 +1223,18 @@ static int lc_gl_lmdb_write_later(const struct greylist_config *c, const struct 
 	}
 
 	if (q == NULL) {
+		lmdb_store_close_async(st);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	memcpy(q, p, sizeof(*q));       /* its async handle is p's, never used through q */
+	q->st = st;
 	snprintf(q->store, sizeof(q->store), "%s", store_lmdb_dir(c->store));
-	rc = lmdb_store_apply_start(control_reply_loop(p->reply), store_lmdb_dir(c->store), 0, "greylist", &ch, 1,
+	rc = lmdb_store_apply_start_on(control_reply_loop(p->reply), st, "greylist", &ch, 1,
 	    LMDB_APPLY_VERB_MS, lc_gl_applied_cb, q);
 	if (rc == 0)
 		return 1;
+	lmdb_store_close_async(st);
 	free(q);
 	if (rc == LMDB_APPLY_NO_MAP)
 		snprintf(err, errlen, "cannot open %s", c->store);
@@ -1276,22 +1290,26 @@ static int lc_gl_lmdb_change(const struct greylist_config *c, const char *triple
     struct lc_triplet *t, struct control_reply *r, char *err, size_t errlen)
 {
 	struct lc_gl_pending *p = calloc(1, sizeof(*p));
+	struct lmdb_store *st = NULL;
 
 	if (p == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if (lc_gl_lmdb(c, triplet, op, t, &p->gw, err, errlen) < 0) {
+	if (lc_gl_lmdb(c, triplet, op, t, &p->gw, &st, err, errlen) < 0) {
 		free(p);
 		return -1;
 	}
 	p->t = *t;
 	int rc = lc_gl_pending_post(p, c, triplet, op, json, r, err, errlen);
 
-	if (rc != 0)
+	if (rc != 0) {
+		lmdb_store_close_async(st);
 		return rc;
-	/* no worker holds the store (none started yet, the drain's end): written from here */
-	return lc_gl_lmdb_write_later(c, p, err, errlen);
+	}
+	/* no worker holds the store (none started yet, the drain's end): written from here,
+	 * to the map read (held since: the workers may have closed theirs) */
+	return lc_gl_lmdb_write_later(c, p, st, err, errlen);
 }
 
 /* The job's thread: a triplet's show, pass or delete in Redis, on a connection of the
@@ -1580,26 +1598,30 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 	}
 	if (kind == STORE_LMDB) {
 		struct lc_gl_pending *p = calloc(1, sizeof(*p));
-		struct lmdb_store *st = lmdb_store_open(store_lmdb_dir(c->store), 0);
+		/* the map the workers have open, never one opened on the main loop (mdb_env_open
+		 * may wait for another process's lock on lock.mdb); kept for a write from here */
+		struct lmdb_store *st = lmdb_store_open_existing(store_lmdb_dir(c->store));
 		unsigned char val[GREYLIST_RECORD_LEN];
 		uint64_t since, exp, wall = lc_wall_ms();
 		size_t len = 0;
 		int rc;
 
 		if (p == NULL || st == NULL) {
-			snprintf(err, sizeof(err), p ? "cannot open %s" : "out of memory", c->store);
+			if (p == NULL)
+				snprintf(err, sizeof(err), "out of memory");
+			else
+				snprintf(err, sizeof(err), LC_LMDB_NOT_OPEN, c->store);
 			free(p);
-			lmdb_store_close(st);
+			lmdb_store_close_async(st);
 			goto fail;
 		}
 		snprintf(p->gw.key, sizeof(p->gw.key), "%s%s", GREYLIST_IP_LMDB, client);
 		if (lmdb_store_get(st, p->gw.key, strlen(p->gw.key), val, sizeof(val), &len) < 0) {
 			snprintf(err, sizeof(err), "read failed");
 			free(p);
-			lmdb_store_close(st);
+			lmdb_store_close_async(st);
 			goto fail;
 		}
-		lmdb_store_close(st);
 		was = greylist_ip_decode(val, len, wall, &since, &exp);
 		left_ms = exp > wall ? exp - wall : 0;
 		now = lc_ip_after(op, was);
@@ -1625,12 +1647,14 @@ static void lc_ip_verb(const struct mx_config *cfg, int op, int argc, char **arg
 		if (op == GLIP_TRAP)
 			greylist_count_trapped();
 		rc = lc_gl_pending_post(p, c, client, GL_SHOW, json, r, err, sizeof(err));
+		if (rc != 0 || (p->gw.del_only != 0 && was != p->gw.del_only))
+			lmdb_store_close_async(st);
 		if (rc == 1)
 			return;                 /* answered when the workers' batches are applied */
 		/* no worker holds the store: the map is all there is (p's handle is closing) */
 		if (rc == 0 && p->gw.del_only != 0 && was != p->gw.del_only)
 			goto answer;            /* not the record the verb deletes: nothing to do */
-		if (rc < 0 || lc_gl_lmdb_write_later(c, p, err, sizeof(err)) < 0)
+		if (rc < 0 || lc_gl_lmdb_write_later(c, p, st, err, sizeof(err)) < 0)
 			goto fail;
 		return;                         /* answered when written (lc_gl_applied_cb) */
 	}
@@ -1724,7 +1748,7 @@ static void greylist_verb_start(const struct mx_config *cfg, int argc, char **ar
 		if (op == GL_SHOW) {
 			struct greylist_write gw;
 
-			if (lc_gl_lmdb(c, triplet, op, &t, &gw, err, sizeof(err)) < 0)
+			if (lc_gl_lmdb(c, triplet, op, &t, &gw, NULL, err, sizeof(err)) < 0)
 				goto fail;
 		} else {
 			int rc = lc_gl_lmdb_change(c, triplet, op, json, &t, r, err, sizeof(err));

@@ -129,7 +129,7 @@ void passcache_describe(const char *spec, const char *name, struct passcache_des
 			d->map_records = (long long)rec;
 			d->map_bytes = (long long)bytes;
 		}
-		lmdb_store_close(st);
+		lmdb_store_close_async(st);     /* a last reference: synced and closed off the loop */
 	} else {
 		snprintf(d->shown, sizeof(d->shown), "local");
 	}
@@ -591,7 +591,7 @@ int passcache_flush_lmdb_start(uv_loop_t *loop, const char *const *specs,
 					rc = mrc;
 			}
 		}
-		lmdb_store_close(st);
+		lmdb_store_close_async(st);     /* a last reference: synced and closed off the loop */
 		if (rc != 0 && o->rc == 0)
 			o->rc = rc;
 		if (--o->pending == 0) {       /* nothing started: answered on the loop */

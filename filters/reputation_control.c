@@ -69,7 +69,7 @@ static void rep_flush_closed_cb(uv_handle_t *h)
 	struct rep_flush *fl = h->data;
 
 	if (--fl->handles == 0) {
-		lmdb_store_close(fl->st);
+		lmdb_store_close_async(fl->st); /* a last reference: synced and closed off the loop */
 		free(fl);
 	}
 }

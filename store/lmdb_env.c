@@ -304,6 +304,26 @@ void lmdb_env_ref(struct lmdb_env *e)
 	pthread_mutex_unlock(&lmdb_envs_mu);
 }
 
+/* lmdb_env_close_async's thread: the sync and the close. */
+static void lmdb_env_free_cb(void *arg)
+{
+	lmdb_env_free(arg);
+}
+
+void lmdb_env_close_async(struct lmdb_env *e)
+{
+	bool gone;
+
+	if (e == NULL)
+		return;
+	pthread_mutex_lock(&lmdb_envs_mu);
+	gone = --e->refs == 0 && lmdb_env_release(e);
+	pthread_mutex_unlock(&lmdb_envs_mu);
+	/* no thread (logged): here, as lmdb_env_close does */
+	if (gone && lmdb_rtx_detach_call(lmdb_env_free_cb, e) < 0)
+		lmdb_env_free(e);
+}
+
 void lmdb_env_close(struct lmdb_env *e)
 {
 	bool gone;

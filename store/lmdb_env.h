@@ -79,5 +79,10 @@ void lmdb_env_ref(struct lmdb_env *e);
 /* Drops a reference; the last one syncs and closes the environment (when its threads are
  * out of LMDB). NULL is a no-op. */
 void lmdb_env_close(struct lmdb_env *e);
+/* The same for a loop's thread (a control verb on the main loop, a writer freed there): the
+ * last reference's sync and close (mdb_env_sync waits for the disk) run on a thread of their
+ * own, as a closer's do; the entry stays in the list, busy, until they are done (an open of
+ * the directory meanwhile waits for them, a lookup finds none). NULL is a no-op. */
+void lmdb_env_close_async(struct lmdb_env *e);
 
 #endif

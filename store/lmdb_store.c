@@ -131,6 +131,12 @@ void lmdb_store_close(struct lmdb_store *st)
 		lmdb_env_close(st->e);
 }
 
+void lmdb_store_close_async(struct lmdb_store *st)
+{
+	if (st != NULL)
+		lmdb_env_close_async(st->e);
+}
+
 const char *lmdb_store_path(const struct lmdb_store *st)
 {
 	return st->e->dir;
@@ -293,6 +299,8 @@ struct lmdb_writer {
 	struct lmdb_writer_stats stats;
 	struct store_stats *sstats;      /* the process-wide drop metric of this user */
 	struct log_rated drop_rated;     /* dropped updates: logged once a minute */
+	bool close_async;                /* its store reference dropped off the thread that
+	                                  * frees it (lmdb_store_apply_start_on's: the loop) */
 };
 
 /* Counts a batch of n updates, no longer waiting (the queued gauge); a failed one's are
@@ -904,7 +912,10 @@ static void lw_destroy(struct lmdb_writer *w)
 {
 	lw_queue_free(&w->q);
 	pthread_mutex_destroy(&w->mu);
-	lmdb_store_close(w->st);
+	if (w->close_async)
+		lmdb_store_close_async(w->st);
+	else
+		lmdb_store_close(w->st);
 	free(w->ctx);
 	free(w);
 }
@@ -1467,10 +1478,12 @@ int lmdb_store_apply_start(uv_loop_t *loop, const char *dir, uint64_t map_size, 
     const struct lmdb_store_change *ch, size_t n, uint64_t timeout_ms, lmdb_store_apply_fn done,
     void *arg)
 {
-	struct lmdb_store *st = lmdb_store_open(dir, map_size);
+	/* the environment open here, never one opened on loop */
+	struct lmdb_store *st = lmdb_store_open_existing(dir);
 	int rc = lmdb_store_apply_start_on(loop, st, name, ch, n, timeout_ms, done, arg);
 
-	lmdb_store_close(st);           /* the writer holds its own reference */
+	(void)map_size;
+	lmdb_store_close_async(st);     /* the writer holds its own reference */
 	return rc;
 }
 
@@ -1487,6 +1500,7 @@ int lmdb_store_apply_start_on(uv_loop_t *loop, struct lmdb_store *st, const char
 		free(a);
 		return st ? LMDB_APPLY_NO_MEMORY : LMDB_APPLY_NO_MAP;
 	}
+	a->w->close_async = true;      /* freed on loop: a last reference closed off it */
 	a->done = done;
 	a->arg = arg;
 	for (size_t i = 0; i < n; i++)

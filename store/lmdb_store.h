@@ -57,6 +57,10 @@ struct lmdb_store *lmdb_store_open(const char *dir, uint64_t map_size);
 struct lmdb_store *lmdb_store_open_existing(const char *dir);
 /* Drops a reference; the last one syncs and closes the environment. NULL is a no-op. */
 void lmdb_store_close(struct lmdb_store *st);
+/* The same for a loop's thread (a control verb's reference): the last reference's sync and
+ * close run on a thread of their own (mdb_env_sync waits for the disk), never on the loop.
+ * NULL is a no-op. */
+void lmdb_store_close_async(struct lmdb_store *st);
 /* The directory, as given to lmdb_store_open (for logs). Borrowed, valid while open. */
 const char *lmdb_store_path(const struct lmdb_store *st);
 /* The longest key the environment accepts. */
@@ -215,14 +219,19 @@ enum { LMDB_APPLY_NO_MAP = -1, LMDB_APPLY_NO_MEMORY = -2, LMDB_APPLY_FAILED = -3
 int lmdb_store_apply(const char *dir, uint64_t map_size, const char *name,
     const struct lmdb_store_change *ch, size_t n);
 
-/* The same without waiting on loop (the main loop: a control verb's change): the batch goes
+/* The same without waiting on loop (the main loop: a control verb's change), on the
+ * environment this process has open at dir (lmdb_store_open_existing): it opens none (mkdir
+ * and mdb_env_open may wait without a bound for another process's lock on lock.mdb) —
+ * LMDB_APPLY_NO_MAP when there is none (map_size is not used). The batch goes
  * to the directory's writer thread, which may wait for LMDB's write lock (another process
  * holding it: a stopped `mxgate learn`, any LMDB tool); done(arg, rc) is called once, on
  * loop's thread, never from inside this call: rc 0 when the batch is written,
  * LMDB_APPLY_FAILED, or LMDB_APPLY_TIMEOUT when it was not written within timeout_ms (it
  * stays with the writer thread and is written when the lock comes, or dropped at exit after
  * the 5 s lmdb_store_wait_written gives). Returns 0 (done will be called), or
- * LMDB_APPLY_NO_MAP / LMDB_APPLY_NO_MEMORY / LMDB_APPLY_FAILED (done is not called). */
+ * LMDB_APPLY_NO_MAP / LMDB_APPLY_NO_MEMORY / LMDB_APPLY_FAILED (done is not called). The
+ * call's writer drops its reference with lmdb_store_close_async: a last one is not synced
+ * and closed on loop. */
 typedef void (*lmdb_store_apply_fn)(void *arg, int rc);
 enum { LMDB_APPLY_VERB_MS = 5000 };  /* how long a control verb waits for its change */
 int lmdb_store_apply_start(uv_loop_t *loop, const char *dir, uint64_t map_size, const char *name,

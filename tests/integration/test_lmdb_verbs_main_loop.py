@@ -13,6 +13,12 @@ none other: with none, the greylist verbs fail naming the store ("not open in th
 process"), `flush reputation` says no worker holds it, and status and /metrics answer
 meanwhile. (The drain's end, when the last worker closed the map, opens it on a thread of its
 own: test_reputation_control.)
+
+`greylist allow|trap|disallow|untrap IP` (a client's own record, lc_ip_verb) still opened the
+directory on the main loop (lmdb_store_open, to read the record, and again after a write from
+there): with the lock held none of them answered, nor status and /metrics after them, and
+once the lock went a map was made there. Now they too read only a map open here and answer
+naming the store.
 """
 import fcntl
 import os
@@ -60,6 +66,7 @@ os.makedirs(DIR)
 lockfd = os.open(os.path.join(DIR, 'lock.mdb'), os.O_RDWR | os.O_CREAT, 0o640)
 fcntl.lockf(lockfd, fcntl.LOCK_EX, 1, 0)          # LMDB's lock: byte 0 of lock.mdb
 TRIPLET = ('127.0.0.1', 'a@example.org', 'b@example.test')
+IP_VERBS = ('allow', 'trap', 'disallow', 'untrap')
 got = {}
 
 
@@ -68,6 +75,8 @@ def asks():
     got['pass'] = ctl('greylist', 'pass', *TRIPLET)
     got['list'] = ctl('greylist', 'list')
     got['reputation'] = ctl('flush', 'reputation', '192.0.2.1')
+    for verb in IP_VERBS:
+        got[verb] = ctl('greylist', verb, '192.0.2.7')
     got['status'] = ctl('status')
     got['metrics'] = mt.http_get(mx.metrics_port, '/metrics', timeout=20)
 
@@ -81,7 +90,7 @@ os.close(lockfd)
 th.join()
 mt.say('while the lock is held: %r' % {k: (v[0], str(v[1])[:200]) for k, v in got.items()})
 mt.check(answered, 'every verb answered while the lock was held')
-for verb in ('show', 'pass', 'list'):
+for verb in ('show', 'pass', 'list') + IP_VERBS:
     rc, text = got[verb]
     mt.check(rc == 1 and 'not open in this process' in text and DIR in text,
              'greylist %s answers while the lock is held, naming the store not open: %s' % (verb, text))

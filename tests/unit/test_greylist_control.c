@@ -1,5 +1,8 @@
 /* test_greylist_control.c — `greylist disallow|untrap IP` on LMDB with no worker holding the
- * store (none started here: the daemon before its workers, or at the drain's end), while
+ * store (none started here: the daemon before its workers, or at the drain's end) but its
+ * environment open in the process (here the test's reference: the verb reads and writes only
+ * a map open here, never one it opens on the main loop; in the daemon its own reference,
+ * taken before the last worker closed theirs, or another module's on the directory), while
  * another process writes the client's record between the verb's read and its write (it holds
  * LMDB's write lock with its put when the verb asks, and commits as it lets go: the verb's
  * batch, waiting for the lock in the directory's writer thread, comes after it). The verb
@@ -130,6 +133,7 @@ static void test_no_worker_verb_after_other_write(void **state)
 		{ "disallow, nothing written meanwhile", "disallow", GREYLIST_IP_ALLOWED, GREYLIST_IP_NONE,
 		  "record deleted (was allowed)" },
 	};
+	struct lmdb_store *held;
 	char text[400];
 	int wrong = 0;
 
@@ -143,6 +147,8 @@ static void test_no_worker_verb_after_other_write(void **state)
 	    "[\"smtp://127.0.0.1:2526\"] }\ngreylist: { enabled: true, store: \"lmdb:%s\" }\n", dir);
 	assert_int_equal(config_load_string("t.yaml", text, strlen(text), &gen.cfg, stderr), 0);
 	ops_start(&loop, &host);
+	held = lmdb_store_open(dir, 0);
+	assert_non_null(held);
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const struct row *r = &rows[i];
 		char ip[32], key[64], line[100];
@@ -171,6 +177,27 @@ static void test_no_worker_verb_after_other_write(void **state)
 		    strstr(a.text, r->says) == NULL) {
 			print_error("%s: rc %d, the record %s (want %s), answer \"%s\" (want \"%s\" in it)\n",
 			    r->label, a.rc, state_names[got], state_names[r->other], a.text, r->says);
+			wrong++;
+		}
+	}
+	/* the map closed (the last reference gone): the verb opens none on the main loop, it
+	 * answers at once naming the store (before, it opened the directory there) */
+	assert_true(lmdb_store_wait_written(5000));
+	lmdb_store_close(held);
+	for (int i = 0; i < 3000 && lmdb_peer_lock_fds(dir) > 0; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);   /* the verbs' writers freed, their closes done */
+		usleep(10 * 1000);
+	}
+	assert_int_equal(lmdb_peer_lock_fds(dir), 0);
+	{
+		struct answer a;
+		int rc = ask_start("greylist trap 198.18.5.99", &a);
+
+		if (rc == 1)
+			wait_answer(&a);
+		if (rc == 1 || a.rc == 0 || strstr(a.text, "not open in this process") == NULL) {
+			print_error("trap with the map closed: rc %d/%d, answer \"%s\" (want it at once, "
+			    "\"not open in this process\")\n", rc, a.rc, a.text);
 			wrong++;
 		}
 	}

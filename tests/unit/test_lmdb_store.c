@@ -22,7 +22,7 @@
 
 #include "store/lmdb_store.h"
 #include "store/store_stats.h"
-#include "lmdb_peer.h"
+#include "lmdb_peer_excl.h"
 
 struct dir { char path[64]; };
 
@@ -32,6 +32,56 @@ int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(voi
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
 
 static unsigned start_delay_ms;
+
+/* mdb_env_sync is wrapped too (CMakeLists.txt): each call is counted, and those made on the
+ * test's own thread (the loop's: a last close's sync there held every client of the loop
+ * for as long as the disk took). */
+int __real_mdb_env_sync(MDB_env *env, int force);
+int __wrap_mdb_env_sync(MDB_env *env, int force);
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int calls, on_test_thread;
+	pthread_t test_thread;
+} syncs = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+int __wrap_mdb_env_sync(MDB_env *env, int force)
+{
+	int rc = __real_mdb_env_sync(env, force);
+
+	pthread_mutex_lock(&syncs.mu);
+	syncs.calls++;
+	if (pthread_equal(pthread_self(), syncs.test_thread))
+		syncs.on_test_thread++;
+	pthread_cond_broadcast(&syncs.cv);
+	pthread_mutex_unlock(&syncs.mu);
+	return rc;
+}
+
+static void syncs_reset(void)
+{
+	pthread_mutex_lock(&syncs.mu);
+	syncs.calls = syncs.on_test_thread = 0;
+	syncs.test_thread = pthread_self();
+	pthread_mutex_unlock(&syncs.mu);
+}
+
+/* Waits (up to 30 s: a bound for the event, not a figure) for n syncs; how many there were. */
+static int syncs_wait(int n)
+{
+	struct timespec until;
+	int got;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	pthread_mutex_lock(&syncs.mu);
+	while (syncs.calls < n && pthread_cond_timedwait(&syncs.cv, &syncs.mu, &until) == 0)
+		;
+	got = syncs.calls;
+	pthread_mutex_unlock(&syncs.mu);
+	return got;
+}
 
 struct late_start { void *(*fn)(void *); void *arg; unsigned ms; };
 
@@ -1274,6 +1324,142 @@ static void test_apply_merge(void **state)
 	alarm(0);
 }
 
+/* A watchdog for a call that must not wait on another process: if the call has not
+ * returned within 30 s (a bound for the event, not a figure), the peer holding the lock is
+ * let go, so that a call stuck behind it returns and the test fails instead of hanging. */
+struct watchdog {
+	pthread_t t;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool returned, stuck;
+	int release;                    /* the peer's pipe */
+};
+
+static void *watchdog_cb(void *arg)
+{
+	struct watchdog *w = arg;
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	pthread_mutex_lock(&w->mu);
+	while (!w->returned && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)
+		;
+	if (!w->returned) {
+		w->stuck = true;
+		close(w->release);      /* the peer ends: its lock goes */
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* lmdb_store_apply_start on a directory this process does not have open, while another
+ * process holds lock.mdb's lock (lmdb_peer_excl.h; in life one stopped inside its own open):
+ * answered LMDB_APPLY_NO_MAP at once, nothing opened. Before, it opened the directory itself
+ * (lmdb_store_open on the caller's thread, the main loop: mdb_env_open waited for the lock
+ * for as long as it was held) — what a greylist verb met when the workers closed the map
+ * between the verb's read and its write (filters/limits_control.c, lc_gl_lmdb_write_later). */
+static void test_apply_start_opens_none(void **state)
+{
+	const struct lmdb_store_change put[] = { { .key = "v", .val = "1", .vlen = 1 } };
+	struct watchdog w = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	struct applied a = { 0 };
+	struct dir d;
+	uv_loop_t loop;
+	bool stuck;
+	pid_t pid;
+	int rc;
+
+	(void)state;
+	alarm(90);
+	dir_make(&d);
+	uv_loop_init(&loop);
+	pid = lmdb_peer_start_excl(d.path, &w.release);
+	assert_int_equal(pthread_create(&w.t, NULL, watchdog_cb, &w), 0);
+	rc = lmdb_store_apply_start(&loop, d.path, 1 << 20, "test", put, 1, 5000, applied_cb, &a);
+	pthread_mutex_lock(&w.mu);
+	w.returned = true;
+	stuck = w.stuck;
+	pthread_cond_signal(&w.cv);
+	pthread_mutex_unlock(&w.mu);
+	pthread_join(w.t, NULL);
+	if (stuck) {
+		int st;
+
+		waitpid(pid, &st, 0);
+	} else {
+		assert_int_equal(lmdb_peer_lock_fds(d.path), 0);  /* nothing opened here */
+		lmdb_peer_end(pid, w.release, false);
+	}
+	/* a stuck call opened the map once the peer let go: its batch is answered */
+	if (rc == 0)
+		run_until(&loop, &a.calls);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	assert_true(lmdb_store_wait_written(5000));
+	dir_remove(&d);
+	alarm(0);
+	if (stuck)
+		fail_msg("lmdb_store_apply_start did not return while another process held lock.mdb's lock");
+	assert_int_equal(rc, LMDB_APPLY_NO_MAP);
+	assert_int_equal(a.calls, 0);
+}
+
+/* The last reference of a store dropped on a loop: by a control verb's change
+ * (lmdb_store_apply_start_on: its writer is freed on the loop once the batch is written and
+ * the verb answered, after the caller closed its own reference) and by
+ * lmdb_store_close_async. The environment's sync and close run on a thread of their own,
+ * and it is gone (a lookup finds none, the lock file is closed) once they did. Before, the
+ * writer's close ran them on the loop (seen: the sync on the test's thread). */
+static void test_last_close_off_loop(void **state)
+{
+	const struct lmdb_store_change put[] = { { .key = "v", .val = "1", .vlen = 1 } };
+	struct applied a = { 0 };
+	struct lmdb_store *st;
+	struct dir d;
+	uv_loop_t loop;
+	char buf[16];
+
+	(void)state;
+	alarm(60);
+	dir_make(&d);
+	uv_loop_init(&loop);
+	syncs_reset();
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_non_null(st);
+	assert_int_equal(lmdb_store_apply_start_on(&loop, st, "test", put, 1, 5000, applied_cb, &a), 0);
+	lmdb_store_close(st);           /* the writer's reference is the last */
+	run_until(&loop, &a.calls);
+	assert_int_equal(a.rc, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);  /* the writer's handles closed: it is freed */
+	assert_int_equal(syncs_wait(1), 1);
+	pthread_mutex_lock(&syncs.mu);
+	int on_loop = syncs.on_test_thread;
+	pthread_mutex_unlock(&syncs.mu);
+	assert_int_equal(on_loop, 0);
+	for (int i = 0; i < 3000 && lmdb_peer_lock_fds(d.path) > 0; i++)
+		usleep(10 * 1000);      /* the close after the sync (bounded wait for it) */
+	assert_int_equal(lmdb_peer_lock_fds(d.path), 0);
+	assert_null(lmdb_store_open_existing(d.path));
+	/* written before it closed */
+	st = lmdb_store_open(d.path, 1 << 20);
+	assert_non_null(st);
+	assert_string_equal(get_str(st, "v", buf, sizeof(buf)), "1");
+	syncs_reset();
+	lmdb_store_close_async(st);
+	assert_int_equal(syncs_wait(1), 1);
+	pthread_mutex_lock(&syncs.mu);
+	on_loop = syncs.on_test_thread;
+	pthread_mutex_unlock(&syncs.mu);
+	assert_int_equal(on_loop, 0);
+	for (int i = 0; i < 3000 && lmdb_peer_lock_fds(d.path) > 0; i++)
+		usleep(10 * 1000);
+	assert_int_equal(lmdb_peer_lock_fds(d.path), 0);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	dir_remove(&d);
+	alarm(0);
+}
+
 /* The read pool's thread runs 300 ms after it is started (a loaded machine: here its start
  * is delayed): the open waits for it — the 0.1 s bound is for another process holding the
  * reader table's mutex, counted from when the thread went into LMDB. Before, the open failed
@@ -1350,6 +1536,8 @@ int main(void)
 		cmocka_unit_test(test_apply_here),
 		cmocka_unit_test(test_apply_start_bounded),
 		cmocka_unit_test(test_apply_merge),
+		cmocka_unit_test(test_apply_start_opens_none),
+		cmocka_unit_test(test_last_close_off_loop),
 		cmocka_unit_test(test_disk_full_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
