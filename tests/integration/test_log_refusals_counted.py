@@ -50,6 +50,13 @@ def session(lines, ehlo='client.example.org'):
         c.cmd('QUIT')
     except OSError:
         pass        # closed by the server (BDAT without a size)
+    # the server's close seen: the session no longer counts toward max_connections_per_ip
+    # (session_close releases it before the socket closes), the connect test below is exact
+    try:
+        closed = c.is_closed(10)
+    except OSError:
+        closed = True   # reset: the QUIT came after the server's close
+    mt.check(closed, 'the session closed after QUIT')
     c.close()
     return codes
 
