@@ -712,10 +712,12 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 		counter_inc(COUNTER_RECIPIENTS_ACCEPTED);
 	} else {
 		counter_inc(COUNTER_RECIPIENTS_REJECTED);
-		char rv[600];
+		char av[600], rv[256];   /* the backend's text: quoted and escaped as any value from outside */
+		/* event=tempfail for its 4xx, as every refusal's line; reply= as the DATA stage's */
 		opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = tx->env->session_id,
-		    .client_ip = tx->env->client_ip, .stage = "rcpt", .reason = "backend", .code = code },
-		    "rcpt=%s code=%d client=%s", log_addr(rv, sizeof(rv), tx->rcpt), code, tx->env->client_ip);
+		    .client_ip = tx->env->client_ip, .stage = "rcpt", .reason = "backend", .tempfail = code / 100 == 4,
+		    .code = code }, "rcpt=%s code=%d reply=%s client=%s", log_addr(av, sizeof(av), tx->rcpt), code,
+		    log_val(rv, sizeof(rv), text ? text : ""), tx->env->client_ip);
 	}
 	/* A 4xx is the backend's state, not the client's error: 452 its recipient limit (RFC
 	 * 5321 4.5.3.1.10) or its storage, 450/451 its greylisting or a passing trouble; the

@@ -24,7 +24,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-be = mt.Backend(reject_rcpt={'bounce@example.test'})
+be = mt.Backend(reject_rcpt={'bounce@example.test'}, tempfail_rcpt={'later@example.test'})
 mx = mt.Mxgate(mt.config([be.url], limits={'max_message_size': 20480, 'max_recipients': 2, 'max_errors': 100,
                                            'max_connections_per_ip': 2, 'bare_lf': 'reject'},
                          accept_domains=['example.test'], reject_non_fqdn_sender=True,
@@ -96,6 +96,8 @@ REFUSALS = [
     ('reject', 'rcpt', 'syntax', lambda: session(['MAIL FROM:<a@example.org>', 'RCPT TO:<b@example.test']), 501),
     ('reject', 'rcpt', 'utf8', lambda: session(['MAIL FROM:<a@example.org>', 'RCPT TO:<b\u00e9@example.test>']), 553),
     ('reject', 'rcpt', 'backend', lambda: session(['MAIL FROM:<a@example.org>', 'RCPT TO:<bounce@example.test>']), 550),
+    ('tempfail', 'rcpt', 'backend', lambda: session(['MAIL FROM:<a@example.org>', 'RCPT TO:<later@example.test>']),
+     450),
     ('reject', 'data', 'size', lambda: session(txn(*data(BIG))), 552),
     ('reject', 'data', 'bare_lf', lambda: session(txn(*data(mt.message('lf', 'a\nb\r\n')))), 550),
     ('reject', 'data', 'nul', lambda: session(txn(*data(mt.message('nul', 'a\0b\r\n')))), 554),
