@@ -1484,7 +1484,10 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		return;
 	case SESSION_CHECK_ERROR:
 		session_reply_line(s, reply);
-		if (!c->refuse && session_cmd_sequence_error(s, c) != NULL)
+		/* out of order: the flags' refusals, and a row's own 503 (RFC 5321 4.2.3, "bad
+		 * sequence of commands": AUTH when authenticated, XCLIENT in a transaction, DATA
+		 * after BDAT, STARTTLS twice) */
+		if (!c->refuse && (session_cmd_sequence_error(s, c) != NULL || strncmp(reply, "503 ", 4) == 0))
 			session_bad_sequence_log(s, smtp_verb_name(cmd->verb), reply);
 		session_error(s);
 		return;

@@ -111,6 +111,8 @@ REFUSALS = [
     ('reject', 'rcpt', 'bad_sequence', lambda: session(['RCPT TO:<b@example.test>'] * 50), 503),
     ('reject', 'data', 'bad_sequence', lambda: session(['MAIL FROM:<a@example.org>'] + ['DATA'] * 50), 554),
     ('reject', 'bdat', 'bad_sequence', lambda: session([b'BDAT 3\r\nabc'] * 50), 503),
+    ('reject', 'xclient', 'bad_sequence', lambda: session(['MAIL FROM:<a@example.org>'] + ['XCLIENT ADDR=192.0.2.1'] * 5),
+     503),
 ]
 # codes the row's session must have met (the refusal's; None: its own checks below)
 for event, stage, reason, run, *code in REFUSALS:
