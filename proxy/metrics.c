@@ -31,6 +31,7 @@
 #include "msgbuf.h"
 #include "counters.h"
 #include "log.h"
+#include "opstats.h"
 
 #ifndef MX_VERSION
 #define MX_VERSION "unknown"
@@ -212,10 +213,13 @@ static bool metrics_ends_with(const char *s, const char *suffix)
 
 /* true if name is one of the built-in families (a second HELP/TYPE for it would make the
  * exposition invalid). */
+#define METRICS_REFUSAL_EVENTS "refusal_events_total"
+
 static bool metrics_name_builtin(const char *name)
 {
 	if (strcmp(name, "build_info") == 0 || strcmp(name, "start_time_seconds") == 0 ||
-	    strcmp(name, COUNTER_CONN_REFUSED_NAME) == 0 || strcmp(name, "backend_probe_failures_total") == 0)
+	    strcmp(name, COUNTER_CONN_REFUSED_NAME) == 0 || strcmp(name, "backend_probe_failures_total") == 0 ||
+	    strcmp(name, METRICS_REFUSAL_EVENTS) == 0)
 		return true;
 	for (int c = 0; c < COUNTER__COUNT; c++)
 		if (strcmp(name, counter_name((enum counter)c)) == 0)
@@ -322,6 +326,29 @@ static double backend_series_value(struct backend *b, enum backend_series s)
 	}
 }
 
+/* Every event=reject / event=tempfail line written so far, by event, stage and reason
+ * (opstats_refusal): the count of a key is the number of its lines. */
+static void metrics_render_refusal_events(struct sbuf *sb)
+{
+	struct opstats_event_row *rows = malloc(OPSTATS_EVENT_ROWS * sizeof(*rows));
+	size_t n = rows ? opstats_refusal_events(rows, OPSTATS_EVENT_ROWS) : 0;
+
+	sb_header(sb, METRICS_REFUSAL_EVENTS, "Refusals as the log shows them: event=reject and event=tempfail "
+	    "lines by event, stage and reason (the decisions once each are refusals_total and tempfails_total).",
+	    "counter");
+	for (size_t i = 0; i < n; i++) {
+		sb_printf(sb, "mxgate_" METRICS_REFUSAL_EVENTS "{event=\"%s\",stage=\"", rows[i].tempfail ? "tempfail" : "reject");
+		sb_escaped(sb, rows[i].stage, true);
+		sb_printf(sb, "\",reason=\"");
+		sb_escaped(sb, rows[i].reason, true);
+		sb_printf(sb, "\"} ");
+		sb_value(sb, (double)rows[i].count);
+	}
+	if (rows == NULL)
+		sb->oom = true;      /* no partial family: the scrape fails as on any shortage */
+	free(rows);
+}
+
 static void metrics_render_pool(struct sbuf *sb, struct pool *pool)
 {
 	size_t n = pool->nservers + pool->nextra;
@@ -369,6 +396,7 @@ char *metrics_render(struct pool *pool, size_t *len)
 	for (int r = 0; r < CONN_REFUSED__COUNT; r++)
 		sb_sample(&sb, COUNTER_CONN_REFUSED_NAME, "reason", counter_conn_refused_reason((enum conn_refusal)r),
 		    (double)counter_conn_refused_get((enum conn_refusal)r));
+	metrics_render_refusal_events(&sb);
 	sb_header(&sb, "connections_uncounted_total", "Clients admitted without a per-IP count: their "
 	    "slot window was full (max_connections_per_ip not applied to them; event=conncount_crowded).", "counter");
 	sb_sample(&sb, "connections_uncounted_total", NULL, NULL, (double)conncount_uncounted());

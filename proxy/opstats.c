@@ -2,6 +2,7 @@
 #include "opstats.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,6 +53,82 @@ void opstats_note_refusal(int worker, const char *client_ip, const char *stage, 
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* The line counts (opstats_refusal): one table for the process, behind its own mutex, held
+ * for a scan of at most OPSTATS_EVENT_ROWS short keys (refusals are not the hot path). */
+static struct {
+	pthread_mutex_t mu;
+	size_t n;
+	struct opstats_event_row row[OPSTATS_EVENT_ROWS];
+} opstats_events = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* The row of (tempfail, stage, reason), or NULL. Caller holds the mutex. */
+static struct opstats_event_row *opstats_event_find(bool tempfail, const char *stage, const char *reason)
+{
+	for (size_t i = 0; i < opstats_events.n; i++) {
+		struct opstats_event_row *e = &opstats_events.row[i];
+		/* keys are kept cut to the row's size: a longer word matches its cut */
+		if (e->tempfail == tempfail && strncmp(e->stage, stage, sizeof(e->stage) - 1) == 0 &&
+		    strncmp(e->reason, reason, sizeof(e->reason) - 1) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static struct opstats_event_row *opstats_event_add(bool tempfail, const char *stage, const char *reason)
+{
+	struct opstats_event_row *e = &opstats_events.row[opstats_events.n++];
+
+	e->tempfail = tempfail;
+	snprintf(e->stage, sizeof(e->stage), "%s", stage);
+	snprintf(e->reason, sizeof(e->reason), "%s", reason);
+	e->count = 0;
+	return e;
+}
+
+/* Counts one line. The last two rows are kept for stage and reason "other", one per event,
+ * where lines go once the table is full. */
+static void opstats_count_event(bool tempfail, const char *stage, const char *reason)
+{
+	pthread_mutex_lock(&opstats_events.mu);
+	struct opstats_event_row *e = opstats_event_find(tempfail, stage, reason);
+	if (e == NULL && opstats_events.n < OPSTATS_EVENT_ROWS - 2)
+		e = opstats_event_add(tempfail, stage, reason);
+	if (e == NULL && (e = opstats_event_find(tempfail, "other", "other")) == NULL)
+		e = opstats_event_add(tempfail, "other", "other");
+	e->count++;
+	pthread_mutex_unlock(&opstats_events.mu);
+}
+
+void opstats_refusal(const struct opstats_refusal *r, const char *fmt, ...)
+{
+	const char *reason = r->reason && *r->reason ? r->reason : "filter";
+	const char *stage = r->stage && *r->stage ? r->stage : "-";
+	char rest[2048];
+	va_list ap;
+
+	rest[0] = '\0';
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(rest, sizeof(rest), fmt, ap);
+		va_end(ap);
+	}
+	log_event(r->level > LOG_LVL_INFO ? r->level : LOG_LVL_INFO, r->id, "event=%s stage=%s reason=%s%s%s",
+	    r->tempfail ? "tempfail" : "reject", stage, reason, rest[0] ? " " : "", rest);
+	opstats_count_event(r->tempfail, stage, reason);
+	if (!r->repeat)
+		opstats_note_refusal(r->worker, r->client_ip, stage, reason,
+		    r->code ? r->code / 100 == 4 : r->tempfail);
+}
+
+size_t opstats_refusal_events(struct opstats_event_row *out, size_t max)
+{
+	pthread_mutex_lock(&opstats_events.mu);
+	size_t n = opstats_events.n < max ? opstats_events.n : max;
+	memcpy(out, opstats_events.row, n * sizeof(*out));
+	pthread_mutex_unlock(&opstats_events.mu);
+	return n;
+}
+
 void opstats_collect(struct opstats_top *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -75,6 +152,9 @@ void opstats_reset(void)
 		memset(&s->t, 0, sizeof(s->t));
 		pthread_mutex_unlock(&s->mu);
 	}
+	pthread_mutex_lock(&opstats_events.mu);
+	opstats_events.n = 0;
+	pthread_mutex_unlock(&opstats_events.mu);
 }
 
 /* ------------------------------------------------------------ history */

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "log.h"
 #include "topk.h"
 
 /* ------------------------------------------------------------ worker side */
@@ -27,6 +28,44 @@ void opstats_note_session(int worker, const char *client_ip);
  * COUNTER_REFUSALS / COUNTER_TEMPFAILS and in the worker's top-K tables. */
 void opstats_note_refusal(int worker, const char *client_ip, const char *stage, const char *reason,
     bool tempfail);
+
+/* A refusal the log shows, written and counted in one call: the one place an
+ * `event=reject` or `event=tempfail` line is made, so that the count by event, stage and
+ * reason (mxgate_refusal_events_total, opstats_refusal_events) is the number of lines
+ * whatever the log level. */
+struct opstats_refusal {
+	int worker;                  /* the worker's index (its top-K tables) */
+	const char *id;              /* the session id on the line; NULL: none ("-") */
+	const char *client_ip;       /* for the top-K tables (client= is in the caller's fields) */
+	const char *stage;           /* connect, helo, mail, rcpt, data, bdat, xclient ... */
+	const char *reason;          /* the check's word; NULL or "": "filter" */
+	bool tempfail;               /* event=tempfail, else event=reject */
+	int code;                    /* the reply's code: 4xx count in tempfails_total, others in
+	                              * refusals_total; 0: as tempfail says */
+	bool repeat;                 /* a refusal decided (and counted) before, given again (a
+	                              * connect refusal answered at each MAIL): its line counts by
+	                              * reason, not again as a decision (opstats_note_refusal) */
+	enum log_level level;        /* 0 (debug) is taken as info: a refusal is never debug */
+};
+/* Writes `event=E stage=S reason=R` and, when fmt gives any, a blank and the caller's fields
+ * (client=, code=, reply=, ... in the caller's order), at r->level; counts the line by event,
+ * stage and reason, and unless r->repeat the decision (opstats_note_refusal). Any thread. */
+void opstats_refusal(const struct opstats_refusal *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The lines counted so far, one row per (event, stage, reason), in the order first seen.
+ * Bounded: reasons are words of the code, but also of plugins. Once OPSTATS_EVENT_ROWS - 2
+ * rows are taken, a line of a new key counts in its event's row of stage and reason
+ * "other"; words are kept cut to OPSTATS_WORD_MAX - 1 octets. */
+#define OPSTATS_EVENT_ROWS 256
+#define OPSTATS_WORD_MAX 64
+struct opstats_event_row {
+	bool tempfail;
+	char stage[OPSTATS_WORD_MAX];
+	char reason[OPSTATS_WORD_MAX];
+	long count;
+};
+/* Copies up to max rows into out; returns the number copied. Any thread. */
+size_t opstats_refusal_events(struct opstats_event_row *out, size_t max);
 
 /* ------------------------------------------------------------ reader side */
 

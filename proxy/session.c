@@ -191,7 +191,22 @@ void session_error(struct session *s)
 	}
 }
 
-/* Replies with a filter's refusal and logs it; returns the code sent. */
+/* A refusal's line, counted (opstats_refusal: the one place a refusal is logged): r's id,
+ * worker and client are s's; r->level 0 is info. */
+void session_refusal_log(const struct session *s, struct opstats_refusal *r, const char *fmt, ...)
+{
+	char rest[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(rest, sizeof(rest), fmt, ap);
+	va_end(ap);
+	r->worker = s->w ? s->w->index : 0;
+	r->id = s->id;
+	r->client_ip = s->env.client_ip;
+	opstats_refusal(r, "%s", rest);
+}
+
 /* Replies with v's refusal and logs it; counted (opstats) unless it repeats a refusal decided
  * and counted before (a connect-stage refusal given again at each MAIL). */
 static int session_reply_verdict_as(struct session *s, const struct verdict *v, const char *stage, bool count)
@@ -211,11 +226,10 @@ static int session_reply_verdict_as(struct session *s, const struct verdict *v, 
 		session_reply_text(s, code, v->reply, 0);
 	else
 		session_reply(s, "%d %s", code, code / 100 == 4 ? "4.7.1 Try again later" : "5.7.1 Rejected");
-	log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s%s%s client=%s code=%d reply=%s",
-	    v->action == VERDICT_TEMPFAIL ? "tempfail" : "reject", stage, v->reason[0] ? v->reason : "filter",
-	    v->log_extra[0] ? " " : "", v->log_extra, s->env.client_ip, code, log_val(rv, sizeof(rv), v->reply));
-	if (count)
-		opstats_note_refusal(s->w->index, s->env.client_ip, stage, v->reason, code / 100 == 4);
+	session_refusal_log(s, &(struct opstats_refusal){ .stage = stage, .reason = v->reason,
+	    .tempfail = v->action == VERDICT_TEMPFAIL, .code = code, .repeat = !count },
+	    "%s%sclient=%s code=%d reply=%s", v->log_extra, v->log_extra[0] ? " " : "", s->env.client_ip, code,
+	    log_val(rv, sizeof(rv), v->reply));
 	return code;
 }
 
@@ -240,10 +254,42 @@ void session_note_refusal(struct session *s, int code, const char *reason)
 void session_refuse_early(struct session *s, const char *reason)
 {
 	session_note_refusal(s, 421, reason);
-	opstats_note_refusal(s->w->index, s->env.client_ip, "connect", reason, true);
 	counter_inc(COUNTER_SESSIONS_REJECTED_LIMIT);
 	s->quit_after_flush = true;
 	session_flush(s);
+}
+
+/* A command out of order (a RCPT before MAIL, a DATA before any accepted RCPT, a BDAT with no
+ * transaction) answered with reply: a client error every time (session_error: counted in
+ * protocol_errors_total, and limits.max_errors ends the session), logged and counted as a
+ * refusal, reason=bad_sequence, only the first time in the session: a client that sends a
+ * million of them writes one line. stage: the command's verb ("rcpt"). */
+static void session_bad_sequence_log(struct session *s, const char *verb, const char *reply)
+{
+	char stage[16], rv[300];
+	size_t i;
+
+	if (s->bad_sequence++ > 0)
+		return;
+	for (i = 0; verb[i] && i < sizeof(stage) - 1; i++)
+		stage[i] = (char)tolower((unsigned char)verb[i]);
+	stage[i] = '\0';
+	session_refusal_log(s, &(struct opstats_refusal){ .stage = stage, .reason = "bad_sequence",
+	    .tempfail = reply[0] == '4', .code = atoi(reply) }, "client=%s code=%.3s reply=%s", s->env.client_ip, reply,
+	    log_val(rv, sizeof(rv), strlen(reply) > 4 ? reply + 4 : reply));
+}
+
+/* A MAIL or RCPT line the parser refused (an unbalanced or malformed path, 501 5.1.7 / 5.1.3;
+ * a non-ASCII sender without SMTPUTF8, 553 5.6.7; a control octet): logged and counted as the
+ * checks' refusals are (session_check_logged), without the address there is none of. */
+static void session_syntax_log(struct session *s, enum smtp_verb verb, const char *reply)
+{
+	char rv[300];
+
+	session_refusal_log(s, &(struct opstats_refusal){ .stage = verb == SMTP_MAIL ? "mail" : "rcpt",
+	    .reason = strncmp(reply, "553 5.6.7", 9) == 0 ? "utf8" : "syntax", .code = atoi(reply) },
+	    "client=%s code=%.3s reply=%s", s->env.client_ip, reply,
+	    log_val(rv, sizeof(rv), strlen(reply) > 4 ? reply + 4 : reply));
 }
 
 /* ---- commands in flight ------------------------------------------------------------ */
@@ -362,8 +408,9 @@ static enum session_check session_check_logged(const struct session *s, const st
 	char av[600], rv[600];
 
 	if (!quiet)
-		log_event(LOG_LVL_INFO, s->id, "event=%s stage=%s reason=%s %s=%s client=%s code=%.3s reply=%s",
-		    reply[0] == '4' ? "tempfail" : "reject", mail ? "mail" : "rcpt", reason, mail ? "from" : "rcpt",
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = mail ? "mail" : "rcpt", .reason = reason,
+		    .tempfail = reply[0] == '4', .code = atoi(reply) },
+		    "%s=%s client=%s code=%.3s reply=%s", mail ? "from" : "rcpt",
 		    log_addr(av, sizeof(av), cmd->addr), s->env.client_ip, reply,
 		    log_val(rv, sizeof(rv), strlen(reply) > 4 ? reply + 4 : reply));
 	return r;
@@ -459,8 +506,9 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 		 * after the client sent it all for nothing */
 		if (!quiet) {
 			counter_inc(COUNTER_SPOOL_ERRORS);
-			log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=mail reason=spool_space size=%llu "
-			    "avail=%llu dir=%s client=%s", (unsigned long long)cmd->size, (unsigned long long)avail,
+			session_refusal_log(s, &(struct opstats_refusal){ .stage = "mail", .reason = "spool_space",
+			    .tempfail = true, .code = 452, .level = LOG_LVL_WARNING }, "size=%llu avail=%llu dir=%s client=%s",
+			    (unsigned long long)cmd->size, (unsigned long long)avail,
 			    s->cfg->limits.spool_dir ? s->cfg->limits.spool_dir : "/tmp", s->env.client_ip);
 		}
 		return session_check_reply(reply, cap, SESSION_CHECK_REPLY, "452 4.3.1 Insufficient system storage");
@@ -531,8 +579,10 @@ static enum session_check session_check_rcpt_allowed(const struct session *s, co
 		    log_addr(rv, sizeof(rv), cmd->addr), log_val(dv, sizeof(dv), denied), why, s->env.client_ip);
 		return SESSION_CHECK_OK;
 	}
-	log_event(LOG_LVL_INFO, s->id, "event=reject stage=rcpt reason=relay_denied rcpt=%s domain=%s client=%s",
-	    log_addr(rv, sizeof(rv), cmd->addr), log_val(dv, sizeof(dv), denied), s->env.client_ip);
+	/* the form of every MAIL/RCPT refusal (session_check_logged), the denied domain added */
+	session_refusal_log(s, &(struct opstats_refusal){ .stage = "rcpt", .reason = "relay_denied", .code = 550 },
+	    "rcpt=%s domain=%s client=%s code=550 reply=\"5.7.1 relaying denied\"", log_addr(rv, sizeof(rv), cmd->addr),
+	    log_val(dv, sizeof(dv), denied), s->env.client_ip);
 	counter_inc(COUNTER_RECIPIENTS_REJECTED);
 	return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "550 5.7.1 relaying denied");
 }
@@ -992,22 +1042,21 @@ static void session_data_end(struct session *s)
 	if (s->dp.bad_line_ending)
 		counter_inc(COUNTER_BARE_LF);
 	if (smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_TOO_BIG) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=size size=%llu client=%s",
-		    (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);
-		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "size", false);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "size", .code = 552 },
+		    "size=%llu client=%s", (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);
 		session_message_done(s, 552, "5.3.4 Message size exceeds fixed limit", "size", false);
 		return;
 	}
 	if (s->dp.bad_line_ending && s->cfg->limits.bare_lf == BARE_LF_REJECT) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=bare_lf client=%s", s->env.client_ip);
-		opstats_note_refusal(s->w->index, s->env.client_ip, "data", "bare_lf", false);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "bare_lf", .code = 550 },
+		    "client=%s", s->env.client_ip);
 		session_message_done(s, 550, "5.6.0 Message contains bare CR or LF line endings, not allowed", "bare_lf",
 		    false);
 		return;
 	}
 	if (s->dp.nul_seen && s->cfg->limits.nul == NUL_REJECT) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=data reason=nul nuls=%llu client=%s",
-		    (unsigned long long)s->dp.nuls, s->env.client_ip);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "nul", .code = 554 },
+		    "nuls=%llu client=%s", (unsigned long long)s->dp.nuls, s->env.client_ip);
 		session_message_done(s, 554, "5.6.0 Message contains NUL characters, not allowed", "nul", false);
 		return;
 	}
@@ -1022,7 +1071,8 @@ static void session_data_end(struct session *s)
 		bool full = err == ENOSPC || err == EDQUOT;
 
 		counter_inc(COUNTER_SPOOL_ERRORS);
-		log_event(LOG_LVL_WARNING, s->id, "event=tempfail stage=data reason=spool detail=\"%s\" dir=%s size=%llu "
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "spool", .tempfail = true,
+		    .code = full ? 452 : 451, .level = LOG_LVL_WARNING }, "detail=\"%s\" dir=%s size=%llu "
 		    "client=%s", err ? strerror(err) : "out of memory", s->cfg->limits.spool_dir ?
 		    s->cfg->limits.spool_dir : "/tmp", (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);
 		session_message_done(s, full ? 452 : 451, full ? "4.3.1 Insufficient system storage, try again later" :
@@ -1116,8 +1166,15 @@ static void session_apply_bdat(struct session *s, const struct verdict *v)
 
 	(void)v;
 	if (refusal) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=bdat reply=\"%s\" size=%llu client=%s", refusal,
-		    (unsigned long long)s->bdat_chunk_size, s->env.client_ip);
+		char rv[300];
+
+		if (s->bdat_verdict == BDAT_NO_MAIL || s->bdat_verdict == BDAT_NO_RCPT)
+			session_bad_sequence_log(s, "bdat", refusal);
+		else
+			session_refusal_log(s, &(struct opstats_refusal){ .stage = "bdat", .reason =
+			    s->bdat_verdict == BDAT_AFTER_FAILURE ? "after_failure" : "size", .code = atoi(refusal) },
+			    "size=%llu client=%s code=%.3s reply=%s", (unsigned long long)s->bdat_chunk_size,
+			    s->env.client_ip, refusal, log_val(rv, sizeof(rv), refusal + 4));
 		session_reply_line(s, refusal);
 		session_error(s);
 		/* the chunk is read under the data timers: its own deadline (none may be set
@@ -1243,20 +1300,31 @@ static void session_apply_help(struct session *s, const struct verdict *v)
 	session_reply_line(s, line);
 }
 
+/* The command-order refusal of c's flags for s as it is now (RFC 5321 4.1.4: 503, and 554 for
+ * DATA with no recipient, 3.3), or NULL. */
+static const char *session_cmd_sequence_error(const struct session *s, const struct session_cmd *c)
+{
+	if ((c->flags & CMD_NEEDS_HELO) && s->env.helo[0] == '\0')
+		return "503 5.5.1 Error: send HELO/EHLO first";
+	if ((c->flags & CMD_NO_MAIL) && s->env.mail_from)
+		return "503 5.5.1 Error: nested MAIL command";
+	if ((c->flags & CMD_NEEDS_MAIL) && s->env.mail_from == NULL)
+		return "503 5.5.1 Error: need MAIL command";
+	if ((c->flags & CMD_NEEDS_RCPT) && s->env.nrcpts == 0)
+		return "554 5.5.1 Error: no valid recipients";
+	return NULL;
+}
+
 /* The checks of c for s: the flags' (in this order), then the row's own. */
 static enum session_check session_cmd_check_row(const struct session *s, const struct session_cmd *c,
     const struct smtp_cmd *cmd, char *reply, size_t cap)
 {
+	const char *seq;
+
 	if (c->refuse)
 		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", c->refuse);
-	if ((c->flags & CMD_NEEDS_HELO) && s->env.helo[0] == '\0')
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "503 5.5.1 Error: send HELO/EHLO first");
-	if ((c->flags & CMD_NO_MAIL) && s->env.mail_from)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "503 5.5.1 Error: nested MAIL command");
-	if ((c->flags & CMD_NEEDS_MAIL) && s->env.mail_from == NULL)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "503 5.5.1 Error: need MAIL command");
-	if ((c->flags & CMD_NEEDS_RCPT) && s->env.nrcpts == 0)
-		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "554 5.5.1 Error: no valid recipients");
+	if ((seq = session_cmd_sequence_error(s, c)) != NULL)
+		return session_check_reply(reply, cap, SESSION_CHECK_ERROR, "%s", seq);
 	return c->check ? c->check(s, cmd, reply, cap) : SESSION_CHECK_OK;
 }
 
@@ -1388,10 +1456,15 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 				 * 3.8 closes with (Postfix's 521 is RFC 7504's "does not accept mail"),
 				 * X.5.4 as the 501 had it. */
 				session_reply(s, "421 4.5.4 %s Syntax: BDAT chunk-size [LAST], closing", s->cfg->hostname);
+				session_refusal_log(s, &(struct opstats_refusal){ .stage = "bdat", .reason = "syntax",
+				    .tempfail = true, .code = 421 }, "client=%s code=421 reply=\"4.5.4 Syntax: BDAT "
+				    "chunk-size [LAST], closing\"", s->env.client_ip);
 				s->quit_after_flush = true;
 				return;
 			}
 			session_reply_line(s, err ? err : "500 5.5.2 Syntax error");
+			if (err && (parsed.verb == SMTP_MAIL || parsed.verb == SMTP_RCPT))
+				session_syntax_log(s, parsed.verb, err);
 			session_error(s);
 			return;
 		}
@@ -1411,6 +1484,11 @@ static void session_cmd_line(struct session *s, const char *line, size_t len)
 		return;
 	case SESSION_CHECK_ERROR:
 		session_reply_line(s, reply);
+		/* out of order: the flags' refusals, and a row's own 503 (RFC 5321 4.2.3, "bad
+		 * sequence of commands": AUTH when authenticated, XCLIENT in a transaction, DATA
+		 * after BDAT, STARTTLS twice) */
+		if (!c->refuse && (session_cmd_sequence_error(s, c) != NULL || strncmp(reply, "503 ", 4) == 0))
+			session_bad_sequence_log(s, smtp_verb_name(cmd->verb), reply);
 		session_error(s);
 		return;
 	case SESSION_CHECK_CLOSE:
@@ -1788,10 +1866,9 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 
 		session_reply_text(s, code, text, 0);
 		/* code and reply as on every refusal's line: what the client was told */
-		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s code=%d reply=%s",
-		    drop ? "reject" : "tempfail", v->reason[0] ? v->reason : "filter", v->log_extra[0] ? " " : "",
-		    v->log_extra, s->env.client_ip, code, log_val(rv, sizeof(rv), text));
-		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, !drop);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = v->reason,
+		    .tempfail = !drop, .code = code }, "%s%sclient=%s code=%d reply=%s", v->log_extra,
+		    v->log_extra[0] ? " " : "", s->env.client_ip, code, log_val(rv, sizeof(rv), text));
 		s->quit_after_flush = true;
 		return true;
 	}
@@ -1807,10 +1884,9 @@ bool session_connect_refusal(struct session *s, const struct verdict *v)
 		    v->reason[0] ? v->reason : "filter");
 		char rv[300];
 
-		log_event(LOG_LVL_INFO, s->id, "event=%s stage=connect reason=%s%s%s client=%s reply=%s",
-		    temp ? "tempfail" : "reject", v->reason[0] ? v->reason : "filter",
-		    v->log_extra[0] ? " " : "", v->log_extra, s->env.client_ip, log_val(rv, sizeof(rv), v->reply));
-		opstats_note_refusal(s->w->index, s->env.client_ip, "connect", v->reason, temp);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = v->reason,
+		    .tempfail = temp }, "%s%sclient=%s reply=%s", v->log_extra, v->log_extra[0] ? " " : "",
+		    s->env.client_ip, log_val(rv, sizeof(rv), v->reply));
 	}
 	return false;
 }
@@ -1901,8 +1977,8 @@ void session_start_connect(struct session *s)
 	enum conncount_result cc = conncount_acquire((const struct sockaddr *)&s->env.client,
 	    s->cfg->limits.max_connections_per_ip, s->cfg->limits.client_ipv6_prefix);
 	if (cc == CONNCOUNT_REFUSED) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections_per_ip client=%s",
-		    s->env.client_ip);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = "max_connections_per_ip",
+		    .code = 421 }, "client=%s", s->env.client_ip);
 		session_reply(s, "421 4.7.0 %s Error: too many connections from %s", s->cfg->hostname, s->env.client_ip);
 		counter_conn_refused(CONN_REFUSED_MAX_CONNECTIONS_PER_IP);
 		session_refuse_early(s, "max_connections_per_ip");

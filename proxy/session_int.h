@@ -16,6 +16,7 @@
 #include "headers.h"
 #include "hook.h"
 #include "linebuf.h"
+#include "opstats.h"
 #include "session.h"
 #include "smtp_cmd.h"
 #include "smtp_tx.h"
@@ -96,6 +97,7 @@ struct session {
 	int errors;
 	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
 	long rcpt_overshoot;              /* RCPTs past max_recipients in this transaction */
+	long bad_sequence;                /* commands out of order (503), the first one logged */
 	unsigned long ncommands, nmessages;
 	struct linebuf lb;
 	struct session_memo *memo;        /* commands parsed ahead (session_next_group), or NULL */
@@ -206,8 +208,13 @@ void session_note_refusal(struct session *s, int code, const char *reason);
 /* The connect stage's verdict v, if a refusal: TEMPFAIL is answered (421) and the session
  * ends after the flush (true); REJECT is kept in conn_verdict, answered at MAIL. Logged. */
 bool session_connect_refusal(struct session *s, const struct verdict *v);
+/* A refusal's line and its counts (opstats_refusal, the one place refusals are logged):
+ * r's worker, id and client are set from s; fmt gives the fields after reason=. */
+void session_refusal_log(const struct session *s, struct opstats_refusal *r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Before the session starts (limits): the 421 queued by the caller goes out, then the
- * session closes. reason: the log word for the outcome. */
+ * session closes. reason: the log word for the outcome (the caller logged and counted the
+ * refusal: session_refusal_log). */
 void session_refuse_early(struct session *s, const char *reason);
 /* The command in flight is answered: carry on with held input (after a tarpit delay). */
 void session_resume(struct session *s);

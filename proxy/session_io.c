@@ -830,14 +830,16 @@ static void session_start(struct session *s)
 
 	if (atomic_load(&w->stop)) {
 		/* accepted in the moment between SIGTERM and the listeners' close */
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=draining client=%s", s->env.client_ip);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = "draining", .code = 421 },
+		    "client=%s", s->env.client_ip);
 		session_reply(s, "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
 		counter_conn_refused(CONN_REFUSED_DRAINING);
 		session_refuse_early(s, "draining");
 		return;
 	}
 	if (conncount_total() > s->cfg->limits.max_connections) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=max_connections client=%s", s->env.client_ip);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = "max_connections", .code = 421 },
+		    "client=%s", s->env.client_ip);
 		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
 		counter_conn_refused(CONN_REFUSED_MAX_CONNECTIONS);
 		session_refuse_early(s, "max_connections");
@@ -849,7 +851,8 @@ static void session_start(struct session *s)
 		 * descriptors nearly gone now (event=fd_low): a 421 now rather than libuv closing
 		 * the next clients unheard once they run out, and the sessions already there
 		 * keep what they need. */
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=connect reason=fd_limit client=%s", s->env.client_ip);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "connect", .reason = "fd_limit", .code = 421 },
+		    "client=%s", s->env.client_ip);
 		session_reply(s, "421 4.7.0 %s Error: too many connections, try again later", s->cfg->hostname);
 		counter_conn_refused(CONN_REFUSED_FD_LIMIT);
 		session_refuse_early(s, "fd_limit");

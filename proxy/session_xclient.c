@@ -47,8 +47,8 @@ enum session_check session_xclient_check(const struct session *s, const struct s
 		return SESSION_CHECK_ERROR;
 	}
 	if (!s->xclient_allowed) {
-		log_event(LOG_LVL_INFO, s->id, "event=reject stage=xclient reason=unauthorized client=%s",
-		    s->env.client_ip);
+		session_refusal_log(s, &(struct opstats_refusal){ .stage = "xclient", .reason = "unauthorized",
+		    .code = 550 }, "client=%s", s->env.client_ip);
 		snprintf(reply, cap, "550 5.7.0 Error: insufficient authorization");
 		return SESSION_CHECK_ERROR;
 	}

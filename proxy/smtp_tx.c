@@ -77,9 +77,9 @@ static void smtp_tx_finish_unestablished(struct smtp_tx *tx, const char *stage, 
 	bool client_error = strcmp(stage, "rcpt") != 0 || code / 100 == 5;
 
 	if (code == 0) {
-		log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=%s reason=no_backend detail=\"%s\" client=%s",
-		    stage, text, tx->env->client_ip);
-		opstats_note_refusal(tx->w->index, tx->env->client_ip, stage, "no_backend", true);
+		opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = tx->env->session_id,
+		    .client_ip = tx->env->client_ip, .stage = stage, .reason = "no_backend", .tempfail = true, .code = 451,
+		    .level = LOG_LVL_WARNING }, "detail=\"%s\" client=%s", text, tx->env->client_ip);
 		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", client_error, false);
 		return;
 	}
@@ -712,10 +712,12 @@ static void smtp_tx_rcpt_reply_cb(void *arg, int code, const char *text)
 		counter_inc(COUNTER_RECIPIENTS_ACCEPTED);
 	} else {
 		counter_inc(COUNTER_RECIPIENTS_REJECTED);
-		char rv[600];
-		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=rcpt reason=backend rcpt=%s code=%d client=%s",
-		    log_addr(rv, sizeof(rv), tx->rcpt), code, tx->env->client_ip);
-		opstats_note_refusal(tx->w->index, tx->env->client_ip, "rcpt", "backend", code / 100 == 4);
+		char av[600], rv[256];   /* the backend's text: quoted and escaped as any value from outside */
+		/* event=tempfail for its 4xx, as every refusal's line; reply= as the DATA stage's */
+		opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = tx->env->session_id,
+		    .client_ip = tx->env->client_ip, .stage = "rcpt", .reason = "backend", .tempfail = code / 100 == 4,
+		    .code = code }, "rcpt=%s code=%d reply=%s client=%s", log_addr(av, sizeof(av), tx->rcpt), code,
+		    log_val(rv, sizeof(rv), text ? text : ""), tx->env->client_ip);
 	}
 	/* A 4xx is the backend's state, not the client's error: 452 its recipient limit (RFC
 	 * 5321 4.5.3.1.10) or its storage, 450/451 its greylisting or a passing trouble; the
@@ -1081,9 +1083,10 @@ static void smtp_tx_delivered(struct smtp_tx *tx, const char *backend_url, const
 /* The message could not be handed to any backend: a 4xx, the client retries. */
 static void smtp_tx_deliver_tempfail(struct smtp_tx *tx, const char *why)
 {
-	log_event(LOG_LVL_WARNING, tx->env->session_id, "event=tempfail stage=data reason=no_backend queue_id=%s detail=\"%s\" client=%s",
-	    tx->env->queue_id, why ? why : "", tx->env->client_ip);
-	opstats_note_refusal(tx->w->index, tx->env->client_ip, "data", "no_backend", true);
+	opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = tx->env->session_id,
+	    .client_ip = tx->env->client_ip, .stage = "data", .reason = "no_backend", .tempfail = true, .code = 451,
+	    .level = LOG_LVL_WARNING }, "queue_id=%s detail=\"%s\" client=%s", tx->env->queue_id, why ? why : "",
+	    tx->env->client_ip);
 	smtp_tx_finish(tx, 451, "4.4.1 Message not accepted by any backend, try again later", "no_backend", false, false);
 }
 
@@ -1155,9 +1158,10 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 	if (temp == 0 && perm > 0) {
 		/* The backend refused the message for good: its verdict goes to the client. */
 		char rv[256];   /* the backend's text: quoted and escaped as any value from outside */
-		log_event(LOG_LVL_INFO, tx->env->session_id, "event=reject stage=data reason=backend backend=%s code=%d reply=%s client=%s",
-		    url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""), tx->env->client_ip);
-		opstats_note_refusal(tx->w->index, tx->env->client_ip, "data", "backend", false);
+		opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = tx->env->session_id,
+		    .client_ip = tx->env->client_ip, .stage = "data", .reason = "backend", .code = codes[0] },
+		    "backend=%s code=%d reply=%s client=%s", url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""),
+		    tx->env->client_ip);
 		smtp_tx_finish(tx, codes[0], texts[0], "backend", false, true);
 		return;
 	}

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "counters.h"
 #include "log.h"
+#include "opstats.h"
 #include "relay.h"
 #include "session.h"
 #include "tls.h"
@@ -228,8 +229,8 @@ static void worker_refuse(struct acceptor *a, int fd, const char *ip, void *ldat
 	if (n > 0 && (size_t)n < sizeof(line))
 		(void)send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	counter_conn_refused(CONN_REFUSED_FD_LIMIT);
-	log_event(LOG_LVL_INFO, NULL, "event=reject stage=connect reason=fd_limit client=%s listener=%s reserve=1",
-	    ip, lc && lc->address ? lc->address : "?");
+	opstats_refusal(&(struct opstats_refusal){ .worker = w->index, .client_ip = ip, .stage = "connect",
+	    .reason = "fd_limit", .code = 421 }, "client=%s listener=%s reserve=1", ip, lc && lc->address ? lc->address : "?");
 }
 
 /* No descriptor, not even the reserve (or no kernel memory): the listeners stop for

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "proxy/counters.h"
+#include "proxy/log.h"
 #include "proxy/opstats.h"
 #include "proxy/topk.h"
 
@@ -121,6 +122,77 @@ static void test_notes_merged_across_workers(void **state)
 	assert_int_equal(counter_get(COUNTER_TEMPFAILS), 2);
 }
 
+static long event_count(const char *event, const char *stage, const char *reason)
+{
+	static struct opstats_event_row rows[OPSTATS_EVENT_ROWS];
+	size_t n = opstats_refusal_events(rows, OPSTATS_EVENT_ROWS);
+
+	for (size_t i = 0; i < n; i++)
+		if (rows[i].tempfail == (strcmp(event, "tempfail") == 0) && strcmp(rows[i].stage, stage) == 0 &&
+		    strcmp(rows[i].reason, reason) == 0)
+			return rows[i].count;
+	return 0;
+}
+
+/* Each opstats_refusal line counts by event, stage and reason, whatever the log level; a
+ * repeat counts as a line, not again as a decision; the code's class, not the event word,
+ * picks refusals_total or tempfails_total (a connect 421 logged event=reject). */
+static void test_refusal_lines_counted(void **state)
+{
+	struct opstats_top top;
+
+	opstats_reset();
+	counter_reset_all();
+	log_set_level(LOG_LVL_ERROR);	/* the lines are not written: still counted */
+	opstats_refusal(&(struct opstats_refusal){ .worker = 0, .client_ip = "192.0.2.1", .stage = "rcpt",
+	    .reason = "relay_denied", .code = 550 }, "client=%s", "192.0.2.1");
+	opstats_refusal(&(struct opstats_refusal){ .worker = 1, .client_ip = "192.0.2.1", .stage = "rcpt",
+	    .reason = "relay_denied", .code = 550 }, NULL);
+	opstats_refusal(&(struct opstats_refusal){ .client_ip = "192.0.2.2", .stage = "mail", .reason = "dnsbl",
+	    .code = 550, .repeat = true }, "client=192.0.2.2");
+	opstats_refusal(&(struct opstats_refusal){ .client_ip = "192.0.2.3", .stage = "connect", .reason = "fd_limit",
+	    .code = 421 }, "client=192.0.2.3");
+	opstats_refusal(&(struct opstats_refusal){ .client_ip = "192.0.2.3", .stage = "mail", .tempfail = true },
+	    "%s", "");
+	log_set_level(LOG_LVL_INFO);
+	assert_int_equal(event_count("reject", "rcpt", "relay_denied"), 2);
+	assert_int_equal(event_count("reject", "mail", "dnsbl"), 1);
+	assert_int_equal(event_count("reject", "connect", "fd_limit"), 1);
+	assert_int_equal(event_count("tempfail", "mail", "filter"), 1);
+	assert_int_equal(event_count("tempfail", "rcpt", "relay_denied"), 0);
+	assert_int_equal(counter_get(COUNTER_REFUSALS), 2);     /* the repeat is not a decision */
+	assert_int_equal(counter_get(COUNTER_TEMPFAILS), 2);    /* 421 and the tempfail */
+	opstats_collect(&top);
+	assert_int_equal(topk_count_of(&top.reasons, "rcpt/relay_denied"), 2);
+	assert_int_equal(topk_count_of(&top.reasons, "mail/dnsbl"), 0);
+}
+
+/* Reasons come from plugins too: the table is bounded, the rest counts as other/other (one
+ * row per event), and nothing is lost from the sum. */
+static void test_refusal_rows_bounded(void **state)
+{
+	char reason[32];
+	long sum = 0;
+	static struct opstats_event_row rows[OPSTATS_EVENT_ROWS];
+
+	opstats_reset();
+	log_set_level(LOG_LVL_ERROR);
+	for (int i = 0; i < 3 * OPSTATS_EVENT_ROWS; i++) {
+		snprintf(reason, sizeof(reason), "r%d", i);
+		opstats_refusal(&(struct opstats_refusal){ .client_ip = "192.0.2.1", .stage = "eom", .reason = reason,
+		    .tempfail = i % 2 }, NULL);
+	}
+	log_set_level(LOG_LVL_INFO);
+	size_t n = opstats_refusal_events(rows, OPSTATS_EVENT_ROWS);
+	assert_int_equal(n, OPSTATS_EVENT_ROWS);
+	for (size_t i = 0; i < n; i++)
+		sum += rows[i].count;
+	assert_int_equal(sum, 3 * OPSTATS_EVENT_ROWS);
+	assert_int_equal(event_count("reject", "eom", "r0"), 1);
+	assert_int_equal(event_count("reject", "other", "other") + event_count("tempfail", "other", "other"),
+	    3 * OPSTATS_EVENT_ROWS - (OPSTATS_EVENT_ROWS - 2));
+}
+
 static void vals(long v[OPS__NSERIES], long a, long r, long t, long d)
 {
 	v[OPS_ACCEPTED] = a;
@@ -208,6 +280,8 @@ int main(void)
 		cmocka_unit_test(test_topk_long_key_truncated),
 		cmocka_unit_test(test_topk_merge),
 		cmocka_unit_test(test_notes_merged_across_workers),
+		cmocka_unit_test(test_refusal_lines_counted),
+		cmocka_unit_test(test_refusal_rows_bounded),
 		cmocka_unit_test(test_history_minutes),
 		cmocka_unit_test(test_history_small_clock),
 		cmocka_unit_test(test_rate),
