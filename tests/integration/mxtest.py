@@ -1086,10 +1086,14 @@ class TcpForwarder:
     read_rate: octets a second the daemon's side is read at (a backend taking a message
     slowly but steadily; the receive buffer is then 64 KB, so the kernel holds little of it);
     stall_after: octets read from the daemon's side after which it is read no more (a peer
-    that stops taking what it is sent); .stalled_at is then the time of the last read."""
+    that stops taking what it is sent); .stalled_at is then the time of the last read.
+    on_chunk(direction, data): called on the pump's thread with each chunk read, 'up' (the
+    daemon's side to target) or 'down', just before it is passed on; it may block (a pause at
+    a chosen point of the stream) or act (write to the peer itself first); it returns the
+    bytes to pass on instead, or None to pass the chunk as read."""
 
-    def __init__(self, target, reply_delay=0, read_rate=0, stall_after=None):
-        self.target, self.reply_delay = target, reply_delay
+    def __init__(self, target, reply_delay=0, read_rate=0, stall_after=None, on_chunk=None):
+        self.target, self.reply_delay, self.on_chunk = target, reply_delay, on_chunk
         self.read_rate, self.stall_after, self.stalled_at = read_rate, stall_after, None
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -1117,12 +1121,15 @@ class TcpForwarder:
                 continue
             u.settimeout(None)	# the 5 s was for the connect: a quiet peer is no error
             self.conns += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u, 0, self), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, self.reply_delay), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(c, u, 0, self, 'up'), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, self.reply_delay, self, 'down'),
+                             daemon=True).start()
 
     @staticmethod
-    def _pipe(a, b, delay, slow=None):
-        """a to b; slow: the forwarder, whose read_rate / stall_after pace the reads."""
+    def _pipe(a, b, delay, fwd, direction):
+        """a to b; fwd: the forwarder, whose read_rate / stall_after pace the reads up and
+        whose on_chunk sees each chunk."""
+        slow = fwd if direction == 'up' else None
         rate = slow.read_rate if slow else 0
         left = slow.stall_after if slow else None
         try:
@@ -1140,6 +1147,9 @@ class TcpForwarder:
                     time.sleep(delay)
                 if rate:
                     time.sleep(len(d) / rate)
+                if fwd.on_chunk is not None:
+                    got = fwd.on_chunk(direction, d)
+                    d = d if got is None else got
                 b.sendall(d)
         except OSError:
             pass
