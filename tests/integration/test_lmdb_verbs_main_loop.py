@@ -14,17 +14,14 @@ process"), `flush reputation` says no worker holds it, and status and /metrics a
 meanwhile. (The drain's end, when the last worker closed the map, opens it on a thread of its
 own: test_reputation_control.)
 """
-import fcntl
 import os
 import shutil
-import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-CTL = mt.mxgatectl()
+mt.mxgatectl()       # built, or the test is skipped
 be = mt.Backend()
 SOCK = os.path.join(mt.TMP, 'ctl.sock')
 IN_WAY = os.path.join(mt.TMP, 'in-the-way')      # a file: the store cannot be opened
@@ -43,22 +40,13 @@ mt.check(mx.wait_log(r'event=module_error module=reputation worker=\d+', 10) is 
          "reputation's store does not open: logged")
 
 
-def ctl(*args, timeout=20):
-    """mxgatectl -s SOCK ARGS: (rc, text), or (None, 'no answer') when it does not answer
-    within timeout (bounded: on main the verb waited for the lock as long as it was held)."""
-    try:
-        r = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True,
-                           timeout=mt.slack(timeout))
-    except subprocess.TimeoutExpired:
-        return None, 'no answer'
-    return r.returncode, (r.stdout + r.stderr).strip()
+def ctl(*args):
+    # bounded: on main the verb waited for the lock as long as it was held
+    return mt.ctl_text(SOCK, *args)
 
 
 # ---- another process holds lock.mdb's lock on the directory no worker has open
 os.remove(IN_WAY)
-os.makedirs(DIR)
-lockfd = os.open(os.path.join(DIR, 'lock.mdb'), os.O_RDWR | os.O_CREAT, 0o640)
-fcntl.lockf(lockfd, fcntl.LOCK_EX, 1, 0)          # LMDB's lock: byte 0 of lock.mdb
 TRIPLET = ('127.0.0.1', 'a@example.org', 'b@example.test')
 got = {}
 
@@ -72,13 +60,7 @@ def asks():
     got['metrics'] = mt.http_get(mx.metrics_port, '/metrics', timeout=20)
 
 
-th = threading.Thread(target=asks)
-th.start()
-th.join(mt.slack(150))
-answered = not th.is_alive()
-fcntl.lockf(lockfd, fcntl.LOCK_UN, 1, 0)          # lets go: a blocked main loop goes on
-os.close(lockfd)
-th.join()
+answered = mt.lmdb_lock_held(DIR, asks, mt.slack(150))
 mt.say('while the lock is held: %r' % {k: (v[0], str(v[1])[:200]) for k, v in got.items()})
 mt.check(answered, 'every verb answered while the lock was held')
 for verb in ('show', 'pass', 'list'):
