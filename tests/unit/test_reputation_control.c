@@ -17,8 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#pragma GCC diagnostic ignored "-Wunused-function"  /* lmdb_peer.h's peers not used here */
-#include "lmdb_peer_excl.h"
+#include "lmdb_peer.h"
 #include "redis_peer.h"
 #include "filters/reputation.h"
 #include "proxy/config.h"
@@ -163,7 +162,7 @@ static void test_no_worker(void **state)
 		usleep(10 * 1000);
 	}
 	assert_int_equal(lmdb_peer_lock_fds(dir), 0);
-	peer = lmdb_peer_start_excl(dir, &release);
+	peer = lmdb_peer_start(dir, LMDB_PEER_EXCL, &release);
 	alarm(60);
 	ask("flush reputation 192.0.2.1", &a);
 	alarm(0);
