@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "ctl_ask.h"
+#include "greylist_map.h"
 #include "lmdb_peer.h"
 #include "filters/greylist.h"
 #include "proxy/config.h"
@@ -56,23 +57,6 @@ static void wait_answer(struct ctl_answer *a)
 	uv_close((uv_handle_t *)&keep, NULL);
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_true(a->done);
-}
-
-/* The client record's state in the map. */
-static int state_of(const char *key)
-{
-	struct lmdb_store *st = lmdb_store_open(dir, 0);
-	unsigned char val[GREYLIST_RECORD_LEN];
-	uint64_t since, exp;
-	size_t len = 0;
-	int got;
-
-	assert_non_null(st);
-	got = lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len);
-	lmdb_store_close(st);
-	assert_true(got >= 0);
-	return got == 1 ? greylist_ip_decode(val, len, (uint64_t)time(NULL) * 1000, &since, &exp) :
-	    GREYLIST_IP_NONE;
 }
 
 static const char *const state_names[] = { "none", "trapped", "allowed" };
@@ -131,7 +115,7 @@ static void test_no_worker_verb_after_other_write(void **state)
 		assert_int_equal(ctl_ask_start(&loop, line, &a), 1);
 		lmdb_peer_end(peer, release, false);
 		wait_answer(&a);
-		got = state_of(key);
+		got = greylist_map_state(dir, key, (uint64_t)time(NULL) * 1000);
 		if (a.rc != 0 || got != (r->other != GREYLIST_IP_NONE ? r->other : GREYLIST_IP_NONE) ||
 		    strstr(a.text, r->says) == NULL) {
 			print_error("%s: rc %d, the record %s (want %s), answer \"%s\" (want \"%s\" in it)\n",
