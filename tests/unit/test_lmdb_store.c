@@ -23,6 +23,7 @@
 #include "store/lmdb_store.h"
 #include "store/store_stats.h"
 #include "lmdb_peer.h"
+#include "stderr_capture.h"
 
 struct dir { char path[64]; };
 
@@ -691,9 +692,8 @@ static void test_disk_full_reason(void **state)
 	struct lmdb_store *st;
 	struct lmdb_writer *w;
 	struct lmdb_writer_config wc = { .name = "full" };
-	char logpath[] = "/tmp/mxgate-lmdb-log-XXXXXX", key[32], val[1000], text[8192];
-	int logfd, saved;
-	ssize_t n;
+	struct stderr_capture cap;
+	char key[32], val[1000], text[8192];
 
 	dir_make(&d);
 	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
@@ -701,11 +701,7 @@ static void test_disk_full_reason(void **state)
 		dir_remove(&d);
 		skip();
 	}
-	logfd = mkstemp(logpath);
-	assert_true(logfd >= 0);
-	fflush(stderr);
-	saved = dup(2);
-	dup2(logfd, 2);
+	stderr_capture_start(&cap);
 	st = lmdb_store_open(d.path, 64u << 20);
 	assert_non_null(st);
 	w = lmdb_writer_new(st, NULL, &wc);
@@ -720,13 +716,7 @@ static void test_disk_full_reason(void **state)
 	}
 	lmdb_writer_free(w);
 	lmdb_store_close(st);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	n = pread(logfd, text, sizeof(text) - 1, 0);
-	close(logfd);
-	unlink(logpath);
-	text[n > 0 ? n : 0] = '\0';
+	stderr_capture_end(&cap, text, sizeof(text));
 	umount2(d.path, MNT_DETACH);
 	dir_remove(&d);
 	if (strstr(text, "event=lmdb_error") == NULL)     /* 2 MB into 512 kB */
