@@ -80,7 +80,10 @@ API (everything else is internal):
   cert() -> (certfile, keyfile), a self-signed pair made once per run
   lmdb_meta(dir) -> (txnid, main root page) of dir/data.mdb;  lmdb_damage(dir) -> damages the
       map under a running daemon so every read fails (MDB_CORRUPTED), nothing out of bounds;
-      Mxgate.metric(series) -> a /metrics value or None
+      Mxgate.metric(series) -> a /metrics value or None;  lmdb_lock_held(dir, fn, bound) ->
+      whether fn() (on a thread) ended while lock.mdb's lock was held as a stuck opener holds it
+  mxgatectl() -> its path;  ctl(sock, *args, timeout) -> (rc, stdout, stderr);
+      ctl_text(sock, *args, timeout) -> (rc, stdout + stderr) or (None, 'no answer') past timeout
 
 Notes: smtp-sink's dump does not record XCLIENT ADDR/PORT (it announces only XCLIENT NAME
 HELO and dumps the real peer address), so client identity is checked with Backend, which
@@ -89,6 +92,7 @@ announces XCLIENT NAME ADDR PORT PROTO HELO LOGIN and records what it gets.
 import atexit
 import base64
 import ctypes
+import fcntl
 import json
 import os
 import pwd
@@ -764,6 +768,18 @@ def ctl(sock, *args, timeout=30):
     return r.returncode, r.stdout, r.stderr
 
 
+def ctl_text(sock, *args, timeout=20):
+    """mxgatectl -s sock ARGS...: (exit status, stdout + stderr stripped), or (None, 'no
+    answer') when it does not answer within timeout (a verb that may wait: the wait is a
+    finding, not an exception)."""
+    try:
+        r = subprocess.run([mxgatectl(), '-s', sock] + list(args), capture_output=True, text=True,
+                           timeout=slack(timeout))
+    except subprocess.TimeoutExpired:
+        return None, 'no answer'
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
 def rcpt_code(port, proxy_src, mail_from, rcpt, ehlo='mail.example.org'):
     """One session from proxy_src (PROXY header): EHLO, MAIL, one RCPT, QUIT; the RCPT's code
     (greylisting and the RCPT checks without sending a message)."""
@@ -811,6 +827,25 @@ def lmdb_damage(path, what='the map'):
     check(lmdb_meta(path) == (txnid, root), 'the map of %s is damaged under the running daemon (root page %d)'
           % (what, root))
     return root
+
+
+def lmdb_lock_held(path, fn, bound):
+    """Holds LMDB's lock on directory path (made if missing) as another process stopped
+    inside its own mdb_env_open would: fcntl's exclusive lock on byte 0 of lock.mdb, under
+    which every mdb_env_open of path waits. Runs fn() on a thread meanwhile, waits at most
+    bound seconds for it, then lets go and waits for fn to end. Returns whether fn ended
+    while the lock was held."""
+    os.makedirs(path, exist_ok=True)
+    fd = os.open(os.path.join(path, 'lock.mdb'), os.O_RDWR | os.O_CREAT, 0o640)
+    fcntl.lockf(fd, fcntl.LOCK_EX, 1, 0)
+    th = threading.Thread(target=fn)
+    th.start()
+    th.join(bound)
+    ended = not th.is_alive()
+    fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0)        # lets go: a blocked main loop goes on
+    os.close(fd)
+    th.join()
+    return ended
 
 
 def connect_answer(port, timeout=10):
@@ -1086,10 +1121,14 @@ class TcpForwarder:
     read_rate: octets a second the daemon's side is read at (a backend taking a message
     slowly but steadily; the receive buffer is then 64 KB, so the kernel holds little of it);
     stall_after: octets read from the daemon's side after which it is read no more (a peer
-    that stops taking what it is sent); .stalled_at is then the time of the last read."""
+    that stops taking what it is sent); .stalled_at is then the time of the last read.
+    on_chunk(direction, data): called on the pump's thread with each chunk read, 'up' (the
+    daemon's side to target) or 'down', just before it is passed on; it may block (a pause at
+    a chosen point of the stream) or act (write to the peer itself first); it returns the
+    bytes to pass on instead, or None to pass the chunk as read."""
 
-    def __init__(self, target, reply_delay=0, read_rate=0, stall_after=None):
-        self.target, self.reply_delay = target, reply_delay
+    def __init__(self, target, reply_delay=0, read_rate=0, stall_after=None, on_chunk=None):
+        self.target, self.reply_delay, self.on_chunk = target, reply_delay, on_chunk
         self.read_rate, self.stall_after, self.stalled_at = read_rate, stall_after, None
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -1117,12 +1156,15 @@ class TcpForwarder:
                 continue
             u.settimeout(None)	# the 5 s was for the connect: a quiet peer is no error
             self.conns += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u, 0, self), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, self.reply_delay), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(c, u, 0, self, 'up'), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(u, c, self.reply_delay, self, 'down'),
+                             daemon=True).start()
 
     @staticmethod
-    def _pipe(a, b, delay, slow=None):
-        """a to b; slow: the forwarder, whose read_rate / stall_after pace the reads."""
+    def _pipe(a, b, delay, fwd, direction):
+        """a to b; fwd: the forwarder, whose read_rate / stall_after pace the reads up and
+        whose on_chunk sees each chunk."""
+        slow = fwd if direction == 'up' else None
         rate = slow.read_rate if slow else 0
         left = slow.stall_after if slow else None
         try:
@@ -1140,6 +1182,9 @@ class TcpForwarder:
                     time.sleep(delay)
                 if rate:
                     time.sleep(len(d) / rate)
+                if fwd.on_chunk is not None:
+                    got = fwd.on_chunk(direction, d)
+                    d = d if got is None else got
                 b.sendall(d)
         except OSError:
             pass

@@ -54,6 +54,7 @@ import urllib.request
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+import exhaustion as ex  # noqa: E402
 
 mt.need('smtp-sink', 'prlimit')
 HELD, NEW = 30, 40
@@ -72,12 +73,6 @@ with open('/proc/%d/limits' % mx.pid) as f:
 
 def nfds():
     return len(os.listdir('/proc/%d/fd' % mx.pid))
-
-
-def cpu_s(task=None):
-    path = '/proc/%d/stat' % mx.pid if task is None else '/proc/%d/task/%d/stat' % (mx.pid, task)
-    f = open(path).read().rsplit(')', 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
 
 
 def refused():
@@ -103,12 +98,12 @@ mt.say('%d sessions held, %d descriptors open, soft limit set to %d' % (HELD, li
 
 answers = {'220': 0, '421': 0, 'none': 0}
 burst = []     # a burst of clients, each keeping its connection
-cpu0 = cpu_s()
+cpu0 = ex.cpu_s(mx.pid)
 for i in range(NEW):
     s, key = mt.connect_answer(mx.port, mt.slack(10))
     answers[key] += 1
     burst.append(s)
-cpu1 = cpu_s()
+cpu1 = ex.cpu_s(mx.pid)
 mt.say('answers with the descriptors gone: %s; mxgate CPU over them: %.2f s' % (answers, cpu1 - cpu0))
 mt.check(answers['421'] == NEW, 'every new client gets 421 while the descriptors are short, '
          'none is cut off unheard or greeted into a session that cannot deliver: %s' % answers)
@@ -193,12 +188,12 @@ mt.check(mt.wait_for(settled, mt.slack(10), step=0), 'descriptors settled after 
 prlimit(lowest_free())
 heard = {'220': 0, '421': 0, 'none': 0}
 start = mx.log_size()
-cpu0 = cpu_s()
+cpu0 = ex.cpu_s(mx.pid)
 for i in range(20):
     s, key = mt.connect_answer(mx.port, mt.slack(10))
     heard[key] += 1
     s.close()
-mt.say('20 clients with no descriptor left: %s; mxgate CPU over them %.2f s' % (heard, cpu_s() - cpu0))
+mt.say('20 clients with no descriptor left: %s; mxgate CPU over them %.2f s' % (heard, ex.cpu_s(mx.pid) - cpu0))
 mt.check(heard['421'] == 20, 'each answered 421 from the reserve, none closed unheard or greeted: %s' % heard)
 mt.check(mt.wait_for(lambda: mx.count_log(r'info - event=reject stage=connect reason=fd_limit client=127\.0\.0\.1 '
                                           r'listener=\S+ reserve=1', start) == 20, mt.slack(5)),
@@ -263,10 +258,10 @@ paused_m = mx.wait_log(r'warning - event=accept_paused listener=metrics listen=\
                        r'retry_ms=\d+', mt.slack(10), start)
 paused_c = mx.wait_log(r'warning - event=accept_paused listener=control socket=\S+ reason="Too many open files" '
                        r'retry_ms=\d+', mt.slack(10), start)
-cpu0, main0 = cpu_s(), cpu_s(mx.pid)
+cpu0, main0 = ex.cpu_s(mx.pid), ex.cpu_s(mx.pid, mx.pid)
 time.sleep(1)
 mt.say('CPU over 1 s with an SMTP, a /metrics and a control client waiting and no descriptor at all: '
-       '%.2f s (main thread %.2f s)' % (cpu_s() - cpu0, cpu_s(mx.pid) - main0))
+       '%.2f s (main thread %.2f s)' % (ex.cpu_s(mx.pid) - cpu0, ex.cpu_s(mx.pid, mx.pid) - main0))
 mt.check(paused_m is not None and paused_c is not None,
          'main\'s listeners pause on EMFILE rather than spin: %s' % mx.tail(4))
 prlimit(4096)

@@ -14,33 +14,18 @@ it stays within it (plus the growth of one buffer per worker racing past it) whi
 message is still delivered. RSS (anonymous memory) is printed as a figure. Before the fix
 the key did not exist (mxgate -t refused the config)."""
 import os
-import re
 import sys
 import threading
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+import exhaustion as ex  # noqa: E402
 
 mt.need('smtp-sink')
 N, SIZE = 60, 300 * 1000
 BUDGET = 4 << 20
 GROWTH = 2 * 512 * 1024     # a buffer per worker growing past the budget at the same moment
-
-
-def anon_kb(pid):
-    for line in open('/proc/%d/status' % pid):
-        if line.startswith('RssAnon:'):
-            return int(line.split()[1])
-    return 0
-
-
-def gauge(mx):
-    body = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mx.metrics_port,
-                                  timeout=mt.slack(10)).read().decode()
-    m = re.search(r'^mxgate_message_memory_bytes (\d+)', body, re.M)
-    return int(m.group(1)) if m else -1
 
 
 def run(budget, name):
@@ -52,7 +37,7 @@ def run(budget, name):
                                      'memory_budget': budget, 'spool_dir': spool},
                              backends={'reply_timeout': '120s', 'data_timeout': '120s'},
                              metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}), name=name)
-    base = anon_kb(mx.pid)
+    base = ex.anon_kb(mx.pid)
     codes = []
 
     def one(i):
@@ -66,9 +51,9 @@ def run(budget, name):
     peak = {'gauge': 0, 'anon': 0}
 
     def sample():
-        g = gauge(mx)
+        g = ex.message_memory(mx)
         peak['gauge'] = max(peak['gauge'], g)
-        peak['anon'] = max(peak['anon'], anon_kb(mx.pid) - base)
+        peak['anon'] = max(peak['anon'], ex.anon_kb(mx.pid) - base)
         return not any(t.is_alive() for t in ts)
     # the sink holds every message 20 s: all N are held at once, each sampled until done
     mt.wait_for(sample, mt.slack(240), step=0.1)
@@ -78,7 +63,7 @@ def run(budget, name):
            'above idle %.1f MB; replies %s' % (budget, N, SIZE // 1000, peak['gauge'] / 1e6, peak['anon'] / 1e3,
                                                 {c: codes.count(c) for c in set(codes)}))
     mt.check(codes.count(250) == N, '%s: every message delivered' % name)
-    mt.check(mt.wait_for(lambda: gauge(mx) == 0, mt.slack(10)), '%s: nothing held after' % name)
+    mt.check(mt.wait_for(lambda: ex.message_memory(mx) == 0, mt.slack(10)), '%s: nothing held after' % name)
     mx.stop()
     sink.stop()
     return peak

@@ -26,33 +26,18 @@ written again while a scan still reads the first one's bytes) and quits; Redis c
 the scans still running finish over the bytes they pinned (ASan: no use after free) and the
 gauge comes back to 0."""
 import os
-import re
 import signal
 import sys
 import threading
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+import exhaustion as ex  # noqa: E402
 
 mt.need('smtp-sink', 'redis-server')
 N, SIZE = 30, 1500 * 1000
 BUDGET = 8 << 20
-
-
-def anon_kb(pid):
-    for line in open('/proc/%d/status' % pid):
-        if line.startswith('RssAnon:'):
-            return int(line.split()[1])
-    return 0
-
-
-def gauge(mx):
-    body = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mx.metrics_port,
-                                  timeout=mt.slack(10)).read().decode()
-    m = re.search(r'^mxgate_message_memory_bytes (\d+)', body, re.M)
-    return int(m.group(1)) if m else -1
 
 
 def daemon(sink, redis, name, **limits):
@@ -88,8 +73,8 @@ def held_peak(mx, base, secs=2.0):
     peak = {'gauge': 0, 'anon': 0}
 
     def sample():
-        peak['gauge'] = max(peak['gauge'], gauge(mx))
-        peak['anon'] = max(peak['anon'], anon_kb(mx.pid) - base)
+        peak['gauge'] = max(peak['gauge'], ex.message_memory(mx))
+        peak['anon'] = max(peak['anon'], ex.anon_kb(mx.pid) - base)
         return False
     mt.wait_for(sample, secs, step=0.1)
     return peak
@@ -100,7 +85,7 @@ sink = mt.Sink(backlog=1024)
 
 # ---- N messages held at the scan
 mx = daemon(sink, redis, 'held')
-base = anon_kb(mx.pid)
+base = ex.anon_kb(mx.pid)
 redis.send_signal(signal.SIGSTOP)
 codes = []
 
@@ -133,7 +118,7 @@ redis.send_signal(signal.SIGCONT)
 for t in ts:
     t.join(mt.slack(300))
 mt.check(codes.count(250) == N, 'every message delivered: %s' % {c: codes.count(c) for c in set(codes)})
-mt.check(mt.wait_for(lambda: gauge(mx) == 0, mt.slack(10)), 'nothing held after')
+mt.check(mt.wait_for(lambda: ex.message_memory(mx) == 0, mt.slack(10)), 'nothing held after')
 mt.check(mx.count_log(r'event=rules ') >= N + 1, 'every message scored')
 mx.stop()
 
@@ -168,7 +153,7 @@ mt.check(len(second) == N and all(r == [451, 451] for r in second),
          'both messages of every session tempfailed at the deadline: %s' % second[:3])
 mt.check(mx.count_log(r'event=filter_deadline') >= 2 * N, 'logged event=filter_deadline')
 redis.send_signal(signal.SIGCONT)
-mt.check(mt.wait_for(lambda: gauge(mx) == 0, mt.slack(60)),
+mt.check(mt.wait_for(lambda: ex.message_memory(mx) == 0, mt.slack(60)),
          'the scans that were running finish over their pinned bytes and release them')
 r = mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after', size=SIZE),
                  timeout=mt.slack(60))

@@ -29,6 +29,7 @@ import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+import exhaustion as ex  # noqa: E402
 
 mt.need('smtp-sink')
 if os.geteuid() != 0:
@@ -48,19 +49,8 @@ def umount():
 mount()
 atexit.register(umount)     # before TMP's removal (atexit runs in reverse order)
 
-sink = mt.Sink()
-mx = mt.Mxgate(mt.config([sink.url], workers=1,
-                         limits={'memory_threshold': '16K', 'spool_dir': spool},
-                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}))
-
-
-def send(tag, size):
-    return mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message(tag, size=size))
-
-
-def at_sink(tag):
-    return [m for m in sink.messages() if mt.message_ids([m['data']]) == {tag}]
-
+sp = ex.SpoolDaemon(spool)
+sink, mx, send, at_sink = sp.sink, sp.mx, sp.send, sp.at_sink
 
 r = send('fits', 100000)
 mt.check(r[0] == 250, 'a 100 kB message fits the spool: %s' % (r,))

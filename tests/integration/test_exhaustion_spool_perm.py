@@ -17,6 +17,7 @@ import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+import exhaustion as ex  # noqa: E402
 
 mt.need('smtp-sink')
 if os.geteuid() != 0:
@@ -25,22 +26,12 @@ spool = os.path.join(mt.TMP, 'spool')
 os.mkdir(spool, 0o755)      # root writes; nobody else
 os.chmod(mt.TMP, 0o711)     # mkdtemp's 0700 would keep nobody out of the path altogether
 
-sink = mt.Sink()
-mx = mt.Mxgate(mt.config([sink.url], workers=1, limits={'memory_threshold': '16K', 'spool_dir': spool},
-                         metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port}, user='nobody'))
+sp = ex.SpoolDaemon(spool, user='nobody')
+sink, mx, send, at_sink = sp.sink, sp.mx, sp.send, sp.at_sink
 with open('/proc/%d/status' % mx.pid) as f:
     uid = int([ln for ln in f if ln.startswith('Uid:')][0].split()[1])
 mt.say('mxgate runs as uid %d (%s)' % (uid, pwd.getpwuid(uid).pw_name))
 mt.check(uid != 0, 'mxgate does not run as root (it would write anywhere)')
-
-
-def send(tag, size):
-    return mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message(tag, size=size))
-
-
-def at_sink(tag):
-    return [m for m in sink.messages() if mt.message_ids([m['data']]) == {tag}]
-
 
 start = mx.log_size()
 r = send('denied', 50000)

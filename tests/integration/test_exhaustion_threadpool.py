@@ -23,6 +23,7 @@ import urllib.request
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
+import exhaustion as ex  # noqa: E402
 
 STOCK = '/usr/share/spamassassin'
 if not os.path.exists(os.path.join(STOCK, '50_scores.cf')):
@@ -39,11 +40,6 @@ mx = mt.Mxgate(mt.config([sink.url], rules={'files': [STOCK + '/*.cf'], 'actions
 mt.check(mx.wait_log(r'event=rules_loaded files=\d+ compiled=[1-9]', mt.slack(120)) is not None, 'stock rules loaded')
 body = ''.join('Line %d: free money, click here http://example.com/%d now\r\n' % (i, i) for i in range(700))
 msg = mt.message('burst', body=body)
-
-
-def cpu_s():
-    f = open('/proc/%d/stat' % mx.pid).read().rsplit(')', 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
 
 
 # N sessions each with its message sent but the final dot
@@ -93,11 +89,11 @@ mt.check(greeted == probes and metrics == probes,
          'meanwhile new clients greeted and /metrics answered (%d of %d, %d)' % (greeted, probes, metrics))
 
 # After the burst: nothing of it left in the pool.
-cpu0 = cpu_s()
+cpu0 = ex.cpu_s(mx.pid)
 after = [mt.send_mail(mx.port, 'a@example.org', ['b@example.test'], mt.message('after-%d' % i, body=body),
                       timeout=mt.slack(120))[0] for i in range(3)]
 mt.check(after == [250] * 3, 'the next messages after the burst are scanned and delivered: %s' % after)
-mt.say('CPU spent from the end of the burst to the third message after it: %.1f s' % (cpu_s() - cpu0))
+mt.say('CPU spent from the end of the burst to the third message after it: %.1f s' % (ex.cpu_s(mx.pid) - cpu0))
 for c in clients:
     c.close()
 mx.stop()

@@ -13,7 +13,6 @@ writes the other state on a connection of its own and only then passes the comma
 
 Peers: redis-server, the forwarder (threads), the recording Backend."""
 import os
-import socket
 import sys
 import threading
 import time
@@ -26,50 +25,25 @@ mt.mxgatectl()
 red = mt.redis()
 
 
-class Injector(mt.TcpForwarder):
-    """Before the first command naming `key` that is neither HGET nor PTTL, runs `write` (a list
-    of commands) against Redis directly."""
+class Injector:
+    """Before the first command up the forwarder naming `key` that is neither HGET nor PTTL,
+    runs `write` (a list of commands) against Redis directly (fwd's on_chunk)."""
 
-    def __init__(self, target):
+    def __init__(self):
         self.key, self.write, self.done = None, [], threading.Event()
-        super().__init__(target)
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            u = socket.create_connection(('127.0.0.1', self.target), 5)
-            u.settimeout(None)
-            self.conns += [c, u]
-            threading.Thread(target=self._up, args=(c, u), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, 0), daemon=True).start()
-
-    def _up(self, a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                parts = d.split(b'\r\n')
-                name = parts[2].upper() if len(parts) > 2 else b''
-                if (self.key and not self.done.is_set() and self.key.encode() in d and
-                        name not in (b'HGET', b'PTTL')):
-                    for cmd in self.write:
-                        mt.redis_cmd(self.target, *cmd)
-                    self.done.set()
-                b.sendall(d)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def on_chunk(self, direction, d):
+        parts = d.split(b'\r\n')
+        name = parts[2].upper() if len(parts) > 2 else b''
+        if (direction == 'up' and self.key and not self.done.is_set() and self.key.encode() in d and
+                name not in (b'HGET', b'PTTL')):
+            for cmd in self.write:
+                mt.redis_cmd(red.port, *cmd)
+            self.done.set()
 
 
-fwd = Injector(red.port)
+inj = Injector()
+fwd = mt.TcpForwarder(red.port, on_chunk=inj.on_chunk)
 be = mt.Backend()
 sock = os.path.join(mt.TMP, 'ctl.sock')
 mx = mt.Mxgate(mt.proxied_config([be.url], control={'socket': sock},
@@ -86,12 +60,12 @@ for i, (verb, seen, other) in enumerate(ROWS):
     now = int(time.time() * 1000)
     mt.redis_cmd(red.port, 'HSET', key, 's', STATE[seen].decode(), 't', now - 1000)
     mt.redis_cmd(red.port, 'PEXPIRE', key, 3600000)
-    fwd.done.clear()
-    fwd.write = [('HSET', key, 's', STATE[other].decode(), 't', now), ('PEXPIRE', key, 3600000)]
-    fwd.key = key
+    inj.done.clear()
+    inj.write = [('HSET', key, 's', STATE[other].decode(), 't', now), ('PEXPIRE', key, 3600000)]
+    inj.key = key
     rc, out, err = mt.ctl(sock, 'greylist', verb, ip)
-    fwd.key = None
-    mt.check(fwd.done.is_set(), '%s: the other write was made before the verb\'s delete step' % verb)
+    inj.key = None
+    mt.check(inj.done.is_set(), '%s: the other write was made before the verb\'s delete step' % verb)
     got = mt.redis_cmd(red.port, 'HGET', key, 's')
     mt.check(got == STATE[other], '%s %s: the %s record written meanwhile is kept (got s=%r; a plain DEL '
              'removed it)' % (verb, ip, other, got))

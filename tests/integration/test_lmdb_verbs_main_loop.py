@@ -20,17 +20,14 @@ there): with the lock held none of them answered, nor status and /metrics after 
 once the lock went a map was made there. Now they too read only a map open here and answer
 naming the store.
 """
-import fcntl
 import os
 import shutil
-import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-CTL = mt.mxgatectl()
+mt.mxgatectl()       # built, or the test is skipped
 be = mt.Backend()
 SOCK = os.path.join(mt.TMP, 'ctl.sock')
 IN_WAY = os.path.join(mt.TMP, 'in-the-way')      # a file: the store cannot be opened
@@ -49,22 +46,13 @@ mt.check(mx.wait_log(r'event=module_error module=reputation worker=\d+', 10) is 
          "reputation's store does not open: logged")
 
 
-def ctl(*args, timeout=20):
-    """mxgatectl -s SOCK ARGS: (rc, text), or (None, 'no answer') when it does not answer
-    within timeout (bounded: on main the verb waited for the lock as long as it was held)."""
-    try:
-        r = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True,
-                           timeout=mt.slack(timeout))
-    except subprocess.TimeoutExpired:
-        return None, 'no answer'
-    return r.returncode, (r.stdout + r.stderr).strip()
+def ctl(*args):
+    # bounded: on main the verb waited for the lock as long as it was held
+    return mt.ctl_text(SOCK, *args)
 
 
 # ---- another process holds lock.mdb's lock on the directory no worker has open
 os.remove(IN_WAY)
-os.makedirs(DIR)
-lockfd = os.open(os.path.join(DIR, 'lock.mdb'), os.O_RDWR | os.O_CREAT, 0o640)
-fcntl.lockf(lockfd, fcntl.LOCK_EX, 1, 0)          # LMDB's lock: byte 0 of lock.mdb
 TRIPLET = ('127.0.0.1', 'a@example.org', 'b@example.test')
 IP_VERBS = ('allow', 'trap', 'disallow', 'untrap')
 got = {}
@@ -81,13 +69,7 @@ def asks():
     got['metrics'] = mt.http_get(mx.metrics_port, '/metrics', timeout=20)
 
 
-th = threading.Thread(target=asks)
-th.start()
-th.join(mt.slack(150))
-answered = not th.is_alive()
-fcntl.lockf(lockfd, fcntl.LOCK_UN, 1, 0)          # lets go: a blocked main loop goes on
-os.close(lockfd)
-th.join()
+answered = mt.lmdb_lock_held(DIR, asks, mt.slack(150))
 mt.say('while the lock is held: %r' % {k: (v[0], str(v[1])[:200]) for k, v in got.items()})
 mt.check(answered, 'every verb answered while the lock was held')
 for verb in ('show', 'pass', 'list') + IP_VERBS:

@@ -17,19 +17,16 @@
 - a failed LMDB flush does not speak of "other nodes" (that is Redis: an LMDB map is this
   host's): it says the passes may be known again after a restart.
 """
-import fcntl
 import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mxtest as mt  # noqa: E402
 
-CTL = mt.mxgatectl()
+mt.mxgatectl()       # built, or the test is skipped
 be = mt.Backend()
 SOCK = os.path.join(mt.TMP, 'ctl.sock')
 DNSBL_DIR = os.path.join(mt.TMP, 'dnsbl-pass')
@@ -49,15 +46,9 @@ mt.check(mx.wait_log(r'event=module_error module=pregreet worker=\d+ reason=pass
          "pregreet's store does not open (a file in its way): logged")
 
 
-def ctl(*args, timeout=20):
-    """mxgatectl -s SOCK ARGS: (rc, text), or (None, 'no answer') when it does not answer
-    within timeout (bounded: on main the verb waited for the lock as long as it was held)."""
-    try:
-        r = subprocess.run([CTL, '-s', SOCK] + list(args), capture_output=True, text=True,
-                           timeout=mt.slack(timeout))
-    except subprocess.TimeoutExpired:
-        return None, 'no answer'
-    return r.returncode, (r.stdout + r.stderr).strip()
+def ctl(*args):
+    # bounded: on main the verb waited for the lock as long as it was held
+    return mt.ctl_text(SOCK, *args)
 
 
 # ---- a failed LMDB flush: its words; the markers' writers: their labels
@@ -86,9 +77,6 @@ mt.check('lmdb:pregreet_pass' not in metrics,
 
 # ---- another process holds lock.mdb's lock on a directory the process does not have open
 os.remove(IN_WAY)
-os.makedirs(PG_DIR)
-lockfd = os.open(os.path.join(PG_DIR, 'lock.mdb'), os.O_RDWR | os.O_CREAT, 0o640)
-fcntl.lockf(lockfd, fcntl.LOCK_EX, 1, 0)          # LMDB's lock: byte 0 of lock.mdb
 got = {}
 
 
@@ -99,13 +87,7 @@ def asks():
     got['metrics'] = mt.http_get(mx.metrics_port, '/metrics', timeout=20)
 
 
-th = threading.Thread(target=asks)
-th.start()
-th.join(mt.slack(90))
-answered = not th.is_alive()
-fcntl.lockf(lockfd, fcntl.LOCK_UN, 1, 0)          # lets go: a blocked main loop goes on
-os.close(lockfd)
-th.join()
+answered = mt.lmdb_lock_held(PG_DIR, asks, mt.slack(90))
 mt.say('while the lock is held: %r' % {k: (v[0], v[1][:160]) for k, v in got.items()})
 rc, text = got['show']
 try:

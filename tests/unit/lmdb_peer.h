@@ -2,7 +2,8 @@
  * the write lock (a `mxgate learn` stopped inside its transaction), one that holds the reader
  * table's mutex (a process stopped while it takes a read slot), one that only keeps the
  * environment open (so the lock file's table is not reset by the next opener), one that
- * takes every read slot there is (then killed: the stale slots of a dead process). */
+ * takes every read slot there is (then killed: the stale slots of a dead process), one that
+ * holds lock.mdb's fcntl lock exclusively (every open of the directory waits). */
 #ifndef MX_TEST_LMDB_PEER_H
 #define MX_TEST_LMDB_PEER_H
 
@@ -23,6 +24,9 @@ enum lmdb_peer_kind {
 	LMDB_PEER_RMUTEX,       /* LMDB's reader-table mutex (the lock file must exist) */
 	LMDB_PEER_OPEN,         /* the environment open, nothing else */
 	LMDB_PEER_READERS,      /* a read transaction in every slot of the table */
+	LMDB_PEER_EXCL,         /* the environment open and byte 0 of lock.mdb locked exclusively
+	                         * (fcntl): an mdb_env_open elsewhere waits for it, as it waits for
+	                         * a process stopped inside its own open */
 };
 
 /* A record a WRITE peer puts inside its transaction and commits when it is let go: another
@@ -58,6 +62,15 @@ static int lmdb_peer_hold(const char *dir, enum lmdb_peer_kind kind, const struc
 		return 2;
 	if (kind == LMDB_PEER_WRITE && mdb_txn_begin(env, NULL, 0, &txn) != 0)
 		return 3;
+	if (kind == LMDB_PEER_EXCL) {
+		/* this process's shared lock on byte 0 made exclusive (a lock of its own: no
+		 * conflict); the descriptor stays open, or closing it would drop both */
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+
+		snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+		if ((fd = open(path, O_RDWR)) < 0 || fcntl(fd, F_SETLK, &fl) < 0)
+			return 3;
+	}
 	if (kind == LMDB_PEER_WRITE && put != NULL) {
 		MDB_dbi dbi;
 		MDB_val k = { strlen(put->key), (void *)put->key }, v = { put->vlen, (void *)put->val };

@@ -25,6 +25,7 @@
 #include "rules/bayes_db.h"
 #include "store/lmdb_store.h"
 #include "lmdb_peer.h"
+#include "stderr_capture.h"
 
 static char lmdb_spec[256];
 
@@ -493,11 +494,11 @@ static void test_lmdb_shared_read_error_is_callers(void **state)
 	const char *dir = lmdb_spec + 5;
 	struct lmdb_store_change ch = { "x:1", "1", 1 };
 	struct shared_read r = { NULL, 0, 0 };
-	char logpath[] = "/tmp/mxgate-bayes-log-XXXXXX", err[256], text[8192];
+	struct stderr_capture cap;
+	char err[256], text[8192];
 	struct lmdb_store *st;
-	int release, rel_open, logfd, saved;
+	int release, rel_open;
 	pid_t pid, opener;
-	ssize_t n;
 
 	(void)state;
 	alarm(30);
@@ -508,19 +509,9 @@ static void test_lmdb_shared_read_error_is_callers(void **state)
 	r.db = bayes_db_open(lmdb_spec, &o, err, sizeof(err));
 	assert_non_null(r.db);
 	pid = lmdb_peer_start(dir, LMDB_PEER_RMUTEX, &release);
-	logfd = mkstemp(logpath);
-	assert_true(logfd >= 0);
-	fflush(stderr);
-	saved = dup(2);
-	dup2(logfd, 2);
+	stderr_capture_start(&cap);
 	assert_int_equal(lmdb_store_foreach(st, "x:", shared_read_cb, &r), 0);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	n = pread(logfd, text, sizeof(text) - 1, 0);
-	close(logfd);
-	unlink(logpath);
-	text[n > 0 ? n : 0] = '\0';
+	stderr_capture_end(&cap, text, sizeof(text));
 	lmdb_peer_end(pid, release, false);
 	bayes_db_close(r.db);
 	lmdb_store_close(st);

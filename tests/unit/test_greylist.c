@@ -25,6 +25,7 @@
 #include "proxy/netaddr.h"
 #include "store/lmdb_store.h"
 #include "addr_fixture.h"
+#include "greylist_map.h"
 #include "lmdb_peer.h"
 
 /* While armed, a calloc of at least fail_min bytes fails: only the local table's entry for
@@ -666,6 +667,45 @@ static void gl_race_turn(uv_loop_t *loop)
 	uv_run(loop, UV_RUN_NOWAIT);
 }
 
+/* The two-worker tests' daemon: dir (a mkdtemp template, made here) holds mx.yaml, greylist
+ * on LMDB at dir/db with `extra` (", key: value" or "") in its block. Returns the loaded
+ * config; db gets dir/db. */
+static struct mx_config *gl_race_config(char *dir, const char *extra, char *db, size_t cap)
+{
+	struct mx_config *cfg = NULL;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(db, cap, "%s/mx.yaml", dir);
+	assert_non_null(f = fopen(db, "w"));
+	fprintf(f, "hostname: mx.example.test\n"
+	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
+	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
+	    "greylist: { enabled: true, store: \"lmdb:%s/db\"%s }\n", dir, extra);
+	fclose(f);
+	assert_int_equal(config_load(db, &cfg, stderr), 0);
+	snprintf(db, cap, "%s/db", dir);
+	return cfg;
+}
+
+/* Both workers' modules and loops freed, the writes landed, cfg freed, dir removed. */
+static void gl_race_end(struct chain_modules *ma, uv_loop_t *la, struct chain_modules *mb, uv_loop_t *lb,
+    struct mx_config *cfg, const char *dir)
+{
+	char cmd[300];
+
+	chain_modules_free(ma);
+	chain_modules_free(mb);
+	uv_run(la, UV_RUN_DEFAULT);
+	uv_run(lb, UV_RUN_DEFAULT);
+	assert_true(lmdb_store_wait_written(5000));
+	assert_int_equal(uv_loop_close(la), 0);
+	assert_int_equal(uv_loop_close(lb), 0);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* The row: the map holds `map` for the client; worker A is given `queued` by a verb while B
  * is not there yet (B joins after it: a new worker, or one whose part has not run), and the
  * write lock is held (another process) so A's batch waits in the writer thread; then the
@@ -696,32 +736,21 @@ static void test_lmdb_conditional_delete_two_workers(void **state)
 	(void)lmdb_peer_lock_fds;       /* lmdb_peer.h's, not used here */
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		const struct gl_race_row *row = &rows[i];
-		char dir[] = "/tmp/mxgate-glrace-XXXXXX", path[300], cmd[300];
+		char dir[] = "/tmp/mxgate-glrace-XXXXXX", path[300];
 		const char *key = GREYLIST_IP_LMDB "198.18.5.5";
-		struct mx_config *cfg = NULL;
+		struct mx_config *cfg;
 		struct chain_modules ma, mb;
 		struct greylist_write *put = calloc(1, sizeof(*put)), *del = calloc(1, sizeof(*del));
-		unsigned char rec[GREYLIST_RECORD_LEN], val[GREYLIST_RECORD_LEN];
+		unsigned char rec[GREYLIST_RECORD_LEN];
 		struct lmdb_store_change ch = { key, rec, sizeof(rec) };
-		uint64_t now, since, exp;
+		uint64_t now;
 		uv_loop_t la, lb;
-		size_t len = 0;
 		int release, got, want_answers = row->queued != GREYLIST_IP_NONE ? 2 : 1;
 		pid_t peer;
-		FILE *f;
 
 		assert_non_null(put);
 		assert_non_null(del);
-		assert_non_null(mkdtemp(dir));
-		snprintf(path, sizeof(path), "%s/mx.yaml", dir);
-		assert_non_null(f = fopen(path, "w"));
-		fprintf(f, "hostname: mx.example.test\n"
-		    "listen:\n  - address: \"127.0.0.1:2525\"\n"
-		    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
-		    "greylist: { enabled: true, store: \"lmdb:%s/db\" }\n", dir);
-		fclose(f);
-		assert_int_equal(config_load(path, &cfg, stderr), 0);
-		snprintf(path, sizeof(path), "%s/db", dir);
+		cfg = gl_race_config(dir, "", path, sizeof(path));
 		now = (uint64_t)time(NULL) * 1000;
 		greylist_ip_encode(row->map, now - 1000, now + HOUR, rec);
 		assert_int_equal(lmdb_store_apply(path, 0, "test", &ch, 1), 0);
@@ -757,32 +786,15 @@ static void test_lmdb_conditional_delete_two_workers(void **state)
 		}
 		assert_int_equal(gl_race_answered, want_answers);
 
-		{
-			struct lmdb_store *st = lmdb_store_open(path, 0);
-
-			assert_non_null(st);
-			got = lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len);
-			assert_true(got >= 0);
-			got = got == 1 ? greylist_ip_decode(val, len, now, &since, &exp) : GREYLIST_IP_NONE;
-			lmdb_store_close(st);
-		}
+		got = greylist_map_state(path, key, now);
 		if (got != row->want) {
 			print_error("%s: the record is in state %d, want %d\n", row->label, got, row->want);
 			wrong++;
 		}
 
-		chain_modules_free(&ma);
-		chain_modules_free(&mb);
-		uv_run(&la, UV_RUN_DEFAULT);
-		uv_run(&lb, UV_RUN_DEFAULT);
-		assert_true(lmdb_store_wait_written(5000));
-		assert_int_equal(uv_loop_close(&la), 0);
-		assert_int_equal(uv_loop_close(&lb), 0);
-		config_free(cfg);
+		gl_race_end(&ma, &la, &mb, &lb, cfg, dir);
 		free(put);
 		free(del);
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-		assert_int_equal(system(cmd), 0);
 	}
 	assert_int_equal(wrong, 0);
 }
@@ -798,33 +810,21 @@ static void test_lmdb_conditional_delete_two_workers(void **state)
  * before the batch (lmdb_writer_get runs the queued merge). */
 static void test_lmdb_trap_after_concurrent_allow(void **state)
 {
-	char dir[] = "/tmp/mxgate-gltrap-XXXXXX", path[300], cmd[300];
+	char dir[] = "/tmp/mxgate-gltrap-XXXXXX", path[300];
 	const char *key = GREYLIST_IP_LMDB "198.18.5.6";
-	struct mx_config *cfg = NULL;
+	struct mx_config *cfg;
 	struct chain_modules ma, mb;
 	struct greylist_write *allow = calloc(1, sizeof(*allow)), *nudge = calloc(1, sizeof(*nudge));
-	unsigned char val[GREYLIST_RECORD_LEN];
-	uint64_t now, since, exp;
+	uint64_t now;
 	struct verdict v;
 	uv_loop_t la, lb;
-	size_t len = 0;
 	int release, got;
 	pid_t peer;
-	FILE *f;
 
 	(void)state;
 	assert_non_null(allow);
 	assert_non_null(nudge);
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/mx.yaml", dir);
-	assert_non_null(f = fopen(path, "w"));
-	fprintf(f, "hostname: mx.example.test\n"
-	    "listen:\n  - address: \"127.0.0.1:2525\"\n"
-	    "backends:\n  servers:\n    - { address: \"smtp://127.0.0.1:2526\" }\n"
-	    "greylist: { enabled: true, store: \"lmdb:%s/db\", delay: 1h, traps: [trap@example.test] }\n", dir);
-	fclose(f);
-	assert_int_equal(config_load(path, &cfg, stderr), 0);
-	snprintf(path, sizeof(path), "%s/db", dir);
+	cfg = gl_race_config(dir, ", delay: 1h, traps: [trap@example.test]", path, sizeof(path));
 	now = (uint64_t)time(NULL) * 1000;
 	uv_loop_init(&la);
 	uv_loop_init(&lb);
@@ -862,27 +862,10 @@ static void test_lmdb_trap_after_concurrent_allow(void **state)
 		usleep(5000);
 	}
 	assert_int_equal(gl_race_answered, 2);
-	{
-		struct lmdb_store *st = lmdb_store_open(path, 0);
-
-		assert_non_null(st);
-		got = lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len);
-		assert_true(got >= 0);
-		got = got == 1 ? greylist_ip_decode(val, len, now, &since, &exp) : GREYLIST_IP_NONE;
-		lmdb_store_close(st);
-	}
-	chain_modules_free(&ma);
-	chain_modules_free(&mb);
-	uv_run(&la, UV_RUN_DEFAULT);
-	uv_run(&lb, UV_RUN_DEFAULT);
-	assert_true(lmdb_store_wait_written(5000));
-	assert_int_equal(uv_loop_close(&la), 0);
-	assert_int_equal(uv_loop_close(&lb), 0);
-	config_free(cfg);
+	got = greylist_map_state(path, key, now);
+	gl_race_end(&ma, &la, &mb, &lb, cfg, dir);
 	free(allow);
 	free(nudge);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(system(cmd), 0);
 	if (got != GREYLIST_IP_ALLOWED)
 		fail_msg("the client record is in state %d (%s), want allowed: the worker's trap landed over "
 		    "the allow", got, got == GREYLIST_IP_TRAPPED ? "trapped" : "none");

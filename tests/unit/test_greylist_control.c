@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl_ask.h"
+#include "greylist_map.h"
 #include "lmdb_peer.h"
 #include "filters/greylist.h"
 #include "proxy/config.h"
@@ -41,49 +43,13 @@ static struct shared_gen *fake_current(void)
 	return &gen;
 }
 
-struct answer { bool done; int rc; char text[600]; };
-
-static void done_cb(void *arg, int rc, struct strbuf *payload)
-{
-	struct answer *a = arg;
-
-	a->done = true;
-	a->rc = rc;
-	snprintf(a->text, sizeof(a->text), "%.*s", (int)payload->len, payload->v ? payload->v : "");
-}
-
-/* Starts line through the control verbs: 1 when it answers later (a is filled then). */
-static int ask_start(const char *line, struct answer *a)
-{
-	struct ctl_parser p;
-	struct strbuf out = { 0 };
-	struct control_reply *pending = NULL;
-	char buf[256];
-	size_t used;
-	int rc;
-
-	memset(a, 0, sizeof(*a));
-	snprintf(buf, sizeof(buf), "%s\n", line);
-	ctl_parser_init(&p);
-	assert_int_equal(ctl_parser_feed(&p, buf, strlen(buf), &used), CTL_REQUEST);
-	rc = control_dispatch_start(&p.req, &out, &loop, done_cb, a, &pending);
-	ctl_parser_reset(&p);
-	if (rc != 1) {
-		a->done = true;
-		a->rc = rc;
-		snprintf(a->text, sizeof(a->text), "%.*s", (int)out.len, out.v ? out.v : "");
-	}
-	strbuf_free(&out);
-	return rc;
-}
-
 static void keep_cb(uv_timer_t *t)
 {
 	(void)t;
 }
 
 /* Runs the loop until a is answered (bounded: 20 s). */
-static void wait_answer(struct answer *a)
+static void wait_answer(struct ctl_answer *a)
 {
 	uv_timer_t keep;
 
@@ -94,23 +60,6 @@ static void wait_answer(struct answer *a)
 	uv_close((uv_handle_t *)&keep, NULL);
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_true(a->done);
-}
-
-/* The client record's state in the map. */
-static int state_of(const char *key)
-{
-	struct lmdb_store *st = lmdb_store_open(dir, 0);
-	unsigned char val[GREYLIST_RECORD_LEN];
-	uint64_t since, exp;
-	size_t len = 0;
-	int got;
-
-	assert_non_null(st);
-	got = lmdb_store_get(st, key, strlen(key), val, sizeof(val), &len);
-	lmdb_store_close(st);
-	assert_true(got >= 0);
-	return got == 1 ? greylist_ip_decode(val, len, (uint64_t)time(NULL) * 1000, &since, &exp) :
-	    GREYLIST_IP_NONE;
 }
 
 static const char *const state_names[] = { "none", "trapped", "allowed" };
@@ -156,7 +105,7 @@ static void test_no_worker_verb_after_other_write(void **state)
 		uint64_t now = (uint64_t)time(NULL) * 1000;
 		struct lmdb_store_change ch = { key, seed, sizeof(seed) };
 		struct lmdb_peer_put put = { key, other, sizeof(other) };
-		struct answer a;
+		struct ctl_answer a;
 		int release, got;
 		pid_t peer;
 
@@ -169,10 +118,10 @@ static void test_no_worker_verb_after_other_write(void **state)
 		    &release);
 		snprintf(line, sizeof(line), "greylist %s %s", r->verb, ip);
 		/* the verb read the map's record; its write waits for the lock */
-		assert_int_equal(ask_start(line, &a), 1);
+		assert_int_equal(ctl_ask_start(&loop, line, &a), 1);
 		lmdb_peer_end(peer, release, false);
 		wait_answer(&a);
-		got = state_of(key);
+		got = greylist_map_state(dir, key, (uint64_t)time(NULL) * 1000);
 		if (a.rc != 0 || got != (r->other != GREYLIST_IP_NONE ? r->other : GREYLIST_IP_NONE) ||
 		    strstr(a.text, r->says) == NULL) {
 			print_error("%s: rc %d, the record %s (want %s), answer \"%s\" (want \"%s\" in it)\n",

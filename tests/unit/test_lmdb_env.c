@@ -1,7 +1,7 @@
 /* test_lmdb_env.c — the process's list of LMDB environments (store/lmdb_env.c) while an open
  * waits on another process: mdb_env_open waits without a bound for the fcntl lock on byte 0
  * of lock.mdb while another process holds it exclusively (here a child of the test,
- * lmdb_peer_excl.h; in life a process stopped inside its own open). The
+ * lmdb_peer.h's LMDB_PEER_EXCL; in life a process stopped inside its own open). The
  * list's lock was held across that open, so every lookup and close of any other directory —
  * a control verb's lmdb_env_find on the main loop, a worker's close — waited as long. Now
  * the entry is busy and the lock released: others go on; a second open of the same
@@ -20,8 +20,7 @@
 #include <time.h>
 
 #include "store/lmdb_env.h"
-#pragma GCC diagnostic ignored "-Wunused-function"  /* lmdb_peer.h's peers not used here */
-#include "lmdb_peer_excl.h"
+#include "lmdb_peer.h"
 
 struct dir { char path[64]; };
 
@@ -116,7 +115,7 @@ static void test_open_waiting_leaves_others(void **state)
 	dir_make(&c);
 	eb = env_open(b.path);
 	assert_non_null(eb);
-	pid = lmdb_peer_start_excl(a.path, &release);
+	pid = lmdb_peer_start(a.path, LMDB_PEER_EXCL, &release);
 
 	/* the open of a waits for the child's lock, inside mdb_env_open (its lock file open) */
 	o1.dir = a.path;

@@ -22,7 +22,8 @@
 
 #include "store/lmdb_store.h"
 #include "store/store_stats.h"
-#include "lmdb_peer_excl.h"
+#include "lmdb_peer.h"
+#include "stderr_capture.h"
 
 struct dir { char path[64]; };
 
@@ -741,9 +742,8 @@ static void test_disk_full_reason(void **state)
 	struct lmdb_store *st;
 	struct lmdb_writer *w;
 	struct lmdb_writer_config wc = { .name = "full" };
-	char logpath[] = "/tmp/mxgate-lmdb-log-XXXXXX", key[32], val[1000], text[8192];
-	int logfd, saved;
-	ssize_t n;
+	struct stderr_capture cap;
+	char key[32], val[1000], text[8192];
 
 	dir_make(&d);
 	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
@@ -751,11 +751,7 @@ static void test_disk_full_reason(void **state)
 		dir_remove(&d);
 		skip();
 	}
-	logfd = mkstemp(logpath);
-	assert_true(logfd >= 0);
-	fflush(stderr);
-	saved = dup(2);
-	dup2(logfd, 2);
+	stderr_capture_start(&cap);
 	st = lmdb_store_open(d.path, 64u << 20);
 	assert_non_null(st);
 	w = lmdb_writer_new(st, NULL, &wc);
@@ -770,13 +766,7 @@ static void test_disk_full_reason(void **state)
 	}
 	lmdb_writer_free(w);
 	lmdb_store_close(st);
-	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
-	n = pread(logfd, text, sizeof(text) - 1, 0);
-	close(logfd);
-	unlink(logpath);
-	text[n > 0 ? n : 0] = '\0';
+	stderr_capture_end(&cap, text, sizeof(text));
 	umount2(d.path, MNT_DETACH);
 	dir_remove(&d);
 	if (strstr(text, "event=lmdb_error") == NULL)     /* 2 MB into 512 kB */
@@ -1354,7 +1344,7 @@ static void *watchdog_cb(void *arg)
 }
 
 /* lmdb_store_apply_start on a directory this process does not have open, while another
- * process holds lock.mdb's lock (lmdb_peer_excl.h; in life one stopped inside its own open):
+ * process holds lock.mdb's lock (lmdb_peer.h's LMDB_PEER_EXCL; in life one stopped inside its own open):
  * answered LMDB_APPLY_NO_MAP at once, nothing opened. Before, it opened the directory itself
  * (lmdb_store_open on the caller's thread, the main loop: mdb_env_open waited for the lock
  * for as long as it was held) — what a greylist verb met when the workers closed the map
@@ -1374,7 +1364,7 @@ static void test_apply_start_opens_none(void **state)
 	alarm(90);
 	dir_make(&d);
 	uv_loop_init(&loop);
-	pid = lmdb_peer_start_excl(d.path, &w.release);
+	pid = lmdb_peer_start(d.path, LMDB_PEER_EXCL, &w.release);
 	assert_int_equal(pthread_create(&w.t, NULL, watchdog_cb, &w), 0);
 	rc = lmdb_store_apply_start(&loop, d.path, 1 << 20, "test", put, 1, 5000, applied_cb, &a);
 	pthread_mutex_lock(&w.mu);

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#pragma GCC diagnostic ignored "-Wunused-function"  /* lmdb_peer.h's peers not used here */
-#include "lmdb_peer_excl.h"
+#include "ctl_ask.h"
+#include "lmdb_peer.h"
 #include "redis_peer.h"
 #include "filters/reputation.h"
 #include "proxy/config.h"
@@ -48,39 +48,10 @@ static struct mx_config *make_config(const char *store)
 	return cfg;
 }
 
-struct answer { bool done; int rc; char text[600]; };
-
-static void done_cb(void *arg, int rc, struct strbuf *payload)
-{
-	struct answer *a = arg;
-
-	a->done = true;
-	a->rc = rc;
-	snprintf(a->text, sizeof(a->text), "%.*s", (int)payload->len, payload->v ? payload->v : "");
-}
-
 /* Runs line through the control verbs on the loop until it is answered. */
-static void ask(const char *line, struct answer *a)
+static void ask(const char *line, struct ctl_answer *a)
 {
-	struct ctl_parser p;
-	struct strbuf out = { 0 };
-	struct control_reply *pending = NULL;
-	char buf[256];
-	size_t used;
-	int rc;
-
-	memset(a, 0, sizeof(*a));
-	snprintf(buf, sizeof(buf), "%s\n", line);
-	ctl_parser_init(&p);
-	assert_int_equal(ctl_parser_feed(&p, buf, strlen(buf), &used), CTL_REQUEST);
-	rc = control_dispatch_start(&p.req, &out, &loop, done_cb, a, &pending);
-	ctl_parser_reset(&p);
-	if (rc != 1) {
-		a->done = true;
-		a->rc = rc;
-		snprintf(a->text, sizeof(a->text), "%.*s", (int)out.len, out.v ? out.v : "");
-	}
-	strbuf_free(&out);
+	ctl_ask_start(&loop, line, a);
 	for (int i = 0; i < 100 && !a->done; i++)
 		uv_run(&loop, UV_RUN_ONCE);
 	assert_true(a->done);
@@ -122,7 +93,7 @@ static void test_no_worker(void **state)
 {
 	static const struct ops_host host = { .current = fake_current };
 	char store[100];
-	struct answer a;
+	struct ctl_answer a;
 	int release;
 	pid_t peer;
 
@@ -163,7 +134,7 @@ static void test_no_worker(void **state)
 		usleep(10 * 1000);
 	}
 	assert_int_equal(lmdb_peer_lock_fds(dir), 0);
-	peer = lmdb_peer_start_excl(dir, &release);
+	peer = lmdb_peer_start(dir, LMDB_PEER_EXCL, &release);
 	alarm(60);
 	ask("flush reputation 192.0.2.1", &a);
 	alarm(0);
