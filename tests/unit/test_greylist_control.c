@@ -139,8 +139,8 @@ static void test_no_worker_verb_after_other_write(void **state)
 	}
 	assert_int_equal(lmdb_peer_lock_fds(dir), 0);
 	{
-		struct answer a;
-		int rc = ask_start("greylist trap 198.18.5.99", &a);
+		struct ctl_answer a;
+		int rc = ctl_ask_start(&loop, "greylist trap 198.18.5.99", &a);
 
 		if (rc == 1)
 			wait_answer(&a);
