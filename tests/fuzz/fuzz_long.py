@@ -98,11 +98,14 @@ SINCE = {
     # session 22's w-glmerge: greylist_ip_new_merge (a worker's trap) the same way;
     # moved to the merge of w-fuzz: its campaigns ran the harness before w-glmerge's
     'fuzz_store_records': '2026-12-05T14:46Z',
-    'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
+    # a9df3c67: the early TLS record check; session 23's w-edge: a TAB that ends the verb
+    # reads as a space would (the verb ends at SP or TAB)
+    'fuzz_smtp_cmd': '2026-12-05T17:50Z',
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     # session 22's w-fuzz2: a BDAT line refused ends the stream as session.c's one 421 does
-    # (89b04b36), its verb named by the parser whatever else is wrong
-    'fuzz_bdat': '2026-12-05T14:50Z',
+    # (89b04b36), its verb named by the parser whatever else is wrong; session 23's w-edge:
+    # "BDAT<TAB>..." as well
+    'fuzz_bdat': '2026-12-05T17:50Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
     'fuzz_sasl': '2026-12-04T21:15Z',  # w-session: the AUTH line up to 12,288 octets (merged 21:15Z)
     # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters;
