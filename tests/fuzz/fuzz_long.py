@@ -124,7 +124,9 @@ SINCE = {
     # moved to the merge of w-fuzz: its campaign (20:37Z) ran the harness before w-relay2's
     # session 18's w-left: no control octet left in a reply's text (shown as '?');
     # moved to the merge of w-fuzz: its campaign ran the harness before w-left's
-    'fuzz_backend_reply': '2026-12-05T01:08Z',
+    # session 23's w-edge: every reply's text through bdat_reply_for_data (a DATA client's
+    # words for a refused BDAT chunk)
+    'fuzz_backend_reply': '2026-12-05T18:00Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)
