@@ -336,6 +336,9 @@ static void sd_judge(const struct sd_worker *w, struct hook_env *env, const char
 		pts = sc->temperror;
 		score = c->on_error == SENDERDOM_ON_ERROR_ACCEPT;
 		what = score ? "accept" : "tempfail";
+		/* RFC 3463 3.5 X.4.3, directory server failure ("the inability to connect to an
+		 * Internet DNS server"), and not Postfix's 450 4.1.8: a lookup that failed has not
+		 * shown the domain bad (docs/postfix-parity.md, dns-sender-servfail) */
 		if (!score)
 			verdict_set(v, VERDICT_TEMPFAIL, 451, "sender_domain",
 			    "4.4.3 Sender address rejected: Domain lookup failed, try again later");

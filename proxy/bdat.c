@@ -1,6 +1,7 @@
 /* bdat.c — CHUNKING framing (RFC 3030 2, 4). No I/O. See bdat.h. */
 #include "bdat.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* See bdat.h. */
@@ -198,4 +199,65 @@ uint64_t bdat_crlf_length(const char *a, size_t alen, const char *b, size_t blen
 	bdat_crlf_encode(&c, b, blen, bdat_count_cb, &n);
 	bdat_crlf_finish(&c, bdat_count_cb, &n);
 	return n;
+}
+
+/* s holds word (lower case letters) in any case. */
+static bool bdat_text_has(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (; *s; s++) {
+		size_t i = 0;
+		while (i < n && s[i] != '\0' && (s[i] | 0x20) == word[i])
+			i++;
+		if (i == n)
+			return true;
+	}
+	return false;
+}
+
+/* The length of the enhanced status code text starts with (RFC 3463 2: class "." subject
+ * "." detail, one to three digits each after the class, then a space or the end); 0 when
+ * none. */
+static size_t bdat_enhanced_len(const char *text)
+{
+	size_t e = 2;
+
+	if (text[0] < '2' || text[0] > '5' || text[1] != '.')
+		return 0;
+	for (int part = 0; part < 2; part++) {
+		size_t d = 0;
+		while (d < 3 && text[e + d] >= '0' && text[e + d] <= '9')
+			d++;
+		if (d == 0)
+			return 0;
+		e += d;
+		if (part == 0 && text[e++] != '.')
+			return 0;
+	}
+	return text[e] == '\0' || text[e] == ' ' || text[e] == '\r' ? e : 0;
+}
+
+/* See bdat.h. */
+const char *bdat_reply_for_data(int code, const char *text, char *out, size_t cap)
+{
+	if (text == NULL || cap == 0 || (!bdat_text_has(text, "chunk") && !bdat_text_has(text, "bdat")))
+		return text;
+	/* the reply reader keeps the code on each line ("552 5.3.4 ...", "552-..."): past it */
+	const char *t = text;
+	if (t[0] >= '0' && t[0] <= '9' && t[1] >= '0' && t[1] <= '9' && t[2] >= '0' && t[2] <= '9' &&
+	    (t[3] == ' ' || t[3] == '-'))
+		t += 4;
+	size_t e = bdat_enhanced_len(t);
+	if (e && t[0] != '0' + code / 100 % 10)
+		e = 0;          /* not of the reply's class: not its enhanced code */
+	/* X.3.4, "Message too big for system" (RFC 3463 3.4) */
+	bool size = e ? e == 5 && t[2] == '3' && t[4] == '4' : code == 552;
+	const char *words = size ? "Message size exceeds fixed limit" : "Message not accepted";
+
+	if (e)
+		snprintf(out, cap, "%.*s %s", (int)e, t, words);
+	else
+		snprintf(out, cap, "%s", words);
+	return out;
 }

@@ -90,4 +90,14 @@ int bdat_crlf_finish(struct bdat_crlf *c, bdat_out_fn out, void *arg);
  * the chunk. */
 uint64_t bdat_crlf_length(const char *a, size_t alen, const char *b, size_t blen);
 
+/* A backend's refusal of a message the relay sent it as one BDAT chunk, for a client that
+ * sent DATA (text: the reply as smtp_reply_feed gives it, "552 5.3.4 words", lines joined
+ * by CRLF, each with its code; or without the code; may be NULL). A text that speaks of
+ * chunks or BDAT ("552 5.3.4 Chunk exceeds message size limit", Postfix's) names a command
+ * that client never sent: returns out (cap octets) holding the enhanced code its first
+ * line starts with, if any (of the code's class), and DATA's words: X.3.4 (or a 552 without an enhanced code)
+ * "Message size exceeds fixed limit", mxgate's own reply to a DATA message over its limit,
+ * else "Message not accepted". Any other text is returned as it is. */
+const char *bdat_reply_for_data(int code, const char *text, char *out, size_t cap);
+
 #endif

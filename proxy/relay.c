@@ -182,6 +182,7 @@ static const struct backends_config *relay_cfg(const struct relay *r)
 
 struct backend *relay_backend(const struct relay *r) { return r->b; }
 bool relay_is_lmtp(const struct relay *r) { return r->b->kind == BACKEND_LMTP; }
+bool relay_sent_bdat(const struct relay *r) { return r != NULL && r->bdat; }
 
 bool relay_offers(const struct relay *r, enum relay_ext ext)
 {

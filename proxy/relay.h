@@ -106,6 +106,9 @@ enum relay_ext {
 };
 bool relay_offers(const struct relay *r, enum relay_ext ext);
 bool relay_is_lmtp(const struct relay *r);
+/* The message of relay_send_message went as one "BDAT <n> LAST" chunk (the backend offers
+ * CHUNKING and no DATA went ahead), until the next message; false for NULL. */
+bool relay_sent_bdat(const struct relay *r);
 
 /* Worker shutdown: QUIT every idle connection. */
 void relay_close_idle(struct worker *w);

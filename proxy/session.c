@@ -1032,6 +1032,7 @@ static void session_data_end(struct session *s)
 	counter_add(COUNTER_BYTES_RECEIVED, (long)smtp_tx_msg_size(&s->tx));
 	/* DATA's content with no line to stuff again is its own wire form (relay_send_message) */
 	s->tx.body_wire = !s->bdat_chunk && !s->dp.restuff;
+	s->tx.client_bdat = s->bdat_chunk;
 	if (s->bdat_chunk) {
 		/* BDAT LAST: the chunks' content checks count as DATA's. */
 		s->bdat_chunk = false;

@@ -501,7 +501,7 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail, bool ctl)
                   : ((unsigned char)a[0] & 0xdf) != 'T' || ((unsigned char)a[1] & 0xdf) != 'O' || a[2] != ':')
         return syntax;      /* the quick form: "FROM" as one case-folded word */
     const char *s = a + plen;
-    while (*s == ' ')           /* "FROM: <addr>", as Postfix accepts */
+    while (*s == ' ' || *s == '\t')    /* "FROM: <addr>", as Postfix accepts */
         s++;
     if (*s != '<')
         return syntax;
@@ -616,17 +616,18 @@ smtp_cmd_check_utf8(const struct smtp_cmd *cmd, bool smtputf8)
     return cmd->verb == SMTP_MAIL ? smtp_sender_replies.utf8 : smtp_rcpt_replies.utf8;
 }
 
-/* BDAT chunk-size [LAST] (RFC 3030 2). */
+/* BDAT chunk-size [LAST] (RFC 3030 2); the two words apart by spaces or TABs, as the verb
+ * from its argument (smtp_cmd_parse). */
 static const char *
 smtp_parse_bdat(struct smtp_cmd *cmd)
 {
     char *x = cmd->xbuf;
     size_t n = strlen(cmd->arg);
     memcpy(x, cmd->arg, n + 1);
-    char *sp = strchr(x, ' ');
+    char *sp = strpbrk(x, " \t");
     if (sp != NULL) {
         *sp++ = '\0';
-        while (*sp == ' ')
+        while (*sp == ' ' || *sp == '\t')
             sp++;
         if (strcasecmp(sp, "LAST") != 0)
             return R_BDAT;
@@ -666,9 +667,12 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
     cmd->addr_utf8 = false;
     cmd->last = false;
 
-    /* the verb: up to the first space */
+    /* the verb: up to the first space or TAB. RFC 5321 4.1.1 writes SP, but a TAB there is
+     * white space to Postfix's smtpd (smtpd_token splits the line on it) and to its
+     * clients: "BDAT<TAB>10 LAST" read as an unknown verb left the chunk's octets to be
+     * read as commands (each a 500: the client's data taken for commands). */
     size_t vlen = 0;
-    while (vlen < len && line[vlen] != ' ')
+    while (vlen < len && line[vlen] != ' ' && line[vlen] != '\t')
         vlen++;
     const struct smtp_verb_def *def = NULL;
     if (vlen == 4 && !smtp_cmd_force_slow && (def = smtp_verb_quick(line)) != NULL)
@@ -713,7 +717,7 @@ smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **
         }
     }
 
-    /* arg: after the verb and its space, trimmed of surrounding blanks */
+    /* arg: after the verb and its space or TAB, trimmed of surrounding blanks */
     size_t s = vlen < len ? vlen + 1 : len;
     size_t e = len;
     while (s < e && (line[s] == ' ' || line[s] == '\t'))

@@ -25,7 +25,8 @@ struct smtp_param {
 
 struct smtp_cmd {
     enum smtp_verb verb;
-    char *arg;          /* everything after the verb and one space, NUL-terminated ("" if none) */
+    char *arg;          /* everything after the verb and one space or TAB, trimmed of blanks,
+                         * NUL-terminated ("" if none) */
     /* MAIL / RCPT only: */
     char *addr;         /* the path without <> and without source route; "" for <> */
     char *params_raw;   /* the raw ESMTP parameter text after '>' (trimmed), "" if none */
@@ -44,7 +45,8 @@ struct smtp_cmd {
 /* Parses line (len bytes, no CRLF). Returns 0, or -1 with *reply set to a full static reply
  * for the client, e.g. "501 5.5.4 Syntax: MAIL FROM:<address>" or
  * "500 5.5.2 Syntax error, command unrecognized" (verb SMTP_UNKNOWN). cmd->verb is set even
- * on error when the verb was recognised. Verbs are case-insensitive.
+ * on error when the verb was recognised. Verbs are case-insensitive and end at a space or a
+ * TAB (Postfix's smtpd splits on both: "BDAT<TAB>10 LAST" is a BDAT).
  * MAIL FROM:<addr> [params] and RCPT TO:<addr> [params]: accept "FROM: <addr>"; reject a
  * missing <> (501 5.5.4, the command's syntax) and a path without its '>' (501 5.1.7 /
  * 5.1.3, the address's); strip a source route <@a,@b:u@d> (RFC 5321 4.1.1.3, C); the mailbox follows
@@ -61,7 +63,7 @@ struct smtp_cmd {
  * Lines containing NUL are syntax errors, so are other control characters (TAB aside).
  * HTTP verbs, and a line that starts as a TLS record (a ClientHello without STARTTLS),
  * return -1 with verb SMTP_HTTP (the session should close the connection).
- * BDAT <size> [LAST] fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
+ * BDAT <size> [LAST] (spaces or TABs between) fills size and last. Lines over 998 octets: "500 5.5.2 Line too long". */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *cmd, const char **reply);
 /* The first octets of a command line, as they arrive: 1 when they are a TLS handshake
  * record's header (0x16 0x03 0x00..0x04: a ClientHello without STARTTLS, which usually holds

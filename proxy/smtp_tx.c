@@ -3,6 +3,7 @@
  * quarantine. See smtp_tx.h. */
 #include "smtp_tx.h"
 #include "backend.h"
+#include "bdat.h"
 #include "config.h"
 #include "counters.h"
 #include "hook.h"
@@ -1162,7 +1163,13 @@ static void smtp_tx_data_reply_cb(void *arg, int n, const int *codes, const char
 		    .client_ip = tx->env->client_ip, .stage = "data", .reason = "backend", .code = codes[0] },
 		    "backend=%s code=%d reply=%s client=%s", url, codes[0], log_val(rv, sizeof(rv), texts[0] ? texts[0] : ""),
 		    tx->env->client_ip);
-		smtp_tx_finish(tx, codes[0], texts[0], "backend", false, true);
+		/* mxgate sent BDAT where the client sent DATA: the backend's words for chunks
+		 * ("Chunk exceeds message size limit") become DATA's, its codes kept */
+		char worded[64];
+		const char *text = texts[0];
+		if (!tx->client_bdat && relay_sent_bdat(tx->relay))
+			text = bdat_reply_for_data(codes[0], text, worded, sizeof(worded));
+		smtp_tx_finish(tx, codes[0], text, "backend", false, true);
 		return;
 	}
 	/* A temporary failure or a lost connection before the final 250: replay elsewhere. */

@@ -90,6 +90,9 @@ struct smtp_tx {
 	 * form (dataparse's restuff false; never for BDAT), so it goes out unencoded unless a
 	 * module replaced the body */
 	bool body_wire;
+	/* set by the owner at the end of data: the client sent the message with BDAT (a
+	 * backend's refusal worded for chunks then goes to it as it is: bdat_reply_for_data) */
+	bool client_bdat;
 	uint64_t msg_size;
 	enum smtp_tx_msg_state msg_state;
 	uint8_t hdr_match;                /* octets of the CRLF CRLF that ends the header block

@@ -3,13 +3,15 @@
  * through the EHLO keyword parser. Differential: the bytes fed whole, octet by octet and in
  * pieces of 2 + size % 62 must give the same replies and the same error (or the same
  * pending octets). Every reply must be well formed: its code 100-599, its text within the
- * bounds, every line of it beginning with that code, no octet of it a control or no UTF-8. The first octet picks the bare-LF
- * policy; the rest is the stream. */
+ * bounds, every line of it beginning with that code, no octet of it a control or no UTF-8;
+ * bdat_reply_for_data's words for a DATA client are the text or one line of its fixed
+ * words. The first octet picks the bare-LF policy; the rest is the stream. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bdat.h"
 #include "domain.h"
 #include "smtp_reply.h"
 
@@ -71,6 +73,22 @@ static void check_reply(const struct smtp_reply *rep)
 	}
 	if (lines != rep->nlines)
 		abort();
+	/* bdat.c's words for a DATA client when the reply refused a BDAT chunk (smtp_tx.c): the
+	 * text itself, or one line of DATA's words after the enhanced code of the reply's class */
+	char w[64];
+	const char *x = bdat_reply_for_data(rep->code, rep->text, w, sizeof(w));
+	if (x != rep->text) {
+		const char *words = w;
+		if (x != w || strlen(w) >= sizeof(w) || strpbrk(w, "\r\n") != NULL)
+			abort();
+		if (w[0] >= '0' && w[0] <= '9') {
+			if (w[0] != '0' + rep->code / 100 || (words = strchr(w, ' ')) == NULL)
+				abort();
+			words++;
+		}
+		if (strcmp(words, "Message size exceeds fixed limit") != 0 && strcmp(words, "Message not accepted") != 0)
+			abort();
+	}
 	struct smtp_caps caps;
 	smtp_caps_parse(rep->text, &caps);
 	if (caps.bits & ~0x1ffu)

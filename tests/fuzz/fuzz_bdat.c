@@ -45,12 +45,13 @@ static void play(const char *in, size_t len, size_t step, bool binary, uint64_t 
         const char *reply, *line = in + pos;
         int rc = smtp_cmd_parse(line, ll, cmd, &reply);
         pos = (size_t)(nl - in) + 1;
-        /* a BDAT line refused ("BDAT" then a space or nothing: no size, a bad one, a bad
-         * keyword, a NUL, a control, too long): session.c answers one 421 and ends the
-         * session there, the chunk's end being unknown. The parser must name the verb
-         * whatever else is wrong, or session.c would read the chunk as commands. */
+        /* a BDAT line refused ("BDAT" then a space, a TAB or nothing: no size, a bad one,
+         * a bad keyword, a NUL, a control, too long): session.c answers one 421 and ends
+         * the session there, the chunk's end being unknown. The parser must name the verb
+         * whatever else is wrong, or session.c would read the chunk as commands (until
+         * session 23 "BDAT<TAB>..." was an unknown verb). */
         if (rc != 0 && ll >= 4 && strncasecmp(line, "BDAT", 4) == 0 &&
-            (ll == 4 || line[4] == ' ')) {
+            (ll == 4 || line[4] == ' ' || line[4] == '\t')) {
             if (cmd->verb != SMTP_BDAT)
                 abort();
             break;

@@ -98,11 +98,14 @@ SINCE = {
     # session 22's w-glmerge: greylist_ip_new_merge (a worker's trap) the same way;
     # moved to the merge of w-fuzz: its campaigns ran the harness before w-glmerge's
     'fuzz_store_records': '2026-12-05T14:46Z',
-    'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
+    # a9df3c67: the early TLS record check; session 23's w-edge: a TAB that ends the verb
+    # reads as a space would (the verb ends at SP or TAB)
+    'fuzz_smtp_cmd': '2026-12-05T17:50Z',
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     # session 22's w-fuzz2: a BDAT line refused ends the stream as session.c's one 421 does
-    # (89b04b36), its verb named by the parser whatever else is wrong
-    'fuzz_bdat': '2026-12-05T14:50Z',
+    # (89b04b36), its verb named by the parser whatever else is wrong; session 23's w-edge:
+    # "BDAT<TAB>..." as well
+    'fuzz_bdat': '2026-12-05T17:50Z',
     # the Dovecot auth server's address (sasl_dovecot_parse_addr), which no target reached
     'fuzz_sasl': '2026-12-04T21:15Z',  # w-session: the AUTH line up to 12,288 octets (merged 21:15Z)
     # 30fdcb43: \uXXXX decoded to UTF-8 (surrogate pairs), a cut only between characters;
@@ -121,7 +124,9 @@ SINCE = {
     # moved to the merge of w-fuzz: its campaign (20:37Z) ran the harness before w-relay2's
     # session 18's w-left: no control octet left in a reply's text (shown as '?');
     # moved to the merge of w-fuzz: its campaign ran the harness before w-left's
-    'fuzz_backend_reply': '2026-12-05T01:08Z',
+    # session 23's w-edge: every reply's text through bdat_reply_for_data (a DATA client's
+    # words for a refused BDAT chunk)
+    'fuzz_backend_reply': '2026-12-05T18:00Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)

@@ -169,7 +169,7 @@ def dialogue(ehlo, steps):
             data = st[1]
             if data.startswith(b'BDAT'):
                 head = data.split(b'\r\n', 1)[0].decode()
-                parts.append('%s +%d octets' % (head, len(data) - len(head) - 2))
+                parts.append('%s +%d octets' % (head.replace('\t', '\\t'), len(data) - len(head) - 2))
             elif data.endswith(b'.\r\n') and not data.startswith(b'MAIL'):
                 parts.append('message (%d octets)' % len(data))
             else:

@@ -202,6 +202,15 @@ CASES = [
     ('space-before-verb', True, [' NOOP']),
     ('space-before-json', True, [' {"jsonrpc":"2.0"}']),
     ('tab-only-line', True, ['\t']),
+    # a TAB where the verb ends (session 23: until then an unknown verb, and BDAT's chunk
+    # was then read as commands)
+    ('ehlo-tab', False, [b'EHLO\tclient.example.test\r\n', F, R]),
+    ('mail-tab', True, [b'MAIL\tFROM:<a@example.org>\r\n', R]),
+    ('rcpt-tab', True, [F, b'RCPT\tTO:<u@example.test>\r\n']),
+    ('data-tab', True, [F, R, b'DATA\t\r\n', body(MSG)]),
+    ('bdat-tab', True, [F, R, ('raw', b'BDAT\t%d LAST\r\n' % len(MSG) + MSG, 1)]),
+    ('bdat-tab-last', True, [F, R, ('raw', b'BDAT %d\tLAST\r\n' % len(MSG) + MSG, 1)]),
+    ('quit-tab', True, [b'QUIT\t\r\n']),
     ('non-letter-command', True, ['{"jsonrpc":"2.0"}']),
     ('http-command', False, ['GET / HTTP/1.0']),
 ]

@@ -247,6 +247,50 @@ static void test_crlf_encoder(void **state)
 	}
 }
 
+/* A backend's refusal of the BDAT chunk the relay sent for a DATA client (session 23: until
+ * then "552 5.3.4 Chunk exceeds message size limit" reached a client that sent no chunk). */
+static void test_reply_for_data(void **state)
+{
+	static const struct { const char *label; int code; const char *text, *want; } rows[] = {
+		{ "Postfix's chunk size refusal, as the reply reader gives it", 552,
+		  "552 5.3.4 Chunk exceeds message size limit", "5.3.4 Message size exceeds fixed limit" },
+		{ "without the code", 552, "5.3.4 Chunk exceeds message size limit",
+		  "5.3.4 Message size exceeds fixed limit" },
+		{ "several lines with their codes", 552, "552-5.3.4 Chunk exceeds\r\n552 5.3.4 the limit",
+		  "5.3.4 Message size exceeds fixed limit" },
+		{ "code, no enhanced code", 552, "552 Chunk too large", "Message size exceeds fixed limit" },
+		{ "an enhanced code of another class is none", 552, "552 4.3.4 chunk", "Message size exceeds fixed limit" },
+		{ "temporary, X.3.4", 452, "4.3.4 chunk too big", "4.3.4 Message size exceeds fixed limit" },
+		{ "no enhanced code, 552", 552, "Chunk too large", "Message size exceeds fixed limit" },
+		{ "no enhanced code, other code", 554, "BDAT refused", "Message not accepted" },
+		{ "another enhanced code", 554, "5.5.0 Error: BDAT not allowed here", "5.5.0 Message not accepted" },
+		{ "three-digit parts", 550, "5.7.123 no chunks", "5.7.123 Message not accepted" },
+		{ "X.3.40 is not X.3.4", 552, "5.3.40 chunk", "5.3.40 Message not accepted" },
+		{ "a word after the code is no code", 552, "5.3.4x chunk", "Message size exceeds fixed limit" },
+		{ "case does not matter", 552, "5.3.4 CHUNK", "5.3.4 Message size exceeds fixed limit" },
+		{ "several lines", 552, "5.3.4 Chunk exceeds\r\n5.3.4 message size limit",
+		  "5.3.4 Message size exceeds fixed limit" },
+		{ "DATA's words pass", 552, "5.3.4 Message size exceeds fixed limit", NULL },
+		{ "a content refusal passes", 550, "5.7.1 Spam detected", NULL },
+		{ "empty", 554, "", NULL },
+	};
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const char *got = bdat_reply_for_data(rows[i].code, rows[i].text, out, sizeof(out));
+		const char *want = rows[i].want ? rows[i].want : rows[i].text;
+		if (strcmp(got, want) != 0)
+			fail_msg("%s: got \"%s\", want \"%s\"", rows[i].label, got, want);
+		if (rows[i].want == NULL && got != rows[i].text)
+			fail_msg("%s: not the text itself", rows[i].label);
+	}
+	assert_null(bdat_reply_for_data(552, NULL, out, sizeof(out)));
+	/* cut to the buffer, NUL-terminated */
+	char small[8];
+	assert_string_equal(bdat_reply_for_data(552, "5.3.4 chunk", small, sizeof(small)), "5.3.4 M");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +298,7 @@ int main(void)
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_relay_as_data),
 		cmocka_unit_test(test_crlf_encoder),
+		cmocka_unit_test(test_reply_for_data),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,11 @@ static const struct check_row check_rows[] = {
 	{ "AUTH: not enabled", SESSION_COMMAND, S_HELO, "AUTH PLAIN AGFAAGI=", SESSION_CHECK_ERROR,
 	  "503 5.5.1 Error: authentication not enabled" },
 	{ "BDAT", SESSION_COMMAND, S_HELO | S_MAIL | S_RCPT, "BDAT 10 LAST", SESSION_CHECK_OK, "" },
+	/* a TAB after the verb (session 23: until then an unknown command, its chunk read as
+	 * commands) */
+	{ "BDAT<TAB>", SESSION_COMMAND, S_HELO | S_MAIL | S_RCPT, "BDAT\t10 LAST", SESSION_CHECK_OK, "" },
+	{ "MAIL<TAB>", SESSION_COMMAND, S_HELO, "MAIL\tFROM:<a@b.example>", SESSION_CHECK_OK, "" },
+	{ "DATA<TAB>", SESSION_COMMAND, S_HELO | S_MAIL | S_RCPT, "DATA\t", SESSION_CHECK_OK, "" },
 	/* RFC 3030 2: the chunk follows the command at once, so a BDAT refused for the state is
 	 * taken all the same (its chunk read and thrown away, the refusal after it: bdat.c) */
 	{ "BDAT before MAIL: its chunk is read", SESSION_COMMAND, S_HELO, "BDAT 10", SESSION_CHECK_OK, "" },

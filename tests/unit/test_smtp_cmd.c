@@ -70,6 +70,23 @@ static const struct cmd_row rows[] = {
     { "BDAT bad size", "BDAT x", 0, SMTP_BDAT, "501 5.5.4 Syntax: BDAT chunk-size [LAST]" },
     { "BDAT bad trailer", "BDAT 5 FIRST", 0, SMTP_BDAT, "501 5.5.4 Syntax: BDAT chunk-size [LAST]" },
     { "BDAT no size", "BDAT", 0, SMTP_BDAT, "501 5.5.4 Syntax: BDAT chunk-size [LAST]" },
+    /* A TAB ends the verb as a space does (Postfix's smtpd splits on white space). Until
+     * session 23 "BDAT<TAB>10" was an unknown verb and the chunk's octets were read as
+     * commands. */
+    { "TAB after BDAT", "BDAT\t10 LAST", 0, SMTP_BDAT, NULL, "10 LAST" },
+    { "TAB between BDAT's size and LAST", "BDAT 10\tLAST", 0, SMTP_BDAT, NULL, "10\tLAST" },
+    { "TAB after BDAT, bad size: the verb is named", "BDAT\tx", 0, SMTP_BDAT,
+      "501 5.5.4 Syntax: BDAT chunk-size [LAST]" },
+    { "TAB after MAIL", "MAIL\tFROM:<a@b.c>", 0, SMTP_MAIL, NULL, "FROM:<a@b.c>", "a@b.c", "" },
+    { "TAB after FROM:", "MAIL FROM:\t<a@b.c> SIZE=10", 0, SMTP_MAIL, NULL, NULL, "a@b.c", "SIZE=10" },
+    { "TAB after RCPT", "rcpt\tTO:<c@d.e>", 0, SMTP_RCPT, NULL, "TO:<c@d.e>", "c@d.e", "" },
+    { "TAB after EHLO", "EHLO\tmx.example.org", 0, SMTP_EHLO, NULL, "mx.example.org" },
+    { "TABs after HELO", "HELO\t\tmx.example.org", 0, SMTP_HELO, NULL, "mx.example.org" },
+    { "DATA then TAB", "DATA\t", 0, SMTP_DATA, NULL, "" },
+    { "QUIT then TAB", "QUIT\t", 0, SMTP_QUIT, NULL, "" },
+    { "DATA TAB argument", "DATA\tnow", 0, SMTP_DATA, "501 5.5.4 Syntax: DATA" },
+    { "TAB before the verb", "\tQUIT", 0, SMTP_UNKNOWN, R_SYN },
+    { "TAB inside a verb", "DA\tTA", 0, SMTP_UNKNOWN, R_SYN },
 
     { "MAIL simple", "MAIL FROM:<a@example.org>", 0, SMTP_MAIL, NULL, "FROM:<a@example.org>", "a@example.org", "" },
     { "MAIL lower case", "mail from:<a@b.c>", 0, SMTP_MAIL, NULL, NULL, "a@b.c" },
@@ -321,6 +338,16 @@ test_params(void **state)
     assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
     assert_int_equal(cmd.size, 4096);
     assert_true(cmd.last);
+    /* TABs where the spaces were: the same chunk (session 23) */
+    l = "BDAT\t4096\t LAST";
+    assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
+    assert_int_equal(cmd.verb, SMTP_BDAT);
+    assert_int_equal(cmd.size, 4096);
+    assert_true(cmd.last);
+    l = "BDAT\t77";
+    assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
+    assert_int_equal(cmd.size, 77);
+    assert_false(cmd.last);
     assert_string_equal(smtp_verb_name(SMTP_STARTTLS), "STARTTLS");
     assert_string_equal(smtp_verb_name(SMTP_UNKNOWN), "UNKNOWN");
     assert_string_equal(smtp_verb_name(SMTP_HTTP), "HTTP");
