@@ -249,8 +249,8 @@ tight = mt.Mxgate(mt.config(
     listen=[{'address': '127.0.0.1:0', 'tls': 'starttls'}],
     tls={'certificate': crt, 'key': key},
     limits={'max_recipients': 10, 'max_errors': 10, 'max_junk_commands': 5,
-            'max_connections_per_ip': 3, 'command_timeout': '3s', 'data_timeout': '3s',
-            'data_deadline': '6s'},
+            'max_connections_per_ip': 3, 'command_timeout': '10s', 'data_timeout': '5s',
+            'data_deadline': '8s'},
     greylist={'enabled': True, 'delay': '1h', 'max_keys': 64, 'allow': ['127.0.0.72/32']}), 'tight')
 T = tight.port
 
