@@ -317,7 +317,7 @@ static const struct cfg_field limits_fields[] = {
 	{ "max_errors", CFG_INT, offsetof(struct limits_config, max_errors), "10", 1, 1000,
 	  .doc = "client errors (bad commands, refused recipients and senders) before 421 and disconnect; a delivered (or filter-discarded) message starts the count over (Postfix's smtpd_hard_error_limit, \"errors without delivering mail\")" },
 	{ "max_junk_commands", CFG_INT, offsetof(struct limits_config, max_junk_commands), "100", 0, 100000,
-	  .doc = "NOOP, RSET, VRFY and HELP commands a client may send (Postfix's smtpd_junk_command_limit, where HELP is an unknown command and an error at once); each one more is answered and counts as an error toward max_errors, so a flood of them cannot hold a session for ever; a delivered (or filter-discarded) message starts the count over" },
+	  .doc = "NOOP, RSET, VRFY, EXPN and HELP commands, and EHLO or HELO again after one was answered (since the connect, STARTTLS or XCLIENT), a client may send (Postfix's smtpd_junk_command_limit, where HELP is an unknown command and an error at once); each one more is answered and counts as an error toward max_errors, so a flood of them cannot hold a session for ever; a delivered (or filter-discarded) message starts the count over" },
 	{ "max_recipient_overshoot", CFG_INT, offsetof(struct limits_config, max_recipient_overshoot), "1000", 0, 1000000,
 	  .doc = "RCPT TO past max_recipients in one transaction, each answered 452 4.5.3, before each one more also counts as an error toward max_errors (Postfix's smtpd_recipient_overshoot_limit), so endless recipients cannot hold a session" },
 	{ "memory_budget", CFG_SIZE, offsetof(struct limits_config, memory_budget), "256M",

@@ -207,6 +207,19 @@ void session_refusal_log(const struct session *s, struct opstats_refusal *r, con
 	opstats_refusal(r, "%s", rest);
 }
 
+/* A refusal's count toward limits.max_errors. A deferral every well-behaved client gets
+ * (greylisting's 451, not_an_error) is no error for one message's worth of recipients
+ * (limits.max_recipients) since the last delivered message; past that each one is: before,
+ * none ever was, and a client looping EHLO (or RSET), MAIL and new recipients made a
+ * triplet per RCPT for as long as the session lasted, evicting the first attempts of
+ * the senders waiting out their delay (Postfix counts every 4xx a policy server's
+ * greylisting gives toward smtpd_hard_error_limit). */
+static void session_refusal_count(struct session *s, const struct verdict *v)
+{
+	if (!v->not_an_error || ++s->deferrals > s->cfg->limits.max_recipients)
+		session_error(s);
+}
+
 /* Replies with v's refusal and logs it; counted (opstats) unless it repeats a refusal decided
  * and counted before (a connect-stage refusal given again at each MAIL). */
 static int session_reply_verdict_as(struct session *s, const struct verdict *v, const char *stage, bool count)
@@ -687,6 +700,13 @@ static void session_apply_helo(struct session *s, const struct verdict *v)
 	} else {
 		session_reply(s, "250 %s", s->cfg->hostname);
 	}
+	/* A second EHLO resets the transaction as RSET does, and counts as RSET does: before,
+	 * a client looping EHLO, MAIL, RCPT went round max_junk_commands without end */
+	if (!session_verdict_refuses(v)) {
+		if (s->helo_given && ++s->junk > s->cfg->limits.max_junk_commands)
+			session_error(s);
+		s->helo_given = true;
+	}
 	session_cmd_done(s);
 }
 
@@ -758,8 +778,7 @@ static void session_apply_rcpt(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_reply_verdict(s, v, "rcpt");
-		if (!v->not_an_error)
-			session_error(s);
+		session_refusal_count(s, v);
 		smtp_tx_drop_rcpt(&s->tx);
 		session_cmd_done(s);
 		return;
@@ -913,8 +932,7 @@ static void session_apply_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_txn_refused(s, v, "data", HOOK_DATA);
-		if (!v->not_an_error)       /* greylisting the null sender at DATA */
-			session_error(s);
+		session_refusal_count(s, v);    /* greylisting the null sender at DATA */
 		session_cmd_done(s);
 		return;
 	}
@@ -964,6 +982,7 @@ static void session_message_accepted(struct session *s)
 	s->nmessages++;
 	s->errors = 0;
 	s->junk = 0;
+	s->deferrals = 0;
 }
 
 static void session_message_tx_cb(void *arg, const struct smtp_tx_result *r)
@@ -1140,8 +1159,7 @@ static void session_apply_bdat_data(struct session *s, const struct verdict *v)
 {
 	if (session_verdict_refuses(v)) {
 		session_txn_refused(s, v, "data", HOOK_DATA);
-		if (!v->not_an_error)
-			session_error(s);
+		session_refusal_count(s, v);
 		s->bdat.discarding = true;
 		s->bdat.failed = true;
 	} else if (smtp_tx_data_open(&s->tx) != 0) {
@@ -1221,6 +1239,7 @@ static void session_apply_starttls(struct session *s, const struct verdict *v)
 	session_txn_reset(s, true);
 	auth_session_reset(s);
 	s->env.helo[0] = '\0';
+	s->helo_given = false;
 	s->env.esmtp = false;
 	session_enter_state(s, SESSION_STARTTLS);
 	session_arm(s, s->cfg->limits.command_timeout);
@@ -1254,7 +1273,9 @@ static const struct session_cmd session_cmds[] = {
 	{ .verb = SMTP_HELP, .flags = CMD_HELP | CMD_JUNK, .stage = SESSION_NO_STAGE, .apply = session_apply_help },
 	{ .verb = SMTP_STARTTLS, .flags = CMD_HELP | CMD_TLS_OFFER, .check = session_check_starttls,
 	  .stage = SESSION_NO_STAGE, .apply = session_apply_starttls },
-	{ .verb = SMTP_EXPN, .stage = SESSION_NO_STAGE, .reply = "502 5.5.1 Error: command not implemented" },
+	/* junk as VRFY, its twin: a 502 for ever was a command with no bound at all */
+	{ .verb = SMTP_EXPN, .flags = CMD_JUNK, .stage = SESSION_NO_STAGE,
+	  .reply = "502 5.5.1 Error: command not implemented" },
 	{ .verb = SMTP_AUTH, .flags = CMD_HELP | CMD_AUTH_OFFER | CMD_NEEDS_HELO, .check = session_check_auth, .start = auth_cmd_start,
 	  .stage = SESSION_NO_STAGE, .apply = auth_cmd_apply },
 	{ .verb = SMTP_BDAT, .flags = CMD_HELP, .stage = SESSION_NO_STAGE, .start = session_start_bdat, .apply = session_apply_bdat },

@@ -96,6 +96,9 @@ struct session {
 	char refused_reason[48];          /* for the session outcome */
 	int errors;
 	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
+	long deferrals;                   /* greylisting's 451s since the last delivered message */
+	bool helo_given;                  /* an EHLO/HELO was answered 250 since the connect,
+	                                     STARTTLS or XCLIENT: one more is junk */
 	long rcpt_overshoot;              /* RCPTs past max_recipients in this transaction */
 	long bad_sequence;                /* commands out of order (503), the first one logged */
 	unsigned long ncommands, nmessages;

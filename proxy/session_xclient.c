@@ -128,6 +128,7 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 
 	/* Back to the greeting stage (XCLIENT_README): HELO forgotten unless sent with it. */
 	snprintf(s->env.helo, sizeof(s->env.helo), "%s", (x.has & XCLIENT_HELO) ? x.helo : "");
+	s->helo_given = false;          /* the named client's EHLO is its first */
 	s->env.esmtp = (x.has & XCLIENT_PROTO) ? x.esmtp : s->env.helo[0] != '\0';
 	s->xclient_helo_pending = s->env.helo[0] != '\0';
 	if (x.has & XCLIENT_LOGIN) {
@@ -150,6 +151,7 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 	 * for client after client must not have one client's errors end the next one's session */
 	s->errors = 0;
 	s->junk = 0;
+	s->deferrals = 0;
 	s->pregreet_hit = s->pregreet_waited = s->teaser_sent = false;
 	s->lb_check = false;
 	s->xclient_seen = true;
