@@ -943,7 +943,12 @@ static void rules_work_cb(uv_work_t *req)
 		return;
 	}
 	/* SA's check_bayes scans on first use; every BAYES_xx rule asks, so classify first */
-	if (j->w->bayes && j->w->rs->uses_bayes)
+	/* a message over rules.max_size is not tokenized (its body rules, the BAYES_ ones
+	 * among them, do not run; spamc does not even send it): the tokenizer's parse holds
+	 * a few times the message, outside limits.memory_budget */
+	if (j->w->bayes && j->w->rs->uses_bayes && j->max_size && j->len > j->max_size)
+		bayes_classify_skip(j->w->bayes, &j->bayes, "too_big");
+	else if (j->w->bayes && j->w->rs->uses_bayes)
 		bayes_classify(j->w->bayes, j->msg, j->len, &j->bayes);
 	rules_scratch_set_bayes(sc, j->w->bayes ? &j->bayes : NULL);
 	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
@@ -1000,6 +1005,8 @@ static void rules_apply_begin(struct rules_worker *w, struct rules_job *j)
 	if (w->bayes) {
 		bayes_autolearn_points(w->rs, res->v, res->n, &j->alp);
 		j->learn = bayes_autolearn_decide(&rc->bayes, &j->alp, j->total >= w->th.required);
+		if (j->max_size && j->len > j->max_size)
+			j->learn = -1;      /* not read, not learned (above) */
 	}
 }
 
