@@ -17,11 +17,12 @@ water of the heap, not a sample that could miss a short-lived buffer, and with o
 libuv's pool (UV_THREADPOOL_SIZE=1: the scans' memory in one arena, not a new arena's high
 water for each message). One message at a time, an attachment in long lines (the scan
 decodes no text of it): ham messages of SIZE (scanned, not wrapped) set the level; M spam
-messages of the same size, wrapped, may raise it by less than two messages (the heap's
-high water moves by about one message now and then with no wrap at all: the scan's own copy
-of the message, rules/samsg.c, finding its old place taken): on main by two or three copies
-on each loop thread (+8.6 MB for 6 messages of 1.5 MB on 2 workers; +0.1 MB now, +1.6 MB
-with that move). The spam arrives wrapped, its original intact inside (the recording Backend). Then N
+messages of the same size, wrapped, may raise it by less than three messages. The heap's
+high water moves by about one message now and then with no wrap at all (the scan's own copy
+of the message, rules/samsg.c, finding its old place taken, we think): 0, 1 or 2 such moves
+were seen. On main the wrap holds two or three copies on each loop thread: +6.9 MB (three
+runs) and +8.6 MB for 6 messages of 1.5 MB on 2 workers; now +0.1, +0.1, +1.5, +1.6 and
++3.0 MB. The spam arrives wrapped, its original intact inside (the recording Backend). Then N
 spam messages at once: every one delivered and wrapped, the gauge
 mxgate_message_memory_bytes within the budget, the anonymous memory printed. Under the
 sanitizers their allocator replaces glibc's: the gauge alone is checked."""
@@ -71,7 +72,7 @@ be = mt.Backend()
 cfg = mt.config([be.url], workers=2,
                 limits={'max_connections_per_ip': 1000, 'memory_budget': str(BUDGET),
                         'spool_dir': spool},
-                backends={'reply_timeout': '120s', 'data_timeout': '120s'},
+                backends={'connect_timeout': '120s', 'reply_timeout': '120s', 'data_timeout': '120s'},
                 rules={'files': [os.path.join(mt.SRC, 'rules', 'default.rules'), local]},
                 metrics={'listen': '127.0.0.1:%d' % mt.hold_port().port})
 os.environ['GLIBC_TUNABLES'] = 'glibc.malloc.trim_threshold=17179869184:glibc.malloc.mmap_threshold=33554432'
@@ -113,7 +114,7 @@ mt.say('%d messages of %d kB one at a time: anonymous memory after ham %.1f MB, 
 if mt.SANITIZED:
     mt.say('anonymous memory not bounded under the sanitizers (their allocator)')
 else:
-    mt.check((spam - ham) * 1000 < 2 * SIZE,
+    mt.check((spam - ham) * 1000 < 3 * SIZE,
              'the wrap holds no copies of the message: +%.1f MB (a copy: %.1f MB)'
              % ((spam - ham) / 1e3, SIZE / 1e6))
 
