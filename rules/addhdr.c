@@ -860,31 +860,53 @@ static void ah_put_le(struct strbuf *b, const char *s, size_t n, const char *le)
 	}
 }
 
-/* Would bd, as a boundary, be found in the original m (len octets)? SpamAssassin's
- * /^\Q$boundary\E(?:--)?$/m, and, stricter (a delimiter line "--" bd, or a CRLF message,
- * which SA's test misses), any line that starts with bd or with "--" bd. */
-static bool ah_boundary_in(const char *m, size_t len, const char *bd)
+/* Would bd, as a boundary, be found in the original? SpamAssassin's /^\Q$boundary\E(?:--)?$/m,
+ * and, stricter (a delimiter line "--" bd, or a CRLF message, which SA's test misses), any
+ * line that starts with bd or with "--" bd. Fed in pieces (a line may go on in the next):
+ * only the first octets of each line are kept, as many as the test reads. */
+struct ah_bscan { const char *bd; size_t bl, n; bool found; char pre[132]; };
+
+static void ah_bscan_line(struct ah_bscan *s)
 {
-	size_t bl = strlen(bd);
-
-	for (size_t i = 0; i < len;) {
-		const char *lf = memchr(m + i, '\n', len - i);
-		size_t e = lf ? (size_t)(lf - m) : len;
-
-		if ((e - i >= bl && memcmp(m + i, bd, bl) == 0) ||
-		    (e - i >= bl + 2 && m[i] == '-' && m[i + 1] == '-' && memcmp(m + i + 2, bd, bl) == 0))
-			return true;
-		if (lf == NULL)
-			break;
-		i = e + 1;
-	}
-	return false;
+	if ((s->n >= s->bl && memcmp(s->pre, s->bd, s->bl) == 0) || (s->n >= s->bl + 2 &&
+	    s->pre[0] == '-' && s->pre[1] == '-' && memcmp(s->pre + 2, s->bd, s->bl) == 0))
+		s->found = true;
+	s->n = 0;
 }
 
-char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len,
-    const char *report, const char *unsafe_report, const char *added,
-    const struct addhdr_rewrite *rw, const char *received, unsigned long t, unsigned long rnd,
-    size_t *out_len)
+static void ah_bscan_feed(struct ah_bscan *s, const char *p, size_t len)
+{
+	while (len > 0 && !s->found) {
+		const char *lf = memchr(p, '\n', len);
+		size_t span = lf ? (size_t)(lf - p) : len;
+		size_t take = span < sizeof(s->pre) - s->n ? span : sizeof(s->pre) - s->n;
+
+		memcpy(s->pre + s->n, p, take);
+		s->n += take;
+		if (lf == NULL)
+			return;
+		ah_bscan_line(s);
+		p += span + 1;
+		len -= span + 1;
+	}
+}
+
+static bool ah_boundary_in(const char *hdr, size_t hl, const char *body, size_t bl,
+    const char *bd)
+{
+	struct ah_bscan s = { .bd = bd, .bl = strlen(bd) };
+
+	ah_bscan_feed(&s, hdr, hl);
+	ah_bscan_feed(&s, body, bl);
+	if (!s.found && s.n)
+		ah_bscan_line(&s);      /* the last line, without its line end */
+	return s.found;
+}
+
+void addhdr_safe_build_parts(const struct addhdr_safe *c, const char *msg, size_t len,
+    const char *body, size_t body_len, const char *report, const char *unsafe_report,
+    const char *added, const struct addhdr_rewrite *rw, const char *received, unsigned long t,
+    unsigned long rnd, struct addhdr_safe_parts *out)
 {
 	const char *subject_tag = rw ? rw->subject : NULL;
 	static const char *const copied[] = { "From", "To", "Cc", "Subject", "Date",
@@ -892,12 +914,21 @@ char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len
 	struct strbuf top = { 0 }, h = { 0 }, o = { 0 };
 	const char *le = "\n", *v[64], *ct = NULL, *first_lf = memchr(msg, '\n', len);
 	size_t vl[64], hl = 0, n, ctl = 0;
-	char bd[128], *sv = NULL;
+	char bd[128], *sv = NULL, prev, last[2];
 	bool attach;
 
-	/* Message.pm: CRLF when the first or the last line has it */
-	if ((first_lf && first_lf > msg && first_lf[-1] == '\r') ||
-	    (len >= 2 && msg[len - 2] == '\r' && msg[len - 1] == '\n'))
+	if (body == NULL)
+		body_len = 0;
+	/* Message.pm: CRLF when the first or the last line has it (of msg and body as one) */
+	if (first_lf == NULL && body_len && (first_lf = memchr(body, '\n', body_len)) != NULL)
+		prev = first_lf > body ? first_lf[-1] : len ? msg[len - 1] : '\0';
+	else
+		prev = first_lf && first_lf > msg ? first_lf[-1] : '\0';
+	last[0] = body_len >= 2 ? body[body_len - 2] : body_len == 1 ? (len ? msg[len - 1] : '\0') :
+	    len >= 2 ? msg[len - 2] : '\0';
+	last[1] = body_len ? body[body_len - 1] : len ? msg[len - 1] : '\0';
+	if ((first_lf && prev == '\r') || (len + body_len >= 2 && last[0] == '\r' &&
+	    last[1] == '\n'))
 		le = "\r\n";
 	/* the header block, to its blank line */
 	while (hl < len && msg[hl] != '\n' && !(msg[hl] == '\r' && hl + 1 < len &&
@@ -1002,7 +1033,7 @@ char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len
 	}
 	/* the boundary, unique in the original */
 	snprintf(bd, sizeof(bd), "----------=_%08lX.%08lX", t & 0xffffffffUL, rnd & 0xffffffffUL);
-	for (unsigned long r = rnd; ah_boundary_in(msg, len, bd) && strlen(bd) + 10 < sizeof(bd);) {
+	for (unsigned long r = rnd; ah_boundary_in(msg, len, body, body_len, bd) && strlen(bd) + 10 < sizeof(bd);) {
 		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
 		snprintf(bd + strlen(bd), sizeof(bd) - strlen(bd), "/%08lX", (r >> 16) & 0xffffffffUL);
 	}
@@ -1049,15 +1080,44 @@ char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len
 		ah_put_le(&o, m.v, m.len, le);
 		strbuf_free(&m);
 	}
-	strbuf_append(&o, msg, len);
+	ah_take(&o);
+	out->head = o.v;
+	out->head_len = o.len;
+	o = (struct strbuf){ 0 };
 	ah_puts(&o, le);
 	ah_puts(&o, "--");
 	ah_puts(&o, bd);
 	ah_puts(&o, "--");
 	ah_puts(&o, le);
 	ah_puts(&o, le);
+	ah_take(&o);
+	out->tail = o.v;
+	out->tail_len = o.len;
 	strbuf_free(&top);
 	strbuf_free(&h);
+}
+
+void addhdr_safe_parts_free(struct addhdr_safe_parts *p)
+{
+	free(p->head);
+	free(p->tail);
+	memset(p, 0, sizeof(*p));
+}
+
+char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len,
+    const char *report, const char *unsafe_report, const char *added,
+    const struct addhdr_rewrite *rw, const char *received, unsigned long t, unsigned long rnd,
+    size_t *out_len)
+{
+	struct addhdr_safe_parts p = { 0 };
+	struct strbuf o = { 0 };
+
+	addhdr_safe_build_parts(c, msg, len, NULL, 0, report, unsafe_report, added, rw, received,
+	    t, rnd, &p);
+	strbuf_append(&o, p.head, p.head_len);
+	strbuf_append(&o, msg, len);
+	strbuf_append(&o, p.tail, p.tail_len);
+	addhdr_safe_parts_free(&p);
 	ah_take(&o);
 	*out_len = o.len;
 	return o.v;

@@ -119,6 +119,18 @@ char *addhdr_safe_build(const struct addhdr_safe *c, const char *msg, size_t len
     const struct addhdr_rewrite *rw, const char *received, unsigned long t, unsigned long rnd,
     size_t *out_len);
 
+/* addhdr_safe_build for a message that is not in one piece, without a copy of it: msg (len
+ * octets: its header block, blank line included, or all of it) followed by body (body_len
+ * octets; NULL: none) is the original. The new message is out->head, msg, body, out->tail
+ * (both malloc'd: addhdr_safe_parts_free); head holds the new header block, its blank line
+ * and the body up to the original. */
+struct addhdr_safe_parts { char *head, *tail; size_t head_len, tail_len; };
+void addhdr_safe_build_parts(const struct addhdr_safe *c, const char *msg, size_t len,
+    const char *body, size_t body_len, const char *report, const char *unsafe_report,
+    const char *added, const struct addhdr_rewrite *rw, const char *received, unsigned long t,
+    unsigned long rnd, struct addhdr_safe_parts *out);
+void addhdr_safe_parts_free(struct addhdr_safe_parts *p);
+
 /* Releases what c holds (not c). */
 void addhdr_safe_clear(struct addhdr_safe *c);
 /* A deep copy of c into *to. */

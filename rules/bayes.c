@@ -372,6 +372,22 @@ out:
 	return rc;
 }
 
+int bayes_classify_skip(struct bayes *b, struct bayes_result *r, const char *why)
+{
+	struct bayes_totals t;
+
+	memset(r, 0, sizeof(*r));
+	r->why = why;
+	if (bayes_totals(b, &t) < 0) {
+		r->why = "store_error";
+		atomic_fetch_add(&bayes_n_errors, 1);
+		return -1;
+	}
+	r->available = bayes_is_trained(b, &t);
+	atomic_fetch_add(&bayes_n_abstained, 1);
+	return 0;
+}
+
 bool bayes_check_range(const struct bayes_result *r, double lo, double hi)
 {
 	return r->scanned && (lo == 0 || r->prob > lo) && r->prob <= hi;

@@ -59,12 +59,19 @@ struct bayes_result {
 	uint32_t ntokens;             /* unique tokens of the message */
 	uint32_t nknown;              /* of which the store knew */
 	uint32_t nused;               /* significant tokens combined */
-	const char *why;              /* when !scanned: "untrained", "no_tokens", "store_error" */
+	const char *why;              /* when !scanned: "untrained", "no_tokens", "store_error",
+	                               * "too_big" (over rules.max_size: not tokenized) */
 };
 
 /* Tokenizes msg, reads its tokens in one batched lookup and combines them. Returns 0 (see
  * r->scanned) or -1 (store error: r->why "store_error"). */
 int bayes_classify(struct bayes *b, const char *msg, size_t len, struct bayes_result *r);
+
+/* For a message not read (bigger than rules.max_size, whose body rules the BAYES_ ones are
+ * do not run either): nothing tokenized, nothing learned; r->why is why, r->available
+ * whether the classifier is trained (one small read, so the score set is the one of the
+ * other messages). 0, or -1 on a store error (r->why "store_error"). */
+int bayes_classify_skip(struct bayes *b, struct bayes_result *r, const char *why);
 
 /* SpamAssassin's check_bayes(lo, hi): lo < prob <= hi (lo 0: 0 <= prob). */
 bool bayes_check_range(const struct bayes_result *r, double lo, double hi);

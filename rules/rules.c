@@ -554,8 +554,12 @@ static void rules_add_headers(const struct rules_worker *w, struct hook_env *env
 
 /* The message as the backend would get it without the rules engine's own changes: env->msg
  * with the edits of the filters before applied (a milter's, rspamd's), their new body if
- * any. Into *out; false when the message cannot be read. */
-static bool rules_view(struct hook_env *env, struct strbuf *out)
+ * any. In two pieces, no copy of the body: the header block (its blank line included, or
+ * the whole message when it has none) into *hdr, the body borrowed in *body (*body_len
+ * octets: env->new_body's or env->msg's, in memory or mapped, valid until that buffer
+ * changes). False when the message cannot be read. */
+static bool rules_view(struct hook_env *env, struct strbuf *hdr, const char **body,
+    size_t *body_len)
 {
 	size_t len = 0, hl, bl;
 	const char *m = env->msg ? msgbuf_data(env->msg, &len) : NULL, *b;
@@ -569,14 +573,15 @@ static bool rules_view(struct hook_env *env, struct strbuf *out)
 	bl = len - hl;
 	if (env->new_body && (b = msgbuf_data(env->new_body, &bl)) == NULL)
 		return false;
-	if (env->nhdr_edits == 0 && env->new_body == NULL) {
-		strbuf_append(out, m, len);
-		return true;
-	}
-	headers_apply_edits(m, hl, env->hdr_edits, env->nhdr_edits, out);
+	if (env->nhdr_edits == 0 && env->new_body == NULL)
+		strbuf_append(hdr, m, hl);
+	else
+		headers_apply_edits(m, hl, env->hdr_edits, env->nhdr_edits, hdr);
 	if (env->new_body)
-		headers_end_block(out);
-	strbuf_append(out, b, bl);
+		headers_end_block(hdr);
+	strbuf_append(hdr, "", 0);
+	*body = b;
+	*body_len = bl;
 	return true;
 }
 
@@ -602,15 +607,16 @@ static bool rules_wrap_apply(const struct rules_worker *w, struct hook_env *env,
 {
 	const struct addhdr_safe *c = rules_set_safe(w->rs);
 	struct strbuf view = { 0 }, rcv = { 0 };
-	char version[64], *nm = NULL, date[64];
-	const char *hn;
-	size_t nl = 0, i = 0, hend, bstart;
+	struct addhdr_safe_parts nm = { 0 };
+	char version[64], date[64];
+	const char *hn, *ob = NULL;
+	size_t nl, obl = 0, i = 0, hend, bstart;
 	struct msgbuf *body;
 	uint64_t max = env->cfg ? env->cfg->limits.max_message_size : 0;
 	struct addhdr_vals dv = { .now = time(NULL) };
 	char *d;
 
-	if (!rules_view(env, &view)) {
+	if (!rules_view(env, &view, &ob, &obl)) {
 		strbuf_free(&view);
 		return false;
 	}
@@ -623,38 +629,45 @@ static bool rules_wrap_apply(const struct rules_worker *w, struct hook_env *env,
 	hn = env->cfg && env->cfg->hostname ? env->cfg->hostname : "localhost";
 	strbuf_printf(&rcv, "Received: from localhost by %s\n\twith mxgate (version %s);\n\t%s\n",
 	    hn, version, date);
-	nm = addhdr_safe_build(c, view.v ? view.v : "", view.len, wrap->report, wrap->unsafe,
+	/* the wrapper around the original, which is not copied: the new body is written into a
+	 * message buffer from the pieces, in memory within limits.memory_budget or spooled */
+	addhdr_safe_build_parts(c, view.v, view.len, ob, obl, wrap->report, wrap->unsafe,
 	    wrap->fields.v ? wrap->fields.v : "", &(struct addhdr_rewrite){ wrap->subject_tag,
 	    wrap->from_tag, wrap->to_tag }, rcv.v, (unsigned long)time(NULL),
-	    rules_random32(), &nl);
+	    rules_random32(), &nm);
 	strbuf_free(&rcv);
+	nl = nm.head_len + view.len + obl + nm.tail_len;
 	if (max && nl > max) {
 		log_event(LOG_LVL_WARNING, env->session_id, "event=rules_report_safe_skipped "
 		    "reason=size size=%zu max_message_size=%llu", nl, (unsigned long long)max);
-		free(nm);
+		addhdr_safe_parts_free(&nm);
 		strbuf_free(&view);
 		return false;
 	}
 	/* the body first: nothing of the message changes unless all of it can */
 	hend = 0;
-	while (hend < nl && nm[hend] != '\n' && !(nm[hend] == '\r' && hend + 1 < nl &&
-	    nm[hend + 1] == '\n')) {
-		const char *lf = memchr(nm + hend, '\n', nl - hend);
+	while (hend < nm.head_len && nm.head[hend] != '\n' && !(nm.head[hend] == '\r' &&
+	    hend + 1 < nm.head_len && nm.head[hend + 1] == '\n')) {
+		const char *lf = memchr(nm.head + hend, '\n', nm.head_len - hend);
 
-		hend = lf ? (size_t)(lf - nm) + 1 : nl;
+		hend = lf ? (size_t)(lf - nm.head) + 1 : nm.head_len;
 	}
-	bstart = hend + (hend < nl && nm[hend] == '\r' ? 2 : 1);
+	bstart = hend + (hend < nm.head_len && nm.head[hend] == '\r' ? 2 : 1);
 	body = msgbuf_new(env->cfg && env->cfg->limits.memory_threshold ?
 	    env->cfg->limits.memory_threshold : 1024 * 1024, env->cfg ? env->cfg->limits.spool_dir :
 	    NULL);
-	if (body == NULL || bstart > nl || msgbuf_append(body, nm + bstart, nl - bstart) < 0) {
+	if (body == NULL || bstart > nm.head_len ||
+	    msgbuf_append(body, nm.head + bstart, nm.head_len - bstart) < 0 ||
+	    msgbuf_append(body, view.v, view.len) < 0 || msgbuf_append(body, ob, obl) < 0 ||
+	    msgbuf_append(body, nm.tail, nm.tail_len) < 0) {
 		log_event(LOG_LVL_WARNING, env->session_id, "event=rules_report_safe_skipped "
 		    "reason=spool");
 		msgbuf_free(body);
-		free(nm);
+		addhdr_safe_parts_free(&nm);
 		strbuf_free(&view);
 		return false;
 	}
+	strbuf_free(&view);
 	/* the new header block: every line of the message's goes (a line that is no field
 	 * too, which SpamAssassin's new header never has), ours come in order */
 	hook_env_delete_headers_prefix(env, "", NULL);
@@ -663,32 +676,31 @@ static bool rules_wrap_apply(const struct rules_worker *w, struct hook_env *env,
 		char *name, *val;
 
 		for (;;) {
-			const char *lf = memchr(nm + i, '\n', hend - i);
+			const char *lf = memchr(nm.head + i, '\n', hend - i);
 
-			i = lf ? (size_t)(lf - nm) + 1 : hend;
-			if (i >= hend || (nm[i] != ' ' && nm[i] != '\t'))
+			i = lf ? (size_t)(lf - nm.head) + 1 : hend;
+			if (i >= hend || (nm.head[i] != ' ' && nm.head[i] != '\t'))
 				break;
 		}
-		for (colon = st; colon < i && nm[colon] != ':'; colon++)
+		for (colon = st; colon < i && nm.head[colon] != ':'; colon++)
 			;
 		ve = i;
-		while (ve > colon && (nm[ve - 1] == '\n' || nm[ve - 1] == '\r'))
+		while (ve > colon && (nm.head[ve - 1] == '\n' || nm.head[ve - 1] == '\r'))
 			ve--;
 		if (colon >= ve)
 			continue;
-		name = strndup(nm + st, colon - st);
-		val = strndup(nm + colon + 1, ve - colon - 1);
+		name = strndup(nm.head + st, colon - st);
+		val = strndup(nm.head + colon + 1, ve - colon - 1);
 		if (name == NULL || val == NULL)
 			abort();
 		hook_env_add_header(env, name, val);
 		free(name);
 		free(val);
 	}
-	strbuf_free(&view);
 	hook_env_replace_body(env, body);
 	log_event(LOG_LVL_INFO, env->session_id, "event=rules_report_safe report_safe=%ld size=%zu",
 	    c->mode, nl);
-	free(nm);
+	addhdr_safe_parts_free(&nm);
 	return true;
 }
 
@@ -931,7 +943,12 @@ static void rules_work_cb(uv_work_t *req)
 		return;
 	}
 	/* SA's check_bayes scans on first use; every BAYES_xx rule asks, so classify first */
-	if (j->w->bayes && j->w->rs->uses_bayes)
+	/* a message over rules.max_size is not tokenized (its body rules, the BAYES_ ones
+	 * among them, do not run; spamc does not even send it): the tokenizer's parse holds
+	 * a few times the message, outside limits.memory_budget */
+	if (j->w->bayes && j->w->rs->uses_bayes && j->max_size && j->len > j->max_size)
+		bayes_classify_skip(j->w->bayes, &j->bayes, "too_big");
+	else if (j->w->bayes && j->w->rs->uses_bayes)
 		bayes_classify(j->w->bayes, j->msg, j->len, &j->bayes);
 	rules_scratch_set_bayes(sc, j->w->bayes ? &j->bayes : NULL);
 	rules_set_scan(j->w->rs, sc, j->msg, j->len, &envl, &j->ext, j->max_size, &j->res);
@@ -988,6 +1005,8 @@ static void rules_apply_begin(struct rules_worker *w, struct rules_job *j)
 	if (w->bayes) {
 		bayes_autolearn_points(w->rs, res->v, res->n, &j->alp);
 		j->learn = bayes_autolearn_decide(&rc->bayes, &j->alp, j->total >= w->th.required);
+		if (j->max_size && j->len > j->max_size)
+			j->learn = -1;      /* not read, not learned (above) */
 	}
 }
 

@@ -90,8 +90,9 @@ SINCE = {
     # w-sacompat: every add_header field written (rules/addhdr.c)
     # session 17's merge of w-sa: report_safe's pieces (templates, _SUMMARY_, _PREVIEW_, the wrapped message)
     # session 18's w-sa2: the header-view tags (_HEADER(x)_, _RELAYS*_, _LASTEXTERNAL*_), From/To tags;
-    # moved to the merge of w-fuzz: its campaign ran the harness before w-sa2's
-    'fuzz_rule_parse': '2026-12-05T01:08Z',
+    # moved to the merge of w-fuzz: its campaign ran the harness before w-sa2's;
+    # session 23's w-budget: the wrapped message made in pieces (addhdr_safe_build_parts)
+    'fuzz_rule_parse': '2026-12-05T17:30Z',
     # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
     'fuzz_greylist_names': '2026-12-05T03:33Z',
     # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;

@@ -128,6 +128,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		msg = addhdr_safe_build(&sf, (const char *)data, size, rt, ut, "X-Spam-Flag: YES\n",
 		    &(struct addhdr_rewrite){ size % 2 ? desc : NULL, size % 3 ? desc : NULL,
 		    size % 5 ? "T" : NULL }, "Received: from localhost\n", size, size * 7, &ml);
+		{
+			/* the same in two pieces, cut after the header block (the rules engine's
+			 * report_safe: the body is not copied): the same octets */
+			const char *m = (const char *)data;
+			struct addhdr_safe_parts pt = { 0 };
+			size_t hl = 0, k;
+
+			while (hl < size && m[hl] != '\n' && !(m[hl] == '\r' && hl + 1 < size &&
+			    m[hl + 1] == '\n')) {
+				const char *lf = memchr(m + hl, '\n', size - hl);
+
+				hl = lf ? (size_t)(lf - m) + 1 : size;
+			}
+			hl += hl < size ? (m[hl] == '\r' ? 2 : 1) : 0;
+			k = hl + (size * 31) % (size - hl + 1);
+			addhdr_safe_build_parts(&sf, m, k, m + k, size - k, rt, ut, "X-Spam-Flag: YES\n",
+			    &(struct addhdr_rewrite){ size % 2 ? desc : NULL, size % 3 ? desc : NULL,
+			    size % 5 ? "T" : NULL }, "Received: from localhost\n", size, size * 7, &pt);
+			if (pt.head_len + size + pt.tail_len != ml || memcmp(pt.head, msg, pt.head_len) != 0 ||
+			    memcmp(pt.tail, msg + ml - pt.tail_len, pt.tail_len) != 0)
+				abort();
+			addhdr_safe_parts_free(&pt);
+		}
 		free(msg);
 		free(rt);
 		free(ut);

@@ -314,6 +314,58 @@ static void test_safe_build(void **state)
 	free(got);
 }
 
+/* addhdr_safe_build_parts: the message in two pieces, cut anywhere after its header block
+ * (a line, a CRLF, the boundary's line split across them), gives what addhdr_safe_build
+ * makes of it in one: the line ending read off the first and last lines of both, the
+ * boundary kept unique over both. */
+static void test_safe_build_parts(void **state)
+{
+	static const struct { const char *label, *msg; } rows[] = {
+		{ "CRLF", "From: x@y\r\nSubject: s\r\nContent-Type: text/html\r\n\r\nbody\r\nline\r\n" },
+		{ "LF", "From: x@y\nSubject: s\n\nbody\nline\n" },
+		{ "LF header, last line CRLF", "From: x@y\n\nbody\nlast\r\n" },
+		{ "the boundary in the body", "From: x@y\r\n\r\n------------=_00000001.00000002\r\n"
+		  "--" "----------=_00000001.00000002/2C5E2A9E\r\nend" },
+		{ "the boundary as the last line, no line end", "From: x@y\n\na\n"
+		  "----------=_00000001.00000002" },
+		{ "no header", "\r\nonly a body\r\n" },
+		{ "no blank line", "From: x@y\r\nSubject: s\r\n" },
+		{ "empty", "" },
+	};
+	struct addhdr_safe c = { .mode = 2 };
+
+	(void)state;
+	for (size_t r = 0; r < sizeof(rows) / sizeof(*rows); r++) {
+		const char *m = rows[r].msg;
+		size_t len = strlen(m), hl = 0, n;
+		char *want = addhdr_safe_build(&c, m, len, "REPORT\n\n", "", "X-Spam-Flag: YES\n",
+		    NULL, "Received: from localhost\n", 1, 2, &n);
+
+		while (hl < len && m[hl] != '\n' && !(m[hl] == '\r' && hl + 1 < len && m[hl + 1] == '\n')) {
+			const char *lf = memchr(m + hl, '\n', len - hl);
+
+			hl = lf ? (size_t)(lf - m) + 1 : len;
+		}
+		hl += hl < len ? (m[hl] == '\r' ? 2 : 1) : 0;
+		for (size_t k = hl; k <= len; k++) {
+			struct addhdr_safe_parts p = { 0 };
+			struct strbuf got = { 0 };
+
+			addhdr_safe_build_parts(&c, m, k, m + k, len - k, "REPORT\n\n", "",
+			    "X-Spam-Flag: YES\n", NULL, "Received: from localhost\n", 1, 2, &p);
+			strbuf_append(&got, p.head, p.head_len);
+			strbuf_append(&got, m, len);
+			strbuf_append(&got, p.tail, p.tail_len);
+			if (got.len != n || memcmp(got.v, want, n) != 0)
+				fail_msg("%s, cut at %zu: got [%.*s] want [%s]", rows[r].label, k,
+				    (int)got.len, got.v, want);
+			strbuf_free(&got);
+			addhdr_safe_parts_free(&p);
+		}
+		free(want);
+	}
+}
+
 /* What report_safe's message costs to build, printed (the figure in the commit): a CRLF
  * message of 40 header fields (3.4 KB) and a 20 KB body, a report of 30 lines; the fields,
  * the report and the MIME parts' heads are written with the message's line ending. Checks
@@ -375,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_preview),
 		cmocka_unit_test(test_summary),
 		cmocka_unit_test(test_safe_build),
+		cmocka_unit_test(test_safe_build_parts),
 		cmocka_unit_test(test_safe_build_cost),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
