@@ -100,6 +100,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
+	/* its guards, which the calls above always pass: the input as an operand of its own
+	 * length, room for 0 to GREYLIST_RECORD_LEN octets from the header's octet 12; written
+	 * exactly when the operand is one, live at now, and a record fits, else left (-1) */
+	{
+		size_t cap = data[-4] % (GREYLIST_RECORD_LEN + 1);
+		uint64_t op[4];
+		long want = -1;
+
+		if (size == sizeof(op) && cap == GREYLIST_RECORD_LEN) {
+			memcpy(op, data, sizeof(op));
+			if (op[0] == GREYLIST_IP_NEW_MARK && op[3] > now &&
+			    (op[1] == GREYLIST_IP_TRAPPED || op[1] == GREYLIST_IP_ALLOWED))
+				want = GREYLIST_RECORD_LEN;
+		}
+		if (greylist_ip_new_merge(NULL, 0, data, size, rec, cap, now, NULL) != want)
+			abort();
+	}
+
 	/* reputation: the map holds a struct as is; any bytes of that size are a record */
 	if (size >= sizeof(struct reputation_counts)) {
 		struct reputation_counts rc, net;
