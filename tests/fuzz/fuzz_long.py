@@ -163,7 +163,10 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            # parsers: 1 KiB holds every state many times over (30,000 runs: 7.0 s -> 4.1 s)
            'fuzz_msgpath': 1024,
            # log_event's line is 2,048 octets: a longer value or line is only cut sooner
-           'fuzz_log_val': 2048}
+           'fuzz_log_val': 2048,
+           # a reply's bounds are 8,192 octets of text and 1,000 lines (6 octets each at
+           # the least): at 4,096 neither was ever reached (seeds lines_1001, text_over_8192)
+           'fuzz_backend_reply': 12288}
 # libFuzzer's -timeout is wall-clock: at nice 19 on the shared VM (load 14) a process waited
 # more than 10 s for the CPU on an input that runs in 0 ms (fuzz_dataparse, Dec 4 17:14).
 # A minute still stops a hang or a blow-up (the rule-file timeout ran for minutes).
