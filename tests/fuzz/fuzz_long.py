@@ -97,9 +97,10 @@ SINCE = {
     # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;
     # session 22's w-glmerge: greylist_ip_new_merge (a worker's trap) the same way;
     # moved to the merge of w-fuzz: its campaigns ran the harness before w-glmerge's
-    # session 23's w-fuzz3: greylist_ip_new_merge's guards (the input as an operand of its own
-    # length, room for less than a record) checked too
-    'fuzz_store_records': '2026-12-05T17:41Z',
+    # session 23's w-fuzz3: the merges' guards (the input as an operand of its own length,
+    # room for less than a record) and auto_allow_clients' merge (greylist_awl_merge), which
+    # no target reached
+    'fuzz_store_records': '2026-12-05T18:19Z',
     'fuzz_smtp_cmd': '2026-12-04T11:03Z',       # a9df3c67: the early TLS record check
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     # session 22's w-fuzz2: a BDAT line refused ends the stream as session.c's one 421 does
