@@ -91,14 +91,18 @@ SINCE = {
     # session 17's merge of w-sa: report_safe's pieces (templates, _SUMMARY_, _PREVIEW_, the wrapped message)
     # session 18's w-sa2: the header-view tags (_HEADER(x)_, _RELAYS*_, _LASTEXTERNAL*_), From/To tags;
     # moved to the merge of w-fuzz: its campaign ran the harness before w-sa2's;
-    # session 23's w-budget: the wrapped message made in pieces (addhdr_safe_build_parts)
-    'fuzz_rule_parse': '2026-12-05T17:30Z',
+    # session 23's w-budget: the wrapped message made in pieces (addhdr_safe_build_parts);
+    # moved to the merge of w-fuzz3 (18:40Z): its campaign ran the harness before w-budget's
+    'fuzz_rule_parse': '2026-12-05T18:40Z',
     # session 19's w-trap: the same lines read as greylist.traps entries and a traps file
     'fuzz_greylist_names': '2026-12-05T03:33Z',
     # session 21's w-glrace (merged 11:08Z): greylist_ip_del_merge on any record and operand;
     # session 22's w-glmerge: greylist_ip_new_merge (a worker's trap) the same way;
     # moved to the merge of w-fuzz: its campaigns ran the harness before w-glmerge's
-    'fuzz_store_records': '2026-12-05T14:46Z',
+    # session 23's w-fuzz3: the merges' guards (the input as an operand of its own length,
+    # room for less than a record) and auto_allow_clients' merge (greylist_awl_merge), which
+    # no target reached
+    'fuzz_store_records': '2026-12-05T18:19Z',
     # a9df3c67: the early TLS record check; session 23's w-edge: a TAB that ends the verb
     # reads as a space would (the verb ends at SP or TAB)
     'fuzz_smtp_cmd': '2026-12-05T17:50Z',
@@ -126,8 +130,9 @@ SINCE = {
     # session 18's w-left: no control octet left in a reply's text (shown as '?');
     # moved to the merge of w-fuzz: its campaign ran the harness before w-left's
     # session 23's w-edge: every reply's text through bdat_reply_for_data (a DATA client's
-    # words for a refused BDAT chunk)
-    'fuzz_backend_reply': '2026-12-05T18:00Z',
+    # words for a refused BDAT chunk); moved to the merge of w-fuzz3 (18:40Z): its campaigns
+    # ran the harness before w-edge's
+    'fuzz_backend_reply': '2026-12-05T18:40Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)
@@ -167,7 +172,10 @@ MAX_LEN = {'fuzz_authres': 1024, 'fuzz_store_records': 512, 'fuzz_scanner_reply'
            # parsers: 1 KiB holds every state many times over (30,000 runs: 7.0 s -> 4.1 s)
            'fuzz_msgpath': 1024,
            # log_event's line is 2,048 octets: a longer value or line is only cut sooner
-           'fuzz_log_val': 2048}
+           'fuzz_log_val': 2048,
+           # a reply's bounds are 8,192 octets of text and 1,000 lines (6 octets each at
+           # the least): at 4,096 neither was ever reached (seeds lines_1001, text_over_8192)
+           'fuzz_backend_reply': 12288}
 # libFuzzer's -timeout is wall-clock: at nice 19 on the shared VM (load 14) a process waited
 # more than 10 s for the CPU on an input that runs in 0 ms (fuzz_dataparse, Dec 4 17:14).
 # A minute still stops a hang or a blow-up (the rule-file timeout ran for minutes).

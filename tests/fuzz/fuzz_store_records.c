@@ -100,6 +100,60 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
+	/* the merges' guards, which the calls above always pass: the input as an operand of its own
+	 * length, room for 0 to GREYLIST_RECORD_LEN octets from the header's octet 12; written
+	 * exactly when the operand is one, live at now, and a record fits, else left (-1) */
+	{
+		size_t cap = data[-4] % (GREYLIST_RECORD_LEN + 1);
+		uint64_t op[4];
+		long want = -1;
+
+		if (size == sizeof(op) && cap == GREYLIST_RECORD_LEN) {
+			memcpy(op, data, sizeof(op));
+			if (op[0] == GREYLIST_IP_NEW_MARK && op[3] > now &&
+			    (op[1] == GREYLIST_IP_TRAPPED || op[1] == GREYLIST_IP_ALLOWED))
+				want = GREYLIST_RECORD_LEN;
+		}
+		if (greylist_ip_new_merge(NULL, 0, data, size, rec, cap, now, NULL) != want)
+			abort();
+		/* the delete's operand of any length: over no record it never deletes */
+		if (greylist_ip_del_merge(NULL, 0, data, size, rec, cap, now, NULL) != -1)
+			abort();
+	}
+
+	/* a client network's passes (auto_allow_clients' LMDB record, "gla:"): the batch's merge
+	 * of {expires_ms, add, logged} (from the header's octets 13-15) into the input as the
+	 * stored record, and of the input as an operand of its own length into none; checked
+	 * against the record's layout {expires_ms, count, 2 or 3 (logged)} */
+	{
+		uint64_t op[3] = { now - 500000 + data[-3] * 4000ull, data[-2] % 3u, data[-1] & 1u };
+		size_t cap = data[-4] % (GREYLIST_RECORD_LEN + 1);
+
+		for (int k = 0; k < 2; k++) {
+			const void *cur = k == 0 ? data : NULL, *opp = k == 0 ? (const void *)op : data;
+			size_t curlen = k == 0 ? size : 0, oplen = k == 0 ? sizeof(op) : size;
+			uint64_t o[3], count, w[3];
+			bool logged, live = greylist_awl_decode(cur, curlen, now, &count, &logged);
+			long n = greylist_awl_merge(cur, curlen, opp, oplen, rec, cap, now, NULL);
+
+			if (oplen != sizeof(o) || cap < GREYLIST_RECORD_LEN) {
+				if (n != -1)
+					abort();
+				continue;
+			}
+			memcpy(o, opp, sizeof(o));
+			if (!live && o[1] == 0) {
+				if (n != -1)
+					abort();
+				continue;
+			}
+			memcpy(w, rec, sizeof(w));
+			if (n != GREYLIST_RECORD_LEN || w[0] != o[0] || w[1] != count + o[1] ||
+			    w[2] != (logged || o[2] ? 3u : 2u))
+				abort();
+		}
+	}
+
 	/* reputation: the map holds a struct as is; any bytes of that size are a record */
 	if (size >= sizeof(struct reputation_counts)) {
 		struct reputation_counts rc, net;
