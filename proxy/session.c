@@ -1061,23 +1061,28 @@ static void session_data_end(struct session *s)
 	}
 	if (s->dp.bad_line_ending)
 		counter_inc(COUNTER_BARE_LF);
+	/* the lines end in code= and reply= as every refusal's (the reply's text is ours: no
+	 * escaping needed, quoted as log_val would) */
 	if (smtp_tx_msg_state(&s->tx) == SMTP_TX_MSG_TOO_BIG) {
+		static const char reply[] = "5.3.4 Message size exceeds fixed limit";
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "size", .code = 552 },
-		    "size=%llu client=%s", (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);
-		session_message_done(s, 552, "5.3.4 Message size exceeds fixed limit", "size", false);
+		    "size=%llu client=%s code=552 reply=\"%s\"", (unsigned long long)smtp_tx_msg_size(&s->tx),
+		    s->env.client_ip, reply);
+		session_message_done(s, 552, reply, "size", false);
 		return;
 	}
 	if (s->dp.bad_line_ending && s->cfg->limits.bare_lf == BARE_LF_REJECT) {
+		static const char reply[] = "5.6.0 Message contains bare CR or LF line endings, not allowed";
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "bare_lf", .code = 550 },
-		    "client=%s", s->env.client_ip);
-		session_message_done(s, 550, "5.6.0 Message contains bare CR or LF line endings, not allowed", "bare_lf",
-		    false);
+		    "client=%s code=550 reply=\"%s\"", s->env.client_ip, reply);
+		session_message_done(s, 550, reply, "bare_lf", false);
 		return;
 	}
 	if (s->dp.nul_seen && s->cfg->limits.nul == NUL_REJECT) {
+		static const char reply[] = "5.6.0 Message contains NUL characters, not allowed";
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "nul", .code = 554 },
-		    "nuls=%llu client=%s", (unsigned long long)s->dp.nuls, s->env.client_ip);
-		session_message_done(s, 554, "5.6.0 Message contains NUL characters, not allowed", "nul", false);
+		    "nuls=%llu client=%s code=554 reply=\"%s\"", (unsigned long long)s->dp.nuls, s->env.client_ip, reply);
+		session_message_done(s, 554, reply, "nul", false);
 		return;
 	}
 	if (s->dp.nul_seen)
@@ -1089,14 +1094,16 @@ static void session_data_end(struct session *s)
 		 * "insufficient system storage", RFC 3463's X.3.1 (Postfix's words too). */
 		int err = smtp_tx_msg_error(&s->tx);
 		bool full = err == ENOSPC || err == EDQUOT;
+		int code = full ? 452 : 451;
+		const char *reply = full ? "4.3.1 Insufficient system storage, try again later" :
+		    "4.3.0 Error: could not store the message, try again later";
 
 		counter_inc(COUNTER_SPOOL_ERRORS);
 		session_refusal_log(s, &(struct opstats_refusal){ .stage = "data", .reason = "spool", .tempfail = true,
-		    .code = full ? 452 : 451, .level = LOG_LVL_WARNING }, "detail=\"%s\" dir=%s size=%llu "
-		    "client=%s", err ? strerror(err) : "out of memory", s->cfg->limits.spool_dir ?
-		    s->cfg->limits.spool_dir : "/tmp", (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip);
-		session_message_done(s, full ? 452 : 451, full ? "4.3.1 Insufficient system storage, try again later" :
-		    "4.3.0 Error: could not store the message, try again later", "spool", false);
+		    .code = code, .level = LOG_LVL_WARNING }, "detail=\"%s\" dir=%s size=%llu client=%s code=%d reply=\"%s\"",
+		    err ? strerror(err) : "out of memory", s->cfg->limits.spool_dir ? s->cfg->limits.spool_dir : "/tmp",
+		    (unsigned long long)smtp_tx_msg_size(&s->tx), s->env.client_ip, code, reply);
+		session_message_done(s, code, reply, "spool", false);
 		return;
 	}
 	smtp_tx_data_end(&s->tx);

@@ -76,6 +76,7 @@ static void smtp_tx_finish_unestablished(struct smtp_tx *tx, const char *stage, 
 	 * once per recipient: not the client's errors, or a long recipient list would be cut
 	 * off with 421 (limits.max_errors). A MAIL repeated into an outage still counts. */
 	bool client_error = strcmp(stage, "rcpt") != 0 || code / 100 == 5;
+	const char *url = tx->est_url ? tx->est_url : "?";
 
 	if (code == 0) {
 		opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = tx->env->session_id,
@@ -84,6 +85,13 @@ static void smtp_tx_finish_unestablished(struct smtp_tx *tx, const char *stage, 
 		smtp_tx_finish(tx, 451, SMTP_TX_UNAVAILABLE, "backend", client_error, false);
 		return;
 	}
+	/* The backend's own refusal (of the sender, a recipient replayed, the connection) goes
+	 * to the client as it is: its line as the DATA stage's backend line */
+	char rv[256];   /* the backend's text: quoted and escaped as any value from outside */
+	opstats_refusal(&(struct opstats_refusal){ .worker = tx->w->index, .id = tx->env->session_id,
+	    .client_ip = tx->env->client_ip, .stage = stage, .reason = "backend", .tempfail = code / 100 == 4,
+	    .code = code }, "backend=%s code=%d reply=%s client=%s", url, code, log_val(rv, sizeof(rv), text ? text : ""),
+	    tx->env->client_ip);
 	smtp_tx_finish(tx, code, text, "backend", client_error, false);
 }
 
@@ -333,6 +341,7 @@ static void smtp_tx_est_next(struct smtp_tx *tx);
 
 static void smtp_tx_est_fail(struct smtp_tx *tx, int code, const char *text, bool backend_fault)
 {
+	tx->est_url = tx->backend ? tx->backend->url : NULL;
 	smtp_tx_leave_backend(tx);
 	if (backend_fault && tx->attempts < tx->env->cfg->backends.max_attempts) {
 		smtp_tx_est_next(tx);
@@ -419,6 +428,7 @@ static void smtp_tx_est_mail_cb(void *arg, int code, const char *text)
 		/* The sender is refused: a verdict, not a fault. The RCPTs sent behind it are
 		 * answered in vain (their replies are dropped); the connection goes back, a
 		 * later RCPT opens one with MAIL again. */
+		tx->est_url = tx->backend ? tx->backend->url : NULL;
 		relay_cancel(tx->relay);
 		relay_release(tx->relay, true);
 		tx->relay = NULL;
@@ -464,6 +474,7 @@ static void smtp_tx_est_open_cb(void *arg, struct relay *r, int code, const char
 		/* RFC 6531 3.4: an internationalised transaction needs a server that takes it. */
 		relay_release(r, true);
 		tx->relay = NULL;
+		tx->est_url = tx->backend ? tx->backend->url : NULL;
 		tx->est_done(tx, 553, "5.6.7 SMTPUTF8 is not supported by the destination");
 		return;
 	}
@@ -653,6 +664,7 @@ static void smtp_tx_est_next(struct smtp_tx *tx)
 static void smtp_tx_establish(struct smtp_tx *tx, void (*done)(struct smtp_tx *, int, const char *))
 {
 	tx->est_done = done;
+	tx->est_url = NULL;
 	tx->est_rcpt = 0;
 	tx->rcpt_queued = false;
 	smtp_tx_est_next(tx);

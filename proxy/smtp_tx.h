@@ -113,6 +113,8 @@ struct smtp_tx {
 	void (*est_done)(struct smtp_tx *tx, int code, const char *text);
 	size_t est_rcpt;                  /* replayed RCPTs answered so far */
 	size_t est_queued;                /* replayed RCPTs sent with MAIL in one write */
+	const char *est_url;              /* the url of the backend whose refusal est_done
+	                                   * carries (its refusal's line); NULL: none answered */
 	bool mail_sent;                   /* this relay has the transaction's MAIL */
 	bool rcpt_queued;                 /* the recipient in flight went with MAIL in one write */
 	/* set by the owner before smtp_tx_mail: the client sent more commands behind MAIL (it

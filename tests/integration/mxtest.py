@@ -1598,7 +1598,7 @@ class Backend:
 
     mode: 'ok' | 'drop_after_data' (close without a reply after the final dot) |
           'tempfail_data' (451 after the dot) | 'reject_data' (554) | 'tempfail_mail' (451 at MAIL) |
-          'closing_mail' (421 at MAIL, then close) |
+          'reject_mail' (550 at MAIL) | 'closing_mail' (421 at MAIL, then close) |
           'drop_at_connect' (close before the greeting) | 'tempfail_connect' (421 greeting) |
           'garbage' (binary noise instead of a greeting) | 'stall' (never greets) |
           'huge_reply' (a 200 KB greeting line and 20000 continuation lines, then normal) |
@@ -1827,6 +1827,9 @@ class Backend:
             elif verb == 'MAIL':
                 if self.mode == 'tempfail_mail':
                     w(b'451 4.3.0 try later\r\n')
+                    continue
+                if self.mode == 'reject_mail':
+                    w(b'550 5.7.1 sender refused\r\n')
                     continue
                 if self.mode == 'closing_mail':
                     w(b'421 4.3.2 Service shutting down, closing transmission channel\r\n')

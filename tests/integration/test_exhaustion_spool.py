@@ -67,8 +67,9 @@ r = send('full', 50000)
 mt.check(r.stage == 'eom' and r[0] == 452 and '4.3.1' in r[1],
          'the spool full: 452 4.3.1 at the end of data: %s (%s)' % (r, r.stage))
 mt.check(mx.wait_log(r'warning \S+ event=tempfail stage=data reason=spool detail="No space left on device" '
-                     r'dir=%s size=\d+ client=127\.0\.0\.1' % spool, mt.slack(5), start) is not None,
-         'logged with the reason: %s' % mx.tail(4))
+                     r'dir=%s size=\d+ client=127\.0\.0\.1 code=452 reply="4\.3\.1 Insufficient system storage, try '
+                     r'again later"' % spool, mt.slack(5), start) is not None,
+         'logged with the reason, code= and reply=: %s' % mx.tail(4))
 mt.check(not at_sink('full'), 'nothing of it reached the backend')
 r = send('small', 2000)
 mt.check(r[0] == 250, 'a message below memory_threshold is still delivered: %s' % (r,))

@@ -38,8 +38,9 @@ r = send('denied', 50000)
 mt.check(r.stage == 'eom' and r[0] == 451 and '4.3.0' in r[1],
          'a spool it cannot write: 451 4.3.0 at the end of data: %s (%s)' % (r, r.stage))
 mt.check(mx.wait_log(r'warning \S+ event=tempfail stage=data reason=spool detail="Permission denied" '
-                     r'dir=%s size=\d+ client=127\.0\.0\.1' % spool, mt.slack(5), start) is not None,
-         'logged with the reason: %s' % mx.tail(4))
+                     r'dir=%s size=\d+ client=127\.0\.0\.1 code=451 reply="4\.3\.0 Error: could not store the '
+                     r'message, try again later"' % spool, mt.slack(5), start) is not None,
+         'logged with the reason, code= and reply=: %s' % mx.tail(4))
 r = send('small', 2000)
 mt.check(r[0] == 250, 'a message below memory_threshold is still delivered: %s' % (r,))
 

@@ -11,7 +11,9 @@ Until session 23 the MAIL/RCPT checks' lines (non_fqdn_sender, size, param, rela
 the spool lines, nul, BDAT's, XCLIENT's and a worker's reserve fd_limit refusal were logged
 and not counted (refusals_total and the status views missed them); a MAIL or RCPT the parser
 refused (an unbalanced path, 501 5.1.7 / 5.1.3), BDAT without a size (421 4.5.4) and the
-command-order errors (503) were not logged at all. relay_denied's line lacked code= and reply=.
+command-order errors (503) were not logged at all. relay_denied's line lacked code= and reply=,
+and so did the DATA stage's size, bare_lf, nul and spool lines; a backend's refusal of MAIL went to
+the client with no line at all (now event=reject stage=mail reason=backend, backend=, code=, reply=).
 
 Command-order errors: the first of a session is logged (reason=bad_sequence), the rest are
 not: a client sending fifty writes one line."""
@@ -85,6 +87,7 @@ REFUSALS = [
     ('reject', 'mail', 'size', lambda: session(['MAIL FROM:<a@example.org> SIZE=999999']), 552),
     ('reject', 'mail', 'param', lambda: session(['MAIL FROM:<a@example.org> FOO=BAR']), 555),
     ('reject', 'mail', 'syntax', lambda: session(['MAIL FROM:<a@example.org']), 501),
+    ('reject', 'mail', 'backend', lambda: with_mode('reject_mail', ['MAIL FROM:<a@example.org>']), 550),
     ('reject', 'rcpt', 'non_fqdn_recipient', lambda: session(['MAIL FROM:<a@example.org>', 'RCPT TO:<b@localname>']),
      504),
     ('reject', 'rcpt', 'relay_denied', lambda: session(['MAIL FROM:<a@example.org>', 'RCPT TO:<b@other.test>']), 550),
@@ -155,6 +158,16 @@ for key in sorted(set(lines) | set(counted)):
 mt.check(mx.count_log(r'(?m) event=reject stage=rcpt reason=relay_denied rcpt=<b@other\.test> domain=other\.test '
                       r'client=127\.0\.0\.1 code=550 reply="5\.7\.1 relaying denied"$') == 1,
          'relay_denied: rcpt=, domain=, client=, code=, reply=')
+# a backend's refusal of the sender as its refusal of the message: backend=, code=, reply=
+mt.check(mx.count_log(r'(?m) event=reject stage=mail reason=backend backend=%s code=550 '
+                      r'reply="550 5\.7\.1 sender refused" client=127\.0\.0\.1$' % re.escape(be.url)) == 1,
+         'mail/backend: backend=, code=, reply= as the DATA stage\'s backend line')
+# the DATA stage's own refusals end in code= and reply= as every refusal line
+for reason, code, reply in (('size', 552, '5.3.4 Message size exceeds fixed limit'),
+                            ('bare_lf', 550, '5.6.0 Message contains bare CR or LF line endings, not allowed'),
+                            ('nul', 554, '5.6.0 Message contains NUL characters, not allowed')):
+    mt.check(mx.count_log(r'(?m) event=reject stage=data reason=%s .*client=127\.0\.0\.1 code=%d reply="%s"$'
+                          % (reason, code, re.escape(reply))) == 1, 'data/%s: code= and reply=' % reason)
 mt.check(mx.malformed_log_lines() == [], 'every log line in the house form')
 mx.stop()
 
