@@ -13,8 +13,12 @@ buffer, so the kernel holds little), or stops reading after stall_after octets.
   STARTTLS, and to LMTP (two recipients, one reply each); before, over plain TCP the whole
   transfer and the reply had to fit in data_timeout together: 451 4.4.1 at 2 s for ever;
 - stall: the backend stops reading after 512 KB: 451 4.4.1 data_timeout after its last read
-  (at most 1/8 of it more), nothing delivered, plain and STARTTLS;
-- deadline: the same steady reader with backends.data_deadline 3 s: 451 4.4.1 at 3 s.
+  (no sooner; mxgate looks at 1/8 of it, so at most that more on an idle machine: the figure
+  printed, not checked), logged as the backend's timeout, nothing delivered, plain and STARTTLS;
+- deadline: a steady reader at a quarter of that rate (about 20 s for the message) with
+  backends.data_deadline 3 s: 451 4.4.1 at 3 s (no sooner), logged as data_deadline, while the
+  reader is still taking the message (what it had passed on when the 451 came back is short
+  of the message: the order of events, not a time, so a loaded machine cannot fail it).
 Each case prints the client's figures (docs' table).
 """
 import os
@@ -31,11 +35,16 @@ ONLY = os.environ.get('ONLY')
 figures = {}
 
 
-def case(name, *, tls=False, lmtp=False, stall=None, deadline=None, rcpts=('b@example.test',)):
+def case(name, *, tls=False, lmtp=False, stall=None, deadline=None, rcpts=('b@example.test',), rate=RATE):
     if ONLY and name not in ONLY.split(','):
         return
     be = mt.Backend(starttls=tls, lmtp=lmtp)
-    fw = mt.TcpForwarder(be.port, read_rate=0 if stall else RATE, stall_after=stall)
+    passed = [0]      # octets the reader passed on to the backend (mxgate's side to it)
+
+    def count(direction, d):
+        if direction == 'up':
+            passed[0] += len(d)
+    fw = mt.TcpForwarder(be.port, read_rate=0 if stall else rate, stall_after=stall, on_chunk=count)
     url = '%s://127.0.0.1:%d' % ('lmtp' if lmtp else 'smtp', fw.port)
     backends = {'data_timeout': '%dms' % (DATA * 1000), 'max_attempts': 1,
                 'health_check': {'interval': '60s', 'timeout': '10s'}}
@@ -45,6 +54,7 @@ def case(name, *, tls=False, lmtp=False, stall=None, deadline=None, rcpts=('b@ex
     t0 = time.time()
     r = mt.send_mail(mx.port, 'a@example.org', list(rcpts), mt.message('slow-' + name, size=SIZE), timeout=60)
     took = time.time() - t0
+    passed_at_reply = passed[0]
     figures[name] = took
     mt.say('%s: %s %s (stage %s) after %.2fs' % (name, r.code, r.text[:60], r.stage, took))
     if stall is None and deadline is None:
@@ -67,11 +77,18 @@ def case(name, *, tls=False, lmtp=False, stall=None, deadline=None, rcpts=('b@ex
             since = t0 + took - fw.stalled_at if fw.stalled_at else None
             mt.say('%s: 4xx %.2fs after the backend\'s last read' % (name, since or -1))
             figures[name + '_since_stall'] = since or -1
-            mt.check(since is not None and DATA - 0.2 <= since <= DATA * 9 / 8 + mt.slack(0.8),
+            # no upper bound in time (a loaded machine answers late): the 4xx is the backend's
+            # timeout, and came no sooner than data_timeout after the last read
+            mt.check(since is not None and since >= DATA - 0.2,
                      '%s: 4xx data_timeout after the last read (%.2fs, %s)' % (name, since or -1, waited))
+            mt.check(mx.wait_log(r'event=backend_error backend=\S+ state=\d+ reason="timeout"', timeout=5) is not None,
+                     '%s: logged as the backend\'s timeout' % name)
         else:
-            mt.check(deadline - 0.2 <= took <= deadline + mt.slack(1.0),
-                     '%s: 4xx at data_deadline %ds (%.2fs)' % (name, deadline, took))
+            # no upper bound in time (a loaded machine answers late); the order instead: the
+            # 4xx came while the reader was still taking the message, at its rate for ~20 s
+            mt.check(took >= deadline - 0.2, '%s: 4xx not before data_deadline %ds (%.2fs)' % (name, deadline, took))
+            mt.check(passed_at_reply < SIZE, '%s: 4xx while the reader was still taking the message (%d of %d octets '
+                     'passed on)' % (name, passed_at_reply, SIZE))
             mt.check(mx.wait_log(r'reason="?data_deadline', timeout=5) is not None, '%s: logged data_deadline' % name)
     mt.check(mx.alive(), '%s: mxgate alive' % name)
     mx.stop()
@@ -84,7 +101,7 @@ case('steady_tls', tls=True)
 case('steady_lmtp', lmtp=True, rcpts=('b@example.test', 'c@example.test'))
 case('stall', stall=512 << 10)
 case('stall_tls', tls=True, stall=512 << 10)
-case('deadline', deadline=3)
+case('deadline', deadline=3, rate=RATE // 4)
 
 mt.say('figures: ' + ' '.join('%s=%.2fs' % kv for kv in figures.items()))
 mt.finish()
