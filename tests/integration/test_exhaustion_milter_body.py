@@ -24,13 +24,12 @@ budget. Under the sanitizers their allocator replaces glibc's: the gauge alone i
 checked."""
 import glob
 import os
-import re
 import sys
 import threading
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import exhaustion as ex  # noqa: E402
 import mxtest as mt  # noqa: E402
 
 mt.need()
@@ -39,20 +38,6 @@ N, SIZE = 4, 72 * 20834   # whole lines of the milter's (72 octets): the body en
 BUDGET = 2 << 20
 LINE = b'0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwx\r\n'
 NEWBODY = (LINE * (SIZE // len(LINE) + 1))[:SIZE]
-
-
-def anon_kb(pid):
-    for line in open('/proc/%d/status' % pid):
-        if line.startswith('RssAnon:'):
-            return int(line.split()[1])
-    return 0
-
-
-def gauge(mx):
-    body = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mx.metrics_port,
-                                  timeout=mt.slack(10)).read().decode()
-    m = re.search(r'^mxgate_message_memory_bytes (\d+)', body, re.M)
-    return int(m.group(1)) if m else -1
 
 
 hold = os.path.join(mt.TMP, 'hold')
@@ -88,7 +73,7 @@ def held_round(tag, ops):
         codes.append(r[0])
 
     def all_sent():
-        peak['gauge'] = max(peak['gauge'], gauge(mx))
+        peak['gauge'] = max(peak['gauge'], ex.message_memory(mx))
         return len(glob.glob(os.path.join(hold, 'sent-*'))) == N
 
     ts = [threading.Thread(target=one, args=(i,)) for i in range(N)]
@@ -103,9 +88,9 @@ def held_round(tag, ops):
 
 
 held_round('level', '')
-level = anon_kb(mx.pid)
+level = ex.anon_kb(mx.pid)
 peak = held_round('new', 'bodybig,%d' % SIZE)
-after = anon_kb(mx.pid)
+after = ex.anon_kb(mx.pid)
 got = [m['data'] for m in be.messages if b'Message-ID: <new-' in m['data']]
 mt.check(len(got) == N and all(d.split(b'\r\n\r\n', 1)[1] == NEWBODY for d in got),
          'the %d messages relayed with the new body' % N)
@@ -119,6 +104,6 @@ else:
              'the new bodies are held within the budget: +%.1f MB (the budget %.1f MB, a body %.1f MB)'
              % ((after - level) / 1e3, BUDGET / 1e6, SIZE / 1e6))
 mt.check(peak <= BUDGET + 2 * (2 << 20), 'the message memory stays within the budget: %.1f MB' % (peak / 1e6))
-mt.check(mt.wait_for(lambda: gauge(mx) == 0, mt.slack(10)), 'nothing held after')
+mt.check(mt.wait_for(lambda: ex.message_memory(mx) == 0, mt.slack(10)), 'nothing held after')
 mx.stop()
 mt.finish()

@@ -30,10 +30,10 @@ import os
 import re
 import sys
 import threading
-import urllib.request
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import exhaustion as ex  # noqa: E402
 import mxtest as mt  # noqa: E402
 
 mt.need()
@@ -41,20 +41,6 @@ M, N, SIZE = 6, 8, 1500 * 1000
 BUDGET = 8 << 20
 LOCAL = ('header LOC_SPAM X-Test-Spam =~ /yes/\ndescribe LOC_SPAM a local test rule\n'
          'score LOC_SPAM 20\nreport_safe 1\n')
-
-
-def anon_kb(pid):
-    for line in open('/proc/%d/status' % pid):
-        if line.startswith('RssAnon:'):
-            return int(line.split()[1])
-    return 0
-
-
-def gauge(mx):
-    body = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mx.metrics_port,
-                                  timeout=mt.slack(10)).read().decode()
-    m = re.search(r'^mxgate_message_memory_bytes (\d+)', body, re.M)
-    return int(m.group(1)) if m else -1
 
 
 def original_inside(data, sent):
@@ -101,13 +87,13 @@ def deliver(data):
 # ---- one at a time: ham sets the level, wrapped spam may not raise it by a copy
 for i in range(M + 2):
     deliver(msg('ham-%d' % i, False))
-ham = anon_kb(mx.pid)
+ham = ex.anon_kb(mx.pid)
 for i in range(M):
     sent = msg('spam-%d' % i, True)
     got = deliver(sent)
     mt.check(b'x-spam-type=original' in got and original_inside(got, sent),
              'spam %d wrapped, the original intact inside' % i)
-spam = anon_kb(mx.pid)
+spam = ex.anon_kb(mx.pid)
 mt.check(mx.count_log(r'event=rules_report_safe report_safe=1') == M, 'logged event=rules_report_safe')
 mt.say('%d messages of %d kB one at a time: anonymous memory after ham %.1f MB, after %d wrapped spam '
        '%.1f MB (+%.1f MB)' % (M + 2, SIZE // 1000, ham / 1e3, M, spam / 1e3, (spam - ham) / 1e3))
@@ -129,7 +115,7 @@ def one(i):
 
 
 def sample():
-    peak['gauge'] = max(peak['gauge'], gauge(mx))
+    peak['gauge'] = max(peak['gauge'], ex.message_memory(mx))
     return len(codes) == N
 
 
@@ -140,11 +126,11 @@ mt.wait_for(sample, mt.slack(300), step=0.1)
 for t in ts:
     t.join(mt.slack(300))
 mt.say('%d wrapped at once: message memory peak %.1f MB (budget %d MB), anonymous memory %.1f MB'
-       % (N, peak['gauge'] / 1e6, BUDGET >> 20, anon_kb(mx.pid) / 1e3))
+       % (N, peak['gauge'] / 1e6, BUDGET >> 20, ex.anon_kb(mx.pid) / 1e3))
 mt.check(codes.count(250) == N, 'every message delivered: %s' % {c: codes.count(c) for c in set(codes)})
 mt.check(mx.count_log(r'event=rules_report_safe report_safe=1') == M + N, 'every one wrapped')
 mt.check(peak['gauge'] <= BUDGET + 2 * (2 << 20),
          'the message memory stays within the budget: %.1f MB' % (peak['gauge'] / 1e6))
-mt.check(mt.wait_for(lambda: gauge(mx) == 0, mt.slack(10)), 'nothing held after')
+mt.check(mt.wait_for(lambda: ex.message_memory(mx) == 0, mt.slack(10)), 'nothing held after')
 mx.stop()
 mt.finish()
