@@ -195,8 +195,12 @@ for i in range(20):
     s.close()
 mt.say('20 clients with no descriptor left: %s; mxgate CPU over them %.2f s' % (heard, ex.cpu_s(mx.pid) - cpu0))
 mt.check(heard['421'] == 20, 'each answered 421 from the reserve, none closed unheard or greeted: %s' % heard)
-mt.check(mt.wait_for(lambda: mx.count_log(r'info - event=reject stage=connect reason=fd_limit client=127\.0\.0\.1 '
-                                          r'listener=\S+ reserve=1', start) == 20, mt.slack(5)),
+# Each logged once: from a worker's reserve (listener= reserve=1), or, when another worker's
+# spare was closed for its own client in that moment and this worker's accept took the
+# number (acceptor.c's cross-worker window), from the session that got it and found no
+# descriptor to spare (the same 421, the line without the reserve's fields).
+mt.check(mt.wait_for(lambda: mx.count_log(r'(?m)info \S+ event=reject stage=connect reason=fd_limit client=127\.0\.0\.1'
+                                          r'( listener=\S+ reserve=1)?$', start) == 20, mt.slack(5)),
          'each logged: %s' % mx.tail(4))
 
 
