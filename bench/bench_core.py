@@ -12,7 +12,10 @@ proxy that does not speak SMTP costs; "haproxy", when haproxy is installed).
   3. latency     median / p99 of one whole one-message session (connect -> QUIT reply),
                  sequential, through mxgate vs direct, interleaved.
   4. extra       a 100 KiB message (-d) and PIPELINING clients (own asyncio client: smtp-source
-                 does not pipeline), again mxgate vs HAProxy vs direct.
+                 does not pipeline), again mxgate vs HAProxy vs direct; for PIPELINING also
+                 the median round trip of a message (content and dot written -> the dot's
+                 250) and the share of waiting spent in waits >= 30 ms (stalls of the loaded
+                 machine, which decide msg/s there).
 
 Usage: bench/bench_core.py [path/to/mxgate]     (default: $MXGATE_BIN, else build/mxgate)
 Env:   BENCH_QUICK=1      reduced run (fewer messages and sessions), about 30 s
@@ -43,6 +46,7 @@ LAT_N = 100 if QUICK else 500           # sequential sessions per target for lat
 BIG_MSGS = 50 if QUICK else 200         # 100 KiB messages per run
 PIPE_MSGS = 500 if QUICK else 2000      # pipelined messages per run
 PIPE_ROUNDS = int(os.environ.get('BENCH_PIPE_ROUNDS', '3' if QUICK else '7'))  # cheap: a run is 0.1-0.3 s
+PIPE_STALL_S = 0.030                    # a pipelined message's wait counted as a stall (15x the usual)
 
 TMP = tempfile.mkdtemp(prefix='mxbench-core-')
 procs = []
@@ -219,6 +223,18 @@ def proc_status(pid, key):
 
 def proc_fds(pid):
     return len(os.listdir('/proc/%d/fd' % pid))
+
+
+def io_calls(pid):
+    """(read, write) system calls of all of pid's threads so far: /proc/PID/io's syscr and
+    syscw, which count read/readv and write/writev (libuv's, mxgate's) but not
+    recvfrom/sendto (HAProxy's, Python's); (0, 0) when unreadable."""
+    try:
+        with open('/proc/%d/io' % pid) as f:
+            got = dict(line.split(':', 1) for line in f if ':' in line)
+        return int(got['syscr']), int(got['syscw'])
+    except (OSError, KeyError, ValueError):
+        return 0, 0
 
 
 def cpu_ns(pid):
@@ -495,10 +511,12 @@ def bench_latency(sink, mx, hp):
 
 
 # ------------------------------------------------------------------ 4. extras
-async def pipe_conn(port, count, body, counter):
+async def pipe_conn(port, count, body, counter, cycles=None):
     """One PIPELINING client connection: every transaction is one write
     (MAIL, RCPT, DATA), then the body with '.', whose reply is read together with the next
-    group's (RFC 2920: the message content may start a group, DATA ends one)."""
+    group's (RFC 2920: the message content may start a group, DATA ends one). With cycles
+    (a list), appends each message's round trip in seconds: from the write of its content
+    and dot (with the next group) to the reply to its dot."""
     r, w = await asyncio.open_connection('127.0.0.1', port)
 
     async def reply():
@@ -519,37 +537,43 @@ async def pipe_conn(port, count, body, counter):
         codes = [await reply() for _ in range(3)]
         if codes[2] != 354:
             raise RuntimeError('pipelined transaction got %r' % codes)
+        t0 = time.perf_counter()
         w.write(body + b'.\r\n' + (env if i + 1 < count else b'QUIT\r\n'))
         await w.drain()
-        if await reply() == 250:
+        code = await reply()
+        if cycles is not None:
+            cycles.append(time.perf_counter() - t0)
+        if code == 250:
             counter[0] += 1
     await reply()
     w.close()
 
 
-async def pipe_run(port, total, conns, body, ends=None):
+async def pipe_run(port, total, conns, body, ends=None, cycles=None):
     """Runs conns connections of total messages; appends to ends (a list, if given) the
-    perf_counter() at which each connection finished."""
+    perf_counter() at which each connection finished, to cycles (a list, if given) every
+    message's round trip (pipe_conn)."""
     counter = [0]
     per = [total // conns + (1 if i < total % conns else 0) for i in range(conns)]
 
     async def one(n):
-        await pipe_conn(port, n, body, counter)
+        await pipe_conn(port, n, body, counter, cycles)
         if ends is not None:
             ends.append(time.perf_counter())
     await asyncio.gather(*(one(n) for n in per if n))
     return counter[0]
 
 
-def pipelined(port, msgs, tail=None):
+def pipelined(port, msgs, tail=None, cycles=None):
     """msg/s of the PIPELINING client; with tail (a list) appends the share of the run's time
     at which the first of its 20 connections was done (1.0: all ended together; 0.3: some
-    connections were done after 30 % of the run and the rest took the other 70 %)."""
+    connections were done after 30 % of the run and the rest took the other 70 %); with
+    cycles (a list) appends every message's round trip in seconds (pipe_conn)."""
     body = (b'From: a@example.test\r\nTo: b@example.test\r\nSubject: pipelined\r\n\r\n'
             + (b'y' * 76 + b'\r\n') * 52)         # about 4 KiB, like smtp-source -l 4096
     ends = []
     t = time.perf_counter()
-    ok = asyncio.run(asyncio.wait_for(pipe_run(port, msgs, 20, body, ends), 300))
+    ok = asyncio.run(asyncio.wait_for(pipe_run(port, msgs, 20, body, ends, cycles), 300))
     dt = time.perf_counter() - t
     if ok != msgs:
         raise RuntimeError('pipelined client: %d of %d accepted' % (ok, msgs))
@@ -566,15 +590,30 @@ def bench_extra(sink, mx, hp):
     # under the same load and neither always runs second; the ratio is the median of the
     # per-round ratios, printed with its spread (lowest-highest): one pair of runs on this
     # shared machine can be off by 30 % either way.
+    # Each message's round trip (pipe_conn) too: per round its median (rtt) and the share of
+    # the connections' waiting spent in waits of PIPE_STALL_S or more (stall). On a loaded
+    # machine a round's msg/s is decided by a few such waits, in which most of the 20
+    # connections wait together for tens to hundreds of ms (a process of the bench not run:
+    # the client, the sink or the daemon), whichever daemon is measured; the median round
+    # trip is what the daemon's own path costs, and it hardly moves with them.
     rate = {'direct': [], 'mxgate': [], 'haproxy': []}
     cpu = {'direct': [], 'mxgate': [], 'haproxy': []}
+    rtt = {'direct': [], 'mxgate': [], 'haproxy': []}
+    stall = {'direct': [], 'mxgate': [], 'haproxy': []}
+    calls = []      # mxgate's (reads, writes) a message per round: 2 and 2 for a relay
     before = sink_count(sink)
     for i in range(PIPE_ROUNDS):
         pair = [('mxgate', mx.port, mx)] + ([('haproxy', hp.port, hp)] if hp else [])
         for name, port, proc in [('direct', sink.port, sink)] + (pair if i % 2 == 0 else pair[::-1]):
-            c0 = cpu_ns(proc.pid)
-            rate[name].append(pipelined(port, PIPE_MSGS))
+            c0, io0 = cpu_ns(proc.pid), io_calls(proc.pid)
+            cycles = []
+            rate[name].append(pipelined(port, PIPE_MSGS, cycles=cycles))
             cpu[name].append((cpu_ns(proc.pid) - c0) / 1000.0 / PIPE_MSGS)
+            if name == 'mxgate':
+                io1 = io_calls(proc.pid)
+                calls.append(((io1[0] - io0[0]) / PIPE_MSGS, (io1[1] - io0[1]) / PIPE_MSGS))
+            rtt[name].append(statistics.median(cycles) * 1000.0)
+            stall[name].append(100.0 * sum(c for c in cycles if c >= PIPE_STALL_S) / sum(cycles))
     sent = (3 if hp else 2) * PIPE_ROUNDS * PIPE_MSGS
     got = sink_settle(sink, before + sent) - before
     direct, through, viahp = rate['direct'], rate['mxgate'], rate['haproxy']
@@ -589,12 +628,25 @@ def bench_extra(sink, mx, hp):
                 '%s; runs: %s)' % ('', statistics.median(through), statistics.median(viahp),
                                    statistics.median(hratios), PIPE_ROUNDS, spread(hratios),
                                    ' '.join('%.0f/%.0f' % (a, b) for a, b in zip(through, viahp))))
+    summary('%-28s round trip a message (median): mxgate %.2f ms   direct %.2f ms%s' % (
+        '', statistics.median(rtt['mxgate']), statistics.median(rtt['direct']),
+        ('   haproxy %.2f ms   ratio %.2f vs HAProxy L4 (its round trip / mxgate\'s, median of %d, %s)' % (
+            statistics.median(rtt['haproxy']), statistics.median([b / a for a, b in zip(rtt['mxgate'], rtt['haproxy'])]),
+            PIPE_ROUNDS, spread([b / a for a, b in zip(rtt['mxgate'], rtt['haproxy'])])) if hp else '')))
+    summary('%-28s waiting in waits >= %.0f ms: mxgate %s%s   direct %s' % (
+        '', PIPE_STALL_S * 1000, ' '.join('%.0f%%' % x for x in stall['mxgate']),
+        ('   haproxy ' + ' '.join('%.0f%%' % x for x in stall['haproxy'])) if hp else '',
+        ' '.join('%.0f%%' % x for x in stall['direct'])))
     # The server's own CPU per message (all its threads): the sink's for direct, so that the
     # three read alike; mxgate and HAProxy each also pay the sink's share, not counted here.
     summary('%-28s CPU us/msg: mxgate %.1f (%s)%s   sink alone %.1f' % (
         '', statistics.median(cpu['mxgate']), spread(cpu['mxgate'], '%.1f'),
         ('   haproxy %.1f (%s)' % (statistics.median(cpu['haproxy']), spread(cpu['haproxy'], '%.1f'))
          if hp else ''), statistics.median(cpu['direct'])))
+    summary('%-28s mxgate system calls a message: read %.2f, write/writev %.2f (client in, backend in; '
+            'backend out, client out; the sessions\' greetings, EHLO and QUIT included: /proc/PID/io, per round %s)' % (
+                '', statistics.median(c[0] for c in calls), statistics.median(c[1] for c in calls),
+                ' '.join('%.2f/%.2f' % c for c in calls)))
     say('%-28s sink received %d of %d messages sent' % ('', got, sent))
     if got != sent:
         failures.append('pipelined: sink received %d of %d' % (got, sent))
