@@ -7,7 +7,9 @@ the accepted recipients again in one write; a client that does not pipeline, and
 without PIPELINING (smtp-sink -p), get MAIL relayed on its own as before. Several pipelined
 transactions on one connection: the next MAIL/RCPT/DATA goes to the backend in the same
 write as the message's final dot, a refusal of the next RCPT, a backend that closes after
-the dot, smtp-sink behind. 250 at end of data only after the backend's 250 throughout.
+the dot, smtp-sink behind. 250 at end of data only after the backend's 250 throughout. In steady
+state a pipelined message costs the daemon two reads and two writes (the four replies to the
+client in one), counted by the kernel (/proc/PID/io), not timed.
 Peers: smtp-sink, scripted backends, and a small recording backend here that notes what
 each read() brought."""
 import os
@@ -360,6 +362,51 @@ for i in range(4):
     mt.check(len(got) == 1 and got[0]['accepted_rcpts'] == ['x@example.test', 'y@example.test'],
              '%s: at the good backend with both recipients' % tag)
 mt.check(len(lost.attempts) >= 1, 'some went to the lost backend first and were replayed (%d)' % len(lost.attempts))
+mx.stop()
+
+# ------------------------------------------------------------------ a pipelined message's system calls
+# In steady state a pipelined message costs the daemon what an L4 relay pays, one round trip on
+# each leg: a read from the client (content, dot, next group), one write to the backend (the
+# same, after the Received field), a read of the backend's replies (the dot's 250 and the next
+# group's 250 250 354 in one write of smtp-sink's) and ONE write of the four replies to the
+# client. Counted by the kernel (/proc/PID/io: syscr/syscw count read/readv and write/writev,
+# every thread), not timed; the log's own writes (one a line, its lines counted once the
+# delivered lines are all there) are taken off, and a probe comes once an hour.
+def io_snapshot(mx, delivered):
+    mt.check(mt.wait_for(lambda: mx.count_log(r'event=delivered ') == delivered, 10) is True,
+             '%d delivered lines logged (%d)' % (delivered, mx.count_log(r'event=delivered ')))
+    with open('/proc/%d/io' % mx.pid) as f:
+        got = dict(line.split(':', 1) for line in f if ':' in line)
+    with open(mx.logpath, 'rb') as f:
+        lines = f.read().count(b'\n')
+    return int(got['syscr']), int(got['syscw']), lines
+
+
+sink = mt.Sink()
+mx = mt.Mxgate(mt.config([sink.url], backends={'health_check': {'interval': '1h'}}), name='mxgate-calls')
+c = mt.Client(mx.port)
+c.ehlo()
+group = b'MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n'
+c.send(group)
+first = [c.reply()[0] for _ in range(3)]
+WARM, COUNT = 3, 40
+seen, before = [], None
+for i in range(WARM + COUNT):
+    if i == WARM:
+        before = io_snapshot(mx, WARM)
+    c.send(mt.stuff(mt.message('calls-%d' % i, size=4096)) + group)
+    seen.append([c.reply()[0] for _ in range(4)])
+after = io_snapshot(mx, WARM + COUNT)
+c.send(mt.stuff(mt.message('calls-last', size=4096)) + b'QUIT\r\n')
+last = [c.reply()[0] for _ in range(2)]
+c.close()
+mt.check(first == [250, 250, 354] and seen == [[250, 250, 250, 354]] * (WARM + COUNT) and last == [250, 221],
+         '%d pipelined messages delivered (%r %r %r)' % (WARM + COUNT + 1, first, seen[:2], last))
+reads, writes, logged = after[0] - before[0], after[1] - before[1], after[2] - before[2]
+mt.check(writes - logged == 2 * COUNT, 'two writes a pipelined message, to the backend and the four replies to the '
+         'client (%d writes, %d of them log lines, for %d messages)' % (writes, logged, COUNT))
+mt.check(reads == 2 * COUNT, 'two reads a pipelined message (%d for %d)' % (reads, COUNT))
+mt.check(mt.wait_for(lambda: sink.count() == WARM + COUNT + 1, 5) is True, 'all at the sink (%r)' % sink.count())
 mx.stop()
 
 # ------------------------------------------------------------------ a backend without PIPELINING
