@@ -237,6 +237,19 @@ def io_calls(pid):
         return 0, 0
 
 
+def wait_ns(pid):
+    """Time all of pid's threads have spent runnable but waiting for a CPU so far, in ns
+    (per-task schedstat's second field: the run queue's delay)."""
+    total = 0
+    for f in glob.glob('/proc/%d/task/*/schedstat' % pid):
+        try:
+            with open(f) as fh:
+                total += int(fh.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def cpu_ns(pid):
     """CPU time (user + system) of all of pid's threads so far, in ns (per-task schedstat)."""
     total = 0
@@ -600,15 +613,17 @@ def bench_extra(sink, mx, hp):
     cpu = {'direct': [], 'mxgate': [], 'haproxy': []}
     rtt = {'direct': [], 'mxgate': [], 'haproxy': []}
     stall = {'direct': [], 'mxgate': [], 'haproxy': []}
+    rq = {'direct': [], 'mxgate': [], 'haproxy': []}     # waiting for a CPU, us a message
     calls = []      # mxgate's (reads, writes) a message per round: 2 and 2 for a relay
     before = sink_count(sink)
     for i in range(PIPE_ROUNDS):
         pair = [('mxgate', mx.port, mx)] + ([('haproxy', hp.port, hp)] if hp else [])
         for name, port, proc in [('direct', sink.port, sink)] + (pair if i % 2 == 0 else pair[::-1]):
-            c0, io0 = cpu_ns(proc.pid), io_calls(proc.pid)
+            c0, io0, w0 = cpu_ns(proc.pid), io_calls(proc.pid), wait_ns(proc.pid)
             cycles = []
             rate[name].append(pipelined(port, PIPE_MSGS, cycles=cycles))
             cpu[name].append((cpu_ns(proc.pid) - c0) / 1000.0 / PIPE_MSGS)
+            rq[name].append((wait_ns(proc.pid) - w0) / 1000.0 / PIPE_MSGS)
             if name == 'mxgate':
                 io1 = io_calls(proc.pid)
                 calls.append(((io1[0] - io0[0]) / PIPE_MSGS, (io1[1] - io0[1]) / PIPE_MSGS))
@@ -643,6 +658,10 @@ def bench_extra(sink, mx, hp):
         '', statistics.median(cpu['mxgate']), spread(cpu['mxgate'], '%.1f'),
         ('   haproxy %.1f (%s)' % (statistics.median(cpu['haproxy']), spread(cpu['haproxy'], '%.1f'))
          if hp else ''), statistics.median(cpu['direct'])))
+    summary('%-28s waiting for a CPU (run queue), us/msg: mxgate %.1f (%s)%s   sink alone %.1f' % (
+        '', statistics.median(rq['mxgate']), spread(rq['mxgate'], '%.1f'),
+        ('   haproxy %.1f (%s)' % (statistics.median(rq['haproxy']), spread(rq['haproxy'], '%.1f'))
+         if hp else ''), statistics.median(rq['direct'])))
     summary('%-28s mxgate system calls a message: read %.2f, write/writev %.2f (client in, backend in; '
             'backend out, client out; the sessions\' greetings, EHLO and QUIT included: /proc/PID/io, per round %s)' % (
                 '', statistics.median(c[0] for c in calls), statistics.median(c[1] for c in calls),
