@@ -322,6 +322,17 @@ code, text = rcpt_once('127.0.0.31', 'bounce+u1=site.test@lists.example.org', ta
 mt.check(code == 250, 'the retry from another host of the /24 passes (%s %s)' % (code, text))
 code, text = rcpt_once('127.0.0.32', 'bounce+u2=site.test@lists.example.org', tag='g2')
 mt.check(code == 250, 'the list\'s next VERP sender (bounce+u2=) is the same sender: passes (%s %s)' % (code, text))
+# a cached connection: Postfix sends RSET before each reuse; 110 messages with an RSET and a
+# NOOP each pass max_junk_commands (100) in sum, and a delivered message starts its count over
+jc, _ = session('127.0.0.34', port=mxg.port)
+junk_ok = 0
+for i in range(110):
+    if jc.cmd('RSET')[0] == 250 and jc.cmd('NOOP')[0] == 250:
+        r = mt.send_mail(mxg.port, 'bounce+u1=site.test@lists.example.org', ['list@site.test'],
+                         msg('cached-%03d' % i), client=jc)
+        junk_ok += r.code == 250
+jc.close()
+mt.check(junk_ok == 110, 'one connection, 110 messages each behind RSET and NOOP: all delivered (%d)' % junk_ok)
 code, text = rcpt_once('127.0.1.30', 'bounce+u1=site.test@lists.example.org', tag='g1-pool')
 mt.say('retry from the pool\'s other /24: %s %s' % (code, text))
 mt.check(code in (250, 451), 'from the pool\'s other /24: a 4xx at worst (%s)' % code)
