@@ -299,6 +299,42 @@ for ln in plog.splitlines():
         mt.say('  ' + ln[ln.find('status='):][:160])
         break
 
+# ---------------------------------------------------------------- 6b. a Postfix burst, many connections
+# The example's connect-stage rules as they are (connections, concurrency: not scaled) against
+# a Postfix with its default destination concurrency (20) and 200 messages queued at once; the
+# backend holds each final dot 0.3 s so that Postfix opens its connections.
+burst_be = mt.Backend(name='burst', delay=0.3)
+CONNECT_RULES = [r for r in EXAMPLE['ratelimit']['rules'] if r.get('count') in ('connections', 'concurrency')]
+mxc = mt.Mxgate(mt.config([burst_be.url], hostname='mx.site.test', workers=1, limits=LIMITS,
+                          backends=dict(BACKENDS, pool_size=32), accept_domains=['site.test'],
+                          pregreet=EXAMPLE['pregreet'], ratelimit={'store': 'local', 'rules': CONNECT_RULES}),
+                'mx-burst')
+snd2 = mt.hold_port().port
+mt.postfix_instance('burst-sender', snd2, '''mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:%d
+smtp_bind_address = 127.0.2.21
+minimal_backoff_time = 2s
+maximal_backoff_time = 4s
+queue_run_delay = 1s
+''' % mxc.port, hostname='out2.esp.example')
+s = smtplib.SMTP('127.0.0.1', snd2, timeout=60)
+s.ehlo('inject.esp.example')
+for i in range(200):
+    s.sendmail('bounce@esp.example', ['b%03d@site.test' % i], msg('burst-%03d' % i))
+s.quit()
+t0 = time.time()
+mt.wait_for(lambda: len(burst_be.messages) >= 200, 180, step=0.5)
+blog = mt.log_of('burst-sender')
+mt.check(len(burst_be.messages) == 200 and 'status=bounced' not in blog, 'a burst of 200: all delivered, none bounced')
+mt.say('burst: 200 in %.1fs; %d deferred lines; mxgate refused %d connections (%s)' % (
+    time.time() - t0, blog.count('status=deferred'), mxc.count_log('event=ratelimit'), CONNECT_RULES))
+# Postfix's default_destination_concurrency_limit is 20: a per-IP concurrency under it sends
+# a burst's messages to the deferred queue (300 s and more), 109 of 200 at 10 (session 24)
+mt.check(blog.count('refused to talk to me') == 0, 'no connection of Postfix\'s 20 refused (%d deferred for it)'
+         % blog.count('refused to talk to me'))
+mxc.stop()
+
 # ---------------------------------------------------------------- 7. greylisting a provider's pool
 mxg = mt.Mxgate(site_config(greylist={'enabled': True, 'delay': '2s'},
                             ratelimit={'store': 'local', 'rules': []}), 'mx-grey')
