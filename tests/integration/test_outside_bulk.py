@@ -9,7 +9,9 @@ screening of examples/mxgate.yaml (its `limits`, `ratelimit` rules, `pregreet`, 
   a message with 1,000 recipients and a null-sender DSN through without a bounce;
 - every refusal a big sender meets for volume is a 4xx with an enhanced code it retries on
   (452 4.5.3 past max_recipients, 451 4.7.1 for a rate, 421 4.7.0 for concurrency), never 5xx;
-- RFC 5321 4.5.3.1.8's 100 recipients per transaction are taken;
+- the example takes 1,000 recipients a transaction (Postfix smtpd's; RFC 5321 4.5.3.1.8's
+  100 is a minimum): a Postfix that sends 1,000 a message has none deferred;
+- a burst of 200 from a Postfix at its default concurrency (20) meets no refused connection;
 - 8BITMIME, SMTPUTF8, a 998-octet line, SIZE up to max_message_size, IPv6 pass untouched;
 - a forger cannot use up a real domain's budget (the example counts `auth_domain`, which
   only a sender that SPF/DKIM authenticated is charged to);
@@ -19,8 +21,10 @@ screening of examples/mxgate.yaml (its `limits`, `ratelimit` rules, `pregreet`, 
 
 The rate limits are the example's rules with the message counts divided by 25 (500/1h per
 /24 is 20/1h here) so that a test reaches them in a few hundred transactions; their shape,
-keys and actions are the example's. Clients are sockets and Postfix bound to 127.0.0.N
-(one /24: 127.0.0.0/24; another host of the "pool": 127.0.1.N). docs/filters-limits.md
+keys and actions are the example's (the burst runs against the connect-stage rules as they
+are). Clients are sockets and Postfix bound to 127.0.0.N (one /24: 127.0.0.0/24; the pool's
+other /24: 127.0.1.N), [::1], and PROXY v2 sources 198.18.N.9 where SPF must judge (libspf2
+passes every loopback client). docs/filters-limits.md
 "A big sender's view" is the table of what was seen."""
 import copy
 import os
