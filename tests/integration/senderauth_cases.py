@@ -28,7 +28,7 @@ def rsa(name, bits=2048, rec='v=DKIM1; k=rsa; p=%s', dom='example.org'):
     """The key of selector name (its PEM, also written as OUTDIR/name.pem) and its record in
     the zone. One key per size for the whole run, shared by every selector of that size: no
     case needs two selectors' keys to differ (each signs with its own selector's key), and
-    RSA key generation was most of this script's CPU (26 openssl genrsa, now 4)."""
+    RSA key generation was most of this script's CPU (22 openssl genrsa, now 4)."""
     if bits not in _rsa:
         path = os.path.join(out, 'rsa%d.pem' % bits)
         subprocess.run(['openssl', 'genrsa', '-traditional', '-out', path, str(bits)], check=True,
