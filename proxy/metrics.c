@@ -43,6 +43,7 @@ enum {
 	METRICS_BODY_IDLE_MS = 30000, /* between two reads of a POST body */
 	METRICS_BODY_DEADLINE_MS = 3600000, /* the whole POST body, from the end of its head */
 	METRICS_HANDLER_MS = 600000,  /* a POST handler's answer: a backstop, the handler's own bounds come first */
+	METRICS_BODY_FIRST = 16384,   /* a POST body's first allocation; it doubles as octets arrive */
 	METRICS_MAX_CONNS = 64,
 	METRICS_MAX_REGS = 64,
 };
@@ -447,8 +448,8 @@ struct metrics_conn {
 	char req[METRICS_MAX_REQUEST + 1];  /* + the terminator */
 	/* a POST to a registered handler: the body being collected, then the pending reply */
 	const struct metrics_post_reg *post;
-	char *body;
-	size_t body_len, body_want;
+	char *body;                   /* grows with what arrives (metrics_post_reserve) */
+	size_t body_len, body_want, body_cap;
 	struct metrics_post_reply *reply;
 	char post_path[256];          /* its request target */
 	uint64_t body_deadline;       /* uv_now() past which the body is given up */
@@ -754,15 +755,8 @@ static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
 
 		if (strncmp(h.path, r->prefix, strlen(r->prefix)) != 0)
 			continue;
-		if (h.status) {
-			metrics_respond_text(c, h.status, h.status == 411 ? "Length Required" : h.status == 501 ?
-			    "Not Implemented" : "Bad Request", false);
-			return -1;
-		}
-		if (h.want > r->max_body) {
-			metrics_respond_text(c, 413, "Payload Too Large", false);
-			return -1;
-		}
+		/* the handler's refusal first: a client it would not serve learns nothing more
+		 * from us, not even the size limit (413) or what its head lacked */
 		if (r->check) {
 			struct sockaddr_storage ss;
 			int sl = sizeof(ss), code;
@@ -778,18 +772,49 @@ static int metrics_post_start(struct metrics_conn *c, size_t *head_len)
 				return -1;
 			}
 		}
-		c->post = r;
-		c->body_want = (size_t)h.want;
-		c->body = malloc(c->body_want + 1);
-		if (c->body == NULL) {
-			metrics_respond_text(c, 500, "Internal Server Error", false);
+		if (h.status) {
+			metrics_respond_text(c, h.status, h.status == 411 ? "Length Required" : h.status == 501 ?
+			    "Not Implemented" : "Bad Request", false);
 			return -1;
 		}
+		if (h.want > r->max_body) {
+			metrics_respond_text(c, 413, "Payload Too Large", false);
+			return -1;
+		}
+		c->post = r;
+		c->body_want = (size_t)h.want;
+		/* nothing allocated for the body yet: an announced length costs only what arrives */
 		snprintf(c->post_path, sizeof(c->post_path), "%s", h.path);
 		metrics_post_continue(c, &h);
 		*head_len = h.head_len;
 		return 1;
 	}
+	return 0;
+}
+
+/* Room in c->body for n more octets (no more than the body still lacks) and the terminator.
+ * The buffer grows with what arrives, doubling from METRICS_BODY_FIRST, never past the
+ * announced length + 1: a client that announces the largest body and sends nothing holds
+ * no more than a GET does. 0, or -1 when out of memory (c->body unchanged). */
+static int metrics_post_reserve(struct metrics_conn *c, size_t n)
+{
+	size_t need, cap;
+	char *p;
+
+	if (n > c->body_want - c->body_len)
+		n = c->body_want - c->body_len;
+	need = c->body_len + n + 1;
+	if (need <= c->body_cap)
+		return 0;
+	cap = c->body_cap ? c->body_cap : METRICS_BODY_FIRST;
+	while (cap < need)
+		cap *= 2;                 /* need <= max_body + 1: no overflow */
+	if (cap > c->body_want + 1)
+		cap = c->body_want + 1;
+	if ((p = realloc(c->body, cap)) == NULL)
+		return -1;
+	c->body = p;
+	c->body_cap = cap;
 	return 0;
 }
 
@@ -801,7 +826,12 @@ static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 
 	if (n > c->body_want - c->body_len)
 		n = c->body_want - c->body_len;
-	memcpy(c->body + c->body_len, p, n);
+	if (metrics_post_reserve(c, n) != 0) {
+		metrics_respond_text(c, 500, "Internal Server Error", false);
+		return;
+	}
+	if (p != c->body + c->body_len)       /* not already there (read by metrics_alloc_cb) */
+		memcpy(c->body + c->body_len, p, n);
 	c->body_len += n;
 	if (c->reply)
 		return;
@@ -835,6 +865,7 @@ static void metrics_post_feed(struct metrics_conn *c, const char *p, size_t n)
 		char *body = c->body;
 
 		c->body = NULL;
+		c->body_cap = 0;
 		c->post->fn(c->post->arg, c->m->loop, c->post_path, body, c->body_len,
 		    (const struct sockaddr *)&ss, c->reply);
 	}
@@ -945,8 +976,15 @@ static void metrics_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct metrics_conn *c = h->data;
 	if (c->post && !c->responded) {
-		/* a POST body: straight into its buffer */
-		*buf = uv_buf_init(c->body + c->body_len, (unsigned)(c->body_want - c->body_len + 1));
+		/* a POST body (not yet whole): straight into its buffer, doubled when full (out
+		 * of memory: no buffer, the read fails with UV_ENOBUFS, answered 500). Never into
+		 * the terminator's octet, so metrics_post_feed has room for what was read and
+		 * does not move the buffer under it; never past the body (at most cap - 1). */
+		if (metrics_post_reserve(c, 1) != 0) {
+			*buf = uv_buf_init(NULL, 0);
+			return;
+		}
+		*buf = uv_buf_init(c->body + c->body_len, (unsigned)(c->body_cap - c->body_len - 1));
 		return;
 	}
 	if (c->responded) {
@@ -964,6 +1002,10 @@ static void metrics_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 	if (c->closing)
 		return;
+	if (nread == UV_ENOBUFS && c->post && !c->responded) {
+		metrics_respond_text(c, 500, "Internal Server Error", false);
+		return;
+	}
 	if (nread < 0) {
 		/* A client that half-closes right after its request still gets the answer. */
 		if (c->writing && nread == UV_EOF)

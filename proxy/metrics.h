@@ -49,15 +49,17 @@ void metrics_unregister(const char *name);
  * fn(arg, loop, path, body, len, client, reply) runs on the loop thread. fn owns body (free
  * it) and must call metrics_post_reply(reply, ...) exactly once, now or later on the loop
  * thread (the client may be gone by then: the answer is dropped). Without a Content-Length:
- * 411; bigger: 413. Registering a prefix again replaces it. 0 or -1 (table full: 4
- * prefixes). Call before requests arrive. */
+ * 411; bigger: 413 (both after the check below). The body's buffer grows as octets arrive,
+ * not sized by the Content-Length at the head. Registering a prefix again replaces it.
+ * 0 or -1 (table full: 4 prefixes). Call before requests arrive. */
 struct metrics_post_reply;
 typedef void (*metrics_post_fn)(void *arg, uv_loop_t *loop, const char *path, char *body,
     size_t len, const struct sockaddr *client, struct metrics_post_reply *reply);
 int metrics_register_post(const char *prefix, size_t max_body, metrics_post_fn fn, void *arg);
 void metrics_post_reply(struct metrics_post_reply *reply, int code, const char *text);
 /* Optional, for a registered prefix: check(arg, path, client, &text) runs when the head is
- * complete, before any of the body is read or its buffer taken; 0 lets the body be read,
+ * complete, before any of the body is read and before the head's own errors (411, 400,
+ * 501, 413: a refused client is not told the size limit); 0 lets the body be read,
  * else it is the status answered at once with *text (static) — so only a client the
  * handler would answer may hold the connection for the body's time (a 403 for one it
  * refuses costs what a GET does). 0 or -1 (prefix not registered). */

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "proxyproto.h"
+#include "relay_timer.h"
 #include "smtp_reply.h"
 #include "stream.h"
 #include "tls.h"
@@ -339,14 +340,10 @@ static void relay_send_line(struct relay *r, const char *line)
 static void relay_timeout_cb(uv_timer_t *t);
 
 /* How often the timer looks at a message's write queue while octets wait in it: 1/8 of
- * data_timeout, so a backend that stops taking them is cut off between data_timeout and
- * 9/8 of it after the last octet it took. */
+ * data_timeout (relay_timer_tick). */
 static uint64_t relay_data_tick(const struct relay *r)
 {
-	uint64_t t = relay_cfg(r)->data_timeout;
-
-	t = (t ? t : 60000) / 8;
-	return t > 10 ? t : 10;
+	return relay_timer_tick(relay_cfg(r)->data_timeout);
 }
 
 /* Octets written to the backend it has not taken yet: libuv's write queue and, on Linux,
@@ -379,24 +376,11 @@ static size_t relay_unacked(struct relay *r)
  * step's time is up. */
 static bool relay_data_watch(struct relay *r, uint64_t now)
 {
-	uint64_t t = relay_cfg(r)->data_timeout, next;
-	size_t unacked = relay_unacked(r);
-	uint64_t out = r->wq_in - unacked;
+	uint64_t next = relay_timer_watch(now, relay_cfg(r)->data_timeout, r->data_end, r->wq_in,
+	    relay_unacked(r), &r->wq_out, &r->due);
 
-	if (t == 0)
-		t = 60000;
-	if (out > r->wq_out) {
-		r->wq_out = out;	/* progress since the last look */
-		if (r->due < now + t)
-			r->due = now + t;
-	}
-	if (r->data_end != 0 && r->due > r->data_end)
-		r->due = r->data_end;
-	if (now >= r->due)
+	if (next == 0)
 		return false;
-	next = r->due;
-	if (unacked > 0 && now + relay_data_tick(r) < next)
-		next = now + relay_data_tick(r);
 	uv_timer_start(&r->timer, relay_timeout_cb, next - now, 0);
 	r->timer_at = next;
 	return true;
@@ -414,7 +398,7 @@ static void relay_data_look_soon(struct relay *r)
 		r->wq_out = r->wq_in;	/* taken as it was written: no progress to see later */
 		return;
 	}
-	if (r->timer_at != 0 && r->timer_at <= next)
+	if (!relay_timer_needs_start(r->timer_at, next))
 		return;
 	uv_timer_start(&r->timer, relay_timeout_cb, next - uv_now(r->timer.loop), 0);
 	r->timer_at = next;
@@ -471,7 +455,7 @@ static void relay_arm(struct relay *r, uint64_t ms)
 	if (ms == 0)
 		ms = 60000;
 	r->due = uv_now(loop) + ms;
-	if (r->timer_at != 0 && r->timer_at <= r->due)
+	if (!relay_timer_needs_start(r->timer_at, r->due))
 		return;		/* running, due no later (uv_is_active, uv_timer_get_due_in: as known) */
 	uv_timer_start(&r->timer, relay_timeout_cb, ms, 0);
 	r->timer_at = r->due;
