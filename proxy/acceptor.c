@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -22,7 +23,7 @@ static void acceptor_handle_closed_cb(uv_handle_t *h)
 {
 	struct acceptor *a = h->data;
 
-	if (h != (uv_handle_t *)&a->timer) {
+	if (h != (uv_handle_t *)&a->timer && h != (uv_handle_t *)&a->uv_reserve) {
 		int i = (int)((uv_poll_t *)h - a->polls);
 
 		close(a->fds[i]);
@@ -43,7 +44,15 @@ int acceptor_init(struct acceptor *a, uv_loop_t *loop, const struct acceptor_ops
 		return -1;
 	uv_timer_init(loop, &a->timer);
 	a->timer.data = a;
-	a->open_handles = 1;
+	/* libuv opens a descriptor of its own (/dev/null, for uv_listen's EMFILE trick, which
+	 * never runs here: we accept ourselves) at a loop's first stream handle. Taken now, with
+	 * the loop's other descriptors, and not at the worker's first session, mid-flight: a
+	 * number taken there when none is spare (the moment a reserve is given up) is one no
+	 * client is answered from, and a count of the process's descriptors changed by one
+	 * (test_plugin_reload's). A stream handle that never opens a socket does it. */
+	uv_tcp_init(loop, &a->uv_reserve);
+	a->uv_reserve.data = a;
+	a->open_handles = 2;
 	return 0;
 }
 
@@ -104,18 +113,29 @@ void acceptor_close(struct acceptor *a)
 	for (int i = 0; i < a->n; i++)
 		uv_close((uv_handle_t *)&a->polls[i], acceptor_handle_closed_cb);
 	uv_close((uv_handle_t *)&a->timer, acceptor_handle_closed_cb);
+	uv_close((uv_handle_t *)&a->uv_reserve, acceptor_handle_closed_cb);
 	if (a->reserve_fd >= 0) {
 		close(a->reserve_fd);
 		a->reserve_fd = -1;
 	}
 }
 
+/* Whether a connection waits on the listening socket lfd (its accept queue is not empty). */
+static bool acceptor_is_waiting(int lfd)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
 /* Not one descriptor left (EMFILE, ENFILE) and a client waiting: the reserve is given up
  * for it, the owner answers it at once (a fresh socket's buffer takes the line; nothing is
  * read), and the reserve is taken again. The accept's errno (0 when a client was answered):
- * EAGAIN when none was waiting after all (accept(2) fails with EMFILE before it looks at
- * the queue: the caller stops, for the reserve is not to be given up again and again,
- * each time a moment in which another thread's accept could take its number); EMFILE or
+ * EAGAIN when none is waiting (accept(2) fails with EMFILE before it looks at the queue,
+ * so after each client answered the next accept of the batch says EMFILE too): the reserve
+ * is kept, for each time it is given up is a moment in which another thread (another
+ * worker's accept, a backend connection) can take its number, and then no client is
+ * answered until that one is closed: the caller stops; EMFILE or
  * ENFILE when that did not help (no reserve to give up, or the accept still found no
  * descriptor: another thread took it in between, or the limit is below the reserve's
  * number): the caller pauses rather than spin on EMFILE. */
@@ -126,6 +146,8 @@ static int acceptor_refuse_unheard(struct acceptor *a, int lfd, void *ldata)
 	char ip[INET6_ADDRSTRLEN] = "?";
 	int fd, e;
 
+	if (!acceptor_is_waiting(lfd))
+		return EAGAIN;
 	if (a->reserve_fd < 0 && (a->reserve_fd = acceptor_reserve_open()) < 0)
 		return EMFILE;
 	close(a->reserve_fd);

@@ -10,7 +10,7 @@
  * reserve (or on ENOBUFS/ENOMEM) it stops polling for ACCEPTOR_RETRY_MS at a time until
  * the reserve is back: clients wait in the backlog, nothing spins.
  *
- *     acceptor_init(&a, loop, &ops, owner);     (the reserve, the retry timer)
+ *     acceptor_init(&a, loop, &ops, owner);     (the reserve, the retry timer, libuv's own)
  *     acceptor_add(&a, fd, ldata);              (each listening, non-blocking socket)
  *     acceptor_start(&a);
  *     ...
@@ -62,6 +62,7 @@ struct acceptor {
 	bool closing;
 	int reserve_fd;               /* kept aside to answer a client once none is left, or -1 */
 	uv_timer_t timer;             /* retries the reserve and restarts the polls */
+	uv_tcp_t uv_reserve;          /* never opened: makes libuv take its own descriptor at init */
 	uint64_t paused_logged_ms;    /* the last paused callback (at most one a second) */
 	int open_handles;
 };

@@ -103,6 +103,10 @@ void opstats_refusal(const struct opstats_refusal *r, const char *fmt, ...)
 {
 	const char *reason = r->reason && *r->reason ? r->reason : "filter";
 	const char *stage = r->stage && *r->stage ? r->stage : "-";
+	/* The reply's class decides, when there is a code: a 421 is event=tempfail and counts
+	 * in tempfails_total, so the line, refusal_events_total and the decision's counter
+	 * agree (the connect stage's limits said event=reject and counted a tempfail). */
+	bool tempfail = r->code ? r->code / 100 == 4 : r->tempfail;
 	char rest[2048];
 	va_list ap;
 
@@ -113,11 +117,10 @@ void opstats_refusal(const struct opstats_refusal *r, const char *fmt, ...)
 		va_end(ap);
 	}
 	log_event(r->level > LOG_LVL_INFO ? r->level : LOG_LVL_INFO, r->id, "event=%s stage=%s reason=%s%s%s",
-	    r->tempfail ? "tempfail" : "reject", stage, reason, rest[0] ? " " : "", rest);
-	opstats_count_event(r->tempfail, stage, reason);
+	    tempfail ? "tempfail" : "reject", stage, reason, rest[0] ? " " : "", rest);
+	opstats_count_event(tempfail, stage, reason);
 	if (!r->repeat)
-		opstats_note_refusal(r->worker, r->client_ip, stage, reason,
-		    r->code ? r->code / 100 == 4 : r->tempfail);
+		opstats_note_refusal(r->worker, r->client_ip, stage, reason, tempfail);
 }
 
 size_t opstats_refusal_events(struct opstats_event_row *out, size_t max)

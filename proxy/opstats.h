@@ -39,9 +39,11 @@ struct opstats_refusal {
 	const char *client_ip;       /* for the top-K tables (client= is in the caller's fields) */
 	const char *stage;           /* connect, helo, mail, rcpt, data, bdat, xclient ... */
 	const char *reason;          /* the check's word; NULL or "": "filter" */
-	bool tempfail;               /* event=tempfail, else event=reject */
-	int code;                    /* the reply's code: 4xx count in tempfails_total, others in
-	                              * refusals_total; 0: as tempfail says */
+	bool tempfail;               /* event=tempfail, else event=reject; when code is set,
+	                              * the code's class decides instead */
+	int code;                    /* the reply's code: a 4xx is event=tempfail and counts in
+	                              * tempfails_total, others event=reject in refusals_total;
+	                              * 0: as tempfail says */
 	bool repeat;                 /* a refusal decided (and counted) before, given again (a
 	                              * connect refusal answered at each MAIL): its line counts by
 	                              * reason, not again as a decision (opstats_note_refusal) */

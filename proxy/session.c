@@ -520,7 +520,8 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 		if (!quiet) {
 			counter_inc(COUNTER_SPOOL_ERRORS);
 			session_refusal_log(s, &(struct opstats_refusal){ .stage = "mail", .reason = "spool_space",
-			    .tempfail = true, .code = 452, .level = LOG_LVL_WARNING }, "size=%llu avail=%llu dir=%s client=%s",
+			    .tempfail = true, .code = 452, .level = LOG_LVL_WARNING },
+			    "size=%llu avail=%llu dir=%s client=%s code=452 reply=\"4.3.1 Insufficient system storage\"",
 			    (unsigned long long)cmd->size, (unsigned long long)avail,
 			    s->cfg->limits.spool_dir ? s->cfg->limits.spool_dir : "/tmp", s->env.client_ip);
 		}

@@ -88,7 +88,7 @@ extra = mt.Client(plain)
 mt.check(extra.greeting and extra.greeting[0] == 421,
          'connection %d from one address: 421 max_connections_per_ip (%s)' % (PER_IP + 1, extra.greeting))
 extra.close()
-mt.check(mx.wait_log(r'event=reject stage=connect reason=max_connections_per_ip', 5) is not None,
+mt.check(mx.wait_log(r'event=tempfail stage=connect reason=max_connections_per_ip', 5) is not None,
          'the refusal is logged as max_connections_per_ip')
 
 # ---------------------------------------------------------------- implicit TLS and PROXY listeners

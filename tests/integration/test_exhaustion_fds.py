@@ -11,7 +11,7 @@ already there no descriptor for their backend connection (MAIL: 451).
 
 Now a connection whose descriptor leaves fewer than 64 under the live soft limit (the kernel
 hands out the lowest free number, so descriptor n means 0..n-1 are all in use) gets 421,
-logged `event=reject stage=connect reason=fd_limit` and counted as
+logged `event=tempfail stage=connect reason=fd_limit` and counted as
 mxgate_connections_refused_total{reason="fd_limit"}, with a warning `event=fd_low` at most
 once a second per worker; the sessions already there go on (their backend connection takes
 the descriptors the refused clients gave back), and when the limit is raised again new
@@ -31,7 +31,7 @@ unheard (its EMFILE trick: the one descriptor it keeps aside), nothing logged or
 with that one gone too (the limit below it, or another thread took it) libuv called back on
 EMFILE in a loop until a descriptor came free: 91,992 and 164,185 accept errors counted in
 two runs for one client waiting about 1 s. Now mxgate accepts itself (worker.c): each worker keeps a descriptor aside and
-gives it up for each such client, which gets 421, logged `event=reject stage=connect
+gives it up for each such client, which gets 421, logged `event=tempfail stage=connect
 reason=fd_limit ... reserve=1` and counted as fd_limit; with not even that one the worker
 stops accepting for 100 ms at a time (`event=accept_paused`), the client waits in the
 backlog and is greeted once the limit is back, and nothing spins.
@@ -109,7 +109,7 @@ mt.check(answers['421'] == NEW, 'every new client gets 421 while the descriptors
          'none is cut off unheard or greeted into a session that cannot deliver: %s' % answers)
 mt.check(mx.wait_log(r'warning - event=fd_low nofile=%d fd=\d+ worker=\d' % limit, mt.slack(5)) is not None,
          'a warning names the limit: %s' % mx.tail(5))
-mt.check(mx.count_log(r'event=reject stage=connect reason=fd_limit') == NEW, 'each refusal logged')
+mt.check(mx.count_log(r'event=tempfail stage=connect reason=fd_limit') == NEW, 'each refusal logged')
 mt.check(refused() == NEW, 'counted as connections_refused{reason="fd_limit"}')
 
 # The sessions already there go on: a transaction, its backend connection included.
@@ -195,13 +195,15 @@ for i in range(20):
     s.close()
 mt.say('20 clients with no descriptor left: %s; mxgate CPU over them %.2f s' % (heard, ex.cpu_s(mx.pid) - cpu0))
 mt.check(heard['421'] == 20, 'each answered 421 from the reserve, none closed unheard or greeted: %s' % heard)
-# Each logged once: from a worker's reserve (listener= reserve=1), or, when another worker's
-# spare was closed for its own client in that moment and this worker's accept took the
-# number (acceptor.c's cross-worker window), from the session that got it and found no
-# descriptor to spare (the same 421, the line without the reserve's fields).
-mt.check(mt.wait_for(lambda: mx.count_log(r'(?m)info \S+ event=reject stage=connect reason=fd_limit client=127\.0\.0\.1'
-                                          r'( listener=\S+ reserve=1)?$', start) == 20, mt.slack(5)),
-         'each logged: %s' % mx.tail(4))
+# Each logged once, from a worker's reserve. Until session 24 a worker gave its reserve up
+# again after each client it answered, with nobody waiting (the batch's next accept met
+# EMFILE): the next client, on the other worker, could be accepted with that number and was
+# refused by its session instead (the line without listener= reserve=1; a clean-clone CI
+# saw it once in 20), and the first worker's reserve was gone until that session closed.
+mt.check(mt.wait_for(lambda: mx.count_log(r'(?m)info - event=tempfail stage=connect reason=fd_limit '
+                                          r'client=127\.0\.0\.1 listener=\S+ reserve=1$', start) == 20, mt.slack(5)),
+         'each logged from the reserve: %s' % mx.tail(4))
+mt.check(mx.count_log(r'event=fd_low ', start) == 0, 'no client got a descriptor to be refused by its session')
 
 
 def metrics_client():

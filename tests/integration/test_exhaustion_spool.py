@@ -82,9 +82,10 @@ c.ehlo()
 start = mx.log_size()
 r = c.cmd('MAIL FROM:<a@example.org> SIZE=50000')
 mt.check(r[0] == 452 and '4.3.1' in r[1], 'the spool full, SIZE=50000: 452 4.3.1 at MAIL: %s' % (r,))
-mt.check(mx.wait_log(r'warning \S+ event=tempfail stage=mail reason=spool_space size=50000 avail=\d+ '
-                     r'dir=%s client=127\.0\.0\.1' % spool, mt.slack(5), start) is not None,
-         'logged with the sizes: %s' % mx.tail(3))
+mt.check(mx.wait_log(r'(?m)warning \S+ event=tempfail stage=mail reason=spool_space size=50000 avail=\d+ '
+                     r'dir=%s client=127\.0\.0\.1 code=452 reply="4\.3\.1 Insufficient system storage"$' % spool,
+                     mt.slack(5), start) is not None,
+         'logged with the sizes, code= and reply= as every refusal line: %s' % mx.tail(3))
 r = c.cmd('MAIL FROM:<a@example.org> SIZE=2000')
 mt.check(r[0] == 250, 'SIZE below memory_threshold (held in memory): 250: %s' % (r,))
 c.cmd('RSET')

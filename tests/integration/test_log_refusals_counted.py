@@ -14,6 +14,8 @@ refused (an unbalanced path, 501 5.1.7 / 5.1.3), BDAT without a size (421 4.5.4)
 command-order errors (503) were not logged at all. relay_denied's line lacked code= and reply=,
 and so did the DATA stage's size, bare_lf, nul and spool lines; a backend's refusal of MAIL went to
 the client with no line at all (now event=reject stage=mail reason=backend, backend=, code=, reply=).
+Until session 24 the connect stage's 421s (max_connections_per_ip here) were event=reject lines
+counted in tempfails_total: now event=tempfail, and each event's lines equal its counter.
 
 Command-order errors: the first of a session is logged (reason=bad_sequence), the rest are
 not: a client sending fifty writes one line."""
@@ -133,7 +135,7 @@ sock.close()
 mt.check(heard == '421', 'connect/max_connections_per_ip: the third connection hears 421 (%s)' % heard)
 a.close()
 b.close()
-REFUSALS.append(('reject', 'connect', 'max_connections_per_ip', None))
+REFUSALS.append(('tempfail', 'connect', 'max_connections_per_ip', None))
 
 # every session is over: its disconnect line is written after its last refusal line
 mt.check(mt.wait_for(lambda: mx.count_log(r' event=disconnect ') >= len(REFUSALS) - 1 + 2, 10),
@@ -153,6 +155,19 @@ for event, stage, reason, *_ in REFUSALS:
 for key in sorted(set(lines) | set(counted)):
     mt.check(counted.get(key, 0) == lines[key], '%s stage=%s reason=%s: /metrics counts the %d line(s) (%s)'
              % (key + (lines[key], counted.get(key))))
+# The decisions' counters say what the lines say (no line here repeats a decision): each
+# event=reject line is one of refusals_total, each event=tempfail line one of tempfails_total.
+# Until session 24 the connect stage's 421 (max_connections_per_ip) was an event=reject line
+# counted in tempfails_total.
+for event, metric in (('reject', 'refusals_total'), ('tempfail', 'tempfails_total')):
+    n = sum(v for k, v in lines.items() if k[0] == event)
+    m = re.search(r'^mxgate_%s (\S+)$' % metric, text, re.M)
+    mt.check(m is not None and float(m.group(1)) == n, 'mxgate_%s %s: the %d event=%s lines'
+             % (metric, m and m.group(1), n, event))
+# the connection limit's line: client=, a tempfail as its 421
+mt.check(mx.count_log(r'(?m)info \S+ event=tempfail stage=connect reason=max_connections_per_ip client=127\.0\.0\.1$')
+         == 1, 'connect/max_connections_per_ip: event=tempfail, as its 421 (%s)'
+         % re.findall(r'.*reason=max_connections_per_ip.*', mx.log()))
 
 # relay_denied in the common form of MAIL/RCPT refusals
 mt.check(mx.count_log(r'(?m) event=reject stage=rcpt reason=relay_denied rcpt=<b@other\.test> domain=other\.test '
