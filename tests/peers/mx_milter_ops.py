@@ -21,7 +21,11 @@ The header `X-Ops-NAME:` holds the operations, separated by " ; ", fields by ","
   reject / tempfail / discard      the verdict (default: accept)
   noseen                 do not add X-Seen-NAME
   hold,DIR               after the operations before it: creates DIR/sent-<id>, then waits
-                         (at most 300 s) for DIR/go before the verdict
+                         (at most 300 s) for DIR/go before the verdict. Hold one message
+                         at a time: libmilter's worker pool (_FFR_WORKERS_POOL, Debian's build)
+                         gives a session's command to a worker it counts idle, which another
+                         session may take first; with every worker held, that command waits
+                         unread until one is free (4 held at once: 3 held, 1 command unread)
 """
 import hashlib
 import os
