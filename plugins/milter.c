@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "milter_proto.h"
+#include "msgbuf.h"
 #include "pconn.h"
 #include "plugins.h"
 
@@ -98,7 +99,8 @@ struct milter_sess {
 	bool skip_body;
 	struct milter_mod *mods;
 	size_t nmods;
-	struct milter_buf newbody;
+	struct msgbuf *newbody;         /* the SMFIR_REPLBODY chunks, within limits.memory_budget or
+	                                 * spooled (NULL: none yet, or too big); handed to the host */
 	bool has_newbody;
 	bool body_too_big;              /* the replaced body passed limits.max_message_size */
 	size_t rcpts_added;             /* recipients the filter added (SMFIR_ADDRCPT*) */
@@ -122,7 +124,8 @@ static void milter_mods_clear(struct milter_sess *ms)
 	free(ms->mods);
 	ms->mods = NULL;
 	ms->nmods = 0;
-	milter_buf_free(&ms->newbody);
+	msgbuf_free(ms->newbody);
+	ms->newbody = NULL;
 	ms->has_newbody = false;
 	ms->body_too_big = false;
 	ms->hdr_added = 0;
@@ -721,11 +724,17 @@ static uint64_t milter_max_rcpts(struct milter_sess *ms)
 	return v && *v ? strtoull(v, NULL, 10) : UINT64_MAX / 2;
 }
 
+/* The octets of the new body held so far. */
+static size_t milter_newbody_len(const struct milter_sess *ms)
+{
+	return ms->newbody ? msgbuf_len(ms->newbody) : 0;
+}
+
 /* The size of the message as the filter's edits so far leave it (headers as shown, the
  * bytes its header edits add, the replaced or the original body). */
 static uint64_t milter_grown_size(const struct milter_sess *ms)
 {
-	return (uint64_t)ms->hlen + ms->hdr_added + (ms->has_newbody ? ms->newbody.len : ms->mlen - ms->hlen);
+	return (uint64_t)ms->hlen + ms->hdr_added + (ms->has_newbody ? milter_newbody_len(ms) : ms->mlen - ms->hlen);
 }
 
 /* Forgets the header edits collected (they would pass the size limit). */
@@ -814,9 +823,14 @@ static int milter_apply_mods(struct milter_sess *ms)
 			break;
 		}
 	}
-	if (ms->has_newbody && h->replace_body(c, ms->newbody.data ? (const char *)ms->newbody.data : "",
-	    ms->newbody.len) < 0)
-		return -1;
+	if (ms->has_newbody) {
+		/* handed over, not copied (an empty new body: a buffer of nothing) */
+		struct msgbuf *nb = ms->newbody ? ms->newbody : plugins_body_new(c);
+
+		ms->newbody = NULL;
+		if (plugins_replace_body_buf(c, nb) < 0)
+			return -1;
+	}
 	if (ms->quarantine)
 		h->set_quarantine_reason(c, ms->quarantine);
 	return 0;
@@ -1157,14 +1171,22 @@ static bool milter_on_frame(struct milter_sess *ms, char cmd, const unsigned cha
 		ms->has_newbody = true;
 		if (ms->body_too_big)
 			return true;   /* refused already: read and drop the rest */
-		if (ms->hlen + ms->hdr_added + ms->newbody.len + r.len > milter_max_size(ms)) {
+		if (ms->hlen + ms->hdr_added + milter_newbody_len(ms) + r.len > milter_max_size(ms)) {
 			/* Not kept (a filter could send any amount): refused at the verdict. */
 			ms->body_too_big = true;
-			milter_buf_free(&ms->newbody);
+			msgbuf_free(ms->newbody);
+			ms->newbody = NULL;
 			return true;
 		}
-		if (milter_buf_append(&ms->newbody, r.data, r.len) < 0) {
+		/* straight into a message buffer: counted in limits.memory_budget, spooled past
+		 * it or past limits.memory_threshold, and handed to the host as it is */
+		if (ms->newbody == NULL && (ms->newbody = plugins_body_new(ms->call)) == NULL) {
 			milter_fail(ms, "milter-nomem", "out of memory");
+			return false;
+		}
+		if (msgbuf_append(ms->newbody, r.data, r.len) < 0) {
+			milter_fail(ms, "milter-nomem", msgbuf_error(ms->newbody) ?
+			    "the new body could not be spooled" : "out of memory");
 			return false;
 		}
 		return true;

@@ -1966,12 +1966,9 @@ static void host_del_rcpt(struct mxgate_call *h, const char *addr)
 	hook_env_del_rcpt(env, addr);
 }
 
-static int host_replace_body(struct mxgate_call *h, const void *data, size_t len)
+/* The checks of a new body of len octets; 0, or -1 (logged when too big). */
+static int host_body_check(struct plugin_call *c, struct hook_env *env, size_t len)
 {
-	struct plugin_call *c = plugin_call_get(h);
-	struct hook_env *env = host_env(c);
-	struct msgbuf *mb;
-
 	if (env == NULL)
 		return -1;
 	if (env->cfg && env->msg && c->s->stage == HOOK_EOM &&
@@ -1980,8 +1977,41 @@ static int host_replace_body(struct mxgate_call *h, const void *data, size_t len
 		    "size=%zu max=%llu", c->s->pe->pc->name, len, (unsigned long long)env->cfg->limits.max_message_size);
 		return -1;
 	}
+	return 0;
+}
+
+static int host_replace_body(struct mxgate_call *h, const void *data, size_t len)
+{
+	struct plugin_call *c = plugin_call_get(h);
+	struct hook_env *env = host_env(c);
+	struct msgbuf *mb;
+
+	if (host_body_check(c, env, len) < 0)
+		return -1;
 	mb = plugin_msgbuf_new(env);
 	if (mb == NULL || msgbuf_append(mb, data, len) < 0) {
+		msgbuf_free(mb);
+		return -1;
+	}
+	hook_env_replace_body(env, mb);
+	return 0;
+}
+
+/* See plugins.h. */
+struct msgbuf *plugins_body_new(struct mxgate_call *h)
+{
+	struct hook_env *env = h ? host_env(plugin_call_get(h)) : NULL;
+
+	return env ? plugin_msgbuf_new(env) : NULL;
+}
+
+/* See plugins.h. */
+int plugins_replace_body_buf(struct mxgate_call *h, struct msgbuf *mb)
+{
+	struct plugin_call *c = plugin_call_get(h);
+	struct hook_env *env = host_env(c);
+
+	if (mb == NULL || host_body_check(c, env, msgbuf_len(mb)) < 0) {
 		msgbuf_free(mb);
 		return -1;
 	}

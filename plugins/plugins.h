@@ -99,6 +99,16 @@ void plugins_output_check_fuzz(const char *s, bool ok[4], char **clean);
  * SMTP code (code, or cls50 when code is of another class). */
 int plugins_reply_fuzz(const char *reply, int code, int cls, char *out, size_t outlen);
 
+struct msgbuf;
+/* For the built-ins (the milter's SMFIR_REPLBODY chunks): an empty message buffer for a new
+ * body of the call's message, as the limits say (memory_threshold, spool_dir), counted in
+ * limits.memory_budget or spooled past it. NULL when out of memory or the call has no
+ * message. */
+struct msgbuf *plugins_body_new(struct mxgate_call *c);
+/* host->replace_body with the new body in mb, handed over (no copy): the host takes mb,
+ * freed on failure (NULL, or the message would pass limits.max_message_size). 0 or -1. */
+int plugins_replace_body_buf(struct mxgate_call *c, struct msgbuf *mb);
+
 /* For tests/fuzz/fuzz_milter_mods.c only: runs fn with the host and a plugin call of an
  * entry named name at end of data (HOOK_EOM) on env, as the host's functions see it (their
  * checks, the header value cleaner, the size and recipient bounds, env's outputs). The call

@@ -20,9 +20,17 @@ The header `X-Ops-NAME:` holds the operations, separated by " ; ", fields by ","
   reply,CODE,XCODE,LINE[,LINE...]  smfi_setmlreply / setreply, then the verdict for CODE
   reject / tempfail / discard      the verdict (default: accept)
   noseen                 do not add X-Seen-NAME
+  hold,DIR               after the operations before it: creates DIR/sent-<id>, then waits
+                         (at most 300 s) for DIR/go before the verdict. Hold one message
+                         at a time: libmilter's worker pool (_FFR_WORKERS_POOL, Debian's build)
+                         gives a session's command to a worker it counts idle, which another
+                         session may take first; with every worker held, that command waits
+                         unread until one is free (4 held at once: 3 held, 1 command unread)
 """
 import hashlib
+import os
 import sys
+import time
 
 import Milter
 
@@ -98,6 +106,11 @@ class OpsMilter(Milter.Base):
                 verdict = Milter.DISCARD
             elif k == 'noseen':
                 add_seen = False
+            elif k == 'hold':
+                open(os.path.join(f[1], 'sent-%d' % self.id), 'w').close()
+                end = time.monotonic() + 300
+                while not os.path.exists(os.path.join(f[1], 'go')) and time.monotonic() < end:
+                    time.sleep(0.05)
         if add_seen:
             self.addheader('X-Seen-' + NAME, seen)
         return verdict
