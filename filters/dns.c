@@ -150,7 +150,7 @@ int dns_name_reverse(const struct sockaddr *sa, const char *zone, char *out, siz
 {
 	struct netaddr a;
 
-	if (netaddr_from_sockaddr(sa, &a) < 0)
+	if (netaddr_client_from_sockaddr(sa, &a) < 0)
 		return -1;
 	return dns_name_reverse_addr(&a, zone, out, outlen);
 }

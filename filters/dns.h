@@ -104,10 +104,13 @@ bool dns_name_askable(const char *name, size_t n);
 
 /* Writes the reversed form of sa's address followed by "." zone (zone NULL or "" gives the
  * in-addr.arpa / ip6.arpa name): 198.18.1.7 -> "7.1.18.198.bl.test", IPv6 -> 32 nibbles.
- * A v4-mapped IPv6 address is treated as IPv4. Returns 0, or -1 when out is too small or
- * the family is unknown. */
+ * A v4-mapped IPv6 address is treated as IPv4, and so is one that carries an IPv4 client
+ * (NAT64 64:ff9b::/96, IPv4-translated, IPv4-compatible: netaddr_client_from_sockaddr), so a
+ * DNS list finds the IPv4 host behind it. Returns 0, or -1 when out is too small or the
+ * family is unknown. */
 int dns_name_reverse(const struct sockaddr *sa, const char *zone, char *out, size_t outlen);
-/* Same for a textual address. */
+/* Same for a textual address, v4-mapped only unwrapped (the PTR name of the address as it
+ * is: rdns). */
 int dns_name_reverse_str(const char *ip, const char *zone, char *out, size_t outlen);
 
 /* ---- the cache (exposed for tests) -------------------------------------------------- */

@@ -631,13 +631,13 @@ static double dnsbl_sum_round(double sum)
 	return round(sum * 1e6) / 1e6;
 }
 
-/* Loopback, RFC 1918, link-local and ULA clients (a v4-mapped one as IPv4): never listed. */
+/* Loopback, RFC 1918, link-local and ULA clients (as dns_name_reverse sees them): never listed. */
 static bool dnsbl_client_is_private(const struct sockaddr_storage *ss)
 {
 	struct netaddr a;
 	const uint8_t *b = a.b;
 
-	if (netaddr_from_sockaddr((const struct sockaddr *)ss, &a) < 0)
+	if (netaddr_client_from_sockaddr((const struct sockaddr *)ss, &a) < 0)
 		return false;
 	if (a.family == AF_INET)
 		return b[0] == 127 || b[0] == 10 || (b[0] == 172 && (b[1] & 0xf0) == 16) ||

@@ -65,6 +65,7 @@ struct limits_config {
 	long max_line_length;       /* command line incl. CRLF, >= 512 (RFC 5321 4.5.3.1.4) */
 	long max_errors;            /* errors per session before 421 and disconnect */
 	long max_junk_commands;     /* NOOP/RSET/VRFY/HELP before each is an error */
+	long max_mail_commands;     /* MAILs without a delivered message before 421 and close */
 	long max_recipient_overshoot; /* RCPTs past max_recipients before each is an error */
 	uint64_t memory_threshold;  /* message bytes held in memory before spilling to a file */
 	uint64_t memory_budget;     /* message bytes in memory, all sessions together (0: no bound) */

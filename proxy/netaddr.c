@@ -42,6 +42,36 @@ int netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out)
 	return -1;
 }
 
+/* RFC 6052 2.1: the NAT64 well-known prefix 64:ff9b::/96. */
+static const uint8_t netaddr_nat64_wkp[12] = { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
+/* RFC 2765 2.1: IPv4-translated addresses, ::ffff:0:0/96. */
+static const uint8_t netaddr_v4translated[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
+/* RFC 4291 2.5.5.1: IPv4-compatible addresses, ::/96 (deprecated). */
+static const uint8_t netaddr_v4compat[12] = { 0 };
+
+bool netaddr_unwrap_v4(struct netaddr *a)
+{
+	const uint8_t *b = a->b;
+
+	if (a->family != AF_INET6)
+		return false;
+	if (memcmp(b, netaddr_nat64_wkp, 12) != 0 && memcmp(b, netaddr_v4translated, 12) != 0 &&
+	    (memcmp(b, netaddr_v4compat, 12) != 0 || b[12] == 0))
+		return false;	/* ::, ::1: IPv6 loopback and unspecified, no IPv4 in them */
+	a->family = AF_INET;
+	memmove(a->b, b + 12, 4);
+	memset(a->b + 4, 0, 12);
+	return true;
+}
+
+int netaddr_client_from_sockaddr(const struct sockaddr *sa, struct netaddr *out)
+{
+	if (netaddr_from_sockaddr(sa, out) < 0)
+		return -1;
+	netaddr_unwrap_v4(out);
+	return 0;
+}
+
 int netaddr_from_string(const char *s, struct netaddr *out)
 {
 	uint8_t b[16];
@@ -227,7 +257,7 @@ int netaddr_client_string(const struct sockaddr *sa, int prefix_v6, char *out, s
 
 	if (outlen)
 		out[0] = '\0';
-	if (netaddr_from_sockaddr(sa, &a) < 0)
+	if (netaddr_client_from_sockaddr(sa, &a) < 0)
 		return -1;
 	if (a.family == AF_INET6 && prefix_v6 < 128)
 		return netaddr_prefix_string(sa, 32, prefix_v6, out, outlen) < 0 ? -1 : AF_INET6;
@@ -241,7 +271,7 @@ void netaddr_client_key16(const struct sockaddr *sa, int prefix_v6, uint8_t out[
 	struct netaddr a;
 
 	memset(out, 0, 16);
-	if (netaddr_from_sockaddr(sa, &a) < 0)
+	if (netaddr_client_from_sockaddr(sa, &a) < 0)
 		return;
 	if (a.family == AF_INET6 && prefix_v6 < 128)
 		netaddr_mask(&a, prefix_v6 < 0 ? 0 : prefix_v6);
@@ -255,7 +285,7 @@ int netaddr_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v
 	char buf[NETADDR_STRLEN];
 	int p, n;
 
-	if (netaddr_from_sockaddr(sa, &a) < 0)
+	if (netaddr_client_from_sockaddr(sa, &a) < 0)
 		return -1;
 	p = a.family == AF_INET ? prefix_v4 : prefix_v6;
 	p = p < 0 ? 0 : p > netaddr_bits(&a) ? netaddr_bits(&a) : p;

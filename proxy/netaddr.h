@@ -22,6 +22,16 @@ struct netaddr {
 /* The canonical address of sa (AF_INET, or AF_INET6 with v4-mapped unwrapped). 0, or -1 for
  * NULL or another family. */
 int netaddr_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
+/* The address a client is looked up in DNS lists and keyed in limits by: the canonical one,
+ * and an IPv6 address that carries an IPv4 client is that IPv4 address (netaddr_unwrap_v4).
+ * Logs, XCLIENT / PROXY to backends and the address lists of the configuration keep the
+ * canonical address. 0, or -1 for NULL or another family. */
+int netaddr_client_from_sockaddr(const struct sockaddr *sa, struct netaddr *out);
+/* An IPv6 a that embeds an IPv4 client becomes that IPv4 address: the NAT64 well-known prefix
+ * 64:ff9b::/96 (RFC 6052 2.1), IPv4-translated ::ffff:0:a.b.c.d (RFC 2765 2.1) and
+ * IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1; not ::, ::1, nor a last 32 bits in 0.0.0.0/8).
+ * True when a changed. */
+bool netaddr_unwrap_v4(struct netaddr *a);
 /* Parses "198.18.0.1", "2001:db8::1" or "::ffff:198.18.0.1" (-> IPv4). 0 or -1. */
 int netaddr_from_string(const char *s, struct netaddr *out);
 /* "198.18.0.1", "2001:db8::1" (RFC 5952 form, as inet_ntop). 0, or -1 when it does not fit. */
@@ -51,11 +61,11 @@ int netaddr_sockaddr_from_string(const char *s, struct sockaddr_storage *ss);
  * out set to "" (another family, buffer too small). */
 int netaddr_sockaddr_string(const struct sockaddr *sa, char *out, size_t outlen);
 /* The network of sa as text, "198.18.7.0/24" or "2001:db8:1:2::/64", for the prefix length
- * of its family (clamped). 0, or -1 (another family, buffer too small). */
+ * of its family (clamped; sa as netaddr_client_from_sockaddr sees it). 0, or -1 (another family, buffer too small). */
 int netaddr_prefix_string(const struct sockaddr *sa, int prefix_v4, int prefix_v6, char *out,
     size_t outlen);
-/* The client as a key (limits.client_ipv6_prefix): an IPv4 client (or v4-mapped) is its
- * address, "198.18.7.7"; an IPv6 one its network for prefix_v6, "2001:db8:1:2::/64", or its
+/* The client as a key (limits.client_ipv6_prefix): an IPv4 client (or v4-mapped, or one
+ * netaddr_client_from_sockaddr unwraps) is its address, "198.18.7.7"; an IPv6 one its network for prefix_v6, "2001:db8:1:2::/64", or its
  * address when prefix_v6 is 128. Returns the family, or -1 with out "" (another family,
  * buffer too small). */
 int netaddr_client_string(const struct sockaddr *sa, int prefix_v6, char *out, size_t outlen);

@@ -500,6 +500,11 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 	if (s->drain)
 		return session_check_refuse(s, cmd, quiet, "draining", reply, cap, SESSION_CHECK_CLOSE,
 		    "421 4.3.2 %s Service shutting down, try again later", s->cfg->hostname);
+	/* limits.max_mail_commands: transactions (each with the sender's DNS lookups) without
+	 * a delivered message; a client at the bound is closed, not answered 5xx again and again */
+	if (s->mails >= s->cfg->limits.max_mail_commands)
+		return session_check_refuse(s, cmd, quiet, "too_many_transactions", reply, cap, SESSION_CHECK_CLOSE,
+		    "421 4.7.0 %s Error: too many transactions without a delivered message, closing", s->cfg->hostname);
 	if (session_require_tls(s) && !s->tls)
 		return session_check_refuse(s, cmd, quiet, "tls_required", reply, cap, SESSION_CHECK_ERROR,
 		    "530 5.7.0 Must issue a STARTTLS command first");
@@ -717,6 +722,7 @@ static void session_start_mail(struct session *s, const struct smtp_cmd *cmd)
 {
 	uint64_t max = s->cfg->limits.max_message_size;
 
+	s->mails++;     /* limits.max_mail_commands */
 	smtp_tx_begin(&s->tx, cmd->addr, cmd->params_raw);
 	chain_txn_begin(&s->chain);
 	/* A refused chunk of any size is read and thrown away, as Postfix does (the session
@@ -983,6 +989,7 @@ static void session_message_accepted(struct session *s)
 	s->nmessages++;
 	s->errors = 0;
 	s->junk = 0;
+	s->mails = 0;
 	s->deferrals = 0;
 }
 

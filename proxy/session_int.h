@@ -96,6 +96,7 @@ struct session {
 	char refused_reason[48];          /* for the session outcome */
 	int errors;
 	long junk;                        /* NOOP/RSET/VRFY/HELP since the last delivered message */
+	long mails;                       /* MAILs begun since the last delivered message */
 	long deferrals;                   /* greylisting's 451s since the last delivered message */
 	bool helo_given;                  /* an EHLO/HELO was answered 250 since the connect,
 	                                     STARTTLS or XCLIENT: one more is junk */

@@ -151,6 +151,7 @@ void session_xclient_start(struct session *s, const struct smtp_cmd *cmd)
 	 * for client after client must not have one client's errors end the next one's session */
 	s->errors = 0;
 	s->junk = 0;
+	s->mails = 0;
 	s->deferrals = 0;
 	s->pregreet_hit = s->pregreet_waited = s->teaser_sent = false;
 	s->lb_check = false;

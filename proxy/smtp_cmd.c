@@ -433,12 +433,12 @@ static const char *
 smtp_parse_params(struct smtp_cmd *cmd, char *p)
 {
     while (*p) {
-        while (*p == ' ')
+        while (*p == ' ' || *p == '\t')   /* a TAB separates them too, as Postfix takes it */
             p++;
         if (*p == '\0')
             break;
         char *key = p;
-        while (*p && *p != ' ')
+        while (*p && *p != ' ' && *p != '\t')
             p++;
         if (*p)
             *p++ = '\0';
@@ -518,7 +518,7 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail, bool ctl)
     if ((size_t)end + 1 > SMTP_MAX_PATH)
         return r->path_long;
     const char *after = s + end + 1;
-    if (*after != '\0' && *after != ' ')
+    if (*after != '\0' && *after != ' ' && *after != '\t')
         return syntax;
     const char *inner = s + 1;
     size_t ilen = (size_t)end - 1;
@@ -548,9 +548,11 @@ smtp_parse_path_cmd(struct smtp_cmd *cmd, bool is_mail, bool ctl)
     x[ilen] = '\0';
     cmd->addr = x;
     x += ilen + 1;
-    while (*after == ' ')
+    while (*after == ' ' || *after == '\t')
         after++;
     cmd->params_raw = (char *)after;    /* a suffix of arg (already trimmed) */
+    for (char *t = cmd->params_raw; (t = strchr(t, '\t')) != NULL; t++)
+        *t = ' ';       /* relayed as the backend's parameters: spaces only */
     size_t prlen = strlen(after);
     memcpy(x, after, prlen + 1);
     const char *err = smtp_parse_params(cmd, x);

@@ -104,8 +104,9 @@ SINCE = {
     # no target reached
     'fuzz_store_records': '2026-12-05T18:19Z',
     # a9df3c67: the early TLS record check; session 23's w-edge: a TAB that ends the verb
-    # reads as a space would (the verb ends at SP or TAB)
-    'fuzz_smtp_cmd': '2026-12-05T17:50Z',
+    # reads as a space would (the verb ends at SP or TAB); session 24's w-edge2: TABs before
+    # and between MAIL / RCPT parameters read as spaces, none in the relayed parameters
+    'fuzz_smtp_cmd': '2026-12-05T20:45Z',
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     # session 22's w-fuzz2: a BDAT line refused ends the stream as session.c's one 421 does
     # (89b04b36), its verb named by the parser whatever else is wrong; session 23's w-edge:

@@ -3,7 +3,8 @@
  * quick forms and the octet loops (smtp_cmd_force_slow) give the same parse; a TLS record
  * header told by smtp_cmd_tls_record parses as SMTP_HTTP; a TAB that ends the verb reads
  * as a space would (session 23: "BDAT<TAB>10" was an unknown verb, its chunk then read as
- * commands). */
+ * commands), and so does a TAB before or between MAIL / RCPT parameters, which are relayed
+ * with spaces only (session 24: "MAIL FROM:<a@b.c><TAB>SIZE=10" was 501). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(c2);
         free(sp);
+    }
+    /* TABs after the path (after the line's last '>') read as spaces: the same parse, or
+     * the same refusal; the relayed parameters hold none */
+    if (cmd->verb == SMTP_MAIL || cmd->verb == SMTP_RCPT) {
+        const char *gt = memrchr(data, '>', size);
+        if (rc == 0 && strchr(cmd->params_raw, '\t') != NULL)
+            abort();
+        if (gt != NULL && memchr(gt, '\t', size - (size_t)(gt - (const char *)data)) != NULL) {
+            char *sp = malloc(size);
+            struct smtp_cmd *c2 = malloc(sizeof(*c2));
+            const char *r2 = NULL;
+            memcpy(sp, data, size);
+            for (size_t i = (size_t)(gt - (const char *)data); i < size; i++)
+                if (sp[i] == '\t')
+                    sp[i] = ' ';
+            int rc2 = smtp_cmd_parse(sp, size, c2, &r2);
+            if (rc2 != rc || c2->verb != cmd->verb || (rc != 0 && r2 != reply) ||
+                (rc == 0 && (strcmp(c2->addr, cmd->addr) != 0 || strcmp(c2->params_raw, cmd->params_raw) != 0 ||
+                             c2->nparams != cmd->nparams || c2->size != cmd->size || c2->body != cmd->body ||
+                             c2->smtputf8 != cmd->smtputf8)))
+                abort();
+            free(c2);
+            free(sp);
+        }
     }
     /* a TLS record header told early (as it arrives) is what the whole line parses as
      * (a line over 998 octets is "too long" first) */

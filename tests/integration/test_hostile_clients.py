@@ -120,8 +120,9 @@ cfg = mt.config([be.url], workers=2,
                         'data_deadline': '%ds' % DATA_DEADLINE,
                         'max_errors': 10, 'bare_lf': 'reject',
                         # the floods below test memory and timers, not the junk limit
-                        # (test_edge_error_limits.py): NOOP/RSET never count as errors here
-                        'max_junk_commands': 100000},
+                        # (test_edge_error_limits.py): NOOP/RSET never count as errors here,
+                        # nor the RSET storm's 5,000 MAILs (test_limits_mail_commands.py)
+                        'max_junk_commands': 100000, 'max_mail_commands': 100000},
                 trusted_proxies=['127.0.0.0/8'],
                 tls={'certificate': crt, 'key': key})
 mx = mt.Mxgate(cfg)

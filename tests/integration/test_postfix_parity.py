@@ -211,6 +211,9 @@ CASES = [
     ('bdat-tab', True, [F, R, ('raw', b'BDAT\t%d LAST\r\n' % len(MSG) + MSG, 1)]),
     ('bdat-tab-last', True, [F, R, ('raw', b'BDAT %d\tLAST\r\n' % len(MSG) + MSG, 1)]),
     ('quit-tab', True, [b'QUIT\t\r\n']),
+    # ... and before a MAIL or RCPT parameter (session 24: until then 501 5.5.4 here)
+    ('mail-tab-param', True, [b'MAIL FROM:<a@example.org>\tSIZE=10\r\n', R]),
+    ('rcpt-tab-param', True, [F, b'RCPT TO:<u@example.test>\tNOTIFY=NEVER\r\n']),
     ('non-letter-command', True, ['{"jsonrpc":"2.0"}']),
     ('http-command', False, ['GET / HTTP/1.0']),
 ]

@@ -88,10 +88,14 @@ static const struct crow crows[] = {
 	    { REL, "::ffff:198.51.100.7" }, { ACQ, "198.51.100.7", 2, true },
 	    { REL, "198.51.100.7" }, { REL, "198.51.100.7" }, { END } },
 	  { "198.51.100.7", "::ffff:198.51.100.7" } },
-	{ "IPv4-compatible (::a.b.c.d) and NAT64 forms are other clients",
-	  { { ACQ, "198.51.100.8", 1, true }, { ACQ, "::198.51.100.8", 1, true },
-	    { ACQ, "64:ff9b::198.51.100.8", 1, true }, { REL, "198.51.100.8" }, { REL, "::198.51.100.8" },
-	    { REL, "64:ff9b::198.51.100.8" }, { END } },
+	/* session 24: an IPv6 address that carries an IPv4 client (netaddr_client_from_sockaddr)
+	 * is that client, as v4-mapped is; until then each form was another client */
+	{ "IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::/96) forms are the IPv4 client",
+	  { { ACQ, "198.51.100.8", 3, true }, { ACQ, "::198.51.100.8", 3, true },
+	    { ACQ, "64:ff9b::198.51.100.8", 3, true }, { ACQ, "198.51.100.8", 3, false },
+	    { ACQ, "64:ff9b::198.51.100.8", 3, false }, { REL, "198.51.100.8" }, { REL, "::198.51.100.8" },
+	    { REL, "64:ff9b::198.51.100.8" }, { ACQ, "64:ff9b:1::198.51.100.8", 1, true },
+	    { ACQ, "64:ff9b:1::198.51.100.8", 1, false }, { REL, "64:ff9b:1::198.51.100.8" }, { END } },
 	  { "198.51.100.8", "::198.51.100.8", "64:ff9b::198.51.100.8" } },
 	{ "neighbouring addresses are other clients",
 	  { { ACQ, "203.0.113.1", 1, true }, { ACQ, "203.0.113.2", 1, true }, { ACQ, "2001:db8::1", 1, true },

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,6 +40,19 @@ static void test_reverse_names(void **state)
 		if (rc != 0 || strcmp(out, rows[i].want) != 0)
 			fail_msg("%s: got rc=%d \"%s\"", rows[i].label, rc, out);
 	}
+	/* a client carrying an IPv4 address is looked up as it (RFC 6052 2.1 NAT64 well-known
+	 * prefix, IPv4-compatible); the PTR name of the address text stays IPv6 */
+	static const char *const v4in6[] = { "64:ff9b::198.18.1.7", "::198.18.1.7", "::ffff:0:198.18.1.7" };
+	for (size_t i = 0; i < sizeof(v4in6) / sizeof(v4in6[0]); i++) {
+		struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6 };
+
+		assert_int_equal(inet_pton(AF_INET6, v4in6[i], &sa6.sin6_addr), 1);
+		if (dns_name_reverse((struct sockaddr *)&sa6, "bl.test", out, sizeof(out)) != 0 ||
+		    strcmp(out, "7.1.18.198.bl.test") != 0)
+			fail_msg("%s: \"%s\"", v4in6[i], out);
+	}
+	assert_int_equal(dns_name_reverse_str("64:ff9b::198.18.1.7", "z", out, sizeof(out)), 0);
+	assert_string_equal(out, "7.0.1.0.2.1.6.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.9.f.f.4.6.0.0.z");
 	assert_int_equal(dns_name_reverse_str("not an ip", "z", out, sizeof(out)), -1);
 	assert_int_equal(dns_name_reverse_str("198.18.1.7", "bl.test", out, 10), -1);
 	assert_int_equal(dns_name_reverse_str("2001:db8::1", "z", out, 40), -1);

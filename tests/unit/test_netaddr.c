@@ -217,6 +217,57 @@ static void test_key16(void **state)
 	assert_memory_equal(k3, ((struct sockaddr_in6 *)&v6)->sin6_addr.s6_addr, 16);
 }
 
+/* An IPv6 client carrying an IPv4 one is keyed and looked up as that IPv4 address; every
+ * other IPv6 address (and the canonical form) is left alone. */
+static void test_client_unwrap(void **state)
+{
+	static const struct { const char *label, *ip, *want; } rows[] = {
+		{ "NAT64 well-known prefix", "64:ff9b::198.18.7.7", "198.18.7.7" },
+		{ "IPv4-translated", "::ffff:0:198.18.7.7", "198.18.7.7" },
+		{ "IPv4-compatible", "::198.18.7.7", "198.18.7.7" },
+		{ "v4-mapped", "::ffff:198.18.7.7", "198.18.7.7" },
+		{ "IPv4", "198.18.7.7", "198.18.7.7" },
+		{ "loopback ::1 stays IPv6", "::1", "::1" },
+		{ "unspecified :: stays IPv6", "::", "::" },
+		{ "compat in 0.0.0.0/8 stays IPv6", "::0.255.0.1", "::0.255.0.1" },
+		{ "NAT64 /96 only: a /95 neighbour stays IPv6", "64:ff9b::1:c612:707", "64:ff9b::1:c612:707" },
+		{ "local-use 64:ff9b:1::/48 stays IPv6", "64:ff9b:1::c612:707", "64:ff9b:1::c612:707" },
+		{ "other IPv6", "2001:db8::c612:707", "2001:db8::c612:707" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct sockaddr_storage ss = sockaddr_of(rows[i].ip);
+		struct netaddr a;
+		char out[NETADDR_STRLEN], key[NETADDR_PREFIX_STRLEN], net[NETADDR_PREFIX_STRLEN];
+
+		if (netaddr_client_from_sockaddr((struct sockaddr *)&ss, &a) != 0 ||
+		    netaddr_to_string(&a, out, sizeof(out)) != 0 || strcmp(out, rows[i].want) != 0)
+			fail_msg("%s: %s, want %s", rows[i].label, out, rows[i].want);
+		/* the limit keys see the same client */
+		if (netaddr_client_string((struct sockaddr *)&ss, 64, key, sizeof(key)) < 0)
+			fail_msg("%s: no client key", rows[i].label);
+		if (a.family == AF_INET && strcmp(key, rows[i].want) != 0)
+			fail_msg("%s: client key %s, want %s", rows[i].label, key, rows[i].want);
+		if (a.family == AF_INET &&
+		    (netaddr_prefix_string((struct sockaddr *)&ss, 24, 64, net, sizeof(net)) != 0 ||
+		    strcmp(net, "198.18.7.0/24") != 0))
+			fail_msg("%s: network %s, want 198.18.7.0/24", rows[i].label, net);
+	}
+	/* the canonical form (logs, XCLIENT, address lists) keeps the NAT64 address */
+	struct sockaddr_storage ss = sockaddr_of("64:ff9b::198.18.7.7");
+	struct netaddr a;
+	uint8_t k1[16], k2[16];
+
+	netaddr_from_sockaddr((struct sockaddr *)&ss, &a);
+	assert_int_equal(a.family, AF_INET6);
+	ss = sockaddr_of("198.18.7.7");
+	netaddr_client_key16((struct sockaddr *)&ss, 64, k1);
+	ss = sockaddr_of("64:ff9b::198.18.7.7");
+	netaddr_client_key16((struct sockaddr *)&ss, 64, k2);
+	assert_memory_equal(k1, k2, 16);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_parse_cidr),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_key16),
+		cmocka_unit_test(test_client_unwrap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

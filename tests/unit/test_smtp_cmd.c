@@ -80,6 +80,13 @@ static const struct cmd_row rows[] = {
     { "TAB after MAIL", "MAIL\tFROM:<a@b.c>", 0, SMTP_MAIL, NULL, "FROM:<a@b.c>", "a@b.c", "" },
     { "TAB after FROM:", "MAIL FROM:\t<a@b.c> SIZE=10", 0, SMTP_MAIL, NULL, NULL, "a@b.c", "SIZE=10" },
     { "TAB after RCPT", "rcpt\tTO:<c@d.e>", 0, SMTP_RCPT, NULL, "TO:<c@d.e>", "c@d.e", "" },
+    /* ... and before a parameter and between parameters, as Postfix takes them (until
+     * session 24 "MAIL FROM:<a@b.c><TAB>SIZE=10" was 501); relayed with spaces */
+    { "TAB before a MAIL parameter", "MAIL FROM:<a@b.c>\tSIZE=10", 0, SMTP_MAIL, NULL, NULL, "a@b.c", "SIZE=10" },
+    { "TABs between MAIL parameters", "MAIL FROM:<a@b.c> \tSIZE=10\tBODY=8BITMIME", 0, SMTP_MAIL, NULL, NULL, "a@b.c",
+      "SIZE=10 BODY=8BITMIME" },
+    { "TAB before a RCPT parameter", "RCPT TO:<c@d.e>\tNOTIFY=NEVER", 0, SMTP_RCPT, NULL, NULL, "c@d.e", "NOTIFY=NEVER" },
+    { "TAB then a bad parameter", "MAIL FROM:<a@b.c>\t=x", 0, SMTP_MAIL, "501 5.5.4 Bad parameter syntax" },
     { "TAB after EHLO", "EHLO\tmx.example.org", 0, SMTP_EHLO, NULL, "mx.example.org" },
     { "TABs after HELO", "HELO\t\tmx.example.org", 0, SMTP_HELO, NULL, "mx.example.org" },
     { "DATA then TAB", "DATA\t", 0, SMTP_DATA, NULL, "" },
@@ -322,6 +329,13 @@ test_params(void **state)
     /* raw text and arg stay intact */
     assert_string_equal(cmd.params_raw, "size=1000 BODY=8bitmime SMTPUTF8 AUTH=<> X-FOO");
     assert_string_equal(cmd.arg, l + 5);
+    /* a TAB separates parameters as a space does */
+    l = "MAIL FROM:<a@b.c>\tSIZE=10\tBODY=7BIT";
+    assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
+    assert_int_equal(cmd.nparams, 2);
+    assert_int_equal(cmd.size, 10);
+    assert_int_equal(cmd.body, SMTP_BODY_7BIT);
+    assert_string_equal(cmd.params[1].key, "BODY");
 
     l = "MAIL FROM:<a@b.c> BODY=BINARYMIME SIZE=99999999999999999999";
     assert_int_equal(smtp_cmd_parse(l, strlen(l), &cmd, &reply), 0);
