@@ -354,7 +354,8 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		const struct samsg_part *p = &m->parts[i];
 		bool html, textual, plain;
 		size_t dl;
-		char *d;
+		const char *d;
+		char *own;
 
 		/* a blank line between parts, whatever they are */
 		if (text.n)
@@ -364,7 +365,9 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 		textual = html || rules_type_prefix(p->type, "text") || rules_type_prefix(p->type, "message");
 		if (!textual || total >= RULES_MAX_TEXT)
 			continue;
-		d = samsg_decode(p, &dl);
+		/* where the part's octets are when there is nothing to decode: not a copy of
+		 * the part (up to rules.max_size) beside the parse's */
+		d = samsg_body(p, &dl, &own);
 		if (dl > RULES_MAX_TEXT - total)
 			dl = RULES_MAX_TEXT - total;
 		total += dl;
@@ -387,7 +390,7 @@ void rules_build_body(struct rules_scratch *sc, const char *msg, size_t len,
 			wide = wide || dec;
 			free(u);
 		}
-		free(d);
+		free(own);
 	}
 	free(order);
 	free(stack);

@@ -353,23 +353,33 @@ static void samsg_push(struct samsg_queue *q, int part, const char *boundary,
 	q->n++;
 }
 
-/* Splits text into lines ("\n" kept); with CRLF endings, "\r\n" becomes "\n" first. */
+/* Splits text into lines ("\n" kept); with CRLF endings, "\r\n" becomes "\n" first.
+ * borrow: text is NUL-terminated at len and lives until samsg_free (a nested message's
+ * decoded text, kept): without CRLF endings the lines point into it, no copy (the copy
+ * would be the same octets). Otherwise the lines point into a copy kept in m. */
 static struct samsg_line *samsg_split(struct samsg *m, const char *text, size_t len, size_t *n,
-    bool *crlf)
+    bool *crlf, bool borrow)
 {
-	char *b = samsg_keep(m, samsg_xrealloc(NULL, len + 1));
+	const char *first_nl = memchr(text, '\n', len), *b;
 	size_t o = 0, cap = 64, k = 0, start = 0;
 	struct samsg_line *v;
-	const char *first_nl = memchr(text, '\n', len);
 
 	*crlf = (first_nl && first_nl > text && first_nl[-1] == '\r') ||
 	    (len >= 2 && text[len - 1] == '\n' && text[len - 2] == '\r');
-	for (size_t i = 0; i < len; i++) {
-		if (*crlf && text[i] == '\r' && i + 1 < len && text[i + 1] == '\n')
-			continue;
-		b[o++] = text[i];
+	if (borrow && !*crlf && !m->copy) {
+		b = text;
+		o = len;
+	} else {
+		char *c = samsg_keep(m, samsg_xrealloc(NULL, len + 1));
+
+		for (size_t i = 0; i < len; i++) {
+			if (*crlf && text[i] == '\r' && i + 1 < len && text[i + 1] == '\n')
+				continue;
+			c[o++] = text[i];
+		}
+		c[o] = '\0';
+		b = c;
 	}
-	b[o] = '\0';
 	v = samsg_xrealloc(NULL, cap * sizeof(*v));
 	for (size_t i = 0; i <= o; i++) {
 		if (i == o || b[i] == '\n') {
@@ -398,7 +408,9 @@ static struct samsg_line *samsg_read_message(struct samsg *m, int part, const ch
 {
 	bool crlf;
 	size_t n, i = 0, errors = 0, hstart = SIZE_MAX, hend = 0;
-	struct samsg_line *lines = samsg_split(m, text, len, &n, &crlf), *body;
+	/* the message's own text is the caller's (a pinned buffer, CRLF): copied; a nested
+	 * message's is m's (kept) */
+	struct samsg_line *lines = samsg_split(m, text, len, &n, &crlf, !top), *body;
 	struct samsg_part *p = &m->parts[part];
 	const char *hb = NULL;
 
@@ -648,6 +660,49 @@ char *samsg_decode(const struct samsg_part *p, size_t *outlen)
 	return out;
 }
 
+/* A leaf's body as samsg_decode gives it; see samsg.h. */
+const char *samsg_body(const struct samsg_part *p, size_t *len, char **owned)
+{
+	const char *cte = samsg_header(p, "Content-Transfer-Encoding");
+	const char *start = NULL, *end = NULL;
+	size_t i;
+
+	*owned = NULL;
+	if (strcasecmp(cte, "base64") != 0 && strcasecmp(cte, "quoted-printable") != 0) {
+		for (i = 0; i < p->nraw; i++) {
+			if (p->raw[i].n == 0)
+				continue;
+			if (start == NULL)
+				start = p->raw[i].p;
+			else if (p->raw[i].p != end)
+				break;         /* blank lines cut out between them */
+			end = p->raw[i].p + p->raw[i].n;
+		}
+		if (i == p->nraw) {
+			*len = start ? (size_t)(end - start) : 0;
+			return start ? start : "";
+		}
+	}
+	*owned = samsg_decode(p, len);
+	return *owned;
+}
+
+/* A message/rfc822 part's text for parsing in m: samsg_body, what it decoded kept in m.
+ * Valid until samsg_free, *len octets. Each nested level decoded whole and then copied
+ * again by the split held up to 2 x 20 levels of a message's size per scan. */
+static const char *samsg_view(struct samsg *m, const struct samsg_part *p, size_t *len)
+{
+	char *own;
+	const char *t;
+
+	if (m->copy)
+		return samsg_keep(m, samsg_decode(p, len));
+	t = samsg_body(p, len, &own);
+	if (own)
+		samsg_keep(m, own);
+	return t;
+}
+
 /* Keeps lines, cutting those over SA's MAX_BODY_LINE_LENGTH into pieces. */
 static void samsg_leaf_push(struct samsg *m, struct samsg_line **arr, size_t *n, size_t *cap,
     struct samsg_line l)
@@ -841,7 +896,7 @@ static void samsg_parse_multipart(struct samsg *m, struct samsg_queue *q, struct
 	}
 }
 
-void samsg_parse(struct samsg *m, const char *msg, size_t len)
+static void samsg_parse_as(struct samsg *m, const char *msg, size_t len, bool copy)
 {
 	struct samsg_queue q = { 0 };
 	struct samsg_line *body;
@@ -850,6 +905,7 @@ void samsg_parse(struct samsg *m, const char *msg, size_t len)
 	int top;
 
 	memset(m, 0, sizeof(*m));
+	m->copy = copy;
 	top = samsg_new_part(m, -1, 0);
 	body = samsg_read_message(m, top, msg, len, &nbody, true);
 	samsg_set_type(m, top, &b);
@@ -886,7 +942,7 @@ void samsg_parse(struct samsg *m, const char *msg, size_t len)
 			    j.subparse > 0 && (strcmp(p->type, "message/rfc822") == 0 ||
 			    strcmp(p->type, "message/global") == 0) && m->nparts < SAMSG_MAX_PARTS) {
 				size_t dl, nb2;
-				char *d = samsg_keep(m, samsg_decode(p, &dl));
+				const char *d = samsg_view(m, p, &dl);
 
 				if (dl) {
 					int sub = samsg_new_part(m, j.part, p->depth + 1);
@@ -912,6 +968,16 @@ void samsg_parse(struct samsg *m, const char *msg, size_t len)
 	for (size_t i = 0; i < m->nbstate; i++)
 		if (m->bstate[i].state != 0)
 			m->mime_missing_boundary = true;
+}
+
+void samsg_parse(struct samsg *m, const char *msg, size_t len)
+{
+	samsg_parse_as(m, msg, len, false);
+}
+
+void samsg_parse_copying(struct samsg *m, const char *msg, size_t len)
+{
+	samsg_parse_as(m, msg, len, true);
 }
 
 void samsg_free(struct samsg *m)

@@ -44,12 +44,19 @@ struct samsg {
 	                                 * the header block and its blank line): SA's
 	                                 * pristine_body begins after as many lines of the input */
 	/* storage */
+	bool copy;                      /* samsg_parse_copying */
 	char **bufs; size_t nbufs;
 	struct { char *b; int state; } *bstate; size_t nbstate;
 };
 
-/* Parses msg (len bytes). Fills *m (free with samsg_free). */
+/* Parses msg (len bytes). Fills *m (free with samsg_free). msg is read during the call
+ * only: the lines point into m's copy of it (its CRLF endings as LF). A nested message
+ * (message/rfc822, message/global) is parsed where its octets are in that copy when it has
+ * no transfer encoding, else from its decoded text kept in m: no other copy. */
 void samsg_parse(struct samsg *m, const char *msg, size_t len);
+/* samsg_parse with every nested message decoded into a copy and split into another, as it
+ * was: the same tree, the reference fuzz_mime compares samsg_parse with. */
+void samsg_parse_copying(struct samsg *m, const char *msg, size_t len);
 void samsg_free(struct samsg *m);
 
 /* The value of the last header of part so named ("" when none): SA's get_header in
@@ -59,6 +66,11 @@ const char *samsg_header(const struct samsg_part *p, const char *name);
 /* A leaf's body decoded (base64 / quoted-printable per its Content-Transfer-Encoding,
  * else as is): malloc'd, NUL-terminated, *outlen bytes. */
 char *samsg_decode(const struct samsg_part *p, size_t *outlen);
+/* The same octets (*len), not copied when there is nothing to decode (no base64, no
+ * quoted-printable) and the part's lines are one run of octets in the parse (no blank lines
+ * cut out between them): then *owned is NULL and the text is valid until samsg_free, not
+ * NUL-terminated. Else samsg_decode's result, also in *owned for the caller to free. */
+const char *samsg_body(const struct samsg_part *p, size_t *len, char **owned);
 
 /* SA's Util::parse_content_type on a Content-Type value (NULL = missing): the type
  * (malloc'd) and, when wanted, boundary, charset and name (malloc'd or NULL). */
