@@ -141,8 +141,9 @@ mt.check(not d, 'before the reload a bl.test listing is refused')
 cfg = gate_config(be2b, dnsbl_config(rbl_port))
 cfg['dnsbl']['lists'][0]['weight'] = 1
 cfg['listen'] = [{'address': '127.0.0.1:%d' % mx2b.port, 'proxy_protocol': True}]
+reloads = mx2b.log().count('event=reloaded')
 mx2b.reload(cfg)
-time.sleep(mt.slack(1))
+mt.check(mt.wait_for(lambda: mx2b.log().count('event=reloaded') > reloads, 10) is True, 'SIGHUP reloaded')
 d, out, _ = via(mx2b, be2b, '198.18.6.9', 'afterreload')
 mt.check(d, 'after SIGHUP with weight 1 the same listing is only scored (%s)' % refusal(out)[:80])
 mt.check(mx2b.alive(), 'the daemon survived retiring the old generation')
