@@ -74,7 +74,9 @@ SINCE = {
     'fuzz_bayes_token': '2026-12-03T16:57Z',    # 9e55e12f: the tokenizer's window/meta/footer variants
     # ab1e2b75: the encoder's block path against its scalar one; session 18's w-pipe:
     # dataparse_take_clean against the whole parse (merged 01:08Z)
-    'fuzz_dataparse': '2026-12-05T01:08Z',
+    # session 24's w-fuzz4: a sink that fails at a call the input picks (the spool's write),
+    # for the decoder and the encoder, and a feed after the end (edgecov: no input reached them)
+    'fuzz_dataparse': '2026-12-05T20:52Z',
     # aadb8bd8 (on main 06:42Z): every input read as MX too (dns_reply_mx_names)
     'fuzz_dns_answer': '2026-12-05T06:42Z',
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
