@@ -83,8 +83,8 @@ void smtp_reply_printable(char *l, size_t ll)
 			i += 8;
 		if (ll - i < 8 && ll >= 8 && ascii8_printable(p + ll - 8))
 			break;
-		if (i >= ll)
-			break;
+		/* i < ll still: the loop's condition held, and the words only take i to ll when
+		 * the last of them was p[ll - 8 .. ll), printable, which the test above ends on */
 		if (p[i] >= 0x20 && p[i] < 0x7f) {
 			i++;
 			continue;
