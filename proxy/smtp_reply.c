@@ -281,12 +281,15 @@ void smtp_caps_parse(const char *text, struct smtp_caps *out)
 bool smtp_caps_xclient_has(const struct smtp_caps *c, const char *attr)
 {
 	size_t n = strlen(attr);
-	const char *p = c->xclient_attrs;
 
-	while ((p = strstr(p, attr)) != NULL) {
-		if ((p == c->xclient_attrs || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+	/* an attribute is a word: "" or one with a blank is none (both were found at the
+	 * list's start: "" in every list, " NAME" in " NAME ADDR") */
+	if (n == 0 || strchr(attr, ' ') != NULL)
+		return false;
+	/* smtp_caps_parse keeps the blank after XCLIENT: the list is "" or " A B ...", so a
+	 * word matched never starts it and p[-1] is the list's */
+	for (const char *p = c->xclient_attrs; (p = strstr(p, attr)) != NULL; p += n)
+		if (p[-1] == ' ' && (p[n] == '\0' || p[n] == ' '))
 			return true;
-		p += n;
-	}
 	return false;
 }

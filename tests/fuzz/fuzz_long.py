@@ -134,7 +134,9 @@ SINCE = {
     # session 23's w-edge: every reply's text through bdat_reply_for_data (a DATA client's
     # words for a refused BDAT chunk); moved to the merge of w-fuzz3 (18:40Z): its campaigns
     # ran the harness before w-edge's
-    'fuzz_backend_reply': '2026-12-05T18:40Z',
+    # session 24's w-fuzz4: smtp_caps_xclient_has against a word split of the list (six
+    # attributes, "" and blanked ones too), a reader in error fed again
+    'fuzz_backend_reply': '2026-12-05T21:02Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)
