@@ -83,8 +83,8 @@ void smtp_reply_printable(char *l, size_t ll)
 			i += 8;
 		if (ll - i < 8 && ll >= 8 && ascii8_printable(p + ll - 8))
 			break;
-		if (i >= ll)
-			break;
+		/* i < ll still: the loop's condition held, and the words only take i to ll when
+		 * the last of them was p[ll - 8 .. ll), printable, which the test above ends on */
 		if (p[i] >= 0x20 && p[i] < 0x7f) {
 			i++;
 			continue;
@@ -281,12 +281,15 @@ void smtp_caps_parse(const char *text, struct smtp_caps *out)
 bool smtp_caps_xclient_has(const struct smtp_caps *c, const char *attr)
 {
 	size_t n = strlen(attr);
-	const char *p = c->xclient_attrs;
 
-	while ((p = strstr(p, attr)) != NULL) {
-		if ((p == c->xclient_attrs || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+	/* an attribute is a word: "" or one with a blank is none (both were found at the
+	 * list's start: "" in every list, " NAME" in " NAME ADDR") */
+	if (n == 0 || strchr(attr, ' ') != NULL)
+		return false;
+	/* smtp_caps_parse keeps the blank after XCLIENT: the list is "" or " A B ...", so a
+	 * word matched never starts it and p[-1] is the list's */
+	for (const char *p = c->xclient_attrs; (p = strstr(p, attr)) != NULL; p += n)
+		if (p[-1] == ' ' && (p[n] == '\0' || p[n] == ' '))
 			return true;
-		p += n;
-	}
 	return false;
 }

@@ -110,7 +110,8 @@ struct smtp_caps {
  * on every line but the first (RFC 5321 4.1.1.1: the server's name and greeting); unknown
  * ones are ignored. Never fails. */
 void smtp_caps_parse(const char *text, struct smtp_caps *out);
-/* attr (upper case) is one of the XCLIENT attributes in c. */
+/* attr (upper case) is one of the XCLIENT attributes in c: a whole word of the list; "" and
+ * a text with a blank are none. */
 bool smtp_caps_xclient_has(const struct smtp_caps *c, const char *attr);
 
 #endif

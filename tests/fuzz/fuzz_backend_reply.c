@@ -95,7 +95,22 @@ static void check_reply(const struct smtp_reply *rep)
 		abort();
 	if (!(caps.bits & SMTP_CAP_XCLIENT) && caps.xclient_attrs[0])
 		abort();
-	(void)smtp_caps_xclient_has(&caps, "NAME");
+	/* an attribute is offered exactly when it is a word of the list (a reference split at
+	 * blanks); "" and a text with a blank never are */
+	static const char *const attrs[] = { "NAME", "ADDR", "NA", "", " NAME", "NAME ADDR" };
+	for (size_t a = 0; a < sizeof(attrs) / sizeof(attrs[0]); a++) {
+		size_t n = strlen(attrs[a]);
+		bool want = false;
+		for (const char *w = caps.xclient_attrs; *w && n && !strchr(attrs[a], ' ');) {
+			size_t k = strcspn(w, " ");
+			if (k == n && memcmp(w, attrs[a], n) == 0)
+				want = true;
+			w += k;
+			w += *w == ' ';
+		}
+		if (smtp_caps_xclient_has(&caps, attrs[a]) != want)
+			abort();
+	}
 }
 
 static struct outcome run(unsigned flags, const char *data, size_t size, size_t step)
@@ -113,6 +128,10 @@ static struct outcome run(unsigned flags, const char *data, size_t size, size_t 
 			int rc = smtp_reply_feed(&rd, p, n, &used, &rep);
 			if (rc < 0) {
 				o.err = rc;
+				/* an error stays: the reader takes nothing more and says it again */
+				size_t u2 = 1;
+				if (smtp_reply_feed(&rd, "250 ok\r\n", 8, &u2, &rep) != rc || u2 != 0)
+					abort();
 				break;
 			}
 			if (used > n || (rc == 1 && used == 0) || (rc == 0 && used != n))

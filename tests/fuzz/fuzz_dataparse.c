@@ -1,6 +1,9 @@
 /* fuzz_dataparse.c — the DATA decoder: split-independence, the exact end of data, clean
  * CRLF content without NULs, and the stuffing round trip (encode then decode gives the content back and
- * a strict reader sees "." only as the final line); content with restuff false encodes to itself. */
+ * a strict reader sees "." only as the final line); content with restuff false encodes to itself.
+ * The decoder and the encoder with a sink that fails at a call chosen by the input (the
+ * spool's write failing): -1 from that call, what went out before a prefix of the output;
+ * the decoder fed again after its end. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,20 +15,101 @@
 
 /* Returns bytes consumed; *done as from the parser. */
 static size_t
-decode(const char *in, size_t len, size_t step, enum data_bare_lf pol, struct sink *s,
-       int *done, struct dataparse *p)
+decode_to(const char *in, size_t len, size_t step, enum data_bare_lf pol, dataparse_out_fn out,
+          void *arg, int *done, struct dataparse *p)
 {
     dataparse_init(p, pol);
     size_t pos = 0;
     *done = 0;
     while (pos < len && !*done) {
         size_t n = len - pos < step ? len - pos : step;
-        ssize_t c = dataparse_feed(p, in + pos, n, sink_cb, s, done);
+        ssize_t c = dataparse_feed(p, in + pos, n, out, arg, done);
         if (c < 0 || (size_t)c > n || (!*done && (size_t)c != n))
             abort();
         pos += (size_t)c;
     }
     return pos;
+}
+
+static size_t
+decode(const char *in, size_t len, size_t step, enum data_bare_lf pol, struct sink *s,
+       int *done, struct dataparse *p)
+{
+    return decode_to(in, len, step, pol, sink_cb, s, done, p);
+}
+
+/* A sink that fails (returns -1) on its fail_at-th call (0: never), counting its calls and
+ * keeping what it took before: the session's spool write can fail on any call. */
+struct fsink { struct sink s; unsigned long calls, fail_at; };
+
+static int fsink_cb(void *arg, const char *data, size_t len)
+{
+    struct fsink *f = arg;
+    if (++f->calls == f->fail_at)
+        return -1;
+    return sink_cb(&f->s, data, len);
+}
+
+/* The call to fail at, from the input's last two octets: 1..calls. */
+static unsigned long
+pick_call(const uint8_t *data, size_t size, unsigned long calls)
+{
+    unsigned v = data[size - 1] | (size > 1 ? (unsigned)data[size - 2] << 8 : 0u);
+    return 1 + v % calls;
+}
+
+/* The decode of in split in steps with a sink that fails at its Nth call (N from the input;
+ * the run that never fails made `calls` calls and wrote want[0..wantlen)): the feed that made
+ * the Nth call returns -1, no feed before it failed, and what went out before is a prefix of
+ * the content, the calls before N in the same order. */
+static void
+decode_failing(const uint8_t *data, size_t size, const char *in, size_t len, size_t step,
+               enum data_bare_lf pol, unsigned long calls, const char *want, size_t wantlen)
+{
+    if (calls == 0)
+        return;
+    struct fsink f = { .fail_at = pick_call(data, size, calls) };
+    struct dataparse p;
+    int done = 0;
+    ssize_t c = 0;
+    dataparse_init(&p, pol);
+    for (size_t pos = 0; pos < len && !done;) {
+        size_t n = len - pos < step ? len - pos : step;
+        c = dataparse_feed(&p, in + pos, n, fsink_cb, &f, &done);
+        if (c < 0)
+            break;
+        if ((size_t)c > n || f.calls >= f.fail_at)
+            abort();
+        pos += (size_t)c;
+    }
+    if (c != -1 || f.calls != f.fail_at || f.s.len > wantlen ||
+        (f.s.len && memcmp(f.s.buf, want, f.s.len) != 0))
+        abort();
+    free(f.s.buf);
+}
+
+/* The encoder over content in steps, then its end, with a sink failing at the Nth call:
+ * the call that made it returns -1, what went out before is a prefix of the wire form. */
+static void
+encode_failing(const uint8_t *data, size_t size, const char *in, size_t len, size_t step,
+               unsigned long calls, const char *want, size_t wantlen)
+{
+    if (calls == 0)
+        return;
+    struct fsink f = { .fail_at = pick_call(data, size, calls) };
+    struct dotstuff d;
+    int r = 0;
+    dotstuff_init(&d);
+    for (size_t pos = 0; pos < len && r == 0; pos += step) {
+        size_t n = len - pos < step ? len - pos : step;
+        r = dotstuff_encode(&d, in + pos, n, fsink_cb, &f);
+    }
+    if (r == 0)
+        r = dotstuff_finish(&d, fsink_cb, &f);
+    if (r != -1 || f.calls != f.fail_at || f.s.len > wantlen ||
+        (f.s.len && memcmp(f.s.buf, want, f.s.len) != 0))
+        abort();
+    free(f.s.buf);
 }
 
 int
@@ -48,6 +132,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int da, db, d2, ds_;
     size_t ua = decode(in, len, len ? len : 1, pol, &a, &da, &pa);
     size_t ub = decode(in, len, step, pol, &b, &db, &pb);
+    /* fed again after its end, the parser takes nothing and says done */
+    if (da) {
+        struct sink z = { 0 };
+        int dz = 0;
+        if (dataparse_feed(&pa, in, len, sink_cb, &z, &dz) != 0 || dz != 1 || z.len != 0)
+            abort();
+    }
+    /* the sink failing at one of its calls (the count from the same split, never failing) */
+    {
+        struct fsink cnt = { 0 };
+        struct dataparse pc;
+        int dc;
+        decode_to(in, len, step, pol, fsink_cb, &cnt, &dc, &pc);
+        if (cnt.s.len != b.len || (b.len && memcmp(cnt.s.buf, b.buf, b.len) != 0))
+            abort();
+        decode_failing(data, size, in, len, step, pol, cnt.calls, b.buf, b.len);
+        free(cnt.s.buf);
+    }
     if (ua != ub || da != db || a.len != b.len || (a.len && memcmp(a.buf, b.buf, a.len)) ||
         pa.bad_line_ending != pb.bad_line_ending || pa.bytes != a.len ||
         pa.nuls != pb.nuls)
@@ -143,6 +245,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (dotstuff_finish(&d1, sink_cb, &e1) != 0 || dotstuff_finish(&d2, sink_cb, &e2) != 0 ||
             e1.len != e2.len || (e1.len && memcmp(e1.buf, e2.buf, e1.len) != 0))
             abort();
+        /* the same in steps, then with the sink failing at one of its calls */
+        struct fsink cnt = { 0 };
+        struct dotstuff dc;
+        dotstuff_init(&dc);
+        for (size_t pos = 0; pos < len; pos += step) {
+            size_t n = len - pos < step ? len - pos : step;
+            if (dotstuff_encode(&dc, in + pos, n, fsink_cb, &cnt) != 0)
+                abort();
+        }
+        if (dotstuff_finish(&dc, fsink_cb, &cnt) != 0 || cnt.s.len != e1.len ||
+            (e1.len && memcmp(cnt.s.buf, e1.buf, e1.len) != 0))
+            abort();
+        encode_failing(data, size, in, len, step, cnt.calls, cnt.s.buf, cnt.s.len);
+        free(cnt.s.buf);
         free(e1.buf);
         free(e2.buf);
     }

@@ -74,7 +74,9 @@ SINCE = {
     'fuzz_bayes_token': '2026-12-03T16:57Z',    # 9e55e12f: the tokenizer's window/meta/footer variants
     # ab1e2b75: the encoder's block path against its scalar one; session 18's w-pipe:
     # dataparse_take_clean against the whole parse (merged 01:08Z)
-    'fuzz_dataparse': '2026-12-05T01:08Z',
+    # session 24's w-fuzz4: a sink that fails at a call the input picks (the spool's write),
+    # for the decoder and the encoder, and a feed after the end (edgecov: no input reached them)
+    'fuzz_dataparse': '2026-12-05T20:52Z',
     # aadb8bd8 (on main 06:42Z): every input read as MX too (dns_reply_mx_names)
     'fuzz_dns_answer': '2026-12-05T06:42Z',
     'fuzz_dmarc': '2026-12-04T04:40Z',          # 464c1b27: every domain of a From (dmarc_from_domains)
@@ -109,7 +111,7 @@ SINCE = {
     # a9df3c67: the early TLS record check; session 23's w-edge: a TAB that ends the verb
     # reads as a space would (the verb ends at SP or TAB); session 24's w-edge2: TABs before
     # and between MAIL / RCPT parameters read as spaces, none in the relayed parameters
-    'fuzz_smtp_cmd': '2026-12-05T20:45Z',
+    'fuzz_smtp_cmd': '2026-12-05T22:00Z',  # w-edge2's TAB check (20:45Z) merged after w-fuzz4's campaign of the older harness
     # 98ead5c4: MAIL, RCPT and RSET between chunks, chunks after a LAST
     # session 22's w-fuzz2: a BDAT line refused ends the stream as session.c's one 421 does
     # (89b04b36), its verb named by the parser whatever else is wrong; session 23's w-edge:
@@ -136,7 +138,9 @@ SINCE = {
     # session 23's w-edge: every reply's text through bdat_reply_for_data (a DATA client's
     # words for a refused BDAT chunk); moved to the merge of w-fuzz3 (18:40Z): its campaigns
     # ran the harness before w-edge's
-    'fuzz_backend_reply': '2026-12-05T18:40Z',
+    # session 24's w-fuzz4: smtp_caps_xclient_has against a word split of the list (six
+    # attributes, "" and blanked ones too), a reader in error fed again
+    'fuzz_backend_reply': '2026-12-05T21:02Z',
     # the actions the filter negotiated (flags bit 4): one outside them is its error
     # moved to the merge of w-fuzz: its campaign (21:01Z) ran the harness before w-milter's
     # session 19: the expected quarantine reason is the host's censored one (w-left2)

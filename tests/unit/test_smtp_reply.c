@@ -342,6 +342,11 @@ static void test_caps(void **state)
 	assert_true(smtp_caps_xclient_has(&c, "ADDR"));
 	assert_false(smtp_caps_xclient_has(&c, "PORT"));
 	assert_false(smtp_caps_xclient_has(&c, "NAM"));
+	/* a word, not a piece of the list: "" and a text with a blank are no attribute (both
+	 * were taken, found at the list's start) */
+	assert_false(smtp_caps_xclient_has(&c, ""));
+	assert_false(smtp_caps_xclient_has(&c, " NAME"));
+	assert_false(smtp_caps_xclient_has(&c, "NAME ADDR"));
 	/* keywords are words: a prefix or a longer word is not the extension */
 	smtp_caps_parse("250-x\r\n250-PIPELININGX\r\n250-SIZ\r\n250 XCLIENTS NAME", &c);
 	assert_int_equal(c.bits, 0);
