@@ -62,8 +62,9 @@ mt.check(B.count_log(r'event=redis_up .*module=greylist', start['B']) == 0,
 for m in (A, B):
     mt.check(mt.wait_for(lambda: m.count_log(r'event=redis_up .*module=greylist queued=[1-9]', start[m.name]) >= 1,
                          timeout=mt.slack(40)), 'node %s reconnected with its queued writes' % m.name)
-time.sleep(0.5)                 # what it had queued is sent right after the connect
+# what a node had queued is sent after its redis_up line: wait for it, not a fixed time
 ipkey = 'mxgate:glip:' + X
+mt.wait_for(lambda: mt.redis_cmd(PORT, 'HGET', ipkey, 's') == b'1', timeout=mt.slack(10))
 mt.check(mt.redis_cmd(PORT, 'HGET', ipkey, 's') == b'1',
          "A's trap of X, set during the outage, is in Redis once it is back (was: only in A's process): %r"
          % mt.redis_cmd(PORT, 'HGET', ipkey, 's'))
