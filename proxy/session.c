@@ -519,6 +519,7 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 	uint64_t avail;
 	if (cmd->size > s->cfg->limits.memory_threshold &&
 	    !msgbuf_spool_fits(s->cfg->limits.spool_dir, cmd->size, &avail)) {
+		static const char spool_full[] = "4.3.1 Insufficient system storage";
 		/* SIZE= says the message goes to spool_dir and would take more than half of
 		 * its free space: 452 now (RFC 1870 6.2, Postfix's queue check) rather than
 		 * after the client sent it all for nothing */
@@ -526,11 +527,11 @@ static enum session_check session_check_mail_in(const struct session *s, const s
 			counter_inc(COUNTER_SPOOL_ERRORS);
 			session_refusal_log(s, &(struct opstats_refusal){ .stage = "mail", .reason = "spool_space",
 			    .tempfail = true, .code = 452, .level = LOG_LVL_WARNING },
-			    "size=%llu avail=%llu dir=%s client=%s code=452 reply=\"4.3.1 Insufficient system storage\"",
+			    "size=%llu avail=%llu dir=%s client=%s code=452 reply=\"%s\"",
 			    (unsigned long long)cmd->size, (unsigned long long)avail,
-			    s->cfg->limits.spool_dir ? s->cfg->limits.spool_dir : "/tmp", s->env.client_ip);
+			    s->cfg->limits.spool_dir ? s->cfg->limits.spool_dir : "/tmp", s->env.client_ip, spool_full);
 		}
-		return session_check_reply(reply, cap, SESSION_CHECK_REPLY, "452 4.3.1 Insufficient system storage");
+		return session_check_reply(reply, cap, SESSION_CHECK_REPLY, "452 %s", spool_full);
 	}
 	/* BINARYMIME is not announced (RFC 3030 3): DATA would then be allowed, the content
 	 * is normalised like any other, and the backends were never asked whether they take it */
