@@ -24,6 +24,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sched.h>
 #include <unistd.h>
 
 #define CFG_MAX_LISTENERS   16                   /* = WORKER_MAX_LISTENERS (proxy/worker.h) */
@@ -80,11 +81,23 @@ void config_free(struct mx_config *cfg)
 	free(cfg);
 }
 
+/* `workers: auto`: the CPUs this process may run on (taskset, a cpuset cgroup, systemd's
+ * CPUAffinity=), as HAProxy's nbthread and libuv's uv_available_parallelism() count them,
+ * not the machine's: more loops than CPUs only take turns on them. */
+static long config_cpus_usable(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+	return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 int config_worker_count(const struct mx_config *cfg)
 {
 	long n = cfg ? cfg->workers : 0;
 	if (n <= 0) {
-		n = sysconf(_SC_NPROCESSORS_ONLN);
+		n = config_cpus_usable();
 		if (n < 1)
 			n = 1;
 	}
@@ -1256,7 +1269,7 @@ static const struct cfg_field config_fields[CONFIG_CORE_KEYS + MODULES_COUNT + 1
 	{ "hostname", CFG_STRING, offsetof(struct mx_config, hostname),
 	  .doc = "name in the greeting, EHLO reply and Received/Authentication-Results headers (default: the system host name)" },
 	{ "workers", CFG_CUSTOM, offsetof(struct mx_config, workers), "auto", .custom = workers_parse,
-	  .doc = "event-loop threads: auto (one per CPU) or 1..64" },
+	  .doc = "event-loop threads: auto (one per CPU the daemon may run on: its affinity mask, as taskset, a cpuset or systemd's CPUAffinity= set it) or 1..64" },
 	{ "user", CFG_STRING, offsetof(struct mx_config, user),
 	  .doc = "drop privileges to this user after binding (when started as root)" },
 	{ "listen", CFG_STRUCT_LIST, offsetof(struct mx_config, listen), .sub = &listen_table,

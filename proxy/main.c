@@ -951,11 +951,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	nworkers = cfg->workers > 0 ? (int)cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (nworkers < 1)
-		nworkers = 1;
-	if (nworkers > MAX_WORKERS)
-		nworkers = MAX_WORKERS;
+	nworkers = config_worker_count(cfg);	/* 1 .. 64 = MAX_WORKERS */
 	nlisten = (int)(cfg->listen.n < WORKER_MAX_LISTENERS ? cfg->listen.n : WORKER_MAX_LISTENERS);
 #define MAIN_DUP(s) ((s) ? strdup(s) : NULL)
 	boot.user = MAIN_DUP(cfg->user);

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <libfyaml.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -612,6 +613,23 @@ static void test_worker_count(void **state)
 	int n = config_worker_count(&c);
 	assert_true(n >= 1 && n <= 64);
 	assert_int_equal(config_worker_count(NULL), n);
+
+	/* auto counts the CPUs this thread may run on (taskset, cpusets), not the machine's */
+	cpu_set_t all, one;
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	assert_int_equal(n, CPU_COUNT(&all) > 64 ? 64 : CPU_COUNT(&all));
+	CPU_ZERO(&one);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &all)) {
+			CPU_SET(cpu, &one);
+			break;
+		}
+	}
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	assert_int_equal(config_worker_count(&c), 1);
+	c.workers = 2;
+	assert_int_equal(config_worker_count(&c), 2);	/* a number is the operator's */
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
 }
 
 /* rel inside the source tree; a static buffer. */
