@@ -25,6 +25,12 @@ Env:   BENCH_QUICK=1      reduced run (fewer messages and sessions), about 30 s
        BENCH_ROUNDS=N     alternating direct/mxgate pairs per throughput figure (default 3)
        BENCH_PIPE_ROUNDS=N  rounds of the PIPELINING figure (default 7, QUICK 3)
        BENCH_SUMMARY=F    append the headline lines to F (bench/run.sh prints them at the end)
+       BENCH_PIN=P:L      CPUs for the proxy (mxgate, HAProxy) : CPUs for the load (this script's
+                          clients, smtp-source, smtp-sink), taskset's list syntax (default on a
+                          machine of 2+ CPUs: the last CPU for the proxy, the others for the
+                          load, e.g. 1:0); BENCH_PIN=off runs everything unpinned, as before
+       BENCH_THREADS=N    mxgate's `workers:` and HAProxy's `nbthread`, the same for both
+                          (default: the CPUs the proxy may use: 1 when pinned to one CPU)
 Prints figures only: no timing assertions. Exit status is non-zero only when a part could not
 run (a peer did not start, a client failed, messages were lost)."""
 import asyncio, glob, os, re, resource, selectors, shutil, signal, socket, statistics, subprocess
@@ -47,6 +53,63 @@ BIG_MSGS = 50 if QUICK else 200         # 100 KiB messages per run
 PIPE_MSGS = 500 if QUICK else 2000      # pipelined messages per run
 PIPE_ROUNDS = int(os.environ.get('BENCH_PIPE_ROUNDS', '3' if QUICK else '7'))  # cheap: a run is 0.1-0.3 s
 PIPE_STALL_S = 0.030                    # a pipelined message's wait counted as a stall (15x the usual)
+
+
+def cpu_list(text):
+    """taskset's list syntax ("0", "1-3", "0,2") as a set of CPU numbers."""
+    got = set()
+    for part in text.split(','):
+        a, _, b = part.strip().partition('-')
+        got.update(range(int(a), int(b or a) + 1))
+    return got
+
+
+def pin_plan():
+    """(proxy CPUs, load CPUs) from BENCH_PIN, or None (unpinned). The default keeps the
+    bench's own processes off the proxy's CPU: without it the client, the sink and the
+    proxy's threads move between the two CPUs as the scheduler likes, and who shares a CPU
+    with whom changes from round to round (session 24: 0.62, 1.60, 0.94 of HAProxy for the
+    same code within 15 minutes)."""
+    spec = os.environ.get('BENCH_PIN', '').strip().lower()
+    if spec in ('0', 'off', 'no', 'none'):
+        return None
+    mine = sorted(os.sched_getaffinity(0))
+    if spec in ('', '1', 'on', 'yes'):
+        if len(mine) < 2:
+            return None
+        return {mine[-1]}, set(mine[:-1])
+    proxy, _, load = spec.partition(':')
+    if not proxy or not load:
+        raise SystemExit('BENCH_PIN=%s: want PROXY_CPUS:LOAD_CPUS (e.g. 1:0) or off' % spec)
+    return cpu_list(proxy), cpu_list(load)
+
+
+PIN = pin_plan()
+PINNED = False          # set by pin_self(): the processes started from here are pinned too
+THREADS = int((os.environ.get('BENCH_THREADS') or '0').split()[0])    # 0: threads() decides
+
+
+def threads():
+    """mxgate's workers and HAProxy's nbthread: BENCH_THREADS, else the proxy's CPUs when
+    pinned (1 on the default plan), else the machine's CPUs (the unpinned bench as before)."""
+    return THREADS or (len(PIN[0]) if PINNED else (os.cpu_count() or 1))
+
+
+def pin_self():
+    """Pins this process (the clients; smtp-source and smtp-sink inherit it) to the load
+    CPUs; from here on the proxies start on the proxy CPUs. No-op when unpinned."""
+    global PINNED
+    if PIN:
+        os.sched_setaffinity(0, PIN[1])
+        PINNED = True
+
+
+def pin_text():
+    if not PINNED:
+        return 'unpinned'
+    return 'pinned: proxy on CPU %s, clients and sink on CPU %s' % (
+        ','.join(map(str, sorted(PIN[0]))), ','.join(map(str, sorted(PIN[1]))))
+
 
 TMP = tempfile.mkdtemp(prefix='mxbench-core-')
 procs = []
@@ -95,9 +158,12 @@ def wait_port(port, timeout=20):
     return False
 
 
-def spawn(args, name):
+def spawn(args, name, cpus=None):
+    """Starts args, its output to TMP/name.log; with cpus (a set), on those CPUs only (every
+    thread it makes inherits the mask)."""
     log = open(os.path.join(TMP, name + '.log'), 'ab')
-    p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    pre = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pre)
     p.logname = os.path.join(TMP, name + '.log')
     procs.append(p)
     return p
@@ -163,7 +229,8 @@ def sink_settle(p, expect, timeout=3.0):
 
 def start_haproxy(backend_port, name='haproxy'):
     """HAProxy in TCP mode (L4) in front of the sink: the baseline of a relay that does not
-    parse SMTP. Same thread count as mxgate's `workers: auto`. None when not installed."""
+    parse SMTP. The same thread count as mxgate's (threads()) and, pinned, the same CPUs.
+    None when not installed."""
     if not shutil.which('haproxy'):
         return None
     port = free_port()
@@ -181,8 +248,13 @@ def start_haproxy(backend_port, name='haproxy'):
                 '  bind 127.0.0.1:%d\n'
                 '  default_backend sink\n'
                 'backend sink\n'
-                '  server sink 127.0.0.1:%d\n' % (os.cpu_count() or 1, port, backend_port))
-    return wait_listening(spawn([shutil.which('haproxy'), '-db', '-f', conf], name), port, 'haproxy')
+                '  server sink 127.0.0.1:%d\n' % (threads(), port, backend_port))
+    return wait_listening(spawn([shutil.which('haproxy'), '-db', '-f', conf], name, proxy_cpus()),
+                          port, 'haproxy')
+
+
+def proxy_cpus():
+    return PIN[0] if PINNED else None
 
 
 def wait_listening(p, port, what):
@@ -199,7 +271,7 @@ def start_mxgate(backend_port, name='mxgate'):
     conf = os.path.join(TMP, name + '.yaml')
     with open(conf, 'w') as f:
         f.write('hostname: mx.bench.test\n'
-                'workers: auto\n'
+                'workers: %d\n'
                 'log_level: %s\n'
                 'listen:\n'
                 '  - address: "127.0.0.1:%d"\n'
@@ -209,8 +281,8 @@ def start_mxgate(backend_port, name='mxgate'):
                 'backends:\n'
                 '  servers:\n'
                 '    - { address: "smtp://127.0.0.1:%d" }\n'
-                % (os.environ.get('BENCH_LOG_LEVEL', 'warning'), port, backend_port))
-    return wait_listening(spawn([BIN, '-c', conf], name), port, 'mxgate')
+                % (threads(), os.environ.get('BENCH_LOG_LEVEL', 'warning'), port, backend_port))
+    return wait_listening(spawn([BIN, '-c', conf], name, proxy_cpus()), port, 'mxgate')
 
 
 def proc_status(pid, key):
@@ -718,9 +790,12 @@ def main():
             say('bench_core: %s not installed (postfix package)' % tool)
             return 2
     nofile = raise_nofile()
+    pin_self()
     load = open('/proc/loadavg').read().split()[:3]
     say('bench_core: %s, %d CPUs, load %s, RLIMIT_NOFILE %d%s' % (BIN, os.cpu_count(), ' '.join(load),
         nofile, ', QUICK' if QUICK else ''))
+    summary('setup: %s; mxgate workers %d, HAProxy nbthread %d (BENCH_PIN, BENCH_THREADS)'
+            % (pin_text(), threads(), threads()))
     sink = start_sink()
     mx = start_mxgate(sink.port)
     hp = None

@@ -49,6 +49,13 @@ write, the content with the next group), in front of one smtp-sink.
       daemon runs at full speed (strace -c stops it at every call and changes how much each
       wake-up finds to do). Per thread with BENCH_PER_THREAD=1. Needs perf and tracefs.
 
+  python3 bench/bench_core_cost.py turns ROUNDS BINARY [BINARY...]
+      per message and per loop turn, each mxgate and HAProxy L4 taking turns (KMSGS messages
+      a round): CPU, time runnable but waiting for a CPU, the turns (schedstat's time slices:
+      each wake-up or preemption that let a thread run), sleeps and preemptions, summed over
+      the daemon's threads (/proc/PID/task/*/schedstat and status); so "1.1 ms a turn" reads
+      as messages a turn x CPU a message. With BENCH_THREADS="1 2" each mxgate and HAProxy
+      run once per thread count (mx0@1, hp@1, mx0@2, ...).
   python3 bench/bench_core_cost.py perf ROUNDS BINARY [BINARY...]
       where each daemon's CPU goes, kernel included: `perf record -g` (cpu-clock, 2 kHz) on
       each mxgate and on HAProxy L4 over ROUNDS pipelined runs of KMSGS messages each, taking
@@ -231,6 +238,59 @@ def kernel(rounds, bins):
             top = sorted(c.items(), key=lambda kv: -kv[1])[:6]
             print('%-4s syscalls/msg %.2f: %s' % (n, tot / MSGS, '  '.join(
                 '%s %.2f' % (k, v / MSGS) for k, v in top)))
+    print('load after %s' % open('/proc/loadavg').read().strip())
+
+
+def sched_snap(pid):
+    """(run ns, wait ns, time slices, voluntary, involuntary switches) summed over pid's threads."""
+    tot = [0, 0, 0, 0, 0]
+    for d in glob.glob('/proc/%d/task/*' % pid):
+        try:
+            with open(d + '/schedstat') as f:
+                v = [int(x) for x in f.read().split()[:3]]
+            with open(d + '/status') as f:
+                st = dict(l.split(':', 1) for l in f if ':' in l)
+            v += [int(st['voluntary_ctxt_switches']), int(st['nonvoluntary_ctxt_switches'])]
+        except (OSError, ValueError, KeyError):
+            continue
+        tot = [a + b for a, b in zip(tot, v)]
+    return tot
+
+
+def turns(rounds, bins):
+    """Per message and per turn (see the doc), each target taking turns round by round."""
+    counts = [int(x) for x in os.environ.get('BENCH_THREADS', '').split()] or [bc.threads()]
+    targets = []
+    for t in counts:
+        bc.THREADS = t
+        for n, p in start_targets(bins):
+            targets.append(('%s@%d' % (n, t), p))
+    rows = {n: [] for n, _ in targets}
+    print('%s; threads %s' % (bc.pin_text(), ' '.join(map(str, counts))))
+    print('load before %s' % open('/proc/loadavg').read().strip(), flush=True)
+    for n, p in targets:
+        bc.pipelined(p.port, WARM)
+    for r in range(rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for n, p in order:
+            a = sched_snap(p.pid)
+            rate = bc.pipelined(p.port, KMSGS)
+            d = [y - x for x, y in zip(a, sched_snap(p.pid))]
+            sl = max(1, d[2])
+            rows[n].append((rate, d[0] / 1e3 / KMSGS, d[1] / 1e3 / KMSGS, d[2] / KMSGS,
+                            d[3] / KMSGS, d[4] / KMSGS, d[0] / 1e3 / sl, d[1] / 1e3 / sl, KMSGS / sl))
+        print('round %d: %s' % (r, '  '.join('%s %.0f msg/s cpu %.1f wait %.1f us' % ((n,) + rows[n][-1][:3])
+                                             for n, _ in targets)), flush=True)
+    print('%-7s %8s %8s %8s %7s %7s %7s %9s %9s %7s' % ('median', 'msg/s', 'cpu us', 'wait us', 'turns',
+                                                       'sleeps', 'preempt', 'us/turn', 'wait/turn', 'msg/turn'))
+    for n, _ in targets:
+        med = [statistics.median(x[i] for x in rows[n]) for i in range(9)]
+        print('%-7s %8.0f %8.1f %8.1f %7.3f %7.3f %7.3f %9.1f %9.1f %7.1f' % ((n,) + tuple(med)))
+    for n, _ in targets:
+        h = 'hp@' + n.split('@')[1]
+        if n.startswith('mx') and h in rows:
+            rr = [a[0] / b[0] for a, b in zip(rows[n], rows[h])]
+            print('%s / %s msg/s, per round: median %.2f (%s)' % (n, h, statistics.median(rr), bc.spread(rr)))
     print('load after %s' % open('/proc/loadavg').read().strip())
 
 
@@ -537,6 +597,8 @@ def main():
     if len(sys.argv) < 3:
         print(__doc__)
         return 2
+    if sys.argv[1] in ('cpu', 'kernel', 'sys', 'turns', 'perf'):
+        bc.pin_self()       # BENCH_PIN as bench_core (BENCH_PIN=off: unpinned)
     try:
         if sys.argv[1] == 'instr':
             instr(sys.argv[2:])
@@ -546,6 +608,8 @@ def main():
             kernel(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'sys':
             sys_count(int(sys.argv[2]), sys.argv[3:])
+        elif sys.argv[1] == 'turns':
+            turns(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'perf':
             perf_profile(int(sys.argv[2]), sys.argv[3:])
         elif sys.argv[1] == 'calls':

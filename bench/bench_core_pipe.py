@@ -17,7 +17,9 @@ share of the round's time after which its first connection was done (near 100 %:
 together; 35 %: the connections of one thread were done early and the round's end waited for
 the other's), then per binary the median msg/s, the median of the per-round ratios to HAProxy and
 the CPU microseconds per message (mxgate's and HAProxy's own; CPU moves far less with the
-machine's load than msg/s). Figures only, no assertions."""
+machine's load than msg/s). Pinned as bench_core.py (BENCH_PIN: by default the proxies on the
+last CPU, this client and the sink on the others; BENCH_PIN=off for none) with the same
+thread count for mxgate and HAProxy (BENCH_THREADS). Figures only, no assertions."""
 import glob, os, statistics, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +50,8 @@ def main():
         return 2
     rounds, bins = int(sys.argv[1]), sys.argv[2:]
     msgs = bc.PIPE_MSGS
+    bc.pin_self()
+    print('%s; mxgate workers %d, HAProxy nbthread %d' % (bc.pin_text(), bc.threads(), bc.threads()))
     try:
         sink = bc.start_sink()
         targets = []
